@@ -1,0 +1,20 @@
+import { InvalidArgumentError } from 'commander';
+
+/** Commander argument parsers: a bad value is reported by commander with the flag's name. */
+export function parseNumber(value: string): number {
+  const number = Number(value);
+  if (value.trim() === '' || !Number.isFinite(number)) throw new InvalidArgumentError('not a number');
+  return number;
+}
+
+export function parseInteger(value: string): number {
+  const number = parseNumber(value);
+  if (!Number.isInteger(number)) throw new InvalidArgumentError('not a whole number');
+  return number;
+}
+
+export function parseNumberList(value: string): number[] {
+  const parts = value.split(',').map((part) => part.trim());
+  if (parts.some((part) => part === '')) throw new InvalidArgumentError('expected numbers separated by commas');
+  return parts.map(parseNumber);
+}

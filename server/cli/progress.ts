@@ -1,0 +1,65 @@
+import cliProgress from 'cli-progress';
+import { PHASES, type Phase, type ProgressEvent } from '../pruning/odf2nna.ts';
+
+export interface PhaseProgress {
+  update(event: ProgressEvent): void;
+  stop(): void;
+}
+
+/**
+ * On a TTY, one progress bar per phase (train, measure, rebuild, retrain, baselines, export);
+ * otherwise one plain line whenever a phase finishes, so logs and CI output stay readable.
+ */
+export function createPhaseProgress(stream: NodeJS.WriteStream = process.stderr): PhaseProgress {
+  return stream.isTTY ? new TtyProgress(stream) : new PlainProgress(stream);
+}
+
+class TtyProgress implements PhaseProgress {
+  private readonly multibar: cliProgress.MultiBar;
+  private readonly bars = new Map<Phase, cliProgress.SingleBar>();
+
+  constructor(stream: NodeJS.WriteStream) {
+    this.multibar = new cliProgress.MultiBar(
+      {
+        stream,
+        clearOnComplete: false,
+        hideCursor: true,
+        format: ' {phase} |{bar}| {value}/{total} {detail}',
+      },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+
+  update(event: ProgressEvent): void {
+    let bar = this.bars.get(event.phase);
+    if (!bar) {
+      bar = this.multibar.create(event.total, 0, { phase: event.phase.padEnd(9), detail: '' });
+      this.bars.set(event.phase, bar);
+    }
+    bar.setTotal(event.total);
+    bar.update(event.done, { detail: event.detail ?? '' });
+  }
+
+  stop(): void {
+    this.multibar.stop();
+  }
+}
+
+class PlainProgress implements PhaseProgress {
+  private readonly finished = new Set<Phase>();
+  private readonly started = new Map<Phase, number>();
+
+  constructor(private readonly stream: NodeJS.WriteStream) {}
+
+  update(event: ProgressEvent): void {
+    if (!this.started.has(event.phase)) this.started.set(event.phase, performance.now());
+    if (event.done >= event.total && !this.finished.has(event.phase)) {
+      this.finished.add(event.phase);
+      const seconds = (performance.now() - this.started.get(event.phase)!) / 1000;
+      const index = PHASES.indexOf(event.phase) + 1;
+      this.stream.write(`[${index}/${PHASES.length}] ${event.phase} done (${seconds.toFixed(1)} s)\n`);
+    }
+  }
+
+  stop(): void {}
+}

@@ -1,0 +1,246 @@
+import { tf } from '../../shared/model/tfjs-backend.ts';
+import type { Dataset } from '../../shared/data/dataset.ts';
+import { splitDataset } from '../../shared/data/split.ts';
+import {
+  flopsPerSample,
+  layerSizes,
+  parameterCount,
+  type DenseNetwork,
+} from '../../shared/model/dense-network.ts';
+import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
+import type { PruneOptions } from './options.ts';
+import type { PruneReport, SweepEntry } from './report.ts';
+import { scorePredictions, scoreValue, withinTolerance, type Score } from './scoring.ts';
+import { fitScaling } from './standardization.ts';
+import {
+  createDenseModel,
+  disposeTrainingData,
+  predictRows,
+  prepareTrainingData,
+  trainModel,
+  type TrainConfig,
+  type TrainingData,
+} from './training.ts';
+import { transferUnits } from './transfer.ts';
+import { measureHiddenUnits } from './unit-statistics.ts';
+import { selectByOutgoingL1, selectUsefulUnits } from './useful-units.ts';
+
+export type Phase = 'train' | 'measure' | 'rebuild' | 'retrain' | 'baselines' | 'export';
+export const PHASES: readonly Phase[] = ['train', 'measure', 'rebuild', 'retrain', 'baselines', 'export'];
+
+export interface ProgressEvent {
+  phase: Phase;
+  done: number;
+  total: number;
+  detail?: string;
+}
+
+export interface TrainedNetwork {
+  network: DenseNetwork;
+  model: tf.Sequential;
+}
+
+export interface Odf2nnaResult {
+  report: PruneReport;
+  scaling: Scaling;
+  general: TrainedNetwork;
+  pruned: TrainedNetwork;
+}
+
+/**
+ * ODF2NNA (Balderas, Lastra, Benítez 2023): train a large uniform dense network, keep only the
+ * units whose activation varies by more than ε × the layer's most variable unit, rebuild a small
+ * network from their weights, and retrain it lightly. Several ε are swept and the smallest model
+ * whose validation score stays within tolerance of the original is chosen. Every reported score
+ * comes from the held-out test split.
+ */
+export async function runOdf2nna(
+  dataset: Dataset,
+  options: PruneOptions,
+  backend: string,
+  onProgress: (event: ProgressEvent) => void = () => {},
+): Promise<Odf2nnaResult> {
+  const started = performance.now();
+  const phaseTiming: Record<string, number> = {};
+  const timed = async <T>(phase: Phase, work: () => Promise<T> | T): Promise<T> => {
+    const t0 = performance.now();
+    const result = await work();
+    phaseTiming[phase] = (phaseTiming[phase] ?? 0) + (performance.now() - t0) / 1000;
+    return result;
+  };
+
+  const splits = splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
+  const outputs = dataset.task === 'classification' ? dataset.classes.length : 1;
+  const scaling = fitScaling(splits.train.x, splits.train.y, dataset.task);
+  const data = prepareTrainingData(dataset.task, outputs, scaling, splits);
+  const batchSize = options.batchSize ?? Math.min(128, Math.max(16, Math.round(splits.train.x.length / 50)));
+  const generalConfig: TrainConfig = {
+    maxEpochs: options.epochs,
+    learningRate: options.learningRate,
+    patience: options.patience,
+    batchSize,
+    seed: options.seed,
+  };
+  const retrainConfig: TrainConfig = {
+    maxEpochs: options.retrainEpochs,
+    learningRate: options.retrainLearningRate,
+    patience: options.retrainPatience,
+    batchSize,
+    seed: options.seed + 1,
+  };
+  const evaluate = (network: DenseNetwork, split: 'validation' | 'test'): Score =>
+    scoreNetwork(network, data, split);
+  const tolerance = { accuracyPoints: options.toleranceAccuracyPoints, mseFraction: options.toleranceMseFraction };
+
+  try {
+    // 1. The general model: large, uniform, trained with early stopping.
+    const hidden = Array.from({ length: options.layers }, () => options.units);
+    const generalModel = createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed);
+    const generalRun = await timed('train', () =>
+      trainModel(generalModel, data, generalConfig, (epoch) =>
+        onProgress({ phase: 'train', done: epoch, total: options.epochs, detail: `epoch ${epoch}` }),
+      ),
+    );
+    onProgress({ phase: 'train', done: options.epochs, total: options.epochs });
+    const general = toDenseNetwork(generalModel, scaling);
+    const originalValidation = evaluate(general, 'validation');
+    const originalTest = evaluate(general, 'test');
+    const originalParams = parameterCount(general);
+
+    // 2. Useful units: the variability of every hidden unit over the training data.
+    const stats = await timed('measure', () => measureHiddenUnits(general, data.train.x));
+    onProgress({ phase: 'measure', done: 1, total: 1 });
+
+    // 3. Rebuild and retrain, once per distinct architecture the ε sweep leads to.
+    const candidates = new Map<string, { network: DenseNetwork; before: { validation: Score; test: Score } }>();
+    const keepByEpsilon = options.epsilons.map((epsilon) => {
+      const keep = selectUsefulUnits(stats, epsilon, options.epsilonMode);
+      const key = JSON.stringify(keep);
+      if (!candidates.has(key)) {
+        const network = transferUnits(general, keep, stats.map((s) => s.mean));
+        candidates.set(key, { network, before: { validation: evaluate(network, 'validation'), test: evaluate(network, 'test') } });
+      }
+      onProgress({ phase: 'rebuild', done: candidates.size, total: options.epsilons.length, detail: `ε ${epsilon}` });
+      return { epsilon, key };
+    });
+    const retrained = new Map<string, TrainedNetwork>();
+    let index = 0;
+    for (const [key, candidate] of candidates) {
+      const model = toTfjsModel(candidate.network);
+      await timed('retrain', () => trainModel(model, data, retrainConfig));
+      retrained.set(key, { model, network: toDenseNetwork(model, scaling) });
+      onProgress({ phase: 'retrain', done: ++index, total: candidates.size, detail: `${layerSizes(candidate.network).join('-')}` });
+    }
+
+    const sweep: SweepEntry[] = keepByEpsilon.map(({ epsilon, key }) => {
+      const { network } = retrained.get(key)!;
+      const { before } = candidates.get(key)!;
+      const validation = evaluate(network, 'validation');
+      const params = parameterCount(network);
+      return {
+        epsilon,
+        layers: layerSizes(network),
+        params,
+        flops: flopsPerSample(network),
+        param_cut: 1 - params / originalParams,
+        validation_before_retrain: before.validation,
+        validation,
+        test_before_retrain: before.test,
+        test: evaluate(network, 'test'),
+        within_tolerance: withinTolerance(validation, originalValidation, tolerance),
+      };
+    });
+    const { entry: chosen, selection } = chooseEpsilon(sweep);
+    const chosenKey = keepByEpsilon.find((k) => k.epsilon === chosen.epsilon)!.key;
+    const pruned = retrained.get(chosenKey)!;
+    for (const [key, trained] of retrained) if (key !== chosenKey) trained.model.dispose();
+
+    // Baselines at the chosen architecture: trained from scratch, and L1-norm unit pruning.
+    let scratch: PruneReport['scratch'] = null;
+    let l1: PruneReport['l1'] = null;
+    if (options.baselines) {
+      const prunedHidden = chosen.layers.slice(0, -1);
+      await timed('baselines', async () => {
+        const scratchModel = createDenseModel(data.inputs, prunedHidden, outputs, dataset.task, options.seed + 7);
+        const scratchRun = await trainModel(scratchModel, data, { ...generalConfig, seed: options.seed + 7 });
+        scratch = { test: evaluate(toDenseNetwork(scratchModel, scaling), 'test'), epochs: scratchRun.epochs };
+        scratchModel.dispose();
+        onProgress({ phase: 'baselines', done: 1, total: 2, detail: 'scratch' });
+        const l1Keep = selectByOutgoingL1(general.layers.slice(1), prunedHidden);
+        const l1Model = toTfjsModel(transferUnits(general, l1Keep));
+        await trainModel(l1Model, data, retrainConfig);
+        l1 = { test: evaluate(toDenseNetwork(l1Model, scaling), 'test') };
+        l1Model.dispose();
+        onProgress({ phase: 'baselines', done: 2, total: 2, detail: 'l1' });
+      });
+    }
+
+    const report: PruneReport = {
+      task: dataset.task,
+      backend,
+      seed: options.seed,
+      epsilon: chosen.epsilon,
+      epsilon_mode: options.epsilonMode,
+      selection,
+      tolerance: { accuracy_points: options.toleranceAccuracyPoints, mse_fraction: options.toleranceMseFraction },
+      data: {
+        fingerprint: dataset.fingerprint,
+        rows: dataset.x.length,
+        features: dataset.featureNames.length,
+        classes: dataset.classes,
+        split: { train: splits.train.x.length, validation: splits.validation.x.length, test: splits.test.x.length },
+      },
+      timing_s: (performance.now() - started) / 1000,
+      phase_timing_s: phaseTiming,
+      sweep,
+      layers: { original: layerSizes(general), pruned: chosen.layers },
+      original: {
+        params: originalParams,
+        flops: flopsPerSample(general),
+        epochs: generalRun.epochs,
+        validation: originalValidation,
+        test: originalTest,
+      },
+      pruned: {
+        params: chosen.params,
+        flops: chosen.flops,
+        param_cut: chosen.param_cut,
+        validation: chosen.validation,
+        test: chosen.test,
+        test_before_retrain: chosen.test_before_retrain,
+      },
+      scratch,
+      l1,
+    };
+    return { report, scaling, general: { network: general, model: generalModel }, pruned };
+  } finally {
+    disposeTrainingData(data);
+  }
+}
+
+/**
+ * The smallest model whose validation score is within tolerance of the original's (ties: the
+ * better validation score, then the smaller ε). With a single ε, that ε. When no ε is within
+ * tolerance, the best validation score, and the selection says so.
+ */
+export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry; selection: string } {
+  if (sweep.length === 1) return { entry: sweep[0]!, selection: 'single ε given' };
+  const byValidation = (a: SweepEntry, b: SweepEntry) =>
+    scoreValue(b.validation) - scoreValue(a.validation) || a.epsilon - b.epsilon;
+  const within = sweep.filter((entry) => entry.within_tolerance);
+  if (within.length > 0) {
+    const entry = [...within].sort((a, b) => a.params - b.params || byValidation(a, b))[0]!;
+    return { entry, selection: 'smallest model within tolerance of the original on validation' };
+  }
+  const entry = [...sweep].sort(byValidation)[0]!;
+  return { entry, selection: 'no ε stayed within tolerance; chose the best validation score' };
+}
+
+function scoreNetwork(network: DenseNetwork, data: TrainingData, split: 'validation' | 'test'): Score {
+  const model = toTfjsModel(network);
+  try {
+    return scorePredictions(data.task, predictRows(model, data[split].x, data.scaling), data[split].labels);
+  } finally {
+    model.dispose();
+  }
+}

@@ -1,0 +1,42 @@
+import { z } from 'zod';
+
+export const DEFAULT_EPSILONS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7] as const;
+
+/** Everything that steers an ODF2NNA run. Validated once, at the edge (CLI flags, API bodies). */
+export const PruneOptionsSchema = z
+  .strictObject({
+    task: z.enum(['classification', 'regression']).optional(),
+    /** One ε prunes at that ε; several sweep them and pick the smallest model within tolerance. */
+    epsilons: z.array(z.number().positive().finite()).min(1).default([...DEFAULT_EPSILONS]),
+    epsilonMode: z.enum(['relative', 'absolute']).default('relative'),
+    layers: z.number().int().min(1).max(16).default(3),
+    units: z.number().int().min(2).max(4096).default(128),
+    epochs: z.number().int().min(1).max(10_000).default(200),
+    patience: z.number().int().min(1).max(1000).default(15),
+    learningRate: z.number().positive().max(1).default(1e-3),
+    retrainEpochs: z.number().int().min(1).max(10_000).default(30),
+    retrainPatience: z.number().int().min(1).max(1000).default(6),
+    retrainLearningRate: z.number().positive().max(1).default(3e-4),
+    /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */
+    batchSize: z.number().int().min(1).max(65_536).optional(),
+    seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
+    /** Accuracy may drop this many points (classification) ... */
+    toleranceAccuracyPoints: z.number().min(0).max(100).default(0.5),
+    /** ... or MSE grow by this fraction (regression), against the original's validation score. */
+    toleranceMseFraction: z.number().min(0).max(10).default(0.02),
+    validationFraction: z.number().gt(0).lt(0.5).default(0.15),
+    testFraction: z.number().gt(0).lt(0.5).default(0.2),
+    baselines: z.boolean().default(true),
+  })
+  .superRefine((options, ctx) => {
+    if (options.epsilonMode === 'relative') {
+      options.epsilons.forEach((epsilon, i) => {
+        if (!(epsilon > 0 && epsilon < 1)) {
+          ctx.addIssue({ code: 'custom', path: ['epsilons', i], message: `ε ${epsilon} is outside (0, 1) in relative mode` });
+        }
+      });
+    }
+  });
+
+export type PruneOptionsInput = z.input<typeof PruneOptionsSchema>;
+export type PruneOptions = z.output<typeof PruneOptionsSchema>;

@@ -1,0 +1,105 @@
+import { join } from 'node:path';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import type { Dataset } from '../../shared/data/dataset.ts';
+import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
+import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
+import type { PruneOptions } from './options.ts';
+import { runOdf2nna, type Odf2nnaResult, type ProgressEvent } from './odf2nna.ts';
+import type { PruneReport } from './report.ts';
+import type { Score } from './scoring.ts';
+
+export const GENERAL_SUBDIR = 'general';
+export const REPORT_FILE = 'report.json';
+
+export interface PruneToArtifactsInput {
+  dataset: Dataset;
+  options: PruneOptions;
+  backend: string;
+  outDir: string;
+  name: string;
+  privateKey?: KeyObject;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export interface PruneToArtifactsResult {
+  report: PruneReport;
+  pruned: Manifest;
+  general: Manifest;
+}
+
+/**
+ * Runs ODF2NNA and writes its output: the pruned model as a signed artifact in `outDir`, the
+ * general model it came from in `outDir/general` (the pruned model's lineage parent), and
+ * `outDir/report.json`.
+ */
+export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<PruneToArtifactsResult> {
+  const { dataset, options, outDir, name, privateKey } = input;
+  const onProgress = input.onProgress ?? (() => {});
+  const result = await runOdf2nna(dataset, options, input.backend, onProgress);
+  const { report } = result;
+  try {
+    onProgress({ phase: 'export', done: 0, total: 2 });
+    const common = {
+      formatVersion: 1 as const,
+      name,
+      createdAt: new Date().toISOString(),
+      task: dataset.task,
+      features: dataset.featureNames,
+      labels: dataset.classes,
+      labelName: dataset.labelName,
+    };
+    const generalStaging = `${outDir}.general-${process.pid}-${Date.now()}`;
+    const general = await writeArtifact(generalStaging, {
+      network: result.general.network,
+      tfjsModel: result.general.model,
+      privateKey,
+      manifest: {
+        ...common,
+        lineage: lineage(null, null, options, dataset, 'general'),
+        metrics: { test: metricsOf(report.original.test), validation: metricsOf(report.original.validation) },
+      },
+    });
+    onProgress({ phase: 'export', done: 1, total: 2 });
+    try {
+      const pruned = await writeArtifact(outDir, {
+        network: result.pruned.network,
+        tfjsModel: result.pruned.model,
+        privateKey,
+        manifest: {
+          ...common,
+          lineage: lineage(artifactId(general), report.epsilon, options, dataset, 'odf2nna'),
+          metrics: { test: metricsOf(report.pruned.test), validation: metricsOf(report.pruned.validation) },
+        },
+      });
+      await rename(generalStaging, join(outDir, GENERAL_SUBDIR));
+      await writeFile(join(outDir, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
+      onProgress({ phase: 'export', done: 2, total: 2 });
+      return { report, pruned, general };
+    } finally {
+      await rm(generalStaging, { recursive: true, force: true });
+    }
+  } finally {
+    disposeResult(result);
+  }
+}
+
+function lineage(parent: string | null, epsilon: number | null, options: PruneOptions, dataset: Dataset, method: string) {
+  return {
+    parentSha256: parent,
+    epsilon,
+    epsilonMode: epsilon === null ? null : options.epsilonMode,
+    dataFingerprint: dataset.fingerprint,
+    method,
+    seed: options.seed,
+  };
+}
+
+function metricsOf(score: Score): { accuracy?: number; mse?: number; r2?: number } {
+  return { ...score };
+}
+
+function disposeResult(result: Odf2nnaResult): void {
+  result.general.model.dispose();
+  result.pruned.model.dispose();
+}

@@ -1,0 +1,45 @@
+import type { Task } from '../../shared/data/dataset.ts';
+import type { EpsilonMode } from './useful-units.ts';
+import type { Score } from './scoring.ts';
+
+/** One ε of the sweep: the architecture it leads to and its scores before and after retraining. */
+export interface SweepEntry {
+  epsilon: number;
+  layers: number[];
+  params: number;
+  flops: number;
+  /** Share of the original's parameters removed, in [0, 1]. */
+  param_cut: number;
+  validation_before_retrain: Score;
+  validation: Score;
+  test_before_retrain: Score;
+  test: Score;
+  within_tolerance: boolean;
+}
+
+/** DIR/report.json: what the prune command did and every number it measured, all on the test split. */
+export interface PruneReport {
+  task: Task;
+  backend: string;
+  seed: number;
+  epsilon: number;
+  epsilon_mode: EpsilonMode;
+  selection: string;
+  tolerance: { accuracy_points: number; mse_fraction: number };
+  data: { fingerprint: string; rows: number; features: number; classes: string[]; split: { train: number; validation: number; test: number } };
+  timing_s: number;
+  phase_timing_s: Record<string, number>;
+  sweep: SweepEntry[];
+  layers: { original: number[]; pruned: number[] };
+  original: { params: number; flops: number; epochs: number; validation: Score; test: Score };
+  pruned: {
+    params: number;
+    flops: number;
+    param_cut: number;
+    validation: Score;
+    test: Score;
+    test_before_retrain: Score;
+  };
+  scratch: { test: Score; epochs: number } | null;
+  l1: { test: Score } | null;
+}

@@ -1,0 +1,147 @@
+import { tf } from '../../shared/model/tfjs-backend.ts';
+import type { Task } from '../../shared/data/dataset.ts';
+import type { Split } from '../../shared/data/split.ts';
+import type { Scaling } from '../../shared/model/tfjs-convert.ts';
+import { createRng, shuffled } from '../../shared/util/rng.ts';
+import { standardizeRows } from './standardization.ts';
+
+/** One split as tensors on standardized inputs (and standardized targets for regression). */
+export interface TensorSplit {
+  x: tf.Tensor2D;
+  y: tf.Tensor2D;
+  /** The original labels (class index or raw target) for scoring. */
+  labels: number[];
+}
+
+export interface TrainingData {
+  task: Task;
+  inputs: number;
+  outputs: number;
+  scaling: Scaling;
+  train: TensorSplit;
+  validation: TensorSplit;
+  test: TensorSplit;
+}
+
+export interface TrainConfig {
+  maxEpochs: number;
+  learningRate: number;
+  /** Stop after this many epochs without a better validation loss, then restore the best weights. */
+  patience: number;
+  batchSize: number;
+  seed: number;
+}
+
+export function prepareTrainingData(
+  task: Task,
+  outputs: number,
+  scaling: Scaling,
+  splits: { train: Split; validation: Split; test: Split },
+): TrainingData {
+  const inputs = scaling.inputMean.length;
+  const toTensors = (split: Split): TensorSplit => ({
+    x: tf.tensor2d(standardizeRows(split.x, scaling), [split.x.length, inputs]),
+    y:
+      task === 'classification'
+        ? (tf.oneHot(tf.tensor1d(split.y, 'int32'), outputs).toFloat() as tf.Tensor2D)
+        : tf.tensor2d(split.y.map((v) => (v - scaling.target!.mean) / scaling.target!.scale), [split.y.length, 1]),
+    labels: split.y.slice(),
+  });
+  return {
+    task,
+    inputs,
+    outputs,
+    scaling,
+    train: toTensors(splits.train),
+    validation: toTensors(splits.validation),
+    test: toTensors(splits.test),
+  };
+}
+
+export function disposeTrainingData(data: TrainingData): void {
+  for (const split of [data.train, data.validation, data.test]) tf.dispose([split.x, split.y]);
+}
+
+/** A uniform dense network: `hidden` ReLU layers, then softmax (classification) or linear (regression). */
+export function createDenseModel(inputs: number, hidden: readonly number[], outputs: number, task: Task, seed: number): tf.Sequential {
+  const model = tf.sequential();
+  hidden.forEach((units, index) => {
+    model.add(
+      tf.layers.dense({
+        units,
+        activation: 'relu',
+        inputShape: index === 0 ? [inputs] : undefined,
+        kernelInitializer: tf.initializers.heNormal({ seed: seed + index }),
+        name: `dense_${index}`,
+      }),
+    );
+  });
+  model.add(
+    tf.layers.dense({
+      units: outputs,
+      activation: task === 'classification' ? 'softmax' : 'linear',
+      inputShape: hidden.length === 0 ? [inputs] : undefined,
+      kernelInitializer: tf.initializers.glorotUniform({ seed: seed + hidden.length }),
+      name: `dense_${hidden.length}`,
+    }),
+  );
+  return model;
+}
+
+/**
+ * Adam with early stopping on the validation loss. Each epoch is shuffled by a seeded RNG, so a
+ * run is reproducible; the weights of the best validation epoch are restored at the end.
+ */
+export async function trainModel(
+  model: tf.LayersModel,
+  data: TrainingData,
+  config: TrainConfig,
+  onEpoch?: (epoch: number, validationLoss: number) => void,
+): Promise<{ epochs: number; bestValidationLoss: number }> {
+  model.compile({
+    optimizer: tf.train.adam(config.learningRate),
+    loss: data.task === 'classification' ? 'categoricalCrossentropy' : 'meanSquaredError',
+  });
+  const rng = createRng(config.seed);
+  const rows = Array.from({ length: data.train.labels.length }, (_, i) => i);
+  let best = validationLoss(model, data);
+  let bestWeights = model.getWeights().map((w) => w.clone());
+  let sinceBest = 0;
+  let epoch = 0;
+  while (epoch < config.maxEpochs && sinceBest < config.patience) {
+    epoch++;
+    const order = tf.tensor1d(shuffled(rows, rng), 'int32');
+    const x = tf.gather(data.train.x, order);
+    const y = tf.gather(data.train.y, order);
+    await model.fit(x, y, { epochs: 1, batchSize: config.batchSize, shuffle: false, verbose: 0 });
+    tf.dispose([order, x, y]);
+    const loss = validationLoss(model, data);
+    onEpoch?.(epoch, loss);
+    if (loss < best - 1e-6) {
+      best = loss;
+      tf.dispose(bestWeights);
+      bestWeights = model.getWeights().map((w) => w.clone());
+      sinceBest = 0;
+    } else {
+      sinceBest++;
+    }
+  }
+  model.setWeights(bestWeights);
+  tf.dispose(bestWeights);
+  return { epochs: epoch, bestValidationLoss: best };
+}
+
+function validationLoss(model: tf.LayersModel, data: TrainingData): number {
+  return tf.tidy(() => {
+    const result = model.evaluate(data.validation.x, data.validation.y, { batchSize: 1024 });
+    return (Array.isArray(result) ? result[0]! : result).dataSync()[0]!;
+  });
+}
+
+/** Predictions in label units (class probabilities, or de-standardized regression targets). */
+export function predictRows(model: tf.LayersModel, x: tf.Tensor2D, scaling: Scaling): number[][] {
+  const rows = tf.tidy(() => (model.predict(x, { batchSize: 1024 }) as tf.Tensor2D).arraySync());
+  if (!scaling.target) return rows;
+  const { mean, scale } = scaling.target;
+  return rows.map((row) => row.map((value) => value * scale + mean));
+}

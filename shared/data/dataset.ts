@@ -1,0 +1,133 @@
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { parse } from 'csv-parse/sync';
+import { UserError, errorMessage } from '../util/errors.ts';
+
+export type Task = 'classification' | 'regression';
+
+/** A tabular data set: numeric features and one label column, loaded from a CSV with a header row. */
+export interface Dataset {
+  featureNames: string[];
+  labelName: string;
+  task: Task;
+  /** Row-major features, one array per row. */
+  x: number[][];
+  /** Class index (classification) or target value (regression). */
+  y: number[];
+  /** Class names in index order; empty for regression. */
+  classes: string[];
+  /** sha256 of the canonical content (header, rows), independent of file formatting. */
+  fingerprint: string;
+}
+
+export interface LoadOptions {
+  label: string;
+  task?: Task;
+}
+
+/** Reads and validates a CSV file. Every problem is a UserError naming the file, row or column. */
+export function loadDatasetFile(path: string, options: LoadOptions): Dataset {
+  let text: string;
+  try {
+    if (!statSync(path).isFile()) throw new Error('not a regular file');
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? 'no such file' : errorMessage(error);
+    throw new UserError(`cannot read data file ${path}: ${reason}`);
+  }
+  return parseDataset(text, options, path);
+}
+
+/** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */
+export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
+  let records: string[][];
+  try {
+    records = parse(text, { skip_empty_lines: true, trim: true, relax_column_count: false }) as string[][];
+  } catch (error) {
+    throw new UserError(`${source}: not a valid CSV file: ${errorMessage(error)}`);
+  }
+  const header = records[0];
+  if (!header || header.length === 0) throw new UserError(`${source}: the file is empty`);
+  const rows = records.slice(1);
+  if (rows.length === 0) throw new UserError(`${source}: the file has a header but no data rows`);
+  const labelIndex = header.indexOf(options.label);
+  if (labelIndex < 0) {
+    throw new UserError(`${source}: no label column "${options.label}" (columns: ${header.join(', ')})`);
+  }
+  const featureNames = header.filter((_, i) => i !== labelIndex);
+  if (featureNames.length === 0) throw new UserError(`${source}: there are no feature columns besides the label`);
+  const seen = new Set<string>();
+  for (const name of header) {
+    if (seen.has(name)) throw new UserError(`${source}: column "${name}" appears twice in the header`);
+    seen.add(name);
+  }
+
+  const x: number[][] = [];
+  const rawLabels: string[] = [];
+  rows.forEach((record, r) => {
+    const row: number[] = [];
+    record.forEach((cell, c) => {
+      if (c === labelIndex) return;
+      const value = cell === '' ? Number.NaN : Number(cell);
+      if (!Number.isFinite(value)) {
+        throw new UserError(
+          `${source}: row ${r + 2}, column "${header[c]}": "${cell}" is not a finite number`,
+        );
+      }
+      row.push(value);
+    });
+    x.push(row);
+    const label = record[labelIndex] ?? '';
+    if (label === '') throw new UserError(`${source}: row ${r + 2}: the label "${options.label}" is empty`);
+    rawLabels.push(label);
+  });
+
+  const task = options.task ?? inferTask(rawLabels);
+  let y: number[];
+  let classes: string[] = [];
+  if (task === 'classification') {
+    classes = sortedClassNames(rawLabels);
+    if (classes.length < 2) {
+      throw new UserError(`${source}: the label "${options.label}" has a single class (${classes[0]}); need at least two`);
+    }
+    const index = new Map(classes.map((name, i) => [name, i]));
+    y = rawLabels.map((label) => index.get(label)!);
+  } else {
+    y = rawLabels.map((label, r) => {
+      const value = Number(label);
+      if (!Number.isFinite(value)) {
+        throw new UserError(`${source}: row ${r + 2}: regression label "${label}" is not a finite number`);
+      }
+      return value;
+    });
+  }
+
+  return { featureNames, labelName: options.label, task, x, y, classes, fingerprint: fingerprintOf(header, x, rawLabels) };
+}
+
+/**
+ * A label column of non-numbers is a classification target; so is one of integers with few
+ * distinct values (at most 20, and fewer than a tenth of the rows). Anything else is regression.
+ */
+export function inferTask(labels: readonly string[]): Task {
+  const numeric = labels.every((label) => label !== '' && Number.isFinite(Number(label)));
+  if (!numeric) return 'classification';
+  const distinct = new Set(labels.map(Number));
+  const integers = [...distinct].every((value) => Number.isInteger(value));
+  if (integers && distinct.size <= 20 && distinct.size < Math.max(3, labels.length / 10)) return 'classification';
+  return 'regression';
+}
+
+function sortedClassNames(labels: readonly string[]): string[] {
+  const distinct = [...new Set(labels)];
+  const numeric = distinct.every((label) => Number.isFinite(Number(label)));
+  return numeric ? distinct.sort((a, b) => Number(a) - Number(b)) : distinct.sort();
+}
+
+function fingerprintOf(header: readonly string[], x: readonly number[][], labels: readonly string[]): string {
+  const hash = createHash('sha256');
+  hash.update(header.join(',') + '\n');
+  x.forEach((row, i) => hash.update(row.join(',') + ',' + labels[i] + '\n'));
+  return hash.digest('hex');
+}

@@ -1,0 +1,54 @@
+import { createRng, shuffled } from '../util/rng.ts';
+import type { Dataset, Task } from './dataset.ts';
+
+export interface SplitFractions {
+  validation: number;
+  test: number;
+}
+
+export interface Split {
+  x: number[][];
+  y: number[];
+}
+
+export interface Splits {
+  train: Split;
+  validation: Split;
+  test: Split;
+}
+
+export const DEFAULT_FRACTIONS: SplitFractions = { validation: 0.15, test: 0.2 };
+
+/**
+ * Seeded train/validation/test split. Classification splits are stratified: each class is
+ * shuffled and divided in the same proportions, so every split keeps the class balance.
+ */
+export function splitDataset(data: Pick<Dataset, 'x' | 'y' | 'task'>, seed: number, fractions = DEFAULT_FRACTIONS): Splits {
+  const rng = createRng(seed);
+  const groups = groupIndices(data.y, data.task);
+  const parts: Record<keyof Splits, number[]> = { train: [], validation: [], test: [] };
+  for (const group of groups) {
+    const order = shuffled(group, rng);
+    const nTest = Math.round(order.length * fractions.test);
+    const nValidation = Math.round(order.length * fractions.validation);
+    parts.test.push(...order.slice(0, nTest));
+    parts.validation.push(...order.slice(nTest, nTest + nValidation));
+    parts.train.push(...order.slice(nTest + nValidation));
+  }
+  const take = (indices: number[]): Split => {
+    const order = shuffled(indices, rng);
+    return { x: order.map((i) => data.x[i]!), y: order.map((i) => data.y[i]!) };
+  };
+  return { train: take(parts.train), validation: take(parts.validation), test: take(parts.test) };
+}
+
+function groupIndices(y: readonly number[], task: Task): number[][] {
+  if (task === 'regression') return [y.map((_, i) => i)];
+  const byClass = new Map<number, number[]>();
+  y.forEach((label, i) => {
+    const list = byClass.get(label) ?? [];
+    list.push(i);
+    byClass.set(label, list);
+  });
+  return [...byClass.keys()].sort((a, b) => a - b).map((label) => byClass.get(label)!);
+}

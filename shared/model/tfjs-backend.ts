@@ -1,0 +1,51 @@
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs';
+
+export type TfjsBackendName = 'tensorflow' | 'wasm' | 'cpu';
+
+let ready: Promise<TfjsBackendName> | undefined;
+
+/**
+ * Picks the fastest tfjs backend available, once per process:
+ * `@tensorflow/tfjs-node` (native libtensorflow) when it is installed, otherwise
+ * `@tensorflow/tfjs-backend-wasm`, which ships its binaries in the npm package.
+ * FLEETPRUNE_TF_BACKEND=wasm|cpu|tensorflow forces one.
+ */
+export function initTfjs(): Promise<TfjsBackendName> {
+  ready ??= choose();
+  return ready;
+}
+
+async function choose(): Promise<TfjsBackendName> {
+  const forced = process.env.FLEETPRUNE_TF_BACKEND as TfjsBackendName | undefined;
+  if ((forced === undefined || forced === 'tensorflow') && (await tryNative())) {
+    if (await tf.setBackend('tensorflow')) return 'tensorflow';
+  }
+  if (forced !== 'cpu') {
+    await import('@tensorflow/tfjs-backend-wasm');
+    if (await tf.setBackend('wasm')) {
+      await tf.ready();
+      return 'wasm';
+    }
+  }
+  await tf.setBackend('cpu');
+  await tf.ready();
+  return 'cpu';
+}
+
+async function tryNative(): Promise<boolean> {
+  try {
+    // Optional dependency: present only where its install step could download libtensorflow.
+    createRequire(import.meta.url).resolve('@tensorflow/tfjs-node');
+  } catch {
+    return false;
+  }
+  try {
+    await import('@tensorflow/tfjs-node' as string);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export { tf };

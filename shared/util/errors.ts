@@ -1,0 +1,30 @@
+import type { ZodError } from 'zod';
+
+/**
+ * An error caused by what the user gave us (a flag, a file, a request body).
+ * The CLI prints its message on one line and exits with `exitCode` (2 by default);
+ * APIs map it to a 4xx. It never carries a stack trace to the user.
+ */
+export class UserError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, options: { exitCode?: number; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'UserError';
+    this.exitCode = options.exitCode ?? 2;
+  }
+}
+
+/** One line naming each bad field: `--epsilon: must be in (0, 1)`. */
+export function describeZodError(error: ZodError, prefix = ''): string {
+  return error.issues
+    .map((issue) => {
+      const path = issue.path.length > 0 ? `${prefix}${issue.path.join('.')}` : prefix.replace(/\.$/, '') || 'input';
+      return `${path}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
