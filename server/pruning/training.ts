@@ -43,7 +43,7 @@ export function prepareTrainingData(
     x: tf.tensor2d(standardizeRows(split.x, scaling), [split.x.length, inputs]),
     y:
       task === 'classification'
-        ? (tf.oneHot(tf.tensor1d(split.y, 'int32'), outputs).toFloat() as tf.Tensor2D)
+        ? tf.tidy(() => tf.oneHot(tf.tensor1d(split.y, 'int32'), outputs).toFloat() as tf.Tensor2D)
         : tf.tensor2d(split.y.map((v) => (v - scaling.target!.mean) / scaling.target!.scale), [split.y.length, 1]),
     labels: split.y.slice(),
   });
@@ -98,8 +98,9 @@ export async function trainModel(
   config: TrainConfig,
   onEpoch?: (epoch: number, validationLoss: number) => void,
 ): Promise<{ epochs: number; bestValidationLoss: number }> {
+  const optimizer = tf.train.adam(config.learningRate);
   model.compile({
-    optimizer: tf.train.adam(config.learningRate),
+    optimizer,
     loss: data.task === 'classification' ? 'categoricalCrossentropy' : 'meanSquaredError',
   });
   const rng = createRng(config.seed);
@@ -128,6 +129,7 @@ export async function trainModel(
   }
   model.setWeights(bestWeights);
   tf.dispose(bestWeights);
+  optimizer.dispose();
   return { epochs: epoch, bestValidationLoss: best };
 }
 

@@ -42,7 +42,9 @@ export function toTfjsModel(network: DenseNetwork): tf.Sequential {
   });
   model.layers.forEach((tfLayer, index) => {
     const layer = network.layers[index]!;
-    tfLayer.setWeights([tf.tensor2d(layer.weights, [layer.inputs, layer.units]), tf.tensor1d(layer.bias)]);
+    const weights = [tf.tensor2d(layer.weights, [layer.inputs, layer.units]), tf.tensor1d(layer.bias)];
+    tfLayer.setWeights(weights);
+    tf.dispose(weights);
   });
   return model;
 }

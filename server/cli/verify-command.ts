@@ -1,0 +1,30 @@
+import { stat } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { artifactId } from '../../shared/artifact/manifest.ts';
+import { loadPublicKey } from '../../shared/artifact/signing-keys.ts';
+import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
+import { UserError } from '../../shared/util/errors.ts';
+
+export function registerVerifyCommand(program: Command): void {
+  program
+    .command('verify')
+    .description('check an artifact\'s file hashes and signature; exits 1 if any check fails')
+    .argument('<dir>', 'artifact directory')
+    .requiredOption('--public-key <file>', 'ed25519 public key (signing.pub)')
+    .action(async (dir: string, flags: { publicKey: string }) => {
+      await assertDirectory(dir);
+      const publicKey = await loadPublicKey(flags.publicKey);
+      const result = await verifyArtifact(dir, publicKey);
+      if (result.ok) {
+        process.stdout.write(`ok ${result.manifest!.name} ${artifactId(result.manifest!)}\n`);
+        return;
+      }
+      for (const failure of result.failures) process.stderr.write(`fleetprune: verify failed: ${failure}\n`);
+      throw new UserError(`verify failed: ${dir}: ${result.failures.length} check(s) failed`, { exitCode: 1 });
+    });
+}
+
+async function assertDirectory(dir: string): Promise<void> {
+  const info = await stat(dir).catch(() => undefined);
+  if (!info?.isDirectory()) throw new UserError(`${dir}: no such artifact directory`);
+}

@@ -1,0 +1,114 @@
+import { z } from 'zod';
+import { sha256Hex } from './digest.ts';
+
+/** The files every format-1 artifact ships, relative to the artifact directory. */
+export const ONNX_FILE = 'model.onnx';
+export const TFJS_DIR = 'tfjs';
+/** The tfjs Layers model files, inside TFJS_DIR. */
+export const TFJS_MODEL_JSON = 'model.json';
+export const TFJS_WEIGHTS_BIN = 'weights.bin';
+export const MANIFEST_FILE = 'manifest.json';
+const REQUIRED_FILES = [ONNX_FILE, `${TFJS_DIR}/${TFJS_MODEL_JSON}`, `${TFJS_DIR}/${TFJS_WEIGHTS_BIN}`];
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const PATH_SEGMENT = /^[A-Za-z0-9._-]+$/;
+
+/**
+ * A path that stays inside the artifact directory on every platform: posix separators,
+ * segments of [A-Za-z0-9._-] only, none of them empty, `.` or `..` (so never absolute).
+ */
+export function isSafeRelativePath(path: string): boolean {
+  return path.split('/').every((segment) => PATH_SEGMENT.test(segment) && segment !== '.' && segment !== '..');
+}
+
+const MetricsSchema = z.strictObject({
+  accuracy: z.number().optional(),
+  mse: z.number().optional(),
+  r2: z.number().optional(),
+});
+
+const FileEntrySchema = z.strictObject({
+  sha256: z.string().regex(SHA256_HEX, 'must be 64 lowercase hex digits'),
+  bytes: z.number().int().nonnegative(),
+});
+
+const FilesSchema = z.record(z.string(), FileEntrySchema).superRefine((files, ctx) => {
+  for (const path of Object.keys(files)) {
+    if (!isSafeRelativePath(path)) {
+      ctx.addIssue({ code: 'custom', message: `unsafe path ${JSON.stringify(path)} (must be relative, without "..")` });
+    }
+  }
+  for (const path of REQUIRED_FILES) {
+    if (!(path in files)) ctx.addIssue({ code: 'custom', message: `must list ${path}` });
+  }
+});
+
+/**
+ * manifest.json of a model artifact. Objects are strict (unknown keys are rejected) and nothing
+ * is transformed, so a parsed manifest has exactly the content that was signed.
+ */
+export const ManifestSchema = z.strictObject({
+  formatVersion: z.literal(1),
+  name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
+  version: z.string().min(1).optional(),
+  createdAt: z.iso.datetime(),
+  task: z.enum(['classification', 'regression']),
+  features: z.array(z.string()).min(1),
+  labels: z.array(z.string()),
+  labelName: z.string(),
+  architecture: z.strictObject({
+    layers: z.array(z.number().int().positive()).min(1),
+    inputs: z.number().int().positive(),
+    params: z.number().int().nonnegative(),
+    flopsPerSample: z.number().int().nonnegative(),
+    activations: z.array(z.string()),
+  }),
+  lineage: z.strictObject({
+    parentSha256: z.string().regex(SHA256_HEX, 'must be 64 lowercase hex digits').nullable(),
+    epsilon: z.number().nullable(),
+    epsilonMode: z.enum(['relative', 'absolute']).nullable(),
+    dataFingerprint: z.string(),
+    method: z.string().min(1),
+    seed: z.number().int().nullable(),
+  }),
+  metrics: z.strictObject({ test: MetricsSchema, validation: MetricsSchema.optional() }),
+  files: FilesSchema,
+  signature: z
+    .strictObject({
+      algorithm: z.literal('ed25519'),
+      keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
+      value: z.base64(),
+    })
+    .optional(),
+});
+
+export type Manifest = z.infer<typeof ManifestSchema>;
+export type UnsignedManifest = Omit<Manifest, 'signature'>;
+
+/**
+ * Deterministic JSON: object keys sorted (by UTF-16 code units) at every depth, no whitespace,
+ * keys whose value is undefined left out (as JSON.stringify does).
+ */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item ?? null)).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    const members = Object.keys(record)
+      .sort()
+      .filter((key) => record[key] !== undefined)
+      .map((key) => `${JSON.stringify(key)}:${canonicalJson(record[key])}`);
+    return `{${members.join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The exact text the signature covers: the canonical JSON of the manifest without `signature`. */
+export function signedContent(manifest: UnsignedManifest | Manifest): string {
+  const { signature: _signature, ...unsigned } = manifest as Manifest;
+  return canonicalJson(unsigned);
+}
+
+/** The artifact's identity (lineage.parentSha256, registry keys): SHA-256 hex of its signed content. */
+export function artifactId(manifest: UnsignedManifest | Manifest): string {
+  return sha256Hex(signedContent(manifest));
+}

@@ -1,0 +1,103 @@
+import onnxProto from 'onnx-proto';
+import type { onnx as OnnxTypes } from 'onnx-proto';
+import { validateNetwork, type DenseNetwork } from '../model/dense-network.ts';
+
+const { onnx } = onnxProto;
+
+export const ONNX_INPUT = 'features';
+export const ONNX_OUTPUT = 'output';
+const IR_VERSION = 8;
+const OPSET = 13;
+const BATCH_DIM = 'batch';
+
+export interface OnnxExportOptions {
+  producer?: string;
+  docString?: string;
+}
+
+/**
+ * Serializes a DenseNetwork as an ONNX model (IR 8, opset 13) that takes raw features:
+ * `features` [batch, nFeatures] float32 → Sub mean, Div scale → per layer MatMul, Add, then
+ * Relu / Softmax(axis=-1) / nothing → for regression Mul target scale, Add target mean →
+ * `output` [batch, nOutputs]. Weights are float32 initializers stored as little-endian raw_data.
+ */
+export function exportOnnx(network: DenseNetwork, opts: OnnxExportOptions = {}): Uint8Array {
+  validateNetwork(network);
+  const graph = new GraphBuilder();
+  const inputs = network.inputMean.length;
+
+  let tensor = graph.node('Sub', [ONNX_INPUT, graph.initializer('input_mean', [inputs], network.inputMean)], 'input/centered');
+  tensor = graph.node('Div', [tensor, graph.initializer('input_scale', [inputs], network.inputScale)], 'input/standardized');
+  network.layers.forEach((layer, index) => {
+    const prefix = `dense_${index}`;
+    const kernel = graph.initializer(`${prefix}/kernel`, [layer.inputs, layer.units], layer.weights);
+    const bias = graph.initializer(`${prefix}/bias`, [layer.units], layer.bias);
+    tensor = graph.node('MatMul', [tensor, kernel], `${prefix}/matmul`);
+    tensor = graph.node('Add', [tensor, bias], `${prefix}/biased`);
+    if (layer.activation === 'relu') tensor = graph.node('Relu', [tensor], `${prefix}/relu`);
+    if (layer.activation === 'softmax') tensor = graph.node('Softmax', [tensor], `${prefix}/softmax`, [intAttribute('axis', -1)]);
+  });
+  if (network.target) {
+    const scale = graph.initializer('target_scale', [1], Float32Array.of(network.target.scale));
+    const mean = graph.initializer('target_mean', [1], Float32Array.of(network.target.mean));
+    tensor = graph.node('Mul', [tensor, scale], 'target/scaled');
+    tensor = graph.node('Add', [tensor, mean], 'target/destandardized');
+  }
+  graph.renameLastOutput(ONNX_OUTPUT);
+
+  const outputs = network.layers.at(-1)?.units ?? inputs;
+  const model = onnx.ModelProto.create({
+    irVersion: IR_VERSION,
+    opsetImport: [{ domain: '', version: OPSET }],
+    producerName: opts.producer ?? 'fleetprune',
+    docString: opts.docString ?? '',
+    graph: {
+      name: 'fleetprune_dense',
+      node: graph.nodes,
+      initializer: graph.initializers,
+      input: [floatValueInfo(ONNX_INPUT, inputs)],
+      output: [floatValueInfo(ONNX_OUTPUT, outputs)],
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
+
+class GraphBuilder {
+  readonly nodes: OnnxTypes.INodeProto[] = [];
+  readonly initializers: OnnxTypes.ITensorProto[] = [];
+
+  /** Adds a float32 initializer and returns its name. */
+  initializer(name: string, dims: number[], values: Float32Array): string {
+    const rawData = new Uint8Array(values.length * 4);
+    const view = new DataView(rawData.buffer);
+    values.forEach((value, i) => view.setFloat32(i * 4, value, true));
+    this.initializers.push({ name, dims, dataType: onnx.TensorProto.DataType.FLOAT, rawData });
+    return name;
+  }
+
+  /** Adds a node with one output, named `output`, and returns that name. */
+  node(opType: string, input: string[], output: string, attribute: OnnxTypes.IAttributeProto[] = []): string {
+    this.nodes.push({ name: output, opType, input, output: [output], attribute });
+    return output;
+  }
+
+  renameLastOutput(name: string): void {
+    this.nodes.at(-1)!.output = [name];
+  }
+}
+
+function intAttribute(name: string, value: number): OnnxTypes.IAttributeProto {
+  return { name, type: onnx.AttributeProto.AttributeType.INT, i: value };
+}
+
+function floatValueInfo(name: string, width: number): OnnxTypes.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: onnx.TensorProto.DataType.FLOAT,
+        shape: { dim: [{ dimParam: BATCH_DIM }, { dimValue: width }] },
+      },
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError, errorMessage } from '../util/errors.ts';
+import { sha256Hex } from './digest.ts';
+
+export const PRIVATE_KEY_FILE = 'signing.key';
+export const PUBLIC_KEY_FILE = 'signing.pub';
+
+export interface SigningKeyFiles {
+  privateKeyPath: string;
+  publicKeyPath: string;
+  keyId: string;
+}
+
+/**
+ * Identifies an ed25519 key: the first 16 hex digits of the SHA-256 of its public key's SPKI DER.
+ * A private key identifies as its public half.
+ */
+export function keyId(key: KeyObject): string {
+  const publicKey = key.type === 'private' ? createPublicKey(key) : key;
+  return sha256Hex(publicKey.export({ type: 'spki', format: 'der' })).slice(0, 16);
+}
+
+/**
+ * Writes a fresh ed25519 pair into `outDir`: signing.key (PKCS8 PEM, mode 0600) and signing.pub
+ * (SPKI PEM). Existing key files are only replaced with `force`.
+ */
+export async function generateSigningKeys(outDir: string, options: { force?: boolean } = {}): Promise<SigningKeyFiles> {
+  const privateKeyPath = join(outDir, PRIVATE_KEY_FILE);
+  const publicKeyPath = join(outDir, PUBLIC_KEY_FILE);
+  const existing = [privateKeyPath, publicKeyPath].filter((path) => existsSync(path));
+  if (existing.length > 0 && !options.force) {
+    throw new UserError(`${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}; refusing to overwrite (use --force)`);
+  }
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  try {
+    await mkdir(outDir, { recursive: true });
+    // Removed rather than overwritten, so the new private key file is created with mode 0600.
+    await Promise.all(existing.map((path) => rm(path)));
+    await writeFile(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+    await writeFile(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644, flag: 'wx' });
+  } catch (error) {
+    throw new UserError(`cannot write signing keys to ${outDir}: ${errorMessage(error)}`, { cause: error });
+  }
+  return { privateKeyPath, publicKeyPath, keyId: keyId(publicKey) };
+}
+
+export function loadPrivateKey(path: string): Promise<KeyObject> {
+  return loadKey(path, 'private');
+}
+
+export function loadPublicKey(path: string): Promise<KeyObject> {
+  return loadKey(path, 'public');
+}
+
+async function loadKey(path: string, type: 'private' | 'public'): Promise<KeyObject> {
+  let pem: string;
+  try {
+    pem = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new UserError(`cannot read ${type} key ${path}: ${errorMessage(error)}`, { cause: error });
+  }
+  if (type === 'public' && pem.includes('PRIVATE KEY')) {
+    throw new UserError(`${path}: is a private key; pass the public key (${PUBLIC_KEY_FILE})`);
+  }
+  let key: KeyObject;
+  try {
+    key = type === 'private' ? createPrivateKey(pem) : createPublicKey(pem);
+  } catch (error) {
+    throw new UserError(`${path}: not a PEM ${type} key (${errorMessage(error)})`, { cause: error });
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new UserError(`${path}: not an ed25519 key (${key.asymmetricKeyType})`);
+  return key;
+}

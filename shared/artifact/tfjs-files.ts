@@ -1,0 +1,62 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { initTfjs, tf } from '../model/tfjs-backend.ts';
+import { UserError, errorMessage } from '../util/errors.ts';
+import { isSafeRelativePath, TFJS_MODEL_JSON, TFJS_WEIGHTS_BIN } from './manifest.ts';
+
+/**
+ * A tfjs Layers model as the standard `file://` files (model.json + weights.bin), in memory,
+ * keyed by file name. Captured with a save handler, since there is no tfjs-node to save to disk.
+ */
+export async function encodeTfjsModel(model: tf.LayersModel): Promise<Map<string, Uint8Array>> {
+  let captured: tf.io.ModelArtifacts | undefined;
+  await model.save(
+    tf.io.withSaveHandler(async (artifacts) => {
+      captured = artifacts;
+      return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+    }),
+  );
+  const { modelTopology, weightSpecs = [], weightData = [], format, generatedBy } = captured!;
+  const modelJson: tf.io.ModelJSON = {
+    modelTopology: modelTopology!,
+    weightsManifest: [{ paths: [TFJS_WEIGHTS_BIN], weights: weightSpecs }],
+    format: format ?? 'layers-model',
+    generatedBy,
+    convertedBy: null,
+  };
+  return new Map([
+    [TFJS_MODEL_JSON, new TextEncoder().encode(`${JSON.stringify(modelJson)}\n`)],
+    [TFJS_WEIGHTS_BIN, new Uint8Array(tf.io.CompositeArrayBuffer.join(weightData))],
+  ]);
+}
+
+/** Loads the tfjs Layers model whose model.json (and the weight files it names) are in `dir`. */
+export async function loadTfjsModel(dir: string): Promise<tf.LayersModel> {
+  await initTfjs();
+  const modelJson = parseModelJson(dir, await readTfjsFile(dir, TFJS_MODEL_JSON));
+  const artifacts = await tf.io.getModelArtifactsForJSON(modelJson, async (weightsManifest) => {
+    const specs = weightsManifest.flatMap((group) => group.weights);
+    const paths = weightsManifest.flatMap((group) => group.paths);
+    // Copies into standalone ArrayBuffers: a Buffer may be a view into a shared pool.
+    const buffers = await Promise.all(paths.map(async (path) => new Uint8Array(await readTfjsFile(dir, path)).buffer));
+    return [specs, buffers];
+  });
+  return tf.loadLayersModel(tf.io.fromMemory(artifacts));
+}
+
+function parseModelJson(dir: string, bytes: Uint8Array): tf.io.ModelJSON {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as tf.io.ModelJSON;
+  } catch (error) {
+    throw new UserError(`${join(dir, TFJS_MODEL_JSON)}: not valid JSON (${errorMessage(error)})`, { cause: error });
+  }
+}
+
+async function readTfjsFile(dir: string, path: string): Promise<Uint8Array> {
+  if (!isSafeRelativePath(path)) throw new UserError(`${join(dir, TFJS_MODEL_JSON)}: unsafe weights path ${JSON.stringify(path)}`);
+  try {
+    return await readFile(join(dir, path));
+  } catch (error) {
+    throw new UserError(`cannot read tfjs model file ${join(dir, path)}: ${errorMessage(error)}`, { cause: error });
+  }
+}

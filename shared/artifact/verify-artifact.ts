@@ -1,0 +1,55 @@
+import type { KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UserError, errorMessage } from '../util/errors.ts';
+import { sha256Hex } from './digest.ts';
+import type { Manifest } from './manifest.ts';
+import { readManifest } from './read-artifact.ts';
+import { verifyManifestSignature } from './signature.ts';
+
+export interface VerifyResult {
+  ok: boolean;
+  /** One line each, naming what failed: `model.onnx: sha256 mismatch (expected abc…, got def…)`. */
+  failures: string[];
+  /** Present whenever manifest.json parsed, even if other checks failed. */
+  manifest?: Manifest;
+}
+
+/**
+ * Checks an artifact directory: manifest.json parses against the schema (which also rejects
+ * unsafe file paths), every listed file exists with the listed size and SHA-256, and the
+ * signature was made by `publicKey` over the manifest. Files the manifest does not list
+ * (report.json, a lineage parent's directory) are ignored.
+ */
+export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise<VerifyResult> {
+  let manifest: Manifest;
+  try {
+    manifest = await readManifest(dir);
+  } catch (error) {
+    if (error instanceof UserError) return { ok: false, failures: [error.message] };
+    throw error;
+  }
+  const fileFailures = await Promise.all(
+    Object.entries(manifest.files).map(([path, expected]) => checkFile(dir, path, expected)),
+  );
+  const failures = [...fileFailures, verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
+  return { ok: failures.length === 0, failures, manifest };
+}
+
+async function checkFile(dir: string, path: string, expected: Manifest['files'][string]): Promise<string | null> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(join(dir, path));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return `${path}: ${code === 'ENOENT' ? 'missing' : `unreadable (${errorMessage(error)})`}`;
+  }
+  if (bytes.length !== expected.bytes) return `${path}: size mismatch (expected ${expected.bytes} bytes, got ${bytes.length})`;
+  const actual = sha256Hex(bytes);
+  if (actual !== expected.sha256) return `${path}: sha256 mismatch (expected ${abbreviate(expected.sha256)}, got ${abbreviate(actual)})`;
+  return null;
+}
+
+function abbreviate(hex: string): string {
+  return `${hex.slice(0, 12)}…`;
+}

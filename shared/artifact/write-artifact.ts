@@ -1,0 +1,155 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { tf } from '../model/tfjs-backend.ts';
+import { flopsPerSample, layerSizes, parameterCount, validateNetwork, type DenseNetwork } from '../model/dense-network.ts';
+import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { sha256Hex } from './digest.ts';
+import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
+import { exportOnnx } from './onnx-export.ts';
+import { signManifest } from './signature.ts';
+import { encodeTfjsModel } from './tfjs-files.ts';
+
+/** What the caller describes; `architecture` and `files` are computed and `signature` is made here. */
+export type ManifestInput = Omit<Manifest, 'architecture' | 'files' | 'signature'>;
+
+export interface WriteArtifactInput {
+  network: DenseNetwork;
+  /** The same model as `network`, as tfjs (on standardized inputs). */
+  tfjsModel: tf.LayersModel;
+  manifest: ManifestInput;
+  /** Signs the manifest; without it the artifact is written unsigned and fails verification. */
+  privateKey?: KeyObject;
+}
+
+/** Error codes that mean "this location cannot be written", reported as a UserError naming the path. */
+const LOCATION_ERRORS = new Set(['EACCES', 'EEXIST', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENOSPC', 'EDQUOT', 'ENAMETOOLONG']);
+
+/**
+ * Writes an artifact directory (manifest.json, model.onnx, tfjs/model.json, tfjs/weights.bin)
+ * and returns its manifest.
+ *
+ * The files are built and fsynced in a sibling staging directory (`${dir}.tmp-<random>`), then
+ * renamed into place, so `dir` never holds a partial artifact. If `dir` does not exist or is an
+ * empty directory, it is replaced by a single rename. If it holds an artifact (has a
+ * manifest.json), the old directory is moved aside, the new one renamed in, and the old one
+ * deleted, including files that were not part of the artifact (such as report.json). Any other
+ * existing `dir` (a file, or a non-empty directory without manifest.json) is left untouched and a
+ * UserError is thrown.
+ */
+export async function writeArtifact(dir: string, input: WriteArtifactInput): Promise<Manifest> {
+  const { network, manifest: described, privateKey } = input;
+  validateNetwork(network);
+  checkDescription(described, network);
+
+  const files = new Map<string, Uint8Array>([[ONNX_FILE, exportOnnx(network, { docString: `fleetprune artifact ${described.name}` })]]);
+  for (const [name, bytes] of await encodeTfjsModel(input.tfjsModel)) files.set(`${TFJS_DIR}/${name}`, bytes);
+
+  const parsed = ManifestSchema.safeParse({
+    ...described,
+    architecture: {
+      layers: layerSizes(network),
+      inputs: network.inputMean.length,
+      params: parameterCount(network),
+      flopsPerSample: flopsPerSample(network),
+      activations: network.layers.map((layer) => layer.activation),
+    },
+    files: Object.fromEntries([...files].map(([path, bytes]) => [path, { sha256: sha256Hex(bytes), bytes: bytes.length }])),
+  });
+  if (!parsed.success) throw new UserError(`artifact manifest: ${describeZodError(parsed.error)}`);
+  const manifest = privateKey ? signManifest(parsed.data, privateKey) : parsed.data;
+  files.set(MANIFEST_FILE, new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+
+  const staging = `${dir}.tmp-${randomBytes(6).toString('hex')}`;
+  try {
+    await mkdir(dirname(staging), { recursive: true });
+    await mkdir(staging);
+    try {
+      await writeStaging(staging, files);
+      await moveIntoPlace(staging, dir);
+    } finally {
+      await rm(staging, { recursive: true, force: true });
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== undefined && LOCATION_ERRORS.has(code)) {
+      throw new UserError(`cannot write artifact to ${dir}: ${errorMessage(error)}`, { cause: error });
+    }
+    throw error;
+  }
+  return manifest;
+}
+
+/** Mismatches between the description and the network are programming errors, not user input. */
+function checkDescription(described: ManifestInput, network: DenseNetwork): void {
+  const inputs = network.inputMean.length;
+  if (described.features.length !== inputs) {
+    throw new Error(`the manifest names ${described.features.length} features but the network takes ${inputs} inputs`);
+  }
+  const outputs = network.layers.at(-1)?.units;
+  if (described.task === 'classification' && described.labels.length !== outputs) {
+    throw new Error(`the manifest names ${described.labels.length} classes but the network has ${outputs} outputs`);
+  }
+}
+
+async function writeStaging(staging: string, files: Map<string, Uint8Array>): Promise<void> {
+  const dirs = new Set<string>([staging]);
+  for (const [path, bytes] of files) {
+    const target = join(staging, path);
+    await mkdir(dirname(target), { recursive: true });
+    dirs.add(dirname(target));
+    await writeFileSynced(target, bytes);
+  }
+  for (const path of dirs) await fsyncDirectory(path);
+}
+
+async function moveIntoPlace(staging: string, dir: string): Promise<void> {
+  if (!(await holdsArtifact(dir))) {
+    // rename(2) atomically replaces a missing or empty directory.
+    await rename(staging, dir);
+  } else {
+    const previous = `${dir}.old-${randomBytes(6).toString('hex')}`;
+    await rename(dir, previous);
+    try {
+      await rename(staging, dir);
+    } catch (error) {
+      await rename(previous, dir);
+      throw error;
+    }
+    await rm(previous, { recursive: true, force: true });
+  }
+  await fsyncDirectory(dirname(dir));
+}
+
+/** False for a missing or empty directory, true for an artifact; a UserError for anything else. */
+async function holdsArtifact(dir: string): Promise<boolean> {
+  const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (!info) return false;
+  if (!info.isDirectory()) throw new UserError(`cannot write artifact to ${dir}: it exists and is not a directory`);
+  const entries = await readdir(dir);
+  if (entries.length === 0) return false;
+  if (entries.includes(MANIFEST_FILE)) return true;
+  throw new UserError(`cannot write artifact to ${dir}: it is a non-empty directory without ${MANIFEST_FILE}; refusing to replace it`);
+}
+
+async function writeFileSynced(path: string, bytes: Uint8Array): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,79 @@
+import type { KeyObject } from 'node:crypto';
+import type { Activation, DenseNetwork } from '../../shared/model/dense-network.ts';
+import { initTfjs } from '../../shared/model/tfjs-backend.ts';
+import { toTfjsModel } from '../../shared/model/tfjs-convert.ts';
+import { createRng } from '../../shared/util/rng.ts';
+import type { Manifest } from '../../shared/artifact/manifest.ts';
+import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
+
+/**
+ * A seeded random network with far-from-standard input statistics (means up to ±200, scales
+ * 0.5..30), so a missing or wrong standardization step changes its output.
+ */
+export function randomNetwork(
+  seed: number,
+  inputs: number,
+  layers: { units: number; activation: Activation }[],
+  target?: { mean: number; scale: number },
+): DenseNetwork {
+  const rng = createRng(seed);
+  const uniform = (low: number, high: number) => low + (high - low) * rng();
+  let width = inputs;
+  return {
+    inputMean: Float32Array.from({ length: inputs }, () => uniform(-200, 200)),
+    inputScale: Float32Array.from({ length: inputs }, () => uniform(0.5, 30)),
+    layers: layers.map(({ units, activation }) => {
+      const limit = Math.sqrt(6 / (width + units));
+      const layer = {
+        inputs: width,
+        units,
+        weights: Float32Array.from({ length: width * units }, () => uniform(-limit, limit)),
+        bias: Float32Array.from({ length: units }, () => uniform(-0.5, 0.5)),
+        activation,
+      };
+      width = units;
+      return layer;
+    }),
+    target,
+  };
+}
+
+/** Raw (unstandardized) feature rows around the network's input statistics. */
+export function rawRows(seed: number, network: DenseNetwork, count: number): number[][] {
+  const rng = createRng(seed);
+  return Array.from({ length: count }, () =>
+    Array.from(network.inputMean, (mean, i) => mean + network.inputScale[i]! * (rng() * 4 - 2)),
+  );
+}
+
+export const CLASSIFIER_FEATURES = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+
+/** A 7 → 8 relu → 3 softmax classifier written as an artifact into `dir` (signed when a key is given). */
+export async function writeSampleArtifact(dir: string, privateKey?: KeyObject): Promise<Manifest> {
+  await initTfjs();
+  const network = randomNetwork(7, CLASSIFIER_FEATURES.length, [
+    { units: 8, activation: 'relu' },
+    { units: 3, activation: 'softmax' },
+  ]);
+  const tfjsModel = toTfjsModel(network);
+  try {
+    return await writeArtifact(dir, {
+      network,
+      tfjsModel,
+      privateKey,
+      manifest: {
+        formatVersion: 1,
+        name: 'sample-classifier',
+        createdAt: '2025-01-02T03:04:05.000Z',
+        task: 'classification',
+        features: CLASSIFIER_FEATURES,
+        labels: ['a', 'b', 'c'],
+        labelName: 'kind',
+        lineage: { parentSha256: null, epsilon: 0.1, epsilonMode: 'relative', dataFingerprint: 'test', method: 'odf2nna', seed: 7 },
+        metrics: { test: { accuracy: 0.9 }, validation: { accuracy: 0.85 } },
+      },
+    });
+  } finally {
+    tfjsModel.dispose();
+  }
+}

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
+import { UserError } from '../../shared/util/errors.ts';
+import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
+
+test('keys generate writes a 0600 private key and a public key, and prints the paths and key id', async (t) => {
+  const dir = join(await tempDir(t), 'keys');
+  const result = await runCli(['keys', 'generate', '--out', dir]);
+  assert.equal(result.stderr, '');
+  assert.equal(result.code, 0);
+
+  const privatePath = join(dir, 'signing.key');
+  const publicPath = join(dir, 'signing.pub');
+  assert.equal((await stat(privatePath)).mode & 0o777, 0o600);
+  assert.match(await readFile(privatePath, 'utf8'), /^-----BEGIN PRIVATE KEY-----\n/);
+  assert.match(await readFile(publicPath, 'utf8'), /^-----BEGIN PUBLIC KEY-----\n/);
+
+  const publicKey = await loadPublicKey(publicPath);
+  const privateKey = await loadPrivateKey(privatePath);
+  assert.equal(keyId(privateKey), keyId(publicKey));
+  assert.match(keyId(publicKey), /^[0-9a-f]{16}$/);
+  assert.equal(result.stdout, `private key: ${privatePath}\npublic key:  ${publicPath}\nkey id:      ${keyId(publicKey)}\n`);
+});
+
+test('keys generate refuses to overwrite without --force (exit 2, one line) and replaces with --force', async (t) => {
+  const dir = join(await tempDir(t), 'keys');
+  assert.equal((await runCli(['keys', 'generate', '--out', dir])).code, 0);
+  const firstKey = await readFile(join(dir, 'signing.key'), 'utf8');
+
+  const again = await runCli(['keys', 'generate', '--out', dir]);
+  assert.equal(again.code, 2);
+  assert.equal(again.stdout, '');
+  assert.ok(isOneLineError(again.stderr));
+  assert.match(again.stderr, /^fleetprune: .*signing\.key and .*signing\.pub already exist; refusing to overwrite \(use --force\)\n$/);
+  assert.equal(await readFile(join(dir, 'signing.key'), 'utf8'), firstKey);
+
+  const forced = await runCli(['keys', 'generate', '--out', dir, '--force']);
+  assert.equal(forced.code, 0);
+  assert.notEqual(await readFile(join(dir, 'signing.key'), 'utf8'), firstKey);
+  assert.equal((await stat(join(dir, 'signing.key'))).mode & 0o777, 0o600);
+});
+
+test('loading a missing or unparseable key is a UserError naming the file', async (t) => {
+  const dir = await tempDir(t);
+  const garbage = join(dir, 'garbage.pem');
+  await writeFile(garbage, 'not a key');
+  await assert.rejects(loadPublicKey(join(dir, 'absent.pub')), (error: unknown) => error instanceof UserError && error.message.includes('absent.pub'));
+  await assert.rejects(loadPrivateKey(garbage), (error: unknown) => error instanceof UserError && error.message.startsWith(`${garbage}: not a PEM private key`));
+  await assert.rejects(loadPublicKey(garbage), (error: unknown) => error instanceof UserError && error.message.startsWith(`${garbage}: not a PEM public key`));
+});

@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import type { KeyObject } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test, type TestContext } from 'node:test';
+import { generateSigningKeys, keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
+import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
+import { sha256Hex } from '../../shared/artifact/digest.ts';
+import { runCli, tempDir } from '../helpers/cli.ts';
+import { writeSampleArtifact } from './fixtures.ts';
+
+let keyRoot: string;
+let privateKey: KeyObject;
+let publicKey: KeyObject;
+let otherPublicKeyPath: string;
+
+before(async () => {
+  keyRoot = await mkdtemp(join(tmpdir(), 'fleetprune-keys-'));
+  const signer = await generateSigningKeys(join(keyRoot, 'signer'));
+  const other = await generateSigningKeys(join(keyRoot, 'other'));
+  privateKey = await loadPrivateKey(signer.privateKeyPath);
+  publicKey = await loadPublicKey(signer.publicKeyPath);
+  otherPublicKeyPath = other.publicKeyPath;
+});
+
+after(() => rm(keyRoot, { recursive: true, force: true }));
+
+async function signedArtifact(t: TestContext, signed = true): Promise<string> {
+  const dir = join(await tempDir(t), 'model');
+  await writeSampleArtifact(dir, signed ? privateKey : undefined);
+  return dir;
+}
+
+async function editManifest(dir: string, edit: (manifest: Record<string, any>) => void): Promise<void> {
+  const path = join(dir, 'manifest.json');
+  const manifest = JSON.parse(await readFile(path, 'utf8'));
+  edit(manifest);
+  await writeFile(path, JSON.stringify(manifest, null, 2));
+}
+
+/** verifyArtifact reports exactly `expected`, and the CLI exits 1 printing each as `fleetprune: verify failed: …`. */
+async function assertFails(dir: string, expected: (string | RegExp)[], publicKeyPath?: string): Promise<void> {
+  const key = publicKeyPath ? await loadPublicKey(publicKeyPath) : publicKey;
+  const result = await verifyArtifact(dir, key);
+  assert.equal(result.ok, false);
+  assert.equal(result.failures.length, expected.length, `failures: ${JSON.stringify(result.failures)}`);
+  expected.forEach((pattern, i) => {
+    if (typeof pattern === 'string') assert.equal(result.failures[i], pattern);
+    else assert.match(result.failures[i]!, pattern);
+  });
+
+  const cli = await runCli(['verify', dir, '--public-key', publicKeyPath ?? join(keyRoot, 'signer', 'signing.pub')]);
+  assert.equal(cli.code, 1);
+  assert.equal(cli.stdout, '');
+  const lines = cli.stderr.trimEnd().split('\n');
+  assert.deepEqual(lines.slice(0, -1), result.failures.map((failure) => `fleetprune: verify failed: ${failure}`));
+  assert.equal(lines.at(-1), `fleetprune: verify failed: ${dir}: ${expected.length} check(s) failed`);
+  assert.doesNotMatch(cli.stderr, /\n\s+at /, 'no stack trace');
+}
+
+test('a flipped byte in model.onnx is a sha256 mismatch', async (t) => {
+  const dir = await signedArtifact(t);
+  const path = join(dir, 'model.onnx');
+  const original = await readFile(path);
+  const bytes = Buffer.from(original);
+  bytes[bytes.length >> 1]! ^= 0x01;
+  await writeFile(path, bytes);
+  const expected = `model.onnx: sha256 mismatch (expected ${sha256Hex(original).slice(0, 12)}…, got ${sha256Hex(bytes).slice(0, 12)}…)`;
+  await assertFails(dir, [expected]);
+});
+
+test('an edited manifest field breaks the signature', async (t) => {
+  const dir = await signedArtifact(t);
+  await editManifest(dir, (manifest) => {
+    manifest.metrics.test.accuracy = 0.99;
+  });
+  await assertFails(dir, [`signature: does not verify with key ${keyId(publicKey)}`]);
+});
+
+test('a missing file is reported by name', async (t) => {
+  const dir = await signedArtifact(t);
+  await rm(join(dir, 'tfjs', 'weights.bin'));
+  await assertFails(dir, ['tfjs/weights.bin: missing']);
+});
+
+test('a truncated file is a size mismatch', async (t) => {
+  const dir = await signedArtifact(t);
+  const path = join(dir, 'tfjs', 'model.json');
+  const bytes = await readFile(path);
+  await writeFile(path, bytes.subarray(0, 10));
+  await assertFails(dir, [`tfjs/model.json: size mismatch (expected ${bytes.length} bytes, got 10)`]);
+});
+
+test('a different public key does not match the signing key', async (t) => {
+  const dir = await signedArtifact(t);
+  const otherId = keyId(await loadPublicKey(otherPublicKeyPath));
+  await assertFails(dir, [`signature: made with key ${keyId(publicKey)}, not with the given key ${otherId}`], otherPublicKeyPath);
+});
+
+test('an unsigned artifact fails verification', async (t) => {
+  const dir = await signedArtifact(t, false);
+  await assertFails(dir, ['signature: missing (the artifact is unsigned)']);
+});
+
+test('a manifest listing ../etc/passwd is rejected as an unsafe path', async (t) => {
+  const dir = await signedArtifact(t);
+  await editManifest(dir, (manifest) => {
+    manifest.files['../etc/passwd'] = { sha256: sha256Hex(''), bytes: 0 };
+  });
+  await assertFails(dir, [/manifest\.json: files: unsafe path "\.\.\/etc\/passwd" \(must be relative, without "\.\."\)$/]);
+});
+
+test('an absolute path in the manifest is rejected', async (t) => {
+  const dir = await signedArtifact(t);
+  await editManifest(dir, (manifest) => {
+    manifest.files['/etc/passwd'] = { sha256: sha256Hex(''), bytes: 0 };
+  });
+  await assertFails(dir, [/manifest\.json: files: unsafe path "\/etc\/passwd"/]);
+});
+
+test('a manifest.json that is not JSON fails verification', async (t) => {
+  const dir = await signedArtifact(t);
+  await writeFile(join(dir, 'manifest.json'), 'this is not json');
+  await assertFails(dir, [new RegExp(`^${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/manifest\\.json: not valid JSON \\(`)]);
+});

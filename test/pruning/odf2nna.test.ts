@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { before, test } from 'node:test';
+import { loadDatasetFile } from '../../shared/data/dataset.ts';
+import { shippedDatasetPath } from '../../shared/datasets/index.ts';
+import { parameterCount } from '../../shared/model/dense-network.ts';
+import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
+import { PruneOptionsSchema } from '../../server/pruning/options.ts';
+import { chooseEpsilon, runOdf2nna, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
+import type { SweepEntry } from '../../server/pruning/report.ts';
+
+let backend: string;
+let iris: Odf2nnaResult;
+
+before(async () => {
+  backend = await initTfjs();
+  const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
+  iris = await runOdf2nna(dataset, PruneOptionsSchema.parse({ units: 32, epochs: 80, seed: 3 }), backend);
+});
+
+test('the tfjs backend is the wasm one (or native tfjs-node when installed)', () => {
+  assert.ok(['wasm', 'tensorflow'].includes(backend), `backend ${backend}`);
+});
+
+test('ODF2NNA on iris: a smaller network that keeps the accuracy', () => {
+  const { report } = iris;
+  assert.equal(report.task, 'classification');
+  assert.deepEqual(report.layers.original, [32, 32, 32, 3]);
+  assert.equal(report.sweep.length, 6);
+  assert.ok(report.pruned.params < report.original.params, 'pruning removed parameters');
+  report.layers.pruned.slice(0, -1).forEach((units) => assert.ok(units >= 1 && units <= 32));
+  assert.equal(report.pruned.params, parameterCount(iris.pruned.network));
+  assert.equal(report.original.params, parameterCount(iris.general.network));
+  assert.ok('accuracy' in report.original.test && report.original.test.accuracy >= 0.85, 'the general model learned iris');
+  assert.ok('accuracy' in report.pruned.test && report.pruned.test.accuracy >= 0.85, 'the pruned model still classifies iris');
+  assert.ok(report.scratch && 'accuracy' in report.scratch.test);
+  assert.ok(report.l1 && 'accuracy' in report.l1.test);
+  assert.equal(report.data.split.train + report.data.split.validation + report.data.split.test, 150);
+});
+
+test('larger ε never keeps more units, and the smallest ε stays close before retraining', () => {
+  const { sweep, original } = iris.report;
+  for (let i = 1; i < sweep.length; i++) {
+    sweep[i]!.layers.forEach((units, l) => assert.ok(units <= sweep[i - 1]!.layers[l]!, `ε ${sweep[i]!.epsilon} layer ${l}`));
+  }
+  const first = sweep[0]!;
+  assert.ok('accuracy' in first.test_before_retrain && 'accuracy' in original.test);
+  assert.ok(
+    Math.abs(first.test_before_retrain.accuracy - original.test.accuracy) <= 0.05,
+    `ε ${first.epsilon} before retraining: ${first.test_before_retrain.accuracy} vs ${original.test.accuracy}`,
+  );
+});
+
+test('the chosen ε is the smallest model within tolerance on validation', () => {
+  const { report } = iris;
+  const chosen = report.sweep.find((entry) => entry.epsilon === report.epsilon)!;
+  assert.equal(chosen.params, report.pruned.params);
+  if (chosen.within_tolerance) {
+    for (const entry of report.sweep.filter((e) => e.within_tolerance)) assert.ok(entry.params >= chosen.params);
+  }
+});
+
+test('chooseEpsilon prefers the smallest within tolerance and falls back to the best score', () => {
+  const entry = (epsilon: number, params: number, accuracy: number, within: boolean): SweepEntry => ({
+    epsilon,
+    layers: [],
+    params,
+    flops: 0,
+    param_cut: 0,
+    validation_before_retrain: { accuracy },
+    validation: { accuracy },
+    test_before_retrain: { accuracy },
+    test: { accuracy },
+    within_tolerance: within,
+  });
+  assert.equal(chooseEpsilon([entry(0.1, 100, 0.9, true), entry(0.3, 50, 0.9, true), entry(0.5, 10, 0.5, false)]).entry.epsilon, 0.3);
+  const fallback = chooseEpsilon([entry(0.1, 100, 0.8, false), entry(0.3, 50, 0.7, false)]);
+  assert.equal(fallback.entry.epsilon, 0.1);
+  assert.match(fallback.selection, /no ε stayed within tolerance/);
+});
+
+test('a single ε prunes at that ε alone; regression reports MSE and R²', async () => {
+  const diabetes = loadDatasetFile(shippedDatasetPath('diabetes'), { label: 'progression' });
+  const result = await runOdf2nna(
+    diabetes,
+    PruneOptionsSchema.parse({ units: 24, epochs: 60, epsilons: [0.3], baselines: false, seed: 5 }),
+    backend,
+  );
+  try {
+    const { report } = result;
+    assert.equal(report.task, 'regression');
+    assert.equal(report.epsilon, 0.3);
+    assert.equal(report.sweep.length, 1);
+    assert.equal(report.scratch, null);
+    const { original, pruned } = report;
+    assert.ok('r2' in pruned.test && 'r2' in original.test && pruned.test.mse > 0);
+    assert.ok(original.test.r2 > 0.2, `general model R² ${original.test.r2}`);
+    assert.ok(pruned.test.r2 > 0.2, `pruned model R² ${pruned.test.r2}`);
+  } finally {
+    result.general.model.dispose();
+    result.pruned.model.dispose();
+  }
+});
+
+test('absolute ε mode compares variability with ε itself', async () => {
+  const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
+  const options = PruneOptionsSchema.parse({ units: 16, epochs: 10, epsilons: [1e9], epsilonMode: 'absolute', baselines: false });
+  const result = await runOdf2nna(dataset, options, backend);
+  try {
+    assert.deepEqual(result.report.layers.pruned, [1, 1, 1, 3], 'a huge absolute ε leaves only the most variable unit per layer');
+  } finally {
+    result.general.model.dispose();
+    result.pruned.model.dispose();
+  }
+});
+
+test('no tensors leak across a run', async () => {
+  const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
+  const options = PruneOptionsSchema.parse({ units: 8, epochs: 5, epsilons: [0.2, 0.5], retrainEpochs: 2 });
+  const beforeCount = tf.memory().numTensors;
+  const result = await runOdf2nna(dataset, options, backend);
+  result.general.model.dispose();
+  result.pruned.model.dispose();
+  assert.equal(tf.memory().numTensors, beforeCount);
+});

@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { readFile, writeFile, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
+import { shippedDatasetPath } from '../../shared/datasets/index.ts';
+import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
+
+const IRIS = shippedDatasetPath('iris');
+const SMALL = ['--units', '16', '--epochs', '25'];
+
+test('prune writes a signed artifact, its parent, and report.json; verify accepts both', async (t) => {
+  const dir = await tempDir(t);
+  const keys = await runCli(['keys', 'generate', '--out', join(dir, 'keys')]);
+  assert.equal(keys.code, 0, keys.stderr);
+  const out = join(dir, 'iris-model');
+  const run = await runCli(['prune', '--data', IRIS, '--label', 'species', ...SMALL, '--sign-key', join(dir, 'keys', 'signing.key'), '--out', out]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /chosen ε = /);
+  assert.match(run.stderr, /\[6\/6\] export done/, 'not a TTY: plain progress lines, one per phase');
+
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+  for (const field of ['task', 'epsilon', 'seed', 'timing_s', 'sweep']) assert.ok(field in report, field);
+  assert.equal(report.task, 'classification');
+  assert.equal(report.sweep.length, 6);
+  assert.equal(typeof report.original.params, 'number');
+  assert.equal(typeof report.pruned.params, 'number');
+  assert.deepEqual(report.layers.original, [16, 16, 16, 3]);
+  assert.equal(report.layers.pruned.length, 4);
+  for (const key of ['original', 'pruned', 'scratch', 'l1']) assert.equal(typeof report[key].test.accuracy, 'number', key);
+  assert.equal(typeof report.pruned.test_before_retrain.accuracy, 'number');
+
+  const pruned = ManifestSchema.parse(JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')));
+  const general = ManifestSchema.parse(JSON.parse(await readFile(join(out, 'general', 'manifest.json'), 'utf8')));
+  assert.equal(pruned.lineage.parentSha256, artifactId(general), 'the pruned model names the general model as its parent');
+  assert.equal(pruned.lineage.epsilon, report.epsilon);
+  assert.equal(pruned.lineage.method, 'odf2nna');
+  assert.equal(pruned.architecture.params, report.pruned.params);
+  assert.equal(general.architecture.params, report.original.params);
+  assert.deepEqual(pruned.features, ['sepal_length_cm', 'sepal_width_cm', 'petal_length_cm', 'petal_width_cm']);
+  assert.deepEqual(pruned.labels, ['setosa', 'versicolor', 'virginica']);
+  assert.equal(pruned.metrics.test.accuracy, report.pruned.test.accuracy);
+
+  const pub = join(dir, 'keys', 'signing.pub');
+  for (const artifact of [out, join(out, 'general')]) {
+    const verify = await runCli(['verify', artifact, '--public-key', pub]);
+    assert.equal(verify.code, 0, verify.stderr);
+  }
+});
+
+test('a single --epsilon prunes at that ε alone', async (t) => {
+  const out = join(await tempDir(t), 'model');
+  const run = await runCli(['prune', '--data', IRIS, '--label', 'species', ...SMALL, '--epsilon', '0.4', '--seed', '9', '--out', out]);
+  assert.equal(run.code, 0, run.stderr);
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+  assert.equal(report.epsilon, 0.4);
+  assert.equal(report.seed, 9);
+  assert.deepEqual(report.sweep.map((entry: { epsilon: number }) => entry.epsilon), [0.4]);
+});
+
+test('bad input: one line on stderr, exit code 2, nothing written', async (t) => {
+  const dir = await tempDir(t);
+  const nanFile = join(dir, 'nan.csv');
+  await writeFile(nanFile, 'a,b,label\n1,2,x\n3,NaN,y\n');
+  const emptyFile = join(dir, 'empty.csv');
+  await writeFile(emptyFile, 'a,b,label\n');
+  const singleClass = join(dir, 'single.csv');
+  await writeFile(singleClass, 'a,b,label\n1,2,x\n3,4,x\n');
+  const textFile = join(dir, 'text.csv');
+  await writeFile(textFile, 'a,b,label\n1,two,x\n3,4,y\n');
+  const aFile = join(dir, 'plain-file');
+  await writeFile(aFile, 'not a directory');
+  const out = join(dir, 'out');
+  const cases: [string, string[], RegExp][] = [
+    ['missing file', ['--data', join(dir, 'missing.csv'), '--label', 'y', '--out', out], /missing\.csv: no such file/],
+    ['missing label column', ['--data', IRIS, '--label', 'kind', '--out', out], /no label column "kind"/],
+    ['NaN feature', ['--data', nanFile, '--label', 'label', '--out', out], /row 3, column "b": "NaN" is not a finite number/],
+    ['non-numeric feature', ['--data', textFile, '--label', 'label', '--out', out], /column "b": "two"/],
+    ['empty data', ['--data', emptyFile, '--label', 'label', '--out', out], /no data rows/],
+    ['single class', ['--data', singleClass, '--label', 'label', '--out', out], /single class/],
+    ['ε above 1', ['--data', IRIS, '--label', 'species', '--epsilon', '1.5', '--out', out], /--epsilon: .*outside \(0, 1\)/],
+    ['ε of 0', ['--data', IRIS, '--label', 'species', '--epsilon', '0', '--out', out], /--epsilon/],
+    ['ε not a number', ['--data', IRIS, '--label', 'species', '--epsilon', 'abc', '--out', out], /--epsilon/],
+    ['unwritable output', ['--data', IRIS, '--label', 'species', '--out', join(aFile, 'out')], /cannot write output directory/],
+    ['bad task', ['--data', IRIS, '--label', 'species', '--task', 'ranking', '--out', out], /--task/],
+    ['missing sign key', ['--data', IRIS, '--label', 'species', '--sign-key', join(dir, 'nokey'), '--out', out], /nokey/],
+  ];
+  for (const [name, args, message] of cases) {
+    const run = await runCli(['prune', ...args]);
+    assert.equal(run.code, 2, `${name}: exit code (stderr: ${run.stderr})`);
+    assert.match(run.stderr, message, name);
+    assert.ok(isOneLineError(run.stderr.replace(/^\(run with --help for usage\)\n?/m, '')), `${name}: one line, no stack: ${run.stderr}`);
+  }
+  await assert.rejects(readFile(join(out, 'manifest.json')), 'no artifact was written');
+});
+
+test('an output directory without write permission is refused up front', async (t) => {
+  if (process.getuid?.() === 0) {
+    t.skip('running as root: permission bits do not stop root (the not-a-directory case covers unwritable paths)');
+    return;
+  }
+  const dir = await tempDir(t);
+  await chmod(dir, 0o500);
+  t.after(() => chmod(dir, 0o700));
+  const run = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', join(dir, 'out')]);
+  assert.equal(run.code, 2);
+  assert.match(run.stderr, /cannot write output directory .*permission denied/);
+});
