@@ -26,6 +26,7 @@ interface PruneFlags {
   tolerance?: number;
   signKey?: string;
   name?: string;
+  fullSweep?: boolean;
 }
 
 /** Zod paths of PruneOptions → the CLI flag that sets them, for one-line error messages. */
@@ -51,6 +52,7 @@ export function registerPruneCommand(program: Command): void {
     .option('--epochs <n>', 'maximum training epochs of the general model (early stopping ends sooner)', parseInteger)
     .option('--seed <n>', 'seed for splits, initialisation and shuffling', parseInteger)
     .option('--tolerance <t>', 'allowed validation loss: accuracy points (default 0.5), or MSE percent for regression (default 2)', parseNumber)
+    .option('--full-sweep', 'retrain every ε of the sweep, not only up to the smallest model within tolerance')
     .option('--sign-key <file>', 'ed25519 private key (from `fleetprune keys generate`) to sign the artifact')
     .option('--name <name>', 'model name (default: the data file name)')
     .action(async (flags: PruneFlags) => {
@@ -106,6 +108,7 @@ export function parsePruneOptions(flags: PruneFlags, task: 'classification' | 'r
     seed: flags.seed,
     toleranceAccuracyPoints: regression ? undefined : flags.tolerance,
     toleranceMseFraction: regression && flags.tolerance !== undefined ? flags.tolerance / 100 : undefined,
+    fullSweep: flags.fullSweep,
   });
   if (!parsed.success) {
     const first = parsed.error.issues[0]!;

@@ -123,19 +123,25 @@ export async function runOdf2nna(
       onProgress({ phase: 'rebuild', done: candidates.size, total: options.epsilons.length, detail: `ε ${epsilon}` });
       return { epsilon, key };
     });
-    const retrained = new Map<string, TrainedNetwork>();
-    let index = 0;
-    for (const [key, candidate] of candidates) {
+    // Retrain from the smallest architecture up. The first one within tolerance is the answer,
+    // so larger ones are only retrained when the whole trade-off is asked for (fullSweep).
+    const retrained = new Map<string, TrainedNetwork & { validation: Score; test: Score; within: boolean }>();
+    const bySize = [...candidates].sort(([, a], [, b]) => parameterCount(a.network) - parameterCount(b.network));
+    for (const [key, candidate] of bySize) {
       const model = toTfjsModel(candidate.network);
       await timed('retrain', () => trainModel(model, data, retrainConfig));
-      retrained.set(key, { model, network: toDenseNetwork(model, scaling) });
-      onProgress({ phase: 'retrain', done: ++index, total: candidates.size, detail: `${layerSizes(candidate.network).join('-')}` });
+      const network = toDenseNetwork(model, scaling);
+      const validation = evaluate(network, 'validation');
+      const within = withinTolerance(validation, originalValidation, tolerance);
+      retrained.set(key, { model, network, validation, test: evaluate(network, 'test'), within });
+      onProgress({ phase: 'retrain', done: retrained.size, total: candidates.size, detail: layerSizes(network).join('-') });
+      if (within && !options.fullSweep) break;
     }
+    onProgress({ phase: 'retrain', done: candidates.size, total: candidates.size });
 
     const sweep: SweepEntry[] = keepByEpsilon.map(({ epsilon, key }) => {
-      const { network } = retrained.get(key)!;
-      const { before } = candidates.get(key)!;
-      const validation = evaluate(network, 'validation');
+      const { network, before } = candidates.get(key)!;
+      const after = retrained.get(key);
       const params = parameterCount(network);
       return {
         epsilon,
@@ -143,11 +149,12 @@ export async function runOdf2nna(
         params,
         flops: flopsPerSample(network),
         param_cut: 1 - params / originalParams,
+        retrained: after !== undefined,
         validation_before_retrain: before.validation,
-        validation,
+        validation: after?.validation ?? null,
         test_before_retrain: before.test,
-        test: evaluate(network, 'test'),
-        within_tolerance: withinTolerance(validation, originalValidation, tolerance),
+        test: after?.test ?? null,
+        within_tolerance: after?.within ?? null,
       };
     });
     const { entry: chosen, selection } = chooseEpsilon(sweep);
@@ -205,8 +212,8 @@ export async function runOdf2nna(
         params: chosen.params,
         flops: chosen.flops,
         param_cut: chosen.param_cut,
-        validation: chosen.validation,
-        test: chosen.test,
+        validation: chosen.validation!,
+        test: chosen.test!,
         test_before_retrain: chosen.test_before_retrain,
       },
       scratch,
@@ -224,15 +231,16 @@ export async function runOdf2nna(
  * tolerance, the best validation score, and the selection says so.
  */
 export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry; selection: string } {
-  if (sweep.length === 1) return { entry: sweep[0]!, selection: 'single ε given' };
+  const done = sweep.filter((entry) => entry.validation !== null);
+  if (sweep.length === 1 && done.length === 1) return { entry: done[0]!, selection: 'single ε given' };
   const byValidation = (a: SweepEntry, b: SweepEntry) =>
-    scoreValue(b.validation) - scoreValue(a.validation) || a.epsilon - b.epsilon;
-  const within = sweep.filter((entry) => entry.within_tolerance);
+    scoreValue(b.validation!) - scoreValue(a.validation!) || a.epsilon - b.epsilon;
+  const within = done.filter((entry) => entry.within_tolerance);
   if (within.length > 0) {
-    const entry = [...within].sort((a, b) => a.params - b.params || byValidation(a, b))[0]!;
+    const entry = [...within].sort((a, b) => a.params - b.params || byValidation(a, b) || b.epsilon - a.epsilon)[0]!;
     return { entry, selection: 'smallest model within tolerance of the original on validation' };
   }
-  const entry = [...sweep].sort(byValidation)[0]!;
+  const entry = [...done].sort(byValidation)[0]!;
   return { entry, selection: 'no ε stayed within tolerance; chose the best validation score' };
 }
 

@@ -27,6 +27,8 @@ export const PruneOptionsSchema = z
     validationFraction: z.number().gt(0).lt(0.5).default(0.15),
     testFraction: z.number().gt(0).lt(0.5).default(0.2),
     baselines: z.boolean().default(true),
+    /** Retrain every ε of the sweep, not only up to the smallest model within tolerance. */
+    fullSweep: z.boolean().default(false),
   })
   .superRefine((options, ctx) => {
     if (options.epsilonMode === 'relative') {

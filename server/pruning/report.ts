@@ -2,7 +2,12 @@ import type { Task } from '../../shared/data/dataset.ts';
 import type { EpsilonMode } from './useful-units.ts';
 import type { Score } from './scoring.ts';
 
-/** One ε of the sweep: the architecture it leads to and its scores before and after retraining. */
+/**
+ * One ε of the sweep: the architecture it leads to and its scores before and after retraining.
+ * Retraining goes from the smallest architecture up and stops at the first within tolerance,
+ * so larger ones may not be retrained (`retrained: false`, after-retraining scores null)
+ * unless a full sweep was asked for.
+ */
 export interface SweepEntry {
   epsilon: number;
   layers: number[];
@@ -10,11 +15,12 @@ export interface SweepEntry {
   flops: number;
   /** Share of the original's parameters removed, in [0, 1]. */
   param_cut: number;
+  retrained: boolean;
   validation_before_retrain: Score;
-  validation: Score;
+  validation: Score | null;
   test_before_retrain: Score;
-  test: Score;
-  within_tolerance: boolean;
+  test: Score | null;
+  within_tolerance: boolean | null;
 }
 
 /** DIR/report.json: what the prune command did and every number it measured, all on the test split. */

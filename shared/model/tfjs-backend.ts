@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../util/errors.ts';
 
 export type TfjsBackendName = 'tensorflow' | 'wasm' | 'cpu';
 
@@ -17,7 +18,7 @@ export function initTfjs(): Promise<TfjsBackendName> {
 }
 
 async function choose(): Promise<TfjsBackendName> {
-  const forced = process.env.FLEETPRUNE_TF_BACKEND as TfjsBackendName | undefined;
+  const forced = forcedBackend();
   if ((forced === undefined || forced === 'tensorflow') && (await tryNative())) {
     if (await tf.setBackend('tensorflow')) return 'tensorflow';
   }
@@ -31,6 +32,17 @@ async function choose(): Promise<TfjsBackendName> {
   await tf.setBackend('cpu');
   await tf.ready();
   return 'cpu';
+}
+
+const BACKENDS: readonly TfjsBackendName[] = ['tensorflow', 'wasm', 'cpu'];
+
+function forcedBackend(): TfjsBackendName | undefined {
+  const value = process.env.FLEETPRUNE_TF_BACKEND;
+  if (value === undefined || value === '') return undefined;
+  if (!BACKENDS.includes(value as TfjsBackendName)) {
+    throw new UserError(`FLEETPRUNE_TF_BACKEND: must be one of ${BACKENDS.join(', ')}, not "${value}"`);
+  }
+  return value as TfjsBackendName;
 }
 
 async function tryNative(): Promise<boolean> {

@@ -26,6 +26,9 @@ test('ODF2NNA on iris: a smaller network that keeps the accuracy', () => {
   assert.equal(report.task, 'classification');
   assert.deepEqual(report.layers.original, [32, 32, 32, 3]);
   assert.equal(report.sweep.length, 6);
+  const retrained = report.sweep.filter((entry) => entry.retrained);
+  assert.ok(retrained.length >= 1);
+  assert.ok(report.sweep.some((e) => e.params === report.pruned.params && e.retrained));
   assert.ok(report.pruned.params < report.original.params, 'pruning removed parameters');
   report.layers.pruned.slice(0, -1).forEach((units) => assert.ok(units >= 1 && units <= 32));
   assert.equal(report.pruned.params, parameterCount(iris.pruned.network));
@@ -56,6 +59,11 @@ test('the chosen ε is the smallest model within tolerance on validation', () =>
   assert.equal(chosen.params, report.pruned.params);
   if (chosen.within_tolerance) {
     for (const entry of report.sweep.filter((e) => e.within_tolerance)) assert.ok(entry.params >= chosen.params);
+    // Retraining stops at the first architecture within tolerance: everything smaller was tried and failed.
+    for (const entry of report.sweep.filter((e) => e.params < chosen.params)) assert.equal(entry.within_tolerance, false);
+    for (const entry of report.sweep.filter((e) => e.params > chosen.params)) assert.equal(entry.retrained, false);
+  } else {
+    assert.ok(report.sweep.every((e) => e.retrained), 'with nothing within tolerance every ε was retrained');
   }
 });
 
@@ -66,6 +74,7 @@ test('chooseEpsilon prefers the smallest within tolerance and falls back to the 
     params,
     flops: 0,
     param_cut: 0,
+    retrained: true,
     validation_before_retrain: { accuracy },
     validation: { accuracy },
     test_before_retrain: { accuracy },

@@ -14,7 +14,7 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   const keys = await runCli(['keys', 'generate', '--out', join(dir, 'keys')]);
   assert.equal(keys.code, 0, keys.stderr);
   const out = join(dir, 'iris-model');
-  const run = await runCli(['prune', '--data', IRIS, '--label', 'species', ...SMALL, '--sign-key', join(dir, 'keys', 'signing.key'), '--out', out]);
+  const run = await runCli(['prune', '--data', IRIS, '--label', 'species', ...SMALL, '--full-sweep', '--sign-key', join(dir, 'keys', 'signing.key'), '--out', out]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /chosen ε = /);
   assert.match(run.stderr, /\[6\/6\] export done/, 'not a TTY: plain progress lines, one per phase');
@@ -23,6 +23,7 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   for (const field of ['task', 'epsilon', 'seed', 'timing_s', 'sweep']) assert.ok(field in report, field);
   assert.equal(report.task, 'classification');
   assert.equal(report.sweep.length, 6);
+  assert.ok(report.sweep.every((entry: { retrained: boolean }) => entry.retrained), '--full-sweep retrains every ε');
   assert.equal(typeof report.original.params, 'number');
   assert.equal(typeof report.pruned.params, 'number');
   assert.deepEqual(report.layers.original, [16, 16, 16, 3]);
@@ -105,4 +106,14 @@ test('an output directory without write permission is refused up front', async (
   const run = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', join(dir, 'out')]);
   assert.equal(run.code, 2);
   assert.match(run.stderr, /cannot write output directory .*permission denied/);
+});
+
+test('a bad environment variable is named in a one-line error', async () => {
+  const backend = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', '/tmp/unused'], { FLEETPRUNE_TF_BACKEND: 'gpu' });
+  assert.equal(backend.code, 2);
+  assert.match(backend.stderr, /^fleetprune: FLEETPRUNE_TF_BACKEND: must be one of/);
+  const level = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', '/tmp/unused'], { FLEETPRUNE_LOG_LEVEL: 'loud' });
+  assert.equal(level.code, 2);
+  assert.match(level.stderr, /^fleetprune: FLEETPRUNE_LOG_LEVEL: must be one of/);
+  assert.ok(isOneLineError(backend.stderr) && isOneLineError(level.stderr));
 });
