@@ -2,6 +2,7 @@ import { basename, extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
+import { assertArtifactDestination } from '../../shared/artifact/write-artifact.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { assertWritableDirectory } from '../../shared/util/fs-checks.ts';
@@ -71,6 +72,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const name = flags.name ?? basename(flags.data, extname(flags.data)).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64);
   const outDir = resolve(flags.out);
   await assertWritableDirectory(outDir);
+  await assertArtifactDestination(outDir);
 
   const log = createLogger('prune', cliLogLevel());
   const backend = await initTfjs();

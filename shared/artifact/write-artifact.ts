@@ -121,6 +121,14 @@ async function moveIntoPlace(staging: string, dir: string): Promise<void> {
   await fsyncDirectory(dirname(dir));
 }
 
+/**
+ * Checks up front, before long work, that writeArtifact may write to `dir`: it is missing, an
+ * empty directory, or an existing artifact. Anything else is a UserError naming it.
+ */
+export async function assertArtifactDestination(dir: string): Promise<void> {
+  await holdsArtifact(dir);
+}
+
 /** False for a missing or empty directory, true for an artifact; a UserError for anything else. */
 async function holdsArtifact(dir: string): Promise<boolean> {
   const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {

@@ -83,6 +83,7 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['ε of 0', ['--data', IRIS, '--label', 'species', '--epsilon', '0', '--out', out], /--epsilon/],
     ['ε not a number', ['--data', IRIS, '--label', 'species', '--epsilon', 'abc', '--out', out], /--epsilon/],
     ['unwritable output', ['--data', IRIS, '--label', 'species', '--out', join(aFile, 'out')], /cannot write output directory/],
+    ['non-empty non-artifact output', ['--data', IRIS, '--label', 'species', '--out', dir], /non-empty directory without manifest\.json/],
     ['bad task', ['--data', IRIS, '--label', 'species', '--task', 'ranking', '--out', out], /--task/],
     ['missing sign key', ['--data', IRIS, '--label', 'species', '--sign-key', join(dir, 'nokey'), '--out', out], /nokey/],
   ];
