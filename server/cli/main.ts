@@ -4,6 +4,10 @@ import { registerPruneCommand } from './prune-command.ts';
 import { registerDemoCommand } from './demo-command.ts';
 import { registerKeysCommand } from './keys-command.ts';
 import { registerVerifyCommand } from './verify-command.ts';
+import { registerServerCommand } from './server-command.ts';
+import { registerModelsCommand } from './models-command.ts';
+import { registerJobsCommand } from './jobs-command.ts';
+import { registerTokensCommand } from './tokens-command.ts';
 
 export function buildProgram(): Command {
   const program = new Command('fleetprune')
@@ -15,6 +19,10 @@ export function buildProgram(): Command {
   registerDemoCommand(program);
   registerKeysCommand(program);
   registerVerifyCommand(program);
+  registerServerCommand(program);
+  registerModelsCommand(program);
+  registerJobsCommand(program);
+  registerTokensCommand(program);
   return program;
 }
 

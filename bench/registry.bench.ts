@@ -1,0 +1,195 @@
+// npm run bench:registry — artifact download throughput (HTTP, gRPC, disk ceiling) and registry
+// list/get requests per second with 10,000 versions on SQLite and PostgreSQL.
+import { credentials, Metadata, type Client } from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import pg from 'pg';
+import { parseServerConfig } from '../server/config/server-config.ts';
+import { startServer, type RunningServer } from '../server/app/start-server.ts';
+import { loadFleetpruneProto } from '../shared/proto/load-proto.ts';
+import { createLogger } from '../shared/util/log.ts';
+import type { Manifest } from '../shared/artifact/manifest.ts';
+
+const TOKEN = 'bench-admin-token-0123456789';
+const BLOB_MB = 64;
+const VERSIONS = 10_000;
+const RPS_SECONDS = 4;
+const CONCURRENCY = 8;
+const PG_URL = process.env.FLEETPRUNE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+async function start(dataDir: string, pgSchema?: string): Promise<RunningServer> {
+  return startServer(
+    parseServerConfig({
+      dataDir,
+      host: '127.0.0.1',
+      httpPort: 0,
+      grpcPort: 0,
+      adminToken: TOKEN,
+      ...(pgSchema ? { databaseUrl: PG_URL, databaseSchema: pgSchema } : {}),
+    }),
+    { log: createLogger('bench', 'silent') },
+  );
+}
+
+async function best(runs: number, work: () => Promise<number>): Promise<number> {
+  let top = 0;
+  for (let i = 0; i < runs; i++) top = Math.max(top, await work());
+  return top;
+}
+
+async function throughput(server: RunningServer): Promise<{ disk: number; http: number; grpc: number }> {
+  const bytes = randomBytes(BLOB_MB * 1024 * 1024);
+  const { sha256 } = await server.ctx.blobs.put(Readable.from([bytes]), null, bytes.length);
+  const path = server.ctx.blobs.pathOf(sha256);
+  const mbps = (seconds: number) => BLOB_MB / seconds;
+  const disk = await best(3, async () => {
+    const t0 = performance.now();
+    let n = 0;
+    for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) n += (chunk as Buffer).length;
+    if (n !== bytes.length) throw new Error('short read');
+    return mbps((performance.now() - t0) / 1000);
+  });
+  const url = `http://127.0.0.1:${server.port('http')}/api/blobs/${sha256}`;
+  const http = await best(3, async () => {
+    const t0 = performance.now();
+    const response = await fetch(url, { headers: { authorization: `Bearer ${TOKEN}` } });
+    let n = 0;
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) n += chunk.length;
+    if (n !== bytes.length) throw new Error('short HTTP read');
+    return mbps((performance.now() - t0) / 1000);
+  });
+  const client = new (loadFleetpruneProto().Blobs)(`127.0.0.1:${server.port('grpc')}`, credentials.createInsecure()) as Client & Record<string, Function>;
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${TOKEN}`);
+  const grpc = await best(3, async () => {
+    const t0 = performance.now();
+    const n = await new Promise<number>((resolve, reject) => {
+      let total = 0;
+      const call = client.DownloadBlob!.call(client, { sha256, chunk_size: 1024 * 1024 }, metadata);
+      call.on('data', (chunk: { data: Buffer }) => (total += chunk.data.length));
+      call.on('error', reject);
+      call.on('end', () => resolve(total));
+    });
+    if (n !== bytes.length) throw new Error('short gRPC read');
+    return mbps((performance.now() - t0) / 1000);
+  });
+  client.close();
+  return { disk, http, grpc };
+}
+
+async function seedVersions(server: RunningServer, manifest: Manifest): Promise<void> {
+  const now = new Date().toISOString();
+  await server.ctx.store.transaction(async (tx) => {
+    await tx.models.ensureModel('bench', now, 'bench');
+    for (let i = 1; i <= VERSIONS; i++) {
+      await tx.models.insertVersion({
+        model: 'bench',
+        version: String(i),
+        seq: i,
+        artifactId: i.toString(16).padStart(64, '0'),
+        manifest,
+        parentArtifactId: i > 1 ? (i - 1).toString(16).padStart(64, '0') : null,
+        epsilon: 0.1,
+        dataFingerprint: 'bench',
+        metrics: manifest.metrics,
+        createdAt: now,
+        createdBy: 'bench',
+      });
+    }
+  });
+}
+
+async function requestsPerSecond(base: string, path: () => string): Promise<number> {
+  const deadline = performance.now() + RPS_SECONDS * 1000;
+  let done = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < deadline) {
+        const response = await fetch(`${base}${path()}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+        await response.arrayBuffer();
+        if (response.status !== 200) throw new Error(`status ${response.status}`);
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - t0) / 1000);
+}
+
+async function registryRates(engine: 'sqlite' | 'postgres', manifest: Manifest) {
+  const dataDir = await mkdtemp(join(os.tmpdir(), `fleetprune-bench-${engine}-`));
+  const schema = engine === 'postgres' ? `fp_bench_${process.pid}` : undefined;
+  const server = await start(dataDir, schema);
+  try {
+    await seedVersions(server, manifest);
+    const base = `http://127.0.0.1:${server.port('http')}`;
+    const list = await requestsPerSecond(base, () => `/api/models/bench/versions?limit=100&after=${Math.floor(Math.random() * (VERSIONS - 100))}`);
+    const get = await requestsPerSecond(base, () => `/api/models/bench/versions/${1 + Math.floor(Math.random() * VERSIONS)}`);
+    return { list, get };
+  } finally {
+    await server.close();
+    await rm(dataDir, { recursive: true, force: true });
+    if (schema) {
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await client.end();
+    }
+  }
+}
+
+async function sampleManifest(): Promise<Manifest> {
+  const { writeSampleArtifact } = await import('../test/artifact/fixtures.ts');
+  const dir = await mkdtemp(join(os.tmpdir(), 'fleetprune-bench-artifact-'));
+  try {
+    return await writeSampleArtifact(join(dir, 'a'));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}, ${os.platform()} ${os.release()}`;
+const dataDir = await mkdtemp(join(os.tmpdir(), 'fleetprune-bench-'));
+const server = await start(dataDir);
+const download = await throughput(server);
+await server.close();
+await rm(dataDir, { recursive: true, force: true });
+const manifest = await sampleManifest();
+const sqlite = await registryRates('sqlite', manifest);
+const postgres = await registryRates('postgres', manifest);
+
+const results = { machine, date: new Date().toISOString(), blobMiB: BLOB_MB, versions: VERSIONS, concurrency: CONCURRENCY, download, sqlite, postgres };
+await mkdir('bench/results', { recursive: true });
+await writeFile('bench/results/registry.json', `${JSON.stringify(results, null, 2)}\n`);
+
+const f = (n: number) => n.toFixed(0);
+const section = `## Registry (bench:registry)
+
+Machine: ${machine}. ${new Date().toISOString().slice(0, 10)}.
+
+| Measurement | Result |
+| --- | --- |
+| Read ${BLOB_MB} MiB blob from disk (ceiling) | ${f(download.disk)} MB/s |
+| Download over HTTP (\`GET /api/blobs/:sha256\`) | ${f(download.http)} MB/s (${((download.http / download.disk) * 100).toFixed(0)}% of disk) |
+| Download over gRPC (\`Blobs.DownloadBlob\`, 1 MiB chunks) | ${f(download.grpc)} MB/s (${((download.grpc / download.disk) * 100).toFixed(0)}% of disk) |
+| SQLite, ${VERSIONS} versions: list 100 (\`GET /api/models/:name/versions\`) | ${f(sqlite.list)} req/s |
+| SQLite, ${VERSIONS} versions: get one (\`GET /api/models/:name/versions/:ref\`) | ${f(sqlite.get)} req/s |
+| PostgreSQL, ${VERSIONS} versions: list 100 | ${f(postgres.list)} req/s |
+| PostgreSQL, ${VERSIONS} versions: get one | ${f(postgres.get)} req/s |
+
+Best of 3 downloads each; request rates over ${RPS_SECONDS} s with ${CONCURRENCY} concurrent clients, in-process server, loopback, admin token.
+`;
+let markdown = '';
+try {
+  markdown = await readFile('BENCHMARKS.md', 'utf8');
+} catch {
+  markdown = '# Benchmarks\n';
+}
+const pattern = /## Registry \(bench:registry\)\n[\s\S]*?(?=\n## |$)/;
+markdown = pattern.test(markdown) ? markdown.replace(pattern, section.trimEnd() + '\n') : `${markdown.trimEnd()}\n\n${section}`;
+await writeFile('BENCHMARKS.md', markdown);
+process.stdout.write(section);

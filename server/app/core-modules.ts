@@ -1,0 +1,36 @@
+import { SERVER_METRICS } from '../../shared/metrics/names.ts';
+import { grpcServices } from '../grpc/grpc-services.ts';
+import { adminRoutes } from '../http/routes/admin-routes.ts';
+import { artifactsRoutes } from '../http/routes/artifacts-routes.ts';
+import { jobsRoutes } from '../http/routes/jobs-routes.ts';
+import { modelsRoutes } from '../http/routes/models-routes.ts';
+import type { ServerContext } from './server-context.ts';
+import type { ServerModule } from './server-module.ts';
+
+/** The control-plane modules of issue #3; later subsystems (MQTT, rollouts, dashboard) append theirs. */
+export function coreModules(ctx: ServerContext): ServerModule[] {
+  const grpc = grpcServices(ctx);
+  return [
+    {
+      name: 'registry',
+      routes: modelsRoutes(ctx),
+      grpcServices: [grpc.ModelRegistry],
+      async start() {
+        ctx.metrics.gauge(SERVER_METRICS.registryModels, 'Registered models', () => ctx.store.models.countModels());
+        ctx.metrics.gauge(SERVER_METRICS.registryVersions, 'Registered model versions', () => ctx.store.models.countVersions());
+      },
+    },
+    { name: 'artifacts', routes: artifactsRoutes(ctx), grpcServices: [grpc.Blobs] },
+    { name: 'access', routes: adminRoutes(ctx), grpcServices: [grpc.Tokens, grpc.Audit] },
+    {
+      name: 'jobs',
+      routes: jobsRoutes(ctx),
+      grpcServices: [grpc.Jobs],
+      async start() {
+        await ctx.jobs.recoverInterrupted();
+        ctx.metrics.gauge(SERVER_METRICS.jobsRunning, 'Pruning jobs running now', () => ctx.jobs.running);
+      },
+      stop: () => ctx.jobs.stop(),
+    },
+  ];
+}

@@ -1,0 +1,67 @@
+import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { RequestListener } from 'node:http';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import type { Listener } from './server-module.ts';
+
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Binds the REST app over HTTP or HTTPS. */
+export async function listenHttp(app: RequestListener, host: string, port: number, tls: TlsFiles | null): Promise<Listener> {
+  let server: HttpServer;
+  try {
+    server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, app) : createHttpServer(app);
+  } catch (error) {
+    throw new UserError(`--tls-cert/--tls-key: not a usable certificate and key (${errorMessage(error)})`);
+  }
+  server.headersTimeout = 60_000;
+  server.requestTimeout = 0; // big uploads and SSE streams may take long
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error) => reject(new UserError(`--http-port: cannot listen on ${host}:${port} (${errorMessage(error)})`)));
+    server.listen(port, host, resolve);
+  });
+  return {
+    name: 'http',
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** Binds the gRPC server, with TLS when given. */
+export async function listenGrpc(server: GrpcServer, host: string, port: number, tls: TlsFiles | null): Promise<Listener> {
+  const credentials = tls ? ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : ServerCredentials.createInsecure();
+  const bound = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${host}:${port}`, credentials, (error, actual) =>
+      error ? reject(new UserError(`--grpc-port: cannot listen on ${host}:${port} (${error.message})`)) : resolve(actual),
+    );
+  });
+  return {
+    name: 'grpc',
+    port: bound,
+    close: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
+/** `listening http=8080 grpc=9090 ...`, one `name=port` per listener, in the order they were bound. */
+export function listeningLine(listeners: readonly Listener[]): string {
+  return `listening ${listeners.map((listener) => `${listener.name}=${listener.port}`).join(' ')}`;
+}

@@ -1,0 +1,26 @@
+import type { Logger } from '../../shared/util/log.ts';
+import type { ServerConfig } from '../config/server-config.ts';
+import type { BlobStore } from '../artifacts/blob-store.ts';
+import type { ServerSigningKey } from '../artifacts/server-signing-key.ts';
+import type { TrustedKeys } from '../artifacts/trusted-keys.ts';
+import type { AuditService } from '../auth/audit-service.ts';
+import type { TokenService } from '../auth/token-service.ts';
+import type { JobService } from '../jobs/job-service.ts';
+import type { ServerMetrics } from '../metrics/server-metrics.ts';
+import type { RegistryService } from '../registry/registry-service.ts';
+import type { Store } from '../store/store.ts';
+
+/** The shared services every server module is built from. */
+export interface ServerContext {
+  config: ServerConfig;
+  log: Logger;
+  store: Store;
+  blobs: BlobStore;
+  signingKey: ServerSigningKey;
+  trustedKeys: TrustedKeys;
+  tokens: TokenService;
+  audit: AuditService;
+  registry: RegistryService;
+  jobs: JobService;
+  metrics: ServerMetrics;
+}

@@ -1,0 +1,51 @@
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { UserError } from '../../shared/util/errors.ts';
+
+export type ErrorCode =
+  | 'bad_request'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'range_not_satisfiable';
+
+export const HTTP_STATUS: Record<ErrorCode, number> = {
+  bad_request: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  range_not_satisfiable: 416,
+};
+
+export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
+  bad_request: GrpcStatus.INVALID_ARGUMENT,
+  unauthenticated: GrpcStatus.UNAUTHENTICATED,
+  forbidden: GrpcStatus.PERMISSION_DENIED,
+  not_found: GrpcStatus.NOT_FOUND,
+  conflict: GrpcStatus.ALREADY_EXISTS,
+  payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
+  range_not_satisfiable: GrpcStatus.OUT_OF_RANGE,
+};
+
+/**
+ * A refused request, raised by services and mapped by each transport: REST answers
+ * `{error: {code, message}}` with HTTP_STATUS[code], gRPC with GRPC_STATUS[code].
+ */
+export class ServiceError extends UserError {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown } = {}) {
+    super(message, options);
+    this.name = 'ServiceError';
+    this.code = code;
+  }
+}
+
+/** Any error as a ServiceError: UserErrors are bad requests, anything else is not the caller's fault (null). */
+export function asServiceError(error: unknown): ServiceError | null {
+  if (error instanceof ServiceError) return error;
+  if (error instanceof UserError) return new ServiceError('bad_request', error.message, { cause: error });
+  return null;
+}

@@ -1,0 +1,131 @@
+import { Server as GrpcServer } from '@grpc/grpc-js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { createLogger, type Logger } from '../../shared/util/log.ts';
+import { BlobStore } from '../artifacts/blob-store.ts';
+import { loadOrCreateServerKey } from '../artifacts/server-signing-key.ts';
+import { TrustedKeys } from '../artifacts/trusted-keys.ts';
+import { AuditService } from '../auth/audit-service.ts';
+import { TokenService } from '../auth/token-service.ts';
+import type { ServerConfig } from '../config/server-config.ts';
+import { createHttpApp } from '../http/create-http-app.ts';
+import { JobService } from '../jobs/job-service.ts';
+import { ServerMetrics } from '../metrics/server-metrics.ts';
+import { RegistryService } from '../registry/registry-service.ts';
+import { openStore } from '../store/open-store.ts';
+import { coreModules } from './core-modules.ts';
+import { listenGrpc, listenHttp, listeningLine, type TlsFiles } from './listeners.ts';
+import type { ServerContext } from './server-context.ts';
+import type { Listener, ServerModule } from './server-module.ts';
+
+export const SERVER_VERSION = '0.1.0';
+
+export interface StartServerOptions {
+  log?: Logger;
+  /** Extra subsystems, started after the core ones (later issues: MQTT ingest, rollouts, dashboard). */
+  extraModules?: (ctx: ServerContext) => ServerModule[];
+}
+
+export interface RunningServer {
+  ctx: ServerContext;
+  listeners: Listener[];
+  /** The `listening ...` start-up line. */
+  line: string;
+  port(name: string): number;
+  /** A freshly created admin token, when this start created one (shown once). */
+  createdAdminToken: string | null;
+  close(): Promise<void>;
+}
+
+/** Opens storage, builds the services and modules, binds the listeners. */
+export async function startServer(config: ServerConfig, options: StartServerOptions = {}): Promise<RunningServer> {
+  const log = options.log ?? createLogger('server');
+  const tls = await readTls(config);
+  const store = await openStore(
+    config.databaseUrl
+      ? { engine: 'postgres', databaseUrl: config.databaseUrl, schema: config.databaseSchema }
+      : { engine: 'sqlite', dataDir: config.dataDir },
+  );
+  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const cleanup = async () => {
+    for (const step of cleanups.reverse()) await step().catch((error) => log.error({ err: error }, 'shutdown step failed'));
+  };
+  try {
+    const blobs = new BlobStore(join(config.dataDir, 'blobs'));
+    await blobs.open();
+    const signingKey = await loadOrCreateServerKey(config.dataDir);
+    const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey);
+    const metrics = new ServerMetrics();
+    const tokens = new TokenService(store);
+    const registry = new RegistryService(store);
+    const jobs = new JobService({
+      store,
+      registry,
+      blobs,
+      signingKey: signingKey.privateKey,
+      signingPublicKey: signingKey.publicKey,
+      workDir: join(config.dataDir, 'jobs'),
+      dataRoot: config.dataRoot,
+      maxDataBytes: config.maxBodyBytes,
+      maxConcurrentJobs: config.maxConcurrentJobs,
+      metrics,
+      log,
+    });
+    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics };
+    const createdAdminToken = await tokens.bootstrapAdmin(config.adminToken);
+
+    const modules = [...coreModules(ctx), ...(options.extraModules?.(ctx) ?? [])];
+    let ready = false;
+    const app = createHttpApp({
+      routes: modules.flatMap((module) => module.routes ?? []),
+      tokens,
+      metrics,
+      log,
+      maxBodyBytes: config.maxBodyBytes,
+      version: SERVER_VERSION,
+      isReady: () => ready,
+    });
+    const grpc = new GrpcServer({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+    for (const module of modules) for (const binding of module.grpcServices ?? []) grpc.addService(binding.service, binding.implementation);
+
+    const listeners: Listener[] = [];
+    cleanups.push(async () => {
+      for (const listener of [...listeners].reverse()) await listener.close();
+    });
+    // Modules start first (e.g. interrupted jobs are failed before any request can arrive).
+    const moduleListeners: Listener[] = [];
+    for (const module of modules) {
+      if (module.stop) cleanups.push(() => module.stop!());
+      const opened = await module.start?.();
+      if (opened) moduleListeners.push(...opened);
+    }
+    listeners.push(...moduleListeners);
+    listeners.unshift(await listenHttp(app, config.host, config.httpPort, tls), await listenGrpc(grpc, config.host, config.grpcPort, tls));
+    ready = true;
+    let closing: Promise<void> | undefined;
+    return {
+      ctx,
+      listeners,
+      line: listeningLine(listeners),
+      port: (name) => listeners.find((listener) => listener.name === name)?.port ?? -1,
+      createdAdminToken,
+      close: () => (closing ??= cleanup()),
+    };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
+
+async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
+  if (!config.tlsCert || !config.tlsKey) return null;
+  const read = async (path: string, flag: string) => {
+    try {
+      return await readFile(path);
+    } catch (error) {
+      throw new UserError(`${flag}: cannot read ${path} (${errorMessage(error)})`);
+    }
+  };
+  return { cert: await read(config.tlsCert, '--tls-cert'), key: await read(config.tlsKey, '--tls-key') };
+}

@@ -1,0 +1,110 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, type ReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ServiceError } from '../app/service-error.ts';
+
+export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+
+export interface BlobInfo {
+  sha256: string;
+  bytes: number;
+}
+
+/**
+ * Content-addressed files under `root/<sha256[0:2]>/<sha256>`. A blob is written to `root/tmp`,
+ * hashed while it streams in, fsynced and only then renamed to its address, so a crash never
+ * leaves a partial file at an address, and an address always holds the bytes it names.
+ */
+export class BlobStore {
+  readonly root: string;
+  readonly #tmp: string;
+
+  constructor(root: string) {
+    this.root = root;
+    this.#tmp = join(root, 'tmp');
+  }
+
+  /** Creates the directories and removes uploads a crash left half-written. */
+  async open(): Promise<void> {
+    await rm(this.#tmp, { recursive: true, force: true });
+    await mkdir(this.#tmp, { recursive: true });
+  }
+
+  pathOf(sha256: string): string {
+    if (!SHA256_PATTERN.test(sha256)) throw new ServiceError('bad_request', `not a sha256: ${JSON.stringify(sha256)} (64 lowercase hex digits)`);
+    return join(this.root, sha256.slice(0, 2), sha256);
+  }
+
+  async stat(sha256: string): Promise<BlobInfo | null> {
+    try {
+      const info = await stat(this.pathOf(sha256));
+      return info.isFile() ? { sha256, bytes: info.size } : null;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  }
+
+  /** All stored blobs (for tests and garbage collection). */
+  async list(): Promise<string[]> {
+    const found: string[] = [];
+    for (const prefix of await readdir(this.root)) {
+      if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
+      for (const name of await readdir(join(this.root, prefix))) if (SHA256_PATTERN.test(name)) found.push(name);
+    }
+    return found.sort();
+  }
+
+  /**
+   * Stores the bytes of `source` under `expectedSha256` (or under their own hash when null).
+   * Refuses (storing nothing) when they exceed `maxBytes` or hash to something else.
+   */
+  async put(source: AsyncIterable<Uint8Array>, expectedSha256: string | null, maxBytes: number): Promise<BlobInfo & { created: boolean }> {
+    if (expectedSha256 !== null) this.pathOf(expectedSha256);
+    const tmpPath = join(this.#tmp, `${Date.now()}-${randomBytes(8).toString('hex')}`);
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const handle = await open(tmpPath, 'wx');
+    try {
+      try {
+        for await (const chunk of source) {
+          bytes += chunk.length;
+          if (bytes > maxBytes) throw new ServiceError('payload_too_large', `blob exceeds the upload limit of ${maxBytes} bytes`);
+          hash.update(chunk);
+          await handle.write(chunk);
+        }
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const actual = hash.digest('hex');
+      if (expectedSha256 !== null && actual !== expectedSha256) {
+        throw new ServiceError('bad_request', `content hashes to ${actual}, not to ${expectedSha256}`);
+      }
+      const target = this.pathOf(actual);
+      const existing = await this.stat(actual);
+      if (existing) return { ...existing, created: false };
+      await mkdir(join(this.root, actual.slice(0, 2)), { recursive: true });
+      await rename(tmpPath, target);
+      await fsyncDirectory(join(this.root, actual.slice(0, 2)));
+      return { sha256: actual, bytes, created: true };
+    } finally {
+      await rm(tmpPath, { force: true });
+    }
+  }
+
+  /** A stream of bytes [start, end] (inclusive) of a stored blob. */
+  read(sha256: string, range?: { start: number; end: number }): ReadStream {
+    return createReadStream(this.pathOf(sha256), range ? { start: range.start, end: range.end } : {});
+  }
+}
+
+async function fsyncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

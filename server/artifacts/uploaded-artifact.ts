@@ -1,0 +1,30 @@
+import { verifyManifestSignature } from '../../shared/artifact/signature.ts';
+import { ManifestSchema, type Manifest } from '../../shared/artifact/manifest.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { describeIssues } from '../app/describe-issues.ts';
+import type { BlobStore } from './blob-store.ts';
+import type { TrustedKeys } from './trusted-keys.ts';
+
+/**
+ * Checks a manifest submitted for registration: it parses, it is signed by a trusted key, and
+ * every file it lists is a stored blob of the listed size (blob addresses are their sha256, so
+ * the content matches by construction). Any failure is a 400 naming the first problem.
+ */
+export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, trusted: TrustedKeys): Promise<Manifest> {
+  const parsed = ManifestSchema.safeParse(input);
+  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest'));
+  const manifest = parsed.data;
+  if (!manifest.signature) throw new ServiceError('bad_request', 'manifest.signature: missing (the artifact is unsigned)');
+  const key = trusted.get(manifest.signature.keyId);
+  if (!key) throw new ServiceError('bad_request', `manifest.signature: key ${manifest.signature.keyId} is not trusted by this server`);
+  const failure = verifyManifestSignature(manifest, key);
+  if (failure) throw new ServiceError('bad_request', `manifest.${failure} (the manifest was modified after signing)`);
+  for (const [path, file] of Object.entries(manifest.files)) {
+    const stored = await blobs.stat(file.sha256);
+    if (!stored) throw new ServiceError('bad_request', `manifest.files.${path}: blob ${file.sha256} was not uploaded (PUT /api/blobs/${file.sha256} first)`);
+    if (stored.bytes !== file.bytes) {
+      throw new ServiceError('bad_request', `manifest.files.${path}: listed as ${file.bytes} bytes, the stored blob has ${stored.bytes}`);
+    }
+  }
+  return manifest;
+}

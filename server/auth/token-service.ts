@@ -1,0 +1,103 @@
+import { randomBytes } from 'node:crypto';
+import { sha256Hex } from '../../shared/artifact/digest.ts';
+import type { Store } from '../store/store.ts';
+import type { TokenRecord } from '../store/repositories/tokens-repository.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { actorOf, SYSTEM_ACTOR, type Principal } from './principal.ts';
+import { roleAllows, RoleSchema, type Permission, type Role } from './roles.ts';
+
+export const TOKEN_PREFIX = 'fp_';
+export const ENV_ADMIN_TOKEN_ID = 'env-admin';
+
+export interface CreatedToken {
+  record: TokenRecord;
+  /** The secret itself; shown once, never stored. */
+  token: string;
+}
+
+/** Issues, checks and lists bearer tokens. Tokens are 32 random bytes; only their SHA-256 is stored. */
+export class TokenService {
+  constructor(private readonly store: Store) {}
+
+  async create(role: Role, label: string, createdBy: string): Promise<CreatedToken> {
+    const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+    const record: TokenRecord = {
+      id: randomBytes(8).toString('hex'),
+      role,
+      label,
+      createdAt: new Date().toISOString(),
+      createdBy,
+      revokedAt: null,
+    };
+    await this.store.transaction(async (tx) => {
+      await tx.tokens.insert({ ...record, tokenHash: sha256Hex(token) });
+      await tx.audit.append({ at: record.createdAt, actor: createdBy, action: 'token.create', target: `token:${record.id}`, details: { role, label } });
+    });
+    return { record, token };
+  }
+
+  async revoke(id: string, principal: Principal): Promise<void> {
+    const at = new Date().toISOString();
+    await this.store.transaction(async (tx) => {
+      if (!(await tx.tokens.revoke(id, at))) throw new ServiceError('not_found', `no live token ${id}`);
+      await tx.audit.append({ at, actor: actorOf(principal), action: 'token.revoke', target: `token:${id}`, details: {} });
+    });
+  }
+
+  list(): Promise<TokenRecord[]> {
+    return this.store.tokens.list();
+  }
+
+  /**
+   * Makes sure an admin can log in: FLEETPRUNE_ADMIN_TOKEN becomes (or replaces) the `env-admin`
+   * token; without it, a new admin token is created when no live admin token exists, and returned
+   * so the caller can print it once.
+   */
+  async bootstrapAdmin(envToken: string | undefined): Promise<string | null> {
+    if (envToken !== undefined) {
+      const hash = sha256Hex(envToken);
+      const existing = await this.store.tokens.get(ENV_ADMIN_TOKEN_ID);
+      if (!existing) {
+        await this.store.tokens.insert({
+          id: ENV_ADMIN_TOKEN_ID,
+          tokenHash: hash,
+          role: 'admin',
+          label: 'FLEETPRUNE_ADMIN_TOKEN',
+          createdAt: new Date().toISOString(),
+          createdBy: SYSTEM_ACTOR,
+          revokedAt: null,
+        });
+      } else {
+        await this.store.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
+      }
+      return null;
+    }
+    if ((await this.store.tokens.countLiveWithRole('admin')) > 0) return null;
+    return (await this.create('admin', 'initial admin', SYSTEM_ACTOR)).token;
+  }
+
+  /** The principal behind an `Authorization` header value; a ServiceError 401 when there is none. */
+  async authenticate(authorization: string | undefined): Promise<Principal> {
+    if (!authorization) throw new ServiceError('unauthenticated', 'missing bearer token (send "Authorization: Bearer <token>")');
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    if (!match) throw new ServiceError('unauthenticated', 'malformed Authorization header (expected "Bearer <token>")');
+    const record = await this.store.tokens.findByHash(sha256Hex(match[1]!));
+    if (!record) throw new ServiceError('unauthenticated', 'unknown or revoked token');
+    const role = RoleSchema.safeParse(record.role);
+    if (!role.success) throw new ServiceError('unauthenticated', 'token has an unknown role');
+    return { tokenId: record.id, role: role.data, label: record.label };
+  }
+
+  /** authenticate, then require `permission`: 403 when the role is too weak. */
+  async authorize(authorization: string | undefined, permission: Permission): Promise<Principal> {
+    const principal = await this.authenticate(authorization);
+    if (!roleAllows(principal.role, permission)) {
+      throw new ServiceError('forbidden', `role ${principal.role} may not do this (needs ${describe(permission)})`);
+    }
+    return principal;
+  }
+}
+
+function describe(permission: Permission): string {
+  return { download: 'any token', read: 'viewer or higher', write: 'operator or admin', admin: 'admin' }[permission];
+}

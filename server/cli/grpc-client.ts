@@ -1,0 +1,124 @@
+import { credentials, Metadata, status as GrpcStatus, type Client, type ServiceError as GrpcError } from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { loadFleetpruneProto, type FleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+
+export interface ConnectionFlags {
+  server?: string;
+  token?: string;
+  tlsCa?: string;
+}
+
+/** Adds --server, --token and --tls-ca to a command. */
+export function withConnectionOptions(command: Command): Command {
+  return command
+    .option('--server <host:port>', 'gRPC address of the fleetprune server (or FLEETPRUNE_SERVER; default 127.0.0.1:9090)')
+    .option('--token <token>', 'bearer token (or FLEETPRUNE_TOKEN)')
+    .option('--tls-ca <file>', 'connect over TLS, trusting this CA certificate (or FLEETPRUNE_TLS_CA)');
+}
+
+/** A connection to the server's gRPC API with one-line errors for every failure. */
+export class ServerConnection {
+  readonly address: string;
+  readonly #metadata = new Metadata();
+  readonly #clients: Client[] = [];
+  readonly #proto: FleetpruneProto = loadFleetpruneProto();
+  readonly #credentials;
+
+  constructor(flags: ConnectionFlags) {
+    this.address = flags.server ?? process.env.FLEETPRUNE_SERVER ?? '127.0.0.1:9090';
+    const token = flags.token ?? process.env.FLEETPRUNE_TOKEN;
+    if (!token) throw new UserError('--token: no token given (pass --token or set FLEETPRUNE_TOKEN)');
+    this.#metadata.set('authorization', `Bearer ${token}`);
+    const ca = flags.tlsCa ?? process.env.FLEETPRUNE_TLS_CA;
+    if (ca) {
+      let pem: Buffer;
+      try {
+        pem = readFileSync(ca);
+      } catch (error) {
+        throw new UserError(`--tls-ca: cannot read ${ca} (${errorMessage(error)})`);
+      }
+      this.#credentials = credentials.createSsl(pem);
+    } else {
+      this.#credentials = credentials.createInsecure();
+    }
+  }
+
+  client(service: keyof FleetpruneProto): Client {
+    const client = new this.#proto[service](this.address, this.#credentials);
+    this.#clients.push(client);
+    return client;
+  }
+
+  unary<Res>(service: keyof FleetpruneProto, method: string, request: object): Promise<Res> {
+    const client = this.client(service) as unknown as Record<string, Function>;
+    return new Promise((resolve, reject) => {
+      client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + 60_000 }, (error: GrpcError | null, response: Res) =>
+        error ? reject(this.describe(error)) : resolve(response),
+      );
+    });
+  }
+
+  /** A server stream; each message goes to `onMessage`; resolves at its end. */
+  stream<Msg>(service: keyof FleetpruneProto, method: string, request: object, onMessage: (message: Msg) => void): Promise<void> {
+    const client = this.client(service) as unknown as Record<string, Function>;
+    return new Promise((resolve, reject) => {
+      const call = client[method]!.call(client, request, this.#metadata);
+      call.on('data', onMessage);
+      call.on('error', (error: GrpcError) => reject(this.describe(error)));
+      call.on('end', resolve);
+    });
+  }
+
+  /** A client stream fed by `messages`. */
+  upload<Res>(service: keyof FleetpruneProto, method: string, messages: AsyncIterable<object>): Promise<Res> {
+    const client = this.client(service) as unknown as Record<string, Function>;
+    return new Promise((resolve, reject) => {
+      const call = client[method]!.call(client, this.#metadata, (error: GrpcError | null, response: Res) =>
+        error ? reject(this.describe(error)) : resolve(response),
+      );
+      (async () => {
+        for await (const message of messages) {
+          if (!call.write(message)) await new Promise((drained) => call.once('drain', drained));
+        }
+        call.end();
+      })().catch((error: unknown) => {
+        call.cancel();
+        reject(error);
+      });
+    });
+  }
+
+  close(): void {
+    for (const client of this.#clients) client.close();
+  }
+
+  describe(error: GrpcError): UserError {
+    switch (error.code) {
+      case GrpcStatus.UNAVAILABLE:
+        return new UserError(`cannot reach the server at ${this.address} (${/E[A-Z]{4,}/.exec(error.details)?.[0] ?? 'unavailable'})`);
+      case GrpcStatus.UNAUTHENTICATED:
+        return new UserError(`not authenticated: ${error.details}`);
+      case GrpcStatus.PERMISSION_DENIED:
+        return new UserError(`permission denied: ${error.details}`);
+      case GrpcStatus.DEADLINE_EXCEEDED:
+        return new UserError(`the server at ${this.address} did not answer in time`);
+      case GrpcStatus.INTERNAL:
+      case GrpcStatus.UNKNOWN:
+        return new UserError(`server error: ${error.details}`, { exitCode: 1 });
+      default:
+        return new UserError(error.details || error.message);
+    }
+  }
+}
+
+/** Runs `work` with a connection that is closed afterwards. */
+export async function withConnection<T>(flags: ConnectionFlags, work: (connection: ServerConnection) => Promise<T>): Promise<T> {
+  const connection = new ServerConnection(flags);
+  try {
+    return await work(connection);
+  } finally {
+    connection.close();
+  }
+}

@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { parseInteger, parseNumber, parseNumberList } from './option-parsers.ts';
+
+interface GrpcJob {
+  id: string;
+  state: string;
+  error: string;
+  result_json: string;
+}
+
+interface JobPruneFlags extends ConnectionFlags {
+  data?: string;
+  serverPath?: string;
+  label: string;
+  name?: string;
+  task?: string;
+  epsilon?: number[];
+  epsilonMode?: string;
+  layers?: number;
+  units?: number;
+  epochs?: number;
+  seed?: number;
+  tolerance?: number;
+  detach?: boolean;
+}
+
+export function registerJobsCommand(program: Command): void {
+  const jobs = program.command('jobs').description('pruning jobs run by the server (over gRPC)');
+  withConnectionOptions(jobs.command('prune').description('train and prune on the server; registers the general and the pruned model'))
+    .option('--data <file>', 'local CSV file, uploaded with the request')
+    .option('--server-path <path>', 'a CSV file under the server --data-root instead of --data')
+    .requiredOption('--label <column>', 'the label column')
+    .option('--name <name>', 'model name (default: the data file name)')
+    .option('--task <task>', 'classification or regression (inferred when omitted)')
+    .option('--epsilon <e[,e...]>', 'one ε, or a list to sweep', parseNumberList)
+    .option('--epsilon-mode <mode>', 'relative or absolute')
+    .option('--layers <n>', 'hidden layers', parseInteger)
+    .option('--units <n>', 'units per hidden layer', parseInteger)
+    .option('--epochs <n>', 'maximum training epochs', parseInteger)
+    .option('--seed <n>', 'seed', parseInteger)
+    .option('--tolerance <t>', 'accuracy points allowed to drop (classification)', parseNumber)
+    .option('--detach', 'print the job id and return without watching')
+    .action(async (flags: JobPruneFlags) => {
+      if ((flags.data === undefined) === (flags.serverPath === undefined)) throw new UserError('give exactly one of --data and --server-path');
+      let csv = '';
+      if (flags.data) {
+        try {
+          csv = readFileSync(flags.data, 'utf8');
+        } catch (error) {
+          throw new UserError(`--data: cannot read ${flags.data} (${errorMessage(error)})`);
+        }
+      }
+      const source = flags.data ?? flags.serverPath!;
+      const name = flags.name ?? (source.split('/').pop() ?? 'model').replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_').slice(0, 64);
+      const options = Object.fromEntries(
+        Object.entries({
+          epsilons: flags.epsilon,
+          epsilonMode: flags.epsilonMode,
+          layers: flags.layers,
+          units: flags.units,
+          epochs: flags.epochs,
+          seed: flags.seed,
+          toleranceAccuracyPoints: flags.tolerance,
+        }).filter(([, value]) => value !== undefined),
+      );
+      await withConnection(flags, async (connection) => {
+        const job = await connection.unary<GrpcJob>('Jobs', 'StartPrune', {
+          name,
+          label: flags.label,
+          task: flags.task ?? '',
+          csv,
+          path: flags.serverPath ?? '',
+          options_json: Object.keys(options).length > 0 ? JSON.stringify(options) : '',
+        });
+        process.stdout.write(`job ${job.id}\n`);
+        if (!flags.detach) await watch(connection, job.id);
+      });
+    });
+
+  withConnectionOptions(jobs.command('watch <id>').description('follow a job until it finishes')).action(async (id: string, flags: ConnectionFlags) => {
+    await withConnection(flags, (connection) => watch(connection, id));
+  });
+}
+
+async function watch(connection: ServerConnection, id: string): Promise<void> {
+  let final: GrpcJob | undefined;
+  let lastLine = '';
+  await connection.stream<{ job?: GrpcJob; progress?: { phase: string; done: number; total: number; detail: string } }>(
+    'Jobs',
+    'WatchJob',
+    { id },
+    (event) => {
+      if (event.job) {
+        final = event.job;
+        process.stderr.write(`${id}: ${event.job.state}\n`);
+      } else if (event.progress) {
+        const { phase, done, total, detail } = event.progress;
+        const line = `${phase} ${done}/${total}${detail ? ` ${detail}` : ''}`;
+        if (line !== lastLine) process.stderr.write(`  ${line}\n`);
+        lastLine = line;
+      }
+    },
+  );
+  if (!final) throw new UserError(`job ${id}: the stream ended without a state`);
+  if (final.state === 'failed') throw new UserError(`job ${id} failed: ${final.error}`, { exitCode: 1 });
+  if (final.state === 'succeeded') {
+    const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string } };
+    process.stdout.write(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)\n`);
+  }
+}

@@ -1,0 +1,121 @@
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { readManifest } from '../../shared/artifact/read-artifact.ts';
+import { UserError } from '../../shared/util/errors.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+
+interface GrpcVersion {
+  model: string;
+  version: string;
+  artifact_id: string;
+  parent_model: string;
+  parent_version: string;
+  epsilon?: number;
+  metrics_json: string;
+  aliases: string[];
+  retired: boolean;
+  created_at: string;
+  created_by: string;
+  data_fingerprint: string;
+  manifest_json: string;
+}
+
+const UPLOAD_CHUNK = 256 * 1024;
+
+export function registerModelsCommand(program: Command): void {
+  const models = program.command('models').description('the model registry (over gRPC)');
+
+  withConnectionOptions(models.command('push <dir>').description('upload a signed artifact directory and register it as a new version'))
+    .option('--name <name>', 'model name (default: the manifest name)')
+    .action(async (dir: string, flags: ConnectionFlags & { name?: string }) => {
+      const manifest = await readManifest(dir);
+      await withConnection(flags, async (connection) => {
+        for (const [path, file] of Object.entries(manifest.files)) {
+          await connection.upload('Blobs', 'UploadBlob', chunks(join(dir, path), file.sha256));
+        }
+        const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
+          name: flags.name ?? manifest.name,
+          manifest_json: JSON.stringify(manifest),
+        });
+        process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id})\n`);
+      });
+    });
+
+  withConnectionOptions(models.command('list [name]').description('list models, or the versions of one model')).action(
+    async (name: string | undefined, flags: ConnectionFlags) => {
+      await withConnection(flags, async (connection) => {
+        if (name === undefined) {
+          const { models: all } = await connection.unary<{ models: { name: string; version_count: number; latest_version: string }[] }>(
+            'ModelRegistry',
+            'ListModels',
+            {},
+          );
+          if (all.length === 0) process.stdout.write('no models\n');
+          for (const model of all) process.stdout.write(`${model.name}\t${model.version_count} versions\tlatest ${model.latest_version || '-'}\n`);
+          return;
+        }
+        const { versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', { name, limit: 1000 });
+        for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
+      });
+    },
+  );
+
+  withConnectionOptions(models.command('show <ref>').description('show NAME[@VERSION|@ALIAS] (default: latest)'))
+    .option('--json', 'print the version as JSON')
+    .action(async (ref: string, flags: ConnectionFlags & { json?: boolean }) => {
+      const [name, version] = splitRef(ref, 'latest');
+      await withConnection(flags, async (connection) => {
+        const found = await connection.unary<GrpcVersion>('ModelRegistry', 'GetVersion', { name, ref: version });
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify({ ...found, manifest: JSON.parse(found.manifest_json), metrics: JSON.parse(found.metrics_json) }, null, 2)}\n`);
+          return;
+        }
+        process.stdout.write(
+          [
+            `${found.model}@${found.version}${found.aliases.length ? ` (${found.aliases.join(', ')})` : ''}${found.retired ? ' [retired]' : ''}`,
+            `artifact   ${found.artifact_id}`,
+            `parent     ${found.parent_model ? `${found.parent_model}@${found.parent_version}` : '-'}`,
+            `epsilon    ${found.epsilon ?? '-'}`,
+            `data       ${found.data_fingerprint}`,
+            `metrics    ${found.metrics_json}`,
+            `created    ${found.created_at} by ${found.created_by}`,
+          ].join('\n') + '\n',
+        );
+      });
+    });
+
+  withConnectionOptions(models.command('alias <ref> <alias>').description('point ALIAS (candidate, production) at NAME@VERSION')).action(
+    async (ref: string, alias: string, flags: ConnectionFlags) => {
+      const [name, version] = splitRef(ref, null);
+      await withConnection(flags, async (connection) => {
+        await connection.unary('ModelRegistry', 'SetAlias', { name, alias, version });
+        process.stdout.write(`${name}:${alias} → ${version}\n`);
+      });
+    },
+  );
+}
+
+function splitRef(ref: string, fallback: string | null): [string, string] {
+  const at = ref.indexOf('@');
+  if (at < 0) {
+    if (fallback === null) throw new UserError(`expected NAME@VERSION, got ${JSON.stringify(ref)}`);
+    return [ref, fallback];
+  }
+  return [ref.slice(0, at), ref.slice(at + 1)];
+}
+
+function formatVersionLine(version: GrpcVersion): string {
+  const tags = [...version.aliases, ...(version.retired ? ['retired'] : [])];
+  const parent = version.parent_model ? `parent ${version.parent_model}@${version.parent_version}` : 'no parent';
+  return `${version.model}@${version.version}\t${version.artifact_id.slice(0, 12)}\t${parent}\t${tags.join(',') || '-'}\t${version.created_at}`;
+}
+
+async function* chunks(path: string, sha256: string): AsyncIterable<{ sha256: string; data: Buffer }> {
+  let first = true;
+  for await (const piece of createReadStream(path, { highWaterMark: UPLOAD_CHUNK }) as AsyncIterable<Buffer>) {
+    yield { sha256: first ? sha256 : '', data: piece };
+    first = false;
+  }
+  if (first) yield { sha256, data: Buffer.alloc(0) };
+}

@@ -1,0 +1,80 @@
+import type { Command } from 'commander';
+import { createLogger } from '../../shared/util/log.ts';
+import { parseServerConfig } from '../config/server-config.ts';
+import { startServer } from '../app/start-server.ts';
+import { parseInteger } from './option-parsers.ts';
+
+interface ServerFlags {
+  dataDir: string;
+  host?: string;
+  httpPort?: number;
+  grpcPort?: number;
+  databaseUrl?: string;
+  databaseSchema?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  trustedKey: string[];
+  maxBodyBytes?: number;
+  maxBlobBytes?: number;
+  dataRoot?: string;
+  maxConcurrentJobs?: number;
+}
+
+export function registerServerCommand(program: Command): void {
+  program
+    .command('server')
+    .description('run the control plane: model registry, artifact store, REST and gRPC APIs')
+    .requiredOption('--data-dir <dir>', 'where the SQLite database, blobs and the server signing key live')
+    .option('--host <address>', 'address to bind (default 0.0.0.0)')
+    .option('--http-port <port>', 'REST port (0 = ephemeral; default 8080)', parseInteger)
+    .option('--grpc-port <port>', 'gRPC port (0 = ephemeral; default 9090)', parseInteger)
+    .option('--database-url <url>', 'use PostgreSQL instead of SQLite (or FLEETPRUNE_DATABASE_URL)')
+    .option('--database-schema <schema>', 'PostgreSQL schema to use (created when missing)')
+    .option('--tls-cert <file>', 'PEM certificate: serve HTTPS and gRPC over TLS')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--trusted-key <file>', 'a public key whose signed artifacts may be pushed (repeatable)', (value: string, all: string[]) => [...all, value], [])
+    .option('--max-body-bytes <n>', 'JSON request body limit (default 16 MiB)', parseInteger)
+    .option('--max-blob-bytes <n>', 'uploaded file limit (default 1 GiB)', parseInteger)
+    .option('--data-root <dir>', 'pruning jobs may read server-side data files under this directory')
+    .option('--max-concurrent-jobs <n>', 'pruning jobs running at once (default 1)', parseInteger)
+    .action(async (flags: ServerFlags) => {
+      await runServer(flags);
+    });
+}
+
+async function runServer(flags: ServerFlags): Promise<void> {
+  const config = parseServerConfig({
+    dataDir: flags.dataDir,
+    host: flags.host,
+    httpPort: flags.httpPort,
+    grpcPort: flags.grpcPort,
+    databaseUrl: flags.databaseUrl ?? (process.env.FLEETPRUNE_DATABASE_URL || undefined),
+    databaseSchema: flags.databaseSchema,
+    tlsCert: flags.tlsCert,
+    tlsKey: flags.tlsKey,
+    trustedKeys: flags.trustedKey,
+    maxBodyBytes: flags.maxBodyBytes,
+    maxBlobBytes: flags.maxBlobBytes,
+    dataRoot: flags.dataRoot,
+    adminToken: process.env.FLEETPRUNE_ADMIN_TOKEN || undefined,
+    maxConcurrentJobs: flags.maxConcurrentJobs,
+  });
+  const log = createLogger('server');
+  const server = await startServer(config, { log });
+  if (server.createdAdminToken) {
+    process.stderr.write(`fleetprune: created the admin token (shown only this once; store it now): ${server.createdAdminToken}\n`);
+  }
+  process.stdout.write(`${server.line}\n`);
+  log.info({ listeners: server.listeners.map(({ name, port }) => ({ name, port })), dataDir: config.dataDir }, 'server ready');
+
+  await new Promise<void>((resolve) => {
+    const shutdown = (signal: NodeJS.Signals) => {
+      log.info({ signal }, 'shutting down');
+      process.off('SIGTERM', shutdown);
+      process.off('SIGINT', shutdown);
+      server.close().then(resolve, resolve);
+    };
+    process.on('SIGTERM', shutdown);
+    process.on('SIGINT', shutdown);
+  });
+}

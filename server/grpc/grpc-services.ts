@@ -1,0 +1,188 @@
+import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
+import { z } from 'zod';
+import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { describeIssues } from '../app/describe-issues.ts';
+import type { ServerContext } from '../app/server-context.ts';
+import type { GrpcServiceBinding } from '../app/server-module.ts';
+import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
+import { actorOf } from '../auth/principal.ts';
+import { RoleSchema } from '../auth/roles.ts';
+import { PruneJobRequestSchema } from '../jobs/prune-job-request.ts';
+import { AliasSchema, VersionNameSchema } from '../registry/names.ts';
+import { GrpcHandlers } from './grpc-call.ts';
+import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
+
+const DEFAULT_CHUNK = 64 * 1024;
+const MAX_CHUNK = 1024 * 1024;
+
+function parseJsonField(text: string, field: string): unknown {
+  if (text === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ServiceError('bad_request', `${field}: malformed JSON (${(error as Error).message})`);
+  }
+}
+
+function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
+  return parsed.data;
+}
+
+/** The gRPC face of the same services the REST routes use. */
+export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blobs' | 'Tokens' | 'Audit' | 'Jobs', GrpcServiceBinding> {
+  const proto = loadFleetpruneProto();
+  const deps = { tokens: ctx.tokens, metrics: ctx.metrics, log: ctx.log };
+  const models = new GrpcHandlers(deps, 'ModelRegistry');
+  const blobs = new GrpcHandlers(deps, 'Blobs');
+  const tokens = new GrpcHandlers(deps, 'Tokens');
+  const audit = new GrpcHandlers(deps, 'Audit');
+  const jobs = new GrpcHandlers(deps, 'Jobs');
+  const { registry } = ctx;
+
+  return {
+    ModelRegistry: {
+      service: proto.ModelRegistry.service,
+      implementation: {
+        ListModels: models.unary('ListModels', 'read', async () => ({ models: (await registry.listModels()).map(modelMessage) })),
+        GetModel: models.unary('GetModel', 'read', async (req: { name: string }) => modelMessage(await registry.getModel(req.name))),
+        ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => ({
+          versions: (await registry.listVersions(req.name, { afterSeq: req.after_seq, limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map(versionMessage),
+        })),
+        GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) =>
+          versionMessage(await registry.resolve(req.name, req.ref || 'latest')),
+        ),
+        PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
+          const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);
+          return versionMessage(await registry.register({ model: req.name, manifest, actor: actorOf(principal) }));
+        }),
+        SetAlias: models.unary('SetAlias', 'write', async (req: { name: string; alias: string; version: string }, principal) => {
+          const alias = check(AliasSchema, req.alias, 'alias');
+          const version = req.version === '' ? null : check(VersionNameSchema, req.version, 'version');
+          const result = await registry.setAlias(req.name, alias, version, principal);
+          return result ? { version: versionMessage(result) } : {};
+        }),
+        SetRetired: models.unary('SetRetired', 'write', async (req: { name: string; version: string; retired: boolean }, principal) =>
+          versionMessage(await registry.setRetired(req.name, req.version, req.retired, principal)),
+        ),
+      },
+    },
+    Blobs: {
+      service: proto.Blobs.service,
+      implementation: {
+        UploadBlob: blobs.clientStream('UploadBlob', 'write', async (call: ServerReadableStream<{ sha256: string; data: Buffer }, unknown>) => {
+          let sha256: string | null = null;
+          async function* data() {
+            for await (const chunk of call as AsyncIterable<{ sha256: string; data: Buffer }>) {
+              if (sha256 === null) {
+                if (!chunk.sha256) throw new ServiceError('bad_request', 'sha256: the first message must name the blob');
+                sha256 = chunk.sha256;
+              }
+              if (chunk.data.length > 0) yield chunk.data;
+            }
+          }
+          const iterator = data()[Symbol.asyncIterator]();
+          const first = await iterator.next();
+          if (sha256 === null) throw new ServiceError('bad_request', 'sha256: the upload is empty');
+          async function* all() {
+            if (!first.done) yield first.value;
+            for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+          }
+          const stored = await ctx.blobs.put(all(), sha256, ctx.config.maxBlobBytes);
+          return { sha256: stored.sha256, bytes: String(stored.bytes), created: stored.created };
+        }),
+        DownloadBlob: blobs.serverStream('DownloadBlob', 'download', async (call: ServerWritableStream<{ sha256: string; offset: string; chunk_size: number }, unknown>) => {
+          const { sha256 } = call.request;
+          const info = await ctx.blobs.stat(check(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), sha256, 'sha256'));
+          if (!info) throw new ServiceError('not_found', `no blob ${sha256}`);
+          const offset = Number(call.request.offset || 0);
+          if (!Number.isSafeInteger(offset) || offset < 0 || (offset > 0 && offset >= info.bytes)) {
+            throw new ServiceError('range_not_satisfiable', `offset ${call.request.offset} is outside the ${info.bytes}-byte blob`);
+          }
+          const chunkSize = Math.min(call.request.chunk_size || DEFAULT_CHUNK, MAX_CHUNK);
+          if (info.bytes === 0) return;
+          let position = offset;
+          const stream = ctx.blobs.read(sha256, { start: offset, end: info.bytes - 1 });
+          stream.on('error', () => {});
+          call.on('cancelled', () => stream.destroy());
+          let buffered: Buffer = Buffer.alloc(0);
+          const flush = async (data: Buffer) => {
+            const ok = call.write({ offset: String(position), data, total_bytes: String(info.bytes) });
+            position += data.length;
+            ctx.metrics.blobBytesServed.inc({ transport: 'grpc' }, data.length);
+            if (!ok) await new Promise<void>((resolve) => call.once('drain', resolve));
+          };
+          for await (const piece of stream as AsyncIterable<Buffer>) {
+            if (call.cancelled) return;
+            buffered = buffered.length === 0 ? piece : Buffer.concat([buffered, piece]);
+            while (buffered.length >= chunkSize) {
+              await flush(buffered.subarray(0, chunkSize));
+              buffered = buffered.subarray(chunkSize);
+            }
+          }
+          if (buffered.length > 0) await flush(buffered);
+        }),
+      },
+    },
+    Tokens: {
+      service: proto.Tokens.service,
+      implementation: {
+        CreateToken: tokens.unary('CreateToken', 'admin', async (req: { role: string; label: string }, principal) => {
+          const role = check(RoleSchema, req.role, 'role');
+          const created = await ctx.tokens.create(role, req.label || `${role} token`, actorOf(principal));
+          return { token: created.token, record: tokenMessage(created.record) };
+        }),
+        ListTokens: tokens.unary('ListTokens', 'admin', async () => ({ tokens: (await ctx.tokens.list()).map(tokenMessage) })),
+      },
+    },
+    Audit: {
+      service: proto.Audit.service,
+      implementation: {
+        ListAudit: audit.unary('ListAudit', 'read', async (req: { limit: number; before: string }) => ({
+          entries: (await ctx.audit.list({ limit: req.limit || 100, beforeId: Number(req.before) || undefined })).map(auditMessage),
+        })),
+      },
+    },
+    Jobs: {
+      service: proto.Jobs.service,
+      implementation: {
+        StartPrune: jobs.unary(
+          'StartPrune',
+          'write',
+          async (req: { name: string; label: string; task: string; csv: string; path: string; options_json: string }, principal) => {
+            if ((req.csv === '') === (req.path === '')) throw new ServiceError('bad_request', 'give exactly one of csv and path');
+            const request = check(
+              PruneJobRequestSchema,
+              {
+                name: req.name,
+                label: req.label,
+                ...(req.task ? { task: req.task } : {}),
+                data: req.csv ? { csv: req.csv } : { path: req.path },
+                ...(req.options_json ? { options: parseJsonField(req.options_json, 'options_json') } : {}),
+              },
+              'request',
+            );
+            return jobMessage(await ctx.jobs.startPrune(request, principal));
+          },
+        ),
+        GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(req.id))),
+        WatchJob: jobs.serverStream('WatchJob', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
+          return new Promise<void>((resolve, reject) => {
+            ctx.jobs
+              .watch(
+                call.request.id,
+                (event) => {
+                  if (event.type === 'state') call.write({ job: jobMessage(event.job) });
+                  else call.write({ progress: { ...event.progress, detail: event.progress.detail ?? '' } });
+                },
+                resolve,
+              )
+              .then((unsubscribe) => call.on('cancelled', () => (unsubscribe(), resolve())), reject);
+          });
+        }),
+      },
+    },
+  };
+}

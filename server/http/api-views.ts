@@ -1,0 +1,38 @@
+import type { JobRecord } from '../store/repositories/jobs-repository.ts';
+import type { VersionRecord } from '../store/repositories/models-repository.ts';
+
+/** Store records as the API shows them (VersionSchema / JobSchema). */
+export function versionView(record: VersionRecord) {
+  return {
+    model: record.model,
+    version: record.version,
+    seq: record.seq,
+    artifactId: record.artifactId,
+    manifest: record.manifest as unknown as Record<string, unknown>,
+    lineage: {
+      parentArtifactId: record.parentArtifactId,
+      parent: record.parent,
+      epsilon: record.epsilon,
+      dataFingerprint: record.dataFingerprint,
+    },
+    metrics: record.metrics as Record<string, unknown>,
+    aliases: record.aliases,
+    retired: record.retired,
+    createdAt: record.createdAt,
+    createdBy: record.createdBy,
+  };
+}
+
+export function jobView(job: JobRecord) {
+  return {
+    id: job.id,
+    kind: job.kind,
+    state: job.state,
+    progress: job.progress,
+    result: job.result,
+    error: job.error,
+    createdAt: job.createdAt,
+    updatedAt: job.updatedAt,
+    createdBy: job.createdBy,
+  };
+}

@@ -1,0 +1,102 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from '../../shared/util/log.ts';
+import { ServiceError } from '../app/service-error.ts';
+import type { TokenService } from '../auth/token-service.ts';
+import type { ServerMetrics } from '../metrics/server-metrics.ts';
+import { buildOpenApiDocument } from './openapi.ts';
+import type { RouteSpec } from './route-spec.ts';
+import { sendError } from './send-error.ts';
+import { validatePart } from './validate-request.ts';
+
+export interface HttpAppDeps {
+  routes: readonly RouteSpec[];
+  tokens: TokenService;
+  metrics: ServerMetrics;
+  log: Logger;
+  maxBodyBytes: number;
+  version: string;
+  /** False until start-up finished; /healthz answers 503 until then. */
+  isReady(): boolean;
+}
+
+/** The express app: /healthz, /metrics, /api/openapi.json and every module's routes under /api. */
+export function createHttpApp(deps: HttpAppDeps): express.Express {
+  const { routes, tokens, metrics, log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use((req, res, next) => {
+    const stop = metrics.httpDuration.startTimer();
+    res.on('finish', () => {
+      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
+      stop({ method: req.method, route, code: String(res.statusCode) });
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    if (deps.isReady()) res.status(200).json({ status: 'ok' });
+    else res.status(503).json({ status: 'starting' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    try {
+      res.setHeader('Content-Type', metrics.registry.contentType);
+      res.send(await metrics.registry.metrics());
+    } catch (error) {
+      sendError(res, error, log);
+    }
+  });
+
+  const api = express.Router();
+  const openApi = buildOpenApiDocument(routes, deps.version);
+  api.get('/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
+  const parseJson = express.json({ limit: deps.maxBodyBytes, strict: true, type: () => true });
+  for (const route of routes) {
+    const handlers: express.RequestHandler[] = [];
+    if (route.bodyKind === 'json') {
+      handlers.push((req, _res, next) => {
+        if (!req.is('application/json')) {
+          next(new ServiceError('bad_request', 'body: send JSON with Content-Type: application/json'));
+          return;
+        }
+        parseJson(req, _res, next);
+      });
+    }
+    handlers.push(async (req: Request, res: Response) => {
+      try {
+        const principal = route.permission === null ? null : await tokens.authorize(req.headers.authorization, route.permission);
+        const params = validatePart(route.params, req.params, 'path');
+        const query = validatePart(route.query, { ...(req.query as object) }, 'query');
+        const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
+        const reply = await route.handle({ req, res, principal, params, query, body });
+        if (reply && !res.headersSent) res.status(reply.status ?? 200).json(reply.json);
+      } catch (error) {
+        sendError(res, error, log);
+      }
+    });
+    api[route.method](route.path, ...handlers);
+  }
+  api.use((req, _res, next) => next(new ServiceError('not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`)));
+  app.use('/api', api);
+  app.use((req, _res, next) => next(new ServiceError('not_found', `no route ${req.method} ${req.path}`)));
+  // express recognises error handlers by their four parameters.
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, bodyParserError(error) ?? error, log);
+  });
+  return app;
+}
+
+/** body-parser's errors (malformed JSON, too large) as ServiceErrors. */
+function bodyParserError(error: unknown): ServiceError | null {
+  const type = (error as { type?: string })?.type;
+  if (type === 'entity.parse.failed') return new ServiceError('bad_request', `body: malformed JSON (${(error as Error).message})`);
+  if (type === 'entity.too.large') {
+    const limit = (error as { limit?: number }).limit;
+    return new ServiceError('payload_too_large', `body: larger than the ${limit}-byte limit (--max-body-bytes)`);
+  }
+  if (type === 'encoding.unsupported' || type === 'charset.unsupported') return new ServiceError('bad_request', `body: ${(error as Error).message}`);
+  if (type === 'request.aborted') return new ServiceError('bad_request', 'body: the client aborted the upload');
+  return null;
+}

@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import type { RouteSpec } from './route-spec.ts';
+import { ErrorResponseSchema } from './api-schemas.ts';
+
+/** Express `/models/:name` → OpenAPI `/models/{name}`. */
+export function openApiPath(expressPath: string): string {
+  return expressPath.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+}
+
+function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
+  const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+  return rest;
+}
+
+function parameters(schema: z.ZodType | undefined, location: 'path' | 'query'): unknown[] {
+  if (!schema) return [];
+  const object = jsonSchema(schema, 'input') as { properties?: Record<string, unknown>; required?: string[] };
+  return Object.entries(object.properties ?? {}).map(([name, property]) => ({
+    name,
+    in: location,
+    required: location === 'path' || (object.required ?? []).includes(name),
+    schema: property,
+  }));
+}
+
+/**
+ * The OpenAPI 3.1 document for the REST routes, built from the same zod schemas that validate
+ * requests (JSON Schema draft 2020-12, which OpenAPI 3.1 uses). Request bodies are described as
+ * the server accepts them (zod input), responses as it sends them (zod output).
+ */
+export function buildOpenApiDocument(routes: readonly RouteSpec[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const path = `/api${openApiPath(route.path)}`;
+    const responses: Record<string, unknown> = {};
+    for (const [status, response] of Object.entries(route.responses)) {
+      const contentType = response.contentType ?? 'application/json';
+      responses[status] = {
+        description: response.description,
+        ...(response.schema || response.contentType
+          ? { content: { [contentType]: { schema: response.schema ? jsonSchema(response.schema, 'output') : {} } } }
+          : {}),
+      };
+    }
+    responses.default = { description: 'error', content: { 'application/json': { schema: jsonSchema(ErrorResponseSchema, 'output') } } };
+    const operation: Record<string, unknown> = {
+      operationId: route.operationId,
+      summary: route.summary,
+      tags: [route.tag],
+      parameters: [...parameters(route.params, 'path'), ...parameters(route.query, 'query')],
+      responses,
+      ...(route.permission === null ? { security: [] } : { 'x-required-permission': route.permission }),
+    };
+    if (route.bodyKind === 'json' && route.body) {
+      operation.requestBody = { required: true, content: { 'application/json': { schema: jsonSchema(route.body, 'input') } } };
+    } else if (route.bodyKind === 'binary') {
+      operation.requestBody = { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } };
+    }
+    (paths[path] ??= {})[route.method] = operation;
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'fleetprune control plane', version },
+    servers: [{ url: '/' }],
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

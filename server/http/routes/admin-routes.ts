@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import type { ServerContext } from '../../app/server-context.ts';
+import { actorOf } from '../../auth/principal.ts';
+import { RoleSchema } from '../../auth/roles.ts';
+import { AuditEntrySchema, TokenSchema } from '../api-schemas.ts';
+import { defineRoute, type RouteSpec } from '../route-spec.ts';
+
+export const CreateTokenBodySchema = z.strictObject({
+  role: RoleSchema,
+  label: z.string().min(1).max(200).optional(),
+});
+
+const AuditQuerySchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  before: z.coerce.number().int().min(1).optional(),
+});
+
+/** Tokens (admin only) and the audit log (viewer and up). */
+export function adminRoutes(ctx: ServerContext): RouteSpec[] {
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/tokens',
+      operationId: 'createToken',
+      summary: 'Create a bearer token; the secret is in this response only',
+      tag: 'tokens',
+      permission: 'admin',
+      bodyKind: 'json',
+      body: CreateTokenBodySchema,
+      responses: { 201: { description: 'the new token', schema: z.strictObject({ token: z.string(), record: TokenSchema }) } },
+      handle: async ({ body, principal }) => {
+        const created = await ctx.tokens.create(body.role, body.label ?? `${body.role} token`, actorOf(principal!));
+        return { status: 201, json: created };
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/tokens',
+      operationId: 'listTokens',
+      summary: 'List tokens (never their secrets)',
+      tag: 'tokens',
+      permission: 'admin',
+      responses: { 200: { description: 'tokens', schema: z.strictObject({ tokens: z.array(TokenSchema) }) } },
+      handle: async () => ({ json: { tokens: await ctx.tokens.list() } }),
+    }),
+    defineRoute({
+      method: 'delete',
+      path: '/tokens/:id',
+      operationId: 'revokeToken',
+      summary: 'Revoke a token',
+      tag: 'tokens',
+      permission: 'admin',
+      params: z.strictObject({ id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a token id') }),
+      responses: { 204: { description: 'revoked' } },
+      handle: async ({ params, principal, res }) => {
+        await ctx.tokens.revoke(params.id, principal!);
+        res.status(204).end();
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/audit',
+      operationId: 'listAudit',
+      summary: 'Who changed what and when, newest first (page with ?before=<id>)',
+      tag: 'audit',
+      permission: 'read',
+      query: AuditQuerySchema,
+      responses: { 200: { description: 'entries', schema: z.strictObject({ entries: z.array(AuditEntrySchema) }) } },
+      handle: async ({ query }) => ({ json: { entries: await ctx.audit.list({ beforeId: query.before, limit: query.limit }) } }),
+    }),
+  ];
+}

@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { ServiceError } from '../../app/service-error.ts';
+import type { ServerContext } from '../../app/server-context.ts';
+import { BlobSchema } from '../api-schemas.ts';
+import { sendBlob } from '../blob-download.ts';
+import { defineRoute, type RouteSpec } from '../route-spec.ts';
+
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
+const BlobParams = z.strictObject({ sha256: Sha256 });
+const ArtifactParams = z.strictObject({ artifactId: Sha256 });
+
+const tag = 'artifacts';
+
+/** Blob upload and the download URLs edge agents use (any token, including device tokens, may download). */
+export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
+  const { blobs, registry, config } = ctx;
+  return [
+    defineRoute({
+      method: 'put',
+      path: '/blobs/:sha256',
+      operationId: 'uploadBlob',
+      summary: 'Upload one artifact file; its bytes must hash to :sha256 (streamed, size-limited by --max-blob-bytes)',
+      tag,
+      permission: 'write',
+      params: BlobParams,
+      bodyKind: 'binary',
+      responses: {
+        201: { description: 'stored', schema: BlobSchema },
+        200: { description: 'already stored', schema: BlobSchema },
+      },
+      handle: async ({ req, res, params }) => {
+        const declared = Number(req.headers['content-length']);
+        if (Number.isFinite(declared) && declared > config.maxBlobBytes) {
+          res.setHeader('Connection', 'close');
+          throw new ServiceError('payload_too_large', `blob of ${declared} bytes exceeds the upload limit of ${config.maxBlobBytes} bytes (--max-blob-bytes)`);
+        }
+        try {
+          const stored = await blobs.put(req, params.sha256, config.maxBlobBytes);
+          return { status: stored.created ? 201 : 200, json: stored };
+        } catch (error) {
+          res.setHeader('Connection', 'close');
+          throw error;
+        }
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/blobs/:sha256',
+      operationId: 'downloadBlob',
+      summary: 'Download a file by sha256; ETag and Range (206, If-Range, 416) let downloads resume',
+      tag,
+      permission: 'download',
+      params: BlobParams,
+      responses: {
+        200: { description: 'the bytes', contentType: 'application/octet-stream' },
+        206: { description: 'the requested range', contentType: 'application/octet-stream' },
+        304: { description: 'not modified (If-None-Match)' },
+      },
+      handle: async ({ req, res, params }) => {
+        await sendBlob(req, res, blobs, params.sha256);
+        ctx.metrics.blobBytesServed.inc({ transport: 'http' }, Number(res.getHeader('Content-Length') ?? 0));
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/artifacts/:artifactId/manifest.json',
+      operationId: 'downloadManifest',
+      summary: 'The signed manifest of a registered artifact',
+      tag,
+      permission: 'download',
+      params: ArtifactParams,
+      responses: { 200: { description: 'manifest.json', schema: z.record(z.string(), z.unknown()) } },
+      handle: async ({ params, res }) => {
+        const version = await registry.getByArtifact(params.artifactId);
+        res.setHeader('ETag', `"${params.artifactId}"`);
+        res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+        return { json: version.manifest };
+      },
+    }),
+  ];
+}

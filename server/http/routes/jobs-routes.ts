@@ -1,0 +1,70 @@
+import { z } from 'zod';
+import type { ServerContext } from '../../app/server-context.ts';
+import { PruneJobRequestSchema } from '../../jobs/prune-job-request.ts';
+import { JobSchema } from '../api-schemas.ts';
+import { jobView } from '../api-views.ts';
+import { openEventStream } from '../server-sent-events.ts';
+import { defineRoute, type RouteSpec } from '../route-spec.ts';
+
+const JobParams = z.strictObject({ id: z.string().regex(/^job-[a-z0-9-]{1,64}$/, 'must be a job id') });
+
+const tag = 'jobs';
+
+export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
+  const { jobs } = ctx;
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/jobs/prune',
+      operationId: 'startPruneJob',
+      summary: 'Train and prune (ODF2NNA) in a worker thread; the general and pruned models are registered when it succeeds',
+      tag,
+      permission: 'write',
+      bodyKind: 'json',
+      body: PruneJobRequestSchema,
+      responses: { 202: { description: 'the queued job', schema: JobSchema } },
+      handle: async ({ body, principal }) => ({ status: 202, json: jobView(await jobs.startPrune(body, principal!)) }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/jobs',
+      operationId: 'listJobs',
+      summary: 'Recent jobs, newest first',
+      tag,
+      permission: 'read',
+      responses: { 200: { description: 'jobs', schema: z.strictObject({ jobs: z.array(JobSchema) }) } },
+      handle: async () => ({ json: { jobs: (await jobs.list()).map(jobView) } }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/jobs/:id',
+      operationId: 'getJob',
+      summary: 'One job',
+      tag,
+      permission: 'read',
+      params: JobParams,
+      responses: { 200: { description: 'the job', schema: JobSchema } },
+      handle: async ({ params }) => ({ json: jobView(await jobs.get(params.id)) }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/jobs/:id/events',
+      operationId: 'watchJob',
+      summary: 'Server-sent events: `state` (the job) and `progress` ({phase, done, total, detail}) until the job ends',
+      tag,
+      permission: 'read',
+      params: JobParams,
+      responses: { 200: { description: 'an event stream', contentType: 'text/event-stream' } },
+      handle: async ({ req, res, params }) => {
+        await jobs.get(params.id);
+        const stream = openEventStream(req, res);
+        const unsubscribe = await jobs.watch(
+          params.id,
+          (event) => stream.send(event.type, event.type === 'state' ? jobView(event.job) : event.progress),
+          () => stream.end(),
+        );
+        stream.onClose(unsubscribe);
+      },
+    }),
+  ];
+}

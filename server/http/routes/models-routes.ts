@@ -1,0 +1,135 @@
+import { z } from 'zod';
+import { checkUploadedArtifact } from '../../artifacts/uploaded-artifact.ts';
+import type { ServerContext } from '../../app/server-context.ts';
+import { actorOf } from '../../auth/principal.ts';
+import { AliasSchema, ModelNameSchema, VersionNameSchema, VersionRefSchema } from '../../registry/names.ts';
+import { ModelSchema, PageQuerySchema, VersionSchema } from '../api-schemas.ts';
+import { versionView } from '../api-views.ts';
+import { defineRoute, type RouteSpec } from '../route-spec.ts';
+
+const NameParams = z.strictObject({ name: ModelNameSchema });
+const VersionParams = z.strictObject({ name: ModelNameSchema, version: VersionNameSchema });
+const RefParams = z.strictObject({ name: ModelNameSchema, ref: VersionRefSchema });
+const AliasParams = z.strictObject({ name: ModelNameSchema, alias: AliasSchema });
+
+export const PushVersionBodySchema = z.strictObject({
+  /** The signed manifest.json; every file it lists must have been uploaded with PUT /api/blobs/:sha256. */
+  manifest: z.record(z.string(), z.unknown()),
+});
+export const SetAliasBodySchema = z.strictObject({ version: VersionNameSchema });
+export const PatchVersionBodySchema = z.strictObject({ retired: z.boolean() });
+
+const tag = 'models';
+
+export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
+  const { registry } = ctx;
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/models',
+      operationId: 'listModels',
+      summary: 'List models',
+      tag,
+      permission: 'read',
+      responses: { 200: { description: 'models', schema: z.strictObject({ models: z.array(ModelSchema) }) } },
+      handle: async () => ({ json: { models: await registry.listModels() } }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/models/:name',
+      operationId: 'getModel',
+      summary: 'One model, with its aliases',
+      tag,
+      permission: 'read',
+      params: NameParams,
+      responses: { 200: { description: 'the model', schema: ModelSchema } },
+      handle: async ({ params }) => ({ json: await registry.getModel(params.name) }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/models/:name/versions',
+      operationId: 'listVersions',
+      summary: 'Versions of a model in registration order (page with ?after=<seq>&limit=)',
+      tag,
+      permission: 'read',
+      params: NameParams,
+      query: PageQuerySchema,
+      responses: { 200: { description: 'versions', schema: z.strictObject({ versions: z.array(VersionSchema) }) } },
+      handle: async ({ params, query }) => ({
+        json: { versions: (await registry.listVersions(params.name, { afterSeq: query.after, limit: query.limit })).map(versionView) },
+      }),
+    }),
+    defineRoute({
+      method: 'post',
+      path: '/models/:name/versions',
+      operationId: 'pushVersion',
+      summary: 'Register a signed artifact whose files were uploaded as blobs',
+      tag,
+      permission: 'write',
+      params: NameParams,
+      bodyKind: 'json',
+      body: PushVersionBodySchema,
+      responses: { 201: { description: 'the registered version', schema: VersionSchema } },
+      handle: async ({ params, body, principal }) => {
+        const manifest = await checkUploadedArtifact(body.manifest, ctx.blobs, ctx.trustedKeys);
+        const version = await registry.register({ model: params.name, manifest, actor: actorOf(principal!) });
+        return { status: 201, json: versionView(version) };
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/models/:name/versions/:ref',
+      operationId: 'getVersion',
+      summary: 'One version, by version, alias (candidate, production) or latest',
+      tag,
+      permission: 'read',
+      params: RefParams,
+      responses: { 200: { description: 'the version', schema: VersionSchema } },
+      handle: async ({ params }) => ({ json: versionView(await registry.resolve(params.name, params.ref)) }),
+    }),
+    defineRoute({
+      method: 'patch',
+      path: '/models/:name/versions/:version',
+      operationId: 'patchVersion',
+      summary: 'Set or clear the retired flag',
+      tag,
+      permission: 'write',
+      params: VersionParams,
+      bodyKind: 'json',
+      body: PatchVersionBodySchema,
+      responses: { 200: { description: 'the version', schema: VersionSchema } },
+      handle: async ({ params, body, principal }) => ({
+        json: versionView(await registry.setRetired(params.name, params.version, body.retired, principal!)),
+      }),
+    }),
+    defineRoute({
+      method: 'put',
+      path: '/models/:name/aliases/:alias',
+      operationId: 'setAlias',
+      summary: 'Point an alias (candidate, production) at a version',
+      tag,
+      permission: 'write',
+      params: AliasParams,
+      bodyKind: 'json',
+      body: SetAliasBodySchema,
+      responses: { 200: { description: 'the version now holding the alias', schema: VersionSchema } },
+      handle: async ({ params, body, principal }) => ({
+        json: versionView((await registry.setAlias(params.name, params.alias, body.version, principal!))!),
+      }),
+    }),
+    defineRoute({
+      method: 'delete',
+      path: '/models/:name/aliases/:alias',
+      operationId: 'clearAlias',
+      summary: 'Remove an alias',
+      tag,
+      permission: 'write',
+      params: AliasParams,
+      responses: { 204: { description: 'removed' } },
+      handle: async ({ params, principal, res }) => {
+        await registry.setAlias(params.name, params.alias, null, principal!);
+        res.status(204).end();
+      },
+    }),
+  ];
+}

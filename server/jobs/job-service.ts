@@ -1,0 +1,266 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { parseDataset } from '../../shared/data/dataset.ts';
+import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
+import { GENERAL_SUBDIR } from '../pruning/prune-to-artifacts.ts';
+import { PruneOptionsSchema } from '../pruning/options.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { describeIssues } from '../app/describe-issues.ts';
+import { actorOf, type Principal } from '../auth/principal.ts';
+import type { BlobStore } from '../artifacts/blob-store.ts';
+import { storeArtifactFiles } from '../artifacts/store-artifact-files.ts';
+import type { ServerMetrics } from '../metrics/server-metrics.ts';
+import type { RegistryService } from '../registry/registry-service.ts';
+import type { JobRecord, JobState } from '../store/repositories/jobs-repository.ts';
+import type { Store } from '../store/store.ts';
+import { JobEvents, type JobEvent } from './job-events.ts';
+import { readJobData } from './job-data.ts';
+import type { PruneJobRequest } from './prune-job-request.ts';
+import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
+
+export const RESTART_REASON = 'server restarted while the job was running';
+export const SHUTDOWN_REASON = 'server shut down while the job was running';
+const WORKER_ENTRY = new URL('./prune-worker-entry.mjs', import.meta.url);
+const PROGRESS_PERSIST_INTERVAL_MS = 500;
+
+export interface JobServiceDeps {
+  store: Store;
+  registry: RegistryService;
+  blobs: BlobStore;
+  signingKey: KeyObject;
+  signingPublicKey: KeyObject;
+  workDir: string;
+  dataRoot: string | undefined;
+  maxDataBytes: number;
+  maxConcurrentJobs: number;
+  metrics: ServerMetrics;
+  log: Logger;
+}
+
+interface QueuedJob {
+  id: string;
+  input: PruneWorkerInput;
+  actor: string;
+}
+
+/**
+ * Pruning jobs: validated and persisted on submission, run one ODF2NNA per worker thread (at most
+ * maxConcurrentJobs at once), their outputs verified, stored as blobs and registered (general
+ * model, then the pruned model whose parent it is) in one transaction.
+ */
+export class JobService {
+  readonly events = new JobEvents();
+  readonly #deps: JobServiceDeps;
+  readonly #queue: QueuedJob[] = [];
+  readonly #workers = new Map<string, Worker>();
+  #stopping = false;
+
+  constructor(deps: JobServiceDeps) {
+    this.#deps = deps;
+  }
+
+  get running(): number {
+    return this.#workers.size;
+  }
+
+  /** Fails what a previous process left unfinished and clears its work directories. */
+  async recoverInterrupted(): Promise<string[]> {
+    const failed = await this.#deps.store.jobs.failUnfinished(RESTART_REASON, new Date().toISOString());
+    await rm(this.#deps.workDir, { recursive: true, force: true });
+    await mkdir(this.#deps.workDir, { recursive: true });
+    if (failed.length > 0) this.#deps.log.warn({ jobs: failed }, RESTART_REASON);
+    return failed;
+  }
+
+  async startPrune(request: PruneJobRequest, principal: Principal): Promise<JobRecord> {
+    const { text, source } = await readJobData(request.data, this.#deps.dataRoot, this.#deps.maxDataBytes);
+    // Parsed here too, so bad data is a 400 now rather than a failed job later.
+    const dataset = parseDataset(text, { label: request.label, task: request.task }, source);
+    const options = PruneOptionsSchema.safeParse({ ...(request.options ?? {}), task: dataset.task });
+    if (!options.success) throw new ServiceError('bad_request', describeIssues(options.error, 'body.options'));
+    const id = `job-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+    const now = new Date().toISOString();
+    const job: JobRecord = {
+      id,
+      kind: 'prune',
+      state: 'queued',
+      request: { name: request.name, label: request.label, task: dataset.task, data: 'csv' in request.data ? { csv: `${text.length} characters` } : request.data, options: options.data },
+      progress: null,
+      result: null,
+      error: null,
+      createdAt: now,
+      updatedAt: now,
+      createdBy: actorOf(principal),
+    };
+    await this.#deps.store.transaction(async (tx) => {
+      await tx.jobs.insert(job);
+      await tx.audit.append({ at: now, actor: job.createdBy, action: 'job.start', target: `job:${id}`, details: { kind: 'prune', model: request.name } });
+    });
+    this.#queue.push({
+      id,
+      actor: job.createdBy,
+      input: {
+        csvText: text,
+        source,
+        label: request.label,
+        task: dataset.task,
+        options: options.data,
+        outDir: join(this.#deps.workDir, id, 'artifact'),
+        name: request.name,
+        privateKeyPem: this.#deps.signingKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      },
+    });
+    this.#pump();
+    return job;
+  }
+
+  async get(id: string): Promise<JobRecord> {
+    const job = await this.#deps.store.jobs.get(id);
+    if (!job) throw new ServiceError('not_found', `no job ${id}`);
+    return job;
+  }
+
+  list(limit?: number): Promise<JobRecord[]> {
+    return this.#deps.store.jobs.list(limit);
+  }
+
+  /**
+   * Calls `listener` with the job's current state, then every live event until the job
+   * finishes (then `onEnd`). Returns the unsubscribe function.
+   */
+  async watch(id: string, listener: (event: JobEvent) => void, onEnd: () => void): Promise<() => void> {
+    const pending: JobEvent[] = [];
+    let replayed = false;
+    let ended = false;
+    const deliver = (event: JobEvent) => {
+      if (ended) return;
+      listener(event);
+      if (event.type === 'state' && isFinished(event.job.state)) {
+        ended = true;
+        unsubscribe();
+        onEnd();
+      }
+    };
+    const unsubscribe = this.events.subscribe(id, (event) => (replayed ? deliver(event) : pending.push(event)));
+    let job: JobRecord;
+    try {
+      job = await this.get(id);
+    } catch (error) {
+      unsubscribe();
+      throw error;
+    }
+    deliver({ type: 'state', jobId: id, job });
+    replayed = true;
+    for (const event of pending) deliver(event);
+    return () => {
+      ended = true;
+      unsubscribe();
+    };
+  }
+
+  /** Terminates running workers; their jobs are marked failed. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    this.#queue.length = 0;
+    await Promise.all([...this.#workers.values()].map((worker) => worker.terminate()));
+    await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString()).catch(() => {});
+  }
+
+  #pump(): void {
+    while (!this.#stopping && this.#workers.size < this.#deps.maxConcurrentJobs && this.#queue.length > 0) {
+      const next = this.#queue.shift()!;
+      void this.#run(next);
+    }
+  }
+
+  async #run(job: QueuedJob): Promise<void> {
+    try {
+      await this.#setState(job.id, { state: 'running' });
+      const result = await this.#runWorker(job);
+      if (this.#stopping) return;
+      await this.#setState(job.id, { state: 'succeeded', result });
+      this.#deps.metrics.jobsFinished.inc({ state: 'succeeded' });
+    } catch (error) {
+      if (this.#stopping) return;
+      const message = errorMessage(error);
+      if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
+      await this.#setState(job.id, { state: 'failed', error: message }).catch((persistError) =>
+        this.#deps.log.error({ err: persistError, job: job.id }, 'cannot record the job failure'),
+      );
+      this.#deps.metrics.jobsFinished.inc({ state: 'failed' });
+    } finally {
+      await rm(join(this.#deps.workDir, job.id), { recursive: true, force: true }).catch(() => {});
+      this.#pump();
+    }
+  }
+
+  #runWorker(job: QueuedJob): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(WORKER_ENTRY, { workerData: job.input, execArgv: [] });
+      this.#workers.set(job.id, worker);
+      let lastPersist = 0;
+      let lastPhase = '';
+      let settled = false;
+      const finish = (work: () => Promise<Record<string, unknown>>) => {
+        if (settled) return;
+        settled = true;
+        work().then(resolve, reject);
+      };
+      worker.on('message', (message: PruneWorkerMessage) => {
+        if (message.type === 'progress') {
+          this.events.emit({ type: 'progress', jobId: job.id, progress: message.event });
+          const now = Date.now();
+          if (message.event.phase !== lastPhase || now - lastPersist > PROGRESS_PERSIST_INTERVAL_MS) {
+            lastPersist = now;
+            lastPhase = message.event.phase;
+            void this.#deps.store.jobs.update(job.id, { progress: message.event }, new Date().toISOString()).catch(() => {});
+          }
+        } else if (message.type === 'error') {
+          finish(() => Promise.reject(new ServiceError('bad_request', message.message)));
+        } else {
+          finish(() => this.#register(job, message));
+        }
+      });
+      worker.on('error', (error) => finish(() => Promise.reject(error)));
+      worker.on('exit', (code) => {
+        this.#workers.delete(job.id);
+        finish(() => Promise.reject(new Error(this.#stopping ? SHUTDOWN_REASON : `the pruning worker exited (code ${code}) without a result`)));
+      });
+    });
+  }
+
+  async #register(job: QueuedJob, done: Extract<PruneWorkerMessage, { type: 'done' }>): Promise<Record<string, unknown>> {
+    const outDir = job.input.outDir;
+    const generalDir = join(outDir, GENERAL_SUBDIR);
+    for (const dir of [generalDir, outDir]) {
+      const verified = await verifyArtifact(dir, this.#deps.signingPublicKey);
+      if (!verified.ok) throw new Error(`the job's artifact in ${dir} does not verify: ${verified.failures.join('; ')}`);
+    }
+    await storeArtifactFiles(generalDir, done.general, this.#deps.blobs);
+    await storeArtifactFiles(outDir, done.pruned, this.#deps.blobs);
+    const actor = job.actor;
+    const [general, pruned] = await this.#deps.store.transaction(async (tx) => [
+      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: done.general, actor }),
+      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: done.pruned, actor }),
+    ]);
+    return {
+      general: { model: general.model, version: general.version, artifactId: general.artifactId },
+      pruned: { model: pruned.model, version: pruned.version, artifactId: pruned.artifactId },
+      summary: done.summary,
+    };
+  }
+
+  async #setState(id: string, changes: { state: JobState; result?: unknown; error?: string }): Promise<void> {
+    await this.#deps.store.jobs.update(id, changes, new Date().toISOString());
+    const job = await this.#deps.store.jobs.get(id);
+    if (job) this.events.emit({ type: 'state', jobId: id, job });
+  }
+}
+
+export function isFinished(state: JobState): boolean {
+  return state === 'succeeded' || state === 'failed';
+}

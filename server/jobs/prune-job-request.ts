@@ -1,0 +1,22 @@
+import { z } from 'zod';
+import { PruneOptionsSchema } from '../pruning/options.ts';
+import { ModelNameSchema } from '../registry/names.ts';
+
+/** The data set of a pruning job: CSV text in the request, or a file under the server's --data-root. */
+export const PruneDataSchema = z.union([
+  z.strictObject({ csv: z.string().min(1).describe('CSV text with a header row') }),
+  z.strictObject({ path: z.string().min(1).describe('a CSV file, relative to (or inside) the server --data-root') }),
+]);
+
+/** POST /api/jobs/prune (and gRPC StartPrune, whose JSON options map onto `options`). */
+export const PruneJobRequestSchema = z.strictObject({
+  /** The model name both resulting versions (general and pruned) are registered under. */
+  name: ModelNameSchema,
+  label: z.string().min(1),
+  task: z.enum(['classification', 'regression']).optional(),
+  data: PruneDataSchema,
+  options: PruneOptionsSchema.optional(),
+});
+
+export type PruneJobRequest = z.output<typeof PruneJobRequestSchema>;
+export type PruneJobRequestInput = z.input<typeof PruneJobRequestSchema>;

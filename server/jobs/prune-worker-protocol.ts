@@ -1,0 +1,30 @@
+import type { Manifest } from '../../shared/artifact/manifest.ts';
+import type { ProgressEvent } from '../pruning/odf2nna.ts';
+import type { PruneOptions } from '../pruning/options.ts';
+
+/** workerData of a pruning worker. */
+export interface PruneWorkerInput {
+  csvText: string;
+  source: string;
+  label: string;
+  task?: 'classification' | 'regression';
+  options: PruneOptions;
+  outDir: string;
+  name: string;
+  privateKeyPem: string;
+}
+
+export interface PruneSummary {
+  epsilon: number | null;
+  paramCut: number | null;
+  originalLayers: number[];
+  prunedLayers: number[];
+  backend: string;
+  seconds: number;
+}
+
+/** Messages the worker posts to the server thread. */
+export type PruneWorkerMessage =
+  | { type: 'progress'; event: ProgressEvent }
+  | { type: 'done'; general: Manifest; pruned: Manifest; summary: PruneSummary }
+  | { type: 'error'; message: string; userError: boolean };

@@ -1,0 +1,47 @@
+import { createPrivateKey } from 'node:crypto';
+import { parentPort, workerData } from 'node:worker_threads';
+import { parseDataset } from '../../shared/data/dataset.ts';
+import { initTfjs } from '../../shared/model/tfjs-backend.ts';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
+import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
+
+/** Runs in a worker thread: one ODF2NNA run, its artifacts written to input.outDir. */
+async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
+  const started = performance.now();
+  const dataset = parseDataset(input.csvText, { label: input.label, task: input.task }, input.source);
+  const backend = await initTfjs();
+  const result = await pruneToArtifacts({
+    dataset,
+    options: { ...input.options, task: dataset.task },
+    backend,
+    outDir: input.outDir,
+    name: input.name,
+    privateKey: createPrivateKey(input.privateKeyPem),
+    onProgress: (event) => post({ type: 'progress', event }),
+  });
+  const report = result.report as unknown as Record<string, any>;
+  return {
+    type: 'done',
+    general: result.general,
+    pruned: result.pruned,
+    summary: {
+      epsilon: result.pruned.lineage.epsilon,
+      paramCut: typeof report.pruned?.param_cut === 'number' ? report.pruned.param_cut : null,
+      originalLayers: result.general.architecture.layers,
+      prunedLayers: result.pruned.architecture.layers,
+      backend,
+      seconds: (performance.now() - started) / 1000,
+    },
+  };
+}
+
+function post(message: PruneWorkerMessage): void {
+  parentPort?.postMessage(message);
+}
+
+try {
+  post(await run(workerData as PruneWorkerInput));
+} catch (error) {
+  post({ type: 'error', message: errorMessage(error), userError: error instanceof UserError });
+}

@@ -1,0 +1,58 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { METRIC_PREFIX, SERVER_METRICS } from '../../shared/metrics/names.ts';
+
+const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/**
+ * One prom-client Registry per server instance (never the global one), so several servers can
+ * run in one process. Modules add their own metrics to `registry`.
+ */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  readonly httpDuration: Histogram<'method' | 'route' | 'code'>;
+  readonly grpcDuration: Histogram<'method' | 'code'>;
+  readonly jobsFinished: Counter<'state'>;
+  readonly blobBytesServed: Counter<'transport'>;
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    this.httpDuration = new Histogram({
+      name: SERVER_METRICS.httpRequestDuration,
+      help: 'HTTP request duration by method, express route pattern and status code',
+      labelNames: ['method', 'route', 'code'],
+      buckets: DURATION_BUCKETS,
+      registers: [this.registry],
+    });
+    this.grpcDuration = new Histogram({
+      name: SERVER_METRICS.grpcRequestDuration,
+      help: 'gRPC call duration by full method name and status code',
+      labelNames: ['method', 'code'],
+      buckets: DURATION_BUCKETS,
+      registers: [this.registry],
+    });
+    this.jobsFinished = new Counter({
+      name: SERVER_METRICS.jobsFinished,
+      help: 'Background jobs that finished, by final state',
+      labelNames: ['state'],
+      registers: [this.registry],
+    });
+    this.blobBytesServed = new Counter({
+      name: SERVER_METRICS.blobBytesServed,
+      help: 'Blob bytes sent to clients, by transport',
+      labelNames: ['transport'],
+      registers: [this.registry],
+    });
+  }
+
+  /** A gauge whose value is read when /metrics is scraped. */
+  gauge(name: string, help: string, read: () => Promise<number> | number): Gauge {
+    return new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      async collect() {
+        this.set(await read());
+      },
+    });
+  }
+}

@@ -1,0 +1,168 @@
+import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
+import { actorOf, type Principal } from '../auth/principal.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { describeIssues } from '../app/describe-issues.ts';
+import type { Repositories, Store } from '../store/store.ts';
+import { UniqueViolation } from '../store/sql-engine.ts';
+import type { ModelRecord, VersionRecord } from '../store/repositories/models-repository.ts';
+import { ModelNameSchema, RESERVED_VERSION_NAMES, VersionNameSchema, type Alias } from './names.ts';
+
+export interface RegisterInput {
+  model: string;
+  manifest: Manifest;
+  /** Audit-log name of whoever registers it. */
+  actor: string;
+}
+
+/**
+ * Models, versions, aliases and the retired flag. Manifests reaching `register` have already
+ * been verified (signature, blobs); every change and its audit entry commit together.
+ */
+export class RegistryService {
+  constructor(private readonly store: Store) {}
+
+  listModels(): Promise<ModelRecord[]> {
+    return this.store.models.listModels();
+  }
+
+  async getModel(name: string): Promise<ModelRecord> {
+    const model = await this.store.models.getModel(checkName(name));
+    if (!model) throw new ServiceError('not_found', `no model ${name}`);
+    return model;
+  }
+
+  async listVersions(name: string, options: { afterSeq?: number; limit?: number }): Promise<VersionRecord[]> {
+    await this.getModel(name);
+    return this.store.models.listVersions(name, options);
+  }
+
+  /** `ref` is a version, an alias (candidate, production) or `latest`. */
+  async resolve(name: string, ref: string, repos: Repositories = this.store): Promise<VersionRecord> {
+    checkName(name);
+    let version = ref;
+    if (ref === 'latest') {
+      const seq = await repos.models.maxSeq(name);
+      const latest = seq > 0 ? (await repos.models.listVersions(name, { afterSeq: seq - 1, limit: 1 }))[0] : undefined;
+      if (!latest) throw new ServiceError('not_found', `model ${name} has no versions`);
+      return latest;
+    }
+    if (RESERVED_VERSION_NAMES.has(ref)) {
+      const alias = await repos.models.getAlias(name, ref);
+      if (!alias) throw new ServiceError('not_found', `model ${name} has no ${ref} alias`);
+      version = alias.version;
+    }
+    const found = await repos.models.getVersion(name, version);
+    if (!found) throw new ServiceError('not_found', `no version ${name}@${version}`);
+    return found;
+  }
+
+  async getByArtifact(id: string): Promise<VersionRecord> {
+    const found = await this.store.models.findByArtifact(id);
+    if (!found) throw new ServiceError('not_found', `no registered artifact ${id}`);
+    return found;
+  }
+
+  /** Registers in its own transaction; an automatic version number lost to a concurrent registration is retried. */
+  async register(input: RegisterInput): Promise<VersionRecord> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.store.transaction((tx) => this.registerIn(tx, input));
+      } catch (error) {
+        const retryable = error instanceof ServiceError && error.cause instanceof UniqueViolation && input.manifest.version === undefined;
+        if (!retryable || attempt >= 3) throw error;
+      }
+    }
+  }
+
+  /** Registers inside a caller's transaction (pruning jobs register two versions at once). */
+  async registerIn(tx: Repositories, input: RegisterInput): Promise<VersionRecord> {
+    const { model, manifest, actor } = input;
+    checkName(model);
+    if (manifest.version !== undefined) {
+      const parsed = VersionNameSchema.safeParse(manifest.version);
+      if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
+    }
+    const id = artifactId(manifest);
+    const at = new Date().toISOString();
+    await tx.models.ensureModel(model, at, actor);
+    const same = await tx.models.findByArtifact(id);
+    if (same && same.model === model) throw new ServiceError('conflict', `artifact ${id} is already registered as ${model}@${same.version}`);
+    const seq = (await tx.models.maxSeq(model)) + 1;
+    let version = manifest.version ?? String(seq);
+    if (manifest.version === undefined) {
+      for (let n = seq; await tx.models.getVersion(model, version); n++) version = String(n + 1);
+    } else if (await tx.models.getVersion(model, version)) {
+      throw new ServiceError('conflict', `version ${model}@${version} already exists`);
+    }
+    try {
+      await tx.models.insertVersion({
+        model,
+        version,
+        seq,
+        artifactId: id,
+        manifest,
+        parentArtifactId: manifest.lineage.parentSha256,
+        epsilon: manifest.lineage.epsilon,
+        dataFingerprint: manifest.lineage.dataFingerprint,
+        metrics: manifest.metrics,
+        createdAt: at,
+        createdBy: actor,
+      });
+    } catch (error) {
+      if (error instanceof UniqueViolation) throw new ServiceError('conflict', `version ${model}@${version} already exists`, { cause: error });
+      throw error;
+    }
+    await tx.audit.append({ at, actor, action: 'version.register', target: `${model}@${version}`, details: { artifactId: id } });
+    const registered = await tx.models.getVersion(model, version);
+    if (!registered) throw new Error(`registered ${model}@${version} but cannot read it back`);
+    return registered;
+  }
+
+  /** Points `alias` at `version` (or clears it with null). Refused for missing or retired versions. */
+  async setAlias(name: string, alias: Alias, version: string | null, principal: Principal): Promise<VersionRecord | null> {
+    checkName(name);
+    return this.store.transaction(async (tx) => {
+      if (!(await tx.models.getModel(name))) throw new ServiceError('not_found', `no model ${name}`);
+      const previous = await tx.models.getAlias(name, alias);
+      const at = new Date().toISOString();
+      const audit = { at, actor: actorOf(principal), action: 'alias.set', target: `${name}:${alias}` };
+      if (version === null) {
+        if (!(await tx.models.deleteAlias(name, alias))) throw new ServiceError('not_found', `model ${name} has no ${alias} alias`);
+        await tx.audit.append({ ...audit, action: 'alias.clear', details: { from: previous?.version ?? null } });
+        return null;
+      }
+      const target = await tx.models.getVersion(name, version);
+      if (!target) throw new ServiceError('not_found', `no version ${name}@${version}; the ${alias} alias was not moved`);
+      if (target.retired) throw new ServiceError('conflict', `${name}@${version} is retired; un-retire it before giving it the ${alias} alias`);
+      await tx.models.setAlias({ model: name, alias, version, updatedAt: at, updatedBy: actorOf(principal) });
+      await tx.audit.append({ ...audit, details: { from: previous?.version ?? null, to: version } });
+      return (await tx.models.getVersion(name, version))!;
+    });
+  }
+
+  async setRetired(name: string, version: string, retired: boolean, principal: Principal): Promise<VersionRecord> {
+    checkName(name);
+    return this.store.transaction(async (tx) => {
+      const target = await tx.models.getVersion(name, version);
+      if (!target) throw new ServiceError('not_found', `no version ${name}@${version}`);
+      if (retired && target.aliases.length > 0) {
+        throw new ServiceError('conflict', `${name}@${version} holds the ${target.aliases.join(' and ')} alias; move it first`);
+      }
+      await tx.models.setRetired(name, version, retired);
+      await tx.audit.append({
+        at: new Date().toISOString(),
+        actor: actorOf(principal),
+        action: retired ? 'version.retire' : 'version.unretire',
+        target: `${name}@${version}`,
+        details: {},
+      });
+      return (await tx.models.getVersion(name, version))!;
+    });
+  }
+}
+
+function checkName(name: string): string {
+  const parsed = ModelNameSchema.safeParse(name);
+  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'model name'));
+  return name;
+}

@@ -1,0 +1,23 @@
+import type { Migration } from './migration.ts';
+
+export const jobsMigrations: Migration[] = [
+  {
+    domain: 'jobs',
+    version: 1,
+    name: 'background jobs',
+    sql: () => `
+      CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        request TEXT NOT NULL,
+        progress TEXT,
+        result TEXT,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+      );
+      CREATE INDEX jobs_state ON jobs (state);`,
+  },
+];

@@ -1,0 +1,52 @@
+import type { SqlEngine } from '../sql-engine.ts';
+import { ddlTypes, type Migration } from './migration.ts';
+
+export interface AppliedMigration {
+  domain: string;
+  version: number;
+  name: string;
+}
+
+/**
+ * Applies the pending migrations in one transaction (both engines have transactional DDL), so a
+ * crash mid-way leaves the schema as it was. On PostgreSQL an advisory lock keeps two servers
+ * starting at once from racing. Returns what it applied.
+ */
+export async function runMigrations(engine: SqlEngine, migrations: readonly Migration[]): Promise<AppliedMigration[]> {
+  checkNumbering(migrations);
+  const types = ddlTypes(engine.dialect);
+  return engine.transaction(async (tx) => {
+    if (engine.dialect === 'postgres') await tx.get("SELECT pg_advisory_xact_lock(hashtext('fleetprune:migrations')) AS locked");
+    await tx.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      domain TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      name TEXT NOT NULL,
+      applied_at TEXT NOT NULL,
+      PRIMARY KEY (domain, version)
+    )`);
+    const rows = await tx.all<{ domain: string; version: number }>('SELECT domain, version FROM schema_migrations');
+    const done = new Set(rows.map((row) => `${row.domain}:${Number(row.version)}`));
+    const applied: AppliedMigration[] = [];
+    for (const migration of migrations) {
+      if (done.has(`${migration.domain}:${migration.version}`)) continue;
+      await tx.exec(migration.sql(types));
+      await tx.run('INSERT INTO schema_migrations (domain, version, name, applied_at) VALUES (?, ?, ?, ?)', [
+        migration.domain,
+        migration.version,
+        migration.name,
+        new Date().toISOString(),
+      ]);
+      applied.push({ domain: migration.domain, version: migration.version, name: migration.name });
+    }
+    return applied;
+  });
+}
+
+function checkNumbering(migrations: readonly Migration[]): void {
+  const next = new Map<string, number>();
+  for (const { domain, version } of migrations) {
+    const expected = next.get(domain) ?? 1;
+    if (version !== expected) throw new Error(`migration ${domain}:${version} is out of order (expected ${domain}:${expected})`);
+    next.set(domain, expected + 1);
+  }
+}

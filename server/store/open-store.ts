@@ -1,0 +1,37 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ALL_MIGRATIONS } from './migrations/index.ts';
+import { runMigrations } from './migrations/run-migrations.ts';
+import { PostgresEngine } from './postgres-engine.ts';
+import { SqliteEngine } from './sqlite-engine.ts';
+import { createStore, type Store } from './store.ts';
+import type { SqlEngine } from './sql-engine.ts';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+
+export const SQLITE_FILE = 'fleetprune.sqlite';
+
+export type StoreLocation =
+  | { engine: 'sqlite'; dataDir: string }
+  | { engine: 'postgres'; databaseUrl: string; schema?: string };
+
+/** Opens the configured engine and brings its schema up to date. */
+export async function openStore(location: StoreLocation): Promise<Store> {
+  let engine: SqlEngine;
+  if (location.engine === 'sqlite') {
+    mkdirSync(location.dataDir, { recursive: true });
+    engine = new SqliteEngine(join(location.dataDir, SQLITE_FILE));
+  } else {
+    try {
+      engine = await PostgresEngine.connect({ connectionString: location.databaseUrl, schema: location.schema });
+    } catch (error) {
+      throw new UserError(`--database-url: cannot connect to PostgreSQL (${errorMessage(error) || (error as Error).name})`, { cause: error });
+    }
+  }
+  try {
+    await runMigrations(engine, ALL_MIGRATIONS);
+  } catch (error) {
+    await engine.close();
+    throw error;
+  }
+  return createStore(engine);
+}

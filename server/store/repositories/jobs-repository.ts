@@ -1,0 +1,81 @@
+import type { SqlExecutor } from '../sql-engine.ts';
+import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+
+export interface JobRecord {
+  id: string;
+  kind: string;
+  state: JobState;
+  request: unknown;
+  progress: unknown;
+  result: unknown;
+  error: string | null;
+  createdAt: string;
+  updatedAt: string;
+  createdBy: string;
+}
+
+/** SQL for background jobs and their persisted state. */
+export class JobsRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  async insert(job: JobRecord): Promise<void> {
+    await this.db.run(
+      'INSERT INTO jobs (id, kind, state, request, progress, result, error, created_at, updated_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      [
+        job.id,
+        job.kind,
+        job.state,
+        toJsonColumn(job.request),
+        job.progress === null ? null : toJsonColumn(job.progress),
+        job.result === null ? null : toJsonColumn(job.result),
+        job.error,
+        job.createdAt,
+        job.updatedAt,
+        job.createdBy,
+      ],
+    );
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const row = await this.db.get('SELECT * FROM jobs WHERE id = ?', [id]);
+    return row ? toJob(row) : undefined;
+  }
+
+  async list(limit = 100): Promise<JobRecord[]> {
+    return (await this.db.all('SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?', [limit])).map(toJob);
+  }
+
+  async update(id: string, changes: { state?: JobState; progress?: unknown; result?: unknown; error?: string | null }, at: string): Promise<void> {
+    const sets: string[] = ['updated_at = ?'];
+    const params: (string | null)[] = [at];
+    if (changes.state !== undefined) (sets.push('state = ?'), params.push(changes.state));
+    if (changes.progress !== undefined) (sets.push('progress = ?'), params.push(toJsonColumn(changes.progress)));
+    if (changes.result !== undefined) (sets.push('result = ?'), params.push(toJsonColumn(changes.result)));
+    if (changes.error !== undefined) (sets.push('error = ?'), params.push(changes.error));
+    await this.db.run(`UPDATE jobs SET ${sets.join(', ')} WHERE id = ?`, [...params, id]);
+  }
+
+  /** Marks every queued or running job failed with `reason`; returns their ids. */
+  async failUnfinished(reason: string, at: string): Promise<string[]> {
+    const rows = await this.db.all("SELECT id FROM jobs WHERE state IN ('queued', 'running')");
+    await this.db.run("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE state IN ('queued', 'running')", [reason, at]);
+    return rows.map((row) => String(row.id));
+  }
+}
+
+function toJob(row: Record<string, unknown>): JobRecord {
+  return {
+    id: String(row.id),
+    kind: String(row.kind),
+    state: String(row.state) as JobState,
+    request: fromJsonColumn(row.request),
+    progress: fromNullableJsonColumn(row.progress),
+    result: fromNullableJsonColumn(row.result),
+    error: row.error === null ? null : String(row.error),
+    createdAt: String(row.created_at),
+    updatedAt: String(row.updated_at),
+    createdBy: String(row.created_by),
+  };
+}

@@ -1,0 +1,208 @@
+import type { Manifest } from '../../../shared/artifact/manifest.ts';
+import type { SqlExecutor } from '../sql-engine.ts';
+import { fromJsonColumn, toJsonColumn } from './json-column.ts';
+
+export interface ModelRecord {
+  name: string;
+  createdAt: string;
+  createdBy: string;
+  versionCount: number;
+  latestVersion: string | null;
+}
+
+export interface VersionRecord {
+  model: string;
+  version: string;
+  /** Registration order within the model, 1, 2, 3, ... */
+  seq: number;
+  artifactId: string;
+  manifest: Manifest;
+  parentArtifactId: string | null;
+  /** The registered version holding the parent artifact, when there is one. */
+  parent: { model: string; version: string } | null;
+  epsilon: number | null;
+  dataFingerprint: string;
+  metrics: Manifest['metrics'];
+  retired: boolean;
+  aliases: string[];
+  createdAt: string;
+  createdBy: string;
+}
+
+export type NewVersion = Omit<VersionRecord, 'parent' | 'aliases' | 'retired'>;
+
+export interface AliasRecord {
+  model: string;
+  alias: string;
+  version: string;
+  updatedAt: string;
+  updatedBy: string;
+}
+
+const VERSION_COLUMNS = `v.model, v.version, v.seq, v.artifact_id, v.manifest, v.parent_artifact_id, v.epsilon,
+  v.data_fingerprint, v.metrics, v.retired, v.created_at, v.created_by,
+  (SELECT p.model FROM model_versions p WHERE p.artifact_id = v.parent_artifact_id ORDER BY CASE WHEN p.model = v.model THEN 0 ELSE 1 END, p.model LIMIT 1) AS parent_model,
+  (SELECT p.version FROM model_versions p WHERE p.artifact_id = v.parent_artifact_id ORDER BY CASE WHEN p.model = v.model THEN 0 ELSE 1 END, p.model LIMIT 1) AS parent_version`;
+
+/** SQL for models, their versions and aliases. */
+export class ModelsRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  async ensureModel(name: string, at: string, by: string): Promise<void> {
+    const existing = await this.db.get('SELECT name FROM models WHERE name = ?', [name]);
+    if (!existing) await this.db.run('INSERT INTO models (name, created_at, created_by) VALUES (?, ?, ?)', [name, at, by]);
+  }
+
+  async listModels(): Promise<ModelRecord[]> {
+    return this.selectModels('', []);
+  }
+
+  async getModel(name: string): Promise<ModelRecord | undefined> {
+    return (await this.selectModels('WHERE m.name = ?', [name]))[0];
+  }
+
+  private async selectModels(where: string, params: string[]): Promise<ModelRecord[]> {
+    const rows = await this.db.all(
+      `SELECT m.name, m.created_at, m.created_by,
+         (SELECT COUNT(*) FROM model_versions v WHERE v.model = m.name) AS version_count,
+         (SELECT v.version FROM model_versions v WHERE v.model = m.name ORDER BY v.seq DESC LIMIT 1) AS latest_version
+       FROM models m ${where} ORDER BY m.name`,
+      params,
+    );
+    return rows.map((row) => ({
+      name: String(row.name),
+      createdAt: String(row.created_at),
+      createdBy: String(row.created_by),
+      versionCount: Number(row.version_count),
+      latestVersion: row.latest_version === null ? null : String(row.latest_version),
+    }));
+  }
+
+  async countModels(): Promise<number> {
+    return Number((await this.db.get('SELECT COUNT(*) AS n FROM models'))?.n ?? 0);
+  }
+
+  async countVersions(): Promise<number> {
+    return Number((await this.db.get('SELECT COUNT(*) AS n FROM model_versions'))?.n ?? 0);
+  }
+
+  /** Versions of a model in registration order, `limit` of them after `afterSeq`. */
+  async listVersions(model: string, options: { afterSeq?: number; limit?: number } = {}): Promise<VersionRecord[]> {
+    const rows = await this.db.all(
+      `SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.model = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`,
+      [model, options.afterSeq ?? 0, options.limit ?? 100],
+    );
+    return this.withAliases(model, rows.map(toVersion));
+  }
+
+  async getVersion(model: string, version: string): Promise<VersionRecord | undefined> {
+    const row = await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.model = ? AND v.version = ?`, [model, version]);
+    return row ? (await this.withAliases(model, [toVersion(row)]))[0] : undefined;
+  }
+
+  async findByArtifact(artifactId: string): Promise<VersionRecord | undefined> {
+    const row = await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.artifact_id = ? ORDER BY v.model LIMIT 1`, [
+      artifactId,
+    ]);
+    return row ? (await this.withAliases(String(row.model), [toVersion(row)]))[0] : undefined;
+  }
+
+  async maxSeq(model: string): Promise<number> {
+    return Number((await this.db.get('SELECT MAX(seq) AS n FROM model_versions WHERE model = ?', [model]))?.n ?? 0);
+  }
+
+  async insertVersion(version: NewVersion): Promise<void> {
+    await this.db.run(
+      `INSERT INTO model_versions (model, version, seq, artifact_id, manifest, parent_artifact_id, epsilon, data_fingerprint,
+         metrics, retired, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)`,
+      [
+        version.model,
+        version.version,
+        version.seq,
+        version.artifactId,
+        toJsonColumn(version.manifest),
+        version.parentArtifactId,
+        version.epsilon,
+        version.dataFingerprint,
+        toJsonColumn(version.metrics),
+        version.createdAt,
+        version.createdBy,
+      ],
+    );
+  }
+
+  async setRetired(model: string, version: string, retired: boolean): Promise<boolean> {
+    const { changes } = await this.db.run('UPDATE model_versions SET retired = ? WHERE model = ? AND version = ?', [
+      retired ? 1 : 0,
+      model,
+      version,
+    ]);
+    return changes > 0;
+  }
+
+  async getAlias(model: string, alias: string): Promise<AliasRecord | undefined> {
+    const row = await this.db.get('SELECT * FROM model_aliases WHERE model = ? AND alias = ?', [model, alias]);
+    return row ? toAlias(row) : undefined;
+  }
+
+  async setAlias(record: AliasRecord): Promise<void> {
+    const { changes } = await this.db.run('UPDATE model_aliases SET version = ?, updated_at = ?, updated_by = ? WHERE model = ? AND alias = ?', [
+      record.version,
+      record.updatedAt,
+      record.updatedBy,
+      record.model,
+      record.alias,
+    ]);
+    if (changes === 0) {
+      await this.db.run('INSERT INTO model_aliases (model, alias, version, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)', [
+        record.model,
+        record.alias,
+        record.version,
+        record.updatedAt,
+        record.updatedBy,
+      ]);
+    }
+  }
+
+  async deleteAlias(model: string, alias: string): Promise<boolean> {
+    return (await this.db.run('DELETE FROM model_aliases WHERE model = ? AND alias = ?', [model, alias])).changes > 0;
+  }
+
+  private async withAliases(model: string, versions: VersionRecord[]): Promise<VersionRecord[]> {
+    if (versions.length === 0) return versions;
+    const rows = await this.db.all('SELECT alias, version FROM model_aliases WHERE model = ? ORDER BY alias', [model]);
+    for (const version of versions) {
+      version.aliases = rows.filter((row) => row.version === version.version).map((row) => String(row.alias));
+    }
+    return versions;
+  }
+}
+
+function toVersion(row: Record<string, unknown>): VersionRecord {
+  return {
+    model: String(row.model),
+    version: String(row.version),
+    seq: Number(row.seq),
+    artifactId: String(row.artifact_id),
+    manifest: fromJsonColumn<Manifest>(row.manifest),
+    parentArtifactId: row.parent_artifact_id === null ? null : String(row.parent_artifact_id),
+    parent: row.parent_model === null || row.parent_model === undefined ? null : { model: String(row.parent_model), version: String(row.parent_version) },
+    epsilon: row.epsilon === null ? null : Number(row.epsilon),
+    dataFingerprint: String(row.data_fingerprint),
+    metrics: fromJsonColumn<Manifest['metrics']>(row.metrics),
+    retired: Number(row.retired) === 1,
+    aliases: [],
+    createdAt: String(row.created_at),
+    createdBy: String(row.created_by),
+  };
+}
+
+function toAlias(row: Record<string, unknown>): AliasRecord {
+  return {
+    model: String(row.model),
+    alias: String(row.alias),
+    version: String(row.version),
+    updatedAt: String(row.updated_at),
+    updatedBy: String(row.updated_by),
+  };
+}

@@ -1,0 +1,65 @@
+import type { SqlExecutor } from '../sql-engine.ts';
+
+export interface TokenRecord {
+  id: string;
+  role: string;
+  label: string;
+  createdAt: string;
+  createdBy: string;
+  revokedAt: string | null;
+}
+
+/** SQL for bearer tokens; only their SHA-256 is stored. */
+export class TokensRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  async insert(record: TokenRecord & { tokenHash: string }): Promise<void> {
+    await this.db.run('INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
+      record.id,
+      record.tokenHash,
+      record.role,
+      record.label,
+      record.createdAt,
+      record.createdBy,
+      record.revokedAt,
+    ]);
+  }
+
+  /** The live (not revoked) token with this hash. */
+  async findByHash(tokenHash: string): Promise<TokenRecord | undefined> {
+    const row = await this.db.get('SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL', [tokenHash]);
+    return row ? toToken(row) : undefined;
+  }
+
+  async get(id: string): Promise<TokenRecord | undefined> {
+    const row = await this.db.get('SELECT * FROM tokens WHERE id = ?', [id]);
+    return row ? toToken(row) : undefined;
+  }
+
+  async list(): Promise<TokenRecord[]> {
+    return (await this.db.all('SELECT * FROM tokens ORDER BY created_at, id')).map(toToken);
+  }
+
+  async countLiveWithRole(role: string): Promise<number> {
+    return Number((await this.db.get('SELECT COUNT(*) AS n FROM tokens WHERE role = ? AND revoked_at IS NULL', [role]))?.n ?? 0);
+  }
+
+  async revoke(id: string, at: string): Promise<boolean> {
+    return (await this.db.run('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [at, id])).changes > 0;
+  }
+
+  async replaceHash(id: string, tokenHash: string): Promise<void> {
+    await this.db.run('UPDATE tokens SET token_hash = ?, revoked_at = NULL WHERE id = ?', [tokenHash, id]);
+  }
+}
+
+function toToken(row: Record<string, unknown>): TokenRecord {
+  return {
+    id: String(row.id),
+    role: String(row.role),
+    label: String(row.label),
+    createdAt: String(row.created_at),
+    createdBy: String(row.created_by),
+    revokedAt: row.revoked_at === null ? null : String(row.revoked_at),
+  };
+}

@@ -1,0 +1,12 @@
+/** Prometheus metric names shared by the server and the edge agent, so dashboards and alerts agree. */
+export const METRIC_PREFIX = 'fleetprune_';
+
+export const SERVER_METRICS = {
+  httpRequestDuration: 'fleetprune_http_request_duration_seconds',
+  grpcRequestDuration: 'fleetprune_grpc_request_duration_seconds',
+  registryModels: 'fleetprune_registry_models',
+  registryVersions: 'fleetprune_registry_versions',
+  jobsRunning: 'fleetprune_jobs_running',
+  jobsFinished: 'fleetprune_jobs_finished_total',
+  blobBytesServed: 'fleetprune_blob_bytes_served_total',
+} as const;

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { test } from 'node:test';
+import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { startTestServer } from './helpers/test-server.ts';
+
+test('REST: 401 without or with a bad token, 403 for too weak a role, device tokens only download', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const artifact = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey });
+  await pushArtifact(server, 'iris', artifact.dir, artifact.manifest);
+  const tokenOf = async (role: string) => ((await (await server.request('POST', '/api/tokens', { json: { role } })).json()) as any).token as string;
+  const viewer = await tokenOf('viewer');
+  const operator = await tokenOf('operator');
+  const device = await tokenOf('device');
+
+  const missing = await server.request('GET', '/api/models', { token: null });
+  assert.equal(missing.status, 401);
+  assert.equal(((await missing.json()) as any).error.code, 'unauthenticated');
+  assert.equal((await server.request('GET', '/api/models', { token: 'fp_wrong' })).status, 401);
+
+  assert.equal((await server.request('GET', '/api/models', { token: viewer })).status, 200);
+  const viewerWrite = await server.request('PUT', '/api/models/iris/aliases/production', { token: viewer, json: { version: '1' } });
+  assert.equal(viewerWrite.status, 403);
+  assert.match(((await viewerWrite.json()) as any).error.message, /operator or admin/);
+  assert.equal((await server.request('PUT', '/api/models/iris/aliases/production', { token: operator, json: { version: '1' } })).status, 200);
+  assert.equal((await server.request('POST', '/api/tokens', { token: operator, json: { role: 'admin' } })).status, 403);
+
+  assert.equal((await server.request('GET', '/api/models', { token: device })).status, 403);
+  const sha = artifact.manifest.files['model.onnx']!.sha256;
+  assert.equal((await server.request('GET', `/api/blobs/${sha}`, { token: device })).status, 200);
+  const id = ((await (await server.request('GET', '/api/models/iris/versions/1')).json()) as any).artifactId;
+  assert.equal((await server.request('GET', `/api/artifacts/${id}/manifest.json`, { token: device })).status, 200);
+
+  const tokens = (await (await server.request('GET', '/api/tokens')).json()) as any;
+  assert.ok(tokens.tokens.every((record: any) => !('token' in record) && !JSON.stringify(record).includes(viewer)));
+  const stored = await server.server.ctx.store.engine.all('SELECT token_hash FROM tokens');
+  assert.ok(stored.every((row) => !String(row.token_hash).startsWith('fp_')), 'tokens are stored hashed');
+});
+
+test('gRPC: UNAUTHENTICATED and PERMISSION_DENIED', async (t) => {
+  const server = (await startTestServer(t))!;
+  const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).json()) as any;
+  const anonymous = grpcClient(server.grpcAddress, 'ModelRegistry', null);
+  const viewer = grpcClient(server.grpcAddress, 'ModelRegistry', created.token);
+  const viewerTokens = grpcClient(server.grpcAddress, 'Tokens', created.token);
+  t.after(() => [anonymous, viewer, viewerTokens].forEach((client) => client.close()));
+  await assert.rejects(anonymous.call('ListModels', {}), (error: any) => error.code === status.UNAUTHENTICATED);
+  assert.deepEqual((await viewer.call('ListModels', {})).models, []);
+  await assert.rejects(viewer.call('SetAlias', { name: 'iris', alias: 'production', version: '1' }), (error: any) => error.code === status.PERMISSION_DENIED);
+  await assert.rejects(viewerTokens.call('CreateToken', { role: 'admin' }), (error: any) => error.code === status.PERMISSION_DENIED);
+});
+
+test('an admin token is created on first start when none is configured', async (t) => {
+  const server = (await startTestServer(t, { config: { adminToken: undefined } }))!;
+  const token = server.server.createdAdminToken;
+  assert.ok(token?.startsWith('fp_'));
+  assert.equal((await server.request('GET', '/api/tokens', { token })).status, 200);
+});

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { startTestServer } from './helpers/test-server.ts';
+
+test('HTTP downloads resume with ETag, Range, If-Range; bad ranges are 416', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const artifact = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey, units: 64 });
+  await pushArtifact(server, 'iris', artifact.dir, artifact.manifest);
+  const { sha256 } = artifact.manifest.files['tfjs/weights.bin']!;
+  const file = await readFile(join(artifact.dir, 'tfjs/weights.bin'));
+  const path = `/api/blobs/${sha256}`;
+
+  const full = await server.request('GET', path);
+  assert.equal(full.status, 200);
+  assert.equal(full.headers.get('etag'), `"${sha256}"`);
+  assert.equal(full.headers.get('accept-ranges'), 'bytes');
+  assert.deepEqual(Buffer.from(await full.arrayBuffer()), file);
+
+  // An interrupted download resumes from byte 100.
+  const rest = await server.request('GET', path, { headers: { range: 'bytes=100-', 'if-range': `"${sha256}"` } });
+  assert.equal(rest.status, 206);
+  assert.equal(rest.headers.get('content-range'), `bytes 100-${file.length - 1}/${file.length}`);
+  assert.deepEqual(Buffer.concat([file.subarray(0, 100), Buffer.from(await rest.arrayBuffer())]), file);
+
+  const middle = await server.request('GET', path, { headers: { range: 'bytes=10-19' } });
+  assert.deepEqual(Buffer.from(await middle.arrayBuffer()), file.subarray(10, 20));
+  const suffix = await server.request('GET', path, { headers: { range: 'bytes=-5' } });
+  assert.deepEqual(Buffer.from(await suffix.arrayBuffer()), file.subarray(file.length - 5));
+
+  const staleIfRange = await server.request('GET', path, { headers: { range: 'bytes=100-', 'if-range': '"something-else"' } });
+  assert.equal(staleIfRange.status, 200, 'a changed validator sends the whole file');
+  await staleIfRange.arrayBuffer();
+
+  const beyond = await server.request('GET', path, { headers: { range: `bytes=${file.length}-` } });
+  assert.equal(beyond.status, 416);
+  assert.equal(beyond.headers.get('content-range'), `bytes */${file.length}`);
+  assert.equal(((await beyond.json()) as any).error.code, 'range_not_satisfiable');
+  assert.equal((await server.request('GET', path, { headers: { range: 'bytes=9-3' } })).status, 416);
+
+  const notModified = await server.request('GET', path, { headers: { 'if-none-match': `"${sha256}"` } });
+  assert.equal(notModified.status, 304);
+  assert.equal((await server.request('GET', `/api/blobs/${'f'.repeat(64)}`)).status, 404);
+});
+
+test('gRPC chunked download equals the file, also from an offset', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const artifact = await makeArtifact(t, { seed: 2, privateKey: signer.privateKey, units: 64 });
+  await pushArtifact(server, 'iris', artifact.dir, artifact.manifest);
+  const { sha256 } = artifact.manifest.files['model.onnx']!;
+  const file = await readFile(join(artifact.dir, 'model.onnx'));
+  const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'device' } })).json()) as any;
+  const client = grpcClient(server.grpcAddress, 'Blobs', created.token);
+  t.after(() => client.close());
+  const chunks = await client.stream('DownloadBlob', { sha256, chunk_size: 1000 });
+  assert.ok(chunks.length > 1, 'several chunks');
+  assert.ok(chunks.slice(0, -1).every((chunk: any) => chunk.data.length === 1000));
+  assert.deepEqual(Buffer.concat(chunks.map((chunk: any) => chunk.data)), file);
+  assert.equal(chunks[0].total_bytes, String(file.length));
+  const resumed = await client.stream('DownloadBlob', { sha256, offset: 1500 });
+  assert.deepEqual(Buffer.concat(resumed.map((chunk: any) => chunk.data)), file.subarray(1500));
+  await assert.rejects(client.stream('DownloadBlob', { sha256: 'f'.repeat(64) }), /no blob/);
+});

@@ -1,0 +1,26 @@
+import { credentials, Metadata, type ChannelCredentials, type Client, type ServiceError } from '@grpc/grpc-js';
+import { loadFleetpruneProto, type FleetpruneProto } from '../../../shared/proto/load-proto.ts';
+
+/** A raw gRPC client for tests: unary calls and collected server streams. */
+export function grpcClient(address: string, service: keyof FleetpruneProto, token: string | null, creds: ChannelCredentials = credentials.createInsecure()) {
+  const client = new (loadFleetpruneProto()[service])(address, creds) as Client & Record<string, Function>;
+  const metadata = new Metadata();
+  if (token !== null) metadata.set('authorization', `Bearer ${token}`);
+  return {
+    call<T = any>(method: string, request: object): Promise<T> {
+      return new Promise((resolve, reject) =>
+        client[method]!.call(client, request, metadata, (error: ServiceError | null, response: T) => (error ? reject(error) : resolve(response))),
+      );
+    },
+    stream<T = any>(method: string, request: object): Promise<T[]> {
+      return new Promise((resolve, reject) => {
+        const messages: T[] = [];
+        const call = client[method]!.call(client, request, metadata);
+        call.on('data', (message: T) => messages.push(message));
+        call.on('error', reject);
+        call.on('end', () => resolve(messages));
+      });
+    },
+    close: () => client.close(),
+  };
+}

@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import pg from 'pg';
+import { engineMissing, tcpReachable } from '../../helpers/engines.ts';
+import type { StoreLocation } from '../../../server/store/open-store.ts';
+
+export const STORE_ENGINES = ['sqlite', 'postgres'] as const;
+export type StoreEngineName = (typeof STORE_ENGINES)[number];
+
+const PG_HOST = process.env.FLEETPRUNE_TEST_PG_HOST ?? '127.0.0.1';
+const PG_PORT = Number(process.env.FLEETPRUNE_TEST_PG_PORT ?? 5432);
+
+/** The test PostgreSQL URL: trust auth, user postgres (or root), database `test`. Null when unreachable. */
+export async function postgresUrl(): Promise<string | null> {
+  if (process.env.FLEETPRUNE_TEST_DATABASE_URL) return process.env.FLEETPRUNE_TEST_DATABASE_URL;
+  if (!(await tcpReachable(PG_HOST, PG_PORT))) return null;
+  for (const user of ['postgres', 'root']) {
+    const url = `postgres://${user}@${PG_HOST}:${PG_PORT}/test`;
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+    try {
+      await client.connect();
+      await client.end();
+      return url;
+    } catch {
+      await client.end().catch(() => {});
+    }
+  }
+  return null;
+}
+
+/**
+ * A fresh, empty store location for one test: a temp directory for SQLite, or a uniquely named
+ * PostgreSQL schema dropped after the test (so parallel runs never collide). Returns null
+ * (after skipping, or failing under CI) when PostgreSQL is not there.
+ */
+export async function freshStoreLocation(t: TestContext, engine: StoreEngineName, dataDir?: string): Promise<StoreLocation | null> {
+  if (engine === 'sqlite') {
+    const dir = dataDir ?? (await mkdtemp(join(tmpdir(), 'fleetprune-store-')));
+    if (!dataDir) t.after(() => rm(dir, { recursive: true, force: true }));
+    return { engine: 'sqlite', dataDir: dir };
+  }
+  const url = await postgresUrl();
+  if (!url) {
+    engineMissing(t, 'PostgreSQL', `nothing answers on ${PG_HOST}:${PG_PORT} as postgres or root with database test`);
+    return null;
+  }
+  const schema = `fp_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  t.after(async () => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    } finally {
+      await client.end();
+    }
+  });
+  return { engine: 'postgres', databaseUrl: url, schema };
+}

@@ -1,0 +1,61 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { parseServerConfig, type ServerConfigInput } from '../../../server/config/server-config.ts';
+import { startServer, type RunningServer } from '../../../server/app/start-server.ts';
+import { createLogger } from '../../../shared/util/log.ts';
+import { freshStoreLocation, type StoreEngineName } from './store-engines.ts';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+
+export interface TestServer {
+  server: RunningServer;
+  dataDir: string;
+  baseUrl: string;
+  grpcAddress: string;
+  request(method: string, path: string, options?: { token?: string | null; json?: unknown; body?: string | Uint8Array; headers?: Record<string, string> }): Promise<Response>;
+}
+
+/**
+ * An in-process server on ephemeral ports with a fresh data directory and store (SQLite, or a
+ * unique PostgreSQL schema). Null when the engine is missing (the test was skipped).
+ */
+export async function startTestServer(
+  t: TestContext,
+  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput> } = {},
+): Promise<TestServer | null> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-server-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const location = await freshStoreLocation(t, options.engine ?? 'sqlite', dataDir);
+  if (!location) return null;
+  const config = parseServerConfig({
+    dataDir,
+    host: '127.0.0.1',
+    httpPort: 0,
+    grpcPort: 0,
+    adminToken: ADMIN_TOKEN,
+    ...(location.engine === 'postgres' ? { databaseUrl: location.databaseUrl, databaseSchema: location.schema } : {}),
+    ...options.config,
+  });
+  const server = await startServer(config, { log: createLogger('test-server', 'silent') });
+  t.after(() => server.close());
+  const scheme = config.tlsCert ? 'https' : 'http';
+  const baseUrl = `${scheme}://127.0.0.1:${server.port('http')}`;
+  return {
+    server,
+    dataDir,
+    baseUrl,
+    grpcAddress: `127.0.0.1:${server.port('grpc')}`,
+    request(method, path, { token = ADMIN_TOKEN, json, body, headers = {} } = {}) {
+      const allHeaders: Record<string, string> = { ...headers };
+      if (token !== null) allHeaders.authorization = `Bearer ${token}`;
+      let payload: string | Uint8Array | undefined = body;
+      if (json !== undefined) {
+        payload = JSON.stringify(json);
+        allHeaders['content-type'] ??= 'application/json';
+      }
+      return fetch(`${baseUrl}${path}`, { method, headers: allHeaders, body: payload as BodyInit | undefined });
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
+export const TINY_OPTIONS = { units: 16, layers: 2, epochs: 20, retrainEpochs: 5, epsilons: [0.2], baselines: false, seed: 1 };
+
+interface SseEvent {
+  event: string;
+  data: any;
+}
+
+async function readEvents(response: Response): Promise<SseEvent[]> {
+  const text = await response.text();
+  return text
+    .split('\n\n')
+    .filter((block) => block.includes('data: '))
+    .map((block) => ({
+      event: /^event: (.*)$/m.exec(block)![1]!,
+      data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!),
+    }));
+}
+
+test('a pruning job runs in a worker, streams SSE progress, and registers general + pruned (parent = general)', async (t) => {
+  const server = (await startTestServer(t))!;
+  const csv = await readFile(IRIS, 'utf8');
+  const started = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: TINY_OPTIONS } });
+  assert.equal(started.status, 202);
+  const job = (await started.json()) as any;
+  assert.equal(job.state, 'queued');
+
+  // The server answers other requests while the job trains.
+  const health = await fetch(`${server.baseUrl}/healthz`);
+  assert.equal(health.status, 200);
+
+  const events = await readEvents(await server.request('GET', `/api/jobs/${job.id}/events`));
+  const states = events.filter((e) => e.event === 'state').map((e) => e.data.state);
+  assert.equal(states.at(-1), 'succeeded', JSON.stringify(events.at(-1)));
+  const phases = new Set(events.filter((e) => e.event === 'progress').map((e) => e.data.phase));
+  assert.ok(phases.has('train') && phases.has('export'), `phases: ${[...phases]}`);
+  const result = events.at(-1)!.data.result;
+  assert.deepEqual([result.general.version, result.pruned.version], ['1', '2']);
+
+  const pruned = (await (await server.request('GET', '/api/models/iris/versions/2')).json()) as any;
+  assert.deepEqual(pruned.lineage.parent, { model: 'iris', version: '1' });
+  assert.equal(pruned.lineage.epsilon, 0.2);
+  assert.equal(pruned.manifest.signature.keyId.length, 16);
+  const blob = await server.request('GET', `/api/blobs/${pruned.manifest.files['model.onnx'].sha256}`);
+  assert.equal(blob.status, 200);
+
+  // gRPC WatchJob on a finished job: its final state, then the end of the stream.
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  const watched = await jobs.stream('WatchJob', { id: job.id });
+  assert.equal(watched.at(-1).job.state, 'succeeded');
+});
+
+test('gRPC StartPrune streams progress with WatchJob; bad data is refused up front', async (t) => {
+  const server = (await startTestServer(t))!;
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'nope', csv: 'a,b\n1,2\n' }), /no label column "nope"/);
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'species', path: '/etc/passwd' }), /--data-root/);
+  const csv = await readFile(IRIS, 'utf8');
+  const job = await jobs.call('StartPrune', { name: 'iris', label: 'species', csv, options_json: JSON.stringify(TINY_OPTIONS) });
+  const events = await jobs.stream('WatchJob', { id: job.id });
+  assert.ok(events.some((e: any) => e.progress?.phase === 'train'));
+  assert.equal(events.at(-1).job.state, 'succeeded', events.at(-1).job.error);
+  assert.equal((await server.server.ctx.store.models.countVersions()), 2);
+});

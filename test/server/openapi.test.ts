@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { z } from 'zod';
+import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
+import { startTestServer } from './helpers/test-server.ts';
+
+type Doc = { paths: Record<string, Record<string, any>> };
+
+/** Compiles the document's JSON Schema back into a validator (zod 4's z.fromJSONSchema). */
+function validator(schema: unknown): z.ZodType {
+  return z.fromJSONSchema(schema as Parameters<typeof z.fromJSONSchema>[0]);
+}
+
+function openApiPathOf(expressPath: string): string {
+  return expressPath.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
+}
+
+test('every express route is in /api/openapi.json with its method, and requests/responses match its schemas', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const doc = (await (await server.request('GET', '/api/openapi.json', { token: null })).json()) as Doc;
+  assert.equal((doc as any).openapi, '3.1.0');
+
+  // The routes the server's modules register with express.
+  const served = new Set<string>();
+  const { coreModules } = await import('../../server/app/core-modules.ts');
+  for (const module of coreModules(server.server.ctx)) for (const route of module.routes ?? []) served.add(`${route.method} /api${openApiPathOf(route.path)}`);
+  const documented = new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method} ${path}`)));
+  assert.deepEqual([...documented].sort(), [...served].sort());
+
+  // Probe: an undocumented method on a documented path is not served.
+  assert.equal((await server.request('DELETE', '/api/models')).status, 404);
+
+  const pushBody = doc.paths['/api/models/{name}/versions']!.post.requestBody.content['application/json'].schema;
+  const artifact = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey });
+  const valid = { manifest: artifact.manifest };
+  assert.ok(validator(pushBody).safeParse(valid).success, 'the documented schema accepts the valid body');
+  for (const invalid of [{ manifest: artifact.manifest, extra: 1 }, { manifest: 'x' }, {}]) {
+    assert.equal(validator(pushBody).safeParse(invalid).success, false, `documented schema rejects ${JSON.stringify(invalid).slice(0, 40)}`);
+    const response = await server.request('POST', '/api/models/iris/versions', { json: invalid });
+    assert.equal(response.status, 400, 'and so does the server');
+  }
+
+  const jobBody = doc.paths['/api/jobs/prune']!.post.requestBody.content['application/json'].schema;
+  assert.ok(validator(jobBody).safeParse({ name: 'iris', label: 'species', data: { csv: 'a,b\n1,2\n' }, options: { units: 16, epochs: 20 } }).success);
+  assert.equal(validator(jobBody).safeParse({ name: 'iris', label: 'species', data: { csv: 'x' }, options: { units: 'many' } }).success, false);
+  assert.equal(validator(jobBody).safeParse({ name: 'iris', label: 'species', data: { url: 'http://x' } }).success, false);
+
+  // Real responses validate against the documented response schemas.
+  const pushed = await pushArtifact(server, 'iris', artifact.dir, artifact.manifest);
+  const responseSchema = (path: string, method: string, status: number) => validator(doc.paths[path]![method].responses[status].content['application/json'].schema);
+  assert.ok(responseSchema('/api/models/{name}/versions', 'post', 201).safeParse(await pushed.json()).success);
+  const checks: [string, string, string, number][] = [
+    ['/api/models', '/api/models', 'get', 200],
+    ['/api/models/iris', '/api/models/{name}', 'get', 200],
+    ['/api/models/iris/versions', '/api/models/{name}/versions', 'get', 200],
+    ['/api/models/iris/versions/latest', '/api/models/{name}/versions/{ref}', 'get', 200],
+    ['/api/audit', '/api/audit', 'get', 200],
+    ['/api/tokens', '/api/tokens', 'get', 200],
+    ['/api/jobs', '/api/jobs', 'get', 200],
+  ];
+  for (const [url, path, method, status] of checks) {
+    const response = await server.request(method.toUpperCase(), url);
+    assert.equal(response.status, status, url);
+    const parsed = responseSchema(path, method, status).safeParse(await response.json());
+    assert.ok(parsed.success, `${url}: ${parsed.success ? '' : parsed.error.message}`);
+  }
+  const errorSchema = validator(doc.paths['/api/models']!.get.responses.default.content['application/json'].schema);
+  assert.ok(errorSchema.safeParse(await (await server.request('GET', '/api/models', { token: null })).json()).success);
+});

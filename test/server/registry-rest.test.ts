@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import { artifactId } from '../../shared/artifact/manifest.ts';
+import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs } from './helpers/artifacts.ts';
+import { STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
+import { startTestServer, type TestServer } from './helpers/test-server.ts';
+
+async function setup(t: TestContext, engine: StoreEngineName, config = {}) {
+  const signer = await makeSigner(t);
+  const server = await startTestServer(t, { engine, config: { trustedKeys: [signer.publicKeyPath], ...config } });
+  return server ? { server, signer } : null;
+}
+
+async function expectError(response: Response, status: number, code: string, messagePattern: RegExp): Promise<void> {
+  const body = (await response.json()) as { error: { code: string; message: string } };
+  assert.equal(response.status, status, JSON.stringify(body));
+  assert.equal(body.error.code, code);
+  assert.match(body.error.message, messagePattern);
+}
+
+/** Runs `attempt` and asserts it left the store exactly as it was. */
+async function unchanged(server: TestServer, attempt: () => Promise<void>): Promise<void> {
+  const before = await storeSnapshot(server);
+  await attempt();
+  assert.equal(await storeSnapshot(server), before, 'the store changed');
+}
+
+for (const engine of STORE_ENGINES) {
+  describe(`REST registry on ${engine}`, () => {
+    test('push, list, show, alias, retire, download the manifest, audit', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const general = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey, units: 12 });
+      const pruned = await makeArtifact(t, { seed: 2, privateKey: signer.privateKey, parent: artifactId(general.manifest) });
+      const first = await pushArtifact(server, 'iris', general.dir, general.manifest);
+      assert.equal(first.status, 201);
+      const second = await pushArtifact(server, 'iris', pruned.dir, pruned.manifest);
+      const v2 = (await second.json()) as any;
+      assert.equal(v2.version, '2');
+      assert.deepEqual(v2.lineage.parent, { model: 'iris', version: '1' });
+      assert.equal(v2.lineage.epsilon, 0.1);
+      assert.equal(v2.artifactId, artifactId(pruned.manifest));
+
+      const list = (await (await server.request('GET', '/api/models')).json()) as any;
+      assert.deepEqual(list.models.map((m: any) => [m.name, m.versionCount, m.latestVersion]), [['iris', 2, '2']]);
+      const versions = (await (await server.request('GET', '/api/models/iris/versions?limit=1&after=1')).json()) as any;
+      assert.deepEqual(versions.versions.map((v: any) => v.version), ['2']);
+
+      const alias = await server.request('PUT', '/api/models/iris/aliases/production', { json: { version: '2' } });
+      assert.equal(alias.status, 200);
+      const production = (await (await server.request('GET', '/api/models/iris/versions/production')).json()) as any;
+      assert.equal(production.version, '2');
+      assert.deepEqual(production.aliases, ['production']);
+      const retireHeld = await server.request('PATCH', '/api/models/iris/versions/2', { json: { retired: true } });
+      assert.equal(retireHeld.status, 409);
+      const retire = await server.request('PATCH', '/api/models/iris/versions/1', { json: { retired: true } });
+      assert.equal(((await retire.json()) as any).retired, true);
+
+      const manifest = await server.request('GET', `/api/artifacts/${v2.artifactId}/manifest.json`);
+      assert.equal(manifest.status, 200);
+      assert.deepEqual(await manifest.json(), pruned.manifest);
+
+      const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
+      assert.deepEqual(
+        audit.entries.map((e: any) => [e.action, e.target, e.actor]),
+        [
+          ['version.retire', 'iris@1', 'token:env-admin'],
+          ['alias.set', 'iris:production', 'token:env-admin'],
+          ['version.register', 'iris@2', 'token:env-admin'],
+          ['version.register', 'iris@1', 'token:env-admin'],
+        ],
+      );
+      assert.deepEqual(audit.entries[1].details, { from: null, to: '2' });
+    });
+
+    test('the manifest version is used when given', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const artifact = await makeArtifact(t, { seed: 3, privateKey: env.signer.privateKey, version: '2025.1' });
+      const response = await pushArtifact(env.server, 'iris', artifact.dir, artifact.manifest);
+      assert.equal(((await response.json()) as any).version, '2025.1');
+    });
+
+    describe('bad input answers 4xx and leaves the store unchanged', () => {
+      test('malformed JSON', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        await unchanged(env.server, async () => {
+          const response = await env.server.request('POST', '/api/models/iris/versions', {
+            body: '{"manifest": {',
+            headers: { 'content-type': 'application/json' },
+          });
+          await expectError(response, 400, 'bad_request', /malformed JSON/);
+        });
+      });
+
+      test('unknown and mistyped fields', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        const artifact = await makeArtifact(t, { seed: 4, privateKey: env.signer.privateKey });
+        await uploadBlobs(env.server, artifact.dir, artifact.manifest);
+        await unchanged(env.server, async () => {
+          const unknown = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: artifact.manifest, colour: 'red' } });
+          await expectError(unknown, 400, 'bad_request', /body\.colour: unknown field/);
+          const mistyped = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: 'nope' } });
+          await expectError(mistyped, 400, 'bad_request', /body\.manifest: /);
+          const badManifest = await env.server.request('POST', '/api/models/iris/versions', {
+            json: { manifest: { ...artifact.manifest, task: 7 } },
+          });
+          await expectError(badManifest, 400, 'bad_request', /manifest\.task/);
+          const badAlias = await env.server.request('PUT', '/api/models/iris/aliases/production', { json: { version: 2 } });
+          await expectError(badAlias, 400, 'bad_request', /body\.version/);
+        });
+      });
+
+      test('oversized uploads (configurable limits)', async (t) => {
+        const env = await setup(t, engine, { maxBlobBytes: 1000, maxBodyBytes: 2000 });
+        if (!env) return;
+        await unchanged(env.server, async () => {
+          const big = new Uint8Array(5000).fill(7);
+          const { createHash } = await import('node:crypto');
+          const sha = createHash('sha256').update(big).digest('hex');
+          const blob = await env.server.request('PUT', `/api/blobs/${sha}`, { body: big, headers: { 'content-type': 'application/octet-stream' } });
+          await expectError(blob, 413, 'payload_too_large', /1000 bytes/);
+          const body = await env.server.request('POST', '/api/jobs/prune', { json: { name: 'x', label: 'y', data: { csv: 'a'.repeat(5000) } } });
+          await expectError(body, 413, 'payload_too_large', /--max-body-bytes/);
+        });
+      });
+
+      test('path traversal in model and artifact names', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        const artifact = await makeArtifact(t, { seed: 5, privateKey: env.signer.privateKey });
+        await uploadBlobs(env.server, artifact.dir, artifact.manifest);
+        await unchanged(env.server, async () => {
+          for (const name of ['.hidden', '..%2F..%2Fetc', 'a%2Fb', '...', '%2E%2E%2Fx']) {
+            const response = await env.server.request('POST', `/api/models/${name}/versions`, { json: { manifest: artifact.manifest } });
+            await expectError(response, 400, 'bad_request', /path\.name/);
+          }
+          const blob = await env.server.request('GET', '/api/blobs/..%2F..%2Ffleetprune.sqlite');
+          await expectError(blob, 400, 'bad_request', /path\.sha256/);
+          const traversingFile = { ...artifact.manifest, files: { ...artifact.manifest.files, '../../escape': artifact.manifest.files['model.onnx']! } };
+          const response = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: traversingFile } });
+          await expectError(response, 400, 'bad_request', /unsafe path/);
+        });
+      });
+
+      test('a duplicate version', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        const first = await makeArtifact(t, { seed: 6, privateKey: env.signer.privateKey, version: '1.0' });
+        const other = await makeArtifact(t, { seed: 7, privateKey: env.signer.privateKey, version: '1.0' });
+        assert.equal((await pushArtifact(env.server, 'iris', first.dir, first.manifest)).status, 201);
+        await uploadBlobs(env.server, other.dir, other.manifest);
+        await unchanged(env.server, async () => {
+          const again = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: other.manifest } });
+          await expectError(again, 409, 'conflict', /iris@1\.0 already exists/);
+          const sameArtifact = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: first.manifest } });
+          await expectError(sameArtifact, 409, 'conflict', /already registered/);
+        });
+      });
+
+      test('a tampered or unsigned artifact', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        const artifact = await makeArtifact(t, { seed: 8, privateKey: env.signer.privateKey });
+        const unsigned = await makeArtifact(t, { seed: 9 });
+        const stranger = await makeSigner(t);
+        const foreign = await makeArtifact(t, { seed: 10, privateKey: stranger.privateKey });
+        await uploadBlobs(env.server, artifact.dir, artifact.manifest);
+        await uploadBlobs(env.server, unsigned.dir, unsigned.manifest);
+        await uploadBlobs(env.server, foreign.dir, foreign.manifest);
+        await unchanged(env.server, async () => {
+          const edited = { ...artifact.manifest, metrics: { test: { accuracy: 0.999 } } };
+          await expectError(await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: edited } }), 400, 'bad_request', /does not verify/);
+          await expectError(await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: unsigned.manifest } }), 400, 'bad_request', /unsigned/);
+          await expectError(await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: foreign.manifest } }), 400, 'bad_request', /not trusted/);
+          // A blob whose bytes do not hash to its address is refused and not stored.
+          const wrong = await env.server.request('PUT', `/api/blobs/${'0'.repeat(64)}`, { body: 'tampered', headers: { 'content-type': 'application/octet-stream' } });
+          await expectError(wrong, 400, 'bad_request', /hashes to/);
+        });
+        const missing = await makeArtifact(t, { seed: 11, privateKey: env.signer.privateKey });
+        await unchanged(env.server, async () => {
+          const response = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: missing.manifest } });
+          await expectError(response, 400, 'bad_request', /was not uploaded/);
+        });
+      });
+
+      test('an alias pointing to a version that does not exist', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        const artifact = await makeArtifact(t, { seed: 12, privateKey: env.signer.privateKey });
+        await pushArtifact(env.server, 'iris', artifact.dir, artifact.manifest);
+        await unchanged(env.server, async () => {
+          await expectError(await env.server.request('PUT', '/api/models/iris/aliases/production', { json: { version: '9' } }), 404, 'not_found', /no version iris@9/);
+          await expectError(await env.server.request('PUT', '/api/models/nope/aliases/production', { json: { version: '1' } }), 404, 'not_found', /no model nope/);
+          await expectError(await env.server.request('PUT', '/api/models/iris/aliases/staging', { json: { version: '1' } }), 400, 'bad_request', /path\.alias/);
+        });
+      });
+    });
+  });
+}

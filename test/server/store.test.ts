@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { openStore } from '../../server/store/open-store.ts';
+import { ALL_MIGRATIONS } from '../../server/store/migrations/index.ts';
+import { runMigrations } from '../../server/store/migrations/run-migrations.ts';
+import { UniqueViolation } from '../../server/store/sql-engine.ts';
+import type { Store } from '../../server/store/store.ts';
+import type { Manifest } from '../../shared/artifact/manifest.ts';
+import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
+
+const manifest = { name: 'm', lineage: { parentSha256: null } } as unknown as Manifest;
+
+function newVersion(model: string, version: string, seq: number, artifactId: string, parent: string | null = null) {
+  return {
+    model,
+    version,
+    seq,
+    artifactId,
+    manifest,
+    parentArtifactId: parent,
+    epsilon: parent ? 0.1 : null,
+    dataFingerprint: 'fp',
+    metrics: { test: { accuracy: 0.9 } },
+    createdAt: '2025-01-01T00:00:00.000Z',
+    createdBy: 'tester',
+  };
+}
+
+for (const engine of STORE_ENGINES) {
+  describe(`store on ${engine}`, () => {
+    async function withStore(t: import('node:test').TestContext, work: (store: Store) => Promise<void>): Promise<void> {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      try {
+        await work(store);
+      } finally {
+        await store.close();
+      }
+    }
+
+    test('migrations apply once and are recorded per domain', async (t) => {
+      await withStore(t, async (store) => {
+        assert.deepEqual(await runMigrations(store.engine, ALL_MIGRATIONS), []);
+        const rows = await store.engine.all('SELECT domain, version FROM schema_migrations ORDER BY domain');
+        assert.deepEqual(
+          rows.map((row) => `${row.domain}:${row.version}`),
+          ['audit:1', 'auth:1', 'jobs:1', 'registry:1'],
+        );
+      });
+    });
+
+    test('versions, lineage and aliases round-trip', async (t) => {
+      await withStore(t, async (store) => {
+        await store.models.ensureModel('iris', '2025-01-01T00:00:00.000Z', 'tester');
+        await store.models.insertVersion(newVersion('iris', '1', 1, 'a'.repeat(64)));
+        await store.models.insertVersion(newVersion('iris', '2', 2, 'b'.repeat(64), 'a'.repeat(64)));
+        await store.models.setAlias({ model: 'iris', alias: 'production', version: '2', updatedAt: 'now', updatedBy: 'tester' });
+        const [model] = await store.models.listModels();
+        assert.deepEqual({ name: model!.name, count: model!.versionCount, latest: model!.latestVersion }, { name: 'iris', count: 2, latest: '2' });
+        const second = await store.models.getVersion('iris', '2');
+        assert.deepEqual(second!.parent, { model: 'iris', version: '1' });
+        assert.equal(second!.epsilon, 0.1);
+        assert.deepEqual(second!.aliases, ['production']);
+        assert.deepEqual(second!.metrics, { test: { accuracy: 0.9 } });
+        assert.equal((await store.models.listVersions('iris', { afterSeq: 1 })).length, 1);
+        assert.equal(await store.models.countVersions(), 2);
+      });
+    });
+
+    test('a duplicate version is a UniqueViolation', async (t) => {
+      await withStore(t, async (store) => {
+        await store.models.ensureModel('iris', 'now', 'tester');
+        await store.models.insertVersion(newVersion('iris', '1', 1, 'a'.repeat(64)));
+        await assert.rejects(store.models.insertVersion(newVersion('iris', '1', 2, 'b'.repeat(64))), UniqueViolation);
+      });
+    });
+
+    test('a failed transaction leaves nothing behind', async (t) => {
+      await withStore(t, async (store) => {
+        await assert.rejects(
+          store.transaction(async (tx) => {
+            await tx.models.ensureModel('iris', 'now', 'tester');
+            await tx.audit.append({ at: 'now', actor: 'tester', action: 'x', target: 'y', details: {} });
+            throw new Error('boom');
+          }),
+          /boom/,
+        );
+        assert.equal(await store.models.countModels(), 0);
+        assert.equal(await store.audit.count(), 0);
+      });
+    });
+
+    test('tokens are found by hash until revoked', async (t) => {
+      await withStore(t, async (store) => {
+        await store.tokens.insert({ id: 't1', tokenHash: 'h1', role: 'viewer', label: 'l', createdAt: 'now', createdBy: 'x', revokedAt: null });
+        assert.equal((await store.tokens.findByHash('h1'))?.role, 'viewer');
+        assert.equal(await store.tokens.revoke('t1', 'later'), true);
+        assert.equal(await store.tokens.findByHash('h1'), undefined);
+      });
+    });
+
+    test('audit entries list newest first with paging', async (t) => {
+      await withStore(t, async (store) => {
+        for (let i = 0; i < 5; i++) await store.audit.append({ at: `t${i}`, actor: 'a', action: `act${i}`, target: 'x', details: { i } });
+        const page = await store.audit.list({ limit: 2 });
+        assert.deepEqual(page.map((e) => e.action), ['act4', 'act3']);
+        const next = await store.audit.list({ beforeId: page[1]!.id, limit: 10 });
+        assert.deepEqual(next.map((e) => e.details.i), [2, 1, 0]);
+      });
+    });
+
+    test('unfinished jobs are failed with a reason', async (t) => {
+      await withStore(t, async (store) => {
+        const base = { kind: 'prune', request: {}, progress: null, result: null, error: null, createdAt: 'now', updatedAt: 'now', createdBy: 'x' };
+        await store.jobs.insert({ ...base, id: 'j1', state: 'running' });
+        await store.jobs.insert({ ...base, id: 'j2', state: 'succeeded' });
+        assert.deepEqual(await store.jobs.failUnfinished('server restarted', 'later'), ['j1']);
+        const job = await store.jobs.get('j1');
+        assert.equal(job?.state, 'failed');
+        assert.equal(job?.error, 'server restarted');
+        assert.equal((await store.jobs.get('j2'))?.state, 'succeeded');
+      });
+    });
+
+    test('concurrent transactions do not interleave', async (t) => {
+      await withStore(t, async (store) => {
+        await store.models.ensureModel('iris', 'now', 'tester');
+        await Promise.all(
+          Array.from({ length: 8 }, () =>
+            store.transaction(async (tx) => {
+              const seq = (await tx.models.maxSeq('iris')) + 1;
+              await tx.models.insertVersion(newVersion('iris', String(seq), seq, String(seq).padStart(64, '0')));
+            }).catch((error) => {
+              // PostgreSQL's READ COMMITTED may let two transactions read the same max; the
+              // unique constraint refuses the loser, which is what the registry maps to 409.
+              if (!(error instanceof UniqueViolation)) throw error;
+            }),
+          ),
+        );
+        const versions = await store.models.listVersions('iris');
+        assert.deepEqual(versions.map((v) => v.seq), versions.map((_, i) => i + 1));
+      });
+    });
+  });
+}

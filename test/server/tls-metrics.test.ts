@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { credentials } from '@grpc/grpc-js';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the test', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-tls-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert,
+  ], { stdio: 'ignore' });
+  const server = (await startTestServer(t, { config: { tlsCert: cert, tlsKey: key } }))!;
+  const ca = await readFile(cert);
+  const body = await new Promise<string>((resolve, reject) => {
+    const req = request(`${server.baseUrl}/api/models`, { ca, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }, (res) => {
+      let text = '';
+      res.on('data', (chunk) => (text += chunk));
+      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`status ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.deepEqual(JSON.parse(body), { models: [] });
+  const secure = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN, credentials.createSsl(ca));
+  const plain = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+  t.after(() => (secure.close(), plain.close()));
+  assert.deepEqual((await secure.call('ListModels', {})).models, []);
+  await assert.rejects(plain.call('ListModels', {}), 'a plaintext client cannot talk to the TLS port');
+});
+
+test('metrics: default process metrics, registry gauges, HTTP and gRPC histograms by route and code', async (t) => {
+  const server = (await startTestServer(t))!;
+  await server.request('GET', '/api/models');
+  await server.request('GET', '/api/models/nope');
+  await server.request('GET', '/api/models', { token: null });
+  const client = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+  t.after(() => client.close());
+  await client.call('ListModels', {});
+  const text = await (await server.request('GET', '/metrics', { token: null })).text();
+  assert.match(text, /^fleetprune_process_cpu_user_seconds_total /m);
+  assert.match(text, /^fleetprune_registry_models 0$/m);
+  assert.match(text, /^fleetprune_registry_versions 0$/m);
+  assert.match(text, /fleetprune_http_request_duration_seconds_count\{method="GET",route="\/api\/models",code="200"\} 1/);
+  assert.match(text, /fleetprune_http_request_duration_seconds_count\{method="GET",route="\/api\/models\/:name",code="404"\} 1/);
+  assert.match(text, /fleetprune_http_request_duration_seconds_count\{method="GET",route="\/api\/models",code="401"\} 1/);
+  assert.match(text, /fleetprune_grpc_request_duration_seconds_count\{method="ModelRegistry\/ListModels",code="OK"\} 1/);
+});
