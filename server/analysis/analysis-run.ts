@@ -1,0 +1,130 @@
+import { Mutex } from '../../shared/util/mutex.ts';
+import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
+import { assessMetric, assessRun, type RunAssessment } from './analysis-assessment.ts';
+import type { AnalysisMetric } from './metric-definition.ts';
+import type { Measurement } from './measurement.ts';
+import type { Scheduler } from './scheduler.ts';
+import { takeMeasurement, type MeasurementContext } from './take-measurement.ts';
+
+/**
+ * One analysis run: every metric measured at its interval until its count (or until a limit
+ * decides it), on an injected scheduler. Each measurement is handed to onMeasurement (the
+ * controller records it in the decision log) before the next is scheduled; the run ends with
+ * onComplete once assessRun leaves Running. A run can resume from the measurements a previous
+ * process recorded: counts continue, and the next measurement is due one interval after the
+ * last one finished.
+ */
+export interface AnalysisRunOptions {
+  readonly metrics: readonly AnalysisMetric[];
+  readonly providers: MetricProviderResolver;
+  readonly scheduler: Scheduler;
+  readonly context: Omit<MeasurementContext, 'now' | 'signal'>;
+  /** When the run started (initialDelay counts from here); defaults to now. */
+  readonly startedAt?: Date;
+  readonly previous?: readonly Measurement[];
+  readonly onMeasurement?: (measurement: Measurement, assessment: RunAssessment) => void | Promise<void>;
+  readonly onComplete?: (assessment: RunAssessment) => void | Promise<void>;
+  readonly onError?: (error: unknown) => void;
+}
+
+export class AnalysisRun {
+  readonly #options: AnalysisRunOptions;
+  readonly #measurements: Measurement[];
+  readonly #startedAt: Date;
+  readonly #cancels = new Map<string, () => void>();
+  readonly #abort = new AbortController();
+  readonly #mutex = new Mutex();
+  #finished: RunAssessment | undefined;
+  #resolveDone!: (assessment: RunAssessment) => void;
+  readonly done: Promise<RunAssessment>;
+
+  constructor(options: AnalysisRunOptions) {
+    this.#options = options;
+    this.#measurements = [...(options.previous ?? [])];
+    this.#startedAt = options.startedAt ?? options.scheduler.now();
+    this.done = new Promise((resolve) => {
+      this.#resolveDone = resolve;
+    });
+  }
+
+  get measurements(): readonly Measurement[] {
+    return this.#measurements;
+  }
+
+  assessment(): RunAssessment {
+    return this.#finished ?? assessRun(this.#options.metrics, this.#measurements);
+  }
+
+  start(): void {
+    const assessment = assessRun(this.#options.metrics, this.#measurements);
+    if (assessment.phase !== 'Running') {
+      void this.#mutex.run(() => this.#complete(assessment));
+      return;
+    }
+    for (const metric of this.#options.metrics) this.#scheduleNext(metric);
+  }
+
+  /** Stops measuring; no further callbacks. */
+  stop(): void {
+    if (!this.#finished) {
+      this.#finished = { ...this.assessment(), message: 'stopped' };
+      this.#resolveDone(this.#finished);
+    }
+    for (const cancel of this.#cancels.values()) cancel();
+    this.#cancels.clear();
+    this.#abort.abort();
+  }
+
+  #scheduleNext(metric: AnalysisMetric): void {
+    if (this.#finished) return;
+    const own = this.#measurements.filter((m) => m.metric === metric.name);
+    if (assessMetric(metric, own).phase !== 'Running') return;
+    const last = own.at(-1);
+    const dueAt = last ? new Date(last.finishedAt).getTime() + (metric.intervalMs ?? 0) : this.#startedAt.getTime() + metric.initialDelayMs;
+    const delay = Math.max(0, dueAt - this.#options.scheduler.now().getTime());
+    const cancel = this.#options.scheduler.schedule(delay, () => {
+      this.#cancels.delete(metric.name);
+      void this.#measure(metric, own.length);
+    });
+    this.#cancels.set(metric.name, cancel);
+  }
+
+  async #measure(metric: AnalysisMetric, index: number): Promise<void> {
+    if (this.#finished) return;
+    const measurement = await takeMeasurement(metric, index, this.#options.providers, {
+      ...this.#options.context,
+      now: () => this.#options.scheduler.now(),
+      signal: this.#abort.signal,
+    });
+    await this.#mutex.run(async () => {
+      if (this.#finished) return;
+      this.#measurements.push(measurement);
+      const assessment = assessRun(this.#options.metrics, this.#measurements);
+      try {
+        await this.#options.onMeasurement?.(measurement, assessment);
+      } catch (error) {
+        this.#options.onError?.(error);
+        this.stop();
+        return;
+      }
+      if (assessment.phase !== 'Running') {
+        await this.#complete(assessment);
+        return;
+      }
+      this.#scheduleNext(metric);
+    });
+  }
+
+  async #complete(assessment: RunAssessment): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = assessment;
+    for (const cancel of this.#cancels.values()) cancel();
+    this.#cancels.clear();
+    try {
+      await this.#options.onComplete?.(assessment);
+    } catch (error) {
+      this.#options.onError?.(error);
+    }
+    this.#resolveDone(assessment);
+  }
+}

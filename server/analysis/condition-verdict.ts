@@ -1,0 +1,75 @@
+import { ConditionEvaluationError, conditionThreshold, evaluateCondition, type ConditionScope } from './condition/condition-evaluator.ts';
+import type { AnalysisMetric } from './metric-definition.ts';
+import type { Measurement, MeasurementPhase } from './measurement.ts';
+
+/**
+ * The verdict of a query metric's measurement from its values, as Argo evaluates
+ * successCondition and failureCondition:
+ *
+ * - empty result, NaN values, or fewer samples than minSamples → Inconclusive;
+ * - failureCondition true → Failed;
+ * - successCondition given: true → Successful; false → Failed when there is no
+ *   failureCondition, else Inconclusive (neither condition holds);
+ * - only failureCondition, false → Successful;
+ * - a condition that cannot be evaluated (index out of range, vector where a number is needed)
+ *   → Error.
+ */
+export interface ValuesToJudge {
+  readonly values: readonly number[];
+  readonly baseline?: readonly number[];
+  /** Samples behind the result; the result's length when there is no samplesQuery. */
+  readonly samples: number;
+  readonly args: Readonly<Record<string, string>>;
+}
+
+export interface ConditionVerdict {
+  readonly phase: MeasurementPhase;
+  readonly message: string;
+  readonly thresholds: Measurement['thresholds'];
+}
+
+export function judgeConditions(metric: AnalysisMetric, input: ValuesToJudge): ConditionVerdict {
+  const scope: ConditionScope = {
+    result: input.values,
+    ...(input.baseline === undefined ? {} : { baseline: input.baseline }),
+    args: input.args,
+  };
+  const success = metric.successCondition && conditionThreshold(metric.successCondition, scope);
+  const failure = metric.failureCondition && conditionThreshold(metric.failureCondition, scope);
+  const thresholds = {
+    ...(metric.successCondition ? { successCondition: metric.successCondition.source } : {}),
+    ...(metric.failureCondition ? { failureCondition: metric.failureCondition.source } : {}),
+    ...(typeof success === 'number' ? { success } : {}),
+    ...(typeof failure === 'number' ? { failure } : {}),
+    minSamples: metric.minSamples,
+  };
+  const verdict = (phase: MeasurementPhase, message: string): ConditionVerdict => ({ phase, message, thresholds });
+  const shown = `result ${showValues(input.values)}${input.baseline ? `, baseline ${showValues(input.baseline)}` : ''}`;
+
+  if (input.values.length === 0) return verdict('Inconclusive', 'empty result');
+  if (input.values.some(Number.isNaN)) return verdict('Inconclusive', `${shown} has NaN`);
+  if (input.baseline && input.baseline.length === 0) return verdict('Inconclusive', 'empty baseline');
+  if (input.baseline?.some(Number.isNaN)) return verdict('Inconclusive', `${shown}: baseline has NaN`);
+  if (Number.isNaN(input.samples) || input.samples < metric.minSamples) {
+    return verdict('Inconclusive', `too few samples: ${Number.isNaN(input.samples) ? 'NaN' : input.samples} < minSamples ${metric.minSamples}`);
+  }
+  try {
+    if (metric.failureCondition && evaluateCondition(metric.failureCondition, scope)) {
+      return verdict('Failed', `${shown}: failureCondition "${metric.failureCondition.source}" is true`);
+    }
+    if (metric.successCondition) {
+      if (evaluateCondition(metric.successCondition, scope)) return verdict('Successful', `${shown}: successCondition "${metric.successCondition.source}" is true`);
+      if (!metric.failureCondition) return verdict('Failed', `${shown}: successCondition "${metric.successCondition.source}" is false`);
+      return verdict('Inconclusive', `${shown}: neither successCondition nor failureCondition holds`);
+    }
+    return verdict('Successful', `${shown}: failureCondition "${metric.failureCondition!.source}" is false`);
+  } catch (error) {
+    if (error instanceof ConditionEvaluationError) return verdict('Error', `${shown}: ${error.message}`);
+    throw error;
+  }
+}
+
+function showValues(values: readonly number[]): string {
+  const shown = values.slice(0, 8).map((value) => (Number.isInteger(value) ? String(value) : value.toPrecision(6)));
+  return values.length === 1 ? shown[0]! : `[${shown.join(', ')}${values.length > 8 ? `, … ${values.length} values` : ''}]`;
+}

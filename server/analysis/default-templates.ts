@@ -1,0 +1,54 @@
+import type { AnalysisTemplateInput } from './metric-definition.ts';
+
+/**
+ * Analysis templates every rollout can name without defining them. A spec's own
+ * `analysisTemplates` win over these on a name clash. Their queries use only the PromQL subset
+ * the builtin provider evaluates, over the per-device report series (DEVICE_REPORT_METRICS).
+ * The relative checks wait one interval (initialDelay) so freshly assigned devices have
+ * benchmarked the candidate before the first measurement.
+ */
+export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
+  {
+    name: 'fleetprune-accuracy',
+    metrics: [{ name: 'accuracy', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'accuracy' } }],
+  },
+  {
+    name: 'fleetprune-latency',
+    metrics: [{ name: 'latency-p95', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'latency_p95' } }],
+  },
+  {
+    name: 'fleetprune-error-rate',
+    metrics: [{ name: 'error-rate', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'error_rate' } }],
+  },
+  {
+    /** The three relative checks of issue #5 together. */
+    name: 'fleetprune-relative',
+    metrics: [
+      { name: 'accuracy', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'accuracy' } },
+      { name: 'latency-p95', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'latency_p95' } },
+      { name: 'error-rate', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'error_rate' } },
+    ],
+  },
+  {
+    /** Absolute ceiling on the candidate's prediction error ratio across its cohort. */
+    name: 'fleetprune-candidate-errors',
+    args: [{ name: 'maxErrorRatio', value: '0.01' }],
+    metrics: [
+      {
+        name: 'candidate-error-ratio',
+        interval: '1m',
+        count: 3,
+        successCondition: 'result[0] <= maxErrorRatio',
+        provider: {
+          prometheus: {
+            query:
+              'sum(rate(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"}[5m]))' +
+              ' / sum(rate(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"}[5m]))',
+            samplesQuery: 'sum(increase(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"}[5m]))',
+          },
+        },
+        minSamples: 100,
+      },
+    ],
+  },
+];

@@ -1,0 +1,56 @@
+/**
+ * One measurement of an analysis metric, with everything that went into its verdict: the
+ * queries as sent, the values, the thresholds and the verdict. It is the decision log's unit.
+ */
+export const MEASUREMENT_PHASES = ['Successful', 'Failed', 'Inconclusive', 'Error'] as const;
+export type MeasurementPhase = (typeof MEASUREMENT_PHASES)[number];
+
+export interface RelativeEvidence {
+  readonly metric: string;
+  readonly unit: string;
+  readonly comparator: '>=' | '<=';
+  readonly tolerance: number;
+  readonly toleranceMode: 'absolute' | 'relative';
+  readonly confidence: number;
+  /** Per-device values, in device order. */
+  readonly candidate: readonly { readonly device: string; readonly value: number }[];
+  readonly baseline: readonly { readonly device: string; readonly value: number }[];
+  readonly candidateMedian: number;
+  readonly baselineMedian: number;
+  /** bound(baseline median): e.g. baseline − 0.5 points. */
+  readonly bound: number;
+  /** Hodges-Lehmann shift of candidate over the per-device bounds (≥ 0 is fine for >=, ≤ 0 for <=). */
+  readonly shift: number;
+  /** One-sided Mann-Whitney U test that the candidate is worse than its bound. */
+  readonly u: number;
+  readonly z: number;
+  readonly p: number;
+  readonly method: 'exact' | 'asymptotic';
+}
+
+export interface Measurement {
+  readonly metric: string;
+  /** 0-based, per metric. */
+  readonly index: number;
+  readonly phase: MeasurementPhase;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly provider: string;
+  readonly queries: Readonly<Record<string, string>>;
+  /** The result vector's values (a scalar is one value); null when the query failed. */
+  readonly value: readonly number[] | null;
+  readonly baseline?: readonly number[];
+  /** Samples behind the result, compared with minSamples. */
+  readonly samples?: number;
+  readonly thresholds: {
+    readonly successCondition?: string;
+    readonly failureCondition?: string;
+    /** The number the success condition compares with, when it has one. */
+    readonly success?: number;
+    readonly failure?: number;
+    readonly minSamples: number;
+  };
+  readonly relative?: RelativeEvidence;
+  /** One line: why this verdict. */
+  readonly message: string;
+}

@@ -1,0 +1,127 @@
+import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
+import { formatDuration } from '../../shared/util/duration.ts';
+import { hodgesLehmannShift, mannWhitneyU, median } from './mann-whitney.ts';
+import type { MeasurementPhase, RelativeEvidence } from './measurement.ts';
+import { RELATIVE_DEFAULTS, type MetricSource, type RelativeMetricName } from './metric-definition.ts';
+import { promqlAlternation, promqlString } from './query-template.ts';
+
+/**
+ * The built-in relative checks: the candidate against the baseline on the same devices, per
+ * device, backed by a one-sided Mann-Whitney U test (as Kayenta's judge does).
+ *
+ * Per device, the check reads the mean of the device's reports over the window for the
+ * candidate (role="candidate", the candidate version) and the baseline (role="active" on the
+ * same device: the agent benchmarks both side by side). Only devices with both count.
+ * Each baseline value b is turned into its bound (b − tolerance or b × (1 − tolerance) for ≥,
+ * b + tolerance or b × (1 + tolerance) for ≤), and the verdict is:
+ *
+ * - fewer devices than minSamples, or NaN values → Inconclusive;
+ * - the test finds the candidate worse than the bounds with p < 1 − confidence → Failed;
+ * - the Hodges-Lehmann shift of candidate over bounds is on the good side → Successful;
+ * - otherwise (worse, but not significantly so) → Inconclusive, so a human decides.
+ */
+type RelativeSource = Extract<MetricSource, { kind: 'relative' }>;
+
+interface SeriesSpec {
+  readonly name: string;
+  /** From the exported unit to the check's unit. */
+  readonly scale: number;
+}
+
+const SERIES: Readonly<Record<RelativeMetricName, SeriesSpec>> = {
+  accuracy: { name: DEVICE_REPORT_METRICS.accuracy, scale: 100 },
+  latency_p95: { name: DEVICE_REPORT_METRICS.latencyP95, scale: 1000 },
+  error_rate: { name: DEVICE_REPORT_METRICS.errorRatio, scale: 100 },
+};
+
+export interface RelativeQueryContext {
+  readonly model: string;
+  readonly candidateVersion: string;
+  readonly devices: readonly string[];
+}
+
+/** The two PromQL queries a relative check sends: per-device candidate and baseline values. */
+export function relativeQueries(source: RelativeSource, context: RelativeQueryContext): { candidate: string; baseline: string } {
+  const series = SERIES[source.metric].name;
+  const model = promqlString(context.model);
+  const devices = promqlString(promqlAlternation(context.devices));
+  const range = formatDuration(source.windowMs);
+  const build = (matchers: string) => `avg by (device) (avg_over_time(${series}{${matchers}}[${range}]))`;
+  return {
+    candidate: build(`model="${model}",version="${promqlString(context.candidateVersion)}",role="candidate",device=~"${devices}"`),
+    baseline: build(`model="${model}",role="active",device=~"${devices}"`),
+  };
+}
+
+export function relativeScale(metric: RelativeMetricName): number {
+  return SERIES[metric].scale;
+}
+
+export function relativeBound(source: Pick<RelativeSource, 'comparator' | 'tolerance' | 'toleranceMode'>, baseline: number): number {
+  const sign = source.comparator === '>=' ? -1 : 1;
+  return source.toleranceMode === 'absolute' ? baseline + sign * source.tolerance : baseline * (1 + sign * source.tolerance);
+}
+
+export interface RelativeJudgement {
+  readonly phase: MeasurementPhase;
+  readonly message: string;
+  readonly evidence?: RelativeEvidence;
+}
+
+/** The pure verdict over per-device values (already in the check's unit). */
+export function judgeRelative(
+  source: RelativeSource,
+  candidate: ReadonlyMap<string, number>,
+  baseline: ReadonlyMap<string, number>,
+  minSamples: number,
+): RelativeJudgement {
+  const unit = RELATIVE_DEFAULTS[source.metric].unit;
+  const devices = [...candidate.keys()].filter((device) => baseline.has(device)).sort();
+  if (devices.length < minSamples) {
+    return {
+      phase: 'Inconclusive',
+      message: `too few samples: ${devices.length} device${devices.length === 1 ? '' : 's'} with both candidate and baseline ${source.metric} reports (${candidate.size} candidate, ${baseline.size} baseline) < minSamples ${minSamples}`,
+    };
+  }
+  const c = devices.map((device) => candidate.get(device)!);
+  const b = devices.map((device) => baseline.get(device)!);
+  if ([...c, ...b].some((value) => !Number.isFinite(value))) {
+    return { phase: 'Inconclusive', message: `${source.metric} has NaN or infinite per-device values` };
+  }
+  const bounds = b.map((value) => relativeBound(source, value));
+  const worse = source.comparator === '>=' ? 'less' : 'greater';
+  const test = mannWhitneyU(c, bounds, { alternative: worse });
+  const shift = hodgesLehmannShift(c, bounds);
+  const candidateMedian = median(c);
+  const baselineMedian = median(b);
+  const bound = relativeBound(source, baselineMedian);
+  const alpha = 1 - source.confidence;
+  const evidence: RelativeEvidence = {
+    metric: source.metric,
+    unit,
+    comparator: source.comparator,
+    tolerance: source.tolerance,
+    toleranceMode: source.toleranceMode,
+    confidence: source.confidence,
+    candidate: devices.map((device, i) => ({ device, value: c[i]! })),
+    baseline: devices.map((device, i) => ({ device, value: b[i]! })),
+    candidateMedian,
+    baselineMedian,
+    bound,
+    shift,
+    u: test.u,
+    z: test.z,
+    p: test.p,
+    method: test.method,
+  };
+  const tolerance = source.toleranceMode === 'absolute' ? `${source.comparator === '>=' ? '−' : '+'} ${source.tolerance} ${unit}` : `× ${source.comparator === '>=' ? 1 - source.tolerance : 1 + source.tolerance}`;
+  const summary = `candidate ${source.metric} ${fmt(candidateMedian)} ${unit} vs baseline ${fmt(baselineMedian)} ${unit} ${tolerance} = ${fmt(bound)} on ${devices.length} devices (Mann-Whitney U=${fmt(test.u)}, p=${fmt(test.p)})`;
+  if (test.p < alpha) return { phase: 'Failed', message: `${summary}: significantly worse at confidence ${source.confidence}`, evidence };
+  const fine = source.comparator === '>=' ? shift >= 0 : shift <= 0;
+  if (fine) return { phase: 'Successful', message: `${summary}: within tolerance`, evidence };
+  return { phase: 'Inconclusive', message: `${summary}: outside tolerance but not significant at confidence ${source.confidence}`, evidence };
+}
+
+function fmt(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toPrecision(4);
+}

@@ -1,0 +1,106 @@
+import { errorMessage } from '../../shared/util/errors.ts';
+import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
+import type { MetricProvider, Sample } from '../metricproviders/metric-provider.ts';
+import { judgeConditions } from './condition-verdict.ts';
+import type { AnalysisMetric } from './metric-definition.ts';
+import type { Measurement } from './measurement.ts';
+import { renderQuery } from './query-template.ts';
+import { judgeRelative, relativeQueries, relativeScale } from './relative-check.ts';
+
+/**
+ * Takes one measurement of a metric: renders its queries with the arguments, runs them on the
+ * resolved provider, and judges the values. Never throws for a provider failure: that is an
+ * Error measurement carrying the message.
+ */
+export interface MeasurementContext {
+  /** Arguments for `{{args.NAME}}` and the conditions: the metric's own plus the rollout's. */
+  readonly args: Readonly<Record<string, string>>;
+  readonly model: string;
+  readonly candidateVersion: string;
+  /** Devices currently carrying the candidate (for relative checks). */
+  readonly devices: readonly string[];
+  readonly now: () => Date;
+  readonly signal?: AbortSignal;
+}
+
+export async function takeMeasurement(metric: AnalysisMetric, index: number, providers: MetricProviderResolver, context: MeasurementContext): Promise<Measurement> {
+  const startedAt = context.now();
+  const source = metric.source;
+  const provider = providers.resolve(source.kind === 'query' ? source.provider : 'default');
+  const args = { ...context.args, ...metric.args };
+  const base = { metric: metric.name, index, startedAt: startedAt.toISOString(), provider: provider.name };
+  const finish = () => context.now().toISOString();
+
+  if (source.kind === 'relative') {
+    const queries = relativeQueries(source, { model: context.model, candidateVersion: context.candidateVersion, devices: context.devices });
+    const thresholds = { minSamples: metric.minSamples };
+    if (context.devices.length === 0) {
+      return { ...base, phase: 'Inconclusive', finishedAt: finish(), queries, value: [], thresholds, message: 'too few samples: no device carries the candidate' };
+    }
+    try {
+      const scale = relativeScale(source.metric);
+      const [candidate, baseline] = await Promise.all([
+        run(provider, queries.candidate, startedAt, context, source.windowMs),
+        run(provider, queries.baseline, startedAt, context, source.windowMs),
+      ]);
+      const byDevice = (samples: readonly Sample[]) => new Map(samples.filter((s) => s.labels.device !== undefined).map((s) => [s.labels.device!, s.value * scale]));
+      const judgement = judgeRelative(source, byDevice(candidate), byDevice(baseline), metric.minSamples);
+      const evidence = judgement.evidence;
+      return {
+        ...base,
+        phase: judgement.phase,
+        finishedAt: finish(),
+        queries,
+        value: evidence ? evidence.candidate.map((entry) => entry.value) : candidate.map((s) => s.value * scale),
+        baseline: evidence ? evidence.baseline.map((entry) => entry.value) : baseline.map((s) => s.value * scale),
+        samples: evidence ? evidence.candidate.length : 0,
+        thresholds: evidence ? { ...thresholds, success: evidence.bound } : thresholds,
+        ...(evidence ? { relative: evidence } : {}),
+        message: `${metric.name}: ${judgement.message}`,
+      };
+    } catch (error) {
+      return { ...base, phase: 'Error', finishedAt: finish(), queries, value: null, thresholds, message: `${metric.name}: ${errorMessage(error)}` };
+    }
+  }
+
+  const queries: Record<string, string> = { query: renderQuery(source.query, args) };
+  if (source.baselineQuery) queries.baselineQuery = renderQuery(source.baselineQuery, args);
+  if (source.samplesQuery) queries.samplesQuery = renderQuery(source.samplesQuery, args);
+  try {
+    const result = await run(provider, queries.query!, startedAt, context, source.timeoutMs, args);
+    const values = result.map((s) => s.value);
+    const baseline = queries.baselineQuery ? (await run(provider, queries.baselineQuery, startedAt, context, source.timeoutMs, args)).map((s) => s.value) : undefined;
+    let samples = values.length;
+    if (queries.samplesQuery) {
+      const counted = await run(provider, queries.samplesQuery, startedAt, context, source.timeoutMs, args);
+      samples = counted.length === 0 ? 0 : counted.reduce((total, s) => total + s.value, 0);
+    }
+    const verdict = judgeConditions(metric, { values, ...(baseline ? { baseline } : {}), samples, args });
+    return {
+      ...base,
+      phase: verdict.phase,
+      finishedAt: finish(),
+      queries,
+      value: values,
+      ...(baseline ? { baseline } : {}),
+      samples,
+      thresholds: verdict.thresholds,
+      message: `${metric.name}: ${verdict.message}`,
+    };
+  } catch (error) {
+    return {
+      ...base,
+      phase: 'Error',
+      finishedAt: finish(),
+      queries,
+      value: null,
+      thresholds: judgeConditions(metric, { values: [], samples: 0, args }).thresholds,
+      message: `${metric.name}: ${errorMessage(error)}`,
+    };
+  }
+}
+
+async function run(provider: MetricProvider, query: string, now: Date, context: MeasurementContext, timeoutMs: number, args?: Readonly<Record<string, string>>): Promise<readonly Sample[]> {
+  const result = await provider.query(query, { now, timeoutMs, ...(args ? { args } : {}), ...(context.signal ? { signal: context.signal } : {}) });
+  return result.samples;
+}

@@ -1,0 +1,61 @@
+import type { Registry } from 'prom-client';
+import { seriesKey, type Series } from './series-set.ts';
+
+/**
+ * Keeps a short history of a prom-client Registry's series, as an embedded Prometheus would:
+ * each scrape() appends the current value of every series (histogram `_bucket`/`_sum`/`_count`
+ * and summary series included), and points older than the retention are dropped. rate() and
+ * increase() over registry counters need at least two scrapes within the range.
+ */
+export interface RegistrySeriesRecorderOptions {
+  readonly retentionMs?: number;
+  /** Refuse to track more series than this (guards memory against label explosions). */
+  readonly maxSeries?: number;
+}
+
+export class RegistrySeriesRecorder {
+  readonly #registry: Registry;
+  readonly #retentionMs: number;
+  readonly #maxSeries: number;
+  readonly #series = new Map<string, { labels: Record<string, string>; points: { t: number; v: number }[] }>();
+
+  constructor(registry: Registry, options: RegistrySeriesRecorderOptions = {}) {
+    this.#registry = registry;
+    this.#retentionMs = options.retentionMs ?? 60 * 60_000;
+    this.#maxSeries = options.maxSeries ?? 50_000;
+  }
+
+  async scrape(now: Date): Promise<void> {
+    const t = now.getTime();
+    const metrics = await this.#registry.getMetricsAsJSON();
+    for (const metric of metrics) {
+      for (const value of metric.values) {
+        const name = (value as { metricName?: string }).metricName ?? metric.name;
+        const labels: Record<string, string> = { __name__: name };
+        for (const [key, label] of Object.entries(value.labels)) if (label !== undefined) labels[key] = String(label);
+        const key = seriesKey(labels);
+        let entry = this.#series.get(key);
+        if (!entry) {
+          if (this.#series.size >= this.#maxSeries) continue;
+          entry = { labels, points: [] };
+          this.#series.set(key, entry);
+        }
+        const last = entry.points.at(-1);
+        if (last && last.t >= t) {
+          if (last.t === t) last.v = value.value;
+          continue;
+        }
+        entry.points.push({ t, v: value.value });
+      }
+    }
+    const oldest = t - this.#retentionMs;
+    for (const [key, entry] of this.#series) {
+      while (entry.points.length > 0 && entry.points[0]!.t < oldest) entry.points.shift();
+      if (entry.points.length === 0) this.#series.delete(key);
+    }
+  }
+
+  series(): Series[] {
+    return [...this.#series.values()].map((entry) => ({ labels: entry.labels, points: [...entry.points] }));
+  }
+}

@@ -1,0 +1,38 @@
+import { DEVICE_REPORT_METRICS } from '../../../shared/metrics/rollout-names.ts';
+import type { DeviceReport } from '../report-history.ts';
+import { seriesKey, type Series } from './series-set.ts';
+
+/**
+ * Series synthesized from report history, with the names and labels the server exports for
+ * Prometheus (DEVICE_REPORT_METRICS; labels model, version, role, cohort, device). Gauges get
+ * one point per report. Counters accumulate the reports' counts, starting from 0 one
+ * millisecond before the series' first report in the fetched window, so increase() over a
+ * range that holds every report of a series is the sum of their counts.
+ */
+export function reportSeries(reports: readonly DeviceReport[]): Series[] {
+  const series = new Map<string, { labels: Record<string, string>; points: { t: number; v: number }[] }>();
+  const push = (name: string, report: DeviceReport, value: number, counter: boolean) => {
+    const labels = { __name__: name, model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
+    const key = seriesKey(labels);
+    let entry = series.get(key);
+    const t = report.ts.getTime();
+    if (!entry) {
+      entry = { labels, points: counter ? [{ t: t - 1, v: 0 }] : [] };
+      series.set(key, entry);
+    }
+    const previous = entry.points.at(-1);
+    entry.points.push({ t, v: counter ? (previous?.v ?? 0) + value : value });
+  };
+  const ordered = [...reports].sort((a, b) => a.ts.getTime() - b.ts.getTime());
+  for (const report of ordered) {
+    if (report.accuracy !== null) push(DEVICE_REPORT_METRICS.accuracy, report, report.accuracy, false);
+    push(DEVICE_REPORT_METRICS.latencyP50, report, report.latencyMs.p50 / 1000, false);
+    push(DEVICE_REPORT_METRICS.latencyP95, report, report.latencyMs.p95 / 1000, false);
+    push(DEVICE_REPORT_METRICS.latencyP99, report, report.latencyMs.p99 / 1000, false);
+    if (report.predictions > 0) push(DEVICE_REPORT_METRICS.errorRatio, report, report.errors / report.predictions, false);
+    push(DEVICE_REPORT_METRICS.predictions, report, report.predictions, true);
+    push(DEVICE_REPORT_METRICS.errors, report, report.errors, true);
+    push(DEVICE_REPORT_METRICS.reports, report, 1, true);
+  }
+  return [...series.values()];
+}

@@ -1,0 +1,35 @@
+import { labelMatches, type LabelMatcher } from './promql-parser.ts';
+
+/** A time series: labels (with `__name__`) and its points in ascending time (ms). */
+export interface Series {
+  readonly labels: Readonly<Record<string, string>>;
+  readonly points: readonly { readonly t: number; readonly v: number }[];
+}
+
+/** A sync, in-memory snapshot of series the PromQL evaluator reads. */
+export interface SeriesSet {
+  select(matchers: readonly LabelMatcher[], startMs: number, endMs: number): Series[];
+}
+
+/** Snapshots from several sources (the registry recorder, report history) as one set. */
+export class InMemorySeriesSet implements SeriesSet {
+  readonly #series: Series[];
+
+  constructor(series: readonly Series[]) {
+    this.#series = [...series];
+  }
+
+  select(matchers: readonly LabelMatcher[], startMs: number, endMs: number): Series[] {
+    const selected: Series[] = [];
+    for (const series of this.#series) {
+      if (!matchers.every((matcher) => labelMatches(matcher, series.labels[matcher.label] ?? ''))) continue;
+      const points = series.points.filter((point) => point.t >= startMs && point.t <= endMs);
+      if (points.length > 0) selected.push({ labels: series.labels, points });
+    }
+    return selected;
+  }
+}
+
+export function seriesKey(labels: Readonly<Record<string, string>>): string {
+  return JSON.stringify(Object.keys(labels).sort().map((key) => [key, labels[key]]));
+}

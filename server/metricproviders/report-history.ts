@@ -1,0 +1,36 @@
+/**
+ * Per-device benchmark reports, as the builtin provider and the relative checks read them. The
+ * server's store implements ReportHistory over its report table (one DeviceReport per model
+ * measured in a benchmark report: the candidate and, side by side, the active model);
+ * InMemoryReportHistory is the implementation for tests and the embedded demo.
+ */
+export type ReportRole = 'candidate' | 'active';
+
+export interface DeviceReport {
+  readonly model: string;
+  readonly version: string;
+  readonly role: ReportRole;
+  /** The device's cohort when it reported (e.g. `pilot`, a rollout step, or `fleet`). */
+  readonly cohort: string;
+  readonly deviceId: string;
+  /** Holdout accuracy as a ratio in [0, 1]; null for regression models. */
+  readonly accuracy: number | null;
+  readonly latencyMs: { readonly p50: number; readonly p95: number; readonly p99: number };
+  /** Predictions that failed during the report's window. */
+  readonly errors: number;
+  /** Predictions made during the report's window. */
+  readonly predictions: number;
+  readonly ts: Date;
+}
+
+export interface ReportQuery {
+  readonly model?: string;
+  /** Inclusive bounds. */
+  readonly since: Date;
+  readonly until: Date;
+}
+
+export interface ReportHistory {
+  /** Reports in time order (oldest first). */
+  reports(query: ReportQuery): Promise<readonly DeviceReport[]>;
+}

@@ -1,0 +1,56 @@
+/**
+ * What the rollout controller needs from the device fleet. The lead wires it to the store's
+ * device table and the MQTT fleet publisher (retained assignments, fleet `rollback` commands).
+ *
+ * Commands carry `commandId`, the rollout action's id, which is a valid protocol message id:
+ * the fleet uses it as the assignment id, so executing the same action twice (after a crash
+ * between doing and recording it) changes nothing on a device.
+ */
+export interface TargetDevice {
+  readonly id: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** The version of the model active on the device now; null when it has none. */
+  readonly baseline: string | null;
+}
+
+export type DeliveryOutcome = 'delivered' | 'offline' | 'refused';
+
+export interface DeliveryResult {
+  readonly deviceId: string;
+  /** delivered: the device acknowledged; offline: not within the fleet's delivery timeout; refused: it said no. */
+  readonly outcome: DeliveryOutcome;
+  readonly reason?: string;
+}
+
+export interface AssignCommand {
+  readonly commandId: string;
+  readonly model: string;
+  readonly version: string;
+  /** candidate: install next to the active model and benchmark both; active: serve it. */
+  readonly role: 'candidate' | 'active';
+  readonly deviceIds: readonly string[];
+}
+
+export interface RevertCommand {
+  readonly commandId: string;
+  readonly model: string;
+  /** Each device's baseline, which it still holds on disk (null: drop the candidate only). */
+  readonly devices: readonly { readonly deviceId: string; readonly version: string | null }[];
+}
+
+export interface FleetPort {
+  /** Every device that runs (or may run) the model, with its labels and active version. */
+  listDevices(model: string): Promise<readonly TargetDevice[]>;
+  /** One result per device; never throws for an offline device (that is a result). */
+  assign(command: AssignCommand): Promise<readonly DeliveryResult[]>;
+  revert(command: RevertCommand): Promise<readonly DeliveryResult[]>;
+}
+
+/** The registry side: which version is production, and version status changes. */
+export type VersionStatus = 'production' | 'failed' | 'rolled-back';
+
+export interface ModelStatusPort {
+  productionVersion(model: string): Promise<string | null>;
+  /** Idempotent by commandId. */
+  setVersionStatus(change: { commandId: string; model: string; version: string; status: VersionStatus; reason: string }): Promise<void>;
+}

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+/**
+ * Kubernetes-style label selectors over device labels: every `matchLabels` pair and every
+ * `matchExpressions` requirement must hold. An empty selector matches every device.
+ */
+export const LABEL_OPERATORS = ['In', 'NotIn', 'Exists', 'DoesNotExist'] as const;
+
+const LabelKey = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/, 'must be a label key: 1-63 characters of A-Z a-z 0-9 . _ - /');
+const LabelValue = z.string().max(63, 'must be at most 63 characters');
+
+export const LabelRequirementSchema = z
+  .strictObject({
+    key: LabelKey,
+    operator: z.enum(LABEL_OPERATORS),
+    values: z.array(LabelValue).optional(),
+  })
+  .superRefine((requirement, ctx) => {
+    const needsValues = requirement.operator === 'In' || requirement.operator === 'NotIn';
+    if (needsValues && (!requirement.values || requirement.values.length === 0)) {
+      ctx.addIssue({ code: 'custom', path: ['values'], message: `operator ${requirement.operator} needs at least one value` });
+    }
+    if (!needsValues && requirement.values !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['values'], message: `operator ${requirement.operator} takes no values` });
+    }
+  });
+
+export const LabelSelectorSchema = z.strictObject({
+  matchLabels: z.record(LabelKey, LabelValue).optional(),
+  matchExpressions: z.array(LabelRequirementSchema).optional(),
+});
+export type LabelSelector = z.infer<typeof LabelSelectorSchema>;
+
+export function selectorMatches(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
+  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
+    if (labels[key] !== value) return false;
+  }
+  for (const requirement of selector.matchExpressions ?? []) {
+    const has = Object.hasOwn(labels, requirement.key);
+    const value = labels[requirement.key];
+    switch (requirement.operator) {
+      case 'In':
+        if (!has || !requirement.values!.includes(value!)) return false;
+        break;
+      case 'NotIn':
+        if (has && requirement.values!.includes(value!)) return false;
+        break;
+      case 'Exists':
+        if (!has) return false;
+        break;
+      case 'DoesNotExist':
+        if (has) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+/** `site=north,tier in (edge),!legacy` — for logs and the CLI. */
+export function describeSelector(selector: LabelSelector): string {
+  const parts = Object.entries(selector.matchLabels ?? {}).map(([key, value]) => `${key}=${value}`);
+  for (const requirement of selector.matchExpressions ?? []) {
+    switch (requirement.operator) {
+      case 'In': parts.push(`${requirement.key} in (${requirement.values!.join(',')})`); break;
+      case 'NotIn': parts.push(`${requirement.key} notin (${requirement.values!.join(',')})`); break;
+      case 'Exists': parts.push(requirement.key); break;
+      case 'DoesNotExist': parts.push(`!${requirement.key}`); break;
+    }
+  }
+  return parts.length === 0 ? '(every device)' : parts.join(',');
+}

@@ -1,0 +1,341 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '../../shared/util/log.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
+import { Mutex } from '../../shared/util/mutex.ts';
+import { AnalysisRun } from '../analysis/analysis-run.ts';
+import type { Measurement } from '../analysis/measurement.ts';
+import { promqlAlternation, promqlString } from '../analysis/query-template.ts';
+import type { Scheduler } from '../analysis/scheduler.ts';
+import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
+import type { FleetPort, ModelStatusPort } from './fleet-port.ts';
+import type { RolloutMetrics } from './rollout-metrics.ts';
+import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
+import type { RolloutSpec } from './rollout-spec.ts';
+import { deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
+import type { DecisionLogEntry, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
+
+/**
+ * Drives rollouts: feeds events to the pure state machine, persists each transition through
+ * the RolloutRepository before acting, executes the resulting actions through the FleetPort,
+ * ModelStatusPort and the analysis engine, and feeds their results back as events.
+ *
+ * - Per rollout, transitions are serialized (a mutex); actions run outside it, concurrently,
+ *   so a rollback never waits behind a slow delivery.
+ * - recover() after a restart re-runs pending actions (same ids: no-ops where already done),
+ *   resumes running analyses from their recorded measurements, and re-arms timers.
+ * - Only one process may drive a rollout (the lead's advisory lock); a second one would be
+ *   stopped by the repository's revision check.
+ */
+export interface RolloutControllerOptions {
+  readonly repository: RolloutRepository;
+  readonly fleet: FleetPort;
+  readonly models: ModelStatusPort;
+  readonly providers: MetricProviderResolver;
+  readonly scheduler: Scheduler;
+  readonly metrics?: RolloutMetrics;
+  readonly logger?: Logger;
+  /** Wait before retrying an action whose port call threw (the store or broker was down). */
+  readonly actionRetryMs?: number;
+  readonly newId?: () => string;
+}
+
+export class RolloutController {
+  readonly #o: RolloutControllerOptions;
+  readonly #locks = new Map<string, Mutex>();
+  readonly #inFlight = new Set<string>();
+  readonly #runs = new Map<string, { runId: string; run: AnalysisRun }>();
+  readonly #wakers = new Map<string, { at: number; cancel: () => void }>();
+  readonly #retries = new Map<string, () => void>();
+  readonly #idle = new Set<Promise<unknown>>();
+  #stopped = false;
+
+  constructor(options: RolloutControllerOptions) {
+    this.#o = options;
+  }
+
+  /** Starts a rollout of a validated spec; returns its state after the first transition. */
+  async start(spec: RolloutSpec, options: { id?: string; by: string }): Promise<RolloutState> {
+    const id = options.id ?? this.#o.newId?.() ?? `ro-${randomBytes(6).toString('hex')}`;
+    const [devices, previousProduction] = await Promise.all([this.#o.fleet.listDevices(spec.model), this.#o.models.productionVersion(spec.model)]);
+    if (previousProduction === spec.candidateVersion) throw new RolloutCommandError(`${spec.model} ${spec.candidateVersion} is already production`);
+    const at = this.#now();
+    const transition = startRollout(id, spec, { type: 'start', at, by: options.by, devices: devices.map((d) => ({ id: d.id, labels: { ...d.labels }, baseline: d.baseline })), previousProduction });
+    await this.#o.repository.create({ state: transition.state, pendingActions: transition.actions, decisions: transition.decisions });
+    this.#afterCommit(transition.state, transition.decisions);
+    this.#drain(id);
+    return transition.state;
+  }
+
+  pause(id: string, by: string): Promise<RolloutState> {
+    return this.dispatch(id, { type: 'pause', at: this.#now(), by });
+  }
+
+  resume(id: string, by: string): Promise<RolloutState> {
+    return this.dispatch(id, { type: 'resume', at: this.#now(), by });
+  }
+
+  /** full: straight to 100%, skipping all remaining steps and analysis; else skip the current step. */
+  promote(id: string, by: string, options: { full?: boolean } = {}): Promise<RolloutState> {
+    return this.dispatch(id, { type: 'promote', at: this.#now(), by, full: options.full ?? true });
+  }
+
+  abort(id: string, by: string, reason?: string): Promise<RolloutState> {
+    return this.dispatch(id, { type: 'abort', at: this.#now(), by, ...(reason ? { reason } : {}) });
+  }
+
+  /** One call reverts every device of the rollout, even after full promotion. */
+  rollback(id: string, by: string, reason?: string): Promise<RolloutState> {
+    return this.dispatch(id, { type: 'rollback', at: this.#now(), by, ...(reason ? { reason } : {}) });
+  }
+
+  /**
+   * A device came back online: per model, the newest rollout that includes it re-sends what it
+   * wants the device to run (older rollouts of the model are history and stay silent).
+   */
+  async deviceOnline(deviceId: string): Promise<void> {
+    const models = new Set<string>();
+    for (const id of await this.#o.repository.list()) {
+      const record = await this.#o.repository.load(id);
+      if (!record || models.has(record.state.spec.model)) continue;
+      if (!record.state.devices.some((device) => device.id === deviceId)) continue;
+      models.add(record.state.spec.model);
+      await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId });
+    }
+  }
+
+  async status(id: string): Promise<RolloutState> {
+    return (await this.#load(id)).state;
+  }
+
+  decisions(id: string, options?: { afterId?: string; limit?: number }): Promise<readonly DecisionLogEntry[]> {
+    return this.#o.repository.decisions(id, options);
+  }
+
+  /** After a restart: finish pending actions, resume analyses, re-arm timers. */
+  async recover(): Promise<readonly string[]> {
+    const ids = await this.#o.repository.list({ unfinished: true });
+    for (const id of ids) {
+      const record = await this.#o.repository.load(id);
+      if (!record) continue;
+      this.#o.logger?.info({ rollout: id, phase: record.state.phase, step: record.state.stepIndex, pending: record.pendingActions.length }, 'resuming rollout');
+      this.#afterCommit(record.state, []);
+      this.#ensureAnalysis(record.state);
+      this.#drain(id);
+    }
+    return ids;
+  }
+
+  /** Stops timers and analyses (for shutdown, or handing over to another process). */
+  stop(): void {
+    this.#stopped = true;
+    for (const { run } of this.#runs.values()) run.stop();
+    this.#runs.clear();
+    for (const { cancel } of this.#wakers.values()) cancel();
+    this.#wakers.clear();
+    for (const cancel of this.#retries.values()) cancel();
+    this.#retries.clear();
+  }
+
+  /** Resolves when no action is executing (for tests and graceful shutdown). */
+  async idle(): Promise<void> {
+    while (this.#idle.size > 0) await Promise.allSettled([...this.#idle]);
+  }
+
+  /** Applies one event and persists the transition; runs the new actions in the background. */
+  async dispatch(id: string, event: RolloutEvent, completedActionId?: string): Promise<RolloutState> {
+    if (this.#stopped) throw new Error('the rollout controller is stopped');
+    const state = await this.#lock(id).run(async () => {
+      const record = await this.#load(id);
+      const transition = next(record.state, event);
+      await this.#commit(record, transition, completedActionId);
+      return transition.state;
+    });
+    this.#ensureAnalysis(state);
+    this.#drain(id);
+    return state;
+  }
+
+  async #commit(record: RolloutRecord, transition: Transition, completedActionId?: string): Promise<void> {
+    const pending = [...record.pendingActions.filter((action) => action.id !== completedActionId), ...transition.actions];
+    await this.#o.repository.commit(transition.state.id, {
+      expectedRevision: record.revision,
+      state: transition.state,
+      pendingActions: pending,
+      executedActionIds: completedActionId ? [completedActionId] : [],
+      decisions: transition.decisions,
+    });
+    this.#afterCommit(transition.state, transition.decisions);
+  }
+
+  #afterCommit(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
+    this.#o.metrics?.observe(state, decisions);
+    for (const decision of decisions) {
+      this.#o.logger?.info({ rollout: state.id, step: decision.stepIndex, kind: decision.kind, verdict: decision.verdict }, decision.message);
+    }
+    this.#armWaker(state);
+  }
+
+  #armWaker(state: RolloutState): void {
+    if (this.#stopped) return;
+    const at = nextWakeAt(state);
+    const current = this.#wakers.get(state.id);
+    if (current && current.at === at) return;
+    current?.cancel();
+    this.#wakers.delete(state.id);
+    if (at === undefined) return;
+    const cancel = this.#o.scheduler.schedule(at - this.#now(), () => {
+      this.#wakers.delete(state.id);
+      this.#track(this.dispatch(state.id, { type: 'tick', at: this.#now() }).catch((error) => this.#report(state.id, 'tick', error)));
+    });
+    this.#wakers.set(state.id, { at, cancel });
+  }
+
+  /** Runs every pending action of the rollout that is not already running. */
+  #drain(id: string): void {
+    if (this.#stopped) return;
+    this.#track(
+      (async () => {
+        const record = await this.#o.repository.load(id);
+        for (const action of record?.pendingActions ?? []) {
+          const key = `${id}/${action.id}`;
+          if (this.#inFlight.has(key)) continue;
+          this.#inFlight.add(key);
+          this.#track(this.#execute(id, action).finally(() => this.#inFlight.delete(key)));
+        }
+      })().catch((error) => this.#report(id, 'drain', error)),
+    );
+  }
+
+  async #execute(id: string, action: RolloutAction): Promise<void> {
+    if (await this.#o.repository.isExecuted(id, action.id)) return;
+    let result: RolloutEvent;
+    try {
+      result = await this.#perform(id, action);
+    } catch (error) {
+      this.#report(id, `action ${action.id} (${action.kind})`, error);
+      if (this.#stopped) return;
+      const cancel = this.#o.scheduler.schedule(this.#o.actionRetryMs ?? 5000, () => {
+        this.#retries.delete(`${id}/${action.id}`);
+        this.#drain(id);
+      });
+      this.#retries.set(`${id}/${action.id}`, cancel);
+      return;
+    }
+    if (this.#stopped) return;
+    try {
+      await this.dispatch(id, result, action.id);
+    } catch (error) {
+      // Not recorded: the action stays pending and runs again (same id) on the next drain or restart.
+      this.#report(id, `recording the result of action ${action.id}`, error);
+    }
+  }
+
+  async #perform(id: string, action: RolloutAction): Promise<RolloutEvent> {
+    const at = () => this.#now();
+    switch (action.kind) {
+      case 'assign': {
+        const results = await this.#o.fleet.assign({ commandId: action.id, model: action.model, version: action.version, role: action.role, deviceIds: action.devices });
+        return { type: 'actionResult', at: at(), actionId: action.id, devices: results.map((r) => ({ deviceId: r.deviceId, outcome: r.outcome, ...(r.reason ? { reason: r.reason } : {}) })) };
+      }
+      case 'revert': {
+        const results = await this.#o.fleet.revert({ commandId: action.id, model: action.model, devices: action.devices });
+        return { type: 'actionResult', at: at(), actionId: action.id, devices: results.map((r) => ({ deviceId: r.deviceId, outcome: r.outcome, ...(r.reason ? { reason: r.reason } : {}) })) };
+      }
+      case 'markVersion':
+        await this.#o.models.setVersionStatus({ commandId: action.id, model: action.model, version: action.version, status: action.status, reason: action.reason });
+        return { type: 'actionResult', at: at(), actionId: action.id };
+      case 'startAnalysis':
+        // The run starts from the committed state (see #ensureAnalysis); nothing else to do.
+        return { type: 'actionResult', at: at(), actionId: action.id };
+      case 'stopAnalysis': {
+        const running = this.#runs.get(id);
+        if (running?.runId === action.runId) {
+          running.run.stop();
+          this.#runs.delete(id);
+        }
+        return { type: 'actionResult', at: at(), actionId: action.id };
+      }
+    }
+  }
+
+  /** Starts (or resumes) the in-memory run for the state's running analysis, if not already running. */
+  #ensureAnalysis(state: RolloutState): void {
+    if (this.#stopped) return;
+    const analysis = state.analysis;
+    const running = this.#runs.get(state.id);
+    if (!analysis || analysis.phase !== 'Running' || isTerminal(state) || state.phase === 'Paused') {
+      // Whatever still runs in memory is stale: the state has moved on.
+      if (running) {
+        running.run.stop();
+        this.#runs.delete(state.id);
+      }
+      return;
+    }
+    if (running?.runId === analysis.runId) return;
+    running?.run.stop();
+    const step = state.spec.steps[analysis.stepIndex];
+    if (step?.kind !== 'analysis') return;
+    const devices = deliveredCohort(state);
+    const runId = analysis.runId;
+    const run = new AnalysisRun({
+      metrics: step.metrics,
+      providers: this.#o.providers,
+      scheduler: this.#o.scheduler,
+      startedAt: new Date(analysis.startedAt),
+      previous: analysis.measurements,
+      context: {
+        model: state.spec.model,
+        candidateVersion: state.spec.candidateVersion,
+        devices,
+        args: {
+          rollout: state.id,
+          model: state.spec.model,
+          candidateVersion: state.spec.candidateVersion,
+          cohort: promqlString(promqlAlternation(devices)),
+          cohortSize: String(devices.length),
+          step: String(analysis.stepIndex),
+        },
+      },
+      onMeasurement: async (measurement: Measurement) => {
+        await this.dispatch(state.id, { type: 'analysisMeasured', at: this.#now(), runId, measurement });
+      },
+      onComplete: async (assessment) => {
+        if (this.#runs.get(state.id)?.runId === runId) this.#runs.delete(state.id);
+        if (assessment.phase === 'Running') return;
+        await this.dispatch(state.id, { type: 'analysisCompleted', at: this.#now(), runId, phase: assessment.phase, message: assessment.message });
+      },
+      onError: (error) => this.#report(state.id, `analysis ${runId}`, error),
+    });
+    this.#runs.set(state.id, { runId, run });
+    run.start();
+  }
+
+  async #load(id: string): Promise<RolloutRecord> {
+    const record = await this.#o.repository.load(id);
+    if (!record) throw new RolloutCommandError(`no rollout with id "${id}"`);
+    return record;
+  }
+
+  #lock(id: string): Mutex {
+    let lock = this.#locks.get(id);
+    if (!lock) {
+      lock = new Mutex();
+      this.#locks.set(id, lock);
+    }
+    return lock;
+  }
+
+  /** Keeps a background task for idle(); its errors were reported where they happened. */
+  #track(promise: Promise<unknown>): void {
+    const tracked: Promise<unknown> = promise.catch(() => {}).finally(() => this.#idle.delete(tracked));
+    this.#idle.add(tracked);
+  }
+
+  #now(): number {
+    return this.#o.scheduler.now().getTime();
+  }
+
+  #report(id: string, what: string, error: unknown): void {
+    this.#o.logger?.error({ rollout: id, err: error }, `${what} failed: ${errorMessage(error)}`);
+  }
+}

@@ -1,0 +1,46 @@
+import type { DecisionLogEntry, RolloutAction, RolloutState } from './rollout-state.ts';
+
+/**
+ * Persistence of rollouts: state, the actions not yet executed, the ids of executed actions,
+ * and the decision log. The server's store implements it on SQLite/PostgreSQL (one
+ * transaction per commit); InMemoryRolloutRepository is for tests.
+ *
+ * The controller follows an outbox discipline: a transition's state and its new actions are
+ * committed together before any action runs, and an action's result is committed together
+ * with marking it executed. A crash anywhere leaves either the action pending (it runs again,
+ * with the same id, which the fleet treats as a no-op) or done and recorded, never half.
+ */
+export interface RolloutRecord {
+  readonly state: RolloutState;
+  readonly pendingActions: readonly RolloutAction[];
+  /** Increments on every commit; commits name the revision they started from. */
+  readonly revision: number;
+}
+
+export interface RolloutCommit {
+  readonly expectedRevision: number;
+  readonly state: RolloutState;
+  readonly pendingActions: readonly RolloutAction[];
+  /** Actions whose results this commit applies. */
+  readonly executedActionIds: readonly string[];
+  readonly decisions: readonly DecisionLogEntry[];
+}
+
+export class RevisionConflictError extends Error {
+  constructor(id: string, expected: number, actual: number) {
+    super(`rollout ${id}: revision ${actual} in the store, expected ${expected} (another process is driving it?)`);
+    this.name = 'RevisionConflictError';
+  }
+}
+
+export interface RolloutRepository {
+  /** Stores a new rollout at revision 1; throws if the id exists. */
+  create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void>;
+  load(id: string): Promise<RolloutRecord | undefined>;
+  /** Ids of rollouts, newest first; `unfinished` keeps those with pending actions or a non-terminal phase. */
+  list(filter?: { unfinished?: boolean; model?: string }): Promise<readonly string[]>;
+  /** Atomic; throws RevisionConflictError when the stored revision differs. Returns the new revision. */
+  commit(id: string, commit: RolloutCommit): Promise<number>;
+  isExecuted(id: string, actionId: string): Promise<boolean>;
+  decisions(id: string, options?: { afterId?: string; limit?: number }): Promise<readonly DecisionLogEntry[]>;
+}

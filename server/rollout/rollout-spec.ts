@@ -1,0 +1,346 @@
+import { z } from 'zod';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { UserError } from '../../shared/util/errors.ts';
+import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
+import { ConditionSyntaxError } from '../analysis/condition/condition-tokenizer.ts';
+import { parseCondition, type ParsedCondition } from '../analysis/condition/condition-parser.ts';
+import { conditionUses } from '../analysis/condition/condition-evaluator.ts';
+import { DEFAULT_ANALYSIS_TEMPLATES } from '../analysis/default-templates.ts';
+import {
+  AnalysisTemplateSchema,
+  ArgSchema,
+  DEFAULT_CONFIDENCE,
+  DEFAULT_RELATIVE_MIN_SAMPLES,
+  DurationSchema,
+  METRIC_DEFAULTS,
+  MetricSchema,
+  PROVIDER_KINDS,
+  RELATIVE_DEFAULTS,
+  type AnalysisMetric,
+  type AnalysisTemplateInput,
+  type MetricInput,
+  type MetricSource,
+} from '../analysis/metric-definition.ts';
+import { parseDuration } from '../../shared/util/duration.ts';
+import { ARG_REFERENCE } from '../analysis/query-template.ts';
+import { LabelSelectorSchema, type LabelSelector } from './label-selector.ts';
+
+/**
+ * The rollout spec (YAML or JSON): which model version goes where, in which steps, decided by
+ * which analysis. Validation is strict and every error names its field, e.g.
+ * `steps[2].analysis.metrics[0].successCondition: unknown name "resutl" at column 1`.
+ * See docs/rollout-spec.md.
+ */
+
+/** Arguments every analysis gets from the rollout, on top of the templates' and the step's. */
+export const BUILTIN_ARGS = ['rollout', 'model', 'candidateVersion', 'cohort', 'cohortSize', 'step'] as const;
+
+const ModelName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+const Version = z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters');
+
+const AnalysisStepSchema = z.strictObject({
+  templates: z.array(z.strictObject({ templateName: z.string().min(1, 'must not be empty') })).optional(),
+  metrics: z.array(MetricSchema).optional(),
+  args: z.array(ArgSchema).optional(),
+});
+
+const STEP_KINDS = ['setWeight', 'devices', 'selector', 'pause', 'analysis'] as const;
+const StepSchema = z
+  .strictObject({
+    setWeight: z.number().gt(0, 'must be > 0').max(100, 'must be ≤ 100').optional(),
+    devices: z.array(DeviceIdSchema).min(1, 'must list at least one device').optional(),
+    selector: LabelSelectorSchema.optional(),
+    pause: z.strictObject({ duration: DurationSchema.optional() }).optional(),
+    analysis: AnalysisStepSchema.optional(),
+  })
+  .superRefine((step, ctx) => {
+    const kinds = STEP_KINDS.filter((kind) => step[kind] !== undefined);
+    if (kinds.length !== 1) {
+      ctx.addIssue({ code: 'custom', message: `a step has exactly one of ${STEP_KINDS.join(', ')}; found ${kinds.length === 0 ? 'none' : kinds.join(', ')}` });
+    }
+  });
+
+const OfflineSchema = z.strictObject({
+  /** Wait before the first retry of an offline device; doubles per attempt. */
+  initialBackoff: DurationSchema.optional(),
+  maxBackoff: DurationSchema.optional(),
+  /** Delivery attempts before the device counts as unreachable. */
+  maxAttempts: z.number().int('must be an integer').min(1, 'must be ≥ 1').max(100, 'must be ≤ 100').optional(),
+});
+
+export const RolloutSpecInputSchema = z.strictObject({
+  apiVersion: z.literal('fleetprune/v1').optional(),
+  kind: z.literal('Rollout').optional(),
+  model: ModelName,
+  candidateVersion: Version,
+  target: LabelSelectorSchema.optional(),
+  steps: z.array(StepSchema).min(1, 'must list at least one step'),
+  analysisTemplates: z.array(AnalysisTemplateSchema).optional(),
+  offline: OfflineSchema.optional(),
+});
+export type RolloutSpecInput = z.infer<typeof RolloutSpecInputSchema>;
+
+export type RolloutStep =
+  | { readonly kind: 'setWeight'; readonly percent: number }
+  | { readonly kind: 'devices'; readonly deviceIds: readonly string[] }
+  | { readonly kind: 'selector'; readonly selector: LabelSelector }
+  | { readonly kind: 'pause'; readonly durationMs?: number }
+  | { readonly kind: 'analysis'; readonly metrics: readonly AnalysisMetric[] };
+
+export interface OfflinePolicy {
+  readonly initialBackoffMs: number;
+  readonly maxBackoffMs: number;
+  readonly maxAttempts: number;
+}
+
+/** A validated, resolved spec: defaults applied, templates expanded, conditions parsed. JSON-serializable. */
+export interface RolloutSpec {
+  readonly model: string;
+  readonly candidateVersion: string;
+  readonly target: LabelSelector;
+  readonly steps: readonly RolloutStep[];
+  readonly offline: OfflinePolicy;
+}
+
+export const OFFLINE_DEFAULTS: OfflinePolicy = { initialBackoffMs: 5_000, maxBackoffMs: 60_000, maxAttempts: 5 };
+
+export interface SpecIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class RolloutSpecError extends UserError {
+  readonly issues: readonly SpecIssue[];
+  constructor(issues: readonly SpecIssue[], source?: string) {
+    super(`${source ? `${source}: ` : ''}invalid rollout spec: ${issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`);
+    this.name = 'RolloutSpecError';
+    this.issues = issues;
+  }
+}
+
+/** `['steps', 2, 'analysis']` → `steps[2].analysis`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let text = '';
+  for (const part of path) {
+    if (typeof part === 'number') text += `[${part}]`;
+    else text += text === '' ? String(part) : `.${String(part)}`;
+  }
+  return text === '' ? '(spec)' : text;
+}
+
+/** Parses YAML or JSON text (JSON is YAML) and validates it. */
+export function parseRolloutSpec(text: string, source?: string): RolloutSpec {
+  let document: unknown;
+  try {
+    document = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
+  } catch (error) {
+    if (error instanceof YAMLParseError) {
+      const where = error.linePos?.[0] ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}` : 'document';
+      throw new UserError(`${source ? `${source}: ` : ''}not valid YAML or JSON (${where}): ${error.message.split('\n')[0]}`);
+    }
+    throw error;
+  }
+  return validateRolloutSpec(document, source);
+}
+
+export function validateRolloutSpec(document: unknown, source?: string): RolloutSpec {
+  if (document === null || typeof document !== 'object' || Array.isArray(document)) {
+    throw new RolloutSpecError([{ path: '(spec)', message: 'must be a mapping with model, candidateVersion and steps' }], source);
+  }
+  const parsed = RolloutSpecInputSchema.safeParse(document);
+  if (!parsed.success) {
+    throw new RolloutSpecError(parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message })), source);
+  }
+  const issues: SpecIssue[] = [];
+  const spec = resolve(parsed.data, issues);
+  if (issues.length > 0) throw new RolloutSpecError(issues, source);
+  return spec;
+}
+
+function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
+  const templates = new Map<string, { template: AnalysisTemplateInput; path: string }>();
+  for (const template of DEFAULT_ANALYSIS_TEMPLATES) templates.set(template.name, { template, path: `(built-in template ${template.name})` });
+  const localNames = new Set<string>();
+  (input.analysisTemplates ?? []).forEach((template, index) => {
+    if (localNames.has(template.name)) issues.push({ path: `analysisTemplates[${index}].name`, message: `duplicate template name "${template.name}"` });
+    localNames.add(template.name);
+    templates.set(template.name, { template, path: `analysisTemplates[${index}]` });
+  });
+
+  let lastWeight = 0;
+  const steps: RolloutStep[] = input.steps.map((step, index): RolloutStep => {
+    const path = `steps[${index}]`;
+    if (step.setWeight !== undefined) {
+      if (step.setWeight < lastWeight) issues.push({ path: `${path}.setWeight`, message: `must not be below the previous weight (${lastWeight})` });
+      lastWeight = Math.max(lastWeight, step.setWeight);
+      return { kind: 'setWeight', percent: step.setWeight };
+    }
+    if (step.devices !== undefined) {
+      const seen = new Set<string>();
+      step.devices.forEach((id, at) => {
+        if (seen.has(id)) issues.push({ path: `${path}.devices[${at}]`, message: `duplicate device "${id}"` });
+        seen.add(id);
+      });
+      return { kind: 'devices', deviceIds: [...seen] };
+    }
+    if (step.selector !== undefined) return { kind: 'selector', selector: step.selector };
+    if (step.pause !== undefined) {
+      return step.pause.duration === undefined ? { kind: 'pause' } : { kind: 'pause', durationMs: parseDuration(step.pause.duration)! };
+    }
+    return { kind: 'analysis', metrics: resolveAnalysis(step.analysis!, `${path}.analysis`, templates, issues) };
+  });
+
+  const offline = input.offline ?? {};
+  const policy: OfflinePolicy = {
+    initialBackoffMs: offline.initialBackoff === undefined ? OFFLINE_DEFAULTS.initialBackoffMs : parseDuration(offline.initialBackoff)!,
+    maxBackoffMs: offline.maxBackoff === undefined ? OFFLINE_DEFAULTS.maxBackoffMs : parseDuration(offline.maxBackoff)!,
+    maxAttempts: offline.maxAttempts ?? OFFLINE_DEFAULTS.maxAttempts,
+  };
+  if (policy.maxBackoffMs < policy.initialBackoffMs) issues.push({ path: 'offline.maxBackoff', message: 'must be ≥ offline.initialBackoff' });
+
+  return { model: input.model, candidateVersion: input.candidateVersion, target: input.target ?? {}, steps, offline: policy };
+}
+
+type TemplateTable = ReadonlyMap<string, { template: AnalysisTemplateInput; path: string }>;
+
+function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string, templates: TemplateTable, issues: SpecIssue[]): AnalysisMetric[] {
+  if ((step.templates ?? []).length === 0 && (step.metrics ?? []).length === 0) {
+    issues.push({ path, message: 'needs templates or metrics' });
+    return [];
+  }
+  const stepArgs = new Map<string, string>();
+  const seenArgs = new Set<string>();
+  (step.args ?? []).forEach((arg, index) => {
+    if (seenArgs.has(arg.name)) issues.push({ path: `${path}.args[${index}].name`, message: `duplicate argument "${arg.name}"` });
+    seenArgs.add(arg.name);
+    if (arg.value === undefined) issues.push({ path: `${path}.args[${index}].value`, message: 'a step argument needs a value' });
+    else stepArgs.set(arg.name, String(arg.value));
+    if ((BUILTIN_ARGS as readonly string[]).includes(arg.name)) issues.push({ path: `${path}.args[${index}].name`, message: `"${arg.name}" is set by the rollout` });
+  });
+
+  const metrics: AnalysisMetric[] = [];
+  const usedArgs = new Set<string>();
+  (step.templates ?? []).forEach((ref, index) => {
+    const found = templates.get(ref.templateName);
+    if (!found) {
+      const known = [...templates.keys()].sort().join(', ');
+      issues.push({ path: `${path}.templates[${index}].templateName`, message: `unknown template "${ref.templateName}" (known: ${known})` });
+      return;
+    }
+    const args: Record<string, string> = {};
+    for (const declared of found.template.args ?? []) {
+      const value = stepArgs.get(declared.name) ?? (declared.value === undefined ? undefined : String(declared.value));
+      usedArgs.add(declared.name);
+      if (value === undefined) {
+        issues.push({ path: `${path}.args`, message: `template "${ref.templateName}" needs argument "${declared.name}"` });
+        continue;
+      }
+      args[declared.name] = value;
+    }
+    found.template.metrics.forEach((metric, at) => {
+      const metricPath = found.path.startsWith('(') ? `${path}.templates[${index}] ${found.path} metrics[${at}]` : `${found.path}.metrics[${at}]`;
+      const declared = (found.template.args ?? []).map((arg) => arg.name);
+      const resolved = resolveMetric(metric, metricPath, args, issues, declared);
+      if (resolved) metrics.push(resolved);
+    });
+  });
+  (step.metrics ?? []).forEach((metric, index) => {
+    for (const name of seenArgs) usedArgs.add(name);
+    const resolved = resolveMetric(metric, `${path}.metrics[${index}]`, Object.fromEntries(stepArgs), issues);
+    if (resolved) metrics.push(resolved);
+  });
+  (step.args ?? []).forEach((arg, index) => {
+    if (!usedArgs.has(arg.name)) issues.push({ path: `${path}.args[${index}].name`, message: `no template of this step declares argument "${arg.name}"` });
+  });
+  const names = new Set<string>();
+  for (const metric of metrics) {
+    if (names.has(metric.name)) issues.push({ path, message: `two metrics are named "${metric.name}"; metric names must be unique within a step` });
+    names.add(metric.name);
+  }
+  return metrics;
+}
+
+
+function resolveMetric(metric: MetricInput, path: string, args: Record<string, string>, issues: SpecIssue[], declared: readonly string[] = []): AnalysisMetric | undefined {
+  const before = issues.length;
+  const argNames = [...new Set([...BUILTIN_ARGS, ...Object.keys(args), ...declared])];
+  const count = metric.count ?? METRIC_DEFAULTS.count;
+  const intervalMs = metric.interval === undefined ? undefined : parseDuration(metric.interval)!;
+  if (count > 1 && intervalMs === undefined) issues.push({ path: `${path}.interval`, message: `is required when count is more than 1 (count is ${count})` });
+  if (intervalMs !== undefined && intervalMs < 1000) issues.push({ path: `${path}.interval`, message: 'must be at least 1s' });
+
+  let source: MetricSource | undefined;
+  let hasBaseline = false;
+  if (metric.relative && metric.provider) {
+    issues.push({ path, message: 'has both relative and provider; a relative check queries the rollout\'s provider itself' });
+  } else if (metric.relative) {
+    if (metric.successCondition !== undefined || metric.failureCondition !== undefined) {
+      issues.push({ path: `${path}.relative`, message: 'a relative check decides by itself; remove successCondition and failureCondition' });
+    }
+    const defaults = RELATIVE_DEFAULTS[metric.relative.metric];
+    source = {
+      kind: 'relative',
+      metric: metric.relative.metric,
+      comparator: metric.relative.comparator ?? defaults.comparator,
+      tolerance: metric.relative.tolerance ?? defaults.tolerance,
+      toleranceMode: metric.relative.toleranceMode ?? defaults.toleranceMode,
+      confidence: metric.relative.confidence ?? DEFAULT_CONFIDENCE,
+      windowMs: metric.relative.window === undefined ? intervalMs ?? METRIC_DEFAULTS.relativeWindowMs : parseDuration(metric.relative.window)!,
+    };
+  } else if (metric.provider) {
+    const kind = PROVIDER_KINDS.find((name) => metric.provider![name] !== undefined)!;
+    const query = metric.provider[kind]!;
+    for (const field of ['query', 'baselineQuery', 'samplesQuery'] as const) {
+      const text = query[field];
+      if (text === undefined) continue;
+      for (const match of text.matchAll(ARG_REFERENCE)) {
+        if (!argNames.includes(match[1]!)) issues.push({ path: `${path}.provider.${kind}.${field}`, message: `unknown argument "{{args.${match[1]}}}" (known: ${argNames.join(', ')})` });
+      }
+    }
+    hasBaseline = query.baselineQuery !== undefined;
+    source = {
+      kind: 'query',
+      provider: kind,
+      query: query.query,
+      ...(query.baselineQuery === undefined ? {} : { baselineQuery: query.baselineQuery }),
+      ...(query.samplesQuery === undefined ? {} : { samplesQuery: query.samplesQuery }),
+      timeoutMs: query.timeout === undefined ? METRIC_DEFAULTS.queryTimeoutMs : parseDuration(query.timeout)!,
+    };
+    if (metric.successCondition === undefined && metric.failureCondition === undefined) {
+      issues.push({ path, message: 'needs successCondition or failureCondition (or both)' });
+    }
+  } else {
+    issues.push({ path, message: 'needs a provider (prometheus or builtin) or a relative check' });
+  }
+
+  const conditions: { successCondition?: ParsedCondition; failureCondition?: ParsedCondition } = {};
+  for (const field of ['successCondition', 'failureCondition'] as const) {
+    const text = metric[field];
+    if (text === undefined || metric.relative) continue;
+    try {
+      const parsed = parseCondition(text, { identifiers: [...argNames, 'baseline', ...argNames.map((name) => `args.${name}`)] });
+      if (!hasBaseline && conditionUses(parsed, 'baseline')) {
+        issues.push({ path: `${path}.${field}`, message: 'uses "baseline" but the provider has no baselineQuery' });
+      }
+      conditions[field] = parsed;
+    } catch (error) {
+      if (!(error instanceof ConditionSyntaxError)) throw error;
+      issues.push({ path: `${path}.${field}`, message: error.message });
+    }
+  }
+  if (issues.length > before || !source) return undefined;
+  return {
+    name: metric.name,
+    ...(intervalMs === undefined ? {} : { intervalMs }),
+    initialDelayMs: metric.initialDelay === undefined ? 0 : parseDuration(metric.initialDelay)!,
+    count,
+    failureLimit: metric.failureLimit ?? METRIC_DEFAULTS.failureLimit,
+    inconclusiveLimit: metric.inconclusiveLimit ?? METRIC_DEFAULTS.inconclusiveLimit,
+    consecutiveErrorLimit: metric.consecutiveErrorLimit ?? METRIC_DEFAULTS.consecutiveErrorLimit,
+    consecutiveSuccessLimit: metric.consecutiveSuccessLimit ?? METRIC_DEFAULTS.consecutiveSuccessLimit,
+    minSamples: metric.minSamples ?? (metric.relative ? DEFAULT_RELATIVE_MIN_SAMPLES : METRIC_DEFAULTS.minSamples),
+    ...conditions,
+    source,
+    args,
+  };
+}

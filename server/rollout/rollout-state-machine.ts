@@ -1,0 +1,550 @@
+import { UserError } from '../../shared/util/errors.ts';
+import { formatDuration } from '../../shared/util/duration.ts';
+import { describeSelector, selectorMatches } from './label-selector.ts';
+import { cohortOrder, growCohort } from './cohort-selection.ts';
+import type { RolloutSpec, RolloutStep } from './rollout-spec.ts';
+import {
+  TERMINAL_PHASES,
+  type DecisionKind,
+  type DecisionLogEntry,
+  type DesiredModel,
+  type DeviceState,
+  type PauseReason,
+  type RolloutAction,
+  type RolloutEvent,
+  type RolloutState,
+  type Transition,
+} from './rollout-state.ts';
+import type { Measurement } from '../analysis/measurement.ts';
+
+/**
+ * The rollout state machine: a pure reducer. `startRollout` makes the initial state from the
+ * target devices; `next(state, event)` returns the new state, the actions to execute, and the
+ * decisions to log. It reads no clock (events carry `at`) and does no I/O, so replaying the
+ * same events gives the same result; actions carry ids derived from the state's counter, so the
+ * executor can tell an action it already did.
+ *
+ * Life of a rollout: each step assigns the candidate to more devices (setWeight, devices,
+ * selector), pauses, or runs an analysis. Assignments wait until every device has it or timed
+ * out into "unreachable" (offline devices are retried with exponential backoff). A Successful
+ * analysis moves on; Failed or Error reverts every device the rollout touched to its baseline
+ * and marks the candidate failed; Inconclusive pauses for a human and never promotes. After
+ * the last step the candidate is activated on every device and marked production.
+ */
+export class RolloutCommandError extends UserError {
+  constructor(message: string) {
+    super(message, { exitCode: 2 });
+    this.name = 'RolloutCommandError';
+  }
+}
+
+type Draft = { -readonly [K in keyof RolloutState]: RolloutState[K] } & { devices: DeviceState[]; cohort: string[] };
+
+type ActionInput = RolloutAction extends infer A ? (A extends RolloutAction ? Omit<A, 'id'> : never) : never;
+
+/** One transition being built: the draft state, and the actions and decisions it produces. */
+class TransitionDraft {
+  readonly actions: RolloutAction[] = [];
+  readonly decisions: DecisionLogEntry[] = [];
+  constructor(readonly s: Draft, readonly at: number) {}
+
+  nextId(prefix: 'a' | 'd'): string {
+    this.s.seq += 1;
+    return `${this.s.id}-${prefix}${this.s.seq}`;
+  }
+
+  action(action: ActionInput): string {
+    const id = this.nextId('a');
+    this.actions.push({ ...action, id } as RolloutAction);
+    return id;
+  }
+
+  decide(kind: DecisionKind, verdict: string, message: string, extra: { measurement?: Measurement; by?: string } = {}): void {
+    this.decisions.push({ id: this.nextId('d'), rolloutId: this.s.id, at: this.at, kind, stepIndex: this.s.stepIndex, verdict, message, ...extra });
+  }
+
+  device(id: string): DeviceState {
+    const found = this.s.devices.find((device) => device.id === id);
+    if (!found) throw new Error(`device ${id} is not part of rollout ${this.s.id}`);
+    return found;
+  }
+
+  setDevice(id: string, change: Partial<DeviceState>): void {
+    this.s.devices = this.s.devices.map((device) => (device.id === id ? { ...device, ...change } : device));
+  }
+}
+
+export function startRollout(id: string, spec: RolloutSpec, event: Extract<RolloutEvent, { type: 'start' }>): Transition {
+  if (!/^[A-Za-z0-9_-]{4,40}$/.test(id)) throw new RolloutCommandError(`rollout id "${id}": must be 4-40 characters of A-Z a-z 0-9 _ -`);
+  const targets = event.devices.filter((device) => selectorMatches(spec.target, device.labels));
+  if (targets.length === 0) throw new RolloutCommandError(`target: no device matches ${describeSelector(spec.target)}`);
+  const byId = new Map(targets.map((device) => [device.id, device]));
+  spec.steps.forEach((step, index) => {
+    if (step.kind === 'devices') {
+      step.deviceIds.forEach((deviceId, at) => {
+        if (!byId.has(deviceId)) throw new RolloutCommandError(`steps[${index}].devices[${at}]: device "${deviceId}" is not a target device`);
+      });
+    }
+    if (step.kind === 'selector' && !targets.some((device) => selectorMatches(step.selector, device.labels))) {
+      throw new RolloutCommandError(`steps[${index}].selector: no target device matches ${describeSelector(step.selector)}`);
+    }
+  });
+  const order = cohortOrder(id, targets.map((device) => device.id));
+  const state: Draft = {
+    id,
+    spec,
+    phase: 'Progressing',
+    createdAt: event.at,
+    updatedAt: event.at,
+    stepIndex: 0,
+    stepStage: 'done',
+    stepStartedAt: event.at,
+    analysisRuns: 0,
+    devices: order.map((deviceId) => {
+      const device = byId.get(deviceId)!;
+      return { id: deviceId, labels: { ...device.labels }, baseline: device.baseline, desired: 'baseline', delivery: 'idle', attempts: 0, touched: false };
+    }),
+    cohort: [],
+    previousProduction: event.previousProduction,
+    seq: 0,
+  };
+  const t = new TransitionDraft(state, event.at);
+  t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${describeSelector(spec.target)}) in ${spec.steps.length} steps, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}`, { by: event.by });
+  enterStep(t, 0);
+  return finish(t);
+}
+
+export function next(state: RolloutState, event: RolloutEvent): Transition {
+  if (event.type === 'start') throw new RolloutCommandError(`rollout ${state.id} has already started`);
+  const draft = structuredClone(state) as Draft;
+  const t = new TransitionDraft(draft, event.at);
+  switch (event.type) {
+    case 'actionResult':
+      onActionResult(t, event);
+      break;
+    case 'analysisMeasured':
+      onMeasured(t, event);
+      break;
+    case 'analysisCompleted':
+      onAnalysisCompleted(t, event);
+      break;
+    case 'tick':
+      onTick(t);
+      break;
+    case 'deviceOnline':
+      onDeviceOnline(t, event.deviceId);
+      break;
+    case 'pause':
+      onPause(t, event.by);
+      break;
+    case 'resume':
+      onResume(t, event.by);
+      break;
+    case 'promote':
+      onPromote(t, event.by, event.full);
+      break;
+    case 'abort':
+      requireActive(draft, 'abort');
+      fail(t, 'Aborted', `aborted by ${event.by}${event.reason ? `: ${event.reason}` : ''}`, event.by);
+      break;
+    case 'rollback':
+      onRollback(t, event.by, event.reason);
+      break;
+  }
+  return finish(t);
+}
+
+function finish(t: TransitionDraft): Transition {
+  if (t.actions.length > 0 || t.decisions.length > 0) t.s.updatedAt = t.at;
+  return { state: t.s, actions: t.actions, decisions: t.decisions };
+}
+
+export function isTerminal(state: RolloutState): boolean {
+  return TERMINAL_PHASES.includes(state.phase);
+}
+
+function requireActive(state: RolloutState, command: string): void {
+  if (isTerminal(state)) throw new RolloutCommandError(`cannot ${command} rollout ${state.id}: it is ${state.phase}`);
+}
+
+// ---- steps -------------------------------------------------------------------------------
+
+function enterStep(t: TransitionDraft, index: number): void {
+  const s = t.s;
+  s.stepIndex = index;
+  s.stepStartedAt = t.at;
+  delete s.pause;
+  const spec = s.spec;
+  if (index >= spec.steps.length) {
+    activateEverywhere(t);
+    return;
+  }
+  const current = spec.steps[index]!;
+  t.decide('step', 'started', `step ${index + 1}/${spec.steps.length}: ${describeStep(current)}`);
+  switch (current.kind) {
+    case 'setWeight':
+    case 'devices':
+    case 'selector': {
+      const grown = growFor(s, current);
+      const added = grown.filter((id) => !s.cohort.includes(id));
+      s.cohort = grown;
+      if (added.length === 0) {
+        t.decide('assignment', 'unchanged', `cohort already holds ${s.cohort.length}/${s.devices.length} devices`);
+        completeStep(t);
+        return;
+      }
+      s.stepStage = 'assigning';
+      delete s.analysis;
+      const actionId = t.action({ kind: 'assign', role: 'candidate', model: spec.model, version: spec.candidateVersion, devices: added });
+      for (const id of added) t.setDevice(id, { desired: 'candidate', delivery: 'pending', attempts: 1, touched: true, actionId });
+      t.decide('assignment', 'assigning', `assigning ${spec.candidateVersion} as candidate to ${added.length} device${added.length === 1 ? '' : 's'} (cohort ${s.cohort.length}/${s.devices.length}, ${weight(s)}%): ${added.join(', ')}`);
+      return;
+    }
+    case 'pause':
+      s.stepStage = 'pausing';
+      if (current.durationMs === undefined) {
+        pauseFor(t, 'step', `step ${index + 1} pauses until resumed`);
+      } else {
+        pauseFor(t, 'step', `step ${index + 1} pauses for ${formatDuration(current.durationMs)}`, t.at + current.durationMs);
+      }
+      return;
+    case 'analysis':
+      startAnalysis(t);
+      return;
+  }
+}
+
+function growFor(s: Draft, current: Extract<RolloutStep, { kind: 'setWeight' | 'devices' | 'selector' }>): string[] {
+  const order = s.devices.map((device) => device.id);
+  if (current.kind === 'setWeight') return growCohort(order, s.cohort, current.percent);
+  const cohort = [...s.cohort];
+  const wanted = current.kind === 'devices'
+    ? current.deviceIds
+    : s.devices.filter((device) => selectorMatches(current.selector, device.labels)).map((device) => device.id);
+  for (const id of wanted) if (!cohort.includes(id)) cohort.push(id);
+  return cohort;
+}
+
+function completeStep(t: TransitionDraft): void {
+  t.s.stepStage = 'done';
+  if (t.s.stepIndex < t.s.spec.steps.length) t.decide('step', 'completed', `step ${t.s.stepIndex + 1} completed`);
+  enterStep(t, t.s.stepIndex + 1);
+}
+
+function activateEverywhere(t: TransitionDraft): void {
+  const s = t.s;
+  s.stepIndex = s.spec.steps.length;
+  s.stepStage = 'activating';
+  s.cohort = s.devices.map((device) => device.id);
+  delete s.analysis;
+  const actionId = t.action({ kind: 'assign', role: 'active', model: s.spec.model, version: s.spec.candidateVersion, devices: s.cohort });
+  for (const device of s.devices) t.setDevice(device.id, { desired: 'active', delivery: 'pending', attempts: firstAttempt(s, device), touched: true, actionId });
+  t.decide('promotion', 'activating', `activating ${s.spec.candidateVersion} on all ${s.devices.length} devices`);
+}
+
+function completeRollout(t: TransitionDraft): void {
+  const s = t.s;
+  const unreachable = s.devices.filter((device) => device.delivery === 'unreachable').length;
+  s.phase = 'Completed';
+  s.stepStage = 'done';
+  const reason = `promoted to 100% of ${s.devices.length} devices${unreachable ? ` (${unreachable} unreachable; they converge when back online)` : ''}`;
+  s.outcome = { status: 'production', reason, at: t.at };
+  t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'production', reason });
+  t.decide('promotion', 'production', `${s.spec.model} ${s.spec.candidateVersion} is production: ${reason}`);
+}
+
+function pauseFor(t: TransitionDraft, reason: PauseReason, message: string, until?: number): void {
+  t.s.phase = 'Paused';
+  t.s.pause = { reason, since: t.at, message, ...(until === undefined ? {} : { until }) };
+  t.decide('pause', 'paused', message);
+}
+
+function startAnalysis(t: TransitionDraft): void {
+  const s = t.s;
+  s.stepStage = 'analyzing';
+  s.phase = 'Progressing';
+  delete s.pause;
+  s.analysisRuns += 1;
+  const runId = `${s.id}-r${s.analysisRuns}`;
+  s.analysis = { runId, stepIndex: s.stepIndex, startedAt: t.at, phase: 'Running', measurements: [] };
+  t.action({ kind: 'startAnalysis', runId, stepIndex: s.stepIndex });
+  t.decide('analysis', 'started', `analysis ${runId} started on ${deliveredCohort(s).length} device${deliveredCohort(s).length === 1 ? '' : 's'} carrying the candidate`);
+}
+
+function stopAnalysisIfRunning(t: TransitionDraft): void {
+  const analysis = t.s.analysis;
+  if (analysis && analysis.phase === 'Running') {
+    t.action({ kind: 'stopAnalysis', runId: analysis.runId });
+    t.s.analysis = { ...analysis, phase: 'Inconclusive', message: 'stopped' };
+  }
+}
+
+/** Devices that carry the candidate now (delivered), for analysis. */
+export function deliveredCohort(s: RolloutState): string[] {
+  return s.cohort.filter((id) => s.devices.find((device) => device.id === id)?.delivery === 'delivered');
+}
+
+export function weight(s: RolloutState): number {
+  if (s.devices.length === 0) return 0;
+  const carrying = s.devices.filter((device) => device.desired !== 'baseline').length;
+  return Math.round((carrying / s.devices.length) * 1000) / 10;
+}
+
+// ---- events ------------------------------------------------------------------------------
+
+function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'actionResult' }>): void {
+  const s = t.s;
+  const policy = s.spec.offline;
+  for (const result of event.devices ?? []) {
+    const device = s.devices.find((entry) => entry.id === result.deviceId);
+    // A result for an older action (the device has been sent something newer since) is stale.
+    if (!device || device.actionId !== event.actionId || (device.delivery !== 'pending' && device.delivery !== 'retrying')) continue;
+    if (result.outcome === 'delivered') {
+      t.setDevice(device.id, { delivery: 'delivered', reason: undefined, nextAttemptAt: undefined });
+    } else if (result.outcome === 'refused') {
+      t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'refused', nextAttemptAt: undefined });
+      t.decide('device', 'refused', `device ${device.id} refused ${describeDesired(s, device.desired)}: ${result.reason ?? 'no reason given'}`);
+    } else if (device.attempts >= policy.maxAttempts) {
+      t.setDevice(device.id, { delivery: 'unreachable', reason: result.reason ?? 'offline', nextAttemptAt: undefined });
+      t.decide('device', 'unreachable', `device ${device.id} is unreachable after ${device.attempts} attempt${device.attempts === 1 ? '' : 's'} (${describeDesired(s, device.desired)}); it converges when it comes back`);
+    } else {
+      const backoff = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (device.attempts - 1));
+      t.setDevice(device.id, { delivery: 'retrying', reason: result.reason ?? 'offline', nextAttemptAt: t.at + backoff });
+    }
+  }
+  settle(t);
+}
+
+/** Moves on when the current stage's deliveries are settled; fails on a refused candidate. */
+function settle(t: TransitionDraft): void {
+  const s = t.s;
+  if (isTerminal(s) || (s.stepStage !== 'assigning' && s.stepStage !== 'activating')) return;
+  const refused = s.devices.find((device) => device.delivery === 'refused' && device.desired !== 'baseline');
+  if (refused && s.stepStage === 'assigning') {
+    fail(t, 'Failed', `device ${refused.id} refused the candidate: ${refused.reason ?? 'no reason given'}`);
+    return;
+  }
+  const waiting = s.devices.some((device) => device.delivery === 'pending' || device.delivery === 'retrying');
+  if (waiting) return;
+  const cohortDevices = s.devices.filter((device) => s.cohort.includes(device.id));
+  if (cohortDevices.every((device) => device.delivery === 'unreachable' || device.delivery === 'refused')) {
+    if (s.stepStage === 'assigning') {
+      fail(t, 'Failed', `no device of the cohort received the candidate (${cohortDevices.length} unreachable)`);
+      return;
+    }
+  }
+  if (s.phase === 'Paused') return; // manual pause: resume continues from here
+  if (s.stepStage === 'activating') completeRollout(t);
+  else completeStep(t);
+}
+
+function onMeasured(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'analysisMeasured' }>): void {
+  const analysis = t.s.analysis;
+  if (!analysis || analysis.runId !== event.runId || analysis.phase !== 'Running') return;
+  t.s.analysis = { ...analysis, measurements: [...analysis.measurements, event.measurement] };
+  t.decide('measurement', event.measurement.phase, event.measurement.message, { measurement: event.measurement });
+}
+
+function onAnalysisCompleted(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'analysisCompleted' }>): void {
+  const s = t.s;
+  const analysis = s.analysis;
+  if (!analysis || analysis.runId !== event.runId || analysis.phase !== 'Running' || isTerminal(s)) return;
+  s.analysis = { ...analysis, phase: event.phase, message: event.message };
+  t.decide('analysis', event.phase, `analysis ${event.runId}: ${event.phase}: ${event.message}`);
+  switch (event.phase) {
+    case 'Successful':
+      if (s.phase === 'Paused') return;
+      completeStep(t);
+      return;
+    case 'Failed':
+      fail(t, 'Failed', `analysis failed at step ${s.stepIndex + 1}: ${event.message}`);
+      return;
+    case 'Error':
+      fail(t, 'Failed', `analysis could not measure at step ${s.stepIndex + 1}: ${event.message}`);
+      return;
+    case 'Inconclusive':
+      pauseFor(t, 'inconclusive', `analysis inconclusive at step ${s.stepIndex + 1}; waiting for a human (resume re-runs the analysis, promote skips it, rollback reverts): ${event.message}`);
+      return;
+  }
+}
+
+function onTick(t: TransitionDraft): void {
+  const s = t.s;
+  const due = s.devices.filter((device) => device.delivery === 'retrying' && (device.nextAttemptAt ?? 0) <= t.at);
+  if (due.length > 0) {
+    for (const device of due) t.setDevice(device.id, { delivery: 'pending', attempts: device.attempts + 1, nextAttemptAt: undefined });
+    deliver(t, due.map((device) => device.id));
+  }
+  if (s.phase === 'Paused' && s.pause?.reason === 'step' && s.pause.until !== undefined && s.pause.until <= t.at) {
+    s.phase = 'Progressing';
+    t.decide('pause', 'resumed', `timed pause of step ${s.stepIndex + 1} is over`);
+    completeStep(t);
+  }
+}
+
+function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
+  const device = t.s.devices.find((entry) => entry.id === deviceId);
+  if (!device || !device.touched || (device.delivery !== 'unreachable' && device.delivery !== 'retrying')) return;
+  t.setDevice(deviceId, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
+  t.decide('device', 'online', `device ${deviceId} is back; sending it ${describeDesired(t.s, device.desired)}`);
+  deliver(t, [deviceId]);
+}
+
+/** (Re)sends each device its desired model, grouped into one action per kind. */
+function deliver(t: TransitionDraft, deviceIds: readonly string[]): void {
+  const s = t.s;
+  const groups: Record<DesiredModel, string[]> = { baseline: [], candidate: [], active: [] };
+  for (const id of deviceIds) groups[t.device(id).desired].push(id);
+  const mark = (ids: readonly string[], actionId: string) => {
+    for (const id of ids) t.setDevice(id, { actionId });
+  };
+  if (groups.candidate.length > 0) mark(groups.candidate, t.action({ kind: 'assign', role: 'candidate', model: s.spec.model, version: s.spec.candidateVersion, devices: groups.candidate }));
+  if (groups.active.length > 0) mark(groups.active, t.action({ kind: 'assign', role: 'active', model: s.spec.model, version: s.spec.candidateVersion, devices: groups.active }));
+  if (groups.baseline.length > 0) {
+    mark(groups.baseline, t.action({ kind: 'revert', model: s.spec.model, devices: groups.baseline.map((id) => ({ deviceId: id, version: t.device(id).baseline })) }));
+  }
+}
+
+// ---- manual commands ---------------------------------------------------------------------
+
+function onPause(t: TransitionDraft, by: string): void {
+  const s = t.s;
+  requireActive(s, 'pause');
+  if (s.phase === 'Paused') throw new RolloutCommandError(`rollout ${s.id} is already paused (${s.pause?.message ?? ''})`);
+  stopAnalysisIfRunning(t);
+  pauseFor(t, 'manual', `paused by ${by}`);
+}
+
+function onResume(t: TransitionDraft, by: string): void {
+  const s = t.s;
+  requireActive(s, 'resume');
+  if (s.phase !== 'Paused' || !s.pause) throw new RolloutCommandError(`rollout ${s.id} is not paused`);
+  const reason = s.pause.reason;
+  s.phase = 'Progressing';
+  delete s.pause;
+  t.decide('command', 'resumed', `resumed by ${by}`, { by });
+  if (reason === 'step') {
+    completeStep(t);
+    return;
+  }
+  // manual or inconclusive: continue the stage that was interrupted.
+  switch (s.stepStage) {
+    case 'analyzing':
+      startAnalysis(t);
+      return;
+    case 'pausing': {
+      const current = s.spec.steps[s.stepIndex];
+      if (current?.kind === 'pause' && current.durationMs !== undefined) {
+        const until = s.stepStartedAt + current.durationMs;
+        if (until > t.at) pauseFor(t, 'step', `step ${s.stepIndex + 1} pauses until ${new Date(until).toISOString()}`, until);
+        else completeStep(t);
+      } else {
+        pauseFor(t, 'step', `step ${s.stepIndex + 1} pauses until resumed`);
+      }
+      return;
+    }
+    case 'assigning':
+    case 'activating':
+      settle(t);
+      return;
+    case 'done':
+      completeStep(t);
+      return;
+  }
+}
+
+function onPromote(t: TransitionDraft, by: string, full: boolean): void {
+  const s = t.s;
+  requireActive(s, 'promote');
+  if (s.stepStage === 'activating') throw new RolloutCommandError(`rollout ${s.id} is already activating the candidate everywhere`);
+  stopAnalysisIfRunning(t);
+  s.phase = 'Progressing';
+  delete s.pause;
+  if (full) {
+    t.decide('command', 'promoted', `promoted to 100% by ${by}, skipping the remaining steps and analysis`, { by });
+    activateEverywhere(t);
+    return;
+  }
+  t.decide('command', 'promoted', `step ${s.stepIndex + 1} skipped by ${by}`, { by });
+  completeStep(t);
+}
+
+function onRollback(t: TransitionDraft, by: string, reason?: string): void {
+  const s = t.s;
+  if (s.phase === 'RolledBack') throw new RolloutCommandError(`rollout ${s.id} is already rolled back`);
+  const why = `rolled back by ${by}${reason ? `: ${reason}` : ''}`;
+  if (s.phase === 'Completed') {
+    revertAll(t);
+    s.phase = 'RolledBack';
+    s.outcome = { status: 'rolled-back', reason: why, at: t.at };
+    t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'rolled-back', reason: why });
+    if (s.previousProduction) {
+      t.action({ kind: 'markVersion', model: s.spec.model, version: s.previousProduction, status: 'production', reason: `restored by rollback of ${s.spec.candidateVersion}` });
+    }
+    t.decide('rollback', 'rolled-back', `${why}; every device goes back to its baseline (previous production ${s.previousProduction ?? 'none'})`, { by });
+    return;
+  }
+  if (s.phase === 'Failed' || s.phase === 'Aborted') {
+    // Already reverting; re-send to every device not yet back (a second "one call" is harmless).
+    const pending = s.devices.filter((device) => device.touched && device.delivery !== 'delivered').map((device) => device.id);
+    for (const id of pending) t.setDevice(id, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
+    if (pending.length > 0) deliver(t, pending);
+    s.phase = 'RolledBack';
+    t.decide('rollback', 'rolled-back', `${why} (after ${s.outcome?.status ?? 'failure'})`, { by });
+    return;
+  }
+  fail(t, 'RolledBack', why, by);
+}
+
+/** Reverts every touched device, stops analysis, marks the candidate failed. */
+function fail(t: TransitionDraft, phase: 'Failed' | 'Aborted' | 'RolledBack', reason: string, by?: string): void {
+  const s = t.s;
+  stopAnalysisIfRunning(t);
+  revertAll(t);
+  s.phase = phase;
+  delete s.pause;
+  s.stepStage = 'done';
+  s.outcome = { status: phase === 'Aborted' ? 'aborted' : phase === 'RolledBack' ? 'rolled-back' : 'failed', reason, at: t.at };
+  t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'failed', reason });
+  t.decide(phase === 'Failed' ? 'failure' : phase === 'Aborted' ? 'command' : 'rollback', phase === 'Failed' ? 'failed' : phase === 'Aborted' ? 'aborted' : 'rolled-back', `${reason}; reverting ${s.devices.filter((device) => device.touched).length} device(s) to their baseline`, by ? { by } : {});
+}
+
+function revertAll(t: TransitionDraft): void {
+  const touched = t.s.devices.filter((device) => device.touched);
+  for (const device of touched) t.setDevice(device.id, { desired: 'baseline', delivery: 'pending', attempts: firstAttempt(t.s, device), nextAttemptAt: undefined, reason: undefined });
+  if (touched.length > 0) deliver(t, touched.map((device) => device.id));
+}
+
+/**
+ * A device that already timed out into unreachable gets one attempt, not a new round of
+ * retries: the same dead device must not delay every later stage. It converges when it
+ * comes back (deviceOnline).
+ */
+function firstAttempt(s: RolloutState, device: DeviceState): number {
+  return device.delivery === 'unreachable' ? s.spec.offline.maxAttempts : 1;
+}
+
+// ---- descriptions ------------------------------------------------------------------------
+
+export function describeStep(step: RolloutStep): string {
+  switch (step.kind) {
+    case 'setWeight': return `set weight ${step.percent}%`;
+    case 'devices': return `devices ${step.deviceIds.join(', ')}`;
+    case 'selector': return `devices matching ${describeSelector(step.selector)}`;
+    case 'pause': return step.durationMs === undefined ? 'pause until resumed' : `pause ${formatDuration(step.durationMs)}`;
+    case 'analysis': return `analysis of ${step.metrics.map((metric) => metric.name).join(', ')}`;
+  }
+}
+
+function describeDesired(s: RolloutState, desired: DesiredModel): string {
+  if (desired === 'baseline') return 'its baseline';
+  return `${s.spec.candidateVersion} as ${desired}`;
+}
+
+/** When the controller should next send a tick: the earliest retry or timed-pause end. */
+export function nextWakeAt(s: RolloutState): number | undefined {
+  const times = s.devices.filter((device) => device.delivery === 'retrying' && device.nextAttemptAt !== undefined).map((device) => device.nextAttemptAt!);
+  if (s.phase === 'Paused' && s.pause?.until !== undefined) times.push(s.pause.until);
+  return times.length === 0 ? undefined : Math.min(...times);
+}
+

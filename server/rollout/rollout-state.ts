@@ -1,0 +1,138 @@
+import type { Measurement } from '../analysis/measurement.ts';
+import type { RunPhase } from '../analysis/analysis-assessment.ts';
+import type { RolloutSpec } from './rollout-spec.ts';
+
+/**
+ * The persisted state of one rollout, the events that move it, and the idempotent actions it
+ * asks for. Everything is plain JSON (times are epoch milliseconds) so repositories store it
+ * as is.
+ */
+export type RolloutPhase = 'Progressing' | 'Paused' | 'Completed' | 'Failed' | 'Aborted' | 'RolledBack';
+export const TERMINAL_PHASES: readonly RolloutPhase[] = ['Completed', 'Failed', 'Aborted', 'RolledBack'];
+
+/** What the rollout wants a device to run. */
+export type DesiredModel = 'baseline' | 'candidate' | 'active';
+/** Where delivery of the desired model stands. */
+export type Delivery = 'idle' | 'pending' | 'delivered' | 'retrying' | 'unreachable' | 'refused';
+
+export interface DeviceState {
+  readonly id: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** The version active on the device when the rollout started; null if it had none. */
+  readonly baseline: string | null;
+  readonly desired: DesiredModel;
+  readonly delivery: Delivery;
+  /** Delivery attempts of the current desired model. */
+  readonly attempts: number;
+  readonly nextAttemptAt?: number;
+  /** The rollout ever sent this device something (so a rollback must revert it). */
+  readonly touched: boolean;
+  /** The action that carries the current desired model; results of older actions are ignored. */
+  readonly actionId?: string;
+  readonly reason?: string;
+}
+
+export type PauseReason = 'step' | 'manual' | 'inconclusive';
+
+export interface PauseState {
+  readonly reason: PauseReason;
+  readonly since: number;
+  /** A timed step pause resumes by itself then. */
+  readonly until?: number;
+  readonly message: string;
+}
+
+export interface AnalysisState {
+  readonly runId: string;
+  readonly stepIndex: number;
+  readonly startedAt: number;
+  readonly phase: RunPhase;
+  readonly measurements: readonly Measurement[];
+  readonly message?: string;
+}
+
+/** What the step at stepIndex is doing. */
+export type StepStage = 'assigning' | 'pausing' | 'analyzing' | 'activating' | 'done';
+
+export interface RolloutOutcome {
+  readonly status: 'production' | 'failed' | 'aborted' | 'rolled-back';
+  readonly reason: string;
+  readonly at: number;
+}
+
+export interface RolloutState {
+  readonly id: string;
+  readonly spec: RolloutSpec;
+  readonly phase: RolloutPhase;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** The current step; spec.steps.length while activating the candidate everywhere. */
+  readonly stepIndex: number;
+  readonly stepStage: StepStage;
+  readonly stepStartedAt: number;
+  readonly pause?: PauseState;
+  readonly analysis?: AnalysisState;
+  /** Analysis runs started so far (run ids stay unique across retries). */
+  readonly analysisRuns: number;
+  /** Every target device, in cohort order. */
+  readonly devices: readonly DeviceState[];
+  /** Devices that carry (or are being given) the candidate, in the order they joined. */
+  readonly cohort: readonly string[];
+  readonly previousProduction: string | null;
+  /** Counter behind action and decision ids. */
+  readonly seq: number;
+  readonly outcome?: RolloutOutcome;
+}
+
+export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused';
+
+export type RolloutEvent =
+  | { readonly type: 'start'; readonly at: number; readonly by: string; readonly devices: readonly { id: string; labels: Record<string, string>; baseline: string | null }[]; readonly previousProduction: string | null }
+  | { readonly type: 'actionResult'; readonly at: number; readonly actionId: string; readonly devices?: readonly { deviceId: string; outcome: ActionDeviceOutcome; reason?: string }[] }
+  | { readonly type: 'analysisMeasured'; readonly at: number; readonly runId: string; readonly measurement: Measurement }
+  | { readonly type: 'analysisCompleted'; readonly at: number; readonly runId: string; readonly phase: Exclude<RunPhase, 'Running'>; readonly message: string }
+  | { readonly type: 'tick'; readonly at: number }
+  | { readonly type: 'deviceOnline'; readonly at: number; readonly deviceId: string }
+  | { readonly type: 'pause'; readonly at: number; readonly by: string }
+  | { readonly type: 'resume'; readonly at: number; readonly by: string }
+  | { readonly type: 'promote'; readonly at: number; readonly by: string; readonly full: boolean }
+  | { readonly type: 'abort'; readonly at: number; readonly by: string; readonly reason?: string }
+  | { readonly type: 'rollback'; readonly at: number; readonly by: string; readonly reason?: string };
+
+export type ManualCommand = Extract<RolloutEvent['type'], 'pause' | 'resume' | 'promote' | 'abort' | 'rollback'>;
+
+export interface DeviceAssignment {
+  readonly deviceId: string;
+  /** For `revert`, the device's baseline (null: remove the model's candidate, nothing to go back to). */
+  readonly version: string | null;
+}
+
+/** Commands for the executor. Ids are unique per rollout and valid protocol message ids. */
+export type RolloutAction =
+  | { readonly id: string; readonly kind: 'assign'; readonly role: 'candidate' | 'active'; readonly model: string; readonly version: string; readonly devices: readonly string[] }
+  | { readonly id: string; readonly kind: 'revert'; readonly model: string; readonly devices: readonly DeviceAssignment[] }
+  | { readonly id: string; readonly kind: 'startAnalysis'; readonly runId: string; readonly stepIndex: number }
+  | { readonly id: string; readonly kind: 'stopAnalysis'; readonly runId: string }
+  | { readonly id: string; readonly kind: 'markVersion'; readonly model: string; readonly version: string; readonly status: 'production' | 'failed' | 'rolled-back'; readonly reason: string };
+
+export type DecisionKind = 'start' | 'step' | 'assignment' | 'measurement' | 'analysis' | 'pause' | 'promotion' | 'failure' | 'command' | 'rollback' | 'device';
+
+/** The decision log: every decision with its inputs. */
+export interface DecisionLogEntry {
+  readonly id: string;
+  readonly rolloutId: string;
+  readonly at: number;
+  readonly kind: DecisionKind;
+  readonly stepIndex: number;
+  /** e.g. a measurement phase, `promoted`, `failed`, `paused`. */
+  readonly verdict: string;
+  readonly message: string;
+  readonly measurement?: Measurement;
+  readonly by?: string;
+}
+
+export interface Transition {
+  readonly state: RolloutState;
+  readonly actions: readonly RolloutAction[];
+  readonly decisions: readonly DecisionLogEntry[];
+}

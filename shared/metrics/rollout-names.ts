@@ -1,0 +1,41 @@
+/**
+ * Prometheus metric names of staged rollouts: what the rollout controller exports about its
+ * decisions, and the per-device report series the server exports (and the builtin provider
+ * synthesizes from report history) so the same analysis queries run on either provider.
+ */
+export const ROLLOUT_METRICS = {
+  /** Gauge: index of the step the rollout is on (steps.length once fully promoted). */
+  step: 'fleetprune_rollout_step',
+  /** Gauge: percent of the rollout's target devices carrying the candidate. */
+  weight: 'fleetprune_rollout_weight_percent',
+  /** Gauge: devices of the rollout that timed out into "unreachable". */
+  unreachableDevices: 'fleetprune_rollout_unreachable_devices',
+  /** Gauge: the last value an analysis metric measured (first element of a vector result). */
+  analysisValue: 'fleetprune_analysis_value',
+  /** Gauge: the threshold an analysis metric's last value was compared with. */
+  analysisThreshold: 'fleetprune_analysis_threshold',
+  /** Counter: decisions (measurements, step changes, promotions, rollbacks) by verdict. */
+  decisions: 'fleetprune_rollout_decisions_total',
+} as const;
+
+/**
+ * Per-device benchmark series (labels: model, version, role, cohort, device). Gauges hold the
+ * latest report's value; counters accumulate over reports.
+ */
+export const DEVICE_REPORT_METRICS = {
+  /** Gauge: accuracy of the model on the device's holdout, as a ratio in [0, 1]. */
+  accuracy: 'fleetprune_device_accuracy_ratio',
+  latencyP50: 'fleetprune_device_latency_p50_seconds',
+  latencyP95: 'fleetprune_device_latency_p95_seconds',
+  latencyP99: 'fleetprune_device_latency_p99_seconds',
+  /** Gauge: failed predictions over predictions in the latest report's window. */
+  errorRatio: 'fleetprune_device_error_ratio',
+  /** Counter: predictions the device made with the model. */
+  predictions: 'fleetprune_device_predictions_total',
+  /** Counter: predictions that failed (runtime errors) on the device. */
+  errors: 'fleetprune_device_prediction_errors_total',
+  /** Counter: benchmark reports received from the device for the model. */
+  reports: 'fleetprune_device_reports_total',
+} as const;
+
+export const DEVICE_REPORT_LABELS = ['model', 'version', 'role', 'cohort', 'device'] as const;

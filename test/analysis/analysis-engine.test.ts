@@ -1,0 +1,205 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { AnalysisRun } from '../../server/analysis/analysis-run.ts';
+import { assessMetric } from '../../server/analysis/analysis-assessment.ts';
+import type { RunAssessment } from '../../server/analysis/analysis-assessment.ts';
+import type { Measurement } from '../../server/analysis/measurement.ts';
+import type { AnalysisMetric } from '../../server/analysis/metric-definition.ts';
+import { ManualScheduler } from '../../server/analysis/scheduler.ts';
+import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
+import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
+import { ScriptedProvider, type Scripted } from './scripted-provider.ts';
+
+/** Metrics resolved through the real spec validation, so defaults are the documented ones. */
+function metric(fields: Record<string, unknown>): AnalysisMetric {
+  const spec = validateRolloutSpec({
+    model: 'wine',
+    candidateVersion: '2',
+    steps: [{ analysis: { metrics: [{ name: 'm', provider: { prometheus: { query: 'q{model="{{args.model}}"}' } }, successCondition: 'result[0] >= 0.9', ...fields }] } }],
+  });
+  const step = spec.steps[0]!;
+  assert.equal(step.kind, 'analysis');
+  return (step as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+}
+
+interface Harness {
+  scheduler: ManualScheduler;
+  provider: ScriptedProvider;
+  run: AnalysisRun;
+  seen: Measurement[];
+  completed: RunAssessment[];
+}
+
+function harness(metrics: AnalysisMetric[], script: Scripted[], previous: Measurement[] = []): Harness {
+  const scheduler = new ManualScheduler(Date.UTC(2026, 0, 1));
+  const provider = new ScriptedProvider(script);
+  const seen: Measurement[] = [];
+  const completed: RunAssessment[] = [];
+  const run = new AnalysisRun({
+    metrics,
+    providers: new MetricProviderResolver({ builtin: provider }),
+    scheduler,
+    previous,
+    context: { model: 'wine', candidateVersion: '2', devices: ['d1'], args: { model: 'wine', candidateVersion: '2', rollout: 'r', cohort: 'd1', cohortSize: '1', step: '0' } },
+    onMeasurement: (m) => {
+      seen.push(m);
+    },
+    onComplete: (a) => {
+      completed.push(a);
+    },
+  });
+  return { scheduler, provider, run, seen, completed };
+}
+
+describe('analysis engine: measurement verdicts', () => {
+  it('measures at the interval up to count, recording the rendered query, values and thresholds', async () => {
+    const h = harness([metric({ interval: '1m', count: 3 })], [[0.95]]);
+    h.run.start();
+    await h.scheduler.advance(0);
+    assert.equal(h.seen.length, 1);
+    await h.scheduler.advance(59_000);
+    assert.equal(h.seen.length, 1, 'not before the interval');
+    await h.scheduler.advance(1_000);
+    assert.equal(h.seen.length, 2);
+    await h.scheduler.advance(120_000);
+    assert.equal(h.seen.length, 3, 'stops at count');
+    assert.deepEqual(h.provider.calls.map((c) => c.at - Date.UTC(2026, 0, 1)), [0, 60_000, 120_000]);
+    assert.equal(h.completed[0]?.phase, 'Successful');
+    const first = h.seen[0]!;
+    assert.equal(first.phase, 'Successful');
+    assert.deepEqual(first.queries, { query: 'q{model="wine"}' });
+    assert.deepEqual(first.value, [0.95]);
+    assert.deepEqual(first.thresholds, { successCondition: 'result[0] >= 0.9', success: 0.9, minSamples: 1 });
+    assert.equal(first.startedAt, '2026-01-01T00:00:00.000Z');
+    assert.match(first.message, /successCondition "result\[0\] >= 0.9" is true/);
+  });
+
+  it('is Inconclusive on an empty result, NaN, or too few samples — never Successful', async () => {
+    for (const [script, fields, expected] of [
+      [[[]], {}, /empty result/],
+      [[[Number.NaN]], {}, /has NaN/],
+      [[[0.95, 0.96]], { minSamples: 3, successCondition: 'all(result, {# >= 0.9})' }, /too few samples: 2 < minSamples 3/],
+    ] as const) {
+      const h = harness([metric(fields)], [[...script[0]]]);
+      h.run.start();
+      await h.scheduler.advance(0);
+      assert.equal(h.seen[0]?.phase, 'Inconclusive');
+      assert.match(h.seen[0]!.message, expected);
+      assert.equal(h.completed[0]?.phase, 'Inconclusive');
+    }
+  });
+
+  it('counts samples with samplesQuery when given', async () => {
+    const provider: Scripted = (query) => ({ resultType: 'vector', samples: [{ labels: {}, value: query.startsWith('count') ? 40 : 0.99 }] });
+    const h = harness([metric({ minSamples: 50, provider: { prometheus: { query: 'ratio', samplesQuery: 'count_it' } } })], [provider]);
+    h.run.start();
+    await h.scheduler.advance(0);
+    assert.equal(h.seen[0]?.phase, 'Inconclusive');
+    assert.equal(h.seen[0]?.samples, 40);
+    assert.deepEqual(h.seen[0]?.queries, { query: 'ratio', samplesQuery: 'count_it' });
+  });
+
+  it('follows successCondition and failureCondition like Argo', async () => {
+    const verdict = async (fields: Record<string, unknown>, value: number) => {
+      const h = harness([metric(fields)], [[value]]);
+      h.run.start();
+      await h.scheduler.advance(0);
+      return h.seen[0]!.phase;
+    };
+    assert.equal(await verdict({}, 0.5), 'Failed', 'only success, false → Failed');
+    assert.equal(await verdict({ successCondition: undefined, failureCondition: 'result[0] < 0.5' }, 0.6), 'Successful');
+    assert.equal(await verdict({ successCondition: undefined, failureCondition: 'result[0] < 0.5' }, 0.4), 'Failed');
+    assert.equal(await verdict({ failureCondition: 'result[0] < 0.5' }, 0.7), 'Inconclusive', 'both set, neither holds');
+    assert.equal(await verdict({ successCondition: 'result[3] > 0' }, 0.7), 'Error', 'evaluation error');
+  });
+
+  it('turns provider failures into Error measurements and stops after consecutiveErrorLimit', async () => {
+    const h = harness([metric({ interval: '10s', count: 10, consecutiveErrorLimit: 2 })], ['error']);
+    h.run.start();
+    await h.scheduler.advance(60_000);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Error', 'Error', 'Error']);
+    assert.match(h.seen[0]!.message, /scripted: connection refused/);
+    assert.equal(h.seen[0]!.value, null);
+    assert.equal(h.completed[0]?.phase, 'Error');
+    assert.match(h.completed[0]!.message, /3 consecutive errors > consecutiveErrorLimit 2/);
+  });
+});
+
+describe('analysis engine: run phase', () => {
+  it('fails at failureLimit + 1 failures, stopping further measurements', async () => {
+    const h = harness([metric({ interval: '1m', count: 10, failureLimit: 1 })], [[0.95], [0.5], [0.95], [0.4], [0.95]]);
+    h.run.start();
+    await h.scheduler.advance(30 * 60_000);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Successful', 'Failed', 'Successful', 'Failed']);
+    assert.equal(h.completed[0]?.phase, 'Failed');
+    assert.match(h.completed[0]!.message, /m: 2 failed measurements > failureLimit 1/);
+    assert.equal(h.scheduler.pendingCount, 0);
+  });
+
+  it('failureLimit -1 never fails on failures', async () => {
+    const h = harness([metric({ interval: '1m', count: 3, failureLimit: -1 })], [[0.1]]);
+    h.run.start();
+    await h.scheduler.advance(10 * 60_000);
+    assert.equal(h.completed[0]?.phase, 'Successful');
+  });
+
+  it('succeeds early at consecutiveSuccessLimit, and fails when count ends without it', async () => {
+    const early = harness([metric({ interval: '1m', count: 10, consecutiveSuccessLimit: 2, failureLimit: -1 })], [[0.5], [0.95], [0.96], [0.2]]);
+    early.run.start();
+    await early.scheduler.advance(60 * 60_000);
+    assert.deepEqual(early.seen.map((m) => m.phase), ['Failed', 'Successful', 'Successful']);
+    assert.equal(early.completed[0]?.phase, 'Successful');
+
+    const never = harness([metric({ interval: '1m', count: 3, consecutiveSuccessLimit: 2, failureLimit: -1 })], [[0.95], [0.5], [0.95]]);
+    never.run.start();
+    await never.scheduler.advance(60 * 60_000);
+    assert.equal(never.completed[0]?.phase, 'Failed');
+    assert.match(never.completed[0]!.message, /3 measurements without 2 consecutive successes/);
+  });
+
+  it('tolerates inconclusiveLimit inconclusive measurements', async () => {
+    const h = harness([metric({ interval: '1m', count: 3, inconclusiveLimit: 1 })], [[], [0.95], [0.95]]);
+    h.run.start();
+    await h.scheduler.advance(10 * 60_000);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Inconclusive', 'Successful', 'Successful']);
+    assert.equal(h.completed[0]?.phase, 'Successful');
+  });
+
+  it('lets other metrics finish after an Inconclusive one, and a later failure wins', async () => {
+    const a = metric({ name: 'a', interval: '1m', count: 1 });
+    const b = { ...metric({ name: 'b', interval: '1m', count: 2 }), source: { ...metric({}).source, query: 'b' } } as AnalysisMetric;
+    const provider: Scripted = (query, context) => {
+      const minute = (context.now.getTime() - Date.UTC(2026, 0, 1)) / 60_000;
+      if (query.startsWith('q')) return { resultType: 'vector', samples: [] };
+      return { resultType: 'vector', samples: [{ labels: {}, value: minute === 0 ? 0.95 : 0.1 }] };
+    };
+    const h = harness([a, b], [provider]);
+    h.run.start();
+    await h.scheduler.advance(0);
+    assert.equal(h.completed.length, 0, 'b still running');
+    await h.scheduler.advance(60_000);
+    assert.equal(h.completed[0]?.phase, 'Failed');
+  });
+
+  it('resumes from recorded measurements: counts continue and timing follows the last one', async () => {
+    const m = metric({ interval: '1m', count: 3 });
+    const first = harness([m], [[0.95]]);
+    first.run.start();
+    await first.scheduler.advance(60_000);
+    assert.equal(first.seen.length, 2);
+    first.run.stop();
+
+    const resumed = harness([m], [[0.95]], first.seen);
+    await resumed.scheduler.advance(150_000); // the restarted process starts after the next one was due
+    resumed.run.start();
+    await resumed.scheduler.advance(0);
+    assert.equal(resumed.seen.length, 1, 'one measurement left; it was already due');
+    assert.equal(resumed.seen[0]!.index, 2);
+    assert.equal(resumed.completed[0]?.phase, 'Successful');
+  });
+
+  it('assessMetric is Running until count', () => {
+    const m = metric({ interval: '1m', count: 2 });
+    assert.equal(assessMetric(m, []).phase, 'Running');
+  });
+});

@@ -1,0 +1,149 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
+import { RegistrySeriesRecorder } from '../../server/metricproviders/builtin/registry-series-recorder.ts';
+import { parsePromql, PromqlError } from '../../server/metricproviders/builtin/promql-parser.ts';
+import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
+import { MetricProviderError, type QueryResult } from '../../server/metricproviders/metric-provider.ts';
+import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
+
+const T0 = Date.UTC(2026, 0, 1, 12);
+const at = (seconds: number) => new Date(T0 + seconds * 1000);
+const byLabel = (result: QueryResult, label: string) => Object.fromEntries(result.samples.map((s) => [s.labels[label] ?? '', s.value]));
+const close = (actual: number | undefined, expected: number, tolerance = 1e-9) => assert.ok(actual !== undefined && Math.abs(actual - expected) <= tolerance, `${actual} ≉ ${expected}`);
+
+function registryFixture() {
+  const registry = new Registry();
+  const requests = new Counter({ name: 'app_requests_total', help: 'h', labelNames: ['code', 'route'], registers: [registry] });
+  const temperature = new Gauge({ name: 'app_temperature_celsius', help: 'h', labelNames: ['room'], registers: [registry] });
+  const latency = new Histogram({ name: 'app_latency_seconds', help: 'h', labelNames: ['route'], buckets: [0.1, 0.5, 1], registers: [registry] });
+  const recorder = new RegistrySeriesRecorder(registry);
+  return { registry, requests, temperature, latency, recorder, provider: new BuiltinProvider({ recorder }) };
+}
+
+describe('builtin provider over a prom-client Registry', () => {
+  it('selects series with label matchers and aggregates with sum/avg/min/max/count by and without', async () => {
+    const f = registryFixture();
+    f.requests.inc({ code: '200', route: '/a' }, 90);
+    f.requests.inc({ code: '500', route: '/a' }, 10);
+    f.requests.inc({ code: '200', route: '/b' }, 50);
+    f.temperature.set({ room: 'lab' }, 21);
+    f.temperature.set({ room: 'hall' }, 17);
+    const q = (query: string) => f.provider.query(query, { now: at(0) });
+
+    assert.deepEqual((await q('app_requests_total{code="500"}')).samples, [{ labels: { __name__: 'app_requests_total', code: '500', route: '/a' }, value: 10 }]);
+    assert.equal((await q('app_requests_total{code!="500"}')).samples.length, 2);
+    assert.equal((await q('app_requests_total{route=~"/(a|c)"}')).samples.length, 2);
+    assert.equal((await q('app_requests_total{route!~"/a"}')).samples.length, 1);
+    assert.deepEqual(byLabel(await q('sum by (route) (app_requests_total)'), 'route'), { '/a': 100, '/b': 50 });
+    assert.deepEqual(byLabel(await q('sum(app_requests_total) by (code)'), 'code'), { '200': 140, '500': 10 });
+    assert.deepEqual((await q('sum(app_requests_total)')).samples, [{ labels: {}, value: 150 }]);
+    assert.deepEqual(byLabel(await q('count without (code) (app_requests_total)'), 'route'), { '/a': 2, '/b': 1 });
+    assert.equal((await q('avg(app_temperature_celsius)')).samples[0]!.value, 19);
+    assert.equal((await q('min(app_temperature_celsius)')).samples[0]!.value, 17);
+    assert.equal((await q('max(app_temperature_celsius)')).samples[0]!.value, 21);
+  });
+
+  it('evaluates binary operations with scalars, ratios of two sums, comparisons and bool', async () => {
+    const f = registryFixture();
+    f.requests.inc({ code: '200', route: '/a' }, 90);
+    f.requests.inc({ code: '500', route: '/a' }, 10);
+    f.temperature.set({ room: 'lab' }, 21);
+    f.temperature.set({ room: 'hall' }, 17);
+    const q = (query: string) => f.provider.query(query, { now: at(0) });
+    assert.deepEqual(await q('sum(app_requests_total{code="500"}) / sum(app_requests_total)'), { resultType: 'vector', samples: [{ labels: {}, value: 0.1 }] });
+    assert.deepEqual(await q('2 * 3 + 1'), { resultType: 'scalar', samples: [{ labels: {}, value: 7 }] });
+    assert.deepEqual(byLabel(await q('app_temperature_celsius * 2 + 1 - 3 / 3'), 'room'), { lab: 42, hall: 34 });
+    assert.deepEqual(byLabel(await q('app_temperature_celsius > 20'), 'room'), { lab: 21 });
+    assert.deepEqual(byLabel(await q('app_temperature_celsius > bool 20'), 'room'), { lab: 1, hall: 0 });
+    assert.deepEqual(byLabel(await q('-app_temperature_celsius'), 'room'), { lab: -21, hall: -17 });
+    assert.deepEqual(byLabel(await q('sum by (route) (app_requests_total{code="500"}) / on (route) sum by (route) (app_requests_total)'), 'route'), { '/a': 0.1 });
+    assert.deepEqual((await q('scalar(sum(app_requests_total))')).samples, [{ labels: {}, value: 100 }]);
+    assert.deepEqual((await q('absent_series_total')).samples, []);
+  });
+
+  it('computes rate and increase over counters scraped at several times', async () => {
+    const f = registryFixture();
+    f.requests.inc({ code: '200', route: '/a' }, 100);
+    await f.recorder.scrape(at(0));
+    f.requests.inc({ code: '200', route: '/a' }, 30);
+    await f.recorder.scrape(at(30));
+    f.requests.inc({ code: '200', route: '/a' }, 30);
+    const increase = await f.provider.query('increase(app_requests_total[1m])', { now: at(60) });
+    assert.deepEqual(increase.samples, [{ labels: { code: '200', route: '/a' }, value: 60 }]);
+    const rate = await f.provider.query('sum(rate(app_requests_total[1m]))', { now: at(60) });
+    assert.equal(rate.samples[0]!.value, 1);
+    const tooShort = await f.provider.query('rate(app_requests_total[10s])', { now: at(60) });
+    assert.deepEqual(tooShort.samples, [], 'one point in the range: no rate');
+  });
+
+  it('computes histogram_quantile over _bucket series like Prometheus', async () => {
+    const f = registryFixture();
+    for (const value of [0.05, 0.05, 0.05, 0.05, 0.2, 0.2, 0.2, 0.2, 0.7, 2]) f.latency.observe({ route: '/a' }, value);
+    // buckets: le=0.1 → 4, 0.5 → 8, 1 → 9, +Inf → 10
+    const q = (query: string) => f.provider.query(query, { now: at(0) });
+    close((await q('histogram_quantile(0.5, app_latency_seconds_bucket)')).samples[0]!.value, 0.1 + 0.4 * (1 / 4));
+    close((await q('histogram_quantile(0.9, sum by (le) (app_latency_seconds_bucket))')).samples[0]!.value, 1);
+    close((await q('histogram_quantile(0.95, app_latency_seconds_bucket{route="/a"})')).samples[0]!.value, 1, 0);
+    close((await q('histogram_quantile(0.2, app_latency_seconds_bucket)')).samples[0]!.value, 0.05);
+    assert.deepEqual((await q('histogram_quantile(0.5, app_latency_seconds_bucket)')).samples[0]!.labels, { route: '/a' });
+    assert.equal((await q('app_latency_seconds_count')).samples[0]!.value, 10);
+  });
+
+  it('reports unsupported PromQL and bad queries as provider errors naming the construct', async () => {
+    const f = registryFixture();
+    const fails = async (query: string, message: RegExp) =>
+      assert.rejects(f.provider.query(query, { now: at(0) }), (error: unknown) => error instanceof MetricProviderError && message.test(error.message), query);
+    await fails('topk(3, app_requests_total)', /does not support "topk"/);
+    await fails('app_requests_total offset 5m', /does not support "offset"/);
+    await fails('app_requests_total and app_temperature_celsius', /does not support "and"/);
+    await fails('label_replace(app_requests_total)', /does not support the function "label_replace"/);
+    await fails('rate(app_requests_total)', /rate\(\) takes one range selector/);
+    await fails('app_requests_total[5m]', /must be the argument of a range function/);
+    await fails('sum(app_requests_total', /expected "\)", found end of query/);
+    await fails('app_requests_total{code=200}', /expected a quoted string after code=/);
+    await fails('{code=~".*"}', /needs a metric name or a matcher that does not match the empty string/);
+    await fails('rate(app_requests_total[5m:1m])', /expected "\]"|subqueries/);
+    await fails('app_requests_total / on (code) group_left app_temperature_celsius', /group_left/);
+    assert.throws(() => parsePromql('2 ^ 3'), PromqlError);
+  });
+});
+
+function report(fields: Partial<DeviceReport> & { deviceId: string; ts: Date }): DeviceReport {
+  return { model: 'wine', version: '2', role: 'candidate', cohort: 'pilot', accuracy: 0.95, latencyMs: { p50: 2, p95: 5, p99: 9 }, errors: 0, predictions: 100, ...fields };
+}
+
+describe('builtin provider over report history', () => {
+  it('synthesizes per-device gauges and counters with model/version/role/cohort/device labels', async () => {
+    const history = new InMemoryReportHistory();
+    history.add(
+      report({ deviceId: 'd1', ts: at(-120), accuracy: 0.9, errors: 1, predictions: 100 }),
+      report({ deviceId: 'd1', ts: at(-60), accuracy: 0.94, errors: 3, predictions: 100 }),
+      report({ deviceId: 'd2', ts: at(-60), accuracy: 0.96, latencyMs: { p50: 1, p95: 8, p99: 12 } }),
+      report({ deviceId: 'd1', ts: at(-60), role: 'active', version: '1', accuracy: 0.97 }),
+      report({ deviceId: 'd1', ts: at(-3600), accuracy: 0.1 }),
+    );
+    const provider = new BuiltinProvider({ history });
+    const q = (query: string) => provider.query(query, { now: at(0) });
+    assert.deepEqual(byLabel(await q('fleetprune_device_accuracy_ratio{role="candidate"}'), 'device'), { d1: 0.94, d2: 0.96 });
+    close(byLabel(await q('avg_over_time(fleetprune_device_accuracy_ratio{version="2",device="d1"}[5m])'), 'device').d1, 0.92);
+    assert.deepEqual(byLabel(await q('fleetprune_device_accuracy_ratio{role="active"}'), 'version'), { '1': 0.97 });
+    assert.deepEqual(byLabel(await q('max by (device) (fleetprune_device_latency_p95_seconds)'), 'device'), { d1: 0.005, d2: 0.008 });
+    assert.deepEqual(await q('sum(increase(fleetprune_device_prediction_errors_total{role="candidate"}[5m]))'), { resultType: 'vector', samples: [{ labels: {}, value: 4 }] });
+    const ratio = await q('sum(rate(fleetprune_device_prediction_errors_total{role="candidate"}[5m])) / sum(rate(fleetprune_device_predictions_total{role="candidate"}[5m]))');
+    close(ratio.samples[0]!.value, 4 / 300);
+    assert.deepEqual(byLabel(await q('count_over_time(fleetprune_device_accuracy_ratio{role="candidate"}[90s])'), 'device'), { d1: 1, d2: 1 });
+    assert.deepEqual(byLabel(await q('sum by (cohort) (increase(fleetprune_device_reports_total[10m]))'), 'cohort'), { pilot: 4 });
+  });
+
+  it('combines registry series and report history in one query', async () => {
+    const f = registryFixture();
+    const history = new InMemoryReportHistory();
+    history.add(report({ deviceId: 'd1', ts: at(-10) }));
+    f.temperature.set({ room: 'lab' }, 2);
+    const provider = new BuiltinProvider({ recorder: f.recorder, history });
+    const result = await provider.query('sum(fleetprune_device_accuracy_ratio) * scalar(sum(app_temperature_celsius))', { now: at(0) });
+    close(result.samples[0]!.value, 1.9);
+  });
+});

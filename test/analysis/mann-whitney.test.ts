@@ -1,0 +1,89 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { erfc, hodgesLehmannShift, mannWhitneyU, median } from '../../server/analysis/mann-whitney.ts';
+
+/**
+ * Expected values are scipy.stats.mannwhitneyu 1.17 (use_continuity=True unless stated), and
+ * hand-derivable exact ones: for x = [1,2,3], y = [4,5,6] every one of the C(6,3) = 20
+ * arrangements is equally likely and only one has U = 0, so P(U ≤ 0) = 1/20.
+ */
+const close = (actual: number, expected: number, tolerance = 1e-8) =>
+  assert.ok(Math.abs(actual - expected) <= tolerance, `${actual} is not within ${tolerance} of ${expected}`);
+
+describe('Mann-Whitney U', () => {
+  const x = [19, 22, 16, 29, 24];
+  const y = [20, 11, 17, 12];
+
+  it('computes U of the first sample', () => {
+    assert.equal(mannWhitneyU(x, y).u, 17);
+    assert.equal(mannWhitneyU(y, x).u, 3);
+  });
+
+  it('matches scipy asymptotic p-values without ties', () => {
+    close(mannWhitneyU(x, y, { method: 'asymptotic' }).p, 0.11134688653314041);
+    close(mannWhitneyU(x, y, { method: 'asymptotic', alternative: 'less' }).p, 0.9669037101389033);
+    close(mannWhitneyU(x, y, { method: 'asymptotic', alternative: 'greater' }).p, 0.055673443266570206);
+    close(mannWhitneyU(x, y, { method: 'asymptotic' }).z, 1.7146428199482247, 1e-12);
+  });
+
+  it('matches scipy exact p-values (and picks exact by default for small samples without ties)', () => {
+    close(mannWhitneyU(x, y, { method: 'exact' }).p, 0.1111111111111111, 1e-12);
+    close(mannWhitneyU(x, y, { method: 'exact', alternative: 'less' }).p, 0.9682539682539683, 1e-12);
+    close(mannWhitneyU(x, y, { alternative: 'greater' }).p, 0.05555555555555555, 1e-12);
+    assert.equal(mannWhitneyU(x, y).method, 'exact');
+    const separated = mannWhitneyU([1, 2, 3], [4, 5, 6], { alternative: 'less' });
+    assert.equal(separated.u, 0);
+    close(separated.p, 1 / 20, 1e-12);
+    close(mannWhitneyU([1, 2, 3], [4, 5, 6], { alternative: 'less', method: 'asymptotic' }).p, 0.04042779918502612);
+  });
+
+  it('applies the tie correction like scipy', () => {
+    const a = [1, 2, 2, 3, 3, 3, 4, 5];
+    const b = [3, 4, 4, 5, 5, 6, 7, 7, 8];
+    const twoSided = mannWhitneyU(a, b);
+    assert.equal(twoSided.u, 7.5);
+    assert.equal(twoSided.ties, true);
+    assert.equal(twoSided.method, 'asymptotic');
+    close(twoSided.p, 0.006373133838085873);
+    close(mannWhitneyU(a, b, { alternative: 'less' }).p, 0.0031865669190429364);
+    close(mannWhitneyU(a, b, { alternative: 'greater' }).p, 0.9976386658073535);
+    close(mannWhitneyU(a, b, { continuityCorrection: false }).p, 0.0054921866892152955);
+    assert.throws(() => mannWhitneyU(a, b, { method: 'exact' }), /needs samples without ties/);
+  });
+
+  it('uses the normal approximation for larger samples', () => {
+    const big1 = Array.from({ length: 30 }, (_, i) => i * 0.5);
+    const big2 = Array.from({ length: 25 }, (_, i) => i * 0.5 + 3);
+    const result = mannWhitneyU(big1, big2);
+    assert.equal(result.u, 288);
+    close(result.p, 0.14353573809364073);
+  });
+
+  it('stays fast and bounded for a tiny sample against a large one', () => {
+    const small = [1, 2, 3];
+    const large = Array.from({ length: 5000 }, (_, i) => i * 0.001 + 0.5);
+    const started = Date.now();
+    const auto = mannWhitneyU(small, large, { alternative: 'greater' });
+    assert.equal(auto.method, 'asymptotic', 'n1 × n2 above the exact limit');
+    const exact = mannWhitneyU([10, 20, 30], Array.from({ length: 500 }, (_, i) => i * 0.01 + 0.001), { alternative: 'greater', method: 'exact' });
+    assert.equal(exact.u, 1500);
+    close(exact.p, 1 / ((503 * 502 * 501) / 6), 1e-15);
+    assert.ok(Date.now() - started < 2000);
+    assert.throws(() => mannWhitneyU(small, Array.from({ length: 400_000 }, (_, i) => i + 0.5), { method: 'exact' }), /limited to n1 × n2 ≤ 1000000/);
+  });
+
+  it('rejects empty or non-finite samples', () => {
+    assert.throws(() => mannWhitneyU([], [1]), /two non-empty samples/);
+    assert.throws(() => mannWhitneyU([Number.NaN], [1]), /finite values/);
+  });
+
+  it('erfc, median and the Hodges-Lehmann shift', () => {
+    close(erfc(0.3), 0.6713732405408726, 1e-9);
+    close(erfc(1), 0.15729920705028513, 1e-9);
+    close(erfc(-1), 1.842700792949715, 1e-9);
+    close(erfc(5), 1.5374597944280351e-12, 1e-15);
+    assert.equal(median([3, 1, 2]), 2);
+    assert.equal(median([4, 1, 2, 3]), 2.5);
+    assert.equal(hodgesLehmannShift([10, 11, 12], [1, 2, 3]), 9);
+  });
+});

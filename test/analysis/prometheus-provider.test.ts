@@ -1,0 +1,179 @@
+import { after, before, describe, it } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import type { AnalysisMetric } from '../../server/analysis/metric-definition.ts';
+import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
+import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
+import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
+import { MetricProviderError } from '../../server/metricproviders/metric-provider.ts';
+import { PrometheusProvider } from '../../server/metricproviders/prometheus-provider.ts';
+import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
+import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
+import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
+import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
+import { engineMissing, findExecutable } from '../helpers/engines.ts';
+
+/**
+ * The prometheus provider against a real Prometheus: the test serves a prom-client registry
+ * (with the per-device report series) on an ephemeral port, starts /usr/bin/prometheus with a
+ * temporary config scraping it every second, waits until the target is up and the series are
+ * there, and queries it.
+ */
+const binary = findExecutable([process.env.PROMETHEUS_BIN ?? '/usr/bin/prometheus', 'prometheus']);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const history = new InMemoryReportHistory();
+const registry = new Registry();
+const exporter = new ReportMetricsExporter(registry);
+const reportTime = Date.now();
+const reports: DeviceReport[] = [];
+for (const [i, device] of ['d1', 'd2', 'd3', 'd4'].entries()) {
+  for (const role of ['active', 'candidate'] as const) {
+    reports.push({
+      model: 'wine', version: role === 'active' ? '1' : '2', role, cohort: 'pilot', deviceId: device,
+      accuracy: role === 'active' ? 0.95 + i * 0.005 : 0.6 + i * 0.01,
+      latencyMs: { p50: 1, p95: 2 + i, p99: 4 }, errors: i, predictions: 100, ts: new Date(reportTime),
+    });
+  }
+}
+for (const report of reports) {
+  history.add(report);
+  exporter.observe(report);
+}
+
+let metricsServer: http.Server | undefined;
+let prometheus: ChildProcess | undefined;
+let dataDir: string | undefined;
+let url = '';
+let stderr = '';
+
+async function waitUntilReady(provider: PrometheusProvider, deadlineMs: number): Promise<void> {
+  const started = Date.now();
+  let last = '';
+  while (Date.now() - started < deadlineMs) {
+    try {
+      const up = await provider.query('up{job="fleetprune"}', { now: new Date(), timeoutMs: 1000 });
+      const series = await provider.query('count(fleetprune_device_accuracy_ratio)', { now: new Date(), timeoutMs: 1000 });
+      if (up.samples[0]?.value === 1 && series.samples[0]?.value === 8) return;
+      last = `up=${up.samples[0]?.value}, series=${series.samples[0]?.value}`;
+    } catch (error) {
+      last = String(error);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`Prometheus did not scrape the test target within ${deadlineMs} ms (${last}); stderr: ${stderr.slice(-2000)}`);
+}
+
+describe('prometheus provider against a real Prometheus', () => {
+  before(async () => {
+    if (!binary) return;
+    metricsServer = http.createServer(async (_req, res) => {
+      res.setHeader('content-type', registry.contentType);
+      res.end(await registry.metrics());
+    });
+    await new Promise<void>((resolve) => metricsServer!.listen(0, '127.0.0.1', resolve));
+    const targetPort = (metricsServer.address() as net.AddressInfo).port;
+    dataDir = mkdtempSync(path.join(os.tmpdir(), 'fleetprune-prom-'));
+    const config = path.join(dataDir, 'prometheus.yml');
+    writeFileSync(config, `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fleetprune\n    static_configs:\n      - targets: ['127.0.0.1:${targetPort}']\n`);
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}`;
+    prometheus = spawn(binary, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dataDir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    prometheus.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    await waitUntilReady(new PrometheusProvider({ url }), 30_000);
+  });
+
+  after(async () => {
+    if (prometheus && prometheus.exitCode === null) {
+      const exited = new Promise((resolve) => prometheus!.once('exit', resolve));
+      prometheus.kill('SIGTERM');
+      await exited;
+    }
+    await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  const needsPrometheus = (t: TestContext): boolean => {
+    if (binary) return true;
+    engineMissing(t, 'Prometheus', 'no prometheus binary at /usr/bin/prometheus or on PATH (set PROMETHEUS_BIN)');
+    return false;
+  };
+
+  it('returns instant vectors with labels, and scalars', async (t) => {
+    if (!needsPrometheus(t)) return;
+    const provider = new PrometheusProvider({ url });
+    const vector = await provider.query('fleetprune_device_accuracy_ratio{role="candidate",device="d2"}', { now: new Date() });
+    assert.equal(vector.resultType, 'vector');
+    assert.equal(vector.samples.length, 1);
+    assert.equal(vector.samples[0]!.labels.model, 'wine');
+    assert.equal(vector.samples[0]!.labels.version, '2');
+    assert.equal(vector.samples[0]!.labels.job, 'fleetprune');
+    assert.ok(Math.abs(vector.samples[0]!.value - 0.61) < 1e-12);
+    const byDevice = await provider.query('sum by (device) (fleetprune_device_prediction_errors_total{role="candidate"})', { now: new Date() });
+    assert.deepEqual(Object.fromEntries(byDevice.samples.map((s) => [s.labels.device, s.value])), { d1: 0, d2: 1, d3: 2, d4: 3 });
+    const scalar = await provider.query('scalar(sum(fleetprune_device_predictions_total))', { now: new Date() });
+    assert.deepEqual(scalar, { resultType: 'scalar', samples: [{ labels: {}, value: 800 }] });
+    const nan = await provider.query('0/0', { now: new Date() });
+    assert.ok(Number.isNaN(nan.samples[0]!.value));
+    const empty = await provider.query('fleetprune_device_accuracy_ratio{device="nobody"}', { now: new Date() });
+    assert.deepEqual(empty.samples, []);
+  });
+
+  it('gives the same relative-check verdict and values as the builtin provider', async (t) => {
+    if (!needsPrometheus(t)) return;
+    const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-accuracy' }] } }] });
+    const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+    const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2', 'd3', 'd4'], args: {}, now: () => new Date() };
+    const viaPrometheus = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }), prometheus: new PrometheusProvider({ url }) }), context);
+    const viaBuiltin = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }) }), { ...context, now: () => new Date(reportTime + 1000) });
+    assert.equal(viaPrometheus.provider, 'prometheus');
+    assert.equal(viaPrometheus.phase, 'Failed');
+    assert.equal(viaBuiltin.phase, 'Failed');
+    assert.deepEqual(viaPrometheus.value!.map((v) => v.toFixed(6)), viaBuiltin.value!.map((v) => v.toFixed(6)));
+    assert.deepEqual(viaPrometheus.baseline!.map((v) => v.toFixed(6)), viaBuiltin.baseline!.map((v) => v.toFixed(6)));
+  });
+
+  it('turns Prometheus errors into MetricProviderError', async (t) => {
+    if (!needsPrometheus(t)) return;
+    const provider = new PrometheusProvider({ url });
+    await assert.rejects(provider.query('sum(', { now: new Date() }), (error: unknown) => error instanceof MetricProviderError && /^prometheus: bad_data: .*parse error/.test(error.message));
+    await assert.rejects(provider.query('fleetprune_device_accuracy_ratio[1m]', { now: new Date() }), /returns a range vector; wrap it in a function/);
+  });
+
+  it('turns unreachable and hanging servers into errors within the timeout', async () => {
+    const closedPort = await freePort();
+    await assert.rejects(new PrometheusProvider({ url: `http://127.0.0.1:${closedPort}` }).query('up', { now: new Date() }), /prometheus: cannot reach http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/);
+    const sockets: net.Socket[] = [];
+    const hanging = net.createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    const port = (hanging.address() as net.AddressInfo).port;
+    const started = Date.now();
+    try {
+      await assert.rejects(new PrometheusProvider({ url: `http://127.0.0.1:${port}`, timeoutMs: 300 }).query('up', { now: new Date() }), /prometheus: query timed out after 300 ms/);
+      assert.ok(Date.now() - started < 3000);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      hanging.close();
+    }
+    assert.throws(() => new PrometheusProvider({ url: 'not a url' }), /--prometheus-url: "not a url" is not a URL/);
+  });
+});

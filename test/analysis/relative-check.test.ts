@@ -1,0 +1,106 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AnalysisMetric, MetricSource } from '../../server/analysis/metric-definition.ts';
+import { judgeRelative, relativeBound, relativeQueries } from '../../server/analysis/relative-check.ts';
+import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
+import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
+import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
+import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
+import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
+import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
+
+type Relative = Extract<MetricSource, { kind: 'relative' }>;
+const accuracy: Relative = { kind: 'relative', metric: 'accuracy', comparator: '>=', tolerance: 0.5, toleranceMode: 'absolute', confidence: 0.95, windowMs: 300_000 };
+const latency: Relative = { kind: 'relative', metric: 'latency_p95', comparator: '<=', tolerance: 0.1, toleranceMode: 'relative', confidence: 0.95, windowMs: 300_000 };
+const errors: Relative = { kind: 'relative', metric: 'error_rate', comparator: '<=', tolerance: 0.1, toleranceMode: 'absolute', confidence: 0.95, windowMs: 300_000 };
+const devices = (values: number[]) => new Map(values.map((value, i) => [`d${i + 1}`, value]));
+
+describe('relative checks: bounds and verdicts', () => {
+  it('bounds the baseline as issue #5 states', () => {
+    assert.equal(relativeBound(accuracy, 95), 94.5, 'accuracy ≥ baseline − 0.5 points');
+    assert.ok(Math.abs(relativeBound(latency, 10) - 11) < 1e-12, 'p95 latency ≤ baseline × 1.1');
+    assert.ok(Math.abs(relativeBound(errors, 0.2) - 0.3) < 1e-12, 'error rate ≤ baseline + 0.1 %');
+  });
+
+  it('passes a candidate within tolerance', () => {
+    const verdict = judgeRelative(accuracy, devices([95.1, 94.8, 95.3, 95.0]), devices([95.2, 95.0, 95.4, 95.1]), 4);
+    assert.equal(verdict.phase, 'Successful');
+    assert.match(verdict.message, /within tolerance/);
+    assert.equal(verdict.evidence?.bound, 95.15 - 0.5);
+  });
+
+  it('fails a clearly worse candidate, with the test statistics as evidence', () => {
+    const verdict = judgeRelative(accuracy, devices([61, 63, 58, 60]), devices([95, 96, 94, 95.5]), 4);
+    assert.equal(verdict.phase, 'Failed');
+    assert.equal(verdict.evidence?.u, 0);
+    assert.ok(Math.abs(verdict.evidence!.p - 1 / 70) < 1e-12, 'exact one-sided p for 4 vs 4 fully separated is 1/C(8,4)');
+    assert.match(verdict.message, /significantly worse at confidence 0.95/);
+    const slow = judgeRelative(latency, devices([20, 22, 21, 25, 24]), devices([10, 11, 10, 12, 11]), 4);
+    assert.equal(slow.phase, 'Failed');
+  });
+
+  it('is Inconclusive with too few devices, or when worse but not significantly', () => {
+    const few = judgeRelative(accuracy, devices([60, 61, 62]), devices([95, 96, 97]), 4);
+    assert.equal(few.phase, 'Inconclusive');
+    assert.match(few.message, /too few samples: 3 devices with both candidate and baseline accuracy reports \(3 candidate, 3 baseline\) < minSamples 4/);
+    const noisy = judgeRelative(accuracy, devices([90, 99, 93, 97]), devices([95, 96, 94, 98]), 4);
+    assert.equal(noisy.phase, 'Inconclusive');
+    assert.match(noisy.message, /outside tolerance but not significant/);
+    const nan = judgeRelative(accuracy, devices([Number.NaN, 1, 2, 3]), devices([1, 2, 3, 4]), 4);
+    assert.equal(nan.phase, 'Inconclusive');
+  });
+
+  it('compares only devices with both candidate and baseline values', () => {
+    const candidate = devices([95, 95, 95, 95, 95]);
+    const baseline = devices([95, 95, 95, 95]);
+    assert.equal(judgeRelative(accuracy, candidate, baseline, 5).phase, 'Inconclusive');
+    assert.equal(judgeRelative(accuracy, candidate, baseline, 4).phase, 'Successful');
+  });
+
+  it('queries per-device series for the cohort, escaping device ids', () => {
+    const queries = relativeQueries(accuracy, { model: 'wine', candidateVersion: '2', devices: ['dev.1', 'dev-2'] });
+    assert.equal(queries.candidate, 'avg by (device) (avg_over_time(fleetprune_device_accuracy_ratio{model="wine",version="2",role="candidate",device=~"dev\\\\.1|dev-2"}[5m]))');
+    assert.equal(queries.baseline, 'avg by (device) (avg_over_time(fleetprune_device_accuracy_ratio{model="wine",role="active",device=~"dev\\\\.1|dev-2"}[5m]))');
+  });
+});
+
+describe('relative checks through the builtin provider', () => {
+  const now = Date.UTC(2026, 0, 1, 12);
+  const metric = (): AnalysisMetric => {
+    const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-accuracy' }] } }] });
+    return (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+  };
+  const side = (deviceId: string, role: 'candidate' | 'active', value: number, secondsAgo: number): DeviceReport => ({
+    model: 'wine', version: role === 'candidate' ? '2' : '1', role, cohort: 'pilot', deviceId, accuracy: value,
+    latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 0, predictions: 50, ts: new Date(now - secondsAgo * 1000),
+  });
+
+  async function measure(history: InMemoryReportHistory, cohort: string[]) {
+    const resolver = new MetricProviderResolver({ builtin: new BuiltinProvider({ history }) });
+    return takeMeasurement(metric(), 0, resolver, { model: 'wine', candidateVersion: '2', devices: cohort, args: {}, now: () => new Date(now) });
+  }
+
+  it('fails an over-pruned candidate on the same devices and records every input', async () => {
+    const history = new InMemoryReportHistory();
+    for (const [i, device] of ['d1', 'd2', 'd3', 'd4'].entries()) {
+      history.add(side(device, 'active', 0.95 + i * 0.005, 30), side(device, 'candidate', 0.62 + i * 0.01, 30));
+    }
+    history.add(side('outsider', 'candidate', 0.1, 30));
+    const measurement = await measure(history, ['d1', 'd2', 'd3', 'd4']);
+    assert.equal(measurement.phase, 'Failed');
+    assert.equal(measurement.provider, 'builtin');
+    assert.deepEqual(Object.keys(measurement.queries), ['candidate', 'baseline']);
+    assert.deepEqual(measurement.relative?.candidate.map((entry) => entry.device), ['d1', 'd2', 'd3', 'd4']);
+    assert.ok(Math.abs(measurement.value![0]! - 62) < 1e-9, 'accuracy in points');
+    assert.ok(Math.abs(measurement.thresholds.success! - (95.75 - 0.5)) < 1e-9);
+    assert.match(measurement.message, /^accuracy: candidate accuracy 63\.50 points vs baseline 95\.75 points − 0\.5 points = 95\.25 on 4 devices/);
+  });
+
+  it('passes a good candidate and is Inconclusive when the pilot is too small', async () => {
+    const history = new InMemoryReportHistory();
+    for (const device of ['d1', 'd2', 'd3', 'd4']) history.add(side(device, 'active', 0.95, 30), side(device, 'candidate', 0.951, 30));
+    assert.equal((await measure(history, ['d1', 'd2', 'd3', 'd4'])).phase, 'Successful');
+    assert.equal((await measure(history, ['d1', 'd2'])).phase, 'Inconclusive');
+    assert.equal((await measure(history, [])).phase, 'Inconclusive');
+  });
+});

@@ -1,0 +1,287 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Registry } from 'prom-client';
+import { ManualScheduler } from '../../server/analysis/scheduler.ts';
+import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
+import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
+import type { MetricProvider } from '../../server/metricproviders/metric-provider.ts';
+import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
+import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
+import { RolloutController } from '../../server/rollout/rollout-controller.ts';
+import { RolloutMetrics } from '../../server/rollout/rollout-metrics.ts';
+import type { RolloutCommit, RolloutRepository } from '../../server/rollout/rollout-repository.ts';
+import type { RolloutSpec } from '../../server/rollout/rollout-spec.ts';
+import type { DecisionLogEntry, RolloutAction, RolloutState } from '../../server/rollout/rollout-state.ts';
+import { ScriptedProvider } from '../analysis/scripted-provider.ts';
+import { fleetOf, specOf, STAGED_STEPS, T0 } from './rollout-fixtures.ts';
+import { InMemoryFleet, InMemoryModelStatus } from './in-memory-fleet.ts';
+
+interface Rig {
+  scheduler: ManualScheduler;
+  repository: RolloutRepository;
+  fleet: InMemoryFleet;
+  models: InMemoryModelStatus;
+  controller: RolloutController;
+  registry: Registry;
+}
+
+function rig(options: { provider?: MetricProvider; devices?: ReturnType<typeof fleetOf>; repository?: RolloutRepository; scheduler?: ManualScheduler; fleet?: InMemoryFleet; models?: InMemoryModelStatus } = {}): Rig {
+  const scheduler = options.scheduler ?? new ManualScheduler(T0);
+  const repository = options.repository ?? new InMemoryRolloutRepository();
+  const fleet = options.fleet ?? new InMemoryFleet(options.devices ?? fleetOf(20));
+  const models = options.models ?? new InMemoryModelStatus('1');
+  const registry = new Registry();
+  const controller = new RolloutController({
+    repository,
+    fleet,
+    models,
+    providers: new MetricProviderResolver({ builtin: options.provider ?? new ScriptedProvider([[0.97]]) }),
+    scheduler,
+    metrics: new RolloutMetrics(registry),
+    actionRetryMs: 1000,
+    newId: () => 'ro-test',
+  });
+  return { scheduler, repository, fleet, models, controller, registry };
+}
+
+/** Lets time pass in 1-second ticks, waiting for the controller after each. */
+async function drive(r: Rig, ms: number): Promise<void> {
+  for (let elapsed = 0; elapsed < ms; elapsed += 1000) {
+    await r.scheduler.advance(1000);
+    await r.controller.idle();
+  }
+}
+
+async function driveUntil(r: Rig, done: (state: RolloutState) => boolean, limitMs = 3_600_000): Promise<RolloutState> {
+  for (let elapsed = 0; elapsed <= limitMs; elapsed += 5000) {
+    const state = await r.controller.status('ro-test');
+    if (done(state)) return state;
+    await drive(r, 5000);
+  }
+  throw new Error(`not done after ${limitMs} ms: ${JSON.stringify((await r.controller.status('ro-test')).phase)}`);
+}
+
+const goodMetric = { name: 'accuracy', interval: '1m', count: 2, provider: { builtin: { query: 'acc{model="{{args.model}}",cohort=~"{{args.cohort}}"}' } }, successCondition: 'result[0] >= 0.9' };
+const stagedSpec = (): RolloutSpec => specOf(STAGED_STEPS.map((step) => ('analysis' in (step as object) ? { analysis: { metrics: [goodMetric] } } : step)));
+
+describe('rollout controller', () => {
+  it('promotes a good candidate through every step to production, logging and exporting every decision', async () => {
+    const provider = new ScriptedProvider([[0.97]]);
+    const r = rig({ provider });
+    await r.controller.start(stagedSpec(), { by: 'alice' });
+    const state = await driveUntil(r, (s) => s.phase === 'Completed');
+    assert.equal(state.outcome?.status, 'production');
+    assert.equal(r.models.production, '2');
+    for (const device of r.fleet.devices.values()) {
+      assert.equal(device.active, '2');
+      assert.deepEqual(device.effects, ['candidate:2', 'active:2']);
+    }
+    const decisions = await r.controller.decisions('ro-test');
+    const measurements = decisions.filter((d) => d.kind === 'measurement');
+    assert.equal(measurements.length, 6, 'three analyses × count 2');
+    const first = measurements[0]!.measurement!;
+    assert.match(first.queries.query!, /^acc\{model="wine",cohort=~"dev-\d\d"\}$/, 'the pilot cohort is one device');
+    assert.deepEqual(first.value, [0.97]);
+    assert.equal(first.thresholds.success, 0.9);
+    assert.equal(first.phase, 'Successful');
+    const text = await r.registry.metrics();
+    assert.match(text, /fleetprune_rollout_step\{rollout="ro-test",model="wine",version="2"\} 7/);
+    assert.match(text, /fleetprune_analysis_value\{rollout="ro-test",model="wine",version="2",metric="accuracy"\} 0.97/);
+    assert.match(text, /fleetprune_analysis_threshold\{rollout="ro-test",model="wine",version="2",metric="accuracy",condition="success"\} 0.9/);
+    assert.match(text, /fleetprune_rollout_decisions_total\{rollout="ro-test",model="wine",version="2",kind="measurement",metric="accuracy",verdict="Successful"\} 6/);
+    assert.match(text, /fleetprune_rollout_decisions_total\{[^}]*kind="promotion",metric="",verdict="production"\} 1/);
+    r.controller.stop();
+  });
+
+  it('fails an over-pruned candidate at the pilot on the built-in accuracy check and reverts every pilot device', async () => {
+    const history = new InMemoryReportHistory();
+    const devices = fleetOf(20, (i): Record<string, string> => (i < 4 ? { pilot: 'true' } : {}));
+    const r = rig({ provider: new BuiltinProvider({ history }), devices });
+    // Each device benchmarks its models every 20 s: the candidate (ε 0.9, over-pruned) side by side with its active model.
+    const report = () => {
+      for (const device of r.fleet.devices.values()) {
+        const ts = r.scheduler.now();
+        const base = { model: 'wine', cohort: 'pilot', deviceId: device.id, latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 0, predictions: 100, ts };
+        if (device.active) history.add({ ...base, version: device.active, role: 'active', accuracy: 0.95 + (device.id.charCodeAt(5) % 3) * 0.005 });
+        if (device.candidate) history.add({ ...base, version: device.candidate, role: 'candidate', accuracy: 0.61 + (device.id.charCodeAt(5) % 3) * 0.01 });
+      }
+      r.scheduler.schedule(20_000, report);
+    };
+    report();
+    const spec = specOf([{ selector: { matchLabels: { pilot: 'true' } } }, { analysis: { templates: [{ templateName: 'fleetprune-accuracy' }] } }, { setWeight: 25 }, { setWeight: 100 }]);
+    await r.controller.start(spec, { by: 'alice' });
+    const state = await driveUntil(r, (s) => s.phase === 'Failed');
+    assert.equal(state.stepIndex, 1);
+    assert.match(state.outcome!.reason, /^analysis failed at step 2: accuracy: 1 failed measurement > failureLimit 0: accuracy: candidate accuracy \d+(\.\d+)? points vs baseline 9\d(\.\d+)? points − 0\.5 points = 9\d(\.\d+)? on 4 devices \(Mann-Whitney U=0, p=0\.01421\): significantly worse at confidence 0\.95$/);
+    await drive(r, 5000);
+    for (const device of r.fleet.devices.values()) {
+      const pilot = device.labels.pilot === 'true';
+      assert.deepEqual(device.effects, pilot ? ['candidate:2', `revert:${device.id === 'dev-01' ? '0.9' : '1'}`] : [], device.id);
+      assert.equal(device.candidate, null);
+    }
+    assert.equal(r.models.statuses.get('2')?.status, 'failed');
+    assert.equal(r.models.statuses.get('2')?.reason, state.outcome!.reason);
+    const measurement = (await r.controller.decisions('ro-test')).find((d) => d.kind === 'measurement')!.measurement!;
+    assert.equal(measurement.relative?.candidate.length, 4);
+    assert.ok(measurement.relative!.p < 0.05);
+    r.controller.stop();
+  });
+
+  it('pauses on too few samples (Inconclusive) instead of promoting, until a human acts', async () => {
+    const history = new InMemoryReportHistory();
+    const r = rig({ provider: new BuiltinProvider({ history }) });
+    const spec = specOf([{ setWeight: 5 }, { analysis: { templates: [{ templateName: 'fleetprune-accuracy' }] } }, { setWeight: 100 }]);
+    await r.controller.start(spec, { by: 'alice' });
+    const paused = await driveUntil(r, (s) => s.phase === 'Paused');
+    assert.equal(paused.pause?.reason, 'inconclusive');
+    assert.match(paused.pause!.message, /too few samples: 0 devices with both candidate and baseline accuracy reports/);
+    await drive(r, 600_000);
+    const still = await r.controller.status('ro-test');
+    assert.equal(still.phase, 'Paused');
+    assert.equal(still.stepIndex, 1);
+    assert.equal([...r.fleet.devices.values()].filter((d) => d.candidate === '2').length, 1, 'nothing beyond the pilot');
+    await r.controller.rollback('ro-test', 'bob', 'not enough data');
+    await drive(r, 2000);
+    assert.equal((await r.controller.status('ro-test')).phase, 'RolledBack');
+    assert.equal([...r.fleet.devices.values()].filter((d) => d.candidate === '2').length, 0);
+    r.controller.stop();
+  });
+
+  it('rolls every device back with one call after full promotion, restoring the previous production version', async () => {
+    const r = rig();
+    await r.controller.start(specOf([{ setWeight: 50 }, { setWeight: 100 }]), { by: 'alice' });
+    await driveUntil(r, (s) => s.phase === 'Completed');
+    assert.equal(r.models.production, '2');
+    await r.controller.rollback('ro-test', 'carol', 'customer complaints');
+    await drive(r, 2000);
+    const state = await r.controller.status('ro-test');
+    assert.equal(state.phase, 'RolledBack');
+    assert.equal(r.models.production, '1');
+    assert.equal(r.models.statuses.get('2')?.status, 'rolled-back');
+    for (const device of r.fleet.devices.values()) assert.equal(device.active, device.id === 'dev-01' || device.id === 'dev-06' || device.id === 'dev-11' || device.id === 'dev-16' ? '0.9' : '1');
+    const rollback = (await r.controller.decisions('ro-test')).find((d) => d.kind === 'rollback')!;
+    assert.equal(rollback.by, 'carol');
+    assert.match(rollback.message, /rolled back by carol: customer complaints; every device goes back to its baseline \(previous production 1\)/);
+    r.controller.stop();
+  });
+
+  it('retries an offline device with backoff, counts it unreachable, finishes, and converges it when it returns', async () => {
+    const r = rig({ devices: fleetOf(4) });
+    r.fleet.devices.get('dev-03')!.online = false;
+    const spec = specOf([{ setWeight: 100 }], { offline: { initialBackoff: '2s', maxBackoff: '8s', maxAttempts: 4 } });
+    await r.controller.start(spec, { by: 'alice' });
+    await drive(r, 1000);
+    assert.equal((await r.controller.status('ro-test')).stepIndex, 0, 'waiting for dev-03');
+    const state = await driveUntil(r, (s) => s.phase === 'Completed', 120_000);
+    assert.equal(state.devices.find((d) => d.id === 'dev-03')?.delivery, 'unreachable');
+    assert.match(state.outcome!.reason, /1 unreachable; they converge when back online/);
+    assert.match(await r.registry.metrics(), /fleetprune_rollout_unreachable_devices\{rollout="ro-test",model="wine",version="2"\} 1/);
+    const retries = r.fleet.calls.length;
+    assert.equal(retries, 1 + 3 + 1, 'first assignment, three retries, activation');
+    r.fleet.devices.get('dev-03')!.online = true;
+    await r.controller.deviceOnline('dev-03');
+    await drive(r, 1000);
+    assert.equal(r.fleet.devices.get('dev-03')!.active, '2');
+    assert.equal((await r.controller.status('ro-test')).devices.find((d) => d.id === 'dev-03')?.delivery, 'delivered');
+    r.controller.stop();
+  });
+
+  it('reports bad commands and unknown rollouts as user errors', async () => {
+    const r = rig();
+    await assert.rejects(r.controller.resume('nope', 'x'), /no rollout with id "nope"/);
+    await r.controller.start(specOf([{ setWeight: 50 }, { pause: {} }]), { by: 'alice' });
+    await drive(r, 1000);
+    await assert.rejects(r.controller.pause('ro-test', 'x'), /already paused/);
+    r.models.production = '2';
+    await assert.rejects(rig({ models: r.models }).controller.start(specOf([{ setWeight: 5 }]), { by: 'x' }), /wine 2 is already production/);
+    r.controller.stop();
+  });
+});
+
+/** A repository that "crashes" (throws forever) after a number of commits, like kill -9. */
+class CrashingRepository implements RolloutRepository {
+  commits = 0;
+  crashed = false;
+  constructor(private readonly inner: RolloutRepository, private readonly crashAt: number, private readonly onCrash: () => void) {}
+  #check(): void {
+    if (this.crashed) throw new Error('process is dead');
+  }
+  async create(record: Parameters<RolloutRepository['create']>[0]) { this.#check(); return this.inner.create(record); }
+  async load(id: string) { this.#check(); return this.inner.load(id); }
+  async list(filter?: { unfinished?: boolean }) { this.#check(); return this.inner.list(filter); }
+  async commit(id: string, commit: RolloutCommit) {
+    this.#check();
+    this.commits += 1;
+    if (this.commits === this.crashAt) {
+      this.crashed = true;
+      this.onCrash();
+      throw new Error('process is dead');
+    }
+    return this.inner.commit(id, commit);
+  }
+  async isExecuted(id: string, actionId: string) { this.#check(); return this.inner.isExecuted(id, actionId); }
+  async decisions(id: string, options?: { afterId?: string; limit?: number }) { this.#check(); return this.inner.decisions(id, options); }
+}
+
+describe('rollout controller: crash and restart', () => {
+  const spec = () => specOf([{ setWeight: 5 }, { analysis: { metrics: [goodMetric] } }, { setWeight: 50 }, { pause: { duration: '1m' } }, { setWeight: 100 }]);
+
+  async function referenceRun(): Promise<{ commits: number; effects: Map<string, string[]>; steps: number[] }> {
+    const repository = new CrashingRepository(new InMemoryRolloutRepository(), Number.POSITIVE_INFINITY, () => {});
+    const r = rig({ repository });
+    await r.controller.start(spec(), { by: 'alice' });
+    await driveUntil(r, (s) => s.phase === 'Completed');
+    await drive(r, 2000);
+    r.controller.stop();
+    const decisions = await repository.decisions('ro-test');
+    return { commits: repository.commits, effects: new Map([...r.fleet.devices.values()].map((d) => [d.id, d.effects])), steps: startedSteps(decisions) };
+  }
+
+  const startedSteps = (decisions: readonly DecisionLogEntry[]) => decisions.filter((d) => d.kind === 'step' && d.verdict === 'started').map((d) => d.stepIndex);
+
+  it('after a kill at any commit, a restart finishes the rollout and does no step twice', async () => {
+    const reference = await referenceRun();
+    assert.deepEqual(reference.steps, [0, 1, 2, 3, 4]);
+    assert.ok(reference.commits >= 10, `the reference run commits ${reference.commits} times`);
+    for (let crashAt = 1; crashAt <= reference.commits; crashAt += 1) {
+      const scheduler = new ManualScheduler(T0);
+      const fleet = new InMemoryFleet(fleetOf(20));
+      const models = new InMemoryModelStatus('1');
+      const store = new InMemoryRolloutRepository();
+      const crashing = new CrashingRepository(store, crashAt, () => {
+        fleet.alive = false;
+        models.alive = false;
+      });
+      const first = rig({ repository: crashing, scheduler, fleet, models });
+      await first.controller.start(spec(), { by: 'alice' }).catch(() => {});
+      for (let i = 0; i < 200 && !crashing.crashed; i += 1) await drive(first, 5000);
+      assert.ok(crashing.crashed, `crash ${crashAt} happened`);
+      first.controller.stop();
+      await first.controller.idle();
+
+      // Restart: same store, same devices, a new process.
+      fleet.alive = true;
+      models.alive = true;
+      const second = rig({ repository: store, scheduler, fleet, models });
+      if (!(await store.load('ro-test'))) {
+        // Killed before the rollout was created: starting again is the user's retry.
+        await second.controller.start(spec(), { by: 'alice' });
+      } else {
+        await second.controller.recover();
+      }
+      const state = await driveUntil(second, (s) => s.phase === 'Completed');
+      await drive(second, 2000);
+      second.controller.stop();
+      assert.equal(state.outcome?.status, 'production', `crash at commit ${crashAt}`);
+      assert.deepEqual(startedSteps(await store.decisions('ro-test')), reference.steps, `crash at commit ${crashAt}: steps started once each`);
+      for (const device of fleet.devices.values()) {
+        assert.deepEqual(device.effects, reference.effects.get(device.id), `crash at commit ${crashAt}: ${device.id} got each assignment once`);
+      }
+      const measurementKeys = (await store.decisions('ro-test')).filter((d) => d.kind === 'measurement').map((d) => `${d.measurement!.metric}#${d.measurement!.index}`);
+      assert.equal(new Set(measurementKeys).size, measurementKeys.length, `crash at commit ${crashAt}: no measurement recorded twice`);
+      const pending = (await store.load('ro-test'))!.pendingActions as readonly RolloutAction[];
+      assert.deepEqual(pending, []);
+      assert.equal(models.production, '2');
+    }
+  });
+});

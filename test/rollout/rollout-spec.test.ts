@@ -1,0 +1,215 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { parseRolloutSpec, RolloutSpecError, validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
+import { UserError } from '../../shared/util/errors.ts';
+
+const base = () => ({
+  model: 'wine',
+  candidateVersion: '2',
+  steps: [{ setWeight: 5 }, { analysis: { templates: [{ templateName: 'fleetprune-accuracy' }] } }, { setWeight: 100 }] as unknown[],
+});
+
+function issues(document: unknown): string[] {
+  try {
+    validateRolloutSpec(document);
+  } catch (error) {
+    assert.ok(error instanceof RolloutSpecError, `expected RolloutSpecError, got ${String(error)}`);
+    assert.ok(error instanceof UserError);
+    return error.issues.map((issue) => `${issue.path}: ${issue.message}`);
+  }
+  assert.fail('the spec was accepted');
+}
+
+const withStep = (step: unknown, extra: Record<string, unknown> = {}) => ({ ...base(), steps: [step], ...extra });
+const queryMetric = (fields: Record<string, unknown>) => ({
+  name: 'm',
+  provider: { prometheus: { query: 'up' } },
+  successCondition: 'result[0] == 1',
+  ...fields,
+});
+
+describe('rollout spec: valid specs', () => {
+  it('parses the documented example with defaults applied and templates expanded', () => {
+    const spec = parseRolloutSpec(readFileSync(new URL('../../deploy/examples/rollout.yaml', import.meta.url), 'utf8'), 'rollout.yaml');
+    assert.equal(spec.model, 'wine');
+    assert.equal(spec.candidateVersion, '2');
+    assert.deepEqual(spec.steps.map((step) => step.kind), ['selector', 'analysis', 'setWeight', 'analysis', 'setWeight', 'pause', 'analysis', 'pause', 'setWeight']);
+    const pilot = spec.steps[1]!;
+    assert.equal(pilot.kind, 'analysis');
+    if (pilot.kind !== 'analysis') return;
+    assert.deepEqual(pilot.metrics.map((metric) => metric.name), ['accuracy', 'latency-p95', 'error-rate']);
+    const accuracy = pilot.metrics[0]!;
+    assert.deepEqual(accuracy.source, { kind: 'relative', metric: 'accuracy', comparator: '>=', tolerance: 0.5, toleranceMode: 'absolute', confidence: 0.95, windowMs: 60_000 });
+    assert.equal(accuracy.minSamples, 4);
+    assert.equal(accuracy.count, 3);
+    const second = spec.steps[3]!;
+    if (second.kind !== 'analysis') return assert.fail('step 3 is an analysis');
+    const errorRatio = second.metrics.find((metric) => metric.name === 'error-ratio')!;
+    assert.deepEqual(errorRatio.args, { maxErrorRatio: '0.005' }, 'the step argument overrides the template default');
+    assert.equal(errorRatio.failureLimit, 1);
+    assert.equal(errorRatio.intervalMs, 60_000);
+    assert.equal(errorRatio.successCondition?.source, 'result[0] <= maxErrorRatio');
+    assert.deepEqual(spec.steps[5], { kind: 'pause', durationMs: 30 * 60_000 });
+    assert.deepEqual(spec.steps[7], { kind: 'pause' });
+    assert.deepEqual(spec.offline, { initialBackoffMs: 5000, maxBackoffMs: 60_000, maxAttempts: 5 });
+    assert.deepEqual(spec.target.matchExpressions?.[0], { key: 'tier', operator: 'In', values: ['edge', 'gateway'] });
+  });
+
+  it('accepts JSON and applies Argo-like defaults to an inline metric', () => {
+    const spec = parseRolloutSpec(JSON.stringify(withStep({ analysis: { metrics: [queryMetric({})] } })));
+    const step = spec.steps[0]!;
+    if (step.kind !== 'analysis') return assert.fail('not an analysis');
+    const metric = step.metrics[0]!;
+    assert.equal(metric.count, 1);
+    assert.equal(metric.failureLimit, 0);
+    assert.equal(metric.inconclusiveLimit, 0);
+    assert.equal(metric.consecutiveErrorLimit, 4);
+    assert.equal(metric.consecutiveSuccessLimit, 0);
+    assert.equal(metric.minSamples, 1);
+    assert.deepEqual(metric.source, { kind: 'query', provider: 'prometheus', query: 'up', timeoutMs: 10_000 });
+    assert.deepEqual(spec.target, {});
+    assert.deepEqual(spec.offline, { initialBackoffMs: 5000, maxBackoffMs: 60_000, maxAttempts: 5 });
+  });
+
+  it('accepts explicit device lists, selectors, both pause kinds and baselineQuery conditions', () => {
+    const spec = validateRolloutSpec({
+      ...base(),
+      steps: [
+        { devices: ['dev-1', 'dev-2'] },
+        { selector: { matchExpressions: [{ key: 'pilot', operator: 'Exists' }] } },
+        { pause: { duration: '1h30m' } },
+        { pause: {} },
+        { analysis: { metrics: [queryMetric({ provider: { builtin: { query: 'x', baselineQuery: 'y' } }, successCondition: 'result <= baseline * 1.1' })] } },
+      ],
+    });
+    assert.deepEqual(spec.steps[0], { kind: 'devices', deviceIds: ['dev-1', 'dev-2'] });
+    assert.deepEqual(spec.steps[2], { kind: 'pause', durationMs: 5_400_000 });
+  });
+});
+
+describe('rollout spec: invalid specs name the field', () => {
+  it('rejects text that is not YAML', () => {
+    assert.throws(() => parseRolloutSpec('model: [unclosed', 'spec.yaml'), /^UserError: spec\.yaml: not valid YAML or JSON \(line 1, column \d+\)/);
+    assert.throws(() => parseRolloutSpec('- a\n- b'), /\(spec\): must be a mapping with model, candidateVersion and steps/);
+  });
+
+  it('rejects missing and unknown top-level fields', () => {
+    assert.deepEqual(issues({ steps: [{ setWeight: 5 }] }), [
+      'model: Invalid input: expected string, received undefined',
+      'candidateVersion: Invalid input: expected string, received undefined',
+    ]);
+    assert.deepEqual(issues({ ...base(), candidate: '3' }), ['(spec): Unrecognized key: "candidate"']);
+    assert.deepEqual(issues({ ...base(), model: 'wine/v2' }), ['model: must be 1-64 characters of A-Z a-z 0-9 . _ -']);
+    assert.deepEqual(issues({ ...base(), steps: [] }), ['steps: must list at least one step']);
+    assert.deepEqual(issues({ ...base(), apiVersion: 'v2' }), ['apiVersion: Invalid input: expected "fleetprune/v1"']);
+  });
+
+  it('rejects malformed steps', () => {
+    assert.deepEqual(issues(withStep({})), ['steps[0]: a step has exactly one of setWeight, devices, selector, pause, analysis; found none']);
+    assert.deepEqual(issues(withStep({ setWeight: 5, pause: {} })), ['steps[0]: a step has exactly one of setWeight, devices, selector, pause, analysis; found setWeight, pause']);
+    assert.deepEqual(issues(withStep({ setWeight: 0 })), ['steps[0].setWeight: must be > 0']);
+    assert.deepEqual(issues(withStep({ setWeight: 150 })), ['steps[0].setWeight: must be ≤ 100']);
+    assert.deepEqual(issues({ ...base(), steps: [{ setWeight: 50 }, { setWeight: 25 }] }), ['steps[1].setWeight: must not be below the previous weight (50)']);
+    assert.deepEqual(issues(withStep({ pause: { duration: '5 minutes' } })), ['steps[0].pause.duration: must be a duration such as 500ms, 30s, 5m or 1h30m']);
+    assert.deepEqual(issues(withStep({ devices: [] })), ['steps[0].devices: must list at least one device']);
+    assert.deepEqual(issues(withStep({ devices: ['a', 'a'] })), ['steps[0].devices[1]: duplicate device "a"']);
+    assert.deepEqual(issues(withStep({ devices: ['bad id'] })), ['steps[0].devices[0]: must be 1-64 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)']);
+  });
+
+  it('rejects bad label selectors', () => {
+    assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'In' }] } }), ['target.matchExpressions[0].values: operator In needs at least one value']);
+    assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'Exists', values: ['x'] }] } }), ['target.matchExpressions[0].values: operator Exists takes no values']);
+    assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'Like', values: ['x'] }] } }), [
+      'target.matchExpressions[0].operator: Invalid option: expected one of "In"|"NotIn"|"Exists"|"DoesNotExist"',
+    ]);
+    assert.deepEqual(issues(withStep({ selector: { matchLabel: { pilot: 'true' } } })), ['steps[0].selector: Unrecognized key: "matchLabel"']);
+  });
+
+  it('rejects bad analysis metrics with the exact path', () => {
+    const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
+    assert.deepEqual(issues(analysis(queryMetric({ successCondition: 'resutl[0] > 1' }))), [
+      'steps[0].analysis.metrics[0].successCondition: unknown name "resutl" (known: args.candidateVersion, args.cohort, args.cohortSize, args.model, args.rollout, args.step, baseline, candidateVersion, cohort, cohortSize, model, result, rollout, step) at column 1',
+    ]);
+    assert.deepEqual(issues(analysis(queryMetric({ failureCondition: 'result[0] >' }))), ['steps[0].analysis.metrics[0].failureCondition: expected a value, found end of expression at column 12']);
+    assert.deepEqual(issues(analysis(queryMetric({ successCondition: 'result <= baseline' }))), ['steps[0].analysis.metrics[0].successCondition: uses "baseline" but the provider has no baselineQuery']);
+    assert.deepEqual(issues(analysis(queryMetric({ count: 3 }))), ['steps[0].analysis.metrics[0].interval: is required when count is more than 1 (count is 3)']);
+    assert.deepEqual(issues(analysis(queryMetric({ interval: '500ms' }))), ['steps[0].analysis.metrics[0].interval: must be at least 1s']);
+    assert.deepEqual(issues(analysis(queryMetric({ failureLimit: -2 }))), ['steps[0].analysis.metrics[0].failureLimit: must be ≥ -1']);
+    assert.deepEqual(issues(analysis(queryMetric({ minSamples: 0 }))), ['steps[0].analysis.metrics[0].minSamples: must be ≥ 1']);
+    assert.deepEqual(issues(analysis(queryMetric({ count: 1.5 }))), ['steps[0].analysis.metrics[0].count: must be an integer']);
+    assert.deepEqual(issues(analysis(queryMetric({ name: 'Bad Name' }))), ['steps[0].analysis.metrics[0].name: must be 1-63 characters of a-z 0-9 _ - (starting and ending with a letter or digit)']);
+    assert.deepEqual(issues(analysis(queryMetric({ provider: {} }))), ['steps[0].analysis.metrics[0].provider: must name exactly one provider (prometheus or builtin), found none']);
+    assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: 'a' }, builtin: { query: 'b' } } }))), [
+      'steps[0].analysis.metrics[0].provider: must name exactly one provider (prometheus or builtin), found prometheus and builtin',
+    ]);
+    assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: '   ' } } }))), ['steps[0].analysis.metrics[0].provider.prometheus.query: must not be empty']);
+    assert.deepEqual(issues(analysis(queryMetric({ provider: { datadog: { query: 'a' } } }))), [
+      'steps[0].analysis.metrics[0].provider: Unrecognized key: "datadog"',
+      'steps[0].analysis.metrics[0].provider: must name exactly one provider (prometheus or builtin), found none',
+    ]);
+    assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: 'up{job="{{args.jbo}}"}' } } }))), [
+      'steps[0].analysis.metrics[0].provider.prometheus.query: unknown argument "{{args.jbo}}" (known: rollout, model, candidateVersion, cohort, cohortSize, step)',
+    ]);
+    assert.deepEqual(issues(analysis({ name: 'm', provider: { prometheus: { query: 'up' } } })), ['steps[0].analysis.metrics[0]: needs successCondition or failureCondition (or both)']);
+    assert.deepEqual(issues(analysis({ name: 'm', successCondition: 'true' })), ['steps[0].analysis.metrics[0]: needs a provider (prometheus or builtin) or a relative check']);
+  });
+
+  it('rejects bad relative checks', () => {
+    const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'f1' } })), [
+      'steps[0].analysis.metrics[0].relative.metric: Invalid option: expected one of "accuracy"|"latency_p95"|"error_rate"',
+    ]);
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', confidence: 1 } })), ['steps[0].analysis.metrics[0].relative.confidence: must be < 1']);
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', tolerance: -1 } })), ['steps[0].analysis.metrics[0].relative.tolerance: must be ≥ 0']);
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy' }, successCondition: 'true' })), [
+      'steps[0].analysis.metrics[0].relative: a relative check decides by itself; remove successCondition and failureCondition',
+    ]);
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy' }, provider: { builtin: { query: 'x' } } })), [
+      "steps[0].analysis.metrics[0]: has both relative and provider; a relative check queries the rollout's provider itself",
+    ]);
+  });
+
+  it('rejects bad template references and arguments', () => {
+    assert.deepEqual(issues(withStep({ analysis: {} })), ['steps[0].analysis: needs templates or metrics']);
+    const [unknown] = issues(withStep({ analysis: { templates: [{ templateName: 'acuracy' }] } }));
+    assert.match(unknown!, /^steps\[0\]\.analysis\.templates\[0\]\.templateName: unknown template "acuracy" \(known: fleetprune-accuracy, /);
+    const template = { name: 'budget', args: [{ name: 'limit' }], metrics: [queryMetric({ successCondition: 'result[0] < limit' })] };
+    assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'budget' }] } }, { analysisTemplates: [template] })), [
+      'steps[0].analysis.args: template "budget" needs argument "limit"',
+    ]);
+    assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit', value: 1 }, { name: 'limt', value: 2 }] } }, { analysisTemplates: [template] })), [
+      'steps[0].analysis.args[1].name: no template of this step declares argument "limt"',
+    ]);
+    assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit' }] } }, { analysisTemplates: [template] })), [
+      'steps[0].analysis.args[0].value: a step argument needs a value',
+      'steps[0].analysis.args: template "budget" needs argument "limit"',
+    ]);
+    assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'model', value: 'x' }, { name: 'limit', value: 1 }] } }, { analysisTemplates: [template] })), [
+      'steps[0].analysis.args[0].name: "model" is set by the rollout',
+      'steps[0].analysis.args[0].name: no template of this step declares argument "model"',
+    ]);
+    const badTemplate = { name: 'broken', metrics: [queryMetric({ successCondition: 'result >> 1' })] };
+    assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'broken' }] } }, { analysisTemplates: [badTemplate] })), [
+      'analysisTemplates[0].metrics[0].successCondition: expected a value, found ">" at column 9',
+    ]);
+    assert.deepEqual(issues(withStep({ analysis: { metrics: [queryMetric({}), queryMetric({})] } })), [
+      'steps[0].analysis: two metrics are named "m"; metric names must be unique within a step',
+    ]);
+    assert.deepEqual(issues({ ...base(), analysisTemplates: [{ name: 'x', metrics: [] }] }), ['analysisTemplates[0].metrics: must list at least one metric']);
+  });
+
+  it('rejects bad offline policies', () => {
+    assert.deepEqual(issues({ ...base(), offline: { initialBackoff: '1m', maxBackoff: '10s' } }), ['offline.maxBackoff: must be ≥ offline.initialBackoff']);
+    assert.deepEqual(issues({ ...base(), offline: { maxAttempts: 0 } }), ['offline.maxAttempts: must be ≥ 1']);
+  });
+
+  it('puts every issue in the one-line message', () => {
+    assert.throws(
+      () => parseRolloutSpec('model: wine\ncandidateVersion: "2"\nsteps:\n  - setWeight: 0\n  - pause: {duration: soon}\n', 'r.yaml'),
+      (error: unknown) =>
+        error instanceof RolloutSpecError &&
+        error.message === 'r.yaml: invalid rollout spec: steps[0].setWeight: must be > 0; steps[1].pause.duration: must be a duration such as 500ms, 30s, 5m or 1h30m',
+    );
+  });
+});

@@ -1,0 +1,277 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { cohortOrder, cohortSize, growCohort } from '../../server/rollout/cohort-selection.ts';
+import { nextWakeAt, RolloutCommandError, startRollout, weight } from '../../server/rollout/rollout-state-machine.ts';
+import { analysisStep, fleetOf, ReducerHarness, specOf, STAGED_STEPS, T0 } from './rollout-fixtures.ts';
+
+const MESSAGE_ID = /^[A-Za-z0-9_-]{8,64}$/;
+
+describe('cohort selection', () => {
+  const ids = Array.from({ length: 40 }, (_, i) => `dev-${i}`);
+
+  it('is deterministic, and differs between rollouts', () => {
+    assert.deepEqual(cohortOrder('ro-a', ids), cohortOrder('ro-a', [...ids].reverse()));
+    assert.notDeepEqual(cohortOrder('ro-a', ids), cohortOrder('ro-b', ids));
+  });
+
+  it('is stable when devices join or leave: the others keep their relative order', () => {
+    const before = cohortOrder('ro-a', ids);
+    const after = cohortOrder('ro-a', [...ids.filter((id) => id !== 'dev-7'), 'dev-new']);
+    assert.deepEqual(after.filter((id) => id !== 'dev-new'), before.filter((id) => id !== 'dev-7'));
+  });
+
+  it('nests cohorts: 5% ⊂ 25% ⊂ 50% ⊂ 100%', () => {
+    const order = cohortOrder('ro-a', ids);
+    let cohort: string[] = [];
+    const sizes: number[] = [];
+    for (const percent of [5, 25, 50, 100]) {
+      const grown = growCohort(order, cohort, percent);
+      assert.deepEqual(grown.slice(0, cohort.length), cohort, `${percent}% keeps the previous cohort`);
+      cohort = grown;
+      sizes.push(cohort.length);
+    }
+    assert.deepEqual(sizes, [2, 10, 20, 40]);
+    assert.equal(cohortSize(5, 3), 1, 'any positive percentage gets at least one device');
+    assert.equal(cohortSize(34, 3), 2);
+    assert.equal(cohortSize(100, 0), 0);
+  });
+
+  it('keeps explicit pilot devices and fills percentages around them', () => {
+    const order = cohortOrder('ro-a', ids);
+    const pilot = [order[39]!, order[38]!];
+    const grown = growCohort(order, pilot, 25);
+    assert.equal(grown.length, 10);
+    assert.deepEqual(grown.slice(0, 2), pilot);
+  });
+});
+
+describe('rollout state machine: automatic decisions', () => {
+  it('promotes a good candidate through 5% → 25% → 50% → 100% and marks it production', () => {
+    const h = new ReducerHarness(specOf(STAGED_STEPS));
+    const weights: number[] = [];
+    for (let step = 0; step < 3; step += 1) {
+      const assign = h.last('assign');
+      assert.equal(assign.role, 'candidate');
+      h.deliver(assign);
+      weights.push(weight(h.state));
+      assert.equal(h.state.stepStage, 'analyzing');
+      assert.equal(h.last('startAnalysis').runId, h.state.analysis!.runId);
+      h.completeAnalysis('Successful');
+    }
+    const hundred = h.last('assign');
+    assert.equal(hundred.role, 'candidate');
+    h.deliver(hundred);
+    weights.push(weight(h.state));
+    const assigned = h.actions.filter((a) => a.kind === 'assign' && a.role === 'candidate');
+    assert.deepEqual(assigned.map((a) => (a.kind === 'assign' ? a.devices.length : 0)), [1, 4, 5, 10], 'only new devices are assigned at each step');
+    assert.deepEqual(weights, [5, 25, 50, 100]);
+    const activation = h.last('assign');
+    assert.equal(activation.role, 'active');
+    assert.equal(activation.devices.length, 20);
+    assert.equal(h.state.stepStage, 'activating');
+    h.deliver(activation);
+    assert.equal(h.state.phase, 'Completed');
+    assert.equal(h.state.outcome?.status, 'production');
+    const mark = h.last('markVersion');
+    assert.deepEqual({ version: mark.version, status: mark.status }, { version: '2', status: 'production' });
+    assert.equal(weight(h.state), 100);
+    for (const action of h.actions) assert.match(action.id, MESSAGE_ID);
+    assert.equal(new Set(h.actions.map((a) => a.id)).size, h.actions.length, 'action ids are unique');
+    assert.deepEqual(h.decisions.filter((d) => d.kind === 'step' && d.verdict === 'started').map((d) => d.stepIndex), [0, 1, 2, 3, 4, 5, 6]);
+  });
+
+  it('fails a bad candidate at the pilot and reverts every device it touched to its own baseline', () => {
+    const spec = specOf([{ devices: ['dev-01', 'dev-02', 'dev-03'] }, analysisStep(), { setWeight: 100 }]);
+    const h = new ReducerHarness(spec);
+    h.deliver(h.last('assign'));
+    const actions = h.completeAnalysis('Failed', 'accuracy: 2 failed measurements > failureLimit 1');
+    assert.equal(h.state.phase, 'Failed');
+    const revert = actions.find((a) => a.kind === 'revert');
+    assert.ok(revert && revert.kind === 'revert');
+    assert.deepEqual(revert.devices, [
+      { deviceId: 'dev-01', version: '0.9' },
+      { deviceId: 'dev-02', version: '1' },
+      { deviceId: 'dev-03', version: '1' },
+    ].sort((a, b) => h.state.devices.findIndex((d) => d.id === a.deviceId) - h.state.devices.findIndex((d) => d.id === b.deviceId)));
+    const mark = actions.find((a) => a.kind === 'markVersion');
+    assert.ok(mark && mark.kind === 'markVersion');
+    assert.equal(mark.status, 'failed');
+    assert.equal(mark.reason, 'analysis failed at step 2: accuracy: 2 failed measurements > failureLimit 1');
+    assert.equal(h.state.outcome?.reason, mark.reason);
+    assert.ok(!actions.some((a) => a.kind === 'assign'), 'nothing is promoted');
+    h.deliver(revert);
+    assert.ok(h.state.devices.filter((d) => d.touched).every((d) => d.desired === 'baseline' && d.delivery === 'delivered'));
+  });
+
+  it('treats an analysis Error like a failure (Argo semantics)', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 10 }, analysisStep()]));
+    h.deliver(h.last('assign'));
+    h.completeAnalysis('Error', 'prometheus: cannot reach');
+    assert.equal(h.state.phase, 'Failed');
+    assert.match(h.state.outcome!.reason, /analysis could not measure at step 2: prometheus: cannot reach/);
+  });
+
+  it('pauses on Inconclusive and never promotes by itself', () => {
+    const h = new ReducerHarness(specOf(STAGED_STEPS));
+    h.deliver(h.last('assign'));
+    const actions = h.completeAnalysis('Inconclusive', 'too few samples');
+    assert.deepEqual(actions, []);
+    assert.equal(h.state.phase, 'Paused');
+    assert.equal(h.state.pause?.reason, 'inconclusive');
+    for (let i = 0; i < 10; i += 1) assert.deepEqual(h.tick(3_600_000), [], 'time alone does nothing');
+    assert.equal(h.state.stepIndex, 1);
+    // resume re-runs the analysis; promote (step) skips it.
+    const rerun = h.send({ type: 'resume', at: h.at, by: 'bob' });
+    assert.deepEqual(rerun.map((a) => a.kind), ['startAnalysis']);
+    assert.notEqual(h.state.analysis!.runId, 'ro-test-r1');
+    h.completeAnalysis('Inconclusive');
+    const skipped = h.send({ type: 'promote', at: h.at, by: 'bob', full: false });
+    assert.equal(h.state.stepIndex, 2);
+    assert.deepEqual(skipped.map((a) => a.kind), ['assign']);
+  });
+
+  it('waits for a timed pause, and an untimed pause until resumed', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 10 }, { pause: { duration: '5m' } }, { pause: {} }, { setWeight: 100 }]));
+    h.deliver(h.last('assign'));
+    assert.equal(h.state.phase, 'Paused');
+    assert.equal(nextWakeAt(h.state), T0 + 300_000);
+    h.tick(299_000);
+    assert.equal(h.state.stepIndex, 1);
+    h.tick(1_000);
+    assert.equal(h.state.stepIndex, 2);
+    assert.equal(h.state.pause?.until, undefined);
+    h.tick(86_400_000);
+    assert.equal(h.state.stepIndex, 2);
+    h.send({ type: 'resume', at: h.at, by: 'bob' });
+    assert.equal(h.state.stepIndex, 3);
+    assert.equal(h.last('assign').devices.length, 18);
+  });
+});
+
+describe('rollout state machine: manual control', () => {
+  it('rolls back after full promotion: every device to its baseline, previous production restored', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 50 }, { setWeight: 100 }]));
+    h.deliver(h.last('assign'));
+    h.deliver(h.last('assign'));
+    h.deliver(h.last('assign'));
+    assert.equal(h.state.phase, 'Completed');
+    const actions = h.send({ type: 'rollback', at: h.at, by: 'carol', reason: 'complaints' });
+    assert.equal(h.state.phase, 'RolledBack');
+    const revert = actions.find((a) => a.kind === 'revert');
+    assert.ok(revert && revert.kind === 'revert');
+    assert.equal(revert.devices.length, 20, 'one call, every device');
+    assert.deepEqual(new Set(revert.devices.map((d) => d.version)), new Set(['0.9', '1']));
+    const marks = actions.filter((a) => a.kind === 'markVersion').map((a) => (a.kind === 'markVersion' ? `${a.version}:${a.status}` : ''));
+    assert.deepEqual(marks, ['2:rolled-back', '1:production']);
+    assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), /already rolled back/);
+  });
+
+  it('promote (full) skips every remaining step and analysis', () => {
+    const h = new ReducerHarness(specOf(STAGED_STEPS));
+    h.deliver(h.last('assign'));
+    const actions = h.send({ type: 'promote', at: h.at, by: 'dave', full: true });
+    assert.deepEqual(actions.map((a) => a.kind), ['stopAnalysis', 'assign']);
+    const activation = h.last('assign');
+    assert.equal(activation.role, 'active');
+    h.deliver(activation);
+    assert.equal(h.state.phase, 'Completed');
+  });
+
+  it('pause stops the analysis; resume restarts it; abort reverts and marks the candidate failed', () => {
+    const h = new ReducerHarness(specOf(STAGED_STEPS));
+    h.deliver(h.last('assign'));
+    const runId = h.state.analysis!.runId;
+    assert.deepEqual(h.send({ type: 'pause', at: h.at, by: 'erin' }).map((a) => a.kind), ['stopAnalysis']);
+    assert.throws(() => h.send({ type: 'pause', at: h.at, by: 'erin' }), (e: unknown) => e instanceof RolloutCommandError && /already paused/.test(e.message));
+    // a late result of the stopped run is ignored
+    assert.deepEqual(h.send({ type: 'analysisCompleted', at: h.at, runId, phase: 'Successful', message: 'late' }), []);
+    assert.equal(h.state.stepIndex, 1);
+    assert.deepEqual(h.send({ type: 'resume', at: h.at, by: 'erin' }).map((a) => a.kind), ['startAnalysis']);
+    const actions = h.send({ type: 'abort', at: h.at, by: 'erin', reason: 'wrong model' });
+    assert.equal(h.state.phase, 'Aborted');
+    assert.deepEqual(actions.map((a) => a.kind), ['stopAnalysis', 'revert', 'markVersion']);
+    assert.throws(() => h.send({ type: 'resume', at: h.at, by: 'erin' }), /cannot resume rollout ro-test: it is Aborted/);
+    assert.throws(() => h.send({ type: 'resume', at: h.at, by: 'erin' }), RolloutCommandError);
+  });
+
+  it('rejects rollouts that cannot start, naming the field', () => {
+    const devices = fleetOf(3);
+    assert.throws(() => startRollout('ro-x', specOf([{ devices: ['dev-01', 'ghost'] }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /steps\[0\]\.devices\[1\]: device "ghost" is not a target device/);
+    assert.throws(() => startRollout('ro-x', specOf([{ selector: { matchLabels: { pilot: 'true' } } }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /steps\[0\]\.selector: no target device matches pilot=true/);
+    assert.throws(() => startRollout('ro-x', specOf([{ setWeight: 5 }], { target: { matchLabels: { site: 'south' } } }), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /target: no device matches site=south/);
+    assert.throws(() => startRollout('x', specOf([{ setWeight: 5 }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /rollout id "x"/);
+  });
+
+  it('selects a pilot cohort by label', () => {
+    const h = new ReducerHarness(specOf([{ selector: { matchLabels: { pilot: 'true' } } }, { setWeight: 100 }]), fleetOf(10, (i): Record<string, string> => (i < 3 ? { pilot: 'true' } : {})));
+    assert.deepEqual([...h.last('assign').devices].sort(), ['dev-01', 'dev-02', 'dev-03']);
+  });
+});
+
+describe('rollout state machine: offline devices', () => {
+  const spec = specOf([{ setWeight: 50 }, { setWeight: 100 }], { offline: { initialBackoff: '5s', maxBackoff: '20s', maxAttempts: 4 } });
+
+  it('retries with exponential backoff, then counts the device unreachable and moves on', () => {
+    const h = new ReducerHarness(spec, fleetOf(4));
+    const first = h.last('assign');
+    const offline = first.devices[0]!;
+    h.deliver(first, (id) => (id === offline ? 'offline' : 'delivered'));
+    assert.equal(h.state.stepIndex, 0, 'waits for the offline device');
+    const retries: number[] = [];
+    let clock = h.at;
+    for (let i = 0; i < 3; i += 1) {
+      const wake = nextWakeAt(h.state)!;
+      retries.push(wake - clock);
+      h.at = wake;
+      const [retry] = h.send({ type: 'tick', at: wake });
+      assert.ok(retry && retry.kind === 'assign');
+      assert.deepEqual(retry.devices, [offline]);
+      clock = wake;
+      h.deliver(retry, () => 'offline');
+    }
+    assert.deepEqual(retries, [5_000, 10_000, 20_000]);
+    assert.equal(h.state.devices.find((d) => d.id === offline)?.delivery, 'unreachable');
+    assert.equal(h.state.stepIndex, 1, 'an unreachable device does not block the rollout');
+    assert.ok(h.decisions.some((d) => d.verdict === 'unreachable' && d.message.includes(offline)));
+  });
+
+  it('never lets offline devices block a rollback, and re-sends to a device that comes back', () => {
+    const h = new ReducerHarness(spec, fleetOf(4));
+    const first = h.last('assign');
+    h.deliver(first);
+    const actions = h.send({ type: 'rollback', at: h.at, by: 'ops' });
+    assert.equal(h.state.phase, 'RolledBack', 'rolled back at once');
+    const revert = actions.find((a) => a.kind === 'revert')!;
+    const away = first.devices[0]!;
+    h.deliver(revert, (id) => (id === away ? 'offline' : 'delivered'));
+    for (let i = 0; i < 3; i += 1) {
+      const wake = nextWakeAt(h.state)!;
+      h.at = wake;
+      const retry = h.send({ type: 'tick', at: wake }).find((a) => a.kind === 'revert')!;
+      h.deliver(retry, () => 'offline');
+    }
+    assert.equal(h.state.devices.find((d) => d.id === away)?.delivery, 'unreachable');
+    assert.equal(nextWakeAt(h.state), undefined);
+    const back = h.send({ type: 'deviceOnline', at: h.at, deviceId: away });
+    assert.equal(back.length, 1);
+    assert.ok(back[0]!.kind === 'revert' && back[0]!.devices[0]!.deviceId === away);
+    h.deliver(back[0]!);
+    assert.equal(h.state.devices.find((d) => d.id === away)?.delivery, 'delivered');
+  });
+
+  it('ignores results of superseded actions', () => {
+    const h = new ReducerHarness(spec, fleetOf(4));
+    const assign = h.last('assign');
+    h.send({ type: 'rollback', at: h.at, by: 'ops' });
+    h.deliver(assign);
+    assert.ok(h.state.devices.filter((d) => d.touched).every((d) => d.delivery === 'pending'), 'the old assignment result does not count for the revert');
+  });
+
+  it('fails the rollout when a device refuses the candidate', () => {
+    const h = new ReducerHarness(spec, fleetOf(4));
+    const assign = h.last('assign');
+    h.send({ type: 'actionResult', at: h.at, actionId: assign.id, devices: assign.devices.map((deviceId, i) => ({ deviceId, outcome: i === 0 ? 'refused' : 'delivered', reason: 'signature does not verify' })) });
+    assert.equal(h.state.phase, 'Failed');
+    assert.match(h.state.outcome!.reason, /refused the candidate: signature does not verify/);
+  });
+});
