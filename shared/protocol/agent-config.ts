@@ -1,0 +1,59 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { DeviceIdSchema } from './payloads.ts';
+
+/**
+ * The agent's config file, written at enrollment (`fleetprune devices enroll`): the device's
+ * identity and credentials, where the broker and the server are, and the server's public
+ * signing key, pinned so that the agent only installs models the server signed.
+ */
+export const AgentConfigSchema = z.strictObject({
+  schema: z.literal(1),
+  deviceId: DeviceIdSchema,
+  labels: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'label keys are 1-64 characters of A-Z a-z 0-9 . _ -'), z.string().max(256)),
+  broker: z.strictObject({
+    url: z.url({ protocol: /^mqtts?$/ }),
+    username: z.string().min(1),
+    password: z.string().min(1),
+  }),
+  server: z.strictObject({
+    url: z.url({ protocol: /^https?$/ }),
+    token: z.string().min(1),
+  }),
+  serverPublicKey: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be an SPKI PEM public key' }),
+});
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+
+/** Reads and validates an agent config file; every problem is a one-line UserError. */
+export async function loadAgentConfig(path: string): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new UserError(`cannot read agent config ${path}: ${errorMessage(error)}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new UserError(`${path}: not valid JSON (${errorMessage(error)})`);
+  }
+  const parsed = AgentConfigSchema.safeParse(json);
+  if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
+  serverPublicKeyOf(parsed.data, path);
+  return parsed.data;
+}
+
+/** The pinned ed25519 key of an agent config. */
+export function serverPublicKeyOf(config: AgentConfig, source = 'agent config'): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPublicKey(config.serverPublicKey);
+  } catch (error) {
+    throw new UserError(`${source}: serverPublicKey: not a PEM public key (${errorMessage(error)})`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new UserError(`${source}: serverPublicKey: not an ed25519 key`);
+  return key;
+}

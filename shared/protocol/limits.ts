@@ -1,0 +1,9 @@
+/** The largest payload any fleet topic accepts; larger messages are dropped as `too-large`. */
+export const MAX_PAYLOAD_BYTES = 64 * 1024;
+
+/**
+ * The largest MQTT packet the brokers accept at all (embedded: authorizePublish; Mosquitto:
+ * max_packet_size). Between the two limits a message reaches its reader and is dropped there,
+ * with a counted reason; above this one the broker refuses it.
+ */
+export const BROKER_MAX_PACKET_BYTES = 1024 * 1024;

@@ -1,0 +1,158 @@
+import { z } from 'zod';
+import { DEVICE_ID_PATTERN } from './topics.ts';
+
+/**
+ * Payload schemas of the fleet protocol. Every payload carries `schema: 1`. Readers ignore
+ * fields they do not know (additive changes keep schema 1); a change that alters the meaning of
+ * an existing field bumps `schema`, and a reader drops versions it does not know.
+ */
+export const SCHEMA_VERSION = 1;
+const Schema = z.literal(SCHEMA_VERSION);
+
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
+export const DeviceIdSchema = z.string().regex(DEVICE_ID_PATTERN, 'must be 1-64 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)');
+const MessageId = z.string().regex(/^[A-Za-z0-9_-]{8,64}$/, 'must be 8-64 characters of A-Z a-z 0-9 _ -');
+const Timestamp = z.iso.datetime();
+const ModelName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
+const Version = z.string().min(1).max(64);
+const FiniteNumber = z.number().refine(Number.isFinite, 'must be a finite number');
+const NonNegative = FiniteNumber.refine((value) => value >= 0, 'must be ≥ 0');
+
+export const ROLES = ['candidate', 'active'] as const;
+export const RoleSchema = z.enum(ROLES);
+export type Role = z.infer<typeof RoleSchema>;
+
+/** `fleetprune/v1/devices/{id}/assignment` (server → device, retained, QoS 1). */
+export const AssignmentSchema = z.object({
+  schema: Schema,
+  id: MessageId,
+  issuedAt: Timestamp,
+  model: ModelName,
+  version: Version,
+  /** The artifact id: sha256 of the canonical signed manifest. */
+  sha256: Sha256,
+  /** Where the signed manifest is: `{server}/api/artifacts/{sha256}/manifest.json`. */
+  url: z.url({ protocol: /^https?$/ }),
+  role: RoleSchema,
+});
+export type Assignment = z.infer<typeof AssignmentSchema>;
+
+/** `fleetprune/v1/devices/{id}/status` (device → server, retained, QoS 1; the last will says offline). */
+export const StatusSchema = z.object({
+  schema: Schema,
+  deviceId: DeviceIdSchema,
+  online: z.boolean(),
+  /** When the agent connected (for the will: when it last connected). */
+  since: Timestamp,
+});
+export type Status = z.infer<typeof StatusSchema>;
+
+export const ModelRefSchema = z.object({ model: ModelName, version: Version, sha256: Sha256 });
+export type ModelRef = z.infer<typeof ModelRefSchema>;
+
+/** `fleetprune/v1/devices/{id}/telemetry` (device → server, QoS 1): the heartbeat. */
+export const TelemetrySchema = z.object({
+  schema: Schema,
+  deviceId: DeviceIdSchema,
+  sentAt: Timestamp,
+  uptimeSeconds: NonNegative,
+  /** Process CPU time over wall time since the previous heartbeat, in percent of one core. */
+  cpuPercent: NonNegative,
+  rssBytes: NonNegative,
+  active: ModelRefSchema.nullable(),
+  candidate: ModelRefSchema.nullable(),
+  previous: ModelRefSchema.nullable(),
+  /** Cumulative since the agent started (the server takes differences between heartbeats). */
+  serving: z
+    .object({
+      /** Rows predicted by the active model. */
+      predictions: NonNegative,
+      /** Requests that failed inside the agent (5xx); bad input (4xx) is not counted. */
+      errors: NonNegative,
+      /** Rows also run on the candidate, and how many of them agreed with the active model. */
+      shadowRows: NonNegative,
+      shadowAgreements: NonNegative,
+    })
+    .optional(),
+});
+export type Telemetry = z.infer<typeof TelemetrySchema>;
+
+export const ScoreSchema = z.union([
+  z.object({ accuracy: NonNegative, correct: NonNegative, total: NonNegative }),
+  z.object({ mse: NonNegative, r2: FiniteNumber, total: NonNegative }),
+]);
+
+/** One model's numbers in an on-device benchmark. */
+export const ModelBenchmarkSchema = ModelRefSchema.extend({
+  role: RoleSchema,
+  score: ScoreSchema,
+  latencyMs: z.object({ p50: NonNegative, p95: NonNegative, p99: NonNegative, samples: z.number().int().positive() }),
+  batchSize: z.number().int().positive(),
+  throughputRowsPerSecond: NonNegative,
+  loadTimeMs: NonNegative,
+  /** Resident set size after loading and running the model minus before; can be 0. */
+  rssIncreaseBytes: FiniteNumber,
+});
+export type ModelBenchmark = z.infer<typeof ModelBenchmarkSchema>;
+
+const ReportBase = {
+  schema: Schema,
+  /** Unique per report; the server ingests a report id once. */
+  id: MessageId,
+  deviceId: DeviceIdSchema,
+  createdAt: Timestamp,
+};
+
+export const BenchmarkReportSchema = z.object({
+  ...ReportBase,
+  kind: z.literal('benchmark'),
+  assignmentId: MessageId.nullable(),
+  holdout: z.object({ rows: z.number().int().positive(), fingerprint: z.string(), task: z.enum(['classification', 'regression']) }),
+  /** Side by side, measured in the same run; `active` is null on a device without an active model. */
+  active: ModelBenchmarkSchema.nullable(),
+  candidate: ModelBenchmarkSchema,
+});
+export type BenchmarkReport = z.infer<typeof BenchmarkReportSchema>;
+
+export const ASSIGNMENT_OUTCOMES = ['installed', 'activated', 'rolled-back', 'candidate-dropped', 'refused', 'benchmark-failed'] as const;
+export const AssignmentReportSchema = z.object({
+  ...ReportBase,
+  kind: z.literal('assignment'),
+  /** The assignment or fleet command this answers. */
+  assignmentId: MessageId,
+  outcome: z.enum(ASSIGNMENT_OUTCOMES),
+  role: RoleSchema,
+  model: ModelName,
+  version: Version,
+  sha256: Sha256,
+  /** Why it was refused or failed; one line. */
+  reason: z.string().max(2000).nullable(),
+});
+export type AssignmentReport = z.infer<typeof AssignmentReportSchema>;
+
+/** `fleetprune/v1/devices/{id}/reports` (device → server, QoS 1). */
+export const ReportSchema = z.discriminatedUnion('kind', [BenchmarkReportSchema, AssignmentReportSchema]);
+export type Report = z.infer<typeof ReportSchema>;
+
+export const SelectorSchema = z.object({
+  deviceIds: z.array(DeviceIdSchema).optional(),
+  /** Every label must match; an empty selector matches every device. */
+  labels: z.record(z.string(), z.string()).optional(),
+});
+export type Selector = z.infer<typeof SelectorSchema>;
+
+/** `fleetprune/v1/fleet/commands` (server → devices, QoS 1, not retained). */
+export const FleetCommandSchema = z.object({
+  schema: Schema,
+  id: MessageId,
+  issuedAt: Timestamp,
+  /** rollback: make the previous model active again (from disk); drop-candidate: empty the candidate slot. */
+  command: z.enum(['rollback', 'drop-candidate']),
+  selector: SelectorSchema,
+});
+export type FleetCommand = z.infer<typeof FleetCommandSchema>;
+
+export function selectorMatches(selector: Selector, deviceId: string, labels: Readonly<Record<string, string>>): boolean {
+  if (selector.deviceIds && !selector.deviceIds.includes(deviceId)) return false;
+  return Object.entries(selector.labels ?? {}).every(([key, value]) => labels[key] === value);
+}
