@@ -1,28 +1,34 @@
 import { Command, CommanderError } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
-import { registerPruneCommand } from './prune-command.ts';
-import { registerDemoCommand } from './demo-command.ts';
-import { registerKeysCommand } from './keys-command.ts';
-import { registerVerifyCommand } from './verify-command.ts';
-import { registerServerCommand } from './server-command.ts';
-import { registerModelsCommand } from './models-command.ts';
-import { registerJobsCommand } from './jobs-command.ts';
-import { registerTokensCommand } from './tokens-command.ts';
 
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+/**
+ * Each command's module, loaded on demand: a run of `fleetprune prune` does not pay for loading
+ * gRPC, MQTT or the server, and `fleetprune server` does not load the agent. Help and unknown
+ * commands load them all.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  prune: async () => (await import('./prune-command.ts')).registerPruneCommand,
+  demo: async () => (await import('./demo-command.ts')).registerDemoCommand,
+  keys: async () => (await import('./keys-command.ts')).registerKeysCommand,
+  verify: async () => (await import('./verify-command.ts')).registerVerifyCommand,
+  server: async () => (await import('./server-command.ts')).registerServerCommand,
+  models: async () => (await import('./models-command.ts')).registerModelsCommand,
+  jobs: async () => (await import('./jobs-command.ts')).registerJobsCommand,
+  tokens: async () => (await import('./tokens-command.ts')).registerTokensCommand,
+  agent: async () => (await import('../../agent/cli-command.ts')).registerAgentCommand,
+};
+
+export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('fleetprune')
     .description('Prune dense neural networks (ODF2NNA) and ship them to field devices with staged rollouts')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerPruneCommand(program);
-  registerDemoCommand(program);
-  registerKeysCommand(program);
-  registerVerifyCommand(program);
-  registerServerCommand(program);
-  registerModelsCommand(program);
-  registerJobsCommand(program);
-  registerTokensCommand(program);
+  const requested = argv[2];
+  const names = requested !== undefined && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
+  for (const name of names) (await COMMANDS[name]!())(program);
   return program;
 }
 
@@ -31,7 +37,7 @@ export function buildProgram(): Command {
  * an unexpected failure exits 1, also with one line (the stack goes to the debug log only).
  */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
     return 0;

@@ -1,0 +1,27 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AGENT_METRICS } from '../shared/metrics/agent-names.ts';
+
+const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/** The agent's Prometheus metrics, in a Registry of its own (many agents can share a process). */
+export function createAgentMetrics() {
+  const registry = new Registry();
+  const registers = [registry];
+  return {
+    registry,
+    predictRequests: new Counter({ name: AGENT_METRICS.predictRequests, help: 'POST /v1/predict requests by HTTP status', labelNames: ['status'] as const, registers }),
+    predictRows: new Counter({ name: AGENT_METRICS.predictRows, help: 'Rows predicted by the active model', registers }),
+    predictLatency: new Histogram({ name: AGENT_METRICS.predictLatency, help: 'Active model inference time per request', buckets: LATENCY_BUCKETS, registers }),
+    shadowRuns: new Counter({ name: AGENT_METRICS.shadowRuns, help: 'Rows also run on the candidate (shadow)', registers }),
+    shadowAgreements: new Counter({ name: AGENT_METRICS.shadowAgreements, help: 'Shadow rows where the candidate agreed with the active model', registers }),
+    shadowLatency: new Histogram({ name: AGENT_METRICS.shadowLatency, help: 'Candidate inference time per shadowed request', buckets: LATENCY_BUCKETS, registers }),
+    assignments: new Counter({ name: AGENT_METRICS.assignments, help: 'Assignments and commands handled, by outcome', labelNames: ['outcome'] as const, registers }),
+    downloadedBytes: new Counter({ name: AGENT_METRICS.downloadedBytes, help: 'Model bytes downloaded', registers }),
+    benchmarks: new Counter({ name: AGENT_METRICS.benchmarks, help: 'On-device benchmarks run, by result', labelNames: ['result'] as const, registers }),
+    outboxPending: new Gauge({ name: AGENT_METRICS.outboxPending, help: 'Reports waiting in the on-disk outbox', registers }),
+    droppedMessages: new Counter({ name: AGENT_METRICS.droppedMessages, help: 'Incoming MQTT messages dropped, by topic kind and reason', labelNames: ['kind', 'reason'] as const, registers }),
+    mqttConnected: new Gauge({ name: AGENT_METRICS.mqttConnected, help: '1 while connected to the broker', registers }),
+    modelInfo: new Gauge({ name: AGENT_METRICS.modelInfo, help: 'The models in the slots (value 1)', labelNames: ['slot', 'model', 'version'] as const, registers }),
+  };
+}
+export type AgentMetrics = ReturnType<typeof createAgentMetrics>;

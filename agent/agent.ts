@@ -1,0 +1,499 @@
+import type { KeyObject } from 'node:crypto';
+import type { Express } from 'express';
+import type { Dataset } from '../shared/data/dataset.ts';
+import { serverPublicKeyOf, type AgentConfig } from '../shared/protocol/agent-config.ts';
+import type { FleetMessage } from '../shared/protocol/parse-message.ts';
+import {
+  AssignmentReportSchema,
+  BenchmarkReportSchema,
+  selectorMatches,
+  type Assignment,
+  type AssignmentReport,
+  type FleetCommand,
+  type ModelRef,
+  type Report,
+  type Role,
+} from '../shared/protocol/payloads.ts';
+import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
+import { errorMessage } from '../shared/util/errors.ts';
+import type { Logger } from '../shared/util/log.ts';
+import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
+import { ArtifactFetcher, FetchError } from './artifact-fetcher.ts';
+import { crashPoint } from './crash-points.ts';
+import { DataDir } from './data-dir.ts';
+import { HeartbeatBuilder } from './heartbeat.ts';
+import { DEFAULT_BENCHMARK_SETTINGS, benchmarkSideBySide, type BenchmarkSettings } from './model-benchmark.ts';
+import { ModelStore, type InstalledModel } from './model-store.ts';
+import { MqttLink, type MqttConnector } from './mqtt-link.ts';
+import { Outbox } from './outbox.ts';
+import { createPredictApp } from './predict-api.ts';
+import { reportId } from './report-ids.ts';
+import type { ServingModel } from './serving-model.ts';
+import type { SessionCache } from './session-cache.ts';
+import { SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
+
+/** What an agent is given from outside; the CLI passes the real ones, a benchmark may share them. */
+export interface AgentDependencies {
+  connector: MqttConnector;
+  sessions: SessionCache;
+  clock: () => Date;
+  logger: Logger;
+}
+
+export interface AgentOptions {
+  config: AgentConfig;
+  dataDir: string;
+  /** The device's labelled holdout; without it candidates are installed but not benchmarked. */
+  holdout?: Dataset;
+  benchmark?: BenchmarkSettings;
+  heartbeatIntervalMs?: number;
+  /** Fraction of /v1/predict requests shadow-run on the candidate (0 = off). */
+  shadowFraction?: number;
+  /** Download attempts for a transient failure (network, 5xx) before the assignment is refused. */
+  downloadAttempts?: number;
+  retryBaseDelayMs?: number;
+  mqttReconnectMs?: number;
+}
+
+/**
+ * The edge agent: keeps the model slots (active, candidate, previous) on disk, follows the
+ * assignments and fleet commands it receives over MQTT, verifies and installs models, benchmarks
+ * candidates next to the active model, serves the active model, and reports through an on-disk
+ * outbox. All slot changes run one at a time on a work queue and are committed by an atomic
+ * state-file replace, so a crash at any point leaves a consistent state.
+ */
+export class Agent {
+  readonly metrics: AgentMetrics;
+  readonly app: Express;
+  readonly #options: AgentOptions;
+  readonly #deps: AgentDependencies;
+  readonly #logger: Logger;
+  readonly #publicKey: KeyObject;
+  readonly #dir: DataDir;
+  readonly #state: SlotStateFile;
+  readonly #store: ModelStore;
+  readonly #fetcher: ArtifactFetcher;
+  readonly #outbox: Outbox;
+  readonly #link: MqttLink;
+  readonly #heartbeat: HeartbeatBuilder;
+  #active: ServingModel | undefined;
+  #candidate: ServingModel | undefined;
+  #queue: Promise<void> = Promise.resolve();
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  readonly #abort = new AbortController();
+  readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0 };
+
+  constructor(options: AgentOptions, deps: AgentDependencies) {
+    this.#options = options;
+    this.#deps = deps;
+    const { config } = options;
+    this.#logger = deps.logger.child({ deviceId: config.deviceId });
+    this.#publicKey = serverPublicKeyOf(config);
+    this.metrics = createAgentMetrics();
+    this.#dir = new DataDir(options.dataDir);
+    this.#state = new SlotStateFile(this.#dir.stateFile);
+    this.#store = new ModelStore(this.#dir);
+    this.#fetcher = new ArtifactFetcher({ url: config.server.url, token: config.server.token, publicKey: this.#publicKey }, this.#dir, (bytes) =>
+      this.metrics.downloadedBytes.inc(bytes),
+      this.#abort.signal,
+    );
+    this.#outbox = new Outbox(this.#dir.outboxDir, this.#logger, (pending) => this.metrics.outboxPending.set(pending));
+    this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock);
+    this.#link = new MqttLink({
+      deviceId: config.deviceId,
+      broker: config.broker,
+      connector: deps.connector,
+      logger: this.#logger,
+      clock: deps.clock,
+      reconnectPeriodMs: options.mqttReconnectMs,
+      onMessage: (message) => this.#onMessage(message),
+      onDrop: (kind, reason) => this.metrics.droppedMessages.inc({ kind, reason }),
+      onConnected: () => {
+        void this.#flushOutbox();
+        void this.#sendHeartbeat();
+      },
+      onConnectionChange: (connected) => this.metrics.mqttConnected.set(connected ? 1 : 0),
+    });
+    this.app = createPredictApp({
+      stats: this.#servingStats,
+      active: () => this.#active,
+      candidate: () => this.#candidate,
+      shadowFraction: options.shadowFraction ?? 0,
+      metrics: this.metrics,
+      logger: this.#logger,
+      health: () => ({ deviceId: config.deviceId, connected: this.#link.connected, ...this.slots }),
+    });
+  }
+
+  get deviceId(): string {
+    return this.#options.config.deviceId;
+  }
+
+  get slots(): { active: ModelRef | null; candidate: ModelRef | null; previous: ModelRef | null } {
+    const { active, candidate, previous } = this.#state.state;
+    return { active, candidate, previous };
+  }
+
+  get connected(): boolean {
+    return this.#link.connected;
+  }
+
+  /** Recovers the slots from disk, serves the last good active model, then connects. */
+  async start(): Promise<void> {
+    await this.#recover();
+    this.#link.start();
+    const interval = this.#options.heartbeatIntervalMs ?? 30_000;
+    this.#heartbeatTimer = setInterval(() => void this.#sendHeartbeat(), interval);
+    this.#heartbeatTimer.unref();
+    const { pending, candidate, candidateBenchmarked } = this.#state.state;
+    if (pending) this.#enqueue(`resume assignment ${pending.id}`, () => this.#processAssignment(pending));
+    else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(null));
+  }
+
+  /** Stops; work in progress gets a few seconds (the state on disk is crash-safe either way). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#abort.abort();
+    clearInterval(this.#heartbeatTimer);
+    await Promise.race([this.#queue, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    await this.#link.stop();
+    await this.#active?.lease.release();
+    await this.#candidate?.lease.release();
+    this.#active = undefined;
+    this.#candidate = undefined;
+  }
+
+  /** Resolves when the work queue is idle (tests, benchmarks). */
+  idle(): Promise<void> {
+    return this.#queue;
+  }
+
+  async #recover(): Promise<void> {
+    let state = await this.#state.load();
+    let changed = false;
+    for (const slot of ['active', 'previous', 'candidate'] as const) {
+      const ref = state[slot];
+      if (!ref) continue;
+      const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
+      if ('failure' in verified) {
+        this.#logger.error({ slot, model: ref.model, version: ref.version, reason: verified.failure }, 'a model on disk failed verification; dropping it from its slot');
+        state = { ...state, [slot]: null };
+        changed = true;
+      }
+    }
+    if (!state.active && state.previous) {
+      this.#logger.warn({ version: state.previous.version }, 'serving the previous model: the active one is unusable');
+      state = { ...state, active: state.previous, previous: null };
+      changed = true;
+    }
+    if (changed) await this.#state.save(state);
+    await this.#outbox.init();
+    for (const report of state.unsentReports) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
+    if (state.unsentReports.length > 0) await this.#state.save({ ...this.#state.state, unsentReports: [] });
+    await this.#store.collectGarbage(this.#referencedModels(state));
+    if (state.active) this.#active = await this.#loadServing(state.active);
+    await this.#refreshCandidateServing();
+    this.#publishModelInfo();
+    this.#logger.info({ active: state.active?.version ?? null, candidate: state.candidate?.version ?? null }, 'agent state recovered');
+  }
+
+  #onMessage(message: FleetMessage): void {
+    if (this.#stopped) return;
+    const state = this.#state.state;
+    if (message.kind === 'assignment') {
+      const assignment = message.payload;
+      if (state.handledIds.includes(assignment.id) || state.pending?.id === assignment.id) return;
+      this.#enqueue(`assignment ${assignment.id}`, async () => {
+        const current = this.#state.state;
+        if (current.handledIds.includes(assignment.id) || current.pending?.id === assignment.id) return;
+        await this.#state.save({ ...current, pending: assignment });
+        await this.#processAssignment(assignment);
+      });
+    } else if (message.kind === 'commands') {
+      const command = message.payload;
+      if (state.handledIds.includes(command.id)) return;
+      if (!selectorMatches(command.selector, this.deviceId, this.#options.config.labels)) return;
+      this.#enqueue(`command ${command.id}`, () => this.#runCommand(command));
+    }
+  }
+
+  #enqueue(what: string, task: () => Promise<void>): void {
+    this.#queue = this.#queue.then(task).catch((error: unknown) => {
+      this.#logger.error({ err: error, task: what }, 'agent task failed');
+    });
+  }
+
+  async #processAssignment(assignment: Assignment): Promise<void> {
+    this.#logger.info({ assignmentId: assignment.id, model: assignment.model, version: assignment.version, role: assignment.role }, 'assignment received');
+    const ref: ModelRef = { model: assignment.model, version: assignment.version, sha256: assignment.sha256 };
+    const state = this.#state.state;
+    if (assignment.role === 'active') {
+      if (sameModel(state.active, ref)) return this.#finish(assignment, 'activated', 'already the active model');
+      if (sameModel(state.previous, ref)) return this.#rollback(assignment.id, assignment);
+    } else {
+      if (sameModel(state.active, ref)) return this.#refuse(assignment, `${ref.version} is already the active model`);
+      if (sameModel(state.candidate, ref)) return this.#finish(assignment, 'installed', 'already the candidate');
+    }
+    let model: InstalledModel;
+    try {
+      model = await this.#obtainModel(assignment);
+    } catch (error) {
+      return this.#refuse(assignment, errorMessage(error));
+    }
+    if (assignment.role === 'candidate') await this.#installCandidate(assignment, ref);
+    else await this.#activate(assignment, ref, model);
+  }
+
+  /** A verified model for the assignment: from the store if it is there, else downloaded. */
+  async #obtainModel(assignment: Assignment): Promise<InstalledModel> {
+    if (await this.#store.has(assignment.sha256)) {
+      const verified = await this.#store.loadVerified(assignment.sha256, this.#publicKey);
+      if (!('failure' in verified)) return verified;
+      this.#logger.warn({ reason: verified.failure }, 'a stored model failed verification; downloading it again');
+      await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+    }
+    const attempts = this.#options.downloadAttempts ?? 5;
+    const baseDelay = this.#options.retryBaseDelayMs ?? 1000;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const manifest = await this.#fetcher.fetchVerifiedManifest(assignment);
+        this.#logger.info({ assignmentId: assignment.id, bytes: manifest.files['model.onnx']?.bytes }, 'downloading model');
+        const fetched = await this.#fetcher.downloadModel(manifest);
+        const installed = await this.#store.install(manifest, fetched.onnxPath);
+        this.#logger.info({ assignmentId: assignment.id, artifactId: installed.artifactId }, 'model verified and installed');
+        return installed;
+      } catch (error) {
+        const permanent = !(error instanceof FetchError) || error.permanent;
+        if (permanent || attempt >= attempts || this.#stopped) {
+          throw new Error(permanent ? errorMessage(error) : `gave up after ${attempt} attempts: ${errorMessage(error)}`);
+        }
+        this.#logger.warn({ attempt, err: errorMessage(error) }, 'model download failed; retrying');
+        await new Promise((resolve) => setTimeout(resolve, baseDelay * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  async #installCandidate(assignment: Assignment, ref: ModelRef): Promise<void> {
+    const benchmark = this.#options.holdout !== undefined;
+    const state = withHandled(this.#state.state, assignment.id);
+    await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
+    await this.#refreshCandidateServing();
+    this.#publishModelInfo();
+    this.metrics.assignments.inc({ outcome: 'installed' });
+    await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+    if (benchmark) await this.#benchmarkCandidate(assignment.id);
+  }
+
+  async #activate(assignment: Assignment, ref: ModelRef, model: InstalledModel): Promise<void> {
+    this.#logger.info({ version: ref.version }, 'activating');
+    const next = await this.#loadServingFrom(ref, model);
+    const state = this.#state.state;
+    const candidateStays = state.candidate !== null && !sameModel(state.candidate, ref);
+    crashPoint('activation:before-state');
+    await this.#commit(
+      {
+        ...withHandled(state, assignment.id),
+        previous: state.active ?? state.previous,
+        active: ref,
+        candidate: candidateStays ? state.candidate : null,
+        candidateBenchmarked: candidateStays ? state.candidateBenchmarked : true,
+        pending: null,
+      },
+      this.#assignmentReport(assignment.id, 'activated', 'active', ref, null),
+      () => crashPoint('activation:after-state'),
+    );
+    await this.#swapActive(next);
+    this.metrics.assignments.inc({ outcome: 'activated' });
+    await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+  }
+
+  /** Makes `previous` active again (no download); answers an assignment or a fleet command. */
+  async #rollback(answers: string, assignment?: Assignment): Promise<void> {
+    const state = this.#state.state;
+    const target = state.previous;
+    if (!target) {
+      if (assignment) return this.#refuse(assignment, 'no previous model on disk to roll back to');
+      const subject = state.active ?? { model: 'none', version: 'none', sha256: '0'.repeat(64) };
+      return this.#commit({ ...withHandled(state, answers) }, this.#assignmentReport(answers, 'refused', 'active', subject, 'no previous model on disk to roll back to'));
+    }
+    const verified = await this.#store.loadVerified(target.sha256, this.#publicKey);
+    if ('failure' in verified) {
+      const report = this.#assignmentReport(answers, 'refused', 'active', target, `previous model unusable: ${verified.failure}`);
+      return this.#commit({ ...withHandled(state, answers), previous: null, pending: null }, report);
+    }
+    const next = await this.#loadServingFrom(target, verified);
+    crashPoint('activation:before-state');
+    await this.#commit(
+      {
+        ...withHandled(state, answers),
+        active: target,
+        previous: state.active,
+        candidate: sameModel(state.candidate, target) ? null : state.candidate,
+        pending: null,
+      },
+      this.#assignmentReport(answers, 'rolled-back', 'active', target, null),
+      () => crashPoint('activation:after-state'),
+    );
+    await this.#swapActive(next);
+    this.#logger.info({ version: target.version }, 'rolled back to the previous model');
+    this.metrics.assignments.inc({ outcome: 'rolled-back' });
+  }
+
+  async #runCommand(command: FleetCommand): Promise<void> {
+    if (this.#state.state.handledIds.includes(command.id)) return;
+    this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
+    if (command.command === 'rollback') await this.#rollback(command.id);
+    else if (command.command === 'drop-candidate') await this.#dropCandidate(command.id);
+  }
+
+  async #dropCandidate(answers: string): Promise<void> {
+    const state = this.#state.state;
+    if (!state.candidate) {
+      const subject = state.active ?? { model: 'none', version: 'none', sha256: '0'.repeat(64) };
+      return this.#commit(withHandled(state, answers), this.#assignmentReport(answers, 'refused', 'candidate', subject, 'no candidate to drop'));
+    }
+    const dropped = state.candidate;
+    await this.#commit({ ...withHandled(state, answers), candidate: null, candidateBenchmarked: true }, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null));
+    await this.#refreshCandidateServing();
+    this.#publishModelInfo();
+    await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+    this.metrics.assignments.inc({ outcome: 'candidate-dropped' });
+  }
+
+  /** Benchmarks the candidate next to the active model on the holdout and reports both. */
+  async #benchmarkCandidate(assignmentId: string | null): Promise<void> {
+    const holdout = this.#options.holdout;
+    const { candidate, active } = this.#state.state;
+    if (!holdout || !candidate) return;
+    this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
+    const id = reportId(this.deviceId, `${assignmentId ?? 'resumed'}:${candidate.sha256}`, 'benchmark');
+    try {
+      const models: { role: Role; version: string; model: InstalledModel }[] = [];
+      for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
+        if (!ref) continue;
+        const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
+        if ('failure' in verified) throw new Error(verified.failure);
+        models.push({ role, version: ref.version, model: verified });
+      }
+      const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS);
+      const report = BenchmarkReportSchema.parse({
+        schema: 1,
+        id,
+        kind: 'benchmark',
+        deviceId: this.deviceId,
+        createdAt: this.#deps.clock().toISOString(),
+        assignmentId,
+        holdout: { rows: holdout.x.length, fingerprint: holdout.fingerprint, task: holdout.task },
+        active: results.find((result) => result.role === 'active') ?? null,
+        candidate: results.find((result) => result.role === 'candidate')!,
+      });
+      await this.#commit(this.#benchmarked(candidate), report);
+      this.metrics.benchmarks.inc({ result: 'ok' });
+      this.#logger.info({ reportId: id }, 'benchmark finished');
+    } catch (error) {
+      this.metrics.benchmarks.inc({ result: 'failed' });
+      this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
+      await this.#commit(this.#benchmarked(candidate), this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error)));
+    }
+  }
+
+  #benchmarked(candidate: ModelRef): SlotState {
+    const state = this.#state.state;
+    return sameModel(state.candidate, candidate) ? { ...state, candidateBenchmarked: true } : state;
+  }
+
+  async #refuse(assignment: Assignment, reason: string): Promise<void> {
+    this.#logger.warn({ assignmentId: assignment.id, version: assignment.version, reason }, 'assignment refused');
+    this.metrics.assignments.inc({ outcome: 'refused' });
+    await this.#commit({ ...withHandled(this.#state.state, assignment.id), pending: null }, this.#assignmentReport(assignment.id, 'refused', assignment.role, assignment, reason));
+  }
+
+  async #finish(assignment: Assignment, outcome: 'installed' | 'activated', reason: string): Promise<void> {
+    await this.#commit({ ...withHandled(this.#state.state, assignment.id), pending: null }, this.#assignmentReport(assignment.id, outcome, assignment.role, assignment, reason));
+  }
+
+  #assignmentReport(answers: string, outcome: AssignmentReport['outcome'], role: Role, ref: ModelRef, reason: string | null): AssignmentReport {
+    return AssignmentReportSchema.parse({
+      schema: 1,
+      id: reportId(this.deviceId, answers, `assignment:${outcome}`),
+      kind: 'assignment',
+      deviceId: this.deviceId,
+      createdAt: this.#deps.clock().toISOString(),
+      assignmentId: answers,
+      outcome,
+      role,
+      model: ref.model,
+      version: ref.version,
+      sha256: ref.sha256,
+      reason: reason === null ? null : reason.slice(0, 2000),
+    });
+  }
+
+  /**
+   * Commits a state change and the report that describes it in one atomic state write, then
+   * moves the report into the outbox. A crash in between leaves the report in the state file,
+   * from where startup moves it; report ids are deterministic, so a repeat is deduplicated.
+   */
+  async #commit(next: SlotState, report: Report, afterStateWrite?: () => void): Promise<void> {
+    await this.#state.save({ ...next, unsentReports: [...next.unsentReports, report] });
+    afterStateWrite?.();
+    await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
+    const current = this.#state.state;
+    await this.#state.save({ ...current, unsentReports: current.unsentReports.filter((unsent) => unsent.id !== report.id) });
+    void this.#flushOutbox();
+  }
+
+  async #flushOutbox(): Promise<void> {
+    if (!this.#link.connected) return;
+    await this.#outbox.flush((topic, payload) => this.#link.publish(topic, payload)).catch((error: unknown) =>
+      this.#logger.warn({ err: errorMessage(error) }, 'outbox flush failed'),
+    );
+  }
+
+  async #sendHeartbeat(): Promise<void> {
+    if (!this.#link.connected) return;
+    const telemetry = this.#heartbeat.build(this.slots, { ...this.#servingStats });
+    await this.#link.publish(telemetryTopic(this.deviceId), Buffer.from(JSON.stringify(telemetry))).catch(() => {});
+  }
+
+  async #loadServing(ref: ModelRef): Promise<ServingModel | undefined> {
+    const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
+    if ('failure' in verified) {
+      this.#logger.error({ reason: verified.failure }, 'cannot serve a model that fails verification');
+      return undefined;
+    }
+    return this.#loadServingFrom(ref, verified);
+  }
+
+  async #loadServingFrom(ref: ModelRef, model: InstalledModel): Promise<ServingModel> {
+    const lease = await this.#deps.sessions.acquire(model.artifactId, model.onnxPath);
+    return { ref, manifest: model.manifest, lease };
+  }
+
+  async #swapActive(next: ServingModel): Promise<void> {
+    const old = this.#active;
+    this.#active = next;
+    await old?.lease.release();
+    await this.#refreshCandidateServing();
+    this.#publishModelInfo();
+  }
+
+  /** Keeps a session for the candidate only while shadow runs are on. */
+  async #refreshCandidateServing(): Promise<void> {
+    const wanted = (this.#options.shadowFraction ?? 0) > 0 ? this.#state.state.candidate : null;
+    if (sameModel(this.#candidate?.ref ?? null, wanted)) return;
+    const old = this.#candidate;
+    this.#candidate = wanted ? await this.#loadServing(wanted) : undefined;
+    await old?.lease.release();
+  }
+
+  #publishModelInfo(): void {
+    this.metrics.modelInfo.reset();
+    for (const [slot, ref] of Object.entries(this.slots)) if (ref) this.metrics.modelInfo.set({ slot, model: ref.model, version: ref.version }, 1);
+  }
+
+  #referencedModels(state: SlotState): Set<string> {
+    return new Set([state.active, state.candidate, state.previous].filter((ref) => ref !== null).map((ref) => ref.sha256));
+  }
+}

@@ -1,0 +1,83 @@
+import { mkdir } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import type { Command } from 'commander';
+import { loadDatasetFile } from '../shared/data/dataset.ts';
+import { loadAgentConfig } from '../shared/protocol/agent-config.ts';
+import { UserError, errorMessage } from '../shared/util/errors.ts';
+import { createLogger } from '../shared/util/log.ts';
+import { parseInteger, parseNumber } from '../server/cli/option-parsers.ts';
+
+interface AgentFlags {
+  config: string;
+  dataDir: string;
+  holdout?: string;
+  label?: string;
+  httpPort: number;
+  httpHost: string;
+  shadowFraction: number;
+  heartbeatSeconds: number;
+  benchSamples: number;
+  benchBatches: number;
+}
+
+export function registerAgentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description('run the edge agent: follow assignments over MQTT, verify, benchmark and serve models')
+    .requiredOption('--config <file>', 'agent config file written at enrollment')
+    .requiredOption('--data-dir <dir>', 'where the agent keeps its model slots, downloads and outbox')
+    .option('--holdout <file.csv>', 'labelled holdout CSV for on-device benchmarks')
+    .option('--label <column>', 'label column of the holdout CSV')
+    .option('--http-port <port>', 'port of POST /v1/predict and /metrics (0 = ephemeral)', parseInteger, 8780)
+    .option('--http-host <host>', 'address the HTTP API listens on', '127.0.0.1')
+    .option('--shadow-fraction <f>', 'fraction of predict requests also run on the candidate, 0..1', parseNumber, 0)
+    .option('--heartbeat-seconds <s>', 'telemetry interval', parseNumber, 30)
+    .option('--bench-samples <n>', 'single-row inferences timed per model in a benchmark', parseInteger, 500)
+    .option('--bench-batches <n>', 'batches of 64 rows timed per model in a benchmark', parseInteger, 100)
+    .action(async (flags: AgentFlags) => {
+      if (flags.holdout && !flags.label) throw new UserError('--holdout needs --label (the label column)');
+      if (flags.label && !flags.holdout) throw new UserError('--label needs --holdout');
+      if (!(flags.shadowFraction >= 0 && flags.shadowFraction <= 1)) throw new UserError('--shadow-fraction: must be between 0 and 1');
+      if (!(flags.heartbeatSeconds > 0)) throw new UserError('--heartbeat-seconds: must be positive');
+      if (flags.benchSamples < 1 || flags.benchBatches < 1) throw new UserError('--bench-samples and --bench-batches must be at least 1');
+      if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
+      const config = await loadAgentConfig(flags.config);
+      const holdout = flags.holdout ? loadDatasetFile(flags.holdout, { label: flags.label! }) : undefined;
+      try {
+        await mkdir(flags.dataDir, { recursive: true });
+      } catch (error) {
+        throw new UserError(`cannot create data dir ${flags.dataDir}: ${errorMessage(error)}`);
+      }
+      // Loaded here, so other commands do not pay for onnxruntime, mqtt and express at startup.
+      const [{ Agent }, { connectMqtt }, { OrtSessionCache }] = await Promise.all([import('./agent.ts'), import('./mqtt-link.ts'), import('./session-cache.ts')]);
+      const logger = createLogger('agent');
+      const agent = new Agent(
+        {
+          config,
+          dataDir: flags.dataDir,
+          holdout,
+          shadowFraction: flags.shadowFraction,
+          heartbeatIntervalMs: flags.heartbeatSeconds * 1000,
+          benchmark: { latencySamples: flags.benchSamples, throughputBatches: flags.benchBatches, batchSize: 64 },
+        },
+        { connector: connectMqtt, sessions: new OrtSessionCache(), clock: () => new Date(), logger },
+      );
+      await agent.start();
+      const server = await new Promise<import('node:http').Server>((resolve, reject) => {
+        const listening = agent.app.listen(flags.httpPort, flags.httpHost, (error?: Error) => (error ? reject(error) : resolve(listening)));
+      }).catch((error: unknown) => {
+        throw new UserError(`cannot listen on ${flags.httpHost}:${flags.httpPort}: ${errorMessage(error)}`);
+      });
+      const port = (server.address() as AddressInfo).port;
+      process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${agent.slots.active?.version ?? 'none'}\n`);
+      await new Promise<void>((resolve) => {
+        const shutdown = () => resolve();
+        process.once('SIGINT', shutdown);
+        process.once('SIGTERM', shutdown);
+      });
+      logger.info('shutting down');
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await agent.stop();
+    });
+}

@@ -1,0 +1,30 @@
+import { join } from 'node:path';
+
+/**
+ * Layout of the agent's data directory:
+ *   state.json            slots (active, candidate, previous), the pending assignment; replaced atomically
+ *   models/<artifactId>/  verified models: manifest.json + model.onnx (content-addressed, immutable)
+ *   downloads/<sha>.part  partial model downloads, resumed with HTTP Range
+ *   outbox/               reports not yet acknowledged by the broker
+ */
+export class DataDir {
+  constructor(readonly root: string) {}
+  get stateFile(): string {
+    return join(this.root, 'state.json');
+  }
+  get modelsDir(): string {
+    return join(this.root, 'models');
+  }
+  modelDir(artifactId: string): string {
+    return join(this.modelsDir, artifactId);
+  }
+  get downloadsDir(): string {
+    return join(this.root, 'downloads');
+  }
+  partFile(blobSha256: string): string {
+    return join(this.downloadsDir, `${blobSha256}.part`);
+  }
+  get outboxDir(): string {
+    return join(this.root, 'outbox');
+  }
+}

@@ -1,0 +1,90 @@
+import type { KeyObject } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MANIFEST_FILE, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
+import { readManifest } from '../shared/artifact/read-artifact.ts';
+import { verifyManifestSignature } from '../shared/artifact/signature.ts';
+import { fsyncDirectory } from '../shared/util/atomic-file.ts';
+import { errorMessage } from '../shared/util/errors.ts';
+import { sha256OfFile } from './artifact-fetcher.ts';
+import { crashPoint } from './crash-points.ts';
+import type { DataDir } from './data-dir.ts';
+
+export interface InstalledModel {
+  artifactId: string;
+  manifest: Manifest;
+  onnxPath: string;
+}
+
+/**
+ * Verified models on disk, one immutable directory per artifact id (manifest.json + model.onnx).
+ * A directory appears by a single rename of a fully written, fsynced staging directory, so it is
+ * either complete or absent. Slots (state.json) refer to models by artifact id.
+ */
+export class ModelStore {
+  constructor(readonly dataDir: DataDir) {}
+
+  /** Moves a verified download into the store (no-op if the artifact is already there). */
+  async install(manifest: Manifest, verifiedOnnx: string): Promise<InstalledModel> {
+    const id = artifactId(manifest);
+    const target = this.dataDir.modelDir(id);
+    await mkdir(this.dataDir.modelsDir, { recursive: true });
+    if (await exists(join(target, ONNX_FILE))) {
+      await rm(verifiedOnnx, { force: true });
+      return { artifactId: id, manifest, onnxPath: join(target, ONNX_FILE) };
+    }
+    const staging = join(this.dataDir.modelsDir, `.staging-${id}`);
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging);
+    const handle = await open(join(staging, MANIFEST_FILE), 'wx');
+    try {
+      await handle.writeFile(`${JSON.stringify(manifest, null, 2)}\n`);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(verifiedOnnx, join(staging, ONNX_FILE));
+    await fsyncDirectory(staging);
+    crashPoint('install:before-rename');
+    await rename(staging, target);
+    await fsyncDirectory(this.dataDir.modelsDir);
+    return { artifactId: id, manifest, onnxPath: join(target, ONNX_FILE) };
+  }
+
+  async has(id: string): Promise<boolean> {
+    return exists(join(this.dataDir.modelDir(id), ONNX_FILE));
+  }
+
+  /**
+   * Re-verifies an installed model (signature with the pinned key, artifact id, model.onnx size
+   * and sha256) before it is loaded; a failure is a one-line reason.
+   */
+  async loadVerified(id: string, publicKey: KeyObject): Promise<InstalledModel | { failure: string }> {
+    const dir = this.dataDir.modelDir(id);
+    let manifest: Manifest;
+    try {
+      manifest = await readManifest(dir);
+    } catch (error) {
+      return { failure: errorMessage(error) };
+    }
+    if (artifactId(manifest) !== id) return { failure: `${dir}: manifest does not match its artifact id` };
+    const signatureFailure = verifyManifestSignature(manifest, publicKey);
+    if (signatureFailure) return { failure: `${dir}: ${signatureFailure}` };
+    const onnxPath = join(dir, ONNX_FILE);
+    const expected = manifest.files[ONNX_FILE]!;
+    const size = (await stat(onnxPath).catch(() => undefined))?.size;
+    if (size !== expected.bytes) return { failure: `${onnxPath}: ${size === undefined ? 'missing' : `size ${size}, expected ${expected.bytes}`}` };
+    if ((await sha256OfFile(onnxPath)) !== expected.sha256) return { failure: `${onnxPath}: sha256 mismatch` };
+    return { artifactId: id, manifest, onnxPath };
+  }
+
+  /** Deletes models no slot refers to and leftover staging directories. */
+  async collectGarbage(keep: ReadonlySet<string>): Promise<void> {
+    const entries = await readdir(this.dataDir.modelsDir).catch(() => [] as string[]);
+    await Promise.all(entries.filter((name) => !keep.has(name)).map((name) => rm(join(this.dataDir.modelsDir, name), { recursive: true, force: true })));
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
+}

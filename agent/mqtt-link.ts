@@ -1,0 +1,117 @@
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { parseMessage, type DropReason, type FleetMessage } from '../shared/protocol/parse-message.ts';
+import { StatusSchema } from '../shared/protocol/payloads.ts';
+import { FLEET_COMMANDS_TOPIC, TOPIC_DELIVERY, assignmentTopic, statusTopic } from '../shared/protocol/topics.ts';
+import type { Logger } from '../shared/util/log.ts';
+
+/** Opens an MQTT connection; injected so tests and benchmarks can wrap or count connections. */
+export type MqttConnector = (url: string, options: IClientOptions) => MqttClient;
+export const connectMqtt: MqttConnector = (url, options) => mqtt.connect(url, options);
+
+export interface MqttLinkOptions {
+  deviceId: string;
+  broker: { url: string; username: string; password: string };
+  connector: MqttConnector;
+  logger: Logger;
+  clock: () => Date;
+  onMessage: (message: FleetMessage) => void;
+  onDrop: (topicKind: string, reason: DropReason) => void;
+  onConnected: () => void;
+  onConnectionChange?: (connected: boolean) => void;
+  reconnectPeriodMs?: number;
+}
+
+/**
+ * The agent's MQTT 3.1.1 session: client id = device id, clean session false (the broker keeps
+ * QoS 1 messages for it while it is away), a retained `online` status on every connect and a
+ * retained `offline` last will. It (re)subscribes to its assignment topic and the fleet commands
+ * on every connect, which also brings the retained assignment back. Incoming messages are
+ * validated; bad ones are dropped and counted.
+ */
+export class MqttLink {
+  readonly #options: MqttLinkOptions;
+  #client: MqttClient | undefined;
+
+  constructor(options: MqttLinkOptions) {
+    this.#options = options;
+  }
+
+  get connected(): boolean {
+    return this.#client?.connected ?? false;
+  }
+
+  start(): void {
+    const { deviceId, broker, connector, logger } = this.#options;
+    const status = (online: boolean) => Buffer.from(JSON.stringify(StatusSchema.parse({ schema: 1, deviceId, online, since: this.#options.clock().toISOString() })));
+    const client = connector(broker.url, {
+      protocolVersion: 4,
+      clean: false,
+      clientId: deviceId,
+      username: broker.username,
+      password: broker.password,
+      keepalive: 30,
+      reconnectPeriod: this.#options.reconnectPeriodMs ?? 1000,
+      connectTimeout: 10_000,
+      resubscribe: false,
+      will: { topic: statusTopic(deviceId), payload: status(false), qos: TOPIC_DELIVERY.status.qos, retain: TOPIC_DELIVERY.status.retain },
+    });
+    client.on('connect', () => {
+      logger.info({ broker: broker.url }, 'connected to the broker');
+      this.#options.onConnectionChange?.(true);
+      client.publish(statusTopic(deviceId), status(true), { qos: TOPIC_DELIVERY.status.qos, retain: true }, () => {});
+      client.subscribe(
+        { [assignmentTopic(deviceId)]: { qos: TOPIC_DELIVERY.assignment.qos }, [FLEET_COMMANDS_TOPIC]: { qos: TOPIC_DELIVERY.commands.qos } },
+        (error, granted) => {
+          if (error) logger.warn({ err: error.message }, 'subscription failed');
+          const refused = (granted ?? []).filter((grant) => grant.qos === 128);
+          if (refused.length > 0) logger.warn({ topics: refused.map((grant) => grant.topic) }, 'the broker refused a subscription');
+        },
+      );
+      this.#options.onConnected();
+    });
+    client.on('close', () => this.#options.onConnectionChange?.(false));
+    client.on('error', (error) => logger.warn({ err: error.message }, 'broker connection error'));
+    client.on('message', (topic, payload) => {
+      const result = parseMessage(topic, payload);
+      if (!result.ok) {
+        const kind = topic === FLEET_COMMANDS_TOPIC ? 'commands' : (topic.split('/')[4] ?? 'unknown');
+        this.#options.onDrop(kind, result.reason);
+        logger.warn({ topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 300) }, 'dropped an incoming message');
+        return;
+      }
+      if (result.message.kind !== 'assignment' && result.message.kind !== 'commands') {
+        this.#options.onDrop(result.message.kind, 'unknown-topic');
+        return;
+      }
+      if (result.message.kind === 'assignment' && result.message.deviceId !== deviceId) {
+        this.#options.onDrop('assignment', 'device-mismatch');
+        return;
+      }
+      this.#options.onMessage(result.message);
+    });
+    this.#client = client;
+  }
+
+  /** QoS 1 publish that resolves on PUBACK; rejects at once when not connected. */
+  async publish(topic: string, payload: Buffer, retain = false): Promise<void> {
+    const client = this.#client;
+    if (!client?.connected) throw new Error('not connected to the broker');
+    await client.publishAsync(topic, payload, { qos: 1, retain });
+  }
+
+  /** Marks the device offline (retained) and disconnects cleanly. */
+  async stop(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    if (!client) return;
+    if (client.connected) {
+      const offline = Buffer.from(JSON.stringify({ schema: 1, deviceId: this.#options.deviceId, online: false, since: this.#options.clock().toISOString() }));
+      await Promise.race([client.publishAsync(statusTopic(this.#options.deviceId), offline, { qos: 1, retain: true }).catch(() => {}), delay(2000)]);
+    }
+    await client.endAsync(true);
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

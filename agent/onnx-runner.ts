@@ -1,0 +1,27 @@
+import * as ort from 'onnxruntime-node';
+import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-export.ts';
+
+/**
+ * Runs a fleetprune ONNX model (input `features` float32 [batch, nFeatures] of raw features,
+ * output `output` [batch, nOutputs]) on row-major features; returns one output row per input row.
+ */
+export async function runModel(session: ort.InferenceSession, features: Float32Array, rows: number, nFeatures: number): Promise<number[][]> {
+  const tensor = new ort.Tensor('float32', features, [rows, nFeatures]);
+  const result = await session.run({ [ONNX_INPUT]: tensor });
+  const output = result[ONNX_OUTPUT];
+  if (!output) throw new Error(`the model has no output named ${ONNX_OUTPUT}`);
+  const data = output.data as Float32Array;
+  const width = data.length / rows;
+  const out: number[][] = [];
+  for (let r = 0; r < rows; r++) out.push(Array.from(data.subarray(r * width, (r + 1) * width)));
+  tensor.dispose();
+  output.dispose();
+  return out;
+}
+
+/** Row-major float32 features of `rows` (each already in the model's feature order). */
+export function packRows(rows: readonly (readonly number[])[], nFeatures: number): Float32Array {
+  const packed = new Float32Array(rows.length * nFeatures);
+  rows.forEach((row, r) => packed.set(row, r * nFeatures));
+  return packed;
+}

@@ -1,0 +1,91 @@
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic, fsyncDirectory } from '../shared/util/atomic-file.ts';
+import type { Logger } from '../shared/util/log.ts';
+
+export interface OutboxEntry {
+  topic: string;
+  /** The JSON payload text. */
+  payload: string;
+}
+
+/** Publishes one entry with QoS 1; resolves on PUBACK. */
+export type OutboxPublisher = (topic: string, payload: Buffer) => Promise<void>;
+
+/**
+ * Messages that must reach the server (reports), kept on disk until the broker acknowledges
+ * them: one file per message, written atomically and deleted only after PUBACK, sent oldest
+ * first. They survive broker and network outages and agent restarts; a message may be sent
+ * twice around a crash, which is why reports carry ids.
+ */
+export class Outbox {
+  readonly #inFlight = new Set<string>();
+  #sequence = 0;
+  #flushing: Promise<void> | undefined;
+  #again = false;
+
+  constructor(
+    readonly dir: string,
+    readonly logger: Logger,
+    readonly onPendingChange: (pending: number) => void = () => {},
+  ) {}
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    // Leftover temp files of an interrupted write are not messages.
+    for (const name of await readdir(this.dir)) if (name.startsWith('.')) await rm(join(this.dir, name), { force: true });
+    this.onPendingChange((await this.pending()).length);
+  }
+
+  async enqueue(entry: OutboxEntry, id: string): Promise<void> {
+    const name = `${Date.now().toString().padStart(15, '0')}-${String(this.#sequence++).padStart(6, '0')}-${id}.json`;
+    await writeFileAtomic(join(this.dir, name), JSON.stringify(entry));
+    this.onPendingChange((await this.pending()).length);
+  }
+
+  async pending(): Promise<string[]> {
+    return (await readdir(this.dir)).filter((name) => name.endsWith('.json') && !name.startsWith('.')).sort();
+  }
+
+  /** Sends everything pending, in order; stops at the first failure (the broker is away). */
+  flush(publish: OutboxPublisher): Promise<void> {
+    if (this.#flushing) {
+      this.#again = true;
+      return this.#flushing;
+    }
+    this.#flushing = (async () => {
+      do {
+        this.#again = false;
+        await this.#flushOnce(publish);
+      } while (this.#again);
+    })().finally(() => (this.#flushing = undefined));
+    return this.#flushing;
+  }
+
+  async #flushOnce(publish: OutboxPublisher): Promise<void> {
+    for (const name of await this.pending()) {
+      if (this.#inFlight.has(name)) continue;
+      const path = join(this.dir, name);
+      let entry: OutboxEntry;
+      try {
+        entry = JSON.parse(await readFile(path, 'utf8')) as OutboxEntry;
+      } catch (error) {
+        this.logger.error({ err: error, file: path }, 'unreadable outbox entry removed');
+        await rm(path, { force: true });
+        continue;
+      }
+      this.#inFlight.add(name);
+      try {
+        await publish(entry.topic, Buffer.from(entry.payload));
+      } catch (error) {
+        this.logger.debug({ err: (error as Error).message }, 'outbox flush paused');
+        return;
+      } finally {
+        this.#inFlight.delete(name);
+      }
+      await rm(path, { force: true });
+      await fsyncDirectory(this.dir);
+      this.onPendingChange((await this.pending()).length);
+    }
+  }
+}

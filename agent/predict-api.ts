@@ -1,0 +1,114 @@
+import express, { type ErrorRequestHandler, type Express } from 'express';
+import type { Logger } from '../shared/util/log.ts';
+import type { AgentMetrics } from './agent-metrics.ts';
+import { runModel } from './onnx-runner.ts';
+import { parsePredictRows, predictionsAgree, toPredictions } from './predict-rows.ts';
+import type { ServingModel } from './serving-model.ts';
+
+/** Cumulative serving counters, reported in heartbeats. */
+export interface ServingStats {
+  predictions: number;
+  errors: number;
+  shadowRows: number;
+  shadowAgreements: number;
+}
+
+export interface PredictApiOptions {
+  stats: ServingStats;
+  active: () => ServingModel | undefined;
+  candidate: () => ServingModel | undefined;
+  /** Fraction of requests (0..1) also run on the candidate, after the response is sent. */
+  shadowFraction: number;
+  metrics: AgentMetrics;
+  logger: Logger;
+  random?: () => number;
+  health: () => Record<string, unknown>;
+}
+
+/**
+ * The device's HTTP API: POST /v1/predict (active model; optional shadow run of the candidate),
+ * GET /metrics (the agent's registry) and GET /healthz.
+ */
+export function createPredictApp(options: PredictApiOptions): Express {
+  const { metrics, logger } = options;
+  const random = options.random ?? Math.random;
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: '1mb' }));
+
+  app.post('/v1/predict', async (request, response) => {
+    if (!request.is('application/json')) {
+      metrics.predictRequests.inc({ status: '415' });
+      response.status(415).json({ error: 'send the rows as JSON (Content-Type: application/json)' });
+      return;
+    }
+    const active = options.active();
+    if (!active) {
+      metrics.predictRequests.inc({ status: '503' });
+      response.status(503).json({ error: 'no active model yet' });
+      return;
+    }
+    const parsed = parsePredictRows(request.body, active.manifest);
+    if ('error' in parsed) {
+      metrics.predictRequests.inc({ status: '400' });
+      response.status(400).json({ error: parsed.error });
+      return;
+    }
+    const nFeatures = active.manifest.features.length;
+    const start = performance.now();
+    const outputs = await runModel(active.lease.session, parsed.features, parsed.rows, nFeatures);
+    metrics.predictLatency.observe((performance.now() - start) / 1000);
+    metrics.predictRows.inc(parsed.rows);
+    options.stats.predictions += parsed.rows;
+    metrics.predictRequests.inc({ status: '200' });
+    const predictions = toPredictions(active.manifest, outputs);
+    response.json({ model: active.ref.model, version: active.ref.version, sha256: active.ref.sha256, predictions });
+
+    const candidate = options.candidate();
+    if (candidate && options.shadowFraction > 0 && random() < options.shadowFraction && sameFeatures(active, candidate)) {
+      setImmediate(() => {
+        void shadowRun(candidate, parsed.features, parsed.rows, predictions, metrics, options.stats).catch((error: unknown) =>
+          logger.warn({ err: (error as Error).message }, 'shadow run failed'),
+        );
+      });
+    }
+  });
+
+  app.get('/metrics', async (_request, response) => {
+    response.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.get('/healthz', (_request, response) => {
+    response.json(options.health());
+  });
+  app.use((_request, response) => {
+    response.status(404).json({ error: 'not found' });
+  });
+  const onError: ErrorRequestHandler = (error: { status?: number; type?: string; message?: string }, _request, response, _next) => {
+    const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
+    metrics.predictRequests.inc({ status: String(status) });
+    if (status === 500) {
+      options.stats.errors++;
+      logger.error({ err: error }, 'predict request failed');
+    }
+    const message = error.type === 'entity.parse.failed' ? 'the body is not valid JSON' : status === 500 ? 'internal error' : (error.message ?? 'bad request');
+    response.status(status).json({ error: message });
+  };
+  app.use(onError);
+  return app;
+}
+
+function sameFeatures(a: ServingModel, b: ServingModel): boolean {
+  return a.manifest.features.join('\u0000') === b.manifest.features.join('\u0000');
+}
+
+async function shadowRun(candidate: ServingModel, features: Float32Array, rows: number, active: ReturnType<typeof toPredictions>, metrics: AgentMetrics, stats: ServingStats): Promise<void> {
+  const start = performance.now();
+  const outputs = await runModel(candidate.lease.session, features, rows, candidate.manifest.features.length);
+  metrics.shadowLatency.observe((performance.now() - start) / 1000);
+  metrics.shadowRuns.inc(rows);
+  const predictions = toPredictions(candidate.manifest, outputs);
+  const agreements = predictions.filter((prediction, i) => predictionsAgree(active[i]!, prediction)).length;
+  metrics.shadowAgreements.inc(agreements);
+  stats.shadowRows += rows;
+  stats.shadowAgreements += agreements;
+}

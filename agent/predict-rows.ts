@@ -1,0 +1,61 @@
+import type { Manifest } from '../shared/artifact/manifest.ts';
+
+export const MAX_ROWS_PER_REQUEST = 1024;
+
+/**
+ * Turns a /v1/predict body `{ "rows": [...] }` into row-major float32 features in the model's
+ * order. A row is an array of numbers in the manifest's feature order, or an object naming every
+ * feature. Returns a one-line reason for a 400 instead of throwing.
+ */
+export function parsePredictRows(body: unknown, manifest: Manifest): { features: Float32Array; rows: number } | { error: string } {
+  const features = manifest.features;
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || !('rows' in body)) {
+    return { error: 'the body must be a JSON object {"rows": [...]}' };
+  }
+  const rows = (body as { rows: unknown }).rows;
+  if (!Array.isArray(rows) || rows.length === 0) return { error: 'rows: must be a non-empty array' };
+  if (rows.length > MAX_ROWS_PER_REQUEST) return { error: `rows: at most ${MAX_ROWS_PER_REQUEST} rows per request (got ${rows.length})` };
+  const packed = new Float32Array(rows.length * features.length);
+  for (let r = 0; r < rows.length; r++) {
+    const row: unknown = rows[r];
+    if (Array.isArray(row)) {
+      if (row.length !== features.length) return { error: `rows[${r}]: expected ${features.length} values (${features.join(', ')}), got ${row.length}` };
+      for (let c = 0; c < row.length; c++) {
+        const value: unknown = row[c];
+        if (typeof value !== 'number' || !Number.isFinite(value)) return { error: `rows[${r}][${c}] (${features[c]}): must be a finite number` };
+        packed[r * features.length + c] = value;
+      }
+    } else if (row !== null && typeof row === 'object') {
+      const record = row as Record<string, unknown>;
+      const unknown = Object.keys(record).filter((key) => !features.includes(key));
+      if (unknown.length > 0) return { error: `rows[${r}]: unknown feature ${JSON.stringify(unknown[0])} (the model takes ${features.join(', ')})` };
+      for (let c = 0; c < features.length; c++) {
+        const value = record[features[c]!];
+        if (value === undefined) return { error: `rows[${r}]: missing feature ${JSON.stringify(features[c])}` };
+        if (typeof value !== 'number' || !Number.isFinite(value)) return { error: `rows[${r}].${features[c]}: must be a finite number` };
+        packed[r * features.length + c] = value;
+      }
+    } else {
+      return { error: `rows[${r}]: must be an array of numbers or an object of named features` };
+    }
+  }
+  return { features: packed, rows: rows.length };
+}
+
+export type Prediction = { label: string; index: number; probabilities: number[] } | { value: number };
+
+export function toPredictions(manifest: Manifest, outputs: number[][]): Prediction[] {
+  if (manifest.task === 'regression') return outputs.map((row) => ({ value: row[0]! }));
+  return outputs.map((row) => {
+    let best = 0;
+    for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
+    return { label: manifest.labels[best] ?? String(best), index: best, probabilities: row };
+  });
+}
+
+/** Whether the candidate agrees with the active model on a row: same class, or values within 1 % (regression). */
+export function predictionsAgree(active: Prediction, candidate: Prediction): boolean {
+  if ('index' in active && 'index' in candidate) return active.index === candidate.index;
+  if ('value' in active && 'value' in candidate) return Math.abs(active.value - candidate.value) <= 0.01 * Math.max(Math.abs(active.value), 1e-9);
+  return false;
+}

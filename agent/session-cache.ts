@@ -1,0 +1,57 @@
+import * as ort from 'onnxruntime-node';
+
+export interface SessionLease {
+  readonly session: ort.InferenceSession;
+  /** Gives the lease back; the session is released when its last lease is. */
+  release(): Promise<void>;
+}
+
+/**
+ * Shares one onnxruntime session per model among every agent in a process (artifact ids are
+ * content hashes, so equal ids are equal models). The CLI agent has its own; a benchmark running
+ * many agents in one process passes one cache to all of them.
+ */
+export interface SessionCache {
+  acquire(artifactId: string, onnxPath: string): Promise<SessionLease>;
+}
+
+export class OrtSessionCache implements SessionCache {
+  readonly #entries = new Map<string, { session: Promise<ort.InferenceSession>; leases: number }>();
+
+  constructor(readonly options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1 }) {}
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  async acquire(artifactId: string, onnxPath: string): Promise<SessionLease> {
+    let entry = this.#entries.get(artifactId);
+    if (!entry) {
+      entry = { session: ort.InferenceSession.create(onnxPath, this.options), leases: 0 };
+      this.#entries.set(artifactId, entry);
+    }
+    entry.leases++;
+    const current = entry;
+    let session: ort.InferenceSession;
+    try {
+      session = await current.session;
+    } catch (error) {
+      current.leases--;
+      if (this.#entries.get(artifactId) === current) this.#entries.delete(artifactId);
+      throw error;
+    }
+    let released = false;
+    return {
+      session,
+      release: async () => {
+        if (released) return;
+        released = true;
+        current.leases--;
+        if (current.leases === 0 && this.#entries.get(artifactId) === current) {
+          this.#entries.delete(artifactId);
+          await session.release();
+        }
+      },
+    };
+  }
+}

@@ -1,0 +1,199 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import type { Counter } from 'prom-client';
+import { BROKER_MAX_PACKET_BYTES } from '../../shared/protocol/limits.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import type { Broker, MessageHandler, PublishOptions } from './broker.ts';
+import type { CredentialStore, ServerIdentity } from './credential-store.ts';
+import { verifyPassword } from './password-hash.ts';
+import { deviceMayPublish, deviceMaySubscribe } from './topic-acl.ts';
+import { timingSafeEqual } from 'node:crypto';
+
+export interface EmbeddedBrokerOptions {
+  /** TCP port; 0 picks an ephemeral one (read it from `port` after start()). */
+  port: number;
+  host?: string;
+  credentials: CredentialStore;
+  server: ServerIdentity;
+  logger: Logger;
+  /** Counts refused connects, publishes and subscribes, labelled by `reason`. */
+  denied?: Counter<'reason'>;
+}
+
+// aedes' AuthErrorCode is a const enum, which isolatedModules cannot import.
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+/**
+ * The aedes 1.2 broker (MQTT 3.1.1) inside the server process, with authentication against the
+ * CredentialStore and the fleet's topic ACL. The server's own subscriptions are in-process and
+ * are registered before the listener opens, so a restart of the broker never misses a message.
+ */
+export class EmbeddedBroker implements Broker {
+  readonly #options: EmbeddedBrokerOptions;
+  readonly #handlers: { filter: string; handler: MessageHandler }[] = [];
+  readonly #sockets = new Set<Socket>();
+  #aedes: Aedes | undefined;
+  #tcp: Server | undefined;
+  #port: number;
+
+  constructor(options: EmbeddedBrokerOptions) {
+    this.#options = options;
+    this.#port = options.port;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    return `mqtt://${this.#options.host ?? '127.0.0.1'}:${this.#port}`;
+  }
+
+  get connectedClients(): number {
+    return this.#aedes?.connectedClients ?? 0;
+  }
+
+  async start(): Promise<void> {
+    if (this.#tcp) return;
+    const aedes = await Aedes.createBroker({
+      id: 'fleetprune-embedded',
+      authenticate: (client, username, password, done) => {
+        this.#authenticate(client, username, password).then(
+          (refusal) => {
+            if (refusal === null) return done(null, true);
+            this.#deny(refusal);
+            const error = Object.assign(new Error(refusal), { returnCode: refusal === 'revoked' || refusal === 'bad-credentials' ? BAD_USERNAME_OR_PASSWORD : NOT_AUTHORIZED }) as AuthenticateError;
+            done(error, false);
+          },
+          (error: unknown) => {
+            this.#options.logger.error({ err: error }, 'broker authentication failed');
+            done(Object.assign(new Error('authentication failed'), { returnCode: 3 }) as AuthenticateError, false);
+          },
+        );
+      },
+      authorizePublish: (client, packet, done) => {
+        if (client === null || this.#isServer(client)) return done(null);
+        if (packet.payload.length > BROKER_MAX_PACKET_BYTES) {
+          this.#deny('too-large');
+          return done(new Error('payload too large'));
+        }
+        if (!deviceMayPublish(client.id, packet.topic)) {
+          this.#deny('publish-acl');
+          this.#options.logger.warn({ deviceId: client.id, topic: packet.topic }, 'refused publish outside the device\'s topics');
+          return done(new Error('not authorized'));
+        }
+        done(null);
+      },
+      authorizeSubscribe: (client, subscription, done) => {
+        if (this.#isServer(client) || deviceMaySubscribe(client.id, subscription.topic)) return done(null, subscription);
+        this.#deny('subscribe-acl');
+        this.#options.logger.warn({ deviceId: client.id, topic: subscription.topic }, 'refused subscription outside the device\'s topics');
+        // A null subscription is refused in the SUBACK (0x80); the connection stays up.
+        done(null, null);
+      },
+    });
+    aedes.on('clientError', (client, error) => this.#options.logger.debug({ clientId: client?.id, err: error.message }, 'mqtt client error'));
+    aedes.on('connectionError', (client, error) => this.#options.logger.debug({ clientId: client?.id, err: error.message }, 'mqtt connection error'));
+    for (const { filter, handler } of this.#handlers) await subscribeInProcess(aedes, filter, handler, this.#options.logger);
+    const tcp = createServer((socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      aedes.handle(socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(this.#port, this.#options.host ?? '127.0.0.1', () => {
+        tcp.off('error', reject);
+        resolve();
+      });
+    });
+    this.#port = (tcp.address() as AddressInfo).port;
+    this.#aedes = aedes;
+    this.#tcp = tcp;
+  }
+
+  /** Closes every connection and the listener; start() again listens on the same port. */
+  async stop(): Promise<void> {
+    const aedes = this.#aedes;
+    const tcp = this.#tcp;
+    this.#aedes = undefined;
+    this.#tcp = undefined;
+    if (!tcp || !aedes) return;
+    const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+  }
+
+  async subscribe(filter: string, handler: MessageHandler): Promise<void> {
+    this.#handlers.push({ filter, handler });
+    if (this.#aedes) await subscribeInProcess(this.#aedes, filter, handler, this.#options.logger);
+  }
+
+  publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {
+    const aedes = this.#aedes;
+    if (!aedes) return Promise.reject(new Error('the embedded broker is not running'));
+    return new Promise((resolve, reject) => {
+      aedes.publish({ cmd: 'publish', topic, payload, qos: options.qos, retain: options.retain, dup: false }, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  /** Disconnects devices that were revoked or removed since they connected. */
+  async credentialsChanged(): Promise<void> {
+    const aedes = this.#aedes;
+    if (!aedes) return;
+    const clients = (aedes as unknown as { clients: Record<string, Client> }).clients;
+    for (const client of Object.values(clients)) {
+      if (this.#isServer(client)) continue;
+      const device = await this.#options.credentials.getDevice(client.id);
+      if (!device || device.revoked) {
+        this.#options.logger.info({ deviceId: client.id }, 'disconnecting a revoked device');
+        client.close();
+      }
+    }
+  }
+
+  #isServer(client: Client): boolean {
+    return (client as Client & { fleetpruneServer?: boolean }).fleetpruneServer === true;
+  }
+
+  #deny(reason: string): void {
+    this.#options.denied?.inc({ reason });
+  }
+
+  /** Null when the client may connect, else the reason it may not. */
+  async #authenticate(client: Client, username: string | undefined, password: Buffer | undefined): Promise<string | null> {
+    if (username === undefined || password === undefined) return 'anonymous';
+    const server = this.#options.server;
+    if (username === server.username) {
+      const given = Buffer.from(password);
+      const expected = Buffer.from(server.password);
+      if (given.length !== expected.length || !timingSafeEqual(given, expected)) return 'bad-credentials';
+      (client as Client & { fleetpruneServer?: boolean }).fleetpruneServer = true;
+      return null;
+    }
+    // A device's client id is its device id, so no device can take over another's session.
+    if (client.id !== username) return 'client-id-mismatch';
+    const device = await this.#options.credentials.getDevice(username);
+    if (!device) return 'bad-credentials';
+    if (!(await verifyPassword(password, device.passwordHash))) return 'bad-credentials';
+    if (device.revoked) return 'revoked';
+    return null;
+  }
+}
+
+function subscribeInProcess(aedes: Aedes, filter: string, handler: MessageHandler, logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    aedes.subscribe(
+      filter,
+      (packet, done) => {
+        handler(packet.topic, Buffer.from(packet.payload)).then(done, (error: unknown) => {
+          logger.error({ err: error, topic: packet.topic }, 'message handler failed');
+          done();
+        });
+      },
+      () => resolve(),
+    );
+  });
+}

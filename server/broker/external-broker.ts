@@ -1,0 +1,128 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from '../../shared/util/log.ts';
+import type { Broker, MessageHandler, PublishOptions } from './broker.ts';
+import type { CredentialStore, ServerIdentity } from './credential-store.ts';
+import { writeMosquittoAuthFiles } from './mosquitto-auth-files.ts';
+
+export interface ExternalBrokerOptions {
+  /** mqtt://host:port of the external broker (`fleetprune server --mqtt-url`). */
+  url: string;
+  server: ServerIdentity;
+  credentials: CredentialStore;
+  logger: Logger;
+  /** Persistent-session client id of the server (default: the server username). */
+  clientId?: string;
+  /**
+   * For Mosquitto: the directory its password_file and acl_file point into. The server
+   * rewrites both on credentialsChanged() and then calls `reload` (e.g. SIGHUP to mosquitto).
+   */
+  mosquittoAuth?: { dir: string; reload: () => Promise<void> };
+}
+
+/**
+ * An external MQTT 3.1.1 broker. The server connects as its privileged identity with a
+ * persistent session (clean session false), so QoS 1 reports published while it is away are
+ * queued by the broker; a message is acknowledged only after its handler settles.
+ */
+export class ExternalBroker implements Broker {
+  readonly #options: ExternalBrokerOptions;
+  readonly #handlers: { filter: string; handler: MessageHandler }[] = [];
+  #client: MqttClient | undefined;
+
+  constructor(options: ExternalBrokerOptions) {
+    this.#options = options;
+  }
+
+  get url(): string {
+    return this.#options.url;
+  }
+
+  async start(): Promise<void> {
+    if (this.#client) return;
+    if (this.#options.mosquittoAuth) await this.credentialsChanged();
+    const client = mqtt.connect(this.#options.url, {
+      protocolVersion: 4,
+      clean: false,
+      clientId: this.#options.clientId ?? this.#options.server.username,
+      username: this.#options.server.username,
+      password: this.#options.server.password,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      resubscribe: true,
+    });
+    client.handleMessage = (packet, callback) => {
+      const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+      const matching = this.#handlers.filter(({ filter }) => topicMatches(filter, packet.topic));
+      Promise.all(matching.map(({ handler }) => handler(packet.topic, payload))).then(
+        () => callback(),
+        (error: unknown) => {
+          this.#options.logger.error({ err: error, topic: packet.topic }, 'message handler failed');
+          callback();
+        },
+      );
+    };
+    client.on('error', (error) => this.#options.logger.warn({ err: error.message }, 'external broker connection error'));
+    this.#client = client;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) => {
+        cleanup();
+        reject(new Error(`cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}`));
+      };
+      const onConnect = () => {
+        cleanup();
+        resolve();
+      };
+      const cleanup = () => {
+        client.off('connect', onConnect);
+        client.off('error', onError);
+      };
+      client.once('connect', onConnect);
+      client.once('error', onError);
+    }).catch(async (error: unknown) => {
+      this.#client = undefined;
+      await client.endAsync(true);
+      throw error;
+    });
+    for (const { filter } of this.#handlers) await client.subscribeAsync(filter, { qos: 1 });
+  }
+
+  /** Disconnects; waits up to 2 s for in-flight publishes, then closes the socket. */
+  async stop(): Promise<void> {
+    const client = this.#client;
+    this.#client = undefined;
+    if (!client) return;
+    const graceful = client.connected ? client.endAsync().then(() => true) : Promise.resolve(false);
+    const ended = await Promise.race([graceful, new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 2000).unref())]);
+    if (!ended) await client.endAsync(true);
+  }
+
+  async subscribe(filter: string, handler: MessageHandler): Promise<void> {
+    this.#handlers.push({ filter, handler });
+    if (this.#client?.connected) await this.#client.subscribeAsync(filter, { qos: 1 });
+  }
+
+  async publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {
+    if (!this.#client) throw new Error('the external broker connection is not started');
+    await this.#client.publishAsync(topic, payload, { qos: options.qos, retain: options.retain });
+  }
+
+  async credentialsChanged(): Promise<void> {
+    const auth = this.#options.mosquittoAuth;
+    if (!auth) return;
+    await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
+    await auth.reload();
+  }
+}
+
+/** MQTT topic filter matching (`+` one level, `#` the rest). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const filterLevels = filter.split('/');
+  const topicLevels = topic.split('/');
+  for (let i = 0; i < filterLevels.length; i++) {
+    const level = filterLevels[i];
+    if (level === '#') return true;
+    if (i >= topicLevels.length) return false;
+    if (level !== '+' && level !== topicLevels[i]) return false;
+  }
+  return filterLevels.length === topicLevels.length;
+}

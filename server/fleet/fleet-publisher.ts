@@ -1,0 +1,49 @@
+import { newMessageId } from '../../shared/protocol/message-id.ts';
+import { encodePayload } from '../../shared/protocol/parse-message.ts';
+import { AssignmentSchema, FleetCommandSchema, type Assignment, type FleetCommand, type Role, type Selector } from '../../shared/protocol/payloads.ts';
+import { FLEET_COMMANDS_TOPIC, TOPIC_DELIVERY, assignmentTopic } from '../../shared/protocol/topics.ts';
+import type { Broker } from '../broker/broker.ts';
+
+export interface AssignmentInput {
+  model: string;
+  version: string;
+  /** The artifact id. */
+  sha256: string;
+  role: Role;
+  /** The server's base URL, e.g. http://fleet.example:8080 (the manifest URL is derived from it). */
+  serverUrl: string;
+  /**
+   * The assignment id (default: a fresh one). A caller that may repeat an action after a crash
+   * passes its own id; a device handles an id once.
+   */
+  id?: string;
+}
+
+export function manifestUrl(serverUrl: string, artifactId: string): string {
+  return `${serverUrl.replace(/\/+$/, '')}/api/artifacts/${artifactId}/manifest.json`;
+}
+
+/** Publishes an assignment on a device's retained assignment topic and returns it. */
+export async function publishAssignment(broker: Broker, deviceId: string, input: AssignmentInput): Promise<Assignment> {
+  const assignment = AssignmentSchema.parse({
+    schema: 1,
+    id: input.id ?? newMessageId(),
+    issuedAt: new Date().toISOString(),
+    model: input.model,
+    version: input.version,
+    sha256: input.sha256,
+    url: manifestUrl(input.serverUrl, input.sha256),
+    role: input.role,
+  });
+  const { qos, retain } = TOPIC_DELIVERY.assignment;
+  await broker.publish(assignmentTopic(deviceId), encodePayload(assignment), { qos, retain });
+  return assignment;
+}
+
+/** Publishes a fleet-wide command (devices matching `selector` act on it). */
+export async function publishFleetCommand(broker: Broker, command: FleetCommand['command'], selector: Selector, id?: string): Promise<FleetCommand> {
+  const payload = FleetCommandSchema.parse({ schema: 1, id: id ?? newMessageId(), issuedAt: new Date().toISOString(), command, selector });
+  const { qos, retain } = TOPIC_DELIVERY.commands;
+  await broker.publish(FLEET_COMMANDS_TOPIC, encodePayload(payload), { qos, retain });
+  return payload;
+}

@@ -1,0 +1,76 @@
+import type { Counter } from 'prom-client';
+import { parseMessage } from '../../shared/protocol/parse-message.ts';
+import { ALL_DEVICES_FILTER } from '../../shared/protocol/topics.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import type { Broker } from '../broker/broker.ts';
+import type { FleetIngest } from './fleet-ingest.ts';
+
+export interface FleetReceiverOptions {
+  broker: Broker;
+  ingest: FleetIngest;
+  logger: Logger;
+  /** Dropped messages, labelled by topic kind and drop reason. */
+  dropped: Counter<'kind' | 'reason'>;
+  /** Accepted messages, labelled by topic kind. */
+  accepted?: Counter<'kind'>;
+  duplicates?: Counter;
+}
+
+/**
+ * The server's reader of device messages: subscribes to every device's reports, telemetry and
+ * status, validates each with the shared schemas and hands it to the ingest. A malformed,
+ * oversized or spoofed message is dropped with a logged and counted reason; nothing a device
+ * sends can throw out of here.
+ */
+export class FleetReceiver {
+  readonly #options: FleetReceiverOptions;
+
+  constructor(options: FleetReceiverOptions) {
+    this.#options = options;
+  }
+
+  async start(): Promise<void> {
+    for (const kind of ['reports', 'telemetry', 'status'] as const) {
+      await this.#options.broker.subscribe(ALL_DEVICES_FILTER(kind), (topic, payload) => this.handle(topic, payload));
+    }
+  }
+
+  /** Validates and ingests one message; resolves once it is stored (or dropped). */
+  async handle(topic: string, payload: Buffer): Promise<void> {
+    const { logger, dropped, accepted, duplicates, ingest } = this.#options;
+    const result = parseMessage(topic, payload);
+    if (!result.ok) {
+      const kind = topic.split('/')[4] ?? 'unknown';
+      dropped.inc({ kind: ['reports', 'telemetry', 'status'].includes(kind) ? kind : 'unknown', reason: result.reason });
+      logger.warn({ topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 500) }, 'dropped a device message');
+      return;
+    }
+    const { message } = result;
+    try {
+      switch (message.kind) {
+        case 'reports': {
+          const outcome = await ingest.ingestReport(message.payload);
+          if (outcome === 'duplicate') {
+            duplicates?.inc();
+            logger.debug({ reportId: message.payload.id, deviceId: message.deviceId }, 'duplicate report ignored');
+          }
+          break;
+        }
+        case 'telemetry':
+          await ingest.recordTelemetry(message.payload);
+          break;
+        case 'status':
+          await ingest.recordStatus(message.payload);
+          break;
+        default:
+          dropped.inc({ kind: message.kind, reason: 'unknown-topic' });
+          return;
+      }
+      accepted?.inc({ kind: message.kind });
+    } catch (error) {
+      // A storage failure is the server's problem, not the message's: log it loudly.
+      logger.error({ err: error, topic, deviceId: message.deviceId }, 'cannot ingest a device message');
+      throw error;
+    }
+  }
+}

@@ -1,0 +1,53 @@
+import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
+import type { FleetIngest } from './fleet-ingest.ts';
+
+type Listener = (report: Report) => void;
+
+/**
+ * A FleetIngest held in memory, for tests and benchmarks (the server's store is the real one).
+ * It deduplicates reports by id and lets callers wait for a report.
+ */
+export class InMemoryFleetIngest implements FleetIngest {
+  readonly reports: Report[] = [];
+  readonly statuses = new Map<string, Status>();
+  readonly telemetry = new Map<string, Telemetry>();
+  readonly #ids = new Set<string>();
+  readonly #listeners = new Set<Listener>();
+
+  async ingestReport(report: Report): Promise<'ingested' | 'duplicate'> {
+    if (this.#ids.has(report.id)) return 'duplicate';
+    this.#ids.add(report.id);
+    this.reports.push(report);
+    for (const listener of this.#listeners) listener(report);
+    return 'ingested';
+  }
+
+  async recordTelemetry(telemetry: Telemetry): Promise<void> {
+    this.telemetry.set(telemetry.deviceId, telemetry);
+  }
+
+  async recordStatus(status: Status): Promise<void> {
+    this.statuses.set(status.deviceId, status);
+  }
+
+  /** Resolves with the first report (already ingested or future) that satisfies `match`. */
+  waitForReport<R extends Report>(match: (report: Report) => report is R, timeoutMs?: number): Promise<R>;
+  waitForReport(match: (report: Report) => boolean, timeoutMs?: number): Promise<Report>;
+  waitForReport(match: (report: Report) => boolean, timeoutMs = 30_000): Promise<Report> {
+    const existing = this.reports.find(match);
+    if (existing) return Promise.resolve(existing);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#listeners.delete(listener);
+        reject(new Error(`no matching report within ${timeoutMs} ms (have ${this.reports.length}: ${this.reports.map((r) => r.kind + (r.kind === 'assignment' ? `/${r.outcome}` : '')).join(', ')})`));
+      }, timeoutMs);
+      const listener: Listener = (report) => {
+        if (!match(report)) return;
+        clearTimeout(timer);
+        this.#listeners.delete(listener);
+        resolve(report);
+      };
+      this.#listeners.add(listener);
+    });
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * Prometheus metric names of the edge agent (its own /metrics) and of the fleet protocol's
+ * readers on the server. The server core's names live in names.ts.
+ */
+export const AGENT_METRICS = {
+  predictRequests: 'fleetprune_agent_predict_requests_total',
+  predictRows: 'fleetprune_agent_predict_rows_total',
+  predictLatency: 'fleetprune_agent_predict_latency_seconds',
+  shadowRuns: 'fleetprune_agent_shadow_runs_total',
+  shadowAgreements: 'fleetprune_agent_shadow_agreements_total',
+  shadowLatency: 'fleetprune_agent_shadow_latency_seconds',
+  assignments: 'fleetprune_agent_assignments_total',
+  downloadedBytes: 'fleetprune_agent_downloaded_bytes_total',
+  benchmarks: 'fleetprune_agent_benchmarks_total',
+  outboxPending: 'fleetprune_agent_outbox_pending',
+  droppedMessages: 'fleetprune_agent_dropped_messages_total',
+  mqttConnected: 'fleetprune_agent_mqtt_connected',
+  modelInfo: 'fleetprune_agent_model_info',
+} as const;
+
+export const PROTOCOL_METRICS = {
+  /** Messages the server's fleet receiver dropped, labelled by topic kind and reason. */
+  droppedMessages: 'fleetprune_fleet_dropped_messages_total',
+  /** Messages it accepted, labelled by topic kind. */
+  acceptedMessages: 'fleetprune_fleet_messages_total',
+  /** Reports whose id had been ingested before. */
+  duplicateReports: 'fleetprune_fleet_duplicate_reports_total',
+  /** Publishes the embedded broker refused, labelled by reason. */
+  brokerDenied: 'fleetprune_broker_denied_total',
+} as const;

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test, type TestContext } from 'node:test';
+import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
+import { AgentProcess, predictVia } from './agent-process.ts';
+import { startAgent } from './agent-harness.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+
+let world: AgentWorld;
+before(async () => {
+  world = await createAgentWorld();
+});
+after(() => world.close());
+
+const ROW = [[1, 2, 3, 4, 5, 6, 7]];
+
+/** A device with its config file and data dir, started as real processes (possibly several times). */
+async function device(t: TestContext, deviceId: string) {
+  const dir = await mkdtemp(join(tmpdir(), `fleetprune-crash-${deviceId}-`));
+  const processes: AgentProcess[] = [];
+  // after hooks run in registration order: stop the processes, then delete their files.
+  t.after(() => Promise.all(processes.map((p) => p.stop())));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const config = await world.config(deviceId);
+  const configPath = await AgentProcess.writeConfig(dir, config);
+  const dataDir = join(dir, 'data');
+  return {
+    dataDir,
+    config,
+    start(extra: string[] = [], env: Record<string, string> = {}) {
+      const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', dataDir, '--holdout', world.holdoutPath, '--label', 'kind', '--bench-samples', '50', '--bench-batches', '5', ...extra], env);
+      processes.push(agent);
+      return agent;
+    },
+  };
+}
+
+/** Prepares the device's data dir with v1 active (by an in-process agent, which is faster to start). */
+async function withActiveV1(t: TestContext, deviceId: string) {
+  const dev = await device(t, deviceId);
+  const seeding = await startAgent(t, world, deviceId, { dataDir: dev.dataDir, config: dev.config });
+  const assignment = await world.assign(deviceId, world.v1, 'active');
+  await world.waitForReport(isOutcome(assignment.id, 'activated'));
+  await seeding.stop();
+  return { dev };
+}
+
+test('kill -9 during a download: after restart the agent serves the last good model and resumes with Range', async (t) => {
+  const { dev } = await withActiveV1(t, 'kill-download');
+  const first = dev.start();
+  await first.ready();
+  world.http.throttle = { chunkBytes: 16 * 1024, delayMs: 40 };
+  t.after(() => (world.http.throttle = undefined));
+  const blobSha = world.big.manifest.files['model.onnx']!.sha256;
+  const part = join(dev.dataDir, 'downloads', `${blobSha}.part`);
+  const assignment = await world.assign('kill-download', world.big, 'active');
+  const deadline = Date.now() + 15_000;
+  while (((await stat(part).catch(() => undefined))?.size ?? 0) < 100_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await first.kill9();
+  // The broker publishes the agent's last will: the device shows offline.
+  await waitFor(() => world.harness.ingest.statuses.get('kill-download')?.online === false, 5000, 'the last will (offline status)');
+  const partial = (await stat(part)).size;
+  assert.ok(partial > 0 && partial < world.big.manifest.files['model.onnx']!.bytes, `partial download on disk (${partial} bytes)`);
+
+  const blobRequestsBefore = world.http.blobRequests().length;
+  const second = dev.start();
+  const { port, active } = await second.ready();
+  assert.equal(active, '1');
+  const served = await predictVia(port, ROW);
+  assert.equal(served.status, 200);
+  assert.equal(served.json.sha256, world.v1.id, 'serves v1 while the download resumes');
+  await world.waitForReport(isOutcome(assignment.id, 'activated'), 30_000);
+  await waitFor(() => world.harness.ingest.statuses.get('kill-download')?.online === true, 5000, 'online again');
+  const resumed = world.http.blobRequests().slice(blobRequestsBefore).filter((r) => r.path.endsWith(blobSha));
+  assert.ok(resumed.some((r) => r.status === 206 && r.range !== undefined && Number(/bytes=(\d+)-/.exec(r.range)![1]) >= partial), `resumed with Range: ${JSON.stringify(resumed)}`);
+  assert.equal((await predictVia(port, ROW)).json.sha256, world.big.id);
+});
+
+test('kill -9 during a benchmark: after restart the agent serves the active model and reruns the benchmark', async (t) => {
+  const { dev } = await withActiveV1(t, 'kill-bench');
+  const slow = dev.start(['--bench-samples', '1000000']);
+  await slow.ready();
+  await world.assign('kill-bench', world.v2, 'candidate');
+  await slow.waitForLog('benchmark started');
+  await new Promise((r) => setTimeout(r, 300));
+  await slow.kill9();
+  assert.equal(world.harness.ingest.reports.some(isBenchmarkFor(world.v2.id)), false, 'no benchmark report before the kill');
+
+  const second = dev.start();
+  const { port, active } = await second.ready();
+  assert.equal(active, '1');
+  assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
+  const report = await world.waitForReport(isBenchmarkFor(world.v2.id), 30_000);
+  assert.equal(report.kind === 'benchmark' && report.active?.sha256, world.v1.id);
+});
+
+for (const point of ['activation:before-state', 'activation:after-state', 'install:before-rename'] as const) {
+  test(`kill -9 during activation (${point}): after restart the agent serves a good model and finishes the activation`, async (t) => {
+    const deviceId = `kill-${point.replace(/[:]/g, '-')}`;
+    const { dev } = await withActiveV1(t, deviceId);
+    const crashing = dev.start([], { FLEETPRUNE_AGENT_CRASH_AT: point });
+    await crashing.ready();
+    const assignment = await world.assign(deviceId, world.v3, 'active');
+    const { signal } = await crashing.exited;
+    assert.equal(signal, 'SIGKILL');
+
+    const second = dev.start();
+    const { port, active } = await second.ready();
+    // Before the state write the old model is still the active one; after it, the new one.
+    assert.equal(active, point === 'activation:after-state' ? '3' : '1');
+    const served = await predictVia(port, ROW);
+    assert.equal(served.status, 200);
+    assert.ok([world.v1.id, world.v3.id].includes(served.json.sha256));
+    await world.waitForReport(isOutcome(assignment.id, 'activated'), 20_000);
+    assert.equal((await predictVia(port, ROW)).json.sha256, world.v3.id);
+    assert.equal(world.harness.ingest.reports.filter(isOutcome(assignment.id, 'activated')).length, 1);
+  });
+}

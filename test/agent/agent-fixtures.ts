@@ -1,0 +1,166 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EmbeddedBroker } from '../../server/broker/embedded-broker.ts';
+import { publishAssignment } from '../../server/fleet/fleet-publisher.ts';
+import type { Manifest } from '../../shared/artifact/manifest.ts';
+import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
+import { loadDatasetFile, type Dataset } from '../../shared/data/dataset.ts';
+import { initTfjs } from '../../shared/model/tfjs-backend.ts';
+import { toTfjsModel } from '../../shared/model/tfjs-convert.ts';
+import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
+import type { Assignment, Report, Role } from '../../shared/protocol/payloads.ts';
+import { createRng } from '../../shared/util/rng.ts';
+import { CLASSIFIER_FEATURES, randomNetwork, rawRows } from '../artifact/fixtures.ts';
+import { ArtifactHttpServer } from '../helpers/artifact-http-server.ts';
+import { startFleetHarness, testLogger, type FleetHarness } from '../helpers/fleet-harness.ts';
+
+export const LABELS = ['a', 'b', 'c'];
+export const TOKEN = 'device-token-for-tests';
+
+export interface TestArtifact {
+  id: string;
+  version: string;
+  dir: string;
+  manifest: Manifest;
+}
+
+/** A signed 7 → hidden relu layers → 3 softmax classifier with a version, written into `dir`. */
+export async function writeVersionedArtifact(dir: string, version: string, seed: number, hidden: readonly number[], privateKey: KeyObject): Promise<Manifest> {
+  await initTfjs();
+  const network = randomNetwork(seed, CLASSIFIER_FEATURES.length, [
+    ...hidden.map((units) => ({ units, activation: 'relu' as const })),
+    { units: LABELS.length, activation: 'softmax' },
+  ]);
+  const tfjsModel = toTfjsModel(network);
+  try {
+    return await writeArtifact(dir, {
+      network,
+      tfjsModel,
+      privateKey,
+      manifest: {
+        formatVersion: 1,
+        name: 'sensor-classifier',
+        version,
+        createdAt: '2026-01-02T03:04:05.000Z',
+        task: 'classification',
+        features: CLASSIFIER_FEATURES,
+        labels: LABELS,
+        labelName: 'kind',
+        lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: 'test', method: 'dense', seed },
+        metrics: { test: { accuracy: 0.9 } },
+      },
+    });
+  } finally {
+    tfjsModel.dispose();
+  }
+}
+
+/** Holdout CSV (f0..f6 + kind) around the networks' input statistics, seeded labels. */
+export async function writeHoldout(path: string, rows: number): Promise<void> {
+  const network = randomNetwork(1, CLASSIFIER_FEATURES.length, [{ units: 3, activation: 'softmax' }]);
+  const rng = createRng(99);
+  const lines = [[...CLASSIFIER_FEATURES, 'kind'].join(',')];
+  for (const row of rawRows(5, network, rows)) lines.push([...row.map((v) => v.toFixed(4)), LABELS[Math.floor(rng() * 3)]].join(','));
+  await writeFile(path, `${lines.join('\n')}\n`);
+}
+
+/** Everything an agent talks to: an embedded broker with the fleet receiver, the artifact HTTP fixture, signed artifacts. */
+export interface AgentWorld {
+  dir: string;
+  harness: FleetHarness;
+  broker: EmbeddedBroker;
+  http: ArtifactHttpServer;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  v1: TestArtifact;
+  v2: TestArtifact;
+  v3: TestArtifact;
+  /** ~1 MB model, for interrupted downloads. */
+  big: TestArtifact;
+  holdoutPath: string;
+  holdout: Dataset;
+  config(deviceId: string, labels?: Record<string, string>): Promise<AgentConfig>;
+  assign(deviceId: string, artifact: TestArtifact, role: Role): Promise<Assignment>;
+  waitForReport(match: (report: Report) => boolean, timeoutMs?: number): Promise<Report>;
+  close(): Promise<void>;
+}
+
+export async function createAgentWorld(): Promise<AgentWorld> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-world-'));
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const http = await ArtifactHttpServer.start(TOKEN);
+  const artifacts: Record<string, TestArtifact> = {};
+  for (const [name, version, seed, hidden] of [['v1', '1', 11, [8]], ['v2', '2', 22, [16]], ['v3', '3', 33, [12]], ['big', '9', 44, [480, 480]]] as const) {
+    const artifactDir = join(dir, 'artifacts', name);
+    await mkdir(join(dir, 'artifacts'), { recursive: true });
+    await writeVersionedArtifact(artifactDir, version, seed, hidden, privateKey);
+    const { id, manifest } = await http.addArtifact(artifactDir);
+    artifacts[name] = { id, version, dir: artifactDir, manifest };
+  }
+  const holdoutPath = join(dir, 'holdout.csv');
+  await writeHoldout(holdoutPath, 400);
+  let broker!: EmbeddedBroker;
+  const harness = await startFleetHarness((credentials, server) => (broker = new EmbeddedBroker({ port: 0, credentials, server, logger: testLogger })));
+  return {
+    dir,
+    harness,
+    broker,
+    http,
+    privateKey,
+    publicKey,
+    v1: artifacts.v1!,
+    v2: artifacts.v2!,
+    v3: artifacts.v3!,
+    big: artifacts.big!,
+    holdoutPath,
+    holdout: loadDatasetFile(holdoutPath, { label: 'kind' }),
+    config: (deviceId, labels) => harness.enroll(deviceId, { url: http.url, token: TOKEN, publicKey }, labels),
+    assign: (deviceId, artifact, role) =>
+      publishAssignment(harness.broker, deviceId, { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: http.url }),
+    waitForReport: (match, timeoutMs) => harness.ingest.waitForReport(match, timeoutMs),
+    async close() {
+      await harness.stop();
+      await http.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const isOutcome = (assignmentId: string, outcome: string) => (report: Report) =>
+  report.kind === 'assignment' && report.assignmentId === assignmentId && report.outcome === outcome;
+export const isAnswerTo = (assignmentId: string) => (report: Report) => report.assignmentId === assignmentId && report.kind === 'assignment';
+export const isBenchmarkFor = (sha256: string) => (report: Report) => report.kind === 'benchmark' && report.candidate.sha256 === sha256;
+
+/** A signed 7 → 8 relu → 1 linear regression artifact (target mean 50, scale 10), and a matching holdout CSV. */
+export async function writeRegressionArtifact(dir: string, holdoutPath: string, privateKey: KeyObject): Promise<Manifest> {
+  await initTfjs();
+  const network = randomNetwork(77, CLASSIFIER_FEATURES.length, [{ units: 8, activation: 'relu' }, { units: 1, activation: 'linear' }], { mean: 50, scale: 10 });
+  const tfjsModel = toTfjsModel(network);
+  const rng = createRng(7);
+  const lines = [[...CLASSIFIER_FEATURES, 'yield'].join(',')];
+  for (const row of rawRows(8, network, 200)) lines.push([...row.map((v) => v.toFixed(4)), (40 + rng() * 20).toFixed(3)].join(','));
+  await writeFile(holdoutPath, `${lines.join('\n')}\n`);
+  try {
+    return await writeArtifact(dir, {
+      network,
+      tfjsModel,
+      privateKey,
+      manifest: {
+        formatVersion: 1,
+        name: 'yield-regressor',
+        version: 'r1',
+        createdAt: '2026-01-02T03:04:05.000Z',
+        task: 'regression',
+        features: CLASSIFIER_FEATURES,
+        labels: [],
+        labelName: 'yield',
+        lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: 'test', method: 'dense', seed: 77 },
+        metrics: { test: { mse: 1, r2: 0.5 } },
+      },
+    });
+  } finally {
+    tfjsModel.dispose();
+  }
+}

@@ -1,0 +1,317 @@
+import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
+import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
+import { startAgent } from './agent-harness.ts';
+
+let world: AgentWorld;
+before(async () => {
+  world = await createAgentWorld();
+});
+after(() => world.close());
+
+test('candidate → verified download → side-by-side benchmark report; activation; rollback from disk without download', async (t) => {
+  const { agent, predict, url } = await startAgent(t, world, 'flow-1', { shadowFraction: 1, heartbeatIntervalMs: 200 });
+  await waitFor(() => agent.connected, 5000, 'agent connected');
+  assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).status, 503, 'no active model yet');
+
+  const first = await world.assign('flow-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+
+  const candidate = await world.assign('flow-1', world.v2, 'candidate');
+  await world.waitForReport(isOutcome(candidate.id, 'installed'));
+  const report = (await world.waitForReport(isBenchmarkFor(world.v2.id))) as BenchmarkReport;
+  assert.equal(report.deviceId, 'flow-1');
+  assert.equal(report.assignmentId, candidate.id);
+  assert.equal(report.holdout.rows, 400);
+  assert.equal(report.active?.sha256, world.v1.id);
+  assert.equal(report.active?.role, 'active');
+  assert.equal(report.candidate.sha256, world.v2.id);
+  for (const side of [report.active!, report.candidate]) {
+    assert.ok('accuracy' in side.score && side.score.accuracy >= 0 && side.score.accuracy <= 1 && side.score.total === 400);
+    assert.ok(side.latencyMs.p50 > 0 && side.latencyMs.p50 <= side.latencyMs.p95 && side.latencyMs.p95 <= side.latencyMs.p99);
+    assert.ok(side.throughputRowsPerSecond > 0 && side.loadTimeMs > 0 && side.batchSize === 64);
+  }
+  assert.deepEqual(agent.slots.candidate?.sha256, world.v2.id);
+
+  // Serving stays on the active model; the candidate is shadow-run (fraction 1).
+  const served = await predict({ rows: [{ f0: 1, f1: 2, f2: 3, f3: 4, f4: 5, f5: 6, f6: 7 }] });
+  assert.equal(served.status, 200);
+  assert.equal(served.json.sha256, world.v1.id);
+  await waitFor(async () => (await (await fetch(`${url}/metrics`)).text()).includes('fleetprune_agent_shadow_runs_total 1'), 3000, 'shadow run recorded');
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  assert.match(metrics, /fleetprune_agent_shadow_latency_seconds_count 1/);
+  assert.match(metrics, /fleetprune_agent_shadow_agreements_total [01]/);
+
+  const activation = await world.assign('flow-1', world.v2, 'active');
+  await world.waitForReport(isOutcome(activation.id, 'activated'));
+  assert.equal(agent.slots.active?.sha256, world.v2.id);
+  assert.equal(agent.slots.previous?.sha256, world.v1.id);
+  assert.equal(agent.slots.candidate, null);
+  assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v2.id);
+
+  // Rollback by fleet command: from disk, no download.
+  const blobRequests = world.http.blobRequests().length;
+  const command = await publishFleetCommand(world.harness.broker, 'rollback', { labels: { site: 'osaka' }, deviceIds: ['flow-1'] });
+  await world.waitForReport(isOutcome(command.id, 'rolled-back'));
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+  assert.equal(agent.slots.previous?.sha256, world.v2.id);
+  assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+
+  // Assigning the previous version as active is a rollback too.
+  const back = await world.assign('flow-1', world.v2, 'active');
+  await world.waitForReport(isOutcome(back.id, 'rolled-back'));
+  assert.equal(agent.slots.active?.sha256, world.v2.id);
+  assert.equal(world.http.blobRequests().length, blobRequests, 'rollbacks downloaded nothing');
+
+  // A fleet command empties the candidate slot (v1 is the previous model now, v3 a fresh candidate).
+  const v3 = await world.assign('flow-1', world.v3, 'candidate');
+  await world.waitForReport(isOutcome(v3.id, 'installed'));
+  const slotsWithV3 = agent.slots;
+  assert.equal(slotsWithV3.candidate?.sha256, world.v3.id);
+  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: ['flow-1'] });
+  await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'));
+  assert.equal(agent.slots.candidate, null);
+  // A command for other devices is ignored.
+  const other = await publishFleetCommand(world.harness.broker, 'rollback', { labels: { site: 'kyoto' } });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(world.harness.ingest.reports.some((r) => r.assignmentId === other.id), false);
+  assert.equal(agent.slots.active?.sha256, world.v2.id);
+
+  // Status is retained online; heartbeats carry the slots and the serving counters.
+  await waitFor(() => world.harness.ingest.statuses.get('flow-1')?.online === true, 3000, 'online status');
+  await waitFor(() => (world.harness.ingest.telemetry.get('flow-1')?.serving?.predictions ?? 0) >= 3 && world.harness.ingest.telemetry.get('flow-1')?.candidate === null, 3000, 'heartbeat');
+  const heartbeat = world.harness.ingest.telemetry.get('flow-1')!;
+  assert.equal(heartbeat.active?.sha256, world.v2.id);
+  assert.equal(heartbeat.previous?.sha256, world.v1.id);
+  assert.equal(heartbeat.serving?.shadowRows, 1);
+  assert.ok(heartbeat.rssBytes > 0 && heartbeat.uptimeSeconds > 0);
+});
+
+test('/v1/predict takes named features and arrays; bad input is a 400 with a clear message', async (t) => {
+  const { agent, predict, url } = await startAgent(t, world, 'predict-1');
+  const assignment = await world.assign('predict-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(assignment.id, 'activated'));
+  assert.equal(agent.slots.active?.version, '1');
+
+  const row = [10, -20, 30.5, 0, 1, 2, 3];
+  const named = Object.fromEntries(world.v1.manifest.features.map((name, i) => [name, row[i]]));
+  const byArray = await predict({ rows: [row, row] });
+  const byName = await predict({ rows: [named] });
+  assert.equal(byArray.status, 200);
+  assert.equal(byArray.json.predictions.length, 2);
+  assert.deepEqual(byName.json.predictions[0], byArray.json.predictions[0]);
+  const prediction = byArray.json.predictions[0];
+  assert.ok(['a', 'b', 'c'].includes(prediction.label));
+  assert.equal(prediction.probabilities.length, 3);
+  assert.ok(Math.abs(prediction.probabilities.reduce((a: number, b: number) => a + b, 0) - 1) < 1e-4);
+
+  const bad: [unknown, RegExp][] = [
+    ['{"rows": [1, 2', /not valid JSON/],
+    [{ rows: [[1, 2, 3]] }, /expected 7 values/],
+    [{ rows: [{ f0: 1 }] }, /missing feature "f1"/],
+    [{ rows: [{ ...named, bogus: 1 }] }, /unknown feature "bogus"/],
+    [{ rows: [[1, 2, 3, 4, 5, 6, 'x']] }, /must be a finite number/],
+    [{ rows: [] }, /non-empty array/],
+    [{ data: [] }, /\{"rows": \[\.\.\.\]\}/],
+    [[row], /\{"rows": \[\.\.\.\]\}/],
+    [{ rows: ['nope'] }, /array of numbers or an object/],
+  ];
+  for (const [body, message] of bad) {
+    const response = await predict(body);
+    assert.equal(response.status, 400, JSON.stringify(body));
+    assert.match(response.json.error, message);
+    assert.doesNotMatch(response.json.error, /\n\s+at /, 'no stack trace');
+  }
+  const notJson = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'rows' });
+  assert.equal(notJson.status, 415);
+  assert.match(((await notJson.json()) as { error: string }).error, /Content-Type: application\/json/);
+  const huge = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ rows: [[1, 2, 3, 4, 5, 6, 'x'.repeat(2_000_000)]] }) });
+  assert.equal(huge.status, 413);
+});
+
+test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refused, reported and never loaded', async (t) => {
+  const { agent, dataDir, predict } = await startAgent(t, world, 'refuse-1');
+  const ok = await world.assign('refuse-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(ok.id, 'activated'));
+
+  // Tampered model bytes: the blob server returns other bytes under v3's sha.
+  const { generateKeyPairSync } = await import('node:crypto');
+  const v3Blob = world.v3.manifest.files['model.onnx']!.sha256;
+  const { readFile } = await import('node:fs/promises');
+  const original = await readFile(`${world.v3.dir}/model.onnx`);
+  const tampered = Buffer.from(original);
+  tampered[tampered.length - 5]! ^= 0xff;
+  world.http.setBlob(v3Blob, tampered);
+  const tamperedAssignment = await world.assign('refuse-1', world.v3, 'active');
+  const tamperedReport = await world.waitForReport(isOutcome(tamperedAssignment.id, 'refused'));
+  assert.match(tamperedReport.kind === 'assignment' ? tamperedReport.reason ?? '' : '', /sha256 mismatch/);
+  world.http.setBlob(v3Blob, original);
+
+  // A manifest signed by another key (same content, so the same artifact id).
+  const { signManifest } = await import('../../shared/artifact/signature.ts');
+  const foreign = signManifest(world.v3.manifest, generateKeyPairSync('ed25519').privateKey);
+  world.http.setManifest(world.v3.id, JSON.stringify(foreign));
+  const badSignature = await world.assign('refuse-1', world.v3, 'candidate');
+  const signatureReport = await world.waitForReport(isOutcome(badSignature.id, 'refused'));
+  assert.match(signatureReport.kind === 'assignment' ? signatureReport.reason ?? '' : '', /signature: made with key/);
+
+  // A manifest edited after signing: its artifact id no longer matches the assignment's sha256.
+  world.http.setManifest(world.v3.id, JSON.stringify({ ...world.v3.manifest, labels: ['x', 'y', 'z'] }));
+  const wrongSha = await world.assign('refuse-1', world.v3, 'candidate');
+  const shaReport = await world.waitForReport(isOutcome(wrongSha.id, 'refused'));
+  assert.match(shaReport.kind === 'assignment' ? shaReport.reason ?? '' : '', /artifact id is [0-9a-f]{64}, but the assignment names/);
+  world.http.setManifest(world.v3.id, await readFile(`${world.v3.dir}/manifest.json`));
+
+  // An assignment pointing somewhere else than the enrolled server (the token must not leak there).
+  const { publishAssignment } = await import('../../server/fleet/fleet-publisher.ts');
+  const elsewhere = await publishAssignment(world.harness.broker, 'refuse-1', { model: world.v3.manifest.name, version: '3', sha256: world.v3.id, role: 'candidate', serverUrl: 'http://127.0.0.2:9' });
+  const elsewhereReport = await world.waitForReport(isOutcome(elsewhere.id, 'refused'));
+  assert.match(elsewhereReport.kind === 'assignment' ? elsewhereReport.reason ?? '' : '', /is not on the enrolled server/);
+
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+  assert.equal(agent.slots.candidate, null);
+  assert.deepEqual((await readdir(`${dataDir}/models`)).sort(), [world.v1.id]);
+  assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+});
+
+test('an interrupted download resumes with Range and verifies', async (t) => {
+  const { mkdir, writeFile, readFile, mkdtemp } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { rm } = await import('node:fs/promises');
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-resume-'));
+  const blob = world.big.manifest.files['model.onnx']!;
+  const bytes = await readFile(`${world.big.dir}/model.onnx`);
+  const half = Math.floor(bytes.length / 2);
+  await mkdir(join(dataDir, 'downloads'), { recursive: true });
+  await writeFile(join(dataDir, 'downloads', `${blob.sha256}.part`), bytes.subarray(0, half));
+  const { agent } = await startAgent(t, world, 'resume-1', { dataDir });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after the agent's own stop hook
+  const before = world.http.blobRequests().length;
+  const assignment = await world.assign('resume-1', world.big, 'candidate');
+  await world.waitForReport(isOutcome(assignment.id, 'installed'));
+  const requests = world.http.blobRequests().slice(before);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0]!.range, `bytes=${half}-`);
+  assert.equal(requests[0]!.status, 206);
+  assert.equal(agent.slots.candidate?.sha256, world.big.id);
+  assert.equal((await agent.metrics.downloadedBytes.get()).values[0]!.value, bytes.length - half);
+});
+
+test('no report is lost while the broker is down: it arrives exactly once after the broker returns', async (t) => {
+  const { agent } = await startAgent(t, world, 'outage-1');
+  const ok = await world.assign('outage-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(ok.id, 'activated'));
+  world.http.throttle = { chunkBytes: 64 * 1024, delayMs: 100 };
+  t.after(() => (world.http.throttle = undefined));
+  const candidate = await world.assign('outage-1', world.big, 'candidate');
+  await waitFor(() => world.http.blobRequests().some((r) => r.path.endsWith(world.big.manifest.files['model.onnx']!.sha256)), 5000, 'download started');
+  await world.broker.stop();
+  await waitFor(() => !agent.connected, 5000, 'agent disconnected');
+  // The agent finishes download and benchmark offline: the reports wait in its outbox.
+  await waitFor(async () => (await agent.metrics.outboxPending.get()).values[0]!.value >= 2, 20_000, 'reports in the outbox');
+  assert.equal(world.harness.ingest.reports.filter((r) => r.assignmentId === candidate.id).length, 0);
+  await world.broker.start();
+  const report = await world.waitForReport(isBenchmarkFor(world.big.id), 15_000);
+  await world.waitForReport(isOutcome(candidate.id, 'installed'));
+  await waitFor(async () => (await agent.metrics.outboxPending.get()).values[0]!.value === 0, 5000, 'outbox drained');
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(world.harness.ingest.reports.filter((r) => r.id === report.id).length, 1, 'ingested exactly once');
+});
+
+test('malformed assignments and commands from real mosquitto_pub processes are dropped and counted; the agent keeps working', async (t) => {
+  const { findExecutable, engineMissing } = await import('../helpers/engines.ts');
+  if (!findExecutable(['mosquitto_pub'])) return engineMissing(t, 'mosquitto_pub', 'not on PATH (apt-get install mosquitto-clients)');
+  const { mosquittoPub } = await import('../helpers/mqtt-clients.ts');
+  const { assignmentTopic, FLEET_COMMANDS_TOPIC } = await import('../../shared/protocol/topics.ts');
+  const { writeFile, mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { randomBytes } = await import('node:crypto');
+  const { agent } = await startAgent(t, world, 'garbage-1');
+  await waitFor(() => agent.connected, 5000, 'agent connected');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-garbage-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'huge'), JSON.stringify({ schema: 1, pad: 'x'.repeat(200_000) }));
+  await writeFile(join(dir, 'binary'), Buffer.concat([Buffer.from([0xc3, 0x28]), randomBytes(1024)]));
+  const server = { username: world.harness.server.username, password: world.harness.server.password, clientId: 'server-pub' };
+  const url = world.broker.url;
+  const topic = assignmentTopic('garbage-1');
+  const valid = { schema: 1, id: 'assignment-0001', issuedAt: new Date().toISOString(), model: 'sensor-classifier', version: '1', sha256: world.v1.id, url: world.http.manifestUrl(world.v1.id), role: 'active' };
+  const sent: [string, { message?: string; file?: string }, string][] = [
+    [topic, { message: '{"schema":1,"role":' }, 'invalid-json'],
+    [topic, { message: JSON.stringify({ ...valid, role: 42, sha256: 'short' }) }, 'invalid-payload'],
+    [topic, { file: join(dir, 'huge') }, 'too-large'],
+    [topic, { file: join(dir, 'binary') }, 'not-utf8'],
+    [FLEET_COMMANDS_TOPIC, { message: JSON.stringify({ schema: 1, id: 'command-0001', issuedAt: new Date().toISOString(), command: 'rm -rf', selector: {} }) }, 'invalid-payload'],
+  ];
+  for (const [target, payload] of sent) {
+    const result = await mosquittoPub(url, server, target, payload);
+    assert.equal(result.code, 0, result.stderr);
+  }
+  const dropped = async () => (await agent.metrics.droppedMessages.get()).values;
+  await waitFor(async () => (await dropped()).reduce((sum, v) => sum + v.value, 0) >= sent.length, 5000, 'drops counted');
+  for (const reason of ['invalid-json', 'invalid-payload', 'too-large', 'not-utf8']) {
+    assert.equal((await dropped()).filter((v) => v.labels.reason === reason).reduce((sum, v) => sum + v.value, 0), sent.filter((s) => s[2] === reason).length, reason);
+  }
+  // Still alive and working: a valid assignment (also via mosquitto_pub) is carried out.
+  const result = await mosquittoPub(url, server, topic, { message: JSON.stringify(valid) });
+  assert.equal(result.code, 0, result.stderr);
+  await world.waitForReport(isOutcome('assignment-0001', 'activated'));
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+});
+
+test('agents in one process share one onnxruntime session per model', async (t) => {
+  const { OrtSessionCache } = await import('../../agent/session-cache.ts');
+  const sessions = new OrtSessionCache();
+  const a = await startAgent(t, world, 'shared-a', { sessions });
+  const b = await startAgent(t, world, 'shared-b', { sessions });
+  const [first, second] = await Promise.all([world.assign('shared-a', world.v1, 'active'), world.assign('shared-b', world.v1, 'active')]);
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  await world.waitForReport(isOutcome(second.id, 'activated'));
+  assert.equal(sessions.size, 1, 'one session for v1');
+  assert.equal((await a.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+  assert.equal((await b.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+  const moved = await world.assign('shared-a', world.v2, 'active');
+  await world.waitForReport(isOutcome(moved.id, 'activated'));
+  assert.equal(sessions.size, 2, 'v1 (still used by b) and v2');
+  await b.stop();
+  assert.equal(sessions.size, 1, 'v1 released with its last user');
+});
+
+test('regression models: benchmark reports MSE and R², /v1/predict returns values', async (t) => {
+  const { writeRegressionArtifact } = await import('./agent-fixtures.ts');
+  const { loadDatasetFile } = await import('../../shared/data/dataset.ts');
+  const { join } = await import('node:path');
+  const artifactDir = join(world.dir, 'artifacts', 'regression');
+  const holdoutPath = join(world.dir, 'regression-holdout.csv');
+  const manifest = await writeRegressionArtifact(artifactDir, holdoutPath, world.privateKey);
+  const { id } = await world.http.addArtifact(artifactDir);
+  const artifact = { id, version: 'r1', dir: artifactDir, manifest };
+  const { agent, predict } = await startAgent(t, world, 'regression-1', { holdout: loadDatasetFile(holdoutPath, { label: 'yield', task: 'regression' }) });
+  const candidate = await world.assign('regression-1', artifact, 'candidate');
+  const report = await world.waitForReport(isBenchmarkFor(id));
+  assert.equal(report.kind, 'benchmark');
+  if (report.kind !== 'benchmark') return;
+  assert.equal(report.assignmentId, candidate.id);
+  assert.equal(report.active, null, 'no active model to compare with yet');
+  assert.ok('mse' in report.candidate.score && report.candidate.score.mse > 0 && Number.isFinite(report.candidate.score.r2));
+  const activation = await world.assign('regression-1', artifact, 'active');
+  await world.waitForReport(isOutcome(activation.id, 'activated'));
+  assert.equal(agent.slots.active?.sha256, id);
+  const served = await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] });
+  assert.equal(served.status, 200);
+  assert.equal(typeof served.json.predictions[0].value, 'number');
+  assert.ok(Number.isFinite(served.json.predictions[0].value));
+
+  // A candidate the holdout does not fit is installed, but its benchmark fails with a reason.
+  const mismatch = await world.assign('regression-1', world.v1, 'candidate');
+  const failed = await world.waitForReport(isOutcome(mismatch.id, 'benchmark-failed'));
+  assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /holdout is a regression data set but the model does classification/);
+  assert.equal(agent.slots.candidate?.sha256, world.v1.id);
+});

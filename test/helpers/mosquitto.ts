@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { renderMosquittoConf } from '../../server/broker/mosquitto-auth-files.ts';
+import { findExecutable, tcpReachable } from './engines.ts';
+
+export function mosquittoBinary(): string | undefined {
+  return findExecutable(['mosquitto', '/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto']);
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * A private Mosquitto process on an ephemeral port, configured like deploy/mosquitto (auth on,
+ * password and ACL files in `authDir`, which the server writes). SIGHUP reloads those files.
+ */
+export class MosquittoProcess {
+  #child: ChildProcess | undefined;
+  stderr = '';
+
+  private constructor(
+    readonly binary: string,
+    readonly dir: string,
+    readonly authDir: string,
+    readonly port: number,
+  ) {}
+
+  static async create(binary: string): Promise<MosquittoProcess> {
+    const dir = await mkdtemp(join(tmpdir(), 'fleetprune-mosquitto-'));
+    return new MosquittoProcess(binary, dir, join(dir, 'auth'), await freePort());
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /** Starts mosquitto; the password and ACL files must exist by then. */
+  async start(): Promise<void> {
+    const confPath = join(this.dir, 'mosquitto.conf');
+    // Started as root, mosquitto would switch to the `mosquitto` user and lose access to the temp dir.
+    const user = userInfo().username === 'root' ? 'root' : undefined;
+    await writeFile(confPath, renderMosquittoConf({ port: this.port, authDir: this.authDir, user }));
+    const child = spawn(this.binary, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
+    this.#child = child;
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`mosquitto exited: ${this.stderr}`);
+      if (await tcpReachable('127.0.0.1', this.port, 200)) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`mosquitto did not start listening on ${this.port}: ${this.stderr}`);
+  }
+
+  /** Makes mosquitto re-read its password and ACL files. */
+  async reload(): Promise<void> {
+    this.#child?.kill('SIGHUP');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+
+  async stop(): Promise<void> {
+    const child = this.#child;
+    this.#child = undefined;
+    if (child && child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

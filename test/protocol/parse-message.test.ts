@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { MAX_PAYLOAD_BYTES } from '../../shared/protocol/limits.ts';
+import { newMessageId } from '../../shared/protocol/message-id.ts';
+import { encodePayload, parseMessage } from '../../shared/protocol/parse-message.ts';
+import type { Assignment, BenchmarkReport, FleetCommand, Status, Telemetry } from '../../shared/protocol/payloads.ts';
+import { selectorMatches } from '../../shared/protocol/payloads.ts';
+import { FLEET_COMMANDS_TOPIC, assignmentTopic, deviceTopic, parseTopic, reportsTopic, statusTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
+
+const SHA = 'a'.repeat(64);
+const NOW = '2026-01-02T03:04:05.000Z';
+
+const assignment: Assignment = { schema: 1, id: newMessageId(), issuedAt: NOW, model: 'iris', version: '3', sha256: SHA, url: `http://server:8080/api/artifacts/${SHA}/manifest.json`, role: 'candidate' };
+const status: Status = { schema: 1, deviceId: 'dev-a', online: true, since: NOW };
+const ref = { model: 'iris', version: '2', sha256: SHA };
+const telemetry: Telemetry = { schema: 1, deviceId: 'dev-a', sentAt: NOW, uptimeSeconds: 12.5, cpuPercent: 3.2, rssBytes: 80e6, active: ref, candidate: null, previous: null };
+const modelBenchmark = {
+  ...ref,
+  role: 'candidate' as const,
+  score: { accuracy: 0.9, correct: 90, total: 100 },
+  latencyMs: { p50: 0.05, p95: 0.08, p99: 0.1, samples: 500 },
+  batchSize: 64,
+  throughputRowsPerSecond: 200000,
+  loadTimeMs: 3.1,
+  rssIncreaseBytes: 1024,
+};
+const report: BenchmarkReport = {
+  schema: 1,
+  id: newMessageId(),
+  kind: 'benchmark',
+  deviceId: 'dev-a',
+  createdAt: NOW,
+  assignmentId: assignment.id,
+  holdout: { rows: 100, fingerprint: 'f', task: 'classification' },
+  active: { ...modelBenchmark, role: 'active' },
+  candidate: modelBenchmark,
+};
+const command: FleetCommand = { schema: 1, id: newMessageId(), issuedAt: NOW, command: 'rollback', selector: { labels: { site: 'osaka' } } };
+
+test('every payload round-trips through encodePayload and parseMessage', () => {
+  const cases = [
+    [assignmentTopic('dev-a'), assignment, 'assignment'],
+    [statusTopic('dev-a'), status, 'status'],
+    [telemetryTopic('dev-a'), telemetry, 'telemetry'],
+    [reportsTopic('dev-a'), report, 'reports'],
+    [FLEET_COMMANDS_TOPIC, command, 'commands'],
+  ] as const;
+  for (const [topic, payload, kind] of cases) {
+    const result = parseMessage(topic, encodePayload(payload));
+    assert.ok(result.ok, `${kind}: ${!result.ok && result.detail}`);
+    assert.equal(result.message.kind, kind);
+    assert.deepEqual(result.message.payload, payload);
+  }
+});
+
+test('topics: layout, parsing, and device ids that cannot escape their level', () => {
+  assert.equal(reportsTopic('dev-a'), 'fleetprune/v1/devices/dev-a/reports');
+  assert.deepEqual(parseTopic('fleetprune/v1/devices/dev-a/status'), { kind: 'status', deviceId: 'dev-a' });
+  assert.equal(parseTopic('fleetprune/v1/devices/dev-a/other'), undefined);
+  assert.equal(parseTopic('fleetprune/v2/devices/dev-a/status'), undefined);
+  assert.equal(parseTopic('fleetprune/v1/devices/a/b/status'), undefined);
+  for (const bad of ['a/b', '+', '#', '', 'x'.repeat(65), ' a']) assert.throws(() => deviceTopic(bad, 'status'));
+});
+
+function rejects(topic: string, payload: Uint8Array | string, reason: string) {
+  const result = parseMessage(topic, typeof payload === 'string' ? Buffer.from(payload) : payload);
+  assert.equal(result.ok, false, `expected ${reason}`);
+  if (!result.ok) {
+    assert.equal(result.reason, reason, result.detail);
+    assert.ok(result.detail.length > 0 && !result.detail.includes('\n'));
+  }
+}
+
+test('parseMessage rejects bad input with a reason and never throws', () => {
+  const topic = reportsTopic('dev-a');
+  rejects(topic, '{"schema":1,', 'invalid-json');
+  rejects(topic, 'not json at all', 'invalid-json');
+  rejects(topic, '', 'empty');
+  rejects(topic, JSON.stringify({ ...report, candidate: { ...modelBenchmark, loadTimeMs: 'fast' } }), 'invalid-payload');
+  rejects(topic, JSON.stringify({ ...report, id: 42 }), 'invalid-payload');
+  rejects(topic, JSON.stringify([1, 2, 3]), 'invalid-payload');
+  rejects(topic, 'null', 'invalid-payload');
+  rejects(topic, JSON.stringify({ ...report, schema: 2 }), 'unsupported-schema');
+  rejects(topic, Buffer.alloc(MAX_PAYLOAD_BYTES + 1, 0x20), 'too-large');
+  rejects(topic, JSON.stringify({ ...report, pad: 'x'.repeat(MAX_PAYLOAD_BYTES) }), 'too-large');
+  rejects(topic, Buffer.from([0xff, 0xfe, 0x00, 0x81, 0xc3, 0x28]), 'not-utf8');
+  rejects(topic, randomBytes(4096), 'not-utf8');
+  rejects(topic, JSON.stringify({ ...report, deviceId: 'dev-b' }), 'device-mismatch');
+  rejects(telemetryTopic('dev-a'), JSON.stringify({ ...telemetry, deviceId: 'dev-b' }), 'device-mismatch');
+  rejects(statusTopic('dev-a'), JSON.stringify({ ...status, deviceId: 'dev-b' }), 'device-mismatch');
+  rejects('some/other/topic', JSON.stringify(report), 'unknown-topic');
+  rejects(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, role: 'boss' }), 'invalid-payload');
+  rejects(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, url: 'file:///etc/passwd' }), 'invalid-payload');
+  rejects(FLEET_COMMANDS_TOPIC, JSON.stringify({ ...command, command: 'format-disk' }), 'invalid-payload');
+  rejects(reportsTopic('dev-a'), JSON.stringify({ ...report, candidate: { ...modelBenchmark, latencyMs: { p50: -1, p95: 0, p99: 0, samples: 1 } } }), 'invalid-payload');
+});
+
+test('selectors match by device id and by every label', () => {
+  assert.ok(selectorMatches({}, 'a', {}));
+  assert.ok(selectorMatches({ labels: { site: 'osaka' } }, 'a', { site: 'osaka', hw: 'pi4' }));
+  assert.ok(!selectorMatches({ labels: { site: 'osaka', hw: 'pi5' } }, 'a', { site: 'osaka', hw: 'pi4' }));
+  assert.ok(selectorMatches({ deviceIds: ['a'] }, 'a', {}));
+  assert.ok(!selectorMatches({ deviceIds: ['b'] }, 'a', {}));
+});
