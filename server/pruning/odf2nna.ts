@@ -125,15 +125,15 @@ export async function runOdf2nna(
     });
     // Retrain from the smallest architecture up. The first one within tolerance is the answer,
     // so larger ones are only retrained when the whole trade-off is asked for (fullSweep).
-    const retrained = new Map<string, TrainedNetwork & { validation: Score; test: Score; within: boolean }>();
+    const retrained = new Map<string, TrainedNetwork & { validation: Score; validationLoss: number; test: Score; within: boolean }>();
     const bySize = [...candidates].sort(([, a], [, b]) => parameterCount(a.network) - parameterCount(b.network));
     for (const [key, candidate] of bySize) {
       const model = toTfjsModel(candidate.network);
-      await timed('retrain', () => trainModel(model, data, retrainConfig));
+      const run = await timed('retrain', () => trainModel(model, data, retrainConfig));
       const network = toDenseNetwork(model, scaling);
       const validation = evaluate(network, 'validation');
       const within = withinTolerance(validation, originalValidation, tolerance);
-      retrained.set(key, { model, network, validation, test: evaluate(network, 'test'), within });
+      retrained.set(key, { model, network, validation, validationLoss: run.bestValidationLoss, test: evaluate(network, 'test'), within });
       onProgress({ phase: 'retrain', done: retrained.size, total: candidates.size, detail: layerSizes(network).join('-') });
       if (within && !options.fullSweep) break;
     }
@@ -152,6 +152,7 @@ export async function runOdf2nna(
         retrained: after !== undefined,
         validation_before_retrain: before.validation,
         validation: after?.validation ?? null,
+        validation_loss: after?.validationLoss ?? null,
         test_before_retrain: before.test,
         test: after?.test ?? null,
         within_tolerance: after?.within ?? null,
@@ -206,6 +207,7 @@ export async function runOdf2nna(
         flops: flopsPerSample(general),
         epochs: generalRun.epochs,
         validation: originalValidation,
+        validation_loss: generalRun.bestValidationLoss,
         test: originalTest,
       },
       pruned: {

@@ -18,6 +18,8 @@ export interface SweepEntry {
   retrained: boolean;
   validation_before_retrain: Score;
   validation: Score | null;
+  /** The training loss (cross-entropy, or MSE on the standardized target) on the validation split. */
+  validation_loss: number | null;
   test_before_retrain: Score;
   test: Score | null;
   within_tolerance: boolean | null;
@@ -37,7 +39,7 @@ export interface PruneReport {
   phase_timing_s: Record<string, number>;
   sweep: SweepEntry[];
   layers: { original: number[]; pruned: number[] };
-  original: { params: number; flops: number; epochs: number; validation: Score; test: Score };
+  original: { params: number; flops: number; epochs: number; validation: Score; validation_loss: number; test: Score };
   pruned: {
     params: number;
     flops: number;

@@ -77,6 +77,7 @@ test('chooseEpsilon prefers the smallest within tolerance and falls back to the 
     retrained: true,
     validation_before_retrain: { accuracy },
     validation: { accuracy },
+    validation_loss: 0.1,
     test_before_retrain: { accuracy },
     test: { accuracy },
     within_tolerance: within,

