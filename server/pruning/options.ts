@@ -14,9 +14,9 @@ export const PruneOptionsSchema = z
     epochs: z.number().int().min(1).max(10_000).default(200),
     patience: z.number().int().min(1).max(1000).default(15),
     learningRate: z.number().positive().max(1).default(1e-3),
-    retrainEpochs: z.number().int().min(1).max(10_000).default(30),
-    retrainPatience: z.number().int().min(1).max(1000).default(6),
-    retrainLearningRate: z.number().positive().max(1).default(3e-4),
+    retrainEpochs: z.number().int().min(1).max(10_000).default(60),
+    retrainPatience: z.number().int().min(1).max(1000).default(10),
+    retrainLearningRate: z.number().positive().max(1).default(5e-4),
     /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */
     batchSize: z.number().int().min(1).max(65_536).optional(),
     seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
