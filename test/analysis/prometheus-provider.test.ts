@@ -1,12 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { Registry } from 'prom-client';
 import type { AnalysisMetric } from '../../server/analysis/metric-definition.ts';
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
@@ -18,15 +14,16 @@ import { MetricProviderResolver } from '../../server/metricproviders/provider-re
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
-import { engineMissing, findExecutable } from '../helpers/engines.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { PrometheusProcess, prometheusBinary } from '../helpers/prometheus.ts';
 
 /**
  * The prometheus provider against a real Prometheus: the test serves a prom-client registry
  * (with the per-device report series) on an ephemeral port, starts /usr/bin/prometheus with a
- * temporary config scraping it every second, waits until the target is up and the series are
- * there, and queries it.
+ * temporary config scraping it every second (test/helpers/prometheus.ts), waits until the target
+ * is up and the series are there, and queries it.
  */
-const binary = findExecutable([process.env.PROMETHEUS_BIN ?? '/usr/bin/prometheus', 'prometheus']);
+const binary = prometheusBinary();
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -59,26 +56,15 @@ for (const report of reports) {
 }
 
 let metricsServer: http.Server | undefined;
-let prometheus: ChildProcess | undefined;
-let dataDir: string | undefined;
+let prometheus: PrometheusProcess | undefined;
 let url = '';
-let stderr = '';
 
 async function waitUntilReady(provider: PrometheusProvider, deadlineMs: number): Promise<void> {
-  const started = Date.now();
-  let last = '';
-  while (Date.now() - started < deadlineMs) {
-    try {
-      const up = await provider.query('up{job="fleetprune"}', { now: new Date(), timeoutMs: 1000 });
-      const series = await provider.query('count(fleetprune_device_accuracy_ratio)', { now: new Date(), timeoutMs: 1000 });
-      if (up.samples[0]?.value === 1 && series.samples[0]?.value === 8) return;
-      last = `up=${up.samples[0]?.value}, series=${series.samples[0]?.value}`;
-    } catch (error) {
-      last = String(error);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`Prometheus did not scrape the test target within ${deadlineMs} ms (${last}); stderr: ${stderr.slice(-2000)}`);
+  await prometheus!.waitFor('the test target scraped', async () => {
+    const up = await provider.query('up{job="fleetprune"}', { now: new Date(), timeoutMs: 1000 });
+    const series = await provider.query('count(fleetprune_device_accuracy_ratio)', { now: new Date(), timeoutMs: 1000 });
+    return (up.samples[0]?.value === 1 && series.samples[0]?.value === 8) || `up=${up.samples[0]?.value}, series=${series.samples[0]?.value}`;
+  }, deadlineMs);
 }
 
 describe('prometheus provider against a real Prometheus', () => {
@@ -90,26 +76,14 @@ describe('prometheus provider against a real Prometheus', () => {
     });
     await new Promise<void>((resolve) => metricsServer!.listen(0, '127.0.0.1', resolve));
     const targetPort = (metricsServer.address() as net.AddressInfo).port;
-    dataDir = mkdtempSync(path.join(os.tmpdir(), 'fleetprune-prom-'));
-    const config = path.join(dataDir, 'prometheus.yml');
-    writeFileSync(config, `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: fleetprune\n    static_configs:\n      - targets: ['127.0.0.1:${targetPort}']\n`);
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    prometheus = spawn(binary, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dataDir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    prometheus.stderr!.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
+    prometheus = await PrometheusProcess.startScraping(binary, 'fleetprune', [`127.0.0.1:${targetPort}`]);
+    url = prometheus.url;
     await waitUntilReady(new PrometheusProvider({ url }), 30_000);
   });
 
   after(async () => {
-    if (prometheus && prometheus.exitCode === null) {
-      const exited = new Promise((resolve) => prometheus!.once('exit', resolve));
-      prometheus.kill('SIGTERM');
-      await exited;
-    }
+    await prometheus?.stop();
     await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   const needsPrometheus = (t: TestContext): boolean => {

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { parse } from 'yaml';
+import { promtoolBinary } from '../helpers/prometheus.ts';
+import { cliFlags } from './cli-flags.ts';
+
+/**
+ * deploy/docker-compose.yml and deploy/docker/Dockerfile, without Docker (it cannot run here):
+ * the compose file parses (anchors and merge keys included), every bind-mounted file or
+ * directory and the build context exist, every fleetprune command uses flags the CLI's --help
+ * lists, and the Dockerfile follows the rules (node:20-bookworm-slim, npm ci, non-root user,
+ * healthcheck on /healthz). The Prometheus configuration compose mounts (with its compose
+ * target files) passes promtool.
+ */
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const DEPLOY = join(REPO, 'deploy');
+
+interface Service {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  command?: string[];
+  volumes?: string[];
+  depends_on?: Record<string, unknown> | string[];
+  user?: string;
+  healthcheck?: { test: string[] };
+}
+
+async function compose(): Promise<{ services: Record<string, Service>; volumes: Record<string, unknown> }> {
+  return parse(await readFile(join(DEPLOY, 'docker-compose.yml'), 'utf8'), { merge: true });
+}
+
+async function dockerfileCmd(): Promise<string[]> {
+  const text = await readFile(join(DEPLOY, 'docker', 'Dockerfile'), 'utf8');
+  return JSON.parse(/^CMD (\[.*\])$/m.exec(text)![1]!) as string[];
+}
+
+test('docker-compose.yml: server, mosquitto, prometheus, grafana and three agents; every mounted file exists', async () => {
+  const { services, volumes } = await compose();
+  for (const name of ['server', 'mosquitto', 'prometheus', 'grafana', 'agent-1', 'agent-2', 'agent-3']) assert.ok(services[name], `service ${name}`);
+  const missing: string[] = [];
+  for (const [name, service] of Object.entries(services)) {
+    if (service.build) {
+      const context = resolve(DEPLOY, service.build.context);
+      if (!existsSync(join(context, service.build.dockerfile))) missing.push(`${name}: ${service.build.dockerfile}`);
+      if (!existsSync(join(context, 'package-lock.json'))) missing.push(`${name}: build context ${context}`);
+    }
+    for (const volume of service.volumes ?? []) {
+      const [source] = volume.split(':');
+      if (source!.startsWith('.') || source!.startsWith('/')) {
+        if (!existsSync(resolve(DEPLOY, source!))) missing.push(`${name}: ${source}`);
+      } else if (!(source! in volumes)) missing.push(`${name}: named volume ${source} not declared`);
+    }
+    for (const dependency of Array.isArray(service.depends_on) ? service.depends_on : Object.keys(service.depends_on ?? {})) {
+      if (!services[dependency]) missing.push(`${name}: depends on unknown ${dependency}`);
+    }
+  }
+  assert.deepEqual(missing, []);
+  // The deploy configs are what the engines get.
+  assert.ok(services.mosquitto!.volumes!.includes('./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro'));
+  assert.ok(services.prometheus!.volumes!.some((v) => v.startsWith('./prometheus/rules:')));
+  assert.ok(services.grafana!.volumes!.some((v) => v.startsWith('../grafana/dashboards:')));
+  // Mosquitto reads the 0600 password file the server writes: same uid as the image's user.
+  assert.equal(services.mosquitto!.user, '10001:10001');
+  assert.match(await readFile(join(DEPLOY, 'docker', 'Dockerfile'), 'utf8'), /^USER 10001:10001$/m);
+});
+
+test('docker-compose.yml and the Dockerfile run fleetprune only with flags its --help lists', async () => {
+  const { services } = await compose();
+  const commands: [string, string[]][] = [['Dockerfile CMD', await dockerfileCmd()]];
+  for (const [name, service] of Object.entries(services)) if (service.image === 'fleetprune:local') commands.push([name, service.command ?? (await dockerfileCmd())]);
+  assert.equal(commands.length, 5);
+  const problems: string[] = [];
+  for (const [name, argv] of commands) {
+    const subcommand = argv[0]!;
+    assert.ok(['server', 'agent'].includes(subcommand), `${name}: ${subcommand}`);
+    const known = await cliFlags(subcommand);
+    for (const flag of argv.filter((arg) => arg.startsWith('--'))) if (!known.has(flag)) problems.push(`${name}: ${subcommand} ${flag}`);
+    if (subcommand === 'agent') {
+      assert.ok(argv.includes('--http-host') && argv[argv.indexOf('--http-host') + 1] === '0.0.0.0', `${name}: reachable by Prometheus`);
+    }
+  }
+  assert.deepEqual(problems, []);
+});
+
+test('Dockerfile: node:20-bookworm-slim, npm ci with .npmrc, non-root, /healthz healthcheck', async () => {
+  const text = await readFile(join(DEPLOY, 'docker', 'Dockerfile'), 'utf8');
+  const froms = [...text.matchAll(/^FROM (\S+)/gm)].map((match) => match[1]);
+  assert.ok(froms.length >= 1 && froms.every((image) => image === 'node:20-bookworm-slim'), String(froms));
+  assert.match(text, /^COPY package\.json package-lock\.json \.npmrc \.\/$/m);
+  assert.match(text, /npm ci --omit=dev/);
+  assert.match(await readFile(join(REPO, '.npmrc'), 'utf8'), /onnxruntime-node-install=skip/);
+  const users = [...text.matchAll(/^USER (\S+)/gm)].map((match) => match[1]!);
+  assert.ok(users.length > 0 && !/^(0|root)(:|$)/.test(users.at(-1)!), 'the final stage runs as non-root');
+  assert.match(text, /^HEALTHCHECK .*\n?.*\/healthz/m);
+  assert.deepEqual(JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(text)![1]!), ['node', 'bin/fleetprune.js']);
+  // Every directory the image copies exists.
+  for (const match of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+    for (const source of match[1]!.split(/\s+/)) assert.ok(existsSync(join(REPO, source)), `COPY ${source}`);
+  }
+});
+
+test('the Prometheus config compose mounts (with the compose target files) passes promtool', async (t) => {
+  const promtool = promtoolBinary();
+  if (!promtool) return t.skip('promtool is not installed (test/deploy/prometheus-config.test.ts reports it)');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-compose-prom-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await cp(join(DEPLOY, 'prometheus', 'prometheus.yml'), join(dir, 'prometheus.yml'));
+  await cp(join(DEPLOY, 'prometheus', 'rules'), join(dir, 'rules'), { recursive: true });
+  await cp(join(DEPLOY, 'compose', 'prometheus', 'targets'), join(dir, 'targets'), { recursive: true });
+  const { stdout } = await promisify(execFile)(promtool, ['check', 'config', 'prometheus.yml'], { cwd: dir });
+  assert.match(stdout, /SUCCESS: prometheus\.yml is valid/);
+});

@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { parse } from 'yaml';
+import { engineMissing } from '../helpers/engines.ts';
+import { fleetpruneMetricsIn, isExportedMetric } from '../helpers/metric-catalogue.ts';
+import { promtoolBinary } from '../helpers/prometheus.ts';
+
+/**
+ * deploy/prometheus with the real promtool: the configuration (and the file_sd target files it
+ * references) is valid, the rule files are valid, and the rules' unit tests in
+ * deploy/prometheus/tests pass. The compose variant (other target files) is checked too.
+ */
+const run = promisify(execFile);
+const PROM_DIR = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url));
+const promtool = promtoolBinary();
+
+async function promtoolRun(args: string[], cwd = PROM_DIR): Promise<string> {
+  try {
+    const { stdout, stderr } = await run(promtool!, args, { cwd, timeout: 30_000 });
+    return stdout + stderr;
+  } catch (error) {
+    const failure = error as { stdout?: string; stderr?: string; message: string };
+    assert.fail(`promtool ${args.join(' ')} failed:\n${failure.stdout ?? ''}${failure.stderr ?? failure.message}`);
+  }
+}
+
+async function ruleFiles(): Promise<string[]> {
+  return (await readdir(join(PROM_DIR, 'rules'))).filter((name) => name.endsWith('.yml')).sort().map((name) => join('rules', name));
+}
+
+test('promtool check config: prometheus.yml, its rule files and file_sd targets', async (t) => {
+  if (!promtool) return engineMissing(t, 'promtool', 'no promtool at /usr/bin/promtool or on PATH (apt-get install prometheus)');
+  const output = await promtoolRun(['check', 'config', 'prometheus.yml']);
+  assert.match(output, /SUCCESS: prometheus\.yml is valid/);
+  assert.match(output, new RegExp(`SUCCESS: ${(await ruleFiles()).length} rule files found`));
+  const config = parse(await readFile(join(PROM_DIR, 'prometheus.yml'), 'utf8')) as { scrape_configs: { job_name: string }[] };
+  // The analyses, the provider and the alerts use these job names.
+  assert.deepEqual(config.scrape_configs.map((job) => job.job_name), ['fleetprune', 'fleetprune-agent']);
+});
+
+test('promtool check rules, and every fleetprune_* metric a rule reads is one the server or agent exports', async (t) => {
+  if (!promtool) return engineMissing(t, 'promtool', 'no promtool at /usr/bin/promtool or on PATH (apt-get install prometheus)');
+  const files = await ruleFiles();
+  assert.ok(files.length >= 2, 'recording and alerting rules');
+  const output = await promtoolRun(['check', 'rules', ...files]);
+  assert.doesNotMatch(output, /FAILED/);
+  const unknown: string[] = [];
+  let alerts = 0;
+  for (const file of files) {
+    const doc = parse(await readFile(join(PROM_DIR, file), 'utf8')) as { groups: { rules: { expr: string; alert?: string }[] }[] };
+    for (const rule of doc.groups.flatMap((group) => group.rules)) {
+      if (rule.alert) alerts++;
+      for (const name of fleetpruneMetricsIn(rule.expr)) if (!isExportedMetric(name)) unknown.push(`${file}: ${name}`);
+    }
+  }
+  assert.deepEqual(unknown, [], 'metric names not in shared/metrics/*');
+  assert.ok(alerts >= 5, `${alerts} alerts`);
+});
+
+test('promtool test rules: the rule unit tests in deploy/prometheus/tests pass', async (t) => {
+  if (!promtool) return engineMissing(t, 'promtool', 'no promtool at /usr/bin/promtool or on PATH (apt-get install prometheus)');
+  const tests = (await readdir(join(PROM_DIR, 'tests'))).filter((name) => name.endsWith('.yml')).sort().map((name) => join('tests', name));
+  assert.ok(tests.length >= 2);
+  const output = await promtoolRun(['test', 'rules', ...tests]);
+  assert.equal(output.match(/SUCCESS/g)?.length, tests.length, output);
+  // Every alert has at least one unit test.
+  const tested = new Set<string>();
+  for (const file of tests) {
+    for (const match of (await readFile(join(PROM_DIR, file), 'utf8')).matchAll(/alertname: (\w+)/g)) tested.add(match[1]!);
+  }
+  const alerts = (await readFile(join(PROM_DIR, 'rules', 'fleetprune-alerts.yml'), 'utf8')).matchAll(/- alert: (\w+)/g);
+  const untested = [...alerts].map((match) => match[1]!).filter((name) => !tested.has(name));
+  assert.deepEqual(untested, [], 'alerts without a unit test');
+});

@@ -1,0 +1,91 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { findExecutable } from '../helpers/engines.ts';
+import { cliFlags, splitExecStart } from './cli-flags.ts';
+
+/**
+ * deploy/systemd: `systemd-analyze verify` (unknown keys, bad ExecStart) when it is installed,
+ * and always a structural check: hardening directives, state directory, environment files, and
+ * an ExecStart that runs bin/fleetprune.js with flags the CLI accepts (from its --help).
+ */
+const run = promisify(execFile);
+const DIR = fileURLToPath(new URL('../../deploy/systemd/', import.meta.url));
+const UNITS = { 'fleetprune-server.service': 'server', 'fleetprune-agent@.service': 'agent' } as const;
+
+/** `key -> values` of one ini section (repeated keys keep every value). */
+function section(text: string, name: string): Map<string, string[]> {
+  const result = new Map<string, string[]>();
+  let current = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) {
+      current = header[1]!;
+      continue;
+    }
+    if (current !== name) continue;
+    const eq = line.indexOf('=');
+    assert.ok(eq > 0, `not key=value: ${line}`);
+    const key = line.slice(0, eq);
+    result.set(key, [...(result.get(key) ?? []), line.slice(eq + 1)]);
+  }
+  return result;
+}
+
+for (const [file, subcommand] of Object.entries(UNITS)) {
+  test(`${file}: hardened, state directory, env file, ExecStart = fleetprune.js ${subcommand} with real flags`, async () => {
+    const text = await readFile(join(DIR, file), 'utf8');
+    const service = section(text, 'Service');
+    const one = (key: string) => service.get(key)?.at(-1);
+    assert.equal(one('DynamicUser'), 'yes');
+    assert.match(one('StateDirectory') ?? '', /^fleetprune/);
+    assert.equal(one('ProtectSystem'), 'strict');
+    assert.equal(one('NoNewPrivileges'), 'yes');
+    assert.equal(one('Restart'), 'on-failure');
+    assert.equal(one('CapabilityBoundingSet'), '');
+    assert.ok(service.get('EnvironmentFile')!.every((value) => /^-?\/etc\/fleetprune\/[\w%@-]+\.env$/.test(value)), String(service.get('EnvironmentFile')));
+    assert.equal(section(text, 'Install').get('WantedBy')?.[0], 'multi-user.target');
+
+    const argv = splitExecStart(one('ExecStart')!);
+    assert.equal(argv[0], '/usr/bin/node');
+    assert.match(argv[1]!, /\/bin\/fleetprune\.js$/);
+    assert.equal(argv[2], subcommand);
+    const known = await cliFlags(subcommand);
+    const used = argv.slice(3).filter((arg) => arg.startsWith('--'));
+    assert.deepEqual(used.filter((flag) => !known.has(flag)), [], `flags not in fleetprune ${subcommand} --help`);
+    assert.ok(used.includes('--data-dir') && argv[argv.indexOf('--data-dir') + 1] === '${STATE_DIRECTORY}', 'data in the StateDirectory');
+    if (subcommand === 'agent') assert.ok(used.includes('--config'));
+  });
+}
+
+test('systemd-analyze verify accepts both units', async (t) => {
+  const analyze = findExecutable(['systemd-analyze']);
+  if (!analyze) return t.skip('systemd-analyze is not installed (the structural tests above still ran)');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-systemd-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  // A template is verified through an instance; ExecStart must point at an executable here.
+  const node = findExecutable(['/usr/bin/node']);
+  if (!node) return t.skip('/usr/bin/node does not exist here, so ExecStart cannot be verified');
+  const copies = [join(dir, 'fleetprune-server.service'), join(dir, 'fleetprune-agent@dev-1.service')];
+  await copyFile(join(DIR, 'fleetprune-server.service'), copies[0]!);
+  await copyFile(join(DIR, 'fleetprune-agent@.service'), copies[1]!);
+  for (const unit of copies) {
+    let output: string;
+    try {
+      const { stdout, stderr } = await run(analyze, ['verify', unit], { timeout: 20_000 });
+      output = stdout + stderr;
+    } catch (error) {
+      assert.fail(`systemd-analyze verify ${unit}: ${(error as { stderr?: string }).stderr ?? String(error)}`);
+    }
+    // Unknown keys and bad values are warnings (exit 0) that name the unit file.
+    const own = output.split('\n').filter((line) => line.includes('fleetprune'));
+    assert.deepEqual(own, [], `systemd-analyze verify ${unit}`);
+  }
+});
