@@ -47,18 +47,18 @@ class TtyProgress implements PhaseProgress {
 
 class PlainProgress implements PhaseProgress {
   private readonly finished = new Set<Phase>();
-  private readonly started = new Map<Phase, number>();
+  /** Phases run one after another: each one's time runs from the end of the one before. */
+  private since = performance.now();
 
   constructor(private readonly stream: NodeJS.WriteStream) {}
 
   update(event: ProgressEvent): void {
-    if (!this.started.has(event.phase)) this.started.set(event.phase, performance.now());
-    if (event.done >= event.total && !this.finished.has(event.phase)) {
-      this.finished.add(event.phase);
-      const seconds = (performance.now() - this.started.get(event.phase)!) / 1000;
-      const index = PHASES.indexOf(event.phase) + 1;
-      this.stream.write(`[${index}/${PHASES.length}] ${event.phase} done (${seconds.toFixed(1)} s)\n`);
-    }
+    if (event.done < event.total || this.finished.has(event.phase)) return;
+    this.finished.add(event.phase);
+    const now = performance.now();
+    const index = PHASES.indexOf(event.phase) + 1;
+    this.stream.write(`[${index}/${PHASES.length}] ${event.phase} done (${((now - this.since) / 1000).toFixed(1)} s)\n`);
+    this.since = now;
   }
 
   stop(): void {}

@@ -113,14 +113,14 @@ export async function runOdf2nna(
 
     // 3. Rebuild and retrain, once per distinct architecture the ε sweep leads to.
     const candidates = new Map<string, { network: DenseNetwork; before: { validation: Score; test: Score } }>();
-    const keepByEpsilon = options.epsilons.map((epsilon) => {
+    const keepByEpsilon = options.epsilons.map((epsilon, index) => {
       const keep = selectUsefulUnits(stats, epsilon, options.epsilonMode);
       const key = JSON.stringify(keep);
       if (!candidates.has(key)) {
         const network = transferUnits(general, keep, stats.map((s) => s.mean));
         candidates.set(key, { network, before: { validation: evaluate(network, 'validation'), test: evaluate(network, 'test') } });
       }
-      onProgress({ phase: 'rebuild', done: candidates.size, total: options.epsilons.length, detail: `ε ${epsilon}` });
+      onProgress({ phase: 'rebuild', done: index + 1, total: options.epsilons.length, detail: `ε ${epsilon}` });
       return { epsilon, key };
     });
     // Retrain from the smallest architecture up. The first one within tolerance is the answer,
