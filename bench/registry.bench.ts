@@ -28,6 +28,7 @@ async function start(dataDir: string, pgSchema?: string): Promise<RunningServer>
       host: '127.0.0.1',
       httpPort: 0,
       grpcPort: 0,
+      mqttPort: 0,
       adminToken: TOKEN,
       ...(pgSchema ? { databaseUrl: PG_URL, databaseSchema: pgSchema } : {}),
     }),

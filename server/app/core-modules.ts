@@ -4,11 +4,13 @@ import { adminRoutes } from '../http/routes/admin-routes.ts';
 import { artifactsRoutes } from '../http/routes/artifacts-routes.ts';
 import { jobsRoutes } from '../http/routes/jobs-routes.ts';
 import { modelsRoutes } from '../http/routes/models-routes.ts';
+import { dashboardModule } from '../dashboard/dashboard-module.ts';
+import type { Fleet } from '../fleet/fleet-module.ts';
 import type { ServerContext } from './server-context.ts';
 import type { ServerModule } from './server-module.ts';
 
 /** The control-plane modules of issue #3; later subsystems (MQTT, rollouts, dashboard) append theirs. */
-export function coreModules(ctx: ServerContext): ServerModule[] {
+export function coreModules(ctx: ServerContext, fleet: Fleet): ServerModule[] {
   const grpc = grpcServices(ctx);
   return [
     {
@@ -32,5 +34,7 @@ export function coreModules(ctx: ServerContext): ServerModule[] {
       },
       stop: () => ctx.jobs.stop(),
     },
+    fleet.module,
+    dashboardModule(),
   ];
 }

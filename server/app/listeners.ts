@@ -65,3 +65,9 @@ export async function listenGrpc(server: GrpcServer, host: string, port: number,
 export function listeningLine(listeners: readonly Listener[]): string {
   return `listening ${listeners.map((listener) => `${listener.name}=${listener.port}`).join(' ')}`;
 }
+
+/** A wildcard bind address is no address to connect to; URLs built from it use loopback instead. */
+export function reachableHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}

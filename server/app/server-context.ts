@@ -23,4 +23,9 @@ export interface ServerContext {
   registry: RegistryService;
   jobs: JobService;
   metrics: ServerMetrics;
+  /**
+   * The server's base URL as devices reach it (assignment manifest URLs, agent configs):
+   * --public-url, else http(s)://<host>:<bound HTTP port>. Known once the HTTP listener is bound.
+   */
+  publicUrl: () => string;
 }

@@ -1,4 +1,5 @@
 import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Router } from 'express';
 import type { RouteSpec } from '../http/route-spec.ts';
 
 export interface GrpcServiceBinding {
@@ -22,6 +23,8 @@ export interface ServerModule {
   name: string;
   routes?: RouteSpec[];
   grpcServices?: GrpcServiceBinding[];
+  /** Pages served outside /api (the dashboard); mounted at the root, before the 404 handler. */
+  pages?: Router;
   start?(): Promise<Listener[] | void>;
   stop?(): Promise<void>;
 }

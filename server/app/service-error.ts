@@ -8,7 +8,9 @@ export type ErrorCode =
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
-  | 'range_not_satisfiable';
+  | 'range_not_satisfiable'
+  /** This server cannot do it now but another can (a rollout command sent to a follower). */
+  | 'unavailable';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -18,6 +20,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   conflict: 409,
   payload_too_large: 413,
   range_not_satisfiable: 416,
+  unavailable: 503,
 };
 
 export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
@@ -28,6 +31,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   conflict: GrpcStatus.ALREADY_EXISTS,
   payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
   range_not_satisfiable: GrpcStatus.OUT_OF_RANGE,
+  unavailable: GrpcStatus.FAILED_PRECONDITION,
 };
 
 /**

@@ -15,9 +15,13 @@ import { ServerMetrics } from '../metrics/server-metrics.ts';
 import { RegistryService } from '../registry/registry-service.ts';
 import { openStore } from '../store/open-store.ts';
 import { coreModules } from './core-modules.ts';
-import { listenGrpc, listenHttp, listeningLine, type TlsFiles } from './listeners.ts';
+import { listenGrpc, listenHttp, listeningLine, reachableHost, type TlsFiles } from './listeners.ts';
 import type { ServerContext } from './server-context.ts';
 import type { Listener, ServerModule } from './server-module.ts';
+import type { ReportHistory } from '../metricproviders/report-history.ts';
+import type { FleetPort } from '../rollout/fleet-port.ts';
+import { rolloutModule } from '../rollout/rollout-module.ts';
+import { createFleet } from '../fleet/fleet-module.ts';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -25,10 +29,17 @@ export interface StartServerOptions {
   log?: Logger;
   /** Extra subsystems, started after the core ones (later issues: MQTT ingest, rollouts, dashboard). */
   extraModules?: (ctx: ServerContext) => ServerModule[];
+  /**
+   * TEST ONLY: the device fleet and report history rollouts run against (an in-memory fleet),
+   * until the fleet module supplies the real ones. Production never sets it.
+   */
+  testOnlyRolloutFleet?: { fleet: FleetPort; reports?: ReportHistory; leaderPollMs?: number };
 }
 
 export interface RunningServer {
   ctx: ServerContext;
+  /** The composed subsystems, in start order. */
+  modules: readonly ServerModule[];
   listeners: Listener[];
   /** The `listening ...` start-up line. */
   line: string;
@@ -72,13 +83,34 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       metrics,
       log,
     });
-    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics };
+    let httpPort: number | null = null;
+    const publicUrl = () => {
+      if (config.publicUrl) return config.publicUrl;
+      if (httpPort === null) throw new Error('the public URL is not known before the HTTP listener is bound');
+      return `${tls ? 'https' : 'http'}://${reachableHost(config.host)}:${httpPort}`;
+    };
+    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl };
     const createdAdminToken = await tokens.bootstrapAdmin(config.adminToken);
 
-    const modules = [...coreModules(ctx), ...(options.extraModules?.(ctx) ?? [])];
+    // The device fleet (MQTT, devices, assignments) feeds the rollouts: its FleetPort carries their
+    // assignments, its stored reports are the builtin provider's history, and a device coming
+    // back online lets the controller retry what it missed.
+    let deviceOnline: (deviceId: string) => void = () => {};
+    const fleet = createFleet(ctx, { onDeviceOnline: (deviceId) => deviceOnline(deviceId) });
+    const testFleet = options.testOnlyRolloutFleet;
+    const rollouts = rolloutModule(ctx, {
+      fleet: testFleet?.fleet ?? fleet.fleetPort,
+      reports: testFleet?.reports ?? fleet.reportHistory,
+      ...(testFleet?.leaderPollMs ? { leaderPollMs: testFleet.leaderPollMs } : {}),
+    });
+    deviceOnline = (deviceId) => {
+      rollouts.deviceOnline(deviceId).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));
+    };
+    const modules = [...coreModules(ctx, fleet), rollouts, ...(options.extraModules?.(ctx) ?? [])];
     let ready = false;
     const app = createHttpApp({
       routes: modules.flatMap((module) => module.routes ?? []),
+      pages: modules.flatMap((module) => (module.pages ? [module.pages] : [])),
       tokens,
       metrics,
       log,
@@ -101,11 +133,14 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       if (opened) moduleListeners.push(...opened);
     }
     listeners.push(...moduleListeners);
-    listeners.unshift(await listenHttp(app, config.host, config.httpPort, tls), await listenGrpc(grpc, config.host, config.grpcPort, tls));
+    const http = await listenHttp(app, config.host, config.httpPort, tls);
+    httpPort = http.port;
+    listeners.unshift(http, await listenGrpc(grpc, config.host, config.grpcPort, tls));
     ready = true;
     let closing: Promise<void> | undefined;
     return {
       ctx,
+      modules,
       listeners,
       line: listeningLine(listeners),
       port: (name) => listeners.find((listener) => listener.name === name)?.port ?? -1,

@@ -1,62 +1,84 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '../../shared/datasets/index.ts';
-import { loadDatasetFile } from '../../shared/data/dataset.ts';
-import { generateSigningKeys, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
-import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
-import { initTfjs } from '../../shared/model/tfjs-backend.ts';
+import { SHIPPED_DATASETS, type ShippedDatasetName } from '../../shared/datasets/index.ts';
 import { UserError } from '../../shared/util/errors.ts';
-import { PruneOptionsSchema } from '../pruning/options.ts';
-import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
-import { formatPruneSummary } from '../pruning/summary.ts';
-import { createPhaseProgress } from './progress.ts';
+import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
+import { parseInteger } from './option-parsers.ts';
 
 interface DemoFlags {
   dataset: string;
+  devices: number;
   dataDir?: string;
+  httpPort: number;
+  seed: number;
+  prometheusUrl?: string;
+  exitWhenDone?: boolean;
+  summaryJson?: string;
 }
 
 /**
- * The main job on embedded defaults (`npm start`): a shipped data set is pruned with ODF2NNA
- * into a signed artifact, which is then verified as a device would verify it.
+ * `npm start`: the whole loop on embedded defaults. A server with its embedded MQTT broker and
+ * SQLite in a temporary data dir, simulated field devices running the real agent, a general model
+ * pruned by ODF2NNA into two candidates, and a staged rollout of each, decided by metrics.
  */
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run the pipeline end to end on a shipped data set, in a temporary data dir')
-    .option('--dataset <name>', `one of ${Object.keys(SHIPPED_DATASETS).join(', ')}`, 'breast_cancer')
-    .option('--data-dir <dir>', 'where keys and artifacts go (default: a new temporary directory)')
+    .description('the pilot demo: server, simulated devices, ODF2NNA candidates and staged rollouts')
+    .option('--dataset <name>', `one of ${Object.keys(SHIPPED_DATASETS).join(', ')}`, 'wine')
+    .option('--devices <n>', 'simulated field devices (at least 8: the pilot takes 4)', parseInteger, 12)
+    .option('--data-dir <dir>', 'where the server and devices keep their data (default: a new temporary directory)')
+    .option('--http-port <port>', 'dashboard and REST port (0 = any free port)', parseInteger, 0)
+    .option('--seed <n>', 'seed for the data split, training and the simulated sites', parseInteger, 7)
+    .option('--prometheus-url <url>', 'decide with this Prometheus instead of the builtin metric provider')
+    .option('--exit-when-done', 'exit once both rollouts are decided')
+    .option('--summary-json <file>', 'write {rollouts: [{candidate, outcome, reason}]} to this file')
     .action(async (flags: DemoFlags) => {
       if (!(flags.dataset in SHIPPED_DATASETS)) {
         throw new UserError(`--dataset: unknown data set "${flags.dataset}" (choose ${Object.keys(SHIPPED_DATASETS).join(', ')})`);
       }
-      const name = flags.dataset as ShippedDatasetName;
+      if (flags.devices < 8 || flags.devices > 500) throw new UserError('--devices: must be between 8 and 500');
+      if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
       const dataDir = flags.dataDir ? resolve(flags.dataDir) : await mkdtemp(join(tmpdir(), 'fleetprune-demo-'));
-      const keyFiles = await generateSigningKeys(join(dataDir, 'keys'), { force: true });
-      const dataset = loadDatasetFile(shippedDatasetPath(name), { label: SHIPPED_DATASETS[name].label });
-      const backend = await initTfjs();
-      const outDir = join(dataDir, 'artifacts', `${name}-pruned`);
-      process.stdout.write(`fleetprune demo: pruning ${name} (${dataset.x.length} rows) with ODF2NNA, tfjs backend ${backend}\n`);
+      const [{ runDemo }, { formatDemoSummary, summaryJson }, { createPhaseProgress }] = await Promise.all([
+        import('../demo/demo-run.ts'),
+        import('../demo/demo-summary.ts'),
+        import('./progress.ts'),
+      ]);
+      const say = (line: string) => process.stdout.write(`${line}\n`);
+      say(`fleetprune demo: data in ${dataDir}`);
+      const started = performance.now();
       const progress = createPhaseProgress();
       let result;
       try {
-        result = await pruneToArtifacts({
-          dataset,
-          options: PruneOptionsSchema.parse({ task: dataset.task }),
-          backend,
-          outDir,
-          name,
-          privateKey: await loadPrivateKey(keyFiles.privateKeyPath),
-          onProgress: (event) => progress.update(event),
+        result = await runDemo({
+          dataset: flags.dataset as ShippedDatasetName,
+          devices: flags.devices,
+          dataDir,
+          httpPort: flags.httpPort,
+          prometheusUrl: flags.prometheusUrl,
+          seed: flags.seed,
+          log: createLogger('demo', cliLogLevel()),
+          say,
+          onProgress: (_label, event) => progress.update(event),
         });
       } finally {
         progress.stop();
       }
-      process.stdout.write(formatPruneSummary(result.report, outDir));
-      const verification = await verifyArtifact(outDir, await loadPublicKey(keyFiles.publicKeyPath));
-      if (!verification.ok) throw new Error(`the demo artifact does not verify: ${verification.failures.join('; ')}`);
-      process.stdout.write(`verified: signature and file hashes check out against ${keyFiles.publicKeyPath}\n`);
+      say(await formatDemoSummary(result));
+      say(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+      if (flags.summaryJson) await writeFile(flags.summaryJson, `${JSON.stringify(summaryJson(result), null, 2)}\n`);
+      say(`dashboard: ${result.dashboardUrl}`);
+      say(`admin token: ${result.adminToken}`);
+      if (!flags.exitWhenDone) {
+        say('the fleet keeps running; press Ctrl-C to stop');
+        await new Promise<void>((resolveStop) => {
+          process.once('SIGINT', () => resolveStop());
+          process.once('SIGTERM', () => resolveStop());
+        });
+      }
+      await result.close();
     });
 }

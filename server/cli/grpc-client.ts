@@ -45,6 +45,11 @@ export class ServerConnection {
     }
   }
 
+  /** The call metadata (the bearer token), for calls made on client() directly. */
+  get metadata(): Metadata {
+    return this.#metadata;
+  }
+
   client(service: keyof FleetpruneProto): Client {
     const client = new this.#proto[service](this.address, this.#credentials);
     this.#clients.push(client);

@@ -17,6 +17,9 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   models: async () => (await import('./models-command.ts')).registerModelsCommand,
   jobs: async () => (await import('./jobs-command.ts')).registerJobsCommand,
   tokens: async () => (await import('./tokens-command.ts')).registerTokensCommand,
+  rollout: async () => (await import('./rollout-command.ts')).registerRolloutCommand,
+  devices: async () => (await import('./devices-command.ts')).registerDevicesCommand,
+  assign: async () => (await import('./assign-command.ts')).registerAssignCommand,
   agent: async () => (await import('../../agent/cli-command.ts')).registerAgentCommand,
 };
 
@@ -24,6 +27,8 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
   const program = new Command('fleetprune')
     .description('Prune dense neural networks (ODF2NNA) and ship them to field devices with staged rollouts')
     .version('0.1.0')
+    // Program options only before the command, so a command may have its own --version (fleetprune assign).
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   const requested = argv[2];

@@ -18,12 +18,20 @@ interface ServerFlags {
   maxBlobBytes?: number;
   dataRoot?: string;
   maxConcurrentJobs?: number;
+  prometheusUrl?: string;
+  mqttPort?: number;
+  mqttUrl?: string;
+  mosquittoDir?: string;
+  mosquittoPidFile?: string;
+  publicUrl?: string;
+  mqttPublicUrl?: string;
+  cohortLabel?: string;
 }
 
 export function registerServerCommand(program: Command): void {
   program
     .command('server')
-    .description('run the control plane: model registry, artifact store, REST and gRPC APIs')
+    .description('run the control plane: model registry, artifact store, device fleet (MQTT), REST and gRPC APIs')
     .requiredOption('--data-dir <dir>', 'where the SQLite database, blobs and the server signing key live')
     .option('--host <address>', 'address to bind (default 0.0.0.0)')
     .option('--http-port <port>', 'REST port (0 = ephemeral; default 8080)', parseInteger)
@@ -37,6 +45,14 @@ export function registerServerCommand(program: Command): void {
     .option('--max-blob-bytes <n>', 'uploaded file limit (default 1 GiB)', parseInteger)
     .option('--data-root <dir>', 'pruning jobs may read server-side data files under this directory')
     .option('--max-concurrent-jobs <n>', 'pruning jobs running at once (default 1)', parseInteger)
+    .option('--prometheus-url <url>', 'rollout analyses query this Prometheus (or FLEETPRUNE_PROMETHEUS_URL; default: the builtin provider)')
+    .option('--mqtt-port <port>', 'embedded MQTT broker port (0 = ephemeral; default 1883)', parseInteger)
+    .option('--mqtt-url <url>', 'use this external MQTT broker (e.g. Mosquitto) instead of the embedded one; the server identity\'s password comes from FLEETPRUNE_MQTT_PASSWORD or is written by --mosquitto-dir')
+    .option('--mosquitto-dir <dir>', 'with --mqtt-url: write Mosquitto\'s password and ACL files here (its password_file / acl_file)')
+    .option('--mosquitto-pid-file <file>', 'with --mosquitto-dir: SIGHUP this Mosquitto after rewriting the files')
+    .option('--public-url <url>', 'the server URL devices reach (agent configs, assignment URLs; default http(s)://<host>:<http port>)')
+    .option('--mqtt-public-url <url>', 'the broker URL written into agent configs (default --mqtt-url, or mqtt://<host>:<mqtt port>)')
+    .option('--cohort-label <key>', 'device label exported as the cohort of report metrics (default cohort)')
     .action(async (flags: ServerFlags) => {
       await runServer(flags);
     });
@@ -58,6 +74,15 @@ async function runServer(flags: ServerFlags): Promise<void> {
     dataRoot: flags.dataRoot,
     adminToken: process.env.FLEETPRUNE_ADMIN_TOKEN || undefined,
     maxConcurrentJobs: flags.maxConcurrentJobs,
+    prometheusUrl: flags.prometheusUrl ?? (process.env.FLEETPRUNE_PROMETHEUS_URL || undefined),
+    mqttPort: flags.mqttPort,
+    mqttUrl: flags.mqttUrl,
+    mqttPassword: process.env.FLEETPRUNE_MQTT_PASSWORD || undefined,
+    mosquittoDir: flags.mosquittoDir,
+    mosquittoPidFile: flags.mosquittoPidFile,
+    publicUrl: flags.publicUrl,
+    mqttPublicUrl: flags.mqttPublicUrl,
+    cohortLabel: flags.cohortLabel,
   });
   const log = createLogger('server');
   const server = await startServer(config, { log });

@@ -32,10 +32,38 @@ export const ServerConfigSchema = z
     dataRoot: z.string().min(1).transform((path) => resolve(path)).optional(),
     adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
     maxConcurrentJobs: z.coerce.number().int().min(1).max(64).default(1),
+    /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl. */
+    mqttPort: Port.default(1883),
+    /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
+    mqttUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
+    /** Password of the server's broker identity (external broker; default: random, needs mosquittoDir). */
+    mqttPassword: z.string().min(8, 'must be at least 8 characters').optional(),
+    /** Mosquitto: where the server writes its password and ACL files. */
+    mosquittoDir: z.string().min(1).transform((path) => resolve(path)).optional(),
+    /** Mosquitto: its pid_file; the server sends SIGHUP after rewriting the files. */
+    mosquittoPidFile: z.string().min(1).transform((path) => resolve(path)).optional(),
+    /** The server URL devices use (assignment manifest URLs, agent configs); default http(s)://<host>:<http port>. */
+    publicUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).transform((url) => url.replace(/\/+$/, '')).optional(),
+    /** The broker URL written into agent configs; default --mqtt-url, or mqtt://<host>:<mqtt port>. */
+    mqttPublicUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
+    /** The device label whose value is the `cohort` label of exported report metrics. */
+    cohortLabel: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be a label key').default('cohort'),
+    /** Rollout analyses query this Prometheus; without it they run on the builtin provider. */
+    prometheusUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   })
   .superRefine((config, ctx) => {
     if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
       ctx.addIssue({ code: 'custom', path: [config.tlsCert === undefined ? 'tlsCert' : 'tlsKey'], message: 'give both --tls-cert and --tls-key, or neither' });
+    }
+    if (config.mqttUrl === undefined) {
+      for (const key of ['mosquittoDir', 'mosquittoPidFile', 'mqttPassword'] as const) {
+        if (config[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'only applies with --mqtt-url (an external broker)' });
+      }
+    } else if (config.mqttPassword === undefined && config.mosquittoDir === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['mqttPassword'], message: 'an external broker needs the server identity\'s password (FLEETPRUNE_MQTT_PASSWORD), or --mosquitto-dir so the server writes it' });
+    }
+    if (config.mosquittoPidFile !== undefined && config.mosquittoDir === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['mosquittoPidFile'], message: 'needs --mosquitto-dir' });
     }
   });
 
@@ -58,6 +86,15 @@ const SOURCE: Record<string, string> = {
   dataRoot: '--data-root',
   adminToken: 'FLEETPRUNE_ADMIN_TOKEN',
   maxConcurrentJobs: '--max-concurrent-jobs',
+  mqttPort: '--mqtt-port',
+  mqttUrl: '--mqtt-url',
+  mqttPassword: 'FLEETPRUNE_MQTT_PASSWORD',
+  mosquittoDir: '--mosquitto-dir',
+  mosquittoPidFile: '--mosquitto-pid-file',
+  publicUrl: '--public-url',
+  mqttPublicUrl: '--mqtt-public-url',
+  cohortLabel: '--cohort-label',
+  prometheusUrl: '--prometheus-url (or FLEETPRUNE_PROMETHEUS_URL)',
 };
 
 export function parseServerConfig(input: ServerConfigInput): ServerConfig {

@@ -23,9 +23,9 @@ export function manifestUrl(serverUrl: string, artifactId: string): string {
   return `${serverUrl.replace(/\/+$/, '')}/api/artifacts/${artifactId}/manifest.json`;
 }
 
-/** Publishes an assignment on a device's retained assignment topic and returns it. */
-export async function publishAssignment(broker: Broker, deviceId: string, input: AssignmentInput): Promise<Assignment> {
-  const assignment = AssignmentSchema.parse({
+/** The assignment payload for `input` (validated; `issuedAt` is now). */
+export function buildAssignment(input: AssignmentInput): Assignment {
+  return AssignmentSchema.parse({
     schema: 1,
     id: input.id ?? newMessageId(),
     issuedAt: new Date().toISOString(),
@@ -35,8 +35,18 @@ export async function publishAssignment(broker: Broker, deviceId: string, input:
     url: manifestUrl(input.serverUrl, input.sha256),
     role: input.role,
   });
+}
+
+/** Publishes an assignment payload on the device's retained assignment topic (e.g. again after a restart). */
+export async function publishAssignmentPayload(broker: Broker, deviceId: string, assignment: Assignment): Promise<void> {
   const { qos, retain } = TOPIC_DELIVERY.assignment;
   await broker.publish(assignmentTopic(deviceId), encodePayload(assignment), { qos, retain });
+}
+
+/** Publishes an assignment on a device's retained assignment topic and returns it. */
+export async function publishAssignment(broker: Broker, deviceId: string, input: AssignmentInput): Promise<Assignment> {
+  const assignment = buildAssignment(input);
+  await publishAssignmentPayload(broker, deviceId, assignment);
   return assignment;
 }
 

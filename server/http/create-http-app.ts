@@ -10,6 +10,8 @@ import { validatePart } from './validate-request.ts';
 
 export interface HttpAppDeps {
   routes: readonly RouteSpec[];
+  /** Routers served outside /api, such as the dashboard. */
+  pages?: readonly express.Router[];
   tokens: TokenService;
   metrics: ServerMetrics;
   log: Logger;
@@ -80,6 +82,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
   }
   api.use((req, _res, next) => next(new ServiceError('not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`)));
   app.use('/api', api);
+  for (const pages of deps.pages ?? []) app.use(pages);
   app.use((req, _res, next) => next(new ServiceError('not_found', `no route ${req.method} ${req.path}`)));
   // express recognises error handlers by their four parameters.
   app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {

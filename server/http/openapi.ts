@@ -54,7 +54,8 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
     if (route.bodyKind === 'json' && route.body) {
       operation.requestBody = { required: true, content: { 'application/json': { schema: jsonSchema(route.body, 'input') } } };
     } else if (route.bodyKind === 'binary') {
-      operation.requestBody = { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } };
+      const types = route.bodyMediaTypes ?? ['application/octet-stream'];
+      operation.requestBody = { required: true, content: Object.fromEntries(types.map((type) => [type, { schema: { type: 'string', contentMediaType: type } }])) };
     }
     (paths[path] ??= {})[route.method] = operation;
   }

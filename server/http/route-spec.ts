@@ -46,6 +46,8 @@ export interface RouteSpec<P = any, Q = any, B = any> {
   /** `json`: validated against `body`; `binary`: the handler streams `req` itself. */
   bodyKind?: 'json' | 'binary';
   body?: z.ZodType<B>;
+  /** For `binary` bodies: the media types the handler accepts (OpenAPI); default application/octet-stream. */
+  bodyMediaTypes?: readonly string[];
   responses: Record<number, ResponseSpec>;
   handle(ctx: RequestContext<P, Q, B>): Promise<JsonReply | void>;
 }

@@ -21,6 +21,8 @@ export interface PruneSummary {
   prunedLayers: number[];
   backend: string;
   seconds: number;
+  /** The ε sweep's size/score trade-off, for the dashboard's chart. */
+  sweep: { epsilon: number; params: number; paramCut: number; test: Record<string, number> | null }[];
 }
 
 /** Messages the worker posts to the server thread. */

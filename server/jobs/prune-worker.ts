@@ -32,6 +32,12 @@ async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
       prunedLayers: result.pruned.architecture.layers,
       backend,
       seconds: (performance.now() - started) / 1000,
+      sweep: result.report.sweep.map((entry) => ({
+        epsilon: entry.epsilon,
+        params: entry.params,
+        paramCut: entry.param_cut,
+        test: entry.test ? { ...entry.test } : null,
+      })),
     },
   };
 }

@@ -3,7 +3,9 @@ import { rename, rm, writeFile } from 'node:fs/promises';
 import type { KeyObject } from 'node:crypto';
 import type { Dataset } from '../../shared/data/dataset.ts';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
-import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
+import { writeArtifact, type ManifestInput } from '../../shared/artifact/write-artifact.ts';
+
+type CommonFields = Omit<ManifestInput, 'lineage' | 'metrics'>;
 import type { PruneOptions } from './options.ts';
 import { runOdf2nna, type Odf2nnaResult, type ProgressEvent } from './odf2nna.ts';
 import type { PruneReport } from './report.ts';
@@ -20,12 +22,25 @@ export interface PruneToArtifactsInput {
   name: string;
   privateKey?: KeyObject;
   onProgress?: (event: ProgressEvent) => void;
+  /**
+   * The general model's artifact when it already exists (the same data, options and seed train
+   * the same general model): no general/ is written and the pruned model names it as its parent.
+   */
+  parent?: Manifest;
 }
 
 export interface PruneToArtifactsResult {
   report: PruneReport;
   pruned: Manifest;
   general: Manifest;
+}
+
+function generalManifestInput(common: CommonFields, options: PruneOptions, dataset: Dataset, report: PruneReport): ManifestInput {
+  return {
+    ...common,
+    lineage: lineage(null, null, options, dataset, 'general'),
+    metrics: { test: metricsOf(report.original.test), validation: metricsOf(report.original.validation) },
+  };
 }
 
 /**
@@ -40,7 +55,7 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
   const { report } = result;
   try {
     onProgress({ phase: 'export', done: 0, total: 2 });
-    const common = {
+    const common: CommonFields = {
       formatVersion: 1 as const,
       name,
       createdAt: new Date().toISOString(),
@@ -49,17 +64,15 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
       labels: dataset.classes,
       labelName: dataset.labelName,
     };
-    const generalStaging = `${outDir}.general-${process.pid}-${Date.now()}`;
-    const general = await writeArtifact(generalStaging, {
-      network: result.general.network,
-      tfjsModel: result.general.model,
-      privateKey,
-      manifest: {
-        ...common,
-        lineage: lineage(null, null, options, dataset, 'general'),
-        metrics: { test: metricsOf(report.original.test), validation: metricsOf(report.original.validation) },
-      },
-    });
+    const generalStaging = input.parent ? undefined : `${outDir}.general-${process.pid}-${Date.now()}`;
+    const general =
+      input.parent ??
+      (await writeArtifact(generalStaging!, {
+        network: result.general.network,
+        tfjsModel: result.general.model,
+        privateKey,
+        manifest: generalManifestInput(common, options, dataset, report),
+      }));
     onProgress({ phase: 'export', done: 1, total: 2 });
     try {
       const pruned = await writeArtifact(outDir, {
@@ -72,12 +85,12 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
           metrics: { test: metricsOf(report.pruned.test), validation: metricsOf(report.pruned.validation) },
         },
       });
-      await rename(generalStaging, join(outDir, GENERAL_SUBDIR));
+      if (generalStaging) await rename(generalStaging, join(outDir, GENERAL_SUBDIR));
       await writeFile(join(outDir, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
       onProgress({ phase: 'export', done: 2, total: 2 });
       return { report, pruned, general };
     } finally {
-      await rm(generalStaging, { recursive: true, force: true });
+      if (generalStaging) await rm(generalStaging, { recursive: true, force: true });
     }
   } finally {
     disposeResult(result);

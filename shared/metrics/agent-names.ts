@@ -27,4 +27,8 @@ export const PROTOCOL_METRICS = {
   duplicateReports: 'fleetprune_fleet_duplicate_reports_total',
   /** Publishes the embedded broker refused, labelled by reason. */
   brokerDenied: 'fleetprune_broker_denied_total',
+  /** Gauge: enrolled devices, not revoked. */
+  devices: 'fleetprune_fleet_devices',
+  /** Gauge: enrolled devices connected now (their last status said online). */
+  devicesOnline: 'fleetprune_fleet_devices_online',
 } as const;

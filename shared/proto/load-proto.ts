@@ -13,6 +13,9 @@ export interface FleetpruneProto {
   Tokens: ServiceClientConstructor;
   Audit: ServiceClientConstructor;
   Jobs: ServiceClientConstructor;
+  Rollouts: ServiceClientConstructor;
+  Devices: ServiceClientConstructor;
+  Assignments: ServiceClientConstructor;
 }
 
 let loaded: FleetpruneProto | undefined;

@@ -60,6 +60,11 @@ export class MosquittoProcess {
     throw new Error(`mosquitto did not start listening on ${this.port}: ${this.stderr}`);
   }
 
+  /** The mosquitto process id (for a server's --mosquitto-pid-file). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   /** Makes mosquitto re-read its password and ACL files. */
   async reload(): Promise<void> {
     this.#child?.kill('SIGHUP');

@@ -1,8 +1,10 @@
 import { auditMigrations } from './audit-migrations.ts';
 import { authMigrations } from './auth-migrations.ts';
+import { fleetMigrations } from './fleet-migrations.ts';
 import { jobsMigrations } from './jobs-migrations.ts';
 import type { Migration } from './migration.ts';
 import { registryMigrations } from './registry-migrations.ts';
+import { rolloutMigrations } from './rollout-migrations.ts';
 
 /**
  * Every domain's migrations, domains in dependency order. A new domain adds its own file and
@@ -13,4 +15,6 @@ export const ALL_MIGRATIONS: readonly Migration[] = [
   ...authMigrations,
   ...auditMigrations,
   ...jobsMigrations,
+  ...rolloutMigrations,
+  ...fleetMigrations,
 ];

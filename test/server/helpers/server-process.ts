@@ -10,14 +10,16 @@ export interface ServerProcess {
   httpPort: number;
   grpcPort: number;
   baseUrl: string;
+  /** The `listening http=P grpc=G ...` start-up line. */
+  line: string;
   stderr(): string;
 }
 
 /** Spawns `node bin/fleetprune.js server` and waits for its `listening http=P grpc=G` line. */
-export function spawnServer(t: TestContext, dataDir: string, extraArgs: string[] = []): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dataDir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', ...extraArgs], {
+export function spawnServer(t: TestContext, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dataDir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0', ...extraArgs], {
     cwd: REPO,
-    env: { ...process.env, FLEETPRUNE_ADMIN_TOKEN: ADMIN_TOKEN, FLEETPRUNE_LOG_LEVEL: 'warn' },
+    env: { ...process.env, FLEETPRUNE_ADMIN_TOKEN: ADMIN_TOKEN, FLEETPRUNE_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   t.after(() => {
@@ -30,11 +32,11 @@ export function spawnServer(t: TestContext, dataDir: string, extraArgs: string[]
     const timer = setTimeout(() => reject(new Error(`server did not start in time: ${stderr}`)), 30_000);
     child.stdout!.on('data', (chunk) => {
       stdout += chunk;
-      const match = /^listening http=(\d+) grpc=(\d+)$/m.exec(stdout);
+      const match = /^listening http=(\d+) grpc=(\d+)( [a-z]+=\d+)*$/m.exec(stdout);
       if (match) {
         clearTimeout(timer);
         const httpPort = Number(match[1]);
-        resolve({ child, httpPort, grpcPort: Number(match[2]), baseUrl: `http://127.0.0.1:${httpPort}`, stderr: () => stderr });
+        resolve({ child, httpPort, grpcPort: Number(match[2]), baseUrl: `http://127.0.0.1:${httpPort}`, line: match[0], stderr: () => stderr });
       }
     });
     child.on('exit', (code) => {

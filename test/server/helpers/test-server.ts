@@ -34,6 +34,7 @@ export async function startTestServer(
     host: '127.0.0.1',
     httpPort: 0,
     grpcPort: 0,
+    mqttPort: 0,
     adminToken: ADMIN_TOKEN,
     ...(location.engine === 'postgres' ? { databaseUrl: location.databaseUrl, databaseSchema: location.schema } : {}),
     ...options.config,

@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { UserError } from '../../shared/util/errors.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+import { parseLabelPairs } from './label-pairs.ts';
+
+interface AssignFlags extends ConnectionFlags {
+  model: string;
+  version: string;
+  role: string;
+  selector?: Record<string, string>;
+  device?: string;
+}
+
+export function registerAssignCommand(program: Command): void {
+  withConnectionOptions(program.command('assign').description('publish a model version to devices as their candidate or active model'))
+    .requiredOption('--model <name>', 'model name')
+    .requiredOption('--version <version>', 'a version, an alias (candidate, production) or latest')
+    .requiredOption('--role <role>', 'candidate (install and benchmark next to the active model) or active (serve it)')
+    .option('--selector <k=v,...>', 'every device whose labels match all pairs, e.g. site=osaka', parseLabelPairs)
+    .option('--device <ids>', 'these devices (comma-separated ids) instead of --selector')
+    .action(async (flags: AssignFlags) => {
+      if ((flags.selector === undefined) === (flags.device === undefined)) throw new UserError('give exactly one of --selector and --device');
+      await withConnection(flags, async (connection) => {
+        const result = await connection.unary<{ assignment_id: string; model: string; version: string; role: string; devices: { device_id: string; online: boolean }[] }>(
+          'Assignments',
+          'CreateAssignment',
+          {
+            model: flags.model,
+            version: flags.version,
+            role: flags.role,
+            selector_json: flags.selector ? JSON.stringify({ matchLabels: flags.selector }) : '',
+            device_ids: flags.device ? flags.device.split(',').map((id) => id.trim()) : [],
+          },
+        );
+        process.stdout.write(`assignment ${result.assignment_id}: ${result.model}@${result.version} as ${result.role} to ${result.devices.length} device(s)\n`);
+        for (const device of result.devices) process.stdout.write(`  ${device.device_id}\t${device.online ? 'online' : 'offline (retained until it connects)'}\n`);
+      });
+    });
+}

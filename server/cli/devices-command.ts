@@ -1,0 +1,94 @@
+import { constants } from 'node:fs';
+import { access, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+import { parseLabelPairs } from './label-pairs.ts';
+
+interface GrpcDevice {
+  id: string;
+  labels: Record<string, string>;
+  online: boolean;
+  last_seen: string;
+  active?: { version: string; model: string } | null;
+  candidate?: { version: string; model: string } | null;
+  revoked_at: string;
+}
+
+export function registerDevicesCommand(program: Command): void {
+  const devices = program.command('devices').description('the device fleet: enroll, list, revoke (over gRPC)');
+
+  withConnectionOptions(devices.command('enroll').description('enroll a device and write its agent config file (contains its secrets; mode 0600)'))
+    .requiredOption('--id <device>', 'device id (1-64 characters of A-Z a-z 0-9 . _ -)')
+    .option('--labels <k=v,...>', 'device labels, e.g. site=osaka,hw=pi4', parseLabelPairs, {})
+    .requiredOption('--out <file>', 'where to write the agent config (refuses to overwrite)')
+    .option('--broker-url <url>', 'broker URL for the agent (default: the server\'s public broker URL)')
+    .option('--server-url <url>', 'server URL for the agent (default: the server\'s public URL)')
+    .action(async (flags: ConnectionFlags & { id: string; labels: Record<string, string>; out: string; brokerUrl?: string; serverUrl?: string }) => {
+      const out = resolve(flags.out);
+      await checkWritableTarget(out);
+      await withConnection(flags, async (connection) => {
+        const { agent_config_json: config } = await connection.unary<{ agent_config_json: string }>('Devices', 'EnrollDevice', {
+          id: flags.id,
+          labels: flags.labels,
+          broker_url: flags.brokerUrl ?? '',
+          server_url: flags.serverUrl ?? '',
+        });
+        try {
+          await writeFile(out, `${config}\n`, { mode: 0o600, flag: 'wx' });
+        } catch (error) {
+          throw new UserError(`--out: the device is enrolled but ${out} could not be written (${errorMessage(error)}); revoke it and enroll again`, { exitCode: 1 });
+        }
+        process.stderr.write(`enrolled ${flags.id}; its agent config (with secrets) is in ${out}\n`);
+      });
+    });
+
+  withConnectionOptions(devices.command('list').description('devices: online, last seen, active and candidate versions, labels'))
+    .option('--json', 'print the devices as JSON')
+    .action(async (flags: ConnectionFlags & { json?: boolean }) => {
+      await withConnection(flags, async (connection) => {
+        const { devices: all } = await connection.unary<{ devices: GrpcDevice[] }>('Devices', 'ListDevices', {});
+        if (flags.json) return void process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+        if (all.length === 0) return void process.stdout.write('no devices\n');
+        const rows = all.map((device) => [
+          device.id,
+          device.revoked_at ? 'revoked' : device.online ? 'online' : 'offline',
+          device.last_seen || '-',
+          device.active ? `${device.active.model}@${device.active.version}` : '-',
+          device.candidate ? `${device.candidate.model}@${device.candidate.version}` : '-',
+          Object.entries(device.labels).map(([key, value]) => `${key}=${value}`).join(',') || '-',
+        ]);
+        process.stdout.write(formatTable([['DEVICE', 'STATE', 'LAST SEEN', 'ACTIVE', 'CANDIDATE', 'LABELS'], ...rows]));
+      });
+    });
+
+  withConnectionOptions(devices.command('revoke <device>').description('revoke a device: the broker refuses it and its download token stops working')).action(
+    async (id: string, flags: ConnectionFlags) => {
+      await withConnection(flags, async (connection) => {
+        await connection.unary('Devices', 'RevokeDevice', { id });
+        process.stdout.write(`revoked ${id}\n`);
+      });
+    },
+  );
+}
+
+/** Fails before enrolling when the config file could not be written afterwards. */
+async function checkWritableTarget(path: string): Promise<void> {
+  try {
+    await access(path);
+    throw new UserError(`--out: ${path} already exists (it may hold another device's credentials)`);
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+  }
+  try {
+    await access(dirname(path), constants.W_OK);
+  } catch {
+    throw new UserError(`--out: cannot write into ${dirname(path)}`);
+  }
+}
+
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n') + '\n';
+}

@@ -1,0 +1,15 @@
+import { InvalidArgumentError } from 'commander';
+
+/** `site=osaka,hw=pi4` → {site: 'osaka', hw: 'pi4'}; commander reports a bad value with the flag's name. */
+export function parseLabelPairs(value: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (value.trim() === '') return labels;
+  for (const part of value.split(',')) {
+    const at = part.indexOf('=');
+    const key = part.slice(0, at).trim();
+    if (at <= 0 || key === '') throw new InvalidArgumentError(`"${part}" is not key=value (expected key=value[,key=value...])`);
+    if (Object.hasOwn(labels, key)) throw new InvalidArgumentError(`label ${key} is given twice`);
+    labels[key] = part.slice(at + 1).trim();
+  }
+  return labels;
+}

@@ -1,0 +1,129 @@
+import { readFileSync } from 'node:fs';
+import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '@grpc/grpc-js';
+import type { Command } from 'commander';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { parseInteger } from './option-parsers.ts';
+import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
+
+interface StartFlags extends ConnectionFlags {
+  file: string;
+  watch?: boolean;
+}
+
+export function registerRolloutCommand(program: Command): void {
+  const rollout = program.command('rollout').description('staged rollouts of a model version to the fleet (over gRPC); see docs/rollout-spec.md');
+
+  withConnectionOptions(rollout.command('start').description('start a rollout from a spec file (YAML or JSON)'))
+    .requiredOption('-f, --file <spec>', 'the rollout spec (- for stdin)')
+    .option('--watch', 'follow it until it ends')
+    .action(async (flags: StartFlags) => {
+      let spec: string;
+      try {
+        spec = readFileSync(flags.file === '-' ? 0 : flags.file, 'utf8');
+      } catch (error) {
+        throw new UserError(`--file: cannot read ${flags.file} (${errorMessage(error)})`);
+      }
+      await withConnection(flags, async (connection) => {
+        const started = await connection.unary<GrpcRollout>('Rollouts', 'StartRollout', { spec });
+        process.stdout.write(`rollout ${started.id}\n`);
+        if (flags.watch) await watch(connection, started.id);
+      });
+    });
+
+  withConnectionOptions(rollout.command('list').description('rollouts, newest first'))
+    .option('--model <name>', 'only this model')
+    .option('--limit <n>', 'at most this many (default 100)', parseInteger)
+    .action(async (flags: ConnectionFlags & { model?: string; limit?: number }) => {
+      await withConnection(flags, async (connection) => {
+        const { rollouts } = await connection.unary<{ rollouts: GrpcRollout[] }>('Rollouts', 'ListRollouts', { model: flags.model ?? '', limit: flags.limit ?? 0 });
+        for (const r of rollouts) process.stdout.write(`${rolloutLine(r)}\n`);
+        if (rollouts.length === 0) process.stderr.write('no rollouts\n');
+      });
+    });
+
+  withConnectionOptions(rollout.command('status <id>').description('state, steps and the decision log of one rollout'))
+    .option('--json', 'print the full detail view as JSON')
+    .action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
+      await withConnection(flags, async (connection) => {
+        const { rollout: r, detail_json } = await connection.unary<{ rollout: GrpcRollout; detail_json: string }>('Rollouts', 'GetRollout', { id });
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(JSON.parse(detail_json), null, 2)}\n`);
+          return;
+        }
+        const detail = JSON.parse(detail_json) as { steps: { index: number; description: string; status: string; measurements: number }[]; decisions: { id: string; at: string; kind: string; stepIndex: number; verdict: string; message: string; by?: string }[] };
+        process.stdout.write(`${rolloutLine(r)}\n`);
+        for (const step of detail.steps) {
+          const mark = { done: '✓', current: '▶', pending: ' ', stopped: '✗' }[step.status] ?? ' ';
+          process.stdout.write(`  ${mark} ${step.index}. ${step.description}${step.measurements ? ` (${step.measurements} measurements)` : ''}\n`);
+        }
+        process.stdout.write('decisions:\n');
+        for (const d of detail.decisions) {
+          process.stdout.write(`  ${decisionLine({ id: d.id, at: d.at, kind: d.kind, step_index: d.stepIndex, verdict: d.verdict, message: d.message, by: d.by ?? '', measurement_json: '' })}\n`);
+        }
+      });
+    });
+
+  withConnectionOptions(rollout.command('watch <id>').description('follow a rollout live until it completes, fails, is aborted or rolled back')).action(
+    async (id: string, flags: ConnectionFlags) => {
+      await withConnection(flags, (connection) => watch(connection, id));
+    },
+  );
+
+  const simple = (name: 'pause' | 'resume', method: string, description: string) =>
+    withConnectionOptions(rollout.command(`${name} <id>`).description(description)).action(async (id: string, flags: ConnectionFlags) => {
+      await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', method, { id })));
+    });
+  simple('pause', 'PauseRollout', 'pause a rollout where it is');
+  simple('resume', 'ResumeRollout', 'resume a paused rollout');
+
+  withConnectionOptions(rollout.command('promote <id>').description('promote to 100% now, skipping the remaining steps and analyses'))
+    .option('--step', 'skip only the current step')
+    .action(async (id: string, flags: ConnectionFlags & { step?: boolean }) => {
+      await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', 'PromoteRollout', { id, step: flags.step ?? false })));
+    });
+
+  const withReason = (name: 'abort' | 'rollback', method: string, description: string) =>
+    withConnectionOptions(rollout.command(`${name} <id>`).description(description))
+      .option('--reason <text>', 'recorded in the decision log and the audit log')
+      .action(async (id: string, flags: ConnectionFlags & { reason?: string }) => {
+        await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', method, { id, reason: flags.reason ?? '' })));
+      });
+  withReason('abort', 'AbortRollout', 'abort: revert every device the rollout touched');
+  withReason('rollback', 'RollbackRollout', 'roll back (even after full promotion): devices to their baseline, previous production restored');
+}
+
+function printState(r: GrpcRollout): void {
+  process.stdout.write(`${rolloutLine(r)}\n`);
+}
+
+/** Streams a rollout's decisions and states; returns when it reaches a terminal phase. */
+async function watch(connection: ServerConnection, id: string): Promise<void> {
+  const progress = createRolloutProgress();
+  let final: GrpcRollout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const client = connection.client('Rollouts') as unknown as Record<string, Function>;
+      const metadata = connection.metadata as Metadata;
+      const call = client.WatchRollout!.call(client, { id }, metadata);
+      call.on('data', (event: { state?: GrpcRollout; decision?: GrpcDecision }) => {
+        if (event.decision) progress.decision(event.decision);
+        if (event.state) {
+          progress.state(event.state);
+          if (event.state.terminal) {
+            final = event.state;
+            call.cancel();
+            resolve();
+          }
+        }
+      });
+      call.on('error', (error: GrpcError) => (error.code === GrpcStatus.CANCELLED && final ? resolve() : reject(connection.describe(error))));
+      call.on('end', resolve);
+    });
+  } finally {
+    progress.stop();
+  }
+  if (!final) throw new UserError(`rollout ${id}: the stream ended before the rollout finished`, { exitCode: 1 });
+  process.stdout.write(`${rolloutLine(final)}\n`);
+  if (final.phase !== 'Completed') throw new UserError(`rollout ${id} ended ${final.phase}: ${final.outcome_reason || 'no reason given'}`, { exitCode: 1 });
+}

@@ -1,0 +1,102 @@
+import cliProgress from 'cli-progress';
+
+/** A rollout as the Rollouts gRPC service sends it. */
+export interface GrpcRollout {
+  id: string;
+  model: string;
+  candidate_version: string;
+  previous_production: string;
+  phase: string;
+  terminal: boolean;
+  step_index: number;
+  step_count: number;
+  step_stage: string;
+  current_step: string;
+  weight: number;
+  devices: { total: number; candidate: number; delivered: number; pending: number; retrying: number; unreachable: number; refused: number };
+  pause_message: string;
+  outcome_status: string;
+  outcome_reason: string;
+  revision: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface GrpcDecision {
+  id: string;
+  at: string;
+  kind: string;
+  step_index: number;
+  verdict: string;
+  message: string;
+  by: string;
+  measurement_json: string;
+}
+
+/** `ro-1a2b  wine 2  Progressing  step 3/7 (analyzing)  weight 25%  devices 5/20 delivered`. */
+export function rolloutLine(r: GrpcRollout): string {
+  const step = r.terminal ? `${r.step_count} steps` : `step ${Math.min(r.step_index + 1, r.step_count)}/${r.step_count} (${r.step_stage}${r.current_step ? `: ${r.current_step}` : ''})`;
+  const outcome = r.outcome_status ? `  ${r.outcome_status}: ${r.outcome_reason}` : r.pause_message ? `  ${r.pause_message}` : '';
+  return `${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} delivered${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${outcome}`;
+}
+
+export function decisionLine(d: GrpcDecision): string {
+  return `${d.at}  step ${d.step_index}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`;
+}
+
+/** Shows a watched rollout: a progress bar of its steps on a TTY, plain lines otherwise. */
+export interface RolloutProgress {
+  state(rollout: GrpcRollout): void;
+  decision(decision: GrpcDecision): void;
+  stop(): void;
+}
+
+export function createRolloutProgress(stream: NodeJS.WriteStream = process.stderr): RolloutProgress {
+  return stream.isTTY ? new TtyRolloutProgress(stream) : new PlainRolloutProgress(stream);
+}
+
+class TtyRolloutProgress implements RolloutProgress {
+  readonly #multibar: cliProgress.MultiBar;
+  #bar: cliProgress.SingleBar | undefined;
+
+  constructor(stream: NodeJS.WriteStream) {
+    this.#multibar = new cliProgress.MultiBar(
+      { stream, hideCursor: true, clearOnComplete: false, format: ' {id} {phase} |{bar}| step {step}/{total} weight {weight}% {detail}' },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+
+  state(r: GrpcRollout): void {
+    const payload = { id: r.id, phase: r.phase.padEnd(11), step: Math.min(r.step_index + (r.terminal ? 0 : 1), r.step_count), weight: r.weight, detail: r.current_step || r.outcome_status };
+    const done = r.phase === 'Completed' ? r.step_count : Math.min(r.step_index, r.step_count);
+    if (!this.#bar) this.#bar = this.#multibar.create(r.step_count, done, payload);
+    else this.#bar.update(done, payload);
+  }
+
+  decision(d: GrpcDecision): void {
+    // Logged above the bar, which is redrawn below it.
+    this.#multibar.log(`${decisionLine(d)}\n`);
+  }
+
+  stop(): void {
+    this.#multibar.stop();
+  }
+}
+
+class PlainRolloutProgress implements RolloutProgress {
+  #last = '';
+
+  constructor(private readonly stream: NodeJS.WriteStream) {}
+
+  state(r: GrpcRollout): void {
+    const line = rolloutLine(r);
+    if (line !== this.#last) this.stream.write(`${line}\n`);
+    this.#last = line;
+  }
+
+  decision(d: GrpcDecision): void {
+    this.stream.write(`  ${decisionLine(d)}\n`);
+  }
+
+  stop(): void {}
+}

@@ -1,0 +1,74 @@
+/** The dashboard's REST client: bearer token on every call, JSON in and out, SSE over fetch. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class Api {
+  constructor(public token: string) {}
+
+  private headers(json = false): HeadersInit {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (json) headers['content-type'] = 'application/json';
+    return headers;
+  }
+
+  async get<T = unknown>(path: string): Promise<T> {
+    return this.parse<T>(await fetch(`/api${path}`, { headers: this.headers() }));
+  }
+
+  async post<T = unknown>(path: string, body: unknown = {}): Promise<T> {
+    return this.parse<T>(await fetch(`/api${path}`, { method: 'POST', headers: this.headers(true), body: JSON.stringify(body) }));
+  }
+
+  private async parse<T>(response: Response): Promise<T> {
+    const text = await response.text();
+    const json = text ? safeJson(text) : undefined;
+    if (!response.ok) {
+      const message = (json as { error?: { message?: string } } | undefined)?.error?.message ?? `${response.status} ${response.statusText}`;
+      throw new ApiError(response.status, message);
+    }
+    return json as T;
+  }
+
+  /**
+   * Server-sent events read with fetch (EventSource cannot send an Authorization header).
+   * Resolves when the stream ends or `signal` aborts.
+   */
+  async stream(path: string, onEvent: (type: string, data: unknown) => void, signal: AbortSignal): Promise<void> {
+    const response = await fetch(`/api${path}`, { headers: { ...this.headers(), accept: 'text/event-stream' }, signal });
+    if (!response.ok || !response.body) throw new ApiError(response.status, `event stream ${path}: ${response.status}`);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      let end: number;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let type = 'message';
+        const data: string[] = [];
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event:')) type = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+        }
+        if (data.length > 0) onEvent(type, safeJson(data.join('\n')));
+      }
+    }
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,25 @@
+/** Escapes text for HTML; every value the API returns goes through it. */
+export function esc(value: unknown): string {
+  return String(value ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+export function table(headers: readonly string[], rows: readonly string[], empty: string): string {
+  if (rows.length === 0) return `<p class="muted">${esc(empty)}</p>`;
+  return `<table><thead><tr>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
+export function formatScore(metrics: Record<string, unknown> | null | undefined): string {
+  if (!metrics) return '';
+  if (typeof metrics.accuracy === 'number') return `acc ${(metrics.accuracy * 100).toFixed(2)}%`;
+  if (typeof metrics.mse === 'number') return `mse ${metrics.mse.toFixed(1)}${typeof metrics.r2 === 'number' ? ` r² ${metrics.r2.toFixed(3)}` : ''}`;
+  return '';
+}
+
+export function ago(iso: string | number | null | undefined): string {
+  if (iso === null || iso === undefined) return '';
+  const ms = Date.now() - (typeof iso === 'number' ? iso : Date.parse(iso));
+  if (!Number.isFinite(ms)) return '';
+  if (ms < 60_000) return `${Math.max(0, Math.round(ms / 1000))} s ago`;
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min ago`;
+  return `${Math.round(ms / 3_600_000)} h ago`;
+}

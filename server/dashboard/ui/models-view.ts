@@ -1,0 +1,68 @@
+import uPlot from 'uplot';
+import { esc, formatScore, table } from './html.ts';
+
+export interface VersionRow {
+  model: string;
+  version: string;
+  artifactId: string;
+  manifest: { architecture?: { layers?: number[]; params?: number; flopsPerSample?: number } };
+  lineage: { parent?: string | null; epsilon?: number | null };
+  metrics: { test?: Record<string, number> };
+  aliases: string[];
+  retired: boolean;
+}
+
+export interface SweepPoint {
+  epsilon: number;
+  params: number;
+  paramCut: number;
+  test: Record<string, number> | null;
+}
+
+export function renderModels(versions: readonly VersionRow[]): string {
+  const rows = versions.map((v) => {
+    const arch = v.manifest.architecture ?? {};
+    const parent = v.lineage.parent ? `${esc(v.model)}@${esc(v.lineage.parent)} →` : '<span class="muted">general</span>';
+    return `<tr>
+      <td>${esc(v.model)}@${esc(v.version)}</td>
+      <td>${parent}</td>
+      <td>${v.lineage.epsilon ?? ''}</td>
+      <td>${esc((arch.layers ?? []).join('-'))}</td>
+      <td>${arch.params ?? ''}</td>
+      <td>${arch.flopsPerSample ?? ''}</td>
+      <td>${esc(formatScore(v.metrics.test))}</td>
+      <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${esc(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''}</td>
+    </tr>`;
+  });
+  return table(['version', 'lineage', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases'], rows, 'No models registered yet.');
+}
+
+let sweepPlot: uPlot | undefined;
+
+/** The ε sweep of the newest pruning job: parameters kept and test score against ε. */
+export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | null): void {
+  sweepPlot?.destroy();
+  sweepPlot = undefined;
+  target.replaceChildren();
+  if (!sweep || sweep.length === 0) return;
+  const points = [...sweep].sort((a, b) => a.epsilon - b.epsilon);
+  const score = (p: SweepPoint) => (p.test ? (typeof p.test.accuracy === 'number' ? p.test.accuracy * 100 : p.test.r2 ?? null) : null);
+  const title = document.createElement('h3');
+  title.textContent = 'ε sweep of the newest pruning job';
+  target.append(title);
+  sweepPlot = new uPlot(
+    {
+      width: Math.min(720, target.clientWidth || 720),
+      height: 220,
+      scales: { x: { time: false } },
+      axes: [{ label: 'ε' }, { label: 'params kept %', scale: 'y' }, { label: 'test score', side: 1, scale: 'score', grid: { show: false } }],
+      series: [
+        { label: 'ε' },
+        { label: 'params kept %', stroke: '#2457c5', scale: 'y' },
+        { label: 'test score', stroke: '#1a7f37', scale: 'score' },
+      ],
+    },
+    [points.map((p) => p.epsilon), points.map((p) => (1 - p.paramCut) * 100), points.map(score)] as uPlot.AlignedData,
+    target,
+  );
+}

@@ -1,0 +1,26 @@
+/**
+ * The demo's rollout: the pilot devices (label pilot=true) get the candidate, the built-in
+ * relative checks compare it with the baseline on those devices (accuracy ≥ baseline − 0.5
+ * points, p95 latency ≤ baseline × 1.1, error rate ≤ baseline + 0.1%, each backed by a
+ * Mann-Whitney U test), then half the fleet, a second analysis, and everyone. Intervals are
+ * seconds rather than the production minutes so the demo ends in a few minutes.
+ */
+export function demoRolloutSpec(model: string, candidateVersion: string): Record<string, unknown> {
+  const relative = (name: string, metric: string) => ({
+    name,
+    interval: '3s',
+    initialDelay: '2s',
+    count: 2,
+    relative: { metric, window: '5m' },
+  });
+  const analysis = { analysis: { metrics: [relative('accuracy', 'accuracy'), relative('latency-p95', 'latency_p95'), relative('error-rate', 'error_rate')] } };
+  return {
+    apiVersion: 'fleetprune/v1',
+    kind: 'Rollout',
+    model,
+    candidateVersion,
+    target: { matchLabels: {} },
+    steps: [{ selector: { matchLabels: { pilot: 'true' } } }, analysis, { setWeight: 50 }, analysis, { setWeight: 100 }],
+    offline: { initialBackoff: '2s', maxBackoff: '5s', maxAttempts: 3 },
+  };
+}

@@ -1,0 +1,208 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
+import { loadDatasetFile } from '../../shared/data/dataset.ts';
+import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '../../shared/datasets/index.ts';
+import { initTfjs } from '../../shared/model/tfjs-backend.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import { storeArtifactFiles } from '../artifacts/store-artifact-files.ts';
+import { parseServerConfig } from '../config/server-config.ts';
+import { startServer, type RunningServer } from '../app/start-server.ts';
+import type { RolloutDetail, RolloutSummary } from '../rollout/rollout-views.ts';
+import type { DeviceView } from '../fleet/device-view.ts';
+import type { ProgressEvent } from '../pruning/odf2nna.ts';
+import type { PruneOptionsInput } from '../pruning/options.ts';
+import { Agent } from '../../agent/agent.ts';
+import { connectMqtt } from '../../agent/mqtt-link.ts';
+import { OrtSessionCache } from '../../agent/session-cache.ts';
+import { buildDemoModels, type DemoArtifact, type DemoModels } from './demo-models.ts';
+import { demoRolloutSpec } from './demo-rollout-spec.ts';
+import { RestClient, waitFor } from './rest-client.ts';
+import { holdOutRows, planFleet, type SimulatedDevice } from './simulated-fleet.ts';
+
+export interface DemoOptions {
+  dataset: ShippedDatasetName;
+  devices: number;
+  dataDir: string;
+  httpPort: number;
+  prometheusUrl?: string;
+  seed: number;
+  /** Smaller networks for tests (see buildDemoModels). */
+  pruneOverrides?: PruneOptionsInput;
+  log: Logger;
+  /** One line per step, for the terminal. */
+  say: (line: string) => void;
+  onProgress?: (label: string, event: ProgressEvent) => void;
+}
+
+export interface DemoRolloutOutcome {
+  candidate: string;
+  epsilon: number;
+  outcome: 'promoted' | 'rolled_back';
+  phase: string;
+  reason: string;
+  decisions: { at: string; kind: string; verdict: string; message: string }[];
+}
+
+export interface DemoResult {
+  server: RunningServer;
+  agents: Agent[];
+  dashboardUrl: string;
+  adminToken: string;
+  models: DemoModels;
+  versions: { general: string; good: string; overPruned: string };
+  rollouts: DemoRolloutOutcome[];
+  devices: DeviceView[];
+  close(): Promise<void>;
+}
+
+/**
+ * The main job: a server with its embedded broker and SQLite, simulated field devices running the
+ * real agent code in this process, a general model and two ODF2NNA candidates, and one staged
+ * rollout per candidate decided by the relative checks.
+ */
+export async function runDemo(options: DemoOptions): Promise<DemoResult> {
+  const { say, log } = options;
+  const adminToken = randomBytes(24).toString('base64url');
+  const config = parseServerConfig({
+    dataDir: join(options.dataDir, 'server'),
+    host: '127.0.0.1',
+    httpPort: options.httpPort,
+    grpcPort: 0,
+    mqttPort: 0,
+    adminToken,
+    prometheusUrl: options.prometheusUrl,
+  });
+  const server = await startServer(config, { log });
+  const agents: Agent[] = [];
+  const close = async () => {
+    await Promise.allSettled(agents.map((agent) => agent.stop()));
+    await server.close();
+  };
+  try {
+    const httpUrl = `http://127.0.0.1:${server.port('http')}`;
+    const brokerUrl = `mqtt://127.0.0.1:${server.port('mqtt')}`;
+    const api = new RestClient(httpUrl, adminToken);
+    say(`server up: ${server.line}`);
+
+    // Data: the devices keep half of the rows as their local holdouts; the rest trains.
+    const shipped = SHIPPED_DATASETS[options.dataset];
+    const dataset = loadDatasetFile(shippedDatasetPath(options.dataset), { label: shipped.label });
+    const { train, holdout } = holdOutRows(dataset, 0.5, options.seed);
+    const fleet = planFleet(options.devices, holdout, options.seed);
+
+    say(`training a general model on ${train.x.length} rows of ${options.dataset} and pruning it with ODF2NNA …`);
+    const models = await buildDemoModels({
+      dataset: train,
+      name: options.dataset,
+      workDir: join(options.dataDir, 'artifacts'),
+      backend: await initTfjs(),
+      privateKey: server.ctx.signingKey.privateKey,
+      seed: options.seed,
+      overrides: options.pruneOverrides,
+      onProgress: options.onProgress,
+    });
+    const versions = {
+      general: await register(server, models.general),
+      good: await register(server, models.good),
+      overPruned: await register(server, models.overPruned),
+    };
+    say(`registered ${options.dataset}@${versions.general} (general), @${versions.good} (ε ${models.good.report.epsilon}), @${versions.overPruned} (ε ${models.overPruned.report.epsilon})`);
+
+    const sessions = new OrtSessionCache();
+    for (const device of fleet) {
+      const agentConfig = await api.post<AgentConfig>('/devices', { id: device.id, labels: device.labels, brokerUrl, serverUrl: httpUrl });
+      const agent = new Agent(
+        {
+          config: agentConfig,
+          dataDir: join(options.dataDir, 'devices', device.id),
+          holdout: device.holdout,
+          heartbeatIntervalMs: 2000,
+          benchmark: { latencySamples: 200, throughputBatches: 5, batchSize: 64 },
+        },
+        { connector: connectMqtt, sessions, clock: () => new Date(), logger: log.child({ device: device.id }) },
+      );
+      await mkdir(join(options.dataDir, 'devices'), { recursive: true });
+      await agent.start();
+      agents.push(agent);
+    }
+    say(`${fleet.length} devices enrolled and online (${describeFleet(fleet)})`);
+
+    await api.post('/assignments', { model: options.dataset, version: versions.general, role: 'active', selector: { matchLabels: {} } });
+    await waitForActive(api, options.dataset, versions.general, fleet.length);
+    say(`every device runs ${options.dataset}@${versions.general} (the baseline)`);
+
+    const rollouts: DemoRolloutOutcome[] = [];
+    for (const [label, version, epsilon] of [
+      ['ODF2NNA candidate', versions.good, models.good.report.epsilon],
+      ['over-pruned candidate', versions.overPruned, models.overPruned.report.epsilon],
+    ] as const) {
+      const started = await api.request<RolloutSummary>('POST', '/rollouts', demoRolloutSpec(options.dataset, version));
+      say(`rollout ${started.id}: ${label} ${options.dataset}@${version} (ε ${epsilon}) to the pilot devices …`);
+      let detail = await waitFor(
+        `rollout ${started.id} to be decided`,
+        async () => {
+          const rollout = await api.get<RolloutDetail>(`/rollouts/${started.id}`);
+          return rollout.terminal || (rollout.phase === 'Paused' && rollout.pause?.reason === 'inconclusive') ? rollout : undefined;
+        },
+        240_000,
+        1000,
+      );
+      let inconclusive = '';
+      if (!detail.terminal) {
+        // Too little evidence either way: the controller waits for a human. The demo answers as a
+        // cautious operator would, so the next rollout can start.
+        inconclusive = `inconclusive (${detail.pause!.message}); rolled back by the demo`;
+        say(`rollout ${started.id}: paused as inconclusive; rolling it back as an operator would`);
+        await api.post(`/rollouts/${started.id}/rollback?reason=${encodeURIComponent('inconclusive pilot (demo operator)')}`);
+        detail = await waitFor(`rollout ${started.id} to roll back`, async () => {
+          const rollout = await api.get<RolloutDetail>(`/rollouts/${started.id}`);
+          return rollout.terminal ? rollout : undefined;
+        }, 60_000, 500);
+      }
+      const outcome: DemoRolloutOutcome = {
+        candidate: `${options.dataset}@${version}`,
+        epsilon,
+        outcome: detail.phase === 'Completed' ? 'promoted' : 'rolled_back',
+        phase: detail.phase,
+        reason: inconclusive || (detail.outcome?.reason ?? detail.phase),
+        decisions: (detail.decisions as { at: number | string; kind: string; verdict: string; message: string }[])
+          .filter((d) => ['analysis', 'promotion', 'failure', 'rollback'].includes(d.kind))
+          .map((d) => ({ at: new Date(d.at).toISOString(), kind: d.kind, verdict: d.verdict, message: d.message })),
+      };
+      rollouts.push(outcome);
+      say(`rollout ${started.id}: ${outcome.outcome === 'promoted' ? 'promoted to production' : 'rolled back'}: ${outcome.reason}`);
+    }
+    const { devices } = await api.get<{ devices: DeviceView[] }>('/devices');
+    return { server, agents, dashboardUrl: `${httpUrl}/dashboard/#token=${adminToken}`, adminToken, models, versions, rollouts, devices, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function register(server: RunningServer, artifact: DemoArtifact): Promise<string> {
+  await storeArtifactFiles(artifact.dir, artifact.manifest, server.ctx.blobs);
+  const record = await server.ctx.registry.register({ model: artifact.manifest.name, manifest: artifact.manifest, actor: 'demo' });
+  return record.version;
+}
+
+async function waitForActive(api: RestClient, model: string, version: string, count: number): Promise<void> {
+  await waitFor(
+    `${count} devices to activate ${model}@${version}`,
+    async () => {
+      const { devices } = await api.get<{ devices: DeviceView[] }>('/devices');
+      const done = devices.filter((d) => d.active?.model === model && d.active.version === version).length;
+      return done >= count ? true : undefined;
+    },
+    120_000,
+  );
+}
+
+function describeFleet(fleet: readonly SimulatedDevice[]): string {
+  const sites = new Map<string, number>();
+  for (const device of fleet) sites.set(device.labels.site!, (sites.get(device.labels.site!) ?? 0) + 1);
+  const perturbed = fleet.filter((d) => d.perturbation !== 'none').map((d) => `${d.id} ${d.perturbation}`);
+  return `${[...sites].map(([site, n]) => `${site} ${n}`).join(', ')}; ${perturbed.length} with sensor noise or drift`;
+}

@@ -1,0 +1,70 @@
+import type { Manifest } from '../../shared/artifact/manifest.ts';
+import { FleetStore } from '../fleet/fleet-store.ts';
+import { StoreReportHistory } from '../fleet/store-report-history.ts';
+import type { DeviceReport } from '../metricproviders/report-history.ts';
+import type { DemoResult } from './demo-run.ts';
+
+/** What `--summary-json` writes, for scripts. */
+export function summaryJson(result: DemoResult): { rollouts: { candidate: string; outcome: string; reason: string }[] } {
+  return { rollouts: result.rollouts.map(({ candidate, outcome, reason }) => ({ candidate, outcome, reason })) };
+}
+
+/** The terminal summary: model sizes, accuracy and latency on the devices, and the decisions. */
+export async function formatDemoSummary(result: DemoResult): Promise<string> {
+  const { models, versions } = result;
+  const history = new StoreReportHistory(new FleetStore(result.server.ctx.store));
+  const reports = await history.reports({ since: new Date(0), until: new Date() });
+  const rows: [string, string, Manifest, number | null][] = [
+    [versions.general, 'general (baseline)', models.general.manifest, null],
+    [versions.good, 'ODF2NNA, ε chosen by the sweep', models.good.manifest, models.good.report.epsilon],
+    [versions.overPruned, 'over-pruned', models.overPruned.manifest, models.overPruned.report.epsilon],
+  ];
+  const model = models.general.manifest.name;
+  const lines = [
+    '',
+    `Models (${model})          version  ε     layers             params   FLOPs/sample  test (server)  devices: accuracy  p95 ms`,
+  ];
+  for (const [version, role, manifest, epsilon] of rows) {
+    const onDevices = reports.filter((r) => r.model === model && r.version === version);
+    lines.push(
+      [
+        `  ${role.padEnd(31)}`,
+        version.padEnd(8),
+        (epsilon === null ? '—' : String(epsilon)).padEnd(5),
+        manifest.architecture.layers.join('-').padEnd(18),
+        String(manifest.architecture.params).padStart(7),
+        String(manifest.architecture.flopsPerSample).padStart(13),
+        formatTest(manifest.metrics.test).padStart(14),
+        formatDevices(onDevices),
+      ].join(' '),
+    );
+  }
+  lines.push('', 'Rollouts');
+  for (const rollout of result.rollouts) {
+    lines.push(`  ${rollout.candidate} (ε ${rollout.epsilon}): ${rollout.outcome === 'promoted' ? 'PROMOTED' : 'ROLLED BACK'}: ${rollout.reason}`);
+    for (const decision of rollout.decisions) lines.push(`    ${decision.at.slice(11, 19)} ${decision.kind} ${decision.verdict}: ${decision.message}`);
+  }
+  const online = result.devices.filter((d) => d.online).length;
+  const byVersion = new Map<string, number>();
+  for (const device of result.devices) {
+    const key = device.active ? `@${device.active.version}` : 'none';
+    byVersion.set(key, (byVersion.get(key) ?? 0) + 1);
+  }
+  lines.push('', `Fleet: ${online}/${result.devices.length} online; active ${[...byVersion].map(([v, n]) => `${model}${v} on ${n}`).join(', ')}`, '');
+  return lines.join('\n');
+}
+
+function formatTest(metrics: Manifest['metrics']['test']): string {
+  if (metrics.accuracy !== undefined) return `${(metrics.accuracy * 100).toFixed(1)}%`;
+  if (metrics.mse !== undefined) return `mse ${metrics.mse.toFixed(0)}`;
+  return '';
+}
+
+function formatDevices(reports: readonly DeviceReport[]): string {
+  if (reports.length === 0) return '  (no device reports)';
+  const accuracies = reports.map((r) => r.accuracy).filter((a): a is number => a !== null);
+  const accuracy = accuracies.length ? `${((accuracies.reduce((a, b) => a + b, 0) / accuracies.length) * 100).toFixed(1)}%` : '—';
+  const p95 = reports.map((r) => r.latencyMs.p95).sort((a, b) => a - b)[Math.floor(reports.length / 2)]!;
+  const devices = new Set(reports.map((r) => r.deviceId)).size;
+  return `${accuracy.padStart(17)} ${p95.toFixed(3).padStart(7)}  (${devices} devices)`;
+}

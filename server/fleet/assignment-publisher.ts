@@ -1,0 +1,86 @@
+import type { Assignment, Role } from '../../shared/protocol/payloads.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import type { Broker } from '../broker/broker.ts';
+import type { VersionRecord } from '../store/repositories/models-repository.ts';
+import { buildAssignment, publishAssignmentPayload } from './fleet-publisher.ts';
+import type { FleetStore } from './fleet-store.ts';
+
+export interface PublishRequest {
+  /** The assignment id, the same for every device (a device handles an id once). */
+  id: string;
+  version: VersionRecord;
+  role: Role;
+  deviceIds: readonly string[];
+  actor: string;
+  /** Audit action, e.g. `assignment.create` or `rollout.assign`. */
+  action: string;
+}
+
+/**
+ * Records and publishes assignments: the records (one per device, the device's retained
+ * assignment, an audit entry) are committed first, then each device's retained QoS 1 message is
+ * published, so a crash in between is repaired by the start-up republish. Publishing the same id
+ * to a device again re-sends the first payload unchanged.
+ */
+export class AssignmentPublisher {
+  constructor(
+    private readonly options: { fleet: FleetStore; broker: Broker; serverUrl: () => string; log: Logger },
+  ) {}
+
+  async publish(request: PublishRequest): Promise<Map<string, Assignment>> {
+    const { fleet, broker, serverUrl } = this.options;
+    const now = new Date().toISOString();
+    const fresh = buildAssignment({
+      id: request.id,
+      model: request.version.model,
+      version: request.version.version,
+      sha256: request.version.artifactId,
+      role: request.role,
+      serverUrl: serverUrl(),
+    });
+    const payloads = await fleet.transaction(async (tx) => {
+      const chosen = new Map<string, Assignment>();
+      for (const deviceId of request.deviceIds) {
+        const device = await tx.devices.get(deviceId);
+        const assignment = device?.retainedAssignment?.id === request.id ? device.retainedAssignment : fresh;
+        const created = await tx.assignments.insert({
+          id: request.id,
+          deviceId,
+          model: assignment.model,
+          version: assignment.version,
+          artifactId: assignment.sha256,
+          role: assignment.role,
+          issuedAt: assignment.issuedAt,
+          issuedBy: request.actor,
+          state: 'published',
+          reason: null,
+          updatedAt: now,
+        });
+        if (created || device?.retainedAssignment?.id !== request.id) await tx.devices.setRetainedAssignment(deviceId, assignment);
+        chosen.set(deviceId, assignment);
+      }
+      await tx.audit.append({
+        at: now,
+        actor: request.actor,
+        action: request.action,
+        target: `model:${request.version.model}@${request.version.version}`,
+        details: { assignmentId: request.id, role: request.role, artifactId: request.version.artifactId, devices: [...request.deviceIds] },
+      });
+      return chosen;
+    });
+    for (const [deviceId, assignment] of payloads) await publishAssignmentPayload(broker, deviceId, assignment);
+    return payloads;
+  }
+
+  /** Publishes every live device's retained assignment again (an embedded broker forgets them on restart). */
+  async republishRetained(): Promise<number> {
+    let count = 0;
+    for (const device of await this.options.fleet.repos.devices.list({ live: true })) {
+      if (!device.retainedAssignment) continue;
+      await publishAssignmentPayload(this.options.broker, device.id, device.retainedAssignment);
+      count += 1;
+    }
+    if (count > 0) this.options.log.info({ count }, 'republished the devices\' retained assignments');
+    return count;
+  }
+}

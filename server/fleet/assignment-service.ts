@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import { newMessageId } from '../../shared/protocol/message-id.ts';
+import { DeviceIdSchema, RoleSchema } from '../../shared/protocol/payloads.ts';
+import { ServiceError } from '../app/service-error.ts';
+import type { RegistryService } from '../registry/registry-service.ts';
+import { ModelNameSchema, VersionRefSchema } from '../registry/names.ts';
+import { LabelSelectorSchema, describeSelector, selectorMatches } from '../rollout/label-selector.ts';
+import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
+import type { AssignmentPublisher } from './assignment-publisher.ts';
+import type { FleetStore } from './fleet-store.ts';
+
+/** `POST /api/assignments`: a version, a role, and exactly one of a label selector and device ids. */
+export const AssignRequestSchema = z
+  .strictObject({
+    model: ModelNameSchema,
+    /** A version, an alias (candidate, production) or `latest`. */
+    version: VersionRefSchema,
+    role: RoleSchema,
+    selector: LabelSelectorSchema.optional(),
+    deviceIds: z
+      .array(DeviceIdSchema)
+      .min(1, 'must name at least one device')
+      .max(10_000)
+      .refine((ids) => new Set(ids).size === ids.length, 'must not repeat a device')
+      .optional(),
+  })
+  .refine((request) => (request.selector === undefined) !== (request.deviceIds === undefined), {
+    message: 'give exactly one of selector and deviceIds',
+    path: ['selector'],
+  });
+export type AssignRequest = z.infer<typeof AssignRequestSchema>;
+
+export interface AssignResult {
+  assignmentId: string;
+  model: string;
+  version: string;
+  artifactId: string;
+  role: 'candidate' | 'active';
+  url: string;
+  devices: { deviceId: string; online: boolean; state: 'published' }[];
+}
+
+/**
+ * The assignment primitive behind REST, gRPC and `fleetprune assign`: resolves the registry
+ * version, resolves the target devices (all of them must be live), then records and publishes.
+ * Every refusal happens before anything is written.
+ */
+export class AssignmentService {
+  constructor(private readonly options: { fleet: FleetStore; registry: RegistryService; publisher: AssignmentPublisher }) {}
+
+  async assign(request: AssignRequest, actor: string): Promise<AssignResult> {
+    const version = await this.options.registry.resolve(request.model, request.version);
+    if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
+    const devices = await this.#targets(request);
+    const assignmentId = newMessageId();
+    const published = await this.options.publisher.publish({
+      id: assignmentId,
+      version,
+      role: request.role,
+      deviceIds: devices.map((device) => device.id),
+      actor,
+      action: 'assignment.create',
+    });
+    return {
+      assignmentId,
+      model: version.model,
+      version: version.version,
+      artifactId: version.artifactId,
+      role: request.role,
+      url: [...published.values()][0]!.url,
+      devices: devices.map((device) => ({ deviceId: device.id, online: device.online, state: 'published' as const })),
+    };
+  }
+
+  async #targets(request: AssignRequest): Promise<DeviceRecord[]> {
+    const { devices } = this.options.fleet.repos;
+    if (request.deviceIds) {
+      const found: DeviceRecord[] = [];
+      for (const id of request.deviceIds) {
+        const device = await devices.get(id);
+        if (!device) throw new ServiceError('not_found', `no device ${id}`);
+        if (device.revokedAt !== null) throw new ServiceError('conflict', `device ${id} is revoked`);
+        found.push(device);
+      }
+      return found;
+    }
+    const selector = request.selector!;
+    const matching = (await devices.list({ live: true })).filter((device) => selectorMatches(selector, device.labels));
+    if (matching.length === 0) throw new ServiceError('not_found', `no enrolled device matches the selector ${describeSelector(selector)}`);
+    return matching;
+  }
+}

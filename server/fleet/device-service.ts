@@ -1,0 +1,98 @@
+import { randomBytes, type KeyObject } from 'node:crypto';
+import { sha256Hex } from '../../shared/artifact/digest.ts';
+import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { TOKEN_PREFIX } from '../auth/token-service.ts';
+import type { Broker } from '../broker/broker.ts';
+import { DEFAULT_SERVER_USERNAME } from '../broker/credential-store.ts';
+import { hashPassword } from '../broker/password-hash.ts';
+import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
+import type { FleetStore } from './fleet-store.ts';
+
+export interface EnrollRequest {
+  id: string;
+  labels: Record<string, string>;
+  /** Overrides of the URLs written into the agent config (default: the server's public ones). */
+  brokerUrl?: string;
+  serverUrl?: string;
+}
+
+export interface DeviceServiceOptions {
+  fleet: FleetStore;
+  broker: Broker;
+  signingPublicKey: KeyObject;
+  /** The broker URL devices connect to, and the server URL they download from. */
+  brokerUrl: () => string;
+  serverUrl: () => string;
+  log: Logger;
+}
+
+/**
+ * Enrollment and revocation. Enrolling creates the device's broker secret (only its `$7$` hash
+ * is stored) and a device-role API token (only its SHA-256 is stored) and returns both, once, in
+ * the agent config. Revoking refuses the device at the broker and revokes its token.
+ */
+export class DeviceService {
+  constructor(private readonly options: DeviceServiceOptions) {}
+
+  async enroll(request: EnrollRequest, actor: string): Promise<AgentConfig> {
+    const { fleet } = this.options;
+    if (request.id === DEFAULT_SERVER_USERNAME) throw new ServiceError('bad_request', `id: ${DEFAULT_SERVER_USERNAME} is reserved for the server`);
+    const secret = randomBytes(32).toString('base64url');
+    const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+    const tokenId = randomBytes(8).toString('hex');
+    const now = new Date().toISOString();
+    const config = AgentConfigSchema.safeParse({
+      schema: 1,
+      deviceId: request.id,
+      labels: request.labels,
+      broker: { url: request.brokerUrl ?? this.options.brokerUrl(), username: request.id, password: secret },
+      server: { url: request.serverUrl ?? this.options.serverUrl(), token },
+      serverPublicKey: this.options.signingPublicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    });
+    if (!config.success) {
+      throw new ServiceError('bad_request', config.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
+    }
+    const secretHash = await hashPassword(secret);
+    await fleet.transaction(async (tx) => {
+      if (await tx.devices.get(request.id)) throw new ServiceError('conflict', `device ${request.id} is already enrolled (device ids are never reused)`);
+      await tx.tokens.insert({ id: tokenId, tokenHash: sha256Hex(token), role: 'device', label: `device ${request.id}`, createdAt: now, createdBy: actor, revokedAt: null });
+      await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor });
+      await tx.audit.append({ at: now, actor, action: 'device.enroll', target: `device:${request.id}`, details: { labels: request.labels, tokenId } });
+    });
+    await this.#credentialsChanged();
+    return config.data;
+  }
+
+  async revoke(id: string, actor: string): Promise<void> {
+    const now = new Date().toISOString();
+    await this.options.fleet.transaction(async (tx) => {
+      const device = await tx.devices.get(id);
+      if (!device) throw new ServiceError('not_found', `no device ${id}`);
+      if (!(await tx.devices.revoke(id, now))) throw new ServiceError('conflict', `device ${id} is already revoked`);
+      await tx.tokens.revoke(device.tokenId, now);
+      await tx.audit.append({ at: now, actor, action: 'device.revoke', target: `device:${id}`, details: {} });
+    });
+    await this.#credentialsChanged();
+  }
+
+  list(): Promise<DeviceRecord[]> {
+    return this.options.fleet.repos.devices.list();
+  }
+
+  async get(id: string): Promise<DeviceRecord> {
+    const device = await this.options.fleet.repos.devices.get(id);
+    if (!device) throw new ServiceError('not_found', `no device ${id}`);
+    return device;
+  }
+
+  /** The change is committed; a broker that cannot be told now (Mosquitto reload failing) is logged, not fatal. */
+  async #credentialsChanged(): Promise<void> {
+    try {
+      await this.options.broker.credentialsChanged();
+    } catch (error) {
+      this.options.log.error({ err: error }, 'the broker could not be told about changed device credentials');
+    }
+  }
+}

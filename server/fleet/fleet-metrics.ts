@@ -1,0 +1,19 @@
+import { Counter, type Registry } from 'prom-client';
+import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
+
+/** The fleet's counters on the server's /metrics (names shared with the agent and dashboards). */
+export interface FleetCounters {
+  dropped: Counter<'kind' | 'reason'>;
+  accepted: Counter<'kind'>;
+  duplicates: Counter;
+  denied: Counter<'reason'>;
+}
+
+export function fleetCounters(registry: Registry): FleetCounters {
+  return {
+    dropped: new Counter({ name: PROTOCOL_METRICS.droppedMessages, help: 'Device messages the server dropped, by topic kind and reason', labelNames: ['kind', 'reason'], registers: [registry] }),
+    accepted: new Counter({ name: PROTOCOL_METRICS.acceptedMessages, help: 'Device messages the server accepted, by topic kind', labelNames: ['kind'], registers: [registry] }),
+    duplicates: new Counter({ name: PROTOCOL_METRICS.duplicateReports, help: 'Device reports whose id had been ingested before', registers: [registry] }),
+    denied: new Counter({ name: PROTOCOL_METRICS.brokerDenied, help: 'Connects, publishes and subscribes the embedded broker refused, by reason', labelNames: ['reason'], registers: [registry] }),
+  };
+}

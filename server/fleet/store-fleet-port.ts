@@ -1,0 +1,139 @@
+import { createHash } from 'node:crypto';
+import type { Logger } from '../../shared/util/log.ts';
+import type { Broker } from '../broker/broker.ts';
+import type { RegistryService } from '../registry/registry-service.ts';
+import type { AssignCommand, DeliveryResult, FleetPort, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
+import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
+import type { AssignmentPublisher } from './assignment-publisher.ts';
+import { publishFleetCommand } from './fleet-publisher.ts';
+import type { FleetStore } from './fleet-store.ts';
+
+export interface StoreFleetPortOptions {
+  fleet: FleetStore;
+  registry: RegistryService;
+  broker: Broker;
+  publisher: AssignmentPublisher;
+  outcomes: AssignmentOutcomes;
+  log: Logger;
+  /** How long an online device has to answer before it counts as offline (default 30 s). */
+  deliveryTimeoutMs?: number;
+  /** Who the audit log names for these actions (default `system:rollout`). */
+  actor?: string;
+}
+
+const DELIVERED: ReadonlySet<AssignmentOutcome> = new Set(['installed', 'activated', 'rolled-back', 'candidate-dropped']);
+
+/**
+ * The rollout controller's FleetPort over the device table and the MQTT publisher. Commands use
+ * the caller's commandId as the assignment (or fleet command) id, so repeating one changes
+ * nothing on a device. A device that is offline gets `offline` at once (its assignment stays
+ * retained, or its command queued in its persistent session, for when it reconnects); an online
+ * device has `deliveryTimeoutMs` to answer.
+ */
+export class StoreFleetPort implements FleetPort {
+  readonly #options: StoreFleetPortOptions;
+
+  constructor(options: StoreFleetPortOptions) {
+    this.#options = options;
+  }
+
+  get #actor(): string {
+    return this.#options.actor ?? 'system:rollout';
+  }
+
+  async listDevices(model: string): Promise<readonly TargetDevice[]> {
+    const devices = await this.#options.fleet.repos.devices.list({ live: true });
+    return devices.map((device) => ({
+      id: device.id,
+      labels: device.labels,
+      baseline: device.active?.model === model ? device.active.version : null,
+    }));
+  }
+
+  async assign(command: AssignCommand): Promise<readonly DeliveryResult[]> {
+    const version = await this.#options.registry.resolve(command.model, command.version);
+    const { live, refused } = await this.#partition(command.deviceIds);
+    return this.#deliver(command.commandId, live, refused, async (deviceIds) => {
+      if (deviceIds.length === 0) return;
+      await this.#options.publisher.publish({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' });
+    });
+  }
+
+  async revert(command: RevertCommand): Promise<readonly DeliveryResult[]> {
+    const { live, refused } = await this.#partition(command.devices.map((device) => device.deviceId));
+    const target = new Map(command.devices.map((device) => [device.deviceId, device.version]));
+    return this.#deliver(command.commandId, live, refused, async (deviceIds) => {
+      // A device whose baseline is still active only drops its candidate; others get their baseline as active (a rollback from disk).
+      const dropOnly: string[] = [];
+      const reassign = new Map<string, string[]>();
+      for (const deviceId of deviceIds) {
+        const version = target.get(deviceId) ?? null;
+        const device = live.get(deviceId)!;
+        if (version === null || (device.activeModel === command.model && device.activeVersion === version)) dropOnly.push(deviceId);
+        else reassign.set(version, [...(reassign.get(version) ?? []), deviceId]);
+      }
+      if (dropOnly.length > 0) await publishFleetCommand(this.#options.broker, 'drop-candidate', { deviceIds: dropOnly }, command.commandId);
+      for (const [version, ids] of reassign) {
+        const record = await this.#options.registry.resolve(command.model, version);
+        await this.#options.publisher.publish({ id: command.commandId, version: record, role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert' });
+      }
+      // The dropped candidate must not come back from the retained topic: retain the baseline as active under a derived id.
+      const baselines = dropOnly.filter((deviceId) => target.get(deviceId));
+      for (const deviceId of baselines) {
+        const record = await this.#options.registry.resolve(command.model, target.get(deviceId)!);
+        await this.#options.publisher.publish({ id: derivedId(command.commandId, 'retain'), version: record, role: 'active', deviceIds: [deviceId], actor: this.#actor, action: 'rollout.revert' });
+      }
+    });
+  }
+
+  async #partition(deviceIds: readonly string[]) {
+    const live = new Map<string, { online: boolean; activeModel: string | null; activeVersion: string | null }>();
+    const refused: DeliveryResult[] = [];
+    for (const deviceId of deviceIds) {
+      const device = await this.#options.fleet.repos.devices.get(deviceId);
+      if (!device) refused.push({ deviceId, outcome: 'refused', reason: 'not an enrolled device' });
+      else if (device.revokedAt !== null) refused.push({ deviceId, outcome: 'refused', reason: 'the device is revoked' });
+      else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null });
+    }
+    return { live, refused };
+  }
+
+  /** Waits (for online devices) are registered before publishing, so no answer is missed. */
+  async #deliver(
+    commandId: string,
+    live: Map<string, { online: boolean }>,
+    refused: DeliveryResult[],
+    publish: (deviceIds: string[]) => Promise<void>,
+  ): Promise<DeliveryResult[]> {
+    const timeout = this.#options.deliveryTimeoutMs ?? 30_000;
+    const results = new Map<string, DeliveryResult>(refused.map((result) => [result.deviceId, result]));
+    const pending: string[] = [];
+    for (const deviceId of live.keys()) {
+      const answered = await this.#options.fleet.repos.reports.findAnswer(commandId, deviceId);
+      if (answered) results.set(deviceId, toResult(deviceId, answered.outcome, answered.reason));
+      else pending.push(deviceId);
+    }
+    const waits = new Map(pending.filter((deviceId) => live.get(deviceId)!.online).map((deviceId) => [deviceId, this.#options.outcomes.waitFor(commandId, deviceId, timeout)]));
+    try {
+      await publish(pending);
+    } catch (error) {
+      for (const wait of waits.values()) wait.cancel();
+      throw error;
+    }
+    for (const deviceId of pending) {
+      const wait = waits.get(deviceId);
+      const answer = wait ? await wait.promise : null;
+      results.set(deviceId, answer ? toResult(deviceId, answer.outcome, answer.reason) : { deviceId, outcome: 'offline' });
+    }
+    return [...live.keys(), ...refused.map((result) => result.deviceId)].map((deviceId) => results.get(deviceId)!);
+  }
+}
+
+function toResult(deviceId: string, outcome: AssignmentOutcome, reason: string | null): DeliveryResult {
+  return DELIVERED.has(outcome) ? { deviceId, outcome: 'delivered' } : { deviceId, outcome: 'refused', reason: reason ?? outcome };
+}
+
+/** A second, deterministic message id derived from a command id. */
+function derivedId(commandId: string, purpose: string): string {
+  return createHash('sha256').update(`${commandId}\u0000${purpose}`).digest('base64url').slice(0, 22);
+}

@@ -1,0 +1,105 @@
+import { z } from 'zod';
+import { describeIssues } from '../app/describe-issues.ts';
+import type { ServerContext } from '../app/server-context.ts';
+import type { GrpcServiceBinding } from '../app/server-module.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { actorOf } from '../auth/principal.ts';
+import { AssignRequestSchema, type AssignmentService } from '../fleet/assignment-service.ts';
+import type { DeviceService } from '../fleet/device-service.ts';
+import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
+import { EnrollBodySchema } from '../http/routes/fleet-routes.ts';
+import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
+import { GrpcHandlers } from './grpc-call.ts';
+
+function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
+  return parsed.data;
+}
+
+function deviceMessage(device: DeviceRecord) {
+  const retained = device.retainedAssignment;
+  return {
+    id: device.id,
+    labels: device.labels,
+    online: device.online,
+    last_seen: device.lastSeen ?? '',
+    ...(device.active ? { active: device.active } : {}),
+    ...(device.candidate ? { candidate: device.candidate } : {}),
+    ...(device.previous ? { previous: device.previous } : {}),
+    enrolled_at: device.enrolledAt,
+    revoked_at: device.revokedAt ?? '',
+    assignment_id: retained?.id ?? '',
+    assignment_version: retained?.version ?? '',
+    assignment_role: retained?.role ?? '',
+  };
+}
+
+/** The gRPC face of devices and assignments (the same services as the REST routes). */
+export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, assignments: AssignmentService): Record<'Devices' | 'Assignments', GrpcServiceBinding> {
+  const proto = loadFleetpruneProto();
+  const deps = { tokens: ctx.tokens, metrics: ctx.metrics, log: ctx.log };
+  const deviceHandlers = new GrpcHandlers(deps, 'Devices');
+  const assignmentHandlers = new GrpcHandlers(deps, 'Assignments');
+  return {
+    Devices: {
+      service: proto.Devices.service,
+      implementation: {
+        EnrollDevice: deviceHandlers.unary('EnrollDevice', 'write', async (req: { id: string; labels: Record<string, string>; broker_url: string; server_url: string }, principal) => {
+          const request = check(
+            EnrollBodySchema,
+            { id: req.id, labels: req.labels, ...(req.broker_url ? { brokerUrl: req.broker_url } : {}), ...(req.server_url ? { serverUrl: req.server_url } : {}) },
+            'request',
+          );
+          return { agent_config_json: JSON.stringify(await devices.enroll(request, actorOf(principal)), null, 2) };
+        }),
+        ListDevices: deviceHandlers.unary('ListDevices', 'read', async () => ({ devices: (await devices.list()).map(deviceMessage) })),
+        RevokeDevice: deviceHandlers.unary('RevokeDevice', 'write', async (req: { id: string }, principal) => {
+          await devices.revoke(check(DeviceIdSchema, req.id, 'id'), actorOf(principal));
+          return {};
+        }),
+      },
+    },
+    Assignments: {
+      service: proto.Assignments.service,
+      implementation: {
+        CreateAssignment: assignmentHandlers.unary(
+          'CreateAssignment',
+          'write',
+          async (req: { model: string; version: string; role: string; selector_json: string; device_ids: string[] }, principal) => {
+            let selector: unknown;
+            if (req.selector_json !== '') {
+              try {
+                selector = JSON.parse(req.selector_json);
+              } catch (error) {
+                throw new ServiceError('bad_request', `selector_json: malformed JSON (${(error as Error).message})`);
+              }
+            }
+            const request = check(
+              AssignRequestSchema,
+              {
+                model: req.model,
+                version: req.version,
+                role: req.role,
+                ...(selector !== undefined ? { selector } : {}),
+                ...(req.device_ids.length > 0 ? { deviceIds: req.device_ids } : {}),
+              },
+              'request',
+            );
+            const result = await assignments.assign(request, actorOf(principal));
+            return {
+              assignment_id: result.assignmentId,
+              model: result.model,
+              version: result.version,
+              artifact_id: result.artifactId,
+              role: result.role,
+              url: result.url,
+              devices: result.devices.map((device) => ({ device_id: device.deviceId, online: device.online, state: device.state })),
+            };
+          },
+        ),
+      },
+    },
+  };
+}

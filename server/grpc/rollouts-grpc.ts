@@ -1,0 +1,112 @@
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import { z } from 'zod';
+import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { describeIssues } from '../app/describe-issues.ts';
+import type { GrpcServiceBinding } from '../app/server-module.ts';
+import type { Leadership } from '../rollout/leader-election.ts';
+import type { RolloutService } from '../rollout/rollout-service.ts';
+import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
+import { rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
+import type { DecisionLogEntry } from '../rollout/rollout-state.ts';
+import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
+
+const RolloutId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
+const Reason = z.string().max(500, 'must be at most 500 characters');
+
+function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
+  return parsed.data;
+}
+
+export function rolloutMessage(view: RolloutSummary) {
+  return {
+    id: view.id,
+    model: view.model,
+    candidate_version: view.candidateVersion,
+    previous_production: view.previousProduction ?? '',
+    phase: view.phase,
+    terminal: view.terminal,
+    step_index: view.stepIndex,
+    step_count: view.stepCount,
+    step_stage: view.stepStage,
+    current_step: view.currentStep ?? '',
+    weight: view.weight,
+    devices: view.devices,
+    pause_message: view.pause?.message ?? '',
+    outcome_status: view.outcome?.status ?? '',
+    outcome_reason: view.outcome?.reason ?? '',
+    revision: String(view.revision),
+    created_at: view.createdAt,
+    updated_at: view.updatedAt,
+  };
+}
+
+export function decisionMessage(decision: DecisionLogEntry) {
+  return {
+    id: decision.id,
+    at: new Date(decision.at).toISOString(),
+    kind: decision.kind,
+    step_index: decision.stepIndex,
+    verdict: decision.verdict,
+    message: decision.message,
+    by: decision.by ?? '',
+    measurement_json: decision.measurement ? JSON.stringify(decision.measurement) : '',
+  };
+}
+
+/** The Rollouts gRPC service: the same RolloutService as the REST routes. */
+export function rolloutsGrpc(service: RolloutService, leadership: Leadership, deps: GrpcDeps): GrpcServiceBinding {
+  const handlers = new GrpcHandlers(deps, 'Rollouts');
+  const command = (method: string, name: 'pause' | 'resume' | 'promote' | 'abort' | 'rollback') =>
+    handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean }, principal) => {
+      const id = check(RolloutId, req.id, 'id');
+      const reason = check(Reason, req.reason, 'reason');
+      return rolloutMessage(rolloutSummary(await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}) })));
+    });
+  return {
+    service: loadFleetpruneProto().Rollouts.service,
+    implementation: {
+      StartRollout: handlers.unary('StartRollout', 'write', async (req: { spec: string }, principal) => {
+        if (req.spec.trim() === '') throw new ServiceError('bad_request', 'spec: empty; send the rollout spec as YAML or JSON');
+        return rolloutMessage(rolloutSummary(await service.start(parseRolloutSpec(req.spec, 'spec'), principal)));
+      }),
+      ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number }) => ({
+        rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map((record) => rolloutMessage(rolloutSummary(record))),
+      })),
+      GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string }) => {
+        const { record, decisions } = await service.get(check(RolloutId, req.id, 'id'));
+        return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions)) };
+      }),
+      PauseRollout: command('PauseRollout', 'pause'),
+      ResumeRollout: command('ResumeRollout', 'resume'),
+      PromoteRollout: command('PromoteRollout', 'promote'),
+      AbortRollout: command('AbortRollout', 'abort'),
+      RollbackRollout: command('RollbackRollout', 'rollback'),
+      WatchRollout: handlers.serverStream('WatchRollout', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
+        const id = check(RolloutId, call.request.id, 'id');
+        return new Promise<void>((resolve, reject) => {
+          let unsubscribe = () => {};
+          service
+            .watch(
+              id,
+              (event) => {
+                if (event.type === 'decision') call.write({ decision: decisionMessage(event.decision) });
+                else call.write({ state: rolloutMessage(rolloutSummary(event.record)) });
+              },
+              (error) => (unsubscribe(), reject(error)),
+            )
+            .then((stop) => {
+              unsubscribe = stop;
+              call.on('cancelled', () => (stop(), resolve()));
+            }, reject);
+        });
+      }),
+      GetRolloutLeader: handlers.unary('GetRolloutLeader', 'read', async () => {
+        const status = await leadership.status();
+        return { engine: status.engine, instance: status.instance, is_leader: status.isLeader, leader_since: status.leaderSince ?? '', leader: status.leader ?? '' };
+      }),
+    },
+  };
+}

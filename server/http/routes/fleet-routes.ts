@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { AgentConfigSchema } from '../../../shared/protocol/agent-config.ts';
+import { DeviceIdSchema } from '../../../shared/protocol/payloads.ts';
+import type { ServerContext } from '../../app/server-context.ts';
+import { actorOf } from '../../auth/principal.ts';
+import { AssignRequestSchema, type AssignmentService } from '../../fleet/assignment-service.ts';
+import type { DeviceService } from '../../fleet/device-service.ts';
+import { DeviceViewSchema, deviceView } from '../../fleet/device-view.ts';
+import { defineRoute, type RouteSpec } from '../route-spec.ts';
+
+export const EnrollBodySchema = z.strictObject({
+  id: DeviceIdSchema,
+  labels: AgentConfigSchema.shape.labels.default({}),
+  /** Written into the agent config instead of the server's public broker URL. */
+  brokerUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
+  /** Written into the agent config instead of the server's public URL. */
+  serverUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+});
+
+const DeviceParams = z.strictObject({ id: DeviceIdSchema });
+
+const AssignResultSchema = z.strictObject({
+  assignmentId: z.string(),
+  model: z.string(),
+  version: z.string(),
+  artifactId: z.string(),
+  role: z.enum(['candidate', 'active']),
+  url: z.string(),
+  devices: z.array(z.strictObject({ deviceId: z.string(), online: z.boolean(), state: z.literal('published') })),
+});
+
+/** Devices (enroll, list, revoke) and the assignment primitive. */
+export function fleetRoutes(_ctx: ServerContext, devices: DeviceService, assignments: AssignmentService): RouteSpec[] {
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/devices',
+      operationId: 'enrollDevice',
+      summary: 'Enroll a device; the response is its agent config, with secrets shown only this once',
+      tag: 'devices',
+      permission: 'write',
+      bodyKind: 'json',
+      body: EnrollBodySchema,
+      responses: { 201: { description: 'the agent config file', schema: AgentConfigSchema } },
+      handle: async ({ body, principal }) => ({ status: 201, json: await devices.enroll(body, actorOf(principal!)) }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/devices',
+      operationId: 'listDevices',
+      summary: 'Enrolled devices: labels, online, last seen, model slots',
+      tag: 'devices',
+      permission: 'read',
+      responses: { 200: { description: 'devices', schema: z.strictObject({ devices: z.array(DeviceViewSchema) }) } },
+      handle: async () => ({ json: { devices: (await devices.list()).map(deviceView) } }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/devices/:id',
+      operationId: 'getDevice',
+      summary: 'One device',
+      tag: 'devices',
+      permission: 'read',
+      params: DeviceParams,
+      responses: { 200: { description: 'the device', schema: DeviceViewSchema } },
+      handle: async ({ params }) => ({ json: deviceView(await devices.get(params.id)) }),
+    }),
+    defineRoute({
+      method: 'delete',
+      path: '/devices/:id',
+      operationId: 'revokeDevice',
+      summary: 'Revoke a device: the broker refuses it and its download token stops working',
+      tag: 'devices',
+      permission: 'write',
+      params: DeviceParams,
+      responses: { 204: { description: 'revoked' } },
+      handle: async ({ params, principal, res }) => {
+        await devices.revoke(params.id, actorOf(principal!));
+        res.status(204).end();
+      },
+    }),
+    defineRoute({
+      method: 'post',
+      path: '/assignments',
+      operationId: 'createAssignment',
+      summary: 'Assign a model version (candidate or active) to the devices a selector or id list names',
+      tag: 'devices',
+      permission: 'write',
+      bodyKind: 'json',
+      body: AssignRequestSchema,
+      responses: { 201: { description: 'the published assignment, per device', schema: AssignResultSchema } },
+      handle: async ({ body, principal }) => ({ status: 201, json: await assignments.assign(body, actorOf(principal!)) }),
+    }),
+  ];
+}

@@ -1,0 +1,135 @@
+import { z } from 'zod';
+import { ServiceError } from '../../app/service-error.ts';
+import type { RolloutService } from '../../rollout/rollout-service.ts';
+import { parseRolloutSpec } from '../../rollout/rollout-spec.ts';
+import { RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
+import type { Leadership } from '../../rollout/leader-election.ts';
+import { readTextBody } from '../read-text-body.ts';
+import { openEventStream } from '../server-sent-events.ts';
+import { defineRoute, type RouteSpec } from '../route-spec.ts';
+
+export const RolloutIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
+const RolloutParams = z.strictObject({ id: RolloutIdSchema });
+const SPEC_MEDIA_TYPES = ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'];
+
+const CommandQuery = z.strictObject({ reason: z.string().min(1).max(500, 'must be at most 500 characters').optional() });
+const PromoteQuery = z.strictObject({ step: z.enum(['true', 'false']).optional() });
+
+const LeaderSchema = z.strictObject({
+  engine: z.enum(['sqlite', 'postgres']),
+  instance: z.string(),
+  isLeader: z.boolean(),
+  leaderSince: z.string().nullable(),
+  leader: z.string().nullable(),
+});
+
+const tag = 'rollouts';
+
+export function rolloutsRoutes(service: RolloutService, leadership: Leadership, maxBodyBytes: number): RouteSpec[] {
+  const command = (name: 'pause' | 'resume' | 'abort' | 'rollback', summary: string) =>
+    defineRoute({
+      method: 'post',
+      path: `/rollouts/:id/${name}`,
+      operationId: `${name}Rollout`,
+      summary,
+      tag,
+      permission: 'write',
+      params: RolloutParams,
+      query: name === 'abort' || name === 'rollback' ? CommandQuery : z.strictObject({}),
+      responses: { 200: { description: 'the rollout after the command', schema: RolloutSummarySchema } },
+      handle: async ({ params, query, principal }) => ({ json: rolloutSummary(await service.command(params.id, name, principal!, { reason: (query as { reason?: string }).reason })) }),
+    });
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/rollouts',
+      operationId: 'startRollout',
+      summary: 'Start a rollout: the body is the rollout spec as JSON (application/json) or YAML (application/yaml); see docs/rollout-spec.md',
+      tag,
+      permission: 'write',
+      bodyKind: 'binary',
+      bodyMediaTypes: SPEC_MEDIA_TYPES,
+      responses: { 201: { description: 'the started rollout', schema: RolloutSummarySchema } },
+      handle: async ({ req, principal }) => {
+        const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+        if (!SPEC_MEDIA_TYPES.includes(type)) throw new ServiceError('bad_request', `body: send the spec with Content-Type application/json or application/yaml (got ${type || 'none'})`);
+        const spec = parseRolloutSpec(await readTextBody(req, maxBodyBytes), 'body');
+        return { status: 201, json: rolloutSummary(await service.start(spec, principal!)) };
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/rollouts',
+      operationId: 'listRollouts',
+      summary: 'Rollouts, newest first',
+      tag,
+      permission: 'read',
+      query: z.strictObject({ model: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }),
+      responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema) }) } },
+      handle: async ({ query }) => ({ json: { rollouts: (await service.list(query)).map(rolloutSummary) } }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/rollouts/leader',
+      operationId: 'getRolloutLeader',
+      summary: 'Which server drives rollouts (PostgreSQL: the advisory-lock holder; SQLite: this one)',
+      tag,
+      permission: 'read',
+      responses: { 200: { description: 'leadership', schema: LeaderSchema } },
+      handle: async () => ({ json: await leadership.status() }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/rollouts/:id',
+      operationId: 'getRollout',
+      summary: 'One rollout: state, per-step progress, devices, the decision log (queries, values, thresholds, verdicts) and analysis values over time',
+      tag,
+      permission: 'read',
+      params: RolloutParams,
+      responses: { 200: { description: 'the rollout', schema: RolloutDetailSchema } },
+      handle: async ({ params }) => {
+        const { record, decisions } = await service.get(params.id);
+        return { json: rolloutDetail(record, decisions) };
+      },
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/rollouts/:id/events',
+      operationId: 'watchRollout',
+      summary: 'Server-sent events: `decision` (each decision-log entry, history first) and `state` (the rollout summary on every change)',
+      tag,
+      permission: 'read',
+      params: RolloutParams,
+      responses: { 200: { description: 'an event stream', contentType: 'text/event-stream' } },
+      handle: async ({ req, res, params }) => {
+        await service.get(params.id);
+        const stream = openEventStream(req, res);
+        const unsubscribe = await service.watch(
+          params.id,
+          (event) => {
+            if (event.type === 'decision') stream.send('decision', { ...event.decision, at: new Date(event.decision.at).toISOString() });
+            else stream.send('state', rolloutSummary(event.record));
+          },
+          () => stream.end(),
+        );
+        stream.onClose(unsubscribe);
+      },
+    }),
+    command('pause', 'Pause the rollout where it is (operator)'),
+    command('resume', 'Resume a paused rollout (operator)'),
+    defineRoute({
+      method: 'post',
+      path: '/rollouts/:id/promote',
+      operationId: 'promoteRollout',
+      summary: 'Promote: straight to 100% skipping the remaining steps and analyses, or `?step=true` to skip only the current step (operator)',
+      tag,
+      permission: 'write',
+      params: RolloutParams,
+      query: PromoteQuery,
+      responses: { 200: { description: 'the rollout after the command', schema: RolloutSummarySchema } },
+      handle: async ({ params, query, principal }) => ({ json: rolloutSummary(await service.command(params.id, 'promote', principal!, { full: query.step !== 'true' })) }),
+    }),
+    command('abort', 'Abort: stop, and revert every device the rollout touched (operator; optional ?reason=)'),
+    command('rollback', 'Roll back, even after full promotion: every device back to its baseline, previous production restored (operator; optional ?reason=)'),
+  ];
+}

@@ -1,0 +1,198 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import type { Logger } from '../../shared/util/log.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
+
+/**
+ * Which server process drives rollouts. With PostgreSQL several servers share one database and
+ * exactly one holds a session-level advisory lock on a dedicated connection; with SQLite the
+ * single process is always the leader.
+ */
+export interface LeaderStatus {
+  readonly engine: 'sqlite' | 'postgres';
+  /** This process: host:pid:random. */
+  readonly instance: string;
+  readonly isLeader: boolean;
+  /** When this process became leader (ISO-8601), null when it is not. */
+  readonly leaderSince: string | null;
+  /** The instance holding the lock, when the database tells (null: nobody, or not visible). */
+  readonly leader: string | null;
+}
+
+export interface LeadershipHandlers {
+  /** This process became leader (start driving rollouts). */
+  elected(): Promise<void>;
+  /** This process lost leadership (stop driving at once). */
+  deposed(): void;
+}
+
+export interface Leadership {
+  start(handlers: LeadershipHandlers): Promise<void>;
+  status(): Promise<LeaderStatus>;
+  stop(): Promise<void>;
+}
+
+export function newInstanceId(): string {
+  return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+}
+
+/** SQLite: one process owns the database file, so it leads from start to stop. */
+export class SingleProcessLeadership implements Leadership {
+  readonly #instance: string;
+  #since: string | null = null;
+
+  constructor(instance: string = newInstanceId()) {
+    this.#instance = instance;
+  }
+
+  async start(handlers: LeadershipHandlers): Promise<void> {
+    this.#since = new Date().toISOString();
+    await handlers.elected();
+  }
+
+  async status(): Promise<LeaderStatus> {
+    return { engine: 'sqlite', instance: this.#instance, isLeader: this.#since !== null, leaderSince: this.#since, leader: this.#since ? this.#instance : null };
+  }
+
+  async stop(): Promise<void> {
+    this.#since = null;
+  }
+}
+
+/** First key of the two-key advisory lock: "FPRL" (fleetprune rollout leader). */
+const LOCK_CLASS = 0x4650524c;
+/** Second key: per schema, so servers on different schemas of one database do not contend. */
+const LOCK_KEY_SQL = "hashtext('fleetprune:rollout-leader:' || current_schema())";
+const APPLICATION_NAME_PREFIX = 'fleetprune-rollout-leader ';
+
+export interface PostgresLeadershipOptions {
+  readonly pool: pg.Pool;
+  readonly log: Logger;
+  readonly instance?: string;
+  /** How often a follower tries the lock and the leader checks its connection (default 2 s). */
+  readonly pollMs?: number;
+}
+
+/**
+ * PostgreSQL: `pg_try_advisory_lock` on a connection checked out of the pool and held for as
+ * long as this process leads. When the leader dies its connection drops and PostgreSQL releases
+ * the lock; a follower's next poll (every pollMs) takes it. The leader checks its connection on
+ * the same period and steps down when the connection fails.
+ */
+export class PostgresLeadership implements Leadership {
+  readonly #o: PostgresLeadershipOptions;
+  readonly #instance: string;
+  readonly #pollMs: number;
+  #handlers: LeadershipHandlers | undefined;
+  #client: pg.PoolClient | undefined;
+  #since: string | null = null;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #ticking: Promise<void> = Promise.resolve();
+
+  constructor(options: PostgresLeadershipOptions) {
+    this.#o = options;
+    this.#instance = options.instance ?? newInstanceId();
+    this.#pollMs = options.pollMs ?? 2000;
+  }
+
+  async start(handlers: LeadershipHandlers): Promise<void> {
+    this.#handlers = handlers;
+    await this.#tick();
+  }
+
+  async status(): Promise<LeaderStatus> {
+    let leader: string | null = this.#client ? this.#instance : null;
+    if (!this.#client) {
+      try {
+        const { rows } = await this.#o.pool.query<{ application_name: string | null }>(
+          `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND l.classid = $1::int4::oid AND l.objid = (${LOCK_KEY_SQL})::oid`,
+          [LOCK_CLASS],
+        );
+        const name = rows[0]?.application_name ?? '';
+        leader = name.startsWith(APPLICATION_NAME_PREFIX) ? name.slice(APPLICATION_NAME_PREFIX.length) : null;
+      } catch (error) {
+        this.#o.log.warn({ err: error }, `cannot look up the rollout leader: ${errorMessage(error)}`);
+      }
+    }
+    return { engine: 'postgres', instance: this.#instance, isLeader: this.#client !== undefined, leaderSince: this.#since, leader };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#ticking;
+    const client = this.#client;
+    if (!client) return;
+    this.#client = undefined;
+    this.#since = null;
+    try {
+      await client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]);
+      client.release();
+    } catch {
+      client.release(true);
+    }
+  }
+
+  #tick(): Promise<void> {
+    this.#ticking = (this.#client ? this.#check() : this.#tryAcquire()).finally(() => {
+      if (!this.#stopped) this.#timer = setTimeout(() => void this.#tick(), this.#pollMs);
+    });
+    return this.#ticking;
+  }
+
+  async #tryAcquire(): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.#o.pool.connect();
+    } catch (error) {
+      this.#o.log.warn({ err: error }, `rollout leader election: cannot reach PostgreSQL (${errorMessage(error)})`);
+      return;
+    }
+    try {
+      const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock($1, ${LOCK_KEY_SQL}) AS locked`, [LOCK_CLASS]);
+      if (!rows[0]?.locked || this.#stopped) {
+        if (rows[0]?.locked) await client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]);
+        client.release();
+        return;
+      }
+      await client.query(`SET application_name = '${APPLICATION_NAME_PREFIX}${this.#instance.replace(/'/g, '')}'`);
+    } catch (error) {
+      client.release(true);
+      this.#o.log.warn({ err: error }, `rollout leader election failed: ${errorMessage(error)}`);
+      return;
+    }
+    client.on('error', (error) => this.#lose(`the leader connection failed: ${errorMessage(error)}`));
+    this.#client = client;
+    this.#since = new Date().toISOString();
+    this.#o.log.info({ instance: this.#instance }, 'became the rollout leader');
+    try {
+      await this.#handlers?.elected();
+    } catch (error) {
+      this.#o.log.error({ err: error }, `taking over rollouts failed: ${errorMessage(error)}`);
+    }
+  }
+
+  async #check(): Promise<void> {
+    const client = this.#client!;
+    try {
+      await client.query('SELECT 1');
+    } catch (error) {
+      this.#lose(`the leader connection failed: ${errorMessage(error)}`);
+    }
+  }
+
+  #lose(why: string): void {
+    const client = this.#client;
+    if (!client) return;
+    this.#client = undefined;
+    this.#since = null;
+    client.release(true);
+    this.#o.log.error({ instance: this.#instance }, `no longer the rollout leader: ${why}`);
+    this.#handlers?.deposed();
+  }
+}

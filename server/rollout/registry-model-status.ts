@@ -1,0 +1,51 @@
+import type { SqlEngine } from '../store/sql-engine.ts';
+import { repositoriesOf, type Store } from '../store/store.ts';
+import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
+import type { ModelStatusPort, VersionStatus } from './fleet-port.ts';
+
+/** Who the audit log names for changes the rollout controller makes. */
+export const ROLLOUT_ACTOR = 'rollout-controller';
+
+/**
+ * ModelStatusPort over the registry. `production` moves the model's production alias (failed and
+ * rolled-back take it away from the version if it holds it); every
+ * status (production, failed, rolled-back) is recorded with its reason and audited, all in one
+ * transaction keyed by the command id, so a replayed action changes nothing.
+ */
+export class RegistryModelStatus implements ModelStatusPort {
+  readonly #engine: SqlEngine;
+
+  constructor(private readonly store: Store) {
+    this.#engine = store.engine;
+  }
+
+  async productionVersion(model: string): Promise<string | null> {
+    return (await this.store.models.getAlias(model, 'production'))?.version ?? null;
+  }
+
+  async setVersionStatus(change: { commandId: string; model: string; version: string; status: VersionStatus; reason: string }): Promise<void> {
+    await this.#engine.transaction(async (tx) => {
+      const repos = repositoriesOf(tx);
+      const at = new Date().toISOString();
+      if (!(await new VersionStatusRepository(tx).record({ ...change, at }))) return;
+      const target = `${change.model}@${change.version}`;
+      if (change.status === 'production') {
+        if (!(await repos.models.getVersion(change.model, change.version))) throw new Error(`cannot make ${target} production: it is not in the registry`);
+        const previous = await repos.models.getAlias(change.model, 'production');
+        await repos.models.setAlias({ model: change.model, alias: 'production', version: change.version, updatedAt: at, updatedBy: ROLLOUT_ACTOR });
+        await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'alias.set', target: `${change.model}:production`, details: { from: previous?.version ?? null, to: change.version, reason: change.reason, commandId: change.commandId } });
+      } else if ((await repos.models.getAlias(change.model, 'production'))?.version === change.version) {
+        // A failed or rolled-back version does not stay production (a rollback restores the previous one next).
+        await repos.models.deleteAlias(change.model, 'production');
+        await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'alias.clear', target: `${change.model}:production`, details: { from: change.version, reason: change.reason, commandId: change.commandId } });
+      }
+      await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'version.status', target, details: { status: change.status, reason: change.reason, commandId: change.commandId } });
+    });
+  }
+
+  /** The last status a rollout gave the version (null: none yet). */
+  async versionStatus(model: string, version: string): Promise<{ status: VersionStatus; reason: string; at: string } | null> {
+    const found = await new VersionStatusRepository(this.#engine).current(model, version);
+    return found ? { status: found.status, reason: found.reason, at: found.at } : null;
+  }
+}

@@ -1,0 +1,92 @@
+import type { ServerContext } from '../app/server-context.ts';
+import type { ServerModule } from '../app/server-module.ts';
+import { SystemScheduler } from '../analysis/scheduler.ts';
+import { rolloutsGrpc } from '../grpc/rollouts-grpc.ts';
+import { rolloutsRoutes } from '../http/routes/rollouts-routes.ts';
+import { BuiltinProvider } from '../metricproviders/builtin/builtin-provider.ts';
+import { RegistrySeriesRecorder } from '../metricproviders/builtin/registry-series-recorder.ts';
+import { PrometheusProvider } from '../metricproviders/prometheus-provider.ts';
+import { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
+import type { ReportHistory } from '../metricproviders/report-history.ts';
+import { PostgresEngine } from '../store/postgres-engine.ts';
+import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
+import type { FleetPort } from './fleet-port.ts';
+import { PostgresLeadership, SingleProcessLeadership, type Leadership } from './leader-election.ts';
+import { RegistryModelStatus } from './registry-model-status.ts';
+import { RolloutController } from './rollout-controller.ts';
+import { NotifyingRolloutRepository, RolloutFeed } from './rollout-feed.ts';
+import { RolloutMetrics } from './rollout-metrics.ts';
+import { RolloutService } from './rollout-service.ts';
+
+export interface RolloutModuleDeps {
+  /** The device fleet rollouts assign to and revert. */
+  readonly fleet: FleetPort;
+  /** Per-device benchmark reports for the builtin provider (absent: it sees the server's own series only). */
+  readonly reports?: ReportHistory;
+  /** PostgreSQL: how often followers try to take the leader lock (default 2 s). */
+  readonly leaderPollMs?: number;
+}
+
+export interface RolloutModule extends ServerModule {
+  readonly service: RolloutService;
+  readonly leadership: Leadership;
+  /** For the fleet: a device came back online (a no-op on followers; the leader re-sends what it wants). */
+  deviceOnline(deviceId: string): Promise<void>;
+}
+
+/**
+ * Staged rollouts in the server: the store-backed repository, the registry's version status,
+ * metric providers (prometheus with --prometheus-url, else builtin over the server's metrics and
+ * the report history), leader election, and the REST and gRPC APIs. The leader runs a
+ * RolloutController (recovering unfinished rollouts when elected, stopping when deposed).
+ */
+export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): RolloutModule {
+  const { log } = ctx;
+  const feed = new RolloutFeed(new StoreRolloutRepository(ctx.store.engine));
+  const repository = new NotifyingRolloutRepository(new StoreRolloutRepository(ctx.store.engine), feed);
+  const models = new RegistryModelStatus(ctx.store);
+  const metrics = new RolloutMetrics(ctx.metrics.registry);
+  const providers = new MetricProviderResolver({
+    builtin: new BuiltinProvider({ recorder: new RegistrySeriesRecorder(ctx.metrics.registry), ...(deps.reports ? { history: deps.reports } : {}) }),
+    ...(ctx.config.prometheusUrl ? { prometheus: new PrometheusProvider({ url: ctx.config.prometheusUrl }) } : {}),
+  });
+  const engine = ctx.store.engine;
+  const leadership: Leadership =
+    engine instanceof PostgresEngine ? new PostgresLeadership({ pool: engine.pool, log, ...(deps.leaderPollMs ? { pollMs: deps.leaderPollMs } : {}) }) : new SingleProcessLeadership();
+  let controller: RolloutController | undefined;
+  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller });
+
+  return {
+    name: 'rollouts',
+    service,
+    leadership,
+    routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes),
+    grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log })],
+    async start() {
+      await leadership.start({
+        elected: async () => {
+          controller?.stop();
+          controller = new RolloutController({ repository, fleet: deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log });
+          const resumed = await controller.recover();
+          log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished`);
+        },
+        deposed: () => {
+          controller?.stop();
+          controller = undefined;
+        },
+      });
+    },
+    async stop() {
+      feed.close();
+      const stopping = controller;
+      controller = undefined;
+      stopping?.stop();
+      // Let actions in flight record their results (bounded: a hung fleet call must not block shutdown).
+      if (stopping) await Promise.race([stopping.idle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      await leadership.stop();
+    },
+    async deviceOnline(deviceId) {
+      await controller?.deviceOnline(deviceId);
+    },
+  };
+}

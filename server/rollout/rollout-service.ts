@@ -1,0 +1,123 @@
+import { Mutex } from '../../shared/util/mutex.ts';
+import { ServiceError } from '../app/service-error.ts';
+import { actorOf, type Principal } from '../auth/principal.ts';
+import type { Store } from '../store/store.ts';
+import type { Leadership } from './leader-election.ts';
+import type { RolloutController } from './rollout-controller.ts';
+import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
+import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
+import type { RolloutSpec } from './rollout-spec.ts';
+import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
+import type { DecisionLogEntry } from './rollout-state.ts';
+
+export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'rollback';
+
+export interface RolloutServiceOptions {
+  readonly store: Store;
+  readonly repository: RolloutRepository;
+  readonly feed: RolloutFeed;
+  readonly leadership: Leadership;
+  /** The controller while this process leads; undefined on a follower. */
+  readonly controller: () => RolloutController | undefined;
+}
+
+/**
+ * What REST and gRPC do with rollouts: start one (after checking the registry), read them from
+ * the store (any server), send operator commands (the leader only), watch changes. Commands
+ * and starts are audited.
+ */
+export class RolloutService {
+  readonly #o: RolloutServiceOptions;
+  readonly #starting = new Mutex();
+
+  constructor(options: RolloutServiceOptions) {
+    this.#o = options;
+  }
+
+  async start(spec: RolloutSpec, principal: Principal): Promise<RolloutRecord> {
+    const controller = await this.#leader();
+    return this.#starting.run(async () => {
+      const { model, candidateVersion } = spec;
+      const version = await this.#o.store.models.getVersion(model, candidateVersion);
+      if (!version) throw new ServiceError('bad_request', `candidateVersion: no version ${model}@${candidateVersion} in the registry (push it first)`);
+      if (version.retired) throw new ServiceError('conflict', `candidateVersion: ${model}@${candidateVersion} is retired`);
+      for (const id of await this.#o.repository.list({ model, unfinished: true })) {
+        const other = await this.#o.repository.load(id);
+        if (other && !isTerminal(other.state)) throw new ServiceError('conflict', `model ${model} already has rollout ${id} (${other.state.phase}); finish, abort or roll it back first`);
+      }
+      let id: string;
+      try {
+        id = (await controller.start(spec, { by: actorOf(principal) })).id;
+      } catch (error) {
+        if (error instanceof RolloutCommandError) throw new ServiceError('conflict', error.message, { cause: error });
+        throw error;
+      }
+      await this.#audit(principal, 'rollout.start', id, { model, candidateVersion, steps: spec.steps.length });
+      return (await this.#o.repository.load(id))!;
+    });
+  }
+
+  async list(filter: { model?: string; limit?: number } = {}): Promise<RolloutRecord[]> {
+    const ids = (await this.#o.repository.list(filter.model === undefined ? {} : { model: filter.model })).slice(0, filter.limit ?? 100);
+    const records = await Promise.all(ids.map((id) => this.#o.repository.load(id)));
+    return records.filter((record): record is RolloutRecord => record !== undefined);
+  }
+
+  async get(id: string): Promise<{ record: RolloutRecord; decisions: readonly DecisionLogEntry[] }> {
+    const record = await this.#existing(id);
+    return { record, decisions: await this.#o.repository.decisions(id) };
+  }
+
+  async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string } = {}): Promise<RolloutRecord> {
+    await this.#existing(id);
+    const controller = await this.#leader();
+    const by = actorOf(principal);
+    try {
+      switch (command) {
+        case 'pause':
+          await controller.pause(id, by);
+          break;
+        case 'resume':
+          await controller.resume(id, by);
+          break;
+        case 'promote':
+          await controller.promote(id, by, { full: options.full ?? true });
+          break;
+        case 'abort':
+          await controller.abort(id, by, options.reason);
+          break;
+        case 'rollback':
+          await controller.rollback(id, by, options.reason);
+          break;
+      }
+    } catch (error) {
+      if (error instanceof RolloutCommandError) throw new ServiceError('conflict', error.message, { cause: error });
+      throw error;
+    }
+    await this.#audit(principal, `rollout.${command}`, id, { ...(command === 'promote' ? { full: options.full ?? true } : {}), ...(options.reason ? { reason: options.reason } : {}) });
+    return (await this.#o.repository.load(id))!;
+  }
+
+  /** Checks the rollout exists, then streams its state and decisions (history first). */
+  async watch(id: string, listener: (event: RolloutFeedEvent) => void, onError: (error: unknown) => void): Promise<() => void> {
+    await this.#existing(id);
+    return this.#o.feed.subscribe(id, listener, onError);
+  }
+
+  async #existing(id: string): Promise<RolloutRecord> {
+    const record = await this.#o.repository.load(id);
+    if (!record) throw new ServiceError('not_found', `no rollout ${id}`);
+    return record;
+  }
+
+  async #leader(): Promise<RolloutController> {
+    const controller = this.#o.controller();
+    if (controller) return controller;
+    const status = await this.#o.leadership.status();
+    throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`);
+  }
+
+  async #audit(principal: Principal, action: string, id: string, details: Record<string, unknown>): Promise<void> {
+    await this.#o.store.audit.append({ at: new Date().toISOString(), actor: actorOf(principal), action, target: `rollout:${id}`, details });
+  }
+}

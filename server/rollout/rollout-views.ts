@@ -1,0 +1,140 @@
+import { z } from 'zod';
+import type { RolloutRecord } from './rollout-repository.ts';
+import { describeStep, isTerminal, weight } from './rollout-state-machine.ts';
+import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
+
+/**
+ * How the APIs show a rollout: a summary for lists and watch lines, and the detail view
+ * (per-step progress, device counts, the decision log, analysis values over time).
+ */
+export const RolloutSummarySchema = z.strictObject({
+  id: z.string(),
+  model: z.string(),
+  candidateVersion: z.string(),
+  previousProduction: z.string().nullable(),
+  phase: z.enum(['Progressing', 'Paused', 'Completed', 'Failed', 'Aborted', 'RolledBack']),
+  terminal: z.boolean(),
+  stepIndex: z.number().int(),
+  stepCount: z.number().int(),
+  stepStage: z.string(),
+  currentStep: z.string().nullable(),
+  weight: z.number(),
+  devices: z.strictObject({ total: z.number().int(), candidate: z.number().int(), delivered: z.number().int(), pending: z.number().int(), retrying: z.number().int(), unreachable: z.number().int(), refused: z.number().int() }),
+  pause: z.strictObject({ reason: z.string(), since: z.string(), until: z.string().nullable(), message: z.string() }).nullable(),
+  outcome: z.strictObject({ status: z.string(), reason: z.string(), at: z.string() }).nullable(),
+  revision: z.number().int(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+export type RolloutSummary = z.infer<typeof RolloutSummarySchema>;
+
+const StepViewSchema = z.strictObject({
+  index: z.number().int(),
+  kind: z.string(),
+  description: z.string(),
+  status: z.enum(['done', 'current', 'pending', 'stopped']),
+  measurements: z.number().int(),
+});
+
+const PointSchema = z.strictObject({
+  at: z.string(),
+  stepIndex: z.number().int(),
+  index: z.number().int(),
+  phase: z.string(),
+  value: z.array(z.number()).nullable(),
+  baseline: z.array(z.number()).nullable(),
+  successThreshold: z.number().nullable(),
+  failureThreshold: z.number().nullable(),
+});
+
+export const RolloutDetailSchema = RolloutSummarySchema.extend({
+  steps: z.array(StepViewSchema),
+  analysis: z.strictObject({ runId: z.string(), stepIndex: z.number().int(), phase: z.string(), startedAt: z.string(), message: z.string().nullable() }).nullable(),
+  deviceStates: z.array(z.strictObject({ id: z.string(), desired: z.string(), delivery: z.string(), attempts: z.number().int(), baseline: z.string().nullable(), reason: z.string().nullable() })),
+  pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
+  decisions: z.array(z.record(z.string(), z.unknown())),
+  analysisSeries: z.record(z.string(), z.array(PointSchema)),
+  spec: z.record(z.string(), z.unknown()),
+});
+export type RolloutDetail = z.infer<typeof RolloutDetailSchema>;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function rolloutSummary(record: RolloutRecord): RolloutSummary {
+  const s = record.state;
+  const count = (delivery: string) => s.devices.filter((device) => device.delivery === delivery).length;
+  const step = s.spec.steps[s.stepIndex];
+  return {
+    id: s.id,
+    model: s.spec.model,
+    candidateVersion: s.spec.candidateVersion,
+    previousProduction: s.previousProduction,
+    phase: s.phase,
+    terminal: isTerminal(s),
+    stepIndex: s.stepIndex,
+    stepCount: s.spec.steps.length,
+    stepStage: s.stepStage,
+    currentStep: step ? describeStep(step) : s.stepIndex >= s.spec.steps.length && s.phase !== 'Completed' ? 'activate everywhere' : null,
+    weight: weight(s),
+    devices: {
+      total: s.devices.length,
+      candidate: s.devices.filter((device) => device.desired !== 'baseline').length,
+      delivered: count('delivered'),
+      pending: count('pending'),
+      retrying: count('retrying'),
+      unreachable: count('unreachable'),
+      refused: count('refused'),
+    },
+    pause: s.pause ? { reason: s.pause.reason, since: iso(s.pause.since), until: s.pause.until === undefined ? null : iso(s.pause.until), message: s.pause.message } : null,
+    outcome: s.outcome ? { status: s.outcome.status, reason: s.outcome.reason, at: iso(s.outcome.at) } : null,
+    revision: record.revision,
+    createdAt: iso(s.createdAt),
+    updatedAt: iso(s.updatedAt),
+  };
+}
+
+export function rolloutDetail(record: RolloutRecord, decisions: readonly DecisionLogEntry[]): RolloutDetail {
+  const s = record.state;
+  return {
+    ...rolloutSummary(record),
+    steps: s.spec.steps.map((step, index) => ({
+      index,
+      kind: step.kind,
+      description: describeStep(step),
+      status: stepStatus(s, index),
+      measurements: decisions.filter((decision) => decision.stepIndex === index && decision.measurement).length,
+    })),
+    analysis: s.analysis ? { runId: s.analysis.runId, stepIndex: s.analysis.stepIndex, phase: s.analysis.phase, startedAt: iso(s.analysis.startedAt), message: s.analysis.message ?? null } : null,
+    deviceStates: s.devices.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null })),
+    pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
+    decisions: decisions.map((decision) => ({ ...decision, at: iso(decision.at) }) as Record<string, unknown>),
+    analysisSeries: analysisSeries(decisions),
+    spec: s.spec as unknown as Record<string, unknown>,
+  };
+}
+
+function stepStatus(s: RolloutState, index: number): 'done' | 'current' | 'pending' | 'stopped' {
+  if (s.phase === 'Completed' || index < s.stepIndex) return 'done';
+  if (index > s.stepIndex) return 'pending';
+  return isTerminal(s) ? 'stopped' : 'current';
+}
+
+/** Each analysis metric's measurements in time order: the values behind every verdict. */
+export function analysisSeries(decisions: readonly DecisionLogEntry[]): RolloutDetail['analysisSeries'] {
+  const series: RolloutDetail['analysisSeries'] = {};
+  for (const decision of decisions) {
+    const m = decision.measurement;
+    if (!m) continue;
+    (series[m.metric] ??= []).push({
+      at: m.finishedAt,
+      stepIndex: decision.stepIndex,
+      index: m.index,
+      phase: m.phase,
+      value: m.value === null ? null : [...m.value],
+      baseline: m.baseline ? [...m.baseline] : null,
+      successThreshold: m.thresholds.success ?? null,
+      failureThreshold: m.thresholds.failure ?? null,
+    });
+  }
+  return series;
+}

@@ -1,0 +1,63 @@
+import type { Migration } from './migration.ts';
+
+/**
+ * The device fleet: enrolled devices (credentials, labels, last known state), the raw history of
+ * device reports (each report id once) and the assignments the server published.
+ */
+export const fleetMigrations: Migration[] = [
+  {
+    domain: 'fleet',
+    version: 1,
+    name: 'devices, reports and assignments',
+    sql: (t) => `
+      CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        labels TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        token_id TEXT NOT NULL,
+        enrolled_at TEXT NOT NULL,
+        enrolled_by TEXT NOT NULL,
+        revoked_at TEXT,
+        online INTEGER NOT NULL DEFAULT 0,
+        online_since TEXT,
+        last_seen TEXT,
+        active TEXT,
+        candidate TEXT,
+        previous TEXT,
+        heartbeat_at TEXT,
+        uptime_seconds ${t.real},
+        cpu_percent ${t.real},
+        rss_bytes ${t.real},
+        serving TEXT,
+        retained_assignment TEXT
+      );
+      CREATE TABLE device_reports (
+        id TEXT PRIMARY KEY,
+        device_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL,
+        assignment_id TEXT,
+        cohort TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        payload TEXT NOT NULL
+      );
+      CREATE INDEX device_reports_time ON device_reports (kind, created_at);
+      CREATE INDEX device_reports_device ON device_reports (device_id, created_at);
+      CREATE TABLE device_assignments (
+        id TEXT NOT NULL,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        artifact_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        issued_by TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (id, device_id)
+      );
+      CREATE INDEX device_assignments_device ON device_assignments (device_id, issued_at);`,
+  },
+];

@@ -1,0 +1,53 @@
+import type { Migration } from './migration.ts';
+
+/**
+ * Rollouts (state and outbox of pending actions as JSON, with a revision for optimistic
+ * concurrency), their decision log, the ids of executed actions, and the version status changes
+ * rollouts make in the registry (idempotent by command id).
+ */
+export const rolloutMigrations: Migration[] = [
+  {
+    domain: 'rollouts',
+    version: 1,
+    name: 'rollouts, decision log, executed actions, version status',
+    sql: (t) => `
+      CREATE TABLE rollouts (
+        ord ${t.serialPrimaryKey},
+        id TEXT NOT NULL UNIQUE,
+        model TEXT NOT NULL,
+        candidate_version TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        unfinished INTEGER NOT NULL,
+        revision INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        pending_actions TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      );
+      CREATE INDEX rollouts_model ON rollouts (model);
+      CREATE INDEX rollouts_unfinished ON rollouts (unfinished);
+      CREATE TABLE rollout_decisions (
+        ord ${t.serialPrimaryKey},
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        decision_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        entry TEXT NOT NULL,
+        UNIQUE (rollout_id, decision_id)
+      );
+      CREATE TABLE rollout_actions (
+        rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+        action_id TEXT NOT NULL,
+        executed_at TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, action_id)
+      );
+      CREATE TABLE version_status_changes (
+        command_id TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+      );
+      CREATE INDEX version_status_changes_version ON version_status_changes (model, version);`,
+  },
+];

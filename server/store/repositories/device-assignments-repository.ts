@@ -1,0 +1,72 @@
+import type { SqlExecutor } from '../sql-engine.ts';
+
+/**
+ * `published` until the device answers; then the outcome of its assignment report (installed,
+ * activated, rolled-back, candidate-dropped, refused, benchmark-failed).
+ */
+export type AssignmentState = 'published' | 'installed' | 'activated' | 'rolled-back' | 'candidate-dropped' | 'refused' | 'benchmark-failed';
+
+export interface AssignmentRecord {
+  id: string;
+  deviceId: string;
+  model: string;
+  version: string;
+  artifactId: string;
+  role: 'candidate' | 'active';
+  issuedAt: string;
+  issuedBy: string;
+  state: AssignmentState;
+  reason: string | null;
+  updatedAt: string;
+}
+
+/** SQL for the assignments the server published, one row per (assignment id, device). */
+export class DeviceAssignmentsRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  /** Re-publishing the same id to the same device keeps the first record. */
+  async insert(record: AssignmentRecord): Promise<boolean> {
+    const result = await this.db.run(
+      `INSERT INTO device_assignments (id, device_id, model, version, artifact_id, role, issued_at, issued_by, state, reason, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id, device_id) DO NOTHING`,
+      [record.id, record.deviceId, record.model, record.version, record.artifactId, record.role, record.issuedAt, record.issuedBy, record.state, record.reason, record.updatedAt],
+    );
+    return result.changes > 0;
+  }
+
+  async get(id: string, deviceId: string): Promise<AssignmentRecord | undefined> {
+    const row = await this.db.get('SELECT * FROM device_assignments WHERE id = ? AND device_id = ?', [id, deviceId]);
+    return row ? toAssignment(row) : undefined;
+  }
+
+  /** Newest first. */
+  async listForDevice(deviceId: string, limit = 100): Promise<AssignmentRecord[]> {
+    const rows = await this.db.all('SELECT * FROM device_assignments WHERE device_id = ? ORDER BY issued_at DESC, id LIMIT ?', [deviceId, limit]);
+    return rows.map(toAssignment);
+  }
+
+  /** Records the device's answer; false when there is no such assignment. */
+  async setOutcome(id: string, deviceId: string, state: AssignmentState, reason: string | null, at: string): Promise<boolean> {
+    return (await this.db.run('UPDATE device_assignments SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND device_id = ?', [state, reason, at, id, deviceId])).changes > 0;
+  }
+
+  async count(): Promise<number> {
+    return Number((await this.db.get('SELECT COUNT(*) AS n FROM device_assignments'))?.n ?? 0);
+  }
+}
+
+function toAssignment(row: Record<string, unknown>): AssignmentRecord {
+  return {
+    id: String(row.id),
+    deviceId: String(row.device_id),
+    model: String(row.model),
+    version: String(row.version),
+    artifactId: String(row.artifact_id),
+    role: String(row.role) as AssignmentRecord['role'],
+    issuedAt: String(row.issued_at),
+    issuedBy: String(row.issued_by),
+    state: String(row.state) as AssignmentState,
+    reason: row.reason === null || row.reason === undefined ? null : String(row.reason),
+    updatedAt: String(row.updated_at),
+  };
+}

@@ -1,0 +1,61 @@
+import type { AssignmentReport, Report } from '../../../shared/protocol/payloads.ts';
+import type { SqlExecutor } from '../sql-engine.ts';
+import { fromJsonColumn, toJsonColumn } from './json-column.ts';
+
+export interface StoredReport {
+  report: Report;
+  /** The device's cohort label when the report arrived. */
+  cohort: string;
+  receivedAt: string;
+}
+
+/** SQL for the raw history of device reports; a report id is stored once. */
+export class DeviceReportsRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  /** False when a report with this id is already stored (nothing is written). */
+  async insert(report: Report, cohort: string, receivedAt: string): Promise<boolean> {
+    const model = report.kind === 'benchmark' ? report.candidate.model : report.model;
+    const result = await this.db.run(
+      `INSERT INTO device_reports (id, device_id, kind, model, assignment_id, cohort, created_at, received_at, payload)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      [report.id, report.deviceId, report.kind, model, report.assignmentId, cohort, new Date(report.createdAt).toISOString(), receivedAt, toJsonColumn(report)],
+    );
+    return result.changes > 0;
+  }
+
+  /** Reports of `kind` created within [since, until] (inclusive), oldest first. */
+  async list(query: { kind?: Report['kind']; model?: string; deviceId?: string; since?: Date; until?: Date; limit?: number }): Promise<StoredReport[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    const add = (clause: string, value: string | number | undefined) => {
+      if (value === undefined) return;
+      where.push(clause);
+      params.push(value);
+    };
+    add('kind = ?', query.kind);
+    add('model = ?', query.model);
+    add('device_id = ?', query.deviceId);
+    add('created_at >= ?', query.since?.toISOString());
+    add('created_at <= ?', query.until?.toISOString());
+    params.push(query.limit ?? 100_000);
+    const rows = await this.db.all(
+      `SELECT payload, cohort, received_at FROM device_reports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ?`,
+      params,
+    );
+    return rows.map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
+  }
+
+  /** The device's first answer (assignment report) to an assignment or command id: whether it took it. */
+  async findAnswer(assignmentId: string, deviceId: string): Promise<AssignmentReport | undefined> {
+    const row = await this.db.get(
+      "SELECT payload FROM device_reports WHERE kind = 'assignment' AND assignment_id = ? AND device_id = ? ORDER BY created_at, id LIMIT 1",
+      [assignmentId, deviceId],
+    );
+    return row ? fromJsonColumn<AssignmentReport>(row.payload) : undefined;
+  }
+
+  async count(): Promise<number> {
+    return Number((await this.db.get('SELECT COUNT(*) AS n FROM device_reports'))?.n ?? 0);
+  }
+}

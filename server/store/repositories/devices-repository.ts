@@ -1,0 +1,154 @@
+import type { Assignment, ModelRef, Telemetry } from '../../../shared/protocol/payloads.ts';
+import type { SqlExecutor } from '../sql-engine.ts';
+import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
+
+export interface DeviceSlots {
+  active: ModelRef | null;
+  candidate: ModelRef | null;
+  previous: ModelRef | null;
+}
+
+export interface DeviceHeartbeat {
+  at: string;
+  uptimeSeconds: number;
+  cpuPercent: number;
+  rssBytes: number;
+  serving: Telemetry['serving'] | null;
+}
+
+export interface DeviceRecord extends DeviceSlots {
+  id: string;
+  labels: Record<string, string>;
+  /** `$7$` hash of the broker secret. */
+  secretHash: string;
+  /** The device-role API token the agent downloads with. */
+  tokenId: string;
+  enrolledAt: string;
+  enrolledBy: string;
+  revokedAt: string | null;
+  online: boolean;
+  onlineSince: string | null;
+  lastSeen: string | null;
+  heartbeat: DeviceHeartbeat | null;
+  /** The assignment now retained on the device's assignment topic (republished at start-up). */
+  retainedAssignment: Assignment | null;
+}
+
+export type NewDevice = Pick<DeviceRecord, 'id' | 'labels' | 'secretHash' | 'tokenId' | 'enrolledAt' | 'enrolledBy'>;
+
+/** SQL for enrolled devices and their last known state. */
+export class DevicesRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  async insert(device: NewDevice): Promise<void> {
+    await this.db.run('INSERT INTO devices (id, labels, secret_hash, token_id, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?, ?)', [
+      device.id,
+      toJsonColumn(device.labels),
+      device.secretHash,
+      device.tokenId,
+      device.enrolledAt,
+      device.enrolledBy,
+    ]);
+  }
+
+  async get(id: string): Promise<DeviceRecord | undefined> {
+    const row = await this.db.get('SELECT * FROM devices WHERE id = ?', [id]);
+    return row ? toDevice(row) : undefined;
+  }
+
+  /** Every device (revoked ones too unless `live`), by id. */
+  async list(options: { live?: boolean } = {}): Promise<DeviceRecord[]> {
+    const rows = await this.db.all(`SELECT * FROM devices${options.live ? ' WHERE revoked_at IS NULL' : ''} ORDER BY id`);
+    return rows.map(toDevice);
+  }
+
+  async count(): Promise<{ enrolled: number; online: number }> {
+    const row = await this.db.get('SELECT COUNT(*) AS enrolled, COALESCE(SUM(online), 0) AS online FROM devices WHERE revoked_at IS NULL');
+    return { enrolled: Number(row?.enrolled ?? 0), online: Number(row?.online ?? 0) };
+  }
+
+  /** False when there is no such live device. */
+  async revoke(id: string, at: string): Promise<boolean> {
+    return (await this.db.run('UPDATE devices SET revoked_at = ?, online = 0, retained_assignment = NULL WHERE id = ? AND revoked_at IS NULL', [at, id])).changes > 0;
+  }
+
+  async setStatus(id: string, online: boolean, since: string, seenAt: string): Promise<void> {
+    await this.db.run('UPDATE devices SET online = ?, online_since = ?, last_seen = ? WHERE id = ?', [online ? 1 : 0, since, seenAt, id]);
+  }
+
+  /** A heartbeat: the slots as the device reports them, its resource use, and that it is online. */
+  async recordTelemetry(telemetry: Telemetry, seenAt: string): Promise<void> {
+    await this.db.run(
+      `UPDATE devices SET online = 1, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
+         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, serving = ? WHERE id = ?`,
+      [
+        seenAt,
+        nullableJson(telemetry.active),
+        nullableJson(telemetry.candidate),
+        nullableJson(telemetry.previous),
+        new Date(telemetry.sentAt).toISOString(),
+        telemetry.uptimeSeconds,
+        telemetry.cpuPercent,
+        telemetry.rssBytes,
+        nullableJson(telemetry.serving ?? null),
+        telemetry.deviceId,
+      ],
+    );
+  }
+
+  async setSlots(id: string, slots: DeviceSlots, seenAt: string): Promise<void> {
+    await this.db.run('UPDATE devices SET active = ?, candidate = ?, previous = ?, last_seen = ? WHERE id = ?', [
+      nullableJson(slots.active),
+      nullableJson(slots.candidate),
+      nullableJson(slots.previous),
+      seenAt,
+      id,
+    ]);
+  }
+
+  async setRetainedAssignment(id: string, assignment: Assignment | null): Promise<void> {
+    await this.db.run('UPDATE devices SET retained_assignment = ? WHERE id = ?', [nullableJson(assignment), id]);
+  }
+
+  /** At start-up nobody is connected yet; devices announce themselves again (retained status or reconnect). */
+  async markAllOffline(): Promise<void> {
+    await this.db.run('UPDATE devices SET online = 0 WHERE online = 1');
+  }
+}
+
+function nullableJson(value: unknown): string | null {
+  return value === null || value === undefined ? null : toJsonColumn(value);
+}
+
+function nullableString(value: unknown): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+function toDevice(row: Record<string, unknown>): DeviceRecord {
+  return {
+    id: String(row.id),
+    labels: fromJsonColumn<Record<string, string>>(row.labels),
+    secretHash: String(row.secret_hash),
+    tokenId: String(row.token_id),
+    enrolledAt: String(row.enrolled_at),
+    enrolledBy: String(row.enrolled_by),
+    revokedAt: nullableString(row.revoked_at),
+    online: Number(row.online) === 1,
+    onlineSince: nullableString(row.online_since),
+    lastSeen: nullableString(row.last_seen),
+    active: fromNullableJsonColumn<ModelRef>(row.active),
+    candidate: fromNullableJsonColumn<ModelRef>(row.candidate),
+    previous: fromNullableJsonColumn<ModelRef>(row.previous),
+    heartbeat:
+      row.heartbeat_at === null || row.heartbeat_at === undefined
+        ? null
+        : {
+            at: String(row.heartbeat_at),
+            uptimeSeconds: Number(row.uptime_seconds),
+            cpuPercent: Number(row.cpu_percent),
+            rssBytes: Number(row.rss_bytes),
+            serving: fromNullableJsonColumn<Telemetry['serving']>(row.serving),
+          },
+    retainedAssignment: fromNullableJsonColumn<Assignment>(row.retained_assignment),
+  };
+}

@@ -1,0 +1,120 @@
+import { RevisionConflictError, type RolloutCommit, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
+import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutState } from '../../rollout/rollout-state.ts';
+import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
+import { UniqueViolation } from '../sql-engine.ts';
+import { fromJsonColumn, toJsonColumn } from './json-column.ts';
+
+/**
+ * RolloutRepository on the server's store (SQLite or PostgreSQL). State and pending actions
+ * are JSON columns of one row; a commit updates that row only if its revision is the one the
+ * caller read, and in the same transaction records executed action ids and appends decisions.
+ */
+export class StoreRolloutRepository implements RolloutRepository {
+  constructor(private readonly engine: SqlEngine) {}
+
+  async create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void> {
+    const { state } = record;
+    await this.engine.transaction(async (tx) => {
+      try {
+        await tx.run(
+          `INSERT INTO rollouts (id, model, candidate_version, phase, unfinished, revision, state, pending_actions, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?)`,
+          [
+            state.id,
+            state.spec.model,
+            state.spec.candidateVersion,
+            state.phase,
+            unfinished(state, record.pendingActions) ? 1 : 0,
+            toJsonColumn(state),
+            toJsonColumn(record.pendingActions),
+            iso(state.createdAt),
+            iso(state.updatedAt),
+          ],
+        );
+      } catch (error) {
+        if (error instanceof UniqueViolation) throw new Error(`rollout ${state.id} already exists`, { cause: error });
+        throw error;
+      }
+      await appendDecisions(tx, state.id, record.decisions);
+    });
+  }
+
+  async load(id: string): Promise<RolloutRecord | undefined> {
+    const row = await this.engine.get('SELECT state, pending_actions, revision FROM rollouts WHERE id = ?', [id]);
+    if (!row) return undefined;
+    return { state: fromJsonColumn(row.state), pendingActions: fromJsonColumn(row.pending_actions), revision: Number(row.revision) };
+  }
+
+  async list(filter: { unfinished?: boolean; model?: string } = {}): Promise<readonly string[]> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (filter.unfinished) where.push('unfinished = 1');
+    if (filter.model !== undefined) (where.push('model = ?'), params.push(filter.model));
+    const rows = await this.engine.all(`SELECT id FROM rollouts ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ord DESC`, params);
+    return rows.map((row) => String(row.id));
+  }
+
+  async commit(id: string, commit: RolloutCommit): Promise<number> {
+    return this.engine.transaction(async (tx) => {
+      const { state } = commit;
+      const { changes } = await tx.run(
+        `UPDATE rollouts SET phase = ?, unfinished = ?, revision = revision + 1, state = ?, pending_actions = ?, updated_at = ?
+         WHERE id = ? AND revision = ?`,
+        [state.phase, unfinished(state, commit.pendingActions) ? 1 : 0, toJsonColumn(state), toJsonColumn(commit.pendingActions), iso(state.updatedAt), id, commit.expectedRevision],
+      );
+      if (changes !== 1) {
+        const current = await tx.get('SELECT revision FROM rollouts WHERE id = ?', [id]);
+        if (!current) throw new Error(`rollout ${id} does not exist`);
+        throw new RevisionConflictError(id, commit.expectedRevision, Number(current.revision));
+      }
+      const at = new Date().toISOString();
+      for (const actionId of commit.executedActionIds) {
+        await tx.run('INSERT INTO rollout_actions (rollout_id, action_id, executed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING', [id, actionId, at]);
+      }
+      await appendDecisions(tx, id, commit.decisions);
+      return commit.expectedRevision + 1;
+    });
+  }
+
+  async isExecuted(id: string, actionId: string): Promise<boolean> {
+    return (await this.engine.get('SELECT 1 AS done FROM rollout_actions WHERE rollout_id = ? AND action_id = ?', [id, actionId])) !== undefined;
+  }
+
+  /** Every executed action id of a rollout, in execution order (for operators and tests). */
+  async executedActions(id: string): Promise<readonly string[]> {
+    const rows = await this.engine.all('SELECT action_id FROM rollout_actions WHERE rollout_id = ? ORDER BY executed_at, action_id', [id]);
+    return rows.map((row) => String(row.action_id));
+  }
+
+  async decisions(id: string, options: { afterId?: string; limit?: number } = {}): Promise<readonly DecisionLogEntry[]> {
+    const params: (string | number)[] = [id];
+    let after = '';
+    if (options.afterId !== undefined) {
+      after = 'AND ord > COALESCE((SELECT ord FROM rollout_decisions WHERE rollout_id = ? AND decision_id = ?), -1)';
+      params.push(id, options.afterId);
+    }
+    let limit = '';
+    if (options.limit !== undefined) (limit = 'LIMIT ?'), params.push(options.limit);
+    const rows = await this.engine.all(`SELECT entry FROM rollout_decisions WHERE rollout_id = ? ${after} ORDER BY ord ${limit}`, params);
+    return rows.map((row) => fromJsonColumn<DecisionLogEntry>(row.entry));
+  }
+}
+
+async function appendDecisions(tx: SqlExecutor, rolloutId: string, decisions: readonly DecisionLogEntry[]): Promise<void> {
+  for (const decision of decisions) {
+    await tx.run('INSERT INTO rollout_decisions (rollout_id, decision_id, at, entry) VALUES (?, ?, ?, ?)', [rolloutId, decision.id, iso(decision.at), toJsonColumn(decision)]);
+  }
+}
+
+/** Matches InMemoryRolloutRepository: pending actions, a non-terminal phase, or deliveries still in flight. */
+function unfinished(state: RolloutState, pendingActions: readonly RolloutAction[]): boolean {
+  return (
+    pendingActions.length > 0 ||
+    !TERMINAL_PHASES.includes(state.phase) ||
+    state.devices.some((device) => device.delivery === 'retrying' || device.delivery === 'pending')
+  );
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}

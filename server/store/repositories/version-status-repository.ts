@@ -1,0 +1,33 @@
+import type { VersionStatus } from '../../rollout/fleet-port.ts';
+import type { SqlExecutor } from '../sql-engine.ts';
+
+export interface VersionStatusChange {
+  commandId: string;
+  model: string;
+  version: string;
+  status: VersionStatus;
+  reason: string;
+  at: string;
+}
+
+/** SQL for the version status changes rollouts make (production, failed, rolled-back), keyed by command id. */
+export class VersionStatusRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  /** False when a change with this command id was already recorded (nothing written). */
+  async record(change: VersionStatusChange): Promise<boolean> {
+    const { changes } = await this.db.run(
+      'INSERT INTO version_status_changes (command_id, model, version, status, reason, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING',
+      [change.commandId, change.model, change.version, change.status, change.reason, change.at],
+    );
+    return changes === 1;
+  }
+
+  /** The newest status change of a version, if any. */
+  async current(model: string, version: string): Promise<VersionStatusChange | undefined> {
+    const row = await this.db.get('SELECT * FROM version_status_changes WHERE model = ? AND version = ? ORDER BY at DESC, command_id DESC LIMIT 1', [model, version]);
+    return row
+      ? { commandId: String(row.command_id), model: String(row.model), version: String(row.version), status: String(row.status) as VersionStatus, reason: String(row.reason), at: String(row.at) }
+      : undefined;
+  }
+}

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { createLogger } from '../../shared/util/log.ts';
+import type { DeviceView } from '../../server/fleet/device-view.ts';
+import { runDemo } from '../../server/demo/demo-run.ts';
+import { RestClient, waitFor } from '../../server/demo/rest-client.ts';
+import { REPO_ROOT, tempDir } from '../helpers/cli.ts';
+import { engineMissing, findExecutable } from '../helpers/engines.ts';
+
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one back, and the dashboard rolls the fleet back with one click', async (t) => {
+  const executablePath = findExecutable(['/usr/bin/chromium', 'chromium', 'chromium-browser']);
+  if (!executablePath) {
+    engineMissing(t, 'Chromium', 'no chromium binary (apt-get install chromium)');
+    return;
+  }
+  const dataDir = await tempDir(t, 'fleetprune-demo-test-');
+  const result = await runDemo({
+    dataset: 'wine',
+    devices: 8,
+    dataDir,
+    httpPort: 0,
+    seed: 7,
+    pruneOverrides: { units: 48, epochs: 60 },
+    log: createLogger('demo', 'silent'),
+    say: () => {},
+  });
+  t.after(() => result.close());
+
+  const [good, over] = result.rollouts;
+  assert.equal(good?.outcome, 'promoted', `the ODF2NNA candidate: ${good?.reason}`);
+  assert.equal(over?.outcome, 'rolled_back', `the over-pruned candidate: ${over?.reason}`);
+  const api = new RestClient(result.dashboardUrl.split('/dashboard/')[0]!, result.adminToken);
+  const { rollouts } = await api.get<{ rollouts: { id: string; candidateVersion: string; phase: string }[] }>('/rollouts');
+  const promoted = rollouts.find((r) => r.candidateVersion === result.versions.good)!;
+  assert.equal(promoted.phase, 'Completed');
+  const activeVersions = async () => (await api.get<{ devices: DeviceView[] }>('/devices')).devices.map((d) => d.active?.version);
+  assert.ok((await activeVersions()).every((v) => v === result.versions.good), 'after the demo every device runs the promoted candidate');
+
+  const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+  t.after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  const dialogs: string[] = [];
+  page.on('dialog', (dialog) => {
+    dialogs.push(dialog.message());
+    void dialog.accept();
+  });
+  await page.goto(result.dashboardUrl);
+  await page.locator(`tr[data-rollout="${promoted.id}"]`).click();
+  await page.locator('#rollout-phase', { hasText: 'Completed' }).waitFor();
+  assert.equal(await page.locator('#fleet tr[data-device]').count(), 8, 'the fleet view lists every device');
+  assert.ok(await page.locator('#models').getByText('general').count(), 'the models view shows the lineage');
+
+  await page.locator('button[data-action="rollback"]').click();
+  assert.match(dialogs[0] ?? '', /Roll back every device/, 'the click asks for confirmation');
+  await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 30_000 });
+  await waitFor('every device to run the baseline again', async () => ((await activeVersions()).every((v) => v === result.versions.general) ? true : undefined), 60_000);
+  // The dashboard updates live, without a reload.
+  await page.waitForFunction(
+    (version) => Array.from(document.querySelectorAll("#fleet td.active-version")).every((cell) => cell.textContent?.endsWith(`@${version}`)),
+    result.versions.general,
+    { timeout: 30_000 },
+  );
+  const shots = join(REPO_ROOT, 'test-results');
+  await mkdir(shots, { recursive: true });
+  await page.screenshot({ path: join(shots, 'dashboard-after-rollback.png'), fullPage: true });
+});

@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
+import { AssignmentSchema } from '../../shared/protocol/payloads.ts';
+import { assignmentTopic } from '../../shared/protocol/topics.ts';
+import { connectClient } from '../helpers/mqtt-clients.ts';
+import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
+import { grpcClient } from '../server/helpers/grpc-client.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
+
+async function fleetServer(t: TestContext): Promise<TestServer> {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  for (const [version, seed] of [['1', 1], ['2', 2]] as const) {
+    const artifact = await makeArtifact(t, { seed, privateKey: signer.privateKey, version });
+    assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+  }
+  return server;
+}
+
+async function enroll(server: TestServer, id: string, labels: Record<string, string>): Promise<AgentConfig> {
+  const response = await server.request('POST', '/api/devices', { json: { id, labels } });
+  assert.equal(response.status, 201, await response.clone().text());
+  return AgentConfigSchema.parse(await response.json());
+}
+
+/** Everything a refused assignment must leave unchanged. */
+async function fleetSnapshot(server: TestServer): Promise<string> {
+  const { store } = server.server.ctx;
+  const assignments = await store.engine.all('SELECT * FROM device_assignments ORDER BY id, device_id');
+  const devices = await store.engine.all('SELECT id, retained_assignment, revoked_at FROM devices ORDER BY id');
+  return JSON.stringify({ assignments, devices, audit: await store.audit.count() });
+}
+
+test('enrollment: the agent config works at the broker once, revocation refuses the device and its token', async (t) => {
+  const server = await fleetServer(t);
+  const config = await enroll(server, 'osaka-1', { site: 'osaka', cohort: 'pilot' });
+  const mqttPort = server.server.port('mqtt');
+  assert.ok(mqttPort > 0, server.server.line);
+  assert.match(server.server.line, new RegExp(`^listening http=\\d+ grpc=\\d+ mqtt=${mqttPort}$`));
+  assert.equal(config.broker.url, `mqtt://127.0.0.1:${mqttPort}`);
+  assert.equal(config.server.url, server.baseUrl);
+  assert.equal(config.serverPublicKey, server.server.ctx.signingKey.publicKey.export({ type: 'spki', format: 'pem' }).toString());
+
+  const client = await connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: config.broker.password });
+  await client.endAsync();
+  await assert.rejects(connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: 'wrong' }));
+  // The device token downloads (GET /api/blobs) but may not read the fleet.
+  assert.equal((await server.request('GET', '/api/devices', { token: config.server.token })).status, 403);
+
+  const refusals: [unknown, number, RegExp][] = [
+    [{ id: 'osaka-1', labels: {} }, 409, /already enrolled/],
+    [{ id: 'bad/id', labels: {} }, 400, /body\.id/],
+    [{ id: 'fleetprune-server', labels: {} }, 400, /reserved/],
+    [{ id: 'x1', labels: { 'bad key': 'v' } }, 400, /labels/],
+    [{ id: 'x2', brokerUrl: 'http://nope' }, 400, /brokerUrl/],
+    [{ id: 'x3', extra: 1 }, 400, /extra/],
+  ];
+  for (const [body, status, message] of refusals) {
+    const response = await server.request('POST', '/api/devices', { json: body });
+    assert.equal(response.status, status, JSON.stringify(body));
+    assert.match(((await response.json()) as { error: { message: string } }).error.message, message);
+  }
+  const viewer = await server.server.ctx.tokens.create('viewer', 'viewer', 'test');
+  assert.equal((await server.request('POST', '/api/devices', { token: viewer.token, json: { id: 'v1' } })).status, 403);
+  const listed = (await (await server.request('GET', '/api/devices', { token: viewer.token })).json()) as { devices: { id: string; labels: object; online: boolean }[] };
+  assert.deepEqual(listed.devices.map((device) => [device.id, device.labels]), [['osaka-1', { site: 'osaka', cohort: 'pilot' }]]);
+
+  assert.equal((await server.request('DELETE', '/api/devices/nobody')).status, 404);
+  assert.equal((await server.request('DELETE', '/api/devices/osaka-1')).status, 204);
+  assert.equal((await server.request('DELETE', '/api/devices/osaka-1')).status, 409);
+  await assert.rejects(connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: config.broker.password }));
+  assert.equal((await server.request('GET', '/api/models', { token: config.server.token })).status, 401);
+  const device = (await (await server.request('GET', '/api/devices/osaka-1')).json()) as { revokedAt: string | null };
+  assert.ok(device.revokedAt);
+  const actions = (await server.server.ctx.store.audit.list({})).map((entry) => entry.action);
+  assert.ok(actions.includes('device.enroll') && actions.includes('device.revoke'), actions.join());
+});
+
+test('assignments: bad input is a 4xx and changes nothing; a good one is retained for the selected devices', async (t) => {
+  const server = await fleetServer(t);
+  const osaka = await enroll(server, 'osaka-1', { site: 'osaka' });
+  await enroll(server, 'kyoto-1', { site: 'kyoto' });
+  await enroll(server, 'gone-1', { site: 'osaka' });
+  assert.equal((await server.request('DELETE', '/api/devices/gone-1')).status, 204);
+  const viewer = await server.server.ctx.tokens.create('viewer', 'viewer', 'test');
+  const before = await fleetSnapshot(server);
+  const good = { model: 'iris', version: '1', role: 'active' };
+  const refusals: [unknown, number, RegExp][] = [
+    [{ ...good, deviceIds: ['osaka-1', 'nobody'] }, 404, /no device nobody/],
+    [{ ...good, deviceIds: ['gone-1'] }, 409, /revoked/],
+    [{ ...good, deviceIds: [] }, 400, /at least one/],
+    [{ ...good, deviceIds: ['osaka-1', 'osaka-1'] }, 400, /repeat/],
+    [{ ...good, selector: { matchLabels: { 'bad key!': 'x' } } }, 400, /selector\.matchLabels/],
+    [{ ...good, selector: { matchExpressions: [{ key: 'site', operator: 'In' }] } }, 400, /needs at least one value/],
+    [{ ...good, selector: { matchLabels: { site: 'nara' } } }, 404, /no enrolled device matches the selector site=nara/],
+    [{ ...good, selector: {}, deviceIds: ['osaka-1'] }, 400, /exactly one of selector and deviceIds/],
+    [good, 400, /exactly one of selector and deviceIds/],
+    [{ ...good, version: '9', deviceIds: ['osaka-1'] }, 404, /no version iris@9/],
+    [{ ...good, model: 'nope', deviceIds: ['osaka-1'] }, 404, /nope/],
+    [{ ...good, role: 'shadow', deviceIds: ['osaka-1'] }, 400, /body\.role/],
+    [{ model: 'iris', role: 'active', deviceIds: ['osaka-1'] }, 400, /body\.version/],
+  ];
+  for (const [body, status, message] of refusals) {
+    const response = await server.request('POST', '/api/assignments', { json: body });
+    assert.equal(response.status, status, JSON.stringify(body));
+    assert.match(((await response.json()) as { error: { message: string } }).error.message, message, JSON.stringify(body));
+  }
+  assert.equal((await server.request('POST', '/api/assignments', { token: viewer.token, json: { ...good, deviceIds: ['osaka-1'] } })).status, 403);
+
+  // gRPC refuses the same way.
+  const grpc = grpcClient(server.grpcAddress, 'Assignments', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabels":', device_ids: [] }), /selector_json: malformed JSON/);
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['nobody'] }), /no device nobody/);
+  assert.equal(await fleetSnapshot(server), before);
+
+  const response = await server.request('POST', '/api/assignments', { json: { ...good, selector: { matchLabels: { site: 'osaka' } } } });
+  assert.equal(response.status, 201);
+  const result = (await response.json()) as { assignmentId: string; artifactId: string; url: string; devices: { deviceId: string; online: boolean }[] };
+  assert.deepEqual(result.devices, [{ deviceId: 'osaka-1', online: false, state: 'published' }]);
+  assert.equal(result.url, `${server.baseUrl}/api/artifacts/${result.artifactId}/manifest.json`);
+
+  // The device, connecting later, finds its assignment retained.
+  const client = await connectClient(osaka.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: osaka.broker.password });
+  t.after(() => client.endAsync(true));
+  const received = new Promise<Buffer>((resolve) => client.once('message', (_topic, payload) => resolve(payload)));
+  await client.subscribeAsync(assignmentTopic('osaka-1'), { qos: 1 });
+  const assignment = AssignmentSchema.parse(JSON.parse((await received).toString()));
+  assert.deepEqual([assignment.id, assignment.model, assignment.version, assignment.role, assignment.sha256, assignment.url], [
+    result.assignmentId, 'iris', '1', 'active', result.artifactId, result.url,
+  ]);
+  const devices = (await (await server.request('GET', '/api/devices')).json()) as { devices: { id: string; assignment: { id: string } | null }[] };
+  assert.deepEqual(devices.devices.map((device) => [device.id, device.assignment?.id ?? null]), [['gone-1', null], ['kyoto-1', null], ['osaka-1', result.assignmentId]]);
+  const audit = await server.server.ctx.store.audit.list({ limit: 1 });
+  assert.deepEqual([audit[0]!.action, audit[0]!.target], ['assignment.create', 'model:iris@1']);
+});

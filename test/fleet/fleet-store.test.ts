@@ -1,0 +1,139 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { StoreCredentialStore } from '../../server/fleet/store-credential-store.ts';
+import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
+import { StoreReportHistory } from '../../server/fleet/store-report-history.ts';
+import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
+import { openStore } from '../../server/store/open-store.ts';
+import type { Store } from '../../server/store/store.ts';
+import type { AssignmentReport, BenchmarkReport, ModelRef } from '../../shared/protocol/payloads.ts';
+import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+
+const ref = (version: string): ModelRef => ({ model: 'iris', version, sha256: version.repeat(64).slice(0, 64) });
+
+function benchmark(id: string, deviceId: string, createdAt: string, active: string | null, candidate: string): BenchmarkReport {
+  const model = (role: 'active' | 'candidate', version: string, accuracy: number) => ({
+    ...ref(version), role, score: { accuracy, correct: Math.round(accuracy * 30), total: 30 },
+    latencyMs: { p50: 0.1, p95: 0.2, p99: 0.3, samples: 50 }, batchSize: 64, throughputRowsPerSecond: 1000, loadTimeMs: 2, rssIncreaseBytes: 0,
+  });
+  return {
+    schema: 1, id, kind: 'benchmark', deviceId, createdAt, assignmentId: 'assign-0001',
+    holdout: { rows: 30, fingerprint: 'f', task: 'classification' },
+    active: active === null ? null : model('active', active, 0.9), candidate: model('candidate', candidate, 0.93),
+  };
+}
+
+function answer(id: string, deviceId: string, assignmentId: string, outcome: AssignmentReport['outcome'], version: string, role: 'active' | 'candidate'): AssignmentReport {
+  return { schema: 1, id, kind: 'assignment', deviceId, createdAt: '2026-03-01T09:00:00.000Z', assignmentId, outcome, role, ...ref(version), reason: outcome === 'refused' ? 'nope' : null };
+}
+
+for (const engine of STORE_ENGINES) {
+  describe(`fleet store on ${engine}`, () => {
+    async function withFleet(t: TestContext, work: (fleet: FleetStore, store: Store) => Promise<void>): Promise<void> {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      try {
+        await work(new FleetStore(store), store);
+      } finally {
+        await store.close();
+      }
+    }
+
+    async function enroll(fleet: FleetStore, id: string, labels: Record<string, string>) {
+      await fleet.repos.devices.insert({ id, labels, secretHash: `$7$101$c2FsdA==$${id}`, tokenId: `tok-${id}`, enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'token:admin' });
+    }
+
+    test('devices: enroll, credentials, revoke; the id is the primary key', async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', { site: 'osaka', cohort: 'pilot' });
+        await enroll(fleet, 'kyoto-1', { site: 'kyoto' });
+        await assert.rejects(enroll(fleet, 'osaka-1', {}), /UniqueViolation|unique|duplicate/i);
+        const credentials = new StoreCredentialStore(fleet);
+        assert.deepEqual(await credentials.getDevice('osaka-1'), { deviceId: 'osaka-1', passwordHash: '$7$101$c2FsdA==$osaka-1', revoked: false });
+        assert.equal(await credentials.getDevice('nobody'), undefined);
+        assert.equal(await fleet.repos.devices.revoke('kyoto-1', '2026-03-01T09:00:00.000Z'), true);
+        assert.equal(await fleet.repos.devices.revoke('kyoto-1', '2026-03-01T09:00:00.000Z'), false);
+        assert.deepEqual((await credentials.listDevices()).map((device) => [device.deviceId, device.revoked]), [['kyoto-1', true], ['osaka-1', false]]);
+        assert.deepEqual((await fleet.repos.devices.list({ live: true })).map((device) => device.id), ['osaka-1']);
+        const device = (await fleet.repos.devices.get('osaka-1'))!;
+        assert.deepEqual([device.labels, device.online, device.active, device.heartbeat, device.retainedAssignment], [{ site: 'osaka', cohort: 'pilot' }, false, null, null, null]);
+      });
+    });
+
+    test('status and telemetry update online state, slots and heartbeat; start-up marks everyone offline', async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', {});
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
+        await ingest.recordStatus({ schema: 1, deviceId: 'osaka-1', online: true, since: '2026-03-01T08:59:00.000Z' });
+        assert.equal((await fleet.repos.devices.get('osaka-1'))!.online, true);
+        await ingest.recordTelemetry({
+          schema: 1, deviceId: 'osaka-1', sentAt: '2026-03-01T09:00:30Z', uptimeSeconds: 31.5, cpuPercent: 2.5, rssBytes: 1e8,
+          active: ref('1'), candidate: ref('2'), previous: null, serving: { predictions: 10, errors: 0, shadowRows: 2, shadowAgreements: 2 },
+        });
+        const device = (await fleet.repos.devices.get('osaka-1'))!;
+        assert.deepEqual([device.active?.version, device.candidate?.version, device.previous], ['1', '2', null]);
+        assert.deepEqual(device.heartbeat, { at: '2026-03-01T09:00:30.000Z', uptimeSeconds: 31.5, cpuPercent: 2.5, rssBytes: 1e8, serving: { predictions: 10, errors: 0, shadowRows: 2, shadowAgreements: 2 } });
+        assert.deepEqual(await fleet.repos.devices.count(), { enrolled: 1, online: 1 });
+        await fleet.repos.devices.markAllOffline();
+        assert.deepEqual(await fleet.repos.devices.count(), { enrolled: 1, online: 0 });
+        await ingest.recordStatus({ schema: 1, deviceId: 'osaka-1', online: false, since: '2026-03-01T08:59:00.000Z' });
+        assert.equal((await fleet.repos.devices.get('osaka-1'))!.online, false);
+      });
+    });
+
+    test('reports: a report id is ingested once; answers update the assignment and the slots', async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
+        const exported: DeviceReport[] = [];
+        const outcomes = new AssignmentOutcomes();
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes, onBenchmark: (reports) => exported.push(...reports) });
+        await fleet.repos.assignments.insert({
+          id: 'assign-0001', deviceId: 'osaka-1', model: 'iris', version: '2', artifactId: ref('2').sha256, role: 'candidate',
+          issuedAt: '2026-03-01T08:59:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:59:00.000Z',
+        });
+        const waited = outcomes.waitFor('assign-0001', 'osaka-1', 5000);
+        assert.equal(await ingest.ingestReport(answer('answer-0001', 'osaka-1', 'assign-0001', 'installed', '2', 'candidate')), 'ingested');
+        assert.deepEqual(await waited.promise, { outcome: 'installed', reason: null });
+        assert.equal(await ingest.ingestReport(answer('answer-0001', 'osaka-1', 'assign-0001', 'installed', '2', 'candidate')), 'duplicate');
+        assert.equal((await fleet.repos.assignments.get('assign-0001', 'osaka-1'))!.state, 'installed');
+        assert.equal((await fleet.repos.devices.get('osaka-1'))!.candidate?.version, '2');
+
+        const report = benchmark('bench-0001', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2');
+        assert.equal(await ingest.ingestReport(report), 'ingested');
+        assert.equal(await ingest.ingestReport(report), 'duplicate');
+        assert.deepEqual(exported.map((r) => [r.role, r.version, r.cohort]), [['active', '1', 'pilot'], ['candidate', '2', 'pilot']]);
+        assert.equal(await fleet.repos.reports.count(), 2);
+
+        // Activating the candidate: it leaves the candidate slot, the old active becomes previous.
+        await ingest.ingestReport(answer('answer-0002', 'osaka-1', 'assign-0002', 'activated', '2', 'active'));
+        const device = (await fleet.repos.devices.get('osaka-1'))!;
+        assert.deepEqual([device.active?.version, device.candidate, device.previous], ['2', null, null]);
+        assert.equal((await fleet.repos.reports.findAnswer('assign-0001', 'osaka-1'))?.outcome, 'installed');
+        assert.equal(await fleet.repos.reports.findAnswer('assign-0003', 'osaka-1'), undefined);
+      });
+    });
+
+    test('report history: benchmark reports in a time window, by model, with the cohort at arrival', async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
+        await enroll(fleet, 'kyoto-1', {});
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
+        await ingest.ingestReport(benchmark('bench-0001', 'osaka-1', '2026-03-01T09:00:00.000Z', '1', '2'));
+        await ingest.ingestReport(benchmark('bench-0002', 'kyoto-1', '2026-03-01T09:10:00Z', null, '2'));
+        await ingest.ingestReport(benchmark('bench-0003', 'osaka-1', '2026-03-01T10:00:00.000Z', '1', '2'));
+        const history = new StoreReportHistory(fleet);
+        const window = await history.reports({ since: new Date('2026-03-01T09:00:00Z'), until: new Date('2026-03-01T09:10:00Z') });
+        assert.deepEqual(window.map((r) => [r.deviceId, r.role, r.version, r.cohort, r.accuracy]), [
+          ['osaka-1', 'active', '1', 'pilot', 0.9],
+          ['osaka-1', 'candidate', '2', 'pilot', 0.93],
+          ['kyoto-1', 'candidate', '2', 'none', 0.93],
+        ]);
+        assert.equal((await history.reports({ model: 'other', since: new Date(0), until: new Date('2030-01-01') })).length, 0);
+        assert.equal((await history.reports({ model: 'iris', since: new Date(0), until: new Date('2030-01-01') })).length, 5);
+      });
+    });
+  });
+}

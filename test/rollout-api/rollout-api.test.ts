@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { grpcClient } from '../server/helpers/grpc-client.ts';
+import { runCli } from '../server/helpers/run-cli.ts';
+import { stagedSpecYaml } from './helpers/rollout-fixtures.ts';
+import { startRolloutServer, waitForRollout } from './helpers/rollout-server.ts';
+
+async function viewerToken(request: (m: string, p: string, o?: any) => Promise<Response>): Promise<string> {
+  const response = await request('POST', '/api/tokens', { json: { role: 'viewer', label: 'viewer' } });
+  assert.equal(response.status, 201, await response.clone().text());
+  return ((await response.json()) as { token: string }).token;
+}
+
+test('REST: start from YAML, progress with analysis values, pause/resume/promote, SSE events, bad input, roles', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+
+  // Invalid spec: 400 naming the field, nothing stored.
+  const bad = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml().replace('setWeight: 50', 'setWeight: 150'), contentType: 'application/yaml' });
+  assert.equal(bad.status, 400);
+  assert.match(((await bad.json()) as any).error.message, /steps\[0\]\.setWeight: must be ≤ 100/);
+  const unknownVersion = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml({ version: '9' }), contentType: 'application/yaml' });
+  assert.equal(unknownVersion.status, 400);
+  assert.match(((await unknownVersion.json()) as any).error.message, /^candidateVersion: no version wine@9/);
+  const wrongType = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml(), contentType: 'text/html' });
+  assert.equal(wrongType.status, 400);
+  assert.deepEqual(((await (await s.request('GET', '/api/rollouts')).json()) as any).rollouts, []);
+  assert.equal(s.fleet.calls.length, 0);
+
+  const viewer = await viewerToken(s.request);
+  assert.equal((await s.request('POST', '/api/rollouts', { token: viewer, body: stagedSpecYaml(), contentType: 'application/yaml' })).status, 403);
+
+  const started = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml(), contentType: 'application/yaml' });
+  assert.equal(started.status, 201, await started.clone().text());
+  const { id } = (await started.json()) as { id: string };
+
+  // A second rollout of the same model is refused while this one runs.
+  const second = await s.request('POST', '/api/rollouts', { json: { model: 'wine', candidateVersion: '2', steps: [{ setWeight: 100 }] } });
+  assert.equal(second.status, 409);
+
+  // SSE: history first, then live states.
+  const controller = new AbortController();
+  const events = await fetch(`${s.baseUrl}/api/rollouts/${id}/events`, { headers: { authorization: `Bearer ${viewer}` }, signal: controller.signal });
+  assert.equal(events.status, 200);
+  let sse = '';
+  const reading = (async () => {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of events.body as unknown as AsyncIterable<Uint8Array>) sse += decoder.decode(chunk);
+    } catch {
+      // aborted
+    }
+  })();
+
+  // The analysis runs, then the indefinite pause step holds the rollout.
+  const paused = await waitForRollout(s.request, id, (v) => v.phase === 'Paused' && v.stepIndex === 2);
+  assert.equal(paused.weight, 50);
+  assert.deepEqual(paused.steps.map((step: any) => step.status), ['done', 'done', 'current', 'pending']);
+  assert.equal(paused.steps[1].measurements, 2);
+  assert.equal(paused.analysisSeries['server-cpu'].length, 2);
+  const measured = paused.decisions.find((d: any) => d.kind === 'measurement');
+  assert.equal(measured.measurement.queries.query, 'fleetprune_process_cpu_user_seconds_total');
+  assert.equal(measured.measurement.thresholds.successCondition, 'result[0] >= 0');
+  assert.equal(measured.measurement.phase, 'Successful');
+
+  assert.equal((await s.request('POST', `/api/rollouts/${id}/resume`, { token: viewer })).status, 403);
+  assert.equal((await s.request('POST', '/api/rollouts/ro-nope/resume')).status, 404);
+  assert.equal((await s.request('GET', '/api/rollouts/ro-nope')).status, 404);
+  assert.equal((await s.request('POST', `/api/rollouts/${id}/promote?step=maybe`)).status, 400);
+  const resumed = await s.request('POST', `/api/rollouts/${id}/resume`);
+  assert.equal(resumed.status, 200, await resumed.clone().text());
+  const done = await waitForRollout(s.request, id, (v) => v.phase === 'Completed');
+  assert.equal(done.weight, 100);
+  assert.equal(done.outcome.status, 'production');
+  assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '2');
+  assert.equal((await s.request('POST', `/api/rollouts/${id}/pause`)).status, 409);
+
+  // Rollback after full promotion: every device back to its baseline, 1 is production again.
+  const rolledBack = await s.request('POST', `/api/rollouts/${id}/rollback?reason=${encodeURIComponent('customer complaints')}`);
+  assert.equal(rolledBack.status, 200, await rolledBack.clone().text());
+  await waitForRollout(s.request, id, (v) => v.phase === 'RolledBack' && v.pendingActions.length === 0);
+  assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '1');
+  for (const device of s.fleet.devices.values()) assert.equal(device.active, '1');
+  const audit = await s.server.ctx.store.audit.list({ limit: 100 });
+  assert.deepEqual(audit.filter((e) => e.action.startsWith('rollout.')).map((e) => e.action).reverse(), ['rollout.start', 'rollout.resume', 'rollout.rollback']);
+
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  controller.abort();
+  await reading;
+  assert.match(sse, /event: decision\ndata: .*"kind":"start"/);
+  assert.match(sse, /event: state\ndata: .*"phase":"Completed"/);
+  assert.match(sse, /event: state\ndata: .*"phase":"RolledBack"/);
+
+  const leader = (await (await s.request('GET', '/api/rollouts/leader')).json()) as any;
+  assert.equal(leader.isLeader, true);
+  assert.equal(leader.engine, 'sqlite');
+  const metrics = await (await fetch(`${s.baseUrl}/metrics`)).text();
+  assert.match(metrics, new RegExp(`fleetprune_rollout_\\w+\\{[^}]*rollout="${id}"`));
+});
+
+test('gRPC and CLI: start, list, status, watch to the end, promote, abort; errors name the field', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-rollout-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const specFile = join(dir, 'rollout.yaml');
+  await writeFile(specFile, stagedSpecYaml());
+  const badFile = join(dir, 'bad.yaml');
+  await writeFile(badFile, stagedSpecYaml().replace('count: 2', 'count: two'));
+  const connection = ['--server', s.grpcAddress, '--token', ADMIN_TOKEN];
+
+  const grpc = grpcClient(s.grpcAddress, 'Rollouts', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  await assert.rejects(grpc.call('StartRollout', { spec: 'model: wine\ncandidateVersion: "2"\nsteps: []' }), (error: any) => error.code === 3 && /steps: must list at least one step/.test(error.details));
+  await assert.rejects(grpc.call('GetRollout', { id: 'ro-missing' }), (error: any) => error.code === 5);
+
+  const bad = await runCli(['rollout', 'start', '-f', badFile, ...connection]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^fleetprune: spec: invalid rollout spec: steps\[1\]\.analysis\.metrics\[0\]\.count: .*\n$/);
+  assert.equal((await grpc.call('ListRollouts', {})).rollouts.length, 0);
+
+  const started = await runCli(['rollout', 'start', '-f', specFile, ...connection]);
+  assert.equal(started.code, 0, started.stderr);
+  const id = /^rollout (\S+)$/m.exec(started.stdout)![1]!;
+  const list = await runCli(['rollout', 'list', ...connection]);
+  assert.match(list.stdout, new RegExp(`^${id}  wine 2  `, 'm'));
+
+  await waitForRollout(s.request, id, (v) => v.phase === 'Paused' && v.stepIndex === 2);
+  const status = await runCli(['rollout', 'status', id, ...connection]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /✓ 1\. analysis of server-cpu \(2 measurements\)/);
+  assert.match(status.stdout, /▶ 2\. pause until resumed/);
+  assert.match(status.stdout, /measurement  Successful/);
+
+  const watching = runCli(['rollout', 'watch', id, ...connection]);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const promoted = await runCli(['rollout', 'promote', id, '--step', ...connection]);
+  assert.equal(promoted.code, 0, promoted.stderr);
+  const watched = await watching;
+  assert.equal(watched.code, 0, watched.stderr);
+  assert.match(watched.stderr, /step 0  start/);
+  assert.match(watched.stdout, /Completed/);
+
+  const viewer = ((await (await s.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'v' } })).json()) as { token: string }).token;
+  const denied = await runCli(['rollout', 'abort', id, '--server', s.grpcAddress, '--token', viewer]);
+  assert.equal(denied.code, 2);
+  assert.match(denied.stderr, /^fleetprune: permission denied/);
+  const unknown = await runCli(['rollout', 'pause', 'ro-nope', ...connection]);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /^fleetprune: no rollout ro-nope\n$/);
+
+  // A new rollout of 3 aborted at once: devices reverted, watch exits 1 naming the phase.
+  const registry = grpcClient(s.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+  t.after(() => registry.close());
+  await registry.call('SetAlias', { name: 'wine', alias: 'production', version: '1' });
+  const second = await grpc.call('StartRollout', { spec: stagedSpecYaml() });
+  const aborted = await runCli(['rollout', 'abort', second.id, '--reason', 'wrong build', ...connection]);
+  assert.equal(aborted.code, 0, aborted.stderr);
+  assert.match(aborted.stdout, /Aborted/);
+  const watchedAbort = await runCli(['rollout', 'watch', second.id, ...connection]);
+  assert.equal(watchedAbort.code, 1);
+  assert.match(watchedAbort.stderr, /ended Aborted/);
+  const leader = await grpc.call('GetRolloutLeader', {});
+  assert.equal(leader.is_leader, true);
+});
