@@ -107,6 +107,10 @@ export class EmbeddedBroker implements Broker {
         tcp.off('error', reject);
         resolve();
       });
+    }).catch(async (error: unknown) => {
+      // aedes keeps timers running; a broker that could not listen must not keep the process alive.
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      throw error;
     });
     this.#port = (tcp.address() as AddressInfo).port;
     this.#aedes = aedes;
