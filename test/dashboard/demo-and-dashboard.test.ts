@@ -53,7 +53,8 @@ test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one b
   await page.locator(`tr[data-rollout="${promoted.id}"]`).click();
   await page.locator('#rollout-phase', { hasText: 'Completed' }).waitFor();
   assert.equal(await page.locator('#fleet tr[data-device]').count(), 8, 'the fleet view lists every device');
-  assert.ok(await page.locator('#models').getByText('general').count(), 'the models view shows the lineage');
+  const lineage = `wine@${result.versions.general} → wine@${result.versions.good}`;
+  assert.equal(await page.locator('#models td', { hasText: lineage }).count(), 1, `the models view shows the lineage ${lineage}`);
 
   await page.locator('button[data-action="rollback"]').click();
   assert.match(dialogs[0] ?? '', /Roll back every device/, 'the click asks for confirmation');

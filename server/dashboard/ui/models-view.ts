@@ -6,7 +6,7 @@ export interface VersionRow {
   version: string;
   artifactId: string;
   manifest: { architecture?: { layers?: number[]; params?: number; flopsPerSample?: number } };
-  lineage: { parent?: string | null; epsilon?: number | null };
+  lineage: { parent?: { model: string; version: string } | null; parentArtifactId?: string | null; epsilon?: number | null };
   metrics: { test?: Record<string, number> };
   aliases: string[];
   retired: boolean;
@@ -22,10 +22,15 @@ export interface SweepPoint {
 export function renderModels(versions: readonly VersionRow[]): string {
   const rows = versions.map((v) => {
     const arch = v.manifest.architecture ?? {};
-    const parent = v.lineage.parent ? `${esc(v.model)}@${esc(v.lineage.parent)} →` : '<span class="muted">general</span>';
+    const { parent, parentArtifactId } = v.lineage;
+    const lineage = parent
+      ? `${esc(parent.model)}@${esc(parent.version)} → ${esc(v.model)}@${esc(v.version)}`
+      : parentArtifactId
+        ? `<span class="muted">${esc(parentArtifactId.slice(0, 12))}… (unregistered)</span> → ${esc(v.version)}`
+        : '<span class="muted">general model</span>';
     return `<tr>
       <td>${esc(v.model)}@${esc(v.version)}</td>
-      <td>${parent}</td>
+      <td>${lineage}</td>
       <td>${v.lineage.epsilon ?? ''}</td>
       <td>${esc((arch.layers ?? []).join('-'))}</td>
       <td>${arch.params ?? ''}</td>
