@@ -51,6 +51,9 @@ export class MqttLink {
       password: broker.password,
       keepalive: 30,
       reconnectPeriod: this.#options.reconnectPeriodMs ?? 1000,
+      // A refused CONNACK (e.g. Mosquitto not yet reloaded after enrollment) must not stop
+      // reconnecting: mqtt.js suppresses reconnects after one unless told otherwise.
+      reconnectOnConnackError: true,
       connectTimeout: 10_000,
       resubscribe: false,
       will: { topic: statusTopic(deviceId), payload: status(false), qos: TOPIC_DELIVERY.status.qos, retain: TOPIC_DELIVERY.status.retain },

@@ -44,8 +44,12 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
         run(provider, queries.baseline, startedAt, context, source.windowMs),
       ]);
       const byDevice = (samples: readonly Sample[]) => new Map(samples.filter((s) => s.labels.device !== undefined).map((s) => [s.labels.device!, s.value * scale]));
-      const judgement = judgeRelative(source, byDevice(candidate), byDevice(baseline), metric.minSamples);
+      const candidateByDevice = byDevice(candidate);
+      const baselineByDevice = byDevice(baseline);
+      const judgement = judgeRelative(source, candidateByDevice, baselineByDevice, metric.minSamples);
       const evidence = judgement.evidence;
+      // The samples compared with minSamples: devices with both a candidate and a baseline value.
+      const paired = [...candidateByDevice.keys()].filter((device) => baselineByDevice.has(device)).length;
       return {
         ...base,
         phase: judgement.phase,
@@ -53,7 +57,7 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
         queries,
         value: evidence ? evidence.candidate.map((entry) => entry.value) : candidate.map((s) => s.value * scale),
         baseline: evidence ? evidence.baseline.map((entry) => entry.value) : baseline.map((s) => s.value * scale),
-        samples: evidence ? evidence.candidate.length : 0,
+        samples: evidence ? evidence.candidate.length : paired,
         thresholds: evidence ? { ...thresholds, success: evidence.bound } : thresholds,
         ...(evidence ? { relative: evidence } : {}),
         message: `${metric.name}: ${judgement.message}`,

@@ -1,9 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
-import { loadDatasetFile } from '../../shared/data/dataset.ts';
-import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '../../shared/datasets/index.ts';
+import type { ShippedDatasetName } from '../../shared/datasets/index.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { storeArtifactFiles } from '../artifacts/store-artifact-files.ts';
@@ -13,13 +10,13 @@ import type { RolloutDetail, RolloutSummary } from '../rollout/rollout-views.ts'
 import type { DeviceView } from '../fleet/device-view.ts';
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
 import type { PruneOptionsInput } from '../pruning/options.ts';
-import { Agent } from '../../agent/agent.ts';
-import { connectMqtt } from '../../agent/mqtt-link.ts';
+import type { Agent } from '../../agent/agent.ts';
 import { OrtSessionCache } from '../../agent/session-cache.ts';
+import { loadDemoData, startSimulatedAgents, waitForActive } from './demo-fleet.ts';
 import { buildDemoModels, type DemoArtifact, type DemoModels } from './demo-models.ts';
 import { demoRolloutSpec } from './demo-rollout-spec.ts';
 import { RestClient, waitFor } from './rest-client.ts';
-import { holdOutRows, planFleet, type SimulatedDevice } from './simulated-fleet.ts';
+import { planFleet, type SimulatedDevice } from './simulated-fleet.ts';
 
 export interface DemoOptions {
   dataset: ShippedDatasetName;
@@ -87,9 +84,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say(`server up: ${server.line}`);
 
     // Data: the devices keep half of the rows as their local holdouts; the rest trains.
-    const shipped = SHIPPED_DATASETS[options.dataset];
-    const dataset = loadDatasetFile(shippedDatasetPath(options.dataset), { label: shipped.label });
-    const { train, holdout } = holdOutRows(dataset, 0.5, options.seed);
+    const { train, holdout } = loadDemoData(options.dataset, options.seed);
     const fleet = planFleet(options.devices, holdout, options.seed);
 
     say(`training a general model on ${train.x.length} rows of ${options.dataset} and pruning it with ODF2NNA …`);
@@ -111,22 +106,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     say(`registered ${options.dataset}@${versions.general} (general), @${versions.good} (ε ${models.good.report.epsilon}), @${versions.overPruned} (ε ${models.overPruned.report.epsilon})`);
 
     const sessions = new OrtSessionCache();
-    for (const device of fleet) {
-      const agentConfig = await api.post<AgentConfig>('/devices', { id: device.id, labels: device.labels, brokerUrl, serverUrl: httpUrl });
-      const agent = new Agent(
-        {
-          config: agentConfig,
-          dataDir: join(options.dataDir, 'devices', device.id),
-          holdout: device.holdout,
-          heartbeatIntervalMs: 2000,
-          benchmark: { latencySamples: 200, throughputBatches: 5, batchSize: 64 },
-        },
-        { connector: connectMqtt, sessions, clock: () => new Date(), logger: log.child({ device: device.id }) },
-      );
-      await mkdir(join(options.dataDir, 'devices'), { recursive: true });
-      await agent.start();
-      agents.push(agent);
-    }
+    agents.push(...(await startSimulatedAgents({ api, devices: fleet, brokerUrl, serverUrl: httpUrl, dataDir: join(options.dataDir, 'devices'), sessions, log })));
     say(`${fleet.length} devices enrolled and online (${describeFleet(fleet)})`);
 
     await api.post('/assignments', { model: options.dataset, version: versions.general, role: 'active', selector: { matchLabels: {} } });
@@ -186,18 +166,6 @@ async function register(server: RunningServer, artifact: DemoArtifact): Promise<
   await storeArtifactFiles(artifact.dir, artifact.manifest, server.ctx.blobs);
   const record = await server.ctx.registry.register({ model: artifact.manifest.name, manifest: artifact.manifest, actor: 'demo' });
   return record.version;
-}
-
-async function waitForActive(api: RestClient, model: string, version: string, count: number): Promise<void> {
-  await waitFor(
-    `${count} devices to activate ${model}@${version}`,
-    async () => {
-      const { devices } = await api.get<{ devices: DeviceView[] }>('/devices');
-      const done = devices.filter((d) => d.active?.model === model && d.active.version === version).length;
-      return done >= count ? true : undefined;
-    },
-    120_000,
-  );
 }
 
 function describeFleet(fleet: readonly SimulatedDevice[]): string {
