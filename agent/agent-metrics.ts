@@ -1,11 +1,16 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { AGENT_METRICS } from '../shared/metrics/agent-names.ts';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
-/** The agent's Prometheus metrics, in a Registry of its own (many agents can share a process). */
+/**
+ * The agent's Prometheus metrics, in a Registry of its own (many agents can share a process).
+ * The registry also carries prom-client's process/Node.js metrics as fleetprune_agent_process_*
+ * and fleetprune_agent_nodejs_* (agents sharing a process report the same process).
+ */
 export function createAgentMetrics() {
   const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'fleetprune_agent_' });
   const registers = [registry];
   return {
     registry,

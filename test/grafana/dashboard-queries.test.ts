@@ -1,33 +1,25 @@
 import assert from 'node:assert/strict';
-import { cp, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { parse, stringify } from 'yaml';
 import { engineMissing } from '../helpers/engines.ts';
 import { fleetpruneMetricsIn, isExportedMetric } from '../helpers/metric-catalogue.ts';
 import { PrometheusProcess, prometheusBinary } from '../helpers/prometheus.ts';
 import { startTestServer } from '../server/helpers/test-server.ts';
-import { dashboardQueries, loadDashboard } from './dashboard-queries.ts';
+import { dashboardQueries, loadDashboard, writePrometheusConfig } from './dashboard-queries.ts';
 
 /**
  * grafana/dashboards/fleetprune.json against real engines: a fleetprune server (in process, on
  * ephemeral ports) and a real Prometheus started with deploy/prometheus/prometheus.yml and its
  * rules (intervals shortened to 1s, targets pointed at the test server). Every panel, variable
  * and annotation query must be accepted by Prometheus (no parse or execution error), and every
- * recording/alerting rule must evaluate healthily. With `expectData` set on a query (after a demo
- * rollout), it must also return data.
+ * recording/alerting rule must evaluate healthily. That every query also returns data after a
+ * demo rollout is test/grafana/dashboard-data.test.ts.
  */
-const PROM_DIR = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url));
 
 /**
  * Metrics the dashboard shows that no component exports yet, and what would export them.
  * The test fails when one of them starts being exported, so this list shrinks.
  */
-const PENDING_METRICS: Readonly<Record<string, string>> = {
-  fleetprune_agent_process_resident_memory_bytes: "agent: collectDefaultMetrics({ register, prefix: 'fleetprune_agent_' }) in agent/agent-metrics.ts",
-  fleetprune_agent_process_cpu_seconds_total: 'agent: same default metrics',
-};
+const PENDING_METRICS: Readonly<Record<string, string>> = {};
 
 test('dashboard structure: fixed uid, schema 39, model/version/cohort variables, only known metric names', () => {
   const dashboard = loadDashboard();
@@ -53,22 +45,7 @@ test('every dashboard query runs on a real Prometheus scraping a real fleetprune
   const server = (await startTestServer(t))!;
   const serverTarget = new URL(server.baseUrl).host;
 
-  const prometheus = await PrometheusProcess.start(binary, async (dir) => {
-    const config = parse(await readFile(join(PROM_DIR, 'prometheus.yml'), 'utf8'));
-    config.global = { ...config.global, scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' };
-    for (const job of config.scrape_configs) job.scrape_interval = '1s';
-    await writeFile(join(dir, 'prometheus.yml'), stringify(config));
-    await mkdir(join(dir, 'rules'));
-    for (const file of await readdir(join(PROM_DIR, 'rules'))) {
-      const rules = parse(await readFile(join(PROM_DIR, 'rules', file), 'utf8'));
-      for (const group of rules.groups) group.interval = '1s';
-      await writeFile(join(dir, 'rules', file), stringify(rules));
-    }
-    await mkdir(join(dir, 'targets', 'agents'), { recursive: true });
-    await writeFile(join(dir, 'targets', 'server.yml'), stringify([{ targets: [serverTarget] }]));
-    await cp(join(PROM_DIR, 'targets', 'agents', 'example.yml'), join(dir, 'targets', 'agents', 'example.yml'));
-    return join(dir, 'prometheus.yml');
-  });
+  const prometheus = await PrometheusProcess.start(binary, (dir) => writePrometheusConfig(dir, { server: serverTarget }));
   t.after(() => prometheus.stop());
 
   await prometheus.waitFor('the server target up', async () => {

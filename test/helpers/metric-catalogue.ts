@@ -5,8 +5,9 @@ import { DEVICE_REPORT_METRICS, ROLLOUT_METRICS } from '../../shared/metrics/rol
 /**
  * Every fleetprune_* series name the server and the agent export, from the shared name files,
  * so dashboards and rules can be checked against them. Histograms add _bucket/_sum/_count;
- * prom-client's default metrics on the server carry the fleetprune_ prefix
- * (fleetprune_process_*, fleetprune_nodejs_*).
+ * prom-client's default metrics carry the fleetprune_ prefix on the server
+ * (fleetprune_process_*, fleetprune_nodejs_*) and fleetprune_agent_ on the agent
+ * (fleetprune_agent_process_*, fleetprune_agent_nodejs_*).
  */
 const HISTOGRAMS = new Set<string>([SERVER_METRICS.httpRequestDuration, SERVER_METRICS.grpcRequestDuration, AGENT_METRICS.predictLatency, AGENT_METRICS.shadowLatency]);
 
@@ -22,7 +23,7 @@ export function exportedMetricNames(): Set<string> {
 }
 
 export function isExportedMetric(name: string): boolean {
-  return exportedMetricNames().has(name) || /^fleetprune_(process|nodejs)_/.test(name);
+  return exportedMetricNames().has(name) || /^fleetprune_(agent_)?(process|nodejs)_/.test(name);
 }
 
 /** fleetprune_* metric names (not recording rules, which contain ':') mentioned in a PromQL expression. */

@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { runDemo } from '../../server/demo/demo-run.ts';
+import { loadDemoData } from '../../server/demo/demo-fleet.ts';
+import { createLogger } from '../../shared/util/log.ts';
+import { tempDir } from '../helpers/cli.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { freePort } from '../helpers/mosquitto.ts';
+import { PrometheusProcess, prometheusBinary, type PrometheusApiResponse } from '../helpers/prometheus.ts';
+import { DEFAULT_VARIABLES, dashboardQueries, loadDashboard, multiValue, variableQueries, writeAgentTargets, writePrometheusConfig } from './dashboard-queries.ts';
+
+/**
+ * Issue #6's acceptance line: every panel's PromQL runs against a real Prometheus that scrapes a
+ * running server after a demo rollout, and every query returns data.
+ *
+ * A real Prometheus, started from deploy/prometheus (1s intervals), scrapes the demo's server
+ * from before the demo starts (so rollout steps, decisions and report series are recorded as
+ * they happen) and, after the demo, every demo agent's /metrics (each agent's express app served
+ * on an ephemeral port and listed in the agents' file_sd file with its device id). A few
+ * predictions per agent make the serving-latency histograms move. Once every target is up, has
+ * been scraped a few times and every rule has evaluated since, the dashboard variables are
+ * resolved as Grafana does (label values of their selectors, every value selected) and every
+ * panel, variable and annotation query must return at least one series with a finite value
+ * (bar the explicit allow-lists below).
+ */
+
+/**
+ * Queries that may legitimately return no series after this demo, keyed `panel [refId]`, with
+ * the reason. The test fails for any other empty query, and for a listed query that returns
+ * data (so the list shrinks). None today.
+ */
+const MAY_BE_EMPTY: Readonly<Record<string, string>> = {};
+
+/**
+ * Queries whose series may hold only NaN (nothing Grafana can plot) after this demo, with the
+ * reason. Every other query needs a finite value in at least one series; a listed query must
+ * still return series, and fails once it has values (so the list shrinks).
+ */
+const MAY_BE_NAN_ONLY: Readonly<Record<string, string>> = {
+  'Prediction error ratio (5m) [A]':
+    'rate() of fleetprune_device_prediction{_errors,}_total: each (model, version, role, device) series is created by one benchmark report ' +
+    '(an agent benchmarks a candidate once, and predictions count holdout rows), so no series ever increases and the ratio is 0/0 = NaN',
+};
+
+const SAMPLE_ROWS = 8;
+const PREDICT_REQUESTS = 3;
+
+test('after a demo rollout, every dashboard query returns data from a real Prometheus scraping the server and the agents', async (t) => {
+  const binary = prometheusBinary();
+  if (!binary) return engineMissing(t, 'Prometheus', 'no prometheus binary at /usr/bin/prometheus or on PATH (set PROMETHEUS_BIN)');
+  const started = Date.now();
+
+  // Prometheus first, scraping the port the demo server will listen on.
+  const serverPort = await freePort();
+  const prometheus = await PrometheusProcess.start(binary, (dir) => writePrometheusConfig(dir, { server: `127.0.0.1:${serverPort}`, agents: [] }));
+  t.after(() => prometheus.stop());
+
+  const demo = await runDemo({
+    dataset: 'wine',
+    devices: 8,
+    dataDir: await tempDir(t, 'fleetprune-dashboard-data-'),
+    httpPort: serverPort,
+    seed: 7,
+    pruneOverrides: { units: 48, epochs: 60 },
+    log: createLogger('demo', 'silent'),
+    say: () => {},
+  });
+  t.after(() => demo.close());
+  const demoSeconds = (Date.now() - started) / 1000;
+  t.diagnostic(`demo: ${demoSeconds.toFixed(1)} s; ${demo.rollouts.map((r) => `${r.candidate} ${r.outcome}`).join(', ')}`);
+  assert.equal(demo.rollouts.length, 2);
+
+  // Each agent's /metrics and /v1/predict on an ephemeral port, listed in the agents' file_sd file.
+  const servers: Server[] = [];
+  t.after(() => Promise.all(servers.map((server) => new Promise((resolve) => (server.closeAllConnections(), server.close(resolve))))));
+  const agentTargets: { target: string; device: string }[] = [];
+  for (const agent of demo.agents) {
+    const server = createServer(agent.app);
+    servers.push(server);
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
+    agentTargets.push({ target: `127.0.0.1:${(server.address() as AddressInfo).port}`, device: agent.deviceId });
+  }
+  await writeAgentTargets(prometheus.dir, agentTargets);
+
+  await prometheus.waitFor(`the server and ${agentTargets.length} agent targets up`, async () => {
+    const targets = (await prometheus.api('targets', { state: 'active' })).data as unknown as { activeTargets: { scrapePool: string; health: string }[] };
+    const up = targets.activeTargets.filter((target) => target.health === 'up');
+    const agentsUp = up.filter((target) => target.scrapePool === 'fleetprune-agent').length;
+    const serverUp = up.filter((target) => target.scrapePool === 'fleetprune').length;
+    return (serverUp === 1 && agentsUp === agentTargets.length) || `server up ${serverUp}, agents up ${agentsUp}/${agentTargets.length}`;
+  });
+
+  // Real traffic for the serving panels: a few prediction requests per agent, between scrapes.
+  const rows = loadDemoData('wine', 7).holdout.x.slice(0, SAMPLE_ROWS);
+  for (let round = 0; round < PREDICT_REQUESTS; round++) {
+    await Promise.all(
+      agentTargets.map(async ({ target, device }) => {
+        const response = await fetch(`http://${target}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ rows }) });
+        assert.equal(response.status, 200, `${device}: ${await response.text()}`);
+      }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+
+  await prometheus.waitFor('a few scrapes of every agent, with the predictions', async () => {
+    const scrapes = await scalar(prometheus, 'min(count_over_time(up{job="fleetprune-agent"}[1m]))');
+    const predicting = await scalar(prometheus, 'count(rate(fleetprune_agent_predict_latency_seconds_count[1m]) > 0)');
+    return (scrapes >= 4 && predicting === agentTargets.length) || `min scrapes ${scrapes}, agents with a prediction rate ${predicting}`;
+  });
+  const scraped = Date.now();
+  await prometheus.waitFor('every rule evaluated since', async () => {
+    const groups = ((await prometheus.api('rules')).data as unknown as { groups: { name: string; lastEvaluation: string; rules: { name: string; health: string; lastError?: string }[] }[] }).groups;
+    const bad = groups.flatMap((group) => group.rules).filter((rule) => rule.health === 'err');
+    assert.deepEqual(bad.map((rule) => `${rule.name}: ${rule.lastError}`), []);
+    const stale = groups.filter((group) => Date.parse(group.lastEvaluation) < scraped + 1000);
+    return stale.length === 0 || `groups not evaluated yet: ${stale.map((group) => group.name).join(', ')}`;
+  });
+
+  // "Last seen, by device" samples `up` on a 1m-aligned subquery grid: an agent shows up there
+  // once a minute boundary has passed while it was being scraped (up to a minute from now).
+  await prometheus.waitFor(
+    'every agent in the 1m-resolution "last seen" subquery',
+    async () => {
+      const devices = await scalar(prometheus, 'count(max by (device) (max_over_time(timestamp(up{job="fleetprune-agent"} == 1)[1h:1m])))');
+      return devices === agentTargets.length || `${devices} devices`;
+    },
+    75_000,
+  );
+
+  // The variables as Grafana resolves them: label values of each selector, every value selected.
+  const dashboard = loadDashboard();
+  const end = Date.now() / 1000;
+  const range = { start: String(end - 3600), end: String(end) };
+  const variables: Record<string, string> = { ...DEFAULT_VARIABLES };
+  const resolved: Record<string, string[]> = {};
+  for (const { name } of variableQueries(dashboard)) {
+    // Later selectors use the values of earlier variables.
+    const { selector, label } = variableQueries(dashboard, variables).find((v) => v.name === name)!;
+    const answer = await prometheus.api(`label/${label}/values`, { 'match[]': selector, ...range });
+    assert.equal(answer.status, 'success', `variable $${name}: ${answer.error}`);
+    const values = answer.data as unknown as string[];
+    assert.ok(values.length > 0, `variable $${name}: no values for ${selector}`);
+    resolved[name] = values;
+    variables[name] = multiValue(values);
+  }
+  t.diagnostic(`variables: ${JSON.stringify(resolved)}`);
+  assert.deepEqual(resolved.model, ['wine']);
+  for (const version of Object.values(demo.versions)) assert.ok(resolved.version!.includes(version), `$version offers ${version}`);
+
+  const queries = dashboardQueries(dashboard, { variables, expectData: (query) => !(`${query.panel} [${query.refId}]` in MAY_BE_EMPTY) });
+  const unplotted: string[] = [];
+  for (const query of queries) {
+    const key = `${query.panel} [${query.refId}]`;
+    const answer = query.instant ? await prometheus.query(query.expr, new Date(end * 1000)) : await prometheus.api('query_range', { query: query.expr, ...range, step: '10' });
+    const result = answer.status === 'success' ? (answer.data!.result as { value?: [number, string]; values?: [number, string][] }[]) : [];
+    const finite = result.filter((series) => (series.values ?? [series.value!]).some(([, value]) => Number.isFinite(Number(value)))).length;
+    if (finite === 0) unplotted.push(key);
+    await t.test(`${key}: ${result.length} series, ${finite} with a value`, () => {
+      assert.equal(answer.status, 'success', `${answer.errorType}: ${answer.error}\n${query.expr}`);
+      if (!query.expectData) {
+        assert.equal(result.length, 0, `${key} returns data now: remove it from MAY_BE_EMPTY (${MAY_BE_EMPTY[key]})`);
+      } else {
+        assert.ok(result.length > 0, `no data for: ${query.expr}`);
+        if (key in MAY_BE_NAN_ONLY) assert.equal(finite, 0, `${key} has values now: remove it from MAY_BE_NAN_ONLY (${MAY_BE_NAN_ONLY[key]})`);
+        else assert.ok(finite > 0, `only NaN / ±Inf for: ${query.expr}`);
+      }
+    });
+  }
+  t.diagnostic(`${queries.length} queries; without a plottable value: ${unplotted.join('; ') || 'none'}; ${((Date.now() - started) / 1000).toFixed(1)} s in all`);
+});
+
+/** The single value of an instant query (NaN when it returns nothing). */
+async function scalar(prometheus: PrometheusProcess, expr: string): Promise<number> {
+  const answer: PrometheusApiResponse = await prometheus.query(expr);
+  const result = answer.data?.result as { value: [number, string] }[] | undefined;
+  return result?.[0] ? Number(result[0].value[1]) : Number.NaN;
+}
