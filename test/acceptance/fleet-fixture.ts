@@ -19,7 +19,8 @@ import { createLogger } from '../../shared/util/log.ts';
 import type { Agent } from '../../agent/agent.ts';
 import { OrtSessionCache } from '../../agent/session-cache.ts';
 import { REPO_ROOT } from '../helpers/cli.ts';
-import { MosquittoProcess, freePort } from '../helpers/mosquitto.ts';
+import { MosquittoProcess } from '../helpers/mosquitto.ts';
+import { freePort } from '../helpers/engines.ts';
 import { PrometheusProcess } from '../helpers/prometheus.ts';
 
 /**

@@ -14,7 +14,7 @@ import { MetricProviderResolver } from '../../server/metricproviders/provider-re
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
-import { engineMissing } from '../helpers/engines.ts';
+import { engineMissing, freePort } from '../helpers/engines.ts';
 import { PrometheusProcess, prometheusBinary } from '../helpers/prometheus.ts';
 
 /**
@@ -25,16 +25,6 @@ import { PrometheusProcess, prometheusBinary } from '../helpers/prometheus.ts';
  */
 const binary = prometheusBinary();
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 const history = new InMemoryReportHistory();
 const registry = new Registry();

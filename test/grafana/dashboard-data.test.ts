@@ -7,7 +7,7 @@ import { loadDemoData } from '../../server/demo/demo-fleet.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { engineMissing } from '../helpers/engines.ts';
-import { freePort } from '../helpers/mosquitto.ts';
+import { freePort } from '../helpers/engines.ts';
 import { PrometheusProcess, prometheusBinary, type PrometheusApiResponse } from '../helpers/prometheus.ts';
 import { DEFAULT_VARIABLES, dashboardQueries, loadDashboard, multiValue, variableQueries, writeAgentTargets, writePrometheusConfig } from './dashboard-queries.ts';
 

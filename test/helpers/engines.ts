@@ -42,3 +42,15 @@ export function tcpReachable(host: string, port: number, timeoutMs = 1000): Prom
     socket.once('error', () => done(false));
   });
 }
+
+/** A TCP port that was free a moment ago, for a process that must be told its port up front. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

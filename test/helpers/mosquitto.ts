@@ -1,21 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { renderMosquittoConf } from '../../server/broker/mosquitto-auth-files.ts';
-import { findExecutable, tcpReachable } from './engines.ts';
+import { findExecutable, freePort, tcpReachable } from './engines.ts';
 
 export function mosquittoBinary(): string | undefined {
   return findExecutable(['mosquitto', '/usr/sbin/mosquitto', '/usr/local/sbin/mosquitto']);
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /**

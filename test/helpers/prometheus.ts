@@ -1,9 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findExecutable } from './engines.ts';
+import { findExecutable, freePort } from './engines.ts';
 
 /** /usr/bin/prometheus (or PROMETHEUS_BIN, or on PATH); undefined when not installed. */
 export function prometheusBinary(): string | undefined {
@@ -15,16 +14,6 @@ export function promtoolBinary(): string | undefined {
   return findExecutable([process.env.PROMTOOL_BIN ?? '/usr/bin/promtool', 'promtool']);
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** The JSON body of a Prometheus HTTP API answer. */
 export interface PrometheusApiResponse {
