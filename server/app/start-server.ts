@@ -27,11 +27,9 @@ export const SERVER_VERSION = '0.1.0';
 
 export interface StartServerOptions {
   log?: Logger;
-  /** Extra subsystems, started after the core ones (later issues: MQTT ingest, rollouts, dashboard). */
-  extraModules?: (ctx: ServerContext) => ServerModule[];
   /**
-   * TEST ONLY: the device fleet and report history rollouts run against (an in-memory fleet),
-   * until the fleet module supplies the real ones. Production never sets it.
+   * TEST ONLY: the device fleet and report history rollouts run against instead of the fleet
+   * module's (an in-memory fleet, for rollout API tests without devices). Production never sets it.
    */
   testOnlyRolloutFleet?: { fleet: FleetPort; reports?: ReportHistory; leaderPollMs?: number };
 }
@@ -106,7 +104,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     deviceOnline = (deviceId) => {
       rollouts.deviceOnline(deviceId).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));
     };
-    const modules = [...coreModules(ctx, fleet), rollouts, ...(options.extraModules?.(ctx) ?? [])];
+    const modules = [...coreModules(ctx, fleet), rollouts];
     let ready = false;
     const app = createHttpApp({
       routes: modules.flatMap((module) => module.routes ?? []),

@@ -1,13 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { parseServerConfig } from '../../../server/config/server-config.ts';
-import { startServer, type RunningServer } from '../../../server/app/start-server.ts';
-import { createLogger } from '../../../shared/util/log.ts';
+import type { RunningServer } from '../../../server/app/start-server.ts';
 import { InMemoryFleet } from '../../rollout/in-memory-fleet.ts';
-import { ADMIN_TOKEN } from '../../server/helpers/test-server.ts';
-import { freshStoreLocation, type StoreEngineName } from '../../server/helpers/store-engines.ts';
+import { ADMIN_TOKEN, startTestServer } from '../../server/helpers/test-server.ts';
+import type { StoreEngineName } from '../../server/helpers/store-engines.ts';
 import { registerVersion, testDevices } from './rollout-fixtures.ts';
 
 export interface RolloutTestServer {
@@ -20,36 +15,22 @@ export interface RolloutTestServer {
 
 /** An in-process server whose rollouts run against an in-memory fleet of `devices` (test-only option). */
 export async function startRolloutServer(t: TestContext, options: { engine?: StoreEngineName; devices?: number } = {}): Promise<RolloutTestServer | null> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-rollout-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const location = await freshStoreLocation(t, options.engine ?? 'sqlite', dataDir);
-  if (!location) return null;
-  const config = parseServerConfig({
-    dataDir,
-    host: '127.0.0.1',
-    httpPort: 0,
-    grpcPort: 0,
-    mqttPort: 0,
-    adminToken: ADMIN_TOKEN,
-    ...(location.engine === 'postgres' ? { databaseUrl: location.databaseUrl, databaseSchema: location.schema } : {}),
-  });
   const fleet = new InMemoryFleet(testDevices(options.devices ?? 4));
-  const server = await startServer(config, { log: createLogger('rollout-test', 'silent'), testOnlyRolloutFleet: { fleet } });
-  t.after(() => server.close());
+  const base = await startTestServer(t, { engine: options.engine, start: { testOnlyRolloutFleet: { fleet } } });
+  if (!base) return null;
+  const { server } = base;
   await registerVersion(server.ctx.store, 'wine', '1');
   await registerVersion(server.ctx.store, 'wine', '2');
   await server.ctx.store.models.setAlias({ model: 'wine', alias: 'production', version: '1', updatedAt: new Date().toISOString(), updatedBy: 'test' });
-  const baseUrl = `http://127.0.0.1:${server.port('http')}`;
   return {
     server,
     fleet,
-    baseUrl,
-    grpcAddress: `127.0.0.1:${server.port('grpc')}`,
+    baseUrl: base.baseUrl,
+    grpcAddress: base.grpcAddress,
     request(method, path, { token = ADMIN_TOKEN, json, body, contentType } = {}) {
-      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
-      const payload = json !== undefined ? JSON.stringify(json) : body;
-      if (payload !== undefined) headers['content-type'] = contentType ?? 'application/json';
-      return fetch(`${baseUrl}${path}`, { method, headers, body: payload });
+      const headers: Record<string, string> = {};
+      if (contentType ?? body !== undefined) headers['content-type'] = contentType ?? 'application/json';
+      return base.request(method, path, { token, json, body, headers });
     },
   };
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { parseServerConfig, type ServerConfigInput } from '../../../server/config/server-config.ts';
-import { startServer, type RunningServer } from '../../../server/app/start-server.ts';
+import { startServer, type RunningServer, type StartServerOptions } from '../../../server/app/start-server.ts';
 import { createLogger } from '../../../shared/util/log.ts';
 import { freshStoreLocation, type StoreEngineName } from './store-engines.ts';
 
@@ -23,7 +23,7 @@ export interface TestServer {
  */
 export async function startTestServer(
   t: TestContext,
-  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput> } = {},
+  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; start?: Omit<StartServerOptions, 'log'> } = {},
 ): Promise<TestServer | null> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-server-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
@@ -39,7 +39,7 @@ export async function startTestServer(
     ...(location.engine === 'postgres' ? { databaseUrl: location.databaseUrl, databaseSchema: location.schema } : {}),
     ...options.config,
   });
-  const server = await startServer(config, { log: createLogger('test-server', 'silent') });
+  const server = await startServer(config, { ...options.start, log: createLogger('test-server', 'silent') });
   t.after(() => server.close());
   const scheme = config.tlsCert ? 'https' : 'http';
   const baseUrl = `${scheme}://127.0.0.1:${server.port('http')}`;
