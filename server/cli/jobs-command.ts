@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
-import { parseInteger, parseNumber, parseNumberList } from './option-parsers.ts';
+import { addPruneTuningOptions, modelNameFromFile, type PruneTuningFlags } from './prune-flags.ts';
 
 interface GrpcJob {
   id: string;
@@ -11,37 +11,22 @@ interface GrpcJob {
   result_json: string;
 }
 
-interface JobPruneFlags extends ConnectionFlags {
+interface JobPruneFlags extends ConnectionFlags, PruneTuningFlags {
   data?: string;
   serverPath?: string;
   label: string;
   name?: string;
-  task?: string;
-  epsilon?: number[];
-  epsilonMode?: string;
-  layers?: number;
-  units?: number;
-  epochs?: number;
-  seed?: number;
-  tolerance?: number;
   detach?: boolean;
 }
 
 export function registerJobsCommand(program: Command): void {
   const jobs = program.command('jobs').description('pruning jobs run by the server (over gRPC)');
-  withConnectionOptions(jobs.command('prune').description('train and prune on the server; registers the general and the pruned model'))
+  const prune = withConnectionOptions(jobs.command('prune').description('train and prune on the server; registers the general and the pruned model'))
     .option('--data <file>', 'local CSV file, uploaded with the request')
     .option('--server-path <path>', 'a CSV file under the server --data-root instead of --data')
     .requiredOption('--label <column>', 'the label column')
-    .option('--name <name>', 'model name (default: the data file name)')
-    .option('--task <task>', 'classification or regression (inferred when omitted)')
-    .option('--epsilon <e[,e...]>', 'one ε, or a list to sweep', parseNumberList)
-    .option('--epsilon-mode <mode>', 'relative or absolute')
-    .option('--layers <n>', 'hidden layers', parseInteger)
-    .option('--units <n>', 'units per hidden layer', parseInteger)
-    .option('--epochs <n>', 'maximum training epochs', parseInteger)
-    .option('--seed <n>', 'seed', parseInteger)
-    .option('--tolerance <t>', 'accuracy points allowed to drop (classification)', parseNumber)
+    .option('--name <name>', 'model name (default: the data file name)');
+  addPruneTuningOptions(prune)
     .option('--detach', 'print the job id and return without watching')
     .action(async (flags: JobPruneFlags) => {
       if ((flags.data === undefined) === (flags.serverPath === undefined)) throw new UserError('give exactly one of --data and --server-path');
@@ -54,7 +39,7 @@ export function registerJobsCommand(program: Command): void {
         }
       }
       const source = flags.data ?? flags.serverPath!;
-      const name = flags.name ?? (source.split('/').pop() ?? 'model').replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_').slice(0, 64);
+      const name = flags.name ?? modelNameFromFile(source);
       const options = Object.fromEntries(
         Object.entries({
           epsilons: flags.epsilon,
@@ -63,7 +48,11 @@ export function registerJobsCommand(program: Command): void {
           units: flags.units,
           epochs: flags.epochs,
           seed: flags.seed,
-          toleranceAccuracyPoints: flags.tolerance,
+          // Without --task the server infers it; --tolerance is then read as accuracy points.
+          ...(flags.task === 'regression'
+            ? { toleranceMseFraction: flags.tolerance === undefined ? undefined : flags.tolerance / 100 }
+            : { toleranceAccuracyPoints: flags.tolerance }),
+          fullSweep: flags.fullSweep,
         }).filter(([, value]) => value !== undefined),
       );
       await withConnection(flags, async (connection) => {

@@ -1,4 +1,4 @@
-import { basename, extname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
@@ -10,24 +10,15 @@ import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
 import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
 import { formatPruneSummary } from '../pruning/summary.ts';
-import { parseInteger, parseNumber, parseNumberList } from './option-parsers.ts';
+import { addPruneTuningOptions, modelNameFromFile, type PruneTuningFlags } from './prune-flags.ts';
 import { createPhaseProgress } from './progress.ts';
 
-interface PruneFlags {
+interface PruneFlags extends PruneTuningFlags {
   data: string;
   label: string;
   out: string;
-  task?: 'classification' | 'regression';
-  epsilon?: number[];
-  epsilonMode?: 'relative' | 'absolute';
-  layers?: number;
-  units?: number;
-  epochs?: number;
-  seed?: number;
-  tolerance?: number;
   signKey?: string;
   name?: string;
-  fullSweep?: boolean;
 }
 
 /** Zod paths of PruneOptions → the CLI flag that sets them, for one-line error messages. */
@@ -39,21 +30,13 @@ const FLAG_OF: Record<string, string> = {
 };
 
 export function registerPruneCommand(program: Command): void {
-  program
+  const command = program
     .command('prune')
     .description('train a general dense network, prune it with ODF2NNA, and write a signed artifact')
     .requiredOption('--data <file>', 'CSV file with a header row')
     .requiredOption('--label <column>', 'the label column')
-    .requiredOption('--out <dir>', 'output artifact directory (also gets report.json and general/)')
-    .option('--task <task>', 'classification or regression (inferred from the label when omitted)')
-    .option('--epsilon <e[,e...]>', 'one ε, or a list to sweep (default: 0.05,0.1,0.2,0.3,0.5,0.7)', parseNumberList)
-    .option('--epsilon-mode <mode>', 'relative (ε × the layer\'s most variable unit) or absolute', 'relative')
-    .option('--layers <n>', 'hidden layers of the general model', parseInteger)
-    .option('--units <n>', 'units per hidden layer of the general model', parseInteger)
-    .option('--epochs <n>', 'maximum training epochs of the general model (early stopping ends sooner)', parseInteger)
-    .option('--seed <n>', 'seed for splits, initialisation and shuffling', parseInteger)
-    .option('--tolerance <t>', 'allowed validation loss: accuracy points (default 0.5), or MSE percent for regression (default 2)', parseNumber)
-    .option('--full-sweep', 'retrain every ε of the sweep, not only up to the smallest model within tolerance')
+    .requiredOption('--out <dir>', 'output artifact directory (also gets report.json and general/)');
+  addPruneTuningOptions(command)
     .option('--sign-key <file>', 'ed25519 private key (from `fleetprune keys generate`) to sign the artifact')
     .option('--name <name>', 'model name (default: the data file name)')
     .action(async (flags: PruneFlags) => {
@@ -69,7 +52,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const privateKey = flags.signKey ? await loadPrivateKey(flags.signKey) : undefined;
   const dataset = loadDatasetFile(flags.data, { label: flags.label, task: flags.task });
   const options = parsePruneOptions(flags, dataset.task);
-  const name = flags.name ?? basename(flags.data, extname(flags.data)).replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64);
+  const name = flags.name ?? modelNameFromFile(flags.data);
   const outDir = resolve(flags.out);
   await assertWritableDirectory(outDir);
   await assertArtifactDestination(outDir);
