@@ -2,6 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, MessageHandler, PublishOptions } from './broker.ts';
 import type { CredentialStore, ServerIdentity } from './credential-store.ts';
+import { Mutex } from '../../shared/util/mutex.ts';
 import { writeMosquittoAuthFiles } from './mosquitto-auth-files.ts';
 
 export interface ExternalBrokerOptions {
@@ -28,6 +29,7 @@ export class ExternalBroker implements Broker {
   readonly #options: ExternalBrokerOptions;
   readonly #handlers: { filter: string; handler: MessageHandler }[] = [];
   #client: MqttClient | undefined;
+  readonly #authFiles = new Mutex();
 
   constructor(options: ExternalBrokerOptions) {
     this.#options = options;
@@ -106,11 +108,18 @@ export class ExternalBroker implements Broker {
     await this.#client.publishAsync(topic, payload, { qos: options.qos, retain: options.retain });
   }
 
-  async credentialsChanged(): Promise<void> {
+  /**
+   * One rewrite at a time, each reading the credentials afresh: concurrent enrollments would
+   * otherwise race, and a rewrite that read the store earlier could land last and leave a newly
+   * enrolled device out of Mosquitto's password file until the next change.
+   */
+  credentialsChanged(): Promise<void> {
     const auth = this.#options.mosquittoAuth;
-    if (!auth) return;
-    await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
-    await auth.reload();
+    if (!auth) return Promise.resolve();
+    return this.#authFiles.run(async () => {
+      await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
+      await auth.reload();
+    });
   }
 }
 

@@ -221,8 +221,7 @@ export class AcceptanceFleet {
       concurrency: 4,
     });
     await this.api.post('/assignments', { model: MODEL, version: this.versions.general, role: 'active', selector: { matchLabels: {} } });
-    // Generous: under load, Mosquitto reloads its password file once per enrollment and refused agents retry.
-    await waitForActive(this.api, MODEL, this.versions.general, DEVICES, 150_000, 200);
+    await waitForActive(this.api, MODEL, this.versions.general, DEVICES, 60_000, 200);
     await this.api.request('PUT', `/models/${MODEL}/aliases/production`, { version: this.versions.general });
   }
 
