@@ -52,6 +52,9 @@ export function registerJobsCommand(program: Command): void {
           ...(flags.task === 'regression'
             ? { toleranceMseFraction: flags.tolerance === undefined ? undefined : flags.tolerance / 100 }
             : { toleranceAccuracyPoints: flags.tolerance }),
+          toleranceLossFraction: flags.lossTolerance,
+          l1: flags.l1,
+          l1Input: flags.l1Input,
           fullSweep: flags.fullSweep,
         }).filter(([, value]) => value !== undefined),
       );

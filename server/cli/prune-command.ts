@@ -27,6 +27,7 @@ const FLAG_OF: Record<string, string> = {
   epsilonMode: '--epsilon-mode',
   toleranceAccuracyPoints: '--tolerance',
   toleranceMseFraction: '--tolerance',
+  toleranceLossFraction: '--loss-tolerance',
 };
 
 export function registerPruneCommand(program: Command): void {
@@ -93,6 +94,9 @@ export function parsePruneOptions(flags: PruneFlags, task: 'classification' | 'r
     seed: flags.seed,
     toleranceAccuracyPoints: regression ? undefined : flags.tolerance,
     toleranceMseFraction: regression && flags.tolerance !== undefined ? flags.tolerance / 100 : undefined,
+    toleranceLossFraction: flags.lossTolerance,
+    l1: flags.l1,
+    l1Input: flags.l1Input,
     fullSweep: flags.fullSweep,
   });
   if (!parsed.success) {

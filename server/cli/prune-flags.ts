@@ -12,6 +12,9 @@ export interface PruneTuningFlags {
   epochs?: number;
   seed?: number;
   tolerance?: number;
+  lossTolerance?: number;
+  l1?: number;
+  l1Input?: number;
   fullSweep?: boolean;
 }
 
@@ -25,6 +28,9 @@ export function addPruneTuningOptions(command: Command): Command {
     .option('--epochs <n>', 'maximum training epochs of the general model (early stopping ends sooner)', parseInteger)
     .option('--seed <n>', 'seed for splits, initialisation and shuffling', parseInteger)
     .option('--tolerance <t>', 'allowed validation loss: accuracy points (default 0.5), or MSE percent for regression (default 2)', parseNumber)
+    .option('--loss-tolerance <fraction>', 'classification: validation cross-entropy may also grow by this fraction, or 0.05 nats (default 0.5)', parseNumber)
+    .option('--l1-input <lambda>', "L1 penalty on the first hidden layer's kernel while training the general model; 0 turns it off (default 1e-3)", parseNumber)
+    .option('--l1 <lambda>', 'L1 penalty on the other hidden kernels; 0 turns it off (default 3e-4)', parseNumber)
     .option('--full-sweep', 'retrain every ε of the sweep, not only up to the smallest model within tolerance');
 }
 

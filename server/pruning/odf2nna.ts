@@ -10,14 +10,16 @@ import {
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
 import type { PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
-import { scorePredictions, scoreValue, withinTolerance, type Score } from './scoring.ts';
+import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from './scoring.ts';
 import { fitScaling } from './standardization.ts';
 import {
   createDenseModel,
+  modelFromNetwork,
   disposeTrainingData,
   predictRows,
   prepareTrainingData,
   trainModel,
+  type KernelL1,
   type TrainConfig,
   type TrainingData,
 } from './training.ts';
@@ -90,12 +92,18 @@ export async function runOdf2nna(
   };
   const evaluate = (network: DenseNetwork, split: 'validation' | 'test'): Score =>
     scoreNetwork(network, data, split);
-  const tolerance = { accuracyPoints: options.toleranceAccuracyPoints, mseFraction: options.toleranceMseFraction };
+  // The general model and the scratch baseline share the L1 penalties; the light retraining has none.
+  const penalties: KernelL1 = { input: options.l1Input, hidden: options.l1 };
+  const tolerance: Tolerance = {
+    accuracyPoints: options.toleranceAccuracyPoints,
+    mseFraction: options.toleranceMseFraction,
+    lossFraction: options.toleranceLossFraction,
+  };
 
   try {
     // 1. The general model: large, uniform, trained with early stopping.
     const hidden = Array.from({ length: options.layers }, () => options.units);
-    const generalModel = createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed);
+    const generalModel = createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed, penalties);
     const generalRun = await timed('train', () =>
       trainModel(generalModel, data, generalConfig, (epoch) =>
         onProgress({ phase: 'train', done: epoch, total: options.epochs, detail: `epoch ${epoch}` }),
@@ -128,11 +136,14 @@ export async function runOdf2nna(
     const retrained = new Map<string, TrainedNetwork & { validation: Score; validationLoss: number; test: Score; within: boolean }>();
     const bySize = [...candidates].sort(([, a], [, b]) => parameterCount(a.network) - parameterCount(b.network));
     for (const [key, candidate] of bySize) {
-      const model = toTfjsModel(candidate.network);
+      const model = modelFromNetwork(candidate.network, dataset.task);
       const run = await timed('retrain', () => trainModel(model, data, retrainConfig));
       const network = toDenseNetwork(model, scaling);
       const validation = evaluate(network, 'validation');
-      const within = withinTolerance(validation, originalValidation, tolerance);
+      const within = withinTolerance(validation, originalValidation, tolerance, {
+        candidate: run.bestValidationLoss,
+        reference: generalRun.bestValidationLoss,
+      });
       retrained.set(key, { model, network, validation, validationLoss: run.bestValidationLoss, test: evaluate(network, 'test'), within });
       onProgress({ phase: 'retrain', done: retrained.size, total: candidates.size, detail: layerSizes(network).join('-') });
       if (within && !options.fullSweep) break;
@@ -169,13 +180,13 @@ export async function runOdf2nna(
     if (options.baselines) {
       const prunedHidden = chosen.layers.slice(0, -1);
       await timed('baselines', async () => {
-        const scratchModel = createDenseModel(data.inputs, prunedHidden, outputs, dataset.task, options.seed + 7);
+        const scratchModel = createDenseModel(data.inputs, prunedHidden, outputs, dataset.task, options.seed + 7, penalties);
         const scratchRun = await trainModel(scratchModel, data, { ...generalConfig, seed: options.seed + 7 });
         scratch = { test: evaluate(toDenseNetwork(scratchModel, scaling), 'test'), epochs: scratchRun.epochs };
         scratchModel.dispose();
         onProgress({ phase: 'baselines', done: 1, total: 2, detail: 'scratch' });
         const l1Keep = selectByOutgoingL1(general.layers.slice(1), prunedHidden);
-        const l1Model = toTfjsModel(transferUnits(general, l1Keep));
+        const l1Model = modelFromNetwork(transferUnits(general, l1Keep), dataset.task);
         await trainModel(l1Model, data, retrainConfig);
         l1 = { test: evaluate(toDenseNetwork(l1Model, scaling), 'test') };
         l1Model.dispose();
@@ -190,7 +201,12 @@ export async function runOdf2nna(
       epsilon: chosen.epsilon,
       epsilon_mode: options.epsilonMode,
       selection,
-      tolerance: { accuracy_points: options.toleranceAccuracyPoints, mse_fraction: options.toleranceMseFraction },
+      tolerance: {
+        accuracy_points: options.toleranceAccuracyPoints,
+        mse_fraction: options.toleranceMseFraction,
+        loss_fraction: options.toleranceLossFraction,
+      },
+      l1_penalty: { ...penalties },
       data: {
         fingerprint: dataset.fingerprint,
         rows: dataset.x.length,

@@ -14,6 +14,12 @@ export const PruneOptionsSchema = z
     epochs: z.number().int().min(1).max(10_000).default(200),
     patience: z.number().int().min(1).max(1000).default(15),
     learningRate: z.number().positive().max(1).default(1e-3),
+    /**
+     * L1 penalties on the kernels while training the general model (and the scratch baseline):
+     * `l1Input` on the first hidden layer, `l1` on the others; 0 turns one off.
+     */
+    l1Input: z.number().min(0).max(1).default(1e-3),
+    l1: z.number().min(0).max(1).default(3e-4),
     retrainEpochs: z.number().int().min(1).max(10_000).default(60),
     retrainPatience: z.number().int().min(1).max(1000).default(10),
     retrainLearningRate: z.number().positive().max(1).default(5e-4),
@@ -24,6 +30,8 @@ export const PruneOptionsSchema = z
     toleranceAccuracyPoints: z.number().min(0).max(100).default(0.5),
     /** ... or MSE grow by this fraction (regression), against the original's validation score. */
     toleranceMseFraction: z.number().min(0).max(10).default(0.02),
+    /** ... and, for classification, cross-entropy grow by at most this fraction (or 0.05 nats). */
+    toleranceLossFraction: z.number().min(0).max(100).default(0.5),
     validationFraction: z.number().gt(0).lt(0.5).default(0.15),
     testFraction: z.number().gt(0).lt(0.5).default(0.2),
     baselines: z.boolean().default(true),

@@ -33,7 +33,9 @@ export interface PruneReport {
   epsilon: number;
   epsilon_mode: EpsilonMode;
   selection: string;
-  tolerance: { accuracy_points: number; mse_fraction: number };
+  tolerance: { accuracy_points: number; mse_fraction: number; loss_fraction: number };
+  /** The L1 penalties the general model and the scratch baseline were trained with. */
+  l1_penalty: { input: number; hidden: number };
   data: { fingerprint: string; rows: number; features: number; classes: string[]; split: { train: number; validation: number; test: number } };
   timing_s: number;
   phase_timing_s: Record<string, number>;

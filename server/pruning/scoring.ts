@@ -28,17 +28,37 @@ export function argmax(row: readonly number[]): number {
   return best;
 }
 
+export interface Tolerance {
+  /** Classification: accuracy may drop by at most this many percentage points. */
+  accuracyPoints: number;
+  /** Regression: MSE may grow by at most this fraction of the reference's. */
+  mseFraction: number;
+  /** Classification: cross-entropy may grow by at most this fraction (or by LOSS_FLOOR_NATS). */
+  lossFraction: number;
+}
+
+/** Cross-entropy may always grow by this much, so a reference loss near zero does not forbid everything. */
+export const LOSS_FLOOR_NATS = 0.05;
+
 /**
- * Whether `candidate` stays within tolerance of `reference`: accuracy may drop by at most
- * `accuracyPoints` percentage points; MSE may grow by at most `mseFraction` of the reference.
+ * Whether `candidate` stays within tolerance of `reference` on the same split.
+ * - Regression: its MSE grows by at most `mseFraction`.
+ * - Classification: its accuracy drops by at most `accuracyPoints` and, when the losses are
+ *   given, its cross-entropy grows by at most `lossFraction` (or LOSS_FLOOR_NATS). On a small
+ *   validation split one row is worth more than the accuracy tolerance, so accuracy alone cannot
+ *   tell a sound model from one that is right by thin margins; the loss can.
  */
 export function withinTolerance(
   candidate: Score,
   reference: Score,
-  tolerance: { accuracyPoints: number; mseFraction: number },
+  tolerance: Tolerance,
+  losses?: { candidate: number; reference: number },
 ): boolean {
   if ('accuracy' in candidate && 'accuracy' in reference) {
-    return candidate.accuracy >= reference.accuracy - tolerance.accuracyPoints / 100 - 1e-12;
+    if (candidate.accuracy < reference.accuracy - tolerance.accuracyPoints / 100 - 1e-12) return false;
+    if (!losses) return true;
+    const allowed = Math.max(losses.reference * (1 + tolerance.lossFraction), losses.reference + LOSS_FLOOR_NATS);
+    return losses.candidate <= allowed + 1e-12;
   }
   if ('mse' in candidate && 'mse' in reference) {
     return candidate.mse <= reference.mse * (1 + tolerance.mseFraction) + 1e-12;

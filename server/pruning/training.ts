@@ -2,6 +2,7 @@ import { tf } from '../../shared/model/tfjs-backend.ts';
 import type { Task } from '../../shared/data/dataset.ts';
 import type { Split } from '../../shared/data/split.ts';
 import type { Scaling } from '../../shared/model/tfjs-convert.ts';
+import type { DenseNetwork } from '../../shared/model/dense-network.ts';
 import { createRng, shuffled } from '../../shared/util/rng.ts';
 import { standardizeRows } from './standardization.ts';
 
@@ -62,16 +63,37 @@ export function disposeTrainingData(data: TrainingData): void {
   for (const split of [data.train, data.validation, data.test]) tf.dispose([split.x, split.y]);
 }
 
-/** A uniform dense network: `hidden` ReLU layers, then softmax (classification) or linear (regression). */
-export function createDenseModel(inputs: number, hidden: readonly number[], outputs: number, task: Task, seed: number): tf.Sequential {
+/** L1 penalties on the hidden kernels: the first hidden layer (which reads the features) and the rest. */
+export interface KernelL1 {
+  input: number;
+  hidden: number;
+}
+
+export const NO_L1: KernelL1 = { input: 0, hidden: 0 };
+
+/**
+ * A dense network: `hidden` ReLU layers, then softmax (classification) or linear (regression).
+ * The L1 penalties drive the weights a unit does not need towards zero, so units the task does
+ * not use end up barely varying, which is what ODF2NNA's variability test detects.
+ */
+export function createDenseModel(
+  inputs: number,
+  hidden: readonly number[],
+  outputs: number,
+  task: Task,
+  seed: number,
+  l1: KernelL1 = NO_L1,
+): tf.Sequential {
   const model = tf.sequential();
   hidden.forEach((units, index) => {
+    const penalty = index === 0 ? l1.input : l1.hidden;
     model.add(
       tf.layers.dense({
         units,
         activation: 'relu',
         inputShape: index === 0 ? [inputs] : undefined,
         kernelInitializer: tf.initializers.heNormal({ seed: seed + index }),
+        kernelRegularizer: penalty > 0 ? tf.regularizers.l1({ l1: penalty }) : undefined,
         name: `dense_${index}`,
       }),
     );
@@ -85,6 +107,19 @@ export function createDenseModel(inputs: number, hidden: readonly number[], outp
       name: `dense_${hidden.length}`,
     }),
   );
+  return model;
+}
+
+/** A trainable model holding a network's weights (the transfer step's output), without L1 penalties. */
+export function modelFromNetwork(network: DenseNetwork, task: Task): tf.Sequential {
+  const sizes = network.layers.map((layer) => layer.units);
+  const model = createDenseModel(network.layers[0]!.inputs, sizes.slice(0, -1), sizes.at(-1)!, task, 0);
+  const weights = network.layers.flatMap((layer) => [
+    tf.tensor2d(layer.weights, [layer.inputs, layer.units]),
+    tf.tensor1d(layer.bias),
+  ]);
+  model.setWeights(weights);
+  tf.dispose(weights);
   return model;
 }
 

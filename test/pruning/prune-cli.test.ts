@@ -30,6 +30,8 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.equal(report.layers.pruned.length, 4);
   for (const key of ['original', 'pruned', 'scratch', 'l1']) assert.equal(typeof report[key].test.accuracy, 'number', key);
   assert.equal(typeof report.pruned.test_before_retrain.accuracy, 'number');
+  assert.deepEqual(report.l1_penalty, { input: 1e-3, hidden: 3e-4 }, 'the default L1 penalties are recorded');
+  assert.equal(report.tolerance.loss_fraction, 0.5);
 
   const pruned = ManifestSchema.parse(JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')));
   const general = ManifestSchema.parse(JSON.parse(await readFile(join(out, 'general', 'manifest.json'), 'utf8')));
@@ -84,6 +86,9 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['ε not a number', ['--data', IRIS, '--label', 'species', '--epsilon', 'abc', '--out', out], /--epsilon/],
     ['unwritable output', ['--data', IRIS, '--label', 'species', '--out', join(aFile, 'out')], /cannot write output directory/],
     ['non-empty non-artifact output', ['--data', IRIS, '--label', 'species', '--out', dir], /non-empty directory without manifest\.json/],
+    ['negative L1', ['--data', IRIS, '--label', 'species', '--l1', '-0.1', '--out', out], /--l1: /],
+    ['L1 input not a number', ['--data', IRIS, '--label', 'species', '--l1-input', 'lots', '--out', out], /--l1-input/],
+    ['negative loss tolerance', ['--data', IRIS, '--label', 'species', '--loss-tolerance', '-1', '--out', out], /--loss-tolerance: /],
     ['bad task', ['--data', IRIS, '--label', 'species', '--task', 'ranking', '--out', out], /--task/],
     ['missing sign key', ['--data', IRIS, '--label', 'species', '--sign-key', join(dir, 'nokey'), '--out', out], /nokey/],
   ];

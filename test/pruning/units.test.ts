@@ -82,9 +82,24 @@ test('scores: accuracy, MSE and R², and the tolerance rule', () => {
   assert.ok('mse' in regression);
   assert.ok(Math.abs(regression.mse - 4 / 3) < 1e-12);
   assert.ok(Math.abs(regression.r2 - (1 - 4 / (26 / 3))) < 1e-12);
-  const tol = { accuracyPoints: 0.5, mseFraction: 0.02 };
+  const tol = { accuracyPoints: 0.5, mseFraction: 0.02, lossFraction: 0.5 };
   assert.equal(withinTolerance({ accuracy: 0.9951 }, { accuracy: 1 }, tol), true);
   assert.equal(withinTolerance({ accuracy: 0.994 }, { accuracy: 1 }, tol), false);
   assert.equal(withinTolerance({ mse: 10.2, r2: 0 }, { mse: 10, r2: 0 }, tol), true);
   assert.equal(withinTolerance({ mse: 10.3, r2: 0 }, { mse: 10, r2: 0 }, tol), false);
+});
+
+test('withinTolerance also bounds the cross-entropy of classifiers: by a fraction, or 0.05 nats near zero', () => {
+  const tol = { accuracyPoints: 0.5, mseFraction: 0.02, lossFraction: 0.5 };
+  const same = { accuracy: 1 };
+  // Equal accuracy, but the loss grew by 60%: right by thin margins, so not within tolerance.
+  assert.equal(withinTolerance(same, same, tol, { candidate: 0.32, reference: 0.2 }), false);
+  assert.equal(withinTolerance(same, same, tol, { candidate: 0.3, reference: 0.2 }), true);
+  // A near-zero reference loss still allows 0.05 nats.
+  assert.equal(withinTolerance(same, same, tol, { candidate: 0.0501, reference: 0.001 }), true);
+  assert.equal(withinTolerance(same, same, tol, { candidate: 0.0515, reference: 0.001 }), false);
+  // The accuracy check still applies when the loss is fine.
+  assert.equal(withinTolerance({ accuracy: 0.98 }, same, tol, { candidate: 0.1, reference: 0.2 }), false);
+  // Regression ignores the cross-entropy bound: MSE is already its loss.
+  assert.equal(withinTolerance({ mse: 10.2, r2: 0 }, { mse: 10, r2: 0 }, tol, { candidate: 9, reference: 1 }), true);
 });
