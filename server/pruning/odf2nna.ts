@@ -201,6 +201,7 @@ export async function runOdf2nna(
       epsilon: chosen.epsilon,
       epsilon_mode: options.epsilonMode,
       selection,
+      warnings: selectionWarnings(dataset.task, splits.validation.x.length, options),
       tolerance: {
         accuracy_points: options.toleranceAccuracyPoints,
         mse_fraction: options.toleranceMseFraction,
@@ -260,6 +261,21 @@ export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry
   }
   const entry = [...done].sort(byValidation)[0]!;
   return { entry, selection: 'no ε stayed within tolerance; chose the best validation score' };
+}
+
+/**
+ * What a user should know about how much to trust the choice of ε. On a small validation split
+ * one row is worth more accuracy than the tolerance, so "within tolerance" means "no validation
+ * row lost" and the choice rests on the cross-entropy bound.
+ */
+export function selectionWarnings(task: Dataset['task'], validationRows: number, options: PruneOptions): string[] {
+  if (task !== 'classification' || options.epsilons.length < 2) return [];
+  const pointsPerRow = 100 / validationRows;
+  if (pointsPerRow <= options.toleranceAccuracyPoints) return [];
+  return [
+    `the validation split has ${validationRows} rows: one row is ${pointsPerRow.toFixed(1)} accuracy points, more than the ` +
+      `${options.toleranceAccuracyPoints}-point tolerance, so the choice of ε is noisy; compare the sweep (--full-sweep retrains every ε)`,
+  ];
 }
 
 function scoreNetwork(network: DenseNetwork, data: TrainingData, split: 'validation' | 'test'): Score {

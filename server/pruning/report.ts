@@ -33,6 +33,8 @@ export interface PruneReport {
   epsilon: number;
   epsilon_mode: EpsilonMode;
   selection: string;
+  /** Caveats about the choice of ε, e.g. a validation split too small to resolve the tolerance. */
+  warnings: string[];
   tolerance: { accuracy_points: number; mse_fraction: number; loss_fraction: number };
   /** The L1 penalties the general model and the scratch baseline were trained with. */
   l1_penalty: { input: number; hidden: number };

@@ -5,7 +5,7 @@ import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { parameterCount } from '../../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
 import { PruneOptionsSchema } from '../../server/pruning/options.ts';
-import { chooseEpsilon, runOdf2nna, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
+import { chooseEpsilon, runOdf2nna, selectionWarnings, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
 import type { SweepEntry } from '../../server/pruning/report.ts';
 
 let backend: string;
@@ -86,6 +86,17 @@ test('chooseEpsilon prefers the smallest within tolerance and falls back to the 
   const fallback = chooseEpsilon([entry(0.1, 100, 0.8, false), entry(0.3, 50, 0.7, false)]);
   assert.equal(fallback.entry.epsilon, 0.1);
   assert.match(fallback.selection, /no ε stayed within tolerance/);
+});
+
+test('a validation split too small to resolve the tolerance is called out in the report', () => {
+  const defaults = PruneOptionsSchema.parse({});
+  const [warning] = selectionWarnings('classification', 27, defaults);
+  assert.match(warning ?? '', /27 rows: one row is 3\.7 accuracy points, more than the 0\.5-point tolerance/);
+  assert.deepEqual(selectionWarnings('classification', 1500, defaults), [], '1500 rows resolve 0.07 points');
+  assert.deepEqual(selectionWarnings('regression', 27, defaults), [], 'MSE is not counted in rows');
+  assert.deepEqual(selectionWarnings('classification', 27, PruneOptionsSchema.parse({ epsilons: [0.3] })), [], 'a single ε is not a choice');
+  // iris (seed 3) has 24 validation rows, and the run's report carries the warning.
+  assert.equal(iris.report.warnings.length, 1);
 });
 
 test('a single ε prunes at that ε alone; regression reports MSE and R²', async () => {
