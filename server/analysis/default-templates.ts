@@ -41,10 +41,12 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
         successCondition: 'result[0] <= maxErrorRatio',
         provider: {
           prometheus: {
+            // Totals, not rate(): an agent benchmarks a version once, so on a real Prometheus a
+            // device's counter series starts at its final value and never grows.
             query:
-              'sum(rate(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"}[5m]))' +
-              ' / sum(rate(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"}[5m]))',
-            samplesQuery: 'sum(increase(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"}[5m]))',
+              'sum(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"})' +
+              ' / sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"})',
+            samplesQuery: 'sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"})',
           },
         },
         minSamples: 100,

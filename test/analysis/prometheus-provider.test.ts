@@ -116,6 +116,24 @@ describe('prometheus provider against a real Prometheus', () => {
     assert.deepEqual(viaPrometheus.baseline!.map((v) => v.toFixed(6)), viaBuiltin.baseline!.map((v) => v.toFixed(6)));
   });
 
+  it('measures the candidate-errors template over one report per device, on Prometheus and builtin alike', async (t) => {
+    if (!needsPrometheus(t)) return;
+    // Each device reported its candidate once (errors 0..3 of 100 predictions): the counter series
+    // never grow, so the template must use totals, not rate().
+    const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }] } }] });
+    const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+    // The rollout controller passes the model and candidate version as args.
+    const args = { model: 'wine', candidateVersion: '2' };
+    const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2', 'd3', 'd4'], args, now: () => new Date() };
+    const viaPrometheus = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }), prometheus: new PrometheusProvider({ url }) }), context);
+    const viaBuiltin = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }) }), { ...context, now: () => new Date(reportTime + 1000) });
+    assert.equal(viaPrometheus.provider, 'prometheus');
+    for (const [name, measurement] of [['prometheus', viaPrometheus], ['builtin', viaBuiltin]] as const) {
+      assert.equal(measurement.phase, 'Failed', `${name}: 6 errors in 400 predictions is above the 1% ceiling (${measurement.message ?? ''})`);
+      assert.ok(Math.abs(measurement.value![0]! - 0.015) < 1e-12, `${name}: value ${measurement.value}`);
+    }
+  });
+
   it('turns Prometheus errors into MetricProviderError', async (t) => {
     if (!needsPrometheus(t)) return;
     const provider = new PrometheusProvider({ url });
