@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { parseLabelPairs } from './label-pairs.ts';
+import { formatTable } from './format-table.ts';
 
 interface GrpcDevice {
   id: string;
@@ -86,9 +87,4 @@ async function checkWritableTarget(path: string): Promise<void> {
   } catch {
     throw new UserError(`--out: cannot write into ${dirname(path)}`);
   }
-}
-
-export function formatTable(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n') + '\n';
 }

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 
 export function registerTokensCommand(program: Command): void {
@@ -16,4 +17,33 @@ export function registerTokensCommand(program: Command): void {
         process.stderr.write(`created ${created.record.role} token ${created.record.id}; store it now, it is not shown again\n`);
       });
     });
+  withConnectionOptions(tokens.command('list').description('list tokens: id, role, label, created, revoked (never secrets)'))
+    .option('--json', 'print JSON')
+    .action(async (flags: ConnectionFlags & { json?: boolean }) => {
+      await withConnection(flags, async (connection) => {
+        const { tokens: list } = await connection.unary<{ tokens: TokenMessage[] }>('Tokens', 'ListTokens', {});
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+          return;
+        }
+        const rows = list.map((t) => [t.id, t.role, t.label, t.created_at, t.created_by, t.revoked_at || '-']);
+        process.stdout.write(formatTable([['ID', 'ROLE', 'LABEL', 'CREATED', 'BY', 'REVOKED'], ...rows]));
+      });
+    });
+  withConnectionOptions(tokens.command('revoke').description('revoke a token: it stops working at once').argument('<id>', 'token id (from `tokens list`)'))
+    .action(async (id: string, flags: ConnectionFlags) => {
+      await withConnection(flags, async (connection) => {
+        await connection.unary('Tokens', 'RevokeToken', { id });
+        process.stderr.write(`revoked token ${id}\n`);
+      });
+    });
+}
+
+interface TokenMessage {
+  id: string;
+  role: string;
+  label: string;
+  created_at: string;
+  created_by: string;
+  revoked_at: string;
 }

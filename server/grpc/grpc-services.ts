@@ -8,6 +8,7 @@ import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
 import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
+import { TokenIdSchema } from '../auth/token-id.ts';
 import { PruneJobRequestSchema } from '../jobs/prune-job-request.ts';
 import { AliasSchema, VersionNameSchema } from '../registry/names.ts';
 import { GrpcHandlers } from './grpc-call.ts';
@@ -135,6 +136,10 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           return { token: created.token, record: tokenMessage(created.record) };
         }),
         ListTokens: tokens.unary('ListTokens', 'admin', async () => ({ tokens: (await ctx.tokens.list()).map(tokenMessage) })),
+        RevokeToken: tokens.unary('RevokeToken', 'admin', async (req: { id: string }, principal) => {
+          await ctx.tokens.revoke(check(TokenIdSchema, req.id, 'id'), principal);
+          return {};
+        }),
       },
     },
     Audit: {

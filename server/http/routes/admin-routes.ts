@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { RoleSchema } from '../../auth/roles.ts';
+import { TokenIdSchema } from '../../auth/token-id.ts';
 import { AuditEntrySchema, TokenSchema } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
@@ -50,7 +51,7 @@ export function adminRoutes(ctx: ServerContext): RouteSpec[] {
       summary: 'Revoke a token',
       tag: 'tokens',
       permission: 'admin',
-      params: z.strictObject({ id: z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be a token id') }),
+      params: z.strictObject({ id: TokenIdSchema }),
       responses: { 204: { description: 'revoked' } },
       handle: async ({ params, principal, res }) => {
         await ctx.tokens.revoke(params.id, principal!);
