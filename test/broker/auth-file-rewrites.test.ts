@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { CredentialStore, DeviceCredential } from '../../server/broker/credential-store.ts';
+import { ExternalBroker } from '../../server/broker/external-broker.ts';
+import { PASSWORD_FILE } from '../../server/broker/mosquitto-auth-files.ts';
+import { hashPassword } from '../../server/broker/password-hash.ts';
+import { testLogger } from '../helpers/fleet-harness.ts';
+
+/**
+ * A credential store whose first listing is held until the test releases it, returning what the
+ * store held when it was asked: the stale read of a slow rewrite.
+ */
+class HeldFirstListing implements CredentialStore {
+  readonly devices: DeviceCredential[] = [];
+  #release: (() => void) | undefined;
+  #held = new Promise<void>((resolve) => (this.#release = resolve));
+  #calls = 0;
+
+  release(): void {
+    this.#release!();
+  }
+
+  async getDevice(deviceId: string): Promise<DeviceCredential | undefined> {
+    return this.devices.find((d) => d.deviceId === deviceId);
+  }
+
+  async listDevices(): Promise<DeviceCredential[]> {
+    const snapshot = this.devices.slice();
+    if (this.#calls++ === 0) await this.#held;
+    return snapshot;
+  }
+}
+
+test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite cannot land after a newer one', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const hash = await hashPassword('device-secret');
+  const store = new HeldFirstListing();
+  const reloads: string[][] = [];
+  const broker = new ExternalBroker({
+    url: 'mqtt://127.0.0.1:1',
+    server: { username: 'fleetprune-server', password: 'server-secret' },
+    credentials: store,
+    logger: testLogger,
+    mosquittoAuth: {
+      dir,
+      reload: async () => {
+        const file = await readFile(join(dir, PASSWORD_FILE), 'utf8');
+        reloads.push(file.split('\n').filter(Boolean).map((line) => line.split(':')[0]!));
+      },
+    },
+  });
+
+  // Device A enrolls; its rewrite reads the store (A only) and stalls.
+  store.devices.push({ deviceId: 'device-a', passwordHash: hash, revoked: false });
+  const first = broker.credentialsChanged();
+  await new Promise((resolve) => setImmediate(resolve));
+  // Device B enrolls while the first rewrite is still in flight.
+  store.devices.push({ deviceId: 'device-b', passwordHash: hash, revoked: false });
+  const second = broker.credentialsChanged();
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  store.release();
+  await Promise.all([first, second]);
+
+  const users = (await readFile(join(dir, PASSWORD_FILE), 'utf8')).split('\n').filter(Boolean).map((line) => line.split(':')[0]);
+  assert.deepEqual(users.sort(), ['device-a', 'device-b', 'fleetprune-server'], 'the newest enrollment is in the password file');
+  assert.deepEqual(
+    reloads.map((names) => names.slice().sort()),
+    [
+      ['device-a', 'fleetprune-server'],
+      ['device-a', 'device-b', 'fleetprune-server'],
+    ],
+    'Mosquitto reloaded after each rewrite, in enrollment order',
+  );
+});
