@@ -75,6 +75,15 @@ export function registerJobsCommand(program: Command): void {
   withConnectionOptions(jobs.command('watch <id>').description('follow a job until it finishes')).action(async (id: string, flags: ConnectionFlags) => {
     await withConnection(flags, (connection) => watch(connection, id));
   });
+
+  withConnectionOptions(jobs.command('cancel <id>').description('cancel a queued or running job; nothing is registered')).action(
+    async (id: string, flags: ConnectionFlags) => {
+      await withConnection(flags, async (connection) => {
+        const job = await connection.unary<GrpcJob>('Jobs', 'CancelJob', { id });
+        process.stdout.write(`${id}: ${job.state}${job.error ? ` (${job.error})` : ''}\n`);
+      });
+    },
+  );
 }
 
 async function watch(connection: ServerConnection, id: string): Promise<void> {

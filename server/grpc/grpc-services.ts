@@ -173,6 +173,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           },
         ),
         GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(req.id))),
+        CancelJob: jobs.unary('CancelJob', 'write', async (req: { id: string }, principal) => jobMessage(await ctx.jobs.cancel(req.id, principal))),
         WatchJob: jobs.serverStream('WatchJob', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
           return new Promise<void>((resolve, reject) => {
             ctx.jobs

@@ -57,6 +57,8 @@ export class JobService {
   readonly #deps: JobServiceDeps;
   readonly #queue: QueuedJob[] = [];
   readonly #workers = new Map<string, Worker>();
+  /** Running jobs an operator cancelled: id → the failure message to record. */
+  readonly #cancelled = new Map<string, string>();
   #stopping = false;
 
   constructor(deps: JobServiceDeps) {
@@ -162,6 +164,45 @@ export class JobService {
     };
   }
 
+  /**
+   * Cancels a queued or running job: a queued one never starts, a running one's worker is
+   * terminated. Either way the job ends failed with "cancelled by <actor>", nothing is
+   * registered, and the cancellation is audited. A finished job cannot be cancelled (conflict).
+   */
+  async cancel(id: string, principal: Principal): Promise<JobRecord> {
+    const job = await this.get(id);
+    if (isFinished(job.state)) throw new ServiceError('conflict', `job ${id} already ${job.state}; nothing to cancel`);
+    const actor = actorOf(principal);
+    const message = `cancelled by ${actor}`;
+    const at = new Date().toISOString();
+    await this.#deps.store.audit.append({ at, actor, action: 'job.cancel', target: `job:${id}`, details: { state: job.state } });
+    const queued = this.#queue.findIndex((entry) => entry.id === id);
+    if (queued >= 0) {
+      this.#queue.splice(queued, 1);
+      await this.#setState(id, { state: 'failed', error: message });
+      this.#deps.metrics.jobsFinished.inc({ state: 'failed' });
+      return this.get(id);
+    }
+    const worker = this.#workers.get(id);
+    if (worker) {
+      this.#cancelled.set(id, message);
+      let unsubscribe = () => {};
+      const ended = new Promise<void>((resolve) => {
+        unsubscribe = this.events.subscribe(id, (event) => {
+          if (event.type === 'state' && isFinished(event.job.state)) resolve();
+        });
+      });
+      try {
+        await worker.terminate();
+        // The job may have finished before we subscribed (its result was being registered).
+        if (!isFinished((await this.get(id)).state)) await ended;
+      } finally {
+        unsubscribe();
+      }
+    }
+    return this.get(id);
+  }
+
   /** Terminates running workers; their jobs are marked failed. */
   async stop(): Promise<void> {
     this.#stopping = true;
@@ -186,13 +227,16 @@ export class JobService {
       this.#deps.metrics.jobsFinished.inc({ state: 'succeeded' });
     } catch (error) {
       if (this.#stopping) return;
-      const message = errorMessage(error);
-      if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
+      const cancelled = this.#cancelled.get(job.id);
+      const message = cancelled ?? errorMessage(error);
+      if (cancelled) this.#deps.log.info({ job: job.id }, message);
+      else if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
       await this.#setState(job.id, { state: 'failed', error: message }).catch((persistError) =>
         this.#deps.log.error({ err: persistError, job: job.id }, 'cannot record the job failure'),
       );
       this.#deps.metrics.jobsFinished.inc({ state: 'failed' });
     } finally {
+      this.#cancelled.delete(job.id);
       await rm(join(this.#deps.workDir, job.id), { recursive: true, force: true }).catch(() => {});
       this.#pump();
     }

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { grpcClient } from './helpers/grpc-client.ts';
+import { runCli } from './helpers/run-cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
@@ -70,4 +71,52 @@ test('gRPC StartPrune streams progress with WatchJob; bad data is refused up fro
   assert.ok(events.some((e: any) => e.progress?.phase === 'train'));
   assert.equal(events.at(-1).job.state, 'succeeded', events.at(-1).job.error);
   assert.equal((await server.server.ctx.store.models.countVersions()), 2);
+});
+
+test('jobs cancel: a queued job never starts, a running one stops, nothing is registered, a finished one is a conflict', async (t) => {
+  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1 } }))!;
+  const csv = await readFile(IRIS, 'utf8');
+  // Long enough to still be training when cancelled: up to 10,000 epochs with patience 1,000.
+  const long = { ...TINY_OPTIONS, epochs: 10_000, patience: 1000 };
+  const start = async () => (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: long } })).json()) as any;
+  const running = await start();
+  const queued = await start();
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const job = (await (await server.request('GET', `/api/jobs/${running.id}`)).json()) as any;
+    if (job.state === 'running' && job.progress?.phase === 'train') break;
+    assert.ok(Date.now() < deadline, `the first job never started training: ${JSON.stringify(job)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+
+  // gRPC cancels the queued one; REST cancels the running one.
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  const cancelledQueued = await jobs.call('CancelJob', { id: queued.id });
+  assert.equal(cancelledQueued.state, 'failed');
+  assert.match(cancelledQueued.error, /^cancelled by /);
+  const response = await server.request('POST', `/api/jobs/${running.id}/cancel`);
+  assert.equal(response.status, 200);
+  const cancelledRunning = (await response.json()) as any;
+  assert.equal(cancelledRunning.state, 'failed');
+  assert.match(cancelledRunning.error, /^cancelled by /);
+  assert.equal(server.server.ctx.jobs.running, 0, 'the worker is gone');
+  assert.equal(await server.server.ctx.store.models.countVersions(), 0, 'nothing was registered');
+
+  // Cancelling again is a conflict and changes nothing; a malformed id is a 400.
+  const again = await server.request('POST', `/api/jobs/${running.id}/cancel`);
+  assert.equal(again.status, 409);
+  assert.match(((await again.json()) as any).error.message, /already failed; nothing to cancel/);
+  assert.equal((await server.request('POST', '/api/jobs/not-a-job/cancel')).status, 400);
+  await assert.rejects(jobs.call('CancelJob', { id: 'job-missing' }), /no job job-missing/);
+  const cli = await runCli(['jobs', 'cancel', running.id, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(cli.code, 2);
+  assert.equal(cli.stderr.trim(), `fleetprune: job ${running.id} already failed; nothing to cancel`);
+  const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
+  assert.equal(audit.entries.filter((e: any) => e.action === 'job.cancel').length, 2);
+
+  // The queue moves on: a new job runs to completion after the cancellations.
+  const next = (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: TINY_OPTIONS } })).json()) as any;
+  const events = await jobs.stream('WatchJob', { id: next.id });
+  assert.equal(events.at(-1).job.state, 'succeeded', events.at(-1).job.error);
 });

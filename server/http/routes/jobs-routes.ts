@@ -47,6 +47,17 @@ export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
       handle: async ({ params }) => ({ json: jobView(await jobs.get(params.id)) }),
     }),
     defineRoute({
+      method: 'post',
+      path: '/jobs/:id/cancel',
+      operationId: 'cancelJob',
+      summary: 'Cancel a queued or running job: it ends failed ("cancelled by …") and registers nothing; 409 when it already finished',
+      tag,
+      permission: 'write',
+      params: JobParams,
+      responses: { 200: { description: 'the job, finished', schema: JobSchema } },
+      handle: async ({ params, principal }) => ({ json: jobView(await jobs.cancel(params.id, principal!)) }),
+    }),
+    defineRoute({
       method: 'get',
       path: '/jobs/:id/events',
       operationId: 'watchJob',
