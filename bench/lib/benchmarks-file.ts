@@ -35,8 +35,12 @@ export async function writeBenchmarkSection(title: string, body: string): Promis
   await writeFile(BENCHMARKS_MD, text.endsWith('\n') ? text : `${text}\n`);
 }
 
+export function resultsJsonPath(name: string): string {
+  return join(REPO_ROOT, 'bench', 'results', `${name}.json`);
+}
+
 export async function writeResultsJson(name: string, value: unknown): Promise<string> {
-  const path = join(REPO_ROOT, 'bench', 'results', `${name}.json`);
+  const path = resultsJsonPath(name);
   await mkdir(dirname(path), { recursive: true });
   await writeFile(path, `${JSON.stringify(value, null, 2)}\n`);
   return path;
