@@ -1,6 +1,6 @@
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { validateNetwork, type DenseNetwork } from '../model/dense-network.ts';
+import { validateNetwork, type DenseLayer, type DenseNetwork } from '../model/dense-network.ts';
 
 const { onnx } = onnxProto;
 
@@ -16,19 +16,31 @@ export interface OnnxExportOptions {
 }
 
 /**
+ * Beyond this |mean| / scale for some feature, folding the mean into the first bias would lose
+ * float32 precision (x·w/scale and mean·w/scale nearly cancel), so the graph keeps an explicit Sub.
+ */
+export const MAX_FOLDED_MEAN_RATIO = 10;
+
+/**
  * Serializes a DenseNetwork as an ONNX model (IR 8, opset 13) that takes raw features:
- * `features` [batch, nFeatures] float32 → Sub mean, Div scale → per layer MatMul, Add, then
- * Relu / Softmax(axis=-1) / nothing → for regression Mul target scale, Add target mean →
- * `output` [batch, nOutputs]. Weights are float32 initializers stored as little-endian raw_data.
+ * `features` [batch, nFeatures] float32 → per layer MatMul, Add, then Relu / Softmax(axis=-1) /
+ * nothing → for regression Mul target scale, Add target mean → `output` [batch, nOutputs].
+ * Weights are float32 initializers stored as little-endian raw_data.
+ *
+ * The standardization (x − mean) / scale is folded into the first layer — its kernel divided by
+ * the scale and, when every |mean| / scale ≤ MAX_FOLDED_MEAN_RATIO, the mean moved into its bias
+ * (else a Sub node centres the input) — so no per-call pass over the input is spent on it. For
+ * wide inputs (784 pixels) that pass cost more than the pruned network itself.
  */
 export function exportOnnx(network: DenseNetwork, opts: OnnxExportOptions = {}): Uint8Array {
   validateNetwork(network);
   const graph = new GraphBuilder();
   const inputs = network.inputMean.length;
 
-  let tensor = graph.node('Sub', [ONNX_INPUT, graph.initializer('input_mean', [inputs], network.inputMean)], 'input/centered');
-  tensor = graph.node('Div', [tensor, graph.initializer('input_scale', [inputs], network.inputScale)], 'input/standardized');
-  network.layers.forEach((layer, index) => {
+  const { layers, centreInput } = foldStandardization(network);
+  let tensor = ONNX_INPUT;
+  if (centreInput) tensor = graph.node('Sub', [tensor, graph.initializer('input_mean', [inputs], network.inputMean)], 'input/centered');
+  layers.forEach((layer, index) => {
     const prefix = `dense_${index}`;
     const kernel = graph.initializer(`${prefix}/kernel`, [layer.inputs, layer.units], layer.weights);
     const bias = graph.initializer(`${prefix}/bias`, [layer.units], layer.bias);
@@ -60,6 +72,24 @@ export function exportOnnx(network: DenseNetwork, opts: OnnxExportOptions = {}):
     },
   });
   return onnx.ModelProto.encode(model).finish();
+}
+
+/** The network's layers with the standardization folded into the first one (see exportOnnx). */
+export function foldStandardization(network: DenseNetwork): { layers: DenseLayer[]; centreInput: boolean } {
+  const [first, ...rest] = network.layers;
+  if (!first) return { layers: [], centreInput: true };
+  const { inputMean: mean, inputScale: scale } = network;
+  const centreInput = Array.from(mean).some((m, i) => Math.abs(m) / scale[i]! > MAX_FOLDED_MEAN_RATIO);
+  const weights = new Float32Array(first.weights.length);
+  const bias = Float64Array.from(first.bias);
+  for (let i = 0; i < first.inputs; i++) {
+    for (let j = 0; j < first.units; j++) {
+      const w = first.weights[i * first.units + j]! / scale[i]!;
+      weights[i * first.units + j] = w;
+      if (!centreInput) bias[j]! -= mean[i]! * w;
+    }
+  }
+  return { layers: [{ ...first, weights, bias: Float32Array.from(bias) }, ...rest], centreInput };
 }
 
 class GraphBuilder {

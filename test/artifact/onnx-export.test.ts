@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { exportOnnx, ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-export.ts';
+import onnxProto from 'onnx-proto';
+import { exportOnnx, MAX_FOLDED_MEAN_RATIO, ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-export.ts';
 import { forward, type DenseNetwork } from '../../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
 import { toDenseNetwork, toTfjsModel } from '../../shared/model/tfjs-convert.ts';
@@ -50,7 +51,24 @@ function maxAbsDiff(a: number[][], b: number[][]): number {
   return max;
 }
 
+function opTypes(bytes: Uint8Array): string[] {
+  return onnxProto.onnx.ModelProto.decode(bytes).graph!.node!.map((node) => node.opType!);
+}
+
+/** Features whose means are small against their scales (|mean| / scale ≤ 3), as standardized pixels are. */
+function centredNetwork(): DenseNetwork {
+  const network = randomNetwork(5, 7, [
+    { units: 32, activation: 'relu' },
+    { units: 3, activation: 'softmax' },
+  ]);
+  return { ...network, inputMean: network.inputScale.map((scale, i) => scale * ((i % 7) - 3)) };
+}
+
 const CASES = [
+  {
+    name: 'classifier with small feature means (standardization folded entirely into the first layer)',
+    network: centredNetwork,
+  },
   {
     name: 'classifier 7 → 32 relu → 16 relu → 3 softmax',
     network: () =>
@@ -98,8 +116,18 @@ for (const { name, network: build } of CASES) {
   });
 }
 
+test('the standardization is folded into the first layer: no Div, and a Sub only for means too large to fold', () => {
+  const folded = opTypes(exportOnnx(centredNetwork()));
+  assert.deepEqual(folded, ['MatMul', 'Add', 'Relu', 'MatMul', 'Add', 'Softmax']);
+  // The fixture's means reach 400 × their scales: past MAX_FOLDED_MEAN_RATIO, so the input is centred first.
+  const network = CASES[1]!.network();
+  assert.ok(network.inputMean.some((mean, i) => Math.abs(mean) / network.inputScale[i]! > MAX_FOLDED_MEAN_RATIO));
+  assert.deepEqual(opTypes(exportOnnx(network)).slice(0, 3), ['Sub', 'MatMul', 'Add']);
+  assert.ok(!opTypes(exportOnnx(network)).includes('Div'));
+});
+
 test('the ONNX model has a symbolic batch dimension and runs with batch 1 and batch 64', async () => {
-  const network = CASES[0]!.network();
+  const network = CASES[1]!.network();
   const bytes = exportOnnx(network);
   const rows = rawRows(4, network, 64);
   const session = await ort.InferenceSession.create(bytes);
