@@ -23,8 +23,9 @@ export const OVER_PRUNED_EPSILON = 0.9;
 
 /**
  * The demo's three models, all from one general network: ODF2NNA's own choice of ε (the
- * sweep), and an over-pruned candidate at ε 0.9 that keeps too few units. Both runs use the
- * same data and seed, so they train the same general model, which both name as parent.
+ * sweep), and an over-pruned candidate at ε 0.9 that keeps too few units and is shipped without
+ * the retraining (a careless prune, which the pilot must catch). Both runs use the same data and
+ * seed, so they train the same general model, which both name as parent.
  */
 export async function buildDemoModels(input: {
   dataset: Dataset;
@@ -51,7 +52,7 @@ export async function buildDemoModels(input: {
   const overDir = join(workDir, `${name}-overpruned`);
   const over = await pruneToArtifacts({
     dataset,
-    options: PruneOptionsSchema.parse({ ...input.overrides, task: dataset.task, seed, epsilons: [OVER_PRUNED_EPSILON], baselines: false }),
+    options: PruneOptionsSchema.parse({ ...input.overrides, task: dataset.task, seed, epsilons: [OVER_PRUNED_EPSILON], retrainEpochs: 0, baselines: false }),
     backend,
     outDir: overDir,
     name,

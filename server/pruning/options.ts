@@ -20,7 +20,8 @@ export const PruneOptionsSchema = z
      */
     l1Input: z.number().min(0).max(1).default(1e-3),
     l1: z.number().min(0).max(1).default(3e-4),
-    retrainEpochs: z.number().int().min(1).max(10_000).default(60),
+    /** 0 skips the retraining: the transferred model is kept as is. */
+    retrainEpochs: z.number().int().min(0).max(10_000).default(60),
     retrainPatience: z.number().int().min(1).max(1000).default(10),
     retrainLearningRate: z.number().positive().max(1).default(5e-4),
     /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */

@@ -306,12 +306,12 @@ export class AcceptanceFleet {
  * on shared cores, where a candidate measured while others run looks several times slower (seen:
  * 4.6 ms vs 0.77 ms, a significant "failure" of a smaller network).
  */
-export function acceptanceSpec(candidateVersion: string, options: { minSamples?: number } = {}): Record<string, unknown> {
+export function acceptanceSpec(candidateVersion: string, options: { minSamples?: number; initialDelay?: string } = {}): Record<string, unknown> {
   const relative = (name: string, metric: string, extra: Record<string, unknown> = {}) => ({
     name,
     interval: '1s',
     // Long enough for the pilot's benchmark reports to be ingested (and scraped by Prometheus).
-    initialDelay: '3s',
+    initialDelay: options.initialDelay ?? '3s',
     count: 2,
     ...(options.minSamples ? { minSamples: options.minSamples } : {}),
     relative: { metric, window: '5m', ...extra },

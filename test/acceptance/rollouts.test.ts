@@ -33,7 +33,9 @@ async function scenario(t: TestContext, fleet: AcceptanceFleet, manualRollback: 
   assert.equal(pilot.length, 4);
 
   await t.test('e. too few samples: Inconclusive pauses the rollout, never promotes it', async (t) => {
-    const id = await fleet.startRollout(acceptanceSpec(good, { minSamples: pilot.length + 1 }));
+    // The first rollout of a scenario: agents fetch and benchmark the candidate for the first
+    // time, so the analysis waits longer before it counts the pilot's reports.
+    const id = await fleet.startRollout(acceptanceSpec(good, { minSamples: pilot.length + 1, initialDelay: '8s' }));
     t.after(async () => {
       // Whatever failed above, leave no unfinished rollout blocking the next scenarios.
       if (!(await fleet.rollout(id)).terminal) await fleet.api.post(`/rollouts/${id}/rollback?reason=cleanup`);

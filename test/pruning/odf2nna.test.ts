@@ -122,6 +122,20 @@ test('a single ε prunes at that ε alone; regression reports MSE and R²', asyn
   }
 });
 
+test('retrainEpochs 0 ships the transferred model as is', async () => {
+  const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
+  const options = PruneOptionsSchema.parse({ units: 16, epochs: 10, epsilons: [0.6], retrainEpochs: 0, baselines: false, seed: 2 });
+  const result = await runOdf2nna(dataset, options, backend);
+  try {
+    const [entry] = result.report.sweep;
+    assert.deepEqual(entry!.validation, entry!.validation_before_retrain);
+    assert.deepEqual(result.report.pruned.test, result.report.pruned.test_before_retrain);
+  } finally {
+    result.general.model.dispose();
+    result.pruned.model.dispose();
+  }
+});
+
 test('absolute ε mode compares variability with ε itself', async () => {
   const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
   const options = PruneOptionsSchema.parse({ units: 16, epochs: 10, epsilons: [1e9], epsilonMode: 'absolute', baselines: false });
