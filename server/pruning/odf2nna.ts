@@ -14,7 +14,6 @@ import { scorePredictions, scoreValue, withinTolerance, type Score, type Toleran
 import { fitScaling } from './standardization.ts';
 import {
   createDenseModel,
-  modelFromNetwork,
   disposeTrainingData,
   predictRows,
   prepareTrainingData,
@@ -136,7 +135,7 @@ export async function runOdf2nna(
     const retrained = new Map<string, TrainedNetwork & { validation: Score; validationLoss: number; test: Score; within: boolean }>();
     const bySize = [...candidates].sort(([, a], [, b]) => parameterCount(a.network) - parameterCount(b.network));
     for (const [key, candidate] of bySize) {
-      const model = modelFromNetwork(candidate.network, dataset.task);
+      const model = toTfjsModel(candidate.network);
       const run = await timed('retrain', () => trainModel(model, data, retrainConfig));
       const network = toDenseNetwork(model, scaling);
       const validation = evaluate(network, 'validation');
@@ -186,7 +185,7 @@ export async function runOdf2nna(
         scratchModel.dispose();
         onProgress({ phase: 'baselines', done: 1, total: 2, detail: 'scratch' });
         const l1Keep = selectByOutgoingL1(general.layers.slice(1), prunedHidden);
-        const l1Model = modelFromNetwork(transferUnits(general, l1Keep), dataset.task);
+        const l1Model = toTfjsModel(transferUnits(general, l1Keep));
         await trainModel(l1Model, data, retrainConfig);
         l1 = { test: evaluate(toDenseNetwork(l1Model, scaling), 'test') };
         l1Model.dispose();

@@ -25,7 +25,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
   if (report.scratch) lines.push(`scratch   same architecture from scratch: test ${formatScore(report.scratch.test)}`);
   if (report.l1) lines.push(`l1        L1-norm unit pruning + retraining: test ${formatScore(report.l1.test)}`);
   lines.push(`chosen ε = ${report.epsilon} (${report.selection})`);
-  for (const warning of report.warnings ?? []) lines.push(`warning: ${warning}`);
+  for (const warning of report.warnings) lines.push(`warning: ${warning}`);
   lines.push(`artifact: ${outDir}`, '');
   return lines.join('\n');
 }

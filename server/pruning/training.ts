@@ -2,7 +2,6 @@ import { tf } from '../../shared/model/tfjs-backend.ts';
 import type { Task } from '../../shared/data/dataset.ts';
 import type { Split } from '../../shared/data/split.ts';
 import type { Scaling } from '../../shared/model/tfjs-convert.ts';
-import type { DenseNetwork } from '../../shared/model/dense-network.ts';
 import { createRng, shuffled } from '../../shared/util/rng.ts';
 import { standardizeRows } from './standardization.ts';
 
@@ -107,19 +106,6 @@ export function createDenseModel(
       name: `dense_${hidden.length}`,
     }),
   );
-  return model;
-}
-
-/** A trainable model holding a network's weights (the transfer step's output), without L1 penalties. */
-export function modelFromNetwork(network: DenseNetwork, task: Task): tf.Sequential {
-  const sizes = network.layers.map((layer) => layer.units);
-  const model = createDenseModel(network.layers[0]!.inputs, sizes.slice(0, -1), sizes.at(-1)!, task, 0);
-  const weights = network.layers.flatMap((layer) => [
-    tf.tensor2d(layer.weights, [layer.inputs, layer.units]),
-    tf.tensor1d(layer.bias),
-  ]);
-  model.setWeights(weights);
-  tf.dispose(weights);
   return model;
 }
 
