@@ -102,28 +102,24 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           if (!Number.isSafeInteger(offset) || offset < 0 || (offset > 0 && offset >= info.bytes)) {
             throw new ServiceError('range_not_satisfiable', `offset ${call.request.offset} is outside the ${info.bytes}-byte blob`);
           }
-          const chunkSize = Math.min(call.request.chunk_size || DEFAULT_CHUNK, MAX_CHUNK);
+          const requestedChunk = call.request.chunk_size || 0;
+          if (!Number.isSafeInteger(requestedChunk) || requestedChunk < 0) {
+            throw new ServiceError('bad_request', `chunk_size ${call.request.chunk_size} must be a positive number of bytes (0 for the default ${DEFAULT_CHUNK})`);
+          }
+          const chunkSize = Math.min(requestedChunk || DEFAULT_CHUNK, MAX_CHUNK);
           if (info.bytes === 0) return;
           let position = offset;
-          const stream = ctx.blobs.read(sha256, { start: offset, end: info.bytes - 1 });
+          // Reads of exactly chunkSize bytes (the last may be shorter) are the chunks: no re-buffering.
+          const stream = ctx.blobs.read(sha256, { start: offset, end: info.bytes - 1 }, chunkSize);
           stream.on('error', () => {});
           call.on('cancelled', () => stream.destroy());
-          let buffered: Buffer = Buffer.alloc(0);
-          const flush = async (data: Buffer) => {
+          for await (const data of stream as AsyncIterable<Buffer>) {
+            if (call.cancelled) return;
             const ok = call.write({ offset: String(position), data, total_bytes: String(info.bytes) });
             position += data.length;
             ctx.metrics.blobBytesServed.inc({ transport: 'grpc' }, data.length);
             if (!ok) await new Promise<void>((resolve) => call.once('drain', resolve));
-          };
-          for await (const piece of stream as AsyncIterable<Buffer>) {
-            if (call.cancelled) return;
-            buffered = buffered.length === 0 ? piece : Buffer.concat([buffered, piece]);
-            while (buffered.length >= chunkSize) {
-              await flush(buffered.subarray(0, chunkSize));
-              buffered = buffered.subarray(chunkSize);
-            }
           }
-          if (buffered.length > 0) await flush(buffered);
         }),
       },
     },

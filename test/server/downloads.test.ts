@@ -64,5 +64,14 @@ test('gRPC chunked download equals the file, also from an offset', async (t) => 
   assert.equal(chunks[0].total_bytes, String(file.length));
   const resumed = await client.stream('DownloadBlob', { sha256, offset: 1500 });
   assert.deepEqual(Buffer.concat(resumed.map((chunk: any) => chunk.data)), file.subarray(1500));
+  assert.deepEqual(
+    chunks.map((chunk: any) => Number(chunk.offset)),
+    chunks.map((_: unknown, i: number) => i * 1000),
+    'each chunk says where it starts',
+  );
   await assert.rejects(client.stream('DownloadBlob', { sha256: 'f'.repeat(64) }), /no blob/);
+  // A negative chunk size used to spin the server's re-chunking loop forever.
+  await assert.rejects(client.stream('DownloadBlob', { sha256, chunk_size: -5 }), /chunk_size -5 must be a positive number/);
+  const big = await client.stream('DownloadBlob', { sha256, chunk_size: 64 * 1024 * 1024 });
+  assert.deepEqual(Buffer.concat(big.map((chunk: any) => chunk.data)), file, 'a chunk size above 1 MiB is capped, not refused');
 });
