@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Mutex } from '../../shared/util/mutex.ts';
 import { ServiceError } from '../app/service-error.ts';
 
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -15,10 +16,16 @@ export interface BlobInfo {
  * Content-addressed files under `root/<sha256[0:2]>/<sha256>`. A blob is written to `root/tmp`,
  * hashed while it streams in, fsynced and only then renamed to its address, so a crash never
  * leaves a partial file at an address, and an address always holds the bytes it names.
+ *
+ * A blob's mtime is when it was last stored or claimed for a registration. Garbage collection
+ * removes only unreferenced blobs older than a grace period, and the check-and-remove runs under
+ * the same lock as storing and claiming, so a blob that a registration is about to reference is
+ * never removed underneath it.
  */
 export class BlobStore {
   readonly root: string;
   readonly #tmp: string;
+  readonly #lock = new Mutex();
 
   constructor(root: string) {
     this.root = root;
@@ -82,16 +89,56 @@ export class BlobStore {
       if (expectedSha256 !== null && actual !== expectedSha256) {
         throw new ServiceError('bad_request', `content hashes to ${actual}, not to ${expectedSha256}`);
       }
-      const target = this.pathOf(actual);
-      const existing = await this.stat(actual);
-      if (existing) return { ...existing, created: false };
-      await mkdir(join(this.root, actual.slice(0, 2)), { recursive: true });
-      await rename(tmpPath, target);
-      await fsyncDirectory(join(this.root, actual.slice(0, 2)));
-      return { sha256: actual, bytes, created: true };
+      return await this.#lock.run(async () => {
+        const existing = await this.#refresh(actual);
+        if (existing) return { ...existing, created: false };
+        await mkdir(join(this.root, actual.slice(0, 2)), { recursive: true });
+        await rename(tmpPath, this.pathOf(actual));
+        await fsyncDirectory(join(this.root, actual.slice(0, 2)));
+        return { sha256: actual, bytes, created: true };
+      });
     } finally {
       await rm(tmpPath, { force: true });
     }
+  }
+
+  /**
+   * Like stat, and marks the blob as just used (mtime now), so garbage collection leaves it alone
+   * for its grace period: registrations claim the blobs a manifest lists before inserting it.
+   */
+  claim(sha256: string): Promise<BlobInfo | null> {
+    return this.#lock.run(() => this.#refresh(sha256));
+  }
+
+  /**
+   * Removes a blob if it was last stored or claimed before `cutoffMs` (epoch ms); with `dryRun`
+   * only says whether it would. Returns the blob's size when it is (or would be) removed, else null.
+   */
+  removeIfIdleSince(sha256: string, cutoffMs: number, dryRun = false): Promise<number | null> {
+    const path = this.pathOf(sha256);
+    return this.#lock.run(async () => {
+      let info;
+      try {
+        info = await stat(path);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw error;
+      }
+      if (!info.isFile() || info.mtimeMs >= cutoffMs) return null;
+      if (dryRun) return info.size;
+      await unlink(path);
+      await rmdir(join(this.root, sha256.slice(0, 2))).catch(() => {}); // only when now empty
+      return info.size;
+    });
+  }
+
+  async #refresh(sha256: string): Promise<BlobInfo | null> {
+    const info = await this.stat(sha256);
+    if (info) {
+      const now = new Date();
+      await utimes(this.pathOf(sha256), now, now);
+    }
+    return info;
   }
 
   /**

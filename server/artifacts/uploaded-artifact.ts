@@ -8,7 +8,8 @@ import type { TrustedKeys } from './trusted-keys.ts';
 /**
  * Checks a manifest submitted for registration: it parses, it is signed by a trusted key, and
  * every file it lists is a stored blob of the listed size (blob addresses are their sha256, so
- * the content matches by construction). Any failure is a 400 naming the first problem.
+ * the content matches by construction). Any failure is a 400 naming the first problem. The listed
+ * blobs are claimed, which keeps garbage collection off them while the registration commits.
  */
 export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, trusted: TrustedKeys): Promise<Manifest> {
   const parsed = ManifestSchema.safeParse(input);
@@ -20,7 +21,7 @@ export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, tr
   const failure = verifyManifestSignature(manifest, key);
   if (failure) throw new ServiceError('bad_request', `manifest.${failure} (the manifest was modified after signing)`);
   for (const [path, file] of Object.entries(manifest.files)) {
-    const stored = await blobs.stat(file.sha256);
+    const stored = await blobs.claim(file.sha256);
     if (!stored) throw new ServiceError('bad_request', `manifest.files.${path}: blob ${file.sha256} was not uploaded (PUT /api/blobs/${file.sha256} first)`);
     if (stored.bytes !== file.bytes) {
       throw new ServiceError('bad_request', `manifest.files.${path}: listed as ${file.bytes} bytes, the stored blob has ${stored.bytes}`);

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { DURATION_HINT, parseDuration } from '../../shared/util/duration.ts';
 
 /** Commander argument parsers: a bad value is reported by commander with the flag's name. */
 export function parseNumber(value: string): number {
@@ -17,4 +18,11 @@ export function parseNumberList(value: string): number[] {
   const parts = value.split(',').map((part) => part.trim());
   if (parts.some((part) => part === '')) throw new InvalidArgumentError('expected numbers separated by commas');
   return parts.map(parseNumber);
+}
+
+/** A duration such as 90s, 30m or 1h30m, in whole seconds. */
+export function parseDurationSeconds(value: string): number {
+  const ms = parseDuration(value.trim());
+  if (ms === undefined) throw new InvalidArgumentError(DURATION_HINT);
+  return Math.round(ms / 1000);
 }

@@ -5,6 +5,7 @@ import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
+import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
 import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
@@ -120,6 +121,22 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             ctx.metrics.blobBytesServed.inc({ transport: 'grpc' }, data.length);
             if (!ok) await new Promise<void>((resolve) => call.once('drain', resolve));
           }
+        }),
+        CollectGarbage: blobs.unary('CollectGarbage', 'admin', async (req: { dry_run: boolean; min_age_s: string }, principal) => {
+          const minAge = Number(req.min_age_s || 0);
+          const minAgeSeconds = minAge === 0 ? DEFAULT_BLOB_GC_AGE_S : check(BlobGcRequestSchema.shape.minAgeSeconds, minAge, 'min_age_s');
+          const result = await collectBlobGarbage(
+            { store: ctx.store, blobs: ctx.blobs, freedBytes: ctx.metrics.blobGcFreedBytes },
+            { dryRun: req.dry_run, minAgeSeconds, actor: actorOf(principal) },
+          );
+          return {
+            dry_run: result.dryRun,
+            scanned: String(result.scanned),
+            referenced: String(result.referenced),
+            young: String(result.young),
+            removed: result.removed.map((blob) => ({ sha256: blob.sha256, bytes: String(blob.bytes), created: false })),
+            freed_bytes: String(result.freedBytes),
+          };
         }),
       },
     },

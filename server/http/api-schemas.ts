@@ -71,6 +71,15 @@ export const BlobSchema = z.strictObject({
   created: z.boolean(),
 });
 
+export const BlobGcResultSchema = z.strictObject({
+  dryRun: z.boolean(),
+  scanned: z.number().int(),
+  referenced: z.number().int(),
+  young: z.number().int(),
+  removed: z.array(z.strictObject({ sha256: z.string(), bytes: z.number().int() })),
+  freedBytes: z.number().int(),
+});
+
 /** Paging over lists ordered by an integer key. */
 export const PageQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).optional(),

@@ -13,6 +13,7 @@ export class ServerMetrics {
   readonly grpcDuration: Histogram<'method' | 'code'>;
   readonly jobsFinished: Counter<'state'>;
   readonly blobBytesServed: Counter<'transport'>;
+  readonly blobGcFreedBytes: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
@@ -40,6 +41,11 @@ export class ServerMetrics {
       name: SERVER_METRICS.blobBytesServed,
       help: 'Blob bytes sent to clients, by transport',
       labelNames: ['transport'],
+      registers: [this.registry],
+    });
+    this.blobGcFreedBytes = new Counter({
+      name: SERVER_METRICS.blobGcFreedBytes,
+      help: 'Bytes of unreferenced blobs removed by garbage collection',
       registers: [this.registry],
     });
   }

@@ -9,4 +9,5 @@ export const SERVER_METRICS = {
   jobsRunning: 'fleetprune_jobs_running',
   jobsFinished: 'fleetprune_jobs_finished_total',
   blobBytesServed: 'fleetprune_blob_bytes_served_total',
+  blobGcFreedBytes: 'fleetprune_blob_gc_freed_bytes_total',
 } as const;

@@ -6,11 +6,11 @@ const run = promisify(execFile);
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const cache = new Map<string, Promise<Set<string>>>();
 
-/** The long flags `node bin/fleetprune.js <subcommand> --help` lists (the real CLI, not a copy). */
+/** The long flags `node bin/fleetprune.js <subcommand> --help` lists (the real CLI, not a copy); `subcommand` may be two words (`blobs gc`). */
 export function cliFlags(subcommand: string): Promise<Set<string>> {
   let flags = cache.get(subcommand);
   if (!flags) {
-    flags = run(process.execPath, ['bin/fleetprune.js', subcommand, '--help'], { cwd: REPO, timeout: 30_000 }).then(({ stdout }) => new Set(stdout.match(/--[a-z][a-z0-9-]*/g) ?? []));
+    flags = run(process.execPath, ['bin/fleetprune.js', ...subcommand.split(' '), '--help'], { cwd: REPO, timeout: 30_000 }).then(({ stdout }) => new Set(stdout.match(/--[a-z][a-z0-9-]*/g) ?? []));
     cache.set(subcommand, flags);
   }
   return flags;

@@ -65,7 +65,30 @@ for (const [file, subcommand] of Object.entries(UNITS)) {
   });
 }
 
-test('systemd-analyze verify accepts both units', async (t) => {
+test('fleetprune-blob-gc.service and .timer: a hardened oneshot running `blobs gc` with real flags, started daily', async () => {
+  const text = await readFile(join(DIR, 'fleetprune-blob-gc.service'), 'utf8');
+  const service = section(text, 'Service');
+  const one = (key: string) => service.get(key)?.at(-1);
+  assert.equal(one('Type'), 'oneshot');
+  assert.equal(one('DynamicUser'), 'yes');
+  assert.equal(one('ProtectSystem'), 'strict');
+  assert.equal(one('CapabilityBoundingSet'), '');
+  assert.equal(one('EnvironmentFile'), '/etc/fleetprune/blob-gc.env', 'the admin token comes from an env file, never the command line');
+  const argv = splitExecStart(one('ExecStart')!);
+  assert.deepEqual(argv.slice(2, 4), ['blobs', 'gc']);
+  assert.ok(!argv.includes('--token'), 'no token on the command line (it would show in ps)');
+  const known = await cliFlags('blobs gc');
+  const used = argv.slice(4).filter((arg) => arg.startsWith('--'));
+  assert.deepEqual(used.filter((flag) => !known.has(flag)), [], 'flags not in fleetprune blobs gc --help');
+  assert.ok(!used.includes('--dry-run'));
+
+  const timer = await readFile(join(DIR, 'fleetprune-blob-gc.timer'), 'utf8');
+  assert.equal(section(timer, 'Timer').get('Unit')?.[0], 'fleetprune-blob-gc.service');
+  assert.equal(section(timer, 'Timer').get('OnCalendar')?.[0], 'daily');
+  assert.equal(section(timer, 'Install').get('WantedBy')?.[0], 'timers.target');
+});
+
+test('systemd-analyze verify accepts every unit', async (t) => {
   const analyze = findExecutable(['systemd-analyze']);
   if (!analyze) return t.skip('systemd-analyze is not installed (the structural tests above still ran)');
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-systemd-'));
@@ -73,9 +96,9 @@ test('systemd-analyze verify accepts both units', async (t) => {
   // A template is verified through an instance; ExecStart must point at an executable here.
   const node = findExecutable(['/usr/bin/node']);
   if (!node) return t.skip('/usr/bin/node does not exist here, so ExecStart cannot be verified');
-  const copies = [join(dir, 'fleetprune-server.service'), join(dir, 'fleetprune-agent@dev-1.service')];
-  await copyFile(join(DIR, 'fleetprune-server.service'), copies[0]!);
-  await copyFile(join(DIR, 'fleetprune-agent@.service'), copies[1]!);
+  const sources = ['fleetprune-server.service', 'fleetprune-agent@.service', 'fleetprune-blob-gc.service', 'fleetprune-blob-gc.timer'];
+  const copies = sources.map((source) => join(dir, source.replace('@.', '@dev-1.')));
+  for (const [i, source] of sources.entries()) await copyFile(join(DIR, source), copies[i]!);
   for (const unit of copies) {
     let output: string;
     try {

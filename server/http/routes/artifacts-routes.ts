@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { ServiceError } from '../../app/service-error.ts';
 import type { ServerContext } from '../../app/server-context.ts';
-import { BlobSchema } from '../api-schemas.ts';
+import { BlobGcRequestSchema, collectBlobGarbage } from '../../artifacts/blob-garbage-collector.ts';
+import { actorOf } from '../../auth/principal.ts';
+import { BlobGcResultSchema, BlobSchema } from '../api-schemas.ts';
 import { sendBlob } from '../blob-download.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
@@ -60,6 +62,20 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
         await sendBlob(req, res, blobs, params.sha256);
         ctx.metrics.blobBytesServed.inc({ transport: 'http' }, Number(res.getHeader('Content-Length') ?? 0));
       },
+    }),
+    defineRoute({
+      method: 'post',
+      path: '/blobs/gc',
+      operationId: 'collectBlobGarbage',
+      summary: 'Remove blobs no registered version lists (interrupted uploads) once idle for minAgeSeconds; dryRun only reports',
+      tag,
+      permission: 'admin',
+      bodyKind: 'json',
+      body: BlobGcRequestSchema,
+      responses: { 200: { description: 'what was (or, with dryRun, would be) removed', schema: BlobGcResultSchema } },
+      handle: async ({ body, principal }) => ({
+        json: await collectBlobGarbage({ store: ctx.store, blobs, freedBytes: ctx.metrics.blobGcFreedBytes }, { ...body, actor: actorOf(principal!) }),
+      }),
     }),
     defineRoute({
       method: 'get',

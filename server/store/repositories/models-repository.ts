@@ -107,6 +107,16 @@ export class ModelsRepository {
     return row ? (await this.withAliases(String(row.model), [toVersion(row)]))[0] : undefined;
   }
 
+  /** The sha256 of every file any registered version's manifest lists (what blob GC must keep). */
+  async referencedBlobs(): Promise<Set<string>> {
+    const referenced = new Set<string>();
+    for (const row of await this.db.all('SELECT manifest FROM model_versions')) {
+      const manifest = fromJsonColumn<Pick<Manifest, 'files'>>(row.manifest);
+      for (const file of Object.values(manifest.files ?? {})) referenced.add(file.sha256);
+    }
+    return referenced;
+  }
+
   async maxSeq(model: string): Promise<number> {
     return Number((await this.db.get('SELECT MAX(seq) AS n FROM model_versions WHERE model = ?', [model]))?.n ?? 0);
   }

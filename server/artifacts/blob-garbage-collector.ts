@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import type { Store } from '../store/store.ts';
+import type { BlobStore } from './blob-store.ts';
+
+/** Unreferenced blobs younger than this are never removed: an upload's registration may still be on its way. */
+export const MIN_BLOB_GC_AGE_S = 60;
+export const DEFAULT_BLOB_GC_AGE_S = 3600;
+
+/** POST /api/blobs/gc and gRPC Blobs.CollectGarbage. */
+export const BlobGcRequestSchema = z.strictObject({
+  dryRun: z.boolean().default(false).describe('report what would be removed, remove nothing'),
+  minAgeSeconds: z
+    .number()
+    .int()
+    .min(MIN_BLOB_GC_AGE_S, `must be at least ${MIN_BLOB_GC_AGE_S} s, so an upload whose registration is on its way is never removed`)
+    .max(10 * 365 * 86400)
+    .default(DEFAULT_BLOB_GC_AGE_S)
+    .describe('keep unreferenced blobs stored or claimed less than this many seconds ago'),
+});
+
+export type BlobGcOptions = z.output<typeof BlobGcRequestSchema> & { actor: string };
+
+export interface BlobGcResult {
+  dryRun: boolean;
+  /** Blobs in the store when the collection started. */
+  scanned: number;
+  /** Of those, listed by some registered version's manifest. */
+  referenced: number;
+  /** Unreferenced but stored or claimed within the grace period, so kept. */
+  young: number;
+  removed: { sha256: string; bytes: number }[];
+  freedBytes: number;
+}
+
+/**
+ * Removes blobs that no registered version lists: uploads whose registration never came (an
+ * interrupted `models push`, a refused manifest). Versions are immutable and never deleted, so a
+ * referenced blob is never a candidate; the grace period and the blob store's claim lock keep a
+ * registration in flight safe. Each run that removes something is audited as `blobs.gc`.
+ */
+export async function collectBlobGarbage(
+  deps: { store: Store; blobs: BlobStore; freedBytes?: { inc(bytes: number): void } },
+  options: BlobGcOptions,
+): Promise<BlobGcResult> {
+  const { store, blobs } = deps;
+  const stored = await blobs.list();
+  const referenced = await store.models.referencedBlobs();
+  const cutoffMs = Date.now() - options.minAgeSeconds * 1000;
+  const result: BlobGcResult = { dryRun: options.dryRun, scanned: stored.length, referenced: 0, young: 0, removed: [], freedBytes: 0 };
+  for (const sha256 of stored) {
+    if (referenced.has(sha256)) {
+      result.referenced++;
+      continue;
+    }
+    const bytes = await blobs.removeIfIdleSince(sha256, cutoffMs, options.dryRun);
+    if (bytes === null) {
+      result.young++;
+      continue;
+    }
+    result.removed.push({ sha256, bytes });
+    result.freedBytes += bytes;
+  }
+  if (!options.dryRun && result.removed.length > 0) {
+    await store.audit.append({
+      at: new Date().toISOString(),
+      actor: options.actor,
+      action: 'blobs.gc',
+      target: `${result.removed.length} blobs`,
+      details: { freedBytes: result.freedBytes, removed: result.removed.map((blob) => blob.sha256), minAgeSeconds: options.minAgeSeconds },
+    });
+    deps.freedBytes?.inc(result.freedBytes);
+  }
+  return result;
+}

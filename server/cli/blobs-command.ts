@@ -1,0 +1,42 @@
+import type { Command } from 'commander';
+import { formatTable } from './format-table.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+import { parseDurationSeconds } from './option-parsers.ts';
+
+interface GcResponse {
+  dry_run: boolean;
+  scanned: string;
+  referenced: string;
+  young: string;
+  removed: { sha256: string; bytes: string }[];
+  freed_bytes: string;
+}
+
+export function registerBlobsCommand(program: Command): void {
+  const blobs = program.command('blobs').description('the server\'s artifact file store (admin only, over gRPC)');
+  withConnectionOptions(
+    blobs
+      .command('gc')
+      .description('remove stored files that no registered version lists (left by interrupted or refused pushes)'),
+  )
+    .option('--dry-run', 'list what would be removed, remove nothing')
+    .option('--min-age <duration>', 'keep unreferenced files stored less than this long ago (at least 60s)', parseDurationSeconds, 3600)
+    .option('--json', 'print JSON')
+    .action(async (flags: ConnectionFlags & { dryRun?: boolean; minAge: number; json?: boolean }) => {
+      await withConnection(flags, async (connection) => {
+        const result = await connection.unary<GcResponse>('Blobs', 'CollectGarbage', { dry_run: flags.dryRun ?? false, min_age_s: flags.minAge });
+        if (flags.json) {
+          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          return;
+        }
+        if (result.removed.length > 0) {
+          process.stdout.write(formatTable([['SHA256', 'BYTES'], ...result.removed.map((blob) => [blob.sha256, blob.bytes])]));
+        }
+        const verb = result.dry_run ? 'would remove' : 'removed';
+        process.stderr.write(
+          `${verb} ${result.removed.length} of ${result.scanned} files (${result.freed_bytes} bytes); ` +
+            `kept ${result.referenced} referenced and ${result.young} younger than ${flags.minAge} s\n`,
+        );
+      });
+    });
+}
