@@ -159,7 +159,12 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
       service: proto.Audit.service,
       implementation: {
         ListAudit: audit.unary('ListAudit', 'read', async (req: { limit: number; before: string }) => ({
-          entries: (await ctx.audit.list({ limit: req.limit || 100, beforeId: Number(req.before) || undefined })).map(auditMessage),
+          entries: (
+            await ctx.audit.list({
+              limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
+              beforeId: check(z.number().int().min(0), Number(req.before), 'before') || undefined,
+            })
+          ).map(auditMessage),
         })),
       },
     },

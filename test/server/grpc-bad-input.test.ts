@@ -1,0 +1,29 @@
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { describe, test } from 'node:test';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { STORE_ENGINES } from './helpers/store-engines.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+/** Out-of-range numbers in gRPC requests are INVALID_ARGUMENT naming the field, on both engines (PostgreSQL rejects LIMIT -1 itself). */
+for (const engine of STORE_ENGINES) {
+  describe(`gRPC numeric arguments on ${engine}`, () => {
+    test('negative or too large limits and cursors are refused with the field named', async (t) => {
+      const server = await startTestServer(t, { engine });
+      if (!server) return;
+      const audit = grpcClient(server.grpcAddress, 'Audit', ADMIN_TOKEN);
+      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => [audit, models].forEach((client) => client.close()));
+      await server.request('POST', '/api/tokens', { json: { role: 'viewer' } }); // one audit entry
+      const refused = (field: string) => (error: any) => error.code === status.INVALID_ARGUMENT && error.details.startsWith(`${field}: `);
+      await assert.rejects(audit.call('ListAudit', { limit: -1 }), refused('limit'));
+      await assert.rejects(audit.call('ListAudit', { limit: 5000 }), refused('limit'));
+      await assert.rejects(audit.call('ListAudit', { before: '-3' }), refused('before'));
+      await assert.rejects(models.call('ListVersions', { name: 'iris', limit: -1 }), refused('limit'));
+      const entries = (await audit.call('ListAudit', {})).entries;
+      assert.equal(entries.length, 1);
+      assert.equal(entries[0].action, 'token.create');
+      assert.deepEqual((await audit.call('ListAudit', { before: entries[0].id })).entries, []);
+    });
+  });
+}
