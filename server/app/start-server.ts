@@ -20,6 +20,7 @@ import type { ServerContext } from './server-context.ts';
 import type { Listener, ServerModule } from './server-module.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
+import { leadershipFor } from '../rollout/leader-election.ts';
 import { rolloutModule } from '../rollout/rollout-module.ts';
 import { createFleet } from '../fleet/fleet-module.ts';
 
@@ -31,7 +32,9 @@ export interface StartServerOptions {
    * TEST ONLY: the device fleet and report history rollouts run against instead of the fleet
    * module's (an in-memory fleet, for rollout API tests without devices). Production never sets it.
    */
-  testOnlyRolloutFleet?: { fleet: FleetPort; reports?: ReportHistory; leaderPollMs?: number };
+  testOnlyRolloutFleet?: { fleet: FleetPort; reports?: ReportHistory };
+  /** PostgreSQL: how often a standby tries to take the leader lock (default 2 s; tests shorten it). */
+  leaderPollMs?: number;
 }
 
 export interface RunningServer {
@@ -93,13 +96,16 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // The device fleet (MQTT, devices, assignments) feeds the rollouts: its FleetPort carries their
     // assignments, its stored reports are the builtin provider's history, and a device coming
     // back online lets the controller retry what it missed.
+    // One leader per database drives rollouts and, with an external broker, holds the broker connection.
     let deviceOnline: (deviceId: string) => void = () => {};
-    const fleet = createFleet(ctx, { onDeviceOnline: (deviceId) => deviceOnline(deviceId) });
+    const leadership = leadershipFor(store.engine, log, options.leaderPollMs);
+    const fleet = createFleet(ctx, { onDeviceOnline: (deviceId) => deviceOnline(deviceId) }, leadership);
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,
       reports: testFleet?.reports ?? fleet.reportHistory,
-      ...(testFleet?.leaderPollMs ? { leaderPollMs: testFleet.leaderPollMs } : {}),
+      leadership,
+      ...(fleet.leadershipHandlers ? { beforeRollouts: fleet.leadershipHandlers } : {}),
     });
     deviceOnline = (deviceId) => {
       rollouts.deviceOnline(deviceId).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));

@@ -8,6 +8,7 @@ import { LabelSelectorSchema, describeSelector, selectorMatches } from '../rollo
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
+import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 
 /** `POST /api/assignments`: a version, a role, and exactly one of a label selector and device ids. */
 export const AssignRequestSchema = z
@@ -46,9 +47,10 @@ export interface AssignResult {
  * Every refusal happens before anything is written.
  */
 export class AssignmentService {
-  constructor(private readonly options: { fleet: FleetStore; registry: RegistryService; publisher: AssignmentPublisher }) {}
+  constructor(private readonly options: { fleet: FleetStore; registry: RegistryService; publisher: AssignmentPublisher; gate?: FleetGate }) {}
 
   async assign(request: AssignRequest, actor: string): Promise<AssignResult> {
+    await (this.options.gate ?? OPEN_FLEET_GATE).assertActive();
     const version = await this.options.registry.resolve(request.model, request.version);
     if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
     const devices = await this.#targets(request);

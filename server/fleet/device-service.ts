@@ -8,6 +8,7 @@ import type { Broker } from '../broker/broker.ts';
 import { DEFAULT_SERVER_USERNAME } from '../broker/credential-store.ts';
 import { hashPassword } from '../broker/password-hash.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
+import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import type { FleetStore } from './fleet-store.ts';
 
 export interface EnrollRequest {
@@ -26,6 +27,8 @@ export interface DeviceServiceOptions {
   brokerUrl: () => string;
   serverUrl: () => string;
   log: Logger;
+  /** Refuses enrollment and revocation on a standby server (default: always allowed). */
+  gate?: FleetGate;
 }
 
 /**
@@ -38,6 +41,7 @@ export class DeviceService {
 
   async enroll(request: EnrollRequest, actor: string): Promise<AgentConfig> {
     const { fleet } = this.options;
+    await (this.options.gate ?? OPEN_FLEET_GATE).assertActive();
     if (request.id === DEFAULT_SERVER_USERNAME) throw new ServiceError('bad_request', `id: ${DEFAULT_SERVER_USERNAME} is reserved for the server`);
     const secret = randomBytes(32).toString('base64url');
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
@@ -66,6 +70,7 @@ export class DeviceService {
   }
 
   async revoke(id: string, actor: string): Promise<void> {
+    await (this.options.gate ?? OPEN_FLEET_GATE).assertActive();
     const now = new Date().toISOString();
     await this.options.fleet.transaction(async (tx) => {
       const device = await tx.devices.get(id);

@@ -8,6 +8,8 @@ import type { ServerModule } from '../app/server-module.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
+import type { Leadership, LeadershipHandlers } from '../rollout/leader-election.ts';
+import { PostgresEngine } from '../store/postgres-engine.ts';
 import { fleetGrpcServices } from '../grpc/fleet-grpc.ts';
 import { fleetRoutes } from '../http/routes/fleet-routes.ts';
 import { AssignmentOutcomes } from './assignment-outcomes.ts';
@@ -16,6 +18,7 @@ import { AssignmentService } from './assignment-service.ts';
 import { DeviceService } from './device-service.ts';
 import { createFleetBroker } from './fleet-broker.ts';
 import { fleetCounters } from './fleet-metrics.ts';
+import { LeaderOnlyFleetGate, OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import { FleetReceiver } from './fleet-receiver.ts';
 import { FleetStore } from './fleet-store.ts';
 import { StoreCredentialStore } from './store-credential-store.ts';
@@ -30,6 +33,11 @@ export interface Fleet {
   assignments: AssignmentService;
   fleetPort: FleetPort;
   reportHistory: ReportHistory;
+  /**
+   * External broker with PostgreSQL: the broker connection follows the rollout leadership (connect
+   * when elected, before the controller starts; disconnect when deposed). Undefined otherwise.
+   */
+  leadershipHandlers?: LeadershipHandlers;
 }
 
 export interface FleetHooks {
@@ -43,8 +51,12 @@ export interface FleetHooks {
  * publisher. Starts before the HTTP listener: devices are marked offline (they announce
  * themselves again), the receiver subscribes, the broker starts, and every device's current
  * assignment is republished (an embedded broker loses retained messages on restart).
+ *
+ * With an external broker and PostgreSQL several servers may share the database, but a broker
+ * identity allows one connection: only the rollout leader connects (doing the above when
+ * elected); the others are standbys that serve reads and refuse fleet changes until they lead.
  */
-export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}): Fleet {
+export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied);
@@ -60,8 +72,19 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}): Fleet {
   const receiver = new FleetReceiver({ broker, ingest, logger: ctx.log.child({ component: 'fleet' }), ...counters });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
   const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log });
-  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log });
-  const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher });
+  const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined && ctx.store.engine instanceof PostgresEngine;
+  const gate: FleetGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : OPEN_FLEET_GATE;
+  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate });
+  const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate });
+  const log = ctx.log.child({ component: 'fleet' });
+  let leading = false;
+  let stopped = false;
+  /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
+  const activate = async () => {
+    await fleet.repos.devices.markAllOffline();
+    await startBroker(broker, ctx.config);
+    await publisher.republishRetained();
+  };
   const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, broker, publisher, outcomes, log: ctx.log });
   const grpc = fleetGrpcServices(ctx, devices, assignments);
 
@@ -70,18 +93,51 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}): Fleet {
     routes: fleetRoutes(ctx, devices, assignments),
     grpcServices: [grpc.Devices, grpc.Assignments],
     async start() {
-      await fleet.repos.devices.markAllOffline();
       await receiver.start();
-      await startBroker(broker, ctx.config);
-      await publisher.republishRetained();
+      if (!leaderOnly) await activate();
       ctx.metrics.gauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
       ctx.metrics.gauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
+      ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby)', () => (gate.active ? 1 : 0));
       const mqttPort = port();
       return mqttPort === null ? [] : [{ name: 'mqtt', port: mqttPort, close: () => broker.stop() }];
     },
-    stop: () => broker.stop(),
+    stop: () => {
+      stopped = true;
+      return broker.stop();
+    },
   };
-  return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet) };
+  const leadershipHandlers: LeadershipHandlers | undefined = leaderOnly
+    ? {
+        // A leader whose broker is unreachable keeps trying (the rollout controller waits for it):
+        // without the broker it could not reach a device anyway.
+        elected: async () => {
+          leading = true;
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await activate();
+              break;
+            } catch (error) {
+              if (!leading || stopped) throw new Error('deposed or stopping before the broker connection was made', { cause: error });
+              const waitMs = Math.min(10_000, 500 * 2 ** attempt);
+              log.error({ err: errorMessage(error), attempt }, `the leader cannot connect to the external broker; retrying in ${waitMs / 1000} s`);
+              await new Promise((resolve) => setTimeout(resolve, waitMs).unref());
+            }
+          }
+          if (!leading || stopped) {
+            await broker.stop();
+            throw new Error('deposed or stopping while connecting to the broker');
+          }
+          (gate as LeaderOnlyFleetGate).active = true;
+          log.info({ broker: ctx.config.mqttUrl }, 'connected to the external broker as the leader');
+        },
+        deposed: () => {
+          leading = false;
+          (gate as LeaderOnlyFleetGate).active = false;
+          broker.stop().catch((error: unknown) => log.error({ err: error }, 'disconnecting from the broker failed'));
+        },
+      }
+    : undefined;
+  return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet), ...(leadershipHandlers ? { leadershipHandlers } : {}) };
 }
 
 /** A broker that cannot start is a configuration problem: one line naming the flag. */

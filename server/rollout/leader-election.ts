@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from '../../shared/util/log.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
+import { PostgresEngine } from '../store/postgres-engine.ts';
+import type { SqlEngine } from '../store/sql-engine.ts';
 
 /**
  * Which server process drives rollouts. With PostgreSQL several servers share one database and
@@ -31,6 +33,24 @@ export interface Leadership {
   start(handlers: LeadershipHandlers): Promise<void>;
   status(): Promise<LeaderStatus>;
   stop(): Promise<void>;
+}
+
+/**
+ * `first`'s handlers, then `then`'s, on election; the reverse on deposition. The fleet connects to
+ * the external broker before the rollout controller starts sending, and stops after it.
+ */
+export function chainLeadershipHandlers(first: LeadershipHandlers | undefined, then: LeadershipHandlers): LeadershipHandlers {
+  if (!first) return then;
+  return {
+    elected: async () => {
+      await first.elected();
+      await then.elected();
+    },
+    deposed: () => {
+      then.deposed();
+      first.deposed();
+    },
+  };
 }
 
 export function newInstanceId(): string {
@@ -195,4 +215,9 @@ export class PostgresLeadership implements Leadership {
     this.#o.log.error({ instance: this.#instance }, `no longer the rollout leader: ${why}`);
     this.#handlers?.deposed();
   }
+}
+
+/** PostgreSQL: the advisory-lock election (followers poll every `pollMs`); SQLite: always this process. */
+export function leadershipFor(engine: SqlEngine, log: Logger, pollMs?: number): Leadership {
+  return engine instanceof PostgresEngine ? new PostgresLeadership({ pool: engine.pool, log, ...(pollMs ? { pollMs } : {}) }) : new SingleProcessLeadership();
 }

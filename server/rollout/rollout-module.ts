@@ -8,10 +8,9 @@ import { RegistrySeriesRecorder } from '../metricproviders/builtin/registry-seri
 import { PrometheusProvider } from '../metricproviders/prometheus-provider.ts';
 import { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
-import { PostgresEngine } from '../store/postgres-engine.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
 import type { FleetPort } from './fleet-port.ts';
-import { PostgresLeadership, SingleProcessLeadership, type Leadership } from './leader-election.ts';
+import { chainLeadershipHandlers, type Leadership, type LeadershipHandlers } from './leader-election.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
 import { RolloutController } from './rollout-controller.ts';
 import { NotifyingRolloutRepository, RolloutFeed } from './rollout-feed.ts';
@@ -23,8 +22,10 @@ export interface RolloutModuleDeps {
   readonly fleet: FleetPort;
   /** Per-device benchmark reports for the builtin provider (absent: it sees the server's own series only). */
   readonly reports?: ReportHistory;
-  /** PostgreSQL: how often followers try to take the leader lock (default 2 s). */
-  readonly leaderPollMs?: number;
+  /** Which server drives rollouts (see leadershipFor). */
+  readonly leadership: Leadership;
+  /** Run before this module's own handlers on election, after them on deposition (the fleet's broker connection). */
+  readonly beforeRollouts?: LeadershipHandlers;
 }
 
 export interface RolloutModule extends ServerModule {
@@ -50,9 +51,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     builtin: new BuiltinProvider({ recorder: new RegistrySeriesRecorder(ctx.metrics.registry), ...(deps.reports ? { history: deps.reports } : {}) }),
     ...(ctx.config.prometheusUrl ? { prometheus: new PrometheusProvider({ url: ctx.config.prometheusUrl }) } : {}),
   });
-  const engine = ctx.store.engine;
-  const leadership: Leadership =
-    engine instanceof PostgresEngine ? new PostgresLeadership({ pool: engine.pool, log, ...(deps.leaderPollMs ? { pollMs: deps.leaderPollMs } : {}) }) : new SingleProcessLeadership();
+  const { leadership } = deps;
   let controller: RolloutController | undefined;
   const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller });
 
@@ -63,7 +62,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes),
     grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log })],
     async start() {
-      await leadership.start({
+      await leadership.start(chainLeadershipHandlers(deps.beforeRollouts, {
         elected: async () => {
           controller?.stop();
           controller = new RolloutController({ repository, fleet: deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log });
@@ -74,7 +73,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
           controller?.stop();
           controller = undefined;
         },
-      });
+      }));
     },
     async stop() {
       feed.close();

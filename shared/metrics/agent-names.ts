@@ -31,4 +31,6 @@ export const PROTOCOL_METRICS = {
   devices: 'fleetprune_fleet_devices',
   /** Gauge: enrolled devices connected now (their last status said online). */
   devicesOnline: 'fleetprune_fleet_devices_online',
+  /** Gauge: 1 while this server holds the fleet's broker side (embedded broker, or the external one as leader); 0 on a standby. */
+  brokerActive: 'fleetprune_fleet_broker_active',
 } as const;

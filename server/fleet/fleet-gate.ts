@@ -1,0 +1,30 @@
+import { ServiceError } from '../app/service-error.ts';
+import type { Leadership } from '../rollout/leader-election.ts';
+
+/**
+ * Whether this server may change the fleet (enroll, revoke, assign) right now. With an external
+ * broker and PostgreSQL only the leader connects to the broker, so a standby refuses fleet
+ * changes (503 naming the leader) before writing anything; otherwise the gate is always open.
+ */
+export interface FleetGate {
+  readonly active: boolean;
+  assertActive(): Promise<void>;
+}
+
+export const OPEN_FLEET_GATE: FleetGate = { active: true, assertActive: async () => {} };
+
+/** Open while this server leads (and holds the external broker connection). */
+export class LeaderOnlyFleetGate implements FleetGate {
+  active = false;
+
+  constructor(private readonly leadership: Leadership) {}
+
+  async assertActive(): Promise<void> {
+    if (this.active) return;
+    const status = await this.leadership.status();
+    throw new ServiceError(
+      'unavailable',
+      `this server (${status.instance}) is a standby: with an external broker only the leader connects to it; send fleet changes to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`,
+    );
+  }
+}

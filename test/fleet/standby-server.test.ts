@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import mqtt, { type MqttClient } from 'mqtt';
+import { startServer, type RunningServer } from '../../server/app/start-server.ts';
+import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
+import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
+import { writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
+import { parseServerConfig } from '../../server/config/server-config.ts';
+import { assignmentTopic, statusTopic } from '../../shared/protocol/topics.ts';
+import { createLogger } from '../../shared/util/log.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
+import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
+import { freshStoreLocation } from '../server/helpers/store-engines.ts';
+import { ADMIN_TOKEN, type TestServer } from '../server/helpers/test-server.ts';
+
+interface Running extends TestServer {
+  brokerActive(): Promise<number>;
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Two servers share one PostgreSQL schema and one real Mosquitto. A broker identity allows one
+ * connection (client ids are pinned to usernames), so only the rollout leader connects; the
+ * standby serves reads, refuses fleet changes with the leader's name, and takes the broker side
+ * over when the leader goes.
+ */
+test('external broker + PostgreSQL: only the leader connects; the standby refuses fleet changes, then takes over', async (t: TestContext) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
+  const root = await mkdtemp(join(tmpdir(), 'fleetprune-standby-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const location = await freshStoreLocation(t, 'postgres', join(root, 'a'));
+  if (!location || location.engine !== 'postgres') return;
+
+  const mosquitto = await MosquittoProcess.create(binary);
+  t.after(() => mosquitto.stop());
+  const password = randomBytes(18).toString('base64url');
+  await writeMosquittoAuthFiles(mosquitto.authDir, { username: DEFAULT_SERVER_USERNAME, password }, new InMemoryCredentialStore());
+  await mosquitto.start();
+  const pidFile = join(root, 'mosquitto.pid');
+  await writeFile(pidFile, `${mosquitto.pid}\n`);
+  const signer = await makeSigner(t);
+
+  const start = async (name: string): Promise<Running> => {
+    const config = parseServerConfig({
+      dataDir: join(root, name),
+      host: '127.0.0.1',
+      httpPort: 0,
+      grpcPort: 0,
+      adminToken: ADMIN_TOKEN,
+      databaseUrl: location.databaseUrl,
+      databaseSchema: location.schema,
+      mqttUrl: mosquitto.url,
+      mqttPassword: password,
+      mosquittoDir: mosquitto.authDir,
+      mosquittoPidFile: pidFile,
+      trustedKeys: [signer.publicKeyPath],
+    });
+    const server = await startServer(config, { log: createLogger(`standby-test-${name}`, 'silent'), leaderPollMs: 200 });
+    let closed = false;
+    t.after(() => (closed ? undefined : server.close()));
+    const baseUrl = `http://127.0.0.1:${server.port('http')}`;
+    const originalClose = server.close.bind(server);
+    server.close = async () => {
+      closed = true;
+      await originalClose();
+    };
+    return {
+      server,
+      dataDir: config.dataDir,
+      baseUrl,
+      grpcAddress: `127.0.0.1:${server.port('grpc')}`,
+      request: (method, path, { token = ADMIN_TOKEN, json, body, headers = {} } = {}) =>
+        fetch(`${baseUrl}${path}`, {
+          method,
+          headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}), ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
+          body: json === undefined ? (body as BodyInit | undefined) : JSON.stringify(json),
+        }),
+      brokerActive: async () => Number(/^fleetprune_fleet_broker_active (\d)/m.exec(await (await fetch(`${baseUrl}/metrics`)).text())?.[1]),
+    };
+  };
+
+  const a = await start('a');
+  const b = await start('b');
+  assert.equal(await a.brokerActive(), 1, 'the leader holds the broker connection');
+  assert.equal(await b.brokerActive(), 0, 'the standby does not connect');
+  const leader = (await (await b.request('GET', '/api/rollouts/leader')).json()) as { leader: string; isLeader: boolean };
+  assert.equal(leader.isLeader, false);
+
+  // The standby refuses fleet changes before writing anything, naming the leader; reads work.
+  const refused = await b.request('POST', '/api/devices', { json: { id: 'press-1', labels: { site: 'osaka' } } });
+  assert.equal(refused.status, 503);
+  assert.match(((await refused.json()) as any).error.message, new RegExp(`is a standby: .*send fleet changes to ${leader.leader}`));
+  assert.deepEqual(((await (await b.request('GET', '/api/devices')).json()) as any).devices, []);
+
+  const enrolled = await a.request('POST', '/api/devices', { json: { id: 'press-1', labels: { site: 'osaka' } } });
+  assert.equal(enrolled.status, 201, await enrolled.clone().text());
+  const agentConfig = (await enrolled.json()) as { broker: { username: string; password: string } };
+  const artifact = await makeArtifact(t, { seed: 3, privateKey: signer.privateKey });
+  assert.equal((await pushArtifact(a, 'iris', artifact.dir, artifact.manifest)).status, 201);
+
+  // A device on the real broker: it hears the leader's assignment, and its status reaches the store.
+  const messages: { topic: string; id: string }[] = [];
+  const device: MqttClient = await mqtt.connectAsync(mosquitto.url, { clientId: 'press-1', username: agentConfig.broker.username, password: agentConfig.broker.password, reconnectPeriod: 200 });
+  t.after(() => device.endAsync(true));
+  device.on('message', (topic, payload) => messages.push({ topic, id: JSON.parse(payload.toString()).id }));
+  await device.subscribeAsync(assignmentTopic('press-1'), { qos: 1 });
+  const first = (await (await a.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['press-1'] } })).json()) as { assignmentId: string };
+  await until('the leader\'s assignment at the device', async () => (messages.some((m) => m.id === first.assignmentId) ? true : undefined), 5000);
+  await device.publishAsync(statusTopic('press-1'), JSON.stringify({ schema: 1, deviceId: 'press-1', online: true, since: new Date().toISOString() }), { qos: 1, retain: true });
+  const deviceOnline = async (server: TestServer) => ((await (await server.request('GET', '/api/devices')).json()) as { devices: { online: boolean }[] }).devices[0]?.online;
+  await until('the device online', async () => ((await deviceOnline(b)) ? true : undefined), 5000);
+  assert.equal(await a.brokerActive(), 1, 'the standby never took the leader\'s connection');
+
+  // The leader goes; the standby is elected, connects, and drives the fleet.
+  await a.server.close();
+  const tookOverAt = Date.now();
+  await until('the standby to take the broker side', async () => ((await b.brokerActive()) === 1 ? true : undefined), 10_000);
+  assert.ok(Date.now() - tookOverAt < 10_000);
+  const second = await b.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'candidate', deviceIds: ['press-1'] } });
+  assert.equal(second.status, 201, await second.clone().text());
+  const { assignmentId } = (await second.json()) as { assignmentId: string };
+  await until('the new leader\'s assignment at the device', async () => (messages.some((m) => m.id === assignmentId) ? true : undefined), 5000);
+  const another = await b.request('POST', '/api/devices', { json: { id: 'press-2', labels: {} } });
+  assert.equal(another.status, 201, 'the new leader enrolls');
+});
