@@ -29,6 +29,8 @@ export interface BlobGcResult {
   /** Unreferenced but stored or claimed within the grace period, so kept. */
   young: number;
   removed: { sha256: string; bytes: number }[];
+  /** Partial uploads (left by a crash mid-upload) idle past the grace period, removed too. */
+  staleUploads: number;
   freedBytes: number;
 }
 
@@ -46,7 +48,7 @@ export async function collectBlobGarbage(
   const stored = await blobs.list();
   const referenced = await store.models.referencedBlobs();
   const cutoffMs = Date.now() - options.minAgeSeconds * 1000;
-  const result: BlobGcResult = { dryRun: options.dryRun, scanned: stored.length, referenced: 0, young: 0, removed: [], freedBytes: 0 };
+  const result: BlobGcResult = { dryRun: options.dryRun, scanned: stored.length, referenced: 0, young: 0, removed: [], staleUploads: 0, freedBytes: 0 };
   for (const sha256 of stored) {
     if (referenced.has(sha256)) {
       result.referenced++;
@@ -60,13 +62,16 @@ export async function collectBlobGarbage(
     result.removed.push({ sha256, bytes });
     result.freedBytes += bytes;
   }
-  if (!options.dryRun && result.removed.length > 0) {
+  const stale = await blobs.removeStaleUploads(cutoffMs, options.dryRun);
+  result.staleUploads = stale.count;
+  result.freedBytes += stale.bytes;
+  if (!options.dryRun && (result.removed.length > 0 || stale.count > 0)) {
     await store.audit.append({
       at: new Date().toISOString(),
       actor: options.actor,
       action: 'blobs.gc',
       target: `${result.removed.length} blobs`,
-      details: { freedBytes: result.freedBytes, removed: result.removed.map((blob) => blob.sha256), minAgeSeconds: options.minAgeSeconds },
+      details: { freedBytes: result.freedBytes, removed: result.removed.map((blob) => blob.sha256), staleUploads: stale.count, minAgeSeconds: options.minAgeSeconds },
     });
     deps.freedBytes?.inc(result.freedBytes);
   }

@@ -32,10 +32,28 @@ export class BlobStore {
     this.#tmp = join(root, 'tmp');
   }
 
-  /** Creates the directories and removes uploads a crash left half-written. */
-  async open(): Promise<void> {
-    await rm(this.#tmp, { recursive: true, force: true });
+  /**
+   * Creates the directories and removes uploads a crash left half-written: those idle for
+   * `staleAfterMs` (default 1 h). Younger ones may belong to another server sharing this
+   * directory, still uploading.
+   */
+  async open(staleAfterMs = 3_600_000): Promise<void> {
     await mkdir(this.#tmp, { recursive: true });
+    await this.removeStaleUploads(Date.now() - staleAfterMs);
+  }
+
+  /** Removes partial uploads last written before `cutoffMs`; returns how many (and their bytes). */
+  async removeStaleUploads(cutoffMs: number, dryRun = false): Promise<{ count: number; bytes: number }> {
+    const removed = { count: 0, bytes: 0 };
+    for (const name of await readdir(this.#tmp).catch(() => [] as string[])) {
+      const path = join(this.#tmp, name);
+      const info = await stat(path).catch(() => null);
+      if (!info || info.mtimeMs >= cutoffMs) continue;
+      if (!dryRun) await rm(path, { recursive: true, force: true });
+      removed.count++;
+      removed.bytes += info.size;
+    }
+    return removed;
   }
 
   pathOf(sha256: string): string {

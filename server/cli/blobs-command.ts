@@ -10,6 +10,7 @@ interface GcResponse {
   young: string;
   removed: { sha256: string; bytes: string }[];
   freed_bytes: string;
+  stale_uploads: string;
 }
 
 export function registerBlobsCommand(program: Command): void {
@@ -34,7 +35,7 @@ export function registerBlobsCommand(program: Command): void {
         }
         const verb = result.dry_run ? 'would remove' : 'removed';
         process.stderr.write(
-          `${verb} ${result.removed.length} of ${result.scanned} files (${result.freed_bytes} bytes); ` +
+          `${verb} ${result.removed.length} of ${result.scanned} files and ${result.stale_uploads} partial uploads (${result.freed_bytes} bytes); ` +
             `kept ${result.referenced} referenced and ${result.young} younger than ${flags.minAge} s\n`,
         );
       });

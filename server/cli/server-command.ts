@@ -26,6 +26,7 @@ interface ServerFlags {
   publicUrl?: string;
   mqttPublicUrl?: string;
   cohortLabel?: string;
+  nodeId?: string;
 }
 
 export function registerServerCommand(program: Command): void {
@@ -52,6 +53,7 @@ export function registerServerCommand(program: Command): void {
     .option('--mosquitto-pid-file <file>', 'with --mosquitto-dir: SIGHUP this Mosquitto after rewriting the files')
     .option('--public-url <url>', 'the server URL devices reach (agent configs, assignment URLs; default http(s)://<host>:<http port>)')
     .option('--mqtt-public-url <url>', 'the broker URL written into agent configs (default --mqtt-url, or mqtt://<host>:<mqtt port>)')
+    .option('--node-id <id>', 'this server among several sharing a database and data directory (or FLEETPRUNE_NODE_ID; default the host name)')
     .option('--cohort-label <key>', 'device label exported as the cohort of report metrics (default cohort)')
     .action(async (flags: ServerFlags) => {
       await runServer(flags);
@@ -75,6 +77,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
     adminToken: process.env.FLEETPRUNE_ADMIN_TOKEN || undefined,
     maxConcurrentJobs: flags.maxConcurrentJobs,
     prometheusUrl: flags.prometheusUrl ?? (process.env.FLEETPRUNE_PROMETHEUS_URL || undefined),
+    nodeId: flags.nodeId ?? (process.env.FLEETPRUNE_NODE_ID || undefined),
     mqttPort: flags.mqttPort,
     mqttUrl: flags.mqttUrl,
     mqttPassword: process.env.FLEETPRUNE_MQTT_PASSWORD || undefined,

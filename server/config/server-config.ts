@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../../shared/util/errors.ts';
@@ -48,6 +49,14 @@ export const ServerConfigSchema = z
     mqttPublicUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
     /** The device label whose value is the `cohort` label of exported report metrics. */
     cohortLabel: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be a label key').default('cohort'),
+    /**
+     * This server among several sharing one PostgreSQL database and data directory: it owns the
+     * pruning jobs it accepted (only its own are failed when it restarts) and their work directory.
+     */
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, dots, dashes or underscores')
+      .default(() => hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'server'),
     /** Rollout analyses query this Prometheus; without it they run on the builtin provider. */
     prometheusUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   })
@@ -95,6 +104,7 @@ const SOURCE: Record<string, string> = {
   mqttPublicUrl: '--mqtt-public-url',
   cohortLabel: '--cohort-label',
   prometheusUrl: '--prometheus-url (or FLEETPRUNE_PROMETHEUS_URL)',
+  nodeId: '--node-id (or FLEETPRUNE_NODE_ID)',
 };
 
 export function parseServerConfig(input: ServerConfigInput): ServerConfig {

@@ -67,5 +67,6 @@ export function jobMessage(job: JobRecord) {
     created_at: job.createdAt,
     updated_at: job.updatedAt,
     created_by: job.createdBy,
+    node: job.node ?? '',
   };
 }

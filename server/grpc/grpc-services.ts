@@ -136,6 +136,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             young: String(result.young),
             removed: result.removed.map((blob) => ({ sha256: blob.sha256, bytes: String(blob.bytes), created: false })),
             freed_bytes: String(result.freedBytes),
+            stale_uploads: String(result.staleUploads),
           };
         }),
       },

@@ -63,6 +63,8 @@ export const JobSchema = z.strictObject({
   createdAt: z.string(),
   updatedAt: z.string(),
   createdBy: z.string(),
+  /** The server (--node-id) that runs the job; null for jobs from before nodes. */
+  node: z.string().nullable(),
 });
 
 export const BlobSchema = z.strictObject({
@@ -77,6 +79,7 @@ export const BlobGcResultSchema = z.strictObject({
   referenced: z.number().int(),
   young: z.number().int(),
   removed: z.array(z.strictObject({ sha256: z.string(), bytes: z.number().int() })),
+  staleUploads: z.number().int(),
   freedBytes: z.number().int(),
 });
 

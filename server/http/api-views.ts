@@ -34,5 +34,6 @@ export function jobView(job: JobRecord) {
     createdAt: job.createdAt,
     updatedAt: job.updatedAt,
     createdBy: job.createdBy,
+    node: job.node,
   };
 }

@@ -33,7 +33,10 @@ export interface JobServiceDeps {
   blobs: BlobStore;
   signingKey: KeyObject;
   signingPublicKey: KeyObject;
+  /** Where this server's jobs write their outputs (its own: cleared when it starts). */
   workDir: string;
+  /** This server (--node-id): the owner of the jobs it accepts. */
+  node: string;
   dataRoot: string | undefined;
   maxDataBytes: number;
   maxConcurrentJobs: number;
@@ -71,7 +74,7 @@ export class JobService {
 
   /** Fails what a previous process left unfinished and clears its work directories. */
   async recoverInterrupted(): Promise<string[]> {
-    const failed = await this.#deps.store.jobs.failUnfinished(RESTART_REASON, new Date().toISOString());
+    const failed = await this.#deps.store.jobs.failUnfinished(RESTART_REASON, new Date().toISOString(), this.#deps.node);
     await rm(this.#deps.workDir, { recursive: true, force: true });
     await mkdir(this.#deps.workDir, { recursive: true });
     if (failed.length > 0) this.#deps.log.warn({ jobs: failed }, RESTART_REASON);
@@ -97,6 +100,7 @@ export class JobService {
       createdAt: now,
       updatedAt: now,
       createdBy: actorOf(principal),
+      node: this.#deps.node,
     };
     await this.#deps.store.transaction(async (tx) => {
       await tx.jobs.insert(job);
@@ -172,6 +176,9 @@ export class JobService {
   async cancel(id: string, principal: Principal): Promise<JobRecord> {
     const job = await this.get(id);
     if (isFinished(job.state)) throw new ServiceError('conflict', `job ${id} already ${job.state}; nothing to cancel`);
+    if (job.node !== null && job.node !== this.#deps.node) {
+      throw new ServiceError('unavailable', `job ${id} runs on server ${job.node}; send the cancel there (this is ${this.#deps.node})`);
+    }
     const actor = actorOf(principal);
     const message = `cancelled by ${actor}`;
     const at = new Date().toISOString();
@@ -208,7 +215,7 @@ export class JobService {
     this.#stopping = true;
     this.#queue.length = 0;
     await Promise.all([...this.#workers.values()].map((worker) => worker.terminate()));
-    await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString()).catch(() => {});
+    await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
   }
 
   #pump(): void {

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { utimes } from 'node:fs/promises';
+import { readdir, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs } from './helpers/artifacts.ts';
@@ -68,6 +69,7 @@ for (const engine of STORE_ENGINES) {
         referenced: referenced.length,
         young: 2,
         removed: [{ sha256: stale, bytes: Buffer.byteLength('an interrupted push, two hours ago') }],
+        staleUploads: 0,
         freedBytes: Buffer.byteLength('an interrupted push, two hours ago'),
       });
       const remaining = await server.server.ctx.blobs.list();
@@ -85,8 +87,16 @@ for (const engine of STORE_ENGINES) {
       // With a shorter grace period the just-uploaded orphans go too; the referenced files stay.
       await age(server, fresh, 120);
       await age(server, reuploaded, 120);
+      // Partial uploads left by a crash go once idle as long; one still being written stays.
+      const tmp = join(server.dataDir, 'blobs', 'tmp');
+      await writeFile(join(tmp, 'crashed-upload'), Buffer.alloc(1000));
+      await writeFile(join(tmp, 'upload-in-flight'), Buffer.alloc(10));
+      const twoMinutesAgo = new Date(Date.now() - 120_000);
+      await utimes(join(tmp, 'crashed-upload'), twoMinutesAgo, twoMinutesAgo);
       const short = await gc(server, { minAgeSeconds: 60 });
       assert.deepEqual(short.json.removed.map((blob: { sha256: string }) => blob.sha256).sort(), [fresh, reuploaded].sort());
+      assert.equal(short.json.staleUploads, 1);
+      assert.deepEqual(await readdir(tmp), ['upload-in-flight']);
       assert.deepEqual(await server.server.ctx.blobs.list(), [...referenced].sort());
       // A removed blob can be uploaded again.
       assert.equal(await uploadOrphan(server, 'an interrupted push, two hours ago'), stale);
@@ -126,7 +136,7 @@ test('blob GC over gRPC and the CLI: dry run, removal, a clear error for a bad -
   const dry = await runCli(['blobs', 'gc', '--dry-run', ...connection]);
   assert.equal(dry.code, 0, dry.stderr);
   assert.match(dry.stdout, new RegExp(`^${orphan}\\s+${Buffer.byteLength('left by a push that never registered')}$`, 'm'));
-  assert.match(dry.stderr, /^would remove 1 of 1 files \(36 bytes\); kept 0 referenced and 0 younger than 3600 s$/m);
+  assert.match(dry.stderr, /^would remove 1 of 1 files and 0 partial uploads \(36 bytes\); kept 0 referenced and 0 younger than 3600 s$/m);
   assert.deepEqual(await server.server.ctx.blobs.list(), [orphan]);
 
   const tooShort = await runCli(['blobs', 'gc', '--min-age', '10s', ...connection]);

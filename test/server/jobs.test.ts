@@ -120,3 +120,32 @@ test('jobs cancel: a queued job never starts, a running one stops, nothing is re
   const events = await jobs.stream('WatchJob', { id: next.id });
   assert.equal(events.at(-1).job.state, 'succeeded', events.at(-1).job.error);
 });
+
+test('two servers on one PostgreSQL database: starting or stopping one leaves the other\'s jobs alone; a cancel goes to the owner', async (t) => {
+  const a = await startTestServer(t, { engine: 'postgres', config: { nodeId: 'node-a' } });
+  if (!a) return;
+  const { databaseUrl, databaseSchema } = a.server.ctx.config;
+  const csv = await readFile(IRIS, 'utf8');
+  const long = { ...TINY_OPTIONS, epochs: 10_000, patience: 1000 };
+  const job = (await (await a.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: long } })).json()) as any;
+  assert.equal(job.node, 'node-a');
+  const state = async () => (await (await a.request('GET', `/api/jobs/${job.id}`)).json()) as any;
+  const deadline = Date.now() + 60_000;
+  while ((await state()).progress?.phase !== 'train') {
+    assert.ok(Date.now() < deadline, 'the job never started training');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+
+  // A second server starts on the same database (a standby, or a restart elsewhere): it fails only its own unfinished jobs.
+  const b = (await startTestServer(t, { engine: 'postgres', config: { databaseUrl, databaseSchema, nodeId: 'node-b' } }))!;
+  assert.equal((await state()).state, 'running', 'node-b\'s start failed node-a\'s job');
+  const elsewhere = await b.request('POST', `/api/jobs/${job.id}/cancel`);
+  assert.equal(elsewhere.status, 503);
+  assert.equal(((await elsewhere.json()) as any).error.message, `job ${job.id} runs on server node-a; send the cancel there (this is node-b)`);
+  await b.server.close();
+  assert.equal((await state()).state, 'running', 'node-b\'s shutdown failed node-a\'s job');
+
+  const cancelled = await a.request('POST', `/api/jobs/${job.id}/cancel`);
+  assert.equal(cancelled.status, 200);
+  assert.match(((await cancelled.json()) as any).error, /^cancelled by /);
+});

@@ -42,10 +42,10 @@ for (const engine of STORE_ENGINES) {
     test('migrations apply once and are recorded per domain', async (t) => {
       await withStore(t, async (store) => {
         assert.deepEqual(await runMigrations(store.engine, ALL_MIGRATIONS), []);
-        const rows = await store.engine.all('SELECT domain, version FROM schema_migrations ORDER BY domain');
+        const rows = await store.engine.all('SELECT domain, version FROM schema_migrations ORDER BY domain, version');
         assert.deepEqual(
           rows.map((row) => `${row.domain}:${row.version}`),
-          ['audit:1', 'auth:1', 'fleet:1', 'jobs:1', 'registry:1', 'rollouts:1'],
+          ['audit:1', 'auth:1', 'fleet:1', 'jobs:1', 'jobs:2', 'registry:1', 'rollouts:1'],
         );
       });
     });
@@ -110,16 +110,20 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
-    test('unfinished jobs are failed with a reason', async (t) => {
+    test('unfinished jobs of this node (or of no node) are failed with a reason; other nodes\' are left alone', async (t) => {
       await withStore(t, async (store) => {
-        const base = { kind: 'prune', request: {}, progress: null, result: null, error: null, createdAt: 'now', updatedAt: 'now', createdBy: 'x' };
+        const base = { kind: 'prune', request: {}, progress: null, result: null, error: null, createdAt: 'now', updatedAt: 'now', createdBy: 'x', node: 'node-a' };
         await store.jobs.insert({ ...base, id: 'j1', state: 'running' });
         await store.jobs.insert({ ...base, id: 'j2', state: 'succeeded' });
-        assert.deepEqual(await store.jobs.failUnfinished('server restarted', 'later'), ['j1']);
+        await store.jobs.insert({ ...base, id: 'j3', state: 'queued', node: 'node-b' });
+        await store.jobs.insert({ ...base, id: 'j4', state: 'queued', node: null });
+        assert.deepEqual((await store.jobs.failUnfinished('server restarted', 'later', 'node-a')).sort(), ['j1', 'j4']);
         const job = await store.jobs.get('j1');
         assert.equal(job?.state, 'failed');
         assert.equal(job?.error, 'server restarted');
+        assert.equal(job?.node, 'node-a');
         assert.equal((await store.jobs.get('j2'))?.state, 'succeeded');
+        assert.equal((await store.jobs.get('j3'))?.state, 'queued', 'another server\'s job');
       });
     });
 

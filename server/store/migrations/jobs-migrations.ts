@@ -20,4 +20,11 @@ export const jobsMigrations: Migration[] = [
       );
       CREATE INDEX jobs_state ON jobs (state);`,
   },
+  {
+    domain: 'jobs',
+    version: 2,
+    name: 'the server (node) that owns each job',
+    // NULL for jobs from before: any server restarting may fail them, as before.
+    sql: () => 'ALTER TABLE jobs ADD COLUMN node TEXT',
+  },
 ];

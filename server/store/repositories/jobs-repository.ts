@@ -14,6 +14,8 @@ export interface JobRecord {
   createdAt: string;
   updatedAt: string;
   createdBy: string;
+  /** The server (--node-id) that accepted and runs the job; null for jobs from before nodes. */
+  node: string | null;
 }
 
 /** SQL for background jobs and their persisted state. */
@@ -22,7 +24,7 @@ export class JobsRepository {
 
   async insert(job: JobRecord): Promise<void> {
     await this.db.run(
-      'INSERT INTO jobs (id, kind, state, request, progress, result, error, created_at, updated_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      'INSERT INTO jobs (id, kind, state, request, progress, result, error, created_at, updated_at, created_by, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       [
         job.id,
         job.kind,
@@ -34,6 +36,7 @@ export class JobsRepository {
         job.createdAt,
         job.updatedAt,
         job.createdBy,
+        job.node,
       ],
     );
   }
@@ -58,9 +61,11 @@ export class JobsRepository {
   }
 
   /** Marks every queued or running job failed with `reason`; returns their ids. */
-  async failUnfinished(reason: string, at: string): Promise<string[]> {
-    const rows = await this.db.all("SELECT id FROM jobs WHERE state IN ('queued', 'running')");
-    await this.db.run("UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE state IN ('queued', 'running')", [reason, at]);
+  /** Fails the unfinished jobs of `node` (and those with no node); other servers' jobs are left running. */
+  async failUnfinished(reason: string, at: string, node: string): Promise<string[]> {
+    const mine = "state IN ('queued', 'running') AND (node = ? OR node IS NULL)";
+    const rows = await this.db.all(`SELECT id FROM jobs WHERE ${mine}`, [node]);
+    await this.db.run(`UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE ${mine}`, [reason, at, node]);
     return rows.map((row) => String(row.id));
   }
 }
@@ -77,5 +82,6 @@ function toJob(row: Record<string, unknown>): JobRecord {
     createdAt: String(row.created_at),
     updatedAt: String(row.updated_at),
     createdBy: String(row.created_by),
+    node: row.node === null || row.node === undefined ? null : String(row.node),
   };
 }
