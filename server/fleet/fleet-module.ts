@@ -133,6 +133,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
         deposed: () => {
           leading = false;
           (gate as LeaderOnlyFleetGate).active = false;
+          exporter.reset();
           broker.stop().catch((error: unknown) => log.error({ err: error }, 'disconnecting from the broker failed'));
         },
       }

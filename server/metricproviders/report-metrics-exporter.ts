@@ -32,6 +32,11 @@ export class ReportMetricsExporter {
     };
   }
 
+  /** Drops every device series (a deposed leader stops exporting what the new leader now ingests). */
+  reset(): void {
+    for (const metric of [...Object.values(this.#gauges), ...Object.values(this.#counters)]) metric.reset();
+  }
+
   observe(report: DeviceReport): void {
     const labels: Record<Label, string> = { model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
     if (report.accuracy !== null) this.#gauges.accuracy.set(labels, report.accuracy);

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
+import pg from 'pg';
 import { startServer, type RunningServer } from '../../server/app/start-server.ts';
 import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
 import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
@@ -125,6 +126,26 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   const deviceOnline = async (server: TestServer) => ((await (await server.request('GET', '/api/devices')).json()) as { devices: { online: boolean }[] }).devices[0]?.online;
   await until('the device online', async () => ((await deviceOnline(b)) ? true : undefined), 5000);
   assert.equal(await a.brokerActive(), 1, 'the standby never took the leader\'s connection');
+
+  // The leader loses its database connection (a partition): it is deposed and lets the broker go;
+  // whichever server wins the next election holds it, never both.
+  const leaderInfo = async (server: TestServer) => (await (await server.request('GET', '/api/rollouts/leader')).json()) as { isLeader: boolean; leaderSince: string | null };
+  const electedBefore = (await leaderInfo(a)).leaderSince;
+  const admin = new pg.Client({ connectionString: location.databaseUrl });
+  await admin.connect();
+  const { rowCount } = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'fleetprune-rollout-leader %'");
+  await admin.end();
+  assert.equal(rowCount, 1, 'one leader connection');
+  const winner = await until('a new election', async () => {
+    const [la, lb] = [await leaderInfo(a), await leaderInfo(b)];
+    if (lb.isLeader) return 'b';
+    return la.isLeader && la.leaderSince !== electedBefore ? 'a' : undefined;
+  }, 10_000);
+  const expected = winner === 'a' ? '1,0' : '0,1';
+  const states = async () => [await a.brokerActive(), await b.brokerActive()].join(',');
+  await until(`the new leader (${winner}) alone to hold the broker`, async () => ((await states()) === expected ? true : undefined), 10_000);
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.equal(await states(), expected, 'exactly one server holds the broker');
 
   // The leader goes; the standby is elected, connects, and drives the fleet.
   await a.server.close();
