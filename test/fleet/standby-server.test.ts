@@ -34,7 +34,7 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, timeo
 }
 
 /**
- * Two servers share one PostgreSQL schema and one real Mosquitto. A broker identity allows one
+ * Two servers share one PostgreSQL schema, one data directory and one real Mosquitto. A broker identity allows one
  * connection (client ids are pinned to usernames), so only the rollout leader connects; the
  * standby serves reads, refuses fleet changes with the leader's name, and takes the broker side
  * over when the leader goes.
@@ -44,7 +44,7 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
   const root = await mkdtemp(join(tmpdir(), 'fleetprune-standby-'));
   t.after(() => rm(root, { recursive: true, force: true }));
-  const location = await freshStoreLocation(t, 'postgres', join(root, 'a'));
+  const location = await freshStoreLocation(t, 'postgres', join(root, 'shared'));
   if (!location || location.engine !== 'postgres') return;
 
   const mosquitto = await MosquittoProcess.create(binary);
@@ -58,7 +58,9 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
 
   const start = async (name: string): Promise<Running> => {
     const config = parseServerConfig({
-      dataDir: join(root, name),
+      // As documented for a standby: one data directory (blobs, signing key), one node id each.
+      dataDir: join(root, 'shared'),
+      nodeId: `node-${name}`,
       host: '127.0.0.1',
       httpPort: 0,
       grpcPort: 0,
@@ -158,4 +160,9 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   await until('the new leader\'s assignment at the device', async () => (messages.some((m) => m.id === assignmentId) ? true : undefined), 5000);
   const another = await b.request('POST', '/api/devices', { json: { id: 'press-2', labels: {} } });
   assert.equal(another.status, 201, 'the new leader enrolls');
+  // The artifact pushed through the first server is served by the second from the shared data directory.
+  const onnx = artifact.manifest.files['model.onnx']!;
+  const download = await b.request('GET', `/api/blobs/${onnx.sha256}`);
+  assert.equal(download.status, 200);
+  assert.equal((await download.arrayBuffer()).byteLength, onnx.bytes);
 });
