@@ -1,11 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
-import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
-import { writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
 import { KEYS_SUBDIR } from '../../server/artifacts/server-signing-key.ts';
 import { buildDemoModels, type DemoArtifact, type DemoModels } from '../../server/demo/demo-models.ts';
 import { loadDemoData, startSimulatedAgents, waitForActive } from '../../server/demo/demo-fleet.ts';
@@ -187,13 +184,8 @@ export class AcceptanceFleet {
     const extraArgs: string[] = [];
     const env: Record<string, string> = {};
     if (this.options.mosquittoBinary) {
-      const mosquitto = await MosquittoProcess.create(this.options.mosquittoBinary);
+      const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(this.options.mosquittoBinary, dir);
       this.mosquitto = mosquitto;
-      const password = randomBytes(18).toString('base64url');
-      await writeMosquittoAuthFiles(mosquitto.authDir, { username: DEFAULT_SERVER_USERNAME, password }, new InMemoryCredentialStore());
-      await mosquitto.start();
-      const pidFile = join(dir, 'mosquitto.pid');
-      await writeFile(pidFile, `${mosquitto.pid}\n`);
       extraArgs.push('--mqtt-url', mosquitto.url, '--mosquitto-dir', mosquitto.authDir, '--mosquitto-pid-file', pidFile);
       env.FLEETPRUNE_MQTT_PASSWORD = password;
     }

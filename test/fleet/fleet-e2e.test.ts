@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
-import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
-import { writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { AssignmentSchema, type BenchmarkReport } from '../../shared/protocol/payloads.ts';
 import { assignmentTopic, reportsTopic } from '../../shared/protocol/topics.ts';
@@ -175,14 +172,8 @@ test('fleet end to end against Mosquitto (--mqtt-url, generated password and ACL
   const binary = mosquittoBinary();
   if (!binary) return engineMissing(t, 'Mosquitto', 'no mosquitto executable on PATH');
   const dir = await tempDir(t);
-  const mosquitto = await MosquittoProcess.create(binary);
+  const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(binary, dir);
   t.after(() => mosquitto.stop());
-  const password = randomBytes(18).toString('base64url');
-  // Mosquitto needs its files before it starts; the server rewrites them (with every device) from then on.
-  await writeMosquittoAuthFiles(mosquitto.authDir, { username: DEFAULT_SERVER_USERNAME, password }, new InMemoryCredentialStore());
-  await mosquitto.start();
-  const pidFile = join(dir, 'mosquitto.pid');
-  await writeFile(pidFile, `${mosquitto.pid}\n`);
   const server = await spawnServer(t, join(dir, 'server'), ['--mqtt-url', mosquitto.url, '--mosquitto-dir', mosquitto.authDir, '--mosquitto-pid-file', pidFile], {
     FLEETPRUNE_MQTT_PASSWORD: password,
   });

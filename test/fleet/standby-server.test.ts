@@ -1,15 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
 import { startServer, type RunningServer } from '../../server/app/start-server.ts';
-import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
-import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
-import { writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
 import { parseServerConfig } from '../../server/config/server-config.ts';
 import { assignmentTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
@@ -47,13 +43,8 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   const location = await freshStoreLocation(t, 'postgres', join(root, 'shared'));
   if (!location || location.engine !== 'postgres') return;
 
-  const mosquitto = await MosquittoProcess.create(binary);
+  const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(binary, root);
   t.after(() => mosquitto.stop());
-  const password = randomBytes(18).toString('base64url');
-  await writeMosquittoAuthFiles(mosquitto.authDir, { username: DEFAULT_SERVER_USERNAME, password }, new InMemoryCredentialStore());
-  await mosquitto.start();
-  const pidFile = join(root, 'mosquitto.pid');
-  await writeFile(pidFile, `${mosquitto.pid}\n`);
   const signer = await makeSigner(t);
 
   const start = async (name: string): Promise<Running> => {

@@ -2,7 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { renderMosquittoConf } from '../../server/broker/mosquitto-auth-files.ts';
+import { randomBytes } from 'node:crypto';
+import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
+import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
+import { renderMosquittoConf, writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
 import { findExecutable, freePort, tcpReachable } from './engines.ts';
 
 export function mosquittoBinary(): string | undefined {
@@ -31,6 +34,21 @@ export class MosquittoProcess {
 
   get url(): string {
     return `mqtt://127.0.0.1:${this.port}`;
+  }
+
+  /**
+   * A started Mosquitto whose files admit only the server identity (with a fresh password), and a
+   * pid file in `pidDir` for the server's --mosquitto-pid-file; the server rewrites the files
+   * (with every device) from then on.
+   */
+  static async startForServer(binary: string, pidDir: string): Promise<{ mosquitto: MosquittoProcess; password: string; pidFile: string }> {
+    const mosquitto = await MosquittoProcess.create(binary);
+    const password = randomBytes(18).toString('base64url');
+    await writeMosquittoAuthFiles(mosquitto.authDir, { username: DEFAULT_SERVER_USERNAME, password }, new InMemoryCredentialStore());
+    await mosquitto.start();
+    const pidFile = join(pidDir, 'mosquitto.pid');
+    await writeFile(pidFile, `${mosquitto.pid}\n`);
+    return { mosquitto, password, pidFile };
   }
 
   /** Starts mosquitto; the password and ACL files must exist by then. */
