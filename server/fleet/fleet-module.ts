@@ -69,14 +69,15 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
     onDeviceOnline: hooks.onDeviceOnline,
   });
-  const receiver = new FleetReceiver({ broker, ingest, logger: ctx.log.child({ component: 'fleet' }), ...counters });
+  const log = ctx.log.child({ component: 'fleet' });
+  const receiver = new FleetReceiver({ broker, ingest, logger: log, ...counters });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
   const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log });
   const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined && ctx.store.engine instanceof PostgresEngine;
-  const gate: FleetGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : OPEN_FLEET_GATE;
+  const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
+  const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
   const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate });
   const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate });
-  const log = ctx.log.child({ component: 'fleet' });
   let leading = false;
   let stopped = false;
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
@@ -94,7 +95,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     grpcServices: [grpc.Devices, grpc.Assignments],
     async start() {
       await receiver.start();
-      if (!leaderOnly) await activate();
+      if (!leaderGate) await activate();
       ctx.metrics.gauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
       ctx.metrics.gauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
       ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby)', () => (gate.active ? 1 : 0));
@@ -106,7 +107,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       return broker.stop();
     },
   };
-  const leadershipHandlers: LeadershipHandlers | undefined = leaderOnly
+  const leadershipHandlers: LeadershipHandlers | undefined = leaderGate
     ? {
         // A leader whose broker is unreachable keeps trying (the rollout controller waits for it):
         // without the broker it could not reach a device anyway.
@@ -127,12 +128,12 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
             await broker.stop();
             throw new Error('deposed or stopping while connecting to the broker');
           }
-          (gate as LeaderOnlyFleetGate).active = true;
+          leaderGate.active = true;
           log.info({ broker: ctx.config.mqttUrl }, 'connected to the external broker as the leader');
         },
         deposed: () => {
           leading = false;
-          (gate as LeaderOnlyFleetGate).active = false;
+          leaderGate.active = false;
           exporter.reset();
           broker.stop().catch((error: unknown) => log.error({ err: error }, 'disconnecting from the broker failed'));
         },
