@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-export.ts';
+import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-io.ts';
 
 /**
  * Runs a fleetprune ONNX model (input `features` float32 [batch, nFeatures] of raw features,

@@ -1,11 +1,11 @@
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { validateNetwork, type DenseLayer, type DenseNetwork } from '../model/dense-network.ts';
+import { ONNX_INPUT, ONNX_OUTPUT } from './onnx-io.ts';
+
+export { ONNX_INPUT, ONNX_OUTPUT };
 
 const { onnx } = onnxProto;
-
-export const ONNX_INPUT = 'features';
-export const ONNX_OUTPUT = 'output';
 const IR_VERSION = 8;
 const OPSET = 13;
 const BATCH_DIM = 'batch';
