@@ -96,8 +96,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
 
     // The device fleet (MQTT, devices, assignments) feeds the rollouts: its FleetPort carries their
     // assignments, its stored reports are the builtin provider's history, and a device coming
-    // back online lets the controller retry what it missed.
-    // One leader per database drives rollouts and, with an external broker, holds the broker connection.
+    // back online lets the controller retry what it missed. One leader per database drives rollouts
+    // and, with an external broker, holds the broker connection.
     let deviceOnline: (deviceId: string) => void = () => {};
     const leadership = leadershipFor(store.engine, log, options.leaderPollMs);
     const fleet = createFleet(ctx, { onDeviceOnline: (deviceId) => deviceOnline(deviceId) }, leadership);

@@ -47,10 +47,15 @@ export interface AssignResult {
  * Every refusal happens before anything is written.
  */
 export class AssignmentService {
-  constructor(private readonly options: { fleet: FleetStore; registry: RegistryService; publisher: AssignmentPublisher; gate?: FleetGate }) {}
+  readonly #gate: FleetGate;
+
+  /** `gate` refuses assignments on a standby server (default: always allowed). */
+  constructor(private readonly options: { fleet: FleetStore; registry: RegistryService; publisher: AssignmentPublisher; gate?: FleetGate }) {
+    this.#gate = options.gate ?? OPEN_FLEET_GATE;
+  }
 
   async assign(request: AssignRequest, actor: string): Promise<AssignResult> {
-    await (this.options.gate ?? OPEN_FLEET_GATE).assertActive();
+    await this.#gate.assertActive();
     const version = await this.options.registry.resolve(request.model, request.version);
     if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
     const devices = await this.#targets(request);

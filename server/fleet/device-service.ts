@@ -37,11 +37,15 @@ export interface DeviceServiceOptions {
  * the agent config. Revoking refuses the device at the broker and revokes its token.
  */
 export class DeviceService {
-  constructor(private readonly options: DeviceServiceOptions) {}
+  readonly #gate: FleetGate;
+
+  constructor(private readonly options: DeviceServiceOptions) {
+    this.#gate = options.gate ?? OPEN_FLEET_GATE;
+  }
 
   async enroll(request: EnrollRequest, actor: string): Promise<AgentConfig> {
     const { fleet } = this.options;
-    await (this.options.gate ?? OPEN_FLEET_GATE).assertActive();
+    await this.#gate.assertActive();
     if (request.id === DEFAULT_SERVER_USERNAME) throw new ServiceError('bad_request', `id: ${DEFAULT_SERVER_USERNAME} is reserved for the server`);
     const secret = randomBytes(32).toString('base64url');
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
@@ -70,7 +74,7 @@ export class DeviceService {
   }
 
   async revoke(id: string, actor: string): Promise<void> {
-    await (this.options.gate ?? OPEN_FLEET_GATE).assertActive();
+    await this.#gate.assertActive();
     const now = new Date().toISOString();
     await this.options.fleet.transaction(async (tx) => {
       const device = await tx.devices.get(id);
