@@ -5,7 +5,7 @@ import { loadDatasetFile } from '../shared/data/dataset.ts';
 import { loadAgentConfig } from '../shared/protocol/agent-config.ts';
 import { UserError, errorMessage } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
-import { parseInteger, parseNumber } from '../server/cli/option-parsers.ts';
+import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
 
 interface AgentFlags {
   config: string;

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import type { ModelBenchmark, Role } from '../shared/protocol/payloads.ts';
-import { scorePredictions } from '../server/pruning/scoring.ts';
+import { scorePredictions } from '../shared/model/scoring.ts';
 import type { Dataset } from '../shared/data/dataset.ts';
 import { crashPoint } from './crash-points.ts';
 import { alignHoldout } from './holdout.ts';

@@ -21,7 +21,7 @@ import { toTfjsModel } from '../shared/model/tfjs-convert.ts';
 import { PruneOptionsSchema } from '../server/pruning/options.ts';
 import { runOdf2nna } from '../server/pruning/odf2nna.ts';
 import type { PruneReport } from '../server/pruning/report.ts';
-import type { Score } from '../server/pruning/scoring.ts';
+import type { Score } from '../shared/model/scoring.ts';
 import { standardizeRows } from '../server/pruning/standardization.ts';
 import {
   describeMachine,

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
-import { parseDurationSeconds } from './option-parsers.ts';
+import { parseDurationSeconds } from '../../shared/cli/option-parsers.ts';
 
 interface GcResponse {
   dry_run: boolean;

@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { SHIPPED_DATASETS, type ShippedDatasetName } from '../../shared/datasets/index.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
-import { parseInteger } from './option-parsers.ts';
+import { parseInteger } from '../../shared/cli/option-parsers.ts';
 
 interface DemoFlags {
   dataset: string;

@@ -1,6 +1,6 @@
 import { basename, extname } from 'node:path';
 import type { Command } from 'commander';
-import { parseInteger, parseNumber, parseNumberList } from './option-parsers.ts';
+import { parseInteger, parseNumber, parseNumberList } from '../../shared/cli/option-parsers.ts';
 
 /** The ODF2NNA settings `fleetprune prune` and `fleetprune jobs prune` share. */
 export interface PruneTuningFlags {

@@ -3,7 +3,7 @@ import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
-import { parseInteger } from './option-parsers.ts';
+import { parseInteger } from '../../shared/cli/option-parsers.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
 
 interface StartFlags extends ConnectionFlags {

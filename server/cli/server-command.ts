@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../../shared/util/log.ts';
 import { parseServerConfig } from '../config/server-config.ts';
 import { startServer } from '../app/start-server.ts';
-import { parseInteger } from './option-parsers.ts';
+import { parseInteger } from '../../shared/cli/option-parsers.ts';
 
 interface ServerFlags {
   dataDir: string;

@@ -10,7 +10,7 @@ import {
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
 import type { PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
-import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from './scoring.ts';
+import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
 import { fitScaling } from './standardization.ts';
 import {
   createDenseModel,

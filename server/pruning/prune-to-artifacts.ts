@@ -9,7 +9,7 @@ type CommonFields = Omit<ManifestInput, 'lineage' | 'metrics'>;
 import type { PruneOptions } from './options.ts';
 import { runOdf2nna, type Odf2nnaResult, type ProgressEvent } from './odf2nna.ts';
 import type { PruneReport } from './report.ts';
-import type { Score } from './scoring.ts';
+import type { Score } from '../../shared/model/scoring.ts';
 
 export const GENERAL_SUBDIR = 'general';
 export const REPORT_FILE = 'report.json';

@@ -1,6 +1,6 @@
 import type { Task } from '../../shared/data/dataset.ts';
 import type { EpsilonMode } from './useful-units.ts';
-import type { Score } from './scoring.ts';
+import type { Score } from '../../shared/model/scoring.ts';
 
 /**
  * One ε of the sweep: the architecture it leads to and its scores before and after retraining.

@@ -1,5 +1,5 @@
 import type { PruneReport } from './report.ts';
-import type { Score } from './scoring.ts';
+import type { Score } from '../../shared/model/scoring.ts';
 
 /** A short human-readable account of a prune run, for the terminal. */
 export function formatPruneSummary(report: PruneReport, outDir: string): string {

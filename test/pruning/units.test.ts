@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { forward, parameterCount, type DenseNetwork } from '../../shared/model/dense-network.ts';
 import { selectByOutgoingL1, selectUsefulUnits } from '../../server/pruning/useful-units.ts';
 import { transferUnits } from '../../server/pruning/transfer.ts';
-import { scorePredictions, withinTolerance } from '../../server/pruning/scoring.ts';
+import { scorePredictions, withinTolerance } from '../../shared/model/scoring.ts';
 import { createRng } from '../../shared/util/rng.ts';
 
 const stats = (std: number[]) => ({ std: Float32Array.from(std), mean: new Float32Array(std.length) });

@@ -1,4 +1,4 @@
-import type { Task } from '../../shared/data/dataset.ts';
+import type { Task } from '../data/dataset.ts';
 
 /** Held-out scores: accuracy in [0, 1] for classification; MSE (in label units) and R² for regression. */
 export type Score = { accuracy: number } | { mse: number; r2: number };

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { DURATION_HINT, parseDuration } from '../../shared/util/duration.ts';
+import { DURATION_HINT, parseDuration } from '../util/duration.ts';
 
 /** Commander argument parsers: a bad value is reported by commander with the flag's name. */
 export function parseNumber(value: string): number {
