@@ -65,7 +65,8 @@ export function registerAgentCommand(program: Command): void {
       await agent.start();
       const server = await new Promise<import('node:http').Server>((resolve, reject) => {
         const listening = agent.app.listen(flags.httpPort, flags.httpHost, (error?: Error) => (error ? reject(error) : resolve(listening)));
-      }).catch((error: unknown) => {
+      }).catch(async (error: unknown) => {
+        await agent.stop(); // else the MQTT connection keeps the process alive after the error
         throw new UserError(`cannot listen on ${flags.httpHost}:${flags.httpPort}: ${errorMessage(error)}`);
       });
       const port = (server.address() as AddressInfo).port;
