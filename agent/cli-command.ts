@@ -20,10 +20,19 @@ interface AgentFlags {
   benchBatches: number;
 }
 
+export const AGENT_DESCRIPTION = 'run the edge agent: follow assignments over MQTT, verify, benchmark and serve models';
+
+/** `fleetprune agent`. */
 export function registerAgentCommand(program: Command): void {
-  program
-    .command('agent')
-    .description('run the edge agent: follow assignments over MQTT, verify, benchmark and serve models')
+  defineAgentCommand(program.command('agent').description(AGENT_DESCRIPTION));
+}
+
+/**
+ * The agent's options and action on `command`: the `agent` subcommand of the CLI, or the whole
+ * program of the standalone agent bundle (agent/main.ts).
+ */
+export function defineAgentCommand(command: Command): Command {
+  return command
     .requiredOption('--config <file>', 'agent config file written at enrollment')
     .requiredOption('--data-dir <dir>', 'where the agent keeps its model slots, downloads and outbox')
     .option('--holdout <file.csv>', 'labelled holdout CSV for on-device benchmarks')

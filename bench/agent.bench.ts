@@ -1,6 +1,7 @@
 /**
  * npm run bench:agent — the edge agent on loopback with the embedded broker:
- *   - RSS of a real `fleetprune agent` process when idle and during an on-device benchmark;
+ *   - RSS of a real agent process when idle and during an on-device benchmark, and its start-up
+ *     time, launched as `fleetprune agent` (tsx) and as the standalone bundle (plain node);
  *   - time from publishing a candidate assignment to receiving the benchmark report (download,
  *     verification, install, side-by-side benchmark, report), for 1 agent and for 50 agents that
  *     run in one process and share one onnxruntime session per model;
@@ -8,12 +9,12 @@
  * The artifact routes are served by the test fixture that implements the server's contract.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from '../agent/agent.ts';
+import { buildAgentBundle } from '../deploy/build/agent-bundle.ts';
 import { connectMqtt } from '../agent/mqtt-link.ts';
 import { runModel } from '../agent/onnx-runner.ts';
 import { percentile } from '../agent/model-benchmark.ts';
@@ -38,32 +39,63 @@ const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const ms = (value: number) => `${value.toFixed(value < 10 ? 2 : 0)} ms`;
 const sleep = (milliseconds: number) => new Promise((resolve) => setTimeout(resolve, milliseconds));
 
-async function measureProcessRss(world: AgentWorld, dir: string) {
-  const config = await world.config('rss-device');
-  const configPath = await AgentProcess.writeConfig(dir, config);
+const STARTS = 5;
+
+/**
+ * One way of launching the agent on a device: the CLI through tsx (`fleetprune agent`), or the
+ * standalone bundle of `npm run build:agent` under plain node.
+ */
+interface Launcher {
+  label: string;
+  bundle?: string;
+}
+
+/** RSS of a real agent process idle with v1 active, then its peak while benchmarking v2. */
+async function measureProcessRss(world: AgentWorld, dir: string, launcher: Launcher, deviceId: string) {
+  const config = await world.config(deviceId);
+  const configPath = await AgentProcess.writeConfig(join(dir, deviceId), config);
   const agent = AgentProcess.spawn(
-    ['--config', configPath, '--data-dir', join(dir, 'rss-data'), '--holdout', world.holdoutPath, '--label', 'kind', '--bench-samples', '20000', '--bench-batches', '300'],
+    ['--config', configPath, '--data-dir', join(dir, deviceId, 'data'), '--holdout', world.holdoutPath, '--label', 'kind', '--bench-samples', '20000', '--bench-batches', '300'],
     { FLEETPRUNE_LOG_LEVEL: 'warn' },
+    launcher.bundle,
   );
   try {
     await agent.ready();
-    const activation = await world.assign('rss-device', world.v1, 'active');
+    const activation = await world.assign(deviceId, world.v1, 'active');
     await world.waitForReport(isOutcome(activation.id, 'activated'));
     await sleep(3000);
     const idle = await rssOf(agent.pid);
-    const candidate = await world.assign('rss-device', world.v2, 'candidate');
+    await world.assign(deviceId, world.v2, 'candidate');
     let peak = idle;
     let done = false;
-    void world.waitForReport(isBenchmarkFor(world.v2.id), 120_000).then(() => (done = true));
+    const benchmarked = isBenchmarkFor(world.v2.id);
+    void world.waitForReport((report) => report.deviceId === deviceId && benchmarked(report), 120_000).then(() => (done = true));
     while (!done) {
       peak = Math.max(peak, await rssOf(agent.pid));
       await sleep(20);
     }
-    void candidate;
     return { idleBytes: idle, benchmarkPeakBytes: peak };
   } finally {
     await agent.stop();
   }
+}
+
+/** Median time from spawning the agent to its ready line (config read, MQTT connected, HTTP listening). */
+async function measureStartup(world: AgentWorld, dir: string, launcher: Launcher, deviceId: string): Promise<number> {
+  const config = await world.config(deviceId);
+  const configPath = await AgentProcess.writeConfig(join(dir, deviceId), config);
+  const times: number[] = [];
+  for (let i = 0; i < STARTS; i++) {
+    const started = performance.now();
+    const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', join(dir, deviceId, 'data')], { FLEETPRUNE_LOG_LEVEL: 'warn' }, launcher.bundle);
+    try {
+      await agent.ready();
+      times.push(performance.now() - started);
+    } finally {
+      await agent.stop();
+    }
+  }
+  return percentile(times, 0.5);
 }
 
 /** RSS of a node process that has loaded the whole CLI (every command's modules) and runs nothing. */
@@ -170,8 +202,16 @@ async function main(): Promise<void> {
   const world = await createAgentWorld();
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-bench-agent-'));
   try {
-    process.stderr.write('agent RSS (real process)…\n');
-    const rss = { ...(await measureProcessRss(world, dir)), cliBaselineBytes: await measureCliBaselineRss() };
+    const bundle = await buildAgentBundle(join(dir, 'dist', 'fleetprune-agent.mjs'));
+    await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+    const launchers: Launcher[] = [{ label: '`fleetprune agent` (tsx)' }, { label: 'bundle (`npm run build:agent`)', bundle: bundle.outfile }];
+    const processes = [];
+    for (const [index, launcher] of launchers.entries()) {
+      process.stderr.write(`agent RSS and startup, ${launcher.label}…\n`);
+      for (const sub of [`rss-${index}`, `start-${index}`]) await mkdir(join(dir, sub), { recursive: true });
+      processes.push({ launcher: launcher.label, ...(await measureProcessRss(world, dir, launcher, `rss-${index}`)), startupMs: await measureStartup(world, dir, launcher, `start-${index}`) });
+    }
+    const rss = { processes, cliBaselineBytes: await measureCliBaselineRss(), bundleBytes: bundle.bytes };
     process.stderr.write('assignment → report, 1 agent…\n');
     const one = await measureRoundTrips(world, 1, ROUNDS_ONE_AGENT, dir);
     process.stderr.write(`assignment → report, ${FLEET_SIZE} agents…\n`);
@@ -185,9 +225,12 @@ async function main(): Promise<void> {
     const table = markdownTable(
       ['Measurement', 'Result'],
       [
-        ['Agent RSS, idle (v1 active, real `fleetprune agent` process)', mib(rss.idleBytes)],
-        ['… of which: any `fleetprune` process with the CLI loaded, no command running', mib(rss.cliBaselineBytes)],
-        ['Agent RSS, peak during an on-device benchmark (20000 batch-1 runs per model)', mib(rss.benchmarkPeakBytes)],
+        ...processes.flatMap((measured) => [
+          [`Agent RSS, idle (v1 active), ${measured.launcher}`, mib(measured.idleBytes)],
+          [`Agent RSS, peak during an on-device benchmark (20000 batch-1 runs per model), ${measured.launcher}`, mib(measured.benchmarkPeakBytes)],
+          [`Agent start → ready (median of ${STARTS}), ${measured.launcher}`, ms(measured.startupMs)],
+        ]),
+        ['Any `fleetprune` process with the whole CLI loaded, no command running (tsx)', mib(rss.cliBaselineBytes)],
         [`Assignment → benchmark report, 1 agent (p50 / p95 of ${one.samples})`, `${ms(one.p50Ms)} / ${ms(one.p95Ms)}`],
         [`Assignment → benchmark report, ${FLEET_SIZE} agents in one process (p50 / p95 of ${fleet.samples})`, `${ms(fleet.p50Ms)} / ${ms(fleet.p95Ms)}`],
         ['Single-row inference, `POST /v1/predict` (p50 / p95)', `${ms(predict.httpP50Ms)} / ${ms(predict.httpP95Ms)}`],
@@ -205,8 +248,9 @@ async function main(): Promise<void> {
         `benchmarks it next to the active model on a ${world.holdout.x.length}-row holdout (500 batch-1 runs + 100 batches of 64 per model, the defaults) → the report is ingested. ` +
         `The ${FLEET_SIZE} agents share one process, two cores and one onnxruntime session per model; their benchmarks run concurrently, so the fleet numbers measure contention, not a device. ` +
         `Models: ${world.v2.manifest.architecture.layers.join('-')} dense classifiers (${world.v2.manifest.architecture.params} params). ` +
-        `The /v1/predict client (fetch with keep-alive) runs in the same process as the agent; the HTTP cost is a fixed ~1.5 ms per request, so the ratio is large for models this small. ` +
-        `Most of the idle RSS is the CLI's startup imports of every command (TensorFlow.js and the server's dependencies), not the agent.`,
+        `The /v1/predict client (fetch with keep-alive) runs in the same process as the agent; the HTTP cost is a fixed ~${(predict.httpP50Ms - predict.directP50Ms).toFixed(1)} ms per request (p50), so the ratio is large for models this small. ` +
+        `The bundle (${(bundle.bytes / 1024).toFixed(0)} KiB) holds agent/ and shared/ only and runs under plain node; \`fleetprune agent\` loads tsx and compiles the TypeScript sources at start. ` +
+        `Each launcher runs against its own device id, one after the other, with the same broker, artifacts and holdout.`,
     ].join('\n');
     await writeBenchmarkSection('Agent (bench:agent)', body);
     process.stdout.write(`${table}\n`);

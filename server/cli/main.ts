@@ -1,5 +1,6 @@
-import { Command, CommanderError } from 'commander';
-import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { Command } from 'commander';
+import { runCli } from '../../shared/cli/run-cli.ts';
+import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
 
 type Register = (program: Command) => void;
 
@@ -27,7 +28,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('fleetprune')
     .description('Prune dense neural networks (ODF2NNA) and ship them to field devices with staged rollouts')
-    .version('0.1.0')
+    .version(FLEETPRUNE_VERSION)
     // Program options only before the command, so a command may have its own --version (fleetprune assign).
     .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)')
@@ -38,26 +39,7 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
   return program;
 }
 
-/**
- * Runs the CLI and returns the process exit code. Bad input exits 2 with one line on stderr;
- * an unexpected failure exits 1, also with one line (the stack goes to the debug log only).
- */
+/** Runs the CLI and returns the process exit code (see runCli). */
 export async function main(argv: string[]): Promise<number> {
-  const program = await buildProgram(argv);
-  try {
-    await program.parseAsync(argv);
-    return 0;
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      // Commander already printed its message (usage errors, --help, --version).
-      return error.exitCode === 0 ? 0 : 2;
-    }
-    if (error instanceof UserError) {
-      process.stderr.write(`fleetprune: ${error.message}\n`);
-      return error.exitCode;
-    }
-    process.stderr.write(`fleetprune: internal error: ${errorMessage(error)}\n`);
-    if (process.env.FLEETPRUNE_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
-    return 1;
-  }
+  return runCli(await buildProgram(argv), argv);
 }

@@ -6,7 +6,10 @@ import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
-/** A real `node bin/fleetprune.js agent` process, for kill -9 tests. */
+/**
+ * A real agent process, for kill -9 tests: `node bin/fleetprune.js agent`, or with `bundle` the
+ * standalone bundle that `npm run build:agent` writes (`node BUNDLE`).
+ */
 export class AgentProcess {
   stdout = '';
   stderr = '';
@@ -26,8 +29,9 @@ export class AgentProcess {
     return path;
   }
 
-  static spawn(args: string[], env: Record<string, string> = {}): AgentProcess {
-    const child = spawn(process.execPath, ['bin/fleetprune.js', 'agent', '--http-port', '0', ...args], {
+  static spawn(args: string[], env: Record<string, string> = {}, bundle?: string): AgentProcess {
+    const command = bundle ? [bundle] : ['bin/fleetprune.js', 'agent'];
+    const child = spawn(process.execPath, [...command, '--http-port', '0', ...args], {
       cwd: REPO,
       env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

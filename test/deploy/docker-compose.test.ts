@@ -24,6 +24,7 @@ const DEPLOY = join(REPO, 'deploy');
 
 interface Service {
   image?: string;
+  entrypoint?: string[];
   build?: { context: string; dockerfile: string };
   command?: string[];
   volumes?: string[];
@@ -74,8 +75,17 @@ test('docker-compose.yml: server, mosquitto, prometheus, grafana and three agent
 test('docker-compose.yml and the Dockerfile run fleetprune only with flags its --help lists', async () => {
   const { services } = await compose();
   const commands: [string, string[]][] = [['Dockerfile CMD', await dockerfileCmd()]];
-  for (const [name, service] of Object.entries(services)) if (service.image === 'fleetprune:local') commands.push([name, service.command ?? (await dockerfileCmd())]);
+  for (const [name, service] of Object.entries(services)) {
+    if (service.image !== 'fleetprune:local') continue;
+    const command = service.command ?? (await dockerfileCmd());
+    if (service.entrypoint) {
+      // Agents run the standalone bundle the image builds; it takes `fleetprune agent`'s flags.
+      assert.deepEqual(service.entrypoint, ['node', 'dist/fleetprune-agent.mjs'], `${name}: entrypoint`);
+      commands.push([name, ['agent', ...command]]);
+    } else commands.push([name, command]);
+  }
   assert.equal(commands.length, 5);
+  assert.equal(commands.filter(([, argv]) => argv[0] === 'agent').length, 3, 'three agents');
   const problems: string[] = [];
   for (const [name, argv] of commands) {
     const subcommand = argv[0]!;
@@ -91,8 +101,10 @@ test('docker-compose.yml and the Dockerfile run fleetprune only with flags its -
 
 test('Dockerfile: node:20-bookworm-slim, npm ci with .npmrc, non-root, /healthz healthcheck', async () => {
   const text = await readFile(join(DEPLOY, 'docker', 'Dockerfile'), 'utf8');
-  const froms = [...text.matchAll(/^FROM (\S+)/gm)].map((match) => match[1]);
-  assert.ok(froms.length >= 1 && froms.every((image) => image === 'node:20-bookworm-slim'), String(froms));
+  // Every stage starts from node:20-bookworm-slim, directly or from an earlier stage.
+  const stages = [...text.matchAll(/^FROM (\S+)(?: AS (\S+))?/gm)].map((match) => ({ image: match[1]!, name: match[2] }));
+  const fromEarlierStage = (image: string, i: number) => stages.slice(0, i).some((stage) => stage.name === image);
+  assert.ok(stages.length >= 1 && stages.every(({ image }, i) => image === 'node:20-bookworm-slim' || fromEarlierStage(image, i)), JSON.stringify(stages));
   assert.match(text, /^COPY package\.json package-lock\.json \.npmrc \.\/$/m);
   assert.match(text, /npm ci --omit=dev/);
   assert.match(await readFile(join(REPO, '.npmrc'), 'utf8'), /onnxruntime-node-install=skip/);
@@ -100,6 +112,9 @@ test('Dockerfile: node:20-bookworm-slim, npm ci with .npmrc, non-root, /healthz 
   assert.ok(users.length > 0 && !/^(0|root)(:|$)/.test(users.at(-1)!), 'the final stage runs as non-root');
   assert.match(text, /^HEALTHCHECK .*\n?.*\/healthz/m);
   assert.deepEqual(JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(text)![1]!), ['node', 'bin/fleetprune.js']);
+  // The agent bundle is built in the image from the sources it needs, and shipped in the final stage.
+  assert.match(text, /^RUN npm run build:agent$/m);
+  assert.match(text, /^COPY --from=build \/opt\/fleetprune\/dist \.\/dist$/m);
   // Every directory the image copies exists.
   for (const match of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
     for (const source of match[1]!.split(/\s+/)) assert.ok(existsSync(join(REPO, source)), `COPY ${source}`);

@@ -12,11 +12,17 @@ import { cliFlags, splitExecStart } from './cli-flags.ts';
 /**
  * deploy/systemd: `systemd-analyze verify` (unknown keys, bad ExecStart) when it is installed,
  * and always a structural check: hardening directives, state directory, environment files, and
- * an ExecStart that runs bin/fleetprune.js with flags the CLI accepts (from its --help).
+ * an ExecStart that runs bin/fleetprune.js (the server) or the agent bundle with flags the CLI
+ * accepts (from its --help).
  */
 const run = promisify(execFile);
 const DIR = fileURLToPath(new URL('../../deploy/systemd/', import.meta.url));
-const UNITS = { 'fleetprune-server.service': 'server', 'fleetprune-agent@.service': 'agent' } as const;
+/** Each long-running unit: the fleetprune subcommand it runs, and the script that runs it. */
+const UNITS = {
+  'fleetprune-server.service': { subcommand: 'server', script: /\/opt\/fleetprune\/bin\/fleetprune\.js$/, scriptArgs: ['server'] },
+  // The standalone agent bundle (npm run build:agent) takes `fleetprune agent`'s flags.
+  'fleetprune-agent@.service': { subcommand: 'agent', script: /\/opt\/fleetprune\/dist\/fleetprune-agent\.mjs$/, scriptArgs: [] },
+} as const;
 
 /** `key -> values` of one ini section (repeated keys keep every value). */
 function section(text: string, name: string): Map<string, string[]> {
@@ -39,8 +45,8 @@ function section(text: string, name: string): Map<string, string[]> {
   return result;
 }
 
-for (const [file, subcommand] of Object.entries(UNITS)) {
-  test(`${file}: hardened, state directory, env file, ExecStart = fleetprune.js ${subcommand} with real flags`, async () => {
+for (const [file, { subcommand, script, scriptArgs }] of Object.entries(UNITS)) {
+  test(`${file}: hardened, state directory, env file, ExecStart runs ${subcommand} with real flags`, async () => {
     const text = await readFile(join(DIR, file), 'utf8');
     const service = section(text, 'Service');
     const one = (key: string) => service.get(key)?.at(-1);
@@ -55,10 +61,10 @@ for (const [file, subcommand] of Object.entries(UNITS)) {
 
     const argv = splitExecStart(one('ExecStart')!);
     assert.equal(argv[0], '/usr/bin/node');
-    assert.match(argv[1]!, /\/bin\/fleetprune\.js$/);
-    assert.equal(argv[2], subcommand);
+    assert.match(argv[1]!, script);
+    assert.deepEqual(argv.slice(2, 2 + scriptArgs.length), scriptArgs);
     const known = await cliFlags(subcommand);
-    const used = argv.slice(3).filter((arg) => arg.startsWith('--'));
+    const used = argv.slice(2 + scriptArgs.length).filter((arg) => arg.startsWith('--'));
     assert.deepEqual(used.filter((flag) => !known.has(flag)), [], `flags not in fleetprune ${subcommand} --help`);
     assert.ok(used.includes('--data-dir') && argv[argv.indexOf('--data-dir') + 1] === '${STATE_DIRECTORY}', 'data in the StateDirectory');
     if (subcommand === 'agent') assert.ok(used.includes('--config'));

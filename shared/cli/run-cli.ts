@@ -1,0 +1,26 @@
+import { CommanderError, type Command } from 'commander';
+import { UserError, errorMessage } from '../util/errors.ts';
+
+/**
+ * Parses argv with a commander program built with `.exitOverride()`, runs the chosen action and
+ * returns the process exit code. Bad input exits 2 with one line on stderr; an unexpected failure
+ * exits 1, also with one line (the stack only with FLEETPRUNE_DEBUG set).
+ */
+export async function runCli(program: Command, argv: readonly string[], name = program.name()): Promise<number> {
+  try {
+    await program.parseAsync(argv as string[]);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed its message (usage errors, --help, --version).
+      return error.exitCode === 0 ? 0 : 2;
+    }
+    if (error instanceof UserError) {
+      process.stderr.write(`${name}: ${error.message}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`${name}: internal error: ${errorMessage(error)}\n`);
+    if (process.env.FLEETPRUNE_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { buildAgentBundle, type AgentBundle } from '../../deploy/build/agent-bundle.ts';
+import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
+import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
+import { AgentProcess, predictVia } from './agent-process.ts';
+import { REPO_ROOT } from '../helpers/cli.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+
+let world: AgentWorld;
+let dir: string;
+let bundle: AgentBundle;
+before(async () => {
+  // A device's install: the bundle next to the production node_modules, and no sources.
+  dir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-bundle-'));
+  await symlink(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  bundle = await buildAgentBundle(join(dir, 'dist', 'fleetprune-agent.mjs'));
+  world = await createAgentWorld();
+});
+after(async () => {
+  await world?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Runs the bundle with plain node (no tsx loader) from outside the repository's source tree. */
+function runBundle(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bundle.outfile, ...args], { cwd: dir, env: { ...process.env, NODE_OPTIONS: '' } }, (error, stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test('the agent bundle holds the agent and shared code only: no server module, no TensorFlow.js, no TypeScript loader', async () => {
+  assert.ok(bundle.sources.includes('agent/main.ts') && bundle.sources.includes('agent/agent.ts'), bundle.sources.join(', '));
+  const outside = bundle.sources.filter((source) => !source.startsWith('agent/') && !source.startsWith('shared/'));
+  assert.deepEqual(outside, [], 'only agent/ and shared/ sources');
+  for (const heavy of ['@tensorflow/tfjs', 'tsx', 'esbuild', 'better-sqlite3', 'pg', 'aedes', '@grpc/grpc-js', 'onnx-proto']) {
+    assert.ok(!bundle.packages.includes(heavy), `the bundle imports ${heavy}: ${bundle.packages.join(', ')}`);
+  }
+  assert.ok(bundle.packages.includes('onnxruntime-node') && bundle.packages.includes('mqtt'), bundle.packages.join(', '));
+  const code = await readFile(bundle.outfile, 'utf8');
+  assert.ok(code.startsWith('#!/usr/bin/env node\n'), 'runnable as a script');
+  assert.doesNotMatch(code, /from ["'][^"']+\.ts["']/, 'no import of a .ts file is left');
+});
+
+test('the bundled agent answers --version and --help, and bad flags get one line and exit code 2', async () => {
+  const packageVersion = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')).version;
+  assert.equal(FLEETPRUNE_VERSION, packageVersion, 'shared/cli/version.ts follows package.json');
+  const version = await runBundle(['--version']);
+  assert.deepEqual([version.code, version.stdout.trim()], [0, packageVersion]);
+  const help = await runBundle(['--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: fleetprune-agent \[options\]/);
+  assert.match(help.stdout, /--holdout <file\.csv>/);
+
+  const missing = await runBundle(['--data-dir', join(dir, 'unused')]);
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /required option '--config <file>' not specified/);
+  const noConfig = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused')]);
+  assert.equal(noConfig.code, 2);
+  assert.equal(noConfig.stderr.trim().split('\n').length, 1, noConfig.stderr);
+  assert.match(noConfig.stderr, /^fleetprune-agent: cannot read agent config .*nope\.json/);
+  const badPort = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), '--http-port', 'eighty']);
+  assert.equal(badPort.code, 2);
+  assert.match(badPort.stderr, /--http-port/);
+});
+
+test('the bundled agent runs a device end to end: activates v1, serves it, benchmarks a candidate and reports', async (t) => {
+  const config = await world.config('bundled-device');
+  const configPath = await AgentProcess.writeConfig(dir, config);
+  const agent = AgentProcess.spawn(
+    ['--config', configPath, '--data-dir', join(dir, 'device-data'), '--holdout', world.holdoutPath, '--label', 'kind', '--bench-samples', '50', '--bench-batches', '5'],
+    { FLEETPRUNE_LOG_LEVEL: 'warn' },
+    bundle.outfile,
+  );
+  t.after(() => agent.stop());
+  const { port, active } = await agent.ready();
+  assert.equal(active, 'none');
+  await waitFor(() => world.harness.ingest.statuses.get('bundled-device')?.online === true, 10_000, 'the device online');
+
+  const activation = await world.assign('bundled-device', world.v1, 'active');
+  await world.waitForReport(isOutcome(activation.id, 'activated'), 30_000);
+  const served = await predictVia(port, [[1, 2, 3, 4, 5, 6, 7]]);
+  assert.equal(served.status, 200, JSON.stringify(served.json));
+  assert.equal(served.json.sha256, world.v1.id);
+
+  await world.assign('bundled-device', world.v2, 'candidate');
+  const report = await world.waitForReport(isBenchmarkFor(world.v2.id), 60_000);
+  assert.equal(report.kind, 'benchmark');
+  if (report.kind === 'benchmark') assert.equal(report.active?.sha256, world.v1.id, 'benchmarked side by side with the active model');
+
+  await agent.stop();
+  const { code, signal } = await agent.exited;
+  assert.ok(code === 0 || signal === 'SIGTERM', `clean exit on SIGTERM (code ${code}, signal ${signal})`);
+  await waitFor(() => world.harness.ingest.statuses.get('bundled-device')?.online === false, 10_000, 'the device offline after shutdown');
+});
+
+test('the bundled agent exits with one line and code 2 when its HTTP port is taken, instead of hanging on its MQTT link', async (t) => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => blocker.close(resolve)));
+  const taken = (blocker.address() as AddressInfo).port;
+  const config = await world.config('port-taken');
+  const configPath = await AgentProcess.writeConfig(await mkdtemp(join(dir, 'port-taken-')), config);
+  const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', join(dir, 'port-taken-data'), '--http-port', String(taken)], { FLEETPRUNE_LOG_LEVEL: 'silent' }, bundle.outfile);
+  t.after(() => agent.kill9());
+  const exit = await Promise.race([agent.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000))]);
+  assert.notEqual(exit, 'hung', 'the agent still runs 15 s after the listen error');
+  assert.deepEqual(exit, { code: 2, signal: null });
+  assert.equal(agent.stderr.trim().split('\n').length, 1, agent.stderr);
+  assert.match(agent.stderr, new RegExp(`^fleetprune-agent: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
+});
