@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { parseDataset } from '../../shared/data/dataset.ts';
+import { splitDataset } from '../../shared/data/split.ts';
 import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
 import { GENERAL_SUBDIR } from '../pruning/prune-to-artifacts.ts';
 import { PruneOptionsSchema } from '../pruning/options.ts';
@@ -87,6 +88,8 @@ export class JobService {
     const dataset = parseDataset(text, { label: request.label, task: request.task }, source);
     const options = PruneOptionsSchema.safeParse({ ...(request.options ?? {}), task: dataset.task });
     if (!options.success) throw new ServiceError('bad_request', describeIssues(options.error, 'body.options'));
+    // Too few rows for the splits is also the request's fault: refuse it now, not as a failed job.
+    splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
     const id = `job-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const now = new Date().toISOString();
     const job: JobRecord = {
@@ -235,8 +238,9 @@ export class JobService {
     } catch (error) {
       if (this.#stopping) return;
       const cancelled = this.#cancelled.get(job.id);
-      const message = cancelled ?? errorMessage(error);
+      const message = cancelled ?? (error instanceof ServiceError ? error.message : `internal error: ${errorMessage(error)}`);
       if (cancelled) this.#deps.log.info({ job: job.id }, message);
+      else if (error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
       else if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
       await this.#setState(job.id, { state: 'failed', error: message }).catch((persistError) =>
         this.#deps.log.error({ err: persistError, job: job.id }, 'cannot record the job failure'),
@@ -271,15 +275,21 @@ export class JobService {
             void this.#deps.store.jobs.update(job.id, { progress: message.event }, new Date().toISOString()).catch(() => {});
           }
         } else if (message.type === 'error') {
-          finish(() => Promise.reject(new ServiceError('bad_request', message.message)));
+          // The job's data or options (a UserError in the worker) versus a fault of ours.
+          const failure = message.userError ? new ServiceError('bad_request', message.message) : new PruneWorkerFault(message.message, message.stack);
+          finish(() => Promise.reject(failure));
+          void worker.terminate();
         } else {
           finish(() => this.#register(job, message));
+          void worker.terminate();
         }
       });
       worker.on('error', (error) => finish(() => Promise.reject(error)));
       worker.on('exit', (code) => {
         this.#workers.delete(job.id);
         finish(() => Promise.reject(new Error(this.#stopping ? SHUTDOWN_REASON : `the pruning worker exited (code ${code}) without a result`)));
+        // The worker's slot is free only now: start the next queued job.
+        this.#pump();
       });
     });
   }
@@ -309,6 +319,16 @@ export class JobService {
     await this.#deps.store.jobs.update(id, changes, new Date().toISOString());
     const job = await this.#deps.store.jobs.get(id);
     if (job) this.events.emit({ type: 'state', jobId: id, job });
+  }
+}
+
+/** A pruning worker's own failure (not the job's data): logged with the worker's stack. */
+class PruneWorkerFault extends Error {
+  constructor(
+    message: string,
+    readonly workerStack: string | undefined,
+  ) {
+    super(message);
   }
 }
 

@@ -29,4 +29,4 @@ export interface PruneSummary {
 export type PruneWorkerMessage =
   | { type: 'progress'; event: ProgressEvent }
   | { type: 'done'; general: Manifest; pruned: Manifest; summary: PruneSummary }
-  | { type: 'error'; message: string; userError: boolean };
+  | { type: 'error'; message: string; userError: boolean; stack?: string };

@@ -49,5 +49,6 @@ function post(message: PruneWorkerMessage): void {
 try {
   post(await run(workerData as PruneWorkerInput));
 } catch (error) {
-  post({ type: 'error', message: errorMessage(error), userError: error instanceof UserError });
+  const userError = error instanceof UserError;
+  post({ type: 'error', message: errorMessage(error), userError, stack: userError ? undefined : (error as Error)?.stack });
 }

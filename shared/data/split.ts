@@ -1,3 +1,4 @@
+import { UserError } from '../util/errors.ts';
 import { createRng, shuffled } from '../util/rng.ts';
 import type { Dataset, Task } from './dataset.ts';
 
@@ -22,6 +23,7 @@ export const DEFAULT_FRACTIONS: SplitFractions = { validation: 0.15, test: 0.2 }
 /**
  * Seeded train/validation/test split. Classification splits are stratified: each class is
  * shuffled and divided in the same proportions, so every split keeps the class balance.
+ * Too few rows for a non-empty split of each kind is the user's error (UserError).
  */
 export function splitDataset(data: Pick<Dataset, 'x' | 'y' | 'task'>, seed: number, fractions = DEFAULT_FRACTIONS): Splits {
   const rng = createRng(seed);
@@ -34,6 +36,14 @@ export function splitDataset(data: Pick<Dataset, 'x' | 'y' | 'task'>, seed: numb
     parts.test.push(...order.slice(0, nTest));
     parts.validation.push(...order.slice(nTest, nTest + nValidation));
     parts.train.push(...order.slice(nTest + nValidation));
+  }
+  const empty = (Object.keys(parts) as (keyof Splits)[]).filter((name) => parts[name].length === 0);
+  if (empty.length > 0) {
+    const percent = (fraction: number) => `${Math.round(fraction * 100)}%`;
+    throw new UserError(
+      `${data.y.length} rows are too few to split into train, validation (${percent(fractions.validation)}) and test (${percent(fractions.test)})` +
+        `${data.task === 'classification' ? ', stratified by class' : ''}: the ${empty.join(' and ')} split${empty.length > 1 ? 's' : ''} would be empty`,
+    );
   }
   const take = (indices: number[]): Split => {
     const order = shuffled(indices, rng);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { grpcClient } from './helpers/grpc-client.ts';
@@ -119,6 +121,57 @@ test('jobs cancel: a queued job never starts, a running one stops, nothing is re
   const next = (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: TINY_OPTIONS } })).json()) as any;
   const events = await jobs.stream('WatchJob', { id: next.id });
   assert.equal(events.at(-1).job.state, 'succeeded', events.at(-1).job.error);
+});
+
+test('a job that fails in its worker frees the slot for the next queued job; too few rows to split are refused up front', async (t) => {
+  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1 } }))!;
+  const tiny = await server.request('POST', '/api/jobs/prune', { json: { name: 'tiny', label: 'b', data: { csv: 'a,b\n1,x\n2,y\n3,x\n' }, options: TINY_OPTIONS } });
+  assert.equal(tiny.status, 400);
+  assert.match(((await tiny.json()) as any).error.message, /^3 rows are too few to split into train, validation \(15%\) and test \(20%\), stratified by class: the .* would be empty$/);
+  assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, [], 'nothing was stored');
+
+  // The worker fails (it reads the training backend from its environment) and then stays alive.
+  const csv = await readFile(IRIS, 'utf8');
+  const start = async () => (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: TINY_OPTIONS } })).json()) as any;
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  const watch = (id: string) =>
+    Promise.race([jobs.stream('WatchJob', { id }), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`job ${id} did not finish within 90 s`)), 90_000))]);
+  process.env.FLEETPRUNE_TF_BACKEND = 'bogus';
+  t.after(() => delete process.env.FLEETPRUNE_TF_BACKEND);
+  const failing = await start();
+  const failed = (await watch(failing.id)).at(-1).job;
+  assert.equal(failed.state, 'failed');
+  assert.match(failed.error, /^FLEETPRUNE_TF_BACKEND: must be one of/);
+  delete process.env.FLEETPRUNE_TF_BACKEND;
+
+  const next = await start();
+  const finished = (await watch(next.id)).at(-1).job;
+  assert.equal(finished.state, 'succeeded', finished.error);
+  assert.equal(server.server.ctx.jobs.running, 0, 'no worker is left running');
+});
+
+test('jobs prune (CLI): bad flags and data are refused before the request, naming the flag; nothing is stored', async (t) => {
+  const server = (await startTestServer(t))!;
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-jobs-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const empty = join(dir, 'empty.csv');
+  await writeFile(empty, '\n');
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const cases: [string, string[], RegExp][] = [
+    ['empty data file', ['--data', empty, '--label', 'species'], /^fleetprune: --data: .*empty\.csv is empty$/],
+    ['tolerance below 0', ['--data', IRIS, '--label', 'species', '--tolerance', '-1'], /^fleetprune: --tolerance: /],
+    ['regression tolerance below 0', ['--data', IRIS, '--label', 'species', '--task', 'regression', '--tolerance', '-5'], /^fleetprune: --tolerance: /],
+    ['bad task', ['--data', IRIS, '--label', 'species', '--task', 'ranking'], /^fleetprune: --task: must be classification or regression, not "ranking"$/],
+    ['bad name', ['--data', IRIS, '--label', 'species', '--name', 'a b'], /^fleetprune: --name: must be 1-64 characters/],
+    ['hex seed', ['--data', IRIS, '--label', 'species', '--seed', '0x1'], /--seed.*not a decimal number/],
+  ];
+  for (const [name, args, message] of cases) {
+    const run = await runCli(['jobs', 'prune', ...args, ...connection]);
+    assert.equal(run.code, 2, `${name}: ${run.stderr}`);
+    assert.match(run.stderr.split('\n')[0]!, message, name);
+  }
+  assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, [], 'no job was submitted');
 });
 
 test('two servers on one PostgreSQL database: starting or stopping one leaves the other\'s jobs alone; a cancel goes to the owner', async (t) => {
