@@ -1,10 +1,11 @@
 import { InvalidArgumentError } from 'commander';
+import { parseDecimal } from '../util/decimal.ts';
 import { DURATION_HINT, parseDuration } from '../util/duration.ts';
 
 /** Commander argument parsers: a bad value is reported by commander with the flag's name. */
 export function parseNumber(value: string): number {
-  const number = Number(value);
-  if (value.trim() === '' || !Number.isFinite(number)) throw new InvalidArgumentError('not a number');
+  const number = parseDecimal(value.trim());
+  if (!Number.isFinite(number)) throw new InvalidArgumentError('not a decimal number');
   return number;
 }
 

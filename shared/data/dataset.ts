@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
+import { parseDecimal } from '../util/decimal.ts';
 import { UserError, errorMessage } from '../util/errors.ts';
 
 export type Task = 'classification' | 'regression';
@@ -43,7 +44,8 @@ export function loadDatasetFile(path: string, options: LoadOptions): Dataset {
 export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
   let records: string[][];
   try {
-    records = parse(text, { skip_empty_lines: true, trim: true, relax_column_count: false }) as string[][];
+    // bom: a UTF-8 byte order mark (spreadsheet exports) is not part of the first column's name.
+    records = parse(text, { bom: true, skip_empty_lines: true, trim: true, relax_column_count: false }) as string[][];
   } catch (error) {
     throw new UserError(`${source}: not a valid CSV file: ${errorMessage(error)}`);
   }
@@ -53,13 +55,13 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   if (rows.length === 0) throw new UserError(`${source}: the file has a header but no data rows`);
   const labelIndex = header.indexOf(options.label);
   if (labelIndex < 0) {
-    throw new UserError(`${source}: no label column "${options.label}" (columns: ${header.join(', ')})`);
+    throw new UserError(`${source}: no label column ${quoted(options.label)} (columns: ${listed(header)})`);
   }
   const featureNames = header.filter((_, i) => i !== labelIndex);
   if (featureNames.length === 0) throw new UserError(`${source}: there are no feature columns besides the label`);
   const seen = new Set<string>();
   for (const name of header) {
-    if (seen.has(name)) throw new UserError(`${source}: column "${name}" appears twice in the header`);
+    if (seen.has(name)) throw new UserError(`${source}: column ${quoted(name)} appears twice in the header`);
     seen.add(name);
   }
 
@@ -69,17 +71,18 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     const row: number[] = [];
     record.forEach((cell, c) => {
       if (c === labelIndex) return;
-      const value = cell === '' ? Number.NaN : Number(cell);
+      const value = parseDecimal(cell);
       if (!Number.isFinite(value)) {
-        throw new UserError(
-          `${source}: row ${r + 2}, column "${header[c]}": "${cell}" is not a finite number`,
-        );
+        throw new UserError(`${source}: row ${r + 2}, column ${quoted(header[c]!)}: ${quoted(cell)} is not a finite number`);
+      }
+      if (Math.abs(value) > FLOAT32_MAX) {
+        throw new UserError(`${source}: row ${r + 2}, column ${quoted(header[c]!)}: ${cell} is outside the float32 range models compute in (±3.4e38)`);
       }
       row.push(value);
     });
     x.push(row);
     const label = record[labelIndex] ?? '';
-    if (label === '') throw new UserError(`${source}: row ${r + 2}: the label "${options.label}" is empty`);
+    if (label === '') throw new UserError(`${source}: row ${r + 2}: the label ${quoted(options.label)} is empty`);
     rawLabels.push(label);
   });
 
@@ -89,15 +92,15 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   if (task === 'classification') {
     classes = sortedClassNames(rawLabels);
     if (classes.length < 2) {
-      throw new UserError(`${source}: the label "${options.label}" has a single class (${classes[0]}); need at least two`);
+      throw new UserError(`${source}: the label ${quoted(options.label)} has a single class (${clipped(classes[0]!)}); need at least two`);
     }
     const index = new Map(classes.map((name, i) => [name, i]));
     y = rawLabels.map((label) => index.get(label)!);
   } else {
     y = rawLabels.map((label, r) => {
-      const value = Number(label);
-      if (!Number.isFinite(value)) {
-        throw new UserError(`${source}: row ${r + 2}: regression label "${label}" is not a finite number`);
+      const value = parseDecimal(label);
+      if (!Number.isFinite(value) || Math.abs(value) > FLOAT32_MAX) {
+        throw new UserError(`${source}: row ${r + 2}: regression label ${quoted(label)} is not a finite float32 number`);
       }
       return value;
     });
@@ -111,9 +114,9 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
  * distinct values (at most 20, and fewer than a tenth of the rows). Anything else is regression.
  */
 export function inferTask(labels: readonly string[]): Task {
-  const numeric = labels.every((label) => label !== '' && Number.isFinite(Number(label)));
+  const numeric = labels.every((label) => Number.isFinite(parseDecimal(label)));
   if (!numeric) return 'classification';
-  const distinct = new Set(labels.map(Number));
+  const distinct = new Set(labels.map(parseDecimal));
   const integers = [...distinct].every((value) => Number.isInteger(value));
   if (integers && distinct.size <= 20 && distinct.size < Math.max(3, labels.length / 10)) return 'classification';
   return 'regression';
@@ -121,8 +124,28 @@ export function inferTask(labels: readonly string[]): Task {
 
 function sortedClassNames(labels: readonly string[]): string[] {
   const distinct = [...new Set(labels)];
-  const numeric = distinct.every((label) => Number.isFinite(Number(label)));
-  return numeric ? distinct.sort((a, b) => Number(a) - Number(b)) : distinct.sort();
+  const numeric = distinct.every((label) => Number.isFinite(parseDecimal(label)));
+  return numeric ? distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)) : distinct.sort();
+}
+
+/** The largest finite float32: features and targets are computed in float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+/** At most this many characters of a cell or name in an error message (binary files make long garbage). */
+const SHOWN_CHARACTERS = 40;
+
+function clipped(text: string): string {
+  return text.length > SHOWN_CHARACTERS ? `${text.slice(0, SHOWN_CHARACTERS)}…` : text;
+}
+
+/** A cell or column name for an error message: quoted, escaped (JSON) and clipped. */
+function quoted(text: string): string {
+  return JSON.stringify(clipped(text));
+}
+
+/** A header for an error message: its first columns, each quoted. */
+function listed(header: readonly string[]): string {
+  const shown = header.slice(0, 20).map(quoted).join(', ');
+  return header.length > 20 ? `${shown}, … ${header.length - 20} more` : shown;
 }
 
 function fingerprintOf(header: readonly string[], x: readonly number[][], labels: readonly string[]): string {

@@ -41,6 +41,9 @@ const badInputs: [string, string, RegExp][] = [
   ['x,label\n1,a\n2,a\n', 'label', /single class \(a\)/],
   ['x,label\n1,a\n2\n', 'label', /not a valid CSV/],
   ['x,x,label\n1,2,a\n2,3,b\n', 'label', /appears twice/],
+  ['x,label\n1,a\n1e39,b\n', 'label', /row 3, column "x": 1e39 is outside the float32 range/],
+  ['x,label\n1,a\n0x10,b\n', 'label', /row 3, column "x": "0x10" is not a finite number/],
+  ['x,label\n1,a\nInfinity,b\n', 'label', /row 3, column "x": "Infinity" is not a finite number/],
 ];
 for (const [text, label, message] of badInputs) {
   test(`rejects bad CSV input: ${message.source}`, () => {
@@ -72,4 +75,41 @@ test('splits are seeded, disjoint and stratified', () => {
     assert.ok(Math.abs(share(a.train.y, cls) - overall) < 0.03, `class ${cls} keeps its share in the train split`);
   }
   assert.equal(a.test.x.length, Math.round(59 * 0.2) + Math.round(71 * 0.2) + Math.round(48 * 0.2));
+});
+
+test('a regression label outside float32 is refused', () => {
+  assert.throws(
+    () => parseDataset('x,y\n1,2.5\n3,-4e38\n', { label: 'y', task: 'regression' }),
+    (error: unknown) => error instanceof UserError && /row 3: regression label "-4e38" is not a finite float32 number/.test(error.message),
+  );
+});
+
+test('a UTF-8 byte order mark is not part of the first column name', () => {
+  const data = parseDataset('\uFEFFlabel,x\na,1\nb,2\n', { label: 'label' });
+  assert.deepEqual([data.labelName, data.featureNames], ['label', ['x']]);
+});
+
+test('a binary file gives a short error: names are clipped and escaped', () => {
+  const garbage = Array.from({ length: 3000 }, (_, i) => String.fromCharCode((i * 37) % 256)).join('').replace(/[\n\r,"]/g, 'z');
+  assert.throws(
+    () => parseDataset(`${garbage},other\n1,2\n`, { label: 'label' }),
+    (error: unknown) =>
+      error instanceof UserError &&
+      error.message.length < 400 &&
+      error.message.startsWith('data: no label column "label" (columns: "') &&
+      error.message.endsWith('…", "other")') &&
+      !/[\u0000-\u001f]/.test(error.message),
+  );
+});
+
+test('too few rows for a train/validation/test split is a UserError naming the empty splits', () => {
+  const three = parseDataset('x,y\n1,1.5\n2,2.5\n3,3.5\n', { label: 'y' });
+  assert.throws(
+    () => splitDataset(three, 1),
+    (error: unknown) => error instanceof UserError && error.message === '3 rows are too few to split into train, validation (15%) and test (20%): the validation split would be empty',
+  );
+  const classes = parseDataset('x,label\n1,a\n2,a\n3,b\n4,b\n5,c\n6,c\n', { label: 'label' });
+  assert.throws(() => splitDataset(classes, 1), /6 rows are too few .*, stratified by class: the validation and test splits would be empty/);
+  const enough = splitDataset(parseDataset(`x,y\n${Array.from({ length: 8 }, (_, i) => `${i},${i * 2}`).join('\n')}\n`, { label: 'y' }), 1);
+  assert.ok(enough.train.x.length > 0 && enough.validation.x.length > 0 && enough.test.x.length > 0);
 });
