@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
-import { addPruneTuningOptions, modelNameFromFile, type PruneTuningFlags } from './prune-flags.ts';
+import { addPruneTuningOptions, modelNameFromFile, parsePruneOptions, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 
 interface GrpcJob {
   id: string;
@@ -30,6 +31,8 @@ export function registerJobsCommand(program: Command): void {
     .option('--detach', 'print the job id and return without watching')
     .action(async (flags: JobPruneFlags) => {
       if ((flags.data === undefined) === (flags.serverPath === undefined)) throw new UserError('give exactly one of --data and --server-path');
+      // The tuning flags are checked here, so an error names the flag rather than the request field.
+      parsePruneOptions(flags, taskFlag(flags) ?? 'classification');
       let csv = '';
       if (flags.data) {
         try {
@@ -37,9 +40,12 @@ export function registerJobsCommand(program: Command): void {
         } catch (error) {
           throw new UserError(`--data: cannot read ${flags.data} (${errorMessage(error)})`);
         }
+        if (csv.trim() === '') throw new UserError(`--data: ${flags.data} is empty`);
       }
       const source = flags.data ?? flags.serverPath!;
       const name = flags.name ?? modelNameFromFile(source);
+      const validName = ManifestSchema.shape.name.safeParse(name);
+      if (!validName.success) throw new UserError(`--name: ${validName.error.issues[0]!.message}, not ${JSON.stringify(name)}`);
       const options = Object.fromEntries(
         Object.entries({
           epsilons: flags.epsilon,

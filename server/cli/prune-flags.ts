@@ -1,6 +1,8 @@
 import { basename, extname } from 'node:path';
 import type { Command } from 'commander';
 import { parseInteger, parseNumber, parseNumberList } from '../../shared/cli/option-parsers.ts';
+import { UserError } from '../../shared/util/errors.ts';
+import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
 
 /** The ODF2NNA settings `fleetprune prune` and `fleetprune jobs prune` share. */
 export interface PruneTuningFlags {
@@ -34,7 +36,51 @@ export function addPruneTuningOptions(command: Command): Command {
     .option('--full-sweep', 'retrain every ε of the sweep, not only up to the smallest model within tolerance');
 }
 
+/** --task, checked: classification, regression, or not given (inferred from the label). */
+export function taskFlag(flags: PruneTuningFlags): 'classification' | 'regression' | undefined {
+  if (flags.task !== undefined && flags.task !== 'classification' && flags.task !== 'regression') {
+    throw new UserError(`--task: must be classification or regression, not "${flags.task}"`);
+  }
+  return flags.task;
+}
+
 /** A model name from a data file's name: `data/wine.csv` → `wine`. */
 export function modelNameFromFile(path: string): string {
   return basename(path, extname(path)).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_').slice(0, 64);
+}
+
+/** Zod paths of PruneOptions → the CLI flag that sets them, for one-line error messages. */
+const FLAG_OF: Record<string, string> = {
+  epsilons: '--epsilon',
+  epsilonMode: '--epsilon-mode',
+  toleranceAccuracyPoints: '--tolerance',
+  toleranceMseFraction: '--tolerance',
+  toleranceLossFraction: '--loss-tolerance',
+};
+
+/** Flags → validated options; --tolerance is in accuracy points, or MSE percent for regression. */
+export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification' | 'regression'): PruneOptions {
+  const regression = task === 'regression';
+  const parsed = PruneOptionsSchema.safeParse({
+    task,
+    epsilons: flags.epsilon,
+    epsilonMode: flags.epsilonMode,
+    layers: flags.layers,
+    units: flags.units,
+    epochs: flags.epochs,
+    seed: flags.seed,
+    toleranceAccuracyPoints: regression ? undefined : flags.tolerance,
+    toleranceMseFraction: regression && flags.tolerance !== undefined ? flags.tolerance / 100 : undefined,
+    toleranceLossFraction: flags.lossTolerance,
+    l1: flags.l1,
+    l1Input: flags.l1Input,
+    fullSweep: flags.fullSweep,
+  });
+  if (!parsed.success) {
+    const first = parsed.error.issues[0]!;
+    const key = String(first.path[0] ?? '');
+    const flag = FLAG_OF[key] ?? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    throw new UserError(`${flag}: ${first.message}`);
+  }
+  return parsed.data;
 }

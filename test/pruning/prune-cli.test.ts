@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, writeFile, chmod } from 'node:fs/promises';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
@@ -71,6 +71,8 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
   await writeFile(singleClass, 'a,b,label\n1,2,x\n3,4,x\n');
   const textFile = join(dir, 'text.csv');
   await writeFile(textFile, 'a,b,label\n1,two,x\n3,4,y\n');
+  const fewRows = join(dir, 'few.csv');
+  await writeFile(fewRows, 'a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n9,1,x\n2,3,y\n');
   const aFile = join(dir, 'plain-file');
   await writeFile(aFile, 'not a directory');
   const out = join(dir, 'out');
@@ -91,6 +93,10 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['negative loss tolerance', ['--data', IRIS, '--label', 'species', '--loss-tolerance', '-1', '--out', out], /--loss-tolerance: /],
     ['bad task', ['--data', IRIS, '--label', 'species', '--task', 'ranking', '--out', out], /--task/],
     ['missing sign key', ['--data', IRIS, '--label', 'species', '--sign-key', join(dir, 'nokey'), '--out', out], /nokey/],
+    ['too few rows to split', ['--data', fewRows, '--label', 'label', '--out', out], /6 rows are too few to split .* would be empty/],
+    ['empty name', ['--data', IRIS, '--label', 'species', '--name', '', '--out', out], /--name: must be 1-64 characters/],
+    ['name with a slash', ['--data', IRIS, '--label', 'species', '--name', 'a/b', '--out', out], /--name: .*"a\/b"/],
+    ['hex epochs', ['--data', IRIS, '--label', 'species', '--epochs', '0x10', '--out', out], /--epochs.*not a decimal number/],
   ];
   for (const [name, args, message] of cases) {
     const run = await runCli(['prune', ...args]);
@@ -99,6 +105,7 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     assert.ok(isOneLineError(run.stderr.replace(/^\(run with --help for usage\)\n?/m, '')), `${name}: one line, no stack: ${run.stderr}`);
   }
   await assert.rejects(readFile(join(out, 'manifest.json')), 'no artifact was written');
+  await assert.rejects(stat(out), 'not even an empty output directory is left behind');
 });
 
 test('an output directory without write permission is refused up front', async (t) => {
