@@ -141,9 +141,17 @@ export class ArtifactFetcher {
   }
 
   #checkedUrl(url: string): string {
-    if (new URL(url).origin !== new URL(this.server.url).origin) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new FetchError(`manifest URL ${JSON.stringify(url)} is not a URL`, true);
+    }
+    if (parsed.origin !== new URL(this.server.url).origin) {
       throw new FetchError(`manifest URL ${url} is not on the enrolled server ${this.server.url}`, true);
     }
+    // fetch() refuses URLs with credentials; the device token is the only credential sent.
+    if (parsed.username !== '' || parsed.password !== '') throw new FetchError('manifest URL must not carry a user name or password', true);
     return url;
   }
 

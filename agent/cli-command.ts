@@ -47,7 +47,8 @@ export function defineAgentCommand(command: Command): Command {
       if (flags.holdout && !flags.label) throw new UserError('--holdout needs --label (the label column)');
       if (flags.label && !flags.holdout) throw new UserError('--label needs --holdout');
       if (!(flags.shadowFraction >= 0 && flags.shadowFraction <= 1)) throw new UserError('--shadow-fraction: must be between 0 and 1');
-      if (!(flags.heartbeatSeconds > 0)) throw new UserError('--heartbeat-seconds: must be positive');
+      // Below a second floods the broker; above a day, timers overflow (and offline detection is moot).
+      if (!(flags.heartbeatSeconds >= 1 && flags.heartbeatSeconds <= 86_400)) throw new UserError('--heartbeat-seconds: must be between 1 and 86400');
       if (flags.benchSamples < 1 || flags.benchBatches < 1) throw new UserError('--bench-samples and --bench-batches must be at least 1');
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
       const config = await loadAgentConfig(flags.config);

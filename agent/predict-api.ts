@@ -2,7 +2,7 @@ import express, { type ErrorRequestHandler, type Express } from 'express';
 import type { Logger } from '../shared/util/log.ts';
 import type { AgentMetrics } from './agent-metrics.ts';
 import { runModel } from './onnx-runner.ts';
-import { parsePredictRows, predictionsAgree, toPredictions } from './predict-rows.ts';
+import { firstNonFiniteRow, parsePredictRows, predictionsAgree, toPredictions } from './predict-rows.ts';
 import type { ServingModel } from './serving-model.ts';
 
 /** Cumulative serving counters, reported in heartbeats. */
@@ -58,6 +58,13 @@ export function createPredictApp(options: PredictApiOptions): Express {
     const start = performance.now();
     const outputs = await runModel(active.lease.session, parsed.features, parsed.rows, nFeatures);
     metrics.predictLatency.observe((performance.now() - start) / 1000);
+    const overflow = firstNonFiniteRow(outputs);
+    if (overflow >= 0) {
+      // JSON would turn NaN into null: a confident-looking non-answer. Say what happened instead.
+      metrics.predictRequests.inc({ status: '422' });
+      response.status(422).json({ error: `rows[${overflow}]: the model's output is not finite (the inputs are far outside the range it was trained on)` });
+      return;
+    }
     metrics.predictRows.inc(parsed.rows);
     options.stats.predictions += parsed.rows;
     metrics.predictRequests.inc({ status: '200' });

@@ -22,7 +22,7 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
       if (row.length !== features.length) return { error: `rows[${r}]: expected ${features.length} values (${features.join(', ')}), got ${row.length}` };
       for (let c = 0; c < row.length; c++) {
         const value: unknown = row[c];
-        if (typeof value !== 'number' || !Number.isFinite(value)) return { error: `rows[${r}][${c}] (${features[c]}): must be a finite number` };
+        if (!isFloat32(value)) return { error: `rows[${r}][${c}] (${features[c]}): ${FINITE_FLOAT32}` };
         packed[r * features.length + c] = value;
       }
     } else if (row !== null && typeof row === 'object') {
@@ -32,7 +32,7 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
       for (let c = 0; c < features.length; c++) {
         const value = record[features[c]!];
         if (value === undefined) return { error: `rows[${r}]: missing feature ${JSON.stringify(features[c])}` };
-        if (typeof value !== 'number' || !Number.isFinite(value)) return { error: `rows[${r}].${features[c]}: must be a finite number` };
+        if (!isFloat32(value)) return { error: `rows[${r}].${features[c]}: ${FINITE_FLOAT32}` };
         packed[r * features.length + c] = value;
       }
     } else {
@@ -40,6 +40,19 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
     }
   }
   return { features: packed, rows: rows.length };
+}
+
+const FLOAT32_MAX = 3.4028234663852886e38;
+const FINITE_FLOAT32 = 'must be a finite number within the float32 range (±3.4e38)';
+
+/** A number the model can take: finite once stored as float32 (1e39 would become Infinity). */
+function isFloat32(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= FLOAT32_MAX;
+}
+
+/** The first row whose model output holds NaN or ±Infinity (inputs far outside what it was trained on), or -1. */
+export function firstNonFiniteRow(outputs: readonly (readonly number[])[]): number {
+  return outputs.findIndex((row) => row.some((value) => !Number.isFinite(value)));
 }
 
 export type Prediction = { label: string; index: number; probabilities: number[] } | { value: number };

@@ -66,6 +66,11 @@ test('the bundled agent answers --version and --help, and bad flags get one line
   assert.equal(noConfig.code, 2);
   assert.equal(noConfig.stderr.trim().split('\n').length, 1, noConfig.stderr);
   assert.match(noConfig.stderr, /^fleetprune-agent: cannot read agent config .*nope\.json/);
+  for (const heartbeat of ['0.001', '1e10']) {
+    const badHeartbeat = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), '--heartbeat-seconds', heartbeat]);
+    assert.equal(badHeartbeat.code, 2);
+    assert.equal(badHeartbeat.stderr, 'fleetprune-agent: --heartbeat-seconds: must be between 1 and 86400\n');
+  }
   const badPort = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), '--http-port', 'eighty']);
   assert.equal(badPort.code, 2);
   assert.match(badPort.stderr, /--http-port/);

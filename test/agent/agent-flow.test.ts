@@ -6,6 +6,7 @@ import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { startAgent } from './agent-harness.ts';
+import { firstNonFiniteRow } from '../../agent/predict-rows.ts';
 
 let world: AgentWorld;
 before(async () => {
@@ -116,6 +117,8 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
     [{ rows: [{ f0: 1 }] }, /missing feature "f1"/],
     [{ rows: [{ ...named, bogus: 1 }] }, /unknown feature "bogus"/],
     [{ rows: [[1, 2, 3, 4, 5, 6, 'x']] }, /must be a finite number/],
+    [{ rows: [[1, 2, 3, 4, 5, 6, 1e39]] }, /rows\[0\]\[6\] \(f6\): must be a finite number within the float32 range/],
+    [{ rows: [{ ...named, f2: -1e39 }] }, /rows\[0\]\.f2: must be a finite number within the float32 range/],
     [{ rows: [] }, /non-empty array/],
     [{ data: [] }, /\{"rows": \[\.\.\.\]\}/],
     [[row], /\{"rows": \[\.\.\.\]\}/],
@@ -132,6 +135,12 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
   assert.match(((await notJson.json()) as { error: string }).error, /Content-Type: application\/json/);
   const huge = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ rows: [[1, 2, 3, 4, 5, 6, 'x'.repeat(2_000_000)]] }) });
   assert.equal(huge.status, 413);
+});
+
+test('a model output holding NaN or ±Infinity is found (the API answers 422 rather than null probabilities)', () => {
+  assert.equal(firstNonFiniteRow([[0.2, 0.8], [1, 0]]), -1);
+  assert.equal(firstNonFiniteRow([[0.2, 0.8], [Number.NaN, 0.5], [Infinity, 0]]), 1);
+  assert.equal(firstNonFiniteRow([[0.2, 0.8], [0, -Infinity]]), 1);
 });
 
 test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refused, reported and never loaded', async (t) => {
@@ -172,6 +181,13 @@ test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refu
   const elsewhere = await publishAssignment(world.harness.broker, 'refuse-1', { model: world.v3.manifest.name, version: '3', sha256: world.v3.id, role: 'candidate', serverUrl: 'http://127.0.0.2:9' });
   const elsewhereReport = await world.waitForReport(isOutcome(elsewhere.id, 'refused'));
   assert.match(elsewhereReport.kind === 'assignment' ? elsewhereReport.reason ?? '' : '', /is not on the enrolled server/);
+  // The enrolled server with a user name and password in the URL: refused at once, not retried.
+  const withCredentials = new URL(world.http.url);
+  withCredentials.username = 'someone';
+  withCredentials.password = 'secret';
+  const credentialed = await publishAssignment(world.harness.broker, 'refuse-1', { model: world.v3.manifest.name, version: '3', sha256: world.v3.id, role: 'candidate', serverUrl: withCredentials.href.replace(/\/$/, '') });
+  const credentialedReport = await world.waitForReport(isOutcome(credentialed.id, 'refused'), 3000);
+  assert.match(credentialedReport.kind === 'assignment' ? credentialedReport.reason ?? '' : '', /must not carry a user name or password/);
 
   assert.equal(agent.slots.active?.sha256, world.v1.id);
   assert.equal(agent.slots.candidate, null);
