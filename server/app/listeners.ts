@@ -1,9 +1,11 @@
-import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import { Server as GrpcServer, ServerCredentials, setLogger } from '@grpc/grpc-js';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import type { RequestListener } from 'node:http';
+import { format } from 'node:util';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import type { Logger } from '../../shared/util/log.ts';
 import type { Listener } from './server-module.ts';
 
 export interface TlsFiles {
@@ -43,6 +45,9 @@ export async function listenGrpc(server: GrpcServer, host: string, port: number,
     server.bindAsync(`${host}:${port}`, credentials, (error, actual) =>
       error ? reject(new UserError(`--grpc-port: cannot listen on ${host}:${port} (${error.message})`)) : resolve(actual),
     );
+  }).catch((error: unknown) => {
+    server.forceShutdown();
+    throw error;
   });
   return {
     name: 'grpc',
@@ -59,6 +64,48 @@ export async function listenGrpc(server: GrpcServer, host: string, port: number,
         });
       }),
   };
+}
+
+/**
+ * Checks --host before anything is opened: it must be an address of this machine, or a name
+ * resolving to one (binding an ephemeral port on it once proves both). Otherwise the first
+ * listener to fail, whichever it is, would be blamed for it.
+ */
+export async function checkHost(host: string): Promise<void> {
+  const probe = createTcpServer();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      probe.once('error', reject);
+      probe.listen(0, host, resolve);
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL'
+      ? 'not an IP address or a resolvable host name'
+      : code === 'EADDRNOTAVAIL' ? 'not an address of this machine' : errorMessage(error);
+    throw new UserError(`--host: cannot listen on ${host} (${reason})`, { cause: error });
+  } finally {
+    if (probe.listening) await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+}
+
+/**
+ * grpc-js logs to stderr on its own (a failed bind adds `E No address added ...` to the one-line
+ * error); its lines go to the server log instead. A failed bind is reported by listenGrpc, so
+ * grpc-js's own line about it is only debug output.
+ */
+export function routeGrpcLogs(log: Logger): void {
+  const grpcLog = log.child({ component: 'grpc-js' });
+  const line = (message?: unknown, ...rest: unknown[]) => format(message, ...rest);
+  setLogger({
+    error: (...args: unknown[]) => {
+      const message = line(...args);
+      if (message.startsWith('No address added')) grpcLog.debug(message);
+      else grpcLog.warn(message);
+    },
+    info: (...args: unknown[]) => grpcLog.info(line(...args)),
+    debug: (...args: unknown[]) => grpcLog.debug(line(...args)),
+  });
 }
 
 /** `listening http=8080 grpc=9090 ...`, one `name=port` per listener, in the order they were bound. */

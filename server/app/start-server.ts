@@ -1,7 +1,10 @@
 import { Server as GrpcServer } from '@grpc/grpc-js';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { assertExistingDirectory, ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { createLogger, type Logger } from '../../shared/util/log.ts';
 import { BlobStore } from '../artifacts/blob-store.ts';
 import { loadOrCreateServerKey } from '../artifacts/server-signing-key.ts';
@@ -15,7 +18,7 @@ import { ServerMetrics } from '../metrics/server-metrics.ts';
 import { RegistryService } from '../registry/registry-service.ts';
 import { openStore } from '../store/open-store.ts';
 import { coreModules } from './core-modules.ts';
-import { listenGrpc, listenHttp, listeningLine, reachableHost, type TlsFiles } from './listeners.ts';
+import { checkHost, listenGrpc, listenHttp, listeningLine, reachableHost, routeGrpcLogs, type TlsFiles } from './listeners.ts';
 import type { ServerContext } from './server-context.ts';
 import type { Listener, ServerModule } from './server-module.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
@@ -50,10 +53,18 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Opens storage, builds the services and modules, binds the listeners. */
+/**
+ * Opens storage, builds the services and modules, binds the listeners. What the user can get
+ * wrong (TLS files, --host, --data-root, --data-dir) is checked before storage is touched, and a
+ * start that fails closes everything it opened.
+ */
 export async function startServer(config: ServerConfig, options: StartServerOptions = {}): Promise<RunningServer> {
   const log = options.log ?? createLogger('server');
+  routeGrpcLogs(log);
   const tls = await readTls(config);
+  await checkHost(config.host);
+  if (config.dataRoot !== undefined) await assertExistingDirectory(config.dataRoot, '--data-root');
+  await ensureWritableDirectory(config.dataDir, '--data-dir');
   const store = await openStore(
     config.databaseUrl
       ? { engine: 'postgres', databaseUrl: config.databaseUrl, schema: config.databaseSchema }
@@ -92,7 +103,6 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       return `${tls ? 'https' : 'http'}://${reachableHost(config.host)}:${httpPort}`;
     };
     const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl };
-    const createdAdminToken = await tokens.bootstrapAdmin(config.adminToken);
 
     // The device fleet (MQTT, devices, assignments) feeds the rollouts: its FleetPort carries their
     // assignments, its stored reports are the builtin provider's history, and a device coming
@@ -138,9 +148,14 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       if (opened) moduleListeners.push(...opened);
     }
     listeners.push(...moduleListeners);
+    // Each listener joins `listeners` as soon as it is bound, so a later failure closes it too.
     const http = await listenHttp(app, config.host, config.httpPort, tls);
     httpPort = http.port;
-    listeners.unshift(http, await listenGrpc(grpc, config.host, config.grpcPort, tls));
+    listeners.unshift(http);
+    listeners.splice(1, 0, await listenGrpc(grpc, config.host, config.grpcPort, tls));
+    // Only a start that succeeded makes the first admin token: one made by a start that then
+    // failed would never be shown, and no later start would make another.
+    const createdAdminToken = await tokens.bootstrapAdmin(config.adminToken);
     ready = true;
     let closing: Promise<void> | undefined;
     return {
@@ -158,6 +173,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   }
 }
 
+/** Reads --tls-cert and --tls-key and checks they are a PEM certificate and its private key. */
 async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
   if (!config.tlsCert || !config.tlsKey) return null;
   const read = async (path: string, flag: string) => {
@@ -167,5 +183,22 @@ async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
       throw new UserError(`${flag}: cannot read ${path} (${errorMessage(error)})`);
     }
   };
-  return { cert: await read(config.tlsCert, '--tls-cert'), key: await read(config.tlsKey, '--tls-key') };
+  const tls = { cert: await read(config.tlsCert, '--tls-cert'), key: await read(config.tlsKey, '--tls-key') };
+  if (!tls.cert.includes('-----BEGIN CERTIFICATE-----')) throw new UserError(`--tls-cert: ${config.tlsCert} is not a PEM certificate`);
+  try {
+    new X509Certificate(tls.cert);
+  } catch (error) {
+    throw new UserError(`--tls-cert: ${config.tlsCert} is not a PEM certificate (${errorMessage(error)})`);
+  }
+  try {
+    createPrivateKey(tls.key);
+  } catch (error) {
+    throw new UserError(`--tls-key: ${config.tlsKey} is not a PEM private key (${errorMessage(error)})`);
+  }
+  try {
+    createSecureContext({ cert: tls.cert, key: tls.key });
+  } catch (error) {
+    throw new UserError(`--tls-cert/--tls-key: not a usable certificate and key (${errorMessage(error)})`);
+  }
+  return tls;
 }

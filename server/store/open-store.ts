@@ -18,7 +18,13 @@ export type StoreLocation =
 export async function openStore(location: StoreLocation): Promise<Store> {
   let engine: SqlEngine;
   if (location.engine === 'sqlite') {
-    mkdirSync(location.dataDir, { recursive: true });
+    try {
+      mkdirSync(location.dataDir, { recursive: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      const reason = code === 'EEXIST' ? 'not a directory' : code === 'ENOTDIR' ? 'a parent is not a directory' : errorMessage(error);
+      throw new UserError(`--data-dir: cannot use ${location.dataDir} (${reason})`, { cause: error });
+    }
     engine = new SqliteEngine(join(location.dataDir, SQLITE_FILE));
   } else {
     try {

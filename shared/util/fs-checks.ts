@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { UserError, errorMessage } from './errors.ts';
 
@@ -15,9 +15,74 @@ export async function assertWritableDirectory(dir: string, what = 'output direct
       await writeFile(probe, '');
       await rm(probe);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      const reason = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'permission denied' : errorMessage(error);
-      throw new UserError(`cannot write ${what} ${dir}: ${reason}`);
+      throw new UserError(`cannot write ${what} ${dir}: ${describeFsError(error)}`);
     }
   }
+}
+
+/**
+ * Makes sure `dir` is a directory this process can write, creating it (and its parents) when
+ * missing; otherwise a UserError naming `flag`: `--data-dir: /srv/x is not a directory`.
+ */
+export async function ensureWritableDirectory(dir: string, flag: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw new UserError(`${flag}: ${dir} is not a directory`, { cause: error });
+    if (code === 'ENOTDIR') throw new UserError(`${flag}: cannot create ${dir} (a parent is not a directory)`, { cause: error });
+    throw new UserError(`${flag}: cannot create ${dir} (${describeFsError(error)})`, { cause: error });
+  }
+  try {
+    const probe = join(dir, `.fleetprune-write-check-${randomBytes(4).toString('hex')}`);
+    await writeFile(probe, '');
+    await rm(probe);
+  } catch (error) {
+    throw new UserError(`${flag}: cannot write in ${dir} (${describeFsError(error)})`, { cause: error });
+  }
+}
+
+/** Makes sure `dir` exists and is a directory (it is only read); otherwise a UserError naming `flag`. */
+export async function assertExistingDirectory(dir: string, flag: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new UserError(`${flag}: ${code === 'ENOENT' ? `${dir} does not exist` : `cannot use ${dir} (${describeFsError(error)})`}`, { cause: error });
+  }
+  if (!info.isDirectory()) throw new UserError(`${flag}: ${dir} is not a directory`);
+}
+
+/**
+ * Fails fast, before any long work, when the file `path` could not be written at the end: it
+ * must be a writable regular file, or creatable in an existing directory. Leaves nothing behind:
+ * an existing file is opened without truncating it, a new one is created and removed again.
+ */
+export async function assertWritableFile(path: string, flag: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new UserError(`${flag}: cannot write ${path} (${describeFsError(error)})`, { cause: error });
+  }
+  if (info?.isDirectory()) throw new UserError(`${flag}: ${path} is a directory`);
+  try {
+    if (info) {
+      await (await open(path, 'r+')).close();
+    } else {
+      await (await open(path, 'wx')).close();
+      await rm(path);
+    }
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? `no directory ${dirname(path)}` : code === 'ENOTDIR' ? 'a parent is not a directory' : describeFsError(error);
+    throw new UserError(`${flag}: cannot write ${path} (${reason})`, { cause: error });
+  }
+}
+
+/** `permission denied` for access errors, else the system's message. */
+function describeFsError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'permission denied' : errorMessage(error);
 }

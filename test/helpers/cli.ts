@@ -13,13 +13,21 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `node bin/fleetprune.js ...args` from the repository root, as a user would. */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+/**
+ * Runs `node bin/fleetprune.js ...args` from the repository root, as a user would. With
+ * `timeoutMs`, a command still running then is killed (code -1): for commands that must not hang.
+ */
+export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, options: { timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['bin/fleetprune.js', ...args],
-      { cwd: REPO_ROOT, env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent', ...env }, maxBuffer: 16 * 1024 * 1024 },
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent', ...env },
+        maxBuffer: 16 * 1024 * 1024,
+        ...(options.timeoutMs ? { timeout: options.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
+      },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
         resolve({ code, stdout, stderr });

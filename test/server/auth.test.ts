@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
+import { writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { tempDir } from '../helpers/cli.ts';
+import { runCli } from './helpers/run-cli.ts';
+import { spawnServer } from './helpers/server-process.ts';
 import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { startTestServer } from './helpers/test-server.ts';
@@ -57,4 +63,33 @@ test('an admin token is created on first start when none is configured', async (
   const token = server.server.createdAdminToken;
   assert.ok(token?.startsWith('fp_'));
   assert.equal((await server.request('GET', '/api/tokens', { token })).status, 200);
+});
+
+test('a start that fails (bad TLS files, a taken port) makes no admin token; the first good start makes and prints it', async (t) => {
+  const dataDir = await tempDir(t);
+  const junk = join(await tempDir(t), 'junk.txt');
+  await writeFile(junk, 'not a certificate\n');
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => blocker.close());
+  const taken = String((blocker.address() as AddressInfo).port);
+  const noEnvToken = { FLEETPRUNE_ADMIN_TOKEN: '' };
+  const ports = ['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'];
+  for (const flags of [['--tls-cert', junk, '--tls-key', junk], ['--grpc-port', taken], ['--http-port', taken]]) {
+    const failed = await runCli(['server', '--data-dir', dataDir, ...ports, ...flags], noEnvToken, { timeoutMs: 30_000 });
+    assert.equal(failed.code, 2, failed.stderr);
+    assert.ok(!failed.stderr.includes('admin token'), failed.stderr);
+  }
+
+  const server = await spawnServer(t, dataDir, [], noEnvToken);
+  let token: string | undefined;
+  for (let waited = 0; token === undefined && waited < 5000; waited += 50) {
+    token = /created the admin token \(shown only this once; store it now\): (fp_\S+)/.exec(server.stderr())?.[1];
+    if (token === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.ok(token, `the good start prints the admin token: ${server.stderr()}`);
+  const tokens = await fetch(`${server.baseUrl}/api/tokens`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(tokens.status, 200);
+  const admins = ((await tokens.json()) as { tokens: { role: string }[] }).tokens.filter((record) => record.role === 'admin');
+  assert.equal(admins.length, 1, 'exactly one admin token: the printed one');
 });

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { runCli } from './helpers/run-cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
@@ -6,6 +8,7 @@ import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { join } from 'node:path';
 import { artifactId } from '../../shared/artifact/manifest.ts';
+import { isOneLineError, tempDir } from '../helpers/cli.ts';
 
 test('CLI over gRPC: tokens create, list and revoke, models push, list, show, alias; friendly errors', async (t) => {
   const server = (await startTestServer(t))!;
@@ -59,4 +62,66 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
 
   const unreachable = await runCli(['models', 'list', '--server', '127.0.0.1:1', '--token', 'x']);
   assert.equal(unreachable.stderr.trim(), 'fleetprune: cannot reach the server at 127.0.0.1:1 (ECONNREFUSED)');
+});
+
+test('fleetprune server: bad start-up input is one line naming the flag, exit 2, and nothing left running', async (t) => {
+  const dir = await tempDir(t);
+  const aFile = join(dir, 'some-file.csv');
+  await writeFile(aFile, 'a,b\n1,2\n');
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => blocker.close());
+  const taken = String((blocker.address() as AddressInfo).port);
+  /** `fleetprune server` on ephemeral loopback ports, `flags` (pairs) overriding; killed if still running after 30 s. */
+  const server = (dataDir: string, ...flags: string[]) => {
+    const settings: Record<string, string> = { '--host': '127.0.0.1', '--http-port': '0', '--grpc-port': '0', '--mqtt-port': '0' };
+    for (let i = 0; i < flags.length; i += 2) settings[flags[i]!] = flags[i + 1]!;
+    return runCli(['server', '--data-dir', dataDir, ...Object.entries(settings).flat()], {}, { timeoutMs: 30_000 });
+  };
+  const cases: [string[], RegExp][] = [
+    // A taken port fails its own listener, and every listener bound before it is closed again.
+    [['--grpc-port', taken], new RegExp(`^fleetprune: --grpc-port: cannot listen on 127\\.0\\.0\\.1:${taken} .*EADDRINUSE`)],
+    [['--http-port', taken], new RegExp(`^fleetprune: --http-port: cannot listen on 127\\.0\\.0\\.1:${taken} .*EADDRINUSE`)],
+    [['--mqtt-port', taken], new RegExp(`^fleetprune: --mqtt-port: cannot listen on 127\\.0\\.0\\.1:${taken} .*EADDRINUSE`)],
+    [['--host', '999.1.1.1'], /^fleetprune: --host: cannot listen on 999\.1\.1\.1 \(not an IP address or a resolvable host name\)$/],
+    [['--host', '192.0.2.7'], /^fleetprune: --host: cannot listen on 192\.0\.2\.7 \(not an address of this machine\)$/],
+    [['--data-root', join(dir, 'nonexistent')], /^fleetprune: --data-root: .*nonexistent does not exist$/],
+    [['--data-root', aFile], /^fleetprune: --data-root: .*some-file\.csv is not a directory$/],
+  ];
+  for (const [flags, expected] of cases) {
+    const result = await server(join(dir, 'data'), ...flags);
+    assert.equal(result.code, 2, `${flags.join(' ')}: ${result.stderr}`);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.match(result.stderr.trim(), expected);
+  }
+  const fileDataDir = await server(aFile);
+  assert.equal(fileDataDir.code, 2, fileDataDir.stderr);
+  assert.equal(fileDataDir.stderr, `fleetprune: --data-dir: ${aFile} is not a directory\n`);
+  assert.equal(await readFile(aFile, 'utf8'), 'a,b\n1,2\n');
+});
+
+test('models push checks the artifact first: a missing or changed file is named, and nothing is uploaded', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+
+  const missing = await makeArtifact(t, { seed: 31, privateKey: key });
+  await rm(join(missing.dir, 'model.onnx'));
+  const pushMissing = await runCli(['models', 'push', missing.dir, ...connection]);
+  assert.equal(pushMissing.code, 2, pushMissing.stderr);
+  assert.ok(isOneLineError(pushMissing.stderr), pushMissing.stderr);
+  assert.equal(pushMissing.stderr, `fleetprune: cannot push ${missing.dir}: model.onnx: missing\n`);
+
+  const tampered = await makeArtifact(t, { seed: 32, privateKey: key });
+  const weights = join(tampered.dir, 'tfjs', 'weights.bin');
+  const bytes = await readFile(weights);
+  bytes[0] = bytes[0]! ^ 0xff;
+  await writeFile(weights, bytes);
+  const pushTampered = await runCli(['models', 'push', tampered.dir, ...connection]);
+  assert.equal(pushTampered.code, 2, pushTampered.stderr);
+  assert.ok(isOneLineError(pushTampered.stderr), pushTampered.stderr);
+  assert.match(pushTampered.stderr, new RegExp(`^fleetprune: cannot push ${tampered.dir}: tfjs/weights\\.bin: sha256 mismatch \\(expected [0-9a-f]{12}…, got [0-9a-f]{12}…\\)\\n$`));
+
+  assert.deepEqual(await server.server.ctx.blobs.list(), [], 'no file of either artifact was uploaded');
+  assert.deepEqual(await server.server.ctx.store.models.listModels(), []);
 });
