@@ -1,9 +1,11 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { SHIPPED_DATASETS, type ShippedDatasetName } from '../../shared/datasets/index.ts';
-import { UserError } from '../../shared/util/errors.ts';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { assertWritableFile, ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
 
@@ -41,7 +43,18 @@ export function registerDemoCommand(program: Command): void {
       }
       if (flags.devices < 8 || flags.devices > 500) throw new UserError('--devices: must be between 8 and 500');
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
-      const dataDir = flags.dataDir ? resolve(flags.dataDir) : await mkdtemp(join(tmpdir(), 'fleetprune-demo-'));
+      // Where the demo writes is checked before it runs: a bad path must not cost a whole demo.
+      const chosenDataDir = flags.dataDir ? resolve(flags.dataDir) : undefined;
+      const createdDataDir = chosenDataDir !== undefined && !existsSync(chosenDataDir);
+      if (chosenDataDir) await ensureWritableDirectory(chosenDataDir, '--data-dir');
+      if (flags.summaryJson) {
+        // (The file may be inside --data-dir, hence checked once that exists.)
+        await assertWritableFile(flags.summaryJson, '--summary-json').catch(async (error: unknown) => {
+          if (createdDataDir) await rmdir(chosenDataDir).catch(() => {});
+          throw error;
+        });
+      }
+      const dataDir = chosenDataDir ?? (await mkdtemp(join(tmpdir(), 'fleetprune-demo-')));
       const [{ runDemo }, { formatDemoSummary, summaryJson }, { createPhaseProgress }] = await Promise.all([
         import('../demo/demo-run.ts'),
         import('../demo/demo-summary.ts'),
@@ -67,18 +80,28 @@ export function registerDemoCommand(program: Command): void {
       } finally {
         progress.stop();
       }
-      say(await formatDemoSummary(result));
-      say(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
-      if (flags.summaryJson) await writeFile(flags.summaryJson, `${JSON.stringify(summaryJson(result), null, 2)}\n`);
-      say(`dashboard: ${result.dashboardUrl}`);
-      say(`admin token: ${result.adminToken}`);
-      if (!flags.exitWhenDone) {
-        say('the fleet keeps running; press Ctrl-C to stop');
-        await new Promise<void>((resolveStop) => {
-          process.once('SIGINT', () => resolveStop());
-          process.once('SIGTERM', () => resolveStop());
-        });
+      // The server, broker and devices keep the process alive: they are closed whatever fails.
+      try {
+        say(await formatDemoSummary(result));
+        say(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+        if (flags.summaryJson) {
+          try {
+            await writeFile(flags.summaryJson, `${JSON.stringify(summaryJson(result), null, 2)}\n`);
+          } catch (error) {
+            throw new UserError(`--summary-json: cannot write ${flags.summaryJson} (${errorMessage(error)})`, { cause: error });
+          }
+        }
+        say(`dashboard: ${result.dashboardUrl}`);
+        say(`admin token: ${result.adminToken}`);
+        if (!flags.exitWhenDone) {
+          say('the fleet keeps running; press Ctrl-C to stop');
+          await new Promise<void>((resolveStop) => {
+            process.once('SIGINT', () => resolveStop());
+            process.once('SIGTERM', () => resolveStop());
+          });
+        }
+      } finally {
+        await result.close();
       }
-      await result.close();
     });
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { chromium } from 'playwright-core';
@@ -7,7 +7,7 @@ import { createLogger } from '../../shared/util/log.ts';
 import type { DeviceView } from '../../server/fleet/device-view.ts';
 import { runDemo } from '../../server/demo/demo-run.ts';
 import { RestClient, waitFor } from '../../server/demo/rest-client.ts';
-import { REPO_ROOT, tempDir } from '../helpers/cli.ts';
+import { REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
 import { engineMissing, findExecutable } from '../helpers/engines.ts';
 
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
@@ -69,4 +69,30 @@ test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one b
   const shots = join(REPO_ROOT, 'test-results');
   await mkdir(shots, { recursive: true });
   await page.screenshot({ path: join(shots, 'dashboard-after-rollback.png'), fullPage: true });
+});
+
+test('fleetprune demo: a bad --summary-json or --data-dir is refused before the demo runs, in one line, leaving nothing behind', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-demo-paths-');
+  const aFile = join(dir, 'some-file');
+  await writeFile(aFile, 'x\n');
+  const aDir = join(dir, 'adir');
+  await mkdir(aDir);
+  const demo = (...flags: string[]) =>
+    runCli(['demo', '--dataset', 'iris', '--devices', '8', '--exit-when-done', ...flags], {}, { timeoutMs: 60_000 });
+
+  const cases: [string[], string][] = [
+    [['--data-dir', join(dir, 'dd1'), '--summary-json', aDir], `fleetprune: --summary-json: ${aDir} is a directory\n`],
+    [['--data-dir', join(dir, 'dd2'), '--summary-json', join(dir, 'nowhere', 'summary.json')], `fleetprune: --summary-json: cannot write ${join(dir, 'nowhere', 'summary.json')} (no directory ${join(dir, 'nowhere')})\n`],
+    [['--data-dir', aFile], `fleetprune: --data-dir: ${aFile} is not a directory\n`],
+    [['--data-dir', join(aFile, 'sub')], `fleetprune: --data-dir: cannot create ${join(aFile, 'sub')} (a parent is not a directory)\n`],
+  ];
+  for (const [flags, message] of cases) {
+    const result = await demo(...flags);
+    assert.equal(result.code, 2, `${flags.join(' ')}: ${result.stderr}`);
+    assert.equal(result.stdout, '', 'the demo did not start');
+    assert.equal(result.stderr, message);
+  }
+  assert.deepEqual((await readdir(dir)).sort(), ['adir', 'some-file'], 'no data directory or summary file is left behind');
+  assert.deepEqual(await readdir(aDir), []);
+  assert.equal(await readFile(aFile, 'utf8'), 'x\n');
 });
