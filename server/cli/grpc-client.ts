@@ -1,5 +1,7 @@
 import { credentials, Metadata, status as GrpcStatus, type Client, type ServiceError as GrpcError } from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { loadFleetpruneProto, type FleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -33,13 +35,8 @@ export class ServerConnection {
     this.#metadata.set('authorization', `Bearer ${token}`);
     const ca = flags.tlsCa ?? process.env.FLEETPRUNE_TLS_CA;
     if (ca) {
-      let pem: Buffer;
-      try {
-        pem = readFileSync(ca);
-      } catch (error) {
-        throw new UserError(`--tls-ca: cannot read ${ca} (${errorMessage(error)})`);
-      }
-      this.#credentials = credentials.createSsl(pem);
+      this.#credentials = credentials.createSsl(readCaCertificates(ca, flags.tlsCa !== undefined ? '--tls-ca' : 'FLEETPRUNE_TLS_CA'));
+      if (isIP(hostOf(this.address))) ignoreIpServernameWarning();
     } else {
       this.#credentials = credentials.createInsecure();
     }
@@ -116,6 +113,56 @@ export class ServerConnection {
         return new UserError(error.details || error.message);
     }
   }
+}
+
+/**
+ * Reads the CA bundle a TLS connection trusts: every certificate in it must parse. Checked up
+ * front, since grpc-js takes any bytes and only fails to connect ("cannot reach the server").
+ */
+function readCaCertificates(path: string, source: string): Buffer {
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (error) {
+    throw new UserError(`${source}: cannot read ${path} (${errorMessage(error)})`);
+  }
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new UserError(`${source}: ${path} holds no PEM certificate`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      throw new UserError(`${source}: ${path} holds a certificate that does not parse (${errorMessage(error)})`);
+    }
+  }
+  return pem;
+}
+
+/** The host part of `host:port`, `[v6]:port` or a bare host. */
+function hostOf(address: string): string {
+  const bracketed = /^\[([^\]]+)\]/.exec(address);
+  if (bracketed) return bracketed[1]!;
+  const colon = address.lastIndexOf(':');
+  return colon > 0 && address.indexOf(':') === colon ? address.slice(0, colon) : address;
+}
+
+let ipServernameWarningIgnored = false;
+
+/**
+ * grpc-js sends the target host as the TLS server name (SNI) even when it is an IP address,
+ * and node then prints a DeprecationWarning (DEP0123, two lines on stderr) the user can do
+ * nothing about. Over TLS to an IP address the CLI drops that one warning; others still print.
+ */
+function ignoreIpServernameWarning(): void {
+  if (ipServernameWarningIgnored) return;
+  ipServernameWarningIgnored = true;
+  const emitWarning = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+    const [typeOrOptions, code] = rest;
+    const warningCode = typeof typeOrOptions === 'object' && typeOrOptions !== null ? (typeOrOptions as { code?: string }).code : code;
+    if (warningCode === 'DEP0123') return;
+    emitWarning(warning, ...rest);
+  }) as typeof process.emitWarning;
 }
 
 /** Runs `work` with a connection that is closed afterwards. */

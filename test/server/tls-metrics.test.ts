@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { credentials } from '@grpc/grpc-js';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { isOneLineError } from '../helpers/cli.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
+import { runCli } from './helpers/run-cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the test', async (t) => {
@@ -35,6 +37,27 @@ test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the te
   t.after(() => (secure.close(), plain.close()));
   assert.deepEqual((await secure.call('ListModels', {})).models, []);
   await assert.rejects(plain.call('ListModels', {}), 'a plaintext client cannot talk to the TLS port');
+
+  // The CLI over TLS to an IP address: the answer and nothing else (no DeprecationWarning lines).
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const listed = await runCli(['models', 'list', ...connection, '--tls-ca', cert]);
+  assert.deepEqual(listed, { code: 0, stdout: 'no models\n', stderr: '' });
+  // A CA file that is no certificate is named as such, not reported as an unreachable server.
+  const junk = join(dir, 'junk.txt');
+  await writeFile(junk, 'junk\n');
+  const bundle = join(dir, 'broken.pem');
+  await writeFile(bundle, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n');
+  for (const [ca, message] of [
+    [junk, `fleetprune: --tls-ca: ${junk} holds no PEM certificate\n`],
+    [bundle, new RegExp(`^fleetprune: --tls-ca: ${bundle} holds a certificate that does not parse \\(.+\\)\\n$`)],
+    [join(dir, 'absent.pem'), new RegExp(`^fleetprune: --tls-ca: cannot read ${dir}/absent\\.pem \\(ENOENT`)],
+  ] as const) {
+    const refused = await runCli(['models', 'list', ...connection, '--tls-ca', ca]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.ok(isOneLineError(refused.stderr), refused.stderr);
+    if (typeof message === 'string') assert.equal(refused.stderr, message);
+    else assert.match(refused.stderr, message);
+  }
 });
 
 test('metrics: default process metrics, registry gauges, HTTP and gRPC histograms by route and code', async (t) => {
