@@ -2,7 +2,8 @@ import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { readManifest } from '../../shared/artifact/read-artifact.ts';
-import { UserError } from '../../shared/util/errors.ts';
+import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 
 interface GrpcVersion {
@@ -30,9 +31,17 @@ export function registerModelsCommand(program: Command): void {
     .option('--name <name>', 'model name (default: the manifest name)')
     .action(async (dir: string, flags: ConnectionFlags & { name?: string }) => {
       const manifest = await readManifest(dir);
+      // A missing or changed file is named here, before anything is uploaded.
+      const damaged = await checkArtifactFiles(dir, manifest);
+      if (damaged.length > 0) throw new UserError(`cannot push ${dir}: ${damaged.join('; ')}`);
       await withConnection(flags, async (connection) => {
         for (const [path, file] of Object.entries(manifest.files)) {
-          await connection.upload('Blobs', 'UploadBlob', chunks(join(dir, path), file.sha256));
+          try {
+            await connection.upload('Blobs', 'UploadBlob', chunks(join(dir, path), file.sha256));
+          } catch (error) {
+            if (error instanceof UserError) throw new UserError(`uploading ${path}: ${error.message}`, { exitCode: error.exitCode, cause: error });
+            throw error;
+          }
         }
         const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
           name: flags.name ?? manifest.name,
@@ -111,11 +120,16 @@ function formatVersionLine(version: GrpcVersion): string {
   return `${version.model}@${version.version}\t${version.artifact_id.slice(0, 12)}\t${parent}\t${tags.join(',') || '-'}\t${version.created_at}`;
 }
 
+/** The file in upload messages; a read error (the file went away since it was checked) is a UserError naming it. */
 async function* chunks(path: string, sha256: string): AsyncIterable<{ sha256: string; data: Buffer }> {
   let first = true;
-  for await (const piece of createReadStream(path, { highWaterMark: UPLOAD_CHUNK }) as AsyncIterable<Buffer>) {
-    yield { sha256: first ? sha256 : '', data: piece };
-    first = false;
+  try {
+    for await (const piece of createReadStream(path, { highWaterMark: UPLOAD_CHUNK }) as AsyncIterable<Buffer>) {
+      yield { sha256: first ? sha256 : '', data: piece };
+      first = false;
+    }
+  } catch (error) {
+    throw new UserError(`cannot read ${path} (${errorMessage(error)})`, { cause: error });
   }
   if (first) yield { sha256, data: Buffer.alloc(0) };
 }

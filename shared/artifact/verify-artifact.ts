@@ -29,11 +29,17 @@ export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise
     if (error instanceof UserError) return { ok: false, failures: [error.message] };
     throw error;
   }
-  const fileFailures = await Promise.all(
-    Object.entries(manifest.files).map(([path, expected]) => checkFile(dir, path, expected)),
-  );
-  const failures = [...fileFailures, verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
+  const failures = [...(await checkArtifactFiles(dir, manifest)), verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
   return { ok: failures.length === 0, failures, manifest };
+}
+
+/**
+ * Checks that every file `manifest` lists is in `dir` with the listed size and SHA-256; one line
+ * per file that is not, naming it (`model.onnx: missing`). Empty when all are intact.
+ */
+export async function checkArtifactFiles(dir: string, manifest: Manifest): Promise<string[]> {
+  const failures = await Promise.all(Object.entries(manifest.files).map(([path, expected]) => checkFile(dir, path, expected)));
+  return failures.filter((failure) => failure !== null);
 }
 
 async function checkFile(dir: string, path: string, expected: Manifest['files'][string]): Promise<string | null> {
