@@ -1,7 +1,7 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { sha256Hex } from './digest.ts';
 
@@ -25,7 +25,8 @@ export function keyId(key: KeyObject): string {
 
 /**
  * Writes a fresh ed25519 pair into `outDir`: signing.key (PKCS8 PEM, mode 0600) and signing.pub
- * (SPKI PEM). Existing key files are only replaced with `force`.
+ * (SPKI PEM). Existing key files are only replaced with `force`, and only once both new files are
+ * written: a failure on the way leaves the old pair as it was.
  */
 export async function generateSigningKeys(outDir: string, options: { force?: boolean } = {}): Promise<SigningKeyFiles> {
   const privateKeyPath = join(outDir, PRIVATE_KEY_FILE);
@@ -34,17 +35,38 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
   if (existing.length > 0 && !options.force) {
     throw new UserError(`${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}; refusing to overwrite (use --force)`);
   }
+  for (const path of existing) {
+    if ((await stat(path)).isDirectory()) throw new UserError(`${path} is a directory; refusing to replace it with a key file`);
+  }
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const staged: string[] = [];
   try {
     await mkdir(outDir, { recursive: true });
-    // Removed rather than overwritten, so the new private key file is created with mode 0600.
-    await Promise.all(existing.map((path) => rm(path)));
-    await writeFile(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
-    await writeFile(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }), { mode: 0o644, flag: 'wx' });
+    // Staged beside their final names, then renamed over them: the new private key file is
+    // created with mode 0600, and the old pair stays whole until both new files are on disk.
+    const stagedPrivate = await writeStaged(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600, staged);
+    const stagedPublic = await writeStaged(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }), 0o644, staged);
+    await rename(stagedPrivate, privateKeyPath);
+    await rename(stagedPublic, publicKeyPath);
   } catch (error) {
+    await Promise.all(staged.map((path) => rm(path, { force: true })));
     throw new UserError(`cannot write signing keys to ${outDir}: ${errorMessage(error)}`, { cause: error });
   }
   return { privateKeyPath, publicKeyPath, keyId: keyId(publicKey) };
+}
+
+/** Writes `data` to a new temporary file next to `path` (recorded in `staged`) and returns its name. */
+async function writeStaged(path: string, data: string | Buffer, mode: number, staged: string[]): Promise<string> {
+  const temp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
+  const handle = await open(temp, 'wx', mode);
+  staged.push(temp);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  return temp;
 }
 
 export function loadPrivateKey(path: string): Promise<KeyObject> {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
@@ -50,4 +50,34 @@ test('loading a missing or unparseable key is a UserError naming the file', asyn
   await assert.rejects(loadPublicKey(join(dir, 'absent.pub')), (error: unknown) => error instanceof UserError && error.message.includes('absent.pub'));
   await assert.rejects(loadPrivateKey(garbage), (error: unknown) => error instanceof UserError && error.message.startsWith(`${garbage}: not a PEM private key`));
   await assert.rejects(loadPublicKey(garbage), (error: unknown) => error instanceof UserError && error.message.startsWith(`${garbage}: not a PEM public key`));
+});
+
+test('keys generate --force that cannot replace a key file leaves the old pair whole', async (t) => {
+  const dir = join(await tempDir(t), 'keys');
+  assert.equal((await runCli(['keys', 'generate', '--out', dir])).code, 0);
+  const privatePath = join(dir, 'signing.key');
+  const publicPath = join(dir, 'signing.pub');
+  const oldPrivate = await readFile(privatePath, 'utf8');
+  const oldPublic = await readFile(publicPath, 'utf8');
+
+  // signing.pub replaced by a directory: nothing may be deleted or half-replaced.
+  await rm(publicPath);
+  await mkdir(publicPath);
+  const refused = await runCli(['keys', 'generate', '--out', dir, '--force']);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.ok(isOneLineError(refused.stderr), refused.stderr);
+  assert.equal(refused.stderr, `fleetprune: ${publicPath} is a directory; refusing to replace it with a key file\n`);
+  assert.equal(await readFile(privatePath, 'utf8'), oldPrivate, 'the private key is untouched');
+  assert.ok((await stat(publicPath)).isDirectory());
+  assert.deepEqual((await readdir(dir)).sort(), ['signing.key', 'signing.pub'], 'no staged files are left behind');
+
+  // Once the path is free again, --force replaces both files (private key still 0600).
+  await rmdir(publicPath);
+  await writeFile(publicPath, oldPublic);
+  const forced = await runCli(['keys', 'generate', '--out', dir, '--force']);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.notEqual(await readFile(privatePath, 'utf8'), oldPrivate);
+  assert.equal((await stat(privatePath)).mode & 0o777, 0o600);
+  assert.equal(keyId(await loadPrivateKey(privatePath)), keyId(await loadPublicKey(publicPath)), 'the new files are one pair');
+  assert.deepEqual((await readdir(dir)).sort(), ['signing.key', 'signing.pub']);
 });
