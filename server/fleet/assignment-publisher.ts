@@ -1,8 +1,8 @@
-import type { Assignment, Role } from '../../shared/protocol/payloads.ts';
+import type { Assignment, FleetCommand, Role } from '../../shared/protocol/payloads.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { VersionRecord } from '../store/repositories/models-repository.ts';
-import { buildAssignment, publishAssignmentPayload } from './fleet-publisher.ts';
+import { buildAssignment, publishAssignmentPayload, publishFleetCommand } from './fleet-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
 
 export interface PublishRequest {
@@ -16,8 +16,16 @@ export interface PublishRequest {
   action: string;
 }
 
+export interface CommandRequest {
+  /** The command id, the same for every device (a device handles an id once). */
+  id: string;
+  command: FleetCommand['command'];
+  deviceIds: readonly string[];
+  actor: string;
+}
+
 /**
- * Records and publishes assignments: the records (one per device, the device's retained
+ * Records and publishes assignments and fleet commands: the records (one per device, the device's retained
  * assignment, an audit entry) are committed first, then each device's retained QoS 1 message is
  * published, so a crash in between is repaired by the start-up republish. Publishing the same id
  * to a device again re-sends the first payload unchanged.
@@ -70,6 +78,22 @@ export class AssignmentPublisher {
     });
     for (const [deviceId, assignment] of payloads) await publishAssignmentPayload(broker, deviceId, assignment);
     return payloads;
+  }
+
+  /**
+   * Records a fleet command for each addressed device, then publishes it once (a device answers
+   * with an assignment report whose assignmentId is the command id; the ingest accepts answers
+   * only to what was recorded). Publishing the same id again keeps the first records.
+   */
+  async publishCommand(request: CommandRequest): Promise<FleetCommand> {
+    const { fleet, broker } = this.options;
+    const now = new Date().toISOString();
+    await fleet.transaction(async (tx) => {
+      for (const deviceId of request.deviceIds) {
+        await tx.commands.insert({ id: request.id, deviceId, command: request.command, issuedAt: now, issuedBy: request.actor });
+      }
+    });
+    return publishFleetCommand(broker, request.command, { deviceIds: [...request.deviceIds] }, request.id);
   }
 
   /** Publishes every live device's retained assignment again (an embedded broker forgets them on restart). */

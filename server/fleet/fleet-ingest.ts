@@ -1,12 +1,18 @@
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 
+export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment';
+
 /**
  * Where validated device messages go. The server's store implements it (raw report history,
  * device online state, last heartbeat); ingestReport must be idempotent by report id.
  */
 export interface FleetIngest {
-  /** 'duplicate' when a report with this id was ingested before (nothing is stored again). */
-  ingestReport(report: Report): Promise<'ingested' | 'duplicate'>;
+  /**
+   * 'duplicate' when a report with this id was ingested before (nothing is stored again);
+   * 'unknown-assignment' for an assignment report that answers no assignment or fleet command the
+   * server issued to that device (nothing is stored).
+   */
+  ingestReport(report: Report): Promise<IngestOutcome>;
   recordTelemetry(telemetry: Telemetry): Promise<void>;
   recordStatus(status: Status): Promise<void>;
 }

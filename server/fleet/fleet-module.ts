@@ -86,7 +86,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     await startBroker(broker, ctx.config);
     await publisher.republishRetained();
   };
-  const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, broker, publisher, outcomes, log: ctx.log });
+  const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes, log: ctx.log });
   const grpc = fleetGrpcServices(ctx, devices, assignments);
 
   const module: ServerModule = {

@@ -53,6 +53,11 @@ export class FleetReceiver {
           if (outcome === 'duplicate') {
             duplicates?.inc();
             logger.debug({ reportId: message.payload.id, deviceId: message.deviceId }, 'duplicate report ignored');
+          } else if (outcome === 'unknown-assignment') {
+            // A well-formed answer to nothing the server issued: it must not move the device's slots.
+            dropped.inc({ kind: 'reports', reason: outcome });
+            logger.warn({ reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
+            return;
           }
           break;
         }

@@ -2,6 +2,7 @@ import { AuditRepository } from '../store/repositories/audit-repository.ts';
 import { DeviceAssignmentsRepository } from '../store/repositories/device-assignments-repository.ts';
 import { DeviceReportsRepository } from '../store/repositories/device-reports-repository.ts';
 import { DevicesRepository } from '../store/repositories/devices-repository.ts';
+import { FleetCommandsRepository } from '../store/repositories/fleet-commands-repository.ts';
 import { TokensRepository } from '../store/repositories/tokens-repository.ts';
 import type { SqlExecutor } from '../store/sql-engine.ts';
 import type { Store } from '../store/store.ts';
@@ -11,6 +12,7 @@ export interface FleetRepositories {
   readonly devices: DevicesRepository;
   readonly reports: DeviceReportsRepository;
   readonly assignments: DeviceAssignmentsRepository;
+  readonly commands: FleetCommandsRepository;
   readonly tokens: TokensRepository;
   readonly audit: AuditRepository;
 }
@@ -20,6 +22,7 @@ function fleetRepositoriesOf(db: SqlExecutor): FleetRepositories {
     devices: new DevicesRepository(db),
     reports: new DeviceReportsRepository(db),
     assignments: new DeviceAssignmentsRepository(db),
+    commands: new FleetCommandsRepository(db),
     tokens: new TokensRepository(db),
     audit: new AuditRepository(db),
   };

@@ -1,5 +1,5 @@
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
-import type { FleetIngest } from './fleet-ingest.ts';
+import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
 
 type Listener = (report: Report) => void;
 
@@ -14,7 +14,7 @@ export class InMemoryFleetIngest implements FleetIngest {
   readonly #ids = new Set<string>();
   readonly #listeners = new Set<Listener>();
 
-  async ingestReport(report: Report): Promise<'ingested' | 'duplicate'> {
+  async ingestReport(report: Report): Promise<IngestOutcome> {
     if (this.#ids.has(report.id)) return 'duplicate';
     this.#ids.add(report.id);
     this.reports.push(report);

@@ -1,10 +1,10 @@
-import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
+import type { AssignmentReport, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
 import type { DeviceReport } from '../metricproviders/report-history.ts';
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
-import type { FleetIngest } from './fleet-ingest.ts';
-import type { FleetStore } from './fleet-store.ts';
+import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
+import type { FleetRepositories, FleetStore } from './fleet-store.ts';
 
 export interface StoreFleetIngestOptions {
   fleet: FleetStore;
@@ -20,8 +20,9 @@ export interface StoreFleetIngestOptions {
 
 /**
  * The FleetIngest over the store: every report once (by id) in the raw history; an assignment
- * report also records the device's answer on the assignment and updates the device's slots;
- * status and telemetry update the device's online state and heartbeat.
+ * report also records the device's answer on the assignment and updates the device's slots, but
+ * only when it answers an assignment or fleet command the server issued to that device (anything
+ * else changes nothing); status and telemetry update the device's online state and heartbeat.
  */
 export class StoreFleetIngest implements FleetIngest {
   readonly #options: StoreFleetIngestOptions;
@@ -34,12 +35,13 @@ export class StoreFleetIngest implements FleetIngest {
     return (this.#options.clock?.() ?? new Date()).toISOString();
   }
 
-  async ingestReport(report: Report): Promise<'ingested' | 'duplicate'> {
+  async ingestReport(report: Report): Promise<IngestOutcome> {
     const now = this.#now();
     const stored = await this.#options.fleet.transaction(async (tx) => {
       const device = await tx.devices.get(report.deviceId);
+      if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;
       const cohort = device?.labels[this.#options.cohortLabel] ?? 'none';
-      if (!(await tx.reports.insert(report, cohort, now))) return null;
+      if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
       if (report.kind === 'assignment' && device) {
         await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now);
         const slots = slotsAfter(device, report);
@@ -47,7 +49,7 @@ export class StoreFleetIngest implements FleetIngest {
       }
       return { cohort };
     });
-    if (!stored) return 'duplicate';
+    if (typeof stored === 'string') return stored;
     if (report.kind === 'assignment') this.#options.outcomes.answered(report);
     else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
     return 'ingested';
@@ -61,4 +63,10 @@ export class StoreFleetIngest implements FleetIngest {
     await this.#options.fleet.repos.devices.setStatus(status.deviceId, status.online, new Date(status.since).toISOString(), this.#now());
     if (status.online) this.#options.onDeviceOnline?.(status.deviceId);
   }
+}
+
+/** Whether the server issued the assignment or fleet command `report` answers to the reporting device. */
+async function issued(tx: FleetRepositories, report: AssignmentReport): Promise<boolean> {
+  if (await tx.assignments.get(report.assignmentId, report.deviceId)) return true;
+  return (await tx.commands.get(report.assignmentId, report.deviceId)) !== undefined;
 }

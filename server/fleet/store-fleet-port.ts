@@ -1,17 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
-import type { Broker } from '../broker/broker.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
 import type { AssignCommand, DeliveryResult, FleetPort, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
-import { publishFleetCommand } from './fleet-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
 
 export interface StoreFleetPortOptions {
   fleet: FleetStore;
   registry: RegistryService;
-  broker: Broker;
   publisher: AssignmentPublisher;
   outcomes: AssignmentOutcomes;
   log: Logger;
@@ -72,7 +69,7 @@ export class StoreFleetPort implements FleetPort {
         if (version === null || (device.activeModel === command.model && device.activeVersion === version)) dropOnly.push(deviceId);
         else reassign.set(version, [...(reassign.get(version) ?? []), deviceId]);
       }
-      if (dropOnly.length > 0) await publishFleetCommand(this.#options.broker, 'drop-candidate', { deviceIds: dropOnly }, command.commandId);
+      if (dropOnly.length > 0) await this.#options.publisher.publishCommand({ id: command.commandId, command: 'drop-candidate', deviceIds: dropOnly, actor: this.#actor });
       for (const [version, ids] of reassign) {
         const record = await this.#options.registry.resolve(command.model, version);
         await this.#options.publisher.publish({ id: command.commandId, version: record, role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert' });

@@ -17,6 +17,10 @@ const ModelName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 chara
 const Version = z.string().min(1).max(64);
 const FiniteNumber = z.number().refine(Number.isFinite, 'must be a finite number');
 const NonNegative = FiniteNumber.refine((value) => value >= 0, 'must be ≥ 0');
+/** A count: a whole number from 0 up to 2^53 - 1. */
+const Count = z.number().int('must be a whole number').min(0, 'must be ≥ 0');
+const PositiveCount = z.number().int('must be a whole number').min(1, 'must be ≥ 1');
+const Bytes = z.number().int('must be a whole number of bytes');
 
 export const ROLES = ['candidate', 'active'] as const;
 export const RoleSchema = z.enum(ROLES);
@@ -58,7 +62,7 @@ export const TelemetrySchema = z.object({
   uptimeSeconds: NonNegative,
   /** Process CPU time over wall time since the previous heartbeat, in percent of one core. */
   cpuPercent: NonNegative,
-  rssBytes: NonNegative,
+  rssBytes: Count,
   active: ModelRefSchema.nullable(),
   candidate: ModelRefSchema.nullable(),
   previous: ModelRefSchema.nullable(),
@@ -66,32 +70,38 @@ export const TelemetrySchema = z.object({
   serving: z
     .object({
       /** Rows predicted by the active model. */
-      predictions: NonNegative,
+      predictions: Count,
       /** Requests that failed inside the agent (5xx); bad input (4xx) is not counted. */
-      errors: NonNegative,
+      errors: Count,
       /** Rows also run on the candidate, and how many of them agreed with the active model. */
-      shadowRows: NonNegative,
-      shadowAgreements: NonNegative,
+      shadowRows: Count,
+      shadowAgreements: Count,
     })
+    .refine((serving) => serving.shadowAgreements <= serving.shadowRows, { path: ['shadowAgreements'], message: 'must be ≤ shadowRows' })
     .optional(),
 });
 export type Telemetry = z.infer<typeof TelemetrySchema>;
 
+/** Classification: the share of `total` holdout rows predicted right; regression: MSE and R² (at most 1, unbounded below). */
 export const ScoreSchema = z.union([
-  z.object({ accuracy: NonNegative, correct: NonNegative, total: NonNegative }),
-  z.object({ mse: NonNegative, r2: FiniteNumber, total: NonNegative }),
+  z
+    .object({ accuracy: FiniteNumber.refine((value) => value >= 0 && value <= 1, 'must be between 0 and 1'), correct: Count, total: PositiveCount })
+    .refine((score) => score.correct <= score.total, { path: ['correct'], message: 'must be ≤ total' }),
+  z.object({ mse: NonNegative, r2: FiniteNumber.refine((value) => value <= 1, 'must be ≤ 1'), total: PositiveCount }),
 ]);
 
 /** One model's numbers in an on-device benchmark. */
 export const ModelBenchmarkSchema = ModelRefSchema.extend({
   role: RoleSchema,
   score: ScoreSchema,
-  latencyMs: z.object({ p50: NonNegative, p95: NonNegative, p99: NonNegative, samples: z.number().int().positive() }),
-  batchSize: z.number().int().positive(),
+  latencyMs: z
+    .object({ p50: NonNegative, p95: NonNegative, p99: NonNegative, samples: PositiveCount })
+    .refine((latency) => latency.p50 <= latency.p95 && latency.p95 <= latency.p99, 'must have p50 ≤ p95 ≤ p99'),
+  batchSize: PositiveCount,
   throughputRowsPerSecond: NonNegative,
   loadTimeMs: NonNegative,
-  /** Resident set size after loading and running the model minus before; can be 0. */
-  rssIncreaseBytes: FiniteNumber,
+  /** Resident set size after loading and running the model minus before; can be 0 or negative. */
+  rssIncreaseBytes: Bytes,
 });
 export type ModelBenchmark = z.infer<typeof ModelBenchmarkSchema>;
 
@@ -107,7 +117,7 @@ export const BenchmarkReportSchema = z.object({
   ...ReportBase,
   kind: z.literal('benchmark'),
   assignmentId: MessageId.nullable(),
-  holdout: z.object({ rows: z.number().int().positive(), fingerprint: z.string(), task: z.enum(['classification', 'regression']) }),
+  holdout: z.object({ rows: PositiveCount, fingerprint: z.string().max(128), task: z.enum(['classification', 'regression']) }),
   /** Side by side, measured in the same run; `active` is null on a device without an active model. */
   active: ModelBenchmarkSchema.nullable(),
   candidate: ModelBenchmarkSchema,

@@ -90,10 +90,12 @@ for (const engine of STORE_ENGINES) {
         const exported: DeviceReport[] = [];
         const outcomes = new AssignmentOutcomes();
         const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes, onBenchmark: (reports) => exported.push(...reports) });
-        await fleet.repos.assignments.insert({
-          id: 'assign-0001', deviceId: 'osaka-1', model: 'iris', version: '2', artifactId: ref('2').sha256, role: 'candidate',
-          issuedAt: '2026-03-01T08:59:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:59:00.000Z',
-        });
+        const issue = (id: string, version: string, role: 'active' | 'candidate') =>
+          fleet.repos.assignments.insert({
+            id, deviceId: 'osaka-1', model: 'iris', version, artifactId: ref(version).sha256, role,
+            issuedAt: '2026-03-01T08:59:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:59:00.000Z',
+          });
+        await issue('assign-0001', '2', 'candidate');
         const waited = outcomes.waitFor('assign-0001', 'osaka-1', 5000);
         assert.equal(await ingest.ingestReport(answer('answer-0001', 'osaka-1', 'assign-0001', 'installed', '2', 'candidate')), 'ingested');
         assert.deepEqual(await waited.promise, { outcome: 'installed', reason: null });
@@ -108,11 +110,50 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await fleet.repos.reports.count(), 2);
 
         // Activating the candidate: it leaves the candidate slot, the old active becomes previous.
-        await ingest.ingestReport(answer('answer-0002', 'osaka-1', 'assign-0002', 'activated', '2', 'active'));
+        await issue('assign-0002', '2', 'active');
+        assert.equal(await ingest.ingestReport(answer('answer-0002', 'osaka-1', 'assign-0002', 'activated', '2', 'active')), 'ingested');
         const device = (await fleet.repos.devices.get('osaka-1'))!;
         assert.deepEqual([device.active?.version, device.candidate, device.previous], ['2', null, null]);
         assert.equal((await fleet.repos.reports.findAnswer('assign-0001', 'osaka-1'))?.outcome, 'installed');
         assert.equal(await fleet.repos.reports.findAnswer('assign-0003', 'osaka-1'), undefined);
+      });
+    });
+
+    test('an answer to an assignment or command never issued to the device changes nothing; answers to issued commands count', async (t) => {
+      await withFleet(t, async (fleet, store) => {
+        await enroll(fleet, 'osaka-1', {});
+        await enroll(fleet, 'kyoto-1', {});
+        const outcomes = new AssignmentOutcomes();
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes });
+        await ingest.recordTelemetry({
+          schema: 1, deviceId: 'osaka-1', sentAt: '2026-03-01T09:00:30Z', uptimeSeconds: 1, cpuPercent: 1, rssBytes: 1e8,
+          active: ref('1'), candidate: ref('2'), previous: null,
+        });
+        // An assignment issued to another device is unknown to this one too.
+        await fleet.repos.assignments.insert({
+          id: 'assign-kyoto', deviceId: 'kyoto-1', model: 'iris', version: '3', artifactId: ref('3').sha256, role: 'active',
+          issuedAt: '2026-03-01T08:59:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:59:00.000Z',
+        });
+        const snapshot = async () => JSON.stringify([
+          await store.engine.all('SELECT * FROM devices ORDER BY id'),
+          await store.engine.all('SELECT * FROM device_reports ORDER BY id'),
+          await store.engine.all('SELECT * FROM device_assignments ORDER BY id, device_id'),
+        ]);
+        const before = await snapshot();
+        const ghost = { ...answer('answer-ghost', 'osaka-1', 'nonexistent1', 'activated', '9', 'active'), model: 'ghost' };
+        assert.equal(await ingest.ingestReport(ghost), 'unknown-assignment');
+        assert.equal(await ingest.ingestReport(answer('answer-other', 'osaka-1', 'assign-kyoto', 'activated', '3', 'active')), 'unknown-assignment');
+        assert.equal(await ingest.ingestReport(answer('answer-drop0', 'osaka-1', 'command-0001', 'candidate-dropped', '2', 'candidate')), 'unknown-assignment');
+        assert.equal(await snapshot(), before, 'the store changed');
+        assert.equal((await fleet.repos.devices.get('osaka-1'))!.active?.model, 'iris');
+
+        // A command the server published to this device: its answer is stored, updates the slots and is announced.
+        await fleet.repos.commands.insert({ id: 'command-0001', deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: '2026-03-01T09:01:00.000Z', issuedBy: 'system:rollout' });
+        const waited = outcomes.waitFor('command-0001', 'osaka-1', 5000);
+        assert.equal(await ingest.ingestReport(answer('answer-drop1', 'osaka-1', 'command-0001', 'candidate-dropped', '2', 'candidate')), 'ingested');
+        assert.deepEqual(await waited.promise, { outcome: 'candidate-dropped', reason: null });
+        assert.equal((await fleet.repos.devices.get('osaka-1'))!.candidate, null);
+        assert.equal((await fleet.repos.reports.findAnswer('command-0001', 'osaka-1'))?.outcome, 'candidate-dropped');
       });
     });
 

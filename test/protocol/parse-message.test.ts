@@ -96,6 +96,37 @@ test('parseMessage rejects bad input with a reason and never throws', () => {
   rejects(reportsTopic('dev-a'), JSON.stringify({ ...report, candidate: { ...modelBenchmark, latencyMs: { p50: -1, p95: 0, p99: 0, samples: 1 } } }), 'invalid-payload');
 });
 
+test('benchmark numbers and heartbeat counters must be possible: bounded ratios, whole counts, ordered percentiles', () => {
+  const topic = reportsTopic('dev-a');
+  const withCandidate = (fields: object) => JSON.stringify({ ...report, candidate: { ...modelBenchmark, ...fields } });
+  const regression = { mse: 0.5, r2: 0.8, total: 100 };
+  assert.ok(parseMessage(topic, Buffer.from(withCandidate({ score: regression }))).ok);
+  assert.ok(parseMessage(topic, Buffer.from(withCandidate({ score: { ...regression, r2: -40 }, rssIncreaseBytes: -4096 }))).ok, 'R² is unbounded below; RSS can shrink');
+  assert.ok(parseMessage(topic, Buffer.from(withCandidate({ score: { accuracy: 1, correct: 100, total: 100 } }))).ok);
+  for (const [name, fields] of [
+    ['accuracy 1e300 with correct > total', { score: { accuracy: 1e300, correct: 1e300, total: 1 } }],
+    ['accuracy above 1', { score: { accuracy: 1.5, correct: 100, total: 100 } }],
+    ['correct > total', { score: { accuracy: 1, correct: 101, total: 100 } }],
+    ['fractional counts', { score: { accuracy: 0.5, correct: 50.5, total: 101 } }],
+    ['no rows', { score: { accuracy: 0, correct: 0, total: 0 } }],
+    ['negative MSE', { score: { ...regression, mse: -1 } }],
+    ['R² above 1', { score: { ...regression, r2: 1.5 } }],
+    ['unordered percentiles', { latencyMs: { p50: 5, p95: 1, p99: 2, samples: 10 } }],
+    ['fractional samples', { latencyMs: { p50: 1, p95: 2, p99: 3, samples: 2.5 } }],
+    ['negative throughput', { throughputRowsPerSecond: -1 }],
+    ['a count beyond 2^53', { batchSize: 1e300 }],
+  ] as const) {
+    assert.equal(parseMessage(topic, Buffer.from(withCandidate(fields))).ok, false, name);
+    rejects(topic, withCandidate(fields), 'invalid-payload');
+  }
+  rejects(topic, JSON.stringify({ ...report, holdout: { ...report.holdout, rows: 1e300 } }), 'invalid-payload');
+  const serving = { predictions: 10, errors: 0, shadowRows: 4, shadowAgreements: 3 };
+  assert.ok(parseMessage(telemetryTopic('dev-a'), Buffer.from(JSON.stringify({ ...telemetry, serving }))).ok);
+  rejects(telemetryTopic('dev-a'), JSON.stringify({ ...telemetry, serving: { ...serving, shadowAgreements: 5 } }), 'invalid-payload');
+  rejects(telemetryTopic('dev-a'), JSON.stringify({ ...telemetry, serving: { ...serving, predictions: 1e300 } }), 'invalid-payload');
+  rejects(telemetryTopic('dev-a'), JSON.stringify({ ...telemetry, rssBytes: 1.5 }), 'invalid-payload');
+});
+
 test('selectors match by device id and by every label', () => {
   assert.ok(selectorMatches({}, 'a', {}));
   assert.ok(selectorMatches({ labels: { site: 'osaka' } }, 'a', { site: 'osaka', hw: 'pi4' }));

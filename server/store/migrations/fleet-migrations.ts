@@ -2,7 +2,8 @@ import type { Migration } from './migration.ts';
 
 /**
  * The device fleet: enrolled devices (credentials, labels, last known state), the raw history of
- * device reports (each report id once) and the assignments the server published.
+ * device reports (each report id once), the assignments and the fleet commands the server
+ * published (a device's answer is accepted only for one of those).
  */
 export const fleetMigrations: Migration[] = [
   {
@@ -59,5 +60,19 @@ export const fleetMigrations: Migration[] = [
         PRIMARY KEY (id, device_id)
       );
       CREATE INDEX device_assignments_device ON device_assignments (device_id, issued_at);`,
+  },
+  {
+    domain: 'fleet',
+    version: 2,
+    name: 'fleet commands',
+    sql: () => `
+      CREATE TABLE fleet_commands (
+        id TEXT NOT NULL,
+        device_id TEXT NOT NULL REFERENCES devices(id),
+        command TEXT NOT NULL,
+        issued_at TEXT NOT NULL,
+        issued_by TEXT NOT NULL,
+        PRIMARY KEY (id, device_id)
+      );`,
   },
 ];
