@@ -10,6 +10,9 @@ export function describeIssues(error: ZodError, root: string): string {
     const path = [root, ...issue.path.map(String)].join('.');
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) lines.push(`${path}.${key}: unknown field`);
+    } else if (issue.code === 'invalid_key') {
+      // A record key broke its rule: say which rule, not zod's generic "Invalid key in record".
+      lines.push(`${path}: ${issue.issues.map((inner) => inner.message).join('; ')}`);
     } else {
       lines.push(`${path}: ${issue.message}`);
     }

@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'not_found'
   | 'conflict'
   | 'payload_too_large'
+  /** A body in an encoding or charset the server cannot read. */
+  | 'unsupported_media_type'
   | 'range_not_satisfiable'
   /** This server cannot do it now but another can (a rollout command sent to a follower). */
   | 'unavailable';
@@ -19,6 +21,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  unsupported_media_type: 415,
   range_not_satisfiable: 416,
   unavailable: 503,
 };
@@ -30,6 +33,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   not_found: GrpcStatus.NOT_FOUND,
   conflict: GrpcStatus.ALREADY_EXISTS,
   payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
+  unsupported_media_type: GrpcStatus.INVALID_ARGUMENT,
   range_not_satisfiable: GrpcStatus.OUT_OF_RANGE,
   unavailable: GrpcStatus.FAILED_PRECONDITION,
 };

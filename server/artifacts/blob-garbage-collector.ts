@@ -5,6 +5,7 @@ import type { BlobStore } from './blob-store.ts';
 /** Unreferenced blobs younger than this are never removed: an upload's registration may still be on its way. */
 export const MIN_BLOB_GC_AGE_S = 60;
 export const DEFAULT_BLOB_GC_AGE_S = 3600;
+export const MAX_BLOB_GC_AGE_S = 10 * 365 * 86400;
 
 /** POST /api/blobs/gc and gRPC Blobs.CollectGarbage. */
 export const BlobGcRequestSchema = z.strictObject({
@@ -13,7 +14,7 @@ export const BlobGcRequestSchema = z.strictObject({
     .number()
     .int()
     .min(MIN_BLOB_GC_AGE_S, `must be at least ${MIN_BLOB_GC_AGE_S} s, so an upload whose registration is on its way is never removed`)
-    .max(10 * 365 * 86400)
+    .max(MAX_BLOB_GC_AGE_S)
     .default(DEFAULT_BLOB_GC_AGE_S)
     .describe('keep unreferenced blobs stored or claimed less than this many seconds ago'),
 });

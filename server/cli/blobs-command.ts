@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
+import { DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
+import { parseBlobGcMinAge } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
-import { parseDurationSeconds } from '../../shared/cli/option-parsers.ts';
 
 interface GcResponse {
   dry_run: boolean;
@@ -21,7 +22,7 @@ export function registerBlobsCommand(program: Command): void {
       .description('remove stored files that no registered version lists (left by interrupted or refused pushes)'),
   )
     .option('--dry-run', 'list what would be removed, remove nothing')
-    .option('--min-age <duration>', 'keep unreferenced files stored less than this long ago (at least 60s)', parseDurationSeconds, 3600)
+    .option('--min-age <duration>', 'keep unreferenced files stored less than this long ago (at least 60s)', parseBlobGcMinAge, DEFAULT_BLOB_GC_AGE_S)
     .option('--json', 'print JSON')
     .action(async (flags: ConnectionFlags & { dryRun?: boolean; minAge: number; json?: boolean }) => {
       await withConnection(flags, async (connection) => {

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { RESERVED_LABEL_KEYS } from '../../shared/protocol/agent-config.ts';
 
 /** `site=osaka,hw=pi4` → {site: 'osaka', hw: 'pi4'}; commander reports a bad value with the flag's name. */
 export function parseLabelPairs(value: string): Record<string, string> {
@@ -8,6 +9,7 @@ export function parseLabelPairs(value: string): Record<string, string> {
     const at = part.indexOf('=');
     const key = part.slice(0, at).trim();
     if (at <= 0 || key === '') throw new InvalidArgumentError(`"${part}" is not key=value (expected key=value[,key=value...])`);
+    if (RESERVED_LABEL_KEYS.has(key)) throw new InvalidArgumentError(`label key "${key}" is reserved`);
     if (Object.hasOwn(labels, key)) throw new InvalidArgumentError(`label ${key} is given twice`);
     labels[key] = part.slice(at + 1).trim();
   }

@@ -3,7 +3,7 @@ import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
-import { parseInteger } from '../../shared/cli/option-parsers.ts';
+import { parseLimit } from './bounded-options.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
 
 interface StartFlags extends ConnectionFlags {
@@ -33,7 +33,7 @@ export function registerRolloutCommand(program: Command): void {
 
   withConnectionOptions(rollout.command('list').description('rollouts, newest first'))
     .option('--model <name>', 'only this model')
-    .option('--limit <n>', 'at most this many (default 100)', parseInteger)
+    .option('--limit <n>', 'at most this many, 1-1000 (default 100)', parseLimit)
     .action(async (flags: ConnectionFlags & { model?: string; limit?: number }) => {
       await withConnection(flags, async (connection) => {
         const { rollouts } = await connection.unary<{ rollouts: GrpcRollout[] }>('Rollouts', 'ListRollouts', { model: flags.model ?? '', limit: flags.limit ?? 0 });

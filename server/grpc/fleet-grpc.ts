@@ -11,6 +11,7 @@ import { EnrollBodySchema } from '../http/routes/fleet-routes.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { GrpcHandlers } from './grpc-call.ts';
+import { parseJsonField } from './json-field.ts';
 
 function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
   const parsed = schema.safeParse(value);
@@ -68,14 +69,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           'CreateAssignment',
           'write',
           async (req: { model: string; version: string; role: string; selector_json: string; device_ids: string[] }, principal) => {
-            let selector: unknown;
-            if (req.selector_json !== '') {
-              try {
-                selector = JSON.parse(req.selector_json);
-              } catch (error) {
-                throw new ServiceError('bad_request', `selector_json: malformed JSON (${(error as Error).message})`);
-              }
-            }
+            const selector = parseJsonField(req.selector_json, 'selector_json');
             const request = check(
               AssignRequestSchema,
               {

@@ -14,18 +14,10 @@ import { PruneJobRequestSchema } from '../jobs/prune-job-request.ts';
 import { AliasSchema, VersionNameSchema } from '../registry/names.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
+import { parseJsonField } from './json-field.ts';
 
 const DEFAULT_CHUNK = 64 * 1024;
 const MAX_CHUNK = 1024 * 1024;
-
-function parseJsonField(text: string, field: string): unknown {
-  if (text === '') return undefined;
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new ServiceError('bad_request', `${field}: malformed JSON (${(error as Error).message})`);
-  }
-}
 
 function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
   const parsed = schema.safeParse(value);
@@ -51,7 +43,12 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ListModels: models.unary('ListModels', 'read', async () => ({ models: (await registry.listModels()).map(modelMessage) })),
         GetModel: models.unary('GetModel', 'read', async (req: { name: string }) => modelMessage(await registry.getModel(req.name))),
         ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => ({
-          versions: (await registry.listVersions(req.name, { afterSeq: req.after_seq, limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map(versionMessage),
+          versions: (
+            await registry.listVersions(req.name, {
+              afterSeq: check(z.number().int().min(0), req.after_seq, 'after_seq'),
+              limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
+            })
+          ).map(versionMessage),
         })),
         GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) =>
           versionMessage(await registry.resolve(req.name, req.ref || 'latest')),

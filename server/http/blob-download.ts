@@ -6,8 +6,8 @@ import type { BlobStore } from '../artifacts/blob-store.ts';
 /**
  * Sends a stored blob with resumable-download semantics: strong ETag `"<sha256>"` (the content
  * never changes), If-None-Match → 304, a single `bytes=` Range → 206 with Content-Range (honoured
- * only if If-Range, when sent, still matches the ETag), an unsatisfiable range → 416.
- * Multi-range requests get the whole file.
+ * only if If-Range, when sent, still matches the ETag), an unsatisfiable range → 416. A Range
+ * header that does not parse, and a multi-range request, get the whole file (200).
  */
 export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sha256: string): Promise<void> {
   const info = await blobs.stat(sha256);
@@ -45,23 +45,23 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
   await pipeline(blobs.read(sha256, range ?? undefined), res);
 }
 
-/** One `bytes=a-b`, `bytes=a-` or `bytes=-n` range; null to send everything; 'unsatisfiable' for 416. */
+/**
+ * One `bytes=a-b`, `bytes=a-` or `bytes=-n` range; null to send everything; 'unsatisfiable' for 416.
+ * As RFC 9110 §14.2 asks, a header that does not parse as one byte range (`bytes=abc`, `bytes=-`,
+ * another unit) is ignored rather than refused, and so is a multi-range request: the whole blob is
+ * sent. Only a range that parses but selects nothing of the blob (`bytes=N-` at or past its end,
+ * `bytes=9-3`, `bytes=-0`) is unsatisfiable.
+ */
 export function parseRange(header: string, size: number): { start: number; end: number } | null | 'unsatisfiable' {
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!match) return header.trim().startsWith('bytes=') && header.includes(',') ? null : 'unsatisfiable';
-  const [, first, last] = match;
-  if (first === '' && last === '') return 'unsatisfiable';
-  let start: number;
-  let end: number;
-  if (first === '') {
-    const suffix = Number(last);
-    if (suffix === 0) return 'unsatisfiable';
-    start = Math.max(0, size - suffix);
-    end = size - 1;
-  } else {
-    start = Number(first);
-    end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+  const match = /^bytes=[ \t]*(?:(\d+)-(\d*)|-(\d+))[ \t]*$/i.exec(header.trim());
+  if (!match) return null;
+  const [, first, last, suffixLength] = match;
+  if (suffixLength !== undefined) {
+    const suffix = Number(suffixLength);
+    if (suffix === 0 || size === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - suffix), end: size - 1 };
   }
-  if (start >= size || start > end) return 'unsatisfiable';
-  return { start, end };
+  const start = Number(first);
+  if (start >= size || (last !== '' && Number(last) < start)) return 'unsatisfiable';
+  return { start, end: last === '' ? size - 1 : Math.min(Number(last), size - 1) };
 }

@@ -1,10 +1,13 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../../shared/util/log.ts';
+import { describeDataProblem, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
 import { ServiceError } from '../app/service-error.ts';
+import type { Principal } from '../auth/principal.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { ServerMetrics } from '../metrics/server-metrics.ts';
 import { buildOpenApiDocument } from './openapi.ts';
 import type { RouteSpec } from './route-spec.ts';
+import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { validatePart } from './validate-request.ts';
 
@@ -55,20 +58,37 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     res.json(openApi);
   });
   const parseJson = express.json({ limit: deps.maxBodyBytes, strict: true, type: () => true });
+  const readJsonBody: express.RequestHandler = (req, res, next) => {
+    if (!req.is('application/json')) {
+      next(new ServiceError('bad_request', 'body: send JSON with Content-Type: application/json'));
+      return;
+    }
+    parseJson(req, res, (error?: unknown) => {
+      if (error) {
+        next(error);
+        return;
+      }
+      const problem = untrustedDataProblem(req.body);
+      next(problem ? new ServiceError('bad_request', describeDataProblem(problem, 'body')) : undefined);
+    });
+  };
   for (const route of routes) {
-    const handlers: express.RequestHandler[] = [];
-    if (route.bodyKind === 'json') {
-      handlers.push((req, _res, next) => {
-        if (!req.is('application/json')) {
-          next(new ServiceError('bad_request', 'body: send JSON with Content-Type: application/json'));
+    // The token is checked before the body is read: a caller without one learns nothing about its body.
+    const handlers: express.RequestHandler[] = [
+      async (req, res, next) => {
+        try {
+          res.locals.principal = route.permission === null ? null : await tokens.authorize(req.headers.authorization, route.permission);
+        } catch (error) {
+          sendError(res, error, log);
           return;
         }
-        parseJson(req, _res, next);
-      });
-    }
+        next();
+      },
+    ];
+    if (route.bodyKind === 'json') handlers.push(readJsonBody);
     handlers.push(async (req: Request, res: Response) => {
       try {
-        const principal = route.permission === null ? null : await tokens.authorize(req.headers.authorization, route.permission);
+        const principal = res.locals.principal as Principal | null;
         const params = validatePart(route.params, req.params, 'path');
         const query = validatePart(route.query, { ...(req.query as object) }, 'query');
         const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
@@ -85,21 +105,10 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
   for (const pages of deps.pages ?? []) app.use(pages);
   app.use((req, _res, next) => next(new ServiceError('not_found', `no route ${req.method} ${req.path}`)));
   // express recognises error handlers by their four parameters.
-  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    sendError(res, bodyParserError(error) ?? error, log);
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const refused = requestError(error, req);
+    if (refused) log.debug({ method: req.method, code: refused.code, reason: refused.message }, 'refused a malformed request');
+    sendError(res, refused ?? error, log);
   });
   return app;
-}
-
-/** body-parser's errors (malformed JSON, too large) as ServiceErrors. */
-function bodyParserError(error: unknown): ServiceError | null {
-  const type = (error as { type?: string })?.type;
-  if (type === 'entity.parse.failed') return new ServiceError('bad_request', `body: malformed JSON (${(error as Error).message})`);
-  if (type === 'entity.too.large') {
-    const limit = (error as { limit?: number }).limit;
-    return new ServiceError('payload_too_large', `body: larger than the ${limit}-byte limit (--max-body-bytes)`);
-  }
-  if (type === 'encoding.unsupported' || type === 'charset.unsupported') return new ServiceError('bad_request', `body: ${(error as Error).message}`);
-  if (type === 'request.aborted') return new ServiceError('bad_request', 'body: the client aborted the upload');
-  return null;
 }

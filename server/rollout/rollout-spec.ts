@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { UserError } from '../../shared/util/errors.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { ConditionSyntaxError } from '../analysis/condition/condition-tokenizer.ts';
@@ -24,6 +23,7 @@ import {
 import { parseDuration } from '../../shared/util/duration.ts';
 import { ARG_REFERENCE } from '../analysis/query-template.ts';
 import { LabelSelectorSchema, type LabelSelector } from './label-selector.ts';
+import { readSpecDocument } from './spec-document.ts';
 
 /**
  * The rollout spec (YAML or JSON): which model version goes where, in which steps, decided by
@@ -128,19 +128,9 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return text === '' ? '(spec)' : text;
 }
 
-/** Parses YAML or JSON text (JSON is YAML) and validates it. */
+/** Parses YAML or JSON text (JSON is YAML) and validates it; see readSpecDocument for the limits. */
 export function parseRolloutSpec(text: string, source?: string): RolloutSpec {
-  let document: unknown;
-  try {
-    document = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
-  } catch (error) {
-    if (error instanceof YAMLParseError) {
-      const where = error.linePos?.[0] ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}` : 'document';
-      throw new UserError(`${source ? `${source}: ` : ''}not valid YAML or JSON (${where}): ${error.message.split('\n')[0]}`);
-    }
-    throw error;
-  }
-  return validateRolloutSpec(document, source);
+  return validateRolloutSpec(readSpecDocument(text, source), source);
 }
 
 export function validateRolloutSpec(document: unknown, source?: string): RolloutSpec {

@@ -9,10 +9,19 @@ import { DeviceIdSchema } from './payloads.ts';
  * identity and credentials, where the broker and the server are, and the server's public
  * signing key, pinned so that the agent only installs models the server signed.
  */
+/** Names that would read or replace an object's prototype instead of naming a label. */
+export const RESERVED_LABEL_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** A device label key: 1-64 characters of A-Z a-z 0-9 . _ -, and not one of the reserved object keys. */
+export const LabelKeySchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,64}$/, 'label keys are 1-64 characters of A-Z a-z 0-9 . _ -')
+  .refine((key) => !RESERVED_LABEL_KEYS.has(key), { error: (issue) => `label key "${String(issue.input)}" is reserved` });
+
 export const AgentConfigSchema = z.strictObject({
   schema: z.literal(1),
   deviceId: DeviceIdSchema,
-  labels: z.record(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'label keys are 1-64 characters of A-Z a-z 0-9 . _ -'), z.string().max(256)),
+  labels: z.record(LabelKeySchema, z.string().max(256)),
   broker: z.strictObject({
     url: z.url({ protocol: /^mqtts?$/ }),
     username: z.string().min(1),

@@ -19,7 +19,9 @@ export function describeZodError(error: ZodError, prefix = ''): string {
   return error.issues
     .map((issue) => {
       const path = issue.path.length > 0 ? `${prefix}${issue.path.join('.')}` : prefix.replace(/\.$/, '') || 'input';
-      return `${path}: ${issue.message}`;
+      // A record key broke its rule: say which rule, not zod's generic "Invalid key in record".
+      const message = issue.code === 'invalid_key' ? issue.issues.map((inner) => inner.message).join('; ') : issue.message;
+      return `${path}: ${message}`;
     })
     .join('; ');
 }

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { AssignmentSchema } from '../../shared/protocol/payloads.ts';
-import { assignmentTopic } from '../../shared/protocol/topics.ts';
-import { connectClient } from '../helpers/mqtt-clients.ts';
+import { assignmentTopic, reportsTopic } from '../../shared/protocol/topics.ts';
+import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { grpcClient } from '../server/helpers/grpc-client.ts';
+import { runCli } from '../server/helpers/run-cli.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
 
 async function fleetServer(t: TestContext): Promise<TestServer> {
@@ -61,6 +62,23 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
     assert.equal(response.status, status, JSON.stringify(body));
     assert.match(((await response.json()) as { error: { message: string } }).error.message, message);
   }
+  // Keys that would touch the prototype are refused, naming the key, never silently dropped.
+  const reserved: [string, RegExp][] = [
+    ['{"id": "x4", "labels": {"__proto__": "x"}}', /^body\.labels\.__proto__: "__proto__" is not allowed as a key$/],
+    ['{"id": "x5", "labels": {"site": "osaka", "constructor": "x"}}', /^body\.labels\.constructor: label key "constructor" is reserved$/],
+    ['{"id": "x6", "labels": {"prototype": "x"}}', /^body\.labels\.prototype: label key "prototype" is reserved$/],
+  ];
+  for (const [body, message] of reserved) {
+    const response = await server.request('POST', '/api/devices', { body, headers: { 'content-type': 'application/json' } });
+    assert.equal(response.status, 400, body);
+    assert.match(((await response.json()) as { error: { message: string } }).error.message, message);
+  }
+  const devicesGrpc = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
+  t.after(() => devicesGrpc.close());
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x7', labels: { constructor: 'x' } }), (error: any) => error.code === 3 && /^request\.labels\.constructor: label key "constructor" is reserved$/.test(error.details));
+  const cli = await runCli(['devices', 'enroll', '--id', 'x8', '--labels', 'site=osaka,__proto__=x', '--out', '/nonexistent/x8.json', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(cli.code, 2);
+  assert.match(cli.stderr, /--labels <k=v,\.\.\.>.*label key "__proto__" is reserved/);
   const viewer = await server.server.ctx.tokens.create('viewer', 'viewer', 'test');
   assert.equal((await server.request('POST', '/api/devices', { token: viewer.token, json: { id: 'v1' } })).status, 403);
   const listed = (await (await server.request('GET', '/api/devices', { token: viewer.token })).json()) as { devices: { id: string; labels: object; online: boolean }[] };
@@ -134,4 +152,33 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
   assert.deepEqual(devices.devices.map((device) => [device.id, device.assignment?.id ?? null]), [['gone-1', null], ['kyoto-1', null], ['osaka-1', result.assignmentId]]);
   const audit = await server.server.ctx.store.audit.list({ limit: 1 });
   assert.deepEqual([audit[0]!.action, audit[0]!.target], ['assignment.create', 'model:iris@1']);
+});
+
+test('MQTT ingest: answers to assignments never issued and impossible benchmark numbers are dropped and counted; issued answers still count', async (t) => {
+  const server = await fleetServer(t);
+  const osaka = await enroll(server, 'osaka-1', { site: 'osaka', cohort: 'pilot' });
+  const client = await connectClient(osaka.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: osaka.broker.password });
+  t.after(() => client.endAsync(true));
+  const metrics = async () => (await fetch(`${server.baseUrl}/metrics`)).text();
+  const dropped = async (reason: string) => Number(new RegExp(`^fleetprune_fleet_dropped_messages_total\\{kind="reports",reason="${reason}"\\} (\\d+)$`, 'm').exec(await metrics())?.[1] ?? 0);
+  const publish = (report: object) => client.publishAsync(reportsTopic('osaka-1'), Buffer.from(JSON.stringify(report)), { qos: 1 });
+  const reportBase = { schema: 1, deviceId: 'osaka-1', createdAt: new Date().toISOString() };
+  const ghost = { model: 'ghost', version: '9', sha256: 'a'.repeat(64) };
+
+  await publish({ ...reportBase, id: 'answer-ghost-1', kind: 'assignment', assignmentId: 'nonexistent1', outcome: 'activated', role: 'active', ...ghost, reason: null });
+  await waitFor(async () => (await dropped('unknown-assignment')) === 1, 5000, 'the unknown answer dropped');
+  const bench = { ...ghost, role: 'candidate', score: { accuracy: 1e300, correct: 5, total: 1 }, latencyMs: { p50: 1, p95: 2, p99: 3, samples: 5 }, batchSize: 1, throughputRowsPerSecond: 1, loadTimeMs: 1, rssIncreaseBytes: 0 };
+  await publish({ ...reportBase, id: 'bench-huge-1', kind: 'benchmark', assignmentId: null, holdout: { rows: 1, fingerprint: 'f', task: 'classification' }, active: null, candidate: bench });
+  await waitFor(async () => (await dropped('invalid-payload')) === 1, 5000, 'the impossible benchmark dropped');
+
+  const shown = (await (await server.request('GET', '/api/devices/osaka-1')).json()) as { active: unknown; candidate: unknown };
+  assert.deepEqual([shown.active, shown.candidate], [null, null]);
+  assert.deepEqual(await server.server.ctx.store.engine.all('SELECT id FROM device_reports'), []);
+  assert.doesNotMatch(await metrics(), /^fleetprune_device_accuracy_ratio\{|e\+300/m);
+
+  // An answer to an assignment the server did issue moves the slot as before.
+  const assigned = (await (await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['osaka-1'] } })).json()) as { assignmentId: string; artifactId: string };
+  await publish({ ...reportBase, id: 'answer-real-1', kind: 'assignment', assignmentId: assigned.assignmentId, outcome: 'activated', role: 'active', model: 'iris', version: '1', sha256: assigned.artifactId, reason: null });
+  await waitFor(async () => ((await (await server.request('GET', '/api/devices/osaka-1')).json()) as { active: { version: string } | null }).active?.version === '1', 5000, 'v1 active');
+  assert.equal(await dropped('unknown-assignment'), 1);
 });

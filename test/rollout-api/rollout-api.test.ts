@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { grpcClient } from '../server/helpers/grpc-client.ts';
 import { runCli } from '../server/helpers/run-cli.ts';
@@ -102,6 +103,33 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   assert.match(metrics, new RegExp(`fleetprune_rollout_\\w+\\{[^}]*rollout="${id}"`));
 });
 
+test('REST and gRPC: deeply nested or alias-broken specs are input errors, answered at once; nothing stored, the server lives on', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const grpc = grpcClient(s.grpcAddress, 'Rollouts', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((name, i) => `${name}: &${name} [${Array(10).fill(`*${'abcdefg'[i]}`).join(', ')}]`)].join('\n');
+  const cases = [
+    { body: `${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}`, contentType: 'application/json', message: /^(body|spec): the spec is nested deeper than 64 levels$/ },
+    { body: `${'['.repeat(50_000)}${']'.repeat(50_000)}`, contentType: 'application/yaml', message: /^(body|spec): the spec is nested deeper than 64 levels$/ },
+    { body: 'model: *nope', contentType: 'application/yaml', message: /^(body|spec): not valid YAML or JSON: Unresolved alias .*nope$/ },
+    { body: laughs, contentType: 'application/yaml', message: /^(body|spec): not valid YAML or JSON: Excessive alias count/ },
+  ];
+  for (const { body, contentType, message } of cases) {
+    const started = Date.now();
+    const response = await s.request('POST', '/api/rollouts', { body, contentType });
+    const json = (await response.json()) as any;
+    assert.equal(response.status, 400, JSON.stringify(json));
+    assert.equal(json.error.code, 'bad_request');
+    assert.match(json.error.message, message);
+    await assert.rejects(grpc.call('StartRollout', { spec: body }), (error: any) => error.code === status.INVALID_ARGUMENT && message.test(error.details));
+    assert.ok(Date.now() - started < 5000, `answered in ${Date.now() - started} ms`);
+  }
+  assert.deepEqual(((await (await s.request('GET', '/api/rollouts')).json()) as any).rollouts, []);
+  assert.equal(s.fleet.calls.length, 0);
+  assert.equal((await fetch(`${s.baseUrl}/healthz`)).status, 200);
+});
+
 test('gRPC and CLI: start, list, status, watch to the end, promote, abort; errors name the field', async (t) => {
   const s = await startRolloutServer(t);
   if (!s) return;
@@ -128,6 +156,12 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
   const id = /^rollout (\S+)$/m.exec(started.stdout)![1]!;
   const list = await runCli(['rollout', 'list', ...connection]);
   assert.match(list.stdout, new RegExp(`^${id}  wine 2  `, 'm'));
+  assert.match((await runCli(['rollout', 'list', '--limit', '1', ...connection])).stdout, new RegExp(`^${id}  wine 2  `, 'm'));
+  for (const limit of ['-1', '0', '1001']) {
+    const refused = await runCli(['rollout', 'list', '--limit', limit, ...connection]);
+    assert.equal(refused.code, 2, limit);
+    assert.match(refused.stderr, new RegExp(`option '--limit <n>' argument '${limit}' is invalid\\. must be a whole number from 1 to 1000`), limit);
+  }
 
   await waitForRollout(s.request, id, (v) => v.phase === 'Paused' && v.stepIndex === 2);
   const status = await runCli(['rollout', 'status', id, ...connection]);

@@ -94,6 +94,38 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.throws(() => parseRolloutSpec('- a\n- b'), /\(spec\): must be a mapping with model, candidateVersion and steps/);
   });
 
+  it('refuses deep nesting quickly, before the YAML parser recurses into it', () => {
+    const valid = 'model: wine\ncandidateVersion: "2"\nsteps: [{setWeight: 100}]\n';
+    const flow = (depth: number) => `{"model": "wine", "candidateVersion": "2", "steps": [{"setWeight": 100}], "x": ${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`;
+    const block = (depth: number) => `${valid}x:\n${Array.from({ length: depth }, (_, i) => `${' '.repeat(i + 1)}a:`).join('\n')} 1\n`;
+    for (const [name, text] of [
+      ['JSON objects', flow(100_000)],
+      ['JSON arrays', `${'['.repeat(100_000)}${']'.repeat(100_000)}`],
+      ['block mappings', block(1400)],
+      ['block sequences', `${'- '.repeat(50_000)}x\n`],
+    ]) {
+      const started = Date.now();
+      assert.throws(() => parseRolloutSpec(text!, 'body'), /^UserError: body: the spec is nested deeper than 64 levels$/, name);
+      assert.ok(Date.now() - started < 2000, `${name}: refused in ${Date.now() - started} ms`);
+    }
+    // 64 levels are fine (the extra field is refused by validation, not by the depth check).
+    assert.throws(() => parseRolloutSpec(flow(62)), /\(spec\): Unrecognized key: "x"/);
+    // Aliases cannot build the depth back up after parsing.
+    const aliased = `${valid}a: &a ${'['.repeat(40)}1${']'.repeat(40)}\nb: ${'['.repeat(40)}*a${']'.repeat(40)}\n`;
+    assert.throws(() => parseRolloutSpec(aliased, 'body'), /^UserError: body: invalid rollout spec: \(spec\): nested deeper than 64 levels$/);
+  });
+
+  it('refuses bad aliases, oversized specs and __proto__ keys as input errors', () => {
+    assert.throws(() => parseRolloutSpec('model: *nope', 'body'), /^UserError: body: not valid YAML or JSON: Unresolved alias .*nope$/);
+    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((name, i) => `${name}: &${name} [${Array(10).fill(`*${'abcdefg'[i]}`).join(', ')}]`)].join('\n');
+    assert.throws(() => parseRolloutSpec(laughs, 'body'), /^UserError: body: not valid YAML or JSON: Excessive alias count/);
+    assert.throws(() => parseRolloutSpec(`model: ${'w'.repeat(2 * 1024 * 1024)}`, 'body'), /^UserError: body: the spec is 2097159 bytes; at most 1048576 are accepted$/);
+    assert.throws(
+      () => parseRolloutSpec('{"model": "wine", "candidateVersion": "2", "steps": [{"selector": {"matchLabels": {"__proto__": "x"}}}]}', 'body'),
+      /^UserError: body: invalid rollout spec: steps\[0\]\.selector\.matchLabels\.__proto__: "__proto__" is not allowed as a key$/,
+    );
+  });
+
   it('rejects missing and unknown top-level fields', () => {
     assert.deepEqual(issues({ steps: [{ setWeight: 5 }] }), [
       'model: Invalid input: expected string, received undefined',

@@ -6,7 +6,7 @@ import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { startTestServer } from './helpers/test-server.ts';
 
-test('HTTP downloads resume with ETag, Range, If-Range; bad ranges are 416', async (t) => {
+test('HTTP downloads resume with ETag, Range, If-Range; unsatisfiable ranges are 416, unparseable ones ignored', async (t) => {
   const signer = await makeSigner(t);
   const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
   const artifact = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey, units: 64 });
@@ -41,6 +41,15 @@ test('HTTP downloads resume with ETag, Range, If-Range; bad ranges are 416', asy
   assert.equal(beyond.headers.get('content-range'), `bytes */${file.length}`);
   assert.equal(((await beyond.json()) as any).error.code, 'range_not_satisfiable');
   assert.equal((await server.request('GET', path, { headers: { range: 'bytes=9-3' } })).status, 416);
+  assert.equal((await server.request('GET', path, { headers: { range: 'bytes=-0' } })).status, 416);
+
+  // A Range header that does not parse is ignored (RFC 9110 §14.2): the whole blob, 200.
+  for (const junk of ['bytes=abc', 'bytes=-', 'bytes=1-2-3', 'bytes=', 'items=0-5', 'garbage']) {
+    const ignored = await server.request('GET', path, { headers: { range: junk } });
+    assert.equal(ignored.status, 200, `Range: ${junk}`);
+    assert.equal(ignored.headers.get('content-range'), null);
+    assert.deepEqual(Buffer.from(await ignored.arrayBuffer()), file, `Range: ${junk}`);
+  }
 
   const notModified = await server.request('GET', path, { headers: { 'if-none-match': `"${sha256}"` } });
   assert.equal(notModified.status, 304);

@@ -20,6 +20,11 @@ for (const engine of STORE_ENGINES) {
       await assert.rejects(audit.call('ListAudit', { limit: 5000 }), refused('limit'));
       await assert.rejects(audit.call('ListAudit', { before: '-3' }), refused('before'));
       await assert.rejects(models.call('ListVersions', { name: 'iris', limit: -1 }), refused('limit'));
+      // The same cursor rule as REST's ?after=.
+      const rest = await server.request('GET', '/api/models/iris/versions?after=-5');
+      assert.equal(rest.status, 400);
+      assert.match(((await rest.json()) as any).error.message, /^query\.after: /);
+      await assert.rejects(models.call('ListVersions', { name: 'iris', after_seq: -5 }), refused('after_seq'));
       const entries = (await audit.call('ListAudit', {})).entries;
       assert.equal(entries.length, 1);
       assert.equal(entries[0].action, 'token.create');

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs } from './helpers/artifacts.ts';
 import { STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
-import { startTestServer, type TestServer } from './helpers/test-server.ts';
+import { spawnServer } from './helpers/server-process.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
 
 async function setup(t: TestContext, engine: StoreEngineName, config = {}) {
   const signer = await makeSigner(t);
@@ -146,6 +150,36 @@ for (const engine of STORE_ENGINES) {
         });
       });
 
+      test('malformed percent-encoding, corrupt compressed bodies, too deep JSON: 4xx naming the problem; the token is checked first', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        const { server } = env;
+        await unchanged(server, async () => {
+          for (const path of ['/api/devices/%', '/api/blobs/%zz', '/api/models/%E0%A4%A']) {
+            for (const token of [undefined, null]) {
+              const response = await server.request('GET', path, token === null ? { token } : {});
+              await expectError(response, 400, 'bad_request', /^path: malformed percent-encoding \(Failed to decode param '%/);
+            }
+          }
+          const json = { 'content-type': 'application/json' };
+          for (const encoding of ['gzip', 'deflate']) {
+            const corrupt = await server.request('POST', '/api/devices', { body: 'xx', headers: { ...json, 'content-encoding': encoding } });
+            await expectError(corrupt, 400, 'bad_request', new RegExp(`^body: not valid ${encoding} data \\(`));
+          }
+          const unknownEncoding = await server.request('POST', '/api/devices', { body: '{}', headers: { ...json, 'content-encoding': 'rot13' } });
+          await expectError(unknownEncoding, 415, 'unsupported_media_type', /^body: unsupported content encoding "rot13"$/);
+          const deep = await server.request('POST', '/api/devices', { body: `{"id": "dev-1", "labels": ${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`, headers: json });
+          await expectError(deep, 400, 'bad_request', /^body: nested deeper than 64 levels$/);
+          // Without a valid token the body is never read: 401, not a verdict on the body.
+          for (const [body, headers] of [['{"id":', json], ['xx', { ...json, 'content-encoding': 'gzip' }], ['{}', { 'content-type': 'text/plain' }]] as const) {
+            for (const token of [null, 'fp_wrong']) {
+              await expectError(await server.request('POST', '/api/devices', { token, body, headers }), 401, 'unauthenticated', /./);
+            }
+          }
+        });
+        assert.deepEqual(((await (await server.request('GET', '/api/devices')).json()) as any).devices, []);
+      });
+
       test('a duplicate version', async (t) => {
         const env = await setup(t, engine);
         if (!env) return;
@@ -201,3 +235,17 @@ for (const engine of STORE_ENGINES) {
     });
   });
 }
+
+test('malformed requests are answered 4xx and logged without a stack, never as server errors', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-bad-requests-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const server = await spawnServer(t, dataDir);
+  const headers = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  for (const path of ['/api/devices/%', '/api/blobs/%zz', '/api/models/%E0%A4%A']) {
+    assert.equal((await fetch(`${server.baseUrl}${path}`)).status, 400);
+  }
+  const corrupt = await fetch(`${server.baseUrl}/api/devices`, { method: 'POST', body: 'xx', headers: { ...headers, 'content-type': 'application/json', 'content-encoding': 'gzip' } });
+  assert.equal(corrupt.status, 400);
+  assert.equal((await fetch(`${server.baseUrl}/healthz`)).status, 200);
+  assert.doesNotMatch(server.stderr(), /URIError|Z_DATA_ERROR|"level":50|"stack"/);
+});

@@ -1,0 +1,29 @@
+import { InvalidArgumentError } from 'commander';
+import { parseInteger } from '../../shared/cli/option-parsers.ts';
+import { DURATION_HINT, parseDuration } from '../../shared/util/duration.ts';
+import { MAX_BLOB_GC_AGE_S, MIN_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
+
+/**
+ * Commander parsers for options whose range the server also checks: checking it here names the
+ * flag (`option '--limit <n>' argument '-1' is invalid. ...`) instead of the gRPC field, and never
+ * sends a value the server would read differently (0 is "unset" on the wire).
+ */
+
+export const MAX_LIST_LIMIT = 1000;
+
+/** `--limit`: a whole number from 1 to 1000 (the servers' page size bound). */
+export function parseLimit(value: string): number {
+  const limit = parseInteger(value);
+  if (limit < 1 || limit > MAX_LIST_LIMIT) throw new InvalidArgumentError(`must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
+  return limit;
+}
+
+/** `blobs gc --min-age`: a duration from 60 s (an upload on its way to registration is never removed) to 10 years, in whole seconds. */
+export function parseBlobGcMinAge(value: string): number {
+  const ms = parseDuration(value.trim());
+  if (ms === undefined) throw new InvalidArgumentError(DURATION_HINT);
+  const seconds = Math.round(ms / 1000);
+  if (ms < MIN_BLOB_GC_AGE_S * 1000) throw new InvalidArgumentError(`must be at least ${MIN_BLOB_GC_AGE_S}s, so an upload whose registration is on its way is never removed`);
+  if (seconds > MAX_BLOB_GC_AGE_S) throw new InvalidArgumentError(`must be at most ${MAX_BLOB_GC_AGE_S / 86400} days`);
+  return seconds;
+}
