@@ -73,7 +73,14 @@ export class MqttLink {
       this.#options.onConnected();
     });
     client.on('close', () => this.#options.onConnectionChange?.(false));
-    client.on('error', (error) => logger.warn({ err: error.message }, 'broker connection error'));
+    client.on('error', (error) => {
+      // CONNACK 4/5 (MQTT 3.1.1), 134/135 (MQTT 5): the credentials were refused. Retried all the
+      // same (a broker may not have reloaded its password file yet), but said loudly.
+      const code = (error as { code?: unknown }).code;
+      if (code === 4 || code === 5 || code === 134 || code === 135) {
+        logger.error({ err: error.message, broker: broker.url }, 'the broker refused this device\'s credentials (revoked, or enrolled again elsewhere?); retrying');
+      } else logger.warn({ err: error.message }, 'broker connection error');
+    });
     client.on('message', (topic, payload) => {
       const result = parseMessage(topic, payload);
       if (!result.ok) {

@@ -121,3 +121,17 @@ test('the bundled agent exits with one line and code 2 when its HTTP port is tak
   assert.equal(agent.stderr.trim().split('\n').length, 1, agent.stderr);
   assert.match(agent.stderr, new RegExp(`^fleetprune-agent: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
 });
+
+test('the bundled agent with refused broker credentials says so at error level and keeps retrying', async (t) => {
+  const config = await world.config('wrong-password');
+  const configPath = await AgentProcess.writeConfig(await mkdtemp(join(dir, 'wrong-password-')), { ...config, broker: { ...config.broker, password: 'not-the-password' } });
+  const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', join(dir, 'wrong-password-data')], { FLEETPRUNE_LOG_LEVEL: 'warn' }, bundle.outfile);
+  t.after(() => agent.stop());
+  await agent.ready();
+  const message = "the broker refused this device's credentials (revoked, or enrolled again elsewhere?); retrying";
+  await agent.waitForLog(message, 15_000);
+  const line = JSON.parse(agent.stderr.split('\n').find((entry) => entry.includes(message))!);
+  assert.equal(line.level, 50, 'logged at error level');
+  assert.equal(world.harness.ingest.statuses.get('wrong-password')?.online ?? false, false);
+  assert.equal(agent.pid > 0 && (await Promise.race([agent.exited.then(() => 'exited'), new Promise((resolve) => setTimeout(() => resolve('running'), 1500))])), 'running');
+});
