@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
-import { addPruneTuningOptions, modelNameFromFile, parsePruneOptions, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
+import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 
 interface GrpcJob {
   id: string;
@@ -32,7 +31,8 @@ export function registerJobsCommand(program: Command): void {
     .action(async (flags: JobPruneFlags) => {
       if ((flags.data === undefined) === (flags.serverPath === undefined)) throw new UserError('give exactly one of --data and --server-path');
       // The tuning flags are checked here, so an error names the flag rather than the request field.
-      parsePruneOptions(flags, taskFlag(flags) ?? 'classification');
+      const task = taskFlag(flags);
+      parsePruneOptions(flags, task ?? 'classification');
       let csv = '';
       if (flags.data) {
         try {
@@ -43,27 +43,9 @@ export function registerJobsCommand(program: Command): void {
         if (csv.trim() === '') throw new UserError(`--data: ${flags.data} is empty`);
       }
       const source = flags.data ?? flags.serverPath!;
-      const name = flags.name ?? modelNameFromFile(source);
-      const validName = ManifestSchema.shape.name.safeParse(name);
-      if (!validName.success) throw new UserError(`--name: ${validName.error.issues[0]!.message}, not ${JSON.stringify(name)}`);
-      const options = Object.fromEntries(
-        Object.entries({
-          epsilons: flags.epsilon,
-          epsilonMode: flags.epsilonMode,
-          layers: flags.layers,
-          units: flags.units,
-          epochs: flags.epochs,
-          seed: flags.seed,
-          // Without --task the server infers it; --tolerance is then read as accuracy points.
-          ...(flags.task === 'regression'
-            ? { toleranceMseFraction: flags.tolerance === undefined ? undefined : flags.tolerance / 100 }
-            : { toleranceAccuracyPoints: flags.tolerance }),
-          toleranceLossFraction: flags.lossTolerance,
-          l1: flags.l1,
-          l1Input: flags.l1Input,
-          fullSweep: flags.fullSweep,
-        }).filter(([, value]) => value !== undefined),
-      );
+      const name = checkedModelName(flags.name ?? modelNameFromFile(source));
+      // Without --task the server infers it; --tolerance is then read as accuracy points.
+      const options = Object.fromEntries(Object.entries(pruneOptionsFromFlags(flags, task ?? 'classification')).filter(([, value]) => value !== undefined));
       await withConnection(flags, async (connection) => {
         const job = await connection.unary<GrpcJob>('Jobs', 'StartPrune', {
           name,

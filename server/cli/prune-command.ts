@@ -2,7 +2,6 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
-import { ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { assertArtifactDestination } from '../../shared/artifact/write-artifact.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
@@ -11,7 +10,7 @@ import { assertWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
 import { formatPruneSummary } from '../pruning/summary.ts';
-import { addPruneTuningOptions, modelNameFromFile, parsePruneOptions, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
+import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 import { createPhaseProgress } from './progress.ts';
 
 interface PruneFlags extends PruneTuningFlags {
@@ -43,9 +42,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const privateKey = flags.signKey ? await loadPrivateKey(flags.signKey) : undefined;
   const dataset = loadDatasetFile(flags.data, { label: flags.label, task });
   const options = parsePruneOptions(flags, dataset.task);
-  const name = flags.name ?? modelNameFromFile(flags.data);
-  const validName = ManifestSchema.shape.name.safeParse(name);
-  if (!validName.success) throw new UserError(`--name: ${validName.error.issues[0]!.message}, not ${JSON.stringify(name)}`);
+  const name = checkedModelName(flags.name ?? modelNameFromFile(flags.data));
   // Enough rows for every split, checked before anything is written or trained.
   splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
   const outDir = resolve(flags.out);

@@ -1,6 +1,7 @@
 import { basename, extname } from 'node:path';
 import type { Command } from 'commander';
 import { parseInteger, parseNumber, parseNumberList } from '../../shared/cli/option-parsers.ts';
+import { ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
 
@@ -44,6 +45,13 @@ export function taskFlag(flags: PruneTuningFlags): 'classification' | 'regressio
   return flags.task;
 }
 
+/** --name (or the name derived from the data file), checked against the manifest's rule. */
+export function checkedModelName(name: string): string {
+  const valid = ManifestSchema.shape.name.safeParse(name);
+  if (!valid.success) throw new UserError(`--name: ${valid.error.issues[0]!.message}, not ${JSON.stringify(name)}`);
+  return name;
+}
+
 /** A model name from a data file's name: `data/wine.csv` → `wine`. */
 export function modelNameFromFile(path: string): string {
   return basename(path, extname(path)).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_').slice(0, 64);
@@ -58,11 +66,13 @@ const FLAG_OF: Record<string, string> = {
   toleranceLossFraction: '--loss-tolerance',
 };
 
-/** Flags → validated options; --tolerance is in accuracy points, or MSE percent for regression. */
-export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification' | 'regression'): PruneOptions {
+/**
+ * The tuning flags as PruneOptions fields (undefined where not given); --tolerance is in accuracy
+ * points, or MSE percent for regression.
+ */
+export function pruneOptionsFromFlags(flags: PruneTuningFlags, task: 'classification' | 'regression'): Record<string, unknown> {
   const regression = task === 'regression';
-  const parsed = PruneOptionsSchema.safeParse({
-    task,
+  return {
     epsilons: flags.epsilon,
     epsilonMode: flags.epsilonMode,
     layers: flags.layers,
@@ -75,7 +85,12 @@ export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification
     l1: flags.l1,
     l1Input: flags.l1Input,
     fullSweep: flags.fullSweep,
-  });
+  };
+}
+
+/** Flags → validated options; an error names the flag. */
+export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification' | 'regression'): PruneOptions {
+  const parsed = PruneOptionsSchema.safeParse({ task, ...pruneOptionsFromFlags(flags, task) });
   if (!parsed.success) {
     const first = parsed.error.issues[0]!;
     const key = String(first.path[0] ?? '');
