@@ -12,6 +12,19 @@ import type { TrustedKeys } from './trusted-keys.ts';
  * blobs are claimed, which keeps garbage collection off them while the registration commits.
  */
 export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, trusted: TrustedKeys): Promise<Manifest> {
+  const manifest = checkSignedManifest(input, trusted);
+  for (const [path, file] of Object.entries(manifest.files)) {
+    const stored = await blobs.claim(file.sha256);
+    if (!stored) throw new ServiceError('bad_request', `manifest.files.${path}: blob ${file.sha256} was not uploaded (PUT /api/blobs/${file.sha256} first)`);
+    if (stored.bytes !== file.bytes) {
+      throw new ServiceError('bad_request', `manifest.files.${path}: listed as ${file.bytes} bytes, the stored blob has ${stored.bytes}`);
+    }
+  }
+  return manifest;
+}
+
+/** A submitted manifest that parses and carries a valid signature by a key this server trusts; else a 400 naming the problem. */
+export function checkSignedManifest(input: unknown, trusted: TrustedKeys): Manifest {
   const parsed = ManifestSchema.safeParse(input);
   if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest'));
   const manifest = parsed.data;
@@ -20,12 +33,5 @@ export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, tr
   if (!key) throw new ServiceError('bad_request', `manifest.signature: key ${manifest.signature.keyId} is not trusted by this server`);
   const failure = verifyManifestSignature(manifest, key);
   if (failure) throw new ServiceError('bad_request', `manifest.${failure} (the manifest was modified after signing)`);
-  for (const [path, file] of Object.entries(manifest.files)) {
-    const stored = await blobs.claim(file.sha256);
-    if (!stored) throw new ServiceError('bad_request', `manifest.files.${path}: blob ${file.sha256} was not uploaded (PUT /api/blobs/${file.sha256} first)`);
-    if (stored.bytes !== file.bytes) {
-      throw new ServiceError('bad_request', `manifest.files.${path}: listed as ${file.bytes} bytes, the stored blob has ${stored.bytes}`);
-    }
-  }
   return manifest;
 }

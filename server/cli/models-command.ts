@@ -35,7 +35,13 @@ export function registerModelsCommand(program: Command): void {
       const damaged = await checkArtifactFiles(dir, manifest);
       if (damaged.length > 0) throw new UserError(`cannot push ${dir}: ${damaged.join('; ')}`);
       await withConnection(flags, async (connection) => {
+        const name = flags.name ?? manifest.name;
+        // The server refuses an untrusted or conflicting artifact before any file is sent, and
+        // says which files it already has.
+        const check = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
+        const missing = new Set(check.missing_sha256);
         for (const [path, file] of Object.entries(manifest.files)) {
+          if (!missing.has(file.sha256)) continue;
           try {
             await connection.upload('Blobs', 'UploadBlob', chunks(join(dir, path), file.sha256));
           } catch (error) {
@@ -44,7 +50,7 @@ export function registerModelsCommand(program: Command): void {
           }
         }
         const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
-          name: flags.name ?? manifest.name,
+          name,
           manifest_json: JSON.stringify(manifest),
         });
         process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id})\n`);

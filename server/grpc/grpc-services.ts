@@ -6,6 +6,7 @@ import { describeIssues } from '../app/describe-issues.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
+import { checkPush } from '../artifacts/push-check.ts';
 import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
 import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
@@ -56,6 +57,10 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
           const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);
           return versionMessage(await registry.register({ model: req.name, manifest, actor: actorOf(principal) }));
+        }),
+        CheckPush: models.unary('CheckPush', 'write', async (req: { name: string; manifest_json: string }) => {
+          const { missingBlobs } = await checkPush(req.name, parseJsonField(req.manifest_json, 'manifest_json'), ctx);
+          return { missing_sha256: missingBlobs };
         }),
         SetAlias: models.unary('SetAlias', 'write', async (req: { name: string; alias: string; version: string }, principal) => {
           const alias = check(AliasSchema, req.alias, 'alias');

@@ -62,6 +62,25 @@ export class RegistryService {
     return found;
   }
 
+  /**
+   * What registering `manifest` as a version of `model` would refuse, without changing anything:
+   * a bad model or version name, the artifact already registered under this model, or its
+   * explicit version taken. `models push` asks this before uploading any file.
+   */
+  async checkRegistrable(model: string, manifest: Manifest, repos: Repositories = this.store): Promise<void> {
+    checkName(model);
+    if (manifest.version !== undefined) {
+      const parsed = VersionNameSchema.safeParse(manifest.version);
+      if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
+    }
+    const id = artifactId(manifest);
+    const same = await repos.models.findByArtifact(id);
+    if (same && same.model === model) throw new ServiceError('conflict', `artifact ${id} is already registered as ${model}@${same.version}`);
+    if (manifest.version !== undefined && (await repos.models.getVersion(model, manifest.version))) {
+      throw new ServiceError('conflict', `version ${model}@${manifest.version} already exists`);
+    }
+  }
+
   /** Registers in its own transaction; an automatic version number lost to a concurrent registration is retried. */
   async register(input: RegisterInput): Promise<VersionRecord> {
     for (let attempt = 1; ; attempt++) {
@@ -77,22 +96,14 @@ export class RegistryService {
   /** Registers inside a caller's transaction (pruning jobs register two versions at once). */
   async registerIn(tx: Repositories, input: RegisterInput): Promise<VersionRecord> {
     const { model, manifest, actor } = input;
-    checkName(model);
-    if (manifest.version !== undefined) {
-      const parsed = VersionNameSchema.safeParse(manifest.version);
-      if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
-    }
+    await this.checkRegistrable(model, manifest, tx);
     const id = artifactId(manifest);
     const at = new Date().toISOString();
     await tx.models.ensureModel(model, at, actor);
-    const same = await tx.models.findByArtifact(id);
-    if (same && same.model === model) throw new ServiceError('conflict', `artifact ${id} is already registered as ${model}@${same.version}`);
     const seq = (await tx.models.maxSeq(model)) + 1;
     let version = manifest.version ?? String(seq);
     if (manifest.version === undefined) {
       for (let n = seq; await tx.models.getVersion(model, version); n++) version = String(n + 1);
-    } else if (await tx.models.getVersion(model, version)) {
-      throw new ServiceError('conflict', `version ${model}@${version} already exists`);
     }
     try {
       await tx.models.insertVersion({

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
@@ -124,4 +125,25 @@ test('models push checks the artifact first: a missing or changed file is named,
 
   assert.deepEqual(await server.server.ctx.blobs.list(), [], 'no file of either artifact was uploaded');
   assert.deepEqual(await server.server.ctx.store.models.listModels(), []);
+});
+
+test('models push asks the server first: an untrusted or already registered artifact is refused before any file is sent', async (t) => {
+  const server = (await startTestServer(t))!;
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const foreign = await makeArtifact(t, { seed: 41, privateKey: generateKeyPairSync('ed25519').privateKey });
+  const untrusted = await runCli(['models', 'push', foreign.dir, ...connection]);
+  assert.equal(untrusted.code, 2, untrusted.stderr);
+  assert.match(untrusted.stderr, /^fleetprune: manifest\.signature: key [0-9a-f]+ is not trusted by this server\n$/);
+  assert.deepEqual(await server.server.ctx.blobs.list(), [], 'nothing was uploaded for the refused push');
+
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const artifact = await makeArtifact(t, { seed: 42, privateKey: key });
+  const first = await runCli(['models', 'push', artifact.dir, ...connection]);
+  assert.equal(first.code, 0, first.stderr);
+  const stored = (await server.server.ctx.blobs.list()).sort();
+  assert.deepEqual(stored, [...new Set(Object.values(artifact.manifest.files).map((file) => file.sha256))].sort());
+  const again = await runCli(['models', 'push', artifact.dir, ...connection]);
+  assert.equal(again.code, 2, again.stderr);
+  assert.match(again.stderr, new RegExp(`^fleetprune: artifact ${artifactId(artifact.manifest)} is already registered as iris@1\\n$`));
+  assert.equal((await server.server.ctx.store.models.listVersions('iris', {})).length, 1);
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -31,6 +32,35 @@ async function unchanged(server: TestServer, attempt: () => Promise<void>): Prom
 
 for (const engine of STORE_ENGINES) {
   describe(`REST registry on ${engine}`, () => {
+    test('checking a push lists the files still to upload and refuses what registering would refuse, changing nothing', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const artifact = await makeArtifact(t, { seed: 5, privateKey: signer.privateKey });
+      const check = (manifest: unknown, name = 'iris') => server.request('POST', `/api/models/${name}/versions/check`, { json: { manifest } });
+      const all = [...new Set(Object.values(artifact.manifest.files).map((file) => file.sha256))].sort();
+      await unchanged(server, async () => {
+        const before = await check(artifact.manifest);
+        assert.equal(before.status, 200);
+        assert.deepEqual(((await before.json()) as any).missingBlobs.sort(), all);
+      });
+      const onnx = artifact.manifest.files['model.onnx']!.sha256;
+      const put = await server.request('PUT', `/api/blobs/${onnx}`, { body: await readFile(join(artifact.dir, 'model.onnx')), headers: { 'content-type': 'application/octet-stream' } });
+      assert.ok(put.ok, String(put.status));
+      assert.deepEqual(((await (await check(artifact.manifest)).json()) as any).missingBlobs.sort(), all.filter((sha) => sha !== onnx));
+
+      await unchanged(server, async () => {
+        const foreign = await makeArtifact(t, { seed: 6, privateKey: generateKeyPairSync('ed25519').privateKey });
+        await expectError(await check(foreign.manifest), 400, 'bad_request', /manifest\.signature: key [0-9a-f]+ is not trusted/);
+        await expectError(await check({ ...artifact.manifest, task: 'ranking' }), 400, 'bad_request', /^manifest\.task: /);
+        await expectError(await check(artifact.manifest, 'Bad Name'), 400, 'bad_request', /name/);
+      });
+      assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+      await unchanged(server, async () => {
+        await expectError(await check(artifact.manifest), 409, 'conflict', /is already registered as iris@1/);
+      });
+    });
+
     test('push, list, show, alias, retire, download the manifest, audit', async (t) => {
       const env = await setup(t, engine);
       if (!env) return;

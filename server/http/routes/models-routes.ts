@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { checkPush } from '../../artifacts/push-check.ts';
 import { checkUploadedArtifact } from '../../artifacts/uploaded-artifact.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
@@ -15,6 +16,10 @@ const AliasParams = z.strictObject({ name: ModelNameSchema, alias: AliasSchema }
 export const PushVersionBodySchema = z.strictObject({
   /** The signed manifest.json; every file it lists must have been uploaded with PUT /api/blobs/:sha256. */
   manifest: z.record(z.string(), z.unknown()),
+});
+const PushCheckSchema = z.strictObject({
+  /** sha256 of each file the manifest lists that the server does not store yet: PUT these, then POST the version. */
+  missingBlobs: z.array(z.string()),
 });
 export const SetAliasBodySchema = z.strictObject({ version: VersionNameSchema });
 export const PatchVersionBodySchema = z.strictObject({ retired: z.boolean() });
@@ -75,6 +80,19 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
         const version = await registry.register({ model: params.name, manifest, actor: actorOf(principal!) });
         return { status: 201, json: versionView(version) };
       },
+    }),
+    defineRoute({
+      method: 'post',
+      path: '/models/:name/versions/check',
+      operationId: 'checkPush',
+      summary: 'Before uploading: check a signed manifest (signature, trusted key, name, version) and list the files the server lacks',
+      tag,
+      permission: 'write',
+      params: NameParams,
+      bodyKind: 'json',
+      body: PushVersionBodySchema,
+      responses: { 200: { description: 'the push can go ahead after uploading these blobs', schema: PushCheckSchema } },
+      handle: async ({ params, body }) => ({ json: await checkPush(params.name, body.manifest, ctx) }),
     }),
     defineRoute({
       method: 'get',
