@@ -30,7 +30,7 @@ import { createPredictApp } from './predict-api.ts';
 import { reportId } from './report-ids.ts';
 import type { ServingModel } from './serving-model.ts';
 import type { SessionCache } from './session-cache.ts';
-import { SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
+import { CorruptStateError, SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
 
 /** What an agent is given from outside; the CLI passes the real ones, a benchmark may share them. */
 export interface AgentDependencies {
@@ -170,7 +170,20 @@ export class Agent {
   }
 
   async #recover(): Promise<void> {
-    let state = await this.#state.load();
+    let state: SlotState;
+    let corrupt = false;
+    try {
+      state = await this.#state.load();
+    } catch (error) {
+      if (!(error instanceof CorruptStateError)) throw error;
+      // A device must come back on its own: start with empty slots, keep every model on disk
+      // (no garbage collection this time), and let the retained assignment restore the active
+      // model — from disk, without a download.
+      const aside = await this.#state.setAside(this.#deps.clock());
+      this.#logger.error({ err: error.message, keptAs: aside }, 'the agent state file is corrupt; starting with empty slots until the server\'s assignment restores them');
+      state = this.#state.state;
+      corrupt = true;
+    }
     let changed = false;
     for (const slot of ['active', 'previous', 'candidate'] as const) {
       const ref = state[slot];
@@ -191,7 +204,7 @@ export class Agent {
     await this.#outbox.init();
     for (const report of state.unsentReports) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
     if (state.unsentReports.length > 0) await this.#state.save({ ...this.#state.state, unsentReports: [] });
-    await this.#store.collectGarbage(this.#referencedModels(state));
+    if (!corrupt) await this.#store.collectGarbage(this.#referencedModels(state));
     if (state.active) this.#active = await this.#loadServing(state.active);
     await this.#refreshCandidateServing();
     this.#publishModelInfo();

@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { z } from 'zod';
 import { AssignmentSchema, ModelRefSchema, ReportSchema, type ModelRef } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
+import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 
 /** How many handled assignment/command ids the agent remembers (retained messages come back on reconnect). */
 const HANDLED_IDS_KEPT = 64;
@@ -35,6 +36,11 @@ export function withHandled(state: SlotState, id: string): SlotState {
   return { ...state, handledIds: [...state.handledIds.filter((known) => known !== id), id].slice(-HANDLED_IDS_KEPT) };
 }
 
+/** The state file exists but does not hold a valid state (a disk fault, or a hand edit). */
+export class CorruptStateError extends Error {
+  override readonly name = 'CorruptStateError';
+}
+
 /**
  * The agent's slot state in one JSON file. Every change replaces the whole file atomically
  * (temp file, fsync, rename, fsync of the directory), so after kill -9 at any instant the file
@@ -48,7 +54,7 @@ export class SlotStateFile {
     return this.#state;
   }
 
-  /** Reads the file; a missing file is the empty state, a corrupt one is an error naming it. */
+  /** Reads the file; a missing file is the empty state, a corrupt one a CorruptStateError naming it. */
   async load(): Promise<SlotState> {
     let text: string;
     try {
@@ -57,9 +63,23 @@ export class SlotStateFile {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return (this.#state = EMPTY_STATE);
       throw error;
     }
-    const parsed = SlotStateSchema.safeParse(JSON.parse(text));
-    if (!parsed.success) throw new Error(`${this.path}: not a valid agent state file`);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw new CorruptStateError(`${this.path}: not JSON (${errorMessage(error)})`);
+    }
+    const parsed = SlotStateSchema.safeParse(json);
+    if (!parsed.success) throw new CorruptStateError(`${this.path}: not a valid agent state file (${describeZodError(parsed.error)})`);
     return (this.#state = parsed.data);
+  }
+
+  /** Renames a corrupt file out of the way (kept for inspection) and returns its new path; the state is empty again. */
+  async setAside(now: Date): Promise<string> {
+    const aside = `${this.path}.corrupt-${now.toISOString().replace(/[:.]/g, '-')}`;
+    await rename(this.path, aside);
+    this.#state = EMPTY_STATE;
+    return aside;
   }
 
   async save(next: SlotState): Promise<void> {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
@@ -141,6 +142,23 @@ test('a model output holding NaN or ±Infinity is found (the API answers 422 rat
   assert.equal(firstNonFiniteRow([[0.2, 0.8], [1, 0]]), -1);
   assert.equal(firstNonFiniteRow([[0.2, 0.8], [Number.NaN, 0.5], [Infinity, 0]]), 1);
   assert.equal(firstNonFiniteRow([[0.2, 0.8], [0, -Infinity]]), 1);
+});
+
+test('a corrupt state file is set aside: the agent starts, keeps its models, and the retained assignment restores the active one without a download', async (t) => {
+  const config = await world.config('corrupt-1');
+  const first = await startAgent(t, world, 'corrupt-1', { config });
+  const assignment = await world.assign('corrupt-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(assignment.id, 'activated'));
+  await first.stop();
+  await writeFile(join(first.dataDir, 'state.json'), '{"schema": 1, "active": {"model": tru');
+
+  const blobRequestsBefore = world.http.blobRequests().length;
+  const second = await startAgent(t, world, 'corrupt-1', { config, dataDir: first.dataDir });
+  await waitFor(() => second.agent.slots.active?.sha256 === world.v1.id, 15_000, 'v1 active again');
+  assert.equal((await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+  assert.deepEqual(world.http.blobRequests().slice(blobRequestsBefore), [], 'restored from disk, not downloaded');
+  const files = await readdir(first.dataDir);
+  assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
 });
 
 test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refused, reported and never loaded', async (t) => {
