@@ -9,7 +9,9 @@ import type { Measurement } from './measurement.ts';
  * 3. more consecutive Errors than consecutiveErrorLimit → Error;
  * 4. consecutiveSuccessLimit > 0 and reached → Successful (early);
  * 5. count measurements taken → Successful, or, when consecutiveSuccessLimit > 0 was never
- *    reached, Failed;
+ *    reached, Failed; with no Successful measurement at all (every one tolerated as Failed,
+ *    Inconclusive or Error by the limits) never Successful: Error when all were Errors (the
+ *    provider never answered), else Inconclusive;
  * 6. otherwise Running.
  *
  * A limit of -1 disables its rule. The run's phase is the worst of its metrics:
@@ -71,6 +73,11 @@ export function assessMetric(metric: AnalysisMetric, measurements: readonly Meas
   if (t.count >= metric.count) {
     if (metric.consecutiveSuccessLimit > 0) {
       return { phase: 'Failed', message: `${metric.name}: ${metric.count} measurements without ${metric.consecutiveSuccessLimit} consecutive successes` };
+    }
+    if (t.successful === 0) {
+      // Limits tolerate bad measurements; they never turn "nothing succeeded" into a success.
+      const phase = t.failed === 0 && t.inconclusive === 0 ? 'Error' : 'Inconclusive';
+      return { phase, message: `${metric.name}: no successful measurement in ${t.count} (failed ${t.failed}, inconclusive ${t.inconclusive}, error ${t.error})${because}` };
     }
     return { phase: 'Successful', message: `${metric.name}: ${t.successful}/${t.count} measurements successful (failed ${t.failed}, inconclusive ${t.inconclusive}, error ${t.error})` };
   }

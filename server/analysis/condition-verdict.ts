@@ -6,7 +6,9 @@ import type { Measurement, MeasurementPhase } from './measurement.ts';
  * The verdict of a query metric's measurement from its values, as Argo evaluates
  * successCondition and failureCondition:
  *
- * - empty result, NaN values, or fewer samples than minSamples → Inconclusive;
+ * - empty result, NaN values, or fewer samples than minSamples (or an infinite count) → Inconclusive;
+ * - ±Inf values can make a measurement Failed, never Successful: where the conditions would
+ *   pass it, it is Inconclusive;
  * - failureCondition true → Failed;
  * - successCondition given: true → Successful; false → Failed when there is no
  *   failureCondition, else Inconclusive (neither condition holds);
@@ -53,16 +55,22 @@ export function judgeConditions(metric: AnalysisMetric, input: ValuesToJudge): C
   if (Number.isNaN(input.samples) || input.samples < metric.minSamples) {
     return verdict('Inconclusive', `too few samples: ${Number.isNaN(input.samples) ? 'NaN' : input.samples} < minSamples ${metric.minSamples}`);
   }
+  if (!Number.isFinite(input.samples)) return verdict('Inconclusive', `the sample count is ${input.samples}, not a number of samples`);
+  // ±Inf (a division by zero, an overflow, a misbehaving backend) may fail a metric but never
+  // pass one: a success on an infinite value is not evidence.
+  const infinite = [...input.values, ...(input.baseline ?? [])].some((value) => !Number.isFinite(value));
+  const successful = (message: string): ConditionVerdict =>
+    infinite ? verdict('Inconclusive', `${shown} has an infinite value; it never counts as success (${message})`) : verdict('Successful', `${shown}: ${message}`);
   try {
     if (metric.failureCondition && evaluateCondition(metric.failureCondition, scope)) {
       return verdict('Failed', `${shown}: failureCondition "${metric.failureCondition.source}" is true`);
     }
     if (metric.successCondition) {
-      if (evaluateCondition(metric.successCondition, scope)) return verdict('Successful', `${shown}: successCondition "${metric.successCondition.source}" is true`);
+      if (evaluateCondition(metric.successCondition, scope)) return successful(`successCondition "${metric.successCondition.source}" is true`);
       if (!metric.failureCondition) return verdict('Failed', `${shown}: successCondition "${metric.successCondition.source}" is false`);
       return verdict('Inconclusive', `${shown}: neither successCondition nor failureCondition holds`);
     }
-    return verdict('Successful', `${shown}: failureCondition "${metric.failureCondition!.source}" is false`);
+    return successful(`failureCondition "${metric.failureCondition!.source}" is false`);
   } catch (error) {
     if (error instanceof ConditionEvaluationError) return verdict('Error', `${shown}: ${error.message}`);
     throw error;

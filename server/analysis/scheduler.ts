@@ -13,12 +13,25 @@ export class SystemScheduler implements Scheduler {
     return new Date();
   }
 
+  /**
+   * setTimeout fires at once (after 1 ms) for a delay over 2^31 − 1 ms (~24.8 days), so a long
+   * delay is waited for in steps of at most MAX_TIMER_MS until the due time.
+   */
   schedule(delayMs: number, task: () => void): () => void {
-    const timer = setTimeout(task, Math.max(0, delayMs));
-    timer.unref?.();
+    const dueAt = Date.now() + Math.max(0, delayMs);
+    let timer: NodeJS.Timeout;
+    const arm = () => {
+      const left = dueAt - Date.now();
+      timer = setTimeout(left > MAX_TIMER_MS ? arm : task, Math.min(Math.max(0, left), MAX_TIMER_MS));
+      timer.unref?.();
+    };
+    arm();
     return () => clearTimeout(timer);
   }
 }
+
+/** The longest delay setTimeout honours. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface Pending {
   readonly at: number;

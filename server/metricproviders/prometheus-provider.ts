@@ -3,8 +3,9 @@ import { MetricProviderError, type MetricProvider, type QueryContext, type Query
 /**
  * PromQL instant queries against a real Prometheus HTTP API (`GET /api/v1/query`). Instant
  * vectors and scalars are results; a range vector or string is an error (wrap a range selector
- * in a function such as rate()). Network failures, timeouts, HTTP errors and Prometheus' own
- * `status: "error"` answers all become MetricProviderError.
+ * in a function such as rate()). Network failures, timeouts (also while the answer is still
+ * arriving), redirects, HTTP errors, answers over MAX_BODY_BYTES, malformed answers and values,
+ * and Prometheus' own `status: "error"` answers all become MetricProviderError.
  */
 export interface PrometheusProviderOptions {
   /** e.g. http://127.0.0.1:9090 (a path prefix such as /prometheus is kept). */
@@ -18,10 +19,10 @@ export interface PrometheusProviderOptions {
 const DEFAULT_TIMEOUT_MS = 10_000;
 
 interface PrometheusAnswer {
-  status?: string;
-  errorType?: string;
-  error?: string;
-  data?: { resultType?: string; result?: unknown };
+  status?: unknown;
+  errorType?: unknown;
+  error?: unknown;
+  data?: { resultType?: unknown; result?: unknown } | null;
 }
 
 export class PrometheusProvider implements MetricProvider {
@@ -51,56 +52,130 @@ export class PrometheusProvider implements MetricProvider {
     const timeoutMs = context.timeoutMs ?? this.#timeoutMs;
     const body = new URLSearchParams({ query, time: (context.now.getTime() / 1000).toFixed(3), timeout: `${Math.max(1, Math.floor(timeoutMs / 1000))}s` });
     const signals = [AbortSignal.timeout(timeoutMs), ...(context.signal ? [context.signal] : [])];
+    const signal = AbortSignal.any(signals);
+    const timedOutMessage = `query timed out after ${timeoutMs} ms (${this.#base.origin})`;
     let response: Response;
     try {
       response = await this.#fetch(url, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json', ...this.#headers },
         body,
-        signal: AbortSignal.any(signals),
+        signal,
+        // A redirect would turn the POST into a GET without the query (301-303) or send the
+        // headers elsewhere; the configured URL must be Prometheus itself.
+        redirect: 'manual',
       });
     } catch (error) {
-      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
-      throw new MetricProviderError(this.name, timedOut ? `query timed out after ${timeoutMs} ms (${this.#base.origin})` : `cannot reach ${this.#base.origin}: ${describeFetchError(error)}`, { cause: error });
+      throw new MetricProviderError(this.name, isAbort(error) ? timedOutMessage : `cannot reach ${this.#base.origin}: ${describeFetchError(error)}`, { cause: error });
     }
-    let answer: PrometheusAnswer;
-    const text = await response.text().catch(() => '');
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel().catch(() => {});
+      const location = response.headers.get('location');
+      throw new MetricProviderError(this.name, `HTTP ${response.status} redirect${location ? ` to ${location.slice(0, 200)}` : ''}; set --prometheus-url to the address Prometheus answers on`);
+    }
+    let text: string;
     try {
-      answer = JSON.parse(text) as PrometheusAnswer;
+      text = await readBody(response, MAX_BODY_BYTES);
+    } catch (error) {
+      if (error instanceof MetricProviderError) throw error;
+      throw new MetricProviderError(this.name, isAbort(error) || signal.aborted ? `${timedOutMessage} while reading the answer` : `HTTP ${response.status}: reading the answer failed: ${describeFetchError(error)}`, { cause: error });
+    }
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
     } catch {
-      throw new MetricProviderError(this.name, `HTTP ${response.status} with a body that is not JSON: ${text.slice(0, 200)}`);
+      throw new MetricProviderError(this.name, `HTTP ${response.status} with a body that is not JSON: ${printable(text.slice(0, 200))}`);
     }
-    if (answer.status !== 'success') {
-      throw new MetricProviderError(this.name, `${answer.errorType ?? `HTTP ${response.status}`}: ${answer.error ?? 'query failed'}`);
+    if (answer === null || typeof answer !== 'object' || Array.isArray(answer)) {
+      throw new MetricProviderError(this.name, `HTTP ${response.status} with JSON that is not a Prometheus API answer: ${printable(text.slice(0, 200))}`);
     }
-    return toResult(answer, this.name);
+    const parsed = answer as PrometheusAnswer;
+    if (parsed.status !== 'success') {
+      const errorType = typeof parsed.errorType === 'string' ? parsed.errorType.slice(0, 100) : `HTTP ${response.status}`;
+      const message = typeof parsed.error === 'string' ? parsed.error.slice(0, 500) : parsed.status === undefined ? 'not a Prometheus API answer (no status)' : 'query failed';
+      throw new MetricProviderError(this.name, `${errorType}: ${message}`);
+    }
+    if (!response.ok) {
+      // A proxy or cache answering with an error status must not pass its body off as a result.
+      throw new MetricProviderError(this.name, `HTTP ${response.status} (${response.statusText || 'error'}) despite status "success"`);
+    }
+    return toResult(parsed, this.name);
   }
 }
 
+/** The largest answer read (a query over the whole fleet is far below); more is an error. */
+export const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
+/** The body as text, at most `limit` bytes; reading stops (and the connection closes) beyond. */
+async function readBody(response: Response, limit: number): Promise<string> {
+  if (!response.body) return '';
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new MetricProviderError('prometheus', `HTTP ${response.status} with an answer larger than ${limit / (1024 * 1024)} MiB`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+}
+
+/** Control characters out, so a binary or HTML body stays one readable log line. */
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]+/g, ' ');
+}
+
 function toResult(answer: PrometheusAnswer, provider: string): QueryResult {
-  const { resultType, result } = answer.data ?? {};
+  const data = answer.data !== null && typeof answer.data === 'object' ? answer.data : {};
+  const { resultType, result } = data;
   if (resultType === 'scalar') {
     return { resultType: 'scalar', samples: [{ labels: {}, value: parseValue(result, provider) }] };
   }
   if (resultType === 'vector') {
-    if (!Array.isArray(result)) throw new MetricProviderError(provider, 'malformed vector result');
-    const samples: Sample[] = result.map((entry: { metric?: Record<string, string>; value?: unknown }) => ({
-      labels: entry.metric ?? {},
-      value: parseValue(entry.value, provider),
-    }));
+    if (!Array.isArray(result)) throw new MetricProviderError(provider, 'malformed vector result: not a list');
+    const samples: Sample[] = result.map((entry: unknown, index) => {
+      if (entry === null || typeof entry !== 'object') throw new MetricProviderError(provider, `malformed vector result: entry ${index} is not an object`);
+      const { metric, value } = entry as { metric?: unknown; value?: unknown };
+      return { labels: parseLabels(metric, index, provider), value: parseValue(value, provider) };
+    });
     return { resultType: 'vector', samples };
   }
   if (resultType === 'matrix') throw new MetricProviderError(provider, 'the query returns a range vector; wrap it in a function such as rate() or avg_over_time()');
-  throw new MetricProviderError(provider, `unsupported result type "${String(resultType)}"`);
+  throw new MetricProviderError(provider, `unsupported result type "${String(resultType).slice(0, 50)}"`);
 }
 
-/** `[ <unix time>, "<value>" ]`; values are strings and may be NaN or ±Inf. */
+function parseLabels(metric: unknown, index: number, provider: string): Record<string, string> {
+  if (metric === undefined) return {};
+  if (metric === null || typeof metric !== 'object' || Array.isArray(metric)) throw new MetricProviderError(provider, `malformed vector result: entry ${index} has no label set`);
+  const labels: Record<string, string> = {};
+  for (const [name, value] of Object.entries(metric)) {
+    if (typeof value !== 'string') throw new MetricProviderError(provider, `malformed vector result: label "${name.slice(0, 100)}" of entry ${index} is not a string`);
+    labels[name] = value;
+  }
+  return labels;
+}
+
+/** A Go float as Prometheus formats it: decimal or exponent notation, NaN, +Inf, -Inf. */
+const FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** `[ <unix time>, "<value>" ]`; values are strings and may be NaN or ±Inf. Anything else is an error, never 0. */
 function parseValue(pair: unknown, provider: string): number {
   if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[1] !== 'string') throw new MetricProviderError(provider, 'malformed sample value');
   const text = pair[1];
   if (text === '+Inf' || text === 'Inf') return Number.POSITIVE_INFINITY;
   if (text === '-Inf') return Number.NEGATIVE_INFINITY;
-  return Number(text); // "NaN" → NaN
+  if (text === 'NaN') return Number.NaN;
+  if (text.length > 400 || !FLOAT.test(text)) throw new MetricProviderError(provider, `malformed sample value "${printable(text.slice(0, 50))}${text.length > 50 ? '…' : ''}": not a number`);
+  return Number(text);
 }
 
 function describeFetchError(error: unknown): string {

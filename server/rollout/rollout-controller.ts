@@ -170,7 +170,10 @@ export class RolloutController {
   #afterCommit(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
     this.#o.metrics?.observe(state, decisions);
     for (const decision of decisions) {
-      this.#o.logger?.info({ rollout: state.id, step: decision.stepIndex, kind: decision.kind, verdict: decision.verdict }, decision.message);
+      // A measurement that could not be taken (the metrics backend failed) is a warning with its
+      // reason, never an error-level stack trace: the analysis handles it by its limits.
+      const level = (decision.kind === 'measurement' || decision.kind === 'analysis') && decision.verdict === 'Error' ? 'warn' : 'info';
+      this.#o.logger?.[level]({ rollout: state.id, step: decision.stepIndex, kind: decision.kind, verdict: decision.verdict }, decision.message);
     }
     this.#armWaker(state);
   }

@@ -20,7 +20,7 @@ import {
   type MetricInput,
   type MetricSource,
 } from '../analysis/metric-definition.ts';
-import { parseDuration } from '../../shared/util/duration.ts';
+import { formatDuration, parseDuration } from '../../shared/util/duration.ts';
 import { ARG_REFERENCE } from '../analysis/query-template.ts';
 import { LabelSelectorSchema, type LabelSelector } from './label-selector.ts';
 import { readSpecDocument } from './spec-document.ts';
@@ -175,7 +175,8 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
     }
     if (step.selector !== undefined) return { kind: 'selector', selector: step.selector };
     if (step.pause !== undefined) {
-      return step.pause.duration === undefined ? { kind: 'pause' } : { kind: 'pause', durationMs: parseDuration(step.pause.duration)! };
+      if (step.pause.duration === undefined) return { kind: 'pause' };
+      return { kind: 'pause', durationMs: checkDuration(parseDuration(step.pause.duration)!, `${path}.pause.duration`, issues) };
     }
     return { kind: 'analysis', metrics: resolveAnalysis(step.analysis!, `${path}.analysis`, templates, issues) };
   });
@@ -186,6 +187,8 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
     maxBackoffMs: offline.maxBackoff === undefined ? OFFLINE_DEFAULTS.maxBackoffMs : parseDuration(offline.maxBackoff)!,
     maxAttempts: offline.maxAttempts ?? OFFLINE_DEFAULTS.maxAttempts,
   };
+  checkDuration(policy.initialBackoffMs, 'offline.initialBackoff', issues);
+  checkDuration(policy.maxBackoffMs, 'offline.maxBackoff', issues);
   if (policy.maxBackoffMs < policy.initialBackoffMs) issues.push({ path: 'offline.maxBackoff', message: 'must be ≥ offline.initialBackoff' });
 
   return { model: input.model, candidateVersion: input.candidateVersion, target: input.target ?? {}, steps, offline: policy };
@@ -250,6 +253,16 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
   return metrics;
 }
 
+/** The longest duration a spec may ask for (interval, delay, pause, window, backoff): a year. */
+export const MAX_SPEC_DURATION_MS = 366 * 24 * 3_600_000;
+/** The longest per-query timeout. */
+export const MAX_QUERY_TIMEOUT_MS = 10 * 60_000;
+
+/** Durations with hundreds of digits parse to Infinity (stored as null): bound them. */
+function checkDuration(ms: number, path: string, issues: SpecIssue[]): number {
+  if (!Number.isFinite(ms) || ms > MAX_SPEC_DURATION_MS) issues.push({ path, message: `must be at most ${formatDuration(MAX_SPEC_DURATION_MS)}` });
+  return ms;
+}
 
 function resolveMetric(metric: MetricInput, path: string, args: Record<string, string>, issues: SpecIssue[], declared: readonly string[] = []): AnalysisMetric | undefined {
   const before = issues.length;
@@ -258,6 +271,11 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
   const intervalMs = metric.interval === undefined ? undefined : parseDuration(metric.interval)!;
   if (count > 1 && intervalMs === undefined) issues.push({ path: `${path}.interval`, message: `is required when count is more than 1 (count is ${count})` });
   if (intervalMs !== undefined && intervalMs < 1000) issues.push({ path: `${path}.interval`, message: 'must be at least 1s' });
+  if (intervalMs !== undefined) checkDuration(intervalMs, `${path}.interval`, issues);
+  if (metric.initialDelay !== undefined) checkDuration(parseDuration(metric.initialDelay)!, `${path}.initialDelay`, issues);
+  if (metric.consecutiveSuccessLimit !== undefined && metric.consecutiveSuccessLimit > count) {
+    issues.push({ path: `${path}.consecutiveSuccessLimit`, message: `${metric.consecutiveSuccessLimit} can never be reached in count ${count} measurements` });
+  }
 
   let source: MetricSource | undefined;
   let hasBaseline = false;
@@ -277,6 +295,10 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
       confidence: metric.relative.confidence ?? DEFAULT_CONFIDENCE,
       windowMs: metric.relative.window === undefined ? intervalMs ?? METRIC_DEFAULTS.relativeWindowMs : parseDuration(metric.relative.window)!,
     };
+    if (metric.relative.window !== undefined) {
+      if (source.windowMs < 1000) issues.push({ path: `${path}.relative.window`, message: 'must be at least 1s' });
+      checkDuration(source.windowMs, `${path}.relative.window`, issues);
+    }
   } else if (metric.provider) {
     const kind = PROVIDER_KINDS.find((name) => metric.provider![name] !== undefined)!;
     const query = metric.provider[kind]!;
@@ -296,6 +318,8 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
       ...(query.samplesQuery === undefined ? {} : { samplesQuery: query.samplesQuery }),
       timeoutMs: query.timeout === undefined ? METRIC_DEFAULTS.queryTimeoutMs : parseDuration(query.timeout)!,
     };
+    if (source.timeoutMs <= 0) issues.push({ path: `${path}.provider.${kind}.timeout`, message: 'must be more than 0s' });
+    else if (source.timeoutMs > MAX_QUERY_TIMEOUT_MS) issues.push({ path: `${path}.provider.${kind}.timeout`, message: `must be at most ${formatDuration(MAX_QUERY_TIMEOUT_MS)} (a hanging backend must not hold the rollout)` });
     if (metric.successCondition === undefined && metric.failureCondition === undefined) {
       issues.push({ path, message: 'needs successCondition or failureCondition (or both)' });
     }

@@ -5,7 +5,7 @@ import { assessMetric } from '../../server/analysis/analysis-assessment.ts';
 import type { RunAssessment } from '../../server/analysis/analysis-assessment.ts';
 import type { Measurement } from '../../server/analysis/measurement.ts';
 import type { AnalysisMetric } from '../../server/analysis/metric-definition.ts';
-import { ManualScheduler } from '../../server/analysis/scheduler.ts';
+import { ManualScheduler, SystemScheduler } from '../../server/analysis/scheduler.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
 import { ScriptedProvider, type Scripted } from './scripted-provider.ts';
@@ -136,11 +136,86 @@ describe('analysis engine: run phase', () => {
     assert.equal(h.scheduler.pendingCount, 0);
   });
 
-  it('failureLimit -1 never fails on failures', async () => {
-    const h = harness([metric({ interval: '1m', count: 3, failureLimit: -1 })], [[0.1]]);
+  it('failureLimit -1 never fails on failures, but needs a success to succeed', async () => {
+    const h = harness([metric({ interval: '1m', count: 3, failureLimit: -1 })], [[0.1], [0.95], [0.1]]);
     h.run.start();
     await h.scheduler.advance(10 * 60_000);
     assert.equal(h.completed[0]?.phase, 'Successful');
+
+    const none = harness([metric({ interval: '1m', count: 3, failureLimit: -1 })], [[0.1]]);
+    none.run.start();
+    await none.scheduler.advance(10 * 60_000);
+    assert.equal(none.completed[0]?.phase, 'Inconclusive');
+    assert.match(none.completed[0]!.message, /^m: no successful measurement in 3 \(failed 3, inconclusive 0, error 0\)/);
+  });
+
+  it('never succeeds when every measurement errored within consecutiveErrorLimit (a backend down for the whole analysis)', async () => {
+    // count 3 with the default consecutiveErrorLimit 4: the limit is never exceeded.
+    const h = harness([metric({ interval: '1m', count: 3 })], ['error']);
+    h.run.start();
+    await h.scheduler.advance(10 * 60_000);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Error', 'Error', 'Error']);
+    assert.equal(h.completed[0]?.phase, 'Error');
+    assert.match(h.completed[0]!.message, /^m: no successful measurement in 3 \(failed 0, inconclusive 0, error 3\): m: scripted: connection refused$/);
+
+    // Tolerated Inconclusives (NaN every time) are no success either.
+    const nan = harness([metric({ interval: '1m', count: 2, inconclusiveLimit: -1 })], [[Number.NaN]]);
+    nan.run.start();
+    await nan.scheduler.advance(10 * 60_000);
+    assert.equal(nan.completed[0]?.phase, 'Inconclusive');
+    assert.match(nan.completed[0]!.message, /no successful measurement in 2 \(failed 0, inconclusive 2, error 0\)/);
+
+    // failureLimit equal to count: every measurement Failed is not a success.
+    const failing = harness([metric({ interval: '1m', count: 2, failureLimit: 2 })], [[0.1]]);
+    failing.run.start();
+    await failing.scheduler.advance(10 * 60_000);
+    assert.equal(failing.completed[0]?.phase, 'Inconclusive');
+
+    // consecutiveSuccessLimit equal to count: reachable, and reached.
+    const exact = harness([metric({ interval: '1m', count: 2, consecutiveSuccessLimit: 2 })], [[0.95]]);
+    exact.run.start();
+    await exact.scheduler.advance(10 * 60_000);
+    assert.equal(exact.completed[0]?.phase, 'Successful');
+  });
+
+  it('an infinite value can fail a measurement but never pass it', async () => {
+    const judge = async (fields: Record<string, unknown>, values: number[], samples?: number) => {
+      const script: Scripted[] = samples === undefined ? [values] : [values, [samples]];
+      const h = harness([metric(fields)], script);
+      h.run.start();
+      await h.scheduler.advance(0);
+      return h.seen[0]!;
+    };
+    const plusInf = await judge({}, [Infinity]);
+    assert.equal(plusInf.phase, 'Inconclusive');
+    assert.match(plusInf.message, /^m: result Infinity has an infinite value; it never counts as success \(successCondition "result\[0\] >= 0\.9" is true\)$/);
+    const minusInf = await judge({ successCondition: undefined, failureCondition: 'result[0] > 0.01' }, [-Infinity]);
+    assert.equal(minusInf.phase, 'Inconclusive');
+    assert.equal((await judge({ successCondition: 'result[0] <= 0.01' }, [Infinity])).phase, 'Failed');
+    assert.equal((await judge({ successCondition: 'all(result, {# >= 0.9})' }, [0.95, Infinity])).phase, 'Inconclusive');
+    const infiniteSamples = await judge({ provider: { prometheus: { query: 'q', samplesQuery: 's' } } }, [0.95], Infinity);
+    assert.equal(infiniteSamples.phase, 'Inconclusive');
+    assert.match(infiniteSamples.message, /the sample count is Infinity/);
+    assert.equal((await judge({}, [0.95])).phase, 'Successful');
+  });
+
+  it('SystemScheduler waits out delays longer than setTimeout can (~24.8 days) instead of firing at once', async (t) => {
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'], now: Date.UTC(2026, 0, 1) });
+    const scheduler = new SystemScheduler();
+    let fired = 0;
+    const thirtyDays = 30 * 24 * 3_600_000;
+    scheduler.schedule(thirtyDays, () => (fired += 1));
+    t.mock.timers.tick(1000);
+    assert.equal(fired, 0, 'fired after 1 s');
+    t.mock.timers.tick(25 * 24 * 3_600_000);
+    assert.equal(fired, 0, 'fired after 25 days');
+    t.mock.timers.tick(thirtyDays - 25 * 24 * 3_600_000 - 1000);
+    assert.equal(fired, 1);
+    const cancel = scheduler.schedule(thirtyDays, () => (fired += 1));
+    t.mock.timers.tick(26 * 24 * 3_600_000);
+    cancel();
+    t.mock.timers.tick(5 * 24 * 3_600_000);
+    assert.equal(fired, 1, 'cancelled after re-arming');
   });
 
   it('succeeds early at consecutiveSuccessLimit, and fails when count ends without it', async () => {

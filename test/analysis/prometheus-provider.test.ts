@@ -15,6 +15,7 @@ import type { DeviceReport } from '../../server/metricproviders/report-history.t
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
 import { engineMissing, freePort } from '../helpers/engines.ts';
+import { misbehavingServer, vectorAnswer } from '../helpers/misbehaving-http.ts';
 import { PrometheusProcess, prometheusBinary } from '../helpers/prometheus.ts';
 
 /**
@@ -157,5 +158,84 @@ describe('prometheus provider against a real Prometheus', () => {
       hanging.close();
     }
     assert.throws(() => new PrometheusProvider({ url: 'not a url' }), /--prometheus-url: "not a url" is not a URL/);
+  });
+});
+
+describe('prometheus provider against a misbehaving backend (a real HTTP server)', () => {
+  const query = (url: string, timeoutMs = 2000) => new PrometheusProvider({ url, timeoutMs }).query('up', { now: new Date() });
+  const providerError = (pattern: RegExp) => (error: unknown) => {
+    assert.ok(error instanceof MetricProviderError, `a MetricProviderError, not ${String(error)}`);
+    assert.match(error.message, pattern);
+    return true;
+  };
+
+  it('rejects sample values that are not Go floats instead of reading them as 0 or 16', async () => {
+    for (const [raw, shown] of [['', '""'], ['  ', '"  "'], ['0x10', '"0x10"'], ['1,5', '"1,5"'], ['Infinity', '"Infinity"']]) {
+      const server = await misbehavingServer((_req, res) => res.end(vectorAnswer(raw!)));
+      try {
+        await assert.rejects(query(server.url), providerError(new RegExp(`^prometheus: malformed sample value ${shown!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: not a number$`)));
+      } finally {
+        await server.close();
+      }
+    }
+    // What Prometheus really sends still parses.
+    for (const [raw, expected] of [['0.015', 0.015], ['1e-05', 1e-5], ['-3', -3], ['NaN', Number.NaN], ['+Inf', Infinity], ['-Inf', -Infinity]] as const) {
+      const server = await misbehavingServer((_req, res) => res.end(vectorAnswer(raw)));
+      try {
+        assert.deepEqual((await query(server.url)).samples.map((s) => s.value), [expected]);
+      } finally {
+        await server.close();
+      }
+    }
+  });
+
+  it('an empty value from the backend is an Error measurement, never a passing 0', async () => {
+    const server = await misbehavingServer((_req, res) => res.end(vectorAnswer('')));
+    try {
+      const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { metrics: [{ name: 'errors', provider: { prometheus: { query: 'up' } }, successCondition: 'result[0] <= 0.01' }] } }] });
+      const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+      const providers = new MetricProviderResolver({ builtin: new BuiltinProvider({ history }), prometheus: new PrometheusProvider({ url: server.url }) });
+      const measurement = await takeMeasurement(metric, 0, providers, { model: 'wine', candidateVersion: '2', devices: ['d1'], args: {}, now: () => new Date() });
+      assert.equal(measurement.phase, 'Error');
+      assert.equal(measurement.value, null);
+      assert.match(measurement.message, /^errors: prometheus: malformed sample value "": not a number$/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('turns error statuses, malformed answers, redirects, oversized and endless bodies into clear MetricProviderErrors', async (t) => {
+    const cases: [string, (req: http.IncomingMessage, res: http.ServerResponse) => void, RegExp][] = [
+      ['HTML with 200', (_req, res) => res.end('<html><body>Bad gateway</body></html>'), /^prometheus: HTTP 200 with a body that is not JSON: <html>/],
+      ['500 text', (_req, res) => { res.statusCode = 500; res.end('oops'); }, /^prometheus: HTTP 500 with a body that is not JSON: oops$/],
+      ['503 Prometheus error', (_req, res) => { res.statusCode = 503; res.end(JSON.stringify({ status: 'error', errorType: 'unavailable', error: 'too many queries' })); }, /^prometheus: unavailable: too many queries$/],
+      ['502 claiming success', (_req, res) => { res.statusCode = 502; res.end(vectorAnswer('0')); }, /^prometheus: HTTP 502 \(Bad Gateway\) despite status "success"$/],
+      ['JSON null', (_req, res) => res.end('null'), /^prometheus: HTTP 200 with JSON that is not a Prometheus API answer: null$/],
+      ['JSON without status', (_req, res) => res.end('{"data":{}}'), /^prometheus: HTTP 200: not a Prometheus API answer \(no status\)$/],
+      ['null vector entry', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [null] } })), /^prometheus: malformed vector result: entry 0 is not an object$/],
+      ['non-string label', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [{ metric: { device: 5 }, value: [1, '1'] }] } })), /^prometheus: malformed vector result: label "device" of entry 0 is not a string$/],
+      ['string result', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'string', result: [1, 'x'] } })), /^prometheus: unsupported result type "string"$/],
+      ['302 redirect', (_req, res) => { res.statusCode = 302; res.setHeader('location', '/elsewhere/api/v1/query'); res.end(); }, /^prometheus: HTTP 302 redirect to \/elsewhere\/api\/v1\/query; set --prometheus-url/],
+      ['oversized body', (_req, res) => {
+        res.write('{"status":"success","pad":"');
+        const chunk = 'x'.repeat(1024 * 1024);
+        let sent = 0;
+        const more = () => { while (sent < 20 && res.write(chunk)) sent += 1; if (sent < 20) { sent += 1; res.once('drain', more); } else res.end('"}'); };
+        more();
+      }, /^prometheus: HTTP 200 with an answer larger than 16 MiB$/],
+      ['endless body', (_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.write('{"status":"succ'); const timer = setInterval(() => res.write(' '), 50); res.on('close', () => clearInterval(timer)); }, /^prometheus: query timed out after 500 ms \(http:\/\/127\.0\.0\.1:\d+\) while reading the answer$/],
+    ];
+    for (const [name, handler, pattern] of cases) {
+      await t.test(name, async () => {
+        const server = await misbehavingServer(handler);
+        const started = Date.now();
+        try {
+          await assert.rejects(query(server.url, 500), providerError(pattern));
+          assert.ok(Date.now() - started < 3000, `${name} took ${Date.now() - started} ms`);
+        } finally {
+          await server.close();
+        }
+      });
+    }
   });
 });

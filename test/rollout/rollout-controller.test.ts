@@ -1,10 +1,12 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { ManualScheduler } from '../../server/analysis/scheduler.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
 import type { MetricProvider } from '../../server/metricproviders/metric-provider.ts';
+import { PrometheusProvider } from '../../server/metricproviders/prometheus-provider.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
@@ -15,6 +17,8 @@ import type { DecisionLogEntry, RolloutAction, RolloutState } from '../../server
 import { ScriptedProvider } from '../analysis/scripted-provider.ts';
 import { fleetOf, specOf, STAGED_STEPS, T0 } from './rollout-fixtures.ts';
 import { InMemoryFleet, InMemoryModelStatus } from './in-memory-fleet.ts';
+import { freePort } from '../helpers/engines.ts';
+import { misbehavingServer, vectorAnswer } from '../helpers/misbehaving-http.ts';
 
 interface Rig {
   scheduler: ManualScheduler;
@@ -25,7 +29,7 @@ interface Rig {
   registry: Registry;
 }
 
-function rig(options: { provider?: MetricProvider; devices?: ReturnType<typeof fleetOf>; repository?: RolloutRepository; scheduler?: ManualScheduler; fleet?: InMemoryFleet; models?: InMemoryModelStatus } = {}): Rig {
+function rig(options: { provider?: MetricProvider; prometheus?: MetricProvider; logger?: Logger; devices?: ReturnType<typeof fleetOf>; repository?: RolloutRepository; scheduler?: ManualScheduler; fleet?: InMemoryFleet; models?: InMemoryModelStatus } = {}): Rig {
   const scheduler = options.scheduler ?? new ManualScheduler(T0);
   const repository = options.repository ?? new InMemoryRolloutRepository();
   const fleet = options.fleet ?? new InMemoryFleet(options.devices ?? fleetOf(20));
@@ -35,7 +39,8 @@ function rig(options: { provider?: MetricProvider; devices?: ReturnType<typeof f
     repository,
     fleet,
     models,
-    providers: new MetricProviderResolver({ builtin: options.provider ?? new ScriptedProvider([[0.97]]) }),
+    providers: new MetricProviderResolver({ builtin: options.provider ?? new ScriptedProvider([[0.97]]), ...(options.prometheus ? { prometheus: options.prometheus } : {}) }),
+    ...(options.logger ? { logger: options.logger } : {}),
     scheduler,
     metrics: new RolloutMetrics(registry),
     actionRetryMs: 1000,
@@ -222,6 +227,56 @@ class CrashingRepository implements RolloutRepository {
   async isExecuted(id: string, actionId: string) { this.#check(); return this.inner.isExecuted(id, actionId); }
   async decisions(id: string, options?: { afterId?: string; limit?: number }) { this.#check(); return this.inner.decisions(id, options); }
 }
+
+describe('rollout controller: a misbehaving metrics backend', () => {
+  /** Manual time for the controller, real time for the HTTP round trips in between. */
+  async function driveReal(r: Rig, done: (state: RolloutState) => boolean): Promise<RolloutState> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const state = await r.controller.status('ro-test');
+      if (done(state)) return state;
+      if (Date.now() > deadline) throw new Error(`not done: ${state.phase}`);
+      await r.scheduler.advance(1000);
+      await r.controller.idle();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+  const errorRatio = { name: 'error-ratio', interval: '1m', count: 3, provider: { prometheus: { query: 'errors{model="{{args.model}}"}' } }, successCondition: 'result[0] <= 0.01' };
+  const logged: { level: number; msg: string; err?: unknown }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+
+  for (const [name, backend] of [
+    ['unreachable (connection refused)', async () => ({ url: `http://127.0.0.1:${await freePort()}`, close: async () => {}, reason: /prometheus: cannot reach http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/ })],
+    ['answering an empty sample value', async () => ({ ...(await misbehavingServer((_req, res) => res.end(vectorAnswer('')))), reason: /prometheus: malformed sample value "": not a number/ })],
+  ] as const) {
+    it(`rolls back, never promotes, when Prometheus is ${name} for the whole analysis (count 3 < consecutiveErrorLimit)`, async () => {
+      logged.length = 0;
+      const server = await backend();
+      try {
+        const r = rig({ prometheus: new PrometheusProvider({ url: server.url, timeoutMs: 2000 }), logger });
+        await r.controller.start(specOf([{ setWeight: 5 }, { analysis: { metrics: [errorRatio] } }, { setWeight: 100 }]), { by: 'alice' });
+        const state = await driveReal(r, (s) => s.phase === 'Failed' || s.phase === 'Completed');
+        r.controller.stop();
+        assert.equal(state.phase, 'Failed');
+        assert.equal(r.models.production, '1');
+        for (const device of r.fleet.devices.values()) assert.notEqual(device.active, '2');
+        const decisions = await r.controller.decisions('ro-test');
+        const measurements = decisions.filter((d) => d.kind === 'measurement');
+        assert.deepEqual(measurements.map((d) => d.verdict), ['Error', 'Error', 'Error']);
+        for (const m of measurements) assert.match(m.message, server.reason);
+        const analysis = decisions.filter((d) => d.kind === 'analysis').at(-1)!;
+        assert.equal(analysis.verdict, 'Error');
+        assert.match(analysis.message, /error-ratio: no successful measurement in 3 \(failed 0, inconclusive 0, error 3\)/);
+        assert.match(analysis.message, server.reason);
+        // A backend problem is a warning with its reason, never an error-level stack trace.
+        assert.deepEqual(logged.filter((line) => line.level >= 50), []);
+        assert.ok(logged.filter((line) => line.level === 40).some((line) => server.reason.test(line.msg)), 'a warning names the reason');
+      } finally {
+        await server.close();
+      }
+    });
+  }
+});
 
 describe('rollout controller: crash and restart', () => {
   const spec = () => specOf([{ setWeight: 5 }, { analysis: { metrics: [goodMetric] } }, { setWeight: 50 }, { pause: { duration: '1m' } }, { setWeight: 100 }]);

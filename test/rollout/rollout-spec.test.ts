@@ -187,6 +187,27 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.deepEqual(issues(analysis({ name: 'm', successCondition: 'true' })), ['steps[0].analysis.metrics[0]: needs a provider (prometheus or builtin) or a relative check']);
   });
 
+  it('rejects durations and limits no analysis could honour (infinite, beyond a year, a 0s timeout, an unreachable consecutiveSuccessLimit)', () => {
+    const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
+    const endless = `${'9'.repeat(400)}h`; // parses to Infinity, which JSON stores as null
+    assert.deepEqual(issues(analysis(queryMetric({ interval: endless, count: 2 }))), ['steps[0].analysis.metrics[0].interval: must be at most 8784h']);
+    assert.deepEqual(issues(analysis(queryMetric({ interval: '9000h', count: 2 }))), ['steps[0].analysis.metrics[0].interval: must be at most 8784h']);
+    assert.deepEqual(issues(analysis(queryMetric({ initialDelay: endless }))), ['steps[0].analysis.metrics[0].initialDelay: must be at most 8784h']);
+    assert.deepEqual(issues(withStep({ pause: { duration: endless } })), ['steps[0].pause.duration: must be at most 8784h']);
+    assert.deepEqual(issues({ ...base(), offline: { maxBackoff: endless } }), ['offline.maxBackoff: must be at most 8784h']);
+    assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: 'up', timeout: '0s' } } }))), ['steps[0].analysis.metrics[0].provider.prometheus.timeout: must be more than 0s']);
+    assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: 'up', timeout: '1000h' } } }))), [
+      'steps[0].analysis.metrics[0].provider.prometheus.timeout: must be at most 10m (a hanging backend must not hold the rollout)',
+    ]);
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', window: '0s' } })), ['steps[0].analysis.metrics[0].relative.window: must be at least 1s']);
+    assert.deepEqual(issues(analysis(queryMetric({ interval: '1m', count: 2, consecutiveSuccessLimit: 3 }))), [
+      'steps[0].analysis.metrics[0].consecutiveSuccessLimit: 3 can never be reached in count 2 measurements',
+    ]);
+    // At the limits, still accepted.
+    const atLimits = validateRolloutSpec(analysis(queryMetric({ interval: '8784h', count: 2, consecutiveSuccessLimit: 2, provider: { prometheus: { query: 'up', timeout: '10m' } } })));
+    assert.equal((atLimits.steps[0] as { metrics: readonly { intervalMs?: number }[] }).metrics[0]!.intervalMs, 8784 * 3_600_000);
+  });
+
   it('rejects bad relative checks', () => {
     const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'f1' } })), [
