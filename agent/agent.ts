@@ -18,7 +18,8 @@ import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
-import { ArtifactFetcher, FetchError } from './artifact-fetcher.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, FetchError, type DownloadLimits } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
@@ -52,8 +53,16 @@ export interface AgentOptions {
   /** Download attempts for a transient failure (network, 5xx) before the assignment is refused. */
   downloadAttempts?: number;
   retryBaseDelayMs?: number;
+  /** Idle timeout and minimum rate of artifact requests (defaults: DEFAULT_DOWNLOAD_LIMITS). */
+  downloadLimits?: Partial<DownloadLimits>;
   mqttReconnectMs?: number;
 }
+
+/** The longest a server's Retry-After is honoured between two download attempts. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+/** The agent is stopping: the assignment stays pending (resumed at the next start), not refused. */
+class StoppingError extends Error {}
 
 /**
  * The edge agent: keeps the model slots (active, candidate, previous) on disk, follows the
@@ -82,6 +91,10 @@ export class Agent {
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   readonly #abort = new AbortController();
+  /** The id of the newest assignment received; an older one still queued or downloading is superseded. */
+  #latestAssignment: string | undefined;
+  /** The assignment whose model is being obtained, and how to cancel that. */
+  #obtaining: { id: string; controller: AbortController } | undefined;
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0 };
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
@@ -97,6 +110,7 @@ export class Agent {
     this.#fetcher = new ArtifactFetcher({ url: config.server.url, token: config.server.token, publicKey: this.#publicKey }, this.#dir, (bytes) =>
       this.metrics.downloadedBytes.inc(bytes),
       this.#abort.signal,
+      { ...DEFAULT_DOWNLOAD_LIMITS, ...options.downloadLimits },
     );
     this.#outbox = new Outbox(this.#dir.outboxDir, this.#logger, (pending) => this.metrics.outboxPending.set(pending));
     this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock);
@@ -147,7 +161,10 @@ export class Agent {
     this.#heartbeatTimer = setInterval(() => void this.#sendHeartbeat(), interval);
     this.#heartbeatTimer.unref();
     const { pending, candidate, candidateBenchmarked } = this.#state.state;
-    if (pending) this.#enqueue(`resume assignment ${pending.id}`, () => this.#processAssignment(pending));
+    if (pending) {
+      this.#latestAssignment = pending.id;
+      this.#enqueue(`resume assignment ${pending.id}`, () => this.#processAssignment(pending));
+    }
     else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(null));
   }
 
@@ -216,10 +233,15 @@ export class Agent {
     const state = this.#state.state;
     if (message.kind === 'assignment') {
       const assignment = message.payload;
-      if (state.handledIds.includes(assignment.id) || state.pending?.id === assignment.id) return;
+      if (state.handledIds.includes(assignment.id) || state.pending?.id === assignment.id || this.#latestAssignment === assignment.id) return;
+      // The device's assignment topic holds one assignment: a newer one replaces the one being
+      // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
+      this.#latestAssignment = assignment.id;
+      if (this.#obtaining && this.#obtaining.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
       this.#enqueue(`assignment ${assignment.id}`, async () => {
         const current = this.#state.state;
         if (current.handledIds.includes(assignment.id) || current.pending?.id === assignment.id) return;
+        if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
         await this.#state.save({ ...current, pending: assignment });
         await this.#processAssignment(assignment);
       });
@@ -249,17 +271,24 @@ export class Agent {
       if (sameModel(state.candidate, ref)) return this.#finish(assignment, 'installed', 'already the candidate');
     }
     let model: InstalledModel;
+    const controller = new AbortController();
+    this.#obtaining = { id: assignment.id, controller };
+    if (this.#latestAssignment !== undefined && this.#latestAssignment !== assignment.id) controller.abort(new Error(`superseded by assignment ${this.#latestAssignment}`));
     try {
-      model = await this.#obtainModel(assignment);
+      model = await this.#obtainModel(assignment, controller.signal);
     } catch (error) {
+      // Stopping is not a verdict on the assignment: it stays pending and is resumed.
+      if (error instanceof StoppingError) return;
       return this.#refuse(assignment, errorMessage(error));
+    } finally {
+      this.#obtaining = undefined;
     }
     if (assignment.role === 'candidate') await this.#installCandidate(assignment, ref);
     else await this.#activate(assignment, ref, model);
   }
 
   /** A verified model for the assignment: from the store if it is there, else downloaded. */
-  async #obtainModel(assignment: Assignment): Promise<InstalledModel> {
+  async #obtainModel(assignment: Assignment, signal: AbortSignal): Promise<InstalledModel> {
     if (await this.#store.has(assignment.sha256)) {
       const verified = await this.#store.loadVerified(assignment.sha256, this.#publicKey);
       if (!('failure' in verified)) return verified;
@@ -270,19 +299,25 @@ export class Agent {
     const baseDelay = this.#options.retryBaseDelayMs ?? 1000;
     for (let attempt = 1; ; attempt++) {
       try {
-        const manifest = await this.#fetcher.fetchVerifiedManifest(assignment);
+        const manifest = await this.#fetcher.fetchVerifiedManifest(assignment, signal);
         this.#logger.info({ assignmentId: assignment.id, bytes: manifest.files['model.onnx']?.bytes }, 'downloading model');
-        const fetched = await this.#fetcher.downloadModel(manifest);
+        const fetched = await this.#fetcher.downloadModel(manifest, signal);
         const installed = await this.#store.install(manifest, fetched.onnxPath);
         this.#logger.info({ assignmentId: assignment.id, artifactId: installed.artifactId }, 'model verified and installed');
         return installed;
       } catch (error) {
+        if (this.#stopped) throw new StoppingError(errorMessage(error));
+        if (signal.aborted) throw new Error(errorMessage(signal.reason));
         const permanent = !(error instanceof FetchError) || error.permanent;
-        if (permanent || attempt >= attempts || this.#stopped) {
+        if (permanent || attempt >= attempts) {
           throw new Error(permanent ? errorMessage(error) : `gave up after ${attempt} attempts: ${errorMessage(error)}`);
         }
-        this.#logger.warn({ attempt, err: errorMessage(error) }, 'model download failed; retrying');
-        await new Promise((resolve) => setTimeout(resolve, baseDelay * 2 ** (attempt - 1)));
+        const backoff = baseDelay * 2 ** (attempt - 1);
+        const delay = Math.max(backoff, Math.min(error instanceof FetchError ? (error.retryAfterMs ?? 0) : 0, MAX_RETRY_AFTER_MS));
+        this.#logger.warn({ attempt, delayMs: delay, err: errorMessage(error) }, 'model download failed; retrying');
+        await sleep(delay, undefined, { signal: AbortSignal.any([signal, this.#abort.signal]) }).catch(() => {});
+        if (this.#stopped) throw new StoppingError('stopping');
+        if (signal.aborted) throw new Error(errorMessage(signal.reason));
       }
     }
   }

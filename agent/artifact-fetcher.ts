@@ -1,19 +1,41 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
 import { ManifestSchema, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { verifyManifestSignature } from '../shared/artifact/signature.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 import type { DataDir } from './data-dir.ts';
 
-/** A fetch failure. `permanent` ones (verification, 4xx) are refused; the others are retried. */
+/** A fetch failure. `permanent` ones (verification, 4xx, redirects) are refused; the others are retried. */
 export class FetchError extends Error {
-  constructor(message: string, readonly permanent: boolean) {
+  constructor(
+    message: string,
+    readonly permanent: boolean,
+    /** The server's Retry-After (503, 429), in milliseconds, when it sent one. */
+    readonly retryAfterMs?: number,
+    /** The HTTP status of a refused response. */
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'FetchError';
   }
 }
+
+/** Bounds on one HTTP request; a request that breaks one is aborted and retried. */
+export interface DownloadLimits {
+  /** No byte (or no response headers) for this long aborts the request. */
+  idleTimeoutMs: number;
+  /**
+   * A request still running after `rateWindowMs` must have received at least `minBytesPerSecond`
+   * on average in every window since it started, so a server trickling bytes just often enough
+   * to beat the idle timeout cannot hold the agent (and every later assignment) forever.
+   */
+  minBytesPerSecond: number;
+  rateWindowMs: number;
+}
+
+export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { idleTimeoutMs: 30_000, minBytesPerSecond: 1024, rateWindowMs: 60_000 };
 
 export interface ServerAccess {
   /** Base URL of the fleet server; assignment URLs must be on its origin. */
@@ -30,7 +52,6 @@ export interface FetchedModel {
 }
 
 const MAX_MANIFEST_BYTES = 1024 * 1024;
-const IDLE_TIMEOUT_MS = 30_000;
 
 /**
  * Fetches what an assignment names: the signed manifest (checked against the assignment's
@@ -44,16 +65,18 @@ export class ArtifactFetcher {
     readonly onBytes: (bytes: number) => void = () => {},
     /** Aborts every request in flight (the agent is stopping). */
     readonly signal?: AbortSignal,
+    readonly limits: DownloadLimits = DEFAULT_DOWNLOAD_LIMITS,
   ) {}
 
-  async fetchVerifiedManifest(assignment: Assignment): Promise<Manifest> {
+  /** `signal` aborts this fetch only (the assignment was superseded). */
+  async fetchVerifiedManifest(assignment: Assignment, signal?: AbortSignal): Promise<Manifest> {
     const url = this.#checkedUrl(assignment.url);
-    const request = await this.#get(url, {});
+    const request = await this.#get(url, {}, signal);
     let text: string;
     try {
       text = await readLimited(request, MAX_MANIFEST_BYTES);
     } finally {
-      request.done();
+      await request.done();
     }
     let json: unknown;
     try {
@@ -76,10 +99,21 @@ export class ArtifactFetcher {
   }
 
   /** Downloads (or resumes) model.onnx of a verified manifest and checks its size and sha256. */
-  async downloadModel(manifest: Manifest): Promise<FetchedModel> {
+  async downloadModel(manifest: Manifest, signal?: AbortSignal): Promise<FetchedModel> {
     const expected = manifest.files[ONNX_FILE]!;
     await mkdir(this.dataDir.downloadsDir, { recursive: true });
     const part = this.dataDir.partFile(expected.sha256);
+    try {
+      return await this.#download(manifest, part, signal);
+    } catch (error) {
+      // A refused download is not resumed from: do not leave its bytes in downloads/.
+      if (error instanceof FetchError && error.permanent) await rm(part, { force: true });
+      throw error;
+    }
+  }
+
+  async #download(manifest: Manifest, part: string, signal: AbortSignal | undefined): Promise<FetchedModel> {
+    const expected = manifest.files[ONNX_FILE]!;
     let have = (await stat(part).catch(() => undefined))?.size ?? 0;
     if (have > expected.bytes) {
       await truncate(part, 0);
@@ -88,18 +122,34 @@ export class ArtifactFetcher {
     if (have < expected.bytes) {
       const url = new URL(`api/blobs/${expected.sha256}`, withSlash(this.server.url)).toString();
       const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-`, 'If-Range': `"${expected.sha256}"` } : {};
-      const request = await this.#get(url, headers);
+      let request: OpenRequest;
+      try {
+        request = await this.#get(url, headers, signal);
+      } catch (error) {
+        // 416: the server has no such range (its blob changed, or the partial file is not a
+        // prefix of it). Resuming again would fail the same way forever: start from zero.
+        if (have > 0 && error instanceof FetchError && error.status === 416) {
+          await truncate(part, 0);
+          throw new FetchError(`${error.message} for a download resumed at ${have} bytes; starting over`, false);
+        }
+        throw error;
+      }
       try {
         const { response } = request;
         let offset = have;
         if (response.status === 200) offset = 0;
         else if (response.status === 206) {
-          const range = /^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '');
-          if (!range || Number(range[1]) !== have) throw new FetchError(`model download: unexpected Content-Range ${response.headers.get('content-range')}`, false);
+          const contentRange = response.headers.get('content-range');
+          const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '');
+          if (!range || Number(range[1]) !== have || Number(range[2]) !== expected.bytes - 1 || (range[3] !== '*' && Number(range[3]) !== expected.bytes)) {
+            // Not the range asked for: the partial file cannot be continued from this answer.
+            await truncate(part, 0);
+            throw new FetchError(`model download: asked for bytes ${have}-, got Content-Range ${JSON.stringify(contentRange)}; starting over`, false);
+          }
         }
         await this.#writeBody(request, part, offset, expected.bytes);
       } finally {
-        request.done();
+        await request.done();
       }
     }
     const size = (await stat(part)).size;
@@ -118,7 +168,7 @@ export class ArtifactFetcher {
     return { manifest, onnxPath: part };
   }
 
-  async #writeBody({ response, touch }: OpenRequest, part: string, offset: number, limit: number): Promise<void> {
+  async #writeBody({ response, touch, failure }: OpenRequest, part: string, offset: number, limit: number): Promise<void> {
     const handle = await open(part, offset === 0 ? 'w' : 'r+');
     let position = offset;
     try {
@@ -126,7 +176,7 @@ export class ArtifactFetcher {
       if (!response.body) throw new FetchError('model download: empty response', false);
       for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
         if (position + chunk.length > limit) throw new FetchError(`${ONNX_FILE}: the server sent more than the manifest's ${limit} bytes`, true);
-        touch();
+        touch(chunk.length);
         await handle.write(chunk, 0, chunk.length, position);
         position += chunk.length;
         this.onBytes(chunk.length);
@@ -134,7 +184,7 @@ export class ArtifactFetcher {
       await handle.sync();
     } catch (error) {
       if (error instanceof FetchError) throw error;
-      throw new FetchError(`model download interrupted at ${position} bytes: ${errorMessage(error)}`, false);
+      throw new FetchError(`model download interrupted at ${position} bytes: ${failure(error)}`, false);
     } finally {
       await handle.close();
     }
@@ -155,52 +205,107 @@ export class ArtifactFetcher {
     return url;
   }
 
-  /** A GET with the device token that fails when no byte arrives for IDLE_TIMEOUT_MS. */
-  async #get(url: string, headers: Record<string, string>): Promise<OpenRequest> {
+  /**
+   * A GET with the device token, bounded by the limits (idle timeout, minimum rate). Redirects
+   * are not followed: the agent talks to its enrolled server only, so a 3xx is refused.
+   */
+  async #get(url: string, headers: Record<string, string>, callerSignal?: AbortSignal): Promise<OpenRequest> {
+    const { idleTimeoutMs, minBytesPerSecond, rateWindowMs } = this.limits;
     const controller = new AbortController();
-    const signal = this.signal ? AbortSignal.any([controller.signal, this.signal]) : controller.signal;
-    let timer = setTimeout(() => controller.abort(), IDLE_TIMEOUT_MS);
-    const touch = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => controller.abort(), IDLE_TIMEOUT_MS);
+    const signal = AbortSignal.any([controller.signal, ...(this.signal ? [this.signal] : []), ...(callerSignal ? [callerSignal] : [])]);
+    let why: string | undefined;
+    const abort = (reason: string) => {
+      why ??= reason;
+      controller.abort();
     };
-    const done = () => clearTimeout(timer);
+    const idle = () => abort(`no data for ${idleTimeoutMs / 1000} s`);
+    let timer = setTimeout(idle, idleTimeoutMs);
+    let received = 0;
+    let windows = 0;
+    const minPerWindow = (minBytesPerSecond * rateWindowMs) / 1000;
+    const rate = setInterval(() => {
+      windows += 1;
+      if (received < windows * minPerWindow) abort(`slower than ${minBytesPerSecond} bytes/s (${received} bytes in ${(windows * rateWindowMs) / 1000} s)`);
+    }, rateWindowMs);
+    const touch = (bytes: number) => {
+      received += bytes;
+      clearTimeout(timer);
+      timer = setTimeout(idle, idleTimeoutMs);
+    };
+    const stopTimers = () => {
+      clearTimeout(timer);
+      clearInterval(rate);
+    };
+    const failure = (error: unknown) => {
+      const cause = (error as { cause?: unknown }).cause ?? error;
+      if (why) return why;
+      if (callerSignal?.aborted) return `cancelled: ${errorMessage(callerSignal.reason)}`;
+      return errorMessage(cause);
+    };
     let response: Response;
     try {
-      response = await fetch(url, { headers: { ...headers, Authorization: `Bearer ${this.server.token}` }, signal });
+      response = await fetch(url, { headers: { ...headers, Authorization: `Bearer ${this.server.token}` }, signal, redirect: 'manual' });
     } catch (error) {
-      done();
-      throw new FetchError(`GET ${url}: ${errorMessage((error as { cause?: unknown }).cause ?? error)}`, false);
+      stopTimers();
+      throw new FetchError(`GET ${url}: ${failure(error)}`, false);
     }
-    touch();
+    touch(0);
     if (response.status !== 200 && response.status !== 206) {
-      done();
-      await response.body?.cancel();
+      stopTimers();
+      await response.body?.cancel().catch(() => {});
+      if (response.status >= 300 && response.status < 400) {
+        const location = response.headers.get('location');
+        throw new FetchError(`GET ${url}: HTTP ${response.status} redirect${location ? ` to ${location}` : ''} not followed (artifacts are fetched from the enrolled server only)`, true);
+      }
       const permanent = response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429;
-      throw new FetchError(`GET ${url}: HTTP ${response.status}`, permanent);
+      throw new FetchError(`GET ${url}: HTTP ${response.status}`, permanent, retryAfterMs(response.headers.get('retry-after')), response.status);
     }
-    return { response, touch, done };
+    const done = async () => {
+      stopTimers();
+      // A body left unread (an error before its end) would hold the connection open.
+      await response.body?.cancel().catch(() => {});
+    };
+    return { response, touch, done, failure };
   }
 }
 
 interface OpenRequest {
   response: Response;
-  /** Restarts the idle timer (a chunk arrived). */
-  touch: () => void;
-  /** Stops the idle timer. */
-  done: () => void;
+  /** Counts a chunk and restarts the idle timer. */
+  touch: (bytes: number) => void;
+  /** Stops the timers and releases the connection (cancels an unread body). */
+  done: () => Promise<void>;
+  /** Why the request failed: the limit it broke, a cancellation, or the network error. */
+  failure: (error: unknown) => string;
 }
 
-async function readLimited({ response, touch }: OpenRequest, limit: number): Promise<string> {
+async function readLimited({ response, touch, failure }: OpenRequest, limit: number): Promise<string> {
+  const declared = Number(response.headers.get('content-length') ?? Number.NaN);
+  if (declared > limit) throw new FetchError(`manifest: larger than ${limit} bytes (Content-Length ${declared})`, true);
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    touch();
-    total += chunk.length;
-    if (total > limit) throw new FetchError(`manifest: larger than ${limit} bytes`, true);
-    chunks.push(chunk);
+  try {
+    for await (const chunk of (response.body ?? []) as unknown as AsyncIterable<Uint8Array>) {
+      touch(chunk.length);
+      total += chunk.length;
+      if (total > limit) throw new FetchError(`manifest: larger than ${limit} bytes`, true);
+      chunks.push(chunk);
+    }
+  } catch (error) {
+    if (error instanceof FetchError) throw error;
+    // A connection reset or a timeout while reading the body is transient, like one before it.
+    throw new FetchError(`manifest download interrupted at ${total} bytes: ${failure(error)}`, false);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Retry-After as delay-seconds or an HTTP date, in ms (undefined if absent or unreadable). */
+function retryAfterMs(header: string | null): number | undefined {
+  if (header === null) return undefined;
+  const trimmed = header.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 function withSlash(url: string): string {
