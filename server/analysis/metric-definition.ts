@@ -68,11 +68,14 @@ export const RelativeCheckSchema = z.strictObject({
 });
 
 const Count = z.number().int('must be an integer');
+/** The most measurements one metric may take (a week of one per minute). */
+export const MAX_MEASUREMENTS = 10_080;
 export const MetricSchema = z.strictObject({
   name: MetricNameSchema,
   interval: DurationSchema.optional(),
   initialDelay: DurationSchema.optional(),
-  count: Count.min(1, 'must be ≥ 1').optional(),
+  /** At most MAX_MEASUREMENTS: every measurement is kept in the analysis run and the decision log. */
+  count: Count.min(1, 'must be ≥ 1').max(MAX_MEASUREMENTS, `must be ≤ ${MAX_MEASUREMENTS}`).optional(),
   successCondition: z.string().optional(),
   failureCondition: z.string().optional(),
   /** Failed measurements tolerated; the metric fails at failureLimit + 1. -1 disables. */

@@ -187,7 +187,7 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.deepEqual(issues(analysis({ name: 'm', successCondition: 'true' })), ['steps[0].analysis.metrics[0]: needs a provider (prometheus or builtin) or a relative check']);
   });
 
-  it('rejects durations and limits no analysis could honour (infinite, beyond a year, a 0s timeout, an unreachable consecutiveSuccessLimit)', () => {
+  it('rejects durations and limits no analysis could honour (infinite, beyond a year, a 0s timeout, an unreachable consecutiveSuccessLimit, a count beyond 10080)', () => {
     const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
     const endless = `${'9'.repeat(400)}h`; // parses to Infinity, which JSON stores as null
     assert.deepEqual(issues(analysis(queryMetric({ interval: endless, count: 2 }))), ['steps[0].analysis.metrics[0].interval: must be at most 8784h']);
@@ -203,6 +203,8 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.deepEqual(issues(analysis(queryMetric({ interval: '1m', count: 2, consecutiveSuccessLimit: 3 }))), [
       'steps[0].analysis.metrics[0].consecutiveSuccessLimit: 3 can never be reached in count 2 measurements',
     ]);
+    assert.deepEqual(issues(analysis(queryMetric({ interval: '1s', count: 1e15 }))), ['steps[0].analysis.metrics[0].count: must be ≤ 10080']);
+    validateRolloutSpec(analysis(queryMetric({ interval: '1m', count: 10_080 })));
     // At the limits, still accepted.
     const atLimits = validateRolloutSpec(analysis(queryMetric({ interval: '8784h', count: 2, consecutiveSuccessLimit: 2, provider: { prometheus: { query: 'up', timeout: '10m' } } })));
     assert.equal((atLimits.steps[0] as { metrics: readonly { intervalMs?: number }[] }).metrics[0]!.intervalMs, 8784 * 3_600_000);
