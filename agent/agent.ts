@@ -33,6 +33,9 @@ import type { ServingModel } from './serving-model.ts';
 import type { SessionCache } from './session-cache.ts';
 import { CorruptStateError, SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
 
+/** A partial download untouched this long was given up; it is removed at start. */
+const STALE_DOWNLOAD_MS = 7 * 24 * 3_600_000;
+
 /** What an agent is given from outside; the CLI passes the real ones, a benchmark may share them. */
 export interface AgentDependencies {
   connector: MqttConnector;
@@ -222,6 +225,8 @@ export class Agent {
     for (const report of state.unsentReports) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
     if (state.unsentReports.length > 0) await this.#state.save({ ...this.#state.state, unsentReports: [] });
     if (!corrupt) await this.#store.collectGarbage(this.#referencedModels(state));
+    const stale = await this.#store.removeStaleDownloads(STALE_DOWNLOAD_MS, this.#deps.clock());
+    if (stale.length > 0) this.#logger.info({ files: stale }, 'removed partial downloads untouched for a week');
     if (state.active) this.#active = await this.#loadServing(state.active);
     await this.#refreshCandidateServing();
     this.#publishModelInfo();

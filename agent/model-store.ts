@@ -78,6 +78,24 @@ export class ModelStore {
     return { artifactId: id, manifest, onnxPath };
   }
 
+  /**
+   * Deletes partial downloads untouched for `maxIdleMs`: one an assignment still needs is resumed
+   * (and so touched) long before; older ones were given up (a full disk, a withdrawn assignment)
+   * and would otherwise stay for ever. Returns the names removed.
+   */
+  async removeStaleDownloads(maxIdleMs: number, now: Date): Promise<string[]> {
+    const dir = this.dataDir.downloadsDir;
+    const removed: string[] = [];
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.part')) continue;
+      const info = await stat(join(dir, name)).catch(() => undefined);
+      if (!info?.isFile() || now.getTime() - info.mtimeMs <= maxIdleMs) continue;
+      await rm(join(dir, name), { force: true });
+      removed.push(name);
+    }
+    return removed;
+  }
+
   /** Deletes models no slot refers to and leftover staging directories. */
   async collectGarbage(keep: ReadonlySet<string>): Promise<void> {
     const entries = await readdir(this.dataDir.modelsDir).catch(() => [] as string[]);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
@@ -146,19 +147,35 @@ test('a model output holding NaN or ±Infinity is found (the API answers 422 rat
 
 test('a corrupt state file is set aside: the agent starts, keeps its models, and the retained assignment restores the active one without a download', async (t) => {
   const config = await world.config('corrupt-1');
-  const first = await startAgent(t, world, 'corrupt-1', { config });
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-corrupt-'));
+  const first = await startAgent(t, world, 'corrupt-1', { config, dataDir });
   const assignment = await world.assign('corrupt-1', world.v1, 'active');
   await world.waitForReport(isOutcome(assignment.id, 'activated'));
   await first.stop();
   await writeFile(join(first.dataDir, 'state.json'), '{"schema": 1, "active": {"model": tru');
 
   const blobRequestsBefore = world.http.blobRequests().length;
-  const second = await startAgent(t, world, 'corrupt-1', { config, dataDir: first.dataDir });
+  const second = await startAgent(t, world, 'corrupt-1', { config, dataDir });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after both agents have stopped
   await waitFor(() => second.agent.slots.active?.sha256 === world.v1.id, 15_000, 'v1 active again');
   assert.equal((await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
   assert.deepEqual(world.http.blobRequests().slice(blobRequestsBefore), [], 'restored from disk, not downloaded');
   const files = await readdir(first.dataDir);
   assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
+});
+
+test('partial downloads untouched for a week are removed at start; recent ones are kept for resuming', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-stale-'));
+  await mkdir(join(dataDir, 'downloads'), { recursive: true });
+  const stale = join(dataDir, 'downloads', `${'a'.repeat(64)}.part`);
+  const recent = join(dataDir, 'downloads', `${'b'.repeat(64)}.part`);
+  await writeFile(stale, 'given up');
+  await writeFile(recent, 'still resuming');
+  const eightDaysAgo = new Date(Date.now() - 8 * 24 * 3_600_000);
+  await utimes(stale, eightDaysAgo, eightDaysAgo);
+  await startAgent(t, world, 'stale-1', { dataDir });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after the agent has stopped
+  assert.deepEqual((await readdir(join(dataDir, 'downloads'))).sort(), [`${'b'.repeat(64)}.part`]);
 });
 
 test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refused, reported and never loaded', async (t) => {
