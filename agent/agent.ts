@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
 import type { Dataset } from '../shared/data/dataset.ts';
 import { serverPublicKeyOf, type AgentConfig } from '../shared/protocol/agent-config.ts';
@@ -18,7 +19,6 @@ import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, FetchError, type DownloadLimits } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
@@ -167,8 +167,7 @@ export class Agent {
     if (pending) {
       this.#latestAssignment = pending.id;
       this.#enqueue(`resume assignment ${pending.id}`, () => this.#processAssignment(pending));
-    }
-    else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(null));
+    } else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(null));
   }
 
   /** Stops; work in progress gets a few seconds (the state on disk is crash-safe either way). */
