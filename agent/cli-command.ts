@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../shared/data/dataset.ts';
+import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig } from '../shared/protocol/agent-config.ts';
 import { UserError, errorMessage } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
@@ -18,6 +19,8 @@ interface AgentFlags {
   heartbeatSeconds: number;
   benchSamples: number;
   benchBatches: number;
+  downloadIdleSeconds: number;
+  downloadMinRate: number;
 }
 
 export const AGENT_DESCRIPTION = 'run the edge agent: follow assignments over MQTT, verify, benchmark and serve models';
@@ -43,6 +46,13 @@ export function defineAgentCommand(command: Command): Command {
     .option('--heartbeat-seconds <s>', 'telemetry interval', parseNumber, 30)
     .option('--bench-samples <n>', 'single-row inferences timed per model in a benchmark', parseInteger, 500)
     .option('--bench-batches <n>', 'batches of 64 rows timed per model in a benchmark', parseInteger, 100)
+    .option('--download-idle-seconds <s>', 'abort an artifact request that receives nothing for this long', parseNumber, DEFAULT_DOWNLOAD_LIMITS.idleTimeoutMs / 1000)
+    .option(
+      '--download-min-rate <bytes/s>',
+      `abort an artifact request slower than this on average over each ${DEFAULT_DOWNLOAD_LIMITS.rateWindowMs / 1000} s (0 = no minimum)`,
+      parseNumber,
+      DEFAULT_DOWNLOAD_LIMITS.minBytesPerSecond,
+    )
     .action(async (flags: AgentFlags) => {
       if (flags.holdout && !flags.label) throw new UserError('--holdout needs --label (the label column)');
       if (flags.label && !flags.holdout) throw new UserError('--label needs --holdout');
@@ -51,6 +61,8 @@ export function defineAgentCommand(command: Command): Command {
       if (!(flags.heartbeatSeconds >= 1 && flags.heartbeatSeconds <= 86_400)) throw new UserError('--heartbeat-seconds: must be between 1 and 86400');
       if (flags.benchSamples < 1 || flags.benchBatches < 1) throw new UserError('--bench-samples and --bench-batches must be at least 1');
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
+      if (!(flags.downloadIdleSeconds >= 1 && flags.downloadIdleSeconds <= 3600)) throw new UserError('--download-idle-seconds: must be between 1 and 3600');
+      if (!(flags.downloadMinRate >= 0)) throw new UserError('--download-min-rate: must be 0 or more bytes per second');
       const config = await loadAgentConfig(flags.config);
       const holdout = flags.holdout ? loadDatasetFile(flags.holdout, { label: flags.label! }) : undefined;
       try {
@@ -69,6 +81,7 @@ export function defineAgentCommand(command: Command): Command {
           shadowFraction: flags.shadowFraction,
           heartbeatIntervalMs: flags.heartbeatSeconds * 1000,
           benchmark: { latencySamples: flags.benchSamples, throughputBatches: flags.benchBatches, batchSize: 64 },
+          downloadLimits: { idleTimeoutMs: flags.downloadIdleSeconds * 1000, minBytesPerSecond: flags.downloadMinRate },
         },
         { connector: connectMqtt, sessions: new OrtSessionCache(), clock: () => new Date(), logger },
       );

@@ -71,6 +71,13 @@ test('the bundled agent answers --version and --help, and bad flags get one line
     assert.equal(badHeartbeat.code, 2);
     assert.equal(badHeartbeat.stderr, 'fleetprune-agent: --heartbeat-seconds: must be between 1 and 86400\n');
   }
+  for (const [flag, value, message] of [
+    ['--download-idle-seconds', '0', '--download-idle-seconds: must be between 1 and 3600'],
+    ['--download-min-rate', '-1', '--download-min-rate: must be 0 or more bytes per second'],
+  ]) {
+    const bad = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), flag!, value!]);
+    assert.deepEqual([bad.code, bad.stderr], [2, `fleetprune-agent: ${message}\n`]);
+  }
   const badPort = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), '--http-port', 'eighty']);
   assert.equal(badPort.code, 2);
   assert.match(badPort.stderr, /--http-port/);
@@ -134,4 +141,17 @@ test('the bundled agent with refused broker credentials says so at error level a
   assert.equal(line.level, 50, 'logged at error level');
   assert.equal(world.harness.ingest.statuses.get('wrong-password')?.online ?? false, false);
   assert.equal(agent.pid > 0 && (await Promise.race([agent.exited.then(() => 'exited'), new Promise((resolve) => setTimeout(() => resolve('running'), 1500))])), 'running');
+});
+
+test('--download-idle-seconds reaches the downloader: a server that stalls longer is cut off and the download retried', async (t) => {
+  const config = await world.config('slow-link');
+  const configPath = await AgentProcess.writeConfig(await mkdtemp(join(dir, 'slow-link-')), config);
+  const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', join(dir, 'slow-link-data'), '--download-idle-seconds', '1'], { FLEETPRUNE_LOG_LEVEL: 'warn' }, bundle.outfile);
+  t.after(() => agent.stop());
+  await agent.ready();
+  world.http.throttle = { chunkBytes: 16 * 1024, delayMs: 2500 };
+  t.after(() => (world.http.throttle = undefined));
+  await world.assign('slow-link', world.big, 'candidate');
+  await agent.waitForLog('model download failed; retrying', 20_000);
+  assert.match(agent.stderr, /no data for 1 s/);
 });
