@@ -148,6 +148,9 @@ test('a job that fails in its worker frees the slot for the next queued job; too
   const next = await start();
   const finished = (await watch(next.id)).at(-1).job;
   assert.equal(finished.state, 'succeeded', finished.error);
+  // The worker is terminated once its result is in; it exits a moment after the job ends.
+  const deadline = Date.now() + 10_000;
+  while (server.server.ctx.jobs.running > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(server.server.ctx.jobs.running, 0, 'no worker is left running');
 });
 
