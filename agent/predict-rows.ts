@@ -1,4 +1,5 @@
 import type { Manifest } from '../shared/artifact/manifest.ts';
+import { isFloat32 } from '../shared/util/numbers.ts';
 
 export const MAX_ROWS_PER_REQUEST = 1024;
 
@@ -42,13 +43,7 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
   return { features: packed, rows: rows.length };
 }
 
-const FLOAT32_MAX = 3.4028234663852886e38;
 const FINITE_FLOAT32 = 'must be a finite number within the float32 range (±3.4e38)';
-
-/** A number the model can take: finite once stored as float32 (1e39 would become Infinity). */
-function isFloat32(value: unknown): value is number {
-  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= FLOAT32_MAX;
-}
 
 /** The first row whose model output holds NaN or ±Infinity (inputs far outside what it was trained on), or -1. */
 export function firstNonFiniteRow(outputs: readonly (readonly number[])[]): number {

@@ -1,3 +1,4 @@
+import { parseDecimal } from '../../shared/util/numbers.ts';
 import { MetricProviderError, type MetricProvider, type QueryContext, type QueryResult, type Sample } from './metric-provider.ts';
 
 /**
@@ -164,9 +165,6 @@ function parseLabels(metric: unknown, index: number, provider: string): Record<s
   return labels;
 }
 
-/** A Go float as Prometheus formats it: decimal or exponent notation, NaN, +Inf, -Inf. */
-const FLOAT = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
-
 /** `[ <unix time>, "<value>" ]`; values are strings and may be NaN or ±Inf. Anything else is an error, never 0. */
 function parseValue(pair: unknown, provider: string): number {
   if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[1] !== 'string') throw new MetricProviderError(provider, 'malformed sample value');
@@ -174,8 +172,10 @@ function parseValue(pair: unknown, provider: string): number {
   if (text === '+Inf' || text === 'Inf') return Number.POSITIVE_INFINITY;
   if (text === '-Inf') return Number.NEGATIVE_INFINITY;
   if (text === 'NaN') return Number.NaN;
-  if (text.length > 400 || !FLOAT.test(text)) throw new MetricProviderError(provider, `malformed sample value "${printable(text.slice(0, 50))}${text.length > 50 ? '…' : ''}": not a number`);
-  return Number(text);
+  // Otherwise a Go float in decimal or exponent notation.
+  const value = text.length > 400 ? Number.NaN : parseDecimal(text);
+  if (Number.isNaN(value)) throw new MetricProviderError(provider, `malformed sample value "${printable(text.slice(0, 50))}${text.length > 50 ? '…' : ''}": not a number`);
+  return value;
 }
 
 function describeFetchError(error: unknown): string {

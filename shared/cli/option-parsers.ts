@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { parseDecimal } from '../util/decimal.ts';
+import { parseDecimal } from '../util/numbers.ts';
 import { DURATION_HINT, parseDuration } from '../util/duration.ts';
 
 /** Commander argument parsers: a bad value is reported by commander with the flag's name. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
-import { parseDecimal } from '../util/decimal.ts';
+import { FLOAT32_MAX, parseDecimal } from '../util/numbers.ts';
 import { UserError, errorMessage } from '../util/errors.ts';
 
 export type Task = 'classification' | 'regression';
@@ -128,8 +128,6 @@ function sortedClassNames(labels: readonly string[]): string[] {
   return numeric ? distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)) : distinct.sort();
 }
 
-/** The largest finite float32: features and targets are computed in float32. */
-const FLOAT32_MAX = 3.4028234663852886e38;
 /** At most this many characters of a cell or name in an error message (binary files make long garbage). */
 const SHOWN_CHARACTERS = 40;
 
