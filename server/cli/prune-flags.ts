@@ -1,9 +1,9 @@
 import { basename, extname } from 'node:path';
 import type { Command } from 'commander';
 import { parseInteger, parseNumber, parseNumberList } from '../../shared/cli/option-parsers.ts';
-import { ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
+import { ModelNameSchema } from '../registry/names.ts';
 
 /** The ODF2NNA settings `fleetprune prune` and `fleetprune jobs prune` share. */
 export interface PruneTuningFlags {
@@ -45,9 +45,13 @@ export function taskFlag(flags: PruneTuningFlags): 'classification' | 'regressio
   return flags.task;
 }
 
-/** --name (or the name derived from the data file), checked against the manifest's rule. */
+/**
+ * --name (or the name derived from the data file), checked against the registry's rule, which is
+ * stricter than the manifest's (no leading dot): a model the registry would refuse at push time is
+ * refused before the pipeline spends minutes on it.
+ */
 export function checkedModelName(name: string): string {
-  const valid = ManifestSchema.shape.name.safeParse(name);
+  const valid = ModelNameSchema.safeParse(name);
   if (!valid.success) throw new UserError(`--name: ${valid.error.issues[0]!.message}, not ${JSON.stringify(name)}`);
   return name;
 }

@@ -96,6 +96,7 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['too few rows to split', ['--data', fewRows, '--label', 'label', '--out', out], /6 rows are too few to split .* would be empty/],
     ['empty name', ['--data', IRIS, '--label', 'species', '--name', '', '--out', out], /--name: must be 1-64 characters/],
     ['name with a slash', ['--data', IRIS, '--label', 'species', '--name', 'a/b', '--out', out], /--name: .*"a\/b"/],
+    ['name the registry would refuse', ['--data', IRIS, '--label', 'species', '--name', '.hidden', '--out', out], /--name: .*not start with a dot/],
     ['hex epochs', ['--data', IRIS, '--label', 'species', '--epochs', '0x10', '--out', out], /--epochs.*not a decimal number/],
   ];
   for (const [name, args, message] of cases) {
