@@ -114,15 +114,15 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
     return stale.length === 0 || `groups not evaluated yet: ${stale.map((group) => group.name).join(', ')}`;
   });
 
-  // "Last seen, by device" samples `up` on a 1m-aligned subquery grid: an agent shows up there
-  // once a minute boundary has passed while it was being scraped (up to a minute from now).
+  // "Last seen, by device" samples `up` on a 15s-aligned subquery grid: an agent shows up there
+  // once a 15 s boundary has passed while it was being scraped.
   await prometheus.waitFor(
     'every agent in the 1m-resolution "last seen" subquery',
     async () => {
-      const devices = await scalar(prometheus, 'count(max by (device) (max_over_time(timestamp(up{job="fleetprune-agent"} == 1)[1h:1m])))');
+      const devices = await scalar(prometheus, 'count(max by (device) (max_over_time(timestamp(up{job="fleetprune-agent"} == 1)[1h:15s])))');
       return devices === agentTargets.length || `${devices} devices`;
     },
-    75_000,
+    30_000,
   );
 
   // The variables as Grafana resolves them: label values of each selector, every value selected.
