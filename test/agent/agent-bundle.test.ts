@@ -5,6 +5,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { buildAgentBundle, type AgentBundle } from '../../deploy/build/agent-bundle.ts';
 import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
 import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
@@ -122,7 +123,8 @@ test('the bundled agent exits with one line and code 2 when its HTTP port is tak
   const configPath = await AgentProcess.writeConfig(await mkdtemp(join(dir, 'port-taken-')), config);
   const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', join(dir, 'port-taken-data'), '--http-port', String(taken)], { FLEETPRUNE_LOG_LEVEL: 'silent' }, bundle.outfile);
   t.after(() => agent.kill9());
-  const exit = await Promise.race([agent.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 15_000))]);
+  // An unref'd timer: once the agent has exited it must not hold this file's test process open.
+  const exit = await Promise.race([agent.exited, delay(15_000, 'hung' as const, { ref: false })]);
   assert.notEqual(exit, 'hung', 'the agent still runs 15 s after the listen error');
   assert.deepEqual(exit, { code: 2, signal: null });
   assert.equal(agent.stderr.trim().split('\n').length, 1, agent.stderr);

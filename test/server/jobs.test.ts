@@ -135,8 +135,18 @@ test('a job that fails in its worker frees the slot for the next queued job; too
   const start = async () => (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: TINY_OPTIONS } })).json()) as any;
   const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
   t.after(() => jobs.close());
-  const watch = (id: string) =>
-    Promise.race([jobs.stream('WatchJob', { id }), new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`job ${id} did not finish within 90 s`)), 90_000))]);
+  const watch = async (id: string) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        jobs.stream('WatchJob', { id }),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`job ${id} did not finish within 90 s`)), 90_000))),
+      ]);
+    } finally {
+      // A pending 90 s timer would hold this file's test process open long after its last test.
+      clearTimeout(timer);
+    }
+  };
   process.env.FLEETPRUNE_TF_BACKEND = 'bogus';
   t.after(() => delete process.env.FLEETPRUNE_TF_BACKEND);
   const failing = await start();
