@@ -12,7 +12,9 @@ import type { DeviceView } from '../../server/fleet/device-view.ts';
 import type { RolloutDetail } from '../../server/rollout/rollout-views.ts';
 import { generateSigningKeys, loadPrivateKey, PRIVATE_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
+import { pino } from 'pino';
 import { createLogger } from '../../shared/util/log.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
 import type { Agent } from '../../agent/agent.ts';
 import { OrtSessionCache } from '../../agent/session-cache.ts';
 import { REPO_ROOT } from '../helpers/cli.ts';
@@ -31,7 +33,19 @@ export const MODEL = 'wine';
 export const DEVICES = 8;
 const SEED = 7;
 export const ADMIN_TOKEN = `acceptance-${randomBytes(12).toString('hex')}`;
-const log = createLogger('acceptance', (process.env.FLEETPRUNE_LOG_LEVEL as 'silent' | undefined) ?? 'silent');
+/** The in-process agents' warnings and errors, kept (the last 100) for a failed start's message. */
+const agentWarnings: string[] = [];
+const log = process.env.FLEETPRUNE_LOG_LEVEL
+  ? createLogger('acceptance')
+  : pino(
+      { name: 'acceptance', level: 'warn' },
+      {
+        write(line: string) {
+          agentWarnings.push(line.trim());
+          if (agentWarnings.length > 100) agentWarnings.shift();
+        },
+      },
+    );
 
 export interface TrainedFleet {
   dir: string;
@@ -213,7 +227,11 @@ export class AcceptanceFleet {
       concurrency: 4,
     });
     await this.api.post('/assignments', { model: MODEL, version: this.versions.general, role: 'active', selector: { matchLabels: {} } });
-    await waitForActive(this.api, MODEL, this.versions.general, DEVICES, 60_000, 200);
+    try {
+      await waitForActive(this.api, MODEL, this.versions.general, DEVICES, 60_000, 200);
+    } catch (error) {
+      throw new Error(`${errorMessage(error)}\n${await this.diagnostics()}`);
+    }
     await this.api.request('PUT', `/models/${MODEL}/aliases/production`, { version: this.versions.general });
   }
 
@@ -281,6 +299,21 @@ export class AcceptanceFleet {
       result.set(agent.deviceId, counts);
     }
     return result;
+  }
+
+  /** What the devices, the server, Mosquitto and the agents said: for a failure's message. */
+  async diagnostics(): Promise<string> {
+    const devices = await this.devices().then(
+      (list) => list.map((d) => `${d.id} online=${d.online} active=${d.active?.version ?? '-'} candidate=${d.candidate?.version ?? '-'}`).join('\n'),
+      (error: unknown) => `cannot list devices: ${errorMessage(error)}`,
+    );
+    const tail = (text: string | undefined) => (text ? text.slice(-4000) : '(nothing)');
+    return [
+      `devices:\n${devices}`,
+      `server stderr:\n${tail(this.server?.stderr)}`,
+      ...(this.mosquitto ? [`mosquitto stderr:\n${tail(this.mosquitto.stderr)}`] : []),
+      `agent warnings:\n${tail(agentWarnings.join('\n'))}`,
+    ].join('\n');
   }
 
   async close(): Promise<void> {
