@@ -31,6 +31,8 @@ export interface MqttLinkOptions {
 export class MqttLink {
   readonly #options: MqttLinkOptions;
   #client: MqttClient | undefined;
+  #subscribeRetry: NodeJS.Timeout | undefined;
+  #subscribeRetryMs = 0;
 
   constructor(options: MqttLinkOptions) {
     this.#options = options;
@@ -62,17 +64,14 @@ export class MqttLink {
       logger.info({ broker: broker.url }, 'connected to the broker');
       this.#options.onConnectionChange?.(true);
       client.publish(statusTopic(deviceId), status(true), { qos: TOPIC_DELIVERY.status.qos, retain: true }, () => {});
-      client.subscribe(
-        { [assignmentTopic(deviceId)]: { qos: TOPIC_DELIVERY.assignment.qos }, [FLEET_COMMANDS_TOPIC]: { qos: TOPIC_DELIVERY.commands.qos } },
-        (error, granted) => {
-          if (error) logger.warn({ err: error.message }, 'subscription failed');
-          const refused = (granted ?? []).filter((grant) => grant.qos === 128);
-          if (refused.length > 0) logger.warn({ topics: refused.map((grant) => grant.topic) }, 'the broker refused a subscription');
-        },
-      );
+      this.#subscribeRetryMs = 0;
+      this.#subscribe(client, [assignmentTopic(deviceId), FLEET_COMMANDS_TOPIC]);
       this.#options.onConnected();
     });
-    client.on('close', () => this.#options.onConnectionChange?.(false));
+    client.on('close', () => {
+      clearTimeout(this.#subscribeRetry);
+      this.#options.onConnectionChange?.(false);
+    });
     client.on('error', (error) => {
       // CONNACK 4/5 (MQTT 3.1.1), 134/135 (MQTT 5): the credentials were refused. Retried all the
       // same (a broker may not have reloaded its password file yet), but said loudly.
@@ -102,6 +101,34 @@ export class MqttLink {
     this.#client = client;
   }
 
+  /**
+   * Subscribes to `topics`; what the broker refuses is asked for again, with a backoff, for as long
+   * as this connection lasts (a reconnect subscribes afresh). Mosquitto refuses a subscription
+   * (SUBACK 0x80) that its ACL file does not allow yet, e.g. when the device connects in the instant
+   * between an enrollment's password and ACL reloads; without a retry the device would stay
+   * connected and never hear of an assignment.
+   */
+  #subscribe(client: MqttClient, topics: string[]): void {
+    const qos: Record<string, { qos: 0 | 1 | 2 }> = {
+      [assignmentTopic(this.#options.deviceId)]: { qos: TOPIC_DELIVERY.assignment.qos },
+      [FLEET_COMMANDS_TOPIC]: { qos: TOPIC_DELIVERY.commands.qos },
+    };
+    client.subscribe(Object.fromEntries(topics.map((topic) => [topic, qos[topic]!])), (error, _granted, suback) => {
+      if (this.#client !== client || !client.connected || !error) return;
+      // mqtt.js fails the whole call when any return code has the 0x80 bit; the SUBACK's codes, in
+      // the order of `topics`, say which were refused (all of them when there is no SUBACK).
+      const codes = suback?.granted;
+      const refused = Array.isArray(codes) && codes.length === topics.length ? topics.filter((_, i) => (Number(codes[i]) & 0x80) !== 0) : topics;
+      if (refused.length === 0) return;
+      this.#subscribeRetryMs = Math.min(Math.max(this.#options.reconnectPeriodMs ?? 1000, this.#subscribeRetryMs * 2), MAX_SUBSCRIBE_RETRY_MS);
+      this.#options.logger.warn({ err: error.message, topics: refused, retryInMs: this.#subscribeRetryMs }, 'the broker refused a subscription; asking again');
+      clearTimeout(this.#subscribeRetry);
+      this.#subscribeRetry = setTimeout(() => {
+        if (this.#client === client && client.connected) this.#subscribe(client, refused);
+      }, this.#subscribeRetryMs);
+    });
+  }
+
   /** QoS 1 publish that resolves on PUBACK; rejects at once when not connected. */
   async publish(topic: string, payload: Buffer, retain = false): Promise<void> {
     const client = this.#client;
@@ -113,6 +140,7 @@ export class MqttLink {
   async stop(): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
+    clearTimeout(this.#subscribeRetry);
     if (!client) return;
     if (client.connected) {
       const offline = Buffer.from(JSON.stringify({ schema: 1, deviceId: this.#options.deviceId, online: false, since: this.#options.clock().toISOString() }));
@@ -121,6 +149,9 @@ export class MqttLink {
     await client.endAsync(true);
   }
 }
+
+/** The longest wait before a refused subscription is asked for again. */
+const MAX_SUBSCRIBE_RETRY_MS = 30_000;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
