@@ -31,14 +31,18 @@ export function renderAclFile(server: ServerIdentity, devices: readonly DeviceCr
   return `${blocks.join('\n\n')}\n`;
 }
 
-/** Writes `passwords` (mode 0600) and `acl` into `dir`, each replaced atomically. */
+/** Writes `acl` and then `passwords` (mode 0600) into `dir`, each replaced atomically. */
 export async function writeMosquittoAuthFiles(dir: string, server: ServerIdentity, credentials: CredentialStore): Promise<{ passwordFile: string; aclFile: string }> {
   const devices = await credentials.listDevices();
   await mkdir(dir, { recursive: true });
   const passwordFile = join(dir, PASSWORD_FILE);
   const aclFile = join(dir, ACL_FILE);
-  await writeFileAtomic(passwordFile, await renderPasswordFile(server, devices), 0o600);
+  const passwords = await renderPasswordFile(server, devices);
+  // The ACL first: a reload that lands between the two renames (another enrollment's SIGHUP) must
+  // never load a device's password without its ACL lines. Such a device could connect and
+  // subscribe, but Mosquitto would withhold its retained assignment, and never send it again.
   await writeFileAtomic(aclFile, renderAclFile(server, devices), 0o644);
+  await writeFileAtomic(passwordFile, passwords, 0o600);
   return { passwordFile, aclFile };
 }
 
