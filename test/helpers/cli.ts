@@ -48,3 +48,20 @@ export function isOneLineError(stderr: string): boolean {
   const lines = stderr.trim().split('\n').filter((line) => line.trim() !== '');
   return lines.length === 1 && !/\n\s+at /.test(stderr) && !stderr.includes('node:internal');
 }
+
+/**
+ * Runs `fn` over `items`, `limit` at a time, and returns the results in order: for independent
+ * CLI runs, each of which spends most of its second loading modules on one core.
+ */
+export async function mapConcurrently<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await fn(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
-import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, mapConcurrently, runCli, tempDir } from '../helpers/cli.ts';
 
 const IRIS = shippedDatasetPath('iris');
 const SMALL = ['--units', '16', '--epochs', '25'];
@@ -99,8 +99,9 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['name the registry would refuse', ['--data', IRIS, '--label', 'species', '--name', '.hidden', '--out', out], /--name: .*not start with a dot/],
     ['hex epochs', ['--data', IRIS, '--label', 'species', '--epochs', '0x10', '--out', out], /--epochs.*not a decimal number/],
   ];
-  for (const [name, args, message] of cases) {
-    const run = await runCli(['prune', ...args]);
+  const runs = await mapConcurrently(cases, 2, ([, args]) => runCli(['prune', ...args]));
+  for (const [index, [name, , message]] of cases.entries()) {
+    const run = runs[index]!;
     assert.equal(run.code, 2, `${name}: exit code (stderr: ${run.stderr})`);
     assert.match(run.stderr, message, name);
     assert.ok(isOneLineError(run.stderr.replace(/^\(run with --help for usage\)\n?/m, '')), `${name}: one line, no stack: ${run.stderr}`);

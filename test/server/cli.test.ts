@@ -9,7 +9,7 @@ import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { join } from 'node:path';
 import { artifactId } from '../../shared/artifact/manifest.ts';
-import { isOneLineError, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, mapConcurrently, tempDir } from '../helpers/cli.ts';
 
 test('CLI over gRPC: tokens create, list and revoke, models push, list, show, alias; friendly errors', async (t) => {
   const server = (await startTestServer(t))!;
@@ -89,8 +89,10 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
     [['--data-root', join(dir, 'nonexistent')], /^fleetprune: --data-root: .*nonexistent does not exist$/],
     [['--data-root', aFile], /^fleetprune: --data-root: .*some-file\.csv is not a directory$/],
   ];
-  for (const [flags, expected] of cases) {
-    const result = await server(join(dir, 'data'), ...flags);
+  // Two at a time, each with its own data directory.
+  const results = await mapConcurrently(cases, 2, (entry) => server(join(dir, `data-${cases.indexOf(entry)}`), ...entry[0]));
+  for (const [index, [flags, expected]] of cases.entries()) {
+    const result = results[index]!;
     assert.equal(result.code, 2, `${flags.join(' ')}: ${result.stderr}`);
     assert.ok(isOneLineError(result.stderr), result.stderr);
     assert.match(result.stderr.trim(), expected);
