@@ -19,20 +19,32 @@ export interface MqttLinkOptions {
   onConnected: () => void;
   onConnectionChange?: (connected: boolean) => void;
   reconnectPeriodMs?: number;
+  /** How often the assignment topic is subscribed to again, so the broker re-sends its retained message (default 10 min). */
+  assignmentResyncMs?: number;
 }
+
+/**
+ * A broker can withhold a retained assignment for good: Mosquitto skips one its ACL does not allow
+ * at subscribe time and never sends it again once the ACL allows it. Subscribing again makes the
+ * broker re-send it (MQTT 3.1.1 §3.8.4); the agent handles an assignment id once, so a copy of
+ * one it has handled changes nothing. 10k devices at this period are ~17 small messages a second.
+ */
+export const ASSIGNMENT_RESYNC_MS = 10 * 60_000;
 
 /**
  * The agent's MQTT 3.1.1 session: client id = device id, clean session false (the broker keeps
  * QoS 1 messages for it while it is away), a retained `online` status on every connect and a
  * retained `offline` last will. It (re)subscribes to its assignment topic and the fleet commands
- * on every connect, which also brings the retained assignment back. Incoming messages are
+ * on every connect, which also brings the retained assignment back, and to the assignment topic
+ * again every ASSIGNMENT_RESYNC_MS. Incoming messages are
  * validated; bad ones are dropped and counted.
  */
 export class MqttLink {
   readonly #options: MqttLinkOptions;
   #client: MqttClient | undefined;
-  #subscribeRetry: NodeJS.Timeout | undefined;
+  readonly #subscribeRetries = new Set<NodeJS.Timeout>();
   #subscribeRetryMs = 0;
+  #resync: NodeJS.Timeout | undefined;
 
   constructor(options: MqttLinkOptions) {
     this.#options = options;
@@ -66,10 +78,15 @@ export class MqttLink {
       client.publish(statusTopic(deviceId), status(true), { qos: TOPIC_DELIVERY.status.qos, retain: true }, () => {});
       this.#subscribeRetryMs = 0;
       this.#subscribe(client, [assignmentTopic(deviceId), FLEET_COMMANDS_TOPIC]);
+      clearInterval(this.#resync);
+      this.#resync = setInterval(() => {
+        if (this.#client === client && client.connected) this.#subscribe(client, [assignmentTopic(deviceId)]);
+      }, this.#options.assignmentResyncMs ?? ASSIGNMENT_RESYNC_MS).unref();
       this.#options.onConnected();
     });
     client.on('close', () => {
-      clearTimeout(this.#subscribeRetry);
+      this.#cancelSubscribeRetries();
+      clearInterval(this.#resync);
       this.#options.onConnectionChange?.(false);
     });
     client.on('error', (error) => {
@@ -122,11 +139,17 @@ export class MqttLink {
       if (refused.length === 0) return;
       this.#subscribeRetryMs = Math.min(Math.max(this.#options.reconnectPeriodMs ?? 1000, this.#subscribeRetryMs * 2), MAX_SUBSCRIBE_RETRY_MS);
       this.#options.logger.warn({ err: error.message, topics: refused, retryInMs: this.#subscribeRetryMs }, 'the broker refused a subscription; asking again');
-      clearTimeout(this.#subscribeRetry);
-      this.#subscribeRetry = setTimeout(() => {
+      const retry = setTimeout(() => {
+        this.#subscribeRetries.delete(retry);
         if (this.#client === client && client.connected) this.#subscribe(client, refused);
       }, this.#subscribeRetryMs);
+      this.#subscribeRetries.add(retry);
     });
+  }
+
+  #cancelSubscribeRetries(): void {
+    for (const retry of this.#subscribeRetries) clearTimeout(retry);
+    this.#subscribeRetries.clear();
   }
 
   /** QoS 1 publish that resolves on PUBACK; rejects at once when not connected. */
@@ -140,7 +163,8 @@ export class MqttLink {
   async stop(): Promise<void> {
     const client = this.#client;
     this.#client = undefined;
-    clearTimeout(this.#subscribeRetry);
+    this.#cancelSubscribeRetries();
+    clearInterval(this.#resync);
     if (!client) return;
     if (client.connected) {
       const offline = Buffer.from(JSON.stringify({ schema: 1, deviceId: this.#options.deviceId, online: false, since: this.#options.clock().toISOString() }));
