@@ -31,10 +31,10 @@ export function renderModels(versions: readonly VersionRow[]): string {
     return `<tr>
       <td>${esc(v.model)}@${esc(v.version)}</td>
       <td>${lineage}</td>
-      <td>${v.lineage.epsilon ?? ''}</td>
+      <td>${esc(v.lineage.epsilon)}</td>
       <td>${esc((arch.layers ?? []).join('-'))}</td>
-      <td>${arch.params ?? ''}</td>
-      <td>${arch.flopsPerSample ?? ''}</td>
+      <td>${esc(arch.params)}</td>
+      <td>${esc(arch.flopsPerSample)}</td>
       <td>${esc(formatScore(v.metrics.test))}</td>
       <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${esc(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''}</td>
     </tr>`;

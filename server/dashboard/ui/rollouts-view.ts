@@ -18,8 +18,8 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
     (r) => `<tr class="clickable${r.id === selected ? ' selected' : ''}" data-rollout="${esc(r.id)}">
       <td>${esc(r.id)}</td><td>${esc(r.model)}@${esc(r.candidateVersion)}</td>
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
-      <td>${Math.min(r.stepIndex + 1, r.stepCount)}/${r.stepCount}${r.currentStep ? ` <span class="muted">${esc(r.currentStep)}</span>` : ''}</td>
-      <td>${r.devices.candidate}/${r.devices.total}</td>
+      <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${esc(r.currentStep)}</span>` : ''}</td>
+      <td>${esc(r.devices.candidate)}/${esc(r.devices.total)}</td>
       <td>${esc(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
       <td class="muted">${esc(ago(r.updatedAt))}</td>
     </tr>`,
@@ -29,16 +29,16 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
 
 export function renderRolloutDetail(r: RolloutDetail): string {
   const steps = r.steps
-    .map((step) => `<span class="step ${step.status === 'done' ? 'done' : step.status === 'current' ? 'current' : ''}" title="${esc(step.kind)}">${step.index + 1}. ${esc(step.description)}</span>`)
+    .map((step) => `<span class="step ${step.status === 'done' ? 'done' : step.status === 'current' ? 'current' : ''}" title="${esc(step.kind)}">${esc(step.index + 1)}. ${esc(step.description)}</span>`)
     .join('');
   const deviceCounts = Object.entries(r.devices)
     .filter(([, n]) => n > 0)
-    .map(([k, n]) => `${esc(k)} ${n}`)
+    .map(([k, n]) => `${esc(k)} ${esc(n)}`)
     .join(', ');
   const decisions = (r.decisions as unknown as DecisionView[]).slice().reverse();
   const decisionRows = decisions.map(
     (d) =>
-      `<tr><td class="muted">${esc(new Date(d.at).toLocaleTimeString())}</td><td>${d.stepIndex + 1}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${esc(d.message)}${d.by ? ` <span class="muted">by ${esc(d.by)}</span>` : ''}</td></tr>`,
+      `<tr><td class="muted">${esc(new Date(d.at).toLocaleTimeString())}</td><td>${esc(d.stepIndex + 1)}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${esc(d.message)}${d.by ? ` <span class="muted">by ${esc(d.by)}</span>` : ''}</td></tr>`,
   );
   return `<h3>${esc(r.id)}: ${esc(r.model)}@${esc(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
