@@ -49,6 +49,10 @@ test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one b
     dialogs.push(dialog.message());
     void dialog.accept();
   });
+  const policyViolations: string[] = [];
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) policyViolations.push(message.text());
+  });
   await page.goto(result.dashboardUrl);
   await page.locator(`tr[data-rollout="${promoted.id}"]`).click();
   await page.locator('#rollout-phase', { hasText: 'Completed' }).waitFor();
@@ -69,6 +73,7 @@ test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one b
   const shots = join(REPO_ROOT, 'test-results');
   await mkdir(shots, { recursive: true });
   await page.screenshot({ path: join(shots, 'dashboard-after-rollback.png'), fullPage: true });
+  assert.deepEqual(policyViolations, [], 'the dashboard (charts, live updates, the rollback) works within its Content-Security-Policy');
 });
 
 test('fleetprune demo: a bad --summary-json or --data-dir is refused before the demo runs, in one line, leaving nothing behind', async (t) => {
