@@ -120,10 +120,11 @@ export class MqttLink {
 
   /**
    * Subscribes to `topics`; what the broker refuses is asked for again, with a backoff, for as long
-   * as this connection lasts (a reconnect subscribes afresh). Mosquitto refuses a subscription
-   * (SUBACK 0x80) that its ACL file does not allow yet, e.g. when the device connects in the instant
-   * between an enrollment's password and ACL reloads; without a retry the device would stay
-   * connected and never hear of an assignment.
+   * as this connection lasts (a reconnect subscribes afresh). A broker answers SUBACK 0x80 for a
+   * topic its ACL does not allow (the embedded broker, auth plugins, other brokers), sometimes only
+   * for a moment (an ACL not reloaded yet); without a retry the device would stay connected and
+   * never hear of an assignment. (Mosquitto's acl_file grants the subscription and withholds the
+   * messages instead: see ASSIGNMENT_RESYNC_MS.)
    */
   #subscribe(client: MqttClient, topics: string[]): void {
     const qos: Record<string, { qos: 0 | 1 | 2 }> = {
