@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { engineMissing, findExecutable } from '../helpers/engines.ts';
 import { misbehavingServer } from '../helpers/misbehaving-http.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
-
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+import { openDashboardPage } from './dashboard-browser.ts';
 
 /** Each payload sets window.__xss if the browser ever parses it as markup. */
 const IMG = `<img src=x onerror="window.__xss='img'">`;
@@ -38,11 +35,9 @@ async function waitForPhase(server: TestServer, id: string, phases: readonly str
 }
 
 test('the dashboard shows hostile stored strings (labels, selectors, rollback reasons, Prometheus errors) as inert text', async (t) => {
-  const executablePath = findExecutable(['/usr/bin/chromium', 'chromium', 'chromium-browser']);
-  if (!executablePath) {
-    engineMissing(t, 'Chromium', 'no chromium binary (apt-get install chromium)');
-    return;
-  }
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return;
+  const { page, dialogs, pageErrors, policyViolations } = browser;
   // A "Prometheus" whose every answer is an error carrying markup.
   const prometheus = await misbehavingServer((_req, res) => {
     res.writeHead(400, { 'content-type': 'application/json' });
@@ -91,21 +86,6 @@ test('the dashboard shows hostile stored strings (labels, selectors, rollback re
   assert.equal(rollback.status, 200, await rollback.text());
   const rolledBackView = await waitForPhase(server, rolledBack.id, ['RolledBack']);
   assert.ok(rolledBackView.outcome?.reason.endsWith(`: ${ROLLBACK_REASON}`), `the reason is stored verbatim: ${rolledBackView.outcome?.reason}`);
-
-  const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
-  t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
-  const dialogs: string[] = [];
-  page.on('dialog', (dialog) => {
-    dialogs.push(dialog.message());
-    void dialog.dismiss();
-  });
-  const pageErrors: string[] = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  const policyViolations: string[] = [];
-  page.on('console', (message) => {
-    if (/Content Security Policy/i.test(message.text())) policyViolations.push(message.text());
-  });
 
   const response = await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
   // Behind the escaping, a policy that would stop inline handlers (the checks below do not rely on it).

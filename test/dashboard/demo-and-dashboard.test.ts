@@ -2,22 +2,17 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { createLogger } from '../../shared/util/log.ts';
 import type { DeviceView } from '../../server/fleet/device-view.ts';
 import { runDemo } from '../../server/demo/demo-run.ts';
 import { RestClient, waitFor } from '../../server/demo/rest-client.ts';
 import { REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
-import { engineMissing, findExecutable } from '../helpers/engines.ts';
-
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+import { openDashboardPage } from './dashboard-browser.ts';
 
 test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one back, and the dashboard rolls the fleet back with one click', async (t) => {
-  const executablePath = findExecutable(['/usr/bin/chromium', 'chromium', 'chromium-browser']);
-  if (!executablePath) {
-    engineMissing(t, 'Chromium', 'no chromium binary (apt-get install chromium)');
-    return;
-  }
+  const browser = await openDashboardPage(t, 'accept');
+  if (!browser) return;
+  const { page, dialogs, policyViolations } = browser;
   const dataDir = await tempDir(t, 'fleetprune-demo-test-');
   const result = await runDemo({
     dataset: 'wine',
@@ -41,18 +36,6 @@ test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one b
   const activeVersions = async () => (await api.get<{ devices: DeviceView[] }>('/devices')).devices.map((d) => d.active?.version);
   assert.ok((await activeVersions()).every((v) => v === result.versions.good), 'after the demo every device runs the promoted candidate');
 
-  const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
-  t.after(() => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
-  const dialogs: string[] = [];
-  page.on('dialog', (dialog) => {
-    dialogs.push(dialog.message());
-    void dialog.accept();
-  });
-  const policyViolations: string[] = [];
-  page.on('console', (message) => {
-    if (/Content Security Policy/i.test(message.text())) policyViolations.push(message.text());
-  });
   await page.goto(result.dashboardUrl);
   await page.locator(`tr[data-rollout="${promoted.id}"]`).click();
   await page.locator('#rollout-phase', { hasText: 'Completed' }).waitFor();

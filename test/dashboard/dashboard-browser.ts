@@ -1,0 +1,40 @@
+import type { TestContext } from 'node:test';
+import { chromium, type Page } from 'playwright-core';
+import { engineMissing, findExecutable } from '../helpers/engines.ts';
+
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+
+/** What a dashboard page did that tests assert on. */
+export interface DashboardPage {
+  page: Page;
+  /** Messages of the dialogs it opened (each answered as `openDashboardPage` was told). */
+  dialogs: string[];
+  pageErrors: string[];
+  /** Console messages about something its Content-Security-Policy blocked. */
+  policyViolations: string[];
+}
+
+/**
+ * A headless Debian Chromium page, closed after the test; undefined (the test skipped, or failed
+ * under CI) when there is no Chromium.
+ */
+export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' | 'dismiss'): Promise<DashboardPage | undefined> {
+  const executablePath = findExecutable(['/usr/bin/chromium', 'chromium', 'chromium-browser']);
+  if (!executablePath) {
+    engineMissing(t, 'Chromium', 'no chromium binary (apt-get install chromium)');
+    return undefined;
+  }
+  const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+  t.after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  const opened: DashboardPage = { page, dialogs: [], pageErrors: [], policyViolations: [] };
+  page.on('dialog', (dialog) => {
+    opened.dialogs.push(dialog.message());
+    void dialog[answerDialogs]();
+  });
+  page.on('pageerror', (error) => opened.pageErrors.push(error.message));
+  page.on('console', (message) => {
+    if (/Content Security Policy/i.test(message.text())) opened.policyViolations.push(message.text());
+  });
+  return opened;
+}
