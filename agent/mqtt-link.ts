@@ -36,8 +36,8 @@ export const ASSIGNMENT_RESYNC_MS = 10 * 60_000;
  * QoS 1 messages for it while it is away), a retained `online` status on every connect and a
  * retained `offline` last will. It (re)subscribes to its assignment topic and the fleet commands
  * on every connect, which also brings the retained assignment back, and to the assignment topic
- * again every ASSIGNMENT_RESYNC_MS. Incoming messages are
- * validated; bad ones are dropped and counted.
+ * again every ASSIGNMENT_RESYNC_MS. Incoming messages are validated; bad ones are dropped and
+ * counted.
  */
 export class MqttLink {
   readonly #options: MqttLinkOptions;
