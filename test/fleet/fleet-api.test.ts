@@ -76,6 +76,9 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   const devicesGrpc = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
   t.after(() => devicesGrpc.close());
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x7', labels: { constructor: 'x' } }), (error: any) => error.code === 3 && /^request\.labels\.constructor: label key "constructor" is reserved$/.test(error.details));
+  // protobufjs keeps a __proto__ map key as an own property; schema validation would drop it without a word.
+  const protoKeyed = JSON.parse('{"site": "osaka", "__proto__": "x"}') as Record<string, string>;
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x9', labels: protoKeyed }), (error: any) => error.code === 3 && /^request\.labels\.__proto__: "__proto__" is not allowed as a key$/.test(error.details));
   const cli = await runCli(['devices', 'enroll', '--id', 'x8', '--labels', 'site=osaka,__proto__=x', '--out', '/nonexistent/x8.json', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(cli.code, 2);
   assert.match(cli.stderr, /--labels <k=v,\.\.\.>.*label key "__proto__" is reserved/);
