@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { untrustedDataProblem } from '../util/untrusted-data.ts';
 import { DeviceIdSchema } from './payloads.ts';
 
 /**
@@ -49,6 +50,9 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   } catch (error) {
     throw new UserError(`${path}: not valid JSON (${errorMessage(error)})`);
   }
+  // The schema would drop a `__proto__` label without a word, and the device would enrol in fewer cohorts than its file says.
+  const problem = untrustedDataProblem(json);
+  if (problem) throw new UserError(`${path}: ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}`);
   const parsed = AgentConfigSchema.safeParse(json);
   if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
   serverPublicKeyOf(parsed.data, path);

@@ -35,6 +35,8 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     [{ ...config, server: { url: 'https://x' } }, /server\.token/],
     [{ ...config, serverPublicKey: rsaKey }, /serverPublicKey: not an ed25519 key/],
     [{ ...config, extra: 1 }, /unrecognized key/i],
+    [JSON.stringify(config).replace('"labels":{', '"labels":{"__proto__":"x",'), /bad\.json: labels\.__proto__: "__proto__" is not allowed as a key$/],
+    [JSON.stringify({ ...config, labels: { ...config.labels, constructor: 'x' } }), /bad\.json: labels\.constructor: label key "constructor" is reserved$/],
   ];
   for (const [content, message] of cases) {
     await assert.rejects(loadAgentConfig(await write('bad.json', content)), (error: Error) => {
