@@ -5,6 +5,7 @@ import { ManifestSchema, ONNX_FILE, artifactId, type Manifest } from '../shared/
 import { verifyManifestSignature } from '../shared/artifact/signature.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
+import { describeDataProblem, untrustedDataProblem } from '../shared/util/untrusted-data.ts';
 import type { DataDir } from './data-dir.ts';
 
 /** A fetch failure. `permanent` ones (verification, 4xx, redirects) are refused; the others are retried. */
@@ -84,6 +85,8 @@ export class ArtifactFetcher {
     } catch {
       throw new FetchError('manifest: not valid JSON', true);
     }
+    const problem = untrustedDataProblem(json);
+    if (problem) throw new FetchError(`manifest: ${describeDataProblem(problem, '')}`, true);
     const parsed = ManifestSchema.safeParse(json);
     if (!parsed.success) throw new FetchError(`manifest: ${describeZodError(parsed.error)}`, true);
     const manifest = parsed.data;

@@ -12,7 +12,6 @@ import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { parseJsonField } from './json-field.ts';
-import { describeDataProblem, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
 
 function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
   const parsed = schema.safeParse(value);
@@ -49,9 +48,6 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
       service: proto.Devices.service,
       implementation: {
         EnrollDevice: deviceHandlers.unary('EnrollDevice', 'write', async (req: { id: string; labels: Record<string, string>; broker_url: string; server_url: string }, principal) => {
-          // A `__proto__` map key arrives as an own property; the schema would drop it silently.
-          const problem = untrustedDataProblem(req.labels);
-          if (problem) throw new ServiceError('bad_request', describeDataProblem(problem, 'request.labels'));
           const request = check(
             EnrollBodySchema,
             { id: req.id, labels: req.labels, ...(req.broker_url ? { brokerUrl: req.broker_url } : {}), ...(req.server_url ? { serverUrl: req.server_url } : {}) },

@@ -7,7 +7,8 @@ import {
   type ServerWritableStream,
 } from '@grpc/grpc-js';
 import type { Logger } from '../../shared/util/log.ts';
-import { GRPC_STATUS, asServiceError } from '../app/service-error.ts';
+import { describeDataProblem, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
+import { GRPC_STATUS, ServiceError, asServiceError } from '../app/service-error.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Permission } from '../auth/roles.ts';
 import type { TokenService } from '../auth/token-service.ts';
@@ -32,6 +33,15 @@ function toStatus(error: unknown, log: Logger, method: string): GrpcFailure {
   return { code: GrpcStatus.INTERNAL, details: 'internal server error (see the server log)' };
 }
 
+/**
+ * A request message's first NUL character or `__proto__` map key, as INVALID_ARGUMENT: the schemas
+ * downstream would drop a `__proto__` key without a word, and PostgreSQL refuses NUL in text.
+ */
+function checkRequest(request: unknown): void {
+  const problem = untrustedDataProblem(request);
+  if (problem) throw new ServiceError('bad_request', describeDataProblem(problem, 'request'));
+}
+
 function authorization(metadata: Metadata): string | undefined {
   const value = metadata.get('authorization')[0];
   return value === undefined ? undefined : String(value);
@@ -47,7 +57,10 @@ export class GrpcHandlers {
       const stop = this.deps.metrics.grpcDuration.startTimer({ method: name });
       this.deps.tokens
         .authorize(authorization(call.metadata), permission)
-        .then((principal) => handle(call.request, principal))
+        .then((principal) => {
+          checkRequest(call.request);
+          return handle(call.request, principal);
+        })
         .then(
           (response) => {
             stop({ code: GrpcStatus[GrpcStatus.OK] });
@@ -69,7 +82,10 @@ export class GrpcHandlers {
       const stop = this.deps.metrics.grpcDuration.startTimer({ method: name });
       this.deps.tokens
         .authorize(authorization(call.metadata), permission)
-        .then((principal) => handle(call, principal))
+        .then((principal) => {
+          checkRequest(call.request);
+          return handle(call, principal);
+        })
         .then(
           () => {
             stop({ code: GrpcStatus[GrpcStatus.OK] });

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
+import { UserError } from '../../shared/util/errors.ts';
 
 export interface PostgresEngineOptions {
   connectionString: string;
@@ -109,7 +110,11 @@ function executorOf(queryable: pg.Pool | pg.PoolClient): SqlExecutor {
     try {
       return await queryable.query<T>(toPostgresPlaceholders(sql), params as SqlParam[]);
     } catch (error) {
-      if ((error as { code?: string }).code === '23505') throw new UniqueViolation((error as Error).message, { cause: error });
+      const code = (error as { code?: string }).code;
+      if (code === '23505') throw new UniqueViolation((error as Error).message, { cause: error });
+      // character_not_in_repertoire: a NUL in a text parameter. Requests with one are refused at
+      // the edges (untrustedDataProblem); this keeps any path that missed it a bad request, not a 500.
+      if (code === '22021') throw new UserError("text cannot contain a NUL character (U+0000)", { cause: error });
       throw error;
     }
   };

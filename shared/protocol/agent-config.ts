@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
-import { untrustedDataProblem } from '../util/untrusted-data.ts';
+import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { DeviceIdSchema } from './payloads.ts';
 
 /**
@@ -52,7 +52,7 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   }
   // The schema would drop a `__proto__` label without a word, and the device would enrol in fewer cohorts than its file says.
   const problem = untrustedDataProblem(json);
-  if (problem) throw new UserError(`${path}: ${problem.path === '' ? '' : `${problem.path}: `}${problem.message}`);
+  if (problem) throw new UserError(`${path}: ${describeDataProblem(problem, '')}`);
   const parsed = AgentConfigSchema.safeParse(json);
   if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
   serverPublicKeyOf(parsed.data, path);

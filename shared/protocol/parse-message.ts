@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { describeZodError } from '../util/errors.ts';
+import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { MAX_PAYLOAD_BYTES } from './limits.ts';
 import { AssignmentSchema, FleetCommandSchema, ReportSchema, SCHEMA_VERSION, StatusSchema, TelemetrySchema } from './payloads.ts';
 import type { Assignment, FleetCommand, Report, Status, Telemetry } from './payloads.ts';
@@ -74,6 +75,10 @@ function parseUnchecked(topic: string, payload: Uint8Array): ParseResult {
   if (json !== null && typeof json === 'object' && 'schema' in json && json.schema !== SCHEMA_VERSION && typeof json.schema === 'number') {
     return { ok: false, reason: 'unsupported-schema', detail: `schema version ${json.schema} is not supported (this reader knows ${SCHEMA_VERSION})` };
   }
+  // The schema would drop a `__proto__` key silently: `{"labels": {"__proto__": "x"}}` in a fleet
+  // command's selector would become `{}`, which selects every device.
+  const problem = untrustedDataProblem(json);
+  if (problem) return { ok: false, reason: 'invalid-payload', detail: describeDataProblem(problem, 'payload') };
   const result = SCHEMAS[parsedTopic.kind].safeParse(json);
   if (!result.success) return { ok: false, reason: 'invalid-payload', detail: describeZodError(result.error) };
   const data = result.data as { deviceId?: string };

@@ -1,6 +1,8 @@
 /** The deepest nesting of objects and arrays accepted from untrusted input (request bodies, rollout specs). */
 export const MAX_NESTING_DEPTH = 64;
 
+const NUL_MESSAGE = 'contains a NUL character (U+0000)';
+
 export interface DataProblem {
   /** Where, relative to the value: `labels.__proto__`, `steps[2]`; '' for the value itself. */
   readonly path: string;
@@ -12,14 +14,18 @@ export interface DataProblem {
  * - objects and arrays nested deeper than `maxDepth` (recursive code downstream, such as schema
  *   validation or JSON.stringify, would overflow the stack);
  * - an own `__proto__` key (JSON.parse and yaml create one; schema validation would drop it
- *   without a word, so `{"labels": {"__proto__": "x"}}` would be stored as `{}`).
- * The walk is iterative, so a value of any depth is safe to inspect.
+ *   without a word, so `{"labels": {"__proto__": "x"}}` would be stored as `{}`);
+ * - a NUL character (U+0000) in a string or a key: no name, label or reason has one, C-string
+ *   tools truncate at it, and PostgreSQL refuses to store it in text.
+ * The walk is iterative, so a value of any depth is safe to inspect. Binary data (Buffers and
+ * other typed arrays) is not inspected.
  */
 export function untrustedDataProblem(value: unknown, maxDepth = MAX_NESTING_DEPTH): DataProblem | null {
   const pending: { value: unknown; path: string; depth: number }[] = [{ value, path: '', depth: 1 }];
   while (pending.length > 0) {
     const { value: current, path, depth } = pending.pop()!;
-    if (current === null || typeof current !== 'object') continue;
+    if (typeof current === 'string' && current.includes('\0')) return { path, message: NUL_MESSAGE };
+    if (current === null || typeof current !== 'object' || ArrayBuffer.isView(current)) continue;
     if (depth > maxDepth) return { path: '', message: `nested deeper than ${maxDepth} levels` };
     if (Array.isArray(current)) {
       current.forEach((item, index) => pending.push({ value: item, path: `${path}[${index}]`, depth: depth + 1 }));
@@ -28,14 +34,19 @@ export function untrustedDataProblem(value: unknown, maxDepth = MAX_NESTING_DEPT
     for (const key of Object.keys(current)) {
       const at = path === '' ? key : `${path}.${key}`;
       if (key === '__proto__') return { path: at, message: '"__proto__" is not allowed as a key' };
+      if (key.includes('\0')) return { path: at, message: `key ${NUL_MESSAGE}` };
       pending.push({ value: (current as Record<string, unknown>)[key], path: at, depth: depth + 1 });
     }
   }
   return null;
 }
 
-/** `problem` as one line under `root`: `body.labels.__proto__: "__proto__" is not allowed as a key`. */
+/**
+ * `problem` as one line under `root`: `body.labels.__proto__: "__proto__" is not allowed as a key`;
+ * with root '', `labels.__proto__: ...`.
+ */
 export function describeDataProblem(problem: DataProblem, root: string): string {
-  const where = problem.path === '' ? root : `${root}${problem.path.startsWith('[') ? '' : '.'}${problem.path}`;
-  return `${where}: ${problem.message}`;
+  const separator = root === '' || problem.path.startsWith('[') ? '' : '.';
+  const where = problem.path === '' ? root : `${root}${separator}${problem.path}`;
+  return where === '' ? problem.message : `${where}: ${problem.message}`;
 }

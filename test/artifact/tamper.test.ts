@@ -119,6 +119,14 @@ test('an absolute path in the manifest is rejected', async (t) => {
   await assertFails(dir, [/manifest\.json: files: unsafe path "\/etc\/passwd"/]);
 });
 
+test('a __proto__ entry in the manifest is refused, not dropped before the signature check', async (t) => {
+  const dir = await signedArtifact(t);
+  const path = join(dir, 'manifest.json');
+  const text = await readFile(path, 'utf8');
+  await writeFile(path, text.replace('"files": {', `"files": {"__proto__": {"sha256": "${sha256Hex('')}", "bytes": 0},`));
+  await assertFails(dir, [/manifest\.json: files\.__proto__: "__proto__" is not allowed as a key$/]);
+});
+
 test('a manifest.json that is not JSON fails verification', async (t) => {
   const dir = await signedArtifact(t);
   await writeFile(join(dir, 'manifest.json'), 'this is not json');

@@ -79,6 +79,18 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   // protobufjs keeps a __proto__ map key as an own property; schema validation would drop it without a word.
   const protoKeyed = JSON.parse('{"site": "osaka", "__proto__": "x"}') as Record<string, string>;
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x9', labels: protoKeyed }), (error: any) => error.code === 3 && /^request\.labels\.__proto__: "__proto__" is not allowed as a key$/.test(error.details));
+  // A NUL character is refused at every edge (PostgreSQL cannot store one), naming where it is.
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x10', labels: { site: 'a\u0000b' } }), (error: any) => error.code === 3 && error.details === 'request.labels.site: contains a NUL character (U+0000)');
+  const nulRefusals: [string, string, unknown, string][] = [
+    ['POST', '/api/devices', { id: 'x11', labels: { site: 'a\u0000b' } }, 'body.labels.site: contains a NUL character (U+0000)'],
+    ['GET', '/api/devices/a%00b', undefined, 'path.id: contains a NUL character (U+0000)'],
+    ['GET', '/api/rollouts?model=a%00b', undefined, 'query.model: contains a NUL character (U+0000)'],
+  ];
+  for (const [method, path, json, message] of nulRefusals) {
+    const response = await server.request(method, path, json === undefined ? {} : { json });
+    assert.equal(response.status, 400, path);
+    assert.equal(((await response.json()) as { error: { message: string } }).error.message, message);
+  }
   const cli = await runCli(['devices', 'enroll', '--id', 'x8', '--labels', 'site=osaka,__proto__=x', '--out', '/nonexistent/x8.json', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(cli.code, 2);
   assert.match(cli.stderr, /--labels <k=v,\.\.\.>.*label key "__proto__" is reserved/);

@@ -72,6 +72,11 @@ function rejects(topic: string, payload: Uint8Array | string, reason: string) {
   }
 }
 
+function detailOf(topic: string, payload: string): string {
+  const result = parseMessage(topic, Buffer.from(payload));
+  return result.ok ? '' : result.detail;
+}
+
 test('parseMessage rejects bad input with a reason and never throws', () => {
   const topic = reportsTopic('dev-a');
   rejects(topic, '{"schema":1,', 'invalid-json');
@@ -93,6 +98,15 @@ test('parseMessage rejects bad input with a reason and never throws', () => {
   rejects(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, role: 'boss' }), 'invalid-payload');
   rejects(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, url: 'file:///etc/passwd' }), 'invalid-payload');
   rejects(FLEET_COMMANDS_TOPIC, JSON.stringify({ ...command, command: 'format-disk' }), 'invalid-payload');
+  // The schema would turn this selector into {}, which selects every device.
+  const protoSelector = JSON.stringify(command).replace('"labels":{"site":"osaka"}', '"labels":{"__proto__":"nowhere"}');
+  assert.match(protoSelector, /__proto__/);
+  rejects(FLEET_COMMANDS_TOPIC, protoSelector, 'invalid-payload');
+  assert.match(detailOf(FLEET_COMMANDS_TOPIC, protoSelector), /^payload\.selector\.labels\.__proto__: "__proto__" is not allowed as a key$/);
+  const nulReason = JSON.stringify({ schema: 1, id: newMessageId(), kind: 'assignment', deviceId: 'dev-a', createdAt: NOW, assignmentId: assignment.id, outcome: 'refused', role: 'candidate', model: 'iris', version: '3', sha256: SHA, reason: 'disk\u0000full' });
+  rejects(topic, nulReason, 'invalid-payload');
+  assert.match(detailOf(topic, nulReason), /^payload\.reason: contains a NUL character \(U\+0000\)$/);
+  assert.ok(parseMessage(topic, Buffer.from(nulReason.replace('\\u0000', ' '))).ok, 'the same report without the NUL is valid');
   rejects(reportsTopic('dev-a'), JSON.stringify({ ...report, candidate: { ...modelBenchmark, latencyMs: { p50: -1, p95: 0, p99: 0, samples: 1 } } }), 'invalid-payload');
 });
 

@@ -76,6 +76,15 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    test('a NUL character in text is a UserError on every engine, never a raw driver error', async (t) => {
+      await withStore(t, async (store) => {
+        const query = store.engine.all('SELECT id FROM devices WHERE id = ?', ['a\u0000b']);
+        // SQLite compares it like any other character; PostgreSQL refuses it (22021), which the engine maps.
+        if (engine === 'sqlite') assert.deepEqual(await query, []);
+        else await assert.rejects(query, (error: Error) => error.name === 'UserError' && /NUL character/.test(error.message));
+      });
+    });
+
     test('a failed transaction leaves nothing behind', async (t) => {
       await withStore(t, async (store) => {
         await assert.rejects(
