@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { readManifest } from '../../shared/artifact/read-artifact.ts';
 import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -76,10 +76,14 @@ export function registerModelsCommand(program: Command): void {
     },
   );
 
-  withConnectionOptions(models.command('show <ref>').description('show NAME[@VERSION|@ALIAS] (default: latest)'))
+  withConnectionOptions(
+    models
+      .command('show')
+      .description('show NAME[@VERSION|@ALIAS] (default: latest)')
+      .argument('<ref>', 'NAME, NAME@VERSION or NAME@ALIAS', (ref: string) => splitRef(ref, 'latest')),
+  )
     .option('--json', 'print the version as JSON')
-    .action(async (ref: string, flags: ConnectionFlags & { json?: boolean }) => {
-      const [name, version] = splitRef(ref, 'latest');
+    .action(async ([name, version]: [string, string], flags: ConnectionFlags & { json?: boolean }) => {
       await withConnection(flags, async (connection) => {
         const found = await connection.unary<GrpcVersion>('ModelRegistry', 'GetVersion', { name, ref: version });
         if (flags.json) {
@@ -100,9 +104,14 @@ export function registerModelsCommand(program: Command): void {
       });
     });
 
-  withConnectionOptions(models.command('alias <ref> <alias>').description('point ALIAS (candidate, production) at NAME@VERSION')).action(
-    async (ref: string, alias: string, flags: ConnectionFlags) => {
-      const [name, version] = splitRef(ref, null);
+  withConnectionOptions(
+    models
+      .command('alias')
+      .description('point ALIAS (candidate, production) at NAME@VERSION')
+      .argument('<ref>', 'NAME@VERSION', (ref: string) => splitRef(ref, null))
+      .argument('<alias>', 'candidate or production'),
+  ).action(
+    async ([name, version]: [string, string], alias: string, flags: ConnectionFlags) => {
       await withConnection(flags, async (connection) => {
         await connection.unary('ModelRegistry', 'SetAlias', { name, alias, version });
         process.stdout.write(`${name}:${alias} → ${version}\n`);
@@ -111,13 +120,23 @@ export function registerModelsCommand(program: Command): void {
   );
 }
 
+/**
+ * NAME@VERSION as [name, version] (NAME alone gives `fallback`, or is refused without one). An empty
+ * name or version is refused here: the server would read an empty version as "latest" or, for
+ * an alias, as "clear it". Commander reports the error naming the argument (exit 2).
+ */
 function splitRef(ref: string, fallback: string | null): [string, string] {
+  const expected = fallback === null ? 'NAME@VERSION' : 'NAME[@VERSION|@ALIAS]';
   const at = ref.indexOf('@');
   if (at < 0) {
-    if (fallback === null) throw new UserError(`expected NAME@VERSION, got ${JSON.stringify(ref)}`);
+    if (fallback === null) throw new InvalidArgumentError(`expected ${expected}`);
+    if (ref === '') throw new InvalidArgumentError(`expected ${expected}: the name is empty`);
     return [ref, fallback];
   }
-  return [ref.slice(0, at), ref.slice(at + 1)];
+  const [name, version] = [ref.slice(0, at), ref.slice(at + 1)];
+  if (name === '') throw new InvalidArgumentError(`expected ${expected}: the name before "@" is empty`);
+  if (version === '') throw new InvalidArgumentError(`expected ${expected}: the version after "@" is empty`);
+  return [name, version];
 }
 
 function formatVersionLine(version: GrpcVersion): string {

@@ -1,7 +1,7 @@
 import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
-import { ServiceError } from '../app/service-error.ts';
+import { ServiceError, asServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
@@ -12,7 +12,9 @@ import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
 import { TokenIdSchema } from '../auth/token-id.ts';
 import { PruneJobRequestSchema } from '../jobs/prune-job-request.ts';
-import { AliasSchema, VersionNameSchema } from '../registry/names.ts';
+import { AliasSchema, VersionNameSchema, VersionRefSchema } from '../registry/names.ts';
+import { CreateTokenBodySchema } from '../http/routes/admin-routes.ts';
+import { PatchVersionBodySchema } from '../http/routes/models-routes.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
 import { parseJsonField } from './json-field.ts';
@@ -24,6 +26,20 @@ function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
   return parsed.data;
+}
+
+/**
+ * StartPrune's errors with the gRPC request's field names: the shared request schema and the job
+ * service name REST's (`body.data.csv`, `body.options.units`), this call has `csv`, `path`, `options_json`.
+ */
+function withPruneFieldNames(error: unknown): unknown {
+  const refused = asServiceError(error);
+  if (!refused) return error;
+  const message = refused.message.replace(
+    /(^|; )(?:body|request)\.(?:data\.(csv|path)|(options)|(name|label|task))\b/g,
+    (_match, start: string, data?: string, options?: string, field?: string) => start + (data ?? (options ? 'options_json' : field)),
+  );
+  return message === refused.message ? refused : new ServiceError(refused.code, message, { cause: error });
 }
 
 /** The gRPC face of the same services the REST routes use. */
@@ -51,8 +67,9 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             })
           ).map(versionMessage),
         })),
+        // ref as REST's GET /models/:name/versions/:ref checks it; '' is "latest" (see the .proto).
         GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) =>
-          versionMessage(await registry.resolve(req.name, req.ref || 'latest')),
+          versionMessage(await registry.resolve(req.name, req.ref === '' ? 'latest' : check(VersionRefSchema, req.ref, 'ref'))),
         ),
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
           const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);
@@ -68,9 +85,12 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           const result = await registry.setAlias(req.name, alias, version, principal);
           return result ? { version: versionMessage(result) } : {};
         }),
-        SetRetired: models.unary('SetRetired', 'write', async (req: { name: string; version: string; retired: boolean }, principal) =>
-          versionMessage(await registry.setRetired(req.name, req.version, req.retired, principal)),
-        ),
+        // `optional bool retired`: absent arrives as undefined and is refused, as REST refuses PATCH {}.
+        SetRetired: models.unary('SetRetired', 'write', async (req: { name: string; version: string; retired?: boolean }, principal) => {
+          const version = check(VersionNameSchema, req.version, 'version');
+          const retired = check(PatchVersionBodySchema.shape.retired, req.retired, 'retired');
+          return versionMessage(await registry.setRetired(req.name, version, retired, principal));
+        }),
       },
     },
     Blobs: {
@@ -148,7 +168,9 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
       implementation: {
         CreateToken: tokens.unary('CreateToken', 'admin', async (req: { role: string; label: string }, principal) => {
           const role = check(RoleSchema, req.role, 'role');
-          const created = await ctx.tokens.create(role, req.label || `${role} token`, actorOf(principal));
+          // The label rules of REST's POST /api/tokens; '' is absent.
+          const label = check(CreateTokenBodySchema.shape.label, req.label === '' ? undefined : req.label, 'label');
+          const created = await ctx.tokens.create(role, label ?? `${role} token`, actorOf(principal));
           return { token: created.token, record: tokenMessage(created.record) };
         }),
         ListTokens: tokens.unary('ListTokens', 'admin', async () => ({ tokens: (await ctx.tokens.list()).map(tokenMessage) })),
@@ -179,18 +201,27 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           'write',
           async (req: { name: string; label: string; task: string; csv: string; path: string; options_json: string }, principal) => {
             if ((req.csv === '') === (req.path === '')) throw new ServiceError('bad_request', 'give exactly one of csv and path');
-            const request = check(
-              PruneJobRequestSchema,
-              {
-                name: req.name,
-                label: req.label,
-                ...(req.task ? { task: req.task } : {}),
-                data: req.csv ? { csv: req.csv } : { path: req.path },
-                ...(req.options_json ? { options: parseJsonField(req.options_json, 'options_json') } : {}),
-              },
-              'request',
-            );
-            return jobMessage(await ctx.jobs.startPrune(request, principal));
+            // REST refuses a body over --max-body-bytes (413); inline CSV here meets the same limit.
+            const csvBytes = Buffer.byteLength(req.csv, 'utf8');
+            if (csvBytes > ctx.config.maxBodyBytes) {
+              throw new ServiceError('payload_too_large', `csv: ${csvBytes} bytes, larger than the ${ctx.config.maxBodyBytes}-byte limit (--max-body-bytes)`);
+            }
+            try {
+              const request = check(
+                PruneJobRequestSchema,
+                {
+                  name: req.name,
+                  label: req.label,
+                  ...(req.task ? { task: req.task } : {}),
+                  data: req.csv ? { csv: req.csv } : { path: req.path },
+                  ...(req.options_json ? { options: parseJsonField(req.options_json, 'options_json') } : {}),
+                },
+                'request',
+              );
+              return jobMessage(await ctx.jobs.startPrune(request, principal));
+            } catch (error) {
+              throw withPruneFieldNames(error);
+            }
           },
         ),
         GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(req.id))),

@@ -62,6 +62,10 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
   const command = (method: string, name: 'pause' | 'resume' | 'promote' | 'abort' | 'rollback') =>
     handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean }, principal) => {
       const id = check(RolloutId, req.id, 'id');
+      // As REST: only abort and rollback take a reason (?reason=), only promote a step (?step=).
+      const takesReason = name === 'abort' || name === 'rollback';
+      if (!takesReason && req.reason !== '') throw new ServiceError('bad_request', `reason: only AbortRollout and RollbackRollout take a reason, not ${method}`);
+      if (name !== 'promote' && req.step) throw new ServiceError('bad_request', `step: only PromoteRollout takes step, not ${method}`);
       const reason = check(Reason, req.reason, 'reason');
       return rolloutMessage(rolloutSummary(await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}) })));
     });

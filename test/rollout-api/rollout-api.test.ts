@@ -164,6 +164,14 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
   }
 
   await waitForRollout(s.request, id, (v) => v.phase === 'Paused' && v.stepIndex === 2);
+  // Only abort and rollback take a reason and only promote a step, over gRPC as over REST; the rollout stays where it is.
+  assert.equal((await s.request('POST', `/api/rollouts/${id}/resume?reason=because`)).status, 400);
+  for (const method of ['PauseRollout', 'ResumeRollout', 'PromoteRollout']) {
+    await assert.rejects(grpc.call(method, { id, reason: 'because' }), (error: any) => error.code === 3 && /^reason: only AbortRollout and RollbackRollout/.test(error.details), method);
+  }
+  await assert.rejects(grpc.call('ResumeRollout', { id, step: true }), (error: any) => error.code === 3 && /^step: only PromoteRollout/.test(error.details));
+  const held = (await grpc.call('GetRollout', { id })).rollout;
+  assert.deepEqual([held.phase, held.step_index], ['Paused', 2]);
   const status = await runCli(['rollout', 'status', id, ...connection]);
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /✓ 1\. analysis of server-cpu \(2 measurements\)/);

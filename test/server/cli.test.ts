@@ -4,7 +4,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { runCli } from './helpers/run-cli.ts';
-import { makeArtifact } from './helpers/artifacts.ts';
+import { makeArtifact, storeSnapshot } from './helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { join } from 'node:path';
@@ -33,6 +33,23 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
   assert.match(shown.stdout, /^iris@1 \(candidate\)/);
   const listed = await runCli(['models', 'list', ...connection]);
   assert.match(listed.stdout, /^iris\t1 versions\tlatest 1$/m);
+
+  // An empty name or version around "@" is refused before any call, naming the argument (the server
+  // reads an empty version as "latest", or as "clear the alias").
+  const beforeRefs = await storeSnapshot(server);
+  const badRefs: [string[], RegExp][] = [
+    [['models', 'alias', 'iris@', 'candidate'], /^error: command-argument value 'iris@' is invalid for argument 'ref'\. expected NAME@VERSION: the version after "@" is empty$/],
+    [['models', 'alias', '@1', 'candidate'], /^error: command-argument value '@1' is invalid for argument 'ref'\. expected NAME@VERSION: the name before "@" is empty$/],
+    [['models', 'show', 'iris@'], /^error: command-argument value 'iris@' is invalid for argument 'ref'\. expected NAME\[@VERSION\|@ALIAS\]: the version after "@" is empty$/],
+  ];
+  const badRefRuns = await mapConcurrently(badRefs, 3, ([args]) => runCli([...args, ...connection]));
+  for (const [index, [args, message]] of badRefs.entries()) {
+    const run = badRefRuns[index]!;
+    assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+    assert.equal(run.stdout, '', args.join(' '));
+    assert.match(run.stderr.split('\n')[0]!, message, args.join(' '));
+  }
+  assert.equal(await storeSnapshot(server), beforeRefs, 'the candidate alias is still on iris@1');
 
   const missing = await runCli(['models', 'alias', 'iris@7', 'production', ...connection]);
   assert.equal(missing.code, 2);

@@ -13,7 +13,8 @@ for (const engine of STORE_ENGINES) {
       if (!server) return;
       const audit = grpcClient(server.grpcAddress, 'Audit', ADMIN_TOKEN);
       const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
-      t.after(() => [audit, models].forEach((client) => client.close()));
+      const tokens = grpcClient(server.grpcAddress, 'Tokens', ADMIN_TOKEN);
+      t.after(() => [audit, models, tokens].forEach((client) => client.close()));
       await server.request('POST', '/api/tokens', { json: { role: 'viewer' } }); // one audit entry
       const refused = (field: string) => (error: any) => error.code === status.INVALID_ARGUMENT && error.details.startsWith(`${field}: `);
       await assert.rejects(audit.call('ListAudit', { limit: -1 }), refused('limit'));
@@ -29,6 +30,16 @@ for (const engine of STORE_ENGINES) {
       assert.equal(entries.length, 1);
       assert.equal(entries[0].action, 'token.create');
       assert.deepEqual((await audit.call('ListAudit', { before: entries[0].id })).entries, []);
+
+      // Token labels: REST's limit (at most 200 characters), '' is absent; nothing is stored.
+      const long = 'x'.repeat(201);
+      const tokenCount = (await tokens.call('ListTokens', {})).tokens.length;
+      const restLong = await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: long } });
+      assert.equal(restLong.status, 400);
+      assert.match(((await restLong.json()) as any).error.message, /^body\.label: /);
+      await assert.rejects(tokens.call('CreateToken', { role: 'viewer', label: long }), refused('label'));
+      assert.equal((await tokens.call('ListTokens', {})).tokens.length, tokenCount, 'no token was stored');
+      assert.equal((await tokens.call('CreateToken', { role: 'viewer', label: '' })).record.label, 'viewer token');
     });
   });
 }

@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { status } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { runCli } from './helpers/run-cli.ts';
@@ -62,11 +63,24 @@ test('a pruning job runs in a worker, streams SSE progress, and registers genera
 });
 
 test('gRPC StartPrune streams progress with WatchJob; bad data is refused up front', async (t) => {
-  const server = (await startTestServer(t))!;
+  const maxBodyBytes = 64 * 1024;
+  const server = (await startTestServer(t, { config: { maxBodyBytes } }))!;
   const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
   t.after(() => jobs.close());
-  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'nope', csv: 'a,b\n1,2\n' }), /no label column "nope"/);
-  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'species', path: '/etc/passwd' }), /--data-root/);
+  // Errors name this call's fields (csv, path, options_json), not REST's body.data.csv.
+  const refused = (code: number, message: RegExp) => (error: any) => error.code === code && message.test(error.details);
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'nope', csv: 'a,b\n1,2\n' }), refused(status.INVALID_ARGUMENT, /^csv: no label column "nope"/));
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'species', path: '/etc/passwd' }), refused(status.INVALID_ARGUMENT, /^path: .*--data-root/));
+  await assert.rejects(
+    jobs.call('StartPrune', { name: 'iris', label: 'b', csv: 'a,b\n1,2\n', options_json: '{"units": -1}' }),
+    refused(status.INVALID_ARGUMENT, /^options_json\.units: /),
+  );
+  // Inline CSV over --max-body-bytes, as REST answers 413 for the body.
+  const big = `a,b\n${'1,2\n'.repeat(maxBodyBytes / 4)}`;
+  const rest = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'b', data: { csv: big } } });
+  assert.equal(rest.status, 413);
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'nope', csv: big }), refused(status.RESOURCE_EXHAUSTED, new RegExp(`^csv: ${big.length} bytes, larger than the ${maxBodyBytes}-byte limit \\(--max-body-bytes\\)$`)));
+  assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, [], 'nothing was stored');
   const csv = await readFile(IRIS, 'utf8');
   const job = await jobs.call('StartPrune', { name: 'iris', label: 'species', csv, options_json: JSON.stringify(TINY_OPTIONS) });
   const events = await jobs.stream('WatchJob', { id: job.id });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { artifactId } from '../../shared/artifact/manifest.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
 import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs } from './helpers/artifacts.ts';
 import { STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
 import { spawnServer } from './helpers/server-process.ts';
@@ -91,6 +92,20 @@ for (const engine of STORE_ENGINES) {
       const retire = await server.request('PATCH', '/api/models/iris/versions/1', { json: { retired: true } });
       assert.equal(((await retire.json()) as any).retired, true);
 
+      // gRPC checks these calls as REST does: SetRetired without `retired` (REST: PATCH {}) and a
+      // malformed ref are INVALID_ARGUMENT naming the field, and change nothing.
+      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => models.close());
+      const refused = (field: string) => (error: any) => error.code === 3 && error.details.startsWith(`${field}: `);
+      await unchanged(server, async () => {
+        await expectError(await server.request('PATCH', '/api/models/iris/versions/1', { json: {} }), 400, 'bad_request', /^body\.retired: /);
+        await assert.rejects(models.call('SetRetired', { name: 'iris', version: '1' }), refused('retired'));
+        await assert.rejects(models.call('SetRetired', { name: 'iris', version: 'production', retired: true }), refused('version'));
+        await expectError(await server.request('GET', '/api/models/iris/versions/.hidden'), 400, 'bad_request', /^path\.ref: must be a version, an alias or "latest"$/);
+        await assert.rejects(models.call('GetVersion', { name: 'iris', ref: '.hidden' }), refused('ref'));
+      });
+      assert.equal((await models.call('GetVersion', { name: 'iris', ref: '' })).version, '2', 'an empty ref is latest');
+
       const manifest = await server.request('GET', `/api/artifacts/${v2.artifactId}/manifest.json`);
       assert.equal(manifest.status, 200);
       assert.deepEqual(await manifest.json(), pruned.manifest);
@@ -106,6 +121,8 @@ for (const engine of STORE_ENGINES) {
         ],
       );
       assert.deepEqual(audit.entries[1].details, { from: null, to: '2' });
+      const unretired = await models.call('SetRetired', { name: 'iris', version: '1', retired: false });
+      assert.equal(unretired.retired, false);
     });
 
     test('the manifest version is used when given', async (t) => {
