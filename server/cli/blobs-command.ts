@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { formatDuration } from '../../shared/util/duration.ts';
 import { DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { parseBlobGcMinAge } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
@@ -22,7 +23,12 @@ export function registerBlobsCommand(program: Command): void {
       .description('remove stored files that no registered version lists (left by interrupted or refused pushes)'),
   )
     .option('--dry-run', 'list what would be removed, remove nothing')
-    .option('--min-age <duration>', 'keep unreferenced files stored less than this long ago (at least 60s)', parseBlobGcMinAge, DEFAULT_BLOB_GC_AGE_S)
+    .addOption(
+      new Option('--min-age <duration>', 'keep unreferenced files stored less than this long ago (at least 60s)')
+        .argParser(parseBlobGcMinAge)
+        // The value is in seconds; the help shows it the way the option is written.
+        .default(DEFAULT_BLOB_GC_AGE_S, formatDuration(DEFAULT_BLOB_GC_AGE_S * 1000)),
+    )
     .option('--json', 'print JSON')
     .action(async (flags: ConnectionFlags & { dryRun?: boolean; minAge: number; json?: boolean }) => {
       await withConnection(flags, async (connection) => {

@@ -30,7 +30,7 @@ export function registerDemoCommand(program: Command): void {
     .command('demo')
     .description('the pilot demo: server, simulated devices, ODF2NNA candidates and staged rollouts')
     .option('--dataset <name>', `one of ${Object.keys(SHIPPED_DATASETS).join(', ')}`, 'wine')
-    .option('--devices <n>', 'simulated field devices (at least 8: the pilot takes 4)', parseInteger, 12)
+    .option('--devices <n>', 'simulated field devices, 8 to 500 (the pilot takes half, rounded up)', parseInteger, 12)
     .option('--data-dir <dir>', 'where the server and devices keep their data (default: a new temporary directory)')
     .option('--http-port <port>', 'dashboard and REST port (0 = any free port)', parseInteger, 0)
     .option('--seed <n>', 'seed for the data split, training and the simulated sites', parseInteger, 7)

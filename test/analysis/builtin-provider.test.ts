@@ -104,7 +104,9 @@ describe('builtin provider over a prom-client Registry', () => {
     await fails('sum(app_requests_total', /expected "\)", found end of query/);
     await fails('app_requests_total{code=200}', /expected a quoted string after code=/);
     await fails('{code=~".*"}', /needs a metric name or a matcher that does not match the empty string/);
-    await fails('rate(app_requests_total[5m:1m])', /expected "\]"|subqueries/);
+    await fails('rate(app_requests_total[5m:1m])', /does not support subqueries \("\[5m:1m\]"\), only range selectors such as metric\[5m\]/);
+    await fails('rate(app_requests_total[5m:])', /does not support subqueries \("\[5m:\]"\)/);
+    await fails('max_over_time(rate(app_requests_total[1m])[10m:1m])', /does not support subqueries \("\[10m:1m\]"\)/);
     await fails('app_requests_total / on (code) group_left app_temperature_celsius', /group_left/);
     assert.throws(() => parsePromql('2 ^ 3'), PromqlError);
   });

@@ -86,6 +86,12 @@ function lex(source: string): Token[] {
         i += duration[0].length;
         continue;
       }
+      // A subquery's `[range:step]`, not a metric name (those may contain colons).
+      if (ch === ':') {
+        tokens.push({ kind: 'op', text: ':', position: i });
+        i += 1;
+        continue;
+      }
     }
     const number = /^(?:0x[0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)/.exec(source.slice(i));
     if (number) {
@@ -212,17 +218,28 @@ class PromqlParser {
     if (token.kind === 'identifier' && token.text === 'offset') throw new PromqlError('the builtin provider does not support "offset"', token.position);
     if (token.kind === 'op' && token.text === '@') throw new PromqlError('the builtin provider does not support "@"', token.position);
     if (token.kind === 'op' && token.text === '[') {
-      if (expr.type !== 'selector' || expr.rangeMs !== undefined) throw new PromqlError('subqueries are not supported; a range [..] must follow a vector selector', token.position);
+      this.#rejectSubquery();
+      if (expr.type !== 'selector' || expr.rangeMs !== undefined) throw new PromqlError('a range [..] must follow a vector selector', token.position);
       this.#take();
       const duration = this.#take();
       const ms = duration.kind === 'duration' ? parseDuration(duration.text) : undefined;
       if (ms === undefined || ms <= 0) throw new PromqlError(`bad range duration ${show(duration)}`, duration.position);
       const close = this.#take();
-      if (close.kind === 'op' && close.text === ':') throw new PromqlError('subqueries are not supported', close.position);
       if (close.kind !== 'op' || close.text !== ']') throw new PromqlError(`expected "]", found ${show(close)}`, close.position);
       return { ...expr, rangeMs: ms, text: `${expr.text}[${duration.text}]` };
     }
     return expr;
+  }
+
+  /** At a `[`: a subquery `[range:step]` (or `[range:]`) is an error that quotes it. */
+  #rejectSubquery(): void {
+    const open = this.#tokens[this.#at]!;
+    const range = this.#tokens[this.#at + 1];
+    const colon = this.#tokens[this.#at + 2];
+    if (range?.kind !== 'duration' || colon?.kind !== 'op' || colon.text !== ':') return;
+    const close = this.#tokens.slice(this.#at + 3).find((token) => token.kind === 'end' || (token.kind === 'op' && token.text === ']'))!;
+    const text = this.#source.slice(open.position, close.kind === 'end' ? close.position : close.position + 1);
+    throw new PromqlError(`the builtin provider does not support subqueries ("${text}"), only range selectors such as metric[${range.text}]`, open.position);
   }
 
   #primary(): PromExpr {
