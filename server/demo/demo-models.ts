@@ -4,7 +4,8 @@ import type { Dataset } from '../../shared/data/dataset.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { PruneOptionsSchema, type PruneOptionsInput } from '../pruning/options.ts';
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
-import { GENERAL_SUBDIR, pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
+import { GENERAL_SUBDIR } from '../pruning/output-layout.ts';
+import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
 import type { PruneReport } from '../pruning/report.ts';
 
 export interface DemoArtifact {

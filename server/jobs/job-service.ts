@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
 import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
-import { GENERAL_SUBDIR } from '../pruning/prune-to-artifacts.ts';
+import { GENERAL_SUBDIR } from '../pruning/output-layout.ts';
 import { PruneOptionsSchema } from '../pruning/options.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';

@@ -10,9 +10,8 @@ import type { PruneOptions } from './options.ts';
 import { runOdf2nna, type Odf2nnaResult, type ProgressEvent } from './odf2nna.ts';
 import type { PruneReport } from './report.ts';
 import type { Score } from '../../shared/model/scoring.ts';
+import { GENERAL_SUBDIR, REPORT_FILE } from './output-layout.ts';
 
-export const GENERAL_SUBDIR = 'general';
-export const REPORT_FILE = 'report.json';
 
 export interface PruneToArtifactsInput {
   dataset: Dataset;
