@@ -1,5 +1,5 @@
 import cliProgress from 'cli-progress';
-import { PHASES, type Phase, type ProgressEvent } from '../pruning/odf2nna.ts';
+import { PHASES, type Phase, type ProgressEvent } from '../pruning/progress-events.ts';
 
 export interface PhaseProgress {
   update(event: ProgressEvent): void;

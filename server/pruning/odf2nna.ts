@@ -26,15 +26,9 @@ import { transferUnits } from './transfer.ts';
 import { measureHiddenUnits } from './unit-statistics.ts';
 import { selectByOutgoingL1, selectUsefulUnits } from './useful-units.ts';
 
-export type Phase = 'train' | 'measure' | 'rebuild' | 'retrain' | 'baselines' | 'export';
-export const PHASES: readonly Phase[] = ['train', 'measure', 'rebuild', 'retrain', 'baselines', 'export'];
+import type { Phase, ProgressEvent } from './progress-events.ts';
 
-export interface ProgressEvent {
-  phase: Phase;
-  done: number;
-  total: number;
-  detail?: string;
-}
+export { PHASES, type Phase, type ProgressEvent } from './progress-events.ts';
 
 export interface TrainedNetwork {
   network: DenseNetwork;

@@ -9,6 +9,9 @@ import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } fro
 import { exportOnnx } from './onnx-export.ts';
 import { signManifest } from './signature.ts';
 import { encodeTfjsModel } from './tfjs-files.ts';
+import { holdsArtifact } from './artifact-destination.ts';
+
+export { assertArtifactDestination } from './artifact-destination.ts';
 
 /** What the caller describes; `architecture` and `files` are computed and `signature` is made here. */
 export type ManifestInput = Omit<Manifest, 'architecture' | 'files' | 'signature'>;
@@ -119,28 +122,6 @@ async function moveIntoPlace(staging: string, dir: string): Promise<void> {
     await rm(previous, { recursive: true, force: true });
   }
   await fsyncDirectory(dirname(dir));
-}
-
-/**
- * Checks up front, before long work, that writeArtifact may write to `dir`: it is missing, an
- * empty directory, or an existing artifact. Anything else is a UserError naming it.
- */
-export async function assertArtifactDestination(dir: string): Promise<void> {
-  await holdsArtifact(dir);
-}
-
-/** False for a missing or empty directory, true for an artifact; a UserError for anything else. */
-async function holdsArtifact(dir: string): Promise<boolean> {
-  const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined;
-    throw error;
-  });
-  if (!info) return false;
-  if (!info.isDirectory()) throw new UserError(`cannot write artifact to ${dir}: it exists and is not a directory`);
-  const entries = await readdir(dir);
-  if (entries.length === 0) return false;
-  if (entries.includes(MANIFEST_FILE)) return true;
-  throw new UserError(`cannot write artifact to ${dir}: it is a non-empty directory without ${MANIFEST_FILE}; refusing to replace it`);
 }
 
 async function writeFileSynced(path: string, bytes: Uint8Array): Promise<void> {
