@@ -11,6 +11,7 @@ import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
 import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
 import { TokenIdSchema } from '../auth/token-id.ts';
+import { JobIdSchema } from '../jobs/job-id.ts';
 import { PruneJobRequestSchema } from '../jobs/prune-job-request.ts';
 import { AliasSchema, VersionNameSchema, VersionRefSchema } from '../registry/names.ts';
 import { CreateTokenBodySchema } from '../http/routes/admin-routes.ts';
@@ -224,13 +225,17 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             }
           },
         ),
-        GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(req.id))),
-        CancelJob: jobs.unary('CancelJob', 'write', async (req: { id: string }, principal) => jobMessage(await ctx.jobs.cancel(req.id, principal))),
+        // Ids checked as REST checks them: a 5000-character id is a bad request, not echoed in a NOT_FOUND.
+        GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(check(JobIdSchema, req.id, 'id')))),
+        CancelJob: jobs.unary('CancelJob', 'write', async (req: { id: string }, principal) =>
+          jobMessage(await ctx.jobs.cancel(check(JobIdSchema, req.id, 'id'), principal)),
+        ),
         WatchJob: jobs.serverStream('WatchJob', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
+          const id = check(JobIdSchema, call.request.id, 'id');
           return new Promise<void>((resolve, reject) => {
             ctx.jobs
               .watch(
-                call.request.id,
+                id,
                 (event) => {
                   if (event.type === 'state') call.write({ job: jobMessage(event.job) });
                   else call.write({ progress: { ...event.progress, detail: event.progress.detail ?? '' } });

@@ -75,6 +75,12 @@ test('gRPC StartPrune streams progress with WatchJob; bad data is refused up fro
     jobs.call('StartPrune', { name: 'iris', label: 'b', csv: 'a,b\n1,2\n', options_json: '{"units": -1}' }),
     refused(status.INVALID_ARGUMENT, /^options_json\.units: /),
   );
+  // Job ids are checked as REST checks them (a bad one is not echoed back in a NOT_FOUND).
+  for (const method of ['GetJob', 'CancelJob']) {
+    await assert.rejects(jobs.call(method, { id: 'x'.repeat(5000) }), refused(status.INVALID_ARGUMENT, /^id: must be a job id$/), method);
+  }
+  await assert.rejects(jobs.stream('WatchJob', { id: '../job' }), refused(status.INVALID_ARGUMENT, /^id: must be a job id$/));
+  await assert.rejects(jobs.call('GetJob', { id: 'job-nope' }), refused(status.NOT_FOUND, /job-nope/));
   // Inline CSV over --max-body-bytes, as REST answers 413 for the body.
   const big = `a,b\n${'1,2\n'.repeat(maxBodyBytes / 4)}`;
   const rest = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'b', data: { csv: big } } });

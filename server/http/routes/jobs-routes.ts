@@ -1,12 +1,13 @@
 import { z } from 'zod';
 import type { ServerContext } from '../../app/server-context.ts';
+import { JobIdSchema } from '../../jobs/job-id.ts';
 import { PruneJobRequestSchema } from '../../jobs/prune-job-request.ts';
 import { JobSchema } from '../api-schemas.ts';
 import { jobView } from '../api-views.ts';
 import { openEventStream } from '../server-sent-events.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
-const JobParams = z.strictObject({ id: z.string().regex(/^job-[a-z0-9-]{1,64}$/, 'must be a job id') });
+const JobParams = z.strictObject({ id: JobIdSchema });
 
 const tag = 'jobs';
 
