@@ -31,6 +31,7 @@ import { createPredictApp } from './predict-api.ts';
 import { reportId } from './report-ids.ts';
 import type { ServingModel } from './serving-model.ts';
 import type { SessionCache } from './session-cache.ts';
+import { modelInterfaceProblem } from './model-interface.ts';
 import { CorruptStateError, SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
 
 /** A partial download untouched this long was given up; it is removed at start. */
@@ -287,8 +288,22 @@ export class Agent {
     } finally {
       this.#obtaining = undefined;
     }
-    if (assignment.role === 'candidate') await this.#installCandidate(assignment, ref);
-    else await this.#activate(assignment, ref, model);
+    // A signed artifact can still hold a model.onnx that onnxruntime cannot load, or one that
+    // disagrees with its manifest: refused here, before any slot changes, and removed again.
+    let serving: ServingModel;
+    try {
+      serving = await this.#loadServingFrom(ref, model);
+    } catch (error) {
+      await this.#refuse(assignment, `the model cannot run: ${errorMessage(error)}`);
+      await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+      return;
+    }
+    if (assignment.role === 'candidate') {
+      await serving.lease.release();
+      await this.#installCandidate(assignment, ref);
+    } else {
+      await this.#activate(assignment, ref, serving);
+    }
   }
 
   /** A verified model for the assignment: from the store if it is there, else downloaded. */
@@ -337,9 +352,8 @@ export class Agent {
     if (benchmark) await this.#benchmarkCandidate(assignment.id);
   }
 
-  async #activate(assignment: Assignment, ref: ModelRef, model: InstalledModel): Promise<void> {
+  async #activate(assignment: Assignment, ref: ModelRef, next: ServingModel): Promise<void> {
     this.#logger.info({ version: ref.version }, 'activating');
-    const next = await this.#loadServingFrom(ref, model);
     const state = this.#state.state;
     const candidateStays = state.candidate !== null && !sameModel(state.candidate, ref);
     crashPoint('activation:before-state');
@@ -370,11 +384,20 @@ export class Agent {
       return this.#commit({ ...withHandled(state, answers) }, this.#assignmentReport(answers, 'refused', 'active', subject, 'no previous model on disk to roll back to'));
     }
     const verified = await this.#store.loadVerified(target.sha256, this.#publicKey);
-    if ('failure' in verified) {
-      const report = this.#assignmentReport(answers, 'refused', 'active', target, `previous model unusable: ${verified.failure}`);
+    let next: ServingModel | undefined;
+    let failure: string | undefined;
+    if ('failure' in verified) failure = verified.failure;
+    else {
+      try {
+        next = await this.#loadServingFrom(target, verified);
+      } catch (error) {
+        failure = errorMessage(error);
+      }
+    }
+    if (!next) {
+      const report = this.#assignmentReport(answers, 'refused', 'active', target, `previous model unusable: ${failure}`);
       return this.#commit({ ...withHandled(state, answers), previous: null, pending: null }, report);
     }
-    const next = await this.#loadServingFrom(target, verified);
     crashPoint('activation:before-state');
     await this.#commit(
       {
@@ -509,17 +532,29 @@ export class Agent {
     await this.#link.publish(telemetryTopic(this.deviceId), Buffer.from(JSON.stringify(telemetry))).catch(() => {});
   }
 
+  /** A stored model's session, or undefined (logged) when it fails verification or cannot run. */
   async #loadServing(ref: ModelRef): Promise<ServingModel | undefined> {
     const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
     if ('failure' in verified) {
       this.#logger.error({ reason: verified.failure }, 'cannot serve a model that fails verification');
       return undefined;
     }
-    return this.#loadServingFrom(ref, verified);
+    try {
+      return await this.#loadServingFrom(ref, verified);
+    } catch (error) {
+      this.#logger.error({ version: ref.version, reason: errorMessage(error) }, 'cannot serve a model that cannot run');
+      return undefined;
+    }
   }
 
+  /** The model's session; throws when onnxruntime cannot load it or it does not match its manifest. */
   async #loadServingFrom(ref: ModelRef, model: InstalledModel): Promise<ServingModel> {
     const lease = await this.#deps.sessions.acquire(model.artifactId, model.onnxPath);
+    const problem = modelInterfaceProblem(lease.session, model.manifest);
+    if (problem) {
+      await lease.release();
+      throw new Error(problem);
+    }
     return { ref, manifest: model.manifest, lease };
   }
 

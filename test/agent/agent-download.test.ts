@@ -170,7 +170,6 @@ test('stopping the agent during a download leaves the assignment pending (not re
   const { tmpdir } = await import('node:os');
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-stop-'));
   const first = await hostileAgent(t, 'stop-1', { dataDir });
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
   const body = await readFile(join(world.big.dir, 'model.onnx'));
   const part = join(dataDir, 'downloads', `${world.big.manifest.files['model.onnx']!.sha256}.part`);
   first.hostile.handler = (request, response) => {
@@ -191,6 +190,7 @@ test('stopping the agent during a download leaves the assignment pending (not re
   assert.ok(kept > 0 && kept < body.length);
 
   const second = await startAgent(t, world, 'stop-1', { config: first.config, dataDir });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after hooks run in order: both agents have stopped by then
   await world.waitForReport(isOutcome(assignment.id, 'installed'), 15_000);
   assert.equal(second.agent.slots.candidate?.sha256, world.big.id);
   const resumed = first.hostile.requestsTo('/api/blobs/').at(-1)!;

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
-import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
+import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
+import { sha256Hex } from '../../shared/artifact/digest.ts';
+import { signManifest } from '../../shared/artifact/signature.ts';
 import { startAgent } from './agent-harness.ts';
 import { firstNonFiniteRow } from '../../agent/predict-rows.ts';
 
@@ -143,6 +145,56 @@ test('a model output holding NaN or ±Infinity is found (the API answers 422 rat
   assert.equal(firstNonFiniteRow([[0.2, 0.8], [1, 0]]), -1);
   assert.equal(firstNonFiniteRow([[0.2, 0.8], [Number.NaN, 0.5], [Infinity, 0]]), 1);
   assert.equal(firstNonFiniteRow([[0.2, 0.8], [0, -Infinity]]), 1);
+});
+
+/** v1 copied, edited by `edit` (and its model.onnx replaced by `onnx`), re-signed with the server's key and served. */
+async function forgeSigned(name: string, edit: (manifest: any) => void, onnx?: Buffer): Promise<TestArtifact> {
+  const dir = join(world.dir, 'forged', name);
+  await cp(world.v1.dir, dir, { recursive: true });
+  const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  if (onnx) {
+    await writeFile(join(dir, 'model.onnx'), onnx);
+    manifest.files['model.onnx'] = { sha256: sha256Hex(onnx), bytes: onnx.length };
+  }
+  edit(manifest);
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(signManifest(manifest, world.privateKey), null, 2));
+  const { id, manifest: served } = await world.http.addArtifact(dir);
+  return { id, version: manifest.version, dir, manifest: served };
+}
+
+test('a signed model that cannot run (not ONNX, or not the width its manifest says) is refused before any slot changes; restarts still work', async (t) => {
+  const notOnnx = await forgeSigned('not-onnx', (manifest) => (manifest.version = 'not-onnx'), Buffer.from('this is not an onnx model '.repeat(8)));
+  const wider = await forgeSigned('wider', (manifest) => {
+    manifest.version = 'wider';
+    manifest.features = [...manifest.features, 'f7'];
+  });
+  const config = await world.config('unrunnable-1');
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-unrunnable-'));
+  // Shadow runs on: the candidate would get a session of its own.
+  const first = await startAgent(t, world, 'unrunnable-1', { config, dataDir, shadowFraction: 1 });
+  const ok = await world.assign('unrunnable-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(ok.id, 'activated'));
+
+  const refusals: [TestArtifact, 'active' | 'candidate', RegExp][] = [
+    [notOnnx, 'active', /^the model cannot run: .*(protobuf|parsing|load)/i],
+    [notOnnx, 'candidate', /^the model cannot run: /],
+    [wider, 'active', /^the model cannot run: model\.onnx takes "features" of shape \[batch, 7\], but the manifest lists 8 features$/],
+  ];
+  for (const [artifact, role, reason] of refusals) {
+    const assignment = await world.assign('unrunnable-1', artifact, role);
+    const report = await world.waitForReport(isOutcome(assignment.id, 'refused'));
+    assert.match(report.kind === 'assignment' ? report.reason ?? '' : '', reason, `${artifact.version} as ${role}`);
+  }
+  await first.agent.idle();
+  assert.deepEqual(first.agent.slots, { active: { model: world.v1.manifest.name, version: world.v1.version, sha256: world.v1.id }, candidate: null, previous: null });
+  assert.equal(JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')).pending, null);
+  assert.deepEqual(await readdir(join(dataDir, 'models')), [world.v1.id], 'refused models are removed');
+  assert.equal((await first.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+
+  await first.stop();
+  const second = await startAgent(t, world, 'unrunnable-1', { config, dataDir, shadowFraction: 1 });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after both agents have stopped
+  assert.equal((await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
 });
 
 test('a corrupt state file is set aside: the agent starts, keeps its models, and the retained assignment restores the active one without a download', async (t) => {
