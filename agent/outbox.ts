@@ -2,12 +2,15 @@ import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, fsyncDirectory } from '../shared/util/atomic-file.ts';
 import type { Logger } from '../shared/util/log.ts';
+import { z } from 'zod';
+import { errorMessage } from '../shared/util/errors.ts';
 
-export interface OutboxEntry {
-  topic: string;
+const OutboxEntrySchema = z.strictObject({
+  topic: z.string().min(1),
   /** The JSON payload text. */
-  payload: string;
-}
+  payload: z.string(),
+});
+export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
 
 /** Publishes one entry with QoS 1; resolves on PUBACK. */
 export type OutboxPublisher = (topic: string, payload: Buffer) => Promise<void>;
@@ -33,7 +36,7 @@ export class Outbox {
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     // Leftover temp files of an interrupted write are not messages.
-    for (const name of await readdir(this.dir)) if (name.startsWith('.')) await rm(join(this.dir, name), { force: true });
+    for (const name of await readdir(this.dir)) if (name.startsWith('.')) await rm(join(this.dir, name), { force: true, recursive: true });
     this.onPendingChange((await this.pending()).length);
   }
 
@@ -68,10 +71,11 @@ export class Outbox {
       const path = join(this.dir, name);
       let entry: OutboxEntry;
       try {
-        entry = JSON.parse(await readFile(path, 'utf8')) as OutboxEntry;
+        entry = OutboxEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
       } catch (error) {
-        this.logger.error({ err: error, file: path }, 'unreadable outbox entry removed');
-        await rm(path, { force: true });
+        // Not JSON, not an entry, or not a file: removed, or it would block every later report.
+        this.logger.error({ err: errorMessage(error), file: path }, 'unreadable outbox entry removed');
+        await rm(path, { force: true, recursive: true });
         continue;
       }
       this.#inFlight.add(name);
