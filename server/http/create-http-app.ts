@@ -1,6 +1,5 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../../shared/util/log.ts';
-import { describeDataProblem, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { TokenService } from '../auth/token-service.ts';
@@ -63,14 +62,8 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
       next(new ServiceError('bad_request', 'body: send JSON with Content-Type: application/json'));
       return;
     }
-    parseJson(req, res, (error?: unknown) => {
-      if (error) {
-        next(error);
-        return;
-      }
-      const problem = untrustedDataProblem(req.body);
-      next(problem ? new ServiceError('bad_request', describeDataProblem(problem, 'body')) : undefined);
-    });
+    // validatePart then refuses `__proto__` keys, NUL characters and deep nesting, naming where.
+    parseJson(req, res, next);
   };
   for (const route of routes) {
     // The token is checked before the body is read: a caller without one learns nothing about its body.
