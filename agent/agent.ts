@@ -299,8 +299,7 @@ export class Agent {
       return;
     }
     if (assignment.role === 'candidate') {
-      await serving.lease.release();
-      await this.#installCandidate(assignment, ref);
+      await this.#installCandidate(assignment, ref, serving);
     } else {
       await this.#activate(assignment, ref, serving);
     }
@@ -341,11 +340,16 @@ export class Agent {
     }
   }
 
-  async #installCandidate(assignment: Assignment, ref: ModelRef): Promise<void> {
+  /** `checked` is the candidate's session from the load check, held until shadow serving has taken its own lease on it. */
+  async #installCandidate(assignment: Assignment, ref: ModelRef, checked: ServingModel): Promise<void> {
     const benchmark = this.#options.holdout !== undefined;
     const state = withHandled(this.#state.state, assignment.id);
-    await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
-    await this.#refreshCandidateServing();
+    try {
+      await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
+      await this.#refreshCandidateServing();
+    } finally {
+      await checked.lease.release();
+    }
     this.#publishModelInfo();
     this.metrics.assignments.inc({ outcome: 'installed' });
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));

@@ -12,7 +12,6 @@ import type { PruneReport } from './report.ts';
 import type { Score } from '../../shared/model/scoring.ts';
 import { GENERAL_SUBDIR, REPORT_FILE } from './output-layout.ts';
 
-
 export interface PruneToArtifactsInput {
   dataset: Dataset;
   options: PruneOptions;

@@ -114,7 +114,7 @@ function executorOf(queryable: pg.Pool | pg.PoolClient): SqlExecutor {
       if (code === '23505') throw new UniqueViolation((error as Error).message, { cause: error });
       // character_not_in_repertoire: a NUL in a text parameter. Requests with one are refused at
       // the edges (untrustedDataProblem); this keeps any path that missed it a bad request, not a 500.
-      if (code === '22021') throw new UserError("text cannot contain a NUL character (U+0000)", { cause: error });
+      if (code === '22021') throw new UserError('text cannot contain a NUL character (U+0000)', { cause: error });
       throw error;
     }
   };
