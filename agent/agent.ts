@@ -190,6 +190,7 @@ export class Agent {
   }
 
   async #recover(): Promise<void> {
+    await this.#dir.prepare();
     let state: SlotState;
     let corrupt = false;
     try {

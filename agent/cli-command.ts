@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { loadDatasetFile } from '../shared/data/dataset.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig } from '../shared/protocol/agent-config.ts';
-import { UserError, errorMessage } from '../shared/util/errors.ts';
+import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
 
@@ -85,7 +85,12 @@ export function defineAgentCommand(command: Command): Command {
         },
         { connector: connectMqtt, sessions: new OrtSessionCache(), clock: () => new Date(), logger },
       );
-      await agent.start();
+      await agent.start().catch(async (error: unknown) => {
+        if (!isSystemError(error)) throw error;
+        // A data dir the agent cannot use (a file where a directory belongs, no permission, a full disk).
+        await agent.stop();
+        throw new UserError(`cannot use the data dir ${flags.dataDir}: ${describeSystemError(error)}`);
+      });
       const server = await new Promise<import('node:http').Server>((resolve, reject) => {
         const listening = agent.app.listen(flags.httpPort, flags.httpHost, (error?: Error) => (error ? reject(error) : resolve(listening)));
       }).catch(async (error: unknown) => {

@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -26,5 +27,13 @@ export class DataDir {
   }
   get outboxDir(): string {
     return join(this.root, 'outbox');
+  }
+
+  /**
+   * Creates the directories of the layout. Something else in their place (a file named `models`)
+   * fails here, at start-up, naming it (EEXIST), rather than at the first download.
+   */
+  async prepare(): Promise<void> {
+    for (const dir of [this.modelsDir, this.downloadsDir, this.outboxDir]) await mkdir(dir, { recursive: true });
   }
 }

@@ -60,8 +60,10 @@ export class SlotStateFile {
     try {
       text = await readFile(this.path, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return (this.#state = EMPTY_STATE);
-      throw error;
+      const failure = error as NodeJS.ErrnoException;
+      if (failure.code === 'ENOENT') return (this.#state = EMPTY_STATE);
+      failure.path ??= this.path; // readFile of a directory (EISDIR) does not name it
+      throw failure;
     }
     let json: unknown;
     try {

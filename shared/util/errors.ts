@@ -30,3 +30,13 @@ export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/** A failed system call (fs, net): node's errors with a `code` such as EACCES and the `syscall`. */
+export function isSystemError(error: unknown): error is NodeJS.ErrnoException {
+  return error instanceof Error && typeof (error as NodeJS.ErrnoException).code === 'string' && typeof (error as NodeJS.ErrnoException).syscall === 'string';
+}
+
+/** A system error on one line, naming its path when node's message does not (`EISDIR: …, read`). */
+export function describeSystemError(error: NodeJS.ErrnoException): string {
+  return error.path && !error.message.includes(error.path) ? `${error.message} (${error.path})` : error.message;
+}

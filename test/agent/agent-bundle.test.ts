@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -129,6 +129,30 @@ test('the bundled agent exits with one line and code 2 when its HTTP port is tak
   assert.deepEqual(exit, { code: 2, signal: null });
   assert.equal(agent.stderr.trim().split('\n').length, 1, agent.stderr);
   assert.match(agent.stderr, new RegExp(`^fleetprune-agent: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
+});
+
+test('a data dir the agent cannot use (a directory where a file belongs, a file where a directory belongs) is one line naming it, code 2', async (t) => {
+  const config = await world.config('broken-data-dir');
+  const configPath = await AgentProcess.writeConfig(await mkdtemp(join(dir, 'broken-data-dir-')), config);
+  for (const [entry, make, failure] of [
+    ['state.json', 'dir', /EISDIR: illegal operation on a directory, read \(.*state\.json\)$/],
+    ['outbox', 'file', /EEXIST: file already exists, mkdir '.*\/outbox'$/],
+    ['models', 'file', /EEXIST: file already exists, mkdir '.*\/models'$/],
+  ] as const) {
+    const dataDir = await mkdtemp(join(dir, 'broken-data-'));
+    if (make === 'dir') await mkdir(join(dataDir, entry));
+    else await writeFile(join(dataDir, entry), 'not a directory');
+    const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', dataDir, '--http-port', '0'], { FLEETPRUNE_LOG_LEVEL: 'silent' }, bundle.outfile);
+    t.after(() => agent.kill9());
+    const exit = await Promise.race([agent.exited, delay(15_000, 'hung' as const, { ref: false })]);
+    assert.notEqual(exit, 'hung', `${entry}: the agent still runs 15 s later`);
+    assert.deepEqual(exit, { code: 2, signal: null }, `${entry}: ${agent.stderr}`);
+    const lines = agent.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, agent.stderr);
+    assert.ok(lines[0]!.startsWith(`fleetprune-agent: cannot use the data dir ${dataDir}: `), lines[0]);
+    assert.match(lines[0]!, failure);
+    assert.doesNotMatch(lines[0]!, /internal error|    at /);
+  }
 });
 
 test('the bundled agent with refused broker credentials says so at error level and keeps retrying', async (t) => {
