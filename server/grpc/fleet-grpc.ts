@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { describeIssues } from '../app/describe-issues.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { ServiceError } from '../app/service-error.ts';
@@ -10,14 +9,10 @@ import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import { EnrollBodySchema } from '../http/routes/fleet-routes.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
+import { checkField } from './check-field.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { parseJsonField } from './json-field.ts';
 
-function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
-  return parsed.data;
-}
 
 function deviceMessage(device: DeviceRecord) {
   const retained = device.retainedAssignment;
@@ -48,7 +43,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
       service: proto.Devices.service,
       implementation: {
         EnrollDevice: deviceHandlers.unary('EnrollDevice', 'write', async (req: { id: string; labels: Record<string, string>; broker_url: string; server_url: string }, principal) => {
-          const request = check(
+          const request = checkField(
             EnrollBodySchema,
             { id: req.id, labels: req.labels, ...(req.broker_url ? { brokerUrl: req.broker_url } : {}), ...(req.server_url ? { serverUrl: req.server_url } : {}) },
             'request',
@@ -57,7 +52,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
         }),
         ListDevices: deviceHandlers.unary('ListDevices', 'read', async () => ({ devices: (await devices.list()).map(deviceMessage) })),
         RevokeDevice: deviceHandlers.unary('RevokeDevice', 'write', async (req: { id: string }, principal) => {
-          await devices.revoke(check(DeviceIdSchema, req.id, 'id'), actorOf(principal));
+          await devices.revoke(checkField(DeviceIdSchema, req.id, 'id'), actorOf(principal));
           return {};
         }),
       },
@@ -70,7 +65,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           'write',
           async (req: { model: string; version: string; role: string; selector_json: string; device_ids: string[] }, principal) => {
             const selector = parseJsonField(req.selector_json, 'selector_json');
-            const request = check(
+            const request = checkField(
               AssignRequestSchema,
               {
                 model: req.model,

@@ -1,8 +1,7 @@
 import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
-import { ServiceError, asServiceError } from '../app/service-error.ts';
-import { describeIssues } from '../app/describe-issues.ts';
+import { ServiceError } from '../app/service-error.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
@@ -12,36 +11,22 @@ import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
 import { TokenIdSchema } from '../auth/token-id.ts';
 import { JobIdSchema } from '../jobs/job-id.ts';
-import { PruneJobRequestSchema } from '../jobs/prune-job-request.ts';
+import { PruneJobRequestSchema, type PruneJobRequest, type PruneRequestFields } from '../jobs/prune-job-request.ts';
+import { PruneOptionsSchema } from '../pruning/options.ts';
 import { AliasSchema, VersionNameSchema, VersionRefSchema } from '../registry/names.ts';
 import { CreateTokenBodySchema } from '../http/routes/admin-routes.ts';
 import { PatchVersionBodySchema } from '../http/routes/models-routes.ts';
+import { checkField } from './check-field.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
 import { parseJsonField } from './json-field.ts';
 
+/** StartPrune's errors name this call's fields, not REST's `body.data.csv`. */
+const GRPC_PRUNE_FIELDS: PruneRequestFields = { csv: 'csv', path: 'path', options: 'options_json' };
+
 const DEFAULT_CHUNK = 64 * 1024;
 const MAX_CHUNK = 1024 * 1024;
 
-function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
-  return parsed.data;
-}
-
-/**
- * StartPrune's errors with the gRPC request's field names: the shared request schema and the job
- * service name REST's (`body.data.csv`, `body.options.units`), this call has `csv`, `path`, `options_json`.
- */
-function withPruneFieldNames(error: unknown): unknown {
-  const refused = asServiceError(error);
-  if (!refused) return error;
-  const message = refused.message.replace(
-    /(^|; )(?:body|request)\.(?:data\.(csv|path)|(options)|(name|label|task))\b/g,
-    (_match, start: string, data?: string, options?: string, field?: string) => start + (data ?? (options ? 'options_json' : field)),
-  );
-  return message === refused.message ? refused : new ServiceError(refused.code, message, { cause: error });
-}
 
 /** The gRPC face of the same services the REST routes use. */
 export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blobs' | 'Tokens' | 'Audit' | 'Jobs', GrpcServiceBinding> {
@@ -63,14 +48,14 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => ({
           versions: (
             await registry.listVersions(req.name, {
-              afterSeq: check(z.number().int().min(0), req.after_seq, 'after_seq'),
-              limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
+              afterSeq: checkField(z.number().int().min(0), req.after_seq, 'after_seq'),
+              limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
             })
           ).map(versionMessage),
         })),
         // ref as REST's GET /models/:name/versions/:ref checks it; '' is "latest" (see the .proto).
         GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) =>
-          versionMessage(await registry.resolve(req.name, req.ref === '' ? 'latest' : check(VersionRefSchema, req.ref, 'ref'))),
+          versionMessage(await registry.resolve(req.name, req.ref === '' ? 'latest' : checkField(VersionRefSchema, req.ref, 'ref'))),
         ),
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
           const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);
@@ -81,15 +66,15 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           return { missing_sha256: missingBlobs };
         }),
         SetAlias: models.unary('SetAlias', 'write', async (req: { name: string; alias: string; version: string }, principal) => {
-          const alias = check(AliasSchema, req.alias, 'alias');
-          const version = req.version === '' ? null : check(VersionNameSchema, req.version, 'version');
+          const alias = checkField(AliasSchema, req.alias, 'alias');
+          const version = req.version === '' ? null : checkField(VersionNameSchema, req.version, 'version');
           const result = await registry.setAlias(req.name, alias, version, principal);
           return result ? { version: versionMessage(result) } : {};
         }),
         // `optional bool retired`: absent arrives as undefined and is refused, as REST refuses PATCH {}.
         SetRetired: models.unary('SetRetired', 'write', async (req: { name: string; version: string; retired?: boolean }, principal) => {
-          const version = check(VersionNameSchema, req.version, 'version');
-          const retired = check(PatchVersionBodySchema.shape.retired, req.retired, 'retired');
+          const version = checkField(VersionNameSchema, req.version, 'version');
+          const retired = checkField(PatchVersionBodySchema.shape.retired, req.retired, 'retired');
           return versionMessage(await registry.setRetired(req.name, version, retired, principal));
         }),
       },
@@ -120,7 +105,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         }),
         DownloadBlob: blobs.serverStream('DownloadBlob', 'download', async (call: ServerWritableStream<{ sha256: string; offset: string; chunk_size: number }, unknown>) => {
           const { sha256 } = call.request;
-          const info = await ctx.blobs.stat(check(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), sha256, 'sha256'));
+          const info = await ctx.blobs.stat(checkField(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), sha256, 'sha256'));
           if (!info) throw new ServiceError('not_found', `no blob ${sha256}`);
           const offset = Number(call.request.offset || 0);
           if (!Number.isSafeInteger(offset) || offset < 0 || (offset > 0 && offset >= info.bytes)) {
@@ -147,7 +132,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         }),
         CollectGarbage: blobs.unary('CollectGarbage', 'admin', async (req: { dry_run: boolean; min_age_s: string }, principal) => {
           const minAge = Number(req.min_age_s || 0);
-          const minAgeSeconds = minAge === 0 ? DEFAULT_BLOB_GC_AGE_S : check(BlobGcRequestSchema.shape.minAgeSeconds, minAge, 'min_age_s');
+          const minAgeSeconds = minAge === 0 ? DEFAULT_BLOB_GC_AGE_S : checkField(BlobGcRequestSchema.shape.minAgeSeconds, minAge, 'min_age_s');
           const result = await collectBlobGarbage(
             { store: ctx.store, blobs: ctx.blobs, freedBytes: ctx.metrics.blobGcFreedBytes },
             { dryRun: req.dry_run, minAgeSeconds, actor: actorOf(principal) },
@@ -168,15 +153,15 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
       service: proto.Tokens.service,
       implementation: {
         CreateToken: tokens.unary('CreateToken', 'admin', async (req: { role: string; label: string }, principal) => {
-          const role = check(RoleSchema, req.role, 'role');
+          const role = checkField(RoleSchema, req.role, 'role');
           // The label rules of REST's POST /api/tokens; '' is absent.
-          const label = check(CreateTokenBodySchema.shape.label, req.label === '' ? undefined : req.label, 'label');
+          const label = checkField(CreateTokenBodySchema.shape.label, req.label === '' ? undefined : req.label, 'label');
           const created = await ctx.tokens.create(role, label ?? `${role} token`, actorOf(principal));
           return { token: created.token, record: tokenMessage(created.record) };
         }),
         ListTokens: tokens.unary('ListTokens', 'admin', async () => ({ tokens: (await ctx.tokens.list()).map(tokenMessage) })),
         RevokeToken: tokens.unary('RevokeToken', 'admin', async (req: { id: string }, principal) => {
-          await ctx.tokens.revoke(check(TokenIdSchema, req.id, 'id'), principal);
+          await ctx.tokens.revoke(checkField(TokenIdSchema, req.id, 'id'), principal);
           return {};
         }),
       },
@@ -187,8 +172,8 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ListAudit: audit.unary('ListAudit', 'read', async (req: { limit: number; before: string }) => ({
           entries: (
             await ctx.audit.list({
-              limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
-              beforeId: check(z.number().int().min(0), Number(req.before), 'before') || undefined,
+              limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
+              beforeId: checkField(z.number().int().min(0), Number(req.before), 'before') || undefined,
             })
           ).map(auditMessage),
         })),
@@ -207,31 +192,23 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             if (csvBytes > ctx.config.maxBodyBytes) {
               throw new ServiceError('payload_too_large', `csv: ${csvBytes} bytes, larger than the ${ctx.config.maxBodyBytes}-byte limit (--max-body-bytes)`);
             }
-            try {
-              const request = check(
-                PruneJobRequestSchema,
-                {
-                  name: req.name,
-                  label: req.label,
-                  ...(req.task ? { task: req.task } : {}),
-                  data: req.csv ? { csv: req.csv } : { path: req.path },
-                  ...(req.options_json ? { options: parseJsonField(req.options_json, 'options_json') } : {}),
-                },
-                'request',
-              );
-              return jobMessage(await ctx.jobs.startPrune(request, principal));
-            } catch (error) {
-              throw withPruneFieldNames(error);
-            }
+            const request: PruneJobRequest = {
+              name: checkField(PruneJobRequestSchema.shape.name, req.name, 'name'),
+              label: checkField(PruneJobRequestSchema.shape.label, req.label, 'label'),
+              ...(req.task ? { task: checkField(PruneJobRequestSchema.shape.task, req.task, 'task') } : {}),
+              data: req.csv ? { csv: req.csv } : { path: req.path },
+              ...(req.options_json ? { options: checkField(PruneOptionsSchema, parseJsonField(req.options_json, 'options_json'), 'options_json') } : {}),
+            };
+            return jobMessage(await ctx.jobs.startPrune(request, principal, GRPC_PRUNE_FIELDS));
           },
         ),
         // Ids checked as REST checks them: a 5000-character id is a bad request, not echoed in a NOT_FOUND.
-        GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(check(JobIdSchema, req.id, 'id')))),
+        GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(checkField(JobIdSchema, req.id, 'id')))),
         CancelJob: jobs.unary('CancelJob', 'write', async (req: { id: string }, principal) =>
-          jobMessage(await ctx.jobs.cancel(check(JobIdSchema, req.id, 'id'), principal)),
+          jobMessage(await ctx.jobs.cancel(checkField(JobIdSchema, req.id, 'id'), principal)),
         ),
         WatchJob: jobs.serverStream('WatchJob', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
-          const id = check(JobIdSchema, call.request.id, 'id');
+          const id = checkField(JobIdSchema, call.request.id, 'id');
           return new Promise<void>((resolve, reject) => {
             ctx.jobs
               .watch(

@@ -2,23 +2,18 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { ServiceError } from '../app/service-error.ts';
-import { describeIssues } from '../app/describe-issues.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import type { Leadership } from '../rollout/leader-election.ts';
 import type { RolloutService } from '../rollout/rollout-service.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
 import type { DecisionLogEntry } from '../rollout/rollout-state.ts';
+import { checkField } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 
 const RolloutId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
 const Reason = z.string().max(500, 'must be at most 500 characters');
 
-function check<T>(schema: z.ZodType<T>, value: unknown, field: string): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
-  return parsed.data;
-}
 
 export function rolloutMessage(view: RolloutSummary) {
   return {
@@ -61,12 +56,12 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
   const handlers = new GrpcHandlers(deps, 'Rollouts');
   const command = (method: string, name: 'pause' | 'resume' | 'promote' | 'abort' | 'rollback') =>
     handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean }, principal) => {
-      const id = check(RolloutId, req.id, 'id');
+      const id = checkField(RolloutId, req.id, 'id');
       // As REST: only abort and rollback take a reason (?reason=), only promote a step (?step=).
       const takesReason = name === 'abort' || name === 'rollback';
       if (!takesReason && req.reason !== '') throw new ServiceError('bad_request', `reason: only AbortRollout and RollbackRollout take a reason, not ${method}`);
       if (name !== 'promote' && req.step) throw new ServiceError('bad_request', `step: only PromoteRollout takes step, not ${method}`);
-      const reason = check(Reason, req.reason, 'reason');
+      const reason = checkField(Reason, req.reason, 'reason');
       return rolloutMessage(rolloutSummary(await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}) })));
     });
   return {
@@ -77,10 +72,10 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         return rolloutMessage(rolloutSummary(await service.start(parseRolloutSpec(req.spec, 'spec'), principal)));
       }),
       ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number }) => ({
-        rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: check(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map((record) => rolloutMessage(rolloutSummary(record))),
+        rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map((record) => rolloutMessage(rolloutSummary(record))),
       })),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string }) => {
-        const { record, decisions } = await service.get(check(RolloutId, req.id, 'id'));
+        const { record, decisions } = await service.get(checkField(RolloutId, req.id, 'id'));
         return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions)) };
       }),
       PauseRollout: command('PauseRollout', 'pause'),
@@ -89,7 +84,7 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
       AbortRollout: command('AbortRollout', 'abort'),
       RollbackRollout: command('RollbackRollout', 'rollback'),
       WatchRollout: handlers.serverStream('WatchRollout', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
-        const id = check(RolloutId, call.request.id, 'id');
+        const id = checkField(RolloutId, call.request.id, 'id');
         return new Promise<void>((resolve, reject) => {
           let unsubscribe = () => {};
           service

@@ -20,7 +20,7 @@ import type { JobRecord, JobState } from '../store/repositories/jobs-repository.
 import type { Store } from '../store/store.ts';
 import { JobEvents, type JobEvent } from './job-events.ts';
 import { readJobData } from './job-data.ts';
-import type { PruneJobRequest } from './prune-job-request.ts';
+import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
 import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
 
 export const RESTART_REASON = 'server restarted while the job was running';
@@ -82,12 +82,13 @@ export class JobService {
     return failed;
   }
 
-  async startPrune(request: PruneJobRequest, principal: Principal): Promise<JobRecord> {
-    const { text, source } = await readJobData(request.data, this.#deps.dataRoot, this.#deps.maxDataBytes);
+  /** Starts a pruning job; `fields` names the request's fields in errors (REST's by default). */
+  async startPrune(request: PruneJobRequest, principal: Principal, fields: PruneRequestFields = REST_PRUNE_FIELDS): Promise<JobRecord> {
+    const { text, source } = await readJobData(request.data, this.#deps.dataRoot, this.#deps.maxDataBytes, fields);
     // Parsed here too, so bad data is a 400 now rather than a failed job later.
     const dataset = parseDataset(text, { label: request.label, task: request.task }, source);
     const options = PruneOptionsSchema.safeParse({ ...(request.options ?? {}), task: dataset.task });
-    if (!options.success) throw new ServiceError('bad_request', describeIssues(options.error, 'body.options'));
+    if (!options.success) throw new ServiceError('bad_request', describeIssues(options.error, fields.options));
     // Too few rows for the splits is also the request's fault: refuse it now, not as a failed job.
     splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
     const id = `job-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;

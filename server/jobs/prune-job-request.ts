@@ -20,3 +20,11 @@ export const PruneJobRequestSchema = z.strictObject({
 
 export type PruneJobRequest = z.output<typeof PruneJobRequestSchema>;
 export type PruneJobRequestInput = z.input<typeof PruneJobRequestSchema>;
+
+/** What a prune request's errors call its fields: REST's body paths, or gRPC StartPrune's field names. */
+export interface PruneRequestFields {
+  csv: string;
+  path: string;
+  options: string;
+}
+export const REST_PRUNE_FIELDS: PruneRequestFields = { csv: 'body.data.csv', path: 'body.data.path', options: 'body.options' };

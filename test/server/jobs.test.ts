@@ -75,6 +75,9 @@ test('gRPC StartPrune streams progress with WatchJob; bad data is refused up fro
     jobs.call('StartPrune', { name: 'iris', label: 'b', csv: 'a,b\n1,2\n', options_json: '{"units": -1}' }),
     refused(status.INVALID_ARGUMENT, /^options_json\.units: /),
   );
+  await assert.rejects(jobs.call('StartPrune', { name: '../iris', label: 'b', csv: 'a,b\n1,2\n' }), refused(status.INVALID_ARGUMENT, /^name: /));
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'b', task: 'ranking', csv: 'a,b\n1,2\n' }), refused(status.INVALID_ARGUMENT, /^task: /));
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'b', csv: 'a,b\n1,2\n', options_json: '{"units": 8, "colour": 1}' }), refused(status.INVALID_ARGUMENT, /^options_json\.colour: unknown field$/));
   // Job ids are checked as REST checks them (a bad one is not echoed back in a NOT_FOUND).
   for (const method of ['GetJob', 'CancelJob']) {
     await assert.rejects(jobs.call(method, { id: 'x'.repeat(5000) }), refused(status.INVALID_ARGUMENT, /^id: must be a job id$/), method);
