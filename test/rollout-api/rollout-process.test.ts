@@ -85,11 +85,12 @@ test('a real server drives a rollout end to end; kill -9 mid-rollout, restart re
   const env = await prepare(t, 'sqlite');
   if (!env) return;
   let server = await spawnFleetServer(t, env);
-  const response = await server.request('POST', '/api/rollouts', { body: stagedSpecYaml({ pause: '4s' }) });
+  const response = await server.request('POST', '/api/rollouts', { body: stagedSpecYaml({ pause: '10s' }) });
   assert.equal(response.status, 201, await response.clone().text());
   const { id } = (await response.json()) as { id: string };
 
-  // Killed during the timed pause (step 2), after the 50 % assignment and the analysis.
+  // Killed during the timed pause (step 2), after the 50 % assignment and the analysis. The pause
+  // must outlast the restart (a few seconds, more on a loaded machine) for the state to be seen unchanged.
   const before = await waitForRollout(server.request, id, (v) => v.phase === 'Paused' && v.stepIndex === 2);
   await server.kill();
 
@@ -98,7 +99,7 @@ test('a real server drives a rollout end to end; kill -9 mid-rollout, restart re
   assert.equal(after.stepIndex, before.stepIndex);
   assert.equal(after.phase, 'Paused');
   assert.equal(after.pause.until, before.pause.until, 'the pause ends when it would have');
-  const done = await waitForRollout(server.request, id, (v) => v.phase === 'Completed' && v.pendingActions.length === 0, 20_000);
+  const done = await waitForRollout(server.request, id, (v) => v.phase === 'Completed' && v.pendingActions.length === 0, 30_000);
   assert.equal(done.weight, 100);
   assert.equal(done.outcome.status, 'production');
 
