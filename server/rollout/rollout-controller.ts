@@ -7,11 +7,12 @@ import type { Measurement } from '../analysis/measurement.ts';
 import { promqlAlternation, promqlString } from '../analysis/query-template.ts';
 import type { Scheduler } from '../analysis/scheduler.ts';
 import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
+import { DeviceRolloutIndex } from './device-rollout-index.ts';
 import type { FleetPort, ModelStatusPort } from './fleet-port.ts';
 import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
-import { deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
+import { awaitsDevice, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
 /**
@@ -47,10 +48,12 @@ export class RolloutController {
   readonly #wakers = new Map<string, { at: number; cancel: () => void }>();
   readonly #retries = new Map<string, () => void>();
   readonly #idle = new Set<Promise<unknown>>();
+  readonly #deviceRollouts: DeviceRolloutIndex;
   #stopped = false;
 
   constructor(options: RolloutControllerOptions) {
     this.#o = options;
+    this.#deviceRollouts = new DeviceRolloutIndex(options.repository);
   }
 
   /** Starts a rollout of a validated spec; returns its state after the first transition. */
@@ -61,6 +64,7 @@ export class RolloutController {
     const at = this.#now();
     const transition = startRollout(id, spec, { type: 'start', at, by: options.by, devices: devices.map((d) => ({ id: d.id, labels: { ...d.labels }, baseline: d.baseline })), previousProduction });
     await this.#o.repository.create({ state: transition.state, pendingActions: transition.actions, decisions: transition.decisions });
+    this.#deviceRollouts.add(transition.state);
     this.#afterCommit(transition.state, transition.decisions);
     this.#drain(id);
     return transition.state;
@@ -93,13 +97,10 @@ export class RolloutController {
    * wants the device to run (older rollouts of the model are history and stay silent).
    */
   async deviceOnline(deviceId: string): Promise<void> {
-    const models = new Set<string>();
-    for (const id of await this.#o.repository.list()) {
+    for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
       const record = await this.#o.repository.load(id);
-      if (!record || models.has(record.state.spec.model)) continue;
-      if (!record.state.devices.some((device) => device.id === deviceId)) continue;
-      models.add(record.state.spec.model);
-      await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId });
+      // Most reconnects find nothing to resend: skip the lock and the commit (dispatch checks again).
+      if (record && awaitsDevice(record.state, deviceId)) await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId });
     }
   }
 

@@ -382,9 +382,15 @@ function onTick(t: TransitionDraft): void {
   }
 }
 
+/** Whether the rollout has something to (re)send the device when it comes back online. */
+export function awaitsDevice(state: RolloutState, deviceId: string): boolean {
+  const device = state.devices.find((entry) => entry.id === deviceId);
+  return device !== undefined && device.touched && (device.delivery === 'unreachable' || device.delivery === 'retrying');
+}
+
 function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
-  const device = t.s.devices.find((entry) => entry.id === deviceId);
-  if (!device || !device.touched || (device.delivery !== 'unreachable' && device.delivery !== 'retrying')) return;
+  if (!awaitsDevice(t.s, deviceId)) return;
+  const device = t.device(deviceId);
   t.setDevice(deviceId, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
   t.decide('device', 'online', `device ${deviceId} is back; sending it ${describeDesired(t.s, device.desired)}`);
   deliver(t, [deviceId]);

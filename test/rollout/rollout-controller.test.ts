@@ -183,6 +183,10 @@ describe('rollout controller', () => {
     assert.match(await r.registry.metrics(), /fleetprune_rollout_unreachable_devices\{rollout="ro-test",model="wine",version="2"\} 1/);
     const retries = r.fleet.calls.length;
     assert.equal(retries, 1 + 3 + 1, 'first assignment, three retries, activation');
+    // A device that waits for nothing costs no commit when it reconnects.
+    const revision = (await r.repository.load('ro-test'))!.revision;
+    await r.controller.deviceOnline('dev-01');
+    assert.equal((await r.repository.load('ro-test'))!.revision, revision);
     r.fleet.devices.get('dev-03')!.online = true;
     await r.controller.deviceOnline('dev-03');
     await drive(r, 1000);

@@ -1,0 +1,48 @@
+import type { RolloutRepository } from './rollout-repository.ts';
+import type { RolloutState } from './rollout-state.ts';
+
+interface Entry {
+  readonly id: string;
+  readonly createdAt: number;
+}
+
+/**
+ * Per device and model, the newest rollout that includes the device: the one that speaks for it
+ * when it comes back online. A rollout's devices are fixed when it starts, so the index is built
+ * from the repository once (on first use) and then kept current by `add` as rollouts start. It
+ * spares a reconnecting device a load of every rollout ever run.
+ */
+export class DeviceRolloutIndex {
+  readonly #byDevice = new Map<string, Map<string, Entry>>();
+  #built: Promise<void> | undefined;
+
+  constructor(readonly repository: Pick<RolloutRepository, 'list' | 'load'>) {}
+
+  /** Records a started rollout (also safe while the first scan runs: the newest entry wins). */
+  add(state: RolloutState): void {
+    for (const device of state.devices) {
+      let models = this.#byDevice.get(device.id);
+      if (!models) this.#byDevice.set(device.id, (models = new Map()));
+      const known = models.get(state.spec.model);
+      if (!known || known.createdAt <= state.createdAt) models.set(state.spec.model, { id: state.id, createdAt: state.createdAt });
+    }
+  }
+
+  /** Ids of the rollouts that speak for the device, one per model. */
+  async rolloutsOf(deviceId: string): Promise<string[]> {
+    this.#built ??= this.#scan().catch((error: unknown) => {
+      this.#built = undefined; // try again on the next call
+      throw error;
+    });
+    await this.#built;
+    return [...(this.#byDevice.get(deviceId)?.values() ?? [])].map((entry) => entry.id);
+  }
+
+  async #scan(): Promise<void> {
+    // Oldest first, so a rollout started in the same millisecond as an older one still wins.
+    for (const id of [...(await this.repository.list())].reverse()) {
+      const record = await this.repository.load(id);
+      if (record) this.add(record.state);
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DeviceRolloutIndex } from '../../server/rollout/device-rollout-index.ts';
+import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
+import { startRollout } from '../../server/rollout/rollout-state-machine.ts';
+import { fleetOf, specOf, T0 } from './rollout-fixtures.ts';
+
+/** A started rollout of `model` to the first `devices` devices of the fleet. */
+function started(id: string, model: string, devices: number, at: number) {
+  const transition = startRollout(id, specOf([{ setWeight: 100 }], { model }), { type: 'start', at, by: 'a', devices: fleetOf(devices), previousProduction: null });
+  return { state: transition.state, pendingActions: transition.actions, decisions: transition.decisions };
+}
+
+/** The real in-memory repository, counting loads. */
+class CountingRepository extends InMemoryRolloutRepository {
+  loads = 0;
+  override load(id: string) {
+    this.loads++;
+    return super.load(id);
+  }
+}
+
+test('per device and model, the newest rollout that includes the device; one scan of the history, then none', async () => {
+  const repository = new CountingRepository();
+  await repository.create(started('ro-wine-old', 'wine', 4, T0));
+  await repository.create(started('ro-iris', 'iris', 2, T0 + 1000));
+  await repository.create(started('ro-wine-new', 'wine', 2, T0 + 2000));
+  const index = new DeviceRolloutIndex(repository);
+
+  assert.deepEqual((await index.rolloutsOf('dev-01')).sort(), ['ro-iris', 'ro-wine-new'], 'the newer wine rollout speaks for dev-01');
+  assert.deepEqual(await index.rolloutsOf('dev-03'), ['ro-wine-old'], 'dev-03 is only in the older wine rollout');
+  assert.deepEqual(await index.rolloutsOf('dev-99'), []);
+  assert.equal(repository.loads, 3, 'each rollout loaded once, by the first call');
+
+  // A rollout started later (the controller adds it) takes over without another scan.
+  const newest = started('ro-wine-newest', 'wine', 4, T0 + 3000);
+  await repository.create(newest);
+  index.add(newest.state);
+  assert.deepEqual(await index.rolloutsOf('dev-03'), ['ro-wine-newest']);
+  assert.equal(repository.loads, 3);
+});
+
+test('a rollout added while the first scan runs is not overwritten by the older ones the scan finds', async () => {
+  const repository = new CountingRepository();
+  await repository.create(started('ro-wine-old', 'wine', 4, T0));
+  const index = new DeviceRolloutIndex(repository);
+  const first = index.rolloutsOf('dev-01');
+  index.add(started('ro-wine-new', 'wine', 4, T0 + 1000).state);
+  assert.deepEqual(await first, ['ro-wine-new']);
+});
+
+test('a failed scan is retried on the next call', async () => {
+  const repository = new CountingRepository();
+  await repository.create(started('ro-wine-old', 'wine', 4, T0));
+  let failures = 1;
+  const flaky = {
+    list: () => (failures-- > 0 ? Promise.reject(new Error('database is locked')) : repository.list()),
+    load: (id: string) => repository.load(id),
+  };
+  const index = new DeviceRolloutIndex(flaky);
+  await assert.rejects(index.rolloutsOf('dev-01'), /database is locked/);
+  assert.deepEqual(await index.rolloutsOf('dev-01'), ['ro-wine-old']);
+});
