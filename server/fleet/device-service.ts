@@ -29,6 +29,8 @@ export interface DeviceServiceOptions {
   log: Logger;
   /** Refuses enrollment and revocation on a standby server (default: always allowed). */
   gate?: FleetGate;
+  /** Called after a revocation is committed (the device's exported series are dropped). */
+  onRevoked?: (deviceId: string) => void;
 }
 
 /**
@@ -83,6 +85,7 @@ export class DeviceService {
       await tx.tokens.revoke(device.tokenId, now);
       await tx.audit.append({ at: now, actor, action: 'device.revoke', target: `device:${id}`, details: {} });
     });
+    this.options.onRevoked?.(id);
     await this.#credentialsChanged();
   }
 

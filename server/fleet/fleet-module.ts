@@ -76,7 +76,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined && ctx.store.engine instanceof PostgresEngine;
   const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
-  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate });
+  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id) => exporter.forgetDevice(id) });
   const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate });
   let leading = false;
   let stopped = false;

@@ -116,6 +116,7 @@ async function fleetScenario(t: TestContext, server: ServerProcess, dir: string)
   // Revoked: refused at the broker, shown as revoked.
   const revoked = await runCli(['devices', 'revoke', 'osaka-1', ...connection]);
   assert.equal(revoked.code, 0, revoked.stderr);
+  assert.equal(await metricValue(server, 'fleetprune_device_reports_total', { device: 'osaka-1' }), null, 'a revoked device\'s series are dropped');
   await waitFor(async () => {
     try {
       const late = await connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: config.broker.password });

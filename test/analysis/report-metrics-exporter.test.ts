@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Registry } from 'prom-client';
+import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
+import { MAX_EXPORTED_MODELS_PER_DEVICE, ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
+import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
+
+function report(overrides: Partial<DeviceReport> = {}): DeviceReport {
+  return {
+    model: 'wine', version: '2', role: 'candidate', cohort: 'pilot', deviceId: 'd1',
+    accuracy: 0.9, latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 1, predictions: 10, ts: new Date(), ...overrides,
+  };
+}
+
+/** The label sets of one metric, as `device/model/version/role/cohort` strings. */
+async function series(registry: Registry, name: string): Promise<string[]> {
+  const metric = (await registry.getMetricsAsJSON()).find((entry) => entry.name === name);
+  return (metric?.values ?? []).map(({ labels }) => `${labels.device}/${labels.model}/${labels.version}/${labels.role}/${labels.cohort}`).sort();
+}
+
+test('a device exports one label set per model and role: a new version or cohort replaces the old series in every metric', async () => {
+  const registry = new Registry();
+  const exporter = new ReportMetricsExporter(registry);
+  exporter.observe(report({ role: 'active', version: '1' }));
+  exporter.observe(report());
+  exporter.observe(report());
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/1/active/pilot', 'd1/wine/2/candidate/pilot']);
+  const reports = (await registry.getMetricsAsJSON()).find((entry) => entry.name === DEVICE_REPORT_METRICS.reports)!;
+  assert.equal(reports.values.find((value) => value.labels.role === 'candidate')?.value, 2, 'the same label set keeps counting');
+
+  exporter.observe(report({ version: '3' }));
+  exporter.observe(report({ role: 'active', version: '1', cohort: 'fleet' }));
+  for (const name of Object.values(DEVICE_REPORT_METRICS)) {
+    assert.deepEqual(await series(registry, name), ['d1/wine/1/active/fleet', 'd1/wine/3/candidate/pilot'], name);
+  }
+});
+
+test('a device that reports ever new models keeps the latest few; other devices and a revoked one', async () => {
+  const registry = new Registry();
+  const exporter = new ReportMetricsExporter(registry);
+  exporter.observe(report({ deviceId: 'd2' }));
+  for (let i = 0; i < 100; i++) exporter.observe(report({ model: `m${i}` }));
+  const kept = await series(registry, DEVICE_REPORT_METRICS.latencyP50);
+  assert.equal(kept.length, MAX_EXPORTED_MODELS_PER_DEVICE + 1);
+  assert.ok(kept.includes('d2/wine/2/candidate/pilot'), 'another device is untouched');
+  assert.ok(kept.includes('d1/m99/2/candidate/pilot') && !kept.includes('d1/m0/2/candidate/pilot'), 'the least recently reported models go first');
+
+  exporter.forgetDevice('d1');
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.latencyP50), ['d2/wine/2/candidate/pilot']);
+  exporter.observe(report());
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.latencyP50), ['d1/wine/2/candidate/pilot', 'd2/wine/2/candidate/pilot']);
+  exporter.reset();
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.latencyP50), []);
+});
