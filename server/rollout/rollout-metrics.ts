@@ -1,11 +1,18 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { ROLLOUT_METRICS } from '../../shared/metrics/rollout-names.ts';
 import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
-import { weight } from './rollout-state-machine.ts';
+import { isTerminal, weight } from './rollout-state-machine.ts';
+
+/** Finished rollouts whose series stay exported (Prometheus keeps the history of older ones). */
+export const EXPORTED_FINISHED_ROLLOUTS = 20;
+
+type Metric = Gauge<string> | Counter<string>;
 
 /**
  * The rollout controller's metrics, on an injected registry (the server's). Labels: rollout,
- * model, version (the candidate), and metric / verdict / kind where they apply.
+ * model, version (the candidate), and metric / verdict / kind where they apply. Unfinished
+ * rollouts and the last EXPORTED_FINISHED_ROLLOUTS finished ones are exported; an older finished
+ * rollout's series are removed, so the series grow with the rollouts in flight, not with history.
  */
 export class RolloutMetrics {
   readonly step: Gauge<'rollout' | 'model' | 'version'>;
@@ -25,24 +32,47 @@ export class RolloutMetrics {
     this.decisions = new Counter({ name: ROLLOUT_METRICS.decisions, help: 'Rollout decisions (measurements, steps, promotions, failures, commands) by verdict', labelNames: [...base, 'kind', 'metric', 'verdict'], registers: [registry] });
   }
 
+  /** Per rollout and metric, every label set it exports (by its JSON). */
+  readonly #series = new Map<string, Map<Metric, Map<string, Record<string, string>>>>();
+  /** Finished rollouts still exported, oldest first. */
+  readonly #finished: string[] = [];
+
   observe(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
     const labels = { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion };
-    this.step.set(labels, state.stepIndex);
-    this.weight.set(labels, weight(state));
-    this.unreachable.set(labels, state.devices.filter((device) => device.delivery === 'unreachable').length);
+    const set = (metric: Gauge<string>, extra: Record<string, string>, value: number) => metric.set(this.#track(metric, { ...labels, ...extra }), value);
+    set(this.step, {}, state.stepIndex);
+    set(this.weight, {}, weight(state));
+    set(this.unreachable, {}, state.devices.filter((device) => device.delivery === 'unreachable').length);
     for (const decision of decisions) {
       const measurement = decision.measurement;
-      this.decisions.inc({ ...labels, kind: decision.kind, metric: measurement?.metric ?? '', verdict: decision.verdict });
+      this.decisions.inc(this.#track(this.decisions, { ...labels, kind: decision.kind, metric: measurement?.metric ?? '', verdict: decision.verdict }));
       if (!measurement) continue;
       const values = measurement.value ?? [];
       if (values.length > 0) {
         const sorted = [...values].sort((a, b) => a - b);
         const middle = sorted.length >> 1;
-        const value = sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-        this.analysisValue.set({ ...labels, metric: measurement.metric }, value);
+        set(this.analysisValue, { metric: measurement.metric }, sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2);
       }
-      if (measurement.thresholds.success !== undefined) this.analysisThreshold.set({ ...labels, metric: measurement.metric, condition: 'success' }, measurement.thresholds.success);
-      if (measurement.thresholds.failure !== undefined) this.analysisThreshold.set({ ...labels, metric: measurement.metric, condition: 'failure' }, measurement.thresholds.failure);
+      if (measurement.thresholds.success !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'success' }, measurement.thresholds.success);
+      if (measurement.thresholds.failure !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'failure' }, measurement.thresholds.failure);
     }
+    if (isTerminal(state) && !this.#finished.includes(state.id)) {
+      this.#finished.push(state.id);
+      while (this.#finished.length > EXPORTED_FINISHED_ROLLOUTS) this.#forget(this.#finished.shift()!);
+    }
+  }
+
+  #track<L extends Record<string, string>>(metric: Metric, labels: L): L {
+    let byMetric = this.#series.get(labels.rollout!);
+    if (!byMetric) this.#series.set(labels.rollout!, (byMetric = new Map()));
+    let sets = byMetric.get(metric);
+    if (!sets) byMetric.set(metric, (sets = new Map()));
+    sets.set(JSON.stringify(labels), labels);
+    return labels;
+  }
+
+  #forget(rollout: string): void {
+    for (const [metric, sets] of this.#series.get(rollout) ?? []) for (const labels of sets.values()) metric.remove(labels);
+    this.#series.delete(rollout);
   }
 }
