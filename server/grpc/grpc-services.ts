@@ -28,6 +28,20 @@ const DEFAULT_CHUNK = 64 * 1024;
 const MAX_CHUNK = 1024 * 1024;
 
 
+/** Waits for a server stream's buffer to drain; false if the call is cancelled or closed first. */
+function drainedOrGone(call: ServerWritableStream<unknown, unknown>): Promise<boolean> {
+  if (call.cancelled) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const settle = (drained: boolean) => () => {
+      call.off('drain', onDrain).off('cancelled', onGone).off('close', onGone);
+      resolve(drained);
+    };
+    const onDrain = settle(true);
+    const onGone = settle(false);
+    call.once('drain', onDrain).once('cancelled', onGone).once('close', onGone);
+  });
+}
+
 /** The gRPC face of the same services the REST routes use. */
 export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blobs' | 'Tokens' | 'Audit' | 'Jobs', GrpcServiceBinding> {
   const proto = loadFleetpruneProto();
@@ -127,7 +141,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             const ok = call.write({ offset: String(position), data, total_bytes: String(info.bytes) });
             position += data.length;
             ctx.metrics.blobBytesServed.inc({ transport: 'grpc' }, data.length);
-            if (!ok) await new Promise<void>((resolve) => call.once('drain', resolve));
+            if (!ok && !(await drainedOrGone(call))) return;
           }
         }),
         CollectGarbage: blobs.unary('CollectGarbage', 'admin', async (req: { dry_run: boolean; min_age_s: string }, principal) => {
@@ -219,7 +233,11 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
                 },
                 resolve,
               )
-              .then((unsubscribe) => call.on('cancelled', () => (unsubscribe(), resolve())), reject);
+              .then((unsubscribe) => {
+                // A client that cancelled while the watch was being set up missed the event.
+                if (call.cancelled) return (unsubscribe(), resolve());
+                call.on('cancelled', () => (unsubscribe(), resolve()));
+              }, reject);
           });
         }),
       },

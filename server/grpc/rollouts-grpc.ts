@@ -98,6 +98,8 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
             )
             .then((stop) => {
               unsubscribe = stop;
+              // A client that cancelled while the watch was being set up missed the event.
+              if (call.cancelled) return (stop(), resolve());
               call.on('cancelled', () => (stop(), resolve()));
             }, reject);
         });

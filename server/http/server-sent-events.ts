@@ -5,6 +5,7 @@ export interface EventStream {
   send(event: string, data: unknown): void;
   end(): void;
   readonly closed: boolean;
+  /** Runs `listener` when the stream closes, or at once if it already has. */
   onClose(listener: () => void): void;
 }
 
@@ -39,7 +40,9 @@ export function openEventStream(req: Request, res: Response): EventStream {
       return closed;
     },
     onClose(listener) {
-      listeners.push(listener);
+      // The client may have gone while the caller was still subscribing: run the listener now.
+      if (closed) listener();
+      else listeners.push(listener);
     },
   };
 }

@@ -1,0 +1,32 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import express from 'express';
+import { openEventStream, type EventStream } from '../../server/http/server-sent-events.ts';
+
+test('an event stream whose client left before the subscriber registered still runs its close listener (no leaked watch)', async (t) => {
+  let opened: (stream: EventStream) => void;
+  const streamOpened = new Promise<EventStream>((resolve) => (opened = resolve));
+  const app = express();
+  app.get('/events', (req, res) => opened(openEventStream(req, res)));
+  const server = await new Promise<http.Server>((resolve) => {
+    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+  });
+  t.after(() => new Promise((resolve) => (server.closeAllConnections(), server.close(resolve))));
+
+  const request = http.get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/events`);
+  request.on('error', () => {});
+  await new Promise((resolve) => request.once('response', resolve));
+  const stream = await streamOpened;
+  let early = 0;
+  stream.onClose(() => early++);
+  request.destroy(); // the client goes, as a subscription is still being set up
+  for (let i = 0; i < 100 && !stream.closed; i++) await delay(20);
+  assert.equal(stream.closed, true);
+  assert.equal(early, 1, 'a listener registered before the close runs once');
+  let late = 0;
+  stream.onClose(() => late++);
+  assert.equal(late, 1, 'a listener registered after the close runs at once');
+});
