@@ -12,7 +12,9 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'range_not_satisfiable'
   /** This server cannot do it now but another can (a rollout command sent to a follower). */
-  | 'unavailable';
+  | 'unavailable'
+  /** Too much work queued already (pruning jobs); try again later. */
+  | 'too_many_requests';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -24,6 +26,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   unsupported_media_type: 415,
   range_not_satisfiable: 416,
   unavailable: 503,
+  too_many_requests: 429,
 };
 
 export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
@@ -36,6 +39,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   unsupported_media_type: GrpcStatus.INVALID_ARGUMENT,
   range_not_satisfiable: GrpcStatus.OUT_OF_RANGE,
   unavailable: GrpcStatus.FAILED_PRECONDITION,
+  too_many_requests: GrpcStatus.RESOURCE_EXHAUSTED,
 };
 
 /**

@@ -93,6 +93,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       dataRoot: config.dataRoot,
       maxDataBytes: config.maxBodyBytes,
       maxConcurrentJobs: config.maxConcurrentJobs,
+      maxQueuedJobs: config.maxQueuedJobs,
       metrics,
       log,
     });

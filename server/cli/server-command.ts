@@ -18,6 +18,7 @@ interface ServerFlags {
   maxBlobBytes?: number;
   dataRoot?: string;
   maxConcurrentJobs?: number;
+  maxQueuedJobs?: number;
   prometheusUrl?: string;
   mqttPort?: number;
   mqttUrl?: string;
@@ -46,6 +47,7 @@ export function registerServerCommand(program: Command): void {
     .option('--max-blob-bytes <n>', 'uploaded file limit (default 1 GiB)', parseInteger)
     .option('--data-root <dir>', 'pruning jobs may read server-side data files under this directory')
     .option('--max-concurrent-jobs <n>', 'pruning jobs running at once (default 1)', parseInteger)
+    .option('--max-queued-jobs <n>', 'pruning jobs waiting for a free worker; more are refused with 429 (default 16)', parseInteger)
     .option('--prometheus-url <url>', 'rollout analyses query this Prometheus (or FLEETPRUNE_PROMETHEUS_URL; default: the builtin provider)')
     .option('--mqtt-port <port>', 'embedded MQTT broker port (0 = ephemeral; default 1883)', parseInteger)
     .option('--mqtt-url <url>', 'use this external MQTT broker (e.g. Mosquitto) instead of the embedded one; the server identity\'s password comes from FLEETPRUNE_MQTT_PASSWORD or is written by --mosquitto-dir')
@@ -76,6 +78,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
     dataRoot: flags.dataRoot,
     adminToken: process.env.FLEETPRUNE_ADMIN_TOKEN || undefined,
     maxConcurrentJobs: flags.maxConcurrentJobs,
+    maxQueuedJobs: flags.maxQueuedJobs,
     prometheusUrl: flags.prometheusUrl ?? (process.env.FLEETPRUNE_PROMETHEUS_URL || undefined),
     nodeId: flags.nodeId ?? (process.env.FLEETPRUNE_NODE_ID || undefined),
     mqttPort: flags.mqttPort,

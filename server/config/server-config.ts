@@ -33,6 +33,8 @@ export const ServerConfigSchema = z
     dataRoot: z.string().min(1).transform((path) => resolve(path)).optional(),
     adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
     maxConcurrentJobs: z.coerce.number().int().min(1).max(64).default(1),
+    /** Pruning jobs waiting for a worker (each holds its data set in memory); more are refused (429). */
+    maxQueuedJobs: z.coerce.number().int().min(1).max(1000).default(16),
     /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl. */
     mqttPort: Port.default(1883),
     /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
@@ -95,6 +97,7 @@ const SOURCE: Record<string, string> = {
   dataRoot: '--data-root',
   adminToken: 'FLEETPRUNE_ADMIN_TOKEN',
   maxConcurrentJobs: '--max-concurrent-jobs',
+  maxQueuedJobs: '--max-queued-jobs',
   mqttPort: '--mqtt-port',
   mqttUrl: '--mqtt-url',
   mqttPassword: 'FLEETPRUNE_MQTT_PASSWORD',

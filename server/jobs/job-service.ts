@@ -41,6 +41,8 @@ export interface JobServiceDeps {
   dataRoot: string | undefined;
   maxDataBytes: number;
   maxConcurrentJobs: number;
+  /** Jobs waiting for a worker; a submission beyond is refused (each holds its data set in memory). */
+  maxQueuedJobs: number;
   metrics: ServerMetrics;
   log: Logger;
 }
@@ -84,6 +86,7 @@ export class JobService {
 
   /** Starts a pruning job; `fields` names the request's fields in errors (REST's by default). */
   async startPrune(request: PruneJobRequest, principal: Principal, fields: PruneRequestFields = REST_PRUNE_FIELDS): Promise<JobRecord> {
+    this.#assertRoomInQueue();
     const { text, source } = await readJobData(request.data, this.#deps.dataRoot, this.#deps.maxDataBytes, fields);
     // Parsed here too, so bad data is a 400 now rather than a failed job later.
     const dataset = parseDataset(text, { label: request.label, task: request.task }, source);
@@ -106,6 +109,7 @@ export class JobService {
       createdBy: actorOf(principal),
       node: this.#deps.node,
     };
+    this.#assertRoomInQueue(); // again: other submissions may have queued while this one was checked
     await this.#deps.store.transaction(async (tx) => {
       await tx.jobs.insert(job);
       await tx.audit.append({ at: now, actor: job.createdBy, action: 'job.start', target: `job:${id}`, details: { kind: 'prune', model: request.name } });
@@ -220,6 +224,12 @@ export class JobService {
     this.#queue.length = 0;
     await Promise.all([...this.#workers.values()].map((worker) => worker.terminate()));
     await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
+  }
+
+  #assertRoomInQueue(): void {
+    if (this.#queue.length >= this.#deps.maxQueuedJobs) {
+      throw new ServiceError('too_many_requests', `${this.#queue.length} pruning jobs are already waiting for a worker (--max-queued-jobs); try again when one has started`);
+    }
   }
 
   #pump(): void {

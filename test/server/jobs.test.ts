@@ -98,8 +98,8 @@ test('gRPC StartPrune streams progress with WatchJob; bad data is refused up fro
   assert.equal((await server.server.ctx.store.models.countVersions()), 2);
 });
 
-test('jobs cancel: a queued job never starts, a running one stops, nothing is registered, a finished one is a conflict', async (t) => {
-  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1 } }))!;
+test('jobs cancel: a queued job never starts, a running one stops, nothing is registered, a finished one is a conflict; a full queue refuses more', async (t) => {
+  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1, maxQueuedJobs: 1 } }))!;
   const csv = await readFile(IRIS, 'utf8');
   // Long enough to still be training when cancelled: up to 10,000 epochs with patience 1,000.
   const long = { ...TINY_OPTIONS, epochs: 10_000, patience: 1000 };
@@ -114,9 +114,16 @@ test('jobs cancel: a queued job never starts, a running one stops, nothing is re
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 
-  // gRPC cancels the queued one; REST cancels the running one.
   const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
   t.after(() => jobs.close());
+  // One job runs and one waits (--max-queued-jobs 1): a third is refused over REST and gRPC, and not stored.
+  const full = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: long } });
+  assert.equal(full.status, 429);
+  assert.match(((await full.json()) as any).error.message, /^1 pruning jobs are already waiting for a worker \(--max-queued-jobs\); try again when one has started$/);
+  await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'species', csv }), (error: any) => error.code === status.RESOURCE_EXHAUSTED && /already waiting/.test(error.details));
+  assert.equal((((await (await server.request('GET', '/api/jobs')).json()) as any).jobs as unknown[]).length, 2);
+
+  // gRPC cancels the queued one; REST cancels the running one.
   const cancelledQueued = await jobs.call('CancelJob', { id: queued.id });
   assert.equal(cancelledQueued.state, 'failed');
   assert.match(cancelledQueued.error, /^cancelled by /);
