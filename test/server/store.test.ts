@@ -45,8 +45,14 @@ for (const engine of STORE_ENGINES) {
         const rows = await store.engine.all('SELECT domain, version FROM schema_migrations ORDER BY domain, version');
         assert.deepEqual(
           rows.map((row) => `${row.domain}:${row.version}`),
-          ['audit:1', 'auth:1', 'fleet:1', 'fleet:2', 'jobs:1', 'jobs:2', 'registry:1', 'rollouts:1'],
+          ['audit:1', 'auth:1', 'fleet:1', 'fleet:2', 'fleet:3', 'jobs:1', 'jobs:2', 'registry:1', 'rollouts:1'],
         );
+        // A device's answer to an assignment is found by index, not by walking its report history.
+        const plan =
+          engine === 'sqlite'
+            ? await store.engine.all("EXPLAIN QUERY PLAN SELECT payload FROM device_reports WHERE kind = 'assignment' AND assignment_id = 'a' AND device_id = 'd' ORDER BY created_at, id LIMIT 1")
+            : await store.engine.all("SELECT indexdef AS detail FROM pg_indexes WHERE indexname = 'device_reports_answer' AND schemaname = current_schema()");
+        assert.match(plan.map((row) => String(row.detail)).join('\n'), /device_reports_answer.*\(?assignment_id[=?, ]+.*device_id/);
       });
     });
 

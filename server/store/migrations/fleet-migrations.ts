@@ -75,4 +75,12 @@ export const fleetMigrations: Migration[] = [
         PRIMARY KEY (id, device_id)
       );`,
   },
+  {
+    domain: 'fleet',
+    version: 3,
+    name: 'index of device answers by assignment',
+    // findAnswer looks a device's answer up by assignment id on every delivery check; without this
+    // it walks the device's whole report history.
+    sql: () => `CREATE INDEX device_reports_answer ON device_reports (assignment_id, device_id, created_at);`,
+  },
 ];
