@@ -9,6 +9,12 @@ import { verifyPassword } from './password-hash.ts';
 import { deviceMayPublish, deviceMaySubscribe } from './topic-acl.ts';
 import { timingSafeEqual } from 'node:crypto';
 
+/** The part of aedes' persistence (aedes-persistence) used here: promise-returning without a callback. */
+interface SessionStore {
+  subscriptionsByClient(client: { id: string }): Promise<{ topic: string }[]>;
+  cleanSubscriptions(client: { id: string }): Promise<unknown>;
+}
+
 export interface EmbeddedBrokerOptions {
   /** TCP port; 0 picks an ephemeral one (read it from `port` after start()). */
   port: number;
@@ -143,7 +149,11 @@ export class EmbeddedBroker implements Broker {
     });
   }
 
-  /** Disconnects devices that were revoked or removed since they connected. */
+  /**
+   * Disconnects devices that were revoked or removed since they connected, and drops revoked
+   * devices' persistent sessions: their subscriptions would otherwise queue every fleet command
+   * for a device that can never connect again.
+   */
   async credentialsChanged(): Promise<void> {
     const aedes = this.#aedes;
     if (!aedes) return;
@@ -156,6 +166,22 @@ export class EmbeddedBroker implements Broker {
         client.close();
       }
     }
+    const persistence = this.#persistence(aedes);
+    for (const device of await this.#options.credentials.listDevices()) {
+      if (device.revoked && (await persistence.subscriptionsByClient({ id: device.deviceId })).length > 0) {
+        await persistence.cleanSubscriptions({ id: device.deviceId });
+      }
+    }
+  }
+
+  /** The topics a client's persistent session subscribes to ([] without a session); for diagnostics. */
+  async sessionTopics(clientId: string): Promise<string[]> {
+    if (!this.#aedes) return [];
+    return (await this.#persistence(this.#aedes).subscriptionsByClient({ id: clientId })).map((subscription) => subscription.topic);
+  }
+
+  #persistence(aedes: Aedes): SessionStore {
+    return (aedes as unknown as { persistence: SessionStore }).persistence;
   }
 
   #isServer(client: Client): boolean {

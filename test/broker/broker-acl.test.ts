@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { EmbeddedBroker } from '../../server/broker/embedded-broker.ts';
 import { publishAssignment } from '../../server/fleet/fleet-publisher.ts';
 import { hashPassword, verifyPassword } from '../../server/broker/password-hash.ts';
 import { renderAclFile } from '../../server/broker/mosquitto-auth-files.ts';
@@ -95,8 +96,17 @@ for (const kind of BROKER_KINDS) {
     }
 
     // Revocation: B is refused afterwards.
+    const embedded = harness.broker instanceof EmbeddedBroker ? harness.broker : undefined;
+    if (embedded) {
+      // B as an agent runs: a persistent session subscribed at QoS 1, now offline.
+      const session = await connectClient(url, { clientId: 'dev-b', username: 'dev-b', password: configB.broker.password, clean: false });
+      await session.subscribeAsync(assignmentTopic('dev-b'), { qos: 1 });
+      await session.endAsync();
+      assert.deepEqual(await embedded.sessionTopics('dev-b'), [assignmentTopic('dev-b')], 'B has a persistent session');
+    }
     harness.credentials.revoke('dev-b');
     await harness.broker.credentialsChanged();
+    if (embedded) assert.deepEqual(await embedded.sessionTopics('dev-b'), [], 'the revoked device\'s session queues nothing more');
     await assert.rejects(connectClient(url, { clientId: 'dev-b', username: 'dev-b', password: configB.broker.password }), /Bad username or password|Not authorized/i);
     // A still works.
     const a3 = await connectClient(url, { clientId: 'dev-a-check', username: 'dev-a', password: configA.broker.password }).catch(() => undefined);
