@@ -34,8 +34,9 @@ import type { SessionCache } from './session-cache.ts';
 import { modelInterfaceProblem } from './model-interface.ts';
 import { CorruptStateError, SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
 
-/** A partial download untouched this long was given up; it is removed at start. */
+/** A partial download untouched this long was given up; it is removed at start and by a periodic sweep. */
 const STALE_DOWNLOAD_MS = 7 * 24 * 3_600_000;
+const STALE_DOWNLOAD_SWEEP_MS = 6 * 3_600_000;
 
 /** What an agent is given from outside; the CLI passes the real ones, a benchmark may share them. */
 export interface AgentDependencies {
@@ -60,6 +61,8 @@ export interface AgentOptions {
   /** Idle timeout and minimum rate of artifact requests (defaults: DEFAULT_DOWNLOAD_LIMITS). */
   downloadLimits?: Partial<DownloadLimits>;
   mqttReconnectMs?: number;
+  /** How often partial downloads are checked for staleness while running (default 6 h). */
+  staleDownloadSweepMs?: number;
 }
 
 /** The longest a server's Retry-After is honoured between two download attempts. */
@@ -93,6 +96,7 @@ export class Agent {
   #candidate: ServingModel | undefined;
   #queue: Promise<void> = Promise.resolve();
   #heartbeatTimer: NodeJS.Timeout | undefined;
+  #staleDownloadTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   readonly #abort = new AbortController();
   /** The id of the newest assignment received; an older one still queued or downloading is superseded. */
@@ -164,6 +168,9 @@ export class Agent {
     const interval = this.#options.heartbeatIntervalMs ?? 30_000;
     this.#heartbeatTimer = setInterval(() => void this.#sendHeartbeat(), interval);
     this.#heartbeatTimer.unref();
+    // A device runs for months: downloads given up since the start must not stay on its disk.
+    this.#staleDownloadTimer = setInterval(() => this.#enqueue('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
+    this.#staleDownloadTimer.unref();
     const { pending, candidate, candidateBenchmarked } = this.#state.state;
     if (pending) {
       this.#latestAssignment = pending.id;
@@ -176,6 +183,7 @@ export class Agent {
     this.#stopped = true;
     this.#abort.abort();
     clearInterval(this.#heartbeatTimer);
+    clearInterval(this.#staleDownloadTimer);
     await Promise.race([this.#queue, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     await this.#link.stop();
     await this.#active?.lease.release();
@@ -226,12 +234,16 @@ export class Agent {
     for (const report of state.unsentReports) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
     if (state.unsentReports.length > 0) await this.#state.save({ ...this.#state.state, unsentReports: [] });
     if (!corrupt) await this.#store.collectGarbage(this.#referencedModels(state));
-    const stale = await this.#store.removeStaleDownloads(STALE_DOWNLOAD_MS, this.#deps.clock());
-    if (stale.length > 0) this.#logger.info({ files: stale }, 'removed partial downloads untouched for a week');
+    await this.#removeStaleDownloads();
     if (state.active) this.#active = await this.#loadServing(state.active);
     await this.#refreshCandidateServing();
     this.#publishModelInfo();
     this.#logger.info({ active: state.active?.version ?? null, candidate: state.candidate?.version ?? null }, 'agent state recovered');
+  }
+
+  async #removeStaleDownloads(): Promise<void> {
+    const stale = await this.#store.removeStaleDownloads(STALE_DOWNLOAD_MS, this.#deps.clock());
+    if (stale.length > 0) this.#logger.info({ files: stale }, 'removed partial downloads untouched for a week');
   }
 
   #onMessage(message: FleetMessage): void {

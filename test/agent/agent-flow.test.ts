@@ -216,7 +216,7 @@ test('a corrupt state file is set aside: the agent starts, keeps its models, and
   assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
 });
 
-test('partial downloads untouched for a week are removed at start; recent ones are kept for resuming', async (t) => {
+test('partial downloads untouched for a week are removed at start and while running; recent ones are kept for resuming', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-stale-'));
   await mkdir(join(dataDir, 'downloads'), { recursive: true });
   const stale = join(dataDir, 'downloads', `${'a'.repeat(64)}.part`);
@@ -225,9 +225,13 @@ test('partial downloads untouched for a week are removed at start; recent ones a
   await writeFile(recent, 'still resuming');
   const eightDaysAgo = new Date(Date.now() - 8 * 24 * 3_600_000);
   await utimes(stale, eightDaysAgo, eightDaysAgo);
-  await startAgent(t, world, 'stale-1', { dataDir });
+  await startAgent(t, world, 'stale-1', { dataDir, staleDownloadSweepMs: 100 });
   t.after(() => rm(dataDir, { recursive: true, force: true })); // after the agent has stopped
   assert.deepEqual((await readdir(join(dataDir, 'downloads'))).sort(), [`${'b'.repeat(64)}.part`]);
+
+  // Running for months: a download given up after the start goes at the next sweep.
+  await utimes(recent, eightDaysAgo, eightDaysAgo);
+  await waitFor(async () => (await readdir(join(dataDir, 'downloads'))).length === 0, 5000, 'the sweep removing the stale download');
 });
 
 test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refused, reported and never loaded', async (t) => {
