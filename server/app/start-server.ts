@@ -38,6 +38,8 @@ export interface StartServerOptions {
   testOnlyRolloutFleet?: { fleet: FleetPort; reports?: ReportHistory };
   /** PostgreSQL: how often a standby tries to take the leader lock (default 2 s; tests shorten it). */
   leaderPollMs?: number;
+  /** How often old device reports are deleted (--report-retention-days; default hourly; tests shorten it). */
+  reportSweepMs?: number;
 }
 
 export interface RunningServer {
@@ -111,7 +113,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // and, with an external broker, holds the broker connection.
     let deviceOnline: (deviceId: string) => void = () => {};
     const leadership = leadershipFor(store.engine, log, options.leaderPollMs);
-    const fleet = createFleet(ctx, { onDeviceOnline: (deviceId) => deviceOnline(deviceId) }, leadership);
+    const fleet = createFleet(ctx, { onDeviceOnline: (deviceId) => deviceOnline(deviceId) }, leadership, { reportSweepMs: options.reportSweepMs });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,

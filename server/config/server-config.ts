@@ -35,6 +35,8 @@ export const ServerConfigSchema = z
     maxConcurrentJobs: z.coerce.number().int().min(1).max(64).default(1),
     /** Pruning jobs waiting for a worker (each holds its data set in memory); more are refused (429). */
     maxQueuedJobs: z.coerce.number().int().min(1).max(1000).default(16),
+    /** Device reports (answers, benchmarks) are kept this many days after they arrive; 0 keeps them for ever. */
+    reportRetentionDays: z.coerce.number().int().min(0).max(36_500).default(90),
     /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl. */
     mqttPort: Port.default(1883),
     /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
@@ -98,6 +100,7 @@ const SOURCE: Record<string, string> = {
   adminToken: 'FLEETPRUNE_ADMIN_TOKEN',
   maxConcurrentJobs: '--max-concurrent-jobs',
   maxQueuedJobs: '--max-queued-jobs',
+  reportRetentionDays: '--report-retention-days',
   mqttPort: '--mqtt-port',
   mqttUrl: '--mqtt-url',
   mqttPassword: 'FLEETPRUNE_MQTT_PASSWORD',

@@ -5,6 +5,7 @@ import type { Broker } from '../broker/broker.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
+import { ReportRetention } from './report-retention.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
@@ -56,7 +57,7 @@ export interface FleetHooks {
  * identity allows one connection: only the rollout leader connects (doing the above when
  * elected); the others are standbys that serve reads and refuse fleet changes until they lead.
  */
-export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership): Fleet {
+export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied);
@@ -78,6 +79,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
   const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id) => exporter.forgetDevice(id) });
   const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate });
+  const retention = new ReportRetention({ reports: fleet.repos.reports, days: ctx.config.reportRetentionDays, everyMs: options.reportSweepMs ?? 3_600_000, log });
   let leading = false;
   let stopped = false;
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
@@ -96,15 +98,17 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     async start() {
       await receiver.start();
       if (!leaderGate) await activate();
+      retention.start();
       ctx.metrics.gauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
       ctx.metrics.gauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
       ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby)', () => (gate.active ? 1 : 0));
       const mqttPort = port();
       return mqttPort === null ? [] : [{ name: 'mqtt', port: mqttPort, close: () => broker.stop() }];
     },
-    stop: () => {
+    stop: async () => {
       stopped = true;
-      return broker.stop();
+      await retention.stop();
+      await broker.stop();
     },
   };
   const leadershipHandlers: LeadershipHandlers | undefined = leaderGate

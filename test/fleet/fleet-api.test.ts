@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { AssignmentSchema } from '../../shared/protocol/payloads.ts';
 import { assignmentTopic, reportsTopic } from '../../shared/protocol/topics.ts';
@@ -196,4 +197,15 @@ test('MQTT ingest: answers to assignments never issued and impossible benchmark 
   await publish({ ...reportBase, id: 'answer-real-1', kind: 'assignment', assignmentId: assigned.assignmentId, outcome: 'activated', role: 'active', model: 'iris', version: '1', sha256: assigned.artifactId, reason: null });
   await waitFor(async () => ((await (await server.request('GET', '/api/devices/osaka-1')).json()) as { active: { version: string } | null }).active?.version === '1', 5000, 'v1 active');
   assert.equal(await dropped('unknown-assignment'), 1);
+});
+
+test('the server deletes device reports older than --report-retention-days while it runs', async (t) => {
+  const server = (await startTestServer(t, { config: { reportRetentionDays: 2 }, start: { reportSweepMs: 100 } }))!;
+  const reports = new FleetStore(server.server.ctx.store).repos.reports;
+  const arrived = (daysAgo: number) => new Date(Date.now() - daysAgo * 86_400_000).toISOString();
+  const report = (id: string) => ({ schema: 1, id, kind: 'assignment', deviceId: 'osaka-1', createdAt: arrived(0), assignmentId: 'assign-0001', outcome: 'installed', role: 'candidate', model: 'iris', version: '2', sha256: 'a'.repeat(64), reason: null }) as const;
+  await reports.insert(report('answer-old'), 'pilot', arrived(3));
+  await reports.insert(report('answer-new'), 'pilot', arrived(1));
+  await waitFor(async () => (await reports.count()) === 1, 5000, 'the sweep');
+  assert.deepEqual((await reports.list({})).map((stored) => stored.report.id), ['answer-new']);
 });

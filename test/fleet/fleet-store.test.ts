@@ -4,7 +4,9 @@ import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { StoreCredentialStore } from '../../server/fleet/store-credential-store.ts';
 import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
+import { ReportRetention } from '../../server/fleet/report-retention.ts';
 import { StoreReportHistory } from '../../server/fleet/store-report-history.ts';
+import type { Logger } from '../../shared/util/log.ts';
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
 import { openStore } from '../../server/store/open-store.ts';
 import type { Store } from '../../server/store/store.ts';
@@ -116,6 +118,27 @@ for (const engine of STORE_ENGINES) {
         assert.deepEqual([device.active?.version, device.candidate, device.previous], ['2', null, null]);
         assert.equal((await fleet.repos.reports.findAnswer('assign-0001', 'osaka-1'))?.outcome, 'installed');
         assert.equal(await fleet.repos.reports.findAnswer('assign-0003', 'osaka-1'), undefined);
+      });
+    });
+
+    test('retention: a sweep deletes the reports that arrived before --report-retention-days, and only those', async (t) => {
+      await withFleet(t, async (fleet) => {
+        const now = new Date('2026-06-01T12:00:00.000Z');
+        const daysAgo = (days: number) => new Date(now.getTime() - days * 86_400_000).toISOString();
+        await fleet.repos.reports.insert(benchmark('bench-old', 'osaka-1', daysAgo(40), '1', '2'), 'pilot', daysAgo(31));
+        await fleet.repos.reports.insert(answer('answer-old', 'osaka-1', 'assign-0001', 'installed', '2', 'candidate'), 'pilot', daysAgo(30.5));
+        // Arrival time decides, not the device's clock: an old createdAt that arrived recently is kept.
+        await fleet.repos.reports.insert(benchmark('bench-late', 'osaka-1', daysAgo(45), '1', '2'), 'pilot', daysAgo(1));
+        await fleet.repos.reports.insert(benchmark('bench-new', 'osaka-1', daysAgo(0), '1', '2'), 'pilot', daysAgo(0));
+        const logged: string[] = [];
+        const log = { info: (_: unknown, message: string) => logged.push(message), warn: (_: unknown, message: string) => logged.push(message) } as unknown as Logger;
+        const retention = new ReportRetention({ reports: fleet.repos.reports, days: 30, everyMs: 3_600_000, log, clock: () => now });
+        assert.equal(await retention.sweep(), 2);
+        const kept = (await fleet.repos.reports.list({})).map((stored) => stored.report.id).sort();
+        assert.deepEqual(kept, ['bench-late', 'bench-new']);
+        assert.deepEqual(logged, ['deleted device reports older than 30 days (--report-retention-days)']);
+        assert.equal(await retention.sweep(), 0, 'nothing more to delete');
+        assert.equal(await new ReportRetention({ reports: fleet.repos.reports, days: 0, everyMs: 1, log }).sweep().then(() => fleet.repos.reports.count()), 2);
       });
     });
 

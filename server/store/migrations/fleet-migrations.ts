@@ -83,4 +83,11 @@ export const fleetMigrations: Migration[] = [
     // it walks the device's whole report history.
     sql: () => `CREATE INDEX device_reports_answer ON device_reports (assignment_id, device_id, created_at);`,
   },
+  {
+    domain: 'fleet',
+    version: 4,
+    name: 'index of device reports by arrival',
+    // The retention sweep deletes by arrival time (the server's clock, not the device's).
+    sql: () => `CREATE INDEX device_reports_received ON device_reports (received_at);`,
+  },
 ];

@@ -55,6 +55,11 @@ export class DeviceReportsRepository {
     return row ? fromJsonColumn<AssignmentReport>(row.payload) : undefined;
   }
 
+  /** Deletes reports that arrived before `cutoff`; returns how many. */
+  async deleteReceivedBefore(cutoff: Date): Promise<number> {
+    return (await this.db.run('DELETE FROM device_reports WHERE received_at < ?', [cutoff.toISOString()])).changes;
+  }
+
   async count(): Promise<number> {
     return Number((await this.db.get('SELECT COUNT(*) AS n FROM device_reports'))?.n ?? 0);
   }
