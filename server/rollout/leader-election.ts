@@ -85,6 +85,8 @@ const LOCK_CLASS = 0x4650524c;
 /** Second key: per schema, so servers on different schemas of one database do not contend. */
 const LOCK_KEY_SQL = "hashtext('fleetprune:rollout-leader:' || current_schema())";
 const APPLICATION_NAME_PREFIX = 'fleetprune-rollout-leader ';
+/** How long the leader's periodic check of its connection may take before it steps down. */
+const CHECK_TIMEOUT_MS = 10_000;
 
 export interface PostgresLeadershipOptions {
   readonly pool: pg.Pool;
@@ -173,19 +175,25 @@ export class PostgresLeadership implements Leadership {
       this.#o.log.warn({ err: error }, `rollout leader election: cannot reach PostgreSQL (${errorMessage(error)})`);
       return;
     }
+    // Until the lock is ours nobody else listens: a connection lost meanwhile must not crash the process.
+    const lostEarly = () => {};
+    client.on('error', lostEarly);
     try {
       const { rows } = await client.query<{ locked: boolean }>(`SELECT pg_try_advisory_lock($1, ${LOCK_KEY_SQL}) AS locked`, [LOCK_CLASS]);
       if (!rows[0]?.locked || this.#stopped) {
         if (rows[0]?.locked) await client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]);
+        client.off('error', lostEarly);
         client.release();
         return;
       }
       await client.query(`SET application_name = '${APPLICATION_NAME_PREFIX}${this.#instance.replace(/'/g, '')}'`);
     } catch (error) {
+      client.off('error', lostEarly);
       client.release(true);
       this.#o.log.warn({ err: error }, `rollout leader election failed: ${errorMessage(error)}`);
       return;
     }
+    client.off('error', lostEarly);
     client.on('error', (error) => this.#lose(`the leader connection failed: ${errorMessage(error)}`));
     this.#client = client;
     this.#since = new Date().toISOString();
@@ -193,16 +201,26 @@ export class PostgresLeadership implements Leadership {
     try {
       await this.#handlers?.elected();
     } catch (error) {
+      // Holding the lock without driving the rollouts would block every other server: let it go,
+      // so that this one (at its next poll) or another takes over again.
       this.#o.log.error({ err: error }, `taking over rollouts failed: ${errorMessage(error)}`);
+      this.#lose(`taking over rollouts failed: ${errorMessage(error)}`);
     }
   }
 
   async #check(): Promise<void> {
     const client = this.#client!;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await client.query('SELECT 1');
+      // A half-open connection would hang the check: a leader that cannot prove it holds the lock steps down.
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
+      });
+      await Promise.race([client.query('SELECT 1'), timeout]);
     } catch (error) {
       this.#lose(`the leader connection failed: ${errorMessage(error)}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

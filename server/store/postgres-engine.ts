@@ -41,6 +41,10 @@ export class PostgresEngine implements SqlEngine {
       connectionString: options.connectionString,
       max: options.maxConnections ?? 10,
       connectionTimeoutMillis: 5000,
+      // A half-open connection (a failover, a dropped NAT entry) is noticed in about a minute,
+      // not after the OS's retransmission timeout of a quarter of an hour.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
     });
     pool.on('error', () => {
@@ -73,10 +77,17 @@ export class PostgresEngine implements SqlEngine {
 
   async withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
+    // While a client is checked out the pool does not listen for its errors: a connection lost
+    // then (a PostgreSQL restart or failover) would be an unhandled 'error' event and crash the
+    // process. The query in flight fails on its own; the broken client is destroyed on release.
+    let broken: Error | undefined;
+    const onError = (error: Error) => (broken ??= error);
+    client.on('error', onError);
     try {
       return await work(client);
     } finally {
-      client.release();
+      client.off('error', onError);
+      client.release(broken);
     }
   }
 

@@ -7,6 +7,7 @@ import { UserError, errorMessage } from '../util/errors.ts';
  * exits 1, also with one line (the stack only with FLEETPRUNE_DEBUG set).
  */
 export async function runCli(program: Command, argv: readonly string[], name = program.name()): Promise<number> {
+  exitOnUncaughtFailures(name);
   try {
     await program.parseAsync(argv as string[]);
     return 0;
@@ -23,4 +24,19 @@ export async function runCli(program: Command, argv: readonly string[], name = p
     if (process.env.FLEETPRUNE_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
     return 1;
   }
+}
+
+/**
+ * The last resort of a long-running command (server, agent): a failure no code path caught (a
+ * bug, or an 'error' event nobody listened to) is one line on stderr and exit code 1, so the
+ * supervisor (systemd, compose) restarts the process; the stack only with FLEETPRUNE_DEBUG set.
+ */
+function exitOnUncaughtFailures(name: string): void {
+  const fail = (kind: string) => (error: unknown) => {
+    process.stderr.write(`${name}: internal error (${kind}): ${errorMessage(error)}\n`);
+    if (process.env.FLEETPRUNE_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fail('uncaught exception'));
+  process.on('unhandledRejection', fail('unhandled rejection'));
 }
