@@ -189,7 +189,7 @@ export class RolloutController {
     if (at === undefined) return;
     const cancel = this.#o.scheduler.schedule(at - this.#now(), () => {
       this.#wakers.delete(state.id);
-      this.#track(this.dispatch(state.id, { type: 'tick', at: this.#now() }).catch((error) => this.#report(state.id, 'tick', error)));
+      this.#track(this.dispatch(state.id, { type: 'tick', at: this.#now() }).catch((error) => this.#resumeLater(state.id, 'tick', error)));
     });
     this.#wakers.set(state.id, { at, cancel });
   }
@@ -206,14 +206,14 @@ export class RolloutController {
           this.#inFlight.add(key);
           this.#track(this.#execute(id, action).finally(() => this.#inFlight.delete(key)));
         }
-      })().catch((error) => this.#report(id, 'drain', error)),
+      })().catch((error) => this.#resumeLater(id, 'drain', error)),
     );
   }
 
   async #execute(id: string, action: RolloutAction): Promise<void> {
-    if (await this.#o.repository.isExecuted(id, action.id)) return;
     let result: RolloutEvent;
     try {
+      if (await this.#o.repository.isExecuted(id, action.id)) return;
       result = await this.#perform(id, action);
     } catch (error) {
       this.#report(id, `action ${action.id} (${action.kind})`, error);
@@ -229,8 +229,8 @@ export class RolloutController {
     try {
       await this.dispatch(id, result, action.id);
     } catch (error) {
-      // Not recorded: the action stays pending and runs again (same id) on the next drain or restart.
-      this.#report(id, `recording the result of action ${action.id}`, error);
+      // Not recorded: the action stays pending and runs again (same id) when the rollout resumes.
+      this.#resumeLater(id, `recording the result of action ${action.id}`, error);
     }
   }
 
@@ -308,7 +308,7 @@ export class RolloutController {
         if (assessment.phase === 'Running') return;
         await this.dispatch(state.id, { type: 'analysisCompleted', at: this.#now(), runId, phase: assessment.phase, message: assessment.message });
       },
-      onError: (error) => this.#report(state.id, `analysis ${runId}`, error),
+      onError: (error) => this.#resumeLater(state.id, `analysis ${runId}`, error),
     });
     this.#runs.set(state.id, { runId, run });
     run.start();
@@ -337,6 +337,38 @@ export class RolloutController {
 
   #now(): number {
     return this.#o.scheduler.now().getTime();
+  }
+
+  /**
+   * A step in the background failed (most likely the store: a lost connection, a busy database).
+   * Nothing of it was committed, so after a pause the rollout is picked up again from its stored
+   * state: timers re-armed, the analysis resumed from its stored measurements, pending actions
+   * run. Without this one failed commit would leave a rollout waiting for ever.
+   */
+  #resumeLater(id: string, what: string, error: unknown): void {
+    this.#report(id, what, error);
+    const key = `${id}/resume`;
+    if (this.#stopped || this.#retries.has(key)) return;
+    const cancel = this.#o.scheduler.schedule(this.#o.actionRetryMs ?? 5000, () => {
+      this.#retries.delete(key);
+      this.#track(this.#resume(id).catch((failure) => this.#resumeLater(id, 'resuming the rollout', failure)));
+    });
+    this.#retries.set(key, cancel);
+  }
+
+  async #resume(id: string): Promise<void> {
+    if (this.#stopped) return;
+    const { state } = await this.#load(id);
+    const running = this.#runs.get(id);
+    if (running) {
+      running.run.stop(); // restarted below from what is stored, which is what counts
+      this.#runs.delete(id);
+    }
+    this.#wakers.get(id)?.cancel();
+    this.#wakers.delete(id);
+    this.#armWaker(state);
+    this.#ensureAnalysis(state);
+    this.#drain(id);
   }
 
   #report(id: string, what: string, error: unknown): void {

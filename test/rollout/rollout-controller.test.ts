@@ -98,6 +98,33 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it('a commit that fails (a busy or lost database) delays the rollout, never wedges it: ticks, action results and measurements are retried', async () => {
+    /** The real in-memory repository, whose commits fail once at chosen turns. */
+    class FlakyRepository extends InMemoryRolloutRepository {
+      commits = 0;
+      failures = 0;
+      override async commit(id: string, commit: RolloutCommit): Promise<number> {
+        if (++this.commits % 2 === 0) {
+          this.failures++;
+          throw new Error('database is locked');
+        }
+        return super.commit(id, commit);
+      }
+    }
+    const repository = new FlakyRepository();
+    const r = rig({ repository, logger: pino({ level: 'silent' }) });
+    await r.controller.start(specOf([...STAGED_STEPS.slice(0, 2).map((step) => ('analysis' in (step as object) ? { analysis: { metrics: [goodMetric] } } : step)), { pause: { duration: '1m' } }, { setWeight: 100 }]), { by: 'alice' });
+    const state = await driveUntil(r, (s) => s.phase === 'Completed', 2 * 3_600_000);
+    assert.ok(repository.failures >= 6, `commits failed ${repository.failures} times`);
+    assert.equal(state.outcome?.status, 'production');
+    for (const device of r.fleet.devices.values()) assert.equal(device.active, '2');
+    const decisions = await r.controller.decisions('ro-test');
+    const started = decisions.filter((d) => d.kind === 'step' && d.verdict === 'started').map((d) => d.stepIndex);
+    assert.deepEqual(started, [...new Set(started)], 'no step started twice');
+    assert.equal(decisions.filter((d) => d.kind === 'measurement').length, 2, 'the analysis took its two measurements, no more');
+    r.controller.stop();
+  });
+
   it('fails an over-pruned candidate at the pilot on the built-in accuracy check and reverts every pilot device', async () => {
     const history = new InMemoryReportHistory();
     const devices = fleetOf(20, (i): Record<string, string> => (i < 4 ? { pilot: 'true' } : {}));
