@@ -1,6 +1,7 @@
 import type { Counter } from 'prom-client';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
 import { ALL_DEVICES_FILTER } from '../../shared/protocol/topics.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { FleetIngest } from './fleet-ingest.ts';
@@ -14,7 +15,14 @@ export interface FleetReceiverOptions {
   /** Accepted messages, labelled by topic kind. */
   accepted?: Counter<'kind'>;
   duplicates?: Counter;
+  /**
+   * Pauses before each new attempt when storing a message fails (a busy or restarting database).
+   * The device has its broker's acknowledgement already and will not send the message again.
+   */
+  storeRetryDelaysMs?: readonly number[];
 }
+
+const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
 
 /**
  * The server's reader of device messages: subscribes to every device's reports, telemetry and
@@ -46,36 +54,50 @@ export class FleetReceiver {
       return;
     }
     const { message } = result;
-    try {
-      switch (message.kind) {
-        case 'reports': {
-          const outcome = await ingest.ingestReport(message.payload);
-          if (outcome === 'duplicate') {
-            duplicates?.inc();
-            logger.debug({ reportId: message.payload.id, deviceId: message.deviceId }, 'duplicate report ignored');
-          } else if (outcome === 'unknown-assignment') {
-            // A well-formed answer to nothing the server issued: it must not move the device's slots.
-            dropped.inc({ kind: 'reports', reason: outcome });
-            logger.warn({ reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
-            return;
-          }
-          break;
+    const delays = this.#options.storeRetryDelaysMs ?? STORE_RETRY_DELAYS_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#ingest(message);
+      } catch (error) {
+        const delay = delays[attempt];
+        if (delay === undefined) {
+          // A storage failure is the server's problem, not the message's: log it loudly.
+          logger.error({ err: error, topic, deviceId: message.deviceId, attempts: attempt + 1 }, 'cannot ingest a device message');
+          dropped.inc({ kind: message.kind, reason: 'storage-error' });
+          throw error;
         }
-        case 'telemetry':
-          await ingest.recordTelemetry(message.payload);
-          break;
-        case 'status':
-          await ingest.recordStatus(message.payload);
-          break;
-        default:
-          dropped.inc({ kind: message.kind, reason: 'unknown-topic' });
-          return;
+        logger.warn({ err: errorMessage(error), topic, deviceId: message.deviceId, retryInMs: delay }, 'storing a device message failed; trying again');
+        await new Promise((resolve) => setTimeout(resolve, delay));
       }
-      accepted?.inc({ kind: message.kind });
-    } catch (error) {
-      // A storage failure is the server's problem, not the message's: log it loudly.
-      logger.error({ err: error, topic, deviceId: message.deviceId }, 'cannot ingest a device message');
-      throw error;
     }
+  }
+
+  async #ingest(message: Extract<ReturnType<typeof parseMessage>, { ok: true }>['message']): Promise<void> {
+    const { logger, dropped, accepted, duplicates, ingest } = this.#options;
+    switch (message.kind) {
+      case 'reports': {
+        const outcome = await ingest.ingestReport(message.payload);
+        if (outcome === 'duplicate') {
+          duplicates?.inc();
+          logger.debug({ reportId: message.payload.id, deviceId: message.deviceId }, 'duplicate report ignored');
+        } else if (outcome === 'unknown-assignment') {
+          // A well-formed answer to nothing the server issued: it must not move the device's slots.
+          dropped.inc({ kind: 'reports', reason: outcome });
+          logger.warn({ reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
+          return;
+        }
+        break;
+      }
+      case 'telemetry':
+        await ingest.recordTelemetry(message.payload);
+        break;
+      case 'status':
+        await ingest.recordStatus(message.payload);
+        break;
+      default:
+        dropped.inc({ kind: message.kind, reason: 'unknown-topic' });
+        return;
+    }
+    accepted?.inc({ kind: message.kind });
   }
 }

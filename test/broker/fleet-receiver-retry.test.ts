@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { Counter, Registry } from 'prom-client';
+import type { Broker } from '../../server/broker/broker.ts';
+import { FleetReceiver } from '../../server/fleet/fleet-receiver.ts';
+import { InMemoryFleetIngest } from '../../server/fleet/in-memory-fleet-ingest.ts';
+import type { Status } from '../../shared/protocol/payloads.ts';
+import { statusTopic } from '../../shared/protocol/topics.ts';
+
+/** The in-memory ingest, whose store fails a given number of times first (a busy or restarting database). */
+class FailingIngest extends InMemoryFleetIngest {
+  constructor(public failuresLeft: number) {
+    super();
+  }
+  override async recordStatus(status: Status): Promise<void> {
+    if (this.failuresLeft-- > 0) throw new Error('SQLITE_BUSY: database is locked');
+    return super.recordStatus(status);
+  }
+}
+
+function receiver(ingest: InMemoryFleetIngest) {
+  const registry = new Registry();
+  const dropped = new Counter({ name: 'dropped_total', help: 'x', labelNames: ['kind', 'reason'], registers: [registry] });
+  const accepted = new Counter({ name: 'accepted_total', help: 'x', labelNames: ['kind'], registers: [registry] });
+  const fleetReceiver = new FleetReceiver({ broker: {} as Broker, ingest, logger: pino({ level: 'silent' }), dropped, accepted, storeRetryDelaysMs: [10, 10, 10] });
+  const count = async (name: string) => (await registry.getSingleMetric(name)!.get()).values.reduce((sum, value) => sum + value.value, 0);
+  return { fleetReceiver, count };
+}
+
+const status = Buffer.from(JSON.stringify({ schema: 1, deviceId: 'osaka-1', online: true, since: '2026-03-01T09:00:00.000Z' }));
+
+test('a device message whose storing fails is tried again, and stored once the store answers', async () => {
+  const ingest = new FailingIngest(2);
+  const { fleetReceiver, count } = receiver(ingest);
+  await fleetReceiver.handle(statusTopic('osaka-1'), status);
+  assert.equal(ingest.statuses.get('osaka-1')?.online, true);
+  assert.deepEqual([await count('accepted_total'), await count('dropped_total')], [1, 0]);
+});
+
+test('a store that keeps failing: the message is dropped as storage-error after the last attempt', async () => {
+  const ingest = new FailingIngest(100);
+  const { fleetReceiver, count } = receiver(ingest);
+  await assert.rejects(fleetReceiver.handle(statusTopic('osaka-1'), status), /database is locked/);
+  assert.equal(ingest.failuresLeft, 100 - 4, 'one attempt and three retries');
+  assert.equal(ingest.statuses.size, 0);
+  assert.deepEqual([await count('accepted_total'), await count('dropped_total')], [0, 1]);
+});
