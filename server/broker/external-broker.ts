@@ -74,12 +74,19 @@ export class ExternalBroker implements Broker {
         cleanup();
         resolve();
       };
+      // stop() while still connecting (a broker that does not answer): give up rather than wait for ever.
+      const onEnd = () => {
+        cleanup();
+        reject(new Error(`stopped before the MQTT broker at ${this.#options.url} answered`));
+      };
       const cleanup = () => {
         client.off('connect', onConnect);
         client.off('error', onError);
+        client.off('end', onEnd);
       };
       client.once('connect', onConnect);
       client.once('error', onError);
+      client.once('end', onEnd);
     }).catch(async (error: unknown) => {
       this.#client = undefined;
       await client.endAsync(true);
