@@ -61,6 +61,8 @@ export interface AgentOptions {
   /** Idle timeout and minimum rate of artifact requests (defaults: DEFAULT_DOWNLOAD_LIMITS). */
   downloadLimits?: Partial<DownloadLimits>;
   mqttReconnectMs?: number;
+  /** How often the agent resubscribes to its assignment topic, which re-delivers the retained assignment (default 10 min). */
+  assignmentResyncMs?: number;
   /** How often partial downloads are checked for staleness while running (default 6 h). */
   staleDownloadSweepMs?: number;
 }
@@ -101,6 +103,8 @@ export class Agent {
   readonly #abort = new AbortController();
   /** The id of the newest assignment received; an older one still queued or downloading is superseded. */
   #latestAssignment: string | undefined;
+  /** Assignments queued or being processed; one that failed (a full disk) is taken again when it comes again. */
+  readonly #assignmentsInHand = new Set<string>();
   /** The assignment whose model is being obtained, and how to cancel that. */
   #obtaining: { id: string; controller: AbortController } | undefined;
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0 };
@@ -129,6 +133,7 @@ export class Agent {
       logger: this.#logger,
       clock: deps.clock,
       reconnectPeriodMs: options.mqttReconnectMs,
+      ...(options.assignmentResyncMs ? { assignmentResyncMs: options.assignmentResyncMs } : {}),
       onMessage: (message) => this.#onMessage(message),
       onDrop: (kind, reason) => this.metrics.droppedMessages.inc({ kind, reason }),
       onConnected: () => {
@@ -174,7 +179,7 @@ export class Agent {
     const { pending, candidate, candidateBenchmarked } = this.#state.state;
     if (pending) {
       this.#latestAssignment = pending.id;
-      this.#enqueue(`resume assignment ${pending.id}`, () => this.#processAssignment(pending));
+      this.#enqueueAssignment(`resume assignment ${pending.id}`, pending.id, () => this.#processAssignment(pending));
     } else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(null));
   }
 
@@ -251,16 +256,16 @@ export class Agent {
     const state = this.#state.state;
     if (message.kind === 'assignment') {
       const assignment = message.payload;
-      if (state.handledIds.includes(assignment.id) || state.pending?.id === assignment.id || this.#latestAssignment === assignment.id) return;
+      if (state.handledIds.includes(assignment.id) || this.#assignmentsInHand.has(assignment.id)) return;
       // The device's assignment topic holds one assignment: a newer one replaces the one being
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
       this.#latestAssignment = assignment.id;
       if (this.#obtaining && this.#obtaining.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
-      this.#enqueue(`assignment ${assignment.id}`, async () => {
+      this.#enqueueAssignment(`assignment ${assignment.id}`, assignment.id, async () => {
         const current = this.#state.state;
-        if (current.handledIds.includes(assignment.id) || current.pending?.id === assignment.id) return;
+        if (current.handledIds.includes(assignment.id)) return;
         if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
-        await this.#state.save({ ...current, pending: assignment });
+        if (current.pending?.id !== assignment.id) await this.#state.save({ ...current, pending: assignment });
         await this.#processAssignment(assignment);
       });
     } else if (message.kind === 'commands') {
@@ -269,6 +274,16 @@ export class Agent {
       if (!selectorMatches(command.selector, this.deviceId, this.#options.config.labels)) return;
       this.#enqueue(`command ${command.id}`, () => this.#runCommand(command));
     }
+  }
+
+  /**
+   * Queues the work on an assignment. If it fails (the device's own fault: a full disk, say), the
+   * assignment is not marked handled, so the broker's next delivery of it (the periodic
+   * resubscription, or a reconnect) takes it again instead of it being ignored until a restart.
+   */
+  #enqueueAssignment(what: string, id: string, task: () => Promise<void>): void {
+    this.#assignmentsInHand.add(id);
+    this.#enqueue(what, () => task().finally(() => this.#assignmentsInHand.delete(id)));
   }
 
   #enqueue(what: string, task: () => Promise<void>): void {

@@ -234,6 +234,24 @@ test('partial downloads untouched for a week are removed at start and while runn
   await waitFor(async () => (await readdir(join(dataDir, 'downloads'))).length === 0, 5000, 'the sweep removing the stale download');
 });
 
+test('an assignment whose handling failed on the device (its state file unwritable) is taken again when it is delivered again', async (t) => {
+  const { dataDir } = await startAgent(t, world, 'disk-1', { assignmentResyncMs: 500 });
+  const first = await world.assign('disk-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  // state.json cannot be replaced now (a directory with a file where the file goes): like a full disk.
+  const stateFile = join(dataDir, 'state.json');
+  const saved = await readFile(stateFile);
+  await rm(stateFile);
+  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  const second = await world.assign('disk-1', world.v2, 'candidate');
+  await new Promise((resolve) => setTimeout(resolve, 1500)); // fails, and fails again at each resubscription
+  assert.equal(world.harness.ingest.reports.some((report) => report.kind === 'assignment' && report.assignmentId === second.id), false);
+  // The disk has room again: the next delivery of the retained assignment is handled.
+  await rm(stateFile, { recursive: true });
+  await writeFile(stateFile, saved);
+  await world.waitForReport(isOutcome(second.id, 'installed'), 15_000);
+});
+
 test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refused, reported and never loaded', async (t) => {
   const { agent, dataDir, predict } = await startAgent(t, world, 'refuse-1');
   const ok = await world.assign('refuse-1', world.v1, 'active');
