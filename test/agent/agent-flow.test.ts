@@ -210,7 +210,8 @@ test('a corrupt state file is set aside: the agent starts, keeps its models, and
   const second = await startAgent(t, world, 'corrupt-1', { config, dataDir });
   t.after(() => rm(dataDir, { recursive: true, force: true })); // after both agents have stopped
   await waitFor(() => second.agent.slots.active?.sha256 === world.v1.id, 15_000, 'v1 active again');
-  assert.equal((await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+  // The slot is committed first, then the loaded model is swapped in: wait for it to serve.
+  await waitFor(async () => (await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256 === world.v1.id, 5_000, 'v1 served again');
   assert.deepEqual(world.http.blobRequests().slice(blobRequestsBefore), [], 'restored from disk, not downloaded');
   const files = await readdir(first.dataDir);
   assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
