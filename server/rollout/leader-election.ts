@@ -87,6 +87,18 @@ const LOCK_KEY_SQL = "hashtext('fleetprune:rollout-leader:' || current_schema())
 const APPLICATION_NAME_PREFIX = 'fleetprune-rollout-leader ';
 /** How long the leader's periodic check of its connection may take before it steps down. */
 const CHECK_TIMEOUT_MS = 10_000;
+/** How long stop() waits for a tick in progress, and for the unlock. */
+const STOP_WAIT_MS = 5_000;
+
+/** The promise's value, or undefined if it has not settled within `ms` (a rejection counts as settled). */
+async function withinMs<T>(promise: Promise<T> | undefined, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise?.catch(() => undefined), new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export interface PostgresLeadershipOptions {
   readonly pool: pg.Pool;
@@ -144,20 +156,24 @@ export class PostgresLeadership implements Leadership {
     return { engine: 'postgres', instance: this.#instance, isLeader: this.#client !== undefined, leaderSince: this.#since, leader };
   }
 
+  /**
+   * Gives the lock up. Waits a bounded time for a tick in progress (a takeover still connecting to
+   * an unreachable broker must not hold shutdown up), then unlocks, or drops the connection, which
+   * releases the lock as well.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.#ticking;
+    await withinMs(this.#ticking, STOP_WAIT_MS);
     const client = this.#client;
     if (!client) return;
     this.#client = undefined;
     this.#since = null;
-    try {
-      await client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]);
-      client.release();
-    } catch {
-      client.release(true);
-    }
+    const unlocked = await withinMs(
+      client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]).then(() => true, () => false),
+      STOP_WAIT_MS,
+    );
+    client.release(unlocked === true ? undefined : true);
   }
 
   #tick(): Promise<void> {

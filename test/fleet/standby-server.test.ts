@@ -122,11 +122,12 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
 
   // The leader loses its database connection (a partition): it is deposed and lets the broker go;
   // whichever server wins the next election holds it, never both.
-  const leaderInfo = async (server: TestServer) => (await (await server.request('GET', '/api/rollouts/leader')).json()) as { isLeader: boolean; leaderSince: string | null };
-  const electedBefore = (await leaderInfo(a)).leaderSince;
+  const leaderInfo = async (server: TestServer) => (await (await server.request('GET', '/api/rollouts/leader')).json()) as { isLeader: boolean; leaderSince: string | null; instance: string };
+  const { leaderSince: electedBefore, instance } = await leaderInfo(a);
   const admin = new pg.Client({ connectionString: location.databaseUrl });
   await admin.connect();
-  const { rowCount } = await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'fleetprune-rollout-leader %'");
+  // This leader's connection only: other test files may run leaders in the same database at the same time.
+  const { rowCount } = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`fleetprune-rollout-leader ${instance}`]);
   await admin.end();
   assert.equal(rowCount, 1, 'one leader connection');
   const winner = await until('a new election', async () => {
