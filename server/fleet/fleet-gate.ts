@@ -22,6 +22,9 @@ export class LeaderOnlyFleetGate implements FleetGate {
   async assertActive(): Promise<void> {
     if (this.active) return;
     const status = await this.leadership.status();
+    if (status.isLeader) {
+      throw new ServiceError('unavailable', `this server (${status.instance}) leads but is not connected to the external broker yet; retry shortly`);
+    }
     throw new ServiceError(
       'unavailable',
       `this server (${status.instance}) is a standby: with an external broker only the leader connects to it; send fleet changes to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`,

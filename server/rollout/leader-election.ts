@@ -89,6 +89,8 @@ const APPLICATION_NAME_PREFIX = 'fleetprune-rollout-leader ';
 const CHECK_TIMEOUT_MS = 10_000;
 /** How long stop() waits for a tick in progress, and for the unlock. */
 const STOP_WAIT_MS = 5_000;
+/** How long start() waits for the first election's takeover before going on without it. */
+const START_WAIT_MS = 15_000;
 
 /** The promise's value, or undefined if it has not settled within `ms` (a rejection counts as settled). */
 async function withinMs<T>(promise: Promise<T> | undefined, ms: number): Promise<T | undefined> {
@@ -131,9 +133,17 @@ export class PostgresLeadership implements Leadership {
     this.#pollMs = options.pollMs ?? 2000;
   }
 
+  /**
+   * Runs the first election. A takeover that cannot finish yet (its external broker is down: the
+   * fleet keeps retrying) goes on in the background after START_WAIT_MS, so that the server still
+   * starts and serves reads, the dashboard and its health endpoints meanwhile.
+   */
   async start(handlers: LeadershipHandlers): Promise<void> {
     this.#handlers = handlers;
-    await this.#tick();
+    const first = this.#tick().then(() => 'done' as const);
+    if ((await withinMs(first, START_WAIT_MS)) === undefined) {
+      this.#o.log.warn({ instance: this.#instance }, `still taking over rollouts after ${START_WAIT_MS / 1000} s; starting meanwhile (fleet changes are refused until the takeover is done)`);
+    }
   }
 
   async status(): Promise<LeaderStatus> {

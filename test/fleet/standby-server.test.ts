@@ -9,7 +9,7 @@ import { startServer, type RunningServer } from '../../server/app/start-server.t
 import { parseServerConfig } from '../../server/config/server-config.ts';
 import { assignmentTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
-import { engineMissing } from '../helpers/engines.ts';
+import { engineMissing, freePort } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
@@ -157,4 +157,27 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   const download = await b.request('GET', `/api/blobs/${onnx.sha256}`);
   assert.equal(download.status, 200);
   assert.equal((await download.arrayBuffer()).byteLength, onnx.bytes);
+});
+
+test('external broker + PostgreSQL: a leader whose broker is down still starts, serves reads, and refuses fleet changes until it connects', async (t: TestContext) => {
+  const root = await mkdtemp(join(tmpdir(), 'fleetprune-broker-down-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const location = await freshStoreLocation(t, 'postgres', join(root, 'data'));
+  if (!location || location.engine !== 'postgres') return;
+  const closedPort = await freePort(); // nothing listens there
+  const config = parseServerConfig({
+    dataDir: join(root, 'data'), host: '127.0.0.1', httpPort: 0, grpcPort: 0, adminToken: ADMIN_TOKEN,
+    databaseUrl: location.databaseUrl, databaseSchema: location.schema, mqttUrl: `mqtt://127.0.0.1:${closedPort}`, mqttPassword: 'server-password',
+  });
+  const started = Date.now();
+  const server = await startServer(config, { log: createLogger('broker-down-test', 'silent'), leaderPollMs: 200 });
+  t.after(() => server.close());
+  assert.ok(Date.now() - started < 25_000, 'start-up went on without the broker');
+  const request = (method: string, path: string, json?: unknown) =>
+    fetch(`http://127.0.0.1:${server.port('http')}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(json ? { 'content-type': 'application/json' } : {}) }, ...(json ? { body: JSON.stringify(json) } : {}) });
+  assert.equal(((await (await request('GET', '/api/rollouts/leader')).json()) as { isLeader: boolean }).isLeader, true);
+  assert.deepEqual(((await (await request('GET', '/api/devices')).json()) as { devices: unknown[] }).devices, []);
+  const refused = await request('POST', '/api/devices', { id: 'press-1', labels: { site: 'osaka' } });
+  assert.equal(refused.status, 503);
+  assert.match(((await refused.json()) as { error: { message: string } }).error.message, /leads but is not connected to the external broker yet; retry shortly$/);
 });
