@@ -119,11 +119,16 @@ export class RolloutController {
       const record = await this.#o.repository.load(id);
       if (!record) continue;
       this.#o.logger?.info({ rollout: id, phase: record.state.phase, step: record.state.stepIndex, pending: record.pendingActions.length }, 'resuming rollout');
-      this.#afterCommit(record.state, []);
-      this.#ensureAnalysis(record.state);
-      this.#drain(id);
+      this.#pickUp(record.state);
     }
     return ids;
+  }
+
+  /** Drives a rollout from its stored state: timers armed, the analysis running, pending actions run. */
+  #pickUp(state: RolloutState): void {
+    this.#afterCommit(state, []);
+    this.#ensureAnalysis(state);
+    this.#drain(state.id);
   }
 
   /** Stops timers and analyses (for shutdown, or handing over to another process). */
@@ -366,9 +371,7 @@ export class RolloutController {
     }
     this.#wakers.get(id)?.cancel();
     this.#wakers.delete(id);
-    this.#armWaker(state);
-    this.#ensureAnalysis(state);
-    this.#drain(id);
+    this.#pickUp(state);
   }
 
   #report(id: string, what: string, error: unknown): void {
