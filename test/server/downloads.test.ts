@@ -84,3 +84,36 @@ test('gRPC chunked download equals the file, also from an offset', async (t) => 
   const big = await client.stream('DownloadBlob', { sha256, chunk_size: 64 * 1024 * 1024 });
   assert.deepEqual(Buffer.concat(big.map((chunk: any) => chunk.data)), file, 'a chunk size above 1 MiB is capped, not refused');
 });
+
+test('gRPC: a download cancelled while the server waits for the client to read ends on the server', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  // 7 → 60000 → 3: a weights file of ~2.4 MB, far more than HTTP/2 buffers for a reader that stopped.
+  const artifact = await makeArtifact(t, { seed: 3, privateKey: signer.privateKey, units: 60_000 });
+  await pushArtifact(server, 'iris', artifact.dir, artifact.manifest);
+  const { sha256, bytes } = artifact.manifest.files['tfjs/weights.bin']!;
+  const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'device' } })).json()) as any;
+  const client = grpcClient(server.grpcAddress, 'Blobs', created.token);
+  t.after(() => client.close());
+
+  const finishedCalls = async () => {
+    const text = await (await server.request('GET', '/metrics')).text();
+    const line = text.split('\n').find((l) => l.startsWith('fleetprune_grpc_request_duration_seconds_count{') && l.includes('method="Blobs/DownloadBlob"'));
+    return line ? Number(line.split(' ').at(-1)) : 0;
+  };
+  const call = client.open('DownloadBlob', { sha256, chunk_size: 16 * 1024 });
+  call.on('error', () => {});
+  let received = 0;
+  call.on('data', (chunk: any) => {
+    received += chunk.data.length;
+    call.pause();
+  });
+  // Once the client stops reading, the server's writes fill the stream and it waits for 'drain'.
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.ok(received < bytes, `the paused client has not read the whole blob (${received} of ${bytes} bytes)`);
+  assert.equal(await finishedCalls(), 0, 'the server is still in the call, waiting for the client');
+  call.cancel();
+  const deadline = Date.now() + 10_000;
+  while ((await finishedCalls()) === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(await finishedCalls(), 1, 'the cancelled call ended on the server instead of waiting for a drain that never comes');
+});

@@ -21,6 +21,10 @@ export function grpcClient(address: string, service: keyof FleetpruneProto, toke
         call.on('end', () => resolve(messages));
       });
     },
+    /** The call itself, for tests that pause, cancel or read it by hand. */
+    open(method: string, request: object) {
+      return client[method]!.call(client, request, metadata) as import('@grpc/grpc-js').ClientReadableStream<any>;
+    },
     close: () => client.close(),
   };
 }
