@@ -13,6 +13,7 @@ import { timingSafeEqual } from 'node:crypto';
 interface SessionStore {
   subscriptionsByClient(client: { id: string }): Promise<{ topic: string }[]>;
   cleanSubscriptions(client: { id: string }): Promise<unknown>;
+  outgoingStream(client: { id: string }): AsyncIterable<unknown>;
 }
 
 export interface EmbeddedBrokerOptions {
@@ -178,6 +179,14 @@ export class EmbeddedBroker implements Broker {
   async sessionTopics(clientId: string): Promise<string[]> {
     if (!this.#aedes) return [];
     return (await this.#persistence(this.#aedes).subscriptionsByClient({ id: clientId })).map((subscription) => subscription.topic);
+  }
+
+  /** How many messages wait in a client's persistent session for it to connect; for diagnostics. */
+  async queuedMessages(clientId: string): Promise<number> {
+    if (!this.#aedes) return 0;
+    let count = 0;
+    for await (const _ of this.#persistence(this.#aedes).outgoingStream({ id: clientId })) count++;
+    return count;
   }
 
   #persistence(aedes: Aedes): SessionStore {
