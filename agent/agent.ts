@@ -347,6 +347,8 @@ export class Agent {
       try {
         const manifest = await this.#fetcher.fetchVerifiedManifest(assignment, signal);
         this.#logger.info({ assignmentId: assignment.id, bytes: manifest.files['model.onnx']?.bytes }, 'downloading model');
+        const superseded = await this.#store.removeOtherDownloads(manifest.files['model.onnx']!.sha256);
+        if (superseded.length > 0) this.#logger.info({ files: superseded }, 'removed partial downloads of replaced assignments');
         const fetched = await this.#fetcher.downloadModel(manifest, signal);
         const installed = await this.#store.install(manifest, fetched.onnxPath);
         this.#logger.info({ assignmentId: assignment.id, artifactId: installed.artifactId }, 'model verified and installed');

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { MANIFEST_FILE, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { readManifest } from '../shared/artifact/read-artifact.ts';
 import { verifyManifestSignature } from '../shared/artifact/signature.ts';
@@ -90,6 +90,23 @@ export class ModelStore {
       if (!name.endsWith('.part')) continue;
       const info = await stat(join(dir, name)).catch(() => undefined);
       if (!info?.isFile() || now.getTime() - info.mtimeMs <= maxIdleMs) continue;
+      await rm(join(dir, name), { force: true });
+      removed.push(name);
+    }
+    return removed;
+  }
+
+  /**
+   * Deletes every partial download but `keep`'s. The agent downloads one model at a time, for the
+   * assignment it holds now; the others belong to assignments since replaced (or failed for a full
+   * disk) and would hold the space the new download needs. Returns the names removed.
+   */
+  async removeOtherDownloads(keep: string): Promise<string[]> {
+    const dir = this.dataDir.downloadsDir;
+    const keepName = basename(this.dataDir.partFile(keep));
+    const removed: string[] = [];
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!name.endsWith('.part') || name === keepName) continue;
       await rm(join(dir, name), { force: true });
       removed.push(name);
     }

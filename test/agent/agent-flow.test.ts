@@ -235,6 +235,19 @@ test('partial downloads untouched for a week are removed at start and while runn
   await waitFor(async () => (await readdir(join(dataDir, 'downloads'))).length === 0, 5000, 'the sweep removing the stale download');
 });
 
+test('a new download removes the partial downloads of assignments it replaced (they would hold the disk it needs)', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-replaced-'));
+  await mkdir(join(dataDir, 'downloads'), { recursive: true });
+  const replaced = join(dataDir, 'downloads', `${'c'.repeat(64)}.part`);
+  await writeFile(replaced, 'a download an assignment since replaced left behind');
+  await startAgent(t, world, 'replaced-1', { dataDir });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after the agent has stopped
+  assert.deepEqual(await readdir(join(dataDir, 'downloads')), [`${'c'.repeat(64)}.part`], 'a recent partial download is kept while nothing else downloads');
+  const assignment = await world.assign('replaced-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(assignment.id, 'activated'));
+  assert.deepEqual(await readdir(join(dataDir, 'downloads')), [], 'the replaced download is gone, and the finished one was moved into the store');
+});
+
 test('an assignment whose handling failed on the device (its state file unwritable) is taken again when it is delivered again', async (t) => {
   const { dataDir } = await startAgent(t, world, 'disk-1', { assignmentResyncMs: 500 });
   const first = await world.assign('disk-1', world.v1, 'active');
