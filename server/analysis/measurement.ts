@@ -53,4 +53,10 @@ export interface Measurement {
   readonly relative?: RelativeEvidence;
   /** One line: why this verdict. */
   readonly message: string;
+  /**
+   * Set when the per-device evidence was removed after --report-retention-days (see
+   * trimMeasurementEvidence): value and baseline then hold their means, the relative check's
+   * per-device lists are empty, and long queries are cut. Verdict, medians, bound and p stay.
+   */
+  readonly trimmed?: { readonly at: string; readonly devices: number };
 }

@@ -38,7 +38,7 @@ export interface StartServerOptions {
   testOnlyRolloutFleet?: { fleet: FleetPort; reports?: ReportHistory };
   /** PostgreSQL: how often a standby tries to take the leader lock (default 2 s; tests shorten it). */
   leaderPollMs?: number;
-  /** How often old device reports are deleted (--report-retention-days; default hourly; tests shorten it). */
+  /** How often old device reports are deleted and old rollout evidence trimmed (--report-retention-days; default hourly; tests shorten it). */
   reportSweepMs?: number;
 }
 
@@ -120,6 +120,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       reports: testFleet?.reports ?? fleet.reportHistory,
       leadership,
       ...(fleet.leadershipHandlers ? { beforeRollouts: fleet.leadershipHandlers } : {}),
+      ...(options.reportSweepMs !== undefined ? { retentionSweepMs: options.reportSweepMs } : {}),
     });
     deviceOnline = (deviceId) => {
       rollouts.deviceOnline(deviceId).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));

@@ -5,7 +5,7 @@ import type { Broker } from '../broker/broker.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
-import { ReportRetention } from './report-retention.ts';
+import { reportRetention } from './report-retention.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
@@ -79,7 +79,11 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
   const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id) => exporter.forgetDevice(id) });
   const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate });
-  const retention = new ReportRetention({ reports: fleet.repos.reports, days: ctx.config.reportRetentionDays, everyMs: options.reportSweepMs ?? 3_600_000, log });
+  const retention = reportRetention(fleet.repos.reports, {
+    days: ctx.config.reportRetentionDays,
+    everyMs: options.reportSweepMs ?? 3_600_000,
+    log,
+  });
   let leading = false;
   let stopped = false;
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */

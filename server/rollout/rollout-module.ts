@@ -9,6 +9,7 @@ import { PrometheusProvider } from '../metricproviders/prometheus-provider.ts';
 import { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
+import { evidenceRetention } from './evidence-retention.ts';
 import type { FleetPort } from './fleet-port.ts';
 import { chainLeadershipHandlers, type Leadership, type LeadershipHandlers } from './leader-election.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
@@ -26,6 +27,8 @@ export interface RolloutModuleDeps {
   readonly leadership: Leadership;
   /** Run before this module's own handlers on election, after them on deposition (the fleet's broker connection). */
   readonly beforeRollouts?: LeadershipHandlers;
+  /** How often old per-device evidence is trimmed (--report-retention-days; default hourly; tests shorten it). */
+  readonly retentionSweepMs?: number;
 }
 
 export interface RolloutModule extends ServerModule {
@@ -54,6 +57,11 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   const { leadership } = deps;
   let controller: RolloutController | undefined;
   const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller });
+  const retention = evidenceRetention(new StoreRolloutRepository(ctx.store.engine), {
+    days: ctx.config.reportRetentionDays,
+    everyMs: deps.retentionSweepMs ?? 3_600_000,
+    log,
+  });
 
   return {
     name: 'rollouts',
@@ -62,6 +70,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes),
     grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log })],
     async start() {
+      retention.start();
       await leadership.start(chainLeadershipHandlers(deps.beforeRollouts, {
         elected: async () => {
           controller?.stop();
@@ -76,6 +85,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       }));
     },
     async stop() {
+      await retention.stop();
       feed.close();
       const stopping = controller;
       controller = undefined;

@@ -4,7 +4,7 @@ import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { StoreCredentialStore } from '../../server/fleet/store-credential-store.ts';
 import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
-import { ReportRetention } from '../../server/fleet/report-retention.ts';
+import { reportRetention } from '../../server/fleet/report-retention.ts';
 import { StoreReportHistory } from '../../server/fleet/store-report-history.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
@@ -132,13 +132,13 @@ for (const engine of STORE_ENGINES) {
         await fleet.repos.reports.insert(benchmark('bench-new', 'osaka-1', daysAgo(0), '1', '2'), 'pilot', daysAgo(0));
         const logged: string[] = [];
         const log = { info: (_: unknown, message: string) => logged.push(message), warn: (_: unknown, message: string) => logged.push(message) } as unknown as Logger;
-        const retention = new ReportRetention({ reports: fleet.repos.reports, days: 30, everyMs: 3_600_000, log, clock: () => now });
+        const retention = reportRetention(fleet.repos.reports, { days: 30, everyMs: 3_600_000, log, clock: () => now });
         assert.equal(await retention.sweep(), 2);
         const kept = (await fleet.repos.reports.list({})).map((stored) => stored.report.id).sort();
         assert.deepEqual(kept, ['bench-late', 'bench-new']);
         assert.deepEqual(logged, ['deleted device reports older than 30 days (--report-retention-days)']);
         assert.equal(await retention.sweep(), 0, 'nothing more to delete');
-        assert.equal(await new ReportRetention({ reports: fleet.repos.reports, days: 0, everyMs: 1, log }).sweep().then(() => fleet.repos.reports.count()), 2);
+        assert.equal(await reportRetention(fleet.repos.reports, { days: 0, everyMs: 1, log }).sweep().then(() => fleet.repos.reports.count()), 2);
       });
     });
 

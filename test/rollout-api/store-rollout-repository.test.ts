@@ -7,6 +7,38 @@ import { RegistryModelStatus } from '../../server/rollout/registry-model-status.
 import { STORE_ENGINES, freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { ReducerHarness, STAGED_STEPS, specOf } from '../rollout/rollout-fixtures.ts';
 import { registerVersion } from './helpers/rollout-fixtures.ts';
+import type { Measurement } from '../../server/analysis/measurement.ts';
+import type { DecisionLogEntry, RolloutState } from '../../server/rollout/rollout-state.ts';
+import { evidenceRetention } from '../../server/rollout/evidence-retention.ts';
+import type { Logger } from '../../shared/util/log.ts';
+
+const DAY_MS = 86_400_000;
+
+/** A relative accuracy measurement over `devices` devices, as takeMeasurement records it. */
+function relativeMeasurement(devices: number): Measurement {
+  const ids = Array.from({ length: devices }, (_, i) => `device-${String(i).padStart(4, '0')}`);
+  const candidate = ids.map((device, i) => ({ device, value: 90 + (i % 5) }));
+  const baseline = ids.map((device, i) => ({ device, value: 91 + (i % 3) }));
+  const selector = `{device=~"${ids.join('|')}"}`;
+  return {
+    metric: 'accuracy',
+    index: 0,
+    phase: 'Successful',
+    startedAt: '2026-01-01T00:00:00.000Z',
+    finishedAt: '2026-01-01T00:00:01.000Z',
+    provider: 'builtin',
+    queries: { candidate: `fleetprune_agent_accuracy${selector}`, baseline: `fleetprune_agent_accuracy_baseline${selector}` },
+    value: candidate.map((c) => c.value),
+    baseline: baseline.map((b) => b.value),
+    samples: devices,
+    thresholds: { minSamples: 3, success: 90.5 },
+    relative: {
+      metric: 'accuracy', unit: 'points', comparator: '>=', tolerance: 0.5, toleranceMode: 'absolute', confidence: 0.95,
+      candidate, baseline, candidateMedian: 92, baselineMedian: 92, bound: 91.5, shift: 0.5, u: 10, z: 1.2, p: 0.11, method: 'asymptotic',
+    },
+    message: 'accuracy: candidate 92.00 vs baseline 92.00',
+  };
+}
 
 for (const engine of STORE_ENGINES) {
   describe(`store rollout repository (${engine})`, () => {
@@ -61,6 +93,49 @@ for (const engine of STORE_ENGINES) {
       for (const action of a.actions.filter((x) => x.kind === 'revert' || x.kind === 'markVersion' || x.kind === 'stopAnalysis')) a.deliver(action);
       await repo.commit('ro-a', { expectedRevision: 2, state: { ...a.state, phase: 'Aborted', devices: a.state.devices.map((d) => ({ ...d, delivery: 'delivered' as const })) }, pendingActions: [], executedActionIds: [], decisions: [] });
       assert.deepEqual(await repo.list({ unfinished: true }), ['ro-b']);
+    });
+
+    test('retention: rollouts finished before the cutoff lose their per-device evidence once; verdicts stay; others are untouched', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      const repo = new StoreRolloutRepository(store.engine);
+      const now = Date.parse('2026-06-01T00:00:00.000Z');
+      const rollout = async (id: string, finished: boolean, updatedDaysAgo: number) => {
+        const h = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', id);
+        const state: RolloutState = finished
+          ? { ...h.state, phase: 'Aborted', devices: h.state.devices.map((d) => ({ ...d, delivery: 'delivered' as const })), updatedAt: now - updatedDaysAgo * DAY_MS }
+          : { ...h.state, updatedAt: now - updatedDaysAgo * DAY_MS };
+        const measured: DecisionLogEntry = { id: `${id}-m0`, rolloutId: id, at: state.updatedAt, kind: 'measurement', stepIndex: 0, verdict: 'Successful', message: 'measured', measurement: relativeMeasurement(200) };
+        await repo.create({ state, pendingActions: finished ? [] : h.actions, decisions: [...h.decisions, measured] });
+        return measured;
+      };
+      const old = await rollout('ro-old', true, 100);
+      const recent = await rollout('ro-recent', true, 10);
+      const running = await rollout('ro-running', false, 100);
+      const logged: string[] = [];
+      const log = { info: (_: unknown, message: string) => logged.push(message), warn: (_: unknown, message: string) => logged.push(message) } as unknown as Logger;
+      const sweep = evidenceRetention(repo, { days: 90, everyMs: 3_600_000, log, clock: () => new Date(now) });
+
+      const sizeOf = async (id: string) => JSON.stringify(await repo.decisions(id)).length;
+      const oldSize = await sizeOf('ro-old');
+      assert.equal(await sweep.sweep(), 1, 'one measurement trimmed');
+      assert.deepEqual(logged, ['trimmed per-device evidence of finished rollouts older than 90 days (--report-retention-days)']);
+      const trimmed = (await repo.decisions('ro-old')).find((d) => d.id === old.id)!.measurement!;
+      assert.deepEqual(trimmed.trimmed, { at: new Date(now).toISOString(), devices: 200 });
+      assert.deepEqual(trimmed.value, [92], 'the value vector becomes its mean (what the dashboard charts)');
+      assert.equal(trimmed.baseline!.length, 1);
+      assert.ok(Math.abs(trimmed.baseline![0]! - old.measurement!.baseline!.reduce((a, b) => a + b, 0) / 200) < 1e-9);
+      assert.deepEqual([trimmed.relative!.candidate, trimmed.relative!.baseline], [[], []]);
+      assert.deepEqual([trimmed.phase, trimmed.relative!.p, trimmed.relative!.candidateMedian, trimmed.thresholds], [old.measurement!.phase, 0.11, 92, old.measurement!.thresholds]);
+      assert.match(trimmed.queries.candidate!, /characters, trimmed\)$/);
+      assert.ok((await sizeOf('ro-old')) < oldSize / 5, `the log shrank (${oldSize} → ${await sizeOf('ro-old')} characters)`);
+      assert.deepEqual((await repo.decisions('ro-recent')).find((d) => d.id === recent.id), recent, 'finished within the window: untouched');
+      assert.deepEqual((await repo.decisions('ro-running')).find((d) => d.id === running.id), running, 'unfinished: untouched');
+
+      assert.equal(await sweep.sweep(), 0, 'each entry is trimmed once');
+      assert.equal(await evidenceRetention(repo, { days: 0, everyMs: 1, log, clock: () => new Date(now + 1000 * DAY_MS) }).sweep(), 0, '0 keeps everything');
     });
 
     test('version status over the registry: production alias, failed, idempotent by command id, audited', async (t) => {

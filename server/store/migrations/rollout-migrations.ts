@@ -50,4 +50,14 @@ export const rolloutMigrations: Migration[] = [
       );
       CREATE INDEX version_status_changes_version ON version_status_changes (model, version);`,
   },
+  {
+    domain: 'rollouts',
+    version: 2,
+    name: 'decision log entries whose per-device evidence was trimmed',
+    // The retention sweep trims measurements of rollouts finished before --report-retention-days
+    // once; the index finds the entries not yet looked at without reading the whole log.
+    sql: () => `
+      ALTER TABLE rollout_decisions ADD COLUMN evidence_trimmed INTEGER NOT NULL DEFAULT 0;
+      CREATE INDEX rollout_decisions_untrimmed ON rollout_decisions (evidence_trimmed, rollout_id);`,
+  },
 ];

@@ -3,6 +3,10 @@ import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type Rollou
 import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UniqueViolation } from '../sql-engine.ts';
 import { fromJsonColumn, toJsonColumn } from './json-column.ts';
+import { trimMeasurementEvidence } from '../../analysis/trim-evidence.ts';
+
+/** Decision log entries read and rewritten per transaction by trimEvidenceBefore. */
+const TRIM_BATCH = 200;
 
 /**
  * RolloutRepository on the server's store (SQLite or PostgreSQL). State and pending actions
@@ -97,6 +101,36 @@ export class StoreRolloutRepository implements RolloutRepository {
     if (options.limit !== undefined) (limit = 'LIMIT ?'), params.push(options.limit);
     const rows = await this.engine.all(`SELECT entry FROM rollout_decisions WHERE rollout_id = ? ${after} ORDER BY ord ${limit}`, params);
     return rows.map((row) => fromJsonColumn<DecisionLogEntry>(row.entry));
+  }
+
+  /**
+   * Trims the per-device evidence of measurements in the decision logs of rollouts that finished
+   * (and last changed) before `cutoff`; every entry is looked at once. Resolves to the number of
+   * measurements trimmed.
+   */
+  async trimEvidenceBefore(cutoff: Date, now = new Date()): Promise<number> {
+    let trimmed = 0;
+    for (;;) {
+      const batch = await this.engine.transaction(async (tx) => {
+        const rows = await tx.all(
+          `SELECT d.ord, d.entry FROM rollout_decisions d JOIN rollouts r ON r.id = d.rollout_id
+           WHERE d.evidence_trimmed = 0 AND r.unfinished = 0 AND r.updated_at < ? ORDER BY d.ord LIMIT ?`,
+          [cutoff.toISOString(), TRIM_BATCH],
+        );
+        for (const row of rows) {
+          const entry = fromJsonColumn<DecisionLogEntry>(row.entry);
+          if (entry.measurement && !entry.measurement.trimmed) {
+            const measurement = trimMeasurementEvidence(entry.measurement, now);
+            await tx.run('UPDATE rollout_decisions SET entry = ?, evidence_trimmed = 1 WHERE ord = ?', [toJsonColumn({ ...entry, measurement }), Number(row.ord)]);
+            trimmed++;
+          } else {
+            await tx.run('UPDATE rollout_decisions SET evidence_trimmed = 1 WHERE ord = ?', [Number(row.ord)]);
+          }
+        }
+        return rows.length;
+      });
+      if (batch < TRIM_BATCH) return trimmed;
+    }
   }
 }
 
