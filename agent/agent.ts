@@ -298,7 +298,9 @@ export class Agent {
     const state = this.#state.state;
     if (assignment.role === 'active') {
       if (sameModel(state.active, ref)) return this.#finish(assignment, 'activated', 'already the active model');
-      if (sameModel(state.previous, ref)) return this.#rollback(assignment.id, assignment);
+      // From disk when the previous model is still sound; else (damaged on disk, cannot load) it is
+      // downloaded again like any assignment: a revert must not fail for want of a local copy.
+      if (sameModel(state.previous, ref) && (await this.#rollback(assignment.id, assignment, { orDownload: true }))) return;
     } else {
       if (sameModel(state.active, ref)) return this.#refuse(assignment, `${ref.version} is already the active model`);
       if (sameModel(state.candidate, ref)) return this.#finish(assignment, 'installed', 'already the candidate');
@@ -408,14 +410,21 @@ export class Agent {
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
   }
 
-  /** Makes `previous` active again (no download); answers an assignment or a fleet command. */
-  async #rollback(answers: string, assignment?: Assignment): Promise<void> {
+  /**
+   * Makes `previous` active again (no download); answers an assignment or a fleet command. With
+   * `orDownload`, an unusable previous model is forgotten and removed instead of refused, and the
+   * result is false: the caller then downloads it as for any assignment.
+   */
+  async #rollback(answers: string, assignment?: Assignment, options: { orDownload?: boolean } = {}): Promise<boolean> {
     const state = this.#state.state;
     const target = state.previous;
     if (!target) {
-      if (assignment) return this.#refuse(assignment, 'no previous model on disk to roll back to');
-      const subject = state.active ?? { model: 'none', version: 'none', sha256: '0'.repeat(64) };
-      return this.#commit({ ...withHandled(state, answers) }, this.#assignmentReport(answers, 'refused', 'active', subject, 'no previous model on disk to roll back to'));
+      if (assignment) await this.#refuse(assignment, 'no previous model on disk to roll back to');
+      else {
+        const subject = state.active ?? { model: 'none', version: 'none', sha256: '0'.repeat(64) };
+        await this.#commit({ ...withHandled(state, answers) }, this.#assignmentReport(answers, 'refused', 'active', subject, 'no previous model on disk to roll back to'));
+      }
+      return true;
     }
     const verified = await this.#store.loadVerified(target.sha256, this.#publicKey);
     let next: ServingModel | undefined;
@@ -428,9 +437,16 @@ export class Agent {
         failure = errorMessage(error);
       }
     }
+    if (!next && options.orDownload) {
+      this.#logger.warn({ version: target.version, reason: failure }, 'the previous model on disk is unusable; downloading it again');
+      await this.#state.save({ ...state, previous: null });
+      await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+      return false;
+    }
     if (!next) {
       const report = this.#assignmentReport(answers, 'refused', 'active', target, `previous model unusable: ${failure}`);
-      return this.#commit({ ...withHandled(state, answers), previous: null, pending: null }, report);
+      await this.#commit({ ...withHandled(state, answers), previous: null, pending: null }, report);
+      return true;
     }
     crashPoint('activation:before-state');
     await this.#commit(
@@ -447,6 +463,7 @@ export class Agent {
     await this.#swapActive(next);
     this.#logger.info({ version: target.version }, 'rolled back to the previous model');
     this.metrics.assignments.inc({ outcome: 'rolled-back' });
+    return true;
   }
 
   async #runCommand(command: FleetCommand): Promise<void> {

@@ -24,14 +24,24 @@ export interface InstalledModel {
 export class ModelStore {
   constructor(readonly dataDir: DataDir) {}
 
-  /** Moves a verified download into the store (no-op if the artifact is already there). */
+  /**
+   * Moves a verified download into the store. If the artifact's directory is already there and
+   * still holds exactly this manifest and model.onnx, the download is dropped; a directory that
+   * no longer does (changed or damaged on disk) is replaced, never trusted.
+   */
   async install(manifest: Manifest, verifiedOnnx: string): Promise<InstalledModel> {
     const id = artifactId(manifest);
     const target = this.dataDir.modelDir(id);
     await mkdir(this.dataDir.modelsDir, { recursive: true });
-    if (await exists(join(target, ONNX_FILE))) {
+    if (await this.#holds(target, manifest)) {
       await rm(verifiedOnnx, { force: true });
       return { artifactId: id, manifest, onnxPath: join(target, ONNX_FILE) };
+    }
+    if (await exists(target)) {
+      // Renamed away first, so the store never shows a half-removed directory under the id.
+      const aside = join(this.dataDir.modelsDir, `.replaced-${id}-${Date.now()}`);
+      await rename(target, aside);
+      await rm(aside, { recursive: true, force: true });
     }
     const staging = join(this.dataDir.modelsDir, `.staging-${id}`);
     await rm(staging, { recursive: true, force: true });
@@ -49,6 +59,16 @@ export class ModelStore {
     await rename(staging, target);
     await fsyncDirectory(this.dataDir.modelsDir);
     return { artifactId: id, manifest, onnxPath: join(target, ONNX_FILE) };
+  }
+
+  /** Whether `dir` holds this manifest and a model.onnx of its size and sha256. */
+  async #holds(dir: string, manifest: Manifest): Promise<boolean> {
+    const stored = await readManifest(dir).catch(() => undefined);
+    if (!stored || artifactId(stored) !== artifactId(manifest)) return false;
+    const expected = manifest.files[ONNX_FILE]!;
+    const onnxPath = join(dir, ONNX_FILE);
+    if ((await stat(onnxPath).catch(() => undefined))?.size !== expected.bytes) return false;
+    return (await sha256OfFile(onnxPath)) === expected.sha256;
   }
 
   async has(id: string): Promise<boolean> {

@@ -318,6 +318,44 @@ test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refu
   assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
 });
 
+test('a model changed on disk is never trusted: promoting the candidate downloads it again and replaces the changed copy', async (t) => {
+  const { agent, dataDir } = await startAgent(t, world, 'disk-tamper-1');
+  const first = await world.assign('disk-tamper-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  const candidate = await world.assign('disk-tamper-1', world.v2, 'candidate');
+  await world.waitForReport(isOutcome(candidate.id, 'installed'));
+  await agent.idle();
+  // The candidate's model.onnx is swapped on the device (an edited SD card): a runnable model, other bytes.
+  const onnx = join(dataDir, 'models', world.v2.id, 'model.onnx');
+  await cp(join(world.v3.dir, 'model.onnx'), onnx);
+  const downloads = world.http.blobRequests().length;
+  const promotion = await world.assign('disk-tamper-1', world.v2, 'active');
+  await world.waitForReport(isOutcome(promotion.id, 'activated'));
+  assert.equal(agent.slots.active?.sha256, world.v2.id);
+  assert.ok(world.http.blobRequests().length > downloads, 'the model was downloaded again');
+  assert.equal(sha256Hex(await readFile(onnx)), world.v2.manifest.files['model.onnx']!.sha256, 'the changed copy was replaced by the signed one');
+});
+
+test('a revert whose previous model is damaged on disk downloads the baseline instead of refusing', async (t) => {
+  const { agent, dataDir, predict } = await startAgent(t, world, 'disk-revert-1');
+  const first = await world.assign('disk-revert-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  const promoted = await world.assign('disk-revert-1', world.v2, 'active');
+  await world.waitForReport(isOutcome(promoted.id, 'activated'));
+  assert.equal(agent.slots.previous?.sha256, world.v1.id);
+  await agent.idle();
+  await writeFile(join(dataDir, 'models', world.v1.id, 'model.onnx'), 'damaged');
+  const downloads = world.http.blobRequests().length;
+  // A rollout's revert: the baseline assigned as active again.
+  const revert = await world.assign('disk-revert-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(revert.id, 'activated'));
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+  assert.ok(world.http.blobRequests().length > downloads, 'the baseline was downloaded');
+  assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+  const onnx = join(dataDir, 'models', world.v1.id, 'model.onnx');
+  assert.equal(sha256Hex(await readFile(onnx)), world.v1.manifest.files['model.onnx']!.sha256);
+});
+
 test('an interrupted download resumes with Range and verifies', async (t) => {
   const { mkdir, writeFile, readFile, mkdtemp } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');
