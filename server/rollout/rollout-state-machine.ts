@@ -76,8 +76,16 @@ class TransitionDraft {
 
 export function startRollout(id: string, spec: RolloutSpec, event: Extract<RolloutEvent, { type: 'start' }>): Transition {
   if (!/^[A-Za-z0-9_-]{4,40}$/.test(id)) throw new RolloutCommandError(`rollout id "${id}": must be 4-40 characters of A-Z a-z 0-9 _ -`);
-  const targets = event.devices.filter((device) => selectorMatches(spec.target, device.labels));
-  if (targets.length === 0) throw new RolloutCommandError(`target: no device matches ${describeSelector(spec.target)}`);
+  // A rollout replaces a model's version: only devices running the model are targets. A device
+  // without it (no model yet, or another model) has no baseline to go back to, so a failure or a
+  // rollback could not restore what it ran; it gets a first version with `fleetprune assign`.
+  const matching = event.devices.filter((device) => selectorMatches(spec.target, device.labels));
+  const targets = matching.filter((device) => device.baseline !== null);
+  if (targets.length === 0) {
+    const without = matching.length > 0 ? `; ${matching.length} matching device${matching.length === 1 ? ' does' : 's do'} not run it (give a device its first version with fleetprune assign)` : '';
+    throw new RolloutCommandError(`target: no device running ${spec.model} matches ${describeSelector(spec.target)}${without}`);
+  }
+  const skipped = matching.length - targets.length;
   const byId = new Map(targets.map((device) => [device.id, device]));
   spec.steps.forEach((step, index) => {
     if (step.kind === 'devices') {
@@ -109,7 +117,7 @@ export function startRollout(id: string, spec: RolloutSpec, event: Extract<Rollo
     seq: 0,
   };
   const t = new TransitionDraft(state, event.at);
-  t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${describeSelector(spec.target)}) in ${spec.steps.length} steps, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}`, { by: event.by });
+  t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${describeSelector(spec.target)}) in ${spec.steps.length} steps, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}${skipped > 0 ? `; ${skipped} matching device${skipped === 1 ? '' : 's'} left out: not running ${spec.model}` : ''}`, { by: event.by });
   enterStep(t, 0);
   return finish(t);
 }

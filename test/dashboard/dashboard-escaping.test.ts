@@ -4,6 +4,8 @@ import { misbehavingServer } from '../helpers/misbehaving-http.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
 import { openDashboardPage } from './dashboard-browser.ts';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { artifactId } from '../../shared/artifact/manifest.ts';
 
 /** Each payload sets window.__xss if the browser ever parses it as markup. */
 const IMG = `<img src=x onerror="window.__xss='img'">`;
@@ -48,14 +50,21 @@ test('the dashboard shows hostile stored strings (labels, selectors, rollback re
   const server = await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath], prometheusUrl: prometheus.url } });
   if (!server) return;
 
-  // Two tiny signed versions (no training): one model per rollout, as a model has one unfinished rollout at a time.
-  for (const [seed, model] of [[1, 'iris'], [2, 'wine']] as const) {
-    const artifact = await makeArtifact(t, { seed, name: model, privateKey: signer.privateKey });
-    const pushed = await pushArtifact(server, model, artifact.dir, artifact.manifest);
-    assert.equal(pushed.status, 201, await pushed.text());
+  // Tiny signed versions (no training), 1 and 2 of two models: one model per rollout, as a model
+  // has one unfinished rollout at a time. A rollout targets devices running its model (version 1).
+  const fleetStore = new FleetStore(server.server.ctx.store);
+  for (const [seed, model, device] of [[1, 'iris', 'dev-01'], [3, 'wine', 'dev-02']] as const) {
+    const pushed: string[] = [];
+    for (const version of ['1', '2']) {
+      const artifact = await makeArtifact(t, { seed: seed + Number(version) - 1, name: model, privateKey: signer.privateKey, version });
+      const response = await pushArtifact(server, model, artifact.dir, artifact.manifest);
+      assert.equal(response.status, 201, await response.text());
+      pushed.push(artifactId(artifact.manifest));
+    }
+    const enrolled = await server.request('POST', '/api/devices', { json: { id: device, labels: { site: LABEL_SITE, note: LABEL_NOTE } } });
+    assert.equal(enrolled.status, 201, await enrolled.text());
+    await fleetStore.repos.devices.setSlots(device, { active: { model, version: '1', sha256: pushed[0]! }, candidate: null, previous: null }, new Date().toISOString());
   }
-  const enrolled = await server.request('POST', '/api/devices', { json: { id: 'dev-01', labels: { site: LABEL_SITE, note: LABEL_NOTE } } });
-  assert.equal(enrolled.status, 201, await enrolled.text());
 
   // Rollout 1: its analysis asks the hostile Prometheus; the error text lands in the decision log and the outcome.
   const target = { matchLabels: { site: LABEL_SITE } };
@@ -63,7 +72,7 @@ test('the dashboard shows hostile stored strings (labels, selectors, rollback re
     await server.request('POST', '/api/rollouts', {
       json: {
         model: 'iris',
-        candidateVersion: '1',
+        candidateVersion: '2',
         target,
         steps: [
           { analysis: { metrics: [{ name: 'prom-error', count: 1, consecutiveErrorLimit: 0, successCondition: 'result[0] >= 0', provider: { prometheus: { query: 'up' } } }] } },
@@ -79,7 +88,7 @@ test('the dashboard shows hostile stored strings (labels, selectors, rollback re
   // Rollout 2: a hostile selector step (step description, decision log), then rolled back with a hostile reason.
   const rolledBack = await json<{ id: string }>(
     await server.request('POST', '/api/rollouts', {
-      json: { model: 'wine', candidateVersion: '1', target, steps: [{ pause: {} }, { selector: target }, { setWeight: 100 }] },
+      json: { model: 'wine', candidateVersion: '2', target, steps: [{ pause: {} }, { selector: target }, { setWeight: 100 }] },
     }),
   );
   const rollback = await server.request('POST', `/api/rollouts/${rolledBack.id}/rollback?reason=${encodeURIComponent(ROLLBACK_REASON)}`);

@@ -198,8 +198,20 @@ describe('rollout state machine: manual control', () => {
     const devices = fleetOf(3);
     assert.throws(() => startRollout('ro-x', specOf([{ devices: ['dev-01', 'ghost'] }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /steps\[0\]\.devices\[1\]: device "ghost" is not a target device/);
     assert.throws(() => startRollout('ro-x', specOf([{ selector: { matchLabels: { pilot: 'true' } } }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /steps\[0\]\.selector: no target device matches pilot=true/);
-    assert.throws(() => startRollout('ro-x', specOf([{ setWeight: 5 }], { target: { matchLabels: { site: 'south' } } }), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /target: no device matches site=south/);
+    assert.throws(() => startRollout('ro-x', specOf([{ setWeight: 5 }], { target: { matchLabels: { site: 'south' } } }), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /target: no device running wine matches site=south/);
     assert.throws(() => startRollout('x', specOf([{ setWeight: 5 }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /rollout id "x"/);
+  });
+
+  it('targets only devices running the model: one without it has no baseline to go back to', () => {
+    const devices = [...fleetOf(3), { id: 'dev-new', labels: { site: 'north' }, baseline: null }];
+    const { state, decisions } = startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null });
+    assert.deepEqual(state.devices.map((device) => device.id).sort(), ['dev-01', 'dev-02', 'dev-03']);
+    assert.match(decisions[0]!.message, /1 matching device left out: not running wine/);
+    const fresh = [{ id: 'dev-new', labels: { site: 'north' }, baseline: null }];
+    assert.throws(
+      () => startRollout('ro-y', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices: fresh, previousProduction: null }),
+      /target: no device running wine matches site=north; 1 matching device does not run it \(give a device its first version with fleetprune assign\)/,
+    );
   });
 
   it('selects a pilot cohort by label', () => {
