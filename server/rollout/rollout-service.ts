@@ -69,7 +69,8 @@ export class RolloutService {
   }
 
   async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string } = {}): Promise<RolloutRecord> {
-    await this.#existing(id);
+    const record = await this.#existing(id);
+    if (command === 'rollback') await this.#refuseUndoingNewer(record);
     const controller = await this.#leader();
     const by = actorOf(principal);
     try {
@@ -115,6 +116,25 @@ export class RolloutService {
     if (controller) return controller;
     const status = await this.#o.leadership.status();
     throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`);
+  }
+
+  /**
+   * Rolling back a promoted rollout restores what ran before it. Once a newer rollout of the model
+   * has promoted (or is under way), that would silently undo the newer one: refused, naming it.
+   */
+  async #refuseUndoingNewer(record: RolloutRecord): Promise<void> {
+    if (record.state.phase !== 'Completed') return;
+    const { model } = record.state.spec;
+    for (const newer of await this.#o.repository.list({ model })) {
+      if (newer === record.state.id) return; // newest first: the rest are older
+      const other = await this.#o.repository.load(newer);
+      if (other && (other.state.phase === 'Completed' || !isTerminal(other.state))) {
+        throw new ServiceError(
+          'conflict',
+          `rollout ${newer} of ${model} (${other.state.phase}, ${other.state.spec.candidateVersion}) came after this one; rolling this one back would undo it: roll back ${newer} instead`,
+        );
+      }
+    }
   }
 
   async #audit(principal: Principal, action: string, id: string, details: Record<string, unknown>): Promise<void> {

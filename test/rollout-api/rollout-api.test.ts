@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { grpcClient } from '../server/helpers/grpc-client.ts';
 import { runCli } from '../server/helpers/run-cli.ts';
-import { stagedSpecYaml } from './helpers/rollout-fixtures.ts';
+import { registerVersion, stagedSpecYaml } from './helpers/rollout-fixtures.ts';
 import { startRolloutServer, waitForRollout } from './helpers/rollout-server.ts';
 
 async function viewerToken(request: (m: string, p: string, o?: any) => Promise<Response>): Promise<string> {
@@ -101,6 +101,37 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   assert.equal(leader.engine, 'sqlite');
   const metrics = await (await fetch(`${s.baseUrl}/metrics`)).text();
   assert.match(metrics, new RegExp(`fleetprune_rollout_\\w+\\{[^}]*rollout="${id}"`));
+});
+
+test('rolling back a promoted rollout is refused once a newer rollout of the model promoted (it would undo it), and allowed again after that one is rolled back', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  await registerVersion(s.server.ctx.store, 'wine', '3');
+  const promote = async (version: string) => {
+    const started = await s.request('POST', '/api/rollouts', { json: { model: 'wine', candidateVersion: version, steps: [{ setWeight: 100 }] } });
+    assert.equal(started.status, 201, await started.clone().text());
+    const { id } = (await started.json()) as { id: string };
+    await waitForRollout(s.request, id, (v) => v.phase === 'Completed' && v.pendingActions.length === 0);
+    return id;
+  };
+  const older = await promote('2');
+  const newer = await promote('3');
+  assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '3');
+
+  const refused = await s.request('POST', `/api/rollouts/${older}/rollback`);
+  assert.equal(refused.status, 409);
+  assert.equal(((await refused.json()) as any).error.message, `rollout ${newer} of wine (Completed, 3) came after this one; rolling this one back would undo it: roll back ${newer} instead`);
+  assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '3', 'nothing changed');
+  for (const device of s.fleet.devices.values()) assert.equal(device.active, '3');
+
+  assert.equal((await s.request('POST', `/api/rollouts/${newer}/rollback`)).status, 200);
+  await waitForRollout(s.request, newer, (v) => v.phase === 'RolledBack' && v.pendingActions.length === 0);
+  for (const device of s.fleet.devices.values()) assert.equal(device.active, '2');
+  // The newer one is undone: the older one holds production again and may be rolled back.
+  assert.equal((await s.request('POST', `/api/rollouts/${older}/rollback`)).status, 200);
+  await waitForRollout(s.request, older, (v) => v.phase === 'RolledBack' && v.pendingActions.length === 0);
+  for (const device of s.fleet.devices.values()) assert.equal(device.active, '1');
+  assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '1');
 });
 
 test('REST and gRPC: deeply nested or alias-broken specs are input errors, answered at once; nothing stored, the server lives on', async (t) => {
