@@ -1,11 +1,11 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
-import { ManifestSchema, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
+import { ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
+import { parseManifestText } from '../shared/artifact/read-artifact.ts';
 import { verifyManifestSignature } from '../shared/artifact/signature.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
-import { describeZodError, errorMessage } from '../shared/util/errors.ts';
-import { describeDataProblem, untrustedDataProblem } from '../shared/util/untrusted-data.ts';
+import { errorMessage } from '../shared/util/errors.ts';
 import type { DataDir } from './data-dir.ts';
 
 /** A fetch failure. `permanent` ones (verification, 4xx, redirects) are refused; the others are retried. */
@@ -79,17 +79,9 @@ export class ArtifactFetcher {
     } finally {
       await request.done();
     }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new FetchError('manifest: not valid JSON', true);
-    }
-    const problem = untrustedDataProblem(json);
-    if (problem) throw new FetchError(`manifest: ${describeDataProblem(problem, '')}`, true);
-    const parsed = ManifestSchema.safeParse(json);
-    if (!parsed.success) throw new FetchError(`manifest: ${describeZodError(parsed.error)}`, true);
-    const manifest = parsed.data;
+    const parsed = parseManifestText(text);
+    if ('problem' in parsed) throw new FetchError(`manifest: ${parsed.problem}`, true);
+    const { manifest } = parsed;
     const id = artifactId(manifest);
     if (id !== assignment.sha256) throw new FetchError(`manifest: artifact id is ${id}, but the assignment names ${assignment.sha256}`, true);
     const signatureFailure = verifyManifestSignature(manifest, this.server.publicKey);

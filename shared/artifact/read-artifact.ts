@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { MANIFEST_FILE, ManifestSchema, type Manifest } from './manifest.ts';
 
@@ -14,16 +15,29 @@ export async function readManifest(dir: string): Promise<Manifest> {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (not a fleetprune artifact)' : errorMessage(error);
     throw new UserError(`${path}: ${reason}`, { cause: error });
   }
+  const parsed = parseManifestText(text);
+  if ('problem' in parsed) throw new UserError(`${path}: ${parsed.problem}`);
+  return parsed.manifest;
+}
+
+/**
+ * Parses manifest.json text; else a one-line problem. Beyond the schema: no duplicate keys
+ * (JSON.parse keeps the last, other parsers the first, so the signed manifest would read
+ * differently to them), and no NUL or `__proto__` key, which the schema would drop silently
+ * (a `files` entry, say) before the signature is checked.
+ */
+export function parseManifestText(text: string): { manifest: Manifest } | { problem: string } {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new UserError(`${path}: not valid JSON (${errorMessage(error)})`, { cause: error });
+    return { problem: `not valid JSON (${errorMessage(error)})` };
   }
-  // The schema would drop a `__proto__` key silently (a `files` entry, say) before the signature is checked.
+  const duplicate = duplicateJsonKey(text);
+  if (duplicate !== null) return { problem: `duplicate key ${duplicate}` };
   const problem = untrustedDataProblem(json);
-  if (problem) throw new UserError(`${path}: ${describeDataProblem(problem, '')}`);
+  if (problem) return { problem: describeDataProblem(problem, '') };
   const parsed = ManifestSchema.safeParse(json);
-  if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
-  return parsed.data;
+  if (!parsed.success) return { problem: describeZodError(parsed.error) };
+  return { manifest: parsed.data };
 }

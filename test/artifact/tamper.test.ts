@@ -127,6 +127,16 @@ test('a __proto__ entry in the manifest is refused, not dropped before the signa
   await assertFails(dir, [/manifest\.json: files\.__proto__: "__proto__" is not allowed as a key$/]);
 });
 
+test('a manifest.json with a duplicate key is refused: JSON.parse keeps the last, other parsers the first', async (t) => {
+  const dir = await signedArtifact(t);
+  const path = join(dir, 'manifest.json');
+  const text = await readFile(path, 'utf8');
+  // The signature covers the last "name"; a first-wins reader would see "evil-model".
+  await writeFile(path, text.replace(/\n  "name": /, '\n  "name": "evil-model",\n  "name": '));
+  assert.notEqual(await readFile(path, 'utf8'), text);
+  await assertFails(dir, [/manifest\.json: duplicate key name$/]);
+});
+
 test('a manifest.json that is not JSON fails verification', async (t) => {
   const dir = await signedArtifact(t);
   await writeFile(join(dir, 'manifest.json'), 'this is not json');
