@@ -5,6 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
 import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
+import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { GENERAL_SUBDIR } from '../pruning/output-layout.ts';
 import { PruneOptionsSchema } from '../pruning/options.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
@@ -307,17 +308,21 @@ export class JobService {
 
   async #register(job: QueuedJob, done: Extract<PruneWorkerMessage, { type: 'done' }>): Promise<Record<string, unknown>> {
     const outDir = job.input.outDir;
-    const generalDir = join(outDir, GENERAL_SUBDIR);
-    for (const dir of [generalDir, outDir]) {
+    // What is registered is the manifest verified on disk, not the worker's message about it.
+    const manifests: Manifest[] = [];
+    for (const dir of [join(outDir, GENERAL_SUBDIR), outDir]) {
       const verified = await verifyArtifact(dir, this.#deps.signingPublicKey);
       if (!verified.ok) throw new Error(`the job's artifact in ${dir} does not verify: ${verified.failures.join('; ')}`);
+      if (artifactId(verified.manifest!) !== artifactId(dir === outDir ? done.pruned : done.general)) {
+        throw new Error(`the job's artifact in ${dir} is not the one its worker reported`);
+      }
+      await storeArtifactFiles(dir, verified.manifest!, this.#deps.blobs);
+      manifests.push(verified.manifest!);
     }
-    await storeArtifactFiles(generalDir, done.general, this.#deps.blobs);
-    await storeArtifactFiles(outDir, done.pruned, this.#deps.blobs);
     const actor = job.actor;
     const [general, pruned] = await this.#deps.store.transaction(async (tx) => [
-      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: done.general, actor }),
-      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: done.pruned, actor }),
+      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: manifests[0]!, actor }),
+      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: manifests[1]!, actor }),
     ]);
     return {
       general: { model: general.model, version: general.version, artifactId: general.artifactId },
