@@ -26,6 +26,7 @@ import type { FleetPort } from '../rollout/fleet-port.ts';
 import { leadershipFor } from '../rollout/leader-election.ts';
 import { rolloutModule } from '../rollout/rollout-module.ts';
 import { createFleet } from '../fleet/fleet-module.ts';
+import { FleetStore } from '../fleet/fleet-store.ts';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -79,7 +80,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   try {
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
     await blobs.open();
-    const signingKey = await loadOrCreateServerKey(config.dataDir);
+    const signingKey = await loadOrCreateServerKey(config.dataDir, async () => ({
+      devices: (await new FleetStore(store).repos.devices.count()).enrolled,
+      versions: await store.models.countVersions(),
+    }));
     const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey);
     const metrics = new ServerMetrics();
     const tokens = new TokenService(store);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
@@ -118,6 +119,23 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
   assert.equal(fileDataDir.code, 2, fileDataDir.stderr);
   assert.equal(fileDataDir.stderr, `fleetprune: --data-dir: ${aFile} is not a directory\n`);
   assert.equal(await readFile(aFile, 'utf8'), 'a,b\n1,2\n');
+});
+
+test('fleetprune server: a signing key lost after devices enrolled is not replaced (they pin it); the start stops, naming the file', async (t) => {
+  const first = (await startTestServer(t))!;
+  const enrolled = await first.request('POST', '/api/devices', { json: { id: 'dev-key-1', labels: {} } });
+  assert.equal(enrolled.status, 201, await enrolled.text());
+  await first.server.close();
+  const keyPath = join(first.dataDir, 'keys', 'signing.key');
+  await rm(keyPath);
+  const result = await runCli(['server', '--data-dir', first.dataDir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {}, { timeoutMs: 30_000 });
+  assert.equal(result.code, 2, result.stderr);
+  assert.ok(isOneLineError(result.stderr), result.stderr);
+  assert.equal(
+    result.stderr,
+    `fleetprune: ${keyPath} is missing, but 1 enrolled device(s) pin its public key and 0 model version(s) are registered: restore the key from a backup (a new key would make every device refuse every model it signs)\n`,
+  );
+  assert.equal(existsSync(keyPath), false, 'no new key was made');
 });
 
 test('models push checks the artifact first: a missing or changed file is named, and nothing is uploaded', async (t) => {
