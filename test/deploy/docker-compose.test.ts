@@ -115,11 +115,33 @@ test('Dockerfile: node:20-bookworm-slim, npm ci with .npmrc, non-root, /healthz 
   // The agent bundle is built in the image from the sources it needs, and shipped in the final stage.
   assert.match(text, /^RUN npm run build:agent$/m);
   assert.match(text, /^COPY --from=build \/opt\/fleetprune\/dist \.\/dist$/m);
-  // Every directory the image copies exists.
+  // Every directory the image copies exists, and .dockerignore leaves it in the build context.
+  const ignore = (await readFile(join(REPO, '.dockerignore'), 'utf8')).split('\n').map((line) => line.trim()).filter((line) => line && !line.startsWith('#'));
   for (const match of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
-    for (const source of match[1]!.split(/\s+/)) assert.ok(existsSync(join(REPO, source)), `COPY ${source}`);
+    for (const source of match[1]!.split(/\s+/)) {
+      assert.ok(existsSync(join(REPO, source)), `COPY ${source}`);
+      assert.equal(dockerIgnores(ignore, source), false, `COPY ${source}: .dockerignore leaves it out of the build context`);
+    }
   }
 });
+
+/**
+ * Whether .dockerignore `patterns` leave `path` out of the build context: the last pattern that
+ * matches the path or one of its parent directories decides, `!` patterns take it back in
+ * (Docker's rules, for the `*` globs this repository uses).
+ */
+function dockerIgnores(patterns: readonly string[], path: string): boolean {
+  const segments = path.replace(/\/$/, '').split('/');
+  const prefixes = segments.map((_, i) => segments.slice(0, i + 1).join('/'));
+  let ignored = false;
+  for (const line of patterns) {
+    const negated = line.startsWith('!');
+    const glob = new RegExp(`^${(negated ? line.slice(1) : line).replace(/\/$/, '').replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`);
+    // An exclusion covers everything under a matching directory; an exception must name the path or a parent of it.
+    if (prefixes.some((prefix) => glob.test(prefix))) ignored = !negated;
+  }
+  return ignored;
+}
 
 test('the Prometheus config compose mounts (with the compose target files) passes promtool', async (t) => {
   const promtool = promtoolBinary();
