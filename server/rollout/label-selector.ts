@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LabelKeySchema, MAX_LABEL_VALUE_CHARS } from '../../shared/protocol/agent-config.ts';
 
 /**
  * Kubernetes-style label selectors over device labels: every `matchLabels` pair and every
@@ -6,8 +7,9 @@ import { z } from 'zod';
  */
 export const LABEL_OPERATORS = ['In', 'NotIn', 'Exists', 'DoesNotExist'] as const;
 
-const LabelKey = z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,61}[A-Za-z0-9])?$/, 'must be a label key: 1-63 characters of A-Z a-z 0-9 . _ - /');
-const LabelValue = z.string().max(63, 'must be at most 63 characters');
+// Exactly the labels a device can be enrolled with: a selector can name every one of them.
+const LabelKey = LabelKeySchema;
+const LabelValue = z.string().max(MAX_LABEL_VALUE_CHARS, `must be at most ${MAX_LABEL_VALUE_CHARS} characters`);
 
 export const LabelRequirementSchema = z
   .strictObject({

@@ -19,10 +19,12 @@ export const LabelKeySchema = z
   .regex(/^[A-Za-z0-9._-]{1,64}$/, 'label keys are 1-64 characters of A-Z a-z 0-9 . _ -')
   .refine((key) => !RESERVED_LABEL_KEYS.has(key), { error: (issue) => `label key "${String(issue.input)}" is reserved` });
 
+export const MAX_LABEL_VALUE_CHARS = 256;
+
 export const AgentConfigSchema = z.strictObject({
   schema: z.literal(1),
   deviceId: DeviceIdSchema,
-  labels: z.record(LabelKeySchema, z.string().max(256)),
+  labels: z.record(LabelKeySchema, z.string().max(MAX_LABEL_VALUE_CHARS)),
   broker: z.strictObject({
     url: z.url({ protocol: /^mqtts?$/ }),
     username: z.string().min(1),

@@ -156,6 +156,14 @@ describe('rollout spec: invalid specs name the field', () => {
       'target.matchExpressions[0].operator: Invalid option: expected one of "In"|"NotIn"|"Exists"|"DoesNotExist"',
     ]);
     assert.deepEqual(issues(withStep({ selector: { matchLabel: { pilot: 'true' } } })), ['steps[0].selector: Unrecognized key: "matchLabel"']);
+    assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['x'.repeat(257)] }] } }), ['target.matchExpressions[0].values[0]: must be at most 256 characters']);
+    assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'a/b', operator: 'Exists' }] } }), ['target.matchExpressions[0].key: label keys are 1-64 characters of A-Z a-z 0-9 . _ -']);
+  });
+
+  it('selects by every label a device can be enrolled with (keys 1-64 of A-Z a-z 0-9 . _ -, values up to 256 characters)', () => {
+    const selector = { matchLabels: { _zone: 'a', [`k${'.'.repeat(63)}`]: 'v', site: 'x'.repeat(256) }, matchExpressions: [{ key: '-edge-', operator: 'Exists' }] };
+    assert.deepEqual(validateRolloutSpec({ ...base(), target: selector }).target, selector);
+    assert.doesNotThrow(() => validateRolloutSpec(withStep({ selector })));
   });
 
   it('rejects bad analysis metrics with the exact path', () => {
