@@ -22,6 +22,10 @@ async function choose(): Promise<TfjsBackendName> {
   if ((forced === undefined || forced === 'tensorflow') && (await tryNative())) {
     if (await tf.setBackend('tensorflow')) return 'tensorflow';
   }
+  // Asked for by name, it is that backend or an error, not a silently slower one.
+  if (forced === 'tensorflow') {
+    throw new UserError('FLEETPRUNE_TF_BACKEND=tensorflow: @tensorflow/tfjs-node is not installed or does not load here (npm install @tensorflow/tfjs-node)');
+  }
   if (forced !== 'cpu') {
     await import('@tensorflow/tfjs-backend-wasm');
     if (await tf.setBackend('wasm')) {

@@ -5,6 +5,16 @@ import { test } from 'node:test';
 import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { isOneLineError, mapConcurrently, runCli, tempDir } from '../helpers/cli.ts';
+import { createRequire } from 'node:module';
+
+function tfjsNodeInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('@tensorflow/tfjs-node');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const IRIS = shippedDatasetPath('iris');
 const SMALL = ['--units', '16', '--epochs', '25'];
@@ -123,7 +133,7 @@ test('an output directory without write permission is refused up front', async (
   assert.match(run.stderr, /cannot write output directory .*permission denied/);
 });
 
-test('a bad environment variable is named in a one-line error', async () => {
+test('a bad environment variable is named in a one-line error', async (t) => {
   const backend = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', '/tmp/unused'], { FLEETPRUNE_TF_BACKEND: 'gpu' });
   assert.equal(backend.code, 2);
   assert.match(backend.stderr, /^fleetprune: FLEETPRUNE_TF_BACKEND: must be one of/);
@@ -131,4 +141,10 @@ test('a bad environment variable is named in a one-line error', async () => {
   assert.equal(level.code, 2);
   assert.match(level.stderr, /^fleetprune: FLEETPRUNE_LOG_LEVEL: must be one of/);
   assert.ok(isOneLineError(backend.stderr) && isOneLineError(level.stderr));
+  // A backend asked for by name that is not here is an error, not a silent fallback (tfjs-node cannot install on these machines).
+  if (tfjsNodeInstalled()) return;
+  const native = await runCli(['prune', '--data', IRIS, '--label', 'species', '--epsilon', '0.5', '--epochs', '2', '--out', join(await tempDir(t), 'out')], { FLEETPRUNE_TF_BACKEND: 'tensorflow' });
+  assert.equal(native.code, 2, native.stderr);
+  assert.ok(isOneLineError(native.stderr), native.stderr);
+  assert.match(native.stderr, /^fleetprune: FLEETPRUNE_TF_BACKEND=tensorflow: @tensorflow\/tfjs-node is not installed/);
 });
