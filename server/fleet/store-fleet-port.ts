@@ -38,13 +38,18 @@ export class StoreFleetPort implements FleetPort {
     return this.#options.actor ?? 'system:rollout';
   }
 
+  /**
+   * Every live device with its baseline for `model`: the version it is meant to serve, which is
+   * the active assignment retained for it when there is one (a device that was offline when a
+   * rollback sent it back still reports the version it was sent back from), else the version it
+   * last reported active.
+   */
   async listDevices(model: string): Promise<readonly TargetDevice[]> {
     const devices = await this.#options.fleet.repos.devices.list({ live: true });
-    return devices.map((device) => ({
-      id: device.id,
-      labels: device.labels,
-      baseline: device.active?.model === model ? device.active.version : null,
-    }));
+    return devices.map((device) => {
+      const intended = device.retainedAssignment?.role === 'active' ? device.retainedAssignment : device.active;
+      return { id: device.id, labels: device.labels, baseline: intended?.model === model ? intended.version : null };
+    });
   }
 
   async assign(command: AssignCommand): Promise<readonly DeliveryResult[]> {

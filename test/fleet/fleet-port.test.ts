@@ -18,6 +18,7 @@ import { parseMessage } from '../../shared/protocol/parse-message.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC, assignmentTopic, reportsTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { makeArtifact } from '../server/helpers/artifacts.ts';
 
@@ -98,7 +99,8 @@ test('FleetPort: delivered for an online device, offline for an absent one, refu
     { deviceId: 'dev-b', outcome: 'offline' },
     { deviceId: 'nobody', outcome: 'refused', reason: 'not an enrolled device' },
   ]);
-  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((device) => device.baseline), ['1', null]);
+  // dev-a reported v1 active; dev-b is offline, but v1 is what it is meant to serve (its retained assignment).
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((device) => device.baseline), ['1', '1']);
   assert.deepEqual((await fleet.fleetPort.listDevices('other')).map((device) => device.baseline), [null, null]);
   // dev-b keeps the assignment retained, under the command's id.
   assert.equal((await fleet.devices.get('dev-b')).retainedAssignment?.id, 'cmd-assign-0001');
@@ -118,4 +120,11 @@ test('FleetPort: delivered for an online device, offline for an absent one, refu
   const a = await fleet.devices.get('dev-a');
   assert.deepEqual([a.active?.version, a.candidate, a.retainedAssignment?.version, a.retainedAssignment?.role], ['1', null, '1', 'active']);
   await assert.rejects(fleet.fleetPort.assign({ commandId: 'cmd-assign-0004', model: 'iris', version: '9', role: 'active', deviceIds: ['dev-a'] }), /no version iris@9/);
+
+  // dev-b last reported v2 active, then was sent back to v1 while offline: a new rollout's baseline
+  // for it is v1, what it is meant to serve, not the version it was sent back from.
+  await new FleetStore(store).repos.devices.setSlots('dev-b', { active: { model: 'iris', version: '2', sha256: '2'.repeat(64) }, candidate: null, previous: null }, new Date().toISOString());
+  assert.deepEqual((await fleet.fleetPort.revert({ commandId: 'cmd-revert-0005', model: 'iris', devices: [{ deviceId: 'dev-b', version: '1' }] })).map((r) => r.outcome), ['offline']);
+  assert.equal((await fleet.devices.get('dev-b')).active?.version, '2');
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).find((device) => device.id === 'dev-b')?.baseline, '1');
 });
