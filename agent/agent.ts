@@ -24,7 +24,7 @@ import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
 import { DEFAULT_BENCHMARK_SETTINGS, benchmarkSideBySide, type BenchmarkSettings } from './model-benchmark.ts';
-import { ModelStore, type InstalledModel } from './model-store.ts';
+import { ModelStore, onnxSource, type InstalledModel } from './model-store.ts';
 import { MqttLink, type MqttConnector } from './mqtt-link.ts';
 import { Outbox } from './outbox.ts';
 import { createPredictApp } from './predict-api.ts';
@@ -600,7 +600,7 @@ export class Agent {
 
   /** The model's session; throws when onnxruntime cannot load it or it does not match its manifest. */
   async #loadServingFrom(ref: ModelRef, model: InstalledModel): Promise<ServingModel> {
-    const lease = await this.#deps.sessions.acquire(model.artifactId, model.onnxPath);
+    const lease = await this.#deps.sessions.acquire(onnxSource(model));
     const problem = modelInterfaceProblem(lease.session, model.manifest);
     if (problem) {
       await lease.release();

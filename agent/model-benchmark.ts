@@ -4,7 +4,8 @@ import { scorePredictions } from '../shared/model/scoring.ts';
 import type { Dataset } from '../shared/data/dataset.ts';
 import { crashPoint } from './crash-points.ts';
 import { alignHoldout } from './holdout.ts';
-import type { InstalledModel } from './model-store.ts';
+import { onnxSource, type InstalledModel } from './model-store.ts';
+import { readVerifiedOnnx } from './verified-onnx.ts';
 import { runModel } from './onnx-runner.ts';
 
 export interface BenchmarkSettings {
@@ -39,7 +40,7 @@ async function benchmarkModel(role: Role, version: string, model: InstalledModel
   const { nFeatures, rows } = holdout;
   const rssBefore = process.memoryUsage.rss();
   const loadStart = performance.now();
-  const session = await ort.InferenceSession.create(model.onnxPath, { intraOpNumThreads: 1, interOpNumThreads: 1 });
+  const session = await ort.InferenceSession.create(await readVerifiedOnnx(onnxSource(model)), { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const loadTimeMs = performance.now() - loadStart;
   crashPoint('benchmark:after-load');
   try {

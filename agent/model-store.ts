@@ -9,11 +9,17 @@ import { errorMessage } from '../shared/util/errors.ts';
 import { sha256OfFile } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import type { DataDir } from './data-dir.ts';
+import type { OnnxSource } from './verified-onnx.ts';
 
 export interface InstalledModel {
   artifactId: string;
   manifest: Manifest;
   onnxPath: string;
+}
+
+/** The session source of an installed model: its model.onnx and the SHA-256 its signed manifest names. */
+export function onnxSource(model: InstalledModel): OnnxSource {
+  return { artifactId: model.artifactId, onnxPath: model.onnxPath, onnxSha256: model.manifest.files[ONNX_FILE]!.sha256 };
 }
 
 /**

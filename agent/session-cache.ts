@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node';
+import { readVerifiedOnnx, type OnnxSource } from './verified-onnx.ts';
 
 export interface SessionLease {
   readonly session: ort.InferenceSession;
@@ -12,7 +13,8 @@ export interface SessionLease {
  * many agents in one process passes one cache to all of them.
  */
 export interface SessionCache {
-  acquire(artifactId: string, onnxPath: string): Promise<SessionLease>;
+  /** A session of `source`'s model.onnx, loaded from bytes checked against its SHA-256. */
+  acquire(source: OnnxSource): Promise<SessionLease>;
 }
 
 export class OrtSessionCache implements SessionCache {
@@ -24,10 +26,11 @@ export class OrtSessionCache implements SessionCache {
     return this.#entries.size;
   }
 
-  async acquire(artifactId: string, onnxPath: string): Promise<SessionLease> {
+  async acquire(source: OnnxSource): Promise<SessionLease> {
+    const { artifactId } = source;
     let entry = this.#entries.get(artifactId);
     if (!entry) {
-      entry = { session: ort.InferenceSession.create(onnxPath, this.options), leases: 0 };
+      entry = { session: readVerifiedOnnx(source).then((bytes) => ort.InferenceSession.create(bytes, this.options)), leases: 0 };
       this.#entries.set(artifactId, entry);
     }
     entry.leases++;

@@ -171,7 +171,7 @@ async function measurePredictOverhead(world: AgentWorld, dir: string) {
   const body = JSON.stringify({ rows: [row] });
   const viaHttp: number[] = [];
   const direct: number[] = [];
-  const lease = await sessions.acquire(world.v2.id, join(dir, agent!.deviceId, 'models', world.v2.id, 'model.onnx'));
+  const lease = await sessions.acquire({ artifactId: world.v2.id, onnxPath: join(dir, agent!.deviceId, 'models', world.v2.id, 'model.onnx'), onnxSha256: world.v2.manifest.files['model.onnx']!.sha256 });
   try {
     for (let i = 0; i < PREDICT_REQUESTS + 100; i++) {
       const start = performance.now();

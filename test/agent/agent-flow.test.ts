@@ -461,6 +461,22 @@ test('agents in one process share one onnxruntime session per model', async (t) 
   assert.equal(sessions.size, 1, 'v1 released with its last user');
 });
 
+test('onnxruntime loads the bytes it verified: a model.onnx that differs from its manifest is refused, not run', async (t) => {
+  const { OrtSessionCache } = await import('../../agent/session-cache.ts');
+  const sessions = new OrtSessionCache();
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-onnx-bytes-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const onnxPath = join(dir, 'model.onnx');
+  await cp(join(world.v3.dir, 'model.onnx'), onnxPath); // a runnable model, but not v2's bytes
+  const v2 = { artifactId: world.v2.id, onnxPath, onnxSha256: world.v2.manifest.files['model.onnx']!.sha256 };
+  await assert.rejects(sessions.acquire(v2), /model\.onnx: sha256 mismatch \(changed on disk after it was verified\)/);
+  assert.equal(sessions.size, 0, 'nothing cached for the refused model');
+  await cp(join(world.v2.dir, 'model.onnx'), onnxPath);
+  const lease = await sessions.acquire(v2);
+  assert.equal(sessions.size, 1);
+  await lease.release();
+});
+
 test('regression models: benchmark reports MSE and R², /v1/predict returns values', async (t) => {
   const { writeRegressionArtifact } = await import('./agent-fixtures.ts');
   const { loadDatasetFile } = await import('../../shared/data/dataset.ts');
