@@ -80,10 +80,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   try {
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
     await blobs.open();
-    const signingKey = await loadOrCreateServerKey(config.dataDir, async () => ({
-      devices: (await new FleetStore(store).repos.devices.count()).enrolled,
-      versions: await store.models.countVersions(),
-    }));
+    const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled);
     const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey);
     const metrics = new ServerMetrics();
     const tokens = new TokenService(store);

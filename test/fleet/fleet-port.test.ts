@@ -34,7 +34,7 @@ async function startFleet(t: TestContext): Promise<World> {
   const config = parseServerConfig({ dataDir, host: '127.0.0.1', mqttPort: 0 });
   const store = await openStore({ engine: 'sqlite', dataDir });
   t.after(() => store.close());
-  const signingKey = await loadOrCreateServerKey(dataDir, async () => ({ devices: 0, versions: 0 }));
+  const signingKey = await loadOrCreateServerKey(dataDir, async () => 0);
   const registry = new RegistryService(store);
   const ctx = {
     config,

@@ -133,7 +133,7 @@ test('fleetprune server: a signing key lost after devices enrolled is not replac
   assert.ok(isOneLineError(result.stderr), result.stderr);
   assert.equal(
     result.stderr,
-    `fleetprune: ${keyPath} is missing, but 1 enrolled device(s) pin its public key and 0 model version(s) are registered: restore the key from a backup (a new key would make every device refuse every model it signs)\n`,
+    `fleetprune: ${keyPath} is missing, but 1 enrolled device(s) pin its public key: restore the key from a backup (every device would refuse every model signed with a new key)\n`,
   );
   assert.equal(existsSync(keyPath), false, 'no new key was made');
 });
