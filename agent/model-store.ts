@@ -32,14 +32,15 @@ export class ModelStore {
 
   /**
    * Moves a verified download into the store. If the artifact's directory is already there and
-   * still holds exactly this manifest and model.onnx, the download is dropped; a directory that
-   * no longer does (changed or damaged on disk) is replaced, never trusted.
+   * still holds exactly this manifest (signature included) and model.onnx, the download is
+   * dropped; a directory that no longer does (changed or damaged on disk) is replaced, never trusted.
    */
   async install(manifest: Manifest, verifiedOnnx: string): Promise<InstalledModel> {
     const id = artifactId(manifest);
     const target = this.dataDir.modelDir(id);
     await mkdir(this.dataDir.modelsDir, { recursive: true });
-    if (await this.#holds(target, manifest)) {
+    const present = await this.#checkFiles(id);
+    if (!('failure' in present) && present.manifest.signature?.value === manifest.signature?.value) {
       await rm(verifiedOnnx, { force: true });
       return { artifactId: id, manifest, onnxPath: join(target, ONNX_FILE) };
     }
@@ -67,16 +68,6 @@ export class ModelStore {
     return { artifactId: id, manifest, onnxPath: join(target, ONNX_FILE) };
   }
 
-  /** Whether `dir` holds this manifest and a model.onnx of its size and sha256. */
-  async #holds(dir: string, manifest: Manifest): Promise<boolean> {
-    const stored = await readManifest(dir).catch(() => undefined);
-    if (!stored || artifactId(stored) !== artifactId(manifest)) return false;
-    const expected = manifest.files[ONNX_FILE]!;
-    const onnxPath = join(dir, ONNX_FILE);
-    if ((await stat(onnxPath).catch(() => undefined))?.size !== expected.bytes) return false;
-    return (await sha256OfFile(onnxPath)) === expected.sha256;
-  }
-
   async has(id: string): Promise<boolean> {
     return exists(join(this.dataDir.modelDir(id), ONNX_FILE));
   }
@@ -86,6 +77,15 @@ export class ModelStore {
    * and sha256) before it is loaded; a failure is a one-line reason.
    */
   async loadVerified(id: string, publicKey: KeyObject): Promise<InstalledModel | { failure: string }> {
+    const checked = await this.#checkFiles(id);
+    if ('failure' in checked) return checked;
+    const signatureFailure = verifyManifestSignature(checked.manifest, publicKey);
+    if (signatureFailure) return { failure: `${this.dataDir.modelDir(id)}: ${signatureFailure}` };
+    return checked;
+  }
+
+  /** Whether the model directory of `id` holds a manifest of that artifact id and the model.onnx it lists (size and sha256). */
+  async #checkFiles(id: string): Promise<InstalledModel | { failure: string }> {
     const dir = this.dataDir.modelDir(id);
     let manifest: Manifest;
     try {
@@ -94,8 +94,6 @@ export class ModelStore {
       return { failure: errorMessage(error) };
     }
     if (artifactId(manifest) !== id) return { failure: `${dir}: manifest does not match its artifact id` };
-    const signatureFailure = verifyManifestSignature(manifest, publicKey);
-    if (signatureFailure) return { failure: `${dir}: ${signatureFailure}` };
     const onnxPath = join(dir, ONNX_FILE);
     const expected = manifest.files[ONNX_FILE]!;
     const size = (await stat(onnxPath).catch(() => undefined))?.size;
