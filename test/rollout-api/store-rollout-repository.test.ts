@@ -120,7 +120,12 @@ for (const engine of STORE_ENGINES) {
 
       const sizeOf = async (id: string) => JSON.stringify(await repo.decisions(id)).length;
       const oldSize = await sizeOf('ro-old');
+      // A stored entry that does not parse (edited by hand, say) is skipped, not a sweep that fails for ever.
+      const broken = "INSERT INTO rollout_decisions (rollout_id, decision_id, at, entry) VALUES ('ro-old', 'ro-old-broken', '2026-01-01T00:00:00.000Z', '{not json')";
+      await store.engine.run(broken);
       assert.equal(await sweep.sweep(), 1, 'one measurement trimmed');
+      assert.deepEqual(await store.engine.all("SELECT entry, evidence_trimmed FROM rollout_decisions WHERE decision_id = 'ro-old-broken'"), [{ entry: '{not json', evidence_trimmed: 1 }]);
+      await store.engine.run("DELETE FROM rollout_decisions WHERE decision_id = 'ro-old-broken'");
       assert.deepEqual(logged, ['trimmed per-device evidence of finished rollouts older than 90 days (--report-retention-days)']);
       const trimmed = (await repo.decisions('ro-old')).find((d) => d.id === old.id)!.measurement!;
       assert.deepEqual(trimmed.trimmed, { at: new Date(now).toISOString(), devices: 200 });

@@ -118,8 +118,9 @@ export class StoreRolloutRepository implements RolloutRepository {
           [cutoff.toISOString(), TRIM_BATCH],
         );
         for (const row of rows) {
-          const entry = fromJsonColumn<DecisionLogEntry>(row.entry);
-          if (entry.measurement && !entry.measurement.trimmed) {
+          // An entry that does not parse is left as it is (and not looked at again): it must not stop the sweep.
+          const entry = parsedOrUndefined(row.entry);
+          if (entry?.measurement && !entry.measurement.trimmed) {
             const measurement = trimMeasurementEvidence(entry.measurement, now);
             await tx.run('UPDATE rollout_decisions SET entry = ?, evidence_trimmed = 1 WHERE ord = ?', [toJsonColumn({ ...entry, measurement }), Number(row.ord)]);
             trimmed++;
@@ -131,6 +132,14 @@ export class StoreRolloutRepository implements RolloutRepository {
       });
       if (batch < TRIM_BATCH) return trimmed;
     }
+  }
+}
+
+function parsedOrUndefined(text: unknown): DecisionLogEntry | undefined {
+  try {
+    return fromJsonColumn<DecisionLogEntry>(text);
+  } catch {
+    return undefined;
   }
 }
 
