@@ -4,6 +4,7 @@ import type { Broker } from '../broker/broker.ts';
 import type { VersionRecord } from '../store/repositories/models-repository.ts';
 import { buildAssignment, publishAssignmentPayload, publishFleetCommand } from './fleet-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
+import { Mutex } from '../../shared/util/mutex.ts';
 
 export interface PublishRequest {
   /** The assignment id, the same for every device (a device handles an id once). */
@@ -29,14 +30,28 @@ export interface CommandRequest {
  * assignment, an audit entry) are committed first, then each device's retained QoS 1 message is
  * published, so a crash in between is repaired by the start-up republish. Publishing the same id
  * to a device again re-sends the first payload unchanged.
+ *
+ * What reaches the broker follows the devices table, not the order in which callers run: a send
+ * publishes the device's retained assignment as the table holds it when the send's turn comes
+ * (sends take turns), so the broker's retained message is always the table's latest, even when a
+ * slow caller's send runs after a newer record.
  */
 export class AssignmentPublisher {
+  readonly #sending = new Mutex();
+
   constructor(
     private readonly options: { fleet: FleetStore; broker: Broker; serverUrl: () => string; log: Logger },
   ) {}
 
+  /** record, then send: returns what each device was sent. */
   async publish(request: PublishRequest): Promise<Map<string, Assignment>> {
-    const { fleet, broker, serverUrl } = this.options;
+    await this.record(request);
+    return this.sendRetained(request.deviceIds);
+  }
+
+  /** Commits the assignment of each device (its record, its retained assignment) and an audit entry; publishes nothing. */
+  async record(request: PublishRequest): Promise<void> {
+    const { fleet, serverUrl } = this.options;
     const now = new Date().toISOString();
     const fresh = buildAssignment({
       id: request.id,
@@ -46,8 +61,7 @@ export class AssignmentPublisher {
       role: request.role,
       serverUrl: serverUrl(),
     });
-    const payloads = await fleet.transaction(async (tx) => {
-      const chosen = new Map<string, Assignment>();
+    await fleet.transaction(async (tx) => {
       for (const deviceId of request.deviceIds) {
         const device = await tx.devices.get(deviceId);
         const assignment = device?.retainedAssignment?.id === request.id ? device.retainedAssignment : fresh;
@@ -65,7 +79,6 @@ export class AssignmentPublisher {
           updatedAt: now,
         });
         if (created || device?.retainedAssignment?.id !== request.id) await tx.devices.setRetainedAssignment(deviceId, assignment);
-        chosen.set(deviceId, assignment);
       }
       await tx.audit.append({
         at: now,
@@ -74,10 +87,21 @@ export class AssignmentPublisher {
         target: `model:${request.version.model}@${request.version.version}`,
         details: { assignmentId: request.id, role: request.role, artifactId: request.version.artifactId, devices: [...request.deviceIds] },
       });
-      return chosen;
     });
-    for (const [deviceId, assignment] of payloads) await publishAssignmentPayload(broker, deviceId, assignment);
-    return payloads;
+  }
+
+  /** Publishes each device's retained assignment as the table holds it now; returns what was sent. */
+  sendRetained(deviceIds: readonly string[]): Promise<Map<string, Assignment>> {
+    return this.#sending.run(async () => {
+      const sent = new Map<string, Assignment>();
+      for (const deviceId of deviceIds) {
+        const assignment = (await this.options.fleet.repos.devices.get(deviceId))?.retainedAssignment;
+        if (!assignment) continue;
+        await publishAssignmentPayload(this.options.broker, deviceId, assignment);
+        sent.set(deviceId, assignment);
+      }
+      return sent;
+    });
   }
 
   /**
@@ -98,12 +122,8 @@ export class AssignmentPublisher {
 
   /** Publishes every live device's retained assignment again (an embedded broker forgets them on restart). */
   async republishRetained(): Promise<number> {
-    let count = 0;
-    for (const device of await this.options.fleet.repos.devices.list({ live: true })) {
-      if (!device.retainedAssignment) continue;
-      await publishAssignmentPayload(this.options.broker, device.id, device.retainedAssignment);
-      count += 1;
-    }
+    const devices = await this.options.fleet.repos.devices.list({ live: true });
+    const count = (await this.sendRetained(devices.filter((device) => device.retainedAssignment).map((device) => device.id))).size;
     if (count > 0) this.options.log.info({ count }, 'republished the devices\' retained assignments');
     return count;
   }

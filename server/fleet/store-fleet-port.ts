@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
-import type { AssignCommand, DeliveryResult, FleetPort, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
+import type { AssignCommand, DeliveryResult, FleetPort, RecordGuard, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -55,36 +55,44 @@ export class StoreFleetPort implements FleetPort {
   async assign(command: AssignCommand): Promise<readonly DeliveryResult[]> {
     const version = await this.#options.registry.resolve(command.model, command.version);
     const { live, refused } = await this.#partition(command.deviceIds);
-    return this.#deliver(command.commandId, live, refused, async (deviceIds) => {
-      if (deviceIds.length === 0) return;
-      await this.#options.publisher.publish({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' });
+    const { publisher } = this.#options;
+    return this.#deliver(command.commandId, live, refused, command.guard, {
+      record: (deviceIds) => publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' }),
+      send: async (deviceIds) => void (await publisher.sendRetained(deviceIds)),
     });
   }
 
   async revert(command: RevertCommand): Promise<readonly DeliveryResult[]> {
     const { live, refused } = await this.#partition(command.devices.map((device) => device.deviceId));
     const target = new Map(command.devices.map((device) => [device.deviceId, device.version]));
-    return this.#deliver(command.commandId, live, refused, async (deviceIds) => {
-      // A device whose baseline is still active only drops its candidate; others get their baseline as active (a rollback from disk).
-      const dropOnly: string[] = [];
-      const reassign = new Map<string, string[]>();
-      for (const deviceId of deviceIds) {
-        const version = target.get(deviceId) ?? null;
-        const device = live.get(deviceId)!;
-        if (version === null || (device.activeModel === command.model && device.activeVersion === version)) dropOnly.push(deviceId);
-        else reassign.set(version, [...(reassign.get(version) ?? []), deviceId]);
-      }
-      if (dropOnly.length > 0) await this.#options.publisher.publishCommand({ id: command.commandId, command: 'drop-candidate', deviceIds: dropOnly, actor: this.#actor });
-      for (const [version, ids] of reassign) {
-        const record = await this.#options.registry.resolve(command.model, version);
-        await this.#options.publisher.publish({ id: command.commandId, version: record, role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert' });
-      }
-      // The dropped candidate must not come back from the retained topic: retain the baseline as active under a derived id.
-      const baselines = dropOnly.filter((deviceId) => target.get(deviceId));
-      for (const deviceId of baselines) {
-        const record = await this.#options.registry.resolve(command.model, target.get(deviceId)!);
-        await this.#options.publisher.publish({ id: derivedId(command.commandId, 'retain'), version: record, role: 'active', deviceIds: [deviceId], actor: this.#actor, action: 'rollout.revert' });
-      }
+    const { publisher, registry } = this.#options;
+    // A device whose baseline is still active only drops its candidate; others get their baseline as active (a rollback from disk).
+    const dropsOnly = (deviceId: string) => {
+      const version = target.get(deviceId) ?? null;
+      const device = live.get(deviceId)!;
+      return version === null || (device.activeModel === command.model && device.activeVersion === version);
+    };
+    return this.#deliver(command.commandId, live, refused, command.guard, {
+      record: async (deviceIds) => {
+        const reassign = new Map<string, string[]>();
+        for (const deviceId of deviceIds.filter((id) => !dropsOnly(id))) {
+          const version = target.get(deviceId)!;
+          reassign.set(version, [...(reassign.get(version) ?? []), deviceId]);
+        }
+        for (const [version, ids] of reassign) {
+          await publisher.record({ id: command.commandId, version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert' });
+        }
+        // The dropped candidate must not come back from the retained topic: retain the baseline as active under a derived id.
+        for (const deviceId of deviceIds.filter((id) => dropsOnly(id) && target.get(id))) {
+          const record = await registry.resolve(command.model, target.get(deviceId)!);
+          await publisher.record({ id: derivedId(command.commandId, 'retain'), version: record, role: 'active', deviceIds: [deviceId], actor: this.#actor, action: 'rollout.revert' });
+        }
+      },
+      send: async (deviceIds) => {
+        const dropOnly = deviceIds.filter(dropsOnly);
+        if (dropOnly.length > 0) await publisher.publishCommand({ id: command.commandId, command: 'drop-candidate', deviceIds: dropOnly, actor: this.#actor });
+        await publisher.sendRetained(deviceIds);
+      },
     });
   }
 
@@ -100,12 +108,17 @@ export class StoreFleetPort implements FleetPort {
     return { live, refused };
   }
 
-  /** Waits (for online devices) are registered before publishing, so no answer is missed. */
+  /**
+   * Records (under the guard: only the devices the command still speaks for), sends, then waits
+   * for the online devices' answers. Waits are registered before sending, so no answer is missed;
+   * a device the guard left out is answered `refused` (superseded) at once.
+   */
   async #deliver(
     commandId: string,
     live: Map<string, { online: boolean }>,
     refused: DeliveryResult[],
-    publish: (deviceIds: string[]) => Promise<void>,
+    guard: RecordGuard | undefined,
+    steps: { record: (deviceIds: readonly string[]) => Promise<void>; send: (deviceIds: readonly string[]) => Promise<void> },
   ): Promise<DeliveryResult[]> {
     const timeout = this.#options.deliveryTimeoutMs ?? 30_000;
     const results = new Map<string, DeliveryResult>(refused.map((result) => [result.deviceId, result]));
@@ -116,14 +129,26 @@ export class StoreFleetPort implements FleetPort {
       else pending.push(deviceId);
     }
     const waits = new Map(pending.filter((deviceId) => live.get(deviceId)!.online).map((deviceId) => [deviceId, this.#options.outcomes.waitFor(commandId, deviceId, timeout)]));
+    const recorded = new Set<string>();
+    const record = async (owned: readonly string[]) => {
+      const deviceIds = pending.filter((deviceId) => owned.includes(deviceId));
+      if (deviceIds.length > 0) await steps.record(deviceIds);
+      deviceIds.forEach((deviceId) => recorded.add(deviceId));
+    };
     try {
-      await publish(pending);
+      await (guard ? guard(record) : record(pending));
+      if (recorded.size > 0) await steps.send([...recorded]);
     } catch (error) {
       for (const wait of waits.values()) wait.cancel();
       throw error;
     }
     for (const deviceId of pending) {
       const wait = waits.get(deviceId);
+      if (!recorded.has(deviceId)) {
+        wait?.cancel();
+        results.set(deviceId, { deviceId, outcome: 'refused', reason: 'superseded: the device has been sent something newer' });
+        continue;
+      }
       const answer = wait ? await wait.promise : null;
       results.set(deviceId, answer ? toResult(deviceId, answer.outcome, answer.reason) : { deviceId, outcome: 'offline' });
     }

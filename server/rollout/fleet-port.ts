@@ -22,6 +22,14 @@ export interface DeliveryResult {
   readonly reason?: string;
 }
 
+/**
+ * Runs a command's recording step for the devices it still speaks for, decided under the
+ * rollout's lock: a command whose devices were sent something newer meanwhile (a rollback while
+ * it waited) records nothing for them. The fleet calls it once, around recording only (not
+ * around broker sends or waiting for answers).
+ */
+export type RecordGuard = (record: (deviceIds: readonly string[]) => Promise<void>) => Promise<void>;
+
 export interface AssignCommand {
   readonly commandId: string;
   readonly model: string;
@@ -29,6 +37,8 @@ export interface AssignCommand {
   /** candidate: install next to the active model and benchmark both; active: serve it. */
   readonly role: 'candidate' | 'active';
   readonly deviceIds: readonly string[];
+  /** Absent: every device in deviceIds is recorded. */
+  readonly guard?: RecordGuard;
 }
 
 export interface RevertCommand {
@@ -36,6 +46,8 @@ export interface RevertCommand {
   readonly model: string;
   /** Each device's baseline, which it still holds on disk (null: drop the candidate only). */
   readonly devices: readonly { readonly deviceId: string; readonly version: string | null }[];
+  /** Absent: every device in devices is recorded. */
+  readonly guard?: RecordGuard;
 }
 
 export interface FleetPort {

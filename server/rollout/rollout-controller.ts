@@ -8,7 +8,7 @@ import { promqlAlternation, promqlString } from '../analysis/query-template.ts';
 import type { Scheduler } from '../analysis/scheduler.ts';
 import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import { DeviceRolloutIndex } from './device-rollout-index.ts';
-import type { FleetPort, ModelStatusPort } from './fleet-port.ts';
+import type { FleetPort, ModelStatusPort, RecordGuard } from './fleet-port.ts';
 import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
@@ -241,13 +241,22 @@ export class RolloutController {
 
   async #perform(id: string, action: RolloutAction): Promise<RolloutEvent> {
     const at = () => this.#now();
+    // Actions run outside the rollout's lock, and a slow or retried one can still be running when
+    // a newer decision (a rollback) has sent its devices something else. Its recording step takes
+    // the lock and covers only the devices whose current action it still is, so an older action
+    // can never overwrite what a newer one recorded for a device.
+    const guard: RecordGuard = (record) =>
+      this.#lock(id).run(async () => {
+        const { state } = await this.#load(id);
+        await record(state.devices.filter((device) => device.actionId === action.id).map((device) => device.id));
+      });
     switch (action.kind) {
       case 'assign': {
-        const results = await this.#o.fleet.assign({ commandId: action.id, model: action.model, version: action.version, role: action.role, deviceIds: action.devices });
+        const results = await this.#o.fleet.assign({ commandId: action.id, model: action.model, version: action.version, role: action.role, deviceIds: action.devices, guard });
         return { type: 'actionResult', at: at(), actionId: action.id, devices: results.map((r) => ({ deviceId: r.deviceId, outcome: r.outcome, ...(r.reason ? { reason: r.reason } : {}) })) };
       }
       case 'revert': {
-        const results = await this.#o.fleet.revert({ commandId: action.id, model: action.model, devices: action.devices });
+        const results = await this.#o.fleet.revert({ commandId: action.id, model: action.model, devices: action.devices, guard });
         return { type: 'actionResult', at: at(), actionId: action.id, devices: results.map((r) => ({ deviceId: r.deviceId, outcome: r.outcome, ...(r.reason ? { reason: r.reason } : {}) })) };
       }
       case 'markVersion':

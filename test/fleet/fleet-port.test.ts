@@ -20,6 +20,13 @@ import { FLEET_COMMANDS_TOPIC, assignmentTopic, reportsTopic, statusTopic } from
 import { createLogger } from '../../shared/util/log.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
+import { ManualScheduler } from '../../server/analysis/scheduler.ts';
+import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
+import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
+import { RolloutController } from '../../server/rollout/rollout-controller.ts';
+import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
+import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
+import { ScriptedProvider } from '../analysis/scripted-provider.ts';
 import { makeArtifact } from '../server/helpers/artifacts.ts';
 
 interface World {
@@ -28,7 +35,7 @@ interface World {
 }
 
 /** The fleet module on its own (store, registry, embedded broker on an ephemeral port), as the rollout controller sees it. */
-async function startFleet(t: TestContext): Promise<World> {
+async function startFleet(t: TestContext, options: { wrapRegistry?: (registry: RegistryService) => RegistryService } = {}): Promise<World> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-fleet-port-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
   const config = parseServerConfig({ dataDir, host: '127.0.0.1', mqttPort: 0 });
@@ -40,7 +47,7 @@ async function startFleet(t: TestContext): Promise<World> {
     config,
     log: createLogger('test', 'silent'),
     store,
-    registry,
+    registry: options.wrapRegistry?.(registry) ?? registry,
     signingKey,
     metrics: new ServerMetrics(),
     tokens: new TokenService(store),
@@ -127,4 +134,61 @@ test('FleetPort: delivered for an online device, offline for an absent one, refu
   assert.deepEqual((await fleet.fleetPort.revert({ commandId: 'cmd-revert-0005', model: 'iris', devices: [{ deviceId: 'dev-b', version: '1' }] })).map((r) => r.outcome), ['offline']);
   assert.equal((await fleet.devices.get('dev-b')).active?.version, '2');
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).find((device) => device.id === 'dev-b')?.baseline, '1');
+});
+
+test('a rollback while the activation is still on its way: every device ends on its baseline (table, and the last message it got); the late activation records and sends nothing', async (t) => {
+  // The activation's registry lookup of v2 is held until the rollback has been carried out.
+  let release!: () => void;
+  let holding = false;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const { fleet, store } = await startFleet(t, {
+    wrapRegistry: (registry) =>
+      Object.assign(Object.create(registry) as RegistryService, {
+        resolve: async (model: string, version: string) => {
+          if (holding && version === '2') await held;
+          return registry.resolve(model, version);
+        },
+      }),
+  });
+  const ids = ['race-1', 'race-2', 'race-3'];
+  const lastReceived = new Map<string, string>();
+  for (const id of ids) {
+    const client = await scriptedDevice(t, await fleet.devices.enroll({ id, labels: { site: 'north' } }, 'test'));
+    client.on('message', (topic, payload) => {
+      const parsed = parseMessage(topic, payload);
+      if (parsed.ok && parsed.message.kind === 'assignment') lastReceived.set(id, `${parsed.message.payload.role}:${parsed.message.payload.version}`);
+    });
+    await waitFor(async () => (await fleet.devices.get(id)).online, 5000, `${id} online`);
+  }
+  assert.deepEqual((await fleet.fleetPort.assign({ commandId: 'race-baseline-0001', model: 'iris', version: '1', role: 'active', deviceIds: ids })).map((r) => r.outcome), ['delivered', 'delivered', 'delivered']);
+
+  const scheduler = new ManualScheduler(Date.now());
+  const controller = new RolloutController({
+    repository: new StoreRolloutRepository(store.engine),
+    fleet: fleet.fleetPort,
+    models: new RegistryModelStatus(store),
+    providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[1]]) }),
+    scheduler,
+    actionRetryMs: 1000,
+    newId: () => 'ro-race',
+  });
+  t.after(() => controller.stop());
+  const spec = validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 50 }, { pause: {} }] });
+  await controller.start(spec, { by: 'alice' });
+  await controller.idle();
+  holding = true;
+  await controller.promote('ro-race', 'alice', { full: true }); // the activation: v2 active on every device, held at its lookup
+  await controller.rollback('ro-race', 'operator', 'bad candidate');
+  await waitFor(async () => (await controller.status('ro-race')).devices.every((d) => d.desired === 'baseline' && d.delivery === 'delivered'), 10_000, 'the revert carried out');
+  release();
+  await scheduler.advance(1000);
+  await controller.idle();
+
+  const final = await controller.status('ro-race');
+  assert.equal(final.phase, 'RolledBack');
+  for (const id of ids) {
+    const device = await fleet.devices.get(id);
+    assert.deepEqual([device.retainedAssignment?.role, device.retainedAssignment?.version], ['active', '1'], `${id}: the table holds its baseline`);
+    assert.equal(lastReceived.get(id), 'active:1', `${id}: the last assignment it got is its baseline`);
+  }
 });
