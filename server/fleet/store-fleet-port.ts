@@ -101,8 +101,8 @@ export class StoreFleetPort implements FleetPort {
     const refused: DeliveryResult[] = [];
     for (const deviceId of deviceIds) {
       const device = await this.#options.fleet.repos.devices.get(deviceId);
-      if (!device) refused.push({ deviceId, outcome: 'refused', reason: 'not an enrolled device' });
-      else if (device.revokedAt !== null) refused.push({ deviceId, outcome: 'refused', reason: 'the device is revoked' });
+      if (!device) refused.push({ deviceId, outcome: 'gone', reason: 'not an enrolled device' });
+      else if (device.revokedAt !== null) refused.push({ deviceId, outcome: 'gone', reason: 'the device is revoked' });
       else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null });
     }
     return { live, refused };

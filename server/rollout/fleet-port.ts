@@ -13,11 +13,14 @@ export interface TargetDevice {
   readonly baseline: string | null;
 }
 
-export type DeliveryOutcome = 'delivered' | 'offline' | 'refused';
+export type DeliveryOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
 
 export interface DeliveryResult {
   readonly deviceId: string;
-  /** delivered: the device acknowledged; offline: not within the fleet's delivery timeout; refused: it said no. */
+  /**
+   * delivered: the device acknowledged; offline: not within the fleet's delivery timeout; refused:
+   * it said no; gone: it left the fleet (revoked, or not enrolled), so it leaves the rollout too.
+   */
   readonly outcome: DeliveryOutcome;
   readonly reason?: string;
 }

@@ -309,6 +309,10 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
     if (!device || device.actionId !== event.actionId || (device.delivery !== 'pending' && device.delivery !== 'retrying')) continue;
     if (result.outcome === 'delivered') {
       t.setDevice(device.id, { delivery: 'delivered', reason: undefined, nextAttemptAt: undefined });
+    } else if (result.outcome === 'gone') {
+      // Not a verdict on the candidate: the device left the fleet, and with it the rollout.
+      t.setDevice(device.id, { delivery: 'unreachable', reason: result.reason ?? 'gone', nextAttemptAt: undefined });
+      t.decide('device', 'unreachable', `device ${device.id} left the fleet (${result.reason ?? 'gone'}); the rollout goes on without it`);
     } else if (result.outcome === 'refused') {
       t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'refused', nextAttemptAt: undefined });
       t.decide('device', 'refused', `device ${device.id} refused ${describeDesired(s, device.desired)}: ${result.reason ?? 'no reason given'}`);

@@ -84,7 +84,7 @@ export interface RolloutState {
   readonly outcome?: RolloutOutcome;
 }
 
-export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused';
+export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
 
 export type RolloutEvent =
   | { readonly type: 'start'; readonly at: number; readonly by: string; readonly devices: readonly { id: string; labels: Record<string, string>; baseline: string | null }[]; readonly previousProduction: string | null }

@@ -71,7 +71,8 @@ async function scriptedDevice(t: TestContext, config: AgentConfig): Promise<Mqtt
   let n = 0;
   const answer = (fields: Pick<AssignmentReport, 'assignmentId' | 'outcome' | 'role' | 'model' | 'version' | 'sha256'>) => {
     const report: AssignmentReport = { schema: 1, id: `answer-${id}-${n++}`, kind: 'assignment', deviceId: id, createdAt: new Date().toISOString(), reason: null, ...fields };
-    void client.publishAsync(reportsTopic(id), Buffer.from(JSON.stringify(report)), { qos: 1 });
+    // An answer still in flight when the test ends its client is dropped, not an unhandled rejection.
+    client.publishAsync(reportsTopic(id), Buffer.from(JSON.stringify(report)), { qos: 1 }).catch(() => {});
   };
   client.on('message', (topic, payload) => {
     const parsed = parseMessage(topic, payload);
@@ -89,7 +90,7 @@ async function scriptedDevice(t: TestContext, config: AgentConfig): Promise<Mqtt
   return client;
 }
 
-test('FleetPort: delivered for an online device, offline for an absent one, refused for an unknown one; repeats and reverts', async (t) => {
+test('FleetPort: delivered for an online device, offline for an absent one, gone for an unknown one; repeats and reverts', async (t) => {
   const { fleet, store } = await startFleet(t);
   const online = await fleet.devices.enroll({ id: 'dev-a', labels: { site: 'osaka' } }, 'test');
   await fleet.devices.enroll({ id: 'dev-b', labels: { site: 'kyoto' } }, 'test');
@@ -104,7 +105,7 @@ test('FleetPort: delivered for an online device, offline for an absent one, refu
   assert.deepEqual(await fleet.fleetPort.assign(assign), [
     { deviceId: 'dev-a', outcome: 'delivered' },
     { deviceId: 'dev-b', outcome: 'offline' },
-    { deviceId: 'nobody', outcome: 'refused', reason: 'not an enrolled device' },
+    { deviceId: 'nobody', outcome: 'gone', reason: 'not an enrolled device' },
   ]);
   // dev-a reported v1 active; dev-b is offline, but v1 is what it is meant to serve (its retained assignment).
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((device) => device.baseline), ['1', '1']);
@@ -114,7 +115,7 @@ test('FleetPort: delivered for an online device, offline for an absent one, refu
 
   // The same command again (a controller recovering after a crash): same results, nothing new recorded.
   const rows = await store.engine.all('SELECT * FROM device_assignments ORDER BY device_id');
-  assert.deepEqual((await fleet.fleetPort.assign(assign)).map((result) => result.outcome), ['delivered', 'offline', 'refused']);
+  assert.deepEqual((await fleet.fleetPort.assign(assign)).map((result) => result.outcome), ['delivered', 'offline', 'gone']);
   assert.deepEqual(await store.engine.all('SELECT * FROM device_assignments ORDER BY device_id'), rows);
 
   const candidate = await fleet.fleetPort.assign({ commandId: 'cmd-assign-0002', model: 'iris', version: '2', role: 'candidate', deviceIds: ['dev-a'] });

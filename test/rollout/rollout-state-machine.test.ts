@@ -286,4 +286,16 @@ describe('rollout state machine: offline devices', () => {
     assert.equal(h.state.phase, 'Failed');
     assert.match(h.state.outcome!.reason, /refused the candidate: signature does not verify/);
   });
+
+  it('goes on without a device that left the fleet (revoked): that is no verdict on the candidate', () => {
+    const h = new ReducerHarness(spec, fleetOf(4));
+    const assign = h.last('assign');
+    const gone = assign.devices[0]!;
+    h.send({ type: 'actionResult', at: h.at, actionId: assign.id, devices: assign.devices.map((deviceId) => (deviceId === gone ? { deviceId, outcome: 'gone', reason: 'the device is revoked' } : { deviceId, outcome: 'delivered' })) });
+    assert.notEqual(h.state.phase, 'Failed');
+    assert.equal(h.state.stepIndex, 1, 'the step is settled and the rollout moved on');
+    const device = h.state.devices.find((d) => d.id === gone)!;
+    assert.deepEqual([device.delivery, device.reason], ['unreachable', 'the device is revoked']);
+    assert.ok(h.decisions.some((d) => d.message === `device ${gone} left the fleet (the device is revoked); the rollout goes on without it`));
+  });
 });
