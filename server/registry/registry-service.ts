@@ -19,7 +19,13 @@ export interface RegisterInput {
  * been verified (signature, blobs); every change and its audit entry commit together.
  */
 export class RegistryService {
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    private readonly options: {
+      /** Why a version cannot be retired now (a rollout still rolling it out), else null. */
+      retirementBlocker?: (model: string, version: string) => Promise<string | null>;
+    } = {},
+  ) {}
 
   listModels(): Promise<ModelRecord[]> {
     return this.store.models.listModels();
@@ -153,6 +159,8 @@ export class RegistryService {
 
   async setRetired(name: string, version: string, retired: boolean, principal: Principal): Promise<VersionRecord> {
     checkName(name);
+    const blocker = retired ? await this.options.retirementBlocker?.(name, version) : null;
+    if (blocker) throw new ServiceError('conflict', `${name}@${version} is the candidate of ${blocker}; finish, abort or roll it back first`);
     return this.store.transaction(async (tx) => {
       const target = await tx.models.getVersion(name, version);
       if (!target) throw new ServiceError('not_found', `no version ${name}@${version}`);

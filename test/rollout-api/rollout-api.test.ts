@@ -134,6 +134,23 @@ test('rolling back a promoted rollout is refused once a newer rollout of the mod
   assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '1');
 });
 
+test('the candidate of a rollout under way cannot be retired (it would be assigned and made production anyway); after the abort it can', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const started = await s.request('POST', '/api/rollouts', { json: { model: 'wine', candidateVersion: '2', steps: [{ setWeight: 50 }, { pause: {} }, { setWeight: 100 }] } });
+  assert.equal(started.status, 201, await started.clone().text());
+  const { id } = (await started.json()) as { id: string };
+  await waitForRollout(s.request, id, (v) => v.phase === 'Paused');
+  const refused = await s.request('PATCH', '/api/models/wine/versions/2', { json: { retired: true } });
+  assert.equal(refused.status, 409);
+  assert.equal(((await refused.json()) as any).error.message, `wine@2 is the candidate of rollout ${id} (Paused); finish, abort or roll it back first`);
+  assert.equal((await s.server.ctx.store.models.getVersion('wine', '2'))?.retired, false, 'nothing changed');
+  assert.equal((await s.request('POST', `/api/rollouts/${id}/abort`)).status, 200);
+  await waitForRollout(s.request, id, (v) => v.phase === 'Aborted');
+  const retired = await s.request('PATCH', '/api/models/wine/versions/2', { json: { retired: true } });
+  assert.equal(retired.status, 200, await retired.text());
+});
+
 test('REST and gRPC: deeply nested or alias-broken specs are input errors, answered at once; nothing stored, the server lives on', async (t) => {
   const s = await startRolloutServer(t);
   if (!s) return;
