@@ -25,7 +25,7 @@ import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
 import { leadershipFor } from '../rollout/leader-election.ts';
 import { rolloutModule } from '../rollout/rollout-module.ts';
-import { rolloutOfCandidate } from '../rollout/rollout-candidates.ts';
+import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { createFleet } from '../fleet/fleet-module.ts';
 import { FleetStore } from '../fleet/fleet-store.ts';
 
@@ -85,7 +85,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey);
     const metrics = new ServerMetrics();
     const tokens = new TokenService(store);
-    const registry = new RegistryService(store, { retirementBlocker: rolloutOfCandidate(store.engine) });
+    const holds = new RolloutHolds(store.engine);
+    const registry = new RegistryService(store, { retirementBlocker: (model, version) => holds.ofCandidate(model, version) });
     const jobs = new JobService({
       store,
       registry,

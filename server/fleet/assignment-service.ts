@@ -49,8 +49,20 @@ export interface AssignResult {
 export class AssignmentService {
   readonly #gate: FleetGate;
 
-  /** `gate` refuses assignments on a standby server (default: always allowed). */
-  constructor(private readonly options: { fleet: FleetStore; registry: RegistryService; publisher: AssignmentPublisher; gate?: FleetGate }) {
+  /**
+   * `gate` refuses assignments on a standby server (default: always allowed). `rolloutOf` names
+   * the rollout under way that targets one of the devices: a direct assignment would be
+   * overwritten by its next step, or undone by its rollback, so it is refused.
+   */
+  constructor(
+    private readonly options: {
+      fleet: FleetStore;
+      registry: RegistryService;
+      publisher: AssignmentPublisher;
+      gate?: FleetGate;
+      rolloutOf?: (deviceIds: readonly string[]) => Promise<{ deviceId: string; rollout: string } | null>;
+    },
+  ) {
     this.#gate = options.gate ?? OPEN_FLEET_GATE;
   }
 
@@ -59,6 +71,8 @@ export class AssignmentService {
     const version = await this.options.registry.resolve(request.model, request.version);
     if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
     const devices = await this.#targets(request);
+    const held = await this.options.rolloutOf?.(devices.map((device) => device.id));
+    if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
     const assignmentId = newMessageId();
     const published = await this.options.publisher.publish({
       id: assignmentId,

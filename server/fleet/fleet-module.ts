@@ -6,6 +6,7 @@ import type { ServerConfig } from '../config/server-config.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
 import { reportRetention } from './report-retention.ts';
+import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
@@ -78,7 +79,8 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
   const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id) => exporter.forgetDevice(id) });
-  const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate });
+  const holds = new RolloutHolds(ctx.store.engine);
+  const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate, rolloutOf: (deviceIds) => holds.ofDevices(deviceIds) });
   const retention = reportRetention(fleet.repos.reports, {
     days: ctx.config.reportRetentionDays,
     everyMs: options.reportSweepMs ?? 3_600_000,

@@ -209,3 +209,23 @@ test('the server deletes device reports older than --report-retention-days while
   await waitFor(async () => (await reports.count()) === 1, 5000, 'the sweep');
   assert.deepEqual((await reports.list({})).map((stored) => stored.report.id), ['answer-new']);
 });
+
+test('a direct assignment to a device a rollout under way targets is refused (the rollout would overwrite or undo it); after the abort it goes through', async (t) => {
+  const server = await fleetServer(t);
+  await enroll(server, 'held-1', { site: 'osaka' });
+  const [v1] = await server.server.ctx.store.models.listVersions('iris', { limit: 10 }).then((versions) => versions.filter((v) => v.version === '1'));
+  await new FleetStore(server.server.ctx.store).repos.devices.setSlots('held-1', { active: { model: 'iris', version: '1', sha256: v1!.artifactId }, candidate: null, previous: null }, new Date().toISOString());
+  const started = await server.request('POST', '/api/rollouts', { json: { model: 'iris', candidateVersion: '2', steps: [{ setWeight: 100 }, { pause: {} }] } });
+  assert.equal(started.status, 201, await started.clone().text());
+  const { id } = (await started.json()) as { id: string };
+  // The rollout's own assignment is recorded first (the device is offline, so it keeps retrying).
+  await waitFor(async () => (await new FleetStore(server.server.ctx.store).repos.devices.get('held-1'))?.retainedAssignment?.version === '2', 5000, 'the rollout assigned the candidate');
+  const before = await fleetSnapshot(server);
+  const refused = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['held-1'] } });
+  assert.equal(refused.status, 409);
+  assert.equal(((await refused.json()) as any).error.message, `device held-1 is a target of rollout ${id} of iris (Progressing); finish, abort or roll it back first (it would overwrite or undo this assignment)`);
+  assert.equal(await fleetSnapshot(server), before, 'nothing recorded');
+  assert.equal((await server.request('POST', `/api/rollouts/${id}/abort`)).status, 200);
+  const assigned = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['held-1'] } });
+  assert.equal(assigned.status, 201, await assigned.text());
+});

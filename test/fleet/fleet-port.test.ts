@@ -181,9 +181,11 @@ test('a rollback while the activation is still on its way: every device ends on 
   await controller.promote('ro-race', 'alice', { full: true }); // the activation: v2 active on every device, held at its lookup
   await controller.rollback('ro-race', 'operator', 'bad candidate');
   await waitFor(async () => (await controller.status('ro-race')).devices.every((d) => d.desired === 'baseline' && d.delivery === 'delivered'), 10_000, 'the revert carried out');
+  await waitFor(() => ids.every((id) => lastReceived.get(id) === 'active:1'), 5000, 'every device got its baseline');
   release();
   await scheduler.advance(1000);
   await controller.idle();
+  await new Promise((resolve) => setTimeout(resolve, 300)); // anything the late activation sent would have arrived by now
 
   const final = await controller.status('ro-race');
   assert.equal(final.phase, 'RolledBack');

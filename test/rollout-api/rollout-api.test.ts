@@ -143,7 +143,7 @@ test('the candidate of a rollout under way cannot be retired (it would be assign
   await waitForRollout(s.request, id, (v) => v.phase === 'Paused');
   const refused = await s.request('PATCH', '/api/models/wine/versions/2', { json: { retired: true } });
   assert.equal(refused.status, 409);
-  assert.equal(((await refused.json()) as any).error.message, `wine@2 is the candidate of rollout ${id} (Paused); finish, abort or roll it back first`);
+  assert.equal(((await refused.json()) as any).error.message, `wine@2 is the candidate of rollout ${id} of wine (Paused); finish, abort or roll it back first`);
   assert.equal((await s.server.ctx.store.models.getVersion('wine', '2'))?.retired, false, 'nothing changed');
   assert.equal((await s.request('POST', `/api/rollouts/${id}/abort`)).status, 200);
   await waitForRollout(s.request, id, (v) => v.phase === 'Aborted');
