@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
-import type { AssignCommand, DeliveryResult, FleetPort, RecordGuard, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
+import type { AssignCommand, DeliveryResult, FleetPort, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -50,6 +50,15 @@ export class StoreFleetPort implements FleetPort {
       const intended = device.retainedAssignment?.role === 'active' ? device.retainedAssignment : device.active;
       return { id: device.id, labels: device.labels, baseline: intended?.model === model ? intended.version : null };
     });
+  }
+
+  async retainedAssignments(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>> {
+    const found = new Map<string, RetainedAssignment>();
+    for (const deviceId of deviceIds) {
+      const retained = (await this.#options.fleet.repos.devices.get(deviceId))?.retainedAssignment;
+      if (retained) found.set(deviceId, { id: retained.id, issuedAt: retained.issuedAt, model: retained.model, version: retained.version });
+    }
+    return found;
   }
 
   async assign(command: AssignCommand): Promise<readonly DeliveryResult[]> {
@@ -160,7 +169,12 @@ function toResult(deviceId: string, outcome: AssignmentOutcome, reason: string |
   return DELIVERED.has(outcome) ? { deviceId, outcome: 'delivered' } : { deviceId, outcome: 'refused', reason: reason ?? outcome };
 }
 
-/** A second, deterministic message id derived from a command id. */
+/**
+ * A second, deterministic message id derived from a command id: `<commandId>-<purpose>`, which
+ * keeps the rollout's id as its prefix (whose assignment a device holds is told by that prefix),
+ * or a hash when that would be longer than a message id may be.
+ */
 function derivedId(commandId: string, purpose: string): string {
-  return createHash('sha256').update(`${commandId}\u0000${purpose}`).digest('base64url').slice(0, 22);
+  const readable = `${commandId}-${purpose}`;
+  return readable.length <= 64 ? readable : createHash('sha256').update(`${commandId}\u0000${purpose}`).digest('base64url').slice(0, 22);
 }

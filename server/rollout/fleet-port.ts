@@ -53,12 +53,26 @@ export interface RevertCommand {
   readonly guard?: RecordGuard;
 }
 
+/** A device's retained assignment, as far as a rollout needs to know it. */
+export interface RetainedAssignment {
+  readonly id: string;
+  readonly issuedAt: string;
+  readonly model: string;
+  readonly version: string;
+}
+
 export interface FleetPort {
   /** Every device that runs (or may run) the model, with its labels and active version. */
   listDevices(model: string): Promise<readonly TargetDevice[]>;
   /** One result per device; never throws for an offline device (that is a result). */
   assign(command: AssignCommand): Promise<readonly DeliveryResult[]>;
   revert(command: RevertCommand): Promise<readonly DeliveryResult[]>;
+  /**
+   * Each device's retained assignment (absent: none), by id and issue time: a rollout leaves a
+   * device alone once someone else (an operator, a newer rollout) has assigned it something
+   * since the rollout started. Optional: without it, that check is skipped.
+   */
+  retainedAssignments?(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>>;
 }
 
 /** The registry side: which version is production, and version status changes. */

@@ -244,11 +244,12 @@ export class RolloutController {
     // Actions run outside the rollout's lock, and a slow or retried one can still be running when
     // a newer decision (a rollback) has sent its devices something else. Its recording step takes
     // the lock and covers only the devices whose current action it still is, so an older action
-    // can never overwrite what a newer one recorded for a device.
+    // can never overwrite what a newer one recorded for a device; nor devices someone else has
+    // assigned something since the rollout started.
     const guard: RecordGuard = (record) =>
       this.#lock(id).run(async () => {
         const { state } = await this.#load(id);
-        await record(state.devices.filter((device) => device.actionId === action.id).map((device) => device.id));
+        await record(await this.#notTakenOver(state, action, state.devices.filter((device) => device.actionId === action.id).map((device) => device.id)));
       });
     switch (action.kind) {
       case 'assign': {
@@ -274,6 +275,27 @@ export class RolloutController {
         return { type: 'actionResult', at: at(), actionId: action.id };
       }
     }
+  }
+
+  /**
+   * The devices this rollout may still change. One that someone else (an operator's direct
+   * assignment, a newer rollout) has since given a version this rollout did not decide for it is
+   * no longer this rollout's: not when it comes back online, not when this rollout is rolled back.
+   * Assignments older than the rollout, its own, and others carrying a version it decided (a newer
+   * rollout's rollback restoring this one's candidate) leave the device in its hands.
+   */
+  async #notTakenOver(state: RolloutState, action: RolloutAction, deviceIds: readonly string[]): Promise<string[]> {
+    const retained = await this.#o.fleet.retainedAssignments?.(deviceIds);
+    if (!retained) return [...deviceIds];
+    const decided = (deviceId: string): (string | null)[] =>
+      action.kind === 'assign'
+        ? [action.version]
+        : [state.spec.candidateVersion, action.kind === 'revert' ? (action.devices.find((device) => device.deviceId === deviceId)?.version ?? null) : null];
+    return deviceIds.filter((deviceId) => {
+      const current = retained.get(deviceId);
+      if (!current || current.id.startsWith(`${state.id}-`) || Date.parse(current.issuedAt) < state.createdAt) return true;
+      return current.model === state.spec.model && decided(deviceId).includes(current.version);
+    });
   }
 
   /** Starts (or resumes) the in-memory run for the state's running analysis, if not already running. */

@@ -195,3 +195,46 @@ test('a rollback while the activation is still on its way: every device ends on 
     assert.equal(lastReceived.get(id), 'active:1', `${id}: the last assignment it got is its baseline`);
   }
 });
+
+test('a finished rollout leaves alone a device an operator assigned something since: its return online no longer brings the rollout\'s version back', async (t) => {
+  const { fleet, store } = await startFleet(t);
+  const present = await fleet.devices.enroll({ id: 'back-a', labels: { site: 'north' } }, 'test');
+  const absent = await fleet.devices.enroll({ id: 'back-b', labels: { site: 'north' } }, 'test');
+  await scriptedDevice(t, present);
+  await waitFor(async () => (await fleet.devices.get('back-a')).online, 5000, 'back-a online');
+  await fleet.fleetPort.assign({ commandId: 'back-baseline-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['back-a', 'back-b'] });
+
+  const scheduler = new ManualScheduler(Date.now());
+  const controller = new RolloutController({
+    repository: new StoreRolloutRepository(store.engine),
+    fleet: fleet.fleetPort,
+    models: new RegistryModelStatus(store),
+    providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[1]]) }),
+    scheduler,
+    actionRetryMs: 1000,
+    newId: () => 'ro-back',
+  });
+  t.after(() => controller.stop());
+  // back-b stays offline: unreachable at once (one attempt), and the rollout completes without it.
+  const spec = validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }], offline: { maxAttempts: 1 } });
+  await controller.start(spec, { by: 'alice' });
+  await waitFor(async () => (await controller.status('ro-back')).phase === 'Completed', 10_000, 'the rollout completed');
+  await controller.idle();
+  assert.equal((await controller.status('ro-back')).devices.find((d) => d.id === 'back-b')?.delivery, 'unreachable');
+
+  // The operator gives back-b version 1 directly; then back-b comes back.
+  const direct = await fleet.assignments.assign({ model: 'iris', version: '1', role: 'active', deviceIds: ['back-b'] }, 'operator');
+  const lastReceived: string[] = [];
+  const client = await scriptedDevice(t, absent);
+  client.on('message', (topic, payload) => {
+    const parsed = parseMessage(topic, payload);
+    if (parsed.ok && parsed.message.kind === 'assignment') lastReceived.push(`${parsed.message.payload.role}:${parsed.message.payload.version}`);
+  });
+  await waitFor(async () => (await fleet.devices.get('back-b')).online, 5000, 'back-b online');
+  await controller.deviceOnline('back-b');
+  await controller.idle();
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const device = await fleet.devices.get('back-b');
+  assert.equal(device.retainedAssignment?.id, direct.assignmentId, 'the operator\'s assignment stands');
+  assert.deepEqual(lastReceived.filter((entry) => entry !== 'active:1'), [], `back-b got only version 1 (${lastReceived.join(', ')})`);
+});
