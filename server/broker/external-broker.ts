@@ -4,6 +4,10 @@ import type { Broker, MessageHandler, PublishOptions } from './broker.ts';
 import type { CredentialStore, ServerIdentity } from './credential-store.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { writeMosquittoAuthFiles } from './mosquitto-auth-files.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
+
+/** How long after the last credentials change Mosquitto is told to reload once more. */
+const TRAILING_RELOAD_MS = 1000;
 
 export interface ExternalBrokerOptions {
   /** mqtt://host:port of the external broker (`fleetprune server --mqtt-url`). */
@@ -30,6 +34,7 @@ export class ExternalBroker implements Broker {
   readonly #handlers: { filter: string; handler: MessageHandler }[] = [];
   #client: MqttClient | undefined;
   readonly #authFiles = new Mutex();
+  #trailingReload: NodeJS.Timeout | undefined;
 
   constructor(options: ExternalBrokerOptions) {
     this.#options = options;
@@ -97,6 +102,8 @@ export class ExternalBroker implements Broker {
 
   /** Disconnects; waits up to 2 s for in-flight publishes, then closes the socket. */
   async stop(): Promise<void> {
+    clearTimeout(this.#trailingReload);
+    this.#trailingReload = undefined;
     const client = this.#client;
     this.#client = undefined;
     if (!client) return;
@@ -126,7 +133,23 @@ export class ExternalBroker implements Broker {
     return this.#authFiles.run(async () => {
       await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
       await auth.reload();
+      this.#reloadAgainLater(auth.reload);
     });
+  }
+
+  /**
+   * One more reload once the changes have stopped for a second. Mosquitto clears its reload flag
+   * after the reload, not before, so a SIGHUP that lands while it re-reads the files (the next
+   * enrollment of a burst) is lost, and the last device of the burst was refused until the next
+   * change; the trailing reload reads the files after everything is written.
+   */
+  #reloadAgainLater(reload: () => Promise<void>): void {
+    clearTimeout(this.#trailingReload);
+    this.#trailingReload = setTimeout(() => {
+      this.#trailingReload = undefined;
+      void this.#authFiles.run(reload).catch((error: unknown) => this.#options.logger.warn({ err: errorMessage(error) }, 'reloading mosquitto again failed'));
+    }, TRAILING_RELOAD_MS);
+    this.#trailingReload.unref();
   }
 }
 

@@ -53,6 +53,7 @@ test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite canno
       },
     },
   });
+  t.after(() => broker.stop());
 
   // Device A enrolls; its rewrite reads the store (A only) and stalls.
   store.devices.push({ deviceId: 'device-a', passwordHash: hash, revoked: false });
@@ -75,4 +76,37 @@ test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite canno
     ],
     'Mosquitto reloaded after each rewrite, in enrollment order',
   );
+});
+
+test('after a burst of enrollments Mosquitto is told to reload once more (a SIGHUP landing during its reload is lost)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const hash = await hashPassword('device-secret');
+  const store = new HeldFirstListing();
+  store.release();
+  const reloads: { at: number; users: number }[] = [];
+  const broker = new ExternalBroker({
+    url: 'mqtt://127.0.0.1:1',
+    server: { username: 'fleetprune-server', password: 'server-secret' },
+    credentials: store,
+    logger: testLogger,
+    mosquittoAuth: {
+      dir,
+      reload: async () => {
+        const file = await readFile(join(dir, PASSWORD_FILE), 'utf8');
+        reloads.push({ at: Date.now(), users: file.split('\n').filter(Boolean).length });
+      },
+    },
+  });
+  t.after(() => broker.stop());
+  for (const id of ['burst-a', 'burst-b', 'burst-c']) {
+    store.devices.push({ deviceId: id, passwordHash: hash, revoked: false });
+    await broker.credentialsChanged();
+  }
+  const last = Date.now();
+  assert.equal(reloads.length, 3, 'one reload per rewrite');
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(reloads.length, 4, 'one trailing reload for the whole burst');
+  assert.ok(reloads[3]!.at - last >= 900, 'a second after the last change');
+  assert.equal(reloads[3]!.users, 4, 'it reads every device of the burst (and the server)');
 });
