@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { CredentialStore, DeviceCredential } from '../../server/broker/credential-store.ts';
 import { ExternalBroker } from '../../server/broker/external-broker.ts';
 import { PASSWORD_FILE } from '../../server/broker/mosquitto-auth-files.ts';
@@ -34,12 +34,8 @@ class HeldFirstListing implements CredentialStore {
   }
 }
 
-test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite cannot land after a newer one', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const hash = await hashPassword('device-secret');
-  const store = new HeldFirstListing();
-  const reloads: string[][] = [];
+/** An ExternalBroker that writes Mosquitto's auth files into `dir`; each reload reports the users of the password file. */
+function authWritingBroker(t: TestContext, dir: string, store: CredentialStore, onReload: (users: string[]) => void): ExternalBroker {
   const broker = new ExternalBroker({
     url: 'mqtt://127.0.0.1:1',
     server: { username: 'fleetprune-server', password: 'server-secret' },
@@ -49,11 +45,21 @@ test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite canno
       dir,
       reload: async () => {
         const file = await readFile(join(dir, PASSWORD_FILE), 'utf8');
-        reloads.push(file.split('\n').filter(Boolean).map((line) => line.split(':')[0]!));
+        onReload(file.split('\n').filter(Boolean).map((line) => line.split(':')[0]!));
       },
     },
   });
   t.after(() => broker.stop());
+  return broker;
+}
+
+test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite cannot land after a newer one', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const hash = await hashPassword('device-secret');
+  const store = new HeldFirstListing();
+  const reloads: string[][] = [];
+  const broker = authWritingBroker(t, dir, store, (users) => reloads.push(users));
 
   // Device A enrolls; its rewrite reads the store (A only) and stalls.
   store.devices.push({ deviceId: 'device-a', passwordHash: hash, revoked: false });
@@ -85,20 +91,7 @@ test('after a burst of enrollments Mosquitto is told to reload once more (a SIGH
   const store = new HeldFirstListing();
   store.release();
   const reloads: { at: number; users: number }[] = [];
-  const broker = new ExternalBroker({
-    url: 'mqtt://127.0.0.1:1',
-    server: { username: 'fleetprune-server', password: 'server-secret' },
-    credentials: store,
-    logger: testLogger,
-    mosquittoAuth: {
-      dir,
-      reload: async () => {
-        const file = await readFile(join(dir, PASSWORD_FILE), 'utf8');
-        reloads.push({ at: Date.now(), users: file.split('\n').filter(Boolean).length });
-      },
-    },
-  });
-  t.after(() => broker.stop());
+  const broker = authWritingBroker(t, dir, store, (users) => reloads.push({ at: Date.now(), users: users.length }));
   for (const id of ['burst-a', 'burst-b', 'burst-c']) {
     store.devices.push({ deviceId: id, passwordHash: hash, revoked: false });
     await broker.credentialsChanged();

@@ -63,6 +63,22 @@ async function startFleet(t: TestContext, options: { wrapRegistry?: (registry: R
   return { fleet, store };
 }
 
+/** The real rollout controller over this fleet and store (no analysis; a manual clock for retries). */
+function startController(t: TestContext, { fleet, store }: World, rolloutId: string) {
+  const scheduler = new ManualScheduler(Date.now());
+  const controller = new RolloutController({
+    repository: new StoreRolloutRepository(store.engine),
+    fleet: fleet.fleetPort,
+    models: new RegistryModelStatus(store),
+    providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[1]]) }),
+    scheduler,
+    actionRetryMs: 1000,
+    newId: () => rolloutId,
+  });
+  t.after(() => controller.stop());
+  return { controller, scheduler };
+}
+
 /** A scripted device: online, and answers every assignment and fleet command the way the agent would. */
 async function scriptedDevice(t: TestContext, config: AgentConfig): Promise<MqttClient> {
   const id = config.deviceId;
@@ -163,17 +179,7 @@ test('a rollback while the activation is still on its way: every device ends on 
   }
   assert.deepEqual((await fleet.fleetPort.assign({ commandId: 'race-baseline-0001', model: 'iris', version: '1', role: 'active', deviceIds: ids })).map((r) => r.outcome), ['delivered', 'delivered', 'delivered']);
 
-  const scheduler = new ManualScheduler(Date.now());
-  const controller = new RolloutController({
-    repository: new StoreRolloutRepository(store.engine),
-    fleet: fleet.fleetPort,
-    models: new RegistryModelStatus(store),
-    providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[1]]) }),
-    scheduler,
-    actionRetryMs: 1000,
-    newId: () => 'ro-race',
-  });
-  t.after(() => controller.stop());
+  const { controller, scheduler } = startController(t, { fleet, store }, 'ro-race');
   const spec = validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 50 }, { pause: {} }] });
   await controller.start(spec, { by: 'alice' });
   await controller.idle();
@@ -204,17 +210,7 @@ test('a finished rollout leaves alone a device an operator assigned something si
   await waitFor(async () => (await fleet.devices.get('back-a')).online, 5000, 'back-a online');
   await fleet.fleetPort.assign({ commandId: 'back-baseline-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['back-a', 'back-b'] });
 
-  const scheduler = new ManualScheduler(Date.now());
-  const controller = new RolloutController({
-    repository: new StoreRolloutRepository(store.engine),
-    fleet: fleet.fleetPort,
-    models: new RegistryModelStatus(store),
-    providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[1]]) }),
-    scheduler,
-    actionRetryMs: 1000,
-    newId: () => 'ro-back',
-  });
-  t.after(() => controller.stop());
+  const { controller } = startController(t, { fleet, store }, 'ro-back');
   // back-b stays offline: unreachable at once (one attempt), and the rollout completes without it.
   const spec = validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }], offline: { maxAttempts: 1 } });
   await controller.start(spec, { by: 'alice' });
