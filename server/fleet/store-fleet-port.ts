@@ -42,14 +42,20 @@ export class StoreFleetPort implements FleetPort {
    * Every live device with its baseline for `model`: the version it is meant to serve, which is
    * the active assignment retained for it when there is one (a device that was offline when a
    * rollback sent it back still reports the version it was sent back from), else the version it
-   * last reported active.
+   * last reported active. A retained assignment the device refused (it could not verify or run
+   * that version) is not a baseline: sending the device back to it would be refused again and
+   * leave it on the candidate, so its baseline is what it reported active.
    */
   async listDevices(model: string): Promise<readonly TargetDevice[]> {
-    const devices = await this.#options.fleet.repos.devices.list({ live: true });
-    return devices.map((device) => {
-      const intended = device.retainedAssignment?.role === 'active' ? device.retainedAssignment : device.active;
-      return { id: device.id, labels: device.labels, baseline: intended?.model === model ? intended.version : null };
-    });
+    const { devices, reports } = this.#options.fleet.repos;
+    const targets: TargetDevice[] = [];
+    for (const device of await devices.list({ live: true })) {
+      const retained = device.retainedAssignment?.role === 'active' ? device.retainedAssignment : null;
+      const refused = retained !== null && !sameVersion(retained, device.active) && (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused';
+      const intended = retained && !refused ? retained : device.active;
+      targets.push({ id: device.id, labels: device.labels, baseline: intended?.model === model ? intended.version : null });
+    }
+    return targets;
   }
 
   async retainedAssignments(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>> {
@@ -177,4 +183,8 @@ function toResult(deviceId: string, outcome: AssignmentOutcome, reason: string |
 function derivedId(commandId: string, purpose: string): string {
   const readable = `${commandId}-${purpose}`;
   return readable.length <= 64 ? readable : createHash('sha256').update(`${commandId}\u0000${purpose}`).digest('base64url').slice(0, 22);
+}
+
+function sameVersion(a: { model: string; version: string }, b: { model: string; version: string } | null): boolean {
+  return b !== null && a.model === b.model && a.version === b.version;
 }

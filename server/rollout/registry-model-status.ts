@@ -7,8 +7,9 @@ import type { ModelStatusPort, VersionStatus } from './fleet-port.ts';
 export const ROLLOUT_ACTOR = 'rollout-controller';
 
 /**
- * ModelStatusPort over the registry. `production` moves the model's production alias (failed and
- * rolled-back take it away from the version if it holds it); every
+ * ModelStatusPort over the registry. `production` moves the model's production alias, and
+ * un-retires the version if it was retired (a rollback restoring a previous production retired
+ * since); failed and rolled-back take the alias away from the version if it holds it. Every
  * status (production, failed, rolled-back) is recorded with its reason and audited, all in one
  * transaction keyed by the command id, so a replayed action changes nothing.
  */
@@ -30,7 +31,13 @@ export class RegistryModelStatus implements ModelStatusPort {
       if (!(await new VersionStatusRepository(tx).record({ ...change, at }))) return;
       const target = `${change.model}@${change.version}`;
       if (change.status === 'production') {
-        if (!(await repos.models.getVersion(change.model, change.version))) throw new Error(`cannot make ${target} production: it is not in the registry`);
+        const version = await repos.models.getVersion(change.model, change.version);
+        if (!version) throw new Error(`cannot make ${target} production: it is not in the registry`);
+        if (version.retired) {
+          // A rollback restores the previous production even if it was retired since: the fleet runs it again, so it is not retired.
+          await repos.models.setRetired(change.model, change.version, false);
+          await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'version.unretire', target, details: { reason: change.reason, commandId: change.commandId } });
+        }
         const previous = await repos.models.getAlias(change.model, 'production');
         await repos.models.setAlias({ model: change.model, alias: 'production', version: change.version, updatedAt: at, updatedBy: ROLLOUT_ACTOR });
         await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'alias.set', target: `${change.model}:production`, details: { from: previous?.version ?? null, to: change.version, reason: change.reason, commandId: change.commandId } });

@@ -80,7 +80,7 @@ function startController(t: TestContext, { fleet, store }: World, rolloutId: str
 }
 
 /** A scripted device: online, and answers every assignment and fleet command the way the agent would. */
-async function scriptedDevice(t: TestContext, config: AgentConfig): Promise<MqttClient> {
+async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean } = {}): Promise<MqttClient> {
   const id = config.deviceId;
   const client = await connectClient(config.broker.url, { clientId: id, username: id, password: config.broker.password });
   t.after(() => client.endAsync(true));
@@ -96,7 +96,8 @@ async function scriptedDevice(t: TestContext, config: AgentConfig): Promise<Mqtt
     const { message } = parsed;
     if (message.kind === 'assignment') {
       const a = message.payload;
-      answer({ assignmentId: a.id, outcome: a.role === 'active' ? 'activated' : 'installed', role: a.role, model: a.model, version: a.version, sha256: a.sha256 });
+      const outcome = options.refuses?.(a.version) ? 'refused' : a.role === 'active' ? 'activated' : 'installed';
+      answer({ assignmentId: a.id, outcome, role: a.role, model: a.model, version: a.version, sha256: a.sha256 });
     } else if (message.kind === 'commands' && message.payload.command === 'drop-candidate') {
       answer({ assignmentId: message.payload.id, outcome: 'candidate-dropped', role: 'candidate', model: 'iris', version: '2', sha256: '2'.repeat(64) });
     }
@@ -151,6 +152,21 @@ test('FleetPort: delivered for an online device, offline for an absent one, gone
   assert.deepEqual((await fleet.fleetPort.revert({ commandId: 'cmd-revert-0005', model: 'iris', devices: [{ deviceId: 'dev-b', version: '1' }] })).map((r) => r.outcome), ['offline']);
   assert.equal((await fleet.devices.get('dev-b')).active?.version, '2');
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).find((device) => device.id === 'dev-b')?.baseline, '1');
+});
+
+test('a device that refused its active assignment keeps what it reported active as its baseline: a rollback never sends it back to a version it cannot run', async (t) => {
+  const { fleet } = await startFleet(t);
+  const device = await fleet.devices.enroll({ id: 'dev-r', labels: {} }, 'test');
+  await scriptedDevice(t, device, { refuses: (version) => version === '2' });
+  await waitFor(async () => (await fleet.devices.get('dev-r')).online, 5000, 'dev-r online');
+
+  assert.deepEqual((await fleet.fleetPort.assign({ commandId: 'cmd-assign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-r'] })).map((r) => r.outcome), ['delivered']);
+  const refused = await fleet.fleetPort.assign({ commandId: 'cmd-assign-0002', model: 'iris', version: '2', role: 'active', deviceIds: ['dev-r'] });
+  assert.deepEqual(refused.map((r) => r.outcome), ['refused']);
+  const stored = await fleet.devices.get('dev-r');
+  // The refused assignment stays retained (the device has handled it), but the device still runs v1.
+  assert.deepEqual([stored.retainedAssignment?.version, stored.active?.version], ['2', '1']);
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
 });
 
 test('a rollback while the activation is still on its way: every device ends on its baseline (table, and the last message it got); the late activation records and sends nothing', async (t) => {

@@ -104,9 +104,11 @@ for (const engine of STORE_ENGINES) {
       const now = Date.parse('2026-06-01T00:00:00.000Z');
       const rollout = async (id: string, finished: boolean, updatedDaysAgo: number) => {
         const h = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', id);
+        // Its last analysis run stays in its state, with that run's measurements.
+        const analysis = { runId: `${id}-run-1`, stepIndex: 0, startedAt: now - updatedDaysAgo * DAY_MS, phase: 'Successful' as const, measurements: [relativeMeasurement(200)] };
         const state: RolloutState = finished
-          ? { ...h.state, phase: 'Aborted', devices: h.state.devices.map((d) => ({ ...d, delivery: 'delivered' as const })), updatedAt: now - updatedDaysAgo * DAY_MS }
-          : { ...h.state, updatedAt: now - updatedDaysAgo * DAY_MS };
+          ? { ...h.state, phase: 'Aborted', analysis, devices: h.state.devices.map((d) => ({ ...d, delivery: 'delivered' as const })), updatedAt: now - updatedDaysAgo * DAY_MS }
+          : { ...h.state, analysis, updatedAt: now - updatedDaysAgo * DAY_MS };
         const measured: DecisionLogEntry = { id: `${id}-m0`, rolloutId: id, at: state.updatedAt, kind: 'measurement', stepIndex: 0, verdict: 'Successful', message: 'measured', measurement: relativeMeasurement(200) };
         await repo.create({ state, pendingActions: finished ? [] : h.actions, decisions: [...h.decisions, measured] });
         return measured;
@@ -123,7 +125,16 @@ for (const engine of STORE_ENGINES) {
       // A stored entry that does not parse (edited by hand, say) is skipped, not a sweep that fails for ever.
       const broken = "INSERT INTO rollout_decisions (rollout_id, decision_id, at, entry) VALUES ('ro-old', 'ro-old-broken', '2026-01-01T00:00:00.000Z', '{not json')";
       await store.engine.run(broken);
-      assert.equal(await sweep.sweep(), 1, 'one measurement trimmed');
+      const states = async () => Object.fromEntries(await Promise.all(['ro-old', 'ro-recent', 'ro-running'].map(async (id) => [id, (await repo.load(id))!] as const)));
+      const before = await states();
+      assert.equal(await sweep.sweep(), 2, 'one measurement trimmed in the log, one in the state');
+      const after = await states();
+      const stateMeasurement = after['ro-old']!.state.analysis!.measurements[0]!;
+      assert.deepEqual([stateMeasurement.trimmed?.devices, stateMeasurement.value, stateMeasurement.relative?.candidate], [200, [92], []]);
+      assert.ok(JSON.stringify(after['ro-old']!.state).length < JSON.stringify(before['ro-old']!.state).length / 2, 'the state shrank');
+      assert.deepEqual({ ...after['ro-old']!.state, analysis: undefined }, { ...before['ro-old']!.state, analysis: undefined }, 'nothing else in the state changed');
+      assert.equal(after['ro-old']!.revision, before['ro-old']!.revision);
+      assert.deepEqual([after['ro-recent'], after['ro-running']], [before['ro-recent'], before['ro-running']], 'recent and unfinished states untouched');
       assert.deepEqual(await store.engine.all("SELECT entry, evidence_trimmed FROM rollout_decisions WHERE decision_id = 'ro-old-broken'"), [{ entry: '{not json', evidence_trimmed: 1 }]);
       await store.engine.run("DELETE FROM rollout_decisions WHERE decision_id = 'ro-old-broken'");
       assert.deepEqual(logged, ['trimmed per-device evidence of finished rollouts older than 90 days (--report-retention-days)']);
@@ -143,7 +154,7 @@ for (const engine of STORE_ENGINES) {
       assert.equal(await evidenceRetention(repo, { days: 0, everyMs: 1, log, clock: () => new Date(now + 1000 * DAY_MS) }).sweep(), 0, '0 keeps everything');
     });
 
-    test('version status over the registry: production alias, failed, idempotent by command id, audited', async (t) => {
+    test('version status over the registry: production alias (un-retiring a restored version), failed, idempotent by command id, audited', async (t) => {
       const location = await freshStoreLocation(t, engine);
       if (!location) return;
       const store = await openStore(location);
@@ -158,8 +169,12 @@ for (const engine of STORE_ENGINES) {
       await status.setVersionStatus({ commandId: 'ro-a-a2', model: 'wine', version: '2', status: 'rolled-back', reason: 'operator' });
       assert.deepEqual((await status.versionStatus('wine', '2'))?.status, 'rolled-back');
       assert.equal(await status.productionVersion('wine'), null, 'a rolled-back version loses the production alias');
+      // v1 was retired after v2's promotion; the rollback restores it all the same, and un-retires it.
+      await store.models.setRetired('wine', '1', true);
       await status.setVersionStatus({ commandId: 'ro-a-a4', model: 'wine', version: '1', status: 'production', reason: 'restored' });
+      assert.deepEqual(await store.models.getVersion('wine', '1').then((v) => [v?.retired, v?.aliases]), [false, ['production']]);
       const audit = await store.audit.list({ limit: 50 });
+      assert.equal(audit.filter((entry) => entry.action === 'version.unretire' && entry.target === 'wine@1' && entry.actor === 'rollout-controller').length, 1);
       assert.equal(audit.filter((entry) => entry.action === 'version.status').length, 3);
       assert.equal(audit.filter((entry) => entry.action === 'alias.set' && entry.actor === 'rollout-controller').length, 2);
       await assert.rejects(status.setVersionStatus({ commandId: 'ro-a-a3', model: 'wine', version: '9', status: 'production', reason: 'x' }), /not in the registry/);

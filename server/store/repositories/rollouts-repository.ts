@@ -105,18 +105,20 @@ export class StoreRolloutRepository implements RolloutRepository {
 
   /**
    * Trims the per-device evidence of measurements in the decision logs of rollouts that finished
-   * (and last changed) before `cutoff`; every entry is looked at once. Resolves to the number of
-   * measurements trimmed.
+   * (and last changed) before `cutoff`, and of the last analysis run kept in their state; every
+   * entry is looked at once. Resolves to the number of measurements trimmed.
    */
   async trimEvidenceBefore(cutoff: Date, now = new Date()): Promise<number> {
     let trimmed = 0;
     for (;;) {
       const batch = await this.engine.transaction(async (tx) => {
         const rows = await tx.all(
-          `SELECT d.ord, d.entry FROM rollout_decisions d JOIN rollouts r ON r.id = d.rollout_id
+          `SELECT d.ord, d.rollout_id, d.entry FROM rollout_decisions d JOIN rollouts r ON r.id = d.rollout_id
            WHERE d.evidence_trimmed = 0 AND r.unfinished = 0 AND r.updated_at < ? ORDER BY d.ord LIMIT ?`,
           [cutoff.toISOString(), TRIM_BATCH],
         );
+        // A rollout with entries still to trim may also keep its last analysis run's measurements in its state.
+        for (const rolloutId of new Set(rows.map((row) => String(row.rollout_id)))) trimmed += await trimStateEvidence(tx, rolloutId, now);
         for (const row of rows) {
           // An entry that does not parse is left as it is (and not looked at again): it must not stop the sweep.
           const entry = parsedOrUndefined(row.entry);
@@ -133,6 +135,27 @@ export class StoreRolloutRepository implements RolloutRepository {
       if (batch < TRIM_BATCH) return trimmed;
     }
   }
+}
+
+/**
+ * Trims the measurements of the last analysis run kept in a finished rollout's state. The
+ * revision is left as it is: what changes is evidence only, and a commit racing this one (a
+ * rollback of a completed rollout) writes its own state, with new decisions that bring the
+ * rollout back to the next sweep.
+ */
+async function trimStateEvidence(tx: SqlExecutor, rolloutId: string, now: Date): Promise<number> {
+  const row = await tx.get('SELECT state FROM rollouts WHERE id = ?', [rolloutId]);
+  let state: RolloutState;
+  try {
+    state = fromJsonColumn<RolloutState>(row?.state);
+  } catch {
+    return 0;
+  }
+  const untrimmed = state.analysis?.measurements.filter((measurement) => !measurement.trimmed).length ?? 0;
+  if (!state.analysis || untrimmed === 0) return 0;
+  const analysis = { ...state.analysis, measurements: state.analysis.measurements.map((measurement) => trimMeasurementEvidence(measurement, now)) };
+  await tx.run('UPDATE rollouts SET state = ? WHERE id = ?', [toJsonColumn({ ...state, analysis }), rolloutId]);
+  return untrimmed;
 }
 
 function parsedOrUndefined(text: unknown): DecisionLogEntry | undefined {
