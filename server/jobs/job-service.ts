@@ -4,9 +4,6 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
-import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
-import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
-import { GENERAL_SUBDIR } from '../pruning/output-layout.ts';
 import { PruneOptionsSchema } from '../pruning/options.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
@@ -21,6 +18,7 @@ import type { JobRecord, JobState } from '../store/repositories/jobs-repository.
 import type { Store } from '../store/store.ts';
 import { JobEvents, type JobEvent } from './job-events.ts';
 import { readJobData } from './job-data.ts';
+import { verifiedJobArtifacts } from './job-artifacts.ts';
 import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
 import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
 
@@ -307,22 +305,12 @@ export class JobService {
   }
 
   async #register(job: QueuedJob, done: Extract<PruneWorkerMessage, { type: 'done' }>): Promise<Record<string, unknown>> {
-    const outDir = job.input.outDir;
-    // What is registered is the manifest verified on disk, not the worker's message about it.
-    const manifests: Manifest[] = [];
-    for (const dir of [join(outDir, GENERAL_SUBDIR), outDir]) {
-      const verified = await verifyArtifact(dir, this.#deps.signingPublicKey);
-      if (!verified.ok) throw new Error(`the job's artifact in ${dir} does not verify: ${verified.failures.join('; ')}`);
-      if (artifactId(verified.manifest!) !== artifactId(dir === outDir ? done.pruned : done.general)) {
-        throw new Error(`the job's artifact in ${dir} is not the one its worker reported`);
-      }
-      await storeArtifactFiles(dir, verified.manifest!, this.#deps.blobs);
-      manifests.push(verified.manifest!);
-    }
+    const artifacts = await verifiedJobArtifacts(job.input.outDir, done, this.#deps.signingPublicKey);
+    for (const { dir, manifest } of [artifacts.general, artifacts.pruned]) await storeArtifactFiles(dir, manifest, this.#deps.blobs);
     const actor = job.actor;
     const [general, pruned] = await this.#deps.store.transaction(async (tx) => [
-      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: manifests[0]!, actor }),
-      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: manifests[1]!, actor }),
+      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.general.manifest, actor }),
+      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.pruned.manifest, actor }),
     ]);
     return {
       general: { model: general.model, version: general.version, artifactId: general.artifactId },
