@@ -1,7 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
-import type { Dataset } from '../shared/data/dataset.ts';
 import { serverPublicKeyOf, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import type { FleetMessage } from '../shared/protocol/parse-message.ts';
 import {
@@ -31,6 +30,7 @@ import { createPredictApp } from './predict-api.ts';
 import { reportId } from './report-ids.ts';
 import type { ServingModel } from './serving-model.ts';
 import type { SessionCache } from './session-cache.ts';
+import type { Holdout } from './holdout.ts';
 import { modelInterfaceProblem } from './model-interface.ts';
 import { CorruptStateError, SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
 
@@ -50,7 +50,7 @@ export interface AgentOptions {
   config: AgentConfig;
   dataDir: string;
   /** The device's labelled holdout; without it candidates are installed but not benchmarked. */
-  holdout?: Dataset;
+  holdout?: Holdout;
   benchmark?: BenchmarkSettings;
   heartbeatIntervalMs?: number;
   /** Fraction of /v1/predict requests shadow-run on the candidate (0 = off). */
@@ -176,11 +176,11 @@ export class Agent {
     // A device runs for months: downloads given up since the start must not stay on its disk.
     this.#staleDownloadTimer = setInterval(() => this.#enqueue('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
     this.#staleDownloadTimer.unref();
-    const { pending, candidate, candidateBenchmarked } = this.#state.state;
+    const { pending, candidate, candidateBenchmarked, candidateAssignmentId } = this.#state.state;
     if (pending) {
       this.#latestAssignment = pending.id;
       this.#enqueueAssignment(`resume assignment ${pending.id}`, pending.id, () => this.#processAssignment(pending));
-    } else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(null));
+    } else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(candidateAssignmentId ?? null));
   }
 
   /** Stops; work in progress gets a few seconds (the state on disk is crash-safe either way). */
@@ -377,7 +377,7 @@ export class Agent {
     const benchmark = this.#options.holdout !== undefined;
     const state = withHandled(this.#state.state, assignment.id);
     try {
-      await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
+      await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
       await this.#refreshCandidateServing();
     } finally {
       await checked.lease.release();
@@ -503,6 +503,8 @@ export class Agent {
         models.push({ role, version: ref.version, model: verified });
       }
       const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS);
+      // The holdout as the candidate reads it (its labels read for the candidate's task).
+      const data = holdout.forTask(models.at(-1)!.model.manifest.task);
       const report = BenchmarkReportSchema.parse({
         schema: 1,
         id,
@@ -510,7 +512,7 @@ export class Agent {
         deviceId: this.deviceId,
         createdAt: this.#deps.clock().toISOString(),
         assignmentId,
-        holdout: { rows: holdout.x.length, fingerprint: holdout.fingerprint, task: holdout.task },
+        holdout: { rows: data.x.length, fingerprint: data.fingerprint, task: data.task },
         active: results.find((result) => result.role === 'active') ?? null,
         candidate: results.find((result) => result.role === 'candidate')!,
       });

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
-import { loadDatasetFile } from '../shared/data/dataset.ts';
+import { Holdout } from './holdout.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig } from '../shared/protocol/agent-config.ts';
 import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
@@ -64,7 +64,7 @@ export function defineAgentCommand(command: Command): Command {
       if (!(flags.downloadIdleSeconds >= 1 && flags.downloadIdleSeconds <= 3600)) throw new UserError('--download-idle-seconds: must be between 1 and 3600');
       if (!(flags.downloadMinRate >= 0)) throw new UserError('--download-min-rate: must be 0 or more bytes per second');
       const config = await loadAgentConfig(flags.config);
-      const holdout = flags.holdout ? loadDatasetFile(flags.holdout, { label: flags.label! }) : undefined;
+      const holdout = flags.holdout ? Holdout.fromFile(flags.holdout, flags.label!) : undefined;
       try {
         await mkdir(flags.dataDir, { recursive: true });
       } catch (error) {

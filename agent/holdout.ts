@@ -1,5 +1,5 @@
 import type { Manifest } from '../shared/artifact/manifest.ts';
-import type { Dataset } from '../shared/data/dataset.ts';
+import { parseDataset, readDataFile, type Dataset, type Task } from '../shared/data/dataset.ts';
 
 /** The device's labelled holdout, in one model's feature order and label indices. */
 export interface AlignedHoldout {
@@ -12,12 +12,57 @@ export interface AlignedHoldout {
 }
 
 /**
- * Aligns a holdout CSV with a model: columns are picked by the manifest's feature names (extra
- * columns are ignored), class labels are mapped to the manifest's label order. Throws an Error
- * with a one-line reason when they do not fit.
+ * The device's labelled holdout CSV. Its label column is read the way each model needs it
+ * (class names for a classifier, numbers for a regressor), never guessed: a 30-row holdout of
+ * classes 1, 2, 3 looks like a regression target to a guess.
  */
-export function alignHoldout(dataset: Dataset, manifest: Manifest): AlignedHoldout {
-  if (dataset.task !== manifest.task) throw new Error(`holdout is a ${dataset.task} data set but the model does ${manifest.task}`);
+export class Holdout {
+  readonly #byTask = new Map<Task, Dataset>();
+
+  private constructor(
+    readonly source: string,
+    private readonly reread: ((task: Task) => Dataset) | null,
+  ) {}
+
+  /** Reads and checks the CSV (columns, numbers): every problem is a one-line UserError. */
+  static fromFile(path: string, label: string): Holdout {
+    return Holdout.fromText(readDataFile(path), label, path);
+  }
+
+  static fromText(text: string, label: string, source = 'holdout'): Holdout {
+    const holdout = new Holdout(source, (task) => parseDataset(text, { label, task }, source));
+    // Parsed once up front, so a broken file (columns, numbers) stops the agent at start.
+    const checked = parseDataset(text, { label }, source);
+    holdout.#byTask.set(checked.task, checked);
+    return holdout;
+  }
+
+  /** A data set already read (the demo's split of a shipped set): its labels serve its own task only. */
+  static fromDataset(dataset: Dataset, source = 'holdout'): Holdout {
+    const holdout = new Holdout(source, null);
+    holdout.#byTask.set(dataset.task, dataset);
+    return holdout;
+  }
+
+  /** The holdout with its labels read for `task`; an Error if they cannot be (text as a regression target). */
+  forTask(task: Task): Dataset {
+    let dataset = this.#byTask.get(task);
+    if (!dataset) {
+      if (!this.reread) throw new Error(`${this.source}: its labels are ${[...this.#byTask.keys()].join(', ')} targets, and the model does ${task}`);
+      dataset = this.reread(task);
+      this.#byTask.set(task, dataset);
+    }
+    return dataset;
+  }
+}
+
+/**
+ * Aligns the holdout with a model: columns are picked by the manifest's feature names (extra
+ * columns are ignored), labels are read for the model's task and class labels mapped to the
+ * manifest's label order. Throws an Error with a one-line reason when they do not fit.
+ */
+export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldout {
+  const dataset = holdout.forTask(manifest.task);
   const columns = manifest.features.map((name) => {
     const index = dataset.featureNames.indexOf(name);
     if (index < 0) throw new Error(`holdout has no column "${name}" that the model needs`);

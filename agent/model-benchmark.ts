@@ -1,9 +1,8 @@
 import * as ort from 'onnxruntime-node';
 import type { ModelBenchmark, Role } from '../shared/protocol/payloads.ts';
 import { scorePredictions } from '../shared/model/scoring.ts';
-import type { Dataset } from '../shared/data/dataset.ts';
 import { crashPoint } from './crash-points.ts';
-import { alignHoldout } from './holdout.ts';
+import { alignHoldout, type AlignedHoldout, type Holdout } from './holdout.ts';
 import { onnxSource, type InstalledModel } from './model-store.ts';
 import { readVerifiedOnnx } from './verified-onnx.ts';
 import { runModel } from './onnx-runner.ts';
@@ -21,73 +20,111 @@ const WARMUP_RUNS = 10;
 const SCORING_CHUNK = 1024;
 
 /**
- * Benchmarks models on the device's holdout in one run, one after the other with identical
- * settings: each is loaded in a fresh onnxruntime session (load time, RSS increase), scored on
- * the whole holdout, timed at batch 1 (p50/p95/p99) and at batch `batchSize` (rows/s).
+ * Benchmarks models on the device's holdout in one run, with identical settings and under the
+ * same conditions: each is loaded in a fresh onnxruntime session (load time, RSS increase) and
+ * scored on the whole holdout; then every session is warmed up before any is timed, and the
+ * timing is interleaved (ABBA: each single-row sample and each batch runs every model, in an
+ * order that alternates), so neither the process's cold start nor load on the device (requests
+ * served meanwhile) falls on one model only. Latency is timed at batch 1 (p50/p95/p99),
+ * throughput at batch `batchSize` (rows/s).
  */
 export async function benchmarkSideBySide(
   models: readonly { role: Role; version: string; model: InstalledModel }[],
-  holdout: Dataset,
+  holdout: Holdout,
   settings: BenchmarkSettings = DEFAULT_BENCHMARK_SETTINGS,
 ): Promise<ModelBenchmark[]> {
-  const results: ModelBenchmark[] = [];
-  for (const { role, version, model } of models) results.push(await benchmarkModel(role, version, model, holdout, settings));
-  return results;
+  const loaded: Loaded[] = [];
+  try {
+    for (const entry of models) loaded.push(await load(entry, holdout));
+    crashPoint('benchmark:after-load');
+    for (const model of loaded) model.score = await score(model);
+
+    const row = (model: Loaded, i: number) => model.holdout.features.subarray((i % model.holdout.rows) * model.holdout.nFeatures, ((i % model.holdout.rows) + 1) * model.holdout.nFeatures);
+    for (let i = 0; i < WARMUP_RUNS; i++) for (const model of loaded) await runModel(model.session, row(model, i), 1, model.holdout.nFeatures);
+
+    const latencies = loaded.map(() => new Float64Array(settings.latencySamples));
+    for (let i = 0; i < settings.latencySamples; i++) {
+      for (const index of abbaOrder(loaded.length, i)) {
+        const model = loaded[index]!;
+        const input = row(model, i);
+        const start = performance.now();
+        await runModel(model.session, input, 1, model.holdout.nFeatures);
+        latencies[index]![i] = performance.now() - start;
+      }
+    }
+
+    const batches = loaded.map((model) => {
+      const batch = new Float32Array(settings.batchSize * model.holdout.nFeatures);
+      for (let i = 0; i < settings.batchSize; i++) batch.set(row(model, i), i * model.holdout.nFeatures);
+      return batch;
+    });
+    const seconds = loaded.map(() => 0);
+    for (let i = 0; i < settings.throughputBatches; i++) {
+      for (const index of abbaOrder(loaded.length, i)) {
+        const model = loaded[index]!;
+        const start = performance.now();
+        await runModel(model.session, batches[index]!, settings.batchSize, model.holdout.nFeatures);
+        seconds[index]! += (performance.now() - start) / 1000;
+      }
+    }
+
+    return loaded.map((model, index) => {
+      const sorted = latencies[index]!.sort();
+      return {
+        model: model.model.manifest.name,
+        version: model.version,
+        sha256: model.model.artifactId,
+        role: model.role,
+        score: model.score!,
+        latencyMs: { p50: percentile(sorted, 0.5), p95: percentile(sorted, 0.95), p99: percentile(sorted, 0.99), samples: settings.latencySamples },
+        batchSize: settings.batchSize,
+        throughputRowsPerSecond: (settings.throughputBatches * settings.batchSize) / Math.max(seconds[index]!, 1e-9),
+        loadTimeMs: model.loadTimeMs,
+        rssIncreaseBytes: model.rssIncreaseBytes,
+      };
+    });
+  } finally {
+    for (const model of loaded) await model.session.release();
+  }
 }
 
-async function benchmarkModel(role: Role, version: string, model: InstalledModel, dataset: Dataset, settings: BenchmarkSettings): Promise<ModelBenchmark> {
-  const holdout = alignHoldout(dataset, model.manifest);
-  const { nFeatures, rows } = holdout;
+interface Loaded {
+  role: Role;
+  version: string;
+  model: InstalledModel;
+  holdout: AlignedHoldout;
+  session: ort.InferenceSession;
+  loadTimeMs: number;
+  rssIncreaseBytes: number;
+  score?: ModelBenchmark['score'];
+}
+
+async function load({ role, version, model }: { role: Role; version: string; model: InstalledModel }, holdout: Holdout): Promise<Loaded> {
+  const aligned = alignHoldout(holdout, model.manifest);
   const rssBefore = process.memoryUsage.rss();
   const loadStart = performance.now();
   const session = await ort.InferenceSession.create(await readVerifiedOnnx(onnxSource(model)), { intraOpNumThreads: 1, interOpNumThreads: 1 });
-  const loadTimeMs = performance.now() - loadStart;
-  crashPoint('benchmark:after-load');
-  try {
-    const predictions: number[][] = [];
-    for (let start = 0; start < rows; start += SCORING_CHUNK) {
-      const count = Math.min(SCORING_CHUNK, rows - start);
-      predictions.push(...(await runModel(session, holdout.features.subarray(start * nFeatures, (start + count) * nFeatures), count, nFeatures)));
-    }
-    const score = scorePredictions(holdout.task, predictions, holdout.y);
-    const fullScore =
-      'accuracy' in score
-        ? { accuracy: score.accuracy, correct: Math.round(score.accuracy * rows), total: rows }
-        : { mse: score.mse, r2: score.r2, total: rows };
+  return { role, version, model, holdout: aligned, session, loadTimeMs: performance.now() - loadStart, rssIncreaseBytes: process.memoryUsage.rss() - rssBefore };
+}
 
-    const row = (i: number) => holdout.features.slice((i % rows) * nFeatures, ((i % rows) + 1) * nFeatures);
-    for (let i = 0; i < WARMUP_RUNS; i++) await runModel(session, row(i), 1, nFeatures);
-    const latencies = new Float64Array(settings.latencySamples);
-    for (let i = 0; i < settings.latencySamples; i++) {
-      const input = row(i);
-      const start = performance.now();
-      await runModel(session, input, 1, nFeatures);
-      latencies[i] = performance.now() - start;
-    }
-    latencies.sort();
-
-    const batch = new Float32Array(settings.batchSize * nFeatures);
-    for (let i = 0; i < settings.batchSize; i++) batch.set(row(i), i * nFeatures);
-    await runModel(session, batch, settings.batchSize, nFeatures);
-    const throughputStart = performance.now();
-    for (let i = 0; i < settings.throughputBatches; i++) await runModel(session, batch, settings.batchSize, nFeatures);
-    const throughputSeconds = (performance.now() - throughputStart) / 1000;
-
-    return {
-      model: model.manifest.name,
-      version,
-      sha256: model.artifactId,
-      role,
-      score: fullScore,
-      latencyMs: { p50: percentile(latencies, 0.5), p95: percentile(latencies, 0.95), p99: percentile(latencies, 0.99), samples: settings.latencySamples },
-      batchSize: settings.batchSize,
-      throughputRowsPerSecond: (settings.throughputBatches * settings.batchSize) / Math.max(throughputSeconds, 1e-9),
-      loadTimeMs,
-      rssIncreaseBytes: process.memoryUsage.rss() - rssBefore,
-    };
-  } finally {
-    await session.release();
+/** The model's score on the whole holdout; an Error if it gives non-finite outputs (never scored as a class). */
+async function score({ holdout, session, role, version }: Loaded): Promise<ModelBenchmark['score']> {
+  const { nFeatures, rows } = holdout;
+  const predictions: number[][] = [];
+  for (let start = 0; start < rows; start += SCORING_CHUNK) {
+    const count = Math.min(SCORING_CHUNK, rows - start);
+    predictions.push(...(await runModel(session, holdout.features.subarray(start * nFeatures, (start + count) * nFeatures), count, nFeatures)));
   }
+  const nonFinite = predictions.filter((output) => output.some((value) => !Number.isFinite(value))).length;
+  if (nonFinite > 0) throw new Error(`the ${role} model ${version} gives non-finite outputs for ${nonFinite} of ${rows} holdout rows`);
+  const result = scorePredictions(holdout.task, predictions, holdout.y);
+  return 'accuracy' in result ? { accuracy: result.accuracy, correct: Math.round(result.accuracy * rows), total: rows } : { mse: result.mse, r2: result.r2, total: rows };
+}
+
+/** The order in which `n` models run their `i`-th sample: forwards on even samples, backwards on odd ones (ABBA). */
+export function abbaOrder(n: number, i: number): number[] {
+  const order = Array.from({ length: n }, (_, index) => index);
+  return i % 2 === 0 ? order : order.reverse();
 }
 
 /** Nearest-rank percentile of sorted values. */

@@ -15,6 +15,8 @@ export const SlotStateSchema = z.object({
   previous: ModelRefSchema.nullable(),
   /** Whether the current candidate's benchmark report is in the outbox. */
   candidateBenchmarked: z.boolean(),
+  /** The assignment that installed the current candidate (its benchmark, resumed after a restart, answers it). */
+  candidateAssignmentId: z.string().optional(),
   /** An assignment received but not finished; resumed after a restart. */
   pending: AssignmentSchema.nullable(),
   handledIds: z.array(z.string()),

@@ -6,6 +6,7 @@ import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '.
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { Agent } from '../../agent/agent.ts';
+import { Holdout } from '../../agent/holdout.ts';
 import { connectMqtt } from '../../agent/mqtt-link.ts';
 import type { BenchmarkSettings } from '../../agent/model-benchmark.ts';
 import type { SessionCache } from '../../agent/session-cache.ts';
@@ -66,7 +67,7 @@ export async function startSimulatedAgents(options: SimulatedAgentsOptions): Pro
       {
         config,
         dataDir: join(options.dataDir, device.id),
-        holdout: device.holdout,
+        holdout: device.holdout && Holdout.fromDataset(device.holdout, `${device.id}'s holdout`),
         heartbeatIntervalMs: options.heartbeatIntervalMs ?? DEMO_AGENT_SETTINGS.heartbeatIntervalMs,
         benchmark: options.benchmark ?? DEMO_AGENT_SETTINGS.benchmark,
         mqttReconnectMs: options.mqttReconnectMs,

@@ -28,16 +28,19 @@ export interface LoadOptions {
 
 /** Reads and validates a CSV file. Every problem is a UserError naming the file, row or column. */
 export function loadDatasetFile(path: string, options: LoadOptions): Dataset {
-  let text: string;
+  return parseDataset(readDataFile(path), options, path);
+}
+
+/** A data file's text; a UserError naming the file if it cannot be read. */
+export function readDataFile(path: string): string {
   try {
     if (!statSync(path).isFile()) throw new Error('not a regular file');
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no such file' : errorMessage(error);
     throw new UserError(`cannot read data file ${path}: ${reason}`);
   }
-  return parseDataset(text, options, path);
 }
 
 /** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */

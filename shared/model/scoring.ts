@@ -19,7 +19,8 @@ export function scorePredictions(task: Task, predictions: readonly (readonly num
     residual += (row[0]! - y[i]!) ** 2;
     total += (y[i]! - mean) ** 2;
   });
-  return { mse: residual / y.length, r2: total === 0 ? 0 : 1 - residual / total };
+  // A constant target has no variance to explain: R² is 1 for a perfect fit and 0 otherwise (scikit-learn's convention).
+  return { mse: residual / y.length, r2: total === 0 ? (residual === 0 ? 1 : 0) : 1 - residual / total };
 }
 
 export function argmax(row: readonly number[]): number {

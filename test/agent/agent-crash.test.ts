@@ -82,7 +82,7 @@ test('kill -9 during a benchmark: after restart the agent serves the active mode
   const { dev } = await withActiveV1(t, 'kill-bench');
   const slow = dev.start(['--bench-samples', '1000000']);
   await slow.ready();
-  await world.assign('kill-bench', world.v2, 'candidate');
+  const candidate = await world.assign('kill-bench', world.v2, 'candidate');
   await slow.waitForLog('benchmark started');
   await new Promise((r) => setTimeout(r, 300));
   await slow.kill9();
@@ -94,6 +94,8 @@ test('kill -9 during a benchmark: after restart the agent serves the active mode
   assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
   const report = await world.waitForReport(isBenchmarkFor(world.v2.id), 30_000);
   assert.equal(report.kind === 'benchmark' && report.active?.sha256, world.v1.id);
+  // The resumed benchmark still answers the assignment that installed the candidate.
+  assert.equal(report.assignmentId, candidate.id);
 });
 
 for (const point of ['activation:before-state', 'activation:after-state', 'install:before-rename'] as const) {

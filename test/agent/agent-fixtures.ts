@@ -6,7 +6,7 @@ import { EmbeddedBroker } from '../../server/broker/embedded-broker.ts';
 import { publishAssignment } from '../../server/fleet/fleet-publisher.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
-import { loadDatasetFile, type Dataset } from '../../shared/data/dataset.ts';
+import { Holdout } from '../../agent/holdout.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
 import { toTfjsModel } from '../../shared/model/tfjs-convert.ts';
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
@@ -80,7 +80,7 @@ export interface AgentWorld {
   /** ~1 MB model, for interrupted downloads. */
   big: TestArtifact;
   holdoutPath: string;
-  holdout: Dataset;
+  holdout: Holdout;
   config(deviceId: string, labels?: Record<string, string>): Promise<AgentConfig>;
   assign(deviceId: string, artifact: TestArtifact, role: Role): Promise<Assignment>;
   waitForReport(match: (report: Report) => boolean, timeoutMs?: number): Promise<Report>;
@@ -115,7 +115,7 @@ export async function createAgentWorld(): Promise<AgentWorld> {
     v3: artifacts.v3!,
     big: artifacts.big!,
     holdoutPath,
-    holdout: loadDatasetFile(holdoutPath, { label: 'kind' }),
+    holdout: Holdout.fromFile(holdoutPath, 'kind'),
     config: (deviceId, labels) => harness.enroll(deviceId, { url: http.url, token: TOKEN, publicKey }, labels),
     assign: (deviceId, artifact, role) =>
       publishAssignment(harness.broker, deviceId, { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: http.url }),

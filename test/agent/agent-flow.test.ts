@@ -479,14 +479,14 @@ test('onnxruntime loads the bytes it verified: a model.onnx that differs from it
 
 test('regression models: benchmark reports MSE and R², /v1/predict returns values', async (t) => {
   const { writeRegressionArtifact } = await import('./agent-fixtures.ts');
-  const { loadDatasetFile } = await import('../../shared/data/dataset.ts');
+  const { Holdout } = await import('../../agent/holdout.ts');
   const { join } = await import('node:path');
   const artifactDir = join(world.dir, 'artifacts', 'regression');
   const holdoutPath = join(world.dir, 'regression-holdout.csv');
   const manifest = await writeRegressionArtifact(artifactDir, holdoutPath, world.privateKey);
   const { id } = await world.http.addArtifact(artifactDir);
   const artifact = { id, version: 'r1', dir: artifactDir, manifest };
-  const { agent, predict } = await startAgent(t, world, 'regression-1', { holdout: loadDatasetFile(holdoutPath, { label: 'yield', task: 'regression' }) });
+  const { agent, predict } = await startAgent(t, world, 'regression-1', { holdout: Holdout.fromFile(holdoutPath, 'yield') });
   const candidate = await world.assign('regression-1', artifact, 'candidate');
   const report = await world.waitForReport(isBenchmarkFor(id));
   assert.equal(report.kind, 'benchmark');
@@ -505,6 +505,6 @@ test('regression models: benchmark reports MSE and R², /v1/predict returns valu
   // A candidate the holdout does not fit is installed, but its benchmark fails with a reason.
   const mismatch = await world.assign('regression-1', world.v1, 'candidate');
   const failed = await world.waitForReport(isOutcome(mismatch.id, 'benchmark-failed'));
-  assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /holdout is a regression data set but the model does classification/);
+  assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /holdout label "\d+\.\d+" is not one of the model's classes \(a, b, c\)/);
   assert.equal(agent.slots.candidate?.sha256, world.v1.id);
 });
