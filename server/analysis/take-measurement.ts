@@ -2,7 +2,7 @@ import { errorMessage } from '../../shared/util/errors.ts';
 import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import type { MetricProvider, Sample } from '../metricproviders/metric-provider.ts';
 import { judgeConditions } from './condition-verdict.ts';
-import type { AnalysisMetric } from './metric-definition.ts';
+import { METRIC_DEFAULTS, type AnalysisMetric } from './metric-definition.ts';
 import type { Measurement } from './measurement.ts';
 import { renderQuery } from './query-template.ts';
 import { judgeRelative, relativeQueries, relativeScale } from './relative-check.ts';
@@ -27,7 +27,8 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
   const startedAt = context.now();
   const source = metric.source;
   const provider = providers.resolve(source.kind === 'query' ? source.provider : 'default');
-  const args = { ...context.args, ...metric.args };
+  // The rollout's own arguments (cohort, candidateVersion, ...) always win over a metric's.
+  const args = { ...metric.args, ...context.args };
   const base = { metric: metric.name, index, startedAt: startedAt.toISOString(), provider: provider.name };
   const finish = () => context.now().toISOString();
 
@@ -40,8 +41,9 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
     try {
       const scale = relativeScale(source.metric);
       const [candidate, baseline] = await Promise.all([
-        run(provider, queries.candidate, startedAt, context, source.windowMs),
-        run(provider, queries.baseline, startedAt, context, source.windowMs),
+        // The window is in the queries (avg_over_time); the timeout is the default query timeout, as for any query.
+        run(provider, queries.candidate, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs),
+        run(provider, queries.baseline, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs),
       ]);
       const byDevice = (samples: readonly Sample[]) => new Map(samples.filter((s) => s.labels.device !== undefined).map((s) => [s.labels.device!, s.value * scale]));
       const candidateByDevice = byDevice(candidate);

@@ -154,6 +154,10 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
   (input.analysisTemplates ?? []).forEach((template, index) => {
     if (localNames.has(template.name)) issues.push({ path: `analysisTemplates[${index}].name`, message: `duplicate template name "${template.name}"` });
     localNames.add(template.name);
+    // A template declaring `cohort` (an Argo habit) would otherwise measure what its default says, not the rollout's devices.
+    (template.args ?? []).forEach((arg, at) => {
+      if ((BUILTIN_ARGS as readonly string[]).includes(arg.name)) issues.push({ path: `analysisTemplates[${index}].args[${at}].name`, message: `"${arg.name}" is set by the rollout` });
+    });
     templates.set(template.name, { template, path: `analysisTemplates[${index}]` });
   });
 

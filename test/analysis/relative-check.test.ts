@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AnalysisMetric, MetricSource } from '../../server/analysis/metric-definition.ts';
+import { METRIC_DEFAULTS, type AnalysisMetric, type MetricSource } from '../../server/analysis/metric-definition.ts';
+import { ScriptedProvider } from './scripted-provider.ts';
 import { judgeRelative, relativeBound, relativeQueries } from '../../server/analysis/relative-check.ts';
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
@@ -102,5 +103,39 @@ describe('relative checks through the builtin provider', () => {
     assert.equal((await measure(history, ['d1', 'd2', 'd3', 'd4'])).phase, 'Successful');
     assert.equal((await measure(history, ['d1', 'd2'])).phase, 'Inconclusive');
     assert.equal((await measure(history, [])).phase, 'Inconclusive');
+  });
+});
+
+describe('what a measurement queries with', () => {
+  it("a relative check's queries time out after the default query timeout, whatever its window (a 720h window is not a 720h wait)", async () => {
+    const spec = validateRolloutSpec({
+      model: 'wine', candidateVersion: '2',
+      steps: [{ analysis: { metrics: [{ name: 'accuracy', relative: { metric: 'accuracy', window: '720h' } }] } }],
+    });
+    const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+    const timeouts: number[] = [];
+    const provider = new ScriptedProvider([(_query, context) => (timeouts.push(context.timeoutMs), { resultType: 'vector', samples: [] })]);
+    await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: provider }), { model: 'wine', candidateVersion: '2', devices: ['d1'], args: {}, now: () => new Date() });
+    assert.deepEqual(timeouts, [METRIC_DEFAULTS.queryTimeoutMs, METRIC_DEFAULTS.queryTimeoutMs]);
+  });
+
+  it("a template cannot declare an argument the rollout sets (cohort, candidateVersion, ...), and the rollout's own always win", async () => {
+    const template = (name: string) => ({
+      name: 'mine',
+      args: [{ name, value: '.+' }],
+      metrics: [{ name: 'errors', provider: { builtin: { query: `sum(x{device=~"{{args.${name}}"}})` } }, successCondition: 'result[0] < 1' }],
+    });
+    assert.throws(
+      () => validateRolloutSpec({ model: 'wine', candidateVersion: '2', analysisTemplates: [template('cohort')], steps: [{ analysis: { templates: [{ templateName: 'mine' }] } }] }),
+      /analysisTemplates\[0\]\.args\[0\]\.name: "cohort" is set by the rollout/,
+    );
+    // A metric that carries such an argument anyway (a spec stored before this check) measures the rollout's cohort.
+    const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', analysisTemplates: [template('site')], steps: [{ analysis: { templates: [{ templateName: 'mine' }] } }] });
+    const metric = { ...(spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!, args: { cohort: '.+' } };
+    const metricWithCohort = { ...metric, source: { ...metric.source, query: 'sum(x{device=~"{{args.cohort}}"})' } } as AnalysisMetric;
+    const queries: string[] = [];
+    const provider = new ScriptedProvider([(query) => (queries.push(query), { resultType: 'vector', samples: [{ labels: {}, value: 0 }] })]);
+    await takeMeasurement(metricWithCohort, 0, new MetricProviderResolver({ builtin: provider }), { model: 'wine', candidateVersion: '2', devices: ['d1'], args: { cohort: 'd1|d2' }, now: () => new Date() });
+    assert.deepEqual(queries, ['sum(x{device=~"d1|d2"})']);
   });
 });
