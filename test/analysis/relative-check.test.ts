@@ -114,7 +114,7 @@ describe('what a measurement queries with', () => {
     });
     const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
     const timeouts: number[] = [];
-    const provider = new ScriptedProvider([(_query, context) => (timeouts.push(context.timeoutMs), { resultType: 'vector', samples: [] })]);
+    const provider = new ScriptedProvider([(_query, context) => (timeouts.push(context.timeoutMs!), { resultType: 'vector', samples: [] })]);
     await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: provider }), { model: 'wine', candidateVersion: '2', devices: ['d1'], args: {}, now: () => new Date() });
     assert.deepEqual(timeouts, [METRIC_DEFAULTS.queryTimeoutMs, METRIC_DEFAULTS.queryTimeoutMs]);
   });
