@@ -38,6 +38,12 @@ export interface RelativeQueryContext {
   readonly model: string;
   readonly candidateVersion: string;
   readonly devices: readonly string[];
+  /**
+   * The versions these devices ran when the rollout started (their baselines). The baseline
+   * query keeps to them, so an older active version's samples still in the window (a device's
+   * series before its benchmark replaced it) are not averaged into the baseline.
+   */
+  readonly baselineVersions?: readonly string[];
 }
 
 /** The two PromQL queries a relative check sends: per-device candidate and baseline values. */
@@ -49,8 +55,14 @@ export function relativeQueries(source: RelativeSource, context: RelativeQueryCo
   const build = (matchers: string) => `avg by (device) (avg_over_time(${series}{${matchers}}[${range}]))`;
   return {
     candidate: build(`model="${model}",version="${promqlString(context.candidateVersion)}",role="candidate",device=~"${devices}"`),
-    baseline: build(`model="${model}",role="active",device=~"${devices}"`),
+    baseline: build(`model="${model}",${baselineVersionMatcher(context.baselineVersions)}role="active",device=~"${devices}"`),
   };
+}
+
+function baselineVersionMatcher(versions: readonly string[] | undefined): string {
+  if (!versions || versions.length === 0) return '';
+  const distinct = [...new Set(versions)].sort();
+  return distinct.length === 1 ? `version="${promqlString(distinct[0]!)}",` : `version=~"${promqlString(promqlAlternation(distinct))}",`;
 }
 
 export function relativeScale(metric: RelativeMetricName): number {

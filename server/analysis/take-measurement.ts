@@ -19,6 +19,8 @@ export interface MeasurementContext {
   readonly candidateVersion: string;
   /** Devices currently carrying the candidate (for relative checks). */
   readonly devices: readonly string[];
+  /** The versions those devices ran when the rollout started (the relative checks' baselines). */
+  readonly baselineVersions?: readonly string[];
   readonly now: () => Date;
   readonly signal?: AbortSignal;
 }
@@ -33,7 +35,7 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
   const finish = () => context.now().toISOString();
 
   if (source.kind === 'relative') {
-    const queries = relativeQueries(source, { model: context.model, candidateVersion: context.candidateVersion, devices: context.devices });
+    const queries = relativeQueries(source, { model: context.model, candidateVersion: context.candidateVersion, devices: context.devices, ...(context.baselineVersions ? { baselineVersions: context.baselineVersions } : {}) });
     const thresholds = { minSamples: metric.minSamples };
     if (context.devices.length === 0) {
       return { ...base, phase: 'Inconclusive', finishedAt: finish(), queries, value: [], thresholds, message: 'too few samples: no device carries the candidate' };

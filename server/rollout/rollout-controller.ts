@@ -327,6 +327,7 @@ export class RolloutController {
         model: state.spec.model,
         candidateVersion: state.spec.candidateVersion,
         devices,
+        baselineVersions: baselineVersionsOf(state, devices),
         args: {
           rollout: state.id,
           model: state.spec.model,
@@ -408,4 +409,10 @@ export class RolloutController {
   #report(id: string, what: string, error: unknown): void {
     this.#o.logger?.error({ rollout: id, err: error }, `${what} failed: ${errorMessage(error)}`);
   }
+}
+
+/** The distinct baselines (versions run when the rollout started) of `devices`. */
+function baselineVersionsOf(state: RolloutState, devices: readonly string[]): string[] {
+  const wanted = new Set(devices);
+  return [...new Set(state.devices.filter((device) => wanted.has(device.id) && device.baseline !== null).map((device) => device.baseline!))];
 }

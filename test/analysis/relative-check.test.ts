@@ -97,6 +97,23 @@ describe('relative checks through the builtin provider', () => {
     assert.match(measurement.message, /^accuracy: candidate accuracy 63\.50 points vs baseline 95\.75 points − 0\.5 points = 95\.25 on 4 devices/);
   });
 
+  it("compares with each device's baseline version only: an older active version's samples still in the window are left out", async () => {
+    const history = new InMemoryReportHistory();
+    for (const device of ['d1', 'd2', 'd3', 'd4', 'd5']) {
+      // v1 (80%) was active until v2 (95%) was promoted; both still have samples in the window.
+      history.add({ ...side(device, 'active', 0.8, 45), version: '0' }, side(device, 'active', 0.95, 30), side(device, 'candidate', 0.93, 30));
+    }
+    const resolver = new MetricProviderResolver({ builtin: new BuiltinProvider({ history }) });
+    const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2', 'd3', 'd4', 'd5'], args: {}, now: () => new Date(now) };
+    const mixed = await takeMeasurement(metric(), 0, resolver, context);
+    assert.equal(mixed.phase, 'Successful', 'without the baselines, v1 and v2 average to 87.5 and a worse candidate passes');
+    const kept = await takeMeasurement(metric(), 0, resolver, { ...context, baselineVersions: ['1'] });
+    assert.match(kept.queries.baseline!, /version="1",role="active"/);
+    assert.equal(kept.phase, 'Failed');
+    assert.ok(Math.abs(kept.thresholds.success! - 94.5) < 1e-9);
+    assert.equal(relativeQueries(accuracy, { model: 'm', candidateVersion: '3', devices: ['a'], baselineVersions: ['2', '1', '2'] }).baseline.includes('version=~"1|2",role="active"'), true);
+  });
+
   it('passes a good candidate and is Inconclusive when the pilot is too small', async () => {
     const history = new InMemoryReportHistory();
     for (const device of ['d1', 'd2', 'd3', 'd4']) history.add(side(device, 'active', 0.95, 30), side(device, 'candidate', 0.951, 30));
