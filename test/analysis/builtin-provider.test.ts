@@ -6,7 +6,8 @@ import { RegistrySeriesRecorder } from '../../server/metricproviders/builtin/reg
 import { parsePromql, PromqlError } from '../../server/metricproviders/builtin/promql-parser.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
 import { MetricProviderError, type QueryResult } from '../../server/metricproviders/metric-provider.ts';
-import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
+import type { DeviceReport, ReportHistory } from '../../server/metricproviders/report-history.ts';
+import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 
 const T0 = Date.UTC(2026, 0, 1, 12);
 const at = (seconds: number) => new Date(T0 + seconds * 1000);
@@ -147,5 +148,38 @@ describe('builtin provider over report history', () => {
     const provider = new BuiltinProvider({ recorder: f.recorder, history });
     const result = await provider.query('sum(fleetprune_device_accuracy_ratio) * scalar(sum(app_temperature_celsius))', { now: at(0) });
     close(result.samples[0]!.value, 1.9);
+  });
+
+  it('counts a device report once when the server both exports it and keeps it in history; history fills in what is no longer exported', async () => {
+    const registry = new Registry();
+    const exporter = new ReportMetricsExporter(registry);
+    const history = new InMemoryReportHistory();
+    const reports = ['d1', 'd2'].flatMap((deviceId) => [report({ deviceId, ts: at(-10) }), report({ deviceId, ts: at(-10), role: 'active', version: '1', accuracy: 0.9 })]);
+    history.add(...reports);
+    reports.forEach((entry) => exporter.observe(entry));
+    const provider = new BuiltinProvider({ recorder: new RegistrySeriesRecorder(registry), history });
+    const q = async (query: string) => (await provider.query(query, { now: at(0) })).samples;
+    assert.deepEqual(await q('count(fleetprune_device_accuracy_ratio{role="candidate"})'), [{ labels: {}, value: 2 }]);
+    assert.equal((await q('fleetprune_device_accuracy_ratio{role="candidate"}')).length, 2);
+    // Candidate over active per device: one series each side, not a many-to-one match.
+    const ratio = await q('fleetprune_device_accuracy_ratio{role="candidate"} / ignoring(role, version) fleetprune_device_accuracy_ratio{role="active"}');
+    assert.deepEqual(ratio.map((sample) => sample.labels.device).sort(), ['d1', 'd2']);
+    // A restarted server exports nothing yet: the history's series answer.
+    const restarted = new BuiltinProvider({ recorder: new RegistrySeriesRecorder(new Registry()), history });
+    assert.deepEqual((await restarted.query('count(fleetprune_device_accuracy_ratio{role="candidate"})', { now: at(0) })).samples, [{ labels: {}, value: 2 }]);
+  });
+
+  it('gives up on a read that outlasts the query timeout (a hung report store), as a provider error', async () => {
+    const hung: ReportHistory = { reports: () => new Promise(() => {}) };
+    const provider = new BuiltinProvider({ history: hung });
+    await assert.rejects(provider.query('count(fleetprune_device_accuracy_ratio)', { now: at(0), timeoutMs: 50 }), (error: Error) => {
+      assert.ok(error instanceof MetricProviderError);
+      assert.equal(error.message, 'builtin: timed out after 50 ms');
+      return true;
+    });
+    const aborted = new AbortController();
+    const pending = provider.query('count(fleetprune_device_accuracy_ratio)', { now: at(0), signal: aborted.signal });
+    aborted.abort();
+    await assert.rejects(pending, /builtin: aborted/);
   });
 });

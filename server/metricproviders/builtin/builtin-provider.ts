@@ -4,7 +4,7 @@ import { evaluatePromql, LOOKBACK_MS } from './promql-evaluator.ts';
 import { longestRangeMs, parsePromql, PromqlError } from './promql-parser.ts';
 import type { RegistrySeriesRecorder } from './registry-series-recorder.ts';
 import { reportSeries } from './report-series.ts';
-import { InMemorySeriesSet, type Series } from './series-set.ts';
+import { InMemorySeriesSet, seriesKey, type Series } from './series-set.ts';
 
 /**
  * The embedded provider, used when no Prometheus is configured: the same PromQL metric
@@ -38,14 +38,11 @@ export class BuiltinProvider implements MetricProvider {
     }
     const now = context.now.getTime();
     const since = new Date(now - Math.max(longestRangeMs(expr), LOOKBACK_MS) - 1);
-    const series: Series[] = [];
+    let series: Series[];
     try {
-      if (this.#recorder) {
-        await this.#recorder.scrape(context.now);
-        series.push(...this.#recorder.series());
-      }
-      if (this.#history) series.push(...reportSeries(await this.#history.reports({ since, until: context.now })));
+      series = await withDeadline(this.#read(context.now, since), context, this.name);
     } catch (error) {
+      if (error instanceof MetricProviderError) throw error;
       throw new MetricProviderError(this.name, `cannot read series: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
     try {
@@ -57,5 +54,47 @@ export class BuiltinProvider implements MetricProvider {
       if (error instanceof PromqlError) throw new MetricProviderError(this.name, error.message);
       throw error;
     }
+  }
+
+  /**
+   * The server's own series, then the report history's for the label sets they lack: the
+   * server exports the same device reports it keeps in history, and the two must not count
+   * twice (twice the samples, or many-to-one matches in a division). History fills in what the
+   * server no longer exports (a restart).
+   */
+  async #read(now: Date, since: Date): Promise<Series[]> {
+    const series: Series[] = [];
+    if (this.#recorder) {
+      await this.#recorder.scrape(now);
+      series.push(...this.#recorder.series());
+    }
+    if (this.#history) {
+      const recorded = new Set(series.map((entry) => seriesKey(entry.labels)));
+      series.push(...reportSeries(await this.#history.reports({ since, until: now })).filter((entry) => !recorded.has(seriesKey(entry.labels))));
+    }
+    return series;
+  }
+}
+
+/** `work`, or a MetricProviderError when the query's timeout passes or its signal aborts first (a hung store). */
+async function withDeadline<T>(work: Promise<T>, context: QueryContext, provider: string): Promise<T> {
+  const timeoutMs = context.timeoutMs;
+  if (timeoutMs === undefined && !context.signal) return work;
+  let cancel = () => {};
+  const stopped = new Promise<never>((_, reject) => {
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => reject(new MetricProviderError(provider, `timed out after ${timeoutMs} ms`)), timeoutMs);
+    const onAbort = () => reject(new MetricProviderError(provider, 'aborted'));
+    context.signal?.addEventListener('abort', onAbort, { once: true });
+    if (context.signal?.aborted) onAbort();
+    cancel = () => {
+      clearTimeout(timer);
+      context.signal?.removeEventListener('abort', onAbort);
+    };
+  });
+  work.catch(() => {}); // a read that fails after the deadline is not an unhandled rejection
+  try {
+    return await Promise.race([work, stopped]);
+  } finally {
+    cancel();
   }
 }
