@@ -8,6 +8,7 @@ import type { ServerModule } from '../app/server-module.ts';
 import { reportRetention } from './report-retention.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
+import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
 import type { Leadership, LeadershipHandlers } from '../rollout/leader-election.ts';
@@ -90,6 +91,8 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   let stopped = false;
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
   const activate = async () => {
+    const latest = await fleet.repos.reports.latestBenchmarks();
+    exporter.restore(latest.flatMap(({ report, cohort }) => (report.kind === 'benchmark' ? deviceReportsFromBenchmark(report, cohort) : [])));
     await fleet.repos.devices.markAllOffline();
     await startBroker(broker, ctx.config);
     await publisher.republishRetained();

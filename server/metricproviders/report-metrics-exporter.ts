@@ -47,6 +47,17 @@ export class ReportMetricsExporter {
     this.#exported.clear();
   }
 
+  /**
+   * Exports `reports` afresh (after reset): each live device's latest benchmark per model, read
+   * back from the store when this server starts or becomes the leader. Without it a restart
+   * leaves a rollout under way with no device series until every device benchmarks again,
+   * which it does once per candidate.
+   */
+  restore(reports: readonly DeviceReport[]): void {
+    this.reset();
+    for (const report of reports) this.observe(report);
+  }
+
   /** Removes a device's series (it was revoked). */
   forgetDevice(deviceId: string): void {
     for (const labels of this.#exported.get(deviceId)?.values() ?? []) this.#remove(labels);

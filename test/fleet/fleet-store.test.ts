@@ -9,6 +9,9 @@ import { StoreReportHistory } from '../../server/fleet/store-report-history.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
 import { openStore } from '../../server/store/open-store.ts';
+import { Registry } from 'prom-client';
+import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
+import { deviceReportsFromBenchmark } from '../../server/metricproviders/benchmark-report-adapter.ts';
 import type { Store } from '../../server/store/store.ts';
 import type { AssignmentReport, BenchmarkReport, ModelRef } from '../../shared/protocol/payloads.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
@@ -177,6 +180,33 @@ for (const engine of STORE_ENGINES) {
         assert.deepEqual(await waited.promise, { outcome: 'candidate-dropped', reason: null });
         assert.equal((await fleet.repos.devices.get('osaka-1'))!.candidate, null);
         assert.equal((await fleet.repos.reports.findAnswer('command-0001', 'osaka-1'))?.outcome, 'candidate-dropped');
+      });
+    });
+
+    test("after a restart, the server exports each live device's latest benchmark per model again", async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
+        await enroll(fleet, 'kyoto-1', {});
+        await enroll(fleet, 'gone-1', {});
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
+        await ingest.ingestReport(benchmark('bench-0001', 'osaka-1', '2026-03-01T09:00:00.000Z', '1', '2'));
+        await ingest.ingestReport(benchmark('bench-0002', 'kyoto-1', '2026-03-01T09:10:00.000Z', null, '2'));
+        await ingest.ingestReport(benchmark('bench-0003', 'osaka-1', '2026-03-01T10:00:00.000Z', '2', '3'));
+        await ingest.ingestReport(benchmark('bench-0004', 'gone-1', '2026-03-01T10:00:00.000Z', '1', '2'));
+        await fleet.repos.devices.revoke('gone-1', '2026-03-01T11:00:00.000Z');
+        const latest = await fleet.repos.reports.latestBenchmarks();
+        assert.deepEqual(latest.map((stored) => [stored.report.id, stored.cohort]), [['bench-0002', 'none'], ['bench-0003', 'pilot']]);
+
+        const registry = new Registry();
+        const exporter = new ReportMetricsExporter(registry);
+        exporter.observe({ model: 'iris', version: '9', role: 'candidate', cohort: 'x', deviceId: 'gone-1', accuracy: 0.5, latencyMs: { p50: 1, p95: 1, p99: 1 }, errors: 0, predictions: 1, ts: new Date() });
+        exporter.restore(latest.flatMap(({ report, cohort }) => (report.kind === 'benchmark' ? deviceReportsFromBenchmark(report, cohort) : [])));
+        const accuracy = (await registry.getSingleMetric('fleetprune_device_accuracy_ratio')!.get()).values;
+        assert.deepEqual(accuracy.map((v) => [v.labels.device, v.labels.role, v.labels.version, v.value]).sort(), [
+          ['kyoto-1', 'candidate', '2', 0.93],
+          ['osaka-1', 'active', '2', 0.9],
+          ['osaka-1', 'candidate', '3', 0.93],
+        ]);
       });
     });
 
