@@ -1,3 +1,4 @@
+import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -115,8 +116,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // back online lets the controller retry what it missed. One leader per database drives rollouts
     // and, with an external broker, holds the broker connection.
     let deviceOnline: (deviceId: string) => void = () => {};
+    let benchmarkFailed: (report: AssignmentReport) => void = () => {};
     const leadership = leadershipFor(store.engine, log, options.leaderPollMs);
-    const fleet = createFleet(ctx, { onDeviceOnline: (deviceId) => deviceOnline(deviceId) }, leadership, { reportSweepMs: options.reportSweepMs });
+    const hooks = { onDeviceOnline: (deviceId: string) => deviceOnline(deviceId), onBenchmarkFailed: (report: AssignmentReport) => benchmarkFailed(report) };
+    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,
@@ -127,6 +130,11 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     });
     deviceOnline = (deviceId) => {
       rollouts.deviceOnline(deviceId).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));
+    };
+    benchmarkFailed = (report) => {
+      rollouts
+        .benchmarkFailed(report.deviceId, report.assignmentId, report.reason ?? 'no reason given')
+        .catch((error: unknown) => log.warn({ err: error, deviceId: report.deviceId }, 'failing the rollout of a candidate a device could not benchmark failed'));
     };
     const modules = [...coreModules(ctx, fleet), rollouts];
     let ready = false;

@@ -1,3 +1,4 @@
+import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { reachableHost } from '../app/listeners.ts';
@@ -46,6 +47,7 @@ export interface Fleet {
 export interface FleetHooks {
   /** A device announced itself online. */
   onDeviceOnline?: (deviceId: string) => void;
+  onBenchmarkFailed?: (report: AssignmentReport) => void;
 }
 
 /**
@@ -71,6 +73,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     outcomes,
     onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
     onDeviceOnline: hooks.onDeviceOnline,
+    onBenchmarkFailed: hooks.onBenchmarkFailed,
   });
   const log = ctx.log.child({ component: 'fleet' });
   const receiver = new FleetReceiver({ broker, ingest, logger: log, ...counters });

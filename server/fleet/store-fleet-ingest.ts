@@ -15,6 +15,8 @@ export interface StoreFleetIngestOptions {
   onBenchmark?: (reports: DeviceReport[]) => void;
   /** Called when a device announces itself online (rollouts retry what it missed). */
   onDeviceOnline?: (deviceId: string) => void;
+  /** A device answered an assignment `benchmark-failed` (after it answered `installed`). */
+  onBenchmarkFailed?: (report: AssignmentReport) => void;
   clock?: () => Date;
 }
 
@@ -50,8 +52,10 @@ export class StoreFleetIngest implements FleetIngest {
       return { cohort };
     });
     if (typeof stored === 'string') return stored;
-    if (report.kind === 'assignment') this.#options.outcomes.answered(report);
-    else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
+    if (report.kind === 'assignment') {
+      this.#options.outcomes.answered(report);
+      if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
+    } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
     return 'ingested';
   }
 

@@ -12,7 +12,7 @@ import type { FleetPort, ModelStatusPort, RecordGuard } from './fleet-port.ts';
 import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
-import { awaitsDevice, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
+import { awaitsDevice, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
 /**
@@ -101,6 +101,16 @@ export class RolloutController {
       const record = await this.#o.repository.load(id);
       // Most reconnects find nothing to resend: skip the lock and the commit (dispatch checks again).
       if (record && awaitsDevice(record.state, deviceId)) await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId });
+    }
+  }
+
+  /** A device answered a candidate assignment `benchmark-failed`: the rollout whose assignment it was fails. */
+  async benchmarkFailed(deviceId: string, assignmentId: string, reason: string): Promise<void> {
+    for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
+      const record = await this.#o.repository.load(id);
+      if (record && benchmarksCandidate(record.state, deviceId, assignmentId)) {
+        await this.dispatch(id, { type: 'benchmarkFailed', at: this.#now(), deviceId, actionId: assignmentId, reason });
+      }
     }
   }
 

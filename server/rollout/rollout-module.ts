@@ -36,6 +36,8 @@ export interface RolloutModule extends ServerModule {
   readonly leadership: Leadership;
   /** For the fleet: a device came back online (a no-op on followers; the leader re-sends what it wants). */
   deviceOnline(deviceId: string): Promise<void>;
+  /** For the fleet: a device could not benchmark a candidate it was assigned (the leader fails that rollout). */
+  benchmarkFailed(deviceId: string, assignmentId: string, reason: string): Promise<void>;
 }
 
 /**
@@ -96,6 +98,9 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     },
     async deviceOnline(deviceId) {
       await controller?.deviceOnline(deviceId);
+    },
+    async benchmarkFailed(deviceId, assignmentId, reason) {
+      await controller?.benchmarkFailed(deviceId, assignmentId, reason);
     },
   };
 }

@@ -142,6 +142,9 @@ export function next(state: RolloutState, event: RolloutEvent): Transition {
     case 'deviceOnline':
       onDeviceOnline(t, event.deviceId);
       break;
+    case 'benchmarkFailed':
+      onBenchmarkFailed(t, event);
+      break;
     case 'pause':
       onPause(t, event.by);
       break;
@@ -406,6 +409,25 @@ function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
   t.setDevice(deviceId, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
   t.decide('device', 'online', `device ${deviceId} is back; sending it ${describeDesired(t.s, device.desired)}`);
   deliver(t, [deviceId]);
+}
+
+/** Whether `deviceId` holds this rollout's candidate under assignment `actionId`, installed and not yet judged. */
+export function benchmarksCandidate(state: RolloutState, deviceId: string, actionId: string): boolean {
+  const device = state.devices.find((entry) => entry.id === deviceId);
+  return !isTerminal(state) && device !== undefined && device.actionId === actionId && device.desired === 'candidate' && device.delivery === 'delivered';
+}
+
+/**
+ * A device could not benchmark the candidate it installed (its holdout does not fit the model, the
+ * model gives non-finite outputs): the candidate cannot be vouched for there, so, like a device
+ * that refuses it, this fails the rollout. Otherwise the device would silently drop out of the
+ * relative checks, which then judge only the devices where the candidate runs.
+ */
+function onBenchmarkFailed(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'benchmarkFailed' }>): void {
+  if (!benchmarksCandidate(t.s, event.deviceId, event.actionId)) return;
+  t.setDevice(event.deviceId, { delivery: 'refused', reason: `benchmark failed: ${event.reason}` });
+  t.decide('device', 'refused', `device ${event.deviceId} could not benchmark ${t.s.spec.candidateVersion}: ${event.reason}`);
+  fail(t, 'Failed', `device ${event.deviceId} could not benchmark the candidate: ${event.reason}`);
 }
 
 /** (Re)sends each device its desired model, grouped into one action per kind. */

@@ -93,6 +93,8 @@ export type RolloutEvent =
   | { readonly type: 'analysisCompleted'; readonly at: number; readonly runId: string; readonly phase: Exclude<RunPhase, 'Running'>; readonly message: string }
   | { readonly type: 'tick'; readonly at: number }
   | { readonly type: 'deviceOnline'; readonly at: number; readonly deviceId: string }
+  /** A device that installed the candidate (under assignment `actionId`) could not benchmark it. */
+  | { readonly type: 'benchmarkFailed'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly reason: string }
   | { readonly type: 'pause'; readonly at: number; readonly by: string }
   | { readonly type: 'resume'; readonly at: number; readonly by: string }
   | { readonly type: 'promote'; readonly at: number; readonly by: string; readonly full: boolean }

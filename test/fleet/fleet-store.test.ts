@@ -94,7 +94,8 @@ for (const engine of STORE_ENGINES) {
         await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
         const exported: DeviceReport[] = [];
         const outcomes = new AssignmentOutcomes();
-        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes, onBenchmark: (reports) => exported.push(...reports) });
+        const failedBenchmarks: string[] = [];
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes, onBenchmark: (reports) => exported.push(...reports), onBenchmarkFailed: (r) => failedBenchmarks.push(`${r.deviceId} ${r.assignmentId}`) });
         const issue = (id: string, version: string, role: 'active' | 'candidate') =>
           fleet.repos.assignments.insert({
             id, deviceId: 'osaka-1', model: 'iris', version, artifactId: ref(version).sha256, role,
@@ -113,6 +114,11 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await ingest.ingestReport(report), 'duplicate');
         assert.deepEqual(exported.map((r) => [r.role, r.version, r.cohort]), [['active', '1', 'pilot'], ['candidate', '2', 'pilot']]);
         assert.equal(await fleet.repos.reports.count(), 2);
+        // A later benchmark-failed answer to the same assignment is passed on (for its rollout), once.
+        const failure = answer('answer-0001b', 'osaka-1', 'assign-0001', 'benchmark-failed', '2', 'candidate');
+        assert.equal(await ingest.ingestReport(failure), 'ingested');
+        assert.equal(await ingest.ingestReport(failure), 'duplicate');
+        assert.deepEqual(failedBenchmarks, ['osaka-1 assign-0001']);
 
         // Activating the candidate: it leaves the candidate slot, the old active becomes previous.
         await issue('assign-0002', '2', 'active');

@@ -222,6 +222,25 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it("fails the rollout whose candidate a device could not benchmark, and reverts the cohort; other answers change nothing", async () => {
+    const r = rig({ devices: fleetOf(4) });
+    await r.controller.start(specOf([{ setWeight: 50 }, { pause: {} }]), { by: 'alice' });
+    await drive(r, 1000);
+    const state = await r.controller.status('ro-test');
+    assert.equal(state.phase, 'Paused');
+    const [device] = state.cohort;
+    const actionId = state.devices.find((d) => d.id === device)!.actionId!;
+    const revision = (await r.repository.load('ro-test'))!.revision;
+    await r.controller.benchmarkFailed(device!, 'another-assignment', 'x');
+    await r.controller.benchmarkFailed('dev-unknown', actionId, 'x');
+    assert.equal((await r.repository.load('ro-test'))!.revision, revision, 'not this rollout\'s assignment: no commit');
+    await r.controller.benchmarkFailed(device!, actionId, 'the candidate model 2 gives non-finite outputs for 3 of 30 holdout rows');
+    const failed = await driveUntil(r, (s) => s.phase === 'Failed' && s.devices.every((d) => !d.touched || d.delivery === 'delivered'));
+    assert.match(failed.outcome!.reason, /could not benchmark the candidate: the candidate model 2 gives non-finite outputs/);
+    for (const id of failed.cohort) assert.equal(r.fleet.devices.get(id)!.candidate, null, `${id} dropped the candidate`);
+    r.controller.stop();
+  });
+
   it('reports bad commands and unknown rollouts as user errors', async () => {
     const r = rig();
     await assert.rejects(r.controller.resume('nope', 'x'), /no rollout with id "nope"/);

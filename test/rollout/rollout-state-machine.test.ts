@@ -287,6 +287,25 @@ describe('rollout state machine: offline devices', () => {
     assert.match(h.state.outcome!.reason, /refused the candidate: signature does not verify/);
   });
 
+  it('fails the rollout when a device that installed the candidate cannot benchmark it; a stale or foreign answer changes nothing', () => {
+    const h = new ReducerHarness(spec, fleetOf(4));
+    const assign = h.last('assign');
+    h.deliver(assign);
+    const device = assign.devices[0]!;
+    assert.equal(h.state.phase, 'Progressing');
+    // An answer to another assignment (an older rollout's, a direct one) is not this rollout's.
+    h.send({ type: 'benchmarkFailed', at: h.at, deviceId: device, actionId: 'someone-else', reason: 'x' });
+    h.send({ type: 'benchmarkFailed', at: h.at, deviceId: 'not-a-target', actionId: assign.id, reason: 'x' });
+    assert.equal(h.state.phase, 'Progressing');
+    const reverts = h.send({ type: 'benchmarkFailed', at: h.at, deviceId: device, actionId: assign.id, reason: 'holdout has no column "f9" that the model needs' });
+    assert.equal(h.state.phase, 'Failed');
+    assert.match(h.state.outcome!.reason, /device dev-\d+ could not benchmark the candidate: holdout has no column "f9"/);
+    assert.deepEqual(reverts.map((action) => action.kind).sort(), ['markVersion', 'revert']);
+    assert.ok(h.decisions.some((d) => d.kind === 'device' && d.verdict === 'refused' && d.message.includes(device)));
+    // Once failed, a late answer is history.
+    assert.deepEqual(h.send({ type: 'benchmarkFailed', at: h.at, deviceId: assign.devices[1]!, actionId: assign.id, reason: 'y' }), []);
+  });
+
   it('goes on without a device that left the fleet (revoked): that is no verdict on the candidate', () => {
     const h = new ReducerHarness(spec, fleetOf(4));
     const assign = h.last('assign');
