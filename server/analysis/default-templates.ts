@@ -13,6 +13,11 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
     metrics: [{ name: 'accuracy', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'accuracy' } }],
   },
   {
+    /** For regression models: the candidate's holdout MSE against the active model's. */
+    name: 'fleetprune-mse',
+    metrics: [{ name: 'mse', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'mse' } }],
+  },
+  {
     name: 'fleetprune-latency',
     metrics: [{ name: 'latency-p95', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'latency_p95' } }],
   },
@@ -25,6 +30,15 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
     name: 'fleetprune-relative',
     metrics: [
       { name: 'accuracy', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'accuracy' } },
+      { name: 'latency-p95', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'latency_p95' } },
+      { name: 'error-rate', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'error_rate' } },
+    ],
+  },
+  {
+    /** The same for regression models: MSE in place of accuracy. */
+    name: 'fleetprune-relative-regression',
+    metrics: [
+      { name: 'mse', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'mse' } },
       { name: 'latency-p95', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'latency_p95' } },
       { name: 'error-rate', interval: '1m', initialDelay: '1m', count: 3, relative: { metric: 'error_rate' } },
     ],
@@ -44,9 +58,9 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
             // Totals, not rate(): an agent benchmarks a version once, so on a real Prometheus a
             // device's counter series starts at its final value and never grows.
             query:
-              'sum(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"})' +
-              ' / sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"})',
-            samplesQuery: 'sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate"})',
+              'sum(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})' +
+              ' / sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
+            samplesQuery: 'sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
           },
         },
         minSamples: 100,

@@ -34,7 +34,7 @@ export const ProviderSchema = z
     }
   });
 
-export const RELATIVE_METRICS = ['accuracy', 'latency_p95', 'error_rate'] as const;
+export const RELATIVE_METRICS = ['accuracy', 'mse', 'latency_p95', 'error_rate'] as const;
 export type RelativeMetricName = (typeof RELATIVE_METRICS)[number];
 export const COMPARATORS = ['>=', '<='] as const;
 export type Comparator = (typeof COMPARATORS)[number];
@@ -43,11 +43,14 @@ export type ToleranceMode = (typeof TOLERANCE_MODES)[number];
 
 /**
  * Defaults of the built-in relative checks, in the units the check compares: accuracy in
- * points (0-100), p95 latency in milliseconds, error rate in percent (0-100).
+ * points (0-100), MSE in the label's units squared, p95 latency in milliseconds, error rate in
+ * percent (0-100).
  */
 export const RELATIVE_DEFAULTS: Readonly<Record<RelativeMetricName, { comparator: Comparator; tolerance: number; toleranceMode: ToleranceMode; unit: string }>> = {
   /** accuracy ≥ baseline − 0.5 points */
   accuracy: { comparator: '>=', tolerance: 0.5, toleranceMode: 'absolute', unit: 'points' },
+  /** MSE ≤ baseline × 1.02 (regression models; the pruning's default tolerance) */
+  mse: { comparator: '<=', tolerance: 0.02, toleranceMode: 'relative', unit: 'label units²' },
   /** p95 latency ≤ baseline × 1.1 */
   latency_p95: { comparator: '<=', tolerance: 0.1, toleranceMode: 'relative', unit: 'ms' },
   /** error rate ≤ baseline + 0.1 percent */

@@ -30,6 +30,7 @@ interface SeriesSpec {
 
 const SERIES: Readonly<Record<RelativeMetricName, SeriesSpec>> = {
   accuracy: { name: DEVICE_REPORT_METRICS.accuracy, scale: 100 },
+  mse: { name: DEVICE_REPORT_METRICS.mse, scale: 1 },
   latency_p95: { name: DEVICE_REPORT_METRICS.latencyP95, scale: 1000 },
   error_rate: { name: DEVICE_REPORT_METRICS.errorRatio, scale: 100 },
 };
@@ -63,6 +64,26 @@ function baselineVersionMatcher(versions: readonly string[] | undefined): string
   if (!versions || versions.length === 0) return '';
   const distinct = [...new Set(versions)].sort();
   return distinct.length === 1 ? `version="${promqlString(distinct[0]!)}",` : `version=~"${promqlString(promqlAlternation(distinct))}",`;
+}
+
+/** The model task a relative metric's series exist for (accuracy: classifiers, mse: regressors); null: any. */
+const RELATIVE_TASK: Readonly<Record<RelativeMetricName, 'classification' | 'regression' | null>> = {
+  accuracy: 'classification',
+  mse: 'regression',
+  latency_p95: null,
+  error_rate: null,
+};
+
+/**
+ * Why a relative metric cannot judge a model of `task` (its series never exist for such a model,
+ * so every measurement would be Inconclusive), else null.
+ */
+export function relativeTaskProblem(metric: RelativeMetricName, task: 'classification' | 'regression'): string | null {
+  const needs = RELATIVE_TASK[metric];
+  if (needs === null || needs === task) return null;
+  return task === 'regression'
+    ? `a relative ${metric} check needs a classifier, and this is a regression model: check mse instead (templates fleetprune-mse, fleetprune-relative-regression)`
+    : `a relative ${metric} check needs a regression model, and this is a classifier: check accuracy instead (templates fleetprune-accuracy, fleetprune-relative)`;
 }
 
 export function relativeScale(metric: RelativeMetricName): number {

@@ -5,7 +5,7 @@ import type { DeviceReport } from './report-history.ts';
  * The DeviceReports (ReportHistory rows) of one protocol benchmark report: the candidate and,
  * when the device has one, its active model, measured side by side in the same run.
  *
- * - accuracy: the holdout accuracy (null for regression scores);
+ * - accuracy: the holdout accuracy (null for regression scores); mse: the holdout MSE (null for classifiers);
  * - predictions: the holdout rows the model predicted in the benchmark;
  * - errors: 0 — a benchmark whose predictions fail arrives as an assignment report with
  *   outcome `benchmark-failed`, which the store may record as a report with errors = rows.
@@ -20,6 +20,7 @@ export function deviceReportsFromBenchmark(report: BenchmarkReport, cohort: stri
     cohort,
     deviceId: report.deviceId,
     accuracy: 'accuracy' in benchmark.score ? benchmark.score.accuracy : null,
+    mse: 'mse' in benchmark.score ? benchmark.score.mse : null,
     latencyMs: { p50: benchmark.latencyMs.p50, p95: benchmark.latencyMs.p95, p99: benchmark.latencyMs.p99 },
     errors: 0,
     predictions: rows,

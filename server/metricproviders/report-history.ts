@@ -15,6 +15,8 @@ export interface DeviceReport {
   readonly deviceId: string;
   /** Holdout accuracy as a ratio in [0, 1]; null for regression models. */
   readonly accuracy: number | null;
+  /** Holdout mean squared error; null (or absent) for classifiers. */
+  readonly mse?: number | null;
   readonly latencyMs: { readonly p50: number; readonly p95: number; readonly p99: number };
   /** Predictions that failed during the report's window. */
   readonly errors: number;

@@ -18,7 +18,7 @@ export const MAX_EXPORTED_MODELS_PER_DEVICE = 8;
  * MAX_EXPORTED_MODELS_PER_DEVICE models, and a revoked device's series go with it.
  */
 export class ReportMetricsExporter {
-  readonly #gauges: Record<'accuracy' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio', Gauge<Label>>;
+  readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio', Gauge<Label>>;
   readonly #counters: Record<'predictions' | 'errors' | 'reports', Counter<Label>>;
   /** Per device, per model and role, the label set it exports now (in order of last report). */
   readonly #exported = new Map<string, Map<string, Record<Label, string>>>();
@@ -29,13 +29,14 @@ export class ReportMetricsExporter {
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers: [registry] });
     this.#gauges = {
       accuracy: gauge(DEVICE_REPORT_METRICS.accuracy, 'Holdout accuracy of the model on the device (latest report), ratio'),
+      mse: gauge(DEVICE_REPORT_METRICS.mse, 'Holdout mean squared error of the (regression) model on the device (latest report), label units squared'),
       latencyP50: gauge(DEVICE_REPORT_METRICS.latencyP50, 'Median prediction latency on the device (latest report)'),
       latencyP95: gauge(DEVICE_REPORT_METRICS.latencyP95, '95th percentile prediction latency on the device (latest report)'),
       latencyP99: gauge(DEVICE_REPORT_METRICS.latencyP99, '99th percentile prediction latency on the device (latest report)'),
       errorRatio: gauge(DEVICE_REPORT_METRICS.errorRatio, 'Failed predictions over predictions in the latest report window'),
     };
     this.#counters = {
-      predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Predictions the device made with the model'),
+      predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Holdout rows the device predicted with the model in its benchmarks'),
       errors: counter(DEVICE_REPORT_METRICS.errors, 'Predictions that failed on the device'),
       reports: counter(DEVICE_REPORT_METRICS.reports, 'Benchmark reports received from the device for the model'),
     };
@@ -68,6 +69,7 @@ export class ReportMetricsExporter {
     const labels: Record<Label, string> = { model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
     this.#track(labels);
     if (report.accuracy !== null) this.#gauges.accuracy.set(labels, report.accuracy);
+    if (report.mse !== undefined && report.mse !== null) this.#gauges.mse.set(labels, report.mse);
     this.#gauges.latencyP50.set(labels, report.latencyMs.p50 / 1000);
     this.#gauges.latencyP95.set(labels, report.latencyMs.p95 / 1000);
     this.#gauges.latencyP99.set(labels, report.latencyMs.p99 / 1000);

@@ -1,4 +1,5 @@
 import { Mutex } from '../../shared/util/mutex.ts';
+import { relativeTaskProblem } from '../analysis/relative-check.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { Store } from '../store/store.ts';
@@ -41,6 +42,13 @@ export class RolloutService {
       const version = await this.#o.store.models.getVersion(model, candidateVersion);
       if (!version) throw new ServiceError('bad_request', `candidateVersion: no version ${model}@${candidateVersion} in the registry (push it first)`);
       if (version.retired) throw new ServiceError('conflict', `candidateVersion: ${model}@${candidateVersion} is retired`);
+      spec.steps.forEach((step, index) => {
+        if (step.kind !== 'analysis') return;
+        for (const metric of step.metrics) {
+          const problem = metric.source.kind === 'relative' ? relativeTaskProblem(metric.source.metric, version.manifest.task) : null;
+          if (problem) throw new ServiceError('bad_request', `steps[${index}].analysis metric "${metric.name}": ${model}@${candidateVersion}: ${problem}`);
+        }
+      });
       for (const id of await this.#o.repository.list({ model, unfinished: true })) {
         const other = await this.#o.repository.load(id);
         if (other && !isTerminal(other.state)) throw new ServiceError('conflict', `model ${model} already has rollout ${id} (${other.state.phase}); finish, abort or roll it back first`);

@@ -23,14 +23,16 @@ export const ROLLOUT_METRICS = {
  * latest report's value; counters accumulate over reports.
  */
 export const DEVICE_REPORT_METRICS = {
-  /** Gauge: accuracy of the model on the device's holdout, as a ratio in [0, 1]. */
+  /** Gauge: accuracy of the model on the device's holdout, as a ratio in [0, 1] (classifiers). */
   accuracy: 'fleetprune_device_accuracy_ratio',
+  /** Gauge: mean squared error of the model on the device's holdout, in label units squared (regressors). */
+  mse: 'fleetprune_device_mse',
   latencyP50: 'fleetprune_device_latency_p50_seconds',
   latencyP95: 'fleetprune_device_latency_p95_seconds',
   latencyP99: 'fleetprune_device_latency_p99_seconds',
   /** Gauge: failed predictions over predictions in the latest report's window. */
   errorRatio: 'fleetprune_device_error_ratio',
-  /** Counter: predictions the device made with the model. */
+  /** Counter: holdout rows the device predicted with the model in its benchmarks. */
   predictions: 'fleetprune_device_predictions_total',
   /** Counter: predictions that failed (runtime errors) on the device. */
   errors: 'fleetprune_device_prediction_errors_total',

@@ -66,7 +66,7 @@ export const TelemetrySchema = z.object({
   active: ModelRefSchema.nullable(),
   candidate: ModelRefSchema.nullable(),
   previous: ModelRefSchema.nullable(),
-  /** Cumulative since the agent started (the server takes differences between heartbeats). */
+  /** Cumulative since the agent started; the server keeps the latest with the device (its API and dashboard show it). */
   serving: z
     .object({
       /** Rows predicted by the active model. */

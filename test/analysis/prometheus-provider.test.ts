@@ -123,8 +123,8 @@ describe('prometheus provider against a real Prometheus', () => {
     // never grow, so the template must use totals, not rate().
     const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }] } }] });
     const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
-    // The rollout controller passes the model and candidate version as args.
-    const args = { model: 'wine', candidateVersion: '2' };
+    // The rollout controller passes the model, the candidate version and the cohort as args.
+    const args = { model: 'wine', candidateVersion: '2', cohort: 'd1|d2|d3|d4' };
     const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2', 'd3', 'd4'], args, now: () => new Date() };
     const viaPrometheus = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }), prometheus: new PrometheusProvider({ url }) }), context);
     const viaBuiltin = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }) }), { ...context, now: () => new Date(reportTime + 1000) });

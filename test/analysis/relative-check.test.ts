@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { METRIC_DEFAULTS, type AnalysisMetric, type MetricSource } from '../../server/analysis/metric-definition.ts';
 import { ScriptedProvider } from './scripted-provider.ts';
-import { judgeRelative, relativeBound, relativeQueries } from '../../server/analysis/relative-check.ts';
+import { judgeRelative, relativeBound, relativeQueries, relativeTaskProblem } from '../../server/analysis/relative-check.ts';
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
@@ -112,6 +112,26 @@ describe('relative checks through the builtin provider', () => {
     assert.equal(kept.phase, 'Failed');
     assert.ok(Math.abs(kept.thresholds.success! - 94.5) < 1e-9);
     assert.equal(relativeQueries(accuracy, { model: 'm', candidateVersion: '3', devices: ['a'], baselineVersions: ['2', '1', '2'] }).baseline.includes('version=~"1|2",role="active"'), true);
+  });
+
+  it('judges regression models by their holdout MSE (lower is better, within 2% of the baseline by default)', async () => {
+    const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-mse' }] } }] });
+    const mse = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+    const regression = (device: string, role: 'candidate' | 'active', value: number): DeviceReport => ({ ...side(device, role, 0, 30), accuracy: null, mse: value });
+    const cohort = ['d1', 'd2', 'd3', 'd4', 'd5'];
+    const measureMse = async (candidate: number) => {
+      const history = new InMemoryReportHistory();
+      cohort.forEach((device, i) => history.add(regression(device, 'active', 3000 + i * 10), regression(device, 'candidate', candidate + i * 10)));
+      const resolver = new MetricProviderResolver({ builtin: new BuiltinProvider({ history }) });
+      return takeMeasurement(mse, 0, resolver, { model: 'wine', candidateVersion: '2', devices: cohort, args: {}, now: () => new Date(now) });
+    };
+    const worse = await measureMse(3300);
+    assert.equal(worse.phase, 'Failed');
+    assert.match(worse.queries.candidate!, /fleetprune_device_mse\{model="wine",version="2",role="candidate"/);
+    assert.match(worse.message, /^mse: candidate mse 3320 label units² vs baseline 3020 label units² × 1\.02 = 3080 on 5 devices/);
+    assert.equal((await measureMse(2990)).phase, 'Successful');
+    assert.equal(relativeTaskProblem('mse', 'regression'), null);
+    assert.match(relativeTaskProblem('accuracy', 'regression')!, /needs a classifier, and this is a regression model: check mse instead/);
   });
 
   it('passes a good candidate and is Inconclusive when the pilot is too small', async () => {

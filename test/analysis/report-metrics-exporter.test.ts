@@ -8,7 +8,7 @@ import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
 function report(overrides: Partial<DeviceReport> = {}): DeviceReport {
   return {
     model: 'wine', version: '2', role: 'candidate', cohort: 'pilot', deviceId: 'd1',
-    accuracy: 0.9, latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 1, predictions: 10, ts: new Date(), ...overrides,
+    accuracy: 0.9, mse: 0.5, latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 1, predictions: 10, ts: new Date(), ...overrides,
   };
 }
 

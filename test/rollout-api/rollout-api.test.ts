@@ -27,6 +27,13 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   const unknownVersion = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml({ version: '9' }), contentType: 'application/yaml' });
   assert.equal(unknownVersion.status, 400);
   assert.match(((await unknownVersion.json()) as any).error.message, /^candidateVersion: no version wine@9/);
+  // A relative check whose series a model of this task never has (mse of a classifier): every measurement would be Inconclusive.
+  const wrongCheck = await s.request('POST', '/api/rollouts', {
+    body: stagedSpecYaml().replace('  - setWeight: 100\n', '  - analysis: {templates: [{templateName: fleetprune-relative-regression}]}\n  - setWeight: 100\n'),
+    contentType: 'application/yaml',
+  });
+  assert.equal(wrongCheck.status, 400);
+  assert.match(((await wrongCheck.json()) as any).error.message, /^steps\[3\]\.analysis metric "mse": wine@2: a relative mse check needs a regression model, and this is a classifier: check accuracy instead/);
   const wrongType = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml(), contentType: 'text/html' });
   assert.equal(wrongType.status, 400);
   assert.deepEqual(((await (await s.request('GET', '/api/rollouts')).json()) as any).rollouts, []);

@@ -221,7 +221,7 @@ describe('rollout spec: invalid specs name the field', () => {
   it('rejects bad relative checks', () => {
     const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'f1' } })), [
-      'steps[0].analysis.metrics[0].relative.metric: Invalid option: expected one of "accuracy"|"latency_p95"|"error_rate"',
+      'steps[0].analysis.metrics[0].relative.metric: Invalid option: expected one of "accuracy"|"mse"|"latency_p95"|"error_rate"',
     ]);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', confidence: 1 } })), ['steps[0].analysis.metrics[0].relative.confidence: must be < 1']);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', tolerance: -1 } })), ['steps[0].analysis.metrics[0].relative.tolerance: must be ≥ 0']);

@@ -26,6 +26,7 @@ export function reportSeries(reports: readonly DeviceReport[]): Series[] {
   const ordered = [...reports].sort((a, b) => a.ts.getTime() - b.ts.getTime());
   for (const report of ordered) {
     if (report.accuracy !== null) push(DEVICE_REPORT_METRICS.accuracy, report, report.accuracy, false);
+    if (report.mse !== undefined && report.mse !== null) push(DEVICE_REPORT_METRICS.mse, report, report.mse, false);
     push(DEVICE_REPORT_METRICS.latencyP50, report, report.latencyMs.p50 / 1000, false);
     push(DEVICE_REPORT_METRICS.latencyP95, report, report.latencyMs.p95 / 1000, false);
     push(DEVICE_REPORT_METRICS.latencyP99, report, report.latencyMs.p99 / 1000, false);
