@@ -74,6 +74,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
     onDeviceOnline: hooks.onDeviceOnline,
     onBenchmarkFailed: hooks.onBenchmarkFailed,
+    onSlotsChanged: (deviceId, slots) => exporter.keepSlots(deviceId, slots),
   });
   const log = ctx.log.child({ component: 'fleet' });
   const receiver = new FleetReceiver({ broker, ingest, logger: log, ...counters });
@@ -95,7 +96,8 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
   const activate = async () => {
     const latest = await fleet.repos.reports.latestBenchmarks();
-    exporter.restore(latest.flatMap(({ report, cohort }) => (report.kind === 'benchmark' ? deviceReportsFromBenchmark(report, cohort) : [])));
+    const slots = new Map((await fleet.repos.devices.list({ live: true })).map((device) => [device.id, device] as const));
+    exporter.restore(latest.flatMap(({ report, cohort }) => (report.kind === 'benchmark' ? deviceReportsFromBenchmark(report, cohort) : [])), slots);
     await fleet.repos.devices.markAllOffline();
     await startBroker(broker, ctx.config);
     await publisher.republishRetained();

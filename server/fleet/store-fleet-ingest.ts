@@ -4,6 +4,7 @@ import type { DeviceReport } from '../metricproviders/report-history.ts';
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
 import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
+import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories, FleetStore } from './fleet-store.ts';
 
 export interface StoreFleetIngestOptions {
@@ -17,6 +18,8 @@ export interface StoreFleetIngestOptions {
   onDeviceOnline?: (deviceId: string) => void;
   /** A device answered an assignment `benchmark-failed` (after it answered `installed`). */
   onBenchmarkFailed?: (report: AssignmentReport) => void;
+  /** A device's slots changed with an answer (its exported series keep to what it holds). */
+  onSlotsChanged?: (deviceId: string, slots: DeviceSlots) => void;
   clock?: () => Date;
 }
 
@@ -48,12 +51,14 @@ export class StoreFleetIngest implements FleetIngest {
         await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now);
         const slots = slotsAfter(device, report);
         if (slots) await tx.devices.setSlots(device.id, slots, now);
+        return { cohort, slots };
       }
-      return { cohort };
+      return { cohort, slots: null };
     });
     if (typeof stored === 'string') return stored;
     if (report.kind === 'assignment') {
       this.#options.outcomes.answered(report);
+      if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots);
       if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
     } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
     return 'ingested';

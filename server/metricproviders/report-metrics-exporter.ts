@@ -4,6 +4,12 @@ import type { DeviceReport } from './report-history.ts';
 
 type Label = (typeof DEVICE_REPORT_LABELS)[number];
 
+/** What a device holds in its slots, as far as its series go. */
+export interface DeviceSlotRefs {
+  readonly active: { readonly model: string; readonly version: string } | null;
+  readonly candidate: { readonly model: string; readonly version: string } | null;
+}
+
 /** Models (each as candidate and active) whose series one device keeps; the least recently reported go first. */
 export const MAX_EXPORTED_MODELS_PER_DEVICE = 8;
 
@@ -20,8 +26,8 @@ export const MAX_EXPORTED_MODELS_PER_DEVICE = 8;
 export class ReportMetricsExporter {
   readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio', Gauge<Label>>;
   readonly #counters: Record<'predictions' | 'errors' | 'reports', Counter<Label>>;
-  /** Per device, per model and role, the label set it exports now (in order of last report). */
-  readonly #exported = new Map<string, Map<string, Record<Label, string>>>();
+  /** Per device, per model and role, the label set it exports now and its last report (in order of last report). */
+  readonly #exported = new Map<string, Map<string, { labels: Record<Label, string>; report: DeviceReport }>>();
 
   constructor(registry: Registry) {
     const labelNames = [...DEVICE_REPORT_LABELS];
@@ -54,20 +60,44 @@ export class ReportMetricsExporter {
    * leaves a rollout under way with no device series until every device benchmarks again,
    * which it does once per candidate.
    */
-  restore(reports: readonly DeviceReport[]): void {
+  restore(reports: readonly DeviceReport[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
     this.reset();
     for (const report of reports) this.observe(report);
+    for (const [deviceId, deviceSlots] of slots) this.keepSlots(deviceId, deviceSlots);
+  }
+
+  /**
+   * Keeps only the device's series of the models it holds now: an `active` series of its active
+   * model and version, a `candidate` series of its candidate. A promoted candidate's numbers
+   * become its active series (the same model measured on the same holdout); a dropped
+   * candidate, or an active version replaced otherwise, no longer shows (in Grafana, or as a
+   * relative check's baseline) until the device benchmarks again.
+   */
+  keepSlots(deviceId: string, slots: DeviceSlotRefs): void {
+    const device = this.#exported.get(deviceId);
+    if (!device) return;
+    const holds = (held: DeviceSlotRefs['active'], report: DeviceReport) => held !== null && held.model === report.model && held.version === report.version;
+    for (const { report } of [...device.values()]) {
+      const active = device.get(`${report.model}\u0000active`)?.report;
+      const promoted = report.role === 'candidate' && holds(slots.active, report) && !(active && holds(slots.active, active));
+      if (promoted) this.observe({ ...report, role: 'active' });
+    }
+    for (const [key, { labels, report }] of device) {
+      if (holds(report.role === 'active' ? slots.active : slots.candidate, report)) continue;
+      this.#remove(labels);
+      device.delete(key);
+    }
   }
 
   /** Removes a device's series (it was revoked). */
   forgetDevice(deviceId: string): void {
-    for (const labels of this.#exported.get(deviceId)?.values() ?? []) this.#remove(labels);
+    for (const { labels } of this.#exported.get(deviceId)?.values() ?? []) this.#remove(labels);
     this.#exported.delete(deviceId);
   }
 
   observe(report: DeviceReport): void {
     const labels: Record<Label, string> = { model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
-    this.#track(labels);
+    this.#track(labels, report);
     if (report.accuracy !== null) this.#gauges.accuracy.set(labels, report.accuracy);
     if (report.mse !== undefined && report.mse !== null) this.#gauges.mse.set(labels, report.mse);
     this.#gauges.latencyP50.set(labels, report.latencyMs.p50 / 1000);
@@ -80,20 +110,20 @@ export class ReportMetricsExporter {
   }
 
   /** Makes `labels` the device's label set for its model and role, removing what it replaces or evicts. */
-  #track(labels: Record<Label, string>): void {
+  #track(labels: Record<Label, string>, report: DeviceReport): void {
     let device = this.#exported.get(labels.device);
     if (!device) this.#exported.set(labels.device, (device = new Map()));
     const key = `${labels.model}\u0000${labels.role}`;
-    const previous = device.get(key);
+    const previous = device.get(key)?.labels;
     device.delete(key); // re-inserted last: the map's order is the order of last report
     if (previous && (previous.version !== labels.version || previous.cohort !== labels.cohort)) this.#remove(previous);
-    device.set(key, labels);
-    const models = () => new Set([...device.values()].map((entry) => entry.model));
+    device.set(key, { labels, report });
+    const models = () => new Set([...device.values()].map((entry) => entry.labels.model));
     while (models().size > MAX_EXPORTED_MODELS_PER_DEVICE) {
-      const oldest = device.values().next().value!.model;
+      const oldest = device.values().next().value!.labels.model;
       for (const [entryKey, entry] of device) {
-        if (entry.model !== oldest) continue;
-        this.#remove(entry);
+        if (entry.labels.model !== oldest) continue;
+        this.#remove(entry.labels);
         device.delete(entryKey);
       }
     }

@@ -95,7 +95,13 @@ for (const engine of STORE_ENGINES) {
         const exported: DeviceReport[] = [];
         const outcomes = new AssignmentOutcomes();
         const failedBenchmarks: string[] = [];
-        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes, onBenchmark: (reports) => exported.push(...reports), onBenchmarkFailed: (r) => failedBenchmarks.push(`${r.deviceId} ${r.assignmentId}`) });
+        const slotChanges: string[] = [];
+        const ingest = new StoreFleetIngest({
+          fleet, cohortLabel: 'cohort', outcomes,
+          onBenchmark: (reports) => exported.push(...reports),
+          onBenchmarkFailed: (r) => failedBenchmarks.push(`${r.deviceId} ${r.assignmentId}`),
+          onSlotsChanged: (deviceId, slots) => slotChanges.push(`${deviceId} active=${slots.active?.version ?? '-'} candidate=${slots.candidate?.version ?? '-'}`),
+        });
         const issue = (id: string, version: string, role: 'active' | 'candidate') =>
           fleet.repos.assignments.insert({
             id, deviceId: 'osaka-1', model: 'iris', version, artifactId: ref(version).sha256, role,
@@ -125,6 +131,8 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await ingest.ingestReport(answer('answer-0002', 'osaka-1', 'assign-0002', 'activated', '2', 'active')), 'ingested');
         const device = (await fleet.repos.devices.get('osaka-1'))!;
         assert.deepEqual([device.active?.version, device.candidate, device.previous], ['2', null, null]);
+        // The exported series follow each change of slots (a duplicate answer changes nothing).
+        assert.deepEqual(slotChanges, ['osaka-1 active=- candidate=2', 'osaka-1 active=2 candidate=-']);
         assert.equal((await fleet.repos.reports.findAnswer('assign-0001', 'osaka-1'))?.outcome, 'installed');
         assert.equal(await fleet.repos.reports.findAnswer('assign-0003', 'osaka-1'), undefined);
       });
