@@ -1,6 +1,6 @@
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 
-export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment';
+export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'unknown-device';
 
 /**
  * Where validated device messages go. The server's store implements it (raw report history,
@@ -10,7 +10,9 @@ export interface FleetIngest {
   /**
    * 'duplicate' when a report with this id was ingested before (nothing is stored again);
    * 'unknown-assignment' for an assignment report that answers no assignment or fleet command the
-   * server issued to that device (nothing is stored).
+   * server issued to that device (nothing is stored); 'unknown-device' for a report from a device
+   * that is not enrolled or is revoked (nothing is stored or exported: the broker should not have
+   * let it publish, but a report can still be in flight at revocation).
    */
   ingestReport(report: Report): Promise<IngestOutcome>;
   recordTelemetry(telemetry: Telemetry): Promise<void>;

@@ -85,6 +85,11 @@ export class FleetReceiver {
           dropped.inc({ kind: 'reports', reason: outcome });
           logger.warn({ reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
           return;
+        } else if (outcome === 'unknown-device') {
+          // A report still in flight when its device was revoked: it must not bring back the device's series.
+          dropped.inc({ kind: 'reports', reason: outcome });
+          logger.warn({ reportId: message.payload.id, deviceId: message.deviceId, reason: outcome }, 'dropped a report from a device that is not enrolled or is revoked');
+          return;
         }
         break;
       }

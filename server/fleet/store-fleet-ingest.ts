@@ -44,8 +44,9 @@ export class StoreFleetIngest implements FleetIngest {
     const now = this.#now();
     const stored = await this.#options.fleet.transaction(async (tx) => {
       const device = await tx.devices.get(report.deviceId);
+      if (!device || device.revokedAt !== null) return 'unknown-device' as const;
       if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;
-      const cohort = device?.labels[this.#options.cohortLabel] ?? 'none';
+      const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
       if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
       if (report.kind === 'assignment' && device) {
         await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now);

@@ -197,6 +197,19 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    test('a report from a device that is not enrolled, or was revoked while it was in flight, is dropped: not stored, not exported', async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', {});
+        const exported: DeviceReport[] = [];
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), onBenchmark: (reports) => exported.push(...reports) });
+        assert.equal(await ingest.ingestReport(benchmark('bench-ghost', 'nobody', '2026-03-01T09:00:00.000Z', '1', '2')), 'unknown-device');
+        await fleet.repos.devices.revoke('osaka-1', '2026-03-01T09:30:00.000Z');
+        assert.equal(await ingest.ingestReport(benchmark('bench-late', 'osaka-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'unknown-device');
+        assert.equal(await fleet.repos.reports.count(), 0);
+        assert.deepEqual(exported, []);
+      });
+    });
+
     test("after a restart, the server exports each live device's latest benchmark per model again", async (t) => {
       await withFleet(t, async (fleet) => {
         await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
