@@ -67,11 +67,11 @@ export class ReportMetricsExporter {
   }
 
   /**
-   * Keeps only the device's series of the models it holds now: an `active` series of its active
-   * model and version, a `candidate` series of its candidate. A promoted candidate's numbers
-   * become its active series (the same model measured on the same holdout); a dropped
-   * candidate, or an active version replaced otherwise, no longer shows (in Grafana, or as a
-   * relative check's baseline) until the device benchmarks again.
+   * Keeps the device's series to the models it holds now. A promoted candidate's numbers also
+   * become its `active` series (the same model measured on the same holdout), and its candidate
+   * series stays (the last pilot's measurement, which the dashboards compare with the baseline);
+   * a dropped candidate's series go, and so does an active version replaced otherwise, until the
+   * device benchmarks again: they no longer show in Grafana, or as a relative check's baseline.
    */
   keepSlots(deviceId: string, slots: DeviceSlotRefs): void {
     const device = this.#exported.get(deviceId);
@@ -83,7 +83,7 @@ export class ReportMetricsExporter {
       if (promoted) this.observe({ ...report, role: 'active' });
     }
     for (const [key, { labels, report }] of device) {
-      if (holds(report.role === 'active' ? slots.active : slots.candidate, report)) continue;
+      if (report.role === 'active' ? holds(slots.active, report) : holds(slots.candidate, report) || holds(slots.active, report)) continue;
       this.#remove(labels);
       device.delete(key);
     }

@@ -53,7 +53,7 @@ test('a device that reports ever new models keeps the latest few; other devices 
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.latencyP50), []);
 });
 
-test("a device's series keep to the models it holds: a dropped candidate goes, a promoted one becomes its active series", async () => {
+test("a device's series keep to the models it holds: a dropped candidate goes, a promoted one also becomes its active series", async () => {
   const registry = new Registry();
   const exporter = new ReportMetricsExporter(registry);
   const v1 = { model: 'wine', version: '1' };
@@ -63,16 +63,17 @@ test("a device's series keep to the models it holds: a dropped candidate goes, a
   exporter.keepSlots('d1', { active: v1, candidate: v2 });
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/1/active/pilot', 'd1/wine/2/candidate/pilot'], 'what it holds stays');
 
-  // Promoted: v2's numbers are now the device's active series; v1's are gone.
+  // Promoted: v2's numbers are now also the device's active series; v1's are gone.
   exporter.keepSlots('d1', { active: v2, candidate: null });
-  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/2/active/pilot']);
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/2/active/pilot', 'd1/wine/2/candidate/pilot']);
   const accuracy = (await registry.getMetricsAsJSON()).find((entry) => entry.name === DEVICE_REPORT_METRICS.accuracy)!;
-  assert.equal(accuracy.values[0]!.value, 0.95);
+  assert.deepEqual(accuracy.values.map((value) => value.value), [0.95, 0.95]);
 
   // A candidate dropped (or never benchmarked since): its series go, every metric.
   exporter.observe(report({ version: '3', accuracy: 0.5 }));
   exporter.keepSlots('d1', { active: v2, candidate: null });
   for (const name of Object.values(DEVICE_REPORT_METRICS)) assert.deepEqual(await series(registry, name), ['d1/wine/2/active/pilot'], name);
+  // (the v3 candidate replaced v2's candidate series, and went with its drop)
   // Another model the device no longer runs.
   exporter.keepSlots('d1', { active: { model: 'iris', version: '1' }, candidate: null });
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), []);
