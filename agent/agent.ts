@@ -15,6 +15,7 @@ import {
   type Role,
 } from '../shared/protocol/payloads.ts';
 import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
+import { assignmentSignatureVerifies, commandSignatureVerifies } from '../shared/protocol/message-signature.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
@@ -108,6 +109,8 @@ export class Agent {
   /** The assignment whose model is being obtained, and how to cancel that. */
   #obtaining: { id: string; controller: AbortController } | undefined;
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0 };
+  /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
+  readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
     this.#options = options;
@@ -257,6 +260,7 @@ export class Agent {
     if (message.kind === 'assignment') {
       const assignment = message.payload;
       if (state.handledIds.includes(assignment.id) || this.#assignmentsInHand.has(assignment.id)) return;
+      if (!this.#trusted('assignment', message.raw ?? assignment, assignment.id, assignment.seq)) return;
       // The device's assignment topic holds one assignment: a newer one replaces the one being
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
       this.#latestAssignment = assignment.id;
@@ -265,15 +269,44 @@ export class Agent {
         const current = this.#state.state;
         if (current.handledIds.includes(assignment.id)) return;
         if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
-        if (current.pending?.id !== assignment.id) await this.#state.save({ ...current, pending: assignment });
+        if (current.pending?.id !== assignment.id) await this.#state.save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) });
         await this.#processAssignment(assignment);
       });
     } else if (message.kind === 'commands') {
       const command = message.payload;
       if (state.handledIds.includes(command.id)) return;
       if (!selectorMatches(command.selector, this.deviceId, this.#options.config.labels)) return;
+      if (!this.#trusted('command', message.raw ?? command, command.id, command.seq)) return;
       this.#enqueue(`command ${command.id}`, () => this.#runCommand(command));
     }
+  }
+
+  /**
+   * Whether to act on an assignment or fleet command: it must carry the server's signature (for
+   * this device, for an assignment) and be newer than the newest of its stream taken so far, so a
+   * message replayed from the broker (an old version, an old rollback) is refused. Refusals are
+   * logged and counted, never answered: the message did not come from the server.
+   */
+  #trusted(stream: 'assignment' | 'command', raw: unknown, id: string, seq: number): boolean {
+    const signed = stream === 'assignment' ? assignmentSignatureVerifies(this.deviceId, raw, this.#publicKey) : commandSignatureVerifies(raw, this.#publicKey);
+    const kind = stream === 'assignment' ? 'assignment' : 'commands';
+    if (!signed) {
+      this.metrics.droppedMessages.inc({ kind, reason: 'bad-signature' });
+      this.#logger.warn({ id, stream }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} without the server's signature`);
+      return false;
+    }
+    const state = this.#state.state;
+    const persisted = stream === 'assignment' ? state.assignmentSeq : state.commandSeq;
+    const newest = Math.max(this.#newestSeq[stream].seq, persisted ?? -1);
+    // The same message again (a retained assignment redelivered after its handling failed) is not a replay.
+    const again = seq === newest && (id === this.#newestSeq[stream].id || id === state.pending?.id);
+    if (seq < newest || (seq === newest && !again)) {
+      this.metrics.droppedMessages.inc({ kind, reason: 'replayed' });
+      this.#logger.warn({ id, stream, seq, newest }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} older than one already taken (a replay)`);
+      return false;
+    }
+    this.#newestSeq[stream] = { seq, id };
+    return true;
   }
 
   /**
@@ -468,6 +501,8 @@ export class Agent {
 
   async #runCommand(command: FleetCommand): Promise<void> {
     if (this.#state.state.handledIds.includes(command.id)) return;
+    const state = this.#state.state;
+    await this.#state.save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq) });
     this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
     if (command.command === 'rollback') await this.#rollback(command.id);
     else if (command.command === 'drop-candidate') await this.#dropCandidate(command.id);

@@ -17,6 +17,9 @@ export const SlotStateSchema = z.object({
   candidateBenchmarked: z.boolean(),
   /** The assignment that installed the current candidate (its benchmark, resumed after a restart, answers it). */
   candidateAssignmentId: z.string().optional(),
+  /** The sequence numbers of the newest assignment and fleet command taken (older ones are replays, refused). */
+  assignmentSeq: z.number().int().optional(),
+  commandSeq: z.number().int().optional(),
   /** An assignment received but not finished; resumed after a restart. */
   pending: AssignmentSchema.nullable(),
   handledIds: z.array(z.string()),

@@ -5,6 +5,8 @@ import type { VersionRecord } from '../store/repositories/models-repository.ts';
 import { buildAssignment, publishAssignmentPayload, publishFleetCommand } from './fleet-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
+import { signAssignment } from '../../shared/protocol/message-signature.ts';
+import type { KeyObject } from 'node:crypto';
 
 export interface PublishRequest {
   /** The assignment id, the same for every device (a device handles an id once). */
@@ -40,7 +42,7 @@ export class AssignmentPublisher {
   readonly #sending = new Mutex();
 
   constructor(
-    private readonly options: { fleet: FleetStore; broker: Broker; serverUrl: () => string; log: Logger },
+    private readonly options: { fleet: FleetStore; broker: Broker; serverUrl: () => string; log: Logger; signingKey: KeyObject },
   ) {}
 
   /** record, then send: returns what each device was sent. */
@@ -51,20 +53,23 @@ export class AssignmentPublisher {
 
   /** Commits the assignment of each device (its record, its retained assignment) and an audit entry; publishes nothing. */
   async record(request: PublishRequest): Promise<void> {
-    const { fleet, serverUrl } = this.options;
+    const { fleet, serverUrl, signingKey } = this.options;
     const now = new Date().toISOString();
-    const fresh = buildAssignment({
+    const input = {
       id: request.id,
       model: request.version.model,
       version: request.version.version,
       sha256: request.version.artifactId,
       role: request.role,
       serverUrl: serverUrl(),
-    });
+    };
     await fleet.transaction(async (tx) => {
+      // One number for the whole request, taken only if some device gets it anew.
+      let fresh: ReturnType<typeof buildAssignment> | undefined;
       for (const deviceId of request.deviceIds) {
         const device = await tx.devices.get(deviceId);
-        const assignment = device?.retainedAssignment?.id === request.id ? device.retainedAssignment : fresh;
+        const kept = device?.retainedAssignment?.id === request.id ? device.retainedAssignment : null;
+        const assignment = kept ?? signAssignment(deviceId, (fresh ??= buildAssignment(input, await tx.sequences.next('assignment'))), signingKey);
         const created = await tx.assignments.insert({
           id: request.id,
           deviceId,
@@ -95,8 +100,10 @@ export class AssignmentPublisher {
     return this.#sending.run(async () => {
       const sent = new Map<string, Assignment>();
       for (const deviceId of deviceIds) {
-        const assignment = (await this.options.fleet.repos.devices.get(deviceId))?.retainedAssignment;
-        if (!assignment) continue;
+        const retained = (await this.options.fleet.repos.devices.get(deviceId))?.retainedAssignment;
+        if (!retained) continue;
+        // One recorded before assignments were signed is signed now (numbered 0: older than any signed since).
+        const assignment = retained.signature ? retained : signAssignment(deviceId, { ...retained, seq: retained.seq ?? 0 }, this.options.signingKey);
         await publishAssignmentPayload(this.options.broker, deviceId, assignment);
         sent.set(deviceId, assignment);
       }
@@ -110,14 +117,15 @@ export class AssignmentPublisher {
    * only to what was recorded). Publishing the same id again keeps the first records.
    */
   async publishCommand(request: CommandRequest): Promise<FleetCommand> {
-    const { fleet, broker } = this.options;
+    const { fleet, broker, signingKey } = this.options;
     const now = new Date().toISOString();
-    await fleet.transaction(async (tx) => {
+    const seq = await fleet.transaction(async (tx) => {
       for (const deviceId of request.deviceIds) {
         await tx.commands.insert({ id: request.id, deviceId, command: request.command, issuedAt: now, issuedBy: request.actor });
       }
+      return tx.sequences.next('command');
     });
-    return publishFleetCommand(broker, request.command, { deviceIds: [...request.deviceIds] }, request.id);
+    return publishFleetCommand(broker, request.command, { deviceIds: [...request.deviceIds] }, { privateKey: signingKey, seq }, request.id);
   }
 
   /** Publishes every live device's retained assignment again (an embedded broker forgets them on restart). */

@@ -1,3 +1,5 @@
+import type { KeyObject } from 'node:crypto';
+import { signAssignment, signFleetCommand, type UnsignedAssignment } from '../../shared/protocol/message-signature.ts';
 import { newMessageId } from '../../shared/protocol/message-id.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
 import { AssignmentSchema, FleetCommandSchema, type Assignment, type FleetCommand, type Role, type Selector } from '../../shared/protocol/payloads.ts';
@@ -19,13 +21,22 @@ export interface AssignmentInput {
   id?: string;
 }
 
+/**
+ * How the server signs what it publishes: its private key, and the message's sequence number
+ * (the store's counter; without one, a clock-based number that only grows in this process).
+ */
+export interface MessageSigner {
+  privateKey: KeyObject;
+  seq?: number;
+}
+
 export function manifestUrl(serverUrl: string, artifactId: string): string {
   return `${serverUrl.replace(/\/+$/, '')}/api/artifacts/${artifactId}/manifest.json`;
 }
 
-/** The assignment payload for `input` (validated; `issuedAt` is now). */
-export function buildAssignment(input: AssignmentInput): Assignment {
-  return AssignmentSchema.parse({
+/** The unsigned assignment payload for `input` (`issuedAt` is now). */
+export function buildAssignment(input: AssignmentInput, seq: number): UnsignedAssignment {
+  return AssignmentSchema.omit({ signature: true }).parse({
     schema: 1,
     id: input.id ?? newMessageId(),
     issuedAt: new Date().toISOString(),
@@ -34,6 +45,7 @@ export function buildAssignment(input: AssignmentInput): Assignment {
     sha256: input.sha256,
     url: manifestUrl(input.serverUrl, input.sha256),
     role: input.role,
+    seq,
   });
 }
 
@@ -43,17 +55,26 @@ export async function publishAssignmentPayload(broker: Broker, deviceId: string,
   await broker.publish(assignmentTopic(deviceId), encodePayload(assignment), { qos, retain });
 }
 
-/** Publishes an assignment on a device's retained assignment topic and returns it. */
-export async function publishAssignment(broker: Broker, deviceId: string, input: AssignmentInput): Promise<Assignment> {
-  const assignment = buildAssignment(input);
+/** Signs and publishes an assignment on a device's retained assignment topic and returns it. */
+export async function publishAssignment(broker: Broker, deviceId: string, input: AssignmentInput, signer: MessageSigner): Promise<Assignment> {
+  const assignment = signAssignment(deviceId, buildAssignment(input, signer.seq ?? localSequence()), signer.privateKey);
   await publishAssignmentPayload(broker, deviceId, assignment);
   return assignment;
 }
 
-/** Publishes a fleet-wide command (devices matching `selector` act on it). */
-export async function publishFleetCommand(broker: Broker, command: FleetCommand['command'], selector: Selector, id?: string): Promise<FleetCommand> {
-  const payload = FleetCommandSchema.parse({ schema: 1, id: id ?? newMessageId(), issuedAt: new Date().toISOString(), command, selector });
+/** Signs and publishes a fleet-wide command (devices matching `selector` act on it). */
+export async function publishFleetCommand(broker: Broker, command: FleetCommand['command'], selector: Selector, signer: MessageSigner, id?: string): Promise<FleetCommand> {
+  const unsigned = FleetCommandSchema.omit({ signature: true }).parse({ schema: 1, id: id ?? newMessageId(), issuedAt: new Date().toISOString(), command, selector, seq: signer.seq ?? localSequence() });
+  const payload = signFleetCommand(unsigned, signer.privateKey);
   const { qos, retain } = TOPIC_DELIVERY.commands;
   await broker.publish(FLEET_COMMANDS_TOPIC, encodePayload(payload), { qos, retain });
   return payload;
+}
+
+let lastLocal = 0;
+
+/** Microseconds since the epoch, strictly increasing in this process (for publishers without a store). */
+function localSequence(): number {
+  lastLocal = Math.max(lastLocal + 1, Date.now() * 1000);
+  return lastLocal;
 }

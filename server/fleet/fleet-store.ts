@@ -3,6 +3,7 @@ import { DeviceAssignmentsRepository } from '../store/repositories/device-assign
 import { DeviceReportsRepository } from '../store/repositories/device-reports-repository.ts';
 import { DevicesRepository } from '../store/repositories/devices-repository.ts';
 import { FleetCommandsRepository } from '../store/repositories/fleet-commands-repository.ts';
+import { FleetSequencesRepository } from '../store/repositories/fleet-sequences-repository.ts';
 import { TokensRepository } from '../store/repositories/tokens-repository.ts';
 import type { SqlExecutor } from '../store/sql-engine.ts';
 import type { Store } from '../store/store.ts';
@@ -13,6 +14,7 @@ export interface FleetRepositories {
   readonly reports: DeviceReportsRepository;
   readonly assignments: DeviceAssignmentsRepository;
   readonly commands: FleetCommandsRepository;
+  readonly sequences: FleetSequencesRepository;
   readonly tokens: TokensRepository;
   readonly audit: AuditRepository;
 }
@@ -23,6 +25,7 @@ function fleetRepositoriesOf(db: SqlExecutor): FleetRepositories {
     reports: new DeviceReportsRepository(db),
     assignments: new DeviceAssignmentsRepository(db),
     commands: new FleetCommandsRepository(db),
+    sequences: new FleetSequencesRepository(db),
     tokens: new TokensRepository(db),
     audit: new AuditRepository(db),
   };

@@ -6,12 +6,13 @@ import { AssignmentSchema, FleetCommandSchema, ReportSchema, SCHEMA_VERSION, Sta
 import type { Assignment, FleetCommand, Report, Status, Telemetry } from './payloads.ts';
 import { parseTopic } from './topics.ts';
 
+/** A validated message; `raw` is its JSON as sent (what a signature covers: readers drop fields they do not know). */
 export type FleetMessage =
-  | { kind: 'assignment'; deviceId: string; payload: Assignment }
-  | { kind: 'status'; deviceId: string; payload: Status }
-  | { kind: 'reports'; deviceId: string; payload: Report }
-  | { kind: 'telemetry'; deviceId: string; payload: Telemetry }
-  | { kind: 'commands'; deviceId?: undefined; payload: FleetCommand };
+  | { kind: 'assignment'; deviceId: string; payload: Assignment; raw?: unknown }
+  | { kind: 'status'; deviceId: string; payload: Status; raw?: unknown }
+  | { kind: 'reports'; deviceId: string; payload: Report; raw?: unknown }
+  | { kind: 'telemetry'; deviceId: string; payload: Telemetry; raw?: unknown }
+  | { kind: 'commands'; deviceId?: undefined; payload: FleetCommand; raw?: unknown };
 
 /** Why a message was dropped; the values label the `dropped messages` counters. */
 export const DROP_REASONS = [
@@ -89,7 +90,7 @@ function parseUnchecked(topic: string, payload: Uint8Array): ParseResult {
       detail: `payload names device ${JSON.stringify(data.deviceId)} but was published on the topic of ${parsedTopic.deviceId}`,
     };
   }
-  return { ok: true, message: { kind: parsedTopic.kind, deviceId: parsedTopic.deviceId, payload: result.data } as FleetMessage };
+  return { ok: true, message: { kind: parsedTopic.kind, deviceId: parsedTopic.deviceId, payload: result.data, raw: json } as FleetMessage };
 }
 
 /** Serializes a payload for publishing; the counterpart of parseMessage. */

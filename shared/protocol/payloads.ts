@@ -21,6 +21,13 @@ const NonNegative = FiniteNumber.refine((value) => value >= 0, 'must be ≥ 0');
 const Count = z.number().int('must be a whole number').min(0, 'must be ≥ 0');
 const PositiveCount = z.number().int('must be a whole number').min(1, 'must be ≥ 1');
 const Bytes = z.number().int('must be a whole number of bytes');
+/**
+ * Orders the messages of one stream (a device's assignments; the fleet commands): a device takes
+ * none that is not newer than the newest it took, so an old message replayed is refused.
+ */
+const Sequence = z.number().int('must be a whole number').min(0, 'must be ≥ 0').max(Number.MAX_SAFE_INTEGER);
+/** An ed25519 signature (base64) by the server's key: see shared/protocol/message-signature.ts. */
+const MessageSignature = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ed25519 signature');
 
 export const ROLES = ['candidate', 'active'] as const;
 export const RoleSchema = z.enum(ROLES);
@@ -38,6 +45,8 @@ export const AssignmentSchema = z.object({
   /** Where the signed manifest is: `{server}/api/artifacts/{sha256}/manifest.json`. */
   url: z.url({ protocol: /^https?$/ }),
   role: RoleSchema,
+  seq: Sequence,
+  signature: MessageSignature,
 });
 export type Assignment = z.infer<typeof AssignmentSchema>;
 
@@ -159,6 +168,8 @@ export const FleetCommandSchema = z.object({
   /** rollback: make the previous model active again (from disk); drop-candidate: empty the candidate slot. */
   command: z.enum(['rollback', 'drop-candidate']),
   selector: SelectorSchema,
+  seq: Sequence,
+  signature: MessageSignature,
 });
 export type FleetCommand = z.infer<typeof FleetCommandSchema>;
 

@@ -27,7 +27,7 @@ async function hostileAgent(t: TestContext, deviceId: string, options: Partial<A
   const running = await startAgent(t, world, deviceId, { config, ...options });
   t.after(() => hostile.close()); // after the agent's stop hook
   const assign = (artifact: TestArtifact, role: Role) =>
-    publishAssignment(world.harness.broker, deviceId, { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: hostile.url });
+    publishAssignment(world.harness.broker, deviceId, { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: hostile.url }, { privateKey: world.privateKey });
   return { hostile, config, assign, ...running };
 }
 

@@ -118,7 +118,7 @@ export async function createAgentWorld(): Promise<AgentWorld> {
     holdout: Holdout.fromFile(holdoutPath, 'kind'),
     config: (deviceId, labels) => harness.enroll(deviceId, { url: http.url, token: TOKEN, publicKey }, labels),
     assign: (deviceId, artifact, role) =>
-      publishAssignment(harness.broker, deviceId, { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: http.url }),
+      publishAssignment(harness.broker, deviceId, { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: http.url }, { privateKey }),
     waitForReport: (match, timeoutMs) => harness.ingest.waitForReport(match, timeoutMs),
     async close() {
       await harness.stop();

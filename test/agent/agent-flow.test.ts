@@ -61,7 +61,7 @@ test('candidate → verified download → side-by-side benchmark report; activat
 
   // Rollback by fleet command: from disk, no download.
   const blobRequests = world.http.blobRequests().length;
-  const command = await publishFleetCommand(world.harness.broker, 'rollback', { labels: { site: 'osaka' }, deviceIds: ['flow-1'] });
+  const command = await publishFleetCommand(world.harness.broker, 'rollback', { labels: { site: 'osaka' }, deviceIds: ['flow-1'] }, { privateKey: world.privateKey });
   await world.waitForReport(isOutcome(command.id, 'rolled-back'));
   assert.equal(agent.slots.active?.sha256, world.v1.id);
   assert.equal(agent.slots.previous?.sha256, world.v2.id);
@@ -78,11 +78,11 @@ test('candidate → verified download → side-by-side benchmark report; activat
   await world.waitForReport(isOutcome(v3.id, 'installed'));
   const slotsWithV3 = agent.slots;
   assert.equal(slotsWithV3.candidate?.sha256, world.v3.id);
-  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: ['flow-1'] });
+  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: ['flow-1'] }, { privateKey: world.privateKey });
   await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'));
   assert.equal(agent.slots.candidate, null);
   // A command for other devices is ignored.
-  const other = await publishFleetCommand(world.harness.broker, 'rollback', { labels: { site: 'kyoto' } });
+  const other = await publishFleetCommand(world.harness.broker, 'rollback', { labels: { site: 'kyoto' } }, { privateKey: world.privateKey });
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(world.harness.ingest.reports.some((r) => r.assignmentId === other.id), false);
   assert.equal(agent.slots.active?.sha256, world.v2.id);
@@ -301,14 +301,14 @@ test('a tampered model, a bad signature, a wrong sha256 or a foreign URL is refu
 
   // An assignment pointing somewhere else than the enrolled server (the token must not leak there).
   const { publishAssignment } = await import('../../server/fleet/fleet-publisher.ts');
-  const elsewhere = await publishAssignment(world.harness.broker, 'refuse-1', { model: world.v3.manifest.name, version: '3', sha256: world.v3.id, role: 'candidate', serverUrl: 'http://127.0.0.2:9' });
+  const elsewhere = await publishAssignment(world.harness.broker, 'refuse-1', { model: world.v3.manifest.name, version: '3', sha256: world.v3.id, role: 'candidate', serverUrl: 'http://127.0.0.2:9' }, { privateKey: world.privateKey });
   const elsewhereReport = await world.waitForReport(isOutcome(elsewhere.id, 'refused'));
   assert.match(elsewhereReport.kind === 'assignment' ? elsewhereReport.reason ?? '' : '', /is not on the enrolled server/);
   // The enrolled server with a user name and password in the URL: refused at once, not retried.
   const withCredentials = new URL(world.http.url);
   withCredentials.username = 'someone';
   withCredentials.password = 'secret';
-  const credentialed = await publishAssignment(world.harness.broker, 'refuse-1', { model: world.v3.manifest.name, version: '3', sha256: world.v3.id, role: 'candidate', serverUrl: withCredentials.href.replace(/\/$/, '') });
+  const credentialed = await publishAssignment(world.harness.broker, 'refuse-1', { model: world.v3.manifest.name, version: '3', sha256: world.v3.id, role: 'candidate', serverUrl: withCredentials.href.replace(/\/$/, '') }, { privateKey: world.privateKey });
   const credentialedReport = await world.waitForReport(isOutcome(credentialed.id, 'refused'), 3000);
   assert.match(credentialedReport.kind === 'assignment' ? credentialedReport.reason ?? '' : '', /must not carry a user name or password/);
 
@@ -419,7 +419,9 @@ test('malformed assignments and commands from real mosquitto_pub processes are d
   const server = { username: world.harness.server.username, password: world.harness.server.password, clientId: 'server-pub' };
   const url = world.broker.url;
   const topic = assignmentTopic('garbage-1');
-  const valid = { schema: 1, id: 'assignment-0001', issuedAt: new Date().toISOString(), model: 'sensor-classifier', version: '1', sha256: world.v1.id, url: world.http.manifestUrl(world.v1.id), role: 'active' };
+  const { signAssignment } = await import('../../shared/protocol/message-signature.ts');
+  const unsigned = { schema: 1 as const, id: 'assignment-0001', issuedAt: new Date().toISOString(), model: 'sensor-classifier', version: '1', sha256: world.v1.id, url: world.http.manifestUrl(world.v1.id), role: 'active' as const, seq: 1 };
+  const valid = signAssignment('garbage-1', unsigned, world.privateKey);
   const sent: [string, { message?: string; file?: string }, string][] = [
     [topic, { message: '{"schema":1,"role":' }, 'invalid-json'],
     [topic, { message: JSON.stringify({ ...valid, role: 42, sha256: 'short' }) }, 'invalid-payload'],

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { signAssignment } from '../../shared/protocol/message-signature.ts';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { Aedes, type AedesOptions } from 'aedes';
@@ -32,7 +34,7 @@ async function brokerWithAssignment(t: TestContext, hooks: Partial<AedesOptions>
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => tcp.close(() => resolve()));
   });
-  const assignment = buildAssignment({ model: 'm', version: '1', sha256: 'a'.repeat(64), serverUrl: 'http://127.0.0.1:9', role: 'active' });
+  const assignment = signAssignment(DEVICE, buildAssignment({ model: 'm', version: '1', sha256: 'a'.repeat(64), serverUrl: 'http://127.0.0.1:9', role: 'active' }, 1), generateKeyPairSync('ed25519').privateKey);
   await new Promise<void>((resolve, reject) =>
     aedes.publish({ cmd: 'publish', topic: TOPIC, payload: Buffer.from(JSON.stringify(assignment)), qos: 1, retain: true, dup: false }, (error) => (error ? reject(error) : resolve())),
   );

@@ -15,6 +15,8 @@ import { findExecutable } from '../helpers/engines.ts';
 import { collectMessages, connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { BROKER_KINDS, harnessFor } from './broker-harnesses.ts';
 
+const SIGNER = { privateKey: generateKeyPairSync('ed25519').privateKey };
+
 const ACCESS = { url: 'http://127.0.0.1:9', token: 't', publicKey: generateKeyPairSync('ed25519').publicKey };
 const SHA = 'b'.repeat(64);
 
@@ -83,7 +85,7 @@ for (const kind of BROKER_KINDS) {
     // A cannot read B's (retained) assignment; B can.
     const a2 = await connectClient(url, { clientId: 'dev-a', username: 'dev-a', password: configA.broker.password });
     t.after(() => a2.end(true));
-    await publishAssignment(harness.broker, 'dev-b', { model: 'm', version: '1', sha256: SHA, role: 'candidate', serverUrl: ACCESS.url });
+    await publishAssignment(harness.broker, 'dev-b', { model: 'm', version: '1', sha256: SHA, role: 'candidate', serverUrl: ACCESS.url }, SIGNER);
     const [seenByA, seenByB] = await Promise.all([collectMessages(a2, assignmentTopic('dev-b'), 700), collectMessages(b, assignmentTopic('dev-b'), 700)]);
     assert.equal(seenByA.length, 0, 'A must not receive B\'s assignment');
     assert.equal(seenByB.length, 1, 'B receives its own retained assignment');
@@ -110,7 +112,7 @@ for (const kind of BROKER_KINDS) {
       assert.deepEqual(await embedded.sessionTopics('dev-b'), [], 'the revoked device\'s session subscribes to nothing');
       // What the dropped session is for: fleet messages sent after the revocation are not queued for B.
       const queuedBefore = await embedded.queuedMessages('dev-b');
-      await publishAssignment(harness.broker, 'dev-b', { model: 'm', version: '2', sha256: SHA, role: 'candidate', serverUrl: ACCESS.url });
+      await publishAssignment(harness.broker, 'dev-b', { model: 'm', version: '2', sha256: SHA, role: 'candidate', serverUrl: ACCESS.url }, SIGNER);
       await harness.broker.publish(assignmentTopic('dev-b'), Buffer.from('{}'), { qos: 1, retain: false });
       assert.equal(await embedded.queuedMessages('dev-b'), queuedBefore, 'nothing more is queued for the revoked device');
     }

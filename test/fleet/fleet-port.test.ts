@@ -15,6 +15,7 @@ import { openStore } from '../../server/store/open-store.ts';
 import type { Store } from '../../server/store/store.ts';
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
+import { assignmentSignatureVerifies } from '../../shared/protocol/message-signature.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC, assignmentTopic, reportsTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
@@ -32,6 +33,7 @@ import { makeArtifact } from '../server/helpers/artifacts.ts';
 interface World {
   fleet: Fleet;
   store: Store;
+  signingKey: Awaited<ReturnType<typeof loadOrCreateServerKey>>;
 }
 
 /** The fleet module on its own (store, registry, embedded broker on an ephemeral port), as the rollout controller sees it. */
@@ -60,11 +62,11 @@ async function startFleet(t: TestContext, options: { wrapRegistry?: (registry: R
     const artifact = await makeArtifact(t, { seed, privateKey: signingKey.privateKey, version });
     await registry.register({ model: 'iris', manifest: artifact.manifest, actor: 'test' });
   }
-  return { fleet, store };
+  return { fleet, store, signingKey };
 }
 
 /** The real rollout controller over this fleet and store (no analysis; a manual clock for retries). */
-function startController(t: TestContext, { fleet, store }: World, rolloutId: string) {
+function startController(t: TestContext, { fleet, store }: Pick<World, 'fleet' | 'store'>, rolloutId: string) {
   const scheduler = new ManualScheduler(Date.now());
   const controller = new RolloutController({
     repository: new StoreRolloutRepository(store.engine),
@@ -152,6 +154,39 @@ test('FleetPort: delivered for an online device, offline for an absent one, gone
   assert.deepEqual((await fleet.fleetPort.revert({ commandId: 'cmd-revert-0005', model: 'iris', devices: [{ deviceId: 'dev-b', version: '1' }] })).map((r) => r.outcome), ['offline']);
   assert.equal((await fleet.devices.get('dev-b')).active?.version, '2');
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).find((device) => device.id === 'dev-b')?.baseline, '1');
+});
+
+test('what the server tells devices is signed for each device and numbered from the store: a repeat keeps its number, commands have their own', async (t) => {
+  const { fleet, store, signingKey } = await startFleet(t);
+  await fleet.devices.enroll({ id: 'dev-s1', labels: {} }, 'test');
+  const s2 = await fleet.devices.enroll({ id: 'dev-s2', labels: {} }, 'test');
+  const retained = async (id: string) => (await fleet.devices.get(id)).retainedAssignment!;
+  await fleet.fleetPort.assign({ commandId: 'cmd-sign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-s1', 'dev-s2'] });
+  const [a1, b1] = [await retained('dev-s1'), await retained('dev-s2')];
+  assert.equal(a1.seq, b1.seq, 'one number per request');
+  assert.ok(assignmentSignatureVerifies('dev-s1', a1, signingKey.publicKey));
+  assert.ok(assignmentSignatureVerifies('dev-s2', b1, signingKey.publicKey));
+  assert.equal(assignmentSignatureVerifies('dev-s2', a1, signingKey.publicKey), false, "dev-s1's assignment is not dev-s2's");
+  await fleet.fleetPort.assign({ commandId: 'cmd-sign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-s1'] });
+  assert.deepEqual(await retained('dev-s1'), a1, 'the same command again: the same signed payload');
+  await fleet.fleetPort.assign({ commandId: 'cmd-sign-0002', model: 'iris', version: '2', role: 'candidate', deviceIds: ['dev-s1'] });
+  const a2 = await retained('dev-s1');
+  assert.ok(a2.seq > a1.seq);
+  // A retained assignment recorded before signing existed is signed (numbered 0) when sent.
+  const legacy: Record<string, unknown> = { ...b1 };
+  delete legacy.seq;
+  delete legacy.signature;
+  await store.engine.run('UPDATE devices SET retained_assignment = ? WHERE id = ?', [JSON.stringify(legacy), 'dev-s2']);
+  const device = await connectClient(s2.broker.url, { clientId: 'dev-s2', username: 'dev-s2', password: s2.broker.password });
+  t.after(() => device.endAsync(true));
+  const received: Record<string, unknown>[] = [];
+  device.on('message', (_topic, payload) => received.push(JSON.parse(payload.toString())));
+  await device.subscribeAsync(assignmentTopic('dev-s2'), { qos: 1 });
+  await fleet.fleetPort.assign({ commandId: 'cmd-sign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-s2'] });
+  await waitFor(() => received.some((payload) => payload.seq === 0), 5000, 'the legacy assignment re-sent');
+  const resigned = received.find((payload) => payload.seq === 0)!;
+  assert.equal(resigned.id, 'cmd-sign-0001');
+  assert.ok(assignmentSignatureVerifies('dev-s2', resigned, signingKey.publicKey));
 });
 
 test('a device that refused its active assignment keeps what it reported active as its baseline: a rollback never sends it back to a version it cannot run', async (t) => {

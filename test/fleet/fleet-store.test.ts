@@ -197,6 +197,17 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    test('message sequences count up per stream, inside the transaction that takes them', async (t) => {
+      await withFleet(t, async (fleet) => {
+        assert.deepEqual([await fleet.repos.sequences.next('assignment'), await fleet.repos.sequences.next('assignment'), await fleet.repos.sequences.next('command')], [1, 2, 1]);
+        await assert.rejects(fleet.transaction(async (tx) => {
+          await tx.sequences.next('assignment');
+          throw new Error('rolled back');
+        }), /rolled back/);
+        assert.equal(await fleet.repos.sequences.next('assignment'), 3, 'a rolled-back transaction gives its number back');
+      });
+    });
+
     test('a report from a device that is not enrolled, or was revoked while it was in flight, is dropped: not stored, not exported', async (t) => {
       await withFleet(t, async (fleet) => {
         await enroll(fleet, 'osaka-1', {});

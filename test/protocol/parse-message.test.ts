@@ -11,7 +11,8 @@ import { FLEET_COMMANDS_TOPIC, assignmentTopic, deviceTopic, parseTopic, reports
 const SHA = 'a'.repeat(64);
 const NOW = '2026-01-02T03:04:05.000Z';
 
-const assignment: Assignment = { schema: 1, id: newMessageId(), issuedAt: NOW, model: 'iris', version: '3', sha256: SHA, url: `http://server:8080/api/artifacts/${SHA}/manifest.json`, role: 'candidate' };
+const SIGNATURE = `${'A'.repeat(86)}==`;
+const assignment: Assignment = { schema: 1, id: newMessageId(), issuedAt: NOW, model: 'iris', version: '3', sha256: SHA, url: `http://server:8080/api/artifacts/${SHA}/manifest.json`, role: 'candidate', seq: 7, signature: SIGNATURE };
 const status: Status = { schema: 1, deviceId: 'dev-a', online: true, since: NOW };
 const ref = { model: 'iris', version: '2', sha256: SHA };
 const telemetry: Telemetry = { schema: 1, deviceId: 'dev-a', sentAt: NOW, uptimeSeconds: 12.5, cpuPercent: 3.2, rssBytes: 80e6, active: ref, candidate: null, previous: null };
@@ -36,7 +37,7 @@ const report: BenchmarkReport = {
   active: { ...modelBenchmark, role: 'active' },
   candidate: modelBenchmark,
 };
-const command: FleetCommand = { schema: 1, id: newMessageId(), issuedAt: NOW, command: 'rollback', selector: { labels: { site: 'osaka' } } };
+const command: FleetCommand = { schema: 1, id: newMessageId(), issuedAt: NOW, command: 'rollback', selector: { labels: { site: 'osaka' } }, seq: 3, signature: SIGNATURE };
 
 test('every payload round-trips through encodePayload and parseMessage', () => {
   const cases = [

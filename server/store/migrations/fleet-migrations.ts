@@ -90,4 +90,14 @@ export const fleetMigrations: Migration[] = [
     // The retention sweep deletes by arrival time (the server's clock, not the device's).
     sql: () => `CREATE INDEX device_reports_received ON device_reports (received_at);`,
   },
+  {
+    domain: 'fleet',
+    version: 5,
+    name: 'message sequence counters',
+    // Signed assignments and fleet commands carry a number from these counters; a device takes no
+    // message of a stream that is not newer than the newest it took (replays are refused).
+    sql: () => `
+      CREATE TABLE fleet_sequences (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+      INSERT INTO fleet_sequences (name, value) VALUES ('assignment', 0), ('command', 0);`,
+  },
 ];
