@@ -263,6 +263,9 @@ for (const engine of STORE_ENGINES) {
           ['osaka-1', 'candidate', '2', 'pilot', 0.93],
           ['kyoto-1', 'candidate', '2', 'none', 0.93],
         ]);
+        // Past the limit, the oldest are left out (a window's newest reports are what analysis needs), still oldest first.
+        const limited = await fleet.repos.reports.list({ kind: 'benchmark', since: new Date(0), until: new Date('2030-01-01'), limit: 2 });
+        assert.deepEqual(limited.map((stored) => stored.report.id), ['bench-0002', 'bench-0003']);
         assert.equal((await history.reports({ model: 'other', since: new Date(0), until: new Date('2030-01-01') })).length, 0);
         assert.equal((await history.reports({ model: 'iris', since: new Date(0), until: new Date('2030-01-01') })).length, 5);
       });

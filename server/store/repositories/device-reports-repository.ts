@@ -24,7 +24,10 @@ export class DeviceReportsRepository {
     return result.changes > 0;
   }
 
-  /** Reports of `kind` created within [since, until] (inclusive), oldest first. */
+  /**
+   * Reports of `kind` created within [since, until] (inclusive), oldest first. Past `limit`
+   * (default 100,000) the oldest are left out: a window's newest reports are what analysis needs.
+   */
   async list(query: { kind?: Report['kind']; model?: string; deviceId?: string; since?: Date; until?: Date; limit?: number }): Promise<StoredReport[]> {
     const where: string[] = [];
     const params: (string | number)[] = [];
@@ -40,10 +43,10 @@ export class DeviceReportsRepository {
     add('created_at <= ?', query.until?.toISOString());
     params.push(query.limit ?? 100_000);
     const rows = await this.db.all(
-      `SELECT payload, cohort, received_at FROM device_reports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ?`,
+      `SELECT payload, cohort, received_at FROM device_reports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
       params,
     );
-    return rows.map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
+    return rows.reverse().map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
   }
 
   /**
