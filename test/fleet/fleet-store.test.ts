@@ -252,9 +252,13 @@ for (const engine of STORE_ENGINES) {
       await withFleet(t, async (fleet) => {
         await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
         await enroll(fleet, 'kyoto-1', {});
-        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
+        // Reports are timed by their arrival (the server's clock); kyoto-1's own clock is an hour behind.
+        let now = new Date('2026-03-01T09:00:00.000Z');
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), clock: () => now });
         await ingest.ingestReport(benchmark('bench-0001', 'osaka-1', '2026-03-01T09:00:00.000Z', '1', '2'));
-        await ingest.ingestReport(benchmark('bench-0002', 'kyoto-1', '2026-03-01T09:10:00Z', null, '2'));
+        now = new Date('2026-03-01T09:10:00.000Z');
+        await ingest.ingestReport(benchmark('bench-0002', 'kyoto-1', '2026-03-01T08:10:00Z', null, '2'));
+        now = new Date('2026-03-01T10:00:00.000Z');
         await ingest.ingestReport(benchmark('bench-0003', 'osaka-1', '2026-03-01T10:00:00.000Z', '1', '2'));
         const history = new StoreReportHistory(fleet);
         const window = await history.reports({ since: new Date('2026-03-01T09:00:00Z'), until: new Date('2026-03-01T09:10:00Z') });
@@ -264,7 +268,7 @@ for (const engine of STORE_ENGINES) {
           ['kyoto-1', 'candidate', '2', 'none', 0.93],
         ]);
         // Past the limit, the oldest are left out (a window's newest reports are what analysis needs), still oldest first.
-        const limited = await fleet.repos.reports.list({ kind: 'benchmark', since: new Date(0), until: new Date('2030-01-01'), limit: 2 });
+        const limited = await fleet.repos.reports.list({ kind: 'benchmark', since: new Date(0), until: new Date('2030-01-01'), limit: 2, clock: 'server' });
         assert.deepEqual(limited.map((stored) => stored.report.id), ['bench-0002', 'bench-0003']);
         assert.equal((await history.reports({ model: 'other', since: new Date(0), until: new Date('2030-01-01') })).length, 0);
         assert.equal((await history.reports({ model: 'iris', since: new Date(0), until: new Date('2030-01-01') })).length, 5);

@@ -25,10 +25,13 @@ export class DeviceReportsRepository {
   }
 
   /**
-   * Reports of `kind` created within [since, until] (inclusive), oldest first. Past `limit`
+   * Reports of `kind` created (or, with clock 'server', received) within [since, until]
+   * (inclusive), oldest first. Past `limit`
    * (default 100,000) the oldest are left out: a window's newest reports are what analysis needs.
    */
-  async list(query: { kind?: Report['kind']; model?: string; deviceId?: string; since?: Date; until?: Date; limit?: number }): Promise<StoredReport[]> {
+  async list(query: { kind?: Report['kind']; model?: string; deviceId?: string; since?: Date; until?: Date; limit?: number; clock?: 'device' | 'server' }): Promise<StoredReport[]> {
+    // The device's clock (createdAt), or the server's (arrival): field devices' clocks drift.
+    const time = query.clock === 'server' ? 'received_at' : 'created_at';
     const where: string[] = [];
     const params: (string | number)[] = [];
     const add = (clause: string, value: string | number | undefined) => {
@@ -39,11 +42,11 @@ export class DeviceReportsRepository {
     add('kind = ?', query.kind);
     add('model = ?', query.model);
     add('device_id = ?', query.deviceId);
-    add('created_at >= ?', query.since?.toISOString());
-    add('created_at <= ?', query.until?.toISOString());
+    add(`${time} >= ?`, query.since?.toISOString());
+    add(`${time} <= ?`, query.until?.toISOString());
     params.push(query.limit ?? 100_000);
     const rows = await this.db.all(
-      `SELECT payload, cohort, received_at FROM device_reports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`,
+      `SELECT payload, cohort, received_at FROM device_reports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${time} DESC, id DESC LIMIT ?`,
       params,
     );
     return rows.reverse().map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
