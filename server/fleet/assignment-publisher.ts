@@ -118,14 +118,18 @@ export class AssignmentPublisher {
    */
   async publishCommand(request: CommandRequest): Promise<FleetCommand> {
     const { fleet, broker, signingKey } = this.options;
-    const now = new Date().toISOString();
-    const seq = await fleet.transaction(async (tx) => {
-      for (const deviceId of request.deviceIds) {
-        await tx.commands.insert({ id: request.id, deviceId, command: request.command, issuedAt: now, issuedBy: request.actor });
-      }
-      return tx.sequences.next('command');
+    // Numbered and published in one turn: commands reach the broker in the order of their numbers,
+    // or a device would refuse the lower-numbered one as a replay.
+    return this.#sending.run(async () => {
+      const now = new Date().toISOString();
+      const seq = await fleet.transaction(async (tx) => {
+        for (const deviceId of request.deviceIds) {
+          await tx.commands.insert({ id: request.id, deviceId, command: request.command, issuedAt: now, issuedBy: request.actor });
+        }
+        return tx.sequences.next('command');
+      });
+      return publishFleetCommand(broker, request.command, { deviceIds: [...request.deviceIds] }, { privateKey: signingKey, seq }, request.id);
     });
-    return publishFleetCommand(broker, request.command, { deviceIds: [...request.deviceIds] }, { privateKey: signingKey, seq }, request.id);
   }
 
   /** Publishes every live device's retained assignment again (an embedded broker forgets them on restart). */
