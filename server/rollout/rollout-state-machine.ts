@@ -411,10 +411,21 @@ function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
   deliver(t, [deviceId]);
 }
 
-/** Whether `deviceId` holds this rollout's candidate under assignment `actionId`, installed and not yet judged. */
+/**
+ * Whether a `benchmark-failed` answer from `deviceId` to assignment `actionId` is about this
+ * rollout's candidate: the rollout is under way, wants the device to carry the candidate, and sent
+ * it that assignment (any of its actions: the answer may come before the delivery is recorded, or
+ * after a retry re-sent the candidate under a new id, which the device then does not benchmark again).
+ */
 export function benchmarksCandidate(state: RolloutState, deviceId: string, actionId: string): boolean {
   const device = state.devices.find((entry) => entry.id === deviceId);
-  return !isTerminal(state) && device !== undefined && device.actionId === actionId && device.desired === 'candidate' && device.delivery === 'delivered';
+  return !isTerminal(state) && device !== undefined && device.touched && device.desired === 'candidate' && isActionOf(state, actionId);
+}
+
+/** Whether `id` is one of this rollout's action ids (`<rollout id>-a<n>`). */
+function isActionOf(state: RolloutState, id: string): boolean {
+  const prefix = `${state.id}-a`;
+  return id.startsWith(prefix) && /^[0-9]+$/.test(id.slice(prefix.length));
 }
 
 /**

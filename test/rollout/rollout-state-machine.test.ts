@@ -304,6 +304,17 @@ describe('rollout state machine: offline devices', () => {
     assert.ok(h.decisions.some((d) => d.kind === 'device' && d.verdict === 'refused' && d.message.includes(device)));
     // Once failed, a late answer is history.
     assert.deepEqual(h.send({ type: 'benchmarkFailed', at: h.at, deviceId: assign.devices[1]!, actionId: assign.id, reason: 'y' }), []);
+
+    // The answer can come before the delivery is recorded (the device benchmarks at once), or
+    // answer an earlier send of the candidate than the one the rollout waits on: it counts all the same.
+    const early = new ReducerHarness(spec, fleetOf(4), '1', 'ro-early');
+    const first = early.last('assign');
+    assert.equal(early.state.devices.find((d) => d.id === first.devices[0])?.delivery, 'pending');
+    early.send({ type: 'benchmarkFailed', at: early.at, deviceId: first.devices[0]!, actionId: first.id, reason: 'holdout has no column "f9"' });
+    assert.equal(early.state.phase, 'Failed');
+    const other = new ReducerHarness(spec, fleetOf(4), '1', 'ro-other');
+    other.send({ type: 'benchmarkFailed', at: other.at, deviceId: other.last('assign').devices[0]!, actionId: first.id, reason: 'another rollout\'s assignment' });
+    assert.equal(other.state.phase, 'Progressing');
   });
 
   it('goes on without a device that left the fleet (revoked): that is no verdict on the candidate', () => {
