@@ -20,8 +20,12 @@ export const SlotStateSchema = z.object({
   /** The sequence numbers of the newest assignment and fleet command taken (older ones are replays, refused). */
   assignmentSeq: z.number().int().optional(),
   commandSeq: z.number().int().optional(),
-  /** An assignment received but not finished; resumed after a restart. */
-  pending: AssignmentSchema.nullable(),
+  /**
+   * An assignment received but not finished; resumed after a restart. Taken before it was saved,
+   * it is not checked again: one saved by an agent from before assignments were signed has no
+   * number or signature, and must not make the whole state unreadable.
+   */
+  pending: AssignmentSchema.extend({ seq: z.number().int().min(0).default(0), signature: z.string().default('') }).nullable(),
   handledIds: z.array(z.string()),
   /**
    * Reports committed together with the state change they describe and not yet moved into the
