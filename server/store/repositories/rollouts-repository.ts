@@ -139,12 +139,12 @@ export class StoreRolloutRepository implements RolloutRepository {
 
 /**
  * Trims the measurements of the last analysis run kept in a finished rollout's state. The
- * revision is left as it is: what changes is evidence only, and a commit racing this one (a
- * rollback of a completed rollout) writes its own state, with new decisions that bring the
- * rollout back to the next sweep.
+ * revision is left as it is (what changes is evidence only), but the write happens only if the
+ * state is still the one read: a commit racing this one (a rollback of a completed rollout) keeps
+ * its state, and its new decisions bring the rollout back to the next sweep.
  */
 async function trimStateEvidence(tx: SqlExecutor, rolloutId: string, now: Date): Promise<number> {
-  const row = await tx.get('SELECT state FROM rollouts WHERE id = ?', [rolloutId]);
+  const row = await tx.get('SELECT state, revision FROM rollouts WHERE id = ?', [rolloutId]);
   let state: RolloutState;
   try {
     state = fromJsonColumn<RolloutState>(row?.state);
@@ -154,8 +154,8 @@ async function trimStateEvidence(tx: SqlExecutor, rolloutId: string, now: Date):
   const untrimmed = state.analysis?.measurements.filter((measurement) => !measurement.trimmed).length ?? 0;
   if (!state.analysis || untrimmed === 0) return 0;
   const analysis = { ...state.analysis, measurements: state.analysis.measurements.map((measurement) => trimMeasurementEvidence(measurement, now)) };
-  await tx.run('UPDATE rollouts SET state = ? WHERE id = ?', [toJsonColumn({ ...state, analysis }), rolloutId]);
-  return untrimmed;
+  const { changes } = await tx.run('UPDATE rollouts SET state = ? WHERE id = ? AND revision = ?', [toJsonColumn({ ...state, analysis }), rolloutId, Number(row!.revision)]);
+  return changes === 1 ? untrimmed : 0;
 }
 
 function parsedOrUndefined(text: unknown): DecisionLogEntry | undefined {
