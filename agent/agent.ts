@@ -298,9 +298,15 @@ export class Agent {
     const state = this.#state.state;
     const persisted = stream === 'assignment' ? state.assignmentSeq : state.commandSeq;
     const newest = Math.max(this.#newestSeq[stream].seq, persisted ?? -1);
-    // The same message again (a retained assignment redelivered after its handling failed) is not a replay.
-    const again = seq === newest && (id === this.#newestSeq[stream].id || id === state.pending?.id);
-    if (seq < newest || (seq === newest && !again)) {
+    if (seq === newest) {
+      // The newest message taken, again: the same message (a number is used once per device and
+      // stream). Taken again while its handling has not finished (a retained assignment
+      // redelivered after a failure); otherwise it was handled, longer ago than the ids kept.
+      if (id === this.#newestSeq[stream].id || id === state.pending?.id) return true;
+      this.#logger.debug({ id, stream, seq }, 'ignored a message already taken');
+      return false;
+    }
+    if (seq < newest) {
       this.metrics.droppedMessages.inc({ kind, reason: 'replayed' });
       this.#logger.warn({ id, stream, seq, newest }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} older than one already taken (a replay)`);
       return false;

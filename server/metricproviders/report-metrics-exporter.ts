@@ -80,7 +80,7 @@ export class ReportMetricsExporter {
     for (const { report } of [...device.values()]) {
       const active = device.get(`${report.model}\u0000active`)?.report;
       const promoted = report.role === 'candidate' && holds(slots.active, report) && !(active && holds(slots.active, active));
-      if (promoted) this.observe({ ...report, role: 'active' });
+      if (promoted) this.#export({ ...report, role: 'active' }, { count: false });
     }
     for (const [key, { labels, report }] of device) {
       if (report.role === 'active' ? holds(slots.active, report) : holds(slots.candidate, report) || holds(slots.active, report)) continue;
@@ -96,6 +96,11 @@ export class ReportMetricsExporter {
   }
 
   observe(report: DeviceReport): void {
+    this.#export(report, { count: true });
+  }
+
+  /** Sets the report's gauges; `count`: also adds it to the counters (a copy made at promotion is no new report). */
+  #export(report: DeviceReport, options: { count: boolean }): void {
     const labels: Record<Label, string> = { model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
     this.#track(labels, report);
     if (report.accuracy !== null) this.#gauges.accuracy.set(labels, report.accuracy);
@@ -104,9 +109,10 @@ export class ReportMetricsExporter {
     this.#gauges.latencyP95.set(labels, report.latencyMs.p95 / 1000);
     this.#gauges.latencyP99.set(labels, report.latencyMs.p99 / 1000);
     if (report.predictions > 0) this.#gauges.errorRatio.set(labels, report.errors / report.predictions);
-    this.#counters.predictions.inc(labels, report.predictions);
-    this.#counters.errors.inc(labels, report.errors);
-    this.#counters.reports.inc(labels, 1);
+    // A copy's counters are there (at what they were, or 0) but count nothing new.
+    this.#counters.predictions.inc(labels, options.count ? report.predictions : 0);
+    this.#counters.errors.inc(labels, options.count ? report.errors : 0);
+    this.#counters.reports.inc(labels, options.count ? 1 : 0);
   }
 
   /** Makes `labels` the device's label set for its model and role, removing what it replaces or evicts. */

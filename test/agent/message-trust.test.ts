@@ -92,8 +92,8 @@ test('fleet commands: a signed rollback is taken once; an old one replayed, or a
   const back = await publishAssignment(world.harness.broker, 'trust-2', input(world.v2, 'active'), signer);
   await world.waitForReport(isOutcome(back.id, 'rolled-back')); // v2 is the previous model: back from disk
 
-  // The old rollback, numbered as it was but with a new id (so it is not simply "handled"): a replay.
-  await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: ['trust-2'] }, { ...signer, seq: rollback.seq }, 'rollback-replayed');
+  // A rollback the server signed before the one the device took, which it never got: a replay.
+  await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: ['trust-2'] }, { ...signer, seq: rollback.seq - 1 }, 'rollback-replayed');
   await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: ['trust-2'] }, { privateKey: generateKeyPairSync('ed25519').privateKey });
   await waitFor(async () => (await dropped(url, 'replayed')) === 1 && (await dropped(url, 'bad-signature')) === 1, 5000, 'both refused');
   assert.equal(agent.slots.active?.sha256, world.v2.id);
@@ -104,7 +104,7 @@ test('fleet commands: a signed rollback is taken once; an old one replayed, or a
   const again = await startAgent(t, world, 'trust-2', { dataDir, config });
   t.after(() => rm(dataDir, { recursive: true, force: true })); // after both agents stopped
   await waitFor(() => again.agent.connected, 5000, 'agent connected again');
-  await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: ['trust-2'] }, { ...signer, seq: rollback.seq }, 'rollback-replayed-2');
+  await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: ['trust-2'] }, { ...signer, seq: rollback.seq - 2 }, 'rollback-replayed-2');
   await waitFor(async () => (await dropped(again.url, 'replayed')) === 1, 5000, 'the replay refused after a restart');
   assert.equal(again.agent.slots.active?.sha256, world.v2.id);
 });

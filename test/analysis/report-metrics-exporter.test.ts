@@ -68,6 +68,8 @@ test("a device's series keep to the models it holds: a dropped candidate goes, a
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/2/active/pilot', 'd1/wine/2/candidate/pilot']);
   const accuracy = (await registry.getMetricsAsJSON()).find((entry) => entry.name === DEVICE_REPORT_METRICS.accuracy)!;
   assert.deepEqual(accuracy.values.map((value) => value.value), [0.95, 0.95]);
+  const reports = (await registry.getMetricsAsJSON()).find((entry) => entry.name === DEVICE_REPORT_METRICS.reports)!;
+  assert.deepEqual(reports.values.map((value) => `${value.labels.role} ${value.value}`).sort(), ['active 0', 'candidate 1'], 'the copy is no new report');
 
   // A candidate dropped (or never benchmarked since): its series go, every metric.
   exporter.observe(report({ version: '3', accuracy: 0.5 }));

@@ -9,6 +9,7 @@ import { StoreReportHistory } from '../../server/fleet/store-report-history.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
 import { openStore } from '../../server/store/open-store.ts';
+import { FleetSequencesRepository } from '../../server/store/repositories/fleet-sequences-repository.ts';
 import { Registry } from 'prom-client';
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 import { deviceReportsFromBenchmark } from '../../server/metricproviders/benchmark-report-adapter.ts';
@@ -197,14 +198,25 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
-    test('message sequences count up per stream, inside the transaction that takes them', async (t) => {
-      await withFleet(t, async (fleet) => {
-        assert.deepEqual([await fleet.repos.sequences.next('assignment'), await fleet.repos.sequences.next('assignment'), await fleet.repos.sequences.next('command')], [1, 2, 1]);
-        await assert.rejects(fleet.transaction(async (tx) => {
-          await tx.sequences.next('assignment');
+    test('message sequences count up per stream, inside the transaction that takes them, never below the clock', async (t) => {
+      await withFleet(t, async (fleet, store) => {
+        let now = 1_000;
+        const sequences = new FleetSequencesRepository(store.engine, () => now);
+        assert.deepEqual([await sequences.next('assignment'), await sequences.next('assignment'), await sequences.next('command')], [1_000_000, 1_000_001, 1_000_000]);
+        await assert.rejects(store.engine.transaction(async (tx) => {
+          await new FleetSequencesRepository(tx, () => now).next('assignment');
           throw new Error('rolled back');
         }), /rolled back/);
-        assert.equal(await fleet.repos.sequences.next('assignment'), 3, 'a rolled-back transaction gives its number back');
+        assert.equal(await sequences.next('assignment'), 1_000_002, 'a rolled-back transaction gives its number back');
+        // A database restored from a backup: the counter goes back, the clock does not.
+        await store.engine.run("UPDATE fleet_sequences SET value = 5 WHERE name = 'assignment'");
+        now = 2_000;
+        assert.equal(await sequences.next('assignment'), 2_000_000);
+        assert.equal(await sequences.next('assignment'), 2_000_001);
+        // A server whose clock is behind (a new leader) still counts up.
+        now = 1_500;
+        assert.equal(await sequences.next('assignment'), 2_000_002);
+        assert.ok((await fleet.repos.sequences.next('command')) >= Date.now() * 1000 - 1_000_000, 'the real clock by default');
       });
     });
 

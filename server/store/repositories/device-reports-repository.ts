@@ -53,16 +53,17 @@ export class DeviceReportsRepository {
   }
 
   /**
-   * Each live device's latest benchmark report per model (the model its candidate was of),
-   * oldest first: what the server exports per device, rebuilt after a restart or failover.
+   * Each live device's latest benchmark report per model (the model its candidate was of), by
+   * arrival (the server's clock: a device's own may be off), oldest first: what the server exports
+   * per device, rebuilt after a restart or failover.
    */
   async latestBenchmarks(): Promise<StoredReport[]> {
     const rows = await this.db.all(
       `SELECT r.payload, r.cohort, r.received_at FROM device_reports r
-       JOIN (SELECT device_id, model, MAX(created_at) AS latest FROM device_reports WHERE kind = 'benchmark' GROUP BY device_id, model) l
-         ON r.device_id = l.device_id AND r.model = l.model AND r.created_at = l.latest
+       JOIN (SELECT device_id, model, MAX(received_at) AS latest FROM device_reports WHERE kind = 'benchmark' GROUP BY device_id, model) l
+         ON r.device_id = l.device_id AND r.model = l.model AND r.received_at = l.latest
        JOIN devices d ON d.id = r.device_id AND d.revoked_at IS NULL
-       WHERE r.kind = 'benchmark' ORDER BY r.created_at, r.id`,
+       WHERE r.kind = 'benchmark' ORDER BY r.received_at, r.id`,
     );
     return rows.map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
   }

@@ -6,14 +6,24 @@ export type SequenceName = 'assignment' | 'command';
 /**
  * Counters that number the messages the server signs (shared by every server on the database, so
  * numbers keep growing across restarts and leader changes). Take one inside the transaction that
- * records the message.
+ * records the message. A number is never below the current time in microseconds: a database
+ * restored from a backup (its counters rolled back) still numbers new messages above every one
+ * sent before, which devices would otherwise refuse as replays until the counter caught up.
  */
 export class FleetSequencesRepository {
-  constructor(private readonly db: SqlExecutor) {}
+  constructor(
+    private readonly db: SqlExecutor,
+    private readonly clock: () => number = Date.now,
+  ) {}
 
   async next(name: SequenceName): Promise<number> {
+    // The increment takes the row's lock (PostgreSQL) for the rest of the transaction.
     const row = await this.db.get('UPDATE fleet_sequences SET value = value + 1 WHERE name = ? RETURNING value', [name]);
     if (!row) throw new Error(`no sequence ${name} in the store (its migration has not run)`);
-    return Number(row.value);
+    const counted = Number(row.value);
+    const floor = this.clock() * 1000;
+    if (counted >= floor) return counted;
+    await this.db.run('UPDATE fleet_sequences SET value = ? WHERE name = ?', [floor, name]);
+    return floor;
   }
 }
