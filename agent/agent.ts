@@ -108,7 +108,7 @@ export class Agent {
   readonly #assignmentsInHand = new Set<string>();
   /** The assignment whose model is being obtained, and how to cancel that. */
   #obtaining: { id: string; controller: AbortController } | undefined;
-  readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0 };
+  readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
 

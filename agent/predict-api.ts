@@ -11,6 +11,8 @@ export interface ServingStats {
   errors: number;
   shadowRows: number;
   shadowAgreements: number;
+  /** Rows whose shadow run on the candidate failed (the candidate's live error count). */
+  shadowErrors: number;
 }
 
 export interface PredictApiOptions {
@@ -74,9 +76,10 @@ export function createPredictApp(options: PredictApiOptions): Express {
     const candidate = options.candidate();
     if (candidate && options.shadowFraction > 0 && random() < options.shadowFraction && sameFeatures(active, candidate)) {
       setImmediate(() => {
-        void shadowRun(candidate, parsed.features, parsed.rows, predictions, metrics, options.stats).catch((error: unknown) =>
-          logger.warn({ err: (error as Error).message }, 'shadow run failed'),
-        );
+        void shadowRun(candidate, parsed.features, parsed.rows, predictions, metrics, options.stats).catch((error: unknown) => {
+          options.stats.shadowErrors += parsed.rows;
+          logger.warn({ err: (error as Error).message }, 'shadow run failed');
+        });
       });
     }
   });
@@ -111,6 +114,8 @@ function sameFeatures(a: ServingModel, b: ServingModel): boolean {
 async function shadowRun(candidate: ServingModel, features: Float32Array, rows: number, active: ReturnType<typeof toPredictions>, metrics: AgentMetrics, stats: ServingStats): Promise<void> {
   const start = performance.now();
   const outputs = await runModel(candidate.lease.session, features, rows, candidate.manifest.features.length);
+  // Outputs that are not numbers are a failed prediction, as /v1/predict answers them for the active model.
+  if (firstNonFiniteRow(outputs) >= 0) throw new Error(`the candidate ${candidate.ref.version} gave a non-finite output`);
   metrics.shadowLatency.observe((performance.now() - start) / 1000);
   metrics.shadowRuns.inc(rows);
   const predictions = toPredictions(candidate.manifest, outputs);

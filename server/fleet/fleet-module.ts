@@ -75,6 +75,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     onDeviceOnline: hooks.onDeviceOnline,
     onBenchmarkFailed: hooks.onBenchmarkFailed,
     onSlotsChanged: (deviceId, slots) => exporter.keepSlots(deviceId, slots),
+    onServing: (serving) => exporter.observeServing(serving),
   });
   const log = ctx.log.child({ component: 'fleet' });
   const receiver = new FleetReceiver({ broker, ingest, logger: log, ...counters });

@@ -1,6 +1,6 @@
 import type { AssignmentReport, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
-import type { DeviceReport } from '../metricproviders/report-history.ts';
+import type { DeviceReport, ServingDelta } from '../metricproviders/report-history.ts';
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
 import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
@@ -20,6 +20,8 @@ export interface StoreFleetIngestOptions {
   onBenchmarkFailed?: (report: AssignmentReport) => void;
   /** A device's slots changed with an answer (its exported series keep to what it holds). */
   onSlotsChanged?: (deviceId: string, slots: DeviceSlots) => void;
+  /** What a device served since its previous heartbeat (live predictions and errors, per model). */
+  onServing?: (serving: ServingDelta) => void;
   clock?: () => Date;
 }
 
@@ -66,7 +68,14 @@ export class StoreFleetIngest implements FleetIngest {
   }
 
   async recordTelemetry(telemetry: Telemetry): Promise<void> {
-    await this.#options.fleet.repos.devices.recordTelemetry(telemetry, this.#now());
+    const { devices } = this.#options.fleet.repos;
+    const device = await devices.get(telemetry.deviceId);
+    await devices.recordTelemetry(telemetry, this.#now());
+    if (!device || device.revokedAt !== null || !telemetry.serving || !this.#options.onServing) return;
+    // An agent that restarted (its uptime went down) counts from zero again.
+    const previous = device.heartbeat && device.heartbeat.uptimeSeconds <= telemetry.uptimeSeconds ? (device.heartbeat.serving ?? null) : null;
+    const delta = servingDelta(previous, telemetry.serving);
+    if (delta) this.#options.onServing({ deviceId: device.id, cohort: device.labels[this.#options.cohortLabel] ?? 'none', active: telemetry.active, candidate: telemetry.candidate, ...delta });
   }
 
   async recordStatus(status: Status): Promise<void> {
@@ -79,4 +88,18 @@ export class StoreFleetIngest implements FleetIngest {
 async function issued(tx: FleetRepositories, report: AssignmentReport): Promise<boolean> {
   if (await tx.assignments.get(report.assignmentId, report.deviceId)) return true;
   return (await tx.commands.get(report.assignmentId, report.deviceId)) !== undefined;
+}
+
+type Serving = NonNullable<Telemetry['serving']>;
+
+/**
+ * The difference of two cumulative heartbeat counters; all of `current` when a counter went
+ * down (the agent restarted) or there is nothing before; null when nothing was served.
+ */
+export function servingDelta(previous: Serving | null, current: Serving): Pick<ServingDelta, 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'> | null {
+  const now = { predictions: current.predictions, errors: current.errors, shadowRows: current.shadowRows, shadowErrors: current.shadowErrors ?? 0 };
+  const before = previous ? { predictions: previous.predictions, errors: previous.errors, shadowRows: previous.shadowRows, shadowErrors: previous.shadowErrors ?? 0 } : null;
+  const restarted = !before || (Object.keys(now) as (keyof typeof now)[]).some((key) => now[key] < before[key]);
+  const delta = restarted ? now : { predictions: now.predictions - before.predictions, errors: now.errors - before.errors, shadowRows: now.shadowRows - before.shadowRows, shadowErrors: now.shadowErrors - before.shadowErrors };
+  return Object.values(delta).some((value) => value > 0) ? delta : null;
 }

@@ -25,6 +25,18 @@ export interface DeviceReport {
   readonly ts: Date;
 }
 
+/** What a device served between two heartbeats: rows predicted and failed, by its active model and (shadow) its candidate. */
+export interface ServingDelta {
+  readonly deviceId: string;
+  readonly cohort: string;
+  readonly active: { readonly model: string; readonly version: string } | null;
+  readonly candidate: { readonly model: string; readonly version: string } | null;
+  readonly predictions: number;
+  readonly errors: number;
+  readonly shadowRows: number;
+  readonly shadowErrors: number;
+}
+
 export interface ReportQuery {
   readonly model?: string;
   /** Inclusive bounds. */

@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { DEVICE_REPORT_LABELS, DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
-import type { DeviceReport } from './report-history.ts';
+import type { DeviceReport, ServingDelta } from './report-history.ts';
 
 type Label = (typeof DEVICE_REPORT_LABELS)[number];
 
@@ -27,7 +27,7 @@ export class ReportMetricsExporter {
   readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio', Gauge<Label>>;
   readonly #counters: Record<'predictions' | 'errors' | 'reports', Counter<Label>>;
   /** Per device, per model and role, the label set it exports now and its last report (in order of last report). */
-  readonly #exported = new Map<string, Map<string, { labels: Record<Label, string>; report: DeviceReport }>>();
+  readonly #exported = new Map<string, Map<string, { labels: Record<Label, string>; report?: DeviceReport }>>();
 
   constructor(registry: Registry) {
     const labelNames = [...DEVICE_REPORT_LABELS];
@@ -39,11 +39,11 @@ export class ReportMetricsExporter {
       latencyP50: gauge(DEVICE_REPORT_METRICS.latencyP50, 'Median prediction latency on the device (latest report)'),
       latencyP95: gauge(DEVICE_REPORT_METRICS.latencyP95, '95th percentile prediction latency on the device (latest report)'),
       latencyP99: gauge(DEVICE_REPORT_METRICS.latencyP99, '99th percentile prediction latency on the device (latest report)'),
-      errorRatio: gauge(DEVICE_REPORT_METRICS.errorRatio, 'Failed predictions over predictions in the latest report window'),
+      errorRatio: gauge(DEVICE_REPORT_METRICS.errorRatio, 'Failed over attempted predictions in the latest heartbeat interval with traffic (0 from a benchmark)'),
     };
     this.#counters = {
-      predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Holdout rows the device predicted with the model in its benchmarks'),
-      errors: counter(DEVICE_REPORT_METRICS.errors, 'Predictions that failed on the device'),
+      predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Rows the device predicted with the model: benchmark holdout rows, and rows served (active) or run in shadow (candidate)'),
+      errors: counter(DEVICE_REPORT_METRICS.errors, 'Failed predictions on the device: failed requests (active), failed shadow rows (candidate)'),
       reports: counter(DEVICE_REPORT_METRICS.reports, 'Benchmark reports received from the device for the model'),
     };
   }
@@ -76,14 +76,14 @@ export class ReportMetricsExporter {
   keepSlots(deviceId: string, slots: DeviceSlotRefs): void {
     const device = this.#exported.get(deviceId);
     if (!device) return;
-    const holds = (held: DeviceSlotRefs['active'], report: DeviceReport) => held !== null && held.model === report.model && held.version === report.version;
-    for (const { report } of [...device.values()]) {
-      const active = device.get(`${report.model}\u0000active`)?.report;
-      const promoted = report.role === 'candidate' && holds(slots.active, report) && !(active && holds(slots.active, active));
-      if (promoted) this.#export({ ...report, role: 'active' }, { count: false });
+    const holds = (held: DeviceSlotRefs['active'], labels: Record<Label, string>) => held !== null && held.model === labels.model && held.version === labels.version;
+    for (const { labels, report } of [...device.values()]) {
+      const active = device.get(`${labels.model}\u0000active`)?.labels;
+      const promoted = labels.role === 'candidate' && holds(slots.active, labels) && !(active && holds(slots.active, active));
+      if (promoted && report) this.#export({ ...report, role: 'active' }, { count: false });
     }
-    for (const [key, { labels, report }] of device) {
-      if (report.role === 'active' ? holds(slots.active, report) : holds(slots.candidate, report) || holds(slots.active, report)) continue;
+    for (const [key, { labels }] of device) {
+      if (labels.role === 'active' ? holds(slots.active, labels) : holds(slots.candidate, labels) || holds(slots.active, labels)) continue;
       this.#remove(labels);
       device.delete(key);
     }
@@ -97,6 +97,28 @@ export class ReportMetricsExporter {
 
   observe(report: DeviceReport): void {
     this.#export(report, { count: true });
+  }
+
+  /**
+   * What a device served since its previous heartbeat: rows its active model predicted and
+   * failed (`errors`, 5xx), and rows its candidate ran in shadow and failed. They add to the
+   * model's prediction and error counters, and set its error ratio over that interval, so the
+   * error checks see the field's errors, not only the benchmarks' (where a failure is a
+   * benchmark-failed answer, which fails a rollout on its own).
+   */
+  observeServing(serving: ServingDelta): void {
+    const sides = [
+      [serving.active, 'active', serving.predictions + serving.errors, serving.errors],
+      [serving.candidate, 'candidate', serving.shadowRows + serving.shadowErrors, serving.shadowErrors],
+    ] as const;
+    for (const [ref, role, rows, errors] of sides) {
+      if (!ref || rows <= 0) continue;
+      const labels: Record<Label, string> = { model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId };
+      this.#track(labels);
+      this.#gauges.errorRatio.set(labels, errors / rows);
+      this.#counters.predictions.inc(labels, rows);
+      this.#counters.errors.inc(labels, errors);
+    }
   }
 
   /** Sets the report's gauges; `count`: also adds it to the counters (a copy made at promotion is no new report). */
@@ -116,14 +138,17 @@ export class ReportMetricsExporter {
   }
 
   /** Makes `labels` the device's label set for its model and role, removing what it replaces or evicts. */
-  #track(labels: Record<Label, string>, report: DeviceReport): void {
+  #track(labels: Record<Label, string>, report?: DeviceReport): void {
     let device = this.#exported.get(labels.device);
     if (!device) this.#exported.set(labels.device, (device = new Map()));
     const key = `${labels.model}\u0000${labels.role}`;
-    const previous = device.get(key)?.labels;
+    const entry = device.get(key);
+    const previous = entry?.labels;
     device.delete(key); // re-inserted last: the map's order is the order of last report
-    if (previous && (previous.version !== labels.version || previous.cohort !== labels.cohort)) this.#remove(previous);
-    device.set(key, { labels, report });
+    const replaced = previous !== undefined && (previous.version !== labels.version || previous.cohort !== labels.cohort);
+    if (replaced) this.#remove(previous);
+    // Serving numbers keep the label set's last benchmark (what a promotion copies).
+    device.set(key, { labels, report: report ?? (replaced ? undefined : entry?.report) });
     const models = () => new Set([...device.values()].map((entry) => entry.labels.model));
     while (models().size > MAX_EXPORTED_MODELS_PER_DEVICE) {
       const oldest = device.values().next().value!.labels.model;

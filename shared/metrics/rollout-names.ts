@@ -30,11 +30,11 @@ export const DEVICE_REPORT_METRICS = {
   latencyP50: 'fleetprune_device_latency_p50_seconds',
   latencyP95: 'fleetprune_device_latency_p95_seconds',
   latencyP99: 'fleetprune_device_latency_p99_seconds',
-  /** Gauge: failed predictions over predictions in the latest report's window. */
+  /** Gauge: failed over attempted predictions in the latest heartbeat interval with traffic (0 from a benchmark). */
   errorRatio: 'fleetprune_device_error_ratio',
-  /** Counter: holdout rows the device predicted with the model in its benchmarks. */
+  /** Counter: rows the device predicted with the model: benchmark holdout rows, and rows served (active) or shadow-run (candidate). */
   predictions: 'fleetprune_device_predictions_total',
-  /** Counter: predictions that failed (runtime errors) on the device. */
+  /** Counter: failed predictions on the device: failed requests (active), failed shadow rows (candidate). */
   errors: 'fleetprune_device_prediction_errors_total',
   /** Counter: benchmark reports received from the device for the model. */
   reports: 'fleetprune_device_reports_total',

@@ -85,6 +85,8 @@ export const TelemetrySchema = z.object({
       /** Rows also run on the candidate, and how many of them agreed with the active model. */
       shadowRows: Count,
       shadowAgreements: Count,
+      /** Rows whose shadow run on the candidate failed (absent from agents that predate it). */
+      shadowErrors: Count.optional(),
     })
     .refine((serving) => serving.shadowAgreements <= serving.shadowRows, { path: ['shadowAgreements'], message: 'must be ≤ shadowRows' })
     .optional(),

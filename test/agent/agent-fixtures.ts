@@ -27,12 +27,20 @@ export interface TestArtifact {
 }
 
 /** A signed 7 → hidden relu layers → 3 softmax classifier with a version, written into `dir`. */
-export async function writeVersionedArtifact(dir: string, version: string, seed: number, hidden: readonly number[], privateKey: KeyObject): Promise<Manifest> {
+export async function writeVersionedArtifact(
+  dir: string,
+  version: string,
+  seed: number,
+  hidden: readonly number[],
+  privateKey: KeyObject,
+  change?: (network: ReturnType<typeof randomNetwork>) => void,
+): Promise<Manifest> {
   await initTfjs();
   const network = randomNetwork(seed, CLASSIFIER_FEATURES.length, [
     ...hidden.map((units) => ({ units, activation: 'relu' as const })),
     { units: LABELS.length, activation: 'softmax' },
   ]);
+  change?.(network);
   const tfjsModel = toTfjsModel(network);
   try {
     return await writeArtifact(dir, {

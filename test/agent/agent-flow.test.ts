@@ -445,6 +445,33 @@ test('malformed assignments and commands from real mosquitto_pub processes are d
   assert.equal(agent.slots.active?.sha256, world.v1.id);
 });
 
+test('a candidate that fails in its shadow runs (non-finite outputs) counts the failed rows in the heartbeat; serving is unaffected', async (t) => {
+  const { writeVersionedArtifact } = await import('./agent-fixtures.ts');
+  const { join } = await import('node:path');
+  const dir = join(world.dir, 'artifacts', 'overflowing');
+  // Weights of 1e30 overflow to Infinity, and softmax(Infinity, ...) is NaN.
+  const manifest = await writeVersionedArtifact(dir, '7', 77, [8], world.privateKey, (network) => {
+    for (const layer of network.layers) (layer.weights = layer.weights.map(() => 1e30)), (layer.bias = layer.bias.map(() => 1e30));
+  });
+  const { id } = await world.http.addArtifact(dir);
+  const { agent, predict } = await startAgent(t, world, 'shadow-fail-1', { shadowFraction: 1, heartbeatIntervalMs: 200 });
+  await waitFor(() => agent.connected, 5000, 'agent connected');
+  const active = await world.assign('shadow-fail-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(active.id, 'activated'));
+  const candidate = await world.assign('shadow-fail-1', { id, version: '7', dir, manifest }, 'candidate');
+  await world.waitForReport(isOutcome(candidate.id, 'installed'));
+  // The candidate's shadow session may still be loading just after `installed`: ask until a heartbeat shows shadow failures.
+  const rows = [[1e3, 1e3, 1e3, 1e3, 1e3, 1e3, 1e3], [2e3, 2e3, 2e3, 2e3, 2e3, 2e3, 2e3]];
+  const serving = () => world.harness.ingest.telemetry.get('shadow-fail-1')?.serving;
+  await waitFor(async () => {
+    const served = await predict({ rows });
+    assert.deepEqual([served.status, served.json.sha256], [200, world.v1.id], 'the active model serves');
+    return (serving()?.shadowErrors ?? 0) > 0;
+  }, 10_000, 'failed shadow rows in a heartbeat');
+  assert.equal(serving()!.shadowRows, 0, 'no shadow run succeeded');
+  assert.ok(serving()!.shadowErrors! >= 2 && serving()!.shadowErrors! % 2 === 0, `${serving()!.shadowErrors} failed rows, two per request`);
+});
+
 test('agents in one process share one onnxruntime session per model', async (t) => {
   const { OrtSessionCache } = await import('../../agent/session-cache.ts');
   const sessions = new OrtSessionCache();
