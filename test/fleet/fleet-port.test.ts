@@ -37,7 +37,10 @@ interface World {
 }
 
 /** The fleet module on its own (store, registry, embedded broker on an ephemeral port), as the rollout controller sees it. */
-async function startFleet(t: TestContext, options: { wrapRegistry?: (registry: RegistryService) => RegistryService } = {}): Promise<World> {
+async function startFleet(
+  t: TestContext,
+  options: { wrapRegistry?: (registry: RegistryService) => RegistryService; beforeStart?: (store: Store) => Promise<void> } = {},
+): Promise<World & { metrics: ServerMetrics }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-fleet-port-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
   const config = parseServerConfig({ dataDir, host: '127.0.0.1', mqttPort: 0 });
@@ -55,6 +58,7 @@ async function startFleet(t: TestContext, options: { wrapRegistry?: (registry: R
     tokens: new TokenService(store),
     publicUrl: () => 'http://127.0.0.1:9',
   } as unknown as ServerContext;
+  await options.beforeStart?.(store);
   const fleet = createFleet(ctx);
   await fleet.module.start!();
   t.after(() => fleet.module.stop!());
@@ -62,7 +66,7 @@ async function startFleet(t: TestContext, options: { wrapRegistry?: (registry: R
     const artifact = await makeArtifact(t, { seed, privateKey: signingKey.privateKey, version });
     await registry.register({ model: 'iris', manifest: artifact.manifest, actor: 'test' });
   }
-  return { fleet, store, signingKey };
+  return { fleet, store, signingKey, metrics: ctx.metrics };
 }
 
 /** The real rollout controller over this fleet and store (no analysis; a manual clock for retries). */
@@ -187,6 +191,34 @@ test('what the server tells devices is signed for each device and numbered from 
   const resigned = received.find((payload) => payload.seq === 0)!;
   assert.equal(resigned.id, 'cmd-sign-0001');
   assert.ok(assignmentSignatureVerifies('dev-s2', resigned, signingKey.publicKey));
+});
+
+test("a server that starts exports each live device's latest benchmark again, as far as the device still holds the models", async (t) => {
+  const ref = (version: string) => ({ model: 'iris', version, sha256: version.repeat(64) });
+  const side = (version: string, role: 'active' | 'candidate') => ({
+    ...ref(version), role, score: { accuracy: 0.9, correct: 27, total: 30 }, latencyMs: { p50: 0.1, p95: 0.2, p99: 0.3, samples: 50 },
+    batchSize: 64, throughputRowsPerSecond: 1000, loadTimeMs: 2, rssIncreaseBytes: 0,
+  });
+  const { metrics } = await startFleet(t, {
+    beforeStart: async (store) => {
+      const fleet = new FleetStore(store);
+      for (const [id, candidate] of [['kept-1', ref('2')], ['dropped-1', null]] as const) {
+        await fleet.repos.devices.insert({ id, labels: { cohort: 'pilot' }, secretHash: 'x', tokenId: 'tok', enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'test' });
+        await fleet.repos.devices.setSlots(id, { active: ref('1'), candidate, previous: null }, '2026-03-01T09:00:00.000Z');
+        const report = { schema: 1 as const, id: `bench-${id}`, kind: 'benchmark' as const, deviceId: id, createdAt: '2026-03-01T09:00:00.000Z', assignmentId: null, holdout: { rows: 30, fingerprint: 'f', task: 'classification' as const }, active: side('1', 'active'), candidate: side('2', 'candidate') };
+        await fleet.repos.reports.insert(report, 'pilot', '2026-03-01T09:00:01.000Z');
+      }
+    },
+  });
+  const text = await metrics.registry.metrics();
+  const label = (line: string, name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1];
+  const series = text
+    .split('\n')
+    .filter((line) => line.startsWith('fleetprune_device_accuracy_ratio{'))
+    .map((line) => `${label(line, 'device')} ${label(line, 'role')} ${label(line, 'version')}`)
+    .sort();
+  // dropped-1 no longer holds the candidate it benchmarked: only its active series comes back.
+  assert.deepEqual(series, ['dropped-1 active 1', 'kept-1 active 1', 'kept-1 candidate 2'], text);
 });
 
 test('a device that refused its active assignment keeps what it reported active as its baseline: a rollback never sends it back to a version it cannot run', async (t) => {
