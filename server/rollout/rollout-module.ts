@@ -53,7 +53,12 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   const models = new RegistryModelStatus(ctx.store);
   const metrics = new RolloutMetrics(ctx.metrics.registry);
   const providers = new MetricProviderResolver({
-    builtin: new BuiltinProvider({ recorder: new RegistrySeriesRecorder(ctx.metrics.registry), ...(deps.reports ? { history: deps.reports } : {}) }),
+    builtin: new BuiltinProvider({
+      recorder: new RegistrySeriesRecorder(ctx.metrics.registry, {
+        onLimit: (max) => log.warn({ maxSeries: max }, 'the builtin metric provider tracks no more server series: new ones come from the report history only, within each query window (use --prometheus-url for a fleet this size)'),
+      }),
+      ...(deps.reports ? { history: deps.reports } : {}),
+    }),
     ...(ctx.config.prometheusUrl ? { prometheus: new PrometheusProvider({ url: ctx.config.prometheusUrl }) } : {}),
   });
   const { leadership } = deps;

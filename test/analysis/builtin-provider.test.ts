@@ -183,3 +183,17 @@ describe('builtin provider over report history', () => {
     await assert.rejects(pending, /builtin: aborted/);
   });
 });
+
+describe('builtin provider: series limit', () => {
+  it('says once when the recorder leaves series out for its limit', async () => {
+    const registry = new Registry();
+    const gauge = new Gauge({ name: 'app_queue_depth', help: 'h', labelNames: ['queue'], registers: [registry] });
+    for (const queue of ['a', 'b', 'c', 'd']) gauge.set({ queue }, 1);
+    const limits: number[] = [];
+    const recorder = new RegistrySeriesRecorder(registry, { maxSeries: 2, onLimit: (max) => limits.push(max) });
+    await recorder.scrape(at(0));
+    await recorder.scrape(at(1));
+    assert.equal(recorder.series().length, 2);
+    assert.deepEqual(limits, [2], 'said once');
+  });
+});

@@ -11,18 +11,23 @@ export interface RegistrySeriesRecorderOptions {
   readonly retentionMs?: number;
   /** Refuse to track more series than this (guards memory against label explosions). */
   readonly maxSeries?: number;
+  /** Called once, when a series is first left out for the limit (the server logs it). */
+  readonly onLimit?: (maxSeries: number) => void;
 }
 
 export class RegistrySeriesRecorder {
   readonly #registry: Registry;
   readonly #retentionMs: number;
   readonly #maxSeries: number;
+  readonly #onLimit: ((maxSeries: number) => void) | undefined;
+  #limitReported = false;
   readonly #series = new Map<string, { labels: Record<string, string>; points: { t: number; v: number }[] }>();
 
   constructor(registry: Registry, options: RegistrySeriesRecorderOptions = {}) {
     this.#registry = registry;
     this.#retentionMs = options.retentionMs ?? 60 * 60_000;
     this.#maxSeries = options.maxSeries ?? 50_000;
+    this.#onLimit = options.onLimit;
   }
 
   async scrape(now: Date): Promise<void> {
@@ -36,7 +41,11 @@ export class RegistrySeriesRecorder {
         const key = seriesKey(labels);
         let entry = this.#series.get(key);
         if (!entry) {
-          if (this.#series.size >= this.#maxSeries) continue;
+          if (this.#series.size >= this.#maxSeries) {
+            if (!this.#limitReported) this.#onLimit?.(this.#maxSeries);
+            this.#limitReported = true;
+            continue;
+          }
           entry = { labels, points: [] };
           this.#series.set(key, entry);
         }
