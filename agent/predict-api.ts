@@ -78,6 +78,7 @@ export function createPredictApp(options: PredictApiOptions): Express {
       setImmediate(() => {
         void shadowRun(candidate, parsed.features, parsed.rows, predictions, metrics, options.stats).catch((error: unknown) => {
           options.stats.shadowErrors += parsed.rows;
+          metrics.shadowErrors.inc({ version: candidate.ref.version }, parsed.rows);
           logger.warn({ err: (error as Error).message }, 'shadow run failed');
         });
       });
@@ -117,10 +118,10 @@ async function shadowRun(candidate: ServingModel, features: Float32Array, rows: 
   // Outputs that are not numbers are a failed prediction, as /v1/predict answers them for the active model.
   if (firstNonFiniteRow(outputs) >= 0) throw new Error(`the candidate ${candidate.ref.version} gave a non-finite output`);
   metrics.shadowLatency.observe((performance.now() - start) / 1000);
-  metrics.shadowRuns.inc(rows);
+  metrics.shadowRuns.inc({ version: candidate.ref.version }, rows);
   const predictions = toPredictions(candidate.manifest, outputs);
   const agreements = predictions.filter((prediction, i) => predictionsAgree(active[i]!, prediction)).length;
-  metrics.shadowAgreements.inc(agreements);
+  metrics.shadowAgreements.inc({ version: candidate.ref.version }, agreements);
   stats.shadowRows += rows;
   stats.shadowAgreements += agreements;
 }

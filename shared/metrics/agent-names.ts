@@ -8,6 +8,7 @@ export const AGENT_METRICS = {
   predictLatency: 'fleetprune_agent_predict_latency_seconds',
   shadowRuns: 'fleetprune_agent_shadow_runs_total',
   shadowAgreements: 'fleetprune_agent_shadow_agreements_total',
+  shadowErrors: 'fleetprune_agent_shadow_errors_total',
   shadowLatency: 'fleetprune_agent_shadow_latency_seconds',
   assignments: 'fleetprune_agent_assignments_total',
   downloadedBytes: 'fleetprune_agent_downloaded_bytes_total',

@@ -47,10 +47,10 @@ test('candidate → verified download → side-by-side benchmark report; activat
   const served = await predict({ rows: [{ f0: 1, f1: 2, f2: 3, f3: 4, f4: 5, f5: 6, f6: 7 }] });
   assert.equal(served.status, 200);
   assert.equal(served.json.sha256, world.v1.id);
-  await waitFor(async () => (await (await fetch(`${url}/metrics`)).text()).includes('fleetprune_agent_shadow_runs_total 1'), 3000, 'shadow run recorded');
+  await waitFor(async () => (await (await fetch(`${url}/metrics`)).text()).includes('fleetprune_agent_shadow_runs_total{version="2"} 1'), 3000, 'shadow run recorded, by candidate version');
   const metrics = await (await fetch(`${url}/metrics`)).text();
   assert.match(metrics, /fleetprune_agent_shadow_latency_seconds_count 1/);
-  assert.match(metrics, /fleetprune_agent_shadow_agreements_total [01]/);
+  assert.match(metrics, /fleetprune_agent_shadow_agreements_total\{version="2"\} [01]/);
 
   const activation = await world.assign('flow-1', world.v2, 'active');
   await world.waitForReport(isOutcome(activation.id, 'activated'));
@@ -454,7 +454,7 @@ test('a candidate that fails in its shadow runs (non-finite outputs) counts the 
     for (const layer of network.layers) (layer.weights = layer.weights.map(() => 1e30)), (layer.bias = layer.bias.map(() => 1e30));
   });
   const { id } = await world.http.addArtifact(dir);
-  const { agent, predict } = await startAgent(t, world, 'shadow-fail-1', { shadowFraction: 1, heartbeatIntervalMs: 200 });
+  const { agent, predict, url } = await startAgent(t, world, 'shadow-fail-1', { shadowFraction: 1, heartbeatIntervalMs: 200 });
   await waitFor(() => agent.connected, 5000, 'agent connected');
   const active = await world.assign('shadow-fail-1', world.v1, 'active');
   await world.waitForReport(isOutcome(active.id, 'activated'));
@@ -470,6 +470,8 @@ test('a candidate that fails in its shadow runs (non-finite outputs) counts the 
   }, 10_000, 'failed shadow rows in a heartbeat');
   assert.equal(serving()!.shadowRows, 0, 'no shadow run succeeded');
   assert.ok(serving()!.shadowErrors! >= 2 && serving()!.shadowErrors! % 2 === 0, `${serving()!.shadowErrors} failed rows, two per request`);
+  const counted = Number(/fleetprune_agent_shadow_errors_total\{version="7"\} (\d+)/.exec(await (await fetch(`${url}/metrics`)).text())?.[1]);
+  assert.ok(counted >= serving()!.shadowErrors!, `the agent's own counter, by candidate version (${counted})`);
 });
 
 test('agents in one process share one onnxruntime session per model', async (t) => {
