@@ -15,7 +15,7 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
   const etag = `"${sha256}"`;
   res.setHeader('ETag', etag);
   res.setHeader('Accept-Ranges', 'bytes');
-  res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+  res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
   res.setHeader('Content-Type', 'application/octet-stream');
   const ifNoneMatch = req.headers['if-none-match'];
   if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim() === etag || tag.trim() === '*')) {

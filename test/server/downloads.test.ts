@@ -19,6 +19,8 @@ test('HTTP downloads resume with ETag, Range, If-Range; unsatisfiable ranges are
   assert.equal(full.status, 200);
   assert.equal(full.headers.get('etag'), `"${sha256}"`);
   assert.equal(full.headers.get('accept-ranges'), 'bytes');
+  // Immutable, but only for the client that asked with its token: a shared cache must not serve it to others.
+  assert.equal(full.headers.get('cache-control'), 'private, max-age=31536000, immutable');
   assert.deepEqual(Buffer.from(await full.arrayBuffer()), file);
 
   // An interrupted download resumes from byte 100.

@@ -107,6 +107,7 @@ for (const engine of STORE_ENGINES) {
       assert.equal((await models.call('GetVersion', { name: 'iris', ref: '' })).version, '2', 'an empty ref is latest');
 
       const manifest = await server.request('GET', `/api/artifacts/${v2.artifactId}/manifest.json`);
+      assert.equal(manifest.headers.get('cache-control'), 'private, max-age=31536000, immutable');
       assert.equal(manifest.status, 200);
       assert.deepEqual(await manifest.json(), pruned.manifest);
 

@@ -89,7 +89,7 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
       handle: async ({ params, res }) => {
         const version = await registry.getByArtifact(params.artifactId);
         res.setHeader('ETag', `"${params.artifactId}"`);
-        res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+        res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
         return { json: version.manifest };
       },
     }),
