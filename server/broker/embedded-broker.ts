@@ -57,12 +57,16 @@ export class EmbeddedBroker implements Broker {
     return `mqtt://${this.#options.host ?? '127.0.0.1'}:${this.#port}`;
   }
 
+  /** Revoked device ids, refreshed at start and on every credentials change. */
+  #revoked = new Set<string>();
+
   get connectedClients(): number {
     return this.#aedes?.connectedClients ?? 0;
   }
 
   async start(): Promise<void> {
     if (this.#tcp) return;
+    await this.#refreshRevoked();
     const aedes = await Aedes.createBroker({
       id: 'fleetprune-embedded',
       authenticate: (client, username, password, done) => {
@@ -81,6 +85,11 @@ export class EmbeddedBroker implements Broker {
       },
       authorizePublish: (client, packet, done) => {
         if (client === null || this.#isServer(client)) return done(null);
+        if (this.#revoked.has(client.id)) {
+          // Connected while its revocation was under way (its connect checked the record before): out now.
+          this.#deny('revoked');
+          return done(new Error('revoked'));
+        }
         if (packet.payload.length > BROKER_MAX_PACKET_BYTES) {
           this.#deny('too-large');
           return done(new Error('payload too large'));
@@ -93,12 +102,21 @@ export class EmbeddedBroker implements Broker {
         done(null);
       },
       authorizeSubscribe: (client, subscription, done) => {
+        if (!this.#isServer(client) && this.#revoked.has(client.id)) {
+          this.#deny('revoked');
+          client.close();
+          return done(null, null);
+        }
         if (this.#isServer(client) || deviceMaySubscribe(client.id, subscription.topic)) return done(null, subscription);
         this.#deny('subscribe-acl');
         this.#options.logger.warn({ deviceId: client.id, topic: subscription.topic }, 'refused subscription outside the device\'s topics');
         // A null subscription is refused in the SUBACK (0x80); the connection stays up.
         done(null, null);
       },
+    });
+    // A client registers only after authentication's later steps; one revoked meanwhile is closed here.
+    aedes.on('client', (client) => {
+      if (!this.#isServer(client) && this.#revoked.has(client.id)) client.close();
     });
     aedes.on('clientError', (client, error) => this.#options.logger.debug({ clientId: client?.id, err: error.message }, 'mqtt client error'));
     aedes.on('connectionError', (client, error) => this.#options.logger.debug({ clientId: client?.id, err: error.message }, 'mqtt connection error'));
@@ -156,6 +174,7 @@ export class EmbeddedBroker implements Broker {
    * for a device that can never connect again.
    */
   async credentialsChanged(): Promise<void> {
+    await this.#refreshRevoked();
     const aedes = this.#aedes;
     if (!aedes) return;
     const clients = (aedes as unknown as { clients: Record<string, Client> }).clients;
@@ -189,6 +208,12 @@ export class EmbeddedBroker implements Broker {
     return count;
   }
 
+  /** The revoked device ids, read again from the credentials (connects, publishes and subscriptions check it). */
+  async #refreshRevoked(): Promise<void> {
+    const revoked = (await this.#options.credentials.listDevices()).filter((device) => device.revoked).map((device) => device.deviceId);
+    this.#revoked = new Set(revoked);
+  }
+
   #persistence(aedes: Aedes): SessionStore {
     return (aedes as unknown as { persistence: SessionStore }).persistence;
   }
@@ -217,7 +242,7 @@ export class EmbeddedBroker implements Broker {
     const device = await this.#options.credentials.getDevice(username);
     if (!device) return 'bad-credentials';
     if (!(await verifyPassword(password, device.passwordHash))) return 'bad-credentials';
-    if (device.revoked) return 'revoked';
+    if (device.revoked || this.#revoked.has(username)) return 'revoked';
     return null;
   }
 }

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { DEFAULT_SERVER_USERNAME, type CredentialStore } from '../../server/broker/credential-store.ts';
+import { EmbeddedBroker } from '../../server/broker/embedded-broker.ts';
+import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
+import { connectClient } from '../helpers/mqtt-clients.ts';
+import { testLogger } from '../helpers/fleet-harness.ts';
+
+test('embedded broker: a device revoked while its connect is being checked does not stay connected', async (t) => {
+  const inner = new InMemoryCredentialStore();
+  const secret = await inner.enroll('race-1');
+  // The connect reads the device record, then is held (as by a slow password hash) while the device is revoked.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let reads = 0;
+  const credentials: CredentialStore = {
+    async getDevice(deviceId) {
+      const device = await inner.getDevice(deviceId);
+      if (deviceId === 'race-1' && reads++ === 0) await held;
+      return device && { ...device };
+    },
+    listDevices: () => inner.listDevices(),
+  };
+  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
+  await broker.start();
+  t.after(() => broker.stop());
+
+  const connecting = connectClient(broker.url, { clientId: 'race-1', username: 'race-1', password: secret });
+  while (reads === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  inner.revoke('race-1');
+  await broker.credentialsChanged();
+  release();
+  const outcome = await connecting.then(
+    async (client) => {
+      // Connected on the record read before the revocation: it must be put out at once.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const still = client.connected;
+      await client.endAsync(true);
+      return still ? 'still connected' : 'closed';
+    },
+    (error: Error) => `refused: ${error.message}`,
+  );
+  assert.match(outcome, /^(refused|closed)/);
+  assert.equal(broker.connectedClients, 0);
+});
