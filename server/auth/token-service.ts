@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { TokenRevocations } from './token-revocations.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import type { Store } from '../store/store.ts';
 import type { TokenRecord } from '../store/repositories/tokens-repository.ts';
@@ -17,6 +18,9 @@ export interface CreatedToken {
 
 /** Issues, checks and lists bearer tokens. Tokens are 32 random bytes; only their SHA-256 is stored. */
 export class TokenService {
+  /** Streams authorized with a token stop when it is revoked (on this server). */
+  readonly revocations = new TokenRevocations();
+
   constructor(private readonly store: Store) {}
 
   async create(role: Role, label: string, createdBy: string): Promise<CreatedToken> {
@@ -42,6 +46,7 @@ export class TokenService {
       if (!(await tx.tokens.revoke(id, at))) throw new ServiceError('not_found', `no live token ${id}`);
       await tx.audit.append({ at, actor: actorOf(principal), action: 'token.revoke', target: `token:${id}`, details: {} });
     });
+    this.revocations.revoked(id);
   }
 
   list(): Promise<TokenRecord[]> {

@@ -30,7 +30,8 @@ export interface DeviceServiceOptions {
   /** Refuses enrollment and revocation on a standby server (default: always allowed). */
   gate?: FleetGate;
   /** Called after a revocation is committed (the device's exported series are dropped). */
-  onRevoked?: (deviceId: string) => void;
+  /** The device (and its API token) was revoked. */
+  onRevoked?: (deviceId: string, tokenId: string) => void;
 }
 
 /**
@@ -78,14 +79,15 @@ export class DeviceService {
   async revoke(id: string, actor: string): Promise<void> {
     await this.#gate.assertActive();
     const now = new Date().toISOString();
-    await this.options.fleet.transaction(async (tx) => {
+    const tokenId = await this.options.fleet.transaction(async (tx) => {
       const device = await tx.devices.get(id);
       if (!device) throw new ServiceError('not_found', `no device ${id}`);
       if (!(await tx.devices.revoke(id, now))) throw new ServiceError('conflict', `device ${id} is already revoked`);
       await tx.tokens.revoke(device.tokenId, now);
       await tx.audit.append({ at: now, actor, action: 'device.revoke', target: `device:${id}`, details: {} });
+      return device.tokenId;
     });
-    this.options.onRevoked?.(id);
+    this.options.onRevoked?.(id, tokenId);
     await this.#credentialsChanged();
   }
 

@@ -84,7 +84,10 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined && ctx.store.engine instanceof PostgresEngine;
   const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
-  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id) => exporter.forgetDevice(id) });
+  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id, tokenId) => {
+    exporter.forgetDevice(id);
+    ctx.tokens.revocations.revoked(tokenId); // its downloads under way stop too
+  } });
   const holds = new RolloutHolds(ctx.store.engine);
   const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate, rolloutOf: (deviceIds) => holds.ofDevices(deviceIds) });
   const retention = reportRetention(fleet.repos.reports, {

@@ -80,12 +80,20 @@ export class GrpcHandlers {
     const name = `${this.service}/${method}`;
     return (call: ServerWritableStream<Req, Res>) => {
       const stop = this.deps.metrics.grpcDuration.startTimer({ method: name });
+      let unwatch = () => {};
       this.deps.tokens
         .authorize(authorization(call.metadata), permission)
         .then((principal) => {
           checkRequest(call.request);
+          // A stream still open when its token is revoked ends with UNAUTHENTICATED; its handler cleans up as on a cancel.
+          unwatch = this.deps.tokens.revocations.watch(principal.tokenId, () => {
+            if (call.cancelled) return;
+            call.emit('error', { code: GrpcStatus.UNAUTHENTICATED, details: 'the token was revoked' });
+            call.emit('cancelled');
+          });
           return handle(call, principal);
         })
+        .finally(() => unwatch())
         .then(
           () => {
             stop({ code: GrpcStatus[GrpcStatus.OK] });

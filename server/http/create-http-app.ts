@@ -75,6 +75,12 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
           sendError(res, error, log);
           return;
         }
+        const principal = res.locals.principal as Principal | null;
+        if (principal) {
+          // A request still under way when its token is revoked (an event stream, a long download) stops at once.
+          const unwatch = tokens.revocations.watch(principal.tokenId, () => (res.headersSent ? res.end() : res.destroy()));
+          res.on('close', unwatch);
+        }
         next();
       },
     ];

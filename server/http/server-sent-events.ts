@@ -26,6 +26,7 @@ export function openEventStream(req: Request, res: Response): EventStream {
     for (const listener of listeners) listener();
   };
   req.on('close', close);
+  res.on('close', close); // also when the server ends it (its token revoked)
   let id = 0;
   return {
     send(event, data) {

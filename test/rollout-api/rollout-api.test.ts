@@ -264,3 +264,31 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
   const leader = await grpc.call('GetRolloutLeader', {});
   assert.equal(leader.is_leader, true);
 });
+
+test('a revoked token stops its open streams at once: the SSE response ends, the gRPC watch fails UNAUTHENTICATED', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const created = (await (await s.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'watcher' } })).json()) as { token: string; record: { id: string } };
+  const started = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml(), contentType: 'application/yaml' });
+  const { id } = (await started.json()) as { id: string };
+
+  const events = await fetch(`${s.baseUrl}/api/rollouts/${id}/events`, { headers: { authorization: `Bearer ${created.token}` } });
+  assert.equal(events.status, 200);
+  const ended = (async () => {
+    for await (const _chunk of events.body as unknown as AsyncIterable<Uint8Array>);
+    return 'ended';
+  })().catch(() => 'ended');
+  const grpc = grpcClient(s.grpcAddress, 'Rollouts', created.token);
+  t.after(() => grpc.close());
+  const watch = grpc.open('WatchRollout', { id });
+  const watchFailed = new Promise<number>((resolve) => watch.on('error', (error: { code: number }) => resolve(error.code)));
+  await new Promise((resolve) => watch.once('data', resolve));
+  assert.ok(s.server.ctx.tokens.revocations.watching >= 2, 'both streams watch their token');
+
+  assert.equal((await s.request('DELETE', `/api/tokens/${created.record.id}`)).status, 204);
+  const timeout = <T,>(promise: Promise<T>) => Promise.race([promise, new Promise<string>((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000))]);
+  assert.equal(await timeout(ended), 'ended');
+  assert.equal(await timeout(watchFailed), 16, 'UNAUTHENTICATED');
+  assert.equal(s.server.ctx.tokens.revocations.watching, 0, 'nothing left watching');
+  assert.equal((await fetch(`${s.baseUrl}/api/rollouts/${id}`, { headers: { authorization: `Bearer ${created.token}` } })).status, 401);
+});
