@@ -170,7 +170,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     listeners.splice(1, 0, await listenGrpc(grpc, config.host, config.grpcPort, tls));
     // Only a start that succeeded makes the first admin token: one made by a start that then
     // failed would never be shown, and no later start would make another.
-    const createdAdminToken = await tokens.bootstrapAdmin(config.adminToken);
+    const createdAdminToken = await tokens.bootstrapAdmin(config.adminToken, (message) => log.warn(message));
     ready = true;
     let closing: Promise<void> | undefined;
     return {

@@ -56,12 +56,18 @@ export class TokenService {
   /**
    * Makes sure an admin can log in: FLEETPRUNE_ADMIN_TOKEN becomes (or replaces) the `env-admin`
    * token; without it, a new admin token is created when no live admin token exists, and returned
-   * so the caller can print it once.
+   * so the caller can print it once. An `env-admin` token that was revoked stays revoked while the
+   * variable still holds the same value (a leaked token left in an env file must not come back):
+   * `warn` says so; a new value replaces it, audited.
    */
-  async bootstrapAdmin(envToken: string | undefined): Promise<string | null> {
+  async bootstrapAdmin(envToken: string | undefined, warn: (message: string) => void = () => {}): Promise<string | null> {
     if (envToken !== undefined) {
       const hash = sha256Hex(envToken);
       const existing = await this.store.tokens.get(ENV_ADMIN_TOKEN_ID);
+      if (existing?.revokedAt && (await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID)) === hash) {
+        warn(`FLEETPRUNE_ADMIN_TOKEN holds the env-admin token that was revoked at ${existing.revokedAt}; it stays revoked (set a new value to make a new one)`);
+        return null;
+      }
       if (!existing) {
         await this.store.tokens.insert({
           id: ENV_ADMIN_TOKEN_ID,
@@ -72,8 +78,11 @@ export class TokenService {
           createdBy: SYSTEM_ACTOR,
           revokedAt: null,
         });
-      } else {
-        await this.store.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
+      } else if ((await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID)) !== hash) {
+        await this.store.transaction(async (tx) => {
+          await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
+          await tx.audit.append({ at: new Date().toISOString(), actor: SYSTEM_ACTOR, action: 'token.replace', target: `token:${ENV_ADMIN_TOKEN_ID}`, details: { reason: 'FLEETPRUNE_ADMIN_TOKEN changed' } });
+        });
       }
       return null;
     }

@@ -31,6 +31,12 @@ export class TokensRepository {
     return row ? toToken(row) : undefined;
   }
 
+  /** The stored SHA-256 of token `id` (live or revoked). */
+  async hashOf(id: string): Promise<string | undefined> {
+    const row = await this.db.get('SELECT token_hash FROM tokens WHERE id = ?', [id]);
+    return row ? String(row.token_hash) : undefined;
+  }
+
   async get(id: string): Promise<TokenRecord | undefined> {
     const row = await this.db.get('SELECT * FROM tokens WHERE id = ?', [id]);
     return row ? toToken(row) : undefined;
