@@ -102,6 +102,7 @@ test('the dashboard shows hostile stored strings (labels, selectors, rollback re
   // The newest rollout (the rolled-back one) is selected first.
   await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 5_000 });
   await page.locator('#fleet tr[data-device="dev-01"]').waitFor({ timeout: 5_000 });
+  assert.equal(new URL(page.url()).hash, '', 'the token is taken out of the address bar and the history');
 
   const injected = () =>
     page.evaluate(() => ({

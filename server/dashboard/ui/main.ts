@@ -6,6 +6,8 @@ import { renderAnalysisCharts, renderRolloutDetail, renderRolloutList, type Roll
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const TOKEN_KEY = 'fleetprune.token';
 const api = new Api(new URLSearchParams(location.hash.slice(1)).get('token') ?? localStorage.getItem(TOKEN_KEY) ?? '');
+// A token given in the link (#token=…) is taken, then removed from the address bar and the history.
+if (new URLSearchParams(location.hash.slice(1)).has('token')) history.replaceState(null, '', location.pathname + location.search);
 let selected: string | undefined;
 let stream: AbortController | undefined;
 let following: string | undefined;
