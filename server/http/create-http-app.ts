@@ -78,7 +78,9 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         const principal = res.locals.principal as Principal | null;
         if (principal) {
           // A request still under way when its token is revoked (an event stream, a long download) stops at once.
-          const unwatch = tokens.revocations.watch(principal.tokenId, () => (res.headersSent ? res.end() : res.destroy()));
+          // An event stream ends cleanly; anything else (a download being piped) is cut off.
+          const stop = () => (res.getHeader('content-type')?.toString().startsWith('text/event-stream') ? res.end() : res.destroy());
+          const unwatch = tokens.revocations.watch(principal.tokenId, stop);
           res.on('close', unwatch);
         }
         next();
