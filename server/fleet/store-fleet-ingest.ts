@@ -96,10 +96,17 @@ type Serving = NonNullable<Telemetry['serving']>;
  * The difference of two cumulative heartbeat counters; all of `current` when a counter went
  * down (the agent restarted) or there is nothing before; null when nothing was served.
  */
-export function servingDelta(previous: Serving | null, current: Serving): Pick<ServingDelta, 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'> | null {
-  const now = { predictions: current.predictions, errors: current.errors, shadowRows: current.shadowRows, shadowErrors: current.shadowErrors ?? 0 };
-  const before = previous ? { predictions: previous.predictions, errors: previous.errors, shadowRows: previous.shadowRows, shadowErrors: previous.shadowErrors ?? 0 } : null;
-  const restarted = !before || (Object.keys(now) as (keyof typeof now)[]).some((key) => now[key] < before[key]);
-  const delta = restarted ? now : { predictions: now.predictions - before.predictions, errors: now.errors - before.errors, shadowRows: now.shadowRows - before.shadowRows, shadowErrors: now.shadowErrors - before.shadowErrors };
-  return Object.values(delta).some((value) => value > 0) ? delta : null;
+export function servingDelta(previous: Serving | null, current: Serving): Pick<ServingDelta, ServingCounter> | null {
+  const now = countersOf(current);
+  const before = previous && countersOf(previous);
+  const restarted = !before || SERVING_COUNTERS.some((key) => now[key] < before[key]);
+  const delta = restarted ? now : (Object.fromEntries(SERVING_COUNTERS.map((key) => [key, now[key] - before[key]])) as typeof now);
+  return SERVING_COUNTERS.some((key) => delta[key] > 0) ? delta : null;
+}
+
+const SERVING_COUNTERS = ['predictions', 'errors', 'shadowRows', 'shadowErrors'] as const;
+type ServingCounter = (typeof SERVING_COUNTERS)[number];
+
+function countersOf(serving: Serving): Record<ServingCounter, number> {
+  return { predictions: serving.predictions, errors: serving.errors, shadowRows: serving.shadowRows, shadowErrors: serving.shadowErrors ?? 0 };
 }
