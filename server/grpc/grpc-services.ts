@@ -7,6 +7,7 @@ import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { checkPush } from '../artifacts/push-check.ts';
 import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
+import { uploadBlob } from '../artifacts/upload-blob.ts';
 import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
 import { TokenIdSchema } from '../auth/token-id.ts';
@@ -96,7 +97,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
     Blobs: {
       service: proto.Blobs.service,
       implementation: {
-        UploadBlob: blobs.clientStream('UploadBlob', 'write', async (call: ServerReadableStream<{ sha256: string; data: Buffer }, unknown>) => {
+        UploadBlob: blobs.clientStream('UploadBlob', 'write', async (call: ServerReadableStream<{ sha256: string; data: Buffer }, unknown>, principal) => {
           let sha256: string | null = null;
           async function* data() {
             for await (const chunk of call as AsyncIterable<{ sha256: string; data: Buffer }>) {
@@ -114,7 +115,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             if (!first.done) yield first.value;
             for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
           }
-          const stored = await ctx.blobs.put(all(), sha256, ctx.config.maxBlobBytes);
+          const stored = await uploadBlob(ctx, { source: all(), sha256, maxBytes: ctx.config.maxBlobBytes, principal });
           return { sha256: stored.sha256, bytes: String(stored.bytes), created: stored.created };
         }),
         DownloadBlob: blobs.serverStream('DownloadBlob', 'download', async (call: ServerWritableStream<{ sha256: string; offset: string; chunk_size: number }, unknown>) => {

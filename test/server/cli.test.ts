@@ -179,6 +179,12 @@ test('models push asks the server first: an untrusted or already registered arti
   assert.equal(first.code, 0, first.stderr);
   const stored = (await server.server.ctx.blobs.list()).sort();
   assert.deepEqual(stored, [...new Set(Object.values(artifact.manifest.files).map((file) => file.sha256))].sort());
+  // Each file the gRPC upload stored is audited once, under the uploading token, with its size.
+  const uploads = (await server.server.ctx.store.audit.list({})).filter((entry) => entry.action === 'blob.upload');
+  assert.deepEqual(
+    uploads.map((entry) => [entry.target, entry.actor, entry.details.bytes]).sort(),
+    stored.map((sha256) => [sha256, 'token:env-admin', Object.values(artifact.manifest.files).find((file) => file.sha256 === sha256)!.bytes]),
+  );
   const again = await runCli(['models', 'push', artifact.dir, ...connection]);
   assert.equal(again.code, 2, again.stderr);
   assert.match(again.stderr, new RegExp(`^fleetprune: artifact ${artifactId(artifact.manifest)} is already registered as iris@1\\n$`));

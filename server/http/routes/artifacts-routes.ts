@@ -5,6 +5,7 @@ import { BlobGcRequestSchema, collectBlobGarbage } from '../../artifacts/blob-ga
 import { actorOf } from '../../auth/principal.ts';
 import { BlobGcResultSchema, BlobSchema } from '../api-schemas.ts';
 import { sendBlob } from '../blob-download.ts';
+import { uploadBlob } from '../../artifacts/upload-blob.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
@@ -30,14 +31,14 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
         201: { description: 'stored', schema: BlobSchema },
         200: { description: 'already stored', schema: BlobSchema },
       },
-      handle: async ({ req, res, params }) => {
+      handle: async ({ req, res, params, principal }) => {
         const declared = Number(req.headers['content-length']);
         if (Number.isFinite(declared) && declared > config.maxBlobBytes) {
           res.setHeader('Connection', 'close');
           throw new ServiceError('payload_too_large', `blob of ${declared} bytes exceeds the upload limit of ${config.maxBlobBytes} bytes (--max-blob-bytes)`);
         }
         try {
-          const stored = await blobs.put(req, params.sha256, config.maxBlobBytes);
+          const stored = await uploadBlob(ctx, { source: req, sha256: params.sha256, maxBytes: config.maxBlobBytes, principal: principal! });
           return { status: stored.created ? 201 : 200, json: stored };
         } catch (error) {
           res.setHeader('Connection', 'close');

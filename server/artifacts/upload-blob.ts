@@ -1,0 +1,25 @@
+import { actorOf, type Principal } from '../auth/principal.ts';
+import type { Store } from '../store/store.ts';
+import type { BlobInfo, BlobStore } from './blob-store.ts';
+
+/**
+ * An uploaded file (HTTP PUT or gRPC UploadBlob): stored hash-checked and, when it is new, audited
+ * as `blob.upload` with who sent it and its size. Re-uploads of a stored blob change nothing and
+ * leave no entry.
+ */
+export async function uploadBlob(
+  deps: { blobs: BlobStore; store: Store },
+  upload: { source: AsyncIterable<Uint8Array>; sha256: string; maxBytes: number; principal: Principal },
+): Promise<BlobInfo & { created: boolean }> {
+  const stored = await deps.blobs.put(upload.source, upload.sha256, upload.maxBytes);
+  if (stored.created) {
+    await deps.store.audit.append({
+      at: new Date().toISOString(),
+      actor: actorOf(upload.principal),
+      action: 'blob.upload',
+      target: stored.sha256,
+      details: { bytes: stored.bytes },
+    });
+  }
+  return stored;
+}
