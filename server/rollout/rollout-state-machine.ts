@@ -255,13 +255,28 @@ function activateEverywhere(t: TransitionDraft): void {
 
 function completeRollout(t: TransitionDraft): void {
   const s = t.s;
+  const refused = s.devices.filter((device) => device.delivery === 'refused');
   const unreachable = s.devices.filter((device) => device.delivery === 'unreachable').length;
   s.phase = 'Completed';
   s.stepStage = 'done';
-  const reason = `promoted to 100% of ${s.devices.length} devices${unreachable ? ` (${unreachable} unreachable; they converge when back online)` : ''}`;
+  const notes = [
+    ...(refused.length ? [`${refused.length} refused and keep their model (${refused[0]!.id}: ${refused[0]!.reason ?? 'no reason given'})`] : []),
+    ...(unreachable ? [`${unreachable} unreachable; they converge when back online`] : []),
+  ];
+  const reason = `promoted to 100% of ${s.devices.length} devices${notes.length ? ` (${notes.join('; ')})` : ''}`;
   s.outcome = { status: 'production', reason, at: t.at };
   t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'production', reason });
   t.decide('promotion', 'production', `${s.spec.model} ${s.spec.candidateVersion} is production: ${reason}`);
+}
+
+/** "2 refused (dev-3: signature does not verify), 1 unreachable" for devices that did not take an assignment. */
+function describeMisses(devices: readonly DeviceState[]): string {
+  const refused = devices.filter((device) => device.delivery === 'refused');
+  const unreachable = devices.length - refused.length;
+  const parts: string[] = [];
+  if (refused.length > 0) parts.push(`${refused.length} refused (${refused[0]!.id}: ${refused[0]!.reason ?? 'no reason given'})`);
+  if (unreachable > 0) parts.push(`${unreachable} unreachable`);
+  return parts.join(', ');
 }
 
 function pauseFor(t: TransitionDraft, reason: PauseReason, message: string, until?: number): void {
@@ -345,6 +360,12 @@ function settle(t: TransitionDraft): void {
   if (cohortDevices.every((device) => device.delivery === 'unreachable' || device.delivery === 'refused')) {
     if (s.stepStage === 'assigning') {
       fail(t, 'Failed', `no device of the cohort received the candidate (${cohortDevices.length} unreachable)`);
+      return;
+    }
+    // Activating everywhere with not one device taking the candidate is no promotion: marking it
+    // production would leave the fleet on the old model under a version that runs nowhere.
+    if (cohortDevices.length > 0) {
+      fail(t, 'Failed', `no device took the candidate when it was activated everywhere (${describeMisses(cohortDevices)})`);
       return;
     }
   }

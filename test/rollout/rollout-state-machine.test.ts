@@ -317,6 +317,41 @@ describe('rollout state machine: offline devices', () => {
     assert.equal(other.state.phase, 'Progressing');
   });
 
+  it('activating everywhere: refusals are named in the outcome; no device taking the candidate fails the rollout', () => {
+    const activate = (outcome: (deviceId: string) => 'delivered' | 'offline' | 'refused', id: string) => {
+      const h = new ReducerHarness(specOf([{ setWeight: 50 }]), fleetOf(4), '1', id);
+      const pilot = h.last('assign');
+      h.deliver(pilot);
+      const activation = h.last('assign');
+      assert.equal(activation.role, 'active');
+      h.send({
+        type: 'actionResult',
+        at: h.at,
+        actionId: activation.id,
+        devices: activation.devices.map((deviceId) => ({ deviceId, outcome: outcome(deviceId), reason: 'no space left for the model' })),
+      });
+      return { h, pilot, activation };
+    };
+    // One refusal among deliveries: the others run it, so the candidate is production; the refusal is said.
+    const some = activate((deviceId) => (deviceId === 'dev-02' ? 'refused' : 'delivered'), 'ro-some');
+    assert.equal(some.h.state.phase, 'Completed');
+    assert.equal(some.h.state.outcome!.reason, 'promoted to 100% of 4 devices (1 refused and keep their model (dev-02: no space left for the model))');
+    assert.equal(some.h.last('markVersion').status, 'production');
+
+    // Every device refusing (or refusing and unreachable): nothing runs the candidate, so it is not production.
+    const none = activate((deviceId) => (deviceId === 'dev-03' ? 'offline' : 'refused'), 'ro-none');
+    // The offline device is retried first; once it is declared unreachable the stage settles.
+    for (let attempt = 0; attempt < 10 && none.h.state.phase === 'Progressing'; attempt += 1) {
+      none.h.at += 3_600_000;
+      for (const action of none.h.send({ type: 'tick', at: none.h.at })) if (action.kind === 'assign') none.h.deliver(action, () => 'offline');
+    }
+    assert.equal(none.h.state.phase, 'Failed');
+    assert.match(none.h.state.outcome!.reason, /^no device took the candidate when it was activated everywhere \(3 refused \(dev-0[124]: no space left for the model\), 1 unreachable\)$/);
+    assert.equal(none.h.last('markVersion').status, 'failed');
+    const revert = none.h.last('revert');
+    assert.deepEqual(revert.devices.map((d) => d.deviceId).sort(), ['dev-01', 'dev-02', 'dev-03', 'dev-04'], 'every touched device goes back to its baseline');
+  });
+
   it('goes on without a device that left the fleet (revoked): that is no verdict on the candidate', () => {
     const h = new ReducerHarness(spec, fleetOf(4));
     const assign = h.last('assign');
