@@ -145,6 +145,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       metrics,
       log,
       maxBodyBytes: config.maxBodyBytes,
+      metricsNeedToken: config.metricsAuth === 'token',
       version: SERVER_VERSION,
       isReady: () => ready,
     });

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../shared/util/log.ts';
-import { parseServerConfig } from '../config/server-config.ts';
+import { parseServerConfig, type ServerConfigInput } from '../config/server-config.ts';
 import { startServer } from '../app/start-server.ts';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
 
@@ -29,6 +29,7 @@ interface ServerFlags {
   mqttPublicUrl?: string;
   cohortLabel?: string;
   nodeId?: string;
+  metricsAuth?: string;
 }
 
 export function registerServerCommand(program: Command): void {
@@ -59,6 +60,7 @@ export function registerServerCommand(program: Command): void {
     .option('--mqtt-public-url <url>', 'the broker URL written into agent configs (default --mqtt-url, or mqtt://<host>:<mqtt port>)')
     .option('--node-id <id>', 'this server among several sharing a database and data directory (or FLEETPRUNE_NODE_ID; default the host name)')
     .option('--cohort-label <key>', 'device label exported as the cohort of report metrics (default cohort)')
+    .option('--metrics-auth <mode>', 'GET /metrics: none (open, the default) or token (a viewer, operator or admin token, e.g. Prometheus\'s authorization credentials_file)')
     .action(async (flags: ServerFlags) => {
       await runServer(flags);
     });
@@ -92,6 +94,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
     publicUrl: flags.publicUrl,
     mqttPublicUrl: flags.mqttPublicUrl,
     cohortLabel: flags.cohortLabel,
+    metricsAuth: flags.metricsAuth as ServerConfigInput['metricsAuth'],
   });
   const log = createLogger('server');
   const server = await startServer(config, { log });

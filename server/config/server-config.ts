@@ -61,6 +61,8 @@ export const ServerConfigSchema = z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'must be 1-64 letters, digits, dots, dashes or underscores')
       .default(() => hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'server'),
+    /** GET /metrics: open to any scraper (none), or only with a viewer-or-better API token (token). */
+    metricsAuth: z.enum(['none', 'token']).default('none'),
     /** Rollout analyses query this Prometheus; without it they run on the builtin provider. */
     prometheusUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
   })
@@ -110,6 +112,7 @@ const SOURCE: Record<string, string> = {
   mqttPublicUrl: '--mqtt-public-url',
   cohortLabel: '--cohort-label',
   prometheusUrl: '--prometheus-url (or FLEETPRUNE_PROMETHEUS_URL)',
+  metricsAuth: '--metrics-auth',
   nodeId: '--node-id (or FLEETPRUNE_NODE_ID)',
 };
 

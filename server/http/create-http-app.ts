@@ -19,6 +19,8 @@ export interface HttpAppDeps {
   log: Logger;
   maxBodyBytes: number;
   version: string;
+  /** GET /metrics needs a token allowed to read (viewer and up) when true. */
+  metricsNeedToken?: boolean;
   /** False until start-up finished; /healthz answers 503 until then. */
   isReady(): boolean;
 }
@@ -42,8 +44,9 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     if (deps.isReady()) res.status(200).json({ status: 'ok' });
     else res.status(503).json({ status: 'starting' });
   });
-  app.get('/metrics', async (_req, res) => {
+  app.get('/metrics', async (req, res) => {
     try {
+      if (deps.metricsNeedToken) await tokens.authorize(req.headers.authorization, 'read');
       res.setHeader('Content-Type', metrics.registry.contentType);
       res.send(await metrics.registry.metrics());
     } catch (error) {

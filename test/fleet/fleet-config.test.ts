@@ -5,7 +5,7 @@ import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
 
 test('fleet settings: defaults, and each bad combination names its flag', () => {
   const config = parseServerConfig({ dataDir: '/tmp/x' });
-  assert.deepEqual([config.mqttPort, config.mqttUrl, config.cohortLabel], [1883, undefined, 'cohort']);
+  assert.deepEqual([config.mqttPort, config.mqttUrl, config.cohortLabel, config.metricsAuth], [1883, undefined, 'cohort', 'none']);
   assert.equal(parseServerConfig({ dataDir: '/tmp/x', publicUrl: 'https://fleet.example/' }).publicUrl, 'https://fleet.example');
   const refusals: [Parameters<typeof parseServerConfig>[0], RegExp][] = [
     [{ dataDir: '/x', mqttUrl: 'http://broker:1883', mqttPassword: 'password1' }, /--mqtt-url: must be an mqtt:\/\/ or mqtts:\/\/ URL/],
@@ -15,6 +15,7 @@ test('fleet settings: defaults, and each bad combination names its flag', () => 
     [{ dataDir: '/x', mqttPort: 70000 }, /--mqtt-port/],
     [{ dataDir: '/x', publicUrl: 'fleet.example' }, /--public-url/],
     [{ dataDir: '/x', cohortLabel: 'a b' }, /--cohort-label/],
+    [{ dataDir: '/x', metricsAuth: 'basic' as 'token' }, /--metrics-auth: .*"none".*"token"/],
   ];
   for (const [input, message] of refusals) assert.throws(() => parseServerConfig(input), message, JSON.stringify(input));
 });

@@ -77,3 +77,24 @@ test('metrics: default process metrics, registry gauges, HTTP and gRPC histogram
   assert.match(text, /fleetprune_http_request_duration_seconds_count\{method="GET",route="\/api\/models",code="401"\} 1/);
   assert.match(text, /fleetprune_grpc_request_duration_seconds_count\{method="ModelRegistry\/ListModels",code="OK"\} 1/);
 });
+
+test('--metrics-auth token: /metrics answers only a token allowed to read; a device token or a revoked one is refused', async (t) => {
+  const server = (await startTestServer(t, { config: { metricsAuth: 'token' } }))!;
+  const create = async (role: string) =>
+    ((await (await server.request('POST', '/api/tokens', { json: { role, label: `${role} scraper` } })).json()) as { token: string; record: { id: string } });
+  const viewer = await create('viewer');
+  const device = await create('device');
+
+  const anonymous = await server.request('GET', '/metrics', { token: null });
+  assert.equal(anonymous.status, 401);
+  assert.doesNotMatch(await anonymous.text(), /fleetprune_/, 'no metric leaks with the refusal');
+  assert.equal((await server.request('GET', '/metrics', { token: device.token })).status, 403);
+  const scraped = await server.request('GET', '/metrics', { token: viewer.token });
+  assert.equal(scraped.status, 200);
+  assert.match(await scraped.text(), /^fleetprune_registry_versions 0$/m);
+
+  assert.equal((await server.request('DELETE', `/api/tokens/${viewer.record.id}`)).status, 204);
+  assert.equal((await server.request('GET', '/metrics', { token: viewer.token })).status, 401);
+  // /healthz stays open for load balancers.
+  assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
+});
