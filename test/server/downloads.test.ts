@@ -119,3 +119,25 @@ test('gRPC: a download cancelled while the server waits for the client to read e
   while ((await finishedCalls()) === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
   assert.equal(await finishedCalls(), 1, 'the cancelled call ended on the server instead of waiting for a drain that never comes');
 });
+
+test('a download under way stops when its token is revoked: the rest of the file is never sent', async (t) => {
+  const server = (await startTestServer(t))!;
+  const size = 64 * 1024 * 1024;
+  async function* bytes() {
+    for (let sent = 0; sent < size; sent += 1024 * 1024) yield Buffer.alloc(1024 * 1024, sent / (1024 * 1024));
+  }
+  const { sha256 } = await server.server.ctx.blobs.put(bytes(), null, size);
+  const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'device', label: 'downloader' } })).json()) as { token: string; record: { id: string } };
+
+  const response = await server.request('GET', `/api/blobs/${sha256}`, { token: created.token });
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  let received = (await reader.read()).value!.length;
+  assert.equal((await server.request('DELETE', `/api/tokens/${created.record.id}`)).status, 204);
+  // The socket is cut: reading on fails (what was already in flight may still arrive first).
+  await assert.rejects(async () => {
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) received += chunk.value.length;
+  });
+  assert.ok(received < size, `only part of the file arrived (${received} of ${size} bytes)`);
+  assert.equal((await server.request('GET', `/api/blobs/${sha256}`, { token: created.token })).status, 401, 'and the token opens nothing more');
+});
