@@ -7,6 +7,12 @@ export const TFJS_DIR = 'tfjs';
 /** The tfjs Layers model files, inside TFJS_DIR. */
 export const TFJS_MODEL_JSON = 'model.json';
 export const TFJS_WEIGHTS_BIN = 'weights.bin';
+/**
+ * The standardization around the tfjs model (which works on standardized inputs and, for
+ * regression, standardized targets), inside TFJS_DIR. Written by every artifact since it was
+ * added; an artifact without it still verifies, but its tfjs model cannot be run on raw features.
+ */
+export const TFJS_SCALING_JSON = 'scaling.json';
 export const MANIFEST_FILE = 'manifest.json';
 const REQUIRED_FILES = [ONNX_FILE, `${TFJS_DIR}/${TFJS_MODEL_JSON}`, `${TFJS_DIR}/${TFJS_WEIGHTS_BIN}`];
 

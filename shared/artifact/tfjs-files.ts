@@ -1,8 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { z } from 'zod';
+import type { DenseNetwork } from '../model/dense-network.ts';
 import { initTfjs, tf } from '../model/tfjs-backend.ts';
-import { UserError, errorMessage } from '../util/errors.ts';
-import { isSafeRelativePath, TFJS_MODEL_JSON, TFJS_WEIGHTS_BIN } from './manifest.ts';
+import { toDenseNetwork, type Scaling } from '../model/tfjs-convert.ts';
+import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { isSafeRelativePath, TFJS_MODEL_JSON, TFJS_SCALING_JSON, TFJS_WEIGHTS_BIN } from './manifest.ts';
 
 /**
  * A tfjs Layers model as the standard `file://` files (model.json + weights.bin), in memory,
@@ -58,5 +61,49 @@ async function readTfjsFile(dir: string, path: string): Promise<Uint8Array> {
     return await readFile(join(dir, path));
   } catch (error) {
     throw new UserError(`cannot read tfjs model file ${join(dir, path)}: ${errorMessage(error)}`, { cause: error });
+  }
+}
+
+const ScalingFileSchema = z.strictObject({
+  inputMean: z.array(z.number()).min(1),
+  inputScale: z.array(z.number().positive()).min(1),
+  target: z.strictObject({ mean: z.number(), scale: z.number().positive() }).nullable(),
+});
+
+/** scaling.json: the standardization the tfjs model expects around it (see TFJS_SCALING_JSON). */
+export function encodeScaling(scaling: Scaling): Uint8Array {
+  const file: z.infer<typeof ScalingFileSchema> = {
+    inputMean: Array.from(scaling.inputMean),
+    inputScale: Array.from(scaling.inputScale),
+    target: scaling.target ?? null,
+  };
+  return new TextEncoder().encode(`${JSON.stringify(file)}\n`);
+}
+
+/**
+ * The artifact's tfjs model with its standardization, as a DenseNetwork that takes raw features
+ * (`forward`), like model.onnx. `dir` is the artifact's tfjs directory.
+ */
+export async function loadTfjsNetwork(dir: string): Promise<DenseNetwork> {
+  const text = new TextDecoder().decode(await readTfjsFile(dir, TFJS_SCALING_JSON));
+  let parsed: z.infer<typeof ScalingFileSchema>;
+  try {
+    parsed = ScalingFileSchema.parse(JSON.parse(text));
+  } catch (error) {
+    const reason = error instanceof z.ZodError ? describeZodError(error) : errorMessage(error);
+    throw new UserError(`${join(dir, TFJS_SCALING_JSON)}: ${reason}`, { cause: error });
+  }
+  const model = await loadTfjsModel(dir);
+  try {
+    if (parsed.inputMean.length !== parsed.inputScale.length || model.inputs[0]?.shape[1] !== parsed.inputMean.length) {
+      throw new UserError(`${join(dir, TFJS_SCALING_JSON)}: scales ${parsed.inputMean.length} inputs, but the model takes ${model.inputs[0]?.shape[1]}`);
+    }
+    return toDenseNetwork(model, {
+      inputMean: Float32Array.from(parsed.inputMean),
+      inputScale: Float32Array.from(parsed.inputScale),
+      ...(parsed.target ? { target: parsed.target } : {}),
+    });
+  } finally {
+    model.dispose();
   }
 }

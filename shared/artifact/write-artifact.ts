@@ -5,10 +5,10 @@ import type { tf } from '../model/tfjs-backend.ts';
 import { flopsPerSample, layerSizes, parameterCount, validateNetwork, type DenseNetwork } from '../model/dense-network.ts';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
 import { sha256Hex } from './digest.ts';
-import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
+import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, TFJS_SCALING_JSON, type Manifest } from './manifest.ts';
 import { exportOnnx } from './onnx-export.ts';
 import { signManifest } from './signature.ts';
-import { encodeTfjsModel } from './tfjs-files.ts';
+import { encodeScaling, encodeTfjsModel } from './tfjs-files.ts';
 import { holdsArtifact } from './artifact-destination.ts';
 
 export { assertArtifactDestination } from './artifact-destination.ts';
@@ -29,8 +29,8 @@ export interface WriteArtifactInput {
 const LOCATION_ERRORS = new Set(['EACCES', 'EEXIST', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR', 'ENOSPC', 'EDQUOT', 'ENAMETOOLONG']);
 
 /**
- * Writes an artifact directory (manifest.json, model.onnx, tfjs/model.json, tfjs/weights.bin)
- * and returns its manifest.
+ * Writes an artifact directory (manifest.json, model.onnx, tfjs/model.json, tfjs/weights.bin,
+ * tfjs/scaling.json) and returns its manifest.
  *
  * The files are built and fsynced in a sibling staging directory (`${dir}.tmp-<random>`), then
  * renamed into place, so `dir` never holds a partial artifact. If `dir` does not exist or is an
@@ -47,6 +47,7 @@ export async function writeArtifact(dir: string, input: WriteArtifactInput): Pro
 
   const files = new Map<string, Uint8Array>([[ONNX_FILE, exportOnnx(network, { docString: `fleetprune artifact ${described.name}` })]]);
   for (const [name, bytes] of await encodeTfjsModel(input.tfjsModel)) files.set(`${TFJS_DIR}/${name}`, bytes);
+  files.set(`${TFJS_DIR}/${TFJS_SCALING_JSON}`, encodeScaling(network));
 
   const parsed = ManifestSchema.safeParse({
     ...described,

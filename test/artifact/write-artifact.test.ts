@@ -7,13 +7,16 @@ import type { KeyObject } from 'node:crypto';
 import { artifactId, canonicalJson, ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { readManifest } from '../../shared/artifact/read-artifact.ts';
 import { generateSigningKeys, keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
-import { loadTfjsModel } from '../../shared/artifact/tfjs-files.ts';
+import { loadTfjsModel, loadTfjsNetwork } from '../../shared/artifact/tfjs-files.ts';
+import { forward } from '../../shared/model/dense-network.ts';
+import * as ort from 'onnxruntime-node';
+import { ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-io.ts';
 import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
 import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
 import { toTfjsModel } from '../../shared/model/tfjs-convert.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
-import { CLASSIFIER_FEATURES, randomNetwork, writeSampleArtifact } from './fixtures.ts';
+import { CLASSIFIER_FEATURES, randomNetwork, rawRows, writeSampleArtifact } from './fixtures.ts';
 
 let keyDir: string;
 let privateKey: KeyObject;
@@ -42,7 +45,7 @@ test('a signed artifact verifies, lists its files, and describes the network', a
   assert.deepEqual(result.manifest, manifest);
   assert.deepEqual(await readManifest(dir), manifest);
 
-  assert.deepEqual(Object.keys(manifest.files).sort(), ['model.onnx', 'tfjs/model.json', 'tfjs/weights.bin']);
+  assert.deepEqual(Object.keys(manifest.files).sort(), ['model.onnx', 'tfjs/model.json', 'tfjs/scaling.json', 'tfjs/weights.bin']);
   assert.equal(manifest.files['model.onnx']!.bytes, (await stat(join(dir, 'model.onnx'))).size);
   assert.deepEqual(manifest.architecture, {
     layers: [8, 3],
@@ -82,6 +85,49 @@ test('loadTfjsModel reads back exactly the weights that were written', async (t)
   assert.equal(modelJson.format, 'layers-model');
   assert.equal(modelJson.convertedBy, null);
   assert.deepEqual(modelJson.weightsManifest[0].paths, ['weights.bin']);
+});
+
+test('the tfjs model stands on its own: with tfjs/scaling.json it takes raw features and matches model.onnx within 1e-4', async (t) => {
+  const network = randomNetwork(11, 4, [{ units: 6, activation: 'relu' }, { units: 1, activation: 'linear' }], { mean: 150, scale: 40 });
+  const tfjsModel = toTfjsModel(network);
+  const dir = join(await tempDir(t), 'regressor');
+  try {
+    await writeArtifact(dir, {
+      network,
+      tfjsModel,
+      privateKey,
+      manifest: {
+        formatVersion: 1,
+        name: 'sample-regressor',
+        createdAt: '2025-01-02T03:04:05.000Z',
+        task: 'regression',
+        features: ['a', 'b', 'c', 'd'],
+        labels: [],
+        labelName: 'y',
+        lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: 'test', method: 'general', seed: 11 },
+        metrics: { test: { mse: 1, r2: 0.5 } },
+      },
+    });
+  } finally {
+    tfjsModel.dispose();
+  }
+  assert.equal((await verifyArtifact(dir, publicKey)).ok, true, 'scaling.json is hashed and signed with the rest');
+  const loaded = await loadTfjsNetwork(join(dir, 'tfjs'));
+  assert.deepEqual([loaded.inputMean, loaded.inputScale, loaded.target], [network.inputMean, network.inputScale, network.target]);
+  const rows = rawRows(3, network, 32);
+  const session = await ort.InferenceSession.create(await readFile(join(dir, 'model.onnx')));
+  const output = (await session.run({ [ONNX_INPUT]: new ort.Tensor('float32', Float32Array.from(rows.flat()), [rows.length, 4]) }))[ONNX_OUTPUT]!.data as Float32Array;
+  await session.release();
+  const predictions = forward(loaded, rows);
+  rows.forEach((_, r) => {
+    const [tfjsValue] = predictions[r]!;
+    // Predictions are in the target's units (around 150), not standardized ones.
+    assert.ok(Math.abs(tfjsValue! - output[r]!) <= 1e-4 * Math.max(1, Math.abs(output[r]!)), `row ${r}: tfjs ${tfjsValue} vs onnx ${output[r]}`);
+  });
+
+  // A damaged scaling file is named, not a stack trace.
+  await writeFile(join(dir, 'tfjs', 'scaling.json'), '{"inputMean":[1],"inputScale":[0],"target":null}');
+  await assert.rejects(loadTfjsNetwork(join(dir, 'tfjs')), (error: unknown) => error instanceof UserError && /scaling\.json: inputScale\.0: /.test(error.message));
 });
 
 test('an unsigned artifact is written with a valid manifest but has no signature', async (t) => {

@@ -6,6 +6,11 @@ import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { isOneLineError, mapConcurrently, runCli, tempDir } from '../helpers/cli.ts';
 import { createRequire } from 'node:module';
+import * as ort from 'onnxruntime-node';
+import { ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-io.ts';
+import { loadTfjsNetwork } from '../../shared/artifact/tfjs-files.ts';
+import { loadDatasetFile } from '../../shared/data/dataset.ts';
+import { forward } from '../../shared/model/dense-network.ts';
 
 function tfjsNodeInstalled(): boolean {
   try {
@@ -55,9 +60,18 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.equal(pruned.metrics.test.accuracy, report.pruned.test.accuracy);
 
   const pub = join(dir, 'keys', 'signing.pub');
+  const rows = loadDatasetFile(IRIS, { label: 'species' }).x;
   for (const artifact of [out, join(out, 'general')]) {
     const verify = await runCli(['verify', artifact, '--public-key', pub]);
     assert.equal(verify.code, 0, verify.stderr);
+    // The tfjs model kept for lineage and retraining runs on raw features too, as model.onnx does.
+    const network = await loadTfjsNetwork(join(artifact, 'tfjs'));
+    const session = await ort.InferenceSession.create(await readFile(join(artifact, 'model.onnx')));
+    const width = rows[0]!.length;
+    const onnx = (await session.run({ [ONNX_INPUT]: new ort.Tensor('float32', Float32Array.from(rows.flat()), [rows.length, width]) }))[ONNX_OUTPUT]!.data as Float32Array;
+    await session.release();
+    const tfjs = forward(network, rows).flat();
+    assert.ok(tfjs.every((value, i) => Math.abs(value - onnx[i]!) <= 1e-4), `${artifact}: tfjs and onnx disagree`);
   }
 });
 
