@@ -5,13 +5,12 @@
  * with plain node: no TypeScript loader, and none of the server's or the pruning engine's modules.
  */
 import { Command } from 'commander';
-import { runCli } from '../shared/cli/run-cli.ts';
+import { oneLineUsageErrors, runCli } from '../shared/cli/run-cli.ts';
 import { FLEETPRUNE_VERSION } from '../shared/cli/version.ts';
 import { AGENT_DESCRIPTION, defineAgentCommand } from './cli-command.ts';
 
-const program = defineAgentCommand(new Command('fleetprune-agent'))
+const program = oneLineUsageErrors(defineAgentCommand(new Command('fleetprune-agent')))
   .description(AGENT_DESCRIPTION)
   .version(FLEETPRUNE_VERSION)
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 process.exitCode = await runCli(program, process.argv);

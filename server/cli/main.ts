@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { runCli } from '../../shared/cli/run-cli.ts';
+import { oneLineUsageErrors, runCli } from '../../shared/cli/run-cli.ts';
 import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
 
 type Register = (program: Command) => void;
@@ -31,8 +31,8 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
     .version(FLEETPRUNE_VERSION)
     // Program options only before the command, so a command may have its own --version (fleetprune assign).
     .enablePositionalOptions()
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  oneLineUsageErrors(program);
   const requested = argv[2];
   const names = requested !== undefined && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
   for (const name of names) (await COMMANDS[name]!())(program);

@@ -1,6 +1,6 @@
 import { tf } from '../../shared/model/tfjs-backend.ts';
 import type { Dataset } from '../../shared/data/dataset.ts';
-import { splitDataset } from '../../shared/data/split.ts';
+import { splitDataset, thinClasses } from '../../shared/data/split.ts';
 import {
   flopsPerSample,
   layerSizes,
@@ -194,7 +194,7 @@ export async function runOdf2nna(
       epsilon: chosen.epsilon,
       epsilon_mode: options.epsilonMode,
       selection,
-      warnings: selectionWarnings(dataset.task, splits.validation.x.length, options),
+      warnings: [...dataWarnings(dataset, options), ...selectionWarnings(dataset.task, splits.validation.x.length, options)],
       tolerance: {
         accuracy_points: options.toleranceAccuracyPoints,
         mse_fraction: options.toleranceMseFraction,
@@ -254,6 +254,19 @@ export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry
   }
   const entry = [...done].sort(byValidation)[0]!;
   return { entry, selection: 'no ε stayed within tolerance; chose the best validation score' };
+}
+
+/** Classes no validation or test score measures, named (at most five) so the user can fix the data. */
+export function dataWarnings(dataset: Pick<Dataset, 'task' | 'y' | 'classes'>, options: Pick<PruneOptions, 'validationFraction' | 'testFraction'>): string[] {
+  if (dataset.task !== 'classification') return [];
+  const thin = thinClasses(dataset.y, { validation: options.validationFraction, test: options.testFraction });
+  if (thin.length === 0) return [];
+  const names = thin.slice(0, 5).map((index) => JSON.stringify(dataset.classes[index]));
+  const more = thin.length > 5 ? ` and ${thin.length - 5} more` : '';
+  return [
+    `${thin.length === 1 ? 'class' : 'classes'} ${names.join(', ')}${more} ${thin.length === 1 ? 'has' : 'have'} too few rows to be in both the ` +
+      'validation and the test split: no score measures them',
+  ];
 }
 
 /**

@@ -27,6 +27,20 @@ export async function runCli(program: Command, argv: readonly string[], name = p
 }
 
 /**
+ * Commander's usage errors (a bad option value, an unknown option, a missing argument) as the
+ * CLI's other errors are: one line, `name: message (run with --help for usage)`. Subcommands
+ * created after this call inherit it.
+ */
+export function oneLineUsageErrors(program: Command): Command {
+  return program.configureOutput({
+    outputError: (message, write) => {
+      const text = message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+      write(`${program.name()}: ${text} (run with --help for usage)\n`);
+    },
+  });
+}
+
+/**
  * The last resort of a long-running command (server, agent): a failure no code path caught (a
  * bug, or an 'error' event nobody listened to) is one line on stderr and exit code 1, so the
  * supervisor (systemd, compose) restarts the process; the stack only with FLEETPRUNE_DEBUG set.

@@ -28,6 +28,16 @@ export const DEFAULT_FRACTIONS: SplitFractions = { validation: 0.15, test: 0.2 }
 export function splitDataset(data: Pick<Dataset, 'x' | 'y' | 'task'>, seed: number, fractions = DEFAULT_FRACTIONS): Splits {
   const rng = createRng(seed);
   const groups = groupIndices(data.y, data.task);
+  if (data.task === 'classification') {
+    const thin = thinClasses(data.y, fractions).length;
+    // Mostly one- or two-row classes: a measured quantity read as class names (a bmi of 26.4).
+    if (groups.length > 10 && thin * 2 > groups.length) {
+      throw new UserError(
+        `the label has ${groups.length} classes over ${data.y.length} rows, ${thin} of them with too few rows to be in the validation and test splits: ` +
+          'it looks like a quantity to predict, not a set of classes (task regression)',
+      );
+    }
+  }
   const parts: Record<keyof Splits, number[]> = { train: [], validation: [], test: [] };
   for (const group of groups) {
     const order = shuffled(group, rng);
@@ -50,6 +60,19 @@ export function splitDataset(data: Pick<Dataset, 'x' | 'y' | 'task'>, seed: numb
     return { x: order.map((i) => data.x[i]!), y: order.map((i) => data.y[i]!) };
   };
   return { train: take(parts.train), validation: take(parts.validation), test: take(parts.test) };
+}
+
+/**
+ * Classes (by index, ascending) with too few rows to have one in each of the validation and test
+ * splits: no score measures them. Classification only.
+ */
+export function thinClasses(y: readonly number[], fractions = DEFAULT_FRACTIONS): number[] {
+  const counts = new Map<number, number>();
+  for (const label of y) counts.set(label, (counts.get(label) ?? 0) + 1);
+  return [...counts]
+    .filter(([, n]) => Math.round(n * fractions.test) === 0 || Math.round(n * fractions.validation) === 0)
+    .map(([label]) => label)
+    .sort((a, b) => a - b);
 }
 
 function groupIndices(y: readonly number[], task: Task): number[][] {

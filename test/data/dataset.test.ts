@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadDatasetFile, parseDataset, inferTask } from '../../shared/data/dataset.ts';
-import { splitDataset } from '../../shared/data/split.ts';
+import { splitDataset, thinClasses } from '../../shared/data/split.ts';
+import { dataWarnings } from '../../server/pruning/odf2nna.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
@@ -112,4 +113,21 @@ test('too few rows for a train/validation/test split is a UserError naming the e
   assert.throws(() => splitDataset(classes, 1), /6 rows are too few .*, stratified by class: the validation and test splits would be empty/);
   const enough = splitDataset(parseDataset(`x,y\n${Array.from({ length: 8 }, (_, i) => `${i},${i * 2}`).join('\n')}\n`, { label: 'y' }), 1);
   assert.ok(enough.train.x.length > 0 && enough.validation.x.length > 0 && enough.test.x.length > 0);
+});
+
+test('classes too thin for the validation and test splits: named in a warning, or refused when they are most classes', () => {
+  const y = [...Array<number>(60).fill(0), 1, 1, ...Array<number>(30).fill(2), 3];
+  const x = y.map((label, i) => [i, label]);
+  assert.deepEqual(thinClasses(y), [1, 3], '2 rows and 1 row: no test row or no validation row');
+  const [warning] = dataWarnings({ task: 'classification', y, classes: ['a', 'b', 'c', 'd'] }, { validationFraction: 0.15, testFraction: 0.2 });
+  assert.equal(warning, 'classes "b", "d" have too few rows to be in both the validation and the test split: no score measures them');
+  assert.doesNotThrow(() => splitDataset({ task: 'classification', x, y }, 1), 'a few thin classes are a warning, not an error');
+  assert.deepEqual(dataWarnings({ task: 'regression', y, classes: [] }, { validationFraction: 0.15, testFraction: 0.2 }), []);
+
+  // A measured quantity read as classes (diabetes' bmi): mostly one-row classes.
+  const bmi = loadDatasetFile(shippedDatasetPath('diabetes'), { label: 'bmi', task: 'classification' });
+  assert.throws(
+    () => splitDataset(bmi, 1),
+    (error: unknown) => error instanceof UserError && /^the label has \d+ classes over 442 rows, \d+ of them with too few rows to be in the validation and test splits: it looks like a quantity to predict/.test(error.message),
+  );
 });

@@ -39,16 +39,17 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
   // reads an empty version as "latest", or as "clear the alias").
   const beforeRefs = await storeSnapshot(server);
   const badRefs: [string[], RegExp][] = [
-    [['models', 'alias', 'iris@', 'candidate'], /^error: command-argument value 'iris@' is invalid for argument 'ref'\. expected NAME@VERSION: the version after "@" is empty$/],
-    [['models', 'alias', '@1', 'candidate'], /^error: command-argument value '@1' is invalid for argument 'ref'\. expected NAME@VERSION: the name before "@" is empty$/],
-    [['models', 'show', 'iris@'], /^error: command-argument value 'iris@' is invalid for argument 'ref'\. expected NAME\[@VERSION\|@ALIAS\]: the version after "@" is empty$/],
+    [['models', 'alias', 'iris@', 'candidate'], /^fleetprune: command-argument value 'iris@' is invalid for argument 'ref'\. expected NAME@VERSION: the version after "@" is empty \(run with --help for usage\)$/],
+    [['models', 'alias', '@1', 'candidate'], /^fleetprune: command-argument value '@1' is invalid for argument 'ref'\. expected NAME@VERSION: the name before "@" is empty \(run with --help for usage\)$/],
+    [['models', 'show', 'iris@'], /^fleetprune: command-argument value 'iris@' is invalid for argument 'ref'\. expected NAME\[@VERSION\|@ALIAS\]: the version after "@" is empty \(run with --help for usage\)$/],
   ];
   const badRefRuns = await mapConcurrently(badRefs, 3, ([args]) => runCli([...args, ...connection]));
   for (const [index, [args, message]] of badRefs.entries()) {
     const run = badRefRuns[index]!;
     assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
     assert.equal(run.stdout, '', args.join(' '));
-    assert.match(run.stderr.split('\n')[0]!, message, args.join(' '));
+    assert.ok(isOneLineError(run.stderr), run.stderr);
+    assert.match(run.stderr.trim(), message, args.join(' '));
   }
   assert.equal(await storeSnapshot(server), beforeRefs, 'the candidate alias is still on iris@1');
 
