@@ -36,7 +36,8 @@ export function registerPruneCommand(program: Command): void {
 
 async function runPrune(flags: PruneFlags): Promise<void> {
   const task = taskFlag(flags);
-  parsePruneOptions(flags, task ?? 'classification'); // fail fast on bad flags, before reading data
+  // Fail fast on bad flags, before reading data; --tolerance only once the task is known (its unit depends on it).
+  parsePruneOptions(task ? flags : { ...flags, tolerance: undefined }, task ?? 'classification');
   const privateKey = flags.signKey ? await loadPrivateKey(flags.signKey) : undefined;
   const dataset = loadDatasetFile(flags.data, { label: flags.label, task });
   const options = parsePruneOptions(flags, dataset.task);

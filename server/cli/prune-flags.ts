@@ -99,6 +99,9 @@ export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification
     const first = parsed.error.issues[0]!;
     const key = String(first.path[0] ?? '');
     const flag = FLAG_OF[key] ?? `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    // The schema holds a fraction; the flag takes percent.
+    if (key === 'toleranceMseFraction') throw new UserError(`${flag}: for regression, a percentage of the MSE from 0 to 1000, not ${flags.tolerance}`);
+    if (key === 'toleranceAccuracyPoints') throw new UserError(`${flag}: for classification, accuracy points from 0 to 100, not ${flags.tolerance}`);
     throw new UserError(`${flag}: ${first.message}`);
   }
   return parsed.data;

@@ -5,17 +5,35 @@ import { UserError, errorMessage } from './errors.ts';
 
 /**
  * Fails fast, before any long work, when `dir` cannot be created or written (its parent too,
- * since artifacts are staged next to their final place and renamed into it).
+ * since artifacts are staged next to their final place and renamed into it). Creates nothing:
+ * the nearest existing directory on the way to `dir` is probed, so a run that fails later (or
+ * is interrupted) leaves no empty directories behind.
  */
 export async function assertWritableDirectory(dir: string, what = 'output directory'): Promise<void> {
-  for (const target of [dirname(dir), dir]) {
+  const refuse = (reason: string, cause?: unknown) => new UserError(`cannot write ${what} ${dir}: ${reason}`, { cause });
+  let existing = dir;
+  for (;;) {
     try {
-      await mkdir(target, { recursive: true });
-      const probe = join(target, `.fleetprune-write-check-${randomBytes(4).toString('hex')}`);
-      await writeFile(probe, '');
+      if (!(await stat(existing)).isDirectory()) {
+        throw refuse(existing === dir ? 'it exists and is not a directory' : `${existing} is not a directory`);
+      }
+      break;
+    } catch (error) {
+      if (error instanceof UserError) throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOTDIR') throw refuse('a parent is not a directory', error);
+      if (code !== 'ENOENT' || dirname(existing) === existing) throw refuse(describeFsError(error), error);
+      existing = dirname(existing);
+    }
+  }
+  // Staging happens next to dir: its parent must be writable as well as dir itself.
+  for (const target of existing === dir ? [dirname(dir), dir] : [existing]) {
+    const probe = join(target, `.fleetprune-write-check-${randomBytes(4).toString('hex')}`);
+    try {
+      await writeFile(probe, '', { flag: 'wx' });
       await rm(probe);
     } catch (error) {
-      throw new UserError(`cannot write ${what} ${dir}: ${describeFsError(error)}`);
+      throw refuse(describeFsError(error), error);
     }
   }
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
@@ -85,6 +85,15 @@ test('a single --epsilon prunes at that ε alone', async (t) => {
   assert.deepEqual(report.sweep.map((entry: { epsilon: number }) => entry.epsilon), [0.4]);
 });
 
+test('--tolerance is read in the unit of the inferred task: 200 is 200% of the MSE for a regression label', async (t) => {
+  const out = join(await tempDir(t), 'model');
+  const run = await runCli(['prune', '--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--units', '4', '--epochs', '2', '--epsilon', '0.5', '--tolerance', '200', '--out', out]);
+  assert.equal(run.code, 0, run.stderr);
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+  assert.equal(report.task, 'regression');
+  assert.equal(report.tolerance.mse_fraction, 2);
+});
+
 test('bad input: one line on stderr, exit code 2, nothing written', async (t) => {
   const dir = await tempDir(t);
   const nanFile = join(dir, 'nan.csv');
@@ -124,6 +133,8 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['hex epochs', ['--data', IRIS, '--label', 'species', '--epochs', '0x10', '--out', out], /--epochs.*not a decimal number/],
     ['unknown option', ['--data', IRIS, '--label', 'species', '--epoch', '3', '--out', out], /^fleetprune: unknown option '--epoch' \(Did you mean --epochs\?\) \(run with --help for usage\)\n$/],
     ['missing --label', ['--data', IRIS, '--out', out], /^fleetprune: required option '--label <column>' not specified/],
+    ['tolerance beyond 100 accuracy points', ['--data', IRIS, '--label', 'species', '--tolerance', '200', '--out', out], /^fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 200\n$/],
+    ['tolerance beyond 1000% of the MSE', ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--tolerance', '2000', '--out', out], /^fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 2000\n$/],
     ['a continuous label as classes', ['--data', shippedDatasetPath('diabetes'), '--label', 'bmi', '--task', 'classification', '--out', out], /the label has \d+ classes over 442 rows, \d+ of them with too few rows .*task regression/],
   ];
   const runs = await mapConcurrently(cases, 2, ([, args]) => runCli(['prune', ...args]));
@@ -151,17 +162,21 @@ test('an output directory without write permission is refused up front', async (
 });
 
 test('a bad environment variable is named in a one-line error', async (t) => {
-  const backend = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', '/tmp/unused'], { FLEETPRUNE_TF_BACKEND: 'gpu' });
+  const dir = await tempDir(t);
+  const out = join(dir, 'new', 'nested', 'out');
+  const backend = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', out], { FLEETPRUNE_TF_BACKEND: 'gpu' });
   assert.equal(backend.code, 2);
   assert.match(backend.stderr, /^fleetprune: FLEETPRUNE_TF_BACKEND: must be one of/);
-  const level = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', '/tmp/unused'], { FLEETPRUNE_LOG_LEVEL: 'loud' });
+  const level = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', out], { FLEETPRUNE_LOG_LEVEL: 'loud' });
   assert.equal(level.code, 2);
   assert.match(level.stderr, /^fleetprune: FLEETPRUNE_LOG_LEVEL: must be one of/);
   assert.ok(isOneLineError(backend.stderr) && isOneLineError(level.stderr));
   // A backend asked for by name that is not here is an error, not a silent fallback (tfjs-node cannot install on these machines).
   if (tfjsNodeInstalled()) return;
-  const native = await runCli(['prune', '--data', IRIS, '--label', 'species', '--epsilon', '0.5', '--epochs', '2', '--out', join(await tempDir(t), 'out')], { FLEETPRUNE_TF_BACKEND: 'tensorflow' });
+  // That check comes after the output location was checked: the check created nothing.
+  const native = await runCli(['prune', '--data', IRIS, '--label', 'species', '--epsilon', '0.5', '--epochs', '2', '--out', out], { FLEETPRUNE_TF_BACKEND: 'tensorflow' });
   assert.equal(native.code, 2, native.stderr);
   assert.ok(isOneLineError(native.stderr), native.stderr);
   assert.match(native.stderr, /^fleetprune: FLEETPRUNE_TF_BACKEND=tensorflow: @tensorflow\/tfjs-node is not installed/);
+  assert.deepEqual(await readdir(dir), [], 'no empty output directories are left behind');
 });
