@@ -26,5 +26,6 @@ export function registerVerifyCommand(program: Command): void {
 
 async function assertDirectory(dir: string): Promise<void> {
   const info = await stat(dir).catch(() => undefined);
-  if (!info?.isDirectory()) throw new UserError(`${dir}: no such artifact directory`);
+  if (!info) throw new UserError(`${dir}: no such artifact directory`);
+  if (!info.isDirectory()) throw new UserError(`${dir}: not a directory (give the artifact directory, the one holding manifest.json)`);
 }

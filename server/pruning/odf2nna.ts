@@ -8,7 +8,7 @@ import {
   type DenseNetwork,
 } from '../../shared/model/dense-network.ts';
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
-import type { PruneOptions } from './options.ts';
+import { retrainEpochsOf, type PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
 import { fitScaling } from './standardization.ts';
@@ -77,7 +77,7 @@ export async function runOdf2nna(
     seed: options.seed,
   };
   const retrainConfig: TrainConfig = {
-    maxEpochs: options.retrainEpochs,
+    maxEpochs: retrainEpochsOf(options),
     learningRate: options.retrainLearningRate,
     patience: options.retrainPatience,
     batchSize,

@@ -1,13 +1,19 @@
 import { z } from 'zod';
 
 export const DEFAULT_EPSILONS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7] as const;
+export const DEFAULT_RETRAIN_EPOCHS = 60;
+
+/** The retraining's epoch budget: as given, or 60 capped at the general model's `epochs`. */
+export function retrainEpochsOf(options: { retrainEpochs?: number; epochs: number }): number {
+  return options.retrainEpochs ?? Math.min(DEFAULT_RETRAIN_EPOCHS, options.epochs);
+}
 
 /** Everything that steers an ODF2NNA run. Validated once, at the edge (CLI flags, API bodies). */
 export const PruneOptionsSchema = z
   .strictObject({
     task: z.enum(['classification', 'regression']).optional(),
     /** One ε prunes at that ε; several sweep them and pick the smallest model within tolerance. */
-    epsilons: z.array(z.number().positive().finite()).min(1).default([...DEFAULT_EPSILONS]),
+    epsilons: z.array(z.number().positive('must be above 0 (relative ε lies in (0, 1))').finite()).min(1).default([...DEFAULT_EPSILONS]),
     epsilonMode: z.enum(['relative', 'absolute']).default('relative'),
     layers: z.number().int().min(1).max(16).default(3),
     units: z.number().int().min(2).max(4096).default(128),
@@ -20,8 +26,11 @@ export const PruneOptionsSchema = z
      */
     l1Input: z.number().min(0).max(1).default(1e-3),
     l1: z.number().min(0).max(1).default(3e-4),
-    /** 0 skips the retraining: the transferred model is kept as is. */
-    retrainEpochs: z.number().int().min(0).max(10_000).default(60),
+    /**
+     * 0 skips the retraining: the transferred model is kept as is. By default 60, and never more
+     * than `epochs` (the retraining is light next to the general model's training).
+     */
+    retrainEpochs: z.number().int().min(0).max(10_000).optional(),
     retrainPatience: z.number().int().min(1).max(1000).default(10),
     retrainLearningRate: z.number().positive().max(1).default(5e-4),
     /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */

@@ -87,6 +87,9 @@ async function loadKey(path: string, type: 'private' | 'public'): Promise<KeyObj
   if (type === 'public' && pem.includes('PRIVATE KEY')) {
     throw new UserError(`${path}: is a private key; pass the public key (${PUBLIC_KEY_FILE})`);
   }
+  if (type === 'private' && pem.includes('PUBLIC KEY') && !pem.includes('PRIVATE KEY')) {
+    throw new UserError(`${path}: is a public key; signing needs the private key (${PRIVATE_KEY_FILE})`);
+  }
   let key: KeyObject;
   try {
     key = type === 'private' ? createPrivateKey(pem) : createPublicKey(pem);

@@ -205,6 +205,9 @@ test('the CLI rejects a missing artifact directory or key file with exit 2 and o
   const missingDir = await runCli(['verify', join(root, 'nope'), '--public-key', join(keyDir, 'signing.pub')]);
   assert.equal(missingDir.code, 2);
   assert.equal(missingDir.stderr, `fleetprune: ${join(root, 'nope')}: no such artifact directory\n`);
+  const aFile = await runCli(['verify', join(keyDir, 'signing.pub'), '--public-key', join(keyDir, 'signing.pub')]);
+  assert.equal(aFile.code, 2);
+  assert.equal(aFile.stderr, `fleetprune: ${join(keyDir, 'signing.pub')}: not a directory (give the artifact directory, the one holding manifest.json)\n`);
 
   const missingKey = await runCli(['verify', root, '--public-key', join(root, 'missing.pub')]);
   assert.equal(missingKey.code, 2);

@@ -4,7 +4,7 @@ import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { parameterCount } from '../../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
-import { PruneOptionsSchema } from '../../server/pruning/options.ts';
+import { PruneOptionsSchema, retrainEpochsOf } from '../../server/pruning/options.ts';
 import { chooseEpsilon, runOdf2nna, selectionWarnings, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
 import type { SweepEntry } from '../../server/pruning/report.ts';
 
@@ -156,4 +156,11 @@ test('no tensors leak across a run', async () => {
   result.general.model.dispose();
   result.pruned.model.dispose();
   assert.equal(tf.memory().numTensors, beforeCount);
+});
+
+test('the light retraining never runs longer than the general model trained', () => {
+  assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({})), 60, 'the default 200 epochs leave the default 60');
+  assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ epochs: 20 })), 20);
+  assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ epochs: 20, retrainEpochs: 40 })), 40, 'an explicit budget is kept');
+  assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ retrainEpochs: 0 })), 0);
 });

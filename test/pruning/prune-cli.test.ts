@@ -108,6 +108,8 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
   await writeFile(fewRows, 'a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n9,1,x\n2,3,y\n');
   const aFile = join(dir, 'plain-file');
   await writeFile(aFile, 'not a directory');
+  const publicKeyFile = join(dir, 'keys', 'signing.pub');
+  assert.equal((await runCli(['keys', 'generate', '--out', join(dir, 'keys')])).code, 0);
   const out = join(dir, 'out');
   const cases: [string, string[], RegExp][] = [
     ['missing file', ['--data', join(dir, 'missing.csv'), '--label', 'y', '--out', out], /missing\.csv: no such file/],
@@ -126,6 +128,8 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['negative loss tolerance', ['--data', IRIS, '--label', 'species', '--loss-tolerance', '-1', '--out', out], /--loss-tolerance: /],
     ['bad task', ['--data', IRIS, '--label', 'species', '--task', 'ranking', '--out', out], /--task/],
     ['missing sign key', ['--data', IRIS, '--label', 'species', '--sign-key', join(dir, 'nokey'), '--out', out], /nokey/],
+    ['public key as sign key', ['--data', IRIS, '--label', 'species', '--sign-key', publicKeyFile, '--out', out], /: is a public key; signing needs the private key \(signing\.key\)\n$/],
+    ['ε of 0 in a list', ['--data', IRIS, '--label', 'species', '--epsilon', '0.1,0', '--out', out], /^fleetprune: --epsilon: must be above 0 \(relative ε lies in \(0, 1\)\)\n$/],
     ['too few rows to split', ['--data', fewRows, '--label', 'label', '--out', out], /6 rows are too few to split .* would be empty/],
     ['empty name', ['--data', IRIS, '--label', 'species', '--name', '', '--out', out], /--name: must be 1-64 characters/],
     ['name with a slash', ['--data', IRIS, '--label', 'species', '--name', 'a/b', '--out', out], /--name: .*"a\/b"/],
