@@ -31,7 +31,11 @@ export function renderAclFile(server: ServerIdentity, devices: readonly DeviceCr
   return `${blocks.join('\n\n')}\n`;
 }
 
-/** Writes `acl` and then `passwords` (mode 0600) into `dir`, each replaced atomically. */
+/**
+ * Writes `acl` and then `passwords` into `dir`, each replaced atomically, both mode 0600: the
+ * broker runs as the server's user, and Mosquitto 2.0.16+ warns about (and later versions will
+ * refuse) an ACL file others can read.
+ */
 export async function writeMosquittoAuthFiles(dir: string, server: ServerIdentity, credentials: CredentialStore): Promise<{ passwordFile: string; aclFile: string }> {
   const devices = await credentials.listDevices();
   await mkdir(dir, { recursive: true });
@@ -41,7 +45,7 @@ export async function writeMosquittoAuthFiles(dir: string, server: ServerIdentit
   // The ACL first: a reload that lands between the two renames (another enrollment's SIGHUP) must
   // never load a device's password without its ACL lines. Such a device could connect and
   // subscribe, but Mosquitto would withhold its retained assignment, and never send it again.
-  await writeFileAtomic(aclFile, renderAclFile(server, devices), 0o644);
+  await writeFileAtomic(aclFile, renderAclFile(server, devices), 0o600);
   await writeFileAtomic(passwordFile, passwords, 0o600);
   return { passwordFile, aclFile };
 }

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { CredentialStore, DeviceCredential } from '../../server/broker/credential-store.ts';
 import { ExternalBroker } from '../../server/broker/external-broker.ts';
-import { PASSWORD_FILE } from '../../server/broker/mosquitto-auth-files.ts';
+import { PASSWORD_FILE, writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
+import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
 import { hashPassword } from '../../server/broker/password-hash.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 
@@ -102,4 +103,14 @@ test('after a burst of enrollments Mosquitto is told to reload once more (a SIGH
   assert.equal(reloads.length, 4, 'one trailing reload for the whole burst');
   assert.ok(reloads[3]!.at - last >= 900, 'a second after the last change');
   assert.equal(reloads[3]!.users, 4, 'it reads every device of the burst (and the server)');
+});
+
+test('the password and ACL files are readable by their owner only (0600)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-modes-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = new InMemoryCredentialStore();
+  await store.enroll('dev-1');
+  const { passwordFile, aclFile } = await writeMosquittoAuthFiles(dir, { username: 'fleetprune-server', password: 'server-password' }, store);
+  for (const file of [passwordFile, aclFile]) assert.equal((await stat(file)).mode & 0o777, 0o600, file);
+  assert.match(await readFile(aclFile, 'utf8'), /^user dev-1$/m);
 });

@@ -30,6 +30,9 @@ interface Service {
   volumes?: string[];
   depends_on?: Record<string, unknown> | string[];
   user?: string;
+  hostname?: string;
+  stop_grace_period?: string;
+  ports?: string[];
   healthcheck?: { test: string[] };
 }
 
@@ -70,6 +73,20 @@ test('docker-compose.yml: server, mosquitto, prometheus, grafana and three agent
   // Mosquitto reads the 0600 password file the server writes: same uid as the image's user.
   assert.equal(services.mosquitto!.user, '10001:10001');
   assert.match(await readFile(join(DEPLOY, 'docker', 'Dockerfile'), 'utf8'), /^USER 10001:10001$/m);
+});
+
+test('docker-compose.yml: the server keeps its node id across recreates, gets time to stop, and analyses query the bundled Prometheus', async () => {
+  const { services } = await compose();
+  const server = services.server!;
+  // The node id defaults to the host name: a container id would change at every recreate.
+  assert.equal(server.hostname, 'server');
+  assert.equal(server.stop_grace_period, '60s');
+  const argv = server.command!;
+  const prometheusUrl = new URL(argv[argv.indexOf('--prometheus-url') + 1]!);
+  assert.equal(prometheusUrl.hostname, 'prometheus');
+  // Inside the compose network Prometheus is on its container port, not the published one.
+  const containerPort = services.prometheus!.ports!.map((mapping) => mapping.split(':').at(-1)).at(0);
+  assert.equal(prometheusUrl.port, containerPort);
 });
 
 test('docker-compose.yml and the Dockerfile run fleetprune only with flags its --help lists', async () => {

@@ -94,6 +94,20 @@ test('fleetprune-blob-gc.service and .timer: a hardened oneshot running `blobs g
   assert.equal(section(timer, 'Install').get('WantedBy')?.[0], 'timers.target');
 });
 
+test('every unit lets node start under its syscall filter: @pkey allowed (V8 calls pkey_alloc), other calls EPERM, not SIGSYS', async () => {
+  for (const file of ['fleetprune-server.service', 'fleetprune-agent@.service', 'fleetprune-blob-gc.service']) {
+    const service = section(await readFile(join(DIR, file), 'utf8'), 'Service');
+    const [allow, ...deny] = service.get('SystemCallFilter') ?? [];
+    assert.deepEqual(allow?.split(/\s+/).sort(), ['@pkey', '@system-service'], `${file}: the allow list`);
+    assert.ok(deny.every((value) => value.startsWith('~') && !value.includes('@pkey')), `${file}: nothing denies @pkey again`);
+    assert.equal(service.get('SystemCallErrorNumber')?.at(-1), 'EPERM', file);
+  }
+  // The daily collection only orders itself after a local server: it never starts one.
+  const gc = section(await readFile(join(DIR, 'fleetprune-blob-gc.service'), 'utf8'), 'Unit');
+  assert.equal(gc.get('Requires'), undefined);
+  assert.equal(gc.get('Wants'), undefined);
+});
+
 test('systemd-analyze verify accepts every unit', async (t) => {
   const analyze = findExecutable(['systemd-analyze']);
   if (!analyze) return t.skip('systemd-analyze is not installed (the structural tests above still ran)');
