@@ -2,7 +2,7 @@ import type { Assignment, FleetCommand, Role } from '../../shared/protocol/paylo
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { VersionRecord } from '../store/repositories/models-repository.ts';
-import { buildAssignment, publishAssignmentPayload, publishFleetCommand } from './fleet-publisher.ts';
+import { buildAssignment, commandChunks, publishAssignmentPayload, publishFleetCommand } from './fleet-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { signAssignment } from '../../shared/protocol/message-signature.ts';
@@ -112,23 +112,32 @@ export class AssignmentPublisher {
   }
 
   /**
-   * Records a fleet command for each addressed device, then publishes it once (a device answers
-   * with an assignment report whose assignmentId is the command id; the ingest accepts answers
-   * only to what was recorded). Publishing the same id again keeps the first records.
+   * Records a fleet command for each addressed device, then publishes it (a device answers with
+   * an assignment report whose assignmentId is the command id; the ingest accepts answers only to
+   * what was recorded). Publishing the same id again keeps the first records. More devices than
+   * one message can name (64 KiB: about 3,000 ids) go out as several messages with the same id,
+   * each numbered: the messages a command needs.
    */
-  async publishCommand(request: CommandRequest): Promise<FleetCommand> {
+  async publishCommand(request: CommandRequest): Promise<FleetCommand[]> {
     const { fleet, broker, signingKey } = this.options;
+    const chunks = commandChunks(request.deviceIds);
     // Numbered and published in one turn: commands reach the broker in the order of their numbers,
     // or a device would refuse the lower-numbered one as a replay.
     return this.#sending.run(async () => {
       const now = new Date().toISOString();
-      const seq = await fleet.transaction(async (tx) => {
+      const numbers = await fleet.transaction(async (tx) => {
         for (const deviceId of request.deviceIds) {
           await tx.commands.insert({ id: request.id, deviceId, command: request.command, issuedAt: now, issuedBy: request.actor });
         }
-        return tx.sequences.next('command');
+        const taken: number[] = [];
+        for (let i = 0; i < chunks.length; i++) taken.push(await tx.sequences.next('command'));
+        return taken;
       });
-      return publishFleetCommand(broker, request.command, { deviceIds: [...request.deviceIds] }, { privateKey: signingKey, seq }, request.id);
+      const sent: FleetCommand[] = [];
+      for (const [i, deviceIds] of chunks.entries()) {
+        sent.push(await publishFleetCommand(broker, request.command, { deviceIds }, { privateKey: signingKey, seq: numbers[i]! }, request.id));
+      }
+      return sent;
     });
   }
 

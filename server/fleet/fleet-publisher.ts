@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { signAssignment, signFleetCommand, type UnsignedAssignment } from '../../shared/protocol/message-signature.ts';
 import { newMessageId } from '../../shared/protocol/message-id.ts';
+import { MAX_PAYLOAD_BYTES } from '../../shared/protocol/limits.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
 import { AssignmentSchema, FleetCommandSchema, type Assignment, type FleetCommand, type Role, type Selector } from '../../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC, TOPIC_DELIVERY, assignmentTopic } from '../../shared/protocol/topics.ts';
@@ -66,9 +67,38 @@ export async function publishAssignment(broker: Broker, deviceId: string, input:
 export async function publishFleetCommand(broker: Broker, command: FleetCommand['command'], selector: Selector, signer: MessageSigner, id?: string): Promise<FleetCommand> {
   const unsigned = FleetCommandSchema.omit({ signature: true }).parse({ schema: 1, id: id ?? newMessageId(), issuedAt: new Date().toISOString(), command, selector, seq: signer.seq ?? localSequence() });
   const payload = signFleetCommand(unsigned, signer.privateKey);
+  const bytes = encodePayload(payload);
+  // Devices drop anything larger unread (too-large): refuse it here instead of losing it silently.
+  if (bytes.length > MAX_PAYLOAD_BYTES) throw new Error(`fleet command ${payload.id} is ${bytes.length} bytes, above the ${MAX_PAYLOAD_BYTES}-byte payload limit`);
   const { qos, retain } = TOPIC_DELIVERY.commands;
-  await broker.publish(FLEET_COMMANDS_TOPIC, encodePayload(payload), { qos, retain });
+  await broker.publish(FLEET_COMMANDS_TOPIC, bytes, { qos, retain });
   return payload;
+}
+
+/** Room left for the device ids of one command, below MAX_PAYLOAD_BYTES (the rest: ids, signature, labels). */
+const COMMAND_ID_BUDGET = MAX_PAYLOAD_BYTES - 4096;
+
+/**
+ * Device ids in groups whose JSON fits one command payload: a command to more devices than one
+ * message can name goes out as several messages with the same id (each device acts on the one
+ * naming it; an id is handled once).
+ */
+export function commandChunks(deviceIds: readonly string[]): string[][] {
+  const chunks: string[][] = [];
+  let current: string[] = [];
+  let bytes = 0;
+  for (const id of deviceIds) {
+    const size = Buffer.byteLength(JSON.stringify(id)) + 1;
+    if (current.length > 0 && bytes + size > COMMAND_ID_BUDGET) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(id);
+    bytes += size;
+  }
+  if (current.length > 0) chunks.push(current);
+  return chunks;
 }
 
 let lastLocal = 0;

@@ -89,18 +89,23 @@ export class StoreFleetPort implements FleetPort {
     };
     return this.#deliver(command.commandId, live, refused, command.guard, {
       record: async (deviceIds) => {
+        // Grouped by version: one record (one transaction, one number, one audit entry) per version.
         const reassign = new Map<string, string[]>();
-        for (const deviceId of deviceIds.filter((id) => !dropsOnly(id))) {
-          const version = target.get(deviceId)!;
-          reassign.set(version, [...(reassign.get(version) ?? []), deviceId]);
+        const retain = new Map<string, string[]>();
+        for (const deviceId of deviceIds) {
+          const version = target.get(deviceId);
+          const group = !dropsOnly(deviceId) ? reassign : version ? retain : null;
+          if (!group || !version) continue;
+          const ids = group.get(version);
+          if (ids) ids.push(deviceId);
+          else group.set(version, [deviceId]);
         }
         for (const [version, ids] of reassign) {
           await publisher.record({ id: command.commandId, version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert' });
         }
         // The dropped candidate must not come back from the retained topic: retain the baseline as active under a derived id.
-        for (const deviceId of deviceIds.filter((id) => dropsOnly(id) && target.get(id))) {
-          const record = await registry.resolve(command.model, target.get(deviceId)!);
-          await publisher.record({ id: derivedId(command.commandId, 'retain'), version: record, role: 'active', deviceIds: [deviceId], actor: this.#actor, action: 'rollout.revert' });
+        for (const [version, ids] of retain) {
+          await publisher.record({ id: derivedId(command.commandId, 'retain'), version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert' });
         }
       },
       send: async (deviceIds) => {
@@ -146,7 +151,8 @@ export class StoreFleetPort implements FleetPort {
     const waits = new Map(pending.filter((deviceId) => live.get(deviceId)!.online).map((deviceId) => [deviceId, this.#options.outcomes.waitFor(commandId, deviceId, timeout)]));
     const recorded = new Set<string>();
     const record = async (owned: readonly string[]) => {
-      const deviceIds = pending.filter((deviceId) => owned.includes(deviceId));
+      const ownedIds = new Set(owned);
+      const deviceIds = pending.filter((deviceId) => ownedIds.has(deviceId));
       if (deviceIds.length > 0) await steps.record(deviceIds);
       deviceIds.forEach((deviceId) => recorded.add(deviceId));
     };

@@ -15,7 +15,7 @@ import { openStore } from '../../server/store/open-store.ts';
 import type { Store } from '../../server/store/store.ts';
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
-import { assignmentSignatureVerifies } from '../../shared/protocol/message-signature.ts';
+import { assignmentSignatureVerifies, commandSignatureVerifies } from '../../shared/protocol/message-signature.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC, assignmentTopic, reportsTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
@@ -316,4 +316,41 @@ test('a finished rollout leaves alone a device an operator assigned something si
   const device = await fleet.devices.get('back-b');
   assert.equal(device.retainedAssignment?.id, direct.assignmentId, 'the operator\'s assignment stands');
   assert.deepEqual(lastReceived.filter((entry) => entry !== 'active:1'), [], `back-b got only version 1 (${lastReceived.join(', ')})`);
+});
+
+test('a drop-candidate revert to more devices than one message can name goes out in several signed, numbered messages, each under the payload limit', async (t) => {
+  const { fleet, store, signingKey } = await startFleet(t);
+  // 4,000 devices with 36-character ids (UUIDs) need about 160 KB of ids: more than the 64 KiB a device accepts.
+  const ids = Array.from({ length: 4000 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+  await new FleetStore(store).transaction(async (repos) => {
+    for (const id of ids) {
+      await repos.devices.insert({ id, labels: {}, secretHash: 'x', tokenId: `tok-${id}`, enrolledAt: new Date().toISOString(), enrolledBy: 'test' });
+    }
+  });
+  // One real device, named last: its id is in the last message.
+  const online = await fleet.devices.enroll({ id: 'zz-online-device', labels: {} }, 'test');
+  const client = await scriptedDevice(t, online);
+  const commands: { payload: Buffer }[] = [];
+  client.on('message', (topic, payload) => topic === FLEET_COMMANDS_TOPIC && commands.push({ payload }));
+  await waitFor(async () => (await fleet.devices.get('zz-online-device')).online, 5000, 'the device online');
+
+  const everyone = [...ids, 'zz-online-device'];
+  const results = await fleet.fleetPort.revert({ commandId: 'cmd-big-drop-0001', model: 'iris', devices: everyone.map((deviceId) => ({ deviceId, version: null })) });
+  assert.deepEqual(results.find((result) => result.deviceId === 'zz-online-device'), { deviceId: 'zz-online-device', outcome: 'delivered' });
+  assert.equal(results.filter((result) => result.outcome === 'offline').length, 4000);
+
+  await waitFor(() => commands.length >= 3, 5000, 'every message of the command');
+  const parsed = commands.map(({ payload }) => parseMessage(FLEET_COMMANDS_TOPIC, payload));
+  assert.ok(parsed.every((message) => message.ok), 'each message is one a device accepts (not too-large)');
+  const messages = parsed.map((message) => (message.ok && message.message.kind === 'commands' ? message.message.payload : assert.fail('not a command')));
+  assert.ok(messages.length >= 3, `${messages.length} messages`);
+  assert.ok(messages.every((message) => message.id === 'cmd-big-drop-0001' && message.command === 'drop-candidate'));
+  assert.ok(messages.every((message) => commandSignatureVerifies(message, signingKey.publicKey)));
+  const seqs = messages.map((message) => message.seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'numbered in the order they were sent');
+  assert.equal(new Set(seqs).size, seqs.length);
+  const named = messages.flatMap((message) => message.selector.deviceIds ?? []);
+  assert.deepEqual(named.sort(), everyone.sort(), 'every device is named exactly once');
+  // Every device the command went to has its record, so its answer counts.
+  assert.equal(Number((await store.engine.get('SELECT COUNT(*) AS n FROM fleet_commands WHERE id = ?', ['cmd-big-drop-0001']))!.n), 4001);
 });
