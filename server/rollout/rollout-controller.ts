@@ -297,10 +297,9 @@ export class RolloutController {
   async #notTakenOver(state: RolloutState, action: RolloutAction, deviceIds: readonly string[]): Promise<string[]> {
     const retained = await this.#o.fleet.retainedAssignments?.(deviceIds);
     if (!retained) return [...deviceIds];
+    const revertTo = new Map(action.kind === 'revert' ? action.devices.map((device) => [device.deviceId, device.version]) : []);
     const decided = (deviceId: string): (string | null)[] =>
-      action.kind === 'assign'
-        ? [action.version]
-        : [state.spec.candidateVersion, action.kind === 'revert' ? (action.devices.find((device) => device.deviceId === deviceId)?.version ?? null) : null];
+      action.kind === 'assign' ? [action.version] : [state.spec.candidateVersion, revertTo.get(deviceId) ?? null];
     return deviceIds.filter((deviceId) => {
       const current = retained.get(deviceId);
       if (!current || current.id.startsWith(`${state.id}-`) || Date.parse(current.issuedAt) < state.createdAt) return true;

@@ -63,14 +63,29 @@ class TransitionDraft {
     this.decisions.push({ id: this.nextId('d'), rolloutId: this.s.id, at: this.at, kind, stepIndex: this.s.stepIndex, verdict, message, ...extra });
   }
 
-  device(id: string): DeviceState {
-    const found = this.s.devices.find((device) => device.id === id);
-    if (!found) throw new Error(`device ${id} is not part of rollout ${this.s.id}`);
-    return found;
+  /** Position of each device in s.devices (the list never changes order or length within a transition). */
+  #index: Map<string, number> | undefined;
+
+  #indexOf(id: string): number | undefined {
+    this.#index ??= new Map(this.s.devices.map((device, i) => [device.id, i]));
+    return this.#index.get(id);
   }
 
+  has(id: string): boolean {
+    return this.#indexOf(id) !== undefined;
+  }
+
+  device(id: string): DeviceState {
+    const i = this.#indexOf(id);
+    if (i === undefined) throw new Error(`device ${id} is not part of rollout ${this.s.id}`);
+    return this.s.devices[i]!;
+  }
+
+  /** Replaces the device's entry (a new object: one read before the change keeps the old values); O(1). */
   setDevice(id: string, change: Partial<DeviceState>): void {
-    this.s.devices = this.s.devices.map((device) => (device.id === id ? { ...device, ...change } : device));
+    const i = this.#indexOf(id);
+    if (i === undefined) return;
+    this.s.devices[i] = { ...this.s.devices[i]!, ...change };
   }
 }
 
@@ -197,7 +212,8 @@ function enterStep(t: TransitionDraft, index: number): void {
     case 'devices':
     case 'selector': {
       const grown = growFor(s, current);
-      const added = grown.filter((id) => !s.cohort.includes(id));
+      const before = new Set(s.cohort);
+      const added = grown.filter((id) => !before.has(id));
       s.cohort = grown;
       if (added.length === 0) {
         t.decide('assignment', 'unchanged', `cohort already holds ${s.cohort.length}/${s.devices.length} devices`);
@@ -208,7 +224,7 @@ function enterStep(t: TransitionDraft, index: number): void {
       delete s.analysis;
       const actionId = t.action({ kind: 'assign', role: 'candidate', model: spec.model, version: spec.candidateVersion, devices: added });
       for (const id of added) t.setDevice(id, { desired: 'candidate', delivery: 'pending', attempts: 1, touched: true, actionId });
-      t.decide('assignment', 'assigning', `assigning ${spec.candidateVersion} as candidate to ${added.length} device${added.length === 1 ? '' : 's'} (cohort ${s.cohort.length}/${s.devices.length}, ${weight(s)}%): ${added.join(', ')}`);
+      t.decide('assignment', 'assigning', `assigning ${spec.candidateVersion} as candidate to ${added.length} device${added.length === 1 ? '' : 's'} (cohort ${s.cohort.length}/${s.devices.length}, ${weight(s)}%): ${listIds(added)}`);
       return;
     }
     case 'pause':
@@ -232,7 +248,12 @@ function growFor(s: Draft, current: Extract<RolloutStep, { kind: 'setWeight' | '
   const wanted = current.kind === 'devices'
     ? current.deviceIds
     : s.devices.filter((device) => selectorMatches(current.selector, device.labels)).map((device) => device.id);
-  for (const id of wanted) if (!cohort.includes(id)) cohort.push(id);
+  const present = new Set(cohort);
+  for (const id of wanted) {
+    if (present.has(id)) continue;
+    present.add(id);
+    cohort.push(id);
+  }
   return cohort;
 }
 
@@ -267,6 +288,11 @@ function completeRollout(t: TransitionDraft): void {
   s.outcome = { status: 'production', reason, at: t.at };
   t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'production', reason });
   t.decide('promotion', 'production', `${s.spec.model} ${s.spec.candidateVersion} is production: ${reason}`);
+}
+
+/** Up to 20 device ids, then how many more: a decision message stays readable (and small) for a fleet of thousands. */
+export function listIds(ids: readonly string[], shown = 20): string {
+  return ids.length <= shown ? ids.join(', ') : `${ids.slice(0, shown).join(', ')} and ${ids.length - shown} more`;
 }
 
 /** "2 refused (dev-3: signature does not verify), 1 unreachable" for devices that did not take an assignment. */
@@ -307,7 +333,8 @@ function stopAnalysisIfRunning(t: TransitionDraft): void {
 
 /** Devices that carry the candidate now (delivered), for analysis. */
 export function deliveredCohort(s: RolloutState): string[] {
-  return s.cohort.filter((id) => s.devices.find((device) => device.id === id)?.delivery === 'delivered');
+  const delivered = new Set(s.devices.filter((device) => device.delivery === 'delivered').map((device) => device.id));
+  return s.cohort.filter((id) => delivered.has(id));
 }
 
 export function weight(s: RolloutState): number {
@@ -322,7 +349,7 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
   const s = t.s;
   const policy = s.spec.offline;
   for (const result of event.devices ?? []) {
-    const device = s.devices.find((entry) => entry.id === result.deviceId);
+    const device = t.has(result.deviceId) ? t.device(result.deviceId) : undefined;
     // A result for an older action (the device has been sent something newer since) is stale.
     if (!device || device.actionId !== event.actionId || (device.delivery !== 'pending' && device.delivery !== 'retrying')) continue;
     if (result.outcome === 'delivered') {
@@ -356,7 +383,8 @@ function settle(t: TransitionDraft): void {
   }
   const waiting = s.devices.some((device) => device.delivery === 'pending' || device.delivery === 'retrying');
   if (waiting) return;
-  const cohortDevices = s.devices.filter((device) => s.cohort.includes(device.id));
+  const inCohort = new Set(s.cohort);
+  const cohortDevices = s.devices.filter((device) => inCohort.has(device.id));
   if (cohortDevices.every((device) => device.delivery === 'unreachable' || device.delivery === 'refused')) {
     if (s.stepStage === 'assigning') {
       fail(t, 'Failed', `no device of the cohort received the candidate (${cohortDevices.length} unreachable)`);
