@@ -49,7 +49,14 @@ export function registerDevicesCommand(program: Command): void {
     .option('--json', 'print the devices as JSON')
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
       await withConnection(flags, async (connection) => {
-        const { devices: all } = await connection.unary<{ devices: GrpcDevice[] }>('Devices', 'ListDevices', {});
+        // Page by page: one response for a large fleet would pass gRPC's 4 MiB message limit.
+        const all: GrpcDevice[] = [];
+        let after = '';
+        do {
+          const page = await connection.unary<{ devices: GrpcDevice[]; next: string }>('Devices', 'ListDevices', { limit: 1000, after });
+          all.push(...page.devices);
+          after = page.next;
+        } while (after);
         if (flags.json) return void process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
         if (all.length === 0) return void process.stdout.write('no devices\n');
         const rows = all.map((device) => [

@@ -91,8 +91,20 @@ export class DeviceService {
     await this.#credentialsChanged();
   }
 
-  list(): Promise<DeviceRecord[]> {
-    return this.options.fleet.repos.devices.list();
+  /**
+   * One page of devices by id (revoked ones included): `limit` of them after the id `after`, and
+   * the id to ask for the next page after (null on the last page).
+   */
+  async page(options: { after?: string; limit: number }): Promise<{ devices: DeviceRecord[]; next: string | null }> {
+    const devices = await this.options.fleet.repos.devices.list({ after: options.after, limit: options.limit + 1 });
+    const more = devices.length > options.limit;
+    if (more) devices.length = options.limit;
+    return { devices, next: more ? devices.at(-1)!.id : null };
+  }
+
+  /** Live (not revoked) devices, and how many of them are connected. */
+  counts(): Promise<{ enrolled: number; online: number }> {
+    return this.options.fleet.repos.devices.count();
   }
 
   async get(id: string): Promise<DeviceRecord> {

@@ -6,7 +6,7 @@ import { actorOf } from '../auth/principal.ts';
 import { AssignRequestSchema, type AssignmentService } from '../fleet/assignment-service.ts';
 import type { DeviceService } from '../fleet/device-service.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
-import { EnrollBodySchema } from '../http/routes/fleet-routes.ts';
+import { DeviceListQuerySchema, EnrollBodySchema } from '../http/routes/fleet-routes.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { checkField } from './check-field.ts';
@@ -50,7 +50,11 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           );
           return { agent_config_json: JSON.stringify(await devices.enroll(request, actorOf(principal)), null, 2) };
         }),
-        ListDevices: deviceHandlers.unary('ListDevices', 'read', async () => ({ devices: (await devices.list()).map(deviceMessage) })),
+        ListDevices: deviceHandlers.unary('ListDevices', 'read', async (req: { limit: number; after: string }) => {
+          const { limit, after } = checkField(DeviceListQuerySchema, { limit: req.limit || undefined, after: req.after || undefined }, 'request');
+          const page = await devices.page({ after, limit });
+          return { devices: page.devices.map(deviceMessage), next: page.next ?? '' };
+        }),
         RevokeDevice: deviceHandlers.unary('RevokeDevice', 'write', async (req: { id: string }, principal) => {
           await devices.revoke(checkField(DeviceIdSchema, req.id, 'id'), actorOf(principal));
           return {};

@@ -229,3 +229,42 @@ test('a direct assignment to a device a rollout under way targets is refused (th
   const assigned = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['held-1'] } });
   assert.equal(assigned.status, 201, await assigned.text());
 });
+
+test('devices are listed a page at a time (REST and gRPC) with fleet-wide counts; the CLI walks every page', async (t) => {
+  const server = (await startTestServer(t))!;
+  const ids = ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e'];
+  for (const id of ids) await enroll(server, id, {});
+  assert.equal((await server.request('DELETE', '/api/devices/dev-e')).status, 204);
+
+  const pages: string[][] = [];
+  let after: string | null = null;
+  let counts: unknown;
+  do {
+    const query: string = after ? `?limit=2&after=${after}` : '?limit=2';
+    const page = (await (await server.request('GET', `/api/devices${query}`)).json()) as { devices: { id: string }[]; next: string | null; counts: unknown };
+    pages.push(page.devices.map((device) => device.id));
+    after = page.next;
+    counts = page.counts;
+  } while (after);
+  assert.deepEqual(pages, [['dev-a', 'dev-b'], ['dev-c', 'dev-d'], ['dev-e']], 'by id, revoked devices included');
+  assert.deepEqual(counts, { enrolled: 4, online: 0 }, 'counts are of live devices, over the whole fleet');
+  const everything = (await (await server.request('GET', '/api/devices')).json()) as { devices: unknown[]; next: string | null };
+  assert.deepEqual([everything.devices.length, everything.next], [5, null], 'the default page (1000) holds a small fleet');
+  for (const [query, message] of [['?limit=0', /^query\.limit: /], ['?limit=5001', /^query\.limit: /], ['?after=bad%2Fid', /^query\.after: /], ['?page=2', /page/]] as const) {
+    const refused = await server.request('GET', `/api/devices${query}`);
+    assert.equal(refused.status, 400, query);
+    assert.match(((await refused.json()) as { error: { message: string } }).error.message, message, query);
+  }
+
+  const devices = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
+  t.after(() => devices.close());
+  const first = await devices.call('ListDevices', { limit: 3 });
+  assert.deepEqual([first.devices.map((device: { id: string }) => device.id), first.next], [['dev-a', 'dev-b', 'dev-c'], 'dev-c']);
+  const rest = await devices.call('ListDevices', { limit: 3, after: first.next });
+  assert.deepEqual([rest.devices.map((device: { id: string }) => device.id), rest.next], [['dev-d', 'dev-e'], '']);
+  await assert.rejects(devices.call('ListDevices', { limit: 9999 }), (error: { code: number; details: string }) => error.code === 3 && error.details.startsWith('request.limit: '));
+
+  const listed = await runCli(['devices', 'list', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual(listed.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]), ids);
+});

@@ -10,15 +10,25 @@ export interface DeviceRow {
   candidate?: { model: string; version: string } | null;
 }
 
-export function devicesFrom(json: unknown): DeviceRow[] {
-  const list = Array.isArray(json) ? json : ((json as { devices?: unknown[] })?.devices ?? []);
-  return list as DeviceRow[];
+/** One page of GET /api/devices: its devices, and fleet-wide counts (live devices, and how many are online). */
+export interface DevicePage {
+  devices: DeviceRow[];
+  next: string | null;
+  counts?: { enrolled: number; online: number };
+}
+
+export function devicesFrom(json: unknown): DevicePage {
+  if (Array.isArray(json)) return { devices: json as DeviceRow[], next: null };
+  const page = (json ?? {}) as Partial<DevicePage>;
+  return { devices: page.devices ?? [], next: page.next ?? null, ...(page.counts ? { counts: page.counts } : {}) };
 }
 
 const slot = (s: DeviceRow['active']) => (s ? `${esc(s.model)}@${esc(s.version)}` : '<span class="muted">—</span>');
 
-export function renderFleet(devices: readonly DeviceRow[]): string {
-  const online = devices.filter((d) => d.online).length;
+export function renderFleet(page: DevicePage): string {
+  const { devices } = page;
+  const online = page.counts?.online ?? devices.filter((d) => d.online).length;
+  const total = page.counts?.enrolled ?? devices.length;
   const rows = devices.map(
     (d) => `<tr data-device="${esc(d.id)}">
       <td>${esc(d.id)}</td>
@@ -28,5 +38,6 @@ export function renderFleet(devices: readonly DeviceRow[]): string {
       <td class="candidate-version">${slot(d.candidate)}</td>
     </tr>`,
   );
-  return `<p class="muted">${online} of ${devices.length} devices online</p>${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
+  const shown = page.next ? ` (the first ${devices.length} by id; <code>fleetprune devices list</code> lists every one)` : '';
+  return `<p class="muted">${online} of ${total} devices online${shown}</p>${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
 }

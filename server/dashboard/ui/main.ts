@@ -8,6 +8,7 @@ const TOKEN_KEY = 'fleetprune.token';
 const api = new Api(new URLSearchParams(location.hash.slice(1)).get('token') ?? localStorage.getItem(TOKEN_KEY) ?? '');
 // A token given in the link (#token=…) is taken, then removed from the address bar and the history.
 if (new URLSearchParams(location.hash.slice(1)).has('token')) history.replaceState(null, '', location.pathname + location.search);
+const FLEET_PAGE = 500;
 let selected: string | undefined;
 let stream: AbortController | undefined;
 let following: string | undefined;
@@ -20,7 +21,8 @@ function showError(error: unknown): void {
 }
 
 async function refreshFleet(): Promise<void> {
-  $('fleet').innerHTML = renderFleet(devicesFrom(await api.get('/devices')));
+  // One page: a fleet of thousands would make every refresh megabytes; the counts cover everyone.
+  $('fleet').innerHTML = renderFleet(devicesFrom(await api.get(`/devices?limit=${FLEET_PAGE}`)));
 }
 
 async function refreshModels(): Promise<void> {

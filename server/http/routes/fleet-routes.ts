@@ -19,6 +19,9 @@ export const EnrollBodySchema = z.strictObject({
 
 const DeviceParams = z.strictObject({ id: DeviceIdSchema });
 
+export const DEFAULT_DEVICE_PAGE = 1000;
+export const MAX_DEVICE_PAGE = 5000;
+
 const AssignResultSchema = z.strictObject({
   assignmentId: z.string(),
   model: z.string(),
@@ -27,6 +30,12 @@ const AssignResultSchema = z.strictObject({
   role: z.enum(['candidate', 'active']),
   url: z.string(),
   devices: z.array(z.strictObject({ deviceId: z.string(), online: z.boolean(), state: z.literal('published') })),
+});
+
+/** A page of GET /api/devices: at most 5,000 devices (default 1,000) after the id `after`. */
+export const DeviceListQuerySchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(MAX_DEVICE_PAGE).default(DEFAULT_DEVICE_PAGE),
+  after: DeviceIdSchema.optional(),
 });
 
 /** Devices (enroll, list, revoke) and the assignment primitive. */
@@ -48,11 +57,20 @@ export function fleetRoutes(_ctx: ServerContext, devices: DeviceService, assignm
       method: 'get',
       path: '/devices',
       operationId: 'listDevices',
-      summary: 'Enrolled devices: labels, online, last seen, model slots',
+      summary: 'Enrolled devices by id, a page at a time (limit, after = the previous page\'s next): labels, online, last seen, model slots',
       tag: 'devices',
       permission: 'read',
-      responses: { 200: { description: 'devices', schema: z.strictObject({ devices: z.array(DeviceViewSchema) }) } },
-      handle: async () => ({ json: { devices: (await devices.list()).map(deviceView) } }),
+      query: DeviceListQuerySchema,
+      responses: {
+        200: {
+          description: 'one page of devices; next is null on the last page; counts are over every live device',
+          schema: z.strictObject({ devices: z.array(DeviceViewSchema), next: z.string().nullable(), counts: z.strictObject({ enrolled: z.number(), online: z.number() }) }),
+        },
+      },
+      handle: async ({ query }) => {
+        const page = await devices.page({ after: query.after, limit: query.limit });
+        return { json: { devices: page.devices.map(deviceView), next: page.next, counts: await devices.counts() } };
+      },
     }),
     defineRoute({
       method: 'get',

@@ -1,5 +1,5 @@
 import type { Assignment, ModelRef, Telemetry } from '../../../shared/protocol/payloads.ts';
-import type { SqlExecutor } from '../sql-engine.ts';
+import type { SqlExecutor, SqlParam } from '../sql-engine.ts';
 import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
 
 export interface DeviceSlots {
@@ -57,8 +57,18 @@ export class DevicesRepository {
   }
 
   /** Every device (revoked ones too unless `live`), by id. */
-  async list(options: { live?: boolean } = {}): Promise<DeviceRecord[]> {
-    const rows = await this.db.all(`SELECT * FROM devices${options.live ? ' WHERE revoked_at IS NULL' : ''} ORDER BY id`);
+  /** By id; a page with `after` (the last id of the previous page) and `limit`. */
+  async list(options: { live?: boolean; after?: string; limit?: number } = {}): Promise<DeviceRecord[]> {
+    const where: string[] = [];
+    const params: SqlParam[] = [];
+    if (options.live) where.push('revoked_at IS NULL');
+    if (options.after !== undefined) {
+      where.push('id > ?');
+      params.push(options.after);
+    }
+    const limit = options.limit === undefined ? '' : ' LIMIT ?';
+    if (options.limit !== undefined) params.push(options.limit);
+    const rows = await this.db.all(`SELECT * FROM devices${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY id${limit}`, params);
     return rows.map(toDevice);
   }
 

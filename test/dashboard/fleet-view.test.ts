@@ -1,0 +1,12 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { devicesFrom, renderFleet } from '../../server/dashboard/ui/fleet-view.ts';
+
+test('the fleet view shows one page of devices with fleet-wide counts, and says when there are more', () => {
+  const page = devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: true }], next: 'dev-1', counts: { enrolled: 12000, online: 11000 } });
+  const html = renderFleet(page);
+  assert.match(html, /11000 of 12000 devices online \(the first 1 by id; <code>fleetprune devices list<\/code> lists every one\)/);
+  assert.equal((html.match(/<tr data-device=/g) ?? []).length, 1);
+  // The last (or only) page says nothing about more.
+  assert.match(renderFleet(devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: false }], next: null, counts: { enrolled: 1, online: 0 } })), /<p class="muted">0 of 1 devices online<\/p>/);
+});
