@@ -27,6 +27,10 @@ export class InMemoryRolloutRepository implements RolloutRepository {
     return { state: structuredClone(record.state), pendingActions: structuredClone(record.pendingActions), revision: record.revision };
   }
 
+  async revisionOf(id: string): Promise<number | undefined> {
+    return this.#records.get(id)?.revision;
+  }
+
   async list(filter: { unfinished?: boolean; model?: string } = {}): Promise<readonly string[]> {
     return [...this.#records.values()]
       .filter((record) => filter.model === undefined || record.state.spec.model === filter.model)

@@ -12,7 +12,7 @@ import type { FleetPort, ModelStatusPort, RecordGuard } from './fleet-port.ts';
 import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
-import { awaitsDevice, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
+import { awaitedDevices, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
 /**
@@ -49,6 +49,7 @@ export class RolloutController {
   readonly #retries = new Map<string, () => void>();
   readonly #idle = new Set<Promise<unknown>>();
   readonly #deviceRollouts: DeviceRolloutIndex;
+  readonly #awaitedCache = new Map<string, { revision: number; devices: ReadonlySet<string> }>();
   #stopped = false;
 
   constructor(options: RolloutControllerOptions) {
@@ -98,10 +99,26 @@ export class RolloutController {
    */
   async deviceOnline(deviceId: string): Promise<void> {
     for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
-      const record = await this.#o.repository.load(id);
       // Most reconnects find nothing to resend: skip the lock and the commit (dispatch checks again).
-      if (record && awaitsDevice(record.state, deviceId)) await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId });
+      if ((await this.#awaited(id)).has(deviceId)) await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId });
     }
+  }
+
+  /**
+   * The devices a rollout waits to see again, as of its stored revision: read from the state only
+   * when the revision moved (a fleet reconnecting after a restart would otherwise parse a
+   * multi-megabyte state once per device). Keyed by the revision, so it is right whoever committed.
+   */
+  async #awaited(id: string): Promise<ReadonlySet<string>> {
+    const revision = await this.#o.repository.revisionOf(id);
+    if (revision === undefined) return new Set();
+    const cached = this.#awaitedCache.get(id);
+    if (cached?.revision === revision) return cached.devices;
+    const record = await this.#o.repository.load(id);
+    if (!record) return new Set();
+    const devices = awaitedDevices(record.state);
+    this.#awaitedCache.set(id, { revision: record.revision, devices });
+    return devices;
   }
 
   /** A device answered a candidate assignment `benchmark-failed`: the rollout whose assignment it was fails. */

@@ -104,6 +104,10 @@ export class NotifyingRolloutRepository implements RolloutRepository {
     return this.inner.load(id);
   }
 
+  revisionOf(id: string): Promise<number | undefined> {
+    return this.inner.revisionOf(id);
+  }
+
   list(filter?: { unfinished?: boolean; model?: string }): Promise<readonly string[]> {
     return this.inner.list(filter);
   }

@@ -37,6 +37,8 @@ export interface RolloutRepository {
   /** Stores a new rollout at revision 1; throws if the id exists. */
   create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void>;
   load(id: string): Promise<RolloutRecord | undefined>;
+  /** The stored revision alone (no state read): whether a cached view of the rollout is current. */
+  revisionOf(id: string): Promise<number | undefined>;
   /** Ids of rollouts, newest first; `unfinished` keeps those with pending actions or a non-terminal phase. */
   list(filter?: { unfinished?: boolean; model?: string }): Promise<readonly string[]>;
   /** Atomic; throws RevisionConflictError when the stored revision differs. Returns the new revision. */

@@ -449,7 +449,16 @@ function onTick(t: TransitionDraft): void {
 /** Whether the rollout has something to (re)send the device when it comes back online. */
 export function awaitsDevice(state: RolloutState, deviceId: string): boolean {
   const device = state.devices.find((entry) => entry.id === deviceId);
-  return device !== undefined && device.touched && (device.delivery === 'unreachable' || device.delivery === 'retrying');
+  return device !== undefined && waitsForReturn(device);
+}
+
+/** Every device the rollout has something to (re)send when it comes back online. */
+export function awaitedDevices(state: RolloutState): Set<string> {
+  return new Set(state.devices.filter(waitsForReturn).map((device) => device.id));
+}
+
+function waitsForReturn(device: DeviceState): boolean {
+  return device.touched && (device.delivery === 'unreachable' || device.delivery === 'retrying');
 }
 
 function onDeviceOnline(t: TransitionDraft, deviceId: string): void {

@@ -198,7 +198,15 @@ describe('rollout controller', () => {
   });
 
   it('retries an offline device with backoff, counts it unreachable, finishes, and converges it when it returns', async () => {
-    const r = rig({ devices: fleetOf(4) });
+    const loads = { count: 0 };
+    class CountingRepository extends InMemoryRolloutRepository {
+      override load(id: string) {
+        loads.count += 1;
+        return super.load(id);
+      }
+    }
+    const repository = new CountingRepository();
+    const r = rig({ devices: fleetOf(4), repository });
     r.fleet.devices.get('dev-03')!.online = false;
     const spec = specOf([{ setWeight: 100 }], { offline: { initialBackoff: '2s', maxBackoff: '8s', maxAttempts: 4 } });
     await r.controller.start(spec, { by: 'alice' });
@@ -210,10 +218,14 @@ describe('rollout controller', () => {
     assert.match(await r.registry.metrics(), /fleetprune_rollout_unreachable_devices\{rollout="ro-test",model="wine",version="2"\} 1/);
     const retries = r.fleet.calls.length;
     assert.equal(retries, 1 + 3 + 1, 'first assignment, three retries, activation');
-    // A device that waits for nothing costs no commit when it reconnects.
+    // A device that waits for nothing costs no commit when it reconnects, and reconnects while
+    // the rollout stands still read its state once (a fleet reconnecting after a restart).
     const revision = (await r.repository.load('ro-test'))!.revision;
     await r.controller.deviceOnline('dev-01');
-    assert.equal((await r.repository.load('ro-test'))!.revision, revision);
+    const before = loads.count;
+    for (const device of ['dev-02', 'dev-04', 'dev-01']) await r.controller.deviceOnline(device);
+    assert.equal(loads.count - before, 0, 'no state read while the revision stands');
+    assert.equal((await repository.load('ro-test'))!.revision, revision);
     r.fleet.devices.get('dev-03')!.online = true;
     await r.controller.deviceOnline('dev-03');
     await drive(r, 1000);
@@ -263,6 +275,7 @@ class CrashingRepository implements RolloutRepository {
   }
   async create(record: Parameters<RolloutRepository['create']>[0]) { this.#check(); return this.inner.create(record); }
   async load(id: string) { this.#check(); return this.inner.load(id); }
+  async revisionOf(id: string) { this.#check(); return this.inner.revisionOf(id); }
   async list(filter?: { unfinished?: boolean }) { this.#check(); return this.inner.list(filter); }
   async commit(id: string, commit: RolloutCommit) {
     this.#check();

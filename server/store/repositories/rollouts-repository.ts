@@ -49,6 +49,11 @@ export class StoreRolloutRepository implements RolloutRepository {
     return { state: fromJsonColumn(row.state), pendingActions: fromJsonColumn(row.pending_actions), revision: Number(row.revision) };
   }
 
+  async revisionOf(id: string): Promise<number | undefined> {
+    const row = await this.engine.get('SELECT revision FROM rollouts WHERE id = ?', [id]);
+    return row ? Number(row.revision) : undefined;
+  }
+
   async list(filter: { unfinished?: boolean; model?: string } = {}): Promise<readonly string[]> {
     const where: string[] = [];
     const params: string[] = [];
