@@ -38,6 +38,13 @@ export interface CommandRequest {
  * (sends take turns), so the broker's retained message is always the table's latest, even when a
  * slow caller's send runs after a newer record.
  */
+/** The devices an audit entry names: every one up to 100, then the first 100 and the count (each device's own record is in device_assignments). */
+export function auditedDevices(deviceIds: readonly string[]): { devices: string[]; deviceCount?: number } {
+  return deviceIds.length <= AUDITED_DEVICES ? { devices: [...deviceIds] } : { devices: deviceIds.slice(0, AUDITED_DEVICES), deviceCount: deviceIds.length };
+}
+
+const AUDITED_DEVICES = 100;
+
 export class AssignmentPublisher {
   readonly #sending = new Mutex();
 
@@ -66,8 +73,9 @@ export class AssignmentPublisher {
     await fleet.transaction(async (tx) => {
       // One number for the whole request, taken only if some device gets it anew.
       let fresh: ReturnType<typeof buildAssignment> | undefined;
+      const devices = await tx.devices.getMany(request.deviceIds);
       for (const deviceId of request.deviceIds) {
-        const device = await tx.devices.get(deviceId);
+        const device = devices.get(deviceId);
         const kept = device?.retainedAssignment?.id === request.id ? device.retainedAssignment : null;
         const assignment = kept ?? signAssignment(deviceId, (fresh ??= buildAssignment(input, await tx.sequences.next('assignment'))), signingKey);
         const created = await tx.assignments.insert({
@@ -90,7 +98,7 @@ export class AssignmentPublisher {
         actor: request.actor,
         action: request.action,
         target: `model:${request.version.model}@${request.version.version}`,
-        details: { assignmentId: request.id, role: request.role, artifactId: request.version.artifactId, devices: [...request.deviceIds] },
+        details: { assignmentId: request.id, role: request.role, artifactId: request.version.artifactId, ...auditedDevices(request.deviceIds) },
       });
     });
   }
@@ -99,8 +107,9 @@ export class AssignmentPublisher {
   sendRetained(deviceIds: readonly string[]): Promise<Map<string, Assignment>> {
     return this.#sending.run(async () => {
       const sent = new Map<string, Assignment>();
+      const devices = await this.options.fleet.repos.devices.getMany(deviceIds);
       for (const deviceId of deviceIds) {
-        const retained = (await this.options.fleet.repos.devices.get(deviceId))?.retainedAssignment;
+        const retained = devices.get(deviceId)?.retainedAssignment;
         if (!retained) continue;
         // One recorded before assignments were signed is signed now (numbered 0: older than any signed since).
         const assignment = retained.signature ? retained : signAssignment(deviceId, { ...retained, seq: retained.seq ?? 0 }, this.options.signingKey);

@@ -60,8 +60,8 @@ export class StoreFleetPort implements FleetPort {
 
   async retainedAssignments(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>> {
     const found = new Map<string, RetainedAssignment>();
-    for (const deviceId of deviceIds) {
-      const retained = (await this.#options.fleet.repos.devices.get(deviceId))?.retainedAssignment;
+    for (const [deviceId, device] of await this.#options.fleet.repos.devices.getMany(deviceIds)) {
+      const retained = device.retainedAssignment;
       if (retained) found.set(deviceId, { id: retained.id, issuedAt: retained.issuedAt, model: retained.model, version: retained.version });
     }
     return found;
@@ -119,8 +119,9 @@ export class StoreFleetPort implements FleetPort {
   async #partition(deviceIds: readonly string[]) {
     const live = new Map<string, { online: boolean; activeModel: string | null; activeVersion: string | null }>();
     const refused: DeliveryResult[] = [];
+    const known = await this.#options.fleet.repos.devices.getMany(deviceIds);
     for (const deviceId of deviceIds) {
-      const device = await this.#options.fleet.repos.devices.get(deviceId);
+      const device = known.get(deviceId);
       if (!device) refused.push({ deviceId, outcome: 'gone', reason: 'not an enrolled device' });
       else if (device.revokedAt !== null) refused.push({ deviceId, outcome: 'gone', reason: 'the device is revoked' });
       else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null });
@@ -143,8 +144,9 @@ export class StoreFleetPort implements FleetPort {
     const timeout = this.#options.deliveryTimeoutMs ?? 30_000;
     const results = new Map<string, DeliveryResult>(refused.map((result) => [result.deviceId, result]));
     const pending: string[] = [];
+    const answers = await this.#options.fleet.repos.reports.findAnswers(commandId, [...live.keys()]);
     for (const deviceId of live.keys()) {
-      const answered = await this.#options.fleet.repos.reports.findAnswer(commandId, deviceId);
+      const answered = answers.get(deviceId);
       if (answered) results.set(deviceId, toResult(deviceId, answered.outcome, answered.reason));
       else pending.push(deviceId);
     }

@@ -20,6 +20,7 @@ import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC, assignmentTopic, reportsTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { auditedDevices } from '../../server/fleet/assignment-publisher.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { ManualScheduler } from '../../server/analysis/scheduler.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
@@ -353,4 +354,12 @@ test('a drop-candidate revert to more devices than one message can name goes out
   assert.deepEqual(named.sort(), everyone.sort(), 'every device is named exactly once');
   // Every device the command went to has its record, so its answer counts.
   assert.equal(Number((await store.engine.get('SELECT COUNT(*) AS n FROM fleet_commands WHERE id = ?', ['cmd-big-drop-0001']))!.n), 4001);
+});
+
+test('an audit entry names up to 100 devices, then the first 100 and how many there were', () => {
+  const ids = Array.from({ length: 250 }, (_, i) => `dev-${i}`);
+  assert.deepEqual(auditedDevices(ids.slice(0, 3)), { devices: ['dev-0', 'dev-1', 'dev-2'] });
+  assert.deepEqual(auditedDevices(ids.slice(0, 100)).devices.length, 100);
+  const many = auditedDevices(ids);
+  assert.deepEqual([many.devices.length, many.devices.at(-1), many.deviceCount], [100, 'dev-99', 250]);
 });

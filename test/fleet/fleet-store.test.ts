@@ -69,6 +69,31 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    test('devices and their first answers are read for many ids at once, across query chunks', async (t) => {
+      await withFleet(t, async (fleet) => {
+        const ids = Array.from({ length: 1200 }, (_, i) => `dev-${String(i).padStart(4, '0')}`);
+        await fleet.transaction(async (tx) => {
+          for (const id of ids) await tx.devices.insert({ id, labels: { n: id }, secretHash: 'x', tokenId: `tok-${id}`, enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'test' });
+        });
+        const found = await fleet.repos.devices.getMany([...ids, 'nobody', ids[0]!]);
+        assert.equal(found.size, 1200, 'every enrolled id (three chunks of 500), nothing for an unknown one');
+        assert.deepEqual(found.get('dev-1199')!.labels, { n: 'dev-1199' });
+        assert.equal(found.has('nobody'), false);
+
+        // Two answers from dev-0000 (the first one counts), one from dev-0999, one to another assignment.
+        const at = (second: number) => `2026-03-01T09:00:${String(second).padStart(2, '0')}.000Z`;
+        await fleet.repos.reports.insert({ ...answer('a-1', 'dev-0000', 'assign-1', 'installed', '2', 'candidate'), createdAt: at(1) }, 'none', at(1));
+        await fleet.repos.reports.insert({ ...answer('a-2', 'dev-0000', 'assign-1', 'refused', '2', 'candidate'), createdAt: at(2) }, 'none', at(2));
+        await fleet.repos.reports.insert({ ...answer('a-3', 'dev-0999', 'assign-1', 'installed', '2', 'candidate'), createdAt: at(3) }, 'none', at(3));
+        await fleet.repos.reports.insert({ ...answer('a-4', 'dev-0500', 'assign-2', 'installed', '2', 'candidate'), createdAt: at(4) }, 'none', at(4));
+        const answers = await fleet.repos.reports.findAnswers('assign-1', ids);
+        assert.deepEqual([...answers].map(([id, report]) => [id, report.outcome]).sort(), [['dev-0000', 'installed'], ['dev-0999', 'installed']]);
+        for (const id of ['dev-0000', 'dev-0999', 'dev-0500']) {
+          assert.deepEqual(answers.get(id)?.id, (await fleet.repos.reports.findAnswer('assign-1', id))?.id, `${id}: as findAnswer reads it`);
+        }
+      });
+    });
+
     test('status and telemetry update online state, slots and heartbeat; start-up marks everyone offline', async (t) => {
       await withFleet(t, async (fleet) => {
         await enroll(fleet, 'osaka-1', {});

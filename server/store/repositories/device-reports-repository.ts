@@ -1,6 +1,7 @@
 import type { AssignmentReport, Report } from '../../../shared/protocol/payloads.ts';
 import type { SqlExecutor } from '../sql-engine.ts';
 import { fromJsonColumn, toJsonColumn } from './json-column.ts';
+import { chunksOf, ID_CHUNK } from './id-chunks.ts';
 
 export interface StoredReport {
   report: Report;
@@ -75,6 +76,19 @@ export class DeviceReportsRepository {
       [assignmentId, deviceId],
     );
     return row ? fromJsonColumn<AssignmentReport>(row.payload) : undefined;
+  }
+
+  /** findAnswer for many devices at once: each device's first answer to the assignment, keyed by device. */
+  async findAnswers(assignmentId: string, deviceIds: readonly string[]): Promise<Map<string, AssignmentReport>> {
+    const found = new Map<string, AssignmentReport>();
+    for (const chunk of chunksOf([...new Set(deviceIds)], ID_CHUNK)) {
+      const rows = await this.db.all(
+        `SELECT device_id, payload FROM device_reports WHERE kind = 'assignment' AND assignment_id = ? AND device_id IN (${chunk.map(() => '?').join(', ')}) ORDER BY created_at, id`,
+        [assignmentId, ...chunk],
+      );
+      for (const row of rows) if (!found.has(String(row.device_id))) found.set(String(row.device_id), fromJsonColumn<AssignmentReport>(row.payload));
+    }
+    return found;
   }
 
   /** Deletes reports that arrived before `cutoff`; returns how many. */

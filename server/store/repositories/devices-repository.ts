@@ -1,6 +1,7 @@
 import type { Assignment, ModelRef, Telemetry } from '../../../shared/protocol/payloads.ts';
 import type { SqlExecutor, SqlParam } from '../sql-engine.ts';
 import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
+import { chunksOf, ID_CHUNK } from './id-chunks.ts';
 
 export interface DeviceSlots {
   active: ModelRef | null;
@@ -56,8 +57,20 @@ export class DevicesRepository {
     return row ? toDevice(row) : undefined;
   }
 
-  /** Every device (revoked ones too unless `live`), by id. */
-  /** By id; a page with `after` (the last id of the previous page) and `limit`. */
+  /** The devices among `ids` that exist, keyed by id: a few queries for thousands of ids, not one each. */
+  async getMany(ids: readonly string[]): Promise<Map<string, DeviceRecord>> {
+    const found = new Map<string, DeviceRecord>();
+    for (const chunk of chunksOf([...new Set(ids)], ID_CHUNK)) {
+      const rows = await this.db.all(`SELECT * FROM devices WHERE id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      for (const row of rows) found.set(String(row.id), toDevice(row));
+    }
+    return found;
+  }
+
+  /**
+   * Every device (revoked ones too unless `live`), by id; a page with `after` (the last id of the
+   * previous page) and `limit`.
+   */
   async list(options: { live?: boolean; after?: string; limit?: number } = {}): Promise<DeviceRecord[]> {
     const where: string[] = [];
     const params: SqlParam[] = [];
