@@ -8,6 +8,8 @@ export interface PublishOptions {
   retain: boolean;
 }
 
+export type CredentialChange = { kind: 'enrolled'; deviceId: string };
+
 /**
  * The server's view of the MQTT broker, embedded or external: where devices connect, and the
  * server's own privileged publish/subscribe. Credentials come from a CredentialStore; call
@@ -20,5 +22,10 @@ export interface Broker {
   stop(): Promise<void>;
   subscribe(filter: string, handler: MessageHandler): Promise<void>;
   publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void>;
-  credentialsChanged(): Promise<void>;
+  /**
+   * Device credentials changed in the store. `change` may say it was only an enrollment (a new
+   * id: device ids are never reused), which asks nothing of a broker that reads the store at each
+   * connect; without it the broker re-reads everything (a revocation).
+   */
+  credentialsChanged(change?: CredentialChange): Promise<void>;
 }

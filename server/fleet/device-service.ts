@@ -4,7 +4,7 @@ import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { TOKEN_PREFIX } from '../auth/token-service.ts';
-import type { Broker } from '../broker/broker.ts';
+import type { Broker, CredentialChange } from '../broker/broker.ts';
 import { DEFAULT_SERVER_USERNAME } from '../broker/credential-store.ts';
 import { hashPassword } from '../broker/password-hash.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
@@ -72,7 +72,7 @@ export class DeviceService {
       await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor });
       await tx.audit.append({ at: now, actor, action: 'device.enroll', target: `device:${request.id}`, details: { labels: request.labels, tokenId } });
     });
-    await this.#credentialsChanged();
+    await this.#credentialsChanged({ kind: 'enrolled', deviceId: request.id });
     return config.data;
   }
 
@@ -114,9 +114,9 @@ export class DeviceService {
   }
 
   /** The change is committed; a broker that cannot be told now (Mosquitto reload failing) is logged, not fatal. */
-  async #credentialsChanged(): Promise<void> {
+  async #credentialsChanged(change?: CredentialChange): Promise<void> {
     try {
-      await this.options.broker.credentialsChanged();
+      await this.options.broker.credentialsChanged(change);
     } catch (error) {
       this.options.log.error({ err: error }, 'the broker could not be told about changed device credentials');
     }

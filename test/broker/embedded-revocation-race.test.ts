@@ -44,3 +44,30 @@ test('embedded broker: a device revoked while its connect is being checked does 
   assert.match(outcome, /^(refused|closed)/);
   assert.equal(broker.connectedClients, 0);
 });
+
+test('embedded broker: an enrollment costs no pass over the fleet; a revocation still puts the device out', async (t) => {
+  const inner = new InMemoryCredentialStore();
+  let listings = 0;
+  const credentials: CredentialStore = {
+    getDevice: (deviceId) => inner.getDevice(deviceId),
+    listDevices: () => {
+      listings += 1;
+      return inner.listDevices();
+    },
+  };
+  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
+  await broker.start();
+  t.after(() => broker.stop());
+  const secret = await inner.enroll('enrolled-1');
+  const before = listings;
+  await broker.credentialsChanged({ kind: 'enrolled', deviceId: 'enrolled-1' });
+  assert.equal(listings, before, 'no listing of every device for a new one');
+  const client = await connectClient(broker.url, { clientId: 'enrolled-1', username: 'enrolled-1', password: secret });
+  t.after(() => client.endAsync(true));
+  inner.revoke('enrolled-1');
+  await broker.credentialsChanged();
+  assert.ok(listings > before, 'a revocation reads the fleet');
+  const deadline = Date.now() + 5000;
+  while (client.connected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(client.connected, false, 'the revoked device is put out');
+});
