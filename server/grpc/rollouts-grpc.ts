@@ -72,7 +72,7 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         return rolloutMessage(rolloutSummary(await service.start(parseRolloutSpec(req.spec, 'spec'), principal)));
       }),
       ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number }) => ({
-        rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map((record) => rolloutMessage(rolloutSummary(record))),
+        rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map(rolloutMessage),
       })),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string }) => {
         const { record, decisions } = await service.get(checkField(RolloutId, req.id, 'id'));

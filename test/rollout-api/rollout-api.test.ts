@@ -75,6 +75,11 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   assert.equal(measured.measurement.thresholds.successCondition, 'result[0] >= 0');
   assert.equal(measured.measurement.phase, 'Successful');
 
+  // The list's summary follows the stored revision (summaries are cached per revision).
+  const listed = async () => ((await (await s.request('GET', '/api/rollouts')).json()) as any).rollouts[0];
+  const whilePaused = await listed();
+  assert.deepEqual([whilePaused.id, whilePaused.phase, whilePaused.revision], [id, 'Paused', paused.revision]);
+
   assert.equal((await s.request('POST', `/api/rollouts/${id}/resume`, { token: viewer })).status, 403);
   assert.equal((await s.request('POST', '/api/rollouts/ro-nope/resume')).status, 404);
   assert.equal((await s.request('GET', '/api/rollouts/ro-nope')).status, 404);
@@ -83,6 +88,9 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   assert.equal(resumed.status, 200, await resumed.clone().text());
   const done = await waitForRollout(s.request, id, (v) => v.phase === 'Completed');
   assert.equal(done.weight, 100);
+  const afterResume = await listed();
+  assert.equal(afterResume.phase, 'Completed');
+  assert.ok(afterResume.revision > whilePaused.revision);
   assert.equal(done.outcome.status, 'production');
   assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '2');
   assert.equal((await s.request('POST', `/api/rollouts/${id}/pause`)).status, 409);

@@ -66,7 +66,7 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       permission: 'read',
       query: z.strictObject({ model: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }),
       responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema) }) } },
-      handle: async ({ query }) => ({ json: { rollouts: (await service.list(query)).map(rolloutSummary) } }),
+      handle: async ({ query }) => ({ json: { rollouts: await service.list(query) } }),
     }),
     defineRoute({
       method: 'get',
