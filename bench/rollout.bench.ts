@@ -106,7 +106,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       const call = api.post(`/rollouts/${id}/rollback?reason=bench`).then(() => performance.now() - t0);
       while (seen.size < DEVICES) {
-        const { devices: views } = await api.get<{ devices: DeviceView[] }>('/devices');
+        const views = await api.allDevices<DeviceView>();
         const now = performance.now() - t0;
         for (const view of views) if (view.active?.version === baseline && !seen.has(view.id)) seen.set(view.id, now);
         if (now > 60_000) throw new Error(`rollback: only ${seen.size}/${DEVICES} devices back after 60 s`);

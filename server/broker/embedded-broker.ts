@@ -59,6 +59,8 @@ export class EmbeddedBroker implements Broker {
 
   /** Revoked device ids, refreshed at start and on every credentials change. */
   #revoked = new Set<string>();
+  /** A full credentials pass failed and must run again on the next change, enrollment or not. */
+  #passOwed = false;
 
   get connectedClients(): number {
     return this.#aedes?.connectedClients ?? 0;
@@ -175,8 +177,15 @@ export class EmbeddedBroker implements Broker {
    */
   async credentialsChanged(change?: CredentialChange): Promise<void> {
     // A new device: nobody can be connected under its id yet, and it is not revoked. At 20,000
-    // devices the full pass below costs ~0.3 s, once per enrollment.
-    if (change?.kind === 'enrolled') return;
+    // devices the full pass below costs ~0.3 s, once per enrollment. A pass that failed (the
+    // store was down during a revocation) is owed, and the next call runs it whatever it is for.
+    if (change?.kind === 'enrolled' && !this.#passOwed) return;
+    this.#passOwed = true;
+    await this.#fullPass();
+    this.#passOwed = false;
+  }
+
+  async #fullPass(): Promise<void> {
     await this.#refreshRevoked();
     const aedes = this.#aedes;
     if (!aedes) return;

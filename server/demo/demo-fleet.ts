@@ -95,7 +95,7 @@ export async function waitForActive(api: RestClient, model: string, version: str
   return waitFor(
     `${count} devices to activate ${model}@${version}`,
     async () => {
-      const { devices } = await api.get<{ devices: DeviceView[] }>('/devices');
+      const devices = await api.allDevices<DeviceView>();
       const done = devices.filter((d) => d.active?.model === model && d.active.version === version).length;
       return done >= count ? devices : undefined;
     },

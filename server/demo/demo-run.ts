@@ -154,7 +154,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       rollouts.push(outcome);
       say(`rollout ${started.id}: ${outcome.outcome === 'promoted' ? 'promoted to production' : 'rolled back'}: ${outcome.reason}`);
     }
-    const { devices } = await api.get<{ devices: DeviceView[] }>('/devices');
+    const devices = await api.allDevices<DeviceView>();
     return { server, agents, dashboardUrl: `${httpUrl}/dashboard/#token=${adminToken}`, adminToken, models, versions, rollouts, devices, close };
   } catch (error) {
     await close();

@@ -9,6 +9,18 @@ export class RestClient {
     return this.request<T>('GET', path);
   }
 
+  /** Every enrolled device, walking GET /api/devices page by page. */
+  async allDevices<T = unknown>(): Promise<T[]> {
+    const all: T[] = [];
+    let after: string | null = null;
+    do {
+      const page: { devices: T[]; next: string | null } = await this.get(`/devices?limit=5000${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+      all.push(...page.devices);
+      after = page.next;
+    } while (after);
+    return all;
+  }
+
   post<T>(path: string, body: unknown = {}): Promise<T> {
     return this.request<T>('POST', path, body);
   }

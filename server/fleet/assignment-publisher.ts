@@ -27,6 +27,13 @@ export interface CommandRequest {
   actor: string;
 }
 
+/** The devices an audit entry names: every one up to 100, then the first 100 and the count (each device's own record is in device_assignments). */
+export function auditedDevices(deviceIds: readonly string[]): { devices: string[]; deviceCount?: number } {
+  return deviceIds.length <= AUDITED_DEVICES ? { devices: [...deviceIds] } : { devices: deviceIds.slice(0, AUDITED_DEVICES), deviceCount: deviceIds.length };
+}
+
+const AUDITED_DEVICES = 100;
+
 /**
  * Records and publishes assignments and fleet commands: the records (one per device, the device's retained
  * assignment, an audit entry) are committed first, then each device's retained QoS 1 message is
@@ -38,13 +45,6 @@ export interface CommandRequest {
  * (sends take turns), so the broker's retained message is always the table's latest, even when a
  * slow caller's send runs after a newer record.
  */
-/** The devices an audit entry names: every one up to 100, then the first 100 and the count (each device's own record is in device_assignments). */
-export function auditedDevices(deviceIds: readonly string[]): { devices: string[]; deviceCount?: number } {
-  return deviceIds.length <= AUDITED_DEVICES ? { devices: [...deviceIds] } : { devices: deviceIds.slice(0, AUDITED_DEVICES), deviceCount: deviceIds.length };
-}
-
-const AUDITED_DEVICES = 100;
-
 export class AssignmentPublisher {
   readonly #sending = new Mutex();
 

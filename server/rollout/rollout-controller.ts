@@ -12,6 +12,7 @@ import type { FleetPort, ModelStatusPort, RecordGuard } from './fleet-port.ts';
 import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
+import { setBounded } from '../../shared/util/bounded-map.ts';
 import { awaitedDevices, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
@@ -39,6 +40,9 @@ export interface RolloutControllerOptions {
   readonly actionRetryMs?: number;
   readonly newId?: () => string;
 }
+
+/** Rollouts whose awaited devices are kept (one per model speaks for a device: a few are live at once). */
+const AWAITED_CACHE_ROLLOUTS = 64;
 
 export class RolloutController {
   readonly #o: RolloutControllerOptions;
@@ -117,7 +121,7 @@ export class RolloutController {
     const record = await this.#o.repository.load(id);
     if (!record) return new Set();
     const devices = awaitedDevices(record.state);
-    this.#awaitedCache.set(id, { revision: record.revision, devices });
+    setBounded(this.#awaitedCache, id, { revision: record.revision, devices }, AWAITED_CACHE_ROLLOUTS);
     return devices;
   }
 

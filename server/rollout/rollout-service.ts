@@ -1,3 +1,4 @@
+import { setBounded } from '../../shared/util/bounded-map.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { relativeTaskProblem } from '../analysis/relative-check.ts';
 import { ServiceError } from '../app/service-error.ts';
@@ -22,6 +23,9 @@ export interface RolloutServiceOptions {
   /** The controller while this process leads; undefined on a follower. */
   readonly controller: () => RolloutController | undefined;
 }
+
+/** Summaries kept (a list shows at most 1,000 rollouts). */
+const SUMMARY_CACHE_ROLLOUTS = 1000;
 
 /**
  * What REST and gRPC do with rollouts: start one (after checking the registry), read them from
@@ -85,7 +89,7 @@ export class RolloutService {
     const record = await this.#o.repository.load(id);
     if (!record) return undefined;
     const summary = rolloutSummary(record);
-    this.#summaries.set(id, summary);
+    setBounded(this.#summaries, id, summary, SUMMARY_CACHE_ROLLOUTS);
     return summary;
   }
 

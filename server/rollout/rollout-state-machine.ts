@@ -390,9 +390,10 @@ function settle(t: TransitionDraft): void {
       fail(t, 'Failed', `no device of the cohort received the candidate (${cohortDevices.length} unreachable)`);
       return;
     }
-    // Activating everywhere with not one device taking the candidate is no promotion: marking it
-    // production would leave the fleet on the old model under a version that runs nowhere.
-    if (cohortDevices.length > 0) {
+    // Activating everywhere with not one device taking the candidate, and some refusing it, is no
+    // promotion: marking it production would leave the fleet on the old model under a version that
+    // runs nowhere. Unreachable devices alone are no verdict (they converge when back online).
+    if (cohortDevices.some((device) => device.delivery === 'refused')) {
       fail(t, 'Failed', `no device took the candidate when it was activated everywhere (${describeMisses(cohortDevices)})`);
       return;
     }

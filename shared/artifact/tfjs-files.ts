@@ -85,7 +85,17 @@ export function encodeScaling(scaling: Scaling): Uint8Array {
  * (`forward`), like model.onnx. `dir` is the artifact's tfjs directory.
  */
 export async function loadTfjsNetwork(dir: string): Promise<DenseNetwork> {
-  const text = new TextDecoder().decode(await readTfjsFile(dir, TFJS_SCALING_JSON));
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(join(dir, TFJS_SCALING_JSON));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new UserError(`cannot read ${join(dir, TFJS_SCALING_JSON)}: ${errorMessage(error)}`, { cause: error });
+    throw new UserError(
+      `${dir}: no ${TFJS_SCALING_JSON}: the artifact was written before it existed, and its tfjs model takes standardized inputs; model.onnx takes raw features`,
+      { cause: error },
+    );
+  }
+  const text = new TextDecoder().decode(bytes);
   let parsed: z.infer<typeof ScalingFileSchema>;
   try {
     parsed = ScalingFileSchema.parse(JSON.parse(text));
@@ -98,11 +108,17 @@ export async function loadTfjsNetwork(dir: string): Promise<DenseNetwork> {
     if (parsed.inputMean.length !== parsed.inputScale.length || model.inputs[0]?.shape[1] !== parsed.inputMean.length) {
       throw new UserError(`${join(dir, TFJS_SCALING_JSON)}: scales ${parsed.inputMean.length} inputs, but the model takes ${model.inputs[0]?.shape[1]}`);
     }
-    return toDenseNetwork(model, {
+    const network = toDenseNetwork(model, {
       inputMean: Float32Array.from(parsed.inputMean),
       inputScale: Float32Array.from(parsed.inputScale),
       ...(parsed.target ? { target: parsed.target } : {}),
     });
+    // A classifier (softmax) outputs probabilities as they are; a regressor's output is scaled back.
+    const classifier = network.layers.at(-1)?.activation === 'softmax';
+    if (classifier === (parsed.target !== null)) {
+      throw new UserError(`${join(dir, TFJS_SCALING_JSON)}: ${classifier ? 'a classifier has no target scaling' : 'a regressor needs its target scaling'}`);
+    }
+    return network;
   } finally {
     model.dispose();
   }

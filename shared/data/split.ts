@@ -33,8 +33,8 @@ export function splitDataset(data: Pick<Dataset, 'x' | 'y' | 'task'>, seed: numb
     // Mostly one- or two-row classes: a measured quantity read as class names (a bmi of 26.4).
     if (groups.length > 10 && thin * 2 > groups.length) {
       throw new UserError(
-        `the label has ${groups.length} classes over ${data.y.length} rows, ${thin} of them with too few rows to be in the validation and test splits: ` +
-          'it looks like a quantity to predict, not a set of classes (task regression)',
+        `the label has ${groups.length} classes over ${data.y.length} rows, ${thin} of them with too few rows to be in the validation and test splits, ` +
+          'so no score could measure them: merge or drop the rare classes, or, if the label is a quantity to predict, prune it as a regression (--task regression)',
       );
     }
   }

@@ -125,7 +125,11 @@ test('the tfjs model stands on its own: with tfjs/scaling.json it takes raw feat
     assert.ok(Math.abs(tfjsValue! - output[r]!) <= 1e-4 * Math.max(1, Math.abs(output[r]!)), `row ${r}: tfjs ${tfjsValue} vs onnx ${output[r]}`);
   });
 
-  // A damaged scaling file is named, not a stack trace.
+  // A regressor without its target scaling, a damaged file, or none at all (an older artifact): named, not a stack trace.
+  await writeFile(join(dir, 'tfjs', 'scaling.json'), JSON.stringify({ inputMean: [1, 2, 3, 4], inputScale: [1, 1, 1, 1], target: null }));
+  await assert.rejects(loadTfjsNetwork(join(dir, 'tfjs')), (error: unknown) => error instanceof UserError && /scaling\.json: a regressor needs its target scaling$/.test(error.message));
+  await rm(join(dir, 'tfjs', 'scaling.json'));
+  await assert.rejects(loadTfjsNetwork(join(dir, 'tfjs')), (error: unknown) => error instanceof UserError && /no scaling\.json: the artifact was written before it existed/.test(error.message));
   await writeFile(join(dir, 'tfjs', 'scaling.json'), '{"inputMean":[1],"inputScale":[0],"target":null}');
   await assert.rejects(loadTfjsNetwork(join(dir, 'tfjs')), (error: unknown) => error instanceof UserError && /scaling\.json: inputScale\.0: /.test(error.message));
 });

@@ -48,10 +48,12 @@ test('embedded broker: a device revoked while its connect is being checked does 
 test('embedded broker: an enrollment costs no pass over the fleet; a revocation still puts the device out', async (t) => {
   const inner = new InMemoryCredentialStore();
   let listings = 0;
+  let storeDown = false;
   const credentials: CredentialStore = {
     getDevice: (deviceId) => inner.getDevice(deviceId),
-    listDevices: () => {
+    listDevices: async () => {
       listings += 1;
+      if (storeDown) throw new Error('the store is down');
       return inner.listDevices();
     },
   };
@@ -65,8 +67,15 @@ test('embedded broker: an enrollment costs no pass over the fleet; a revocation 
   const client = await connectClient(broker.url, { clientId: 'enrolled-1', username: 'enrolled-1', password: secret });
   t.after(() => client.endAsync(true));
   inner.revoke('enrolled-1');
-  await broker.credentialsChanged();
+  // The revocation's pass fails (the store is down): the device is still connected, and the pass is
+  // owed: the next change, even an enrollment, runs it.
+  storeDown = true;
+  await assert.rejects(broker.credentialsChanged(), /the store is down/);
+  storeDown = false;
   assert.ok(listings > before, 'a revocation reads the fleet');
+  assert.equal(client.connected, true);
+  await inner.enroll('enrolled-2');
+  await broker.credentialsChanged({ kind: 'enrolled', deviceId: 'enrolled-2' });
   const deadline = Date.now() + 5000;
   while (client.connected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(client.connected, false, 'the revoked device is put out');

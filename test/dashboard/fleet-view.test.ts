@@ -5,8 +5,11 @@ import { devicesFrom, renderFleet } from '../../server/dashboard/ui/fleet-view.t
 test('the fleet view shows one page of devices with fleet-wide counts, and says when there are more', () => {
   const page = devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: true }], next: 'dev-1', counts: { enrolled: 12000, online: 11000 } });
   const html = renderFleet(page);
-  assert.match(html, /11000 of 12000 devices online \(the first 1 by id; <code>fleetprune devices list<\/code> lists every one\)/);
+  assert.match(html, /11000 of 12000 enrolled devices online \(the first 1 by id; <code>fleetprune devices list<\/code> lists every one\)/);
   assert.equal((html.match(/<tr data-device=/g) ?? []).length, 1);
   // The last (or only) page says nothing about more.
-  assert.match(renderFleet(devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: false }], next: null, counts: { enrolled: 1, online: 0 } })), /<p class="muted">0 of 1 devices online<\/p>/);
+  const last = renderFleet(devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: false }, { id: 'dev-2', labels: {}, online: false, revokedAt: '2026-01-01T00:00:00Z' }], next: null, counts: { enrolled: 1, online: 0 } }));
+  assert.match(last, /<p class="muted">0 of 1 enrolled devices online<\/p>/);
+  // A revoked device is listed as revoked, not as offline (it is not among the enrolled).
+  assert.match(last, /<tr data-device="dev-2">[\s\S]*?<span class="badge">revoked<\/span>/);
 });

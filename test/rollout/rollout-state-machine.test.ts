@@ -350,6 +350,16 @@ describe('rollout state machine: offline devices', () => {
     assert.equal(none.h.last('markVersion').status, 'failed');
     const revert = none.h.last('revert');
     assert.deepEqual(revert.devices.map((d) => d.deviceId).sort(), ['dev-01', 'dev-02', 'dev-03', 'dev-04'], 'every touched device goes back to its baseline');
+
+    // Every device unreachable (a broker outage): no verdict on the candidate. It is production, and
+    // the devices converge when they are back.
+    const away = activate(() => 'offline', 'ro-away');
+    for (let attempt = 0; attempt < 10 && away.h.state.phase === 'Progressing'; attempt += 1) {
+      away.h.at += 3_600_000;
+      for (const action of away.h.send({ type: 'tick', at: away.h.at })) if (action.kind === 'assign') away.h.deliver(action, () => 'offline');
+    }
+    assert.equal(away.h.state.phase, 'Completed');
+    assert.equal(away.h.state.outcome!.reason, 'promoted to 100% of 4 devices (4 unreachable; they converge when back online)');
   });
 
   it('goes on without a device that left the fleet (revoked): that is no verdict on the candidate', () => {
@@ -366,7 +376,7 @@ describe('rollout state machine: offline devices', () => {
 });
 
 describe('rollout state machine: a large fleet', () => {
-  it('takes a rollout over 20,000 devices to production; decision messages stay bounded (timings: npm run bench:rollout)', () => {
+  it('takes a rollout over 20,000 devices to production; decision messages stay bounded (timings: npm run bench:scale)', () => {
     const devices = Array.from({ length: 20_000 }, (_, i) => ({ id: `device-${String(i).padStart(6, '0')}`, labels: { site: 'north' }, baseline: '1' }));
     const h = new ReducerHarness(specOf([{ setWeight: 5 }, { setWeight: 50 }]), devices);
     h.deliver(h.last('assign'));

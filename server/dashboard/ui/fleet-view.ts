@@ -6,6 +6,7 @@ export interface DeviceRow {
   labels: Record<string, string>;
   online: boolean;
   lastSeen?: string | null;
+  revokedAt?: string | null;
   active?: { model: string; version: string } | null;
   candidate?: { model: string; version: string } | null;
 }
@@ -33,11 +34,11 @@ export function renderFleet(page: DevicePage): string {
     (d) => `<tr data-device="${esc(d.id)}">
       <td>${esc(d.id)}</td>
       <td>${Object.entries(d.labels ?? {}).map(([k, v]) => `<span class="badge">${esc(k)}=${esc(v)}</span>`).join(' ')}</td>
-      <td><span class="badge ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span> <span class="muted">${esc(ago(d.lastSeen))}</span></td>
+      <td>${d.revokedAt ? '<span class="badge">revoked</span>' : `<span class="badge ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span>`} <span class="muted">${esc(ago(d.lastSeen))}</span></td>
       <td class="active-version">${slot(d.active)}</td>
       <td class="candidate-version">${slot(d.candidate)}</td>
     </tr>`,
   );
   const shown = page.next ? ` (the first ${devices.length} by id; <code>fleetprune devices list</code> lists every one)` : '';
-  return `<p class="muted">${online} of ${total} devices online${shown}</p>${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
+  return `<p class="muted">${online} of ${total} enrolled devices online${shown}</p>${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
 }

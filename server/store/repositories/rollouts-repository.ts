@@ -144,7 +144,8 @@ export class StoreRolloutRepository implements RolloutRepository {
 
 /**
  * Trims the measurements of the last analysis run kept in a finished rollout's state. The
- * revision is left as it is (what changes is evidence only), but the write happens only if the
+ * revision is left as it is (what changes is evidence only: `state.analysis`, which nothing cached
+ * per revision reads — the rollout summaries and the awaited devices), but the write happens only if the
  * state is still the one read: a commit racing this one (a rollback of a completed rollout) keeps
  * its state, and its new decisions bring the rollout back to the next sweep.
  */
