@@ -68,6 +68,10 @@ export class RolloutFeed {
     subscriber.running = (async () => {
       do {
         subscriber.again = false;
+        // Decisions are written only with a commit, which moves the revision: while it stands there
+        // is nothing new, and the poll costs one small query, not a read of the whole state.
+        const revision = await this.#repository.revisionOf(subscriber.id);
+        if (subscriber.closed || revision === undefined || revision === subscriber.revision) continue;
         const record = await this.#repository.load(subscriber.id);
         if (subscriber.closed || !record) return;
         // Decisions first: a watcher that ends on a terminal state has seen the decisions behind it.

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
+import { RolloutFeed, type RolloutFeedEvent } from '../../server/rollout/rollout-feed.ts';
+import { next, startRollout } from '../../server/rollout/rollout-state-machine.ts';
+import { fleetOf, specOf, T0 } from './rollout-fixtures.ts';
+
+test('the rollout feed reads a rollout only when its revision moved: an idle watcher costs no state reads', async (t) => {
+  let loads = 0;
+  class CountingRepository extends InMemoryRolloutRepository {
+    override load(id: string) {
+      loads += 1;
+      return super.load(id);
+    }
+  }
+  const repository = new CountingRepository();
+  const started = startRollout('ro-feed', specOf([{ setWeight: 50 }, { pause: {} }]), { type: 'start', at: T0, by: 'alice', devices: fleetOf(4), previousProduction: '1' });
+  await repository.create({ state: started.state, pendingActions: started.actions, decisions: started.decisions });
+
+  const feed = new RolloutFeed(repository, { pollMs: 10 });
+  t.after(() => feed.close());
+  const events: RolloutFeedEvent[] = [];
+  const unsubscribe = feed.subscribe('ro-feed', (event) => events.push(event), (error) => assert.fail(String(error)));
+  t.after(unsubscribe);
+  const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  await settle(100);
+  assert.equal(events.filter((event) => event.type === 'state').length, 1, 'the state once');
+  assert.equal(events.filter((event) => event.type === 'decision').length, started.decisions.length, 'the history once');
+  assert.equal(loads, 1, 'ten idle polls, one read');
+
+  // A commit (new revision, new decisions) is picked up by the next poll.
+  const assign = started.actions.find((action) => action.kind === 'assign')!;
+  const delivered = next(started.state, { type: 'actionResult', at: T0 + 1000, actionId: assign.id, devices: (assign.kind === 'assign' ? assign.devices : []).map((deviceId) => ({ deviceId, outcome: 'delivered' as const })) });
+  await repository.commit('ro-feed', { expectedRevision: 1, state: delivered.state, pendingActions: delivered.actions, executedActionIds: [assign.id], decisions: delivered.decisions });
+  await settle(100);
+  const states = events.filter((event): event is Extract<RolloutFeedEvent, { type: 'state' }> => event.type === 'state');
+  assert.deepEqual(states.map((event) => event.record.revision), [1, 2]);
+  assert.equal(events.filter((event) => event.type === 'decision').length, started.decisions.length + delivered.decisions.length);
+  assert.equal(loads, 2);
+});
