@@ -93,8 +93,19 @@ export function rolloutSummary(record: RolloutRecord): RolloutSummary {
   };
 }
 
-export function rolloutDetail(record: RolloutRecord, decisions: readonly DecisionLogEntry[]): RolloutDetail {
+/** Device states a rollout detail lists by default (the summary's `devices` counts every one). */
+export const DETAIL_DEVICE_STATES = 1000;
+
+/** Devices that need a look first: refused, unreachable, retrying, pending; then the rest, in cohort order. */
+const ATTENTION: Record<string, number> = { refused: 0, unreachable: 1, retrying: 2, pending: 3 };
+
+export function rolloutDetail(record: RolloutRecord, decisions: readonly DecisionLogEntry[], maxDeviceStates = DETAIL_DEVICE_STATES): RolloutDetail {
   const s = record.state;
+  const listed = s.devices
+    .map((device, order) => ({ device, order }))
+    .sort((a, b) => (ATTENTION[a.device.delivery] ?? 9) - (ATTENTION[b.device.delivery] ?? 9) || a.order - b.order)
+    .slice(0, maxDeviceStates)
+    .map(({ device }) => device);
   return {
     ...rolloutSummary(record),
     steps: s.spec.steps.map((step, index) => ({
@@ -105,7 +116,7 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
       measurements: decisions.filter((decision) => decision.stepIndex === index && decision.measurement).length,
     })),
     analysis: s.analysis ? { runId: s.analysis.runId, stepIndex: s.analysis.stepIndex, phase: s.analysis.phase, startedAt: iso(s.analysis.startedAt), message: s.analysis.message ?? null } : null,
-    deviceStates: s.devices.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null })),
+    deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null })),
     pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
     decisions: decisions.map((decision) => ({ ...decision, at: iso(decision.at) }) as Record<string, unknown>),
     analysisSeries: analysisSeries(decisions),

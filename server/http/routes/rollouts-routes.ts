@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ServiceError } from '../../app/service-error.ts';
 import type { RolloutService } from '../../rollout/rollout-service.ts';
 import { parseRolloutSpec } from '../../rollout/rollout-spec.ts';
-import { RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
+import { DETAIL_DEVICE_STATES, RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
 import type { Leadership } from '../../rollout/leader-election.ts';
 import { readTextBody } from '../read-text-body.ts';
 import { openEventStream } from '../server-sent-events.ts';
@@ -82,14 +82,16 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       method: 'get',
       path: '/rollouts/:id',
       operationId: 'getRollout',
-      summary: 'One rollout: state, per-step progress, devices, the decision log (queries, values, thresholds, verdicts) and analysis values over time',
+      summary:
+        'One rollout: state, per-step progress, device states (up to ?devices, default 1000: refused, unreachable, retrying and pending first), the decision log (queries, values, thresholds, verdicts) and analysis values over time',
       tag,
       permission: 'read',
       params: RolloutParams,
+      query: z.strictObject({ devices: z.coerce.number().int().min(0).max(1_000_000).default(DETAIL_DEVICE_STATES) }),
       responses: { 200: { description: 'the rollout', schema: RolloutDetailSchema } },
-      handle: async ({ params }) => {
+      handle: async ({ params, query }) => {
         const { record, decisions } = await service.get(params.id);
-        return { json: rolloutDetail(record, decisions) };
+        return { json: rolloutDetail(record, decisions, query.devices) };
       },
     }),
     defineRoute({
