@@ -125,17 +125,24 @@ export class ExternalBroker implements Broker {
   /**
    * One rewrite at a time, each reading the credentials afresh: concurrent enrollments would
    * otherwise race, and a rewrite that read the store earlier could land last and leave a newly
-   * enrolled device out of Mosquitto's password file until the next change.
+   * enrolled device out of Mosquitto's password file until the next change. Callers that arrive
+   * while a rewrite waits its turn share it (it has not read the store yet, so it sees their
+   * change): a burst of concurrent enrollments costs two rewrites, not one per device.
    */
   credentialsChanged(): Promise<void> {
     const auth = this.#options.mosquittoAuth;
     if (!auth) return Promise.resolve();
-    return this.#authFiles.run(async () => {
+    this.#queuedRewrite ??= this.#authFiles.run(async () => {
+      this.#queuedRewrite = undefined;
       await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
       await auth.reload();
       this.#reloadAgainLater(auth.reload);
     });
+    return this.#queuedRewrite;
   }
+
+  /** A rewrite waiting for its turn (not yet reading the store), which later callers join. */
+  #queuedRewrite: Promise<void> | undefined;
 
   /**
    * One more reload once the changes have stopped for a second. Mosquitto clears its reload flag

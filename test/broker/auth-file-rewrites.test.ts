@@ -105,6 +105,27 @@ test('after a burst of enrollments Mosquitto is told to reload once more (a SIGH
   assert.equal(reloads[3]!.users, 4, 'it reads every device of the burst (and the server)');
 });
 
+test('concurrent enrollments share the rewrite that waits its turn: a burst of 20 costs two rewrites, and none is left out', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const hash = await hashPassword('device-secret');
+  const store = new HeldFirstListing();
+  const reloads: string[][] = [];
+  const broker = authWritingBroker(t, dir, store, (users) => reloads.push(users));
+  // The first rewrite reads the store (one device) and stalls; 19 more enrol meanwhile.
+  store.devices.push({ deviceId: 'bulk-0', passwordHash: hash, revoked: false });
+  const calls = [broker.credentialsChanged()];
+  await new Promise((resolve) => setImmediate(resolve));
+  for (let i = 1; i < 20; i++) {
+    store.devices.push({ deviceId: `bulk-${i}`, passwordHash: hash, revoked: false });
+    calls.push(broker.credentialsChanged());
+  }
+  store.release();
+  await Promise.all(calls);
+  assert.equal(reloads.length, 2, 'the stalled rewrite, then one for the 19 that came meanwhile');
+  assert.equal(reloads[1]!.length, 21, 'the second read every device (and the server)');
+});
+
 test('the password and ACL files are readable by their owner only (0600)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-modes-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
