@@ -114,6 +114,7 @@ export async function runOdf2nna(
 
     // 3. Rebuild and retrain, once per distinct architecture the ε sweep leads to.
     const candidates = new Map<string, { network: DenseNetwork; before: { validation: Score; test: Score } }>();
+    const rebuildStarted = performance.now();
     const keepByEpsilon = options.epsilons.map((epsilon, index) => {
       const keep = selectUsefulUnits(stats, epsilon, options.epsilonMode);
       const key = JSON.stringify(keep);
@@ -124,6 +125,7 @@ export async function runOdf2nna(
       onProgress({ phase: 'rebuild', done: index + 1, total: options.epsilons.length, detail: `ε ${epsilon}` });
       return { epsilon, key };
     });
+    phaseTiming.rebuild = (performance.now() - rebuildStarted) / 1000;
     // Retrain from the smallest architecture up. The first one within tolerance is the answer,
     // so larger ones are only retrained when the whole trade-off is asked for (fullSweep).
     const retrained = new Map<string, TrainedNetwork & { validation: Score; validationLoss: number; test: Score; within: boolean }>();

@@ -36,6 +36,10 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
 
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   for (const field of ['task', 'epsilon', 'seed', 'timing_s', 'sweep']) assert.ok(field in report, field);
+  // Every phase the progress shows is timed, and the total covers them.
+  assert.deepEqual(Object.keys(report.phase_timing_s).sort(), ['baselines', 'export', 'measure', 'rebuild', 'retrain', 'train']);
+  const phases = Object.values(report.phase_timing_s as Record<string, number>).reduce((a, b) => a + b, 0);
+  assert.ok(report.timing_s >= phases, `timing_s ${report.timing_s} covers the phases (${phases})`);
   assert.equal(report.task, 'classification');
   assert.equal(report.sweep.length, 6);
   assert.ok(report.sweep.every((entry: { retrained: boolean }) => entry.retrained), '--full-sweep retrains every ε');
