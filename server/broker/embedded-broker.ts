@@ -4,6 +4,7 @@ import type { Counter } from 'prom-client';
 import { BROKER_MAX_PACKET_BYTES } from '../../shared/protocol/limits.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, CredentialChange, MessageHandler, PublishOptions } from './broker.ts';
+import { Mutex } from '../../shared/util/mutex.ts';
 import type { CredentialStore, ServerIdentity } from './credential-store.ts';
 import { verifyPassword } from './password-hash.ts';
 import { deviceMayPublish, deviceMaySubscribe } from './topic-acl.ts';
@@ -61,6 +62,7 @@ export class EmbeddedBroker implements Broker {
   #revoked = new Set<string>();
   /** A full credentials pass failed and must run again on the next change, enrollment or not. */
   #passOwed = false;
+  readonly #passes = new Mutex();
 
   get connectedClients(): number {
     return this.#aedes?.connectedClients ?? 0;
@@ -180,9 +182,17 @@ export class EmbeddedBroker implements Broker {
     // devices the full pass below costs ~0.3 s, once per enrollment. A pass that failed (the
     // store was down during a revocation) is owed, and the next call runs it whatever it is for.
     if (change?.kind === 'enrolled' && !this.#passOwed) return;
-    this.#passOwed = true;
-    await this.#fullPass();
-    this.#passOwed = false;
+    // One pass at a time: a pass that succeeds after a failed one started after it, so it read
+    // the store after the change the failed one was for, and may clear what was owed.
+    await this.#passes.run(async () => {
+      try {
+        await this.#fullPass();
+        this.#passOwed = false;
+      } catch (error) {
+        this.#passOwed = true;
+        throw error;
+      }
+    });
   }
 
   async #fullPass(): Promise<void> {

@@ -104,6 +104,8 @@ export class ExternalBroker implements Broker {
   async stop(): Promise<void> {
     clearTimeout(this.#trailingReload);
     this.#trailingReload = undefined;
+    clearTimeout(this.#retryRewrite);
+    this.#retryRewrite = undefined;
     const client = this.#client;
     this.#client = undefined;
     if (!client) return;
@@ -134,15 +136,31 @@ export class ExternalBroker implements Broker {
     if (!auth) return Promise.resolve();
     this.#queuedRewrite ??= this.#authFiles.run(async () => {
       this.#queuedRewrite = undefined;
-      await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
-      await auth.reload();
-      this.#reloadAgainLater(auth.reload);
+      try {
+        await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
+        await auth.reload();
+        this.#reloadAgainLater(auth.reload);
+      } catch (error) {
+        // The changes it was for are not in Mosquitto's files yet: try again shortly, not only at the next change.
+        this.#retryRewriteLater();
+        throw error;
+      }
     });
     return this.#queuedRewrite;
   }
 
   /** A rewrite waiting for its turn (not yet reading the store), which later callers join. */
   #queuedRewrite: Promise<void> | undefined;
+  #retryRewrite: NodeJS.Timeout | undefined;
+
+  #retryRewriteLater(): void {
+    if (this.#retryRewrite) return;
+    this.#retryRewrite = setTimeout(() => {
+      this.#retryRewrite = undefined;
+      this.credentialsChanged().catch((error: unknown) => this.#options.logger.warn({ err: errorMessage(error) }, 'rewriting mosquitto\'s auth files failed again'));
+    }, TRAILING_RELOAD_MS);
+    this.#retryRewrite.unref();
+  }
 
   /**
    * One more reload once the changes have stopped for a second. Mosquitto clears its reload flag

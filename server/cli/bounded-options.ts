@@ -18,6 +18,13 @@ export function parseLimit(value: string): number {
   return limit;
 }
 
+/** `rollout status --devices`: device states in the detail, 1 to 1,000,000. */
+export function parseDeviceStates(value: string): number {
+  const count = parseInteger(value);
+  if (count < 1 || count > 1_000_000) throw new InvalidArgumentError('must be a whole number from 1 to 1000000');
+  return count;
+}
+
 /** `blobs gc --min-age`: a duration from 60 s (an upload on its way to registration is never removed) to 10 years, in whole seconds. */
 export function parseBlobGcMinAge(value: string): number {
   const ms = parseDuration(value.trim());

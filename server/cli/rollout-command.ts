@@ -3,7 +3,7 @@ import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
-import { parseLimit } from './bounded-options.ts';
+import { parseDeviceStates, parseLimit } from './bounded-options.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
 
 interface StartFlags extends ConnectionFlags {
@@ -44,9 +44,10 @@ export function registerRolloutCommand(program: Command): void {
 
   withConnectionOptions(rollout.command('status <id>').description('state, steps and the decision log of one rollout'))
     .option('--json', 'print the full detail view as JSON')
-    .action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
+    .option('--devices <n>', 'device states in the --json detail (default 1000: refused, unreachable, retrying and pending first)', parseDeviceStates)
+    .action(async (id: string, flags: ConnectionFlags & { json?: boolean; devices?: number }) => {
       await withConnection(flags, async (connection) => {
-        const { rollout: r, detail_json } = await connection.unary<{ rollout: GrpcRollout; detail_json: string }>('Rollouts', 'GetRollout', { id });
+        const { rollout: r, detail_json } = await connection.unary<{ rollout: GrpcRollout; detail_json: string }>('Rollouts', 'GetRollout', { id, device_states: flags.devices ?? 0 });
         if (flags.json) {
           process.stdout.write(`${JSON.stringify(JSON.parse(detail_json), null, 2)}\n`);
           return;

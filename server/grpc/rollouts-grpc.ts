@@ -6,7 +6,7 @@ import type { GrpcServiceBinding } from '../app/server-module.ts';
 import type { Leadership } from '../rollout/leader-election.ts';
 import type { RolloutService } from '../rollout/rollout-service.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
-import { rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
+import { DETAIL_DEVICE_STATES, rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
 import type { DecisionLogEntry } from '../rollout/rollout-state.ts';
 import { checkField } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
@@ -74,9 +74,10 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
       ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number }) => ({
         rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map(rolloutMessage),
       })),
-      GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string }) => {
+      GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string; device_states: number }) => {
+        const deviceStates = checkField(z.number().int().min(0).max(1_000_000), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;
         const { record, decisions } = await service.get(checkField(RolloutId, req.id, 'id'));
-        return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions)) };
+        return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions, deviceStates)) };
       }),
       PauseRollout: command('PauseRollout', 'pause'),
       ResumeRollout: command('ResumeRollout', 'resume'),

@@ -131,8 +131,13 @@ export class RolloutService {
 
   /** Checks the rollout exists, then streams its state and decisions (history first). */
   async watch(id: string, listener: (event: RolloutFeedEvent) => void, onError: (error: unknown) => void): Promise<() => void> {
-    await this.#existing(id);
+    await this.assertExists(id);
     return this.#o.feed.subscribe(id, listener, onError);
+  }
+
+  /** A not_found ServiceError unless the rollout exists (one small query, no read of its state). */
+  async assertExists(id: string): Promise<void> {
+    if ((await this.#o.repository.revisionOf(id)) === undefined) throw new ServiceError('not_found', `no rollout ${id}`);
   }
 
   async #existing(id: string): Promise<RolloutRecord> {

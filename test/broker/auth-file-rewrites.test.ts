@@ -126,6 +126,35 @@ test('concurrent enrollments share the rewrite that waits its turn: a burst of 2
   assert.equal(reloads[1]!.length, 21, 'the second read every device (and the server)');
 });
 
+test('a rewrite that failed is tried again shortly, not only at the next change', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = new HeldFirstListing();
+  store.release();
+  let reloads = 0;
+  let failing = true;
+  const broker = new ExternalBroker({
+    url: 'mqtt://127.0.0.1:1',
+    server: { username: 'fleetprune-server', password: 'server-secret' },
+    credentials: store,
+    logger: testLogger,
+    mosquittoAuth: {
+      dir,
+      reload: async () => {
+        reloads += 1;
+        if (failing) throw new Error('mosquitto is not running');
+      },
+    },
+  });
+  t.after(() => broker.stop());
+  store.devices.push({ deviceId: 'late-1', passwordHash: await hashPassword('device-secret'), revoked: false });
+  await assert.rejects(broker.credentialsChanged(), /mosquitto is not running/);
+  failing = false;
+  const before = reloads;
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.ok(reloads > before, 'the rewrite and reload ran again by themselves');
+});
+
 test('the password and ACL files are readable by their owner only (0600)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-modes-'));
   t.after(() => rm(dir, { recursive: true, force: true }));

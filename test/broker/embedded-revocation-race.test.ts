@@ -80,3 +80,51 @@ test('embedded broker: an enrollment costs no pass over the fleet; a revocation 
   while (client.connected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(client.connected, false, 'the revoked device is put out');
 });
+
+test('embedded broker: a pass that failed is not cleared by an older pass finishing after it', async (t) => {
+  const inner = new InMemoryCredentialStore();
+  let listings = 0;
+  let holdSecondListing: Promise<void> | undefined;
+  let failFrom = Number.POSITIVE_INFINITY;
+  const credentials: CredentialStore = {
+    getDevice: (deviceId) => inner.getDevice(deviceId),
+    listDevices: async () => {
+      listings += 1;
+      const call = listings;
+      const snapshot = await inner.listDevices();
+      if (call === 2 && holdSecondListing) await holdSecondListing;
+      if (call >= failFrom) throw new Error('the store is down');
+      return snapshot;
+    },
+  };
+  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
+  await broker.start();
+  t.after(() => broker.stop());
+  const secret = await inner.enroll('dev-1');
+  const client = await connectClient(broker.url, { clientId: 'dev-1', username: 'dev-1', password: secret });
+  t.after(() => client.endAsync(true));
+  listings = 0;
+
+  // Pass A (for some earlier change) has checked the connected clients and is held on its second
+  // store read; dev-1 is revoked meanwhile, and the pass for that revocation (B) fails. A finishing
+  // afterwards must not settle what B owed.
+  let release!: () => void;
+  holdSecondListing = new Promise<void>((resolve) => (release = resolve));
+  const passA = broker.credentialsChanged();
+  while (listings < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+  inner.revoke('dev-1');
+  failFrom = 3;
+  const passB = broker.credentialsChanged();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  release();
+  await passA;
+  await assert.rejects(passB, /the store is down/);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(client.connected, true, 'still connected: the pass for its revocation failed');
+  failFrom = Number.POSITIVE_INFINITY;
+  await inner.enroll('dev-2');
+  await broker.credentialsChanged({ kind: 'enrolled', deviceId: 'dev-2' });
+  const deadline = Date.now() + 5000;
+  while (client.connected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(client.connected, false, 'the owed pass ran with the next change and put dev-1 out');
+});

@@ -83,6 +83,9 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   assert.equal((await s.request('POST', `/api/rollouts/${id}/resume`, { token: viewer })).status, 403);
   assert.equal((await s.request('POST', '/api/rollouts/ro-nope/resume')).status, 404);
   assert.equal((await s.request('GET', '/api/rollouts/ro-nope')).status, 404);
+  const noStream = await s.request('GET', '/api/rollouts/ro-nope/events');
+  assert.equal(noStream.status, 404, 'an unknown rollout is a 404, not an empty event stream');
+  assert.match(noStream.headers.get('content-type') ?? '', /json/);
   assert.equal((await s.request('POST', `/api/rollouts/${id}/promote?step=maybe`)).status, 400);
   const resumed = await s.request('POST', `/api/rollouts/${id}/resume`);
   assert.equal(resumed.status, 200, await resumed.clone().text());
@@ -240,6 +243,16 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
   assert.match(status.stdout, /✓ 1\. analysis of server-cpu \(2 measurements\)/);
   assert.match(status.stdout, /▶ 2\. pause until resumed/);
   assert.match(status.stdout, /measurement  Successful/);
+  // The detail's device states: as many as asked for (gRPC and CLI), the counts cover all.
+  const few = JSON.parse((await grpc.call('GetRollout', { id, device_states: 1 })).detail_json);
+  assert.equal(few.deviceStates.length, 1);
+  assert.ok(few.devices.total > 1);
+  await assert.rejects(grpc.call('GetRollout', { id, device_states: 2_000_000 }), (error: any) => error.code === 3 && /^device_states: /.test(error.details));
+  const statusJson = await runCli(['rollout', 'status', id, '--json', '--devices', '2', ...connection]);
+  assert.equal(statusJson.code, 0, statusJson.stderr);
+  assert.equal(JSON.parse(statusJson.stdout).deviceStates.length, 2);
+  assert.equal((await (await s.request('GET', `/api/rollouts/${id}?devices=1`)).json() as any).deviceStates.length, 1);
+  assert.equal((await s.request('GET', `/api/rollouts/${id}?devices=-1`)).status, 400);
 
   const watching = runCli(['rollout', 'watch', id, ...connection]);
   await new Promise((resolve) => setTimeout(resolve, 1500));

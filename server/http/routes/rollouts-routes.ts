@@ -104,7 +104,7 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       params: RolloutParams,
       responses: { 200: { description: 'an event stream', contentType: 'text/event-stream' } },
       handle: async ({ req, res, params }) => {
-        await service.get(params.id);
+        await service.assertExists(params.id);
         const stream = openEventStream(req, res);
         const unsubscribe = await service.watch(
           params.id,
