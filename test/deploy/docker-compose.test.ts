@@ -89,6 +89,13 @@ test('docker-compose.yml: the server keeps its node id across recreates, gets ti
   assert.equal(prometheusUrl.port, containerPort);
 });
 
+test('docker-compose.yml: Mosquitto\'s pid lives in memory (a stale one after down/up could be signalled)', async () => {
+  const { volumes } = await compose();
+  const run = volumes['mosquitto-run'] as { driver_opts?: Record<string, string> } | null;
+  assert.equal(run?.driver_opts?.type, 'tmpfs');
+  assert.match(run?.driver_opts?.o ?? '', /uid=10001,gid=10001/, 'owned by the image\'s user, who writes and reads it');
+});
+
 test('docker-compose.yml and the Dockerfile run fleetprune only with flags its --help lists', async () => {
   const { services } = await compose();
   const commands: [string, string[]][] = [['Dockerfile CMD', await dockerfileCmd()]];
