@@ -133,20 +133,10 @@ test('a rewrite that failed is tried again shortly, not only at the next change'
   store.release();
   let reloads = 0;
   let failing = true;
-  const broker = new ExternalBroker({
-    url: 'mqtt://127.0.0.1:1',
-    server: { username: 'fleetprune-server', password: 'server-secret' },
-    credentials: store,
-    logger: testLogger,
-    mosquittoAuth: {
-      dir,
-      reload: async () => {
-        reloads += 1;
-        if (failing) throw new Error('mosquitto is not running');
-      },
-    },
+  const broker = authWritingBroker(t, dir, store, () => {
+    reloads += 1;
+    if (failing) throw new Error('mosquitto is not running');
   });
-  t.after(() => broker.stop());
   store.devices.push({ deviceId: 'late-1', passwordHash: await hashPassword('device-secret'), revoked: false });
   await assert.rejects(broker.credentialsChanged(), /mosquitto is not running/);
   failing = false;
