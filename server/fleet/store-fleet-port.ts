@@ -94,8 +94,8 @@ export class StoreFleetPort implements FleetPort {
         const retain = new Map<string, string[]>();
         for (const deviceId of deviceIds) {
           const version = target.get(deviceId);
-          const group = !dropsOnly(deviceId) ? reassign : version ? retain : null;
-          if (!group || !version) continue;
+          if (!version) continue; // no baseline: the candidate is only dropped, nothing is retained
+          const group = dropsOnly(deviceId) ? retain : reassign;
           const ids = group.get(version);
           if (ids) ids.push(deviceId);
           else group.set(version, [deviceId]);
