@@ -35,6 +35,13 @@ class HeldFirstListing implements CredentialStore {
   }
 }
 
+/** A fresh directory for the auth files, removed after the test. */
+async function authDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 /** An ExternalBroker that writes Mosquitto's auth files into `dir`; each reload reports the users of the password file. */
 function authWritingBroker(t: TestContext, dir: string, store: CredentialStore, onReload: (users: string[]) => void): ExternalBroker {
   const broker = new ExternalBroker({
@@ -55,8 +62,7 @@ function authWritingBroker(t: TestContext, dir: string, store: CredentialStore, 
 }
 
 test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite cannot land after a newer one', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await authDir(t);
   const hash = await hashPassword('device-secret');
   const store = new HeldFirstListing();
   const reloads: string[][] = [];
@@ -86,8 +92,7 @@ test('Mosquitto password/ACL rewrites are serialized: a slow stale rewrite canno
 });
 
 test('after a burst of enrollments Mosquitto is told to reload once more (a SIGHUP landing during its reload is lost)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await authDir(t);
   const hash = await hashPassword('device-secret');
   const store = new HeldFirstListing();
   store.release();
@@ -106,8 +111,7 @@ test('after a burst of enrollments Mosquitto is told to reload once more (a SIGH
 });
 
 test('concurrent enrollments share the rewrite that waits its turn: a burst of 20 costs two rewrites, and none is left out', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await authDir(t);
   const hash = await hashPassword('device-secret');
   const store = new HeldFirstListing();
   const reloads: string[][] = [];
@@ -127,8 +131,7 @@ test('concurrent enrollments share the rewrite that waits its turn: a burst of 2
 });
 
 test('a rewrite that failed is tried again shortly, not only at the next change', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await authDir(t);
   const store = new HeldFirstListing();
   store.release();
   let reloads = 0;
@@ -146,8 +149,7 @@ test('a rewrite that failed is tried again shortly, not only at the next change'
 });
 
 test('the password and ACL files are readable by their owner only (0600)', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-auth-modes-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = await authDir(t);
   const store = new InMemoryCredentialStore();
   await store.enroll('dev-1');
   const { passwordFile, aclFile } = await writeMosquittoAuthFiles(dir, { username: 'fleetprune-server', password: 'server-password' }, store);
