@@ -1,6 +1,6 @@
-import type * as ort from 'onnxruntime-node';
 import type { Manifest } from '../shared/artifact/manifest.ts';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-io.ts';
+import type { OnnxSession } from './onnx-session.ts';
 
 /**
  * Why a loaded model cannot run as its manifest describes it, or null when it can: the agent
@@ -9,7 +9,7 @@ import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-io.ts';
  * hold a model.onnx that disagrees with its manifest; such a model is refused before it is
  * installed or activated, instead of failing every prediction.
  */
-export function modelInterfaceProblem(session: ort.InferenceSession, manifest: Manifest): string | null {
+export function modelInterfaceProblem(session: OnnxSession, manifest: Manifest): string | null {
   const input = session.inputMetadata.find((value) => value.name === ONNX_INPUT);
   if (!input) return `model.onnx has no input "${ONNX_INPUT}" (inputs: ${session.inputNames.join(', ') || 'none'})`;
   if (!input.isTensor || input.type !== 'float32') return `model.onnx input "${ONNX_INPUT}" is not a float32 tensor`;

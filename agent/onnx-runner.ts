@@ -1,11 +1,12 @@
 import * as ort from 'onnxruntime-node';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-io.ts';
+import type { OnnxSession } from './onnx-session.ts';
 
 /**
  * Runs a fleetprune ONNX model (input `features` float32 [batch, nFeatures] of raw features,
  * output `output` [batch, nOutputs]) on row-major features; returns one output row per input row.
  */
-export async function runModel(session: ort.InferenceSession, features: Float32Array, rows: number, nFeatures: number): Promise<number[][]> {
+export async function runModel(session: OnnxSession, features: Float32Array, rows: number, nFeatures: number): Promise<number[][]> {
   const tensor = new ort.Tensor('float32', features, [rows, nFeatures]);
   const result = await session.run({ [ONNX_INPUT]: tensor });
   const output = result[ONNX_OUTPUT];

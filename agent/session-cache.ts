@@ -1,8 +1,9 @@
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
+import { AGENT_SESSION_OPTIONS, createOnnxSession, type OnnxSession } from './onnx-session.ts';
 import { readVerifiedOnnx, type OnnxSource } from './verified-onnx.ts';
 
 export interface SessionLease {
-  readonly session: ort.InferenceSession;
+  readonly session: OnnxSession;
   /** Gives the lease back; the session is released when its last lease is. */
   release(): Promise<void>;
 }
@@ -18,9 +19,9 @@ export interface SessionCache {
 }
 
 export class OrtSessionCache implements SessionCache {
-  readonly #entries = new Map<string, { session: Promise<ort.InferenceSession>; leases: number }>();
+  readonly #entries = new Map<string, { session: Promise<OnnxSession>; leases: number }>();
 
-  constructor(readonly options: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1 }) {}
+  constructor(readonly options: ort.InferenceSession.SessionOptions = AGENT_SESSION_OPTIONS) {}
 
   get size(): number {
     return this.#entries.size;
@@ -30,12 +31,12 @@ export class OrtSessionCache implements SessionCache {
     const { artifactId } = source;
     let entry = this.#entries.get(artifactId);
     if (!entry) {
-      entry = { session: readVerifiedOnnx(source).then((bytes) => ort.InferenceSession.create(bytes, this.options)), leases: 0 };
+      entry = { session: readVerifiedOnnx(source).then((bytes) => createOnnxSession(bytes, this.options)), leases: 0 };
       this.#entries.set(artifactId, entry);
     }
     entry.leases++;
     const current = entry;
-    let session: ort.InferenceSession;
+    let session: OnnxSession;
     try {
       session = await current.session;
     } catch (error) {
