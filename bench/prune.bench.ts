@@ -15,7 +15,7 @@ import { loadDatasetFile } from '../shared/data/dataset.ts';
 import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '../shared/datasets/index.ts';
 import { loadMnistSubset } from '../shared/datasets/mnist.ts';
 import { exportOnnx, ONNX_INPUT } from '../shared/artifact/onnx-export.ts';
-import { createOnnxSession, ONNX_RUN_PATH } from '../agent/onnx-session.ts';
+import { AGENT_SESSION_OPTIONS, createOnnxSession, ONNX_RUN_PATH } from '../agent/onnx-session.ts';
 import { flopsPerSample, type DenseNetwork } from '../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../shared/model/tfjs-backend.ts';
 import { toTfjsModel } from '../shared/model/tfjs-convert.ts';
@@ -46,6 +46,8 @@ const { values: args } = parseArgs({
 const seeds = Array.from({ length: Number(args.seeds) }, (_, i) => i + 1);
 const datasetNames = args.datasets!.split(',');
 const BATCHES = [1, 64, 1024];
+/** Batches at which the call-path table times the public run() against the inline one. */
+const CALL_PATH_BATCHES = [1, 64];
 
 function loadBenchDataset(name: string): Dataset {
   if (name === 'mnist') return loadMnistSubset();
@@ -79,6 +81,16 @@ interface LatencyRow {
   floorMs?: number;
 }
 
+/** One data set's seed-1 models in onnxruntime-node through the public run() and inline, timed in the same rounds. */
+interface CallPathRow {
+  dataset: string;
+  batch: number;
+  originalPublic: number;
+  originalInline: number;
+  prunedPublic: number;
+  prunedInline: number;
+}
+
 /** The smallest network with the same inputs and outputs: one hidden unit. Its latency is the runtime's per-call floor. */
 function floorNetwork(network: DenseNetwork): DenseNetwork {
   const inputs = network.inputMean.length;
@@ -93,7 +105,7 @@ function floorNetwork(network: DenseNetwork): DenseNetwork {
 }
 
 /** Median time of one call, from interleaved rounds (A, B, A, B, ...) so drift hits both alike. */
-async function timeInterleaved(a: () => Promise<unknown>, b: () => Promise<unknown>, rounds = 9): Promise<[number, number]> {
+async function timeInterleaved(fns: (() => Promise<unknown>)[], rounds = 9): Promise<number[]> {
   const calibrate = async (fn: () => Promise<unknown>) => {
     let n = 1;
     for (;;) {
@@ -104,18 +116,17 @@ async function timeInterleaved(a: () => Promise<unknown>, b: () => Promise<unkno
       n *= 2;
     }
   };
-  const [na, nb] = [await calibrate(a), await calibrate(b)];
-  const ta: number[] = [];
-  const tb: number[] = [];
+  const counts: number[] = [];
+  for (const fn of fns) counts.push(await calibrate(fn));
+  const times: number[][] = fns.map(() => []);
   for (let r = 0; r < rounds; r++) {
-    let t0 = performance.now();
-    for (let i = 0; i < na; i++) await a();
-    ta.push((performance.now() - t0) / na);
-    t0 = performance.now();
-    for (let i = 0; i < nb; i++) await b();
-    tb.push((performance.now() - t0) / nb);
+    for (const [k, fn] of fns.entries()) {
+      const t0 = performance.now();
+      for (let i = 0; i < counts[k]!; i++) await fn();
+      times[k]!.push((performance.now() - t0) / counts[k]!);
+    }
   }
-  return [median(ta), median(tb)];
+  return times.map(median);
 }
 
 interface SavedResults {
@@ -126,6 +137,7 @@ interface SavedResults {
   latency: LatencyRow[];
   /** How onnxruntime-node sessions ran (agent/onnx-session.ts); absent in results from before it existed. */
   ortRunPath?: string;
+  callPath?: CallPathRow[];
 }
 
 /** Runs ODF2NNA on every data set and seed, then times the seed-1 models. */
@@ -153,6 +165,7 @@ async function measure(): Promise<SavedResults> {
   }
 
   const latency: LatencyRow[] = [];
+  const callPath: CallPathRow[] = [];
   for (const { name, networks } of results) {
     const { original, pruned, rows } = networks;
     const flopRatio = flopsPerSample(original) / flopsPerSample(pruned);
@@ -160,25 +173,27 @@ async function measure(): Promise<SavedResults> {
     // Sessions as the agent runs them: one thread, as on a small field device (for dense networks
     // this size, intra-op threading costs more in synchronisation than it saves), run inline.
     const sessions = await Promise.all([original, pruned, floorNetwork(original)].map((n) => createOnnxSession(exportOnnx(n))));
+    // The package's public run(), for the call-path table.
+    const publicSessions = await Promise.all([original, pruned].map((n) => ort.InferenceSession.create(exportOnnx(n), AGENT_SESSION_OPTIONS)));
     const tfModels = [original, pruned].map(toTfjsModel);
     for (const batch of BATCHES) {
       const batchRows = Array.from({ length: batch }, (_, i) => rows[i % rows.length]!);
       const feeds = { [ONNX_INPUT]: new ort.Tensor('float32', Float32Array.from(batchRows.flat()), [batch, width]) };
-      const [oOrt, pOrt] = await timeInterleaved(
-        () => sessions[0]!.run(feeds),
-        () => sessions[1]!.run(feeds),
-      );
-      const [floorMs] = await timeInterleaved(
-        () => sessions[2]!.run(feeds),
-        () => sessions[1]!.run(feeds),
-      );
+      const [oOrt, pOrt] = await timeInterleaved([() => sessions[0]!.run(feeds), () => sessions[1]!.run(feeds)]);
+      const [floorMs] = await timeInterleaved([() => sessions[2]!.run(feeds), () => sessions[1]!.run(feeds)]);
+      if (CALL_PATH_BATCHES.includes(batch)) {
+        const [originalPublic, originalInline, prunedPublic, prunedInline] = await timeInterleaved(
+          [publicSessions[0]!, sessions[0]!, publicSessions[1]!, sessions[1]!].map((session) => () => session.run(feeds)),
+        );
+        callPath.push({ dataset: name, batch, originalPublic: originalPublic!, originalInline: originalInline!, prunedPublic: prunedPublic!, prunedInline: prunedInline! });
+      }
       const standardized = tf.tensor2d(standardizeRows(batchRows, original), [batch, width]);
       const predict = (model: tf.LayersModel) => async () => {
         const out = model.predict(standardized) as tf.Tensor;
         await out.data();
         out.dispose();
       };
-      const [oTf, pTf] = await timeInterleaved(predict(tfModels[0]!), predict(tfModels[1]!));
+      const [oTf, pTf] = await timeInterleaved([predict(tfModels[0]!), predict(tfModels[1]!)]);
       standardized.dispose();
       for (const [engine, o, p] of [
         ['onnxruntime-node', oOrt, pOrt],
@@ -199,7 +214,7 @@ async function measure(): Promise<SavedResults> {
       console.error(`${name} batch ${batch}: ort ${oOrt.toFixed(4)} → ${pOrt.toFixed(4)} ms, tfjs ${oTf.toFixed(4)} → ${pTf.toFixed(4)} ms`);
     }
     tfModels.forEach((m) => m.dispose());
-    await Promise.all(sessions.map((s) => s.release()));
+    await Promise.all([...sessions, ...publicSessions].map((s) => s.release()));
   }
   return {
     machine: describeMachine(),
@@ -208,6 +223,7 @@ async function measure(): Promise<SavedResults> {
     datasets: results.map(({ name, task, reports }) => ({ name, task, reports })),
     latency,
     ortRunPath: ONNX_RUN_PATH,
+    callPath,
   };
 }
 
@@ -312,6 +328,29 @@ const body = [
     ]),
   ),
   '',
+  ...(saved.callPath?.length
+    ? [
+        '### onnxruntime-node call path (seed 1 models)',
+        '',
+        'The same sessions timed in the same interleaved rounds through the package\'s public `InferenceSession.run()`, which defers each call to a later turn of the event loop, and inline through its native binding, as the agent runs them (agent/onnx-session.ts). Median milliseconds per call.',
+        '',
+        markdownTable(
+          ['data set', 'batch', 'original public', 'original inline', 'pruned public', 'pruned inline', 'pruned public / inline', 'speedup public', 'speedup inline'],
+          saved.callPath.map((r) => [
+            r.dataset,
+            String(r.batch),
+            r.originalPublic.toFixed(4),
+            r.originalInline.toFixed(4),
+            r.prunedPublic.toFixed(4),
+            r.prunedInline.toFixed(4),
+            `${(r.prunedPublic / r.prunedInline).toFixed(2)}×`,
+            `${(r.originalPublic / r.prunedPublic).toFixed(2)}×`,
+            `${(r.originalInline / r.prunedInline).toFixed(2)}×`,
+          ]),
+        ),
+        '',
+      ]
+    : []),
   '### Targets',
   '',
   ...targets,
