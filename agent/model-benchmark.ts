@@ -19,7 +19,7 @@ export interface BenchmarkSettings {
 export const DEFAULT_BENCHMARK_SETTINGS: BenchmarkSettings = { latencySamples: 500, throughputBatches: 100, batchSize: 64 };
 const WARMUP_RUNS = 10;
 const SCORING_CHUNK = 1024;
-/** Inferences run inline (see onnx-session.ts), so the timing loops give the event loop a turn this often, between samples. */
+/** Inferences run inline (onnx-session.ts) and never yield, so the timing loops give the event loop a turn this often, between samples. */
 const YIELD_EVERY_MS = 5;
 
 /**
@@ -29,8 +29,9 @@ const YIELD_EVERY_MS = 5;
  * timing is interleaved (ABBA: each single-row sample and each batch runs every model, in an
  * order that alternates), so neither the process's cold start nor load on the device (requests
  * served meanwhile) falls on one model only. Latency is timed at batch 1 (p50/p95/p99),
- * throughput at batch `batchSize` (rows/s). A timed inference runs in one turn of the event loop,
- * so no other callback lands inside it; requests are served between samples.
+ * throughput at batch `batchSize` (rows/s). Sessions run inline (onnx-session.ts), so a timed
+ * inference is one turn of the event loop with no other callback inside it; requests are served
+ * between samples.
  */
 export async function benchmarkSideBySide(
   models: readonly { role: Role; version: string; model: InstalledModel }[],

@@ -1,6 +1,5 @@
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
-import type { Binding } from 'onnxruntime-node/dist/binding.js';
 
 /** The session options of every model the agent runs: one thread, as on a small field device. */
 export const AGENT_SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, interOpNumThreads: 1 };
@@ -18,39 +17,69 @@ export interface OnnxSession {
 /** How a session runs: `inline` in the calling turn of the event loop, or through the package's public `run`. */
 export type OnnxRunPath = 'inline' | 'public';
 
+/** onnxruntime-node versions whose native binding (dist/binding.js) this module was written and tested against. */
+export const INLINE_TESTED_VERSIONS = /^1\.30\./;
+
+/** The part of onnxruntime-node's dist/binding.js used here (the typings in that private file say the same). */
+interface NativeValueMetadata {
+  name: string;
+  isTensor: boolean;
+  symbolicDimensions: string[];
+  shape: number[];
+  type: number;
+}
+interface NativeSession {
+  loadModel(buffer: ArrayBuffer, byteOffset: number, byteLength: number, options: ort.InferenceSession.SessionOptions): void;
+  readonly inputMetadata: NativeValueMetadata[];
+  readonly outputMetadata: NativeValueMetadata[];
+  /** Synchronous. */
+  run(feeds: ort.InferenceSession.FeedsType, fetches: Record<string, null>, options: ort.InferenceSession.RunOptions): Record<string, ort.OnnxValue>;
+  dispose(): void;
+}
 interface NativeBinding {
-  binding: { InferenceSession: Binding.InferenceSessionConstructor };
+  binding: { InferenceSession: new () => NativeSession };
   initOrt: () => void;
 }
 
 /**
  * onnxruntime-node's native session, which runs synchronously. The package's public
- * `InferenceSession.run` defers every call to a later turn of the event loop (setImmediate) before
- * running it on this same thread; that trip costs 4–8 µs a call here, as much as a whole pruned
- * network at batch 64, and lets unrelated callbacks (MQTT, HTTP) land inside a timed inference.
- * The binding is a file of the package, not its public API, so it is checked before use and the
- * public API is used when it is missing or differs (a package upgrade).
+ * `InferenceSession.run()` defers every call to a later turn of the event loop (setImmediate)
+ * before running it on this same thread; that trip costs several µs a call (BENCHMARKS.md,
+ * "onnxruntime-node call path") and lets unrelated callbacks (MQTT, HTTP) land inside a timed
+ * inference. The binding is a file of the package, not its public API, so it is used only with the
+ * onnxruntime-node versions it was tested with and only when it has the expected shape; otherwise
+ * sessions take the public API, and a test fails to say so.
  */
 const native: NativeBinding | null = (() => {
   try {
-    const loaded = createRequire(import.meta.url)('onnxruntime-node/dist/binding.js') as Partial<NativeBinding>;
+    const require = createRequire(import.meta.url);
+    const { version } = require('onnxruntime-node/package.json') as { version?: unknown };
+    if (typeof version !== 'string' || !INLINE_TESTED_VERSIONS.test(version)) return null;
+    const loaded = require('onnxruntime-node/dist/binding.js') as Partial<NativeBinding>;
     const ctor = loaded.binding?.InferenceSession;
     const usable =
       typeof ctor === 'function' &&
       typeof loaded.initOrt === 'function' &&
-      ['loadModel', 'run', 'dispose'].every((method) => typeof (ctor.prototype as Record<string, unknown>)[method] === 'function');
+      ['loadModel', 'run', 'dispose'].every((method) => typeof (ctor.prototype as unknown as Record<string, unknown>)[method] === 'function');
     return usable ? (loaded as NativeBinding) : null;
   } catch {
     return null;
   }
 })();
 
-/** The path new sessions take in this process. */
+/** The path sessions take in this process unless told otherwise. */
 export const ONNX_RUN_PATH: OnnxRunPath = native ? 'inline' : 'public';
 
-/** A session of an ONNX model's bytes; throws onnxruntime's error when the bytes are not a model it can load. */
-export async function createOnnxSession(bytes: Uint8Array, options: ort.InferenceSession.SessionOptions = AGENT_SESSION_OPTIONS): Promise<OnnxSession> {
-  if (!native) return ort.InferenceSession.create(bytes, options);
+/**
+ * A session of an ONNX model's bytes; throws onnxruntime's error when the bytes are not a model it
+ * can load. `path` 'public' forces the package's public API (the fallback, and the comparison).
+ */
+export async function createOnnxSession(
+  bytes: Uint8Array,
+  options: ort.InferenceSession.SessionOptions = AGENT_SESSION_OPTIONS,
+  path: OnnxRunPath = ONNX_RUN_PATH,
+): Promise<OnnxSession> {
+  if (path === 'public' || !native) return ort.InferenceSession.create(bytes, options);
   native.initOrt();
   const session = new native.binding.InferenceSession();
   session.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, options);
@@ -63,9 +92,9 @@ class InlineOnnxSession implements OnnxSession {
   readonly inputMetadata: ort.InferenceSession.ValueMetadata[];
   readonly outputMetadata: ort.InferenceSession.ValueMetadata[];
   readonly #fetches: Record<string, null>;
-  #session: Binding.InferenceSession | null;
+  #session: NativeSession | null;
 
-  constructor(session: Binding.InferenceSession) {
+  constructor(session: NativeSession) {
     this.#session = session;
     this.inputMetadata = session.inputMetadata.map(valueMetadata);
     this.outputMetadata = session.outputMetadata.map(valueMetadata);
@@ -103,10 +132,14 @@ const TENSOR_TYPES: Record<number, ort.Tensor.Type | undefined> = {
 };
 
 /** The binding's raw value metadata in the public API's form (as onnxruntime-node's own backend converts it). */
-function valueMetadata(raw: Binding.ValueMetadata): ort.InferenceSession.ValueMetadata {
+function valueMetadata(raw: NativeValueMetadata): ort.InferenceSession.ValueMetadata {
   if (!raw.isTensor) return { name: raw.name, isTensor: false };
   const type = TENSOR_TYPES[raw.type];
   if (!type) throw new Error(`model value "${raw.name}" has an unsupported data type (${raw.type})`);
-  const shape = raw.shape.map((dim, i) => (dim === -1 ? raw.symbolicDimensions[i]! : dim));
+  const shape = raw.shape.map((dim, i) => {
+    if (dim === -1) return raw.symbolicDimensions[i]!;
+    if (dim < 0) throw new Error(`model value "${raw.name}" has an invalid dimension (${dim})`);
+    return dim;
+  });
   return { name: raw.name, isTensor: true, type, shape };
 }

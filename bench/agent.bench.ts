@@ -19,6 +19,7 @@ import { connectMqtt } from '../agent/mqtt-link.ts';
 import { runModel } from '../agent/onnx-runner.ts';
 import { percentile } from '../agent/model-benchmark.ts';
 import { OrtSessionCache } from '../agent/session-cache.ts';
+import { ONNX_RUN_PATH } from '../agent/onnx-session.ts';
 import type { Report } from '../shared/protocol/payloads.ts';
 import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld, type TestArtifact } from '../test/agent/agent-fixtures.ts';
 import { AgentProcess } from '../test/agent/agent-process.ts';
@@ -234,7 +235,7 @@ async function main(): Promise<void> {
         [`Assignment → benchmark report, 1 agent (p50 / p95 of ${one.samples})`, `${ms(one.p50Ms)} / ${ms(one.p95Ms)}`],
         [`Assignment → benchmark report, ${FLEET_SIZE} agents in one process (p50 / p95 of ${fleet.samples})`, `${ms(fleet.p50Ms)} / ${ms(fleet.p95Ms)}`],
         ['Single-row inference, `POST /v1/predict` (p50 / p95)', `${ms(predict.httpP50Ms)} / ${ms(predict.httpP95Ms)}`],
-        ['Single-row inference, direct onnxruntime-node `run` (p50 / p95)', `${ms(predict.directP50Ms)} / ${ms(predict.directP95Ms)}`],
+        [`Single-row inference, direct call of the agent's onnxruntime-node session (${ONNX_RUN_PATH === 'inline' ? 'inline, agent/onnx-session.ts' : 'public run()'}) (p50 / p95)`, `${ms(predict.directP50Ms)} / ${ms(predict.directP95Ms)}`],
         ['/v1/predict overhead ratio (p50 HTTP / p50 direct)', `${predict.overheadRatio.toFixed(1)}×`],
       ],
     );
