@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -286,6 +286,33 @@ for (const engine of STORE_ENGINES) {
           await expectError(await env.server.request('PUT', '/api/models/iris/aliases/staging', { json: { version: '1' } }), 400, 'bad_request', /path\.alias/);
         });
       });
+    });
+
+    test('an upload whose audit entry failed is audited when the blob is sent again, and only once', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server } = env;
+      const bytes = Buffer.from(`blob audited late on ${engine}`);
+      const sha256 = createHash('sha256').update(bytes).digest('hex');
+      const put = () => server.request('PUT', `/api/blobs/${sha256}`, { body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+      const uploads = async () => (await server.server.ctx.store.audit.list({})).filter((entry) => entry.action === 'blob.upload' && entry.target === sha256);
+      const audit = server.server.ctx.store.audit;
+      const append = audit.append.bind(audit);
+      audit.append = async () => {
+        throw new Error('audit log unavailable');
+      };
+      try {
+        const failed = await put();
+        assert.equal(failed.status, 500);
+        assert.doesNotMatch(await failed.text(), /\bat \S+ \(/, 'no stack trace');
+      } finally {
+        audit.append = append;
+      }
+      assert.deepEqual(await uploads(), [], 'the blob is stored, its entry is missing');
+      assert.equal((await put()).status, 200, 'already stored');
+      assert.deepEqual((await uploads()).map((entry) => [entry.actor, entry.details.bytes]), [['token:env-admin', bytes.length]]);
+      assert.equal((await put()).status, 200);
+      assert.equal((await uploads()).length, 1, 'a re-upload of an audited blob adds no entry');
     });
   });
 }

@@ -15,4 +15,10 @@ export const auditMigrations: Migration[] = [
         details TEXT NOT NULL
       );`,
   },
+  {
+    domain: 'audit',
+    version: 2,
+    name: 'audit entries by action and target',
+    sql: () => `CREATE INDEX audit_log_action_target ON audit_log (action, target);`,
+  },
 ];

@@ -24,6 +24,11 @@ export class AuditRepository {
     ]);
   }
 
+  /** Whether some entry records `action` on `target`. */
+  async has(action: string, target: string): Promise<boolean> {
+    return (await this.db.get('SELECT 1 AS found FROM audit_log WHERE action = ? AND target = ? LIMIT 1', [action, target])) !== undefined;
+  }
+
   /** Newest first, `limit` entries older than `beforeId`. */
   async list(options: { beforeId?: number; limit?: number } = {}): Promise<AuditEntry[]> {
     const rows = await this.db.all('SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?', [
