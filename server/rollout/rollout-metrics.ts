@@ -39,6 +39,7 @@ export class RolloutMetrics {
 
   observe(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
     const labels = { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion };
+    if (!this.#series.has(state.id) && !isTerminal(state)) this.#zeroErrorCounts(state, labels);
     const set = (metric: Gauge<string>, extra: Record<string, string>, value: number) => metric.set(this.#track(metric, { ...labels, ...extra }), value);
     set(this.step, {}, state.stepIndex);
     set(this.weight, {}, weight(state));
@@ -60,6 +61,17 @@ export class RolloutMetrics {
       this.#finished.push(state.id);
       while (this.#finished.length > EXPORTED_FINISHED_ROLLOUTS) this.#forget(this.#finished.shift()!);
     }
+  }
+
+  /**
+   * Exports each analysis metric's measurement-error count at 0 as soon as the rollout is seen, long
+   * before its first measurement: Prometheus's increase() counts from a series' first sample, so
+   * a count that first appeared at 1 would make FleetpruneAnalysisErrors (≥ 3 in 15 min) wait for
+   * the fourth error.
+   */
+  #zeroErrorCounts(state: RolloutState, labels: Record<'rollout' | 'model' | 'version', string>): void {
+    const metrics = new Set(state.spec.steps.flatMap((step) => (step.kind === 'analysis' ? step.metrics.map((metric) => metric.name) : [])));
+    for (const metric of metrics) this.decisions.inc(this.#track(this.decisions, { ...labels, kind: 'measurement', metric, verdict: 'Error' }), 0);
   }
 
   #track<L extends Record<string, string>>(metric: Metric, labels: L): L {

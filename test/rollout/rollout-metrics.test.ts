@@ -5,7 +5,7 @@ import { EXPORTED_FINISHED_ROLLOUTS, RolloutMetrics } from '../../server/rollout
 import { startRollout } from '../../server/rollout/rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutState } from '../../server/rollout/rollout-state.ts';
 import { ROLLOUT_METRICS } from '../../shared/metrics/rollout-names.ts';
-import { fleetOf, specOf, T0 } from './rollout-fixtures.ts';
+import { analysisStep, fleetOf, specOf, T0 } from './rollout-fixtures.ts';
 
 function rollout(id: string): { state: RolloutState; decisions: readonly DecisionLogEntry[] } {
   const { state, decisions } = startRollout(id, specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices: fleetOf(4), previousProduction: null });
@@ -40,4 +40,25 @@ test('rollout series: unfinished rollouts and the last few finished ones are exp
   for (const name of [ROLLOUT_METRICS.step, ROLLOUT_METRICS.weight, ROLLOUT_METRICS.unreachableDevices, ROLLOUT_METRICS.decisions]) {
     assert.deepEqual(byMetric[name], expected, name);
   }
+});
+
+test('each analysis metric of a new rollout exports its measurement-error count at 0 before any measurement (so increase() counts the first error)', async () => {
+  const registry = new Registry();
+  const metrics = new RolloutMetrics(registry);
+  const latency = { name: 'latency', provider: { builtin: { query: 'lat' } }, successCondition: 'result[0] < 1' };
+  const spec = specOf([{ setWeight: 5 }, analysisStep(), { setWeight: 50 }, analysisStep(latency), { setWeight: 100 }]);
+  const { state, decisions } = startRollout('ro-zero', spec, { type: 'start', at: T0, by: 'a', devices: fleetOf(4), previousProduction: null });
+  metrics.observe(state, decisions);
+  const errors = async () =>
+    ((await registry.getSingleMetric(ROLLOUT_METRICS.decisions)!.get()).values as { labels: Record<string, string>; value: number }[])
+      .filter((value) => value.labels.kind === 'measurement' && value.labels.verdict === 'Error')
+      .map((value) => [value.labels.rollout, value.labels.metric, value.value])
+      .sort();
+  assert.deepEqual(await errors(), [['ro-zero', 'accuracy', 0], ['ro-zero', 'latency', 0]]);
+  metrics.observe(state, [{ id: 'd9', rolloutId: 'ro-zero', at: T0, kind: 'measurement', stepIndex: 1, verdict: 'Error', message: 'provider down', measurement: { metric: 'accuracy', thresholds: {} } } as unknown as DecisionLogEntry]);
+  assert.deepEqual(await errors(), [['ro-zero', 'accuracy', 1], ['ro-zero', 'latency', 0]]);
+
+  const done = rollout('ro-finished-elsewhere');
+  metrics.observe({ ...done.state, phase: 'Completed' }, []);
+  assert.deepEqual((await errors()).filter(([id]) => id === 'ro-finished-elsewhere'), [], 'a rollout first seen finished gets no zero series');
 });
