@@ -84,8 +84,16 @@ export class BlobStore {
   /**
    * Stores the bytes of `source` under `expectedSha256` (or under their own hash when null).
    * Refuses (storing nothing) when they exceed `maxBytes` or hash to something else.
+   * `whileLocked` runs with the result before the store's lock is released, so no other put of
+   * the same blob sees it stored until that step is done (it records the upload); if it throws,
+   * the blob stays stored and put throws.
    */
-  async put(source: AsyncIterable<Uint8Array>, expectedSha256: string | null, maxBytes: number): Promise<BlobInfo & { created: boolean }> {
+  async put(
+    source: AsyncIterable<Uint8Array>,
+    expectedSha256: string | null,
+    maxBytes: number,
+    whileLocked?: (stored: BlobInfo & { created: boolean }) => Promise<void>,
+  ): Promise<BlobInfo & { created: boolean }> {
     if (expectedSha256 !== null) this.pathOf(expectedSha256);
     const tmpPath = join(this.#tmp, `${Date.now()}-${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
@@ -109,11 +117,17 @@ export class BlobStore {
       }
       return await this.#lock.run(async () => {
         const existing = await this.#refresh(actual);
-        if (existing) return { ...existing, created: false };
-        await mkdir(join(this.root, actual.slice(0, 2)), { recursive: true });
-        await rename(tmpPath, this.pathOf(actual));
-        await fsyncDirectory(join(this.root, actual.slice(0, 2)));
-        return { sha256: actual, bytes, created: true };
+        let stored: BlobInfo & { created: boolean };
+        if (existing) {
+          stored = { ...existing, created: false };
+        } else {
+          await mkdir(join(this.root, actual.slice(0, 2)), { recursive: true });
+          await rename(tmpPath, this.pathOf(actual));
+          await fsyncDirectory(join(this.root, actual.slice(0, 2)));
+          stored = { sha256: actual, bytes, created: true };
+        }
+        await whileLocked?.(stored);
+        return stored;
       });
     } finally {
       await rm(tmpPath, { force: true });

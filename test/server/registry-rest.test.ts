@@ -313,6 +313,25 @@ for (const engine of STORE_ENGINES) {
       assert.deepEqual((await uploads()).map((entry) => [entry.actor, entry.details.bytes]), [['token:env-admin', bytes.length]]);
       assert.equal((await put()).status, 200);
       assert.equal((await uploads()).length, 1, 'a re-upload of an audited blob adds no entry');
+
+      // Three uploads of one new blob at once, while writing an entry is slow: the first one's entry
+      // is written before the others look for it, so there is one.
+      const concurrent = Buffer.from(`blob uploaded three times at once on ${engine}`);
+      const concurrentSha = createHash('sha256').update(concurrent).digest('hex');
+      audit.append = async (entry) => {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return append(entry);
+      };
+      try {
+        const statuses = await Promise.all(
+          [0, 1, 2].map(async () => (await server.request('PUT', `/api/blobs/${concurrentSha}`, { body: concurrent, headers: { 'content-type': 'application/octet-stream' } })).status),
+        );
+        assert.deepEqual(statuses.sort(), [200, 200, 201]);
+      } finally {
+        audit.append = append;
+      }
+      const entries = (await audit.list({})).filter((entry) => entry.action === 'blob.upload' && entry.target === concurrentSha);
+      assert.equal(entries.length, 1, 'one entry for one new blob');
     });
   });
 }
