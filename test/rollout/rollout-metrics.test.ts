@@ -61,4 +61,13 @@ test('each analysis metric of a new rollout exports its measurement-error count 
   const done = rollout('ro-finished-elsewhere');
   metrics.observe({ ...done.state, phase: 'Completed' }, []);
   assert.deepEqual((await errors()).filter(([id]) => id === 'ro-finished-elsewhere'), [], 'a rollout first seen finished gets no zero series');
+
+  // Once enough later rollouts have finished, ro-zero's error counts go with its other series.
+  metrics.observe({ ...state, phase: 'Completed' }, []);
+  for (let i = 0; i < EXPORTED_FINISHED_ROLLOUTS; i++) {
+    const later = rollout(`ro-later-${i}`);
+    metrics.observe(later.state, later.decisions);
+    metrics.observe({ ...later.state, phase: 'Completed' }, []);
+  }
+  assert.deepEqual((await errors()).filter(([id]) => id === 'ro-zero'), []);
 });
