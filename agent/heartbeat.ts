@@ -3,31 +3,38 @@ import { TelemetrySchema, type ModelRef, type Telemetry } from '../shared/protoc
 /**
  * Builds heartbeat payloads: uptime, process CPU (percent of one core since the previous
  * heartbeat), RSS, and the models in the slots.
+ *
+ * Uptime and the CPU interval are measured on a monotonic clock: a device's wall clock steps
+ * (an NTP correction at boot, a dead RTC battery), and a step backwards made the uptime negative,
+ * which the payload schema refuses.
  */
 export class HeartbeatBuilder {
   readonly #startedAt: number;
   #lastCpu = process.cpuUsage();
-  #lastWall: number;
+  #lastTick: number;
 
   constructor(
     readonly deviceId: string,
+    /** The wall clock, for `sentAt`. */
     readonly clock: () => Date,
+    /** Milliseconds on a clock that never steps back. */
+    readonly monotonic: () => number = () => performance.now(),
   ) {
-    this.#startedAt = clock().getTime();
-    this.#lastWall = this.#startedAt;
+    this.#startedAt = monotonic();
+    this.#lastTick = this.#startedAt;
   }
 
   build(slots: { active: ModelRef | null; candidate: ModelRef | null; previous: ModelRef | null }, serving: Telemetry['serving']): Telemetry {
-    const now = this.clock().getTime();
+    const tick = this.monotonic();
     const cpu = process.cpuUsage(this.#lastCpu);
-    const wallMicros = Math.max(1, (now - this.#lastWall) * 1000);
+    const wallMicros = Math.max(1, (tick - this.#lastTick) * 1000);
     this.#lastCpu = process.cpuUsage();
-    this.#lastWall = now;
+    this.#lastTick = tick;
     return TelemetrySchema.parse({
       schema: 1,
       deviceId: this.deviceId,
-      sentAt: new Date(now).toISOString(),
-      uptimeSeconds: (now - this.#startedAt) / 1000,
+      sentAt: this.clock().toISOString(),
+      uptimeSeconds: Math.max(0, (tick - this.#startedAt) / 1000),
       cpuPercent: (100 * (cpu.user + cpu.system)) / wallMicros,
       rssBytes: process.memoryUsage.rss(),
       ...slots,
