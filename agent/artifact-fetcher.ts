@@ -28,9 +28,9 @@ export interface DownloadLimits {
   /** No byte (or no response headers) for this long aborts the request. */
   idleTimeoutMs: number;
   /**
-   * A request still running after `rateWindowMs` must have received at least `minBytesPerSecond`
-   * on average in every window since it started, so a server trickling bytes just often enough
-   * to beat the idle timeout cannot hold the agent (and every later assignment) forever.
+   * Every `rateWindowMs` of a request must bring at least `minBytesPerSecond` on average over
+   * that window, so a server trickling bytes just often enough to beat the idle timeout cannot
+   * hold the agent (and every later assignment) for long — not even after a fast start.
    */
   minBytesPerSecond: number;
   rateWindowMs: number;
@@ -215,12 +215,12 @@ export class ArtifactFetcher {
     };
     const idle = () => abort(`no data for ${idleTimeoutMs / 1000} s`);
     let timer = setTimeout(idle, idleTimeoutMs);
+    /** Bytes received in the current rate window. */
     let received = 0;
-    let windows = 0;
     const minPerWindow = (minBytesPerSecond * rateWindowMs) / 1000;
     const rate = setInterval(() => {
-      windows += 1;
-      if (received < windows * minPerWindow) abort(`slower than ${minBytesPerSecond} bytes/s (${received} bytes in ${(windows * rateWindowMs) / 1000} s)`);
+      if (received < minPerWindow) abort(`slower than ${minBytesPerSecond} bytes/s (${received} bytes in the last ${rateWindowMs / 1000} s)`);
+      received = 0;
     }, rateWindowMs);
     const touch = (bytes: number) => {
       received += bytes;

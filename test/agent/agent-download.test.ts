@@ -118,6 +118,32 @@ test('a model trickled just under the idle timeout is aborted by the minimum rat
   assert.equal(agent.slots.active?.sha256, world.v1.id);
 });
 
+test('the minimum rate holds in every window: a fast start does not buy a long trickle', async (t) => {
+  const body = await readFile(join(world.v1.dir, 'model.onnx'));
+  const burst = body.length >> 1;
+  // Each 300 ms window must bring burst/50 bytes; the trickle brings 3. Averaged since the start,
+  // the burst would cover about 50 windows (15 s) of trickle.
+  const limits = { idleTimeoutMs: 500, rateWindowMs: 300, minBytesPerSecond: Math.ceil(burst / 15) };
+  const { hostile, assign, agent } = await hostileAgent(t, 'burst-trickle-1', { downloadLimits: limits });
+  hostile.handler = (request, response) => {
+    if (new URL(request.url!, 'http://x').pathname !== blobPath(world.v1) || request.headers.range) return false;
+    response.writeHead(200, { 'Content-Length': body.length, ETag: `"${world.v1.manifest.files['model.onnx']!.sha256}"` });
+    response.write(body.subarray(0, burst));
+    void trickle(response, body, 1, 100, burst);
+    return true;
+  };
+  const started = Date.now();
+  const assignment = await assign(world.v1, 'active');
+  const report = await world.waitForReport(isAnswerTo(assignment.id), 10_000);
+  assert.equal(report.kind === 'assignment' && report.outcome, 'activated', reasonOf(report));
+  assert.ok(Date.now() - started < 6000, `aborted within a couple of windows of the burst, not after ~50 (took ${Date.now() - started} ms)`);
+  const blobs = hostile.requestsTo('/api/blobs/');
+  assert.equal(blobs.length, 2);
+  const resumedAt = Number(/^bytes=(\d+)-$/.exec(blobs[1]!.range ?? '')?.[1]);
+  assert.ok(resumedAt >= burst && resumedAt < burst + 30, `resumed just past the burst (at ${resumedAt} of ${body.length})`);
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+});
+
 test('a resumed download answered with 416 or with a 206 of another range starts over from zero instead of failing forever', async (t) => {
   const bytes = await readFile(join(world.v1.dir, 'model.onnx'));
   const sha = world.v1.manifest.files['model.onnx']!.sha256;
