@@ -13,6 +13,7 @@ import {
   type ModelRef,
   type Report,
   type Role,
+  type Telemetry,
 } from '../shared/protocol/payloads.ts';
 import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
 import { assignmentSignatureVerifies, commandSignatureVerifies } from '../shared/protocol/message-signature.ts';
@@ -174,7 +175,13 @@ export class Agent {
     await this.#recover();
     this.#link.start();
     const interval = this.#options.heartbeatIntervalMs ?? 30_000;
-    this.#heartbeatTimer = setInterval(() => void this.#sendHeartbeat(), interval);
+    this.#heartbeatTimer = setInterval(() => {
+      void this.#sendHeartbeat();
+      if (this.#state.state.unsentReports.length > 0) this.#enqueue('move reports to the outbox', async () => {
+        await this.#moveUnsentReports();
+        void this.#flushOutbox();
+      });
+    }, interval);
     this.#heartbeatTimer.unref();
     // A device runs for months: downloads given up since the start must not stay on its disk.
     this.#staleDownloadTimer = setInterval(() => this.#enqueue('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
@@ -239,8 +246,7 @@ export class Agent {
     }
     if (changed) await this.#state.save(state);
     await this.#outbox.init();
-    for (const report of state.unsentReports) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
-    if (state.unsentReports.length > 0) await this.#state.save({ ...this.#state.state, unsentReports: [] });
+    await this.#moveUnsentReports();
     if (!corrupt) await this.#store.collectGarbage(this.#referencedModels(state));
     await this.#removeStaleDownloads();
     if (state.active) this.#active = await this.#loadServing(state.active);
@@ -432,17 +438,19 @@ export class Agent {
     const state = this.#state.state;
     const candidateStays = state.candidate !== null && !sameModel(state.candidate, ref);
     crashPoint('activation:before-state');
-    await this.#commit(
-      {
-        ...withHandled(state, assignment.id),
-        previous: state.active ?? state.previous,
-        active: ref,
-        candidate: candidateStays ? state.candidate : null,
-        candidateBenchmarked: candidateStays ? state.candidateBenchmarked : true,
-        pending: null,
-      },
-      this.#assignmentReport(assignment.id, 'activated', 'active', ref, null),
-      () => crashPoint('activation:after-state'),
+    await this.#releasingOnFailure(next, () =>
+      this.#commit(
+        {
+          ...withHandled(state, assignment.id),
+          previous: state.active ?? state.previous,
+          active: ref,
+          candidate: candidateStays ? state.candidate : null,
+          candidateBenchmarked: candidateStays ? state.candidateBenchmarked : true,
+          pending: null,
+        },
+        this.#assignmentReport(assignment.id, 'activated', 'active', ref, null),
+        () => crashPoint('activation:after-state'),
+      ),
     );
     await this.#swapActive(next);
     this.metrics.assignments.inc({ outcome: 'activated' });
@@ -476,28 +484,36 @@ export class Agent {
         failure = errorMessage(error);
       }
     }
+    // Only files that fail verification are damaged. A model that verifies but would not load now
+    // (out of memory, too many open files) stays: it is the only copy a revert can use offline.
+    const damaged = 'failure' in verified;
     if (!next && options.orDownload) {
-      this.#logger.warn({ version: target.version, reason: failure }, 'the previous model on disk is unusable; downloading it again');
-      await this.#state.save({ ...state, previous: null });
-      await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+      if (damaged) {
+        this.#logger.warn({ version: target.version, reason: failure }, 'the previous model on disk is damaged; downloading it again');
+        await this.#state.save({ ...state, previous: null });
+        await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+      }
+      // Else the assignment's usual path takes it from the store (no download) and tries it once more.
       return false;
     }
     if (!next) {
       const report = this.#assignmentReport(answers, 'refused', 'active', target, `previous model unusable: ${failure}`);
-      await this.#commit({ ...withHandled(state, answers), previous: null, pending: null }, report);
+      await this.#commit({ ...withHandled(state, answers), previous: damaged ? null : state.previous, pending: null }, report);
       return true;
     }
     crashPoint('activation:before-state');
-    await this.#commit(
-      {
-        ...withHandled(state, answers),
-        active: target,
-        previous: state.active,
-        candidate: sameModel(state.candidate, target) ? null : state.candidate,
-        pending: null,
-      },
-      this.#assignmentReport(answers, 'rolled-back', 'active', target, null),
-      () => crashPoint('activation:after-state'),
+    await this.#releasingOnFailure(next, () =>
+      this.#commit(
+        {
+          ...withHandled(state, answers),
+          active: target,
+          previous: state.active,
+          candidate: sameModel(state.candidate, target) ? null : state.candidate,
+          pending: null,
+        },
+        this.#assignmentReport(answers, 'rolled-back', 'active', target, null),
+        () => crashPoint('activation:after-state'),
+      ),
     );
     await this.#swapActive(next);
     this.#logger.info({ version: target.version }, 'rolled back to the previous model');
@@ -607,10 +623,26 @@ export class Agent {
   async #commit(next: SlotState, report: Report, afterStateWrite?: () => void): Promise<void> {
     await this.#state.save({ ...next, unsentReports: [...next.unsentReports, report] });
     afterStateWrite?.();
-    await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
-    const current = this.#state.state;
-    await this.#state.save({ ...current, unsentReports: current.unsentReports.filter((unsent) => unsent.id !== report.id) });
+    // The change and its report are on disk: the step has happened, and what follows it (serving
+    // the new model) must too. Moving the report on can fail (a full disk); it then stays in the
+    // state file until a later commit, heartbeat or start moves it.
+    await this.#moveUnsentReports();
     void this.#flushOutbox();
+  }
+
+  /** Moves the reports held in the state file into the outbox. Never throws (logs); runs in the work queue or at start. */
+  async #moveUnsentReports(): Promise<void> {
+    const unsent = this.#state.state.unsentReports;
+    if (unsent.length === 0) return;
+    try {
+      for (const report of unsent) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
+      const moved = new Set(unsent.map((report) => report.id));
+      const current = this.#state.state;
+      await this.#state.save({ ...current, unsentReports: current.unsentReports.filter((report) => !moved.has(report.id)) });
+    } catch (error) {
+      // Enqueued twice at worst (some moved, the state not saved): report ids are deterministic, and the server drops repeats.
+      this.#logger.warn({ err: errorMessage(error), reports: unsent.length }, 'reports kept in the state file: the outbox cannot take them now');
+    }
   }
 
   async #flushOutbox(): Promise<void> {
@@ -620,9 +652,16 @@ export class Agent {
     );
   }
 
+  /** Never rejects: it runs from a timer and the connect callback, where a rejection would end the process. */
   async #sendHeartbeat(): Promise<void> {
     if (!this.#link.connected) return;
-    const telemetry = this.#heartbeat.build(this.slots, { ...this.#servingStats });
+    let telemetry: Telemetry;
+    try {
+      telemetry = this.#heartbeat.build(this.slots, { ...this.#servingStats });
+    } catch (error) {
+      this.#logger.warn({ err: errorMessage(error) }, 'heartbeat not sent');
+      return;
+    }
     await this.#link.publish(telemetryTopic(this.deviceId), Buffer.from(JSON.stringify(telemetry))).catch(() => {});
   }
 
@@ -650,6 +689,16 @@ export class Agent {
       throw new Error(problem);
     }
     return { ref, manifest: model.manifest, lease };
+  }
+
+  /** Runs the state change that would make `next` serve; if it fails (nothing changed), `next`'s session is let go. */
+  async #releasingOnFailure(next: ServingModel, change: () => Promise<void>): Promise<void> {
+    try {
+      await change();
+    } catch (error) {
+      await next.lease.release();
+      throw error;
+    }
   }
 
   async #swapActive(next: ServingModel): Promise<void> {

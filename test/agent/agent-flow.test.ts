@@ -11,6 +11,7 @@ import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { signManifest } from '../../shared/artifact/signature.ts';
 import { startAgent } from './agent-harness.ts';
 import { firstNonFiniteRow } from '../../agent/predict-rows.ts';
+import { OrtSessionCache, type SessionCache } from '../../agent/session-cache.ts';
 
 let world: AgentWorld;
 before(async () => {
@@ -354,6 +355,63 @@ test('a revert whose previous model is damaged on disk downloads the baseline in
   assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
   const onnx = join(dataDir, 'models', world.v1.id, 'model.onnx');
   assert.equal(sha256Hex(await readFile(onnx)), world.v1.manifest.files['model.onnx']!.sha256);
+});
+
+test('a report the outbox cannot take (a full disk) does not undo its step: the new model serves, and the report goes out once the disk recovers', async (t) => {
+  const { agent, dataDir, predict } = await startAgent(t, world, 'outbox-full-1', { heartbeatIntervalMs: 200 });
+  const first = await world.assign('outbox-full-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  await agent.idle();
+  // The outbox cannot take a file now (a file where its directory goes); state.json still can.
+  const outbox = join(dataDir, 'outbox');
+  await rm(outbox, { recursive: true });
+  await writeFile(outbox, 'in the way');
+  const second = await world.assign('outbox-full-1', world.v2, 'active');
+  await waitFor(() => agent.slots.active?.sha256 === world.v2.id, 10_000, 'v2 active in the state');
+  await agent.idle();
+  assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v2.id, 'the model the state names is the one serving');
+  assert.equal(JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')).unsentReports.length, 1, 'the report is kept in the state file');
+  assert.equal(world.harness.ingest.reports.some((report) => report.assignmentId === second.id), false);
+  // Room again: a heartbeat tick moves the report on, without a restart.
+  await rm(outbox);
+  await mkdir(outbox);
+  await world.waitForReport(isOutcome(second.id, 'activated'), 5000);
+  await agent.idle();
+  assert.equal(JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')).unsentReports.length, 0);
+});
+
+test('a revert whose previous model verifies but fails to load for a moment keeps it: refused without deleting it, then taken from disk', async (t) => {
+  const failing = new Map<string, number>();
+  const real = new OrtSessionCache();
+  const sessions: SessionCache = {
+    acquire(source) {
+      const left = failing.get(source.artifactId) ?? 0;
+      if (left > 0) {
+        failing.set(source.artifactId, left - 1);
+        return Promise.reject(new Error('std::bad_alloc (out of memory)'));
+      }
+      return real.acquire(source);
+    },
+  };
+  const { agent, dataDir, predict } = await startAgent(t, world, 'flaky-load-1', { sessions });
+  for (const artifact of [world.v1, world.v2]) {
+    const assignment = await world.assign('flaky-load-1', artifact, 'active');
+    await world.waitForReport(isOutcome(assignment.id, 'activated'));
+  }
+  await agent.idle();
+  const downloads = world.http.blobRequests().length;
+  failing.set(world.v1.id, 2); // the rollback from disk, then the assignment's usual path
+  const revert = await world.assign('flaky-load-1', world.v1, 'active');
+  const refused = await world.waitForReport(isOutcome(revert.id, 'refused'));
+  assert.match(refused.kind === 'assignment' ? (refused.reason ?? '') : '', /out of memory/);
+  await agent.idle();
+  assert.equal(agent.slots.previous?.sha256, world.v1.id, 'still the rollback target');
+  assert.ok((await readdir(join(dataDir, 'models'))).includes(world.v1.id), 'still on disk');
+  const again = await world.assign('flaky-load-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(again.id, 'rolled-back'));
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+  assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
+  assert.equal(world.http.blobRequests().length, downloads, 'nothing downloaded: a revert must work offline');
 });
 
 test('an interrupted download resumes with Range and verifies', async (t) => {
