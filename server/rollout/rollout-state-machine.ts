@@ -375,12 +375,15 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
 /** Moves on when the current stage's deliveries are settled; fails on a refused candidate. */
 function settle(t: TransitionDraft): void {
   const s = t.s;
-  if (isTerminal(s) || (s.stepStage !== 'assigning' && s.stepStage !== 'activating')) return;
-  const refused = s.devices.find((device) => device.delivery === 'refused' && device.desired !== 'baseline');
-  if (refused && s.stepStage === 'assigning') {
+  if (isTerminal(s)) return;
+  // Whenever it comes: a device unreachable when its step assigned the candidate answers when it
+  // is back, possibly during a later pause or analysis — whose verdict cannot vouch for it either.
+  const refused = s.devices.find((device) => device.delivery === 'refused' && device.desired === 'candidate');
+  if (refused) {
     fail(t, 'Failed', `device ${refused.id} refused the candidate: ${refused.reason ?? 'no reason given'}`);
     return;
   }
+  if (s.stepStage !== 'assigning' && s.stepStage !== 'activating') return;
   const waiting = s.devices.some((device) => device.delivery === 'pending' || device.delivery === 'retrying');
   if (waiting) return;
   const inCohort = new Set(s.cohort);
@@ -428,7 +431,7 @@ function onAnalysisCompleted(t: TransitionDraft, event: Extract<RolloutEvent, { 
       fail(t, 'Failed', `analysis could not measure at step ${s.stepIndex + 1}: ${event.message}`);
       return;
     case 'Inconclusive':
-      pauseFor(t, 'inconclusive', `analysis inconclusive at step ${s.stepIndex + 1}; waiting for a human (resume re-runs the analysis, promote skips it, rollback reverts): ${event.message}`);
+      pauseFor(t, 'inconclusive', `analysis inconclusive at step ${s.stepIndex + 1}; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): ${event.message}`);
       return;
   }
 }

@@ -287,6 +287,19 @@ describe('rollout state machine: offline devices', () => {
     assert.match(h.state.outcome!.reason, /refused the candidate: signature does not verify/);
   });
 
+  it('fails the rollout when a device refuses the candidate late, during the analysis it was unreachable for', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 50 }, analysisStep()], { offline: { maxAttempts: 1 } }), fleetOf(4));
+    const assign = h.last('assign');
+    const late = assign.devices[0]!;
+    h.deliver(assign, (deviceId) => (deviceId === late ? 'offline' : 'delivered'));
+    assert.equal(h.state.stepStage, 'analyzing', 'the analysis started without the unreachable device');
+    h.send({ type: 'deviceOnline', at: h.at, deviceId: late });
+    h.send({ type: 'actionResult', at: h.at, actionId: h.last('assign').id, devices: [{ deviceId: late, outcome: 'refused', reason: 'signature does not verify' }] });
+    assert.equal(h.state.phase, 'Failed');
+    assert.match(h.state.outcome!.reason, new RegExp(`device ${late} refused the candidate: signature does not verify`));
+    assert.ok(h.last('revert').devices.some((device) => device.deviceId === late), 'the late device goes back to its baseline too');
+  });
+
   it('fails the rollout when a device that installed the candidate cannot benchmark it; a stale or foreign answer changes nothing', () => {
     const h = new ReducerHarness(spec, fleetOf(4));
     const assign = h.last('assign');
