@@ -4,6 +4,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { RegistrySeriesRecorder } from '../../server/metricproviders/builtin/registry-series-recorder.ts';
 import { parsePromql, PromqlError } from '../../server/metricproviders/builtin/promql-parser.ts';
+import { LINEAR_REGEX_ENGINE } from '../../server/metricproviders/builtin/linear-regex.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
 import { MetricProviderError, type QueryResult } from '../../server/metricproviders/metric-provider.ts';
 import type { DeviceReport, ReportHistory } from '../../server/metricproviders/report-history.ts';
@@ -110,6 +111,25 @@ describe('builtin provider over a prom-client Registry', () => {
     await fails('max_over_time(rate(app_requests_total[1m])[10m:1m])', /does not support subqueries \("\[10m:1m\]"\)/);
     await fails('app_requests_total / on (code) group_left app_temperature_celsius', /group_left/);
     assert.throws(() => parsePromql('2 ^ 3'), PromqlError);
+  });
+
+  it('matches regexes in linear time, as RE2 does: a pattern that backtracks exponentially returns at once; backreferences and lookarounds are refused', async () => {
+    assert.equal(LINEAR_REGEX_ENGINE, true, 'this Node offers V8\'s linear-time regex engine');
+    const f = registryFixture();
+    const route = `/${'a'.repeat(40)}`;
+    f.requests.inc({ code: '200', route }, 1);
+    f.requests.inc({ code: '200', route: '/b' }, 1);
+    const started = performance.now();
+    // Backtracking tries every way to split the 40 a's (Fibonacci(40) ≈ 10⁸ of them): seconds each.
+    // Worse patterns ((a*)*c, (.|.)*Q) would take years, so they are not run here.
+    for (const pattern of ['/(a|aa)*c', '/(aa|a)*c']) {
+      assert.equal((await f.provider.query(`app_requests_total{route=~"${pattern}"}`, { now: at(0) })).samples.length, 0, pattern);
+    }
+    assert.ok(performance.now() - started < 2000, `took ${performance.now() - started} ms`);
+    assert.equal((await f.provider.query('app_requests_total{route=~"/(a|b)a*"}', { now: at(0) })).samples.length, 2);
+    assert.throws(() => parsePromql('x{route=~"(a)\\\\1"}'), /bad regular expression .* for route: backreferences, lookarounds and large counted repetitions are not supported/);
+    assert.throws(() => parsePromql('x{route=~"(?=a)a"}'), /for route: backreferences, lookarounds/);
+    assert.throws(() => parsePromql('x{route=~"(a"}'), /bad regular expression "\(a" for route: Unterminated group/);
   });
 });
 

@@ -1,4 +1,5 @@
 import { parseDuration } from '../../../shared/util/duration.ts';
+import { compileAnchored } from './linear-regex.ts';
 
 /**
  * A parser for the PromQL subset the builtin provider evaluates (see docs/rollout-spec.md):
@@ -346,9 +347,9 @@ class PromqlParser {
         if (value.kind !== 'string') throw new PromqlError(`expected a quoted string after ${label.text}${op.text}, found ${show(value)}`, value.position);
         if (op.text === '=~' || op.text === '!~') {
           try {
-            new RegExp(`^(?:${value.text})$`);
-          } catch {
-            throw new PromqlError(`bad regular expression "${value.text}" for ${label.text}`, value.position);
+            compileAnchored(value.text);
+          } catch (error) {
+            throw new PromqlError(`bad regular expression "${value.text}" for ${label.text}: ${(error as Error).message}`, value.position);
           }
         }
         matchers.push({ label: label.text, operator: op.text as MatchOperator, value: value.text });
@@ -400,11 +401,11 @@ function matchesEmpty(matcher: LabelMatcher): boolean {
 
 const ANCHORED = new Map<string, RegExp>();
 
-/** PromQL regex matchers are fully anchored. Compiled patterns are cached (bounded). */
+/** PromQL regex matchers are fully anchored, and run in linear time. Compiled patterns are cached (bounded). */
 function anchored(pattern: string): RegExp {
   let regex = ANCHORED.get(pattern);
   if (!regex) {
-    regex = new RegExp(`^(?:${pattern})$`);
+    regex = compileAnchored(pattern);
     if (ANCHORED.size >= 1000) ANCHORED.clear();
     ANCHORED.set(pattern, regex);
   }

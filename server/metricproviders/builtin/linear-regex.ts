@@ -1,0 +1,40 @@
+import v8 from 'node:v8';
+
+/**
+ * Regex matchers come from rollout specs (an operator's text) and run synchronously, on the
+ * server's event loop, against the label values of every series. V8's default (backtracking)
+ * engine takes exponential time on patterns like `(a|aa)*b` or `(.|.){24}Q`: one query could
+ * freeze HTTP, MQTT and the leader's lock for minutes, and no query timeout can interrupt it.
+ * Prometheus uses RE2, which runs in linear time. V8 has such an engine too — the `l` flag,
+ * behind --enable-experimental-regexp-engine — with RE2's limits: no backreferences, no
+ * lookarounds, no large counted repetitions. The flag only makes `l` available; regexes
+ * without it are unchanged.
+ */
+v8.setFlagsFromString('--enable-experimental-regexp-engine');
+
+/** Whether this V8 accepts the linear-time flag (it does on Node 20; a test says so). */
+export const LINEAR_REGEX_ENGINE: boolean = (() => {
+  try {
+    new RegExp('a', 'l');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** Thrown for a pattern that is not a regular expression, or one that cannot run in linear time. */
+export class RegexPatternError extends Error {}
+
+/** `pattern` fully anchored, as PromQL matchers are, compiled for the linear-time engine. */
+export function compileAnchored(pattern: string): RegExp {
+  try {
+    return new RegExp(`^(?:${pattern})$`, LINEAR_REGEX_ENGINE ? 'l' : '');
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new RegexPatternError(
+      /linear time/.test(message)
+        ? 'backreferences, lookarounds and large counted repetitions are not supported: matching must take linear time'
+        : message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, ''),
+    );
+  }
+}
