@@ -21,7 +21,8 @@ import {
   type MetricSource,
 } from '../analysis/metric-definition.ts';
 import { formatDuration, parseDuration } from '../../shared/util/duration.ts';
-import { ARG_REFERENCE } from '../analysis/query-template.ts';
+import { ARG_REFERENCE, renderQuery } from '../analysis/query-template.ts';
+import { parsePromql, PromqlError } from '../metricproviders/builtin/promql-parser.ts';
 import { LabelSelectorSchema, type LabelSelector } from './label-selector.ts';
 import { readSpecDocument } from './spec-document.ts';
 
@@ -257,6 +258,28 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
   return metrics;
 }
 
+/** Stand-ins for the arguments the rollout sets, to parse a query before any rollout runs. */
+const BUILTIN_ARG_EXAMPLES: Readonly<Record<(typeof BUILTIN_ARGS)[number], string>> = { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1', step: '0' };
+
+/**
+ * The builtin provider's queries are parsed here, with their arguments in place: a syntax error
+ * or an unsupported construct found only at the first measurement would fail the rollout (and
+ * revert its pilot). Prometheus's own queries are left to Prometheus, whose PromQL is larger.
+ */
+function checkBuiltinQueries(query: { query: string; baselineQuery?: string; samplesQuery?: string }, args: Record<string, string>, path: string, issues: SpecIssue[]): void {
+  const values = { ...BUILTIN_ARG_EXAMPLES, ...args };
+  for (const field of ['query', 'baselineQuery', 'samplesQuery'] as const) {
+    const text = query[field];
+    if (text === undefined) continue;
+    try {
+      parsePromql(renderQuery(text, values));
+    } catch (error) {
+      if (!(error instanceof PromqlError)) throw error;
+      issues.push({ path: `${path}.${field}`, message: error.message });
+    }
+  }
+}
+
 /** The longest duration a spec may ask for (interval, delay, pause, window, backoff): a year. */
 export const MAX_SPEC_DURATION_MS = 366 * 24 * 3_600_000;
 /** The longest per-query timeout. */
@@ -299,6 +322,10 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
       confidence: metric.relative.confidence ?? DEFAULT_CONFIDENCE,
       windowMs: metric.relative.window === undefined ? intervalMs ?? METRIC_DEFAULTS.relativeWindowMs : parseDuration(metric.relative.window)!,
     };
+    if (source.toleranceMode === 'relative' && source.comparator === '>=' && source.tolerance >= 1) {
+      // The bound, baseline × (1 − tolerance), is then 0 or less: the check could never fail.
+      issues.push({ path: `${path}.relative.tolerance`, message: `a relative tolerance of ${source.tolerance} with >= accepts any value; it must be below 1` });
+    }
     if (metric.relative.window !== undefined) {
       if (source.windowMs < 1000) issues.push({ path: `${path}.relative.window`, message: 'must be at least 1s' });
       checkDuration(source.windowMs, `${path}.relative.window`, issues);
@@ -313,6 +340,7 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
         if (!argNames.includes(match[1]!)) issues.push({ path: `${path}.provider.${kind}.${field}`, message: `unknown argument "{{args.${match[1]}}}" (known: ${argNames.join(', ')})` });
       }
     }
+    if (kind === 'builtin') checkBuiltinQueries(query, args, `${path}.provider.${kind}`, issues);
     hasBaseline = query.baselineQuery !== undefined;
     source = {
       kind: 'query',
@@ -339,6 +367,11 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
       const parsed = parseCondition(text, { identifiers: [...argNames, 'baseline', ...argNames.map((name) => `args.${name}`)] });
       if (!hasBaseline && conditionUses(parsed, 'baseline')) {
         issues.push({ path: `${path}.${field}`, message: 'uses "baseline" but the provider has no baselineQuery' });
+      }
+      // Else every measurement would be an Error, and the rollout fail (and revert) for a typo.
+      for (const [name, value] of Object.entries(args)) {
+        if (!conditionUses(parsed, name) && !conditionUses(parsed, `args.${name}`)) continue;
+        if (value.trim() === '' || Number.isNaN(Number(value))) issues.push({ path: `${path}.${field}`, message: `uses argument "${name}", whose value "${value}" is not a number` });
       }
       conditions[field] = parsed;
     } catch (error) {

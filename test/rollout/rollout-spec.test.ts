@@ -225,6 +225,11 @@ describe('rollout spec: invalid specs name the field', () => {
     ]);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', confidence: 1 } })), ['steps[0].analysis.metrics[0].relative.confidence: must be < 1']);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', tolerance: -1 } })), ['steps[0].analysis.metrics[0].relative.tolerance: must be ≥ 0']);
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', tolerance: 1, toleranceMode: 'relative' } })), [
+      'steps[0].analysis.metrics[0].relative.tolerance: a relative tolerance of 1 with >= accepts any value; it must be below 1',
+    ]);
+    // Lower is better: up to twice the baseline is a bound like any other.
+    validateRolloutSpec(analysis({ name: 'p95', relative: { metric: 'latency_p95', tolerance: 1 } }));
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy' }, successCondition: 'true' })), [
       'steps[0].analysis.metrics[0].relative: a relative check decides by itself; remove successCondition and failureCondition',
     ]);
@@ -260,6 +265,29 @@ describe('rollout spec: invalid specs name the field', () => {
       'steps[0].analysis: two metrics are named "m"; metric names must be unique within a step',
     ]);
     assert.deepEqual(issues({ ...base(), analysisTemplates: [{ name: 'x', metrics: [] }] }), ['analysisTemplates[0].metrics: must list at least one metric']);
+  });
+
+  it('rejects, before any rollout runs, what would make every measurement an Error: an argument a condition uses that is not a number, a builtin query that does not parse', () => {
+    const template = { name: 'budget', args: [{ name: 'limit', value: 0.01 }], metrics: [queryMetric({ successCondition: 'result[0] < limit' })] };
+    assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit', value: '1%' }] } }, { analysisTemplates: [template] })), [
+      'analysisTemplates[0].metrics[0].successCondition: uses argument "limit", whose value "1%" is not a number',
+    ]);
+    const [shipped] = issues(withStep({ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }], args: [{ name: 'maxErrorRatio', value: '1%' }] } }));
+    assert.match(shipped!, /uses argument "maxErrorRatio", whose value "1%" is not a number$/);
+    // An argument used only inside a query may be any text.
+    const labelled = { name: 'by-site', args: [{ name: 'site' }], metrics: [queryMetric({ provider: { builtin: { query: 'sum(up{site="{{args.site}}"})' } } })] };
+    validateRolloutSpec(withStep({ analysis: { templates: [{ templateName: 'by-site' }], args: [{ name: 'site', value: 'osaka' }] } }, { analysisTemplates: [labelled] }));
+
+    const builtin = (query: string, extra: Record<string, unknown> = {}) => withStep({ analysis: { metrics: [queryMetric({ provider: { builtin: { query, ...extra } } })] } });
+    assert.deepEqual(issues(builtin('sum(rate(x[5m])')), ['steps[0].analysis.metrics[0].provider.builtin.query: expected ")", found end of query (at character 16)']);
+    const [unsupported] = issues(builtin('up', { baselineQuery: 'topk(3, up)' }));
+    assert.match(unsupported!, /^steps\[0\]\.analysis\.metrics\[0\]\.provider\.builtin\.baselineQuery: .*does not support "topk"/);
+    const [backtracking] = issues(builtin('up{device=~"(a)\\\\1"}'));
+    assert.match(backtracking!, /provider\.builtin\.query: bad regular expression .* backreferences, lookarounds and large counted repetitions are not supported/);
+    // The rollout's own arguments are in place when the query is parsed.
+    validateRolloutSpec(builtin('sum(up{device=~"{{args.cohort}}"}) / {{args.cohortSize}}'));
+    // Prometheus's PromQL is larger than the builtin subset: its queries are left to it.
+    validateRolloutSpec(withStep({ analysis: { metrics: [queryMetric({ provider: { prometheus: { query: 'topk(3, up) offset 5m' } } })] } }));
   });
 
   it('rejects bad offline policies', () => {
