@@ -114,6 +114,8 @@ export class ArtifactFetcher {
       await truncate(part, 0);
       have = 0;
     }
+    /** Where this request continued a partial file (0: the body is the whole file). */
+    let resumedAt = 0;
     if (have < expected.bytes) {
       const url = new URL(`api/blobs/${expected.sha256}`, withSlash(this.server.url)).toString();
       const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-`, 'If-Range': `"${expected.sha256}"` } : {};
@@ -142,6 +144,7 @@ export class ArtifactFetcher {
             throw new FetchError(`model download: asked for bytes ${have}-, got Content-Range ${JSON.stringify(contentRange)}; starting over`, false);
           }
         }
+        resumedAt = offset;
         await this.#writeBody(request, part, offset, expected.bytes);
       } finally {
         await request.done();
@@ -149,8 +152,11 @@ export class ArtifactFetcher {
     }
     const size = (await stat(part)).size;
     if (size !== expected.bytes) {
+      // Short from byte 0, the server's file is not the manifest's: refused. Short after a resume,
+      // the old partial bytes may be what is wrong (docs/protocol.md): one more attempt from zero.
       await truncate(part, 0);
-      throw new FetchError(`${ONNX_FILE}: size mismatch (expected ${expected.bytes} bytes, got ${size})`, true);
+      const message = `${ONNX_FILE}: size mismatch (expected ${expected.bytes} bytes, got ${size})`;
+      throw new FetchError(resumedAt > 0 ? `${message} after resuming at ${resumedAt} bytes` : message, resumedAt === 0);
     }
     const actual = await sha256OfFile(part);
     if (actual !== expected.sha256) {
@@ -158,7 +164,7 @@ export class ArtifactFetcher {
       // bad bytes may be the old partial ones: one more attempt from zero (transient) decides.
       await truncate(part, 0);
       const message = `${ONNX_FILE}: sha256 mismatch (expected ${expected.sha256.slice(0, 12)}…, got ${actual.slice(0, 12)}…)`;
-      throw new FetchError(have > 0 ? `${message} after resuming at ${have} bytes` : message, have === 0);
+      throw new FetchError(resumedAt > 0 ? `${message} after resuming at ${resumedAt} bytes` : message, resumedAt === 0);
     }
     return { manifest, onnxPath: part };
   }

@@ -144,13 +144,15 @@ test('the minimum rate holds in every window: a fast start does not buy a long t
   assert.equal(agent.slots.active?.sha256, world.v1.id);
 });
 
-test('a resumed download answered with 416 or with a 206 of another range starts over from zero instead of failing forever', async (t) => {
+test('a resumed download answered with 416, with a 206 of another range or with a 206 that ends short starts over from zero instead of failing forever', async (t) => {
   const bytes = await readFile(join(world.v1.dir, 'model.onnx'));
   const sha = world.v1.manifest.files['model.onnx']!.sha256;
   for (const [deviceId, misbehave] of [
     ['range-416', (response: import('node:http').ServerResponse) => response.writeHead(416, { 'Content-Range': `bytes */${bytes.length}` }).end()],
     // A server that ignores the offset asked for: a 206 of the whole blob.
     ['range-206', (response: import('node:http').ServerResponse) => response.writeHead(206, { 'Content-Range': `bytes 0-${bytes.length - 1}/${bytes.length}`, 'Content-Length': bytes.length }).end(bytes)],
+    // The range asked for, but a body that ends (cleanly) 10 bytes in: the file comes out short.
+    ['range-short', (response: import('node:http').ServerResponse) => response.writeHead(206, { 'Content-Range': `bytes 100-${bytes.length - 1}/${bytes.length}`, 'Content-Length': 10 }).end(bytes.subarray(100, 110))],
   ] as const) {
     const { mkdtemp, rm } = await import('node:fs/promises');
     const { tmpdir } = await import('node:os');
