@@ -247,7 +247,9 @@ export class Agent {
     if (changed) await this.#state.save(state);
     await this.#outbox.init();
     await this.#moveUnsentReports();
-    if (!corrupt) await this.#store.collectGarbage(this.#referencedModels(state));
+    // The pending assignment's model too: a crash after its install but before the state named it
+    // would otherwise lose a finished download, and the assignment would download it again.
+    if (!corrupt) await this.#store.collectGarbage(new Set([...this.#referencedModels(state), ...(state.pending ? [state.pending.sha256] : [])]));
     await this.#removeStaleDownloads();
     if (state.active) this.#active = await this.#loadServing(state.active);
     await this.#refreshCandidateServing();

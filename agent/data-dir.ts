@@ -1,5 +1,5 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 
 /**
  * Layout of the agent's data directory:
@@ -35,5 +35,8 @@ export class DataDir {
    */
   async prepare(): Promise<void> {
     for (const dir of [this.modelsDir, this.downloadsDir, this.outboxDir]) await mkdir(dir, { recursive: true });
+    // Temp files of a state write that a crash interrupted (never renamed over state.json).
+    const stateTemp = `.${basename(this.stateFile)}.tmp-`;
+    for (const name of await readdir(this.root)) if (name.startsWith(stateTemp)) await rm(join(this.root, name), { force: true });
   }
 }

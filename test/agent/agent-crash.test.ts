@@ -107,6 +107,7 @@ for (const point of ['activation:before-state', 'activation:after-state', 'insta
     const assignment = await world.assign(deviceId, world.v3, 'active');
     const { signal } = await crashing.exited;
     assert.equal(signal, 'SIGKILL');
+    const downloads = world.http.blobRequests().length;
 
     const second = dev.start();
     const { port, active } = await second.ready();
@@ -118,5 +119,7 @@ for (const point of ['activation:before-state', 'activation:after-state', 'insta
     await world.waitForReport(isOutcome(assignment.id, 'activated'), 20_000);
     assert.equal((await predictVia(port, ROW)).json.sha256, world.v3.id);
     assert.equal(world.harness.ingest.reports.filter(isOutcome(assignment.id, 'activated')).length, 1);
+    // Once installed (renamed into models/), the model is kept for its pending assignment: not downloaded again.
+    if (point !== 'install:before-rename') assert.equal(world.http.blobRequests().length, downloads, 'no second download');
   });
 }
