@@ -58,6 +58,13 @@ export class RolloutService {
       for (const id of await this.#o.repository.list({ model, unfinished: true })) {
         const other = await this.#o.repository.load(id);
         if (other && !isTerminal(other.state)) throw new ServiceError('conflict', `model ${model} already has rollout ${id} (${other.state.phase}); finish, abort or roll it back first`);
+        // A finished rollout still sending its devices their models (a revert retried while the
+        // store or broker fails) has not recorded them yet: this rollout would read the version
+        // being reverted as their baseline, and a failure of it would bring that version back.
+        const delivering = other?.pendingActions.filter((action) => action.kind === 'assign' || action.kind === 'revert').length ?? 0;
+        if (other && delivering > 0) {
+          throw new ServiceError('conflict', `model ${model}'s rollout ${id} (${other.state.phase}) is still sending its devices their models (${delivering} pending); start again once that is done`);
+        }
       }
       let id: string;
       try {

@@ -152,6 +152,30 @@ test('rolling back a promoted rollout is refused once a newer rollout of the mod
   assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '1');
 });
 
+test("a rollout of a model waits for the previous rollout's revert to reach its devices (its baseline would be the version being reverted)", async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  await registerVersion(s.server.ctx.store, 'wine', '3');
+  const start = (version: string) => s.request('POST', '/api/rollouts', { json: { model: 'wine', candidateVersion: version, steps: [{ setWeight: 100 }] } });
+  const started = await start('2');
+  assert.equal(started.status, 201);
+  const { id } = (await started.json()) as { id: string };
+  await waitForRollout(s.request, id, (v) => v.phase === 'Completed' && v.pendingActions.length === 0);
+  let release!: () => void;
+  s.fleet.revertsHeld = new Promise((resolve) => (release = resolve));
+  assert.equal((await s.request('POST', `/api/rollouts/${id}/rollback`)).status, 200);
+  await waitForRollout(s.request, id, (v) => v.phase === 'RolledBack' && v.pendingActions.length > 0);
+  const early = await start('3');
+  assert.equal(early.status, 409);
+  assert.match(((await early.json()) as any).error.message, new RegExp(`^model wine's rollout ${id} \\(RolledBack\\) is still sending its devices their models \\(1 pending\\); start again once that is done$`));
+  release();
+  s.fleet.revertsHeld = undefined;
+  await waitForRollout(s.request, id, (v) => v.pendingActions.length === 0);
+  for (const device of s.fleet.devices.values()) assert.equal(device.active, '1');
+  const later = await start('3');
+  assert.equal(later.status, 201, await later.clone().text());
+});
+
 test('the candidate of a rollout under way cannot be retired (it would be assigned and made production anyway); after the abort it can', async (t) => {
   const s = await startRolloutServer(t);
   if (!s) return;

@@ -21,6 +21,8 @@ export class InMemoryFleet implements FleetPort {
   /** Every call, including repeats. */
   readonly calls: string[] = [];
   alive = true;
+  /** While set, reverts wait for it (a revert held up by a failing store or broker). */
+  revertsHeld: Promise<void> | undefined;
 
   constructor(devices: readonly TargetDevice[]) {
     for (const device of devices) this.devices.set(device.id, { id: device.id, labels: { ...device.labels }, active: device.baseline, candidate: null, online: true, effects: [] });
@@ -46,6 +48,7 @@ export class InMemoryFleet implements FleetPort {
 
   async revert(command: RevertCommand): Promise<readonly DeliveryResult[]> {
     this.#check();
+    await this.revertsHeld;
     this.calls.push(command.commandId);
     return command.devices.map(({ deviceId, version }) => this.#apply(command.commandId, deviceId, (device) => {
       device.active = version;
