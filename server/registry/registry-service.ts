@@ -106,6 +106,8 @@ export class RegistryService {
     const id = artifactId(manifest);
     const at = new Date().toISOString();
     await tx.models.ensureModel(model, at, actor);
+    // Other registrations under this model wait from here to our commit: the seq read next is ours alone.
+    await tx.models.lockModel(model);
     const seq = (await tx.models.maxSeq(model)) + 1;
     let version = manifest.version ?? String(seq);
     if (manifest.version === undefined) {
@@ -148,7 +150,8 @@ export class RegistryService {
         await tx.audit.append({ ...audit, action: 'alias.clear', details: { from: previous?.version ?? null } });
         return null;
       }
-      const target = await tx.models.getVersion(name, version);
+      // Locked before reading its retired flag: a concurrent retirement waits, or is seen (lockVersion).
+      const target = (await tx.models.lockVersion(name, version)) ? await tx.models.getVersion(name, version) : undefined;
       if (!target) throw new ServiceError('not_found', `no version ${name}@${version}; the ${alias} alias was not moved`);
       if (target.retired) throw new ServiceError('conflict', `${name}@${version} is retired; un-retire it before giving it the ${alias} alias`);
       await tx.models.setAlias({ model: name, alias, version, updatedAt: at, updatedBy: actorOf(principal) });
@@ -162,7 +165,8 @@ export class RegistryService {
     const blocker = retired ? await this.options.retirementBlocker?.(name, version) : null;
     if (blocker) throw new ServiceError('conflict', `${name}@${version} is the candidate of ${blocker}; finish, abort or roll it back first`);
     return this.store.transaction(async (tx) => {
-      const target = await tx.models.getVersion(name, version);
+      // Locked before reading its aliases: a concurrent alias move onto it waits, or is seen (lockVersion).
+      const target = (await tx.models.lockVersion(name, version)) ? await tx.models.getVersion(name, version) : undefined;
       if (!target) throw new ServiceError('not_found', `no version ${name}@${version}`);
       if (retired && target.aliases.length > 0) {
         throw new ServiceError('conflict', `${name}@${version} holds the ${target.aliases.join(' and ')} alias; move it first`);

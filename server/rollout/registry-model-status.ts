@@ -31,7 +31,8 @@ export class RegistryModelStatus implements ModelStatusPort {
       if (!(await new VersionStatusRepository(tx).record({ ...change, at }))) return;
       const target = `${change.model}@${change.version}`;
       if (change.status === 'production') {
-        const version = await repos.models.getVersion(change.model, change.version);
+        // Locked before its retired flag is read: a retirement at the same moment waits, or is seen and undone.
+        const version = (await repos.models.lockVersion(change.model, change.version)) ? await repos.models.getVersion(change.model, change.version) : undefined;
         if (!version) throw new Error(`cannot make ${target} production: it is not in the registry`);
         if (version.retired) {
           // A rollback restores the previous production even if it was retired since: the fleet runs it again, so it is not retired.

@@ -79,6 +79,12 @@ for (const engine of STORE_ENGINES) {
 
       const list = (await (await server.request('GET', '/api/models')).json()) as any;
       assert.deepEqual(list.models.map((m: any) => [m.name, m.versionCount, m.latestVersion]), [['iris', 2, '2']]);
+      // GET /api/models/{name} answers what its document describes, and its summary promises nothing more (it said "with its aliases").
+      const model = (await (await server.request('GET', '/api/models/iris')).json()) as any;
+      const getModel = ((await (await server.request('GET', '/api/openapi.json', { token: null })).json()) as any).paths['/api/models/{name}'].get;
+      const documented = Object.keys(getModel.responses['200'].content['application/json'].schema.properties);
+      assert.deepEqual(Object.keys(model).sort(), [...documented].sort());
+      if (/alias/i.test(getModel.summary)) assert.ok(documented.includes('aliases'), `"${getModel.summary}" promises aliases the response lacks`);
       const versions = (await (await server.request('GET', '/api/models/iris/versions?limit=1&after=1')).json()) as any;
       assert.deepEqual(versions.versions.map((v: any) => v.version), ['2']);
 
@@ -130,6 +136,65 @@ for (const engine of STORE_ENGINES) {
       assert.deepEqual(audit.entries.find((e: any) => e.action === 'alias.set').details, { from: null, to: '2' });
       const unretired = await models.call('SetRetired', { name: 'iris', version: '1', retired: false });
       assert.equal(unretired.retired, false);
+    });
+
+    test('a retired version never holds an alias, however retiring it and moving an alias onto it interleave', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server } = env;
+      const artifact = await makeArtifact(t, { seed: 13, privateKey: env.signer.privateKey });
+      assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+      for (let round = 0; round < 30; round++) {
+        const [alias, retire] = await Promise.all([
+          server.request('PUT', '/api/models/iris/aliases/candidate', { json: { version: '1' } }),
+          server.request('PATCH', '/api/models/iris/versions/1', { json: { retired: true } }),
+        ]);
+        // One of them goes first; the other sees it and is refused.
+        assert.deepEqual([alias.status, retire.status].sort(), [200, 409], `round ${round}`);
+        const version = (await (await server.request('GET', '/api/models/iris/versions/1')).json()) as any;
+        assert.ok(!(version.retired && version.aliases.length > 0), `round ${round}: retired iris@1 holds ${version.aliases}`);
+        if (version.retired) assert.equal((await server.request('PATCH', '/api/models/iris/versions/1', { json: { retired: false } })).status, 200);
+        else assert.equal((await server.request('DELETE', '/api/models/iris/aliases/candidate')).status, 204);
+      }
+    });
+
+    test('six pushes to a new model, then six moves of a new alias, at once: all succeed, none is a server error', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server } = env;
+      const artifacts = [];
+      for (let seed = 20; seed < 26; seed++) {
+        const artifact = await makeArtifact(t, { seed, privateKey: env.signer.privateKey });
+        await uploadBlobs(server, artifact.dir, artifact.manifest);
+        artifacts.push(artifact);
+      }
+      const pushes = await Promise.all(artifacts.map((artifact) => server.request('POST', '/api/models/iris/versions', { json: { manifest: artifact.manifest } })));
+      const pushed = await Promise.all(pushes.map(async (response) => [response.status, await response.text()] as const));
+      // Registrations under one model take turns: each distinct artifact gets the next version (on
+      // PostgreSQL one failed with a 500 as it created the model, others lost their seq: 409).
+      assert.deepEqual(pushed.map(([status, body]) => (status === 201 ? 201 : `${status} ${body}`)), pushed.map(() => 201));
+      const versions = ((await (await server.request('GET', '/api/models/iris/versions')).json()) as any).versions.map((v: any) => v.version);
+      assert.deepEqual(versions, ['1', '2', '3', '4', '5', '6']);
+
+      const moves = await Promise.all(versions.map((version: string) => server.request('PUT', '/api/models/iris/aliases/candidate', { json: { version } })));
+      assert.deepEqual(moves.map((response) => response.status), versions.map(() => 200));
+      const holders = ((await (await server.request('GET', '/api/models/iris/versions')).json()) as any).versions.filter((v: any) => v.aliases.includes('candidate'));
+      assert.equal(holders.length, 1);
+    });
+
+    test('a page after any seq is an answer, however large the seq (PostgreSQL refused one past its INTEGER)', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const artifact = await makeArtifact(t, { seed: 14, privateKey: env.signer.privateKey });
+      await pushArtifact(env.server, 'iris', artifact.dir, artifact.manifest);
+      for (const after of ['2147483647', '3000000000', String(Number.MAX_SAFE_INTEGER)]) {
+        const response = await env.server.request('GET', `/api/models/iris/versions?after=${after}`);
+        assert.equal(response.status, 200, after);
+        assert.deepEqual(await response.json(), { versions: [] });
+      }
+      const models = grpcClient(env.server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => models.close());
+      assert.deepEqual((await models.call('ListVersions', { name: 'iris', after_seq: 2_147_483_647 })).versions, []);
     });
 
     test('the manifest version is used when given', async (t) => {

@@ -142,6 +142,55 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    // Each transaction stays open a moment after its write, so all six have looked before the first
+    // commits: on PostgreSQL (READ COMMITTED) a look-then-insert saw no row in every one of them.
+    const holdOpen = () => new Promise((resolve) => setTimeout(resolve, 100));
+
+    test('six transactions creating one new model at once all succeed, and create it once', async (t) => {
+      await withStore(t, async (store) => {
+        await Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            store.transaction(async (tx) => {
+              await tx.models.ensureModel('iris', `t${i}`, `tester${i}`);
+              await holdOpen();
+            }),
+          ),
+        );
+        assert.deepEqual((await store.models.listModels()).map((model) => model.name), ['iris']);
+      });
+    });
+
+    test('six transactions setting one new alias at once all succeed; one alias row, on one of the versions set', async (t) => {
+      await withStore(t, async (store) => {
+        await store.models.ensureModel('iris', 'now', 'tester');
+        for (let seq = 1; seq <= 6; seq++) await store.models.insertVersion(newVersion('iris', String(seq), seq, String(seq).padStart(64, '0')));
+        const set: string[] = [];
+        await Promise.all(
+          Array.from({ length: 6 }, (_, i) =>
+            store.transaction(async (tx) => {
+              await tx.models.setAlias({ model: 'iris', alias: 'candidate', version: String(i + 1), updatedAt: 'now', updatedBy: 'tester' });
+              await holdOpen();
+              set.push(String(i + 1));
+            }),
+          ),
+        );
+        const holders = (await store.models.listVersions('iris')).filter((version) => version.aliases.includes('candidate'));
+        assert.equal(holders.length, 1);
+        assert.ok(set.includes(holders[0]!.version));
+      });
+    });
+
+    test('a page after a seq beyond what the column holds is empty on every engine (PostgreSQL\'s INTEGER refused it)', async (t) => {
+      await withStore(t, async (store) => {
+        await store.models.ensureModel('iris', 'now', 'tester');
+        await store.models.insertVersion(newVersion('iris', '1', 1, 'a'.repeat(64)));
+        for (const afterSeq of [2_147_483_647, 2_147_483_648, 3_000_000_000, Number.MAX_SAFE_INTEGER]) {
+          assert.deepEqual(await store.models.listVersions('iris', { afterSeq }), [], String(afterSeq));
+        }
+        assert.equal((await store.models.listVersions('iris', { afterSeq: 0 })).length, 1);
+      });
+    });
+
     test('concurrent transactions do not interleave', async (t) => {
       await withStore(t, async (store) => {
         await store.models.ensureModel('iris', 'now', 'tester');

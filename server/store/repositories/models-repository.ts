@@ -44,13 +44,28 @@ const VERSION_COLUMNS = `v.model, v.version, v.seq, v.artifact_id, v.manifest, v
   (SELECT p.model FROM model_versions p WHERE p.artifact_id = v.parent_artifact_id ORDER BY CASE WHEN p.model = v.model THEN 0 ELSE 1 END, p.model LIMIT 1) AS parent_model,
   (SELECT p.version FROM model_versions p WHERE p.artifact_id = v.parent_artifact_id ORDER BY CASE WHEN p.model = v.model THEN 0 ELSE 1 END, p.model LIMIT 1) AS parent_version`;
 
+/** The largest `seq` (INTEGER: 4 bytes on PostgreSQL). */
+const MAX_SEQ = 2_147_483_647;
+
 /** SQL for models, their versions and aliases. */
 export class ModelsRepository {
   constructor(private readonly db: SqlExecutor) {}
 
+  /**
+   * Creates the model unless it exists. One statement, not SELECT then INSERT: on PostgreSQL two
+   * first registrations under a new name both saw no row and the second INSERT failed (a 500).
+   */
   async ensureModel(name: string, at: string, by: string): Promise<void> {
-    const existing = await this.db.get('SELECT name FROM models WHERE name = ?', [name]);
-    if (!existing) await this.db.run('INSERT INTO models (name, created_at, created_by) VALUES (?, ?, ?)', [name, at, by]);
+    await this.db.run('INSERT INTO models (name, created_at, created_by) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING', [name, at, by]);
+  }
+
+  /**
+   * Locks the model's row until the transaction ends, so registrations under it take turns: on
+   * PostgreSQL two of them otherwise read the same highest seq, and the loser was refused (409).
+   * A no-op UPDATE, as in lockVersion.
+   */
+  async lockModel(name: string): Promise<void> {
+    await this.db.run('UPDATE models SET created_at = created_at WHERE name = ?', [name]);
   }
 
   async listModels(): Promise<ModelRecord[]> {
@@ -86,11 +101,15 @@ export class ModelsRepository {
     return Number((await this.db.get('SELECT COUNT(*) AS n FROM model_versions'))?.n ?? 0);
   }
 
-  /** Versions of a model in registration order, `limit` of them after `afterSeq`. */
+  /**
+   * Versions of a model in registration order, `limit` of them after `afterSeq`. An `afterSeq`
+   * past the largest seq the column holds is an empty page: PostgreSQL's INTEGER refuses a larger
+   * parameter (a 500), where SQLite simply found nothing.
+   */
   async listVersions(model: string, options: { afterSeq?: number; limit?: number } = {}): Promise<VersionRecord[]> {
     const rows = await this.db.all(
       `SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.model = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`,
-      [model, options.afterSeq ?? 0, options.limit ?? 100],
+      [model, Math.min(options.afterSeq ?? 0, MAX_SEQ), options.limit ?? 100],
     );
     return this.withAliases(model, rows.map(toVersion));
   }
@@ -141,6 +160,17 @@ export class ModelsRepository {
     );
   }
 
+  /**
+   * Locks the version's row until the transaction ends; false when there is no such version.
+   * Whoever checks a version's retired flag or aliases before changing the other takes it first:
+   * PostgreSQL transactions (READ COMMITTED) otherwise each miss the other's uncommitted change,
+   * and a retired version ended up holding an alias. SQLite serializes transactions anyway; a
+   * no-op UPDATE takes the lock on both engines, where SELECT ... FOR UPDATE is PostgreSQL only.
+   */
+  async lockVersion(model: string, version: string): Promise<boolean> {
+    return (await this.db.run('UPDATE model_versions SET retired = retired WHERE model = ? AND version = ?', [model, version])).changes > 0;
+  }
+
   async setRetired(model: string, version: string, retired: boolean): Promise<boolean> {
     const { changes } = await this.db.run('UPDATE model_versions SET retired = ? WHERE model = ? AND version = ?', [
       retired ? 1 : 0,
@@ -155,23 +185,16 @@ export class ModelsRepository {
     return row ? toAlias(row) : undefined;
   }
 
+  /**
+   * Points the alias at the version, creating it if needed. One upsert, not UPDATE then INSERT: on
+   * PostgreSQL two first settings of an alias both updated nothing and the second INSERT failed.
+   */
   async setAlias(record: AliasRecord): Promise<void> {
-    const { changes } = await this.db.run('UPDATE model_aliases SET version = ?, updated_at = ?, updated_by = ? WHERE model = ? AND alias = ?', [
-      record.version,
-      record.updatedAt,
-      record.updatedBy,
-      record.model,
-      record.alias,
-    ]);
-    if (changes === 0) {
-      await this.db.run('INSERT INTO model_aliases (model, alias, version, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)', [
-        record.model,
-        record.alias,
-        record.version,
-        record.updatedAt,
-        record.updatedBy,
-      ]);
-    }
+    await this.db.run(
+      `INSERT INTO model_aliases (model, alias, version, updated_at, updated_by) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at, updated_by = excluded.updated_by`,
+      [record.model, record.alias, record.version, record.updatedAt, record.updatedBy],
+    );
   }
 
   async deleteAlias(model: string, alias: string): Promise<boolean> {
