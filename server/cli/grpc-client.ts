@@ -32,6 +32,7 @@ export class ServerConnection {
     this.address = flags.server ?? process.env.FLEETPRUNE_SERVER ?? '127.0.0.1:9090';
     const token = flags.token ?? process.env.FLEETPRUNE_TOKEN;
     if (!token) throw new UserError('--token: no token given (pass --token or set FLEETPRUNE_TOKEN)');
+    checkToken(token, flags.token !== undefined ? '--token' : 'FLEETPRUNE_TOKEN');
     this.#metadata.set('authorization', `Bearer ${token}`);
     const ca = flags.tlsCa ?? process.env.FLEETPRUNE_TLS_CA;
     if (ca) {
@@ -136,6 +137,23 @@ function readCaCertificates(path: string, source: string): Buffer {
     }
   }
   return pem;
+}
+
+const CHARACTER_NAMES: Record<string, string> = { '\r': 'a carriage return', '\n': 'a line feed', '\t': 'a tab' };
+
+/**
+ * A token travels in a gRPC header, which holds printable ASCII only; grpc-js otherwise throws
+ * from Metadata.set, which read as an internal error. Names where the token came from and the
+ * first bad character (never the token itself): a carriage return is typically left by
+ * `FLEETPRUNE_TOKEN=$(cat file)` on a file with CRLF line endings.
+ */
+function checkToken(token: string, source: string): void {
+  const bad = /[^ -~]/u.exec(token);
+  if (!bad) return;
+  const code = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+  const name = CHARACTER_NAMES[bad[0]] ?? 'a character';
+  const hint = bad[0] === '\r' ? ' (copied from a file with CRLF line endings?)' : '';
+  throw new UserError(`${source}: the token holds ${name} (${code}) at position ${bad.index + 1}; tokens are printable ASCII${hint}`);
 }
 
 /** The host part of `host:port`, `[v6]:port` or a bare host. */

@@ -43,7 +43,7 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/models/:name',
       operationId: 'getModel',
-      summary: 'One model, with its aliases',
+      summary: 'One model: when and by whom it was created, its version count and latest version',
       tag,
       permission: 'read',
       params: NameParams,
