@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { RegistrySeriesRecorder } from '../../server/metricproviders/builtin/registry-series-recorder.ts';
 import { parsePromql, PromqlError } from '../../server/metricproviders/builtin/promql-parser.ts';
-import { LINEAR_REGEX_ENGINE } from '../../server/metricproviders/builtin/linear-regex.ts';
+import { isFlatAlternation, LINEAR_REGEX_ENGINE } from '../../server/metricproviders/builtin/linear-regex.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
 import { MetricProviderError, type QueryResult } from '../../server/metricproviders/metric-provider.ts';
 import type { DeviceReport, ReportHistory } from '../../server/metricproviders/report-history.ts';
@@ -130,6 +130,12 @@ describe('builtin provider over a prom-client Registry', () => {
     assert.throws(() => parsePromql('x{route=~"(a)\\\\1"}'), /bad regular expression .* for route: backreferences, lookarounds and large counted repetitions are not supported/);
     assert.throws(() => parsePromql('x{route=~"(?=a)a"}'), /for route: backreferences, lookarounds/);
     assert.throws(() => parsePromql('x{route=~"(a"}'), /bad regular expression "\(a" for route: Unterminated group/);
+  });
+
+  it('keeps the faster backtracking engine only for flat alternations (no group, no quantifier), read as JavaScript reads classes', () => {
+    for (const flat of ['d1|d2|d3', 'dev\\.1|dev-2', '[a-z]x|y', 'a\\|b', '[\\]]x', '[]a]', 'a.b']) assert.equal(isFlatAlternation(flat), true, flat);
+    // `[]` is an empty class in JavaScript: what follows it is not inside a class.
+    for (const risky of ['a*', 'a+', 'a?', 'a{2}', '(a)', '[](a|aa)*b]', '[^](a|aa)*b]', '[a-', '\\d+']) assert.equal(isFlatAlternation(risky), false, risky);
   });
 });
 
