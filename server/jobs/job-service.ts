@@ -17,6 +17,8 @@ import type { RegistryService } from '../registry/registry-service.ts';
 import type { JobRecord, JobState } from '../store/repositories/jobs-repository.ts';
 import type { Store } from '../store/store.ts';
 import { JobEvents, type JobEvent } from './job-events.ts';
+import { isFinished, watchJob } from './job-watch.ts';
+import { newActiveJob, type ActiveJob, type JobCancel } from './active-job.ts';
 import { readJobData } from './job-data.ts';
 import { verifiedJobArtifacts } from './job-artifacts.ts';
 import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
@@ -44,6 +46,8 @@ export interface JobServiceDeps {
   maxQueuedJobs: number;
   metrics: ServerMetrics;
   log: Logger;
+  /** How often a watcher here re-reads a job another server runs (default REMOTE_WATCH_POLL_MS). */
+  watchPollMs?: number;
 }
 
 interface QueuedJob {
@@ -61,9 +65,13 @@ export class JobService {
   readonly events = new JobEvents();
   readonly #deps: JobServiceDeps;
   readonly #queue: QueuedJob[] = [];
-  readonly #workers = new Map<string, Worker>();
-  /** Running jobs an operator cancelled: id → the failure message to record. */
-  readonly #cancelled = new Map<string, string>();
+  readonly #active = new Map<string, ActiveJob>();
+  /**
+   * The jobs holding one of the maxConcurrentJobs slots: taken synchronously when a job leaves the
+   * queue (a pump during the awaits before its worker starts must see the slot taken), given back
+   * once its end is stored and its worker has exited (a job registering its models still runs).
+   */
+  readonly #slots = new Set<string>();
   #stopping = false;
 
   constructor(deps: JobServiceDeps) {
@@ -71,12 +79,25 @@ export class JobService {
   }
 
   get running(): number {
-    return this.#workers.size;
+    return this.#slots.size;
   }
 
-  /** Fails what a previous process left unfinished and clears its work directories. */
+  /**
+   * Fails what a previous process left unfinished and clears its work directories. With SQLite
+   * this server is the only one on its database, so it also fails the jobs of any other node id
+   * (this server before a host rename or another --node-id): no other server will ever end them.
+   * With PostgreSQL another node id may be a live server sharing the database (and nothing here
+   * tells a live one from a gone one), so its jobs are left to it.
+   */
   async recoverInterrupted(): Promise<string[]> {
-    const failed = await this.#deps.store.jobs.failUnfinished(RESTART_REASON, new Date().toISOString(), this.#deps.node);
+    const { store, node } = this.#deps;
+    const at = new Date().toISOString();
+    const failed = await store.jobs.failUnfinished(RESTART_REASON, at, node);
+    if (store.engine.dialect === 'sqlite') {
+      for (const other of await store.jobs.nodesWithUnfinished()) {
+        failed.push(...(await store.jobs.failUnfinished(`${RESTART_REASON} (it ran as node ${other}; the server is now node ${node})`, at, other)));
+      }
+    }
     await rm(this.#deps.workDir, { recursive: true, force: true });
     await mkdir(this.#deps.workDir, { recursive: true });
     if (failed.length > 0) this.#deps.log.warn({ jobs: failed }, RESTART_REASON);
@@ -142,43 +163,19 @@ export class JobService {
   }
 
   /**
-   * Calls `listener` with the job's current state, then every live event until the job
-   * finishes (then `onEnd`). Returns the unsubscribe function.
+   * Calls `listener` with the job's current state, then every change until the job finishes
+   * (then `onEnd`), on whichever server it runs. Returns the unsubscribe function.
    */
-  async watch(id: string, listener: (event: JobEvent) => void, onEnd: () => void): Promise<() => void> {
-    const pending: JobEvent[] = [];
-    let replayed = false;
-    let ended = false;
-    const deliver = (event: JobEvent) => {
-      if (ended) return;
-      listener(event);
-      if (event.type === 'state' && isFinished(event.job.state)) {
-        ended = true;
-        unsubscribe();
-        onEnd();
-      }
-    };
-    const unsubscribe = this.events.subscribe(id, (event) => (replayed ? deliver(event) : pending.push(event)));
-    let job: JobRecord;
-    try {
-      job = await this.get(id);
-    } catch (error) {
-      unsubscribe();
-      throw error;
-    }
-    deliver({ type: 'state', jobId: id, job });
-    replayed = true;
-    for (const event of pending) deliver(event);
-    return () => {
-      ended = true;
-      unsubscribe();
-    };
+  watch(id: string, listener: (event: JobEvent) => void, onEnd: () => void): Promise<() => void> {
+    return watchJob({ events: this.events, get: (jobId) => this.get(jobId), node: this.#deps.node, pollMs: this.#deps.watchPollMs }, id, listener, onEnd);
   }
 
   /**
    * Cancels a queued or running job: a queued one never starts, a running one's worker is
    * terminated. Either way the job ends failed with "cancelled by <actor>", nothing is
-   * registered, and the cancellation is audited. A finished job cannot be cancelled (conflict).
+   * registered, and the cancellation is audited with that failure. A job whose end is already
+   * decided (its models being registered, its failure being recorded) or reached cannot be
+   * cancelled (conflict): the answer never claims a cancel that did not happen.
    */
   async cancel(id: string, principal: Principal): Promise<JobRecord> {
     const job = await this.get(id);
@@ -186,33 +183,23 @@ export class JobService {
     if (job.node !== null && job.node !== this.#deps.node) {
       throw new ServiceError('unavailable', `job ${id} runs on server ${job.node}; send the cancel there (this is ${this.#deps.node})`);
     }
+    if (this.#stopping) throw new ServiceError('unavailable', `server ${this.#deps.node} is shutting down; its jobs end failed ("${SHUTDOWN_REASON}")`);
     const actor = actorOf(principal);
-    const message = `cancelled by ${actor}`;
-    const at = new Date().toISOString();
-    await this.#deps.store.audit.append({ at, actor, action: 'job.cancel', target: `job:${id}`, details: { state: job.state } });
-    const queued = this.#queue.findIndex((entry) => entry.id === id);
-    if (queued >= 0) {
-      this.#queue.splice(queued, 1);
-      await this.#setState(id, { state: 'failed', error: message });
-      this.#deps.metrics.jobsFinished.inc({ state: 'failed' });
+    const cancel: JobCancel = { actor, message: `cancelled by ${actor}`, state: job.state };
+    // No await from here until the job is marked or dequeued: its run cannot move on in between.
+    const active = this.#active.get(id);
+    if (active) {
+      if (active.ending) throw new ServiceError('conflict', `job ${id} is already finishing; too late to cancel`);
+      active.cancel ??= cancel; // a second cancel meanwhile waits for the first
+      void active.worker?.terminate();
+      await active.ended;
       return this.get(id);
     }
-    const worker = this.#workers.get(id);
-    if (worker) {
-      this.#cancelled.set(id, message);
-      let unsubscribe = () => {};
-      const ended = new Promise<void>((resolve) => {
-        unsubscribe = this.events.subscribe(id, (event) => {
-          if (event.type === 'state' && isFinished(event.job.state)) resolve();
-        });
-      });
-      try {
-        await worker.terminate();
-        // The job may have finished before we subscribed (its result was being registered).
-        if (!isFinished((await this.get(id)).state)) await ended;
-      } finally {
-        unsubscribe();
-      }
+    // Queued here, or stored but not queued yet (its submission is finishing): it never starts.
+    const queued = this.#queue.findIndex((entry) => entry.id === id);
+    if (queued >= 0) this.#queue.splice(queued, 1);
+    if (!(await this.#end(id, ['queued', 'running'], { state: 'failed', error: cancel.message }, cancel))) {
+      throw new ServiceError('conflict', `job ${id} already ${(await this.get(id)).state}; nothing to cancel`);
     }
     return this.get(id);
   }
@@ -221,7 +208,7 @@ export class JobService {
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#queue.length = 0;
-    await Promise.all([...this.#workers.values()].map((worker) => worker.terminate()));
+    await Promise.all([...this.#active.values()].map((active) => active.worker?.terminate()));
     await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
   }
 
@@ -232,41 +219,51 @@ export class JobService {
   }
 
   #pump(): void {
-    while (!this.#stopping && this.#workers.size < this.#deps.maxConcurrentJobs && this.#queue.length > 0) {
+    while (!this.#stopping && this.#slots.size < this.#deps.maxConcurrentJobs && this.#queue.length > 0) {
       const next = this.#queue.shift()!;
-      void this.#run(next);
+      this.#slots.add(next.id);
+      const active = newActiveJob();
+      this.#active.set(next.id, active);
+      active.ended = this.#run(next, active);
     }
   }
 
-  async #run(job: QueuedJob): Promise<void> {
+  async #run(job: QueuedJob, active: ActiveJob): Promise<void> {
     try {
-      await this.#setState(job.id, { state: 'running' });
-      const result = await this.#runWorker(job);
+      // Not queued any more: cancelled between its submission being stored and queued.
+      if (!(await this.#transition(job.id, ['queued'], { state: 'running' }))) return;
       if (this.#stopping) return;
-      await this.#setState(job.id, { state: 'succeeded', result });
-      this.#deps.metrics.jobsFinished.inc({ state: 'succeeded' });
+      if (active.cancel) throw new Error(active.cancel.message); // cancelled while starting
+      const result = await this.#runWorker(job, active);
+      if (this.#stopping) return;
+      await this.#end(job.id, ['running'], { state: 'succeeded', result }, undefined, active);
     } catch (error) {
+      active.ending = true;
       if (this.#stopping) return;
-      const cancelled = this.#cancelled.get(job.id);
-      const message = cancelled ?? (error instanceof ServiceError ? error.message : `internal error: ${errorMessage(error)}`);
+      const cancelled = active.cancel;
+      const message = cancelled?.message ?? (error instanceof ServiceError ? error.message : `internal error: ${errorMessage(error)}`);
       if (cancelled) this.#deps.log.info({ job: job.id }, message);
       else if (error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
       else if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
-      await this.#setState(job.id, { state: 'failed', error: message }).catch((persistError) =>
+      // From queued too: storing its start may be what failed.
+      await this.#end(job.id, ['queued', 'running'], { state: 'failed', error: message }, cancelled, active).catch((persistError) =>
         this.#deps.log.error({ err: persistError, job: job.id }, 'cannot record the job failure'),
       );
-      this.#deps.metrics.jobsFinished.inc({ state: 'failed' });
     } finally {
-      this.#cancelled.delete(job.id);
+      this.#active.delete(job.id);
       await rm(join(this.#deps.workDir, job.id), { recursive: true, force: true }).catch(() => {});
+      // The slot is free only once the worker thread is gone too (it was terminated by now).
+      await active.exited;
+      this.#slots.delete(job.id);
       this.#pump();
     }
   }
 
-  #runWorker(job: QueuedJob): Promise<Record<string, unknown>> {
+  #runWorker(job: QueuedJob, active: ActiveJob): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       const worker = new Worker(WORKER_ENTRY, { workerData: job.input, execArgv: [] });
-      this.#workers.set(job.id, worker);
+      active.worker = worker;
+      active.exited = new Promise((exited) => worker.once('exit', () => exited()));
       let lastPersist = 0;
       let lastPhase = '';
       let settled = false;
@@ -278,11 +275,14 @@ export class JobService {
       worker.on('message', (message: PruneWorkerMessage) => {
         if (message.type === 'progress') {
           this.events.emit({ type: 'progress', jobId: job.id, progress: message.event });
+          active.progress = message.event;
           const now = Date.now();
           if (message.event.phase !== lastPhase || now - lastPersist > PROGRESS_PERSIST_INTERVAL_MS) {
             lastPersist = now;
             lastPhase = message.event.phase;
-            void this.#deps.store.jobs.update(job.id, { progress: message.event }, new Date().toISOString()).catch(() => {});
+            // Chained, so an older write never lands after a newer one (or after the job's end).
+            const progress = message.event;
+            active.progressWrites = active.progressWrites.then(() => this.#deps.store.jobs.update(job.id, { progress }, new Date().toISOString(), ['running'])).catch(() => {});
           }
         } else if (message.type === 'error') {
           // The job's data or options (a UserError in the worker) versus a fault of ours.
@@ -290,23 +290,24 @@ export class JobService {
           finish(() => Promise.reject(failure));
           void worker.terminate();
         } else {
-          finish(() => this.#register(job, message));
+          finish(() => this.#register(job, message, active));
           void worker.terminate();
         }
       });
       worker.on('error', (error) => finish(() => Promise.reject(error)));
       worker.on('exit', (code) => {
-        this.#workers.delete(job.id);
         finish(() => Promise.reject(new Error(this.#stopping ? SHUTDOWN_REASON : `the pruning worker exited (code ${code}) without a result`)));
-        // The worker's slot is free only now: start the next queued job.
-        this.#pump();
       });
     });
   }
 
-  async #register(job: QueuedJob, done: Extract<PruneWorkerMessage, { type: 'done' }>): Promise<Record<string, unknown>> {
+  async #register(job: QueuedJob, done: Extract<PruneWorkerMessage, { type: 'done' }>, active: ActiveJob): Promise<Record<string, unknown>> {
     const artifacts = await verifiedJobArtifacts(job.input.outDir, done, this.#deps.signingPublicKey);
     for (const { dir, manifest } of [artifacts.general, artifacts.pruned]) await storeArtifactFiles(dir, manifest, this.#deps.blobs);
+    // The last moment a cancel wins (its blobs stay unreferenced, for the blob sweep); from here on
+    // the models are registered and a cancel is refused.
+    if (active.cancel) throw new Error(active.cancel.message);
+    active.ending = true;
     const actor = job.actor;
     const [general, pruned] = await this.#deps.store.transaction(async (tx) => [
       await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.general.manifest, actor }),
@@ -319,10 +320,28 @@ export class JobService {
     };
   }
 
-  async #setState(id: string, changes: { state: JobState; result?: unknown; error?: string }): Promise<void> {
-    await this.#deps.store.jobs.update(id, changes, new Date().toISOString());
-    const job = await this.#deps.store.jobs.get(id);
+  /**
+   * Moves the job to `changes.state` if it is still in one of `from` (false when it is not: a
+   * cancel or the run itself got there first), then tells its watchers.
+   */
+  async #transition(id: string, from: readonly JobState[], changes: { state: JobState; result?: unknown; error?: string; progress?: unknown }, cancel?: JobCancel): Promise<boolean> {
+    const at = new Date().toISOString();
+    const changed = await this.#deps.store.transaction(async (tx) => {
+      if (!(await tx.jobs.update(id, changes, at, from))) return false;
+      if (cancel) await tx.audit.append({ at, actor: cancel.actor, action: 'job.cancel', target: `job:${id}`, details: { state: cancel.state } });
+      return true;
+    });
+    const job = changed ? await this.#deps.store.jobs.get(id) : undefined;
     if (job) this.events.emit({ type: 'state', jobId: id, job });
+    return changed;
+  }
+
+  /** Ends the job (with its latest progress, the throttled saves may have skipped it) and counts it. */
+  async #end(id: string, from: readonly JobState[], changes: { state: 'succeeded' | 'failed'; result?: unknown; error?: string }, cancel?: JobCancel, active?: ActiveJob): Promise<boolean> {
+    await active?.progressWrites;
+    const ended = await this.#transition(id, from, { ...changes, ...(active?.progress ? { progress: active.progress } : {}) }, cancel);
+    if (ended) this.#deps.metrics.jobsFinished.inc({ state: changes.state });
+    return ended;
   }
 }
 
@@ -336,6 +355,4 @@ class PruneWorkerFault extends Error {
   }
 }
 
-export function isFinished(state: JobState): boolean {
-  return state === 'succeeded' || state === 'failed';
-}
+export { isFinished };

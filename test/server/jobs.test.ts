@@ -47,6 +47,10 @@ test('a pruning job runs in a worker, streams SSE progress, and registers genera
   assert.ok(phases.has('train') && phases.has('export'), `phases: ${[...phases]}`);
   const result = events.at(-1)!.data.result;
   assert.deepEqual([result.general.version, result.pruned.version], ['1', '2']);
+  // Progress saves are throttled, but the finished job keeps its last progress (export 2/2), not an earlier one.
+  const lastProgress = events.filter((e) => e.event === 'progress').at(-1)!.data;
+  assert.deepEqual(events.at(-1)!.data.progress, lastProgress);
+  assert.deepEqual(((await (await server.request('GET', `/api/jobs/${job.id}`)).json()) as any).progress, lastProgress);
 
   const pruned = (await (await server.request('GET', '/api/models/iris/versions/2')).json()) as any;
   assert.deepEqual(pruned.lineage.parent, { model: 'iris', version: '1' });

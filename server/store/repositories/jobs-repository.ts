@@ -50,23 +50,39 @@ export class JobsRepository {
     return (await this.db.all('SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?', [limit])).map(toJob);
   }
 
-  async update(id: string, changes: { state?: JobState; progress?: unknown; result?: unknown; error?: string | null }, at: string): Promise<void> {
+  /**
+   * Applies `changes`; with `from`, only while the job is in one of those states (a compare-and-set:
+   * a cancel and the job's own run cannot both decide how it ends). True when the row changed.
+   */
+  async update(
+    id: string,
+    changes: { state?: JobState; progress?: unknown; result?: unknown; error?: string | null },
+    at: string,
+    from?: readonly JobState[],
+  ): Promise<boolean> {
     const sets: string[] = ['updated_at = ?'];
     const params: (string | null)[] = [at];
     if (changes.state !== undefined) (sets.push('state = ?'), params.push(changes.state));
     if (changes.progress !== undefined) (sets.push('progress = ?'), params.push(toJsonColumn(changes.progress)));
     if (changes.result !== undefined) (sets.push('result = ?'), params.push(toJsonColumn(changes.result)));
     if (changes.error !== undefined) (sets.push('error = ?'), params.push(changes.error));
-    await this.db.run(`UPDATE jobs SET ${sets.join(', ')} WHERE id = ?`, [...params, id]);
+    const guard = from ? ` AND state IN (${from.map(() => '?').join(', ')})` : '';
+    const { changes: count } = await this.db.run(`UPDATE jobs SET ${sets.join(', ')} WHERE id = ?${guard}`, [...params, id, ...(from ?? [])]);
+    return count > 0;
   }
 
-  /** Marks every queued or running job failed with `reason`; returns their ids. */
-  /** Fails the unfinished jobs of `node` (and those with no node); other servers' jobs are left running. */
+  /** Fails the unfinished jobs of `node` (and those with no node) with `reason`; other servers' are left running. Returns their ids. */
   async failUnfinished(reason: string, at: string, node: string): Promise<string[]> {
     const mine = "state IN ('queued', 'running') AND (node = ? OR node IS NULL)";
     const rows = await this.db.all(`SELECT id FROM jobs WHERE ${mine}`, [node]);
     await this.db.run(`UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE ${mine}`, [reason, at, node]);
     return rows.map((row) => String(row.id));
+  }
+
+  /** The nodes (--node-id) that have queued or running jobs. */
+  async nodesWithUnfinished(): Promise<string[]> {
+    const rows = await this.db.all("SELECT DISTINCT node FROM jobs WHERE state IN ('queued', 'running') AND node IS NOT NULL ORDER BY node");
+    return rows.map((row) => String(row.node));
   }
 }
 

@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { RESTART_REASON } from '../../server/jobs/job-service.ts';
+import type { JobRecord } from '../../server/store/repositories/jobs-repository.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { STORE_ENGINES } from './helpers/store-engines.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+
+const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
+const TINY_OPTIONS = { units: 16, layers: 2, epochs: 20, retrainEpochs: 5, epsilons: [0.2], baselines: false, seed: 1 };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `promise`, or a failure after `ms` (its timer cleared, so it never holds the test process open). */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not end within ${ms / 1000} s`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function startJob(server: TestServer, name: string): Promise<any> {
+  const csv = await readFile(IRIS, 'utf8');
+  const response = await server.request('POST', '/api/jobs/prune', { json: { name, label: 'species', data: { csv }, options: TINY_OPTIONS } });
+  assert.equal(response.status, 202, await response.clone().text());
+  return response.json();
+}
+
+/** The SSE stream's events, read until the server ends it (a timeout fails instead of hanging). */
+async function watchEvents(server: TestServer, id: string, ms = 90_000): Promise<{ event: string; data: any }[]> {
+  const response = await fetch(`${server.baseUrl}/api/jobs/${id}/events`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(ms) });
+  const text = await response.text().catch((error) => assert.fail(`the event stream of job ${id} did not end within ${ms / 1000} s: ${error}`));
+  return text
+    .split('\n\n')
+    .filter((block) => block.includes('data: '))
+    .map((block) => ({ event: /^event: (.*)$/m.exec(block)![1]!, data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!) }));
+}
+
+const unfinishedJob = (id: string, node: string, state: 'queued' | 'running'): JobRecord => ({
+  id,
+  kind: 'prune',
+  state,
+  request: {},
+  progress: null,
+  result: null,
+  error: null,
+  createdAt: new Date().toISOString(),
+  updatedAt: new Date().toISOString(),
+  createdBy: 'token:test',
+  node,
+});
+
+test('--max-concurrent-jobs 1 holds when jobs are submitted at once: one worker, one running job at any moment', async (t) => {
+  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1, maxQueuedJobs: 4 } }))!;
+  const { jobs, store } = server.server.ctx;
+  const ids = (await Promise.all([1, 2, 3].map((i) => startJob(server, `concurrent${i}`)))).map((job) => job.id as string);
+  let maxWorkers = 0;
+  let maxRunning = 0;
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    maxWorkers = Math.max(maxWorkers, jobs.running);
+    const stored = (await store.jobs.list()).filter((job) => ids.includes(job.id));
+    maxRunning = Math.max(maxRunning, stored.filter((job) => job.state === 'running').length);
+    if (stored.every((job) => job.state === 'succeeded' || job.state === 'failed')) {
+      assert.deepEqual(stored.map((job) => [job.state, job.error]), ids.map(() => ['succeeded', null]));
+      break;
+    }
+    assert.ok(Date.now() < deadline, `the jobs did not finish: ${JSON.stringify(stored.map((job) => job.state))}`);
+    await sleep(5);
+  }
+  assert.equal(maxWorkers, 1, 'workers at once (fleetprune_jobs_running)');
+  assert.equal(maxRunning, 1, 'jobs stored as running at once');
+});
+
+for (const engine of STORE_ENGINES) {
+  describe(`jobs on ${engine}`, () => {
+    test('a cancel after training, while the artifacts are being stored, wins: the job fails, nothing is registered, the cancel is audited', async (t) => {
+      const server = await startTestServer(t, { engine });
+      if (!server) return;
+      const { blobs, store } = server.server.ctx;
+      // The real blob store, held a moment on the job's first file (as a large artifact's copy would be).
+      const put = blobs.put.bind(blobs);
+      let storing!: () => void;
+      const inStorage = new Promise<void>((resolve) => (storing = resolve));
+      blobs.put = async (...args) => {
+        storing();
+        await sleep(1000);
+        return put(...args);
+      };
+      const job = await startJob(server, 'iris');
+      await inStorage;
+      const cancel = await server.request('POST', `/api/jobs/${job.id}/cancel`);
+      const answer = (await cancel.json()) as any;
+      assert.equal(cancel.status, 200, JSON.stringify(answer));
+      assert.equal(answer.state, 'failed');
+      assert.match(answer.error, /^cancelled by token:/);
+      assert.equal(await store.models.countVersions(), 0, 'nothing was registered');
+      const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
+      assert.deepEqual(audit.entries.filter((entry: any) => entry.action === 'job.cancel').map((entry: any) => [entry.target, entry.details]), [[`job:${job.id}`, { state: 'running' }]]);
+    });
+  });
+}
+
+// PostgreSQL only: SQLite's registration transaction holds the whole database, so a cancel there
+// can only be read after it, when the job has already succeeded.
+test('a cancel while the job registers its models (PostgreSQL) is refused (409), registers as usual, and is not audited', async (t) => {
+  const server = await startTestServer(t, { engine: 'postgres' });
+  if (!server) return;
+  const { registry, store } = server.server.ctx;
+  // The real registry, held a moment in its first registration (as a large artifact's would be).
+  const registerIn = registry.registerIn.bind(registry);
+  let registering!: () => void;
+  const inRegistration = new Promise<void>((resolve) => (registering = resolve));
+  registry.registerIn = async (tx, input) => {
+    registering();
+    await sleep(500);
+    return registerIn(tx, input);
+  };
+  const job = await startJob(server, 'iris');
+  await inRegistration;
+  const cancel = await server.request('POST', `/api/jobs/${job.id}/cancel`);
+  const answer = (await cancel.json()) as any;
+  assert.equal(cancel.status, 409, JSON.stringify(answer));
+  assert.equal(answer.error.message, `job ${job.id} is already finishing; too late to cancel`);
+
+  const finished = (await watchEvents(server, job.id)).at(-1)!.data;
+  assert.equal(finished.state, 'succeeded');
+  assert.equal(await store.models.countVersions(), 2, 'both models were registered');
+  const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
+  assert.deepEqual(audit.entries.filter((entry: any) => entry.action === 'job.cancel'), [], 'no cancel was audited');
+});
+
+test('SQLite: a restarted server fails the jobs left unfinished under another node id (a renamed host), so they can be cancelled no more', async (t) => {
+  const before = (await startTestServer(t, { config: { nodeId: 'old-host' } }))!;
+  await before.server.ctx.store.jobs.insert(unfinishedJob('job-renamed-1', 'renamed-host', 'running'));
+  await before.server.ctx.store.jobs.insert(unfinishedJob('job-renamed-2', 'other-node', 'queued'));
+  await before.server.close();
+
+  const after = (await startTestServer(t, { config: { dataDir: before.dataDir, nodeId: 'new-host' } }))!;
+  for (const [id, node] of [['job-renamed-1', 'renamed-host'], ['job-renamed-2', 'other-node']] as const) {
+    const job = (await (await after.request('GET', `/api/jobs/${id}`)).json()) as any;
+    assert.equal(job.state, 'failed', id);
+    assert.equal(job.error, `${RESTART_REASON} (it ran as node ${node}; the server is now node new-host)`);
+    const cancel = await after.request('POST', `/api/jobs/${id}/cancel`);
+    assert.equal(cancel.status, 409);
+    assert.equal(((await cancel.json()) as any).error.message, `job ${id} already failed; nothing to cancel`);
+  }
+});
+
+test('two servers on one PostgreSQL database: a watcher on the other server sees the job run and finish (SSE and gRPC)', async (t) => {
+  const a = await startTestServer(t, { engine: 'postgres', config: { nodeId: 'node-a' } });
+  if (!a) return;
+  const { databaseUrl, databaseSchema } = a.server.ctx.config;
+  const b = (await startTestServer(t, { engine: 'postgres', config: { databaseUrl, databaseSchema, nodeId: 'node-b' } }))!;
+  const job = await startJob(a, 'iris');
+  assert.equal(job.node, 'node-a');
+  const jobs = grpcClient(b.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  const [sse, grpc] = await Promise.all([
+    watchEvents(b, job.id),
+    within(jobs.stream('WatchJob', { id: job.id }), 90_000, 'WatchJob on the other server'),
+  ]);
+  const states = sse.filter((event) => event.event === 'state').map((event) => event.data.state);
+  assert.equal(states.at(-1), 'succeeded', JSON.stringify(states));
+  assert.ok(states.includes('running') || sse.some((event) => event.event === 'progress'), `saw the job run: ${JSON.stringify(sse.map((event) => event.event))}`);
+  assert.equal(grpc.at(-1).job.state, 'succeeded');
+});
