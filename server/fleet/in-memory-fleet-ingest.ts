@@ -1,11 +1,12 @@
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
+import { storedReportKey } from '../store/repositories/device-reports-repository.ts';
 
 type Listener = (report: Report) => void;
 
 /**
  * A FleetIngest held in memory, for tests and benchmarks (the server's store is the real one).
- * It deduplicates reports by id and lets callers wait for a report.
+ * It deduplicates reports by id (per device, as the store does) and lets callers wait for a report.
  */
 export class InMemoryFleetIngest implements FleetIngest {
   readonly reports: Report[] = [];
@@ -15,8 +16,9 @@ export class InMemoryFleetIngest implements FleetIngest {
   readonly #listeners = new Set<Listener>();
 
   async ingestReport(report: Report): Promise<IngestOutcome> {
-    if (this.#ids.has(report.id)) return 'duplicate';
-    this.#ids.add(report.id);
+    const key = storedReportKey(report);
+    if (this.#ids.has(key)) return 'duplicate';
+    this.#ids.add(key);
     this.reports.push(report);
     for (const listener of this.#listeners) listener(report);
     return 'ingested';

@@ -152,11 +152,16 @@ for (const engine of STORE_ENGINES) {
         assert.equal((await fleet.repos.assignments.get('assign-0001', 'osaka-1'))!.state, 'installed');
         assert.equal((await fleet.repos.devices.get('osaka-1'))!.candidate?.version, '2');
 
+        // Another device sends its report under the id osaka-1 will use (ids are built from
+        // assignment ids other devices see): it is its own report, and takes nothing from osaka-1's.
+        await enroll(fleet, 'kyoto-1', { cohort: 'pilot' });
+        assert.equal(await ingest.ingestReport(benchmark('bench-0001', 'kyoto-1', '2026-03-01T09:00:04Z', '1', '2')), 'ingested');
+        exported.length = 0;
         const report = benchmark('bench-0001', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2');
         assert.equal(await ingest.ingestReport(report), 'ingested');
         assert.equal(await ingest.ingestReport(report), 'duplicate');
-        assert.deepEqual(exported.map((r) => [r.role, r.version, r.cohort]), [['active', '1', 'pilot'], ['candidate', '2', 'pilot']]);
-        assert.equal(await fleet.repos.reports.count(), 2);
+        assert.deepEqual(exported.map((r) => [r.deviceId, r.role, r.version, r.cohort]), [['osaka-1', 'active', '1', 'pilot'], ['osaka-1', 'candidate', '2', 'pilot']]);
+        assert.equal(await fleet.repos.reports.count(), 3);
         // A later benchmark-failed answer to the same assignment is passed on (for its rollout), once.
         const failure = answer('answer-0001b', 'osaka-1', 'assign-0001', 'benchmark-failed', '2', 'candidate');
         assert.equal(await ingest.ingestReport(failure), 'ingested');

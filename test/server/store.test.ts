@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { openStore } from '../../server/store/open-store.ts';
 import { ALL_MIGRATIONS } from '../../server/store/migrations/index.ts';
 import { runMigrations } from '../../server/store/migrations/run-migrations.ts';
+import { DeviceReportsRepository } from '../../server/store/repositories/device-reports-repository.ts';
 import { UniqueViolation } from '../../server/store/sql-engine.ts';
 import type { Store } from '../../server/store/store.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
@@ -45,7 +46,7 @@ for (const engine of STORE_ENGINES) {
         const rows = await store.engine.all('SELECT domain, version FROM schema_migrations ORDER BY domain, version');
         assert.deepEqual(
           rows.map((row) => `${row.domain}:${row.version}`),
-          ['audit:1', 'audit:2', 'auth:1', 'fleet:1', 'fleet:2', 'fleet:3', 'fleet:4', 'fleet:5', 'jobs:1', 'jobs:2', 'registry:1', 'rollouts:1', 'rollouts:2'],
+          ['audit:1', 'audit:2', 'auth:1', 'fleet:1', 'fleet:2', 'fleet:3', 'fleet:4', 'fleet:5', 'fleet:6', 'jobs:1', 'jobs:2', 'registry:1', 'rollouts:1', 'rollouts:2'],
         );
         // A device's answer to an assignment is found by index, not by walking its report history.
         const plan =
@@ -53,6 +54,23 @@ for (const engine of STORE_ENGINES) {
             ? await store.engine.all("EXPLAIN QUERY PLAN SELECT payload FROM device_reports WHERE kind = 'assignment' AND assignment_id = 'a' AND device_id = 'd' ORDER BY created_at, id LIMIT 1")
             : await store.engine.all("SELECT indexdef AS detail FROM pg_indexes WHERE indexname = 'device_reports_answer' AND schemaname = current_schema()");
         assert.match(plan.map((row) => String(row.detail)).join('\n'), /device_reports_answer.*\(?assignment_id[=?, ]+.*device_id/);
+      });
+    });
+
+    test('fleet:6 keys the reports stored before it by device: a device re-sending one is still a repeat, another device may use its id', async (t) => {
+      await withStore(t, async (store) => {
+        // The database as fleet:5 left it: one report, keyed by its bare id.
+        await store.engine.run("DELETE FROM schema_migrations WHERE domain = 'fleet' AND version = 6");
+        const report = { schema: 1, id: 'r-1', kind: 'assignment', deviceId: 'osaka-1', createdAt: '2026-03-01T09:00:00.000Z', assignmentId: 'a-1', outcome: 'installed', role: 'candidate', model: 'iris', version: '2', sha256: 'b'.repeat(64), reason: null } as const;
+        await store.engine.run(
+          "INSERT INTO device_reports (id, device_id, kind, model, assignment_id, cohort, created_at, received_at, payload) VALUES ('r-1', 'osaka-1', 'assignment', 'iris', 'a-1', 'none', ?, ?, ?)",
+          [report.createdAt, report.createdAt, JSON.stringify(report)],
+        );
+        assert.deepEqual((await runMigrations(store.engine, ALL_MIGRATIONS)).map((m) => `${m.domain}:${m.version}`), ['fleet:6']);
+        const reports = new DeviceReportsRepository(store.engine);
+        assert.equal(await reports.insert(report, 'none', report.createdAt), false, 'the same device, the same id: a repeat');
+        assert.equal(await reports.insert({ ...report, deviceId: 'kyoto-1' }, 'none', report.createdAt), true, 'another device, its own report');
+        assert.equal((await reports.findAnswer('a-1', 'osaka-1'))?.id, 'r-1', 'the payload keeps the device\'s id');
       });
     });
 

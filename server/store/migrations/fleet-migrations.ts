@@ -2,7 +2,7 @@ import type { Migration } from './migration.ts';
 
 /**
  * The device fleet: enrolled devices (credentials, labels, last known state), the raw history of
- * device reports (each report id once), the assignments and the fleet commands the server
+ * device reports (each report id once per device), the assignments and the fleet commands the server
  * published (a device's answer is accepted only for one of those).
  */
 export const fleetMigrations: Migration[] = [
@@ -99,5 +99,14 @@ export const fleetMigrations: Migration[] = [
     sql: () => `
       CREATE TABLE fleet_sequences (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
       INSERT INTO fleet_sequences (name, value) VALUES ('assignment', 0), ('command', 0);`,
+  },
+  {
+    domain: 'fleet',
+    version: 6,
+    name: 'report ids scoped to their device',
+    // A device builds its report ids from ids other devices see too (an assignment sent to several,
+    // a fleet command): a fleet-wide unique id let one device send reports under another's ids
+    // first, and the other's real reports were dropped as repeats. The key is `<device>/<id>`.
+    sql: () => `UPDATE device_reports SET id = device_id || '/' || id;`,
   },
 ];

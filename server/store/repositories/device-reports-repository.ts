@@ -14,13 +14,13 @@ export interface StoredReport {
 export class DeviceReportsRepository {
   constructor(private readonly db: SqlExecutor) {}
 
-  /** False when a report with this id is already stored (nothing is written). */
+  /** False when the device already sent a report with this id (nothing is written). */
   async insert(report: Report, cohort: string, receivedAt: string): Promise<boolean> {
     const model = report.kind === 'benchmark' ? report.candidate.model : report.model;
     const result = await this.db.run(
       `INSERT INTO device_reports (id, device_id, kind, model, assignment_id, cohort, created_at, received_at, payload)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-      [report.id, report.deviceId, report.kind, model, report.assignmentId, cohort, new Date(report.createdAt).toISOString(), receivedAt, toJsonColumn(report)],
+      [storedReportKey(report), report.deviceId, report.kind, model, report.assignmentId, cohort, new Date(report.createdAt).toISOString(), receivedAt, toJsonColumn(report)],
     );
     return result.changes > 0;
   }
@@ -99,4 +99,12 @@ export class DeviceReportsRepository {
   async count(): Promise<number> {
     return Number((await this.db.get('SELECT COUNT(*) AS n FROM device_reports'))?.n ?? 0);
   }
+}
+
+/**
+ * A report's key in device_reports: its id within its device (fleet migration 6). Ids are the
+ * device's own; another device may use the same one, by chance or to have this device's dropped.
+ */
+export function storedReportKey(report: Pick<Report, 'deviceId' | 'id'>): string {
+  return `${report.deviceId}/${report.id}`;
 }
