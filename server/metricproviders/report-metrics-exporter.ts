@@ -28,6 +28,11 @@ export class ReportMetricsExporter {
   readonly #counters: Record<'predictions' | 'errors' | 'reports', Counter<Label>>;
   /** Per device, per model and role, the label set it exports now and its last report (in order of last report). */
   readonly #exported = new Map<string, Map<string, { labels: Record<Label, string>; report?: DeviceReport }>>();
+  /**
+   * Revoked devices (ids are never reused): a heartbeat or report read before the revocation
+   * and exported after it would otherwise bring the device's series back, until a restart.
+   */
+  readonly #forgotten = new Set<string>();
 
   constructor(registry: Registry) {
     const labelNames = [...DEVICE_REPORT_LABELS];
@@ -89,8 +94,9 @@ export class ReportMetricsExporter {
     }
   }
 
-  /** Removes a device's series (it was revoked). */
+  /** Removes a device's series (it was revoked), and exports none for it again. */
   forgetDevice(deviceId: string): void {
+    this.#forgotten.add(deviceId);
     for (const { labels } of this.#exported.get(deviceId)?.values() ?? []) this.#remove(labels);
     this.#exported.delete(deviceId);
   }
@@ -114,7 +120,7 @@ export class ReportMetricsExporter {
     for (const [ref, role, rows, errors] of sides) {
       if (!ref || rows <= 0) continue;
       const labels: Record<Label, string> = { model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId };
-      this.#track(labels);
+      if (!this.#track(labels)) continue;
       this.#gauges.errorRatio.set(labels, errors / rows);
       this.#counters.predictions.inc(labels, rows);
       this.#counters.errors.inc(labels, errors);
@@ -124,7 +130,7 @@ export class ReportMetricsExporter {
   /** Sets the report's gauges; `count`: also adds it to the counters (a copy made at promotion is no new report). */
   #export(report: DeviceReport, options: { count: boolean }): void {
     const labels: Record<Label, string> = { model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
-    this.#track(labels, report);
+    if (!this.#track(labels, report)) return;
     if (report.accuracy !== null) this.#gauges.accuracy.set(labels, report.accuracy);
     if (report.mse !== undefined && report.mse !== null) this.#gauges.mse.set(labels, report.mse);
     this.#gauges.latencyP50.set(labels, report.latencyMs.p50 / 1000);
@@ -137,8 +143,9 @@ export class ReportMetricsExporter {
     this.#counters.reports.inc(labels, options.count ? 1 : 0);
   }
 
-  /** Makes `labels` the device's label set for its model and role, removing what it replaces or evicts. */
-  #track(labels: Record<Label, string>, report?: DeviceReport): void {
+  /** Makes `labels` the device's label set for its model and role, removing what it replaces or evicts; false for a revoked device (export nothing). */
+  #track(labels: Record<Label, string>, report?: DeviceReport): boolean {
+    if (this.#forgotten.has(labels.device)) return false;
     let device = this.#exported.get(labels.device);
     if (!device) this.#exported.set(labels.device, (device = new Map()));
     const key = `${labels.model}\u0000${labels.role}`;
@@ -158,6 +165,7 @@ export class ReportMetricsExporter {
         device.delete(entryKey);
       }
     }
+    return true;
   }
 
   #remove(labels: Record<Label, string>): void {
