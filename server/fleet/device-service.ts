@@ -8,6 +8,7 @@ import type { Broker, CredentialChange } from '../broker/broker.ts';
 import { DEFAULT_SERVER_USERNAME } from '../broker/credential-store.ts';
 import { hashPassword } from '../broker/password-hash.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
+import { UniqueViolation } from '../store/sql-engine.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import type { FleetStore } from './fleet-store.ts';
 
@@ -66,12 +67,18 @@ export class DeviceService {
       throw new ServiceError('bad_request', config.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
     }
     const secretHash = await hashPassword(secret);
-    await fleet.transaction(async (tx) => {
-      if (await tx.devices.get(request.id)) throw new ServiceError('conflict', `device ${request.id} is already enrolled (device ids are never reused)`);
-      await tx.tokens.insert({ id: tokenId, tokenHash: sha256Hex(token), role: 'device', label: `device ${request.id}`, createdAt: now, createdBy: actor, revokedAt: null });
-      await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor });
-      await tx.audit.append({ at: now, actor, action: 'device.enroll', target: `device:${request.id}`, details: { labels: request.labels, tokenId } });
-    });
+    const taken = () => new ServiceError('conflict', `device ${request.id} is already enrolled (device ids are never reused)`);
+    await fleet
+      .transaction(async (tx) => {
+        if (await tx.devices.get(request.id)) throw taken();
+        await tx.tokens.insert({ id: tokenId, tokenHash: sha256Hex(token), role: 'device', label: `device ${request.id}`, createdAt: now, createdBy: actor, revokedAt: null });
+        await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor });
+        await tx.audit.append({ at: now, actor, action: 'device.enroll', target: `device:${request.id}`, details: { labels: request.labels, tokenId } });
+      })
+      .catch((error: unknown) => {
+        // Two enrollments of one id at once on PostgreSQL: both found none, the second insert fails.
+        throw error instanceof UniqueViolation ? taken() : error;
+      });
     await this.#credentialsChanged({ kind: 'enrolled', deviceId: request.id });
     return config.data;
   }

@@ -9,6 +9,7 @@ import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifa
 import { grpcClient } from '../server/helpers/grpc-client.ts';
 import { runCli } from '../server/helpers/run-cli.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
+import { STORE_ENGINES } from '../server/helpers/store-engines.ts';
 
 async function fleetServer(t: TestContext): Promise<TestServer> {
   const signer = await makeSigner(t);
@@ -268,3 +269,15 @@ test('devices are listed a page at a time (REST and gRPC) with fleet-wide counts
   assert.equal(listed.code, 0, listed.stderr);
   assert.deepEqual(listed.stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]), ids);
 });
+
+for (const engine of STORE_ENGINES) {
+  test(`enrolling one id several times at once (${engine}): one is enrolled, the others are 409, none is a server error`, async (t) => {
+    const server = await startTestServer(t, { engine });
+    if (!server) return;
+    const answers = await Promise.all(Array.from({ length: 6 }, () => server.request('POST', '/api/devices', { json: { id: 'same-1', labels: {} } })));
+    assert.deepEqual(answers.map((answer) => answer.status).sort(), [201, 409, 409, 409, 409, 409]);
+    for (const answer of answers.filter((a) => a.status === 409)) assert.match(((await answer.json()) as any).error.message, /^device same-1 is already enrolled/);
+    const tokens = await server.server.ctx.store.engine.all("SELECT id FROM tokens WHERE role = 'device'");
+    assert.equal(tokens.length, 1, 'the refused enrollments left no token behind');
+  });
+}
