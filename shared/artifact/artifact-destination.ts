@@ -1,8 +1,16 @@
-import { readdir, stat } from 'node:fs/promises';
-import { UserError } from '../util/errors.ts';
-import { MANIFEST_FILE } from './manifest.ts';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { UserError, errorMessage } from '../util/errors.ts';
+import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
 
 // Apart from writeArtifact (which loads TensorFlow.js), so that a CLI can check its --out early and cheaply.
+
+/**
+ * What prune writes beside an artifact in its --out (server/pruning/output-layout.ts: REPORT_FILE
+ * and GENERAL_SUBDIR, the parent's artifact). Named here because shared/ does not import server/.
+ */
+const PRUNE_REPORT_FILE = 'report.json';
+const PRUNE_GENERAL_DIR = 'general';
 
 /**
  * Checks up front, before long work, that writeArtifact may write to `dir`: it is missing, an
@@ -12,7 +20,16 @@ export async function assertArtifactDestination(dir: string): Promise<void> {
   await holdsArtifact(dir);
 }
 
-/** False for a missing or empty directory, true for an artifact; a UserError for anything else. */
+/**
+ * False for a missing or empty directory, true for an artifact that writeArtifact may replace
+ * (and so delete); a UserError for anything else.
+ *
+ * A manifest.json alone does not make a directory ours: plenty of other tools write one. It is
+ * an artifact only if its manifest parses as an artifact manifest and it holds nothing but what
+ * writeArtifact and prune write there (manifest.json, model.onnx, the tfjs/ files the manifest
+ * lists, report.json, and general/, itself such an artifact). Anything else might be someone's
+ * files, and replacing the directory would delete them.
+ */
 export async function holdsArtifact(dir: string): Promise<boolean> {
   const info = await stat(dir).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
@@ -22,6 +39,46 @@ export async function holdsArtifact(dir: string): Promise<boolean> {
   if (!info.isDirectory()) throw new UserError(`cannot write artifact to ${dir}: it exists and is not a directory`);
   const entries = await readdir(dir);
   if (entries.length === 0) return false;
-  if (entries.includes(MANIFEST_FILE)) return true;
-  throw new UserError(`cannot write artifact to ${dir}: it is a non-empty directory without ${MANIFEST_FILE}; refusing to replace it`);
+  const problem = await notAnArtifact(dir, true);
+  if (problem) throw new UserError(`cannot write artifact to ${dir}: ${problem}; refusing to replace it`);
+  return true;
+}
+
+/** Why `dir` (a non-empty directory) is not an artifact writeArtifact may replace, or undefined if it is. */
+async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string | undefined> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  if (!entries.some((entry) => entry.name === MANIFEST_FILE)) {
+    return pruneOutput ? `it is a non-empty directory without ${MANIFEST_FILE}` : `it has no ${MANIFEST_FILE}`;
+  }
+  let manifest: Manifest;
+  try {
+    const parsed = ManifestSchema.safeParse(JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')));
+    if (!parsed.success) {
+      const [issue] = parsed.error.issues;
+      return `its ${MANIFEST_FILE} is not a fleetprune artifact manifest (${issue!.path.join('.') || 'manifest'}: ${issue!.message})`;
+    }
+    manifest = parsed.data;
+  } catch (error) {
+    return `its ${MANIFEST_FILE} is not a fleetprune artifact manifest (${errorMessage(error).split('\n')[0]})`;
+  }
+
+  const files = new Set([MANIFEST_FILE, ONNX_FILE, ...(pruneOutput ? [PRUNE_REPORT_FILE] : [])]);
+  const dirs = new Set([TFJS_DIR, ...(pruneOutput ? [PRUNE_GENERAL_DIR] : [])]);
+  for (const entry of entries) {
+    // lstat types (a symlink is neither): what is replaced must be exactly what we wrote.
+    if (files.has(entry.name) && entry.isFile()) continue;
+    if (dirs.has(entry.name) && entry.isDirectory()) continue;
+    return `it also holds ${JSON.stringify(entry.name)}, which is not part of an artifact`;
+  }
+  if (entries.some((entry) => entry.name === TFJS_DIR)) {
+    for (const entry of await readdir(join(dir, TFJS_DIR), { withFileTypes: true })) {
+      const path = `${TFJS_DIR}/${entry.name}`;
+      if (!entry.isFile() || !(path in manifest.files)) return `it holds ${JSON.stringify(path)}, which its ${MANIFEST_FILE} does not list`;
+    }
+  }
+  if (pruneOutput && entries.some((entry) => entry.name === PRUNE_GENERAL_DIR)) {
+    const general = await notAnArtifact(join(dir, PRUNE_GENERAL_DIR), false);
+    if (general) return `${PRUNE_GENERAL_DIR}/ is not an artifact: ${general}`;
+  }
+  return undefined;
 }

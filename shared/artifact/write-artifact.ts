@@ -34,11 +34,12 @@ const LOCATION_ERRORS = new Set(['EACCES', 'EEXIST', 'EPERM', 'EROFS', 'ENOTDIR'
  *
  * The files are built and fsynced in a sibling staging directory (`${dir}.tmp-<random>`), then
  * renamed into place, so `dir` never holds a partial artifact. If `dir` does not exist or is an
- * empty directory, it is replaced by a single rename. If it holds an artifact (has a
- * manifest.json), the old directory is moved aside, the new one renamed in, and the old one
- * deleted, including files that were not part of the artifact (such as report.json). Any other
- * existing `dir` (a file, or a non-empty directory without manifest.json) is left untouched and a
- * UserError is thrown.
+ * empty directory, it is replaced by a single rename. If it holds an artifact (a manifest.json
+ * that parses as one, and nothing but the artifact's files and what prune writes beside them:
+ * report.json, general/; see holdsArtifact), the old directory is moved aside, the new one renamed
+ * in, and the old one deleted, report.json and general/ included. Any other existing `dir` (a
+ * file, a directory without manifest.json, or one whose manifest.json is someone else's or which
+ * holds other files) is left untouched and a UserError is thrown: deleting it would lose them.
  */
 export async function writeArtifact(dir: string, input: WriteArtifactInput): Promise<Manifest> {
   const { network, manifest: described, privateKey } = input;
@@ -108,6 +109,7 @@ async function writeStaging(staging: string, files: Map<string, Uint8Array>): Pr
 }
 
 async function moveIntoPlace(staging: string, dir: string): Promise<void> {
+  // Checked again here, just before deleting: a caller's assertArtifactDestination may be minutes old.
   if (!(await holdsArtifact(dir))) {
     // rename(2) atomically replaces a missing or empty directory.
     await rename(staging, dir);
