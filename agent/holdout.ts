@@ -1,5 +1,6 @@
 import type { Manifest } from '../shared/artifact/manifest.ts';
 import { parseDataset, readDataFile, type Dataset, type Task } from '../shared/data/dataset.ts';
+import { parseDecimal } from '../shared/util/numbers.ts';
 
 /** The device's labelled holdout, in one model's feature order and label indices. */
 export interface AlignedHoldout {
@@ -13,8 +14,8 @@ export interface AlignedHoldout {
 
 /**
  * The device's labelled holdout CSV. Its label column is read the way each model needs it
- * (class names for a classifier, numbers for a regressor), never guessed: a 30-row holdout of
- * classes 1, 2, 3 looks like a regression target to a guess.
+ * (class names for a classifier, numbers for a regressor), never guessed: from the labels alone
+ * a small holdout of a few integers could be either, a target with few distinct values or classes.
  */
 export class Holdout {
   readonly #byTask = new Map<Task, Dataset>();
@@ -74,9 +75,12 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
   let y = dataset.y;
   if (manifest.task === 'classification') {
     const labelIndex = new Map(manifest.labels.map((label, i) => [label, i]));
+    // Numeric classes are read by value and named canonically ("1"); a model trained before that
+    // names its classes as its data wrote them ("1.0"): matched by value.
+    const byValue = new Map(manifest.labels.filter((label) => Number.isFinite(parseDecimal(label))).map((label) => [parseDecimal(label), labelIndex.get(label)!]));
     y = dataset.y.map((classIndex) => {
       const name = dataset.classes[classIndex]!;
-      const index = labelIndex.get(name);
+      const index = labelIndex.get(name) ?? byValue.get(parseDecimal(name));
       if (index === undefined) throw new Error(`holdout label "${name}" is not one of the model's classes (${manifest.labels.join(', ')})`);
       return index;
     });

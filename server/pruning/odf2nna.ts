@@ -258,14 +258,22 @@ export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry
   return { entry, selection: 'no ε stayed within tolerance; chose the best validation score' };
 }
 
-/** Classes no validation or test score measures, named (at most five) so the user can fix the data. */
-export function dataWarnings(dataset: Pick<Dataset, 'task' | 'y' | 'classes'>, options: Pick<PruneOptions, 'validationFraction' | 'testFraction'>): string[] {
-  if (dataset.task !== 'classification') return [];
+/**
+ * The data set's own warnings from loading (features rounded to float32), then the classes no
+ * validation or test score measures, named (at most five) so the user can fix the data.
+ */
+export function dataWarnings(
+  dataset: Pick<Dataset, 'task' | 'y' | 'classes' | 'warnings'>,
+  options: Pick<PruneOptions, 'validationFraction' | 'testFraction'>,
+): string[] {
+  const loaded = dataset.warnings ?? [];
+  if (dataset.task !== 'classification') return [...loaded];
   const thin = thinClasses(dataset.y, { validation: options.validationFraction, test: options.testFraction });
-  if (thin.length === 0) return [];
+  if (thin.length === 0) return [...loaded];
   const names = thin.slice(0, 5).map((index) => JSON.stringify(dataset.classes[index]));
   const more = thin.length > 5 ? ` and ${thin.length - 5} more` : '';
   return [
+    ...loaded,
     `${thin.length === 1 ? 'class' : 'classes'} ${names.join(', ')}${more} ${thin.length === 1 ? 'has' : 'have'} too few rows to be in both the ` +
       'validation and the test split: no score measures them',
   ];

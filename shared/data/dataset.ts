@@ -19,6 +19,8 @@ export interface Dataset {
   classes: string[];
   /** sha256 of the canonical content (header, rows), independent of file formatting. */
   fingerprint: string;
+  /** What the user should know about the data that does not stop a run (printed, kept in report.json). */
+  warnings?: string[];
 }
 
 export interface LoadOptions {
@@ -93,12 +95,13 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   let y: number[];
   let classes: string[] = [];
   if (task === 'classification') {
-    classes = sortedClassNames(rawLabels);
+    const className = classNaming(rawLabels);
+    classes = sortedClassNames(rawLabels.map(className));
     if (classes.length < 2) {
       throw new UserError(`${source}: the label ${quoted(options.label)} has a single class (${clipped(classes[0]!)}); need at least two`);
     }
     const index = new Map(classes.map((name, i) => [name, i]));
-    y = rawLabels.map((label) => index.get(label)!);
+    y = rawLabels.map((label) => index.get(className(label))!);
   } else {
     y = rawLabels.map((label, r) => {
       const value = parseDecimal(label);
@@ -109,26 +112,93 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     });
   }
 
-  return { featureNames, labelName: options.label, task, x, y, classes, fingerprint: fingerprintOf(header, x, rawLabels) };
+  // The fingerprint is of the values as written, before any rounding below: it names the data.
+  const fingerprint = fingerprintOf(header, x, rawLabels);
+  const warnings = roundFeaturesDevicesCannotHold(x, featureNames);
+  return { featureNames, labelName: options.label, task, x, y, classes, fingerprint, warnings };
 }
 
 /**
  * A label column of non-numbers is a classification target; so is one of integers with few
- * distinct values (at most 20, and fewer than a tenth of the rows). Anything else is regression.
+ * distinct values (at most 20, and at most a tenth of the rows or three, whichever is more: a
+ * 0/1/2 label on 30 rows is classes). Anything else is regression.
  */
 export function inferTask(labels: readonly string[]): Task {
   const numeric = labels.every((label) => Number.isFinite(parseDecimal(label)));
   if (!numeric) return 'classification';
   const distinct = new Set(labels.map(parseDecimal));
   const integers = [...distinct].every((value) => Number.isInteger(value));
-  if (integers && distinct.size <= 20 && distinct.size < Math.max(3, labels.length / 10)) return 'classification';
+  if (integers && distinct.size <= 20 && distinct.size <= Math.max(3, labels.length / 10)) return 'classification';
   return 'regression';
+}
+
+/**
+ * A label's class name. When every label is a number, classes are numeric values, as inferTask
+ * counts them: "1", "1.0" and "1e0" are one class, named canonically ("1"). Otherwise the name is
+ * the label as written.
+ */
+function classNaming(labels: readonly string[]): (label: string) => string {
+  const numeric = labels.every((label) => Number.isFinite(parseDecimal(label)));
+  return numeric ? (label) => String(parseDecimal(label)) : (label) => label;
 }
 
 function sortedClassNames(labels: readonly string[]): string[] {
   const distinct = [...new Set(labels)];
   const numeric = distinct.every((label) => Number.isFinite(parseDecimal(label)));
   return numeric ? distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)) : distinct.sort();
+}
+
+/**
+ * A feature is rounded to float32 when that moves some value by more than this fraction of the
+ * column's standard deviation. Rounding moves a value by at most |value| × 2^-24 ≈ 6e-8 |value|, so
+ * this fires only for columns whose values sit more than ~1700 standard deviations from zero
+ * (timestamps, serial numbers, offsets); the shipped data sets stay below 6e-7, far under it. A
+ * shift of 1e-4 standard deviations moves the standardized input the network sees by 1e-4, the
+ * order of the agreement the artifact tests ask of model.onnx and the tfjs model.
+ */
+const FLOAT32_ROUNDING_TOLERANCE = 1e-4;
+
+/**
+ * Devices feed model.onnx float32 features, while training and scoring read them as float64. For
+ * a column far from zero relative to its spread, float32 rounding erases its detail, and the
+ * model that was tested would see other inputs than the one shipped (a timestamp 1.6e9 + 7·row
+ * moves by up to 64 in float32). Such columns are rounded to float32 in place, so training, scores
+ * and the exported model all see what a device will feed, and named in the returned warning.
+ * Columns float32 holds closely enough are left untouched, so results on them do not change.
+ */
+function roundFeaturesDevicesCannotHold(x: number[][], featureNames: readonly string[]): string[] {
+  const lossy: { name: string; shift: number }[] = [];
+  featureNames.forEach((name, c) => {
+    let mean = 0;
+    for (const row of x) mean += row[c]!;
+    mean /= x.length;
+    let squares = 0;
+    let moved = 0;
+    let constant = true;
+    for (const row of x) {
+      squares += (row[c]! - mean) ** 2;
+      moved = Math.max(moved, Math.abs(Math.fround(row[c]!) - row[c]!));
+      constant &&= row[c] === x[0]![c];
+    }
+    const std = Math.sqrt(squares / x.length);
+    if (moved === 0 || (!constant && moved <= FLOAT32_ROUNDING_TOLERANCE * std)) return;
+    for (const row of x) row[c] = Math.fround(row[c]!);
+    // A constant column has no detail to lose: rounded (else training would see value − float32(mean)
+    // where a device feeds 0), but nothing to warn about. Its float64 std is not exactly 0 (the
+    // mean of equal values is not always that value), so constancy is checked on the values.
+    if (!constant) lossy.push({ name, shift: moved / std });
+  });
+  if (lossy.length === 0) return [];
+  const names = lossy.slice(0, 5).map(({ name }) => quoted(name));
+  const more = lossy.length > 5 ? ` and ${lossy.length - 5} more` : '';
+  const worst = Math.max(...lossy.map(({ shift }) => shift));
+  const one = lossy.length === 1;
+  return [
+    `${one ? 'feature' : 'features'} ${names.join(', ')}${more} ${one ? 'is' : 'are'} too far from zero for ${one ? 'its' : 'their'} spread to ` +
+      `survive float32, which devices feed the model (rounding moves a value by up to ${worst.toPrecision(2)} standard deviations): ` +
+      `training and scores use ${one ? 'it' : 'them'} rounded to float32 too, and detail is lost; subtract an offset (such as the ` +
+      `column's minimum) before pruning`,
+  ];
 }
 
 /** At most this many characters of a cell or name in an error message (binary files make long garbage). */
@@ -149,9 +219,19 @@ function listed(header: readonly string[]): string {
   return header.length > 20 ? `${shown}, … ${header.length - 20} more` : shown;
 }
 
+/**
+ * Header and rows (features as numbers, label last) as CSV lines. Names and labels holding a
+ * comma, quote or line break are CSV-quoted, so that `a,b` and `"a,b"` are different content;
+ * numbers never hold one. Every other cell is hashed as it always was, so the fingerprints of
+ * existing artifacts' data (the shipped sets have no such cells) stay the same.
+ */
 function fingerprintOf(header: readonly string[], x: readonly number[][], labels: readonly string[]): string {
   const hash = createHash('sha256');
-  hash.update(header.join(',') + '\n');
-  x.forEach((row, i) => hash.update(row.join(',') + ',' + labels[i] + '\n'));
+  hash.update(header.map(csvCell).join(',') + '\n');
+  x.forEach((row, i) => hash.update(row.join(',') + ',' + csvCell(labels[i]!) + '\n'));
   return hash.digest('hex');
+}
+
+function csvCell(text: string): string {
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }

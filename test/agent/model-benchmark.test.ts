@@ -27,12 +27,14 @@ function installed(dir: string, manifest: Manifest): InstalledModel {
 
 test("the holdout's labels are read for the model's task, not guessed: 30 rows of classes 1, 2, 3 score a classifier", async (t) => {
   const holdout = numberedClassHoldout(30);
-  // A guess from the labels alone calls 30 rows of three integers a regression target.
+  // From the labels alone, 30 rows of three integers could be either task: the model decides.
   assert.equal(holdout.forTask('regression').task, 'regression');
   const { manifest } = await makeArtifact(t, { seed: 5 });
   const classifier = { ...manifest, labels: ['1', '2', '3'] };
   const aligned = alignHoldout(holdout, classifier);
   assert.deepEqual([aligned.task, aligned.rows, aligned.y.slice(0, 4)], ['classification', 30, [0, 1, 2, 0]]);
+  // A model whose data wrote its classes "1.0", "2.0", "3.0" (numeric classes are named "1", ... now) still reads this holdout.
+  assert.deepEqual(alignHoldout(holdout, { ...manifest, labels: ['1.0', '2.0', '3.0'] }).y.slice(0, 4), [0, 1, 2, 0]);
   // Labels a model does not know, or text as a regression target, are a one-line error.
   assert.throws(() => alignHoldout(holdout, { ...manifest, labels: ['a', 'b', 'c'] }), /holdout label "1" is not one of the model's classes \(a, b, c\)/);
   const texts = Holdout.fromText('f0,kind\n1,cat\n2,dog\n', 'kind');

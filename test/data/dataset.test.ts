@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { loadDatasetFile, parseDataset, inferTask } from '../../shared/data/dataset.ts';
 import { splitDataset, thinClasses } from '../../shared/data/split.ts';
 import { dataWarnings } from '../../server/pruning/odf2nna.ts';
-import { shippedDatasetPath } from '../../shared/datasets/index.ts';
+import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '../../shared/datasets/index.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
 test('loads the shipped data sets and infers their task', () => {
@@ -130,4 +132,89 @@ test('classes too thin for the validation and test splits: named in a warning, o
     () => splitDataset(bmi, 1),
     (error: unknown) => error instanceof UserError && /^the label has \d+ classes over 442 rows, \d+ of them with too few rows to be in the validation and test splits, so no score could measure them: merge or drop the rare classes, or, if the label is a quantity to predict, prune it as a regression \(--task regression\)$/.test(error.message),
   );
+});
+
+test('numeric class labels are numbers: "1" and "1.0" are one class, named canonically; text labels stay as written', () => {
+  const data = parseDataset('x,label\n1,0\n2,1\n3,1.0\n4,0\n5,1\n6,0.0\n', { label: 'label' });
+  assert.equal(data.task, 'classification');
+  assert.deepEqual(data.classes, ['0', '1']);
+  assert.deepEqual(data.y, [0, 1, 1, 0, 1, 0]);
+  const forced = parseDataset('x,label\n1,10\n2,2\n3,1e1\n4,2.50\n', { label: 'label', task: 'classification' });
+  assert.deepEqual(forced.classes, ['2', '2.5', '10'], 'ordered by value, not as text');
+  assert.deepEqual(forced.y, [2, 0, 2, 1]);
+  assert.throws(() => parseDataset('x,label\n1,1\n2,1.0\n', { label: 'label' }), /single class \(1\)/);
+  // One label that is not a number makes every label a name: "1" and "1.0" are then different words.
+  const words = parseDataset('x,label\n1,b\n2,a\n3,1.0\n4,1\n', { label: 'label' });
+  assert.deepEqual(words.classes, ['1', '1.0', 'a', 'b']);
+});
+
+test('three integer classes are classes even on 30 rows or fewer; more distinct values need a tenth of the rows', () => {
+  const labels = (classes: number, rows: number) => Array.from({ length: rows }, (_, i) => String(i % classes));
+  assert.equal(inferTask(labels(3, 30)), 'classification');
+  assert.equal(inferTask(labels(3, 12)), 'classification');
+  assert.equal(inferTask(labels(4, 40)), 'classification');
+  assert.equal(inferTask(labels(4, 39)), 'regression');
+  assert.equal(inferTask(labels(21, 1000)), 'regression', 'at most 20 classes');
+  assert.equal(parseDataset(`x,y\n${labels(3, 30).map((label, i) => `${i},${label}`).join('\n')}\n`, { label: 'y' }).task, 'classification');
+});
+
+test('the fingerprint tells apart cells with commas or quotes; data without them keeps its fingerprint', () => {
+  const plain = parseDataset('a,b,y\n1,2,c\n3,4,d\n', { label: 'y' });
+  const commas = parseDataset('"a,b",y\n1,"2,c"\n3,"4,d"\n', { label: 'y' });
+  assert.notEqual(plain.fingerprint, commas.fingerprint);
+  // A line break inside a label is not a new row.
+  const multiline = parseDataset('a,y\n1,"c\n2,d"\n3,e\n', { label: 'y' });
+  const rows = parseDataset('a,y\n1,c\n2,d\n3,e\n', { label: 'y' });
+  assert.notEqual(multiline.fingerprint, rows.fingerprint);
+  // The canonical content as it always was: artifacts' lineage does not change.
+  assert.equal(plain.fingerprint, createHash('sha256').update('a,b,y\n1,2,c\n3,4,d\n').digest('hex'));
+  const shipped: Record<ShippedDatasetName, string> = {
+    iris: '27ae50b33722da23f76475e7fd89b5e0282574d3cce570f1ae2d8773d596278b',
+    wine: '0b1878a85c7319cb85c8f5eed4731bac48b130b99bb19169c8ac7f55fbc984f7',
+    breast_cancer: '518936fa92ca3d8a78c420aee22030c4e519ffcba3be15dd23e83f2fc22e20e5',
+    diabetes: '2d9516499b8b56e76cf361824b4608b0bef572b03e561ba3410ca4b4ce37b5d4',
+  };
+  for (const [name, fingerprint] of Object.entries(shipped)) {
+    const { label } = SHIPPED_DATASETS[name as ShippedDatasetName];
+    assert.equal(loadDatasetFile(shippedDatasetPath(name as ShippedDatasetName), { label }).fingerprint, fingerprint, name);
+  }
+});
+
+test('features float32 cannot hold are rounded to float32 and named in a warning; the others are kept as written', () => {
+  const lines = Array.from({ length: 40 }, (_, i) => `${1_600_000_000 + 7 * i},${10000.1 + i},${(i * 0.37).toFixed(2)},5000.1,${i % 2 ? 'a' : 'b'}`);
+  const text = `ts,offset,small,const,label\n${lines.join('\n')}\n`;
+  const data = parseDataset(text, { label: 'label' });
+  // ts: 1.6e9 moves by up to 64 in float32, 0.2 of its spread. offset: 10000.1 moves by 4e-4,
+  // 3e-5 of its spread (11.5), under the 1e-4 tolerance. const: a constant has no spread to lose,
+  // but is rounded too (a device feeds it rounded), without a warning.
+  data.x.forEach((row, i) => {
+    assert.equal(row[0], Math.fround(1_600_000_000 + 7 * i));
+    assert.equal(row[1], Number(`${10000.1 + i}`));
+    assert.equal(row[2], Number((i * 0.37).toFixed(2)));
+    assert.equal(row[3], Math.fround(5000.1));
+  });
+  assert.notEqual(data.x[1]![0], 1_600_000_007, 'the timestamp was rounded');
+  assert.equal(data.warnings?.length, 1);
+  assert.match(
+    data.warnings![0]!,
+    /^feature "ts" is too far from zero for its spread to survive float32, which devices feed the model \(rounding moves a value by up to 0\.\d+ standard deviations\): .*subtract an offset/,
+  );
+  assert.deepEqual(dataWarnings(data, { validationFraction: 0.15, testFraction: 0.2 }), data.warnings, 'the run reports it');
+  assert.deepEqual(dataWarnings({ ...data, task: 'regression' }, { validationFraction: 0.15, testFraction: 0.2 }), data.warnings);
+  // The fingerprint names the data as written, not as rounded.
+  const rounded = parseDataset(text.replace(/^(\d+),/gm, (_, ts: string) => `${Math.fround(Number(ts))},`), { label: 'label' });
+  assert.deepEqual(rounded.x, data.x);
+  assert.notEqual(rounded.fingerprint, data.fingerprint);
+});
+
+test('the shipped data sets are read exactly as written: no feature is rounded, no warning', () => {
+  for (const [name, { label }] of Object.entries(SHIPPED_DATASETS)) {
+    const path = shippedDatasetPath(name as ShippedDatasetName);
+    const data = loadDatasetFile(path, { label });
+    assert.deepEqual(data.warnings ?? [], [], name);
+    const [header, ...rows] = readFileSync(path, 'utf8').trim().split(/\r?\n/).map((line) => line.split(','));
+    const labelIndex = header!.indexOf(label);
+    const written = rows.map((cells) => cells.filter((_, i) => i !== labelIndex).map(Number));
+    assert.deepEqual(data.x, written, name);
+  }
 });
