@@ -6,9 +6,11 @@ import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, CredentialChange, MessageHandler, PublishOptions } from './broker.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import type { CredentialStore, ServerIdentity } from './credential-store.ts';
+import { PacketSizeGuard } from './packet-size-guard.ts';
 import { verifyPassword } from './password-hash.ts';
 import { deviceMayPublish, deviceMaySubscribe } from './topic-acl.ts';
 import { timingSafeEqual } from 'node:crypto';
+import { errorMessage } from '../../shared/util/errors.ts';
 
 /** The part of aedes' persistence (aedes-persistence) used here: promise-returning without a callback. */
 interface SessionStore {
@@ -26,11 +28,29 @@ export interface EmbeddedBrokerOptions {
   logger: Logger;
   /** Counts refused connects, publishes and subscribes, labelled by `reason`. */
   denied?: Counter<'reason'>;
+  /** How long a connection may take to send its CONNECT packet before it is dropped (default 10 s). */
+  connectTimeoutMs?: number;
 }
 
 // aedes' AuthErrorCode is a const enum, which isolatedModules cannot import.
 const BAD_USERNAME_OR_PASSWORD = 4;
 const NOT_AUTHORIZED = 5;
+
+/**
+ * A CONNECT is a few hundred bytes; a connection that has not sent one by then is dropped (aedes'
+ * own default is 30 s). aedes stops the clock when the packet is parsed, before the password
+ * check, so a slow check during a fleet-wide reconnect does not count against it.
+ */
+const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * The largest CONNECT accepted: it is read before the password is checked, so any client may
+ * send one. Ours are a few hundred bytes (ids, a password, a small will).
+ */
+const MAX_CONNECT_BYTES = 64 * 1024;
+
+/** How soon a credentials pass that failed runs again (as the external broker's TRAILING_RELOAD_MS). */
+const RETRY_PASS_MS = 1000;
 
 /**
  * The aedes 1.2 broker (MQTT 3.1.1) inside the server process, with authentication against the
@@ -60,9 +80,10 @@ export class EmbeddedBroker implements Broker {
 
   /** Revoked device ids, refreshed at start and on every credentials change. */
   #revoked = new Set<string>();
-  /** A full credentials pass failed and must run again on the next change, enrollment or not. */
+  /** A full credentials pass failed and must run again: on the retry timer or the next change, enrollment or not. */
   #passOwed = false;
   readonly #passes = new Mutex();
+  #retryPass: NodeJS.Timeout | undefined;
 
   get connectedClients(): number {
     return this.#aedes?.connectedClients ?? 0;
@@ -73,6 +94,7 @@ export class EmbeddedBroker implements Broker {
     await this.#refreshRevoked();
     const aedes = await Aedes.createBroker({
       id: 'fleetprune-embedded',
+      connectTimeout: this.#options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
       authenticate: (client, username, password, done) => {
         this.#authenticate(client, username, password).then(
           (refusal) => {
@@ -94,6 +116,8 @@ export class EmbeddedBroker implements Broker {
           this.#deny('revoked');
           return done(new Error('revoked'));
         }
+        // The connection's PacketSizeGuard refuses such a packet before it is read; this covers a
+        // stream handed to aedes without one.
         if (packet.payload.length > BROKER_MAX_PACKET_BYTES) {
           this.#deny('too-large');
           return done(new Error('payload too large'));
@@ -128,7 +152,10 @@ export class EmbeddedBroker implements Broker {
     const tcp = createServer((socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
-      aedes.handle(socket);
+      aedes.handle(new PacketSizeGuard(socket, BROKER_MAX_PACKET_BYTES, (refusal) => {
+        this.#deny(refusal.reason);
+        this.#options.logger.warn({ remoteAddress: socket.remoteAddress, ...refusal }, 'refused an MQTT packet declaring a length over the limit (or malformed); connection closed');
+      }, MAX_CONNECT_BYTES));
     });
     await new Promise<void>((resolve, reject) => {
       tcp.once('error', reject);
@@ -152,6 +179,8 @@ export class EmbeddedBroker implements Broker {
     const tcp = this.#tcp;
     this.#aedes = undefined;
     this.#tcp = undefined;
+    clearTimeout(this.#retryPass);
+    this.#retryPass = undefined;
     if (!tcp || !aedes) return;
     const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
     await new Promise<void>((resolve) => aedes.close(() => resolve()));
@@ -190,9 +219,26 @@ export class EmbeddedBroker implements Broker {
         this.#passOwed = false;
       } catch (error) {
         this.#passOwed = true;
+        this.#retryPassLater();
         throw error;
       }
     });
+  }
+
+  /**
+   * A failed pass (the store briefly down during a revocation) left a revoked device connected
+   * and publishing; waiting for the next change could take days. Retried every second while the
+   * store keeps failing, and only while the broker runs.
+   */
+  #retryPassLater(): void {
+    if (this.#retryPass || !this.#aedes) return;
+    this.#retryPass = setTimeout(() => {
+      this.#retryPass = undefined;
+      // A change's pass may have run meanwhile and settled what was owed.
+      if (!this.#passOwed) return;
+      this.credentialsChanged().catch((error: unknown) => this.#options.logger.warn({ err: errorMessage(error) }, 'the broker\'s credentials pass failed again; retrying'));
+    }, RETRY_PASS_MS);
+    this.#retryPass.unref();
   }
 
   async #fullPass(): Promise<void> {

@@ -2,7 +2,7 @@
 export const MAX_PAYLOAD_BYTES = 64 * 1024;
 
 /**
- * The largest MQTT packet the brokers accept at all (embedded: authorizePublish; Mosquitto:
+ * The largest MQTT packet the brokers accept at all (embedded: PacketSizeGuard, at the header; Mosquitto:
  * max_packet_size). Between the two limits a message reaches its reader and is dropped there,
  * with a counted reason; above this one the broker refuses it.
  */

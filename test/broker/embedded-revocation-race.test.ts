@@ -128,3 +128,65 @@ test('embedded broker: a pass that failed is not cleared by an older pass finish
   while (client.connected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(client.connected, false, 'the owed pass ran with the next change and put dev-1 out');
 });
+
+test('embedded broker: a revocation whose pass failed is retried until the store answers, and the device is put out with no further change', async (t) => {
+  const inner = new InMemoryCredentialStore();
+  let listings = 0;
+  let storeDown = false;
+  const credentials: CredentialStore = {
+    getDevice: (deviceId) => inner.getDevice(deviceId),
+    listDevices: async () => {
+      listings += 1;
+      if (storeDown) throw new Error('the store is down');
+      return inner.listDevices();
+    },
+  };
+  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
+  await broker.start();
+  t.after(() => broker.stop());
+  const secret = await inner.enroll('dev-1');
+  const client = await connectClient(broker.url, { clientId: 'dev-1', username: 'dev-1', password: secret });
+  t.after(() => client.endAsync(true));
+
+  inner.revoke('dev-1');
+  storeDown = true;
+  const before = listings;
+  await assert.rejects(broker.credentialsChanged(), /the store is down/);
+  // Still down: retried about once a second (not in a tight loop), the device still connected meanwhile.
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  const retries = listings - before - 1;
+  assert.ok(retries >= 2 && retries <= 3, `retried ${retries} times in 2.5 s`);
+  assert.equal(client.connected, true);
+  // The store answers again; no enrollment or revocation follows, yet the device is put out.
+  storeDown = false;
+  const deadline = Date.now() + 3000;
+  while (client.connected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(client.connected, false, 'the revoked device is put out by a retry');
+  // Settled: no more retries.
+  const settled = listings;
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(listings, settled, 'no retries once a pass succeeded');
+});
+
+test('embedded broker: stop() cancels a pending retry of a failed pass', async (t) => {
+  const inner = new InMemoryCredentialStore();
+  let listings = 0;
+  let storeDown = false;
+  const credentials: CredentialStore = {
+    getDevice: (deviceId) => inner.getDevice(deviceId),
+    listDevices: async () => {
+      listings += 1;
+      if (storeDown) throw new Error('the store is down');
+      return inner.listDevices();
+    },
+  };
+  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
+  await broker.start();
+  t.after(() => broker.stop());
+  storeDown = true;
+  await assert.rejects(broker.credentialsChanged(), /the store is down/);
+  await broker.stop();
+  const stopped = listings;
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(listings, stopped, 'no retry after stop()');
+});
