@@ -1,11 +1,29 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { DEFAULT_SERVER_USERNAME, type CredentialStore } from '../../server/broker/credential-store.ts';
 import { EmbeddedBroker } from '../../server/broker/embedded-broker.ts';
 import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
 import { connectClient } from '../helpers/mqtt-clients.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
+
+/** A started embedded broker over an in-memory credential store whose device listing can be made to fail, counting listings. */
+async function brokerOverFlakyStore(t: TestContext) {
+  const inner = new InMemoryCredentialStore();
+  const store = { listings: 0, down: false };
+  const credentials: CredentialStore = {
+    getDevice: (deviceId) => inner.getDevice(deviceId),
+    listDevices: async () => {
+      store.listings += 1;
+      if (store.down) throw new Error('the store is down');
+      return inner.listDevices();
+    },
+  };
+  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
+  await broker.start();
+  t.after(() => broker.stop());
+  return { inner, store, broker };
+}
 
 test('embedded broker: a device revoked while its connect is being checked does not stay connected', async (t) => {
   const inner = new InMemoryCredentialStore();
@@ -46,33 +64,20 @@ test('embedded broker: a device revoked while its connect is being checked does 
 });
 
 test('embedded broker: an enrollment costs no pass over the fleet; a revocation still puts the device out', async (t) => {
-  const inner = new InMemoryCredentialStore();
-  let listings = 0;
-  let storeDown = false;
-  const credentials: CredentialStore = {
-    getDevice: (deviceId) => inner.getDevice(deviceId),
-    listDevices: async () => {
-      listings += 1;
-      if (storeDown) throw new Error('the store is down');
-      return inner.listDevices();
-    },
-  };
-  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
-  await broker.start();
-  t.after(() => broker.stop());
+  const { inner, store, broker } = await brokerOverFlakyStore(t);
   const secret = await inner.enroll('enrolled-1');
-  const before = listings;
+  const before = store.listings;
   await broker.credentialsChanged({ kind: 'enrolled', deviceId: 'enrolled-1' });
-  assert.equal(listings, before, 'no listing of every device for a new one');
+  assert.equal(store.listings, before, 'no listing of every device for a new one');
   const client = await connectClient(broker.url, { clientId: 'enrolled-1', username: 'enrolled-1', password: secret });
   t.after(() => client.endAsync(true));
   inner.revoke('enrolled-1');
   // The revocation's pass fails (the store is down): the device is still connected, and the pass is
   // owed: the next change, even an enrollment, runs it.
-  storeDown = true;
+  store.down = true;
   await assert.rejects(broker.credentialsChanged(), /the store is down/);
-  storeDown = false;
-  assert.ok(listings > before, 'a revocation reads the fleet');
+  store.down = false;
+  assert.ok(store.listings > before, 'a revocation reads the fleet');
   assert.equal(client.connected, true);
   await inner.enroll('enrolled-2');
   await broker.credentialsChanged({ kind: 'enrolled', deviceId: 'enrolled-2' });
@@ -130,63 +135,37 @@ test('embedded broker: a pass that failed is not cleared by an older pass finish
 });
 
 test('embedded broker: a revocation whose pass failed is retried until the store answers, and the device is put out with no further change', async (t) => {
-  const inner = new InMemoryCredentialStore();
-  let listings = 0;
-  let storeDown = false;
-  const credentials: CredentialStore = {
-    getDevice: (deviceId) => inner.getDevice(deviceId),
-    listDevices: async () => {
-      listings += 1;
-      if (storeDown) throw new Error('the store is down');
-      return inner.listDevices();
-    },
-  };
-  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
-  await broker.start();
-  t.after(() => broker.stop());
+  const { inner, store, broker } = await brokerOverFlakyStore(t);
   const secret = await inner.enroll('dev-1');
   const client = await connectClient(broker.url, { clientId: 'dev-1', username: 'dev-1', password: secret });
   t.after(() => client.endAsync(true));
 
   inner.revoke('dev-1');
-  storeDown = true;
-  const before = listings;
+  store.down = true;
+  const before = store.listings;
   await assert.rejects(broker.credentialsChanged(), /the store is down/);
   // Still down: retried about once a second (not in a tight loop), the device still connected meanwhile.
   await new Promise((resolve) => setTimeout(resolve, 2500));
-  const retries = listings - before - 1;
+  const retries = store.listings - before - 1;
   assert.ok(retries >= 2 && retries <= 3, `retried ${retries} times in 2.5 s`);
   assert.equal(client.connected, true);
   // The store answers again; no enrollment or revocation follows, yet the device is put out.
-  storeDown = false;
+  store.down = false;
   const deadline = Date.now() + 3000;
   while (client.connected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(client.connected, false, 'the revoked device is put out by a retry');
   // Settled: no more retries.
-  const settled = listings;
+  const settled = store.listings;
   await new Promise((resolve) => setTimeout(resolve, 1500));
-  assert.equal(listings, settled, 'no retries once a pass succeeded');
+  assert.equal(store.listings, settled, 'no retries once a pass succeeded');
 });
 
 test('embedded broker: stop() cancels a pending retry of a failed pass', async (t) => {
-  const inner = new InMemoryCredentialStore();
-  let listings = 0;
-  let storeDown = false;
-  const credentials: CredentialStore = {
-    getDevice: (deviceId) => inner.getDevice(deviceId),
-    listDevices: async () => {
-      listings += 1;
-      if (storeDown) throw new Error('the store is down');
-      return inner.listDevices();
-    },
-  };
-  const broker = new EmbeddedBroker({ port: 0, credentials, server: { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') }, logger: testLogger });
-  await broker.start();
-  t.after(() => broker.stop());
-  storeDown = true;
+  const { inner, store, broker } = await brokerOverFlakyStore(t);
+  store.down = true;
   await assert.rejects(broker.credentialsChanged(), /the store is down/);
   await broker.stop();
-  const stopped = listings;
+  const stopped = store.listings;
   await new Promise((resolve) => setTimeout(resolve, 1500));
-  assert.equal(listings, stopped, 'no retry after stop()');
+  assert.equal(store.listings, stopped, 'no retry after stop()');
 });
