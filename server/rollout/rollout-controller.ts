@@ -41,6 +41,9 @@ export interface RolloutControllerOptions {
   readonly newId?: () => string;
 }
 
+/** The longest wait before a failed action runs again (its backoff doubles from actionRetryMs). */
+export const MAX_ACTION_RETRY_MS = 5 * 60_000;
+
 /** Rollouts whose awaited devices are kept (one per model speaks for a device: a few are live at once). */
 const AWAITED_CACHE_ROLLOUTS = 64;
 
@@ -51,6 +54,8 @@ export class RolloutController {
   readonly #runs = new Map<string, { runId: string; run: AnalysisRun }>();
   readonly #wakers = new Map<string, { at: number; cancel: () => void }>();
   readonly #retries = new Map<string, () => void>();
+  /** Consecutive failures of each pending action (`rollout/action`) that failed its last attempt. */
+  readonly #failures = new Map<string, number>();
   readonly #idle = new Set<Promise<unknown>>();
   readonly #deviceRollouts: DeviceRolloutIndex;
   readonly #awaitedCache = new Map<string, { revision: number; devices: ReadonlySet<string> }>();
@@ -171,6 +176,7 @@ export class RolloutController {
     this.#wakers.clear();
     for (const cancel of this.#retries.values()) cancel();
     this.#retries.clear();
+    this.#failures.clear();
   }
 
   /** Resolves when no action is executing (for tests and graceful shutdown). */
@@ -230,7 +236,7 @@ export class RolloutController {
     this.#wakers.set(state.id, { at, cancel });
   }
 
-  /** Runs every pending action of the rollout that is not already running. */
+  /** Runs every pending action of the rollout that is not already running or waiting for its retry. */
   #drain(id: string): void {
     if (this.#stopped) return;
     this.#track(
@@ -238,7 +244,9 @@ export class RolloutController {
         const record = await this.#o.repository.load(id);
         for (const action of record?.pendingActions ?? []) {
           const key = `${id}/${action.id}`;
-          if (this.#inFlight.has(key)) continue;
+          // A failed action waits out its backoff: every tick, measurement or device coming online
+          // drains, and must not run it again each time.
+          if (this.#inFlight.has(key) || this.#retries.has(key)) continue;
           this.#inFlight.add(key);
           this.#track(this.#execute(id, action).finally(() => this.#inFlight.delete(key)));
         }
@@ -247,6 +255,7 @@ export class RolloutController {
   }
 
   async #execute(id: string, action: RolloutAction): Promise<void> {
+    const key = `${id}/${action.id}`;
     let result: RolloutEvent;
     try {
       if (await this.#o.repository.isExecuted(id, action.id)) return;
@@ -254,13 +263,21 @@ export class RolloutController {
     } catch (error) {
       this.#report(id, `action ${action.id} (${action.kind})`, error);
       if (this.#stopped) return;
-      const cancel = this.#o.scheduler.schedule(this.#o.actionRetryMs ?? 5000, () => {
-        this.#retries.delete(`${id}/${action.id}`);
+      // One timer per failing action, its delay doubling up to MAX_ACTION_RETRY_MS: a store or
+      // broker that stays down gets a retry now and then, not a storm.
+      const failures = (this.#failures.get(key) ?? 0) + 1;
+      this.#failures.set(key, failures);
+      this.#showFailing(id);
+      this.#retries.get(key)?.();
+      const delay = Math.min((this.#o.actionRetryMs ?? 5000) * 2 ** (failures - 1), MAX_ACTION_RETRY_MS);
+      const cancel = this.#o.scheduler.schedule(delay, () => {
+        this.#retries.delete(key);
         this.#drain(id);
       });
-      this.#retries.set(`${id}/${action.id}`, cancel);
+      this.#retries.set(key, cancel);
       return;
     }
+    if (this.#failures.delete(key)) this.#showFailing(id);
     if (this.#stopped) return;
     try {
       await this.dispatch(id, result, action.id);
@@ -434,6 +451,13 @@ export class RolloutController {
     this.#wakers.get(id)?.cancel();
     this.#wakers.delete(id);
     this.#pickUp(state);
+  }
+
+  /** How many of the rollout's actions failed their last attempt and wait for a retry, as a metric (a stuck revert shows). */
+  #showFailing(id: string): void {
+    let failing = 0;
+    for (const key of this.#failures.keys()) if (key.startsWith(`${id}/`)) failing++;
+    this.#o.metrics?.setFailingActions(id, failing);
   }
 
   #report(id: string, what: string, error: unknown): void {

@@ -21,6 +21,7 @@ export class RolloutMetrics {
   readonly analysisValue: Gauge<'rollout' | 'model' | 'version' | 'metric'>;
   readonly analysisThreshold: Gauge<'rollout' | 'model' | 'version' | 'metric' | 'condition'>;
   readonly decisions: Counter<'rollout' | 'model' | 'version' | 'kind' | 'metric' | 'verdict'>;
+  readonly failingActions: Gauge<'rollout'>;
 
   constructor(registry: Registry) {
     const base = ['rollout', 'model', 'version'] as const;
@@ -30,6 +31,18 @@ export class RolloutMetrics {
     this.analysisValue = new Gauge({ name: ROLLOUT_METRICS.analysisValue, help: 'Last measured value of an analysis metric (median of a vector)', labelNames: [...base, 'metric'], registers: [registry] });
     this.analysisThreshold = new Gauge({ name: ROLLOUT_METRICS.analysisThreshold, help: 'Threshold the last value of an analysis metric was compared with', labelNames: [...base, 'metric', 'condition'], registers: [registry] });
     this.decisions = new Counter({ name: ROLLOUT_METRICS.decisions, help: 'Rollout decisions (measurements, steps, promotions, failures, commands) by verdict', labelNames: [...base, 'kind', 'metric', 'verdict'], registers: [registry] });
+    this.failingActions = new Gauge({ name: ROLLOUT_METRICS.failingActions, help: 'Actions of the rollout (assignments, reverts, version status) whose last attempt failed, waiting to be retried', labelNames: ['rollout'], registers: [registry] });
+  }
+
+  /** Sets how many of the rollout's actions failed their last attempt (0 once they went through). */
+  setFailingActions(rollout: string, count: number): void {
+    this.failingActions.set(this.#track(this.failingActions, { rollout }), count);
+  }
+
+  /** Drops every series: a deposed leader stops exporting what the new leader now drives (its values would freeze). */
+  reset(): void {
+    for (const rollout of [...this.#series.keys()]) this.#forget(rollout);
+    this.#finished.length = 0;
   }
 
   /** Per rollout and metric, every label set it exports (by its JSON). */

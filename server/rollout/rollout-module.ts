@@ -88,6 +88,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
         deposed: () => {
           controller?.stop();
           controller = undefined;
+          metrics.reset();
         },
       }));
     },

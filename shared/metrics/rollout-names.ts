@@ -16,6 +16,8 @@ export const ROLLOUT_METRICS = {
   analysisThreshold: 'fleetprune_analysis_threshold',
   /** Counter: decisions (measurements, step changes, promotions, rollbacks) by verdict. */
   decisions: 'fleetprune_rollout_decisions_total',
+  /** Gauge: actions of the rollout whose last attempt failed, waiting for a retry (a revert that cannot reach the store or broker). */
+  failingActions: 'fleetprune_rollout_failing_actions',
 } as const;
 
 /**

@@ -197,6 +197,38 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it('an action that keeps failing is retried on its own backoff, not in a storm, shows in a metric, and goes through once the fleet answers', async () => {
+    const r = rig();
+    let down = true;
+    let calls = 0;
+    const flaky = <A extends unknown[], R>(real: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+      calls += 1;
+      if (down) throw new Error('the broker is down');
+      return real(...args);
+    };
+    r.fleet.assign = flaky(r.fleet.assign.bind(r.fleet));
+    r.fleet.revert = flaky(r.fleet.revert.bind(r.fleet));
+    await r.controller.start(specOf([{ setWeight: 10 }, { pause: {} }, { setWeight: 100 }]), { by: 'alice' });
+    await drive(r, 1000);
+    await r.controller.rollback('ro-test', 'carol', 'bad');
+    await r.controller.idle();
+    // A minute of both actions failing, with ticks and other dispatches draining meanwhile: each
+    // is retried after 1, 2, 4, 8, 16 and 32 s (a storm doubled its retries at every round).
+    for (let second = 1; second <= 60; second++) {
+      await drive(r, 1000);
+      assert.ok(calls <= 16, `${calls} fleet calls after ${second} s`); // checked each second: a storm fails fast
+    }
+    assert.ok(r.scheduler.pendingCount <= 4, `${r.scheduler.pendingCount} timers pending`);
+    const failing = async () => (await r.registry.getSingleMetric('fleetprune_rollout_failing_actions')!.get()).values.find((v) => v.labels.rollout === 'ro-test')?.value;
+    assert.equal(await failing(), 2, 'the assignment and the revert are failing');
+    down = false;
+    await drive(r, 120_000);
+    assert.equal(await failing(), 0);
+    assert.deepEqual((await r.repository.load('ro-test'))!.pendingActions, []);
+    for (const device of r.fleet.devices.values()) assert.equal(device.active, device.id === 'dev-01' || device.id === 'dev-06' || device.id === 'dev-11' || device.id === 'dev-16' ? '0.9' : '1');
+    r.controller.stop();
+  });
+
   it('retries an offline device with backoff, counts it unreachable, finishes, and converges it when it returns', async () => {
     const loads = { count: 0 };
     class CountingRepository extends InMemoryRolloutRepository {

@@ -71,3 +71,17 @@ test('each analysis metric of a new rollout exports its measurement-error count 
   }
   assert.deepEqual((await errors()).filter(([id]) => id === 'ro-zero'), []);
 });
+
+test('a deposed leader drops every rollout series (frozen, they would keep alerts firing next to the new leader\'s)', async () => {
+  const registry = new Registry();
+  const metrics = new RolloutMetrics(registry);
+  const { state, decisions } = rollout('ro-1');
+  metrics.observe(state, decisions);
+  metrics.setFailingActions('ro-1', 1);
+  assert.deepEqual((await exported(registry))[ROLLOUT_METRICS.failingActions], ['ro-1']);
+  metrics.reset();
+  for (const [name, rollouts] of Object.entries(await exported(registry))) assert.deepEqual(rollouts, [], name);
+  // Elected again later: exported afresh.
+  metrics.observe(state, []);
+  assert.deepEqual((await exported(registry))[ROLLOUT_METRICS.step], ['ro-1']);
+});
