@@ -87,6 +87,14 @@ const LOCK_KEY_SQL = "hashtext('fleetprune:rollout-leader:' || current_schema())
 const APPLICATION_NAME_PREFIX = 'fleetprune-rollout-leader ';
 /** How long the leader's periodic check of its connection may take before it steps down. */
 const CHECK_TIMEOUT_MS = 10_000;
+/**
+ * The lock session's own liveness, which PostgreSQL enforces: a leader whose host died, froze or
+ * was cut off sends no more checks, and PostgreSQL ends its session (releasing the lock) after
+ * this long idle, or once TCP keepalives or unacknowledged data find the peer gone. Without them
+ * the lock outlived a dead host by TCP's default two hours, and no server drove the rollouts.
+ */
+const LOCK_SESSION_IDLE_MS = 15_000;
+const LOCK_SESSION_SETTINGS = ['SET tcp_keepalives_idle = 5', 'SET tcp_keepalives_interval = 2', 'SET tcp_keepalives_count = 3', 'SET tcp_user_timeout = 10000'];
 /** How long stop() waits for a tick in progress, and for the unlock. */
 const STOP_WAIT_MS = 5_000;
 /** How long start() waits for the first election's takeover before going on without it. */
@@ -179,11 +187,10 @@ export class PostgresLeadership implements Leadership {
     if (!client) return;
     this.#client = undefined;
     this.#since = null;
-    const unlocked = await withinMs(
-      client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]).then(() => true, () => false),
-      STOP_WAIT_MS,
-    );
-    client.release(unlocked === true ? undefined : true);
+    await withinMs(client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]), STOP_WAIT_MS);
+    // Never back to the pool (closing it releases the lock anyway): the session carries the lock
+    // session's idle timeout, which would end it while it waits there.
+    client.release(true);
   }
 
   #tick(): Promise<void> {
@@ -213,6 +220,13 @@ export class PostgresLeadership implements Leadership {
         return;
       }
       await client.query(`SET application_name = '${APPLICATION_NAME_PREFIX}${this.#instance.replace(/'/g, '')}'`);
+      // Well above the checks' interval: only a leader that stopped checking goes idle this long.
+      const idle = `SET idle_session_timeout = ${Math.max(LOCK_SESSION_IDLE_MS, 5 * this.#pollMs)}`;
+      for (const setting of [idle, ...LOCK_SESSION_SETTINGS]) {
+        // Each on its own: an older PostgreSQL (idle_session_timeout is 14+) or a platform without
+        // TCP_USER_TIMEOUT refuses one, and the others still hold.
+        await client.query(setting).catch((error: unknown) => this.#o.log.debug({ err: errorMessage(error) }, `rollout leader session: ${setting} refused`));
+      }
     } catch (error) {
       client.off('error', lostEarly);
       client.release(true);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { PostgresLeadership } from '../../server/rollout/leader-election.ts';
 import { PostgresEngine } from '../../server/store/postgres-engine.ts';
@@ -29,4 +30,49 @@ test('PostgreSQL leadership: stop() returns, and the lock is free, even while a 
   await next.start({ elected: async () => void (nextElected = true), deposed: () => {} });
   await next.stop(); // before the store's pool closes: closing waits for every checked-out client
   assert.equal(nextElected, true, 'another server takes the lock at once');
+});
+
+test('PostgreSQL leadership: a leader whose connection goes silent (its host froze or died) loses the lock within seconds, and the standby takes over', async (t) => {
+  const location = await freshStoreLocation(t, 'postgres');
+  if (!location || location.engine !== 'postgres') return;
+  const direct = await openStore(location);
+  t.after(() => Promise.race([direct.close(), delay(2000)]));
+  // The leader reaches PostgreSQL through a proxy that can go silent: its TCP stays open (the
+  // proxy's kernel still answers) and nothing more arrives either way, as with a frozen host.
+  let silent = false;
+  const sockets: Socket[] = [];
+  const target = new URL(location.databaseUrl);
+  const proxy = createServer((client) => {
+    const server = connect(Number(target.port || 5432), target.hostname);
+    sockets.push(client, server);
+    client.on('data', (data) => void (silent || server.write(data)));
+    server.on('data', (data) => void (silent || client.write(data)));
+    for (const socket of [client, server]) socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    proxy.close();
+  });
+  const viaProxy = new URL(location.databaseUrl);
+  viaProxy.hostname = '127.0.0.1';
+  viaProxy.port = String((proxy.address() as AddressInfo).port);
+  const frozen = await PostgresEngine.connect({ connectionString: viaProxy.toString(), schema: location.schema });
+  t.after(() => Promise.race([frozen.close(), delay(2000)]));
+  const log = pino({ level: 'silent' });
+  const leader = new PostgresLeadership({ pool: frozen.pool, log, pollMs: 500 });
+  const standby = new PostgresLeadership({ pool: (direct.engine as PostgresEngine).pool, log, pollMs: 500 });
+  const events: string[] = [];
+  await leader.start({ elected: async () => void events.push('leader elected'), deposed: () => void events.push('leader deposed') });
+  await standby.start({ elected: async () => void events.push('standby elected'), deposed: () => void events.push('standby deposed') });
+  assert.deepEqual(events, ['leader elected']);
+  silent = true;
+  const since = Date.now();
+  for (let i = 0; i < 400 && !events.includes('standby elected'); i++) await delay(100);
+  const tookMs = Date.now() - since;
+  assert.ok(events.includes('standby elected'), `the standby took over (events: ${events.join(', ')})`);
+  assert.ok(tookMs < 30_000, `within ${tookMs} ms`);
+  assert.ok(events.indexOf('leader deposed') >= 0 && events.indexOf('leader deposed') < events.indexOf('standby elected') + 2, events.join(', '));
+  await standby.stop();
+  await Promise.race([leader.stop(), delay(6000)]);
 });
