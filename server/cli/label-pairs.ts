@@ -1,9 +1,13 @@
 import { InvalidArgumentError } from 'commander';
 import { RESERVED_LABEL_KEYS } from '../../shared/protocol/agent-config.ts';
 
-/** `site=osaka,hw=pi4` → {site: 'osaka', hw: 'pi4'}; commander reports a bad value with the flag's name. */
-export function parseLabelPairs(value: string): Record<string, string> {
-  const labels: Record<string, string> = {};
+/**
+ * `site=osaka,hw=pi4` → {site: 'osaka', hw: 'pi4'}; commander reports a bad value with the flag's
+ * name. A repeated flag adds to the pairs of the earlier ones (commander passes them as
+ * `previous`): `--selector site=osaka --selector hw=pi4` is both, never just the last.
+ */
+export function parseLabelPairs(value: string, previous?: Record<string, string>): Record<string, string> {
+  const labels: Record<string, string> = { ...previous };
   if (value.trim() === '') return labels;
   for (const part of value.split(',')) {
     const at = part.indexOf('=');
