@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { parseDataset } from '../../shared/data/dataset.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 
@@ -44,8 +45,14 @@ export function registerJobsCommand(program: Command): void {
       }
       const source = flags.data ?? flags.serverPath!;
       const name = checkedModelName(flags.name ?? modelNameFromFile(source));
-      // Without --task the server infers it; --tolerance is then read as accuracy points.
-      const options = Object.fromEntries(Object.entries(pruneOptionsFromFlags(flags, task ?? 'classification')).filter(([, value]) => value !== undefined));
+      // --tolerance is accuracy points or an MSE percentage: its unit needs the task, which the
+      // server would infer only after the options were read (a regression's 10 became 10 points).
+      let optionsTask = task;
+      if (flags.tolerance !== undefined && !optionsTask) {
+        if (!flags.data) throw new UserError('--tolerance: give --task with --server-path (the tolerance is accuracy points for classification, an MSE percentage for regression)');
+        optionsTask = parseDataset(csv, { label: flags.label }, flags.data).task;
+      }
+      const options = Object.fromEntries(Object.entries(pruneOptionsFromFlags(flags, optionsTask ?? 'classification')).filter(([, value]) => value !== undefined));
       await withConnection(flags, async (connection) => {
         const job = await connection.unary<GrpcJob>('Jobs', 'StartPrune', {
           name,

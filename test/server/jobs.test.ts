@@ -221,6 +221,23 @@ test('jobs prune (CLI): bad flags and data are refused before the request, namin
   assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, [], 'no job was submitted');
 });
 
+test('jobs prune (CLI) without --task reads --tolerance in the unit of the task the data has (an MSE percentage for a regression)', async (t) => {
+  const server = (await startTestServer(t))!;
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const diabetes = fileURLToPath(new URL('../../shared/datasets/diabetes.csv', import.meta.url));
+  const run = await runCli(['jobs', 'prune', '--data', diabetes, '--label', 'progression', '--tolerance', '10', '--detach', ...connection]);
+  assert.equal(run.code, 0, run.stderr);
+  const id = /^job (\S+)$/m.exec(run.stdout)![1]!;
+  const request = (await server.server.ctx.store.jobs.get(id))!.request as any;
+  assert.equal(request.options.toleranceMseFraction, 0.1, JSON.stringify(request.options));
+  assert.equal(request.options.toleranceAccuracyPoints, 0.5, 'not read as accuracy points');
+  await server.request('POST', `/api/jobs/${id}/cancel`);
+  // A file on the server cannot be read here: the unit needs --task.
+  const blind = await runCli(['jobs', 'prune', '--server-path', 'diabetes.csv', '--label', 'progression', '--tolerance', '10', ...connection]);
+  assert.equal(blind.code, 2);
+  assert.match(blind.stderr, /^fleetprune: --tolerance: give --task with --server-path/);
+});
+
 test('two servers on one PostgreSQL database: starting or stopping one leaves the other\'s jobs alone; a cancel goes to the owner', async (t) => {
   const a = await startTestServer(t, { engine: 'postgres', config: { nodeId: 'node-a' } });
   if (!a) return;
