@@ -149,7 +149,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       version: SERVER_VERSION,
       isReady: () => ready,
     });
-    const grpc = new GrpcServer({ 'grpc.max_receive_message_length': 8 * 1024 * 1024 });
+    const grpc = new GrpcServer({ 'grpc.max_receive_message_length': grpcMaxReceiveBytes(config.maxBodyBytes) });
     for (const module of modules) for (const binding of module.grpcServices ?? []) grpc.addService(binding.service, binding.implementation);
 
     const listeners: Listener[] = [];
@@ -217,4 +217,18 @@ async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
     throw new UserError(`--tls-cert/--tls-key: not a usable certificate and key (${errorMessage(error)})`);
   }
   return tls;
+}
+
+/** Room in a gRPC message for the fields besides the one --max-body-bytes limits (StartPrune's name, label, options_json...). */
+const GRPC_MESSAGE_HEADROOM_BYTES = 1024 * 1024;
+/** The receive cap before it followed --max-body-bytes; a smaller --max-body-bytes does not shrink it. */
+const GRPC_MIN_RECEIVE_BYTES = 8 * 1024 * 1024;
+
+/**
+ * The gRPC server's receive cap: a StartPrune csv of up to --max-body-bytes (as REST accepts) plus
+ * the message's other fields, so a csv just over the limit reaches the handler and is refused
+ * naming --max-body-bytes rather than by the transport. Capped at protobuf's 2 GiB message limit.
+ */
+function grpcMaxReceiveBytes(maxBodyBytes: number): number {
+  return Math.min(Math.max(GRPC_MIN_RECEIVE_BYTES, maxBodyBytes + GRPC_MESSAGE_HEADROOM_BYTES), 2 ** 31 - 1);
 }

@@ -9,6 +9,7 @@ import { withConnection, withConnectionOptions, type ConnectionFlags } from './g
 interface GrpcVersion {
   model: string;
   version: string;
+  seq: number;
   artifact_id: string;
   parent_model: string;
   parent_version: string;
@@ -23,6 +24,11 @@ interface GrpcVersion {
 }
 
 const UPLOAD_CHUNK = 256 * 1024;
+/**
+ * Versions asked for per ListVersions call (the server allows up to 1000). Each carries its
+ * manifest, and the reply must fit the client's default 4 MiB receive limit.
+ */
+const VERSIONS_PAGE = 200;
 
 export function registerModelsCommand(program: Command): void {
   const models = program.command('models').description('the model registry (over gRPC)');
@@ -70,8 +76,17 @@ export function registerModelsCommand(program: Command): void {
           for (const model of all) process.stdout.write(`${model.name}\t${model.version_count} versions\tlatest ${model.latest_version || '-'}\n`);
           return;
         }
-        const { versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', { name, limit: 1000 });
-        for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
+        // One page at a time after the last seq seen, until a short (or empty) page.
+        for (let afterSeq = 0; ; ) {
+          const { versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', {
+            name,
+            after_seq: afterSeq,
+            limit: VERSIONS_PAGE,
+          });
+          for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
+          if (versions.length < VERSIONS_PAGE) break;
+          afterSeq = versions[versions.length - 1]!.seq;
+        }
       });
     },
   );

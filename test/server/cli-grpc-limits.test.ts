@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runCli } from './helpers/run-cli.ts';
+import { makeArtifact } from './helpers/artifacts.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+import { tempDir } from '../helpers/cli.ts';
+
+const MiB = 1024 * 1024;
+
+test('jobs prune --data: a CSV over 8 MiB but within --max-body-bytes is accepted over gRPC', async (t) => {
+  const maxBodyBytes = 10 * MiB;
+  const server = (await startTestServer(t, { config: { maxBodyBytes } }))!;
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  // ~9 MiB: past the old fixed 8 MiB gRPC cap, under --max-body-bytes (as REST accepts it).
+  const row = '0.12345678901234,0.98765432109876,0.55555555555555,a\n';
+  const rows = Math.ceil((9 * MiB) / row.length);
+  const csv = `x,y,z,kind\n${row.repeat(rows - 1)}${'0.5,0.5,0.5,b\n'}`;
+  assert.ok(csv.length > 8 * MiB + 64 * 1024 && csv.length < maxBodyBytes, `${csv.length} bytes`);
+  const file = join(await tempDir(t), 'big.csv');
+  await writeFile(file, csv);
+
+  const started = await runCli(['jobs', 'prune', '--data', file, '--label', 'kind', '--name', 'big', '--detach', ...connection]);
+  assert.equal(started.code, 0, started.stderr);
+  const id = /^job (\S+)$/m.exec(started.stdout)?.[1];
+  assert.ok(id, started.stdout);
+  // Accepted: no need to train on it.
+  const cancelled = await runCli(['jobs', 'cancel', id, ...connection]);
+  assert.equal(cancelled.code, 0, cancelled.stderr);
+  assert.match(cancelled.stdout, new RegExp(`^${id}: failed \\(cancelled by `));
+  const job = await server.server.ctx.store.jobs.get(id);
+  assert.deepEqual((job?.request as { data?: unknown } | undefined)?.data, { csv: `${csv.length} characters` }, 'the whole CSV arrived');
+});
+
+test('models list NAME pages through every version, past the 1000 one ListVersions call returns', async (t) => {
+  const server = (await startTestServer(t))!;
+  const { store } = server.server.ctx;
+  const { manifest } = await makeArtifact(t, { seed: 5 });
+  // 2,050 versions (more than the 1000 one call may ask for; the last page short), registered straight through the store.
+  const count = 2050;
+  const at = '2025-01-02T03:04:05.000Z';
+  await store.transaction(async (tx) => {
+    await tx.models.ensureModel('many', at, 'admin');
+    for (let seq = 1; seq <= count; seq++) {
+      await tx.models.insertVersion({
+        model: 'many',
+        version: String(seq),
+        seq,
+        artifactId: seq.toString(16).padStart(64, '0'),
+        manifest,
+        parentArtifactId: null,
+        epsilon: null,
+        dataFingerprint: 'fp',
+        metrics: manifest.metrics,
+        createdAt: at,
+        createdBy: 'admin',
+      });
+    }
+  });
+
+  const listed = await runCli(['models', 'list', 'many', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(listed.code, 0, listed.stderr);
+  const versions = listed.stdout
+    .trimEnd()
+    .split('\n')
+    .map((line) => line.split('\t')[0]);
+  assert.equal(versions.length, count);
+  assert.deepEqual(versions, Array.from({ length: count }, (_, i) => `many@${i + 1}`));
+});
