@@ -29,12 +29,13 @@ export class ServerConnection {
   readonly #credentials;
 
   constructor(flags: ConnectionFlags) {
-    this.address = flags.server ?? process.env.FLEETPRUNE_SERVER ?? '127.0.0.1:9090';
-    const token = flags.token ?? process.env.FLEETPRUNE_TOKEN;
+    // An empty variable (`FLEETPRUNE_SERVER=` in an env file) counts as unset, as for the server's own.
+    this.address = flags.server ?? (process.env.FLEETPRUNE_SERVER || undefined) ?? '127.0.0.1:9090';
+    const token = flags.token ?? (process.env.FLEETPRUNE_TOKEN || undefined);
     if (!token) throw new UserError('--token: no token given (pass --token or set FLEETPRUNE_TOKEN)');
     checkToken(token, flags.token !== undefined ? '--token' : 'FLEETPRUNE_TOKEN');
     this.#metadata.set('authorization', `Bearer ${token}`);
-    const ca = flags.tlsCa ?? process.env.FLEETPRUNE_TLS_CA;
+    const ca = flags.tlsCa ?? (process.env.FLEETPRUNE_TLS_CA || undefined);
     if (ca) {
       this.#credentials = credentials.createSsl(readCaCertificates(ca, flags.tlsCa !== undefined ? '--tls-ca' : 'FLEETPRUNE_TLS_CA'));
       if (isIP(hostOf(this.address))) ignoreIpServernameWarning();

@@ -99,6 +99,14 @@ test('a token no gRPC header can carry is a usage error naming where it came fro
   }
 });
 
+test('empty FLEETPRUNE_SERVER and FLEETPRUNE_TLS_CA count as unset (an empty server address crashed the CLI: "internal error")', async () => {
+  // The default address, where nothing listens here: a connection error naming it, not a crash.
+  const run = await runCli(['models', 'list', '--token', 'fp_x'], { FLEETPRUNE_SERVER: '', FLEETPRUNE_TLS_CA: '' });
+  assert.equal(run.code, 2, run.stderr);
+  assert.ok(isOneLineError(run.stderr), run.stderr);
+  assert.doesNotMatch(run.stderr, /internal error/);
+});
+
 test('fleetprune server: bad start-up input is one line naming the flag, exit 2, and nothing left running', async (t) => {
   const dir = await tempDir(t);
   const aFile = join(dir, 'some-file.csv');
