@@ -1,15 +1,36 @@
+/** How often the tokens of open streams are looked up, for revocations made by another server. */
+export const REVOCATION_POLL_MS = 5000;
+
+export interface TokenRevocationsOptions {
+  /**
+   * The ids among `ids` that the store holds as revoked. Another server sharing the database
+   * revokes there, and its `revoked()` call never reaches this process: streams open here would
+   * go on under a revoked token. Without it, only this process's revocations stop streams.
+   */
+  revokedAmong?: (ids: readonly string[]) => Promise<string[]>;
+  pollMs?: number;
+}
+
 /**
  * Who to tell when a token is revoked: open event streams and gRPC watches are authorized once,
- * when they start, so a revocation has to reach them to stop them at once.
+ * when they start, so a revocation has to reach them to stop them at once (on this server), or
+ * within REVOCATION_POLL_MS (on another server sharing the database).
  */
 export class TokenRevocations {
   readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #options: TokenRevocationsOptions;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: TokenRevocationsOptions = {}) {
+    this.#options = options;
+  }
 
   /** Calls `listener` when token `tokenId` is revoked; returns the function that stops watching. */
   watch(tokenId: string, listener: () => void): () => void {
     let listeners = this.#listeners.get(tokenId);
     if (!listeners) this.#listeners.set(tokenId, (listeners = new Set()));
     listeners.add(listener);
+    this.#schedulePoll();
     return () => {
       listeners.delete(listener);
       if (listeners.size === 0 && this.#listeners.get(tokenId) === listeners) this.#listeners.delete(tokenId);
@@ -28,5 +49,23 @@ export class TokenRevocations {
     let count = 0;
     for (const listeners of this.#listeners.values()) count += listeners.size;
     return count;
+  }
+
+  /** One lookup per interval for all the watched tokens, and only while some are watched. */
+  #schedulePoll(): void {
+    if (this.#timer || !this.#options.revokedAmong || this.#listeners.size === 0) return;
+    this.#timer = setTimeout(() => void this.#poll(), this.#options.pollMs ?? REVOCATION_POLL_MS);
+    this.#timer.unref();
+  }
+
+  async #poll(): Promise<void> {
+    const ids = [...this.#listeners.keys()];
+    try {
+      if (ids.length > 0) for (const id of await this.#options.revokedAmong!(ids)) this.revoked(id);
+    } catch {
+      // The store did not answer this time: the next poll asks again.
+    }
+    this.#timer = undefined;
+    this.#schedulePoll();
   }
 }

@@ -18,10 +18,15 @@ export interface CreatedToken {
 
 /** Issues, checks and lists bearer tokens. Tokens are 32 random bytes; only their SHA-256 is stored. */
 export class TokenService {
-  /** Streams authorized with a token stop when it is revoked (on this server). */
-  readonly revocations = new TokenRevocations();
+  /** Streams authorized with a token stop when it is revoked: at once on this server, within seconds on another. */
+  readonly revocations: TokenRevocations;
 
-  constructor(private readonly store: Store) {}
+  constructor(
+    private readonly store: Store,
+    options: { revocationPollMs?: number } = {},
+  ) {
+    this.revocations = new TokenRevocations({ revokedAmong: (ids) => this.store.tokens.revokedAmong(ids), pollMs: options.revocationPollMs });
+  }
 
   async create(role: Role, label: string, createdBy: string): Promise<CreatedToken> {
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;

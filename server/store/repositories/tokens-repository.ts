@@ -1,3 +1,4 @@
+import { chunksOf, ID_CHUNK } from './id-chunks.ts';
 import type { SqlExecutor } from '../sql-engine.ts';
 
 export interface TokenRecord {
@@ -48,6 +49,16 @@ export class TokensRepository {
 
   async countLiveWithRole(role: string): Promise<number> {
     return Number((await this.db.get('SELECT COUNT(*) AS n FROM tokens WHERE role = ? AND revoked_at IS NULL', [role]))?.n ?? 0);
+  }
+
+  /** The ids among `ids` whose tokens are revoked. */
+  async revokedAmong(ids: readonly string[]): Promise<string[]> {
+    const revoked: string[] = [];
+    for (const chunk of chunksOf([...ids], ID_CHUNK)) {
+      const rows = await this.db.all(`SELECT id FROM tokens WHERE revoked_at IS NOT NULL AND id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      revoked.push(...rows.map((row) => String(row.id)));
+    }
+    return revoked;
   }
 
   async revoke(id: string, at: string): Promise<boolean> {
