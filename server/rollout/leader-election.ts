@@ -238,6 +238,15 @@ export class PostgresLeadership implements Leadership {
     this.#client = client;
     this.#since = new Date().toISOString();
     this.#o.log.info({ instance: this.#instance }, 'became the rollout leader');
+    // The checks that keep the lock session from going idle wait for the takeover, which can take
+    // long (an external broker that does not answer): meanwhile the session is kept busy here, or
+    // PostgreSQL would end it as a silent leader's after LOCK_SESSION_IDLE_MS.
+    const busy = setInterval(() => {
+      // Stopped or lost meanwhile (a takeover that never finishes must not keep this going).
+      if (this.#client !== client) return clearInterval(busy);
+      client.query('SELECT 1').catch(() => {});
+    }, Math.min(this.#pollMs, LOCK_SESSION_IDLE_MS / 3));
+    busy.unref();
     try {
       await this.#handlers?.elected();
     } catch (error) {
@@ -245,6 +254,8 @@ export class PostgresLeadership implements Leadership {
       // so that this one (at its next poll) or another takes over again.
       this.#o.log.error({ err: error }, `taking over rollouts failed: ${errorMessage(error)}`);
       this.#lose(`taking over rollouts failed: ${errorMessage(error)}`);
+    } finally {
+      clearInterval(busy);
     }
   }
 
