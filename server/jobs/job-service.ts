@@ -355,4 +355,3 @@ class PruneWorkerFault extends Error {
   }
 }
 
-export { isFinished };

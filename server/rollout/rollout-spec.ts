@@ -271,8 +271,10 @@ function checkBuiltinQueries(query: { query: string; baselineQuery?: string; sam
   for (const field of ['query', 'baselineQuery', 'samplesQuery'] as const) {
     const text = query[field];
     if (text === undefined) continue;
+    const rendered = renderQuery(text, values);
+    if (rendered.includes('{{')) continue; // an unknown argument, reported already: one issue for one mistake
     try {
-      parsePromql(renderQuery(text, values));
+      parsePromql(rendered);
     } catch (error) {
       if (!(error instanceof PromqlError)) throw error;
       issues.push({ path: `${path}.${field}`, message: error.message });

@@ -284,6 +284,10 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.match(unsupported!, /^steps\[0\]\.analysis\.metrics\[0\]\.provider\.builtin\.baselineQuery: .*does not support "topk"/);
     const [backtracking] = issues(builtin('up{device=~"(a)\\\\1"}'));
     assert.match(backtracking!, /provider\.builtin\.query: bad regular expression .* backreferences, lookarounds and large counted repetitions are not supported/);
+    // An unknown argument is one issue, not also a parse error where it stands.
+    assert.deepEqual(issues(builtin('up > {{args.limit}}')), [
+      'steps[0].analysis.metrics[0].provider.builtin.query: unknown argument "{{args.limit}}" (known: rollout, model, candidateVersion, cohort, cohortSize, step)',
+    ]);
     // The rollout's own arguments are in place when the query is parsed.
     validateRolloutSpec(builtin('sum(up{device=~"{{args.cohort}}"}) / {{args.cohortSize}}'));
     // Prometheus's PromQL is larger than the builtin subset: its queries are left to it.
