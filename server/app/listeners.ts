@@ -13,8 +13,13 @@ export interface TlsFiles {
   key: Buffer;
 }
 
-/** Binds the REST app over HTTP or HTTPS. */
-export async function listenHttp(app: RequestListener, host: string, port: number, tls: TlsFiles | null): Promise<Listener> {
+/**
+ * Binds the REST app over HTTP or HTTPS. A connection that moves no byte either way for
+ * `idleTimeoutMs` is closed: a download whose client stopped reading would otherwise hold its
+ * file and buffers for ever, and an upload that stopped sending its body likewise (event streams
+ * write a keep-alive comment every 15 s, so only a client that stopped reading them is closed).
+ */
+export async function listenHttp(app: RequestListener, host: string, port: number, tls: TlsFiles | null, idleTimeoutMs: number): Promise<Listener> {
   let server: HttpServer;
   try {
     server = tls ? createHttpsServer({ cert: tls.cert, key: tls.key }, app) : createHttpServer(app);
@@ -22,7 +27,8 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
     throw new UserError(`--tls-cert/--tls-key: not a usable certificate and key (${errorMessage(error)})`);
   }
   server.headersTimeout = 60_000;
-  server.requestTimeout = 0; // big uploads and SSE streams may take long
+  server.requestTimeout = 0; // big uploads and SSE streams may take long: progress is what counts
+  server.timeout = idleTimeoutMs;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new UserError(`--http-port: cannot listen on ${host}:${port} (${errorMessage(error)})`)));
     server.listen(port, host, resolve);

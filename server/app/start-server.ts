@@ -149,7 +149,13 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       version: SERVER_VERSION,
       isReady: () => ready,
     });
-    const grpc = new GrpcServer({ 'grpc.max_receive_message_length': grpcMaxReceiveBytes(config.maxBodyBytes) });
+    const grpc = new GrpcServer({
+      'grpc.max_receive_message_length': grpcMaxReceiveBytes(config.maxBodyBytes),
+      // A client whose process froze or whose host vanished leaves the ping unanswered: its
+      // connection, and any download stream stuck on its flow-control window, is released.
+      'grpc.keepalive_time_ms': config.idleTimeoutSeconds * 1000,
+      'grpc.keepalive_timeout_ms': Math.min(GRPC_PING_ANSWER_MS, config.idleTimeoutSeconds * 1000),
+    });
     for (const module of modules) for (const binding of module.grpcServices ?? []) grpc.addService(binding.service, binding.implementation);
 
     const listeners: Listener[] = [];
@@ -165,7 +171,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     }
     listeners.push(...moduleListeners);
     // Each listener joins `listeners` as soon as it is bound, so a later failure closes it too.
-    const http = await listenHttp(app, config.host, config.httpPort, tls);
+    const http = await listenHttp(app, config.host, config.httpPort, tls, config.idleTimeoutSeconds * 1000);
     httpPort = http.port;
     listeners.unshift(http);
     listeners.splice(1, 0, await listenGrpc(grpc, config.host, config.grpcPort, tls));
@@ -219,6 +225,8 @@ async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
   return tls;
 }
 
+/** How long a gRPC client has to answer the server's keep-alive ping (grpc-js's default). */
+const GRPC_PING_ANSWER_MS = 20_000;
 /** Room in a gRPC message for the fields besides the one --max-body-bytes limits (StartPrune's name, label, options_json...). */
 const GRPC_MESSAGE_HEADROOM_BYTES = 1024 * 1024;
 /** The receive cap before it followed --max-body-bytes; a smaller --max-body-bytes does not shrink it. */

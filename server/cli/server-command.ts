@@ -16,6 +16,7 @@ interface ServerFlags {
   trustedKey: string[];
   maxBodyBytes?: number;
   maxBlobBytes?: number;
+  idleTimeout?: number;
   dataRoot?: string;
   maxConcurrentJobs?: number;
   maxQueuedJobs?: number;
@@ -47,6 +48,7 @@ export function registerServerCommand(program: Command): void {
     .option('--trusted-key <file>', 'a public key whose signed artifacts may be pushed (repeatable)', (value: string, all: string[]) => [...all, value], [])
     .option('--max-body-bytes <n>', 'JSON request body limit (default 16 MiB)', parseInteger)
     .option('--max-blob-bytes <n>', 'uploaded file limit (default 1 GiB)', parseInteger)
+    .option('--idle-timeout <seconds>', 'close an HTTP connection that moves no byte for this long, and a gRPC connection that leaves a ping unanswered (pinged this often; default 60)', parseInteger)
     .option('--data-root <dir>', 'pruning jobs may read server-side data files under this directory')
     .option('--max-concurrent-jobs <n>', 'pruning jobs running at once (default 1)', parseInteger)
     .option('--max-queued-jobs <n>', 'pruning jobs waiting for a free worker; more are refused with 429 (default 16)', parseInteger)
@@ -79,6 +81,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
     trustedKeys: flags.trustedKey,
     maxBodyBytes: flags.maxBodyBytes,
     maxBlobBytes: flags.maxBlobBytes,
+    idleTimeoutSeconds: flags.idleTimeout,
     dataRoot: flags.dataRoot,
     adminToken: process.env.FLEETPRUNE_ADMIN_TOKEN || undefined,
     maxConcurrentJobs: flags.maxConcurrentJobs,

@@ -27,6 +27,12 @@ export const ServerConfigSchema = z
     trustedKeys: z.array(z.string().min(1)).default([]),
     /** JSON request bodies (manifests, job requests with inline CSV). */
     maxBodyBytes: ByteCount.default(16 * 1024 * 1024),
+    /**
+     * An HTTP connection that moves no byte either way for this long is closed (a download whose
+     * client stopped reading, an upload that stopped sending); gRPC connections are pinged this
+     * often and closed when a ping goes unanswered (a frozen or vanished client).
+     */
+    idleTimeoutSeconds: z.coerce.number().int().min(1).max(86_400).default(60),
     /** One uploaded blob (PUT /api/blobs/:sha256). */
     maxBlobBytes: ByteCount.default(1024 * 1024 * 1024),
     /** Pruning jobs may read server-side data files under this directory only. */
@@ -98,6 +104,7 @@ const SOURCE: Record<string, string> = {
   trustedKeys: '--trusted-key',
   maxBodyBytes: '--max-body-bytes',
   maxBlobBytes: '--max-blob-bytes',
+  idleTimeoutSeconds: '--idle-timeout',
   dataRoot: '--data-root',
   adminToken: 'FLEETPRUNE_ADMIN_TOKEN',
   maxConcurrentJobs: '--max-concurrent-jobs',

@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { readdir } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+
+// Far more than a client socket holds while it reads nothing (the kernel grows a receive buffer
+// only as the application reads), so a stalled download cannot simply finish into buffers.
+const BLOB_BYTES = 16 * 1024 * 1024;
+
+async function serverWithBlob(t: TestContext): Promise<{ server: TestServer; sha256: string }> {
+  const server = (await startTestServer(t, { config: { idleTimeoutSeconds: 1 } }))!;
+  const blob = randomBytes(BLOB_BYTES);
+  const sha256 = createHash('sha256').update(blob).digest('hex');
+  const put = await server.request('PUT', `/api/blobs/${sha256}`, { body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(put.status, 201, await put.text());
+  return { server, sha256 };
+}
+
+/** Resolves with the bytes a socket still delivers once resumed, when it ends; null if it does not end within `ms`. */
+async function drainUntilEnd(socket: Socket, ms: number): Promise<number | null> {
+  let bytes = 0;
+  socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
+  socket.on('error', () => {});
+  const ended = new Promise<boolean>((resolve) => socket.once('close', () => resolve(true)));
+  socket.resume();
+  const result = await Promise.race([ended, sleep(ms).then(() => false)]);
+  return result ? bytes : null;
+}
+
+test('an HTTP download whose client stops reading is closed after --idle-timeout, not held for ever', async (t) => {
+  const { server, sha256 } = await serverWithBlob(t);
+  const port = Number(new URL(server.baseUrl).port);
+  const socket = connect(port, '127.0.0.1');
+  t.after(() => socket.destroy());
+  socket.pause(); // reads nothing: the server's writes back up
+  await once(socket, 'connect');
+  socket.write(`GET /api/blobs/${sha256} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n\r\n`);
+  await sleep(3000);
+  const delivered = await drainUntilEnd(socket, 5000);
+  assert.notEqual(delivered, null, 'the server closed the stalled connection');
+  assert.ok(delivered! < BLOB_BYTES, `only what was already in flight arrives (${delivered} of ${BLOB_BYTES} bytes)`);
+
+  // A client that keeps reading, however long the whole download takes, is not cut off.
+  const full = await server.request('GET', `/api/blobs/${sha256}`);
+  assert.equal((await full.arrayBuffer()).byteLength, BLOB_BYTES);
+});
+
+test('an upload that stops sending its body is closed after --idle-timeout and leaves nothing stored', async (t) => {
+  const { server } = await serverWithBlob(t);
+  const port = Number(new URL(server.baseUrl).port);
+  const sha256 = 'ab'.repeat(32);
+  const socket = connect(port, '127.0.0.1');
+  t.after(() => socket.destroy());
+  await once(socket, 'connect');
+  socket.on('data', () => {});
+  socket.on('error', () => {});
+  socket.write(
+    `PUT /api/blobs/${sha256} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n` +
+      'Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n' +
+      'x'.repeat(10),
+  );
+  const closed = await Promise.race([once(socket, 'close').then(() => true), sleep(5000).then(() => false)]);
+  assert.ok(closed, 'the server closed the connection of the stalled upload');
+  assert.equal((await server.request('GET', `/api/blobs/${sha256}`)).status, 404);
+  const tmp = join(server.dataDir, 'blobs', 'tmp');
+  for (let i = 0; i < 50 && (await readdir(tmp)).length > 0; i++) await sleep(100);
+  assert.deepEqual(await readdir(tmp), [], 'the partial upload is removed');
+});
+
+test('a gRPC download whose client froze (no ping answered) is released after --idle-timeout', async (t) => {
+  const { server, sha256 } = await serverWithBlob(t);
+  const [host, port] = server.grpcAddress.split(':') as [string, string];
+  // A TCP proxy between client and server that can go silent both ways, as a frozen process or a
+  // vanished host does: nothing is forwarded, nothing is answered, nothing is reset.
+  let upstream: Socket | undefined;
+  let downstream: Socket | undefined;
+  const proxy = createServer((client) => {
+    downstream = client;
+    upstream = connect(Number(port), host);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('error', () => {});
+    upstream.on('error', () => {});
+  });
+  proxy.listen(0, '127.0.0.1');
+  await once(proxy, 'listening');
+  t.after(() => {
+    downstream?.destroy();
+    upstream?.destroy();
+    proxy.close();
+  });
+  const client = grpcClient(`127.0.0.1:${(proxy.address() as AddressInfo).port}`, 'Blobs', ADMIN_TOKEN);
+  t.after(() => client.close());
+  const call = client.open('DownloadBlob', { sha256 });
+  call.on('error', () => {});
+  let received = 0;
+  await new Promise<void>((resolve) =>
+    call.on('data', (chunk: { data: Buffer }) => {
+      received += chunk.data.length;
+      resolve();
+    }),
+  );
+  // Freeze: the proxy stops moving bytes in either direction.
+  upstream!.unpipe(downstream!);
+  downstream!.unpipe(upstream!);
+  upstream!.pause();
+  downstream!.pause();
+  await sleep(4000);
+  const fromServer = await drainUntilEnd(upstream!, 5000);
+  assert.notEqual(fromServer, null, 'the server closed the connection of the frozen client');
+  assert.ok(received + fromServer! < BLOB_BYTES, 'the download did not go on into buffers');
+});
