@@ -30,6 +30,7 @@ export function coreModules(ctx: ServerContext, fleet: Fleet): ServerModule[] {
       grpcServices: [grpc.Jobs],
       async start() {
         await ctx.jobs.recoverInterrupted();
+        ctx.jobs.startLeases();
         ctx.metrics.gauge(SERVER_METRICS.jobsRunning, 'Pruning jobs running now', () => ctx.jobs.running);
       },
       stop: () => ctx.jobs.stop(),

@@ -43,6 +43,8 @@ export interface StartServerOptions {
   leaderPollMs?: number;
   /** How often old device reports are deleted and old rollout evidence trimmed (--report-retention-days; default hourly; tests shorten it). */
   reportSweepMs?: number;
+  /** PostgreSQL: job lease renewal period and staleness (defaults 15 s and 90 s; tests shorten them). */
+  jobLeases?: { renewMs: number; staleSeconds: number };
 }
 
 export interface RunningServer {
@@ -102,6 +104,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       maxQueuedJobs: config.maxQueuedJobs,
       metrics,
       log,
+      ...(options.jobLeases ? { leaseRenewMs: options.jobLeases.renewMs, leaseStaleSeconds: options.jobLeases.staleSeconds } : {}),
     });
     let httpPort: number | null = null;
     const publicUrl = () => {

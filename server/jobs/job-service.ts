@@ -28,6 +28,10 @@ export const RESTART_REASON = 'server restarted while the job was running';
 export const SHUTDOWN_REASON = 'server shut down while the job was running';
 const WORKER_ENTRY = new URL('./prune-worker-entry.mjs', import.meta.url);
 const PROGRESS_PERSIST_INTERVAL_MS = 500;
+/** How often a server renews the leases of its unfinished jobs (PostgreSQL). */
+export const JOB_LEASE_RENEW_MS = 15_000;
+/** A job whose lease is this old has lost its server: another server fails it. */
+export const JOB_LEASE_STALE_S = 90;
 
 export interface JobServiceDeps {
   store: Store;
@@ -48,6 +52,9 @@ export interface JobServiceDeps {
   log: Logger;
   /** How often a watcher here re-reads a job another server runs (default REMOTE_WATCH_POLL_MS). */
   watchPollMs?: number;
+  /** Lease renewal period and staleness (defaults JOB_LEASE_RENEW_MS, JOB_LEASE_STALE_S); tests shorten them. */
+  leaseRenewMs?: number;
+  leaseStaleSeconds?: number;
 }
 
 interface QueuedJob {
@@ -73,6 +80,8 @@ export class JobService {
    */
   readonly #slots = new Set<string>();
   #stopping = false;
+  #leaseTimer: NodeJS.Timeout | undefined;
+  #leaseFailureLogged = false;
 
   constructor(deps: JobServiceDeps) {
     this.#deps = deps;
@@ -102,6 +111,44 @@ export class JobService {
     await mkdir(this.#deps.workDir, { recursive: true });
     if (failed.length > 0) this.#deps.log.warn({ jobs: failed }, RESTART_REASON);
     return failed;
+  }
+
+  /**
+   * With PostgreSQL, several servers share the jobs table and none can tell from its rows whether
+   * another is alive. So each renews the leases of its unfinished jobs every leaseRenewMs, and
+   * fails the unfinished jobs of any other server whose leases are older than leaseStaleSeconds
+   * (by the database's clock): that server was decommissioned, crashed for good or is cut off,
+   * and nothing else would ever end its jobs (they would stay running, `jobs watch` would never
+   * return, and the cancel would point at a server that is not there). A server cut off that long
+   * that comes back finds its job failed and registers nothing.
+   */
+  startLeases(): void {
+    if (this.#deps.store.engine.dialect !== 'postgres' || this.#leaseTimer) return;
+    this.#leaseTimer = setInterval(() => void this.#renewAndReap(), this.#deps.leaseRenewMs ?? JOB_LEASE_RENEW_MS);
+    this.#leaseTimer.unref();
+  }
+
+  async #renewAndReap(): Promise<void> {
+    const { store, node, log } = this.#deps;
+    const staleSeconds = this.#deps.leaseStaleSeconds ?? JOB_LEASE_STALE_S;
+    try {
+      await store.jobs.renewLeases(node);
+      const failed = await store.jobs.failAbandoned(
+        (owner) => `its server (node ${owner}) stopped renewing the job for over ${staleSeconds} s and is presumed gone; failed by node ${node}`,
+        new Date().toISOString(),
+        node,
+        staleSeconds,
+      );
+      for (const { id, node: owner } of failed) {
+        log.warn({ job: id, node: owner }, 'failed a job whose server stopped renewing it');
+        const job = await store.jobs.get(id);
+        if (job) this.events.emit({ type: 'state', jobId: id, job });
+      }
+      this.#leaseFailureLogged = false;
+    } catch (error) {
+      if (!this.#leaseFailureLogged) log.warn({ err: errorMessage(error) }, 'cannot renew job leases (retrying)');
+      this.#leaseFailureLogged = true;
+    }
   }
 
   /** Starts a pruning job; `fields` names the request's fields in errors (REST's by default). */
@@ -181,7 +228,10 @@ export class JobService {
     const job = await this.get(id);
     if (isFinished(job.state)) throw new ServiceError('conflict', `job ${id} already ${job.state}; nothing to cancel`);
     if (job.node !== null && job.node !== this.#deps.node) {
-      throw new ServiceError('unavailable', `job ${id} runs on server ${job.node}; send the cancel there (this is ${this.#deps.node})`);
+      throw new ServiceError(
+        'unavailable',
+        `job ${id} runs on server ${job.node}; send the cancel there (this is ${this.#deps.node}). If that server is gone, its jobs fail on their own once unrenewed for ${this.#deps.leaseStaleSeconds ?? JOB_LEASE_STALE_S} s`,
+      );
     }
     if (this.#stopping) throw new ServiceError('unavailable', `server ${this.#deps.node} is shutting down; its jobs end failed ("${SHUTDOWN_REASON}")`);
     const actor = actorOf(principal);
@@ -207,6 +257,7 @@ export class JobService {
   /** Terminates running workers; their jobs are marked failed. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#leaseTimer);
     this.#queue.length = 0;
     await Promise.all([...this.#active.values()].map((active) => active.worker?.terminate()));
     await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
@@ -309,10 +360,16 @@ export class JobService {
     if (active.cancel) throw new Error(active.cancel.message);
     active.ending = true;
     const actor = job.actor;
-    const [general, pruned] = await this.#deps.store.transaction(async (tx) => [
-      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.general.manifest, actor }),
-      await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.pruned.manifest, actor }),
-    ]);
+    const [general, pruned] = await this.#deps.store.transaction(async (tx) => {
+      // Another server may have failed it as abandoned while this one was cut off from the database.
+      if (!(await tx.jobs.renewIfRunning(job.id, this.#deps.node))) {
+        throw new ServiceError('conflict', `job ${job.id} is no longer running here (${(await tx.jobs.get(job.id))?.error ?? 'ended meanwhile'}); nothing registered`);
+      }
+      return [
+        await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.general.manifest, actor }),
+        await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.pruned.manifest, actor }),
+      ];
+    });
     return {
       general: { model: general.model, version: general.version, artifactId: general.artifactId },
       pruned: { model: pruned.model, version: pruned.version, artifactId: pruned.artifactId },

@@ -26,7 +26,7 @@ export class RegistryModelStatus implements ModelStatusPort {
 
   async setVersionStatus(change: { commandId: string; model: string; version: string; status: VersionStatus; reason: string }): Promise<void> {
     await this.#engine.transaction(async (tx) => {
-      const repos = repositoriesOf(tx);
+      const repos = repositoriesOf(tx, this.#engine.dialect);
       const at = new Date().toISOString();
       if (!(await new VersionStatusRepository(tx).record({ ...change, at }))) return;
       const target = `${change.model}@${change.version}`;

@@ -2,7 +2,7 @@ import { AuditRepository } from './repositories/audit-repository.ts';
 import { JobsRepository } from './repositories/jobs-repository.ts';
 import { ModelsRepository } from './repositories/models-repository.ts';
 import { TokensRepository } from './repositories/tokens-repository.ts';
-import type { SqlEngine, SqlExecutor } from './sql-engine.ts';
+import type { Dialect, SqlEngine, SqlExecutor } from './sql-engine.ts';
 
 /** The per-domain repositories, bound to one executor (the engine, or an open transaction). */
 export interface Repositories {
@@ -23,20 +23,20 @@ export interface Store extends Repositories {
   close(): Promise<void>;
 }
 
-export function repositoriesOf(db: SqlExecutor): Repositories {
+export function repositoriesOf(db: SqlExecutor, dialect: Dialect): Repositories {
   return {
     models: new ModelsRepository(db),
     tokens: new TokensRepository(db),
     audit: new AuditRepository(db),
-    jobs: new JobsRepository(db),
+    jobs: new JobsRepository(db, dialect),
   };
 }
 
 export function createStore(engine: SqlEngine): Store {
   return {
     engine,
-    ...repositoriesOf(engine),
-    transaction: (work) => engine.transaction((tx) => work(repositoriesOf(tx))),
+    ...repositoriesOf(engine, engine.dialect),
+    transaction: (work) => engine.transaction((tx) => work(repositoriesOf(tx, engine.dialect))),
     close: () => engine.close(),
   };
 }

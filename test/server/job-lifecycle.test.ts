@@ -168,3 +168,50 @@ test('two servers on one PostgreSQL database: a watcher on the other server sees
   assert.ok(states.includes('running') || sse.some((event) => event.event === 'progress'), `saw the job run: ${JSON.stringify(sse.map((event) => event.event))}`);
   assert.equal(grpc.at(-1).job.state, 'succeeded');
 });
+
+test('PostgreSQL: the unfinished jobs of a server that stopped renewing their leases (gone for good) are failed by another; live and pre-lease jobs are left alone', async (t) => {
+  const leases = { renewMs: 200, staleSeconds: 2 };
+  const a = await startTestServer(t, { engine: 'postgres', config: { nodeId: 'node-a' }, start: { jobLeases: leases } });
+  if (!a) return;
+  const { databaseUrl, databaseSchema } = a.server.ctx.config;
+  const b = (await startTestServer(t, { engine: 'postgres', config: { databaseUrl, databaseSchema, nodeId: 'node-b' }, start: { jobLeases: leases } }))!;
+  const { store } = a.server.ctx;
+  await store.jobs.insert(unfinishedJob('job-gone-1', 'decommissioned', 'running'));
+  await store.jobs.insert(unfinishedJob('job-gone-2', 'decommissioned', 'queued'));
+  await store.jobs.insert(unfinishedJob('job-live', 'node-b', 'running')); // node-b renews it
+  await store.jobs.insert(unfinishedJob('job-pre-lease', 'old-version', 'running'));
+  await store.engine.run("UPDATE jobs SET renewed_at = NULL WHERE id = 'job-pre-lease'");
+
+  // Before its lease is stale, the gone server's job is only pointed at, not failed.
+  const early = await a.request('POST', '/api/jobs/job-gone-1/cancel');
+  assert.equal(early.status, 503);
+  assert.match(((await early.json()) as any).error.message, /runs on server decommissioned; .* fail on their own once unrenewed for 2 s/);
+
+  const watched = watchEvents(b, 'job-gone-1', 20_000);
+  for (let i = 0; i < 100 && (await store.jobs.get('job-gone-2'))!.state !== 'failed'; i++) await sleep(100);
+  for (const id of ['job-gone-1', 'job-gone-2']) {
+    const job = (await store.jobs.get(id))!;
+    assert.equal(job.state, 'failed', id);
+    assert.match(job.error!, /^its server \(node decommissioned\) stopped renewing the job for over 2 s and is presumed gone; failed by node node-[ab]$/);
+  }
+  assert.equal((await watched).at(-1)!.data.state, 'failed', 'a watcher of the abandoned job sees it end');
+  await sleep(2500); // more than a lease's staleness: node-b's renewals keep its job alive
+  assert.equal((await store.jobs.get('job-live'))!.state, 'running');
+  assert.equal((await store.jobs.get('job-pre-lease'))!.state, 'running', 'a job without a lease is left to its own server');
+});
+
+test('PostgreSQL: a job failed as abandoned while its server was cut off registers nothing when its run comes back', async (t) => {
+  const server = await startTestServer(t, { engine: 'postgres' });
+  if (!server) return;
+  const { store } = server.server.ctx;
+  const job = await startJob(server, 'iris');
+  for (let i = 0; i < 200 && (await store.jobs.get(job.id))!.state !== 'running'; i++) await sleep(25);
+  // What another server writes when this one's leases went stale.
+  assert.ok(await store.jobs.update(job.id, { state: 'failed', error: 'presumed gone' }, new Date().toISOString(), ['running']));
+  for (let i = 0; i < 600 && server.server.ctx.jobs.running > 0; i++) await sleep(100);
+  assert.equal(server.server.ctx.jobs.running, 0, 'the run ended');
+  assert.equal(await store.models.countVersions(), 0, 'nothing was registered');
+  const ended = (await store.jobs.get(job.id))!;
+  assert.equal(ended.state, 'failed');
+  assert.equal(ended.error, 'presumed gone');
+});

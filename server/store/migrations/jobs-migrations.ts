@@ -27,4 +27,11 @@ export const jobsMigrations: Migration[] = [
     // NULL for jobs from before: any server restarting may fail them, as before.
     sql: () => 'ALTER TABLE jobs ADD COLUMN node TEXT',
   },
+  {
+    domain: 'jobs',
+    version: 3,
+    name: 'job leases: when its server last renewed each unfinished job (database clock, epoch seconds)',
+    // NULL for jobs from before: no other server fails them (their own server does when it restarts).
+    sql: () => 'ALTER TABLE jobs ADD COLUMN renewed_at BIGINT',
+  },
 ];

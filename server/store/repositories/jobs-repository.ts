@@ -1,4 +1,4 @@
-import type { SqlExecutor } from '../sql-engine.ts';
+import type { Dialect, SqlExecutor } from '../sql-engine.ts';
 import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
@@ -18,13 +18,28 @@ export interface JobRecord {
   node: string | null;
 }
 
+/** The database's clock in whole epoch seconds: servers sharing a database compare leases on one clock, not on theirs. */
+const DATABASE_NOW: Record<Dialect, string> = {
+  sqlite: "CAST(strftime('%s', 'now') AS INTEGER)",
+  postgres: 'CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT)',
+};
+
+const UNFINISHED = "state IN ('queued', 'running')";
+
 /** SQL for background jobs and their persisted state. */
 export class JobsRepository {
-  constructor(private readonly db: SqlExecutor) {}
+  readonly #now: string;
+
+  constructor(
+    private readonly db: SqlExecutor,
+    dialect: Dialect,
+  ) {
+    this.#now = DATABASE_NOW[dialect];
+  }
 
   async insert(job: JobRecord): Promise<void> {
     await this.db.run(
-      'INSERT INTO jobs (id, kind, state, request, progress, result, error, created_at, updated_at, created_by, node) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      `INSERT INTO jobs (id, kind, state, request, progress, result, error, created_at, updated_at, created_by, node, renewed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${this.#now})`,
       [
         job.id,
         job.kind,
@@ -77,6 +92,37 @@ export class JobsRepository {
     const rows = await this.db.all(`SELECT id FROM jobs WHERE ${mine}`, [node]);
     await this.db.run(`UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE ${mine}`, [reason, at, node]);
     return rows.map((row) => String(row.id));
+  }
+
+  /** Renews the lease of every unfinished job of `node` (its server is alive); returns how many. */
+  async renewLeases(node: string): Promise<number> {
+    return (await this.db.run(`UPDATE jobs SET renewed_at = ${this.#now} WHERE node = ? AND ${UNFINISHED}`, [node])).changes;
+  }
+
+  /**
+   * Renews the lease of one running job of `node` and says whether it is still running there: a
+   * job about to register its models checks (and, in the same transaction, locks) that no other
+   * server has failed it meanwhile as abandoned.
+   */
+  async renewIfRunning(id: string, node: string): Promise<boolean> {
+    return (await this.db.run(`UPDATE jobs SET renewed_at = ${this.#now} WHERE id = ? AND node = ? AND state = 'running'`, [id, node])).changes > 0;
+  }
+
+  /**
+   * Fails the unfinished jobs of other servers whose leases have not been renewed for
+   * `staleSeconds` (their server is gone: decommissioned, crashed for good, cut off); `reason`
+   * gets the node's name. Jobs without a lease (from before leases) are left alone. Returns the
+   * failed jobs' ids and nodes.
+   */
+  async failAbandoned(reason: (node: string) => string, at: string, exceptNode: string, staleSeconds: number): Promise<{ id: string; node: string }[]> {
+    const stale = `${UNFINISHED} AND node IS NOT NULL AND node <> ? AND renewed_at IS NOT NULL AND renewed_at < ${this.#now} - ?`;
+    const failed: { id: string; node: string }[] = [];
+    for (const row of await this.db.all(`SELECT DISTINCT node FROM jobs WHERE ${stale}`, [exceptNode, staleSeconds])) {
+      const node = String(row.node);
+      const rows = await this.db.all(`UPDATE jobs SET state = 'failed', error = ?, updated_at = ? WHERE node = ? AND ${stale} RETURNING id`, [reason(node), at, node, exceptNode, staleSeconds]);
+      failed.push(...rows.map((job) => ({ id: String(job.id), node })));
+    }
+    return failed;
   }
 
   /** The nodes (--node-id) that have queued or running jobs. */
