@@ -211,7 +211,9 @@ export class RolloutController {
   }
 
   #afterCommit(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
-    this.#o.metrics?.observe(state, decisions);
+    // A commit that lands after stop() (its server deposed, its series dropped) must not export
+    // them again: they would stay frozen beside the new leader's.
+    if (!this.#stopped) this.#o.metrics?.observe(state, decisions);
     for (const decision of decisions) {
       // A measurement that could not be taken (the metrics backend failed) is a warning with its
       // reason, never an error-level stack trace: the analysis handles it by its limits.
@@ -455,6 +457,7 @@ export class RolloutController {
 
   /** How many of the rollout's actions failed their last attempt and wait for a retry, as a metric (a stuck revert shows). */
   #showFailing(id: string): void {
+    if (this.#stopped) return;
     let failing = 0;
     for (const key of this.#failures.keys()) if (key.startsWith(`${id}/`)) failing++;
     this.#o.metrics?.setFailingActions(id, failing);

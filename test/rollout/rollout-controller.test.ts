@@ -27,6 +27,7 @@ interface Rig {
   models: InMemoryModelStatus;
   controller: RolloutController;
   registry: Registry;
+  metrics: RolloutMetrics;
 }
 
 function rig(options: { provider?: MetricProvider; prometheus?: MetricProvider; logger?: Logger; devices?: ReturnType<typeof fleetOf>; repository?: RolloutRepository; scheduler?: ManualScheduler; fleet?: InMemoryFleet; models?: InMemoryModelStatus } = {}): Rig {
@@ -35,6 +36,7 @@ function rig(options: { provider?: MetricProvider; prometheus?: MetricProvider; 
   const fleet = options.fleet ?? new InMemoryFleet(options.devices ?? fleetOf(20));
   const models = options.models ?? new InMemoryModelStatus('1');
   const registry = new Registry();
+  const metrics = new RolloutMetrics(registry);
   const controller = new RolloutController({
     repository,
     fleet,
@@ -42,11 +44,11 @@ function rig(options: { provider?: MetricProvider; prometheus?: MetricProvider; 
     providers: new MetricProviderResolver({ builtin: options.provider ?? new ScriptedProvider([[0.97]]), ...(options.prometheus ? { prometheus: options.prometheus } : {}) }),
     ...(options.logger ? { logger: options.logger } : {}),
     scheduler,
-    metrics: new RolloutMetrics(registry),
+    metrics,
     actionRetryMs: 1000,
     newId: () => 'ro-test',
   });
-  return { scheduler, repository, fleet, models, controller, registry };
+  return { scheduler, repository, fleet, models, controller, registry, metrics };
 }
 
 /** Lets time pass in 1-second ticks, waiting for the controller after each. */
@@ -227,6 +229,32 @@ describe('rollout controller', () => {
     assert.deepEqual((await r.repository.load('ro-test'))!.pendingActions, []);
     for (const device of r.fleet.devices.values()) assert.equal(device.active, device.id === 'dev-01' || device.id === 'dev-06' || device.id === 'dev-11' || device.id === 'dev-16' ? '0.9' : '1');
     r.controller.stop();
+  });
+
+  it('a controller stopped (its server deposed) while a commit is in flight does not bring back the series the reset dropped', async () => {
+    let gate: Promise<void> | undefined;
+    class GatedRepository extends InMemoryRolloutRepository {
+      override async commit(...args: Parameters<InMemoryRolloutRepository['commit']>) {
+        await gate;
+        return super.commit(...args);
+      }
+    }
+    const r = rig({ repository: new GatedRepository() });
+    await r.controller.start(stagedSpec(), { by: 'alice' });
+    await r.controller.idle();
+    const series = async () => (await r.registry.metrics()).split('\n').filter((line) => line.includes('rollout="ro-test"')).length;
+    assert.ok((await series()) > 0, 'series while leading');
+    let release!: () => void;
+    gate = new Promise((resolve) => (release = resolve));
+    const pausing = r.controller.pause('ro-test', 'bob'); // its commit is now in flight
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // rollout-module's deposed handler
+    r.controller.stop();
+    r.metrics.reset();
+    release();
+    await pausing;
+    await r.controller.idle();
+    assert.equal(await series(), 0, 'the deposed server exports no frozen rollout series');
   });
 
   it('retries an offline device with backoff, counts it unreachable, finishes, and converges it when it returns', async () => {
