@@ -31,7 +31,9 @@ export interface MetricProvider {
 export class MetricProviderError extends Error {
   readonly provider: string;
   constructor(provider: string, message: string, options?: { cause?: unknown }) {
-    super(`${provider}: ${message}`, options);
+    // One printable line: the message comes partly from the backend, and ends up in logs, the
+    // decision log and stored reasons (PostgreSQL refuses a NUL in text, for ever).
+    super(`${provider}: ${message}`.replace(/\s*[\u0000-\u001f\u007f][\s\u0000-\u001f\u007f]*/g, ' '), options);
     this.name = 'MetricProviderError';
     this.provider = provider;
   }

@@ -189,6 +189,15 @@ describe('prometheus provider against a misbehaving backend (a real HTTP server)
     }
   });
 
+  it('an error answer with control characters (a NUL, newlines) becomes one printable line', async () => {
+    const server = await misbehavingServer((_req, res) => res.end(JSON.stringify({ status: 'error', errorType: 'bad\u0000data', error: 'parse error:\nunexpected \u0000 at\r\n1' })));
+    try {
+      await assert.rejects(query(server.url), providerError(/^prometheus: bad data: parse error: unexpected at 1$/));
+    } finally {
+      await server.close();
+    }
+  });
+
   it('an empty value from the backend is an Error measurement, never a passing 0', async () => {
     const server = await misbehavingServer((_req, res) => res.end(vectorAnswer('')));
     try {

@@ -18,7 +18,8 @@ export class VersionStatusRepository {
   async record(change: VersionStatusChange): Promise<boolean> {
     const { changes } = await this.db.run(
       'INSERT INTO version_status_changes (command_id, model, version, status, reason, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (command_id) DO NOTHING',
-      [change.commandId, change.model, change.version, change.status, change.reason, change.at],
+      // The reason quotes other systems (a metrics backend's error); PostgreSQL refuses a NUL in text.
+      [change.commandId, change.model, change.version, change.status, change.reason.replaceAll('\u0000', '\uFFFD'), change.at],
     );
     return changes === 1;
   }
