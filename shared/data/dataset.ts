@@ -121,31 +121,40 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
 /**
  * A label column of non-numbers is a classification target; so is one of integers with few
  * distinct values (at most 20, and at most a tenth of the rows or three, whichever is more: a
- * 0/1/2 label on 30 rows is classes). Anything else is regression.
+ * 0/1/2 label on 30 rows is classes). Anything else is regression. Distinct values are counted as
+ * classNaming names them.
  */
 export function inferTask(labels: readonly string[]): Task {
   const numeric = labels.every((label) => Number.isFinite(parseDecimal(label)));
   if (!numeric) return 'classification';
-  const distinct = new Set(labels.map(parseDecimal));
-  const integers = [...distinct].every((value) => Number.isInteger(value));
+  const distinct = new Set(labels.map(classNaming(labels)));
+  const integers = [...distinct].every((name) => Number.isInteger(parseDecimal(name)));
   if (integers && distinct.size <= 20 && distinct.size <= Math.max(3, labels.length / 10)) return 'classification';
   return 'regression';
 }
 
 /**
- * A label's class name. When every label is a number, classes are numeric values, as inferTask
- * counts them: "1", "1.0" and "1e0" are one class, named canonically ("1"). Otherwise the name is
- * the label as written.
+ * A label's class name. When every label is a number that a float64 holds exactly enough to
+ * tell from every other (15 significant digits or fewer), classes are numeric values: "1", "1.0"
+ * and "1e0" are one class, named canonically ("1"). Otherwise the name is the label as written:
+ * 9007199254740992 and 9007199254740993 are one float64 but two classes.
  */
 function classNaming(labels: readonly string[]): (label: string) => string {
-  const numeric = labels.every((label) => Number.isFinite(parseDecimal(label)));
-  return numeric ? (label) => String(parseDecimal(label)) : (label) => label;
+  const byValue = labels.every((label) => Number.isFinite(parseDecimal(label)) && significantDigits(label) <= 15);
+  return byValue ? (label) => String(parseDecimal(label)) : (label) => label;
+}
+
+/** The significant digits of a decimal numeral ("0.0120" and "1.2e-2" have 2, "1200" has 2). */
+function significantDigits(numeral: string): number {
+  const mantissa = numeral.trim().replace(/^[+-]/, '').replace(/[eE].*$/, '');
+  return mantissa.replace('.', '').replace(/^0+/, '').replace(/0+$/, '').length;
 }
 
 function sortedClassNames(labels: readonly string[]): string[] {
   const distinct = [...new Set(labels)];
   const numeric = distinct.every((label) => Number.isFinite(parseDecimal(label)));
-  return numeric ? distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)) : distinct.sort();
+  // Labels one float64 cannot tell apart (kept as written) are ordered as text.
+  return numeric ? distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b) || (a < b ? -1 : a > b ? 1 : 0)) : distinct.sort();
 }
 
 /**

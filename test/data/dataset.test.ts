@@ -148,6 +148,16 @@ test('numeric class labels are numbers: "1" and "1.0" are one class, named canon
   assert.deepEqual(words.classes, ['1', '1.0', 'a', 'b']);
 });
 
+test('numeric labels a float64 cannot tell apart (over 15 significant digits) stay distinct classes, as written', () => {
+  const big = parseDataset('x,label\n1,9007199254740993\n2,9007199254740992\n3,9007199254740993\n4,9007199254740992\n', { label: 'label', task: 'classification' });
+  assert.deepEqual(big.classes, ['9007199254740992', '9007199254740993']);
+  assert.deepEqual(big.y, [1, 0, 1, 0]);
+  const ids = Array.from({ length: 40 }, (_, i) => `${i},12345678901234567${i % 2}`).join('\n');
+  assert.equal(parseDataset(`x,id\n${ids}\n`, { label: 'id' }).task, 'classification', 'two classes, as inferTask counts them');
+  // 15 significant digits or fewer are still values: 0.100000000000000 is 0.1.
+  assert.deepEqual(parseDataset('x,label\n1,0.1\n2,0.100000000000000\n3,2\n', { label: 'label', task: 'classification' }).classes, ['0.1', '2']);
+});
+
 test('three integer classes are classes even on 30 rows or fewer; more distinct values need a tenth of the rows', () => {
   const labels = (classes: number, rows: number) => Array.from({ length: rows }, (_, i) => String(i % classes));
   assert.equal(inferTask(labels(3, 30)), 'classification');
