@@ -21,6 +21,7 @@ export class RolloutMetrics {
   readonly analysisValue: Gauge<'rollout' | 'model' | 'version' | 'metric'>;
   readonly analysisThreshold: Gauge<'rollout' | 'model' | 'version' | 'metric' | 'condition'>;
   readonly decisions: Counter<'rollout' | 'model' | 'version' | 'kind' | 'metric' | 'verdict'>;
+  readonly decisionTimestamp: Gauge<'rollout' | 'model' | 'version' | 'kind' | 'metric' | 'verdict'>;
   readonly failingActions: Gauge<'rollout'>;
 
   constructor(registry: Registry) {
@@ -31,6 +32,7 @@ export class RolloutMetrics {
     this.analysisValue = new Gauge({ name: ROLLOUT_METRICS.analysisValue, help: 'Last measured value of an analysis metric (median of a vector)', labelNames: [...base, 'metric'], registers: [registry] });
     this.analysisThreshold = new Gauge({ name: ROLLOUT_METRICS.analysisThreshold, help: 'Threshold the last value of an analysis metric was compared with', labelNames: [...base, 'metric', 'condition'], registers: [registry] });
     this.decisions = new Counter({ name: ROLLOUT_METRICS.decisions, help: 'Rollout decisions (measurements, steps, promotions, failures, commands) by verdict', labelNames: [...base, 'kind', 'metric', 'verdict'], registers: [registry] });
+    this.decisionTimestamp = new Gauge({ name: ROLLOUT_METRICS.decisionTimestamp, help: 'When the latest rollout decision with these labels was made, in Unix seconds', labelNames: [...base, 'kind', 'metric', 'verdict'], registers: [registry] });
     this.failingActions = new Gauge({ name: ROLLOUT_METRICS.failingActions, help: 'Actions of the rollout (assignments, reverts, version status) whose last attempt failed, waiting to be retried', labelNames: ['rollout'], registers: [registry] });
   }
 
@@ -59,7 +61,9 @@ export class RolloutMetrics {
     set(this.unreachable, {}, state.devices.filter((device) => device.delivery === 'unreachable').length);
     for (const decision of decisions) {
       const measurement = decision.measurement;
-      this.decisions.inc(this.#track(this.decisions, { ...labels, kind: decision.kind, metric: measurement?.metric ?? '', verdict: decision.verdict }));
+      const decisionLabels = { ...labels, kind: decision.kind, metric: measurement?.metric ?? '', verdict: decision.verdict };
+      this.decisions.inc(this.#track(this.decisions, decisionLabels));
+      this.decisionTimestamp.set(this.#track(this.decisionTimestamp, { ...decisionLabels }), decision.at / 1000);
       if (!measurement) continue;
       const values = measurement.value ?? [];
       if (values.length > 0) {

@@ -16,6 +16,12 @@ export const ROLLOUT_METRICS = {
   analysisThreshold: 'fleetprune_analysis_threshold',
   /** Counter: decisions (measurements, step changes, promotions, rollbacks) by verdict. */
   decisions: 'fleetprune_rollout_decisions_total',
+  /**
+   * Gauge: when the latest decision with these labels was made (Unix seconds), by the decision's
+   * own time: alerts on "failed in the last 15 minutes" hold across scrape gaps and for a
+   * rollout that fails before its first scrape, where increase() on the counter sees nothing.
+   */
+  decisionTimestamp: 'fleetprune_rollout_decision_timestamp_seconds',
   /** Gauge: actions of the rollout whose last attempt failed, waiting for a retry (a revert that cannot reach the store or broker). */
   failingActions: 'fleetprune_rollout_failing_actions',
 } as const;

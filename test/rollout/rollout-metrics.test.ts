@@ -37,7 +37,7 @@ test('rollout series: unfinished rollouts and the last few finished ones are exp
   }
   const expected = ['ro-running', ...finished.slice(-EXPORTED_FINISHED_ROLLOUTS)].sort();
   const byMetric = await exported(registry);
-  for (const name of [ROLLOUT_METRICS.step, ROLLOUT_METRICS.weight, ROLLOUT_METRICS.unreachableDevices, ROLLOUT_METRICS.decisions]) {
+  for (const name of [ROLLOUT_METRICS.step, ROLLOUT_METRICS.weight, ROLLOUT_METRICS.unreachableDevices, ROLLOUT_METRICS.decisions, ROLLOUT_METRICS.decisionTimestamp]) {
     assert.deepEqual(byMetric[name], expected, name);
   }
 });
@@ -84,4 +84,15 @@ test('a deposed leader drops every rollout series (frozen, they would keep alert
   // Elected again later: exported afresh.
   metrics.observe(state, []);
   assert.deepEqual((await exported(registry))[ROLLOUT_METRICS.step], ['ro-1']);
+});
+
+test('each decision label set exports the time of its latest decision (alerts read it, not the counter\'s novelty)', async () => {
+  const registry = new Registry();
+  const metrics = new RolloutMetrics(registry);
+  const { state, decisions } = rollout('ro-time');
+  metrics.observe(state, decisions);
+  const failure = (at: number) => ({ id: `f${at}`, rolloutId: 'ro-time', at, kind: 'failure', stepIndex: 0, verdict: 'failed', message: 'bad' }) as unknown as DecisionLogEntry;
+  metrics.observe(state, [failure(T0 + 5000), failure(T0 + 9000)]);
+  const times = (await registry.getSingleMetric(ROLLOUT_METRICS.decisionTimestamp)!.get()).values.filter((value) => value.labels.kind === 'failure');
+  assert.deepEqual(times.map((value) => [value.labels.rollout, value.labels.verdict, value.value]), [['ro-time', 'failed', (T0 + 9000) / 1000]]);
 });
