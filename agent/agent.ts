@@ -715,6 +715,9 @@ export class Agent {
   async #refreshCandidateServing(): Promise<void> {
     const wanted = (this.#options.shadowFraction ?? 0) > 0 ? this.#state.state.candidate : null;
     if (sameModel(this.#candidate?.ref ?? null, wanted)) return;
+    // The shadow counters are by candidate version: a new candidate starts them afresh, rather
+    // than every candidate of the agent's life leaving its series behind.
+    for (const counter of [this.metrics.shadowRuns, this.metrics.shadowAgreements, this.metrics.shadowErrors]) counter.reset();
     const old = this.#candidate;
     this.#candidate = wanted ? await this.#loadServing(wanted) : undefined;
     await old?.lease.release();
