@@ -4,6 +4,7 @@ import { sha256Hex } from '../../shared/artifact/digest.ts';
 import type { Store } from '../store/store.ts';
 import type { TokenRecord } from '../store/repositories/tokens-repository.ts';
 import { ServiceError } from '../app/service-error.ts';
+import { UserError } from '../../shared/util/errors.ts';
 import { actorOf, SYSTEM_ACTOR, type Principal } from './principal.ts';
 import { roleAllows, RoleSchema, type Permission, type Role } from './roles.ts';
 
@@ -68,22 +69,26 @@ export class TokenService {
   async bootstrapAdmin(envToken: string | undefined, warn: (message: string) => void = () => {}): Promise<string | null> {
     if (envToken !== undefined) {
       const hash = sha256Hex(envToken);
+      // Inserted unless it exists, in one statement: two servers starting at once both found no
+      // row, and the second INSERT failed its start-up. When it exists, it is checked below.
+      const created = await this.store.tokens.insertIfAbsent({
+        id: ENV_ADMIN_TOKEN_ID,
+        tokenHash: hash,
+        role: 'admin',
+        label: 'FLEETPRUNE_ADMIN_TOKEN',
+        createdAt: new Date().toISOString(),
+        createdBy: SYSTEM_ACTOR,
+        revokedAt: null,
+      });
+      if (created) return null;
       const existing = await this.store.tokens.get(ENV_ADMIN_TOKEN_ID);
-      if (existing?.revokedAt && (await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID)) === hash) {
+      if (!existing) throw new UserError('FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
+      const storedHash = await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID);
+      if (existing.revokedAt && storedHash === hash) {
         warn(`FLEETPRUNE_ADMIN_TOKEN holds the env-admin token that was revoked at ${existing.revokedAt}; it stays revoked (set a new value to make a new one)`);
         return null;
       }
-      if (!existing) {
-        await this.store.tokens.insert({
-          id: ENV_ADMIN_TOKEN_ID,
-          tokenHash: hash,
-          role: 'admin',
-          label: 'FLEETPRUNE_ADMIN_TOKEN',
-          createdAt: new Date().toISOString(),
-          createdBy: SYSTEM_ACTOR,
-          revokedAt: null,
-        });
-      } else if ((await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID)) !== hash) {
+      if (storedHash !== hash) {
         await this.store.transaction(async (tx) => {
           await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
           await tx.audit.append({ at: new Date().toISOString(), actor: SYSTEM_ACTOR, action: 'token.replace', target: `token:${ENV_ADMIN_TOKEN_ID}`, details: { reason: 'FLEETPRUNE_ADMIN_TOKEN changed' } });

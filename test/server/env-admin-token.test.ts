@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TokenService } from '../../server/auth/token-service.ts';
 import { openStore } from '../../server/store/open-store.ts';
+import { UserError } from '../../shared/util/errors.ts';
 import { freshStoreLocation } from './helpers/store-engines.ts';
 
 const ADMIN = { tokenId: 'someone', role: 'admin' as const, label: 'someone' };
@@ -30,4 +31,15 @@ test('FLEETPRUNE_ADMIN_TOKEN: revoked, it stays revoked across restarts while th
   assert.equal((await tokens.authenticate(bearer('fp_second-admin-token-000000000'))).role, 'admin');
   const audit = await store.audit.list({ limit: 10 });
   assert.deepEqual(audit.filter((entry) => entry.target === 'token:env-admin').map((entry) => entry.action), ['token.replace', 'token.revoke']);
+});
+
+test('FLEETPRUNE_ADMIN_TOKEN holding the value of another token is refused on one line, and changes nothing', async (t) => {
+  const location = await freshStoreLocation(t, 'sqlite');
+  const store = await openStore(location!);
+  t.after(() => store.close());
+  const tokens = new TokenService(store);
+  const other = await tokens.create('viewer', 'a viewer', 'someone');
+  await assert.rejects(tokens.bootstrapAdmin(other.token), (error) => error instanceof UserError && error.message === 'FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
+  assert.deepEqual((await store.tokens.list()).map((token) => token.id), [other.record.id]);
+  assert.equal((await tokens.authenticate(`Bearer ${other.token}`)).role, 'viewer');
 });

@@ -15,15 +15,13 @@ export class TokensRepository {
   constructor(private readonly db: SqlExecutor) {}
 
   async insert(record: TokenRecord & { tokenHash: string }): Promise<void> {
-    await this.db.run('INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)', [
-      record.id,
-      record.tokenHash,
-      record.role,
-      record.label,
-      record.createdAt,
-      record.createdBy,
-      record.revokedAt,
-    ]);
+    await this.db.run('INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)', tokenParams(record));
+  }
+
+  /** Inserts the token unless its id or hash is taken (the row there is left as it is); false then. */
+  async insertIfAbsent(record: TokenRecord & { tokenHash: string }): Promise<boolean> {
+    const sql = 'INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING';
+    return (await this.db.run(sql, tokenParams(record))).changes > 0;
   }
 
   /** The live (not revoked) token with this hash. */
@@ -68,6 +66,10 @@ export class TokensRepository {
   async replaceHash(id: string, tokenHash: string): Promise<void> {
     await this.db.run('UPDATE tokens SET token_hash = ?, revoked_at = NULL WHERE id = ?', [tokenHash, id]);
   }
+}
+
+function tokenParams(record: TokenRecord & { tokenHash: string }): (string | null)[] {
+  return [record.id, record.tokenHash, record.role, record.label, record.createdAt, record.createdBy, record.revokedAt];
 }
 
 function toToken(row: Record<string, unknown>): TokenRecord {
