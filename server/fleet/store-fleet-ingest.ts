@@ -45,6 +45,8 @@ export class StoreFleetIngest implements FleetIngest {
   async ingestReport(report: Report): Promise<IngestOutcome> {
     const now = this.#now();
     const stored = await this.#options.fleet.transaction(async (tx) => {
+      // An answer's slots are computed from the device's current ones: two answers ingested at once take turns.
+      if (report.kind === 'assignment') await tx.devices.lock(report.deviceId);
       const device = await tx.devices.get(report.deviceId);
       if (!device || device.revokedAt !== null) return 'unknown-device' as const;
       if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;

@@ -42,9 +42,10 @@ export class RegistryModelStatus implements ModelStatusPort {
         const previous = await repos.models.getAlias(change.model, 'production');
         await repos.models.setAlias({ model: change.model, alias: 'production', version: change.version, updatedAt: at, updatedBy: ROLLOUT_ACTOR });
         await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'alias.set', target: `${change.model}:production`, details: { from: previous?.version ?? null, to: change.version, reason: change.reason, commandId: change.commandId } });
-      } else if ((await repos.models.getAlias(change.model, 'production'))?.version === change.version) {
+      } else if (await repos.models.deleteAlias(change.model, 'production', change.version)) {
         // A failed or rolled-back version does not stay production (a rollback restores the previous one next).
-        await repos.models.deleteAlias(change.model, 'production');
+        // Deleted only while it points at this version, in one statement: read then delete took away
+        // the alias an operator moved to another version in between (PostgreSQL).
         await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'alias.clear', target: `${change.model}:production`, details: { from: change.version, reason: change.reason, commandId: change.commandId } });
       }
       await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'version.status', target, details: { status: change.status, reason: change.reason, commandId: change.commandId } });

@@ -33,6 +33,12 @@ export class PostgresEngine implements SqlEngine {
       await admin.connect();
       try {
         await admin.query(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`);
+      } catch (error) {
+        // Another server creating it at the same moment: IF NOT EXISTS looks before it inserts, so
+        // the later one fails on the catalog's unique index (23505) or as duplicate_schema (42P06).
+        // Either way the schema is there now.
+        const code = (error as { code?: string }).code;
+        if (code !== '23505' && code !== '42P06') throw error;
       } finally {
         await admin.end();
       }

@@ -1,4 +1,5 @@
 import type { SqlEngine } from '../sql-engine.ts';
+import { UserError } from '../../../shared/util/errors.ts';
 import { ddlTypes, type Migration } from './migration.ts';
 
 export interface AppliedMigration {
@@ -10,7 +11,8 @@ export interface AppliedMigration {
 /**
  * Applies the pending migrations in one transaction (both engines have transactional DDL), so a
  * crash mid-way leaves the schema as it was. On PostgreSQL an advisory lock keeps two servers
- * starting at once from racing. Returns what it applied.
+ * starting at once from racing. Refuses (a UserError) a database holding migrations it does not
+ * know. Returns what it applied.
  */
 export async function runMigrations(engine: SqlEngine, migrations: readonly Migration[]): Promise<AppliedMigration[]> {
   checkNumbering(migrations);
@@ -26,6 +28,15 @@ export async function runMigrations(engine: SqlEngine, migrations: readonly Migr
     )`);
     const rows = await tx.all<{ domain: string; version: number }>('SELECT domain, version FROM schema_migrations');
     const done = new Set(rows.map((row) => `${row.domain}:${Number(row.version)}`));
+    // Migrations this code does not know were applied by a newer fleetprune: an older one would
+    // run against a schema it was not written for (a downgrade), so it refuses.
+    const known = new Set(migrations.map((migration) => `${migration.domain}:${migration.version}`));
+    const unknown = [...done].filter((key) => !known.has(key)).sort();
+    if (unknown.length > 0) {
+      throw new UserError(
+        `the database was migrated by a newer fleetprune (it has migrations ${unknown.join(', ')} that this version does not know); run that version or restore a backup`,
+      );
+    }
     const applied: AppliedMigration[] = [];
     for (const migration of migrations) {
       if (done.has(`${migration.domain}:${migration.version}`)) continue;

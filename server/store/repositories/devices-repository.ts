@@ -52,6 +52,15 @@ export class DevicesRepository {
     ]);
   }
 
+  /**
+   * Locks the device's row until the transaction ends, so read-then-write changes to it (an answer
+   * moving its slots) take turns: PostgreSQL transactions otherwise both read the same slots and
+   * the later write lost the other's change. A no-op UPDATE, as in ModelsRepository.lockVersion.
+   */
+  async lock(id: string): Promise<void> {
+    await this.db.run('UPDATE devices SET enrolled_at = enrolled_at WHERE id = ?', [id]);
+  }
+
   async get(id: string): Promise<DeviceRecord | undefined> {
     const row = await this.db.get('SELECT * FROM devices WHERE id = ?', [id]);
     return row ? toDevice(row) : undefined;

@@ -197,8 +197,14 @@ export class ModelsRepository {
     );
   }
 
-  async deleteAlias(model: string, alias: string): Promise<boolean> {
-    return (await this.db.run('DELETE FROM model_aliases WHERE model = ? AND alias = ?', [model, alias])).changes > 0;
+  /**
+   * Removes the alias; false when there was none. With `version`, only while it still points at
+   * that version: one conditional DELETE, so a move made meanwhile (by another transaction) stays.
+   */
+  async deleteAlias(model: string, alias: string, version?: string): Promise<boolean> {
+    const onlyAt = version === undefined ? '' : ' AND version = ?';
+    const params = version === undefined ? [model, alias] : [model, alias, version];
+    return (await this.db.run(`DELETE FROM model_aliases WHERE model = ? AND alias = ?${onlyAt}`, params)).changes > 0;
   }
 
   private async withAliases(model: string, versions: VersionRecord[]): Promise<VersionRecord[]> {

@@ -1,0 +1,207 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import pg from 'pg';
+import { TokenService } from '../../server/auth/token-service.ts';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
+import { RegistryService } from '../../server/registry/registry-service.ts';
+import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
+import { openStore, type StoreLocation } from '../../server/store/open-store.ts';
+import { DevicesRepository } from '../../server/store/repositories/devices-repository.ts';
+import { ModelsRepository } from '../../server/store/repositories/models-repository.ts';
+import { TokensRepository } from '../../server/store/repositories/tokens-repository.ts';
+import type { Store } from '../../server/store/store.ts';
+import type { Manifest } from '../../shared/artifact/manifest.ts';
+import { UserError } from '../../shared/util/errors.ts';
+import { isOneLineError } from '../helpers/cli.ts';
+import { runCli } from './helpers/run-cli.ts';
+import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
+
+/*
+ * Races between transactions (two servers, or two requests, at once). Each test widens the window
+ * it is about by wrapping a repository method, so it fails every time without its fix: on
+ * PostgreSQL (READ COMMITTED) each transaction otherwise misses the other's uncommitted change;
+ * SQLite serializes transactions, and runs the same tests as a check of the expected outcome.
+ */
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const ADMIN = { tokenId: 'op', role: 'admin' as const, label: 'op' };
+
+/** Replaces `proto[name]` for the rest of the test (restored after it). */
+function wrap<T extends object, K extends keyof T>(t: TestContext, proto: T, name: K, make: (original: T[K]) => T[K]): void {
+  const original = proto[name];
+  proto[name] = make(original);
+  t.after(() => {
+    proto[name] = original;
+  });
+}
+
+async function seedVersions(store: Store, model: string, versions: string[]): Promise<void> {
+  const at = new Date().toISOString();
+  await store.models.ensureModel(model, at, 'test');
+  for (const [index, version] of versions.entries()) {
+    await store.models.insertVersion({
+      model,
+      version,
+      seq: index + 1,
+      artifactId: String(index + 1).repeat(64),
+      manifest: { name: model, lineage: { parentSha256: null } } as unknown as Manifest,
+      parentArtifactId: null,
+      epsilon: null,
+      dataFingerprint: 'fp',
+      metrics: { test: { accuracy: 0.9 } },
+      createdAt: at,
+      createdBy: 'test',
+    });
+  }
+}
+
+for (const engine of STORE_ENGINES) {
+  describe(`store races on ${engine}`, () => {
+    async function open(t: TestContext): Promise<{ store: Store; location: StoreLocation } | null> {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return null;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      return { store, location };
+    }
+
+    test('a failed version loses the production alias only while it holds it: an operator moving it meanwhile keeps the move', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const { store } = opened;
+      await seedVersions(store, 'm', ['1', '2']);
+      const registry = new RegistryService(store);
+      await registry.setAlias('m', 'production', '2', ADMIN);
+
+      // Right before the rollout's transaction takes the alias away, the operator moves it to 1.
+      let operator: Promise<unknown> | undefined;
+      wrap(t, ModelsRepository.prototype, 'deleteAlias', (original) =>
+        async function (this: ModelsRepository, ...args: Parameters<typeof original>) {
+          if (!operator && args[1] === 'production') {
+            operator = registry.setAlias('m', 'production', '1', ADMIN);
+            // PostgreSQL: it commits now (nothing it needs is locked). SQLite: it waits for our transaction.
+            await (engine === 'postgres' ? operator : sleep(100));
+          }
+          return original.apply(this, args);
+        },
+      );
+      await new RegistryModelStatus(store).setVersionStatus({ commandId: 'cmd-1', model: 'm', version: '2', status: 'failed', reason: 'analysis failed' });
+      await operator;
+
+      assert.equal((await store.models.getAlias('m', 'production'))?.version, '1', "the operator's move stays");
+      const audit = (await store.audit.list({ limit: 20 })).reverse();
+      const clears = audit.filter((entry) => entry.action === 'alias.clear');
+      if (engine === 'postgres') assert.deepEqual(clears, [], 'production was not taken from 2 after it moved to 1');
+      else assert.equal(clears.length, 1, 'SQLite: the rollout took it from 2 first, then the operator set 1');
+      assert.ok(audit.some((entry) => entry.action === 'version.status' && entry.target === 'm@2'));
+    });
+
+    test('two servers starting at once with the same FLEETPRUNE_ADMIN_TOKEN both start, with one env-admin token', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const other = await openStore(opened.location);
+      t.after(() => other.close());
+      // Both look for env-admin before either writes it.
+      wrap(t, TokensRepository.prototype, 'get', (original) =>
+        async function (this: TokensRepository, id: string) {
+          const found = await original.call(this, id);
+          await sleep(100);
+          return found;
+        },
+      );
+      const env = 'fp_same-env-admin-token-00000000';
+      const results = await Promise.allSettled([new TokenService(opened.store).bootstrapAdmin(env), new TokenService(other).bootstrapAdmin(env)]);
+      assert.deepEqual(
+        results.map((result) => (result.status === 'fulfilled' ? 'ok' : `${result.reason.name}: ${result.reason.message}`)),
+        ['ok', 'ok'],
+      );
+      const principal = await new TokenService(other).authenticate(`Bearer ${env}`);
+      assert.deepEqual([principal.tokenId, principal.role], ['env-admin', 'admin']);
+      assert.equal((await opened.store.tokens.list()).length, 1);
+    });
+
+    test('two assignment answers of one device ingested at once both move its slots', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const fleet = new FleetStore(opened.store);
+      const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: { answered() {} } as never });
+      const X = { model: 'm', version: 'x', sha256: 'a'.repeat(64) };
+      const C = { model: 'm', version: 'c', sha256: 'c'.repeat(64) };
+      const Y = { model: 'n', version: 'y', sha256: 'e'.repeat(64) };
+      const now = new Date().toISOString();
+      await fleet.repos.devices.insert({ id: 'dev-1', labels: {}, secretHash: 'h', tokenId: 't', enrolledAt: now, enrolledBy: 'x' });
+      await fleet.repos.devices.setSlots('dev-1', { active: X, candidate: null, previous: null }, now);
+      for (const [id, ref, role] of [['assign-A', C, 'candidate'], ['assign-B', Y, 'active']] as const) {
+        await fleet.repos.assignments.insert({ id, deviceId: 'dev-1', model: ref.model, version: ref.version, artifactId: ref.sha256, role, issuedAt: now, issuedBy: 'x', state: 'published', reason: null, updatedAt: now });
+      }
+      // Both read the device before either writes its new slots.
+      wrap(t, DevicesRepository.prototype, 'get', (original) =>
+        async function (this: DevicesRepository, id: string) {
+          const found = await original.call(this, id);
+          await sleep(100);
+          return found;
+        },
+      );
+      const base = { schema: 1 as const, deviceId: 'dev-1', createdAt: now, kind: 'assignment' as const, reason: null };
+      const outcomes = await Promise.all([
+        ingest.ingestReport({ ...base, id: 'report-1', assignmentId: 'assign-A', outcome: 'installed', role: 'candidate', ...C }),
+        ingest.ingestReport({ ...base, id: 'report-2', assignmentId: 'assign-B', outcome: 'activated', role: 'active', ...Y }),
+      ]);
+      assert.deepEqual(outcomes, ['ingested', 'ingested']);
+      const device = (await fleet.repos.devices.get('dev-1'))!;
+      // In either order: Y active (X its previous), C the candidate.
+      assert.deepEqual({ active: device.active?.version, candidate: device.candidate?.version, previous: device.previous?.version }, { active: 'y', candidate: 'c', previous: 'x' });
+    });
+
+    test('a database migrated by a newer fleetprune is refused on one line, naming what it does not know', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const newer = "INSERT INTO schema_migrations (domain, version, name, applied_at) VALUES (?, ?, 'from a newer server', '2030-01-01T00:00:00Z')";
+      await opened.store.engine.run(newer, ['fleet', 99]);
+      await opened.store.engine.run(newer, ['billing', 1]);
+      const refused = /^the database was migrated by a newer fleetprune \(it has migrations billing:1, fleet:99 that this version does not know\); run that version or restore a backup$/;
+      await assert.rejects(openStore(opened.location), (error) => error instanceof UserError && refused.test(error.message));
+      // What `fleetprune server` says: that line, exit 2.
+      if (opened.location.engine === 'sqlite') {
+        const ports = ['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'];
+        const result = await runCli(['server', '--data-dir', opened.location.dataDir, ...ports], {}, { timeoutMs: 30_000 });
+        assert.equal(result.code, 2, result.stderr);
+        assert.ok(isOneLineError(result.stderr), result.stderr);
+        assert.match(result.stderr.trim(), new RegExp(`^fleetprune: ${refused.source.slice(1)}`));
+      }
+    });
+  });
+}
+
+test('postgres: a --database-schema another server is creating at the same moment does not fail the start', async (t) => {
+  const location = await freshStoreLocation(t, 'postgres');
+  if (!location || location.engine !== 'postgres') return;
+  const schema = location.schema!;
+  // Another server's CREATE SCHEMA, not yet committed: ours waits for it, then finds the name taken.
+  const other = new pg.Client({ connectionString: location.databaseUrl });
+  await other.connect();
+  t.after(() => other.end());
+  await other.query('BEGIN');
+  await other.query(`CREATE SCHEMA ${schema}`);
+  const opening = openStore(location).then(
+    (store) => ({ store }),
+    (error: Error) => ({ error }),
+  );
+  // Watched from a third connection: pg_stat_activity stays as first read within a transaction.
+  const watcher = new pg.Client({ connectionString: location.databaseUrl });
+  await watcher.connect();
+  t.after(() => watcher.end());
+  let waiting = false;
+  for (let waited = 0; !waiting && waited < 5000; waited += 20) {
+    const rows = await watcher.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query = $1", [`CREATE SCHEMA IF NOT EXISTS ${schema}`]);
+    waiting = rows.rowCount === 1;
+    if (!waiting) await sleep(20);
+  }
+  assert.ok(waiting, 'our CREATE SCHEMA waits for the other one');
+  await other.query('COMMIT');
+  const opened = await opening;
+  if ('error' in opened) assert.fail(`the start failed: ${opened.error.message}`);
+  t.after(() => opened.store.close());
+  assert.equal((await opened.store.engine.get<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations'))?.n, 15);
+});
