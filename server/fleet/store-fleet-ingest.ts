@@ -56,7 +56,11 @@ export class StoreFleetIngest implements FleetIngest {
         await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now);
         const slots = slotsAfter(device, report);
         if (slots) await tx.devices.setSlots(device.id, slots, now);
-        return { cohort, slots };
+        // An answer that changes no stored slot may still be news to the metric series: a
+        // heartbeat read first (sent just after the change) already stored its slots. The answer,
+        // not the heartbeat, moves the series: a heartbeat read late is older than the answers.
+        const moved = SLOT_OUTCOMES.has(report.outcome) ? (slots ?? { active: device.active, candidate: device.candidate, previous: device.previous }) : null;
+        return { cohort, slots: moved };
       }
       return { cohort, slots: null };
     });
@@ -85,6 +89,9 @@ export class StoreFleetIngest implements FleetIngest {
     if (status.online) this.#options.onDeviceOnline?.(status.deviceId);
   }
 }
+
+/** The answers that move a device's slots (slotsAfter); others leave its metric series alone. */
+const SLOT_OUTCOMES: ReadonlySet<AssignmentReport['outcome']> = new Set(['installed', 'activated', 'rolled-back', 'candidate-dropped']);
 
 /** Whether the server issued the assignment or fleet command `report` answers to the reporting device. */
 async function issued(tx: FleetRepositories, report: AssignmentReport): Promise<boolean> {

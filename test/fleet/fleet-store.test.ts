@@ -239,6 +239,46 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    test('an answer read after a heartbeat that already stored its slots still moves the metric series (no stale candidate or active series)', async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
+        const registry = new Registry();
+        const exporter = new ReportMetricsExporter(registry);
+        const ingest = new StoreFleetIngest({
+          fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(),
+          onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
+          onSlotsChanged: (deviceId, slots) => exporter.keepSlots(deviceId, slots),
+        });
+        const issue = (id: string, version: string, role: 'active' | 'candidate') =>
+          fleet.repos.assignments.insert({ id, deviceId: 'osaka-1', model: 'iris', version, artifactId: ref(version).sha256, role, issuedAt: '2026-03-01T08:59:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:59:00.000Z' });
+        const beat = (active: string, candidate: string | null) =>
+          ingest.recordTelemetry({ schema: 1, deviceId: 'osaka-1', sentAt: '2026-03-01T09:00:30Z', uptimeSeconds: 30, cpuPercent: 1, rssBytes: 1e8, active: ref(active), candidate: candidate ? ref(candidate) : null, previous: null });
+        const series = async () => (await registry.metrics()).split('\n').filter((line) => line.startsWith('fleetprune_device_accuracy_ratio{')).map((line) => /version="(\d+)",role="(\w+)"/.exec(line)!.slice(1).join(':')).sort();
+
+        await issue('assign-0001', '1', 'active');
+        await ingest.ingestReport(answer('answer-0001', 'osaka-1', 'assign-0001', 'activated', '1', 'active'));
+        await issue('assign-0002', '2', 'candidate');
+        await ingest.ingestReport(answer('answer-0002', 'osaka-1', 'assign-0002', 'installed', '2', 'candidate'));
+        await ingest.ingestReport({ ...benchmark('bench-0001', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2'), assignmentId: 'assign-0002' });
+        assert.deepEqual(await series(), ['1:active', '2:candidate']);
+
+        // The pilot is rolled back: the device drops v2, and its next heartbeat is read before the answer.
+        await fleet.repos.commands.insert({ id: 'command-0001', deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: '2026-03-01T09:01:00.000Z', issuedBy: 'system:rollout' });
+        await beat('1', null);
+        await ingest.ingestReport(answer('answer-0003', 'osaka-1', 'command-0001', 'candidate-dropped', '2', 'candidate'));
+        assert.deepEqual(await series(), ['1:active'], 'the dropped candidate\'s series went');
+
+        // Likewise a promotion: the heartbeat shows v2 active before the answer is read.
+        await issue('assign-0004', '2', 'candidate');
+        await ingest.ingestReport(answer('answer-0004', 'osaka-1', 'assign-0004', 'installed', '2', 'candidate'));
+        await ingest.ingestReport({ ...benchmark('bench-0002', 'osaka-1', '2026-03-01T09:02:05Z', '1', '2'), assignmentId: 'assign-0004' });
+        await issue('assign-0005', '2', 'active');
+        await beat('2', null);
+        await ingest.ingestReport(answer('answer-0005', 'osaka-1', 'assign-0005', 'activated', '2', 'active'));
+        assert.deepEqual(await series(), ['2:active', '2:candidate'], 'v2 is active (the pilot\'s numbers), v1 is gone');
+      });
+    });
+
     test('message sequences count up per stream, inside the transaction that takes them, never below the clock', async (t) => {
       await withFleet(t, async (fleet, store) => {
         let now = 1_000;
