@@ -132,6 +132,19 @@ describe('builtin provider over a prom-client Registry', () => {
     assert.throws(() => parsePromql('x{route=~"(a"}'), /bad regular expression "\(a" for route: Unterminated group/);
   });
 
+  it('measurements of one round scraped out of order (a later now first) all see the round\'s values in their window', async () => {
+    const f = registryFixture();
+    f.temperature.set({ room: 'lab' }, 20);
+    const query = (ms: number) => f.provider.query('avg_over_time(app_temperature_celsius[1m])', { now: new Date(at(0).getTime() + ms) });
+    // Round 1: two metrics measured 10 ms apart.
+    await query(0);
+    await query(10);
+    f.temperature.set({ room: 'lab' }, 30);
+    // Round 2, a minute later: the later measurement's scrape lands first.
+    assert.deepEqual((await query(60_110)).samples.map((sample) => sample.value), [30]);
+    assert.deepEqual((await query(60_100)).samples.map((sample) => sample.value), [30], 'the earlier one is not left with an empty window');
+  });
+
   it('keeps the faster backtracking engine only where it cannot blow up (no quantifier, at most one group, not nested), read as JavaScript reads classes', () => {
     for (const safe of ['d1|d2|d3', 'dev\\.1|dev-2', '[a-z]x|y', 'a\\|b', '[\\]]x', '[]a]', 'a.b', '(d1|d2):9100', '(?:d1|d2)', 'x|(a|b)c|y', '\\(a\\)(b)']) {
       assert.equal(isBacktrackingSafe(safe), true, safe);

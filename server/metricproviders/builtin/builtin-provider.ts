@@ -36,11 +36,11 @@ export class BuiltinProvider implements MetricProvider {
       if (error instanceof PromqlError) throw new MetricProviderError(this.name, `bad query: ${error.message}`);
       throw error;
     }
-    const now = context.now.getTime();
-    const since = new Date(now - Math.max(longestRangeMs(expr), LOOKBACK_MS) - 1);
+    const reach = Math.max(longestRangeMs(expr), LOOKBACK_MS) + 1;
     let series: Series[];
+    let now: number;
     try {
-      series = await withDeadline(this.#read(context.now, since), context, this.name);
+      ({ series, at: now } = await withDeadline(this.#read(context.now, reach), context, this.name));
     } catch (error) {
       if (error instanceof MetricProviderError) throw error;
       throw new MetricProviderError(this.name, `cannot read series: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
@@ -62,17 +62,21 @@ export class BuiltinProvider implements MetricProvider {
    * twice (twice the samples, or many-to-one matches in a division). History fills in what the
    * server no longer exports (a restart).
    */
-  async #read(now: Date, since: Date): Promise<Series[]> {
+  async #read(now: Date, reachMs: number): Promise<{ series: Series[]; at: number }> {
     const series: Series[] = [];
+    // The evaluation time: the query's, or the recorder's latest scrape if a concurrent
+    // measurement's scrape came first with a later time (milliseconds later).
+    let at = now.getTime();
     if (this.#recorder) {
-      await this.#recorder.scrape(now);
+      at = await this.#recorder.scrape(now);
       series.push(...this.#recorder.series());
     }
     if (this.#history) {
       const recorded = new Set(series.map((entry) => seriesKey(entry.labels)));
-      series.push(...reportSeries(await this.#history.reports({ since, until: now })).filter((entry) => !recorded.has(seriesKey(entry.labels))));
+      const reports = await this.#history.reports({ since: new Date(at - reachMs), until: new Date(at) });
+      series.push(...reportSeries(reports).filter((entry) => !recorded.has(seriesKey(entry.labels))));
     }
-    return series;
+    return { series, at };
   }
 }
 

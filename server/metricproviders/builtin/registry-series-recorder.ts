@@ -21,6 +21,7 @@ export class RegistrySeriesRecorder {
   readonly #maxSeries: number;
   readonly #onLimit: ((maxSeries: number) => void) | undefined;
   #limitReported = false;
+  #lastScrapeMs = Number.NEGATIVE_INFINITY;
   readonly #series = new Map<string, { labels: Record<string, string>; points: { t: number; v: number }[] }>();
 
   constructor(registry: Registry, options: RegistrySeriesRecorderOptions = {}) {
@@ -30,9 +31,18 @@ export class RegistrySeriesRecorder {
     this.#onLimit = options.onLimit;
   }
 
-  async scrape(now: Date): Promise<void> {
-    const t = now.getTime();
+  /**
+   * Appends every series' current value and returns the time it is recorded at: `now`, or the
+   * latest scrape's time if that is later. Measurements of one analysis step run concurrently,
+   * their `now`s milliseconds apart and their scrapes in any order; a scrape stamped before the
+   * latest point could be neither appended (the query at that earlier `now` then saw only the
+   * previous round's points, outside its window: "too few samples") nor inserted (a counter read
+   * later but stamped earlier would look reset). The query evaluates at the returned time instead.
+   */
+  async scrape(now: Date): Promise<number> {
     const metrics = await this.#registry.getMetricsAsJSON();
+    const t = Math.max(now.getTime(), this.#lastScrapeMs);
+    this.#lastScrapeMs = t;
     for (const metric of metrics) {
       for (const value of metric.values) {
         const name = (value as { metricName?: string }).metricName ?? metric.name;
@@ -50,11 +60,8 @@ export class RegistrySeriesRecorder {
           this.#series.set(key, entry);
         }
         const last = entry.points.at(-1);
-        if (last && last.t >= t) {
-          if (last.t === t) last.v = value.value;
-          continue;
-        }
-        entry.points.push({ t, v: value.value });
+        if (last && last.t === t) last.v = value.value;
+        else entry.points.push({ t, v: value.value });
       }
     }
     const oldest = t - this.#retentionMs;
@@ -62,6 +69,7 @@ export class RegistrySeriesRecorder {
       while (entry.points.length > 0 && entry.points[0]!.t < oldest) entry.points.shift();
       if (entry.points.length === 0) this.#series.delete(key);
     }
+    return t;
   }
 
   series(): Series[] {
