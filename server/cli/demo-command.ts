@@ -34,7 +34,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--data-dir <dir>', 'where the server and devices keep their data (default: a new temporary directory)')
     .option('--http-port <port>', 'dashboard and REST port (0 = any free port)', parseInteger, 0)
     .option('--seed <n>', 'seed for the data split, training and the simulated sites', parseInteger, 7)
-    .option('--prometheus-url <url>', 'decide with this Prometheus instead of the builtin metric provider')
+    .option('--prometheus-url <url>', 'decide with this Prometheus instead of the builtin metric provider; it must scrape the demo server (--http-port), and analyses wait 30 s into each step for its scrapes')
     .option('--exit-when-done', 'exit once both rollouts are decided')
     .option('--summary-json <file>', 'write {rollouts: [{candidate, outcome, reason}]} to this file')
     .action(async (flags: DemoFlags) => {

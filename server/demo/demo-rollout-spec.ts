@@ -7,11 +7,21 @@
  * out here only because the simulated devices share this machine's two cores: their latencies
  * measure each other's load, not the models (the summary still shows them).
  */
-export function demoRolloutSpec(model: string, candidateVersion: string): Record<string, unknown> {
+/**
+ * With a Prometheus (demo --prometheus-url) the analyses wait for it to scrape the pilot's first
+ * benchmark reports: the shipped config scrapes fleetprune every 10 s, so the first measurement
+ * comes 30 s into a step (two scrapes and a margin) and the next 15 s later. The builtin provider
+ * reads the reports as they arrive, so its measurements start after 2 s.
+ */
+export const DEMO_ANALYSIS_TIMING = {
+  builtin: { interval: '3s', initialDelay: '2s' },
+  prometheus: { interval: '15s', initialDelay: '30s' },
+} as const;
+
+export function demoRolloutSpec(model: string, candidateVersion: string, provider: keyof typeof DEMO_ANALYSIS_TIMING = 'builtin'): Record<string, unknown> {
   const relative = (name: string, metric: string) => ({
     name,
-    interval: '3s',
-    initialDelay: '2s',
+    ...DEMO_ANALYSIS_TIMING[provider],
     count: 2,
     relative: { metric, window: '5m' },
   });

@@ -15,7 +15,7 @@ import { OrtSessionCache } from '../../agent/session-cache.ts';
 import { loadDemoData, startSimulatedAgents, waitForActive } from './demo-fleet.ts';
 import { buildDemoModels, type DemoArtifact, type DemoModels } from './demo-models.ts';
 import { demoRolloutSpec } from './demo-rollout-spec.ts';
-import { RestClient, waitFor } from './rest-client.ts';
+import { RestClient, RestError, waitFor } from './rest-client.ts';
 import { planFleet, type SimulatedDevice } from './simulated-fleet.ts';
 
 export interface DemoOptions {
@@ -118,7 +118,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       ['ODF2NNA candidate', versions.good, models.good.report.epsilon],
       ['over-pruned candidate', versions.overPruned, models.overPruned.report.epsilon],
     ] as const) {
-      const started = await api.request<RolloutSummary>('POST', '/rollouts', demoRolloutSpec(options.dataset, version));
+      const started = await startRollout(api, demoRolloutSpec(options.dataset, version, options.prometheusUrl ? 'prometheus' : 'builtin'));
       say(`rollout ${started.id}: ${label} ${options.dataset}@${version} (ε ${epsilon}) to the pilot devices …`);
       let detail = await waitFor(
         `rollout ${started.id} to be decided`,
@@ -159,6 +159,22 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   } catch (error) {
     await close();
     throw error;
+  }
+}
+
+/**
+ * Starts a rollout; while the model's previous rollout is still sending its devices their
+ * reverts (409, a device slow to answer), waits and tries again, as an operator would.
+ */
+export async function startRollout(api: RestClient, spec: Record<string, unknown>, timeoutMs = 120_000): Promise<RolloutSummary> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await api.request<RolloutSummary>('POST', '/rollouts', spec);
+    } catch (error) {
+      if (!(error instanceof RestError && error.status === 409 && /still sending/.test(error.message)) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
 }
 

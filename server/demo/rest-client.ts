@@ -1,3 +1,13 @@
+/** An error answer of the API, with its HTTP status. */
+export class RestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
 /** A small JSON client for the server's REST API, as any operator script would use it. */
 export class RestClient {
   constructor(
@@ -35,7 +45,7 @@ export class RestClient {
     const json = text ? (JSON.parse(text) as unknown) : undefined;
     if (!response.ok) {
       const message = (json as { error?: { message?: string } } | undefined)?.error?.message ?? response.statusText;
-      throw new Error(`${method} /api${path}: ${response.status} ${message}`);
+      throw new RestError(`${method} /api${path}: ${response.status} ${message}`, response.status);
     }
     return json as T;
   }

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startRollout } from '../../server/demo/demo-run.ts';
+import { DEMO_ANALYSIS_TIMING, demoRolloutSpec } from '../../server/demo/demo-rollout-spec.ts';
+import { RestClient } from '../../server/demo/rest-client.ts';
+import { parseDuration } from '../../shared/util/duration.ts';
+import { misbehavingServer } from '../helpers/misbehaving-http.ts';
+
+test('demo: a rollout start refused while the previous rollout still sends its reverts (409) is tried again; other errors are not', async (t) => {
+  let attempts = 0;
+  const server = await misbehavingServer((_req, res) => {
+    attempts += 1;
+    res.setHeader('content-type', 'application/json');
+    if (attempts <= 2) {
+      res.statusCode = 409;
+      res.end(JSON.stringify({ error: { code: 'conflict', message: "model wine's rollout ro-1 is still sending its devices their models (1 pending)" } }));
+    } else res.end(JSON.stringify({ id: 'ro-2' }));
+  });
+  t.after(() => server.close());
+  const started = await startRollout(new RestClient(server.url, 'token'), demoRolloutSpec('wine', '3'));
+  assert.equal(started.id, 'ro-2');
+  assert.equal(attempts, 3);
+
+  const refusing = await misbehavingServer((_req, res) => {
+    res.statusCode = 409;
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ error: { code: 'conflict', message: 'model wine already has a rollout in progress' } }));
+  });
+  t.after(() => refusing.close());
+  await assert.rejects(startRollout(new RestClient(refusing.url, 'token'), demoRolloutSpec('wine', '3')), /409 model wine already has a rollout/);
+});
+
+test('demo --prometheus-url: the first measurement waits for two scrapes of the shipped Prometheus config', async () => {
+  const config = await readFile(fileURLToPath(new URL('../../deploy/prometheus/prometheus.yml', import.meta.url)), 'utf8');
+  const fleetprune = config.slice(config.indexOf('job_name: fleetprune'));
+  const scrapeMs = parseDuration(/scrape_interval: (\S+)/.exec(fleetprune)![1]!)!;
+  assert.ok(parseDuration(DEMO_ANALYSIS_TIMING.prometheus.initialDelay)! >= 2 * scrapeMs, `initialDelay ${DEMO_ANALYSIS_TIMING.prometheus.initialDelay}, scrape every ${scrapeMs} ms`);
+  const spec = demoRolloutSpec('wine', '3', 'prometheus') as { steps: { analysis?: { metrics: { initialDelay: string }[] } }[] };
+  for (const step of spec.steps) for (const metric of step.analysis?.metrics ?? []) assert.equal(metric.initialDelay, DEMO_ANALYSIS_TIMING.prometheus.initialDelay);
+});
