@@ -7,8 +7,9 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-ne
 /** What a dashboard page did that tests assert on. */
 export interface DashboardPage {
   page: Page;
-  /** Messages of the dialogs it opened (each answered as `openDashboardPage` was told). */
+  /** Messages of the dialogs it opened (each answered as `answerDialogs` says when it opens). */
   dialogs: string[];
+  answerDialogs: 'accept' | 'dismiss';
   pageErrors: string[];
   /** Console messages about something its Content-Security-Policy blocked. */
   policyViolations: string[];
@@ -27,10 +28,10 @@ export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' 
   const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
   t.after(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
-  const opened: DashboardPage = { page, dialogs: [], pageErrors: [], policyViolations: [] };
+  const opened: DashboardPage = { page, dialogs: [], answerDialogs, pageErrors: [], policyViolations: [] };
   page.on('dialog', (dialog) => {
     opened.dialogs.push(dialog.message());
-    void dialog[answerDialogs]();
+    void dialog[opened.answerDialogs]();
   });
   page.on('pageerror', (error) => opened.pageErrors.push(error.message));
   page.on('console', (message) => {

@@ -38,11 +38,12 @@ export class Api {
 
   /**
    * Server-sent events read with fetch (EventSource cannot send an Authorization header).
-   * Resolves when the stream ends or `signal` aborts.
+   * Resolves when the stream ends or `signal` aborts; `onOpen` once the server has accepted it.
    */
-  async stream(path: string, onEvent: (type: string, data: unknown) => void, signal: AbortSignal): Promise<void> {
+  async stream(path: string, onEvent: (type: string, data: unknown) => void, signal: AbortSignal, onOpen?: () => void): Promise<void> {
     const response = await fetch(`/api${path}`, { headers: { ...this.headers(), accept: 'text/event-stream' }, signal });
     if (!response.ok || !response.body) throw new ApiError(response.status, `event stream ${path}: ${response.status}`);
+    onOpen?.();
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = '';
     for (;;) {

@@ -45,23 +45,87 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     ${r.pause && r.phase === 'Paused' ? `<p class="muted">Paused (${esc(r.pause.reason)}): ${esc(r.pause.message)}</p>` : ''}
     ${r.outcome ? `<p>Outcome: <strong>${esc(r.outcome.status)}</strong>: ${esc(r.outcome.reason)}</p>` : ''}
     <p class="muted">Devices: ${deviceCounts || 'none'}${r.previousProduction ? ` · previous production ${esc(r.previousProduction)}` : ''}</p>
-    <div class="actions">
-      <button data-action="promote" ${r.terminal ? 'disabled' : ''}>Promote</button>
+    <fieldset class="actions" id="rollout-actions">
+      <button data-action="promote-step" title="${esc(nextStepTitle(r))}" ${canPromote(r) ? '' : 'disabled'}>Next step</button>
+      <button data-action="promote-full" class="danger" title="Skip every remaining step and analysis (asks first)" ${canPromote(r) ? '' : 'disabled'}>Promote to 100%</button>
       <button data-action="${r.phase === 'Paused' ? 'resume' : 'pause'}" ${r.terminal ? 'disabled' : ''}>${r.phase === 'Paused' ? 'Resume' : 'Pause'}</button>
       <button data-action="abort" ${r.terminal ? 'disabled' : ''}>Abort</button>
       <button data-action="rollback" class="danger" ${r.phase === 'RolledBack' ? 'disabled' : ''}>Roll back</button>
-    </div>
+    </fieldset>
     <div class="charts" id="analysis-charts"></div>
     <h3>Decision log</h3>
     ${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}`;
 }
 
+/** The server refuses to promote a finished rollout, and one already activating the candidate everywhere. */
+const canPromote = (r: RolloutDetail) => !r.terminal && r.stepStage !== 'activating';
+
+const stepName = (r: RolloutDetail, index: number) => {
+  const step = r.steps[index];
+  return step ? `${index + 1}. ${step.description}` : 'the full activation (100%)';
+};
+
+function nextStepTitle(r: RolloutDetail): string {
+  if (!canPromote(r)) return 'Nothing left to promote';
+  return `Skip step ${stepName(r, r.stepIndex)} and go on with ${stepName(r, r.stepIndex + 1)}`;
+}
+
+/** What an action button posts (under /api/rollouts/:id/), and the confirmation it asks for first. */
+export interface RolloutAction {
+  path: string;
+  confirm?: string;
+}
+
+export function rolloutAction(action: string, r: RolloutDetail): RolloutAction | undefined {
+  switch (action) {
+    case 'promote-step': {
+      // Skipping an analysis promotes without its verdict: ask. Skipping a pause is how one resumes it.
+      const current = r.steps[r.stepIndex];
+      const confirm = current?.kind === 'analysis' ? `Skip step ${stepName(r, r.stepIndex)} of ${r.id} without waiting for its verdict, and go on with ${stepName(r, r.stepIndex + 1)}?` : undefined;
+      return { path: 'promote?step=true', ...(confirm ? { confirm } : {}) };
+    }
+    case 'promote-full': {
+      const skipped = r.steps.filter((step) => step.index >= r.stepIndex).map((step) => stepName(r, step.index));
+      const analyses = r.steps.filter((step) => step.index >= r.stepIndex && step.kind === 'analysis').length;
+      return {
+        path: 'promote',
+        confirm:
+          `Promote ${r.id} to 100% now: ${r.model}@${r.candidateVersion} becomes active on all ${r.devices.total} of its devices at once, ` +
+          `skipping ${skipped.length === 1 ? 'the remaining step' : `the ${skipped.length} remaining steps`} (${skipped.join('; ')})` +
+          `${analyses > 0 ? `, including ${analyses === 1 ? 'an analysis' : `${analyses} analyses`}` : ''}?`,
+      };
+    }
+    case 'pause':
+    case 'resume':
+      return { path: action };
+    case 'abort':
+      return { path: action, confirm: `Abort ${r.id}?` };
+    case 'rollback':
+      return { path: action, confirm: `Roll back every device of ${r.id} to its baseline?` };
+    default:
+      return undefined;
+  }
+}
+
 let plots: uPlot[] = [];
+
+export function clearAnalysisCharts(): void {
+  for (const plot of plots) plot.destroy();
+  plots = [];
+}
+
+/**
+ * The time axis: ten minutes around a single measurement (a failed pilot often has just one),
+ * where uPlot would span a day in milliseconds, which in seconds is years; else what uPlot chose.
+ */
+export function timeRange(times: ArrayLike<number | null | undefined>, min: number | null, max: number | null): [number | null, number | null] {
+  const first = times[0];
+  return typeof first === 'number' && first === times[times.length - 1] ? [first - 300, first + 300] : [min, max];
+}
 
 /** One chart per analysis metric: the measured value (and baseline) against its thresholds over time. */
 export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): void {
-  for (const plot of plots) plot.destroy();
-  plots = [];
+  clearAnalysisCharts();
   const mean = (values: number[] | null) => (values && values.length ? values.reduce((a, b) => a + b, 0) / values.length : null);
   for (const [metric, points] of Object.entries(r.analysisSeries)) {
     if (points.length === 0) continue;
@@ -82,6 +146,7 @@ export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): voi
           title: metric,
           width: 380,
           height: 200,
+          scales: { x: { time: true, range: (u, min, max) => timeRange(u.data[0], min, max) } },
           series: [
             {},
             { label: 'candidate', stroke: '#2457c5', points: { show: true } },

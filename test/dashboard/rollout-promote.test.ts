@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { openDashboardPage } from './dashboard-browser.ts';
+import { rolloutState, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+
+test('the dashboard promotes one step at a time with "Next step", and to 100% only with "Promote to 100%" after a confirmation naming the steps it skips', async (t) => {
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return;
+  const { page, dialogs, pageErrors, policyViolations } = browser;
+  const server = await serverWithFleet(t);
+  if (!server) return;
+  const id = await startRollout(server, [{ pause: {} }, { pause: {} }, { setWeight: 50 }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused' && s.stepIndex === 0, 'a pause at step 1');
+
+  const posts: string[] = [];
+  page.on('request', (request) => {
+    if (request.method() === 'POST') posts.push(new URL(request.url()).pathname + new URL(request.url()).search);
+  });
+  await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
+  await page.locator('#rollout-detail .step.current', { hasText: '1. pause until resumed' }).waitFor({ timeout: 5_000 });
+  const nextStep = page.locator('#rollout-detail button', { hasText: /^Next step$/ });
+  const promoteAll = page.locator('#rollout-detail button', { hasText: /^Promote to 100%$/ });
+  await nextStep.waitFor({ timeout: 5_000 });
+  assert.ok(await nextStep.isEnabled(), 'a paused rollout can go on one step');
+  assert.ok(await promoteAll.isEnabled(), 'a paused rollout can be promoted to 100%');
+  assert.equal(await page.locator('#rollout-detail button', { hasText: /^Promote$/ }).count(), 0, 'no unlabelled promotion');
+
+  // One step: POST …/promote?step=true, no dialog (the step skipped is a pause), the rollout goes on to step 2 only.
+  await nextStep.click();
+  await page.locator('#rollout-detail .step.current', { hasText: '2. pause until resumed' }).waitFor({ timeout: 5_000 });
+  assert.deepEqual(posts, [`/api/rollouts/${id}/promote?step=true`]);
+  assert.deepEqual(dialogs, []);
+  const afterStep = await rolloutState(server, id);
+  assert.deepEqual([afterStep.phase, afterStep.stepIndex], ['Paused', 1], 'one step, not the whole rollout');
+
+  // To 100%: asks first, naming every step it skips; dismissed, nothing is posted.
+  await promoteAll.click();
+  assert.equal(dialogs.length, 1, 'full promotion asks for confirmation');
+  assert.match(dialogs[0]!, new RegExp(`^Promote ${id} to 100% now: iris@2 becomes active on all 2 of its devices at once, skipping the 3 remaining steps \\(2\\. pause until resumed; 3\\. set weight 50%; 4\\. set weight 100%\\)\\?$`));
+  await page.waitForTimeout(300);
+  assert.deepEqual(posts, [`/api/rollouts/${id}/promote?step=true`], 'a dismissed confirmation posts nothing');
+  assert.equal((await rolloutState(server, id)).stepIndex, 1);
+
+  // Accepted: POST …/promote; then nothing is left to promote and both buttons are off.
+  browser.answerDialogs = 'accept';
+  await promoteAll.click();
+  assert.equal(dialogs.length, 2);
+  await waitForRollout(server, id, (s) => s.stepStage === 'activating' || s.phase === 'Completed', 'full promotion');
+  assert.deepEqual(posts, [`/api/rollouts/${id}/promote?step=true`, `/api/rollouts/${id}/promote`]);
+  await page.locator('#rollout-detail td', { hasText: `promoted to 100% by token:env-admin, skipping the remaining steps and analysis` }).waitFor({ timeout: 5_000 });
+  assert.ok(await nextStep.isDisabled(), '"Next step" is off while the candidate is activated everywhere');
+  assert.ok(await promoteAll.isDisabled(), '"Promote to 100%" is off while the candidate is activated everywhere');
+
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(policyViolations, []);
+});

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Page } from 'playwright-core';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { openDashboardPage } from './dashboard-browser.ts';
+import { cuttableProxy, json, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+
+/** The dashboard polls every 5 s; a failed refresh shows within one poll. */
+const POLL = 7_000;
+
+/** Counts every time the error box is hidden, from now on. */
+async function countHides(page: Page): Promise<() => Promise<number>> {
+  await page.evaluate(() => {
+    const box = document.getElementById('error')!;
+    const w = window as unknown as { __hides: number };
+    w.__hides = 0;
+    new MutationObserver(() => {
+      if (box.hidden) w.__hides++;
+    }).observe(box, { attributes: true, attributeFilter: ['hidden'] });
+  });
+  return () => page.evaluate(() => (window as unknown as { __hides: number }).__hides);
+}
+
+const actionsOff = (page: Page) => page.evaluate(() => Array.from(document.querySelectorAll('#rollout-detail button[data-action]')).map((b) => `${b.textContent}: ${b.matches(':disabled') ? 'off' : 'on'}`));
+
+test('while the server is unreachable the dashboard says its views are stale, keeps saying so, and turns the actions off until a refresh succeeds', async (t) => {
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return;
+  const { page, pageErrors, policyViolations } = browser;
+  const server = await serverWithFleet(t);
+  if (!server) return;
+  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const proxy = await cuttableProxy(t, server.baseUrl);
+
+  await page.goto(`${proxy.url}/dashboard/#token=${ADMIN_TOKEN}`);
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 5_000 });
+  const before = await actionsOff(page);
+  assert.ok(before.some((b) => b.endsWith(': on')), `some actions are on: ${before}`);
+
+  proxy.cut();
+  const error = page.locator('#error');
+  await error.waitFor({ state: 'visible', timeout: POLL });
+  const hides = await countHides(page);
+  // Longer than the old 6 s hide timer, over at least one more failed refresh.
+  await page.waitForTimeout(6_500);
+  assert.equal(await hides(), 0, 'the error box stays up while refreshes keep failing');
+  assert.ok(await error.isVisible());
+  assert.match(await error.innerText(), /^Cannot refresh: .+\. The views show the state of \d\d:\d\d:\d\d; actions are off until a refresh succeeds\.$/);
+  const stale = page.locator('#stale');
+  assert.ok(await stale.isVisible(), 'a stale badge is shown');
+  assert.match(await stale.innerText(), /^stale since \d\d:\d\d:\d\d$/);
+  assert.equal(await page.locator('main.stale').count(), 1, 'the views are dimmed');
+  const during = await actionsOff(page);
+  assert.ok(during.length > 0 && during.every((b) => b.endsWith(': off')), `every action is off: ${during}`);
+  assert.equal(await page.locator('#rollout-phase').innerText(), 'Paused', 'the last known state stays visible');
+
+  proxy.restore();
+  await stale.waitFor({ state: 'hidden', timeout: POLL });
+  await error.waitFor({ state: 'hidden', timeout: 1_000 });
+  assert.equal(await page.locator('main.stale').count(), 0);
+  assert.deepEqual(await actionsOff(page), before, 'the actions are back as they were');
+  await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 5_000 });
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(policyViolations, []);
+});
+
+test('when its token is revoked the dashboard clears its views, stops polling and following the event stream, asks for a token, and resumes with a valid one', async (t) => {
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return;
+  const { page, pageErrors, policyViolations } = browser;
+  const server = await serverWithFleet(t);
+  if (!server) return;
+  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const operator = await json<{ token: string; record: { id: string } }>(await server.request('POST', '/api/tokens', { json: { role: 'operator' } }));
+
+  const calls: string[] = [];
+  page.on('request', (request) => {
+    if (new URL(request.url()).pathname.startsWith('/api/')) calls.push(new URL(request.url()).pathname);
+  });
+  await page.goto(`${server.baseUrl}/dashboard/#token=${operator.token}`);
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  await page.locator('#fleet tr[data-device="dev-01"]').waitFor({ timeout: 5_000 });
+  await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 5_000 });
+
+  const revoked = await server.request('DELETE', `/api/tokens/${operator.record.id}`);
+  assert.equal(revoked.status, 204, await revoked.text());
+  const error = page.locator('#error');
+  await error.filter({ hasText: 'The server refused the token (revoked or mistyped). Enter a valid token to see the fleet.' }).waitFor({ timeout: POLL });
+  for (const view of ['#rollouts', '#rollout-detail', '#fleet', '#models', '#sweep-chart']) {
+    assert.equal(await page.locator(view).innerHTML(), '', `${view} is cleared`);
+  }
+  assert.equal(await page.locator('#live').innerText(), 'signed out');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'token', 'the token field has the focus');
+  assert.equal(await page.evaluate(() => localStorage.getItem('fleetprune.token')), null, 'the refused token is forgotten');
+
+  // Nothing more is asked with the refused token: no polling, no event-stream retries.
+  calls.length = 0;
+  await page.waitForTimeout(6_000);
+  assert.deepEqual(calls, [], 'no request while the token is refused');
+  assert.ok(await error.isVisible(), 'the request for a token stays up');
+
+  await page.locator('#token').fill(ADMIN_TOKEN);
+  await page.locator('#token-form button[type="submit"]').click();
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  await page.locator('#fleet tr[data-device="dev-01"]').waitFor({ timeout: 5_000 });
+  await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 5_000 });
+  await error.waitFor({ state: 'hidden', timeout: 1_000 });
+  assert.ok(calls.some((path) => path === `/api/rollouts/${id}/events`), 'the event stream is followed again');
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(policyViolations, []);
+});
