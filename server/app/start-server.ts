@@ -120,7 +120,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // and, with an external broker, holds the broker connection.
     let deviceOnline: (deviceId: string) => void = () => {};
     let benchmarkFailed: (report: AssignmentReport) => void = () => {};
-    const leadership = leadershipFor(store.engine, log, options.leaderPollMs);
+    const leadership = leadershipFor(store.engine, log, { pollMs: options.leaderPollMs, node: config.nodeId });
     const hooks = { onDeviceOnline: (deviceId: string) => deviceOnline(deviceId), onBenchmarkFailed: (report: AssignmentReport) => benchmarkFailed(report) };
     const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs });
     const testFleet = options.testOnlyRolloutFleet;

@@ -53,8 +53,13 @@ export function chainLeadershipHandlers(first: LeadershipHandlers | undefined, t
   };
 }
 
-export function newInstanceId(): string {
-  return `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+/**
+ * This process among the servers: `<node id>:<pid>:<random>`, so a follower's refusal names the
+ * leader by the --node-id operators gave it. At most 37 characters: with the prefix it is the lock
+ * session's application_name, which PostgreSQL cuts at 63 bytes.
+ */
+export function newInstanceId(node: string = hostname()): string {
+  return `${node.slice(0, 22)}:${process.pid}:${randomBytes(3).toString('hex')}`;
 }
 
 /** SQLite: one process owns the database file, so it leads from start to stop. */
@@ -287,6 +292,9 @@ export class PostgresLeadership implements Leadership {
 }
 
 /** PostgreSQL: the advisory-lock election (followers poll every `pollMs`); SQLite: always this process. */
-export function leadershipFor(engine: SqlEngine, log: Logger, pollMs?: number): Leadership {
-  return engine instanceof PostgresEngine ? new PostgresLeadership({ pool: engine.pool, log, ...(pollMs ? { pollMs } : {}) }) : new SingleProcessLeadership();
+export function leadershipFor(engine: SqlEngine, log: Logger, options: { pollMs?: number; node?: string } = {}): Leadership {
+  const instance = newInstanceId(options.node);
+  return engine instanceof PostgresEngine
+    ? new PostgresLeadership({ pool: engine.pool, log, instance, ...(options.pollMs ? { pollMs: options.pollMs } : {}) })
+    : new SingleProcessLeadership(instance);
 }
