@@ -529,10 +529,15 @@ export class Agent {
     await this.#state.save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq) });
     this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
     if (command.command === 'rollback') await this.#rollback(command.id);
-    else if (command.command === 'drop-candidate') await this.#dropCandidate(command.id);
+    else if (command.command === 'drop-candidate') await this.#dropCandidate(command);
   }
 
-  async #dropCandidate(answers: string): Promise<void> {
+  async #dropCandidate(command: FleetCommand): Promise<void> {
+    const answers = command.id;
+    // A candidate assignment issued before the drop and still pending (its download interrupted by
+    // a stop, resumed at the next start) would install after it: the drop cancels it too.
+    const pending = this.#state.state.pending;
+    if (pending?.role === 'candidate' && Date.parse(pending.issuedAt) <= Date.parse(command.issuedAt)) await this.#refuse(pending, `cancelled by drop-candidate ${answers}`);
     const state = this.#state.state;
     if (!state.candidate) {
       const subject = state.active ?? { model: 'none', version: 'none', sha256: '0'.repeat(64) };

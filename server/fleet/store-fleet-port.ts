@@ -179,8 +179,16 @@ export class StoreFleetPort implements FleetPort {
   }
 }
 
+/**
+ * The agent's refusal of a `drop-candidate` whose candidate slot is already empty: its candidate
+ * assignment never got installed (a revert's retained baseline superseded it mid-download) or was
+ * never delivered. The device is where the revert wants it, so for a revert that is delivered.
+ */
+const NOTHING_TO_DROP = 'no candidate to drop';
+
 function toResult(deviceId: string, outcome: AssignmentOutcome, reason: string | null): DeliveryResult {
-  return DELIVERED.has(outcome) ? { deviceId, outcome: 'delivered' } : { deviceId, outcome: 'refused', reason: reason ?? outcome };
+  if (DELIVERED.has(outcome) || (outcome === 'refused' && reason === NOTHING_TO_DROP)) return { deviceId, outcome: 'delivered' };
+  return { deviceId, outcome: 'refused', reason: reason ?? outcome };
 }
 
 /**
