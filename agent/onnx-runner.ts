@@ -1,3 +1,4 @@
+import './ort-telemetry-off.ts';
 import * as ort from 'onnxruntime-node';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-io.ts';
 import type { OnnxSession } from './onnx-session.ts';

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import './ort-telemetry-off.ts';
 import * as ort from 'onnxruntime-node';
 
 /** The session options of every model the agent runs: one thread, as on a small field device. */

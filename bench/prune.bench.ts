@@ -9,6 +9,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import '../agent/ort-telemetry-off.ts';
 import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../shared/data/dataset.ts';
 import { loadDatasetFile } from '../shared/data/dataset.ts';
