@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rmdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -61,47 +61,52 @@ export function registerDemoCommand(program: Command): void {
         import('./progress.ts'),
       ]);
       const say = (line: string) => process.stdout.write(`${line}\n`);
-      say(`fleetprune demo: data in ${dataDir}`);
-      const started = performance.now();
-      const progress = createPhaseProgress();
-      let result;
+      say(`fleetprune demo: data in ${dataDir}${chosenDataDir ? '' : ' (removed at exit; --data-dir DIR keeps it)'}`);
       try {
-        result = await runDemo({
-          dataset: flags.dataset as ShippedDatasetName,
-          devices: flags.devices,
-          dataDir,
-          httpPort: flags.httpPort,
-          prometheusUrl: flags.prometheusUrl,
-          seed: flags.seed,
-          log: createLogger('demo', cliLogLevel()),
-          say,
-          onProgress: (_label, event) => progress.update(event),
-        });
-      } finally {
-        progress.stop();
-      }
-      // The server, broker and devices keep the process alive: they are closed whatever fails.
-      try {
-        say(await formatDemoSummary(result));
-        say(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
-        if (flags.summaryJson) {
-          try {
-            await writeFile(flags.summaryJson, `${JSON.stringify(summaryJson(result), null, 2)}\n`);
-          } catch (error) {
-            throw new UserError(`--summary-json: cannot write ${flags.summaryJson} (${errorMessage(error)})`, { cause: error });
-          }
-        }
-        say(`dashboard: ${result.dashboardUrl}`);
-        say(`admin token: ${result.adminToken}`);
-        if (!flags.exitWhenDone) {
-          say('the fleet keeps running; press Ctrl-C to stop');
-          await new Promise<void>((resolveStop) => {
-            process.once('SIGINT', () => resolveStop());
-            process.once('SIGTERM', () => resolveStop());
+        const started = performance.now();
+        const progress = createPhaseProgress();
+        let result;
+        try {
+          result = await runDemo({
+            dataset: flags.dataset as ShippedDatasetName,
+            devices: flags.devices,
+            dataDir,
+            httpPort: flags.httpPort,
+            prometheusUrl: flags.prometheusUrl,
+            seed: flags.seed,
+            log: createLogger('demo', cliLogLevel()),
+            say,
+            onProgress: (_label, event) => progress.update(event),
           });
+        } finally {
+          progress.stop();
+        }
+        // The server, broker and devices keep the process alive: they are closed whatever fails.
+        try {
+          say(await formatDemoSummary(result));
+          say(`done in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+          if (flags.summaryJson) {
+            try {
+              await writeFile(flags.summaryJson, `${JSON.stringify(summaryJson(result), null, 2)}\n`);
+            } catch (error) {
+              throw new UserError(`--summary-json: cannot write ${flags.summaryJson} (${errorMessage(error)})`, { cause: error });
+            }
+          }
+          say(`dashboard: ${result.dashboardUrl}`);
+          say(`admin token: ${result.adminToken}`);
+          if (!flags.exitWhenDone) {
+            say('the fleet keeps running; press Ctrl-C to stop');
+            await new Promise<void>((resolveStop) => {
+              process.once('SIGINT', () => resolveStop());
+              process.once('SIGTERM', () => resolveStop());
+            });
+          }
+        } finally {
+          await result.close();
         }
       } finally {
-        await result.close();
+        // A temporary directory holds the admin token and every device's credentials: not left behind.
+        if (!chosenDataDir) await rm(dataDir, { recursive: true, force: true }).catch(() => {});
       }
     });
 }

@@ -22,7 +22,17 @@ export async function formatDemoSummary(result: DemoResult): Promise<string> {
   const model = models.general.manifest.name;
   const lines = [
     '',
-    `Models (${model})          version  ε     layers             params   FLOPs/sample  test (server)  devices: accuracy  p95 ms`,
+    [
+      `  ${`Models (${model})`.padEnd(31)}`,
+      'version'.padEnd(8),
+      'ε'.padEnd(5),
+      'layers'.padEnd(18),
+      'params'.padStart(7),
+      'FLOPs/sample'.padStart(13),
+      'test (server)'.padStart(14),
+      'devices: accuracy'.padStart(17),
+      'p95 ms'.padStart(7),
+    ].join(' '),
   ];
   for (const [version, role, manifest, epsilon] of rows) {
     const onDevices = reports.filter((r) => r.model === model && r.version === version);
