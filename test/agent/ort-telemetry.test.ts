@@ -26,7 +26,7 @@ const session = await createOnnxSession(exportOnnx(network));
 console.log(JSON.stringify(await runModel(session, packRows(rawRows(2, network, 2), 4), 2, 4)));
 `,
   );
-  const env = { ...process.env, TMPDIR: tmp, HOME: home, XDG_CACHE_HOME: join(home, '.cache') };
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: tmp, HOME: home, XDG_CACHE_HOME: join(home, '.cache') };
   delete env.ORT_DISABLE_TELEMETRY;
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], { cwd: REPO, env });
   assert.equal(JSON.parse(stdout).length, 2, 'the model ran');
