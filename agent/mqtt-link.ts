@@ -18,7 +18,10 @@ export interface MqttLinkOptions {
   onDrop: (topicKind: string, reason: DropReason) => void;
   onConnected: () => void;
   onConnectionChange?: (connected: boolean) => void;
+  /** The first reconnect's delay (default 1 s); later ones back off to MAX_RECONNECT_MS. */
   reconnectPeriodMs?: number;
+  /** Jitter source (default Math.random). */
+  random?: () => number;
   /** How often the assignment topic is subscribed to again, so the broker re-sends its retained message (default 10 min). */
   assignmentResyncMs?: number;
 }
@@ -30,6 +33,14 @@ export interface MqttLinkOptions {
  * one it has handled changes nothing. 10k devices at this period are ~17 small messages a second.
  */
 export const ASSIGNMENT_RESYNC_MS = 10 * 60_000;
+
+/**
+ * Reconnects back off from reconnectPeriodMs, doubling after each connection that failed or
+ * closed, to at most this, with ±20% jitter: a broker that is down, or refuses a revoked device,
+ * is not asked (and the log not written) every second for hours, and a restarted broker is not
+ * hit by the whole fleet in the same second. A successful connect starts again from the period.
+ */
+export const MAX_RECONNECT_MS = 30_000;
 
 /**
  * The agent's MQTT 3.1.1 session: client id = device id, clean session false (the broker keeps
@@ -46,8 +57,11 @@ export class MqttLink {
   #subscribeRetryMs = 0;
   #resync: NodeJS.Timeout | undefined;
 
+  readonly #random: () => number;
+
   constructor(options: MqttLinkOptions) {
     this.#options = options;
+    this.#random = options.random ?? Math.random;
   }
 
   get connected(): boolean {
@@ -72,7 +86,16 @@ export class MqttLink {
       resubscribe: false,
       will: { topic: statusTopic(deviceId), payload: status(false), qos: TOPIC_DELIVERY.status.qos, retain: TOPIC_DELIVERY.status.retain },
     });
+    const basePeriod = this.#options.reconnectPeriodMs ?? 1000;
+    let failures = 0;
+    // Prepended: mqtt.js schedules the reconnect from its own 'close' listener, with the period set here.
+    client.prependListener('close', () => {
+      failures += 1;
+      const period = Math.min(basePeriod * 2 ** Math.min(failures - 1, 20), Math.max(basePeriod, MAX_RECONNECT_MS));
+      client.options.reconnectPeriod = Math.round(period * (0.8 + 0.4 * this.#random()));
+    });
     client.on('connect', () => {
+      failures = 0;
       logger.info({ broker: broker.url }, 'connected to the broker');
       this.#options.onConnectionChange?.(true);
       client.publish(statusTopic(deviceId), status(true), { qos: TOPIC_DELIVERY.status.qos, retain: true }, () => {});

@@ -111,3 +111,39 @@ test('a retained assignment the broker withheld at subscribe time arrives with t
   await waitFor(() => assignments().length >= 2, 5_000, 'a second copy from the next resubscription');
   assert.deepEqual(new Set(assignments()), new Set([assignment.id]));
 });
+
+test('a broker that refuses the device (revoked) is asked again with a backoff, not every period for ever; a connect starts from the period again', async (t) => {
+  let refuse = true;
+  const attempts: number[] = [];
+  const { url } = await brokerWithAssignment(t, {
+    authenticate: (_client, _username, _password, done) => {
+      attempts.push(Date.now());
+      if (refuse) done(Object.assign(new Error('bad credentials'), { returnCode: 4 }) as never, false);
+      else done(null, true);
+    },
+  });
+  const errors: string[] = [];
+  const link = new MqttLink({
+    deviceId: DEVICE,
+    broker: { url, username: DEVICE, password: 'x' },
+    connector: connectMqtt,
+    logger: pino({ level: 'error' }, { write: (line: string) => void errors.push(JSON.parse(line).msg) }),
+    clock: () => new Date(),
+    onMessage: () => {},
+    onDrop: () => {},
+    onConnected: () => {},
+    reconnectPeriodMs: 100,
+    random: () => 0.5, // no jitter: delays 100, 200, 400, 800, 1600 ms
+  });
+  link.start();
+  t.after(() => link.stop());
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  // Every 100 ms would be some 30 attempts in 3 s; doubling makes 5 or 6.
+  assert.ok(attempts.length >= 4 && attempts.length <= 7, `${attempts.length} connection attempts in 3 s`);
+  const gaps = attempts.slice(1).map((at, i) => at - attempts[i]!);
+  assert.ok(gaps.at(-1)! > 3 * gaps[0]!, `the gaps grow: ${gaps.join(', ')} ms`);
+  assert.ok(errors.length <= attempts.length, `one log line per attempt, no more (${errors.length} lines)`);
+
+  refuse = false;
+  await waitFor(() => link.connected, 10_000, 'connected once the broker accepts the device again');
+});
