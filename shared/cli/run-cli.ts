@@ -1,5 +1,6 @@
 import { CommanderError, type Command } from 'commander';
 import { UserError, errorMessage } from '../util/errors.ts';
+import { cliLogLevel } from '../util/log.ts';
 
 /**
  * Parses argv with a commander program built with `.exitOverride()`, runs the chosen action and
@@ -9,6 +10,8 @@ import { UserError, errorMessage } from '../util/errors.ts';
 export async function runCli(program: Command, argv: readonly string[], name = program.name()): Promise<number> {
   exitOnUncaughtFailures(name);
   try {
+    // A bad FLEETPRUNE_LOG_LEVEL is an error for every command, not only for those that log.
+    cliLogLevel();
     await program.parseAsync(argv as string[]);
     return 0;
   } catch (error) {
