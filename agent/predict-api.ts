@@ -91,8 +91,12 @@ export function createPredictApp(options: PredictApiOptions): Express {
   app.get('/healthz', (_request, response) => {
     response.json(options.health());
   });
-  app.use((_request, response) => {
-    response.status(404).json({ error: 'not found' });
+  // A known path asked with another method is 405 with Allow, as HTTP says, not "not found".
+  const allowed: Record<string, string> = { '/v1/predict': 'POST', '/metrics': 'GET, HEAD', '/healthz': 'GET, HEAD' };
+  app.use((request, response) => {
+    const allow = allowed[request.path];
+    if (allow) response.status(405).set('Allow', allow).json({ error: `${request.method} is not allowed on ${request.path}; use ${allow.split(',')[0]}` });
+    else response.status(404).json({ error: 'not found' });
   });
   const onError: ErrorRequestHandler = (error: { status?: number; type?: string; message?: string }, _request, response, _next) => {
     const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;

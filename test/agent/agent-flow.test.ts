@@ -141,6 +141,11 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
   assert.match(((await notJson.json()) as { error: string }).error, /Content-Type: application\/json/);
   const huge = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ rows: [[1, 2, 3, 4, 5, 6, 'x'.repeat(2_000_000)]] }) });
   assert.equal(huge.status, 413);
+  const wrongMethod = await fetch(`${url}/v1/predict`);
+  assert.equal(wrongMethod.status, 405);
+  assert.equal(wrongMethod.headers.get('allow'), 'POST');
+  assert.match(((await wrongMethod.json()) as { error: string }).error, /^GET is not allowed on \/v1\/predict; use POST$/);
+  assert.equal((await fetch(`${url}/v1/elsewhere`)).status, 404);
 });
 
 test('a model output holding NaN or ±Infinity is found (the API answers 422 rather than null probabilities)', () => {
