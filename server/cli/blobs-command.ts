@@ -4,16 +4,7 @@ import { DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { parseBlobGcMinAge } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
-
-interface GcResponse {
-  dry_run: boolean;
-  scanned: string;
-  referenced: string;
-  young: string;
-  removed: { sha256: string; bytes: string }[];
-  freed_bytes: string;
-  stale_uploads: string;
-}
+import { gcJson, type GrpcGcResult } from './json-views.ts';
 
 export function registerBlobsCommand(program: Command): void {
   const blobs = program.command('blobs').description('the server\'s artifact file store (admin only, over gRPC)');
@@ -29,12 +20,12 @@ export function registerBlobsCommand(program: Command): void {
         // The value is in seconds; the help shows it the way the option is written.
         .default(DEFAULT_BLOB_GC_AGE_S, formatDuration(DEFAULT_BLOB_GC_AGE_S * 1000)),
     )
-    .option('--json', 'print JSON')
+    .option('--json', 'print JSON (as POST /api/blobs/gc)')
     .action(async (flags: ConnectionFlags & { dryRun?: boolean; minAge: number; json?: boolean }) => {
       await withConnection(flags, async (connection) => {
-        const result = await connection.unary<GcResponse>('Blobs', 'CollectGarbage', { dry_run: flags.dryRun ?? false, min_age_s: flags.minAge });
+        const result = await connection.unary<GrpcGcResult>('Blobs', 'CollectGarbage', { dry_run: flags.dryRun ?? false, min_age_s: flags.minAge });
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify(gcJson(result), null, 2)}\n`);
           return;
         }
         if (result.removed.length > 0) {

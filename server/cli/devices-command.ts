@@ -6,16 +6,7 @@ import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
-
-interface GrpcDevice {
-  id: string;
-  labels: Record<string, string>;
-  online: boolean;
-  last_seen: string;
-  active?: { version: string; model: string } | null;
-  candidate?: { version: string; model: string } | null;
-  revoked_at: string;
-}
+import { deviceJson, type GrpcDevice } from './json-views.ts';
 
 export function registerDevicesCommand(program: Command): void {
   const devices = program.command('devices').description('the device fleet: enroll, list, revoke (over gRPC)');
@@ -46,7 +37,7 @@ export function registerDevicesCommand(program: Command): void {
     });
 
   withConnectionOptions(devices.command('list').description('devices: online, last seen, active and candidate versions, labels'))
-    .option('--json', 'print the devices as JSON')
+    .option('--json', 'print the devices as JSON (as GET /api/devices shows them, without heartbeats)')
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
       await withConnection(flags, async (connection) => {
         // Page by page: one response for a large fleet would pass gRPC's 4 MiB message limit.
@@ -57,7 +48,7 @@ export function registerDevicesCommand(program: Command): void {
           all.push(...page.devices);
           after = page.next;
         } while (after);
-        if (flags.json) return void process.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
+        if (flags.json) return void process.stdout.write(`${JSON.stringify(all.map(deviceJson), null, 2)}\n`);
         if (all.length === 0) return void process.stdout.write('no devices\n');
         const rows = all.map((device) => [
           device.id,

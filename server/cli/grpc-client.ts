@@ -98,7 +98,13 @@ export class ServerConnection {
     for (const client of this.#clients) client.close();
   }
 
+  /** The error as one line for the user; the gRPC error is its cause (callers may read its code). */
   describe(error: GrpcError): UserError {
+    const described = this.#describe(error);
+    return new UserError(described.message, { exitCode: described.exitCode, cause: error });
+  }
+
+  #describe(error: GrpcError): UserError {
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE:
         return new UserError(`cannot reach the server at ${this.address} (${/E[A-Z]{4,}/.exec(error.details)?.[0] ?? 'unavailable'})`);

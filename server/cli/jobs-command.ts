@@ -28,7 +28,7 @@ export function registerJobsCommand(program: Command): void {
     .requiredOption('--label <column>', 'the label column')
     .option('--name <name>', 'model name (default: the data file name)');
   addPruneTuningOptions(prune)
-    .option('--detach', 'print the job id and return without watching')
+    .option('--detach', 'print the bare job id on stdout and return without watching (J=$(fleetprune jobs prune ... --detach))')
     .action(async (flags: JobPruneFlags) => {
       if ((flags.data === undefined) === (flags.serverPath === undefined)) throw new UserError('give exactly one of --data and --server-path');
       // The tuning flags are checked here, so an error names the flag rather than the request field.
@@ -62,8 +62,15 @@ export function registerJobsCommand(program: Command): void {
           path: flags.serverPath ?? '',
           options_json: Object.keys(options).length > 0 ? JSON.stringify(options) : '',
         });
-        process.stdout.write(`job ${job.id}\n`);
-        if (!flags.detach) await watch(connection, job.id);
+        // Detached, stdout is the bare id alone, for `J=$(fleetprune jobs prune ... --detach)`;
+        // the human line goes to stderr either way.
+        if (flags.detach) {
+          process.stdout.write(`${job.id}\n`);
+          process.stderr.write(`started job ${job.id}; follow it with: fleetprune jobs watch ${job.id}\n`);
+          return;
+        }
+        process.stderr.write(`job ${job.id}\n`);
+        await watch(connection, job.id);
       });
     });
 

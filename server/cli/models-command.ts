@@ -1,27 +1,13 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
+import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { readManifest } from '../../shared/artifact/read-artifact.ts';
 import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
-import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
-
-interface GrpcVersion {
-  model: string;
-  version: string;
-  seq: number;
-  artifact_id: string;
-  parent_model: string;
-  parent_version: string;
-  epsilon?: number;
-  metrics_json: string;
-  aliases: string[];
-  retired: boolean;
-  created_at: string;
-  created_by: string;
-  data_fingerprint: string;
-  manifest_json: string;
-}
+import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { modelJson, versionJson, type GrpcModel, type GrpcVersion } from './json-views.ts';
 
 const UPLOAD_CHUNK = 256 * 1024;
 /**
@@ -33,28 +19,28 @@ const VERSIONS_PAGE = 200;
 export function registerModelsCommand(program: Command): void {
   const models = program.command('models').description('the model registry (over gRPC)');
 
-  withConnectionOptions(models.command('push <dir>').description('upload a signed artifact directory and register it as a new version'))
+  withConnectionOptions(
+    models
+      .command('push <dir>')
+      .description(
+        'upload a signed artifact directory and register it as a new version; a pruned artifact whose parent is in DIR/general ' +
+          '(as `fleetprune prune` writes them) and not registered yet gets its parent registered first, so the pruned model is the newer version',
+      ),
+  )
     .option('--name <name>', 'model name (default: the manifest name)')
     .action(async (dir: string, flags: ConnectionFlags & { name?: string }) => {
       const manifest = await readManifest(dir);
       // A missing or changed file is named here, before anything is uploaded.
       const damaged = await checkArtifactFiles(dir, manifest);
       if (damaged.length > 0) throw new UserError(`cannot push ${dir}: ${damaged.join('; ')}`);
+      const parent = await parentInGeneral(dir, manifest);
       await withConnection(flags, async (connection) => {
         const name = flags.name ?? manifest.name;
-        // The server refuses an untrusted or conflicting artifact before any file is sent, and
-        // says which files it already has.
+        // The server refuses an untrusted or conflicting artifact before any file is sent (and
+        // before its parent is pushed), and says which files it already has.
         const check = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
-        const missing = new Set(check.missing_sha256);
-        for (const [path, file] of Object.entries(manifest.files)) {
-          if (!missing.has(file.sha256)) continue;
-          try {
-            await connection.upload('Blobs', 'UploadBlob', chunks(join(dir, path), file.sha256));
-          } catch (error) {
-            if (error instanceof UserError) throw new UserError(`uploading ${path}: ${error.message}`, { exitCode: error.exitCode, cause: error });
-            throw error;
-          }
-        }
+        if (parent) await pushParent(connection, name, parent);
+        await uploadMissing(connection, dir, manifest, check.missing_sha256);
         const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
           name,
           manifest_json: JSON.stringify(manifest),
@@ -63,33 +49,33 @@ export function registerModelsCommand(program: Command): void {
       });
     });
 
-  withConnectionOptions(models.command('list [name]').description('list models, or the versions of one model')).action(
-    async (name: string | undefined, flags: ConnectionFlags) => {
+  withConnectionOptions(models.command('list [name]').description('list models, or the versions of one model (with the status its last rollout gave it)'))
+    .option('--json', 'print JSON (as GET /api/models, or GET /api/models/NAME/versions)')
+    .action(async (name: string | undefined, flags: ConnectionFlags & { json?: boolean }) => {
       await withConnection(flags, async (connection) => {
         if (name === undefined) {
-          const { models: all } = await connection.unary<{ models: { name: string; version_count: number; latest_version: string }[] }>(
-            'ModelRegistry',
-            'ListModels',
-            {},
-          );
+          const { models: all } = await connection.unary<{ models: GrpcModel[] }>('ModelRegistry', 'ListModels', {});
+          if (flags.json) return void process.stdout.write(`${JSON.stringify({ models: all.map(modelJson) }, null, 2)}\n`);
           if (all.length === 0) process.stdout.write('no models\n');
           for (const model of all) process.stdout.write(`${model.name}\t${model.version_count} versions\tlatest ${model.latest_version || '-'}\n`);
           return;
         }
         // One page at a time after the last seq seen, until a short (or empty) page.
+        const collected: GrpcVersion[] = [];
         for (let afterSeq = 0; ; ) {
           const { versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', {
             name,
             after_seq: afterSeq,
             limit: VERSIONS_PAGE,
           });
-          for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
+          if (flags.json) collected.push(...versions);
+          else for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
           if (versions.length < VERSIONS_PAGE) break;
           afterSeq = versions[versions.length - 1]!.seq;
         }
+        if (flags.json) process.stdout.write(`${JSON.stringify({ versions: collected.map(versionJson) }, null, 2)}\n`);
       });
-    },
-  );
+    });
 
   withConnectionOptions(
     models
@@ -97,12 +83,12 @@ export function registerModelsCommand(program: Command): void {
       .description('show NAME[@VERSION|@ALIAS] (default: latest)')
       .argument('<ref>', 'NAME, NAME@VERSION or NAME@ALIAS', (ref: string) => splitRef(ref, 'latest')),
   )
-    .option('--json', 'print the version as JSON')
+    .option('--json', 'print the version as JSON (as GET /api/models/NAME/versions/REF)')
     .action(async ([name, version]: [string, string], flags: ConnectionFlags & { json?: boolean }) => {
       await withConnection(flags, async (connection) => {
         const found = await connection.unary<GrpcVersion>('ModelRegistry', 'GetVersion', { name, ref: version });
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify({ ...found, manifest: JSON.parse(found.manifest_json), metrics: JSON.parse(found.metrics_json) }, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify(versionJson(found), null, 2)}\n`);
           return;
         }
         process.stdout.write(
@@ -113,6 +99,7 @@ export function registerModelsCommand(program: Command): void {
             `epsilon    ${found.epsilon ?? '-'}`,
             `data       ${found.data_fingerprint}`,
             `metrics    ${found.metrics_json}`,
+            `status     ${found.status ? `${found.status}${found.status_reason ? `: ${found.status_reason}` : ''} (${found.status_at})` : '-'}`,
             `created    ${found.created_at} by ${found.created_by}`,
           ].join('\n') + '\n',
         );
@@ -154,10 +141,66 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
   return [name, version];
 }
 
+/** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */
 function formatVersionLine(version: GrpcVersion): string {
   const tags = [...version.aliases, ...(version.retired ? ['retired'] : [])];
   const parent = version.parent_model ? `parent ${version.parent_model}@${version.parent_version}` : 'no parent';
-  return `${version.model}@${version.version}\t${version.artifact_id.slice(0, 12)}\t${parent}\t${tags.join(',') || '-'}\t${version.created_at}`;
+  return `${version.model}@${version.version}\t${version.artifact_id.slice(0, 12)}\t${parent}\t${tags.join(',') || '-'}\t${version.created_at}\t${version.status || '-'}`;
+}
+
+/**
+ * The parent of a pruned artifact as `fleetprune prune` writes it, in DIR/general; undefined
+ * when DIR is no pruned artifact or DIR/general holds another artifact (or none).
+ */
+async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: string; manifest: Manifest } | undefined> {
+  const parentId = manifest.lineage.parentSha256;
+  const generalDir = join(dir, 'general');
+  if (!parentId || !existsSync(join(generalDir, 'manifest.json'))) return undefined;
+  const parent = await readManifest(generalDir);
+  if (artifactId(parent) !== parentId) return undefined;
+  const damaged = await checkArtifactFiles(generalDir, parent);
+  if (damaged.length > 0) throw new UserError(`cannot push ${generalDir} (the parent of ${dir}): ${damaged.join('; ')}`);
+  return { dir: generalDir, manifest: parent };
+}
+
+/**
+ * Registers the parent under `name` before its pruned child, so the child gets the higher
+ * version and `latest` is the pruned model. A parent already registered under `name` is left
+ * as it is.
+ */
+async function pushParent(connection: ServerConnection, name: string, parent: { dir: string; manifest: Manifest }): Promise<void> {
+  const manifestJson = JSON.stringify(parent.manifest);
+  let missing: string[];
+  try {
+    ({ missing_sha256: missing } = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: manifestJson }));
+  } catch (error) {
+    const registered = error instanceof UserError ? /is already registered as (\S+)$/.exec(error.message) : null;
+    if (registered && (error as UserError & { cause?: { code?: number } }).cause?.code === GrpcStatus.ALREADY_EXISTS) {
+      process.stderr.write(`the parent in ${parent.dir} is already registered as ${registered[1]}\n`);
+      return;
+    }
+    if (error instanceof UserError) throw new UserError(`pushing the parent in ${parent.dir}: ${error.message}`, { exitCode: error.exitCode, cause: error });
+    throw error;
+  }
+  await uploadMissing(connection, parent.dir, parent.manifest, missing);
+  const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', { name, manifest_json: manifestJson });
+  process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id}; the parent, from ${parent.dir})\n`);
+}
+
+/** Uploads the files of `manifest` the server said it lacks. */
+async function uploadMissing(connection: ServerConnection, dir: string, manifest: Manifest, missingSha256: readonly string[]): Promise<void> {
+  const missing = new Set(missingSha256);
+  for (const [path, file] of Object.entries(manifest.files)) {
+    if (!missing.has(file.sha256)) continue;
+    try {
+      await connection.upload('Blobs', 'UploadBlob', chunks(join(dir, path), file.sha256));
+    } catch (error) {
+      if (error instanceof UserError) throw new UserError(`uploading ${path}: ${error.message}`, { exitCode: error.exitCode, cause: error });
+      throw error;
+    }
+    // Uploaded once: the pruned artifact and its parent may share a file.
+    missing.delete(file.sha256);
+  }
 }
 
 /** The file in upload messages; a read error (the file went away since it was checked) is a UserError naming it. */

@@ -45,7 +45,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   // Enough rows for every split, checked before anything is written or trained.
   splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
   const outDir = resolve(flags.out);
-  await assertWritableDirectory(outDir);
+  await assertWritableDirectory(outDir, 'output directory', '--out');
   await assertArtifactDestination(outDir);
 
   // TensorFlow.js and the pruning code only once the input is known to be good (~0.6 s to load).

@@ -16,7 +16,7 @@ export function registerRolloutCommand(program: Command): void {
 
   withConnectionOptions(rollout.command('start').description('start a rollout from a spec file (YAML or JSON)'))
     .requiredOption('-f, --file <spec>', 'the rollout spec (- for stdin)')
-    .option('--watch', 'follow it until it ends')
+    .option('--watch', 'follow it until it ends (without it, stdout is the bare rollout id)')
     .action(async (flags: StartFlags) => {
       let spec: string;
       try {
@@ -26,8 +26,15 @@ export function registerRolloutCommand(program: Command): void {
       }
       await withConnection(flags, async (connection) => {
         const started = await connection.unary<GrpcRollout>('Rollouts', 'StartRollout', { spec });
-        process.stdout.write(`rollout ${started.id}\n`);
-        if (flags.watch) await watch(connection, started.id);
+        // Without --watch, stdout is the bare id alone, for `ID=$(fleetprune rollout start -f spec)`;
+        // the human line goes to stderr.
+        if (!flags.watch) {
+          process.stdout.write(`${started.id}\n`);
+          process.stderr.write(`started rollout ${started.id} of ${started.model} ${started.candidate_version}; follow it with: fleetprune rollout watch ${started.id}\n`);
+          return;
+        }
+        process.stderr.write(`started rollout ${started.id} of ${started.model} ${started.candidate_version}\n`);
+        await watch(connection, started.id);
       });
     });
 
@@ -56,7 +63,7 @@ export function registerRolloutCommand(program: Command): void {
         process.stdout.write(`${rolloutLine(r)}\n`);
         for (const step of detail.steps) {
           const mark = { done: '✓', current: '▶', pending: ' ', stopped: '✗' }[step.status] ?? ' ';
-          process.stdout.write(`  ${mark} ${step.index}. ${step.description}${step.measurements ? ` (${step.measurements} measurements)` : ''}\n`);
+          process.stdout.write(`  ${mark} ${step.index + 1}. ${step.description}${step.measurements ? ` (${step.measurements} measurements)` : ''}\n`);
         }
         process.stdout.write('decisions:\n');
         for (const d of detail.decisions) {
@@ -125,6 +132,7 @@ async function watch(connection: ServerConnection, id: string): Promise<void> {
     progress.stop();
   }
   if (!final) throw new UserError(`rollout ${id}: the stream ended before the rollout finished`, { exitCode: 1 });
+  // The summary, once (the terminal state is not also shown as an event); its outcome and reason are in it.
   process.stdout.write(`${rolloutLine(final)}\n`);
-  if (final.phase !== 'Completed') throw new UserError(`rollout ${id} ended ${final.phase}: ${final.outcome_reason || 'no reason given'}`, { exitCode: 1 });
+  if (final.phase !== 'Completed') throw new UserError(`rollout ${id} ended ${final.phase}`, { exitCode: 1 });
 }

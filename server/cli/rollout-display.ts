@@ -40,18 +40,22 @@ export function rolloutLine(r: GrpcRollout): string {
   return `${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} delivered${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${outcome}`;
 }
 
+/** A decision of the log; its step is numbered from 1, as in `rollout status` and the decision messages. */
 export function decisionLine(d: GrpcDecision): string {
-  return `${d.at}  step ${d.step_index}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`;
+  return `${d.at}  step ${d.step_index + 1}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`;
 }
 
-/** Shows a watched rollout: a progress bar of its steps on a TTY, plain lines otherwise. */
+/**
+ * Shows a watched rollout on stdout: a progress bar of its steps on a TTY, plain lines
+ * otherwise. A terminal state is not shown: the caller prints the summary line once.
+ */
 export interface RolloutProgress {
   state(rollout: GrpcRollout): void;
   decision(decision: GrpcDecision): void;
   stop(): void;
 }
 
-export function createRolloutProgress(stream: NodeJS.WriteStream = process.stderr): RolloutProgress {
+export function createRolloutProgress(stream: NodeJS.WriteStream = process.stdout): RolloutProgress {
   return stream.isTTY ? new TtyRolloutProgress(stream) : new PlainRolloutProgress(stream);
 }
 
@@ -61,7 +65,7 @@ class TtyRolloutProgress implements RolloutProgress {
 
   constructor(stream: NodeJS.WriteStream) {
     this.#multibar = new cliProgress.MultiBar(
-      { stream, hideCursor: true, clearOnComplete: false, format: ' {id} {phase} |{bar}| step {step}/{total} weight {weight}% {detail}' },
+      { stream, hideCursor: true, clearOnComplete: true, format: ' {id} {phase} |{bar}| step {step}/{total} weight {weight}% {detail}' },
       cliProgress.Presets.shades_classic,
     );
   }
@@ -89,6 +93,7 @@ class PlainRolloutProgress implements RolloutProgress {
   constructor(private readonly stream: NodeJS.WriteStream) {}
 
   state(r: GrpcRollout): void {
+    if (r.terminal) return;
     const line = rolloutLine(r);
     if (line !== this.#last) this.stream.write(`${line}\n`);
     this.#last = line;

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+import { tokenJson, type GrpcToken } from './json-views.ts';
 
 export function registerTokensCommand(program: Command): void {
   const tokens = program.command('tokens').description('bearer tokens (admin only, over gRPC)');
@@ -18,12 +19,12 @@ export function registerTokensCommand(program: Command): void {
       });
     });
   withConnectionOptions(tokens.command('list').description('list tokens: id, role, label, created, revoked (never secrets)'))
-    .option('--json', 'print JSON')
+    .option('--json', 'print JSON (the tokens of GET /api/tokens)')
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
       await withConnection(flags, async (connection) => {
-        const { tokens: list } = await connection.unary<{ tokens: TokenMessage[] }>('Tokens', 'ListTokens', {});
+        const { tokens: list } = await connection.unary<{ tokens: GrpcToken[] }>('Tokens', 'ListTokens', {});
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify(list.map(tokenJson), null, 2)}\n`);
           return;
         }
         const rows = list.map((t) => [t.id, t.role, t.label, t.created_at, t.created_by, t.revoked_at || '-']);
@@ -37,13 +38,4 @@ export function registerTokensCommand(program: Command): void {
         process.stderr.write(`revoked token ${id}\n`);
       });
     });
-}
-
-interface TokenMessage {
-  id: string;
-  role: string;
-  label: string;
-  created_at: string;
-  created_by: string;
-  revoked_at: string;
 }

@@ -1,5 +1,6 @@
 import type { JobRecord } from '../store/repositories/jobs-repository.ts';
 import type { ModelRecord, VersionRecord } from '../store/repositories/models-repository.ts';
+import type { VersionStatusView } from '../registry/registry-service.ts';
 import type { TokenRecord } from '../store/repositories/tokens-repository.ts';
 import type { AuditEntry } from '../store/repositories/audit-repository.ts';
 
@@ -14,7 +15,8 @@ export function modelMessage(model: ModelRecord) {
   };
 }
 
-export function versionMessage(version: VersionRecord) {
+/** With `status` (GetVersion, ListVersions), the latest status a rollout gave the version. */
+export function versionMessage(version: VersionRecord, status?: VersionStatusView | null) {
   return {
     model: version.model,
     version: version.version,
@@ -31,6 +33,7 @@ export function versionMessage(version: VersionRecord) {
     retired: version.retired,
     created_at: version.createdAt,
     created_by: version.createdBy,
+    ...(status ? { status: status.status, status_reason: status.reason, status_at: status.at } : {}),
   };
 }
 

@@ -60,18 +60,19 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
       implementation: {
         ListModels: models.unary('ListModels', 'read', async () => ({ models: (await registry.listModels()).map(modelMessage) })),
         GetModel: models.unary('GetModel', 'read', async (req: { name: string }) => modelMessage(await registry.getModel(req.name))),
-        ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => ({
-          versions: (
-            await registry.listVersions(req.name, {
-              afterSeq: checkField(z.number().int().min(0), req.after_seq, 'after_seq'),
-              limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
-            })
-          ).map(versionMessage),
-        })),
+        ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => {
+          const versions = await registry.listVersions(req.name, {
+            afterSeq: checkField(z.number().int().min(0), req.after_seq, 'after_seq'),
+            limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100,
+          });
+          const statuses = await registry.versionStatuses(versions);
+          return { versions: versions.map((version, index) => versionMessage(version, statuses[index])) };
+        }),
         // ref as REST's GET /models/:name/versions/:ref checks it; '' is "latest" (see the .proto).
-        GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) =>
-          versionMessage(await registry.resolve(req.name, req.ref === '' ? 'latest' : checkField(VersionRefSchema, req.ref, 'ref'))),
-        ),
+        GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) => {
+          const version = await registry.resolve(req.name, req.ref === '' ? 'latest' : checkField(VersionRefSchema, req.ref, 'ref'));
+          return versionMessage(version, await registry.versionStatus(version.model, version.version));
+        }),
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
           const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);
           return versionMessage(await registry.register({ model: req.name, manifest, actor: actorOf(principal) }));

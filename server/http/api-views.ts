@@ -1,5 +1,6 @@
 import type { JobRecord } from '../store/repositories/jobs-repository.ts';
 import type { VersionRecord } from '../store/repositories/models-repository.ts';
+import type { VersionStatusView } from '../registry/registry-service.ts';
 
 /** Store records as the API shows them (VersionSchema / JobSchema). */
 export function versionView(record: VersionRecord) {
@@ -21,6 +22,11 @@ export function versionView(record: VersionRecord) {
     createdAt: record.createdAt,
     createdBy: record.createdBy,
   };
+}
+
+/** A version with the latest status a rollout gave it (null: none yet), as GET /models/:name/versions(/:ref) show it. */
+export function versionWithStatusView(record: VersionRecord, status: VersionStatusView | null) {
+  return { ...versionView(record), status };
 }
 
 export function jobView(job: JobRecord) {

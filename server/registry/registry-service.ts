@@ -5,7 +5,16 @@ import { describeIssues } from '../app/describe-issues.ts';
 import type { Repositories, Store } from '../store/store.ts';
 import { UniqueViolation } from '../store/sql-engine.ts';
 import type { ModelRecord, VersionRecord } from '../store/repositories/models-repository.ts';
+import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
+import type { VersionStatus } from '../rollout/fleet-port.ts';
 import { ModelNameSchema, RESERVED_VERSION_NAMES, VersionNameSchema, type Alias } from './names.ts';
+
+/** The latest status a rollout gave a version (production, failed, rolled-back), with its reason. */
+export interface VersionStatusView {
+  status: VersionStatus;
+  reason: string;
+  at: string;
+}
 
 export interface RegisterInput {
   model: string;
@@ -60,6 +69,17 @@ export class RegistryService {
     const found = await repos.models.getVersion(name, version);
     if (!found) throw new ServiceError('not_found', `no version ${name}@${version}`);
     return found;
+  }
+
+  /** The latest status change rollouts recorded for a version (null: none yet). */
+  async versionStatus(model: string, version: string): Promise<VersionStatusView | null> {
+    const found = await new VersionStatusRepository(this.store.engine).current(model, version);
+    return found ? { status: found.status, reason: found.reason, at: found.at } : null;
+  }
+
+  /** versionStatus of each record, in order. */
+  versionStatuses(records: readonly VersionRecord[]): Promise<(VersionStatusView | null)[]> {
+    return Promise.all(records.map((record) => this.versionStatus(record.model, record.version)));
   }
 
   async getByArtifact(id: string): Promise<VersionRecord> {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { UserError, errorMessage } from './errors.ts';
 
 /**
@@ -9,8 +9,8 @@ import { UserError, errorMessage } from './errors.ts';
  * the nearest existing directory on the way to `dir` is probed, so a run that fails later (or
  * is interrupted) leaves no empty directories behind.
  */
-export async function assertWritableDirectory(dir: string, what = 'output directory'): Promise<void> {
-  const refuse = (reason: string, cause?: unknown) => new UserError(`cannot write ${what} ${dir}: ${reason}`, { cause });
+export async function assertWritableDirectory(dir: string, what = 'output directory', flag?: string): Promise<void> {
+  const refuse = (reason: string, cause?: unknown) => new UserError(`${flag ? `${flag}: ` : ''}cannot write ${what} ${dir}: ${reason}`, { cause });
   let existing = dir;
   for (;;) {
     try {
@@ -28,12 +28,29 @@ export async function assertWritableDirectory(dir: string, what = 'output direct
   }
   // Staging happens next to dir: its parent must be writable as well as dir itself.
   for (const target of existing === dir ? [dirname(dir), dir] : [existing]) {
-    const probe = join(target, `.fleetprune-write-check-${randomBytes(4).toString('hex')}`);
     try {
-      await writeFile(probe, '', { flag: 'wx' });
-      await rm(probe);
+      await probeWritable(target);
     } catch (error) {
-      throw refuse(describeFsError(error), error);
+      // The probe file's name means nothing to the user: name the directory that refused it.
+      throw refuse(target === dir ? describeFsError(error) : `cannot create files in ${target} (${describeFsError(error)})`, error);
+    }
+  }
+}
+
+/** Creates and removes a file in `dir`; throws the file system's error when `dir` does not take one. */
+async function probeWritable(dir: string): Promise<void> {
+  const probe = join(dir, `.fleetprune-write-check-${randomBytes(4).toString('hex')}`);
+  await writeFile(probe, '', { flag: 'wx' });
+  await rm(probe);
+}
+
+/** The nearest existing path on the way up to `dir` (`dir` itself when it exists); throws stat's other errors. */
+async function nearestExisting(dir: string): Promise<{ path: string; isDirectory: boolean }> {
+  for (let path = resolve(dir); ; path = dirname(path)) {
+    try {
+      return { path, isDirectory: (await stat(path)).isDirectory() };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(path) === path) throw error;
     }
   }
 }
@@ -43,6 +60,25 @@ export async function assertWritableDirectory(dir: string, what = 'output direct
  * missing; otherwise a UserError naming `flag`: `--data-dir: /srv/x is not a directory`.
  */
 export async function ensureWritableDirectory(dir: string, flag: string): Promise<void> {
+  // Where the directories would be created must take them, checked first: mkdir({recursive})
+  // loops forever under a directory that refuses new entries with ENOENT (/proc, /sys).
+  let ancestor;
+  try {
+    ancestor = await nearestExisting(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw new UserError(`${flag}: cannot create ${dir} (a parent is not a directory)`, { cause: error });
+    throw new UserError(`${flag}: cannot create ${dir} (${describeFsError(error)})`, { cause: error });
+  }
+  if (ancestor.path === resolve(dir) && !ancestor.isDirectory) throw new UserError(`${flag}: ${dir} is not a directory`);
+  if (ancestor.path !== resolve(dir)) {
+    if (!ancestor.isDirectory) throw new UserError(`${flag}: cannot create ${dir} (a parent is not a directory)`);
+    try {
+      await probeWritable(ancestor.path);
+    } catch (error) {
+      throw new UserError(`${flag}: cannot create ${dir} (${ancestor.path} is not a writable directory: ${describeFsError(error)})`, { cause: error });
+    }
+  }
   try {
     await mkdir(dir, { recursive: true });
   } catch (error) {
@@ -52,9 +88,7 @@ export async function ensureWritableDirectory(dir: string, flag: string): Promis
     throw new UserError(`${flag}: cannot create ${dir} (${describeFsError(error)})`, { cause: error });
   }
   try {
-    const probe = join(dir, `.fleetprune-write-check-${randomBytes(4).toString('hex')}`);
-    await writeFile(probe, '');
-    await rm(probe);
+    await probeWritable(dir);
   } catch (error) {
     throw new UserError(`${flag}: cannot write in ${dir} (${describeFsError(error)})`, { cause: error });
   }
@@ -99,8 +133,15 @@ export async function assertWritableFile(path: string, flag: string): Promise<vo
   }
 }
 
-/** `permission denied` for access errors, else the system's message. */
+/**
+ * `permission denied` for access errors, else the system's message without the path and call
+ * it names (`ENOENT: no such file or directory, open '/proc/.x'` → `no such file or directory`):
+ * callers name the path the user gave.
+ */
 function describeFsError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
-  return code === 'EACCES' || code === 'EPERM' || code === 'EROFS' ? 'permission denied' : errorMessage(error);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'permission denied';
+  const message = errorMessage(error);
+  const system = code ? new RegExp(`^${code}: ([^,]+), \\w+ '`).exec(message) : null;
+  return system ? system[1]! : message;
 }

@@ -243,7 +243,7 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
 
   const started = await runCli(['rollout', 'start', '-f', specFile, ...connection]);
   assert.equal(started.code, 0, started.stderr);
-  const id = /^rollout (\S+)$/m.exec(started.stdout)![1]!;
+  const id = started.stdout.trim();
   const list = await runCli(['rollout', 'list', ...connection]);
   assert.match(list.stdout, new RegExp(`^${id}  wine 2  `, 'm'));
   assert.match((await runCli(['rollout', 'list', '--limit', '1', ...connection])).stdout, new RegExp(`^${id}  wine 2  `, 'm'));
@@ -264,8 +264,8 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
   assert.deepEqual([held.phase, held.step_index], ['Paused', 2]);
   const status = await runCli(['rollout', 'status', id, ...connection]);
   assert.equal(status.code, 0, status.stderr);
-  assert.match(status.stdout, /✓ 1\. analysis of server-cpu \(2 measurements\)/);
-  assert.match(status.stdout, /▶ 2\. pause until resumed/);
+  assert.match(status.stdout, /✓ 2\. analysis of server-cpu \(2 measurements\)/);
+  assert.match(status.stdout, /▶ 3\. pause until resumed/);
   assert.match(status.stdout, /measurement  Successful/);
   // The detail's device states: as many as asked for (gRPC and CLI), the counts cover all.
   const few = JSON.parse((await grpc.call('GetRollout', { id, device_states: 1 })).detail_json);
@@ -284,7 +284,7 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
   assert.equal(promoted.code, 0, promoted.stderr);
   const watched = await watching;
   assert.equal(watched.code, 0, watched.stderr);
-  assert.match(watched.stderr, /step 0  start/);
+  assert.match(watched.stdout, /step 1  start/);
   assert.match(watched.stdout, /Completed/);
 
   const viewer = ((await (await s.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'v' } })).json()) as { token: string }).token;

@@ -158,7 +158,7 @@ test('blob GC over gRPC and the CLI: dry run, removal, a clear error for a bad -
   assert.equal(removed.code, 0, removed.stderr);
   const result = JSON.parse(removed.stdout);
   assert.equal(result.removed[0].sha256, orphan);
-  assert.equal(result.freed_bytes, '36');
+  assert.equal(result.freedBytes, 36);
   assert.deepEqual(await server.server.ctx.blobs.list(), []);
 
   // A device token may download blobs but not collect them.

@@ -62,8 +62,8 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
   // tokens list shows ids and roles, never secrets; tokens revoke stops a token at once.
   const tokenList = await runCli(['tokens', 'list', '--json', ...connection]);
   assert.equal(tokenList.code, 0, tokenList.stderr);
-  const records = JSON.parse(tokenList.stdout) as { id: string; role: string; revoked_at: string }[];
-  const operatorRecord = records.find((r) => r.role === 'operator' && r.revoked_at === '');
+  const records = JSON.parse(tokenList.stdout) as { id: string; role: string; revokedAt: string | null }[];
+  const operatorRecord = records.find((r) => r.role === 'operator' && r.revokedAt === null);
   assert.ok(operatorRecord, tokenList.stdout);
   assert.ok(!tokenList.stdout.includes(operator), 'the secret is never listed');
   const table = await runCli(['tokens', 'list', ...connection]);

@@ -227,7 +227,7 @@ test('jobs prune (CLI) without --task reads --tolerance in the unit of the task 
   const diabetes = fileURLToPath(new URL('../../shared/datasets/diabetes.csv', import.meta.url));
   const run = await runCli(['jobs', 'prune', '--data', diabetes, '--label', 'progression', '--tolerance', '10', '--detach', ...connection]);
   assert.equal(run.code, 0, run.stderr);
-  const id = /^job (\S+)$/m.exec(run.stdout)![1]!;
+  const id = run.stdout.trim();
   const request = (await server.server.ctx.store.jobs.get(id))!.request as any;
   assert.equal(request.options.toleranceMseFraction, 0.1, JSON.stringify(request.options));
   assert.equal(request.options.toleranceAccuracyPoints, 0.5, 'not read as accuracy points');

@@ -5,7 +5,7 @@ import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { AliasSchema, ModelNameSchema, VersionNameSchema, VersionRefSchema } from '../../registry/names.ts';
 import { ModelSchema, PageQuerySchema, VersionSchema } from '../api-schemas.ts';
-import { versionView } from '../api-views.ts';
+import { versionView, versionWithStatusView } from '../api-views.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 const NameParams = z.strictObject({ name: ModelNameSchema });
@@ -20,6 +20,13 @@ export const PushVersionBodySchema = z.strictObject({
 const PushCheckSchema = z.strictObject({
   /** sha256 of each file the manifest lists that the server does not store yet: PUT these, then POST the version. */
   missingBlobs: z.array(z.string()),
+});
+/** A version and the latest status a rollout gave it (production, failed, rolled-back), null before any. */
+const VersionWithStatusSchema = VersionSchema.extend({
+  status: z
+    .strictObject({ status: z.enum(['production', 'failed', 'rolled-back']), reason: z.string(), at: z.string() })
+    .nullable()
+    .describe('the latest status a rollout gave the version, with its reason; null when none has'),
 });
 export const SetAliasBodySchema = z.strictObject({ version: VersionNameSchema });
 export const PatchVersionBodySchema = z.strictObject({ retired: z.boolean() });
@@ -54,15 +61,17 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/models/:name/versions',
       operationId: 'listVersions',
-      summary: 'Versions of a model in registration order (page with ?after=<seq>&limit=)',
+      summary: 'Versions of a model in registration order (page with ?after=<seq>&limit=), each with its latest rollout status',
       tag,
       permission: 'read',
       params: NameParams,
       query: PageQuerySchema,
-      responses: { 200: { description: 'versions', schema: z.strictObject({ versions: z.array(VersionSchema) }) } },
-      handle: async ({ params, query }) => ({
-        json: { versions: (await registry.listVersions(params.name, { afterSeq: query.after, limit: query.limit })).map(versionView) },
-      }),
+      responses: { 200: { description: 'versions', schema: z.strictObject({ versions: z.array(VersionWithStatusSchema) }) } },
+      handle: async ({ params, query }) => {
+        const versions = await registry.listVersions(params.name, { afterSeq: query.after, limit: query.limit });
+        const statuses = await registry.versionStatuses(versions);
+        return { json: { versions: versions.map((version, index) => versionWithStatusView(version, statuses[index]!)) } };
+      },
     }),
     defineRoute({
       method: 'post',
@@ -98,12 +107,15 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/models/:name/versions/:ref',
       operationId: 'getVersion',
-      summary: 'One version, by version, alias (candidate, production) or latest',
+      summary: 'One version, by version, alias (candidate, production) or latest, with its latest rollout status',
       tag,
       permission: 'read',
       params: RefParams,
-      responses: { 200: { description: 'the version', schema: VersionSchema } },
-      handle: async ({ params }) => ({ json: versionView(await registry.resolve(params.name, params.ref)) }),
+      responses: { 200: { description: 'the version', schema: VersionWithStatusSchema } },
+      handle: async ({ params }) => {
+        const version = await registry.resolve(params.name, params.ref);
+        return { json: versionWithStatusView(version, await registry.versionStatus(version.model, version.version)) };
+      },
     }),
     defineRoute({
       method: 'patch',

@@ -1,0 +1,143 @@
+/**
+ * gRPC messages as the CLI's --json prints them: the shapes of the REST API (camelCase, null for
+ * an absent value, numbers as numbers, JSON fields parsed), never the wire artefacts of the
+ * protobuf loader (snake_case, int64 as strings, `_field` oneof markers, `*_json` strings).
+ */
+
+/** A model version as the Version message carries it (status fields: GetVersion and ListVersions). */
+export interface GrpcVersion {
+  model: string;
+  version: string;
+  seq: number;
+  artifact_id: string;
+  parent_artifact_id: string;
+  parent_model: string;
+  parent_version: string;
+  epsilon?: number | null;
+  metrics_json: string;
+  aliases: string[];
+  retired: boolean;
+  created_at: string;
+  created_by: string;
+  data_fingerprint: string;
+  manifest_json: string;
+  status?: string;
+  status_reason?: string;
+  status_at?: string;
+}
+
+/** GET /api/models/:name/versions/:ref. */
+export function versionJson(v: GrpcVersion) {
+  return {
+    model: v.model,
+    version: v.version,
+    seq: v.seq,
+    artifactId: v.artifact_id,
+    manifest: parseJson(v.manifest_json),
+    lineage: {
+      parentArtifactId: v.parent_artifact_id || null,
+      parent: v.parent_model ? { model: v.parent_model, version: v.parent_version } : null,
+      epsilon: typeof v.epsilon === 'number' ? v.epsilon : null,
+      dataFingerprint: v.data_fingerprint,
+    },
+    metrics: parseJson(v.metrics_json),
+    aliases: v.aliases,
+    retired: v.retired,
+    createdAt: v.created_at,
+    createdBy: v.created_by,
+    status: v.status ? { status: v.status, reason: v.status_reason ?? '', at: v.status_at ?? '' } : null,
+  };
+}
+
+export interface GrpcModel {
+  name: string;
+  created_at: string;
+  created_by: string;
+  version_count: number;
+  latest_version: string;
+}
+
+/** GET /api/models. */
+export function modelJson(m: GrpcModel) {
+  return { name: m.name, createdAt: m.created_at, createdBy: m.created_by, versionCount: m.version_count, latestVersion: m.latest_version || null };
+}
+
+export interface GrpcGcResult {
+  dry_run: boolean;
+  scanned: string;
+  referenced: string;
+  young: string;
+  removed: { sha256: string; bytes: string }[];
+  freed_bytes: string;
+  stale_uploads: string;
+}
+
+/** POST /api/blobs/gc. */
+export function gcJson(r: GrpcGcResult) {
+  return {
+    dryRun: r.dry_run,
+    scanned: Number(r.scanned),
+    referenced: Number(r.referenced),
+    young: Number(r.young),
+    removed: r.removed.map((blob) => ({ sha256: blob.sha256, bytes: Number(blob.bytes) })),
+    staleUploads: Number(r.stale_uploads),
+    freedBytes: Number(r.freed_bytes),
+  };
+}
+
+export interface GrpcToken {
+  id: string;
+  role: string;
+  label: string;
+  created_at: string;
+  created_by: string;
+  revoked_at: string;
+}
+
+/** GET /api/tokens. */
+export function tokenJson(t: GrpcToken) {
+  return { id: t.id, role: t.role, label: t.label, createdAt: t.created_at, createdBy: t.created_by, revokedAt: t.revoked_at || null };
+}
+
+interface GrpcModelRef {
+  model: string;
+  version: string;
+  sha256: string;
+}
+
+export interface GrpcDevice {
+  id: string;
+  labels: Record<string, string>;
+  online: boolean;
+  last_seen: string;
+  active?: GrpcModelRef | null;
+  candidate?: GrpcModelRef | null;
+  previous?: GrpcModelRef | null;
+  enrolled_at: string;
+  revoked_at: string;
+  assignment_id: string;
+  assignment_version: string;
+  assignment_role: string;
+}
+
+/** GET /api/devices, as far as the Device message carries it (no heartbeat, no enrolledBy). */
+export function deviceJson(d: GrpcDevice) {
+  const ref = (r: GrpcModelRef | null | undefined) => (r ? { model: r.model, version: r.version, sha256: r.sha256 } : null);
+  const active = ref(d.active);
+  return {
+    id: d.id,
+    labels: d.labels,
+    enrolledAt: d.enrolled_at,
+    revokedAt: d.revoked_at || null,
+    online: d.online,
+    lastSeen: d.last_seen || null,
+    active,
+    candidate: ref(d.candidate),
+    previous: ref(d.previous),
+    assignment: d.assignment_id ? { id: d.assignment_id, version: d.assignment_version, role: d.assignment_role } : null,
+  };
+}
+
+function parseJson(text: string): unknown {
+  return text === '' ? null : JSON.parse(text);
+}

@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { cp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { artifactId } from '../../shared/artifact/manifest.ts';
+import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
+import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
+import { runCli } from './helpers/run-cli.ts';
+import { makeArtifact } from './helpers/artifacts.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+/** A pruned artifact with its parent in DIR/general, as `fleetprune prune --out DIR` writes them. */
+async function prunedWithGeneral(t: import('node:test').TestContext, privateKey: import('node:crypto').KeyObject) {
+  const general = await makeArtifact(t, { seed: 31, privateKey, units: 16 });
+  const pruned = await makeArtifact(t, { seed: 32, privateKey, units: 4, parent: artifactId(general.manifest) });
+  await cp(general.dir, join(pruned.dir, 'general'), { recursive: true });
+  return { general, pruned };
+}
+
+test('models push DIR registers the parent in DIR/general first, so latest is the pruned model; pushing the parent again is a no-op', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { general, pruned } = await prunedWithGeneral(t, key);
+
+  const pushed = await runCli(['models', 'push', pruned.dir, ...connection]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  assert.equal(
+    pushed.stdout,
+    `registered iris@1 (artifact ${artifactId(general.manifest)}; the parent, from ${join(pruned.dir, 'general')})\n` +
+      `registered iris@2 (artifact ${artifactId(pruned.manifest)})\n`,
+  );
+  const latest = (await (await server.request('GET', '/api/models/iris/versions/latest')).json()) as { artifactId: string; lineage: { parent: unknown } };
+  assert.equal(latest.artifactId, artifactId(pruned.manifest), 'latest is the pruned model');
+  assert.deepEqual(latest.lineage.parent, { model: 'iris', version: '1' });
+
+  // The README order (pruned, then general): the general one is already there, nothing changes.
+  const again = await runCli(['models', 'push', general.dir, ...connection]);
+  assert.equal(again.code, 2);
+  assert.equal(again.stderr, `fleetprune: artifact ${artifactId(general.manifest)} is already registered as iris@1\n`);
+  assert.equal(((await (await server.request('GET', '/api/models/iris')).json()) as { versionCount: number }).versionCount, 2);
+});
+
+test('models push DIR of a pruned artifact whose parent is registered already pushes the pruned one alone', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { general, pruned } = await prunedWithGeneral(t, key);
+  assert.equal((await runCli(['models', 'push', general.dir, ...connection])).code, 0);
+  const pushed = await runCli(['models', 'push', pruned.dir, ...connection]);
+  assert.equal(pushed.code, 0, pushed.stderr);
+  assert.equal(pushed.stdout, `registered iris@2 (artifact ${artifactId(pruned.manifest)})\n`);
+  assert.equal(pushed.stderr, `the parent in ${join(pruned.dir, 'general')} is already registered as iris@1\n`);
+});
+
+test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon fields); a version shows its rollout status', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { pruned } = await prunedWithGeneral(t, key);
+  assert.equal((await runCli(['models', 'push', pruned.dir, ...connection])).code, 0);
+  // What a rollout records when it fails the candidate.
+  await new VersionStatusRepository(server.server.ctx.store.engine).record({
+    commandId: 'cmd-1',
+    model: 'iris',
+    version: '2',
+    status: 'failed',
+    reason: 'analysis failed at step 2: accuracy below 0.8',
+    at: '2026-03-01T09:00:00.000Z',
+  });
+  const status = { status: 'failed', reason: 'analysis failed at step 2: accuracy below 0.8', at: '2026-03-01T09:00:00.000Z' };
+
+  // REST: the version views carry the status (null before any rollout gave one).
+  const rest = (await (await server.request('GET', '/api/models/iris/versions/2')).json()) as Record<string, unknown>;
+  assert.deepEqual(rest.status, status);
+  const restList = (await (await server.request('GET', '/api/models/iris/versions')).json()) as { versions: { status: unknown }[] };
+  assert.deepEqual(restList.versions.map((v) => v.status), [null, status]);
+
+  const [show, list, listJson, modelsJson, table, gc, tokens] = await Promise.all([
+    runCli(['models', 'show', 'iris@2', '--json', ...connection]),
+    runCli(['models', 'list', 'iris', ...connection]),
+    runCli(['models', 'list', 'iris', '--json', ...connection]),
+    runCli(['models', 'list', '--json', ...connection]),
+    runCli(['models', 'show', 'iris@2', ...connection]),
+    runCli(['blobs', 'gc', '--dry-run', '--json', ...connection]),
+    runCli(['tokens', 'list', '--json', ...connection]),
+  ]);
+  for (const run of [show, list, listJson, modelsJson, table, gc, tokens]) assert.equal(run.code, 0, run.stderr);
+
+  // models show --json is GET /api/models/:name/versions/:ref, field for field.
+  assert.deepEqual(JSON.parse(show.stdout), rest);
+  assert.deepEqual(JSON.parse(listJson.stdout), restList);
+  assert.deepEqual(JSON.parse(modelsJson.stdout), await (await server.request('GET', '/api/models')).json());
+  assert.doesNotMatch(show.stdout, /_json|"_epsilon"/);
+
+  // The status: a column of models list NAME, a line of models show.
+  const lines = list.stdout.trimEnd().split('\n');
+  assert.match(lines[0]!, /^iris@1\t.*\t-$/);
+  assert.match(lines[1]!, /^iris@2\t.*\tfailed$/);
+  assert.match(table.stdout, /^status {5}failed: analysis failed at step 2: accuracy below 0\.8 \(2026-03-01T09:00:00\.000Z\)$/m);
+
+  // blobs gc --json is POST /api/blobs/gc: counts are numbers.
+  const collected = JSON.parse(gc.stdout);
+  const restGc = await (await server.request('POST', '/api/blobs/gc', { json: { dryRun: true } })).json();
+  assert.deepEqual(Object.keys(collected).sort(), Object.keys(restGc as object).sort());
+  assert.equal(typeof collected.scanned, 'number');
+  assert.equal(typeof collected.freedBytes, 'number');
+  assert.equal(collected.scanned, (restGc as { scanned: number }).scanned);
+
+  // tokens list --json: the tokens of GET /api/tokens.
+  assert.deepEqual(JSON.parse(tokens.stdout), ((await (await server.request('GET', '/api/tokens')).json()) as { tokens: unknown[] }).tokens);
+});
