@@ -2,7 +2,10 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
+import { parseLimit } from './bounded-options.ts';
+import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { jobJson, type GrpcJobRecord } from './json-views.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 
 interface GrpcJob {
@@ -74,6 +77,19 @@ export function registerJobsCommand(program: Command): void {
       });
     });
 
+  withConnectionOptions(jobs.command('list').description('recent jobs, newest first'))
+    .option('--limit <n>', 'at most this many (1-1000; default 100)', parseLimit)
+    .option('--json', 'print JSON (as GET /api/jobs)')
+    .action(async (flags: ConnectionFlags & { limit?: number; json?: boolean }) => {
+      await withConnection(flags, async (connection) => {
+        const { jobs: found } = await connection.unary<{ jobs: GrpcJobRecord[] }>('Jobs', 'ListJobs', { limit: flags.limit ?? 0 });
+        if (flags.json) return void process.stdout.write(`${JSON.stringify({ jobs: found.map(jobJson) }, null, 2)}\n`);
+        if (found.length === 0) return void process.stdout.write('no jobs\n');
+        const rows = found.map((job) => [job.id, job.state, job.created_at, job.created_by, job.node || '-', jobOutcome(job)]);
+        process.stdout.write(formatTable([['ID', 'STATE', 'CREATED', 'BY', 'NODE', 'RESULT'], ...rows]));
+      });
+    });
+
   withConnectionOptions(jobs.command('watch <id>').description('follow a job until it finishes')).action(async (id: string, flags: ConnectionFlags) => {
     await withConnection(flags, (connection) => watch(connection, id));
   });
@@ -113,4 +129,12 @@ async function watch(connection: ServerConnection, id: string): Promise<void> {
     const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string } };
     process.stdout.write(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)\n`);
   }
+}
+
+/** What a finished job left: the versions it registered, or why it failed. */
+function jobOutcome(job: GrpcJobRecord): string {
+  if (job.state === 'failed') return job.error;
+  if (job.state !== 'succeeded' || !job.result_json) return '-';
+  const result = JSON.parse(job.result_json) as { general?: { model: string; version: string }; pruned?: { model: string; version: string } };
+  return [result.general, result.pruned].filter((ref) => ref !== undefined).map((ref) => `${ref.model}@${ref.version}`).join(', ') || '-';
 }

@@ -141,3 +141,33 @@ export function deviceJson(d: GrpcDevice) {
 function parseJson(text: string): unknown {
   return text === '' ? null : JSON.parse(text);
 }
+
+/** A job as the Job message carries it. */
+export interface GrpcJobRecord {
+  id: string;
+  kind: string;
+  state: string;
+  progress_json: string;
+  result_json: string;
+  error: string;
+  created_at: string;
+  updated_at: string;
+  created_by: string;
+  node: string;
+}
+
+/** GET /api/jobs/:id. */
+export function jobJson(job: GrpcJobRecord) {
+  return {
+    id: job.id,
+    kind: job.kind,
+    state: job.state,
+    progress: job.progress_json ? parseJson(job.progress_json) : null,
+    result: job.result_json ? parseJson(job.result_json) : null,
+    error: job.error || null,
+    createdAt: job.created_at,
+    updatedAt: job.updated_at,
+    createdBy: job.created_by,
+    node: job.node || null,
+  };
+}

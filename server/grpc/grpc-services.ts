@@ -27,7 +27,9 @@ const GRPC_PRUNE_FIELDS: PruneRequestFields = { csv: 'csv', path: 'path', option
 
 const DEFAULT_CHUNK = 64 * 1024;
 const MAX_CHUNK = 1024 * 1024;
-
+/** ListJobs: the page when no limit is asked (REST's GET /api/jobs gives the same), and the most. */
+const DEFAULT_JOB_LIST = 100;
+const MAX_JOB_LIST = 1000;
 
 /** Waits for a server stream's buffer to drain; false if the call is cancelled or closed first. */
 function drainedOrGone(call: ServerWritableStream<unknown, unknown>): Promise<boolean> {
@@ -220,6 +222,10 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ),
         // Ids checked as REST checks them: a 5000-character id is a bad request, not echoed in a NOT_FOUND.
         GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(checkField(JobIdSchema, req.id, 'id')))),
+        ListJobs: jobs.unary('ListJobs', 'read', async (req: { limit: number }) => {
+          const limit = req.limit === 0 ? DEFAULT_JOB_LIST : checkField(z.number().int().min(1).max(MAX_JOB_LIST), req.limit, 'limit');
+          return { jobs: (await ctx.jobs.list(limit)).map(jobMessage) };
+        }),
         CancelJob: jobs.unary('CancelJob', 'write', async (req: { id: string }, principal) =>
           jobMessage(await ctx.jobs.cancel(checkField(JobIdSchema, req.id, 'id'), principal)),
         ),

@@ -64,6 +64,18 @@ test('a pruning job runs in a worker, streams SSE progress, and registers genera
   t.after(() => jobs.close());
   const watched = await jobs.stream('WatchJob', { id: job.id });
   assert.equal(watched.at(-1).job.state, 'succeeded');
+
+  // jobs list (gRPC ListJobs): the job with what it registered; --json is GET /api/jobs.
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const listed = await runCli(['jobs', 'list', ...connection]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, /^ID +STATE +CREATED +BY +NODE +RESULT\n/);
+  assert.match(listed.stdout, new RegExp(`^${job.id} +succeeded +\\S+ +token:\\S+ +\\S+ +iris@1, iris@2$`, 'm'));
+  const json = await runCli(['jobs', 'list', '--json', ...connection]);
+  assert.deepEqual(JSON.parse(json.stdout), await (await server.request('GET', '/api/jobs')).json());
+  const badLimit = await runCli(['jobs', 'list', '--limit', '0', ...connection]);
+  assert.equal(badLimit.code, 2);
+  await assert.rejects(jobs.call('ListJobs', { limit: 5000 }), (error: any) => error.code === status.INVALID_ARGUMENT && /limit/.test(error.details));
 });
 
 test('gRPC StartPrune streams progress with WatchJob; bad data is refused up front', async (t) => {
