@@ -42,7 +42,10 @@ export class ServerConnection {
     } else {
       this.#credentials = credentials.createInsecure();
     }
+    this.#tls = ca !== undefined;
   }
+
+  readonly #tls: boolean;
 
   /** The call metadata (the bearer token), for calls made on client() directly. */
   get metadata(): Metadata {
@@ -106,8 +109,12 @@ export class ServerConnection {
 
   #describe(error: GrpcError): UserError {
     switch (error.code) {
-      case GrpcStatus.UNAVAILABLE:
-        return new UserError(`cannot reach the server at ${this.address} (${/E[A-Z]{4,}/.exec(error.details)?.[0] ?? 'unavailable'})`);
+      case GrpcStatus.UNAVAILABLE: {
+        const code = /E[A-Z]{4,}/.exec(error.details)?.[0];
+        // Something answered but did not speak plaintext gRPC: most often a server with --tls-cert.
+        const hint = !code && !this.#tls ? '; if the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA)' : '';
+        return new UserError(`cannot reach the server at ${this.address} (${code ?? 'unavailable'}${hint})`);
+      }
       case GrpcStatus.UNAUTHENTICATED:
         return new UserError(`not authenticated: ${error.details}`);
       case GrpcStatus.PERMISSION_DENIED:
