@@ -399,7 +399,8 @@ export class Agent {
         const superseded = await this.#store.removeOtherDownloads(manifest.files['model.onnx']!.sha256);
         if (superseded.length > 0) this.#logger.info({ files: superseded }, 'removed partial downloads of replaced assignments');
         const fetched = await this.#fetcher.downloadModel(manifest, signal);
-        const installed = await this.#store.install(manifest, fetched.onnxPath);
+        // The endorsement of a signer key other than the server's is kept with the model: loads without an assignment (start, rollback) check it again.
+        const installed = await this.#store.install(manifest, fetched.onnxPath, this.#publicKey, assignment.signer);
         this.#logger.info({ assignmentId: assignment.id, artifactId: installed.artifactId }, 'model verified and installed');
         return installed;
       } catch (error) {

@@ -3,8 +3,8 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
 import { ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { parseManifestText } from '../shared/artifact/read-artifact.ts';
-import { verifyManifestSignature } from '../shared/artifact/signature.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
+import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import type { DataDir } from './data-dir.ts';
 
@@ -56,8 +56,9 @@ const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 /**
  * Fetches what an assignment names: the signed manifest (checked against the assignment's
- * artifact id and the pinned key) and then model.onnx by its sha256, resuming a partial
- * download with `Range: bytes=N-` / If-Range. Nothing it returns is unverified.
+ * artifact id and the pinned key, or the signer key the server vouched for in the assignment)
+ * and then model.onnx by its sha256, resuming a partial download with `Range: bytes=N-` /
+ * If-Range. Nothing it returns is unverified.
  */
 export class ArtifactFetcher {
   constructor(
@@ -84,7 +85,7 @@ export class ArtifactFetcher {
     const { manifest } = parsed;
     const id = artifactId(manifest);
     if (id !== assignment.sha256) throw new FetchError(`manifest: artifact id is ${id}, but the assignment names ${assignment.sha256}`, true);
-    const signatureFailure = verifyManifestSignature(manifest, this.server.publicKey);
+    const signatureFailure = verifyManifestForDevice(manifest, id, this.server.publicKey, assignment.signer);
     if (signatureFailure) throw new FetchError(`manifest ${signatureFailure}`, true);
     if (manifest.name !== assignment.model) throw new FetchError(`manifest: model is ${manifest.name}, but the assignment names ${assignment.model}`, true);
     if (manifest.version !== undefined && manifest.version !== assignment.version) {

@@ -1,15 +1,23 @@
 import type { KeyObject } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { MANIFEST_FILE, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { readManifest } from '../shared/artifact/read-artifact.ts';
-import { verifyManifestSignature } from '../shared/artifact/signature.ts';
+import { keyId } from '../shared/artifact/signing-keys.ts';
+import type { Signer } from '../shared/protocol/payloads.ts';
+import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
 import { fsyncDirectory } from '../shared/util/atomic-file.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import { sha256OfFile } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import type { DataDir } from './data-dir.ts';
 import type { OnnxSource } from './verified-onnx.ts';
+
+/**
+ * Next to a model signed by a key other than the server's: the server's endorsement of that key
+ * for this artifact (from the assignment that brought it), which every later load checks again.
+ */
+export const SIGNER_FILE = 'signer.json';
 
 export interface InstalledModel {
   artifactId: string;
@@ -23,7 +31,8 @@ export function onnxSource(model: InstalledModel): OnnxSource {
 }
 
 /**
- * Verified models on disk, one immutable directory per artifact id (manifest.json + model.onnx).
+ * Verified models on disk, one immutable directory per artifact id (manifest.json + model.onnx,
+ * and signer.json for a model signed by a key other than the server's).
  * A directory appears by a single rename of a fully written, fsynced staging directory, so it is
  * either complete or absent. Slots (state.json) refer to models by artifact id.
  */
@@ -31,18 +40,19 @@ export class ModelStore {
   constructor(readonly dataDir: DataDir) {}
 
   /**
-   * Moves a verified download into the store. If the artifact's directory is already there and
-   * still holds exactly this manifest (signature included) and model.onnx, the download is
-   * dropped; a directory that no longer does (changed or damaged on disk) is replaced, never trusted.
+   * Moves a verified download into the store, with `signer` (the assignment's endorsement of the
+   * manifest's signer key) when the manifest is not signed by `serverKey`. If the artifact's
+   * directory is already there and still verifies, the download is dropped; a directory that no
+   * longer does (changed or damaged on disk, its endorsement lost) is replaced, never trusted.
    */
-  async install(manifest: Manifest, verifiedOnnx: string): Promise<InstalledModel> {
+  async install(manifest: Manifest, verifiedOnnx: string, serverKey: KeyObject, signer?: Signer): Promise<InstalledModel> {
     const id = artifactId(manifest);
     const target = this.dataDir.modelDir(id);
     await mkdir(this.dataDir.modelsDir, { recursive: true });
-    const present = await this.#checkFiles(id);
-    if (!('failure' in present) && present.manifest.signature?.value === manifest.signature?.value) {
+    const present = await this.loadVerified(id, serverKey);
+    if (!('failure' in present)) {
       await rm(verifiedOnnx, { force: true });
-      return { artifactId: id, manifest, onnxPath: join(target, ONNX_FILE) };
+      return present;
     }
     if (await exists(target)) {
       // Renamed away first, so the store never shows a half-removed directory under the id.
@@ -53,13 +63,9 @@ export class ModelStore {
     const staging = join(this.dataDir.modelsDir, `.staging-${id}`);
     await rm(staging, { recursive: true, force: true });
     await mkdir(staging);
-    const handle = await open(join(staging, MANIFEST_FILE), 'wx');
-    try {
-      await handle.writeFile(`${JSON.stringify(manifest, null, 2)}\n`);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeSynced(join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+    const serverSigned = manifest.signature === undefined || manifest.signature.keyId === keyId(serverKey);
+    if (signer && !serverSigned) await writeSynced(join(staging, SIGNER_FILE), `${JSON.stringify(signer)}\n`);
     await rename(verifiedOnnx, join(staging, ONNX_FILE));
     await fsyncDirectory(staging);
     crashPoint('install:before-rename');
@@ -73,15 +79,32 @@ export class ModelStore {
   }
 
   /**
-   * Re-verifies an installed model (signature with the pinned key, artifact id, model.onnx size
-   * and sha256) before it is loaded; a failure is a one-line reason.
+   * Re-verifies an installed model (artifact id, model.onnx size and sha256, and the signature:
+   * with the pinned server key, or with the signer key the server endorsed in the model's
+   * signer.json, itself checked with the pinned key) before it is loaded; a failure is a one-line
+   * reason. A missing or damaged signer.json fails like a bad signature.
    */
-  async loadVerified(id: string, publicKey: KeyObject): Promise<InstalledModel | { failure: string }> {
+  async loadVerified(id: string, serverKey: KeyObject): Promise<InstalledModel | { failure: string }> {
     const checked = await this.#checkFiles(id);
     if ('failure' in checked) return checked;
-    const signatureFailure = verifyManifestSignature(checked.manifest, publicKey);
+    const signatureFailure = verifyManifestForDevice(checked.manifest, id, serverKey, await this.#readSigner(id));
     if (signatureFailure) return { failure: `${this.dataDir.modelDir(id)}: ${signatureFailure}` };
     return checked;
+  }
+
+  /** The model's signer.json as JSON: undefined when there is none, null when it cannot be read or parsed (which fails verification). */
+  async #readSigner(id: string): Promise<unknown> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dataDir.modelDir(id), SIGNER_FILE), 'utf8');
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : null;
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      return null;
+    }
   }
 
   /** Whether the model directory of `id` holds a manifest of that artifact id and the model.onnx it lists (size and sha256). */
@@ -141,6 +164,16 @@ export class ModelStore {
   async collectGarbage(keep: ReadonlySet<string>): Promise<void> {
     const entries = await readdir(this.dataDir.modelsDir).catch(() => [] as string[]);
     await Promise.all(entries.filter((name) => !keep.has(name)).map((name) => rm(join(this.dataDir.modelsDir, name), { recursive: true, force: true })));
+  }
+}
+
+async function writeSynced(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

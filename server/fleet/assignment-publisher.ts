@@ -1,4 +1,4 @@
-import type { Assignment, FleetCommand, Role } from '../../shared/protocol/payloads.ts';
+import type { Assignment, FleetCommand, Role, Signer } from '../../shared/protocol/payloads.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { VersionRecord } from '../store/repositories/models-repository.ts';
@@ -6,6 +6,10 @@ import { buildAssignment, commandChunks, publishAssignmentPayload, publishFleetC
 import type { FleetStore } from './fleet-store.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { signAssignment } from '../../shared/protocol/message-signature.ts';
+import { endorseSigner } from '../../shared/protocol/signer-endorsement.ts';
+import { keyId } from '../../shared/artifact/signing-keys.ts';
+import { ServiceError } from '../app/service-error.ts';
+import type { TrustedKeys } from '../artifacts/trusted-keys.ts';
 import type { KeyObject } from 'node:crypto';
 
 export interface PublishRequest {
@@ -49,8 +53,26 @@ export class AssignmentPublisher {
   readonly #sending = new Mutex();
 
   constructor(
-    private readonly options: { fleet: FleetStore; broker: Broker; serverUrl: () => string; log: Logger; signingKey: KeyObject },
+    private readonly options: { fleet: FleetStore; broker: Broker; serverUrl: () => string; log: Logger; signingKey: KeyObject; trustedKeys: TrustedKeys },
   ) {}
+
+  /**
+   * What an assignment of `version` carries about its signer: nothing when the server's own key
+   * signed the manifest (devices pin it); else the server's endorsement of the signer key, which
+   * must still be trusted (--trusted-key): a 409 naming the key otherwise, since every device
+   * would refuse the artifact.
+   */
+  signerFor(version: VersionRecord): Signer | undefined {
+    const { signingKey, trustedKeys } = this.options;
+    const signedWith = version.manifest.signature?.keyId;
+    if (signedWith === keyId(signingKey)) return undefined;
+    const key = signedWith === undefined ? undefined : trustedKeys.get(signedWith);
+    if (!key) {
+      const what = signedWith === undefined ? 'is unsigned' : `is signed with key ${signedWith}, which this server does not trust (--trusted-key)`;
+      throw new ServiceError('conflict', `${version.model}@${version.version} ${what}; devices would refuse it`);
+    }
+    return endorseSigner(version.artifactId, key, signingKey);
+  }
 
   /** record, then send: returns what each device was sent. */
   async publish(request: PublishRequest): Promise<Map<string, Assignment>> {
@@ -69,6 +91,7 @@ export class AssignmentPublisher {
       sha256: request.version.artifactId,
       role: request.role,
       serverUrl: serverUrl(),
+      signer: this.signerFor(request.version),
     };
     await fleet.transaction(async (tx) => {
       // One number for the whole request, taken only if some device gets it anew.

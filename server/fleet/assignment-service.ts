@@ -70,6 +70,7 @@ export class AssignmentService {
     await this.#gate.assertActive();
     const version = await this.options.registry.resolve(request.model, request.version);
     if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
+    this.options.publisher.signerFor(version); // a 409 when no trusted key vouches for its signature
     const devices = await this.#targets(request);
     const held = await this.options.rolloutOf?.(devices.map((device) => device.id));
     if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);

@@ -1,6 +1,7 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
+import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { TOKEN_PREFIX } from '../auth/token-service.ts';
@@ -10,7 +11,12 @@ import { hashPassword } from '../broker/password-hash.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import { UniqueViolation } from '../store/sql-engine.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
+import { refusalView, type DeviceRefusal } from './device-view.ts';
 import type { FleetStore } from './fleet-store.ts';
+
+/** How many of a device's latest answers are searched for its latest refusal. */
+const REFUSAL_LOOKBACK = 100;
+const REFUSALS: ReadonlySet<AssignmentReport['outcome']> = new Set(['refused', 'benchmark-failed']);
 
 export interface EnrollRequest {
   id: string;
@@ -118,6 +124,18 @@ export class DeviceService {
     const device = await this.options.fleet.repos.devices.get(id);
     if (!device) throw new ServiceError('not_found', `no device ${id}`);
     return device;
+  }
+
+  /**
+   * The device's latest answer (among its last REFUSAL_LOOKBACK) that refused an assignment or a
+   * command, or failed a candidate's benchmark: what the device list's slots cannot show.
+   */
+  async lastRefusal(id: string): Promise<DeviceRefusal | null> {
+    const answers = await this.options.fleet.repos.reports.list({ kind: 'assignment', deviceId: id, clock: 'server', limit: REFUSAL_LOOKBACK });
+    for (const { report, receivedAt } of answers.reverse()) {
+      if (report.kind === 'assignment' && REFUSALS.has(report.outcome)) return refusalView(report, receivedAt);
+    }
+    return null;
   }
 
   /** The change is committed; a broker that cannot be told now (Mosquitto reload failing) is logged, not fatal. */

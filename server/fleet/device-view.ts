@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 
 const ModelRefView = z.strictObject({ model: z.string(), version: z.string(), sha256: z.string() }).nullable();
@@ -26,10 +27,25 @@ export const DeviceViewSchema = z.strictObject({
     .nullable(),
   /** The assignment retained for the device now (id, model, version, role). */
   assignment: z.strictObject({ id: z.string(), model: z.string(), version: z.string(), role: z.string(), issuedAt: z.string() }).nullable(),
+  /**
+   * One device only (GET /api/devices/:id): its latest answer that refused an assignment or
+   * command, or failed its benchmark (null: none among its latest answers), `at` when it arrived.
+   */
+  lastRefusal: z
+    .strictObject({ assignmentId: z.string(), outcome: z.string(), role: z.string(), model: z.string(), version: z.string(), reason: z.string().nullable(), at: z.string() })
+    .nullable()
+    .optional(),
 });
 export type DeviceView = z.infer<typeof DeviceViewSchema>;
 
-export function deviceView(device: DeviceRecord): DeviceView {
+export type DeviceRefusal = NonNullable<DeviceView['lastRefusal']>;
+
+export function refusalView(report: AssignmentReport, receivedAt: string): DeviceRefusal {
+  const { assignmentId, outcome, role, model, version, reason } = report;
+  return { assignmentId, outcome, role, model, version, reason, at: receivedAt };
+}
+
+export function deviceView(device: DeviceRecord, lastRefusal?: DeviceRefusal | null): DeviceView {
   const retained = device.retainedAssignment;
   return {
     id: device.id,
@@ -44,5 +60,6 @@ export function deviceView(device: DeviceRecord): DeviceView {
     previous: device.previous,
     heartbeat: device.heartbeat && { ...device.heartbeat, serving: device.heartbeat.serving ?? null },
     assignment: retained && { id: retained.id, model: retained.model, version: retained.version, role: retained.role, issuedAt: retained.issuedAt },
+    ...(lastRefusal === undefined ? {} : { lastRefusal }),
   };
 }

@@ -80,7 +80,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const log = ctx.log.child({ component: 'fleet' });
   const receiver = new FleetReceiver({ broker, ingest, logger: log, ...counters });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
-  const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log, signingKey: ctx.signingKey.privateKey });
+  const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
   const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined && ctx.store.engine instanceof PostgresEngine;
   const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;

@@ -3,7 +3,7 @@ import { signAssignment, signFleetCommand, type UnsignedAssignment } from '../..
 import { newMessageId } from '../../shared/protocol/message-id.ts';
 import { MAX_PAYLOAD_BYTES } from '../../shared/protocol/limits.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
-import { AssignmentSchema, FleetCommandSchema, type Assignment, type FleetCommand, type Role, type Selector } from '../../shared/protocol/payloads.ts';
+import { AssignmentSchema, FleetCommandSchema, type Assignment, type FleetCommand, type Role, type Selector, type Signer } from '../../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC, TOPIC_DELIVERY, assignmentTopic } from '../../shared/protocol/topics.ts';
 import type { Broker } from '../broker/broker.ts';
 
@@ -15,6 +15,8 @@ export interface AssignmentInput {
   role: Role;
   /** The server's base URL, e.g. http://fleet.example:8080 (the manifest URL is derived from it). */
   serverUrl: string;
+  /** The server's endorsement of the manifest's signer key, when that is not the server's own (shared/protocol/signer-endorsement.ts). */
+  signer?: Signer;
   /**
    * The assignment id (default: a fresh one). A caller that may repeat an action after a crash
    * passes its own id; a device handles an id once.
@@ -47,6 +49,7 @@ export function buildAssignment(input: AssignmentInput, seq: number): UnsignedAs
     url: manifestUrl(input.serverUrl, input.sha256),
     role: input.role,
     seq,
+    ...(input.signer ? { signer: input.signer } : {}),
   });
 }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
+import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
 import type { AssignCommand, DeliveryResult, FleetPort, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
@@ -71,6 +72,10 @@ export class StoreFleetPort implements FleetPort {
     const version = await this.#options.registry.resolve(command.model, command.version);
     const { live, refused } = await this.#partition(command.deviceIds);
     const { publisher } = this.#options;
+    // A version no trusted key vouches for (its signer's key left --trusted-key since the push)
+    // is refused as every device would refuse it, without sending it: the rollout fails naming the key.
+    const unsendable = unsendableReason(() => publisher.signerFor(version));
+    if (unsendable) return [...[...live.keys()].map((deviceId) => ({ deviceId, outcome: 'refused' as const, reason: unsendable })), ...refused];
     return this.#deliver(command.commandId, live, refused, command.guard, {
       record: (deviceIds) => publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' }),
       send: async (deviceIds) => void (await publisher.sendRetained(deviceIds)),
@@ -199,6 +204,16 @@ function toResult(deviceId: string, outcome: AssignmentOutcome, reason: string |
 function derivedId(commandId: string, purpose: string): string {
   const readable = `${commandId}-${purpose}`;
   return readable.length <= 64 ? readable : createHash('sha256').update(`${commandId}\u0000${purpose}`).digest('base64url').slice(0, 22);
+}
+
+function unsendableReason(check: () => unknown): string | null {
+  try {
+    check();
+    return null;
+  } catch (error) {
+    if (error instanceof ServiceError) return error.message;
+    throw error;
+  }
 }
 
 function sameVersion(a: { model: string; version: string }, b: { model: string; version: string } | null): boolean {

@@ -29,6 +29,18 @@ const Sequence = z.number().int('must be a whole number').min(0, 'must be ≥ 0'
 /** An ed25519 signature (base64) by the server's key: see shared/protocol/message-signature.ts. */
 const MessageSignature = z.string().regex(/^[A-Za-z0-9+/]{86}==$/, 'must be a base64 ed25519 signature');
 
+/**
+ * The server's word for an artifact signed by another key it trusts (`--trusted-key`): that key
+ * (raw ed25519, base64), its key id, and the server's signature over both and the artifact id
+ * (shared/protocol/signer-endorsement.ts), which a device keeps with the model to verify it again.
+ */
+export const SignerSchema = z.object({
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 lowercase hex digits'),
+  publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be a base64 raw ed25519 public key'),
+  signature: MessageSignature,
+});
+export type Signer = z.infer<typeof SignerSchema>;
+
 export const ROLES = ['candidate', 'active'] as const;
 export const RoleSchema = z.enum(ROLES);
 export type Role = z.infer<typeof RoleSchema>;
@@ -46,6 +58,8 @@ export const AssignmentSchema = z.object({
   url: z.url({ protocol: /^https?$/ }),
   role: RoleSchema,
   seq: Sequence,
+  /** Present when the manifest is signed by a key other than the server's, which the server trusts and vouches for. */
+  signer: SignerSchema.optional(),
   signature: MessageSignature,
 });
 export type Assignment = z.infer<typeof AssignmentSchema>;

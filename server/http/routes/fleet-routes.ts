@@ -69,19 +69,19 @@ export function fleetRoutes(_ctx: ServerContext, devices: DeviceService, assignm
       },
       handle: async ({ query }) => {
         const page = await devices.page({ after: query.after, limit: query.limit });
-        return { json: { devices: page.devices.map(deviceView), next: page.next, counts: await devices.counts() } };
+        return { json: { devices: page.devices.map((device) => deviceView(device)), next: page.next, counts: await devices.counts() } };
       },
     }),
     defineRoute({
       method: 'get',
       path: '/devices/:id',
       operationId: 'getDevice',
-      summary: 'One device',
+      summary: 'One device, with its latest refused answer (lastRefusal)',
       tag: 'devices',
       permission: 'read',
       params: DeviceParams,
       responses: { 200: { description: 'the device', schema: DeviceViewSchema } },
-      handle: async ({ params }) => ({ json: deviceView(await devices.get(params.id)) }),
+      handle: async ({ params }) => ({ json: deviceView(await devices.get(params.id), await devices.lastRefusal(params.id)) }),
     }),
     defineRoute({
       method: 'delete',
