@@ -162,6 +162,8 @@ export class RegistryService {
     checkName(name);
     return this.store.transaction(async (tx) => {
       if (!(await tx.models.getModel(name))) throw new ServiceError('not_found', `no model ${name}`);
+      // Alias changes of one model take turns: the `from` each audits is the version it replaced.
+      await tx.models.lockModel(name);
       const previous = await tx.models.getAlias(name, alias);
       const at = new Date().toISOString();
       const audit = { at, actor: actorOf(principal), action: 'alias.set', target: `${name}:${alias}` };

@@ -66,6 +66,41 @@ for (const engine of STORE_ENGINES) {
       return { store, location };
     }
 
+    test('an operator clearing an alias while another moves it: they take turns, and each audit names the version it replaced', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const { store } = opened;
+      await seedVersions(store, 'm', ['1', '2']);
+      const registry = new RegistryService(store);
+      await registry.setAlias('m', 'production', '1', ADMIN);
+
+      // Right after the clear has read the alias (at 1), another operator moves it to 2.
+      let mover: Promise<unknown> | undefined;
+      wrap(t, ModelsRepository.prototype, 'getAlias', (original) =>
+        async function (this: ModelsRepository, ...args: Parameters<typeof original>) {
+          const found = await original.apply(this, args);
+          if (!mover) {
+            mover = registry.setAlias('m', 'production', '2', ADMIN);
+            // Without turns it commits now (PostgreSQL); with them it waits for the clear.
+            await Promise.race([mover, sleep(300)]);
+          }
+          return found;
+        },
+      );
+      await registry.setAlias('m', 'production', null, ADMIN);
+      await mover;
+      assert.equal((await store.models.getAlias('m', 'production'))?.version, '2', 'the move made after the clear stays');
+      const audit = (await store.audit.list({ limit: 10 })).filter((entry) => entry.target === 'm:production').reverse();
+      assert.deepEqual(
+        audit.map((entry) => [entry.action, entry.details]),
+        [
+          ['alias.set', { from: null, to: '1' }],
+          ['alias.clear', { from: '1' }],
+          ['alias.set', { from: null, to: '2' }],
+        ],
+      );
+    });
+
     test('a failed version loses the production alias only while it holds it: an operator moving it meanwhile keeps the move', async (t) => {
       const opened = await open(t);
       if (!opened) return;
