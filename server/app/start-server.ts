@@ -41,6 +41,8 @@ export interface StartServerOptions {
   testOnlyRolloutFleet?: { fleet: FleetPort; reports?: ReportHistory };
   /** PostgreSQL: how often a standby tries to take the leader lock (default 2 s; tests shorten it). */
   leaderPollMs?: number;
+  /** How long the start waits for the first takeover (an external broker that is down) before going on (default 15 s; tests shorten it). */
+  leaderStartWaitMs?: number;
   /** How often old device reports are deleted and old rollout evidence trimmed (--report-retention-days; default hourly; tests shorten it). */
   reportSweepMs?: number;
   /** PostgreSQL: job lease renewal period and staleness (defaults 15 s and 90 s; tests shorten them). */
@@ -120,7 +122,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // and, with an external broker, holds the broker connection.
     let deviceOnline: (deviceId: string) => void = () => {};
     let benchmarkFailed: (report: AssignmentReport) => void = () => {};
-    const leadership = leadershipFor(store.engine, log, { pollMs: options.leaderPollMs, node: config.nodeId });
+    const leadership = leadershipFor(store.engine, log, { pollMs: options.leaderPollMs, node: config.nodeId, startWaitMs: options.leaderStartWaitMs });
     const hooks = { onDeviceOnline: (deviceId: string) => deviceOnline(deviceId), onBenchmarkFailed: (report: AssignmentReport) => benchmarkFailed(report) };
     const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs });
     const testFleet = options.testOnlyRolloutFleet;

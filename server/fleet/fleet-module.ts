@@ -13,7 +13,6 @@ import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
 import type { Leadership, LeadershipHandlers } from '../rollout/leader-election.ts';
-import { PostgresEngine } from '../store/postgres-engine.ts';
 import { fleetGrpcServices } from '../grpc/fleet-grpc.ts';
 import { fleetRoutes } from '../http/routes/fleet-routes.ts';
 import { AssignmentOutcomes } from './assignment-outcomes.ts';
@@ -81,7 +80,9 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const receiver = new FleetReceiver({ broker, ingest, logger: log, ...counters });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
   const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
-  const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined && ctx.store.engine instanceof PostgresEngine;
+  // With an external broker the broker side is taken over through the leadership, on SQLite too
+  // (its one server always leads): a broker that is down at start is retried in the background.
+  const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined;
   const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
   const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id, tokenId) => {

@@ -65,15 +65,34 @@ export function newInstanceId(node: string = hostname()): string {
 /** SQLite: one process owns the database file, so it leads from start to stop. */
 export class SingleProcessLeadership implements Leadership {
   readonly #instance: string;
+  readonly #log: Logger | undefined;
+  readonly #startWaitMs: number;
   #since: string | null = null;
 
-  constructor(instance: string = newInstanceId()) {
+  constructor(instance: string = newInstanceId(), options: { log?: Logger; startWaitMs?: number } = {}) {
     this.#instance = instance;
+    this.#log = options.log;
+    this.#startWaitMs = options.startWaitMs ?? START_WAIT_MS;
   }
 
+  /**
+   * Takes over at once. A takeover that cannot finish yet (an external broker that is down: the
+   * fleet keeps retrying) goes on in the background after the start wait, as on PostgreSQL, so
+   * that a restart during a broker outage still serves reads, the dashboard and health; a
+   * takeover that fails within the wait fails the start.
+   */
   async start(handlers: LeadershipHandlers): Promise<void> {
     this.#since = new Date().toISOString();
-    await handlers.elected();
+    const takeover = handlers.elected();
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<'waiting'>((resolve) => (timer = setTimeout(() => resolve('waiting'), this.#startWaitMs)));
+    try {
+      if ((await Promise.race([takeover, waited])) !== 'waiting') return;
+    } finally {
+      clearTimeout(timer);
+    }
+    this.#log?.warn({ instance: this.#instance }, `still taking over rollouts after ${this.#startWaitMs / 1000} s; starting meanwhile (fleet changes are refused until the takeover is done)`);
+    takeover.catch((error: unknown) => this.#log?.error({ err: errorMessage(error) }, `the takeover of rollouts failed: ${errorMessage(error)}`));
   }
 
   async status(): Promise<LeaderStatus> {
@@ -121,6 +140,8 @@ export interface PostgresLeadershipOptions {
   readonly instance?: string;
   /** How often a follower tries the lock and the leader checks its connection (default 2 s). */
   readonly pollMs?: number;
+  /** How long start() waits for a first takeover before going on without it (default 15 s). */
+  readonly startWaitMs?: number;
 }
 
 /**
@@ -154,8 +175,9 @@ export class PostgresLeadership implements Leadership {
   async start(handlers: LeadershipHandlers): Promise<void> {
     this.#handlers = handlers;
     const first = this.#tick().then(() => 'done' as const);
-    if ((await withinMs(first, START_WAIT_MS)) === undefined) {
-      this.#o.log.warn({ instance: this.#instance }, `still taking over rollouts after ${START_WAIT_MS / 1000} s; starting meanwhile (fleet changes are refused until the takeover is done)`);
+    const waitMs = this.#o.startWaitMs ?? START_WAIT_MS;
+    if ((await withinMs(first, waitMs)) === undefined) {
+      this.#o.log.warn({ instance: this.#instance }, `still taking over rollouts after ${waitMs / 1000} s; starting meanwhile (fleet changes are refused until the takeover is done)`);
     }
   }
 
@@ -292,9 +314,10 @@ export class PostgresLeadership implements Leadership {
 }
 
 /** PostgreSQL: the advisory-lock election (followers poll every `pollMs`); SQLite: always this process. */
-export function leadershipFor(engine: SqlEngine, log: Logger, options: { pollMs?: number; node?: string } = {}): Leadership {
+export function leadershipFor(engine: SqlEngine, log: Logger, options: { pollMs?: number; node?: string; startWaitMs?: number } = {}): Leadership {
   const instance = newInstanceId(options.node);
+  const startWait = options.startWaitMs !== undefined ? { startWaitMs: options.startWaitMs } : {};
   return engine instanceof PostgresEngine
-    ? new PostgresLeadership({ pool: engine.pool, log, instance, ...(options.pollMs ? { pollMs: options.pollMs } : {}) })
-    : new SingleProcessLeadership(instance);
+    ? new PostgresLeadership({ pool: engine.pool, log, instance, ...(options.pollMs ? { pollMs: options.pollMs } : {}), ...startWait })
+    : new SingleProcessLeadership(instance, { log, ...startWait });
 }

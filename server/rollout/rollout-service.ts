@@ -157,6 +157,11 @@ export class RolloutService {
     const controller = this.#o.controller();
     if (controller) return controller;
     const status = await this.#o.leadership.status();
+    if (status.isLeader) {
+      // Elected, but the takeover is not done (an external broker that is down): naming this
+      // server as the one to ask would send the operator round in a circle.
+      throw new ServiceError('unavailable', `this server (${status.instance}) leads but is not connected to the external broker yet, so it does not drive rollouts; retry shortly`);
+    }
     throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`);
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -180,4 +180,48 @@ test('external broker + PostgreSQL: a leader whose broker is down still starts, 
   const refused = await request('POST', '/api/devices', { id: 'press-1', labels: { site: 'osaka' } });
   assert.equal(refused.status, 503);
   assert.match(((await refused.json()) as { error: { message: string } }).error.message, /leads but is not connected to the external broker yet; retry shortly$/);
+});
+
+/**
+ * One SQLite server on an external Mosquitto that is down when the server (re)starts, with a
+ * stale pid file as a crashed Mosquitto leaves: the server starts anyway and serves reads, refuses
+ * fleet changes and rollout commands saying why, and takes the broker side over once it is back.
+ */
+test('external broker + SQLite: a restart while the broker is down serves reads and takes the broker over once it is back', async (t: TestContext) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
+  const root = await mkdtemp(join(tmpdir(), 'fleetprune-broker-down-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(binary, root);
+  t.after(() => mosquitto.stop());
+  await mosquitto.stop(); // crashed: its pid file names a process that is gone
+  const config = parseServerConfig({
+    dataDir: join(root, 'server'),
+    host: '127.0.0.1',
+    httpPort: 0,
+    grpcPort: 0,
+    adminToken: ADMIN_TOKEN,
+    mqttUrl: mosquitto.url,
+    mqttPassword: password,
+    mosquittoDir: mosquitto.authDir,
+    mosquittoPidFile: pidFile,
+  });
+  const server = await startServer(config, { log: createLogger('broker-down-test', 'silent'), leaderStartWaitMs: 300 });
+  t.after(() => server.close());
+  const baseUrl = `http://127.0.0.1:${server.port('http')}`;
+  const request = (method: string, path: string, json?: unknown) =>
+    fetch(`${baseUrl}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(json === undefined ? {} : { 'content-type': 'application/json' }) }, body: json === undefined ? undefined : JSON.stringify(json) });
+
+  assert.equal((await request('GET', '/api/devices')).status, 200, 'reads are served');
+  const enroll = await request('POST', '/api/devices', { id: 'press-1', labels: { site: 'osaka' } });
+  assert.equal(enroll.status, 503);
+  assert.match(((await enroll.json()) as any).error.message, /leads but is not connected to the external broker yet; retry shortly/);
+  const rollout = await request('POST', '/api/rollouts', { apiVersion: 'fleetprune/v1', kind: 'Rollout', model: 'iris', candidateVersion: '2', steps: [{ setWeight: 100 }] });
+  assert.equal(rollout.status, 503);
+  assert.match(((await rollout.json()) as any).error.message, /leads but is not connected to the external broker yet, so it does not drive rollouts; retry shortly/);
+
+  await mosquitto.start();
+  await writeFile(pidFile, `${mosquitto.pid}\n`);
+  await until('the broker taken over', async () => ((await request('POST', '/api/devices', { id: 'press-1', labels: { site: 'osaka' } })).status === 201 ? true : undefined), 30_000);
+  assert.equal(((await (await request('GET', '/api/rollouts/leader')).json()) as any).isLeader, true);
 });
