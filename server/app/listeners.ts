@@ -1,7 +1,7 @@
 import { Server as GrpcServer, ServerCredentials, setLogger } from '@grpc/grpc-js';
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import type { RequestListener } from 'node:http';
 import { format } from 'node:util';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -15,9 +15,7 @@ export interface TlsFiles {
 
 /**
  * Binds the REST app over HTTP or HTTPS. A connection that moves no byte either way for
- * `idleTimeoutMs` is closed: a download whose client stopped reading would otherwise hold its
- * file and buffers for ever, and an upload that stopped sending its body likewise (event streams
- * write a keep-alive comment every 15 s, so only a client that stopped reading them is closed).
+ * `idleTimeoutMs` is closed when the client is the one stalling (see closeIfClientStalls).
  */
 export async function listenHttp(app: RequestListener, host: string, port: number, tls: TlsFiles | null, idleTimeoutMs: number): Promise<Listener> {
   let server: HttpServer;
@@ -29,6 +27,7 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
   server.headersTimeout = 60_000;
   server.requestTimeout = 0; // big uploads and SSE streams may take long: progress is what counts
   server.timeout = idleTimeoutMs;
+  closeIfClientStalls(server, idleTimeoutMs);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new UserError(`--http-port: cannot listen on ${host}:${port} (${errorMessage(error)})`)));
     server.listen(port, host, resolve);
@@ -42,6 +41,30 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * What to do with a connection idle for `idleTimeoutMs`. Closed when the client stalls: no
+ * request under way (an idle keep-alive), a request body it stopped sending, or bytes waiting for
+ * it to read (a download or an event stream whose client stopped reading) — it would otherwise
+ * hold its file and buffers for ever. Kept when the server is the one working (the body received,
+ * nothing waiting to be sent: a slow disk, a locked database, an event stream between events):
+ * cutting it would lose an answer the client is waiting for.
+ */
+function closeIfClientStalls(server: HttpServer, idleTimeoutMs: number): void {
+  const underway = new WeakMap<Socket, { req: IncomingMessage; res: ServerResponse }>();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    underway.set(req.socket, { req, res });
+    res.once('close', () => {
+      if (underway.get(req.socket)?.res === res) underway.delete(req.socket);
+    });
+  });
+  server.on('timeout', (socket: Socket) => {
+    const current = underway.get(socket);
+    const clientStalls = !current || !current.req.complete || socket.writableLength > 0 || current.res.writableLength > 0;
+    if (clientStalls) socket.destroy();
+    else socket.setTimeout(idleTimeoutMs);
+  });
 }
 
 /** Binds the gRPC server, with TLS when given. */

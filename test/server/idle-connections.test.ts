@@ -116,3 +116,38 @@ test('a gRPC download whose client froze (no ping answered) is released after --
   assert.notEqual(fromServer, null, 'the server closed the connection of the frozen client');
   assert.ok(received + fromServer! < BLOB_BYTES, 'the download did not go on into buffers');
 });
+
+test('a request the server itself takes longer than --idle-timeout to answer (a slow disk, a locked database) gets its answer', async (t) => {
+  const server = (await startTestServer(t, { config: { idleTimeoutSeconds: 1 } }))!;
+  const { tokens } = server.server.ctx;
+  const create = tokens.create.bind(tokens);
+  tokens.create = async (...args: Parameters<typeof create>) => {
+    await sleep(2500);
+    return create(...args);
+  };
+  const created = await server.request('POST', '/api/tokens', { json: { role: 'viewer' } });
+  assert.equal(created.status, 201, 'the answer arrives, 2.5 s later');
+});
+
+test('an event stream read by its client stays open between events, even with --idle-timeout below the 15 s keep-alive', async (t) => {
+  const server = (await startTestServer(t, { config: { idleTimeoutSeconds: 1 } }))!;
+  // A job another server runs: the stream sends its state, then nothing but keep-alives.
+  const now = new Date().toISOString();
+  await server.server.ctx.store.jobs.insert({ id: 'job-elsewhere', kind: 'prune', state: 'running', request: {}, progress: null, result: null, error: null, createdAt: now, updatedAt: now, createdBy: 'token:test', node: 'another-node' });
+  const controller = new AbortController();
+  t.after(() => controller.abort());
+  const response = await fetch(`${server.baseUrl}/api/jobs/job-elsewhere/events`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: controller.signal });
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  let failure: unknown;
+  const reading = (async () => {
+    try {
+      for (;;) if ((await reader.read()).done) return 'ended';
+    } catch (error) {
+      failure = error;
+      return 'failed';
+    }
+  })();
+  const outcome = await Promise.race([reading, sleep(3500).then(() => 'open')]);
+  assert.equal(outcome, 'open', `the stream ${outcome} after less than 3.5 s (${String(failure)})`);
+});
