@@ -25,6 +25,15 @@ export interface ExternalBrokerOptions {
 }
 
 /**
+ * The broker answered and refused the server's identity (CONNACK 2 identifier rejected, 4 bad user
+ * name or password, 5 not authorized; their MQTT 5 codes): unlike a broker that is down, waiting
+ * does not help unless someone changes its password or ACL files.
+ */
+export class BrokerRefusedConnection extends Error {}
+
+const REFUSING_CONNACK_CODES = new Set([2, 4, 5, 133, 134, 135]);
+
+/**
  * An external MQTT 3.1.1 broker. The server connects as its privileged identity with a
  * persistent session (clean session false), so QoS 1 reports published while it is away are
  * queued by the broker; a message is acknowledged only after its handler settles.
@@ -73,7 +82,8 @@ export class ExternalBroker implements Broker {
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => {
         cleanup();
-        reject(new Error(`cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}`));
+        const message = `cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}`;
+        reject(REFUSING_CONNACK_CODES.has((error as { code?: unknown }).code as number) ? new BrokerRefusedConnection(message) : new Error(message));
       };
       const onConnect = () => {
         cleanup();

@@ -3,6 +3,7 @@ import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { reachableHost } from '../app/listeners.ts';
 import type { Broker } from '../broker/broker.ts';
+import { BrokerRefusedConnection } from '../broker/external-broker.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
@@ -142,6 +143,11 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
               break;
             } catch (error) {
               if (!leading || stopped) throw new Error('deposed or stopping before the broker connection was made', { cause: error });
+              // A broker refusing FLEETPRUNE_MQTT_PASSWORD is a misconfiguration that waiting does not
+              // heal: the takeover fails (on SQLite, the start, on one line; on PostgreSQL the lead
+              // goes back for another server or a later poll). With --mosquitto-dir the server writes
+              // that password itself and Mosquitto may not have reloaded it yet: retried.
+              if ((error as Error).cause instanceof BrokerRefusedConnection && !ctx.config.mosquittoDir) throw error;
               const waitMs = Math.min(10_000, 500 * 2 ** attempt);
               log.error({ err: errorMessage(error), attempt }, `the leader cannot connect to the external broker; retrying in ${waitMs / 1000} s`);
               await new Promise((resolve) => setTimeout(resolve, waitMs).unref());

@@ -9,6 +9,7 @@ import { startServer, type RunningServer } from '../../server/app/start-server.t
 import { parseServerConfig } from '../../server/config/server-config.ts';
 import { assignmentTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
+import { UserError } from '../../shared/util/errors.ts';
 import { engineMissing, freePort } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
@@ -224,4 +225,20 @@ test('external broker + SQLite: a restart while the broker is down serves reads 
   await writeFile(pidFile, `${mosquitto.pid}\n`);
   await until('the broker taken over', async () => ((await request('POST', '/api/devices', { id: 'press-1', labels: { site: 'osaka' } })).status === 201 ? true : undefined), 30_000);
   assert.equal(((await (await request('GET', '/api/rollouts/leader')).json()) as any).isLeader, true);
+});
+
+test('external broker + SQLite: a broker that refuses FLEETPRUNE_MQTT_PASSWORD fails the start at once, on one line', async (t: TestContext) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
+  const root = await mkdtemp(join(tmpdir(), 'fleetprune-broker-refuses-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const { mosquitto } = await MosquittoProcess.startForServer(binary, root);
+  t.after(() => mosquitto.stop());
+  const config = parseServerConfig({ dataDir: join(root, 'server'), host: '127.0.0.1', httpPort: 0, grpcPort: 0, adminToken: ADMIN_TOKEN, mqttUrl: mosquitto.url, mqttPassword: 'not-the-password' });
+  const started = Date.now();
+  await assert.rejects(
+    startServer(config, { log: createLogger('broker-refuses-test', 'silent') }),
+    (error: unknown) => error instanceof UserError && /^--mqtt-url: cannot connect to the MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+: Connection refused: (Not authorized|Bad username or password)$/.test(error.message),
+  );
+  assert.ok(Date.now() - started < 10_000, `failed after ${Date.now() - started} ms, not after the start wait`);
 });
