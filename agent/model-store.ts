@@ -1,12 +1,12 @@
 import type { KeyObject } from 'node:crypto';
-import { mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { MANIFEST_FILE, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { readManifest } from '../shared/artifact/read-artifact.ts';
 import { keyId } from '../shared/artifact/signing-keys.ts';
 import type { Signer } from '../shared/protocol/payloads.ts';
 import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
-import { fsyncDirectory } from '../shared/util/atomic-file.ts';
+import { fsyncDirectory, writeNewFileSynced } from '../shared/util/atomic-file.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import { sha256OfFile } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
@@ -63,9 +63,9 @@ export class ModelStore {
     const staging = join(this.dataDir.modelsDir, `.staging-${id}`);
     await rm(staging, { recursive: true, force: true });
     await mkdir(staging);
-    await writeSynced(join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeNewFileSynced(join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     const serverSigned = manifest.signature === undefined || manifest.signature.keyId === keyId(serverKey);
-    if (signer && !serverSigned) await writeSynced(join(staging, SIGNER_FILE), `${JSON.stringify(signer)}\n`);
+    if (signer && !serverSigned) await writeNewFileSynced(join(staging, SIGNER_FILE), `${JSON.stringify(signer)}\n`);
     await rename(verifiedOnnx, join(staging, ONNX_FILE));
     await fsyncDirectory(staging);
     crashPoint('install:before-rename');
@@ -167,15 +167,6 @@ export class ModelStore {
   }
 }
 
-async function writeSynced(path: string, text: string): Promise<void> {
-  const handle = await open(path, 'wx');
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
 
 async function exists(path: string): Promise<boolean> {
   return (await stat(path).catch(() => undefined)) !== undefined;

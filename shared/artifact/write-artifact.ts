@@ -1,5 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { tf } from '../model/tfjs-backend.ts';
 import { flopsPerSample, layerSizes, parameterCount, validateNetwork, type DenseNetwork } from '../model/dense-network.ts';
@@ -10,6 +10,7 @@ import { exportOnnx } from './onnx-export.ts';
 import { signManifest } from './signature.ts';
 import { encodeScaling, encodeTfjsModel } from './tfjs-files.ts';
 import { holdsArtifact } from './artifact-destination.ts';
+import { fsyncDirectory, writeNewFileSynced } from '../util/atomic-file.ts';
 
 export { assertArtifactDestination } from './artifact-destination.ts';
 
@@ -103,7 +104,7 @@ async function writeStaging(staging: string, files: Map<string, Uint8Array>): Pr
     const target = join(staging, path);
     await mkdir(dirname(target), { recursive: true });
     dirs.add(dirname(target));
-    await writeFileSynced(target, bytes);
+    await writeNewFileSynced(target, bytes);
   }
   for (const path of dirs) await fsyncDirectory(path);
 }
@@ -125,23 +126,4 @@ async function moveIntoPlace(staging: string, dir: string): Promise<void> {
     await rm(previous, { recursive: true, force: true });
   }
   await fsyncDirectory(dirname(dir));
-}
-
-async function writeFileSynced(path: string, bytes: Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx');
-  try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function fsyncDirectory(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
