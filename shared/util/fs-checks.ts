@@ -11,23 +11,16 @@ import { UserError, errorMessage } from './errors.ts';
  */
 export async function assertWritableDirectory(dir: string, what = 'output directory', flag?: string): Promise<void> {
   const refuse = (reason: string, cause?: unknown) => new UserError(`${flag ? `${flag}: ` : ''}cannot write ${what} ${dir}: ${reason}`, { cause });
-  let existing = dir;
-  for (;;) {
-    try {
-      if (!(await stat(existing)).isDirectory()) {
-        throw refuse(existing === dir ? 'it exists and is not a directory' : `${existing} is not a directory`);
-      }
-      break;
-    } catch (error) {
-      if (error instanceof UserError) throw error;
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOTDIR') throw refuse('a parent is not a directory', error);
-      if (code !== 'ENOENT' || dirname(existing) === existing) throw refuse(describeFsError(error), error);
-      existing = dirname(existing);
-    }
+  let existing: { path: string; isDirectory: boolean };
+  try {
+    existing = await nearestExisting(dir);
+  } catch (error) {
+    throw refuse((error as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'a parent is not a directory' : describeFsError(error), error);
   }
+  const exists = existing.path === resolve(dir);
+  if (!existing.isDirectory) throw refuse(exists ? 'it exists and is not a directory' : `${existing.path} is not a directory`);
   // Staging happens next to dir: its parent must be writable as well as dir itself.
-  for (const target of existing === dir ? [dirname(dir), dir] : [existing]) {
+  for (const target of exists ? [dirname(dir), dir] : [existing.path]) {
     try {
       await probeWritable(target);
     } catch (error) {
