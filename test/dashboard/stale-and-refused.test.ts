@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { openDashboardPage } from './dashboard-browser.ts';
@@ -21,16 +21,23 @@ async function countHides(page: Page): Promise<() => Promise<number>> {
   return () => page.evaluate(() => (window as unknown as { __hides: number }).__hides);
 }
 
+/** A dashboard page, and a server whose rollout (a pause, then 100%) is paused; null when Chromium or a store engine is missing. */
+async function pausedRolloutRig(t: TestContext) {
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return null;
+  const server = await serverWithFleet(t);
+  if (!server) return null;
+  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  return { ...browser, server, id };
+}
+
 const actionsOff = (page: Page) => page.evaluate(() => Array.from(document.querySelectorAll('#rollout-detail button[data-action]')).map((b) => `${b.textContent}: ${b.matches(':disabled') ? 'off' : 'on'}`));
 
 test('while the server is unreachable the dashboard says its views are stale, keeps saying so, and turns the actions off until a refresh succeeds', async (t) => {
-  const browser = await openDashboardPage(t, 'dismiss');
-  if (!browser) return;
-  const { page, pageErrors, policyViolations } = browser;
-  const server = await serverWithFleet(t);
-  if (!server) return;
-  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
-  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const rig = await pausedRolloutRig(t);
+  if (!rig) return;
+  const { page, pageErrors, policyViolations, server, id } = rig;
   const proxy = await cuttableProxy(t, server.baseUrl);
 
   await page.goto(`${proxy.url}/dashboard/#token=${ADMIN_TOKEN}`);
@@ -67,13 +74,9 @@ test('while the server is unreachable the dashboard says its views are stale, ke
 });
 
 test('when its token is revoked the dashboard clears its views, stops polling and following the event stream, asks for a token, and resumes with a valid one', async (t) => {
-  const browser = await openDashboardPage(t, 'dismiss');
-  if (!browser) return;
-  const { page, pageErrors, policyViolations } = browser;
-  const server = await serverWithFleet(t);
-  if (!server) return;
-  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
-  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const rig = await pausedRolloutRig(t);
+  if (!rig) return;
+  const { page, pageErrors, policyViolations, server, id } = rig;
   const operator = await json<{ token: string; record: { id: string } }>(await server.request('POST', '/api/tokens', { json: { role: 'operator' } }));
 
   const calls: string[] = [];
