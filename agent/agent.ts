@@ -569,7 +569,7 @@ export class Agent {
       }
       const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS);
       // The holdout as the candidate reads it (its labels read for the candidate's task).
-      const data = holdout.forTask(models.at(-1)!.model.manifest.task);
+      const data = holdout.forModel(models.at(-1)!.model.manifest);
       const report = BenchmarkReportSchema.parse({
         schema: 1,
         id,

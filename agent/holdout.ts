@@ -1,5 +1,5 @@
 import type { Manifest } from '../shared/artifact/manifest.ts';
-import { parseDataset, readDataFile, type Dataset, type Task } from '../shared/data/dataset.ts';
+import { parseDataset, readDataFile, type Dataset } from '../shared/data/dataset.ts';
 import { parseDecimal } from '../shared/util/numbers.ts';
 
 /** The device's labelled holdout, in one model's feature order and label indices. */
@@ -12,46 +12,54 @@ export interface AlignedHoldout {
   fingerprint: string;
 }
 
+/** What a model reads of the holdout: its task and its feature columns, by name. */
+export type HoldoutReader = Pick<Manifest, 'task' | 'features'>;
+
 /**
- * The device's labelled holdout CSV. Its label column is read the way each model needs it
- * (class names for a classifier, numbers for a regressor), never guessed: from the labels alone
- * a small holdout of a few integers could be either, a target with few distinct values or classes.
+ * The device's labelled holdout CSV. Each model reads the columns it needs (others, such as a
+ * timestamp or a site name, are ignored) and its label column the way it needs it (class names
+ * for a classifier, numbers for a regressor), never guessed: from the labels alone a small
+ * holdout of a few integers could be either, a target with few distinct values or classes. A
+ * device may see one class only (a site that only ever sees one kind): accuracy on it is still
+ * well defined, so a holdout needs no second class.
  */
 export class Holdout {
-  readonly #byTask = new Map<Task, Dataset>();
+  readonly #read = new Map<string, Dataset>();
 
   private constructor(
     readonly source: string,
-    private readonly reread: ((task: Task) => Dataset) | null,
+    private readonly reread: ((reader: HoldoutReader) => Dataset) | null,
+    private readonly given: Dataset | null = null,
   ) {}
 
-  /** Reads and checks the CSV (columns, numbers): every problem is a one-line UserError. */
+  /** Reads and checks the CSV (its shape and label column): every problem is a one-line UserError. */
   static fromFile(path: string, label: string): Holdout {
     return Holdout.fromText(readDataFile(path), label, path);
   }
 
   static fromText(text: string, label: string, source = 'holdout'): Holdout {
-    const holdout = new Holdout(source, (task) => parseDataset(text, { label, task }, source));
-    // Parsed once up front, so a broken file (columns, numbers) stops the agent at start.
-    const checked = parseDataset(text, { label }, source);
-    holdout.#byTask.set(checked.task, checked);
-    return holdout;
+    // Checked up front, so a broken file (not CSV, no label column, an empty label) stops the
+    // agent at start; its values are checked when a model reads the columns it needs.
+    parseDataset(text, { label, features: [], minClasses: 1 }, source);
+    return new Holdout(source, (reader) => parseDataset(text, { label, task: reader.task, features: reader.features, minClasses: 1 }, source));
   }
 
   /** A data set already read (the demo's split of a shipped set): its labels serve its own task only. */
   static fromDataset(dataset: Dataset, source = 'holdout'): Holdout {
-    const holdout = new Holdout(source, null);
-    holdout.#byTask.set(dataset.task, dataset);
-    return holdout;
+    return new Holdout(source, null, dataset);
   }
 
-  /** The holdout with its labels read for `task`; an Error if they cannot be (text as a regression target). */
-  forTask(task: Task): Dataset {
-    let dataset = this.#byTask.get(task);
+  /** The holdout as `reader` reads it: its features in the model's order, labels read for its task; an Error if they cannot be. */
+  forModel(reader: HoldoutReader): Dataset {
+    if (this.given) {
+      if (this.given.task !== reader.task) throw new Error(`${this.source}: its labels are ${this.given.task} targets, and the model does ${reader.task}`);
+      return this.given;
+    }
+    const key = JSON.stringify([reader.task, reader.features]);
+    let dataset = this.#read.get(key);
     if (!dataset) {
-      if (!this.reread) throw new Error(`${this.source}: its labels are ${[...this.#byTask.keys()].join(', ')} targets, and the model does ${task}`);
-      dataset = this.reread(task);
-      this.#byTask.set(task, dataset);
+      dataset = this.reread!(reader);
+      this.#read.set(key, dataset);
     }
     return dataset;
   }
@@ -63,7 +71,7 @@ export class Holdout {
  * manifest's label order. Throws an Error with a one-line reason when they do not fit.
  */
 export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldout {
-  const dataset = holdout.forTask(manifest.task);
+  const dataset = holdout.forModel(manifest);
   const columns = manifest.features.map((name) => {
     const index = dataset.featureNames.indexOf(name);
     if (index < 0) throw new Error(`holdout has no column "${name}" that the model needs`);

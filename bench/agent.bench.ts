@@ -168,7 +168,7 @@ async function measurePredictOverhead(world: AgentWorld, dir: string) {
     const listening = agent!.app.listen(0, '127.0.0.1', () => resolve(listening));
   });
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/predict`;
-  const row = world.holdout.forTask('classification').x[0]!;
+  const row = world.holdout.forModel(world.v2.manifest).x[0]!;
   const body = JSON.stringify({ rows: [row] });
   const viaHttp: number[] = [];
   const direct: number[] = [];
@@ -221,7 +221,7 @@ async function main(): Promise<void> {
     const predict = await measurePredictOverhead(world, dir);
 
     const machine = describeMachine();
-    const results = { machine, date: new Date().toISOString(), model: { v1: world.v1.manifest.architecture, v2: world.v2.manifest.architecture }, holdoutRows: world.holdout.forTask('classification').x.length, rss, roundTrip: [one, fleet], predict };
+    const results = { machine, date: new Date().toISOString(), model: { v1: world.v1.manifest.architecture, v2: world.v2.manifest.architecture }, holdoutRows: world.holdout.forModel(world.v2.manifest).x.length, rss, roundTrip: [one, fleet], predict };
     await writeResultsJson('agent', results);
     const table = markdownTable(
       ['Measurement', 'Result'],
@@ -246,7 +246,7 @@ async function main(): Promise<void> {
       '',
       `Loopback, embedded aedes broker, artifact routes served by the HTTP fixture of the server contract. ` +
         `A round trip is: publish a candidate assignment → the agent fetches and verifies the signed manifest, downloads and verifies model.onnx, installs it, ` +
-        `benchmarks it next to the active model on a ${world.holdout.forTask('classification').x.length}-row holdout (500 batch-1 runs + 100 batches of 64 per model, the defaults) → the report is ingested. ` +
+        `benchmarks it next to the active model on a ${world.holdout.forModel(world.v2.manifest).x.length}-row holdout (500 batch-1 runs + 100 batches of 64 per model, the defaults) → the report is ingested. ` +
         `The ${FLEET_SIZE} agents share one process, two cores and one onnxruntime session per model; their benchmarks run concurrently, so the fleet numbers measure contention, not a device. ` +
         `Models: ${world.v2.manifest.architecture.layers.join('-')} dense classifiers (${world.v2.manifest.architecture.params} params). ` +
         `The /v1/predict client (fetch with keep-alive) runs in the same process as the agent; the HTTP cost is a fixed ~${(predict.httpP50Ms - predict.directP50Ms).toFixed(1)} ms per request (p50), so the ratio is large for models this small. ` +

@@ -26,6 +26,13 @@ export interface Dataset {
 export interface LoadOptions {
   label: string;
   task?: Task;
+  /**
+   * Only these columns are read, as the features in this order (each must be there); other
+   * columns are neither read nor checked. Absent: every column besides the label is a feature.
+   */
+  features?: readonly string[];
+  /** Classes a classification label must have (default 2, what training needs; a device's holdout may hold one). */
+  minClasses?: 1 | 2;
 }
 
 /** Reads and validates a CSV file. Every problem is a UserError naming the file, row or column. */
@@ -62,20 +69,25 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   if (labelIndex < 0) {
     throw new UserError(`${source}: no label column ${quoted(options.label)} (columns: ${listed(header)})`);
   }
-  const featureNames = header.filter((_, i) => i !== labelIndex);
-  if (featureNames.length === 0) throw new UserError(`${source}: there are no feature columns besides the label`);
   const seen = new Set<string>();
   for (const name of header) {
     if (seen.has(name)) throw new UserError(`${source}: column ${quoted(name)} appears twice in the header`);
     seen.add(name);
   }
+  const featureNames = options.features ? [...options.features] : header.filter((_, i) => i !== labelIndex);
+  if (!options.features && featureNames.length === 0) throw new UserError(`${source}: there are no feature columns besides the label`);
+  const featureColumns = featureNames.map((name) => {
+    const index = header.indexOf(name);
+    if (index < 0 || index === labelIndex) throw new UserError(`${source}: no column ${quoted(name)} (columns: ${listed(header)})`);
+    return index;
+  });
 
   const x: number[][] = [];
   const rawLabels: string[] = [];
   rows.forEach((record, r) => {
     const row: number[] = [];
-    record.forEach((cell, c) => {
-      if (c === labelIndex) return;
+    featureColumns.forEach((c) => {
+      const cell = record[c]!;
       const value = parseDecimal(cell);
       if (!Number.isFinite(value)) {
         throw new UserError(`${source}: row ${r + 2}, column ${quoted(header[c]!)}: ${quoted(cell)} is not a finite number`);
@@ -97,7 +109,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   if (task === 'classification') {
     const className = classNaming(rawLabels);
     classes = sortedClassNames(rawLabels.map(className));
-    if (classes.length < 2) {
+    if (classes.length < (options.minClasses ?? 2)) {
       throw new UserError(`${source}: the label ${quoted(options.label)} has a single class (${clipped(classes[0]!)}); need at least two`);
     }
     const index = new Map(classes.map((name, i) => [name, i]));
@@ -113,7 +125,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   }
 
   // The fingerprint is of the values as written, before any rounding below: it names the data.
-  const fingerprint = fingerprintOf(header, x, rawLabels);
+  const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
   const warnings = roundFeaturesDevicesCannotHold(x, featureNames);
   return { featureNames, labelName: options.label, task, x, y, classes, fingerprint, warnings };
 }

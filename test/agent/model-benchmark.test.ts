@@ -28,8 +28,8 @@ function installed(dir: string, manifest: Manifest): InstalledModel {
 test("the holdout's labels are read for the model's task, not guessed: 30 rows of classes 1, 2, 3 score a classifier", async (t) => {
   const holdout = numberedClassHoldout(30);
   // From the labels alone, 30 rows of three integers could be either task: the model decides.
-  assert.equal(holdout.forTask('regression').task, 'regression');
   const { manifest } = await makeArtifact(t, { seed: 5 });
+  assert.equal(holdout.forModel({ ...manifest, task: 'regression' }).task, 'regression');
   const classifier = { ...manifest, labels: ['1', '2', '3'] };
   const aligned = alignHoldout(holdout, classifier);
   assert.deepEqual([aligned.task, aligned.rows, aligned.y.slice(0, 4)], ['classification', 30, [0, 1, 2, 0]]);
@@ -38,7 +38,38 @@ test("the holdout's labels are read for the model's task, not guessed: 30 rows o
   // Labels a model does not know, or text as a regression target, are a one-line error.
   assert.throws(() => alignHoldout(holdout, { ...manifest, labels: ['a', 'b', 'c'] }), /holdout label "1" is not one of the model's classes \(a, b, c\)/);
   const texts = Holdout.fromText('f0,kind\n1,cat\n2,dog\n', 'kind');
-  assert.throws(() => texts.forTask('regression'), /regression label "cat" is not a finite float32 number/);
+  assert.throws(() => texts.forModel({ task: 'regression', features: ['f0'] }), /regression label "cat" is not a finite float32 number/);
+});
+
+test('a holdout reads only the columns a model needs: a timestamp, a site name or an empty cell elsewhere does not stop the agent', async (t) => {
+  const { manifest } = await makeArtifact(t, { seed: 5 });
+  const classifier = { ...manifest, labels: ['1', '2', '3'] };
+  const header = ['recorded_at', ...[...CLASSIFIER_FEATURES].reverse(), 'site', 'notes', 'kind'];
+  const lines = [header.join(',')];
+  for (let r = 0; r < 6; r++) lines.push(['2026-03-01T09:00:00Z', ...[...CLASSIFIER_FEATURES].reverse().map((_, c) => r * 10 + c), '"osaka, north"', r === 2 ? '' : 'ok', (r % 3) + 1].join(','));
+  const holdout = Holdout.fromText(`${lines.join('\n')}\n`, 'kind', 'holdout.csv');
+  const aligned = alignHoldout(holdout, classifier);
+  assert.deepEqual([aligned.rows, aligned.nFeatures, aligned.y], [6, CLASSIFIER_FEATURES.length, [0, 1, 2, 0, 1, 2]]);
+  // Row 1 in the model's feature order (f0 … f6), though the file lists them reversed.
+  assert.deepEqual([...aligned.features.subarray(CLASSIFIER_FEATURES.length, 2 * CLASSIFIER_FEATURES.length)], CLASSIFIER_FEATURES.map((_, c) => 10 + (CLASSIFIER_FEATURES.length - 1 - c)));
+  // A column the model does read must still hold numbers, and the error names it.
+  const broken = Holdout.fromText(`f0,f1,f2,f3,f4,f5,f6,kind\n1,2,3,4,5,6,x,1\n1,2,3,4,5,6,7,2\n`, 'kind', 'holdout.csv');
+  assert.throws(() => alignHoldout(broken, classifier), /holdout\.csv: row 2, column "f6": "x" is not a finite number/);
+  // What no model can read still stops the agent at start, on one line.
+  assert.throws(() => Holdout.fromText('f0,f1\n1,2\n', 'kind', 'holdout.csv'), /holdout\.csv: no label column "kind"/);
+  assert.throws(() => Holdout.fromText('f0,kind\n1,\n', 'kind', 'holdout.csv'), /holdout\.csv: row 2: the label "kind" is empty/);
+});
+
+test('a holdout of one class scores a classifier, and one constant integer target a regressor', async (t) => {
+  const { manifest } = await makeArtifact(t, { seed: 5 });
+  const rows = (label: (r: number) => string, n: number) => [['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'kind'].join(','), ...Array.from({ length: n }, (_, r) => [...CLASSIFIER_FEATURES.map((_, c) => r + c / 10), label(r)].join(','))].join('\n');
+  // A site that only ever sees class 2.
+  const oneClass = Holdout.fromText(rows(() => '2', 20), 'kind', 'site.csv');
+  assert.deepEqual(alignHoldout(oneClass, { ...manifest, labels: ['1', '2', '3'] }).y, Array(20).fill(1));
+  // Zero defects on every row, and a single row: a regressor's target, whatever the labels look like.
+  const regressor = { ...manifest, task: 'regression' as const, labels: [] };
+  assert.deepEqual(alignHoldout(Holdout.fromText(rows(() => '0', 73), 'kind', 'site.csv'), regressor).y, Array(73).fill(0));
+  assert.deepEqual(alignHoldout(Holdout.fromText(rows(() => '151', 1), 'kind', 'site.csv'), regressor).y, [151]);
 });
 
 test('side-by-side benchmark: every model is warmed up before any is timed, and the timing alternates their order (ABBA)', async (t) => {
