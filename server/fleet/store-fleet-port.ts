@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
-import type { AssignCommand, DeliveryResult, FleetPort, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
+import type { AnswerListener, AssignCommand, DeliveryResult, FleetPort, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -76,7 +76,7 @@ export class StoreFleetPort implements FleetPort {
     // is refused as every device would refuse it, without sending it: the rollout fails naming the key.
     const unsendable = unsendableReason(() => publisher.signerFor(version));
     if (unsendable) return [...[...live.keys()].map((deviceId) => ({ deviceId, outcome: 'refused' as const, reason: unsendable })), ...refused];
-    return this.#deliver(command.commandId, live, refused, command.guard, {
+    return this.#deliver(command.commandId, live, refused, command, {
       record: (deviceIds) => publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' }),
       send: async (deviceIds) => void (await publisher.sendRetained(deviceIds)),
     });
@@ -92,7 +92,7 @@ export class StoreFleetPort implements FleetPort {
       const device = live.get(deviceId)!;
       return version === null || (device.activeModel === command.model && device.activeVersion === version);
     };
-    return this.#deliver(command.commandId, live, refused, command.guard, {
+    return this.#deliver(command.commandId, live, refused, command, {
       record: async (deviceIds) => {
         // Grouped by version: one record (one transaction, one number, one audit entry) per version.
         const reassign = new Map<string, string[]>();
@@ -136,14 +136,15 @@ export class StoreFleetPort implements FleetPort {
 
   /**
    * Records (under the guard: only the devices the command still speaks for), sends, then waits
-   * for the online devices' answers. Waits are registered before sending, so no answer is missed;
-   * a device the guard left out is answered `refused` (superseded) at once.
+   * for the online devices' answers, passing each on to `onAnswer` as it comes. Waits are
+   * registered before sending, so no answer is missed; a device the guard left out is answered
+   * `refused` (superseded) at once.
    */
   async #deliver(
     commandId: string,
     live: Map<string, { online: boolean }>,
     refused: DeliveryResult[],
-    guard: RecordGuard | undefined,
+    { guard, onAnswer }: { guard?: RecordGuard; onAnswer?: AnswerListener },
     steps: { record: (deviceIds: readonly string[]) => Promise<void>; send: (deviceIds: readonly string[]) => Promise<void> },
   ): Promise<DeliveryResult[]> {
     const timeout = this.#options.deliveryTimeoutMs ?? 30_000;
@@ -155,6 +156,7 @@ export class StoreFleetPort implements FleetPort {
       if (answered) results.set(deviceId, toResult(deviceId, answered.outcome, answered.reason));
       else pending.push(deviceId);
     }
+    for (const result of results.values()) onAnswer?.(result);
     const waits = new Map(pending.filter((deviceId) => live.get(deviceId)!.online).map((deviceId) => [deviceId, this.#options.outcomes.waitFor(commandId, deviceId, timeout)]));
     const recorded = new Set<string>();
     const record = async (owned: readonly string[]) => {
@@ -169,6 +171,11 @@ export class StoreFleetPort implements FleetPort {
     } catch (error) {
       for (const wait of waits.values()) wait.cancel();
       throw error;
+    }
+    if (onAnswer) {
+      for (const [deviceId, wait] of waits) {
+        if (recorded.has(deviceId)) void wait.promise.then((answer) => answer && onAnswer(toResult(deviceId, answer.outcome, answer.reason)));
+      }
     }
     for (const deviceId of pending) {
       const wait = waits.get(deviceId);

@@ -33,6 +33,13 @@ export interface DeliveryResult {
  */
 export type RecordGuard = (record: (deviceIds: readonly string[]) => Promise<void>) => Promise<void>;
 
+/**
+ * Told of each device's answer as it comes (delivered, refused or gone; never offline, which is
+ * only known when the wait is over), before the command returns: one frozen device must not hide
+ * that the others have already done it. The command's result still lists every device.
+ */
+export type AnswerListener = (result: DeliveryResult) => void;
+
 export interface AssignCommand {
   readonly commandId: string;
   readonly model: string;
@@ -42,6 +49,7 @@ export interface AssignCommand {
   readonly deviceIds: readonly string[];
   /** Absent: every device in deviceIds is recorded. */
   readonly guard?: RecordGuard;
+  readonly onAnswer?: AnswerListener;
 }
 
 export interface RevertCommand {
@@ -51,6 +59,7 @@ export interface RevertCommand {
   readonly devices: readonly { readonly deviceId: string; readonly version: string | null }[];
   /** Absent: every device in devices is recorded. */
   readonly guard?: RecordGuard;
+  readonly onAnswer?: AnswerListener;
 }
 
 /** A device's retained assignment, as far as a rollout needs to know it. */

@@ -8,7 +8,8 @@ import { promqlAlternation, promqlString } from '../analysis/query-template.ts';
 import type { Scheduler } from '../analysis/scheduler.ts';
 import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import { DeviceRolloutIndex } from './device-rollout-index.ts';
-import type { FleetPort, ModelStatusPort, RecordGuard } from './fleet-port.ts';
+import { AnswerBatcher } from './answer-batcher.ts';
+import type { AnswerListener, DeliveryResult, FleetPort, ModelStatusPort, RecordGuard } from './fleet-port.ts';
 import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
@@ -302,14 +303,12 @@ export class RolloutController {
         await record(await this.#notTakenOver(state, action, state.devices.filter((device) => device.actionId === action.id).map((device) => device.id)));
       });
     switch (action.kind) {
-      case 'assign': {
-        const results = await this.#o.fleet.assign({ commandId: action.id, model: action.model, version: action.version, role: action.role, deviceIds: action.devices, guard });
-        return { type: 'actionResult', at: at(), actionId: action.id, devices: results.map((r) => ({ deviceId: r.deviceId, outcome: r.outcome, ...(r.reason ? { reason: r.reason } : {}) })) };
-      }
-      case 'revert': {
-        const results = await this.#o.fleet.revert({ commandId: action.id, model: action.model, devices: action.devices, guard });
-        return { type: 'actionResult', at: at(), actionId: action.id, devices: results.map((r) => ({ deviceId: r.deviceId, outcome: r.outcome, ...(r.reason ? { reason: r.reason } : {}) })) };
-      }
+      case 'assign':
+        return this.#deviceAction(id, action.id, (onAnswer) =>
+          this.#o.fleet.assign({ commandId: action.id, model: action.model, version: action.version, role: action.role, deviceIds: action.devices, guard, onAnswer }),
+        );
+      case 'revert':
+        return this.#deviceAction(id, action.id, (onAnswer) => this.#o.fleet.revert({ commandId: action.id, model: action.model, devices: action.devices, guard, onAnswer }));
       case 'markVersion':
         await this.#o.models.setVersionStatus({ commandId: action.id, model: action.model, version: action.version, status: action.status, reason: action.reason });
         return { type: 'actionResult', at: at(), actionId: action.id };
@@ -324,6 +323,24 @@ export class RolloutController {
         }
         return { type: 'actionResult', at: at(), actionId: action.id };
       }
+    }
+  }
+
+  /**
+   * Runs a device action, recording its devices' answers as they come (in batches) rather than
+   * only when the slowest device has answered or timed out; its result then records every device.
+   */
+  async #deviceAction(id: string, actionId: string, run: (onAnswer: AnswerListener) => Promise<readonly DeliveryResult[]>): Promise<RolloutEvent> {
+    const answers = new AnswerBatcher(this.#o.scheduler, (batch) => {
+      if (this.#stopped) return;
+      const devices = batch.flatMap(({ deviceId, outcome, reason }) => (outcome === 'offline' ? [] : [{ deviceId, outcome, ...(reason ? { reason } : {}) }]));
+      this.#track(this.dispatch(id, { type: 'actionProgress', at: this.#now(), actionId, devices }).catch((error) => this.#report(id, `recording answers to action ${actionId}`, error)));
+    });
+    try {
+      const results = await run(answers.add);
+      return { type: 'actionResult', at: this.#now(), actionId, devices: results.map(({ deviceId, outcome, reason }) => ({ deviceId, outcome, ...(reason ? { reason } : {}) })) };
+    } finally {
+      answers.close();
     }
   }
 

@@ -143,6 +143,7 @@ export function next(state: RolloutState, event: RolloutEvent): Transition {
   const t = new TransitionDraft(draft, event.at);
   switch (event.type) {
     case 'actionResult':
+    case 'actionProgress':
       onActionResult(t, event);
       break;
     case 'analysisMeasured':
@@ -345,7 +346,7 @@ export function weight(s: RolloutState): number {
 
 // ---- events ------------------------------------------------------------------------------
 
-function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'actionResult' }>): void {
+function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'actionResult' | 'actionProgress' }>): void {
   const s = t.s;
   const policy = s.spec.offline;
   for (const result of event.devices ?? []) {

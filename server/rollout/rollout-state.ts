@@ -89,6 +89,8 @@ export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
 export type RolloutEvent =
   | { readonly type: 'start'; readonly at: number; readonly by: string; readonly devices: readonly { id: string; labels: Record<string, string>; baseline: string | null }[]; readonly previousProduction: string | null }
   | { readonly type: 'actionResult'; readonly at: number; readonly actionId: string; readonly devices?: readonly { deviceId: string; outcome: ActionDeviceOutcome; reason?: string }[] }
+  /** Answers to a device action that is still running (the others are still awaited); its result comes later. */
+  | { readonly type: 'actionProgress'; readonly at: number; readonly actionId: string; readonly devices: readonly { deviceId: string; outcome: Exclude<ActionDeviceOutcome, 'offline'>; reason?: string }[] }
   | { readonly type: 'analysisMeasured'; readonly at: number; readonly runId: string; readonly measurement: Measurement }
   | { readonly type: 'analysisCompleted'; readonly at: number; readonly runId: string; readonly phase: Exclude<RunPhase, 'Running'>; readonly message: string }
   | { readonly type: 'tick'; readonly at: number }

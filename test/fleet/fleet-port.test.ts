@@ -25,6 +25,7 @@ import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { ManualScheduler } from '../../server/analysis/scheduler.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
+import { ANSWER_BATCH_MS } from '../../server/rollout/answer-batcher.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
@@ -87,7 +88,7 @@ function startController(t: TestContext, { fleet, store }: Pick<World, 'fleet' |
 }
 
 /** A scripted device: online, and answers every assignment and fleet command the way the agent would. */
-async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean } = {}): Promise<MqttClient> {
+async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean; muted?: { value: boolean } } = {}): Promise<MqttClient> {
   const id = config.deviceId;
   const client = await connectClient(config.broker.url, { clientId: id, username: id, password: config.broker.password });
   t.after(() => client.endAsync(true));
@@ -99,7 +100,7 @@ async function scriptedDevice(t: TestContext, config: AgentConfig, options: { re
   };
   client.on('message', (topic, payload) => {
     const parsed = parseMessage(topic, payload);
-    if (!parsed.ok) return;
+    if (!parsed.ok || options.muted?.value) return;
     const { message } = parsed;
     if (message.kind === 'assignment') {
       const a = message.payload;
@@ -284,6 +285,51 @@ test('a rollback while the activation is still on its way: every device ends on 
     assert.deepEqual([device.retainedAssignment?.role, device.retainedAssignment?.version], ['active', '1'], `${id}: the table holds its baseline`);
     assert.equal(lastReceived.get(id), 'active:1', `${id}: the last assignment it got is its baseline`);
   }
+});
+
+/** Three enrolled, online scripted devices on iris v1; `silent` stops answering once the baseline is in. */
+async function fleetOnBaseline(t: TestContext, world: Pick<World, 'fleet'>, ids: readonly string[], options: { silent: string; refuses?: string }) {
+  const muted = { value: false };
+  for (const id of ids) {
+    const config = await world.fleet.devices.enroll({ id, labels: { site: 'north' } }, 'test');
+    await scriptedDevice(t, config, { ...(id === options.silent ? { muted } : {}), ...(id === options.refuses ? { refuses: (version: string) => version === '2' } : {}) });
+    await waitFor(async () => (await world.fleet.devices.get(id)).online, 5000, `${id} online`);
+  }
+  const baseline = await world.fleet.fleetPort.assign({ commandId: `${ids[0]}-baseline-0001`, model: 'iris', version: '1', role: 'active', deviceIds: ids });
+  assert.deepEqual(baseline.map((r) => r.outcome), ids.map(() => 'delivered'));
+  muted.value = true;
+}
+
+test('a device action records the devices that answered while it still waits for a silent one (30 s), not only when the wait is over', async (t) => {
+  const world = await startFleet(t);
+  const ids = ['prog-1', 'prog-2', 'prog-3'];
+  await fleetOnBaseline(t, world, ids, { silent: 'prog-3' });
+  const { controller, scheduler } = startController(t, world, 'ro-progress');
+  await controller.start(validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }, { pause: {} }] }), { by: 'alice' });
+  const deliveries = async () => (await controller.status('ro-progress')).devices.map((device) => `${device.id}:${device.delivery}`).sort().join(' ');
+  // The answers gather for ANSWER_BATCH_MS on the controller's clock, then are recorded together.
+  await waitFor(async () => {
+    await scheduler.advance(ANSWER_BATCH_MS);
+    return (await deliveries()) === 'prog-1:delivered prog-2:delivered prog-3:pending';
+  }, 5000, 'the two answers recorded while prog-3 is awaited');
+  assert.equal((await controller.status('ro-progress')).phase, 'Progressing');
+  const decisions = await controller.decisions('ro-progress');
+  assert.equal(decisions.filter((decision) => decision.kind === 'step' && decision.verdict === 'completed').length, 0, 'the step waits for prog-3');
+});
+
+test('a device that refuses the candidate fails the rollout at once, without waiting for a silent device of the same step', async (t) => {
+  const world = await startFleet(t);
+  const ids = ['refu-1', 'refu-2', 'refu-3'];
+  await fleetOnBaseline(t, world, ids, { silent: 'refu-3', refuses: 'refu-1' });
+  const { controller, scheduler } = startController(t, world, 'ro-refused');
+  await controller.start(validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }, { pause: {} }] }), { by: 'alice' });
+  await waitFor(async () => {
+    await scheduler.advance(ANSWER_BATCH_MS);
+    return (await controller.status('ro-refused')).phase === 'Failed';
+  }, 5000, 'the rollout failed on the refusal');
+  const state = await controller.status('ro-refused');
+  assert.match(state.outcome?.reason ?? '', /device refu-1 refused the candidate/);
+  assert.deepEqual(state.devices.map((device) => device.desired), ['baseline', 'baseline', 'baseline']);
 });
 
 test('a finished rollout leaves alone a device an operator assigned something since: its return online no longer brings the rollout\'s version back', async (t) => {
