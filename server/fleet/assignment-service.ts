@@ -72,6 +72,16 @@ export class AssignmentService {
     if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
     this.options.publisher.signerFor(version); // a 409 when no trusted key vouches for its signature
     const devices = await this.#targets(request);
+    if (request.role === 'candidate') {
+      // A candidate is benchmarked side by side with the active model it would replace: one of another model has none.
+      const other = devices.find((device) => device.active !== null && device.active.model !== version.model);
+      if (other) {
+        throw new ServiceError(
+          'conflict',
+          `device ${other.id} serves ${other.active!.model}, not ${version.model}: a candidate is benchmarked against the active model it would replace; assign ${version.model} with role active to switch the device to it`,
+        );
+      }
+    }
     const held = await this.options.rolloutOf?.(devices.map((device) => device.id));
     if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
     const assignmentId = newMessageId();

@@ -231,6 +231,22 @@ test('a direct assignment to a device a rollout under way targets is refused (th
   assert.equal(assigned.status, 201, await assigned.text());
 });
 
+test('a candidate of another model than the device serves is refused (nothing to benchmark it against); as active it switches the device', async (t) => {
+  const server = await fleetServer(t);
+  await enroll(server, 'wine-1', { site: 'osaka' });
+  await enroll(server, 'fresh-1', { site: 'osaka' });
+  await new FleetStore(server.server.ctx.store).repos.devices.setSlots('wine-1', { active: { model: 'wine', version: '3', sha256: 'c'.repeat(64) }, candidate: null, previous: null }, new Date().toISOString());
+  const before = await fleetSnapshot(server);
+  const refused = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '2', role: 'candidate', selector: { matchLabels: { site: 'osaka' } } } });
+  assert.equal(refused.status, 409);
+  assert.equal(((await refused.json()) as any).error.message, 'device wine-1 serves wine, not iris: a candidate is benchmarked against the active model it would replace; assign iris with role active to switch the device to it');
+  assert.equal(await fleetSnapshot(server), before, 'nothing recorded');
+  // A device with no model yet may take a candidate (it is installed, and scored alone).
+  assert.equal((await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '2', role: 'candidate', deviceIds: ['fresh-1'] } })).status, 201);
+  const switched = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['wine-1'] } });
+  assert.equal(switched.status, 201, await switched.text());
+});
+
 test('devices are listed a page at a time (REST and gRPC) with fleet-wide counts; the CLI walks every page', async (t) => {
   const server = (await startTestServer(t))!;
   const ids = ['dev-a', 'dev-b', 'dev-c', 'dev-d', 'dev-e'];
