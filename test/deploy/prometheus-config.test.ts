@@ -76,4 +76,16 @@ test('promtool test rules: the rule unit tests in deploy/prometheus/tests pass',
   const alerts = (await readFile(join(PROM_DIR, 'rules', 'fleetprune-alerts.yml'), 'utf8')).matchAll(/- alert: (\w+)/g);
   const untested = [...alerts].map((match) => match[1]!).filter((name) => !tested.has(name));
   assert.deepEqual(untested, [], 'alerts without a unit test');
+  // Every per-model recording rule (the dashboards' candidate vs baseline series: accuracy for
+  // classifiers, MSE for regressors, latency, error ratios) is the expression of a unit test.
+  const exprs: string[] = [];
+  for (const file of tests) {
+    const doc = parse(await readFile(join(PROM_DIR, file), 'utf8')) as { tests: { promql_expr_test?: { expr: string }[] }[] };
+    for (const unit of doc.tests) for (const { expr } of unit.promql_expr_test ?? []) exprs.push(expr);
+  }
+  const recording = parse(await readFile(join(PROM_DIR, 'rules', 'fleetprune-recording.yml'), 'utf8')) as { groups: { name: string; rules: { record?: string }[] }[] };
+  const modelRules = recording.groups.find((group) => group.name === 'fleetprune-models')!.rules.flatMap((rule) => (rule.record ? [rule.record] : []));
+  for (const name of ['model_version_role_cohort:fleetprune_device_accuracy_ratio:avg', 'model_version_role_cohort:fleetprune_device_mse:avg']) assert.ok(modelRules.includes(name), `recording rule ${name}`);
+  const isIn = (name: string, expr: string) => new RegExp(`(?<![\\w:])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w:])`).test(expr);
+  assert.deepEqual(modelRules.filter((name) => !exprs.some((expr) => isIn(name, expr))), [], 'per-model recording rules without a unit test');
 });

@@ -1,10 +1,21 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { runDemo } from '../../server/demo/demo-run.ts';
-import { loadDemoData } from '../../server/demo/demo-fleet.ts';
-import { createLogger } from '../../shared/util/log.ts';
+import { OrtSessionCache } from '../../agent/session-cache.ts';
+import { storeArtifactFiles } from '../../server/artifacts/store-artifact-files.ts';
+import { runDemo, type DemoResult } from '../../server/demo/demo-run.ts';
+import { loadDemoData, startSimulatedAgents, waitForActive } from '../../server/demo/demo-fleet.ts';
+import { RestClient } from '../../server/demo/rest-client.ts';
+import { planFleet } from '../../server/demo/simulated-fleet.ts';
+import { PruneOptionsSchema } from '../../server/pruning/options.ts';
+import { GENERAL_SUBDIR } from '../../server/pruning/output-layout.ts';
+import { pruneToArtifacts } from '../../server/pruning/prune-to-artifacts.ts';
+import type { ShippedDatasetName } from '../../shared/datasets/index.ts';
+import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
+import { initTfjs } from '../../shared/model/tfjs-backend.ts';
+import { createLogger, type Logger } from '../../shared/util/log.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { freePort } from '../helpers/engines.ts';
@@ -14,6 +25,12 @@ import { DEFAULT_VARIABLES, dashboardQueries, loadDashboard, multiValue, variabl
 /**
  * Issue #6's acceptance line: every panel's PromQL runs against a real Prometheus that scrapes a
  * running server after a demo rollout, and every query returns data.
+ *
+ * The demo's model is a classifier (wine), whose devices report accuracy; the MSE panels show
+ * regression models, whose devices report MSE instead. So next to the demo fleet the test runs a
+ * small regression fleet on the same server: a tiny ODF2NNA prune of the shipped diabetes data
+ * (general model as every device's baseline, the pruned one assigned as candidate), on
+ * REGRESSION_DEVICES more real agents with diabetes holdouts, which benchmark both and report.
  *
  * A real Prometheus, started from deploy/prometheus (1s intervals), scrapes the demo's server
  * from before the demo starts (so rollout steps, decisions and report series are recorded as
@@ -42,6 +59,10 @@ const MAY_BE_NAN_ONLY: Readonly<Record<string, string>> = {};
 
 const SAMPLE_ROWS = 8;
 const PREDICT_REQUESTS = 3;
+const SEED = 7;
+const CLASSIFIER: ShippedDatasetName = 'wine';
+const REGRESSOR: ShippedDatasetName = 'diabetes';
+const REGRESSION_DEVICES = 2;
 
 test('after a demo rollout, every dashboard query returns data from a real Prometheus scraping the server and the agents', async (t) => {
   const binary = prometheusBinary();
@@ -53,14 +74,16 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
   const prometheus = await PrometheusProcess.start(binary, (dir) => writePrometheusConfig(dir, { server: `127.0.0.1:${serverPort}`, agents: [] }));
   t.after(() => prometheus.stop());
 
+  const dataDir = await tempDir(t, 'fleetprune-dashboard-data-');
+  const log = createLogger('demo', 'silent');
   const demo = await runDemo({
-    dataset: 'wine',
+    dataset: CLASSIFIER,
     devices: 8,
-    dataDir: await tempDir(t, 'fleetprune-dashboard-data-'),
+    dataDir,
     httpPort: serverPort,
-    seed: 7,
+    seed: SEED,
     pruneOverrides: { units: 48, epochs: 60 },
-    log: createLogger('demo', 'silent'),
+    log,
     say: () => {},
   });
   t.after(() => demo.close());
@@ -68,15 +91,25 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
   t.diagnostic(`demo: ${demoSeconds.toFixed(1)} s; ${demo.rollouts.map((r) => `${r.candidate} ${r.outcome}`).join(', ')}`);
   assert.equal(demo.rollouts.length, 2);
 
+  const regression = await startRegressionFleet(demo, join(dataDir, 'regression'), log);
+  await prometheus.waitFor(`MSE of the candidate and the baseline on ${REGRESSION_DEVICES} regression devices`, async () => {
+    const series = await scalar(prometheus, `count(${DEVICE_REPORT_METRICS.mse}{model="${REGRESSOR}"})`);
+    return series === 2 * REGRESSION_DEVICES || `${series} series`;
+  }, 60_000);
+  t.diagnostic(`regression fleet: ${REGRESSOR}@${regression.baseline} active, @${regression.candidate} candidate; ${((Date.now() - started) / 1000).toFixed(1)} s in`);
+
   // Each agent's /metrics and /v1/predict on an ephemeral port, listed in the agents' file_sd file.
   const servers: Server[] = [];
   t.after(() => Promise.all(servers.map((server) => new Promise((resolve) => (server.closeAllConnections(), server.close(resolve))))));
-  const agentTargets: { target: string; device: string }[] = [];
+  const agentTargets: { target: string; device: string; rows: number[][] }[] = [];
+  const sampleRows = (dataset: ShippedDatasetName) => loadDemoData(dataset, SEED).holdout.x.slice(0, SAMPLE_ROWS);
+  const rowsOf = { classifier: sampleRows(CLASSIFIER), regressor: sampleRows(REGRESSOR) };
   for (const agent of demo.agents) {
     const server = createServer(agent.app);
     servers.push(server);
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-    agentTargets.push({ target: `127.0.0.1:${(server.address() as AddressInfo).port}`, device: agent.deviceId });
+    const rows = regression.devices.includes(agent.deviceId) ? rowsOf.regressor : rowsOf.classifier;
+    agentTargets.push({ target: `127.0.0.1:${(server.address() as AddressInfo).port}`, device: agent.deviceId, rows });
   }
   await writeAgentTargets(prometheus.dir, agentTargets);
 
@@ -88,11 +121,10 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
     return (serverUp === 1 && agentsUp === agentTargets.length) || `server up ${serverUp}, agents up ${agentsUp}/${agentTargets.length}`;
   });
 
-  // Real traffic for the serving panels: a few prediction requests per agent, between scrapes.
-  const rows = loadDemoData('wine', 7).holdout.x.slice(0, SAMPLE_ROWS);
+  // Real traffic for the serving panels: a few prediction requests per agent (rows of its model's data set), between scrapes.
   for (let round = 0; round < PREDICT_REQUESTS; round++) {
     await Promise.all(
-      agentTargets.map(async ({ target, device }) => {
+      agentTargets.map(async ({ target, device, rows }) => {
         const response = await fetch(`http://${target}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ rows }) });
         assert.equal(response.status, 200, `${device}: ${await response.text()}`);
       }),
@@ -142,8 +174,8 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
     variables[name] = multiValue(values);
   }
   t.diagnostic(`variables: ${JSON.stringify(resolved)}`);
-  assert.deepEqual(resolved.model, ['wine']);
-  for (const version of Object.values(demo.versions)) assert.ok(resolved.version!.includes(version), `$version offers ${version}`);
+  assert.deepEqual(resolved.model, [REGRESSOR, CLASSIFIER].sort());
+  for (const version of [...Object.values(demo.versions), regression.baseline, regression.candidate]) assert.ok(resolved.version!.includes(version), `$version offers ${version}`);
 
   const queries = dashboardQueries(dashboard, { variables, expectData: (query) => !(`${query.panel} [${query.refId}]` in MAY_BE_EMPTY) });
   const unplotted: string[] = [];
@@ -165,7 +197,73 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
     });
   }
   t.diagnostic(`${queries.length} queries; without a plottable value: ${unplotted.join('; ') || 'none'}; ${((Date.now() - started) / 1000).toFixed(1)} s in all`);
+
+  // Each task's quality panels show its model, and only its model: accuracy the classifier's, MSE the regressor's.
+  const expectedModels: Record<string, string> = {
+    'Accuracy — candidate': CLASSIFIER,
+    'Accuracy — baseline (active)': CLASSIFIER,
+    'Candidate − baseline accuracy, by cohort': CLASSIFIER,
+    'MSE — candidate': REGRESSOR,
+    'MSE — baseline (active)': REGRESSOR,
+    'Candidate ÷ baseline MSE, by cohort': REGRESSOR,
+  };
+  const models: Record<string, string> = {};
+  for (const panel of Object.keys(expectedModels)) {
+    const query = queries.find((q) => q.panel === panel);
+    assert.ok(query, `panel "${panel}"`);
+    const answer = query.instant ? await prometheus.query(query.expr, new Date(end * 1000)) : await prometheus.api('query_range', { query: query.expr, ...range, step: '10' });
+    models[panel] = [...new Set((answer.data!.result as { metric: { model: string } }[]).map((series) => series.metric.model))].sort().join(',');
+  }
+  assert.deepEqual(models, expectedModels, 'the models each quality panel shows');
+  // The per-model quality recording rules, likewise: candidate and baseline of each cohort.
+  for (const [rule, model] of [
+    ['model_version_role_cohort:fleetprune_device_accuracy_ratio:avg', CLASSIFIER],
+    ['model_version_role_cohort:fleetprune_device_mse:avg', REGRESSOR],
+  ] as const) {
+    const result = ((await prometheus.query(rule)).data!.result as { metric: Record<string, string>; value: [number, string] }[]).filter((series) => Number.isFinite(Number(series.value[1])));
+    assert.deepEqual([...new Set(result.map((series) => series.metric.model))], [model], `${rule}: ${JSON.stringify(result.map((series) => series.metric))}`);
+    assert.deepEqual([...new Set(result.map((series) => series.metric.role))].sort(), ['active', 'candidate'], rule);
+  }
 });
+
+/**
+ * A regression model on a few more real agents of the demo's server: a tiny ODF2NNA prune of
+ * REGRESSOR's training rows (its general model and the pruned one, signed with the server's key
+ * as the demo's are), REGRESSION_DEVICES devices holding REGRESSOR holdout rows (their cohorts are
+ * sites, as in the demo), the general model activated on them and the pruned one assigned as
+ * candidate, which each agent benchmarks against its active model on its holdout and reports (MSE).
+ * The agents join demo.agents, so demo.close() stops them before the server.
+ */
+async function startRegressionFleet(demo: DemoResult, dataDir: string, log: Logger): Promise<{ baseline: string; candidate: string; devices: string[] }> {
+  const { train, holdout } = loadDemoData(REGRESSOR, SEED);
+  assert.equal(train.task, 'regression');
+  const outDir = join(dataDir, 'artifacts', REGRESSOR);
+  const pruned = await pruneToArtifacts({
+    dataset: train,
+    options: PruneOptionsSchema.parse({ task: train.task, seed: SEED, layers: 2, units: 16, epochs: 20, retrainEpochs: 10, epsilons: [0.5], baselines: false }),
+    backend: await initTfjs(),
+    outDir,
+    name: REGRESSOR,
+    privateKey: demo.server.ctx.signingKey.privateKey,
+  });
+  const register = async (dir: string, manifest: typeof pruned.general) => {
+    await storeArtifactFiles(dir, manifest, demo.server.ctx.blobs);
+    return (await demo.server.ctx.registry.register({ model: REGRESSOR, manifest, actor: 'test' })).version;
+  };
+  const baseline = await register(join(outDir, GENERAL_SUBDIR), pruned.general);
+  const candidate = await register(outDir, pruned.pruned);
+
+  const devices = planFleet(REGRESSION_DEVICES, holdout, SEED).map((device) => ({ ...device, id: `${REGRESSOR}-${device.id}` }));
+  const deviceIds = devices.map((device) => device.id);
+  const httpUrl = `http://127.0.0.1:${demo.server.port('http')}`;
+  const api = new RestClient(httpUrl, demo.adminToken);
+  const agents = await startSimulatedAgents({ api, devices, brokerUrl: `mqtt://127.0.0.1:${demo.server.port('mqtt')}`, serverUrl: httpUrl, dataDir: join(dataDir, 'devices'), sessions: new OrtSessionCache(), log });
+  demo.agents.push(...agents);
+  await api.post('/assignments', { model: REGRESSOR, version: baseline, role: 'active', deviceIds });
+  await waitForActive(api, REGRESSOR, baseline, REGRESSION_DEVICES);
+  await api.post('/assignments', { model: REGRESSOR, version: candidate, role: 'candidate', deviceIds });
+  return { baseline, candidate, devices: deviceIds };
+}
 
 /** The single value of an instant query (NaN when it returns nothing). */
 async function scalar(prometheus: PrometheusProcess, expr: string): Promise<number> {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { fleetpruneMetricsIn, isExportedMetric } from '../helpers/metric-catalogue.ts';
 import { PrometheusProcess, prometheusBinary } from '../helpers/prometheus.ts';
@@ -37,6 +38,62 @@ test('dashboard structure: fixed uid, schema 39, model/version/cohort variables,
   // The analysis panel plots values and thresholds together.
   const analysis = dashboard.panels.find((panel) => panel.title === 'Analysis values against thresholds')!;
   assert.deepEqual(analysis.targets!.map((target) => fleetpruneMetricsIn(target.expr!)[0]), ['fleetprune_analysis_value', 'fleetprune_analysis_threshold']);
+});
+
+test('dashboard layout: unique panel ids, every panel inside the 24-column grid, no two overlapping, listed in reading order', () => {
+  const panels = loadDashboard().panels;
+  const ids = panels.map((panel) => panel.id);
+  assert.ok(ids.every((id) => Number.isInteger(id)), 'every panel has an id');
+  assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
+  for (const { title, type, gridPos: { x, y, w, h } } of panels) {
+    assert.ok(x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= 24, `${title}: ${JSON.stringify({ x, y, w, h })} is outside the grid`);
+    if (type === 'row') assert.deepEqual({ x, w, h }, { x: 0, w: 24, h: 1 }, `row ${title} spans the width`);
+  }
+  const overlaps: string[] = [];
+  for (const [i, a] of panels.entries()) {
+    for (const b of panels.slice(i + 1)) {
+      const [p, q] = [a.gridPos, b.gridPos];
+      if (p.x < q.x + q.w && q.x < p.x + p.w && p.y < q.y + q.h && q.y < p.y + p.h) overlaps.push(`${a.title} / ${b.title}`);
+    }
+  }
+  assert.deepEqual(overlaps, [], 'overlapping panels');
+  const order = panels.map((panel) => panel.title);
+  const reading = [...panels].sort((a, b) => a.gridPos.y - b.gridPos.y || a.gridPos.x - b.gridPos.x).map((panel) => panel.title);
+  assert.deepEqual(order, reading, 'panels are listed top to bottom, left to right');
+});
+
+test('model quality panels: MSE (regression models) mirrors accuracy (classifiers) — candidate, baseline, and candidate vs baseline by cohort', () => {
+  const dashboard = loadDashboard();
+  const panel = (title: string) => {
+    const found = dashboard.panels.find((candidate) => candidate.title === title);
+    assert.ok(found, `panel "${title}"`);
+    return found;
+  };
+  const mirrors = [
+    { accuracy: 'Accuracy — candidate', mse: 'MSE — candidate', combine: (expr: string) => expr },
+    { accuracy: 'Accuracy — baseline (active)', mse: 'MSE — baseline (active)', combine: (expr: string) => expr },
+    // A difference of accuracies; a ratio of MSEs (on the scale of the MSE, whatever the label's units).
+    { accuracy: 'Candidate − baseline accuracy, by cohort', mse: 'Candidate ÷ baseline MSE, by cohort', combine: (expr: string) => expr.replace(') - on (model, cohort) ', ') / on (model, cohort) ') },
+  ];
+  const row = (title: string) => dashboard.panels.filter((candidate) => candidate.type === 'row' && candidate.gridPos.y < panel(title).gridPos.y).at(-1)?.title;
+  for (const { accuracy, mse, combine } of mirrors) {
+    const [a, m] = [panel(accuracy), panel(mse)];
+    assert.equal(m.type, a.type, mse);
+    assert.deepEqual(
+      m.targets!.map((target) => fleetpruneMetricsIn(target.expr!)),
+      [[DEVICE_REPORT_METRICS.mse]],
+      `${mse} reads ${DEVICE_REPORT_METRICS.mse}`,
+    );
+    // Same variables, labels, legend and query type as the accuracy panel: only the series (and - → ÷) differ.
+    const expected = a.targets!.map((target) => ({ ...target, expr: combine(target.expr!.replaceAll(DEVICE_REPORT_METRICS.accuracy, DEVICE_REPORT_METRICS.mse)) }));
+    assert.deepEqual(m.targets, expected, mse);
+    // Beside its accuracy panel, at its size, in the same row.
+    assert.equal(row(mse), row(accuracy));
+    assert.deepEqual([m.gridPos.w, m.gridPos.h], [a.gridPos.w, a.gridPos.h], `${mse} is as large as ${accuracy}`);
+    const beside = (m.gridPos.y === a.gridPos.y && m.gridPos.x === a.gridPos.x + a.gridPos.w) || (m.gridPos.x === a.gridPos.x && m.gridPos.y === a.gridPos.y + a.gridPos.h);
+    assert.ok(beside, `${mse} ${JSON.stringify(m.gridPos)} is right of or below ${accuracy} ${JSON.stringify(a.gridPos)}`);
+    assert.match(m.description ?? '', /lower is better/i, `${mse}: its description says lower is better`);
+  }
 });
 
 test('every dashboard query runs on a real Prometheus scraping a real fleetprune server', async (t) => {

@@ -18,8 +18,9 @@ export interface PanelQuery {
   expectData: boolean;
 }
 
-interface Target { refId?: string; expr?: string; instant?: boolean; range?: boolean }
-interface Panel { type: string; title: string; targets?: Target[]; panels?: Panel[] }
+export interface Target { refId?: string; expr?: string; legendFormat?: string; instant?: boolean; range?: boolean }
+export interface GridPos { x: number; y: number; w: number; h: number }
+export interface Panel { type: string; id?: number; title: string; description?: string; gridPos: GridPos; targets?: Target[]; panels?: Panel[] }
 export interface Dashboard {
   uid: string;
   schemaVersion: number;
