@@ -52,7 +52,7 @@ export function registerServerCommand(program: Command): void {
     .option('--data-root <dir>', 'pruning jobs may read server-side data files under this directory')
     .option('--max-concurrent-jobs <n>', 'pruning jobs running at once (default 1)', parseInteger)
     .option('--max-queued-jobs <n>', 'pruning jobs waiting for a free worker; more are refused with 429 (default 16)', parseInteger)
-    .option('--report-retention-days <n>', 'keep device reports (answers, benchmarks), and the per-device evidence of finished rollouts, this many days; 0 = for ever (default 90)', parseInteger)
+    .option('--report-retention-days <n>', 'keep device reports (answers, benchmarks), answered assignments, fleet commands and the per-device evidence of finished rollouts this many days; 0 = for ever (default 90)', parseInteger)
     .option('--prometheus-url <url>', 'rollout analyses query this Prometheus (or FLEETPRUNE_PROMETHEUS_URL; default: the builtin provider)')
     .option('--mqtt-port <port>', 'embedded MQTT broker port (0 = ephemeral; default 1883)', parseInteger)
     .option('--mqtt-url <url>', 'use this external MQTT broker (e.g. Mosquitto) instead of the embedded one; the server identity\'s password comes from FLEETPRUNE_MQTT_PASSWORD or is written by --mosquitto-dir')

@@ -92,7 +92,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   } });
   const holds = new RolloutHolds(ctx.store.engine);
   const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate, rolloutOf: (deviceIds) => holds.ofDevices(deviceIds) });
-  const retention = reportRetention(fleet.repos.reports, {
+  const retention = reportRetention(fleet.repos, {
     days: ctx.config.reportRetentionDays,
     everyMs: options.reportSweepMs ?? 3_600_000,
     log,

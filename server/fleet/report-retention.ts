@@ -1,10 +1,20 @@
 import { RetentionSweep, type RetentionSweepOptions } from '../store/retention-sweep.ts';
-import type { DeviceReportsRepository } from '../store/repositories/device-reports-repository.ts';
+import type { FleetRepositories } from './fleet-store.ts';
 
-/** Deletes device reports (assignment answers, benchmarks) that arrived more than --report-retention-days ago. */
+/**
+ * Deletes what devices sent and were sent that is older than --report-retention-days: device
+ * reports (assignment answers, benchmarks), the records of assignments they answered, and fleet
+ * commands. Assignments still unanswered stay (a device offline since may answer them yet).
+ */
 export function reportRetention(
-  reports: Pick<DeviceReportsRepository, 'deleteReceivedBefore'>,
+  repos: Pick<FleetRepositories, 'reports' | 'assignments' | 'commands'>,
   options: Omit<RetentionSweepOptions, 'what' | 'done' | 'removeBefore'>,
 ): RetentionSweep {
-  return new RetentionSweep({ ...options, what: 'device reports', done: 'deleted', removeBefore: (cutoff) => reports.deleteReceivedBefore(cutoff) });
+  return new RetentionSweep({
+    ...options,
+    what: 'device reports, answered assignments and fleet commands',
+    done: 'deleted',
+    removeBefore: async (cutoff) =>
+      (await repos.reports.deleteReceivedBefore(cutoff)) + (await repos.assignments.deleteAnsweredBefore(cutoff)) + (await repos.commands.deleteIssuedBefore(cutoff)),
+  });
 }

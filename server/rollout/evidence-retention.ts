@@ -4,16 +4,17 @@ import type { StoreRolloutRepository } from '../store/repositories/rollouts-repo
 /**
  * Trims the per-device evidence (values, device lists in queries) from the decision logs of
  * rollouts that finished more than --report-retention-days ago: it is the device reports' data,
- * kept as long as they are, while verdicts and what decided them stay for good.
+ * kept as long as they are, while verdicts and what decided them stay for good. Their
+ * executed-action records go too (they guard pending actions, and those rollouts have none).
  */
 export function evidenceRetention(
-  rollouts: Pick<StoreRolloutRepository, 'trimEvidenceBefore'>,
+  rollouts: Pick<StoreRolloutRepository, 'trimEvidenceBefore' | 'deleteExecutedActionsBefore'>,
   options: Omit<RetentionSweepOptions, 'what' | 'done' | 'removeBefore'>,
 ): RetentionSweep {
   return new RetentionSweep({
     ...options,
-    what: 'per-device evidence of finished rollouts',
+    what: 'per-device evidence and executed-action records of finished rollouts',
     done: 'trimmed',
-    removeBefore: (cutoff) => rollouts.trimEvidenceBefore(cutoff, options.clock?.()),
+    removeBefore: async (cutoff) => (await rollouts.trimEvidenceBefore(cutoff, options.clock?.())) + (await rollouts.deleteExecutedActionsBefore(cutoff)),
   });
 }

@@ -180,10 +180,21 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
-    test('retention: a sweep deletes the reports that arrived before --report-retention-days, and only those', async (t) => {
+    test('retention: a sweep deletes the reports, answered assignments and commands from before --report-retention-days, and only those', async (t) => {
       await withFleet(t, async (fleet) => {
         const now = new Date('2026-06-01T12:00:00.000Z');
         const daysAgo = (days: number) => new Date(now.getTime() - days * 86_400_000).toISOString();
+        await enroll(fleet, 'osaka-1', {});
+        const issue = (id: string, days: number, state: 'published' | 'activated') =>
+          fleet.repos.assignments.insert({
+            id, deviceId: 'osaka-1', model: 'iris', version: '1', artifactId: ref('1').sha256, role: 'active',
+            issuedAt: daysAgo(days), issuedBy: 'token:op', state, reason: null, updatedAt: daysAgo(days),
+          });
+        await issue('assign-answered-old', 31, 'activated');
+        await issue('assign-unanswered-old', 31, 'published'); // its device has been offline since: it may still answer
+        await issue('assign-answered-new', 29, 'activated');
+        await fleet.repos.commands.insert({ id: 'command-old', deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: daysAgo(31), issuedBy: 'system:rollout' });
+        await fleet.repos.commands.insert({ id: 'command-new', deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: daysAgo(29), issuedBy: 'system:rollout' });
         await fleet.repos.reports.insert(benchmark('bench-old', 'osaka-1', daysAgo(40), '1', '2'), 'pilot', daysAgo(31));
         await fleet.repos.reports.insert(answer('answer-old', 'osaka-1', 'assign-0001', 'installed', '2', 'candidate'), 'pilot', daysAgo(30.5));
         // Arrival time decides, not the device's clock: an old createdAt that arrived recently is kept.
@@ -191,13 +202,15 @@ for (const engine of STORE_ENGINES) {
         await fleet.repos.reports.insert(benchmark('bench-new', 'osaka-1', daysAgo(0), '1', '2'), 'pilot', daysAgo(0));
         const logged: string[] = [];
         const log = { info: (_: unknown, message: string) => logged.push(message), warn: (_: unknown, message: string) => logged.push(message) } as unknown as Logger;
-        const retention = reportRetention(fleet.repos.reports, { days: 30, everyMs: 3_600_000, log, clock: () => now });
-        assert.equal(await retention.sweep(), 2);
+        const retention = reportRetention(fleet.repos, { days: 30, everyMs: 3_600_000, log, clock: () => now });
+        assert.equal(await retention.sweep(), 4);
         const kept = (await fleet.repos.reports.list({})).map((stored) => stored.report.id).sort();
         assert.deepEqual(kept, ['bench-late', 'bench-new']);
-        assert.deepEqual(logged, ['deleted device reports older than 30 days (--report-retention-days)']);
+        assert.deepEqual((await fleet.repos.assignments.listForDevice('osaka-1')).map((a) => a.id).sort(), ['assign-answered-new', 'assign-unanswered-old']);
+        assert.deepEqual([await fleet.repos.commands.get('command-old', 'osaka-1'), (await fleet.repos.commands.get('command-new', 'osaka-1'))?.id], [undefined, 'command-new']);
+        assert.deepEqual(logged, ['deleted device reports, answered assignments and fleet commands older than 30 days (--report-retention-days)']);
         assert.equal(await retention.sweep(), 0, 'nothing more to delete');
-        assert.equal(await reportRetention(fleet.repos.reports, { days: 0, everyMs: 1, log }).sweep().then(() => fleet.repos.reports.count()), 2);
+        assert.equal(await reportRetention(fleet.repos, { days: 0, everyMs: 1, log }).sweep().then(() => fleet.repos.reports.count()), 2);
       });
     });
 

@@ -125,9 +125,11 @@ for (const engine of STORE_ENGINES) {
       // A stored entry that does not parse (edited by hand, say) is skipped, not a sweep that fails for ever.
       const broken = "INSERT INTO rollout_decisions (rollout_id, decision_id, at, entry) VALUES ('ro-old', 'ro-old-broken', '2026-01-01T00:00:00.000Z', '{not json')";
       await store.engine.run(broken);
+      for (const id of ['ro-old', 'ro-recent', 'ro-running']) await store.engine.run('INSERT INTO rollout_actions (rollout_id, action_id, executed_at) VALUES (?, ?, ?)', [id, `${id}-a1`, '2026-01-01T00:00:00.000Z']);
       const states = async () => Object.fromEntries(await Promise.all(['ro-old', 'ro-recent', 'ro-running'].map(async (id) => [id, (await repo.load(id))!] as const)));
       const before = await states();
-      assert.equal(await sweep.sweep(), 2, 'one measurement trimmed in the log, one in the state');
+      assert.equal(await sweep.sweep(), 3, 'one measurement trimmed in the log, one in the state; one executed-action record deleted');
+      assert.deepEqual([await repo.executedActions('ro-old'), await repo.executedActions('ro-recent'), await repo.executedActions('ro-running')], [[], ['ro-recent-a1'], ['ro-running-a1']]);
       const after = await states();
       const stateMeasurement = after['ro-old']!.state.analysis!.measurements[0]!;
       assert.deepEqual([stateMeasurement.trimmed?.devices, stateMeasurement.value, stateMeasurement.relative?.candidate], [200, [92], []]);
@@ -137,7 +139,7 @@ for (const engine of STORE_ENGINES) {
       assert.deepEqual([after['ro-recent'], after['ro-running']], [before['ro-recent'], before['ro-running']], 'recent and unfinished states untouched');
       assert.deepEqual(await store.engine.all("SELECT entry, evidence_trimmed FROM rollout_decisions WHERE decision_id = 'ro-old-broken'"), [{ entry: '{not json', evidence_trimmed: 1 }]);
       await store.engine.run("DELETE FROM rollout_decisions WHERE decision_id = 'ro-old-broken'");
-      assert.deepEqual(logged, ['trimmed per-device evidence of finished rollouts older than 90 days (--report-retention-days)']);
+      assert.deepEqual(logged, ['trimmed per-device evidence and executed-action records of finished rollouts older than 90 days (--report-retention-days)']);
       const trimmed = (await repo.decisions('ro-old')).find((d) => d.id === old.id)!.measurement!;
       assert.deepEqual(trimmed.trimmed, { at: new Date(now).toISOString(), devices: 200 });
       assert.deepEqual(trimmed.value, [92], 'the value vector becomes its mean (what the dashboard charts)');

@@ -50,6 +50,15 @@ export class DeviceAssignmentsRepository {
     return (await this.db.run('UPDATE device_assignments SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND device_id = ?', [state, reason, at, id, deviceId])).changes > 0;
   }
 
+  /**
+   * Deletes the records of assignments issued before `cutoff` that their device answered (the
+   * answers themselves are device reports, deleted after the same time). One still unanswered
+   * stays: its device, offline since, may still answer it when it comes back.
+   */
+  async deleteAnsweredBefore(cutoff: Date): Promise<number> {
+    return (await this.db.run("DELETE FROM device_assignments WHERE issued_at < ? AND state <> 'published'", [cutoff.toISOString()])).changes;
+  }
+
   async count(): Promise<number> {
     return Number((await this.db.get('SELECT COUNT(*) AS n FROM device_assignments'))?.n ?? 0);
   }

@@ -25,6 +25,11 @@ export class FleetCommandsRepository {
     return result.changes > 0;
   }
 
+  /** Deletes the records of commands issued before `cutoff`. */
+  async deleteIssuedBefore(cutoff: Date): Promise<number> {
+    return (await this.db.run('DELETE FROM fleet_commands WHERE issued_at < ?', [cutoff.toISOString()])).changes;
+  }
+
   async get(id: string, deviceId: string): Promise<FleetCommandRecord | undefined> {
     const row = await this.db.get('SELECT * FROM fleet_commands WHERE id = ? AND device_id = ?', [id, deviceId]);
     if (!row) return undefined;

@@ -89,6 +89,16 @@ export class StoreRolloutRepository implements RolloutRepository {
     return (await this.engine.get('SELECT 1 AS done FROM rollout_actions WHERE rollout_id = ? AND action_id = ?', [id, actionId])) !== undefined;
   }
 
+  /**
+   * Deletes the executed-action records of rollouts that finished (and last changed) before
+   * `cutoff`: they only guard pending actions against running twice, and a finished rollout has
+   * none (a later rollback of it numbers its actions on). Resolves to the number deleted.
+   */
+  async deleteExecutedActionsBefore(cutoff: Date): Promise<number> {
+    const { changes } = await this.engine.run('DELETE FROM rollout_actions WHERE rollout_id IN (SELECT id FROM rollouts WHERE unfinished = 0 AND updated_at < ?)', [cutoff.toISOString()]);
+    return changes;
+  }
+
   /** Every executed action id of a rollout, in execution order (for operators and tests). */
   async executedActions(id: string): Promise<readonly string[]> {
     const rows = await this.engine.all('SELECT action_id FROM rollout_actions WHERE rollout_id = ? ORDER BY executed_at, action_id', [id]);
