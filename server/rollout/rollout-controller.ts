@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
-import { Mutex } from '../../shared/util/mutex.ts';
+import { KeyedMutex } from '../../shared/util/mutex.ts';
 import { AnalysisRun } from '../analysis/analysis-run.ts';
 import type { Measurement } from '../analysis/measurement.ts';
 import { promqlAlternation, promqlString } from '../analysis/query-template.ts';
@@ -50,7 +50,7 @@ const AWAITED_CACHE_ROLLOUTS = 64;
 
 export class RolloutController {
   readonly #o: RolloutControllerOptions;
-  readonly #locks = new Map<string, Mutex>();
+  readonly #locks = new KeyedMutex();
   readonly #inFlight = new Set<string>();
   readonly #runs = new Map<string, { runId: string; run: AnalysisRun }>();
   readonly #wakers = new Map<string, { at: number; cancel: () => void }>();
@@ -188,7 +188,7 @@ export class RolloutController {
   /** Applies one event and persists the transition; runs the new actions in the background. */
   async dispatch(id: string, event: RolloutEvent, completedActionId?: string): Promise<RolloutState> {
     if (this.#stopped) throw new Error('the rollout controller is stopped');
-    const state = await this.#lock(id).run(async () => {
+    const state = await this.#locks.run(id, async () => {
       const record = await this.#load(id);
       const transition = next(record.state, event);
       await this.#commit(record, transition, completedActionId);
@@ -298,7 +298,7 @@ export class RolloutController {
     // can never overwrite what a newer one recorded for a device; nor devices someone else has
     // assigned something since the rollout started.
     const guard: RecordGuard = (record) =>
-      this.#lock(id).run(async () => {
+      this.#locks.run(id, async () => {
         const { state } = await this.#load(id);
         await record(await this.#notTakenOver(state, action, state.devices.filter((device) => device.actionId === action.id).map((device) => device.id)));
       });
@@ -421,15 +421,6 @@ export class RolloutController {
     const record = await this.#o.repository.load(id);
     if (!record) throw new RolloutCommandError(`no rollout with id "${id}"`);
     return record;
-  }
-
-  #lock(id: string): Mutex {
-    let lock = this.#locks.get(id);
-    if (!lock) {
-      lock = new Mutex();
-      this.#locks.set(id, lock);
-    }
-    return lock;
   }
 
   /** Keeps a background task for idle(); its errors were reported where they happened. */
