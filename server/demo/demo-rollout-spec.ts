@@ -1,7 +1,8 @@
 /**
  * The demo's rollout: the pilot devices (label pilot=true) get the candidate, the built-in
  * relative checks compare it with the baseline on those devices (accuracy ≥ baseline − 0.5
- * points and error rate ≤ baseline + 0.1%, each backed by a Mann-Whitney U test), then half the
+ * points for a classifier, MSE ≤ baseline × 1.02 for a regression model, and error rate ≤
+ * baseline + 0.1%, each backed by a Mann-Whitney U test), then half the
  * fleet, a second analysis, and everyone. Intervals are seconds rather than the production
  * minutes so the demo ends in under a minute. The p95 latency check (≤ baseline × 1.1) is left
  * out here only because the simulated devices share this machine's two cores: their latencies
@@ -18,14 +19,20 @@ export const DEMO_ANALYSIS_TIMING = {
   prometheus: { interval: '15s', initialDelay: '30s' },
 } as const;
 
-export function demoRolloutSpec(model: string, candidateVersion: string, provider: keyof typeof DEMO_ANALYSIS_TIMING = 'builtin'): Record<string, unknown> {
+export function demoRolloutSpec(
+  model: string,
+  candidateVersion: string,
+  provider: keyof typeof DEMO_ANALYSIS_TIMING = 'builtin',
+  task: 'classification' | 'regression' = 'classification',
+): Record<string, unknown> {
   const relative = (name: string, metric: string) => ({
     name,
     ...DEMO_ANALYSIS_TIMING[provider],
     count: 2,
     relative: { metric, window: '5m' },
   });
-  const analysis = { analysis: { metrics: [relative('accuracy', 'accuracy'), relative('error-rate', 'error_rate')] } };
+  const quality = task === 'regression' ? relative('mse', 'mse') : relative('accuracy', 'accuracy');
+  const analysis = { analysis: { metrics: [quality, relative('error-rate', 'error_rate')] } };
   return {
     apiVersion: 'fleetprune/v1',
     kind: 'Rollout',

@@ -118,7 +118,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       ['ODF2NNA candidate', versions.good, models.good.report.epsilon],
       ['over-pruned candidate', versions.overPruned, models.overPruned.report.epsilon],
     ] as const) {
-      const started = await startRollout(api, demoRolloutSpec(options.dataset, version, options.prometheusUrl ? 'prometheus' : 'builtin'));
+      const started = await startRollout(api, demoRolloutSpec(options.dataset, version, options.prometheusUrl ? 'prometheus' : 'builtin', models.general.manifest.task));
       say(`rollout ${started.id}: ${label} ${options.dataset}@${version} (ε ${epsilon}) to the pilot devices …`);
       let detail = await waitFor(
         `rollout ${started.id} to be decided`,

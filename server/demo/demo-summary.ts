@@ -30,7 +30,7 @@ export async function formatDemoSummary(result: DemoResult): Promise<string> {
       'params'.padStart(7),
       'FLOPs/sample'.padStart(13),
       'test (server)'.padStart(14),
-      'devices: accuracy'.padStart(17),
+      `devices: ${models.general.manifest.task === 'regression' ? 'mse' : 'accuracy'}`.padStart(17),
       'p95 ms'.padStart(7),
     ].join(' '),
   ];
@@ -72,8 +72,10 @@ function formatTest(metrics: Manifest['metrics']['test']): string {
 
 function formatDevices(reports: readonly DeviceReport[]): string {
   if (reports.length === 0) return '  (no device reports)';
+  const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const accuracies = reports.map((r) => r.accuracy).filter((a): a is number => a !== null);
-  const accuracy = accuracies.length ? `${((accuracies.reduce((a, b) => a + b, 0) / accuracies.length) * 100).toFixed(1)}%` : '—';
+  const errors = reports.map((r) => r.mse).filter((m): m is number => typeof m === 'number');
+  const accuracy = accuracies.length ? `${(mean(accuracies) * 100).toFixed(1)}%` : errors.length ? mean(errors).toFixed(0) : '—';
   const p95 = reports.map((r) => r.latencyMs.p95).sort((a, b) => a - b)[Math.floor(reports.length / 2)]!;
   const devices = new Set(reports.map((r) => r.deviceId)).size;
   return `${accuracy.padStart(17)} ${p95.toFixed(3).padStart(7)}  (${devices} devices)`;

@@ -85,24 +85,26 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
   assert.equal(await readFile(aFile, 'utf8'), 'x\n');
 });
 
-test('fleetprune demo --exit-when-done (npm start\'s command): decides both rollouts, prints an aligned summary, writes the summary JSON, and leaves no temporary directory', async (t) => {
+test('fleetprune demo --exit-when-done (npm start\'s command) on a regression set: decides both rollouts on MSE, prints an aligned summary, writes the summary JSON, and leaves no temporary directory', async (t) => {
+  // The wine demo (a classifier) runs in the dashboard test above; this one takes the regression path.
   const tmp = await tempDir(t, 'fleetprune-demo-tmp-');
   const out = await tempDir(t, 'fleetprune-demo-out-');
   const summary = join(out, 'summary.json');
-  const result = await runCli(['demo', '--dataset', 'iris', '--devices', '8', '--http-port', '0', '--exit-when-done', '--summary-json', summary], { TMPDIR: tmp }, { timeoutMs: 240_000 });
+  const result = await runCli(['demo', '--dataset', 'diabetes', '--devices', '8', '--http-port', '0', '--exit-when-done', '--summary-json', summary], { TMPDIR: tmp }, { timeoutMs: 240_000 });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /^fleetprune demo: data in .* \(removed at exit; --data-dir DIR keeps it\)$/m);
-  const json = JSON.parse(await readFile(summary, 'utf8')) as { rollouts: { outcome: string }[] };
+  const json = JSON.parse(await readFile(summary, 'utf8')) as { rollouts: { outcome: string; reason: string }[] };
   assert.deepEqual(json.rollouts.map((rollout) => rollout.outcome), ['promoted', 'rolled_back']);
+  assert.match(json.rollouts[1]!.reason, /^analysis failed at step 2: mse: .*candidate mse \d+ label units² vs baseline \d+/);
   // The model table: every row's columns start where the header's do.
   const lines = result.stdout.split('\n');
-  const header = lines.find((line) => line.startsWith('  Models (iris)'))!;
+  const header = lines.find((line) => line.startsWith('  Models (diabetes)'))!;
   const rows = lines.slice(lines.indexOf(header) + 1, lines.indexOf(header) + 4);
   // (Text columns are aligned left, numbers right.)
   for (const column of ['version', 'layers']) {
     for (const row of rows) assert.notEqual(row[header.indexOf(column)], ' ', `column "${column}" of ${JSON.stringify(row)} starts under its header`);
   }
-  for (const column of ['params', 'FLOPs/sample', 'test (server)', 'p95 ms']) {
+  for (const column of ['params', 'FLOPs/sample', 'test (server)', 'devices: mse', 'p95 ms']) {
     const end = header.indexOf(column) + column.length;
     for (const row of rows) assert.notEqual(row[end - 1], ' ', `column "${column}" of ${JSON.stringify(row)} ends under its header`);
   }
