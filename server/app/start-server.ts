@@ -13,6 +13,8 @@ import { TrustedKeys } from '../artifacts/trusted-keys.ts';
 import { AuditService } from '../auth/audit-service.ts';
 import { TokenService } from '../auth/token-service.ts';
 import type { ServerConfig } from '../config/server-config.ts';
+import { accessByPath } from '../grpc/grpc-access.ts';
+import { grpcAuthInterceptor } from '../grpc/grpc-auth-interceptor.ts';
 import { createHttpApp } from '../http/create-http-app.ts';
 import { JobService } from '../jobs/job-service.ts';
 import { ServerMetrics } from '../metrics/server-metrics.ts';
@@ -154,14 +156,18 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       version: SERVER_VERSION,
       isReady: () => ready,
     });
+    const grpcBindings = modules.flatMap((module) => module.grpcServices ?? []);
     const grpc = new GrpcServer({
       'grpc.max_receive_message_length': grpcMaxReceiveBytes(config.maxBodyBytes),
+      'grpc.max_concurrent_streams': GRPC_MAX_CONCURRENT_STREAMS,
       // A client whose process froze or whose host vanished leaves the ping unanswered: its
       // connection, and any download stream stuck on its flow-control window, is released.
       'grpc.keepalive_time_ms': config.idleTimeoutSeconds * 1000,
       'grpc.keepalive_timeout_ms': Math.min(GRPC_PING_ANSWER_MS, config.idleTimeoutSeconds * 1000),
+      // Token and role are checked from each call's metadata, before its message is read.
+      interceptors: [grpcAuthInterceptor({ tokens, metrics, log }, accessByPath(grpcBindings))],
     });
-    for (const module of modules) for (const binding of module.grpcServices ?? []) grpc.addService(binding.service, binding.implementation);
+    for (const binding of grpcBindings) grpc.addService(binding.service, binding.implementation);
 
     const listeners: Listener[] = [];
     cleanups.push(async () => {
@@ -232,6 +238,12 @@ async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
 
 /** How long a gRPC client has to answer the server's keep-alive ping (grpc-js's default). */
 const GRPC_PING_ANSWER_MS = 20_000;
+/**
+ * Calls one gRPC connection may have open at once (HTTP/2's recommended minimum; a client queues
+ * the rest). Without it Node allows 2^32-1, so one connection could hold that many messages of up
+ * to the receive cap in memory.
+ */
+const GRPC_MAX_CONCURRENT_STREAMS = 100;
 /** Room in a gRPC message for the fields besides the one --max-body-bytes limits (StartPrune's name, label, options_json...). */
 const GRPC_MESSAGE_HEADROOM_BYTES = 1024 * 1024;
 /** The receive cap before it followed --max-body-bytes; a smaller --max-body-bytes does not shrink it. */

@@ -1,6 +1,6 @@
 import {
-  Metadata,
   status as GrpcStatus,
+  type Metadata,
   type sendUnaryData,
   type ServerReadableStream,
   type ServerUnaryCall,
@@ -8,29 +8,20 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from '../../shared/util/log.ts';
 import { describeDataProblem, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
-import { GRPC_STATUS, ServiceError, asServiceError } from '../app/service-error.ts';
+import { ServiceError } from '../app/service-error.ts';
 import type { Principal } from '../auth/principal.ts';
 import type { Permission } from '../auth/roles.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { ServerMetrics } from '../metrics/server-metrics.ts';
+import { declareAccess } from './grpc-access.ts';
+import { callerOf } from './grpc-auth-interceptor.ts';
+import { toStatus } from './grpc-status.ts';
 
+/** What the gRPC handlers and the auth interceptor need (the tokens, for the interceptor). */
 export interface GrpcDeps {
   tokens: TokenService;
   metrics: ServerMetrics;
   log: Logger;
-}
-
-interface GrpcFailure {
-  code: GrpcStatus;
-  details: string;
-}
-
-/** Maps any error to a gRPC status; unexpected ones are logged and reported as INTERNAL without details. */
-function toStatus(error: unknown, log: Logger, method: string): GrpcFailure {
-  const known = asServiceError(error);
-  if (known) return { code: GRPC_STATUS[known.code], details: known.message };
-  log.error({ err: error, method }, 'gRPC call failed');
-  return { code: GrpcStatus.INTERNAL, details: 'internal server error (see the server log)' };
 }
 
 /**
@@ -42,22 +33,28 @@ function checkRequest(request: unknown): void {
   if (problem) throw new ServiceError('bad_request', describeDataProblem(problem, 'request'));
 }
 
-function authorization(metadata: Metadata): string | undefined {
-  const value = metadata.get('authorization')[0];
-  return value === undefined ? undefined : String(value);
+/** The caller the auth interceptor let in; a call without one reached its handler past the interceptor (INTERNAL, logged). */
+function caller(metadata: Metadata, name: string): Principal {
+  const principal = callerOf(metadata);
+  if (!principal) throw new Error(`gRPC ${name} reached its handler without passing the auth interceptor`);
+  return principal;
 }
 
-/** Builds handlers that authenticate, map errors to statuses and record call durations. */
+/**
+ * Builds handlers that map errors to statuses and record call durations. Each declares the
+ * permission its method needs; the auth interceptor (grpc-auth-interceptor.ts) checks it, and the
+ * token, before the call's message is read, and hands the handler the caller.
+ */
 export class GrpcHandlers {
   constructor(private readonly deps: GrpcDeps, private readonly service: string) {}
 
   unary<Req, Res>(method: string, permission: Permission, handle: (request: Req, principal: Principal) => Promise<Res>) {
     const name = `${this.service}/${method}`;
-    return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+    const handler = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       const stop = this.deps.metrics.grpcDuration.startTimer({ method: name });
-      this.deps.tokens
-        .authorize(authorization(call.metadata), permission)
-        .then((principal) => {
+      Promise.resolve()
+        .then(() => {
+          const principal = caller(call.metadata, name);
           checkRequest(call.request);
           return handle(call.request, principal);
         })
@@ -73,27 +70,23 @@ export class GrpcHandlers {
           },
         );
     };
+    return declareAccess(handler, { name, permission });
   }
 
-  /** A server stream: `handle` writes with `call.write` and resolves when done. */
+  /**
+   * A server stream: `handle` writes with `call.write` and resolves when done. A stream whose token
+   * is revoked is cancelled by the interceptor; its handler cleans up as on a client's cancel.
+   */
   serverStream<Req, Res>(method: string, permission: Permission, handle: (call: ServerWritableStream<Req, Res>, principal: Principal) => Promise<void>) {
     const name = `${this.service}/${method}`;
-    return (call: ServerWritableStream<Req, Res>) => {
+    const handler = (call: ServerWritableStream<Req, Res>) => {
       const stop = this.deps.metrics.grpcDuration.startTimer({ method: name });
-      let unwatch = () => {};
-      this.deps.tokens
-        .authorize(authorization(call.metadata), permission)
-        .then((principal) => {
+      Promise.resolve()
+        .then(() => {
+          const principal = caller(call.metadata, name);
           checkRequest(call.request);
-          // A stream still open when its token is revoked ends with UNAUTHENTICATED; its handler cleans up as on a cancel.
-          unwatch = this.deps.tokens.revocations.watch(principal.tokenId, () => {
-            if (call.cancelled) return;
-            call.emit('error', { code: GrpcStatus.UNAUTHENTICATED, details: 'the token was revoked' });
-            call.emit('cancelled');
-          });
           return handle(call, principal);
         })
-        .finally(() => unwatch())
         .then(
           () => {
             stop({ code: GrpcStatus[GrpcStatus.OK] });
@@ -106,16 +99,16 @@ export class GrpcHandlers {
           },
         );
     };
+    return declareAccess(handler, { name, permission });
   }
 
   /** A client stream: `handle` reads `call` (an async iterable of messages). */
   clientStream<Req, Res>(method: string, permission: Permission, handle: (call: ServerReadableStream<Req, Res>, principal: Principal) => Promise<Res>) {
     const name = `${this.service}/${method}`;
-    return (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>) => {
+    const handler = (call: ServerReadableStream<Req, Res>, callback: sendUnaryData<Res>) => {
       const stop = this.deps.metrics.grpcDuration.startTimer({ method: name });
-      this.deps.tokens
-        .authorize(authorization(call.metadata), permission)
-        .then((principal) => handle(call, principal))
+      Promise.resolve()
+        .then(() => handle(call, caller(call.metadata, name)))
         .then(
           (response) => {
             stop({ code: GrpcStatus[GrpcStatus.OK] });
@@ -129,5 +122,6 @@ export class GrpcHandlers {
           },
         );
     };
+    return declareAccess(handler, { name, permission });
   }
 }

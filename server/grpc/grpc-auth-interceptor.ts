@@ -1,0 +1,80 @@
+import { ServerInterceptingCall, status as GrpcStatus, type Metadata, type ServerInterceptor } from '@grpc/grpc-js';
+import type { Principal } from '../auth/principal.ts';
+import type { GrpcDeps } from './grpc-call.ts';
+import type { MethodAccess } from './grpc-access.ts';
+import { toStatus } from './grpc-status.ts';
+
+const callers = new WeakMap<Metadata, Principal>();
+
+/** Who the interceptor let in, for the handler of the call whose metadata this is. */
+export function callerOf(metadata: Metadata): Principal | undefined {
+  return callers.get(metadata);
+}
+
+function authorization(metadata: Metadata): string | undefined {
+  const value = metadata.get('authorization')[0];
+  return value === undefined ? undefined : String(value);
+}
+
+/**
+ * Checks every gRPC call's token and role from its metadata, before its message is read: grpc-js
+ * reads and decodes a request only when the handler asks for it, and the handler only starts once
+ * this passes the metadata on. A refused call ends at once (UNAUTHENTICATED or PERMISSION_DENIED,
+ * as REST answers before reading a body): its message is neither decoded nor read past the
+ * HTTP/2 flow-control window.
+ *
+ * A call whose token is revoked while it still sends its request (an upload), or while it streams
+ * its answer (a watch, a download), ends with UNAUTHENTICATED: at once on this server, within
+ * REVOCATION_POLL_MS on another sharing the database. A unary answer already being worked out is
+ * let finish (a token revoking itself gets its answer).
+ */
+export function grpcAuthInterceptor(deps: GrpcDeps, access: ReadonlyMap<string, MethodAccess>): ServerInterceptor {
+  return (method, call) => {
+    const needs = access.get(method.path);
+    let ended = false;
+    let cut = false;
+    let unwatch = () => {};
+    const refuse = (status: { code: GrpcStatus; details: string }) => {
+      cut = true;
+      call.sendStatus(status);
+    };
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, pass) => {
+            if (!needs) return refuse({ code: GrpcStatus.UNIMPLEMENTED, details: `no permission is declared for ${method.path}` });
+            const stop = deps.metrics.grpcDuration.startTimer({ method: needs.name });
+            deps.tokens.authorize(authorization(metadata), needs.permission).then(
+              (principal) => {
+                if (ended) return;
+                callers.set(metadata, principal);
+                unwatch = deps.tokens.revocations.watch(principal.tokenId, () => refuse({ code: GrpcStatus.UNAUTHENTICATED, details: 'the token was revoked' }));
+                pass(metadata);
+              },
+              (error: unknown) => {
+                const failure = toStatus(error, deps.log, needs.name);
+                stop({ code: GrpcStatus[failure.code] });
+                refuse(failure);
+              },
+            );
+          },
+          onReceiveHalfClose: (pass) => {
+            if (!method.responseStream) unwatch();
+            pass();
+          },
+          onCancel: () => {
+            ended = true;
+            unwatch();
+          },
+        }),
+      // Once cut, the handler (which learns of it when the call ends) sends nothing more: a
+      // message written after the status would fail the call before its trailers go out.
+      sendMessage: (message, pass) => {
+        if (!cut) pass(message);
+      },
+      sendStatus: (status, pass) => {
+        if (!cut) pass(status);
+      },
+    });
+  };
+}
