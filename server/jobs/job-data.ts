@@ -1,11 +1,16 @@
-import { readFile, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { constants } from 'node:fs';
+import { open, realpath } from 'node:fs/promises';
 import { ServiceError } from '../app/service-error.ts';
+import { resolveInsideRoot } from './data-root.ts';
 import type { PruneJobRequest, PruneRequestFields } from './prune-job-request.ts';
 
+/** Opened without following a last-component symlink swapped in after the check, nor blocking on a FIFO. */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
 /**
- * The CSV text of a job's data set. Server-side paths must resolve (symlinks included) to a
- * regular file inside `dataRoot`; without a data root they are refused.
+ * The CSV text of a job's data set. A server-side path is relative to `dataRoot` and must lead
+ * (symlinks included) to a readable regular file inside it; without a data root paths are refused.
+ * Every other path gets one answer, so a caller learns nothing about what exists outside the root.
  */
 export async function readJobData(
   data: PruneJobRequest['data'],
@@ -18,16 +23,19 @@ export async function readJobData(
   const root = await realpath(dataRoot).catch(() => {
     throw new ServiceError('bad_request', `${fields.path}: the server's --data-root ${dataRoot} does not exist`);
   });
-  const requested = resolve(root, data.path);
-  const real = await realpath(requested).catch(() => {
-    throw new ServiceError('bad_request', `${fields.path}: no such file ${JSON.stringify(data.path)} under the data root`);
+  const unreadable = () =>
+    new ServiceError('bad_request', `${fields.path}: no readable file ${JSON.stringify(data.path)} under the server's data root (give a path relative to it, without ..)`);
+  const real = await resolveInsideRoot(root, data.path);
+  if (real === null) throw unreadable();
+  const file = await open(real, OPEN_FLAGS).catch(() => {
+    throw unreadable();
   });
-  const inside = relative(root, real);
-  if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) {
-    throw new ServiceError('bad_request', `${fields.path}: ${JSON.stringify(data.path)} is outside the server's data root`);
+  try {
+    const info = await file.stat();
+    if (!info.isFile()) throw unreadable();
+    if (info.size > maxBytes) throw new ServiceError('payload_too_large', `${fields.path}: the file exceeds ${maxBytes} bytes`);
+    return { text: await file.readFile('utf8'), source: data.path };
+  } finally {
+    await file.close();
   }
-  const info = await stat(real);
-  if (!info.isFile()) throw new ServiceError('bad_request', `${fields.path}: ${JSON.stringify(data.path)} is not a regular file`);
-  if (info.size > maxBytes) throw new ServiceError('payload_too_large', `${fields.path}: the file exceeds ${maxBytes} bytes`);
-  return { text: await readFile(real, 'utf8'), source: data.path };
 }

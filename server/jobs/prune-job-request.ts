@@ -5,7 +5,7 @@ import { ModelNameSchema } from '../registry/names.ts';
 /** The data set of a pruning job: CSV text in the request, or a file under the server's --data-root. */
 export const PruneDataSchema = z.union([
   z.strictObject({ csv: z.string().min(1).describe('CSV text with a header row') }),
-  z.strictObject({ path: z.string().min(1).describe('a CSV file, relative to (or inside) the server --data-root') }),
+  z.strictObject({ path: z.string().min(1).describe('a CSV file, by its path relative to the server --data-root') }),
 ]);
 
 /** POST /api/jobs/prune (and gRPC StartPrune, whose JSON options map onto `options`). */

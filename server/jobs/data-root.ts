@@ -1,0 +1,17 @@
+import { realpath } from 'node:fs/promises';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
+
+/**
+ * The real path of `requested` when it names an existing entry inside `root` (a real path), else
+ * null — the same null for a path outside the root whether or not anything is there. `requested`
+ * is relative to the root: absolute paths and `..` segments are refused before the file system is
+ * asked; symlinks are then followed, and one that leads out of the root is refused too.
+ */
+export async function resolveInsideRoot(root: string, requested: string): Promise<string | null> {
+  if (isAbsolute(requested) || requested.split(/[\\/]/).includes('..')) return null;
+  const real = await realpath(resolve(root, requested)).catch(() => null);
+  if (real === null) return null;
+  const inside = relative(root, real);
+  if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) return null;
+  return real;
+}
