@@ -29,7 +29,7 @@ import type { FleetPort } from '../rollout/fleet-port.ts';
 import { leadershipFor } from '../rollout/leader-election.ts';
 import { rolloutModule } from '../rollout/rollout-module.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
-import { createFleet } from '../fleet/fleet-module.ts';
+import { createFleet, type FleetHooks } from '../fleet/fleet-module.ts';
 import { FleetStore } from '../fleet/fleet-store.ts';
 
 export const SERVER_VERSION = '0.1.0';
@@ -124,8 +124,13 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // and, with an external broker, holds the broker connection.
     let deviceOnline: (deviceId: string) => void = () => {};
     let benchmarkFailed: (report: AssignmentReport) => void = () => {};
+    let answered: NonNullable<FleetHooks['onAnswer']> = () => {};
     const leadership = leadershipFor(store.engine, log, { pollMs: options.leaderPollMs, node: config.nodeId, startWaitMs: options.leaderStartWaitMs });
-    const hooks = { onDeviceOnline: (deviceId: string) => deviceOnline(deviceId), onBenchmarkFailed: (report: AssignmentReport) => benchmarkFailed(report) };
+    const hooks: FleetHooks = {
+      onDeviceOnline: (deviceId) => deviceOnline(deviceId),
+      onBenchmarkFailed: (report) => benchmarkFailed(report),
+      onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
+    };
     const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
@@ -137,6 +142,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     });
     deviceOnline = (deviceId) => {
       rollouts.deviceOnline(deviceId).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));
+    };
+    answered = (deviceId, actionId, result) => {
+      rollouts.deviceAnswered(deviceId, actionId, result).catch((error: unknown) => log.warn({ err: errorMessage(error), deviceId }, 'recording a late answer in its rollout failed'));
     };
     benchmarkFailed = (report) => {
       rollouts

@@ -27,7 +27,7 @@ import { FleetReceiver } from './fleet-receiver.ts';
 import { FleetStore } from './fleet-store.ts';
 import { StoreCredentialStore } from './store-credential-store.ts';
 import { StoreFleetIngest } from './store-fleet-ingest.ts';
-import { StoreFleetPort } from './store-fleet-port.ts';
+import { StoreFleetPort, deliveryOf } from './store-fleet-port.ts';
 import { StoreReportHistory } from './store-report-history.ts';
 
 /** The fleet subsystem: its server module, and the ports other subsystems (rollouts, analysis) use. */
@@ -48,6 +48,8 @@ export interface FleetHooks {
   /** A device announced itself online. */
   onDeviceOnline?: (deviceId: string) => void;
   onBenchmarkFailed?: (report: AssignmentReport) => void;
+  /** A device answered an assignment or command (`actionId`): delivered or refused, as a rollout counts it. */
+  onAnswer?: (deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }) => void;
 }
 
 /**
@@ -61,7 +63,7 @@ export interface FleetHooks {
  * identity allows one connection: only the rollout leader connects (doing the above when
  * elected); the others are standbys that serve reads and refuse fleet changes until they lead.
  */
-export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number } = {}): Fleet {
+export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied);
@@ -74,6 +76,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
     onDeviceOnline: hooks.onDeviceOnline,
     onBenchmarkFailed: hooks.onBenchmarkFailed,
+    onAnswer: (report) => hooks.onAnswer?.(report.deviceId, report.assignmentId, deliveryOf(report.outcome, report.reason)),
     onSlotsChanged: (deviceId, slots) => exporter.keepSlots(deviceId, slots),
     onServing: (serving) => exporter.observeServing(serving),
   });
@@ -108,7 +111,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     await startBroker(broker, ctx.config);
     await publisher.republishRetained();
   };
-  const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes, log: ctx.log });
+  const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes, log: ctx.log, ...(options.deliveryTimeoutMs !== undefined ? { deliveryTimeoutMs: options.deliveryTimeoutMs } : {}) });
   const grpc = fleetGrpcServices(ctx, devices, assignments);
 
   const module: ServerModule = {

@@ -18,6 +18,8 @@ export interface StoreFleetIngestOptions {
   onDeviceOnline?: (deviceId: string) => void;
   /** A device answered an assignment `benchmark-failed` (after it answered `installed`). */
   onBenchmarkFailed?: (report: AssignmentReport) => void;
+  /** A device answered an assignment or fleet command (any outcome), once per answer. */
+  onAnswer?: (report: AssignmentReport) => void;
   /** A device's slots changed with an answer (its exported series keep to what it holds). */
   onSlotsChanged?: (deviceId: string, slots: DeviceSlots) => void;
   /** What a device served since its previous heartbeat (live predictions and errors, per model). */
@@ -69,6 +71,7 @@ export class StoreFleetIngest implements FleetIngest {
       this.#options.outcomes.answered(report);
       if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots);
       if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
+      else this.#options.onAnswer?.(report);
     } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
     return 'ingested';
   }

@@ -199,8 +199,13 @@ export class StoreFleetPort implements FleetPort {
 const NOTHING_TO_DROP = 'no candidate to drop';
 
 function toResult(deviceId: string, outcome: AssignmentOutcome, reason: string | null): DeliveryResult {
-  if (DELIVERED.has(outcome) || (outcome === 'refused' && reason === NOTHING_TO_DROP)) return { deviceId, outcome: 'delivered' };
-  return { deviceId, outcome: 'refused', reason: reason ?? outcome };
+  return { deviceId, ...deliveryOf(outcome, reason) };
+}
+
+/** What a device's answer to a rollout's assignment or command means for the rollout. */
+export function deliveryOf(outcome: AssignmentOutcome, reason: string | null): { outcome: 'delivered' } | { outcome: 'refused'; reason: string } {
+  if (DELIVERED.has(outcome) || (outcome === 'refused' && reason === NOTHING_TO_DROP)) return { outcome: 'delivered' };
+  return { outcome: 'refused', reason: reason ?? outcome };
 }
 
 /**

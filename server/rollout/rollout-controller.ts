@@ -14,7 +14,7 @@ import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { setBounded } from '../../shared/util/bounded-map.ts';
-import { awaitedDevices, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
+import { awaitedDevices, awaitsLateAnswer, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
 /**
@@ -129,6 +129,22 @@ export class RolloutController {
     const devices = awaitedDevices(record.state);
     setBounded(this.#awaitedCache, id, { revision: record.revision, devices }, AWAITED_CACHE_ROLLOUTS);
     return devices;
+  }
+
+  /**
+   * A device answered one of the rollouts' actions. Answers to an action still waiting reach it
+   * through the fleet; this catches the late ones (the action had already counted the device
+   * offline), so a device that did what it was last sent is not left counted as unreachable.
+   */
+  async deviceAnswered(deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }): Promise<void> {
+    for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
+      // Most answers are to actions still waiting: skip the lock and the commit (dispatch checks again).
+      if (!(await this.#awaited(id)).has(deviceId)) continue;
+      const record = await this.#o.repository.load(id);
+      if (record && awaitsLateAnswer(record.state, deviceId, actionId)) {
+        await this.dispatch(id, { type: 'lateAnswer', at: this.#now(), deviceId, actionId, outcome: result.outcome, ...(result.reason ? { reason: result.reason } : {}) });
+      }
+    }
   }
 
   /** A device answered a candidate assignment `benchmark-failed`: the rollout whose assignment it was fails. */

@@ -38,6 +38,8 @@ export interface RolloutModule extends ServerModule {
   deviceOnline(deviceId: string): Promise<void>;
   /** For the fleet: a device could not benchmark a candidate it was assigned (the leader fails that rollout). */
   benchmarkFailed(deviceId: string, assignmentId: string, reason: string): Promise<void>;
+  /** For the fleet: a device answered an assignment or command (the leader records late answers). */
+  deviceAnswered(deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }): Promise<void>;
 }
 
 /**
@@ -107,6 +109,9 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     },
     async benchmarkFailed(deviceId, assignmentId, reason) {
       await controller?.benchmarkFailed(deviceId, assignmentId, reason);
+    },
+    async deviceAnswered(deviceId, actionId, result) {
+      await controller?.deviceAnswered(deviceId, actionId, result);
     },
   };
 }

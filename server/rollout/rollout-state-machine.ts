@@ -158,6 +158,9 @@ export function next(state: RolloutState, event: RolloutEvent): Transition {
     case 'deviceOnline':
       onDeviceOnline(t, event.deviceId);
       break;
+    case 'lateAnswer':
+      onLateAnswer(t, event);
+      break;
     case 'benchmarkFailed':
       onBenchmarkFailed(t, event);
       break;
@@ -472,6 +475,29 @@ function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
   t.setDevice(deviceId, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
   t.decide('device', 'online', `device ${deviceId} is back; sending it ${describeDesired(t.s, device.desired)}`);
   deliver(t, [deviceId]);
+}
+
+/**
+ * Whether a device's answer to `actionId` that came after the action stopped waiting is news to
+ * this rollout: the rollout counts the device as retrying or unreachable, and `actionId` is what
+ * it last sent the device (an answer to anything older says nothing about what it wants now).
+ */
+export function awaitsLateAnswer(state: RolloutState, deviceId: string, actionId: string): boolean {
+  const device = state.devices.find((entry) => entry.id === deviceId);
+  return device !== undefined && waitsForReturn(device) && device.actionId === actionId;
+}
+
+function onLateAnswer(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'lateAnswer' }>): void {
+  if (!awaitsLateAnswer(t.s, event.deviceId, event.actionId)) return;
+  const device = t.device(event.deviceId);
+  if (event.outcome === 'delivered') {
+    t.setDevice(device.id, { delivery: 'delivered', reason: undefined, nextAttemptAt: undefined });
+    t.decide('device', 'delivered', `device ${device.id} answered late (after ${device.attempts} attempt${device.attempts === 1 ? '' : 's'}): it has ${describeDesired(t.s, device.desired)}`);
+  } else {
+    t.setDevice(device.id, { delivery: 'refused', reason: event.reason ?? 'refused', nextAttemptAt: undefined });
+    t.decide('device', 'refused', `device ${device.id} refused ${describeDesired(t.s, device.desired)}: ${event.reason ?? 'no reason given'}`);
+  }
+  settle(t);
 }
 
 /**

@@ -95,6 +95,11 @@ export type RolloutEvent =
   | { readonly type: 'analysisCompleted'; readonly at: number; readonly runId: string; readonly phase: Exclude<RunPhase, 'Running'>; readonly message: string }
   | { readonly type: 'tick'; readonly at: number }
   | { readonly type: 'deviceOnline'; readonly at: number; readonly deviceId: string }
+  /**
+   * A device answered `actionId` after the action stopped waiting for it (it was frozen, or its
+   * link stalled without the broker noticing): it may have done what the rollout last sent it.
+   */
+  | { readonly type: 'lateAnswer'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly outcome: 'delivered' | 'refused'; readonly reason?: string }
   /** A device that installed the candidate (under assignment `actionId`) could not benchmark it. */
   | { readonly type: 'benchmarkFailed'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly reason: string }
   | { readonly type: 'pause'; readonly at: number; readonly by: string }

@@ -8,7 +8,7 @@ import type { ServerContext } from '../../server/app/server-context.ts';
 import { loadOrCreateServerKey } from '../../server/artifacts/server-signing-key.ts';
 import { TokenService } from '../../server/auth/token-service.ts';
 import { parseServerConfig } from '../../server/config/server-config.ts';
-import { createFleet, type Fleet } from '../../server/fleet/fleet-module.ts';
+import { createFleet, type Fleet, type FleetHooks } from '../../server/fleet/fleet-module.ts';
 import { ServerMetrics } from '../../server/metrics/server-metrics.ts';
 import { RegistryService } from '../../server/registry/registry-service.ts';
 import { openStore } from '../../server/store/open-store.ts';
@@ -41,7 +41,7 @@ interface World {
 /** The fleet module on its own (store, registry, embedded broker on an ephemeral port), as the rollout controller sees it. */
 async function startFleet(
   t: TestContext,
-  options: { wrapRegistry?: (registry: RegistryService) => RegistryService; beforeStart?: (store: Store) => Promise<void> } = {},
+  options: { wrapRegistry?: (registry: RegistryService) => RegistryService; beforeStart?: (store: Store) => Promise<void>; hooks?: FleetHooks; deliveryTimeoutMs?: number } = {},
 ): Promise<World & { metrics: ServerMetrics }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-fleet-port-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
@@ -61,7 +61,7 @@ async function startFleet(
     publicUrl: () => 'http://127.0.0.1:9',
   } as unknown as ServerContext;
   await options.beforeStart?.(store);
-  const fleet = createFleet(ctx);
+  const fleet = createFleet(ctx, options.hooks, undefined, options.deliveryTimeoutMs !== undefined ? { deliveryTimeoutMs: options.deliveryTimeoutMs } : {});
   await fleet.module.start!();
   t.after(() => fleet.module.stop!());
   for (const [version, seed] of [['1', 1], ['2', 2]] as const) {
@@ -88,19 +88,29 @@ function startController(t: TestContext, { fleet, store }: Pick<World, 'fleet' |
 }
 
 /** A scripted device: online, and answers every assignment and fleet command the way the agent would. */
-async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean; muted?: { value: boolean } } = {}): Promise<MqttClient> {
+/** `muted.value`: the device is frozen; what it would answer waits in `muted.held` until the test sends it. */
+interface Muted {
+  value: boolean;
+  held?: (() => void)[];
+}
+
+async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean; muted?: Muted } = {}): Promise<MqttClient> {
   const id = config.deviceId;
   const client = await connectClient(config.broker.url, { clientId: id, username: id, password: config.broker.password });
   t.after(() => client.endAsync(true));
   let n = 0;
   const answer = (fields: Pick<AssignmentReport, 'assignmentId' | 'outcome' | 'role' | 'model' | 'version' | 'sha256'>) => {
+    if (options.muted?.value) {
+      options.muted.held?.push(() => answer(fields));
+      return;
+    }
     const report: AssignmentReport = { schema: 1, id: `answer-${id}-${n++}`, kind: 'assignment', deviceId: id, createdAt: new Date().toISOString(), reason: null, ...fields };
     // An answer still in flight when the test ends its client is dropped, not an unhandled rejection.
     client.publishAsync(reportsTopic(id), Buffer.from(JSON.stringify(report)), { qos: 1 }).catch(() => {});
   };
   client.on('message', (topic, payload) => {
     const parsed = parseMessage(topic, payload);
-    if (!parsed.ok || options.muted?.value) return;
+    if (!parsed.ok) return;
     const { message } = parsed;
     if (message.kind === 'assignment') {
       const a = message.payload;
@@ -287,9 +297,9 @@ test('a rollback while the activation is still on its way: every device ends on 
   }
 });
 
-/** Three enrolled, online scripted devices on iris v1; `silent` stops answering once the baseline is in. */
-async function fleetOnBaseline(t: TestContext, world: Pick<World, 'fleet'>, ids: readonly string[], options: { silent: string; refuses?: string }) {
-  const muted = { value: false };
+/** Enrolled, online scripted devices on iris v1; `silent` stops answering once the baseline is in (or when the test says). */
+async function fleetOnBaseline(t: TestContext, world: Pick<World, 'fleet'>, ids: readonly string[], options: { silent: string; refuses?: string; muteLater?: boolean }): Promise<Muted> {
+  const muted: Muted = { value: false, held: [] };
   for (const id of ids) {
     const config = await world.fleet.devices.enroll({ id, labels: { site: 'north' } }, 'test');
     await scriptedDevice(t, config, { ...(id === options.silent ? { muted } : {}), ...(id === options.refuses ? { refuses: (version: string) => version === '2' } : {}) });
@@ -297,7 +307,8 @@ async function fleetOnBaseline(t: TestContext, world: Pick<World, 'fleet'>, ids:
   }
   const baseline = await world.fleet.fleetPort.assign({ commandId: `${ids[0]}-baseline-0001`, model: 'iris', version: '1', role: 'active', deviceIds: ids });
   assert.deepEqual(baseline.map((r) => r.outcome), ids.map(() => 'delivered'));
-  muted.value = true;
+  muted.value = !options.muteLater;
+  return muted;
 }
 
 test('a device action records the devices that answered while it still waits for a silent one (30 s), not only when the wait is over', async (t) => {
@@ -330,6 +341,39 @@ test('a device that refuses the candidate fails the rollout at once, without wai
   const state = await controller.status('ro-refused');
   assert.match(state.outcome?.reason ?? '', /device refu-1 refused the candidate/);
   assert.deepEqual(state.devices.map((device) => device.desired), ['baseline', 'baseline', 'baseline']);
+});
+
+test('a device that answers a rollback late (frozen past the delivery timeout, never offline) is counted as back on its baseline, not unreachable', async (t) => {
+  let controller: RolloutController | undefined;
+  const world = await startFleet(t, {
+    deliveryTimeoutMs: 500,
+    hooks: { onAnswer: (deviceId, actionId, result) => void controller?.deviceAnswered(deviceId, actionId, result) },
+  });
+  const ids = ['late-1', 'late-2'];
+  const frozen = await fleetOnBaseline(t, world, ids, { silent: 'late-2', muteLater: true });
+  const started = startController(t, world, 'ro-late');
+  controller = started.controller;
+  await controller.start(validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }, { pause: {} }] }), { by: 'alice' });
+  await controller.idle();
+  assert.deepEqual((await controller.status('ro-late')).devices.map((device) => device.delivery), ['delivered', 'delivered']);
+
+  // late-2 freezes (its connection stays up), the rollback reaches it, and its 500 ms pass.
+  frozen.value = true;
+  await controller.rollback('ro-late', 'operator', 'bad candidate');
+  await controller.idle();
+  const counted = async () => (await controller!.status('ro-late')).devices.map((device) => `${device.id}:${device.delivery}`).sort().join(' ');
+  assert.equal(await counted(), 'late-1:delivered late-2:retrying');
+  assert.ok(frozen.held!.length > 0, 'late-2 got the rollback while frozen');
+
+  // It thaws and answers what it was sent: the rollout counts it back on its baseline at once.
+  frozen.value = false;
+  for (const send of frozen.held!.splice(0)) send();
+  await waitFor(async () => (await counted()) === 'late-1:delivered late-2:delivered', 5000, 'the late answer recorded');
+  const decisions = await controller.decisions('ro-late');
+  assert.ok(decisions.some((decision) => decision.kind === 'device' && decision.verdict === 'delivered' && /device late-2 answered late .*: it has its baseline/.test(decision.message)), JSON.stringify(decisions.map((d) => d.message)));
+  // An answer to an older action (the candidate assignment, answered again) changes nothing.
+  await controller.deviceAnswered('late-1', 'ro-late-a1', { outcome: 'refused', reason: 'stale' });
+  assert.equal(await counted(), 'late-1:delivered late-2:delivered');
 });
 
 test('a finished rollout leaves alone a device an operator assigned something since: its return online no longer brings the rollout\'s version back', async (t) => {
