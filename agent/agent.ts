@@ -17,12 +17,13 @@ import {
 } from '../shared/protocol/payloads.ts';
 import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
 import { assignmentSignatureVerifies, commandSignatureVerifies } from '../shared/protocol/message-signature.ts';
-import { errorMessage } from '../shared/util/errors.ts';
+import { describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
-import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, FetchError, type DownloadLimits } from './artifact-fetcher.ts';
+import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, DiskError, FetchError, type DownloadLimits, type FreeSpace } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
+import { DirectReports } from './direct-reports.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
 import { DEFAULT_BENCHMARK_SETTINGS, benchmarkSideBySide, type BenchmarkSettings } from './model-benchmark.ts';
 import { ModelStore, onnxSource, type InstalledModel } from './model-store.ts';
@@ -34,7 +35,8 @@ import type { ServingModel } from './serving-model.ts';
 import type { SessionCache } from './session-cache.ts';
 import type { Holdout } from './holdout.ts';
 import { modelInterfaceProblem } from './model-interface.ts';
-import { CorruptStateError, SlotStateFile, sameModel, withHandled, type SlotState } from './slot-state.ts';
+import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
+import { CorruptStateError, SlotStateFile, sameModel, withAssignmentHandled, withHandled, withInstaller, type LostModel, type SlotState } from './slot-state.ts';
 
 /** A partial download untouched this long was given up; it is removed at start and by a periodic sweep. */
 const STALE_DOWNLOAD_MS = 7 * 24 * 3_600_000;
@@ -46,6 +48,8 @@ export interface AgentDependencies {
   sessions: SessionCache;
   clock: () => Date;
   logger: Logger;
+  /** Free bytes on the file system of a directory (default: statfs), checked before a download. */
+  freeSpace?: FreeSpace;
 }
 
 export interface AgentOptions {
@@ -112,6 +116,8 @@ export class Agent {
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
+  /** Reports sent without the outbox, when the disk cannot take them. */
+  readonly #direct = new DirectReports();
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
     this.#options = options;
@@ -127,6 +133,7 @@ export class Agent {
       this.metrics.downloadedBytes.inc(bytes),
       this.#abort.signal,
       { ...DEFAULT_DOWNLOAD_LIMITS, ...options.downloadLimits },
+      deps.freeSpace,
     );
     this.#outbox = new Outbox(this.#dir.outboxDir, this.#logger, (pending) => this.metrics.outboxPending.set(pending));
     this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock);
@@ -181,6 +188,7 @@ export class Agent {
         await this.#moveUnsentReports();
         void this.#flushOutbox();
       });
+      else if (this.#direct.holding) void this.#flushOutbox();
     }, interval);
     this.#heartbeatTimer.unref();
     // A device runs for months: downloads given up since the start must not stay on its disk.
@@ -229,6 +237,7 @@ export class Agent {
       corrupt = true;
     }
     let changed = false;
+    const lost: LostModel[] = [];
     for (const slot of ['active', 'previous', 'candidate'] as const) {
       const ref = state[slot];
       if (!ref) continue;
@@ -236,6 +245,7 @@ export class Agent {
       if ('failure' in verified) {
         this.#logger.error({ slot, model: ref.model, version: ref.version, reason: verified.failure }, 'a model on disk failed verification; dropping it from its slot');
         state = { ...state, [slot]: null };
+        lost.push({ model: ref.model, version: ref.version, sha256: ref.sha256, slot, reason: verified.failure, at: this.#deps.clock().toISOString(), reported: false });
         changed = true;
       }
     }
@@ -244,7 +254,8 @@ export class Agent {
       state = { ...state, active: state.previous, previous: null };
       changed = true;
     }
-    if (changed) await this.#state.save(state);
+    // The lost models are reported, and restored when the server's retained assignment names one.
+    if (changed) await this.#state.save(withLost(state, lost, (...report) => this.#lossReport(...report)));
     await this.#outbox.init();
     await this.#moveUnsentReports();
     // The pending assignment's model too: a crash after its install but before the state named it
@@ -257,6 +268,23 @@ export class Agent {
     this.#logger.info({ active: state.active?.version ?? null, candidate: state.candidate?.version ?? null }, 'agent state recovered');
   }
 
+  /** A lost model told to the server as a refusal of `answers` (GET /api/devices/:id shows it as the device's lastRefusal). */
+  #lossReport(answers: string, role: Role, ref: ModelRef, reason: string, key: string): AssignmentReport {
+    return this.#assignmentReport(answers, 'refused', role, ref, reason, key);
+  }
+
+  /** Whether `assignment` restores a model lost from the device (lost-models.ts): taken again although it was handled. */
+  #restores(assignment: Assignment): boolean {
+    const state = this.#state.state;
+    return restores(state, assignment, Math.max(this.#newestSeq.assignment.seq, state.assignmentSeq ?? -1));
+  }
+
+  /** A lost model that no answer on record had put in its slot is reported as a refusal of the assignment restoring it. */
+  async #reportLossTo(assignment: Assignment): Promise<void> {
+    const loss = withLossReportedTo(this.#state.state, assignment, (...report) => this.#lossReport(...report));
+    if (loss) await this.#commit(loss.state, loss.report);
+  }
+
   async #removeStaleDownloads(): Promise<void> {
     const stale = await this.#store.removeStaleDownloads(STALE_DOWNLOAD_MS, this.#deps.clock());
     if (stale.length > 0) this.#logger.info({ files: stale }, 'removed partial downloads untouched for a week');
@@ -267,17 +295,21 @@ export class Agent {
     const state = this.#state.state;
     if (message.kind === 'assignment') {
       const assignment = message.payload;
-      if (state.handledIds.includes(assignment.id) || this.#assignmentsInHand.has(assignment.id)) return;
-      if (!this.#trusted('assignment', message.raw ?? assignment, assignment.id, assignment.seq)) return;
+      if (this.#assignmentsInHand.has(assignment.id)) return;
+      const restoring = this.#restores(assignment);
+      if (state.handledIds.includes(assignment.id) && !restoring) return;
+      if (!this.#trusted('assignment', message.raw ?? assignment, assignment.id, assignment.seq, restoring)) return;
+      if (restoring) this.#logger.warn({ assignmentId: assignment.id, version: assignment.version }, 'taking the retained assignment again: its model was lost from the device');
       // The device's assignment topic holds one assignment: a newer one replaces the one being
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
       this.#latestAssignment = assignment.id;
       if (this.#obtaining && this.#obtaining.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
       this.#enqueueAssignment(`assignment ${assignment.id}`, assignment.id, async () => {
         const current = this.#state.state;
-        if (current.handledIds.includes(assignment.id)) return;
+        if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
         if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
         if (current.pending?.id !== assignment.id) await this.#state.save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) });
+        await this.#reportLossTo(assignment);
         await this.#processAssignment(assignment);
       });
     } else if (message.kind === 'commands') {
@@ -293,9 +325,10 @@ export class Agent {
    * Whether to act on an assignment or fleet command: it must carry the server's signature (for
    * this device, for an assignment) and be newer than the newest of its stream taken so far, so a
    * message replayed from the broker (an old version, an old rollback) is refused. Refusals are
-   * logged and counted, never answered: the message did not come from the server.
+   * logged and counted, never answered: the message did not come from the server. `again`: the
+   * newest message taken may be taken again (it restores a lost model).
    */
-  #trusted(stream: 'assignment' | 'command', raw: unknown, id: string, seq: number): boolean {
+  #trusted(stream: 'assignment' | 'command', raw: unknown, id: string, seq: number, again = false): boolean {
     const signed = stream === 'assignment' ? assignmentSignatureVerifies(this.deviceId, raw, this.#publicKey) : commandSignatureVerifies(raw, this.#publicKey);
     const kind = stream === 'assignment' ? 'assignment' : 'commands';
     if (!signed) {
@@ -310,7 +343,7 @@ export class Agent {
       // The newest message taken, again: the same message (a number is used once per device and
       // stream). Taken again while its handling has not finished (a retained assignment
       // redelivered after a failure); otherwise it was handled, longer ago than the ids kept.
-      if (id === this.#newestSeq[stream].id || id === state.pending?.id) return true;
+      if (id === this.#newestSeq[stream].id || id === state.pending?.id || again) return true;
       this.#logger.debug({ id, stream, seq }, 'ignored a message already taken');
       return false;
     }
@@ -335,7 +368,8 @@ export class Agent {
 
   #enqueue(what: string, task: () => Promise<void>): void {
     this.#queue = this.#queue.then(task).catch((error: unknown) => {
-      this.#logger.error({ err: error, task: what }, 'agent task failed');
+      // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
+      this.#logger.error({ err: errorMessage(error), task: what }, 'agent task failed');
     });
   }
 
@@ -406,6 +440,13 @@ export class Agent {
       } catch (error) {
         if (this.#stopped) throw new StoppingError(errorMessage(error));
         if (signal.aborted) throw new Error(errorMessage(signal.reason));
+        // The device's own storage failed (a full disk, a quota, a read-only or failing card), in the
+        // download or the install: no retry helps, and the partial download goes before the refusal
+        // is written, or it would keep the disk full.
+        if (error instanceof DiskError || (!(error instanceof FetchError) && isSystemError(error))) {
+          await this.#discardDownloads();
+          throw new Error(error instanceof DiskError ? error.message : describeSystemError(error));
+        }
         const permanent = !(error instanceof FetchError) || error.permanent;
         if (permanent || attempt >= attempts) {
           throw new Error(permanent ? errorMessage(error) : `gave up after ${attempt} attempts: ${errorMessage(error)}`);
@@ -420,10 +461,17 @@ export class Agent {
     }
   }
 
+  /** Removes partial downloads and staging directories after the disk failed a download or install (each may fail too: a read-only card). */
+  async #discardDownloads(): Promise<void> {
+    const removed = await this.#store.removeOtherDownloads().catch(() => [] as string[]);
+    if (removed.length > 0) this.#logger.info({ files: removed }, 'removed the partial download the disk could not take');
+    await this.#store.collectGarbage(this.#referencedModels(this.#state.state)).catch(() => {});
+  }
+
   /** `checked` is the candidate's session from the load check, held until shadow serving has taken its own lease on it. */
   async #installCandidate(assignment: Assignment, ref: ModelRef, checked: ServingModel): Promise<void> {
     const benchmark = this.#options.holdout !== undefined;
-    const state = withHandled(this.#state.state, assignment.id);
+    const state = withAssignmentHandled(this.#state.state, assignment.id);
     try {
       await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
       await this.#refreshCandidateServing();
@@ -444,7 +492,7 @@ export class Agent {
     await this.#releasingOnFailure(next, () =>
       this.#commit(
         {
-          ...withHandled(state, assignment.id),
+          ...withAssignmentHandled(state, assignment.id),
           previous: state.active ?? state.previous,
           active: ref,
           candidate: candidateStays ? state.candidate : null,
@@ -467,12 +515,13 @@ export class Agent {
    */
   async #rollback(answers: string, assignment?: Assignment, options: { orDownload?: boolean } = {}): Promise<boolean> {
     const state = this.#state.state;
+    const handled = (current: SlotState) => (assignment ? withAssignmentHandled(current, answers) : withHandled(current, answers));
     const target = state.previous;
     if (!target) {
       if (assignment) await this.#refuse(assignment, 'no previous model on disk to roll back to');
       else {
         const subject = state.active ?? { model: 'none', version: 'none', sha256: '0'.repeat(64) };
-        await this.#commit({ ...withHandled(state, answers) }, this.#assignmentReport(answers, 'refused', 'active', subject, 'no previous model on disk to roll back to'));
+        await this.#commit(handled(state), this.#assignmentReport(answers, 'refused', 'active', subject, 'no previous model on disk to roll back to'));
       }
       return true;
     }
@@ -501,14 +550,14 @@ export class Agent {
     }
     if (!next) {
       const report = this.#assignmentReport(answers, 'refused', 'active', target, `previous model unusable: ${failure}`);
-      await this.#commit({ ...withHandled(state, answers), previous: damaged ? null : state.previous, pending: null }, report);
+      await this.#commit({ ...handled(state), previous: damaged ? null : state.previous, pending: null }, report);
       return true;
     }
     crashPoint('activation:before-state');
     await this.#releasingOnFailure(next, () =>
       this.#commit(
         {
-          ...withHandled(state, answers),
+          ...handled(state),
           active: target,
           previous: state.active,
           candidate: sameModel(state.candidate, target) ? null : state.candidate,
@@ -599,17 +648,27 @@ export class Agent {
   async #refuse(assignment: Assignment, reason: string): Promise<void> {
     this.#logger.warn({ assignmentId: assignment.id, version: assignment.version, reason }, 'assignment refused');
     this.metrics.assignments.inc({ outcome: 'refused' });
-    await this.#commit({ ...withHandled(this.#state.state, assignment.id), pending: null }, this.#assignmentReport(assignment.id, 'refused', assignment.role, assignment, reason));
+    const report = this.#assignmentReport(assignment.id, 'refused', assignment.role, assignment, reason);
+    try {
+      await this.#commit({ ...withAssignmentHandled(this.#state.state, assignment.id), pending: null }, report);
+    } catch (error) {
+      // The state file cannot be written (a full disk): the server must still hear of the refusal,
+      // so it is sent from memory. Nothing changed on disk: the assignment's next delivery (or the
+      // next start, when it is pending) handles it again, and a repeated refusal has the same id.
+      this.#logger.warn({ assignmentId: assignment.id, err: errorMessage(error) }, 'the refusal cannot be recorded on disk; sending it from memory');
+      this.#hold(report);
+    }
   }
 
   async #finish(assignment: Assignment, outcome: 'installed' | 'activated', reason: string): Promise<void> {
-    await this.#commit({ ...withHandled(this.#state.state, assignment.id), pending: null }, this.#assignmentReport(assignment.id, outcome, assignment.role, assignment, reason));
+    await this.#commit({ ...withAssignmentHandled(this.#state.state, assignment.id), pending: null }, this.#assignmentReport(assignment.id, outcome, assignment.role, assignment, reason));
   }
 
-  #assignmentReport(answers: string, outcome: AssignmentReport['outcome'], role: Role, ref: ModelRef, reason: string | null): AssignmentReport {
+  /** `key` tells the report's id apart from other answers to `answers` (by default its outcome). */
+  #assignmentReport(answers: string, outcome: AssignmentReport['outcome'], role: Role, ref: ModelRef, reason: string | null, key = `assignment:${outcome}${restoreMark(this.#state.state, answers)}`): AssignmentReport {
     return AssignmentReportSchema.parse({
       schema: 1,
-      id: reportId(this.deviceId, answers, `assignment:${outcome}`),
+      id: reportId(this.deviceId, answers, key),
       kind: 'assignment',
       deviceId: this.deviceId,
       createdAt: this.#deps.clock().toISOString(),
@@ -629,7 +688,7 @@ export class Agent {
    * from where startup moves it; report ids are deterministic, so a repeat is deduplicated.
    */
   async #commit(next: SlotState, report: Report, afterStateWrite?: () => void): Promise<void> {
-    await this.#state.save({ ...next, unsentReports: [...next.unsentReports, report] });
+    await this.#state.save(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report));
     afterStateWrite?.();
     // The change and its report are on disk: the step has happened, and what follows it (serving
     // the new model) must too. Moving the report on can fail (a full disk); it then stays in the
@@ -638,19 +697,32 @@ export class Agent {
     void this.#flushOutbox();
   }
 
-  /** Moves the reports held in the state file into the outbox. Never throws (logs); runs in the work queue or at start. */
+  /**
+   * Moves the reports held in the state file into the outbox (those already sent directly are only
+   * dropped from the state). Never throws (logs); runs in the work queue or at start.
+   */
   async #moveUnsentReports(): Promise<void> {
     const unsent = this.#state.state.unsentReports;
     if (unsent.length === 0) return;
     try {
-      for (const report of unsent) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
+      for (const report of unsent) {
+        if (!this.#direct.sent(report.id)) await this.#outbox.enqueue({ topic: reportsTopic(this.deviceId), payload: JSON.stringify(report) }, report.id);
+      }
       const moved = new Set(unsent.map((report) => report.id));
       const current = this.#state.state;
       await this.#state.save({ ...current, unsentReports: current.unsentReports.filter((report) => !moved.has(report.id)) });
+      this.#direct.outboxTook(moved);
     } catch (error) {
       // Enqueued twice at worst (some moved, the state not saved): report ids are deterministic, and the server drops repeats.
-      this.#logger.warn({ err: errorMessage(error), reports: unsent.length }, 'reports kept in the state file: the outbox cannot take them now');
+      this.#direct.outboxRefused();
+      this.#logger.warn({ err: errorMessage(error), reports: unsent.length }, 'reports kept in the state file: the outbox cannot take them now (sent directly while connected)');
     }
+  }
+
+  /** A report whose state change could not be written: sent from memory while connected, tried again at each heartbeat. */
+  #hold(report: Report): void {
+    this.#direct.hold(report);
+    void this.#flushOutbox();
   }
 
   async #flushOutbox(): Promise<void> {
@@ -658,6 +730,7 @@ export class Agent {
     await this.#outbox.flush((topic, payload) => this.#link.publish(topic, payload)).catch((error: unknown) =>
       this.#logger.warn({ err: errorMessage(error) }, 'outbox flush failed'),
     );
+    await this.#direct.send(this.#state.state.unsentReports, (report) => this.#link.publish(reportsTopic(this.deviceId), Buffer.from(JSON.stringify(report))));
   }
 
   /** Never rejects: it runs from a timer and the connect callback, where a rejection would end the process. */

@@ -1,12 +1,13 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, rm, stat, statfs, truncate } from 'node:fs/promises';
 import { ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { parseManifestText } from '../shared/artifact/read-artifact.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
 import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import type { DataDir } from './data-dir.ts';
+import { describeFileError } from './file-errors.ts';
 
 /** A fetch failure. `permanent` ones (verification, 4xx, redirects) are refused; the others are retried. */
 export class FetchError extends Error {
@@ -35,6 +36,29 @@ export interface DownloadLimits {
   minBytesPerSecond: number;
   rateWindowMs: number;
 }
+
+/**
+ * The device's own storage failed while a download was written or read back (a full disk, a
+ * quota, a read-only or failing card): permanent, since retrying as for a network error only
+ * fills the disk again. The partial file is removed.
+ */
+export class DiskError extends FetchError {
+  constructor(message: string) {
+    super(message, true);
+    this.name = 'DiskError';
+  }
+}
+
+/** Bytes kept free besides the model's, for the state file and the reports written after the download. */
+export const DOWNLOAD_SPACE_RESERVE = 64 * 1024;
+
+/** Free bytes for an unprivileged process on the file system holding `dir`. */
+export type FreeSpace = (dir: string) => Promise<number>;
+
+export const freeSpaceOf: FreeSpace = async (dir) => {
+  const info = await statfs(dir);
+  return info.bavail * info.bsize;
+};
 
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = { idleTimeoutMs: 30_000, minBytesPerSecond: 1024, rateWindowMs: 60_000 };
 
@@ -68,6 +92,7 @@ export class ArtifactFetcher {
     /** Aborts every request in flight (the agent is stopping). */
     readonly signal?: AbortSignal,
     readonly limits: DownloadLimits = DEFAULT_DOWNLOAD_LIMITS,
+    readonly freeSpace: FreeSpace = freeSpaceOf,
   ) {}
 
   /** `signal` aborts this fetch only (the assignment was superseded). */
@@ -94,25 +119,41 @@ export class ArtifactFetcher {
     return manifest;
   }
 
-  /** Downloads (or resumes) model.onnx of a verified manifest and checks its size and sha256. */
+  /**
+   * Downloads (or resumes) model.onnx of a verified manifest and checks its size and sha256; first
+   * checks that the disk has room for what is left of it (refused at once if not).
+   */
   async downloadModel(manifest: Manifest, signal?: AbortSignal): Promise<FetchedModel> {
     const expected = manifest.files[ONNX_FILE]!;
-    await mkdir(this.dataDir.downloadsDir, { recursive: true });
+    await onDisk(this.dataDir.downloadsDir, () => mkdir(this.dataDir.downloadsDir, { recursive: true }));
     const part = this.dataDir.partFile(expected.sha256);
     try {
+      await this.#checkSpace(manifest, part);
       return await this.#download(manifest, part, signal);
     } catch (error) {
-      // A refused download is not resumed from: do not leave its bytes in downloads/.
-      if (error instanceof FetchError && error.permanent) await rm(part, { force: true });
+      // A refused download is not resumed from: do not leave its bytes in downloads/ (on a full
+      // disk they are what keeps it full). Removing can fail too (a read-only card): the refusal
+      // says why the download failed, not that.
+      if (error instanceof FetchError && error.permanent) await rm(part, { force: true }).catch(() => {});
       throw error;
     }
+  }
+
+  /** Refuses a download the disk has no room for: what is left of model.onnx, its manifest, and a reserve for the state file and reports. */
+  async #checkSpace(manifest: Manifest, part: string): Promise<void> {
+    const expected = manifest.files[ONNX_FILE]!;
+    const have = (await stat(part).catch(() => undefined))?.size ?? 0;
+    const needed = expected.bytes - (have <= expected.bytes ? have : 0) + Buffer.byteLength(JSON.stringify(manifest, null, 2)) + DOWNLOAD_SPACE_RESERVE;
+    // A file system that cannot say (statfs unsupported) is not a reason to refuse: the writes will tell.
+    const free = await this.freeSpace(this.dataDir.downloadsDir).catch(() => undefined);
+    if (free !== undefined && needed > free) throw new DiskError(`no space for ${ONNX_FILE}: needs ${needed} bytes, ${free} free`);
   }
 
   async #download(manifest: Manifest, part: string, signal: AbortSignal | undefined): Promise<FetchedModel> {
     const expected = manifest.files[ONNX_FILE]!;
     let have = (await stat(part).catch(() => undefined))?.size ?? 0;
     if (have > expected.bytes) {
-      await truncate(part, 0);
+      await onDisk(part, () => truncate(part, 0));
       have = 0;
     }
     /** Where this request continued a partial file (0: the body is the whole file). */
@@ -127,7 +168,7 @@ export class ArtifactFetcher {
         // 416: the server has no such range (its blob changed, or the partial file is not a
         // prefix of it). Resuming again would fail the same way forever: start from zero.
         if (have > 0 && error instanceof FetchError && error.status === 416) {
-          await truncate(part, 0);
+          await onDisk(part, () => truncate(part, 0));
           throw new FetchError(`${error.message} for a download resumed at ${have} bytes; starting over`, false);
         }
         throw error;
@@ -141,7 +182,7 @@ export class ArtifactFetcher {
           const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '');
           if (!range || Number(range[1]) !== have || Number(range[2]) !== expected.bytes - 1 || (range[3] !== '*' && Number(range[3]) !== expected.bytes)) {
             // Not the range asked for: the partial file cannot be continued from this answer.
-            await truncate(part, 0);
+            await onDisk(part, () => truncate(part, 0));
             throw new FetchError(`model download: asked for bytes ${have}-, got Content-Range ${JSON.stringify(contentRange)}; starting over`, false);
           }
         }
@@ -151,44 +192,49 @@ export class ArtifactFetcher {
         await request.done();
       }
     }
-    const size = (await stat(part)).size;
+    const size = (await onDisk(part, () => stat(part))).size;
     if (size !== expected.bytes) {
       // Short from byte 0, the server's file is not the manifest's: refused. Short after a resume,
       // the old partial bytes may be what is wrong (docs/protocol.md): one more attempt from zero.
-      await truncate(part, 0);
+      await onDisk(part, () => truncate(part, 0));
       const message = `${ONNX_FILE}: size mismatch (expected ${expected.bytes} bytes, got ${size})`;
       throw new FetchError(resumedAt > 0 ? `${message} after resuming at ${resumedAt} bytes` : message, resumedAt === 0);
     }
-    const actual = await sha256OfFile(part);
+    const actual = await onDisk(part, () => sha256OfFile(part));
     if (actual !== expected.sha256) {
       // A complete file with the wrong content must not be resumed from. If it was resumed, the
       // bad bytes may be the old partial ones: one more attempt from zero (transient) decides.
-      await truncate(part, 0);
+      await onDisk(part, () => truncate(part, 0));
       const message = `${ONNX_FILE}: sha256 mismatch (expected ${expected.sha256.slice(0, 12)}…, got ${actual.slice(0, 12)}…)`;
       throw new FetchError(resumedAt > 0 ? `${message} after resuming at ${resumedAt} bytes` : message, resumedAt === 0);
     }
     return { manifest, onnxPath: part };
   }
 
+  /**
+   * Writes the response body into the partial file from `offset` ('w' truncates it when starting
+   * from zero). A failure reading the body is the network's (transient); one writing the file is
+   * the device's own storage (a DiskError, permanent).
+   */
   async #writeBody({ response, touch, failure }: OpenRequest, part: string, offset: number, limit: number): Promise<void> {
-    const handle = await open(part, offset === 0 ? 'w' : 'r+');
+    const handle = await onDisk(part, () => open(part, offset === 0 ? 'w' : 'r+'));
     let position = offset;
     try {
-      if (offset === 0) await handle.truncate(0);
       if (!response.body) throw new FetchError('model download: empty response', false);
       for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
         if (position + chunk.length > limit) throw new FetchError(`${ONNX_FILE}: the server sent more than the manifest's ${limit} bytes`, true);
         touch(chunk.length);
-        await handle.write(chunk, 0, chunk.length, position);
+        await onDisk(part, () => handle.write(chunk, 0, chunk.length, position));
         position += chunk.length;
         this.onBytes(chunk.length);
       }
-      await handle.sync();
+      await onDisk(part, () => handle.sync());
     } catch (error) {
       if (error instanceof FetchError) throw error;
       throw new FetchError(`model download interrupted at ${position} bytes: ${failure(error)}`, false);
     } finally {
-      await handle.close();
+      // Closing after a failed write can fail the same way; the failure above is the one to report.
+      await handle.close().catch(() => {});
     }
   }
 
@@ -312,6 +358,15 @@ function retryAfterMs(header: string | null): number | undefined {
 
 function withSlash(url: string): string {
   return url.endsWith('/') ? url : `${url}/`;
+}
+
+/** Runs an operation on a file of the device's own storage; a failure is a DiskError naming the file. */
+async function onDisk<T>(path: string, operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw new DiskError(describeFileError(path, error));
+  }
 }
 
 export function sha256OfFile(path: string): Promise<string> {

@@ -10,6 +10,7 @@ import { fsyncDirectory, writeNewFileSynced } from '../shared/util/atomic-file.t
 import { errorMessage } from '../shared/util/errors.ts';
 import { sha256OfFile } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
+import { describeFileError } from './file-errors.ts';
 import type { DataDir } from './data-dir.ts';
 import type { OnnxSource } from './verified-onnx.ts';
 
@@ -119,9 +120,21 @@ export class ModelStore {
     if (artifactId(manifest) !== id) return { failure: `${dir}: manifest does not match its artifact id` };
     const onnxPath = join(dir, ONNX_FILE);
     const expected = manifest.files[ONNX_FILE]!;
-    const size = (await stat(onnxPath).catch(() => undefined))?.size;
-    if (size !== expected.bytes) return { failure: `${onnxPath}: ${size === undefined ? 'missing' : `size ${size}, expected ${expected.bytes}`}` };
-    if ((await sha256OfFile(onnxPath)) !== expected.sha256) return { failure: `${onnxPath}: sha256 mismatch` };
+    // A file that cannot be read (no permission, EIO from a worn SD card) fails verification like
+    // a damaged one: the agent falls back to another model instead of stopping.
+    let sha256: string;
+    try {
+      const info = await stat(onnxPath).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return undefined;
+        throw error;
+      });
+      const size = info?.size;
+      if (size !== expected.bytes) return { failure: `${onnxPath}: ${size === undefined ? 'missing' : `size ${size}, expected ${expected.bytes}`}` };
+      sha256 = await sha256OfFile(onnxPath);
+    } catch (error) {
+      return { failure: describeFileError(onnxPath, error) };
+    }
+    if (sha256 !== expected.sha256) return { failure: `${onnxPath}: sha256 mismatch` };
     return { artifactId: id, manifest, onnxPath };
   }
 
@@ -146,11 +159,12 @@ export class ModelStore {
   /**
    * Deletes every partial download but `keep`'s. The agent downloads one model at a time, for the
    * assignment it holds now; the others belong to assignments since replaced (or failed for a full
-   * disk) and would hold the space the new download needs. Returns the names removed.
+   * disk) and would hold the space the new download needs. Without `keep`, every partial download
+   * goes (the one download failed for want of space). Returns the names removed.
    */
-  async removeOtherDownloads(keep: string): Promise<string[]> {
+  async removeOtherDownloads(keep?: string): Promise<string[]> {
     const dir = this.dataDir.downloadsDir;
-    const keepName = basename(this.dataDir.partFile(keep));
+    const keepName = keep === undefined ? undefined : basename(this.dataDir.partFile(keep));
     const removed: string[] = [];
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       if (!name.endsWith('.part') || name === keepName) continue;

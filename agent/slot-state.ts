@@ -1,11 +1,24 @@
 import { readFile, rename } from 'node:fs/promises';
 import { z } from 'zod';
-import { AssignmentSchema, ModelRefSchema, ReportSchema, type ModelRef } from '../shared/protocol/payloads.ts';
+import { AssignmentSchema, ModelRefSchema, ReportSchema, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 
 /** How many handled assignment/command ids the agent remembers (retained messages come back on reconnect). */
 const HANDLED_IDS_KEPT = 64;
+
+export const SLOTS = ['active', 'candidate', 'previous'] as const;
+
+const LostModelSchema = ModelRefSchema.extend({
+  slot: z.enum(SLOTS),
+  /** Why it failed verification (one line). */
+  reason: z.string(),
+  /** When it was dropped: the answers of the assignment taken again to restore it carry it in their ids, so the server takes them as new. */
+  at: z.string(),
+  /** Whether the server has been told (as a refusal of the message that put it there, when one is on record). */
+  reported: z.boolean(),
+});
+export type LostModel = z.infer<typeof LostModelSchema>;
 
 export const SlotStateSchema = z.object({
   schema: z.literal(1),
@@ -28,6 +41,18 @@ export const SlotStateSchema = z.object({
   pending: AssignmentSchema.extend({ seq: z.number().int().min(0).default(0), signature: z.string().default('') }).nullable(),
   handledIds: z.array(z.string()),
   /**
+   * The assignment or fleet command whose answer last put each model (by artifact id) into a slot:
+   * a model later dropped for missing or damaged files is reported as a refusal of it.
+   */
+  installedBy: z.record(z.string(), z.string()).optional(),
+  /**
+   * Models dropped from their slots at start because their files were missing, unreadable or
+   * damaged. The newest assignment taken, when it names one of them and the broker delivers it
+   * again (it is the server's retained one), is taken again and the model downloaded again.
+   * Answering an assignment ends this (a newer one has replaced the one that could restore them).
+   */
+  lost: z.array(LostModelSchema).optional(),
+  /**
    * Reports committed together with the state change they describe and not yet moved into the
    * outbox (a transactional outbox: after a crash they are moved on startup).
    */
@@ -43,6 +68,27 @@ export function sameModel(a: ModelRef | null, b: ModelRef | null): boolean {
 
 export function withHandled(state: SlotState, id: string): SlotState {
   return { ...state, handledIds: [...state.handledIds.filter((known) => known !== id), id].slice(-HANDLED_IDS_KEPT) };
+}
+
+/** Marks an assignment handled; it ends the restore of lost models (see `lost`). */
+export function withAssignmentHandled(state: SlotState, id: string): SlotState {
+  const { lost: _lost, ...rest } = withHandled(state, id);
+  return rest;
+}
+
+/** Answers that put the model they name into a slot. */
+const SLOT_FILLING: ReadonlySet<string> = new Set(['installed', 'activated', 'rolled-back']);
+
+/**
+ * `state` with `installedBy` following `report` (an answer that put its model into a slot records
+ * who asked for it), kept to the models in the slots.
+ */
+export function withInstaller(state: SlotState, report: Report): SlotState {
+  const installedBy = { ...state.installedBy };
+  if (report.kind === 'assignment' && SLOT_FILLING.has(report.outcome)) installedBy[report.sha256] = report.assignmentId;
+  const inSlots = new Set(SLOTS.map((slot) => state[slot]?.sha256));
+  for (const sha256 of Object.keys(installedBy)) if (!inSlots.has(sha256)) delete installedBy[sha256];
+  return { ...state, installedBy };
 }
 
 /** The state file exists but does not hold a valid state (a disk fault, or a hand edit). */

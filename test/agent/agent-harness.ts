@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { Agent, type AgentOptions } from '../../agent/agent.ts';
+import { pino, type Logger } from 'pino';
+import { Agent, type AgentDependencies, type AgentOptions } from '../../agent/agent.ts';
 import { connectMqtt } from '../../agent/mqtt-link.ts';
 import { OrtSessionCache, type SessionCache } from '../../agent/session-cache.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
@@ -19,18 +20,19 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-/** Starts a real in-process Agent (real MQTT, onnxruntime, files) with its HTTP API on an ephemeral port. */
+/** Starts a real in-process Agent (real MQTT, onnxruntime, files) with its HTTP API on an ephemeral port; `logger` and `freeSpace` replace those dependencies. */
 export async function startAgent(
   t: TestContext,
   world: AgentWorld,
   deviceId: string,
-  options: Partial<AgentOptions> & { sessions?: SessionCache; dataDir?: string } = {},
+  options: Partial<AgentOptions> & { sessions?: SessionCache; dataDir?: string } & Partial<Pick<AgentDependencies, 'logger' | 'freeSpace'>> = {},
 ): Promise<RunningAgent> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), `fleetprune-agent-${deviceId}-`)));
   const config = options.config ?? (await world.config(deviceId, { site: 'osaka' }));
+  const { sessions, logger, freeSpace, ...agentOptions } = options;
   const agent = new Agent(
-    { config, dataDir, holdout: world.holdout, benchmark: { latencySamples: 50, throughputBatches: 5, batchSize: 64 }, mqttReconnectMs: 200, retryBaseDelayMs: 100, ...options },
-    { connector: connectMqtt, sessions: options.sessions ?? new OrtSessionCache(), clock: () => new Date(), logger: testLogger },
+    { config, dataDir, holdout: world.holdout, benchmark: { latencySamples: 50, throughputBatches: 5, batchSize: 64 }, mqttReconnectMs: 200, retryBaseDelayMs: 100, ...agentOptions },
+    { connector: connectMqtt, sessions: sessions ?? new OrtSessionCache(), clock: () => new Date(), logger: logger ?? testLogger, ...(freeSpace ? { freeSpace } : {}) },
   );
   await agent.start();
   const server: Server = await new Promise((resolve) => {
@@ -57,4 +59,11 @@ export async function startAgent(
       return { status: response.status, json: await response.json() };
     },
   };
+}
+
+/** A logger that keeps what it logs (parsed JSON lines, info and up), for tests that check what the agent says. */
+export function recordingLogger(): { logger: Logger; lines: Record<string, any>[] } {
+  const lines: Record<string, any>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, any>) });
+  return { logger, lines };
 }

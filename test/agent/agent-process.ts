@@ -29,12 +29,14 @@ export class AgentProcess {
     return path;
   }
 
-  static spawn(args: string[], env: Record<string, string> = {}, bundle?: string): AgentProcess {
+  /** `user`: the uid and gid to run as (a root test runs the agent as an ordinary user, whom file permissions bind). */
+  static spawn(args: string[], env: Record<string, string> = {}, bundle?: string, user?: { uid: number; gid: number }): AgentProcess {
     const command = bundle ? [bundle] : ['bin/fleetprune.js', 'agent'];
     const child = spawn(process.execPath, [...command, '--http-port', '0', ...args], {
       cwd: REPO,
       env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...user,
     });
     return new AgentProcess(child);
   }
