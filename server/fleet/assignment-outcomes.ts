@@ -11,9 +11,11 @@ type Waiter = (outcome: AssignmentOutcome, reason: string | null) => void;
 export class AssignmentOutcomes {
   readonly #waiters = new Map<string, Set<Waiter>>();
 
-  answered(report: Pick<AssignmentReport, 'assignmentId' | 'deviceId' | 'outcome' | 'reason'>): void {
-    const waiters = this.#waiters.get(key(report.assignmentId, report.deviceId));
-    for (const waiter of waiters ?? []) waiter(report.outcome, report.reason);
+  /** Tells whoever waits for this answer; false when nobody did (the wait was over, or never began). */
+  answered(report: Pick<AssignmentReport, 'assignmentId' | 'deviceId' | 'outcome' | 'reason'>): boolean {
+    const waiters = [...(this.#waiters.get(key(report.assignmentId, report.deviceId)) ?? [])];
+    for (const waiter of waiters) waiter(report.outcome, report.reason);
+    return waiters.length > 0;
   }
 
   /** The device's first answer to `assignmentId` after this call, or null after `timeoutMs`. */

@@ -48,7 +48,7 @@ export interface FleetHooks {
   /** A device announced itself online. */
   onDeviceOnline?: (deviceId: string) => void;
   onBenchmarkFailed?: (report: AssignmentReport) => void;
-  /** A device answered an assignment or command (`actionId`): delivered or refused, as a rollout counts it. */
+  /** A device answered an assignment or command (`actionId`) that nothing waited for any more: delivered or refused, as a rollout counts it. */
   onAnswer?: (deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }) => void;
 }
 

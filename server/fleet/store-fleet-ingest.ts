@@ -18,7 +18,7 @@ export interface StoreFleetIngestOptions {
   onDeviceOnline?: (deviceId: string) => void;
   /** A device answered an assignment `benchmark-failed` (after it answered `installed`). */
   onBenchmarkFailed?: (report: AssignmentReport) => void;
-  /** A device answered an assignment or fleet command (any outcome), once per answer. */
+  /** A device answered an assignment or fleet command and nobody waited for the answer (any outcome but benchmark-failed), once per answer. */
   onAnswer?: (report: AssignmentReport) => void;
   /** A device's slots changed with an answer (its exported series keep to what it holds). */
   onSlotsChanged?: (deviceId: string, slots: DeviceSlots) => void;
@@ -68,10 +68,10 @@ export class StoreFleetIngest implements FleetIngest {
     });
     if (typeof stored === 'string') return stored;
     if (report.kind === 'assignment') {
-      this.#options.outcomes.answered(report);
+      const awaited = this.#options.outcomes.answered(report);
       if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots);
       if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
-      else this.#options.onAnswer?.(report);
+      else if (!awaited) this.#options.onAnswer?.(report);
     } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
     return 'ingested';
   }

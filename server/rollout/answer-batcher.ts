@@ -5,25 +5,26 @@ import type { DeliveryResult } from './fleet-port.ts';
 export const ANSWER_BATCH_MS = 1000;
 
 /**
- * Gathers the answers a device action receives while it still waits for other devices, and hands
- * them on in batches (one per `delayMs`), so a thousand devices answering cost a few commits, not
- * a thousand. `close()` drops what has not been handed on: the action's result carries it.
+ * Gathers devices' answers and hands them on in batches (one per `delayMs`), so a thousand
+ * devices answering cost a few commits, not a thousand: the answers a device action receives
+ * while it still waits for other devices, or late answers no action waits for any more.
+ * `close()` drops what has not been handed on (an action's result carries it).
  */
-export class AnswerBatcher {
+export class AnswerBatcher<A extends { readonly outcome: string } = DeliveryResult> {
   readonly #scheduler: Scheduler;
-  readonly #flush: (results: readonly DeliveryResult[]) => void;
+  readonly #flush: (results: readonly A[]) => void;
   readonly #delayMs: number;
-  #batch: DeliveryResult[] = [];
+  #batch: A[] = [];
   #cancel: (() => void) | undefined;
   #closed = false;
 
-  constructor(scheduler: Scheduler, flush: (results: readonly DeliveryResult[]) => void, delayMs = ANSWER_BATCH_MS) {
+  constructor(scheduler: Scheduler, flush: (results: readonly A[]) => void, delayMs = ANSWER_BATCH_MS) {
     this.#scheduler = scheduler;
     this.#flush = flush;
     this.#delayMs = delayMs;
   }
 
-  readonly add = (result: DeliveryResult): void => {
+  readonly add = (result: A): void => {
     if (this.#closed || result.outcome === 'offline') return;
     this.#batch.push(result);
     this.#cancel ??= this.#scheduler.schedule(this.#delayMs, () => {

@@ -15,7 +15,7 @@ import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { setBounded } from '../../shared/util/bounded-map.ts';
 import { awaitedDevices, awaitsLateAnswer, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
-import type { DecisionLogEntry, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
+import type { DecisionLogEntry, LateAnswer, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
 /**
  * Drives rollouts: feeds events to the pure state machine, persists each transition through
@@ -60,6 +60,8 @@ export class RolloutController {
   readonly #idle = new Set<Promise<unknown>>();
   readonly #deviceRollouts: DeviceRolloutIndex;
   readonly #awaitedCache = new Map<string, { revision: number; devices: ReadonlySet<string> }>();
+  /** Late answers gathering per rollout (see deviceAnswered). */
+  readonly #lateAnswers = new Map<string, AnswerBatcher<LateAnswer>>();
   #stopped = false;
 
   constructor(options: RolloutControllerOptions) {
@@ -132,19 +134,34 @@ export class RolloutController {
   }
 
   /**
-   * A device answered one of the rollouts' actions. Answers to an action still waiting reach it
-   * through the fleet; this catches the late ones (the action had already counted the device
-   * offline), so a device that did what it was last sent is not left counted as unreachable.
+   * A device answered one of the rollouts' actions and no waiting action took the answer (it had
+   * stopped waiting: a frozen device, a stalled link the broker did not notice, an answer just
+   * after the timeout), so a device that did what it was last sent is not left counted as
+   * offline. Answers gather per rollout for ANSWER_BATCH_MS and are then checked against one load
+   * of its state and recorded in one commit: a thousand late answers cost a few loads, not a
+   * thousand.
    */
   async deviceAnswered(deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }): Promise<void> {
+    if (this.#stopped) return;
     for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
-      // Most answers are to actions still waiting: skip the lock and the commit (dispatch checks again).
-      if (!(await this.#awaited(id)).has(deviceId)) continue;
-      const record = await this.#o.repository.load(id);
-      if (record && awaitsLateAnswer(record.state, deviceId, actionId)) {
-        await this.dispatch(id, { type: 'lateAnswer', at: this.#now(), deviceId, actionId, outcome: result.outcome, ...(result.reason ? { reason: result.reason } : {}) });
+      if (!actionId.startsWith(`${id}-a`)) continue; // not this rollout's action (an operator's assignment, another rollout's)
+      let batcher = this.#lateAnswers.get(id);
+      if (!batcher) {
+        batcher = new AnswerBatcher(this.#o.scheduler, (batch) => {
+          this.#lateAnswers.delete(id);
+          this.#track(this.#recordLateAnswers(id, batch).catch((error) => this.#report(id, 'recording late answers', error)));
+        });
+        this.#lateAnswers.set(id, batcher);
       }
+      batcher.add({ deviceId, actionId, ...result });
     }
+  }
+
+  async #recordLateAnswers(id: string, answers: readonly LateAnswer[]): Promise<void> {
+    if (this.#stopped) return;
+    const record = await this.#o.repository.load(id);
+    const news = record ? answers.filter((answer) => awaitsLateAnswer(record.state, answer.deviceId, answer.actionId)) : [];
+    if (news.length > 0) await this.dispatch(id, { type: 'lateAnswer', at: this.#now(), devices: news });
   }
 
   /** A device answered a candidate assignment `benchmark-failed`: the rollout whose assignment it was fails. */
@@ -191,6 +208,8 @@ export class RolloutController {
     this.#runs.clear();
     for (const { cancel } of this.#wakers.values()) cancel();
     this.#wakers.clear();
+    for (const batcher of this.#lateAnswers.values()) batcher.close();
+    this.#lateAnswers.clear();
     for (const cancel of this.#retries.values()) cancel();
     this.#retries.clear();
     this.#failures.clear();

@@ -478,24 +478,27 @@ function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
 }
 
 /**
- * Whether a device's answer to `actionId` that came after the action stopped waiting is news to
- * this rollout: the rollout counts the device as retrying or unreachable, and `actionId` is what
- * it last sent the device (an answer to anything older says nothing about what it wants now).
+ * Whether a device's answer to `actionId` that no waiting action took is news to this rollout:
+ * `actionId` is what the rollout last sent the device (an answer to anything older says nothing
+ * about what it wants now), and the rollout still counts the device as pending (its action gave
+ * up waiting and is about to record it offline), retrying or unreachable.
  */
 export function awaitsLateAnswer(state: RolloutState, deviceId: string, actionId: string): boolean {
   const device = state.devices.find((entry) => entry.id === deviceId);
-  return device !== undefined && waitsForReturn(device) && device.actionId === actionId;
+  return device !== undefined && device.touched && device.actionId === actionId && (device.delivery === 'pending' || waitsForReturn(device));
 }
 
 function onLateAnswer(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'lateAnswer' }>): void {
-  if (!awaitsLateAnswer(t.s, event.deviceId, event.actionId)) return;
-  const device = t.device(event.deviceId);
-  if (event.outcome === 'delivered') {
-    t.setDevice(device.id, { delivery: 'delivered', reason: undefined, nextAttemptAt: undefined });
-    t.decide('device', 'delivered', `device ${device.id} answered late (after ${device.attempts} attempt${device.attempts === 1 ? '' : 's'}): it has ${describeDesired(t.s, device.desired)}`);
-  } else {
-    t.setDevice(device.id, { delivery: 'refused', reason: event.reason ?? 'refused', nextAttemptAt: undefined });
-    t.decide('device', 'refused', `device ${device.id} refused ${describeDesired(t.s, device.desired)}: ${event.reason ?? 'no reason given'}`);
+  for (const answer of event.devices) {
+    if (!awaitsLateAnswer(t.s, answer.deviceId, answer.actionId)) continue;
+    const device = t.device(answer.deviceId);
+    if (answer.outcome === 'delivered') {
+      t.setDevice(device.id, { delivery: 'delivered', reason: undefined, nextAttemptAt: undefined });
+      t.decide('device', 'delivered', `device ${device.id} answered late (attempt ${device.attempts}): it has ${describeDesired(t.s, device.desired)}`);
+    } else {
+      t.setDevice(device.id, { delivery: 'refused', reason: answer.reason ?? 'refused', nextAttemptAt: undefined });
+      t.decide('device', 'refused', `device ${device.id} refused ${describeDesired(t.s, device.desired)}: ${answer.reason ?? 'no reason given'}`);
+    }
   }
   settle(t);
 }

@@ -86,6 +86,14 @@ export interface RolloutState {
 
 export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
 
+/** A device's answer to `actionId` that no waiting action took. */
+export interface LateAnswer {
+  readonly deviceId: string;
+  readonly actionId: string;
+  readonly outcome: 'delivered' | 'refused';
+  readonly reason?: string;
+}
+
 export type RolloutEvent =
   | { readonly type: 'start'; readonly at: number; readonly by: string; readonly devices: readonly { id: string; labels: Record<string, string>; baseline: string | null }[]; readonly previousProduction: string | null }
   | { readonly type: 'actionResult'; readonly at: number; readonly actionId: string; readonly devices?: readonly { deviceId: string; outcome: ActionDeviceOutcome; reason?: string }[] }
@@ -96,10 +104,11 @@ export type RolloutEvent =
   | { readonly type: 'tick'; readonly at: number }
   | { readonly type: 'deviceOnline'; readonly at: number; readonly deviceId: string }
   /**
-   * A device answered `actionId` after the action stopped waiting for it (it was frozen, or its
-   * link stalled without the broker noticing): it may have done what the rollout last sent it.
+   * Devices answered actions that had stopped waiting for them (a frozen device, a link stalled
+   * without the broker noticing, an answer just after the timeout): they may have done what the
+   * rollout last sent them.
    */
-  | { readonly type: 'lateAnswer'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly outcome: 'delivered' | 'refused'; readonly reason?: string }
+  | { readonly type: 'lateAnswer'; readonly at: number; readonly devices: readonly LateAnswer[] }
   /** A device that installed the candidate (under assignment `actionId`) could not benchmark it. */
   | { readonly type: 'benchmarkFailed'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly reason: string }
   | { readonly type: 'pause'; readonly at: number; readonly by: string }

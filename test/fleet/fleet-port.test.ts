@@ -368,11 +368,16 @@ test('a device that answers a rollback late (frozen past the delivery timeout, n
   // It thaws and answers what it was sent: the rollout counts it back on its baseline at once.
   frozen.value = false;
   for (const send of frozen.held!.splice(0)) send();
-  await waitFor(async () => (await counted()) === 'late-1:delivered late-2:delivered', 5000, 'the late answer recorded');
+  await waitFor(async () => {
+    await started.scheduler.advance(ANSWER_BATCH_MS); // late answers gather for ANSWER_BATCH_MS on the controller's clock
+    return (await counted()) === 'late-1:delivered late-2:delivered';
+  }, 5000, 'the late answer recorded');
   const decisions = await controller.decisions('ro-late');
   assert.ok(decisions.some((decision) => decision.kind === 'device' && decision.verdict === 'delivered' && /device late-2 answered late .*: it has its baseline/.test(decision.message)), JSON.stringify(decisions.map((d) => d.message)));
   // An answer to an older action (the candidate assignment, answered again) changes nothing.
   await controller.deviceAnswered('late-1', 'ro-late-a1', { outcome: 'refused', reason: 'stale' });
+  await started.scheduler.advance(ANSWER_BATCH_MS);
+  await controller.idle();
   assert.equal(await counted(), 'late-1:delivered late-2:delivered');
 });
 

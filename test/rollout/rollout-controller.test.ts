@@ -9,6 +9,7 @@ import type { MetricProvider } from '../../server/metricproviders/metric-provide
 import { PrometheusProvider } from '../../server/metricproviders/prometheus-provider.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
+import { ANSWER_BATCH_MS } from '../../server/rollout/answer-batcher.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
 import { RolloutMetrics } from '../../server/rollout/rollout-metrics.ts';
 import type { RolloutCommit, RolloutRepository } from '../../server/rollout/rollout-repository.ts';
@@ -255,6 +256,49 @@ describe('rollout controller', () => {
     await pausing;
     await r.controller.idle();
     assert.equal(await series(), 0, 'the deposed server exports no frozen rollout series');
+  });
+
+  it('late answers: one that lands after the action gave up waiting but before its result is recorded still counts; many are checked with one load and recorded in one commit', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // The device's answer comes just after the fleet's wait for it timed out: the action reports it offline.
+    class TimedOutFleet extends InMemoryFleet {
+      override async assign(command: Parameters<InMemoryFleet['assign']>[0]) {
+        const results = await super.assign(command);
+        if (command.role !== 'candidate') return results;
+        await held;
+        return results.map((result) => ({ deviceId: result.deviceId, outcome: 'offline' as const }));
+      }
+    }
+    const loads = { count: 0 };
+    class CountingRepository extends InMemoryRolloutRepository {
+      override load(id: string) {
+        loads.count += 1;
+        return super.load(id);
+      }
+    }
+    const devices = fleetOf(40);
+    const r = rig({ fleet: new TimedOutFleet(devices), devices, repository: new CountingRepository() });
+    // With one attempt, a cohort whose every device is offline fails the rollout: unless their answers count.
+    await r.controller.start(specOf([{ setWeight: 100 }, { pause: {} }], { offline: { initialBackoff: '2s', maxBackoff: '8s', maxAttempts: 1 } }), { by: 'alice' });
+    const started = await r.controller.status('ro-test');
+    const actionId = started.devices[0]!.actionId!;
+    assert.ok(started.devices.every((device) => device.actionId === actionId && device.delivery === 'pending'));
+    loads.count = 0;
+    await Promise.all(devices.map((device) => r.controller.deviceAnswered(device.id, actionId, { outcome: 'delivered' })));
+    await r.controller.deviceAnswered('dev-01', 'ro-other-a1', { outcome: 'refused', reason: 'another rollout' }); // not this rollout's action: ignored
+    await r.scheduler.advance(ANSWER_BATCH_MS);
+    for (let i = 0; i < 100 && (await r.controller.status('ro-test')).devices.some((device) => device.delivery === 'pending'); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    // (The checks above load it too, a few times.) One load per answer would be 40 or more.
+    assert.ok(loads.count < 10, `${loads.count} loads of the rollout for 40 late answers`);
+    release();
+    await r.controller.idle();
+    const state = await r.controller.status('ro-test');
+    assert.deepEqual([state.phase, state.stepIndex], ['Paused', 1], state.outcome?.reason);
+    assert.ok(state.devices.every((device) => device.delivery === 'delivered'));
+    const decisions = await r.controller.decisions('ro-test');
+    assert.equal(decisions.filter((decision) => decision.kind === 'device' && decision.verdict === 'delivered').length, 40);
+    assert.equal(decisions.filter((decision) => decision.kind === 'device' && decision.verdict !== 'delivered').length, 0, 'no device counted unreachable or refused');
   });
 
   it('retries an offline device with backoff, counts it unreachable, finishes, and converges it when it returns', async () => {
