@@ -55,7 +55,7 @@ export class StoreFleetIngest implements FleetIngest {
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
       if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
       if (report.kind === 'assignment' && device) {
-        await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now);
+        if (!(await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now))) await tx.commands.setAnswered(report.assignmentId, report.deviceId, now);
         const slots = slotsAfter(device, report);
         if (slots) await tx.devices.setSlots(device.id, slots, now);
         // An answer that changes no stored slot may still be news to the metric series: a

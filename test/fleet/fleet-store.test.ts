@@ -181,7 +181,7 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('retention: a sweep deletes the reports, answered assignments and commands from before --report-retention-days, and only those', async (t) => {
-      await withFleet(t, async (fleet) => {
+      await withFleet(t, async (fleet, store) => {
         const now = new Date('2026-06-01T12:00:00.000Z');
         const daysAgo = (days: number) => new Date(now.getTime() - days * 86_400_000).toISOString();
         await enroll(fleet, 'osaka-1', {});
@@ -193,8 +193,22 @@ for (const engine of STORE_ENGINES) {
         await issue('assign-answered-old', 31, 'activated');
         await issue('assign-unanswered-old', 31, 'published'); // its device has been offline since: it may still answer
         await issue('assign-answered-new', 29, 'activated');
-        await fleet.repos.commands.insert({ id: 'command-old', deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: daysAgo(31), issuedBy: 'system:rollout' });
-        await fleet.repos.commands.insert({ id: 'command-new', deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: daysAgo(29), issuedBy: 'system:rollout' });
+        await issue('assign-retained-old', 32, 'activated'); // what the device holds retained: republished at every start
+        const retained = (await fleet.repos.assignments.get('assign-retained-old', 'osaka-1'))!;
+        await fleet.repos.devices.setRetainedAssignment('osaka-1', { schema: 1, id: retained.id, model: 'iris', version: '1', role: 'active', sha256: retained.artifactId, url: 'http://x/m', issuedAt: retained.issuedAt, seq: 1 } as never);
+        for (const [id, days] of [['command-old', 31], ['command-new', 29], ['command-unanswered-old', 31]] as const) {
+          await fleet.repos.commands.insert({ id, deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: daysAgo(days), issuedBy: 'system:rollout' });
+        }
+        await fleet.repos.commands.setAnswered('command-old', 'osaka-1', daysAgo(31));
+        await fleet.repos.commands.setAnswered('command-new', 'osaka-1', daysAgo(29));
+        // A revoked device answers nothing any more: its old records go, answered or not.
+        await enroll(fleet, 'gone-1', {});
+        await fleet.repos.assignments.insert({
+          id: 'assign-gone-old', deviceId: 'gone-1', model: 'iris', version: '1', artifactId: ref('1').sha256, role: 'active',
+          issuedAt: daysAgo(31), issuedBy: 'token:op', state: 'published', reason: null, updatedAt: daysAgo(31),
+        });
+        await fleet.repos.commands.insert({ id: 'command-gone-old', deviceId: 'gone-1', command: 'drop-candidate', issuedAt: daysAgo(31), issuedBy: 'system:rollout' });
+        await fleet.repos.devices.revoke('gone-1', daysAgo(30));
         await fleet.repos.reports.insert(benchmark('bench-old', 'osaka-1', daysAgo(40), '1', '2'), 'pilot', daysAgo(31));
         await fleet.repos.reports.insert(answer('answer-old', 'osaka-1', 'assign-0001', 'installed', '2', 'candidate'), 'pilot', daysAgo(30.5));
         // Arrival time decides, not the device's clock: an old createdAt that arrived recently is kept.
@@ -203,11 +217,13 @@ for (const engine of STORE_ENGINES) {
         const logged: string[] = [];
         const log = { info: (_: unknown, message: string) => logged.push(message), warn: (_: unknown, message: string) => logged.push(message) } as unknown as Logger;
         const retention = reportRetention(fleet.repos, { days: 30, everyMs: 3_600_000, log, clock: () => now });
-        assert.equal(await retention.sweep(), 4);
+        assert.equal(await retention.sweep(), 6);
         const kept = (await fleet.repos.reports.list({})).map((stored) => stored.report.id).sort();
         assert.deepEqual(kept, ['bench-late', 'bench-new']);
-        assert.deepEqual((await fleet.repos.assignments.listForDevice('osaka-1')).map((a) => a.id).sort(), ['assign-answered-new', 'assign-unanswered-old']);
-        assert.deepEqual([await fleet.repos.commands.get('command-old', 'osaka-1'), (await fleet.repos.commands.get('command-new', 'osaka-1'))?.id], [undefined, 'command-new']);
+        assert.deepEqual((await fleet.repos.assignments.listForDevice('osaka-1')).map((a) => a.id).sort(), ['assign-answered-new', 'assign-retained-old', 'assign-unanswered-old']);
+        assert.deepEqual(await fleet.repos.assignments.listForDevice('gone-1'), []);
+        const commands = await store.engine.all('SELECT id FROM fleet_commands ORDER BY id');
+        assert.deepEqual(commands.map((row) => row.id), ['command-new', 'command-unanswered-old']);
         assert.deepEqual(logged, ['deleted device reports, answered assignments and fleet commands older than 30 days (--report-retention-days)']);
         assert.equal(await retention.sweep(), 0, 'nothing more to delete');
         assert.equal(await reportRetention(fleet.repos, { days: 0, everyMs: 1, log }).sweep().then(() => fleet.repos.reports.count()), 2);
@@ -249,6 +265,8 @@ for (const engine of STORE_ENGINES) {
         assert.deepEqual(await waited.promise, { outcome: 'candidate-dropped', reason: null });
         assert.equal((await fleet.repos.devices.get('osaka-1'))!.candidate, null);
         assert.equal((await fleet.repos.reports.findAnswer('command-0001', 'osaka-1'))?.outcome, 'candidate-dropped');
+        // The command is marked answered (retention may delete it once it is old).
+        assert.equal((await store.engine.get("SELECT answered_at FROM fleet_commands WHERE id = 'command-0001'"))?.answered_at !== null, true);
       });
     });
 

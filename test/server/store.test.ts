@@ -46,7 +46,7 @@ for (const engine of STORE_ENGINES) {
         const rows = await store.engine.all('SELECT domain, version FROM schema_migrations ORDER BY domain, version');
         assert.deepEqual(
           rows.map((row) => `${row.domain}:${row.version}`),
-          ['audit:1', 'audit:2', 'auth:1', 'fleet:1', 'fleet:2', 'fleet:3', 'fleet:4', 'fleet:5', 'fleet:6', 'jobs:1', 'jobs:2', 'jobs:3', 'registry:1', 'rollouts:1', 'rollouts:2'],
+          ['audit:1', 'audit:2', 'auth:1', 'fleet:1', 'fleet:2', 'fleet:3', 'fleet:4', 'fleet:5', 'fleet:6', 'fleet:7', 'jobs:1', 'jobs:2', 'jobs:3', 'registry:1', 'rollouts:1', 'rollouts:2'],
         );
         // A device's answer to an assignment is found by index, not by walking its report history.
         const plan =
@@ -71,6 +71,27 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await reports.insert(report, 'none', report.createdAt), false, 'the same device, the same id: a repeat');
         assert.equal(await reports.insert({ ...report, deviceId: 'kyoto-1' }, 'none', report.createdAt), true, 'another device, its own report');
         assert.equal((await reports.findAnswer('a-1', 'osaka-1'))?.id, 'r-1', 'the payload keeps the device\'s id');
+      });
+    });
+
+    test('fleet:7 marks the fleet commands stored before it that their device answered (from the reports), and only those', async (t) => {
+      await withStore(t, async (store) => {
+        // The database as fleet:6 left it: two commands to osaka-1, one answered.
+        await store.engine.run("DELETE FROM schema_migrations WHERE domain = 'fleet' AND version = 7");
+        await store.engine.run('ALTER TABLE fleet_commands DROP COLUMN answered_at');
+        await store.engine.run("INSERT INTO devices (id, labels, secret_hash, token_id, enrolled_at, enrolled_by) VALUES ('osaka-1', '{}', 'x', 't', 'now', 'test')");
+        for (const id of ['c-answered', 'c-silent']) {
+          await store.engine.run("INSERT INTO fleet_commands (id, device_id, command, issued_at, issued_by) VALUES (?, 'osaka-1', 'drop-candidate', '2026-03-01T09:00:00.000Z', 'test')", [id]);
+        }
+        await store.engine.run(
+          "INSERT INTO device_reports (id, device_id, kind, model, assignment_id, cohort, created_at, received_at, payload) VALUES ('osaka-1/r-1', 'osaka-1', 'assignment', 'iris', 'c-answered', 'none', ?, ?, '{}')",
+          ['2026-03-01T09:00:01.000Z', '2026-03-01T09:00:02.000Z'],
+        );
+        assert.deepEqual((await runMigrations(store.engine, ALL_MIGRATIONS)).map((m) => `${m.domain}:${m.version}`), ['fleet:7']);
+        assert.deepEqual(await store.engine.all('SELECT id, answered_at FROM fleet_commands ORDER BY id'), [
+          { id: 'c-answered', answered_at: '2026-03-01T09:00:02.000Z' },
+          { id: 'c-silent', answered_at: null },
+        ]);
       });
     });
 

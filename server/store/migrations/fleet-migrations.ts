@@ -109,4 +109,17 @@ export const fleetMigrations: Migration[] = [
     // first, and the other's real reports were dropped as repeats. The key is `<device>/<id>`.
     sql: () => `UPDATE device_reports SET id = device_id || '/' || id;`,
   },
+  {
+    domain: 'fleet',
+    version: 7,
+    name: 'when a device answered a fleet command',
+    // Retention deletes only commands their device answered (or revoked devices'): one still
+    // unanswered may be answered when its device, offline since, comes back.
+    sql: () => `
+      ALTER TABLE fleet_commands ADD COLUMN answered_at TEXT;
+      UPDATE fleet_commands SET answered_at = (
+        SELECT MIN(r.received_at) FROM device_reports r
+        WHERE r.kind = 'assignment' AND r.assignment_id = fleet_commands.id AND r.device_id = fleet_commands.device_id
+      );`,
+  },
 ];

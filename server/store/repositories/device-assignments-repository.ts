@@ -51,12 +51,21 @@ export class DeviceAssignmentsRepository {
   }
 
   /**
-   * Deletes the records of assignments issued before `cutoff` that their device answered (the
-   * answers themselves are device reports, deleted after the same time). One still unanswered
-   * stays: its device, offline since, may still answer it when it comes back.
+   * Deletes the records of assignments issued before `cutoff` that their device answered, or
+   * whose device is revoked (the answers themselves are device reports, deleted after the same
+   * time). Kept: one still unanswered (its device, offline since, may answer it when it comes
+   * back), and the one each device holds retained (republished at every start, and taken again by
+   * a device restoring a lost model). The retained one is matched in its stored JSON by id, the
+   * same way on both engines; a false match only keeps a record longer.
    */
   async deleteAnsweredBefore(cutoff: Date): Promise<number> {
-    return (await this.db.run("DELETE FROM device_assignments WHERE issued_at < ? AND state <> 'published'", [cutoff.toISOString()])).changes;
+    const sql = `DELETE FROM device_assignments WHERE issued_at < ?
+      AND (state <> 'published' OR device_id IN (SELECT id FROM devices WHERE revoked_at IS NOT NULL))
+      AND NOT EXISTS (
+        SELECT 1 FROM devices d WHERE d.id = device_assignments.device_id
+        AND d.retained_assignment LIKE '%"id":"' || device_assignments.id || '"%'
+      )`;
+    return (await this.db.run(sql, [cutoff.toISOString()])).changes;
   }
 
   async count(): Promise<number> {

@@ -25,9 +25,19 @@ export class FleetCommandsRepository {
     return result.changes > 0;
   }
 
-  /** Deletes the records of commands issued before `cutoff`. */
-  async deleteIssuedBefore(cutoff: Date): Promise<number> {
-    return (await this.db.run('DELETE FROM fleet_commands WHERE issued_at < ?', [cutoff.toISOString()])).changes;
+  /** Records that the device answered the command; false when it was never sent to it. */
+  async setAnswered(id: string, deviceId: string, at: string): Promise<boolean> {
+    return (await this.db.run('UPDATE fleet_commands SET answered_at = COALESCE(answered_at, ?) WHERE id = ? AND device_id = ?', [at, id, deviceId])).changes > 0;
+  }
+
+  /**
+   * Deletes the records of commands issued before `cutoff` that their device answered, or whose
+   * device is revoked. One still unanswered stays: its device, offline since, may answer it yet.
+   */
+  async deleteAnsweredBefore(cutoff: Date): Promise<number> {
+    const sql = `DELETE FROM fleet_commands WHERE issued_at < ?
+      AND (answered_at IS NOT NULL OR device_id IN (SELECT id FROM devices WHERE revoked_at IS NOT NULL))`;
+    return (await this.db.run(sql, [cutoff.toISOString()])).changes;
   }
 
   async get(id: string, deviceId: string): Promise<FleetCommandRecord | undefined> {
