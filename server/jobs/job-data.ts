@@ -31,6 +31,9 @@ export async function readJobData(
     throw unreadable();
   });
   try {
+    // A directory on the way swapped for a symlink between the check and the open (O_NOFOLLOW
+    // guards only the last part) would open a file elsewhere: what was opened is checked again.
+    if ((await openedPath(file.fd)) !== real) throw unreadable();
     const info = await file.stat();
     if (!info.isFile()) throw unreadable();
     if (info.size > maxBytes) throw new ServiceError('payload_too_large', `${fields.path}: the file exceeds ${maxBytes} bytes`);
@@ -38,4 +41,9 @@ export async function readJobData(
   } finally {
     await file.close();
   }
+}
+
+/** The real path of an open file (Linux: /proc/self/fd); where the system cannot tell, null, and the file is refused. */
+async function openedPath(fd: number): Promise<string | null> {
+  return realpath(`/proc/self/fd/${fd}`).catch(() => null);
 }

@@ -101,3 +101,39 @@ test('REST and gRPC answer a prune job data path outside the root as they answer
   assert.equal(accepted.status, 400);
   assert.match(((await accepted.json()) as { error: { message: string } }).error.message, /no label column "nope"/);
 });
+
+test('a directory on the path swapped for a symlink out of the root while a job reads never yields the file outside (the opened file is checked again)', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'fleetprune-data-root-race-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const root = join(base, 'root');
+  await mkdir(join(root, 'd'), { recursive: true });
+  await mkdir(join(base, 'outside'));
+  await writeFile(join(root, 'd', 'data.csv'), 'x,y\n1,inside\n');
+  await writeFile(join(base, 'outside', 'data.csv'), 'x,y\n1,SECRET\n');
+  await symlink(join(base, 'outside'), join(root, 'link-d'));
+  // Someone who may write in the data root keeps swapping root/d (a directory) and root/link-d (a symlink out).
+  const { rename } = await import('node:fs/promises');
+  let stop = false;
+  const swapper = (async () => {
+    while (!stop) {
+      await rename(join(root, 'd'), join(root, 'tmp')).catch(() => {});
+      await rename(join(root, 'link-d'), join(root, 'd')).catch(() => {});
+      await rename(join(root, 'tmp'), join(root, 'link-d')).catch(() => {});
+    }
+  })();
+  const read = { inside: 0, outside: 0, refused: 0 };
+  const until = Date.now() + 3000;
+  try {
+    while (Date.now() < until) {
+      const text = await readJobData({ path: 'd/data.csv' }, root, 1_000_000, REST_PRUNE_FIELDS).then((data) => data.text, () => null);
+      if (text === null) read.refused += 1;
+      else if (text.includes('SECRET')) read.outside += 1;
+      else read.inside += 1;
+    }
+  } finally {
+    stop = true;
+    await swapper;
+  }
+  assert.equal(read.outside, 0, JSON.stringify(read));
+  assert.ok(read.inside > 0, `the file inside was read at times: ${JSON.stringify(read)}`);
+});
