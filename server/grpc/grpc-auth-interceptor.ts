@@ -5,6 +5,12 @@ import type { MethodAccess } from './grpc-access.ts';
 import { toStatus } from './grpc-status.ts';
 
 const callers = new WeakMap<Metadata, Principal>();
+const cuts = new WeakMap<Metadata, { code: GrpcStatus; details: string }>();
+
+/** The status the interceptor ended an admitted call with (its token was revoked), if it did: its handler records that, not its own ending. */
+export function cutOf(metadata: Metadata): { code: GrpcStatus; details: string } | undefined {
+  return cuts.get(metadata);
+}
 
 /** Who the interceptor let in, for the handler of the call whose metadata this is. */
 export function callerOf(metadata: Metadata): Principal | undefined {
@@ -34,8 +40,10 @@ export function grpcAuthInterceptor(deps: GrpcDeps, access: ReadonlyMap<string, 
     let ended = false;
     let cut = false;
     let unwatch = () => {};
+    let admitted: Metadata | undefined;
     const refuse = (status: { code: GrpcStatus; details: string }) => {
       cut = true;
+      if (admitted) cuts.set(admitted, status);
       call.sendStatus(status);
     };
     return new ServerInterceptingCall(call, {
@@ -48,6 +56,7 @@ export function grpcAuthInterceptor(deps: GrpcDeps, access: ReadonlyMap<string, 
               (principal) => {
                 if (ended) return;
                 callers.set(metadata, principal);
+                admitted = metadata;
                 unwatch = deps.tokens.revocations.watch(principal.tokenId, () => refuse({ code: GrpcStatus.UNAUTHENTICATED, details: 'the token was revoked' }));
                 pass(metadata);
               },

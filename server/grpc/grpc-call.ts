@@ -14,7 +14,7 @@ import type { Permission } from '../auth/roles.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { ServerMetrics } from '../metrics/server-metrics.ts';
 import { declareAccess } from './grpc-access.ts';
-import { callerOf } from './grpc-auth-interceptor.ts';
+import { callerOf, cutOf } from './grpc-auth-interceptor.ts';
 import { toStatus } from './grpc-status.ts';
 
 /** What the gRPC handlers and the auth interceptor need (the tokens, for the interceptor). */
@@ -89,11 +89,11 @@ export class GrpcHandlers {
         })
         .then(
           () => {
-            stop({ code: GrpcStatus[GrpcStatus.OK] });
+            stop({ code: GrpcStatus[cutOf(call.metadata)?.code ?? GrpcStatus.OK] });
             call.end();
           },
           (error) => {
-            const failure = toStatus(error, this.deps.log, name);
+            const failure = cutOf(call.metadata) ?? toStatus(error, this.deps.log, name);
             stop({ code: GrpcStatus[failure.code] });
             if (!call.cancelled) call.emit('error', failure);
           },
@@ -111,11 +111,12 @@ export class GrpcHandlers {
         .then(() => handle(call, caller(call.metadata, name)))
         .then(
           (response) => {
-            stop({ code: GrpcStatus[GrpcStatus.OK] });
+            stop({ code: GrpcStatus[cutOf(call.metadata)?.code ?? GrpcStatus.OK] });
             callback(null, response);
           },
           (error) => {
-            const failure = toStatus(error, this.deps.log, name);
+            // A revoked token's upload fails as its stream is cut: the cut is its status, not an internal error.
+            const failure = cutOf(call.metadata) ?? toStatus(error, this.deps.log, name);
             stop({ code: GrpcStatus[failure.code] });
             call.destroy();
             callback(failure);

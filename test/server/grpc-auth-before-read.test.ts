@@ -114,6 +114,15 @@ test('gRPC: an upload under way stops when its token is revoked', async (t) => {
   const timeout = new Promise<string>((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000).unref());
   assert.equal(await Promise.race([ended, timeout]), status.UNAUTHENTICATED);
   assert.equal(server.server.ctx.tokens.revocations.watching, 0, 'nothing left watching');
+  // The call-duration metric records the cut as the client saw it, not as an internal error of the handler.
+  // (The handler records it when its reading of the cut stream fails, a moment after the client's status.)
+  let uploads: string[] = [];
+  for (let i = 0; i < 100 && uploads.length === 0; i++) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    const metrics = await (await fetch(`${server.baseUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
+    uploads = metrics.split('\n').filter((line) => line.startsWith('fleetprune_grpc_request_duration_seconds_count{') && line.includes('method="Blobs/UploadBlob"'));
+  }
+  assert.deepEqual(uploads.map((line) => /code="(\w+)"/.exec(line)![1]), ['UNAUTHENTICATED'], uploads.join('\n'));
 });
 
 test('gRPC: one connection may have at most 100 calls open at once (a client queues the rest)', async (t) => {
