@@ -9,6 +9,7 @@ import { cliLogLevel } from '../util/log.ts';
  */
 export async function runCli(program: Command, argv: readonly string[], name = program.name()): Promise<number> {
   exitOnUncaughtFailures(name);
+  exitQuietlyWhenOutputCloses();
   try {
     // A bad FLEETPRUNE_LOG_LEVEL is an error for every command, not only for those that log.
     cliLogLevel();
@@ -41,6 +42,24 @@ export function oneLineUsageErrors(program: Command): Command {
       write(`${program.name()}: ${text} (run with --help for usage)\n`);
     },
   });
+}
+
+/** The exit code of a command whose reader went away: 128 + SIGPIPE, as a shell reports `git log | head -1`'s git. */
+export const CLOSED_OUTPUT_EXIT_CODE = 141;
+
+/**
+ * A reader that goes away (`fleetprune rollout status ID | head -1`) is not an internal error: the
+ * next write to its pipe fails with EPIPE, and the command exits at once, without a word, as a C
+ * tool killed by SIGPIPE would (a shell without pipefail ignores the code; a supervisor restarts a
+ * server whose log pipe broke). Any other error of stdout or stderr stays an uncaught failure.
+ */
+function exitQuietlyWhenOutputCloses(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') process.exit(CLOSED_OUTPUT_EXIT_CODE);
+      throw error;
+    });
+  }
 }
 
 /**
