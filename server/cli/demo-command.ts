@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -21,6 +21,19 @@ interface DemoFlags {
 }
 
 /**
+ * A demo starts from nothing: its script enrolls the same device ids and registers its models
+ * anew, which an earlier demo's data would refuse only after minutes of training. Its server's
+ * data can be looked at again with `fleetprune server`.
+ */
+async function assertEmptyDemoDirectory(dir: string): Promise<void> {
+  if ((await readdir(dir)).length === 0) return;
+  throw new UserError(
+    `--data-dir: ${dir} is not empty; a demo starts in an empty or new directory ` +
+      `(an earlier demo's server runs again with: fleetprune server --data-dir ${join(dir, 'server')})`,
+  );
+}
+
+/**
  * `npm start`: the whole loop on embedded defaults. A server with its embedded MQTT broker and
  * SQLite in a temporary data dir, simulated field devices running the real agent, a general model
  * pruned by ODF2NNA into two candidates, and a staged rollout of each, decided by metrics.
@@ -31,7 +44,7 @@ export function registerDemoCommand(program: Command): void {
     .description('the pilot demo: server, simulated devices, ODF2NNA candidates and staged rollouts')
     .option('--dataset <name>', `one of ${Object.keys(SHIPPED_DATASETS).join(', ')}`, 'wine')
     .option('--devices <n>', 'simulated field devices, 8 to 500 (the pilot takes half, rounded up)', parseInteger, 12)
-    .option('--data-dir <dir>', 'where the server and devices keep their data (default: a new temporary directory)')
+    .option('--data-dir <dir>', 'an empty or new directory where the server and devices keep their data, kept at exit (default: a temporary directory, removed at exit)')
     .option('--http-port <port>', 'dashboard and REST port (0 = any free port)', parseInteger, 0)
     .option('--seed <n>', 'seed for the data split, training and the simulated sites', parseInteger, 7)
     .option('--prometheus-url <url>', 'decide with this Prometheus instead of the builtin metric provider; it must scrape the demo server (--http-port), and analyses wait 30 s into each step for its scrapes')
@@ -46,7 +59,10 @@ export function registerDemoCommand(program: Command): void {
       // Where the demo writes is checked before it runs: a bad path must not cost a whole demo.
       const chosenDataDir = flags.dataDir ? resolve(flags.dataDir) : undefined;
       const createdDataDir = chosenDataDir !== undefined && !existsSync(chosenDataDir);
-      if (chosenDataDir) await ensureWritableDirectory(chosenDataDir, '--data-dir');
+      if (chosenDataDir) {
+        await ensureWritableDirectory(chosenDataDir, '--data-dir');
+        await assertEmptyDemoDirectory(chosenDataDir);
+      }
       if (flags.summaryJson) {
         // (The file may be inside --data-dir, hence checked once that exists.)
         await assertWritableFile(flags.summaryJson, '--summary-json').catch(async (error: unknown) => {

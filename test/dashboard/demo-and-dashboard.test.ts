@@ -65,6 +65,9 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
   await writeFile(aFile, 'x\n');
   const aDir = join(dir, 'adir');
   await mkdir(aDir);
+  // An earlier demo's data: rerunning into it would enroll the same device ids after minutes of training.
+  const earlier = join(dir, 'earlier');
+  await mkdir(join(earlier, 'server'), { recursive: true });
   const demo = (...flags: string[]) =>
     runCli(['demo', '--dataset', 'iris', '--devices', '8', '--exit-when-done', ...flags], {}, { timeoutMs: 60_000 });
 
@@ -73,6 +76,10 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
     [['--data-dir', join(dir, 'dd2'), '--summary-json', join(dir, 'nowhere', 'summary.json')], `fleetprune: --summary-json: cannot write ${join(dir, 'nowhere', 'summary.json')} (no directory ${join(dir, 'nowhere')})\n`],
     [['--data-dir', aFile], `fleetprune: --data-dir: ${aFile} is not a directory\n`],
     [['--data-dir', join(aFile, 'sub')], `fleetprune: --data-dir: cannot create ${join(aFile, 'sub')} (a parent is not a directory)\n`],
+    [
+      ['--data-dir', earlier, '--summary-json', join(earlier, 'summary.json')],
+      `fleetprune: --data-dir: ${earlier} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: fleetprune server --data-dir ${join(earlier, 'server')})\n`,
+    ],
   ];
   for (const [flags, message] of cases) {
     const result = await demo(...flags);
@@ -80,8 +87,9 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
     assert.equal(result.stdout, '', 'the demo did not start');
     assert.equal(result.stderr, message);
   }
-  assert.deepEqual((await readdir(dir)).sort(), ['adir', 'some-file'], 'no data directory or summary file is left behind');
+  assert.deepEqual((await readdir(dir)).sort(), ['adir', 'earlier', 'some-file'], 'no data directory or summary file is left behind');
   assert.deepEqual(await readdir(aDir), []);
+  assert.deepEqual(await readdir(earlier), ['server'], 'the earlier demo\'s data is left as it was');
   assert.equal(await readFile(aFile, 'utf8'), 'x\n');
 });
 
