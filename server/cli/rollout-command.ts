@@ -34,7 +34,7 @@ export function registerRolloutCommand(program: Command): void {
           return;
         }
         process.stderr.write(`started rollout ${started.id} of ${started.model} ${started.candidate_version}\n`);
-        await watch(connection, started.id);
+        await watch(connection, started.id, started.step_count);
       });
     });
 
@@ -67,14 +67,18 @@ export function registerRolloutCommand(program: Command): void {
         }
         process.stdout.write('decisions:\n');
         for (const d of detail.decisions) {
-          process.stdout.write(`  ${decisionLine({ id: d.id, at: d.at, kind: d.kind, step_index: d.stepIndex, verdict: d.verdict, message: d.message, by: d.by ?? '', measurement_json: '' })}\n`);
+          process.stdout.write(`  ${decisionLine({ id: d.id, at: d.at, kind: d.kind, step_index: d.stepIndex, verdict: d.verdict, message: d.message, by: d.by ?? '', measurement_json: '' }, r.step_count)}\n`);
         }
       });
     });
 
   withConnectionOptions(rollout.command('watch <id>').description('follow a rollout live until it completes, fails, is aborted or rolled back')).action(
     async (id: string, flags: ConnectionFlags) => {
-      await withConnection(flags, (connection) => watch(connection, id));
+      await withConnection(flags, async (connection) => {
+        // The step count (fixed by the spec) numbers the decisions, which the stream may send before any state.
+        const { rollout: r } = await connection.unary<{ rollout: GrpcRollout }>('Rollouts', 'GetRollout', { id, device_states: 1 });
+        await watch(connection, id, r.step_count);
+      });
     },
   );
 
@@ -106,8 +110,8 @@ function printState(r: GrpcRollout): void {
 }
 
 /** Streams a rollout's decisions and states; returns when it reaches a terminal phase. */
-async function watch(connection: ServerConnection, id: string): Promise<void> {
-  const progress = createRolloutProgress();
+async function watch(connection: ServerConnection, id: string, stepCount: number): Promise<void> {
+  const progress = createRolloutProgress(stepCount);
   let final: GrpcRollout | undefined;
   try {
     await new Promise<void>((resolve, reject) => {

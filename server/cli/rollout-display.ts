@@ -40,9 +40,14 @@ export function rolloutLine(r: GrpcRollout): string {
   return `${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} delivered${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${outcome}`;
 }
 
-/** A decision of the log; its step is numbered from 1, as in `rollout status` and the decision messages. */
-export function decisionLine(d: GrpcDecision): string {
-  return `${d.at}  step ${d.step_index + 1}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`;
+/**
+ * A decision of the log; its step is numbered from 1, as in `rollout status` and the decision
+ * messages. Decisions taken after the last step (activating everywhere, a later rollback) are
+ * counted in the last step, as the rollout's own line counts it (`step 3/3`), not in a step
+ * `stepCount + 1` that the rollout does not have.
+ */
+export function decisionLine(d: GrpcDecision, stepCount: number): string {
+  return `${d.at}  step ${Math.min(d.step_index + 1, stepCount)}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`;
 }
 
 /**
@@ -55,15 +60,19 @@ export interface RolloutProgress {
   stop(): void;
 }
 
-export function createRolloutProgress(stream: NodeJS.WriteStream = process.stdout): RolloutProgress {
-  return stream.isTTY ? new TtyRolloutProgress(stream) : new PlainRolloutProgress(stream);
+/** Shows a rollout of `stepCount` steps (fixed by its spec). */
+export function createRolloutProgress(stepCount: number, stream: NodeJS.WriteStream = process.stdout): RolloutProgress {
+  return stream.isTTY ? new TtyRolloutProgress(stream, stepCount) : new PlainRolloutProgress(stream, stepCount);
 }
 
 class TtyRolloutProgress implements RolloutProgress {
   readonly #multibar: cliProgress.MultiBar;
   #bar: cliProgress.SingleBar | undefined;
 
-  constructor(stream: NodeJS.WriteStream) {
+  constructor(
+    stream: NodeJS.WriteStream,
+    private readonly stepCount: number,
+  ) {
     this.#multibar = new cliProgress.MultiBar(
       { stream, hideCursor: true, clearOnComplete: true, format: ' {id} {phase} |{bar}| step {step}/{total} weight {weight}% {detail}' },
       cliProgress.Presets.shades_classic,
@@ -79,7 +88,7 @@ class TtyRolloutProgress implements RolloutProgress {
 
   decision(d: GrpcDecision): void {
     // Logged above the bar, which is redrawn below it.
-    this.#multibar.log(`${decisionLine(d)}\n`);
+    this.#multibar.log(`${decisionLine(d, this.stepCount)}\n`);
   }
 
   stop(): void {
@@ -90,7 +99,10 @@ class TtyRolloutProgress implements RolloutProgress {
 class PlainRolloutProgress implements RolloutProgress {
   #last = '';
 
-  constructor(private readonly stream: NodeJS.WriteStream) {}
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly stepCount: number,
+  ) {}
 
   state(r: GrpcRollout): void {
     if (r.terminal) return;
@@ -100,7 +112,7 @@ class PlainRolloutProgress implements RolloutProgress {
   }
 
   decision(d: GrpcDecision): void {
-    this.stream.write(`  ${decisionLine(d)}\n`);
+    this.stream.write(`  ${decisionLine(d, this.stepCount)}\n`);
   }
 
   stop(): void {}

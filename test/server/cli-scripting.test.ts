@@ -46,6 +46,8 @@ const DECISIONS = [
   { id: 'd1', at: '2026-03-01T09:00:00.000Z', kind: 'step', step_index: 0, verdict: 'started', message: 'step 1/3: set weight 25%', by: '', measurement_json: '' },
   { id: 'd2', at: '2026-03-01T09:01:00.000Z', kind: 'step', step_index: 0, verdict: 'completed', message: 'step 1 completed', by: '', measurement_json: '' },
   { id: 'd3', at: '2026-03-01T09:02:00.000Z', kind: 'step', step_index: 1, verdict: 'started', message: 'step 2/3: analysis of accuracy', by: '', measurement_json: '' },
+  // Taken after the last step: the rollout's index is then its step count.
+  { id: 'd4', at: '2026-03-01T09:09:00.000Z', kind: 'promotion', step_index: 3, verdict: 'production', message: 'wine 2 is production: all steps passed', by: '', measurement_json: '' },
 ];
 
 let server: Server;
@@ -103,27 +105,29 @@ test('rollout start without --watch prints the bare rollout id on stdout (it pri
   assert.match(run.stderr, new RegExp(`started rollout ${ROLLOUT_ID} of wine 2; follow it with: fleetprune rollout watch ${ROLLOUT_ID}`));
 });
 
-test('rollout watch prints its events on stdout and the summary once, steps counted from 1 (events went to stderr, the summary three times)', async () => {
+test('rollout watch prints its events on stdout and the summary once, steps counted from 1 and never past the last (events went to stderr, the summary three times, step 4 of 3)', async () => {
   const run = await runCli(['rollout', 'watch', ROLLOUT_ID, ...connection]);
   assert.equal(run.code, 0, run.stderr);
   assert.equal(run.stderr, '');
   const lines = run.stdout.trimEnd().split('\n');
-  assert.deepEqual(lines.slice(0, 3), [
+  assert.deepEqual(lines.slice(0, 4), [
     '  2026-03-01T09:00:00.000Z  step 1  step  started: step 1/3: set weight 25%',
     '  2026-03-01T09:01:00.000Z  step 1  step  completed: step 1 completed',
     '  2026-03-01T09:02:00.000Z  step 2  step  started: step 2/3: analysis of accuracy',
+    '  2026-03-01T09:09:00.000Z  step 3  promotion  production: wine 2 is production: all steps passed',
   ]);
-  assert.equal(lines.length, 4, run.stdout);
+  assert.equal(lines.length, 5, run.stdout);
   assert.equal(lines.filter((line) => line.startsWith(ROLLOUT_ID)).length, 1, run.stdout);
-  assert.match(lines[3]!, new RegExp(`^${ROLLOUT_ID}  wine 2  Completed  3 steps  weight 100%`));
+  assert.match(lines[4]!, new RegExp(`^${ROLLOUT_ID}  wine 2  Completed  3 steps  weight 100%`));
 });
 
-test('rollout status numbers steps from 1 in its line, its step list and its decision log (they said step 2/3, ▶ 1. and step 0)', async () => {
+test('rollout status numbers steps from 1 in its line, its step list and its decision log, never past the last (they said step 2/3, ▶ 1., step 0 and step 4 of 3)', async () => {
   const run = await runCli(['rollout', 'status', ROLLOUT_ID, ...connection]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /step 2\/3 \(analyzing: analysis of accuracy\)/);
   assert.match(run.stdout, /^ {2}✓ 1\. set weight 25%$/m);
   assert.match(run.stdout, /^ {2}▶ 2\. analysis of accuracy \(2 measurements\)$/m);
   assert.match(run.stdout, /^ {2}2026-03-01T09:02:00\.000Z {2}step 2 {2}step {2}started: step 2\/3/m);
-  assert.doesNotMatch(run.stdout, /step 0 /);
+  assert.match(run.stdout, /^ {2}2026-03-01T09:09:00\.000Z {2}step 3 {2}promotion {2}production: /m);
+  assert.doesNotMatch(run.stdout, /step [04] /);
 });
