@@ -1,3 +1,4 @@
+import { errorMessage } from '../../shared/util/errors.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
 import { SystemScheduler } from '../analysis/scheduler.ts';
@@ -12,6 +13,7 @@ import { StoreRolloutRepository } from '../store/repositories/rollouts-repositor
 import { evidenceRetention } from './evidence-retention.ts';
 import type { FleetPort } from './fleet-port.ts';
 import { chainLeadershipHandlers, type Leadership, type LeadershipHandlers } from './leader-election.ts';
+import { MissedDeviceEvents } from './missed-device-events.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
 import { RolloutController } from './rollout-controller.ts';
 import { NotifyingRolloutRepository, RolloutFeed } from './rollout-feed.ts';
@@ -65,6 +67,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   });
   const { leadership } = deps;
   let controller: RolloutController | undefined;
+  /** Device events that came while no controller ran (starting, standby): replayed once one has recovered. */
+  const missed = new MissedDeviceEvents();
   const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller });
   const retention = evidenceRetention(new StoreRolloutRepository(ctx.store.engine), {
     days: ctx.config.reportRetentionDays,
@@ -86,6 +90,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
           controller = new RolloutController({ repository, fleet: deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log });
           const resumed = await controller.recover();
           log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished`);
+          // In the background: a fleet reconnecting at start must not hold the takeover up.
+          void missed.replay(controller, (error, deviceId) => log.warn({ err: errorMessage(error), deviceId }, 'a device event that came before the rollouts were driven could not be handled'));
         },
         deposed: () => {
           controller?.stop();
@@ -105,13 +111,16 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       await leadership.stop();
     },
     async deviceOnline(deviceId) {
-      await controller?.deviceOnline(deviceId);
+      if (controller) await controller.deviceOnline(deviceId);
+      else missed.online(deviceId);
     },
     async benchmarkFailed(deviceId, assignmentId, reason) {
-      await controller?.benchmarkFailed(deviceId, assignmentId, reason);
+      if (controller) await controller.benchmarkFailed(deviceId, assignmentId, reason);
+      else missed.benchmarkFailed({ deviceId, assignmentId, reason });
     },
     async deviceAnswered(deviceId, actionId, result) {
-      await controller?.deviceAnswered(deviceId, actionId, result);
+      if (controller) await controller.deviceAnswered(deviceId, actionId, result);
+      else missed.answered({ deviceId, actionId, result });
     },
   };
 }
