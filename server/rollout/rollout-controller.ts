@@ -280,8 +280,17 @@ export class RolloutController {
     this.#track(
       (async () => {
         const record = await this.#o.repository.load(id);
+        let earlierStatusChange = false;
         for (const action of record?.pendingActions ?? []) {
           const key = `${id}/${action.id}`;
+          // Version status changes land in the order they were decided, one at a time: a
+          // completion's "production" still on its way (a slow transaction, a retry) must not
+          // land after a rollback's restore of the previous version. The next one runs when the
+          // one before it has been recorded (that commit drains again).
+          if (action.kind === 'markVersion') {
+            if (earlierStatusChange) continue;
+            earlierStatusChange = true;
+          }
           // A failed action waits out its backoff: every tick, measurement or device coming online
           // drains, and must not run it again each time.
           if (this.#inFlight.has(key) || this.#retries.has(key)) continue;
