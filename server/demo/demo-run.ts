@@ -164,7 +164,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
 
 /**
  * Starts a rollout; while the model's previous rollout is still sending its devices their
- * reverts (409, a device slow to answer), waits and tries again, as an operator would.
+ * reverts (409, a device slow to answer) or recording its version statuses, waits and tries
+ * again, as an operator would.
  */
 export async function startRollout(api: RestClient, spec: Record<string, unknown>, timeoutMs = 120_000): Promise<RolloutSummary> {
   const deadline = Date.now() + timeoutMs;
@@ -172,7 +173,7 @@ export async function startRollout(api: RestClient, spec: Record<string, unknown
     try {
       return await api.request<RolloutSummary>('POST', '/rollouts', spec);
     } catch (error) {
-      if (!(error instanceof RestError && error.status === 409 && /still sending/.test(error.message)) || Date.now() > deadline) throw error;
+      if (!(error instanceof RestError && error.status === 409 && /still (sending|recording)/.test(error.message)) || Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }

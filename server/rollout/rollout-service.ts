@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { setBounded } from '../../shared/util/bounded-map.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { relativeTaskProblem } from '../analysis/relative-check.ts';
@@ -23,6 +24,9 @@ export interface RolloutServiceOptions {
   /** The controller while this process leads; undefined on a follower. */
   readonly controller: () => RolloutController | undefined;
 }
+
+/** How long a start waits for the model's previous rollout to record its version statuses before refusing. */
+const STATUS_WAIT_MS = 3000;
 
 /** Summaries kept (a list shows at most 1,000 rollouts). */
 const SUMMARY_CACHE_ROLLOUTS = 1000;
@@ -65,6 +69,12 @@ export class RolloutService {
         if (other && delivering > 0) {
           throw new ServiceError('conflict', `model ${model}'s rollout ${id} (${other.state.phase}) is still sending its devices their models (${delivering} pending); start again once that is done`);
         }
+        // Nor its version statuses (a rollback's restore of the previous production): this rollout
+        // would record the wrong version as its previous production, and restore that one if rolled
+        // back. They land within moments, so the start waits a little for them first.
+        if (other && (await this.#stillRecordingStatuses(id))) {
+          throw new ServiceError('conflict', `model ${model}'s rollout ${id} (${other.state.phase}) is still recording its version statuses (the production alias); start again once that is done`);
+        }
       }
       let id: string;
       try {
@@ -76,6 +86,17 @@ export class RolloutService {
       await this.#audit(principal, 'rollout.start', id, { model, candidateVersion, steps: spec.steps.length });
       return (await this.#o.repository.load(id))!;
     });
+  }
+
+  /** Whether the rollout still has version statuses to record after waiting up to STATUS_WAIT_MS for them. */
+  async #stillRecordingStatuses(id: string): Promise<boolean> {
+    const deadline = Date.now() + STATUS_WAIT_MS;
+    for (;;) {
+      const record = await this.#o.repository.load(id);
+      if (!record?.pendingActions.some((action) => action.kind === 'markVersion')) return false;
+      if (Date.now() >= deadline) return true;
+      await sleep(100);
+    }
   }
 
   /**
@@ -166,11 +187,12 @@ export class RolloutService {
   }
 
   /**
-   * Rolling back a promoted rollout restores what ran before it. Once a newer rollout of the model
-   * has promoted (or is under way), that would silently undo the newer one: refused, naming it.
+   * Rolling back a promoted rollout restores what ran before it, and rolling back a rolled-back
+   * one sends the baseline again to its devices not back on it. Once a newer rollout of the model
+   * has promoted (or is under way), either would silently undo the newer one: refused, naming it.
    */
   async #refuseUndoingNewer(record: RolloutRecord): Promise<void> {
-    if (record.state.phase !== 'Completed') return;
+    if (record.state.phase !== 'Completed' && record.state.phase !== 'RolledBack') return;
     const { model } = record.state.spec;
     for (const newer of await this.#o.repository.list({ model })) {
       if (newer === record.state.id) return; // newest first: the rest are older
