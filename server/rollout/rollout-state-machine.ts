@@ -614,8 +614,11 @@ function onPromote(t: TransitionDraft, by: string, full: boolean): void {
 
 function onRollback(t: TransitionDraft, by: string, reason?: string): void {
   const s = t.s;
-  if (s.phase === 'RolledBack') throw new RolloutCommandError(`rollout ${s.id} is already rolled back`);
   const why = `rolled back by ${by}${reason ? `: ${reason}` : ''}`;
+  if (s.phase === 'RolledBack') {
+    resendRollback(t, why, by);
+    return;
+  }
   if (s.phase === 'Completed') {
     revertAll(t);
     s.phase = 'RolledBack';
@@ -637,6 +640,21 @@ function onRollback(t: TransitionDraft, by: string, reason?: string): void {
     return;
   }
   fail(t, 'RolledBack', why, by);
+}
+
+/**
+ * A rollback of a rolled-back rollout: the devices that are not back on their baseline — they
+ * refused it (a download of the baseline failing for a while, a full disk) or could not be
+ * reached — are sent it once more (one attempt for the unreachable, which converge when back
+ * anyway). With every device back there is nothing to do, and it is refused.
+ */
+function resendRollback(t: TransitionDraft, why: string, by: string): void {
+  const s = t.s;
+  const notBack = s.devices.filter((device) => device.touched && (device.delivery === 'refused' || device.delivery === 'unreachable'));
+  if (notBack.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already rolled back`);
+  for (const device of notBack) t.setDevice(device.id, { desired: 'baseline', delivery: 'pending', attempts: firstAttempt(s, device), nextAttemptAt: undefined, reason: undefined });
+  deliver(t, notBack.map((device) => device.id));
+  t.decide('rollback', 'rolled-back', `${why}: ${notBack.length} device${notBack.length === 1 ? '' : 's'} not back on ${notBack.length === 1 ? 'its' : 'their'} baseline ${notBack.length === 1 ? 'is' : 'are'} sent it again (${listIds(notBack.map((device) => device.id))})`, { by });
 }
 
 /** Reverts every touched device, stops analysis, marks the candidate failed. */

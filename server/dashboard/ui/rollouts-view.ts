@@ -38,7 +38,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
   const decisions = (r.decisions as unknown as DecisionView[]).slice().reverse();
   const decisionRows = decisions.map(
     (d) =>
-      `<tr><td class="muted">${esc(new Date(d.at).toLocaleTimeString())}</td><td>${esc(d.stepIndex + 1)}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${esc(d.message)}${d.by ? ` <span class="muted">by ${esc(d.by)}</span>` : ''}</td></tr>`,
+      `<tr><td class="muted">${esc(new Date(d.at).toLocaleTimeString())}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${esc(d.message)}${d.by ? ` <span class="muted">by ${esc(d.by)}</span>` : ''}</td></tr>`,
   );
   return `<h3>${esc(r.id)}: ${esc(r.model)}@${esc(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
@@ -50,12 +50,15 @@ export function renderRolloutDetail(r: RolloutDetail): string {
       <button data-action="promote-full" class="danger" title="Skip every remaining step and analysis (asks first)" ${canPromote(r) ? '' : 'disabled'}>Promote to 100%</button>
       <button data-action="${r.phase === 'Paused' ? 'resume' : 'pause'}" ${r.terminal ? 'disabled' : ''}>${r.phase === 'Paused' ? 'Resume' : 'Pause'}</button>
       <button data-action="abort" ${r.terminal ? 'disabled' : ''}>Abort</button>
-      <button data-action="rollback" class="danger" ${r.phase === 'RolledBack' ? 'disabled' : ''}>Roll back</button>
+      <button data-action="rollback" class="danger" ${canRollBack(r) ? '' : 'disabled'}>Roll back</button>
     </fieldset>
     <div class="charts" id="analysis-charts"></div>
     <h3>Decision log</h3>
     ${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}`;
 }
+
+/** Rolled back already, a rollback again only re-sends the baseline to devices that refused it or were unreachable. */
+const canRollBack = (r: RolloutDetail) => r.phase !== 'RolledBack' || r.devices.refused + r.devices.unreachable > 0;
 
 /** The server refuses to promote a finished rollout, and one already activating the candidate everywhere. */
 const canPromote = (r: RolloutDetail) => !r.terminal && r.stepStage !== 'activating';
