@@ -21,6 +21,12 @@ export interface PublishRequest {
   actor: string;
   /** Audit action, e.g. `assignment.create` or `rollout.assign`. */
   action: string;
+  /**
+   * A revert to a version the devices ran (a rollout's baseline): sent even when its signer key
+   * is no longer trusted, without the server's endorsement. Devices go back to the copy they hold,
+   * whose endorsement they kept; one that would have to download it cannot verify it and refuses.
+   */
+  restoring?: boolean;
 }
 
 export interface CommandRequest {
@@ -74,6 +80,16 @@ export class AssignmentPublisher {
     return endorseSigner(version.artifactId, key, signingKey);
   }
 
+  /** signerFor, except that a signer key no longer trusted gets no endorsement (undefined) rather than a refusal. */
+  #signerIfTrusted(version: VersionRecord): Signer | undefined {
+    try {
+      return this.signerFor(version);
+    } catch (error) {
+      if (error instanceof ServiceError) return undefined;
+      throw error;
+    }
+  }
+
   /** record, then send: returns what each device was sent. */
   async publish(request: PublishRequest): Promise<Map<string, Assignment>> {
     await this.record(request);
@@ -91,7 +107,7 @@ export class AssignmentPublisher {
       sha256: request.version.artifactId,
       role: request.role,
       serverUrl: serverUrl(),
-      signer: this.signerFor(request.version),
+      signer: request.restoring ? this.#signerIfTrusted(request.version) : this.signerFor(request.version),
     };
     await fleet.transaction(async (tx) => {
       // One number for the whole request, taken only if some device gets it anew.
