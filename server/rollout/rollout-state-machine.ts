@@ -360,7 +360,7 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
       t.setDevice(device.id, { delivery: 'delivered', reason: undefined, nextAttemptAt: undefined });
     } else if (result.outcome === 'gone') {
       // Not a verdict on the candidate: the device left the fleet, and with it the rollout.
-      t.setDevice(device.id, { delivery: 'unreachable', reason: result.reason ?? 'gone', nextAttemptAt: undefined });
+      t.setDevice(device.id, { delivery: 'unreachable', reason: result.reason ?? 'gone', nextAttemptAt: undefined, left: true });
       t.decide('device', 'unreachable', `device ${device.id} left the fleet (${result.reason ?? 'gone'}); the rollout goes on without it`);
     } else if (result.outcome === 'refused') {
       t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'refused', nextAttemptAt: undefined });
@@ -646,11 +646,12 @@ function onRollback(t: TransitionDraft, by: string, reason?: string): void {
  * A rollback of a rolled-back rollout: the devices that are not back on their baseline — they
  * refused it (a download of the baseline failing for a while, a full disk) or could not be
  * reached — are sent it once more (one attempt for the unreachable, which converge when back
- * anyway). With every device back there is nothing to do, and it is refused.
+ * anyway). Devices that left the fleet are not. With every device back there is nothing to do,
+ * and it is refused.
  */
 function resendRollback(t: TransitionDraft, why: string, by: string): void {
   const s = t.s;
-  const notBack = s.devices.filter((device) => device.touched && (device.delivery === 'refused' || device.delivery === 'unreachable'));
+  const notBack = s.devices.filter((device) => device.touched && !device.left && (device.delivery === 'refused' || device.delivery === 'unreachable'));
   if (notBack.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already rolled back`);
   for (const device of notBack) t.setDevice(device.id, { desired: 'baseline', delivery: 'pending', attempts: firstAttempt(s, device), nextAttemptAt: undefined, reason: undefined });
   deliver(t, notBack.map((device) => device.id));

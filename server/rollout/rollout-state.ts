@@ -30,6 +30,8 @@ export interface DeviceState {
   /** The action that carries the current desired model; results of older actions are ignored. */
   readonly actionId?: string;
   readonly reason?: string;
+  /** It left the fleet (revoked, or not enrolled) during the rollout: nothing is sent to it again. */
+  readonly left?: true;
 }
 
 export type PauseReason = 'step' | 'manual' | 'inconclusive';

@@ -166,6 +166,26 @@ describe('rollout state machine: manual control', () => {
     assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), /already rolled back/);
   });
 
+  it('rolled back again: the baseline goes again to the devices that refused it or were unreachable, never to one that left the fleet', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 100 }]), fleetOf(4));
+    h.deliver(h.last('assign'));
+    h.deliver(h.last('assign'));
+    assert.equal(h.state.phase, 'Completed');
+    h.send({ type: 'rollback', at: h.at, by: 'carol' });
+    const revert = h.last('revert');
+    const outcomes: Record<string, 'delivered' | 'refused' | 'gone'> = { 'dev-01': 'delivered', 'dev-02': 'refused', 'dev-03': 'gone', 'dev-04': 'delivered' };
+    h.send({ type: 'actionResult', at: h.at, actionId: revert.id, devices: revert.devices.map(({ deviceId }) => ({ deviceId, outcome: outcomes[deviceId]! })) });
+    assert.deepEqual(h.state.devices.map((d) => `${d.id}:${d.delivery}`).sort(), ['dev-01:delivered', 'dev-02:refused', 'dev-03:unreachable', 'dev-04:delivered']);
+
+    h.send({ type: 'rollback', at: h.at, by: 'carol' });
+    const again = h.last('revert');
+    assert.notEqual(again.id, revert.id);
+    assert.deepEqual(again.devices.map((d) => d.deviceId), ['dev-02'], 'only the device that refused; dev-03 left the fleet');
+    assert.match(h.decisions.at(-1)!.message, /1 device not back on its baseline is sent it again \(dev-02\)/);
+    h.deliver(again);
+    assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), /already rolled back/, 'dev-03 left: nothing to send');
+  });
+
   it('promote (full) skips every remaining step and analysis', () => {
     const h = new ReducerHarness(specOf(STAGED_STEPS));
     h.deliver(h.last('assign'));
