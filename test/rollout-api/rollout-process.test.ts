@@ -34,7 +34,16 @@ async function prepare(t: TestContext, engine: 'sqlite' | 'postgres'): Promise<{
   return { dataDir, location, journal: join(dataDir, 'fleet-journal.jsonl') };
 }
 
-function spawnFleetServer(t: TestContext, env: { dataDir: string; location: StoreLocation; journal: string }): Promise<Proc> {
+interface PreparedProc {
+  /** Starts the server (opens the store, binds the listeners) in the process already loaded. */
+  start(): Promise<Proc>;
+}
+
+/**
+ * Spawns a server process and waits until it has loaded (Node, tsx and every module: seconds on
+ * a loaded machine) without starting the server yet: `start()` then costs the server's start only.
+ */
+function prepareFleetServer(t: TestContext, env: { dataDir: string; location: StoreLocation; journal: string }): Promise<PreparedProc> {
   const config = {
     dataDir: env.dataDir,
     host: '127.0.0.1',
@@ -46,25 +55,41 @@ function spawnFleetServer(t: TestContext, env: { dataDir: string; location: Stor
   };
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/rollout-api/helpers/fleet-server-main.ts'], {
     cwd: REPO,
-    env: { ...process.env, FP_TEST_CONFIG: JSON.stringify(config), FP_TEST_JOURNAL: env.journal, FLEETPRUNE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FP_TEST_CONFIG: JSON.stringify(config), FP_TEST_JOURNAL: env.journal, FP_TEST_START_ON_STDIN: '1', FLEETPRUNE_LOG_LEVEL: 'warn' },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   let stdout = '';
   let stderr = '';
+  child.stdin!.on('error', () => {}); // a process that died early: its exit says why
   child.stderr!.on('data', (chunk) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${stderr}`)), 30_000);
-    child.on('exit', (code) => (clearTimeout(timer), reject(new Error(`server exited with ${code}: ${stderr}`))));
-    child.stdout!.on('data', (chunk) => {
-      stdout += chunk;
-      const match = /^listening http=(\d+)/m.exec(stdout);
-      if (!match) return;
-      clearTimeout(timer);
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  // Resolves with the first match of `pattern` on stdout; rejects if the process exits first or after `ms`.
+  const output = (pattern: RegExp, what: string, ms: number) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        child.stdout!.off('data', check);
+        child.off('exit', exited);
+      };
+      const check = () => {
+        const match = pattern.exec(stdout);
+        if (match) (done(), resolve(match));
+      };
+      const exited = (code: number | null) => (done(), reject(new Error(`server exited with ${code} before it ${what}: ${stderr}`)));
+      const timer = setTimeout(() => (done(), reject(new Error(`server not ${what} within ${ms / 1000} s: ${stderr}`))), ms);
+      child.stdout!.on('data', check);
+      child.on('exit', exited);
+      check();
+    });
+  return output(/^ready$/m, 'loaded', 60_000).then(() => ({
+    start: async () => {
+      child.stdin!.end('start\n');
+      const match = await output(/^listening http=(\d+)/m, 'started', 30_000);
       const baseUrl = `http://127.0.0.1:${match[1]}`;
-      resolve({
+      return {
         child,
         baseUrl,
         request: (method, path, { body, contentType } = {}) =>
@@ -72,29 +97,32 @@ function spawnFleetServer(t: TestContext, env: { dataDir: string; location: Stor
         kill: () =>
           new Promise<void>((done) => {
             if (child.exitCode !== null || child.signalCode !== null) return done();
-            child.removeAllListeners('exit');
             child.once('exit', () => done());
             child.kill('SIGKILL');
           }),
-      });
-    });
-  });
+      };
+    },
+  }));
 }
 
 test('a real server drives a rollout end to end; kill -9 mid-rollout, restart resumes where it stopped, no step twice', async (t) => {
   const env = await prepare(t, 'sqlite');
   if (!env) return;
-  let server = await spawnFleetServer(t, env);
+  // The process that restarts the server is loaded ahead, while the first one runs: the kill -9
+  // below falls within a 10 s pause, and the restart must come before the pause ends for the state
+  // to be seen unchanged, which a cold start of Node and tsx on a loaded machine may not.
+  const [first, restart] = await Promise.all([prepareFleetServer(t, env), prepareFleetServer(t, env)]);
+  let server = await first.start();
   const response = await server.request('POST', '/api/rollouts', { body: stagedSpecYaml({ pause: '10s' }) });
   assert.equal(response.status, 201, await response.clone().text());
   const { id } = (await response.json()) as { id: string };
 
   // Killed during the timed pause (step 2), after the 50 % assignment and the analysis. The pause
-  // must outlast the restart (a few seconds, more on a loaded machine) for the state to be seen unchanged.
+  // must outlast the restart (the server's start in the process loaded ahead) for the state to be seen unchanged.
   const before = await waitForRollout(server.request, id, (v) => v.phase === 'Paused' && v.stepIndex === 2);
   await server.kill();
 
-  server = await spawnFleetServer(t, env);
+  server = await restart.start();
   const after = (await (await server.request('GET', `/api/rollouts/${id}`)).json()) as any;
   assert.equal(after.stepIndex, before.stepIndex);
   assert.equal(after.phase, 'Paused');
@@ -126,8 +154,9 @@ test('a real server drives a rollout end to end; kill -9 mid-rollout, restart re
 test('PostgreSQL: two servers, one leader; kill -9 the leader and the other takes over within 10 s', async (t) => {
   const env = await prepare(t, 'postgres');
   if (!env) return;
-  const first = await spawnFleetServer(t, env);
-  const second = await spawnFleetServer(t, env);
+  const [preparedFirst, preparedSecond] = await Promise.all([prepareFleetServer(t, env), prepareFleetServer(t, env)]);
+  const first = await preparedFirst.start();
+  const second = await preparedSecond.start();
   const leaderOf = async (server: Proc) => (await (await server.request('GET', '/api/rollouts/leader')).json()) as any;
   const [a, b] = [await leaderOf(first), await leaderOf(second)];
   assert.equal(a.isLeader, true);

@@ -41,6 +41,19 @@ class JournaledFleet extends InMemoryFleet {
   }
 }
 
+// FP_TEST_START_ON_STDIN: load everything, say `ready`, and start only when a line arrives on
+// stdin. A test prepares a restart this way while the server it replaces still runs, so that the
+// restart after a kill -9 costs the server's start only, not Node's and tsx's (seconds when loaded).
+if (process.env.FP_TEST_START_ON_STDIN) {
+  process.stdout.write('ready\n');
+  const start = await new Promise<boolean>((resolve) => {
+    process.stdin.once('data', () => resolve(true));
+    process.stdin.once('end', () => resolve(false)); // the test went away without starting it
+  });
+  process.stdin.removeAllListeners('data').removeAllListeners('end').pause();
+  if (!start) process.exit(0);
+}
+
 const config = parseServerConfig(JSON.parse(process.env.FP_TEST_CONFIG!));
 const fleet = new JournaledFleet(process.env.FP_TEST_JOURNAL!);
 const server = await startServer(config, { log: createLogger('fleet-test-server', 'warn'), testOnlyRolloutFleet: { fleet } });
