@@ -66,8 +66,11 @@ test('artifacts signed with a --trusted-key are activated on real agents, surviv
   const first = await startAgent(t, config, join(dataDir, 'dev-1'), sessions);
 
   const activeIs = async (version: string) => (await device(server, 'dev-1')).active?.version === version;
+  // The device's answers, not its slots: a heartbeat can show the new active model before the
+  // answer that reports it is stored.
+  const answered = async (count: number) => (await answers(server, 'dev-1')).length >= count;
   await json(await server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'active', deviceIds: ['dev-1'] } }));
-  await waitFor(async () => (await activeIs('1')) || (await answers(server, 'dev-1')).some((a) => a.includes('refused')), 20_000, 'v1 answered');
+  await waitFor(() => answered(1), 20_000, 'v1 answered');
   assert.deepEqual(await answers(server, 'dev-1'), ['v1 active activated']);
   await json(await server.request('POST', '/api/assignments', { json: { model: 'wine', version: '2', role: 'active', deviceIds: ['dev-1'] } }));
   await waitFor(() => activeIs('2'), 20_000, 'v2 active');
@@ -80,7 +83,7 @@ test('artifacts signed with a --trusted-key are activated on real agents, surviv
   assert.deepEqual([second.slots.active?.version, second.slots.previous?.version], ['2', '1']);
   const downloaded = (await second.metrics.downloadedBytes.get()).values[0]?.value ?? 0;
   await json(await server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'active', deviceIds: ['dev-1'] } }));
-  await waitFor(() => activeIs('1'), 20_000, 'v1 active again');
+  await waitFor(async () => (await activeIs('1')) && (await answered(3)), 20_000, 'v1 active again, and answered');
   assert.deepEqual(await answers(server, 'dev-1'), ['v1 active activated', 'v2 active activated', 'v1 active rolled-back']);
   assert.equal((await second.metrics.downloadedBytes.get()).values[0]?.value ?? 0, downloaded, 'nothing downloaded');
 

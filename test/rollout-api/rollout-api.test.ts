@@ -107,7 +107,10 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   const audit = await s.server.ctx.store.audit.list({ limit: 100 });
   assert.deepEqual(audit.filter((e) => e.action.startsWith('rollout.')).map((e) => e.action).reverse(), ['rollout.start', 'rollout.resume', 'rollout.rollback']);
 
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // The stream carries the last state soon after the API shows it (not at once on a loaded machine).
+  for (const deadline = Date.now() + 15_000; !/event: state\ndata: .*"phase":"RolledBack"/.test(sse) && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   controller.abort();
   await reading;
   assert.match(sse, /event: decision\ndata: .*"kind":"start"/);

@@ -35,8 +35,12 @@ test('kill -9 during a blob upload leaves no partial blob and no version', async
   });
   upload.on('error', () => {});
   upload.write(bytes.subarray(0, bytes.length / 2));
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  const tmpFiles = await readdir(join(dataDir, 'blobs', 'tmp'));
+  // The server process writes the upload to a temporary file once it has taken the request in.
+  let tmpFiles = await readdir(join(dataDir, 'blobs', 'tmp'));
+  for (const deadline = Date.now() + 30_000; tmpFiles.length === 0 && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    tmpFiles = await readdir(join(dataDir, 'blobs', 'tmp'));
+  }
   assert.equal(tmpFiles.length, 1, 'the upload was in progress');
   await killHard(server);
   upload.destroy();
