@@ -642,6 +642,12 @@ function onRollback(t: TransitionDraft, by: string, reason?: string): void {
   fail(t, 'RolledBack', why, by);
 }
 
+/** The devices of a rolled-back rollout that another rollback would send their baseline again (see resendRollback). */
+export function devicesNotBack(s: RolloutState): DeviceState[] {
+  if (s.phase !== 'RolledBack') return [];
+  return s.devices.filter((device) => device.touched && !device.left && (device.delivery === 'refused' || device.delivery === 'unreachable'));
+}
+
 /**
  * A rollback of a rolled-back rollout: the devices that are not back on their baseline — they
  * refused it (a download of the baseline failing for a while, a full disk) or could not be
@@ -651,7 +657,7 @@ function onRollback(t: TransitionDraft, by: string, reason?: string): void {
  */
 function resendRollback(t: TransitionDraft, why: string, by: string): void {
   const s = t.s;
-  const notBack = s.devices.filter((device) => device.touched && !device.left && (device.delivery === 'refused' || device.delivery === 'unreachable'));
+  const notBack = devicesNotBack(s);
   if (notBack.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already rolled back`);
   for (const device of notBack) t.setDevice(device.id, { desired: 'baseline', delivery: 'pending', attempts: firstAttempt(s, device), nextAttemptAt: undefined, reason: undefined });
   deliver(t, notBack.map((device) => device.id));

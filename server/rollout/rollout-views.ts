@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { RolloutRecord } from './rollout-repository.ts';
-import { describeStep, isTerminal, weight } from './rollout-state-machine.ts';
+import { describeStep, devicesNotBack, isTerminal, weight } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
 
 /**
@@ -52,6 +52,8 @@ export const RolloutDetailSchema = RolloutSummarySchema.extend({
   analysis: z.strictObject({ runId: z.string(), stepIndex: z.number().int(), phase: z.string(), startedAt: z.string(), message: z.string().nullable() }).nullable(),
   deviceStates: z.array(z.strictObject({ id: z.string(), desired: z.string(), delivery: z.string(), attempts: z.number().int(), baseline: z.string().nullable(), reason: z.string().nullable() })),
   pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
+  /** Rolled back: devices another rollback would send their baseline again (they refused it or were unreachable, and are still in the fleet). */
+  notBackOnBaseline: z.number().int(),
   decisions: z.array(z.record(z.string(), z.unknown())),
   analysisSeries: z.record(z.string(), z.array(PointSchema)),
   spec: z.record(z.string(), z.unknown()),
@@ -118,6 +120,7 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
     analysis: s.analysis ? { runId: s.analysis.runId, stepIndex: s.analysis.stepIndex, phase: s.analysis.phase, startedAt: iso(s.analysis.startedAt), message: s.analysis.message ?? null } : null,
     deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null })),
     pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
+    notBackOnBaseline: devicesNotBack(s).length,
     decisions: decisions.map((decision) => ({ ...decision, at: iso(decision.at) }) as Record<string, unknown>),
     analysisSeries: analysisSeries(decisions),
     spec: s.spec as unknown as Record<string, unknown>,

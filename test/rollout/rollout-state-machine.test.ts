@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { cohortOrder, cohortSize, growCohort } from '../../server/rollout/cohort-selection.ts';
-import { nextWakeAt, RolloutCommandError, startRollout, weight } from '../../server/rollout/rollout-state-machine.ts';
+import { devicesNotBack, nextWakeAt, RolloutCommandError, startRollout, weight } from '../../server/rollout/rollout-state-machine.ts';
 import { analysisStep, fleetOf, ReducerHarness, specOf, STAGED_STEPS, T0 } from './rollout-fixtures.ts';
 
 const MESSAGE_ID = /^[A-Za-z0-9_-]{8,64}$/;
@@ -176,6 +176,7 @@ describe('rollout state machine: manual control', () => {
     const outcomes: Record<string, 'delivered' | 'refused' | 'gone'> = { 'dev-01': 'delivered', 'dev-02': 'refused', 'dev-03': 'gone', 'dev-04': 'delivered' };
     h.send({ type: 'actionResult', at: h.at, actionId: revert.id, devices: revert.devices.map(({ deviceId }) => ({ deviceId, outcome: outcomes[deviceId]! })) });
     assert.deepEqual(h.state.devices.map((d) => `${d.id}:${d.delivery}`).sort(), ['dev-01:delivered', 'dev-02:refused', 'dev-03:unreachable', 'dev-04:delivered']);
+    assert.deepEqual(devicesNotBack(h.state).map((d) => d.id), ['dev-02'], 'what the dashboard counts to keep "Roll back" on');
 
     h.send({ type: 'rollback', at: h.at, by: 'carol' });
     const again = h.last('revert');
@@ -183,6 +184,7 @@ describe('rollout state machine: manual control', () => {
     assert.deepEqual(again.devices.map((d) => d.deviceId), ['dev-02'], 'only the device that refused; dev-03 left the fleet');
     assert.match(h.decisions.at(-1)!.message, /1 device not back on its baseline is sent it again \(dev-02\)/);
     h.deliver(again);
+    assert.deepEqual(devicesNotBack(h.state), []);
     assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), /already rolled back/, 'dev-03 left: nothing to send');
   });
 
