@@ -1,4 +1,3 @@
-import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,6 +10,7 @@ import { OrtSessionCache } from '../../agent/session-cache.ts';
 import type { ServerConfigInput } from '../../server/config/server-config.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
+import { BlobProxy } from '../helpers/blob-proxy.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { makeArtifact, pushArtifact } from '../server/helpers/artifacts.ts';
@@ -28,46 +28,6 @@ import { createLogger } from '../../shared/util/log.ts';
  * active on every device) and wine@2 (the candidate) in the registry.
  */
 
-/** An HTTP proxy in front of the server that answers 503 for the blobs in `failing`. */
-export class FlakyBlobs {
-  target = '';
-  readonly failing = new Set<string>();
-  readonly #server: Server;
-
-  private constructor(server: Server) {
-    this.#server = server;
-  }
-
-  static async start(t: TestContext): Promise<FlakyBlobs> {
-    let proxy!: FlakyBlobs;
-    const server = createServer((req, res) => {
-      const blob = /^\/api\/blobs\/([0-9a-f]{64})/.exec(req.url ?? '')?.[1];
-      if (blob && proxy.failing.has(blob)) {
-        res.writeHead(503, { 'content-type': 'text/plain' }).end('unavailable');
-        return;
-      }
-      const target = new URL(proxy.target);
-      const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      upstream.on('error', () => res.destroy());
-      req.pipe(upstream);
-    });
-    proxy = new FlakyBlobs(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.after(() => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve(undefined)));
-    });
-    return proxy;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-}
-
 export async function json<T = any>(response: Response): Promise<T> {
   const body = await response.text();
   if (!response.ok) throw new Error(`${response.status}: ${body}`);
@@ -76,7 +36,7 @@ export async function json<T = any>(response: Response): Promise<T> {
 
 export interface RollbackWorld {
   server: TestServer;
-  proxy: FlakyBlobs;
+  proxy: BlobProxy;
   agents: Map<string, Agent>;
   dataDir: string;
   versions: Map<string, Manifest>;
@@ -97,7 +57,7 @@ export async function startRollbackWorld(
   deviceIds: readonly string[],
   options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; baselineKey?: KeyObject } = {},
 ): Promise<RollbackWorld | null> {
-  const proxy = await FlakyBlobs.start(t);
+  const proxy = await BlobProxy.start(t);
   // Fixed (free) ports, so that a restart keeps the URLs the agents were enrolled with.
   const ports = { httpPort: await freePort(), grpcPort: await freePort(), mqttPort: await freePort() };
   const server = await startTestServer(t, { engine: options.engine ?? 'sqlite', config: { publicUrl: proxy.url, ...ports, ...options.config } });

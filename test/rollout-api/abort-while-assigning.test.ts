@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +7,7 @@ import { Agent } from '../../agent/agent.ts';
 import { connectMqtt, type MqttConnector } from '../../agent/mqtt-link.ts';
 import { OrtSessionCache } from '../../agent/session-cache.ts';
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
+import { BlobProxy } from '../helpers/blob-proxy.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { makeArtifact, pushArtifact } from '../server/helpers/artifacts.ts';
@@ -20,52 +19,6 @@ import { startTestServer, type TestServer } from '../server/helpers/test-server.
  * agents over MQTT, whose blob downloads go through a proxy that can hold them.
  */
 
-/** An HTTP proxy in front of the server that holds blob downloads of `held` until released. */
-class DownloadGate {
-  target = '';
-  held = new Set<string>();
-  readonly waiting: { blob: string; release: () => void }[] = [];
-  readonly #server: Server;
-
-  private constructor(server: Server) {
-    this.#server = server;
-  }
-
-  static async start(t: TestContext): Promise<DownloadGate> {
-    let gate!: DownloadGate;
-    const server = createServer((req, res) => {
-      const forward = () => {
-        const target = new URL(gate.target);
-        const upstream = httpRequest({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-        });
-        upstream.on('error', () => res.destroy());
-        req.pipe(upstream);
-      };
-      const blob = /^\/api\/blobs\/([0-9a-f]{64})/.exec(req.url ?? '')?.[1];
-      if (blob && gate.held.has(blob)) gate.waiting.push({ blob, release: forward });
-      else forward();
-    });
-    gate = new DownloadGate(server);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.after(() => {
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve(undefined)));
-    });
-    return gate;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
-  }
-
-  releaseAll(): void {
-    this.held.clear();
-    for (const held of this.waiting.splice(0)) held.release();
-  }
-}
-
 async function json<T = any>(response: Response): Promise<T> {
   const body = await response.text();
   if (!response.ok) throw new Error(`${response.status}: ${body}`);
@@ -74,7 +27,7 @@ async function json<T = any>(response: Response): Promise<T> {
 
 interface World {
   server: TestServer;
-  gate: DownloadGate;
+  gate: BlobProxy;
   agents: Map<string, Agent>;
   configs: Map<string, AgentConfig>;
   dataDir: string;
@@ -83,7 +36,7 @@ interface World {
 }
 
 async function startWorld(t: TestContext, deviceIds: readonly string[]): Promise<World> {
-  const gate = await DownloadGate.start(t);
+  const gate = await BlobProxy.start(t);
   const server = (await startTestServer(t, { config: { publicUrl: gate.url } }))!;
   gate.target = server.baseUrl;
   const key = server.server.ctx.signingKey.privateKey;
