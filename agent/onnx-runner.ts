@@ -1,6 +1,7 @@
 import './ort-telemetry-off.ts';
 import * as ort from 'onnxruntime-node';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../shared/artifact/onnx-io.ts';
+import { READABLE_OUTPUTS } from './model-interface.ts';
 import type { OnnxSession } from './onnx-session.ts';
 
 /**
@@ -12,8 +13,14 @@ export async function runModel(session: OnnxSession, features: Float32Array, row
   const result = await session.run({ [ONNX_INPUT]: tensor });
   const output = result[ONNX_OUTPUT];
   if (!output) throw new Error(`the model has no output named ${ONNX_OUTPUT}`);
-  const data = output.data as Float32Array;
-  const width = data.length / rows;
+  const [outputRows, width] = output.dims;
+  // Anything else would be read as numbers it does not hold (other types' bits, rows of another length).
+  if (!READABLE_OUTPUTS.has(output.type) || output.dims.length !== 2 || outputRows !== rows || width === undefined) {
+    tensor.dispose();
+    output.dispose();
+    throw new Error(`the model gave "${ONNX_OUTPUT}" as ${output.type} [${output.dims.join(', ')}] for ${rows} rows, not float32 or float64 [${rows}, k]`);
+  }
+  const data = output.data as Float32Array | Float64Array;
   const out: number[][] = [];
   for (let r = 0; r < rows; r++) out.push(Array.from(data.subarray(r * width, (r + 1) * width)));
   tensor.dispose();
