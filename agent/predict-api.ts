@@ -76,7 +76,13 @@ export function createPredictApp(options: PredictApiOptions): Express {
     const candidate = options.candidate();
     if (candidate && options.shadowFraction > 0 && random() < options.shadowFraction && sameFeatures(active, candidate)) {
       setImmediate(() => {
+        // The candidate may have been replaced, dropped or promoted since the answer: its session
+        // released and its counters reset. Not run then, rather than counted against it (a run
+        // started here finishes even if the session is released meanwhile: session-cache.ts).
+        const stillCandidate = () => options.candidate() === candidate;
+        if (!stillCandidate()) return;
         void shadowRun(candidate, parsed.features, parsed.rows, predictions, metrics, options.stats).catch((error: unknown) => {
+          if (!stillCandidate()) return;
           options.stats.shadowErrors += parsed.rows;
           metrics.shadowErrors.inc({ version: candidate.ref.version }, parsed.rows);
           logger.warn({ err: (error as Error).message }, 'shadow run failed');

@@ -1,5 +1,5 @@
 import type * as ort from 'onnxruntime-node';
-import { AGENT_SESSION_OPTIONS, createOnnxSession, type OnnxSession } from './onnx-session.ts';
+import { AGENT_SESSION_OPTIONS, ONNX_RUN_PATH, createOnnxSession, type OnnxRunPath, type OnnxSession } from './onnx-session.ts';
 import { readVerifiedOnnx, type OnnxSource } from './verified-onnx.ts';
 
 export interface SessionLease {
@@ -21,7 +21,11 @@ export interface SessionCache {
 export class OrtSessionCache implements SessionCache {
   readonly #entries = new Map<string, { session: Promise<OnnxSession>; leases: number }>();
 
-  constructor(readonly options: ort.InferenceSession.SessionOptions = AGENT_SESSION_OPTIONS) {}
+  /** `path`: how sessions run (onnx-session.ts); the default is what this onnxruntime-node allows. */
+  constructor(
+    readonly options: ort.InferenceSession.SessionOptions = AGENT_SESSION_OPTIONS,
+    readonly path: OnnxRunPath = ONNX_RUN_PATH,
+  ) {}
 
   get size(): number {
     return this.#entries.size;
@@ -31,7 +35,7 @@ export class OrtSessionCache implements SessionCache {
     const { artifactId } = source;
     let entry = this.#entries.get(artifactId);
     if (!entry) {
-      entry = { session: readVerifiedOnnx(source).then((bytes) => createOnnxSession(bytes, this.options)), leases: 0 };
+      entry = { session: readVerifiedOnnx(source).then(async (bytes) => new DrainingSession(await createOnnxSession(bytes, this.options, this.path))), leases: 0 };
       this.#entries.set(artifactId, entry);
     }
     entry.leases++;
@@ -57,5 +61,51 @@ export class OrtSessionCache implements SessionCache {
         }
       },
     };
+  }
+}
+
+/**
+ * A shared session whose release waits for the runs already started on it. A request takes the
+ * active model and starts its run in one turn of the event loop, but on the public path
+ * (onnx-session.ts) onnxruntime runs it a turn later: an A/B switch releasing the old model in
+ * between would fail that request ("Session already disposed") although it was accepted. Runs
+ * started after the release are refused. Inline runs finish before any release, so nothing waits.
+ */
+class DrainingSession implements OnnxSession {
+  readonly #inner: OnnxSession;
+  #running = 0;
+  #drained: (() => void) | undefined;
+  #released = false;
+
+  constructor(inner: OnnxSession) {
+    this.#inner = inner;
+  }
+
+  get inputNames() {
+    return this.#inner.inputNames;
+  }
+  get outputNames() {
+    return this.#inner.outputNames;
+  }
+  get inputMetadata() {
+    return this.#inner.inputMetadata;
+  }
+  get outputMetadata() {
+    return this.#inner.outputMetadata;
+  }
+
+  run(feeds: ort.InferenceSession.FeedsType): Promise<ort.InferenceSession.ReturnType> {
+    if (this.#released) return Promise.reject(new Error('the onnxruntime session was released'));
+    this.#running++;
+    return this.#inner.run(feeds).finally(() => {
+      if (--this.#running === 0) this.#drained?.();
+    });
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    if (this.#running > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+    await this.#inner.release();
   }
 }
