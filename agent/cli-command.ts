@@ -23,6 +23,9 @@ interface AgentFlags {
   downloadMinRate: number;
 }
 
+/** The most timed runs per model --bench-samples and --bench-batches allow. */
+const MAX_BENCH_RUNS = 1_000_000;
+
 export const AGENT_DESCRIPTION = 'run the edge agent: follow assignments over MQTT, verify, benchmark and serve models';
 
 /** `fleetprune agent`. */
@@ -59,7 +62,10 @@ export function defineAgentCommand(command: Command): Command {
       if (!(flags.shadowFraction >= 0 && flags.shadowFraction <= 1)) throw new UserError('--shadow-fraction: must be between 0 and 1');
       // Below a second floods the broker; above a day, timers overflow (and offline detection is moot).
       if (!(flags.heartbeatSeconds >= 1 && flags.heartbeatSeconds <= 86_400)) throw new UserError('--heartbeat-seconds: must be between 1 and 86400');
-      if (flags.benchSamples < 1 || flags.benchBatches < 1) throw new UserError('--bench-samples and --bench-batches must be at least 1');
+      // A benchmark holds the agent's work queue (assignments and rollbacks wait for it), and its samples are held in memory.
+      if (!(flags.benchSamples >= 1 && flags.benchSamples <= MAX_BENCH_RUNS && flags.benchBatches >= 1 && flags.benchBatches <= MAX_BENCH_RUNS)) {
+        throw new UserError(`--bench-samples and --bench-batches: must be between 1 and ${MAX_BENCH_RUNS}`);
+      }
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
       if (!(flags.downloadIdleSeconds >= 1 && flags.downloadIdleSeconds <= 3600)) throw new UserError('--download-idle-seconds: must be between 1 and 3600');
       if (!(flags.downloadMinRate >= 0)) throw new UserError('--download-min-rate: must be 0 or more bytes per second');

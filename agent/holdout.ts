@@ -1,6 +1,11 @@
+import { statSync } from 'node:fs';
 import type { Manifest } from '../shared/artifact/manifest.ts';
 import { parseDataset, readDataFile, type Dataset } from '../shared/data/dataset.ts';
+import { UserError } from '../shared/util/errors.ts';
 import { parseDecimal } from '../shared/util/numbers.ts';
+
+/** The largest holdout CSV the agent reads. */
+export const MAX_HOLDOUT_BYTES = 32 * 2 ** 20;
 
 /** The device's labelled holdout, in one model's feature order and label indices. */
 export interface AlignedHoldout {
@@ -34,6 +39,18 @@ export class Holdout {
 
   /** Reads and checks the CSV (its shape and label column): every problem is a one-line UserError. */
   static fromFile(path: string, label: string): Holdout {
+    // The text and each model's reading of it are held in memory (about 15 times the file), and a
+    // model's first reading runs in one turn of the event loop: a file far beyond any holdout's
+    // needs would stall serving for seconds, or end the agent out of memory on a small device.
+    let bytes = 0;
+    try {
+      bytes = statSync(path).size;
+    } catch {
+      // readDataFile names the problem.
+    }
+    if (bytes > MAX_HOLDOUT_BYTES) {
+      throw new UserError(`${path}: ${(bytes / 2 ** 20).toFixed(1)} MiB; a holdout may be at most ${MAX_HOLDOUT_BYTES / 2 ** 20} MiB (some hundred thousand rows; a few thousand measure accuracy to about 1 %)`);
+    }
     return Holdout.fromText(readDataFile(path), label, path);
   }
 
@@ -41,7 +58,11 @@ export class Holdout {
     // Checked up front, so a broken file (not CSV, no label column, an empty label) stops the
     // agent at start; its values are checked when a model reads the columns it needs.
     parseDataset(text, { label, features: [], minClasses: 1 }, source);
-    return new Holdout(source, (reader) => parseDataset(text, { label, task: reader.task, features: reader.features, minClasses: 1 }, source));
+    return new Holdout(source, (reader) => {
+      // Else the reader would say the column is missing while listing it among the file's columns.
+      if (reader.features.includes(label)) throw new UserError(`${source}: the label column ${JSON.stringify(label)} is one of the model's features (is --label the right column?)`);
+      return parseDataset(text, { label, task: reader.task, features: reader.features, minClasses: 1 }, source);
+    });
   }
 
   /** A data set already read (the demo's split of a shipped set): its labels serve its own task only. */

@@ -16,11 +16,12 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
   const rows = (body as { rows: unknown }).rows;
   if (!Array.isArray(rows) || rows.length === 0) return { error: 'rows: must be a non-empty array' };
   if (rows.length > MAX_ROWS_PER_REQUEST) return { error: `rows: at most ${MAX_ROWS_PER_REQUEST} rows per request (got ${rows.length})` };
+  const known = new Set(features);
   const packed = new Float32Array(rows.length * features.length);
   for (let r = 0; r < rows.length; r++) {
     const row: unknown = rows[r];
     if (Array.isArray(row)) {
-      if (row.length !== features.length) return { error: `rows[${r}]: expected ${features.length} values (${features.join(', ')}), got ${row.length}` };
+      if (row.length !== features.length) return { error: `rows[${r}]: expected ${features.length} values (${listed(features)}), got ${row.length}` };
       for (let c = 0; c < row.length; c++) {
         const value: unknown = row[c];
         if (!isFloat32(value)) return { error: `rows[${r}][${c}] (${features[c]}): ${FINITE_FLOAT32}` };
@@ -28,8 +29,8 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
       }
     } else if (row !== null && typeof row === 'object') {
       const record = row as Record<string, unknown>;
-      const unknown = Object.keys(record).filter((key) => !features.includes(key));
-      if (unknown.length > 0) return { error: `rows[${r}]: unknown feature ${JSON.stringify(unknown[0])} (the model takes ${features.join(', ')})` };
+      const unknown = Object.keys(record).find((key) => !known.has(key));
+      if (unknown !== undefined) return { error: `rows[${r}]: unknown feature ${JSON.stringify(unknown.slice(0, 100))} (the model takes ${listed(features)})` };
       for (let c = 0; c < features.length; c++) {
         const value = record[features[c]!];
         if (value === undefined) return { error: `rows[${r}]: missing feature ${JSON.stringify(features[c])}` };
@@ -44,6 +45,11 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
 }
 
 const FINITE_FLOAT32 = 'must be a finite number within the float32 range (±3.4e38)';
+
+/** The model's feature names for an error message: the first 20 (a model of 784 pixels would make a line of 8 KB). */
+function listed(features: readonly string[]): string {
+  return features.length > 20 ? `${features.slice(0, 20).join(', ')}, … ${features.length - 20} more` : features.join(', ');
+}
 
 /** The first row whose model output holds NaN or ±Infinity (inputs far outside what it was trained on), or -1. */
 export function firstNonFiniteRow(outputs: readonly (readonly number[])[]): number {
