@@ -613,10 +613,10 @@ export class Agent {
       for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
         if (!ref) continue;
         const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
-        if ('failure' in verified) throw new Error(verified.failure);
+        if ('failure' in verified) throw new Error(`the ${role} model ${ref.version}: ${verified.failure}`);
         models.push({ role, version: ref.version, model: verified });
       }
-      const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS);
+      const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, this.#abort.signal);
       // The holdout as the candidate reads it (its labels read for the candidate's task).
       const data = holdout.forModel(models.at(-1)!.model.manifest);
       const report = BenchmarkReportSchema.parse({
@@ -634,6 +634,11 @@ export class Agent {
       this.metrics.benchmarks.inc({ result: 'ok' });
       this.#logger.info({ reportId: id }, 'benchmark finished');
     } catch (error) {
+      if (this.#abort.signal.aborted) {
+        // Stopping: nothing is reported, and the candidate stays unbenchmarked, so the next start runs it again.
+        this.#logger.info({ candidate: candidate.version }, 'benchmark stopped; it runs again at the next start');
+        return;
+      }
       this.metrics.benchmarks.inc({ result: 'failed' });
       this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
       await this.#commit(this.#benchmarked(candidate), this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error)));

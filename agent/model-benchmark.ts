@@ -1,6 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { ModelBenchmark, Role } from '../shared/protocol/payloads.ts';
 import { scorePredictions } from '../shared/model/scoring.ts';
+import { errorMessage } from '../shared/util/errors.ts';
 import { crashPoint } from './crash-points.ts';
 import { alignHoldout, type AlignedHoldout, type Holdout } from './holdout.ts';
 import { onnxSource, type InstalledModel } from './model-store.ts';
@@ -31,23 +32,30 @@ const YIELD_EVERY_MS = 5;
  * served meanwhile) falls on one model only. Latency is timed at batch 1 (p50/p95/p99),
  * throughput at batch `batchSize` (rows/s). Sessions run inline (onnx-session.ts), so a timed
  * inference is one turn of the event loop with no other callback inside it; requests are served
- * between samples.
+ * between samples. An abort of `signal` stops it between samples: it then throws the signal's reason.
  */
 export async function benchmarkSideBySide(
   models: readonly { role: Role; version: string; model: InstalledModel }[],
   holdout: Holdout,
   settings: BenchmarkSettings = DEFAULT_BENCHMARK_SETTINGS,
+  signal?: AbortSignal,
 ): Promise<ModelBenchmark[]> {
   const loaded: Loaded[] = [];
   try {
-    for (const entry of models) loaded.push(await load(entry, holdout));
+    for (const entry of models) {
+      signal?.throwIfAborted();
+      loaded.push(await load(entry, holdout));
+    }
     crashPoint('benchmark:after-load');
-    for (const model of loaded) model.score = await score(model);
+    for (const model of loaded) {
+      signal?.throwIfAborted();
+      model.score = await score(model);
+    }
 
     const row = (model: Loaded, i: number) => model.holdout.features.subarray((i % model.holdout.rows) * model.holdout.nFeatures, ((i % model.holdout.rows) + 1) * model.holdout.nFeatures);
     for (let i = 0; i < WARMUP_RUNS; i++) for (const model of loaded) await runModel(model.session, row(model, i), 1, model.holdout.nFeatures);
 
-    const breather = new Breather();
+    const breather = new Breather(signal);
     const latencies = loaded.map(() => new Float64Array(settings.latencySamples));
     for (let i = 0; i < settings.latencySamples; i++) {
       await breather.maybeYield();
@@ -107,12 +115,17 @@ interface Loaded {
   score?: ModelBenchmark['score'];
 }
 
+/** Loads a model and aligns the holdout with it; an Error naming the model (the active one's failure fails the candidate's benchmark too). */
 async function load({ role, version, model }: { role: Role; version: string; model: InstalledModel }, holdout: Holdout): Promise<Loaded> {
-  const aligned = alignHoldout(holdout, model.manifest);
-  const rssBefore = process.memoryUsage.rss();
-  const loadStart = performance.now();
-  const session = await createOnnxSession(await readVerifiedOnnx(onnxSource(model)));
-  return { role, version, model, holdout: aligned, session, loadTimeMs: performance.now() - loadStart, rssIncreaseBytes: process.memoryUsage.rss() - rssBefore };
+  try {
+    const aligned = alignHoldout(holdout, model.manifest);
+    const rssBefore = process.memoryUsage.rss();
+    const loadStart = performance.now();
+    const session = await createOnnxSession(await readVerifiedOnnx(onnxSource(model)));
+    return { role, version, model, holdout: aligned, session, loadTimeMs: performance.now() - loadStart, rssIncreaseBytes: process.memoryUsage.rss() - rssBefore };
+  } catch (error) {
+    throw new Error(`the ${role} model ${version}: ${errorMessage(error)}`);
+  }
 }
 
 /** The model's score on the whole holdout; an Error if it gives non-finite outputs (never scored as a class). */
@@ -146,10 +159,17 @@ export function percentile(sorted: ArrayLike<number>, q: number): number {
 /** Gives the event loop a turn when YIELD_EVERY_MS have passed since the last one. */
 class Breather {
   #last = performance.now();
+  readonly #signal: AbortSignal | undefined;
 
+  constructor(signal?: AbortSignal) {
+    this.#signal = signal;
+  }
+
+  /** Also where an abort lands: it throws the signal's reason. */
   async maybeYield(): Promise<void> {
     if (performance.now() - this.#last < YIELD_EVERY_MS) return;
     await nextTurn();
+    this.#signal?.throwIfAborted();
     this.#last = performance.now();
   }
 }

@@ -98,6 +98,25 @@ test('kill -9 during a benchmark: after restart the agent serves the active mode
   assert.equal(report.assignmentId, candidate.id);
 });
 
+test('SIGTERM during a benchmark: the agent stops without waiting for it or reporting it, and reruns it after restart', async (t) => {
+  const { dev } = await withActiveV1(t, 'term-bench');
+  // About ten seconds of timing on an idle machine: far longer than a stop takes.
+  const slow = dev.start(['--bench-samples', '1000000']);
+  await slow.ready();
+  const candidate = await world.assign('term-bench', world.v2, 'candidate');
+  await slow.waitForLog('benchmark started');
+  await slow.stop();
+  assert.match(slow.stderr, /"msg":"benchmark stopped; it runs again at the next start"/);
+  assert.doesNotMatch(slow.stderr, /"msg":"benchmark (finished|failed)"/, 'the interrupted benchmark neither finished nor failed');
+  assert.equal(world.harness.ingest.reports.some((r) => isBenchmarkFor(world.v2.id)(r) || isOutcome(candidate.id, 'benchmark-failed')(r)), false);
+
+  const second = dev.start();
+  await second.ready();
+  const report = await world.waitForReport(isBenchmarkFor(world.v2.id), 30_000);
+  assert.equal(report.assignmentId, candidate.id);
+  assert.equal(world.harness.ingest.reports.some(isOutcome(candidate.id, 'benchmark-failed')), false);
+});
+
 for (const point of ['activation:before-state', 'activation:after-state', 'install:before-rename'] as const) {
   test(`kill -9 during activation (${point}): after restart the agent serves a good model and finishes the activation`, async (t) => {
     const deviceId = `kill-${point.replace(/[:]/g, '-')}`;

@@ -344,6 +344,17 @@ test('a model changed on disk is never trusted: promoting the candidate download
   assert.equal(sha256Hex(await readFile(onnx)), world.v2.manifest.files['model.onnx']!.sha256, 'the changed copy was replaced by the signed one');
 });
 
+test('a benchmark that fails because the active model is damaged on disk names the active model, not just the error', async (t) => {
+  const { agent, dataDir } = await startAgent(t, world, 'disk-active-1');
+  const first = await world.assign('disk-active-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  await agent.idle();
+  await writeFile(join(dataDir, 'models', world.v1.id, 'model.onnx'), 'damaged');
+  const candidate = await world.assign('disk-active-1', world.v2, 'candidate');
+  const failed = await world.waitForReport(isOutcome(candidate.id, 'benchmark-failed'));
+  assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /^the active model 1: \S/);
+});
+
 test('a revert whose previous model is damaged on disk downloads the baseline instead of refusing', async (t) => {
   const { agent, dataDir, predict } = await startAgent(t, world, 'disk-revert-1');
   const first = await world.assign('disk-revert-1', world.v1, 'active');

@@ -106,3 +106,19 @@ test('R² of a constant target: 1 for a perfect fit, 0 otherwise (never 0 for bo
   assert.deepEqual(scorePredictions('regression', [[5], [5]], [5, 5]), { mse: 0, r2: 1 });
   assert.deepEqual(scorePredictions('regression', [[4], [6]], [5, 5]), { mse: 1, r2: 0 });
 });
+
+test("a benchmark the active model cannot run names that model: the candidate is not blamed for the active model's column", async (t) => {
+  const a = await makeArtifact(t, { seed: 1 });
+  const b = await makeArtifact(t, { seed: 2 });
+  const labels = ['1', '2', '3'];
+  const models = [
+    // The active model reads a column this site's holdout does not have; the candidate fits it.
+    { role: 'active' as const, version: '6', model: installed(a.dir, { ...a.manifest, labels, features: [...a.manifest.features, 'humidity'] }) },
+    { role: 'candidate' as const, version: '7', model: installed(b.dir, { ...b.manifest, labels }) },
+  ];
+  await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(30), SETTINGS), /^Error: the active model 6: holdout\.csv: no column "humidity"/);
+  // And a candidate whose classes the holdout's labels are not is named as the candidate.
+  models[0] = { ...models[0]!, model: installed(a.dir, { ...a.manifest, labels }) };
+  models[1] = { ...models[1]!, model: installed(b.dir, { ...b.manifest, labels: ['x', 'y', 'z'] }) };
+  await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(30), SETTINGS), /^Error: the candidate model 7: holdout label "1" is not one of the model's classes/);
+});
