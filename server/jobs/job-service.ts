@@ -79,6 +79,8 @@ export class JobService {
    * once its end is stored and its worker has exited (a job registering its models still runs).
    */
   readonly #slots = new Set<string>();
+  /** Submissions past their last queue check whose job is being stored: each holds a place in the queue. */
+  #admitting = 0;
   #stopping = false;
   #leaseTimer: NodeJS.Timeout | undefined;
   #leaseFailureLogged = false;
@@ -154,9 +156,14 @@ export class JobService {
   /** Starts a pruning job; `fields` names the request's fields in errors (REST's by default). */
   async startPrune(request: PruneJobRequest, principal: Principal, fields: PruneRequestFields = REST_PRUNE_FIELDS): Promise<JobRecord> {
     this.#assertRoomInQueue();
+    // The task may come as the request's or as an option (both are in the schema): either is heeded.
+    const optionsTask = request.options?.task;
+    if (request.task !== undefined && optionsTask !== undefined && optionsTask !== request.task) {
+      throw new ServiceError('bad_request', `${fields.options}.task: ${optionsTask} contradicts the request's task ${request.task}; give one`);
+    }
     const { text, source } = await readJobData(request.data, this.#deps.dataRoot, this.#deps.maxDataBytes, fields);
     // Parsed here too, so bad data is a 400 now rather than a failed job later.
-    const dataset = parseDataset(text, { label: request.label, task: request.task }, source);
+    const dataset = parseDataset(text, { label: request.label, task: request.task ?? optionsTask }, source);
     const options = PruneOptionsSchema.safeParse({ ...(request.options ?? {}), task: dataset.task });
     if (!options.success) throw new ServiceError('bad_request', describeIssues(options.error, fields.options));
     // Too few rows for the splits is also the request's fault: refuse it now, not as a failed job.
@@ -177,10 +184,16 @@ export class JobService {
       node: this.#deps.node,
     };
     this.#assertRoomInQueue(); // again: other submissions may have queued while this one was checked
-    await this.#deps.store.transaction(async (tx) => {
-      await tx.jobs.insert(job);
-      await tx.audit.append({ at: now, actor: job.createdBy, action: 'job.start', target: `job:${id}`, details: { kind: 'prune', model: request.name } });
-    });
+    // Its place is held while the job is stored: submissions checked meanwhile count it as queued.
+    this.#admitting++;
+    try {
+      await this.#deps.store.transaction(async (tx) => {
+        await tx.jobs.insert(job);
+        await tx.audit.append({ at: now, actor: job.createdBy, action: 'job.start', target: `job:${id}`, details: { kind: 'prune', model: request.name } });
+      });
+    } finally {
+      this.#admitting--;
+    }
     this.#queue.push({
       id,
       actor: job.createdBy,
@@ -254,18 +267,27 @@ export class JobService {
     return this.get(id);
   }
 
-  /** Terminates running workers; their jobs are marked failed. */
+  /**
+   * Terminates running workers; their jobs are marked failed. A job already registering its
+   * models finishes that first and ends succeeded: failing it would leave its versions registered
+   * by a job that says it failed.
+   */
   async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#leaseTimer);
     this.#queue.length = 0;
-    await Promise.all([...this.#active.values()].map((active) => active.worker?.terminate()));
+    const active = [...this.#active.values()];
+    await Promise.all(active.map((run) => run.worker?.terminate()));
+    await Promise.all(active.filter((run) => run.ending).map((run) => run.ended));
     await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
   }
 
   #assertRoomInQueue(): void {
-    if (this.#queue.length >= this.#deps.maxQueuedJobs) {
-      throw new ServiceError('too_many_requests', `${this.#queue.length} pruning jobs are already waiting for a worker (--max-queued-jobs); try again when one has started`);
+    // Jobs being stored take a free worker when they are queued; the others will wait.
+    const freeWorkers = Math.max(0, this.#deps.maxConcurrentJobs - this.#slots.size);
+    const waiting = this.#queue.length + Math.max(0, this.#admitting - freeWorkers);
+    if (waiting >= this.#deps.maxQueuedJobs) {
+      throw new ServiceError('too_many_requests', `${waiting} pruning jobs are already waiting for a worker (--max-queued-jobs); try again when one has started`);
     }
   }
 
@@ -286,7 +308,7 @@ export class JobService {
       if (this.#stopping) return;
       if (active.cancel) throw new Error(active.cancel.message); // cancelled while starting
       const result = await this.#runWorker(job, active);
-      if (this.#stopping) return;
+      // Registered, even if the server is stopping meanwhile (stop waits for this): the job says so.
       await this.#end(job.id, ['running'], { state: 'succeeded', result }, undefined, active);
     } catch (error) {
       active.ending = true;
@@ -355,9 +377,10 @@ export class JobService {
   async #register(job: QueuedJob, done: Extract<PruneWorkerMessage, { type: 'done' }>, active: ActiveJob): Promise<Record<string, unknown>> {
     const artifacts = await verifiedJobArtifacts(job.input.outDir, done, this.#deps.signingPublicKey);
     for (const { dir, manifest } of [artifacts.general, artifacts.pruned]) await storeArtifactFiles(dir, manifest, this.#deps.blobs);
-    // The last moment a cancel wins (its blobs stay unreferenced, for the blob sweep); from here on
-    // the models are registered and a cancel is refused.
+    // The last moment a cancel or a shutdown wins (its blobs stay unreferenced, for the blob sweep);
+    // from here on the models are registered, a cancel is refused and a shutdown waits.
     if (active.cancel) throw new Error(active.cancel.message);
+    if (this.#stopping) throw new Error(SHUTDOWN_REASON);
     active.ending = true;
     const actor = job.actor;
     const [general, pruned] = await this.#deps.store.transaction(async (tx) => {

@@ -2,12 +2,14 @@ import { z } from 'zod';
 import type { ServerContext } from '../../app/server-context.ts';
 import { JobIdSchema } from '../../jobs/job-id.ts';
 import { PruneJobRequestSchema } from '../../jobs/prune-job-request.ts';
-import { JobSchema } from '../api-schemas.ts';
+import { JobSchema, PageQuerySchema } from '../api-schemas.ts';
 import { jobView } from '../api-views.ts';
 import { openEventStream } from '../server-sent-events.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 const JobParams = z.strictObject({ id: JobIdSchema });
+/** ?limit=1-1000 (default 100), as gRPC ListJobs and `jobs list --limit` take it. */
+const JobListQuery = PageQuerySchema.pick({ limit: true });
 
 const tag = 'jobs';
 
@@ -30,11 +32,12 @@ export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/jobs',
       operationId: 'listJobs',
-      summary: 'Recent jobs, newest first',
+      summary: 'Recent jobs, newest first (?limit=1-1000, default 100)',
       tag,
       permission: 'read',
+      query: JobListQuery,
       responses: { 200: { description: 'jobs', schema: z.strictObject({ jobs: z.array(JobSchema) }) } },
-      handle: async () => ({ json: { jobs: (await jobs.list()).map(jobView) } }),
+      handle: async ({ query }) => ({ json: { jobs: (await jobs.list(query.limit)).map(jobView) } }),
     }),
     defineRoute({
       method: 'get',

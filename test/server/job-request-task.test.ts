@@ -1,0 +1,36 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+// Integer scores 1-3 over 90 rows: inferred as classes when no task is given.
+const SCORES = `a,b,score\n${Array.from({ length: 90 }, (_, i) => `${(i * 0.37) % 1},${(i * 0.61) % 1},${(i % 3) + 1}`).join('\n')}\n`;
+const LONG = { units: 8, layers: 1, epochs: 10_000, patience: 1000, retrainEpochs: 0, epsilons: [0.2], baselines: false };
+
+test('a prune job heeds options.task (REST and gRPC) instead of silently training the inferred task; a contradicting task is a 400 and stores nothing', async (t) => {
+  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1, maxQueuedJobs: 4 } }))!;
+  const { store } = server.server.ctx;
+  const taskOf = async (id: string) => ((await store.jobs.get(id))!.request as { task: string }).task;
+
+  const rest = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', data: { csv: SCORES }, options: { ...LONG, task: 'regression' } } });
+  assert.equal(rest.status, 202, await rest.clone().text());
+  assert.equal(await taskOf(((await rest.json()) as any).id), 'regression');
+
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  const viaGrpc = await jobs.call('StartPrune', { name: 'scores', label: 'score', csv: SCORES, options_json: JSON.stringify({ ...LONG, task: 'regression' }) });
+  assert.equal(await taskOf(viaGrpc.id), 'regression');
+
+  const stored = (await store.jobs.list()).length;
+  const contradicting = await server.request('POST', '/api/jobs/prune', {
+    json: { name: 'scores', label: 'score', task: 'classification', data: { csv: SCORES }, options: { ...LONG, task: 'regression' } },
+  });
+  assert.equal(contradicting.status, 400);
+  assert.equal(((await contradicting.json()) as any).error.message, "body.options.task: regression contradicts the request's task classification; give one");
+  await assert.rejects(
+    jobs.call('StartPrune', { name: 'scores', label: 'score', task: 'classification', csv: SCORES, options_json: JSON.stringify({ task: 'regression' }) }),
+    (error: any) => error.code === status.INVALID_ARGUMENT && /^options_json\.task: regression contradicts/.test(error.details),
+  );
+  assert.equal((await store.jobs.list()).length, stored, 'nothing was stored');
+});
