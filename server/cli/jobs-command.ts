@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
@@ -57,14 +58,18 @@ export function registerJobsCommand(program: Command): void {
       }
       const options = Object.fromEntries(Object.entries(pruneOptionsFromFlags(flags, optionsTask ?? 'classification')).filter(([, value]) => value !== undefined));
       await withConnection(flags, async (connection) => {
-        const job = await connection.unary<GrpcJob>('Jobs', 'StartPrune', {
-          name,
-          label: flags.label,
-          task: flags.task ?? '',
-          csv,
-          path: flags.serverPath ?? '',
-          options_json: Object.keys(options).length > 0 ? JSON.stringify(options) : '',
-        });
+        const job = await connection
+          .unary<GrpcJob>('Jobs', 'StartPrune', {
+            name,
+            label: flags.label,
+            task: flags.task ?? '',
+            csv,
+            path: flags.serverPath ?? '',
+            options_json: Object.keys(options).length > 0 ? JSON.stringify(options) : '',
+          })
+          .catch((error: unknown) => {
+            throw flags.data && isMessageTooLarge(error) ? dataTooLarge(flags.data, csv, error) : error;
+          });
         // Detached, stdout is the bare id alone, for `J=$(fleetprune jobs prune ... --detach)`;
         // the human line goes to stderr either way.
         if (flags.detach) {
@@ -107,7 +112,7 @@ export function registerJobsCommand(program: Command): void {
 async function watch(connection: ServerConnection, id: string): Promise<void> {
   let final: GrpcJob | undefined;
   let lastLine = '';
-  await connection.stream<{ job?: GrpcJob; progress?: { phase: string; done: number; total: number; detail: string } }>(
+  const streamed = connection.stream<{ job?: GrpcJob; progress?: { phase: string; done: number; total: number; detail: string } }>(
     'Jobs',
     'WatchJob',
     { id },
@@ -123,12 +128,40 @@ async function watch(connection: ServerConnection, id: string): Promise<void> {
       }
     },
   );
+  await streamed.catch((error: unknown) => {
+    throw final ? endedEarly(id, error) : error;
+  });
   if (!final) throw new UserError(`job ${id}: the stream ended without a state`);
   if (final.state === 'failed') throw new UserError(`job ${id} failed: ${final.error}`, { exitCode: 1 });
   if (final.state === 'succeeded') {
     const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string } };
     process.stdout.write(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)\n`);
   }
+}
+
+/** The server refused the request's size before reading it (grpc-js: RESOURCE_EXHAUSTED, "Received message larger than max"). */
+function isMessageTooLarge(error: unknown): boolean {
+  const cause = error instanceof UserError ? (error.cause as { code?: number; details?: string } | undefined) : undefined;
+  return cause?.code === GrpcStatus.RESOURCE_EXHAUSTED && /larger than max/i.test(cause.details ?? '');
+}
+
+/** --data too large for the server's gRPC message limit, named as the server names it for a smaller file over --max-body-bytes. */
+function dataTooLarge(file: string, csv: string, error: unknown): UserError {
+  return new UserError(`--data: ${file} is ${Buffer.byteLength(csv, 'utf8')} bytes, more than the server accepts (its --max-body-bytes)`, { cause: error });
+}
+
+/**
+ * A watch the server cut before the job finished (it shut down or restarted: grpc-js says "Call
+ * cancelled", which read as if the job had been cancelled): says so, and how to see the job's end.
+ */
+function endedEarly(id: string, error: unknown): unknown {
+  const cause = error instanceof UserError ? (error.cause as { code?: number; details?: string } | undefined) : undefined;
+  if (cause?.code !== GrpcStatus.CANCELLED && cause?.code !== GrpcStatus.UNAVAILABLE) return error;
+  return new UserError(
+    `job ${id}: the server ended the watch before the job finished (${cause.details || (error as UserError).message}); ` +
+      `it may have shut down or restarted: \`fleetprune jobs watch ${id}\` shows how the job ended`,
+    { cause: error },
+  );
 }
 
 /** What a finished job left: the versions it registered, or why it failed. */

@@ -10,9 +10,12 @@ import { withConnection, withConnectionOptions, type ConnectionFlags, type Serve
 import { modelJson, versionJson, type GrpcModel, type GrpcVersion } from './json-views.ts';
 
 const UPLOAD_CHUNK = 256 * 1024;
+/** Times a push uploads what the server lacks before it gives up (see uploadAll). */
+const UPLOAD_ROUNDS = 3;
 /**
  * Versions asked for per ListVersions call (the server allows up to 1000). Each carries its
- * manifest, and the reply must fit the client's default 4 MiB receive limit.
+ * manifest, and the reply must fit the client's default 4 MiB receive limit: a page that does
+ * not (large manifests) is asked again with half as many.
  */
 const VERSIONS_PAGE = 200;
 
@@ -40,7 +43,7 @@ export function registerModelsCommand(program: Command): void {
         // before its parent is pushed), and says which files it already has.
         const check = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
         if (parent) await pushParent(connection, name, parent);
-        await uploadMissing(connection, dir, manifest, check.missing_sha256);
+        await uploadAll(connection, name, dir, manifest, check.missing_sha256);
         const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
           name,
           manifest_json: JSON.stringify(manifest),
@@ -60,17 +63,24 @@ export function registerModelsCommand(program: Command): void {
           for (const model of all) process.stdout.write(`${model.name}\t${model.version_count} versions\tlatest ${model.latest_version || '-'}\n`);
           return;
         }
-        // One page at a time after the last seq seen, until a short (or empty) page.
+        // One page at a time after the last seq seen, until a short (or empty) page. A page too
+        // large to receive (manifests of models with thousands of features) is asked again, halved.
         const collected: GrpcVersion[] = [];
+        let page = VERSIONS_PAGE;
         for (let afterSeq = 0; ; ) {
-          const { versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', {
-            name,
-            after_seq: afterSeq,
-            limit: VERSIONS_PAGE,
-          });
+          let versions: GrpcVersion[];
+          try {
+            ({ versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', { name, after_seq: afterSeq, limit: page }));
+          } catch (error) {
+            if (page > 1 && isReplyTooLarge(error)) {
+              page = Math.ceil(page / 2);
+              continue;
+            }
+            throw error;
+          }
           if (flags.json) collected.push(...versions);
           else for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
-          if (versions.length < VERSIONS_PAGE) break;
+          if (versions.length < page) break;
           afterSeq = versions[versions.length - 1]!.seq;
         }
         if (flags.json) process.stdout.write(`${JSON.stringify({ versions: collected.map(versionJson) }, null, 2)}\n`);
@@ -141,6 +151,12 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
   return [name, version];
 }
 
+/** A reply over the client's receive limit (grpc-js: RESOURCE_EXHAUSTED, "Received message larger than max"). */
+function isReplyTooLarge(error: unknown): boolean {
+  const cause = error instanceof UserError ? (error.cause as { code?: number; details?: string } | undefined) : undefined;
+  return cause?.code === GrpcStatus.RESOURCE_EXHAUSTED && /larger than max/i.test(cause.details ?? '');
+}
+
 /** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */
 function formatVersionLine(version: GrpcVersion): string {
   const tags = [...version.aliases, ...(version.retired ? ['retired'] : [])];
@@ -182,9 +198,26 @@ async function pushParent(connection: ServerConnection, name: string, parent: { 
     if (error instanceof UserError) throw new UserError(`pushing the parent in ${parent.dir}: ${error.message}`, { exitCode: error.exitCode, cause: error });
     throw error;
   }
-  await uploadMissing(connection, parent.dir, parent.manifest, missing);
+  await uploadAll(connection, name, parent.dir, parent.manifest, missing);
   const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', { name, manifest_json: manifestJson });
   process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id}; the parent, from ${parent.dir})\n`);
+}
+
+/**
+ * Uploads the files the server lacks, then checks the push again (which marks every file it lists
+ * as just used) until the server lacks none: a file collected while later ones were still
+ * uploading (`blobs gc` with a --min-age shorter than the upload) is sent again, rather than the
+ * registration failing with "was not uploaded".
+ */
+async function uploadAll(connection: ServerConnection, name: string, dir: string, manifest: Manifest, missingSha256: readonly string[]): Promise<void> {
+  let missing = missingSha256;
+  for (let round = 1; missing.length > 0; round++) {
+    if (round > UPLOAD_ROUNDS) {
+      throw new UserError(`uploading ${dir}: the server still lacks ${missing.length} of its files after ${UPLOAD_ROUNDS} uploads (is \`blobs gc\` removing them? give it a longer --min-age)`);
+    }
+    await uploadMissing(connection, dir, manifest, missing);
+    ({ missing_sha256: missing } = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) }));
+  }
 }
 
 /** Uploads the files of `manifest` the server said it lacks. */

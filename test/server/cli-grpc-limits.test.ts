@@ -68,3 +68,55 @@ test('models list NAME pages through every version, past the 1000 one ListVersio
   assert.equal(versions.length, count);
   assert.deepEqual(versions, Array.from({ length: count }, (_, i) => `many@${i + 1}`));
 });
+
+test('models list NAME lists a model whose manifests are large (5,000 features): pages over the 4 MiB receive limit are asked again, smaller', async (t) => {
+  const server = (await startTestServer(t))!;
+  const { store } = server.server.ctx;
+  const { manifest } = await makeArtifact(t, { seed: 6 });
+  // ~100 kB per manifest: 60 versions make one 6 MiB reply at the CLI's page size.
+  const wide = { ...manifest, features: Array.from({ length: 5000 }, (_, i) => `spectrum_band_${i}`) };
+  const count = 60;
+  const at = '2025-01-02T03:04:05.000Z';
+  await store.transaction(async (tx) => {
+    await tx.models.ensureModel('wide', at, 'admin');
+    for (let seq = 1; seq <= count; seq++) {
+      await tx.models.insertVersion({
+        model: 'wide',
+        version: String(seq),
+        seq,
+        artifactId: seq.toString(16).padStart(64, '0'),
+        manifest: wide,
+        parentArtifactId: null,
+        epsilon: null,
+        dataFingerprint: 'fp',
+        metrics: manifest.metrics,
+        createdAt: at,
+        createdBy: 'admin',
+      });
+    }
+  });
+
+  const listed = await runCli(['models', 'list', 'wide', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(listed.code, 0, listed.stderr);
+  const versions = listed.stdout
+    .trimEnd()
+    .split('\n')
+    .map((line) => line.split('\t')[0]);
+  assert.deepEqual(versions, Array.from({ length: count }, (_, i) => `wide@${i + 1}`));
+});
+
+test('jobs prune --data: a CSV over the server\'s gRPC message limit is refused naming --data and --max-body-bytes, as a smaller one over the limit is', async (t) => {
+  const maxBodyBytes = 1 * MiB;
+  const server = (await startTestServer(t, { config: { maxBodyBytes } }))!;
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  // ~9 MiB: past the server's 8 MiB floor for gRPC messages, which refuses it before any handler reads it.
+  const row = '0.12345678901234,0.98765432109876,0.55555555555555,a\n';
+  const csv = `x,y,z,kind\n${row.repeat(Math.ceil((9 * MiB) / row.length))}0.5,0.5,0.5,b\n`;
+  const file = join(await tempDir(t), 'huge.csv');
+  await writeFile(file, csv);
+
+  const refused = await runCli(['jobs', 'prune', '--data', file, '--label', 'kind', '--name', 'huge', '--detach', ...connection]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.equal(refused.stderr.trim(), `fleetprune: --data: ${file} is ${csv.length} bytes, more than the server accepts (its --max-body-bytes)`);
+  assert.deepEqual(await server.server.ctx.store.jobs.list(), [], 'nothing was stored');
+});

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { cp } from 'node:fs/promises';
+import { cp, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
+import { collectBlobGarbage } from '../../server/artifacts/blob-garbage-collector.ts';
 import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
@@ -109,4 +110,51 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
 
   // tokens list --json: the tokens of GET /api/tokens.
   assert.deepEqual(JSON.parse(tokens.stdout), ((await (await server.request('GET', '/api/tokens')).json()) as { tokens: unknown[] }).tokens);
+});
+
+test('models push of an artifact with a file over --max-blob-bytes is refused before anything is sent: no parent registered, no file stored', async (t) => {
+  const probe = await makeArtifact(t, { seed: 41, units: 4 });
+  // The general model's files fit; the pruned one (wider here) lists a larger file.
+  const maxBlobBytes = Math.max(...Object.values(probe.manifest.files).map((file) => file.bytes));
+  const server = (await startTestServer(t, { config: { maxBlobBytes } }))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const general = await makeArtifact(t, { seed: 41, privateKey: key, units: 4 });
+  const pruned = await makeArtifact(t, { seed: 42, privateKey: key, units: 64, parent: artifactId(general.manifest) });
+  await cp(general.dir, join(pruned.dir, 'general'), { recursive: true });
+  const [path, file] = Object.entries(pruned.manifest.files).find(([, entry]) => entry.bytes > maxBlobBytes)!;
+
+  const pushed = await runCli(['models', 'push', pruned.dir, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(pushed.code, 2, pushed.stderr);
+  assert.equal(pushed.stderr, `fleetprune: manifest.files.${path}: ${file.bytes} bytes exceed the upload limit of ${maxBlobBytes} bytes (--max-blob-bytes)\n`);
+  assert.equal(pushed.stdout, '', 'nothing registered');
+  assert.equal(await server.server.ctx.store.models.countVersions(), 0);
+  assert.deepEqual(await server.server.ctx.blobs.list(), [], 'no file uploaded');
+  const check = await server.request('POST', '/api/models/iris/versions/check', { json: { manifest: pruned.manifest } });
+  assert.equal(check.status, 413);
+});
+
+test('models push sends again a file that blob GC collected while later files were uploading, and registers', async (t) => {
+  const server = (await startTestServer(t))!;
+  const { blobs, store } = server.server.ctx;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const { dir, manifest } = await makeArtifact(t, { seed: 51, privateKey: key });
+  // When the push starts uploading its second file, the first one has (as after a long upload)
+  // been idle past the --min-age of a `blobs gc` that runs right then.
+  const put = blobs.put.bind(blobs);
+  let uploads = 0;
+  let collected: string[] = [];
+  blobs.put = async (source, sha256, maxBytes, whileLocked) => {
+    if (++uploads === 2) {
+      const long = new Date(Date.now() - 2 * 3600_000);
+      for (const stored of await blobs.list()) await utimes(blobs.pathOf(stored), long, long);
+      collected = (await collectBlobGarbage({ store, blobs }, { dryRun: false, minAgeSeconds: 60, actor: 'test' })).removed.map((blob) => blob.sha256);
+    }
+    return put(source, sha256, maxBytes, whileLocked);
+  };
+
+  const pushed = await runCli(['models', 'push', dir, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(collected.length, 1, 'the first uploaded file was collected mid-push');
+  assert.equal(pushed.code, 0, pushed.stderr);
+  assert.equal(pushed.stdout, `registered iris@1 (artifact ${artifactId(manifest)})\n`);
+  for (const file of Object.values(manifest.files)) assert.ok(await blobs.stat(file.sha256), `${file.sha256} is stored`);
 });
