@@ -24,8 +24,8 @@ import { verifiedJobArtifacts } from './job-artifacts.ts';
 import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
 import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
 
-export const RESTART_REASON = 'server restarted while the job was running';
-export const SHUTDOWN_REASON = 'server shut down while the job was running';
+export const RESTART_REASON = 'server restarted before the job finished';
+export const SHUTDOWN_REASON = 'server shut down before the job finished';
 const WORKER_ENTRY = new URL('./prune-worker-entry.mjs', import.meta.url);
 const PROGRESS_PERSIST_INTERVAL_MS = 500;
 /** How often a server renews the leases of its unfinished jobs (PostgreSQL). */

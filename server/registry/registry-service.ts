@@ -58,7 +58,7 @@ export class RegistryService {
     if (ref === 'latest') {
       const seq = await repos.models.maxSeq(name);
       const latest = seq > 0 ? (await repos.models.listVersions(name, { afterSeq: seq - 1, limit: 1 }))[0] : undefined;
-      if (!latest) throw new ServiceError('not_found', `model ${name} has no versions`);
+      if (!latest) throw new ServiceError('not_found', (await repos.models.getModel(name)) ? `model ${name} has no versions` : `no model ${name}`);
       return latest;
     }
     if (RESERVED_VERSION_NAMES.has(ref)) {

@@ -348,6 +348,7 @@ for (const engine of STORE_ENGINES) {
         await unchanged(env.server, async () => {
           await expectError(await env.server.request('PUT', '/api/models/iris/aliases/production', { json: { version: '9' } }), 404, 'not_found', /no version iris@9/);
           await expectError(await env.server.request('PUT', '/api/models/nope/aliases/production', { json: { version: '1' } }), 404, 'not_found', /no model nope/);
+          await expectError(await env.server.request('GET', '/api/models/nope/versions/latest'), 404, 'not_found', /^no model nope$/);
           await expectError(await env.server.request('PUT', '/api/models/iris/aliases/staging', { json: { version: '1' } }), 400, 'bad_request', /path\.alias/);
         });
       });
