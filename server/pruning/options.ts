@@ -8,6 +8,14 @@ export function retrainEpochsOf(options: { retrainEpochs?: number; epochs: numbe
   return options.retrainEpochs ?? Math.min(DEFAULT_RETRAIN_EPOCHS, options.epochs);
 }
 
+/**
+ * The most weights between the general model's hidden layers ((layers − 1) × units²): 3 layers
+ * of 4096 units. Training that network on the wasm backend peaks at about 3.2 GB, under wasm32's
+ * 4 GB; 16 layers of 4096 (which the per-flag limits allow) ran out of it after minutes and ended
+ * as an internal error ("memory access out of bounds").
+ */
+export const MAX_HIDDEN_WEIGHTS = 2 * 4096 * 4096;
+
 /** Everything that steers an ODF2NNA run. Validated once, at the edge (CLI flags, API bodies). */
 export const PruneOptionsSchema = z
   .strictObject({
@@ -49,6 +57,16 @@ export const PruneOptionsSchema = z
     fullSweep: z.boolean().default(false),
   })
   .superRefine((options, ctx) => {
+    const hiddenWeights = (options.layers - 1) * options.units ** 2;
+    if (hiddenWeights > MAX_HIDDEN_WEIGHTS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['units'],
+        message:
+          `${options.layers} hidden layers of ${options.units} units need ${hiddenWeights.toLocaleString('en-US')} weights between them, ` +
+          `more than training can hold (at most ${MAX_HIDDEN_WEIGHTS.toLocaleString('en-US')}, 3 layers of 4096 units): use fewer layers or units`,
+      });
+    }
     if (options.epsilonMode === 'relative') {
       options.epsilons.forEach((epsilon, i) => {
         if (!(epsilon > 0 && epsilon < 1)) {

@@ -31,7 +31,10 @@ export interface LoadOptions {
    * columns are neither read nor checked. Absent: every column besides the label is a feature.
    */
   features?: readonly string[];
-  /** Classes a classification label must have (default 2, what training needs; a device's holdout may hold one). */
+  /**
+   * Classes a classification label must have, or distinct values a regression label (default 2,
+   * what training needs; a device's holdout may hold one).
+   */
   minClasses?: 1 | 2;
 }
 
@@ -54,16 +57,28 @@ export function readDataFile(path: string): string {
 
 /** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */
 export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
-  let records: string[][];
+  if (looksLikeUtf16(text)) throw new UserError(`${source}: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8`);
+  let parsed: { record: string[]; info: { lines: number } }[];
   try {
-    // bom: a UTF-8 byte order mark (spreadsheet exports) is not part of the first column's name.
-    records = parse(text, { bom: true, skip_empty_lines: true, trim: true, relax_column_count: false }) as string[][];
+    parsed = parse(text, {
+      // bom: a UTF-8 byte order mark (spreadsheet exports) is not part of the first column's name.
+      bom: true,
+      // Any line ending, mixed too (rows appended on another system): csv-parse otherwise takes the
+      // first line's ending for every line, and a CRLF file with LF rows becomes one huge row.
+      record_delimiter: ['\r\n', '\n', '\r'],
+      skip_empty_lines: true,
+      trim: true,
+      relax_column_count: false,
+      info: true,
+    }) as unknown as typeof parsed;
   } catch (error) {
     throw new UserError(`${source}: not a valid CSV file: ${errorMessage(error)}`);
   }
-  const header = records[0];
+  const header = parsed[0]?.record;
   if (!header || header.length === 0) throw new UserError(`${source}: the file is empty`);
-  const rows = records.slice(1);
+  const rows = parsed.slice(1).map(({ record }) => record);
+  // "row N" in messages is the line of the file the row starts on, blank lines counted, as an editor shows it.
+  const rowNumbers = parsed.slice(1).map(({ record, info }) => info.lines - lineBreaks(record));
   if (rows.length === 0) throw new UserError(`${source}: the file has a header but no data rows`);
   const labelIndex = header.indexOf(options.label);
   if (labelIndex < 0) {
@@ -90,16 +105,16 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
       const cell = record[c]!;
       const value = parseDecimal(cell);
       if (!Number.isFinite(value)) {
-        throw new UserError(`${source}: row ${r + 2}, column ${quoted(header[c]!)}: ${quoted(cell)} is not a finite number`);
+        throw new UserError(`${source}: row ${rowNumbers[r]}, column ${quoted(header[c]!)}: ${quoted(cell)} is not a finite number`);
       }
       if (Math.abs(value) > FLOAT32_MAX) {
-        throw new UserError(`${source}: row ${r + 2}, column ${quoted(header[c]!)}: ${cell} is outside the float32 range models compute in (±3.4e38)`);
+        throw new UserError(`${source}: row ${rowNumbers[r]}, column ${quoted(header[c]!)}: ${cell} is outside the float32 range models compute in (±3.4e38)`);
       }
       row.push(value);
     });
     x.push(row);
     const label = record[labelIndex] ?? '';
-    if (label === '') throw new UserError(`${source}: row ${r + 2}: the label ${quoted(options.label)} is empty`);
+    if (label === '') throw new UserError(`${source}: row ${rowNumbers[r]}: the label ${quoted(options.label)} is empty`);
     rawLabels.push(label);
   });
 
@@ -118,15 +133,19 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     y = rawLabels.map((label, r) => {
       const value = parseDecimal(label);
       if (!Number.isFinite(value) || Math.abs(value) > FLOAT32_MAX) {
-        throw new UserError(`${source}: row ${r + 2}: regression label ${quoted(label)} is not a finite float32 number`);
+        throw new UserError(`${source}: row ${rowNumbers[r]}: regression label ${quoted(label)} is not a finite float32 number`);
       }
       return value;
     });
+    // A constant target has nothing to learn, as a single class has not.
+    if ((options.minClasses ?? 2) > 1 && y.every((value) => value === y[0])) {
+      throw new UserError(`${source}: the regression label ${quoted(options.label)} has a single value (${clipped(rawLabels[0]!)}); need at least two`);
+    }
   }
 
   // The fingerprint is of the values as written, before any rounding below: it names the data.
   const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
-  const warnings = roundFeaturesDevicesCannotHold(x, featureNames);
+  const warnings = [...roundFeaturesDevicesCannotHold(x, featureNames), ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label)];
   return { featureNames, labelName: options.label, task, x, y, classes, fingerprint, warnings };
 }
 
@@ -219,6 +238,44 @@ function roundFeaturesDevicesCannotHold(x: number[][], featureNames: readonly st
       `survive float32, which devices feed the model (rounding moves a value by up to ${worst.toPrecision(2)} standard deviations): ` +
       `training and scores use ${one ? 'it' : 'them'} rounded to float32 too, and detail is lost; subtract an offset (such as the ` +
       `column's minimum) before pruning`,
+  ];
+}
+
+/**
+ * UTF-16 (Excel's "Unicode Text", PowerShell's default encoding) read as UTF-8: a byte order mark
+ * (two U+FFFD), or text in which every other character is NUL. It would parse into nonsense
+ * ("expect 3, got 1 on line 62"); binary garbage has NULs too, but far fewer.
+ */
+function looksLikeUtf16(text: string): boolean {
+  if (text.startsWith('\uFFFD\uFFFD')) return true;
+  const head = text.slice(0, 1000);
+  return head.length >= 4 && (head.match(/\0/g)?.length ?? 0) * 3 >= head.length;
+}
+
+/** The line breaks inside a record's quoted cells: its first line is this many before its last. */
+function lineBreaks(record: readonly string[]): number {
+  return record.reduce((count, cell) => count + (cell.match(/\r\n|\r|\n/g)?.length ?? 0), 0);
+}
+
+/**
+ * model.onnx computes a regression prediction in float32 too, ending in `+ target mean`: for a
+ * target far from zero for its spread (a timestamp, an elevation above sea level in mm), a
+ * device's predictions can only take values float32 steps apart, coarser than the target's
+ * detail, and the scores (computed in float64) describe a better model than devices run. The same
+ * measure as for features (rounding moving a value by more than FLOAT32_ROUNDING_TOLERANCE of the
+ * spread) names it in a warning; a constant target is refused before this.
+ */
+function targetDevicesCannotHold(y: readonly number[], labelName: string): string[] {
+  if (y.length === 0) return [];
+  const mean = y.reduce((a, b) => a + b, 0) / y.length;
+  const std = Math.sqrt(y.reduce((a, b) => a + (b - mean) ** 2, 0) / y.length);
+  // A loop, not Math.max(...y): a spread of a million rows overflows the stack.
+  const moved = y.reduce((worst, value) => Math.max(worst, Math.abs(Math.fround(value) - value)), Math.abs(Math.fround(mean) - mean));
+  if (!(moved > FLOAT32_ROUNDING_TOLERANCE * std)) return [];
+  return [
+    `the label ${quoted(labelName)} is too far from zero for its spread to survive float32, which devices compute the model in ` +
+      `(rounding moves a value by up to ${(moved / std).toPrecision(2)} standard deviations): their predictions are coarser than ` +
+      `the scores, computed in float64, show; subtract an offset (such as the column's minimum) before pruning`,
   ];
 }
 

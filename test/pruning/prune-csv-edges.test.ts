@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
+
+const FAST = ['--units', '8', '--epochs', '2', '--epsilon', '0.5'];
+
+/** 60 rows of two features and a two-class label, as CSV lines without line endings. */
+function lines(): string[] {
+  return ['a,b,label', ...Array.from({ length: 60 }, (_, i) => `${(i * 0.37) % 1},${(i * 0.61) % 1},${i % 2 ? 'x' : 'y'}`)];
+}
+
+test('a CSV with mixed line endings (CRLF rows, then LF rows appended) prunes like any other', async (t) => {
+  const dir = await tempDir(t);
+  const [header, ...rows] = lines();
+  const csv = join(dir, 'mixed.csv');
+  // csv-parse took the first line's CRLF for every line: the LF rows became one row of 61 cells.
+  await writeFile(csv, `${header}\r\n${rows.slice(0, 30).join('\r\n')}\r\n${rows.slice(30).join('\n')}\n`);
+  const out = join(dir, 'out');
+  const run = await runCli(['prune', '--data', csv, '--label', 'label', ...FAST, '--out', out]);
+  assert.equal(run.code, 0, run.stderr);
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+  assert.equal(report.data.rows, 60);
+  assert.deepEqual(report.data.classes, ['x', 'y']);
+});
+
+test('bad rows are named by the line they are on, blank lines and multi-line cells counted', async (t) => {
+  const dir = await tempDir(t);
+  const blank = join(dir, 'blank.csv');
+  await writeFile(blank, 'a,b,label\n1,2,x\n\n\n3,4,y\n5,oops,x\n');
+  const multiline = join(dir, 'multiline.csv');
+  await writeFile(multiline, 'a,b,label\n1,2,"two\nlines"\n3,4,y\n5,6,\n');
+  const cases: [string, RegExp][] = [
+    [blank, /blank\.csv: row 6, column "b": "oops" is not a finite number\n$/],
+    [multiline, /multiline\.csv: row 5: the label "label" is empty\n$/],
+  ];
+  for (const [csv, message] of cases) {
+    const run = await runCli(['prune', '--data', csv, '--label', 'label', '--out', join(dir, 'out')]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.ok(isOneLineError(run.stderr), run.stderr);
+    assert.match(run.stderr, message);
+  }
+});
+
+test('a regression label with a single value is refused like a single class: exit 2, one line, nothing written', async (t) => {
+  const dir = await tempDir(t);
+  const csv = join(dir, 'constant.csv');
+  await writeFile(csv, ['a,b,target', ...Array.from({ length: 60 }, (_, i) => `${i % 7},${i % 5},5.5`)].join('\n') + '\n');
+  const out = join(dir, 'out');
+  for (const task of [[], ['--task', 'regression']]) {
+    const run = await runCli(['prune', '--data', csv, '--label', 'target', ...task, ...FAST, '--out', out]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.ok(isOneLineError(run.stderr), run.stderr);
+    assert.match(run.stderr, /constant\.csv: the regression label "target" has a single value \(5\.5\); need at least two\n$/);
+  }
+  await assert.rejects(stat(out), 'nothing is written');
+});
+
+test('a regression label float32 cannot hold (a timestamp) is named in a warning, printed and in report.json; the same label less its offset is not', async (t) => {
+  const dir = await tempDir(t);
+  // Seconds 1.6e9 + i/60: float32, in which model.onnx adds the target mean, steps by 128 there.
+  const rows = Array.from({ length: 60 }, (_, i) => [(i * 0.37) % 1, (i * 0.61) % 1, i / 60]);
+  const far = join(dir, 'far.csv');
+  await writeFile(far, ['a,b,t', ...rows.map(([a, b, y]) => `${a},${b},${1_600_000_000 + y!}`)].join('\n') + '\n');
+  const near = join(dir, 'near.csv');
+  await writeFile(near, ['a,b,t', ...rows.map(([a, b, y]) => `${a},${b},${y}`)].join('\n') + '\n');
+  const warning = /^the label "t" is too far from zero for its spread to survive float32, .*subtract an offset/;
+  for (const [csv, warned] of [[far, true], [near, false]] as const) {
+    const out = join(dir, `out-${warned}`);
+    const run = await runCli(['prune', '--data', csv, '--label', 't', '--task', 'regression', ...FAST, '--out', out]);
+    assert.equal(run.code, 0, run.stderr);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+    assert.equal(report.warnings.some((w: string) => warning.test(w)), warned, JSON.stringify(report.warnings));
+    assert.equal(run.stdout.split('\n').some((line) => warning.test(line.replace(/^warning: /, ''))), warned, run.stdout);
+  }
+});
+
+test('a UTF-16 CSV (Excel "Unicode Text") is named as such, not reported as a broken row', async (t) => {
+  const dir = await tempDir(t);
+  const csv = join(dir, 'utf16.csv');
+  // Was: "not a valid CSV file: Invalid Record Length: expect 3, got 1 on line 62".
+  await writeFile(csv, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`${lines().join('\r\n')}\r\n`, 'utf16le')]));
+  const run = await runCli(['prune', '--data', csv, '--label', 'label', '--out', join(dir, 'out')]);
+  assert.equal(run.code, 2, run.stderr);
+  assert.ok(isOneLineError(run.stderr), run.stderr);
+  assert.match(run.stderr, /utf16\.csv: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8\n$/);
+});
+
+test('a general model too large to train (16 layers of 4096 units) is refused up front, not an internal error minutes later', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'out');
+  const iris = 'shared/datasets/iris.csv';
+  // Each flag is within its own limits; together they ran the wasm heap out of memory.
+  const run = await runCli(['prune', '--data', iris, '--label', 'species', '--layers', '16', '--units', '4096', '--epochs', '1', '--out', out], {}, { timeoutMs: 60_000 });
+  assert.equal(run.code, 2, run.stderr);
+  assert.ok(isOneLineError(run.stderr), run.stderr);
+  assert.match(run.stderr, /^fleetprune: --units: 16 hidden layers of 4096 units need 251,658,240 weights between them, more than training can hold .*use fewer layers or units\n$/);
+  await assert.rejects(stat(out), 'nothing is written');
+});
+
+test('a regression data set of 300,000 rows is read (the float32 check of its label does not overflow the stack)', async () => {
+  const { parseDataset } = await import('../../shared/data/dataset.ts');
+  const rows = ['a,b,y'];
+  for (let i = 0; i < 300_000; i++) rows.push(`${i % 7},${i % 3},${i % 101}`);
+  const data = parseDataset(rows.join('\n'), { label: 'y', task: 'regression' });
+  assert.equal(data.x.length, 300_000);
+  assert.deepEqual(data.warnings, []);
+});
