@@ -3,13 +3,14 @@ import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
-import { assertArtifactDestination } from '../../shared/artifact/artifact-destination.ts';
+import { assertArtifactDestination, resolveArtifactDestination } from '../../shared/artifact/artifact-destination.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { assertWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { formatPruneSummary } from '../pruning/summary.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 import { createPhaseProgress } from './progress.ts';
+import { handlePruneInterrupts } from './prune-interrupt.ts';
 
 interface PruneFlags extends PruneTuningFlags {
   data: string;
@@ -44,7 +45,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const name = checkedModelName(flags.name ?? modelNameFromFile(flags.data));
   // Enough rows for every split, checked before anything is written or trained.
   splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
-  const outDir = resolve(flags.out);
+  const outDir = await resolveArtifactDestination(resolve(flags.out));
   await assertWritableDirectory(outDir, 'output directory', '--out');
   await assertArtifactDestination(outDir);
 
@@ -56,6 +57,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   if (!privateKey) process.stderr.write('note: no --sign-key given: the artifact is written unsigned and will not verify\n');
 
   const progress = createPhaseProgress();
+  const interrupt = handlePruneInterrupts(outDir, () => progress.stop());
   let result;
   try {
     result = await pruneToArtifacts({
@@ -65,9 +67,14 @@ async function runPrune(flags: PruneFlags): Promise<void> {
       outDir,
       name,
       privateKey,
-      onProgress: (event) => progress.update(event),
+      signal: interrupt.signal,
+      onProgress: (event) => {
+        if (event.phase === 'export') interrupt.exportStarted();
+        progress.update(event);
+      },
     });
   } finally {
+    interrupt.dispose();
     progress.stop();
   }
   process.stdout.write(formatPruneSummary(result.report, outDir));

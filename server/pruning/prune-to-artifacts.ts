@@ -21,6 +21,12 @@ export interface PruneToArtifactsInput {
   privateKey?: KeyObject;
   onProgress?: (event: ProgressEvent) => void;
   /**
+   * Checked before each artifact is written: once aborted, the run throws the signal's reason and
+   * removes what it staged, leaving `outDir` as it was. The pruned artifact's write, once begun,
+   * is finished (it replaces `outDir` in one move, and general/ and report.json follow it).
+   */
+  signal?: AbortSignal;
+  /**
    * The general model's artifact when it already exists (the same data, options and seed train
    * the same general model): no general/ is written and the pruned model names it as its parent.
    */
@@ -63,6 +69,7 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
       labels: dataset.classes,
       labelName: dataset.labelName,
     };
+    input.signal?.throwIfAborted();
     const generalStaging = input.parent ? undefined : `${outDir}.general-${process.pid}-${Date.now()}`;
     const general =
       input.parent ??
@@ -74,6 +81,7 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
       }));
     onProgress({ phase: 'export', done: 1, total: 2 });
     try {
+      input.signal?.throwIfAborted();
       const pruned = await writeArtifact(outDir, {
         network: result.pruned.network,
         tfjsModel: result.pruned.model,

@@ -1,4 +1,4 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
@@ -11,6 +11,22 @@ import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } fro
  */
 const PRUNE_REPORT_FILE = 'report.json';
 const PRUNE_GENERAL_DIR = 'general';
+
+/**
+ * Where an artifact for `dir` is written: `dir` itself, or, when it is a symbolic link, the
+ * directory it leads to. An artifact replaces its directory by renames, which would replace the
+ * link itself (and fail, ENOTDIR, after the whole run, when it leads to an empty directory); the
+ * link is kept and leads to the new artifact. A link leading nowhere is a UserError.
+ */
+export async function resolveArtifactDestination(dir: string): Promise<string> {
+  const link = await lstat(dir).catch(() => undefined);
+  if (!link?.isSymbolicLink()) return dir;
+  try {
+    return await realpath(dir);
+  } catch (error) {
+    throw new UserError(`cannot write artifact to ${dir}: it is a symbolic link that leads nowhere (${errorMessage(error).split(',')[0]})`, { cause: error });
+  }
+}
 
 /**
  * Checks up front, before long work, that writeArtifact may write to `dir`: it is missing, an
