@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { generateSigningKeys } from '../../shared/artifact/signing-keys.ts';
+import { ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
 
 export function registerKeysCommand(program: Command): void {
   const keys = program.command('keys').description('manage the ed25519 keys that sign model artifacts');
@@ -9,6 +10,8 @@ export function registerKeysCommand(program: Command): void {
     .requiredOption('--out <dir>', 'directory for the key files (created if missing)')
     .option('--force', 'replace existing key files')
     .action(async (flags: { out: string; force?: boolean }) => {
+      // Checked (and created) first: a bare mkdir({recursive}) spins forever under /proc or /sys.
+      await ensureWritableDirectory(flags.out, '--out');
       const { privateKeyPath, publicKeyPath, keyId } = await generateSigningKeys(flags.out, { force: flags.force });
       process.stdout.write(`private key: ${privateKeyPath}\npublic key:  ${publicKeyPath}\nkey id:      ${keyId}\n`);
     });

@@ -77,11 +77,19 @@ export function loadPublicKey(path: string): Promise<KeyObject> {
   return loadKey(path, 'public');
 }
 
+/** Far above a PEM ed25519 key (~120 bytes): a larger file is something else, and is not read whole. */
+const MAX_KEY_FILE_BYTES = 64 * 1024;
+
 async function loadKey(path: string, type: 'private' | 'public'): Promise<KeyObject> {
   let pem: string;
   try {
+    // A device, FIFO or huge file given by mistake would block or fill memory on a plain read.
+    const info = await stat(path);
+    if (!info.isFile()) throw new UserError(`cannot read ${type} key ${path}: not a regular file`);
+    if (info.size > MAX_KEY_FILE_BYTES) throw new UserError(`${path}: not a PEM ${type} key (${info.size} bytes; a key file is far smaller)`);
     pem = await readFile(path, 'utf8');
   } catch (error) {
+    if (error instanceof UserError) throw error;
     throw new UserError(`cannot read ${type} key ${path}: ${errorMessage(error)}`, { cause: error });
   }
   if (type === 'public' && pem.includes('PRIVATE KEY')) {
@@ -89,6 +97,9 @@ async function loadKey(path: string, type: 'private' | 'public'): Promise<KeyObj
   }
   if (type === 'private' && pem.includes('PUBLIC KEY') && !pem.includes('PRIVATE KEY')) {
     throw new UserError(`${path}: is a public key; signing needs the private key (${PRIVATE_KEY_FILE})`);
+  }
+  if (type === 'private' && /ENCRYPTED/.test(pem)) {
+    throw new UserError(`${path}: is an encrypted private key; signing needs an unencrypted one (as \`fleetprune keys generate\` writes)`);
   }
   let key: KeyObject;
   try {

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { sha256Hex } from './digest.ts';
@@ -45,6 +45,11 @@ export async function checkArtifactFiles(dir: string, manifest: Manifest): Promi
 async function checkFile(dir: string, path: string, expected: Manifest['files'][string]): Promise<string | null> {
   let bytes: Buffer;
   try {
+    // Sized before it is read: a FIFO or device in a file's place would block the read or never end
+    // it, and a file of the wrong size is not worth reading whole.
+    const info = await stat(join(dir, path));
+    if (!info.isFile()) return `${path}: not a regular file`;
+    if (info.size !== expected.bytes) return `${path}: size mismatch (expected ${expected.bytes} bytes, got ${info.size})`;
     bytes = await readFile(join(dir, path));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

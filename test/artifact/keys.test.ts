@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -80,4 +82,49 @@ test('keys generate --force that cannot replace a key file leaves the old pair w
   assert.equal((await stat(privatePath)).mode & 0o777, 0o600);
   assert.equal(keyId(await loadPrivateKey(privatePath)), keyId(await loadPublicKey(publicPath)), 'the new files are one pair');
   assert.deepEqual((await readdir(dir)).sort(), ['signing.key', 'signing.pub']);
+});
+
+test('keys generate --out where no directory can be made (a file, /proc) fails at once: exit 2, one line naming --out', async (t) => {
+  const file = join(await tempDir(t), 'a-file');
+  await writeFile(file, 'x');
+  const cases: [string, RegExp][] = [
+    [file, /^fleetprune: --out: .*a-file is not a directory\n$/],
+    [join(file, 'keys'), /^fleetprune: --out: cannot create .*a-file\/keys \(a parent is not a directory\)\n$/],
+    // mkdir({recursive}) under /proc loops forever on ENOENT: this hung at 100% CPU.
+    ['/proc/fleetprune-keys', /^fleetprune: --out: cannot create \/proc\/fleetprune-keys /],
+  ];
+  for (const [out, message] of cases) {
+    const result = await runCli(['keys', 'generate', '--out', out], {}, { timeoutMs: 20_000 });
+    assert.equal(result.code, 2, `${out}: ${result.stderr}`);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.match(result.stderr, message);
+  }
+  assert.equal(await readFile(file, 'utf8'), 'x');
+});
+
+test('a key path that is a FIFO, an oversized file or an encrypted key: exit 2 at once, one line saying what it is', async (t) => {
+  const dir = await tempDir(t);
+  const fifo = join(dir, 'key.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const big = join(dir, 'big.key');
+  await writeFile(big, Buffer.alloc(1024 * 1024, 0x41));
+  const encrypted = join(dir, 'encrypted.key');
+  const pair = generateKeyPairSync('ed25519', { privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  await writeFile(encrypted, pair.privateKey);
+  const prune = (key: string) => ['prune', '--data', 'shared/datasets/iris.csv', '--label', 'species', '--sign-key', key, '--out', join(dir, 'out')];
+  const cases: [string[], RegExp][] = [
+    // readFile on a FIFO nobody writes to blocked forever.
+    [prune(fifo), /^fleetprune: cannot read private key .*key\.fifo: not a regular file\n$/],
+    [['verify', dir, '--public-key', fifo], /^fleetprune: cannot read public key .*key\.fifo: not a regular file\n$/],
+    [prune(big), /^fleetprune: .*big\.key: not a PEM private key \(1048576 bytes; a key file is far smaller\)\n$/],
+    // OpenSSL's answer was "interrupted or cancelled".
+    [prune(encrypted), /^fleetprune: .*encrypted\.key: is an encrypted private key; signing needs an unencrypted one/],
+  ];
+  for (const [args, message] of cases) {
+    const result = await runCli(args, {}, { timeoutMs: 20_000 });
+    assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.match(result.stderr, message);
+  }
+  await assert.rejects(stat(join(dir, 'out')), 'nothing was written');
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -141,4 +142,23 @@ test('a manifest.json that is not JSON fails verification', async (t) => {
   const dir = await signedArtifact(t);
   await writeFile(join(dir, 'manifest.json'), 'this is not json');
   await assertFails(dir, [new RegExp(`^${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/manifest\\.json: not valid JSON \\(`)]);
+});
+
+test('a FIFO in place of model.onnx fails verification at once, named, instead of blocking the read forever', async (t) => {
+  const dir = await signedArtifact(t);
+  await rm(join(dir, 'model.onnx'));
+  execFileSync('mkfifo', [join(dir, 'model.onnx')]);
+  const cli = await runCli(['verify', dir, '--public-key', join(keyRoot, 'signer', 'signing.pub')], {}, { timeoutMs: 20_000 });
+  assert.equal(cli.code, 1, cli.stderr);
+  await assertFails(dir, ['model.onnx: not a regular file']);
+});
+
+test('a file of the wrong size is a size mismatch without being read: even one too large to read', async (t) => {
+  const dir = await signedArtifact(t);
+  const path = join(dir, 'tfjs', 'weights.bin');
+  const expected = (await readFile(path)).length;
+  // Sparse: no disk used. Read whole, it was "unreadable (File size … is greater than 2 GiB)".
+  const size = 3 * 2 ** 30;
+  await truncate(path, size);
+  await assertFails(dir, [`tfjs/weights.bin: size mismatch (expected ${expected} bytes, got ${size})`]);
 });
