@@ -16,12 +16,26 @@ export function retrainEpochsOf(options: { retrainEpochs?: number; epochs: numbe
  */
 export const MAX_HIDDEN_WEIGHTS = 2 * 4096 * 4096;
 
+/** The most ε values one run sweeps. */
+export const MAX_EPSILONS = 50;
+
 /** Everything that steers an ODF2NNA run. Validated once, at the edge (CLI flags, API bodies). */
 export const PruneOptionsSchema = z
   .strictObject({
     task: z.enum(['classification', 'regression']).optional(),
     /** One ε prunes at that ε; several sweep them and pick the smallest model within tolerance. */
-    epsilons: z.array(z.number().positive('must be above 0 (relative ε lies in (0, 1))').finite()).min(1).default([...DEFAULT_EPSILONS]),
+    epsilons: z
+      .array(z.number().positive('must be above 0 (relative ε lies in (0, 1))').finite())
+      .min(1)
+      // Each ε of a sweep is a pruned (and, with fullSweep, retrained) model, kept in the report.
+      .max(MAX_EPSILONS, `at most ${MAX_EPSILONS} values to sweep`)
+      .refine((list) => new Set(list).size === list.length, {
+        error: (issue) => {
+          const list = issue.input as number[];
+          return `ε ${list.find((e, i) => list.indexOf(e) !== i)} is given twice`;
+        },
+      })
+      .default([...DEFAULT_EPSILONS]),
     epsilonMode: z.enum(['relative', 'absolute']).default('relative'),
     layers: z.number().int().min(1).max(16).default(3),
     units: z.number().int().min(2).max(4096).default(128),

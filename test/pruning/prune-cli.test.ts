@@ -134,6 +134,8 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['missing sign key', ['--data', IRIS, '--label', 'species', '--sign-key', join(dir, 'nokey'), '--out', out], /nokey/],
     ['public key as sign key', ['--data', IRIS, '--label', 'species', '--sign-key', publicKeyFile, '--out', out], /: is a public key; signing needs the private key \(signing\.key\)\n$/],
     ['ε of 0 in a list', ['--data', IRIS, '--label', 'species', '--epsilon', '0.1,0', '--out', out], /^fleetprune: --epsilon: must be above 0 \(relative ε lies in \(0, 1\)\)\n$/],
+    ['ε given twice', ['--data', IRIS, '--label', 'species', '--epsilon', '0.5,0.3,0.5', '--out', out], /^fleetprune: --epsilon: ε 0\.5 is given twice\n$/],
+    ['more ε than a sweep takes', ['--data', IRIS, '--label', 'species', '--epsilon', Array.from({ length: 51 }, (_, i) => (i + 1) / 100).join(','), '--out', out], /^fleetprune: --epsilon: at most 50 values to sweep\n$/],
     ['too few rows to split', ['--data', fewRows, '--label', 'label', '--out', out], /6 rows are too few to split .* would be empty/],
     ['empty name', ['--data', IRIS, '--label', 'species', '--name', '', '--out', out], /--name: must be 1-64 characters/],
     ['name with a slash', ['--data', IRIS, '--label', 'species', '--name', 'a/b', '--out', out], /--name: .*"a\/b"/],
