@@ -1,7 +1,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat, statfs, truncate } from 'node:fs/promises';
-import { ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
+import { MAX_MANIFEST_BYTES, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { parseManifestText } from '../shared/artifact/read-artifact.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
 import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
@@ -75,8 +75,6 @@ export interface FetchedModel {
   /** The downloaded, size- and sha256-verified model.onnx (still a .part file in the downloads dir). */
   onnxPath: string;
 }
-
-const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 /**
  * Fetches what an assignment names: the signed manifest (checked against the assignment's

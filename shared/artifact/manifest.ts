@@ -14,6 +14,8 @@ export const TFJS_WEIGHTS_BIN = 'weights.bin';
  */
 export const TFJS_SCALING_JSON = 'scaling.json';
 export const MANIFEST_FILE = 'manifest.json';
+/** The largest manifest.json read (a download, a file on disk); real ones are a few KiB, a model of 10,000 features some hundreds. */
+export const MAX_MANIFEST_BYTES = 1024 * 1024;
 const REQUIRED_FILES = [ONNX_FILE, `${TFJS_DIR}/${TFJS_MODEL_JSON}`, `${TFJS_DIR}/${TFJS_WEIGHTS_BIN}`];
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;

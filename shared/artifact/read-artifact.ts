@@ -1,17 +1,22 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
-import { MANIFEST_FILE, ManifestSchema, type Manifest } from './manifest.ts';
+import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ManifestSchema, type Manifest } from './manifest.ts';
 
 /** Reads and validates `dir/manifest.json`; a UserError naming the file when it is missing or invalid. */
 export async function readManifest(dir: string): Promise<Manifest> {
   const path = join(dir, MANIFEST_FILE);
   let text: string;
   try {
+    // A FIFO or device in its place would block a plain read; a huge file would fill memory.
+    const info = await stat(path);
+    if (!info.isFile()) throw new UserError(`${path}: not a regular file`);
+    if (info.size > MAX_MANIFEST_BYTES) throw new UserError(`${path}: ${info.size} bytes, more than a manifest can be (${MAX_MANIFEST_BYTES})`);
     text = await readFile(path, 'utf8');
   } catch (error) {
+    if (error instanceof UserError) throw error;
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (not a fleetprune artifact)' : errorMessage(error);
     throw new UserError(`${path}: ${reason}`, { cause: error });
   }

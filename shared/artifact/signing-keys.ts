@@ -3,6 +3,7 @@ import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
+import { describeFsError } from '../util/fs-checks.ts';
 import { sha256Hex } from './digest.ts';
 
 export const PRIVATE_KEY_FILE = 'signing.key';
@@ -90,7 +91,7 @@ async function loadKey(path: string, type: 'private' | 'public'): Promise<KeyObj
     pem = await readFile(path, 'utf8');
   } catch (error) {
     if (error instanceof UserError) throw error;
-    throw new UserError(`cannot read ${type} key ${path}: ${errorMessage(error)}`, { cause: error });
+    throw new UserError(`cannot read ${type} key ${path}: ${describeFsError(error)}`, { cause: error });
   }
   if (type === 'public' && pem.includes('PRIVATE KEY')) {
     throw new UserError(`${path}: is a private key; pass the public key (${PUBLIC_KEY_FILE})`);

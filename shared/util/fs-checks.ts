@@ -131,7 +131,7 @@ export async function assertWritableFile(path: string, flag: string): Promise<vo
  * it names (`ENOENT: no such file or directory, open '/proc/.x'` → `no such file or directory`):
  * callers name the path the user gave.
  */
-function describeFsError(error: unknown): string {
+export function describeFsError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'permission denied';
   const message = errorMessage(error);

@@ -153,6 +153,17 @@ test('a FIFO in place of model.onnx fails verification at once, named, instead o
   await assertFails(dir, ['model.onnx: not a regular file']);
 });
 
+test('a FIFO or an oversized file in place of manifest.json fails verification at once, named', async (t) => {
+  const escaped = (dir: string) => dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const fifo = await signedArtifact(t);
+  await rm(join(fifo, 'manifest.json'));
+  execFileSync('mkfifo', [join(fifo, 'manifest.json')]);
+  await assertFails(fifo, [new RegExp(`^${escaped(fifo)}/manifest\\.json: not a regular file$`)]);
+  const huge = await signedArtifact(t);
+  await truncate(join(huge, 'manifest.json'), 2 ** 30);
+  await assertFails(huge, [new RegExp(`^${escaped(huge)}/manifest\\.json: 1073741824 bytes, more than a manifest can be \\(1048576\\)$`)]);
+});
+
 test('a file of the wrong size is a size mismatch without being read: even one too large to read', async (t) => {
   const dir = await signedArtifact(t);
   const path = join(dir, 'tfjs', 'weights.bin');
