@@ -91,13 +91,17 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
           lineage: lineage(artifactId(general), report.epsilon, options, dataset, 'odf2nna'),
           metrics: { test: metricsOf(report.pruned.test), validation: metricsOf(report.pruned.validation) },
         },
+        // general/ and report.json move in with the pruned artifact: a failure writing them (a
+        // full disk) leaves a previous output in outDir whole, rather than replaced by a part.
+        beforeMove: async (staging) => {
+          if (generalStaging) await rename(generalStaging, join(staging, GENERAL_SUBDIR));
+          // The export counts in the run's time too (everything but reading the data and moving the output into place).
+          const exportSeconds = (performance.now() - exportStarted) / 1000;
+          report.phase_timing_s.export = exportSeconds;
+          report.timing_s += exportSeconds;
+          await writeFile(join(staging, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
+        },
       });
-      if (generalStaging) await rename(generalStaging, join(outDir, GENERAL_SUBDIR));
-      // The export counts in the run's time too (everything but reading the data and writing this file).
-      const exportSeconds = (performance.now() - exportStarted) / 1000;
-      report.phase_timing_s.export = exportSeconds;
-      report.timing_s += exportSeconds;
-      await writeFile(join(outDir, REPORT_FILE), `${JSON.stringify(report, null, 2)}\n`);
       onProgress({ phase: 'export', done: 2, total: 2 });
       return { report, pruned, general };
     } finally {

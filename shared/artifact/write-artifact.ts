@@ -24,6 +24,12 @@ export interface WriteArtifactInput {
   manifest: ManifestInput;
   /** Signs the manifest; without it the artifact is written unsigned and fails verification. */
   privateKey?: KeyObject;
+  /**
+   * Called with the staging directory once the artifact's files are in it, just before it is
+   * moved into place: what goes beside the artifact (prune's general/ and report.json) lands in
+   * the same move, so a failure writing them leaves `dir` as it was.
+   */
+  beforeMove?: (staging: string) => Promise<void>;
 }
 
 /** Error codes that mean "this location cannot be written", reported as a UserError naming the path. */
@@ -72,6 +78,7 @@ export async function writeArtifact(dir: string, input: WriteArtifactInput): Pro
     await mkdir(staging);
     try {
       await writeStaging(staging, files);
+      await input.beforeMove?.(staging);
       await moveIntoPlace(staging, dir);
     } finally {
       await rm(staging, { recursive: true, force: true });
