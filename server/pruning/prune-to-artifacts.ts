@@ -23,7 +23,7 @@ export interface PruneToArtifactsInput {
   /**
    * Checked before each artifact is written: once aborted, the run throws the signal's reason and
    * removes what it staged, leaving `outDir` as it was. The pruned artifact's write, once begun,
-   * is finished (it replaces `outDir` in one move, and general/ and report.json follow it).
+   * is finished (it replaces `outDir` in one move, general/ and report.json with it).
    */
   signal?: AbortSignal;
   /**
