@@ -115,8 +115,15 @@ function call(node: Extract<ConditionNode, { type: 'call' }>, scope: ConditionSc
     case 'sum': {
       const vector = asVector(argument, `${node.name}()`, node.position);
       if (vector.length === 0 && node.name !== 'sum') throw new ConditionEvaluationError(`${node.name}() of an empty vector`, node.position);
-      if (node.name === 'min') return Math.min(...vector);
-      if (node.name === 'max') return Math.max(...vector);
+      // A loop, not Math.min(...vector): spreading a large result (a fleet's series) overflows the stack.
+      if (node.name === 'min' || node.name === 'max') {
+        let extreme = vector[0]!;
+        for (const value of vector) {
+          if (Number.isNaN(value)) return Number.NaN; // as Math.min/Math.max
+          if (node.name === 'min' ? value < extreme : value > extreme) extreme = value;
+        }
+        return extreme;
+      }
       const total = vector.reduce((a, b) => a + b, 0);
       return node.name === 'sum' ? total : total / vector.length;
     }

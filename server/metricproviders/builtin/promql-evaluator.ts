@@ -35,14 +35,20 @@ class Evaluator {
         return { type: 'scalar', value: expr.value };
       case 'selector': {
         if (expr.rangeMs !== undefined) throw new PromqlError(`a range selector (${expr.text}) must be the argument of a range function such as rate()`);
-        const samples = this.#series.select(expr.matchers, this.#now - LOOKBACK_MS, this.#now).map((s) => ({ labels: s.labels, value: s.points.at(-1)!.v }));
+        // A series whose latest point is a staleness marker is gone, as in Prometheus.
+        const samples = this.#series
+          .select(expr.matchers, this.#now - LOOKBACK_MS, this.#now)
+          .flatMap((s) => (s.points.at(-1)!.stale ? [] : [{ labels: s.labels, value: s.points.at(-1)!.v }]));
         return { type: 'vector', samples };
       }
       case 'range-call': {
         const range = expr.selector.rangeMs!;
         const selected = this.#series.select(expr.selector.matchers, this.#now - range, this.#now);
         const samples: Sample[] = [];
-        for (const s of selected) {
+        for (const selectedSeries of selected) {
+          // Range functions skip staleness markers, as Prometheus does.
+          const s = { labels: selectedSeries.labels, points: selectedSeries.points.filter((point) => !point.stale) };
+          if (s.points.length === 0) continue;
           const value = rangeFunction(expr.fn, s, range);
           if (value !== undefined) samples.push({ labels: dropName(s.labels), value });
         }
@@ -186,8 +192,8 @@ function rangeFunction(fn: RangeFunction, series: Series, rangeMs: number): numb
     }
     case 'avg_over_time': return values.reduce((a, b) => a + b, 0) / values.length;
     case 'sum_over_time': return values.reduce((a, b) => a + b, 0);
-    case 'min_over_time': return Math.min(...values);
-    case 'max_over_time': return Math.max(...values);
+    case 'min_over_time': return minOf(values);
+    case 'max_over_time': return maxOf(values);
     case 'count_over_time': return values.length;
     case 'last_over_time': return values.at(-1);
   }
@@ -211,11 +217,27 @@ function aggregate(op: Aggregation, grouping: { mode: 'by' | 'without'; labels: 
     switch (op) {
       case 'sum': return { labels, value: values.reduce((a, b) => a + b, 0) };
       case 'avg': return { labels, value: values.reduce((a, b) => a + b, 0) / values.length };
-      case 'min': return { labels, value: Math.min(...values) };
-      case 'max': return { labels, value: Math.max(...values) };
+      case 'min': return { labels, value: minOf(values) };
+      case 'max': return { labels, value: maxOf(values) };
       case 'count': return { labels, value: values.length };
     }
   });
+}
+
+/**
+ * Prometheus' min and max (aggregations and _over_time): NaN only when every value is NaN.
+ * A loop, not Math.min(...values): spreading a fleet's worth of series overflows the stack.
+ */
+function minOf(values: readonly number[]): number {
+  let result = Number.NaN;
+  for (const value of values) if (Number.isNaN(result) || value < result) result = value;
+  return result;
+}
+
+function maxOf(values: readonly number[]): number {
+  let result = Number.NaN;
+  for (const value of values) if (Number.isNaN(result) || value > result) result = value;
+  return result;
 }
 
 /** Prometheus' bucketQuantile over cumulative `le` buckets, grouped by every label but `le`. */

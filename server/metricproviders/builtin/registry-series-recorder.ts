@@ -1,11 +1,13 @@
 import type { Registry } from 'prom-client';
-import { seriesKey, type Series } from './series-set.ts';
+import { seriesKey, type Series, type SeriesPoint } from './series-set.ts';
 
 /**
  * Keeps a short history of a prom-client Registry's series, as an embedded Prometheus would:
  * each scrape() appends the current value of every series (histogram `_bucket`/`_sum`/`_count`
  * and summary series included), and points older than the retention are dropped. rate() and
- * increase() over registry counters need at least two scrapes within the range.
+ * increase() over registry counters need at least two scrapes within the range. A series gone
+ * from the registry since the previous scrape (a dropped candidate's, a revoked device's) gets a
+ * staleness marker, as Prometheus writes one: queries no longer see it, as they would not there.
  */
 export interface RegistrySeriesRecorderOptions {
   readonly retentionMs?: number;
@@ -22,7 +24,7 @@ export class RegistrySeriesRecorder {
   readonly #onLimit: ((maxSeries: number) => void) | undefined;
   #limitReported = false;
   #lastScrapeMs = Number.NEGATIVE_INFINITY;
-  readonly #series = new Map<string, { labels: Record<string, string>; points: { t: number; v: number }[] }>();
+  readonly #series = new Map<string, { labels: Record<string, string>; points: SeriesPoint[] }>();
 
   constructor(registry: Registry, options: RegistrySeriesRecorderOptions = {}) {
     this.#registry = registry;
@@ -43,12 +45,14 @@ export class RegistrySeriesRecorder {
     const metrics = await this.#registry.getMetricsAsJSON();
     const t = Math.max(now.getTime(), this.#lastScrapeMs);
     this.#lastScrapeMs = t;
+    const seen = new Set<string>();
     for (const metric of metrics) {
       for (const value of metric.values) {
         const name = (value as { metricName?: string }).metricName ?? metric.name;
         const labels: Record<string, string> = { __name__: name };
         for (const [key, label] of Object.entries(value.labels)) if (label !== undefined) labels[key] = String(label);
         const key = seriesKey(labels);
+        seen.add(key);
         let entry = this.#series.get(key);
         if (!entry) {
           if (this.#series.size >= this.#maxSeries) {
@@ -60,9 +64,15 @@ export class RegistrySeriesRecorder {
           this.#series.set(key, entry);
         }
         const last = entry.points.at(-1);
-        if (last && last.t === t) last.v = value.value;
+        if (last && last.t === t) entry.points[entry.points.length - 1] = { t, v: value.value };
         else entry.points.push({ t, v: value.value });
       }
+    }
+    for (const [key, entry] of this.#series) {
+      const last = entry.points.at(-1);
+      if (seen.has(key) || !last || last.stale) continue;
+      if (last.t === t) entry.points.pop(); // gone again within the same instant
+      entry.points.push({ t, v: Number.NaN, stale: true });
     }
     const oldest = t - this.#retentionMs;
     for (const [key, entry] of this.#series) {

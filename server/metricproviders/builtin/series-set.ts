@@ -1,9 +1,19 @@
 import { labelMatches, type LabelMatcher } from './promql-parser.ts';
 
-/** A time series: labels (with `__name__`) and its points in ascending time (ms). */
+/**
+ * A time series: labels (with `__name__`) and its points in ascending time (ms). A `stale` point
+ * is Prometheus' staleness marker: the series was gone from a scrape at `t` (its `v` is NaN), so
+ * instant selectors see nothing of it from then on and range functions skip the marker.
+ */
+export interface SeriesPoint {
+  readonly t: number;
+  readonly v: number;
+  readonly stale?: true;
+}
+
 export interface Series {
   readonly labels: Readonly<Record<string, string>>;
-  readonly points: readonly { readonly t: number; readonly v: number }[];
+  readonly points: readonly SeriesPoint[];
 }
 
 /** A sync, in-memory snapshot of series the PromQL evaluator reads. */
