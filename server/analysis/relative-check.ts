@@ -45,6 +45,13 @@ export interface RelativeQueryContext {
    * series before its benchmark replaced it) are not averaged into the baseline.
    */
   readonly baselineVersions?: readonly string[];
+  /**
+   * When the rollout started, and the measurement's time: the window reaches no further back
+   * (at least 1s), so reports from before this rollout (an earlier rollout of the same version,
+   * rolled back or aborted) are not its evidence.
+   */
+  readonly notBefore?: Date;
+  readonly at?: Date;
 }
 
 /** The two PromQL queries a relative check sends: per-device candidate and baseline values. */
@@ -52,12 +59,19 @@ export function relativeQueries(source: RelativeSource, context: RelativeQueryCo
   const series = SERIES[source.metric].name;
   const model = promqlString(context.model);
   const devices = promqlString(promqlAlternation(context.devices));
-  const range = formatDuration(source.windowMs);
+  const range = formatDuration(windowOf(source, context));
   const build = (matchers: string) => `avg by (device) (avg_over_time(${series}{${matchers}}[${range}]))`;
   return {
     candidate: build(`model="${model}",version="${promqlString(context.candidateVersion)}",role="candidate",device=~"${devices}"`),
     baseline: build(`model="${model}",${baselineVersionMatcher(context.baselineVersions)}role="active",device=~"${devices}"`),
   };
+}
+
+/** The window in ms: the metric's, cut to the whole seconds since notBefore (at least 1s). */
+export function windowOf(source: Pick<RelativeSource, 'windowMs'>, context: Pick<RelativeQueryContext, 'notBefore' | 'at'>): number {
+  if (!context.notBefore || !context.at) return source.windowMs;
+  const since = Math.floor((context.at.getTime() - context.notBefore.getTime()) / 1000) * 1000;
+  return Math.min(source.windowMs, Math.max(1000, since));
 }
 
 function baselineVersionMatcher(versions: readonly string[] | undefined): string {

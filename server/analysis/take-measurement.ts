@@ -21,6 +21,8 @@ export interface MeasurementContext {
   readonly devices: readonly string[];
   /** The versions those devices ran when the rollout started (the relative checks' baselines). */
   readonly baselineVersions?: readonly string[];
+  /** When the rollout started: relative checks do not look back past it (reports of an earlier rollout of the same version). */
+  readonly notBefore?: Date;
   readonly now: () => Date;
   readonly signal?: AbortSignal;
 }
@@ -35,7 +37,13 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
   const finish = () => context.now().toISOString();
 
   if (source.kind === 'relative') {
-    const queries = relativeQueries(source, { model: context.model, candidateVersion: context.candidateVersion, devices: context.devices, ...(context.baselineVersions ? { baselineVersions: context.baselineVersions } : {}) });
+    const queries = relativeQueries(source, {
+      model: context.model,
+      candidateVersion: context.candidateVersion,
+      devices: context.devices,
+      ...(context.baselineVersions ? { baselineVersions: context.baselineVersions } : {}),
+      ...(context.notBefore ? { notBefore: context.notBefore, at: startedAt } : {}),
+    });
     const thresholds = { minSamples: metric.minSamples };
     if (context.devices.length === 0) {
       return { ...base, phase: 'Inconclusive', finishedAt: finish(), queries, value: [], thresholds, message: 'too few samples: no device carries the candidate' };

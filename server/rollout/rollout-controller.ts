@@ -438,6 +438,8 @@ export class RolloutController {
         candidateVersion: state.spec.candidateVersion,
         devices,
         baselineVersions: baselineVersionsOf(state, devices),
+        // Reports from before this rollout (an earlier rollout of the same version) are not its evidence.
+        notBefore: new Date(state.createdAt),
         args: {
           rollout: state.id,
           model: state.spec.model,

@@ -10,7 +10,7 @@ export const ROLLOUT_METRICS = {
   weight: 'fleetprune_rollout_weight_percent',
   /** Gauge: devices of the rollout that timed out into "unreachable". */
   unreachableDevices: 'fleetprune_rollout_unreachable_devices',
-  /** Gauge: the last value an analysis metric measured (first element of a vector result). */
+  /** Gauge: the last value an analysis metric measured (the median of a vector result). */
   analysisValue: 'fleetprune_analysis_value',
   /** Gauge: the threshold an analysis metric's last value was compared with. */
   analysisThreshold: 'fleetprune_analysis_threshold',

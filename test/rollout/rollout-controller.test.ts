@@ -162,6 +162,25 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it('a relative check does not count reports from before the rollout started (an earlier rollout of the same version)', async () => {
+    const history = new InMemoryReportHistory();
+    const devices = fleetOf(8, (i): Record<string, string> => (i < 4 ? { pilot: 'true' } : {}));
+    const r = rig({ provider: new BuiltinProvider({ history }), devices });
+    // An earlier rollout of wine 2, a minute before this one: the pilot benchmarked it, and it was aborted.
+    const earlier = new Date(r.scheduler.now().getTime() - 60_000);
+    for (const device of r.fleet.devices.values()) {
+      if (device.labels.pilot !== 'true') continue;
+      const base = { model: 'wine', cohort: 'pilot', deviceId: device.id, latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 0, predictions: 100, ts: earlier };
+      history.add({ ...base, version: '1', role: 'active', accuracy: 0.9 }, { ...base, version: '2', role: 'candidate', accuracy: 0.92 });
+    }
+    const spec = specOf([{ selector: { matchLabels: { pilot: 'true' } } }, { analysis: { metrics: [{ name: 'accuracy', relative: { metric: 'accuracy', window: '5m' } }] } }, { setWeight: 100 }]);
+    await r.controller.start(spec, { by: 'alice' });
+    const paused = await driveUntil(r, (s) => s.phase === 'Paused' || s.phase === 'Completed');
+    assert.equal(paused.phase, 'Paused', 'not promoted on the earlier rollout\'s evidence');
+    assert.match(paused.pause!.message, /too few samples: 0 devices with both/);
+    r.controller.stop();
+  });
+
   it('pauses on too few samples (Inconclusive) instead of promoting, until a human acts', async () => {
     const history = new InMemoryReportHistory();
     const r = rig({ provider: new BuiltinProvider({ history }) });
