@@ -143,9 +143,13 @@ export const BenchmarkReportSchema = z.object({
   kind: z.literal('benchmark'),
   assignmentId: MessageId.nullable(),
   holdout: z.object({ rows: PositiveCount, fingerprint: z.string().max(128), task: z.enum(['classification', 'regression']) }),
-  /** Side by side, measured in the same run; `active` is null on a device without an active model. */
-  active: ModelBenchmarkSchema.nullable(),
-  candidate: ModelBenchmarkSchema,
+  /**
+   * Side by side, measured in the same run; `active` is null on a device without an active model.
+   * Each entry's role is the slot it is under: a mislabelled one would export the candidate's
+   * numbers as the baseline's.
+   */
+  active: ModelBenchmarkSchema.extend({ role: z.literal('active') }).nullable(),
+  candidate: ModelBenchmarkSchema.extend({ role: z.literal('candidate') }),
 });
 export type BenchmarkReport = z.infer<typeof BenchmarkReportSchema>;
 

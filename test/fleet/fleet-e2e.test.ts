@@ -134,7 +134,7 @@ async function fleetScenario(t: TestContext, server: ServerProcess, dir: string)
 }
 
 function handmadeReport(candidate: { model: string; version: string; sha256: string }, active: { model: string; version: string; sha256: string }): BenchmarkReport {
-  const bench = (ref: typeof candidate, role: 'active' | 'candidate') => ({
+  const bench = <R extends 'active' | 'candidate'>(ref: typeof candidate, role: R) => ({
     ...ref, role, score: { accuracy: 0.9, correct: 135, total: 150 }, latencyMs: { p50: 0.1, p95: 0.2, p99: 0.3, samples: 20 },
     batchSize: 64, throughputRowsPerSecond: 1000, loadTimeMs: 1, rssIncreaseBytes: 0,
   });

@@ -207,7 +207,7 @@ test('what the server tells devices is signed for each device and numbered from 
 
 test("a server that starts exports each live device's latest benchmark again, as far as the device still holds the models", async (t) => {
   const ref = (version: string) => ({ model: 'iris', version, sha256: version.repeat(64) });
-  const side = (version: string, role: 'active' | 'candidate') => ({
+  const side = <R extends 'active' | 'candidate'>(version: string, role: R) => ({
     ...ref(version), role, score: { accuracy: 0.9, correct: 27, total: 30 }, latencyMs: { p50: 0.1, p95: 0.2, p99: 0.3, samples: 50 },
     batchSize: 64, throughputRowsPerSecond: 1000, loadTimeMs: 2, rssIncreaseBytes: 0,
   });

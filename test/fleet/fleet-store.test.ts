@@ -20,7 +20,7 @@ import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engin
 const ref = (version: string): ModelRef => ({ model: 'iris', version, sha256: version.repeat(64).slice(0, 64) });
 
 function benchmark(id: string, deviceId: string, createdAt: string, active: string | null, candidate: string): BenchmarkReport {
-  const model = (role: 'active' | 'candidate', version: string, accuracy: number) => ({
+  const model = <R extends 'active' | 'candidate'>(role: R, version: string, accuracy: number) => ({
     ...ref(version), role, score: { accuracy, correct: Math.round(accuracy * 30), total: 30 },
     latencyMs: { p50: 0.1, p95: 0.2, p99: 0.3, samples: 50 }, batchSize: 64, throughputRowsPerSecond: 1000, loadTimeMs: 2, rssIncreaseBytes: 0,
   });

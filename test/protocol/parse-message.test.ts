@@ -130,11 +130,15 @@ test('benchmark numbers and heartbeat counters must be possible: bounded ratios,
     ['fractional samples', { latencyMs: { p50: 1, p95: 2, p99: 3, samples: 2.5 } }],
     ['negative throughput', { throughputRowsPerSecond: -1 }],
     ['a count beyond 2^53', { batchSize: 1e300 }],
+    ['the candidate labelled active', { role: 'active' }],
   ] as const) {
     assert.equal(parseMessage(topic, Buffer.from(withCandidate(fields))).ok, false, name);
     rejects(topic, withCandidate(fields), 'invalid-payload');
   }
   rejects(topic, JSON.stringify({ ...report, holdout: { ...report.holdout, rows: 1e300 } }), 'invalid-payload');
+  // Each entry's role is its slot's: a swapped one would export the candidate's numbers as the baseline's.
+  assert.ok(parseMessage(topic, Buffer.from(JSON.stringify({ ...report, active: { ...modelBenchmark, role: 'active' } }))).ok);
+  rejects(topic, JSON.stringify({ ...report, active: { ...modelBenchmark, role: 'candidate' } }), 'invalid-payload');
   const serving = { predictions: 10, errors: 0, shadowRows: 4, shadowAgreements: 3 };
   assert.ok(parseMessage(telemetryTopic('dev-a'), Buffer.from(JSON.stringify({ ...telemetry, serving }))).ok);
   rejects(telemetryTopic('dev-a'), JSON.stringify({ ...telemetry, serving: { ...serving, shadowAgreements: 5 } }), 'invalid-payload');
