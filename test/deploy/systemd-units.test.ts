@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -119,6 +119,8 @@ test('systemd-analyze verify accepts every unit', async (t) => {
   const sources = ['fleetprune-server.service', 'fleetprune-agent@.service', 'fleetprune-blob-gc.service', 'fleetprune-blob-gc.timer'];
   const copies = sources.map((source) => join(dir, source.replace('@.', '@dev-1.')));
   for (const [i, source] of sources.entries()) await copyFile(join(DIR, source), copies[i]!);
+  // The server's drop-ins (Mosquitto, TLS) are verified with it: systemd-analyze reads <unit>.d/ next to the unit.
+  await cp(join(DIR, 'fleetprune-server.service.d'), join(dir, 'fleetprune-server.service.d'), { recursive: true });
   for (const unit of copies) {
     let output: string;
     try {
