@@ -5,7 +5,8 @@ export function esc(value: unknown): string {
 
 export function table(headers: readonly string[], rows: readonly string[], empty: string): string {
   if (rows.length === 0) return `<p class="muted">${esc(empty)}</p>`;
-  return `<table><thead><tr>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  // Scrolls sideways in its own box on narrow screens, rather than widening the page.
+  return `<div class="table-wrap"><table><thead><tr>${headers.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 export function formatScore(metrics: Record<string, unknown> | null | undefined): string {
@@ -21,5 +22,14 @@ export function ago(iso: string | number | null | undefined): string {
   if (!Number.isFinite(ms)) return '';
   if (ms < 60_000) return `${Math.max(0, Math.round(ms / 1000))} s ago`;
   if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min ago`;
-  return `${Math.round(ms / 3_600_000)} h ago`;
+  if (ms < 172_800_000) return `${Math.round(ms / 3_600_000)} h ago`;
+  return `${Math.round(ms / 86_400_000)} d ago`;
+}
+
+/** A moment as the local time of day (24 h, as the stale badge shows it), with its date unless it is today. */
+export function when(iso: string | number): string {
+  const date = new Date(iso);
+  if (!Number.isFinite(date.getTime())) return '';
+  const time = date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+  return date.toDateString() === new Date().toDateString() ? time : `${date.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' })} ${time}`;
 }

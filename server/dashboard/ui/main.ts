@@ -5,13 +5,21 @@ import { clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderR
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const TOKEN_KEY = 'fleetprune.token';
-const api = new Api(new URLSearchParams(location.hash.slice(1)).get('token') ?? localStorage.getItem(TOKEN_KEY) ?? '');
-// A token given in the link (#token=…) is taken, then removed from the address bar and the history.
-if (new URLSearchParams(location.hash.slice(1)).has('token')) history.replaceState(null, '', location.pathname + location.search);
+const linked = new URLSearchParams(location.hash.slice(1));
+const api = new Api(linked.get('token') ?? localStorage.getItem(TOKEN_KEY) ?? '');
+// A token given in the link (#token=…) is taken, then removed from the address bar and the history
+// (a rollout linked beside it, #token=…&rollout=ID, stays).
+if (linked.has('token')) {
+  linked.delete('token');
+  history.replaceState(null, '', location.pathname + location.search + (linked.toString() ? `#${linked}` : ''));
+}
+/** The rollout the address links to (#rollout=ID), if any: deep links, and back and forward between selections. */
+const linkedRollout = () => new URLSearchParams(location.hash.slice(1)).get('rollout') ?? undefined;
 const FLEET_PAGE = 500;
+const VERSION_PAGE = 1000;
 const REFRESH_MS = 5000;
 const MESSAGE_MS = 6000;
-let selected: string | undefined;
+let selected: string | undefined = linkedRollout();
 /** The rollout the detail view shows (its buttons act on it). */
 let shown: RolloutDetail | undefined;
 let stream: AbortController | undefined;
@@ -35,6 +43,23 @@ function showMessage(text: string, lasting: boolean): void {
   box.hidden = false;
   messageLasts = lasting;
   if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
+}
+
+/**
+ * Replaces a view's markup, keeping the keyboard focus on the same rollout or action button:
+ * every refresh re-renders, and would otherwise drop the focus to the page every few seconds.
+ */
+function render(view: HTMLElement, html: string): void {
+  const focused = document.activeElement instanceof HTMLElement && view.contains(document.activeElement) ? document.activeElement : undefined;
+  const action = focused?.dataset.action;
+  const rollout = focused?.closest<HTMLElement>('[data-rollout]')?.dataset.rollout;
+  view.innerHTML = html;
+  const again = action
+    ? view.querySelector<HTMLElement>(`button[data-action="${CSS.escape(action)}"]`)
+    : rollout !== undefined
+      ? view.querySelector<HTMLElement>(`[data-rollout="${CSS.escape(rollout)}"] button`)
+      : null;
+  again?.focus();
 }
 
 function hideLastingMessage(): void {
@@ -74,6 +99,8 @@ function markCurrent(): void {
   staleSince = undefined;
   applyStaleness();
   hideLastingMessage();
+  // With no rollout to follow (none yet), nothing else clears "signed out" after a valid token.
+  if (!following) setBadge('polling', '');
 }
 
 /** The token was refused (revoked, or mistyped): show nothing it no longer lets us see, stop following, and ask for another. */
@@ -101,25 +128,60 @@ async function refreshFleet(): Promise<void> {
   $('fleet').innerHTML = renderFleet(devicesFrom(await api.get(`/devices?limit=${FLEET_PAGE}`)));
 }
 
+/** Every version of a model: the API answers in pages (100 unless asked), oldest first, so one request would hide the newest. */
+async function allVersions(model: string): Promise<VersionRow[]> {
+  const versions: VersionRow[] = [];
+  for (let after = 0; ; ) {
+    const page = (await api.get<{ versions: VersionRow[] }>(`/models/${encodeURIComponent(model)}/versions?limit=${VERSION_PAGE}&after=${after}`)).versions;
+    versions.push(...page);
+    if (page.length < VERSION_PAGE) return versions;
+    after = page[page.length - 1]!.seq;
+  }
+}
+
 async function refreshModels(): Promise<void> {
   const { models } = await api.get<{ models: { name: string }[] }>('/models');
-  const versions = (await Promise.all(models.map((m) => api.get<{ versions: VersionRow[] }>(`/models/${encodeURIComponent(m.name)}/versions`)))).flatMap((r) => r.versions);
+  const versions = (await Promise.all(models.map((m) => allVersions(m.name)))).flat();
   $('models').innerHTML = renderModels(versions);
   const { jobs } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[] }>('/jobs');
   const newest = jobs.find((job) => job.state === 'succeeded' && job.result?.summary?.sweep);
   renderSweep($('sweep-chart'), newest?.result?.summary?.sweep ?? null);
 }
 
+/** The rollout, or undefined if the server has none by that id (a mistyped or outdated link). */
+async function rolloutOrNone(id: string): Promise<RolloutDetail | undefined> {
+  try {
+    // Without the per-device states (up to 1000 by default): the view shows only their counts, and it refreshes often.
+    return await api.get<RolloutDetail>(`/rollouts/${encodeURIComponent(id)}?devices=0`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return undefined;
+    throw error;
+  }
+}
+
 async function refreshRollouts(): Promise<void> {
   const { rollouts } = await api.get<{ rollouts: RolloutSummary[] }>('/rollouts');
   selected ??= rollouts[0]?.id;
-  $('rollouts').innerHTML = renderRolloutList(rollouts, selected);
-  if (selected) showRollout(await api.get<RolloutDetail>(`/rollouts/${encodeURIComponent(selected)}`));
+  let detail = selected ? await rolloutOrNone(selected) : undefined;
+  if (selected && !detail) {
+    // Not a failed refresh: the views are current, the link is not. Show the newest instead.
+    showMessage(`There is no rollout ${selected}; showing the newest one.`, false);
+    if (linkedRollout() === selected) history.replaceState(null, '', location.pathname + location.search);
+    selected = rollouts[0]?.id;
+    detail = selected ? await rolloutOrNone(selected) : undefined;
+  }
+  render($('rollouts'), renderRolloutList(rollouts, selected));
+  if (detail) showRollout(detail);
+  else {
+    shown = undefined;
+    clearAnalysisCharts();
+    $('rollout-detail').replaceChildren();
+  }
 }
 
 function showRollout(rollout: RolloutDetail): void {
   shown = rollout;
-  $('rollout-detail').innerHTML = renderRolloutDetail(rollout);
+  render($('rollout-detail'), renderRolloutDetail(rollout));
   applyStaleness();
   renderAnalysisCharts($('analysis-charts'), rollout);
 }
@@ -181,6 +243,13 @@ $('rollouts').addEventListener('click', (event) => {
   const row = (event.target as HTMLElement).closest<HTMLElement>('[data-rollout]');
   if (!row) return;
   selected = row.dataset.rollout;
+  // Each selection is a history entry and a link: back and forward step through them, and the address can be shared.
+  if (selected && linkedRollout() !== selected) history.pushState(null, '', `#${new URLSearchParams({ rollout: selected })}`);
+  void refreshAll();
+});
+
+window.addEventListener('popstate', () => {
+  selected = linkedRollout();
   void refreshAll();
 });
 

@@ -4,6 +4,8 @@ import { esc, formatScore, table } from './html.ts';
 export interface VersionRow {
   model: string;
   version: string;
+  /** Registration order (the versions API pages by it). */
+  seq: number;
   artifactId: string;
   manifest: { architecture?: { layers?: number[]; params?: number; flopsPerSample?: number } };
   lineage: { parent?: { model: string; version: string } | null; parentArtifactId?: string | null; epsilon?: number | null };

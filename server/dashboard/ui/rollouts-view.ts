@@ -1,6 +1,6 @@
 import uPlot from 'uplot';
 import type { RolloutDetail, RolloutSummary } from '../../rollout/rollout-views.ts';
-import { ago, esc, table } from './html.ts';
+import { ago, esc, table, when } from './html.ts';
 
 export type { RolloutDetail, RolloutSummary };
 
@@ -15,8 +15,8 @@ interface DecisionView {
 
 export function renderRolloutList(rollouts: readonly RolloutSummary[], selected: string | undefined): string {
   const rows = rollouts.map(
-    (r) => `<tr class="clickable${r.id === selected ? ' selected' : ''}" data-rollout="${esc(r.id)}">
-      <td>${esc(r.id)}</td><td>${esc(r.model)}@${esc(r.candidateVersion)}</td>
+    (r) => `<tr class="clickable${r.id === selected ? ' selected' : ''}" data-rollout="${esc(r.id)}"${r.id === selected ? ' aria-current="true"' : ''}>
+      <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td>${esc(r.model)}@${esc(r.candidateVersion)}</td>
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
       <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${esc(r.currentStep)}</span>` : ''}</td>
       <td>${esc(r.devices.candidate)}/${esc(r.devices.total)}</td>
@@ -38,7 +38,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
   const decisions = (r.decisions as unknown as DecisionView[]).slice().reverse();
   const decisionRows = decisions.map(
     (d) =>
-      `<tr><td class="muted">${esc(new Date(d.at).toLocaleTimeString())}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${esc(d.message)}${d.by ? ` <span class="muted">by ${esc(d.by)}</span>` : ''}</td></tr>`,
+      `<tr><td class="muted">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${esc(d.message)}${d.by ? ` <span class="muted">by ${esc(d.by)}</span>` : ''}</td></tr>`,
   );
   return `<h3>${esc(r.id)}: ${esc(r.model)}@${esc(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
