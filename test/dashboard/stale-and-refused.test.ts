@@ -115,3 +115,26 @@ test('when its token is revoked the dashboard clears its views, stops polling an
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(policyViolations, []);
 });
+
+test("a viewer's token sees every view but the actions are off, and the page says whose token it is; an operator's turns them on", async (t) => {
+  const rig = await pausedRolloutRig(t);
+  if (!rig) return;
+  const { page, pageErrors, policyViolations, server } = rig;
+  const viewer = await json<{ token: string }>(await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'night shift' } }));
+  const operator = await json<{ token: string }>(await server.request('POST', '/api/tokens', { json: { role: 'operator', label: 'pilot lead' } }));
+
+  await page.goto(`${server.baseUrl}/dashboard/#token=${viewer.token}`);
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  await page.locator('#whoami', { hasText: 'night shift (viewer, read-only)' }).waitFor({ timeout: 5_000 });
+  const asViewer = await actionsOff(page);
+  assert.ok(asViewer.length > 0 && asViewer.every((b) => b.endsWith(': off')), `every action is off for a viewer: ${asViewer}`);
+  assert.match((await page.locator('#rollout-actions').getAttribute('title')) ?? '', /need an operator or admin token; this one is a viewer's/);
+
+  await page.locator('#token').fill(operator.token);
+  await page.locator('#token').press('Enter');
+  await page.locator('#whoami', { hasText: 'pilot lead (operator)' }).waitFor({ timeout: 5_000 });
+  await page.waitForFunction(() => !(document.getElementById('rollout-actions') as HTMLFieldSetElement).disabled, undefined, { timeout: 5_000 });
+  assert.ok((await actionsOff(page)).some((b) => b.endsWith(': on')), 'an operator can act');
+  assert.deepEqual(pageErrors, []);
+  assert.deepEqual(policyViolations, []);
+});

@@ -81,7 +81,11 @@ function setBadge(text: string, kind: 'ok' | 'bad' | ''): void {
 /** The action buttons work only on views that match the server. */
 function applyStaleness(): void {
   const actions = document.getElementById('rollout-actions') as HTMLFieldSetElement | null;
-  if (actions) actions.disabled = staleSince !== undefined;
+  if (actions) {
+    // Off while the views are stale, and for a token that may only read (a viewer's): its clicks would all be refused.
+    actions.disabled = staleSince !== undefined || readOnly();
+    actions.title = readOnly() ? `Actions need an operator or admin token; this one is a ${caller!.role}'s` : '';
+  }
   $('views').classList.toggle('stale', staleSince !== undefined);
   const badge = $('stale');
   badge.hidden = staleSince === undefined;
@@ -103,9 +107,24 @@ function markCurrent(): void {
   if (!following) setBadge('polling', '');
 }
 
+/** The calling token (GET /whoami), once a refresh with it has succeeded. */
+let caller: { token: string; role: string; label: string } | undefined;
+const readOnly = () => caller !== undefined && caller.role !== 'operator' && caller.role !== 'admin';
+
+/** Who the token is, shown beside the token field; asked once per token. */
+async function refreshCaller(): Promise<void> {
+  if (caller?.token === api.token) return;
+  const token = api.token;
+  const { role, label } = await api.get<{ role: string; label: string }>('/whoami');
+  caller = { token, role, label };
+  $('whoami').textContent = `${label} (${role}${readOnly() ? ', read-only' : ''})`;
+}
+
 /** The token was refused (revoked, or mistyped): show nothing it no longer lets us see, stop following, and ask for another. */
 function signOut(): void {
   refused = true;
+  caller = undefined;
+  $('whoami').textContent = '';
   stopFollowing();
   selected = undefined;
   shown = undefined;
@@ -225,7 +244,7 @@ let queued: Promise<void> | undefined;
 function refreshAll(): Promise<void> {
   if (refreshing) return (queued ??= refreshing.then(() => ((queued = undefined), refreshAll())));
   const token = api.token;
-  refreshing = Promise.allSettled([refreshRollouts(), refreshFleet(), refreshModels()])
+  refreshing = Promise.allSettled([refreshCaller(), refreshRollouts(), refreshFleet(), refreshModels()])
     .then((results) => {
       if (token !== api.token) return; // another token was entered meanwhile; its refresh is queued
       const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);

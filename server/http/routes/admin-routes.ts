@@ -16,9 +16,19 @@ const AuditQuerySchema = z.strictObject({
   before: z.coerce.number().int().min(1).optional(),
 });
 
-/** Tokens (admin only) and the audit log (viewer and up). */
+/** Tokens (admin only), the caller's own token (whoami) and the audit log (viewer and up). */
 export function adminRoutes(ctx: ServerContext): RouteSpec[] {
   return [
+    defineRoute({
+      method: 'get',
+      path: '/whoami',
+      operationId: 'whoami',
+      summary: "The calling token's id, role and label (the dashboard turns off what the role may not do)",
+      tag: 'tokens',
+      permission: 'read',
+      responses: { 200: { description: 'the caller', schema: z.strictObject({ tokenId: z.string(), role: RoleSchema, label: z.string() }) } },
+      handle: async ({ principal }) => ({ json: { tokenId: principal!.tokenId, role: principal!.role, label: principal!.label } }),
+    }),
     defineRoute({
       method: 'post',
       path: '/tokens',
