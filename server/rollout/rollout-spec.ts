@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { UserError } from '../../shared/util/errors.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { ConditionSyntaxError } from '../analysis/condition/condition-tokenizer.ts';
-import { parseCondition, type ParsedCondition } from '../analysis/condition/condition-parser.ts';
+import { parseCondition, type ConditionNode, type ParsedCondition } from '../analysis/condition/condition-parser.ts';
 import { conditionUses } from '../analysis/condition/condition-evaluator.ts';
 import { DEFAULT_ANALYSIS_TEMPLATES } from '../analysis/default-templates.ts';
 import {
@@ -45,6 +45,12 @@ const AnalysisStepSchema = z.strictObject({
   args: z.array(ArgSchema).optional(),
 });
 
+/**
+ * The most steps a spec may list. Steps that add no device (a weight repeated) complete at once,
+ * each entering the next: thousands of them overflowed the stack and wedged the rollout.
+ */
+export const MAX_STEPS = 1000;
+
 const STEP_KINDS = ['setWeight', 'devices', 'selector', 'pause', 'analysis'] as const;
 const StepSchema = z
   .strictObject({
@@ -75,7 +81,7 @@ export const RolloutSpecInputSchema = z.strictObject({
   model: ModelName,
   candidateVersion: Version,
   target: LabelSelectorSchema.optional(),
-  steps: z.array(StepSchema).min(1, 'must list at least one step'),
+  steps: z.array(StepSchema).min(1, 'must list at least one step').max(MAX_STEPS, `must list at most ${MAX_STEPS} steps`),
   analysisTemplates: z.array(AnalysisTemplateSchema).optional(),
   offline: OfflineSchema.optional(),
 });
@@ -156,8 +162,12 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
     if (localNames.has(template.name)) issues.push({ path: `analysisTemplates[${index}].name`, message: `duplicate template name "${template.name}"` });
     localNames.add(template.name);
     // A template declaring `cohort` (an Argo habit) would otherwise measure what its default says, not the rollout's devices.
+    const declared = new Set<string>();
     (template.args ?? []).forEach((arg, at) => {
       if ((BUILTIN_ARGS as readonly string[]).includes(arg.name)) issues.push({ path: `analysisTemplates[${index}].args[${at}].name`, message: `"${arg.name}" is set by the rollout` });
+      // Else the last declaration's default would silently win.
+      if (declared.has(arg.name)) issues.push({ path: `analysisTemplates[${index}].args[${at}].name`, message: `duplicate argument "${arg.name}"` });
+      declared.add(arg.name);
     });
     templates.set(template.name, { template, path: `analysisTemplates[${index}]` });
   });
@@ -367,6 +377,10 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
     if (text === undefined || metric.relative) continue;
     try {
       const parsed = parseCondition(text, { identifiers: [...argNames, 'baseline', ...argNames.map((name) => `args.${name}`)] });
+      // A condition that can never be true or false (`result[0]`, `len(result)`, `x > true`) would
+      // make every measurement an Error: the rollout would fail and revert for a typo.
+      const mistyped = typeProblem(parsed.ast, 'boolean');
+      if (mistyped) issues.push({ path: `${path}.${field}`, message: `${mistyped.message} at column ${mistyped.position + 1}` });
       if (!hasBaseline && conditionUses(parsed, 'baseline')) {
         issues.push({ path: `${path}.${field}`, message: 'uses "baseline" but the provider has no baselineQuery' });
       }
@@ -396,4 +410,53 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
     source,
     args,
   };
+}
+
+type ConditionType = 'boolean' | 'number';
+
+/** What a condition node evaluates to: numbers and vectors (result, baseline, arguments) are both numbers here. */
+function typeOf(node: ConditionNode): ConditionType {
+  switch (node.type) {
+    case 'boolean':
+      return 'boolean';
+    case 'unary':
+      return node.operator === '!' ? 'boolean' : 'number';
+    case 'binary':
+      return ['+', '-', '*', '/', '%'].includes(node.operator) ? 'number' : 'boolean';
+    case 'call':
+      return node.name === 'all' || node.name === 'any' || node.name === 'isNaN' ? 'boolean' : 'number';
+    default:
+      return 'number';
+  }
+}
+
+/**
+ * The first place where a condition needs true or false and gets a number, or the reverse, so
+ * that evaluating it always throws (see condition-evaluator.ts); undefined when it type-checks.
+ */
+function typeProblem(node: ConditionNode, wanted: ConditionType, context = 'the condition'): { message: string; position: number } | undefined {
+  const actual = typeOf(node);
+  if (actual !== wanted) {
+    return { message: `${context} needs ${wanted === 'boolean' ? 'true or false (a comparison such as result[0] >= 0.95)' : 'a number'}, but this is ${actual === 'boolean' ? 'true or false' : 'a number'}`, position: node.position };
+  }
+  switch (node.type) {
+    case 'unary':
+      return typeProblem(node.operand, node.operator === '!' ? 'boolean' : 'number', `"${node.operator}"`);
+    case 'index': {
+      const index = node.index.type === 'unary' && node.index.operator === '-' && node.index.operand.type === 'number' ? -node.index.operand.value : node.index.type === 'number' ? node.index.value : undefined;
+      if (index !== undefined && (!Number.isInteger(index) || index < 0)) return { message: `index ${index} is not a non-negative integer`, position: node.position };
+      return typeProblem(node.target, 'number', 'indexing') ?? typeProblem(node.index, 'number', 'an index');
+    }
+    case 'binary': {
+      const { operator } = node;
+      if (operator === '&&' || operator === '||') return typeProblem(node.left, 'boolean', `"${operator}"`) ?? typeProblem(node.right, 'boolean', `"${operator}"`);
+      // == and != compare two booleans or two numbers; everything else takes numbers.
+      const operands: ConditionType = (operator === '==' || operator === '!=') && typeOf(node.left) === 'boolean' ? 'boolean' : 'number';
+      return typeProblem(node.left, operands, `"${operator}"`) ?? typeProblem(node.right, operands, `"${operator}"`);
+    }
+    case 'call':
+      return typeProblem(node.args[0]!, 'number', `${node.name}()`) ?? (node.predicate ? typeProblem(node.predicate, 'boolean', `the ${node.name}() predicate`) : undefined);
+    default:
+      return undefined;
+  }
 }

@@ -46,7 +46,25 @@ export function readSpecDocument(text: string, source?: string): unknown {
     }
     throw new UserError(`${prefix}not valid YAML or JSON: ${errorMessage(error).split('\n')[0]}`);
   }
-  const problem = untrustedDataProblem(document);
+  const problem = untrustedDataProblem(document) ?? orderedCollectionProblem(document);
   if (problem) throw new UserError(`${prefix}invalid rollout spec: ${problem.path || '(spec)'}: ${problem.message}`);
   return document;
+}
+
+/**
+ * YAML's `!!omap` and `!!set` become a JS Map and Set, which validation reads as objects without
+ * keys: `matchLabels: !!omap [{pilot: "true"}]` would select every device. The first one found.
+ */
+function orderedCollectionProblem(document: unknown): { path: string; message: string } | null {
+  const pending: { value: unknown; path: string }[] = [{ value: document, path: '' }];
+  while (pending.length > 0) {
+    const { value, path } = pending.pop()!;
+    if (value instanceof Map || value instanceof Set) {
+      return { path, message: `a YAML ${value instanceof Map ? '!!omap' : '!!set'} is not accepted; write a plain mapping or list` };
+    }
+    if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) continue;
+    if (Array.isArray(value)) value.forEach((item, index) => pending.push({ value: item, path: `${path}[${index}]` }));
+    else for (const [key, item] of Object.entries(value)) pending.push({ value: item, path: path === '' ? key : `${path}.${key}` });
+  }
+  return null;
 }

@@ -265,6 +265,11 @@ describe('rollout spec: invalid specs name the field', () => {
       'steps[0].analysis: two metrics are named "m"; metric names must be unique within a step',
     ]);
     assert.deepEqual(issues({ ...base(), analysisTemplates: [{ name: 'x', metrics: [] }] }), ['analysisTemplates[0].metrics: must list at least one metric']);
+    // A template declaring an argument twice: which default would hold is not for the reader to guess.
+    const twice = { name: 'budget', args: [{ name: 'limit', value: 0.01 }, { name: 'limit', value: 0.5 }], metrics: [queryMetric({ successCondition: 'result[0] < limit' })] };
+    assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'budget' }] } }, { analysisTemplates: [twice] })), [
+      'analysisTemplates[0].args[1].name: duplicate argument "limit"',
+    ]);
   });
 
   it('rejects, before any rollout runs, what would make every measurement an Error: an argument a condition uses that is not a number, a builtin query that does not parse', () => {
@@ -292,6 +297,27 @@ describe('rollout spec: invalid specs name the field', () => {
     validateRolloutSpec(builtin('sum(up{device=~"{{args.cohort}}"}) / {{args.cohortSize}}'));
     // Prometheus's PromQL is larger than the builtin subset: its queries are left to it.
     validateRolloutSpec(withStep({ analysis: { metrics: [queryMetric({ provider: { prometheus: { query: 'topk(3, up) offset 5m' } } })] } }));
+  });
+
+  it('rejects a condition that can never be true or false (every measurement would be an Error, and the rollout fail and revert)', () => {
+    const condition = (successCondition: string) => issues(withStep({ analysis: { metrics: [queryMetric({ successCondition })] } }));
+    const path = 'steps[0].analysis.metrics[0].successCondition';
+    const wantsBoolean = 'needs true or false (a comparison such as result[0] >= 0.95), but this is a number';
+    assert.deepEqual(condition('result[0]'), [`${path}: the condition ${wantsBoolean} at column 7`]);
+    assert.deepEqual(condition('len(result)'), [`${path}: the condition ${wantsBoolean} at column 1`]);
+    assert.deepEqual(condition('result[0] - 0.95'), [`${path}: the condition ${wantsBoolean} at column 11`]);
+    assert.deepEqual(condition('result[0] > 0.9 && result[1]'), [`${path}: "&&" ${wantsBoolean} at column 26`]);
+    assert.deepEqual(condition('all(result, {# + 1})'), [`${path}: the all() predicate ${wantsBoolean} at column 16`]);
+    assert.deepEqual(condition('result[0] > true'), [`${path}: ">" needs a number, but this is true or false at column 13`]);
+    assert.deepEqual(condition('result[-1] > 0'), [`${path}: index -1 is not a non-negative integer at column 7`]);
+    assert.deepEqual(
+      issues(withStep({ analysis: { metrics: [queryMetric({ successCondition: undefined, failureCondition: '!result[0]' })] } })),
+      ['steps[0].analysis.metrics[0].failureCondition: "!" needs true or false (a comparison such as result[0] >= 0.95), but this is a number at column 8'],
+    );
+    // What evaluates to true or false stays accepted: the documented examples among them.
+    for (const ok of ['result[0] >= 0.95', 'len(result) > 0 && all(result, {# > 0.9})', '!(result[0] > 0.01) or isNaN(result[0])', 'true', '(result[0] > 1) == false', '-result[0] < abs(min(result))']) {
+      validateRolloutSpec(withStep({ analysis: { metrics: [queryMetric({ successCondition: ok })] } }));
+    }
   });
 
   it('rejects bad offline policies', () => {
