@@ -53,7 +53,9 @@ export class ServerConnection {
   }
 
   client(service: keyof FleetpruneProto): Client {
-    const client = new this.#proto[service](this.address, this.#credentials);
+    // Answers of any size: grpc-js refuses those over 4 MiB by default, and the detail of a rollout
+    // over thousands of devices (its decision log names them in every query) is larger.
+    const client = new this.#proto[service](this.address, this.#credentials, { 'grpc.max_receive_message_length': -1 });
     this.#clients.push(client);
     return client;
   }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { parseDeviceStates, parseLimit } from './bounded-options.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
@@ -18,12 +19,16 @@ export function registerRolloutCommand(program: Command): void {
     .requiredOption('-f, --file <spec>', 'the rollout spec (- for stdin)')
     .option('--watch', 'follow it until it ends (without it, stdout is the bare rollout id)')
     .action(async (flags: StartFlags) => {
-      let spec: string;
+      let raw: Buffer;
       try {
-        spec = readFileSync(flags.file === '-' ? 0 : flags.file, 'utf8');
+        raw = readFileSync(flags.file === '-' ? 0 : flags.file);
       } catch (error) {
         throw new UserError(`--file: cannot read ${flags.file} (${errorMessage(error)})`);
       }
+      // Said here, as the server would say it: a file over its gRPC message limit (a model file
+      // passed by mistake) would otherwise be answered "Received message larger than max".
+      if (raw.length > MAX_SPEC_BYTES) throw new UserError(`--file: ${flags.file === '-' ? 'stdin' : flags.file} is ${raw.length} bytes; a rollout spec is at most ${MAX_SPEC_BYTES}`);
+      const spec = raw.toString('utf8');
       await withConnection(flags, async (connection) => {
         const started = await connection.unary<GrpcRollout>('Rollouts', 'StartRollout', { spec });
         // Without --watch, stdout is the bare id alone, for `ID=$(fleetprune rollout start -f spec)`;
@@ -129,7 +134,7 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
           }
         }
       });
-      call.on('error', (error: GrpcError) => (error.code === GrpcStatus.CANCELLED && final ? resolve() : reject(connection.describe(error))));
+      call.on('error', (error: GrpcError) => (error.code === GrpcStatus.CANCELLED && final ? resolve() : reject(endedEarly(id, connection.describe(error)))));
       call.on('end', resolve);
     });
   } finally {
@@ -139,4 +144,19 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
   // The summary, once (the terminal state is not also shown as an event); its outcome and reason are in it.
   process.stdout.write(`${rolloutLine(final)}\n`);
   if (final.phase !== 'Completed') throw new UserError(`rollout ${id} ended ${final.phase}`, { exitCode: 1 });
+}
+
+/**
+ * A watch the server cut before the rollout finished (it shut down or restarted: grpc-js says
+ * "Call cancelled", which reads as if the rollout had been cancelled): says so, and that the
+ * rollout goes on without the watch.
+ */
+function endedEarly(id: string, error: UserError): UserError {
+  const cause = error.cause as { code?: number; details?: string } | undefined;
+  if (cause?.code !== GrpcStatus.CANCELLED && cause?.code !== GrpcStatus.UNAVAILABLE) return error;
+  return new UserError(
+    `rollout ${id}: the server ended the watch before the rollout finished (${cause.details || error.message}); ` +
+      `it may have shut down or restarted, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
+    { cause: error },
+  );
 }
