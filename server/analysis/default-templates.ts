@@ -51,6 +51,9 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
       {
         name: 'candidate-error-ratio',
         interval: '1m',
+        // As the relative checks: measured at once, a fresh cohort has not reported yet, and the
+        // empty result is Inconclusive, which pauses the rollout.
+        initialDelay: '1m',
         count: 3,
         successCondition: 'result[0] <= maxErrorRatio',
         provider: {
