@@ -132,7 +132,7 @@ export function startRollout(id: string, spec: RolloutSpec, event: Extract<Rollo
     seq: 0,
   };
   const t = new TransitionDraft(state, event.at);
-  t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${describeSelector(spec.target)}) in ${spec.steps.length} steps, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}${skipped > 0 ? `; ${skipped} matching device${skipped === 1 ? '' : 's'} left out: not running ${spec.model}` : ''}`, { by: event.by });
+  t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${unwrapped(describeSelector(spec.target))}) in ${spec.steps.length} steps, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}${skipped > 0 ? `; ${skipped} matching device${skipped === 1 ? '' : 's'} left out: not running ${spec.model}` : ''}`, { by: event.by });
   enterStep(t, 0);
   return finish(t);
 }
@@ -295,6 +295,11 @@ function completeRollout(t: TransitionDraft): void {
 }
 
 /** Up to 20 device ids, then how many more: a decision message stays readable (and small) for a fleet of thousands. */
+/** A description without the parentheses it may come in, for one that goes in parentheses: not "((every device))". */
+function unwrapped(text: string): string {
+  return text.startsWith('(') && text.endsWith(')') ? text.slice(1, -1) : text;
+}
+
 export function listIds(ids: readonly string[], shown = 20): string {
   return ids.length <= shown ? ids.join(', ') : `${ids.slice(0, shown).join(', ')} and ${ids.length - shown} more`;
 }
@@ -697,7 +702,7 @@ function firstAttempt(s: RolloutState, device: DeviceState): number {
 export function describeStep(step: RolloutStep): string {
   switch (step.kind) {
     case 'setWeight': return `set weight ${step.percent}%`;
-    case 'devices': return `devices ${step.deviceIds.join(', ')}`;
+    case 'devices': return `devices ${listIds(step.deviceIds)}`;
     case 'selector': return `devices matching ${describeSelector(step.selector)}`;
     case 'pause': return step.durationMs === undefined ? 'pause until resumed' : `pause ${formatDuration(step.durationMs)}`;
     case 'analysis': return `analysis of ${step.metrics.map((metric) => metric.name).join(', ')}`;

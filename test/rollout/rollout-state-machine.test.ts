@@ -424,4 +424,14 @@ describe('rollout state machine: a large fleet', () => {
     assert.match(assigning.at(-1)!.message, /: device-\d{6}(, device-\d{6}){19} and 8980 more$/);
     assert.ok(h.decisions.every((d) => d.message.length < 2000), 'no decision lists every device');
   });
+
+  it('a step naming thousands of devices is described with the first 20 of them; a rollout of every device says so once', () => {
+    const devices = Array.from({ length: 3000 }, (_, i) => ({ id: `device-${String(i).padStart(6, '0')}`, labels: { site: 'north' }, baseline: '1' }));
+    const h = new ReducerHarness(specOf([{ devices: devices.map((d) => d.id) }, { setWeight: 100 }], { target: {} }), devices);
+    assert.match(h.decisions[0]!.message, /devices \(every device\) in 2 steps/);
+    assert.doesNotMatch(h.decisions[0]!.message, /\(\(/);
+    const step = h.decisions.find((d) => d.kind === 'step')!;
+    assert.match(step.message, /devices device-\d{6}(, device-\d{6}){19} and 2980 more/);
+    assert.ok(h.decisions.every((d) => d.message.length < 2000), `no decision lists every device: ${h.decisions.map((d) => d.message.length)}`);
+  });
 });
