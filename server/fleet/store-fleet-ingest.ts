@@ -79,8 +79,11 @@ export class StoreFleetIngest implements FleetIngest {
   async recordTelemetry(telemetry: Telemetry): Promise<void> {
     const { devices } = this.#options.fleet.repos;
     const device = await devices.get(telemetry.deviceId);
+    // A heartbeat still in flight when its device was revoked (or a retained one read later) must not
+    // mark the revoked device online again, nor replace the slots it was revoked with.
+    if (!device || device.revokedAt !== null) return;
     await devices.recordTelemetry(telemetry, this.#now());
-    if (!device || device.revokedAt !== null || !telemetry.serving || !this.#options.onServing) return;
+    if (!telemetry.serving || !this.#options.onServing) return;
     // An agent that restarted (its uptime went down) counts from zero again.
     const previous = device.heartbeat && device.heartbeat.uptimeSeconds <= telemetry.uptimeSeconds ? (device.heartbeat.serving ?? null) : null;
     const delta = servingDelta(previous, telemetry.serving);
@@ -88,7 +91,12 @@ export class StoreFleetIngest implements FleetIngest {
   }
 
   async recordStatus(status: Status): Promise<void> {
-    await this.#options.fleet.repos.devices.setStatus(status.deviceId, status.online, new Date(status.since).toISOString(), this.#now());
+    const { devices } = this.#options.fleet.repos;
+    // A revoked device's status (its retained `online`, which the broker sends the server again at
+    // every subscription) must not show it online nor make rollouts retry it.
+    const device = await devices.get(status.deviceId);
+    if (!device || device.revokedAt !== null) return;
+    await devices.setStatus(status.deviceId, status.online, new Date(status.since).toISOString(), this.#now());
     if (status.online) this.#options.onDeviceOnline?.(status.deviceId);
   }
 }

@@ -345,6 +345,24 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    test('a status or heartbeat from a revoked device (in flight at the revocation, or its retained status read again) does not bring it back online', async (t) => {
+      await withFleet(t, async (fleet) => {
+        await enroll(fleet, 'osaka-1', {});
+        const online: string[] = [];
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), onDeviceOnline: (id) => online.push(id) });
+        await ingest.recordStatus({ schema: 1, deviceId: 'osaka-1', online: true, since: '2026-03-01T08:59:00.000Z' });
+        assert.deepEqual(online, ['osaka-1']);
+        assert.ok(await fleet.repos.devices.revoke('osaka-1', '2026-03-01T09:30:00.000Z'));
+        await ingest.recordStatus({ schema: 1, deviceId: 'osaka-1', online: true, since: '2026-03-01T08:59:00.000Z' });
+        await ingest.recordTelemetry({ schema: 1, deviceId: 'osaka-1', sentAt: '2026-03-01T09:30:01Z', uptimeSeconds: 5, cpuPercent: 1, rssBytes: 1e8, active: ref('1'), candidate: ref('2'), previous: null });
+        const device = (await fleet.repos.devices.get('osaka-1'))!;
+        assert.deepEqual([device.online, device.active, device.candidate, device.heartbeat], [false, null, null, null]);
+        assert.deepEqual(online, ['osaka-1'], 'no rollout is told a revoked device came online');
+        await ingest.recordStatus({ schema: 1, deviceId: 'nobody', online: true, since: '2026-03-01T08:59:00.000Z' });
+        assert.deepEqual(online, ['osaka-1'], 'nor one never enrolled');
+      });
+    });
+
     test("after a restart, the server exports each live device's latest benchmark per model again", async (t) => {
       await withFleet(t, async (fleet) => {
         await enroll(fleet, 'osaka-1', { cohort: 'pilot' });

@@ -105,14 +105,15 @@ export class DevicesRepository {
   }
 
   async setStatus(id: string, online: boolean, since: string, seenAt: string): Promise<void> {
-    await this.db.run('UPDATE devices SET online = ?, online_since = ?, last_seen = ? WHERE id = ?', [online ? 1 : 0, since, seenAt, id]);
+    // Never for a revoked device: a status read after its revocation must not show it online again.
+    await this.db.run('UPDATE devices SET online = ?, online_since = ?, last_seen = ? WHERE id = ? AND revoked_at IS NULL', [online ? 1 : 0, since, seenAt, id]);
   }
 
-  /** A heartbeat: the slots as the device reports them, its resource use, and that it is online. */
+  /** A heartbeat: the slots as the device reports them, its resource use, and that it is online (never for a revoked device). */
   async recordTelemetry(telemetry: Telemetry, seenAt: string): Promise<void> {
     await this.db.run(
       `UPDATE devices SET online = 1, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
-         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, serving = ? WHERE id = ?`,
+         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, serving = ? WHERE id = ? AND revoked_at IS NULL`,
       [
         seenAt,
         nullableJson(telemetry.active),
