@@ -4,7 +4,7 @@ import type { Broker, MessageHandler, PublishOptions } from './broker.ts';
 import type { CredentialStore, ServerIdentity } from './credential-store.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { writeMosquittoAuthFiles } from './mosquitto-auth-files.ts';
-import { errorMessage } from '../../shared/util/errors.ts';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 /** How long after the last credentials change Mosquitto is told to reload once more. */
 const TRAILING_RELOAD_MS = 1000;
@@ -22,6 +22,13 @@ export interface ExternalBrokerOptions {
    * rewrites both on credentialsChanged() and then calls `reload` (e.g. SIGHUP to mosquitto).
    */
   mosquittoAuth?: { dir: string; reload: () => Promise<void> };
+  /**
+   * Called after each reconnect (not the first connect of start()): the broker may have restarted
+   * and lost retained messages (no persistence, or a crash since its last autosave), so the
+   * server publishes its retained assignments again. With it, a retained publish while the
+   * broker is away resolves at once rather than waiting for the broker (the reconnect sends it).
+   */
+  onReconnect?: () => Promise<unknown>;
 }
 
 /**
@@ -53,6 +60,11 @@ export class ExternalBroker implements Broker {
     return this.#options.url;
   }
 
+  /** Whether the server's connection to the broker is up now. */
+  get connected(): boolean {
+    return this.#client?.connected ?? false;
+  }
+
   async start(): Promise<void> {
     if (this.#client) return;
     if (this.#options.mosquittoAuth) await this.credentialsChanged();
@@ -78,6 +90,12 @@ export class ExternalBroker implements Broker {
       );
     };
     client.on('error', (error) => this.#options.logger.warn({ err: error.message }, 'external broker connection error'));
+    let connects = 0;
+    client.on('connect', (connack) => {
+      if (++connects === 1 || !this.#options.onReconnect) return;
+      this.#options.logger.warn({ sessionPresent: connack.sessionPresent }, 'reconnected to the external broker; publishing the retained assignments again (a restarted broker may have lost them)');
+      this.#republishAfterReconnect(client, this.#options.onReconnect);
+    });
     this.#client = client;
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => {
@@ -110,6 +128,28 @@ export class ExternalBroker implements Broker {
     for (const { filter } of this.#handlers) await client.subscribeAsync(filter, { qos: 1 });
   }
 
+  #republishing = false;
+  #republishAgain = false;
+
+  /**
+   * One republish at a time: a connection that keeps dropping runs it again once after the current
+   * one (whose publishes while the broker was away were skipped), not once per reconnect.
+   */
+  #republishAfterReconnect(client: MqttClient, republish: () => Promise<unknown>): void {
+    if (this.#republishing) {
+      this.#republishAgain = true;
+      return;
+    }
+    this.#republishing = true;
+    void (async () => {
+      do {
+        this.#republishAgain = false;
+        await republish().catch((error: unknown) => this.#options.logger.error({ err: errorMessage(error) }, 'publishing the retained assignments again after a reconnect failed'));
+      } while (this.#republishAgain && this.#client === client && client.connected);
+      this.#republishing = false;
+    })();
+  }
+
   /** Disconnects; waits up to 2 s for in-flight publishes, then closes the socket. */
   async stop(): Promise<void> {
     clearTimeout(this.#trailingReload);
@@ -130,8 +170,16 @@ export class ExternalBroker implements Broker {
   }
 
   async publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {
-    if (!this.#client) throw new Error('the external broker connection is not started');
-    await this.#client.publishAsync(topic, payload, { qos: options.qos, retain: options.retain });
+    const client = this.#client;
+    if (!client) throw new Error('the external broker connection is not started');
+    if (options.retain && !client.connected && this.#options.onReconnect) {
+      // The broker is down or restarting: mqtt.js would hold a QoS 1 publish (and the API request
+      // or the publisher's turn waiting on it) until the broker is back. A retained message is the
+      // store's current one, which the reconnect publishes again anyway.
+      this.#options.logger.warn({ topic }, 'the external broker is not connected; the retained message goes out when it is back');
+      return;
+    }
+    await client.publishAsync(topic, payload, { qos: options.qos, retain: options.retain });
   }
 
   /**
@@ -147,7 +195,10 @@ export class ExternalBroker implements Broker {
     this.#queuedRewrite ??= this.#authFiles.run(async () => {
       this.#queuedRewrite = undefined;
       try {
-        await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials);
+        await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials).catch((error: unknown) => {
+          // A directory the server cannot write (permissions, a mistyped path), not the broker's URL: say which.
+          throw new UserError(`cannot write Mosquitto's password and ACL files into ${auth.dir} (${errorMessage(error)})`, { cause: error });
+        });
         await auth.reload();
         this.#reloadAgainLater(auth.reload);
       } catch (error) {

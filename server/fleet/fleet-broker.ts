@@ -19,7 +19,14 @@ export interface FleetBroker {
  * --mqtt-url (as the server identity; with --mosquitto-dir the server writes Mosquitto's
  * password and ACL files there and, given --mosquitto-pid-file, makes it reload them).
  */
-export function createFleetBroker(config: ServerConfig, credentials: CredentialStore, logger: Logger, denied: Counter<'reason'>): FleetBroker {
+export function createFleetBroker(
+  config: ServerConfig,
+  credentials: CredentialStore,
+  logger: Logger,
+  denied: Counter<'reason'>,
+  /** External broker: after a reconnect, the devices' retained assignments are published again (a restarted broker may have lost them). */
+  republishRetained?: () => Promise<unknown>,
+): FleetBroker {
   const server: ServerIdentity = { username: DEFAULT_SERVER_USERNAME, password: config.mqttPassword ?? randomBytes(24).toString('base64url') };
   if (config.mqttUrl === undefined) {
     const broker = new EmbeddedBroker({ port: config.mqttPort, host: config.host, credentials, server, logger, denied });
@@ -31,6 +38,7 @@ export function createFleetBroker(config: ServerConfig, credentials: CredentialS
     server,
     credentials,
     logger,
+    ...(republishRetained ? { onReconnect: republishRetained } : {}),
     ...(config.mosquittoDir ? { mosquittoAuth: { dir: config.mosquittoDir, reload: pidFile ? reloadMosquittoFromPidFile(pidFile) : async () => {} } } : {}),
   });
   return { broker, port: () => null };

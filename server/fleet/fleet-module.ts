@@ -66,7 +66,7 @@ export interface FleetHooks {
 export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
-  const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied);
+  const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
   const exporter = new ReportMetricsExporter(ctx.metrics.registry);
   const outcomes = new AssignmentOutcomes();
   const ingest = new StoreFleetIngest({
