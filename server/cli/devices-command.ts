@@ -30,7 +30,10 @@ export function registerDevicesCommand(program: Command): void {
         try {
           await writeFile(out, `${config}\n`, { mode: 0o600, flag: 'wx' });
         } catch (error) {
-          throw new UserError(`--out: the device is enrolled but ${out} could not be written (${errorMessage(error)}); revoke it and enroll again`, { exitCode: 1 });
+          throw new UserError(
+            `--out: the device is enrolled but ${out} could not be written (${errorMessage(error)}); revoke ${flags.id} and enroll the device under a new id (ids are never reused)`,
+            { exitCode: 1 },
+          );
         }
         process.stderr.write(`enrolled ${flags.id}; its agent config (with secrets) is in ${out}\n`);
       });

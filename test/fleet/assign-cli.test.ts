@@ -1,0 +1,17 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isOneLineError, runCli } from '../helpers/cli.ts';
+import { spawnServer } from '../server/helpers/server-process.ts';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { tempDir } from '../helpers/cli.ts';
+
+test('fleetprune assign: an empty --selector (an unset shell variable) is refused, not taken as every device', async (t) => {
+  const server = await spawnServer(t, await tempDir(t));
+  const connection = ['--server', `127.0.0.1:${server.grpcPort}`, '--token', ADMIN_TOKEN];
+  for (const selector of ['', ' ']) {
+    const result = await runCli(['assign', '--model', 'iris', '--version', '1', '--role', 'active', '--selector', selector, ...connection]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.match(result.stderr, /--selector: no key=value pairs given/);
+  }
+});
