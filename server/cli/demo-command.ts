@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -8,6 +8,8 @@ import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { assertWritableFile, ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
+import type { ProgressEvent } from '../pruning/progress-events.ts';
+import type { PhaseProgress } from './progress.ts';
 
 interface DemoFlags {
   dataset: string;
@@ -31,6 +33,12 @@ async function assertEmptyDemoDirectory(dir: string): Promise<void> {
     `--data-dir: ${dir} is not empty; a demo starts in an empty or new directory ` +
       `(an earlier demo's server runs again with: fleetprune server --data-dir ${join(dir, 'server')})`,
   );
+}
+
+/** Removes what a demo that failed wrote in --data-dir: the directory too if the demo created it. */
+async function emptyDemoDirectory(dir: string, created: boolean): Promise<void> {
+  if (created) await rm(dir, { recursive: true, force: true }).catch(() => {});
+  else for (const entry of await readdir(dir).catch(() => [])) await rm(join(dir, entry), { recursive: true, force: true }).catch(() => {});
 }
 
 /**
@@ -76,11 +84,17 @@ export function registerDemoCommand(program: Command): void {
         import('../demo/demo-summary.ts'),
         import('./progress.ts'),
       ]);
-      const say = (line: string) => process.stdout.write(`${line}\n`);
+      const output = demoOutput((line) => process.stdout.write(`${line}\n`), createPhaseProgress);
+      const { say } = output;
+      // A temporary directory holds the admin token and every device's credentials: not left behind,
+      // not even by a Ctrl-C during training or the rollouts, or by a closed stdout.
+      const interrupts = handleDemoInterrupts(() => {
+        output.stop();
+        if (!chosenDataDir) rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 });
+      });
       say(`fleetprune demo: data in ${dataDir}${chosenDataDir ? '' : ' (removed at exit; --data-dir DIR keeps it)'}`);
       try {
         const started = performance.now();
-        const progress = createPhaseProgress();
         let result;
         try {
           result = await runDemo({
@@ -92,10 +106,15 @@ export function registerDemoCommand(program: Command): void {
             seed: flags.seed,
             log: createLogger('demo', cliLogLevel()),
             say,
-            onProgress: (_label, event) => progress.update(event),
+            onProgress: (_label, event) => output.progress(event),
           });
+        } catch (error) {
+          // A demo refused for its input (a port in use, …) leaves --data-dir as it found it, empty
+          // or absent, so that the same command runs once the cause is fixed.
+          if (chosenDataDir && error instanceof UserError) await emptyDemoDirectory(chosenDataDir, createdDataDir);
+          throw error;
         } finally {
-          progress.stop();
+          output.stop();
         }
         // The server, broker and devices keep the process alive: they are closed whatever fails.
         try {
@@ -112,17 +131,93 @@ export function registerDemoCommand(program: Command): void {
           say(`admin token: ${result.adminToken}`);
           if (!flags.exitWhenDone) {
             say('the fleet keeps running; press Ctrl-C to stop');
-            await new Promise<void>((resolveStop) => {
-              process.once('SIGINT', () => resolveStop());
-              process.once('SIGTERM', () => resolveStop());
-            });
+            await interrupts.stopRequested();
           }
         } finally {
           await result.close();
         }
       } finally {
-        // A temporary directory holds the admin token and every device's credentials: not left behind.
+        interrupts.dispose();
         if (!chosenDataDir) await rm(dataDir, { recursive: true, force: true }).catch(() => {});
       }
     });
+}
+
+export interface DemoOutput {
+  /** Prints a line on stdout, after ending the progress bars of a pruning run that is over. */
+  say(line: string): void;
+  /** Shows a pruning progress event (bars on a TTY), starting the display if needed. */
+  progress(event: ProgressEvent): void;
+  /** Ends the progress display: the bars stop redrawing, the cursor shows again. */
+  stop(): void;
+}
+
+/**
+ * The demo's terminal output. Its progress bars redraw the lines above the cursor for as long as
+ * they run, so they end before the next line of the demo's story is printed: otherwise they
+ * overwrite it (registered …) and hide the cursor until the demo stops.
+ */
+export function demoOutput(write: (line: string) => void, createProgress: () => PhaseProgress): DemoOutput {
+  let progress: PhaseProgress | undefined;
+  const stop = () => {
+    progress?.stop();
+    progress = undefined;
+  };
+  return {
+    say: (line) => {
+      stop();
+      write(line);
+    },
+    progress: (event) => (progress ??= createProgress()).update(event),
+    stop,
+  };
+}
+
+export interface DemoInterrupts {
+  /** Resolves at the first Ctrl-C (SIGINT) or SIGTERM once the demo is done: the fleet then stops. */
+  stopRequested(): Promise<void>;
+  dispose(): void;
+}
+
+/**
+ * Ctrl-C (SIGINT) and SIGTERM during `fleetprune demo`. Once the demo is done and waits in
+ * stopRequested(), the first signal stops the fleet in order. Before that (training, the
+ * rollouts), or a second time while the fleet stops, a signal ends the process at once, as it
+ * would without this handler, after `cleanUp`: it restores the terminal and removes the temporary
+ * data directory, with its admin token and device credentials, which the command's own clean-up
+ * would not reach. So does an exit that skips it (`fleetprune demo | head -1`, whose next write
+ * ends the process; an uncaught failure).
+ */
+export function handleDemoInterrupts(cleanUp: () => void): DemoInterrupts {
+  let waiting: (() => void) | undefined;
+  const cleanUpOnce = () => {
+    dispose();
+    try {
+      cleanUp();
+    } catch {
+      // (Ending the process matters more than a clean-up that failed.)
+    }
+  };
+  const onSignal = (name: NodeJS.Signals) => {
+    if (waiting) {
+      const resolveStop = waiting;
+      waiting = undefined;
+      resolveStop();
+      return;
+    }
+    cleanUpOnce();
+    process.kill(process.pid, name);
+  };
+  const dispose = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('exit', cleanUpOnce);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('exit', cleanUpOnce);
+  return {
+    stopRequested: () => new Promise<void>((resolveStop) => (waiting = resolveStop)),
+    dispose,
+  };
 }

@@ -133,7 +133,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       if (!detail.terminal) {
         // Too little evidence either way: the controller waits for a human. The demo answers as a
         // cautious operator would, so the next rollout can start.
-        inconclusive = `inconclusive (${detail.pause!.message}); rolled back by the demo`;
+        inconclusive = inconclusiveOutcome(detail.pause!.message);
         say(`rollout ${started.id}: paused as inconclusive; rolling it back as an operator would`);
         await api.post(`/rollouts/${started.id}/rollback?reason=${encodeURIComponent('inconclusive pilot (demo operator)')}`);
         detail = await waitFor(`rollout ${started.id} to roll back`, async () => {
@@ -160,6 +160,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await close();
     throw error;
   }
+}
+
+/**
+ * The outcome of a pilot the demo rolled back as inconclusive: the pause's message without its
+ * advice to the human it waited for (resume, promote, rollback), which the demo has answered.
+ */
+export function inconclusiveOutcome(pauseMessage: string): string {
+  return `inconclusive (${pauseMessage.replace(/; waiting for a human \([^)]*\)(?=:)/, '')}); rolled back by the demo`;
 }
 
 /**

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startRollout } from '../../server/demo/demo-run.ts';
+import { inconclusiveOutcome, startRollout } from '../../server/demo/demo-run.ts';
 import { DEMO_ANALYSIS_TIMING, demoRolloutSpec } from '../../server/demo/demo-rollout-spec.ts';
 import { RestClient } from '../../server/demo/rest-client.ts';
 import { parseDuration } from '../../shared/util/duration.ts';
@@ -39,4 +39,15 @@ test('demo --prometheus-url: the first measurement waits for two scrapes of the 
   assert.ok(parseDuration(DEMO_ANALYSIS_TIMING.prometheus.initialDelay)! >= 2 * scrapeMs, `initialDelay ${DEMO_ANALYSIS_TIMING.prometheus.initialDelay}, scrape every ${scrapeMs} ms`);
   const spec = demoRolloutSpec('wine', '3', 'prometheus') as { steps: { analysis?: { metrics: { initialDelay: string }[] } }[] };
   for (const step of spec.steps) for (const metric of step.analysis?.metrics ?? []) assert.equal(metric.initialDelay, DEMO_ANALYSIS_TIMING.prometheus.initialDelay);
+});
+
+test('demo: a pilot it rolls back as inconclusive (iris) is summed up without the advice to resume or promote that the pause gave', () => {
+  // The pause message of an inconclusive analysis, as the rollout state machine words it.
+  const paused =
+    'analysis inconclusive at step 2; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): ' +
+    'accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Mann-Whitney U=16, p=0.4011): outside tolerance but not significant at confidence 0.95';
+  assert.equal(
+    inconclusiveOutcome(paused),
+    'inconclusive (analysis inconclusive at step 2: accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Mann-Whitney U=16, p=0.4011): outside tolerance but not significant at confidence 0.95); rolled back by the demo',
+  );
 });
