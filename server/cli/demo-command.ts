@@ -8,6 +8,7 @@ import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { assertWritableFile, ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
+import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import type { ProgressEvent } from '../pruning/progress-events.ts';
 import type { PhaseProgress } from './progress.ts';
 
@@ -208,13 +209,11 @@ export function handleDemoInterrupts(cleanUp: () => void): DemoInterrupts {
     cleanUpOnce();
     process.kill(process.pid, name);
   };
+  const offSignals = onStopSignals(onSignal);
   const dispose = () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    offSignals();
     process.off('exit', cleanUpOnce);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
   process.on('exit', cleanUpOnce);
   return {
     stopRequested: () => new Promise<void>((resolveStop) => (waiting = resolveStop)),

@@ -1,3 +1,4 @@
+import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
 /** The exit code of a command stopped by Ctrl-C before it finished: 128 + SIGINT, as a shell reports it. */
@@ -32,12 +33,7 @@ export function handlePruneInterrupts(outDir: string, restoreTerminal: () => voi
     restoreTerminal();
     process.kill(process.pid, name);
   };
-  const dispose = () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const dispose = onStopSignals(onSignal);
   return {
     signal: controller.signal,
     exportStarted: () => {

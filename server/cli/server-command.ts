@@ -3,6 +3,7 @@ import { createLogger } from '../../shared/util/log.ts';
 import { parseServerConfig, type ServerConfigInput } from '../config/server-config.ts';
 import { startServer } from '../app/start-server.ts';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
+import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 
 interface ServerFlags {
   dataDir: string;
@@ -108,13 +109,10 @@ async function runServer(flags: ServerFlags): Promise<void> {
   log.info({ listeners: server.listeners.map(({ name, port }) => ({ name, port })), dataDir: config.dataDir }, 'server ready');
 
   await new Promise<void>((resolve) => {
-    const shutdown = (signal: NodeJS.Signals) => {
+    const offSignals = onStopSignals((signal) => {
       log.info({ signal }, 'shutting down');
-      process.off('SIGTERM', shutdown);
-      process.off('SIGINT', shutdown);
+      offSignals();
       server.close().then(resolve, resolve);
-    };
-    process.on('SIGTERM', shutdown);
-    process.on('SIGINT', shutdown);
+    });
   });
 }
