@@ -14,8 +14,8 @@ const UPLOAD_CHUNK = 256 * 1024;
 const UPLOAD_ROUNDS = 3;
 /**
  * Versions asked for per ListVersions call (the server allows up to 1000). Each carries its
- * manifest, and the reply must fit the client's default 4 MiB receive limit: a page that does
- * not (large manifests) is asked again with half as many.
+ * manifest; the CLI takes replies of any size (grpc-client.ts), as models of thousands of
+ * features make pages of megabytes.
  */
 const VERSIONS_PAGE = 200;
 
@@ -63,24 +63,13 @@ export function registerModelsCommand(program: Command): void {
           for (const model of all) process.stdout.write(`${model.name}\t${model.version_count} versions\tlatest ${model.latest_version || '-'}\n`);
           return;
         }
-        // One page at a time after the last seq seen, until a short (or empty) page. A page too
-        // large to receive (manifests of models with thousands of features) is asked again, halved.
+        // One page at a time after the last seq seen, until a short (or empty) page.
         const collected: GrpcVersion[] = [];
-        let page = VERSIONS_PAGE;
         for (let afterSeq = 0; ; ) {
-          let versions: GrpcVersion[];
-          try {
-            ({ versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', { name, after_seq: afterSeq, limit: page }));
-          } catch (error) {
-            if (page > 1 && isReplyTooLarge(error)) {
-              page = Math.ceil(page / 2);
-              continue;
-            }
-            throw error;
-          }
+          const { versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', { name, after_seq: afterSeq, limit: VERSIONS_PAGE });
           if (flags.json) collected.push(...versions);
           else for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
-          if (versions.length < page) break;
+          if (versions.length < VERSIONS_PAGE) break;
           afterSeq = versions[versions.length - 1]!.seq;
         }
         if (flags.json) process.stdout.write(`${JSON.stringify({ versions: collected.map(versionJson) }, null, 2)}\n`);
@@ -149,12 +138,6 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
   if (name === '') throw new InvalidArgumentError(`expected ${expected}: the name before "@" is empty`);
   if (version === '') throw new InvalidArgumentError(`expected ${expected}: the version after "@" is empty`);
   return [name, version];
-}
-
-/** A reply over the client's receive limit (grpc-js: RESOURCE_EXHAUSTED, "Received message larger than max"). */
-function isReplyTooLarge(error: unknown): boolean {
-  const cause = error instanceof UserError ? (error.cause as { code?: number; details?: string } | undefined) : undefined;
-  return cause?.code === GrpcStatus.RESOURCE_EXHAUSTED && /larger than max/i.test(cause.details ?? '');
 }
 
 /** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */

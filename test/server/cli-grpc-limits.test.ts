@@ -69,7 +69,7 @@ test('models list NAME pages through every version, past the 1000 one ListVersio
   assert.deepEqual(versions, Array.from({ length: count }, (_, i) => `many@${i + 1}`));
 });
 
-test('models list NAME lists a model whose manifests are large (5,000 features): pages over the 4 MiB receive limit are asked again, smaller', async (t) => {
+test('models list NAME lists a model whose manifests are large (5,000 features): a page over grpc-js\'s default 4 MiB receive limit is received', async (t) => {
   const server = (await startTestServer(t))!;
   const { store } = server.server.ctx;
   const { manifest } = await makeArtifact(t, { seed: 6 });
