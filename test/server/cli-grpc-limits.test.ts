@@ -6,6 +6,7 @@ import { runCli } from './helpers/run-cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 import { tempDir } from '../helpers/cli.ts';
+import type { Manifest } from '../../shared/artifact/manifest.ts';
 
 const MiB = 1024 * 1024;
 
@@ -35,73 +36,21 @@ test('jobs prune --data: a CSV over 8 MiB but within --max-body-bytes is accepte
 
 test('models list NAME pages through every version, past the 1000 one ListVersions call returns', async (t) => {
   const server = (await startTestServer(t))!;
-  const { store } = server.server.ctx;
   const { manifest } = await makeArtifact(t, { seed: 5 });
   // 2,050 versions (more than the 1000 one call may ask for; the last page short), registered straight through the store.
   const count = 2050;
-  const at = '2025-01-02T03:04:05.000Z';
-  await store.transaction(async (tx) => {
-    await tx.models.ensureModel('many', at, 'admin');
-    for (let seq = 1; seq <= count; seq++) {
-      await tx.models.insertVersion({
-        model: 'many',
-        version: String(seq),
-        seq,
-        artifactId: seq.toString(16).padStart(64, '0'),
-        manifest,
-        parentArtifactId: null,
-        epsilon: null,
-        dataFingerprint: 'fp',
-        metrics: manifest.metrics,
-        createdAt: at,
-        createdBy: 'admin',
-      });
-    }
-  });
-
-  const listed = await runCli(['models', 'list', 'many', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
-  assert.equal(listed.code, 0, listed.stderr);
-  const versions = listed.stdout
-    .trimEnd()
-    .split('\n')
-    .map((line) => line.split('\t')[0]);
+  const versions = await insertAndList(server, 'many', manifest, count);
   assert.equal(versions.length, count);
   assert.deepEqual(versions, Array.from({ length: count }, (_, i) => `many@${i + 1}`));
 });
 
 test('models list NAME lists a model whose manifests are large (5,000 features): a page over grpc-js\'s default 4 MiB receive limit is received', async (t) => {
   const server = (await startTestServer(t))!;
-  const { store } = server.server.ctx;
   const { manifest } = await makeArtifact(t, { seed: 6 });
   // ~100 kB per manifest: 60 versions make one 6 MiB reply at the CLI's page size.
   const wide = { ...manifest, features: Array.from({ length: 5000 }, (_, i) => `spectrum_band_${i}`) };
   const count = 60;
-  const at = '2025-01-02T03:04:05.000Z';
-  await store.transaction(async (tx) => {
-    await tx.models.ensureModel('wide', at, 'admin');
-    for (let seq = 1; seq <= count; seq++) {
-      await tx.models.insertVersion({
-        model: 'wide',
-        version: String(seq),
-        seq,
-        artifactId: seq.toString(16).padStart(64, '0'),
-        manifest: wide,
-        parentArtifactId: null,
-        epsilon: null,
-        dataFingerprint: 'fp',
-        metrics: manifest.metrics,
-        createdAt: at,
-        createdBy: 'admin',
-      });
-    }
-  });
-
-  const listed = await runCli(['models', 'list', 'wide', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
-  assert.equal(listed.code, 0, listed.stderr);
-  const versions = listed.stdout
-    .trimEnd()
-    .split('\n')
-    .map((line) => line.split('\t')[0]);
+  const versions = await insertAndList(server, 'wide', wide, count);
   assert.deepEqual(versions, Array.from({ length: count }, (_, i) => `wide@${i + 1}`));
 });
 
@@ -120,3 +69,32 @@ test('jobs prune --data: a CSV over the server\'s gRPC message limit is refused 
   assert.equal(refused.stderr.trim(), `fleetprune: --data: ${file} is ${csv.length} bytes, more than the server accepts (its --max-body-bytes)`);
   assert.deepEqual(await server.server.ctx.store.jobs.list(), [], 'nothing was stored');
 });
+
+/** Registers `count` versions of `model` straight through the store, then lists them with `models list MODEL`: the names it printed. */
+async function insertAndList(server: NonNullable<Awaited<ReturnType<typeof startTestServer>>>, model: string, manifest: Manifest, count: number): Promise<string[]> {
+  const at = '2025-01-02T03:04:05.000Z';
+  await server.server.ctx.store.transaction(async (tx) => {
+    await tx.models.ensureModel(model, at, 'admin');
+    for (let seq = 1; seq <= count; seq++) {
+      await tx.models.insertVersion({
+        model,
+        version: String(seq),
+        seq,
+        artifactId: seq.toString(16).padStart(64, '0'),
+        manifest,
+        parentArtifactId: null,
+        epsilon: null,
+        dataFingerprint: 'fp',
+        metrics: manifest.metrics,
+        createdAt: at,
+        createdBy: 'admin',
+      });
+    }
+  });
+  const listed = await runCli(['models', 'list', model, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(listed.code, 0, listed.stderr);
+  return listed.stdout
+    .trimEnd()
+    .split('\n')
+    .map((line) => line.split('\t')[0]!);
+}
