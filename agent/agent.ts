@@ -79,6 +79,13 @@ const MAX_RETRY_AFTER_MS = 60_000;
 /** The agent is stopping: the assignment stays pending (resumed at the next start), not refused. */
 class StoppingError extends Error {}
 
+/** Why a benchmark was cut short: other work arrived (see #interruptBenchmark). */
+class BenchmarkInterrupted extends Error {
+  constructor(readonly by: string) {
+    super(`benchmark interrupted by ${by}`);
+  }
+}
+
 /**
  * The edge agent: keeps the model slots (active, candidate, previous) on disk, follows the
  * assignments and fleet commands it receives over MQTT, verifies and installs models, benchmarks
@@ -113,6 +120,8 @@ export class Agent {
   readonly #assignmentsInHand = new Set<string>();
   /** The assignment whose model is being obtained, and how to cancel that. */
   #obtaining: { id: string; controller: AbortController } | undefined;
+  /** How to interrupt the benchmark in progress, so that an assignment or fleet command (a rollback) need not wait for it. */
+  #benchmarking: AbortController | undefined;
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
@@ -304,6 +313,7 @@ export class Agent {
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
       this.#latestAssignment = assignment.id;
       if (this.#obtaining && this.#obtaining.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
+      this.#interruptBenchmark(`assignment ${assignment.id}`);
       this.#enqueueAssignment(`assignment ${assignment.id}`, assignment.id, async () => {
         const current = this.#state.state;
         if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
@@ -317,6 +327,7 @@ export class Agent {
       if (state.handledIds.includes(command.id)) return;
       if (!selectorMatches(command.selector, this.deviceId, this.#options.config.labels)) return;
       if (!this.#trusted('command', message.raw ?? command, command.id, command.seq)) return;
+      this.#interruptBenchmark(`fleet command ${command.id} (${command.command})`);
       this.#enqueue(`command ${command.id}`, () => this.#runCommand(command));
     }
   }
@@ -354,6 +365,15 @@ export class Agent {
     }
     this.#newestSeq[stream] = { seq, id };
     return true;
+  }
+
+  /**
+   * A benchmark holds the work queue for as long as its bounded samples take (seconds, or minutes
+   * with large --bench-samples): work that arrives meanwhile (an assignment, a rollback) interrupts
+   * it instead of waiting. The benchmark runs again after that work if its candidate is still there.
+   */
+  #interruptBenchmark(by: string): void {
+    this.#benchmarking?.abort(new BenchmarkInterrupted(by));
   }
 
   /**
@@ -608,6 +628,8 @@ export class Agent {
     if (!holdout || !candidate) return;
     this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
     const id = reportId(this.deviceId, `${assignmentId ?? 'resumed'}:${candidate.sha256}`, 'benchmark');
+    const interrupt = new AbortController();
+    this.#benchmarking = interrupt;
     try {
       const models: { role: Role; version: string; model: InstalledModel }[] = [];
       for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
@@ -616,7 +638,7 @@ export class Agent {
         if ('failure' in verified) throw new Error(`the ${role} model ${ref.version}: ${verified.failure}`);
         models.push({ role, version: ref.version, model: verified });
       }
-      const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, this.#abort.signal);
+      const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, AbortSignal.any([this.#abort.signal, interrupt.signal]));
       // The holdout as the candidate reads it (its labels read for the candidate's task).
       const data = holdout.forModel(models.at(-1)!.model.manifest);
       const report = BenchmarkReportSchema.parse({
@@ -639,9 +661,21 @@ export class Agent {
         this.#logger.info({ candidate: candidate.version }, 'benchmark stopped; it runs again at the next start');
         return;
       }
+      if (error instanceof BenchmarkInterrupted) {
+        // Not a verdict on the candidate: nothing is reported, and the benchmark is queued again
+        // behind the work that interrupted it, for the candidate it was running for.
+        this.#logger.info({ candidate: candidate.version, by: error.by }, 'benchmark interrupted; it runs again after that work');
+        this.#enqueue('resume interrupted benchmark', async () => {
+          const { candidate: now, candidateBenchmarked } = this.#state.state;
+          if (sameModel(now, candidate) && !candidateBenchmarked) await this.#benchmarkCandidate(assignmentId);
+        });
+        return;
+      }
       this.metrics.benchmarks.inc({ result: 'failed' });
       this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
       await this.#commit(this.#benchmarked(candidate), this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error)));
+    } finally {
+      if (this.#benchmarking === interrupt) this.#benchmarking = undefined;
     }
   }
 

@@ -8,6 +8,7 @@ import { AgentProcess, predictVia } from './agent-process.ts';
 import { startAgent } from './agent-harness.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import type { Report } from '../../shared/protocol/payloads.ts';
+import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 
 let world: AgentWorld;
 before(async () => {
@@ -118,6 +119,30 @@ test('SIGTERM during a benchmark: the agent stops without waiting for it or repo
   const report = await world.waitForReport(benchmarkHere, 30_000);
   assert.equal(report.assignmentId, candidate.id);
   assert.equal(world.harness.ingest.reports.some(isOutcome(candidate.id, 'benchmark-failed')), false);
+});
+
+test('a rollback that arrives during a benchmark is carried out at once; the benchmark runs again after it, for the same candidate', async (t) => {
+  const deviceId = 'rollback-mid-bench';
+  const { dev } = await withActiveV1(t, deviceId);
+  const seeding = await startAgent(t, world, deviceId, { dataDir: dev.dataDir, config: dev.config });
+  const upgrade = await world.assign(deviceId, world.v2, 'active');
+  await world.waitForReport(isOutcome(upgrade.id, 'activated'));
+  await seeding.stop();
+  // About ten seconds of timing on an idle machine: a rollback that waited for it would come after its report.
+  const slow = dev.start(['--bench-samples', '1000000']);
+  await slow.ready();
+  const candidate = await world.assign(deviceId, world.v3, 'candidate');
+  await slow.waitForLog('benchmark started');
+  const command = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  await world.waitForReport(isOutcome(command.id, 'rolled-back'), 30_000);
+  const benchmarkHere = (r: Report) => r.deviceId === deviceId && isBenchmarkFor(world.v3.id)(r);
+  assert.equal(world.harness.ingest.reports.some(benchmarkHere), false, 'the rollback did not wait for the benchmark');
+  assert.equal(world.harness.ingest.reports.some(isOutcome(candidate.id, 'benchmark-failed')), false, 'an interrupted benchmark is no verdict');
+  assert.match(slow.stderr, /"msg":"benchmark interrupted; it runs again after that work"/);
+  // Run again after the rollback: the candidate stays, now side by side with the restored v1.
+  await slow.waitFor(() => slow.stderr.split('"msg":"benchmark started"').length === 3, 20_000, 'the benchmark started again');
+  const rerun = slow.stderr.split('\n').filter((line) => line.includes('"msg":"benchmark started"')).map((line) => JSON.parse(line));
+  assert.deepEqual(rerun.map((line) => [line.candidate, line.active]), [['3', '2'], ['3', '1']]);
 });
 
 for (const point of ['activation:before-state', 'activation:after-state', 'install:before-rename'] as const) {
