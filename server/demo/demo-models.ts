@@ -25,8 +25,8 @@ export const OVER_PRUNED_EPSILON = 0.9;
 /**
  * The demo's three models, all from one general network: ODF2NNA's own choice of ε (the
  * sweep), and an over-pruned candidate at ε 0.9 that keeps too few units and is shipped without
- * the retraining (a careless prune, which the pilot must catch). Both runs use the same data and
- * seed, so they train the same general model, which both name as parent.
+ * the retraining (a careless prune, which the pilot must catch). Both prune the same general model,
+ * trained once, which both name as parent.
  */
 export async function buildDemoModels(input: {
   dataset: Dataset;
@@ -48,19 +48,27 @@ export async function buildDemoModels(input: {
     outDir: goodDir,
     name,
     privateKey,
+    keepGeneral: true,
     onProgress: (event) => input.onProgress?.('candidate', event),
   });
   const overDir = join(workDir, `${name}-overpruned`);
-  const over = await pruneToArtifacts({
-    dataset,
-    options: PruneOptionsSchema.parse({ ...input.overrides, task: dataset.task, seed, epsilons: [OVER_PRUNED_EPSILON], retrainEpochs: 0, baselines: false }),
-    backend,
-    outDir: overDir,
-    name,
-    privateKey,
-    parent: good.general,
-    onProgress: (event) => input.onProgress?.('over-pruned', event),
-  });
+  let over;
+  try {
+    over = await pruneToArtifacts({
+      dataset,
+      options: PruneOptionsSchema.parse({ ...input.overrides, task: dataset.task, seed, epsilons: [OVER_PRUNED_EPSILON], retrainEpochs: 0, baselines: false }),
+      backend,
+      outDir: overDir,
+      name,
+      privateKey,
+      parent: good.general,
+      // Pruned from the general model just trained, not from a second training of it.
+      trained: good.trained,
+      onProgress: (event) => input.onProgress?.('over-pruned', event),
+    });
+  } finally {
+    good.trained?.model.dispose();
+  }
   return {
     general: { dir: join(goodDir, GENERAL_SUBDIR), manifest: good.general },
     good: { dir: goodDir, manifest: good.pruned, report: good.report },

@@ -35,11 +35,27 @@ export interface TrainedNetwork {
   model: tf.Sequential;
 }
 
+/**
+ * A trained general model, kept to prune again at other settings without training it again: the
+ * same data, seed and general-model options train the same network, so a second run (the demo's
+ * over-pruned candidate) can start from it. `key` says what trained it.
+ */
+export interface TrainedGeneral extends TrainedNetwork {
+  key: string;
+  run: { epochs: number; bestValidationLoss: number };
+}
+
 export interface Odf2nnaResult {
   report: PruneReport;
   scaling: Scaling;
-  general: TrainedNetwork;
+  general: TrainedGeneral;
   pruned: TrainedNetwork;
+}
+
+/** What determines the general model: the data and the options its training reads. */
+export function generalModelKey(dataset: Dataset, options: PruneOptions): string {
+  const { layers, units, epochs, learningRate, patience, batchSize, seed, l1, l1Input, validationFraction, testFraction } = options;
+  return JSON.stringify([dataset.fingerprint, dataset.task, layers, units, epochs, learningRate, patience, batchSize ?? null, seed, l1, l1Input, validationFraction, testFraction]);
 }
 
 /**
@@ -54,7 +70,11 @@ export async function runOdf2nna(
   options: PruneOptions,
   backend: string,
   onProgress: (event: ProgressEvent) => void = () => {},
+  /** A general model trained before with the same data and general-model options: not trained again. */
+  trained?: TrainedGeneral,
 ): Promise<Odf2nnaResult> {
+  const key = generalModelKey(dataset, options);
+  if (trained && trained.key !== key) throw new Error('the trained general model was trained on other data or options');
   const started = performance.now();
   const phaseTiming: Record<string, number> = {};
   const timed = async <T>(phase: Phase, work: () => Promise<T> | T): Promise<T> => {
@@ -96,14 +116,16 @@ export async function runOdf2nna(
   try {
     // 1. The general model: large, uniform, trained with early stopping.
     const hidden = Array.from({ length: options.layers }, () => options.units);
-    const generalModel = createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed, penalties);
-    const generalRun = await timed('train', () =>
-      trainModel(generalModel, data, generalConfig, (epoch) =>
-        onProgress({ phase: 'train', done: epoch, total: options.epochs, detail: `epoch ${epoch}` }),
-      ),
-    );
-    onProgress({ phase: 'train', done: options.epochs, total: options.epochs });
-    const general = toDenseNetwork(generalModel, scaling);
+    const generalModel = trained?.model ?? createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed, penalties);
+    const generalRun =
+      trained?.run ??
+      (await timed('train', () =>
+        trainModel(generalModel, data, generalConfig, (epoch) =>
+          onProgress({ phase: 'train', done: epoch, total: options.epochs, detail: `epoch ${epoch}` }),
+        ),
+      ));
+    onProgress({ phase: 'train', done: options.epochs, total: options.epochs, ...(trained ? { detail: 'trained before' } : {}) });
+    const general = trained?.network ?? toDenseNetwork(generalModel, scaling);
     const originalValidation = evaluate(general, 'validation');
     const originalTest = evaluate(general, 'test');
     const originalParams = parameterCount(general);
@@ -233,7 +255,7 @@ export async function runOdf2nna(
       scratch,
       l1,
     };
-    return { report, scaling, general: { network: general, model: generalModel }, pruned };
+    return { report, scaling, general: { network: general, model: generalModel, key, run: generalRun }, pruned };
   } finally {
     disposeTrainingData(data);
   }

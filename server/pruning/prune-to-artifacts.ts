@@ -7,7 +7,7 @@ import { writeArtifact, type ManifestInput } from '../../shared/artifact/write-a
 
 type CommonFields = Omit<ManifestInput, 'lineage' | 'metrics'>;
 import type { PruneOptions } from './options.ts';
-import { runOdf2nna, type Odf2nnaResult, type ProgressEvent } from './odf2nna.ts';
+import { runOdf2nna, type ProgressEvent, type TrainedGeneral } from './odf2nna.ts';
 import type { PruneReport } from './report.ts';
 import type { Score } from '../../shared/model/scoring.ts';
 import { GENERAL_SUBDIR, REPORT_FILE } from './output-layout.ts';
@@ -31,12 +31,18 @@ export interface PruneToArtifactsInput {
    * the same general model): no general/ is written and the pruned model names it as its parent.
    */
   parent?: Manifest;
+  /** Prune this general model (trained before, see TrainedGeneral) instead of training one; the caller keeps it. */
+  trained?: TrainedGeneral;
+  /** Hand the trained general model back (`trained` in the result) instead of disposing it; the caller disposes it. */
+  keepGeneral?: boolean;
 }
 
 export interface PruneToArtifactsResult {
   report: PruneReport;
   pruned: Manifest;
   general: Manifest;
+  /** With `keepGeneral`: the general model, to prune again without training it (see TrainedGeneral). */
+  trained?: TrainedGeneral;
 }
 
 function generalManifestInput(common: CommonFields, options: PruneOptions, dataset: Dataset, report: PruneReport): ManifestInput {
@@ -55,8 +61,10 @@ function generalManifestInput(common: CommonFields, options: PruneOptions, datas
 export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<PruneToArtifactsResult> {
   const { dataset, options, outDir, name, privateKey } = input;
   const onProgress = input.onProgress ?? (() => {});
-  const result = await runOdf2nna(dataset, options, input.backend, onProgress);
+  const result = await runOdf2nna(dataset, options, input.backend, onProgress, input.trained);
   const { report } = result;
+  // The general model is the caller's when it came in (`trained`) or is handed back (`keepGeneral`, on success).
+  let handedBack = false;
   try {
     const exportStarted = performance.now();
     onProgress({ phase: 'export', done: 0, total: 2 });
@@ -103,12 +111,14 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
         },
       });
       onProgress({ phase: 'export', done: 2, total: 2 });
-      return { report, pruned, general };
+      handedBack = input.keepGeneral === true;
+      return { report, pruned, general, ...(handedBack ? { trained: result.general } : {}) };
     } finally {
       if (generalStaging) await rm(generalStaging, { recursive: true, force: true });
     }
   } finally {
-    disposeResult(result);
+    if (input.trained === undefined && !handedBack) result.general.model.dispose();
+    result.pruned.model.dispose();
   }
 }
 
@@ -125,9 +135,4 @@ function lineage(parent: string | null, epsilon: number | null, options: PruneOp
 
 function metricsOf(score: Score): { accuracy?: number; mse?: number; r2?: number } {
   return { ...score };
-}
-
-function disposeResult(result: Odf2nnaResult): void {
-  result.general.model.dispose();
-  result.pruned.model.dispose();
 }
