@@ -9,8 +9,10 @@ import { assertWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { formatPruneSummary } from '../pruning/summary.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
-import { createPhaseProgress } from './progress.ts';
-import { handlePruneInterrupts } from './prune-interrupt.ts';
+import { createPhaseProgress, type PhaseProgress } from './progress.ts';
+import { handlePruneInterrupts, type PruneInterrupt } from './prune-interrupt.ts';
+import { lockPruneOutput } from './prune-output-lock.ts';
+import type { PruneToArtifactsInput } from '../pruning/prune-to-artifacts.ts';
 
 interface PruneFlags extends PruneTuningFlags {
   data: string;
@@ -48,34 +50,39 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const outDir = await resolveArtifactDestination(resolve(flags.out));
   await assertWritableDirectory(outDir, 'output directory', '--out');
   await assertArtifactDestination(outDir);
+  const lock = lockPruneOutput(outDir);
+  const progress = createPhaseProgress();
+  // From here a signal before the export ends the process at once (as without a handler), after
+  // showing the cursor again and removing the lock; during the export it stops the run cleanly.
+  const interrupt = handlePruneInterrupts(outDir, () => {
+    progress.stop();
+    lock.release();
+  });
+  try {
+    const result = await pruneInto(outDir, { dataset, options, name, privateKey }, progress, interrupt);
+    process.stdout.write(formatPruneSummary(result.report, outDir));
+  } finally {
+    interrupt.dispose();
+    progress.stop();
+    lock.release();
+  }
+}
 
+async function pruneInto(outDir: string, input: Pick<PruneToArtifactsInput, 'dataset' | 'options' | 'name' | 'privateKey'>, progress: PhaseProgress, interrupt: PruneInterrupt) {
   // TensorFlow.js and the pruning code only once the input is known to be good (~0.6 s to load).
   const [{ initTfjs }, { pruneToArtifacts }] = await Promise.all([import('../../shared/model/tfjs-backend.ts'), import('../pruning/prune-to-artifacts.ts')]);
   const log = createLogger('prune', cliLogLevel());
   const backend = await initTfjs();
-  log.info({ backend, rows: dataset.x.length, task: dataset.task, epsilons: options.epsilons }, 'pruning');
-  if (!privateKey) process.stderr.write('note: no --sign-key given: the artifact is written unsigned and will not verify\n');
-
-  const progress = createPhaseProgress();
-  const interrupt = handlePruneInterrupts(outDir, () => progress.stop());
-  let result;
-  try {
-    result = await pruneToArtifacts({
-      dataset,
-      options,
-      backend,
-      outDir,
-      name,
-      privateKey,
-      signal: interrupt.signal,
-      onProgress: (event) => {
-        if (event.phase === 'export') interrupt.exportStarted();
-        progress.update(event);
-      },
-    });
-  } finally {
-    interrupt.dispose();
-    progress.stop();
-  }
-  process.stdout.write(formatPruneSummary(result.report, outDir));
+  log.info({ backend, rows: input.dataset.x.length, task: input.dataset.task, epsilons: input.options.epsilons }, 'pruning');
+  if (!input.privateKey) process.stderr.write('note: no --sign-key given: the artifact is written unsigned and will not verify\n');
+  return pruneToArtifacts({
+    ...input,
+    backend,
+    outDir,
+    signal: interrupt.signal,
+    onProgress: (event) => {
+      if (event.phase === 'export') interrupt.exportStarted();
+      progress.update(event);
+    },
+  });
 }

@@ -1,5 +1,5 @@
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
 
@@ -34,6 +34,18 @@ export async function resolveArtifactDestination(dir: string): Promise<string> {
  */
 export async function assertArtifactDestination(dir: string): Promise<void> {
   await holdsArtifact(dir);
+  await assertNotPartOfArtifact(dir);
+}
+
+/**
+ * A prune output's general/ is part of it (its pruned model's parent, checked as such): writing
+ * an artifact there would replace the parent of another artifact.
+ */
+async function assertNotPartOfArtifact(dir: string): Promise<void> {
+  if (basename(dir) !== PRUNE_GENERAL_DIR) return;
+  const parent = dirname(dir);
+  const isArtifact = await holdsArtifact(parent).catch(() => false);
+  if (isArtifact) throw new UserError(`cannot write artifact to ${dir}: it is the ${PRUNE_GENERAL_DIR}/ of the artifact in ${parent}, and replacing it would break that artifact; choose another directory`);
 }
 
 /**
