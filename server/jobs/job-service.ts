@@ -2,13 +2,9 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { parseDataset } from '../../shared/data/dataset.ts';
-import { splitDataset } from '../../shared/data/split.ts';
-import { PruneOptionsSchema } from '../pruning/options.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
-import { describeIssues } from '../app/describe-issues.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import { storeArtifactFiles } from '../artifacts/store-artifact-files.ts';
@@ -20,6 +16,7 @@ import { JobEvents, type JobEvent } from './job-events.ts';
 import { isFinished, watchJob } from './job-watch.ts';
 import { newActiveJob, type ActiveJob, type JobCancel } from './active-job.ts';
 import { readJobData } from './job-data.ts';
+import { JobDataCheckPool, type JobDataCheckPoolOptions } from './job-data-check-pool.ts';
 import { verifiedJobArtifacts } from './job-artifacts.ts';
 import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
 import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
@@ -55,6 +52,8 @@ export interface JobServiceDeps {
   /** Lease renewal period and staleness (defaults JOB_LEASE_RENEW_MS, JOB_LEASE_STALE_S); tests shorten them. */
   leaseRenewMs?: number;
   leaseStaleSeconds?: number;
+  /** The worker threads checking submitted data sets (default: DATA_CHECK_THREADS, ended when idle). */
+  dataChecks?: JobDataCheckPoolOptions;
 }
 
 interface QueuedJob {
@@ -71,6 +70,7 @@ interface QueuedJob {
 export class JobService {
   readonly events = new JobEvents();
   readonly #deps: JobServiceDeps;
+  readonly #dataChecks: JobDataCheckPool;
   readonly #queue: QueuedJob[] = [];
   readonly #active = new Map<string, ActiveJob>();
   /**
@@ -87,6 +87,7 @@ export class JobService {
 
   constructor(deps: JobServiceDeps) {
     this.#deps = deps;
+    this.#dataChecks = new JobDataCheckPool(deps.dataChecks);
   }
 
   get running(): number {
@@ -162,19 +163,24 @@ export class JobService {
       throw new ServiceError('bad_request', `${fields.options}.task: ${optionsTask} contradicts the request's task ${request.task}; give one`);
     }
     const { text, source } = await readJobData(request.data, this.#deps.dataRoot, this.#deps.maxDataBytes, fields);
-    // Parsed here too, so bad data is a 400 now rather than a failed job later.
-    const dataset = parseDataset(text, { label: request.label, task: request.task ?? optionsTask }, source);
-    const options = PruneOptionsSchema.safeParse({ ...(request.options ?? {}), task: dataset.task });
-    if (!options.success) throw new ServiceError('bad_request', describeIssues(options.error, fields.options));
-    // Too few rows for the splits is also the request's fault: refuse it now, not as a failed job.
-    splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
+    // Parsed, its options validated and split here too, so bad data (too few rows for the splits
+    // included) is a 400 now rather than a failed job later: in a worker thread, as parsing up to
+    // the body limit would stall every other request for seconds.
+    const { task, options } = await this.#dataChecks.check({
+      csvText: text,
+      source,
+      label: request.label,
+      task: request.task ?? optionsTask,
+      options: request.options,
+      optionsField: fields.options,
+    });
     const id = `job-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const now = new Date().toISOString();
     const job: JobRecord = {
       id,
       kind: 'prune',
       state: 'queued',
-      request: { name: request.name, label: request.label, task: dataset.task, data: 'csv' in request.data ? { csv: `${text.length} characters` } : request.data, options: options.data },
+      request: { name: request.name, label: request.label, task, data: 'csv' in request.data ? { csv: `${text.length} characters` } : request.data, options },
       progress: null,
       result: null,
       error: null,
@@ -201,8 +207,8 @@ export class JobService {
         csvText: text,
         source,
         label: request.label,
-        task: dataset.task,
-        options: options.data,
+        task,
+        options,
         outDir: join(this.#deps.workDir, id, 'artifact'),
         name: request.name,
         privateKeyPem: this.#deps.signingKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
@@ -277,7 +283,7 @@ export class JobService {
     clearInterval(this.#leaseTimer);
     this.#queue.length = 0;
     const active = [...this.#active.values()];
-    await Promise.all(active.map((run) => run.worker?.terminate()));
+    await Promise.all([this.#dataChecks.stop(), ...active.map((run) => run.worker?.terminate())]);
     await Promise.all(active.filter((run) => run.ending).map((run) => run.ended));
     await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
   }

@@ -1,0 +1,37 @@
+import { parseDataset, type Task } from '../../shared/data/dataset.ts';
+import { splitDataset } from '../../shared/data/split.ts';
+import { describeIssues } from '../app/describe-issues.ts';
+import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
+import { UserError } from '../../shared/util/errors.ts';
+
+/** What a submitted job's data set is checked with (all of it is cheap to send to a worker but the text). */
+export interface JobDataCheckInput {
+  csvText: string;
+  /** Names the data in error messages (the request's field or the file's path). */
+  source: string;
+  label: string;
+  task?: Task;
+  /** The request's options, as given (the task is set from the data). */
+  options: Record<string, unknown> | undefined;
+  /** What errors call the options field (`body.options`, gRPC's name). */
+  optionsField: string;
+}
+
+/** All a submission needs from its data set: the task and the options a job runs with. */
+export interface JobDataCheck {
+  task: Task;
+  options: PruneOptions;
+}
+
+/**
+ * Parses the data set, validates the options against its task and splits it, so that bad data is
+ * refused at submission rather than failing as a job. Every problem is a UserError: the data set
+ * first, then the options, then too few rows for the splits. Only the summary is returned.
+ */
+export function checkJobData(input: JobDataCheckInput): JobDataCheck {
+  const dataset = parseDataset(input.csvText, { label: input.label, task: input.task }, input.source);
+  const options = PruneOptionsSchema.safeParse({ ...(input.options ?? {}), task: dataset.task });
+  if (!options.success) throw new UserError(describeIssues(options.error, input.optionsField));
+  splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
+  return { task: dataset.task, options: options.data };
+}
