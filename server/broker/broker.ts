@@ -28,4 +28,10 @@ export interface Broker {
    * connect; without it the broker re-reads everything (a revocation).
    */
   credentialsChanged(change?: CredentialChange): Promise<void>;
+  /**
+   * Why the broker does not enforce the store's credentials yet (its last update failed, e.g.
+   * Mosquitto's password and ACL files could not be rewritten, and it keeps retrying), or null
+   * when it is up to date.
+   */
+  credentialsProblem(): string | null;
 }

@@ -216,13 +216,22 @@ export class EmbeddedBroker implements Broker {
     await this.#passes.run(async () => {
       try {
         await this.#fullPass();
+        if (this.#passProblem !== null) this.#options.logger.info('the broker\'s credentials pass succeeded again; revoked devices are disconnected');
         this.#passOwed = false;
+        this.#passProblem = null;
       } catch (error) {
         this.#passOwed = true;
+        this.#passProblem = `the embedded broker could not check its connected devices (${errorMessage(error)})`;
         this.#retryPassLater();
         throw error;
       }
     });
+  }
+
+  #passProblem: string | null = null;
+
+  credentialsProblem(): string | null {
+    return this.#passProblem;
   }
 
   /**

@@ -8,6 +8,8 @@ import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 /** How long after the last credentials change Mosquitto is told to reload once more. */
 const TRAILING_RELOAD_MS = 1000;
+/** The longest wait between two attempts to rewrite Mosquitto's files that keep failing. */
+const MAX_REWRITE_RETRY_MS = 30_000;
 
 export interface ExternalBrokerOptions {
   /** mqtt://host:port of the external broker (`fleetprune server --mqtt-url`). */
@@ -203,23 +205,40 @@ export class ExternalBroker implements Broker {
         this.#reloadAgainLater(auth.reload);
       } catch (error) {
         // The changes it was for are not in Mosquitto's files yet: try again shortly, not only at the next change.
+        if (this.#authProblem === null) this.#options.logger.error({ err: errorMessage(error) }, 'Mosquitto\'s password and ACL files are out of date (a revoked device can still connect); retrying until they can be written');
+        this.#authProblem = errorMessage(error);
+        this.#failedRewrites++;
         this.#retryRewriteLater();
         throw error;
       }
+      if (this.#authProblem !== null) {
+        this.#options.logger.info({ failedAttempts: this.#failedRewrites }, 'Mosquitto\'s password and ACL files are up to date again and Mosquitto reloaded them');
+      }
+      this.#authProblem = null;
+      this.#failedRewrites = 0;
     });
     return this.#queuedRewrite;
   }
 
+  /** Why Mosquitto's files are out of date (the last rewrite or reload failed; retried in the background), or null. */
+  credentialsProblem(): string | null {
+    return this.#authProblem;
+  }
+
+  #authProblem: string | null = null;
+  #failedRewrites = 0;
   /** A rewrite waiting for its turn (not yet reading the store), which later callers join. */
   #queuedRewrite: Promise<void> | undefined;
   #retryRewrite: NodeJS.Timeout | undefined;
 
+  /** 1 s after the first failure, then twice as long each time up to 30 s, until a rewrite succeeds. */
   #retryRewriteLater(): void {
     if (this.#retryRewrite) return;
+    const delay = Math.min(MAX_REWRITE_RETRY_MS, TRAILING_RELOAD_MS * 2 ** Math.max(0, this.#failedRewrites - 1));
     this.#retryRewrite = setTimeout(() => {
       this.#retryRewrite = undefined;
-      this.credentialsChanged().catch((error: unknown) => this.#options.logger.warn({ err: errorMessage(error) }, 'rewriting mosquitto\'s auth files failed again'));
-    }, TRAILING_RELOAD_MS);
+      this.credentialsChanged().catch((error: unknown) => this.#options.logger.warn({ err: errorMessage(error), attempts: this.#failedRewrites }, 'rewriting mosquitto\'s auth files failed again; retrying'));
+    }, delay);
     this.#retryRewrite.unref();
   }
 

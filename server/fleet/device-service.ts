@@ -2,6 +2,7 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { TOKEN_PREFIX } from '../auth/token-service.ts';
@@ -10,6 +11,7 @@ import { DEFAULT_SERVER_USERNAME } from '../broker/credential-store.ts';
 import { hashPassword } from '../broker/password-hash.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import { UniqueViolation } from '../store/sql-engine.ts';
+import { deviceLabelsProblem } from './device-labels.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import { refusalView, type DeviceRefusal } from './device-view.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -25,6 +27,11 @@ export interface EnrollRequest {
   brokerUrl?: string;
   serverUrl?: string;
 }
+
+/** What a revocation did: always revoked in the store; `brokerUpdated` false when the broker still lets the device in (retried). */
+export type RevokeResult =
+  | { deviceId: string; brokerUpdated: true }
+  | { deviceId: string; brokerUpdated: false; brokerProblem: string; warning: string };
 
 export interface DeviceServiceOptions {
   fleet: FleetStore;
@@ -57,6 +64,8 @@ export class DeviceService {
     const { fleet } = this.options;
     await this.#gate.assertActive();
     if (request.id === DEFAULT_SERVER_USERNAME) throw new ServiceError('bad_request', `id: ${DEFAULT_SERVER_USERNAME} is reserved for the server`);
+    const labelsProblem = deviceLabelsProblem(request.labels);
+    if (labelsProblem) throw new ServiceError('bad_request', labelsProblem);
     const secret = randomBytes(32).toString('base64url');
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
     const tokenId = randomBytes(8).toString('hex');
@@ -89,7 +98,12 @@ export class DeviceService {
     return config.data;
   }
 
-  async revoke(id: string, actor: string): Promise<void> {
+  /**
+   * Revokes the device in the store (its token stops working at once) and tells the broker. A
+   * broker that cannot be told (Mosquitto's files cannot be rewritten) does not undo the
+   * revocation: the answer says so, and why (the broker keeps retrying in the background).
+   */
+  async revoke(id: string, actor: string): Promise<RevokeResult> {
     await this.#gate.assertActive();
     const now = new Date().toISOString();
     const tokenId = await this.options.fleet.transaction(async (tx) => {
@@ -101,7 +115,14 @@ export class DeviceService {
       return device.tokenId;
     });
     this.options.onRevoked?.(id, tokenId);
-    await this.#credentialsChanged();
+    const problem = await this.#credentialsChanged();
+    if (problem === null) return { deviceId: id, brokerUpdated: true };
+    return {
+      deviceId: id,
+      brokerUpdated: false,
+      brokerProblem: problem,
+      warning: `device ${id} is revoked and its download token no longer works, but the broker could not be updated (${problem}): the device may stay connected to it until it is; the server keeps retrying`,
+    };
   }
 
   /**
@@ -138,12 +159,17 @@ export class DeviceService {
     return null;
   }
 
-  /** The change is committed; a broker that cannot be told now (Mosquitto reload failing) is logged, not fatal. */
-  async #credentialsChanged(change?: CredentialChange): Promise<void> {
+  /**
+   * The change is committed; a broker that cannot be told now (Mosquitto's files not writable, its
+   * reload failing) is logged, not fatal, and retries by itself: returns why it failed, or null.
+   */
+  async #credentialsChanged(change?: CredentialChange): Promise<string | null> {
     try {
       await this.options.broker.credentialsChanged(change);
+      return null;
     } catch (error) {
-      this.options.log.error({ err: error }, 'the broker could not be told about changed device credentials');
+      this.options.log.error({ err: errorMessage(error) }, 'the broker could not be told about changed device credentials; it keeps retrying');
+      return errorMessage(error);
     }
   }
 }

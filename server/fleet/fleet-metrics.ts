@@ -1,6 +1,9 @@
 import { Counter, type Registry } from 'prom-client';
 import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
 
+/** Gauge: 1 while the broker does not enforce the store's device credentials yet (a failed update it retries). */
+export const BROKER_CREDENTIALS_STALE = 'fleetprune_fleet_broker_credentials_stale';
+
 /** The fleet's counters on the server's /metrics (names shared with the agent and dashboards). */
 export interface FleetCounters {
   dropped: Counter<'kind' | 'reason'>;

@@ -21,7 +21,7 @@ import { AssignmentPublisher } from './assignment-publisher.ts';
 import { AssignmentService } from './assignment-service.ts';
 import { DeviceService } from './device-service.ts';
 import { createFleetBroker } from './fleet-broker.ts';
-import { fleetCounters } from './fleet-metrics.ts';
+import { BROKER_CREDENTIALS_STALE, fleetCounters } from './fleet-metrics.ts';
 import { LeaderOnlyFleetGate, OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import { FleetReceiver } from './fleet-receiver.ts';
 import { FleetStore } from './fleet-store.ts';
@@ -29,6 +29,7 @@ import { StoreCredentialStore } from './store-credential-store.ts';
 import { StoreFleetIngest } from './store-fleet-ingest.ts';
 import { StoreFleetPort, deliveryOf } from './store-fleet-port.ts';
 import { StoreReportHistory } from './store-report-history.ts';
+import { StateThrottle } from './state-throttle.ts';
 
 /** The fleet subsystem: its server module, and the ports other subsystems (rollouts, analysis) use. */
 export interface Fleet {
@@ -63,7 +64,7 @@ export interface FleetHooks {
  * identity allows one connection: only the rollout leader connects (doing the above when
  * elected); the others are standbys that serve reads and refuse fleet changes until they lead.
  */
-export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number } = {}): Fleet {
+export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
@@ -81,7 +82,9 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     onServing: (serving) => exporter.observeServing(serving),
   });
   const log = ctx.log.child({ component: 'fleet' });
-  const receiver = new FleetReceiver({ broker, ingest, logger: log, ...counters });
+  // A device's heartbeats and statuses cost at most one store write each per interval; the latest always lands.
+  const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, logger: log, ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
+  const receiver = new FleetReceiver({ broker, ingest: throttle, logger: log, ...counters });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
   const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
   // With an external broker the broker side is taken over through the leadership, on SQLite too
@@ -125,6 +128,11 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       ctx.metrics.gauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
       ctx.metrics.gauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
       ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby)', () => (gate.active ? 1 : 0));
+      ctx.metrics.gauge(
+        BROKER_CREDENTIALS_STALE,
+        'Whether the broker lags the store\'s device credentials (1: an update failed, e.g. Mosquitto\'s password and ACL files could not be rewritten, so a revoked device may still connect; the server retries)',
+        () => (broker.credentialsProblem() === null ? 0 : 1),
+      );
       const mqttPort = port();
       return mqttPort === null ? [] : [{ name: 'mqtt', port: mqttPort, close: () => broker.stop() }];
     },
@@ -132,6 +140,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       stopped = true;
       await retention.stop();
       await broker.stop();
+      await throttle.flush(); // the held heartbeats and statuses, before the store closes
     },
   };
   const leadershipHandlers: LeadershipHandlers | undefined = leaderGate

@@ -5,12 +5,13 @@ import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { AssignRequestSchema, type AssignmentService } from '../../fleet/assignment-service.ts';
 import type { DeviceService } from '../../fleet/device-service.ts';
+import { DeviceLabelsSchema } from '../../fleet/device-labels.ts';
 import { DeviceViewSchema, deviceView } from '../../fleet/device-view.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 export const EnrollBodySchema = z.strictObject({
   id: DeviceIdSchema,
-  labels: AgentConfigSchema.shape.labels.default({}),
+  labels: DeviceLabelsSchema.default({}),
   /** Written into the agent config instead of the server's public broker URL. */
   brokerUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
   /** Written into the agent config instead of the server's public URL. */
@@ -30,6 +31,19 @@ const AssignResultSchema = z.strictObject({
   role: z.enum(['candidate', 'active']),
   url: z.string(),
   devices: z.array(z.strictObject({ deviceId: z.string(), online: z.boolean(), state: z.literal('published') })),
+});
+
+/** DELETE /api/devices/:id when the broker could not be updated (202): the device is revoked, the broker not yet. */
+export const RevokePendingSchema = z.strictObject({
+  deviceId: z.string(),
+  revoked: z.literal(true),
+  brokerUpdated: z.literal(false),
+  /** Why the broker could not be updated (e.g. Mosquitto's files cannot be written). */
+  brokerProblem: z.string(),
+  /** The server retries in the background (fleetprune_fleet_broker_credentials_stale is 1 until it succeeds). */
+  retrying: z.literal(true),
+  /** One line for people. */
+  warning: z.string(),
 });
 
 /** A page of GET /api/devices: at most 5,000 devices (default 1,000) after the id `after`. */
@@ -91,9 +105,16 @@ export function fleetRoutes(_ctx: ServerContext, devices: DeviceService, assignm
       tag: 'devices',
       permission: 'write',
       params: DeviceParams,
-      responses: { 204: { description: 'revoked' } },
+      responses: {
+        204: { description: 'revoked, at the broker too' },
+        202: { description: 'revoked (its token no longer works), but the broker could not be updated yet: the device may stay connected; the server keeps retrying', schema: RevokePendingSchema },
+      },
       handle: async ({ params, principal, res }) => {
-        await devices.revoke(params.id, actorOf(principal!));
+        const result = await devices.revoke(params.id, actorOf(principal!));
+        if (!result.brokerUpdated) {
+          const { deviceId, brokerProblem, warning } = result;
+          return { status: 202, json: { deviceId, revoked: true, brokerUpdated: false, brokerProblem, retrying: true, warning } };
+        }
         res.status(204).end();
       },
     }),

@@ -1,0 +1,20 @@
+import { z } from 'zod';
+import { AgentConfigSchema, MAX_LABEL_VALUE_CHARS } from '../../shared/protocol/agent-config.ts';
+
+/** The most labels a device can be enrolled with (keys are 1-64 characters, values at most MAX_LABEL_VALUE_CHARS). */
+export const MAX_DEVICE_LABELS = 64;
+
+/**
+ * A device's labels at enrollment: the agent config's label syntax (which the rollout selectors
+ * share), and at most MAX_DEVICE_LABELS of them, so one device cannot make every read of the
+ * fleet (device lists, rollout targets, each report's cohort) carry an unbounded map.
+ */
+export const DeviceLabelsSchema = AgentConfigSchema.shape.labels.refine((labels) => Object.keys(labels).length <= MAX_DEVICE_LABELS, {
+  error: (issue) => `at most ${MAX_DEVICE_LABELS} labels per device (got ${Object.keys(issue.input as object).length}); keys are 1-64 characters, values at most ${MAX_LABEL_VALUE_CHARS}`,
+});
+
+/** The one-line problem with `labels`, or null when they may be enrolled. */
+export function deviceLabelsProblem(labels: Record<string, string>): string | null {
+  const parsed = DeviceLabelsSchema.safeParse(labels);
+  return parsed.success ? null : parsed.error.issues.map((issue) => `labels${issue.path.map((key) => `.${String(key)}`).join('')}: ${issue.message}`).join('; ');
+}

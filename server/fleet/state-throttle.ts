@@ -1,0 +1,161 @@
+import type { Counter } from 'prom-client';
+import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
+
+export interface StateThrottleOptions {
+  /** Where the messages that pass go (the store). */
+  inner: FleetIngest;
+  /** A device's heartbeats and statuses are written at most once each per this interval (default 1 s). */
+  minIntervalMs?: number;
+  /** Device messages dropped, by kind and reason: the superseded ones count as `rate-limited`. */
+  dropped: Counter<'kind' | 'reason'>;
+  logger: Logger;
+  /** How often (at most) a device's rate limiting is logged (default 60 s). */
+  logEveryMs?: number;
+}
+
+type StateMessage = { kind: 'telemetry'; payload: Telemetry } | { kind: 'status'; payload: Status };
+
+interface DeviceState {
+  /** Held until the interval ends: the latest of each kind, in the order they came. */
+  pending: StateMessage[];
+  /** This device's writes, one after the other. */
+  chain: Promise<void>;
+  failures: number;
+}
+
+/** Failed writes of held messages are tried again at the next intervals, this many times. */
+const MAX_FLUSH_FAILURES = 5;
+
+/**
+ * Bounds the store writes a device's heartbeats (telemetry) and statuses cost: the first one
+ * after a quiet interval is written at once; those that follow within `minIntervalMs` are held,
+ * the newest of each kind replacing the one before (which counts as dropped, `rate-limited`), and
+ * written when the interval ends. So a device that floods costs at most two writes (one of each
+ * kind) per interval, and its latest state always lands. A device's report first writes what is
+ * held for it, so the store sees its messages in the order it sent them.
+ */
+export class StateThrottle implements FleetIngest {
+  readonly #options: StateThrottleOptions;
+  readonly #devices = new Map<string, DeviceState>();
+  readonly #warned = new Map<string, { at: number; suppressed: number }>();
+  #stopped = false;
+
+  constructor(options: StateThrottleOptions) {
+    this.#options = options;
+  }
+
+  get #intervalMs(): number {
+    return this.#options.minIntervalMs ?? 1000;
+  }
+
+  async ingestReport(report: Report): Promise<IngestOutcome> {
+    const device = this.#devices.get(report.deviceId);
+    if (device) await this.#enqueue(device, () => this.#writeHeld(report.deviceId, device));
+    return this.#options.inner.ingestReport(report);
+  }
+
+  recordTelemetry(telemetry: Telemetry): Promise<void> {
+    return this.#record(telemetry.deviceId, { kind: 'telemetry', payload: telemetry });
+  }
+
+  recordStatus(status: Status): Promise<void> {
+    return this.#record(status.deviceId, { kind: 'status', payload: status });
+  }
+
+  /** Writes everything held (at shutdown, after the broker stopped) and holds nothing from then on. */
+  async flush(): Promise<void> {
+    this.#stopped = true;
+    await Promise.all([...this.#devices].map(([deviceId, device]) => this.#enqueue(device, () => this.#writeHeld(deviceId, device))));
+    this.#devices.clear();
+  }
+
+  #record(deviceId: string, message: StateMessage): Promise<void> {
+    const device = this.#devices.get(deviceId);
+    if (!device) {
+      // Nothing written for it in the last interval: written now, and what follows is held.
+      const fresh: DeviceState = { pending: [], chain: Promise.resolve(), failures: 0 };
+      const write = this.#write(message);
+      fresh.chain = write.catch(() => {}); // the receiver retries this one (its retry is then held)
+      if (!this.#stopped) {
+        this.#devices.set(deviceId, fresh);
+        this.#arm(deviceId, fresh);
+      }
+      return write;
+    }
+    const superseded = device.pending.findIndex((held) => held.kind === message.kind);
+    if (superseded >= 0) {
+      device.pending.splice(superseded, 1);
+      this.#dropped(deviceId, message.kind);
+    }
+    device.pending.push(message);
+    return Promise.resolve();
+  }
+
+  #arm(deviceId: string, device: DeviceState): void {
+    setTimeout(() => void this.#enqueue(device, () => this.#tick(deviceId, device)), this.#intervalMs).unref();
+  }
+
+  /** The interval ended: write what is held and start another, or forget a device that went quiet. */
+  async #tick(deviceId: string, device: DeviceState): Promise<void> {
+    if (this.#devices.get(deviceId) !== device) return;
+    if (device.pending.length === 0) {
+      this.#devices.delete(deviceId);
+      return;
+    }
+    await this.#writeHeld(deviceId, device);
+    this.#arm(deviceId, device);
+  }
+
+  #enqueue(device: DeviceState, work: () => Promise<void>): Promise<void> {
+    const next = device.chain.then(work);
+    device.chain = next.catch((error: unknown) => this.#options.logger.error({ err: error }, 'writing a device\'s held state failed'));
+    return device.chain;
+  }
+
+  async #writeHeld(deviceId: string, device: DeviceState): Promise<void> {
+    const held = device.pending.splice(0);
+    for (const [i, message] of held.entries()) {
+      try {
+        await this.#write(message);
+        device.failures = 0;
+      } catch (error) {
+        const unwritten = held.slice(i).filter((left) => !device.pending.some((newer) => newer.kind === left.kind));
+        if (++device.failures <= MAX_FLUSH_FAILURES && !this.#stopped) {
+          // Tried again at the next interval, unless something newer replaced it meanwhile.
+          device.pending.unshift(...unwritten);
+          this.#options.logger.warn({ err: errorMessage(error), deviceId, attempt: device.failures }, 'storing a device\'s heartbeat or status failed; trying again');
+        } else {
+          device.failures = 0;
+          for (const lost of unwritten) this.#options.dropped.inc({ kind: lost.kind, reason: 'storage-error' });
+          this.#options.logger.error({ err: error, deviceId }, 'cannot store a device\'s heartbeat or status');
+        }
+        return;
+      }
+    }
+  }
+
+  #write(message: StateMessage): Promise<void> {
+    return message.kind === 'telemetry' ? this.#options.inner.recordTelemetry(message.payload) : this.#options.inner.recordStatus(message.payload);
+  }
+
+  /** Counted each time; logged once per device per logEveryMs, with how many since the last line. */
+  #dropped(deviceId: string, kind: StateMessage['kind']): void {
+    this.#options.dropped.inc({ kind, reason: 'rate-limited' });
+    const now = Date.now();
+    const every = this.#options.logEveryMs ?? 60_000;
+    const warned = this.#warned.get(deviceId);
+    if (warned && now - warned.at < every) {
+      warned.suppressed++;
+      return;
+    }
+    if (this.#warned.size >= 10_000) for (const [id, entry] of this.#warned) if (now - entry.at >= every) this.#warned.delete(id);
+    this.#warned.set(deviceId, { at: now, suppressed: 0 });
+    this.#options.logger.warn(
+      { deviceId, kind, minIntervalMs: this.#intervalMs, droppedSinceLastLine: (warned?.suppressed ?? 0) + 1 },
+      `device sends heartbeats or statuses faster than one per ${this.#intervalMs} ms; only its latest is stored`,
+    );
+  }
+}

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { credentials, Metadata, type Client, type StatusObject } from '@grpc/grpc-js';
+import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
+import { BROKER_WARNING_TRAILER } from '../../server/grpc/fleet-grpc.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
+import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
+import { runCli } from '../server/helpers/run-cli.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
+
+async function metric(server: TestServer, name: string): Promise<number | undefined> {
+  const match = new RegExp(`^${name} (\\d+)`, 'm').exec(await (await fetch(`${server.baseUrl}/metrics`)).text());
+  return match ? Number(match[1]) : undefined;
+}
+
+async function enroll(server: TestServer, id: string): Promise<AgentConfig> {
+  const response = await server.request('POST', '/api/devices', { json: { id, labels: {} } });
+  assert.equal(response.status, 201, await response.clone().text());
+  return AgentConfigSchema.parse(await response.json());
+}
+
+test('external Mosquitto whose auth files cannot be rewritten: a revocation stands but says the broker was not updated (REST 202, gRPC trailer, CLI exit 3), the metric shows it, and the server retries until the device is cut off', async (t) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-stale-auth-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(binary, dir);
+  t.after(() => mosquitto.stop());
+  const server = (await startTestServer(t, { config: { mqttUrl: mosquitto.url, mqttPassword: password, mosquittoDir: mosquitto.authDir, mosquittoPidFile: pidFile } }))!;
+  await waitFor(async () => (await metric(server, 'fleetprune_fleet_broker_active')) === 1, 15_000, 'the server to hold the broker');
+  assert.equal(await metric(server, 'fleetprune_fleet_broker_credentials_stale'), 0);
+  const configs = { a: await enroll(server, 'dev-a'), b: await enroll(server, 'dev-b'), c: await enroll(server, 'dev-c'), d: await enroll(server, 'dev-d') };
+  let device: Awaited<ReturnType<typeof connectClient>> | undefined;
+  await waitFor(async () => Boolean((device = await connectClient(mosquitto.url, { clientId: 'dev-a', username: 'dev-a', password: configs.a.broker.password }).catch(() => undefined))), 10_000, 'dev-a connected');
+  t.after(() => device!.endAsync(true));
+  let closed = false;
+  device!.on('close', () => (closed = true));
+
+  // The ACL file's path becomes a directory: every rewrite fails (as root too), Mosquitto keeps its loaded files.
+  const acl = join(mosquitto.authDir, 'acl');
+  await rm(acl);
+  await mkdir(join(acl, 'blocked'), { recursive: true });
+
+  const revoked = await server.request('DELETE', '/api/devices/dev-a');
+  assert.equal(revoked.status, 202);
+  const body = (await revoked.json()) as { deviceId: string; revoked: boolean; brokerUpdated: boolean; brokerProblem: string; retrying: boolean; warning: string };
+  assert.deepEqual([body.deviceId, body.revoked, body.brokerUpdated, body.retrying], ['dev-a', true, false, true]);
+  assert.match(body.brokerProblem, /^cannot write Mosquitto's password and ACL files into .*auth \(EISDIR/);
+  assert.match(body.warning, /^device dev-a is revoked and its download token no longer works, but the broker could not be updated \(cannot write .*\): the device may stay connected to it until it is; the server keeps retrying$/);
+  assert.equal((await server.request('GET', '/api/models', { token: configs.a.server.token })).status, 401, 'the download token is revoked at once');
+  assert.ok((await (await server.request('GET', '/api/devices/dev-a')).json() as { revokedAt: string | null }).revokedAt, 'the revocation is stored');
+  assert.equal(await metric(server, 'fleetprune_fleet_broker_credentials_stale'), 1);
+  assert.equal(closed, false, 'the device is still connected: what the answer says');
+
+  // gRPC: the same answer as a trailer (RevokeDeviceResponse has no field for it).
+  const devices = new (loadFleetpruneProto().Devices)(server.grpcAddress, credentials.createInsecure()) as Client & Record<string, Function>;
+  t.after(() => devices.close());
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${ADMIN_TOKEN}`);
+  const trailer = await new Promise<string | undefined>((resolve, reject) => {
+    const call = devices.RevokeDevice!.call(devices, { id: 'dev-b' }, metadata, (error: Error | null) => error && reject(error));
+    call.on('status', (status: StatusObject) => resolve(status.metadata.get(BROKER_WARNING_TRAILER)[0]?.toString()));
+  });
+  assert.match(trailer ?? '', /^device dev-b is revoked and its download token no longer works, but the broker could not be updated \(cannot write .*EISDIR.*\): the device may stay connected to it until it is; the server keeps retrying$/);
+
+  const cli = await runCli(['devices', 'revoke', 'dev-c', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(cli.code, 3, cli.stderr);
+  assert.equal(cli.stdout, 'revoked dev-c\n');
+  assert.match(cli.stderr, /^fleetprune: warning: device dev-c is revoked and its download token no longer works, but the broker could not be updated \(cannot write Mosquitto's password and ACL files into .* \(EISDIR.*\): the device may stay connected to it until it is; the server keeps retrying\n$/);
+
+  // Fixed: the background retry rewrites the files, Mosquitto reloads them and drops the revoked device.
+  const fixedAt = Date.now();
+  await rm(acl, { recursive: true });
+  await waitFor(async () => (await metric(server, 'fleetprune_fleet_broker_credentials_stale')) === 0, 20_000, 'the files rewritten in the background');
+  await waitFor(() => closed, 10_000, 'Mosquitto to disconnect the revoked device');
+  t.diagnostic(`the files were rewritten and dev-a disconnected ${Date.now() - fixedAt} ms after the directory was fixed`);
+  await assert.rejects(connectClient(mosquitto.url, { clientId: 'dev-a', username: 'dev-a', password: configs.a.broker.password }));
+  // Later revocations are answered 204 again.
+  assert.equal((await server.request('DELETE', '/api/devices/dev-d')).status, 204);
+});

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Counter, Registry } from 'prom-client';
+import type { FleetIngest } from '../../server/fleet/fleet-ingest.ts';
+import { StateThrottle } from '../../server/fleet/state-throttle.ts';
+import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
+import { testLogger } from '../helpers/fleet-harness.ts';
+
+/** Records what reaches the store, in order; `failing` makes the next writes throw. */
+class RecordingIngest implements FleetIngest {
+  readonly written: string[] = [];
+  failing = 0;
+  async ingestReport(report: Report) {
+    this.written.push(`report:${report.id}`);
+    return 'ingested' as const;
+  }
+  async recordTelemetry(telemetry: Telemetry) {
+    if (this.failing > 0 && this.failing--) throw new Error('the store is down');
+    this.written.push(`telemetry:${telemetry.uptimeSeconds}`);
+  }
+  async recordStatus(status: Status) {
+    this.written.push(`status:${status.online}`);
+  }
+}
+
+const telemetry = (uptimeSeconds: number) => ({ deviceId: 'd1', uptimeSeconds }) as Telemetry;
+const report = (id: string) => ({ deviceId: 'd1', id, kind: 'benchmark' }) as Report;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function throttle(inner: FleetIngest, minIntervalMs = 200) {
+  const dropped = new Counter({ name: 'dropped_total', help: 'dropped', labelNames: ['kind', 'reason'] as const, registers: [new Registry()] });
+  const count = async (reason: string) => (await dropped.get()).values.filter((value) => value.labels.reason === reason).reduce((sum, value) => sum + value.value, 0);
+  return { throttle: new StateThrottle({ inner, dropped, logger: testLogger, minIntervalMs }), count };
+}
+
+test('a report first writes the heartbeat held for its device: the store sees the device\'s messages in order', async () => {
+  const inner = new RecordingIngest();
+  const { throttle: ingest, count } = throttle(inner);
+  await ingest.recordTelemetry(telemetry(1));
+  await ingest.recordTelemetry(telemetry(2));
+  await ingest.recordTelemetry(telemetry(3));
+  assert.deepEqual(inner.written, ['telemetry:1'], 'held within the interval');
+  await ingest.ingestReport(report('r1'));
+  assert.deepEqual(inner.written, ['telemetry:1', 'telemetry:3', 'report:r1']);
+  assert.equal(await count('rate-limited'), 1, 'heartbeat 2 was replaced by 3');
+  await sleep(500);
+  assert.deepEqual(inner.written, ['telemetry:1', 'telemetry:3', 'report:r1'], 'nothing written twice');
+});
+
+test('held state is written at shutdown, and a held write that fails is tried again at the next interval', async () => {
+  const inner = new RecordingIngest();
+  const { throttle: ingest } = throttle(inner);
+  await ingest.recordTelemetry(telemetry(1));
+  await ingest.recordTelemetry(telemetry(2));
+  inner.failing = 1;
+  await sleep(300); // the interval ends: the write of 2 fails
+  assert.deepEqual(inner.written, ['telemetry:1']);
+  await sleep(300);
+  assert.deepEqual(inner.written, ['telemetry:1', 'telemetry:2'], 'tried again');
+
+  await ingest.recordTelemetry(telemetry(3));
+  await ingest.recordStatus({ deviceId: 'd1', online: false } as Status);
+  await ingest.flush();
+  assert.deepEqual(inner.written.slice(2), ['telemetry:3', 'status:false']);
+});
