@@ -172,3 +172,33 @@ export function judgeRelative(
 function fmt(value: number): string {
   return Number.isInteger(value) ? String(value) : value.toPrecision(4);
 }
+
+/** The largest value of a relative metric, in the check's unit (percentages); undefined: unbounded. */
+const RELATIVE_MAX: Readonly<Record<RelativeMetricName, number | undefined>> = { accuracy: 100, error_rate: 100, mse: undefined, latency_p95: undefined };
+
+/**
+ * Why the check's tolerance makes it unable to fail (or all but), else null: a warning, not an
+ * error (the spec may mean it). Every metric is ≥ 0, accuracy and error rate ≤ 100. A relative
+ * ≥ tolerance of 1 or more is refused by the spec's validation already.
+ * - absolute, accuracy or error rate, tolerance ≥ 100: every bound is outside 0-100, never failing;
+ * - absolute, accuracy or error rate, tolerance ≥ 50; relative ≤ with tolerance ≥ 1 (twice the
+ *   baseline passes); relative ≥ with tolerance ≥ 0.5 (half the baseline passes): hardly failing.
+ */
+export function relativeToleranceProblem(source: Pick<RelativeSource, 'metric' | 'comparator' | 'tolerance' | 'toleranceMode'>): string | null {
+  const { metric, comparator, tolerance } = source;
+  const unit = RELATIVE_DEFAULTS[metric].unit;
+  const max = RELATIVE_MAX[metric];
+  if (source.toleranceMode === 'absolute') {
+    if (max === undefined) return null; // no scale to judge a tolerance in label units² or ms by
+    const bound = comparator === '>=' ? `baseline − ${tolerance}` : `baseline + ${tolerance}`;
+    if (tolerance >= max) {
+      const edge = comparator === '>=' ? `at most 0 ${unit} whatever the baseline (0-${max}), and no ${metric} is below 0` : `at least ${max} ${unit} whatever the baseline (0-${max}), and no ${metric} is above ${max}`;
+      return `tolerance ${tolerance} ${unit}: the bound (${bound}) is ${edge}, so the check can never fail`;
+    }
+    if (tolerance >= max / 2) return `tolerance ${tolerance} ${unit} accepts a candidate ${tolerance} ${unit} worse than its baseline (of 0-${max}), so the check can hardly fail`;
+    return null;
+  }
+  if (comparator === '<=' && tolerance >= 1) return `relative tolerance ${tolerance} accepts a candidate up to ${1 + tolerance}× its baseline ${metric}, so the check can hardly fail`;
+  if (comparator === '>=' && tolerance >= 0.5 && tolerance < 1) return `relative tolerance ${tolerance} accepts a candidate down to ${fmt(1 - tolerance)}× its baseline ${metric}, so the check can hardly fail`;
+  return null;
+}

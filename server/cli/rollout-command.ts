@@ -1,8 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '@grpc/grpc-js';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { printable } from '../rollout/operator-text.ts';
+import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
+import { specWarnings } from '../rollout/spec-warnings.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { parseDeviceStates, parseLimit } from './bounded-options.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
@@ -19,20 +22,12 @@ export function registerRolloutCommand(program: Command): void {
     .requiredOption('-f, --file <spec>', 'the rollout spec (- for stdin)')
     .option('--watch', 'follow it until it ends (without it, stdout is the bare rollout id)')
     .action(async (flags: StartFlags) => {
-      let raw: Buffer;
-      try {
-        raw = readFileSync(flags.file === '-' ? 0 : flags.file);
-      } catch (error) {
-        throw new UserError(`--file: cannot read ${flags.file} (${errorMessage(error)})`);
-      }
-      // Said here, as the server would say it: a file over its gRPC message limit (a model file
-      // passed by mistake) would otherwise be answered "Received message larger than max".
-      if (raw.length > MAX_SPEC_BYTES) throw new UserError(`--file: ${flags.file === '-' ? 'stdin' : flags.file} is ${raw.length} bytes; a rollout spec is at most ${MAX_SPEC_BYTES}`);
-      const spec = raw.toString('utf8');
+      const spec = readSpec(flags.file).toString('utf8');
       await withConnection(flags, async (connection) => {
         const started = await connection.unary<GrpcRollout>('Rollouts', 'StartRollout', { spec });
         // Without --watch, stdout is the bare id alone, for `ID=$(fleetprune rollout start -f spec)`;
-        // the human line goes to stderr.
+        // the warnings and the human line go to stderr.
+        for (const warning of started.warnings ?? []) process.stderr.write(`warning: ${printable(warning)}\n`);
         if (!flags.watch) {
           process.stdout.write(`${started.id}\n`);
           process.stderr.write(`started rollout ${started.id} of ${started.model} ${started.candidate_version}; follow it with: fleetprune rollout watch ${started.id}\n`);
@@ -41,6 +36,17 @@ export function registerRolloutCommand(program: Command): void {
         process.stderr.write(`started rollout ${started.id} of ${started.model} ${started.candidate_version}\n`);
         await watch(connection, started.id, started.step_count);
       });
+    });
+
+  rollout
+    .command('validate')
+    .description('check a spec file here, without a server: errors as start would give them, and warnings about analysis that decides nothing')
+    .requiredOption('-f, --file <spec>', 'the rollout spec (- for stdin)')
+    .action((flags: { file: string }) => {
+      const spec = parseRolloutSpec(readSpec(flags.file).toString('utf8'), 'spec');
+      const warnings = specWarnings(spec);
+      for (const warning of warnings) process.stdout.write(`warning: ${printable(warning)}\n`);
+      process.stdout.write(`valid: ${spec.model} ${printable(spec.candidateVersion)} in ${spec.steps.length} step${spec.steps.length === 1 ? '' : 's'}${warnings.length ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : ''}\n`);
     });
 
   withConnectionOptions(rollout.command('list').description('rollouts, newest first'))
@@ -68,7 +74,7 @@ export function registerRolloutCommand(program: Command): void {
         process.stdout.write(`${rolloutLine(r)}\n`);
         for (const step of detail.steps) {
           const mark = { done: '✓', current: '▶', pending: ' ', stopped: '✗' }[step.status] ?? ' ';
-          process.stdout.write(`  ${mark} ${step.index + 1}. ${step.description}${step.measurements ? ` (${step.measurements} measurements)` : ''}\n`);
+          process.stdout.write(`  ${mark} ${step.index + 1}. ${printable(step.description)}${step.measurements ? ` (${step.measurements} measurements)` : ''}\n`);
         }
         process.stdout.write('decisions:\n');
         for (const d of detail.decisions) {
@@ -95,9 +101,16 @@ export function registerRolloutCommand(program: Command): void {
   simple('resume', 'ResumeRollout', 'resume a paused rollout');
 
   withConnectionOptions(rollout.command('promote <id>').description('promote to 100% now, skipping the remaining steps and analyses'))
-    .option('--step', 'skip only the current step')
-    .action(async (id: string, flags: ConnectionFlags & { step?: boolean }) => {
-      await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', 'PromoteRollout', { id, step: flags.step ?? false })));
+    .option('--step', 'skip only the current step (refused if the rollout moves past it first: a repeated or concurrent promote --step skips one step, not two)')
+    .option('--from-step <n>', 'with --step: the step to skip, as `rollout status` numbers it (default: the step the rollout is at now)', parseStepNumber)
+    .action(async (id: string, flags: ConnectionFlags & { step?: boolean; fromStep?: number }) => {
+      if (flags.fromStep !== undefined && !flags.step) throw new UserError('--from-step: only with --step');
+      await withConnection(flags, async (connection) => {
+        let fromStepIndex = flags.fromStep === undefined ? undefined : flags.fromStep - 1;
+        // The step is read first and sent with the command: the server promotes only from that step.
+        if (flags.step && fromStepIndex === undefined) fromStepIndex = (await connection.unary<{ rollout: GrpcRollout }>('Rollouts', 'GetRollout', { id, device_states: 1 })).rollout.step_index;
+        printState(await connection.unary<GrpcRollout>('Rollouts', 'PromoteRollout', { id, step: flags.step ?? false, ...(fromStepIndex === undefined ? {} : { from_step_index: fromStepIndex }) }));
+      });
     });
 
   const withReason = (name: 'abort' | 'rollback', method: string, description: string) =>
@@ -108,6 +121,25 @@ export function registerRolloutCommand(program: Command): void {
       });
   withReason('abort', 'AbortRollout', 'abort: revert every device the rollout touched');
   withReason('rollback', 'RollbackRollout', 'roll back (even after full promotion, unless a newer rollout of the model promoted since): devices to their baseline, previous production restored');
+}
+
+function readSpec(file: string): Buffer {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(file === '-' ? 0 : file);
+  } catch (error) {
+    throw new UserError(`--file: cannot read ${file} (${errorMessage(error)})`);
+  }
+  // Said here, as the server would say it: a file over its gRPC message limit (a model file
+  // passed by mistake) would otherwise be answered "Received message larger than max".
+  if (raw.length > MAX_SPEC_BYTES) throw new UserError(`--file: ${file === '-' ? 'stdin' : file} is ${raw.length} bytes; a rollout spec is at most ${MAX_SPEC_BYTES}`);
+  return raw;
+}
+
+/** `promote --from-step`: a step as `rollout status` numbers them, from 1. */
+function parseStepNumber(value: string): number {
+  if (!/^\d{1,6}$/.test(value.trim()) || Number(value) < 1) throw new InvalidArgumentError('must be a step number from 1, as rollout status shows it');
+  return Number(value);
 }
 
 function printState(r: GrpcRollout): void {

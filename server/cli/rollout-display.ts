@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import { printable } from '../rollout/operator-text.ts';
 
 /** A rollout as the Rollouts gRPC service sends it. */
 export interface GrpcRollout {
@@ -20,6 +21,8 @@ export interface GrpcRollout {
   revision: string;
   created_at: string;
   updated_at: string;
+  /** StartRollout only. */
+  warnings?: string[];
 }
 
 export interface GrpcDecision {
@@ -37,7 +40,8 @@ export interface GrpcDecision {
 export function rolloutLine(r: GrpcRollout): string {
   const step = r.terminal ? `${r.step_count} steps` : `step ${Math.min(r.step_index + 1, r.step_count)}/${r.step_count} (${r.step_stage}${r.current_step ? `: ${r.current_step}` : ''})`;
   const outcome = r.outcome_status ? `  ${r.outcome_status}: ${r.outcome_reason}` : r.pause_message ? `  ${r.pause_message}` : '';
-  return `${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} delivered${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${outcome}`;
+  // Escaped: reasons (an operator's, a device's) may hold newlines or escape sequences, stored before they were refused.
+  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} delivered${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${outcome}`);
 }
 
 /**
@@ -47,7 +51,8 @@ export function rolloutLine(r: GrpcRollout): string {
  * `stepCount + 1` that the rollout does not have.
  */
 export function decisionLine(d: GrpcDecision, stepCount: number): string {
-  return `${d.at}  step ${Math.min(d.step_index + 1, stepCount)}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`;
+  // One line whatever the message holds: a reason's newline or escape sequence is shown escaped (see printable).
+  return printable(`${d.at}  step ${Math.min(d.step_index + 1, stepCount)}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`);
 }
 
 /**
@@ -80,7 +85,7 @@ class TtyRolloutProgress implements RolloutProgress {
   }
 
   state(r: GrpcRollout): void {
-    const payload = { id: r.id, phase: r.phase.padEnd(11), step: Math.min(r.step_index + (r.terminal ? 0 : 1), r.step_count), weight: r.weight, detail: r.current_step || r.outcome_status };
+    const payload = { id: r.id, phase: r.phase.padEnd(11), step: Math.min(r.step_index + (r.terminal ? 0 : 1), r.step_count), weight: r.weight, detail: printable(r.current_step || r.outcome_status) };
     const done = r.phase === 'Completed' ? r.step_count : Math.min(r.step_index, r.step_count);
     if (!this.#bar) this.#bar = this.#multibar.create(r.step_count, done, payload);
     else this.#bar.update(done, payload);

@@ -6,13 +6,16 @@ import type { GrpcServiceBinding } from '../app/server-module.ts';
 import type { Leadership } from '../rollout/leader-election.ts';
 import type { RolloutService } from '../rollout/rollout-service.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
+import { specWarnings } from '../rollout/spec-warnings.ts';
 import { DETAIL_DEVICE_STATES, rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
 import type { DecisionLogEntry } from '../rollout/rollout-state.ts';
+import { reasonSchema } from '../rollout/operator-text.ts';
 import { checkField } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 
 const RolloutId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
-const Reason = z.string().max(500, 'must be at most 500 characters');
+const Reason = reasonSchema();
+const StepIndex = z.number().int().min(0).max(999_999);
 
 
 export function rolloutMessage(view: RolloutSummary) {
@@ -55,21 +58,25 @@ export function decisionMessage(decision: DecisionLogEntry) {
 export function rolloutsGrpc(service: RolloutService, leadership: Leadership, deps: GrpcDeps): GrpcServiceBinding {
   const handlers = new GrpcHandlers(deps, 'Rollouts');
   const command = (method: string, name: 'pause' | 'resume' | 'promote' | 'abort' | 'rollback') =>
-    handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean }, principal) => {
+    handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean; from_step_index?: number }, principal) => {
       const id = checkField(RolloutId, req.id, 'id');
       // As REST: only abort and rollback take a reason (?reason=), only promote a step (?step=).
       const takesReason = name === 'abort' || name === 'rollback';
       if (!takesReason && req.reason !== '') throw new ServiceError('bad_request', `reason: only AbortRollout and RollbackRollout take a reason, not ${method}`);
       if (name !== 'promote' && req.step) throw new ServiceError('bad_request', `step: only PromoteRollout takes step, not ${method}`);
+      if (name !== 'promote' && req.from_step_index !== undefined) throw new ServiceError('bad_request', `from_step_index: only PromoteRollout takes from_step_index, not ${method}`);
       const reason = checkField(Reason, req.reason, 'reason');
-      return rolloutMessage(rolloutSummary(await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}) })));
+      // Unset (an older client): promoted from wherever the rollout is, as before.
+      const fromStep = req.from_step_index === undefined ? undefined : checkField(StepIndex, req.from_step_index, 'from_step_index');
+      return rolloutMessage(rolloutSummary(await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}), ...(fromStep === undefined ? {} : { fromStep }) })));
     });
   return {
     service: loadFleetpruneProto().Rollouts.service,
     implementation: {
       StartRollout: handlers.unary('StartRollout', 'write', async (req: { spec: string }, principal) => {
         if (req.spec.trim() === '') throw new ServiceError('bad_request', 'spec: empty; send the rollout spec as YAML or JSON');
-        return rolloutMessage(rolloutSummary(await service.start(parseRolloutSpec(req.spec, 'spec'), principal)));
+        const spec = parseRolloutSpec(req.spec, 'spec');
+        return { ...rolloutMessage(rolloutSummary(await service.start(spec, principal))), warnings: specWarnings(spec) };
       }),
       ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number }) => ({
         rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map(rolloutMessage),

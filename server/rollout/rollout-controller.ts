@@ -91,9 +91,12 @@ export class RolloutController {
     return this.dispatch(id, { type: 'resume', at: this.#now(), by });
   }
 
-  /** full: straight to 100%, skipping all remaining steps and analysis; else skip the current step. */
-  promote(id: string, by: string, options: { full?: boolean } = {}): Promise<RolloutState> {
-    return this.dispatch(id, { type: 'promote', at: this.#now(), by, full: options.full ?? true });
+  /**
+   * full: straight to 100%, skipping all remaining steps and analysis; else skip the current step.
+   * fromStep: the step index the operator promotes from; refused if the rollout is no longer there.
+   */
+  promote(id: string, by: string, options: { full?: boolean; fromStep?: number } = {}): Promise<RolloutState> {
+    return this.dispatch(id, { type: 'promote', at: this.#now(), by, full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) });
   }
 
   abort(id: string, by: string, reason?: string): Promise<RolloutState> {

@@ -126,7 +126,7 @@ export class RolloutService {
     return { record, decisions: await this.#o.repository.decisions(id) };
   }
 
-  async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string } = {}): Promise<RolloutRecord> {
+  async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number } = {}): Promise<RolloutRecord> {
     const record = await this.#existing(id);
     if (command === 'rollback') await this.#refuseUndoingNewer(record);
     const controller = await this.#leader();
@@ -140,7 +140,7 @@ export class RolloutService {
           await controller.resume(id, by);
           break;
         case 'promote':
-          await controller.promote(id, by, { full: options.full ?? true });
+          await controller.promote(id, by, { full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) });
           break;
         case 'abort':
           await controller.abort(id, by, options.reason);
@@ -153,7 +153,7 @@ export class RolloutService {
       if (error instanceof RolloutCommandError) throw new ServiceError('conflict', error.message, { cause: error });
       throw error;
     }
-    await this.#audit(principal, `rollout.${command}`, id, { ...(command === 'promote' ? { full: options.full ?? true } : {}), ...(options.reason ? { reason: options.reason } : {}) });
+    await this.#audit(principal, `rollout.${command}`, id, { ...(command === 'promote' ? { full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) } : {}), ...(options.reason ? { reason: options.reason } : {}) });
     return (await this.#o.repository.load(id))!;
   }
 

@@ -171,7 +171,7 @@ export function next(state: RolloutState, event: RolloutEvent): Transition {
       onResume(t, event.by);
       break;
     case 'promote':
-      onPromote(t, event.by, event.full);
+      onPromote(t, event.by, event.full, event.fromStep);
       break;
     case 'abort':
       requireActive(draft, 'abort');
@@ -601,8 +601,9 @@ function onResume(t: TransitionDraft, by: string): void {
   }
 }
 
-function onPromote(t: TransitionDraft, by: string, full: boolean): void {
+function onPromote(t: TransitionDraft, by: string, full: boolean, fromStep?: number): void {
   const s = t.s;
+  if (fromStep !== undefined) requireAtStep(s, fromStep);
   requireActive(s, 'promote');
   if (s.stepStage === 'activating') throw new RolloutCommandError(`rollout ${s.id} is already activating the candidate everywhere`);
   stopAnalysisIfRunning(t);
@@ -615,6 +616,18 @@ function onPromote(t: TransitionDraft, by: string, full: boolean): void {
   }
   t.decide('command', 'promoted', `step ${s.stepIndex + 1} skipped by ${by}`, { by });
   completeStep(t);
+}
+
+/**
+ * A promotion meant for step `fromStep` (as the operator saw it) of a rollout that has moved on
+ * since is refused: a second identical `promote --step` must not skip the next step too.
+ */
+function requireAtStep(s: RolloutState, fromStep: number): void {
+  if (s.stepIndex === fromStep) return;
+  const count = s.spec.steps.length;
+  const where = isTerminal(s) ? `it is ${s.phase}` : s.stepIndex >= count ? 'it is activating the candidate everywhere' : `it is at step ${s.stepIndex + 1}/${count}`;
+  if (s.stepIndex > fromStep) throw new RolloutCommandError(`rollout ${s.id} is already past step ${fromStep + 1} (${where}); not promoted again`);
+  throw new RolloutCommandError(`rollout ${s.id} is not at step ${fromStep + 1} yet (${where}); not promoted`);
 }
 
 function onRollback(t: TransitionDraft, by: string, reason?: string): void {

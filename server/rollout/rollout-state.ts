@@ -115,7 +115,12 @@ export type RolloutEvent =
   | { readonly type: 'benchmarkFailed'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly reason: string }
   | { readonly type: 'pause'; readonly at: number; readonly by: string }
   | { readonly type: 'resume'; readonly at: number; readonly by: string }
-  | { readonly type: 'promote'; readonly at: number; readonly by: string; readonly full: boolean }
+  /**
+   * fromStep: the step (index) the operator promotes from. When given, a rollout no longer at that
+   * step (another promotion, or the step itself, moved it on) refuses the command instead of
+   * promoting again: two operators promoting by one step at once skip one step, not two.
+   */
+  | { readonly type: 'promote'; readonly at: number; readonly by: string; readonly full: boolean; readonly fromStep?: number }
   | { readonly type: 'abort'; readonly at: number; readonly by: string; readonly reason?: string }
   | { readonly type: 'rollback'; readonly at: number; readonly by: string; readonly reason?: string };
 

@@ -2,8 +2,10 @@ import { z } from 'zod';
 import { ServiceError } from '../../app/service-error.ts';
 import type { RolloutService } from '../../rollout/rollout-service.ts';
 import { parseRolloutSpec } from '../../rollout/rollout-spec.ts';
+import { specWarnings } from '../../rollout/spec-warnings.ts';
 import { DETAIL_DEVICE_STATES, RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
 import type { Leadership } from '../../rollout/leader-election.ts';
+import { reasonSchema } from '../../rollout/operator-text.ts';
 import { readTextBody } from '../read-text-body.ts';
 import { openEventStream } from '../server-sent-events.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
@@ -12,8 +14,23 @@ export const RolloutIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must b
 const RolloutParams = z.strictObject({ id: RolloutIdSchema });
 const SPEC_MEDIA_TYPES = ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'];
 
-const CommandQuery = z.strictObject({ reason: z.string().min(1).max(500, 'must be at most 500 characters').optional() });
-const PromoteQuery = z.strictObject({ step: z.enum(['true', 'false']).optional() });
+const CommandQuery = z.strictObject({ reason: reasonSchema(1).optional() });
+const PromoteQuery = z.strictObject({
+  step: z.enum(['true', 'false']).optional(),
+  /** The step index (as `stepIndex` shows it) the promotion is from: refused (409) once the rollout has moved past it. */
+  fromStepIndex: z.string().regex(/^\d{1,6}$/, 'must be a step index: a whole number from 0').transform(Number).optional(),
+});
+
+const DEFAULT_ROLLOUT_PAGE = 100;
+/** The newest rollouts skipped: each page reads the summaries of those before it too (the service lists from the newest). */
+const MAX_ROLLOUT_OFFSET = 10_000;
+const RolloutListQuery = z.strictObject({
+  model: z.string().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  offset: z.coerce.number().int().min(0).max(MAX_ROLLOUT_OFFSET).optional(),
+});
+
+const StartedRolloutSchema = RolloutSummarySchema.extend({ warnings: z.array(z.string()) });
 
 const LeaderSchema = z.strictObject({
   engine: z.enum(['sqlite', 'postgres']),
@@ -49,24 +66,29 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       permission: 'write',
       bodyKind: 'binary',
       bodyMediaTypes: SPEC_MEDIA_TYPES,
-      responses: { 201: { description: 'the started rollout', schema: RolloutSummarySchema } },
+      responses: { 201: { description: 'the started rollout, with `warnings` about its analysis (conditions that decide nothing, tolerances that cannot fail; they never block the start)', schema: StartedRolloutSchema } },
       handle: async ({ req, principal }) => {
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
         if (!SPEC_MEDIA_TYPES.includes(type)) throw new ServiceError('bad_request', `body: send the spec with Content-Type application/json or application/yaml (got ${type || 'none'})`);
         const spec = parseRolloutSpec(await readTextBody(req, maxBodyBytes), 'body');
-        return { status: 201, json: rolloutSummary(await service.start(spec, principal!)) };
+        return { status: 201, json: { ...rolloutSummary(await service.start(spec, principal!)), warnings: specWarnings(spec) } };
       },
     }),
     defineRoute({
       method: 'get',
       path: '/rollouts',
       operationId: 'listRollouts',
-      summary: 'Rollouts, newest first',
+      summary: 'Rollouts, newest first: a page of ?limit (1-1000, default 100) after skipping the ?offset newest; `more` says whether older ones follow',
       tag,
       permission: 'read',
-      query: z.strictObject({ model: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() }),
-      responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema) }) } },
-      handle: async ({ query }) => ({ json: { rollouts: await service.list(query) } }),
+      query: RolloutListQuery,
+      responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema), more: z.boolean() }) } },
+      handle: async ({ query }) => {
+        const { model, limit = DEFAULT_ROLLOUT_PAGE, offset = 0 } = query;
+        // One more than the page: whether older rollouts follow it.
+        const listed = await service.list({ ...(model === undefined ? {} : { model }), limit: offset + limit + 1 });
+        return { json: { rollouts: listed.slice(offset, offset + limit), more: listed.length > offset + limit } };
+      },
     }),
     defineRoute({
       method: 'get',
@@ -123,13 +145,15 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       method: 'post',
       path: '/rollouts/:id/promote',
       operationId: 'promoteRollout',
-      summary: 'Promote: straight to 100% skipping the remaining steps and analyses, or `?step=true` to skip only the current step (operator)',
+      summary:
+        'Promote: straight to 100% skipping the remaining steps and analyses, or `?step=true` to skip only the current step (operator). ' +
+        '`?fromStepIndex=N` (the `stepIndex` the operator saw) makes it refused with 409 once the rollout is no longer at that step, so a repeated or concurrent `?step=true` skips one step, not two',
       tag,
       permission: 'write',
       params: RolloutParams,
       query: PromoteQuery,
       responses: { 200: { description: 'the rollout after the command', schema: RolloutSummarySchema } },
-      handle: async ({ params, query, principal }) => ({ json: rolloutSummary(await service.command(params.id, 'promote', principal!, { full: query.step !== 'true' })) }),
+      handle: async ({ params, query, principal }) => ({ json: rolloutSummary(await service.command(params.id, 'promote', principal!, { full: query.step !== 'true', ...(query.fromStepIndex === undefined ? {} : { fromStep: query.fromStepIndex }) })) }),
     }),
     command('abort', 'Abort: stop, and revert every device the rollout touched (operator; optional ?reason=)'),
     command('rollback', 'Roll back, even after full promotion: every device back to its baseline, previous production restored (operator; optional ?reason=)'),

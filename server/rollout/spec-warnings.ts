@@ -1,0 +1,51 @@
+import { constantCondition } from '../analysis/condition/condition-probe.ts';
+import type { AnalysisMetric } from '../analysis/metric-definition.ts';
+import { relativeToleranceProblem } from '../analysis/relative-check.ts';
+import type { RolloutSpec } from './rollout-spec.ts';
+
+/**
+ * Warnings about a valid spec whose analysis cannot decide anything: a condition that gives the
+ * same verdict whatever the metric returns, a relative check whose tolerance lets anything
+ * through. They are returned when a rollout starts (and by `rollout validate`) and never block
+ * it: the spec may mean it (a smoke test that only checks the query answers).
+ */
+export function specWarnings(spec: RolloutSpec): string[] {
+  const warnings: string[] = [];
+  spec.steps.forEach((step, index) => {
+    if (step.kind !== 'analysis') return;
+    for (const metric of step.metrics) {
+      for (const problem of metricProblems(metric)) warnings.push(`steps[${index}].analysis metric "${metric.name}": ${problem}`);
+    }
+  });
+  return warnings;
+}
+
+/** The arguments the rollout sets differ per rollout: conditions are probed with a few of each. */
+const ROLLOUT_ARG_VARIANTS: readonly Readonly<Record<string, string>>[] = [
+  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1', step: '0' },
+  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '5', step: '2' },
+  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1000', step: '9' },
+];
+
+function metricProblems(metric: AnalysisMetric): string[] {
+  if (metric.source.kind === 'relative') {
+    const problem = relativeToleranceProblem(metric.source);
+    return problem ? [problem] : [];
+  }
+  const baseline = metric.source.baselineQuery !== undefined;
+  const argVariants = ROLLOUT_ARG_VARIANTS.map((builtin) => ({ ...builtin, ...metric.args }));
+  const problems: string[] = [];
+  for (const field of ['successCondition', 'failureCondition'] as const) {
+    const condition = metric[field];
+    if (!condition) continue;
+    const constant = constantCondition(condition, { baseline, argVariants });
+    if (!constant) continue;
+    const effect = field === 'successCondition' ? (constant.value ? 'it passes every measurement' : 'no measurement can pass by it') : constant.value ? 'every measurement fails' : 'it never fails a measurement';
+    problems.push(
+      constant.always
+        ? `${field} "${condition.source}" is ${constant.value} whatever the query returns: ${effect}`
+        : `${field} "${condition.source}" is ${constant.value} for every result of 0 or more: unless the query can return negative values (counts, rates, durations and ratios cannot), ${effect}`,
+    );
+  }
+  return problems;
+}
