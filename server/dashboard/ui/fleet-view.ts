@@ -1,3 +1,4 @@
+import { userText } from './bidi.ts';
 import { ago, esc, table } from './html.ts';
 
 /** A device as GET /api/devices shows it (fields the dashboard uses). */
@@ -24,7 +25,7 @@ export function devicesFrom(json: unknown): DevicePage {
   return { devices: page.devices ?? [], next: page.next ?? null, ...(page.counts ? { counts: page.counts } : {}) };
 }
 
-const slot = (s: DeviceRow['active']) => (s ? `${esc(s.model)}@${esc(s.version)}` : '<span class="muted">—</span>');
+const slot = (s: DeviceRow['active']) => (s ? `${userText(s.model)}@${userText(s.version)}` : '<span class="muted">—</span>');
 
 export function renderFleet(page: DevicePage): string {
   const { devices } = page;
@@ -32,8 +33,8 @@ export function renderFleet(page: DevicePage): string {
   const total = page.counts?.enrolled ?? devices.length;
   const rows = devices.map(
     (d) => `<tr data-device="${esc(d.id)}">
-      <td>${esc(d.id)}</td>
-      <td>${Object.entries(d.labels ?? {}).map(([k, v]) => `<span class="badge">${esc(k)}=${esc(v)}</span>`).join(' ')}</td>
+      <td>${userText(d.id)}</td>
+      <td>${Object.entries(d.labels ?? {}).map(([k, v]) => `<span class="badge">${userText(k)}=${userText(v)}</span>`).join(' ')}</td>
       <td>${d.revokedAt ? '<span class="badge">revoked</span>' : `<span class="badge ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span>`} <span class="muted">${esc(ago(d.lastSeen))}</span></td>
       <td class="active-version">${slot(d.active)}</td>
       <td class="candidate-version">${slot(d.candidate)}</td>

@@ -1,6 +1,8 @@
 import { Api, ApiError } from './api.ts';
+import { bdiElement } from './bidi.ts';
 import { devicesFrom, renderFleet } from './fleet-view.ts';
 import { renderModels, renderSweep, type SweepPoint, type VersionRow } from './models-view.ts';
+import { ROLLOUT_PAGE, renderRolloutPager, rolloutPageFrom } from './rollout-pages.ts';
 import { clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -17,9 +19,13 @@ if (linked.has('token')) {
 const linkedRollout = () => new URLSearchParams(location.hash.slice(1)).get('rollout') ?? undefined;
 const FLEET_PAGE = 500;
 const VERSION_PAGE = 1000;
+/** Jobs the ε sweep chart looks through for the newest finished pruning job (the API's default page); one more is asked for, to know whether older ones exist. */
+const JOB_PAGE = 100;
 const REFRESH_MS = 5000;
 const MESSAGE_MS = 6000;
 let selected: string | undefined = linkedRollout();
+/** How many of the newest rollouts the list skips: 0 on its first page, ROLLOUT_PAGE on the next older one, … */
+let rolloutOffset = 0;
 /** The rollout the detail view shows (its buttons act on it). */
 let shown: RolloutDetail | undefined;
 let stream: AbortController | undefined;
@@ -36,10 +42,13 @@ let refused = false;
 let messageTimer: ReturnType<typeof setTimeout> | undefined;
 let messageLasts = false;
 
-function showMessage(text: string, lasting: boolean): void {
+/** A message: its text, and user-provided parts (ids, server messages) each isolated in a <bdi>. */
+type MessageText = string | readonly (string | { user: string })[];
+
+function showMessage(text: MessageText, lasting: boolean): void {
   const box = $('error');
   clearTimeout(messageTimer);
-  box.textContent = text;
+  box.replaceChildren(...(typeof text === 'string' ? [text] : text.map((part) => (typeof part === 'string' ? part : bdiElement(part.user)))));
   box.hidden = false;
   messageLasts = lasting;
   if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
@@ -52,13 +61,17 @@ function showMessage(text: string, lasting: boolean): void {
 function render(view: HTMLElement, html: string): void {
   const focused = document.activeElement instanceof HTMLElement && view.contains(document.activeElement) ? document.activeElement : undefined;
   const action = focused?.dataset.action;
+  const page = focused?.dataset.page;
   const rollout = focused?.closest<HTMLElement>('[data-rollout]')?.dataset.rollout;
   view.innerHTML = html;
   const again = action
     ? view.querySelector<HTMLElement>(`button[data-action="${CSS.escape(action)}"]`)
-    : rollout !== undefined
-      ? view.querySelector<HTMLElement>(`[data-rollout="${CSS.escape(rollout)}"] button`)
-      : null;
+    : page
+      ? // The other page button once this one is off (the oldest or the newest page reached).
+        view.querySelector<HTMLElement>(`button[data-page="${CSS.escape(page)}"]:enabled`) ?? view.querySelector<HTMLElement>('button[data-page]:enabled')
+      : rollout !== undefined
+        ? view.querySelector<HTMLElement>(`[data-rollout="${CSS.escape(rollout)}"] button`)
+        : null;
   again?.focus();
 }
 
@@ -95,7 +108,7 @@ function applyStaleness(): void {
 function markStale(error: unknown): void {
   staleSince ??= refreshedAt ?? new Date();
   applyStaleness();
-  showMessage(`Cannot refresh: ${messageOf(error)}. The views show the state of ${clock(staleSince)}; actions are off until a refresh succeeds.`, true);
+  showMessage(['Cannot refresh: ', { user: messageOf(error) }, `. The views show the state of ${clock(staleSince)}; actions are off until a refresh succeeds.`], true);
 }
 
 function markCurrent(): void {
@@ -117,7 +130,7 @@ async function refreshCaller(): Promise<void> {
   const token = api.token;
   const { role, label } = await api.get<{ role: string; label: string }>('/whoami');
   caller = { token, role, label };
-  $('whoami').textContent = `${label} (${role}${readOnly() ? ', read-only' : ''})`;
+  $('whoami').replaceChildren(bdiElement(label), ` (${role}${readOnly() ? ', read-only' : ''})`);
 }
 
 /** The token was refused (revoked, or mistyped): show nothing it no longer lets us see, stop following, and ask for another. */
@@ -127,6 +140,7 @@ function signOut(): void {
   $('whoami').textContent = '';
   stopFollowing();
   selected = undefined;
+  rolloutOffset = 0;
   shown = undefined;
   refreshedAt = undefined;
   staleSince = undefined;
@@ -162,9 +176,10 @@ async function refreshModels(): Promise<void> {
   const { models } = await api.get<{ models: { name: string }[] }>('/models');
   const versions = (await Promise.all(models.map((m) => allVersions(m.name)))).flat();
   $('models').innerHTML = renderModels(versions);
-  const { jobs } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[] }>('/jobs');
-  const newest = jobs.find((job) => job.state === 'succeeded' && job.result?.summary?.sweep);
-  renderSweep($('sweep-chart'), newest?.result?.summary?.sweep ?? null);
+  const { jobs } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[] }>(`/jobs?limit=${JOB_PAGE + 1}`);
+  // Newest first: a sweep found is the newest one; with none in the page, the view says older jobs went unsearched.
+  const newest = jobs.slice(0, JOB_PAGE).find((job) => job.state === 'succeeded' && job.result?.summary?.sweep);
+  renderSweep($('sweep-chart'), newest?.result?.summary?.sweep ?? null, jobs.length > JOB_PAGE ? JOB_PAGE : undefined);
 }
 
 /** The rollout, or undefined if the server has none by that id (a mistyped or outdated link). */
@@ -179,17 +194,24 @@ async function rolloutOrNone(id: string): Promise<RolloutDetail | undefined> {
 }
 
 async function refreshRollouts(): Promise<void> {
-  const { rollouts } = await api.get<{ rollouts: RolloutSummary[] }>('/rollouts');
+  // Only the page shown: older pages are fetched when asked for, not on every refresh.
+  const offset = rolloutOffset;
+  const { rollouts, more } = rolloutPageFrom(await api.get<{ rollouts: RolloutSummary[]; more?: boolean }>(`/rollouts?limit=${ROLLOUT_PAGE}&offset=${offset}`));
   selected ??= rollouts[0]?.id;
   let detail = selected ? await rolloutOrNone(selected) : undefined;
+  if (selected && !detail && offset > 0) {
+    // The newest one replaces it below: list the page that shows it.
+    rolloutOffset = 0;
+    return refreshRollouts();
+  }
   if (selected && !detail) {
     // Not a failed refresh: the views are current, the link is not. Show the newest instead.
-    showMessage(`There is no rollout ${selected}; showing the newest one.`, false);
+    showMessage(['There is no rollout ', { user: selected }, '; showing the newest one.'], false);
     if (linkedRollout() === selected) history.replaceState(null, '', location.pathname + location.search);
     selected = rollouts[0]?.id;
     detail = selected ? await rolloutOrNone(selected) : undefined;
   }
-  render($('rollouts'), renderRolloutList(rollouts, selected));
+  render($('rollouts'), renderRolloutPager(offset, rollouts.length, more) + (offset > 0 && rollouts.length === 0 ? '' : renderRolloutList(rollouts, selected)));
   if (detail) showRollout(detail);
   else {
     shown = undefined;
@@ -259,6 +281,13 @@ function refreshAll(): Promise<void> {
 }
 
 $('rollouts').addEventListener('click', (event) => {
+  const pager = (event.target as HTMLElement).closest<HTMLButtonElement>('button[data-page]');
+  if (pager) {
+    if (pager.disabled) return;
+    rolloutOffset = Math.max(0, rolloutOffset + (pager.dataset.page === 'older' ? ROLLOUT_PAGE : -ROLLOUT_PAGE));
+    void refreshAll();
+    return;
+  }
   const row = (event.target as HTMLElement).closest<HTMLElement>('[data-rollout]');
   if (!row) return;
   selected = row.dataset.rollout;

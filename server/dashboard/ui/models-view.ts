@@ -1,4 +1,5 @@
 import uPlot from 'uplot';
+import { userText } from './bidi.ts';
 import { esc, formatScore, table } from './html.ts';
 
 export interface VersionRow {
@@ -26,19 +27,19 @@ export function renderModels(versions: readonly VersionRow[]): string {
     const arch = v.manifest.architecture ?? {};
     const { parent, parentArtifactId } = v.lineage;
     const lineage = parent
-      ? `${esc(parent.model)}@${esc(parent.version)} → ${esc(v.model)}@${esc(v.version)}`
+      ? `${userText(parent.model)}@${userText(parent.version)} → ${userText(v.model)}@${userText(v.version)}`
       : parentArtifactId
-        ? `<span class="muted">${esc(parentArtifactId.slice(0, 12))}… (unregistered)</span> → ${esc(v.version)}`
+        ? `<span class="muted">${esc(parentArtifactId.slice(0, 12))}… (unregistered)</span> → ${userText(v.version)}`
         : '<span class="muted">general model</span>';
     return `<tr>
-      <td>${esc(v.model)}@${esc(v.version)}</td>
+      <td>${userText(v.model)}@${userText(v.version)}</td>
       <td>${lineage}</td>
       <td>${esc(v.lineage.epsilon)}</td>
       <td>${esc((arch.layers ?? []).join('-'))}</td>
       <td>${esc(arch.params)}</td>
       <td>${esc(arch.flopsPerSample)}</td>
       <td>${esc(formatScore(v.metrics.test))}</td>
-      <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${esc(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''}</td>
+      <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${userText(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''}</td>
     </tr>`;
   });
   return table(['version', 'lineage', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases'], rows, 'No models registered yet.');
@@ -46,12 +47,25 @@ export function renderModels(versions: readonly VersionRow[]): string {
 
 let sweepPlot: uPlot | undefined;
 
-/** The ε sweep of the newest pruning job: parameters kept and test score against ε. */
-export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | null): void {
+/**
+ * The ε sweep of the newest pruning job: parameters kept and test score against ε. `searchedJobs`:
+ * the sweep was looked for in only that many of the newest jobs (there are older ones), which
+ * the view says when none of them has one.
+ */
+export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | null, searchedJobs?: number): void {
   sweepPlot?.destroy();
   sweepPlot = undefined;
   target.replaceChildren();
-  if (!sweep || sweep.length === 0) return;
+  if (!sweep || sweep.length === 0) {
+    if (searchedJobs !== undefined) {
+      const note = document.createElement('p');
+      note.className = 'muted';
+      note.id = 'sweep-note';
+      note.textContent = `No ε sweep chart: none of the newest ${searchedJobs} jobs is a finished pruning job with a sweep, and older jobs are not searched (fleetprune jobs list --limit 1000 lists more).`;
+      target.append(note);
+    }
+    return;
+  }
   const points = [...sweep].sort((a, b) => a.epsilon - b.epsilon);
   const score = (p: SweepPoint) => (p.test ? (typeof p.test.accuracy === 'number' ? p.test.accuracy * 100 : p.test.r2 ?? null) : null);
   const title = document.createElement('h3');

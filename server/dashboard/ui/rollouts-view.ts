@@ -1,5 +1,6 @@
 import uPlot from 'uplot';
 import type { RolloutDetail, RolloutSummary } from '../../rollout/rollout-views.ts';
+import { userText } from './bidi.ts';
 import { ago, esc, table, when } from './html.ts';
 
 export type { RolloutDetail, RolloutSummary };
@@ -16,11 +17,11 @@ interface DecisionView {
 export function renderRolloutList(rollouts: readonly RolloutSummary[], selected: string | undefined): string {
   const rows = rollouts.map(
     (r) => `<tr class="clickable${r.id === selected ? ' selected' : ''}" data-rollout="${esc(r.id)}"${r.id === selected ? ' aria-current="true"' : ''}>
-      <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td>${esc(r.model)}@${esc(r.candidateVersion)}</td>
+      <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td>${userText(r.model)}@${userText(r.candidateVersion)}</td>
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
-      <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${esc(r.currentStep)}</span>` : ''}</td>
+      <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${userText(r.currentStep)}</span>` : ''}</td>
       <td>${esc(r.devices.candidate)}/${esc(r.devices.total)}</td>
-      <td>${esc(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
+      <td>${userText(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
       <td class="muted">${esc(ago(r.updatedAt))}</td>
     </tr>`,
   );
@@ -29,7 +30,7 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
 
 export function renderRolloutDetail(r: RolloutDetail): string {
   const steps = r.steps
-    .map((step) => `<span class="step ${step.status === 'done' ? 'done' : step.status === 'current' ? 'current' : ''}" title="${esc(step.kind)}">${esc(step.index + 1)}. ${esc(step.description)}</span>`)
+    .map((step) => `<span class="step ${step.status === 'done' ? 'done' : step.status === 'current' ? 'current' : ''}" title="${esc(step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}</span>`)
     .join('');
   const deviceCounts = Object.entries(r.devices)
     .filter(([, n]) => n > 0)
@@ -38,13 +39,13 @@ export function renderRolloutDetail(r: RolloutDetail): string {
   const decisions = (r.decisions as unknown as DecisionView[]).slice().reverse();
   const decisionRows = decisions.map(
     (d) =>
-      `<tr><td class="muted">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${esc(d.message)}${d.by ? ` <span class="muted">by ${esc(d.by)}</span>` : ''}</td></tr>`,
+      `<tr><td class="muted">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${userText(d.message)}${d.by ? ` <span class="muted">by ${userText(d.by)}</span>` : ''}</td></tr>`,
   );
-  return `<h3>${esc(r.id)}: ${esc(r.model)}@${esc(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
+  return `<h3>${esc(r.id)}: ${userText(r.model)}@${userText(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
-    ${r.pause && r.phase === 'Paused' ? `<p class="muted">Paused (${esc(r.pause.reason)}): ${esc(r.pause.message)}</p>` : ''}
-    ${r.outcome ? `<p>Outcome: <strong>${esc(r.outcome.status)}</strong>: ${esc(r.outcome.reason)}</p>` : ''}
-    <p class="muted">Devices: ${deviceCounts || 'none'}${r.previousProduction ? ` · previous production ${esc(r.previousProduction)}` : ''}</p>
+    ${r.pause && r.phase === 'Paused' ? `<p class="muted">Paused (${userText(r.pause.reason)}): ${userText(r.pause.message)}</p>` : ''}
+    ${r.outcome ? `<p>Outcome: <strong>${esc(r.outcome.status)}</strong>: ${userText(r.outcome.reason)}</p>` : ''}
+    <p class="muted">Devices: ${deviceCounts || 'none'}${r.previousProduction ? ` · previous production ${userText(r.previousProduction)}` : ''}</p>
     <fieldset class="actions" id="rollout-actions">
       <button data-action="promote-step" title="${esc(nextStepTitle(r))}" ${canPromote(r) ? '' : 'disabled'}>Next step</button>
       <button data-action="promote-full" class="danger" title="Skip every remaining step and analysis (asks first)" ${canPromote(r) ? '' : 'disabled'}>Promote to 100%</button>

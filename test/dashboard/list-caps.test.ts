@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Request } from 'playwright-core';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { balanceIsolates } from '../../server/dashboard/ui/bidi.ts';
+import { renderRolloutPager } from '../../server/dashboard/ui/rollout-pages.ts';
+import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
+import { openDashboardPage } from './dashboard-browser.ts';
+import { json, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+
+/** A right-to-left override after a pop-directional-isolate (which would close an isolate around it early). */
+const RLO_REASON = 'the \u2069\u202Eevil reason';
+const RLO_LABEL = 'x\u202Eevil label';
+const BULK = 130;
+
+test('the dashboard says what its rollout list and ε sweep leave out, pages to older rollouts, and isolates user text', async (t) => {
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return;
+  const { page, pageErrors } = browser;
+  const server = await serverWithFleet(t);
+  if (!server) return;
+
+  // One real rollout, rolled back with a reason holding a right-to-left override: the oldest.
+  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const rollback = await server.request('POST', `/api/rollouts/${id}/rollback?reason=${encodeURIComponent(RLO_REASON)}`);
+  assert.equal(rollback.status, 200, await rollback.text());
+  await waitForRollout(server, id, (s) => s.phase === 'RolledBack', 'its rollback');
+  // 130 newer finished rollouts, written straight to the store (nothing drives a finished one).
+  const repository = new StoreRolloutRepository(server.server.ctx.store.engine);
+  const { state } = (await repository.load(id))!;
+  for (let n = 1; n <= BULK; n++) await repository.create({ state: { ...state, id: `bulk-${String(n).padStart(3, '0')}` }, pendingActions: [], decisions: [] });
+  // An old pruning job with a sweep, then a full page (100) of newer failed ones.
+  const job = (n: number, fields: { state: 'succeeded' | 'failed'; result: unknown; error: string | null }) => {
+    const at = new Date(Date.UTC(2026, 0, 1, 0, n)).toISOString();
+    return server.server.ctx.store.jobs.insert({ id: `job-${n}`, kind: 'prune', request: {}, progress: null, createdAt: at, updatedAt: at, createdBy: 'test', node: null, ...fields });
+  };
+  const sweep = [0.1, 0.2].map((epsilon) => ({ epsilon, params: 100, paramCut: epsilon, test: { accuracy: 0.9 } }));
+  await job(0, { state: 'succeeded', result: { summary: { sweep } }, error: null });
+  for (let n = 1; n <= 100; n++) await job(n, { state: 'failed', result: null, error: 'bad data' });
+  // A device whose middle label holds a right-to-left override.
+  const enrolled = await server.request('POST', '/api/devices', { json: { id: 'dev-rlo', labels: { a: 'first', b: RLO_LABEL, c: 'last' } } });
+  assert.equal(enrolled.status, 201, await enrolled.text());
+
+  await t.test('GET /api/rollouts pages with ?offset and says whether older ones follow', async () => {
+    const first = await json<{ rollouts: { id: string }[]; more: boolean }>(await server.request('GET', '/api/rollouts'));
+    assert.deepEqual([first.rollouts.length, first.rollouts[0]!.id, first.more], [100, 'bulk-130', true]);
+    const older = await json<{ rollouts: { id: string }[]; more: boolean }>(await server.request('GET', '/api/rollouts?offset=100&limit=100'));
+    assert.deepEqual([older.rollouts.length, older.rollouts[0]!.id, older.rollouts.at(-1)!.id, older.more], [31, 'bulk-030', id, false]);
+    assert.equal((await server.request('GET', '/api/rollouts?offset=-1')).status, 400);
+  });
+
+  const listRequests: URLSearchParams[] = [];
+  page.on('request', (request: Request) => {
+    const url = new URL(request.url());
+    if (url.pathname === '/api/rollouts') listRequests.push(url.searchParams);
+  });
+  await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}&rollout=${id}`);
+  await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 5_000 });
+
+  await t.test('a right-to-left override in a rollback reason does not move the actor after it', async () => {
+    await page.locator('#rollout-detail tbody td', { hasText: 'evil reason' }).first().waitFor({ timeout: 5_000 });
+    // Found and measured in one go: every refresh renders the detail anew.
+    const boxes = await page.evaluate(() => {
+      const td = Array.from(document.querySelectorAll('#rollout-detail tbody td')).find((cell) => cell.textContent?.includes('evil reason'))!;
+      const by = td.querySelector('span.muted')!;
+      const message = document.createRange();
+      message.setStart(td, 0);
+      message.setEndBefore(by);
+      const rects = Array.from(message.getClientRects()).filter((r) => r.width > 0);
+      return { messageRight: Math.max(...rects.map((r) => r.right)), messageTop: Math.min(...rects.map((r) => r.top)), by: by.getBoundingClientRect().toJSON() as DOMRect };
+    });
+    assert.ok(Math.abs(boxes.by.top - boxes.messageTop) < 2, `one line: ${JSON.stringify(boxes)}`);
+    assert.ok(boxes.by.left >= boxes.messageRight - 1, `"by …" stays right of the reason: ${JSON.stringify(boxes)}`);
+  });
+
+  await t.test('a right-to-left override in a device label does not reorder the labels and status after it', async () => {
+    const row = page.locator('#fleet tr[data-device="dev-rlo"]');
+    await row.waitFor({ timeout: 5_000 });
+    const lefts = await page.evaluate(() => Array.from(document.querySelectorAll('#fleet tr[data-device="dev-rlo"] .badge')).map((badge) => [badge.textContent, badge.getBoundingClientRect().left] as const));
+    assert.deepEqual(lefts.map(([text]) => text), ['a=first', `b=${RLO_LABEL}`, 'c=last', 'offline']);
+    for (let i = 1; i < lefts.length; i++) assert.ok(lefts[i]![1] > lefts[i - 1]![1], `badge ${i} is right of the one before it: ${JSON.stringify(lefts)}`);
+  });
+
+  await t.test('the ε sweep says it looked only at the newest 100 jobs when none of them has a sweep', async () => {
+    const note = page.locator('#sweep-note');
+    await note.waitFor({ timeout: 5_000 });
+    assert.match(await note.innerText(), /none of the newest 100 jobs is a finished pruning job with a sweep, and older jobs are not searched/);
+  });
+
+  await t.test('the rollout list counts what it shows and pages to the older rollouts, refreshing only the page shown', async () => {
+    const count = page.locator('#rollouts-count');
+    await count.filter({ hasText: 'Rollouts 1–100, newest first, of more than 100' }).waitFor({ timeout: 5_000 });
+    assert.equal(await page.locator('#rollouts tbody tr').count(), 100);
+    assert.equal(await page.locator('#rollouts tbody tr').first().getAttribute('data-rollout'), 'bulk-130');
+    assert.ok(await page.locator('button[data-page="newer"]').isDisabled());
+
+    await page.locator('button[data-page="older"]').click();
+    await count.filter({ hasText: `Rollouts 101–${BULK + 1}, newest first, of ${BULK + 1}` }).waitFor({ timeout: 5_000 });
+    assert.equal(await page.locator('#rollouts tbody tr').count(), BULK + 1 - 100);
+    assert.equal(await page.locator(`#rollouts tr[data-rollout="${id}"]`).getAttribute('aria-current'), 'true', 'the linked rollout is selected on its page');
+    assert.ok(await page.locator('button[data-page="older"]').isDisabled());
+    assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.page), 'newer', 'the focus stays on the pager');
+
+    // The next timed refresh asks for the page shown, and only that page.
+    const asked = listRequests.length;
+    await page.waitForRequest((request) => new URL(request.url()).pathname === '/api/rollouts', { timeout: 7_000 });
+    assert.deepEqual(listRequests.slice(asked).map(String), ['limit=100&offset=100']);
+    assert.ok(listRequests.length > 0 && listRequests.every((params) => params.get('limit') === '100'), `every list request asks for one page: ${listRequests.map(String).join(' ')}`);
+
+    await page.locator('button[data-page="newer"]').click();
+    await count.filter({ hasText: 'Rollouts 1–100, newest first, of more than 100' }).waitFor({ timeout: 5_000 });
+  });
+
+  assert.deepEqual(pageErrors, []);
+});
+
+test('user text is shown with its bidi isolates balanced: no stray pop closes the isolate around it, none stays open past it', () => {
+  assert.equal(balanceIsolates('a\u2069\u202Eb'), 'a\u202Eb');
+  assert.equal(balanceIsolates('\u2067x'), '\u2067x\u2069');
+  assert.equal(balanceIsolates('\u2066x\u2069\u2069y'), '\u2066x\u2069y');
+  assert.equal(balanceIsolates('plain'), 'plain');
+});
+
+test('the rollout pager counts exactly once the last page is in view, and says only "more than" before', () => {
+  const text = (html: string) => html.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
+  assert.equal(text(renderRolloutPager(0, 3, false)), 'All 3 rollouts');
+  assert.equal(renderRolloutPager(0, 0, false), '');
+  assert.equal(text(renderRolloutPager(0, 100, true)), 'Rollouts 1–100, newest first, of more than 100 ‹ Newer Older ›');
+  assert.equal(text(renderRolloutPager(200, 7, false)), 'Rollouts 201–207, newest first, of 207 ‹ Newer Older ›');
+  assert.match(renderRolloutPager(200, 7, false), /data-page="older"[^>]*disabled/);
+  assert.equal(text(renderRolloutPager(300, 0, false)), 'No rollouts from number 301 on ‹ Newer Older ›');
+});
