@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { mkdir, rmdir } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
@@ -50,7 +51,10 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const outDir = await resolveArtifactDestination(resolve(flags.out));
   await assertWritableDirectory(outDir, 'output directory', '--out');
   await assertArtifactDestination(outDir);
+  // The lock sits beside --out, so its parent must exist now (the artifact's write would create it anyway).
+  const createdParent = await mkdir(dirname(outDir), { recursive: true });
   const lock = lockPruneOutput(outDir);
+  let written = false;
   const progress = createPhaseProgress();
   // From here a signal before the export ends the process at once (as without a handler), after
   // showing the cursor again and removing the lock; during the export it stops the run cleanly.
@@ -60,11 +64,14 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   });
   try {
     const result = await pruneInto(outDir, { dataset, options, name, privateKey }, progress, interrupt);
+    written = true;
     process.stdout.write(formatPruneSummary(result.report, outDir));
   } finally {
     interrupt.dispose();
     progress.stop();
     lock.release();
+    // A run that wrote nothing leaves no directories behind either.
+    if (!written && createdParent) await removeEmptyDirectories(dirname(outDir), createdParent);
   }
 }
 
@@ -85,4 +92,16 @@ async function pruneInto(outDir: string, input: Pick<PruneToArtifactsInput, 'dat
       progress.update(event);
     },
   });
+}
+
+/** Removes `dir` and its parents up to `top` (inclusive) while they are empty. */
+async function removeEmptyDirectories(dir: string, top: string): Promise<void> {
+  for (let current = dir; current.startsWith(top); current = dirname(current)) {
+    try {
+      await rmdir(current);
+    } catch {
+      return;
+    }
+    if (current === top) return;
+  }
 }

@@ -181,6 +181,7 @@ test('a bad environment variable is named in a one-line error', async (t) => {
   assert.equal(level.code, 2);
   assert.match(level.stderr, /^fleetprune: FLEETPRUNE_LOG_LEVEL: must be one of/);
   assert.ok(isOneLineError(backend.stderr) && isOneLineError(level.stderr));
+  assert.deepEqual(await readdir(dir), [], 'a run that failed leaves no directories for its --out behind');
   // A backend asked for by name that is not here is an error, not a silent fallback (tfjs-node cannot install on these machines).
   if (tfjsNodeInstalled()) return;
   // That check comes after the output location was checked: the check created nothing.
