@@ -20,6 +20,7 @@ import { assignmentSignatureVerifies, commandSignatureVerifies } from '../shared
 import { describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
+import { AssignmentRetries, RETRYING_OUTCOME } from './assignment-retries.ts';
 import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, DiskError, FetchError, type DownloadLimits, type FreeSpace } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
@@ -36,7 +37,7 @@ import type { SessionCache } from './session-cache.ts';
 import type { Holdout } from './holdout.ts';
 import { modelInterfaceProblem } from './model-interface.ts';
 import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
-import { CorruptStateError, SlotStateFile, sameModel, withAssignmentHandled, withHandled, withInstaller, type LostModel, type SlotState } from './slot-state.ts';
+import { CorruptStateError, SlotStateFile, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
 
 /** A partial download untouched this long was given up; it is removed at start and by a periodic sweep. */
 const STALE_DOWNLOAD_MS = 7 * 24 * 3_600_000;
@@ -71,6 +72,8 @@ export interface AgentOptions {
   assignmentResyncMs?: number;
   /** How often partial downloads are checked for staleness while running (default 6 h). */
   staleDownloadSweepMs?: number;
+  /** The first wait before an assignment that failed on the device (a full disk) is taken again (default 30 s; it doubles up to 10 min). */
+  assignmentRetryMs?: number;
 }
 
 /** The longest a server's Retry-After is honoured between two download attempts. */
@@ -116,8 +119,9 @@ export class Agent {
   readonly #abort = new AbortController();
   /** The id of the newest assignment received; an older one still queued or downloading is superseded. */
   #latestAssignment: string | undefined;
-  /** Assignments queued or being processed; one that failed (a full disk) is taken again when it comes again. */
+  /** Assignments queued or being processed; one that failed (a full disk) is taken again when it comes again, or on a timer. */
   readonly #assignmentsInHand = new Set<string>();
+  readonly #retries: AssignmentRetries;
   /** The assignment whose model is being obtained, and how to cancel that. */
   #obtaining: { id: string; controller: AbortController } | undefined;
   /** How to interrupt the benchmark in progress, so that an assignment or fleet command (a rollback) need not wait for it. */
@@ -135,6 +139,7 @@ export class Agent {
     this.#logger = deps.logger.child({ deviceId: config.deviceId });
     this.#publicKey = serverPublicKeyOf(config);
     this.metrics = createAgentMetrics();
+    this.#retries = new AssignmentRetries(options.assignmentRetryMs);
     this.#dir = new DataDir(options.dataDir);
     this.#state = new SlotStateFile(this.#dir.stateFile);
     this.#store = new ModelStore(this.#dir);
@@ -206,7 +211,7 @@ export class Agent {
     const { pending, candidate, candidateBenchmarked, candidateAssignmentId } = this.#state.state;
     if (pending) {
       this.#latestAssignment = pending.id;
-      this.#enqueueAssignment(`resume assignment ${pending.id}`, pending.id, () => this.#processAssignment(pending));
+      this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#processAssignment(pending));
     } else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(candidateAssignmentId ?? null));
   }
 
@@ -216,6 +221,7 @@ export class Agent {
     this.#abort.abort();
     clearInterval(this.#heartbeatTimer);
     clearInterval(this.#staleDownloadTimer);
+    this.#retries.clear();
     await Promise.race([this.#queue, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     await this.#link.stop();
     await this.#active?.lease.release();
@@ -264,7 +270,7 @@ export class Agent {
       changed = true;
     }
     // The lost models are reported, and restored when the server's retained assignment names one.
-    if (changed) await this.#state.save(withLost(state, lost, (...report) => this.#lossReport(...report)));
+    if (changed) await this.#save(withLost(state, lost, (...report) => this.#lossReport(...report)));
     await this.#outbox.init();
     await this.#moveUnsentReports();
     // The pending assignment's model too: a crash after its install but before the state named it
@@ -314,14 +320,7 @@ export class Agent {
       this.#latestAssignment = assignment.id;
       if (this.#obtaining && this.#obtaining.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
       this.#interruptBenchmark(`assignment ${assignment.id}`);
-      this.#enqueueAssignment(`assignment ${assignment.id}`, assignment.id, async () => {
-        const current = this.#state.state;
-        if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
-        if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
-        if (current.pending?.id !== assignment.id) await this.#state.save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) });
-        await this.#reportLossTo(assignment);
-        await this.#processAssignment(assignment);
-      });
+      this.#enqueueAssignment(`assignment ${assignment.id}`, assignment, () => this.#takeAssignment(assignment));
     } else if (message.kind === 'commands') {
       const command = message.payload;
       if (state.handledIds.includes(command.id)) return;
@@ -376,14 +375,69 @@ export class Agent {
     this.#benchmarking?.abort(new BenchmarkInterrupted(by));
   }
 
+  /** The work on an assignment received (or taken again): answered once, unless its model was lost and it restores it. */
+  async #takeAssignment(assignment: Assignment): Promise<void> {
+    // Refused already, but the disk could not take the refusal: it is recorded now, not worked out again.
+    if (this.#direct.refused(assignment.id)) return this.#recordHeld();
+    const current = this.#state.state;
+    if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
+    if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
+    if (current.pending?.id !== assignment.id) await this.#save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) });
+    await this.#reportLossTo(assignment);
+    await this.#processAssignment(assignment);
+  }
+
   /**
    * Queues the work on an assignment. If it fails (the device's own fault: a full disk, say), the
-   * assignment is not marked handled, so the broker's next delivery of it (the periodic
-   * resubscription, or a reconnect) takes it again instead of it being ignored until a restart.
+   * assignment is not marked handled: the server is told it failed here and will be tried again
+   * (when the protocol can say so, see RETRYING_OUTCOME), and it is taken again on a timer with a
+   * backoff, or at the broker's next delivery of it (the periodic resubscription, or a reconnect),
+   * whichever comes first. A refusal the disk could not take is taken again the same way, until a
+   * state write records it.
    */
-  #enqueueAssignment(what: string, id: string, task: () => Promise<void>): void {
+  #enqueueAssignment(what: string, assignment: Assignment, task: () => Promise<void>): void {
+    const { id } = assignment;
     this.#assignmentsInHand.add(id);
-    this.#enqueue(what, () => task().finally(() => this.#assignmentsInHand.delete(id)));
+    this.#enqueue(what, async () => {
+      let failure: unknown;
+      try {
+        await task();
+      } catch (error) {
+        failure = error ?? new Error('failed');
+      } finally {
+        this.#assignmentsInHand.delete(id);
+      }
+      const refusalHeld = this.#direct.refused(id);
+      if ((failure === undefined && !refusalHeld) || this.#stopped) {
+        // Answered (or stopping): a non-final answer not sent yet would only follow the final one.
+        this.#direct.withdraw((report) => report.kind === 'assignment' && report.assignmentId === id && report.outcome === RETRYING_OUTCOME);
+        return this.#retries.done(id);
+      }
+      const retryInMs = this.#retries.schedule(id, () => {
+        if (this.#stopped || this.#assignmentsInHand.has(id)) return;
+        this.#enqueueAssignment(`retry assignment ${id}`, assignment, () => this.#takeAssignment(assignment));
+      });
+      if (failure === undefined) return;
+      // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
+      this.#logger.error({ err: errorMessage(failure), task: what, retryInMs }, 'agent task failed');
+      if (!refusalHeld) this.#reportRetrying(assignment, `failed on the device, taken again in ${Math.round(retryInMs / 1000)} s: ${errorMessage(failure)}`);
+    });
+  }
+
+  /** The non-final answer to an assignment that failed here, sent from memory (the disk is what failed). */
+  #reportRetrying(assignment: Assignment, reason: string): void {
+    if (!RETRYING_OUTCOME) {
+      this.#logger.debug({ assignmentId: assignment.id }, 'the protocol has no non-final assignment outcome: the server is not told of the retry');
+      return;
+    }
+    this.#hold(this.#assignmentReport(assignment.id, RETRYING_OUTCOME, assignment.role, assignment, reason));
+  }
+
+  /** Records the refusals the disk could not take when they were made; throws while it still cannot. */
+  async #recordHeld(): Promise<void> {
+    await this.#save(this.#state.state);
+    await this.#moveUnsentReports();
+    void this.#flushOutbox();
   }
 
   #enqueue(what: string, task: () => Promise<void>): void {
@@ -562,7 +616,7 @@ export class Agent {
     if (!next && options.orDownload) {
       if (damaged) {
         this.#logger.warn({ version: target.version, reason: failure }, 'the previous model on disk is damaged; downloading it again');
-        await this.#state.save({ ...state, previous: null });
+        await this.#save({ ...state, previous: null });
         await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
       }
       // Else the assignment's usual path takes it from the store (no download) and tries it once more.
@@ -596,7 +650,7 @@ export class Agent {
   async #runCommand(command: FleetCommand): Promise<void> {
     if (this.#state.state.handledIds.includes(command.id)) return;
     const state = this.#state.state;
-    await this.#state.save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq) });
+    await this.#save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq) });
     this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
     if (command.command === 'rollback') await this.#rollback(command.id);
     else if (command.command === 'drop-candidate') await this.#dropCandidate(command);
@@ -692,10 +746,13 @@ export class Agent {
       await this.#commit({ ...withAssignmentHandled(this.#state.state, assignment.id), pending: null }, report);
     } catch (error) {
       // The state file cannot be written (a full disk): the server must still hear of the refusal,
-      // so it is sent from memory. Nothing changed on disk: the assignment's next delivery (or the
-      // next start, when it is pending) handles it again, and a repeated refusal has the same id.
+      // so it is sent from memory, and the next state write that succeeds records it (#save), as
+      // this one would have: a stop before it got out then loses it no more, even when the assignment
+      // is no longer pending by then (replaced by a newer one). Until then the assignment is taken
+      // again on a timer, and at its next delivery, to record it (see #enqueueAssignment).
       this.#logger.warn({ assignmentId: assignment.id, err: errorMessage(error) }, 'the refusal cannot be recorded on disk; sending it from memory');
-      this.#hold(report);
+      this.#direct.holdUnrecorded(report);
+      void this.#flushOutbox();
     }
   }
 
@@ -727,7 +784,7 @@ export class Agent {
    * from where startup moves it; report ids are deterministic, so a repeat is deduplicated.
    */
   async #commit(next: SlotState, report: Report, afterStateWrite?: () => void): Promise<void> {
-    await this.#state.save(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report));
+    await this.#save(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report));
     afterStateWrite?.();
     // The change and its report are on disk: the step has happened, and what follows it (serving
     // the new model) must too. Moving the report on can fail (a full disk); it then stays in the
@@ -749,7 +806,7 @@ export class Agent {
       }
       const moved = new Set(unsent.map((report) => report.id));
       const current = this.#state.state;
-      await this.#state.save({ ...current, unsentReports: current.unsentReports.filter((report) => !moved.has(report.id)) });
+      await this.#save({ ...current, unsentReports: current.unsentReports.filter((report) => !moved.has(report.id)) });
       this.#direct.outboxTook(moved);
     } catch (error) {
       // Enqueued twice at worst (some moved, the state not saved): report ids are deterministic, and the server drops repeats.
@@ -758,7 +815,17 @@ export class Agent {
     }
   }
 
-  /** A report whose state change could not be written: sent from memory while connected, tried again at each heartbeat. */
+  /**
+   * Every state write: it also records the refusals that the disk could not take when they were
+   * made (a state write succeeding means it can again), so that none is left only in memory.
+   */
+  async #save(next: SlotState): Promise<void> {
+    const held = this.#direct.unrecorded();
+    await this.#state.save(held.reduce(withRefusalRecorded, next));
+    this.#direct.recorded(held.map((report) => report.id));
+  }
+
+  /** A report that is not in the state file: sent from memory while connected, tried again at each heartbeat. */
   #hold(report: Report): void {
     this.#direct.hold(report);
     void this.#flushOutbox();

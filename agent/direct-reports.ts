@@ -1,4 +1,4 @@
-import type { Report } from '../shared/protocol/payloads.ts';
+import type { AssignmentReport, Report } from '../shared/protocol/payloads.ts';
 
 /**
  * Reports the on-disk outbox does not hold, sent straight to the broker so that a full disk does
@@ -6,9 +6,13 @@ import type { Report } from '../shared/protocol/payloads.ts';
  * and those held in memory because the state file could not be written either (a refusal, which
  * changed nothing on disk). Each is sent once; should one come again through the outbox (after a
  * restart), the server ingests a report id once.
+ *
+ * A refusal held in memory is also kept, sent or not, until a state write records it (see
+ * `unrecorded`): a stop before then would lose it when its assignment is no longer pending on disk.
  */
 export class DirectReports {
   readonly #held: Report[] = [];
+  readonly #unrecorded: AssignmentReport[] = [];
   readonly #sent = new Set<string>();
   #outboxRefuses = false;
   #sending: Promise<void> = Promise.resolve();
@@ -18,9 +22,43 @@ export class DirectReports {
     return this.#held.length > 0;
   }
 
-  /** Keeps a report whose state change could not be written until it is sent. */
+  /** Keeps a report until it is sent (a report that describes no state change, or one that could not be written). */
   hold(report: Report): void {
-    if (!this.#held.some((held) => held.id === report.id)) this.#held.push(report);
+    if (!this.#sent.has(report.id) && !this.#held.some((held) => held.id === report.id)) this.#held.push(report);
+  }
+
+  /** Drops the held reports `stale` picks that have not been sent (a non-final answer, once the final one is on its way). */
+  withdraw(stale: (report: Report) => boolean): void {
+    for (let index = this.#held.length - 1; index >= 0; index--) {
+      const report = this.#held[index]!;
+      if (stale(report) && !this.#unrecorded.some((unrecorded) => unrecorded.id === report.id)) this.#held.splice(index, 1);
+    }
+  }
+
+  /** Keeps a refusal whose state change could not be written until it is sent, and until a state write records it. */
+  holdUnrecorded(report: AssignmentReport): void {
+    this.hold(report);
+    if (!this.#unrecorded.some((held) => held.id === report.id)) this.#unrecorded.push(report);
+  }
+
+  /** The refusals no state write has recorded yet, oldest first. */
+  unrecorded(): readonly AssignmentReport[] {
+    return [...this.#unrecorded];
+  }
+
+  /** Whether a refusal of `assignmentId` waits to be recorded. */
+  refused(assignmentId: string): boolean {
+    return this.#unrecorded.some((report) => report.assignmentId === assignmentId);
+  }
+
+  /** The state file holds the reports `ids` now (its unsent reports): the outbox, or the direct path for those, sends them. */
+  recorded(ids: Iterable<string>): void {
+    for (const id of ids) {
+      for (const list of [this.#unrecorded, this.#held]) {
+        const index = list.findIndex((report) => report.id === id);
+        if (index >= 0) list.splice(index, 1);
+      }
+    }
   }
 
   /** Whether the report was sent directly already (the outbox need not take it). */

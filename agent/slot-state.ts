@@ -1,6 +1,6 @@
 import { readFile, rename } from 'node:fs/promises';
 import { z } from 'zod';
-import { AssignmentSchema, ModelRefSchema, ReportSchema, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
+import { AssignmentSchema, ModelRefSchema, ReportSchema, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 
@@ -74,6 +74,21 @@ export function withHandled(state: SlotState, id: string): SlotState {
 export function withAssignmentHandled(state: SlotState, id: string): SlotState {
   const { lost: _lost, ...rest } = withHandled(state, id);
   return rest;
+}
+
+/**
+ * `state` with a refusal that could not be written when it was made (a full disk): the refusal among
+ * the unsent reports and its assignment handled, no longer pending, as the refusal's own commit
+ * would have left them. Its answer ends the restore of lost models only when it answers the pending
+ * assignment: else a newer one (the one the broker holds now) may still restore them.
+ */
+export function withRefusalRecorded(state: SlotState, report: AssignmentReport): SlotState {
+  const pending = state.pending?.id === report.assignmentId;
+  return {
+    ...(pending ? withAssignmentHandled(state, report.assignmentId) : withHandled(state, report.assignmentId)),
+    pending: pending ? null : state.pending,
+    unsentReports: [...state.unsentReports.filter((unsent) => unsent.id !== report.id), report],
+  };
 }
 
 /** Answers that put the model they name into a slot. */

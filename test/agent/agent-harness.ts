@@ -20,19 +20,19 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-/** Starts a real in-process Agent (real MQTT, onnxruntime, files) with its HTTP API on an ephemeral port; `logger` and `freeSpace` replace those dependencies. */
+/** Starts a real in-process Agent (real MQTT, onnxruntime, files) with its HTTP API on an ephemeral port; `logger`, `freeSpace` and `connector` replace those dependencies. */
 export async function startAgent(
   t: TestContext,
   world: AgentWorld,
   deviceId: string,
-  options: Partial<AgentOptions> & { sessions?: SessionCache; dataDir?: string } & Partial<Pick<AgentDependencies, 'logger' | 'freeSpace'>> = {},
+  options: Partial<AgentOptions> & { sessions?: SessionCache; dataDir?: string } & Partial<Pick<AgentDependencies, 'logger' | 'freeSpace' | 'connector'>> = {},
 ): Promise<RunningAgent> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), `fleetprune-agent-${deviceId}-`)));
   const config = options.config ?? (await world.config(deviceId, { site: 'osaka' }));
-  const { sessions, logger, freeSpace, ...agentOptions } = options;
+  const { sessions, logger, freeSpace, connector, ...agentOptions } = options;
   const agent = new Agent(
     { config, dataDir, holdout: world.holdout, benchmark: { latencySamples: 50, throughputBatches: 5, batchSize: 64 }, mqttReconnectMs: 200, retryBaseDelayMs: 100, ...agentOptions },
-    { connector: connectMqtt, sessions: sessions ?? new OrtSessionCache(), clock: () => new Date(), logger: logger ?? testLogger, ...(freeSpace ? { freeSpace } : {}) },
+    { connector: connector ?? connectMqtt, sessions: sessions ?? new OrtSessionCache(), clock: () => new Date(), logger: logger ?? testLogger, ...(freeSpace ? { freeSpace } : {}) },
   );
   await agent.start();
   const server: Server = await new Promise((resolve) => {

@@ -7,6 +7,8 @@ import type { Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import type { IClientPublishOptions } from 'mqtt';
+import { connectMqtt, type MqttConnector } from '../../agent/mqtt-link.ts';
 
 /**
  * A full disk on the device: not a network failure (no retries), the partial download gone before
@@ -121,4 +123,93 @@ test('a task that fails (its state file unwritable) is logged as one line, witho
   assert.equal(typeof failure.err, 'string');
   assert.match(failure.err, /^E[A-Z]+: .*state\.json/);
   assert.doesNotMatch(failure.err, /\n/);
+});
+
+/** A connector whose reports get no PUBACK while `down()` says so (the broker takes nothing else from it either way). */
+function reportsBlockable(down: () => boolean): MqttConnector {
+  return (url, options) => {
+    const client = connectMqtt(url, options);
+    const publishAsync = client.publishAsync.bind(client);
+    client.publishAsync = ((topic: string, message: string | Buffer, opts?: IClientPublishOptions) =>
+      down() && topic.endsWith('/reports') ? Promise.reject(new Error('no PUBACK')) : publishAsync(topic, message, opts)) as typeof client.publishAsync;
+    return client;
+  };
+}
+
+test('a refusal held in memory is recorded by the next state write that succeeds, so it reaches the server after a restart even when its assignment was replaced', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const config = await world.config('full-5', { site: 'osaka' });
+  let reportsDown = true;
+  let room = 0;
+  let unblock: (() => Promise<void>) | undefined;
+  const first = await startAgent(t, world, 'full-5', {
+    config,
+    logger,
+    holdout: undefined,
+    connector: reportsBlockable(() => reportsDown),
+    freeSpace: async () => {
+      if (room === 0) unblock ??= await blockWrites(first.dataDir);
+      return room;
+    },
+  });
+  const { dataDir } = first;
+  // No room for the model, nor for the refusal: it is held in memory, and the broker takes no report.
+  const refusedOne = await world.assign('full-5', world.v3, 'candidate');
+  await waitFor(() => lines.some((line) => line.msg === 'the refusal cannot be recorded on disk; sending it from memory'), 10_000, 'the refusal held');
+  // Room again; the server replaces the assignment before the agent took the refused one again.
+  await unblock!();
+  room = 1e12;
+  const next = await world.assign('full-5', world.v2, 'candidate');
+  await waitFor(async () => JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')).candidate?.sha256 === world.v2.id, 10_000, 'the next one installed');
+  await first.stop();
+  assert.deepEqual(world.harness.ingest.reports.filter((report) => report.deviceId === 'full-5'), [], 'nothing got out');
+
+  // The next start, with the broker taking reports again: both assignments are answered.
+  reportsDown = false;
+  await startAgent(t, world, 'full-5', { config, dataDir, holdout: undefined });
+  await world.waitForReport(isOutcome(next.id, 'installed'), 10_000);
+  const answers = world.harness.ingest.reports.filter(isAnswerTo(refusedOne.id));
+  assert.deepEqual(answers.map((report) => report.kind === 'assignment' && report.outcome), ['refused']);
+  assert.match(reasonOf(answers[0]!), /^no space for model\.onnx/);
+});
+
+test('an assignment whose handling fails on the device (its state file unwritable) is taken again on a timer with a backoff, without waiting for the broker to deliver it again', async (t) => {
+  const { logger, lines } = recordingLogger();
+  // The broker delivers the assignment once here (no resubscription within the test).
+  const { dataDir } = await startAgent(t, world, 'full-6', { logger, assignmentRetryMs: 150 });
+  const stateFile = join(dataDir, 'state.json');
+  await rm(stateFile, { force: true });
+  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  const assignment = await world.assign('full-6', world.v1, 'active');
+  const failures = () => lines.filter((line) => line.msg === 'agent task failed');
+  await waitFor(() => failures().length >= 3, 10_000, 'three failed attempts');
+  assert.deepEqual(failures().slice(0, 3).map((line) => line.retryInMs), [150, 300, 600], 'the wait doubles');
+  assert.deepEqual(world.harness.ingest.reports.filter(isAnswerTo(assignment.id)), []);
+
+  // Room again: the next attempt answers it.
+  await rm(stateFile, { recursive: true });
+  const activated = await world.waitForReport(isOutcome(assignment.id, 'activated'), 10_000);
+  assert.equal(activated.kind === 'assignment' && activated.version, world.v1.version);
+  const state = JSON.parse(await readFile(stateFile, 'utf8'));
+  assert.ok(state.handledIds.includes(assignment.id));
+  assert.equal(state.pending, null);
+});
+
+test('a refusal the disk could not take is recorded by the timed retry once it can, without a new delivery', async (t) => {
+  let unblock: (() => Promise<void>) | undefined;
+  const { dataDir } = await startAgent(t, world, 'full-7', {
+    assignmentRetryMs: 150,
+    freeSpace: async () => {
+      unblock ??= await blockWrites(dataDir);
+      return 0;
+    },
+  });
+  const assignment = await world.assign('full-7', world.v3, 'candidate');
+  const refused = await world.waitForReport(isOutcome(assignment.id, 'refused'), 10_000);
+  await unblock!();
+  await waitFor(async () => {
+    const state = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8'));
+    return state.handledIds.includes(assignment.id) && state.pending === null && state.unsentReports.length === 0;
+  }, 10_000, 'the refusal recorded');
+  assert.deepEqual(world.harness.ingest.reports.filter(isAnswerTo(assignment.id)).map((report) => report.id), [refused.id]);
 });

@@ -1,0 +1,48 @@
+import { ASSIGNMENT_OUTCOMES, type AssignmentReport } from '../shared/protocol/payloads.ts';
+
+/** The first wait before an assignment that failed on the device (its disk) is taken again; it doubles up to the longest. */
+export const ASSIGNMENT_RETRY_MS = 30_000;
+export const MAX_ASSIGNMENT_RETRY_MS = 10 * 60_000;
+
+/**
+ * The non-final answer to an assignment that failed on the device and is taken again on a timer:
+ * "failed here, will retry". shared/protocol does not list it among the assignment outcomes yet
+ * (every outcome there is final: a `refused` device is out of its rollout), so until it does the
+ * agent cannot tell the server and only logs; once it does, the agent sends it from memory.
+ */
+export const RETRYING = 'retrying';
+export const RETRYING_OUTCOME: AssignmentReport['outcome'] | null = (ASSIGNMENT_OUTCOMES as readonly string[]).includes(RETRYING) ? (RETRYING as AssignmentReport['outcome']) : null;
+
+/**
+ * The timers that take again an assignment whose handling failed on the device, with a backoff per
+ * assignment (doubling from `firstMs` to `maxMs`), so a full disk that clears is noticed without
+ * waiting for the broker to deliver the assignment again.
+ */
+export class AssignmentRetries {
+  readonly #timers = new Map<string, { timer: NodeJS.Timeout; delayMs: number }>();
+
+  constructor(
+    readonly firstMs = ASSIGNMENT_RETRY_MS,
+    readonly maxMs = MAX_ASSIGNMENT_RETRY_MS,
+  ) {}
+
+  /** Runs `retry` for assignment `id` after the next wait of its backoff; returns that wait. */
+  schedule(id: string, retry: () => void): number {
+    const previous = this.#timers.get(id);
+    clearTimeout(previous?.timer);
+    const delayMs = previous ? Math.min(previous.delayMs * 2, Math.max(this.maxMs, this.firstMs)) : this.firstMs;
+    this.#timers.set(id, { timer: setTimeout(retry, delayMs).unref(), delayMs });
+    return delayMs;
+  }
+
+  /** The assignment is answered: no retry, and a later failure starts the backoff afresh. */
+  done(id: string): void {
+    clearTimeout(this.#timers.get(id)?.timer);
+    this.#timers.delete(id);
+  }
+
+  clear(): void {
+    for (const { timer } of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+  }
+}
