@@ -228,6 +228,10 @@ export class JobService {
     return this.#deps.store.jobs.list(limit);
   }
 
+  count(): Promise<number> {
+    return this.#deps.store.jobs.count();
+  }
+
   /**
    * Calls `listener` with the job's current state, then every change until the job finishes
    * (then `onEnd`), on whichever server it runs. Returns the unsubscribe function.

@@ -1,5 +1,5 @@
 import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutState } from './rollout-state.ts';
-import { RevisionConflictError, type RolloutCommit, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
+import { RevisionConflictError, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
 
 /**
  * RolloutRepository in memory, for tests and the embedded demo. Values are deep-copied in and
@@ -31,12 +31,22 @@ export class InMemoryRolloutRepository implements RolloutRepository {
     return this.#records.get(id)?.revision;
   }
 
-  async list(filter: { unfinished?: boolean; model?: string } = {}): Promise<readonly string[]> {
+  async list(filter: RolloutListFilter = {}): Promise<readonly string[]> {
+    const offset = filter.offset ?? 0;
+    return this.#matching(filter)
+      .sort((a, b) => b.order - a.order)
+      .slice(offset, filter.limit === undefined ? undefined : offset + filter.limit)
+      .map((record) => record.state.id);
+  }
+
+  async count(filter: RolloutCountFilter = {}): Promise<number> {
+    return this.#matching(filter).length;
+  }
+
+  #matching(filter: RolloutCountFilter) {
     return [...this.#records.values()]
       .filter((record) => filter.model === undefined || record.state.spec.model === filter.model)
-      .filter((record) => !filter.unfinished || record.pendingActions.length > 0 || !TERMINAL_PHASES.includes(record.state.phase) || record.state.devices.some((device) => device.delivery === 'retrying' || device.delivery === 'pending'))
-      .sort((a, b) => b.order - a.order)
-      .map((record) => record.state.id);
+      .filter((record) => !filter.unfinished || record.pendingActions.length > 0 || !TERMINAL_PHASES.includes(record.state.phase) || record.state.devices.some((device) => device.delivery === 'retrying' || device.delivery === 'pending'));
   }
 
   async commit(id: string, commit: RolloutCommit): Promise<number> {

@@ -1,5 +1,5 @@
 import type { DecisionLogEntry, RolloutAction, RolloutState } from './rollout-state.ts';
-import type { RolloutCommit, RolloutRecord, RolloutRepository } from './rollout-repository.ts';
+import type { RolloutCommit, RolloutCountFilter, RolloutListFilter, RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 
 export type RolloutFeedEvent = { readonly type: 'state'; readonly record: RolloutRecord } | { readonly type: 'decision'; readonly decision: DecisionLogEntry };
 
@@ -112,8 +112,12 @@ export class NotifyingRolloutRepository implements RolloutRepository {
     return this.inner.revisionOf(id);
   }
 
-  list(filter?: { unfinished?: boolean; model?: string }): Promise<readonly string[]> {
+  list(filter?: RolloutListFilter): Promise<readonly string[]> {
     return this.inner.list(filter);
+  }
+
+  count(filter?: RolloutCountFilter): Promise<number> {
+    return this.inner.count(filter);
   }
 
   async commit(id: string, commit: RolloutCommit): Promise<number> {

@@ -33,14 +33,29 @@ export class RevisionConflictError extends Error {
   }
 }
 
+export interface RolloutCountFilter {
+  readonly unfinished?: boolean;
+  readonly model?: string;
+}
+
+export interface RolloutListFilter extends RolloutCountFilter {
+  readonly offset?: number;
+  readonly limit?: number;
+}
+
 export interface RolloutRepository {
   /** Stores a new rollout at revision 1; throws if the id exists. */
   create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void>;
   load(id: string): Promise<RolloutRecord | undefined>;
   /** The stored revision alone (no state read): whether a cached view of the rollout is current. */
   revisionOf(id: string): Promise<number | undefined>;
-  /** Ids of rollouts, newest first; `unfinished` keeps those with pending actions or a non-terminal phase. */
-  list(filter?: { unfinished?: boolean; model?: string }): Promise<readonly string[]>;
+  /**
+   * Ids of rollouts, newest first; `unfinished` keeps those with pending actions or a non-terminal phase.
+   * `offset` skips that many of the newest, `limit` keeps at most that many (both done by the store).
+   */
+  list(filter?: RolloutListFilter): Promise<readonly string[]>;
+  /** How many rollouts `list` finds with the filter, without offset or limit. */
+  count(filter?: RolloutCountFilter): Promise<number>;
   /** Atomic; throws RevisionConflictError when the stored revision differs. Returns the new revision. */
   commit(id: string, commit: RolloutCommit): Promise<number>;
   isExecuted(id: string, actionId: string): Promise<boolean>;

@@ -103,10 +103,16 @@ export class RolloutService {
    * Summaries of the newest rollouts. Each is computed from the stored state once per revision:
    * a finished rollout over 20,000 devices is a 4 MB state, and the dashboard lists every few seconds.
    */
-  async list(filter: { model?: string; limit?: number } = {}): Promise<RolloutSummary[]> {
-    const ids = (await this.#o.repository.list(filter.model === undefined ? {} : { model: filter.model })).slice(0, filter.limit ?? 100);
+  async list(filter: { model?: string; limit?: number; offset?: number } = {}): Promise<RolloutSummary[]> {
+    // The store skips the `offset` newest and reads only the page's ids.
+    const ids = await this.#o.repository.list({ ...(filter.model === undefined ? {} : { model: filter.model }), offset: filter.offset ?? 0, limit: filter.limit ?? 100 });
     const summaries = await Promise.all(ids.map((id) => this.#summary(id)));
     return summaries.filter((summary): summary is RolloutSummary => summary !== undefined);
+  }
+
+  /** How many rollouts there are (of the model, when given): what `list` pages through. */
+  count(filter: { model?: string } = {}): Promise<number> {
+    return this.#o.repository.count(filter.model === undefined ? {} : { model: filter.model });
   }
 
   async #summary(id: string): Promise<RolloutSummary | undefined> {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { Request } from 'playwright-core';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { balanceIsolates } from '../../server/dashboard/ui/bidi.ts';
-import { renderRolloutPager } from '../../server/dashboard/ui/rollout-pages.ts';
+import { renderRolloutPager, rolloutPageFrom } from '../../server/dashboard/ui/rollout-pages.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
 import { openDashboardPage } from './dashboard-browser.ts';
 import { json, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
@@ -42,12 +42,21 @@ test('the dashboard says what its rollout list and ε sweep leave out, pages to 
   const enrolled = await server.request('POST', '/api/devices', { json: { id: 'dev-rlo', labels: { a: 'first', b: RLO_LABEL, c: 'last' } } });
   assert.equal(enrolled.status, 201, await enrolled.text());
 
-  await t.test('GET /api/rollouts pages with ?offset and says whether older ones follow', async () => {
-    const first = await json<{ rollouts: { id: string }[]; more: boolean }>(await server.request('GET', '/api/rollouts'));
-    assert.deepEqual([first.rollouts.length, first.rollouts[0]!.id, first.more], [100, 'bulk-130', true]);
-    const older = await json<{ rollouts: { id: string }[]; more: boolean }>(await server.request('GET', '/api/rollouts?offset=100&limit=100'));
-    assert.deepEqual([older.rollouts.length, older.rollouts[0]!.id, older.rollouts.at(-1)!.id, older.more], [31, 'bulk-030', id, false]);
+  await t.test('GET /api/rollouts pages with ?offset, says whether older ones follow and counts them all; GET /api/jobs counts every job', async () => {
+    type Page = { rollouts: { id: string }[]; more: boolean; total: number };
+    const first = await json<Page>(await server.request('GET', '/api/rollouts'));
+    assert.deepEqual([first.rollouts.length, first.rollouts[0]!.id, first.more, first.total], [100, 'bulk-130', true, BULK + 1]);
+    const older = await json<Page>(await server.request('GET', '/api/rollouts?offset=100&limit=100'));
+    assert.deepEqual([older.rollouts.length, older.rollouts[0]!.id, older.rollouts.at(-1)!.id, older.more, older.total], [31, 'bulk-030', id, false, BULK + 1]);
+    // Skipped in the store: an offset past 10,000 is no longer refused.
+    const far = await json<Page>(await server.request('GET', '/api/rollouts?offset=20000'));
+    assert.deepEqual([far.rollouts, far.more, far.total], [[], false, BULK + 1]);
+    assert.deepEqual(await json(await server.request('GET', '/api/rollouts?model=beer')), { rollouts: [], more: false, total: 0 });
+    assert.equal((await json<Page>(await server.request('GET', '/api/rollouts?model=iris&limit=1&offset=3'))).total, BULK + 1);
     assert.equal((await server.request('GET', '/api/rollouts?offset=-1')).status, 400);
+    assert.equal((await server.request('GET', '/api/rollouts?offset=1000000001')).status, 400);
+    const jobs = await json<{ jobs: unknown[]; total: number }>(await server.request('GET', '/api/jobs'));
+    assert.deepEqual([jobs.jobs.length, jobs.total], [100, 101]);
   });
 
   const listRequests: URLSearchParams[] = [];
@@ -82,15 +91,16 @@ test('the dashboard says what its rollout list and ε sweep leave out, pages to 
     for (let i = 1; i < lefts.length; i++) assert.ok(lefts[i]![1] > lefts[i - 1]![1], `badge ${i} is right of the one before it: ${JSON.stringify(lefts)}`);
   });
 
-  await t.test('the ε sweep says it looked only at the newest 100 jobs when none of them has a sweep', async () => {
+  await t.test('the ε sweep says it looked only at the newest 100 of the 101 jobs when none of them has a sweep', async () => {
     const note = page.locator('#sweep-note');
     await note.waitFor({ timeout: 5_000 });
-    assert.match(await note.innerText(), /none of the newest 100 jobs is a finished pruning job with a sweep, and older jobs are not searched/);
+    assert.match(await note.innerText(), /none of the newest 100 of 101 jobs is a finished pruning job with a sweep, and older jobs are not searched/);
   });
 
   await t.test('the rollout list counts what it shows and pages to the older rollouts, refreshing only the page shown', async () => {
     const count = page.locator('#rollouts-count');
-    await count.filter({ hasText: 'Rollouts 1–100, newest first, of more than 100' }).waitFor({ timeout: 5_000 });
+    // Counted from the first page on.
+    await count.filter({ hasText: `Rollouts 1–100, newest first, of ${BULK + 1}` }).waitFor({ timeout: 5_000 });
     assert.equal(await page.locator('#rollouts tbody tr').count(), 100);
     assert.equal(await page.locator('#rollouts tbody tr').first().getAttribute('data-rollout'), 'bulk-130');
     assert.ok(await page.locator('button[data-page="newer"]').isDisabled());
@@ -109,7 +119,7 @@ test('the dashboard says what its rollout list and ε sweep leave out, pages to 
     assert.ok(listRequests.length > 0 && listRequests.every((params) => params.get('limit') === '100'), `every list request asks for one page: ${listRequests.map(String).join(' ')}`);
 
     await page.locator('button[data-page="newer"]').click();
-    await count.filter({ hasText: 'Rollouts 1–100, newest first, of more than 100' }).waitFor({ timeout: 5_000 });
+    await count.filter({ hasText: `Rollouts 1–100, newest first, of ${BULK + 1}` }).waitFor({ timeout: 5_000 });
   });
 
   assert.deepEqual(pageErrors, []);
@@ -122,7 +132,7 @@ test('user text is shown with its bidi isolates balanced: no stray pop closes th
   assert.equal(balanceIsolates('plain'), 'plain');
 });
 
-test('the rollout pager counts exactly once the last page is in view, and says only "more than" before', () => {
+test('the rollout pager says "of N" as the server counts them; without a count (an older server), exactly on the last page and "more than" before', () => {
   const text = (html: string) => html.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim();
   assert.equal(text(renderRolloutPager(0, 3, false)), 'All 3 rollouts');
   assert.equal(renderRolloutPager(0, 0, false), '');
@@ -130,4 +140,11 @@ test('the rollout pager counts exactly once the last page is in view, and says o
   assert.equal(text(renderRolloutPager(200, 7, false)), 'Rollouts 201–207, newest first, of 207 ‹ Newer Older ›');
   assert.match(renderRolloutPager(200, 7, false), /data-page="older"[^>]*disabled/);
   assert.equal(text(renderRolloutPager(300, 0, false)), 'No rollouts from number 301 on ‹ Newer Older ›');
+  assert.equal(text(renderRolloutPager(0, 100, true, 131)), 'Rollouts 1–100, newest first, of 131 ‹ Newer Older ›');
+  assert.equal(text(renderRolloutPager(100, 31, false, 131)), 'Rollouts 101–131, newest first, of 131 ‹ Newer Older ›');
+  assert.equal(text(renderRolloutPager(100, 32, false, 131)), 'Rollouts 101–132, newest first, of 132 ‹ Newer Older ›', 'never fewer than shown');
+  assert.equal(text(renderRolloutPager(300, 0, false, 131)), 'No rollouts from number 301 on (131 rollouts in all) ‹ Newer Older ›');
+  assert.equal(text(renderRolloutPager(0, 3, false, 3)), 'All 3 rollouts');
+  assert.deepEqual(rolloutPageFrom({ rollouts: [1], more: true, total: 131 }), { rollouts: [1], more: true, total: 131 });
+  assert.deepEqual(rolloutPageFrom({ rollouts: [1] }), { rollouts: [1], more: false });
 });

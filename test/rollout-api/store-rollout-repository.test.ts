@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { openStore } from '../../server/store/open-store.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
-import { RevisionConflictError } from '../../server/rollout/rollout-repository.ts';
+import { RevisionConflictError, type RolloutRepository } from '../../server/rollout/rollout-repository.ts';
+import { RolloutService, type RolloutServiceOptions } from '../../server/rollout/rollout-service.ts';
+import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
 import { STORE_ENGINES, freshStoreLocation } from '../server/helpers/store-engines.ts';
-import { ReducerHarness, STAGED_STEPS, specOf } from '../rollout/rollout-fixtures.ts';
+import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
 import { registerVersion } from './helpers/rollout-fixtures.ts';
 import type { Measurement } from '../../server/analysis/measurement.ts';
 import type { DecisionLogEntry, RolloutState } from '../../server/rollout/rollout-state.ts';
@@ -40,8 +42,65 @@ function relativeMeasurement(devices: number): Measurement {
   };
 }
 
+/**
+ * list skips (offset) and cuts (limit) in the store, newest first, by model too; count counts what
+ * list finds without them. The same on every store: run below on SQLite, PostgreSQL and in memory.
+ */
+async function checkPagingAndCount(repo: RolloutRepository): Promise<void> {
+  const h = new ReducerHarness(specOf(STAGED_STEPS), fleetOf(2), '1', 'ro-0');
+  const finished = { ...h.state, phase: 'Aborted' as const, devices: h.state.devices.map((d) => ({ ...d, delivery: 'delivered' as const })) };
+  for (let n = 0; n < 7; n++) {
+    // Even ones are wine, odd ones beer; the first two are finished.
+    const state = n < 2 ? finished : h.state;
+    await repo.create({ state: { ...state, id: `ro-${n}`, spec: { ...state.spec, model: n % 2 === 0 ? 'wine' : 'beer' } }, pendingActions: [], decisions: [] });
+  }
+  const newestFirst = ['ro-6', 'ro-5', 'ro-4', 'ro-3', 'ro-2', 'ro-1', 'ro-0'];
+  assert.deepEqual(await repo.list(), newestFirst);
+  assert.deepEqual(await repo.list({ offset: 2, limit: 3 }), ['ro-4', 'ro-3', 'ro-2']);
+  assert.deepEqual(await repo.list({ limit: 2 }), ['ro-6', 'ro-5']);
+  assert.deepEqual(await repo.list({ offset: 5 }), ['ro-1', 'ro-0'], 'an offset without a limit: the rest');
+  assert.deepEqual(await repo.list({ offset: 5, limit: 10 }), ['ro-1', 'ro-0']);
+  assert.deepEqual(await repo.list({ offset: 7, limit: 10 }), []);
+  assert.deepEqual(await repo.list({ offset: 0, limit: 0 }), []);
+  assert.deepEqual(await repo.list({ model: 'wine', offset: 1, limit: 2 }), ['ro-4', 'ro-2']);
+  assert.deepEqual(await repo.list({ model: 'beer', unfinished: true, offset: 1 }), ['ro-3']);
+  assert.deepEqual([await repo.count(), await repo.count({ model: 'wine' }), await repo.count({ model: 'beer' }), await repo.count({ model: 'cider' })], [7, 4, 3, 0]);
+  assert.deepEqual([await repo.count({ unfinished: true }), await repo.count({ model: 'wine', unfinished: true })], [5, 3]);
+}
+
+test('in-memory rollout repository: paging and count as the stores do', async () => {
+  await checkPagingAndCount(new InMemoryRolloutRepository());
+});
+
+test("RolloutService.list asks the store for the page only, and reads only the page's rollouts; count counts them all", async () => {
+  const repository = new InMemoryRolloutRepository();
+  await checkPagingAndCount(repository);
+  const read: string[] = [];
+  const asked: unknown[] = [];
+  const spy: Pick<RolloutRepository, 'list' | 'count' | 'revisionOf' | 'load'> = {
+    list: (filter) => (asked.push(filter), repository.list(filter)),
+    count: (filter) => repository.count(filter),
+    revisionOf: (id) => (read.push(id), repository.revisionOf(id)),
+    load: (id) => (read.push(id), repository.load(id)),
+  };
+  const service = new RolloutService({ repository: spy, controller: () => undefined } as unknown as RolloutServiceOptions);
+  assert.deepEqual((await service.list({ offset: 4, limit: 2 })).map((summary) => summary.id), ['ro-2', 'ro-1']);
+  assert.deepEqual(asked, [{ offset: 4, limit: 2 }]);
+  assert.deepEqual([...new Set(read)], ['ro-2', 'ro-1'], 'the 4 newer rollouts skipped are not read');
+  assert.deepEqual((await service.list({ model: 'wine', offset: 1 })).map((summary) => summary.id), ['ro-4', 'ro-2', 'ro-0']);
+  assert.deepEqual([await service.count(), await service.count({ model: 'beer' })], [7, 3]);
+});
+
 for (const engine of STORE_ENGINES) {
   describe(`store rollout repository (${engine})`, () => {
+    test('list pages by offset and limit in SQL; count counts, by model too', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      await checkPagingAndCount(new StoreRolloutRepository(store.engine));
+    });
+
     test('create, load, list, commit with revision check, executed ids and decisions', async (t) => {
       const location = await freshStoreLocation(t, engine);
       if (!location) return;

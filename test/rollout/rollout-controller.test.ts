@@ -400,6 +400,7 @@ class CrashingRepository implements RolloutRepository {
   async load(id: string) { this.#check(); return this.inner.load(id); }
   async revisionOf(id: string) { this.#check(); return this.inner.revisionOf(id); }
   async list(filter?: { unfinished?: boolean }) { this.#check(); return this.inner.list(filter); }
+  async count(filter?: { unfinished?: boolean }) { this.#check(); return this.inner.count(filter); }
   async commit(id: string, commit: RolloutCommit) {
     this.#check();
     this.commits += 1;

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { RESTART_REASON } from '../../server/jobs/job-service.ts';
 import type { JobRecord } from '../../server/store/repositories/jobs-repository.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
-import { STORE_ENGINES } from './helpers/store-engines.ts';
+import { openStore } from '../../server/store/open-store.ts';
+import { STORE_ENGINES, freshStoreLocation } from './helpers/store-engines.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
 
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
@@ -77,6 +78,19 @@ test('--max-concurrent-jobs 1 holds when jobs are submitted at once: one worker,
 
 for (const engine of STORE_ENGINES) {
   describe(`jobs on ${engine}`, () => {
+    test('the store counts every job, beyond the newest it lists (GET /api/jobs `total`)', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      assert.equal(await store.jobs.count(), 0);
+      for (const n of [1, 2, 3]) {
+        const at = `2026-01-01T00:0${n}:00.000Z`;
+        await store.jobs.insert({ id: `job-${n}`, kind: 'prune', state: 'failed', request: {}, progress: null, result: null, error: 'x', createdAt: at, updatedAt: at, createdBy: 'test', node: null });
+      }
+      assert.deepEqual([(await store.jobs.list(2)).map((job) => job.id), await store.jobs.count()], [['job-3', 'job-2'], 3]);
+    });
+
     test('a cancel after training, while the artifacts are being stored, wins: the job fails, nothing is registered, the cancel is audited', async (t) => {
       const server = await startTestServer(t, { engine });
       if (!server) return;

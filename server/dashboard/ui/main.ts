@@ -19,7 +19,7 @@ if (linked.has('token')) {
 const linkedRollout = () => new URLSearchParams(location.hash.slice(1)).get('rollout') ?? undefined;
 const FLEET_PAGE = 500;
 const VERSION_PAGE = 1000;
-/** Jobs the ε sweep chart looks through for the newest finished pruning job (the API's default page); one more is asked for, to know whether older ones exist. */
+/** Jobs the ε sweep chart looks through for the newest finished pruning job (the API's default page); the answer's `total` says how many there are. */
 const JOB_PAGE = 100;
 const REFRESH_MS = 5000;
 const MESSAGE_MS = 6000;
@@ -176,10 +176,10 @@ async function refreshModels(): Promise<void> {
   const { models } = await api.get<{ models: { name: string }[] }>('/models');
   const versions = (await Promise.all(models.map((m) => allVersions(m.name)))).flat();
   $('models').innerHTML = renderModels(versions);
-  const { jobs } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[] }>(`/jobs?limit=${JOB_PAGE + 1}`);
-  // Newest first: a sweep found is the newest one; with none in the page, the view says older jobs went unsearched.
-  const newest = jobs.slice(0, JOB_PAGE).find((job) => job.state === 'succeeded' && job.result?.summary?.sweep);
-  renderSweep($('sweep-chart'), newest?.result?.summary?.sweep ?? null, jobs.length > JOB_PAGE ? JOB_PAGE : undefined);
+  const { jobs, total = jobs.length } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[]; total?: number }>(`/jobs?limit=${JOB_PAGE}`);
+  // Newest first: a sweep found is the newest one; with none in the page, the view says how many older jobs went unsearched.
+  const newest = jobs.find((job) => job.state === 'succeeded' && job.result?.summary?.sweep);
+  renderSweep($('sweep-chart'), newest?.result?.summary?.sweep ?? null, total > jobs.length ? { searched: jobs.length, total } : undefined);
 }
 
 /** The rollout, or undefined if the server has none by that id (a mistyped or outdated link). */
@@ -196,7 +196,7 @@ async function rolloutOrNone(id: string): Promise<RolloutDetail | undefined> {
 async function refreshRollouts(): Promise<void> {
   // Only the page shown: older pages are fetched when asked for, not on every refresh.
   const offset = rolloutOffset;
-  const { rollouts, more } = rolloutPageFrom(await api.get<{ rollouts: RolloutSummary[]; more?: boolean }>(`/rollouts?limit=${ROLLOUT_PAGE}&offset=${offset}`));
+  const { rollouts, more, total } = rolloutPageFrom(await api.get<{ rollouts: RolloutSummary[]; more?: boolean; total?: number }>(`/rollouts?limit=${ROLLOUT_PAGE}&offset=${offset}`));
   selected ??= rollouts[0]?.id;
   let detail = selected ? await rolloutOrNone(selected) : undefined;
   if (selected && !detail && offset > 0) {
@@ -211,7 +211,7 @@ async function refreshRollouts(): Promise<void> {
     selected = rollouts[0]?.id;
     detail = selected ? await rolloutOrNone(selected) : undefined;
   }
-  render($('rollouts'), renderRolloutPager(offset, rollouts.length, more) + (offset > 0 && rollouts.length === 0 ? '' : renderRolloutList(rollouts, selected)));
+  render($('rollouts'), renderRolloutPager(offset, rollouts.length, more, total) + (offset > 0 && rollouts.length === 0 ? '' : renderRolloutList(rollouts, selected)));
   if (detail) showRollout(detail);
   else {
     shown = undefined;
@@ -312,11 +312,19 @@ $('rollout-detail').addEventListener('click', async (event) => {
   try {
     await api.post(`/rollouts/${encodeURIComponent(rollout.id)}/${action.path}`, {});
   } catch (error) {
-    showMessage(messageOf(error), false);
+    showMessage(actionFailure(error, action.fromStep), false);
   } finally {
     await refreshAll();
   }
 });
+
+/** Why an action did not happen: the server's message, and for a step someone else promoted first, that the view now shows where the rollout is. */
+function actionFailure(error: unknown, fromStep: number | undefined): MessageText {
+  if (fromStep !== undefined && error instanceof ApiError && error.status === 409) {
+    return [`Step ${fromStep + 1} not skipped: `, { user: messageOf(error) }, '. The rollout changed since it was shown; the view now shows where it is.'];
+  }
+  return [{ user: messageOf(error) }];
+}
 
 $('token-form').addEventListener('submit', (event) => {
   event.preventDefault();

@@ -48,20 +48,20 @@ export function renderModels(versions: readonly VersionRow[]): string {
 let sweepPlot: uPlot | undefined;
 
 /**
- * The ε sweep of the newest pruning job: parameters kept and test score against ε. `searchedJobs`:
- * the sweep was looked for in only that many of the newest jobs (there are older ones), which
- * the view says when none of them has one.
+ * The ε sweep of the newest pruning job: parameters kept and test score against ε. `jobs`: the
+ * sweep was looked for in only the `searched` newest of `total` jobs, which the view says when
+ * none of them has one.
  */
-export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | null, searchedJobs?: number): void {
+export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | null, jobs?: { searched: number; total: number }): void {
   sweepPlot?.destroy();
   sweepPlot = undefined;
   target.replaceChildren();
   if (!sweep || sweep.length === 0) {
-    if (searchedJobs !== undefined) {
+    if (jobs !== undefined) {
       const note = document.createElement('p');
       note.className = 'muted';
       note.id = 'sweep-note';
-      note.textContent = `No ε sweep chart: none of the newest ${searchedJobs} jobs is a finished pruning job with a sweep, and older jobs are not searched (fleetprune jobs list --limit 1000 lists more).`;
+      note.textContent = `No ε sweep chart: none of the newest ${jobs.searched} of ${jobs.total} jobs is a finished pruning job with a sweep, and older jobs are not searched (fleetprune jobs list --limit 1000 lists more).`;
       target.append(note);
     }
     return;

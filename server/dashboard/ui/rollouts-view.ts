@@ -78,6 +78,8 @@ function nextStepTitle(r: RolloutDetail): string {
 export interface RolloutAction {
   path: string;
   confirm?: string;
+  /** The step the action was meant for (as shown): the server refuses it (409) once the rollout has moved on. */
+  fromStep?: number;
 }
 
 export function rolloutAction(action: string, r: RolloutDetail): RolloutAction | undefined {
@@ -86,7 +88,8 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       // Skipping an analysis promotes without its verdict: ask. Skipping a pause is how one resumes it.
       const current = r.steps[r.stepIndex];
       const confirm = current?.kind === 'analysis' ? `Skip step ${stepName(r, r.stepIndex)} of ${r.id} without waiting for its verdict, and go on with ${stepName(r, r.stepIndex + 1)}?` : undefined;
-      return { path: 'promote?step=true', ...(confirm ? { confirm } : {}) };
+      // From the step shown: if someone else promoted it meanwhile, the server refuses instead of skipping the next step too.
+      return { path: `promote?step=true&fromStepIndex=${r.stepIndex}`, fromStep: r.stepIndex, ...(confirm ? { confirm } : {}) };
     }
     case 'promote-full': {
       const skipped = r.steps.filter((step) => step.index >= r.stepIndex).map((step) => stepName(r, step.index));

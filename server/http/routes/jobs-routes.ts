@@ -32,12 +32,17 @@ export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/jobs',
       operationId: 'listJobs',
-      summary: 'Recent jobs, newest first (?limit=1-1000, default 100)',
+      summary: 'Recent jobs, newest first (?limit=1-1000, default 100); `total` counts every job',
       tag,
       permission: 'read',
       query: JobListQuery,
-      responses: { 200: { description: 'jobs', schema: z.strictObject({ jobs: z.array(JobSchema) }) } },
-      handle: async ({ query }) => ({ json: { jobs: (await jobs.list(query.limit)).map(jobView) } }),
+      responses: { 200: { description: 'jobs', schema: z.strictObject({ jobs: z.array(JobSchema), total: z.number().int().min(0) }) } },
+      handle: async ({ query }) => {
+        // Counted first (as the rollout list): a job submitted in between is listed but not yet counted.
+        const counted = await jobs.count();
+        const listed = (await jobs.list(query.limit)).map(jobView);
+        return { json: { jobs: listed, total: Math.max(counted, listed.length) } };
+      },
     }),
     defineRoute({
       method: 'get',

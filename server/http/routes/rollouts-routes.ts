@@ -22,8 +22,8 @@ const PromoteQuery = z.strictObject({
 });
 
 const DEFAULT_ROLLOUT_PAGE = 100;
-/** The newest rollouts skipped: each page reads the summaries of those before it too (the service lists from the newest). */
-const MAX_ROLLOUT_OFFSET = 10_000;
+/** The newest rollouts skipped at most: the store skips them by index (ids only), so this only keeps the number sane. */
+const MAX_ROLLOUT_OFFSET = 1_000_000_000;
 const RolloutListQuery = z.strictObject({
   model: z.string().min(1).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
@@ -78,16 +78,22 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       method: 'get',
       path: '/rollouts',
       operationId: 'listRollouts',
-      summary: 'Rollouts, newest first: a page of ?limit (1-1000, default 100) after skipping the ?offset newest; `more` says whether older ones follow',
+      summary:
+        'Rollouts, newest first: a page of ?limit (1-1000, default 100) after skipping the ?offset newest (up to 1,000,000,000); ' +
+        '`total` counts them all (of ?model, when given), `more` says whether older ones follow the page',
       tag,
       permission: 'read',
       query: RolloutListQuery,
-      responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema), more: z.boolean() }) } },
+      responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema), more: z.boolean(), total: z.number().int().min(0) }) } },
       handle: async ({ query }) => {
         const { model, limit = DEFAULT_ROLLOUT_PAGE, offset = 0 } = query;
-        // One more than the page: whether older rollouts follow it.
-        const listed = await service.list({ ...(model === undefined ? {} : { model }), limit: offset + limit + 1 });
-        return { json: { rollouts: listed.slice(offset, offset + limit), more: listed.length > offset + limit } };
+        const filter = model === undefined ? {} : { model };
+        // Two reads, counted first: a rollout started in between is on the page but not yet counted, so `more`
+        // never offers an empty older page, and `total` is at least what the pages hold.
+        const counted = await service.count(filter);
+        const rollouts = await service.list({ ...filter, offset, limit });
+        const total = rollouts.length > 0 ? Math.max(counted, offset + rollouts.length) : counted;
+        return { json: { rollouts, more: offset + rollouts.length < total, total } };
       },
     }),
     defineRoute({

@@ -65,6 +65,12 @@ export class JobsRepository {
     return (await this.db.all('SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?', [limit])).map(toJob);
   }
 
+  /** How many jobs there are (every state): what `list` shows the newest of. */
+  async count(): Promise<number> {
+    const row = await this.db.get('SELECT COUNT(*) AS n FROM jobs');
+    return Number(row?.n ?? 0);
+  }
+
   /**
    * Applies `changes`; with `from`, only while the job is in one of those states (a compare-and-set:
    * a cancel and the job's own run cannot both decide how it ends). True when the row changed.

@@ -1,4 +1,4 @@
-import { RevisionConflictError, type RolloutCommit, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
+import { RevisionConflictError, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
 import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutState } from '../../rollout/rollout-state.ts';
 import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UniqueViolation } from '../sql-engine.ts';
@@ -54,13 +54,21 @@ export class StoreRolloutRepository implements RolloutRepository {
     return row ? Number(row.revision) : undefined;
   }
 
-  async list(filter: { unfinished?: boolean; model?: string } = {}): Promise<readonly string[]> {
-    const where: string[] = [];
-    const params: string[] = [];
-    if (filter.unfinished) where.push('unfinished = 1');
-    if (filter.model !== undefined) (where.push('model = ?'), params.push(filter.model));
-    const rows = await this.engine.all(`SELECT id FROM rollouts ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY ord DESC`, params);
+  async list(filter: RolloutListFilter = {}): Promise<readonly string[]> {
+    const { where, params } = rolloutFilter(filter);
+    // Skipped and cut in SQL: a page of old rollouts reads their ids only. SQLite takes an OFFSET only after a LIMIT (-1: none).
+    const page: (string | number)[] = [];
+    let paging = '';
+    if (filter.limit !== undefined) (paging = 'LIMIT ? OFFSET ?'), page.push(filter.limit, filter.offset ?? 0);
+    else if (filter.offset !== undefined) (paging = this.engine.dialect === 'sqlite' ? 'LIMIT -1 OFFSET ?' : 'OFFSET ?'), page.push(filter.offset);
+    const rows = await this.engine.all(`SELECT id FROM rollouts ${where} ORDER BY ord DESC ${paging}`, [...params, ...page]);
     return rows.map((row) => String(row.id));
+  }
+
+  async count(filter: RolloutCountFilter = {}): Promise<number> {
+    const { where, params } = rolloutFilter(filter);
+    const row = await this.engine.get(`SELECT COUNT(*) AS n FROM rollouts ${where}`, params);
+    return Number(row?.n ?? 0);
   }
 
   async commit(id: string, commit: RolloutCommit): Promise<number> {
@@ -186,6 +194,15 @@ async function appendDecisions(tx: SqlExecutor, rolloutId: string, decisions: re
   for (const decision of decisions) {
     await tx.run('INSERT INTO rollout_decisions (rollout_id, decision_id, at, entry) VALUES (?, ?, ?, ?)', [rolloutId, decision.id, iso(decision.at), toJsonColumn(decision)]);
   }
+}
+
+/** The WHERE clause (empty without a filter) of list and count. */
+function rolloutFilter(filter: RolloutCountFilter): { where: string; params: string[] } {
+  const conditions: string[] = [];
+  const params: string[] = [];
+  if (filter.unfinished) conditions.push('unfinished = 1');
+  if (filter.model !== undefined) (conditions.push('model = ?'), params.push(filter.model));
+  return { where: conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '', params };
 }
 
 /** Matches InMemoryRolloutRepository: pending actions, a non-terminal phase, or deliveries still in flight. */
