@@ -9,10 +9,13 @@ const WORKER_ENTRY = new URL('./job-data-check-worker-entry.mjs', import.meta.ur
 export const DATA_CHECK_THREADS = 2;
 /** An idle check worker is ended after this long: it gives back the memory of the last data set. */
 export const DATA_CHECK_IDLE_MS = 15_000;
+/** A check taking longer than this (16 MiB parse in a few seconds) is stopped with its worker: a 500, never a request left hanging. */
+export const DATA_CHECK_TIMEOUT_MS = 120_000;
 
 export interface JobDataCheckPoolOptions {
   threads?: number;
   idleMs?: number;
+  timeoutMs?: number;
   /** Per-worker limits (tests make a worker run out of memory with them). */
   resourceLimits?: ResourceLimits;
 }
@@ -27,6 +30,8 @@ interface Pending {
 interface CheckWorker {
   worker: Worker;
   current: Pending | undefined;
+  /** Ends the current check if it runs too long. */
+  checkTimer: NodeJS.Timeout | undefined;
   idleTimer: NodeJS.Timeout | undefined;
   /** Ended for idling: takes no check (one dispatched to it would die with it), counts until it exits. */
   retiring: boolean;
@@ -42,6 +47,7 @@ interface CheckWorker {
 export class JobDataCheckPool {
   readonly #threads: number;
   readonly #idleMs: number;
+  readonly #timeoutMs: number;
   readonly #resourceLimits: ResourceLimits | undefined;
   readonly #workers = new Set<CheckWorker>();
   readonly #waiting: Pending[] = [];
@@ -51,6 +57,7 @@ export class JobDataCheckPool {
   constructor(options: JobDataCheckPoolOptions = {}) {
     this.#threads = Math.max(1, options.threads ?? DATA_CHECK_THREADS);
     this.#idleMs = options.idleMs ?? DATA_CHECK_IDLE_MS;
+    this.#timeoutMs = options.timeoutMs ?? DATA_CHECK_TIMEOUT_MS;
     this.#resourceLimits = options.resourceLimits;
   }
 
@@ -86,6 +93,11 @@ export class JobDataCheckPool {
       const pending = this.#waiting.shift()!;
       entry.current = pending;
       entry.worker.ref();
+      entry.checkTimer = setTimeout(() => {
+        this.#fail(entry, checkFault(`checking the data set took over ${this.#timeoutMs >= 1000 ? `${Math.round(this.#timeoutMs / 1000)} s` : `${this.#timeoutMs} ms`}; stopped`));
+        entry.retiring = true;
+        void entry.worker.terminate();
+      }, this.#timeoutMs);
       try {
         entry.worker.postMessage({ id: pending.id, input: pending.input });
       } catch (error) {
@@ -97,11 +109,12 @@ export class JobDataCheckPool {
 
   #spawn(): CheckWorker {
     const worker = new Worker(WORKER_ENTRY, { execArgv: [], resourceLimits: this.#resourceLimits });
-    const entry: CheckWorker = { worker, current: undefined, idleTimer: undefined, retiring: false };
+    const entry: CheckWorker = { worker, current: undefined, checkTimer: undefined, idleTimer: undefined, retiring: false };
     this.#workers.add(entry);
     worker.on('message', (reply: JobDataCheckReply) => {
       const pending = entry.current;
       if (!pending || pending.id !== reply.id) return;
+      clearTimeout(entry.checkTimer);
       entry.current = undefined;
       if (reply.type === 'valid') pending.resolve(reply.check);
       else if (reply.type === 'invalid') pending.reject(new ServiceError('bad_request', reply.message));
@@ -121,6 +134,7 @@ export class JobDataCheckPool {
   }
 
   #fail(entry: CheckWorker, error: Error): void {
+    clearTimeout(entry.checkTimer);
     const pending = entry.current;
     entry.current = undefined;
     pending?.reject(error);

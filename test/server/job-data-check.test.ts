@@ -166,6 +166,19 @@ test('a check worker that dies (out of memory) fails only its check, with a one-
   assert.equal(pool.threads, 1);
 });
 
+test('a check that runs too long is stopped with its worker: a one-line 500, never a request left hanging', { timeout: 120_000 }, async (t) => {
+  const pool = new JobDataCheckPool({ threads: 1, timeoutMs: 50 });
+  t.after(() => pool.stop());
+  const slow = await pool.check(checkInput(bigCsv(150_000))).then(
+    () => assert.fail('a 9 MB CSV checked in 50 ms'),
+    (error: Error) => error,
+  );
+  assert.equal(asServiceError(slow), null, slow.message);
+  assert.equal(slow.message, 'checking the data set took over 50 ms; stopped');
+  // Its worker is ended, not left parsing.
+  while (pool.threads > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+});
+
 test('a server shutting down during a 12 MB check ends the check worker: the submission is refused (503), nothing is stored, the stop does not wait for the parse', { timeout: 120_000 }, async (t) => {
   const server = (await startTestServer(t))!;
   const submission = watchSubmissions(server);
