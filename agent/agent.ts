@@ -20,7 +20,7 @@ import { assignmentSignatureVerifies, commandSignatureVerifies } from '../shared
 import { describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
-import { AssignmentRetries, RETRYING_OUTCOME } from './assignment-retries.ts';
+import { AssignmentRetries } from './assignment-retries.ts';
 import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, DiskError, FetchError, type DownloadLimits, type FreeSpace } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
@@ -389,9 +389,7 @@ export class Agent {
 
   /**
    * Queues the work on an assignment. If it fails (the device's own fault: a full disk, say), the
-   * assignment is not marked handled: the server is told it failed here and will be tried again
-   * (when the protocol can say so, see RETRYING_OUTCOME), and it is taken again on a timer with a
-   * backoff, or at the broker's next delivery of it (the periodic resubscription, or a reconnect),
+   * assignment is not marked handled, and it is taken again on a timer with a backoff, or at the broker's next delivery of it (the periodic resubscription, or a reconnect),
    * whichever comes first. A refusal the disk could not take is taken again the same way, until a
    * state write records it.
    */
@@ -408,29 +406,16 @@ export class Agent {
         this.#assignmentsInHand.delete(id);
       }
       const refusalHeld = this.#direct.refused(id);
-      if ((failure === undefined && !refusalHeld) || this.#stopped) {
-        // Answered (or stopping): a non-final answer not sent yet would only follow the final one.
-        this.#direct.withdraw((report) => report.kind === 'assignment' && report.assignmentId === id && report.outcome === RETRYING_OUTCOME);
-        return this.#retries.done(id);
-      }
+      if ((failure === undefined && !refusalHeld) || this.#stopped) return this.#retries.done(id);
       const retryInMs = this.#retries.schedule(id, () => {
         if (this.#stopped || this.#assignmentsInHand.has(id)) return;
         this.#enqueueAssignment(`retry assignment ${id}`, assignment, () => this.#takeAssignment(assignment));
       });
       if (failure === undefined) return;
       // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
+      // The server hears nothing until then: the protocol has no non-final answer ("failed here, retrying").
       this.#logger.error({ err: errorMessage(failure), task: what, retryInMs }, 'agent task failed');
-      if (!refusalHeld) this.#reportRetrying(assignment, `failed on the device, taken again in ${Math.round(retryInMs / 1000)} s: ${errorMessage(failure)}`);
     });
-  }
-
-  /** The non-final answer to an assignment that failed here, sent from memory (the disk is what failed). */
-  #reportRetrying(assignment: Assignment, reason: string): void {
-    if (!RETRYING_OUTCOME) {
-      this.#logger.debug({ assignmentId: assignment.id }, 'the protocol has no non-final assignment outcome: the server is not told of the retry');
-      return;
-    }
-    this.#hold(this.#assignmentReport(assignment.id, RETRYING_OUTCOME, assignment.role, assignment, reason));
   }
 
   /** Records the refusals the disk could not take when they were made; throws while it still cannot. */

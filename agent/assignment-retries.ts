@@ -1,17 +1,6 @@
-import { ASSIGNMENT_OUTCOMES, type AssignmentReport } from '../shared/protocol/payloads.ts';
-
 /** The first wait before an assignment that failed on the device (its disk) is taken again; it doubles up to the longest. */
 export const ASSIGNMENT_RETRY_MS = 30_000;
 export const MAX_ASSIGNMENT_RETRY_MS = 10 * 60_000;
-
-/**
- * The non-final answer to an assignment that failed on the device and is taken again on a timer:
- * "failed here, will retry". shared/protocol does not list it among the assignment outcomes yet
- * (every outcome there is final: a `refused` device is out of its rollout), so until it does the
- * agent cannot tell the server and only logs; once it does, the agent sends it from memory.
- */
-export const RETRYING = 'retrying';
-export const RETRYING_OUTCOME: AssignmentReport['outcome'] | null = (ASSIGNMENT_OUTCOMES as readonly string[]).includes(RETRYING) ? (RETRYING as AssignmentReport['outcome']) : null;
 
 /**
  * The timers that take again an assignment whose handling failed on the device, with a backoff per

@@ -27,14 +27,6 @@ export class DirectReports {
     if (!this.#sent.has(report.id) && !this.#held.some((held) => held.id === report.id)) this.#held.push(report);
   }
 
-  /** Drops the held reports `stale` picks that have not been sent (a non-final answer, once the final one is on its way). */
-  withdraw(stale: (report: Report) => boolean): void {
-    for (let index = this.#held.length - 1; index >= 0; index--) {
-      const report = this.#held[index]!;
-      if (stale(report) && !this.#unrecorded.some((unrecorded) => unrecorded.id === report.id)) this.#held.splice(index, 1);
-    }
-  }
-
   /** Keeps a refusal whose state change could not be written until it is sent, and until a state write records it. */
   holdUnrecorded(report: AssignmentReport): void {
     this.hold(report);
