@@ -3,8 +3,6 @@ import { access, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
-import type { ServiceError as GrpcError, StatusObject } from '@grpc/grpc-js';
-import { BROKER_WARNING_TRAILER } from '../grpc/fleet-grpc.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
@@ -70,10 +68,10 @@ export function registerDevicesCommand(program: Command): void {
   withConnectionOptions(devices.command('revoke <device>').description('revoke a device: the broker refuses it and its download token stops working')).action(
     async (id: string, flags: ConnectionFlags) => {
       await withConnection(flags, async (connection) => {
-        const warning = await revokeDevice(connection, id);
+        const { broker_warning: warning } = await connection.unary<{ broker_warning: string }>('Devices', 'RevokeDevice', { id });
         process.stdout.write(`revoked ${id}\n`);
         // The revocation stands; the broker's part is late: said on stderr, and the exit code says it (3).
-        if (warning !== null) throw new UserError(`warning: ${warning}`, { exitCode: 3 });
+        if (warning) throw new UserError(`warning: ${warning}`, { exitCode: 3 });
       });
     },
   );
@@ -94,18 +92,3 @@ async function checkWritableTarget(path: string): Promise<void> {
   }
 }
 
-/** RevokeDevice; the server's warning (its trailer) when the broker could not be updated yet, else null. */
-function revokeDevice(connection: ServerConnection, id: string): Promise<string | null> {
-  const client = connection.client('Devices') as unknown as Record<string, Function>;
-  return new Promise((resolve, reject) => {
-    let warning: string | null = null;
-    const call = client.RevokeDevice!.call(client, { id }, connection.metadata, { deadline: Date.now() + 60_000 }, (error: GrpcError | null) =>
-      // Settled after the call's 'status' (emitted right after this callback), which carries the trailer.
-      error ? reject(connection.describe(error)) : queueMicrotask(() => resolve(warning)),
-    );
-    call.on('status', (status: StatusObject) => {
-      const value = status.metadata.get(BROKER_WARNING_TRAILER)[0];
-      if (value !== undefined) warning = Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
-    });
-  });
-}

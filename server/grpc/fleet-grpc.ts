@@ -1,4 +1,3 @@
-import { Metadata, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { z } from 'zod';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
@@ -11,7 +10,6 @@ import { DeviceListQuerySchema, EnrollBodySchema } from '../http/routes/fleet-ro
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { checkField } from './check-field.ts';
-import { declareAccess } from './grpc-access.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { parseJsonField } from './json-field.ts';
 
@@ -32,32 +30,6 @@ function deviceMessage(device: DeviceRecord) {
     assignment_version: retained?.version ?? '',
     assignment_role: retained?.role ?? '',
   };
-}
-
-/**
- * The trailing metadata key of a RevokeDevice whose broker could not be updated (UTF-8): the
- * device is revoked, its token refused, but it may stay connected to the broker until the
- * server's retries succeed. (RevokeDeviceResponse has no field for it.)
- */
-export const BROKER_WARNING_TRAILER = 'fleetprune-broker-warning-bin';
-
-/** A RevokeDevice's warning, by its request object, from its handler to its trailer. */
-const brokerWarnings = new WeakMap<object, string>();
-
-/** Sends the warning its handler left for the call (if any) as BROKER_WARNING_TRAILER; keeps the handler's declared access. */
-function withBrokerWarning<Req extends object, Res>(
-  handler: (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void,
-  name: string,
-): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
-  const wrapped = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) =>
-    handler(call, (error, value, trailer, flags) => {
-      const warning = brokerWarnings.get(call.request);
-      if (error || warning === undefined) return callback(error, value, trailer, flags);
-      const metadata = trailer ?? new Metadata();
-      metadata.set(BROKER_WARNING_TRAILER, Buffer.from(warning, 'utf8'));
-      callback(null, value, metadata, flags);
-    });
-  return declareAccess(wrapped, { name, permission: 'write' });
 }
 
 /** The gRPC face of devices and assignments (the same services as the REST routes). */
@@ -83,14 +55,10 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           const page = await devices.page({ after, limit });
           return { devices: page.devices.map(deviceMessage), next: page.next ?? '' };
         }),
-        RevokeDevice: withBrokerWarning(
-          deviceHandlers.unary('RevokeDevice', 'write', async (req: { id: string }, principal) => {
-            const result = await devices.revoke(checkField(DeviceIdSchema, req.id, 'id'), actorOf(principal));
-            if (!result.brokerUpdated) brokerWarnings.set(req, result.warning);
-            return {};
-          }),
-          'Devices/RevokeDevice',
-        ),
+        RevokeDevice: deviceHandlers.unary('RevokeDevice', 'write', async (req: { id: string }, principal) => {
+          const result = await devices.revoke(checkField(DeviceIdSchema, req.id, 'id'), actorOf(principal));
+          return { broker_warning: result.brokerUpdated ? '' : result.warning };
+        }),
       },
     },
     Assignments: {

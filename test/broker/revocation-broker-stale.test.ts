@@ -3,10 +3,9 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { credentials, Metadata, type Client, type StatusObject } from '@grpc/grpc-js';
+import { credentials, Metadata, type Client } from '@grpc/grpc-js';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
-import { BROKER_WARNING_TRAILER } from '../../server/grpc/fleet-grpc.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
@@ -24,7 +23,7 @@ async function enroll(server: TestServer, id: string): Promise<AgentConfig> {
   return AgentConfigSchema.parse(await response.json());
 }
 
-test('external Mosquitto whose auth files cannot be rewritten: a revocation stands but says the broker was not updated (REST 202, gRPC trailer, CLI exit 3), the metric shows it, and the server retries until the device is cut off', async (t) => {
+test('external Mosquitto whose auth files cannot be rewritten: a revocation stands but says the broker was not updated (REST 202, gRPC broker_warning, CLI exit 3), the metric shows it, and the server retries until the device is cut off', async (t) => {
   const binary = mosquittoBinary();
   if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-stale-auth-'));
@@ -57,16 +56,15 @@ test('external Mosquitto whose auth files cannot be rewritten: a revocation stan
   assert.equal(await metric(server, 'fleetprune_fleet_broker_credentials_stale'), 1);
   assert.equal(closed, false, 'the device is still connected: what the answer says');
 
-  // gRPC: the same answer as a trailer (RevokeDeviceResponse has no field for it).
+  // gRPC: the same answer in RevokeDeviceResponse.broker_warning.
   const devices = new (loadFleetpruneProto().Devices)(server.grpcAddress, credentials.createInsecure()) as Client & Record<string, Function>;
   t.after(() => devices.close());
   const metadata = new Metadata();
   metadata.set('authorization', `Bearer ${ADMIN_TOKEN}`);
-  const trailer = await new Promise<string | undefined>((resolve, reject) => {
-    const call = devices.RevokeDevice!.call(devices, { id: 'dev-b' }, metadata, (error: Error | null) => error && reject(error));
-    call.on('status', (status: StatusObject) => resolve(status.metadata.get(BROKER_WARNING_TRAILER)[0]?.toString()));
+  const warning = await new Promise<string | undefined>((resolve, reject) => {
+    devices.RevokeDevice!.call(devices, { id: 'dev-b' }, metadata, (error: Error | null, response: { broker_warning: string }) => (error ? reject(error) : resolve(response.broker_warning)));
   });
-  assert.match(trailer ?? '', /^device dev-b is revoked and its download token no longer works, but the broker could not be updated \(cannot write .*EISDIR.*\): the device may stay connected to it until it is; the server keeps retrying$/);
+  assert.match(warning ?? '', /^device dev-b is revoked and its download token no longer works, but the broker could not be updated \(cannot write .*EISDIR.*\): the device may stay connected to it until it is; the server keeps retrying$/);
 
   const cli = await runCli(['devices', 'revoke', 'dev-c', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(cli.code, 3, cli.stderr);
