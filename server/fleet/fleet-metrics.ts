@@ -2,7 +2,7 @@ import { Counter, type Registry } from 'prom-client';
 import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
 
 /** Gauge: 1 while the broker does not enforce the store's device credentials yet (a failed update it retries). */
-export const BROKER_CREDENTIALS_STALE = 'fleetprune_fleet_broker_credentials_stale';
+export const BROKER_CREDENTIALS_STALE = PROTOCOL_METRICS.brokerCredentialsStale;
 
 /** The fleet's counters on the server's /metrics (names shared with the agent and dashboards). */
 export interface FleetCounters {

@@ -34,4 +34,6 @@ export const PROTOCOL_METRICS = {
   devicesOnline: 'fleetprune_fleet_devices_online',
   /** Gauge: 1 while this server holds the fleet's broker side (embedded broker, or the external one as leader); 0 on a standby. */
   brokerActive: 'fleetprune_fleet_broker_active',
+  /** Gauge: 1 while the broker does not enforce the store's device credentials yet (a failed update the server retries). */
+  brokerCredentialsStale: 'fleetprune_fleet_broker_credentials_stale',
 } as const;
