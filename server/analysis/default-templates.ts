@@ -59,7 +59,9 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
         provider: {
           prometheus: {
             // Totals, not rate(): an agent benchmarks a version once, so on a real Prometheus a
-            // device's counter series starts at its final value and never grows.
+            // device's counter series starts at its final value and never grows. Totals survive a
+            // server restart or failover: the server exports them again from the store (what
+            // heartbeats added included), so shadow errors counted before still count.
             query:
               'sum(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})' +
               ' / sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',

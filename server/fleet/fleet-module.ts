@@ -10,7 +10,6 @@ import type { ServerModule } from '../app/server-module.ts';
 import { reportRetention } from './report-retention.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
-import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
 import type { Leadership, LeadershipHandlers } from '../rollout/leader-election.ts';
@@ -26,6 +25,7 @@ import { LeaderOnlyFleetGate, OPEN_FLEET_GATE, type FleetGate } from './fleet-ga
 import { FleetReceiver } from './fleet-receiver.ts';
 import { FleetStore } from './fleet-store.ts';
 import { StoreCredentialStore } from './store-credential-store.ts';
+import { restoreExports } from './serving-totals.ts';
 import { StoreFleetIngest } from './store-fleet-ingest.ts';
 import { StoreFleetPort, deliveryOf } from './store-fleet-port.ts';
 import { StoreReportHistory } from './store-report-history.ts';
@@ -107,9 +107,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   let stopped = false;
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
   const activate = async () => {
-    const latest = await fleet.repos.reports.latestBenchmarks();
-    const slots = new Map((await fleet.repos.devices.list({ live: true })).map((device) => [device.id, device] as const));
-    exporter.restore(latest.flatMap(({ report, cohort }) => (report.kind === 'benchmark' ? deviceReportsFromBenchmark(report, cohort) : [])), slots);
+    await restoreExports(exporter, fleet.repos);
     await fleet.repos.devices.markAllOffline();
     await startBroker(broker, ctx.config);
     await publisher.republishRetained();

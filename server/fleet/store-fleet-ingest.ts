@@ -3,6 +3,7 @@ import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-
 import type { DeviceReport, ServingDelta } from '../metricproviders/report-history.ts';
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
+import { servingTotalsAfter } from './serving-totals.ts';
 import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories, FleetStore } from './fleet-store.ts';
@@ -76,18 +77,34 @@ export class StoreFleetIngest implements FleetIngest {
     return 'ingested';
   }
 
+  /**
+   * Stores the heartbeat and what the device served since the previous one (the difference of
+   * their cumulative counters) added to its served totals, in one write: after a restart (or on a
+   * new leader) the next heartbeat is compared with the last one stored and the exporter starts
+   * again from the stored totals, so what was served before, or while the server was down, counts
+   * once. A heartbeat written by someone else in between is read again (at most a few times).
+   */
   async recordTelemetry(telemetry: Telemetry): Promise<void> {
     const { devices } = this.#options.fleet.repos;
-    const device = await devices.get(telemetry.deviceId);
-    // A heartbeat still in flight when its device was revoked (or a retained one read later) must not
-    // mark the revoked device online again, nor replace the slots it was revoked with.
-    if (!device || device.revokedAt !== null) return;
-    await devices.recordTelemetry(telemetry, this.#now());
-    if (!telemetry.serving || !this.#options.onServing) return;
-    // An agent that restarted (its uptime went down) counts from zero again.
-    const previous = device.heartbeat && device.heartbeat.uptimeSeconds <= telemetry.uptimeSeconds ? (device.heartbeat.serving ?? null) : null;
-    const delta = servingDelta(previous, telemetry.serving);
-    if (delta) this.#options.onServing({ deviceId: device.id, cohort: device.labels[this.#options.cohortLabel] ?? 'none', active: telemetry.active, candidate: telemetry.candidate, ...delta });
+    for (let attempt = 1; ; attempt++) {
+      const device = await devices.get(telemetry.deviceId);
+      // A heartbeat still in flight when its device was revoked (or a retained one read later) must not
+      // mark the revoked device online again, nor replace the slots it was revoked with.
+      if (!device || device.revokedAt !== null) return;
+      const now = this.#now();
+      const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
+      // An agent that restarted (its uptime went down) counts from zero again.
+      const previous = device.heartbeat && device.heartbeat.uptimeSeconds <= telemetry.uptimeSeconds ? (device.heartbeat.serving ?? null) : null;
+      const counts = telemetry.serving ? servingDelta(previous, telemetry.serving) : null;
+      const delta: ServingDelta | null = counts && { deviceId: device.id, cohort, active: telemetry.active, candidate: telemetry.candidate, ...counts };
+      const next = servingTotalsAfter(device.servingTotals, delta, telemetry, now);
+      if (!(await devices.recordTelemetry(telemetry, now, { totals: next, after: device }))) {
+        if (attempt < 3) continue;
+        throw new Error(`the heartbeat of device ${device.id} kept meeting others written at the same time`);
+      }
+      if (delta) this.#options.onServing?.(delta);
+      return;
+    }
   }
 
   async recordStatus(status: Status): Promise<void> {

@@ -37,6 +37,26 @@ export interface ServingDelta {
   readonly shadowErrors: number;
 }
 
+/**
+ * What a device served with one model in one role, in total, since the label set (version and
+ * cohort) began: the part of its exported counters that heartbeats, not benchmarks, added. The
+ * server keeps it with the device (one per model and role), so a restart or a new leader exports
+ * the same totals rather than starting them again at the benchmarks' counts.
+ */
+export interface ServingTotal {
+  readonly model: string;
+  readonly version: string;
+  readonly role: ReportRole;
+  readonly cohort: string;
+  /** Rows predicted: served and failed (active), run in shadow and failed (candidate). */
+  readonly predictions: number;
+  readonly errors: number;
+  /** Errors over rows in the latest heartbeat interval with rows (the error-ratio gauge). */
+  readonly ratio: number;
+  /** When a heartbeat last added to it (the server's clock, ISO 8601). */
+  readonly at: string;
+}
+
 export interface ReportQuery {
   readonly model?: string;
   /** Inclusive bounds. */

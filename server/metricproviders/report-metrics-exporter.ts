@@ -1,6 +1,6 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { DEVICE_REPORT_LABELS, DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
-import type { DeviceReport, ServingDelta } from './report-history.ts';
+import type { DeviceReport, ReportRole, ServingDelta, ServingTotal } from './report-history.ts';
 
 type Label = (typeof DEVICE_REPORT_LABELS)[number];
 
@@ -8,6 +8,25 @@ type Label = (typeof DEVICE_REPORT_LABELS)[number];
 export interface DeviceSlotRefs {
   readonly active: { readonly model: string; readonly version: string } | null;
   readonly candidate: { readonly model: string; readonly version: string } | null;
+}
+
+/** A device's served totals for one label set, as restore() takes them back from the store. */
+export interface DeviceServingTotal {
+  readonly deviceId: string;
+  readonly total: ServingTotal;
+}
+
+/**
+ * The rows and errors a serving delta adds to each side's label set: the active model's served
+ * rows (predictions and failed requests), the candidate's shadow rows (run and failed). Sides
+ * without a model or without rows add nothing.
+ */
+export function servingSides(serving: Pick<ServingDelta, 'active' | 'candidate' | 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'>): { ref: { model: string; version: string }; role: ReportRole; rows: number; errors: number }[] {
+  const sides = [
+    { ref: serving.active, role: 'active' as const, rows: serving.predictions + serving.errors, errors: serving.errors },
+    { ref: serving.candidate, role: 'candidate' as const, rows: serving.shadowRows + serving.shadowErrors, errors: serving.shadowErrors },
+  ];
+  return sides.flatMap(({ ref, ...side }) => (ref && side.rows > 0 ? [{ ref: { model: ref.model, version: ref.version }, ...side }] : []));
 }
 
 /** Models (each as candidate and active) whose series one device keeps; the least recently reported go first. */
@@ -60,14 +79,23 @@ export class ReportMetricsExporter {
   }
 
   /**
-   * Exports `reports` afresh (after reset): each live device's latest benchmark per model, read
-   * back from the store when this server starts or becomes the leader. Without it a restart
-   * leaves a rollout under way with no device series until every device benchmarks again,
-   * which it does once per candidate.
+   * Exports afresh (after reset) what the store kept, in the order it arrived: each live device's
+   * latest benchmark per model, and what its heartbeats served per model and role (the totals
+   * its counters had), read back when this server starts or becomes the leader. Without them a
+   * restart leaves a rollout under way with no device series until every device benchmarks
+   * again, which it does once per candidate, and the counters lose what was served before it
+   * (a candidate's shadow errors: the candidate-errors check would pass what it failed).
    */
-  restore(reports: readonly DeviceReport[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
+  restore(entries: readonly (DeviceReport | DeviceServingTotal)[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
     this.reset();
-    for (const report of reports) this.observe(report);
+    for (const entry of entries) {
+      if (!('total' in entry)) {
+        this.observe(entry);
+        continue;
+      }
+      const { deviceId, total } = entry;
+      this.#addServing({ model: total.model, version: total.version, role: total.role, cohort: total.cohort, device: deviceId }, total.predictions, total.errors, total.ratio);
+    }
     for (const [deviceId, deviceSlots] of slots) this.keepSlots(deviceId, deviceSlots);
   }
 
@@ -113,18 +141,17 @@ export class ReportMetricsExporter {
    * benchmark-failed answer, which fails a rollout on its own).
    */
   observeServing(serving: ServingDelta): void {
-    const sides = [
-      [serving.active, 'active', serving.predictions + serving.errors, serving.errors],
-      [serving.candidate, 'candidate', serving.shadowRows + serving.shadowErrors, serving.shadowErrors],
-    ] as const;
-    for (const [ref, role, rows, errors] of sides) {
-      if (!ref || rows <= 0) continue;
-      const labels: Record<Label, string> = { model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId };
-      if (!this.#track(labels)) continue;
-      this.#gauges.errorRatio.set(labels, errors / rows);
-      this.#counters.predictions.inc(labels, rows);
-      this.#counters.errors.inc(labels, errors);
+    for (const { ref, role, rows, errors } of servingSides(serving)) {
+      this.#addServing({ model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId }, rows, errors, errors / rows);
     }
+  }
+
+  /** Adds served rows and errors to the label set's counters and sets its error ratio. */
+  #addServing(labels: Record<Label, string>, rows: number, errors: number, ratio: number): void {
+    if (!this.#track(labels)) return;
+    this.#gauges.errorRatio.set(labels, ratio);
+    this.#counters.predictions.inc(labels, rows);
+    this.#counters.errors.inc(labels, errors);
   }
 
   /** Sets the report's gauges; `count`: also adds it to the counters (a copy made at promotion is no new report). */

@@ -1,4 +1,5 @@
 import type { Assignment, ModelRef, Telemetry } from '../../../shared/protocol/payloads.ts';
+import type { ServingTotal } from '../../metricproviders/report-history.ts';
 import type { SqlExecutor, SqlParam } from '../sql-engine.ts';
 import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
 import { chunksOf, ID_CHUNK } from './id-chunks.ts';
@@ -31,6 +32,12 @@ export interface DeviceRecord extends DeviceSlots {
   onlineSince: string | null;
   lastSeen: string | null;
   heartbeat: DeviceHeartbeat | null;
+  /**
+   * What its heartbeats served in total, per model and role: the exported counters' share
+   * (servingTotalsAfter). Kept in the `serving` column with the latest heartbeat's counters, so
+   * the two always change together.
+   */
+  servingTotals: ServingTotal[];
   /** The assignment now retained on the device's assignment topic (republished at start-up). */
   retainedAssignment: Assignment | null;
 }
@@ -109,11 +116,19 @@ export class DevicesRepository {
     await this.db.run('UPDATE devices SET online = ?, online_since = ?, last_seen = ? WHERE id = ? AND revoked_at IS NULL', [online ? 1 : 0, since, seenAt, id]);
   }
 
-  /** A heartbeat: the slots as the device reports them, its resource use, and that it is online (never for a revoked device). */
-  async recordTelemetry(telemetry: Telemetry, seenAt: string): Promise<void> {
-    await this.db.run(
+  /**
+   * A heartbeat: the slots as the device reports them, its resource use, and that it is online
+   * (never for a revoked device); and the device's served totals after it, in the same column
+   * (the heartbeat the next one is compared with and the totals it led to change together, so a
+   * crash in between cannot count a heartbeat twice or never). Written only if the row still
+   * holds the heartbeat `served.after` read: another writer's heartbeat in between (e.g. a
+   * deposed leader's last one) makes it false, with nothing written (read it again).
+   */
+  async recordTelemetry(telemetry: Telemetry, seenAt: string, served: { totals: readonly ServingTotal[]; after: DeviceRecord }): Promise<boolean> {
+    const result = await this.db.run(
       `UPDATE devices SET online = 1, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
-         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, serving = ? WHERE id = ? AND revoked_at IS NULL`,
+         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, serving = ?
+         WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ?`,
       [
         seenAt,
         nullableJson(telemetry.active),
@@ -123,10 +138,12 @@ export class DevicesRepository {
         telemetry.uptimeSeconds,
         telemetry.cpuPercent,
         telemetry.rssBytes,
-        nullableJson(telemetry.serving ?? null),
+        servingColumn(telemetry.serving ?? null, served.totals),
         telemetry.deviceId,
+        served.after.heartbeat?.at ?? '',
       ],
     );
+    return result.changes > 0;
   }
 
   async setSlots(id: string, slots: DeviceSlots, seenAt: string): Promise<void> {
@@ -157,7 +174,34 @@ function nullableString(value: unknown): string | null {
   return value === null || value === undefined ? null : String(value);
 }
 
+/** The `serving` column: the heartbeat's counters (or none) and, under `totals`, the served totals. */
+function servingColumn(serving: Telemetry['serving'] | null, totals: readonly ServingTotal[]): string | null {
+  if (!serving && totals.length === 0) return null;
+  return toJsonColumn({ ...serving, ...(totals.length > 0 ? { totals } : {}) });
+}
+
+/** The `serving` column read back: the heartbeat's counters (null without them) and the served totals. */
+function servingOf(text: unknown): { counters: Telemetry['serving'] | null; totals: ServingTotal[] } {
+  const stored = fromNullableJsonColumn<Record<string, unknown>>(text);
+  if (stored === null || typeof stored !== 'object') return { counters: null, totals: [] };
+  const { totals, ...counters } = stored;
+  return { counters: typeof counters.predictions === 'number' ? (counters as Telemetry['serving']) : null, totals: servingTotalsOf(totals) };
+}
+
+/** The stored served totals; entries that are not well-formed are left out (they never fail a read). */
+function servingTotalsOf(parsed: unknown): ServingTotal[] {
+  if (!Array.isArray(parsed)) return [];
+  const count = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value >= 0;
+  return parsed.filter(
+    (entry): entry is ServingTotal =>
+      typeof entry === 'object' && entry !== null &&
+      typeof entry.model === 'string' && typeof entry.version === 'string' && (entry.role === 'active' || entry.role === 'candidate') &&
+      typeof entry.cohort === 'string' && count(entry.predictions) && count(entry.errors) && count(entry.ratio) && typeof entry.at === 'string',
+  );
+}
+
 function toDevice(row: Record<string, unknown>): DeviceRecord {
+  const serving = servingOf(row.serving);
   return {
     id: String(row.id),
     labels: fromJsonColumn<Record<string, string>>(row.labels),
@@ -180,8 +224,9 @@ function toDevice(row: Record<string, unknown>): DeviceRecord {
             uptimeSeconds: Number(row.uptime_seconds),
             cpuPercent: Number(row.cpu_percent),
             rssBytes: Number(row.rss_bytes),
-            serving: fromNullableJsonColumn<Telemetry['serving']>(row.serving),
+            serving: serving.counters,
           },
+    servingTotals: serving.totals,
     retainedAssignment: fromNullableJsonColumn<Assignment>(row.retained_assignment),
   };
 }
