@@ -125,7 +125,7 @@ export class Agent {
   /** The assignment whose model is being obtained, and how to cancel that. */
   #obtaining: { id: string; controller: AbortController } | undefined;
   /** How to interrupt the benchmark in progress, so that an assignment or fleet command (a rollback) need not wait for it. */
-  #benchmarking: AbortController | undefined;
+  #benchmarking: { candidate: ModelRef; interrupt: AbortController } | undefined;
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
@@ -319,7 +319,10 @@ export class Agent {
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
       this.#latestAssignment = assignment.id;
       if (this.#obtaining && this.#obtaining.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
-      this.#interruptBenchmark(`assignment ${assignment.id}`);
+      // Activating the candidate being benchmarked waits for the benchmark: its report is the
+      // evidence a rollout's analysis counts. Anything else (a revert, another candidate) does not.
+      const activatesBenchmarked = assignment.role === 'active' && this.#benchmarking !== undefined && sameModel(this.#benchmarking.candidate, assignment);
+      if (!activatesBenchmarked) this.#interruptBenchmark(`assignment ${assignment.id}`);
       this.#enqueueAssignment(`assignment ${assignment.id}`, assignment, () => this.#takeAssignment(assignment));
     } else if (message.kind === 'commands') {
       const command = message.payload;
@@ -372,7 +375,7 @@ export class Agent {
    * it instead of waiting. The benchmark runs again after that work if its candidate is still there.
    */
   #interruptBenchmark(by: string): void {
-    this.#benchmarking?.abort(new BenchmarkInterrupted(by));
+    this.#benchmarking?.interrupt.abort(new BenchmarkInterrupted(by));
   }
 
   /** The work on an assignment received (or taken again): answered once, unless its model was lost and it restores it. */
@@ -668,7 +671,7 @@ export class Agent {
     this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
     const id = reportId(this.deviceId, `${assignmentId ?? 'resumed'}:${candidate.sha256}`, 'benchmark');
     const interrupt = new AbortController();
-    this.#benchmarking = interrupt;
+    this.#benchmarking = { candidate, interrupt };
     try {
       const models: { role: Role; version: string; model: InstalledModel }[] = [];
       for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
@@ -714,7 +717,7 @@ export class Agent {
       this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
       await this.#commit(this.#benchmarked(candidate), this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error)));
     } finally {
-      if (this.#benchmarking === interrupt) this.#benchmarking = undefined;
+      if (this.#benchmarking?.interrupt === interrupt) this.#benchmarking = undefined;
     }
   }
 

@@ -145,6 +145,21 @@ test('a rollback that arrives during a benchmark is carried out at once; the ben
   assert.deepEqual(rerun.map((line) => [line.candidate, line.active]), [['3', '2'], ['3', '1']]);
 });
 
+test('activating the candidate being benchmarked waits for the benchmark: its report is what a rollout counts', async (t) => {
+  const deviceId = 'activate-mid-bench';
+  const { dev } = await withActiveV1(t, deviceId);
+  const slow = dev.start(['--bench-samples', '200000']);
+  await slow.ready();
+  await world.assign(deviceId, world.v2, 'candidate');
+  await slow.waitForLog('benchmark started');
+  const activation = await world.assign(deviceId, world.v2, 'active');
+  await world.waitForReport(isOutcome(activation.id, 'activated'), 60_000);
+  const here = world.harness.ingest.reports.filter((r) => r.deviceId === deviceId);
+  const benchmarked = here.findIndex(isBenchmarkFor(world.v2.id));
+  assert.ok(benchmarked >= 0 && benchmarked < here.findIndex(isOutcome(activation.id, 'activated')), `the benchmark was reported before the activation: ${here.map((r) => r.kind)}`);
+  assert.doesNotMatch(slow.stderr, /benchmark interrupted/);
+});
+
 for (const point of ['activation:before-state', 'activation:after-state', 'install:before-rename'] as const) {
   test(`kill -9 during activation (${point}): after restart the agent serves a good model and finishes the activation`, async (t) => {
     const deviceId = `kill-${point.replace(/[:]/g, '-')}`;
