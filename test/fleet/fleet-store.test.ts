@@ -368,7 +368,8 @@ for (const engine of STORE_ENGINES) {
         await enroll(fleet, 'osaka-1', { cohort: 'pilot' });
         await enroll(fleet, 'kyoto-1', {});
         await enroll(fleet, 'gone-1', {});
-        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
+        // One server clock for every report: all received in the same millisecond, as a burst can be.
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), clock: () => new Date('2026-03-01T12:00:00.000Z') });
         await ingest.ingestReport(benchmark('bench-0001', 'osaka-1', '2026-03-01T09:00:00.000Z', '1', '2'));
         await ingest.ingestReport(benchmark('bench-0002', 'kyoto-1', '2026-03-01T09:10:00.000Z', null, '2'));
         await ingest.ingestReport(benchmark('bench-0003', 'osaka-1', '2026-03-01T10:00:00.000Z', '2', '3'));

@@ -60,11 +60,15 @@ export class DeviceReportsRepository {
    */
   async latestBenchmarks(): Promise<StoredReport[]> {
     const rows = await this.db.all(
-      `SELECT r.payload, r.cohort, r.received_at FROM device_reports r
-       JOIN (SELECT device_id, model, MAX(received_at) AS latest FROM device_reports WHERE kind = 'benchmark' GROUP BY device_id, model) l
-         ON r.device_id = l.device_id AND r.model = l.model AND r.received_at = l.latest
+      // One per device and model: two received in the same millisecond are told apart by the
+      // device's own time, then the id (MAX(received_at) alone returned both).
+      `SELECT r.payload, r.cohort, r.received_at FROM (
+         SELECT payload, cohort, received_at, device_id, id,
+           ROW_NUMBER() OVER (PARTITION BY device_id, model ORDER BY received_at DESC, created_at DESC, id DESC) AS newest
+         FROM device_reports WHERE kind = 'benchmark'
+       ) r
        JOIN devices d ON d.id = r.device_id AND d.revoked_at IS NULL
-       WHERE r.kind = 'benchmark' ORDER BY r.received_at, r.id`,
+       WHERE r.newest = 1 ORDER BY r.received_at, r.id`,
     );
     return rows.map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
   }
