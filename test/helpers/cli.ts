@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -34,6 +34,29 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, options: { t
       },
     );
   });
+}
+
+/**
+ * Runs many `fleetprune` command lines (bad-input tables) in one process, through the CLI's own
+ * main() (test/helpers/cli-batch-runner.ts), and resolves with each one's exit code and output, in
+ * order. Much cheaper than a process per case; a case that crashed the process fails them all.
+ */
+export async function runCliBatch(cases: readonly { args: string[]; env?: Record<string, string> }[]): Promise<CliResult[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-cli-batch-'));
+  try {
+    const casesPath = join(dir, 'cases.json');
+    const resultsPath = join(dir, 'results.json');
+    await writeFile(casesPath, JSON.stringify(cases));
+    const run = await new Promise<CliResult>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', 'test/helpers/cli-batch-runner.ts', resultsPath, casesPath], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+      );
+    });
+    if (run.code !== 0) throw new Error(`the CLI batch failed (exit ${run.code}): ${run.stderr.slice(-2000)}`);
+    return JSON.parse(await readFile(resultsPath, 'utf8')) as CliResult[];
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** A temporary directory removed when the test ends. */

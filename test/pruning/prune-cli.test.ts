@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
-import { isOneLineError, mapConcurrently, runCli, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-io.ts';
@@ -147,7 +147,7 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['tolerance beyond 1000% of the MSE', ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--tolerance', '2000', '--out', out], /^fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 2000\n$/],
     ['a continuous label as classes', ['--data', shippedDatasetPath('diabetes'), '--label', 'bmi', '--task', 'classification', '--out', out], /the label has \d+ classes over 442 rows, \d+ of them with too few rows .*task regression/],
   ];
-  const runs = await mapConcurrently(cases, 2, ([, args]) => runCli(['prune', ...args]));
+  const runs = await runCliBatch(cases.map(([, args]) => ({ args: ['prune', ...args] })));
   for (const [index, [name, , message]] of cases.entries()) {
     const run = runs[index]!;
     assert.equal(run.code, 2, `${name}: exit code (stderr: ${run.stderr})`);

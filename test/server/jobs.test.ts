@@ -7,6 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { fileURLToPath } from 'node:url';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { runCli } from './helpers/run-cli.ts';
+import { runCliBatch } from '../helpers/cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
@@ -228,8 +229,9 @@ test('jobs prune (CLI): bad flags and data are refused before the request, namin
     ['bad name', ['--data', IRIS, '--label', 'species', '--name', 'a b'], /^fleetprune: --name: must be 1-64 characters/],
     ['hex seed', ['--data', IRIS, '--label', 'species', '--seed', '0x1'], /--seed.*not a decimal number/],
   ];
-  for (const [name, args, message] of cases) {
-    const run = await runCli(['jobs', 'prune', ...args, ...connection]);
+  const runs = await runCliBatch(cases.map(([, args]) => ({ args: ['jobs', 'prune', ...args, ...connection] })));
+  for (const [index, [name, , message]] of cases.entries()) {
+    const run = runs[index]!;
     assert.equal(run.code, 2, `${name}: ${run.stderr}`);
     assert.match(run.stderr.split('\n')[0]!, message, name);
   }
