@@ -148,7 +148,7 @@ test('a rollback that arrives during a benchmark is carried out at once; the ben
 test('activating the candidate being benchmarked waits for the benchmark: its report is what a rollout counts', async (t) => {
   const deviceId = 'activate-mid-bench';
   const { dev } = await withActiveV1(t, deviceId);
-  const slow = dev.start(['--bench-samples', '200000']);
+  const slow = dev.start(['--bench-samples', '30000']);
   await slow.ready();
   await world.assign(deviceId, world.v2, 'candidate');
   await slow.waitForLog('benchmark started');
