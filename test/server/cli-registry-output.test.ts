@@ -7,6 +7,7 @@ import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { collectBlobGarbage } from '../../server/artifacts/blob-garbage-collector.ts';
 import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import { runCli } from './helpers/run-cli.ts';
+import { runCliBatch, type CliResult } from '../helpers/cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
@@ -77,15 +78,16 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   const restList = (await (await server.request('GET', '/api/models/iris/versions')).json()) as { versions: { status: unknown }[] };
   assert.deepEqual(restList.versions.map((v) => v.status), [null, status]);
 
-  const [show, list, listJson, modelsJson, table, gc, tokens] = await Promise.all([
-    runCli(['models', 'show', 'iris@2', '--json', ...connection]),
-    runCli(['models', 'list', 'iris', ...connection]),
-    runCli(['models', 'list', 'iris', '--json', ...connection]),
-    runCli(['models', 'list', '--json', ...connection]),
-    runCli(['models', 'show', 'iris@2', ...connection]),
-    runCli(['blobs', 'gc', '--dry-run', '--json', ...connection]),
-    runCli(['tokens', 'list', '--json', ...connection]),
-  ]);
+  // Read-only commands: one process runs them all (runCliBatch).
+  const [show, list, listJson, modelsJson, table, gc, tokens] = (await runCliBatch([
+    ['models', 'show', 'iris@2', '--json'],
+    ['models', 'list', 'iris'],
+    ['models', 'list', 'iris', '--json'],
+    ['models', 'list', '--json'],
+    ['models', 'show', 'iris@2'],
+    ['blobs', 'gc', '--dry-run', '--json'],
+    ['tokens', 'list', '--json'],
+  ].map((args) => ({ args: [...args, ...connection] })))) as [CliResult, CliResult, CliResult, CliResult, CliResult, CliResult, CliResult];
   for (const run of [show, list, listJson, modelsJson, table, gc, tokens]) assert.equal(run.code, 0, run.stderr);
 
   // models show --json is GET /api/models/:name/versions/:ref, field for field.
