@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -30,7 +30,13 @@ test('external Mosquitto whose auth files cannot be rewritten: a revocation stan
   t.after(() => rm(dir, { recursive: true, force: true }));
   const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(binary, dir);
   t.after(() => mosquitto.stop());
-  const server = (await startTestServer(t, { config: { mqttUrl: mosquitto.url, mqttPassword: password, mosquittoDir: mosquitto.authDir, mosquittoPidFile: pidFile } }))!;
+  // The server writes Mosquitto's files through a symbolic link to Mosquitto's directory, which
+  // the test later replaces with a plain file: every rewrite then fails (as root too), while the
+  // files Mosquitto reads stay as they were. (Turning the ACL file itself into a directory instead
+  // makes Mosquitto 2.0.11 spin for ever in its next reload, which the trailing reload can be.)
+  const serverAuthDir = join(dir, 'server-auth');
+  await symlink(mosquitto.authDir, serverAuthDir);
+  const server = (await startTestServer(t, { config: { mqttUrl: mosquitto.url, mqttPassword: password, mosquittoDir: serverAuthDir, mosquittoPidFile: pidFile } }))!;
   await waitFor(async () => (await metric(server, 'fleetprune_fleet_broker_active')) === 1, 15_000, 'the server to hold the broker');
   assert.equal(await metric(server, 'fleetprune_fleet_broker_credentials_stale'), 0);
   const configs = { a: await enroll(server, 'dev-a'), b: await enroll(server, 'dev-b'), c: await enroll(server, 'dev-c'), d: await enroll(server, 'dev-d') };
@@ -40,16 +46,15 @@ test('external Mosquitto whose auth files cannot be rewritten: a revocation stan
   let closed = false;
   device!.on('close', () => (closed = true));
 
-  // The ACL file's path becomes a directory: every rewrite fails (as root too), Mosquitto keeps its loaded files.
-  const acl = join(mosquitto.authDir, 'acl');
-  await rm(acl);
-  await mkdir(join(acl, 'blocked'), { recursive: true });
+  // The server's directory becomes a plain file: every rewrite fails, Mosquitto keeps its files.
+  await rm(serverAuthDir);
+  await writeFile(serverAuthDir, 'not a directory\n');
 
   const revoked = await server.request('DELETE', '/api/devices/dev-a');
   assert.equal(revoked.status, 202);
   const body = (await revoked.json()) as { deviceId: string; revoked: boolean; brokerUpdated: boolean; brokerProblem: string; retrying: boolean; warning: string };
   assert.deepEqual([body.deviceId, body.revoked, body.brokerUpdated, body.retrying], ['dev-a', true, false, true]);
-  assert.match(body.brokerProblem, /^cannot write Mosquitto's password and ACL files into .*auth \(EISDIR/);
+  assert.match(body.brokerProblem, /^cannot write Mosquitto's password and ACL files into .*server-auth \(EEXIST/);
   assert.match(body.warning, /^device dev-a is revoked and its download token no longer works, but the broker could not be updated \(cannot write .*\): the device may stay connected to it until it is; the server keeps retrying$/);
   assert.equal((await server.request('GET', '/api/models', { token: configs.a.server.token })).status, 401, 'the download token is revoked at once');
   assert.ok((await (await server.request('GET', '/api/devices/dev-a')).json() as { revokedAt: string | null }).revokedAt, 'the revocation is stored');
@@ -64,16 +69,17 @@ test('external Mosquitto whose auth files cannot be rewritten: a revocation stan
   const warning = await new Promise<string | undefined>((resolve, reject) => {
     devices.RevokeDevice!.call(devices, { id: 'dev-b' }, metadata, (error: Error | null, response: { broker_warning: string }) => (error ? reject(error) : resolve(response.broker_warning)));
   });
-  assert.match(warning ?? '', /^device dev-b is revoked and its download token no longer works, but the broker could not be updated \(cannot write .*EISDIR.*\): the device may stay connected to it until it is; the server keeps retrying$/);
+  assert.match(warning ?? '', /^device dev-b is revoked and its download token no longer works, but the broker could not be updated \(cannot write .*EEXIST.*\): the device may stay connected to it until it is; the server keeps retrying$/);
 
   const cli = await runCli(['devices', 'revoke', 'dev-c', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(cli.code, 3, cli.stderr);
   assert.equal(cli.stdout, 'revoked dev-c\n');
-  assert.match(cli.stderr, /^fleetprune: warning: device dev-c is revoked and its download token no longer works, but the broker could not be updated \(cannot write Mosquitto's password and ACL files into .* \(EISDIR.*\): the device may stay connected to it until it is; the server keeps retrying\n$/);
+  assert.match(cli.stderr, /^fleetprune: warning: device dev-c is revoked and its download token no longer works, but the broker could not be updated \(cannot write Mosquitto's password and ACL files into .* \(EEXIST.*\): the device may stay connected to it until it is; the server keeps retrying\n$/);
 
   // Fixed: the background retry rewrites the files, Mosquitto reloads them and drops the revoked device.
   const fixedAt = Date.now();
-  await rm(acl, { recursive: true });
+  await rm(serverAuthDir);
+  await symlink(mosquitto.authDir, serverAuthDir);
   await waitFor(async () => (await metric(server, 'fleetprune_fleet_broker_credentials_stale')) === 0, 20_000, 'the files rewritten in the background');
   await waitFor(() => closed, 10_000, 'Mosquitto to disconnect the revoked device');
   t.diagnostic(`the files were rewritten and dev-a disconnected ${Date.now() - fixedAt} ms after the directory was fixed`);
