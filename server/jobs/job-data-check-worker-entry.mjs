@@ -1,6 +1,4 @@
-// Worker threads do not inherit the tsx loader that bin/fleetprune.js registers in the main
-// thread, so the worker registers it itself before loading the TypeScript worker (as the prune worker's).
-import { register } from 'tsx/esm/api';
+// The data-check worker thread's entry point (see worker-module.mjs).
+import { importWorkerModule } from './worker-module.mjs';
 
-register();
-await import('./job-data-check-worker.ts');
+await importWorkerModule('job-data-check-worker', import.meta.url);

@@ -1,6 +1,4 @@
-// Worker threads do not inherit the tsx loader that bin/fleetprune.js registers in the main
-// thread, so the worker registers it itself before loading the TypeScript worker.
-import { register } from 'tsx/esm/api';
+// The prune worker thread's entry point (see worker-module.mjs).
+import { importWorkerModule } from './worker-module.mjs';
 
-register();
-await import('./prune-worker.ts');
+await importWorkerModule('prune-worker', import.meta.url);

@@ -7,6 +7,20 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/**
+ * Whether this test runs from the compiled tree that `npm test` builds (test/runner/test-tree.mjs),
+ * where every TypeScript file has its JavaScript beside it, rather than from its source via tsx.
+ */
+export const COMPILED_TREE = import.meta.url.endsWith('.js');
+
+/**
+ * The node arguments that run the repository's TypeScript program `path` (relative to REPO_ROOT):
+ * its compiled JavaScript in the compiled tree, otherwise the source through tsx's loader.
+ */
+export function nodeArgsFor(path: string): string[] {
+  return COMPILED_TREE ? [path.replace(/\.ts$/, '.js')] : ['--import', 'tsx', path];
+}
+
 export interface CliResult {
   code: number;
   stdout: string;
@@ -48,7 +62,7 @@ export async function runCliBatch(cases: readonly { args: string[]; env?: Record
     const resultsPath = join(dir, 'results.json');
     await writeFile(casesPath, JSON.stringify(cases));
     const run = await new Promise<CliResult>((resolve) => {
-      execFile(process.execPath, ['--import', 'tsx', 'test/helpers/cli-batch-runner.ts', resultsPath, casesPath], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
+      execFile(process.execPath, [...nodeArgsFor('test/helpers/cli-batch-runner.ts'), resultsPath, casesPath], { cwd: REPO_ROOT, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) =>
         resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
       );
     });

@@ -11,6 +11,7 @@ import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { registerVersion, stagedSpecYaml } from './helpers/rollout-fixtures.ts';
 import { waitForRollout } from './helpers/rollout-server.ts';
+import { nodeArgsFor } from '../helpers/cli.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -53,7 +54,7 @@ function prepareFleetServer(t: TestContext, env: { dataDir: string; location: St
     adminToken: ADMIN_TOKEN,
     ...(env.location.engine === 'postgres' ? { databaseUrl: env.location.databaseUrl, databaseSchema: env.location.schema } : {}),
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/rollout-api/helpers/fleet-server-main.ts'], {
+  const child = spawn(process.execPath, nodeArgsFor('test/rollout-api/helpers/fleet-server-main.ts'), {
     cwd: REPO,
     env: { ...process.env, FP_TEST_CONFIG: JSON.stringify(config), FP_TEST_JOURNAL: env.journal, FP_TEST_START_ON_STDIN: '1', FLEETPRUNE_LOG_LEVEL: 'warn' },
     stdio: ['pipe', 'pipe', 'pipe'],

@@ -1,0 +1,14 @@
+// Loads a worker thread's TypeScript module. Worker threads do not inherit the tsx loader that
+// bin/fleetprune.js registers in the main thread, so a worker registers it itself. In a compiled
+// tree (the one `npm test` builds, test/runner/test-tree.mjs) the module's JavaScript sits beside
+// it and is loaded as it is, with no loader.
+import { existsSync } from 'node:fs';
+
+/** Imports `<name>.js` next to `base` if it is there, otherwise `<name>.ts` through tsx. */
+export async function importWorkerModule(name, base) {
+  const compiled = new URL(`./${name}.js`, base);
+  if (existsSync(compiled)) return import(compiled.href);
+  const { register } = await import('tsx/esm/api');
+  register();
+  return import(new URL(`./${name}.ts`, base).href);
+}

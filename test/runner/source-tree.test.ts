@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { test } from 'node:test';
+import { promisify } from 'node:util';
+import { REPO_ROOT, tempDir } from '../helpers/cli.ts';
+
+// `npm test` runs the compiled tree (test/runner/test-tree.mjs). These tests run the repository's
+// own TypeScript, as `npm start` and an installed `fleetprune` do: through tsx, with no compiled files.
+const SOURCE_ROOT = dirname(realpathSync(join(REPO_ROOT, 'package.json')));
+const run = promisify(execFile);
+
+test('the source tree holds no compiled JavaScript (the launcher and workers would load it instead of the TypeScript)', () => {
+  for (const compiled of ['server/cli/main.js', 'server/jobs/prune-worker.js', 'server/jobs/job-data-check-worker.js']) {
+    assert.equal(existsSync(join(SOURCE_ROOT, compiled)), false, compiled);
+  }
+});
+
+test('bin/fleetprune.js runs the TypeScript source through tsx', async (t) => {
+  const dir = await tempDir(t);
+  const { stdout } = await run(process.execPath, [join(SOURCE_ROOT, 'bin/fleetprune.js'), 'keys', 'generate', '--out', join(dir, 'keys')], { cwd: dir, env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' } });
+  assert.match(stdout, /^private key: .*signing\.key\n/);
+  assert.deepEqual((await readdir(join(dir, 'keys'))).sort(), ['signing.key', 'signing.pub']);
+});
+
+test("a worker thread started from the source tree loads its TypeScript module through tsx (the data-check and prune workers' entry)", async () => {
+  const script = `
+    import { JobDataCheckPool } from './server/jobs/job-data-check-pool.ts';
+    const pool = new JobDataCheckPool({ threads: 1 });
+    const check = await pool.check({ csvText: 'a,b,y\\n' + Array.from({ length: 40 }, (_, i) => i + ',' + (i % 7) + ',' + (i % 2 ? 'p' : 'q')).join('\\n'), source: 'inline', label: 'y', options: undefined, optionsField: 'options' });
+    await pool.stop();
+    process.stdout.write(check.task);`;
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: SOURCE_ROOT });
+  assert.equal(stdout, 'classification');
+});

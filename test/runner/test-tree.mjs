@@ -1,0 +1,74 @@
+// Builds the compiled test tree that `npm test` runs: the repository's TypeScript, transformed once
+// to JavaScript by esbuild (what tsx does at every import, in every process), beside an unchanged
+// copy of every source file. Tests and the `fleetprune` processes they start then load plain
+// JavaScript with no loader thread, which saves about half of each process's start-up CPU.
+//
+// Layout: node_modules/.cache/fleetprune-test-tree/ mirrors the repository. Each `x.ts` under the
+// code folders is kept and gets an `x.js` beside it, whose relative `.ts` specifiers now say `.js`.
+// The other top-level entries (deploy/, grafana/, package.json, ...) are symbolic links to the
+// real ones, and so is node_modules, so packages resolve as from the repository itself.
+import { transform } from 'esbuild';
+import { copyFile, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const SOURCE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const TREE_ROOT = join(SOURCE_ROOT, 'node_modules', '.cache', 'fleetprune-test-tree');
+
+/** The folders whose TypeScript is compiled; everything else at the top level is linked. */
+const CODE_FOLDERS = ['bin', 'server', 'agent', 'shared', 'deploy', 'bench', 'test'];
+/** Top-level entries neither compiled nor linked. */
+const SKIPPED = new Set(['.git', 'node_modules', 'tmp', ...CODE_FOLDERS]);
+
+/** A relative specifier that names a TypeScript file: './x.ts', "../y/z.ts". */
+const TS_SPECIFIER = /(['"])(\.{1,2}\/[^'"\n]*?)\.ts\1/g;
+
+async function* filesUnder(dir) {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* filesUnder(path);
+    else if (entry.isFile()) yield path;
+  }
+}
+
+async function compilerOptions() {
+  // tsx hands esbuild the project's tsconfig; so does this, so both compile alike.
+  const tsconfig = JSON.parse(await readFile(join(SOURCE_ROOT, 'tsconfig.json'), 'utf8'));
+  return { compilerOptions: tsconfig.compilerOptions };
+}
+
+/** Rebuilds the tree from scratch (about 2 s) and returns its root. */
+export async function buildTestTree() {
+  await rm(TREE_ROOT, { recursive: true, force: true });
+  await mkdir(TREE_ROOT, { recursive: true });
+  const tsconfigRaw = await compilerOptions();
+  const jobs = [];
+  for (const folder of CODE_FOLDERS) {
+    for await (const file of filesUnder(join(SOURCE_ROOT, folder))) {
+      const target = join(TREE_ROOT, relative(SOURCE_ROOT, file));
+      jobs.push(
+        (async () => {
+          await mkdir(dirname(target), { recursive: true });
+          await copyFile(file, target);
+          if (!file.endsWith('.ts') || file.endsWith('.d.ts')) return;
+          const source = await readFile(file, 'utf8');
+          const { code } = await transform(source, {
+            loader: 'ts',
+            format: 'esm',
+            target: 'node20',
+            tsconfigRaw,
+            sourcemap: 'inline',
+            sourcefile: file,
+          });
+          await writeFile(target.slice(0, -'.ts'.length) + '.js', code.replace(TS_SPECIFIER, '$1$2.js$1'));
+        })(),
+      );
+    }
+  }
+  await Promise.all(jobs);
+  for (const entry of await readdir(SOURCE_ROOT)) {
+    if (!SKIPPED.has(entry)) await symlink(join(SOURCE_ROOT, entry), join(TREE_ROOT, entry));
+  }
+  await symlink(join(SOURCE_ROOT, 'node_modules'), join(TREE_ROOT, 'node_modules'), 'dir');
+  return TREE_ROOT;
+}
