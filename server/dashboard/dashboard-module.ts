@@ -2,23 +2,25 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
-import { build } from 'esbuild';
 import type { ServerModule } from '../app/server-module.ts';
 
 const UI_ENTRY = fileURLToPath(new URL('./ui/main.ts', import.meta.url));
 const UI_CSS = fileURLToPath(new URL('./ui/dashboard.css', import.meta.url));
 const INDEX_HTML = fileURLToPath(new URL('./ui/index.html', import.meta.url));
 
-interface Assets {
+export interface DashboardAssets {
   html: string;
   js: string;
   css: string;
 }
 
 /**
- * The operator dashboard at /dashboard/: plain TypeScript (server/dashboard/ui) bundled once at
- * start-up by esbuild, with uPlot for charts. It talks to the same REST API as everyone else,
- * with the token the operator enters.
+ * The operator dashboard at /dashboard/: plain TypeScript (server/dashboard/ui) bundled by esbuild,
+ * with uPlot for charts. It talks to the same REST API as everyone else, with the token the
+ * operator enters. The bundle is built once, at the first request for it, not at start-up: many
+ * servers (headless fleets, scripted control planes, tests) never serve it, and loading esbuild
+ * and bundling costs every start about half a second of CPU. A build that fails answers 500 (and
+ * is logged by the error handler); the next request tries again.
  */
 /**
  * Defence in depth behind the views' escaping: only the bundled script runs (no inline handlers,
@@ -28,30 +30,36 @@ interface Assets {
 export const CONTENT_SECURITY_POLICY =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-export function dashboardModule(): ServerModule {
-  let assets: Assets | undefined;
+/** `bundle` replaces the esbuild build (tests). */
+export function dashboardModule(options: { bundle?: () => Promise<DashboardAssets> } = {}): ServerModule {
+  const bundle = options.bundle ?? bundleAssets;
+  let built: Promise<DashboardAssets> | undefined;
+  const assets = (): Promise<DashboardAssets> =>
+    (built ??= bundle().catch((error: unknown) => {
+      built = undefined;
+      throw error;
+    }));
   const router = express.Router({ strict: true });
   router.get('/', (_req, res) => res.redirect(302, '/dashboard/'));
   router.get('/dashboard', (_req, res) => res.redirect(301, '/dashboard/'));
-  router.get('/dashboard/', (_req, res) => {
-    res.type('html').set({ 'Cache-Control': 'no-cache', 'Content-Security-Policy': CONTENT_SECURITY_POLICY }).send(assets!.html);
+  // Express 5 hands a rejected handler to the error handler: a failed build is a logged 500.
+  router.get('/dashboard/', async (_req, res) => {
+    const { html } = await assets();
+    res.type('html').set({ 'Cache-Control': 'no-cache', 'Content-Security-Policy': CONTENT_SECURITY_POLICY }).send(html);
   });
-  router.get('/dashboard/app.js', (_req, res) => {
-    res.type('application/javascript').set('Cache-Control', 'no-cache').send(assets!.js);
+  router.get('/dashboard/app.js', async (_req, res) => {
+    const { js } = await assets();
+    res.type('application/javascript').set('Cache-Control', 'no-cache').send(js);
   });
-  router.get('/dashboard/app.css', (_req, res) => {
-    res.type('text/css').set('Cache-Control', 'no-cache').send(assets!.css);
+  router.get('/dashboard/app.css', async (_req, res) => {
+    const { css } = await assets();
+    res.type('text/css').set('Cache-Control', 'no-cache').send(css);
   });
-  return {
-    name: 'dashboard',
-    pages: router,
-    async start() {
-      assets = await bundleAssets();
-    },
-  };
+  return { name: 'dashboard', pages: router };
 }
 
-async function bundleAssets(): Promise<Assets> {
+async function bundleAssets(): Promise<DashboardAssets> {
+  const { build } = await import('esbuild');
   const result = await build({
     entryPoints: [UI_ENTRY],
     bundle: true,
