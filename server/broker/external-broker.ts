@@ -216,6 +216,7 @@ export class ExternalBroker implements Broker {
       }
       this.#authProblem = null;
       this.#failedRewrites = 0;
+      this.#retryRounds = 0;
     });
     return this.#queuedRewrite;
   }
@@ -227,6 +228,12 @@ export class ExternalBroker implements Broker {
 
   #authProblem: string | null = null;
   #failedRewrites = 0;
+  /**
+   * Background retries scheduled since the last success: the backoff grows with these only, so
+   * that requests failing in between (each revocation and enrolment tries a rewrite too) do not
+   * push the next background attempt out to the cap.
+   */
+  #retryRounds = 0;
   /** A rewrite waiting for its turn (not yet reading the store), which later callers join. */
   #queuedRewrite: Promise<void> | undefined;
   #retryRewrite: NodeJS.Timeout | undefined;
@@ -234,7 +241,8 @@ export class ExternalBroker implements Broker {
   /** 1 s after the first failure, then twice as long each time up to 30 s, until a rewrite succeeds. */
   #retryRewriteLater(): void {
     if (this.#retryRewrite) return;
-    const delay = Math.min(MAX_REWRITE_RETRY_MS, TRAILING_RELOAD_MS * 2 ** Math.max(0, this.#failedRewrites - 1));
+    const delay = Math.min(MAX_REWRITE_RETRY_MS, TRAILING_RELOAD_MS * 2 ** this.#retryRounds);
+    this.#retryRounds++;
     this.#retryRewrite = setTimeout(() => {
       this.#retryRewrite = undefined;
       this.credentialsChanged().catch((error: unknown) => this.#options.logger.warn({ err: errorMessage(error), attempts: this.#failedRewrites }, 'rewriting mosquitto\'s auth files failed again; retrying'));

@@ -156,3 +156,30 @@ test('the password and ACL files are readable by their owner only (0600)', async
   for (const file of [passwordFile, aclFile]) assert.equal((await stat(file)).mode & 0o777, 0o600, file);
   assert.match(await readFile(aclFile, 'utf8'), /^user dev-1$/m);
 });
+
+test("requests that fail in between (each revocation or enrolment tries a rewrite) do not push the background retry's backoff out", async (t) => {
+  const dir = await authDir(t);
+  const store = new HeldFirstListing();
+  store.release();
+  let attempts = 0;
+  let failing = true;
+  let reloads = 0;
+  const broker = authWritingBroker(t, dir, store, () => {
+    attempts += 1;
+    reloads += failing ? 0 : 1;
+    if (failing) throw new Error('mosquitto is not running');
+  });
+  // Eight requests fail in a row: the background retry is due 1 s after the first.
+  for (let i = 0; i < 8; i++) await assert.rejects(broker.credentialsChanged(), /mosquitto is not running/);
+  const requests = attempts;
+  const deadline = Date.now() + 10_000;
+  while (attempts === requests && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(attempts, requests + 1, 'the first background retry ran and failed');
+  failing = false;
+  // The second background retry comes 2 s later (its own second round), not at the 30 s cap that
+  // nine failures in a row would give if every failed request counted as a round.
+  const fixedAt = Date.now();
+  while (reloads === 0 && Date.now() - fixedAt < 6_000) await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.equal(reloads, 1, 'the background retry rewrote and reloaded within 6 s');
+  assert.equal(broker.credentialsProblem(), null);
+});
