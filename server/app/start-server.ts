@@ -47,6 +47,8 @@ export interface StartServerOptions {
   leaderStartWaitMs?: number;
   /** How often old device reports are deleted and old rollout evidence trimmed (--report-retention-days; default hourly; tests shorten it). */
   reportSweepMs?: number;
+  /** Each device's report rate limit (defaults: burst REPORT_BURST, refill REPORT_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten the refill). */
+  reportRateLimit?: { burst?: number; refillMs?: number };
   /** PostgreSQL: job lease renewal period and staleness (defaults 15 s and 90 s; tests shorten them). */
   jobLeases?: { renewMs: number; staleSeconds: number };
 }
@@ -131,7 +133,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       onBenchmarkFailed: (report) => benchmarkFailed(report),
       onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
     };
-    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs });
+    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, ...(options.reportRateLimit ? { reportRateLimit: options.reportRateLimit } : {}) });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,

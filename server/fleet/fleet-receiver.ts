@@ -5,6 +5,7 @@ import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker } from '../broker/broker.ts';
 import type { FleetIngest } from './fleet-ingest.ts';
+import type { ReportRateLimit } from './report-rate-limit.ts';
 
 export interface FleetReceiverOptions {
   broker: Broker;
@@ -20,6 +21,8 @@ export interface FleetReceiverOptions {
    * The device has its broker's acknowledgement already and will not send the message again.
    */
   storeRetryDelaysMs?: readonly number[];
+  /** Each device's reports beyond this limit are dropped before they reach the ingest (it counts and logs them). */
+  reportLimit?: ReportRateLimit;
 }
 
 const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
@@ -27,8 +30,8 @@ const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
 /**
  * The server's reader of device messages: subscribes to every device's reports, telemetry and
  * status, validates each with the shared schemas and hands it to the ingest. A malformed,
- * oversized or spoofed message is dropped with a logged and counted reason; nothing a device
- * sends can throw out of here.
+ * oversized or spoofed message is dropped with a logged and counted reason, and so is a report
+ * beyond its device's rate limit (`reportLimit`); nothing a device sends can throw out of here.
  */
 export class FleetReceiver {
   readonly #options: FleetReceiverOptions;
@@ -54,6 +57,10 @@ export class FleetReceiver {
       return;
     }
     const { message } = result;
+    // Benchmark reports only: an assignment answer is what a rollout, a rollback or a waiting
+    // operator needs to hear, and a device sends one per assignment the server sent it. Before any
+    // store access, and once per message (a retried store write takes no second token).
+    if (message.kind === 'reports' && message.payload.kind === 'benchmark' && this.#options.reportLimit && !this.#options.reportLimit.admit(message.deviceId)) return;
     const delays = this.#options.storeRetryDelaysMs ?? STORE_RETRY_DELAYS_MS;
     for (let attempt = 0; ; attempt++) {
       try {
