@@ -21,7 +21,7 @@ export function registerDevicesCommand(program: Command): void {
       const out = resolve(flags.out);
       await checkWritableTarget(out);
       await withConnection(flags, async (connection) => {
-        const { agent_config_json: config } = await connection.unary<{ agent_config_json: string }>('Devices', 'EnrollDevice', {
+        const { agent_config_json: config, broker_warning: warning } = await connection.unary<{ agent_config_json: string; broker_warning: string }>('Devices', 'EnrollDevice', {
           id: flags.id,
           labels: flags.labels,
           broker_url: flags.brokerUrl ?? '',
@@ -36,6 +36,8 @@ export function registerDevicesCommand(program: Command): void {
           );
         }
         process.stderr.write(`enrolled ${flags.id}; its agent config (with secrets) is in ${out}\n`);
+        // The enrollment stands and its config is written; the broker's part is late: said on stderr, and the exit code says it (3).
+        if (warning) throw new UserError(`warning: ${warning}`, { exitCode: 3 });
       });
     });
 

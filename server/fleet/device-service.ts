@@ -28,6 +28,14 @@ export interface EnrollRequest {
   serverUrl?: string;
 }
 
+/**
+ * What an enrollment did: the device is always enrolled and `config` is its agent config (the only
+ * copy of its secrets); `brokerUpdated` false when the broker does not let it in yet (retried).
+ */
+export type EnrollResult =
+  | { config: AgentConfig; brokerUpdated: true }
+  | { config: AgentConfig; brokerUpdated: false; brokerProblem: string; warning: string };
+
 /** What a revocation did: always revoked in the store; `brokerUpdated` false when the broker still lets the device in (retried). */
 export type RevokeResult =
   | { deviceId: string; brokerUpdated: true }
@@ -60,7 +68,17 @@ export class DeviceService {
     this.#gate = options.gate ?? OPEN_FLEET_GATE;
   }
 
+  /** The agent config of enrollDevice() alone, for in-process callers (a broker left behind is only logged). */
   async enroll(request: EnrollRequest, actor: string): Promise<AgentConfig> {
+    return (await this.enrollDevice(request, actor)).config;
+  }
+
+  /**
+   * Enrolls the device in the store and tells the broker. A broker that cannot be told (Mosquitto's
+   * files cannot be rewritten) does not undo the enrollment, whose config is the only copy of the
+   * device's secrets: the answer says so, and why (the broker keeps retrying in the background).
+   */
+  async enrollDevice(request: EnrollRequest, actor: string): Promise<EnrollResult> {
     const { fleet } = this.options;
     await this.#gate.assertActive();
     if (request.id === DEFAULT_SERVER_USERNAME) throw new ServiceError('bad_request', `id: ${DEFAULT_SERVER_USERNAME} is reserved for the server`);
@@ -94,8 +112,14 @@ export class DeviceService {
         // Two enrollments of one id at once on PostgreSQL: both found none, the second insert fails.
         throw error instanceof UniqueViolation ? taken() : error;
       });
-    await this.#credentialsChanged({ kind: 'enrolled', deviceId: request.id });
-    return config.data;
+    const problem = await this.#credentialsChanged({ kind: 'enrolled', deviceId: request.id });
+    if (problem === null) return { config: config.data, brokerUpdated: true };
+    return {
+      config: config.data,
+      brokerUpdated: false,
+      brokerProblem: problem,
+      warning: `device ${request.id} is enrolled, but the broker could not be updated (${problem}): it cannot connect until it is; the server keeps retrying`,
+    };
   }
 
   /**

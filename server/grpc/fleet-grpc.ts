@@ -48,7 +48,8 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
             { id: req.id, labels: req.labels, ...(req.broker_url ? { brokerUrl: req.broker_url } : {}), ...(req.server_url ? { serverUrl: req.server_url } : {}) },
             'request',
           );
-          return { agent_config_json: JSON.stringify(await devices.enroll(request, actorOf(principal)), null, 2) };
+          const result = await devices.enrollDevice(request, actorOf(principal));
+          return { agent_config_json: JSON.stringify(result.config, null, 2), broker_warning: result.brokerUpdated ? '' : result.warning };
         }),
         ListDevices: deviceHandlers.unary('ListDevices', 'read', async (req: { limit: number; after: string }) => {
           const { limit, after } = checkField(DeviceListQuerySchema, { limit: req.limit || undefined, after: req.after || undefined }, 'request');

@@ -40,6 +40,9 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
         ...(response.schema || response.contentType
           ? { content: { [contentType]: { schema: response.schema ? jsonSchema(response.schema, 'output') : {} } } }
           : {}),
+        ...(response.headers
+          ? { headers: Object.fromEntries(Object.entries(response.headers).map(([name, description]) => [name, { description, schema: { type: 'string' } }])) }
+          : {}),
       };
     }
     responses.default = { description: 'error', content: { 'application/json': { schema: jsonSchema(ErrorResponseSchema, 'output') } } };

@@ -10,6 +10,8 @@ export interface ResponseSpec {
   /** JSON body schema; omit for non-JSON bodies and set contentType. */
   schema?: z.ZodType;
   contentType?: string;
+  /** Response headers the route may set: name → description (OpenAPI; string values). */
+  headers?: Record<string, string>;
 }
 
 export interface RequestContext<P = any, Q = any, B = any> {

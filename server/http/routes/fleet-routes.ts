@@ -46,6 +46,21 @@ export const RevokePendingSchema = z.strictObject({
   warning: z.string(),
 });
 
+/**
+ * POST /api/devices when the broker could not be updated: the device is enrolled (201 with its
+ * config) but cannot connect until the server's background retries update the broker.
+ */
+export const ENROLL_WARNING_HEADERS = {
+  brokerUpdated: 'Fleetprune-Broker-Updated',
+  brokerProblem: 'Fleetprune-Broker-Problem',
+  warning: 'Fleetprune-Warning',
+} as const;
+
+/** A header value: printable ASCII on one line (a path in an error message may hold anything else). */
+function headerText(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?');
+}
+
 /** A page of GET /api/devices: at most 5,000 devices (default 1,000) after the id `after`. */
 export const DeviceListQuerySchema = z.strictObject({
   limit: z.coerce.number().int().min(1).max(MAX_DEVICE_PAGE).default(DEFAULT_DEVICE_PAGE),
@@ -64,8 +79,31 @@ export function fleetRoutes(_ctx: ServerContext, devices: DeviceService, assignm
       permission: 'write',
       bodyKind: 'json',
       body: EnrollBodySchema,
-      responses: { 201: { description: 'the agent config file', schema: AgentConfigSchema } },
-      handle: async ({ body, principal }) => ({ status: 201, json: await devices.enroll(body, actorOf(principal!)) }),
+      responses: {
+        201: {
+          description:
+            'the agent config file. When the broker could not be updated (Mosquitto\'s files cannot be written; the server keeps retrying and the device cannot connect until then), ' +
+            `still 201 with the config, and the headers ${ENROLL_WARNING_HEADERS.brokerUpdated}: false, ${ENROLL_WARNING_HEADERS.brokerProblem} (why) and ${ENROLL_WARNING_HEADERS.warning} (one line for people)`,
+          schema: AgentConfigSchema,
+          headers: {
+            [ENROLL_WARNING_HEADERS.brokerUpdated]: 'false when the broker could not be updated yet (absent otherwise)',
+            [ENROLL_WARNING_HEADERS.brokerProblem]: 'why the broker could not be updated (absent when it was)',
+            [ENROLL_WARNING_HEADERS.warning]: 'the device is enrolled but cannot connect until the broker is updated; the server keeps retrying (absent when the broker was updated)',
+          },
+        },
+      },
+      handle: async ({ body, principal, res }) => {
+        const result = await devices.enrollDevice(body, actorOf(principal!));
+        // The body stays exactly the agent config file (AgentConfigSchema is strict, and clients
+        // save the body as the device's agent.json: the only copy of its secrets), so a broker that
+        // could not be updated is said in headers, not in added body fields (unlike revocation's 202).
+        if (!result.brokerUpdated) {
+          res.setHeader(ENROLL_WARNING_HEADERS.brokerUpdated, 'false');
+          res.setHeader(ENROLL_WARNING_HEADERS.brokerProblem, headerText(result.brokerProblem));
+          res.setHeader(ENROLL_WARNING_HEADERS.warning, headerText(result.warning));
+        }
+        return { status: 201, json: result.config };
+      },
     }),
     defineRoute({
       method: 'get',
