@@ -70,12 +70,13 @@ export class RolloutController {
   }
 
   /** Starts a rollout of a validated spec; returns its state after the first transition. */
-  async start(spec: RolloutSpec, options: { id?: string; by: string }): Promise<RolloutState> {
+  /** warnings: about the spec (spec-warnings.ts), recorded in its decision log with the start. */
+  async start(spec: RolloutSpec, options: { id?: string; by: string; warnings?: readonly string[] }): Promise<RolloutState> {
     const id = options.id ?? this.#o.newId?.() ?? `ro-${randomBytes(6).toString('hex')}`;
     const [devices, previousProduction] = await Promise.all([this.#o.fleet.listDevices(spec.model), this.#o.models.productionVersion(spec.model)]);
     if (previousProduction === spec.candidateVersion) throw new RolloutCommandError(`${spec.model} ${spec.candidateVersion} is already production`);
     const at = this.#now();
-    const transition = startRollout(id, spec, { type: 'start', at, by: options.by, devices: devices.map((d) => ({ id: d.id, labels: { ...d.labels }, baseline: d.baseline })), previousProduction });
+    const transition = startRollout(id, spec, { type: 'start', at, by: options.by, devices: devices.map((d) => ({ id: d.id, labels: { ...d.labels }, baseline: d.baseline })), previousProduction, ...(options.warnings?.length ? { warnings: options.warnings } : {}) });
     await this.#o.repository.create({ state: transition.state, pendingActions: transition.actions, decisions: transition.decisions });
     this.#deviceRollouts.add(transition.state);
     this.#afterCommit(transition.state, transition.decisions);

@@ -10,6 +10,7 @@ import type { RolloutController } from './rollout-controller.ts';
 import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
+import { specWarnings } from './spec-warnings.ts';
 import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
 import { rolloutSummary, type RolloutSummary } from './rollout-views.ts';
 import type { DecisionLogEntry } from './rollout-state.ts';
@@ -78,7 +79,8 @@ export class RolloutService {
       }
       let id: string;
       try {
-        id = (await controller.start(spec, { by: actorOf(principal) })).id;
+        // The warnings the start returns are kept in the rollout's decision log, written with it.
+        id = (await controller.start(spec, { by: actorOf(principal), warnings: specWarnings(spec) })).id;
       } catch (error) {
         if (error instanceof RolloutCommandError) throw new ServiceError('conflict', error.message, { cause: error });
         throw error;

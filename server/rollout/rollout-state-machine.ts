@@ -133,6 +133,8 @@ export function startRollout(id: string, spec: RolloutSpec, event: Extract<Rollo
   };
   const t = new TransitionDraft(state, event.at);
   t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${unwrapped(describeSelector(spec.target))}) in ${spec.steps.length} steps, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}${skipped > 0 ? `; ${skipped} matching device${skipped === 1 ? '' : 's'} left out: not running ${spec.model}` : ''}`, { by: event.by });
+  // Stored with the start itself (one create), so a rollout never exists without its warnings.
+  for (const warning of event.warnings ?? []) t.decide('warning', 'warning', warning);
   enterStep(t, 0);
   return finish(t);
 }

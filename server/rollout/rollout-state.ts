@@ -97,7 +97,15 @@ export interface LateAnswer {
 }
 
 export type RolloutEvent =
-  | { readonly type: 'start'; readonly at: number; readonly by: string; readonly devices: readonly { id: string; labels: Record<string, string>; baseline: string | null }[]; readonly previousProduction: string | null }
+  | {
+      readonly type: 'start';
+      readonly at: number;
+      readonly by: string;
+      readonly devices: readonly { id: string; labels: Record<string, string>; baseline: string | null }[];
+      readonly previousProduction: string | null;
+      /** Warnings about the spec (analysis that cannot decide anything, see spec-warnings.ts): logged as `warning` decisions with the start. */
+      readonly warnings?: readonly string[];
+    }
   | { readonly type: 'actionResult'; readonly at: number; readonly actionId: string; readonly devices?: readonly { deviceId: string; outcome: ActionDeviceOutcome; reason?: string }[] }
   /** Answers to a device action that is still running (the others are still awaited); its result comes later. */
   | { readonly type: 'actionProgress'; readonly at: number; readonly actionId: string; readonly devices: readonly { deviceId: string; outcome: Exclude<ActionDeviceOutcome, 'offline'>; reason?: string }[] }
@@ -140,7 +148,8 @@ export type RolloutAction =
   | { readonly id: string; readonly kind: 'stopAnalysis'; readonly runId: string }
   | { readonly id: string; readonly kind: 'markVersion'; readonly model: string; readonly version: string; readonly status: 'production' | 'failed' | 'rolled-back'; readonly reason: string };
 
-export type DecisionKind = 'start' | 'step' | 'assignment' | 'measurement' | 'analysis' | 'pause' | 'promotion' | 'failure' | 'command' | 'rollback' | 'device';
+/** `warning`: a warning about the spec given when the rollout started (verdict `warning`), logged right after `start`. */
+export type DecisionKind = 'start' | 'warning' | 'step' | 'assignment' | 'measurement' | 'analysis' | 'pause' | 'promotion' | 'failure' | 'command' | 'rollback' | 'device';
 
 /** The decision log: every decision with its inputs. */
 export interface DecisionLogEntry {

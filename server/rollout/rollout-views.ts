@@ -54,6 +54,8 @@ export const RolloutDetailSchema = RolloutSummarySchema.extend({
   pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
   /** Rolled back: devices another rollback would send their baseline again (they refused it or were unreachable, and are still in the fleet). */
   notBackOnBaseline: z.number().int(),
+  /** The warnings about the spec given when it started (its `warning` decisions): analysis that cannot decide anything. */
+  warnings: z.array(z.string()),
   decisions: z.array(z.record(z.string(), z.unknown())),
   analysisSeries: z.record(z.string(), z.array(PointSchema)),
   spec: z.record(z.string(), z.unknown()),
@@ -121,6 +123,7 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
     deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null })),
     pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
     notBackOnBaseline: devicesNotBack(s).length,
+    warnings: decisions.filter((decision) => decision.kind === 'warning').map((decision) => decision.message),
     decisions: decisions.map((decision) => ({ ...decision, at: iso(decision.at) }) as Record<string, unknown>),
     analysisSeries: analysisSeries(decisions),
     spec: s.spec as unknown as Record<string, unknown>,
