@@ -2,6 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
 import { DURATION_HINT, parseDuration } from '../../shared/util/duration.ts';
 import { MAX_BLOB_GC_AGE_S, MIN_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
+import { MAX_LIST_OFFSET } from '../app/list-page.ts';
 
 /**
  * Commander parsers for options whose range the server also checks: checking it here names the
@@ -16,6 +17,24 @@ export function parseLimit(value: string): number {
   const limit = parseInteger(value);
   if (limit < 1 || limit > MAX_LIST_LIMIT) throw new InvalidArgumentError(`must be a whole number from 1 to ${MAX_LIST_LIMIT}`);
   return limit;
+}
+
+/** `--offset`: the newest entries to skip, a whole number from 0 to 1,000,000,000. */
+export function parseOffset(value: string): number {
+  const offset = parseInteger(value);
+  if (offset < 0 || offset > MAX_LIST_OFFSET) throw new InvalidArgumentError('must be a whole number from 0 to 1000000000');
+  return offset;
+}
+
+/**
+ * The line a list page ends with when older entries follow it (`rollouts 1–20 of 131 (newest first); more: --offset 20`);
+ * undefined on the last page.
+ */
+export function pageFooter(noun: string, page: { offset: number; shown: number; total: number; more: boolean }): string | undefined {
+  if (!page.more) return undefined;
+  const next = page.offset + page.shown;
+  const range = page.shown > 0 ? `${page.offset + 1}–${next}` : `none from ${page.offset + 1}`;
+  return `${noun} ${range} of ${page.total} (newest first); more: --offset ${next}`;
 }
 
 /** `rollout status --devices`: device states in the detail, 1 to 1,000,000. */

@@ -3,7 +3,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
-import { parseLimit } from './bounded-options.ts';
+import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
@@ -84,14 +84,18 @@ export function registerJobsCommand(program: Command): void {
 
   withConnectionOptions(jobs.command('list').description('recent jobs, newest first'))
     .option('--limit <n>', 'at most this many (1-1000; default 100)', parseLimit)
-    .option('--json', 'print JSON (as GET /api/jobs)')
-    .action(async (flags: ConnectionFlags & { limit?: number; json?: boolean }) => {
+    .option('--offset <n>', 'skip this many of the newest first (default 0): the next page is at the offset the last line names', parseOffset)
+    .option('--json', 'print JSON (as GET /api/jobs: the jobs, total and more)')
+    .action(async (flags: ConnectionFlags & { limit?: number; offset?: number; json?: boolean }) => {
+      const offset = flags.offset ?? 0;
       await withConnection(flags, async (connection) => {
-        const { jobs: found } = await connection.unary<{ jobs: GrpcJobRecord[] }>('Jobs', 'ListJobs', { limit: flags.limit ?? 0 });
-        if (flags.json) return void process.stdout.write(`${JSON.stringify({ jobs: found.map(jobJson) }, null, 2)}\n`);
-        if (found.length === 0) return void process.stdout.write('no jobs\n');
+        const { jobs: found, total, more } = await connection.unary<{ jobs: GrpcJobRecord[]; total: number; more: boolean }>('Jobs', 'ListJobs', { limit: flags.limit ?? 0, offset });
+        if (flags.json) return void process.stdout.write(`${JSON.stringify({ jobs: found.map(jobJson), more, total }, null, 2)}\n`);
+        if (found.length === 0) return void process.stdout.write(offset > 0 && total > 0 ? `no jobs at --offset ${offset} (there are ${total})\n` : 'no jobs\n');
         const rows = found.map((job) => [job.id, job.state, job.created_at, job.created_by, job.node || '-', jobOutcome(job)]);
         process.stdout.write(formatTable([['ID', 'STATE', 'CREATED', 'BY', 'NODE', 'RESULT'], ...rows]));
+        const footer = pageFooter('jobs', { offset, shown: found.length, total, more });
+        if (footer) process.stdout.write(`${footer}\n`);
       });
     });
 

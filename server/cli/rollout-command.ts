@@ -7,7 +7,7 @@ import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { specWarnings } from '../rollout/spec-warnings.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
-import { parseDeviceStates, parseLimit } from './bounded-options.ts';
+import { pageFooter, parseDeviceStates, parseLimit, parseOffset } from './bounded-options.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
 
 interface StartFlags extends ConnectionFlags {
@@ -52,11 +52,20 @@ export function registerRolloutCommand(program: Command): void {
   withConnectionOptions(rollout.command('list').description('rollouts, newest first'))
     .option('--model <name>', 'only this model')
     .option('--limit <n>', 'at most this many, 1-1000 (default 100)', parseLimit)
-    .action(async (flags: ConnectionFlags & { model?: string; limit?: number }) => {
+    .option('--offset <n>', 'skip this many of the newest first (default 0): the next page is at the offset the last line names', parseOffset)
+    .action(async (flags: ConnectionFlags & { model?: string; limit?: number; offset?: number }) => {
+      const offset = flags.offset ?? 0;
       await withConnection(flags, async (connection) => {
-        const { rollouts } = await connection.unary<{ rollouts: GrpcRollout[] }>('Rollouts', 'ListRollouts', { model: flags.model ?? '', limit: flags.limit ?? 0 });
+        const { rollouts, total, more } = await connection.unary<{ rollouts: GrpcRollout[]; total: number; more: boolean }>('Rollouts', 'ListRollouts', {
+          model: flags.model ?? '',
+          limit: flags.limit ?? 0,
+          offset,
+        });
         for (const r of rollouts) process.stdout.write(`${rolloutLine(r)}\n`);
-        if (rollouts.length === 0) process.stderr.write('no rollouts\n');
+        // stdout stays one rollout a line (for scripts); the notes go to stderr.
+        if (rollouts.length === 0) process.stderr.write(offset > 0 && total > 0 ? `no rollouts at --offset ${offset} (there are ${total})\n` : 'no rollouts\n');
+        const footer = pageFooter('rollouts', { offset, shown: rollouts.length, total, more });
+        if (footer) process.stderr.write(`${footer}\n`);
       });
     });
 
@@ -70,12 +79,14 @@ export function registerRolloutCommand(program: Command): void {
           process.stdout.write(`${JSON.stringify(JSON.parse(detail_json), null, 2)}\n`);
           return;
         }
-        const detail = JSON.parse(detail_json) as { steps: { index: number; description: string; status: string; measurements: number }[]; decisions: { id: string; at: string; kind: string; stepIndex: number; verdict: string; message: string; by?: string }[] };
+        const detail = JSON.parse(detail_json) as { steps: { index: number; description: string; status: string; measurements: number }[]; decisions: { id: string; at: string; kind: string; stepIndex: number; verdict: string; message: string; by?: string }[]; warnings?: string[] };
         process.stdout.write(`${rolloutLine(r)}\n`);
         for (const step of detail.steps) {
           const mark = { done: '✓', current: '▶', pending: ' ', stopped: '✗' }[step.status] ?? ' ';
           process.stdout.write(`  ${mark} ${step.index + 1}. ${printable(step.description)}${step.measurements ? ` (${step.measurements} measurements)` : ''}\n`);
         }
+        // The warnings its start gave (an older server's detail has none): also in the decision log, but that can be long.
+        for (const warning of detail.warnings ?? []) process.stdout.write(`warning: ${printable(warning)}\n`);
         process.stdout.write('decisions:\n');
         for (const d of detail.decisions) {
           process.stdout.write(`  ${decisionLine({ id: d.id, at: d.at, kind: d.kind, step_index: d.stepIndex, verdict: d.verdict, message: d.message, by: d.by ?? '', measurement_json: '' }, r.step_count)}\n`);

@@ -1,6 +1,7 @@
 import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
@@ -11,6 +12,7 @@ import { uploadBlob } from '../artifacts/upload-blob.ts';
 import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
 import { TokenIdSchema } from '../auth/token-id.ts';
+import { jobPage } from '../jobs/job-page.ts';
 import { JobIdSchema } from '../jobs/job-id.ts';
 import { PruneJobRequestSchema, type PruneJobRequest, type PruneRequestFields } from '../jobs/prune-job-request.ts';
 import { PruneOptionsSchema } from '../pruning/options.ts';
@@ -27,9 +29,6 @@ const GRPC_PRUNE_FIELDS: PruneRequestFields = { csv: 'csv', path: 'path', option
 
 const DEFAULT_CHUNK = 64 * 1024;
 const MAX_CHUNK = 1024 * 1024;
-/** ListJobs: the page when no limit is asked (REST's GET /api/jobs gives the same), and the most. */
-const DEFAULT_JOB_LIST = 100;
-const MAX_JOB_LIST = 1000;
 
 /** Waits for a server stream's buffer to drain; false if the call is cancelled or closed first. */
 function drainedOrGone(call: ServerWritableStream<unknown, unknown>): Promise<boolean> {
@@ -222,9 +221,12 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ),
         // Ids checked as REST checks them: a 5000-character id is a bad request, not echoed in a NOT_FOUND.
         GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(checkField(JobIdSchema, req.id, 'id')))),
-        ListJobs: jobs.unary('ListJobs', 'read', async (req: { limit: number }) => {
-          const limit = req.limit === 0 ? DEFAULT_JOB_LIST : checkField(z.number().int().min(1).max(MAX_JOB_LIST), req.limit, 'limit');
-          return { jobs: (await ctx.jobs.list(limit)).map(jobMessage) };
+        ListJobs: jobs.unary('ListJobs', 'read', async (req: { limit: number; offset: number }) => {
+          // As GET /api/jobs (the same page): limit 0 (unset) is its default.
+          const limit = req.limit === 0 ? undefined : checkField(z.number().int().min(1).max(MAX_LIST_PAGE), req.limit, 'limit');
+          const offset = checkField(z.number().int().min(0).max(MAX_LIST_OFFSET), req.offset, 'offset');
+          const page = await jobPage(ctx.jobs, { limit, offset });
+          return { jobs: page.items.map(jobMessage), total: page.total, more: page.more };
         }),
         CancelJob: jobs.unary('CancelJob', 'write', async (req: { id: string }, principal) =>
           jobMessage(await ctx.jobs.cancel(checkField(JobIdSchema, req.id, 'id'), principal)),

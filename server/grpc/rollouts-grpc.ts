@@ -1,10 +1,12 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import type { Leadership } from '../rollout/leader-election.ts';
 import type { RolloutService } from '../rollout/rollout-service.ts';
+import { rolloutPage } from '../rollout/rollout-page.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { specWarnings } from '../rollout/spec-warnings.ts';
 import { DETAIL_DEVICE_STATES, rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
@@ -16,6 +18,9 @@ import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 const RolloutId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
 const Reason = reasonSchema();
 const StepIndex = z.number().int().min(0).max(999_999);
+/** 0 on the wire is unset: REST's default page. */
+const ListLimit = z.number().int().min(0).max(MAX_LIST_PAGE);
+const ListOffset = z.number().int().min(0).max(MAX_LIST_OFFSET);
 
 
 export function rolloutMessage(view: RolloutSummary) {
@@ -78,9 +83,13 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         const spec = parseRolloutSpec(req.spec, 'spec');
         return { ...rolloutMessage(rolloutSummary(await service.start(spec, principal))), warnings: specWarnings(spec) };
       }),
-      ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number }) => ({
-        rollouts: (await service.list({ ...(req.model ? { model: req.model } : {}), limit: checkField(z.number().int().min(0).max(1000), req.limit, 'limit') || 100 })).map(rolloutMessage),
-      })),
+      ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number; offset: number }) => {
+        // As GET /api/rollouts (the same page): limit 0 (unset) is its default.
+        const limit = checkField(ListLimit, req.limit, 'limit') || undefined;
+        const offset = checkField(ListOffset, req.offset, 'offset');
+        const page = await rolloutPage(service, { ...(req.model ? { model: req.model } : {}), limit, offset });
+        return { rollouts: page.items.map(rolloutMessage), total: page.total, more: page.more };
+      }),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string; device_states: number }) => {
         const deviceStates = checkField(z.number().int().min(0).max(1_000_000), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;
         const { record, decisions } = await service.get(checkField(RolloutId, req.id, 'id'));

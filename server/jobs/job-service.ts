@@ -224,8 +224,9 @@ export class JobService {
     return job;
   }
 
-  list(limit?: number): Promise<JobRecord[]> {
-    return this.#deps.store.jobs.list(limit);
+  /** The newest jobs: at most `limit` after skipping the `offset` newest. */
+  list(limit?: number, offset?: number): Promise<JobRecord[]> {
+    return this.#deps.store.jobs.list(limit, offset);
   }
 
   count(): Promise<number> {

@@ -32,16 +32,17 @@ test('GET /api/jobs takes ?limit as `jobs list --limit` does, and refuses odd qu
   assert.equal((await list('')).body.jobs.length, 3);
   const cli = await runCli(['jobs', 'list', '--limit', '2', '--json', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(cli.code, 0, cli.stderr);
-  // REST also answers how many jobs there are in all (`total`); the CLI's --json lists the jobs.
-  const { total, ...page } = two.body;
-  assert.equal(total, 3);
-  assert.deepEqual(JSON.parse(cli.stdout), page, '--json prints the jobs GET /api/jobs answers');
+  // REST also answers how many jobs there are in all (`total`) and whether older ones follow (`more`); so does the CLI's --json.
+  assert.deepEqual([two.body.total, two.body.more], [3, true]);
+  assert.deepEqual(JSON.parse(cli.stdout), two.body, '--json prints what GET /api/jobs answers');
 
   for (const [query, message] of [
     ['?limit=0', /^query\.limit: /],
     ['?limit=-5', /^query\.limit: /],
     ['?limit=5000', /^query\.limit: /],
     ['?limit=abc', /^query\.limit: /],
+    ['?offset=-1', /^query\.offset: /],
+    ['?offset=1000000001', /^query\.offset: /],
     ['?page=2', /^query\.page: unknown field$|^query: .*page/],
   ] as const) {
     const refused = await list(query);

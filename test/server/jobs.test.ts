@@ -73,10 +73,10 @@ test('a pruning job runs in a worker, streams SSE progress, and registers genera
   assert.match(listed.stdout, /^ID +STATE +CREATED +BY +NODE +RESULT\n/);
   assert.match(listed.stdout, new RegExp(`^${job.id} +succeeded +\\S+ +token:\\S+ +\\S+ +iris@1, iris@2$`, 'm'));
   const json = await runCli(['jobs', 'list', '--json', ...connection]);
-  // REST adds `total` (every job, for "the newest 100 of N"); the jobs are the same.
-  const { total, ...rest } = (await (await server.request('GET', '/api/jobs')).json()) as { jobs: unknown[]; total: number };
+  // The jobs, `total` (every job, for "the newest 100 of N") and `more` (older ones after the page), as REST answers.
+  const rest = (await (await server.request('GET', '/api/jobs')).json()) as { jobs: unknown[]; total: number; more: boolean };
   assert.deepEqual(JSON.parse(json.stdout), rest);
-  assert.deepEqual([rest.jobs.length, total], [1, 1]);
+  assert.deepEqual([rest.jobs.length, rest.total, rest.more], [1, 1, false]);
   const badLimit = await runCli(['jobs', 'list', '--limit', '0', ...connection]);
   assert.equal(badLimit.code, 2);
   await assert.rejects(jobs.call('ListJobs', { limit: 5000 }), (error: any) => error.code === status.INVALID_ARGUMENT && /limit/.test(error.details));

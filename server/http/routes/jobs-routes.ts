@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import type { ServerContext } from '../../app/server-context.ts';
+import { MAX_LIST_OFFSET } from '../../app/list-page.ts';
+import { jobPage } from '../../jobs/job-page.ts';
 import { JobIdSchema } from '../../jobs/job-id.ts';
 import { PruneJobRequestSchema } from '../../jobs/prune-job-request.ts';
 import { JobSchema, PageQuerySchema } from '../api-schemas.ts';
@@ -8,8 +10,8 @@ import { openEventStream } from '../server-sent-events.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 const JobParams = z.strictObject({ id: JobIdSchema });
-/** ?limit=1-1000 (default 100), as gRPC ListJobs and `jobs list --limit` take it. */
-const JobListQuery = PageQuerySchema.pick({ limit: true });
+/** ?limit=1-1000 (default 100) and ?offset (the newest skipped), as gRPC ListJobs and `jobs list --limit/--offset` take them. */
+const JobListQuery = PageQuerySchema.pick({ limit: true }).extend({ offset: z.coerce.number().int().min(0).max(MAX_LIST_OFFSET).optional() });
 
 const tag = 'jobs';
 
@@ -32,16 +34,16 @@ export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/jobs',
       operationId: 'listJobs',
-      summary: 'Recent jobs, newest first (?limit=1-1000, default 100); `total` counts every job',
+      summary:
+        'Jobs, newest first: a page of ?limit (1-1000, default 100) after skipping the ?offset newest (up to 1,000,000,000); ' +
+        '`total` counts every job, `more` says whether older ones follow the page',
       tag,
       permission: 'read',
       query: JobListQuery,
-      responses: { 200: { description: 'jobs', schema: z.strictObject({ jobs: z.array(JobSchema), total: z.number().int().min(0) }) } },
+      responses: { 200: { description: 'jobs', schema: z.strictObject({ jobs: z.array(JobSchema), more: z.boolean(), total: z.number().int().min(0) }) } },
       handle: async ({ query }) => {
-        // Counted first (as the rollout list): a job submitted in between is listed but not yet counted.
-        const counted = await jobs.count();
-        const listed = (await jobs.list(query.limit)).map(jobView);
-        return { json: { jobs: listed, total: Math.max(counted, listed.length) } };
+        const { items, more, total } = await jobPage(jobs, query);
+        return { json: { jobs: items.map(jobView), more, total } };
       },
     }),
     defineRoute({

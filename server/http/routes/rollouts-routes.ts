@@ -6,6 +6,8 @@ import { specWarnings } from '../../rollout/spec-warnings.ts';
 import { DETAIL_DEVICE_STATES, RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
 import type { Leadership } from '../../rollout/leader-election.ts';
 import { reasonSchema } from '../../rollout/operator-text.ts';
+import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../../app/list-page.ts';
+import { rolloutPage } from '../../rollout/rollout-page.ts';
 import { readTextBody } from '../read-text-body.ts';
 import { openEventStream } from '../server-sent-events.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
@@ -21,13 +23,10 @@ const PromoteQuery = z.strictObject({
   fromStepIndex: z.string().regex(/^\d{1,6}$/, 'must be a step index: a whole number from 0').transform(Number).optional(),
 });
 
-const DEFAULT_ROLLOUT_PAGE = 100;
-/** The newest rollouts skipped at most: the store skips them by index (ids only), so this only keeps the number sane. */
-const MAX_ROLLOUT_OFFSET = 1_000_000_000;
 const RolloutListQuery = z.strictObject({
   model: z.string().min(1).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
-  offset: z.coerce.number().int().min(0).max(MAX_ROLLOUT_OFFSET).optional(),
+  limit: z.coerce.number().int().min(1).max(MAX_LIST_PAGE).optional(),
+  offset: z.coerce.number().int().min(0).max(MAX_LIST_OFFSET).optional(),
 });
 
 const StartedRolloutSchema = RolloutSummarySchema.extend({ warnings: z.array(z.string()) });
@@ -86,14 +85,8 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       query: RolloutListQuery,
       responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema), more: z.boolean(), total: z.number().int().min(0) }) } },
       handle: async ({ query }) => {
-        const { model, limit = DEFAULT_ROLLOUT_PAGE, offset = 0 } = query;
-        const filter = model === undefined ? {} : { model };
-        // Two reads, counted first: a rollout started in between is on the page but not yet counted, so `more`
-        // never offers an empty older page, and `total` is at least what the pages hold.
-        const counted = await service.count(filter);
-        const rollouts = await service.list({ ...filter, offset, limit });
-        const total = rollouts.length > 0 ? Math.max(counted, offset + rollouts.length) : counted;
-        return { json: { rollouts, more: offset + rollouts.length < total, total } };
+        const { items: rollouts, more, total } = await rolloutPage(service, query);
+        return { json: { rollouts, more, total } };
       },
     }),
     defineRoute({

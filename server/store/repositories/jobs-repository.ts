@@ -61,8 +61,9 @@ export class JobsRepository {
     return row ? toJob(row) : undefined;
   }
 
-  async list(limit = 100): Promise<JobRecord[]> {
-    return (await this.db.all('SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ?', [limit])).map(toJob);
+  /** The newest jobs: at most `limit` after skipping the `offset` newest (skipped in SQL). */
+  async list(limit = 100, offset = 0): Promise<JobRecord[]> {
+    return (await this.db.all('SELECT * FROM jobs ORDER BY created_at DESC, id LIMIT ? OFFSET ?', [limit, offset])).map(toJob);
   }
 
   /** How many jobs there are (every state): what `list` shows the newest of. */

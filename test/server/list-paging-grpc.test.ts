@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import type { JobRecord } from '../../server/store/repositories/jobs-repository.ts';
+import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
+import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
+import { runCliBatch } from '../helpers/cli.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { runCli } from './helpers/run-cli.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+const ROLLOUTS = 7;
+const JOBS = 5;
+
+const finishedJob = (n: number): JobRecord => ({
+  id: `job-page-${n}`,
+  kind: 'prune',
+  state: 'failed',
+  request: {},
+  progress: null,
+  result: null,
+  error: 'cancelled by token:test',
+  createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+  updatedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
+  createdBy: 'token:test',
+  node: 'elsewhere',
+});
+
+test('ListRollouts and ListJobs page with offset/limit and answer total and more as GET /api/rollouts and /api/jobs do; the CLI pages with --offset', async (t) => {
+  const server = (await startTestServer(t))!;
+  // Finished rollouts (nothing drives them), written straight to the store: even ones wine, odd ones beer.
+  const repository = new StoreRolloutRepository(server.server.ctx.store.engine);
+  const h = new ReducerHarness(specOf(STAGED_STEPS), fleetOf(2), '1', 'ro-page-0');
+  const finished = { ...h.state, phase: 'Aborted' as const, devices: h.state.devices.map((d) => ({ ...d, delivery: 'delivered' as const })) };
+  for (let n = 0; n < ROLLOUTS; n++) {
+    await repository.create({ state: { ...finished, id: `ro-page-${n}`, spec: { ...finished.spec, model: n % 2 === 0 ? 'wine' : 'beer' } }, pendingActions: [], decisions: [] });
+  }
+  for (let n = 0; n < JOBS; n++) await server.server.ctx.store.jobs.insert(finishedJob(n));
+  const rollouts = grpcClient(server.grpcAddress, 'Rollouts', ADMIN_TOKEN);
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => (rollouts.close(), jobs.close()));
+  const rest = async (path: string) => {
+    const response = await server.request('GET', path);
+    assert.equal(response.status, 200, path);
+    return (await response.json()) as any;
+  };
+
+  await t.test('ListRollouts answers the page, total and more GET /api/rollouts answers', async () => {
+    const pages: [{ model?: string; limit?: number; offset?: number }, string[], number, boolean][] = [
+      [{}, ['ro-page-6', 'ro-page-5', 'ro-page-4', 'ro-page-3', 'ro-page-2', 'ro-page-1', 'ro-page-0'], 7, false],
+      [{ limit: 3 }, ['ro-page-6', 'ro-page-5', 'ro-page-4'], 7, true],
+      [{ limit: 3, offset: 3 }, ['ro-page-3', 'ro-page-2', 'ro-page-1'], 7, true],
+      [{ limit: 3, offset: 6 }, ['ro-page-0'], 7, false],
+      [{ offset: 100 }, [], 7, false],
+      [{ model: 'wine', limit: 2, offset: 1 }, ['ro-page-4', 'ro-page-2'], 4, true],
+      [{ model: 'beer', offset: 2 }, ['ro-page-1'], 3, false],
+    ];
+    for (const [query, ids, total, more] of pages) {
+      const label = JSON.stringify(query);
+      const grpcPage = await rollouts.call('ListRollouts', query);
+      assert.deepEqual([grpcPage.rollouts.map((r: any) => r.id), grpcPage.total, grpcPage.more], [ids, total, more], `gRPC ${label}`);
+      const search = new URLSearchParams(Object.entries(query).map(([key, value]) => [key, String(value)]));
+      const restPage = await rest(`/api/rollouts?${search}`);
+      assert.deepEqual([restPage.rollouts.map((r: any) => r.id), restPage.total, restPage.more], [ids, total, more], `REST ${label}`);
+    }
+  });
+
+  await t.test('ListJobs answers the page, total and more GET /api/jobs answers', async () => {
+    const pages: [{ limit?: number; offset?: number }, number[], boolean][] = [
+      [{}, [4, 3, 2, 1, 0], false],
+      [{ limit: 2 }, [4, 3], true],
+      [{ limit: 2, offset: 2 }, [2, 1], true],
+      [{ limit: 2, offset: 4 }, [0], false],
+      [{ offset: 5 }, [], false],
+    ];
+    for (const [query, numbers, more] of pages) {
+      const label = JSON.stringify(query);
+      const ids = numbers.map((n) => `job-page-${n}`);
+      const grpcPage = await jobs.call('ListJobs', query);
+      assert.deepEqual([grpcPage.jobs.map((j: any) => j.id), grpcPage.total, grpcPage.more], [ids, JOBS, more], `gRPC ${label}`);
+      const search = new URLSearchParams(Object.entries(query).map(([key, value]) => [key, String(value)]));
+      const restPage = await rest(`/api/jobs?${search}`);
+      assert.deepEqual([restPage.jobs.map((j: any) => j.id), restPage.total, restPage.more], [ids, JOBS, more], `REST ${label}`);
+    }
+  });
+
+  await t.test('bad offsets and limits are INVALID_ARGUMENT naming the field, in one line', async () => {
+    for (const [client, method, request, field] of [
+      [rollouts, 'ListRollouts', { offset: -1 }, 'offset'],
+      [rollouts, 'ListRollouts', { offset: 1_000_000_001 }, 'offset'],
+      [rollouts, 'ListRollouts', { limit: 1001 }, 'limit'],
+      [jobs, 'ListJobs', { offset: -1 }, 'offset'],
+      [jobs, 'ListJobs', { offset: 1_000_000_001 }, 'offset'],
+      [jobs, 'ListJobs', { limit: 1001 }, 'limit'],
+      [jobs, 'ListJobs', { limit: -1 }, 'limit'],
+    ] as const) {
+      const label = `${method} ${JSON.stringify(request)}`;
+      await assert.rejects(client.call(method, request), (error: any) => {
+        assert.equal(error.code, status.INVALID_ARGUMENT, `${label}: ${error.details}`);
+        assert.match(error.details, new RegExp(`^${field}: [^\\n]+$`), label);
+        return true;
+      });
+    }
+  });
+
+  await t.test('rollout list and jobs list take --offset, and say where the next page is', async () => {
+    const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+    const [rolloutPage, rolloutLast, jobTable, jobJson] = await Promise.all([
+      runCli(['rollout', 'list', '--limit', '3', '--offset', '3', ...connection]),
+      runCli(['rollout', 'list', '--model', 'wine', '--offset', '2', ...connection]),
+      runCli(['jobs', 'list', '--limit', '2', '--offset', '1', ...connection]),
+      runCli(['jobs', 'list', '--limit', '2', '--offset', '2', '--json', ...connection]),
+    ]);
+    assert.equal(rolloutPage.code, 0, rolloutPage.stderr);
+    assert.deepEqual(rolloutPage.stdout.trim().split('\n').map((line) => line.split(' ')[0]), ['ro-page-3', 'ro-page-2', 'ro-page-1']);
+    assert.equal(rolloutPage.stderr, 'rollouts 4–6 of 7 (newest first); more: --offset 6\n');
+    // The last page: no pointer to a next one.
+    assert.equal(rolloutLast.code, 0, rolloutLast.stderr);
+    assert.deepEqual(rolloutLast.stdout.trim().split('\n').map((line) => line.split(' ')[0]), ['ro-page-2', 'ro-page-0']);
+    assert.equal(rolloutLast.stderr, '');
+
+    assert.equal(jobTable.code, 0, jobTable.stderr);
+    const lines = jobTable.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^ID\s+STATE/);
+    assert.deepEqual(lines.slice(1, -1).map((line) => line.split(' ')[0]), ['job-page-3', 'job-page-2']);
+    assert.equal(lines.at(-1), 'jobs 2–3 of 5 (newest first); more: --offset 3');
+
+    // --json is GET /api/jobs's answer: the jobs, total and more.
+    assert.equal(jobJson.code, 0, jobJson.stderr);
+    assert.deepEqual(JSON.parse(jobJson.stdout), await rest('/api/jobs?limit=2&offset=2'));
+    assert.deepEqual([JSON.parse(jobJson.stdout).total, JSON.parse(jobJson.stdout).more], [JOBS, true]);
+  });
+
+  await t.test('a bad --offset is refused before connecting: one line naming the flag, exit code 2', async () => {
+    const bad = ['-1', 'abc', '1.5', '1000000001'];
+    const cases = [
+      ...bad.map((offset) => ({ args: ['rollout', 'list', '--offset', offset, '--server', server.grpcAddress, '--token', ADMIN_TOKEN] })),
+      ...bad.map((offset) => ({ args: ['jobs', 'list', '--offset', offset, '--server', server.grpcAddress, '--token', ADMIN_TOKEN] })),
+    ];
+    const results = await runCliBatch(cases);
+    results.forEach((result, i) => {
+      const label = cases[i]!.args.slice(0, 4).join(' ');
+      assert.equal(result.code, 2, `${label}: ${result.stderr}`);
+      assert.equal(result.stdout, '', label);
+      assert.match(result.stderr, /^[^\n]*option '--offset <n>' argument '[^']*' is invalid\.[^\n]*\n$/, label);
+    });
+  });
+});
