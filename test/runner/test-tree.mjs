@@ -3,17 +3,19 @@
 // copy of every source file. Tests and the `fleetprune` processes they start then load plain
 // JavaScript with no loader thread, which saves about half of each process's start-up CPU.
 //
-// Layout: node_modules/.cache/fleetprune-test-tree/ mirrors the repository. Each `x.ts` under the
-// code folders is kept and gets an `x.js` beside it, whose relative `.ts` specifiers now say `.js`.
-// The other top-level entries (deploy/, grafana/, package.json, ...) are symbolic links to the
-// real ones, and so is node_modules, so packages resolve as from the repository itself.
+// Layout: node_modules/.cache/fleetprune-test-tree/run-<pid>/ mirrors the repository, one tree per
+// run (two runs at once must not rebuild each other's tree); a run removes its tree when it ends,
+// and trees of runs no longer running are removed at the next start. Each `x.ts` under the code
+// folders is kept and gets an `x.js` beside it, whose relative `.ts` specifiers now say `.js`. The
+// other top-level entries (deploy/, grafana/, package.json, ...) are symbolic links to the real
+// ones, and so is node_modules, so packages resolve as from the repository itself.
 import { transform } from 'esbuild';
 import { copyFile, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const SOURCE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const TREE_ROOT = join(SOURCE_ROOT, 'node_modules', '.cache', 'fleetprune-test-tree');
+const TREES = join(SOURCE_ROOT, 'node_modules', '.cache', 'fleetprune-test-tree');
 
 /** The folders whose TypeScript is compiled; everything else at the top level is linked. */
 const CODE_FOLDERS = ['bin', 'server', 'agent', 'shared', 'deploy', 'bench', 'test'];
@@ -37,8 +39,28 @@ async function compilerOptions() {
   return { compilerOptions: tsconfig.compilerOptions };
 }
 
-/** Rebuilds the tree from scratch (about 2 s) and returns its root. */
+function isRunning(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
+/** Removes the trees of runs that are no longer running (killed before they could remove theirs). */
+async function removeStaleTrees() {
+  const entries = await readdir(TREES).catch(() => []);
+  for (const entry of entries) {
+    const pid = /^run-(\d+)$/.exec(entry)?.[1];
+    if (pid === undefined || !isRunning(Number(pid))) await rm(join(TREES, entry), { recursive: true, force: true });
+  }
+}
+
+/** Builds this process's tree from scratch (about 2 s) and returns its root. */
 export async function buildTestTree() {
+  await removeStaleTrees();
+  const TREE_ROOT = join(TREES, `run-${process.pid}`);
   await rm(TREE_ROOT, { recursive: true, force: true });
   await mkdir(TREE_ROOT, { recursive: true });
   const tsconfigRaw = await compilerOptions();
@@ -71,4 +93,9 @@ export async function buildTestTree() {
   }
   await symlink(join(SOURCE_ROOT, 'node_modules'), join(TREE_ROOT, 'node_modules'), 'dir');
   return TREE_ROOT;
+}
+
+/** Removes a tree buildTestTree() returned. */
+export function removeTestTree(root) {
+  return rm(root, { recursive: true, force: true });
 }
