@@ -16,6 +16,13 @@ export interface StateThrottleOptions {
   logEveryMs?: number;
 }
 
+/**
+ * Superseded messages of one device within a log window before it is logged as flooding (warn).
+ * An agent replaces a message now and then in normal work (a status change right after a
+ * heartbeat, the statuses of a stop): those are counted, logged at debug, and not a warning.
+ */
+export const STATE_FLOOD_WARN_AFTER = 10;
+
 type StateMessage = { kind: 'telemetry'; payload: Telemetry } | { kind: 'status'; payload: Status };
 
 interface DeviceState {
@@ -40,7 +47,8 @@ const MAX_FLUSH_FAILURES = 5;
 export class StateThrottle implements FleetIngest {
   readonly #options: StateThrottleOptions;
   readonly #devices = new Map<string, DeviceState>();
-  readonly #warned = new Map<string, { at: number; suppressed: number }>();
+  /** Per device: its log window, the messages superseded in it, and whether it was warned of in it. */
+  readonly #windows = new Map<string, { at: number; superseded: number; warned: boolean }>();
   #stopped = false;
 
   constructor(options: StateThrottleOptions) {
@@ -141,21 +149,27 @@ export class StateThrottle implements FleetIngest {
     return message.kind === 'telemetry' ? this.#options.inner.recordTelemetry(message.payload) : this.#options.inner.recordStatus(message.payload);
   }
 
-  /** Counted each time; logged once per device per logEveryMs, with how many since the last line. */
+  /**
+   * Counted each time. Logged at debug; a device that superseded STATE_FLOOD_WARN_AFTER messages
+   * within one logEveryMs window is logged once in that window at warn, with the count so far.
+   */
   #dropped(deviceId: string, kind: StateMessage['kind']): void {
     this.#options.dropped.inc({ kind, reason: 'rate-limited' });
     const now = Date.now();
     const every = this.#options.logEveryMs ?? 60_000;
-    const warned = this.#warned.get(deviceId);
-    if (warned && now - warned.at < every) {
-      warned.suppressed++;
-      return;
+    let window = this.#windows.get(deviceId);
+    if (!window || now - window.at >= every) {
+      if (this.#windows.size >= 10_000) for (const [id, entry] of this.#windows) if (now - entry.at >= every) this.#windows.delete(id);
+      window = { at: now, superseded: 0, warned: false };
+      this.#windows.set(deviceId, window);
     }
-    if (this.#warned.size >= 10_000) for (const [id, entry] of this.#warned) if (now - entry.at >= every) this.#warned.delete(id);
-    this.#warned.set(deviceId, { at: now, suppressed: 0 });
-    this.#options.logger.warn(
-      { deviceId, kind, minIntervalMs: this.#intervalMs, droppedSinceLastLine: (warned?.suppressed ?? 0) + 1 },
-      `device sends heartbeats or statuses faster than one per ${this.#intervalMs} ms; only its latest is stored`,
-    );
+    window.superseded++;
+    const fields = { deviceId, kind, minIntervalMs: this.#intervalMs, supersededInWindow: window.superseded, windowMs: every };
+    if (window.superseded >= STATE_FLOOD_WARN_AFTER && !window.warned) {
+      window.warned = true;
+      this.#options.logger.warn(fields, `device sends heartbeats or statuses faster than one per ${this.#intervalMs} ms; only its latest is stored`);
+    } else {
+      this.#options.logger.debug(fields, 'a newer heartbeat or status replaced one held for the device');
+    }
   }
 }

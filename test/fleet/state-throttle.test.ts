@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { pino } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import type { FleetIngest } from '../../server/fleet/fleet-ingest.ts';
-import { StateThrottle } from '../../server/fleet/state-throttle.ts';
+import { STATE_FLOOD_WARN_AFTER, StateThrottle } from '../../server/fleet/state-throttle.ts';
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 
@@ -62,4 +63,23 @@ test('held state is written at shutdown, and a held write that fails is tried ag
   await ingest.recordStatus({ deviceId: 'd1', online: false } as Status);
   await ingest.flush();
   assert.deepEqual(inner.written.slice(2), ['telemetry:3', 'status:false']);
+});
+
+test('a status or two replaced in normal work is not a warning; a device flooding is, once per log window', async (t) => {
+  const lines: { level: number; deviceId: string; supersededInWindow: number }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const dropped = new Counter({ name: 'dropped_total', help: 'dropped', labelNames: ['kind', 'reason'] as const, registers: [new Registry()] });
+  const ingest = new StateThrottle({ inner: new RecordingIngest(), dropped, logger, minIntervalMs: 10_000 });
+  t.after(() => ingest.flush());
+  const status = (deviceId: string, online: boolean) => ({ deviceId, online }) as Status;
+  // An agent stopping: a heartbeat, then two statuses within the interval (one replaced).
+  await ingest.recordTelemetry({ ...telemetry(1), deviceId: 'calm' });
+  await ingest.recordStatus(status('calm', true));
+  await ingest.recordStatus(status('calm', false));
+  await ingest.recordStatus(status('calm', false));
+  assert.equal(lines.length, 0, 'nothing at warn for a device that replaced a status or two');
+  for (let i = 0; i < 3 * STATE_FLOOD_WARN_AFTER; i++) await ingest.recordTelemetry({ ...telemetry(i), deviceId: 'flood' });
+  assert.equal(lines.length, 1, 'one warning in the window, however long the flood');
+  assert.equal(lines[0]!.deviceId, 'flood');
+  assert.equal(lines[0]!.supersededInWindow, STATE_FLOOD_WARN_AFTER);
 });
