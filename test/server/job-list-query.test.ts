@@ -1,26 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { JobRecord } from '../../server/store/repositories/jobs-repository.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+import { finishedJob } from './helpers/job-records.ts';
 
-const finishedJob = (n: number): JobRecord => ({
-  id: `job-list-${n}`,
-  kind: 'prune',
-  state: 'failed',
-  request: {},
-  progress: null,
-  result: null,
-  error: 'cancelled by token:test',
-  createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
-  updatedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
-  createdBy: 'token:test',
-  node: 'elsewhere',
-});
 
 test('GET /api/jobs takes ?limit as `jobs list --limit` does, and refuses odd query parameters instead of ignoring them', async (t) => {
   const server = (await startTestServer(t))!;
-  for (let n = 1; n <= 3; n++) await server.server.ctx.store.jobs.insert(finishedJob(n));
+  for (let n = 1; n <= 3; n++) await server.server.ctx.store.jobs.insert(finishedJob('job-list', n));
   const list = async (query: string) => {
     const response = await server.request('GET', `/api/jobs${query}`);
     return { status: response.status, body: (await response.json()) as any };

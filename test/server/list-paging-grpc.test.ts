@@ -1,30 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import type { JobRecord } from '../../server/store/repositories/jobs-repository.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
 import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
 import { runCliBatch } from '../helpers/cli.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+import { finishedJob } from './helpers/job-records.ts';
 
 const ROLLOUTS = 7;
 const JOBS = 5;
 
-const finishedJob = (n: number): JobRecord => ({
-  id: `job-page-${n}`,
-  kind: 'prune',
-  state: 'failed',
-  request: {},
-  progress: null,
-  result: null,
-  error: 'cancelled by token:test',
-  createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
-  updatedAt: new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString(),
-  createdBy: 'token:test',
-  node: 'elsewhere',
-});
 
 test('ListRollouts and ListJobs page with offset/limit and answer total and more as GET /api/rollouts and /api/jobs do; the CLI pages with --offset', async (t) => {
   const server = (await startTestServer(t))!;
@@ -35,7 +22,7 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
   for (let n = 0; n < ROLLOUTS; n++) {
     await repository.create({ state: { ...finished, id: `ro-page-${n}`, spec: { ...finished.spec, model: n % 2 === 0 ? 'wine' : 'beer' } }, pendingActions: [], decisions: [] });
   }
-  for (let n = 0; n < JOBS; n++) await server.server.ctx.store.jobs.insert(finishedJob(n));
+  for (let n = 0; n < JOBS; n++) await server.server.ctx.store.jobs.insert(finishedJob('job-page', n));
   const rollouts = grpcClient(server.grpcAddress, 'Rollouts', ADMIN_TOKEN);
   const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
   t.after(() => (rollouts.close(), jobs.close()));
