@@ -6,6 +6,7 @@ import type { Page } from 'playwright-core';
 // Required, not imported: an ES import of this CommonJS package first scans its sources for
 // export names (0.89 CPU-s to load it here, against 0.54 s by require), in every dashboard test.
 const { chromium } = createRequire(import.meta.url)('playwright-core') as typeof Playwright;
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { engineMissing, findExecutable } from '../helpers/engines.ts';
 
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
@@ -32,7 +33,7 @@ export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' 
     return undefined;
   }
   const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
-  t.after(() => browser.close());
+  deferCleanup(t, () => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
   const opened: DashboardPage = { page, dialogs: [], answerDialogs, pageErrors: [], policyViolations: [] };
   page.on('dialog', (dialog) => {

@@ -7,6 +7,7 @@ import type { DeviceView } from '../../server/fleet/device-view.ts';
 import { runDemo } from '../../server/demo/demo-run.ts';
 import { RestClient, waitFor } from '../../server/demo/rest-client.ts';
 import { REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { openDashboardPage } from './dashboard-browser.ts';
 
 test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one back, and the dashboard rolls the fleet back with one click', async (t) => {
@@ -24,7 +25,7 @@ test('the pilot demo promotes the ODF2NNA candidate, rolls the over-pruned one b
     log: createLogger('demo', 'silent'),
     say: () => {},
   });
-  t.after(() => result.close());
+  deferCleanup(t, () => result.close()); // before its data directory is removed
 
   const [good, over] = result.rollouts;
   assert.equal(good?.outcome, 'promoted', `the ODF2NNA candidate: ${good?.reason}`);

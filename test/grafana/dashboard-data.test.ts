@@ -17,6 +17,7 @@ import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
 import { createLogger, type Logger } from '../../shared/util/log.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { freePort } from '../helpers/engines.ts';
 import { PrometheusProcess, prometheusBinary, type PrometheusApiResponse } from '../helpers/prometheus.ts';
@@ -64,29 +65,44 @@ const CLASSIFIER: ShippedDatasetName = 'wine';
 const REGRESSOR: ShippedDatasetName = 'diabetes';
 const REGRESSION_DEVICES = 2;
 
+/**
+ * Prometheus first, scraping the port the demo server will listen on, then the demo. That port
+ * is free when picked but may be taken before the demo binds it (by another test file): then
+ * both start again, on another port.
+ */
+async function startScrapedDemo(binary: string, dataDir: string, log: Logger): Promise<{ prometheus: PrometheusProcess; demo: DemoResult }> {
+  for (let attempt = 1; ; attempt++) {
+    const serverPort = await freePort();
+    const prometheus = await PrometheusProcess.start(binary, (dir) => writePrometheusConfig(dir, { server: `127.0.0.1:${serverPort}`, agents: [] }));
+    try {
+      const demo = await runDemo({
+        dataset: CLASSIFIER,
+        devices: 8,
+        dataDir: join(dataDir, `demo-${attempt}`),
+        httpPort: serverPort,
+        seed: SEED,
+        pruneOverrides: { units: 48, epochs: 60 },
+        log,
+        say: () => {},
+      });
+      return { prometheus, demo };
+    } catch (error) {
+      await prometheus.stop();
+      if (attempt === 3 || !(error instanceof Error && error.message.includes('EADDRINUSE'))) throw error;
+    }
+  }
+}
+
 test('after a demo rollout, every dashboard query returns data from a real Prometheus scraping the server and the agents', async (t) => {
   const binary = prometheusBinary();
   if (!binary) return engineMissing(t, 'Prometheus', 'no prometheus binary at /usr/bin/prometheus or on PATH (set PROMETHEUS_BIN)');
   const started = Date.now();
 
-  // Prometheus first, scraping the port the demo server will listen on.
-  const serverPort = await freePort();
-  const prometheus = await PrometheusProcess.start(binary, (dir) => writePrometheusConfig(dir, { server: `127.0.0.1:${serverPort}`, agents: [] }));
-  t.after(() => prometheus.stop());
-
   const dataDir = await tempDir(t, 'fleetprune-dashboard-data-');
   const log = createLogger('demo', 'silent');
-  const demo = await runDemo({
-    dataset: CLASSIFIER,
-    devices: 8,
-    dataDir,
-    httpPort: serverPort,
-    seed: SEED,
-    pruneOverrides: { units: 48, epochs: 60 },
-    log,
-    say: () => {},
-  });
-  t.after(() => demo.close());
+  const { prometheus, demo } = await startScrapedDemo(binary, dataDir, log);
+  deferCleanup(t, () => prometheus.stop());
+  deferCleanup(t, () => demo.close()); // first: before Prometheus and the data directory go
   const demoSeconds = (Date.now() - started) / 1000;
   t.diagnostic(`demo: ${demoSeconds.toFixed(1)} s; ${demo.rollouts.map((r) => `${r.candidate} ${r.outcome}`).join(', ')}`);
   assert.equal(demo.rollouts.length, 2);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { deferCleanup } from './cleanup.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -76,7 +77,7 @@ export async function runCliBatch(cases: readonly { args: string[]; env?: Record
 /** A temporary directory removed when the test ends. */
 export async function tempDir(t: TestContext, prefix = 'fleetprune-test-'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dir, { recursive: true, force: true, maxRetries: 3 }));
   return dir;
 }
 

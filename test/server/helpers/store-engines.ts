@@ -6,6 +6,7 @@ import type { TestContext } from 'node:test';
 import pg from 'pg';
 import { engineMissing, tcpReachable } from '../../helpers/engines.ts';
 import type { StoreLocation } from '../../../server/store/open-store.ts';
+import { deferCleanup } from '../../helpers/cleanup.ts';
 
 export const STORE_ENGINES = ['sqlite', 'postgres'] as const;
 export type StoreEngineName = (typeof STORE_ENGINES)[number];
@@ -39,7 +40,7 @@ export async function postgresUrl(): Promise<string | null> {
 export async function freshStoreLocation(t: TestContext, engine: StoreEngineName, dataDir?: string): Promise<StoreLocation | null> {
   if (engine === 'sqlite') {
     const dir = dataDir ?? (await mkdtemp(join(tmpdir(), 'fleetprune-store-')));
-    if (!dataDir) t.after(() => rm(dir, { recursive: true, force: true }));
+    if (!dataDir) deferCleanup(t, () => rm(dir, { recursive: true, force: true, maxRetries: 3 }));
     return { engine: 'sqlite', dataDir: dir };
   }
   const url = await postgresUrl();
@@ -48,7 +49,7 @@ export async function freshStoreLocation(t: TestContext, engine: StoreEngineName
     return null;
   }
   const schema = `fp_test_${process.pid}_${randomBytes(4).toString('hex')}`;
-  t.after(async () => {
+  deferCleanup(t, async () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     try {

@@ -6,6 +6,7 @@ import { parseServerConfig, type ServerConfigInput } from '../../../server/confi
 import { startServer, type RunningServer, type StartServerOptions } from '../../../server/app/start-server.ts';
 import { createLogger } from '../../../shared/util/log.ts';
 import { freshStoreLocation, type StoreEngineName } from './store-engines.ts';
+import { deferCleanup } from '../../helpers/cleanup.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
@@ -26,7 +27,7 @@ export async function startTestServer(
   options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; start?: Omit<StartServerOptions, 'log'> } = {},
 ): Promise<TestServer | null> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-server-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true, maxRetries: 3 }));
   const location = await freshStoreLocation(t, options.engine ?? 'sqlite', dataDir);
   if (!location) return null;
   const config = parseServerConfig({
@@ -40,7 +41,7 @@ export async function startTestServer(
     ...options.config,
   });
   const server = await startServer(config, { ...options.start, log: createLogger('test-server', 'silent') });
-  t.after(() => server.close());
+  deferCleanup(t, () => server.close()); // before its data directory goes (cleanups run last first)
   const scheme = config.tlsCert ? 'https' : 'http';
   const baseUrl = `${scheme}://127.0.0.1:${server.port('http')}`;
   return {
