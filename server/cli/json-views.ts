@@ -1,3 +1,5 @@
+import type { GrpcRollout } from './rollout-display.ts';
+
 /**
  * gRPC messages as the CLI's --json prints them: the shapes of the REST API (camelCase, null for
  * an absent value, numbers as numbers, JSON fields parsed), never the wire artefacts of the
@@ -169,5 +171,31 @@ export function jobJson(job: GrpcJobRecord) {
     updatedAt: job.updated_at,
     createdBy: job.created_by,
     node: job.node || null,
+  };
+}
+
+/** GET /api/rollouts (a rollout summary). */
+export function rolloutJson(r: GrpcRollout) {
+  // A paused rollout always has a pause message and a since; an older server sends only the message.
+  const paused = Boolean(r.pause_since || r.pause_message);
+  const { total, candidate, delivered, pending, retrying, unreachable, refused } = r.devices;
+  return {
+    id: r.id,
+    model: r.model,
+    candidateVersion: r.candidate_version,
+    previousProduction: r.previous_production || null,
+    phase: r.phase,
+    terminal: r.terminal,
+    stepIndex: r.step_index,
+    stepCount: r.step_count,
+    stepStage: r.step_stage,
+    currentStep: r.current_step || null,
+    weight: r.weight,
+    devices: { total, candidate, delivered, pending, retrying, unreachable, refused },
+    pause: paused ? { reason: r.pause_reason ?? '', since: r.pause_since ?? '', until: r.pause_until || null, message: r.pause_message } : null,
+    outcome: r.outcome_status ? { status: r.outcome_status, reason: r.outcome_reason, at: r.outcome_at ?? '' } : null,
+    revision: Number(r.revision),
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
   };
 }

@@ -7,6 +7,7 @@ import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { specWarnings } from '../rollout/spec-warnings.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { rolloutJson } from './json-views.ts';
 import { pageFooter, parseDeviceStates, parseLimit, parseOffset } from './bounded-options.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
 
@@ -53,7 +54,8 @@ export function registerRolloutCommand(program: Command): void {
     .option('--model <name>', 'only this model')
     .option('--limit <n>', 'at most this many, 1-1000 (default 100)', parseLimit)
     .option('--offset <n>', 'skip this many of the newest first (default 0): the next page is at the offset the last line names', parseOffset)
-    .action(async (flags: ConnectionFlags & { model?: string; limit?: number; offset?: number }) => {
+    .option('--json', 'print JSON (as GET /api/rollouts: the rollouts, total and more)')
+    .action(async (flags: ConnectionFlags & { model?: string; limit?: number; offset?: number; json?: boolean }) => {
       const offset = flags.offset ?? 0;
       await withConnection(flags, async (connection) => {
         const { rollouts, total, more } = await connection.unary<{ rollouts: GrpcRollout[]; total: number; more: boolean }>('Rollouts', 'ListRollouts', {
@@ -61,6 +63,7 @@ export function registerRolloutCommand(program: Command): void {
           limit: flags.limit ?? 0,
           offset,
         });
+        if (flags.json) return void process.stdout.write(`${JSON.stringify({ rollouts: rollouts.map(rolloutJson), more, total }, null, 2)}\n`);
         for (const r of rollouts) process.stdout.write(`${rolloutLine(r)}\n`);
         // stdout stays one rollout a line (for scripts); the notes go to stderr.
         if (rollouts.length === 0) process.stderr.write(offset > 0 && total > 0 ? `no rollouts at --offset ${offset} (there are ${total})\n` : 'no rollouts\n');

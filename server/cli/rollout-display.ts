@@ -16,8 +16,14 @@ export interface GrpcRollout {
   weight: number;
   devices: { total: number; candidate: number; delivered: number; pending: number; retrying: number; unreachable: number; refused: number };
   pause_message: string;
+  /** Paused: why, since and until when ('' for none); absent from servers before these fields. */
+  pause_reason?: string;
+  pause_since?: string;
+  pause_until?: string;
   outcome_status: string;
   outcome_reason: string;
+  /** Ended: when ('' while it runs); absent from servers before this field. */
+  outcome_at?: string;
   revision: string;
   created_at: string;
   updated_at: string;
