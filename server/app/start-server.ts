@@ -47,7 +47,7 @@ export interface StartServerOptions {
   leaderStartWaitMs?: number;
   /** How often old device reports are deleted and old rollout evidence trimmed (--report-retention-days; default hourly; tests shorten it). */
   reportSweepMs?: number;
-  /** Each device's report rate limit (defaults: burst REPORT_BURST, refill REPORT_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten the refill). */
+  /** Each device's report rate limit, over --report-burst and --report-refill-ms field by field (defaults: burst REPORT_BURST, refill REPORT_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten the refill). */
   reportRateLimit?: { burst?: number; refillMs?: number };
   /** PostgreSQL: job lease renewal period and staleness (defaults 15 s and 90 s; tests shorten them). */
   jobLeases?: { renewMs: number; staleSeconds: number };
@@ -133,7 +133,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       onBenchmarkFailed: (report) => benchmarkFailed(report),
       onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
     };
-    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, ...(options.reportRateLimit ? { reportRateLimit: options.reportRateLimit } : {}) });
+    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options) });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,
@@ -266,4 +266,13 @@ const GRPC_MIN_RECEIVE_BYTES = 8 * 1024 * 1024;
  */
 function grpcMaxReceiveBytes(maxBodyBytes: number): number {
   return Math.min(Math.max(GRPC_MIN_RECEIVE_BYTES, maxBodyBytes + GRPC_MESSAGE_HEADROOM_BYTES), 2 ** 31 - 1);
+}
+
+/** Each device's report bucket: --report-burst and --report-refill-ms, each overridden by StartServerOptions.reportRateLimit (tests); unset ones keep the fleet's defaults. */
+function reportRateLimit(config: ServerConfig, options: StartServerOptions): { burst?: number; refillMs?: number } {
+  return {
+    ...(config.reportBurst === undefined ? {} : { burst: config.reportBurst }),
+    ...(config.reportRefillMs === undefined ? {} : { refillMs: config.reportRefillMs }),
+    ...options.reportRateLimit,
+  };
 }

@@ -22,6 +22,8 @@ interface ServerFlags {
   maxConcurrentJobs?: number;
   maxQueuedJobs?: number;
   reportRetentionDays?: number;
+  reportBurst?: number;
+  reportRefillMs?: number;
   prometheusUrl?: string;
   mqttPort?: number;
   mqttUrl?: string;
@@ -54,6 +56,8 @@ export function registerServerCommand(program: Command): void {
     .option('--max-concurrent-jobs <n>', 'pruning jobs running at once (default 1)', parseInteger)
     .option('--max-queued-jobs <n>', 'pruning jobs waiting for a free worker; more are refused with 429 (default 16)', parseInteger)
     .option('--report-retention-days <n>', 'keep device reports (answers, benchmarks), answered assignments, fleet commands and the per-device evidence of finished rollouts this many days; 0 = for ever (default 90)', parseInteger)
+    .option('--report-burst <n>', 'benchmark reports a device may send at once before it is limited; the ones beyond are dropped (or FLEETPRUNE_REPORT_BURST; 1-10000, default 10)', parseInteger)
+    .option('--report-refill-ms <ms>', 'after its burst, a device may send one more benchmark report per this many milliseconds (or FLEETPRUNE_REPORT_REFILL_MS; 1-3600000, default 2000)', parseInteger)
     .option('--prometheus-url <url>', 'rollout analyses query this Prometheus (or FLEETPRUNE_PROMETHEUS_URL; default: the builtin provider)')
     .option('--mqtt-port <port>', 'embedded MQTT broker port (0 = ephemeral; default 1883)', parseInteger)
     .option('--mqtt-url <url>', 'use this external MQTT broker (e.g. Mosquitto) instead of the embedded one; the server identity\'s password comes from FLEETPRUNE_MQTT_PASSWORD or is written by --mosquitto-dir')
@@ -88,6 +92,8 @@ async function runServer(flags: ServerFlags): Promise<void> {
     maxConcurrentJobs: flags.maxConcurrentJobs,
     maxQueuedJobs: flags.maxQueuedJobs,
     reportRetentionDays: flags.reportRetentionDays,
+    reportBurst: flags.reportBurst ?? (process.env.FLEETPRUNE_REPORT_BURST || undefined),
+    reportRefillMs: flags.reportRefillMs ?? (process.env.FLEETPRUNE_REPORT_REFILL_MS || undefined),
     prometheusUrl: flags.prometheusUrl ?? (process.env.FLEETPRUNE_PROMETHEUS_URL || undefined),
     nodeId: flags.nodeId ?? (process.env.FLEETPRUNE_NODE_ID || undefined),
     mqttPort: flags.mqttPort,

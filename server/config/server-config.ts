@@ -5,6 +5,11 @@ import { UserError } from '../../shared/util/errors.ts';
 
 const Port = z.coerce.number().int().min(0).max(65535);
 const ByteCount = z.coerce.number().int().positive();
+/** A whole number in [min, max], one message for every way to miss it (a flag or an environment variable). */
+const WholeNumber = (min: number, max: number) => {
+  const error = `must be a whole number from ${min} to ${max}`;
+  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+};
 
 /** Everything `fleetprune server` can be told, after flags and environment are merged. */
 export const ServerConfigSchema = z
@@ -43,6 +48,10 @@ export const ServerConfigSchema = z
     maxQueuedJobs: z.coerce.number().int().min(1).max(1000).default(16),
     /** Device reports (answers, benchmarks) are kept this many days after they arrive; 0 keeps them for ever. */
     reportRetentionDays: z.coerce.number().int().min(0).max(36_500).default(90),
+    /** Each device's benchmark reports: this many at once (default REPORT_BURST in server/fleet/report-rate-limit.ts)... */
+    reportBurst: WholeNumber(1, 10_000).optional(),
+    /** ...then one more per this many milliseconds (default REPORT_REFILL_MS). */
+    reportRefillMs: WholeNumber(1, 3_600_000).optional(),
     /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl. */
     mqttPort: Port.default(1883),
     /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
@@ -110,6 +119,8 @@ const SOURCE: Record<string, string> = {
   maxConcurrentJobs: '--max-concurrent-jobs',
   maxQueuedJobs: '--max-queued-jobs',
   reportRetentionDays: '--report-retention-days',
+  reportBurst: '--report-burst (or FLEETPRUNE_REPORT_BURST)',
+  reportRefillMs: '--report-refill-ms (or FLEETPRUNE_REPORT_REFILL_MS)',
   mqttPort: '--mqtt-port',
   mqttUrl: '--mqtt-url',
   mqttPassword: 'FLEETPRUNE_MQTT_PASSWORD',

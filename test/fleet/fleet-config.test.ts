@@ -20,6 +20,19 @@ test('fleet settings: defaults, and each bad combination names its flag', () => 
   for (const [input, message] of refusals) assert.throws(() => parseServerConfig(input), message, JSON.stringify(input));
 });
 
+test('report rate limit settings: unset keeps the fleet defaults; each bad value names its flag and variable', () => {
+  const unset = parseServerConfig({ dataDir: '/tmp/x' });
+  assert.deepEqual([unset.reportBurst, unset.reportRefillMs], [undefined, undefined]);
+  // Strings as the environment gives them, numbers as the flags do.
+  const set = parseServerConfig({ dataDir: '/tmp/x', reportBurst: '3' as unknown as number, reportRefillMs: 500 });
+  assert.deepEqual([set.reportBurst, set.reportRefillMs], [3, 500]);
+  for (const [key, named, max] of [['reportBurst', /: --report-burst \(or FLEETPRUNE_REPORT_BURST\): must be a whole number from 1 to 10000$/, 10_001], ['reportRefillMs', /: --report-refill-ms \(or FLEETPRUNE_REPORT_REFILL_MS\): must be a whole number from 1 to 3600000$/, 3_600_001]] as const) {
+    for (const value of [0, -1, 1.5, 'abc', '', max]) {
+      assert.throws(() => parseServerConfig({ dataDir: '/tmp/x', [key]: value as number }), named, `${key}: ${JSON.stringify(value)}`);
+    }
+  }
+});
+
 test('fleetprune server: a taken --mqtt-port is one line, exit 2', async (t) => {
   const net = await import('node:net');
   const blocker = net.createServer();

@@ -77,3 +77,34 @@ test('a device flooding reports gets its burst stored and the rest dropped and c
   await waitFor(async () => (await storedReports(server, 'flood-1')) === stored + 1, 5000, 'the report after the refill stored');
   assert.equal(await droppedMetric(server, 'report-rate-limited'), sent - stored);
 });
+
+test('--report-burst and --report-refill-ms (server config) set the bucket; StartServerOptions.reportRateLimit overrides them field by field', async (t) => {
+  const sent = 20;
+  /** Floods `sent` reports from a fresh device and waits until each is stored or dropped; the stored count and how long the flood took. */
+  const floodOf = async (server: TestServer, id: string) => {
+    const publish = await deviceClient(t, server, id);
+    const started = Date.now();
+    for (let i = 0; i < sent; i++) await publish(i);
+    const elapsedMs = Date.now() - started;
+    await waitFor(async () => (await storedReports(server, id)) + (await droppedMetric(server, 'report-rate-limited')) === sent, 5000, `${id}: every report stored or dropped`);
+    return { publish, stored: await storedReports(server, id), elapsedMs };
+  };
+
+  await t.test('a burst of 3, refilled once a minute: 3 of 20 stored', async (t) => {
+    const server = (await startTestServer(t, { config: { reportBurst: 3, reportRefillMs: 60_000 } }))!;
+    const { stored } = await floodOf(server, 'config-burst-1');
+    assert.equal(stored, 3);
+    assert.equal(await droppedMetric(server, 'report-rate-limited'), sent - 3);
+  });
+
+  await t.test('the options\' burst of 5 over the config\'s 3; the config\'s refill of 500 ms kept', async (t) => {
+    const server = (await startTestServer(t, { config: { reportBurst: 3, reportRefillMs: 500 }, start: { reportRateLimit: { burst: 5 } } }))!;
+    const { publish, stored, elapsedMs } = await floodOf(server, 'config-burst-2');
+    const bound = 5 + Math.floor(elapsedMs / 500) + 1;
+    assert.ok(stored >= 5 && stored <= bound, `${stored} of ${sent} stored in ${elapsedMs} ms (bound ${bound})`);
+    // A refill period (500 ms, not the default 2 s) later, the next report is stored.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    await publish(sent);
+    await waitFor(async () => (await storedReports(server, 'config-burst-2')) === stored + 1, 5000, 'the report after the refill stored');
+  });
+});

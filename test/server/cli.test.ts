@@ -10,7 +10,7 @@ import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { join } from 'node:path';
 import { artifactId } from '../../shared/artifact/manifest.ts';
-import { isOneLineError, mapConcurrently, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, mapConcurrently, runCliBatch, tempDir } from '../helpers/cli.ts';
 
 test('CLI over gRPC: tokens create, list and revoke, models push, list, show, alias; friendly errors', async (t) => {
   const server = (await startTestServer(t))!;
@@ -143,6 +143,31 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
   assert.equal(fileDataDir.code, 2, fileDataDir.stderr);
   assert.equal(fileDataDir.stderr, `fleetprune: --data-dir: ${aFile} is not a directory\n`);
   assert.equal(await readFile(aFile, 'utf8'), 'a,b\n1,2\n');
+});
+
+test('fleetprune server: a bad --report-burst or --report-refill-ms (flag or variable) is one line naming it, exit 2', async (t) => {
+  // A file as --data-dir: a value that was not read (a variable ignored) fails the start on --data-dir instead of starting a server.
+  const notADir = join(await tempDir(t), 'not-a-dir');
+  await writeFile(notADir, '');
+  const base = ['server', '--data-dir', notADir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'];
+  const cases: { args: string[]; env?: Record<string, string>; expected: RegExp }[] = [];
+  for (const [flag, variable, max] of [['--report-burst', 'FLEETPRUNE_REPORT_BURST', 10_000], ['--report-refill-ms', 'FLEETPRUNE_REPORT_REFILL_MS', 3_600_000]] as const) {
+    const range = `must be a whole number from 1 to ${max}`;
+    for (const value of ['0', '-1', '1.5', 'abc', String(max + 1)]) {
+      // Commander refuses what is not a whole number (the option's own parser); the config, the out-of-range ones.
+      const parser = value === '1.5' || value === 'abc';
+      cases.push({ args: [...base, flag, value], expected: parser ? new RegExp(`^fleetprune: option '${flag} <[a-z]+>' argument '${value}' is invalid\\. not a (whole|decimal) number`) : new RegExp(`^fleetprune: ${flag} \\(or ${variable}\\): ${range}$`) });
+      cases.push({ args: base, env: { [variable]: value }, expected: new RegExp(`^fleetprune: ${flag} \\(or ${variable}\\): ${range}$`) });
+    }
+  }
+  const results = await runCliBatch(cases.map(({ args, env }) => (env ? { args, env } : { args })));
+  for (const [index, { args, env, expected }] of cases.entries()) {
+    const label = `${env ? JSON.stringify(env) : ''} ${args.slice(base.length).join(' ')}`;
+    const result = results[index]!;
+    assert.equal(result.code, 2, `${label}: ${result.stderr}`);
+    assert.ok(isOneLineError(result.stderr), `${label}: ${result.stderr}`);
+    assert.match(result.stderr.trim(), expected, label);
+  }
 });
 
 test('fleetprune server: a signing key lost after devices enrolled is not replaced (they pin it); the start stops, naming the file', async (t) => {
