@@ -178,14 +178,19 @@ export class AcceptanceFleet {
 
   /** Brokers, Prometheus, the server; registers the three versions; enrolls and starts the agents; baseline everywhere. */
   static async start(options: FleetOptions): Promise<AcceptanceFleet> {
-    const ports = { http: await freePort(), grpc: await freePort(), mqtt: await freePort() };
-    const fleet = new AcceptanceFleet(options, ports);
-    try {
-      await fleet.#start();
-      return fleet;
-    } catch (error) {
-      await fleet.close();
-      throw error;
+    // Fixed ports (Prometheus scrapes the HTTP one, a restart binds the same ones): free when
+    // picked, but another test file may bind one before the server does. Then everything starts
+    // again on new ones.
+    for (let attempt = 1; ; attempt++) {
+      const ports = { http: await freePort(), grpc: await freePort(), mqtt: await freePort() };
+      const fleet = new AcceptanceFleet(options, ports);
+      try {
+        await fleet.#start();
+        return fleet;
+      } catch (error) {
+        await fleet.close();
+        if (attempt === 3 || !errorMessage(error).includes('EADDRINUSE')) throw error;
+      }
     }
   }
 

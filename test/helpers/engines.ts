@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomInt } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { TestContext } from 'node:test';
 
@@ -43,14 +44,40 @@ export function tcpReachable(host: string, port: number, timeoutMs = 1000): Prom
   });
 }
 
-/** A TCP port that was free a moment ago, for a process that must be told its port up front. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** The kernel's ephemeral ports (listen(0), outgoing connections) start here (Linux's default when unreadable). */
+function ephemeralPortsFrom(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > LOWEST_PICKED_PORT + 1000 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/** Picked ports start here: above the well-known ones and the services a test machine runs. */
+const LOWEST_PICKED_PORT = 20000;
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A TCP port that was free a moment ago, for a process that must be told its port up front.
+ *
+ * Picked at random below the kernel's ephemeral range. A port the kernel had just handed out for
+ * listen(0) (the old way) could be handed out again, to any other test's server or outgoing
+ * connection, before its process bound it (seen twice in a day: a demo's and an acceptance
+ * server's port taken, EADDRINUSE). Below that range only another picked port can collide.
+ */
+export async function freePort(): Promise<number> {
+  const span = ephemeralPortsFrom() - LOWEST_PICKED_PORT;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = LOWEST_PICKED_PORT + randomInt(span);
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free TCP port found from ${LOWEST_PICKED_PORT} to ${LOWEST_PICKED_PORT + span - 1}`);
 }
