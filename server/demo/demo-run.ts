@@ -14,8 +14,9 @@ import type { Agent } from '../../agent/agent.ts';
 import { OrtSessionCache } from '../../agent/session-cache.ts';
 import { loadDemoData, startSimulatedAgents, waitForActive } from './demo-fleet.ts';
 import { buildDemoModels, type DemoArtifact, type DemoModels } from './demo-models.ts';
+import { decideDemoRollout } from './demo-decision.ts';
 import { demoRolloutSpec } from './demo-rollout-spec.ts';
-import { RestClient, RestError, waitFor } from './rest-client.ts';
+import { RestClient, RestError } from './rest-client.ts';
 import { planFleet, type SimulatedDevice } from './simulated-fleet.ts';
 
 export interface DemoOptions {
@@ -120,27 +121,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     ] as const) {
       const started = await startRollout(api, demoRolloutSpec(options.dataset, version, options.prometheusUrl ? 'prometheus' : 'builtin', models.general.manifest.task));
       say(`rollout ${started.id}: ${label} ${options.dataset}@${version} (ε ${epsilon}) to the pilot devices …`);
-      let detail = await waitFor(
-        `rollout ${started.id} to be decided`,
-        async () => {
-          const rollout = await api.get<RolloutDetail>(`/rollouts/${started.id}`);
-          return rollout.terminal || (rollout.phase === 'Paused' && rollout.pause?.reason === 'inconclusive') ? rollout : undefined;
-        },
-        240_000,
-        1000,
-      );
-      let inconclusive = '';
-      if (!detail.terminal) {
-        // Too little evidence either way: the controller waits for a human. The demo answers as a
-        // cautious operator would, so the next rollout can start.
-        inconclusive = inconclusiveOutcome(detail.pause!.message);
-        say(`rollout ${started.id}: paused as inconclusive; rolling it back as an operator would`);
-        await api.post(`/rollouts/${started.id}/rollback?reason=${encodeURIComponent('inconclusive pilot (demo operator)')}`);
-        detail = await waitFor(`rollout ${started.id} to roll back`, async () => {
-          const rollout = await api.get<RolloutDetail>(`/rollouts/${started.id}`);
-          return rollout.terminal ? rollout : undefined;
-        }, 60_000, 500);
-      }
+      const { detail, inconclusive } = await decideDemoRollout(api, started.id, say);
       const outcome: DemoRolloutOutcome = {
         candidate: `${options.dataset}@${version}`,
         epsilon,
@@ -160,14 +141,6 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     await close();
     throw error;
   }
-}
-
-/**
- * The outcome of a pilot the demo rolled back as inconclusive: the pause's message without its
- * advice to the human it waited for (resume, promote, rollback), which the demo has answered.
- */
-export function inconclusiveOutcome(pauseMessage: string): string {
-  return `inconclusive (${pauseMessage.replace(/; waiting for a human \([^)]*\)(?=:)/, '')}); rolled back by the demo`;
 }
 
 /**

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { inconclusiveOutcome, startRollout } from '../../server/demo/demo-run.ts';
+import { decideDemoRollout, inconclusiveOutcome } from '../../server/demo/demo-decision.ts';
+import { startRollout } from '../../server/demo/demo-run.ts';
 import { DEMO_ANALYSIS_TIMING, demoRolloutSpec } from '../../server/demo/demo-rollout-spec.ts';
 import { RestClient } from '../../server/demo/rest-client.ts';
 import { parseDuration } from '../../shared/util/duration.ts';
@@ -50,4 +51,48 @@ test('demo: a pilot it rolls back as inconclusive (iris) is summed up without th
     inconclusiveOutcome(paused),
     'inconclusive (analysis inconclusive at step 2: accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Mann-Whitney U=16, p=0.4011): outside tolerance but not significant at confidence 0.95); rolled back by the demo',
   );
+});
+
+/**
+ * A rollout API with the phases a test scripts: each GET answers the script's current state;
+ * POST resume and POST rollback move it to the next one.
+ */
+async function scriptedRollout(t: TestContext, states: { phase: string; pause?: string }[]) {
+  let at = 0;
+  const server = await misbehavingServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    if (req.method === 'POST') at = Math.min(at + 1, states.length - 1);
+    const state = states[at]!;
+    const terminal = !['Progressing', 'Paused'].includes(state.phase);
+    res.end(JSON.stringify({ id: 'ro-1', phase: state.phase, terminal, revision: at + 1, pause: state.pause ? { reason: 'inconclusive', since: '', until: null, message: state.pause } : null }));
+  });
+  t.after(() => server.close());
+  return { api: new RestClient(server.url, 'token'), posts: () => server.requests.filter((request) => request.startsWith('POST')) };
+}
+
+const TOO_FEW = 'analysis inconclusive at step 2; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: too few samples: 0 devices with both candidate and baseline accuracy reports (0 candidate, 0 baseline) < minSamples 4';
+const NOT_SIGNIFICANT = 'analysis inconclusive at step 2; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Mann-Whitney U=16, p=0.4011): outside tolerance but not significant at confidence 0.95';
+const FAST = { resumeAfterMs: 10, pollMs: 10, timeoutMs: 5000 };
+
+test('demo: a pilot paused because too few devices had reported yet (a busy machine) is resumed, not rolled back, and goes on to be decided', async (t) => {
+  const { api, posts } = await scriptedRollout(t, [{ phase: 'Paused', pause: TOO_FEW }, { phase: 'Paused', pause: TOO_FEW }, { phase: 'Completed' }]);
+  const said: string[] = [];
+  const decision = await decideDemoRollout(api, 'ro-1', (line) => said.push(line), FAST);
+  assert.deepEqual([decision.detail.phase, decision.inconclusive], ['Completed', '']);
+  assert.deepEqual(posts(), ['POST /api/rollouts/ro-1/resume', 'POST /api/rollouts/ro-1/resume']);
+  assert.match(said[0]!, /too few device reports yet; resuming/);
+});
+
+test('demo: a pilot paused on evidence that is not significant is rolled back at once; one still without reports after the resumes is rolled back too', async (t) => {
+  const significant = await scriptedRollout(t, [{ phase: 'Paused', pause: NOT_SIGNIFICANT }, { phase: 'RolledBack' }]);
+  const decided = await decideDemoRollout(significant.api, 'ro-1', () => {}, FAST);
+  assert.equal(decided.detail.phase, 'RolledBack');
+  assert.equal(decided.inconclusive, inconclusiveOutcome(NOT_SIGNIFICANT));
+  assert.deepEqual(significant.posts(), [`POST /api/rollouts/ro-1/rollback?reason=${encodeURIComponent('inconclusive pilot (demo operator)')}`]);
+
+  const silent = await scriptedRollout(t, [{ phase: 'Paused', pause: TOO_FEW }, { phase: 'Paused', pause: TOO_FEW }, { phase: 'Paused', pause: TOO_FEW }, { phase: 'RolledBack' }]);
+  const gaveUp = await decideDemoRollout(silent.api, 'ro-1', () => {}, { ...FAST, maxResumes: 2 });
+  assert.equal(gaveUp.detail.phase, 'RolledBack');
+  assert.match(gaveUp.inconclusive, /too few samples/);
+  assert.deepEqual(silent.posts().map((request) => request.split('?')[0]), ['POST /api/rollouts/ro-1/resume', 'POST /api/rollouts/ro-1/resume', 'POST /api/rollouts/ro-1/rollback']);
 });
