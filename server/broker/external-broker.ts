@@ -1,4 +1,6 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import { createRequire } from 'node:module';
+import type * as Mqtt from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, MessageHandler, PublishOptions } from './broker.ts';
 import type { CredentialStore, ServerIdentity } from './credential-store.ts';
@@ -70,7 +72,7 @@ export class ExternalBroker implements Broker {
   async start(): Promise<void> {
     if (this.#client) return;
     if (this.#options.mosquittoAuth) await this.credentialsChanged();
-    const client = mqtt.connect(this.#options.url, {
+    const client = loadMqtt().connect(this.#options.url, {
       protocolVersion: 4,
       clean: false,
       clientId: this.#options.clientId ?? this.#options.server.username,
@@ -277,4 +279,13 @@ export function topicMatches(filter: string, topic: string): boolean {
     if (level !== '+' && level !== topicLevels[i]) return false;
   }
   return filterLevels.length === topicLevels.length;
+}
+
+/**
+ * mqtt.js, loaded when an external broker starts: a server on its embedded broker never needs it.
+ * Required, not imported: an ES import of this CommonJS package first scans its sources for export
+ * names (0.21 CPU-s against 0.09 s).
+ */
+function loadMqtt(): typeof Mqtt {
+  return createRequire(import.meta.url)('mqtt') as typeof Mqtt;
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from '../../shared/util/log.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
-import { PostgresEngine } from '../store/postgres-engine.ts';
+import type { PostgresEngine } from '../store/postgres-engine.ts';
 import type { SqlEngine } from '../store/sql-engine.ts';
 
 /**
@@ -317,7 +317,7 @@ export class PostgresLeadership implements Leadership {
 export function leadershipFor(engine: SqlEngine, log: Logger, options: { pollMs?: number; node?: string; startWaitMs?: number } = {}): Leadership {
   const instance = newInstanceId(options.node);
   const startWait = options.startWaitMs !== undefined ? { startWaitMs: options.startWaitMs } : {};
-  return engine instanceof PostgresEngine
-    ? new PostgresLeadership({ pool: engine.pool, log, instance, ...(options.pollMs ? { pollMs: options.pollMs } : {}), ...startWait })
+  return engine.dialect === 'postgres'
+    ? new PostgresLeadership({ pool: (engine as PostgresEngine).pool, log, instance, ...(options.pollMs ? { pollMs: options.pollMs } : {}), ...startWait })
     : new SingleProcessLeadership(instance, { log, ...startWait });
 }

@@ -2,7 +2,6 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_MIGRATIONS } from './migrations/index.ts';
 import { runMigrations } from './migrations/run-migrations.ts';
-import { PostgresEngine } from './postgres-engine.ts';
 import { SqliteEngine } from './sqlite-engine.ts';
 import { createStore, type Store } from './store.ts';
 import type { SqlEngine } from './sql-engine.ts';
@@ -28,6 +27,8 @@ export async function openStore(location: StoreLocation): Promise<Store> {
     engine = new SqliteEngine(join(location.dataDir, SQLITE_FILE));
   } else {
     try {
+      // Imported here: a SQLite server does not load pg.
+      const { PostgresEngine } = await import('./postgres-engine.ts');
       engine = await PostgresEngine.connect({ connectionString: location.databaseUrl, schema: location.schema });
     } catch (error) {
       throw new UserError(`--database-url: cannot connect to PostgreSQL (${errorMessage(error) || (error as Error).name})`, { cause: error });
