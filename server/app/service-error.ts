@@ -61,3 +61,18 @@ export function asServiceError(error: unknown): ServiceError | null {
   if (error instanceof UserError) return new ServiceError('bad_request', error.message, { cause: error });
   return null;
 }
+
+/** The longest error message a client is sent; a refusal that quotes what was sent is cut there. */
+export const MAX_CLIENT_MESSAGE = 2_000;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * `message` as a client is sent it: at most MAX_CLIENT_MESSAGE characters, and well-formed
+ * Unicode. A quoted input can end in half of a surrogate pair (JSON.parse's message quotes the one
+ * code unit it stopped at), which gRPC cannot put in its status header: the call then fails in
+ * grpc-js itself. A long quoted input can pass the status header's size limit, and the call never ends.
+ */
+export function clientMessage(message: string): string {
+  const cut = message.length > MAX_CLIENT_MESSAGE ? `${message.slice(0, MAX_CLIENT_MESSAGE)}…` : message;
+  return cut.replace(LONE_SURROGATE, '\uFFFD');
+}

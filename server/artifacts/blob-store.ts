@@ -57,7 +57,7 @@ export class BlobStore {
   }
 
   pathOf(sha256: string): string {
-    if (!SHA256_PATTERN.test(sha256)) throw new ServiceError('bad_request', `not a sha256: ${JSON.stringify(sha256)} (64 lowercase hex digits)`);
+    if (!SHA256_PATTERN.test(sha256)) throw new ServiceError('bad_request', `not a sha256: ${JSON.stringify(sha256.length > 80 ? `${sha256.slice(0, 80)}…` : sha256)} (64 lowercase hex digits)`);
     return join(this.root, sha256.slice(0, 2), sha256);
   }
 

@@ -48,6 +48,11 @@ function caller(metadata: Metadata, name: string): Principal {
 export class GrpcHandlers {
   constructor(private readonly deps: GrpcDeps, private readonly service: string) {}
 
+  /** A call whose answer itself failed (grpc-js threw while sending it): logged, never a crash of the server. */
+  #unanswered(error: unknown, name: string): void {
+    this.deps.log.error({ err: error, method: name }, 'gRPC call could not be answered');
+  }
+
   unary<Req, Res>(method: string, permission: Permission, handle: (request: Req, principal: Principal) => Promise<Res>) {
     const name = `${this.service}/${method}`;
     const handler = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
@@ -68,7 +73,8 @@ export class GrpcHandlers {
             stop({ code: GrpcStatus[failure.code] });
             callback(failure);
           },
-        );
+        )
+        .catch((error) => this.#unanswered(error, name));
     };
     return declareAccess(handler, { name, permission });
   }
@@ -97,7 +103,8 @@ export class GrpcHandlers {
             stop({ code: GrpcStatus[failure.code] });
             if (!call.cancelled) call.emit('error', failure);
           },
-        );
+        )
+        .catch((error) => this.#unanswered(error, name));
     };
     return declareAccess(handler, { name, permission });
   }
@@ -121,7 +128,8 @@ export class GrpcHandlers {
             call.destroy();
             callback(failure);
           },
-        );
+        )
+        .catch((error) => this.#unanswered(error, name));
     };
     return declareAccess(handler, { name, permission });
   }

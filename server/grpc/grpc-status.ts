@@ -1,6 +1,6 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Logger } from '../../shared/util/log.ts';
-import { GRPC_STATUS, asServiceError } from '../app/service-error.ts';
+import { GRPC_STATUS, asServiceError, clientMessage } from '../app/service-error.ts';
 
 export interface GrpcFailure {
   code: GrpcStatus;
@@ -10,7 +10,7 @@ export interface GrpcFailure {
 /** Maps any error to a gRPC status; unexpected ones are logged and reported as INTERNAL without details. */
 export function toStatus(error: unknown, log: Logger, method: string): GrpcFailure {
   const known = asServiceError(error);
-  if (known) return { code: GRPC_STATUS[known.code], details: known.message };
+  if (known) return { code: GRPC_STATUS[known.code], details: clientMessage(known.message) };
   log.error({ err: error, method }, 'gRPC call failed');
   return { code: GrpcStatus.INTERNAL, details: 'internal server error (see the server log)' };
 }

@@ -43,3 +43,31 @@ for (const engine of STORE_ENGINES) {
     });
   });
 }
+
+test('gRPC refusals that quote what was sent stay sendable: half an emoji in malformed JSON, a 200,000-character sha256', { timeout: 60_000 }, async (t) => {
+  const server = (await startTestServer(t))!;
+  const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+  const blobs = grpcClient(server.grpcAddress, 'Blobs', ADMIN_TOKEN);
+  t.after(() => [models, blobs].forEach((client) => client.close()));
+  // JSON.parse's message quotes the one code unit it stopped at: here the first half of a surrogate pair.
+  for (const method of ['CheckPush', 'PushVersion']) {
+    await assert.rejects(models.call(method, { name: 'iris', manifest_json: '🦄' }), (error: any) => {
+      assert.equal(error.code, status.INVALID_ARGUMENT, `${method}: ${error.details}`);
+      assert.match(error.details, /^manifest_json: malformed JSON \(Unexpected token .\uFFFD./);
+      assert.equal(error.details, error.details.toWellFormed(), 'no lone surrogate');
+      return true;
+    });
+  }
+  // A refusal quoting a huge input is cut, so its status fits the status header and the call ends.
+  const upload = await new Promise<any>((resolve) => {
+    const call = blobs.client.UploadBlob(blobs.metadata, { deadline: Date.now() + 20_000 }, (error: unknown) => resolve(error));
+    call.write({ sha256: 'x'.repeat(200_000) });
+    call.end();
+  });
+  assert.equal(upload?.code, status.INVALID_ARGUMENT, String(upload?.details).slice(0, 200));
+  assert.match(upload.details, /not a sha256: "x{80}…"/);
+  assert.ok(upload.details.length < 300, `details of ${upload.details.length} characters`);
+  // The server is still up and the channel still works.
+  assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
+  assert.deepEqual((await models.call('ListModels', {})).models, []);
+});

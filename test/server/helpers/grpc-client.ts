@@ -26,5 +26,8 @@ export function grpcClient(address: string, service: keyof FleetpruneProto, toke
       return client[method]!.call(client, request, metadata) as import('@grpc/grpc-js').ClientReadableStream<any>;
     },
     close: () => client.close(),
+    /** The underlying client and its metadata, for calls of other kinds (client streams). */
+    client,
+    metadata,
   };
 }
