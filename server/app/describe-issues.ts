@@ -1,4 +1,5 @@
 import type { ZodError } from 'zod';
+import { zodIssueMessage } from '../../shared/util/errors.ts';
 
 /**
  * One line naming every bad field of a request: `body.options.epochs: expected number, received
@@ -10,11 +11,8 @@ export function describeIssues(error: ZodError, root: string): string {
     const path = [root, ...issue.path.map(String)].join('.');
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) lines.push(`${path}.${key}: unknown field`);
-    } else if (issue.code === 'invalid_key') {
-      // A record key broke its rule: say which rule, not zod's generic "Invalid key in record".
-      lines.push(`${path}: ${issue.issues.map((inner) => inner.message).join('; ')}`);
     } else {
-      lines.push(`${path}: ${issue.message}`);
+      lines.push(`${path}: ${zodIssueMessage(issue)}`);
     }
   }
   return lines.join('; ');

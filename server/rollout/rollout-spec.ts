@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { UserError } from '../../shared/util/errors.ts';
+import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { ConditionSyntaxError } from '../analysis/condition/condition-tokenizer.ts';
 import { parseCondition, type ConditionNode, type ParsedCondition } from '../analysis/condition/condition-parser.ts';
@@ -146,7 +146,7 @@ export function validateRolloutSpec(document: unknown, source?: string): Rollout
   }
   const parsed = RolloutSpecInputSchema.safeParse(document);
   if (!parsed.success) {
-    throw new RolloutSpecError(parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: issue.message })), source);
+    throw new RolloutSpecError(parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: zodIssueMessage(issue) })), source);
   }
   const issues: SpecIssue[] = [];
   const spec = resolve(parsed.data, issues);

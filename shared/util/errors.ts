@@ -14,14 +14,23 @@ export class UserError extends Error {
   }
 }
 
+/**
+ * What is wrong with one field, in words for the user: a record key that broke its rule says
+ * which rule (not zod's generic "Invalid key in record"), and a field that was not sent at all is
+ * `required (string)` (not "Invalid input: expected string, received undefined").
+ */
+export function zodIssueMessage(issue: ZodError['issues'][number]): string {
+  if (issue.code === 'invalid_key') return issue.issues.map((inner) => inner.message).join('; ');
+  if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) return `required (${issue.expected})`;
+  return issue.message;
+}
+
 /** One line naming each bad field: `--epsilon: must be in (0, 1)`. */
 export function describeZodError(error: ZodError, prefix = ''): string {
   return error.issues
     .map((issue) => {
       const path = issue.path.length > 0 ? `${prefix}${issue.path.join('.')}` : prefix.replace(/\.$/, '') || 'input';
-      // A record key broke its rule: say which rule, not zod's generic "Invalid key in record".
-      const message = issue.code === 'invalid_key' ? issue.issues.map((inner) => inner.message).join('; ') : issue.message;
-      return `${path}: ${message}`;
+      return `${path}: ${zodIssueMessage(issue)}`;
     })
     .join('; ');
 }

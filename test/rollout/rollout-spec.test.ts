@@ -128,8 +128,8 @@ describe('rollout spec: invalid specs name the field', () => {
 
   it('rejects missing and unknown top-level fields', () => {
     assert.deepEqual(issues({ steps: [{ setWeight: 5 }] }), [
-      'model: Invalid input: expected string, received undefined',
-      'candidateVersion: Invalid input: expected string, received undefined',
+      'model: required (string)',
+      'candidateVersion: required (string)',
     ]);
     assert.deepEqual(issues({ ...base(), candidate: '3' }), ['(spec): Unrecognized key: "candidate"']);
     assert.deepEqual(issues({ ...base(), model: 'wine/v2' }), ['model: must be 1-64 characters of A-Z a-z 0-9 . _ -']);
