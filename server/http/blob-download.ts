@@ -9,16 +9,17 @@ import type { BlobStore } from '../artifacts/blob-store.ts';
  * only if If-Range, when sent, still matches the ETag), an unsatisfiable range → 416. A Range
  * header that does not parse, and a multi-range request, get the whole file (200).
  */
+const IMMUTABLE = 'private, max-age=31536000, immutable';
+
 export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sha256: string): Promise<void> {
   const info = await blobs.stat(sha256);
   if (!info) throw new ServiceError('not_found', `no blob ${sha256}`);
   const etag = `"${sha256}"`;
-  res.setHeader('ETag', etag);
   res.setHeader('Accept-Ranges', 'bytes');
-  res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');
-  res.setHeader('Content-Type', 'application/octet-stream');
   const ifNoneMatch = req.headers['if-none-match'];
   if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim() === etag || tag.trim() === '*')) {
+    res.setHeader('ETag', etag);
+    res.setHeader('Cache-Control', IMMUTABLE);
     res.status(304).end();
     return;
   }
@@ -27,9 +28,13 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
   const honourRange = rangeHeader !== undefined && (ifRange === undefined || String(ifRange).trim() === etag);
   const range = honourRange ? parseRange(rangeHeader, info.bytes) : null;
   if (range === 'unsatisfiable') {
+    // The 416 is a JSON error (sendError): neither the blob's type nor cacheable like its bytes.
     res.setHeader('Content-Range', `bytes */${info.bytes}`);
     throw new ServiceError('range_not_satisfiable', `range ${rangeHeader} is outside the ${info.bytes}-byte blob`);
   }
+  res.setHeader('ETag', etag);
+  res.setHeader('Cache-Control', IMMUTABLE);
+  res.setHeader('Content-Type', 'application/octet-stream');
   if (range) {
     res.status(206);
     res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.bytes}`);
