@@ -52,7 +52,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           return { agent_config_json: JSON.stringify(result.config, null, 2), broker_warning: result.brokerUpdated ? '' : result.warning };
         }),
         ListDevices: deviceHandlers.unary('ListDevices', 'read', async (req: { limit: number; after: string }) => {
-          const { limit, after } = checkField(DeviceListQuerySchema, { limit: req.limit || undefined, after: req.after || undefined }, 'request');
+          const { limit, after } = checkField(DeviceListQuerySchema, { limit: req.limit ? String(req.limit) : undefined, after: req.after || undefined }, 'request');
           const page = await devices.page({ after, limit });
           return { devices: page.devices.map(deviceMessage), next: page.next ?? '' };
         }),

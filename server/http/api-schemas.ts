@@ -83,8 +83,21 @@ export const BlobGcResultSchema = z.strictObject({
   freedBytes: z.number().int(),
 });
 
+/**
+ * A whole-number query parameter (`?limit=50`) from `min` to `max`, with messages that say what
+ * is wrong with what was sent: not a number (`abc`, `-1`, `1.5`), given more than once, or out of range.
+ */
+export function queryInteger(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  const range = max === Number.MAX_SAFE_INTEGER ? `a whole number, ${min} or more` : `a whole number from ${min} to ${max}`;
+  return z
+    .string({ error: (issue) => (Array.isArray(issue.input) ? 'given more than once; send it once' : `must be ${range}`) })
+    .regex(/^\d+$/, { error: (issue) => `must be ${range}, not "${String(issue.input).slice(0, 40)}"` })
+    .transform(Number)
+    .pipe(z.number().min(min, { error: `must be ${range}` }).max(max, { error: `must be ${range}` }));
+}
+
 /** Paging over lists ordered by an integer key. */
 export const PageQuerySchema = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
-  after: z.coerce.number().int().min(0).optional(),
+  limit: queryInteger(1, 1000).optional(),
+  after: queryInteger(0).optional(),
 });

@@ -6,6 +6,8 @@ import type { TokenService } from '../auth/token-service.ts';
 import type { ServerMetrics } from '../metrics/server-metrics.ts';
 import { buildOpenApiDocument } from './openapi.ts';
 import type { RouteSpec } from './route-spec.ts';
+import { duplicateJsonKey } from '../../shared/util/duplicate-keys.ts';
+import { limitBodySize } from './body-size-limit.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { validatePart } from './validate-request.ts';
@@ -62,12 +64,24 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     openApi ??= buildOpenApiDocument(routes, deps.version);
     res.json(openApi);
   });
-  const parseJson = express.json({ limit: deps.maxBodyBytes, strict: true, type: () => true });
+  const rawBodies = new WeakMap<object, Buffer>();
+  const parseJson = express.json({
+    limit: deps.maxBodyBytes,
+    strict: true,
+    type: () => true,
+    // Kept for the duplicate-key check, which runs once the body passed validatePart's depth limit.
+    verify: (req, _res, raw) => {
+      rawBodies.set(req, raw);
+    },
+  });
   const readJsonBody: express.RequestHandler = (req, res, next) => {
     if (!req.is('application/json')) {
       next(new ServiceError('bad_request', 'body: send JSON with Content-Type: application/json'));
       return;
     }
+    // body-parser refuses an oversized body only once it has read all of it (or never, when the
+    // declared length is never sent): refuse it here, at once, by its declared or counted size.
+    if (!limitBodySize(req, res, deps.maxBodyBytes, log)) return;
     // validatePart then refuses `__proto__` keys, NUL characters and deep nesting, naming where.
     parseJson(req, res, next);
   };
@@ -99,6 +113,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         const params = validatePart(route.params, req.params, 'path');
         const query = validatePart(route.query, { ...(req.query as object) }, 'query');
         const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
+        if (route.bodyKind === 'json') refuseDuplicateKeys(rawBodies.get(req));
         const reply = await route.handle({ req, res, principal, params, query, body });
         if (reply && !res.headersSent) res.status(reply.status ?? 200).json(reply.json);
       } catch (error) {
@@ -118,4 +133,10 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     sendError(res, refused ?? error, log);
   });
   return app;
+}
+
+/** JSON.parse keeps the last of two equal keys: a body that says two things is refused instead. */
+function refuseDuplicateKeys(raw: Buffer | undefined): void {
+  const duplicate = raw === undefined ? null : duplicateJsonKey(raw.toString('utf8'));
+  if (duplicate !== null) throw new ServiceError('bad_request', `body.${duplicate}: given twice; send each field once`);
 }

@@ -1,19 +1,37 @@
 import type { Response } from 'express';
 import type { Logger } from '../../shared/util/log.ts';
-import { HTTP_STATUS, asServiceError } from '../app/service-error.ts';
+import { HTTP_STATUS, asServiceError, clientMessage } from '../app/service-error.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
 
-/** Answers `{error: {code, message}}`; unexpected errors are logged and answered 500 without details. */
+/**
+ * Answers `{error: {code, message}}`; unexpected errors are logged and answered 500 without details.
+ * A refusal sent before the request's body was all read closes the connection: the rest of the
+ * body is not read (and, for a body declared larger than it will ever send, not waited for).
+ * A client that went away in the middle of its request body (an upload it aborted) is nobody's
+ * failure here: logged at info, without a stack, and its connection closed.
+ */
 export function sendError(res: Response, error: unknown, log: Logger): void {
   const known = asServiceError(error);
+  const req = res.req as (typeof res.req & { complete?: boolean }) | undefined;
+  if (!known && req && req.destroyed && !req.complete) {
+    log.info({ method: req.method, path: req.path, reason: errorMessage(error) }, 'the client went away before its request body was complete');
+    res.destroy();
+    return;
+  }
   if (res.headersSent) {
     if (!known) log.error({ err: error }, 'request failed after the response started');
     res.destroy();
     return;
   }
   if (known) {
-    res.status(HTTP_STATUS[known.code]).json({ error: { code: known.code, message: known.message } });
+    if (req && !req.complete && hasBody(req)) res.setHeader('Connection', 'close');
+    res.status(HTTP_STATUS[known.code]).json({ error: { code: known.code, message: clientMessage(known.message) } });
     return;
   }
   log.error({ err: error }, 'request failed');
   res.status(500).json({ error: { code: 'internal', message: 'internal server error (see the server log)' } });
+}
+
+function hasBody(req: { headers: Record<string, string | string[] | undefined> }): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }

@@ -3,7 +3,7 @@ import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { RoleSchema } from '../../auth/roles.ts';
 import { TokenIdSchema } from '../../auth/token-id.ts';
-import { AuditEntrySchema, TokenSchema } from '../api-schemas.ts';
+import { AuditEntrySchema, TokenSchema, queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 export const CreateTokenBodySchema = z.strictObject({
@@ -12,8 +12,8 @@ export const CreateTokenBodySchema = z.strictObject({
 });
 
 const AuditQuerySchema = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
-  before: z.coerce.number().int().min(1).optional(),
+  limit: queryInteger(1, 1000).optional(),
+  before: queryInteger(1).optional(),
 });
 
 /** Tokens (admin only), the caller's own token (whoami) and the audit log (viewer and up). */

@@ -7,6 +7,7 @@ import { AssignRequestSchema, type AssignmentService } from '../../fleet/assignm
 import type { DeviceService } from '../../fleet/device-service.ts';
 import { DeviceLabelsSchema } from '../../fleet/device-labels.ts';
 import { DeviceViewSchema, deviceView } from '../../fleet/device-view.ts';
+import { queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 export const EnrollBodySchema = z.strictObject({
@@ -63,7 +64,7 @@ function headerText(text: string): string {
 
 /** A page of GET /api/devices: at most 5,000 devices (default 1,000) after the id `after`. */
 export const DeviceListQuerySchema = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(MAX_DEVICE_PAGE).default(DEFAULT_DEVICE_PAGE),
+  limit: queryInteger(1, MAX_DEVICE_PAGE).default(DEFAULT_DEVICE_PAGE),
   after: DeviceIdSchema.optional(),
 });
 

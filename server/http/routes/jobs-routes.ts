@@ -4,14 +4,14 @@ import { MAX_LIST_OFFSET } from '../../app/list-page.ts';
 import { jobPage } from '../../jobs/job-page.ts';
 import { JobIdSchema } from '../../jobs/job-id.ts';
 import { PruneJobRequestSchema } from '../../jobs/prune-job-request.ts';
-import { JobSchema, PageQuerySchema } from '../api-schemas.ts';
+import { JobSchema, PageQuerySchema, queryInteger } from '../api-schemas.ts';
 import { jobView } from '../api-views.ts';
 import { openEventStream } from '../server-sent-events.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 const JobParams = z.strictObject({ id: JobIdSchema });
 /** ?limit=1-1000 (default 100) and ?offset (the newest skipped), as gRPC ListJobs and `jobs list --limit/--offset` take them. */
-const JobListQuery = PageQuerySchema.pick({ limit: true }).extend({ offset: z.coerce.number().int().min(0).max(MAX_LIST_OFFSET).optional() });
+const JobListQuery = PageQuerySchema.pick({ limit: true }).extend({ offset: queryInteger(0, MAX_LIST_OFFSET).optional() });
 
 const tag = 'jobs';
 

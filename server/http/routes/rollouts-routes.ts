@@ -10,6 +10,7 @@ import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../../app/list-page.ts';
 import { rolloutPage } from '../../rollout/rollout-page.ts';
 import { readTextBody } from '../read-text-body.ts';
 import { openEventStream } from '../server-sent-events.ts';
+import { queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 export const RolloutIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
@@ -25,8 +26,8 @@ const PromoteQuery = z.strictObject({
 
 const RolloutListQuery = z.strictObject({
   model: z.string().min(1).optional(),
-  limit: z.coerce.number().int().min(1).max(MAX_LIST_PAGE).optional(),
-  offset: z.coerce.number().int().min(0).max(MAX_LIST_OFFSET).optional(),
+  limit: queryInteger(1, MAX_LIST_PAGE).optional(),
+  offset: queryInteger(0, MAX_LIST_OFFSET).optional(),
 });
 
 const StartedRolloutSchema = RolloutSummarySchema.extend({ warnings: z.array(z.string()) });
@@ -108,7 +109,7 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       tag,
       permission: 'read',
       params: RolloutParams,
-      query: z.strictObject({ devices: z.coerce.number().int().min(0).max(1_000_000).default(DETAIL_DEVICE_STATES) }),
+      query: z.strictObject({ devices: queryInteger(0, 1_000_000).default(DETAIL_DEVICE_STATES) }),
       responses: { 200: { description: 'the rollout', schema: RolloutDetailSchema } },
       handle: async ({ params, query }) => {
         const { record, decisions } = await service.get(params.id);

@@ -24,7 +24,7 @@ export interface TestServer {
  */
 export async function startTestServer(
   t: TestContext,
-  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; start?: Omit<StartServerOptions, 'log'> } = {},
+  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; start?: Omit<StartServerOptions, 'log'> & { log?: StartServerOptions['log'] } } = {},
 ): Promise<TestServer | null> {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-server-'));
   deferCleanup(t, () => rm(dataDir, { recursive: true, force: true, maxRetries: 3 }));
@@ -40,7 +40,7 @@ export async function startTestServer(
     ...(location.engine === 'postgres' ? { databaseUrl: location.databaseUrl, databaseSchema: location.schema } : {}),
     ...options.config,
   });
-  const server = await startServer(config, { ...options.start, log: createLogger('test-server', 'silent') });
+  const server = await startServer(config, { ...options.start, log: options.start?.log ?? createLogger('test-server', 'silent') });
   deferCleanup(t, () => server.close()); // before its data directory goes (cleanups run last first)
   const scheme = config.tlsCert ? 'https' : 'http';
   const baseUrl = `${scheme}://127.0.0.1:${server.port('http')}`;

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { pino } from 'pino';
+import { deferCleanup } from '../helpers/cleanup.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+
+const LIMIT = 4096;
+
+/** A raw HTTP/1.1 exchange: what the server has sent so far, and whether it closed the connection. */
+function rawRequest(t: TestContext, server: TestServer, head: string): { socket: Socket; received: () => string; closed: Promise<void>; answered: Promise<string> } {
+  const { port } = new URL(server.baseUrl);
+  const socket = connect(Number(port), '127.0.0.1');
+  let text = '';
+  let answer: (value: string) => void;
+  const answered = new Promise<string>((resolve) => (answer = resolve));
+  socket.on('data', (chunk) => {
+    text += chunk.toString('latin1');
+    if (/\r\n\r\n/.test(text)) answer(text);
+  });
+  socket.on('error', () => {});
+  deferCleanup(t, () => socket.destroy()); // before the server closes
+  const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+  socket.write(head);
+  return { socket, received: () => text, closed, answered };
+}
+
+function head(method: string, path: string, headers: Record<string, string>): string {
+  const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', `Authorization: Bearer ${ADMIN_TOKEN}`, ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  return `${lines.join('\r\n')}\r\n\r\n`;
+}
+
+test('a JSON body over --max-body-bytes is refused at once (413, connection closed), whether its length is declared or only sent', { timeout: 30_000 }, async (t) => {
+  const server = (await startTestServer(t, { config: { maxBodyBytes: LIMIT } }))!;
+  const tokensBefore = await (await server.request('GET', '/api/tokens')).json();
+
+  // Declared far beyond the limit and never sent: the answer must not wait for the body.
+  const declared = rawRequest(t, server, head('POST', '/api/tokens', { 'Content-Type': 'application/json', 'Content-Length': '1099511627776' }) + '{}');
+  const declaredAnswer = await declared.answered;
+  assert.match(declaredAnswer, /^HTTP\/1\.1 413 /);
+  assert.match(declaredAnswer, /connection: close/i);
+  await declared.closed;
+  assert.match(declared.received(), /"code":"payload_too_large"/);
+  assert.match(declared.received(), /larger than the 4096-byte limit \(--max-body-bytes\)/);
+
+  // Chunked, with no declared length: refused once the bytes pass the limit, though the body never ends.
+  const chunked = rawRequest(t, server, head('POST', '/api/tokens', { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' }));
+  const filler = `{"role":"viewer","label":"${'x'.repeat(LIMIT)}`;
+  chunked.socket.write(`${filler.length.toString(16)}\r\n${filler}\r\n`);
+  const chunkedAnswer = await chunked.answered; // no terminating chunk is ever sent
+  assert.match(chunkedAnswer, /^HTTP\/1\.1 413 /);
+  assert.match(chunkedAnswer, /connection: close/i);
+  await chunked.closed;
+
+  // Within the limit, a body still works, on a connection that stays open.
+  const ok = await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'small' } });
+  assert.equal(ok.status, 201);
+  const tokensAfter = (await (await server.request('GET', '/api/tokens')).json()) as { tokens: unknown[] };
+  assert.equal(tokensAfter.tokens.length, (tokensBefore as { tokens: unknown[] }).tokens.length + 1, 'only the good request made a token');
+});
+
+test('a client that drops its upload midway is logged as gone, not as a server failure with a stack', { timeout: 30_000 }, async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const server = (await startTestServer(t, { start: { log } }))!;
+  const cases: [string, string, string][] = [
+    ['PUT', `/api/blobs/${'a'.repeat(64)}`, 'application/octet-stream'],
+    ['POST', '/api/rollouts', 'application/yaml'],
+    ['POST', '/api/tokens', 'application/json'],
+  ];
+  for (const [method, path, type] of cases) {
+    const upload = rawRequest(t, server, head(method, path, { 'Content-Type': type, 'Content-Length': '100' }) + 'abcd');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    upload.socket.destroy();
+    await upload.closed;
+  }
+  // The server notices each disconnect; give it until /healthz answers after all of them.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
+  const failures = lines.filter((line) => (line.level as number) >= 50);
+  assert.deepEqual(failures, [], 'no error-level line');
+  assert.ok(!JSON.stringify(lines).includes('    at '), 'no stack trace in the log');
+  const gone = lines.filter((line) => line.msg === 'the client went away before its request body was complete');
+  assert.ok(gone.length >= 2, `the aborted uploads are logged as the client going away (${gone.length})`);
+  assert.equal(((await (await server.request('GET', '/api/rollouts')).json()) as { total: number }).total, 0);
+});
+
+test('a JSON body that gives a key twice is refused, naming it, and changes nothing', { timeout: 30_000 }, async (t) => {
+  const server = (await startTestServer(t))!;
+  const enroll = await server.request('POST', '/api/devices', { body: '{"id":"first-id","id":"second-id"}', headers: { 'content-type': 'application/json' } });
+  assert.equal(enroll.status, 400);
+  assert.equal(((await enroll.json()) as { error: { message: string } }).error.message, 'body.id: given twice; send each field once');
+  const nested = await server.request('POST', '/api/tokens', { body: '{"role":"viewer","label":"a","label":"b"}', headers: { 'content-type': 'application/json' } });
+  assert.equal(nested.status, 400);
+  assert.match(((await nested.json()) as { error: { message: string } }).error.message, /^body\.label: given twice/);
+  const devices = (await (await server.request('GET', '/api/devices')).json()) as { devices: unknown[] };
+  assert.equal(devices.devices.length, 0);
+  // A field not sent at all is called required, not "expected string, received undefined".
+  const missing = await server.request('POST', '/api/devices', { json: {} });
+  assert.equal(missing.status, 400);
+  assert.equal(((await missing.json()) as { error: { message: string } }).error.message, 'body.id: required (string)');
+  // The same body without the duplicate is accepted.
+  assert.equal((await server.request('POST', '/api/devices', { json: { id: 'second-id' } })).status, 201);
+});
+
+test('numeric query parameters that are not one whole number in range say what was wrong with what was sent', { timeout: 30_000 }, async (t) => {
+  const server = (await startTestServer(t))!;
+  const message = async (path: string) => {
+    const response = await server.request('GET', path);
+    assert.equal(response.status, 400, path);
+    return ((await response.json()) as { error: { message: string } }).error.message;
+  };
+  assert.equal(await message('/api/models/iris/versions?limit=abc'), 'query.limit: must be a whole number from 1 to 1000, not "abc"');
+  assert.equal(await message('/api/devices?limit=1&limit=2'), 'query.limit: given more than once; send it once');
+  assert.equal(await message('/api/jobs?offset=x'), 'query.offset: must be a whole number from 0 to 1000000000, not "x"');
+  assert.equal(await message('/api/models/iris/versions?limit=99999999999999999999999'), 'query.limit: must be a whole number from 1 to 1000');
+  assert.equal(await message('/api/audit?limit=0'), 'query.limit: must be a whole number from 1 to 1000');
+  assert.equal(await message('/api/audit?before=-1'), 'query.before: must be a whole number, 1 or more, not "-1"');
+  assert.equal(await message('/api/rollouts?limit=1.5'), 'query.limit: must be a whole number from 1 to 1000, not "1.5"');
+  // Good values still page.
+  assert.equal((await server.request('GET', '/api/devices?limit=5')).status, 200);
+  assert.equal((await server.request('GET', '/api/jobs?limit=2&offset=0')).status, 200);
+});
