@@ -45,6 +45,9 @@ function caller(metadata: Metadata, name: string): Principal {
  * permission its method needs; the auth interceptor (grpc-auth-interceptor.ts) checks it, and the
  * token, before the call's message is read, and hands the handler the caller.
  */
+/** A stream the client cancelled fails because of it (a premature close): its status, not a server failure to log. */
+const CANCELLED = { code: GrpcStatus.CANCELLED, details: 'cancelled by the client' };
+
 export class GrpcHandlers {
   constructor(private readonly deps: GrpcDeps, private readonly service: string) {}
 
@@ -99,7 +102,7 @@ export class GrpcHandlers {
             call.end();
           },
           (error) => {
-            const failure = cutOf(call.metadata) ?? toStatus(error, this.deps.log, name);
+            const failure = cutOf(call.metadata) ?? (call.cancelled ? CANCELLED : toStatus(error, this.deps.log, name));
             stop({ code: GrpcStatus[failure.code] });
             if (!call.cancelled) call.emit('error', failure);
           },
@@ -123,7 +126,7 @@ export class GrpcHandlers {
           },
           (error) => {
             // A revoked token's upload fails as its stream is cut: the cut is its status, not an internal error.
-            const failure = cutOf(call.metadata) ?? toStatus(error, this.deps.log, name);
+            const failure = cutOf(call.metadata) ?? (call.cancelled ? CANCELLED : toStatus(error, this.deps.log, name));
             stop({ code: GrpcStatus[failure.code] });
             call.destroy();
             callback(failure);

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
+import { createHash, randomBytes } from 'node:crypto';
+import { pino } from 'pino';
 import { describe, test } from 'node:test';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { STORE_ENGINES } from './helpers/store-engines.ts';
@@ -70,4 +72,38 @@ test('gRPC refusals that quote what was sent stay sendable: half an emoji in mal
   // The server is still up and the channel still works.
   assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
   assert.deepEqual((await models.call('ListModels', {})).models, []);
+});
+
+test('gRPC uploads and downloads the client cancels midway end as cancelled, not as server failures in the log', { timeout: 60_000 }, async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const server = (await startTestServer(t, { start: { log } }))!;
+  const blobs = grpcClient(server.grpcAddress, 'Blobs', ADMIN_TOKEN);
+  t.after(() => blobs.close());
+  const bytes = randomBytes(4 * 1024 * 1024);
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+
+  // An upload cancelled after its first chunks.
+  const upload = await new Promise<any>((resolve) => {
+    const call = blobs.client.UploadBlob(blobs.metadata, (error: unknown) => resolve(error));
+    call.write({ sha256, data: bytes.subarray(0, 64 * 1024) });
+    setTimeout(() => call.cancel(), 200);
+  });
+  assert.equal(upload?.code, status.CANCELLED);
+
+  // The whole blob uploaded, then a download cancelled after its first message.
+  await new Promise<void>((resolve, reject) => {
+    const call = blobs.client.UploadBlob(blobs.metadata, (error: unknown) => (error ? reject(error) : resolve()));
+    call.write({ sha256, data: bytes });
+    call.end();
+  });
+  await new Promise<void>((resolve) => {
+    const call = blobs.open('DownloadBlob', { sha256, chunk_size: 16 * 1024 });
+    call.once('data', () => call.cancel());
+    call.on('error', () => resolve());
+    call.on('end', () => resolve());
+  });
+  await new Promise((resolve) => setTimeout(resolve, 500)); // the server sees each cancel
+  assert.deepEqual(lines.filter((line) => (line.level as number) >= 50), [], 'no error-level line');
+  assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
 });
