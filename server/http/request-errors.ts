@@ -33,7 +33,8 @@ export function requestError(error: unknown, req: Request): ServiceError | null 
   }
   if (type === 'request.aborted') return new ServiceError('bad_request', 'body: the client aborted the upload');
   if (error instanceof URIError) return new ServiceError('bad_request', `path: malformed percent-encoding (${message})`);
-  if (typeof code === 'string' && code.startsWith('Z_')) {
+  // zlib's codes (gzip, deflate) start with Z_, brotli's with ERR__ERROR_ (ERR__ERROR_FORMAT_PADDING_1).
+  if (typeof code === 'string' && (code.startsWith('Z_') || code.startsWith('ERR__ERROR_'))) {
     const encoding = oneLine(String(req.headers['content-encoding'] ?? 'compressed'));
     return new ServiceError('bad_request', `body: not valid ${encoding} data (${message})`);
   }
