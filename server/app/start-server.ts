@@ -14,6 +14,7 @@ import { AuditService } from '../auth/audit-service.ts';
 import { TokenService } from '../auth/token-service.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { accessByPath } from '../grpc/grpc-access.ts';
+import { tolerantService } from '../grpc/malformed-messages.ts';
 import { grpcAuthInterceptor } from '../grpc/grpc-auth-interceptor.ts';
 import { createHttpApp } from '../http/create-http-app.ts';
 import { JobService } from '../jobs/job-service.ts';
@@ -177,7 +178,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       // Token and role are checked from each call's metadata, before its message is read.
       interceptors: [grpcAuthInterceptor({ tokens, metrics, log }, accessByPath(grpcBindings))],
     });
-    for (const binding of grpcBindings) grpc.addService(binding.service, binding.implementation);
+    for (const binding of grpcBindings) grpc.addService(tolerantService(binding.service), binding.implementation);
 
     const listeners: Listener[] = [];
     cleanups.push(async () => {

@@ -16,6 +16,7 @@ import type { ServerMetrics } from '../metrics/server-metrics.ts';
 import { declareAccess } from './grpc-access.ts';
 import { callerOf, cutOf } from './grpc-auth-interceptor.ts';
 import { toStatus } from './grpc-status.ts';
+import { refuseMalformed } from './malformed-messages.ts';
 
 /** What the gRPC handlers and the auth interceptor need (the tokens, for the interceptor). */
 export interface GrpcDeps {
@@ -29,6 +30,7 @@ export interface GrpcDeps {
  * downstream would drop a `__proto__` key without a word, and PostgreSQL refuses NUL in text.
  */
 function checkRequest(request: unknown): void {
+  refuseMalformed(request);
   const problem = untrustedDataProblem(request);
   if (problem) throw new ServiceError('bad_request', describeDataProblem(problem, 'request'));
 }

@@ -23,6 +23,7 @@ import { checkField } from './check-field.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
 import { parseJsonField } from './json-field.ts';
+import { refuseMalformed } from './malformed-messages.ts';
 
 /** StartPrune's errors name this call's fields, not REST's `body.data.csv`. */
 const GRPC_PRUNE_FIELDS: PruneRequestFields = { csv: 'csv', path: 'path', options: 'options_json' };
@@ -103,6 +104,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           let sha256: string | null = null;
           async function* data() {
             for await (const chunk of call as AsyncIterable<{ sha256: string; data: Buffer }>) {
+              refuseMalformed(chunk);
               if (sha256 === null) {
                 if (!chunk.sha256) throw new ServiceError('bad_request', 'sha256: the first message must name the blob');
                 sha256 = chunk.sha256;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { status } from '@grpc/grpc-js';
+import { credentials, makeGenericClientConstructor, Metadata, status } from '@grpc/grpc-js';
 import { createHash, randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { describe, test } from 'node:test';
@@ -106,4 +106,46 @@ test('gRPC uploads and downloads the client cancels midway end as cancelled, not
   await new Promise((resolve) => setTimeout(resolve, 500)); // the server sees each cancel
   assert.deepEqual(lines.filter((line) => (line.level as number) >= 50), [], 'no error-level line');
   assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
+});
+
+test('gRPC messages that do not decode are INVALID_ARGUMENT naming the message type (unary, server and client streams), not INTERNAL', { timeout: 60_000 }, async (t) => {
+  const server = (await startTestServer(t))!;
+  const raw = (bytes: Buffer) => bytes;
+  const Client = makeGenericClientConstructor(
+    {
+      ListVersions: { path: '/fleetprune.v1.ModelRegistry/ListVersions', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+      DownloadBlob: { path: '/fleetprune.v1.Blobs/DownloadBlob', requestStream: false, responseStream: true, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+      UploadBlob: { path: '/fleetprune.v1.Blobs/UploadBlob', requestStream: true, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+    },
+    'Raw',
+  );
+  const client = new Client(server.grpcAddress, credentials.createInsecure()) as any;
+  t.after(() => client.close());
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${ADMIN_TOKEN}`);
+  const junk = Buffer.from([0xff, 0xff, 0xff]);
+  const refusedAs = (type: string) => (error: any) => {
+    assert.equal(error?.code, status.INVALID_ARGUMENT, `${error?.code} ${error?.details}`);
+    assert.match(error.details, new RegExp(`^request: not a valid fleetprune\\.v1\\.${type} message \\(`));
+    return true;
+  };
+  const unary = await new Promise<any>((resolve) => client.ListVersions(junk, metadata, (error: unknown) => resolve(error)));
+  refusedAs('ListVersionsRequest')(unary);
+  const stream = await new Promise<any>((resolve) => {
+    const call = client.DownloadBlob(junk, metadata);
+    call.on('error', resolve);
+    call.on('data', () => {});
+    call.on('end', () => resolve(null));
+  });
+  refusedAs('DownloadBlobRequest')(stream);
+  const upload = await new Promise<any>((resolve) => {
+    const call = client.UploadBlob(metadata, (error: unknown) => resolve(error));
+    call.write(junk);
+    call.end();
+  });
+  refusedAs('UploadBlobChunk')(upload);
+  // Well-formed calls on the same server still work.
+  const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+  t.after(() => models.close());
+  assert.deepEqual((await models.call('ListModels', {})).models, []);
 });
