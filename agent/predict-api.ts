@@ -1,9 +1,14 @@
-import express, { type ErrorRequestHandler, type Express } from 'express';
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+import { guardBodySize } from '../shared/http/body-size-guard.ts';
+import { duplicateJsonKey } from '../shared/util/duplicate-keys.ts';
 import type { Logger } from '../shared/util/log.ts';
 import type { AgentMetrics } from './agent-metrics.ts';
 import { runModel } from './onnx-runner.ts';
 import { firstNonFiniteRow, parsePredictRows, predictionsAgree, toPredictions } from './predict-rows.ts';
 import type { ServingModel } from './serving-model.ts';
+
+/** The largest /v1/predict body (1 MiB): 1,024 rows of a few hundred features. */
+export const MAX_PREDICT_BODY_BYTES = 1024 * 1024;
 
 /** Cumulative serving counters, reported in heartbeats. */
 export interface ServingStats {
@@ -36,14 +41,29 @@ export function createPredictApp(options: PredictApiOptions): Express {
   const random = options.random ?? Math.random;
   const app = express();
   app.disable('x-powered-by');
-  app.use(express.json({ limit: '1mb' }));
-
-  app.post('/v1/predict', async (request, response) => {
+  // Only /v1/predict reads a body. Any JSON value parses (strict: false), so `null` or `42` is
+  // told what shape is expected rather than called invalid JSON; the raw text is kept for the
+  // duplicate-key check.
+  const rawBodies = new WeakMap<object, Buffer>();
+  const readJson = express.json({ limit: MAX_PREDICT_BODY_BYTES, strict: false, verify: (request, _response, raw) => void rawBodies.set(request, raw) });
+  const readPredictBody: RequestHandler = (request, response, next) => {
     if (!request.is('application/json')) {
       metrics.predictRequests.inc({ status: '415' });
       response.status(415).json({ error: 'send the rows as JSON (Content-Type: application/json)' });
       return;
     }
+    // body-parser answers 413 only once it has read the whole body (or never, for a declared
+    // length never sent): refused here at once, and the connection closed rather than drained.
+    const refuse = () => {
+      if (response.headersSent) return;
+      metrics.predictRequests.inc({ status: '413' });
+      response.status(413).set('Connection', 'close').json({ error: `the body is larger than the ${MAX_PREDICT_BODY_BYTES}-byte limit` });
+    };
+    if (guardBodySize(request, MAX_PREDICT_BODY_BYTES, refuse)) readJson(request, response, next);
+  };
+
+  app.post('/v1/predict', readPredictBody, async (request, response) => {
+    if (response.headersSent) return;
     const active = options.active();
     if (!active) {
       metrics.predictRequests.inc({ status: '503' });
@@ -51,6 +71,13 @@ export function createPredictApp(options: PredictApiOptions): Express {
       return;
     }
     const parsed = parsePredictRows(request.body, active.manifest);
+    // After the parse: rows that parsed are a few levels deep, so the check's recursion is bounded.
+    const duplicate = 'error' in parsed ? null : duplicateJsonKey(rawBodies.get(request)?.toString('utf8') ?? '');
+    if (duplicate !== null) {
+      metrics.predictRequests.inc({ status: '400' });
+      response.status(400).json({ error: `${duplicate}: given twice in one object; send each key once` });
+      return;
+    }
     if ('error' in parsed) {
       metrics.predictRequests.inc({ status: '400' });
       response.status(400).json({ error: parsed.error });
@@ -104,9 +131,14 @@ export function createPredictApp(options: PredictApiOptions): Express {
     if (allow) response.status(405).set('Allow', allow).json({ error: `${request.method} is not allowed on ${request.path}; use ${allow.split(',')[0]}` });
     else response.status(404).json({ error: 'not found' });
   });
-  const onError: ErrorRequestHandler = (error: { status?: number; type?: string; message?: string }, _request, response, _next) => {
+  const onError: ErrorRequestHandler = (error: { status?: number; type?: string; message?: string }, request, response, _next) => {
     const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
-    metrics.predictRequests.inc({ status: String(status) });
+    // Already answered (a body refused as too large, whose reader then saw the connection close).
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    if (request.path === '/v1/predict') metrics.predictRequests.inc({ status: String(status) });
     if (status === 500) {
       options.stats.errors++;
       logger.error({ err: error }, 'predict request failed');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
@@ -147,6 +148,40 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
   assert.equal(wrongMethod.headers.get('allow'), 'POST');
   assert.match(((await wrongMethod.json()) as { error: string }).error, /^GET is not allowed on \/v1\/predict; use POST$/);
   assert.equal((await fetch(`${url}/v1/elsewhere`)).status, 404);
+
+  // A key given twice (JSON.parse would keep the last), and JSON that is not an object.
+  const twice = async (text: string) => {
+    const response = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: text });
+    return { status: response.status, error: ((await response.json()) as { error: string }).error };
+  };
+  assert.deepEqual(await twice(`{"rows":[${JSON.stringify(row)}],"rows":[${JSON.stringify(row)}]}`), { status: 400, error: 'rows: given twice in one object; send each key once' });
+  const namedTwice = JSON.stringify({ rows: [named] }).replace('{"f0":', '{"f0":"junk","f0":');
+  assert.deepEqual(await twice(namedTwice), { status: 400, error: 'rows.f0: given twice in one object; send each key once' });
+  for (const scalar of ['null', '42', '"x"', 'true']) assert.deepEqual(await twice(scalar), { status: 400, error: 'the body must be a JSON object {"rows": [...]}' });
+
+  // A body declared far over the limit and never sent is refused at once, and the connection closed.
+  const predictCount = async () => Number(/fleetprune_agent_predict_requests_total\{status="400"\} (\d+)/.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
+  const { port } = new URL(url);
+  const exchange = (request: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1');
+      let text = '';
+      socket.on('data', (chunk) => (text += chunk.toString('latin1')));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+      socket.end(request);
+    });
+  const declared = await exchange('POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{');
+  assert.match(declared, /^HTTP\/1\.1 413 /);
+  assert.match(declared, /connection: close/i);
+  assert.match(declared, /larger than the 1048576-byte limit/);
+  // Only /v1/predict reads a body: other paths answer as they always do, and the predict counters do not move.
+  const before400 = await predictCount();
+  const health = await exchange('GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{bad');
+  assert.match(health, /^HTTP\/1\.1 200 /);
+  const elsewhere = await exchange('DELETE /nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{bad');
+  assert.match(elsewhere, /^HTTP\/1\.1 404 /);
+  assert.equal(await predictCount(), before400);
 });
 
 test('a model output holding NaN or ±Infinity is found (the API answers 422 rather than null probabilities)', () => {
