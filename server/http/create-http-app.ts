@@ -67,7 +67,9 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
   const rawBodies = new WeakMap<object, Buffer>();
   const parseJson = express.json({
     limit: deps.maxBodyBytes,
-    strict: true,
+    // Any JSON value parses: `null` or `42` is then told the body must be an object (validatePart),
+    // rather than called malformed JSON with a made-up parse error.
+    strict: false,
     type: () => true,
     // Kept for the duplicate-key check, which runs once the body passed validatePart's depth limit.
     verify: (req, _res, raw) => {

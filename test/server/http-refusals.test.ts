@@ -99,6 +99,12 @@ test('a JSON body that gives a key twice is refused, naming it, and changes noth
   const missing = await server.request('POST', '/api/devices', { json: {} });
   assert.equal(missing.status, 400);
   assert.equal(((await missing.json()) as { error: { message: string } }).error.message, 'body.id: required (string)');
+  // JSON that is not an object is told what shape is wanted, not called malformed JSON.
+  for (const scalar of ['null', '42', '"x"', 'true', '[]']) {
+    const response = await server.request('POST', '/api/devices', { body: scalar, headers: { 'content-type': 'application/json' } });
+    assert.equal(response.status, 400, scalar);
+    assert.match(((await response.json()) as { error: { message: string } }).error.message, /^body: Invalid input: expected object, received /, scalar);
+  }
   // The same body without the duplicate is accepted.
   assert.equal((await server.request('POST', '/api/devices', { json: { id: 'second-id' } })).status, 201);
 });
