@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -140,14 +140,50 @@ export function registerRolloutCommand(program: Command): void {
 function readSpec(file: string): Buffer {
   let raw: Buffer;
   try {
-    raw = readFileSync(file === '-' ? 0 : file);
+    raw = readAtMost(file === '-' ? 0 : file, MAX_SPEC_BYTES + 1);
   } catch (error) {
     throw new UserError(`--file: cannot read ${file} (${errorMessage(error)})`);
   }
   // Said here, as the server would say it: a file over its gRPC message limit (a model file
   // passed by mistake) would otherwise be answered "Received message larger than max".
-  if (raw.length > MAX_SPEC_BYTES) throw new UserError(`--file: ${file === '-' ? 'stdin' : file} is ${raw.length} bytes; a rollout spec is at most ${MAX_SPEC_BYTES}`);
+  if (raw.length > MAX_SPEC_BYTES) {
+    const size = file === '-' ? undefined : fileSize(file);
+    throw new UserError(`--file: ${file === '-' ? 'stdin' : file} is ${size === undefined ? `over ${MAX_SPEC_BYTES} bytes` : `${size} bytes`}; a rollout spec is at most ${MAX_SPEC_BYTES}`);
+  }
   return raw;
+}
+
+/** A regular file's size; undefined for anything else (a device, a pipe). */
+function fileSize(path: string): number | undefined {
+  try {
+    const info = statSync(path);
+    return info.isFile() ? info.size : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The first `limit` bytes of a file or descriptor, and no more: a device that never ends
+ * (/dev/zero, /dev/urandom) or a huge file is read only that far. A pipe (stdin, or `-f <(…)`)
+ * is read until its writer closes it, as before.
+ */
+function readAtMost(source: string | number, limit: number): Buffer {
+  const fd = typeof source === 'number' ? source : openSync(source, 'r');
+  try {
+    const buffer = Buffer.alloc(Math.min(limit, 64 * 1024));
+    const chunks: Buffer[] = [];
+    let total = 0;
+    while (total < limit) {
+      const read = readSync(fd, buffer, 0, Math.min(buffer.length, limit - total), null);
+      if (read === 0) break;
+      chunks.push(Buffer.from(buffer.subarray(0, read)));
+      total += read;
+    }
+    return Buffer.concat(chunks);
+  } finally {
+    if (typeof source !== 'number') closeSync(fd);
+  }
 }
 
 /** `promote --from-step`: a step as `rollout status` numbers them, from 1. */

@@ -50,3 +50,12 @@ test('rollout start -f of a file far over the spec limit (a model file passed by
   assert.equal(started.stdout, '');
   assert.deepEqual(((await (await s.request('GET', '/api/rollouts')).json()) as any).rollouts, []);
 });
+
+test('rollout validate and start -f of a device that never ends (/dev/zero) read past the limit only, then refuse in one line', async () => {
+  for (const command of ['validate', 'start']) {
+    const args = command === 'start' ? ['rollout', 'start', '-f', '/dev/zero', '--server', '127.0.0.1:1'] : ['rollout', 'validate', '-f', '/dev/zero'];
+    const run = await runCli(args, {}, { timeoutMs: 30_000 });
+    assert.equal(run.code, 2, run.stderr);
+    assert.equal(run.stderr, 'fleetprune: --file: /dev/zero is over 1048576 bytes; a rollout spec is at most 1048576\n');
+  }
+});
