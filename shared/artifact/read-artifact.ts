@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { UserError, describeZodError, errorMessage, oneLineMessage } from '../util/errors.ts';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ManifestSchema, type Manifest } from './manifest.ts';
@@ -36,7 +36,7 @@ export function parseManifestText(text: string): { manifest: Manifest } | { prob
   try {
     json = JSON.parse(text);
   } catch (error) {
-    return { problem: `not valid JSON (${errorMessage(error)})` };
+    return { problem: `not valid JSON (${oneLineMessage(errorMessage(error))})` };
   }
   const duplicate = duplicateJsonKey(text);
   if (duplicate !== null) return { problem: `duplicate key ${duplicate}` };

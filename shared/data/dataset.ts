@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { FLOAT32_MAX, parseDecimal } from '../util/numbers.ts';
-import { UserError, errorMessage } from '../util/errors.ts';
+import { UserError, errorMessage, oneLineMessage } from '../util/errors.ts';
 
 export type Task = 'classification' | 'regression';
 
@@ -72,7 +72,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
       info: true,
     }) as unknown as typeof parsed;
   } catch (error) {
-    throw new UserError(`${source}: not a valid CSV file: ${errorMessage(error)}`);
+    throw new UserError(`${source}: not a valid CSV file: ${oneLineMessage(errorMessage(error))}`);
   }
   const header = parsed[0]?.record;
   if (!header || header.length === 0) throw new UserError(`${source}: the file is empty`);

@@ -35,6 +35,17 @@ export function describeZodError(error: ZodError, prefix = ''): string {
     .join('; ');
 }
 
+/**
+ * Text quoted into a one-line error message: control characters (line breaks, a binary file's
+ * bytes) escaped as `\n` / `\u0001`, and at most `max` characters. A parser's message can quote a
+ * whole field of the input (csv-parse does), megabytes of it.
+ */
+export function oneLineMessage(text: string, max = 200): string {
+  const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return flat.length > max ? `${flat.slice(0, max)}…` : flat;
+}
+
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);

@@ -144,6 +144,16 @@ test('a manifest.json that is not JSON fails verification', async (t) => {
   await assertFails(dir, [new RegExp(`^${dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/manifest\\.json: not valid JSON \\(`)]);
 });
 
+test('a manifest.json of binary bytes, or nested 20,000 levels deep, fails verification in one line naming it', async (t) => {
+  const dir = await signedArtifact(t);
+  const escaped = dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  // JSON.parse quotes a short text whole, its line breaks and control bytes too.
+  await writeFile(join(dir, 'manifest.json'), Buffer.from([0x01, 0x0a, 0x02, 0xff, 0x0a, 0x00]));
+  await assertFails(dir, [new RegExp(`^${escaped}/manifest\\.json: not valid JSON \\([^\\n\\u0000-\\u001f]*\\)$`)]);
+  await writeFile(join(dir, 'manifest.json'), `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`);
+  await assertFails(dir, [`${dir}/manifest.json: nested deeper than 64 levels`]);
+});
+
 test('a FIFO in place of model.onnx fails verification at once, named, instead of blocking the read forever', async (t) => {
   const dir = await signedArtifact(t);
   await rm(join(dir, 'model.onnx'));

@@ -54,6 +54,14 @@ for (const [text, label, message] of badInputs) {
   });
 }
 
+test('a CSV error that quotes a huge field (a stray quote after 2 MB) stays one short line', () => {
+  const text = `x,label\n1,a\n${'9'.repeat(2_000_000)}"\n\u0001,b\n`;
+  assert.throws(
+    () => parseDataset(text, { label: 'label' }),
+    (error: unknown) => error instanceof UserError && /^data: not a valid CSV file: /.test(error.message) && error.message.length < 300 && !/[\n\u0000-\u001f]/.test(error.message),
+  );
+});
+
 test('a missing file is a UserError naming it', () => {
   assert.throws(
     () => loadDatasetFile('/nonexistent/data.csv', { label: 'y' }),
