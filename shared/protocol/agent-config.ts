@@ -1,7 +1,8 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { DeviceIdSchema } from './payloads.ts';
 
@@ -38,13 +39,18 @@ export const AgentConfigSchema = z.strictObject({
 });
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 
+/** The largest agent config file read (a real one is well under 4 KiB: ids, credentials, a PEM key, labels). */
+export const MAX_AGENT_CONFIG_BYTES = 1024 * 1024;
+
 /** Reads and validates an agent config file; every problem is a one-line UserError. */
 export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // A FIFO, a device or a directory is refused without reading it (a FIFO would block for good).
+    text = await readRegularFile(path, MAX_AGENT_CONFIG_BYTES);
   } catch (error) {
-    throw new UserError(`cannot read agent config ${path}: ${errorMessage(error)}`);
+    // NotARegularFileError's message starts with the path: `PATH: not a regular file`.
+    throw new UserError(`cannot read agent config ${error instanceof NotARegularFileError ? error.message : `${path}: ${errorMessage(error)}`}`);
   }
   let json: unknown;
   try {
@@ -53,8 +59,12 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
     throw new UserError(`${path}: not valid JSON (${errorMessage(error)})`);
   }
   // The schema would drop a `__proto__` label without a word, and the device would enrol in fewer cohorts than its file says.
+  // It also refuses deep nesting, before the duplicate-key scan below walks the text.
   const problem = untrustedDataProblem(json);
   if (problem) throw new UserError(`${path}: ${describeDataProblem(problem, '')}`);
+  // JSON.parse keeps the last of two equal keys: a second "deviceId" would make the agent another device on this one's data dir.
+  const duplicate = duplicateJsonKey(text);
+  if (duplicate !== null) throw new UserError(`${path}: ${JSON.stringify(duplicate)} is given twice`);
   const parsed = AgentConfigSchema.safeParse(json);
   if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
   serverPublicKeyOf(parsed.data, path);
