@@ -149,7 +149,12 @@ export class Agent {
       { ...DEFAULT_DOWNLOAD_LIMITS, ...options.downloadLimits },
       deps.freeSpace,
     );
-    this.#outbox = new Outbox(this.#dir.outboxDir, this.#logger, (pending) => this.metrics.outboxPending.set(pending));
+    // The outbox holds reports only: an entry for any other topic is junk, removed unsent.
+    const reports = reportsTopic(config.deviceId);
+    this.#outbox = new Outbox(this.#dir.outboxDir, this.#logger, {
+      allowedTopic: (topic) => topic === reports,
+      onPendingChange: (pending) => this.metrics.outboxPending.set(pending),
+    });
     this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock);
     this.#link = new MqttLink({
       deviceId: config.deviceId,

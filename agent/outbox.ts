@@ -1,9 +1,18 @@
-import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, fsyncDirectory } from '../shared/util/atomic-file.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { z } from 'zod';
 import { errorMessage } from '../shared/util/errors.ts';
+import { readRegularFile } from '../shared/util/read-regular-file.ts';
+import { BROKER_MAX_PACKET_BYTES } from '../shared/protocol/limits.ts';
+
+/**
+ * The largest entry file read. Its payload is JSON escaped in JSON (at most 6 bytes of file per
+ * byte of payload), so a larger file holds a payload far above MAX_PAYLOAD_BYTES, which no reader
+ * takes: it is junk.
+ */
+const MAX_ENTRY_BYTES = BROKER_MAX_PACKET_BYTES;
 
 const OutboxEntrySchema = z.strictObject({
   topic: z.string().min(1),
@@ -27,11 +36,22 @@ export class Outbox {
   #flushing: Promise<void> | undefined;
   #again = false;
 
+  readonly onPendingChange: (pending: number) => void;
+  readonly #allowedTopic: (topic: string) => boolean;
+
+  /**
+   * `allowedTopic`: whether an entry's topic is one this device publishes its reports on. An entry
+   * with any other topic (a wildcard, another device's topic) is not sent: the broker may refuse it
+   * or drop the connection, and it would stay first and hold back every later report.
+   */
   constructor(
     readonly dir: string,
     readonly logger: Logger,
-    readonly onPendingChange: (pending: number) => void = () => {},
-  ) {}
+    options: { allowedTopic: (topic: string) => boolean; onPendingChange?: (pending: number) => void },
+  ) {
+    this.#allowedTopic = options.allowedTopic;
+    this.onPendingChange = options.onPendingChange ?? (() => {});
+  }
 
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
@@ -71,11 +91,18 @@ export class Outbox {
       const path = join(this.dir, name);
       let entry: OutboxEntry;
       try {
-        entry = OutboxEntrySchema.parse(JSON.parse(await readFile(path, 'utf8')));
+        // Never a blocking read: a FIFO or a device is refused unread, like a directory.
+        entry = OutboxEntrySchema.parse(JSON.parse(await readRegularFile(path, MAX_ENTRY_BYTES)));
       } catch (error) {
         // Not JSON, not an entry, or not a file: removed, or it would block every later report.
         this.logger.error({ err: errorMessage(error), file: path }, 'unreadable outbox entry removed');
         await rm(path, { force: true, recursive: true });
+        continue;
+      }
+      if (!this.#allowedTopic(entry.topic)) {
+        // Not this device's report topic: never sent, and removed, or it would block every later report.
+        this.logger.error({ topic: entry.topic, file: path }, 'outbox entry for a topic this device does not publish removed');
+        await rm(path, { force: true });
         continue;
       }
       this.#inFlight.add(name);

@@ -1,8 +1,16 @@
-import { readFile, rename } from 'node:fs/promises';
+import { constants as os } from 'node:os';
+import { rename } from 'node:fs/promises';
 import { z } from 'zod';
 import { AssignmentSchema, ModelRefSchema, ReportSchema, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
+import { NotARegularFileError, readRegularFile } from '../shared/util/read-regular-file.ts';
+
+/**
+ * The largest state file read. A real one is a few KiB (64 handled ids, three slots, the reports of
+ * a few steps); a larger one is not a state this agent wrote, and is set aside like a corrupt one.
+ */
+export const MAX_STATE_FILE_BYTES = 16 * 1024 * 1024;
 
 /** How many handled assignment/command ids the agent remembers (retained messages come back on reconnect). */
 const HANDLED_IDS_KEPT = 64;
@@ -111,6 +119,11 @@ export class CorruptStateError extends Error {
   override readonly name = 'CorruptStateError';
 }
 
+/** The error reading a directory gives (`EISDIR: illegal operation on a directory, read`), naming it. */
+function isADirectory(path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error('EISDIR: illegal operation on a directory, read'), { code: 'EISDIR', errno: -os.errno.EISDIR, syscall: 'read', path });
+}
+
 /**
  * The agent's slot state in one JSON file. Every change replaces the whole file atomically
  * (temp file, fsync, rename, fsync of the directory), so after kill -9 at any instant the file
@@ -124,15 +137,25 @@ export class SlotStateFile {
     return this.#state;
   }
 
-  /** Reads the file; a missing file is the empty state, a corrupt one a CorruptStateError naming it. */
+  /**
+   * Reads the file; a missing file is the empty state, a corrupt one a CorruptStateError naming it.
+   * So is one that is not a regular file (a FIFO, a socket, a device: never read, a FIFO would block
+   * the start for good) or larger than MAX_STATE_FILE_BYTES: setting it aside lets the device come
+   * back on its own. A directory is a system error (EISDIR) as before: the agent stops with one line
+   * naming it (a volume mounted in the wrong place, which renaming would not mend).
+   */
   async load(): Promise<SlotState> {
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      text = await readRegularFile(this.path, MAX_STATE_FILE_BYTES);
     } catch (error) {
+      if (error instanceof NotARegularFileError) {
+        if (error.code === 'EISDIR') throw isADirectory(this.path);
+        throw new CorruptStateError(error.message);
+      }
       const failure = error as NodeJS.ErrnoException;
       if (failure.code === 'ENOENT') return (this.#state = EMPTY_STATE);
-      failure.path ??= this.path; // readFile of a directory (EISDIR) does not name it
+      failure.path ??= this.path;
       throw failure;
     }
     let json: unknown;

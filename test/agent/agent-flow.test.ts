@@ -11,7 +11,11 @@ import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { signManifest } from '../../shared/artifact/signature.ts';
-import { startAgent } from './agent-harness.ts';
+import { recordingLogger, startAgent } from './agent-harness.ts';
+import { makeFifo, releaseFifo, settlesWithin } from './fifo.ts';
+import { reportId } from '../../agent/report-ids.ts';
+import { AssignmentReportSchema } from '../../shared/protocol/payloads.ts';
+import { reportsTopic } from '../../shared/protocol/topics.ts';
 import { firstNonFiniteRow } from '../../agent/predict-rows.ts';
 import { OrtSessionCache, type SessionCache } from '../../agent/session-cache.ts';
 
@@ -258,6 +262,60 @@ test('a corrupt state file is set aside: the agent starts, keeps its models, and
   assert.deepEqual(world.http.blobRequests().slice(blobRequestsBefore), [], 'restored from disk, not downloaded');
   const files = await readdir(first.dataDir);
   assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
+});
+
+test('a state.json that is a FIFO is set aside like a corrupt one: the agent starts at once (it waited for a writer for good)', async (t) => {
+  const config = await world.config('fifo-state-1');
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-fifo-state-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  makeFifo(join(dataDir, 'state.json'));
+  const { logger, lines } = recordingLogger();
+  const outcome = await settlesWithin(startAgent(t, world, 'fifo-state-1', { config, dataDir, logger }), 5000, () => releaseFifo(join(dataDir, 'state.json')));
+  assert.notEqual(outcome, 'blocked', 'the agent is still starting 5 s later');
+  assert.ok(outcome !== 'blocked' && 'value' in outcome, String(outcome !== 'blocked' && 'error' in outcome && outcome.error));
+  assert.deepEqual(outcome.value.agent.slots, { active: null, candidate: null, previous: null });
+  const files = await readdir(dataDir);
+  assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
+  const logged = lines.find((line) => /state file is corrupt/.test(line.msg));
+  assert.equal(logged?.level, 50, 'logged at error level');
+  assert.match(logged?.err, /state\.json: not a regular file$/);
+});
+
+test('an outbox entry for a topic this device does not publish is removed and logged at error level; the report behind it is delivered', async (t) => {
+  const deviceId = 'bad-topic-1';
+  const config = await world.config(deviceId);
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-bad-topic-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const report = AssignmentReportSchema.parse({
+    schema: 1,
+    id: reportId(deviceId, 'assign-bad-topic-1', 'assignment:refused'),
+    kind: 'assignment',
+    deviceId,
+    createdAt: new Date().toISOString(),
+    assignmentId: 'assign-bad-topic-1',
+    outcome: 'refused',
+    role: 'candidate',
+    model: world.v1.manifest.name,
+    version: world.v1.version,
+    sha256: world.v1.id,
+    reason: 'left in the outbox by an earlier run',
+  });
+  const outbox = join(dataDir, 'outbox');
+  await mkdir(outbox);
+  // Oldest first: the bad ones are met first, and used to stay first for good.
+  const bad = [
+    ['000000000000001-000000-wildcard.json', 'fleetprune/#'],
+    ['000000000000001-000001-other-device.json', reportsTopic('someone-else')],
+  ] as const;
+  for (const [name, topic] of bad) await writeFile(join(outbox, name), JSON.stringify({ topic, payload: JSON.stringify({ ...report, id: `x-${name.slice(0, 22)}` }) }));
+  await writeFile(join(outbox, '000000000000002-000000-good.json'), JSON.stringify({ topic: reportsTopic(deviceId), payload: JSON.stringify(report) }));
+  const { logger, lines } = recordingLogger();
+  await startAgent(t, world, deviceId, { config, dataDir, logger });
+  await world.waitForReport((received) => received.id === report.id, 5000);
+  await waitFor(async () => (await readdir(outbox)).length === 0, 5000, 'the outbox emptied');
+  const removed = lines.filter((line) => line.msg === 'outbox entry for a topic this device does not publish removed');
+  assert.deepEqual(removed.map((line) => [line.level, line.topic]), bad.map(([, topic]) => [50, topic]));
+  assert.equal(world.harness.ingest.reports.filter((received) => received.deviceId === deviceId).length, 1, 'only the good report arrived');
 });
 
 test('partial downloads untouched for a week are removed at start and while running; recent ones are kept for resuming', async (t) => {

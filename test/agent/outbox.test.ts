@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { pino } from 'pino';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -7,6 +8,16 @@ import { Outbox } from '../../agent/outbox.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { tempDir } from '../helpers/cli.ts';
+import { makeFifo, releaseFifo, settlesWithin } from './fifo.ts';
+
+const D1_REPORTS = 'fleetprune/v1/devices/d1/reports';
+const onlyD1Reports = { allowedTopic: (topic: string) => topic === D1_REPORTS };
+
+/** A logger that keeps its lines (parsed), as agent-harness.ts's does, without loading the agent. */
+function recordingLogger() {
+  const lines: Record<string, any>[] = [];
+  return { logger: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, any>) }), lines };
+}
 
 test('outbox: entries that are not JSON, not entries or not files are removed instead of blocking later reports', async (t) => {
   const dir = join(await tempDir(t, 'fleetprune-outbox-'), 'outbox');
@@ -16,14 +27,58 @@ test('outbox: entries that are not JSON, not entries or not files are removed in
   await writeFile(join(dir, '000000000000001-000001-text.json'), 'not json');
   await mkdir(join(dir, '000000000000001-000002-dir.json'));
   await mkdir(join(dir, '.leftover-temp-dir'));
-  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'));
+  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
   await outbox.init();
-  await outbox.enqueue({ topic: 'fleetprune/v1/devices/d1/reports', payload: '{"id":"r1"}' }, 'r1');
+  await outbox.enqueue({ topic: D1_REPORTS, payload: '{"id":"r1"}' }, 'r1');
 
   const published: [string, string][] = [];
   await outbox.flush(async (topic, payload) => void published.push([topic, payload.toString()]));
-  assert.deepEqual(published, [['fleetprune/v1/devices/d1/reports', '{"id":"r1"}']]);
+  assert.deepEqual(published, [[D1_REPORTS, '{"id":"r1"}']]);
   assert.deepEqual(await readdir(dir), []);
+});
+
+test('outbox: an entry that is a FIFO is removed as junk at once, not read (the flush blocked on it for good)', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-fifo-'), 'outbox');
+  await mkdir(dir);
+  const fifo = join(dir, '000000000000001-000000-fifo.json');
+  makeFifo(fifo);
+  const { logger, lines } = recordingLogger();
+  const outbox = new Outbox(dir, logger, onlyD1Reports);
+  await outbox.init();
+  await outbox.enqueue({ topic: D1_REPORTS, payload: '{"id":"r1"}' }, 'r1');
+
+  const published: string[] = [];
+  const outcome = await settlesWithin(outbox.flush(async (_topic, payload) => void published.push(payload.toString())), 3000, () => releaseFifo(fifo));
+  assert.notEqual(outcome, 'blocked', 'the flush is still blocked on the FIFO after 3 s');
+  assert.deepEqual(published, ['{"id":"r1"}']);
+  assert.deepEqual(await readdir(dir), []);
+  const removed = lines.find((line) => line.msg === 'unreadable outbox entry removed');
+  assert.equal(removed?.level, 50, 'logged at error level');
+  assert.equal(removed?.file, fifo);
+  assert.match(removed?.err, /not a regular file/);
+});
+
+test('outbox: an entry for a topic this device does not publish (a wildcard, another device\'s reports) is removed and logged; the reports behind it are sent', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-topic-'), 'outbox');
+  await mkdir(dir);
+  // Sorted before anything enqueued now: the flush meets them first.
+  await writeFile(join(dir, '000000000000001-000000-wildcard.json'), JSON.stringify({ topic: 'fleetprune/#', payload: '{"id":"x1"}' }));
+  await writeFile(join(dir, '000000000000001-000001-other.json'), JSON.stringify({ topic: 'fleetprune/v1/devices/d2/reports', payload: '{"id":"x2"}' }));
+  const { logger, lines } = recordingLogger();
+  const outbox = new Outbox(dir, logger, onlyD1Reports);
+  await outbox.init();
+  await outbox.enqueue({ topic: D1_REPORTS, payload: '{"id":"r1"}' }, 'r1');
+
+  // As a broker would: a topic the device may not publish on fails (or drops the connection) every time.
+  const published: [string, string][] = [];
+  await outbox.flush(async (topic, payload) => {
+    if (topic !== D1_REPORTS) throw new Error(`not authorized to publish on ${topic}`);
+    published.push([topic, payload.toString()]);
+  });
+  assert.deepEqual(published, [[D1_REPORTS, '{"id":"r1"}']]);
+  assert.deepEqual(await readdir(dir), []);
+  const removed = lines.filter((line) => line.msg === 'outbox entry for a topic this device does not publish removed');
+  assert.deepEqual(removed.map((line) => [line.level, line.topic]), [[50, 'fleetprune/#'], [50, 'fleetprune/v1/devices/d2/reports']]);
 });
 
 const answer = (id: string, assignmentId: string, outcome: AssignmentReport['outcome']): AssignmentReport => ({

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { SlotStateFile } from '../../agent/slot-state.ts';
+import { CorruptStateError, EMPTY_STATE, SlotStateFile } from '../../agent/slot-state.ts';
+import { makeFifo, releaseFifo, settlesWithin } from './fifo.ts';
 
 test('a state file written before assignments were signed still loads: its pending assignment is resumed, not the whole state lost', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-slot-state-'));
@@ -16,4 +17,31 @@ test('a state file written before assignments were signed still loads: its pendi
   assert.deepEqual(state.active, active);
   assert.deepEqual([state.pending?.id, state.pending?.seq, state.pending?.signature], ['assign-old-0001', 0, '']);
   assert.equal(state.assignmentSeq, undefined, 'no number taken yet: the next signed assignment is newer');
+});
+
+test('a state file that is a FIFO is corrupt at once, never read, and is set aside (it blocked the start for good); a directory stays a named EISDIR', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-slot-state-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'state.json');
+  makeFifo(path);
+  const file = new SlotStateFile(path);
+  const outcome = await settlesWithin(file.load(), 3000, () => releaseFifo(path));
+  assert.notEqual(outcome, 'blocked', 'loading is still blocked on the FIFO after 3 s');
+  assert.ok(outcome !== 'blocked' && 'error' in outcome, 'a FIFO is not a state');
+  assert.ok(outcome.error instanceof CorruptStateError, String(outcome.error));
+  assert.equal(outcome.error.message, `${path}: not a regular file`);
+  // What the agent does with a corrupt state file: renamed out of the way, the slots empty.
+  const aside = await file.setAside(new Date('2026-03-01T09:00:00.000Z'));
+  assert.equal(aside, `${path}.corrupt-2026-03-01T09-00-00-000Z`);
+  assert.ok((await stat(aside)).isFIFO());
+  assert.deepEqual(await readdir(dir), ['state.json.corrupt-2026-03-01T09-00-00-000Z']);
+  assert.deepEqual(await file.load(), EMPTY_STATE);
+
+  // A directory is what it was: a system error naming the path, which stops the agent with one line.
+  await mkdir(path);
+  await assert.rejects(file.load(), (error: NodeJS.ErrnoException) => {
+    assert.ok(!(error instanceof CorruptStateError));
+    assert.deepEqual([error.code, error.syscall, error.path, error.message], ['EISDIR', 'read', path, 'EISDIR: illegal operation on a directory, read']);
+    return true;
+  });
 });
