@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { readRegularFile } from '../shared/util/read-regular-file.ts';
 import { basename, join } from 'node:path';
 import { MANIFEST_FILE, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { readManifest } from '../shared/artifact/read-artifact.ts';
@@ -19,6 +20,8 @@ import type { OnnxSource } from './verified-onnx.ts';
  * for this artifact (from the assignment that brought it), which every later load checks again.
  */
 export const SIGNER_FILE = 'signer.json';
+/** The largest signer.json read: an endorsement is a few hundred bytes. */
+const MAX_SIGNER_FILE_BYTES = 64 * 1024;
 
 export interface InstalledModel {
   artifactId: string;
@@ -97,7 +100,8 @@ export class ModelStore {
   async #readSigner(id: string): Promise<unknown> {
     let text: string;
     try {
-      text = await readFile(join(this.dataDir.modelDir(id), SIGNER_FILE), 'utf8');
+      // Not a regular file (a FIFO would block the start for good) or implausibly large: unusable.
+      text = await readRegularFile(join(this.dataDir.modelDir(id), SIGNER_FILE), MAX_SIGNER_FILE_BYTES);
     } catch (error) {
       return (error as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : null;
     }

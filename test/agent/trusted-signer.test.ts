@@ -11,6 +11,7 @@ import { endorseSigner } from '../../shared/protocol/signer-endorsement.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, writeVersionedArtifact, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
 import { startAgent } from './agent-harness.ts';
+import { makeFifo } from './fifo.ts';
 
 /**
  * Artifacts signed by a key other than the server's (a CI key the server trusts with
@@ -120,7 +121,7 @@ test('an artifact signed by a key the server vouches for is installed, served, r
   assert.equal(benchmark.kind === 'benchmark' && benchmark.active?.sha256, w2.id);
 });
 
-test('a model whose kept endorsement is missing, damaged or for another artifact fails verification', async (t) => {
+test('a model whose kept endorsement is missing, damaged, a FIFO or for another artifact fails verification', { timeout: 90_000 }, async (t) => {
   const dir = await dataDir(t, 'signer-2');
   const config = await world.config('signer-2', { site: 'osaka' });
   const first = await startAgent(t, world, 'signer-2', { config, dataDir: dir });
@@ -130,8 +131,9 @@ test('a model whose kept endorsement is missing, damaged or for another artifact
 
   // w2 (active): its endorsement replaced by the server's endorsement of the same key for w1.
   await writeFile(join(dir, 'models', w2.id, SIGNER_FILE), await readFile(join(dir, 'models', w1.id, SIGNER_FILE)));
-  // w1 (previous): no endorsement at all.
+  // w1 (previous): its endorsement a FIFO nobody writes to (a plain read of it would wait for good).
   await rm(join(dir, 'models', w1.id, SIGNER_FILE));
+  makeFifo(join(dir, 'models', w1.id, SIGNER_FILE));
   const blobsBefore = world.http.blobRequests().length;
   const second = await startAgent(t, world, 'signer-2', { config, dataDir: dir });
   assert.deepEqual({ ...second.agent.slots }, { active: null, candidate: null, previous: null }, 'neither is trusted blindly');
