@@ -1,4 +1,5 @@
-import { Lexer, Parser, YAMLParseError, parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { MAX_NESTING_DEPTH, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
 
@@ -7,12 +8,20 @@ export const MAX_SPEC_BYTES = 1024 * 1024;
 
 const COLLECTIONS = new Set(['block-map', 'block-seq', 'flow-collection']);
 
+const require = createRequire(import.meta.url);
+let loadedYaml: typeof Yaml | undefined;
+/** yaml (72 modules, about 0.06 CPU-s) is loaded at the first spec read, not at every server start. */
+function yaml(): typeof Yaml {
+  return (loadedYaml ??= require('yaml') as typeof Yaml);
+}
+
 /**
  * Whether YAML text nests collections deeper than `max`. yaml's lexer and parser are iterative
  * (their stack is an array) but its composer recurses, so nesting must be bounded before
  * composing: 100k levels overflow the stack or exhaust memory. Stops at the first level too deep.
  */
 function nestedDeeperThan(text: string, max: number): boolean {
+  const { Lexer, Parser } = yaml();
   const parser = new Parser();
   for (const lexeme of new Lexer().lex(text)) {
     for (const _token of parser.next(lexeme)) {
@@ -35,12 +44,12 @@ export function readSpecDocument(text: string, source?: string): unknown {
   if (nestedDeeperThan(text, MAX_NESTING_DEPTH)) throw new UserError(`${prefix}the spec is nested deeper than ${MAX_NESTING_DEPTH} levels`);
   let document: unknown;
   try {
-    const parsed = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    const parsed = yaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true });
     if (parsed.errors.length > 0) throw parsed.errors[0];
     // Aliases are expanded here: an unknown anchor or too many aliases throw a ReferenceError.
     document = parsed.toJS({ maxAliasCount: 100 });
   } catch (error) {
-    if (error instanceof YAMLParseError) {
+    if (error instanceof yaml().YAMLParseError) {
       const where = error.linePos?.[0] ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}` : 'document';
       throw new UserError(`${prefix}not valid YAML or JSON (${where}): ${error.message.split('\n')[0]}`);
     }
