@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { AgentConfigSchema, loadAgentConfig, type AgentConfig } from '../../shared/protocol/agent-config.ts';
-import { runCli } from '../helpers/cli.ts';
+import { runCli, tempDir } from '../helpers/cli.ts';
+import { makeFifo } from '../agent/fifo.ts';
 
 const config: AgentConfig = {
   schema: 1,
@@ -60,4 +61,40 @@ test('fleetprune agent: a bad config or flag is one line on stderr and exit code
   const holdout = await runCli(['agent', '--config', path, '--data-dir', join(dir, 'data'), '--holdout', 'x.csv']);
   assert.equal(holdout.code, 2);
   assert.match(holdout.stderr, /--holdout needs --label/);
+});
+
+test('an agent config that gives a key twice is refused on one line naming the file and the key (JSON.parse kept the last: a second deviceId made the agent another device)', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-agent-config-dup-');
+  const text = JSON.stringify(config);
+  const cases: [string, string, string][] = [
+    ['device.json', text.replace('"deviceId":"osaka-07"', '"deviceId":"osaka-07","deviceId":"kyoto-01"'), 'deviceId'],
+    ['password.json', text.replace('"password":"secret"', '"password":"secret","password":"other"'), 'broker.password'],
+    ['label.json', text.replace('"labels":{', '"labels":{"hw":"pi5",'), 'labels.hw'],
+  ];
+  assert.equal(JSON.parse(cases[0]![1]).deviceId, 'kyoto-01', 'JSON.parse alone takes the second deviceId');
+  for (const [name, content, key] of cases) {
+    const path = join(dir, name);
+    await writeFile(path, content);
+    await assert.rejects(loadAgentConfig(path), (error: Error) => {
+      assert.equal(error.name, 'UserError');
+      assert.equal(error.message, `${path}: "${key}" is given twice`);
+      return true;
+    });
+  }
+  // Nesting beyond the depth limit is refused as such, before the text is scanned for duplicates.
+  const deep = join(dir, 'deep.json');
+  await writeFile(deep, text.replace('"labels":{', `"labels":{"x":1,"x":${'['.repeat(100)}${']'.repeat(100)},`));
+  await assert.rejects(loadAgentConfig(deep), /deep\.json: nested deeper than 64 levels$/);
+  const ok = join(dir, 'ok.json');
+  await writeFile(ok, JSON.stringify(config, null, 2));
+  assert.deepEqual(await loadAgentConfig(ok), config);
+});
+
+test('fleetprune agent --config FIFO: exit 2 at once with one line naming the path (it blocked silently, waiting for a writer)', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-agent-config-fifo-');
+  const fifo = join(dir, 'agent.json');
+  makeFifo(fifo);
+  const result = await runCli(['agent', '--config', fifo, '--data-dir', join(dir, 'data')], {}, { timeoutMs: 15_000 });
+  assert.equal(result.code, 2, `code ${result.code} (-1: killed after 15 s); stderr: ${result.stderr}`);
+  assert.equal(result.stderr, `fleetprune: cannot read agent config ${fifo}: not a regular file\n`);
 });
