@@ -27,6 +27,11 @@ export function openEventStream(req: Request, res: Response): EventStream {
   };
   req.on('close', close);
   res.on('close', close); // also when the server ends it (its token revoked)
+  if (req.method === 'HEAD') {
+    // HEAD gets the stream's headers only: a stream never ends by itself, so holding it would hang the client.
+    res.end();
+    close();
+  }
   let id = 0;
   return {
     send(event, data) {

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import express from 'express';
 import { openEventStream, type EventStream } from '../../server/http/server-sent-events.ts';
 
-test('an event stream whose client left before the subscriber registered still runs its close listener (no leaked watch)', async (t) => {
+/** An express app whose GET /events opens an event stream; resolves the stream once it is open. */
+async function eventServer(t: TestContext): Promise<{ url: string; streamOpened: Promise<EventStream> }> {
   let opened: (stream: EventStream) => void;
   const streamOpened = new Promise<EventStream>((resolve) => (opened = resolve));
   const app = express();
@@ -15,8 +16,12 @@ test('an event stream whose client left before the subscriber registered still r
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });
   t.after(() => new Promise((resolve) => (server.closeAllConnections(), server.close(resolve))));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, streamOpened };
+}
 
-  const request = http.get(`http://127.0.0.1:${(server.address() as AddressInfo).port}/events`);
+test('an event stream whose client left before the subscriber registered still runs its close listener (no leaked watch)', async (t) => {
+  const { url, streamOpened } = await eventServer(t);
+  const request = http.get(url);
   request.on('error', () => {});
   await new Promise((resolve) => request.once('response', resolve));
   const stream = await streamOpened;
@@ -29,4 +34,18 @@ test('an event stream whose client left before the subscriber registered still r
   let late = 0;
   stream.onClose(() => late++);
   assert.equal(late, 1, 'a listener registered after the close runs at once');
+});
+
+test('HEAD on an event stream answers its headers and ends, closing the stream (it does not hold the connection)', async (t) => {
+  const { url, streamOpened } = await eventServer(t);
+  const response = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(5_000) });
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+  assert.equal(await response.text(), '');
+  const stream = await streamOpened;
+  assert.equal(stream.closed, true);
+  let closes = 0;
+  stream.onClose(() => closes++);
+  assert.equal(closes, 1, 'a watch registered on a HEAD stream is released at once');
+  stream.send('state', { ignored: true }); // no write after the end
 });
