@@ -24,7 +24,19 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<s
     const info = await file.stat();
     if (!info.isFile()) throw new NotARegularFileError(path, info.isDirectory() ? 'is a directory' : 'not a regular file', info.isDirectory() ? 'EISDIR' : undefined);
     if (info.size > maxBytes) throw new NotARegularFileError(path, `larger than ${maxBytes} bytes (${info.size})`);
-    return await file.readFile('utf8');
+    // The size is checked again on what is read: a file may grow after the stat, and some report
+    // no size at all (/proc). At most maxBytes + 1 bytes are read.
+    const chunks: Buffer[] = [];
+    let total = 0;
+    while (total <= maxBytes) {
+      const chunk = Buffer.allocUnsafe(Math.min(maxBytes + 1 - total, Math.max(info.size + 1 - total, 64 * 1024)));
+      const { bytesRead } = await file.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(chunk.subarray(0, bytesRead));
+      total += bytesRead;
+    }
+    if (total > maxBytes) throw new NotARegularFileError(path, `larger than ${maxBytes} bytes (it grew while read)`);
+    return Buffer.concat(chunks, total).toString('utf8');
   } finally {
     await file.close();
   }
