@@ -96,13 +96,13 @@ export class Outbox {
       } catch (error) {
         // Not JSON, not an entry, or not a file: removed, or it would block every later report.
         this.logger.error({ err: errorMessage(error), file: path }, 'unreadable outbox entry removed');
-        await rm(path, { force: true, recursive: true });
+        await this.#discard(path);
         continue;
       }
       if (!this.#allowedTopic(entry.topic)) {
         // Not this device's report topic: never sent, and removed, or it would block every later report.
         this.logger.error({ topic: entry.topic, file: path }, 'outbox entry for a topic this device does not publish removed');
-        await rm(path, { force: true });
+        await this.#discard(path);
         continue;
       }
       this.#inFlight.add(name);
@@ -118,5 +118,11 @@ export class Outbox {
       await fsyncDirectory(this.dir);
       this.onPendingChange((await this.pending()).length);
     }
+  }
+
+  /** Removes an entry that is never to be sent; the pending count says so at once, not at the next send. */
+  async #discard(path: string): Promise<void> {
+    await rm(path, { force: true, recursive: true });
+    this.onPendingChange((await this.pending()).length);
   }
 }

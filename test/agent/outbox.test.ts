@@ -81,6 +81,23 @@ test('outbox: an entry for a topic this device does not publish (a wildcard, ano
   assert.deepEqual(removed.map((line) => [line.level, line.topic]), [[50, 'fleetprune/#'], [50, 'fleetprune/v1/devices/d2/reports']]);
 });
 
+test('outbox: the pending count drops as junk entries are removed, while the broker is still away (not at the next send)', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-count-'), 'outbox');
+  await mkdir(dir);
+  await writeFile(join(dir, '000000000000001-000000-text.json'), 'not json');
+  await writeFile(join(dir, '000000000000001-000001-wildcard.json'), JSON.stringify({ topic: 'fleetprune/#', payload: '{}' }));
+  const counts: number[] = [];
+  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), { ...onlyD1Reports, onPendingChange: (pending) => counts.push(pending) });
+  await outbox.init();
+  await outbox.enqueue({ topic: D1_REPORTS, payload: '{"id":"r1"}' }, 'r1');
+
+  await outbox.flush(async () => {
+    throw new Error('broker away');
+  });
+  assert.deepEqual(counts, [2, 3, 2, 1], 'init, enqueue, then one drop per junk entry removed');
+  assert.equal((await readdir(dir)).length, 1, 'the report stays for the next flush');
+});
+
 const answer = (id: string, assignmentId: string, outcome: AssignmentReport['outcome']): AssignmentReport => ({
   schema: 1,
   id,
