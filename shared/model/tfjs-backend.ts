@@ -5,13 +5,30 @@ import { UserError } from '../util/errors.ts';
 const require = createRequire(import.meta.url);
 
 /**
+ * require(id) with node's source maps off while the package loads. Under --enable-source-maps
+ * (which `npm test` uses, and which many run TypeScript projects with) node reads and parses
+ * every source map that a loaded file names, at load time: tfjs's bundles name about 20 MB of
+ * them, for 0.32 CPU-s per load measured here, in every process and pruning worker that loads
+ * tfjs. They would only map frames inside tfjs; stack frames in this project's code stay mapped.
+ */
+function requireWithoutSourceMaps<T>(id: string): T {
+  const enabled = process.sourceMapsEnabled;
+  if (enabled) process.setSourceMapsEnabled(false);
+  try {
+    return require(id) as T;
+  } finally {
+    if (enabled) process.setSourceMapsEnabled(true);
+  }
+}
+
+/**
  * TensorFlow.js, loaded with require rather than import. Its packages are CommonJS, and an ES
  * import of one first has node scan the source of it and of every package it re-exports
  * (tfjs-core, -layers, -converter, -data, -backend-cpu) for export names: measured here, 0.76 CPU-s
  * per import against 0.20 s by require. Every pruning job's worker thread and every `fleetprune
  * prune` pays that.
  */
-export const tf: typeof Tfjs = require('@tensorflow/tfjs');
+export const tf: typeof Tfjs = requireWithoutSourceMaps('@tensorflow/tfjs');
 /** The tfjs types used as `tf.X`, as with `import * as tf`. */
 export declare namespace tf {
   export type LayersModel = Tfjs.LayersModel;
@@ -49,7 +66,7 @@ async function choose(): Promise<TfjsBackendName> {
     throw new UserError('FLEETPRUNE_TF_BACKEND=tensorflow: @tensorflow/tfjs-node is not installed or does not load here (npm install @tensorflow/tfjs-node)');
   }
   if (forced !== 'cpu') {
-    require('@tensorflow/tfjs-backend-wasm'); // registers the backend (required, as tfjs above)
+    requireWithoutSourceMaps('@tensorflow/tfjs-backend-wasm'); // registers the backend (required, as tfjs above)
     if (await tf.setBackend('wasm')) {
       await tf.ready();
       return 'wasm';
@@ -79,7 +96,7 @@ async function tryNative(): Promise<boolean> {
     return false;
   }
   try {
-    require('@tensorflow/tfjs-node');
+    requireWithoutSourceMaps('@tensorflow/tfjs-node');
     return true;
   } catch {
     return false;

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createRequire, findSourceMap } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { before, test } from 'node:test';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
@@ -19,6 +21,17 @@ before(async () => {
 
 test('the tfjs backend is the wasm one (or native tfjs-node when installed)', () => {
   assert.ok(['wasm', 'tensorflow'].includes(backend), `backend ${backend}`);
+});
+
+test('under --enable-source-maps, tfjs loads without its 20 MB of source maps; this project\'s own frames stay mapped', () => {
+  assert.equal(process.sourceMapsEnabled, true, 'npm test (and tsx) run with source maps on');
+  const require = createRequire(import.meta.url);
+  for (const id of ['@tensorflow/tfjs', '@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm']) {
+    assert.equal(findSourceMap(require.resolve(id)), undefined, `${id}'s source map was read`);
+  }
+  const backendModule = fileURLToPath(new URL(`../../shared/model/tfjs-backend.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
+  assert.ok(findSourceMap(backendModule) ?? findSourceMap(`file://${backendModule}`), 'the project\'s module keeps its source map');
+  assert.match(new Error('here').stack ?? '', /odf2nna\.test\.ts:\d+/, 'a stack frame of this test still names its TypeScript file');
 });
 
 test('ODF2NNA on iris: a smaller network that keeps the accuracy', () => {
