@@ -117,9 +117,35 @@ test('the dashboard says what its rollout list and ε sweep leave out, pages to 
     await page.waitForRequest((request) => new URL(request.url()).pathname === '/api/rollouts', { timeout: 7_000 });
     assert.deepEqual(listRequests.slice(asked).map(String), ['limit=100&offset=100']);
     assert.ok(listRequests.length > 0 && listRequests.every((params) => params.get('limit') === '100'), `every list request asks for one page: ${listRequests.map(String).join(' ')}`);
+  });
 
-    await page.locator('button[data-page="newer"]').click();
-    await count.filter({ hasText: `Rollouts 1–100, newest first, of ${BULK + 1}` }).waitFor({ timeout: 5_000 });
+  await t.test('a page turn while a refresh of the page shown is on its way never shows that page again', async () => {
+    // List requests are held: the timed refresh of page 2 is on its way when "Newer" is clicked.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const isList = (url: URL) => url.pathname === '/api/rollouts';
+    await page.route(isList, async (route) => {
+      await released;
+      await route.continue();
+    });
+    try {
+      await page.waitForRequest((request) => isList(new URL(request.url())), { timeout: 7_000 });
+      await page.evaluate(() => {
+        const seen: string[] = ((window as unknown as { pagerTexts: string[] }).pagerTexts = []);
+        const list = document.getElementById('rollouts')!;
+        new MutationObserver(() => seen.push(list.querySelector('#rollouts-count')?.textContent ?? '')).observe(list, { childList: true, subtree: true, characterData: true });
+      });
+      await page.locator('button[data-page="newer"]').click();
+      release();
+      // The refresh under way ends first, then the one the click queued: two refreshes.
+      await page.locator('#rollouts-count').filter({ hasText: `Rollouts 1–100, newest first, of ${BULK + 1}` }).waitFor({ timeout: 10_000 });
+      const seen = await page.evaluate(() => (window as unknown as { pagerTexts: string[] }).pagerTexts);
+      assert.ok(seen.length > 0, 'the page turn was rendered');
+      assert.deepEqual(seen.filter((text) => text.includes('101–')), [], `the page left behind came back: ${seen.join(' | ')}`);
+    } finally {
+      release();
+      await page.unroute(isList);
+    }
   });
 
   assert.deepEqual(pageErrors, []);

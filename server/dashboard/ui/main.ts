@@ -211,6 +211,9 @@ async function refreshRollouts(): Promise<void> {
     selected = rollouts[0]?.id;
     detail = selected ? await rolloutOrNone(selected) : undefined;
   }
+  // The user paged while this page was on its way: the refresh that click queued shows the page
+  // asked for, and this one must not put the page left behind back on screen meanwhile.
+  if (offset !== rolloutOffset) return;
   render($('rollouts'), renderRolloutPager(offset, rollouts.length, more, total) + (offset > 0 && rollouts.length === 0 ? '' : renderRolloutList(rollouts, selected)));
   if (detail) showRollout(detail);
   else {
