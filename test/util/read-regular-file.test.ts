@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { NotARegularFileError, readRegularFile } from '../../shared/util/read-regular-file.ts';
+import { tempDir } from '../helpers/cli.ts';
 
 test('readRegularFile reads a file of up to maxBytes, multi-byte text whole', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'fp-read-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'a.json');
-  const text = `{"name":"${'é'.repeat(50_000)}"}`; // 100,011 bytes: more than one 64 KiB read
+  const path = join(await tempDir(t, 'fleetprune-read-'), 'a.json');
+  const text = `{"name":"${'é'.repeat(50_000)}"}`; // 100,011 bytes, over the 64 KiB read size
   await writeFile(path, text);
   assert.equal(await readRegularFile(path, Buffer.byteLength(text)), text);
   await assert.rejects(readRegularFile(path, Buffer.byteLength(text) - 1), (error: unknown) => error instanceof NotARegularFileError && /larger than 100010 bytes \(100011\)/.test(error.message));
