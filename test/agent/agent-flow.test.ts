@@ -468,8 +468,10 @@ test('a revert whose previous model is damaged on disk downloads the baseline in
   assert.equal(sha256Hex(await readFile(onnx)), world.v1.manifest.files['model.onnx']!.sha256);
 });
 
-test('a report the outbox cannot take (a full disk) does not undo its step: the new model serves, the report is sent from the state file directly, and dropped from it once the disk recovers', async (t) => {
-  const { agent, dataDir, predict } = await startAgent(t, world, 'outbox-full-1', { heartbeatIntervalMs: 200 });
+test('a report the outbox cannot take (a full disk) does not undo its step: the new model serves, the report is kept in the state file and sent from there directly, and the next step drops it from there, once the disk recovers, without sending it again', async (t) => {
+  // No heartbeat in this test: a heartbeat tick moves the state file's reports on too, and would
+  // drop this one as soon as it was sent directly (it is the broker's then), before it is looked at.
+  const { agent, dataDir, predict } = await startAgent(t, world, 'outbox-full-1', { heartbeatIntervalMs: 3_600_000 });
   const first = await world.assign('outbox-full-1', world.v1, 'active');
   await world.waitForReport(isOutcome(first.id, 'activated'));
   await agent.idle();
@@ -481,16 +483,19 @@ test('a report the outbox cannot take (a full disk) does not undo its step: the 
   await waitFor(() => agent.slots.active?.sha256 === world.v2.id, 10_000, 'v2 active in the state');
   await agent.idle();
   assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v2.id, 'the model the state names is the one serving');
-  assert.equal(JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')).unsentReports.length, 1, 'the report is kept in the state file');
+  const unsent = async () => (JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')) as { unsentReports: { assignmentId: string }[] }).unsentReports;
+  assert.deepEqual((await unsent()).map((report) => report.assignmentId), [second.id], 'the report is kept in the state file');
   // ... and sent from there while connected: the server need not wait for the disk.
   await world.waitForReport(isOutcome(second.id, 'activated'), 5000);
   const duplicates = async () => (await world.harness.registry.getSingleMetric(PROTOCOL_METRICS.duplicateReports)!.get()).values[0]?.value ?? 0;
   const duplicatesBefore = await duplicates();
-  // Room again: a heartbeat tick drops the report from the state file, without sending it again.
+  // Room again: the next step's commit moves the state file's reports on, and drops the one sent directly without sending it again.
   await rm(outbox);
   await mkdir(outbox);
-  await waitFor(async () => JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')).unsentReports.length === 0, 5000, 'the state file emptied');
+  const third = await world.assign('outbox-full-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(third.id, 'rolled-back'));
   await agent.idle();
+  assert.deepEqual(await unsent(), [], 'the state file emptied');
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(await duplicates(), duplicatesBefore, 'not sent again');
 });
