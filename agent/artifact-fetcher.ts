@@ -179,8 +179,9 @@ export class ArtifactFetcher {
           const contentRange = response.headers.get('content-range');
           const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange ?? '');
           if (!range || Number(range[1]) !== have || Number(range[2]) !== expected.bytes - 1 || (range[3] !== '*' && Number(range[3]) !== expected.bytes)) {
-            // Not the range asked for: the partial file cannot be continued from this answer.
-            await onDisk(part, () => truncate(part, 0));
+            // Not the range asked for: the partial file cannot be continued from this answer
+            // (from zero, there may be no file yet: nothing to truncate).
+            if (have > 0) await onDisk(part, () => truncate(part, 0));
             throw new FetchError(`model download: asked for bytes ${have}-, got Content-Range ${JSON.stringify(contentRange)}; starting over`, false);
           }
         }

@@ -172,7 +172,8 @@ export class ModelStore {
     const removed: string[] = [];
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       if (!name.endsWith('.part') || name === keepName) continue;
-      await rm(join(dir, name), { force: true });
+      // recursive: a directory by that name (not the agent's) would otherwise fail every download.
+      await rm(join(dir, name), { force: true, recursive: true });
       removed.push(name);
     }
     return removed;
