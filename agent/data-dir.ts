@@ -35,8 +35,9 @@ export class DataDir {
    */
   async prepare(): Promise<void> {
     for (const dir of [this.modelsDir, this.downloadsDir, this.outboxDir]) await mkdir(dir, { recursive: true });
-    // Temp files of a state write that a crash interrupted (never renamed over state.json).
+    // Temp files of a state write that a crash interrupted (never renamed over state.json); a
+    // directory by such a name (not the agent's) would otherwise stop every start.
     const stateTemp = `.${basename(this.stateFile)}.tmp-`;
-    for (const name of await readdir(this.root)) if (name.startsWith(stateTemp)) await rm(join(this.root, name), { force: true });
+    for (const name of await readdir(this.root)) if (name.startsWith(stateTemp)) await rm(join(this.root, name), { force: true, recursive: true });
   }
 }
