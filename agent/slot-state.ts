@@ -1,7 +1,7 @@
 import { constants as os } from 'node:os';
 import { rename } from 'node:fs/promises';
 import { z } from 'zod';
-import { AssignmentSchema, ModelRefSchema, ReportSchema, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
+import { AssignmentReportSchema, AssignmentSchema, ModelRefSchema, ReportSchema, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 import { NotARegularFileError, readRegularFile } from '../shared/util/read-regular-file.ts';
@@ -28,6 +28,9 @@ const LostModelSchema = ModelRefSchema.extend({
 });
 export type LostModel = z.infer<typeof LostModelSchema>;
 
+/** An assignment or fleet command id, as the reports that name it require (else a report built from it would throw). */
+const AnsweredId = AssignmentReportSchema.shape.assignmentId;
+
 export const SlotStateSchema = z.object({
   schema: z.literal(1),
   active: ModelRefSchema.nullable(),
@@ -37,7 +40,7 @@ export const SlotStateSchema = z.object({
   /** Whether the current candidate's benchmark report is in the outbox. */
   candidateBenchmarked: z.boolean(),
   /** The assignment that installed the current candidate (its benchmark, resumed after a restart, answers it). */
-  candidateAssignmentId: z.string().optional(),
+  candidateAssignmentId: AnsweredId.optional(),
   /** The sequence numbers of the newest assignment and fleet command taken (older ones are replays, refused). */
   assignmentSeq: z.number().int().optional(),
   commandSeq: z.number().int().optional(),
@@ -52,7 +55,7 @@ export const SlotStateSchema = z.object({
    * The assignment or fleet command whose answer last put each model (by artifact id) into a slot:
    * a model later dropped for missing or damaged files is reported as a refusal of it.
    */
-  installedBy: z.record(z.string(), z.string()).optional(),
+  installedBy: z.record(z.string(), AnsweredId).optional(),
   /**
    * Models dropped from their slots at start because their files were missing, unreadable or
    * damaged. The newest assignment taken, when it names one of them and the broker delivers it
