@@ -33,6 +33,9 @@ export function registerAgentCommand(program: Command): void {
   defineAgentCommand(program.command('agent').description(AGENT_DESCRIPTION));
 }
 
+/** The highest --download-min-rate taken: 1 GB/s. */
+const MAX_DOWNLOAD_MIN_RATE = 1_000_000_000;
+
 /**
  * The agent's options and action on `command`: the `agent` subcommand of the CLI, or the whole
  * program of the standalone agent bundle (agent/main.ts).
@@ -68,7 +71,10 @@ export function defineAgentCommand(command: Command): Command {
       }
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
       if (!(flags.downloadIdleSeconds >= 1 && flags.downloadIdleSeconds <= 3600)) throw new UserError('--download-idle-seconds: must be between 1 and 3600');
-      if (!(flags.downloadMinRate >= 0)) throw new UserError('--download-min-rate: must be 0 or more bytes per second');
+      // Above any field device's link, every download would be cut off (a typo such as 1e12).
+      if (!(flags.downloadMinRate >= 0 && flags.downloadMinRate <= MAX_DOWNLOAD_MIN_RATE)) {
+        throw new UserError(`--download-min-rate: must be between 0 and ${MAX_DOWNLOAD_MIN_RATE} bytes per second (0 = no minimum)`);
+      }
       const config = await loadAgentConfig(flags.config);
       const holdout = flags.holdout ? Holdout.fromFile(flags.holdout, flags.label!) : undefined;
       try {

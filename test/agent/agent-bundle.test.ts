@@ -74,7 +74,8 @@ test('the bundled agent answers --version and --help, and bad flags get one line
   }
   for (const [flag, value, message] of [
     ['--download-idle-seconds', '0', '--download-idle-seconds: must be between 1 and 3600'],
-    ['--download-min-rate', '-1', '--download-min-rate: must be 0 or more bytes per second'],
+    ['--download-min-rate', '-1', '--download-min-rate: must be between 0 and 1000000000 bytes per second (0 = no minimum)'],
+    ['--download-min-rate', '1e12', '--download-min-rate: must be between 0 and 1000000000 bytes per second (0 = no minimum)'],
   ]) {
     const bad = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), flag!, value!]);
     assert.deepEqual([bad.code, bad.stderr], [2, `fleetprune-agent: ${message}\n`]);
