@@ -1,6 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rm, stat, statfs, truncate } from 'node:fs/promises';
+import { lstat, mkdir, open, rm, stat, statfs, truncate } from 'node:fs/promises';
 import { MAX_MANIFEST_BYTES, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
 import { parseManifestText } from '../shared/artifact/read-artifact.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
@@ -125,6 +125,10 @@ export class ArtifactFetcher {
     const expected = manifest.files[ONNX_FILE]!;
     await onDisk(this.dataDir.downloadsDir, () => mkdir(this.dataDir.downloadsDir, { recursive: true }));
     const part = this.dataDir.partFile(expected.sha256);
+    // Something other than a file where the partial download goes (a directory, a symbolic link:
+    // not the agent's) is removed, neither refused as a disk failure nor written through.
+    const existing = await lstat(part).catch(() => undefined);
+    if (existing && !existing.isFile()) await onDisk(part, () => rm(part, { recursive: true, force: true }));
     try {
       await this.#checkSpace(manifest, part);
       return await this.#download(manifest, part, signal);

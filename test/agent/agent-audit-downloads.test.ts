@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -59,4 +59,27 @@ test('a directory named like a partial download in downloads/ does not make ever
   assert.equal(report.kind === 'assignment' && report.outcome, 'activated', reasonOf(report));
   assert.equal(agent.slots.active?.sha256, world.v1.id);
   assert.deepEqual(await readdir(join(dataDir, 'downloads')), []);
+});
+
+test('a directory or a symbolic link where the partial download of the very model assigned goes is removed, not refused as a disk failure nor written through', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-audit-ownpart-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const downloads = join(dataDir, 'downloads');
+  const partOf = (artifact: TestArtifact) => join(downloads, `${artifact.manifest.files['model.onnx']!.sha256}.part`);
+  const elsewhere = join(dataDir, 'not-the-agents.bin');
+  await writeFile(elsewhere, 'kept');
+  const { assign, agent } = await hostileAgent(t, 'audit-ownpart', { dataDir });
+  // Each made just before its own model is assigned: a download removes the other models' leftovers.
+  const junk = {
+    [world.v1.id]: () => mkdir(join(partOf(world.v1), 'inside'), { recursive: true }),
+    [world.v2.id]: () => symlink(elsewhere, partOf(world.v2)),
+  };
+  for (const artifact of [world.v1, world.v2]) {
+    await junk[artifact.id]!();
+    const assignment = await assign(artifact, 'active');
+    const report = await world.waitForReport(isAnswerTo(assignment.id), 10_000);
+    assert.equal(report.kind === 'assignment' && report.outcome, 'activated', reasonOf(report));
+    assert.equal(agent.slots.active?.sha256, artifact.id);
+  }
+  assert.equal(await readFile(elsewhere, 'utf8'), 'kept', 'the link target is untouched');
 });
