@@ -17,7 +17,8 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
   const etag = `"${sha256}"`;
   res.setHeader('Accept-Ranges', 'bytes');
   const ifNoneMatch = req.headers['if-none-match'];
-  if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim() === etag || tag.trim() === '*')) {
+  // If-None-Match compares weakly (RFC 9110 §13.1.2): W/"<sha256>", as a proxy that re-encoded the body sends it back, matches too.
+  if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag || tag.trim() === '*')) {
     res.setHeader('ETag', etag);
     res.setHeader('Cache-Control', IMMUTABLE);
     res.status(304).end();

@@ -8,6 +8,7 @@ import { buildOpenApiDocument } from './openapi.ts';
 import type { RouteSpec } from './route-spec.ts';
 import { duplicateJsonKey } from '../../shared/util/duplicate-keys.ts';
 import { limitBodySize } from './body-size-limit.ts';
+import { contentCharset } from './content-charset.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { validatePart } from './validate-request.ts';
@@ -77,8 +78,24 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     },
   });
   const readJsonBody: express.RequestHandler = (req, res, next) => {
-    if (!req.is('application/json')) {
+    // A request with neither Content-Length nor Transfer-Encoding has an empty body (RFC 9112 §6.3),
+    // as one with Content-Length: 0 does: both read as {}. (req.is answers null for it, whatever its type.)
+    const noBody = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    const saysJson = noBody ? (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() === 'application/json' : req.is('application/json');
+    if (!saysJson) {
       next(new ServiceError('bad_request', 'body: send JSON with Content-Type: application/json'));
+      return;
+    }
+    // body-parser decodes any utf-* charset (UTF-16 too), but the duplicate-key check reads the raw
+    // bytes as UTF-8: a UTF-16 body would pass it unchecked. JSON is UTF-8 (RFC 8259 §8.1).
+    const charset = contentCharset(req.headers['content-type']);
+    if (charset !== null && charset !== 'utf-8') {
+      next(new ServiceError('unsupported_media_type', `body: unsupported charset "${charset.toUpperCase()}"; send JSON as UTF-8`));
+      return;
+    }
+    if (noBody) {
+      req.body = {};
+      next();
       return;
     }
     // body-parser refuses an oversized body only once it has read all of it (or never, when the
@@ -101,7 +118,12 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         if (principal) {
           // A request still under way when its token is revoked (an event stream, a long download) stops at once.
           // An event stream ends cleanly; anything else (a download being piped) is cut off.
-          const stop = () => (res.getHeader('content-type')?.toString().startsWith('text/event-stream') ? res.end() : res.destroy());
+          // A request that revokes its own token (DELETE /api/tokens/<its id>) is answered, not cut off.
+          const stop = () => {
+            if (res.locals.revokesOwnToken === true) return;
+            if (res.getHeader('content-type')?.toString().startsWith('text/event-stream')) res.end();
+            else res.destroy();
+          };
           const unwatch = tokens.revocations.watch(principal.tokenId, stop);
           res.on('close', unwatch);
         }

@@ -1,16 +1,23 @@
 import type { Request } from 'express';
 import { ServiceError } from '../app/service-error.ts';
 import { bodyTooLarge } from './body-size-limit.ts';
+import { contentCharset } from './content-charset.ts';
 
-/** Reads a text request body up to `limit` bytes (413 beyond it). */
-export async function readTextBody(req: Request, limit: number): Promise<string> {
+/** Reads a text request body up to `limit` bytes (413 beyond it: `tooLarge`, by default naming --max-body-bytes). */
+export async function readTextBody(req: Request, limit: number, tooLarge: () => ServiceError = () => bodyTooLarge(limit)): Promise<string> {
+  // The bytes are read as they come, as UTF-8: a compressed body or another charset would be
+  // misread (a gzip body called "not valid YAML", Latin-1 letters turned into U+FFFD).
+  const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity' && encoding !== '') throw new ServiceError('unsupported_media_type', `body: unsupported content encoding "${encoding}"; send the spec uncompressed`);
+  const charset = contentCharset(req.headers['content-type']);
+  if (charset !== null && !['utf-8', 'utf8', 'us-ascii'].includes(charset)) throw new ServiceError('unsupported_media_type', `body: unsupported charset "${charset.toUpperCase()}"; send the spec as UTF-8`);
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw bodyTooLarge(limit);
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw bodyTooLarge(limit);
+    if (size > limit) throw tooLarge();
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');

@@ -25,6 +25,8 @@ export function sendError(res: Response, error: unknown, log: Logger): void {
   }
   if (known) {
     if (req && !req.complete && hasBody(req)) res.setHeader('Connection', 'close');
+    // A 401 says how to authenticate (RFC 9110 §15.5.2: it must carry WWW-Authenticate).
+    if (known.code === 'unauthenticated') res.setHeader('WWW-Authenticate', 'Bearer');
     res.status(HTTP_STATUS[known.code]).json({ error: { code: known.code, message: clientMessage(known.message) } });
     return;
   }

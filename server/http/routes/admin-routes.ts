@@ -64,6 +64,8 @@ export function adminRoutes(ctx: ServerContext): RouteSpec[] {
       params: z.strictObject({ id: TokenIdSchema }),
       responses: { 204: { description: 'revoked' } },
       handle: async ({ params, principal, res }) => {
+        // Revoking the calling token itself must still get its 204 (see createHttpApp).
+        if (params.id === principal!.tokenId) res.locals.revokesOwnToken = true;
         await ctx.tokens.revoke(params.id, principal!);
         res.status(204).end();
       },

@@ -8,7 +8,9 @@ import type { Leadership } from '../../rollout/leader-election.ts';
 import { reasonSchema } from '../../rollout/operator-text.ts';
 import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../../app/list-page.ts';
 import { rolloutPage } from '../../rollout/rollout-page.ts';
+import { MAX_SPEC_BYTES } from '../../rollout/spec-document.ts';
 import { readTextBody } from '../read-text-body.ts';
+import { bodyTooLarge } from '../body-size-limit.ts';
 import { openEventStream } from '../server-sent-events.ts';
 import { queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
@@ -70,7 +72,11 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       handle: async ({ req, principal }) => {
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
         if (!SPEC_MEDIA_TYPES.includes(type)) throw new ServiceError('bad_request', `body: send the spec with Content-Type application/json or application/yaml (got ${type || 'none'})`);
-        const spec = parseRolloutSpec(await readTextBody(req, maxBodyBytes), 'body');
+        // A spec over MAX_SPEC_BYTES is refused as it arrives (413), not read whole (up to --max-body-bytes) to be refused after.
+        const limit = Math.min(maxBodyBytes, MAX_SPEC_BYTES);
+        const tooLarge = () =>
+          limit === maxBodyBytes ? bodyTooLarge(limit) : new ServiceError('payload_too_large', `body: larger than ${MAX_SPEC_BYTES} bytes, the most a rollout spec may be`);
+        const spec = parseRolloutSpec(await readTextBody(req, limit, tooLarge), 'body');
         return { status: 201, json: { ...rolloutSummary(await service.start(spec, principal!)), warnings: specWarnings(spec) } };
       },
     }),

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { test } from 'node:test';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+async function expectError(response: Response, status: number, code: string, messagePattern: RegExp): Promise<void> {
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+  const body = (await response.json()) as ErrorBody;
+  assert.equal(response.status, status, JSON.stringify(body));
+  assert.equal(body.error.code, code);
+  assert.match(body.error.message, messagePattern);
+}
+
+async function tokenCount(server: TestServer): Promise<number> {
+  return ((await (await server.request('GET', '/api/tokens')).json()) as { tokens: unknown[] }).tokens.length;
+}
+
+test('a JSON body in UTF-16 is refused (415) rather than let past the duplicate-key check, and makes no token', async (t) => {
+  const server = (await startTestServer(t))!;
+  const before = await tokenCount(server);
+  // In UTF-8 the duplicate "role" is refused; sent as UTF-16 the check read the bytes as UTF-8,
+  // found no key at all, and JSON.parse kept the last value: an admin token was made.
+  const duplicate = '{"role":"viewer","role":"admin"}';
+  for (const [charset, bytes] of [
+    ['utf-16', Buffer.from(`\ufeff${duplicate}`, 'utf16le')],
+    ['utf-16le', Buffer.from(duplicate, 'utf16le')],
+  ] as const) {
+    const response = await server.request('POST', '/api/tokens', { body: bytes, headers: { 'content-type': `application/json; charset=${charset}` } });
+    await expectError(response, 415, 'unsupported_media_type', new RegExp(`^body: unsupported charset "${charset.toUpperCase()}"`));
+  }
+  assert.equal(await tokenCount(server), before, 'no token was made');
+  // UTF-8, said or not, still works.
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer' }, headers: { 'content-type': 'application/json; charset=UTF-8' } })).status, 201);
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).status, 201);
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer' }, headers: { 'content-type': 'application/json; charset=' } })).status, 201);
+});
+
+test('a token that revokes itself gets its 204, not a connection cut before any answer', async (t) => {
+  const server = (await startTestServer(t))!;
+  const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'admin', label: 'leaving' } })).json()) as { token: string; record: { id: string } };
+  const response = await server.request('DELETE', `/api/tokens/${created.record.id}`, { token: created.token });
+  assert.equal(response.status, 204);
+  await expectError(await server.request('GET', '/api/whoami', { token: created.token }), 401, 'unauthenticated', /unknown or revoked token/);
+  const tokens = ((await (await server.request('GET', '/api/tokens')).json()) as { tokens: { id: string; revokedAt: string | null }[] }).tokens;
+  assert.ok(tokens.find((token) => token.id === created.record.id)?.revokedAt, 'the token is revoked');
+});
+
+test('a blob download with a weak If-None-Match of its ETag is 304 (weak comparison, RFC 9110 §13.1.2)', async (t) => {
+  const server = (await startTestServer(t))!;
+  const { sha256 } = await server.server.ctx.blobs.put(
+    (async function* () {
+      yield Buffer.from('hello blob');
+    })(),
+    null,
+    10,
+  );
+  const path = `/api/blobs/${sha256}`;
+  for (const tag of [`W/"${sha256}"`, `"other", W/"${sha256}"`]) {
+    const response = await server.request('GET', path, { headers: { 'if-none-match': tag } });
+    assert.equal(response.status, 304, `If-None-Match: ${tag}`);
+    assert.equal(response.headers.get('etag'), `"${sha256}"`);
+  }
+  const other = await server.request('GET', path, { headers: { 'if-none-match': 'W/"other"' } });
+  assert.equal(other.status, 200);
+  assert.equal(await other.text(), 'hello blob');
+  // If-Range still compares strongly: a weak validator gets the whole blob, not a range.
+  const range = await server.request('GET', path, { headers: { range: 'bytes=0-1', 'if-range': `W/"${sha256}"` } });
+  assert.equal(range.status, 200);
+  assert.equal(await range.text(), 'hello blob');
+});
+
+test('a rollout spec that is compressed or in a charset other than UTF-8 is refused (415), not misread', async (t) => {
+  const server = (await startTestServer(t))!;
+  const gzipped = await server.request('POST', '/api/rollouts', { body: gzipSync('model: iris\n'), headers: { 'content-type': 'application/yaml', 'content-encoding': 'gzip' } });
+  await expectError(gzipped, 415, 'unsupported_media_type', /^body: unsupported content encoding "gzip"/);
+  const latin1 = await server.request('POST', '/api/rollouts', { body: Buffer.from('model: caf\xe9\n', 'latin1'), headers: { 'content-type': 'application/yaml; charset=iso-8859-1' } });
+  await expectError(latin1, 415, 'unsupported_media_type', /^body: unsupported charset "ISO-8859-1"/);
+  const utf16 = await server.request('POST', '/api/rollouts', { body: Buffer.from('{"model":"iris"}', 'utf16le'), headers: { 'content-type': 'application/json; charset=utf-16le' } });
+  await expectError(utf16, 415, 'unsupported_media_type', /^body: unsupported charset "UTF-16LE"/);
+  // UTF-8 (said or not) is read as before: the spec itself is judged.
+  for (const type of ['application/yaml', 'application/yaml; charset=utf-8', 'text/plain;charset=UTF-8']) {
+    const plain = await server.request('POST', '/api/rollouts', { body: 'model: iris\n', headers: { 'content-type': type } });
+    await expectError(plain, 400, 'bad_request', /^body: invalid rollout spec: /);
+  }
+  assert.equal(((await (await server.request('GET', '/api/rollouts')).json()) as { total: number }).total, 0);
+});
+
+test('a 401 says how to authenticate: WWW-Authenticate: Bearer', async (t) => {
+  const server = (await startTestServer(t))!;
+  for (const authorization of [null, 'Basic abc', 'Bearer fp_wrong']) {
+    const response = await server.request('GET', '/api/devices', { token: null, headers: authorization === null ? {} : { authorization } });
+    assert.equal(response.status, 401);
+    assert.equal(response.headers.get('www-authenticate'), 'Bearer', String(authorization));
+    assert.equal(((await response.json()) as ErrorBody).error.code, 'unauthenticated');
+  }
+  // Other refusals do not carry it.
+  const viewer = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).json()) as { token: string };
+  const forbidden = await server.request('GET', '/api/tokens', { token: viewer.token });
+  assert.equal(forbidden.status, 403);
+  assert.equal(forbidden.headers.get('www-authenticate'), null);
+  await forbidden.arrayBuffer();
+});
+
+test('a rollout spec over the 1 MiB spec limit is 413 at once, not read whole (up to --max-body-bytes) and called a bad request', async (t) => {
+  const server = (await startTestServer(t))!; // --max-body-bytes: 16 MiB by default
+  const big = `model: ${'w'.repeat(2 * 1024 * 1024)}\n`;
+  const response = await server.request('POST', '/api/rollouts', { body: big, headers: { 'content-type': 'application/yaml' } });
+  await expectError(response, 413, 'payload_too_large', /^body: larger than 1048576 bytes, the most a rollout spec may be$/);
+  // Under a smaller --max-body-bytes, that limit is the one named.
+  const small = (await startTestServer(t, { config: { maxBodyBytes: 4096 } }))!;
+  const refused = await small.request('POST', '/api/rollouts', { body: big, headers: { 'content-type': 'application/yaml' } });
+  await expectError(refused, 413, 'payload_too_large', /^body: larger than the 4096-byte limit \(--max-body-bytes\)$/);
+  // A spec within the limit is judged on its content.
+  await expectError(await server.request('POST', '/api/rollouts', { body: 'model: iris\n', headers: { 'content-type': 'application/yaml' } }), 400, 'bad_request', /^body: invalid rollout spec: /);
+  assert.equal(((await (await server.request('GET', '/api/rollouts')).json()) as { total: number }).total, 0);
+});
+
+/** One raw HTTP/1.1 request (so that it can have no body at all, not even Content-Length: 0); the whole answer. */
+function rawExchange(server: TestServer, head: string): Promise<string> {
+  const { port } = new URL(server.baseUrl);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let text = '';
+    socket.on('data', (chunk) => (text += chunk.toString('utf8')));
+    socket.on('error', reject);
+    socket.on('end', () => resolve(text));
+    socket.write(head);
+  });
+}
+
+test('a JSON POST without any body (no Content-Length) reads as {}, like Content-Length: 0, instead of "send Content-Type: application/json"', async (t) => {
+  const server = (await startTestServer(t))!;
+  const post = (path: string, headers: string) =>
+    rawExchange(server, `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n${headers}Connection: close\r\n\r\n`);
+  const statusAndBody = (answer: string) => {
+    const [head, body] = answer.split('\r\n\r\n');
+    return { status: Number(/^HTTP\/1\.1 (\d+)/.exec(head!)?.[1]), body: JSON.parse(body!) as Record<string, any> };
+  };
+  for (const length of ['', 'Content-Length: 0\r\n']) {
+    // Every field of a blob collection has a default: no body is a collection with the defaults.
+    const gc = statusAndBody(await post('/api/blobs/gc', `Content-Type: application/json\r\n${length}`));
+    assert.equal(gc.status, 200, JSON.stringify(gc.body));
+    assert.equal(gc.body.dryRun, false);
+    // A body that needs fields names them.
+    const token = statusAndBody(await post('/api/tokens', `Content-Type: application/json\r\n${length}`));
+    assert.equal(token.status, 400);
+    assert.match(token.body.error.message, /^body\.role: /);
+    // Without a JSON Content-Type it is still refused, saying so.
+    const untyped = statusAndBody(await post('/api/blobs/gc', length));
+    assert.equal(untyped.status, 400);
+    assert.equal(untyped.body.error.message, 'body: send JSON with Content-Type: application/json');
+  }
+  assert.equal((await (await server.request('GET', '/api/tokens')).json() as { tokens: unknown[] }).tokens.length, 1, 'no token was made');
+});
