@@ -6,6 +6,8 @@ export type ErrorCode =
   | 'unauthenticated'
   | 'forbidden'
   | 'not_found'
+  /** A path the API serves, with a method it does not (the answer's Allow header names those it does). */
+  | 'method_not_allowed'
   | 'conflict'
   | 'payload_too_large'
   /** A body in an encoding or charset the server cannot read. */
@@ -21,6 +23,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   unauthenticated: 401,
   forbidden: 403,
   not_found: 404,
+  method_not_allowed: 405,
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
@@ -34,6 +37,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   unauthenticated: GrpcStatus.UNAUTHENTICATED,
   forbidden: GrpcStatus.PERMISSION_DENIED,
   not_found: GrpcStatus.NOT_FOUND,
+  method_not_allowed: GrpcStatus.UNIMPLEMENTED,
   conflict: GrpcStatus.ALREADY_EXISTS,
   payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
   unsupported_media_type: GrpcStatus.INVALID_ARGUMENT,

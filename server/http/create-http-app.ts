@@ -146,6 +146,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     });
     api[route.method](route.path, ...handlers);
   }
+  answerOtherMethods(api, routes);
   api.use((req, _res, next) => next(new ServiceError('not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`)));
   app.use('/api', api);
   for (const pages of deps.pages ?? []) app.use(pages);
@@ -163,4 +164,39 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
 function refuseDuplicateKeys(raw: Buffer | undefined): void {
   const duplicate = raw === undefined ? null : duplicateJsonKey(raw.toString('utf8'));
   if (duplicate !== null) throw new ServiceError('bad_request', `body.${duplicate}: given twice; send each field once`);
+}
+
+/**
+ * A path the API serves, asked with a method it does not serve there: 405 naming the methods it
+ * does in Allow (RFC 9110 §15.5.6), and OPTIONS answered with them, rather than a 404 that says
+ * the path does not exist. Each path pattern adds its methods as the request passes it (one
+ * request path can match several patterns: /models/:name and /models/aliases).
+ */
+function answerOtherMethods(api: express.Router, routes: readonly RouteSpec[]): void {
+  const methodsByPath = new Map<string, Set<string>>();
+  for (const route of routes) {
+    const methods = methodsByPath.get(route.path) ?? new Set<string>();
+    methods.add(route.method.toUpperCase());
+    // express answers HEAD with a GET route.
+    if (route.method === 'get') methods.add('HEAD');
+    methodsByPath.set(route.path, methods);
+  }
+  for (const [path, methods] of methodsByPath) {
+    api.all(path, (_req, res, next) => {
+      const allowed = (res.locals.allowedMethods ??= new Set<string>()) as Set<string>;
+      for (const method of methods) allowed.add(method);
+      next();
+    });
+  }
+  api.use((req, res, next) => {
+    const allowed = res.locals.allowedMethods as Set<string> | undefined;
+    if (!allowed) {
+      next();
+      return;
+    }
+    const allow = [...allowed, 'OPTIONS'].sort().join(', ');
+    res.setHeader('Allow', allow);
+    if (req.method === 'OPTIONS') res.status(204).end();
+    else next(new ServiceError('method_not_allowed', `${req.method} is not served on ${req.baseUrl}${req.path}; allowed: ${allow}`));
+  });
 }

@@ -28,7 +28,7 @@ test('every express route is in /api/openapi.json with its method, and requests/
   assert.deepEqual([...documented].sort(), [...served].sort());
 
   // Probe: an undocumented method on a documented path is not served.
-  assert.equal((await server.request('DELETE', '/api/models')).status, 404);
+  assert.equal((await server.request('DELETE', '/api/models')).status, 405);
 
   const pushBody = doc.paths['/api/models/{name}/versions']!.post.requestBody.content['application/json'].schema;
   const artifact = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey });

@@ -157,3 +157,22 @@ test('a JSON POST without any body (no Content-Length) reads as {}, like Content
   }
   assert.equal((await (await server.request('GET', '/api/tokens')).json() as { tokens: unknown[] }).tokens.length, 1, 'no token was made');
 });
+
+test('a method the API does not serve on a path it serves is 405 naming the methods it does in Allow; OPTIONS answers with them; an unknown path stays 404', async (t) => {
+  const server = (await startTestServer(t))!;
+  const devicesBefore = await (await server.request('GET', '/api/devices')).text();
+  const devices = await server.request('DELETE', '/api/devices');
+  assert.equal(devices.headers.get('allow'), 'GET, HEAD, OPTIONS, POST');
+  await expectError(devices, 405, 'method_not_allowed', /^DELETE is not served on \/api\/devices; allowed: GET, HEAD, OPTIONS, POST$/);
+  assert.equal(await (await server.request('GET', '/api/devices')).text(), devicesBefore, 'nothing changed');
+  // /api/blobs/gc is also /api/blobs/:sha256: the methods of both.
+  const gc = await server.request('DELETE', '/api/blobs/gc');
+  assert.equal(gc.headers.get('allow'), 'GET, HEAD, OPTIONS, POST, PUT');
+  await expectError(gc, 405, 'method_not_allowed', /allowed: GET, HEAD, OPTIONS, POST, PUT$/);
+  const options = await server.request('OPTIONS', '/api/devices');
+  assert.equal(options.status, 204);
+  assert.equal(options.headers.get('allow'), 'GET, HEAD, OPTIONS, POST');
+  // A served method still answers as before, and a path the API does not serve is still 404.
+  assert.equal((await server.request('GET', '/api/devices')).status, 200);
+  await expectError(await server.request('DELETE', '/api/no-such-thing'), 404, 'not_found', /^no API route DELETE \/api\/no-such-thing$/);
+});
