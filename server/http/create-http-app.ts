@@ -83,7 +83,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     const noBody = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
     const saysJson = noBody ? (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() === 'application/json' : req.is('application/json');
     if (!saysJson) {
-      next(new ServiceError('bad_request', 'body: send JSON with Content-Type: application/json'));
+      next(new ServiceError('unsupported_media_type', 'body: send JSON with Content-Type: application/json'));
       return;
     }
     // body-parser decodes any utf-* charset (UTF-16 too), but the duplicate-key check reads the raw

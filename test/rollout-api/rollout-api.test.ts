@@ -35,7 +35,8 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   assert.equal(wrongCheck.status, 400);
   assert.match(((await wrongCheck.json()) as any).error.message, /^steps\[3\]\.analysis metric "mse": wine@2: a relative mse check needs a regression model, and this is a classifier: check accuracy instead/);
   const wrongType = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml(), contentType: 'text/html' });
-  assert.equal(wrongType.status, 400);
+  assert.equal(wrongType.status, 415);
+  assert.equal(((await wrongType.json()) as any).error.code, 'unsupported_media_type');
   assert.deepEqual(((await (await s.request('GET', '/api/rollouts')).json()) as any).rollouts, []);
   assert.equal(s.fleet.calls.length, 0);
 

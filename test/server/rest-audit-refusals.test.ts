@@ -152,7 +152,7 @@ test('a JSON POST without any body (no Content-Length) reads as {}, like Content
     assert.match(token.body.error.message, /^body\.role: /);
     // Without a JSON Content-Type it is still refused, saying so.
     const untyped = statusAndBody(await post('/api/blobs/gc', length));
-    assert.equal(untyped.status, 400);
+    assert.equal(untyped.status, 415);
     assert.equal(untyped.body.error.message, 'body: send JSON with Content-Type: application/json');
   }
   assert.equal((await (await server.request('GET', '/api/tokens')).json() as { tokens: unknown[] }).tokens.length, 1, 'no token was made');
