@@ -1,4 +1,5 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { Principal } from '../auth/principal.ts';
@@ -12,6 +13,9 @@ import { contentCharset } from './content-charset.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { validatePart } from './validate-request.ts';
+
+/** The query of a route that takes no query parameters. */
+const NO_QUERY = z.strictObject({});
 
 export interface HttpAppDeps {
   routes: readonly RouteSpec[];
@@ -135,7 +139,9 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
       try {
         const principal = res.locals.principal as Principal | null;
         const params = validatePart(route.params, req.params, 'path');
-        const query = validatePart(route.query, { ...(req.query as object) }, 'query');
+        // A route that takes no query parameters refuses them, as the others refuse unknown ones:
+        // GET /api/models?limit=1 answering with every model would look like a paging bug.
+        const query = validatePart(route.query ?? NO_QUERY, { ...(req.query as object) }, 'query');
         const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
         if (route.bodyKind === 'json') refuseDuplicateKeys(rawBodies.get(req));
         const reply = await route.handle({ req, res, principal, params, query, body });

@@ -176,3 +176,13 @@ test('a method the API does not serve on a path it serves is 405 naming the meth
   assert.equal((await server.request('GET', '/api/devices')).status, 200);
   await expectError(await server.request('DELETE', '/api/no-such-thing'), 404, 'not_found', /^no API route DELETE \/api\/no-such-thing$/);
 });
+
+test('a route that takes no query parameters refuses them, naming each, as the routes that take some refuse unknown ones', async (t) => {
+  const server = (await startTestServer(t))!;
+  // GET /api/models took ?limit=1 and answered with every model: a client paging it would never know.
+  await expectError(await server.request('GET', '/api/models?limit=1&offset=2'), 400, 'bad_request', /^query\.limit: unknown field; query\.offset: unknown field$/);
+  await expectError(await server.request('GET', '/api/whoami?verbose'), 400, 'bad_request', /^query\.verbose: unknown field$/);
+  assert.equal((await server.request('GET', '/api/models')).status, 200);
+  // A route with a query schema names the unknown one the same way.
+  await expectError(await server.request('GET', '/api/devices?colour=red'), 400, 'bad_request', /query\.colour: unknown field/);
+});
