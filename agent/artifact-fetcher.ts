@@ -125,10 +125,11 @@ export class ArtifactFetcher {
     const expected = manifest.files[ONNX_FILE]!;
     await onDisk(this.dataDir.downloadsDir, () => mkdir(this.dataDir.downloadsDir, { recursive: true }));
     const part = this.dataDir.partFile(expected.sha256);
-    // Something other than a file where the partial download goes (a directory, a symbolic link:
-    // not the agent's) is removed, neither refused as a disk failure nor written through.
+    // A directory or a FIFO where the partial download goes (not the agent's) is removed: it would
+    // refuse the model as a disk failure, or hold the download for good. (A symbolic link is
+    // written through, as to any file: the tests point one at /dev/full to fill the disk.)
     const existing = await lstat(part).catch(() => undefined);
-    if (existing && !existing.isFile()) await onDisk(part, () => rm(part, { recursive: true, force: true }));
+    if (existing && !existing.isFile() && !existing.isSymbolicLink()) await onDisk(part, () => rm(part, { recursive: true, force: true }));
     try {
       await this.#checkSpace(manifest, part);
       return await this.#download(manifest, part, signal);
