@@ -2,6 +2,16 @@
 export const MAX_NESTING_DEPTH = 64;
 
 const NUL_MESSAGE = 'contains a NUL character (U+0000)';
+const SURROGATE_MESSAGE = 'contains an unpaired surrogate (\\ud800 to \\udfff): not well-formed Unicode';
+/** A UTF-16 surrogate without its other half: no UTF-8 for it, so a store writes U+FFFD instead. */
+const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** What is wrong with a string or key as text, or null. */
+function textProblem(text: string): string | null {
+  if (text.includes('\0')) return NUL_MESSAGE;
+  if (UNPAIRED_SURROGATE.test(text)) return SURROGATE_MESSAGE;
+  return null;
+}
 
 export interface DataProblem {
   /** Where, relative to the value: `labels.__proto__`, `steps[2]`; '' for the value itself. */
@@ -16,7 +26,9 @@ export interface DataProblem {
  * - an own `__proto__` key (JSON.parse and yaml create one; schema validation would drop it
  *   without a word, so `{"labels": {"__proto__": "x"}}` would be stored as `{}`);
  * - a NUL character (U+0000) in a string or a key: no name, label or reason has one, C-string
- *   tools truncate at it, and PostgreSQL refuses to store it in text.
+ *   tools truncate at it, and PostgreSQL refuses to store it in text;
+ * - an unpaired surrogate in a string or a key (JSON's "\ud800"): it has no UTF-8, so SQLite and
+ *   PostgreSQL would store U+FFFD in its place, not what was sent.
  * The walk is iterative, so a value of any depth is safe to inspect. Binary data (Buffers and
  * other typed arrays) is not inspected.
  */
@@ -24,7 +36,10 @@ export function untrustedDataProblem(value: unknown, maxDepth = MAX_NESTING_DEPT
   const pending: { value: unknown; path: string; depth: number }[] = [{ value, path: '', depth: 1 }];
   while (pending.length > 0) {
     const { value: current, path, depth } = pending.pop()!;
-    if (typeof current === 'string' && current.includes('\0')) return { path, message: NUL_MESSAGE };
+    if (typeof current === 'string') {
+      const problem = textProblem(current);
+      if (problem) return { path, message: problem };
+    }
     if (current === null || typeof current !== 'object' || ArrayBuffer.isView(current)) continue;
     if (depth > maxDepth) return { path: '', message: `nested deeper than ${maxDepth} levels` };
     if (Array.isArray(current)) {
@@ -34,7 +49,8 @@ export function untrustedDataProblem(value: unknown, maxDepth = MAX_NESTING_DEPT
     for (const key of Object.keys(current)) {
       const at = path === '' ? key : `${path}.${key}`;
       if (key === '__proto__') return { path: at, message: '"__proto__" is not allowed as a key' };
-      if (key.includes('\0')) return { path: at, message: `key ${NUL_MESSAGE}` };
+      const keyProblem = textProblem(key);
+      if (keyProblem) return { path: at, message: `key ${keyProblem}` };
       pending.push({ value: (current as Record<string, unknown>)[key], path: at, depth: depth + 1 });
     }
   }

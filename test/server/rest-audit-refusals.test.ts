@@ -186,3 +186,12 @@ test('a route that takes no query parameters refuses them, naming each, as the r
   // A route with a query schema names the unknown one the same way.
   await expectError(await server.request('GET', '/api/devices?colour=red'), 400, 'bad_request', /query\.colour: unknown field/);
 });
+
+test('text with an unpaired surrogate ("\\ud800") is refused, naming the field, rather than stored as U+FFFD', async (t) => {
+  const server = (await startTestServer(t))!;
+  const before = await tokenCount(server);
+  const response = await server.request('POST', '/api/tokens', { body: '{"role":"viewer","label":"line \\ud800 7"}', headers: { 'content-type': 'application/json' } });
+  await expectError(response, 400, 'bad_request', /^body\.label: contains an unpaired surrogate/);
+  assert.equal(await tokenCount(server), before, 'no token was made');
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'line 😀 7' } })).status, 201, 'a pair is fine');
+});

@@ -15,6 +15,12 @@ test('untrusted data: __proto__ keys, NUL characters and deep nesting are named 
   assert.equal(describe('a\u0000'), 'body: contains a NUL character (U+0000)');
   assert.equal(describe('a\u0000', ''), 'contains a NUL character (U+0000)');
   assert.equal(describe({ a: ['\u0000'] }, ''), 'a[0]: contains a NUL character (U+0000)');
+  // Unpaired surrogates (JSON's "\ud800") have no UTF-8: a store would keep U+FFFD instead.
+  const surrogate = 'contains an unpaired surrogate (\\ud800 to \\udfff): not well-formed Unicode';
+  assert.equal(describe(JSON.parse('{"label": "a\\ud800b"}')), `body.label: ${surrogate}`);
+  assert.equal(describe(JSON.parse('{"label": "\\udfff"}')), `body.label: ${surrogate}`);
+  assert.equal(describe(JSON.parse('{"labels": {"\\udbff": "x"}}')), `body.labels.\udbff: key ${surrogate}`);
+  assert.equal(describe({ emoji: '😀 \ud83d\ude00' }), null, 'a pair is one character');
   let deep: unknown = 'leaf';
   for (let i = 0; i < 9; i++) deep = [deep];
   assert.equal(describe(deep), 'body: nested deeper than 8 levels');
