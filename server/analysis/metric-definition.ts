@@ -97,7 +97,11 @@ export const MetricSchema = z.strictObject({
 export type MetricInput = z.infer<typeof MetricSchema>;
 
 export const ArgSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be an identifier: A-Z a-z 0-9 _ (not starting with a digit)'),
+  name: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'must be an identifier: A-Z a-z 0-9 _ (not starting with a digit)')
+    // As a key it sets the arguments' prototype: the argument vanished, its queries read "[object Object]".
+    .refine((name) => name !== '__proto__', 'must not be "__proto__"'),
   value: z.union([z.string(), z.number()]).optional(),
 });
 

@@ -48,7 +48,8 @@ export function tokenize(source: string): Token[] {
     const identifier = /^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*/.exec(source.slice(i));
     if (identifier) {
       const word = identifier[0];
-      const operator = WORD_OPERATORS[word];
+      // Own keys only: `toString` or `constructor` is a name, not Object.prototype's function.
+      const operator = Object.hasOwn(WORD_OPERATORS, word) ? WORD_OPERATORS[word] : undefined;
       tokens.push(operator ? { kind: 'operator', text: operator, position: i } : { kind: 'identifier', text: word, position: i });
       i += word.length;
       continue;
