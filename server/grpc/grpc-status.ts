@@ -1,6 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Logger } from '../../shared/util/log.ts';
 import { GRPC_STATUS, asServiceError, clientMessage } from '../app/service-error.ts';
+import { printable } from '../rollout/operator-text.ts';
 
 export interface GrpcFailure {
   code: GrpcStatus;
@@ -10,7 +11,8 @@ export interface GrpcFailure {
 /** Maps any error to a gRPC status; unexpected ones are logged and reported as INTERNAL without details. */
 export function toStatus(error: unknown, log: Logger, method: string): GrpcFailure {
   const known = asServiceError(error);
-  if (known) return { code: GRPC_STATUS[known.code], details: clientMessage(known.message) };
+  // One line, escaped: messages quote what the request held (a spec's key, a label value, a version), newlines and escape sequences included.
+  if (known) return { code: GRPC_STATUS[known.code], details: printable(clientMessage(known.message)) };
   log.error({ err: error, method }, 'gRPC call failed');
   return { code: GrpcStatus.INTERNAL, details: 'internal server error (see the server log)' };
 }

@@ -24,7 +24,8 @@ import { formatDuration, parseDuration } from '../../shared/util/duration.ts';
 import { ARG_REFERENCE, renderQuery } from '../analysis/query-template.ts';
 import { parsePromql, PromqlError } from '../metricproviders/builtin/promql-parser.ts';
 import { LabelSelectorSchema, type LabelSelector } from './label-selector.ts';
-import { readSpecDocument } from './spec-document.ts';
+import { MAX_SPEC_BYTES, readSpecDocument } from './spec-document.ts';
+import { printable } from './operator-text.ts';
 
 /**
  * The rollout spec (YAML or JSON): which model version goes where, in which steps, decided by
@@ -119,7 +120,8 @@ export interface SpecIssue {
 export class RolloutSpecError extends UserError {
   readonly issues: readonly SpecIssue[];
   constructor(issues: readonly SpecIssue[], source?: string) {
-    super(`${source ? `${source}: ` : ''}invalid rollout spec: ${issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`);
+    // Escaped to one line: issues quote the spec's own text (an unknown key, a template name), which may hold newlines or escape sequences.
+    super(printable(`${source ? `${source}: ` : ''}invalid rollout spec: ${issues.map((issue) => `${issue.path}: ${issue.message}`).join('; ')}`));
     this.name = 'RolloutSpecError';
     this.issues = issues;
   }
@@ -173,6 +175,7 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
   });
 
   let lastWeight = 0;
+  const expansion: Expansion = { chars: 0, exceeded: false };
   const steps: RolloutStep[] = input.steps.map((step, index): RolloutStep => {
     const path = `steps[${index}]`;
     if (step.setWeight !== undefined) {
@@ -193,7 +196,7 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
       if (step.pause.duration === undefined) return { kind: 'pause' };
       return { kind: 'pause', durationMs: checkDuration(parseDuration(step.pause.duration)!, `${path}.pause.duration`, issues) };
     }
-    return { kind: 'analysis', metrics: resolveAnalysis(step.analysis!, `${path}.analysis`, templates, issues) };
+    return { kind: 'analysis', metrics: resolveAnalysis(step.analysis!, `${path}.analysis`, templates, issues, expansion) };
   });
 
   const offline = input.offline ?? {};
@@ -211,7 +214,43 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
 
 type TemplateTable = ReadonlyMap<string, { template: AnalysisTemplateInput; path: string }>;
 
-function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string, templates: TemplateTable, issues: SpecIssue[]): AnalysisMetric[] {
+/**
+ * The most characters of metrics (conditions, queries, arguments, and 32 for the rest of each,
+ * which no metric spells in fewer) the analysis steps may resolve to, a template counted at each
+ * use: what a spec of MAX_SPEC_BYTES could spell out. A template of 20 metrics used in 1000
+ * steps of an 87 KB spec resolved to a spec too large to store, after 7 s and 700 MB.
+ */
+export const MAX_RESOLVED_ANALYSIS_CHARS = MAX_SPEC_BYTES;
+
+interface Expansion {
+  chars: number;
+  exceeded: boolean;
+}
+
+/** What a metric weighs resolved with `argChars` characters of arguments. */
+function metricChars(metric: MetricInput, argChars: number): number {
+  const query = metric.provider?.prometheus ?? metric.provider?.builtin;
+  const texts = [metric.successCondition, metric.failureCondition, query?.query, query?.baselineQuery, query?.samplesQuery];
+  return 32 + argChars + texts.reduce((sum, text) => sum + (text?.length ?? 0), 0);
+}
+
+/** Counts `chars` more; false, with one issue for the whole spec, once the total passes the limit. */
+function withinExpansion(expansion: Expansion, chars: number, path: string, issues: SpecIssue[]): boolean {
+  if (expansion.exceeded) return false;
+  expansion.chars += chars;
+  if (expansion.chars <= MAX_RESOLVED_ANALYSIS_CHARS) return true;
+  expansion.exceeded = true;
+  issues.push({ path, message: `the analysis steps resolve to more than ${MAX_RESOLVED_ANALYSIS_CHARS} characters of metrics (a template counts at each use); use templates in fewer steps or make them smaller` });
+  return false;
+}
+
+function argsChars(args: Iterable<[string, string]>): number {
+  let chars = 0;
+  for (const [name, value] of args) chars += name.length + value.length;
+  return chars;
+}
+
+function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string, templates: TemplateTable, issues: SpecIssue[], expansion: Expansion): AnalysisMetric[] {
   if ((step.templates ?? []).length === 0 && (step.metrics ?? []).length === 0) {
     issues.push({ path, message: 'needs templates or metrics' });
     return [];
@@ -245,6 +284,9 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
       }
       args[declared.name] = value;
     }
+    const templateArgChars = argsChars(Object.entries(args));
+    const chars = found.template.metrics.reduce((sum, metric) => sum + metricChars(metric, templateArgChars), 0);
+    if (!withinExpansion(expansion, chars, `${path}.templates[${index}]`, issues)) return;
     found.template.metrics.forEach((metric, at) => {
       const metricPath = found.path.startsWith('(') ? `${path}.templates[${index}] ${found.path} metrics[${at}]` : `${found.path}.metrics[${at}]`;
       const declared = (found.template.args ?? []).map((arg) => arg.name);
@@ -254,6 +296,7 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
   });
   (step.metrics ?? []).forEach((metric, index) => {
     for (const name of seenArgs) usedArgs.add(name);
+    if (!withinExpansion(expansion, metricChars(metric, argsChars(stepArgs)), `${path}.metrics[${index}]`, issues)) return;
     const resolved = resolveMetric(metric, `${path}.metrics[${index}]`, Object.fromEntries(stepArgs), issues);
     if (resolved) metrics.push(resolved);
   });
@@ -282,10 +325,17 @@ function checkBuiltinQueries(query: { query: string; baselineQuery?: string; sam
     const text = query[field];
     if (text === undefined) continue;
     const rendered = renderQuery(text, values);
-    if (rendered.includes('{{')) continue; // an unknown argument, reported already: one issue for one mistake
+    // An unknown argument, reported already: one issue for one mistake. A malformed placeholder
+    // (`{{args.model}`) is parsed, and refused here rather than at every measurement.
+    if (new RegExp(ARG_REFERENCE.source).test(rendered)) continue;
     try {
       parsePromql(rendered);
     } catch (error) {
+      // Thousands of nested parentheses or signs overflow the parser's recursion: the query's fault, not the server's.
+      if (error instanceof RangeError) {
+        issues.push({ path: `${path}.${field}`, message: 'the query is nested too deeply to parse' });
+        continue;
+      }
       if (!(error instanceof PromqlError)) throw error;
       issues.push({ path: `${path}.${field}`, message: error.message });
     }

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type * as Yaml from 'yaml';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { MAX_NESTING_DEPTH, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
+import { printable } from './operator-text.ts';
 
 /** The largest rollout spec accepted (a spec listing thousands of devices is still far below). */
 export const MAX_SPEC_BYTES = 1024 * 1024;
@@ -51,13 +52,35 @@ export function readSpecDocument(text: string, source?: string): unknown {
   } catch (error) {
     if (error instanceof yaml().YAMLParseError) {
       const where = error.linePos?.[0] ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}` : 'document';
-      throw new UserError(`${prefix}not valid YAML or JSON (${where}): ${error.message.split('\n')[0]}`);
+      throw new UserError(printable(`${prefix}not valid YAML or JSON (${where}): ${error.message.split('\n')[0]}`));
     }
-    throw new UserError(`${prefix}not valid YAML or JSON: ${errorMessage(error).split('\n')[0]}`);
+    throw new UserError(printable(`${prefix}not valid YAML or JSON: ${errorMessage(error).split('\n')[0]}`));
+  }
+  // maxAliasCount bounds the aliases, not what they repeat: 99 aliases of a 90,000-item list in a
+  // 600 KB spec are 9 million values, whose checks held the server's event loop for some 15 s.
+  if (holdsMoreValuesThan(document, MAX_SPEC_VALUES)) {
+    throw new UserError(`${prefix}the spec's aliases expand it to more than ${MAX_SPEC_VALUES} values; write it without repeating large anchors`);
   }
   const problem = untrustedDataProblem(document) ?? orderedCollectionProblem(document);
-  if (problem) throw new UserError(`${prefix}invalid rollout spec: ${problem.path || '(spec)'}: ${problem.message}`);
+  // Escaped to one line: the path holds the spec's own keys.
+  if (problem) throw new UserError(printable(`${prefix}invalid rollout spec: ${problem.path || '(spec)'}: ${problem.message}`));
   return document;
+}
+
+/** Values (list items, mapping values) a spec may hold with its aliases expanded: without aliases, each takes at least a byte. */
+const MAX_SPEC_VALUES = MAX_SPEC_BYTES;
+
+/** Whether `document` holds more than `max` values, an aliased one counted at each use; stops at the first one over. */
+function holdsMoreValuesThan(document: unknown, max: number): boolean {
+  const pending: unknown[] = [document];
+  let count = 0;
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (++count > max) return true;
+    if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value) || value instanceof Map || value instanceof Set) continue;
+    for (const item of Array.isArray(value) ? value : Object.values(value)) pending.push(item);
+  }
+  return false;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { constantCondition } from '../analysis/condition/condition-probe.ts';
+import { constantCondition, PROBE_RESULTS } from '../analysis/condition/condition-probe.ts';
 import type { AnalysisMetric } from '../analysis/metric-definition.ts';
 import { relativeToleranceProblem } from '../analysis/relative-check.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
@@ -11,13 +11,29 @@ import type { RolloutSpec } from './rollout-spec.ts';
  */
 export function specWarnings(spec: RolloutSpec): string[] {
   const warnings: string[] = [];
+  const budget: ProbeBudget = { left: PROBE_BUDGET, skipped: 0 };
   spec.steps.forEach((step, index) => {
     if (step.kind !== 'analysis') return;
     for (const metric of step.metrics) {
-      for (const problem of metricProblems(metric)) warnings.push(`steps[${index}].analysis metric "${metric.name}": ${problem}`);
+      for (const problem of metricProblems(metric, budget)) warnings.push(`steps[${index}].analysis metric "${metric.name}": ${problem}`);
     }
   });
+  if (budget.skipped > 0) {
+    warnings.push(`${budget.skipped} condition${budget.skipped === 1 ? ' was' : 's were'} not checked for verdicts that decide nothing: the spec's conditions are too many or too long to check them all`);
+  }
   return warnings;
+}
+
+/**
+ * Probing runs a condition some 1,600 times (with a baseline), synchronously: a valid 1 MB spec of
+ * long conditions held the server's event loop 6 s, twice per start. Past this many characters ×
+ * probes in one spec, the remaining conditions are not probed (and one warning says so).
+ */
+const PROBE_BUDGET = 100_000_000;
+
+interface ProbeBudget {
+  left: number;
+  skipped: number;
 }
 
 /** The arguments the rollout sets differ per rollout: conditions are probed with a few of each. */
@@ -27,7 +43,7 @@ const ROLLOUT_ARG_VARIANTS: readonly Readonly<Record<string, string>>[] = [
   { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1000', step: '9' },
 ];
 
-function metricProblems(metric: AnalysisMetric): string[] {
+function metricProblems(metric: AnalysisMetric, budget: ProbeBudget): string[] {
   if (metric.source.kind === 'relative') {
     const problem = relativeToleranceProblem(metric.source);
     return problem ? [problem] : [];
@@ -38,6 +54,12 @@ function metricProblems(metric: AnalysisMetric): string[] {
   for (const field of ['successCondition', 'failureCondition'] as const) {
     const condition = metric[field];
     if (!condition) continue;
+    const cost = condition.source.length * argVariants.length * PROBE_RESULTS * (baseline ? PROBE_RESULTS : 1);
+    if (cost > budget.left) {
+      budget.skipped += 1;
+      continue;
+    }
+    budget.left -= cost;
     const constant = constantCondition(condition, { baseline, argVariants });
     if (!constant) continue;
     const effect = field === 'successCondition' ? (constant.value ? 'it passes every measurement' : 'no measurement can pass by it') : constant.value ? 'every measurement fails' : 'it never fails a measurement';

@@ -22,6 +22,9 @@ const VECTORS: readonly (readonly number[])[] = [
   [-1e15, -0.5],
 ];
 
+/** How many results a condition is probed with (and as many baselines for each, when it has one), per argument set. */
+export const PROBE_RESULTS = VECTORS.length;
+
 export interface ConstantCondition {
   readonly value: boolean;
   /** True: constant over every probe; false: only over results (and baselines) of no negative value. */

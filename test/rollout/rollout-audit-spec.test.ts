@@ -1,0 +1,184 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { parseRolloutSpec, RolloutSpecError } from '../../server/rollout/rollout-spec.ts';
+import { UserError } from '../../shared/util/errors.ts';
+import { specWarnings } from '../../server/rollout/spec-warnings.ts';
+import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { grpcClient } from '../server/helpers/grpc-client.ts';
+import { startRolloutServer } from '../rollout-api/helpers/rollout-server.ts';
+
+/** A spec whose analysis runs `query` on the builtin provider. */
+function builtinSpec(query: { query?: string; baselineQuery?: string; samplesQuery?: string }): string {
+  const fields = Object.entries({ query: '1', ...query }).map(([key, value]) => `${key}: ${JSON.stringify(value)}`).join(', ');
+  const condition = query.baselineQuery ? 'result[0] >= baseline[0]' : 'result[0] >= 0';
+  return `model: wine\ncandidateVersion: "2"\nsteps:\n  - setWeight: 50\n  - analysis: {metrics: [{name: m, provider: {builtin: {${fields}}}, successCondition: "${condition}"}]}\n  - setWeight: 100\n`;
+}
+
+const deep = `${'('.repeat(5000)}1${')'.repeat(5000)}`;
+const signs = `${'-'.repeat(40_000)}1`;
+
+test('a builtin query nested thousands deep is a spec error naming the field, not a stack overflow', () => {
+  for (const [field, text] of [['query', deep], ['query', signs], ['baselineQuery', deep], ['samplesQuery', signs]] as const) {
+    assert.throws(
+      () => parseRolloutSpec(builtinSpec({ [field]: text }), 'spec'),
+      (error: unknown) =>
+        error instanceof RolloutSpecError &&
+        error.message === `spec: invalid rollout spec: steps[1].analysis.metrics[0].provider.builtin.${field}: the query is nested too deeply to parse`,
+      field,
+    );
+  }
+  // Nesting a parser can take stays accepted.
+  assert.equal(parseRolloutSpec(builtinSpec({ query: `${'('.repeat(200)}1${')'.repeat(200)}` }), 'spec').steps.length, 3);
+});
+
+test('rollout validate: a deeply nested builtin query is exit 2 and one line, not an internal error', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'deep.yaml');
+  await writeFile(file, builtinSpec({ query: deep }));
+  const result = await runCli(['rollout', 'validate', '-f', file]);
+  assert.equal(result.code, 2, result.stderr);
+  assert.ok(isOneLineError(result.stderr), result.stderr);
+  assert.equal(result.stderr, 'fleetprune: spec: invalid rollout spec: steps[1].analysis.metrics[0].provider.builtin.query: the query is nested too deeply to parse\n');
+});
+
+test('gRPC StartRollout: a deeply nested builtin query is INVALID_ARGUMENT, nothing is stored and the server goes on', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const grpc = grpcClient(s.grpcAddress, 'Rollouts', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  await assert.rejects(
+    grpc.call('StartRollout', { spec: builtinSpec({ query: deep }) }),
+    (error: any) => error.code === status.INVALID_ARGUMENT && /provider\.builtin\.query: the query is nested too deeply to parse$/.test(error.details),
+  );
+  assert.equal((await grpc.call('ListRollouts', {})).rollouts.length, 0);
+  assert.equal(s.fleet.calls.length, 0);
+  const started = await grpc.call('StartRollout', { spec: builtinSpec({}) });
+  assert.match(started.id, /^ro-/);
+});
+
+/** A spec under the size limit whose 99 aliases repeat a list of `ids` device ids in 100 steps. */
+function aliasedDevicesSpec(ids: number): string {
+  const list = Array.from({ length: ids }, (_, i) => `d${i}`).join(',');
+  return `model: wine\ncandidateVersion: "2"\nsteps:\n  - devices: &all [${list}]\n${Array.from({ length: 99 }, () => '  - devices: *all').join('\n')}\n`;
+}
+
+test('aliases that repeat a large anchor (9 million values from 600 KB) are refused at once, not checked for seconds', () => {
+  const text = aliasedDevicesSpec(90_000);
+  assert.ok(Buffer.byteLength(text) < 1024 * 1024);
+  // Refused before its values are walked (checking all of them took some 16 s).
+  assert.throws(
+    () => parseRolloutSpec(text, 'spec'),
+    (error: unknown) => error instanceof UserError && error.message === "spec: the spec's aliases expand it to more than 1048576 values; write it without repeating large anchors",
+  );
+  // Aliases as specs use them (a shared selector, a device list used twice) stay accepted.
+  const shared = parseRolloutSpec(
+    'model: wine\ncandidateVersion: "2"\ntarget: &north {matchLabels: {site: north}}\nsteps:\n  - devices: &pilot [dev-01, dev-02]\n  - selector: *north\n  - devices: *pilot\n',
+    'spec',
+  );
+  assert.deepEqual(shared.steps.map((step) => step.kind), ['devices', 'selector', 'devices']);
+  assert.equal(aliasedDevicesSpec(10_000).length > 0 && parseRolloutSpec(aliasedDevicesSpec(10_000), 'spec').steps.length, 100);
+});
+
+/** A template of `metrics` metrics, each with a ~1,900-character condition, used by `steps` analysis steps. */
+function templateUsedInSteps(steps: number, metrics: number): string {
+  let sum = 'baseline[0]';
+  while (sum.length < 1900) sum += ' + baseline[0]';
+  const lines = Array.from({ length: metrics }, (_, i) => `      - {name: m${i}, provider: {builtin: {query: "1", baselineQuery: "1"}}, successCondition: "(${sum}) * 0 == 0"}`);
+  return `model: wine\ncandidateVersion: "2"\nanalysisTemplates:\n  - name: heavy\n    metrics:\n${lines.join('\n')}\nsteps:\n  - setWeight: 50\n${Array.from({ length: steps }, () => '  - analysis: {templates: [{templateName: heavy}]}').join('\n')}\n`;
+}
+
+test('a template used in many steps cannot expand an 87 KB spec to one too large to store; the refusal is at once', () => {
+  const text = templateUsedInSteps(999, 20);
+  assert.ok(text.length < 100_000);
+  // Refused before it is resolved (resolving it took 7 s and 740 MB).
+  assert.throws(
+    () => parseRolloutSpec(text, 'spec'),
+    (error: unknown) =>
+      error instanceof RolloutSpecError &&
+      /^spec: invalid rollout spec: steps\[\d+\]\.analysis\.templates\[0\]: the analysis steps resolve to more than 1048576 characters of metrics \(a template counts at each use\); use templates in fewer steps or make them smaller$/.test(error.message),
+  );
+  // The same template used in a few steps, and a spec of 1 MB written out without templates, stay accepted.
+  assert.equal(parseRolloutSpec(templateUsedInSteps(3, 20), 'spec').steps.length, 4);
+});
+
+test('gRPC StartRollout: a template expansion bomb is INVALID_ARGUMENT, answered while the server stays responsive, nothing stored', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const grpc = grpcClient(s.grpcAddress, 'Rollouts', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  // 30 uses of 20 metrics: 1.2 million characters resolved from a 42 KB spec.
+  await assert.rejects(
+    grpc.call('StartRollout', { spec: templateUsedInSteps(30, 20) }),
+    (error: any) => error.code === status.INVALID_ARGUMENT && /resolve to more than 1048576 characters of metrics/.test(error.details),
+  );
+  assert.equal((await grpc.call('ListRollouts', {})).rollouts.length, 0);
+  assert.equal(await s.server.ctx.store.audit.count(), 2, 'only the two version registrations of the fixture');
+});
+
+test('errors that quote a spec\'s newlines or escape sequences stay one escaped line: rollout validate and start (gRPC)', async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const dir = await tempDir(t);
+  const specs = {
+    // Refused by validation, here and at the server.
+    key: { text: 'model: wine\ncandidateVersion: "2"\n"x\\nforged line": 1\nsteps: [{setWeight: 10}]\n', local: true, shown: 'Unrecognized key: "x\\nforged line"' },
+    template: { text: 'model: wine\ncandidateVersion: "2"\nsteps: [{analysis: {templates: [{templateName: "a\\u001b[2Jforged"}]}}]\n', local: true, shown: 'unknown template "a\\x1b[2Jforged"' },
+    proto: { text: '{"model": "wine", "candidateVersion": "2", "steps": [{"setWeight": 10}], "x\\ny": {"__proto__": 1}}', local: true, shown: 'invalid rollout spec: x\\ny.__proto__: ' },
+    // Valid specs the server refuses.
+    version: { text: 'model: wine\ncandidateVersion: "2\\nforged line\\u001b[31m"\nsteps: [{setWeight: 10}]\n', local: false, shown: 'no version wine@2\\nforged line\\x1b[31m in the registry' },
+    target: { text: 'model: wine\ncandidateVersion: "2"\ntarget: {matchLabels: {site: "x\\r\\nforged\\u009b2J"}}\nsteps: [{setWeight: 10}]\n', local: false, shown: 'matches site=x\\r\\nforged\\x9b2J' },
+  };
+  const connection = ['--server', s.grpcAddress, '--token', ADMIN_TOKEN];
+  const cases: { name: string; shown: string; args: string[] }[] = [];
+  for (const [name, spec] of Object.entries(specs)) {
+    const file = join(dir, `${name}.yaml`);
+    await writeFile(file, spec.text);
+    cases.push({ name: `start ${name}`, shown: spec.shown, args: ['rollout', 'start', '-f', file, ...connection] });
+    if (spec.local) cases.push({ name: `validate ${name}`, shown: spec.shown, args: ['rollout', 'validate', '-f', file] });
+  }
+  const results = await runCliBatch(cases.map(({ args }) => ({ args })));
+  results.forEach((result, index) => {
+    const { name, shown } = cases[index]!;
+    assert.equal(result.code, 2, `${name}: ${result.stderr}`);
+    assert.ok(isOneLineError(result.stderr), `${name}: ${JSON.stringify(result.stderr)}`);
+    assert.ok(!/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/.test(result.stderr), `${name}: ${JSON.stringify(result.stderr)}`);
+    assert.ok(result.stderr.includes(shown), `${name}: ${JSON.stringify(result.stderr)}`);
+  });
+  const grpc = grpcClient(s.grpcAddress, 'Rollouts', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  assert.equal((await grpc.call('ListRollouts', {})).rollouts.length, 0);
+});
+
+test('warnings about a valid 1 MB spec of long constant conditions come at once, the ones not probed named in one warning', () => {
+  let sum = 'baseline[0]';
+  while (sum.length < 1900) sum += ' + baseline[0]';
+  const step = `  - analysis: {metrics: [{name: m, provider: {builtin: {query: "1", baselineQuery: "1"}}, successCondition: "(${sum}) * 0 == 0"}]}`;
+  const text = `model: wine\ncandidateVersion: "2"\nsteps:\n${Array.from({ length: 500 }, () => step).join('\n')}\n`;
+  assert.ok(Buffer.byteLength(text) < 1024 * 1024);
+  const spec = parseRolloutSpec(text, 'spec');
+  // Probing every condition held the event loop 6 to 10 s: past a budget, the rest are named as not probed.
+  const warnings = specWarnings(spec);
+  assert.match(warnings.at(-1)!, /^\d+ conditions were not checked for verdicts that decide nothing: the spec's conditions are too many or too long to check them all$/);
+  assert.ok(warnings.length > 1 && warnings.length < 500, String(warnings.length));
+  assert.match(warnings[0]!, /^steps\[0\]\.analysis metric "m": successCondition ".*" is true whatever the query returns: it passes every measurement$/);
+});
+
+test('a builtin query with a malformed placeholder ({{args.model}) is refused at validation, not by every measurement', () => {
+  for (const query of ['sum(x{model="{{args.model}}"}) / {{args.cohortSize}', 'count(up{device=~"{{ args.cohort }}"}) {{']) {
+    assert.throws(
+      () => parseRolloutSpec(builtinSpec({ query }), 'spec'),
+      (error: unknown) => error instanceof RolloutSpecError && error.issues.length === 1 && error.issues[0]!.path === 'steps[1].analysis.metrics[0].provider.builtin.query',
+      query,
+    );
+  }
+  // An unknown argument is one issue, as before (the query is not parsed as well).
+  assert.throws(
+    () => parseRolloutSpec(builtinSpec({ query: 'sum(x{model="{{args.nope}}"}) / {{args.cohortSize}' }), 'spec'),
+    (error: unknown) => error instanceof RolloutSpecError && error.issues.length === 1 && /unknown argument "\{\{args\.nope\}\}"/.test(error.issues[0]!.message),
+  );
+  assert.equal(parseRolloutSpec(builtinSpec({ query: 'sum(x{model="{{args.model}}"}) / {{args.cohortSize}}' }), 'spec').steps.length, 3);
+});
