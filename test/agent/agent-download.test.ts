@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import type { AgentOptions } from '../../agent/agent.ts';
@@ -10,6 +11,7 @@ import type { Report, Role } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { TOKEN, createAgentWorld, isAnswerTo, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
 import { startAgent } from './agent-harness.ts';
+import { makeFifo } from './fifo.ts';
 import { HostileHttpServer, trickle } from './hostile-http.ts';
 
 let world: AgentWorld;
@@ -281,4 +283,57 @@ test('a model longer than the manifest says is cut at the limit and refused; not
   assert.ok(sent < body.length, `stopped reading (${sent} of ${body.length} bytes sent)`);
   assert.deepEqual(await readdir(join(dataDir, 'downloads')), []);
   assert.equal(agent.slots.active, null);
+});
+
+test('a fresh download answered with a 206 the agent did not ask for (no Content-Range) is retried from zero, not refused as a failure of the device\'s disk', async (t) => {
+  const { hostile, assign, agent } = await hostileAgent(t, 'audit-unasked-206');
+  const bytes = await readFile(join(world.v1.dir, 'model.onnx'));
+  let odd = 1;
+  hostile.handler = (request, response) => {
+    if (!request.url!.startsWith('/api/blobs/') || odd === 0) return false;
+    odd -= 1;
+    // No Range was sent; the answer is a 206 that says no range at all.
+    response.writeHead(206, { 'Content-Length': bytes.length }).end(bytes);
+    return true;
+  };
+  const assignment = await assign(world.v1, 'active');
+  const report = await world.waitForReport(isAnswerTo(assignment.id), 10_000);
+  assert.doesNotMatch(reasonOf(report), /ENOENT/, 'not blamed on the device\'s storage');
+  assert.equal(report.kind === 'assignment' && report.outcome, 'activated', reasonOf(report));
+  assert.deepEqual(hostile.requestsTo('/api/blobs/').map((r) => r.range), [undefined, undefined]);
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+});
+
+test('a directory named like a partial download in downloads/ does not make every download fail: it is removed like any other leftover', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-audit-partdir-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const junk = join(dataDir, 'downloads', `${'a'.repeat(64)}.part`);
+  await mkdir(join(junk, 'inside'), { recursive: true });
+  const { assign, agent } = await hostileAgent(t, 'audit-partdir', { dataDir });
+  const assignment = await assign(world.v1, 'active');
+  const report = await world.waitForReport(isAnswerTo(assignment.id), 10_000);
+  assert.equal(report.kind === 'assignment' && report.outcome, 'activated', reasonOf(report));
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+  assert.deepEqual(await readdir(join(dataDir, 'downloads')), []);
+});
+
+test('a directory or a FIFO where the partial download of the very model assigned goes is removed, neither refused as a disk failure nor waited on for good', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-audit-ownpart-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const partOf = (artifact: TestArtifact) => join(dataDir, 'downloads', `${artifact.manifest.files['model.onnx']!.sha256}.part`);
+  const { assign, agent } = await hostileAgent(t, 'audit-ownpart', { dataDir });
+  // Each made just before its own model is assigned: a download removes the other models' leftovers.
+  const junk = {
+    [world.v1.id]: async () => {
+      await mkdir(join(partOf(world.v1), 'inside'), { recursive: true });
+    },
+    [world.v2.id]: async () => makeFifo(partOf(world.v2)),
+  };
+  for (const artifact of [world.v1, world.v2]) {
+    await junk[artifact.id]!();
+    const assignment = await assign(artifact, 'active');
+    const report = await world.waitForReport(isAnswerTo(assignment.id), 10_000);
+    assert.equal(report.kind === 'assignment' && report.outcome, 'activated', reasonOf(report));
+    assert.equal(agent.slots.active?.sha256, artifact.id);
+  }
 });
