@@ -1,7 +1,15 @@
 import type { QoS } from '../../shared/protocol/topics.ts';
 
+/**
+ * How a message came: `retained` when the broker sent it from its retained store because the
+ * server subscribed (MQTT 3.1.1 sets the flag only then), not as it was published.
+ */
+export interface DeliveryInfo {
+  retained: boolean;
+}
+
 /** Handles one message; the broker acknowledges it (where it can) only after the promise settles. */
-export type MessageHandler = (topic: string, payload: Buffer) => Promise<void>;
+export type MessageHandler = (topic: string, payload: Buffer, delivery?: DeliveryInfo) => Promise<void>;
 
 export interface PublishOptions {
   qos: QoS;

@@ -85,7 +85,7 @@ export class ExternalBroker implements Broker {
     client.handleMessage = (packet, callback) => {
       const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
       const matching = this.#handlers.filter(({ filter }) => topicMatches(filter, packet.topic));
-      Promise.all(matching.map(({ handler }) => handler(packet.topic, payload))).then(
+      Promise.all(matching.map(({ handler }) => handler(packet.topic, payload, { retained: packet.retain }))).then(
         () => callback(),
         (error: unknown) => {
           this.#options.logger.error({ err: error, topic: packet.topic }, 'message handler failed');

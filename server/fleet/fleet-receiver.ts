@@ -3,7 +3,7 @@ import { parseMessage } from '../../shared/protocol/parse-message.ts';
 import { ALL_DEVICES_FILTER } from '../../shared/protocol/topics.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
-import type { Broker } from '../broker/broker.ts';
+import type { Broker, DeliveryInfo } from '../broker/broker.ts';
 import type { FleetIngest } from './fleet-ingest.ts';
 import type { ReportRateLimit } from './report-rate-limit.ts';
 
@@ -42,12 +42,12 @@ export class FleetReceiver {
 
   async start(): Promise<void> {
     for (const kind of ['reports', 'telemetry', 'status'] as const) {
-      await this.#options.broker.subscribe(ALL_DEVICES_FILTER(kind), (topic, payload) => this.handle(topic, payload));
+      await this.#options.broker.subscribe(ALL_DEVICES_FILTER(kind), (topic, payload, delivery) => this.handle(topic, payload, delivery));
     }
   }
 
   /** Validates and ingests one message; resolves once it is stored (or dropped). */
-  async handle(topic: string, payload: Buffer): Promise<void> {
+  async handle(topic: string, payload: Buffer, delivery?: DeliveryInfo): Promise<void> {
     const { logger, dropped, accepted, duplicates, ingest } = this.#options;
     const result = parseMessage(topic, payload);
     if (!result.ok) {
@@ -57,6 +57,14 @@ export class FleetReceiver {
       return;
     }
     const { message } = result;
+    // Heartbeats are not retained (TOPIC_DELIVERY). One a device published retained anyway comes
+    // back from an external broker each time the server subscribes again: an old heartbeat read
+    // after newer ones looks like an agent restart, and its served counters would count twice.
+    if (message.kind === 'telemetry' && delivery?.retained) {
+      dropped.inc({ kind: 'telemetry', reason: 'retained' });
+      logger.warn({ topic, deviceId: message.deviceId }, 'dropped a retained heartbeat replayed by the broker (heartbeats must not be published retained)');
+      return;
+    }
     // Benchmark reports only: an assignment answer is what a rollout, a rollback or a waiting
     // operator needs to hear, and a device sends one per assignment the server sent it. Before any
     // store access, and once per message (a retried store write takes no second token).

@@ -1,0 +1,101 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { Counter, Registry } from 'prom-client';
+import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
+import { ExternalBroker } from '../../server/broker/external-broker.ts';
+import { writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
+import { hashPassword } from '../../server/broker/password-hash.ts';
+import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
+import { FleetReceiver } from '../../server/fleet/fleet-receiver.ts';
+import { InMemoryFleetIngest } from '../../server/fleet/in-memory-fleet-ingest.ts';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { StoreCredentialStore } from '../../server/fleet/store-credential-store.ts';
+import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
+import { openStore } from '../../server/store/open-store.ts';
+import { newMessageId } from '../../shared/protocol/message-id.ts';
+import { reportsTopic, statusTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { testLogger } from '../helpers/fleet-harness.ts';
+import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
+import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
+
+const ACTIVE = { model: 'iris', version: '1', sha256: 'a'.repeat(64) };
+
+function heartbeat(uptimeSeconds: number, predictions: number): string {
+  return JSON.stringify({
+    schema: 1, deviceId: 'dev-a', sentAt: new Date().toISOString(), uptimeSeconds, cpuPercent: 1, rssBytes: 1000,
+    active: ACTIVE, candidate: null, previous: null,
+    serving: { predictions, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 },
+  });
+}
+
+test('mosquitto: a heartbeat a device published retained is not counted again each time the server subscribes again (its served totals stay right)', async (t) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
+  const dir = await mkdtemp(join(tmpdir(), 'fleet-audit-retained-'));
+  const store = await openStore({ engine: 'sqlite', dataDir: dir });
+  const fleet = new FleetStore(store);
+  const secret = randomBytes(24).toString('base64url');
+  await fleet.repos.devices.insert({ id: 'dev-a', labels: { cohort: 'pilot' }, secretHash: await hashPassword(secret), tokenId: 'tok-dev-a', enrolledAt: new Date().toISOString(), enrolledBy: 'test' });
+  const credentials = new StoreCredentialStore(fleet);
+  const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(24).toString('base64url') };
+  const mosquitto = await MosquittoProcess.create(binary);
+  await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
+  await mosquitto.start();
+  const broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger: testLogger });
+  const registry = new Registry();
+  const dropped = new Counter({ name: 'dropped_total', help: 'x', labelNames: ['kind', 'reason'] as const, registers: [registry] });
+  const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
+  const receiver = new FleetReceiver({ broker, ingest, logger: testLogger, dropped, storeRetryDelaysMs: [] });
+  await receiver.start();
+  await broker.start();
+  const device = await connectClient(mosquitto.url, { clientId: 'dev-a', username: 'dev-a', password: secret });
+  t.after(async () => {
+    await device.endAsync(true);
+    await broker.stop();
+    await mosquitto.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const stored = async () => (await fleet.repos.devices.get('dev-a'))!;
+  const predictions = async () => (await stored()).servingTotals.reduce((sum, total) => sum + total.predictions, 0);
+
+  // A heartbeat published retained (the protocol says not retained: a misbehaving agent, or an operator's `mosquitto_pub -r`), then a normal one.
+  await device.publishAsync(telemetryTopic('dev-a'), heartbeat(100, 50), { qos: 1, retain: true });
+  await waitFor(async () => (await stored()).heartbeat?.uptimeSeconds === 100, 10_000, 'the first heartbeat');
+  await device.publishAsync(telemetryTopic('dev-a'), heartbeat(200, 80), { qos: 1, retain: false });
+  await waitFor(async () => (await stored()).heartbeat?.uptimeSeconds === 200, 10_000, 'the second heartbeat');
+  assert.equal(await predictions(), 80);
+
+  // The server's connection to the broker drops and comes back: it subscribes again, and Mosquitto sends the retained (stale) heartbeat.
+  await broker.stop();
+  await broker.start();
+  await device.publishAsync(telemetryTopic('dev-a'), heartbeat(300, 100), { qos: 1, retain: false });
+  await waitFor(async () => (await stored()).heartbeat?.uptimeSeconds === 300, 10_000, 'the third heartbeat');
+  assert.equal(await predictions(), 100, 'the device served 100 predictions in all; the stale retained heartbeat must not count as a restart');
+  assert.ok(((await dropped.get()).values.find((value) => value.labels.reason === 'retained')?.value ?? 0) >= 1, 'the replayed heartbeat is counted as dropped, reason retained');
+  assert.equal((await stored()).heartbeat?.uptimeSeconds, 300);
+});
+
+test('the receiver drops a heartbeat delivered as a retained message, and still takes a retained status and a retained report', async () => {
+  const ingest = new InMemoryFleetIngest();
+  const registry = new Registry();
+  const dropped = new Counter({ name: 'dropped_total', help: 'x', labelNames: ['kind', 'reason'] as const, registers: [registry] });
+  const receiver = new FleetReceiver({ broker: {} as ExternalBroker, ingest, logger: testLogger, dropped, storeRetryDelaysMs: [] });
+  await receiver.handle(telemetryTopic('dev-a'), Buffer.from(heartbeat(100, 50)), { retained: true });
+  assert.equal(ingest.telemetry.size, 0, 'a replayed heartbeat is not ingested');
+  assert.deepEqual((await dropped.get()).values.map((value) => [value.labels.kind, value.labels.reason, value.value]), [['telemetry', 'retained', 1]]);
+  await receiver.handle(telemetryTopic('dev-a'), Buffer.from(heartbeat(200, 80)), { retained: false });
+  await receiver.handle(telemetryTopic('dev-a'), Buffer.from(heartbeat(300, 90)));
+  assert.equal(ingest.telemetry.get('dev-a')?.uptimeSeconds, 300, 'live heartbeats are ingested');
+  // Statuses are retained by the protocol (the server relies on their replay), and a report is ingested once by id.
+  await receiver.handle(statusTopic('dev-a'), Buffer.from(JSON.stringify({ schema: 1, deviceId: 'dev-a', online: true, since: new Date().toISOString() })), { retained: true });
+  assert.equal(ingest.statuses.get('dev-a')?.online, true);
+  const report = { schema: 1, id: newMessageId(), kind: 'assignment', deviceId: 'dev-a', createdAt: new Date().toISOString(), assignmentId: newMessageId(), outcome: 'refused', role: 'candidate', model: 'm', version: '1', sha256: 'c'.repeat(64), reason: 'x' };
+  await receiver.handle(reportsTopic('dev-a'), Buffer.from(JSON.stringify(report)), { retained: true });
+  assert.equal(ingest.reports.length, 1);
+});
