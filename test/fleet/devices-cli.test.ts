@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
 import { spawnServer } from '../server/helpers/server-process.ts';
-import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
 
 test('devices enroll: when the config cannot be written after enrolling, the advice works (a new id; the old one is never reused)', async (t) => {
   const dir = await tempDir(t);
@@ -23,4 +23,24 @@ test('devices enroll: when the config cannot be written after enrolling, the adv
   assert.equal((await runCli(['devices', 'revoke', 'press-1', ...connection])).code, 0);
   const fresh = await runCli(['devices', 'enroll', '--id', 'press-1b', '--out', join(dir, 'fresh.json'), ...connection]);
   assert.equal(fresh.code, 0, fresh.stderr);
+});
+
+test('devices list: a label value holding a newline or an escape sequence is shown escaped, one device a line', async (t) => {
+  const server = await startTestServer(t);
+  if (!server) return;
+  // Label values may hold any character (enrollment accepts them): the table must not let one forge a row or drive the terminal.
+  const labels = { site: 'osaka', note: 'a\nevil-1  online  -  -  -  forged\u001b[2J\u009b31m\u202e' };
+  const enrolled = await server.request('POST', '/api/devices', { json: { id: 'dev-1', labels } });
+  assert.equal(enrolled.status, 201, await enrolled.clone().text());
+  const listed = await runCli(['devices', 'list', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(listed.code, 0, listed.stderr);
+  const lines = listed.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 2, listed.stdout);
+  assert.match(lines[1]!, /^dev-1\s/);
+  assert.ok(!/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/.test(listed.stdout), JSON.stringify(listed.stdout));
+  assert.ok(lines[1]!.includes('note=a\\nevil-1  online  -  -  -  forged\\x1b[2J\\x9b31m\\u202e'), lines[1]);
+  // --json carries the labels as they are.
+  const json = await runCli(['devices', 'list', '--json', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout)[0].labels, labels);
 });
