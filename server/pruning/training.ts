@@ -137,6 +137,9 @@ export async function trainModel(
     const y = tf.gather(data.train.y, order);
     await model.fit(x, y, { epochs: 1, batchSize: config.batchSize, shuffle: false, verbose: 0 });
     tf.dispose([order, x, y]);
+    // fit() settles in microtasks only: without a turn of the event loop per epoch, Ctrl-C (its
+    // handler), timers (progress redraws) and messages would wait until training ended.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     const loss = validationLoss(model, data);
     onEpoch?.(epoch, loss);
     if (loss < best - 1e-6) {

@@ -161,6 +161,23 @@ test('absolute ε mode compares variability with ε itself', async () => {
   }
 });
 
+test('a run turns the event loop every epoch: a signal handler, a timer or a message does not wait for the training to end', async () => {
+  const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
+  const options = PruneOptionsSchema.parse({ units: 8, epochs: 20, epsilons: [0.5], retrainEpochs: 2, baselines: false, seed: 1 });
+  const trainEpochs: number[] = [];
+  let seenAt: number | undefined;
+  // Due at once: it runs at the first turn of the event loop.
+  const timer = setTimeout(() => (seenAt = trainEpochs.length), 0);
+  const result = await runOdf2nna(dataset, options, backend, (event) => {
+    if (event.phase === 'train' && event.detail?.startsWith('epoch')) trainEpochs.push(event.done);
+  });
+  clearTimeout(timer);
+  result.general.model.dispose();
+  result.pruned.model.dispose();
+  assert.ok(trainEpochs.length > 2, `trained ${trainEpochs.length} epochs`);
+  assert.ok(seenAt !== undefined && seenAt < trainEpochs.length, `the timer ran after ${seenAt} of ${trainEpochs.length} epochs`);
+});
+
 test('no tensors leak across a run', async () => {
   const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
   const options = PruneOptionsSchema.parse({ units: 8, epochs: 5, epsilons: [0.2, 0.5], retrainEpochs: 2 });
