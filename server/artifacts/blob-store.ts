@@ -26,6 +26,8 @@ export class BlobStore {
   readonly root: string;
   readonly #tmp: string;
   readonly #lock = new Mutex();
+  /** Partial uploads this store is writing: never stale, however long their sender pauses. */
+  readonly #uploading = new Set<string>();
 
   constructor(root: string) {
     this.root = root;
@@ -47,6 +49,7 @@ export class BlobStore {
     const removed = { count: 0, bytes: 0 };
     for (const name of await readdir(this.#tmp).catch(() => [] as string[])) {
       const path = join(this.#tmp, name);
+      if (this.#uploading.has(path)) continue;
       const info = await stat(path).catch(() => null);
       if (!info || info.mtimeMs >= cutoffMs) continue;
       if (!dryRun) await rm(path, { recursive: true, force: true });
@@ -99,6 +102,7 @@ export class BlobStore {
     const hash = createHash('sha256');
     let bytes = 0;
     const handle = await open(tmpPath, 'wx');
+    this.#uploading.add(tmpPath);
     try {
       try {
         for await (const chunk of source) {
@@ -122,7 +126,11 @@ export class BlobStore {
           stored = { ...existing, created: false };
         } else {
           await mkdir(join(this.root, actual.slice(0, 2)), { recursive: true });
-          await rename(tmpPath, this.pathOf(actual));
+          await rename(tmpPath, this.pathOf(actual)).catch((error: unknown) => {
+            // Removed as stale by another server's blob collection sharing this directory while the sender paused.
+            if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ServiceError('conflict', 'the upload was idle so long that blob garbage collection removed it; upload the file again');
+            throw error;
+          });
           await fsyncDirectory(join(this.root, actual.slice(0, 2)));
           stored = { sha256: actual, bytes, created: true };
         }
@@ -130,6 +138,7 @@ export class BlobStore {
         return stored;
       });
     } finally {
+      this.#uploading.delete(tmpPath);
       await rm(tmpPath, { force: true });
     }
   }

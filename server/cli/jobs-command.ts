@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -35,12 +35,15 @@ export function registerJobsCommand(program: Command): void {
     .option('--detach', 'print the bare job id on stdout and return without watching (J=$(fleetprune jobs prune ... --detach))')
     .action(async (flags: JobPruneFlags) => {
       if ((flags.data === undefined) === (flags.serverPath === undefined)) throw new UserError('give exactly one of --data and --server-path');
+      if (flags.data === '' || flags.serverPath === '') throw new UserError(`${flags.data === '' ? '--data' : '--server-path'}: the path is empty`);
       // The tuning flags are checked here, so an error names the flag rather than the request field.
       const task = taskFlag(flags);
       parsePruneOptions(flags, task ?? 'classification');
       let csv = '';
       if (flags.data) {
         try {
+          // A FIFO or device given as --data would block the read for ever (or never end it).
+          if (!statSync(flags.data).isFile()) throw new Error('not a regular file');
           csv = readFileSync(flags.data, 'utf8');
         } catch (error) {
           throw new UserError(`--data: cannot read ${flags.data} (${errorMessage(error)})`);

@@ -75,9 +75,12 @@ export async function holdsArtifact(dir: string): Promise<boolean> {
 /** Why `dir` (a non-empty directory) is not an artifact writeArtifact may replace, or undefined if it is. */
 async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string | undefined> {
   const entries = await readdir(dir, { withFileTypes: true });
-  if (!entries.some((entry) => entry.name === MANIFEST_FILE)) {
+  const manifestEntry = entries.find((entry) => entry.name === MANIFEST_FILE);
+  if (!manifestEntry) {
     return pruneOutput ? `it is a non-empty directory without ${MANIFEST_FILE}` : `it has no ${MANIFEST_FILE}`;
   }
+  // Read only if a regular file: a FIFO would block the read for ever.
+  if (!manifestEntry.isFile()) return `its ${MANIFEST_FILE} is not a regular file`;
   let manifest: Manifest;
   try {
     const parsed = ManifestSchema.safeParse(JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')));

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
+import { MAX_MANIFEST_BYTES } from '../artifact/manifest.ts';
 import { FLOAT32_MAX, parseDecimal } from '../util/numbers.ts';
 import { UserError, errorMessage, oneLineMessage } from '../util/errors.ts';
 
@@ -143,6 +144,8 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     }
   }
 
+  // Training data: its names go into the artifact's manifest.json, which must stay readable.
+  if (!options.features) assertNamesFitManifest(featureNames, classes, options.label, source);
   // The fingerprint is of the values as written, before any rounding below: it names the data.
   const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
   const warnings = [...roundFeaturesDevicesCannotHold(x, featureNames), ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label)];
@@ -239,6 +242,27 @@ function roundFeaturesDevicesCannotHold(x: number[][], featureNames: readonly st
       `training and scores use ${one ? 'it' : 'them'} rounded to float32 too, and detail is lost; subtract an offset (such as the ` +
       `column's minimum) before pruning`,
   ];
+}
+
+/** Of the MAX_MANIFEST_BYTES a manifest.json may have, what its feature, class and label names may take (the rest is far under 16 KiB). */
+const MANIFEST_NAMES_BYTES = MAX_MANIFEST_BYTES - 16 * 1024;
+
+/**
+ * The names a model's manifest.json lists (features, classes, the label), as written there: JSON,
+ * one per indented line. More than MANIFEST_NAMES_BYTES would make a manifest that verify, push and
+ * devices refuse to read (over MAX_MANIFEST_BYTES): refused before any training.
+ */
+function assertNamesFitManifest(featureNames: readonly string[], classes: readonly string[], label: string, source: string): void {
+  const entry = (name: string) => Buffer.byteLength(JSON.stringify(name), 'utf8') + 6;
+  let bytes = entry(label);
+  for (const name of featureNames) bytes += entry(name);
+  for (const name of classes) bytes += entry(name);
+  if (bytes > MANIFEST_NAMES_BYTES) {
+    throw new UserError(
+      `${source}: the column and class names take ${bytes} bytes in the model's manifest.json, more than the ${MANIFEST_NAMES_BYTES} it has room for ` +
+        `(a manifest is read up to ${MAX_MANIFEST_BYTES} bytes): shorten the names or use fewer columns`,
+    );
+  }
 }
 
 /**
