@@ -1,6 +1,6 @@
 import { credentials, Metadata, status as GrpcStatus, type Client, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { loadFleetpruneProto, type FleetpruneProto } from '../../shared/proto/load-proto.ts';
@@ -136,10 +136,22 @@ export class ServerConnection {
  * Reads the CA bundle a TLS connection trusts: every certificate in it must parse. Checked up
  * front, since grpc-js takes any bytes and only fails to connect ("cannot reach the server").
  */
+/** The largest CA file read: bundles of every public CA are about 200 KB. */
+const MAX_CA_BYTES = 4 * 1024 * 1024;
+
 function readCaCertificates(path: string, source: string): Buffer {
   let pem: Buffer;
   try {
-    pem = readFileSync(path);
+    // Opened without blocking and checked first: a FIFO nobody writes would hold the command for good, /dev/zero would never end.
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const info = fstatSync(fd);
+      if (!info.isFile()) throw new Error(info.isDirectory() ? 'it is a directory' : 'not a regular file');
+      if (info.size > MAX_CA_BYTES) throw new Error(`larger than ${MAX_CA_BYTES} bytes`);
+      pem = readFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   } catch (error) {
     throw new UserError(`${source}: cannot read ${path} (${errorMessage(error)})`);
   }

@@ -49,14 +49,20 @@ test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the te
   // A CA file that is no certificate is named as such, not reported as an unreachable server.
   const junk = join(dir, 'junk.txt');
   await writeFile(junk, 'junk\n');
+  const fifo = join(dir, 'ca.fifo');
+  execFileSync('mkfifo', [fifo]);
   const bundle = join(dir, 'broken.pem');
   await writeFile(bundle, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n');
   for (const [ca, message] of [
     [junk, `fleetprune: --tls-ca: ${junk} holds no PEM certificate\n`],
     [bundle, new RegExp(`^fleetprune: --tls-ca: ${bundle} holds a certificate that does not parse \\(.+\\)\\n$`)],
     [join(dir, 'absent.pem'), new RegExp(`^fleetprune: --tls-ca: cannot read ${dir}/absent\\.pem \\(ENOENT`)],
+    // A FIFO held the command for good; a directory or a device is not read either.
+    [fifo, `fleetprune: --tls-ca: cannot read ${fifo} (not a regular file)\n`],
+    [dir, `fleetprune: --tls-ca: cannot read ${dir} (it is a directory)\n`],
+    ['/dev/zero', `fleetprune: --tls-ca: cannot read /dev/zero (not a regular file)\n`],
   ] as const) {
-    const refused = await runCli(['models', 'list', ...connection, '--tls-ca', ca]);
+    const refused = await runCli(['models', 'list', ...connection, '--tls-ca', ca], {}, { timeoutMs: 30_000 });
     assert.equal(refused.code, 2, refused.stderr);
     assert.ok(isOneLineError(refused.stderr), refused.stderr);
     if (typeof message === 'string') assert.equal(refused.stderr, message);
