@@ -3,7 +3,6 @@ import { access, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
-import { printable } from '../rollout/operator-text.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
@@ -62,8 +61,8 @@ export function registerDevicesCommand(program: Command): void {
           device.last_seen || '-',
           device.active ? `${device.active.model}@${device.active.version}` : '-',
           device.candidate ? `${device.candidate.model}@${device.candidate.version}` : '-',
-          // Escaped: label values may hold newlines or escape sequences (enrollment accepts any character).
-          printable(Object.entries(device.labels).map(([key, value]) => `${key}=${value}`).join(',')) || '-',
+          // formatTable escapes it: label values may hold newlines or escape sequences (enrollment accepts any character).
+          Object.entries(device.labels).map(([key, value]) => `${key}=${value}`).join(',') || '-',
         ]);
         process.stdout.write(formatTable([['DEVICE', 'STATE', 'LAST SEEN', 'ACTIVE', 'CANDIDATE', 'LABELS'], ...rows]));
       });

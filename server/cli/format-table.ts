@@ -1,5 +1,12 @@
-/** Rows as aligned columns separated by two spaces; the first row is the header. */
+import { printable } from '../rollout/operator-text.ts';
+
+/**
+ * Rows as aligned columns separated by two spaces; the first row is the header. Cells are escaped
+ * to one line (printable): a label or name holding a newline would forge a row, and escape
+ * sequences would reach the terminal.
+ */
 export function formatTable(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n') + '\n';
+  const cells = rows.map((row) => row.map(printable));
+  const widths = cells[0]!.map((_, column) => Math.max(...cells.map((row) => row[column]!.length)));
+  return cells.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n') + '\n';
 }
