@@ -90,6 +90,12 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     if (seen.has(name)) throw new UserError(`${source}: column ${quoted(name)} appears twice in the header`);
     seen.add(name);
   }
+  // A column with no name would become a feature named "": most often the row index pandas' to_csv
+  // writes, which a model would then learn the rows' order from.
+  const unnamed = options.features ? -1 : header.findIndex((name, i) => i !== labelIndex && name.trim() === '');
+  if (unnamed >= 0) {
+    throw new UserError(`${source}: column ${unnamed + 1} has no name in the header (pandas writes its row index so: save with index=False), or name it`);
+  }
   const featureNames = options.features ? [...options.features] : header.filter((_, i) => i !== labelIndex);
   if (!options.features && featureNames.length === 0) throw new UserError(`${source}: there are no feature columns besides the label`);
   const featureColumns = featureNames.map((name) => {

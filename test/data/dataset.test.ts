@@ -47,6 +47,9 @@ const badInputs: [string, string, RegExp][] = [
   ['x,label\n1,a\n1e39,b\n', 'label', /row 3, column "x": 1e39 is outside the float32 range/],
   ['x,label\n1,a\n0x10,b\n', 'label', /row 3, column "x": "0x10" is not a finite number/],
   ['x,label\n1,a\nInfinity,b\n', 'label', /row 3, column "x": "Infinity" is not a finite number/],
+  // pandas' to_csv writes its row index as a column with no name: a model would learn the rows' order from it.
+  [',x,label\n0,1,a\n1,2,b\n', 'label', /^data: column 1 has no name in the header \(pandas writes its row index so: save with index=False\), or name it$/],
+  ['x, ,label\n1,0,a\n2,1,b\n', 'label', /column 2 has no name/],
 ];
 for (const [text, label, message] of badInputs) {
   test(`rejects bad CSV input: ${message.source}`, () => {
