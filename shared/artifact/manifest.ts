@@ -55,7 +55,7 @@ const FilesSchema = z.record(z.string(), FileEntrySchema).superRefine((files, ct
  * manifest.json of a model artifact. Objects are strict (unknown keys are rejected) and nothing
  * is transformed, so a parsed manifest has exactly the content that was signed.
  */
-export const ManifestSchema = z.strictObject({
+const ManifestObject = z.strictObject({
   formatVersion: z.literal(1),
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
   version: z.string().min(1).optional(),
@@ -89,6 +89,48 @@ export const ManifestSchema = z.strictObject({
     })
     .optional(),
 });
+
+export const ManifestSchema = ManifestObject.superRefine(checkConsistency);
+
+const ACTIVATIONS = new Set(['relu', 'softmax', 'linear']);
+
+/**
+ * What a manifest says about its model must agree with itself: a device maps named features to
+ * input columns and output columns to labels by these lists, and the registry and dashboard show
+ * the sizes. A signed manifest that contradicts itself (a feature named twice, more labels than
+ * outputs, a parameter count its layers do not add up to) is refused wherever it is parsed.
+ */
+function checkConsistency(manifest: z.output<typeof ManifestObject>, ctx: z.RefinementCtx): void {
+  const problem = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  const repeated = (names: readonly string[]) => names.find((name, i) => names.indexOf(name) !== i);
+  const feature = repeated(manifest.features);
+  if (feature !== undefined) problem(['features'], `names ${JSON.stringify(feature.slice(0, 100))} more than once`);
+  const label = repeated(manifest.labels);
+  if (label !== undefined) problem(['labels'], `names ${JSON.stringify(label.slice(0, 100))} more than once`);
+  const { layers, inputs, params, flopsPerSample, activations } = manifest.architecture;
+  if (manifest.features.length !== inputs) problem(['architecture', 'inputs'], `is ${inputs}, but the manifest lists ${manifest.features.length} features`);
+  const outputs = layers.at(-1)!;
+  if (manifest.task === 'classification') {
+    if (manifest.labels.length < 2) problem(['labels'], `a classifier needs at least two labels (got ${manifest.labels.length})`);
+    else if (manifest.labels.length !== outputs) problem(['labels'], `lists ${manifest.labels.length} labels, but the output layer has ${outputs} units`);
+  } else {
+    if (manifest.labels.length !== 0) problem(['labels'], `must be empty for a regression model (got ${manifest.labels.length})`);
+    if (outputs !== 1) problem(['architecture', 'layers'], `a regression model has one output unit (got ${outputs})`);
+  }
+  if (activations.length !== layers.length) problem(['architecture', 'activations'], `lists ${activations.length} activations for ${layers.length} layers`);
+  const unknown = activations.find((activation) => !ACTIVATIONS.has(activation));
+  if (unknown !== undefined) problem(['architecture', 'activations'], `${JSON.stringify(unknown.slice(0, 100))} is not one of relu, softmax, linear`);
+  let width = inputs;
+  let expectedParams = 0;
+  let expectedFlops = 0;
+  for (const units of layers) {
+    expectedParams += width * units + units;
+    expectedFlops += 2 * width * units + units;
+    width = units;
+  }
+  if (params !== expectedParams) problem(['architecture', 'params'], `is ${params}, but layers ${JSON.stringify(layers)} on ${inputs} inputs hold ${expectedParams}`);
+  if (flopsPerSample !== expectedFlops) problem(['architecture', 'flopsPerSample'], `is ${flopsPerSample}, but layers ${JSON.stringify(layers)} on ${inputs} inputs take ${expectedFlops}`);
+}
 
 export type Manifest = z.infer<typeof ManifestSchema>;
 export type UnsignedManifest = Omit<Manifest, 'signature'>;
