@@ -49,7 +49,11 @@ export class TokenService {
   async revoke(id: string, principal: Principal): Promise<void> {
     const at = new Date().toISOString();
     await this.store.transaction(async (tx) => {
-      if (!(await tx.tokens.revoke(id, at))) throw new ServiceError('not_found', `no live token ${id}`);
+      if (!(await tx.tokens.revoke(id, at))) {
+        // Revoking twice is a conflict, as it is for a device; only an id never issued is not found.
+        if (await tx.tokens.get(id)) throw new ServiceError('conflict', `token ${id} is already revoked`);
+        throw new ServiceError('not_found', `no token ${id}`);
+      }
       await tx.audit.append({ at, actor: actorOf(principal), action: 'token.revoke', target: `token:${id}`, details: {} });
     });
     this.revocations.revoked(id);

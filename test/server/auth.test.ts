@@ -45,6 +45,21 @@ test('REST: 401 without or with a bad token, 403 for too weak a role, device tok
   assert.ok(stored.every((row) => !String(row.token_hash).startsWith('fp_')), 'tokens are stored hashed');
 });
 
+test('REST: revoking a token twice is a conflict (as for a device), a token never issued is not found; neither is audited', async (t) => {
+  const server = (await startTestServer(t))!;
+  const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).json()) as any;
+  assert.equal((await server.request('DELETE', `/api/tokens/${created.record.id}`)).status, 204);
+  const audited = async () => Number((await server.server.ctx.store.engine.all("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'token.revoke'"))[0]!.n);
+  assert.equal(await audited(), 1);
+  const again = await server.request('DELETE', `/api/tokens/${created.record.id}`);
+  assert.equal(again.status, 409);
+  assert.deepEqual(((await again.json()) as any).error, { code: 'conflict', message: `token ${created.record.id} is already revoked` });
+  const unknown = await server.request('DELETE', '/api/tokens/no-such-token');
+  assert.equal(unknown.status, 404);
+  assert.equal(((await unknown.json()) as any).error.message, 'no token no-such-token');
+  assert.equal(await audited(), 1);
+});
+
 test('gRPC: UNAUTHENTICATED and PERMISSION_DENIED', async (t) => {
   const server = (await startTestServer(t))!;
   const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).json()) as any;

@@ -75,7 +75,10 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
   assert.notEqual(afterRevoke.code, 0, 'a revoked token no longer works');
   const again = await runCli(['tokens', 'revoke', operatorRecord.id, ...connection]);
   assert.equal(again.code, 2);
-  assert.equal(again.stderr.trim(), `fleetprune: no live token ${operatorRecord.id}`);
+  assert.equal(again.stderr.trim(), `fleetprune: token ${operatorRecord.id} is already revoked`);
+  const neverIssued = await runCli(['tokens', 'revoke', '0'.repeat(operatorRecord.id.length), ...connection]);
+  assert.equal(neverIssued.code, 2);
+  assert.equal(neverIssued.stderr.trim(), `fleetprune: no token ${'0'.repeat(operatorRecord.id.length)}`);
   const badId = await runCli(['tokens', 'revoke', 'not/an/id', ...connection]);
   assert.equal(badId.code, 2);
   assert.match(badId.stderr, /^fleetprune: .*must be a token id/);
