@@ -21,7 +21,7 @@ import {
   type MetricSource,
 } from '../analysis/metric-definition.ts';
 import { formatDuration, parseDuration } from '../../shared/util/duration.ts';
-import { ARG_REFERENCE, renderQuery } from '../analysis/query-template.ts';
+import { ARG_REFERENCE, renderQuery, strayPlaceholder } from '../analysis/query-template.ts';
 import { parsePromql, PromqlError } from '../metricproviders/builtin/promql-parser.ts';
 import { LabelSelectorSchema, type LabelSelector } from './label-selector.ts';
 import { MAX_SPEC_BYTES, readSpecDocument } from './spec-document.ts';
@@ -325,9 +325,8 @@ function checkBuiltinQueries(query: { query: string; baselineQuery?: string; sam
     const text = query[field];
     if (text === undefined) continue;
     const rendered = renderQuery(text, values);
-    // An unknown argument, reported already: one issue for one mistake. A malformed placeholder
-    // (`{{args.model}`) is parsed, and refused here rather than at every measurement.
-    if (new RegExp(ARG_REFERENCE.source).test(rendered)) continue;
+    // An unknown argument or a malformed placeholder, reported already: one issue for one mistake.
+    if (new RegExp(ARG_REFERENCE.source).test(rendered) || strayPlaceholder(text) !== null) continue;
     try {
       parsePromql(rendered);
     } catch (error) {
@@ -401,6 +400,8 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
       for (const match of text.matchAll(ARG_REFERENCE)) {
         if (!argNames.includes(match[1]!)) issues.push({ path: `${path}.provider.${kind}.${field}`, message: `unknown argument "{{args.${match[1]}}}" (known: ${argNames.join(', ')})` });
       }
+      const stray = strayPlaceholder(text);
+      if (stray !== null) issues.push({ path: `${path}.provider.${kind}.${field}`, message: `a malformed placeholder near ${JSON.stringify(stray)} (write {{args.NAME}})` });
     }
     if (kind === 'builtin') checkBuiltinQueries(query, args, `${path}.provider.${kind}`, issues);
     hasBaseline = query.baselineQuery !== undefined;

@@ -177,8 +177,34 @@ test('a builtin query with a malformed placeholder ({{args.model}) is refused at
   }
   // An unknown argument is one issue, as before (the query is not parsed as well).
   assert.throws(
-    () => parseRolloutSpec(builtinSpec({ query: 'sum(x{model="{{args.nope}}"}) / {{args.cohortSize}' }), 'spec'),
+    () => parseRolloutSpec(builtinSpec({ query: 'sum(x{model="{{args.nope}}"}) / {{args.cohortSize}}' }), 'spec'),
     (error: unknown) => error instanceof RolloutSpecError && error.issues.length === 1 && /unknown argument "\{\{args\.nope\}\}"/.test(error.issues[0]!.message),
   );
   assert.equal(parseRolloutSpec(builtinSpec({ query: 'sum(x{model="{{args.model}}"}) / {{args.cohortSize}}' }), 'spec').steps.length, 3);
+});
+
+test('a malformed placeholder inside a quoted label value is refused, for Prometheus and builtin queries alike (it was sent as written and matched nothing)', () => {
+  const prometheusSpec = (query: string) =>
+    `model: wine\ncandidateVersion: "2"\nsteps:\n  - setWeight: 50\n  - analysis: {metrics: [{name: m, provider: {prometheus: {query: ${JSON.stringify(query)}}}, successCondition: "result[0] >= 0"}]}\n  - setWeight: 100\n`;
+  const cases: [string, (query: string) => string, string][] = [
+    ['sum(x{model="{{args.model}"})', prometheusSpec, 'prometheus'],
+    ['sum(x{model="{args.model}}"})', prometheusSpec, 'prometheus'],
+    ['sum(x{model="{{model}}"})', prometheusSpec, 'prometheus'],
+    ['sum(x{model="{{args.model}"})', (query) => builtinSpec({ query }), 'builtin'],
+  ];
+  for (const [query, spec, kind] of cases) {
+    assert.throws(
+      () => parseRolloutSpec(spec(query), 'spec'),
+      (error: unknown) =>
+        error instanceof RolloutSpecError &&
+        error.issues.length === 1 &&
+        error.issues[0]!.path === `steps[1].analysis.metrics[0].provider.${kind}.query` &&
+        /^a malformed placeholder near ".*" \(write \{\{args\.NAME\}\}\)$/.test(error.issues[0]!.message),
+      query,
+    );
+  }
+  // Well-formed placeholders, with or without spaces, and single braces of PromQL and regexes pass.
+  for (const query of ['sum(x{model="{{args.model}}", v=~"{{ args.candidateVersion }}"})', 'count(x{id=~"a{2}"})']) {
+    assert.equal(parseRolloutSpec(prometheusSpec(query), 'spec').steps.length, 3, query);
+  }
 });
