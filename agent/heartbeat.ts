@@ -1,8 +1,11 @@
+import { newMessageId } from '../shared/protocol/message-id.ts';
 import { TelemetrySchema, type ModelRef, type Telemetry } from '../shared/protocol/payloads.ts';
 
 /**
  * Builds heartbeat payloads: uptime, process CPU (percent of one core since the previous
- * heartbeat), RSS, and the models in the slots.
+ * heartbeat), RSS, the models in the slots, and the run id: random, picked once per builder (one
+ * per agent run, as the serving counters it goes with), so the server can tell a restart from
+ * counters that merely grew.
  *
  * Uptime and the CPU interval are measured on a monotonic clock: a device's wall clock steps
  * (an NTP correction at boot, a dead RTC battery), and a step backwards made the uptime negative,
@@ -19,6 +22,8 @@ export class HeartbeatBuilder {
     readonly clock: () => Date,
     /** Milliseconds on a clock that never steps back. */
     readonly monotonic: () => number = () => performance.now(),
+    /** Identifies this agent run in every heartbeat (`runId`). */
+    readonly runId: string = newMessageId(),
   ) {
     this.#startedAt = monotonic();
     this.#lastTick = this.#startedAt;
@@ -38,6 +43,7 @@ export class HeartbeatBuilder {
       cpuPercent: (100 * (cpu.user + cpu.system)) / wallMicros,
       rssBytes: process.memoryUsage.rss(),
       ...slots,
+      runId: this.runId,
       serving,
     });
   }

@@ -50,6 +50,8 @@ export interface StartServerOptions {
   reportSweepMs?: number;
   /** Each device's report rate limit, over --report-burst and --report-refill-ms field by field (defaults: burst REPORT_BURST, refill REPORT_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten the refill). */
   reportRateLimit?: { burst?: number; refillMs?: number };
+  /** Each device's answer rate limit (defaults: ANSWER_BURST, ANSWER_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten them). */
+  answerRateLimit?: { burst?: number; refillMs?: number };
   /** PostgreSQL: job lease renewal period and staleness (defaults 15 s and 90 s; tests shorten them). */
   jobLeases?: { renewMs: number; staleSeconds: number };
 }
@@ -134,7 +136,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       onBenchmarkFailed: (report) => benchmarkFailed(report),
       onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
     };
-    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options) });
+    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options), ...(options.answerRateLimit ? { answerRateLimit: options.answerRateLimit } : {}) });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,

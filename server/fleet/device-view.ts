@@ -58,7 +58,8 @@ export function deviceView(device: DeviceRecord, lastRefusal?: DeviceRefusal | n
     active: device.active,
     candidate: device.candidate,
     previous: device.previous,
-    heartbeat: device.heartbeat && { ...device.heartbeat, serving: device.heartbeat.serving ?? null },
+    // The run id stays internal (it only decides how the next heartbeat's counters count).
+    heartbeat: device.heartbeat && { at: device.heartbeat.at, uptimeSeconds: device.heartbeat.uptimeSeconds, cpuPercent: device.heartbeat.cpuPercent, rssBytes: device.heartbeat.rssBytes, serving: device.heartbeat.serving ?? null },
     assignment: retained && { id: retained.id, model: retained.model, version: retained.version, role: retained.role, issuedAt: retained.issuedAt },
     ...(lastRefusal === undefined ? {} : { lastRefusal }),
   };

@@ -3,6 +3,14 @@ import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.t
 export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'unknown-device';
 
 /**
+ * What became of a heartbeat or status: 'recorded'; 'held' (a throttle keeps it to write later,
+ * and counts what becomes of it then); 'unknown-device' when the device is not enrolled or is
+ * revoked (nothing is stored: one in flight at revocation, or its retained `online` status handed
+ * over again, must not change the revoked device's state).
+ */
+export type StateOutcome = 'recorded' | 'held' | 'unknown-device';
+
+/**
  * Where validated device messages go. The server's store implements it (raw report history,
  * device online state, last heartbeat); ingestReport must be idempotent by report id.
  */
@@ -15,6 +23,7 @@ export interface FleetIngest {
    * let it publish, but a report can still be in flight at revocation).
    */
   ingestReport(report: Report): Promise<IngestOutcome>;
-  recordTelemetry(telemetry: Telemetry): Promise<void>;
-  recordStatus(status: Status): Promise<void>;
+  /** See StateOutcome. */
+  recordTelemetry(telemetry: Telemetry): Promise<StateOutcome>;
+  recordStatus(status: Status): Promise<StateOutcome>;
 }

@@ -29,7 +29,7 @@ import { restoreExports } from './serving-totals.ts';
 import { StoreFleetIngest } from './store-fleet-ingest.ts';
 import { StoreFleetPort, deliveryOf } from './store-fleet-port.ts';
 import { StoreReportHistory } from './store-report-history.ts';
-import { ReportRateLimit } from './report-rate-limit.ts';
+import { ANSWER_BURST, ANSWER_REFILL_MS, ReportRateLimit } from './report-rate-limit.ts';
 import { StateThrottle } from './state-throttle.ts';
 
 /** The fleet subsystem: its server module, and the ports other subsystems (rollouts, analysis) use. */
@@ -65,7 +65,7 @@ export interface FleetHooks {
  * identity allows one connection: only the rollout leader connects (doing the above when
  * elected); the others are standbys that serve reads and refuse fleet changes until they lead.
  */
-export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number } } = {}): Fleet {
+export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number }; /** Each device's answer bucket (defaults ANSWER_BURST, ANSWER_REFILL_MS; tests shorten them). */ answerRateLimit?: { burst?: number; refillMs?: number } } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
@@ -84,10 +84,12 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   });
   const log = ctx.log.child({ component: 'fleet' });
   // A device's heartbeats and statuses cost at most one store write each per interval; the latest always lands.
-  const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, logger: log, ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
+  const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, accepted: counters.accepted, logger: log, ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
   // A device's reports are dropped beyond a token bucket (burst 10, then one per 2 s): far above what an agent sends.
   const reportLimit = new ReportRateLimit({ dropped: counters.dropped, logger: log, ...options.reportRateLimit });
-  const receiver = new FleetReceiver({ broker, ingest: throttle, logger: log, reportLimit, ...counters });
+  // Answers have a bucket of their own (burst 30, then one per second): a benchmark flood does not hold them back.
+  const answerLimit = new ReportRateLimit({ dropped: counters.dropped, logger: log, reason: 'answer-rate-limited', subject: 'answers to assignments and commands', burst: ANSWER_BURST, refillMs: ANSWER_REFILL_MS, ...options.answerRateLimit });
+  const receiver = new FleetReceiver({ broker, ingest: throttle, logger: log, reportLimit, answerLimit, ...counters });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
   const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
   // With an external broker the broker side is taken over through the leadership, on SQLite too
@@ -143,6 +145,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       await broker.stop();
       await throttle.flush(); // the held heartbeats and statuses, before the store closes
       reportLimit.close(); // logs the reports dropped since each limited device's last line
+      answerLimit.close();
     },
   };
   const leadershipHandlers: LeadershipHandlers | undefined = leaderGate

@@ -21,8 +21,10 @@ export interface FleetReceiverOptions {
    * The device has its broker's acknowledgement already and will not send the message again.
    */
   storeRetryDelaysMs?: readonly number[];
-  /** Each device's reports beyond this limit are dropped before they reach the ingest (it counts and logs them). */
+  /** Each device's benchmark reports beyond this limit are dropped before they reach the ingest (it counts and logs them). */
   reportLimit?: ReportRateLimit;
+  /** Each device's answers (assignment reports) beyond this limit, a bucket of their own, likewise. */
+  answerLimit?: ReportRateLimit;
 }
 
 const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
@@ -31,7 +33,9 @@ const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
  * The server's reader of device messages: subscribes to every device's reports, telemetry and
  * status, validates each with the shared schemas and hands it to the ingest. A malformed,
  * oversized or spoofed message is dropped with a logged and counted reason, and so is a report
- * beyond its device's rate limit (`reportLimit`); nothing a device sends can throw out of here.
+ * beyond its device's rate limit (`reportLimit`, `answerLimit`), a heartbeat or report the broker
+ * replays from its retained store, and a message from a device that is not enrolled or is revoked;
+ * nothing a device sends can throw out of here.
  */
 export class FleetReceiver {
   readonly #options: FleetReceiverOptions;
@@ -60,15 +64,21 @@ export class FleetReceiver {
     // Heartbeats are not retained (TOPIC_DELIVERY). One a device published retained anyway comes
     // back from an external broker each time the server subscribes again: an old heartbeat read
     // after newer ones looks like an agent restart, and its served counters would count twice.
-    if (message.kind === 'telemetry' && delivery?.retained) {
-      dropped.inc({ kind: 'telemetry', reason: 'retained' });
-      logger.warn({ topic, deviceId: message.deviceId }, 'dropped a retained heartbeat replayed by the broker (heartbeats must not be published retained)');
+    // Reports are not retained either: one published retained anyway reached the server live when it
+    // was published (the server's session is persistent), and what the broker hands over at each
+    // new subscription is that same report again, not something the device sent once more.
+    if ((message.kind === 'telemetry' || message.kind === 'reports') && delivery?.retained) {
+      dropped.inc({ kind: message.kind, reason: 'retained' });
+      logger.warn({ topic, deviceId: message.deviceId }, `dropped a retained ${message.kind === 'telemetry' ? 'heartbeat' : 'report'} replayed by the broker (${message.kind === 'telemetry' ? 'heartbeats' : 'reports'} must not be published retained)`);
       return;
     }
-    // Benchmark reports only: an assignment answer is what a rollout, a rollback or a waiting
-    // operator needs to hear, and a device sends one per assignment the server sent it. Before any
-    // store access, and once per message (a retried store write takes no second token).
-    if (message.kind === 'reports' && message.payload.kind === 'benchmark' && this.#options.reportLimit && !this.#options.reportLimit.admit(message.deviceId)) return;
+    // Benchmark reports and answers each have their own bucket: a device flooding one kind does not
+    // hold back the other (an answer is what a rollout, a rollback or a waiting operator needs to
+    // hear). Before any store access, and once per message (a retried store write takes no second token).
+    if (message.kind === 'reports') {
+      const limit = message.payload.kind === 'benchmark' ? this.#options.reportLimit : this.#options.answerLimit;
+      if (limit && !limit.admit(message.deviceId)) return;
+    }
     const delays = this.#options.storeRetryDelaysMs ?? STORE_RETRY_DELAYS_MS;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -109,11 +119,18 @@ export class FleetReceiver {
         break;
       }
       case 'telemetry':
-        await ingest.recordTelemetry(message.payload);
+      case 'status': {
+        const outcome = message.kind === 'telemetry' ? await ingest.recordTelemetry(message.payload) : await ingest.recordStatus(message.payload);
+        if (outcome === 'unknown-device') {
+          // One still in flight when its device was revoked, or its retained status handed over again.
+          dropped.inc({ kind: message.kind, reason: outcome });
+          logger.warn({ kind: message.kind, deviceId: message.deviceId, reason: outcome }, 'dropped a heartbeat or status from a device that is not enrolled or is revoked');
+          return;
+        }
+        // Held by a throttle: it counts the message when it is written.
+        if (outcome === 'held') return;
         break;
-      case 'status':
-        await ingest.recordStatus(message.payload);
-        break;
+      }
       default:
         dropped.inc({ kind: message.kind, reason: 'unknown-topic' });
         return;

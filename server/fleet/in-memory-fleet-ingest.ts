@@ -1,5 +1,5 @@
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
-import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
+import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import { storedReportKey } from '../store/repositories/device-reports-repository.ts';
 
 type Listener = (report: Report) => void;
@@ -24,12 +24,14 @@ export class InMemoryFleetIngest implements FleetIngest {
     return 'ingested';
   }
 
-  async recordTelemetry(telemetry: Telemetry): Promise<void> {
+  async recordTelemetry(telemetry: Telemetry): Promise<StateOutcome> {
     this.telemetry.set(telemetry.deviceId, telemetry);
+    return 'recorded';
   }
 
-  async recordStatus(status: Status): Promise<void> {
+  async recordStatus(status: Status): Promise<StateOutcome> {
     this.statuses.set(status.deviceId, status);
+    return 'recorded';
   }
 
   /** Resolves with the first report (already ingested or future) that satisfies `match`. */

@@ -4,8 +4,8 @@ import type { Logger } from '../../shared/util/log.ts';
 
 /**
  * A device may send this many benchmark reports at once (a full bucket) before it is limited.
- * Answers to assignments and fleet commands are not limited (fleet-receiver.ts): a rollout, a
- * rollback or an operator waits on each, and the device sends one per message the server sent.
+ * Answers to assignments and fleet commands have a bucket of their own (ANSWER_BURST), so a
+ * benchmark flood never holds back an answer a rollout, a rollback or an operator waits on.
  *
  * A legitimate agent never comes near it: it benchmarks a candidate once (one `benchmark`
  * report; a benchmark interrupted by other work or by a stop reports nothing and runs again
@@ -17,6 +17,17 @@ import type { Logger } from '../../shared/util/log.ts';
 export const REPORT_BURST = 10;
 /** One more report is allowed per this interval, up to REPORT_BURST (30 a minute sustained). */
 export const REPORT_REFILL_MS = 2_000;
+/**
+ * A device may send this many answers (assignment reports) at once, then one per
+ * ANSWER_REFILL_MS. It sends one per assignment or fleet command the server sent it (two for a
+ * candidate whose benchmark fails: `installed`, then `benchmark-failed`; again for an assignment
+ * taken again to restore a lost model), and the largest burst is its outbox after an outage: the
+ * answers to the commands its broker session queued meanwhile. Far above that, and still a bound
+ * on the store transactions a device sending made-up answers (each with a fresh id) costs.
+ */
+export const ANSWER_BURST = 30;
+/** One more answer per this interval, up to ANSWER_BURST (60 a minute sustained). */
+export const ANSWER_REFILL_MS = 1_000;
 /** How often (at most) a limited device is logged. */
 export const REPORT_LIMIT_LOG_EVERY_MS = 60_000;
 /**
@@ -27,9 +38,13 @@ export const REPORT_LIMIT_LOG_EVERY_MS = 60_000;
 export const REPORT_LIMIT_MAX_DEVICES = 100_000;
 
 export interface ReportRateLimitOptions {
-  /** Device messages dropped, by kind and reason: the reports refused here count as `report-rate-limited`. */
+  /** Device messages dropped, by kind and reason: the reports refused here count as kind `reports` and `reason`. */
   dropped: Counter<'kind' | 'reason'>;
   logger: Logger;
+  /** The drop reason (default `report-rate-limited`; the answers' bucket says `answer-rate-limited`). */
+  reason?: string;
+  /** What the bucket limits, for the log line (default `reports`). */
+  subject?: string;
   /** Bucket size (default REPORT_BURST). */
   burst?: number;
   /** One token back per this many ms (default REPORT_REFILL_MS). */
@@ -110,7 +125,7 @@ export class ReportRateLimit {
   }
 
   #dropped(deviceId: string, now: number): void {
-    this.#options.dropped.inc({ kind: 'reports', reason: 'report-rate-limited' });
+    this.#options.dropped.inc({ kind: 'reports', reason: this.#options.reason ?? 'report-rate-limited' });
     const every = this.#options.logEveryMs ?? REPORT_LIMIT_LOG_EVERY_MS;
     const warned = this.#warned.get(deviceId);
     if (warned && now - warned.since < every) {
@@ -138,7 +153,7 @@ export class ReportRateLimit {
   #log(deviceId: string, dropped: number): void {
     this.#options.logger.warn(
       { deviceId, droppedSinceLastLine: dropped, burst: this.#burst, refillMs: this.#refillMs },
-      `device sends reports faster than ${this.#burst} at once and one per ${this.#refillMs} ms after that; the reports beyond are dropped (not stored)`,
+      `device sends ${this.#options.subject ?? 'reports'} faster than ${this.#burst} at once and one per ${this.#refillMs} ms after that; the ones beyond are dropped (not stored)`,
     );
   }
 }

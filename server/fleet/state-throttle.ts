@@ -2,15 +2,20 @@ import type { Counter } from 'prom-client';
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
-import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
+import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 
 export interface StateThrottleOptions {
   /** Where the messages that pass go (the store). */
   inner: FleetIngest;
   /** A device's heartbeats and statuses are written at most once each per this interval (default 1 s). */
   minIntervalMs?: number;
-  /** Device messages dropped, by kind and reason: the superseded ones count as `rate-limited`. */
+  /**
+   * Device messages dropped, by kind and reason: the superseded ones count as `rate-limited`, held
+   * ones the store refused when their turn came (a device revoked meanwhile) as `unknown-device`.
+   */
   dropped: Counter<'kind' | 'reason'>;
+  /** Device messages accepted, by kind: a held one counts when it is stored (the receiver counts those written at once). */
+  accepted?: Counter<'kind'>;
   logger: Logger;
   /** How often (at most) a device's rate limiting is logged (default 60 s). */
   logEveryMs?: number;
@@ -43,6 +48,10 @@ const MAX_FLUSH_FAILURES = 5;
  * written when the interval ends. So a device that floods costs at most two writes (one of each
  * kind) per interval, and its latest state always lands. A device's report first writes what is
  * held for it, so the store sees its messages in the order it sent them.
+ *
+ * A message written at once answers with the store's outcome; a held one answers 'held', and is
+ * counted here when its turn comes: accepted when stored, dropped when superseded (`rate-limited`),
+ * refused (`unknown-device`) or lost (`storage-error`). So each message counts once.
  */
 export class StateThrottle implements FleetIngest {
   readonly #options: StateThrottleOptions;
@@ -65,11 +74,11 @@ export class StateThrottle implements FleetIngest {
     return this.#options.inner.ingestReport(report);
   }
 
-  recordTelemetry(telemetry: Telemetry): Promise<void> {
+  recordTelemetry(telemetry: Telemetry): Promise<StateOutcome> {
     return this.#record(telemetry.deviceId, { kind: 'telemetry', payload: telemetry });
   }
 
-  recordStatus(status: Status): Promise<void> {
+  recordStatus(status: Status): Promise<StateOutcome> {
     return this.#record(status.deviceId, { kind: 'status', payload: status });
   }
 
@@ -80,13 +89,13 @@ export class StateThrottle implements FleetIngest {
     this.#devices.clear();
   }
 
-  #record(deviceId: string, message: StateMessage): Promise<void> {
+  #record(deviceId: string, message: StateMessage): Promise<StateOutcome> {
     const device = this.#devices.get(deviceId);
     if (!device) {
       // Nothing written for it in the last interval: written now, and what follows is held.
       const fresh: DeviceState = { pending: [], chain: Promise.resolve(), failures: 0 };
       const write = this.#write(message);
-      fresh.chain = write.catch(() => {}); // the receiver retries this one (its retry is then held)
+      fresh.chain = write.then(() => {}, () => {}); // the receiver retries this one (its retry is then held)
       if (!this.#stopped) {
         this.#devices.set(deviceId, fresh);
         this.#arm(deviceId, fresh);
@@ -99,7 +108,7 @@ export class StateThrottle implements FleetIngest {
       this.#dropped(deviceId, message.kind);
     }
     device.pending.push(message);
-    return Promise.resolve();
+    return Promise.resolve('held');
   }
 
   #arm(deviceId: string, device: DeviceState): void {
@@ -127,8 +136,9 @@ export class StateThrottle implements FleetIngest {
     const held = device.pending.splice(0);
     for (const [i, message] of held.entries()) {
       try {
-        await this.#write(message);
+        const outcome = await this.#write(message);
         device.failures = 0;
+        this.#written(deviceId, message.kind, outcome);
       } catch (error) {
         const unwritten = held.slice(i).filter((left) => !device.pending.some((newer) => newer.kind === left.kind));
         if (++device.failures <= MAX_FLUSH_FAILURES && !this.#stopped) {
@@ -145,7 +155,17 @@ export class StateThrottle implements FleetIngest {
     }
   }
 
-  #write(message: StateMessage): Promise<void> {
+  /** Counts a held message the store answered. */
+  #written(deviceId: string, kind: StateMessage['kind'], outcome: StateOutcome): void {
+    if (outcome === 'unknown-device') {
+      this.#options.dropped.inc({ kind, reason: 'unknown-device' });
+      this.#options.logger.warn({ deviceId, kind, reason: outcome }, 'dropped a heartbeat or status from a device that is not enrolled or is revoked');
+    } else {
+      this.#options.accepted?.inc({ kind });
+    }
+  }
+
+  #write(message: StateMessage): Promise<StateOutcome> {
     return message.kind === 'telemetry' ? this.#options.inner.recordTelemetry(message.payload) : this.#options.inner.recordStatus(message.payload);
   }
 

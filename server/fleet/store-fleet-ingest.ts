@@ -4,7 +4,8 @@ import type { DeviceReport, ServingDelta } from '../metricproviders/report-histo
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
 import { servingTotalsAfter } from './serving-totals.ts';
-import type { FleetIngest, IngestOutcome } from './fleet-ingest.ts';
+import { sameAgentRun } from './agent-run.ts';
+import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories, FleetStore } from './fleet-store.ts';
 
@@ -84,17 +85,17 @@ export class StoreFleetIngest implements FleetIngest {
    * again from the stored totals, so what was served before, or while the server was down, counts
    * once. A heartbeat written by someone else in between is read again (at most a few times).
    */
-  async recordTelemetry(telemetry: Telemetry): Promise<void> {
+  async recordTelemetry(telemetry: Telemetry): Promise<StateOutcome> {
     const { devices } = this.#options.fleet.repos;
     for (let attempt = 1; ; attempt++) {
       const device = await devices.get(telemetry.deviceId);
       // A heartbeat still in flight when its device was revoked (or a retained one read later) must not
       // mark the revoked device online again, nor replace the slots it was revoked with.
-      if (!device || device.revokedAt !== null) return;
+      if (!device || device.revokedAt !== null) return 'unknown-device';
       const now = this.#now();
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
-      // An agent that restarted (its uptime went down) counts from zero again.
-      const previous = device.heartbeat && device.heartbeat.uptimeSeconds <= telemetry.uptimeSeconds ? (device.heartbeat.serving ?? null) : null;
+      // An agent that restarted (another run id; without run ids, its uptime went down) counts from zero again.
+      const previous = sameAgentRun(device.heartbeat, telemetry) ? (device.heartbeat?.serving ?? null) : null;
       const counts = telemetry.serving ? servingDelta(previous, telemetry.serving) : null;
       const delta: ServingDelta | null = counts && { deviceId: device.id, cohort, active: telemetry.active, candidate: telemetry.candidate, ...counts };
       const next = servingTotalsAfter(device.servingTotals, delta, telemetry, now);
@@ -103,18 +104,20 @@ export class StoreFleetIngest implements FleetIngest {
         throw new Error(`the heartbeat of device ${device.id} kept meeting others written at the same time`);
       }
       if (delta) this.#options.onServing?.(delta);
-      return;
+      return 'recorded';
     }
   }
 
-  async recordStatus(status: Status): Promise<void> {
+  async recordStatus(status: Status): Promise<StateOutcome> {
     const { devices } = this.#options.fleet.repos;
     // A revoked device's status (its retained `online`, which the broker sends the server again at
     // every subscription) must not show it online nor make rollouts retry it.
     const device = await devices.get(status.deviceId);
-    if (!device || device.revokedAt !== null) return;
-    await devices.setStatus(status.deviceId, status.online, new Date(status.since).toISOString(), this.#now());
+    if (!device || device.revokedAt !== null) return 'unknown-device';
+    // Revoked between the read and the write: the write changes nothing, and nobody hears of it.
+    if (!(await devices.setStatus(status.deviceId, status.online, new Date(status.since).toISOString(), this.#now()))) return 'unknown-device';
     if (status.online) this.#options.onDeviceOnline?.(status.deviceId);
+    return 'recorded';
   }
 }
 

@@ -89,6 +89,13 @@ export const TelemetrySchema = z.object({
   active: ModelRefSchema.nullable(),
   candidate: ModelRefSchema.nullable(),
   previous: ModelRefSchema.nullable(),
+  /**
+   * The agent run the heartbeat comes from: a random id the agent picks when it starts, the same
+   * in each of its heartbeats until it stops. `serving` counts from zero under each one, so a new
+   * `runId` tells the server the agent restarted even when the counters are already higher than
+   * the last ones it stored. Optional: agents that predate it are judged by their uptime.
+   */
+  runId: MessageId.optional(),
   /** Cumulative since the agent started; the server keeps the latest with the device (its API and dashboard show it). */
   serving: z
     .object({

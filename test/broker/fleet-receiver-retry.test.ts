@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import type { Broker } from '../../server/broker/broker.ts';
 import { FleetReceiver } from '../../server/fleet/fleet-receiver.ts';
+import type { StateOutcome } from '../../server/fleet/fleet-ingest.ts';
 import { InMemoryFleetIngest } from '../../server/fleet/in-memory-fleet-ingest.ts';
 import type { Status } from '../../shared/protocol/payloads.ts';
 import { statusTopic } from '../../shared/protocol/topics.ts';
@@ -13,7 +14,7 @@ class FailingIngest extends InMemoryFleetIngest {
   constructor(public failuresLeft: number) {
     super();
   }
-  override async recordStatus(status: Status): Promise<void> {
+  override async recordStatus(status: Status): Promise<StateOutcome> {
     if (this.failuresLeft-- > 0) throw new Error('SQLITE_BUSY: database is locked');
     return super.recordStatus(status);
   }

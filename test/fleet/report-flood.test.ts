@@ -60,7 +60,7 @@ test('a device flooding reports gets its burst stored and the rest dropped and c
   assert.ok(stored >= REPORT_BURST && stored <= bound, `${stored} of ${sent} reports stored in ${elapsedMs} ms`);
   assert.equal(await droppedMetric(server, 'report-rate-limited'), sent - stored);
 
-  // Answers are not limited: with the bucket empty, an answer still reaches the ingest (which
+  // Answers have a bucket of their own: with this one empty, an answer still reaches the ingest (which
   // drops this one for answering nothing the server issued, under its own reason).
   for (let i = 0; i < 3; i++) await flood.answer(`never-issued-${i}`);
   await waitFor(async () => (await droppedMetric(server, 'unknown-assignment')) === 3, 5000, 'the answers past the limiter');

@@ -18,9 +18,11 @@ class RecordingIngest implements FleetIngest {
   async recordTelemetry(telemetry: Telemetry) {
     if (this.failing > 0 && this.failing--) throw new Error('the store is down');
     this.written.push(`telemetry:${telemetry.uptimeSeconds}`);
+    return 'recorded' as const;
   }
   async recordStatus(status: Status) {
     this.written.push(`status:${status.online}`);
+    return 'recorded' as const;
   }
 }
 

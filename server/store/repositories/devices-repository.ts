@@ -16,6 +16,8 @@ export interface DeviceHeartbeat {
   cpuPercent: number;
   rssBytes: number;
   serving: Telemetry['serving'] | null;
+  /** The agent run the heartbeat came from (absent for agents that predate `runId`, and heartbeats without counters). */
+  runId?: string;
 }
 
 export interface DeviceRecord extends DeviceSlots {
@@ -111,9 +113,10 @@ export class DevicesRepository {
     return (await this.db.run('UPDATE devices SET revoked_at = ?, online = 0, retained_assignment = NULL WHERE id = ? AND revoked_at IS NULL', [at, id])).changes > 0;
   }
 
-  async setStatus(id: string, online: boolean, since: string, seenAt: string): Promise<void> {
+  /** False when nothing was written (no such device, or it is revoked). */
+  async setStatus(id: string, online: boolean, since: string, seenAt: string): Promise<boolean> {
     // Never for a revoked device: a status read after its revocation must not show it online again.
-    await this.db.run('UPDATE devices SET online = ?, online_since = ?, last_seen = ? WHERE id = ? AND revoked_at IS NULL', [online ? 1 : 0, since, seenAt, id]);
+    return (await this.db.run('UPDATE devices SET online = ?, online_since = ?, last_seen = ? WHERE id = ? AND revoked_at IS NULL', [online ? 1 : 0, since, seenAt, id])).changes > 0;
   }
 
   /**
@@ -138,7 +141,7 @@ export class DevicesRepository {
         telemetry.uptimeSeconds,
         telemetry.cpuPercent,
         telemetry.rssBytes,
-        servingColumn(telemetry.serving ?? null, served.totals),
+        servingColumn(telemetry.serving ?? null, served.totals, telemetry.runId),
         telemetry.deviceId,
         served.after.heartbeat?.at ?? '',
       ],
@@ -174,18 +177,27 @@ function nullableString(value: unknown): string | null {
   return value === null || value === undefined ? null : String(value);
 }
 
-/** The `serving` column: the heartbeat's counters (or none) and, under `totals`, the served totals. */
-function servingColumn(serving: Telemetry['serving'] | null, totals: readonly ServingTotal[]): string | null {
+/**
+ * The `serving` column: the heartbeat's counters (or none), under `runId` the agent run they count
+ * in (the next heartbeat's counters are compared with these only within the same run), and under
+ * `totals` the served totals.
+ */
+function servingColumn(serving: Telemetry['serving'] | null, totals: readonly ServingTotal[], runId: string | undefined): string | null {
   if (!serving && totals.length === 0) return null;
-  return toJsonColumn({ ...serving, ...(totals.length > 0 ? { totals } : {}) });
+  return toJsonColumn({ ...serving, ...(serving && runId !== undefined ? { runId } : {}), ...(totals.length > 0 ? { totals } : {}) });
 }
 
 /** The `serving` column read back: the heartbeat's counters (null without them) and the served totals. */
-function servingOf(text: unknown): { counters: Telemetry['serving'] | null; totals: ServingTotal[] } {
+function servingOf(text: unknown): { counters: Telemetry['serving'] | null; runId?: string; totals: ServingTotal[] } {
   const stored = fromNullableJsonColumn<Record<string, unknown>>(text);
   if (stored === null || typeof stored !== 'object') return { counters: null, totals: [] };
-  const { totals, ...counters } = stored;
-  return { counters: typeof counters.predictions === 'number' ? (counters as Telemetry['serving']) : null, totals: servingTotalsOf(totals) };
+  const { totals, runId, ...counters } = stored;
+  const hasCounters = typeof counters.predictions === 'number';
+  return {
+    counters: hasCounters ? (counters as Telemetry['serving']) : null,
+    ...(hasCounters && typeof runId === 'string' ? { runId } : {}),
+    totals: servingTotalsOf(totals),
+  };
 }
 
 /** The stored served totals; entries that are not well-formed are left out (they never fail a read). */
@@ -225,6 +237,7 @@ function toDevice(row: Record<string, unknown>): DeviceRecord {
             cpuPercent: Number(row.cpu_percent),
             rssBytes: Number(row.rss_bytes),
             serving: serving.counters,
+            ...(serving.runId !== undefined ? { runId: serving.runId } : {}),
           },
     servingTotals: serving.totals,
     retainedAssignment: fromNullableJsonColumn<Assignment>(row.retained_assignment),
