@@ -55,7 +55,10 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
         run(provider, queries.candidate, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs),
         run(provider, queries.baseline, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs),
       ]);
-      const byDevice = (samples: readonly Sample[]) => new Map(samples.filter((s) => s.labels.device !== undefined).map((s) => [s.labels.device!, s.value * scale]));
+      // Only the rollout's devices count: a backend answering for others (ignoring the query's
+      // device matcher) must not make up the samples minSamples asks for.
+      const rolloutDevices = new Set(context.devices);
+      const byDevice = (samples: readonly Sample[]) => new Map(samples.filter((s) => s.labels.device !== undefined && rolloutDevices.has(s.labels.device)).map((s) => [s.labels.device!, s.value * scale]));
       const candidateByDevice = byDevice(candidate);
       const baselineByDevice = byDevice(baseline);
       const judgement = judgeRelative(source, candidateByDevice, baselineByDevice, metric.minSamples);

@@ -28,12 +28,17 @@ export interface MetricProvider {
   query(query: string, context: QueryContext): Promise<QueryResult>;
 }
 
+const LINE_BREAKING = /\s*[\u0000-\u001f\u007f-\u009f\u2028\u2029][\s\u0000-\u001f\u007f-\u009f\u2028\u2029]*/g;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 export class MetricProviderError extends Error {
   readonly provider: string;
   constructor(provider: string, message: string, options?: { cause?: unknown }) {
     // One printable line: the message comes partly from the backend, and ends up in logs, the
-    // decision log and stored reasons (PostgreSQL refuses a NUL in text, for ever).
-    super(`${provider}: ${message}`.replace(/\s*[\u0000-\u001f\u007f][\s\u0000-\u001f\u007f]*/g, ' '), options);
+    // decision log and stored reasons (PostgreSQL refuses a NUL in text, for ever). Line breaks
+    // beyond ASCII (NEL, U+2028, U+2029) break lines too, and half a surrogate pair (the
+    // backend's "\ud800", or a cut quote) is no text at all: gRPC and UTF-8 cannot carry it.
+    super(`${provider}: ${message}`.replace(LINE_BREAKING, ' ').replace(LONE_SURROGATE, '\uFFFD'), options);
     this.name = 'MetricProviderError';
     this.provider = provider;
   }

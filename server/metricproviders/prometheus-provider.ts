@@ -1,5 +1,6 @@
 import { parseDecimal } from '../../shared/util/numbers.ts';
 import { MetricProviderError, type MetricProvider, type QueryContext, type QueryResult, type Sample } from './metric-provider.ts';
+import { parsePrometheusUrl, redactCredentials } from './prometheus-url.ts';
 
 /**
  * PromQL instant queries against a real Prometheus HTTP API (`GET /api/v1/query`). Instant
@@ -9,7 +10,10 @@ import { MetricProviderError, type MetricProvider, type QueryContext, type Query
  * and Prometheus' own `status: "error"` answers all become MetricProviderError.
  */
 export interface PrometheusProviderOptions {
-  /** e.g. http://127.0.0.1:9090 (a path prefix such as /prometheus is kept). */
+  /**
+   * e.g. http://127.0.0.1:9090 (a path prefix such as /prometheus is kept). Credentials in it
+   * (https://user:password@host) are sent as basic auth and never appear in messages.
+   */
   readonly url: string;
   readonly timeoutMs?: number;
   /** Extra request headers, e.g. Authorization. */
@@ -34,17 +38,12 @@ export class PrometheusProvider implements MetricProvider {
   readonly #fetch: typeof fetch;
 
   constructor(options: PrometheusProviderOptions) {
-    let base: URL;
-    try {
-      base = new URL(options.url);
-    } catch {
-      throw new TypeError(`--prometheus-url: "${options.url}" is not a URL`);
-    }
-    if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new TypeError(`--prometheus-url: must be http(s), not ${base.protocol}`);
-    if (!base.pathname.endsWith('/')) base.pathname += '/';
+    const { base, authorization } = parsePrometheusUrl(options.url);
     this.#base = base;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.#headers = options.headers ?? {};
+    // Credentials in the URL are sent as basic auth; an Authorization in `headers` wins.
+    const explicit = Object.keys(options.headers ?? {}).some((name) => name.toLowerCase() === 'authorization');
+    this.#headers = { ...(authorization && !explicit ? { authorization } : {}), ...options.headers };
     this.#fetch = options.fetch ?? fetch;
   }
 
@@ -67,12 +66,12 @@ export class PrometheusProvider implements MetricProvider {
         redirect: 'manual',
       });
     } catch (error) {
-      throw new MetricProviderError(this.name, isAbort(error) ? timedOutMessage : `cannot reach ${this.#base.origin}: ${describeFetchError(error)}`, { cause: error });
+      throw new MetricProviderError(this.name, isAbort(error) ? timedOutMessage : `cannot reach ${this.#base.origin}: ${redactCredentials(describeFetchError(error))}`, { cause: error });
     }
     if (response.status >= 300 && response.status < 400) {
       await response.body?.cancel().catch(() => {});
       const location = response.headers.get('location');
-      throw new MetricProviderError(this.name, `HTTP ${response.status} redirect${location ? ` to ${location.slice(0, 200)}` : ''}; set --prometheus-url to the address Prometheus answers on`);
+      throw new MetricProviderError(this.name, `HTTP ${response.status} redirect${location ? ` to ${redactCredentials(location).slice(0, 200)}` : ''}; set --prometheus-url to the address Prometheus answers on`);
     }
     let text: string;
     try {
@@ -143,10 +142,18 @@ function toResult(answer: PrometheusAnswer, provider: string): QueryResult {
   }
   if (resultType === 'vector') {
     if (!Array.isArray(result)) throw new MetricProviderError(provider, 'malformed vector result: not a list');
+    // Prometheus never answers with one label set twice; a proxy merging HA replicas without
+    // deduplication does, and every series counted twice would pass minSamples at half the samples.
+    const seen = new Map<string, number>();
     const samples: Sample[] = result.map((entry: unknown, index) => {
       if (entry === null || typeof entry !== 'object') throw new MetricProviderError(provider, `malformed vector result: entry ${index} is not an object`);
       const { metric, value } = entry as { metric?: unknown; value?: unknown };
-      return { labels: parseLabels(metric, index, provider), value: parseValue(value, provider) };
+      const labels = parseLabels(metric, index, provider);
+      const key = labelSetKey(labels);
+      const first = seen.get(key);
+      if (first !== undefined) throw new MetricProviderError(provider, `malformed vector result: entries ${first} and ${index} have the same labels ${printable(key.slice(0, 200))} (a proxy merging replicas without deduplication?)`);
+      seen.set(key, index);
+      return { labels, value: parseValue(value, provider) };
     });
     return { resultType: 'vector', samples };
   }
@@ -154,20 +161,26 @@ function toResult(answer: PrometheusAnswer, provider: string): QueryResult {
   throw new MetricProviderError(provider, `unsupported result type "${String(resultType).slice(0, 50)}"`);
 }
 
+/** The label set as one comparable string: `{a="1",b="2"}`, names sorted. */
+function labelSetKey(labels: Readonly<Record<string, string>>): string {
+  return `{${Object.keys(labels).sort().map((name) => `${name}=${JSON.stringify(labels[name])}`).join(',')}}`;
+}
+
 function parseLabels(metric: unknown, index: number, provider: string): Record<string, string> {
   if (metric === undefined) return {};
   if (metric === null || typeof metric !== 'object' || Array.isArray(metric)) throw new MetricProviderError(provider, `malformed vector result: entry ${index} has no label set`);
-  const labels: Record<string, string> = {};
-  for (const [name, value] of Object.entries(metric)) {
+  const entries = Object.entries(metric);
+  for (const [name, value] of entries) {
     if (typeof value !== 'string') throw new MetricProviderError(provider, `malformed vector result: label "${name.slice(0, 100)}" of entry ${index} is not a string`);
-    labels[name] = value;
   }
-  return labels;
+  // fromEntries defines each label: one named __proto__ stays a label instead of being dropped.
+  return Object.fromEntries(entries) as Record<string, string>;
 }
 
-/** `[ <unix time>, "<value>" ]`; values are strings and may be NaN or ±Inf. Anything else is an error, never 0. */
+/** `[ <unix time>, "<value>" ]`: the time a number (seconds); values are strings and may be NaN or ±Inf. Anything else is an error, never 0. */
 function parseValue(pair: unknown, provider: string): number {
   if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[1] !== 'string') throw new MetricProviderError(provider, 'malformed sample value');
+  if (typeof pair[0] !== 'number' || !Number.isFinite(pair[0])) throw new MetricProviderError(provider, `malformed sample: its timestamp ${printable(String(JSON.stringify(pair[0])).slice(0, 50))} is not a number of seconds`);
   const text = pair[1];
   if (text === '+Inf' || text === 'Inf') return Number.POSITIVE_INFINITY;
   if (text === '-Inf') return Number.NEGATIVE_INFINITY;
