@@ -108,6 +108,9 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
               if (sha256 === null) {
                 if (!chunk.sha256) throw new ServiceError('bad_request', 'sha256: the first message must name the blob');
                 sha256 = chunk.sha256;
+              } else if (chunk.sha256 && chunk.sha256 !== sha256) {
+                // A later message may repeat the first one's sha256, never name another blob.
+                throw new ServiceError('bad_request', 'sha256: a later message names another blob than the first one; send one blob per call');
               }
               if (chunk.data.length > 0) yield chunk.data;
             }
