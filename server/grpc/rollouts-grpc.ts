@@ -12,6 +12,7 @@ import { specWarnings } from '../rollout/spec-warnings.ts';
 import { DETAIL_DEVICE_STATES, rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
 import type { DecisionLogEntry } from '../rollout/rollout-state.ts';
 import { reasonSchema } from '../rollout/operator-text.ts';
+import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { checkField } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 
@@ -63,8 +64,18 @@ export function decisionMessage(decision: DecisionLogEntry) {
   };
 }
 
+/**
+ * A spec larger than REST's POST /api/rollouts takes (--max-body-bytes, and at most MAX_SPEC_BYTES)
+ * is RESOURCE_EXHAUSTED, as REST answers 413: too large, not malformed.
+ */
+function refuseOversizedSpec(spec: string, maxBodyBytes: number): void {
+  const bytes = Buffer.byteLength(spec, 'utf8');
+  if (bytes > maxBodyBytes) throw new ServiceError('payload_too_large', `spec: ${bytes} bytes, larger than the ${maxBodyBytes}-byte limit (--max-body-bytes)`);
+  if (bytes > MAX_SPEC_BYTES) throw new ServiceError('payload_too_large', `spec: ${bytes} bytes, larger than ${MAX_SPEC_BYTES} bytes, the most a rollout spec may be`);
+}
+
 /** The Rollouts gRPC service: the same RolloutService as the REST routes. */
-export function rolloutsGrpc(service: RolloutService, leadership: Leadership, deps: GrpcDeps): GrpcServiceBinding {
+export function rolloutsGrpc(service: RolloutService, leadership: Leadership, deps: GrpcDeps, maxBodyBytes: number): GrpcServiceBinding {
   const handlers = new GrpcHandlers(deps, 'Rollouts');
   const command = (method: string, name: 'pause' | 'resume' | 'promote' | 'abort' | 'rollback') =>
     handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean; from_step_index?: number }, principal) => {
@@ -83,6 +94,7 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
     service: loadFleetpruneProto().Rollouts.service,
     implementation: {
       StartRollout: handlers.unary('StartRollout', 'write', async (req: { spec: string }, principal) => {
+        refuseOversizedSpec(req.spec, maxBodyBytes);
         if (req.spec.trim() === '') throw new ServiceError('bad_request', 'spec: empty; send the rollout spec as YAML or JSON');
         const spec = parseRolloutSpec(req.spec, 'spec');
         return { ...rolloutMessage(rolloutSummary(await service.start(spec, principal))), warnings: specWarnings(spec) };

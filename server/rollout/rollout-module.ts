@@ -81,7 +81,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     service,
     leadership,
     routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes),
-    grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log })],
+    grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log }, ctx.config.maxBodyBytes)],
     async start() {
       retention.start();
       await leadership.start(chainLeadershipHandlers(deps.beforeRollouts, {
