@@ -1,9 +1,12 @@
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import { fleetpruneMessageType } from '../../shared/proto/load-proto.ts';
 import { ServiceError } from '../app/service-error.ts';
+import { stringFieldProblem, type MessageDescriptor } from './utf8-fields.ts';
 
 const MALFORMED = Symbol('malformed gRPC message');
 
 interface Malformed {
+  /** The refusal's details: `request: not a valid …` or `label: not valid UTF-8 …`. */
   [MALFORMED]: string;
 }
 
@@ -11,18 +14,23 @@ interface Malformed {
  * `service` with request decoders that do not throw: grpc-js answers a message that does not
  * decode with INTERNAL ("Error deserializing request"), which blames the server for the caller's
  * bytes. Such a message reaches the handler as a marker instead, and `refuseMalformed` turns it
- * into INVALID_ARGUMENT naming the message type.
+ * into INVALID_ARGUMENT naming the message type. So does a message whose string field is not
+ * UTF-8, which the decoder would read as U+FFFD without a word (see stringFieldProblem): a lone
+ * surrogate a client encodes that way is refused as REST refuses "\ud800".
  */
 export function tolerantService(service: ServiceDefinition): ServiceDefinition {
   const methods = Object.entries(service).map(([name, method]) => {
     const decode = method.requestDeserialize;
-    const type = (method as { requestType?: { type?: { name?: string } } }).requestType?.type?.name ?? 'request';
+    const descriptor = (method as { requestType?: { type?: MessageDescriptor } }).requestType?.type;
+    const type = descriptor?.name ?? 'request';
     const requestDeserialize = (bytes: Buffer): unknown => {
       try {
-        return decode(bytes);
+        const message = decode(bytes);
+        const problem = descriptor ? stringFieldProblem(bytes, descriptor, (name) => fleetpruneMessageType(name) as MessageDescriptor | undefined) : null;
+        return problem ? ({ [MALFORMED]: problem } satisfies Malformed) : message;
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
-        return { [MALFORMED]: `not a valid fleetprune.v1.${type} message (${reason})` } satisfies Malformed;
+        return { [MALFORMED]: `request: not a valid fleetprune.v1.${type} message (${reason})` } satisfies Malformed;
       }
     };
     return [name, { ...method, requestDeserialize }];
@@ -33,6 +41,6 @@ export function tolerantService(service: ServiceDefinition): ServiceDefinition {
 /** Throws INVALID_ARGUMENT for a message that did not decode (see tolerantService). */
 export function refuseMalformed(message: unknown): void {
   if (typeof message === 'object' && message !== null && MALFORMED in message) {
-    throw new ServiceError('bad_request', `request: ${(message as Malformed)[MALFORMED]}`);
+    throw new ServiceError('bad_request', (message as Malformed)[MALFORMED]);
   }
 }

@@ -28,3 +28,12 @@ export function loadFleetpruneProto(): FleetpruneProto {
   }
   return loaded;
 }
+
+/**
+ * The descriptor (DescriptorProto, as @grpc/proto-loader gives it) of the fleetprune.v1 message
+ * called `name` (`Model`), or undefined when there is no such message.
+ */
+export function fleetpruneMessageType(name: string): unknown {
+  const entry = (loadFleetpruneProto() as unknown as Record<string, unknown>)[name] as { format?: string; type?: unknown } | undefined;
+  return typeof entry === 'object' && entry !== null && entry.format?.startsWith('Protocol Buffer 3 DescriptorProto') ? entry.type : undefined;
+}

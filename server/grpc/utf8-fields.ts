@@ -1,0 +1,119 @@
+import { isUtf8 } from 'node:buffer';
+
+/** The parts of a protobuf DescriptorProto (as @grpc/proto-loader gives it) the check reads. */
+export interface MessageDescriptor {
+  name?: string;
+  field: readonly { name: string; number: number; label: string; type: string; typeName: string }[];
+  nestedType?: readonly MessageDescriptor[];
+}
+
+/** A message type by the name a field gives it (`Model`, relative to the package), or undefined. */
+export type ResolveMessage = (typeName: string) => MessageDescriptor | undefined;
+
+const WIRE = { varint: 0, fixed64: 1, length: 2, startGroup: 3, endGroup: 4, fixed32: 5 } as const;
+
+/** The wire type a field of `type` is sent with (repeated numbers may also come packed, as length-delimited). */
+function wireTypeOf(type: string): number {
+  if (type === 'TYPE_STRING' || type === 'TYPE_BYTES' || type === 'TYPE_MESSAGE') return WIRE.length;
+  if (type === 'TYPE_DOUBLE' || type === 'TYPE_FIXED64' || type === 'TYPE_SFIXED64') return WIRE.fixed64;
+  if (type === 'TYPE_FLOAT' || type === 'TYPE_FIXED32' || type === 'TYPE_SFIXED32') return WIRE.fixed32;
+  if (type === 'TYPE_GROUP') return WIRE.startGroup;
+  return WIRE.varint;
+}
+
+class Cursor {
+  position = 0;
+  constructor(readonly bytes: Buffer) {}
+
+  get done(): boolean {
+    return this.position >= this.bytes.length;
+  }
+
+  varint(): number {
+    let value = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (this.done || shift > 63) throw new Error('truncated varint');
+      const byte = this.bytes[this.position++]!;
+      // Only lengths and keys are used, and they fit in 32 bits; larger values are skipped over.
+      if (shift < 32) value += (byte & 0x7f) * 2 ** shift;
+      if ((byte & 0x80) === 0) return value;
+    }
+  }
+
+  take(length: number): Buffer {
+    if (length > this.bytes.length - this.position) throw new Error('truncated field');
+    const slice = this.bytes.subarray(this.position, this.position + length);
+    this.position += length;
+    return slice;
+  }
+
+  /** Skips the value of a field of `wireType` whose key was just read (`field`, for groups). */
+  skip(wireType: number, field: number): void {
+    if (wireType === WIRE.varint) this.varint();
+    else if (wireType === WIRE.fixed64) this.take(8);
+    else if (wireType === WIRE.fixed32) this.take(4);
+    else if (wireType === WIRE.length) this.take(this.varint());
+    else if (wireType === WIRE.startGroup) {
+      for (;;) {
+        const key = this.varint();
+        if ((key & 7) === WIRE.endGroup) {
+          if (key >>> 3 !== field) throw new Error('mismatched end group');
+          return;
+        }
+        this.skip(key & 7, key >>> 3);
+      }
+    } else throw new Error(`invalid wire type ${wireType}`);
+  }
+}
+
+/**
+ * The first problem, as `field: …`, with the string fields of an encoded message: text that is
+ * not UTF-8 (the decoder would put U+FFFD in its place without a word; a JavaScript client
+ * encodes a lone surrogate that way), or a field sent with another wire type than its declared
+ * one (the decoder would read it as its declared type, past what this walk checked). Map entries
+ * and other messages nested in the request are walked too; null when there is no problem.
+ * Unknown fields are skipped, and the bytes are assumed to have decoded already.
+ */
+export function stringFieldProblem(bytes: Buffer, type: MessageDescriptor, resolve: ResolveMessage): string | null {
+  return walk(new Cursor(bytes), bytes.length, [type], resolve, '');
+}
+
+function walk(cursor: Cursor, end: number, scope: readonly MessageDescriptor[], resolve: ResolveMessage, path: string): string | null {
+  const type = scope[scope.length - 1]!;
+  while (cursor.position < end) {
+    const key = cursor.varint();
+    const number = key >>> 3;
+    const wireType = key & 7;
+    const field = type.field.find((candidate) => candidate.number === number);
+    if (!field) {
+      cursor.skip(wireType, number);
+      continue;
+    }
+    const where = path === '' ? field.name : `${path}.${field.name}`;
+    const expected = wireTypeOf(field.type);
+    const packed = wireType === WIRE.length && field.label === 'LABEL_REPEATED' && expected !== WIRE.length && expected !== WIRE.startGroup;
+    if (wireType !== expected && !packed) return `${where}: sent with wire type ${wireType}, not the ${expected} of its declared type`;
+    if (wireType !== WIRE.length || packed) {
+      cursor.skip(wireType, number);
+      continue;
+    }
+    const value = cursor.take(cursor.varint());
+    if (field.type === 'TYPE_STRING' && !isUtf8(value)) return `${where}: not valid UTF-8 (an unpaired surrogate, \\ud800 to \\udfff, has no UTF-8)`;
+    if (field.type === 'TYPE_MESSAGE') {
+      const nested = resolveIn(scope, field.typeName, resolve);
+      if (!nested) continue;
+      const problem = walk(new Cursor(value), value.length, [...scope, nested], resolve, where);
+      if (problem) return problem;
+    }
+  }
+  return null;
+}
+
+/** A message type by name: nested in the enclosing messages first (map entries), then at the package's level. */
+function resolveIn(scope: readonly MessageDescriptor[], typeName: string, resolve: ResolveMessage): MessageDescriptor | undefined {
+  for (let index = scope.length - 1; index >= 0; index--) {
+    const nested = scope[index]!.nestedType?.find((candidate) => candidate.name === typeName);
+    if (nested) return nested;
+  }
+  return resolve(typeName);
+}
