@@ -213,7 +213,12 @@ test('a signed model that cannot run (not ONNX, or not the width its manifest sa
   const notOnnx = await forgeSigned('not-onnx', (manifest) => (manifest.version = 'not-onnx'), Buffer.from('this is not an onnx model '.repeat(8)));
   const wider = await forgeSigned('wider', (manifest) => {
     manifest.version = 'wider';
+    // A manifest that agrees with itself (one more input, and the first layer's weights for it), not with its model.onnx.
     manifest.features = [...manifest.features, 'f7'];
+    const first = manifest.architecture.layers[0];
+    manifest.architecture.inputs += 1;
+    manifest.architecture.params += first;
+    manifest.architecture.flopsPerSample += 2 * first;
   });
   const config = await world.config('unrunnable-1');
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-unrunnable-'));

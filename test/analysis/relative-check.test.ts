@@ -160,7 +160,7 @@ describe('what a measurement queries with', () => {
     const template = (name: string) => ({
       name: 'mine',
       args: [{ name, value: '.+' }],
-      metrics: [{ name: 'errors', provider: { builtin: { query: `sum(x{device=~"{{args.${name}}"})` } }, successCondition: 'result[0] < 1' }],
+      metrics: [{ name: 'errors', provider: { builtin: { query: `sum(x{device=~"{{args.${name}}}"})` } }, successCondition: 'result[0] < 1' }],
     });
     assert.throws(
       () => validateRolloutSpec({ model: 'wine', candidateVersion: '2', analysisTemplates: [template('cohort')], steps: [{ analysis: { templates: [{ templateName: 'mine' }] } }] }),
