@@ -1,4 +1,5 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { isUtf8 } from 'node:buffer';
 import { z } from 'zod';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
@@ -78,6 +79,8 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     type: () => true,
     // Kept for the duplicate-key check, which runs once the body passed validatePart's depth limit.
     verify: (req, _res, raw) => {
+      // Decoded as it is, a byte that is not UTF-8 becomes U+FFFD and is stored so, without a word.
+      if (!isUtf8(raw)) throw new ServiceError('bad_request', `body: not valid UTF-8; send JSON as UTF-8`);
       rawBodies.set(req, raw);
     },
   });

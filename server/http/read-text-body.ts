@@ -2,6 +2,7 @@ import type { Request } from 'express';
 import { ServiceError } from '../app/service-error.ts';
 import { bodyTooLarge } from './body-size-limit.ts';
 import { contentCharset } from './content-charset.ts';
+import { isUtf8 } from 'node:buffer';
 
 /** Reads a text request body up to `limit` bytes (413 beyond it: `tooLarge`, by default naming --max-body-bytes). */
 export async function readTextBody(req: Request, limit: number, tooLarge: () => ServiceError = () => bodyTooLarge(limit)): Promise<string> {
@@ -20,7 +21,9 @@ export async function readTextBody(req: Request, limit: number, tooLarge: () => 
     if (size > limit) throw tooLarge();
     chunks.push(chunk);
   }
-  const text = Buffer.concat(chunks).toString('utf8');
+  const bytes = Buffer.concat(chunks);
+  if (!isUtf8(bytes)) throw new ServiceError('bad_request', `body: not valid UTF-8; send the spec as UTF-8`);
+  const text = bytes.toString('utf8');
   if (text.trim() === '') throw new ServiceError('bad_request', 'body: empty; send the rollout spec');
   return text;
 }

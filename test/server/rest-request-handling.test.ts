@@ -195,3 +195,22 @@ test('text with an unpaired surrogate ("\\ud800") is refused, naming the field, 
   assert.equal(await tokenCount(server), before, 'no token was made');
   assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'line 😀 7' } })).status, 201, 'a pair is fine');
 });
+
+test('a body holding bytes that are not UTF-8 is refused (400), JSON and a rollout spec alike, rather than stored with U+FFFD in their place', async (t) => {
+  const server = (await startTestServer(t))!;
+  const before = await tokenCount(server);
+  // A Latin-1 "é" (0xff, 0xe9) and the CESU-8 bytes of a lone surrogate (ED A0 80), in a body said to be UTF-8 (or said nothing).
+  for (const [bytes, type] of [
+    [Buffer.concat([Buffer.from('{"role":"viewer","label":"caf'), Buffer.from([0xe9]), Buffer.from('"}')]), 'application/json'],
+    [Buffer.concat([Buffer.from('{"role":"viewer","label":"a'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('b"}')]), 'application/json; charset=utf-8'],
+  ] as const) {
+    const response = await server.request('POST', '/api/tokens', { body: bytes, headers: { 'content-type': type } });
+    await expectError(response, 400, 'bad_request', /^body: not valid UTF-8; send JSON as UTF-8$/);
+  }
+  assert.equal(await tokenCount(server), before, 'no token was made');
+  const spec = await server.request('POST', '/api/rollouts', { body: Buffer.concat([Buffer.from('model: caf'), Buffer.from([0xe9]), Buffer.from('\n')]), headers: { 'content-type': 'application/yaml' } });
+  await expectError(spec, 400, 'bad_request', /^body: not valid UTF-8; send the spec as UTF-8$/);
+  assert.equal(((await (await server.request('GET', '/api/rollouts')).json()) as { total: number }).total, 0);
+  // Real UTF-8, U+FFFD itself included, is taken.
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'café \ufffd' } })).status, 201);
+});
