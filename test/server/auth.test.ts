@@ -9,7 +9,7 @@ import { runCli } from './helpers/run-cli.ts';
 import { spawnServer } from './helpers/server-process.ts';
 import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
-import { startTestServer } from './helpers/test-server.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 test('REST: 401 without or with a bad token, 403 for too weak a role, device tokens only download', async (t) => {
   const signer = await makeSigner(t);
@@ -58,6 +58,22 @@ test('REST: revoking a token twice is a conflict (as for a device), a token neve
   assert.equal(unknown.status, 404);
   assert.equal(((await unknown.json()) as any).error.message, 'no token no-such-token');
   assert.equal(await audited(), 1);
+});
+
+test('a token label with a newline or an escape sequence is refused over REST and gRPC (it forged rows in tables and the audit log); a tab is fine', async (t) => {
+  const server = (await startTestServer(t))!;
+  const tokens = grpcClient(server.grpcAddress, 'Tokens', ADMIN_TOKEN);
+  t.after(() => tokens.close());
+  const count = async () => ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens.length;
+  const before = await count();
+  for (const [label, found] of [['ops\nadmin  fp_forged', 'U+000A at character 4'], ['\u001b[31mred', 'U+001B at character 1'], ['ok\u009b2J', 'U+009B at character 3']] as const) {
+    const response = await server.request('POST', '/api/tokens', { json: { role: 'viewer', label } });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as any).error.message, `body.label: must not contain control characters such as newlines or escape sequences (found ${found})`);
+    await assert.rejects(tokens.call('CreateToken', { role: 'viewer', label }), (error: any) => error.code === status.INVALID_ARGUMENT && error.details.startsWith('label: must not contain control characters'));
+  }
+  assert.equal(await count(), before, 'no token was made');
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'ops\tpager' } })).status, 201);
 });
 
 test('gRPC: UNAUTHENTICATED and PERMISSION_DENIED', async (t) => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { reasonSchema } from '../../rollout/operator-text.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { RoleSchema } from '../../auth/roles.ts';
@@ -8,7 +9,8 @@ import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 export const CreateTokenBodySchema = z.strictObject({
   role: RoleSchema,
-  label: z.string().min(1).max(200).optional(),
+  // Shown in one-line tables and the audit log: no newline or escape sequence (tab aside), as for a reason.
+  label: reasonSchema(1).max(200, 'must be at most 200 characters').optional(),
 });
 
 const AuditQuerySchema = z.strictObject({
