@@ -99,7 +99,7 @@ export class PrometheusProvider implements MetricProvider {
       // A proxy or cache answering with an error status must not pass its body off as a result.
       throw new MetricProviderError(this.name, `HTTP ${response.status} (${response.statusText || 'error'}) despite status "success"`);
     }
-    return toResult(parsed, this.name);
+    return toResult(parsed, this.name, context.now.getTime() / 1000);
   }
 }
 
@@ -134,11 +134,11 @@ function printable(text: string): string {
   return text.replace(/[\u0000-\u001f\u007f]+/g, ' ');
 }
 
-function toResult(answer: PrometheusAnswer, provider: string): QueryResult {
+function toResult(answer: PrometheusAnswer, provider: string, evaluatedAt: number): QueryResult {
   const data = answer.data !== null && typeof answer.data === 'object' ? answer.data : {};
   const { resultType, result } = data;
   if (resultType === 'scalar') {
-    return { resultType: 'scalar', samples: [{ labels: {}, value: parseValue(result, provider) }] };
+    return { resultType: 'scalar', samples: [{ labels: {}, value: parseValue(result, provider, evaluatedAt) }] };
   }
   if (resultType === 'vector') {
     if (!Array.isArray(result)) throw new MetricProviderError(provider, 'malformed vector result: not a list');
@@ -153,7 +153,7 @@ function toResult(answer: PrometheusAnswer, provider: string): QueryResult {
       const first = seen.get(key);
       if (first !== undefined) throw new MetricProviderError(provider, `malformed vector result: entries ${first} and ${index} have the same labels ${printable(key.slice(0, 200))} (a proxy merging replicas without deduplication?)`);
       seen.set(key, index);
-      return { labels, value: parseValue(value, provider) };
+      return { labels, value: parseValue(value, provider, evaluatedAt) };
     });
     return { resultType: 'vector', samples };
   }
@@ -177,15 +177,31 @@ function parseLabels(metric: unknown, index: number, provider: string): Record<s
   return Object.fromEntries(entries) as Record<string, string>;
 }
 
-/** `[ <unix time>, "<value>" ]`: the time a number (seconds); values are strings and may be NaN or ±Inf. Anything else is an error, never 0. */
-function parseValue(pair: unknown, provider: string): number {
+/**
+ * How far a sample's timestamp may be from the evaluation time the query asked for (`time`).
+ * Prometheus answers an instant query at exactly that time; a backend that rounds or offsets it
+ * stays well within this. An answer further off was not evaluated for this query: a cache between
+ * the server and Prometheus replaying an old answer, which must not decide a rollout.
+ */
+export const MAX_SAMPLE_TIME_SKEW_S = 300;
+
+/** `[ <unix time>, "<value>" ]`: the time a number (seconds) near `evaluatedAt`; values are strings and may be NaN or ±Inf. Anything else is an error, never 0. */
+function parseValue(pair: unknown, provider: string, evaluatedAt: number): number {
   if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[1] !== 'string') throw new MetricProviderError(provider, 'malformed sample value');
   if (typeof pair[0] !== 'number' || !Number.isFinite(pair[0])) throw new MetricProviderError(provider, `malformed sample: its timestamp ${printable(String(JSON.stringify(pair[0])).slice(0, 50))} is not a number of seconds`);
-  const text = pair[1];
+  const value = sampleValue(pair[1], provider);
+  const skew = pair[0] - evaluatedAt;
+  if (Math.abs(skew) > MAX_SAMPLE_TIME_SKEW_S) {
+    throw new MetricProviderError(provider, `stale answer: a sample is timed ${Math.round(Math.abs(skew))} s ${skew < 0 ? 'before' : 'after'} the time the query asked for (a cache between the server and Prometheus?)`);
+  }
+  return value;
+}
+
+/** A sample's value: NaN, ±Inf, or a Go float in decimal or exponent notation. */
+function sampleValue(text: string, provider: string): number {
   if (text === '+Inf' || text === 'Inf') return Number.POSITIVE_INFINITY;
   if (text === '-Inf') return Number.NEGATIVE_INFINITY;
   if (text === 'NaN') return Number.NaN;
-  // Otherwise a Go float in decimal or exponent notation.
   const value = text.length > 400 ? Number.NaN : parseDecimal(text);
   if (Number.isNaN(value)) throw new MetricProviderError(provider, `malformed sample value "${printable(text.slice(0, 50))}${text.length > 50 ? '…' : ''}": not a number`);
   return value;

@@ -70,6 +70,23 @@ describe('analysis over a hostile Prometheus answer', () => {
     }
   });
 
+  it('an answer timed far from the time the query asked for (a cache replaying an old one) is an Error, not evidence', async () => {
+    // The provider asks for `time`; Prometheus answers at exactly that time. An hour-old answer, or one from the future, was not evaluated for this query.
+    for (const [offset, side] of [[-3600, 'before'], [3600, 'after']] as const) {
+      const assessment = await withServer((_req, res) => res.end(vector([{ metric: {}, value: [now() + offset, '1'] }])), (url) =>
+        analyse(metricOf({ provider: { prometheus: { query: 'up' } }, successCondition: 'result[0] == 1' }), url));
+      assert.equal(assessment.phase, 'Error', `${offset} s: ${assessment.message}`);
+      assert.match(assessment.message, new RegExp(`prometheus: stale answer: a sample is timed 3600 s ${side} the time the query asked for \\(a cache between the server and Prometheus\\?\\)$`));
+    }
+    // The time asked for, echoed (to the millisecond, as Prometheus does), passes.
+    const echoed = await withServer(async (req, res) => {
+      let text = '';
+      for await (const chunk of req) text += String(chunk);
+      res.end(vector([{ metric: {}, value: [Number(new URLSearchParams(text).get('time')), '1'] }]));
+    }, (url) => analyse(metricOf({ provider: { prometheus: { query: 'up' } }, successCondition: 'result[0] == 1' }), url));
+    assert.equal(echoed.phase, 'Successful', echoed.message);
+  });
+
   it('a relative check counts only the rollout\'s devices, however many the backend answers for', async () => {
     // The rollout has one device; the backend ignores the device matcher and answers for five,
     // all looking fine: minSamples 4 must not be met by devices the rollout does not have.
@@ -95,7 +112,7 @@ describe('analysis over a hostile Prometheus answer', () => {
 
   it('a label named __proto__ is kept as a label (two series differing only in it are two series)', async () => {
     const answer = '{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__proto__":"a"},"value":[1,"1"]},{"metric":{"__proto__":"b"},"value":[1,"2"]}]}}';
-    const result = await withServer((_req, res) => res.end(answer), (url) => new PrometheusProvider({ url }).query('up', { now: new Date() }));
+    const result = await withServer((_req, res) => res.end(answer), (url) => new PrometheusProvider({ url }).query('up', { now: new Date(1000) }));
     assert.deepEqual(result.samples.map((sample) => [Object.hasOwn(sample.labels, '__proto__'), sample.labels['__proto__'], sample.value]), [[true, 'a', 1], [true, 'b', 2]]);
     assert.ok(result.samples.every((sample) => Object.getPrototypeOf(sample.labels) === Object.prototype), 'labels keep an ordinary prototype');
   });

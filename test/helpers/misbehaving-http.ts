@@ -31,7 +31,7 @@ export async function misbehavingServer(handler: (req: http.IncomingMessage, res
   };
 }
 
-/** A Prometheus API answer with one instant-vector sample whose value is `value` (verbatim). */
-export function vectorAnswer(value: string, labels: Record<string, string> = {}): string {
-  return JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [{ metric: labels, value: [1767225600, value] }] } });
+/** A Prometheus API answer with one instant-vector sample whose value is `value` (verbatim), timed `at` (now: the time a query asks for). */
+export function vectorAnswer(value: string, labels: Record<string, string> = {}, at = Date.now() / 1000): string {
+  return JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [{ metric: labels, value: [at, value] }] } });
 }
