@@ -24,3 +24,12 @@ export function sameAgentRun(previous: PreviousHeartbeat | null, current: Pick<T
   if (previous.runId !== undefined && current.runId !== undefined) return previous.runId === current.runId;
   return previous.uptimeSeconds <= current.uptimeSeconds;
 }
+
+/**
+ * Whether a heartbeat was sent before the device's stored one in the same agent run (equal run
+ * ids, a lower uptime): delivered out of order, it is older news than what is stored. Without run
+ * ids a lower uptime means a restart, as before.
+ */
+export function olderInSameRun(previous: PreviousHeartbeat | null, current: Pick<Telemetry, 'uptimeSeconds' | 'runId'>): boolean {
+  return previous?.runId !== undefined && previous.runId === current.runId && current.uptimeSeconds < previous.uptimeSeconds;
+}

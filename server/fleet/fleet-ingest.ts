@@ -8,7 +8,19 @@ export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'u
  * revoked (nothing is stored: one in flight at revocation, or its retained `online` status handed
  * over again, must not change the revoked device's state).
  */
-export type StateOutcome = 'recorded' | 'held' | 'unknown-device';
+export type StateOutcome = 'recorded' | 'held' | 'unknown-device' | 'out-of-order';
+
+/**
+ * How a heartbeat or status the store did not take is counted (its drop reason) and logged, or
+ * null when it was taken ('recorded', or 'held' for later). 'out-of-order': a heartbeat of the
+ * same agent run as the stored one but sent before it (a lower uptime), delivered late; storing
+ * it would set the device's state back, and its lower counters would count as a restart.
+ */
+export function stateDrop(outcome: StateOutcome): { reason: string; message: string } | null {
+  if (outcome === 'unknown-device') return { reason: outcome, message: 'dropped a heartbeat or status from a device that is not enrolled or is revoked' };
+  if (outcome === 'out-of-order') return { reason: outcome, message: 'dropped a heartbeat older than the one stored from the same agent run (delivered out of order)' };
+  return null;
+}
 
 /**
  * Where validated device messages go. The server's store implements it (raw report history,

@@ -4,7 +4,7 @@ import { ALL_DEVICES_FILTER } from '../../shared/protocol/topics.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, DeliveryInfo } from '../broker/broker.ts';
-import type { FleetIngest } from './fleet-ingest.ts';
+import { stateDrop, type FleetIngest } from './fleet-ingest.ts';
 import type { ReportRateLimit } from './report-rate-limit.ts';
 
 export interface FleetReceiverOptions {
@@ -121,10 +121,11 @@ export class FleetReceiver {
       case 'telemetry':
       case 'status': {
         const outcome = message.kind === 'telemetry' ? await ingest.recordTelemetry(message.payload) : await ingest.recordStatus(message.payload);
-        if (outcome === 'unknown-device') {
-          // One still in flight when its device was revoked, or its retained status handed over again.
-          dropped.inc({ kind: message.kind, reason: outcome });
-          logger.warn({ kind: message.kind, deviceId: message.deviceId, reason: outcome }, 'dropped a heartbeat or status from a device that is not enrolled or is revoked');
+        // One still in flight when its device was revoked, its retained status handed over again, or a heartbeat delivered late.
+        const drop = stateDrop(outcome);
+        if (drop) {
+          dropped.inc({ kind: message.kind, reason: drop.reason });
+          logger.warn({ kind: message.kind, deviceId: message.deviceId, reason: drop.reason }, drop.message);
           return;
         }
         // Held by a throttle: it counts the message when it is written.

@@ -2,7 +2,7 @@ import type { Counter } from 'prom-client';
 import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
-import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
+import { stateDrop, type FleetIngest, type IngestOutcome, type StateOutcome } from './fleet-ingest.ts';
 
 export interface StateThrottleOptions {
   /** Where the messages that pass go (the store). */
@@ -157,9 +157,10 @@ export class StateThrottle implements FleetIngest {
 
   /** Counts a held message the store answered. */
   #written(deviceId: string, kind: StateMessage['kind'], outcome: StateOutcome): void {
-    if (outcome === 'unknown-device') {
-      this.#options.dropped.inc({ kind, reason: 'unknown-device' });
-      this.#options.logger.warn({ deviceId, kind, reason: outcome }, 'dropped a heartbeat or status from a device that is not enrolled or is revoked');
+    const drop = stateDrop(outcome);
+    if (drop) {
+      this.#options.dropped.inc({ kind, reason: drop.reason });
+      this.#options.logger.warn({ deviceId, kind, reason: drop.reason }, drop.message);
     } else {
       this.#options.accepted?.inc({ kind });
     }

@@ -4,7 +4,7 @@ import type { DeviceReport, ServingDelta } from '../metricproviders/report-histo
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
 import { servingTotalsAfter } from './serving-totals.ts';
-import { sameAgentRun } from './agent-run.ts';
+import { olderInSameRun, sameAgentRun } from './agent-run.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories, FleetStore } from './fleet-store.ts';
@@ -92,6 +92,7 @@ export class StoreFleetIngest implements FleetIngest {
       // A heartbeat still in flight when its device was revoked (or a retained one read later) must not
       // mark the revoked device online again, nor replace the slots it was revoked with.
       if (!device || device.revokedAt !== null) return 'unknown-device';
+      if (olderInSameRun(device.heartbeat, telemetry)) return 'out-of-order';
       const now = this.#now();
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
       // An agent that restarted (another run id; without run ids, its uptime went down) counts from zero again.

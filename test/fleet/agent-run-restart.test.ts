@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HeartbeatBuilder } from '../../agent/heartbeat.ts';
-import { sameAgentRun } from '../../server/fleet/agent-run.ts';
+import { olderInSameRun, sameAgentRun } from '../../server/fleet/agent-run.ts';
 import { telemetryTopic } from '../../shared/protocol/topics.ts';
-import { enrolledDevice, storedDevice, storedPredictions } from '../helpers/fleet-ingest-probe.ts';
+import { enrolledDevice, fleetCounter, storedDevice, storedPredictions } from '../helpers/fleet-ingest-probe.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { startTestServer } from '../server/helpers/test-server.ts';
 
@@ -56,6 +56,33 @@ test('agents without a runId are judged by their uptime as before; a runId on on
   // The heartbeat stored before the server (or the agent) learned run ids: judged by uptime, not taken for a restart.
   await send(60, 25, RUN_A);
   assert.equal(await storedPredictions(server, 'old-1'), 105);
+});
+
+test('a heartbeat of the same run delivered after a newer one is dropped (out-of-order): it neither sets the device back nor counts as a restart', async (t) => {
+  const server = (await startTestServer(t))!;
+  const device = await enrolledDevice(t, server, 'late-1');
+  const send = async (uptimeSeconds: number, predictions: number, runId?: string) =>
+    device.publishAsync(telemetryTopic('late-1'), heartbeat('late-1', uptimeSeconds, predictions, runId), { qos: 1 });
+  const dropped = () => fleetCounter(server, 'fleetprune_fleet_dropped_messages_total', { kind: 'telemetry', reason: 'out-of-order' });
+  await send(200, 80, RUN_A);
+  await waitFor(async () => (await storedDevice(server, 'late-1')).heartbeat?.uptimeSeconds === 200, 10_000, 'the newer heartbeat stored');
+  // The heartbeat the agent sent at 150 s arrives now (held by the throttle for the rest of the second, then judged).
+  await send(150, 60, RUN_A);
+  await waitFor(async () => (await dropped()) === 1, 10_000, 'the late heartbeat counted as dropped, out-of-order');
+  assert.equal((await storedDevice(server, 'late-1')).heartbeat?.uptimeSeconds, 200, 'the stored heartbeat stays the newer one');
+  assert.equal(await storedPredictions(server, 'late-1'), 80, 'its 60 predictions were counted already, in the 80');
+  // The next heartbeat of the run counts its difference from the newest stored one.
+  await send(230, 95, RUN_A);
+  await waitFor(async () => (await storedDevice(server, 'late-1')).heartbeat?.uptimeSeconds === 230, 10_000, 'the next heartbeat stored');
+  assert.equal(await storedPredictions(server, 'late-1'), 95);
+});
+
+test('olderInSameRun: only a lower uptime under the same run id is a late heartbeat; without run ids it stays a restart', () => {
+  assert.equal(olderInSameRun({ uptimeSeconds: 200, runId: RUN_A }, { uptimeSeconds: 150, runId: RUN_A }), true);
+  assert.equal(olderInSameRun({ uptimeSeconds: 200, runId: RUN_A }, { uptimeSeconds: 250, runId: RUN_A }), false);
+  assert.equal(olderInSameRun({ uptimeSeconds: 200, runId: RUN_A }, { uptimeSeconds: 5, runId: RUN_B }), false);
+  assert.equal(olderInSameRun({ uptimeSeconds: 200 }, { uptimeSeconds: 5 }), false);
+  assert.equal(olderInSameRun(null, { uptimeSeconds: 5, runId: RUN_A }), false);
 });
 
 test('sameAgentRun: equal run ids are one run, different ones a restart; without both, the uptime decides', () => {
