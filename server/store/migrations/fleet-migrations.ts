@@ -122,4 +122,22 @@ export const fleetMigrations: Migration[] = [
         WHERE r.kind = 'assignment' AND r.assignment_id = fleet_commands.id AND r.device_id = fleet_commands.device_id
       );`,
   },
+  {
+    domain: 'fleet',
+    version: 8,
+    name: 'device, report and assignment ids compare and sort by code point on every engine',
+    // The device list is ordered, and paged (`after`), by id: on PostgreSQL by the database's
+    // collation (often a language's, where "a1" sorts before "B1"), on SQLite by code point; and
+    // reports and assignments of the same millisecond are told apart by id (a device's first
+    // answer, the newest benchmark). "C" is code point order on PostgreSQL; the columns
+    // referencing devices(id) change with it. Only the keys' indexes are rebuilt, not the tables.
+    sql: (t) =>
+      t.dialect === 'sqlite'
+        ? 'SELECT 1;'
+        : `
+      ALTER TABLE devices ALTER COLUMN id TYPE TEXT COLLATE "C";
+      ALTER TABLE device_assignments ALTER COLUMN device_id TYPE TEXT COLLATE "C", ALTER COLUMN id TYPE TEXT COLLATE "C";
+      ALTER TABLE fleet_commands ALTER COLUMN device_id TYPE TEXT COLLATE "C";
+      ALTER TABLE device_reports ALTER COLUMN id TYPE TEXT COLLATE "C";`,
+  },
 ];

@@ -39,4 +39,21 @@ export const registryMigrations: Migration[] = [
         FOREIGN KEY (model, version) REFERENCES model_versions (model, version)
       );`,
   },
+  {
+    domain: 'registry',
+    version: 2,
+    name: 'model, version and alias names compare and sort by code point on every engine',
+    // SQLite compares TEXT byte by byte (code point order); PostgreSQL by the database's collation,
+    // which is often a language's (en_US.UTF-8, ICU): model lists came out in another order
+    // ("apple" before "Banana" there, after it on SQLite). "C" is code point order on PostgreSQL;
+    // the keys, their indexes and the foreign keys between them change together.
+    sql: (t) =>
+      t.dialect === 'sqlite'
+        ? 'SELECT 1;'
+        : `
+      ALTER TABLE models ALTER COLUMN name TYPE TEXT COLLATE "C";
+      ALTER TABLE model_versions ALTER COLUMN model TYPE TEXT COLLATE "C", ALTER COLUMN version TYPE TEXT COLLATE "C";
+      ALTER TABLE model_aliases ALTER COLUMN model TYPE TEXT COLLATE "C", ALTER COLUMN alias TYPE TEXT COLLATE "C",
+        ALTER COLUMN version TYPE TEXT COLLATE "C";`,
+  },
 ];
