@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
+import { storableParams, UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
 export interface PostgresEngineOptions {
@@ -125,7 +125,7 @@ export function toPostgresPlaceholders(sql: string): string {
 function executorOf(queryable: pg.Pool | pg.PoolClient): SqlExecutor {
   const query = async <T extends Row>(sql: string, params: readonly SqlParam[]) => {
     try {
-      return await queryable.query<T>(toPostgresPlaceholders(sql), params as SqlParam[]);
+      return await queryable.query<T>(toPostgresPlaceholders(sql), storableParams(params) as SqlParam[]);
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === '23505') throw new UniqueViolation((error as Error).message, { cause: error });

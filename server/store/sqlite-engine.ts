@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { Mutex } from '../../shared/util/mutex.ts';
-import { UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
+import { storableParams, UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
 
 /**
  * SQLite through better-sqlite3 (synchronous, one connection, WAL). Statements and
@@ -81,9 +81,9 @@ function directExecutor(db: Database.Database): SqlExecutor {
     }
   };
   return {
-    all: <T extends Row>(sql: string, params: readonly SqlParam[] = []) => translated(() => prepare(sql).all(...params) as T[]),
-    get: <T extends Row>(sql: string, params: readonly SqlParam[] = []) => translated(() => prepare(sql).get(...params) as T | undefined),
-    run: (sql, params = []) => translated(() => ({ changes: prepare(sql).run(...params).changes })),
+    all: <T extends Row>(sql: string, params: readonly SqlParam[] = []) => translated(() => prepare(sql).all(...storableParams(params)) as T[]),
+    get: <T extends Row>(sql: string, params: readonly SqlParam[] = []) => translated(() => prepare(sql).get(...storableParams(params)) as T | undefined),
+    run: (sql, params = []) => translated(() => ({ changes: prepare(sql).run(...storableParams(params)).changes })),
     exec: (script) => translated(() => void db.exec(script)),
   };
 }
