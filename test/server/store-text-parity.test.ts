@@ -1,21 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { openStore } from '../../server/store/open-store.ts';
 import type { Store } from '../../server/store/store.ts';
-import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
+import { STORE_ENGINES, withFreshStore } from './helpers/store-engines.ts';
 
 for (const engine of STORE_ENGINES) {
   describe(`text the engines store alike on ${engine}`, () => {
-    async function withStore(t: TestContext, work: (store: Store) => Promise<void>): Promise<void> {
-      const location = await freshStoreLocation(t, engine);
-      if (!location) return;
-      const store = await openStore(location);
-      try {
-        await work(store);
-      } finally {
-        await store.close();
-      }
-    }
+    const withStore = (t: TestContext, work: (store: Store) => Promise<void>) => withFreshStore(t, engine, work);
 
     test('an unpaired surrogate is stored as one U+FFFD on every engine (never as invalid UTF-8), and found by the text it was stored as', async (t) => {
       await withStore(t, async (store) => {

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
-import { openStore } from '../../server/store/open-store.ts';
+import { describe, test, type TestContext } from 'node:test';
 import { ALL_MIGRATIONS } from '../../server/store/migrations/index.ts';
 import { runMigrations } from '../../server/store/migrations/run-migrations.ts';
 import { DeviceReportsRepository } from '../../server/store/repositories/device-reports-repository.ts';
 import { UniqueViolation } from '../../server/store/sql-engine.ts';
 import type { Store } from '../../server/store/store.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
-import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
+import { STORE_ENGINES, withFreshStore } from './helpers/store-engines.ts';
 
 const manifest = { name: 'm', lineage: { parentSha256: null } } as unknown as Manifest;
 
@@ -29,16 +28,7 @@ function newVersion(model: string, version: string, seq: number, artifactId: str
 
 for (const engine of STORE_ENGINES) {
   describe(`store on ${engine}`, () => {
-    async function withStore(t: import('node:test').TestContext, work: (store: Store) => Promise<void>): Promise<void> {
-      const location = await freshStoreLocation(t, engine);
-      if (!location) return;
-      const store = await openStore(location);
-      try {
-        await work(store);
-      } finally {
-        await store.close();
-      }
-    }
+    const withStore = (t: TestContext, work: (store: Store) => Promise<void>) => withFreshStore(t, engine, work);
 
     test('migrations apply once and are recorded per domain', async (t) => {
       await withStore(t, async (store) => {

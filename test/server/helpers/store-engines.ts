@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import pg from 'pg';
 import { engineMissing, tcpReachable } from '../../helpers/engines.ts';
-import type { StoreLocation } from '../../../server/store/open-store.ts';
+import { openStore, type StoreLocation } from '../../../server/store/open-store.ts';
+import type { Store } from '../../../server/store/store.ts';
 import { deferCleanup } from '../../helpers/cleanup.ts';
 
 export const STORE_ENGINES = ['sqlite', 'postgres'] as const;
@@ -59,4 +60,16 @@ export async function freshStoreLocation(t: TestContext, engine: StoreEngineName
     }
   });
   return { engine: 'postgres', databaseUrl: url, schema };
+}
+
+/** Runs `work` on a fresh store of `engine`, closed afterwards; nothing when the engine is missing (skipped, or a failure under CI). */
+export async function withFreshStore(t: TestContext, engine: StoreEngineName, work: (store: Store) => Promise<void>): Promise<void> {
+  const location = await freshStoreLocation(t, engine);
+  if (!location) return;
+  const store = await openStore(location);
+  try {
+    await work(store);
+  } finally {
+    await store.close();
+  }
 }
