@@ -118,6 +118,19 @@ export class StoreFleetPort implements FleetPort {
         if (dropOnly.length > 0) await publisher.publishCommand({ id: command.commandId, command: 'drop-candidate', deviceIds: dropOnly, actor: this.#actor });
         await publisher.sendRetained(deviceIds);
       },
+      // The device table can be behind the device: an activation of the candidate on its way when
+      // the rollback was decided (a rollback racing a promotion) leaves the candidate active while
+      // the table still shows the baseline. Such a device answers the drop "no candidate to drop"
+      // naming the candidate as its active model: it is back only once it takes the retained baseline.
+      followUp: {
+        id: derivedId(command.commandId, 'retain'),
+        devices: new Set([...live.keys()].filter((deviceId) => target.get(deviceId) && dropsOnly(deviceId))),
+        needed: async (deviceId, answer) => {
+          if (answer.outcome !== 'refused' || answer.reason !== NOTHING_TO_DROP) return false;
+          const report = await this.#options.fleet.repos.reports.findAnswer(command.commandId, deviceId);
+          return report !== undefined && !(report.model === command.model && report.version === target.get(deviceId));
+        },
+      },
     });
   }
 
@@ -145,19 +158,34 @@ export class StoreFleetPort implements FleetPort {
     live: Map<string, { online: boolean }>,
     refused: DeliveryResult[],
     { guard, onAnswer }: { guard?: RecordGuard; onAnswer?: AnswerListener },
-    steps: { record: (deviceIds: readonly string[]) => Promise<void>; send: (deviceIds: readonly string[]) => Promise<void> },
+    steps: { record: (deviceIds: readonly string[]) => Promise<void>; send: (deviceIds: readonly string[]) => Promise<void>; followUp?: FollowUp },
   ): Promise<DeliveryResult[]> {
     const timeout = this.#options.deliveryTimeoutMs ?? 30_000;
+    const { outcomes } = this.#options;
+    const { reports } = this.#options.fleet.repos;
     const results = new Map<string, DeliveryResult>(refused.map((result) => [result.deviceId, result]));
     const pending: string[] = [];
-    const answers = await this.#options.fleet.repos.reports.findAnswers(commandId, [...live.keys()]);
+    const answers = await reports.findAnswers(commandId, [...live.keys()]);
+    const waits = new Map<string, ReturnType<AssignmentOutcomes['waitFor']>>();
+    const followUps = new Map<string, ReturnType<AssignmentOutcomes['waitFor']>>();
+    const { followUp } = steps;
+    /** What an answer to the command means for the device (null: not known yet, offline), after its follow-up when it needs one. */
+    const settle = async (deviceId: string, answer: Answer): Promise<DeliveryResult | null> => {
+      if (!followUp?.devices.has(deviceId) || !(await followUp.needed(deviceId, answer))) return toResult(deviceId, answer.outcome, answer.reason);
+      const decided = (await reports.findAnswer(followUp.id, deviceId)) ?? (await followUps.get(deviceId)?.promise) ?? null;
+      return decided ? toResult(deviceId, decided.outcome, decided.reason) : null;
+    };
     for (const deviceId of live.keys()) {
       const answered = answers.get(deviceId);
-      if (answered) results.set(deviceId, toResult(deviceId, answered.outcome, answered.reason));
+      if (answered) results.set(deviceId, (await settle(deviceId, answered)) ?? { deviceId, outcome: 'offline' });
       else pending.push(deviceId);
     }
-    for (const result of results.values()) onAnswer?.(result);
-    const waits = new Map(pending.filter((deviceId) => live.get(deviceId)!.online).map((deviceId) => [deviceId, this.#options.outcomes.waitFor(commandId, deviceId, timeout)]));
+    for (const result of results.values()) if (result.outcome !== 'offline') onAnswer?.(result);
+    for (const deviceId of pending.filter((id) => live.get(id)!.online)) {
+      waits.set(deviceId, outcomes.waitFor(commandId, deviceId, timeout));
+      if (followUp?.devices.has(deviceId)) followUps.set(deviceId, outcomes.waitFor(followUp.id, deviceId, timeout));
+    }
+    const cancelWaits = () => [...waits.values(), ...followUps.values()].forEach((wait) => wait.cancel());
     const recorded = new Set<string>();
     const record = async (owned: readonly string[]) => {
       const ownedIds = new Set(owned);
@@ -169,26 +197,46 @@ export class StoreFleetPort implements FleetPort {
       await (guard ? guard(record) : record(pending));
       if (recorded.size > 0) await steps.send([...recorded]);
     } catch (error) {
-      for (const wait of waits.values()) wait.cancel();
+      cancelWaits();
       throw error;
     }
     if (onAnswer) {
       for (const [deviceId, wait] of waits) {
-        if (recorded.has(deviceId)) void wait.promise.then((answer) => answer && onAnswer(toResult(deviceId, answer.outcome, answer.reason)));
+        if (!recorded.has(deviceId)) continue;
+        void wait.promise
+          .then(async (answer) => answer && (await settle(deviceId, answer)))
+          .then((result) => result && onAnswer(result))
+          .catch(() => {}); // the command's result below reports it
       }
     }
-    for (const deviceId of pending) {
-      const wait = waits.get(deviceId);
-      if (!recorded.has(deviceId)) {
-        wait?.cancel();
-        results.set(deviceId, { deviceId, outcome: 'refused', reason: 'superseded: the device has been sent something newer' });
-        continue;
+    try {
+      for (const deviceId of pending) {
+        const wait = waits.get(deviceId);
+        if (!recorded.has(deviceId)) {
+          wait?.cancel();
+          results.set(deviceId, { deviceId, outcome: 'refused', reason: 'superseded: the device has been sent something newer' });
+          continue;
+        }
+        const answer = wait ? await wait.promise : null;
+        results.set(deviceId, (answer && (await settle(deviceId, answer))) ?? { deviceId, outcome: 'offline' });
       }
-      const answer = wait ? await wait.promise : null;
-      results.set(deviceId, answer ? toResult(deviceId, answer.outcome, answer.reason) : { deviceId, outcome: 'offline' });
+    } finally {
+      cancelWaits();
     }
     return [...live.keys(), ...refused.map((result) => result.deviceId)].map((deviceId) => results.get(deviceId)!);
   }
+}
+
+type Answer = { readonly outcome: AssignmentOutcome; readonly reason: string | null };
+
+/** A second answer that decides for some devices instead of their answer to the command. */
+interface FollowUp {
+  /** The id of the assignment whose answer decides. */
+  readonly id: string;
+  /** The devices it may apply to (their waits for it start before anything is sent). */
+  readonly devices: ReadonlySet<string>;
+  /** Whether the device's answer to the command leaves the decision to the follow-up. */
+  readonly needed: (deviceId: string, answer: Answer) => Promise<boolean>;
 }
 
 /**
