@@ -12,6 +12,7 @@ import { retrainEpochsOf, type PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
 import { fitScaling } from './standardization.ts';
+import { UserError } from '../../shared/util/errors.ts';
 import {
   createDenseModel,
   disposeTrainingData,
@@ -126,6 +127,12 @@ export async function runOdf2nna(
       ));
     onProgress({ phase: 'train', done: options.epochs, total: options.epochs, ...(trained ? { detail: 'trained before' } : {}) });
     const general = trained?.network ?? toDenseNetwork(generalModel, scaling);
+    try {
+      assertPredictionsFitFloat32(general, data, dataset.labelName, 'general');
+    } catch (error) {
+      if (!trained) generalModel.dispose();
+      throw error;
+    }
     const originalValidation = evaluate(general, 'validation');
     const originalTest = evaluate(general, 'test');
     const originalParams = parameterCount(general);
@@ -190,6 +197,13 @@ export async function runOdf2nna(
     const chosenKey = keepByEpsilon.find((k) => k.epsilon === chosen.epsilon)!.key;
     const pruned = retrained.get(chosenKey)!;
     for (const [key, trained] of retrained) if (key !== chosenKey) trained.model.dispose();
+    try {
+      assertPredictionsFitFloat32(pruned.network, data, dataset.labelName, 'pruned');
+    } catch (error) {
+      pruned.model.dispose();
+      if (!trained) generalModel.dispose();
+      throw error;
+    }
 
     // Baselines at the chosen architecture: trained from scratch, and L1-norm unit pruning.
     let scratch: PruneReport['scratch'] = null;
@@ -314,6 +328,38 @@ export function selectionWarnings(task: Dataset['task'], validationRows: number,
     `the validation split has ${validationRows} rows: one row is ${pointsPerRow.toFixed(1)} accuracy points, more than the ` +
       `${options.toleranceAccuracyPoints}-point tolerance, so the choice of ε is noisy; compare the sweep (--full-sweep retrains every ε)`,
   ];
+}
+
+/**
+ * model.onnx de-standardizes a regression prediction in float32 (× the target's scale, + its
+ * mean). A label whose values come near the float32 limit (±3e38) gives predictions beyond it,
+ * which devices get as ±Infinity while the scores, computed in float64, look sound. Throws a
+ * UserError naming the label when any prediction of `network` on the data overflows so.
+ */
+function assertPredictionsFitFloat32(network: DenseNetwork, data: TrainingData, labelName: string, which: 'general' | 'pruned'): void {
+  const target = data.scaling.target;
+  if (!target) return;
+  const scale = Math.fround(target.scale);
+  const mean = Math.fround(target.mean);
+  const model = toTfjsModel(network);
+  let overflowing = 0;
+  let rows = 0;
+  let largest = 0;
+  try {
+    for (const split of [data.train, data.validation, data.test]) {
+      const raw = tf.tidy(() => (model.predict(split.x, { batchSize: 1024 }) as tf.Tensor2D).dataSync());
+      rows += raw.length;
+      for (const value of raw) if (!Number.isFinite(Math.fround(Math.fround(value * scale) + mean))) overflowing++;
+      for (const label of split.labels) largest = Math.max(largest, Math.abs(label));
+    }
+  } finally {
+    model.dispose();
+  }
+  if (overflowing === 0) return;
+  throw new UserError(
+    `the label ${JSON.stringify(labelName)} reaches ±${largest.toPrecision(2)}, so near the float32 limit (±3.4e38) that the ${which} model's ` +
+      `predictions overflow it on ${overflowing} of ${rows} rows (model.onnx would answer ±Infinity): divide the label by a power of ten before pruning`,
+  );
 }
 
 function scoreNetwork(network: DenseNetwork, data: TrainingData, split: 'validation' | 'test'): Score {

@@ -2,8 +2,28 @@ import type { Task } from '../../shared/data/dataset.ts';
 import type { Scaling } from '../../shared/model/tfjs-convert.ts';
 
 /**
+ * A standard deviation above this is always the scale. Below it, a spread is the scale only when
+ * it is real rather than float64 rounding noise of equal values (the mean of equal values is not
+ * always that value): at least TINY_SPREAD_RELATIVE of the mean's size, and no smaller than
+ * MIN_TINY_SCALE, so the first layer's weights divided by it (model.onnx folds the scale into
+ * them) stay far inside float32. Otherwise the column counts as constant: scale 1.
+ */
+const SCALE_THRESHOLD = 1e-12;
+const TINY_SPREAD_RELATIVE = 1e-6;
+const MIN_TINY_SCALE = 1e-30;
+
+/** The scale of a column (or target) of this mean and population standard deviation. */
+export function scaleOf(mean: number, std: number): number {
+  if (std > SCALE_THRESHOLD) return std;
+  // A column of values around 1e-20 (SI units) used to count as constant: the network never saw it,
+  // and a regression target in such units got predictions of the order of 1 (R² of -1e58).
+  return std >= MIN_TINY_SCALE && std > TINY_SPREAD_RELATIVE * Math.abs(mean) ? std : 1;
+}
+
+/**
  * Per-feature mean and scale from the training split. A constant feature gets scale 1, so it
- * standardizes to zero instead of dividing by zero. Regression targets are standardized too.
+ * standardizes to zero instead of dividing by zero (see scaleOf). Regression targets are
+ * standardized too.
  */
 export function fitScaling(x: readonly (readonly number[])[], y: readonly number[], task: Task): Scaling {
   const width = x[0]!.length;
@@ -12,15 +32,12 @@ export function fitScaling(x: readonly (readonly number[])[], y: readonly number
   for (const row of x) row.forEach((value, i) => (mean[i]! += value));
   mean.forEach((_, i) => (mean[i]! /= x.length));
   for (const row of x) row.forEach((value, i) => (squares[i]! += (value - mean[i]!) ** 2));
-  const scale = Float32Array.from(squares, (sum) => {
-    const std = Math.sqrt(sum / x.length);
-    return std > 1e-12 ? std : 1;
-  });
+  const scale = Float32Array.from(squares, (sum, i) => scaleOf(mean[i]!, Math.sqrt(sum / x.length)));
   const scaling: Scaling = { inputMean: Float32Array.from(mean), inputScale: scale };
   if (task === 'regression') {
     const targetMean = y.reduce((a, b) => a + b, 0) / y.length;
     const targetStd = Math.sqrt(y.reduce((a, b) => a + (b - targetMean) ** 2, 0) / y.length);
-    scaling.target = { mean: targetMean, scale: targetStd > 1e-12 ? targetStd : 1 };
+    scaling.target = { mean: targetMean, scale: scaleOf(targetMean, targetStd) };
   }
   return scaling;
 }

@@ -125,6 +125,9 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     rawLabels.push(label);
   });
 
+  // Training data only: data read for an existing model (`features`) meets that model's mean, not its own.
+  if (!options.features) assertFeatureSpansFitFloat32(x, featureNames, source);
+
   const task = options.task ?? inferTask(rawLabels);
   let y: number[];
   let classes: string[] = [];
@@ -248,6 +251,30 @@ function roundFeaturesDevicesCannotHold(x: number[][], featureNames: readonly st
       `training and scores use ${one ? 'it' : 'them'} rounded to float32 too, and detail is lost; subtract an offset (such as the ` +
       `column's minimum) before pruning`,
   ];
+}
+
+/**
+ * Every model standardizes a feature as (x − mean) / scale, and devices compute it in float32
+ * (model.onnx subtracts the mean when it cannot fold it into the first layer; scaling.json's
+ * readers subtract it too). The mean lies between the column's smallest and largest values, so
+ * when those are at most FLOAT32_MAX apart no x − mean overflows. Wider columns (values of both
+ * signs near ±3.4e38) made model.onnx answer NaN for rows the report scored as right.
+ */
+function assertFeatureSpansFitFloat32(x: readonly (readonly number[])[], names: readonly string[], source: string): void {
+  names.forEach((name, c) => {
+    let min = Infinity;
+    let max = -Infinity;
+    for (const row of x) {
+      if (row[c]! < min) min = row[c]!;
+      if (row[c]! > max) max = row[c]!;
+    }
+    if (max - min > FLOAT32_MAX) {
+      throw new UserError(
+        `${source}: column ${quoted(name)} spans from ${min} to ${max}, further apart than float32 holds (±3.4e38), which models ` +
+          'subtract its mean in: scale the column down (divide it by a power of ten)',
+      );
+    }
+  });
 }
 
 /** Of the MAX_MANIFEST_BYTES a manifest.json may have, what its feature, class and label names may take (the rest is far under 16 KiB). */
