@@ -9,6 +9,7 @@ import type { JobService } from '../jobs/job-service.ts';
 import type { ServerMetrics } from '../metrics/server-metrics.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
 import type { Store } from '../store/store.ts';
+import type { StalledStreams } from './stalled-streams.ts';
 
 /** The shared services every server module is built from. */
 export interface ServerContext {
@@ -28,4 +29,6 @@ export interface ServerContext {
    * --public-url, else http(s)://<host>:<bound HTTP port>. Known once the HTTP listener is bound.
    */
   publicUrl: () => string;
+  /** When an event stream (gRPC watch, REST server-sent events) whose client stopped reading is ended. */
+  stalledStreams: StalledStreams;
 }

@@ -32,6 +32,7 @@ import { rolloutModule } from '../rollout/rollout-module.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { createFleet, type FleetHooks } from '../fleet/fleet-module.ts';
 import { FleetStore } from '../fleet/fleet-store.ts';
+import { StalledStreams, type StalledStreamLimits } from './stalled-streams.ts';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -54,6 +55,8 @@ export interface StartServerOptions {
   answerRateLimit?: { burst?: number; refillMs?: number };
   /** PostgreSQL: job lease renewal period and staleness (defaults 15 s and 90 s; tests shorten them). */
   jobLeases?: { renewMs: number; staleSeconds: number };
+  /** When an event stream whose client stopped reading is ended (defaults: DEFAULT_STALLED_STREAM_LIMITS in stalled-streams.ts; tests shrink them). */
+  stalledStreamLimits?: Partial<StalledStreamLimits>;
 }
 
 export interface RunningServer {
@@ -121,7 +124,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       if (httpPort === null) throw new Error('the public URL is not known before the HTTP listener is bound');
       return `${tls ? 'https' : 'http'}://${reachableHost(config.host)}:${httpPort}`;
     };
-    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl };
+    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl, stalledStreams: new StalledStreams({ metrics, log }, options.stalledStreamLimits) };
 
     // The device fleet (MQTT, devices, assignments) feeds the rollouts: its FleetPort carries their
     // assignments, its stored reports are the builtin provider's history, and a device coming

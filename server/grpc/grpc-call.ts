@@ -13,9 +13,11 @@ import type { Principal } from '../auth/principal.ts';
 import type { Permission } from '../auth/roles.ts';
 import type { TokenService } from '../auth/token-service.ts';
 import type { ServerMetrics } from '../metrics/server-metrics.ts';
+import type { StalledStreams } from '../app/stalled-streams.ts';
 import { declareAccess } from './grpc-access.ts';
 import { callerOf, cutOf } from './grpc-auth-interceptor.ts';
 import { toStatus } from './grpc-status.ts';
+import { PacedCallWriter } from './paced-call-writer.ts';
 import { refuseMalformed } from './malformed-messages.ts';
 
 /** What the gRPC handlers and the auth interceptor need (the tokens, for the interceptor). */
@@ -112,6 +114,43 @@ export class GrpcHandlers {
         .catch((error) => this.#unanswered(error, name));
     };
     return declareAccess(handler, { name, permission });
+  }
+
+  /**
+   * A server stream of events that may last for days (a watch): `handle` sends with `events.send`
+   * and stops sending, and resolves, once `events.signal` aborts (the client cancelled, or stopped
+   * reading). Sends respect back-pressure (PacedCallWriter); a client whose unsent messages stay
+   * over the `stalled` policy's budget for its grace period is ended with RESOURCE_EXHAUSTED, its
+   * backlog dropped, one warn line logged and counted (server/app/stalled-streams.ts).
+   */
+  eventStream<Req, Res extends object>(
+    method: string,
+    permission: Permission,
+    stalled: StalledStreams,
+    handle: (call: ServerWritableStream<Req, Res>, events: { send(message: Res): void; signal: AbortSignal }, principal: Principal) => Promise<void>,
+  ) {
+    const name = `${this.service}/${method}`;
+    return this.serverStream<Req, Res>(method, permission, async (call, principal) => {
+      const done = new AbortController();
+      let endStalled: (error: ServiceError) => void = () => {};
+      const stalledOut = new Promise<never>((_, reject) => (endStalled = reject));
+      const writer = new PacedCallWriter<Res>(call, stalled, (unsentBytes) => {
+        stalled.ended({ api: 'grpc', stream: name, peer: call.getPeer(), unsentBytes });
+        done.abort();
+        const { budgetBytes, graceMs } = stalled.limits;
+        endStalled(new ServiceError('too_many_requests', `the client read too slowly: over ${budgetBytes} bytes waited to be sent for ${graceMs / 1000} s; watch again to resume`));
+      });
+      const cancelled = () => (writer.stop(), done.abort());
+      if (call.cancelled) cancelled();
+      else call.once('cancelled', cancelled);
+      try {
+        const finished = handle(call, { send: (message) => writer.write(message), signal: done.signal }, principal).then(() => writer.handedOver());
+        await Promise.race([finished, stalledOut]);
+      } finally {
+        writer.stop();
+        call.off('cancelled', cancelled);
+      }
+    });
   }
 
   /** A client stream: `handle` reads `call` (an async iterable of messages). */

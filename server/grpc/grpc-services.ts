@@ -236,22 +236,22 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         CancelJob: jobs.unary('CancelJob', 'write', async (req: { id: string }, principal) =>
           jobMessage(await ctx.jobs.cancel(checkField(JobIdSchema, req.id, 'id'), principal)),
         ),
-        WatchJob: jobs.serverStream('WatchJob', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
+        WatchJob: jobs.eventStream('WatchJob', 'read', ctx.stalledStreams, (call: ServerWritableStream<{ id: string }, object>, { send, signal }) => {
           const id = checkField(JobIdSchema, call.request.id, 'id');
           return new Promise<void>((resolve, reject) => {
             ctx.jobs
               .watch(
                 id,
                 (event) => {
-                  if (event.type === 'state') call.write({ job: jobMessage(event.job) });
-                  else call.write({ progress: { ...event.progress, detail: event.progress.detail ?? '' } });
+                  if (event.type === 'state') send({ job: jobMessage(event.job) });
+                  else send({ progress: { ...event.progress, detail: event.progress.detail ?? '' } });
                 },
                 resolve,
               )
               .then((unsubscribe) => {
-                // A client that cancelled while the watch was being set up missed the event.
-                if (call.cancelled) return (unsubscribe(), resolve());
-                call.on('cancelled', () => (unsubscribe(), resolve()));
+                // A client that cancelled (or stalled) while the watch was being set up missed the event.
+                if (signal.aborted) return (unsubscribe(), resolve());
+                signal.addEventListener('abort', () => (unsubscribe(), resolve()), { once: true });
               }, reject);
           });
         }),

@@ -15,6 +15,7 @@ import { reasonSchema } from '../rollout/operator-text.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { checkField } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
+import type { StalledStreams } from '../app/stalled-streams.ts';
 
 const RolloutId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
 const Reason = reasonSchema();
@@ -75,7 +76,7 @@ function refuseOversizedSpec(spec: string, maxBodyBytes: number): void {
 }
 
 /** The Rollouts gRPC service: the same RolloutService as the REST routes. */
-export function rolloutsGrpc(service: RolloutService, leadership: Leadership, deps: GrpcDeps, maxBodyBytes: number): GrpcServiceBinding {
+export function rolloutsGrpc(service: RolloutService, leadership: Leadership, deps: GrpcDeps, maxBodyBytes: number, stalledStreams: StalledStreams): GrpcServiceBinding {
   const handlers = new GrpcHandlers(deps, 'Rollouts');
   const command = (method: string, name: 'pause' | 'resume' | 'promote' | 'abort' | 'rollback') =>
     handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean; from_step_index?: number }, principal) => {
@@ -116,7 +117,7 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
       PromoteRollout: command('PromoteRollout', 'promote'),
       AbortRollout: command('AbortRollout', 'abort'),
       RollbackRollout: command('RollbackRollout', 'rollback'),
-      WatchRollout: handlers.serverStream('WatchRollout', 'read', (call: ServerWritableStream<{ id: string }, unknown>) => {
+      WatchRollout: handlers.eventStream('WatchRollout', 'read', stalledStreams, (call: ServerWritableStream<{ id: string }, object>, { send, signal }) => {
         const id = checkField(RolloutId, call.request.id, 'id');
         return new Promise<void>((resolve, reject) => {
           let unsubscribe = () => {};
@@ -124,16 +125,16 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
             .watch(
               id,
               (event) => {
-                if (event.type === 'decision') call.write({ decision: decisionMessage(event.decision) });
-                else call.write({ state: rolloutMessage(rolloutSummary(event.record)) });
+                if (event.type === 'decision') send({ decision: decisionMessage(event.decision) });
+                else send({ state: rolloutMessage(rolloutSummary(event.record)) });
               },
               (error) => (unsubscribe(), reject(error)),
             )
             .then((stop) => {
               unsubscribe = stop;
-              // A client that cancelled while the watch was being set up missed the event.
-              if (call.cancelled) return (stop(), resolve());
-              call.on('cancelled', () => (stop(), resolve()));
+              // A client that cancelled (or stalled) while the watch was being set up missed the event.
+              if (signal.aborted) return (stop(), resolve());
+              signal.addEventListener('abort', () => (stop(), resolve()), { once: true });
             }, reject);
         });
       }),

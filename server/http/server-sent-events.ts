@@ -1,4 +1,11 @@
 import type { Request, Response } from 'express';
+import type { StalledStreams } from '../app/stalled-streams.ts';
+
+/** The stalled-reader policy of one event stream, and the route that names it in the log and the counter. */
+export interface EventStreamGuarding {
+  policy: StalledStreams;
+  route: string;
+}
 
 /** A text/event-stream response: `send(event, data)` writes one event; closes when the client goes. */
 export interface EventStream {
@@ -9,7 +16,13 @@ export interface EventStream {
   onClose(listener: () => void): void;
 }
 
-export function openEventStream(req: Request, res: Response): EventStream {
+/**
+ * Writes go out as they come; a client that stops reading leaves them in `res.writableLength`
+ * (the response's and its socket's unsent bytes). Once that stays over the policy's budget for its
+ * grace period (server/app/stalled-streams.ts) the connection is destroyed: --idle-timeout alone
+ * lets the backlog grow until it fires, and never fires for a client that reads a byte now and then.
+ */
+export function openEventStream(req: Request, res: Response, guarding: EventStreamGuarding): EventStream {
   res.status(200);
   res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
   res.setHeader('Cache-Control', 'no-cache');
@@ -18,7 +31,22 @@ export function openEventStream(req: Request, res: Response): EventStream {
   res.flushHeaders();
   let closed = false;
   const listeners: (() => void)[] = [];
-  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  const guard = guarding.policy.guard(
+    () => res.writableLength,
+    () => {
+      guarding.policy.ended({ api: 'sse', stream: guarding.route, target: req.originalUrl, peer: peerOf(req), unsentBytes: res.writableLength });
+      res.destroy();
+    },
+  );
+  const write = (text: string) => {
+    res.write(text);
+    guard.check();
+  };
+  res.on('drain', () => guard.check());
+  // Watched until the response is gone, not only until it is ended: an ended stream's backlog
+  // still waits for its client.
+  res.on('close', () => guard.stop());
+  const heartbeat = setInterval(() => write(': keep-alive\n\n'), 15_000);
   const close = () => {
     if (closed) return;
     closed = true;
@@ -36,7 +64,7 @@ export function openEventStream(req: Request, res: Response): EventStream {
   return {
     send(event, data) {
       if (closed) return;
-      res.write(`id: ${++id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+      write(`id: ${++id}\nevent: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     },
     end() {
       if (!closed) res.end();
@@ -51,4 +79,9 @@ export function openEventStream(req: Request, res: Response): EventStream {
       else listeners.push(listener);
     },
   };
+}
+
+function peerOf(req: Request): string {
+  const { remoteAddress, remotePort } = req.socket;
+  return remoteAddress === undefined ? 'unknown' : `${remoteAddress}:${remotePort}`;
 }

@@ -14,6 +14,7 @@ export class ServerMetrics {
   readonly jobsFinished: Counter<'state'>;
   readonly blobBytesServed: Counter<'transport'>;
   readonly blobGcFreedBytes: Counter;
+  readonly stalledStreamsEnded: Counter<'api' | 'stream'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
@@ -46,6 +47,12 @@ export class ServerMetrics {
     this.blobGcFreedBytes = new Counter({
       name: SERVER_METRICS.blobGcFreedBytes,
       help: 'Bytes of unreferenced blobs removed by garbage collection',
+      registers: [this.registry],
+    });
+    this.stalledStreamsEnded = new Counter({
+      name: SERVER_METRICS.stalledStreamsEnded,
+      help: 'Event streams the server ended because their client stopped reading (see server/app/stalled-streams.ts), by API (grpc, sse) and stream (method or route)',
+      labelNames: ['api', 'stream'],
       registers: [this.registry],
     });
   }

@@ -80,8 +80,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     name: 'rollouts',
     service,
     leadership,
-    routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes),
-    grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log }, ctx.config.maxBodyBytes)],
+    routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes, ctx.stalledStreams),
+    grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log }, ctx.config.maxBodyBytes, ctx.stalledStreams)],
     async start() {
       retention.start();
       await leadership.start(chainLeadershipHandlers(deps.beforeRollouts, {

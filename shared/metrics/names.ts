@@ -10,4 +10,5 @@ export const SERVER_METRICS = {
   jobsFinished: 'fleetprune_jobs_finished_total',
   blobBytesServed: 'fleetprune_blob_bytes_served_total',
   blobGcFreedBytes: 'fleetprune_blob_gc_freed_bytes_total',
+  stalledStreamsEnded: 'fleetprune_stalled_streams_ended_total',
 } as const;

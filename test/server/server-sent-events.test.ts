@@ -5,13 +5,17 @@ import { test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import express from 'express';
 import { openEventStream, type EventStream } from '../../server/http/server-sent-events.ts';
+import { StalledStreams } from '../../server/app/stalled-streams.ts';
+import { ServerMetrics } from '../../server/metrics/server-metrics.ts';
+import { createLogger } from '../../shared/util/log.ts';
 
 /** An express app whose GET /events opens an event stream; resolves the stream once it is open. */
 async function eventServer(t: TestContext): Promise<{ url: string; streamOpened: Promise<EventStream> }> {
   let opened: (stream: EventStream) => void;
   const streamOpened = new Promise<EventStream>((resolve) => (opened = resolve));
   const app = express();
-  app.get('/events', (req, res) => opened(openEventStream(req, res)));
+  const policy = new StalledStreams({ metrics: new ServerMetrics(), log: createLogger('test', 'silent') });
+  app.get('/events', (req, res) => opened(openEventStream(req, res, { policy, route: 'GET /events' })));
   const server = await new Promise<http.Server>((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });

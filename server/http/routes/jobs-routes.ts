@@ -79,7 +79,7 @@ export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
       responses: { 200: { description: 'an event stream', contentType: 'text/event-stream' } },
       handle: async ({ req, res, params }) => {
         await jobs.get(params.id);
-        const stream = openEventStream(req, res);
+        const stream = openEventStream(req, res, { policy: ctx.stalledStreams, route: 'GET /api/jobs/:id/events' });
         const unsubscribe = await jobs.watch(
           params.id,
           (event) => stream.send(event.type, event.type === 'state' ? jobView(event.job) : event.progress),

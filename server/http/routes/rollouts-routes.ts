@@ -12,6 +12,7 @@ import { MAX_SPEC_BYTES } from '../../rollout/spec-document.ts';
 import { readTextBody } from '../read-text-body.ts';
 import { bodyTooLarge } from '../body-size-limit.ts';
 import { openEventStream } from '../server-sent-events.ts';
+import type { StalledStreams } from '../../app/stalled-streams.ts';
 import { queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
@@ -44,7 +45,7 @@ const LeaderSchema = z.strictObject({
 
 const tag = 'rollouts';
 
-export function rolloutsRoutes(service: RolloutService, leadership: Leadership, maxBodyBytes: number): RouteSpec[] {
+export function rolloutsRoutes(service: RolloutService, leadership: Leadership, maxBodyBytes: number, stalledStreams: StalledStreams): RouteSpec[] {
   const command = (name: 'pause' | 'resume' | 'abort' | 'rollback', summary: string) =>
     defineRoute({
       method: 'post',
@@ -133,7 +134,7 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       responses: { 200: { description: 'an event stream', contentType: 'text/event-stream' } },
       handle: async ({ req, res, params }) => {
         await service.assertExists(params.id);
-        const stream = openEventStream(req, res);
+        const stream = openEventStream(req, res, { policy: stalledStreams, route: 'GET /api/rollouts/:id/events' });
         const unsubscribe = await service.watch(
           params.id,
           (event) => {
