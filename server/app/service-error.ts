@@ -68,7 +68,6 @@ export function asServiceError(error: unknown): ServiceError | null {
 
 /** The longest error message a client is sent; a refusal that quotes what was sent is cut there. */
 export const MAX_CLIENT_MESSAGE = 2_000;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /**
  * `message` as a client is sent it: at most MAX_CLIENT_MESSAGE characters, and well-formed
@@ -78,5 +77,5 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  */
 export function clientMessage(message: string): string {
   const cut = message.length > MAX_CLIENT_MESSAGE ? `${message.slice(0, MAX_CLIENT_MESSAGE)}…` : message;
-  return cut.replace(LONE_SURROGATE, '\uFFFD');
+  return cut.toWellFormed();
 }

@@ -29,7 +29,6 @@ export interface MetricProvider {
 }
 
 const LINE_BREAKING = /\s*[\u0000-\u001f\u007f-\u009f\u2028\u2029][\s\u0000-\u001f\u007f-\u009f\u2028\u2029]*/g;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 export class MetricProviderError extends Error {
   readonly provider: string;
@@ -38,7 +37,7 @@ export class MetricProviderError extends Error {
     // decision log and stored reasons (PostgreSQL refuses a NUL in text, for ever). Line breaks
     // beyond ASCII (NEL, U+2028, U+2029) break lines too, and half a surrogate pair (the
     // backend's "\ud800", or a cut quote) is no text at all: gRPC and UTF-8 cannot carry it.
-    super(`${provider}: ${message}`.replace(LINE_BREAKING, ' ').replace(LONE_SURROGATE, '\uFFFD'), options);
+    super(`${provider}: ${message}`.replace(LINE_BREAKING, ' ').toWellFormed(), options);
     this.name = 'MetricProviderError';
     this.provider = provider;
   }

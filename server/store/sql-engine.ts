@@ -17,9 +17,6 @@ export interface SqlExecutor {
 
 export type Dialect = 'sqlite' | 'postgres';
 
-/** Half of a UTF-16 surrogate pair without its other half. */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
 /**
  * Parameters as both engines store them: an unpaired surrogate (no UTF-8 exists for it) becomes
  * one U+FFFD. pg already encoded it so; better-sqlite3 wrote its 3 bytes of invalid UTF-8 into the
@@ -28,13 +25,8 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * missed it. Returns `params` itself when nothing changes.
  */
 export function storableParams(params: readonly SqlParam[]): readonly SqlParam[] {
-  if (!params.some((param) => typeof param === 'string' && hasLoneSurrogate(param))) return params;
-  return params.map((param) => (typeof param === 'string' ? param.replace(LONE_SURROGATE, '\uFFFD') : param));
-}
-
-function hasLoneSurrogate(text: string): boolean {
-  LONE_SURROGATE.lastIndex = 0;
-  return LONE_SURROGATE.test(text);
+  if (params.every((param) => typeof param !== 'string' || param.isWellFormed())) return params;
+  return params.map((param) => (typeof param === 'string' ? param.toWellFormed() : param));
 }
 
 /** A connection (SQLite) or pool (PostgreSQL) with transactions. */

@@ -3,13 +3,12 @@ export const MAX_NESTING_DEPTH = 64;
 
 const NUL_MESSAGE = 'contains a NUL character (U+0000)';
 const SURROGATE_MESSAGE = 'contains an unpaired surrogate (\\ud800 to \\udfff): not well-formed Unicode';
-/** A UTF-16 surrogate without its other half: no UTF-8 for it, so a store writes U+FFFD instead. */
-const UNPAIRED_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** What is wrong with a string or key as text, or null. */
 function textProblem(text: string): string | null {
   if (text.includes('\0')) return NUL_MESSAGE;
-  if (UNPAIRED_SURROGATE.test(text)) return SURROGATE_MESSAGE;
+  // A UTF-16 surrogate without its other half has no UTF-8, so a store writes U+FFFD instead.
+  if (!text.isWellFormed()) return SURROGATE_MESSAGE;
   return null;
 }
 
