@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { statusTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
+import { dropped } from '../helpers/fleet-ingest-probe.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { grpcClient } from '../server/helpers/grpc-client.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
@@ -16,11 +17,6 @@ function labelsOf(count: number, keyLength = 8, valueLength = 8): Record<string,
   return Object.fromEntries(Array.from({ length: count }, (_, i) => [`${String(i).padStart(3, '0')}`.padEnd(keyLength, 'k'), 'v'.repeat(valueLength)]));
 }
 
-async function droppedMetric(server: TestServer, kind: string, reason: string): Promise<number> {
-  const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-  const line = new RegExp(`^fleetprune_fleet_dropped_messages_total\\{kind="${kind}",reason="${reason}"\\} (\\d+)`, 'm').exec(text);
-  return Number(line?.[1] ?? 0);
-}
 
 /** Counts the store's heartbeat writes (DevicesRepository.recordTelemetry) and status writes (setStatus). */
 function countStateWrites(t: TestContext, server: TestServer): { heartbeats: number; statuses: number } {
@@ -73,7 +69,7 @@ test('a device flooding heartbeats costs about one store write per second, the d
   const bound = Math.ceil(elapsedMs / 1000) + 2;
   t.diagnostic(`${sent} heartbeats in ${elapsedMs} ms cost ${writes.heartbeats} heartbeat writes (bound ${bound})`);
   assert.ok(writes.heartbeats <= bound, `${writes.heartbeats} heartbeat writes for ${sent} heartbeats in ${elapsedMs} ms`);
-  await waitFor(async () => (await droppedMetric(server, 'telemetry', 'rate-limited')) === sent - writes.heartbeats, 3000, 'every unwritten heartbeat counted as dropped');
+  await waitFor(async () => (await dropped(server, 'telemetry', 'rate-limited')) === sent - writes.heartbeats, 3000, 'every unwritten heartbeat counted as dropped');
 
   // A burst ending in an offline status: both are held, and written in the order they came.
   await new Promise((resolve) => setTimeout(resolve, 1100));

@@ -3,6 +3,7 @@ import { test, type TestContext } from 'node:test';
 import { AgentConfigSchema } from '../../shared/protocol/agent-config.ts';
 import { reportsTopic } from '../../shared/protocol/topics.ts';
 import { REPORT_BURST } from '../../server/fleet/report-rate-limit.ts';
+import { dropped } from '../helpers/fleet-ingest-probe.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { startTestServer, type TestServer } from '../server/helpers/test-server.ts';
 
@@ -32,10 +33,7 @@ async function deviceClient(t: TestContext, server: TestServer, id: string) {
   return publish;
 }
 
-async function droppedMetric(server: TestServer, reason: string): Promise<number> {
-  const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-  return Number(new RegExp(`^fleetprune_fleet_dropped_messages_total\\{kind="reports",reason="${reason}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
-}
+const droppedMetric = (server: TestServer, reason: string) => dropped(server, 'reports', reason);
 
 async function storedReports(server: TestServer, deviceId: string): Promise<number> {
   const row = await server.server.ctx.store.engine.get<{ n: number | string }>('SELECT COUNT(*) AS n FROM device_reports WHERE device_id = ?', [deviceId]);
