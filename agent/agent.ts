@@ -451,7 +451,7 @@ export class Agent {
       if (sameModel(state.previous, ref) && (await this.#rollback(assignment.id, assignment, { orDownload: true }))) return;
     } else {
       if (sameModel(state.active, ref)) return this.#refuse(assignment, `${ref.version} is already the active model`);
-      if (sameModel(state.candidate, ref)) return this.#finish(assignment, 'installed', 'already the candidate');
+      if (sameModel(state.candidate, ref)) return this.#rebenchmarkCandidate(assignment, ref);
     }
     let model: InstalledModel;
     const controller = new AbortController();
@@ -533,6 +533,22 @@ export class Agent {
     const removed = await this.#store.removeOtherDownloads().catch(() => [] as string[]);
     if (removed.length > 0) this.#logger.info({ files: removed }, 'removed the partial download the disk could not take');
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state)).catch(() => {});
+  }
+
+  /**
+   * A new assignment of the candidate already in its slot (a rollout of a version an operator
+   * assigned before, or one installed while the agent ran without a holdout): answered as installed,
+   * and benchmarked again for this assignment, as an install would be: fresh evidence for the
+   * rollout that sent it, whose analysis window starts when the rollout did (docs/rollout-spec.md).
+   */
+  async #rebenchmarkCandidate(assignment: Assignment, ref: ModelRef): Promise<void> {
+    const benchmark = this.#options.holdout !== undefined;
+    const state = withAssignmentHandled(this.#state.state, assignment.id);
+    await this.#commit(
+      { ...state, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, pending: null },
+      this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, 'already the candidate'),
+    );
+    if (benchmark) await this.#benchmarkCandidate(assignment.id);
   }
 
   /** `checked` is the candidate's session from the load check, held until shadow serving has taken its own lease on it. */
