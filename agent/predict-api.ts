@@ -131,7 +131,7 @@ export function createPredictApp(options: PredictApiOptions): Express {
     if (allow) response.status(405).set('Allow', allow).json({ error: `${request.method} is not allowed on ${request.path}; use ${allow.split(',')[0]}` });
     else response.status(404).json({ error: 'not found' });
   });
-  const onError: ErrorRequestHandler = (error: { status?: number; type?: string; message?: string }, request, response, _next) => {
+  const onError: ErrorRequestHandler = (error: { status?: number; type?: string; code?: unknown; message?: string }, request, response, _next) => {
     const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
     // Already answered (a body refused as too large, whose reader then saw the connection close).
     if (response.headersSent) {
@@ -143,11 +143,28 @@ export function createPredictApp(options: PredictApiOptions): Express {
       options.stats.errors++;
       logger.error({ err: error }, 'predict request failed');
     }
-    const message = error.type === 'entity.parse.failed' ? 'the body is not valid JSON' : status === 500 ? 'internal error' : (error.message ?? 'bad request');
-    response.status(status).json({ error: message });
+    response.status(status).json({ error: requestErrorMessage(error, request.headers['content-encoding'], status) });
   };
   app.use(onError);
   return app;
+}
+
+/**
+ * The one-line answer to a request body-parser refused. A compressed body (Content-Encoding gzip,
+ * deflate, br) is inflated before it is read: one that does not decode is named as such, not by
+ * zlib's bare "incorrect header check", and one that inflates past the limit gets the same 413
+ * message as a body sent that large.
+ */
+function requestErrorMessage(error: { type?: string; code?: unknown; message?: string }, contentEncoding: string | undefined, status: number): string {
+  if (error.type === 'entity.parse.failed') return 'the body is not valid JSON';
+  if (error.type === 'entity.too.large') return `the body is larger than the ${MAX_PREDICT_BODY_BYTES}-byte limit`;
+  // zlib's codes (gzip, deflate) start with Z_, brotli's with ERR__ERROR_.
+  if (typeof error.code === 'string' && (error.code.startsWith('Z_') || error.code.startsWith('ERR__ERROR_'))) {
+    const encoding = (contentEncoding ?? 'compressed').replace(/[^\x20-\x7e]/g, '?').slice(0, 40);
+    return `the body is not valid ${encoding} data (${(error.message ?? '').split('\n')[0]!.slice(0, 200)})`;
+  }
+  if (status === 500) return 'internal error';
+  return error.message ?? 'bad request';
 }
 
 function sameFeatures(a: ServingModel, b: ServingModel): boolean {
