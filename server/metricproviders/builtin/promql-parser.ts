@@ -265,6 +265,7 @@ class PromqlParser {
       if (this.#isOp('(')) return this.#call(name, token.position);
       return this.#selector(name, token.position);
     }
+    if (token.kind === 'string') throw new PromqlError(`the builtin provider does not support string literals (${show(token)})`, token.position);
     throw new PromqlError(`expected an expression, found ${show(token)}`, token.position);
   }
 
@@ -308,6 +309,11 @@ class PromqlParser {
   }
 
   #call(name: string, position: number): PromExpr {
+    // Named before its arguments are read: label_replace(v, "dst", …) would otherwise be refused for
+    // its string argument ("expected an expression"), not for the function it is.
+    if (!(RANGE_FUNCTIONS as readonly string[]).includes(name) && !(INSTANT_FUNCTIONS as readonly string[]).includes(name)) {
+      throw new PromqlError(`the builtin provider does not support the function "${name}" (supported: ${[...RANGE_FUNCTIONS, ...INSTANT_FUNCTIONS, ...AGGREGATIONS].join(', ')})`, position);
+    }
     this.#expect('(');
     const args: PromExpr[] = [];
     while (!this.#isOp(')')) {
@@ -322,9 +328,6 @@ class PromqlParser {
         throw new PromqlError(`${name}() takes one range selector, e.g. ${name}(metric[5m])`, position);
       }
       return { type: 'range-call', fn: name as RangeFunction, selector };
-    }
-    if (!(INSTANT_FUNCTIONS as readonly string[]).includes(name)) {
-      throw new PromqlError(`the builtin provider does not support the function "${name}" (supported: ${[...RANGE_FUNCTIONS, ...INSTANT_FUNCTIONS, ...AGGREGATIONS].join(', ')})`, position);
     }
     const arity = name === 'histogram_quantile' ? 2 : 1;
     if (args.length !== arity) throw new PromqlError(`${name}() takes ${arity} argument${arity === 1 ? '' : 's'}, got ${args.length}`, position);
