@@ -31,6 +31,7 @@ export class ServerConnection {
   constructor(flags: ConnectionFlags) {
     // An empty variable (`FLEETPRUNE_SERVER=` in an env file) counts as unset, as for the server's own.
     this.address = flags.server ?? (process.env.FLEETPRUNE_SERVER || undefined) ?? '127.0.0.1:9090';
+    checkServerAddress(this.address, flags.server !== undefined ? '--server' : 'FLEETPRUNE_SERVER');
     const token = flags.token ?? (process.env.FLEETPRUNE_TOKEN || undefined);
     if (!token) throw new UserError('--token: no token given (pass --token or set FLEETPRUNE_TOKEN)');
     checkToken(token, flags.token !== undefined ? '--token' : 'FLEETPRUNE_TOKEN');
@@ -182,6 +183,19 @@ function checkToken(token: string, source: string): void {
   const name = CHARACTER_NAMES[bad[0]] ?? 'a character';
   const hint = bad[0] === '\r' ? ' (copied from a file with CRLF line endings?)' : '';
   throw new UserError(`${source}: the token holds ${name} (${code}) at position ${bad.index + 1}; tokens are printable ASCII${hint}`);
+}
+
+/**
+ * Refuses what grpc-js would only fail to connect to, with a misleading "cannot reach the server":
+ * a URL (the dashboard's http://HOST:PORT, say), an empty host or a port outside 1-65535.
+ */
+function checkServerAddress(address: string, source: string): void {
+  const expected = "expected the server's gRPC address as host:port (e.g. 127.0.0.1:9090)";
+  if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${address}`);
+  const hostPort = /^(\[[^\]]*\]|[^:]*):(\d+)$/.exec(address);
+  if (!hostPort) return;
+  const port = Number(hostPort[2]);
+  if (hostPort[1] === '' || hostPort[1] === '[]' || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${JSON.stringify(address)}`);
 }
 
 /** The host part of `host:port`, `[v6]:port` or a bare host. */

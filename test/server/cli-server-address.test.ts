@@ -1,0 +1,37 @@
+/**
+ * README ("The same from a terminal"): the CLI's --server (or FLEETPRUNE_SERVER) is the server's
+ * gRPC address, host:port. A URL (the dashboard's http://HOST:PORT is the one the demo prints), an
+ * empty host or a port outside 1-65535 used to reach grpc-js as it was: a URL failed with "cannot
+ * reach the server ... if the server runs with --tls-cert, pass --tls-ca", even when a server was
+ * listening there, and ":9090" waited for the 60 s deadline after a DeprecationWarning. They are
+ * refused at once, naming the flag or variable and the form expected.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runCliBatch } from '../helpers/cli.ts';
+
+const EXPECTED = "expected the server's gRPC address as host:port (e.g. 127.0.0.1:9090)";
+
+test('--server and FLEETPRUNE_SERVER refuse a URL, an empty host or a bad port with one clear line', async () => {
+  const [url, httpsEnv, emptyHost, bigPort, zeroPort, unreachable] = await runCliBatch([
+    { args: ['models', 'list', '--server', 'http://127.0.0.1:9090', '--token', 'x'] },
+    { args: ['devices', 'list', '--token', 'x'], env: { FLEETPRUNE_SERVER: 'https://fleet.example.com:9090' } },
+    { args: ['models', 'list', '--server', ':9090', '--token', 'x'] },
+    { args: ['models', 'list', '--server', 'localhost:99999', '--token', 'x'] },
+    { args: ['models', 'list', '--server', '[::1]:0', '--token', 'x'] },
+    // A well-formed address still gets its connection error.
+    { args: ['models', 'list', '--server', '127.0.0.1:1', '--token', 'x'] },
+  ]);
+  assert.deepEqual(
+    [url, httpsEnv, emptyHost, bigPort, zeroPort].map(({ code, stdout, stderr }) => ({ code, stdout, stderr })),
+    [
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not a URL: http://127.0.0.1:9090\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: FLEETPRUNE_SERVER: ${EXPECTED}, not a URL: https://fleet.example.com:9090\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not ":9090"\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not "localhost:99999"\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not "[::1]:0"\n` },
+    ],
+  );
+  assert.equal(unreachable!.code, 2);
+  assert.equal(unreachable!.stderr, 'fleetprune: cannot reach the server at 127.0.0.1:1 (ECONNREFUSED)\n');
+});
