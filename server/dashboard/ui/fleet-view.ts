@@ -1,5 +1,5 @@
 import { userText } from './bidi.ts';
-import { ago, esc, table } from './html.ts';
+import { ago, esc, table, utc } from './html.ts';
 
 /** A device as GET /api/devices shows it (fields the dashboard uses). */
 export interface DeviceRow {
@@ -35,7 +35,7 @@ export function renderFleet(page: DevicePage): string {
     (d) => `<tr data-device="${esc(d.id)}">
       <td>${userText(d.id)}</td>
       <td>${Object.entries(d.labels ?? {}).map(([k, v]) => `<span class="badge">${userText(k)}=${userText(v)}</span>`).join(' ')}</td>
-      <td>${d.revokedAt ? '<span class="badge">revoked</span>' : `<span class="badge ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span>`} <span class="muted">${esc(ago(d.lastSeen))}</span></td>
+      <td>${d.revokedAt ? '<span class="badge">revoked</span>' : `<span class="badge ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span>`} <span class="muted" title="${esc(d.lastSeen ? `last seen ${utc(d.lastSeen)}` : 'never seen')}">${esc(ago(d.lastSeen))}</span></td>
       <td class="active-version">${slot(d.active)}</td>
       <td class="candidate-version">${slot(d.candidate)}</td>
     </tr>`,

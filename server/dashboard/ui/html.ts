@@ -33,3 +33,10 @@ export function when(iso: string | number): string {
   const time = date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
   return date.toDateString() === new Date().toDateString() ? time : `${date.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' })} ${time}`;
 }
+
+/** A moment in UTC, to the second: the tooltip of a relative or local time (the fleet and its operators span time zones). */
+export function utc(iso: string | number | null | undefined): string {
+  if (iso === null || iso === undefined) return '';
+  const date = new Date(iso);
+  return Number.isFinite(date.getTime()) ? `${date.toISOString().slice(0, 19).replace('T', ' ')} UTC` : '';
+}

@@ -1,7 +1,7 @@
 import uPlot from 'uplot';
 import type { RolloutDetail, RolloutSummary } from '../../rollout/rollout-views.ts';
 import { userText } from './bidi.ts';
-import { ago, esc, table, when } from './html.ts';
+import { ago, esc, table, utc, when } from './html.ts';
 
 export type { RolloutDetail, RolloutSummary };
 
@@ -21,8 +21,8 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
       <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${userText(r.currentStep)}</span>` : ''}</td>
       <td>${esc(r.devices.candidate)}/${esc(r.devices.total)}</td>
-      <td>${userText(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
-      <td class="muted">${esc(ago(r.updatedAt))}</td>
+      <td class="reason">${userText(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
+      <td class="muted" title="${esc(utc(r.updatedAt))}">${esc(ago(r.updatedAt))}</td>
     </tr>`,
   );
   return table(['rollout', 'candidate', 'phase', 'step', 'devices on candidate', 'reason', 'updated'], rows, 'No rollouts yet.');
@@ -30,7 +30,8 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
 
 export function renderRolloutDetail(r: RolloutDetail): string {
   const steps = r.steps
-    .map((step) => `<span class="step ${step.status === 'done' ? 'done' : step.status === 'current' ? 'current' : ''}" title="${esc(step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}</span>`)
+    // A finished rollout that did not complete (failed, aborted, rolled back) marks the step it stopped at.
+    .map((step) => `<span class="step ${step.status === 'pending' ? '' : esc(step.status)}" title="${esc(step.status === 'stopped' ? `${step.kind}: the rollout stopped here` : step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}</span>`)
     .join('');
   const deviceCounts = Object.entries(r.devices)
     .filter(([, n]) => n > 0)
@@ -39,7 +40,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
   const decisions = (r.decisions as unknown as DecisionView[]).slice().reverse();
   const decisionRows = decisions.map(
     (d) =>
-      `<tr><td class="muted">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td>${userText(d.message)}${d.by ? ` <span class="muted">by ${userText(d.by)}</span>` : ''}</td></tr>`,
+      `<tr><td class="muted" title="${esc(utc(d.at))}">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td class="reason">${userText(d.message)}${d.by ? ` <span class="muted">by ${userText(d.by)}</span>` : ''}</td></tr>`,
   );
   return `<h3>${esc(r.id)}: ${userText(r.model)}@${userText(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
@@ -130,10 +131,25 @@ export function timeRange(times: ArrayLike<number | null | undefined>, min: numb
   return typeof first === 'number' && first === times[times.length - 1] ? [first - 300, first + 300] : [min, max];
 }
 
+/**
+ * The per-device values of one measurement as one number: their median, which is what a relative
+ * check compares with its bound (and quotes in the decision log); their mean would put a candidate
+ * that failed on the chart above the bound it failed. A single value (a scalar, trimmed evidence) is itself.
+ */
+export function medianOf(values: readonly number[] | null): number | null {
+  if (!values || values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/** uPlot's time formats in 24-hour time, as the decision log and the stale badge show times (its hour ticks "7pm" as "19:00"). */
+const fmtDate24 = (template: string) =>
+  uPlot.fmtDate(template.replace(/\{h\}\{aa\}/g, '{HH}:00').replace(/\{h\}/g, '{HH}').replace(/\{aa\}/g, ''));
+
 /** One chart per analysis metric: the measured value (and baseline) against its thresholds over time. */
 export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): void {
   clearAnalysisCharts();
-  const mean = (values: number[] | null) => (values && values.length ? values.reduce((a, b) => a + b, 0) / values.length : null);
   for (const [metric, points] of Object.entries(r.analysisSeries)) {
     if (points.length === 0) continue;
     const box = document.createElement('div');
@@ -142,8 +158,8 @@ export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): voi
     target.append(box);
     const data = [
       points.map((p) => Date.parse(p.at) / 1000),
-      points.map((p) => mean(p.value)),
-      points.map((p) => mean(p.baseline)),
+      points.map((p) => medianOf(p.value)),
+      points.map((p) => medianOf(p.baseline)),
       points.map((p) => p.successThreshold),
       points.map((p) => p.failureThreshold),
     ] as uPlot.AlignedData;
@@ -153,11 +169,12 @@ export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): voi
           title: metric,
           width: 380,
           height: 200,
+          fmtDate: fmtDate24,
           scales: { x: { time: true, range: (u, min, max) => timeRange(u.data[0], min, max) } },
           series: [
             {},
-            { label: 'candidate', stroke: '#2457c5', points: { show: true } },
-            { label: 'baseline', stroke: '#6b7385', points: { show: true } },
+            { label: 'candidate (median)', stroke: '#2457c5', points: { show: true } },
+            { label: 'baseline (median)', stroke: '#6b7385', points: { show: true } },
             { label: 'success threshold', stroke: '#1a7f37', dash: [6, 4] },
             { label: 'failure threshold', stroke: '#c62828', dash: [6, 4] },
           ],
