@@ -99,6 +99,27 @@ test('a failed analysis: its chart shows the median of the per-device values in 
   }
   assert.equal(candidate, '0.2', 'the candidate is shown as the median of its values (what the checks compare), not their mean (0.4)');
 
+  // A refresh that finds the rollout unchanged leaves its chart as it is: the read-out under the
+  // pointer stays, and is not put back to "--" every few seconds.
+  const readOutAfterRefresh = await page.evaluate(
+    () =>
+      new Promise<{ same: boolean; value: string | null | undefined }>((resolve) => {
+        const chart = document.querySelector('.chart[data-metric="accuracy"]') as (HTMLElement & { marked?: boolean }) | null;
+        chart!.marked = true;
+        const observer = new MutationObserver(() => {
+          observer.disconnect();
+          // The list is drawn first; the detail right after it, in the same refresh.
+          setTimeout(() => {
+            const now = document.querySelector('.chart[data-metric="accuracy"]') as (HTMLElement & { marked?: boolean }) | null;
+            const row = Array.from(now?.querySelectorAll('.u-legend .u-series') ?? []).find((r) => r.textContent?.includes('candidate'));
+            resolve({ same: now?.marked === true, value: row?.querySelector('.u-value')?.textContent });
+          }, 200);
+        });
+        observer.observe(document.getElementById('rollouts')!, { childList: true });
+      }),
+  );
+  assert.deepEqual(readOutAfterRefresh, { same: true, value: '0.2' }, 'the chart and its read-out outlive a refresh that changed nothing');
+
   const drawn = await page.evaluate(() => (window as unknown as { __drawn: string[] }).__drawn);
   const times = drawn.filter((text) => /^\d{1,2}:\d{2}/.test(text));
   assert.ok(times.length >= 2, `the time axis has times of day: ${JSON.stringify(drawn)}`);

@@ -25,8 +25,8 @@ async function twoRolloutsRig(t: TestContext) {
 
 const heading = (page: Page, id: string) => page.locator('#rollout-detail h3', { hasText: `${id}:` }).waitFor({ timeout: 5_000 });
 
-/** Resolves after the next time the dashboard re-renders the rollout detail (an event or its 5 s poll). */
-async function nextRender(page: Page): Promise<void> {
+/** Resolves at the next refresh: the rollout list is drawn again at every one (its "updated … ago" moves on). */
+async function nextRefresh(page: Page): Promise<void> {
   await page.evaluate(
     () =>
       new Promise<void>((resolve) => {
@@ -34,7 +34,7 @@ async function nextRender(page: Page): Promise<void> {
           observer.disconnect();
           resolve();
         });
-        observer.observe(document.getElementById('rollout-detail')!, { childList: true });
+        observer.observe(document.getElementById('rollouts')!, { childList: true });
       }),
   );
 }
@@ -90,7 +90,7 @@ test('a keyboard alone selects a rollout, and the focus stays on its button acro
   await page.locator(`#rollouts tr[data-rollout="${newer}"] button`).press('Enter');
   await heading(page, newer);
   await page.locator('#rollout-detail button[data-action="abort"]').focus();
-  await nextRender(page);
+  await nextRefresh(page);
   assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action), 'abort', 'the focus is still on Abort');
   assert.deepEqual(pageErrors, []);
 });

@@ -28,6 +28,12 @@ let selected: string | undefined = linkedRollout();
 let rolloutOffset = 0;
 /** The rollout the detail view shows (its buttons act on it). */
 let shown: RolloutDetail | undefined;
+/**
+ * What the detail view and its charts were last drawn from: a refresh that finds the same leaves
+ * them as they are, so a pointer over a chart keeps its read-out and a selection in the decision
+ * log stays selected between refreshes.
+ */
+let shownKey: string | undefined;
 let stream: AbortController | undefined;
 let following: string | undefined;
 /** When the views last matched the server. */
@@ -142,6 +148,7 @@ function signOut(): void {
   selected = undefined;
   rolloutOffset = 0;
   shown = undefined;
+  shownKey = undefined;
   refreshedAt = undefined;
   staleSince = undefined;
   clearAnalysisCharts();
@@ -218,6 +225,7 @@ async function refreshRollouts(): Promise<void> {
   if (detail) showRollout(detail);
   else {
     shown = undefined;
+    shownKey = undefined;
     clearAnalysisCharts();
     $('rollout-detail').replaceChildren();
   }
@@ -225,9 +233,14 @@ async function refreshRollouts(): Promise<void> {
 
 function showRollout(rollout: RolloutDetail): void {
   shown = rollout;
-  render($('rollout-detail'), renderRolloutDetail(rollout));
+  const html = renderRolloutDetail(rollout);
+  const key = `${html}\u0000${JSON.stringify(rollout.analysisSeries)}`;
+  if (key !== shownKey || !$('rollout-detail').hasChildNodes()) {
+    shownKey = key;
+    render($('rollout-detail'), html);
+    renderAnalysisCharts($('analysis-charts'), rollout);
+  }
   applyStaleness();
-  renderAnalysisCharts($('analysis-charts'), rollout);
 }
 
 function stopFollowing(): void {
