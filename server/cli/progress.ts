@@ -17,6 +17,7 @@ export function createPhaseProgress(stream: NodeJS.WriteStream = process.stderr)
 class TtyProgress implements PhaseProgress {
   private readonly multibar: cliProgress.MultiBar;
   private readonly bars = new Map<Phase, cliProgress.SingleBar>();
+  private stopped = false;
 
   constructor(stream: NodeJS.WriteStream) {
     this.multibar = new cliProgress.MultiBar(
@@ -25,12 +26,15 @@ class TtyProgress implements PhaseProgress {
         clearOnComplete: false,
         hideCursor: true,
         format: ' {phase} |{bar}| {value}/{total} {detail}',
+        // Line wrapping is off while bars are drawn: a bar wider than the terminal lost its count.
+        barsize: barSizeFor(stream.columns),
       },
       cliProgress.Presets.shades_classic,
     );
   }
 
   update(event: ProgressEvent): void {
+    if (this.stopped) return;
     let bar = this.bars.get(event.phase);
     if (!bar) {
       bar = this.multibar.create(event.total, 0, { phase: event.phase.padEnd(9), detail: '' });
@@ -40,9 +44,20 @@ class TtyProgress implements PhaseProgress {
     bar.update(event.done, { detail: event.detail ?? '' });
   }
 
+  /** Idempotent: a second stop would draw every bar again below the first. */
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     this.multibar.stop();
   }
+}
+
+/**
+ * The bar's width on a terminal `columns` wide: 40 where it fits, narrower on a narrow terminal so
+ * the phase, the count and a short detail (about 40 characters besides the bar) still show.
+ */
+export function barSizeFor(columns: number | undefined): number {
+  return Math.max(10, Math.min(40, (columns || 80) - 40));
 }
 
 class PlainProgress implements PhaseProgress {

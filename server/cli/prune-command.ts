@@ -65,6 +65,10 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   try {
     const result = await pruneInto(outDir, { dataset, options, name, privateKey }, progress, interrupt);
     written = true;
+    // The bars first: while they are drawn the terminal's line wrapping is off, so a summary
+    // written under them lost every line's end past the terminal's width, and their final redraw
+    // landed after it.
+    progress.stop();
     process.stdout.write(formatPruneSummary(result.report, outDir));
   } finally {
     interrupt.dispose();

@@ -3,21 +3,27 @@ import type { Score } from '../../shared/model/scoring.ts';
 
 /** A short human-readable account of a prune run, for the terminal. */
 export function formatPruneSummary(report: PruneReport, outDir: string): string {
+  // Columns as wide as their widest cell: a regression score ("mse 2963.5 r² 0.412") is wider than an accuracy.
+  const header = ['ε', 'layers', 'params', 'cut', 'val (retrained)', 'tolerance', 'test (before → after)'];
+  const rows = report.sweep.map((entry) => [
+    String(entry.epsilon),
+    entry.layers.join('-'),
+    String(entry.params),
+    `${(entry.param_cut * 100).toFixed(1)}%`,
+    entry.validation ? formatScore(entry.validation) : 'not retrained',
+    // Why a smaller retrained model was not chosen: its validation score (or, for a classifier, its cross-entropy) fell outside.
+    entry.within_tolerance === null ? '' : entry.within_tolerance ? 'within' : 'outside',
+    `${formatScore(entry.test_before_retrain)}${entry.test ? ` → ${formatScore(entry.test)}` : ''}`,
+  ]);
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
+  // Numbers right-aligned, text left-aligned; the last column unpadded.
+  const line = (mark: string, cells: string[]) =>
+    (mark + cells.map((cell, i) => (i === 2 || i === 3 ? cell.padStart(widths[i]!) : i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join('   ')).trimEnd();
   const lines = [
     `ODF2NNA on ${report.data.rows} rows (${report.task}, backend ${report.backend}, seed ${report.seed}) in ${report.timing_s.toFixed(1)} s`,
     '',
-    '  ε      layers               params   cut     val (retrained)   test (before → after)',
-    ...report.sweep.map((entry) =>
-      [
-        entry.epsilon === report.epsilon ? '* ' : '  ',
-        String(entry.epsilon).padEnd(6),
-        entry.layers.join('-').padEnd(20),
-        String(entry.params).padStart(7),
-        `${(entry.param_cut * 100).toFixed(1)}%`.padStart(7),
-        `   ${(entry.validation ? formatScore(entry.validation) : 'not retrained').padEnd(17)}`,
-        ` ${formatScore(entry.test_before_retrain)}${entry.test ? ` → ${formatScore(entry.test)}` : ''}`,
-      ].join(' '),
-    ),
+    line('   ', header),
+    ...report.sweep.map((entry, i) => line(entry.epsilon === report.epsilon ? ' * ' : '   ', rows[i]!)),
     '',
     `original  ${report.layers.original.join('-')}: ${report.original.params} params, test ${formatScore(report.original.test)}`,
     `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${(report.pruned.param_cut * 100).toFixed(1)}%), test ${formatScore(report.pruned.test)}, before retraining ${formatScore(report.pruned.test_before_retrain)}`,
@@ -31,5 +37,13 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
 }
 
 export function formatScore(score: Score): string {
-  return 'accuracy' in score ? `acc ${(score.accuracy * 100).toFixed(2)}%` : `mse ${score.mse.toFixed(1)} r² ${score.r2.toFixed(3)}`;
+  return 'accuracy' in score ? `acc ${(score.accuracy * 100).toFixed(2)}%` : `mse ${formatMse(score.mse)} r² ${score.r2.toFixed(3)}`;
+}
+
+/**
+ * An MSE in the label's squared units, to five significant digits: a fixed decimal showed every
+ * MSE of a label in small units (a fraction, a rate) as 0.0.
+ */
+function formatMse(mse: number): string {
+  return Number.isFinite(mse) ? String(Number(mse.toPrecision(5))) : String(mse);
 }
