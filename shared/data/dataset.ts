@@ -59,6 +59,7 @@ export function readDataFile(path: string): string {
 /** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */
 export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
   if (looksLikeUtf16(text)) throw new UserError(`${source}: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8`);
+  assertCommaSeparated(text, source);
   let parsed: { record: string[]; info: { lines: number } }[];
   try {
     parsed = parse(text, {
@@ -157,7 +158,11 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   if (!options.features) assertNamesFitManifest(featureNames, classes, options.label, source);
   // The fingerprint is of the values as written, before any rounding below: it names the data.
   const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
-  const warnings = [...roundFeaturesDevicesCannotHold(x, featureNames), ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label)];
+  const warnings = [
+    ...(options.features ? [] : rowIdentifierColumns(x, featureNames)),
+    ...roundFeaturesDevicesCannotHold(x, featureNames),
+    ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label),
+  ];
   return { featureNames, labelName: options.label, task, x, y, classes, fingerprint, warnings };
 }
 
@@ -198,6 +203,42 @@ function sortedClassNames(labels: readonly string[]): string[] {
   const numeric = distinct.every((label) => Number.isFinite(parseDecimal(label)));
   // Labels one float64 cannot tell apart (kept as written) are ordered as text.
   return numeric ? distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b) || (a < b ? -1 : a > b ? 1 : 0)) : distinct.sort();
+}
+
+/** Fewer rows than this say too little for a column of distinct whole numbers to look like an identifier. */
+const IDENTIFIER_MIN_ROWS = 20;
+
+/**
+ * Feature columns that look like a row number (the "id" or "index" column a spreadsheet or
+ * database export carries): a different whole number on every row, together a run without gaps
+ * (1 to 150, in any order). The model learns the rows' order from such a column (on data sorted
+ * by class, the class itself), and devices have no such input to feed it. Named in a warning, not
+ * refused: a measurement can look the same, rarely. A timestamp or an identifier with gaps is not
+ * caught.
+ */
+function rowIdentifierColumns(x: readonly (readonly number[])[], featureNames: readonly string[]): string[] {
+  if (x.length < IDENTIFIER_MIN_ROWS) return [];
+  const found = featureNames.filter((_, c) => {
+    let min = Infinity;
+    let max = -Infinity;
+    const seen = new Set<number>();
+    for (const row of x) {
+      const value = row[c]!;
+      if (!Number.isInteger(value) || seen.has(value)) return false;
+      min = Math.min(min, value);
+      max = Math.max(max, value);
+      seen.add(value);
+    }
+    return max - min === x.length - 1;
+  });
+  if (found.length === 0) return [];
+  const one = found.length === 1;
+  const names = found.slice(0, 5).map(quoted).join(', ') + (found.length > 5 ? ` and ${found.length - 5} more` : '');
+  return [
+    `${one ? 'feature' : 'features'} ${names} ${one ? 'looks' : 'look'} like a row number (a different whole number on ` +
+      `every row, together a run without gaps): the model learns the rows' order from ${one ? 'it' : 'them'}, and devices must feed ` +
+      `${one ? 'it' : 'them'} too; drop ${one ? 'it' : 'them'} from the CSV unless ${one ? 'it is a measurement' : 'they are measurements'}`,
+  ];
 }
 
 /**
@@ -307,6 +348,24 @@ function looksLikeUtf16(text: string): boolean {
   if (text.startsWith('\uFFFD\uFFFD')) return true;
   const head = text.slice(0, 1000);
   return head.length >= 4 && (head.match(/\0/g)?.length ?? 0) * 3 >= head.length;
+}
+
+/**
+ * A header line with no comma but semicolons or tabs: a spreadsheet's export in a locale whose
+ * decimal separator is the comma (`5,1;3,5;...`), or a TSV. Read as CSV it was one column, reported
+ * as a missing label column (listing the whole header as its name) or, with decimal commas, as
+ * "Invalid Record Length: expect 1, got 5". Such a header is never a usable data set (a single
+ * column has no features besides the label), so naming the separator costs no valid file.
+ */
+function assertCommaSeparated(text: string, source: string): void {
+  const firstLine = text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/, 1)[0]!;
+  if (firstLine.includes(',')) return;
+  const separator = firstLine.includes(';') ? 'semicolons' : firstLine.includes('\t') ? 'tabs' : undefined;
+  if (!separator) return;
+  throw new UserError(
+    `${source}: the header is separated by ${separator}, not commas: fleetprune reads comma-separated CSV with a point as the decimal separator; ` +
+      'export it so (e.g. "CSV UTF-8 (comma delimited)" with an English number format)',
+  );
 }
 
 /** The line breaks inside a record's quoted cells: its first line is this many before its last. */
