@@ -125,7 +125,9 @@ export async function runOdf2nna(
           onProgress({ phase: 'train', done: epoch, total: options.epochs, detail: `epoch ${epoch}` }),
         ),
       ));
-    onProgress({ phase: 'train', done: options.epochs, total: options.epochs, ...(trained ? { detail: 'trained before' } : {}) });
+    // The phase is done, but a bar at epochs/epochs read as that many epochs run: early stopping usually ends far sooner.
+    const trainDetail = trained ? 'trained before' : generalRun.epochs < options.epochs ? `early stop at epoch ${generalRun.epochs}` : undefined;
+    onProgress({ phase: 'train', done: options.epochs, total: options.epochs, ...(trainDetail ? { detail: trainDetail } : {}) });
     const general = trained?.network ?? toDenseNetwork(generalModel, scaling);
     try {
       assertPredictionsFitFloat32(general, data, dataset.labelName, 'general');
