@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { devicesFrom, renderFleet } from '../../server/dashboard/ui/fleet-view.ts';
+import { formatScore } from '../../server/dashboard/ui/html.ts';
 
 test('the fleet view shows one page of devices with fleet-wide counts, and says when there are more', () => {
   const page = devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: true }], next: 'dev-1', counts: { enrolled: 12000, online: 11000 } });
@@ -12,4 +13,10 @@ test('the fleet view shows one page of devices with fleet-wide counts, and says 
   assert.match(last, /<p class="muted">0 of 1 enrolled devices online<\/p>/);
   // A revoked device is listed as revoked, not as offline (it is not among the enrolled).
   assert.match(last, /<tr data-device="dev-2">[\s\S]*?<span class="badge">revoked<\/span>/);
+});
+
+test('a test score shows an MSE to five significant digits: one in small units is not 0.0', () => {
+  assert.equal(formatScore({ mse: 0.0035455123, r2: 0.41234 }), 'mse 0.0035455 r² 0.412');
+  assert.equal(formatScore({ mse: 2963.51234, r2: 0.5 }), 'mse 2963.5 r² 0.500');
+  assert.equal(formatScore({ accuracy: 0.9722 }), 'acc 97.22%');
 });

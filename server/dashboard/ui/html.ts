@@ -12,7 +12,7 @@ export function table(headers: readonly string[], rows: readonly string[], empty
 export function formatScore(metrics: Record<string, unknown> | null | undefined): string {
   if (!metrics) return '';
   if (typeof metrics.accuracy === 'number') return `acc ${(metrics.accuracy * 100).toFixed(2)}%`;
-  if (typeof metrics.mse === 'number') return `mse ${metrics.mse.toFixed(1)}${typeof metrics.r2 === 'number' ? ` r² ${metrics.r2.toFixed(3)}` : ''}`;
+  if (typeof metrics.mse === 'number') return `mse ${Number.isFinite(metrics.mse) ? Number(metrics.mse.toPrecision(5)) : metrics.mse}${typeof metrics.r2 === 'number' ? ` r² ${metrics.r2.toFixed(3)}` : ''}`;
   return '';
 }
 
