@@ -29,6 +29,8 @@ const PROGRESS_PERSIST_INTERVAL_MS = 500;
 export const JOB_LEASE_RENEW_MS = 15_000;
 /** A job whose lease is this old has lost its server: another server fails it. */
 export const JOB_LEASE_STALE_S = 90;
+/** How often a job's end that the store refused (a full disk, a lost connection) is tried again. */
+const END_RETRY_MS = 1000;
 
 export interface JobServiceDeps {
   store: Store;
@@ -320,7 +322,7 @@ export class JobService {
       if (active.cancel) throw new Error(active.cancel.message); // cancelled while starting
       const result = await this.#runWorker(job, active);
       // Registered, even if the server is stopping meanwhile (stop waits for this): the job says so.
-      await this.#end(job.id, ['running'], { state: 'succeeded', result }, undefined, active);
+      await this.#endRetrying(job.id, ['running'], { state: 'succeeded', result }, undefined, active);
     } catch (error) {
       active.ending = true;
       if (this.#stopping) return;
@@ -330,7 +332,7 @@ export class JobService {
       else if (error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
       else if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
       // From queued too: storing its start may be what failed.
-      await this.#end(job.id, ['queued', 'running'], { state: 'failed', error: message }, cancelled, active).catch((persistError) =>
+      await this.#endRetrying(job.id, ['queued', 'running'], { state: 'failed', error: message }, cancelled, active).catch((persistError) =>
         this.#deps.log.error({ err: persistError, job: job.id }, 'cannot record the job failure'),
       );
     } finally {
@@ -425,6 +427,30 @@ export class JobService {
     const job = changed ? await this.#deps.store.jobs.get(id) : undefined;
     if (job) this.events.emit({ type: 'state', jobId: id, job });
     return changed;
+  }
+
+  /**
+   * #end, tried again while the store refuses the write (a full disk, a lost database connection)
+   * until it lands or the server stops: an end not stored left the job running for ever (its
+   * watchers waiting, its lease renewed, a later cancel recording a false reason). Its watchers
+   * here are told the end at once; the job keeps its slot, and a cancel meanwhile is refused.
+   */
+  async #endRetrying(id: string, from: readonly JobState[], changes: { state: 'succeeded' | 'failed'; result?: unknown; error?: string }, cancel?: JobCancel, active?: ActiveJob): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#end(id, from, changes, cancel, active);
+      } catch (error) {
+        if (this.#stopping) throw error;
+        if (attempt === 1) {
+          this.#deps.log.error({ err: error, job: id, state: changes.state }, 'cannot record the job end (retrying)');
+          const stored = await this.#deps.store.jobs.get(id).catch(() => undefined);
+          const job = stored ? { ...stored, ...changes, ...(active?.progress ? { progress: active.progress } : {}), updatedAt: new Date().toISOString() } : undefined;
+          if (job) this.events.emit({ type: 'state', jobId: id, job: { ...job, result: job.result ?? null, error: job.error ?? null } });
+        }
+        await new Promise((resolve) => setTimeout(resolve, END_RETRY_MS));
+        if (this.#stopping) throw error;
+      }
+    }
   }
 
   /** Ends the job (with its latest progress, the throttled saves may have skipped it) and counts it. */
