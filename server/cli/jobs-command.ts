@@ -71,7 +71,7 @@ export function registerJobsCommand(program: Command): void {
             options_json: Object.keys(options).length > 0 ? JSON.stringify(options) : '',
           })
           .catch((error: unknown) => {
-            throw flags.data && isMessageTooLarge(error) ? dataTooLarge(flags.data, csv, error) : error;
+            throw flags.data && isMessageTooLarge(error) ? dataTooLarge(flags.data, csv, error) : namingFlags(error, flags);
           });
         // Detached, stdout is the bare id alone, for `J=$(fleetprune jobs prune ... --detach)`;
         // the human line goes to stderr either way.
@@ -144,6 +144,19 @@ async function watch(connection: ServerConnection, id: string): Promise<void> {
     const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string } };
     process.stdout.write(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)\n`);
   }
+}
+
+/**
+ * A refusal naming StartPrune's `csv` or `path` field (`csv: no label column "x"`) names the flag
+ * and file the user gave instead: they never wrote a field called csv.
+ */
+function namingFlags(error: unknown, flags: JobPruneFlags): unknown {
+  if (!(error instanceof UserError)) return error;
+  const field = /^(csv|path): /.exec(error.message)?.[1];
+  if (field === undefined) return error;
+  const named = field === 'csv' ? (flags.data === undefined ? undefined : `--data ${flags.data}`) : flags.serverPath === undefined ? undefined : '--server-path';
+  if (named === undefined) return error;
+  return new UserError(`${named}: ${error.message.slice(field.length + 2)}`, { exitCode: error.exitCode, cause: error });
 }
 
 /** The server refused the request's size before reading it (grpc-js: RESOURCE_EXHAUSTED, "Received message larger than max"). */

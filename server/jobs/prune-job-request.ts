@@ -6,7 +6,10 @@ import { ModelNameSchema } from '../registry/names.ts';
 export const PruneDataSchema = z.union([
   z.strictObject({ csv: z.string().min(1).describe('CSV text with a header row') }),
   z.strictObject({ path: z.string().min(1).describe('a CSV file, by its path relative to the server --data-root') }),
-]);
+], {
+  // zod's own "Invalid input" said neither what was wrong nor what is expected (missing, both given, or a bad type).
+  error: (issue) => `${issue.input === undefined ? 'required: ' : ''}expected {"csv": CSV text} or {"path": a file under the server --data-root}, exactly one of them`,
+});
 
 /** POST /api/jobs/prune (and gRPC StartPrune, whose JSON options map onto `options`). */
 export const PruneJobRequestSchema = z.strictObject({
