@@ -1,26 +1,32 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { misbehavingServer } from '../helpers/misbehaving-http.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { openDashboardPage } from './dashboard-browser.ts';
 import { serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
 
-test('an analysis chart with a single measurement (a failed pilot) spans minutes around it, not years', async (t) => {
+/**
+ * A rollout failed at its one measurement, against a Prometheus answering one sample per value in
+ * `values` (device d0, d1, ...), and the dashboard page open on it, recording the text uPlot draws
+ * on its canvases (window.__drawn). Undefined where Chromium is absent.
+ */
+async function failedRolloutPage(t: TestContext, values: readonly string[]) {
   const browser = await openDashboardPage(t, 'dismiss');
-  if (!browser) return;
-  const { page, pageErrors, policyViolations } = browser;
-  // A Prometheus whose every answer is one sample of 0.5.
+  if (!browser) return undefined;
   const prometheus = await misbehavingServer((_req, res) => {
+    const now = Date.now() / 1000;
+    const result = values.map((value, i) => ({ metric: values.length === 1 ? {} : { device: `d${i}` }, value: [now, value] }));
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [{ metric: {}, value: [Date.now() / 1000, '0.5'] }] } }));
+    res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result } }));
   });
   t.after(() => prometheus.close());
   const server = await serverWithFleet(t, { prometheusUrl: prometheus.url });
-  if (!server) return;
+  if (!server) return undefined;
   const metric = { name: 'accuracy', count: 1, successCondition: 'result[0] >= 0.9', provider: { prometheus: { query: 'up' } } };
   const id = await startRollout(server, [{ analysis: { metrics: [metric] } }, { setWeight: 100 }]);
   await waitForRollout(server, id, (s) => s.phase === 'Failed', 'failure at its one measurement');
 
+  const { page } = browser;
   // uPlot draws its axes on a canvas: record the text it draws.
   await page.addInitScript(() => {
     const drawn: string[] = ((window as unknown as { __drawn: string[] }).__drawn = []);
@@ -32,6 +38,14 @@ test('an analysis chart with a single measurement (a failed pilot) spans minutes
   });
   await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
   await page.locator('#rollout-phase', { hasText: 'Failed' }).waitFor({ timeout: 5_000 });
+  return { ...browser, id };
+}
+
+test('an analysis chart with a single measurement (a failed pilot) spans minutes around it, not years', async (t) => {
+  // A Prometheus whose every answer is one sample of 0.5.
+  const opened = await failedRolloutPage(t, ['0.5']);
+  if (!opened) return;
+  const { page, pageErrors, policyViolations } = opened;
   await page.locator('.chart[data-metric="accuracy"] canvas').waitFor({ timeout: 5_000 });
   await page.waitForFunction(() => (window as unknown as { __drawn: string[] }).__drawn.length > 0, undefined, { timeout: 5_000 });
   const drawn = await page.evaluate(() => (window as unknown as { __drawn: string[] }).__drawn);
@@ -44,34 +58,10 @@ test('an analysis chart with a single measurement (a failed pilot) spans minutes
 });
 
 test('a failed analysis: its chart shows the median of the per-device values in 24-hour time, the step strip marks the step it stopped at, and times carry their UTC moment', async (t) => {
-  const browser = await openDashboardPage(t, 'dismiss');
-  if (!browser) return;
-  const { page, pageErrors, policyViolations } = browser;
-  // A Prometheus answering three series, 0.2, 0.1 and 0.9: their median (and result[0]) is 0.2, their mean 0.4.
-  const prometheus = await misbehavingServer((_req, res) => {
-    const now = Date.now() / 1000;
-    const result = ['0.2', '0.1', '0.9'].map((value, i) => ({ metric: { device: `d${i}` }, value: [now, value] }));
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result } }));
-  });
-  t.after(() => prometheus.close());
-  const server = await serverWithFleet(t, { prometheusUrl: prometheus.url });
-  if (!server) return;
-  const metric = { name: 'accuracy', count: 1, successCondition: 'result[0] >= 0.9', provider: { prometheus: { query: 'up' } } };
-  const id = await startRollout(server, [{ analysis: { metrics: [metric] } }, { setWeight: 100 }]);
-  await waitForRollout(server, id, (s) => s.phase === 'Failed', 'failure at its one measurement');
-
-  // uPlot draws its axes on a canvas: record the text it draws.
-  await page.addInitScript(() => {
-    const drawn: string[] = ((window as unknown as { __drawn: string[] }).__drawn = []);
-    const fillText = CanvasRenderingContext2D.prototype.fillText;
-    CanvasRenderingContext2D.prototype.fillText = function (text: string, x: number, y: number, maxWidth?: number) {
-      drawn.push(String(text));
-      return maxWidth === undefined ? fillText.call(this, text, x, y) : fillText.call(this, text, x, y, maxWidth);
-    };
-  });
-  await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
-  await page.locator('#rollout-phase', { hasText: 'Failed' }).waitFor({ timeout: 5_000 });
+  // Three series, 0.2, 0.1 and 0.9: their median (and result[0]) is 0.2, their mean 0.4.
+  const opened = await failedRolloutPage(t, ['0.2', '0.1', '0.9']);
+  if (!opened) return;
+  const { page, pageErrors, policyViolations, id } = opened;
 
   // The step strip says where the rollout stopped: the analysis (step 1), not just "not done".
   const stopped = page.locator('#rollout-detail .step.stopped');
