@@ -90,12 +90,14 @@ export function registerModelsCommand(program: Command): void {
           process.stdout.write(`${JSON.stringify(versionJson(found), null, 2)}\n`);
           return;
         }
+        const architecture = sizeOf(found.manifest_json);
         process.stdout.write(
           [
             `${found.model}@${found.version}${found.aliases.length ? ` (${found.aliases.join(', ')})` : ''}${found.retired ? ' [retired]' : ''}`,
             `artifact   ${found.artifact_id}`,
             `parent     ${found.parent_model ? `${found.parent_model}@${found.parent_version}` : '-'}`,
-            `epsilon    ${found.epsilon ?? '-'}`,
+            `epsilon    ${found.epsilon ?? '-'}${found.epsilon !== null && found.epsilon !== undefined && architecture?.epsilonMode ? ` (${architecture.epsilonMode})` : ''}`,
+            ...(architecture ? [`size       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample`] : []),
             `data       ${found.data_fingerprint}`,
             `metrics    ${found.metrics_json}`,
             `status     ${found.status ? `${found.status}${found.status_reason ? `: ${found.status_reason}` : ''} (${found.status_at})` : '-'}`,
@@ -141,6 +143,18 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
 }
 
 /** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */
+/** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode), for `models show`; undefined if it does not say. */
+function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode: string | null }) | undefined {
+  try {
+    const manifest = JSON.parse(manifestJson) as Partial<Manifest>;
+    const architecture = manifest.architecture;
+    if (!architecture || !Array.isArray(architecture.layers)) return undefined;
+    return { ...architecture, epsilonMode: manifest.lineage?.epsilonMode ?? null };
+  } catch {
+    return undefined;
+  }
+}
+
 function formatVersionLine(version: GrpcVersion): string {
   const tags = [...version.aliases, ...(version.retired ? ['retired'] : [])];
   const parent = version.parent_model ? `parent ${version.parent_model}@${version.parent_version}` : 'no parent';

@@ -101,6 +101,13 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   assert.match(lines[0]!, /^iris@1\t.*\t-$/);
   assert.match(lines[1]!, /^iris@2\t.*\tfailed$/);
   assert.match(table.stdout, /^status {5}failed: analysis failed at step 2: accuracy below 0\.8 \(2026-03-01T09:00:00\.000Z\)$/m);
+  // The size the pruning bought, and the ε with its mode, as the manifest gives them.
+  const { architecture, lineage } = pruned.manifest;
+  assert.match(table.stdout, new RegExp(`^epsilon {4}${lineage.epsilon} \\(${lineage.epsilonMode}\\)$`, 'm'));
+  assert.ok(
+    table.stdout.includes(`\nsize       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample\n`),
+    table.stdout,
+  );
 
   // blobs gc --json is POST /api/blobs/gc: counts are numbers.
   const collected = JSON.parse(gc.stdout);
