@@ -1,5 +1,6 @@
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import { guardBodySize } from '../shared/http/body-size-guard.ts';
+import { undecodableBody } from '../shared/http/undecodable-body.ts';
 import { duplicateJsonKey } from '../shared/util/duplicate-keys.ts';
 import type { Logger } from '../shared/util/log.ts';
 import type { AgentMetrics } from './agent-metrics.ts';
@@ -158,11 +159,8 @@ export function createPredictApp(options: PredictApiOptions): Express {
 function requestErrorMessage(error: { type?: string; code?: unknown; message?: string }, contentEncoding: string | undefined, status: number): string {
   if (error.type === 'entity.parse.failed') return 'the body is not valid JSON';
   if (error.type === 'entity.too.large') return `the body is larger than the ${MAX_PREDICT_BODY_BYTES}-byte limit`;
-  // zlib's codes (gzip, deflate) start with Z_, brotli's with ERR__ERROR_.
-  if (typeof error.code === 'string' && (error.code.startsWith('Z_') || error.code.startsWith('ERR__ERROR_'))) {
-    const encoding = (contentEncoding ?? 'compressed').replace(/[^\x20-\x7e]/g, '?').slice(0, 40);
-    return `the body is not valid ${encoding} data (${(error.message ?? '').split('\n')[0]!.slice(0, 200)})`;
-  }
+  const undecodable = undecodableBody(error, contentEncoding);
+  if (undecodable) return `the body is ${undecodable}`;
   if (status === 500) return 'internal error';
   return error.message ?? 'bad request';
 }

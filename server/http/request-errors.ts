@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import { STATUS_CODES } from 'node:http';
+import { undecodableBody } from '../../shared/http/undecodable-body.ts';
 import { ServiceError, type ErrorCode } from '../app/service-error.ts';
 
 const CODE_OF_STATUS: Readonly<Record<number, ErrorCode>> = {
@@ -21,7 +22,7 @@ const CODE_OF_STATUS: Readonly<Record<number, ErrorCode>> = {
  */
 export function requestError(error: unknown, req: Request): ServiceError | null {
   if (!(error instanceof Error) || error instanceof ServiceError) return null;
-  const { status, statusCode, type, code } = error as Error & { status?: unknown; statusCode?: unknown; type?: unknown; code?: unknown };
+  const { status, statusCode, type } = error as Error & { status?: unknown; statusCode?: unknown; type?: unknown };
   const httpStatus = typeof status === 'number' ? status : statusCode;
   if (typeof httpStatus !== 'number' || httpStatus < 400 || httpStatus > 499) return null;
   const errorCode = CODE_OF_STATUS[httpStatus] ?? 'bad_request';
@@ -33,11 +34,8 @@ export function requestError(error: unknown, req: Request): ServiceError | null 
   }
   if (type === 'request.aborted') return new ServiceError('bad_request', 'body: the client aborted the upload');
   if (error instanceof URIError) return new ServiceError('bad_request', `path: malformed percent-encoding (${message})`);
-  // zlib's codes (gzip, deflate) start with Z_, brotli's with ERR__ERROR_ (ERR__ERROR_FORMAT_PADDING_1).
-  if (typeof code === 'string' && (code.startsWith('Z_') || code.startsWith('ERR__ERROR_'))) {
-    const encoding = oneLine(String(req.headers['content-encoding'] ?? 'compressed'));
-    return new ServiceError('bad_request', `body: not valid ${encoding} data (${message})`);
-  }
+  const undecodable = undecodableBody(error as { code?: unknown }, req.headers['content-encoding']);
+  if (undecodable) return new ServiceError('bad_request', `body: ${undecodable}`);
   const exposed = (error as { expose?: unknown }).expose !== false && message !== '';
   return new ServiceError(errorCode, `${type === undefined ? 'request' : 'body'}: ${exposed ? message : STATUS_CODES[httpStatus] ?? 'bad request'}`);
 }
