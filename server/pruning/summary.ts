@@ -1,5 +1,5 @@
 import type { PruneReport } from './report.ts';
-import type { Score } from '../../shared/model/scoring.ts';
+import { formatMse, type Score } from '../../shared/model/scoring.ts';
 
 /** A short human-readable account of a prune run, for the terminal. */
 export function formatPruneSummary(report: PruneReport, outDir: string): string {
@@ -38,12 +38,4 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
 
 export function formatScore(score: Score): string {
   return 'accuracy' in score ? `acc ${(score.accuracy * 100).toFixed(2)}%` : `mse ${formatMse(score.mse)} r² ${score.r2.toFixed(3)}`;
-}
-
-/**
- * An MSE in the label's squared units, to five significant digits: a fixed decimal showed every
- * MSE of a label in small units (a fraction, a rate) as 0.0.
- */
-function formatMse(mse: number): string {
-  return Number.isFinite(mse) ? String(Number(mse.toPrecision(5))) : String(mse);
 }

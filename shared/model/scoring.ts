@@ -71,3 +71,11 @@ export function withinTolerance(
 export function scoreValue(score: Score): number {
   return 'accuracy' in score ? score.accuracy : -score.mse;
 }
+
+/**
+ * An MSE (in the label's squared units) for people, to five significant digits: a fixed decimal
+ * showed every MSE of a label in small units (a fraction, a rate) as 0.0.
+ */
+export function formatMse(mse: number): string {
+  return Number.isFinite(mse) ? String(Number(mse.toPrecision(5))) : String(mse);
+}

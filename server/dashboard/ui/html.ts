@@ -1,3 +1,5 @@
+import { formatMse } from '../../../shared/model/scoring.ts';
+
 /** Escapes text for HTML; every value the API returns goes through it. */
 export function esc(value: unknown): string {
   return String(value ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -12,7 +14,7 @@ export function table(headers: readonly string[], rows: readonly string[], empty
 export function formatScore(metrics: Record<string, unknown> | null | undefined): string {
   if (!metrics) return '';
   if (typeof metrics.accuracy === 'number') return `acc ${(metrics.accuracy * 100).toFixed(2)}%`;
-  if (typeof metrics.mse === 'number') return `mse ${Number.isFinite(metrics.mse) ? Number(metrics.mse.toPrecision(5)) : metrics.mse}${typeof metrics.r2 === 'number' ? ` r² ${metrics.r2.toFixed(3)}` : ''}`;
+  if (typeof metrics.mse === 'number') return `mse ${formatMse(metrics.mse)}${typeof metrics.r2 === 'number' ? ` r² ${metrics.r2.toFixed(3)}` : ''}`;
   return '';
 }
 
