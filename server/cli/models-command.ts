@@ -95,7 +95,7 @@ export function registerModelsCommand(program: Command): void {
           [
             `${found.model}@${found.version}${found.aliases.length ? ` (${found.aliases.join(', ')})` : ''}${found.retired ? ' [retired]' : ''}`,
             `artifact   ${found.artifact_id}`,
-            `parent     ${found.parent_model ? `${found.parent_model}@${found.parent_version}` : '-'}`,
+            `parent     ${parentRef(found, false) ?? '-'}`,
             `epsilon    ${found.epsilon ?? '-'}${found.epsilon !== null && found.epsilon !== undefined && architecture?.epsilonMode ? ` (${architecture.epsilonMode})` : ''}`,
             ...(architecture ? [`size       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample`] : []),
             `data       ${found.data_fingerprint}`,
@@ -142,7 +142,6 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
   return [name, version];
 }
 
-/** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */
 /** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode), for `models show`; undefined if it does not say. */
 function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode: string | null }) | undefined {
   try {
@@ -155,10 +154,22 @@ function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode
   }
 }
 
+/** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */
 function formatVersionLine(version: GrpcVersion): string {
   const tags = [...version.aliases, ...(version.retired ? ['retired'] : [])];
-  const parent = version.parent_model ? `parent ${version.parent_model}@${version.parent_version}` : 'no parent';
-  return `${version.model}@${version.version}\t${version.artifact_id.slice(0, 12)}\t${parent}\t${tags.join(',') || '-'}\t${version.created_at}\t${version.status || '-'}`;
+  const parent = parentRef(version, true);
+  return `${version.model}@${version.version}\t${version.artifact_id.slice(0, 12)}\t${parent === null ? 'no parent' : `parent ${parent}`}\t${tags.join(',') || '-'}\t${version.created_at}\t${version.status || '-'}`;
+}
+
+/**
+ * The parent as NAME@VERSION. A parent the registry does not hold (the manifest names its sha256,
+ * but it was never pushed here) is named by its sha256, `short` to 12 digits, so the version does
+ * not read as a model trained from scratch. Null for a version without a parent.
+ */
+function parentRef(version: GrpcVersion, short: boolean): string | null {
+  if (version.parent_model) return `${version.parent_model}@${version.parent_version}`;
+  if (!version.parent_artifact_id) return null;
+  return `${short ? `${version.parent_artifact_id.slice(0, 12)}…` : version.parent_artifact_id} (not registered)`;
 }
 
 /**

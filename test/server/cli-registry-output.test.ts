@@ -55,6 +55,31 @@ test('models push DIR of a pruned artifact whose parent is registered already pu
   assert.equal(pushed.stderr, `the parent in ${join(pruned.dir, 'general')} is already registered as iris@1\n`);
 });
 
+test('a version whose parent is not registered shows the parent sha256 as not registered, not "no parent"; once registered, by name', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const general = await makeArtifact(t, { seed: 35, privateKey: key, units: 8 });
+  const pruned = await makeArtifact(t, { seed: 36, privateKey: key, units: 4, parent: artifactId(general.manifest) });
+  const parentId = artifactId(general.manifest);
+  const listAndShow = async () =>
+    (await runCliBatch([['models', 'list', 'iris'], ['models', 'show', 'iris@1']].map((args) => ({ args: [...args, ...connection] })))) as [CliResult, CliResult];
+
+  // Pushed without DIR/general: the registry has no parent to name.
+  assert.equal((await runCli(['models', 'push', pruned.dir, ...connection])).code, 0);
+  let [list, show] = await listAndShow();
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, new RegExp(`^iris@1\\t\\S+\\tparent ${parentId.slice(0, 12)}… \\(not registered\\)\\t`, 'm'));
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, new RegExp(`^parent {5}${parentId} \\(not registered\\)$`, 'm'));
+
+  // The parent pushed later, under another name: now it is named.
+  assert.equal((await runCli(['models', 'push', general.dir, '--name', 'other', ...connection])).code, 0);
+  [list, show] = await listAndShow();
+  assert.match(list.stdout, /^iris@1\t\S+\tparent other@1\t/m);
+  assert.match(show.stdout, /^parent {5}other@1$/m);
+});
+
 test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon fields); a version shows its rollout status', async (t) => {
   const server = (await startTestServer(t))!;
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
