@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, realpath, stat } from 'node:fs/promises';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { sha256Hex } from './digest.ts';
 import type { Manifest } from './manifest.ts';
@@ -38,13 +38,20 @@ export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise
  * per file that is not, naming it (`model.onnx: missing`). Empty when all are intact.
  */
 export async function checkArtifactFiles(dir: string, manifest: Manifest): Promise<string[]> {
-  const failures = await Promise.all(Object.entries(manifest.files).map(([path, expected]) => checkFile(dir, path, expected)));
+  const root = await realpath(dir).catch(() => null);
+  const failures = await Promise.all(Object.entries(manifest.files).map(([path, expected]) => checkFile(dir, root, path, expected)));
   return failures.filter((failure) => failure !== null);
 }
 
-async function checkFile(dir: string, path: string, expected: Manifest['files'][string]): Promise<string | null> {
+async function checkFile(dir: string, root: string | null, path: string, expected: Manifest['files'][string]): Promise<string | null> {
   let bytes: Buffer;
   try {
+    // A file that is a symlink (or under a symlinked directory) leading out of the artifact is
+    // not part of it: a copy of the directory (cp -r, tar, an upload of the directory) would
+    // carry a link that dangles or reads something else, and the verified bytes live where the
+    // artifact's owner does not control them.
+    const real = await realpath(join(dir, path));
+    if (root !== null && outside(root, real)) return `${path}: a symlink to ${real}, outside the artifact directory (copy the file in)`;
     // Sized before it is read: a FIFO or device in a file's place would block the read or never end
     // it, and a file of the wrong size is not worth reading whole.
     const info = await stat(join(dir, path));
@@ -59,6 +66,11 @@ async function checkFile(dir: string, path: string, expected: Manifest['files'][
   const actual = sha256Hex(bytes);
   if (actual !== expected.sha256) return `${path}: sha256 mismatch (expected ${abbreviate(expected.sha256)}, got ${abbreviate(actual)})`;
   return null;
+}
+
+function outside(root: string, real: string): boolean {
+  const rel = relative(root, real);
+  return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
 }
 
 function abbreviate(hex: string): string {

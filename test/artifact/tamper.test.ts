@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -182,4 +182,30 @@ test('a file of the wrong size is a size mismatch without being read: even one t
   const size = 3 * 2 ** 30;
   await truncate(path, size);
   await assertFails(dir, [`tfjs/weights.bin: size mismatch (expected ${expected} bytes, got ${size})`]);
+});
+
+test('a listed file that is a symlink out of the artifact fails verification, named; a symlink inside it passes', async (t) => {
+  const dir = await signedArtifact(t);
+  const outsideDir = await tempDir(t);
+  // The same bytes, so only where they live is wrong: a copy of the directory would carry a link.
+  await rename(join(dir, 'model.onnx'), join(outsideDir, 'model.onnx'));
+  await symlink(join(outsideDir, 'model.onnx'), join(dir, 'model.onnx'));
+  const real = await realpath(join(outsideDir, 'model.onnx'));
+  await assertFails(dir, [`model.onnx: a symlink to ${real}, outside the artifact directory (copy the file in)`]);
+
+  // A directory on the way that leads out counts the same.
+  const tfjsOutside = join(outsideDir, 'tfjs');
+  await rename(join(dir, 'tfjs'), tfjsOutside);
+  await symlink(tfjsOutside, join(dir, 'tfjs'));
+  const result = await verifyArtifact(dir, publicKey);
+  assert.equal(result.ok, false);
+  assert.ok(result.failures.some((failure) => failure.startsWith('tfjs/weights.bin: a symlink to ')), JSON.stringify(result.failures));
+
+  // A link that stays inside the artifact is fine, and so is an artifact reached through a symlink.
+  const inside = await signedArtifact(t);
+  await rename(join(inside, 'model.onnx'), join(inside, 'model.bytes'));
+  await symlink('model.bytes', join(inside, 'model.onnx'));
+  const linkedDir = join(await tempDir(t), 'linked');
+  await symlink(inside, linkedDir);
+  assert.deepEqual((await verifyArtifact(linkedDir, publicKey)).failures, []);
 });
