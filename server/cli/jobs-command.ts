@@ -6,6 +6,7 @@ import { parseDataset } from '../../shared/data/dataset.ts';
 import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { formatJob, jobOutcome } from './job-display.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 
@@ -102,6 +103,15 @@ export function registerJobsCommand(program: Command): void {
       });
     });
 
+  withConnectionOptions(jobs.command('show <id>').description('one job: what it was asked, its state or progress, and what it registered or why it failed'))
+    .option('--json', 'print JSON (as GET /api/jobs/:id)')
+    .action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
+      await withConnection(flags, async (connection) => {
+        const job = await connection.unary<GrpcJobRecord>('Jobs', 'GetJob', { id });
+        process.stdout.write(flags.json ? `${JSON.stringify(jobJson(job), null, 2)}\n` : formatJob(job));
+      });
+    });
+
   withConnectionOptions(jobs.command('watch <id>').description('follow a job until it finishes')).action(async (id: string, flags: ConnectionFlags) => {
     await withConnection(flags, (connection) => watch(connection, id));
   });
@@ -182,12 +192,4 @@ function endedEarly(id: string, error: unknown): unknown {
       `it may have shut down or restarted: \`fleetprune jobs watch ${id}\` shows how the job ended`,
     { cause: error },
   );
-}
-
-/** What a finished job left: the versions it registered, or why it failed. */
-function jobOutcome(job: GrpcJobRecord): string {
-  if (job.state === 'failed') return job.error;
-  if (job.state !== 'succeeded' || !job.result_json) return '-';
-  const result = JSON.parse(job.result_json) as { general?: { model: string; version: string }; pruned?: { model: string; version: string } };
-  return [result.general, result.pruned].filter((ref) => ref !== undefined).map((ref) => `${ref.model}@${ref.version}`).join(', ') || '-';
 }

@@ -156,6 +156,7 @@ export interface GrpcJobRecord {
   updated_at: string;
   created_by: string;
   node: string;
+  request_json: string;
 }
 
 /** GET /api/jobs/:id. */
@@ -164,6 +165,7 @@ export function jobJson(job: GrpcJobRecord) {
     id: job.id,
     kind: job.kind,
     state: job.state,
+    request: job.request_json ? parseJson(job.request_json) : null,
     progress: job.progress_json ? parseJson(job.progress_json) : null,
     result: job.result_json ? parseJson(job.result_json) : null,
     error: job.error || null,

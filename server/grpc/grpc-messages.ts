@@ -71,5 +71,6 @@ export function jobMessage(job: JobRecord) {
     updated_at: job.updatedAt,
     created_by: job.createdBy,
     node: job.node ?? '',
+    request_json: JSON.stringify(job.request),
   };
 }

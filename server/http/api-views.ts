@@ -34,6 +34,7 @@ export function jobView(job: JobRecord) {
     id: job.id,
     kind: job.kind,
     state: job.state,
+    request: job.request,
     progress: job.progress,
     result: job.result,
     error: job.error,

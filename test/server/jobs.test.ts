@@ -68,14 +68,42 @@ test('a pruning job runs in a worker, streams SSE progress, and registers genera
 
   // jobs list (gRPC ListJobs): the job with what it registered; --json is GET /api/jobs.
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
-  const listed = await runCli(['jobs', 'list', ...connection]);
-  assert.equal(listed.code, 0, listed.stderr);
-  assert.match(listed.stdout, /^ID +STATE +CREATED +BY +NODE +RESULT\n/);
-  assert.match(listed.stdout, new RegExp(`^${job.id} +succeeded +\\S+ +token:\\S+ +\\S+ +iris@1, iris@2$`, 'm'));
-  const json = await runCli(['jobs', 'list', '--json', ...connection]);
+  const [listed, json, shown, shownJson, missing] = await runCliBatch(
+    [['list'], ['list', '--json'], ['show', job.id], ['show', job.id, '--json'], ['show', 'job-0000000000000000']].map((args) => ({ args: ['jobs', ...args, ...connection] })),
+  );
+  assert.equal(listed!.code, 0, listed!.stderr);
+  assert.match(listed!.stdout, /^ID +STATE +CREATED +BY +NODE +RESULT\n/);
+  assert.match(listed!.stdout, new RegExp(`^${job.id} +succeeded +\\S+ +token:\\S+ +\\S+ +iris@1, iris@2$`, 'm'));
+  // jobs show (gRPC GetJob): what was asked, what it registered, the sweep; --json is GET /api/jobs/:id.
+  assert.equal(shown!.code, 0, shown!.stderr);
+  const restJob = (await (await server.request('GET', `/api/jobs/${job.id}`)).json()) as any;
+  assert.deepEqual(
+    { ...restJob.request, options: undefined },
+    { name: 'iris', label: 'species', task: 'classification', data: { csv: `${csv.length} characters` }, options: undefined },
+  );
+  // The options as run: those given, and the defaults of the rest.
+  assert.deepEqual({ ...restJob.request.options, ...TINY_OPTIONS }, restJob.request.options);
+  assert.equal(restJob.request.options.patience, 15);
+  assert.deepEqual(JSON.parse(shownJson!.stdout), restJob);
+  const lines = shown!.stdout.split('\n');
+  assert.equal(lines[0], `job        ${job.id}`);
+  assert.equal(lines[1], 'state      succeeded');
+  assert.equal(lines[2], 'model      iris (label species, classification)');
+  assert.equal(lines[3], `data       uploaded CSV (${csv.length} characters)`);
+  // Every option as run, wrapped at 100 columns.
+  const options = /^options {4}[^]*?(?=\ncreated )/m.exec(shown!.stdout)![0]!;
+  assert.ok(options.split('\n').every((line) => line.length <= 100) && options.includes('\n           '), options);
+  const given = options.replace(/\n +/g, ' ');
+  assert.ok(!given.includes('task'), 'the task is on the model line');
+  for (const part of ['units 16', 'layers 2', 'epochs 20', 'retrainEpochs 5', 'epsilons [0.2]', 'baselines false', 'seed 1', 'patience 15']) assert.ok(given.includes(part), `${part} in ${given}`);
+  assert.match(shown!.stdout, /^registered iris@1 \(general\) and iris@2 \(pruned\)$/m);
+  assert.match(shown!.stdout, /^pruned     16-16-3 → \d+-\d+-3 \(−\d+\.\d% params\) at ε 0\.2, in \d+\.\d s \(\w+\)$/m);
+  assert.match(shown!.stdout, /^ {2}ε +PARAMS +CUT +TEST\n\* 0\.2 +\d+ +\d+\.\d% +acc \d+\.\d\d%$/m);
+  assert.equal(missing!.code, 2);
+  assert.match(missing!.stderr, /^fleetprune: .*no job job-0000000000000000\n$/);
   // The jobs, `total` (every job, for "the newest 100 of N") and `more` (older ones after the page), as REST answers.
   const rest = (await (await server.request('GET', '/api/jobs')).json()) as { jobs: unknown[]; total: number; more: boolean };
-  assert.deepEqual(JSON.parse(json.stdout), rest);
+  assert.deepEqual(JSON.parse(json!.stdout), rest);
   assert.deepEqual([rest.jobs.length, rest.total, rest.more], [1, 1, false]);
   const badLimit = await runCli(['jobs', 'list', '--limit', '0', ...connection]);
   assert.equal(badLimit.code, 2);
@@ -286,3 +314,4 @@ test('two servers on one PostgreSQL database: starting or stopping one leaves th
   assert.equal(cancelled.status, 200);
   assert.match(((await cancelled.json()) as any).error, /^cancelled by /);
 });
+
