@@ -21,6 +21,8 @@ export interface JobDataCheckInput {
 export interface JobDataCheck {
   task: Task;
   options: PruneOptions;
+  /** The data's feature columns: the network's inputs. */
+  inputs: number;
 }
 
 /**
@@ -33,5 +35,5 @@ export function checkJobData(input: JobDataCheckInput): JobDataCheck {
   const options = PruneOptionsSchema.safeParse({ ...(input.options ?? {}), task: dataset.task });
   if (!options.success) throw new UserError(describeIssues(options.error, input.optionsField));
   splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
-  return { task: dataset.task, options: options.data };
+  return { task: dataset.task, options: options.data, inputs: dataset.featureNames.length };
 }

@@ -18,6 +18,7 @@ import { newActiveJob, type ActiveJob, type JobCancel } from './active-job.ts';
 import { readJobData } from './job-data.ts';
 import { JobDataCheckPool, type JobDataCheckPoolOptions } from './job-data-check-pool.ts';
 import { verifiedJobArtifacts } from './job-artifacts.ts';
+import { jobOutputBytes, prepareWorkSpace } from './job-work-space.ts';
 import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
 import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
 
@@ -168,7 +169,7 @@ export class JobService {
     // Parsed, its options validated and split here too, so bad data (too few rows for the splits
     // included) is a 400 now rather than a failed job later: in a worker thread, as parsing up to
     // the body limit would stall every other request for seconds.
-    const { task, options } = await this.#dataChecks.check({
+    const { task, options, inputs } = await this.#dataChecks.check({
       csvText: text,
       source,
       label: request.label,
@@ -212,6 +213,7 @@ export class JobService {
         task,
         options,
         outDir: join(this.#deps.workDir, id, 'artifact'),
+        outputBytes: jobOutputBytes(options, inputs),
         name: request.name,
         privateKeyPem: this.#deps.signingKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       },
@@ -320,6 +322,8 @@ export class JobService {
       if (!(await this.#transition(job.id, ['queued'], { state: 'running' }))) return;
       if (this.#stopping) return;
       if (active.cancel) throw new Error(active.cancel.message); // cancelled while starting
+      // A full or unwritable --data-dir fails the job now, not after its training.
+      await prepareWorkSpace(join(this.#deps.workDir, job.id), job.input.outputBytes);
       const result = await this.#runWorker(job, active);
       // Registered, even if the server is stopping meanwhile (stop waits for this): the job says so.
       await this.#endRetrying(job.id, ['running'], { state: 'succeeded', result }, undefined, active);

@@ -10,6 +10,8 @@ export interface PruneWorkerInput {
   task?: 'classification' | 'regression';
   options: PruneOptions;
   outDir: string;
+  /** About the disk its outputs need (jobOutputBytes), checked before the worker starts. */
+  outputBytes: number;
   name: string;
   privateKeyPem: string;
 }

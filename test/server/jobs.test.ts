@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -315,3 +316,51 @@ test('two servers on one PostgreSQL database: starting or stopping one leaves th
   assert.match(((await cancelled.json()) as any).error, /^cancelled by /);
 });
 
+/** The job's end, over gRPC WatchJob, within 60 s. */
+async function jobEnd(server: NonNullable<Awaited<ReturnType<typeof startTestServer>>>, t: import('node:test').TestContext, id: string): Promise<any> {
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const events = await Promise.race([
+      jobs.stream('WatchJob', { id }),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`job ${id} did not finish within 60 s`)), 60_000))),
+    ]);
+    return events.at(-1).job;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('a job fails at once, before training, when the server cannot write job output or lacks the disk for its models', async (t) => {
+  const server = (await startTestServer(t))!;
+  const [node] = await readdir(join(server.dataDir, 'jobs'));
+  const workDir = join(server.dataDir, 'jobs', node!);
+  const csv = await readFile(IRIS, 'utf8');
+  const start = async (options: object) => (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options } })).json()) as any;
+
+  // Unwritable: the work directory is a file (permission bits do not stop root; this does).
+  await rm(workDir, { recursive: true });
+  await writeFile(workDir, '');
+  const unwritable = await jobEnd(server, t, (await start(TINY_OPTIONS)).id);
+  assert.equal(unwritable.state, 'failed');
+  assert.equal(unwritable.error, 'the server cannot write job output under its --data-dir (ENOTDIR); nothing was trained');
+  assert.equal(JSON.parse(unwritable.progress_json || 'null'), null, 'no phase ran');
+  await rm(workDir);
+  await mkdir(workDir);
+
+  // Too little room: a 2 MB file system in the work directory's place.
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', workDir], { stdio: 'ignore' });
+  } catch {
+    return t.skip('cannot mount a tmpfs here (needs root): the free-space check is not exercised');
+  }
+  t.after(() => execFileSync('umount', ['-l', workDir]));
+  const big = await jobEnd(server, t, (await start({ ...TINY_OPTIONS, units: 1024 })).id);
+  assert.equal(big.state, 'failed');
+  assert.match(big.error, /^the server's --data-dir has 2\.0 MB free, and this job's models need about \d+\.\d MB: free disk space on the server, or use fewer --units or --layers; nothing was trained$/);
+  assert.equal(JSON.parse(big.progress_json || 'null'), null, 'no phase ran');
+  // A small job fits, and runs.
+  const small = await jobEnd(server, t, (await start(TINY_OPTIONS)).id);
+  assert.equal(small.state, 'succeeded', small.error);
+});

@@ -1,0 +1,45 @@
+import { mkdir, statfs } from 'node:fs/promises';
+import type { PruneOptions } from '../pruning/options.ts';
+import { ServiceError } from '../app/service-error.ts';
+
+/** Room kept beyond the estimate: manifests, report.json, staging directories, the store's own writes. */
+const MARGIN_BYTES = 1024 * 1024;
+
+/**
+ * A generous estimate of the disk a job's outputs take: the general model's weights twice (tfjs
+ * weights.bin and model.onnx, 4 bytes each), the pruned model at most as much again, and all of
+ * it once more as blobs in the artifact store (the same data directory).
+ */
+export function jobOutputBytes(options: Pick<PruneOptions, 'layers' | 'units'>, inputs: number): number {
+  const { layers, units } = options;
+  // Hidden layers with their biases, and an output layer as wide as a hidden one (an over-estimate).
+  const params = (inputs + 1) * units + (layers - 1) * (units + 1) * units + (units + 1) * units;
+  return params * 4 * 2 * 2 * 2 + MARGIN_BYTES;
+}
+
+/**
+ * Makes the job's work directory and checks its file system has room for the job's outputs, so a
+ * full or unwritable --data-dir fails the job at once instead of after its training, at export.
+ * The messages name --data-dir, not the path: the API's callers do not see the server's paths.
+ */
+export async function prepareWorkSpace(dir: string, neededBytes: number): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'error';
+    throw new ServiceError('unavailable', `the server cannot write job output under its --data-dir (${code}); nothing was trained`, { cause: error });
+  }
+  const fs = await statfs(dir).catch(() => null);
+  if (fs === null) return;
+  const free = fs.bavail * fs.bsize;
+  if (free < neededBytes) {
+    throw new ServiceError(
+      'unavailable',
+      `the server's --data-dir has ${megabytes(free)} free, and this job's models need about ${megabytes(neededBytes)}: free disk space on the server, or use fewer --units or --layers; nothing was trained`,
+    );
+  }
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
