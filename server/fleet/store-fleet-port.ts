@@ -46,17 +46,39 @@ export class StoreFleetPort implements FleetPort {
    * last reported active. A retained assignment the device refused (it could not verify or run
    * that version) is not a baseline: sending the device back to it would be refused again and
    * leave it on the candidate, so its baseline is what it reported active.
+   *
+   * What a device reports active is its word (a heartbeat): a version the registry does not hold
+   * is no baseline, since no revert could ever send it (it would fail and be retried for ever,
+   * and the model's next rollout wait on it), so such a device is left out like one without the model.
    */
   async listDevices(model: string): Promise<readonly TargetDevice[]> {
     const { devices, reports } = this.#options.fleet.repos;
+    const registered = new Map<string, Promise<boolean>>();
+    const isRegistered = (version: string) => {
+      let found = registered.get(version);
+      if (!found) registered.set(version, (found = this.#isRegistered(model, version)));
+      return found;
+    };
     const targets: TargetDevice[] = [];
     for (const device of await devices.list({ live: true })) {
       const retained = device.retainedAssignment?.role === 'active' ? device.retainedAssignment : null;
       const refused = retained !== null && !sameVersion(retained, device.active) && (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused';
       const intended = retained && !refused ? retained : device.active;
-      targets.push({ id: device.id, labels: device.labels, baseline: intended?.model === model ? intended.version : null });
+      const baseline = intended?.model === model && (await isRegistered(intended.version)) ? intended.version : null;
+      if (intended?.model === model && baseline === null) this.#options.log.warn({ deviceId: device.id, model, version: intended.version }, 'device reports a version the registry does not hold: no baseline, left out of rollouts');
+      targets.push({ id: device.id, labels: device.labels, baseline });
     }
     return targets;
+  }
+
+  /** Whether `version` is a version of `model` by that name (not an alias or `latest` resolving to another). */
+  async #isRegistered(model: string, version: string): Promise<boolean> {
+    try {
+      return (await this.#options.registry.resolve(model, version)).version === version;
+    } catch (error) {
+      if (error instanceof ServiceError && error.code === 'not_found') return false;
+      throw error;
+    }
   }
 
   async retainedAssignments(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>> {

@@ -17,7 +17,7 @@ import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
 import { assignmentSignatureVerifies, commandSignatureVerifies } from '../../shared/protocol/message-signature.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
-import { FLEET_COMMANDS_TOPIC, assignmentTopic, reportsTopic, statusTopic } from '../../shared/protocol/topics.ts';
+import { FLEET_COMMANDS_TOPIC, assignmentTopic, reportsTopic, statusTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { auditedDevices } from '../../server/fleet/assignment-publisher.ts';
@@ -246,6 +246,23 @@ test('a device that refused its active assignment keeps what it reported active 
   // The refused assignment stays retained (the device has handled it), but the device still runs v1.
   assert.deepEqual([stored.retainedAssignment?.version, stored.active?.version], ['2', '1']);
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
+});
+
+test('a device that reports active a version the registry does not hold has no baseline: a rollout leaves it out instead of failing for ever to send it back there', async (t) => {
+  const { fleet } = await startFleet(t);
+  const device = await fleet.devices.enroll({ id: 'dev-x', labels: {} }, 'test');
+  const client = await scriptedDevice(t, device);
+  await waitFor(async () => (await fleet.devices.get('dev-x')).online, 5000, 'dev-x online');
+  // Any enrolled device can say so in its heartbeat (a broken or hostile one); the server never sent it iris@999.
+  const heartbeat = { schema: 1, deviceId: 'dev-x', sentAt: new Date().toISOString(), uptimeSeconds: 1, cpuPercent: 1, rssBytes: 1, active: { model: 'iris', version: '999', sha256: 'a'.repeat(64) }, candidate: null, previous: null };
+  await client.publishAsync(telemetryTopic('dev-x'), Buffer.from(JSON.stringify(heartbeat)), { qos: 1 });
+  await waitFor(async () => (await fleet.devices.get('dev-x')).active?.version === '999', 5000, 'the heartbeat stored');
+  // As a baseline it would make every revert fail (no version iris@999), and the model's next rollout wait on that revert.
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), [null]);
+  // An alias or `latest` reported as a version is no baseline either: it names no version the device holds.
+  await client.publishAsync(telemetryTopic('dev-x'), Buffer.from(JSON.stringify({ ...heartbeat, sentAt: new Date(Date.now() + 2000).toISOString(), active: { ...heartbeat.active, version: 'latest' } })), { qos: 1 });
+  await waitFor(async () => (await fleet.devices.get('dev-x')).active?.version === 'latest', 5000, 'the second heartbeat stored');
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), [null]);
 });
 
 test('a rollback while the activation is still on its way: every device ends on its baseline (table, and the last message it got); the late activation records and sends nothing', async (t) => {
