@@ -283,12 +283,15 @@ function activateEverywhere(t: TransitionDraft): void {
 function completeRollout(t: TransitionDraft): void {
   const s = t.s;
   const refused = s.devices.filter((device) => device.delivery === 'refused');
-  const unreachable = s.devices.filter((device) => device.delivery === 'unreachable').length;
+  // A device that left the fleet (revoked) counts as unreachable, but it never comes back to converge.
+  const unreachable = s.devices.filter((device) => device.delivery === 'unreachable' && !device.left).length;
+  const left = s.devices.filter((device) => device.delivery === 'unreachable' && device.left).length;
   s.phase = 'Completed';
   s.stepStage = 'done';
   const notes = [
     ...(refused.length ? [`${refused.length} refused and keep their model (${refused[0]!.id}: ${refused[0]!.reason ?? 'no reason given'})`] : []),
     ...(unreachable ? [`${unreachable} unreachable; they converge when back online`] : []),
+    ...(left ? [`${left} left the fleet`] : []),
   ];
   const reason = `promoted to 100% of ${s.devices.length} devices${notes.length ? ` (${notes.join('; ')})` : ''}`;
   s.outcome = { status: 'production', reason, at: t.at };

@@ -408,6 +408,21 @@ describe('rollout state machine: offline devices', () => {
     assert.deepEqual([device.delivery, device.reason], ['unreachable', 'the device is revoked']);
     assert.ok(h.decisions.some((d) => d.message === `device ${gone} left the fleet (the device is revoked); the rollout goes on without it`));
   });
+
+  it('promoted with a device that left the fleet: the outcome says it left, not that it converges when back online', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 50 }]), fleetOf(4), '1', 'ro-left');
+    h.deliver(h.last('assign'));
+    const activation = h.last('assign');
+    const gone = activation.devices[0]!;
+    const away = activation.devices[1]!;
+    h.send({ type: 'actionResult', at: h.at, actionId: activation.id, devices: activation.devices.map((deviceId) => (deviceId === gone ? { deviceId, outcome: 'gone', reason: 'the device is revoked' } : { deviceId, outcome: deviceId === away ? 'offline' : 'delivered' })) });
+    for (let attempt = 0; attempt < 10 && h.state.phase === 'Progressing'; attempt += 1) {
+      h.at += 3_600_000;
+      for (const action of h.send({ type: 'tick', at: h.at })) if (action.kind === 'assign') h.deliver(action, () => 'offline');
+    }
+    assert.equal(h.state.phase, 'Completed');
+    assert.equal(h.state.outcome!.reason, 'promoted to 100% of 4 devices (1 unreachable; they converge when back online; 1 left the fleet)');
+  });
 });
 
 describe('rollout state machine: a large fleet', () => {
