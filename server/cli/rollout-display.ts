@@ -58,7 +58,9 @@ export function rolloutLine(r: GrpcRollout): string {
  */
 export function decisionLine(d: GrpcDecision, stepCount: number): string {
   // One line whatever the message holds: a reason's newline or escape sequence is shown escaped (see printable).
-  return printable(`${d.at}  step ${Math.min(d.step_index + 1, stepCount)}  ${d.kind}  ${d.verdict}: ${d.message}${d.by ? ` (by ${d.by})` : ''}`);
+  // Messages name who decided ("started by X; previous production 2"): "(by X)" after that would read as part of its last clause.
+  const by = d.by && !d.message.includes(`by ${d.by}`) ? ` (by ${d.by})` : '';
+  return printable(`${d.at}  step ${Math.min(d.step_index + 1, stepCount)}  ${d.kind}  ${d.verdict}: ${d.message}${by}`);
 }
 
 /**
