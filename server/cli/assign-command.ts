@@ -22,6 +22,8 @@ export function registerAssignCommand(program: Command): void {
       if ((flags.selector === undefined) === (flags.device === undefined)) throw new UserError('give exactly one of --selector and --device');
       // `--selector "$SITE"` with SITE unset would otherwise match every device of the fleet.
       if (flags.selector && Object.keys(flags.selector).length === 0) throw new UserError('--selector: no key=value pairs given (an empty selector would match every device)');
+      // `--device "$IDS"` with IDS unset would otherwise reach the server as neither, and be refused as a missing --selector.
+      if (flags.device !== undefined && flags.device.split(',').every((id) => id.trim() === '')) throw new UserError('--device: no device ids given');
       await withConnection(flags, async (connection) => {
         const result = await connection.unary<{ assignment_id: string; model: string; version: string; role: string; devices: { device_id: string; online: boolean }[] }>(
           'Assignments',

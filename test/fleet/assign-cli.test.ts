@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isOneLineError, runCli } from '../helpers/cli.ts';
+import { isOneLineError, runCli, runCliBatch } from '../helpers/cli.ts';
 import { spawnServer } from '../server/helpers/server-process.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { tempDir } from '../helpers/cli.ts';
@@ -13,5 +13,14 @@ test('fleetprune assign: an empty --selector (an unset shell variable) is refuse
     assert.equal(result.code, 2, result.stderr);
     assert.ok(isOneLineError(result.stderr), result.stderr);
     assert.match(result.stderr, /--selector: no key=value pairs given/);
+  }
+});
+
+test('fleetprune assign: an empty --device (an unset shell variable) is refused naming --device, not as a missing --selector', async () => {
+  const results = await runCliBatch(['', ' ', ','].map((device) => ({ args: ['assign', '--model', 'iris', '--version', '1', '--role', 'active', '--device', device, '--server', '127.0.0.1:1', '--token', ADMIN_TOKEN] })));
+  for (const result of results) {
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.match(result.stderr, /--device: no device ids given/);
   }
 });
