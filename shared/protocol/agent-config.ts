@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
@@ -55,8 +56,9 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (error) {
-    throw new UserError(`${path}: not valid JSON (${errorMessage(error)})`);
+  } catch {
+    // Not JSON.parse's message: it quotes the text around the error, and this file holds the device's secrets.
+    throw new UserError(`${path}: not valid JSON (${jsonProblemAt(text)})`);
   }
   // The schema would drop a `__proto__` label without a word, and the device would enrol in fewer cohorts than its file says.
   // It also refuses deep nesting, before the duplicate-key scan below walks the text.
@@ -69,6 +71,18 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
   serverPublicKeyOf(parsed.data, path);
   return parsed.data;
+}
+
+/** What is wrong with a text JSON.parse refused, and where (line and column), without quoting it. */
+function jsonProblemAt(text: string): string {
+  const errors: ParseError[] = [];
+  parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
+  const first = errors[0];
+  if (!first) return 'it does not parse';
+  const before = text.slice(0, first.offset);
+  // `InvalidSymbol` → `invalid symbol`
+  const what = printParseErrorCode(first.error).replace(/(?!^)([A-Z])/g, ' $1').toLowerCase();
+  return `${what} at line ${before.split('\n').length}, column ${first.offset - before.lastIndexOf('\n')}`;
 }
 
 /** The pinned ed25519 key of an agent config. */

@@ -98,3 +98,18 @@ test('fleetprune agent --config FIFO: exit 2 at once with one line naming the pa
   assert.equal(result.code, 2, `code ${result.code} (-1: killed after 15 s); stderr: ${result.stderr}`);
   assert.equal(result.stderr, `fleetprune: cannot read agent config ${fifo}: not a regular file\n`);
 });
+
+test('an agent config that is not JSON is refused naming where, without quoting the text: it holds the device\'s secrets', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-agent-config-json-');
+  const password = 'hunter2-SECRET-0123456789';
+  const text = JSON.stringify({ ...config, broker: { ...config.broker, password } }, null, 2);
+  // Hand-edited: the quotes around the password lost. JSON.parse's message quotes the text around the error.
+  const path = join(dir, 'agent.json');
+  await writeFile(path, text.replace(`"${password}"`, password));
+  await assert.rejects(loadAgentConfig(path), (error: Error) => {
+    assert.equal(error.name, 'UserError');
+    assert.doesNotMatch(error.message, /hunter2|SECRET|0123456789/);
+    assert.match(error.message, /agent\.json: not valid JSON \(invalid symbol at line 11, column 17\)$/);
+    return true;
+  });
+});
