@@ -114,8 +114,9 @@ export class ServerConnection {
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
         const code = /E[A-Z]{4,}/.exec(error.details)?.[0];
-        // Something answered but did not speak plaintext gRPC: most often a server with --tls-cert.
-        const hint = !code && !this.#tls ? '; if the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA)' : '';
+        // Something answered but did not speak plaintext gRPC: the server's HTTP port (8080 given
+        // for 9090), or a server with --tls-cert.
+        const hint = !code && !this.#tls ? '; is that its gRPC port, grpc= on its start-up line, not http=? If the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA)' : '';
         return new UserError(`cannot reach the server at ${this.address} (${code ?? 'unavailable'}${hint})`);
       }
       case GrpcStatus.UNAUTHENTICATED:

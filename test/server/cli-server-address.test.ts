@@ -7,6 +7,8 @@
  * refused at once, naming the flag or variable and the form expected.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { runCliBatch } from '../helpers/cli.ts';
 
@@ -34,4 +36,17 @@ test('--server and FLEETPRUNE_SERVER refuse a URL, an empty host or a bad port w
   );
   assert.equal(unreachable!.code, 2);
   assert.equal(unreachable!.stderr, 'fleetprune: cannot reach the server at 127.0.0.1:1 (ECONNREFUSED)\n');
+});
+
+test("--server at a port that answers but not with gRPC (the server's HTTP port, 8080 for 9090) names that likelihood, not only TLS", async (t) => {
+  const http = createServer((_req, res) => res.writeHead(404).end('not found'));
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => http.close(() => resolve())));
+  const { port } = http.address() as AddressInfo;
+  const [result] = await runCliBatch([{ args: ['models', 'list', '--server', `127.0.0.1:${port}`, '--token', 'x'] }]);
+  assert.equal(result!.code, 2);
+  assert.equal(
+    result!.stderr,
+    `fleetprune: cannot reach the server at 127.0.0.1:${port} (unavailable; is that its gRPC port, grpc= on its start-up line, not http=? If the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA))\n`,
+  );
 });

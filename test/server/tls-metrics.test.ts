@@ -45,7 +45,7 @@ test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the te
   // Without --tls-ca the CLI speaks plaintext to a TLS server: the error says what to do.
   const plaintext = await runCli(['models', 'list', ...connection]);
   assert.equal(plaintext.code, 2);
-  assert.equal(plaintext.stderr, `fleetprune: cannot reach the server at ${server.grpcAddress} (unavailable; if the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA))\n`);
+  assert.equal(plaintext.stderr, `fleetprune: cannot reach the server at ${server.grpcAddress} (unavailable; is that its gRPC port, grpc= on its start-up line, not http=? If the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA))\n`);
   // A CA file that is no certificate is named as such, not reported as an unreachable server.
   const junk = join(dir, 'junk.txt');
   await writeFile(junk, 'junk\n');
