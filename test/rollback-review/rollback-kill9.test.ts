@@ -11,6 +11,7 @@ import { generateSigningKeys, loadPrivateKey, PRIVATE_KEY_FILE } from '../../sha
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { ADMIN_TOKEN, ServerChild } from '../acceptance/fleet-fixture.ts';
 import { freePort } from '../helpers/engines.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { makeArtifact, pushArtifact } from '../server/helpers/artifacts.ts';
@@ -25,14 +26,16 @@ import { json } from './rollback-world.ts';
  */
 test('kill -9 of the server right after a rollback of a promoted rollout: after the restart every device is on its baseline and production is restored', { timeout: 120_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-rollback-kill9-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  // Last-in first-out: the agents stop, then the server, before their directories go (the
+  // agents' outboxes were being written while t.after's first-come order removed them: ENOTEMPTY).
+  deferCleanup(t, () => rm(dir, { recursive: true, force: true, maxRetries: 3 }));
   const keys = await generateSigningKeys(join(dir, 'keys'));
   const dataDir = join(dir, 'server');
   await mkdir(join(dataDir, KEYS_SUBDIR), { recursive: true });
   await copyFile(keys.privateKeyPath, join(dataDir, KEYS_SUBDIR, PRIVATE_KEY_FILE));
   const args = { dataDir, ports: { http: await freePort(), grpc: await freePort(), mqtt: await freePort() }, extraArgs: [], env: {} };
   let server = await ServerChild.start(args);
-  t.after(() => server.kill9());
+  deferCleanup(t, () => server.kill9());
   const baseUrl = `http://127.0.0.1:${args.ports.http}`;
   const request: TestServer['request'] = (method, path, { json: value, body, headers = {} } = {}) =>
     fetch(`${baseUrl}${path}`, {
@@ -49,7 +52,7 @@ test('kill -9 of the server right after a rollback of a promoted rollout: after 
   const ids = ['kill-1', 'kill-2', 'kill-3'];
   const sessions = new OrtSessionCache();
   const agents = new Map<string, Agent>();
-  t.after(() => Promise.allSettled([...agents.values()].map((agent) => agent.stop())));
+  deferCleanup(t, () => Promise.allSettled([...agents.values()].map((agent) => agent.stop())));
   for (const id of ids) {
     const config = await json<AgentConfig>(await request('POST', '/api/devices', { json: { id, labels: { site: 'north' } } }));
     const agent = new Agent(
