@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isUtf8 } from 'node:buffer';
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { MAX_MANIFEST_BYTES } from '../artifact/manifest.ts';
@@ -46,15 +47,52 @@ export function loadDatasetFile(path: string, options: LoadOptions): Dataset {
 
 /** A data file's text; a UserError naming the file if it cannot be read. */
 export function readDataFile(path: string): string {
+  let bytes: Buffer;
   try {
     if (!statSync(path).isFile()) throw new Error('not a regular file');
-    return readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const reason = code === 'ENOENT' ? 'no such file' : errorMessage(error);
     throw new UserError(`cannot read data file ${path}: ${reason}`);
   }
+  const format = BINARY_FORMATS.find(({ magic }) => bytes.subarray(0, magic.length).equals(magic));
+  if (format) throw new UserError(`${path}: the file is ${format.what}, not CSV text: ${format.advice}`);
+  const text = bytes.toString('utf8');
+  // Read as UTF-8, every byte that is not becomes U+FFFD: names and classes lost letters, and
+  // classes that differ only there ("Bär" and "Bör" in Windows-1252) became one. UTF-16 is told
+  // apart, and named, by parseDataset.
+  if (!isUtf8(bytes) && !looksLikeUtf16(text)) {
+    throw new UserError(
+      `${path}: line ${firstNonUtf8Line(bytes)} is not UTF-8 text (Windows-1252 or Latin-1, as Excel's "CSV (comma delimited)" saves?): ` +
+        'save it as "CSV UTF-8 (comma delimited)", or convert it (iconv -f cp1252 -t utf-8)',
+    );
+  }
+  return text;
 }
+
+/** The number of the first line of `bytes` that is not valid UTF-8 (1-based). */
+function firstNonUtf8Line(bytes: Buffer): number {
+  let line = 1;
+  for (let start = 0; start < bytes.length; line++) {
+    const end = bytes.indexOf(0x0a, start);
+    const stop = end < 0 ? bytes.length : end;
+    if (!isUtf8(bytes.subarray(start, stop))) return line;
+    start = stop + 1;
+  }
+  return line;
+}
+
+/**
+ * Files people give for a CSV by mistake, by their first bytes. Read as text they were reported
+ * as something they are not: a workbook as "UTF-16 text" or "separated by tabs", a gzip as a
+ * stray quote on line 2.
+ */
+const BINARY_FORMATS: { magic: Buffer; what: string; advice: string }[] = [
+  { magic: Buffer.from('PK\x03\x04', 'latin1'), what: 'a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)', advice: 'save the sheet as "CSV UTF-8 (comma delimited)"' },
+  { magic: Buffer.from('d0cf11e0a1b11ae1', 'hex'), what: 'an Excel 97-2003 workbook (.xls)', advice: 'save the sheet as "CSV UTF-8 (comma delimited)"' },
+  { magic: Buffer.from('1f8b', 'hex'), what: 'gzip-compressed', advice: 'decompress it first (gunzip)' },
+];
 
 /** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */
 export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
@@ -69,6 +107,9 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
       // first line's ending for every line, and a CRLF file with LF rows becomes one huge row.
       record_delimiter: ['\r\n', '\n', '\r'],
       skip_empty_lines: true,
+      // A line of bare separators (",,,,": the empty rows a spreadsheet exports below its data,
+      // where cells were once formatted) is blank too, not a row of empty numbers.
+      skip_records_with_empty_values: true,
       trim: true,
       relax_column_count: false,
       info: true,
@@ -95,6 +136,10 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   // writes, which a model would then learn the rows' order from.
   const unnamed = options.features ? -1 : header.findIndex((name, i) => i !== labelIndex && name.trim() === '');
   if (unnamed >= 0) {
+    // A last column with neither a name nor a value is a comma at the end of every line, not pandas' index.
+    if (unnamed === header.length - 1 && rows.every((record) => record[unnamed] === '')) {
+      throw new UserError(`${source}: every line ends with a comma, which makes an empty column ${unnamed + 1} with no name: remove the trailing commas`);
+    }
     throw new UserError(`${source}: column ${unnamed + 1} has no name in the header (pandas writes its row index so: save with index=False), or name it`);
   }
   const featureNames = options.features ? [...options.features] : header.filter((_, i) => i !== labelIndex);
@@ -154,8 +199,16 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     }
   }
 
+  // Nothing to learn from, as from a single class: such a run "pruned" its model to one unit per
+  // layer, within tolerance of a general model that ignored its inputs, and shipped it.
+  if (!options.features && featureNames.every((_, c) => x.every((row) => row[c] === x[0]![c]))) {
+    throw new UserError(`${source}: every feature column holds a single value, the same on every row: there is nothing to learn the label from`);
+  }
   // Training data: its names go into the artifact's manifest.json, which must stay readable.
-  if (!options.features) assertNamesFitManifest(featureNames, classes, options.label, source);
+  if (!options.features) {
+    assertNamesFitManifest(featureNames, classes, options.label, source);
+    assertNamesHaveNoNul(featureNames, classes, options.label, source);
+  }
   // The fingerprint is of the values as written, before any rounding below: it names the data.
   const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
   const warnings = [
@@ -336,6 +389,21 @@ function assertNamesFitManifest(featureNames: readonly string[], classes: readon
       `${source}: the column and class names take ${bytes} bytes in the model's manifest.json, more than the ${MANIFEST_NAMES_BYTES} it has room for ` +
         `(a manifest is read up to ${MAX_MANIFEST_BYTES} bytes): shorten the names or use fewer columns`,
     );
+  }
+}
+
+/**
+ * A NUL character in a feature, class or label name: manifest.json may hold none (readManifest
+ * refuses it, as the registry and devices do), so the artifact the run would write, after all its
+ * training, would fail its own verify. Refused before any training.
+ */
+function assertNamesHaveNoNul(featureNames: readonly string[], classes: readonly string[], label: string, source: string): void {
+  const feature = featureNames.find((name) => name.includes('\0'));
+  if (feature !== undefined) throw new UserError(`${source}: column ${quoted(feature)} has a NUL character (U+0000) in its name, which a model's manifest.json cannot hold`);
+  if (label.includes('\0')) throw new UserError(`${source}: the label ${quoted(label)} has a NUL character (U+0000) in its name, which a model's manifest.json cannot hold`);
+  const className = classes.find((name) => name.includes('\0'));
+  if (className !== undefined) {
+    throw new UserError(`${source}: the label ${quoted(label)} has a class ${quoted(className)} with a NUL character (U+0000), which a model's manifest.json cannot hold`);
   }
 }
 

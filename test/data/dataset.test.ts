@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadDatasetFile, parseDataset, inferTask } from '../../shared/data/dataset.ts';
 import { splitDataset, thinClasses } from '../../shared/data/split.ts';
 import { dataWarnings } from '../../server/pruning/odf2nna.ts';
 import { SHIPPED_DATASETS, shippedDatasetPath, type ShippedDatasetName } from '../../shared/datasets/index.ts';
 import { UserError } from '../../shared/util/errors.ts';
+import { tempDir } from '../helpers/cli.ts';
 
 test('loads the shipped data sets and infers their task', () => {
   const iris = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
@@ -50,6 +52,14 @@ const badInputs: [string, string, RegExp][] = [
   // pandas' to_csv writes its row index as a column with no name: a model would learn the rows' order from it.
   [',x,label\n0,1,a\n1,2,b\n', 'label', /^data: column 1 has no name in the header \(pandas writes its row index so: save with index=False\), or name it$/],
   ['x, ,label\n1,0,a\n2,1,b\n', 'label', /column 2 has no name/],
+  // Features with nothing in them: the run shipped a model that ignores its inputs, "within tolerance".
+  ['x,z,label\n1,0,a\n1.0,0,b\n1,0,a\n', 'label', /^data: every feature column holds a single value, the same on every row: there is nothing to learn the label from$/],
+  // A comma at the end of every line is not pandas' index, as the message said.
+  ['x,label,\n1,a,\n2,b,\n', 'label', /^data: every line ends with a comma, which makes an empty column 3 with no name: remove the trailing commas$/],
+  ['x,label,\n1,a,\n2,b,0\n', 'label', /^data: column 3 has no name in the header \(pandas/],
+  // manifest.json holds no NUL: such a name made an artifact its own verify refused, after the whole run.
+  ['x\0,label\n1,a\n2,b\n', 'label', /column "x\\u0000" has a NUL character \(U\+0000\) in its name/],
+  ['x,label\n1,a\n2,b\0\n', 'label', /the label "label" has a class "b\\u0000" with a NUL character/],
 ];
 for (const [text, label, message] of badInputs) {
   test(`rejects bad CSV input: ${message.source}`, () => {
@@ -63,6 +73,27 @@ test('a CSV error that quotes a huge field (a stray quote after 2 MB) stays one 
     () => parseDataset(text, { label: 'label' }),
     (error: unknown) => error instanceof UserError && /^data: not a valid CSV file: /.test(error.message) && error.message.length < 300 && !/[\n\u0000-\u001f]/.test(error.message),
   );
+});
+
+test('a file that is not UTF-8 (Excel\'s Windows-1252 "CSV") is refused, naming the line, not read with its letters lost', async (t) => {
+  const path = join(await tempDir(t), 'cp1252.csv');
+  // "Bär" and "Bör" both read as "B\uFFFDr": two classes became one, without a word.
+  writeFileSync(path, Buffer.from('x,label\n1,B\xe4r\n2,B\xf6r\n3,Baum\n', 'latin1'));
+  assert.throws(
+    () => loadDatasetFile(path, { label: 'label' }),
+    (error: unknown) => error instanceof UserError && /cp1252\.csv: line 2 is not UTF-8 text \(Windows-1252 or Latin-1, as Excel's "CSV \(comma delimited\)" saves\?\): save it as "CSV UTF-8/.test(error.message),
+  );
+  // UTF-8, with a byte order mark and a U+FFFD of its own, is read as it is.
+  writeFileSync(path, '\uFEFFx,label\n1,B\u00e4r\n2,B\u00f6r\n3,\uFFFD\n');
+  assert.deepEqual(loadDatasetFile(path, { label: 'label' }).classes, ['B\u00e4r', 'B\u00f6r', '\uFFFD']);
+});
+
+test('lines of bare separators (a spreadsheet\'s empty rows below its data) are blank lines; row numbers stay the lines of the file', () => {
+  // Was: "row 4, column "x": "" is not a finite number", for rows the user never typed.
+  const data = parseDataset('x,y,label\n1,2,a\n3,4,b\n,,\n"","",""\n', { label: 'label' });
+  assert.deepEqual(data.x, [[1, 2], [3, 4]]);
+  assert.equal(data.fingerprint, parseDataset('x,y,label\n1,2,a\n3,4,b\n', { label: 'label' }).fingerprint);
+  assert.throws(() => parseDataset('x,y,label\n1,2,a\n,,\n3,,b\n', { label: 'label' }), /data: row 4, column "y": "" is not a finite number$/);
 });
 
 test('a missing file is a UserError naming it', () => {

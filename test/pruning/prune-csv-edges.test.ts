@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { test } from 'node:test';
-import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 
 const FAST = ['--units', '8', '--epochs', '2', '--epsilon', '0.5'];
 
@@ -85,6 +86,30 @@ test('a UTF-16 CSV (Excel "Unicode Text") is named as such, not reported as a br
   assert.equal(run.code, 2, run.stderr);
   assert.ok(isOneLineError(run.stderr), run.stderr);
   assert.match(run.stderr, /utf16\.csv: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8\n$/);
+});
+
+test('a workbook or compressed file given as --data is named as such, not as UTF-16 text or a tab-separated header', async (t) => {
+  const dir = await tempDir(t);
+  const csv = Buffer.from(`${lines().join('\n')}\n`);
+  const files: [string, Buffer, RegExp][] = [
+    // An .xlsx is a zip archive; its NUL-rich header was "UTF-16 text", a zip of mostly text "separated by tabs".
+    ['sheet.xlsx', Buffer.concat([Buffer.from('PK\x03\x04\x14\x00\x00\x00\x08\x00', 'latin1'), Buffer.alloc(40), Buffer.from('[Content_Types].xml')]), /sheet\.xlsx: the file is a zip archive \(an Excel \.xlsx or OpenDocument \.ods workbook\?\), not CSV text: save the sheet as "CSV UTF-8 \(comma delimited\)"\n$/],
+    ['sheet.xls', Buffer.concat([Buffer.from('d0cf11e0a1b11ae1', 'hex'), Buffer.alloc(504)]), /sheet\.xls: the file is an Excel 97-2003 workbook \(\.xls\), not CSV text/],
+    ['data.csv.gz', gzipSync(csv), /data\.csv\.gz: the file is gzip-compressed, not CSV text: decompress it first \(gunzip\)\n$/],
+  ];
+  const runs = await runCliBatch(
+    await Promise.all(
+      files.map(async ([name, bytes]) => {
+        await writeFile(join(dir, name), bytes);
+        return { args: ['prune', '--data', join(dir, name), '--label', 'label', '--out', join(dir, 'out')] };
+      }),
+    ),
+  );
+  for (const [index, [name, , message]] of files.entries()) {
+    assert.equal(runs[index]!.code, 2, `${name}: ${runs[index]!.stderr}`);
+    assert.ok(isOneLineError(runs[index]!.stderr), runs[index]!.stderr);
+    assert.match(runs[index]!.stderr, message, name);
+  }
 });
 
 test('a general model too large to train (16 layers of 4096 units) is refused up front, not an internal error minutes later', async (t) => {
