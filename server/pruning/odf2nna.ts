@@ -11,7 +11,7 @@ import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tf
 import { retrainEpochsOf, type PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
-import { fitScaling } from './standardization.ts';
+import { fitScaling, unstandardizableWarnings } from './standardization.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import {
   createDenseModel,
@@ -234,7 +234,11 @@ export async function runOdf2nna(
       epsilon: chosen.epsilon,
       epsilon_mode: options.epsilonMode,
       selection,
-      warnings: [...dataWarnings(dataset, options), ...selectionWarnings(dataset.task, splits.validation.x.length, options)],
+      warnings: [
+        ...dataWarnings(dataset, options),
+        ...unstandardizableWarnings(splits.train.x, splits.train.y, dataset.task, dataset.featureNames, dataset.labelName),
+        ...selectionWarnings(dataset.task, splits.validation.x.length, options),
+      ],
       tolerance: {
         accuracy_points: options.toleranceAccuracyPoints,
         mse_fraction: options.toleranceMseFraction,

@@ -21,6 +21,34 @@ export function scaleOf(mean: number, std: number): number {
 }
 
 /**
+ * A warning naming the columns of the training split whose values differ but which scaleOf takes
+ * for constants (a spread under MIN_TINY_SCALE, or under TINY_SPREAD_RELATIVE of the mean): the
+ * models see one value for them whatever the row, so such a feature is ignored and such a
+ * regression label predicted as its mean. Without it, the model came out worse than the data
+ * allows and nothing said why. Empty when there is none.
+ */
+export function unstandardizableWarnings(x: readonly (readonly number[])[], y: readonly number[], task: Task, featureNames: readonly string[], labelName: string): string[] {
+  const ignored = (values: readonly number[]) => {
+    if (values.every((value) => value === values[0])) return false;
+    const mean = values.reduce((a, b) => a + b, 0) / values.length;
+    const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+    return std <= SCALE_THRESHOLD && scaleOf(mean, std) === 1;
+  };
+  const names = [
+    ...featureNames.filter((_, c) => ignored(x.map((row) => row[c]!))).map((name) => `feature ${JSON.stringify(name)}`),
+    ...(task === 'regression' && ignored(y) ? [`the label ${JSON.stringify(labelName)}`] : []),
+  ];
+  if (names.length === 0) return [];
+  const one = names.length === 1;
+  const shown = names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+  return [
+    `${shown} ${one ? 'varies' : 'vary'} too little to standardize (a standard deviation under ${MIN_TINY_SCALE}, or under a millionth of the mean): ` +
+      `the models take ${one ? 'it' : 'them'} for a constant, so a feature is ignored and a regression label predicted as its mean; ` +
+      `scale ${one ? 'it' : 'them'} up (multiply by a power of ten) or subtract an offset before pruning`,
+  ];
+}
+
+/**
  * Per-feature mean and scale from the training split. A constant feature gets scale 1, so it
  * standardizes to zero instead of dividing by zero (see scaleOf). Regression targets are
  * standardized too.

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseDataset } from '../../shared/data/dataset.ts';
+import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { UserError } from '../../shared/util/errors.ts';
-import { fitScaling } from '../../server/pruning/standardization.ts';
+import { fitScaling, unstandardizableWarnings } from '../../server/pruning/standardization.ts';
 import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
 
 // Data that parses but used to break the model or its scores: values near the float32 limit,
@@ -111,4 +113,31 @@ test('a regression label in tiny units (around 1e-30) is learned: R² is a sane 
     const { r2 } = report[key].test;
     assert.ok(r2 > -1 && r2 <= 1, `${key} R² ${r2}`);
   }
+});
+
+test('features spread too little to standardize (under 1e-30) are named in a warning, printed and in report.json, not ignored silently', async (t) => {
+  // Iris in units of 1e-30: three of its four features have a standard deviation under 1e-30 and
+  // were taken for constants without a word (the model scored lower, and nothing said why).
+  const rows = readFileSync(shippedDatasetPath('iris'), 'utf8').trim().split('\n');
+  const tiny = [rows[0], ...rows.slice(1).map((line) => line.split(',').map((cell, i, cells) => (i < cells.length - 1 ? `${cell}e-30` : cell)).join(','))];
+  const dir = await tempDir(t);
+  const csv = join(dir, 'tiny.csv');
+  await writeFile(csv, tiny.join('\n') + '\n');
+  const out = join(dir, 'out');
+  const run = await runCli(['prune', '--data', csv, '--label', 'species', ...FAST, '--out', out]);
+  assert.equal(run.code, 0, run.stderr);
+  const warning = /^feature "sepal_length_cm", feature "sepal_width_cm", feature "petal_width_cm" vary too little to standardize \(a standard deviation under 1e-30, or under a millionth of the mean\): the models take them for a constant/;
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+  assert.ok(report.warnings.some((text: string) => warning.test(text)), report.warnings.join('\n'));
+  assert.match(run.stdout, /\nwarning: feature "sepal_length_cm", feature "sepal_width_cm", feature "petal_width_cm" vary too little/);
+});
+
+test('only columns that vary and are still taken for constants are named: not real constants, not tiny spreads that are the scale', () => {
+  const x = Array.from({ length: 50 }, (_, i) => [0.1 * 3, ((i % 10) - 4.5) * 1e-20, ((i % 3) - 1) * 1e-35, i]);
+  const names = ['constant', 'tiny', 'too-tiny', 'plain'];
+  assert.deepEqual(unstandardizableWarnings(x, x.map((row) => row[3]!), 'regression', names, 'y').length, 1);
+  assert.match(unstandardizableWarnings(x, [], 'classification', names, 'y')[0]!, /^feature "too-tiny" varies too little to standardize .* take it for a constant/);
+  const label = unstandardizableWarnings(x.map((row) => [row[3]!]), x.map((row) => row[2]!), 'regression', ['plain'], 'y');
+  assert.match(label[0]!, /^the label "y" varies too little to standardize/);
+  assert.deepEqual(unstandardizableWarnings(x.map((row) => [row[3]!]), x.map((row) => row[3]!), 'regression', ['plain'], 'y'), []);
 });
