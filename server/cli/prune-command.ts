@@ -1,5 +1,6 @@
-import { mkdir, rmdir } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { rmdirSync } from 'node:fs';
+import { mkdir, realpath } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
@@ -13,6 +14,7 @@ import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneO
 import { createPhaseProgress, type PhaseProgress } from './progress.ts';
 import { handlePruneInterrupts, type PruneInterrupt } from './prune-interrupt.ts';
 import { lockPruneOutput } from './prune-output-lock.ts';
+import { assertOutputNameFits } from '../pruning/output-layout.ts';
 import type { PruneToArtifactsInput } from '../pruning/prune-to-artifacts.ts';
 
 interface PruneFlags extends PruneTuningFlags {
@@ -39,6 +41,11 @@ export function registerPruneCommand(program: Command): void {
 }
 
 async function runPrune(flags: PruneFlags): Promise<void> {
+  // An empty path (`--sign-key "$KEY"` with KEY unset) is a mistake, not a missing flag: it wrote
+  // the artifact unsigned, and --out '' wrote it into the working directory.
+  for (const [flag, path] of [['--data', flags.data], ['--out', flags.out], ['--sign-key', flags.signKey]] as const) {
+    if (path === '') throw new UserError(`${flag}: the path is empty`);
+  }
   const task = taskFlag(flags);
   // Fail fast on bad flags, before reading data; --tolerance only once the task is known (its unit depends on it).
   parsePruneOptions(task ? flags : { ...flags, tolerance: undefined }, task ?? 'classification');
@@ -49,18 +56,22 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   // Enough rows for every split, checked before anything is written or trained.
   splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
   const outDir = await resolveArtifactDestination(resolve(flags.out));
+  assertOutputNameFits(outDir, '--out');
   await assertWritableDirectory(outDir, 'output directory', '--out');
   await assertArtifactDestination(outDir);
+  await assertNotWorkingDirectory(outDir);
   // The lock sits beside --out, so its parent must exist now (the artifact's write would create it anyway).
   const createdParent = await mkdir(dirname(outDir), { recursive: true });
   const lock = lockPruneOutput(outDir);
   let written = false;
   const progress = createPhaseProgress();
   // From here a signal before the export ends the process at once (as without a handler), after
-  // showing the cursor again and removing the lock; during the export it stops the run cleanly.
+  // showing the cursor again and removing the lock and the directories this run created for --out
+  // (the finally below never runs then); during the export it stops the run cleanly.
   const interrupt = handlePruneInterrupts(outDir, () => {
     progress.stop();
     lock.release();
+    if (createdParent) removeEmptyDirectories(dirname(outDir), createdParent);
   });
   try {
     const result = await pruneInto(outDir, { dataset, options, name, privateKey }, progress, interrupt);
@@ -75,7 +86,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
     progress.stop();
     lock.release();
     // A run that wrote nothing leaves no directories behind either.
-    if (!written && createdParent) await removeEmptyDirectories(dirname(outDir), createdParent);
+    if (!written && createdParent) removeEmptyDirectories(dirname(outDir), createdParent);
   }
 }
 
@@ -98,11 +109,23 @@ async function pruneInto(outDir: string, input: Pick<PruneToArtifactsInput, 'dat
   });
 }
 
-/** Removes `dir` and its parents up to `top` (inclusive) while they are empty. */
-async function removeEmptyDirectories(dir: string, top: string): Promise<void> {
+/**
+ * The artifact replaces --out by a rename: were it the working directory (`--out .` in an empty
+ * directory, or in a previous output), the shell that ran the command would be left in a deleted
+ * directory, where `ls` shows nothing of what was written.
+ */
+async function assertNotWorkingDirectory(outDir: string): Promise<void> {
+  const real = await realpath(outDir).catch(() => undefined);
+  if (real !== undefined && real === process.cwd()) {
+    throw new UserError(`--out: ${outDir} is the working directory, which the artifact would replace (leaving this shell in a deleted directory); give --out from outside it (e.g. ../${basename(real)})`);
+  }
+}
+
+/** Removes `dir` and its parents up to `top` (inclusive) while they are empty. Synchronous: also run from a signal handler. */
+function removeEmptyDirectories(dir: string, top: string): void {
   for (let current = dir; current.startsWith(top); current = dirname(current)) {
     try {
-      await rmdir(current);
+      rmdirSync(current);
     } catch {
       return;
     }

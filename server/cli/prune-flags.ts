@@ -24,7 +24,8 @@ export interface PruneTuningFlags {
 export function addPruneTuningOptions(command: Command): Command {
   return command
     .option('--task <task>', 'classification or regression (inferred from the label when omitted)')
-    .option('--epsilon <e[,e...]>', 'one ε, or a list to sweep (default: 0.05,0.1,0.2,0.3,0.5,0.7)', parseNumberList)
+    // Given again, the lists add up (`--epsilon 0.1 --epsilon 0.2` sweeps both): commander kept only the last, dropping the others without a word.
+    .option('--epsilon <e[,e...]>', 'one ε, or a list to sweep (default: 0.05,0.1,0.2,0.3,0.5,0.7)', (value: string, previous?: number[]) => [...(previous ?? []), ...parseNumberList(value)])
     .option('--epsilon-mode <mode>', "relative (ε × the layer's most variable unit, the default) or absolute")
     .option('--layers <n>', 'hidden layers of the general model, 1-16 (default 3)', parseInteger)
     .option('--units <n>', 'units per hidden layer of the general model, 2-4096 (default 128)', parseInteger)

@@ -10,7 +10,7 @@ import type { PruneOptions } from './options.ts';
 import { runOdf2nna, type ProgressEvent, type TrainedGeneral } from './odf2nna.ts';
 import type { PruneReport } from './report.ts';
 import type { Score } from '../../shared/model/scoring.ts';
-import { GENERAL_SUBDIR, REPORT_FILE } from './output-layout.ts';
+import { GENERAL_SUBDIR, REPORT_FILE, generalStagingPath } from './output-layout.ts';
 
 export interface PruneToArtifactsInput {
   dataset: Dataset;
@@ -78,7 +78,7 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
       labelName: dataset.labelName,
     };
     input.signal?.throwIfAborted();
-    const generalStaging = input.parent ? undefined : `${outDir}.general-${process.pid}-${Date.now()}`;
+    const generalStaging = input.parent ? undefined : generalStagingPath(outDir);
     const general =
       input.parent ??
       (await writeArtifact(generalStaging!, {

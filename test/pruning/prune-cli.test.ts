@@ -135,6 +135,8 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['public key as sign key', ['--data', IRIS, '--label', 'species', '--sign-key', publicKeyFile, '--out', out], /: is a public key; signing needs the private key \(signing\.key\)\n$/],
     ['ε of 0 in a list', ['--data', IRIS, '--label', 'species', '--epsilon', '0.1,0', '--out', out], /^fleetprune: --epsilon: must be above 0 \(relative ε lies in \(0, 1\)\)\n$/],
     ['ε given twice', ['--data', IRIS, '--label', 'species', '--epsilon', '0.5,0.3,0.5', '--out', out], /^fleetprune: --epsilon: ε 0\.5 is given twice\n$/],
+    // A repeated --epsilon adds to the list: the first was dropped without a word, and this ran at 0.5 alone.
+    ['ε given twice across --epsilon flags', ['--data', IRIS, '--label', 'species', '--units', '4', '--layers', '1', '--epochs', '1', '--epsilon', '0.3,0.5', '--epsilon', '0.5', '--out', out], /^fleetprune: --epsilon: ε 0\.5 is given twice\n$/],
     ['more ε than a sweep takes', ['--data', IRIS, '--label', 'species', '--epsilon', Array.from({ length: 51 }, (_, i) => (i + 1) / 100).join(','), '--out', out], /^fleetprune: --epsilon: at most 50 values to sweep\n$/],
     ['too few rows to split', ['--data', fewRows, '--label', 'label', '--out', out], /6 rows are too few to split .* would be empty/],
     ['empty name', ['--data', IRIS, '--label', 'species', '--name', '', '--out', out], /--name: must be 1-64 characters/],
@@ -145,6 +147,12 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['missing --label', ['--data', IRIS, '--out', out], /^fleetprune: required option '--label <column>' not specified/],
     ['tolerance beyond 100 accuracy points', ['--data', IRIS, '--label', 'species', '--tolerance', '200', '--out', out], /^fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 200\n$/],
     ['tolerance beyond 1000% of the MSE', ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--tolerance', '2000', '--out', out], /^fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 2000\n$/],
+    // An empty path (a shell variable left unset): the artifact was written unsigned, or into the working directory.
+    ['empty --sign-key', ['--data', IRIS, '--label', 'species', '--units', '4', '--layers', '1', '--epochs', '1', '--epsilon', '0.5', '--sign-key', '', '--out', out], /^fleetprune: --sign-key: the path is empty\n$/],
+    ['empty --out', ['--data', IRIS, '--label', 'species', '--out', ''], /^fleetprune: --out: the path is empty\n$/],
+    // It failed with ENAMETOOLONG on its staging directory only once the models were trained.
+    ['an --out name too long for the directories staged beside it', ['--data', IRIS, '--label', 'species', '--units', '4', '--layers', '1', '--epochs', '1', '--epsilon', '0.5', '--out', join(dir, 'm'.repeat(230))], /^fleetprune: --out: the name "m{40}…" is 230 bytes long; at most 208 leave room for the directories staged beside it\n$/],
+    ['empty --data', ['--data', '', '--label', 'species', '--out', out], /^fleetprune: --data: the path is empty\n$/],
     ['a continuous label as classes', ['--data', shippedDatasetPath('diabetes'), '--label', 'bmi', '--task', 'classification', '--out', out], /the label has \d+ classes over 442 rows, \d+ of them with too few rows .*task regression/],
   ];
   const runs = await runCliBatch(cases.map(([, args]) => ({ args: ['prune', ...args] })));

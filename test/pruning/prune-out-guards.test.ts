@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -67,4 +67,29 @@ test('Ctrl-C while training ends the run at once and removes its lock, so the ne
   child.kill('SIGINT');
   assert.equal(await exit, 'SIGINT');
   assert.equal(existsSync(`${out}.lock`), false, 'the lock is gone');
+});
+
+test('Ctrl-C while training removes the missing parents of --out the run created, as a failed run does', async () => {
+  const out = join(dir, 'made', 'for', 'interrupted');
+  const child = spawn(process.execPath, ['bin/fleetprune.js', 'prune', ...SMALL, '--epochs', '10000', '--units', '256', '--out', out], { cwd: REPO_ROOT, env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' } });
+  const exit = new Promise<string | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+  let exited = false;
+  void exit.then(() => (exited = true));
+  while (!existsSync(`${out}.lock`) && !exited) await sleep(20);
+  assert.equal(exited, false, 'the run took its lock and is training');
+  await sleep(500);
+  child.kill('SIGINT');
+  assert.equal(await exit, 'SIGINT');
+  // The handler ends the process at once: the cleanup after a failed run never ran, and made/for/ stayed.
+  assert.equal(existsSync(join(dir, 'made')), false, 'the directories the run created are gone');
+});
+
+test('--out . (the working directory) is refused up front: the rename into place left the shell in a deleted directory', async () => {
+  const cwd = join(dir, 'cwd');
+  await mkdir(cwd);
+  const run = spawnSync(process.execPath, [join(REPO_ROOT, 'bin/fleetprune.js'), 'prune', ...SMALL, '--out', '.'], { cwd, encoding: 'utf8', env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' } });
+  assert.equal(run.status, 2, run.stderr);
+  assert.ok(isOneLineError(run.stderr), run.stderr);
+  assert.match(run.stderr, /^fleetprune: --out: .*cwd is the working directory, which the artifact would replace \(leaving this shell in a deleted directory\); give --out from outside it \(e\.g\. \.\.\/cwd\)\n$/);
+  assert.deepEqual(await readdir(cwd), [], 'nothing is written');
 });
