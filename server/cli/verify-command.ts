@@ -12,6 +12,9 @@ export function registerVerifyCommand(program: Command): void {
     .argument('<dir>', 'artifact directory')
     .requiredOption('--public-key <file>', 'ed25519 public key (signing.pub)')
     .action(async (dir: string, flags: { publicKey: string }) => {
+      // An empty path (`"$KEY"` with KEY unset) is named as such, not as a file called "".
+      if (dir === '') throw new UserError("the artifact directory's path is empty");
+      if (flags.publicKey === '') throw new UserError('--public-key: the path is empty');
       await assertDirectory(dir);
       const publicKey = await loadPublicKey(flags.publicKey);
       const result = await verifyArtifact(dir, publicKey);

@@ -102,6 +102,11 @@ async function loadKey(path: string, type: 'private' | 'public'): Promise<KeyObj
   if (type === 'private' && /ENCRYPTED/.test(pem)) {
     throw new UserError(`${path}: is an encrypted private key; signing needs an unencrypted one (as \`fleetprune keys generate\` writes)`);
   }
+  // ssh-keygen's own formats (~/.ssh/id_ed25519 and its .pub) hold ed25519 keys too, but not as
+  // PEM: OpenSSL's answer was "error:1E08010C:DECODER routines::unsupported".
+  if (/^\s*(ssh-(ed25519|rsa|dss) |ecdsa-sha2-)|-----BEGIN OPENSSH PRIVATE KEY-----/.test(pem)) {
+    throw new UserError(`${path}: is an OpenSSH key; fleetprune reads PEM keys, as \`fleetprune keys generate\` writes them (${type === 'private' ? PRIVATE_KEY_FILE : PUBLIC_KEY_FILE})`);
+  }
   let key: KeyObject;
   try {
     key = type === 'private' ? createPrivateKey(pem) : createPublicKey(pem);

@@ -52,6 +52,13 @@ test('loading a missing or unparseable key is a UserError naming the file', asyn
   await assert.rejects(loadPublicKey(join(dir, 'absent.pub')), (error: unknown) => error instanceof UserError && error.message.includes('absent.pub'));
   await assert.rejects(loadPrivateKey(garbage), (error: unknown) => error instanceof UserError && error.message.startsWith(`${garbage}: not a PEM private key`));
   await assert.rejects(loadPublicKey(garbage), (error: unknown) => error instanceof UserError && error.message.startsWith(`${garbage}: not a PEM public key`));
+  // ssh-keygen's formats were "not a PEM private key (error:1E08010C:DECODER routines::unsupported)".
+  const sshPrivate = join(dir, 'id_ed25519');
+  await writeFile(sshPrivate, '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n');
+  const sshPublic = join(dir, 'id_ed25519.pub');
+  await writeFile(sshPublic, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0ZXN0 user@host\n');
+  await assert.rejects(loadPrivateKey(sshPrivate), new UserError(`${sshPrivate}: is an OpenSSH key; fleetprune reads PEM keys, as \`fleetprune keys generate\` writes them (signing.key)`));
+  await assert.rejects(loadPublicKey(sshPublic), new UserError(`${sshPublic}: is an OpenSSH key; fleetprune reads PEM keys, as \`fleetprune keys generate\` writes them (signing.pub)`));
 });
 
 test('keys generate --force that cannot replace a key file leaves the old pair whole', async (t) => {
@@ -92,6 +99,8 @@ test('keys generate --out where no directory can be made (a file, /proc) fails a
     [join(file, 'keys'), /^fleetprune: --out: cannot create .*a-file\/keys \(a parent is not a directory\)\n$/],
     // mkdir({recursive}) under /proc loops forever on ENOENT: this hung at 100% CPU.
     ['/proc/fleetprune-keys', /^fleetprune: --out: cannot create \/proc\/fleetprune-keys /],
+    // An unset shell variable: the message named a directory called "" ("cannot create  (no such file or directory)").
+    ['', /^fleetprune: --out: the path is empty\n$/],
   ];
   for (const [out, message] of cases) {
     const result = await runCli(['keys', 'generate', '--out', out], {}, { timeoutMs: 20_000 });

@@ -220,4 +220,12 @@ test('the CLI rejects a missing artifact directory or key file with exit 2 and o
   const privateAsPublic = await runCli(['verify', root, '--public-key', join(keyDir, 'signing.key')]);
   assert.equal(privateAsPublic.code, 2);
   assert.match(privateAsPublic.stderr, /^fleetprune: .*signing\.key: is a private key; pass the public key \(signing\.pub\)\n$/);
+
+  // An empty path (a shell variable left unset) is named as such, not as a file called "".
+  const emptyDir = await runCli(['verify', '', '--public-key', join(keyDir, 'signing.pub')]);
+  assert.equal(emptyDir.code, 2);
+  assert.equal(emptyDir.stderr, "fleetprune: the artifact directory's path is empty\n");
+  const emptyKey = await runCli(['verify', root, '--public-key', '']);
+  assert.equal(emptyKey.code, 2);
+  assert.equal(emptyKey.stderr, 'fleetprune: --public-key: the path is empty\n');
 });
