@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
+import { groupTestFiles, writeGroupFiles } from './test-groups.mjs';
 import { buildTestTree, removeTestTree, SOURCE_ROOT } from './test-tree.mjs';
 
 /**
@@ -37,9 +38,11 @@ if (notTests.length > 0) {
 const files = named.length > 0 ? named : await testFiles(join(SOURCE_ROOT, 'test'));
 
 const tree = await buildTestTree();
+// The whole suite runs in groups of files per process (test-groups.mjs); files named run one each.
+const paths = named.length > 0 ? files.map((file) => file.replace(/\.ts$/, '.js')) : await writeGroupFiles(tree, await groupTestFiles(SOURCE_ROOT, files));
 const child = spawn(
   process.execPath,
-  ['--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, ...flags, ...files.map((file) => file.replace(/\.ts$/, '.js'))],
+  ['--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, ...flags, ...paths],
   { cwd: tree, stdio: 'inherit' },
 );
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
