@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { decodeDataText } from '../../shared/data/data-text.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
@@ -41,14 +42,17 @@ export function registerJobsCommand(program: Command): void {
       const task = taskFlag(flags);
       parsePruneOptions(flags, task ?? 'classification');
       let csv = '';
+      let bytes: Buffer;
       if (flags.data) {
         try {
           // A FIFO or device given as --data would block the read for ever (or never end it).
           if (!statSync(flags.data).isFile()) throw new Error('not a regular file');
-          csv = readFileSync(flags.data, 'utf8');
+          bytes = readFileSync(flags.data);
         } catch (error) {
           throw new UserError(`--data: cannot read ${flags.data} (${errorMessage(error)})`);
         }
+        // A workbook, a gzip file or a Windows-1252 export is named here, as prune names it.
+        csv = decodeDataText(bytes, `--data ${flags.data}`);
         if (csv.trim() === '') throw new UserError(`--data: ${flags.data} is empty`);
       }
       const source = flags.data ?? flags.serverPath!;

@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
+import { decodeDataText } from '../../shared/data/data-text.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { resolveInsideRoot } from './data-root.ts';
 import type { PruneJobRequest, PruneRequestFields } from './prune-job-request.ts';
@@ -37,7 +38,7 @@ export async function readJobData(
     const info = await file.stat();
     if (!info.isFile()) throw unreadable();
     if (info.size > maxBytes) throw new ServiceError('payload_too_large', `${fields.path}: the file exceeds ${maxBytes} bytes`);
-    return { text: await file.readFile('utf8'), source: data.path };
+    return { text: decodeDataText(await file.readFile(), data.path), source: data.path };
   } finally {
     await file.close();
   }

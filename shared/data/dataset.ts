@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { isUtf8 } from 'node:buffer';
 import { readFileSync, statSync } from 'node:fs';
 import { parse } from 'csv-parse/sync';
 import { MAX_MANIFEST_BYTES } from '../artifact/manifest.ts';
 import { FLOAT32_MAX, parseDecimal } from '../util/numbers.ts';
 import { UserError, errorMessage, oneLineMessage } from '../util/errors.ts';
+import { decodeDataText, looksLikeUtf16 } from './data-text.ts';
 
 export type Task = 'classification' | 'regression';
 
@@ -56,43 +56,8 @@ export function readDataFile(path: string): string {
     const reason = code === 'ENOENT' ? 'no such file' : errorMessage(error);
     throw new UserError(`cannot read data file ${path}: ${reason}`);
   }
-  const format = BINARY_FORMATS.find(({ magic }) => bytes.subarray(0, magic.length).equals(magic));
-  if (format) throw new UserError(`${path}: the file is ${format.what}, not CSV text: ${format.advice}`);
-  const text = bytes.toString('utf8');
-  // Read as UTF-8, every byte that is not becomes U+FFFD: names and classes lost letters, and
-  // classes that differ only there ("Bär" and "Bör" in Windows-1252) became one. UTF-16 is told
-  // apart, and named, by parseDataset.
-  if (!isUtf8(bytes) && !looksLikeUtf16(text)) {
-    throw new UserError(
-      `${path}: line ${firstNonUtf8Line(bytes)} is not UTF-8 text (Windows-1252 or Latin-1, as Excel's "CSV (comma delimited)" saves?): ` +
-        'save it as "CSV UTF-8 (comma delimited)", or convert it (iconv -f cp1252 -t utf-8)',
-    );
-  }
-  return text;
+  return decodeDataText(bytes, path);
 }
-
-/** The number of the first line of `bytes` that is not valid UTF-8 (1-based). */
-function firstNonUtf8Line(bytes: Buffer): number {
-  let line = 1;
-  for (let start = 0; start < bytes.length; line++) {
-    const end = bytes.indexOf(0x0a, start);
-    const stop = end < 0 ? bytes.length : end;
-    if (!isUtf8(bytes.subarray(start, stop))) return line;
-    start = stop + 1;
-  }
-  return line;
-}
-
-/**
- * Files people give for a CSV by mistake, by their first bytes. Read as text they were reported
- * as something they are not: a workbook as "UTF-16 text" or "separated by tabs", a gzip as a
- * stray quote on line 2.
- */
-const BINARY_FORMATS: { magic: Buffer; what: string; advice: string }[] = [
-  { magic: Buffer.from('PK\x03\x04', 'latin1'), what: 'a zip archive (an Excel .xlsx or OpenDocument .ods workbook?)', advice: 'save the sheet as "CSV UTF-8 (comma delimited)"' },
-  { magic: Buffer.from('d0cf11e0a1b11ae1', 'hex'), what: 'an Excel 97-2003 workbook (.xls)', advice: 'save the sheet as "CSV UTF-8 (comma delimited)"' },
-  { magic: Buffer.from('1f8b', 'hex'), what: 'gzip-compressed', advice: 'decompress it first (gunzip)' },
-];
 
 /** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */
 export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
@@ -405,17 +370,6 @@ function assertNamesHaveNoNul(featureNames: readonly string[], classes: readonly
   if (className !== undefined) {
     throw new UserError(`${source}: the label ${quoted(label)} has a class ${quoted(className)} with a NUL character (U+0000), which a model's manifest.json cannot hold`);
   }
-}
-
-/**
- * UTF-16 (Excel's "Unicode Text", PowerShell's default encoding) read as UTF-8: a byte order mark
- * (two U+FFFD), or text in which every other character is NUL. It would parse into nonsense
- * ("expect 3, got 1 on line 62"); binary garbage has NULs too, but far fewer.
- */
-function looksLikeUtf16(text: string): boolean {
-  if (text.startsWith('\uFFFD\uFFFD')) return true;
-  const head = text.slice(0, 1000);
-  return head.length >= 4 && (head.match(/\0/g)?.length ?? 0) * 3 >= head.length;
 }
 
 /**

@@ -76,6 +76,15 @@ test('a job data path outside the root gets the same answer as a missing one, wh
   }
 });
 
+test('a data file under the root that is not CSV text (a Windows-1252 export, a workbook) is refused naming what it is, as prune refuses it', async (t) => {
+  const { root } = await dataRootFixture(t);
+  await writeFile(join(root, 'latin1.csv'), Buffer.from('a,b,y\n1,2,B\xe4r\n3,4,B\xf6r\n', 'latin1'));
+  await writeFile(join(root, 'sheet.csv'), Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(64)]));
+  const read = (path: string) => readJobData({ path }, root, 1024 * 1024, REST_PRUNE_FIELDS);
+  await assert.rejects(read('latin1.csv'), { message: /^latin1\.csv: line 2 is not UTF-8 text \(Windows-1252 or Latin-1/ });
+  await assert.rejects(read('sheet.csv'), { message: /^sheet\.csv: the file is a zip archive \(an Excel \.xlsx or OpenDocument \.ods workbook\?\), not CSV text/ });
+});
+
 test('REST and gRPC answer a prune job data path outside the root as they answer a missing one', async (t) => {
   const { root } = await dataRootFixture(t);
   const server = (await startTestServer(t, { config: { dataRoot: root } }))!;

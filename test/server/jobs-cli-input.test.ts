@@ -34,6 +34,19 @@ test('jobs prune --data naming a FIFO or a directory is a one-line usage error n
   assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, []);
 });
 
+test('jobs prune --data that is not CSV text (a Windows-1252 export, a gzip file) is named before anything is sent, as prune names it', async (t) => {
+  const dir = await tempDir(t);
+  const latin1 = join(dir, 'latin1.csv');
+  await writeFile(latin1, Buffer.from('a,b,y\n1,2,B\xe4r\n3,4,B\xf6r\n', 'latin1'));
+  const gzip = join(dir, 'data.csv.gz');
+  await writeFile(gzip, Buffer.from('1f8b0800000000000003', 'hex'));
+  // No server: the refusal comes before any connection.
+  const runs = await runCliBatch([latin1, gzip].map((data) => ({ args: ['jobs', 'prune', '--data', data, '--label', 'y', '--server', '127.0.0.1:1', '--token', 'x'] })));
+  assert.deepEqual(runs.map((run) => run.code), [2, 2]);
+  assert.match(runs[0]!.stderr, /^fleetprune: --data .*latin1\.csv: line 2 is not UTF-8 text \(Windows-1252 or Latin-1/);
+  assert.match(runs[1]!.stderr, /^fleetprune: --data .*data\.csv\.gz: the file is gzip-compressed, not CSV text: decompress it first \(gunzip\)\n$/);
+});
+
 test('column names too long for a readable manifest.json: prune exits 2 before training and writes nothing; a job is refused (400) and not stored', async (t) => {
   // Before: prune trained and wrote an artifact its own verify refused ("manifest.json: 1101542 bytes,
   // more than a manifest can be"), and a job trained, then failed as an internal error.
