@@ -44,7 +44,7 @@ export interface GrpcDecision {
 
 /** `ro-1a2b  wine 2  Progressing  step 3/7 (analyzing)  weight 25%  devices 5/20 delivered, 1 unreachable, 1 refused`. */
 export function rolloutLine(r: GrpcRollout): string {
-  const step = r.terminal ? `${r.step_count} steps` : `step ${Math.min(r.step_index + 1, r.step_count)}/${r.step_count} (${r.step_stage}${r.current_step ? `: ${r.current_step}` : ''})`;
+  const step = r.terminal ? `${r.step_count} step${r.step_count === 1 ? '' : 's'}` : `step ${Math.min(r.step_index + 1, r.step_count)}/${r.step_count} (${r.step_stage}${r.current_step ? `: ${r.current_step}` : ''})`;
   const outcome = r.outcome_status ? `  ${r.outcome_status}: ${r.outcome_reason}` : r.pause_message ? `  ${r.pause_message}` : '';
   // Escaped: reasons (an operator's, a device's) may hold newlines or escape sequences, stored before they were refused.
   return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} delivered${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${outcome}`);

@@ -132,7 +132,7 @@ export function startRollout(id: string, spec: RolloutSpec, event: Extract<Rollo
     seq: 0,
   };
   const t = new TransitionDraft(state, event.at);
-  t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${unwrapped(describeSelector(spec.target))}) in ${spec.steps.length} steps, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}${skipped > 0 ? `; ${skipped} matching device${skipped === 1 ? '' : 's'} left out: not running ${spec.model}` : ''}`, { by: event.by });
+  t.decide('start', 'started', `rollout of ${spec.model} ${spec.candidateVersion} to ${targets.length} device${targets.length === 1 ? '' : 's'} (${unwrapped(describeSelector(spec.target))}) in ${spec.steps.length} step${spec.steps.length === 1 ? '' : 's'}, started by ${event.by}; previous production ${event.previousProduction ?? 'none'}${skipped > 0 ? `; ${skipped} matching device${skipped === 1 ? '' : 's'} left out: not running ${spec.model}` : ''}`, { by: event.by });
   // Stored with the start itself (one create), so a rollout never exists without its warnings.
   for (const warning of event.warnings ?? []) t.decide('warning', 'warning', warning);
   enterStep(t, 0);
@@ -277,7 +277,7 @@ function activateEverywhere(t: TransitionDraft): void {
   delete s.analysis;
   const actionId = t.action({ kind: 'assign', role: 'active', model: s.spec.model, version: s.spec.candidateVersion, devices: s.cohort });
   for (const device of s.devices) t.setDevice(device.id, { desired: 'active', delivery: 'pending', attempts: firstAttempt(s, device), touched: true, actionId });
-  t.decide('promotion', 'activating', `activating ${s.spec.candidateVersion} on all ${s.devices.length} devices`);
+  t.decide('promotion', 'activating', `activating ${s.spec.candidateVersion} on ${s.devices.length === 1 ? 'its one device' : `all ${s.devices.length} devices`}`);
 }
 
 function completeRollout(t: TransitionDraft): void {

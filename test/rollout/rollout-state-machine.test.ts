@@ -166,6 +166,13 @@ describe('rollout state machine: manual control', () => {
     assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), /already rolled back/);
   });
 
+  it('a one-step rollout to one device says "1 step" and "its one device", not "1 steps" and "all 1 devices"', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 100 }]), fleetOf(1));
+    assert.match(h.decisions.find((d) => d.kind === 'start')!.message, /^rollout of \S+ \S+ to 1 device \(.*\) in 1 step, started by /);
+    h.deliver(h.last('assign'));
+    assert.match(h.decisions.find((d) => d.kind === 'promotion' && d.verdict === 'activating')!.message, /^activating \S+ on its one device$/);
+  });
+
   it('rolled back again: the baseline goes again to the devices that refused it or were unreachable, never to one that left the fleet', () => {
     const h = new ReducerHarness(specOf([{ setWeight: 100 }]), fleetOf(4));
     h.deliver(h.last('assign'));
