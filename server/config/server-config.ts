@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../../shared/util/errors.ts';
+import { ServerUrlSchema } from '../../shared/protocol/server-url.ts';
 
 const Port = z.coerce.number().int().min(0).max(65535);
 const ByteCount = z.coerce.number().int().positive();
@@ -63,7 +64,7 @@ export const ServerConfigSchema = z
     /** Mosquitto: its pid_file; the server sends SIGHUP after rewriting the files. */
     mosquittoPidFile: z.string().min(1).transform((path) => resolve(path)).optional(),
     /** The server URL devices use (assignment manifest URLs, agent configs); default http(s)://<host>:<http port>. */
-    publicUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).transform((url) => url.replace(/\/+$/, '')).optional(),
+    publicUrl: ServerUrlSchema.transform((url) => url.replace(/\/+$/, '')).optional(),
     /** The broker URL written into agent configs; default --mqtt-url, or mqtt://<host>:<mqtt port>. */
     mqttPublicUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
     /** The device label whose value is the `cohort` label of exported report metrics. */

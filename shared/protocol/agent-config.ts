@@ -6,6 +6,7 @@ import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
 import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { DeviceIdSchema } from './payloads.ts';
+import { ServerUrlSchema } from './server-url.ts';
 
 /**
  * The agent's config file, written at enrollment (`fleetprune devices enroll`): the device's
@@ -33,7 +34,7 @@ export const AgentConfigSchema = z.strictObject({
     password: z.string().min(1),
   }),
   server: z.strictObject({
-    url: z.url({ protocol: /^https?$/ }),
+    url: ServerUrlSchema,
     token: z.string().min(1),
   }),
   serverPublicKey: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be an SPKI PEM public key' }),

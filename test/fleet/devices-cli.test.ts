@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { spawnServer } from '../server/helpers/server-process.ts';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
 
@@ -23,6 +23,23 @@ test('devices enroll: when the config cannot be written after enrolling, the adv
   assert.equal((await runCli(['devices', 'revoke', 'press-1', ...connection])).code, 0);
   const fresh = await runCli(['devices', 'enroll', '--id', 'press-1b', '--out', join(dir, 'fresh.json'), ...connection]);
   assert.equal(fresh.code, 0, fresh.stderr);
+});
+
+test('devices enroll --server-url with a query, fragment or user:password@ is refused, naming it; nothing is enrolled', async (t) => {
+  const server = (await startTestServer(t))!;
+  const dir = await tempDir(t);
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const urls = ['http://fleet.example:8080/?site=a', 'http://fleet.example:8080/#x', 'http://ops:secret@fleet.example:8080'];
+  const runs = await runCliBatch(urls.map((url, i) => ({ args: ['devices', 'enroll', '--id', `d-${i}`, '--server-url', url, '--out', join(dir, `${i}.json`), ...connection] })));
+  for (const [i, run] of runs.entries()) {
+    assert.equal(run.code, 2, `${urls[i]}: ${run.stderr}`);
+    assert.match(run.stderr, /^fleetprune: .*serverUrl: must be a base URL without a query \(\?…\), a fragment \(#…\) or user:password@ \(paths are appended to it\)\n$/);
+  }
+  const listed = (await (await server.request('GET', '/api/devices')).json()) as { devices: unknown[] };
+  assert.deepEqual(listed.devices, []);
+  // A plain base URL, with a path, is fine.
+  const ok = await runCli(['devices', 'enroll', '--id', 'd-ok', '--server-url', 'https://fleet.example/prefix', '--out', join(dir, 'ok.json'), ...connection]);
+  assert.equal(ok.code, 0, ok.stderr);
 });
 
 test('devices list: a label value holding a newline or an escape sequence is shown escaped, one device a line', async (t) => {

@@ -14,6 +14,8 @@ test('fleet settings: defaults, and each bad combination names its flag', () => 
     [{ dataDir: '/x', mqttUrl: 'mqtt://b:1', mqttPassword: 'password1', mosquittoPidFile: '/run/m.pid' }, /--mosquitto-pid-file: needs --mosquitto-dir/],
     [{ dataDir: '/x', mqttPort: 70000 }, /--mqtt-port/],
     [{ dataDir: '/x', publicUrl: 'fleet.example' }, /--public-url/],
+    [{ dataDir: '/x', publicUrl: 'https://fleet.example/?site=a' }, /--public-url: must be a base URL without a query/],
+    [{ dataDir: '/x', publicUrl: 'https://ops:pw@fleet.example' }, /--public-url: must be a base URL without a query/],
     [{ dataDir: '/x', cohortLabel: 'a b' }, /--cohort-label/],
     [{ dataDir: '/x', metricsAuth: 'basic' as 'token' }, /--metrics-auth: .*"none".*"token"/],
   ];

@@ -34,6 +34,10 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     [{ ...config, deviceId: 'a/b' }, /deviceId: must be/],
     [{ ...config, broker: { ...config.broker, url: 'http://x' } }, /broker\.url/],
     [{ ...config, server: { url: 'https://x' } }, /server\.token/],
+    // Paths are appended to the server URL: a query, fragment or credentials made every download URL wrong.
+    [{ ...config, server: { ...config.server, url: 'https://x/?site=a' } }, /server\.url: must be a base URL without a query/],
+    [{ ...config, server: { ...config.server, url: 'https://x/#top' } }, /server\.url: must be a base URL/],
+    [{ ...config, server: { ...config.server, url: 'https://user:pw@x' } }, /server\.url: must be a base URL/],
     [{ ...config, serverPublicKey: rsaKey }, /serverPublicKey: not an ed25519 key/],
     [{ ...config, extra: 1 }, /unrecognized key/i],
     [JSON.stringify(config).replace('"labels":{', '"labels":{"__proto__":"x",'), /bad\.json: labels\.__proto__: "__proto__" is not allowed as a key$/],

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AgentConfigSchema } from '../../../shared/protocol/agent-config.ts';
 import { DeviceIdSchema } from '../../../shared/protocol/payloads.ts';
+import { ServerUrlSchema } from '../../../shared/protocol/server-url.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { AssignRequestSchema, type AssignmentService } from '../../fleet/assignment-service.ts';
@@ -16,7 +17,7 @@ export const EnrollBodySchema = z.strictObject({
   /** Written into the agent config instead of the server's public broker URL. */
   brokerUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
   /** Written into the agent config instead of the server's public URL. */
-  serverUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+  serverUrl: ServerUrlSchema.optional(),
 });
 
 const DeviceParams = z.strictObject({ id: DeviceIdSchema });
