@@ -1,5 +1,6 @@
 import { formatScore } from '../pruning/summary.ts';
 import type { Score } from '../../shared/model/scoring.ts';
+import type { PruneSummary } from '../jobs/prune-worker-protocol.ts';
 import { printable } from '../rollout/operator-text.ts';
 import { formatTable } from './format-table.ts';
 import type { GrpcJobRecord } from './json-views.ts';
@@ -18,15 +19,7 @@ interface VersionRef {
 interface JobResult {
   general?: VersionRef;
   pruned?: VersionRef;
-  summary?: {
-    epsilon: number | null;
-    paramCut: number | null;
-    originalLayers: number[];
-    prunedLayers: number[];
-    backend: string;
-    seconds: number;
-    sweep?: { epsilon: number; params: number; paramCut: number; test: Score | null }[];
-  };
+  summary?: PruneSummary;
 }
 
 /** What a finished job left: the versions it registered, or why it failed (`-` while it runs). */
@@ -72,7 +65,7 @@ export function formatJob(job: GrpcJobRecord): string {
       `${entry.epsilon === summary.epsilon ? '* ' : '  '}${entry.epsilon}`,
       String(entry.params),
       `${(entry.paramCut * 100).toFixed(1)}%`,
-      entry.test ? formatScore(entry.test) : '-',
+      entry.test ? formatScore(entry.test as unknown as Score) : '-',
     ]);
     text += `\n${formatTable([['  ε', 'PARAMS', 'CUT', 'TEST'], ...rows])}`;
   }
