@@ -80,7 +80,8 @@ export class MosquittoProcess {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 
-  async stop(): Promise<void> {
+  /** Stops mosquitto and removes its files; `{ keepFiles: true }` leaves them, as a crash does, for a start() again. */
+  async stop(options: { keepFiles?: boolean } = {}): Promise<void> {
     const child = this.#child;
     this.#child = undefined;
     if (child && child.exitCode === null) {
@@ -88,6 +89,6 @@ export class MosquittoProcess {
       child.kill('SIGTERM');
       await exited;
     }
-    await rm(this.dir, { recursive: true, force: true });
+    if (!options.keepFiles) await rm(this.dir, { recursive: true, force: true });
   }
 }
