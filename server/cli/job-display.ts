@@ -1,5 +1,4 @@
 import { formatScore } from '../pruning/summary.ts';
-import type { Score } from '../../shared/model/scoring.ts';
 import type { PruneSummary } from '../jobs/prune-worker-protocol.ts';
 import { printable } from '../rollout/operator-text.ts';
 import { formatTable } from './format-table.ts';
@@ -65,7 +64,7 @@ export function formatJob(job: GrpcJobRecord): string {
       `${entry.epsilon === summary.epsilon ? '* ' : '  '}${entry.epsilon}`,
       String(entry.params),
       `${(entry.paramCut * 100).toFixed(1)}%`,
-      entry.test ? formatScore(entry.test as unknown as Score) : '-',
+      entry.test ? formatScore(entry.test) : '-',
     ]);
     text += `\n${formatTable([['  ε', 'PARAMS', 'CUT', 'TEST'], ...rows])}`;
   }

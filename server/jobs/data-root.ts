@@ -1,5 +1,6 @@
 import { realpath } from 'node:fs/promises';
-import { isAbsolute, relative, resolve, sep } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
+import { isInside } from '../../shared/util/path-inside.ts';
 
 /**
  * The real path of `requested` when it names an existing entry inside `root` (a real path), else
@@ -11,7 +12,5 @@ export async function resolveInsideRoot(root: string, requested: string): Promis
   if (isAbsolute(requested) || requested.split(/[\\/]/).includes('..')) return null;
   const real = await realpath(resolve(root, requested)).catch(() => null);
   if (real === null) return null;
-  const inside = relative(root, real);
-  if (inside === '' || inside === '..' || inside.startsWith(`..${sep}`) || isAbsolute(inside)) return null;
-  return real;
+  return isInside(root, real) ? real : null;
 }

@@ -1,6 +1,7 @@
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
 import type { PruneOptions } from '../pruning/options.ts';
+import type { Score } from '../../shared/model/scoring.ts';
 
 /** workerData of a pruning worker. */
 export interface PruneWorkerInput {
@@ -24,7 +25,7 @@ export interface PruneSummary {
   backend: string;
   seconds: number;
   /** The ε sweep's size/score trade-off, for the dashboard's chart. */
-  sweep: { epsilon: number; params: number; paramCut: number; test: Record<string, number> | null }[];
+  sweep: { epsilon: number; params: number; paramCut: number; test: Score | null }[];
 }
 
 /** Messages the worker posts to the server thread. */

@@ -1,7 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { isAbsolute, join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
+import { isInside } from '../util/path-inside.ts';
 import { sha256Hex } from './digest.ts';
 import type { Manifest } from './manifest.ts';
 import { readManifest } from './read-artifact.ts';
@@ -51,7 +52,7 @@ async function checkFile(dir: string, root: string | null, path: string, expecte
     // carry a link that dangles or reads something else, and the verified bytes live where the
     // artifact's owner does not control them.
     const real = await realpath(join(dir, path));
-    if (root !== null && outside(root, real)) return `${path}: a symlink to ${real}, outside the artifact directory (copy the file in)`;
+    if (root !== null && !isInside(root, real)) return `${path}: a symlink to ${real}, outside the artifact directory (copy the file in)`;
     // Sized before it is read: a FIFO or device in a file's place would block the read or never end
     // it, and a file of the wrong size is not worth reading whole.
     const info = await stat(join(dir, path));
@@ -66,11 +67,6 @@ async function checkFile(dir: string, root: string | null, path: string, expecte
   const actual = sha256Hex(bytes);
   if (actual !== expected.sha256) return `${path}: sha256 mismatch (expected ${abbreviate(expected.sha256)}, got ${abbreviate(actual)})`;
   return null;
-}
-
-function outside(root: string, real: string): boolean {
-  const rel = relative(root, real);
-  return rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
 }
 
 function abbreviate(hex: string): string {
