@@ -2,14 +2,14 @@ import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { loadPublicKey } from '../../shared/artifact/signing-keys.ts';
-import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
+import { PARENT_DIR, verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
 export function registerVerifyCommand(program: Command): void {
   program
     .command('verify')
-    .description('check an artifact\'s file hashes and signature; exits 1 if any check fails')
-    .argument('<dir>', 'artifact directory')
+    .description('check an artifact\'s file hashes and signature, and its parent\'s in DIR/general when prune wrote one there; exits 1 if any check fails')
+    .argument('<dir>', 'artifact directory (the one holding manifest.json)')
     .requiredOption('--public-key <file>', 'ed25519 public key (signing.pub)')
     .action(async (dir: string, flags: { publicKey: string }) => {
       // An empty path (`"$KEY"` with KEY unset) is named as such, not as a file called "".
@@ -17,9 +17,11 @@ export function registerVerifyCommand(program: Command): void {
       if (flags.publicKey === '') throw new UserError('--public-key: the path is empty');
       await assertDirectory(dir);
       const publicKey = await loadPublicKey(flags.publicKey);
-      const result = await verifyArtifact(dir, publicKey);
+      const result = await verifyPruneOutput(dir, publicKey);
       if (result.ok) {
         process.stdout.write(`ok ${result.manifest!.name} ${artifactId(result.manifest!)}\n`);
+        const parent = result.parent?.manifest;
+        if (parent) process.stdout.write(`ok ${parent.name} ${artifactId(parent)} (${PARENT_DIR}/, its parent)\n`);
         return;
       }
       for (const failure of result.failures) process.stderr.write(`fleetprune: verify failed: ${failure}\n`);

@@ -1,10 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { isInside } from '../util/path-inside.ts';
 import { sha256Hex } from './digest.ts';
-import type { Manifest } from './manifest.ts';
+import { artifactId, type Manifest } from './manifest.ts';
 import { readManifest } from './read-artifact.ts';
 import { verifyManifestSignature } from './signature.ts';
 
@@ -32,6 +33,35 @@ export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise
   }
   const failures = [...(await checkArtifactFiles(dir, manifest)), verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
   return { ok: failures.length === 0, failures, manifest };
+}
+
+/** Where `fleetprune prune` writes a pruned artifact's parent (the general model): DIR/general. */
+export const PARENT_DIR = 'general';
+
+export interface PruneOutputVerifyResult extends VerifyResult {
+  /** The parent in DIR/general, when DIR holds one (its failures are in `failures`, prefixed `general/`). */
+  parent?: { manifest?: Manifest };
+}
+
+/**
+ * verifyArtifact over `dir`, and over the parent beside it in DIR/general when there is one (a
+ * general/manifest.json), as `fleetprune prune` writes it and `models push` registers it with its
+ * child: its files and signature (by the same key), and that it is the parent the artifact's
+ * lineage names. The parent's failures are prefixed `general/`.
+ */
+export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Promise<PruneOutputVerifyResult> {
+  const result: PruneOutputVerifyResult = await verifyArtifact(dir, publicKey);
+  const parentDir = join(dir, PARENT_DIR);
+  if (!existsSync(join(parentDir, 'manifest.json'))) return result;
+  const parent = await verifyArtifact(parentDir, publicKey);
+  const failures = parent.failures.map((failure) => `${PARENT_DIR}/${failure}`);
+  const expected = result.manifest?.lineage.parentSha256;
+  if (parent.manifest && result.manifest) {
+    const actual = artifactId(parent.manifest);
+    if (expected === null) failures.push(`${PARENT_DIR}/: holds artifact ${abbreviate(actual)}, but this artifact names no parent`);
+    else if (actual !== expected) failures.push(`${PARENT_DIR}/: holds artifact ${abbreviate(actual)}, not this artifact's parent (${abbreviate(expected!)})`);
+  }
+  return { ok: result.ok && failures.length === 0, failures: [...result.failures, ...failures], manifest: result.manifest, parent: { manifest: parent.manifest } };
 }
 
 /**

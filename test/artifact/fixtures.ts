@@ -48,8 +48,11 @@ export function rawRows(seed: number, network: DenseNetwork, count: number): num
 
 export const CLASSIFIER_FEATURES = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
 
-/** A 7 → 8 relu → 3 softmax classifier written as an artifact into `dir` (signed when a key is given). */
-export async function writeSampleArtifact(dir: string, privateKey?: KeyObject): Promise<Manifest> {
+/**
+ * A 7 → 8 relu → 3 softmax classifier written as an artifact into `dir` (signed when a key is
+ * given), naming `parentSha256` as its parent when given.
+ */
+export async function writeSampleArtifact(dir: string, privateKey?: KeyObject, parentSha256: string | null = null): Promise<Manifest> {
   await initTfjs();
   const network = randomNetwork(7, CLASSIFIER_FEATURES.length, [
     { units: 8, activation: 'relu' },
@@ -69,7 +72,7 @@ export async function writeSampleArtifact(dir: string, privateKey?: KeyObject): 
         features: CLASSIFIER_FEATURES,
         labels: ['a', 'b', 'c'],
         labelName: 'kind',
-        lineage: { parentSha256: null, epsilon: 0.1, epsilonMode: 'relative', dataFingerprint: 'test', method: 'odf2nna', seed: 7 },
+        lineage: { parentSha256, epsilon: 0.1, epsilonMode: 'relative', dataFingerprint: 'test', method: 'odf2nna', seed: 7 },
         metrics: { test: { accuracy: 0.9 }, validation: { accuracy: 0.85 } },
       },
     });

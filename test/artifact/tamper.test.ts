@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import { generateSigningKeys, keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
-import { verifyArtifact } from '../../shared/artifact/verify-artifact.ts';
+import { verifyArtifact, verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
+import { artifactId } from '../../shared/artifact/manifest.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
 import { writeSampleArtifact } from './fixtures.ts';
@@ -40,10 +41,10 @@ async function editManifest(dir: string, edit: (manifest: Record<string, any>) =
   await writeFile(path, JSON.stringify(manifest, null, 2));
 }
 
-/** verifyArtifact reports exactly `expected`, and the CLI exits 1 printing each as `fleetprune: verify failed: …`. */
+/** verifyPruneOutput reports exactly `expected`, and the CLI exits 1 printing each as `fleetprune: verify failed: …`. */
 async function assertFails(dir: string, expected: (string | RegExp)[], publicKeyPath?: string): Promise<void> {
   const key = publicKeyPath ? await loadPublicKey(publicKeyPath) : publicKey;
-  const result = await verifyArtifact(dir, key);
+  const result = await verifyPruneOutput(dir, key);
   assert.equal(result.ok, false);
   assert.equal(result.failures.length, expected.length, `failures: ${JSON.stringify(result.failures)}`);
   expected.forEach((pattern, i) => {
@@ -59,6 +60,54 @@ async function assertFails(dir: string, expected: (string | RegExp)[], publicKey
   assert.equal(lines.at(-1), `fleetprune: verify failed: ${dir}: ${expected.length} check(s) failed`);
   assert.doesNotMatch(cli.stderr, /\n\s+at /, 'no stack trace');
 }
+
+/** A pruned artifact with its parent in DIR/general, as prune writes them; returns DIR and both ids. */
+async function prunedWithParent(t: TestContext): Promise<{ dir: string; childId: string; parentId: string }> {
+  const root = await tempDir(t);
+  const parent = await writeSampleArtifact(join(root, 'parent'), privateKey);
+  const dir = join(root, 'model');
+  const child = await writeSampleArtifact(dir, privateKey, artifactId(parent));
+  await rename(join(root, 'parent'), join(dir, 'general'));
+  return { dir, childId: artifactId(child), parentId: artifactId(parent) };
+}
+
+test('verify checks the parent prune wrote in DIR/general too: its files, its signature, and that it is the parent the lineage names', async (t) => {
+  const { dir, childId, parentId } = await prunedWithParent(t);
+  const ok = await runCli(['verify', dir, '--public-key', join(keyRoot, 'signer', 'signing.pub')]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(ok.stdout.trimEnd().split('\n'), [`ok sample-classifier ${childId}`, `ok sample-classifier ${parentId} (general/, its parent)`]);
+
+  // The parent's files are checked: a flipped byte in general/model.onnx fails DIR's verification.
+  const path = join(dir, 'general', 'model.onnx');
+  const original = await readFile(path);
+  const bytes = Buffer.from(original);
+  bytes[bytes.length >> 1]! ^= 0x01;
+  await writeFile(path, bytes);
+  await assertFails(dir, [`general/model.onnx: sha256 mismatch (expected ${sha256Hex(original).slice(0, 12)}…, got ${sha256Hex(bytes).slice(0, 12)}…)`]);
+  await writeFile(path, original);
+
+  // Its signature, by the same key: a parent signed by another key fails.
+  const otherKey = await loadPrivateKey(join(keyRoot, 'other', 'signing.key'));
+  await rm(join(dir, 'general'), { recursive: true });
+  const resignedDir = join(dir, '..', 'resigned');
+  const resigned = await writeSampleArtifact(resignedDir, otherKey);
+  await rename(resignedDir, join(dir, 'general'));
+  await assertFails(dir, [
+    /^general\/signature: made with key \S+, not with the given key \S+$/,
+    `general/: holds artifact ${artifactId(resigned).slice(0, 12)}…, not this artifact's parent (${parentId.slice(0, 12)}…)`,
+  ]);
+
+  // And that it is the parent: another artifact signed by the same key is not.
+  await rm(join(dir, 'general'), { recursive: true });
+  const stranger = await writeSampleArtifact(join(dir, 'general'), privateKey, 'a'.repeat(64));
+  await assertFails(dir, [`general/: holds artifact ${artifactId(stranger).slice(0, 12)}…, not this artifact's parent (${parentId.slice(0, 12)}…)`]);
+
+  // An artifact without general/ is verified alone, as before: one line.
+  await rm(join(dir, 'general'), { recursive: true });
+  const alone = await runCli(['verify', dir, '--public-key', join(keyRoot, 'signer', 'signing.pub')]);
+  assert.equal(alone.code, 0, alone.stderr);
+  assert.equal(alone.stdout, `ok sample-classifier ${childId}\n`);
+});
 
 test('a flipped byte in model.onnx is a sha256 mismatch', async (t) => {
   const dir = await signedArtifact(t);
