@@ -1,9 +1,11 @@
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { Holdout } from './holdout.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
-import { loadAgentConfig } from '../shared/protocol/agent-config.ts';
+import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
+import { acquirePidLock, type PidLock } from '../shared/util/pid-lock.ts';
 import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
@@ -82,43 +84,64 @@ export function defineAgentCommand(command: Command): Command {
       } catch (error) {
         throw new UserError(`cannot create data dir ${flags.dataDir}: ${errorMessage(error)}`);
       }
-      // Loaded here, so other commands do not pay for onnxruntime, mqtt and express at startup.
-      const [{ Agent }, { connectMqtt }, { OrtSessionCache }] = await Promise.all([import('./agent.ts'), import('./mqtt-link.ts'), import('./session-cache.ts')]);
-      const logger = createLogger('agent');
-      const agent = new Agent(
-        {
-          config,
-          dataDir: flags.dataDir,
-          holdout,
-          shadowFraction: flags.shadowFraction,
-          heartbeatIntervalMs: flags.heartbeatSeconds * 1000,
-          benchmark: { latencySamples: flags.benchSamples, throughputBatches: flags.benchBatches, batchSize: 64 },
-          downloadLimits: { idleTimeoutMs: flags.downloadIdleSeconds * 1000, minBytesPerSecond: flags.downloadMinRate },
-        },
-        { connector: connectMqtt, sessions: new OrtSessionCache(), clock: () => new Date(), logger },
-      );
-      await agent.start().catch(async (error: unknown) => {
-        if (!isSystemError(error)) throw error;
-        // A data dir the agent cannot use (a file where a directory belongs, no permission, a full disk).
-        await agent.stop();
-        throw new UserError(`cannot use the data dir ${flags.dataDir}: ${describeSystemError(error)}`);
-      });
-      const server = await new Promise<import('node:http').Server>((resolve, reject) => {
-        const listening = agent.app.listen(flags.httpPort, flags.httpHost, (error?: Error) => (error ? reject(error) : resolve(listening)));
-      }).catch(async (error: unknown) => {
-        await agent.stop(); // else the MQTT connection keeps the process alive after the error
-        throw new UserError(`cannot listen on ${flags.httpHost}:${flags.httpPort}: ${errorMessage(error)}`);
-      });
-      const port = (server.address() as AddressInfo).port;
-      process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${agent.slots.active?.version ?? 'none'}\n`);
-      await new Promise<void>((resolve) => {
-        const shutdown = () => resolve();
-        process.once('SIGINT', shutdown);
-        process.once('SIGTERM', shutdown);
-      });
-      logger.info('shutting down');
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-      await agent.stop();
+      // Before anything in the data dir is read or written: two agents on one data dir would
+      // overwrite each other's slots, state file and outbox. Held until the agent stops.
+      const lock = lockAgentDataDir(flags.dataDir);
+      try {
+        await runAgent(flags, config, holdout);
+      } finally {
+        lock.release();
+      }
     });
+}
+
+/** `<data-dir>/agent.lock`: one agent process per data dir (a stale one, left by kill -9, is taken over). */
+function lockAgentDataDir(dataDir: string): PidLock {
+  return acquirePidLock(join(dataDir, 'agent.lock'), {
+    busy: (holder) =>
+      new UserError(`--data-dir ${dataDir} is in use by another fleetprune agent${holder === undefined ? '' : ` (process ${holder})`}; stop it or choose another --data-dir`),
+    failed: (error) => new UserError(`cannot use the data dir ${dataDir}: ${errorMessage(error)}`, { cause: error }),
+    processIdentity: true,
+  });
+}
+
+async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined): Promise<void> {
+  // Loaded here, so other commands do not pay for onnxruntime, mqtt and express at startup.
+  const [{ Agent }, { connectMqtt }, { OrtSessionCache }] = await Promise.all([import('./agent.ts'), import('./mqtt-link.ts'), import('./session-cache.ts')]);
+  const logger = createLogger('agent');
+  const agent = new Agent(
+    {
+      config,
+      dataDir: flags.dataDir,
+      holdout,
+      shadowFraction: flags.shadowFraction,
+      heartbeatIntervalMs: flags.heartbeatSeconds * 1000,
+      benchmark: { latencySamples: flags.benchSamples, throughputBatches: flags.benchBatches, batchSize: 64 },
+      downloadLimits: { idleTimeoutMs: flags.downloadIdleSeconds * 1000, minBytesPerSecond: flags.downloadMinRate },
+    },
+    { connector: connectMqtt, sessions: new OrtSessionCache(), clock: () => new Date(), logger },
+  );
+  await agent.start().catch(async (error: unknown) => {
+    if (!isSystemError(error)) throw error;
+    // A data dir the agent cannot use (a file where a directory belongs, no permission, a full disk).
+    await agent.stop();
+    throw new UserError(`cannot use the data dir ${flags.dataDir}: ${describeSystemError(error)}`);
+  });
+  const server = await new Promise<import('node:http').Server>((resolve, reject) => {
+    const listening = agent.app.listen(flags.httpPort, flags.httpHost, (error?: Error) => (error ? reject(error) : resolve(listening)));
+  }).catch(async (error: unknown) => {
+    await agent.stop(); // else the MQTT connection keeps the process alive after the error
+    throw new UserError(`cannot listen on ${flags.httpHost}:${flags.httpPort}: ${errorMessage(error)}`);
+  });
+  const port = (server.address() as AddressInfo).port;
+  process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${agent.slots.active?.version ?? 'none'}\n`);
+  await new Promise<void>((resolve) => {
+    const shutdown = () => resolve();
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+  });
+  logger.info('shutting down');
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+  await agent.stop();
 }

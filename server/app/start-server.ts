@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { assertExistingDirectory, ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
+import { acquirePidLock, type PidLock } from '../../shared/util/pid-lock.ts';
 import { createLogger, type Logger } from '../../shared/util/log.ts';
 import { BlobStore } from '../artifacts/blob-store.ts';
 import { loadOrCreateServerKey } from '../artifacts/server-signing-key.ts';
@@ -84,16 +85,19 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   await checkHost(config.host);
   if (config.dataRoot !== undefined) await assertExistingDirectory(config.dataRoot, '--data-root');
   await ensureWritableDirectory(config.dataDir, '--data-dir');
-  const store = await openStore(
-    config.databaseUrl
-      ? { engine: 'postgres', databaseUrl: config.databaseUrl, schema: config.databaseSchema }
-      : { engine: 'sqlite', dataDir: config.dataDir },
-  );
-  const cleanups: (() => Promise<void>)[] = [() => store.close()];
+  const lock = config.databaseUrl ? undefined : lockSqliteDataDir(config.dataDir);
+  const cleanups: (() => Promise<void>)[] = [];
   const cleanup = async () => {
     for (const step of cleanups.reverse()) await step().catch((error) => log.error({ err: error }, 'shutdown step failed'));
+    lock?.release(); // last: the data dir is free once everything using it has closed
   };
   try {
+    const store = await openStore(
+      config.databaseUrl
+        ? { engine: 'postgres', databaseUrl: config.databaseUrl, schema: config.databaseSchema }
+        : { engine: 'sqlite', dataDir: config.dataDir },
+    );
+    cleanups.push(() => store.close());
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
     await blobs.open();
     const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled);
@@ -220,6 +224,21 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     await cleanup();
     throw error;
   }
+}
+
+/**
+ * `<data-dir>/server.lock`: one server process per SQLite data dir. Two would each run the
+ * rollout controller, the job queue and blob GC on one database. With PostgreSQL, servers share
+ * the data dir on purpose (a standby, docs/rollout-spec.md; the database's leader lock elects one),
+ * so there is no lock. A lock left by a server killed with -9 is taken over.
+ */
+function lockSqliteDataDir(dataDir: string): PidLock {
+  return acquirePidLock(join(dataDir, 'server.lock'), {
+    busy: (holder) =>
+      new UserError(`--data-dir ${dataDir} is in use by another fleetprune server${holder === undefined ? '' : ` (process ${holder})`}; stop it or choose another --data-dir (only servers on PostgreSQL share a data dir)`),
+    failed: (error) => new UserError(`--data-dir: cannot lock ${dataDir} (${errorMessage(error)})`, { cause: error }),
+    processIdentity: true,
+  });
 }
 
 /** Reads --tls-cert and --tls-key and checks they are a PEM certificate and its private key. */

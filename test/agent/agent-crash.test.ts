@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { startAgent } from './agent-harness.ts';
@@ -185,3 +188,55 @@ for (const point of ['activation:before-state', 'activation:after-state', 'insta
     if (point !== 'install:before-rename') assert.equal(world.http.blobRequests().length, downloads, 'no second download');
   });
 }
+
+/** Every file under `dir` (relative path → sha256 of its content), to show a refused process changed nothing. */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    files[relative(dir, path)] = createHash('sha256').update(await readFile(path)).digest('hex');
+  }
+  return files;
+}
+
+test('one agent per data dir: a second one exits 2 naming the holder; after kill -9 (or a reboot that reused its id) the next one takes the lock over; a clean stop removes it', async (t) => {
+  const { dev } = await withActiveV1(t, 'data-dir-lock');
+  const lockFile = join(dev.dataDir, 'agent.lock');
+  const first = dev.start();
+  const { port } = await first.ready();
+  const filesBefore = await snapshot(dev.dataDir);
+
+  const second = dev.start();
+  // An unref'd timer: a second agent that runs (as before the lock) fails the test rather than hanging it.
+  const exit = await Promise.race([second.exited, delay(20_000, 'still running' as const, { ref: false })]);
+  assert.deepEqual(exit, { code: 2, signal: null }, second.stderr);
+  assert.equal(second.stderr, `fleetprune: --data-dir ${dev.dataDir} is in use by another fleetprune agent (process ${first.pid}); stop it or choose another --data-dir\n`);
+  assert.equal(second.stdout, '');
+  // The first one runs on, and the refused one touched nothing in the data dir.
+  assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
+  assert.deepEqual(await snapshot(dev.dataDir), filesBefore);
+  const holder = async () => (await readFile(lockFile, 'utf8')).split('\n')[0];
+  assert.equal(await holder(), String(first.pid));
+
+  // kill -9 leaves the lock behind (as after a power cut); the next start takes it over.
+  await first.kill9();
+  assert.equal(await holder(), String(first.pid), 'the stale lock is left');
+  const third = dev.start();
+  const restarted = await third.ready();
+  assert.equal(await holder(), String(third.pid));
+  assert.equal((await predictVia(restarted.port, ROW)).json.sha256, world.v1.id);
+
+  // After a power cut, the next boot may give the dead agent's process id to another process: a
+  // lock naming a running process of another boot is stale too (else the device never starts its agent again).
+  await third.kill9();
+  await writeFile(lockFile, `${process.pid}\n00000000-0000-0000-0000-000000000000 1\n`);
+  const fourth = dev.start();
+  await fourth.ready();
+  assert.equal(await holder(), String(fourth.pid));
+
+  await fourth.stop();
+  assert.deepEqual(await fourth.exited, { code: 0, signal: null }, fourth.stderr);
+  assert.equal(existsSync(lockFile), false, 'a clean stop removes the lock');
+  assert.deepEqual((await readdir(dev.dataDir)).filter((name) => name.includes('lock')), [], 'no lock, takeover or temporary file is left');
+});

@@ -141,6 +141,8 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
     assert.equal(result.code, 2, `${flags.join(' ')}: ${result.stderr}`);
     assert.ok(isOneLineError(result.stderr), result.stderr);
     assert.match(result.stderr.trim(), expected);
+    // A start refused after it locked the data dir (a port in use) removes its lock: the next start must not find it taken.
+    assert.equal(existsSync(join(dir, `data-${index}`, 'server.lock')), false, `${flags.join(' ')}: the lock is left`);
   }
   const fileDataDir = await server(aFile);
   assert.equal(fileDataDir.code, 2, fileDataDir.stderr);

@@ -1,13 +1,20 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_TOKEN } from './helpers/test-server.ts';
 import { killHard, spawnServer, type ServerProcess } from './helpers/server-process.ts';
+import { runCli } from '../helpers/cli.ts';
+import { createServer, type AddressInfo } from 'node:net';
+import { parseServerConfig } from '../../server/config/server-config.ts';
+import { startServer } from '../../server/app/start-server.ts';
+import { createLogger } from '../../shared/util/log.ts';
+import { freshStoreLocation } from './helpers/store-engines.ts';
 
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -89,4 +96,72 @@ test('kill -9 during a pruning job: no half-registered version, and the job is f
   assert.equal(typeof after.node, 'string', 'the job names the server that ran it');
   assert.deepEqual(await readdir(join(dataDir, 'jobs', after.node)), [], 'the server\'s job work directory was cleared');
   await killHard(restarted);
+});
+
+/** Every file under `dir` with the sha256 of its content; the running server's SQLite files by name only (it writes them as it runs). */
+async function snapshot(dir: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    files[relative(dir, path)] = /\.db(-wal|-shm|-journal)?$/.test(entry.name) ? 'sqlite' : createHash('sha256').update(await readFile(path)).digest('hex');
+  }
+  return files;
+}
+
+test('one server per SQLite data dir: a second one exits 2 naming the holder; after kill -9 the next one takes the lock over; a clean stop removes it', async (t) => {
+  const dataDir = await tempDir(t);
+  const lockFile = join(dataDir, 'server.lock');
+  const first = await spawnServer(t, dataDir);
+  const filesBefore = await snapshot(dataDir);
+
+  // A second server that runs (as before the lock) is killed after 20 s: code -1.
+  const second = await runCli(['server', '--data-dir', dataDir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], { FLEETPRUNE_ADMIN_TOKEN: ADMIN_TOKEN }, { timeoutMs: 20_000 });
+  assert.equal(second.code, 2, second.stderr);
+  assert.equal(
+    second.stderr,
+    `fleetprune: --data-dir ${dataDir} is in use by another fleetprune server (process ${first.child.pid}); stop it or choose another --data-dir (only servers on PostgreSQL share a data dir)\n`,
+  );
+  assert.equal(second.stdout, '');
+  // The first one runs on, and the refused one touched nothing in the data dir.
+  assert.equal((await fetch(`${first.baseUrl}/healthz`)).status, 200);
+  assert.deepEqual(await snapshot(dataDir), filesBefore);
+  const holder = async () => (await readFile(lockFile, 'utf8')).split('\n')[0];
+  assert.equal(await holder(), String(first.child.pid));
+
+  // kill -9 leaves the lock behind; the next start (a supervisor's restart) takes it over.
+  await killHard(first);
+  assert.equal(await holder(), String(first.child.pid), 'the stale lock is left');
+  const restarted = await spawnServer(t, dataDir);
+  assert.equal(await holder(), String(restarted.child.pid));
+  assert.deepEqual((await api(restarted, '/api/models')).models, []);
+
+  const exited = new Promise<number | null>((resolve) => restarted.child.once('exit', (code) => resolve(code)));
+  restarted.child.kill('SIGTERM');
+  assert.equal(await exited, 0, restarted.stderr());
+  assert.equal(existsSync(lockFile), false, 'a clean stop removes the lock');
+  assert.deepEqual((await readdir(dataDir)).filter((name) => name.includes('lock')), [], 'no lock, takeover or temporary file is left');
+});
+
+test('a start refused after it locked the data dir (a port in use) removes the lock at once, before its process ends (the demo goes on)', async (t) => {
+  const dataDir = await tempDir(t);
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.after(() => blocker.close());
+  const config = parseServerConfig({ dataDir, host: '127.0.0.1', httpPort: (blocker.address() as AddressInfo).port, grpcPort: 0, mqttPort: 0, adminToken: ADMIN_TOKEN });
+  await assert.rejects(startServer(config, { log: createLogger('lock-test', 'silent') }), /--http-port: cannot listen on .*EADDRINUSE/);
+  assert.equal(existsSync(join(dataDir, 'server.lock')), false, 'the refused start left its lock');
+});
+
+test('servers on PostgreSQL share a data dir (a standby): no lock, both start', async (t) => {
+  const dataDir = await tempDir(t);
+  const location = await freshStoreLocation(t, 'postgres', dataDir);
+  if (!location || location.engine !== 'postgres') return;
+  const flags = (node: string) => ['--database-url', location.databaseUrl, ...(location.schema ? ['--database-schema', location.schema] : []), '--node-id', node];
+  const leader = await spawnServer(t, dataDir, flags('node-a'));
+  const standby = await spawnServer(t, dataDir, flags('node-b'));
+  assert.equal((await fetch(`${standby.baseUrl}/healthz`)).status, 200);
+  assert.equal(existsSync(join(dataDir, 'server.lock')), false);
+  await killHard(standby);
+  await killHard(leader);
 });

@@ -1,0 +1,183 @@
+import { randomBytes } from 'node:crypto';
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+
+export interface PidLock {
+  /** The lock file. */
+  readonly path: string;
+  /** Removes the lock; safe to call more than once, and from a signal handler (synchronous). */
+  release(): void;
+}
+
+export interface PidLockOptions {
+  /** The refusal when another live process holds the lock (`holder` undefined: it could not be named). The caller words it. */
+  busy(holder: number | undefined): Error;
+  /** The error when the lock file cannot be created at all (a read-only or missing directory). */
+  failed(error: unknown): Error;
+  /**
+   * Also write which boot and which process start the id belongs to (Linux; a second line), so a
+   * lock whose id a later boot gave to another process is seen to be stale: a device that lost
+   * power must not find its agent's old id held by some other daemon and refuse to start for ever.
+   */
+  processIdentity?: boolean;
+  /** Tests: another process acts between this one seeing a stale lock and taking it over. */
+  onStaleLock?: () => void;
+}
+
+/**
+ * One process at a time holds `path`, a file holding its process id (`fleetprune prune --out`,
+ * an agent's or a server's data directory). A lock whose process is gone (killed with -9) is
+ * taken over; so is one naming this very process (a pid reused after a restart, in a container).
+ *
+ * Taking over is itself exclusive: only the process that creates `<path>.takeover` may remove the
+ * stale lock, and it checks again, holding it, that the lock is still the stale one. Without it,
+ * two processes started together after a kill -9 could both see the stale lock, and the second's
+ * removal would delete the lock the first had just created: both would go on.
+ *
+ * A held lock is also removed when the process exits through `process.exit` (an uncaught failure),
+ * not only by `release()`; a process killed by a signal leaves it, stale, for the next one.
+ */
+export function acquirePidLock(path: string, options: PidLockOptions): PidLock {
+  const { busy } = options;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    if (createLockFile(path, options)) return heldLock(path);
+    const holder = lockHolder(path);
+    if (holder !== undefined && holder !== process.pid && holds(path, holder)) throw busy(holder);
+    // Left by a process that did not end cleanly: taken over by whoever holds the takeover file.
+    options.onStaleLock?.();
+    const takeover = `${path}.takeover`;
+    if (!createLockFile(takeover, options)) {
+      const taker = lockHolder(takeover);
+      if (taker !== undefined && taker !== process.pid && holds(takeover, taker)) throw busy(taker);
+      removeFile(takeover); // left by a process killed while taking over
+      continue;
+    }
+    try {
+      const now = lockHolder(path);
+      if (now !== holder && now !== undefined && holds(path, now)) throw busy(now);
+      removeFile(path);
+      if (createLockFile(path, options)) return heldLock(path);
+    } finally {
+      removeFile(takeover);
+    }
+  }
+  throw busy(undefined);
+}
+
+/**
+ * Creates `path` holding this process's id; false when it exists already. The id is written to a
+ * temporary file first, which is then hard-linked to `path` (a link fails if `path` exists): a
+ * lock file is never seen empty, which another process would take for a stale lock. Where hard
+ * links are not supported, `path` is created directly.
+ */
+function createLockFile(path: string, options: PidLockOptions): boolean {
+  const temp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  const identity = options.processIdentity ? processIdentity(process.pid) : undefined;
+  const content = `${process.pid}\n${identity === undefined ? '' : `${identity}\n`}`;
+  try {
+    writeFileSync(temp, content, { flag: 'wx' });
+  } catch (error) {
+    throw options.failed(error);
+  }
+  try {
+    linkSync(temp, path);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') throw options.failed(error);
+  } finally {
+    removeFile(temp);
+  }
+  try {
+    writeFileSync(path, content, { flag: 'wx' });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw options.failed(error);
+  }
+}
+
+/** The locks this process holds, removed by one 'exit' listener (however many locks it takes). */
+const held = new Set<{ path: string }>();
+let exitHook = false;
+
+function heldLock(path: string): PidLock {
+  const entry = { path };
+  held.add(entry);
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => {
+      for (const lock of held) removeFile(lock.path);
+      held.clear();
+    });
+  }
+  let holding = true;
+  return {
+    path,
+    release() {
+      if (!holding) return;
+      holding = false;
+      held.delete(entry);
+      removeFile(path);
+    },
+  };
+}
+
+function removeFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone (removed by hand, or by the process that took it over).
+  }
+}
+
+function lockHolder(path: string): number | undefined {
+  const pid = Number(readLock(path)?.[0]);
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** The lock file's lines: the process id, and with processIdentity its boot and start (`<boot id> <start ticks>`). */
+function readLock(path: string): string[] | undefined {
+  try {
+    return readFileSync(path, 'utf8').trim().split('\n');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether `pid`, named by the lock at `path`, still holds it: it runs and, when the lock records
+ * its identity and the system can tell this process's, it is that very process (same boot, same
+ * start time), not another one that was given the same id after a reboot. When either cannot be
+ * told, a running process is taken for the holder: refusing wrongly is safer than two holders.
+ */
+function holds(path: string, pid: number): boolean {
+  if (!isRunning(pid)) return false;
+  const [id, recorded] = readLock(path) ?? [];
+  if (!recorded?.trim() || Number(id) !== pid) return true;
+  const current = processIdentity(pid);
+  return current === undefined || current === recorded.trim();
+}
+
+/** `<boot id> <start time in clock ticks since boot>` of a process (Linux /proc); undefined elsewhere, or when /proc hides it. */
+function processIdentity(pid: number): string | undefined {
+  try {
+    const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (in parentheses, which may itself hold spaces and parentheses): state is field 3, starttime field 22.
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return bootId && start && /^\d+$/.test(start) ? `${bootId} ${start}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists, under another user.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
