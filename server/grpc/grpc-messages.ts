@@ -15,7 +15,7 @@ export function modelMessage(model: ModelRecord) {
   };
 }
 
-/** With `status` (GetVersion, ListVersions), the latest status a rollout gave the version. */
+/** With `status` (GetVersion, ListVersions), the latest status a rollout or a production-alias move gave the version. */
 export function versionMessage(version: VersionRecord, status?: VersionStatusView | null) {
   return {
     model: version.model,

@@ -24,7 +24,7 @@ export function versionView(record: VersionRecord) {
   };
 }
 
-/** A version with the latest status a rollout gave it (null: none yet), as GET /models/:name/versions(/:ref) show it. */
+/** A version with its latest status (null: none yet), as GET /models/:name/versions(/:ref) show it. */
 export function versionWithStatusView(record: VersionRecord, status: VersionStatusView | null) {
   return { ...versionView(record), status };
 }

@@ -1,15 +1,17 @@
+import { randomUUID } from 'node:crypto';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
-import type { Repositories, Store } from '../store/store.ts';
-import { UniqueViolation } from '../store/sql-engine.ts';
+import { repositoriesOf, type Repositories, type Store } from '../store/store.ts';
+import { UniqueViolation, type SqlExecutor } from '../store/sql-engine.ts';
 import type { ModelRecord, VersionRecord } from '../store/repositories/models-repository.ts';
 import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
 import type { VersionStatus } from '../rollout/fleet-port.ts';
+import { supersedeOtherProduction } from './production-status.ts';
 import { ModelNameSchema, RESERVED_VERSION_NAMES, VersionNameSchema, type Alias } from './names.ts';
 
-/** The latest status a rollout gave a version (production, failed, rolled-back), with its reason. */
+/** The latest status a rollout or a move of the production alias gave a version (production, failed, rolled-back, superseded), with its reason. */
 export interface VersionStatusView {
   status: VersionStatus;
   reason: string;
@@ -71,7 +73,7 @@ export class RegistryService {
     return found;
   }
 
-  /** The latest status change rollouts recorded for a version (null: none yet). */
+  /** The latest status change recorded for a version (null: none yet). */
   async versionStatus(model: string, version: string): Promise<VersionStatusView | null> {
     const found = await new VersionStatusRepository(this.store.engine).current(model, version);
     return found ? { status: found.status, reason: found.reason, at: found.at } : null;
@@ -157,10 +159,16 @@ export class RegistryService {
     return registered;
   }
 
-  /** Points `alias` at `version` (or clears it with null). Refused for missing or retired versions. */
+  /**
+   * Points `alias` at `version` (or clears it with null). Refused for missing or retired versions.
+   * Pointing `production` at a version records, as a rollout's promotion does, its status
+   * `production` (unless it is already) and `superseded` for the version(s) production before it.
+   */
   async setAlias(name: string, alias: Alias, version: string | null, principal: Principal): Promise<VersionRecord | null> {
     checkName(name);
-    return this.store.transaction(async (tx) => {
+    const engine = this.store.engine;
+    return engine.transaction(async (db) => {
+      const tx = repositoriesOf(db, engine.dialect);
       if (!(await tx.models.getModel(name))) throw new ServiceError('not_found', `no model ${name}`);
       // Alias changes of one model take turns: the `from` each audits is the version it replaced.
       await tx.models.lockModel(name);
@@ -178,8 +186,23 @@ export class RegistryService {
       if (target.retired) throw new ServiceError('conflict', `${name}@${version} is retired; un-retire it before giving it the ${alias} alias`);
       await tx.models.setAlias({ model: name, alias, version, updatedAt: at, updatedBy: actorOf(principal) });
       await tx.audit.append({ ...audit, details: { from: previous?.version ?? null, to: version } });
+      if (alias === 'production') await this.recordProduction(db, tx, { model: name, version, previousAlias: previous?.version ?? null, actor: actorOf(principal), at });
       return (await tx.models.getVersion(name, version))!;
     });
+  }
+
+  /** The statuses an operator's move of the production alias onto `version` gives (see setAlias). */
+  private async recordProduction(db: SqlExecutor, tx: Repositories, change: { model: string; version: string; previousAlias: string | null; actor: string; at: string }): Promise<void> {
+    const statuses = new VersionStatusRepository(db);
+    // Not a rollout's command: a fresh id, so each move records its own changes.
+    const commandId = `alias:${randomUUID()}`;
+    if ((await statuses.current(change.model, change.version))?.status !== 'production') {
+      const reason = `production alias set by ${change.actor}`;
+      const at = await statuses.nextAt(change.model, change.version, change.at);
+      await statuses.record({ commandId, model: change.model, version: change.version, status: 'production', reason, at });
+      await tx.audit.append({ at, actor: change.actor, action: 'version.status', target: `${change.model}@${change.version}`, details: { status: 'production', reason, commandId } });
+    }
+    await supersedeOtherProduction(db, tx, { commandId, ...change });
   }
 
   async setRetired(name: string, version: string, retired: boolean, principal: Principal): Promise<VersionRecord> {

@@ -84,8 +84,11 @@ export interface FleetPort {
   retainedAssignments?(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>>;
 }
 
-/** The registry side: which version is production, and version status changes. */
-export type VersionStatus = 'production' | 'failed' | 'rolled-back';
+/**
+ * The registry side: which version is production, and version status changes. `superseded` is
+ * the registry's own: the version that was production when another one became it.
+ */
+export type VersionStatus = 'production' | 'failed' | 'rolled-back' | 'superseded';
 
 export interface ModelStatusPort {
   productionVersion(model: string): Promise<string | null>;

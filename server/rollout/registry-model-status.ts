@@ -1,6 +1,7 @@
 import type { SqlEngine } from '../store/sql-engine.ts';
 import { repositoriesOf, type Store } from '../store/store.ts';
 import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
+import { supersedeOtherProduction } from '../registry/production-status.ts';
 import type { ModelStatusPort, VersionStatus } from './fleet-port.ts';
 
 /** Who the audit log names for changes the rollout controller makes. */
@@ -9,9 +10,11 @@ export const ROLLOUT_ACTOR = 'rollout-controller';
 /**
  * ModelStatusPort over the registry. `production` moves the model's production alias, and
  * un-retires the version if it was retired (a rollback restoring a previous production retired
- * since); failed and rolled-back take the alias away from the version if it holds it. Every
- * status (production, failed, rolled-back) is recorded with its reason and audited, all in one
- * transaction keyed by the command id, so a replayed action changes nothing.
+ * since), and the version that was production before it becomes `superseded`
+ * (supersedeOtherProduction); failed and rolled-back take the alias away from the version if it
+ * holds it. Every status (production, failed, rolled-back, superseded) is recorded with its
+ * reason and audited, all in one transaction keyed by the command id, so a replayed action
+ * changes nothing.
  */
 export class RegistryModelStatus implements ModelStatusPort {
   readonly #engine: SqlEngine;
@@ -27,10 +30,14 @@ export class RegistryModelStatus implements ModelStatusPort {
   async setVersionStatus(change: { commandId: string; model: string; version: string; status: VersionStatus; reason: string }): Promise<void> {
     await this.#engine.transaction(async (tx) => {
       const repos = repositoriesOf(tx, this.#engine.dialect);
-      const at = new Date().toISOString();
-      if (!(await new VersionStatusRepository(tx).record({ ...change, at }))) return;
+      const statuses = new VersionStatusRepository(tx);
+      const at = await statuses.nextAt(change.model, change.version, new Date().toISOString());
+      if (!(await statuses.record({ ...change, at }))) return;
       const target = `${change.model}@${change.version}`;
       if (change.status === 'production') {
+        // Production changes of one model take turns (and with operators' alias moves, which lock
+        // it too): each reads the production version the one before it set, and supersedes it.
+        await repos.models.lockModel(change.model);
         // Locked before its retired flag is read: a retirement at the same moment waits, or is seen and undone.
         const version = (await repos.models.lockVersion(change.model, change.version)) ? await repos.models.getVersion(change.model, change.version) : undefined;
         if (!version) throw new Error(`cannot make ${target} production: it is not in the registry`);
@@ -42,6 +49,7 @@ export class RegistryModelStatus implements ModelStatusPort {
         const previous = await repos.models.getAlias(change.model, 'production');
         await repos.models.setAlias({ model: change.model, alias: 'production', version: change.version, updatedAt: at, updatedBy: ROLLOUT_ACTOR });
         await repos.audit.append({ at, actor: ROLLOUT_ACTOR, action: 'alias.set', target: `${change.model}:production`, details: { from: previous?.version ?? null, to: change.version, reason: change.reason, commandId: change.commandId } });
+        await supersedeOtherProduction(tx, repos, { commandId: change.commandId, model: change.model, version: change.version, previousAlias: previous?.version ?? null, actor: ROLLOUT_ACTOR, at });
       } else if (await repos.models.deleteAlias(change.model, 'production', change.version)) {
         // A failed or rolled-back version does not stay production (a rollback restores the previous one next).
         // Deleted only while it points at this version, in one statement: read then delete took away

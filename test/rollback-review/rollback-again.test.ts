@@ -18,6 +18,13 @@ test('a rollback that a device refused for a passing reason can be sent again: t
   const id = await startRollout(world);
   await settled(world, id, 'Completed');
   for (const agent of agents.values()) assert.deepEqual([agent.slots.active?.version, agent.slots.previous?.version], ['2', '1']);
+  // One production version at a time: wine@1, production before the rollout, is superseded by it.
+  const statusOf = async (version: string) => {
+    const found = (await json(await server.request('GET', `/api/models/wine/versions/${version}`))).status;
+    return found ? [found.status, found.reason] : null;
+  };
+  assert.deepEqual(await statusOf('1'), ['superseded', 'superseded by wine@2']);
+  assert.equal((await statusOf('2'))?.[0], 'production');
 
   // again-1 lost its copy of wine@1, and wine@1's model cannot be downloaded for now.
   const lost = agents.get('again-1')!;
@@ -27,6 +34,9 @@ test('a rollback that a device refused for a passing reason can be sent again: t
   await json(await server.request('POST', `/api/rollouts/${id}/rollback?reason=first`));
   const first = await settled(world, id, 'RolledBack');
   assert.equal(first.devices.refused, 1, JSON.stringify(first.deviceStates));
+  // The rollback marks the candidate rolled back, then restores wine@1 (not left superseded).
+  assert.deepEqual(await statusOf('1'), ['production', 'restored by rollback of 2']);
+  assert.equal((await statusOf('2'))?.[0], 'rolled-back');
   assert.equal(lost.slots.active?.version, '2', 'again-1 could not go back yet');
   assert.equal(agents.get('again-2')!.slots.active?.version, '1');
   const answersBefore = await world.answers('again-2');

@@ -6,6 +6,7 @@ import { RevisionConflictError, type RolloutRepository } from '../../server/roll
 import { RolloutService, type RolloutServiceOptions } from '../../server/rollout/rollout-service.ts';
 import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
+import { RegistryService } from '../../server/registry/registry-service.ts';
 import { STORE_ENGINES, freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
 import { registerVersion } from './helpers/rollout-fixtures.ts';
@@ -240,6 +241,79 @@ for (const engine of STORE_ENGINES) {
       assert.equal(audit.filter((entry) => entry.action === 'alias.set' && entry.actor === 'rollout-controller').length, 2);
       await assert.rejects(status.setVersionStatus({ commandId: 'ro-a-a3', model: 'wine', version: '9', status: 'production', reason: 'x' }), /not in the registry/);
       assert.equal(await status.productionVersion('wine'), '1');
+    });
+
+    test('a second promotion supersedes the first production version (audited, once per command id); a rollback restores it as production', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      for (const version of ['1', '2', '3']) await registerVersion(store, 'wine', version);
+      const status = new RegistryModelStatus(store);
+      const statusOf = async (version: string) => {
+        const found = await status.versionStatus('wine', version);
+        return found ? [found.status, found.reason] : null;
+      };
+      // Rollout A makes wine@2 production, rollout B then wine@3.
+      await status.setVersionStatus({ commandId: 'ro-a-a9', model: 'wine', version: '2', status: 'production', reason: 'promoted to 100% of 4 devices' });
+      await status.setVersionStatus({ commandId: 'ro-b-a9', model: 'wine', version: '3', status: 'production', reason: 'promoted to 100% of 4 devices' });
+      assert.deepEqual(await statusOf('2'), ['superseded', 'superseded by wine@3']);
+      assert.deepEqual(await statusOf('3'), ['production', 'promoted to 100% of 4 devices']);
+      assert.equal(await statusOf('1'), null, 'a version that never was production keeps no status');
+      assert.equal(await status.productionVersion('wine'), '3');
+      const superseded = async () =>
+        (await store.audit.list({ limit: 100 })).filter((entry) => entry.action === 'version.status' && (entry.details as { status?: string }).status === 'superseded');
+      assert.deepEqual(
+        (await superseded()).map((entry) => [entry.actor, entry.target, entry.details]),
+        [['rollout-controller', 'wine@2', { status: 'superseded', reason: 'superseded by wine@3', commandId: 'ro-b-a9:supersedes:2' }]],
+      );
+
+      // Replayed (a restart before the action was recorded as executed): nothing changes, nothing more is audited.
+      const before = (await store.audit.list({ limit: 100 })).length;
+      await status.setVersionStatus({ commandId: 'ro-b-a9', model: 'wine', version: '3', status: 'production', reason: 'promoted to 100% of 4 devices' });
+      assert.deepEqual(await statusOf('2'), ['superseded', 'superseded by wine@3']);
+      assert.deepEqual(await statusOf('3'), ['production', 'promoted to 100% of 4 devices']);
+      assert.equal((await store.audit.list({ limit: 100 })).length, before);
+
+      // Rollback of B, in the state machine's order: the candidate rolled back, then the previous production restored.
+      await status.setVersionStatus({ commandId: 'ro-b-a12', model: 'wine', version: '3', status: 'rolled-back', reason: 'rolled back by token:ops' });
+      await status.setVersionStatus({ commandId: 'ro-b-a13', model: 'wine', version: '2', status: 'production', reason: 'restored by rollback of 3' });
+      assert.deepEqual(await statusOf('2'), ['production', 'restored by rollback of 3']);
+      assert.deepEqual(await statusOf('3'), ['rolled-back', 'rolled back by token:ops'], 'the rolled-back candidate is not marked superseded');
+      assert.equal(await status.productionVersion('wine'), '2');
+      assert.equal((await superseded()).length, 1);
+    });
+
+    test('moving the production alias by hand marks the version production and supersedes the one before it; a rollout then supersedes it', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      for (const version of ['1', '2', '3']) await registerVersion(store, 'wine', version);
+      const status = new RegistryModelStatus(store);
+      const registry = new RegistryService(store);
+      const operator = { tokenId: 'ops', role: 'operator' as const, label: 'ops' };
+      const statusOf = async (version: string) => {
+        const found = await status.versionStatus('wine', version);
+        return found ? [found.status, found.reason] : null;
+      };
+      await status.setVersionStatus({ commandId: 'ro-a-a9', model: 'wine', version: '1', status: 'production', reason: 'promoted' });
+      await registry.setAlias('wine', 'production', '2', operator);
+      assert.deepEqual(await statusOf('1'), ['superseded', 'superseded by wine@2']);
+      assert.deepEqual(await statusOf('2'), ['production', 'production alias set by token:ops']);
+      const audited = (await store.audit.list({ limit: 100 })).filter((entry) => entry.action === 'version.status' && entry.actor === 'token:ops');
+      assert.deepEqual(audited.map((entry) => [entry.target, (entry.details as { status: string }).status]).sort(), [['wine@1', 'superseded'], ['wine@2', 'production']]);
+      // The same move again changes nothing; the candidate alias gives no status.
+      await registry.setAlias('wine', 'production', '2', operator);
+      await registry.setAlias('wine', 'candidate', '3', operator);
+      assert.equal((await store.audit.list({ limit: 100 })).filter((entry) => entry.action === 'version.status' && entry.actor === 'token:ops').length, 2);
+      assert.equal(await statusOf('3'), null);
+      // A cleared alias leaves the status; the next production supersedes it all the same.
+      await registry.setAlias('wine', 'production', null, operator);
+      await status.setVersionStatus({ commandId: 'ro-b-a9', model: 'wine', version: '3', status: 'production', reason: 'promoted' });
+      assert.deepEqual(await statusOf('2'), ['superseded', 'superseded by wine@3']);
+      assert.deepEqual(await statusOf('1'), ['superseded', 'superseded by wine@2']);
+      assert.deepEqual(await statusOf('3'), ['production', 'promoted']);
     });
   });
 }

@@ -94,6 +94,16 @@ export class InMemoryModelStatus implements ModelStatusPort {
     if (this.applied.has(change.commandId)) return;
     this.applied.add(change.commandId);
     this.statuses.set(change.version, { status: change.status, reason: change.reason });
-    if (change.status === 'production') this.production = change.version;
+    // As RegistryModelStatus: failed and rolled-back take the alias away from the version; a
+    // new production version supersedes the one that held it, and any still marked production.
+    if (change.status !== 'production') {
+      if (this.production === change.version) this.production = null;
+      return;
+    }
+    const superseded = new Set([...this.statuses].filter(([, recorded]) => recorded.status === 'production').map(([version]) => version));
+    if (this.production !== null) superseded.add(this.production);
+    superseded.delete(change.version);
+    for (const version of superseded) this.statuses.set(version, { status: 'superseded', reason: `superseded by ${change.model}@${change.version}` });
+    this.production = change.version;
   }
 }

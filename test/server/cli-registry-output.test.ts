@@ -6,6 +6,7 @@ import { artifactId } from '../../shared/artifact/manifest.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { collectBlobGarbage } from '../../server/artifacts/blob-garbage-collector.ts';
 import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
+import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { runCliBatch, type CliResult } from '../helpers/cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
@@ -144,6 +145,40 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
 
   // tokens list --json: the tokens of GET /api/tokens.
   assert.deepEqual(JSON.parse(tokens.stdout), ((await (await server.request('GET', '/api/tokens')).json()) as { tokens: unknown[] }).tokens);
+});
+
+test('models list NAME shows the version a later promotion or alias move replaced as superseded, not a second production', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { pruned } = await prunedWithGeneral(t, key);
+  assert.equal((await runCli(['models', 'push', pruned.dir, ...connection])).code, 0);
+  const listAndShow = async () => {
+    const [list, show1, show2] = (await runCliBatch([['models', 'list', 'iris'], ['models', 'show', 'iris@1'], ['models', 'show', 'iris@2']].map((args) => ({ args: [...args, ...connection] })))) as [CliResult, CliResult, CliResult];
+    for (const run of [list, show1, show2]) assert.equal(run.code, 0, run.stderr);
+    return { lines: list.stdout.trimEnd().split('\n'), show1: show1.stdout, show2: show2.stdout };
+  };
+
+  // Rollout A made iris@1 production, rollout B then iris@2 (what their completions record).
+  const models = new RegistryModelStatus(server.server.ctx.store);
+  await models.setVersionStatus({ commandId: 'ro-a-a5', model: 'iris', version: '1', status: 'production', reason: 'promoted to 100% of 2 devices' });
+  await models.setVersionStatus({ commandId: 'ro-b-a5', model: 'iris', version: '2', status: 'production', reason: 'promoted to 100% of 2 devices' });
+  let { lines, show1 } = await listAndShow();
+  assert.match(lines[0]!, /^iris@1\t.*\t-\t\S+\tsuperseded$/);
+  assert.match(lines[1]!, /^iris@2\t.*\tproduction\t\S+\tproduction$/);
+  assert.match(show1, /^status {5}superseded: superseded by iris@2 \(\S+\)$/m);
+  const rest = (await (await server.request('GET', '/api/models/iris/versions')).json()) as { versions: { status: { status: string; reason: string } | null }[] };
+  assert.deepEqual(rest.versions.map((v) => [v.status?.status, v.status?.reason]), [['superseded', 'superseded by iris@2'], ['production', 'promoted to 100% of 2 devices']]);
+
+  // An operator moves the production alias back by hand: the same, the other way round.
+  const moved = await runCli(['models', 'alias', 'iris@1', 'production', ...connection]);
+  assert.equal(moved.code, 0, moved.stderr);
+  let show2: string;
+  ({ lines, show1, show2 } = await listAndShow());
+  assert.match(lines[0]!, /^iris@1\t.*\tproduction\t\S+\tproduction$/);
+  assert.match(lines[1]!, /^iris@2\t.*\t-\t\S+\tsuperseded$/);
+  assert.match(show1, /^status {5}production: production alias set by token:\S+ \(\S+\)$/m);
+  assert.match(show2, /^status {5}superseded: superseded by iris@1 \(\S+\)$/m);
 });
 
 test('models push of an artifact with a file over --max-blob-bytes is refused before anything is sent: no parent registered, no file stored', async (t) => {

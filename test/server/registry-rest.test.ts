@@ -93,6 +93,7 @@ for (const engine of STORE_ENGINES) {
       const production = (await (await server.request('GET', '/api/models/iris/versions/production')).json()) as any;
       assert.equal(production.version, '2');
       assert.deepEqual(production.aliases, ['production']);
+      assert.deepEqual([production.status?.status, production.status?.reason], ['production', 'production alias set by token:env-admin']);
       const retireHeld = await server.request('PATCH', '/api/models/iris/versions/2', { json: { retired: true } });
       assert.equal(retireHeld.status, 409);
       const retire = await server.request('PATCH', '/api/models/iris/versions/1', { json: { retired: true } });
@@ -128,6 +129,8 @@ for (const engine of STORE_ENGINES) {
         audit.entries.filter((e: any) => e.action !== 'blob.upload').map((e: any) => [e.action, e.target, e.actor]),
         [
           ['version.retire', 'iris@1', 'token:env-admin'],
+          // Moving the production alias by hand gives the version the status production.
+          ['version.status', 'iris@2', 'token:env-admin'],
           ['alias.set', 'iris:production', 'token:env-admin'],
           ['version.register', 'iris@2', 'token:env-admin'],
           ['version.register', 'iris@1', 'token:env-admin'],

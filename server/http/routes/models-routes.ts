@@ -21,12 +21,12 @@ const PushCheckSchema = z.strictObject({
   /** sha256 of each file the manifest lists that the server does not store yet: PUT these, then POST the version. */
   missingBlobs: z.array(z.string()),
 });
-/** A version and the latest status a rollout gave it (production, failed, rolled-back), null before any. */
+/** A version and its latest status (production, failed, rolled-back, superseded), null before any. */
 const VersionWithStatusSchema = VersionSchema.extend({
   status: z
-    .strictObject({ status: z.enum(['production', 'failed', 'rolled-back']), reason: z.string(), at: z.string() })
+    .strictObject({ status: z.enum(['production', 'failed', 'rolled-back', 'superseded']), reason: z.string(), at: z.string() })
     .nullable()
-    .describe('the latest status a rollout gave the version, with its reason; null when none has'),
+    .describe('the latest status a rollout (or a move of the production alias) gave the version, with its reason: production, failed, rolled-back, or superseded (another version became production); null when none has'),
 });
 export const SetAliasBodySchema = z.strictObject({ version: VersionNameSchema });
 export const PatchVersionBodySchema = z.strictObject({ retired: z.boolean() });

@@ -60,4 +60,26 @@ export const rolloutMigrations: Migration[] = [
       ALTER TABLE rollout_decisions ADD COLUMN evidence_trimmed INTEGER NOT NULL DEFAULT 0;
       CREATE INDEX rollout_decisions_untrimmed ON rollout_decisions (evidence_trimmed, rollout_id);`,
   },
+  {
+    domain: 'rollouts',
+    version: 3,
+    name: 'versions left production by a later promotion are superseded',
+    // Before `superseded` existed, a version stayed `production` after another one took the
+    // production alias (a later rollout, an operator): the model listed two production versions.
+    // Each version whose newest status is production but that no longer holds the alias gets
+    // `superseded by MODEL@VERSION` (the alias holder), at the time the alias last moved. A model
+    // without a production alias is left as it is. Not audited: no one changed anything.
+    // (On PostgreSQL the alias's names compare as "C", the status table's by the database's
+    // collation: the comparisons name one.)
+    sql: (t) => `
+      INSERT INTO version_status_changes (command_id, model, version, status, reason, at)
+      SELECT 'migration:rollouts-3:supersedes:' || c.model || '@' || c.version, c.model, c.version, 'superseded',
+             'superseded by ' || a.model || '@' || a.version,
+             CASE WHEN a.updated_at > c.at THEN a.updated_at ELSE c.at END
+      FROM version_status_changes c
+      JOIN model_aliases a ON a.model = c.model${t.dialect === 'postgres' ? ' COLLATE "C"' : ''} AND a.alias = 'production' AND a.version <> c.version${t.dialect === 'postgres' ? ' COLLATE "C"' : ''}
+      WHERE c.status = 'production' AND NOT EXISTS (
+        SELECT 1 FROM version_status_changes n
+        WHERE n.model = c.model AND n.version = c.version AND (n.at > c.at OR (n.at = c.at AND n.command_id > c.command_id)));`,
+  },
 ];

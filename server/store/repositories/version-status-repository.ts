@@ -10,7 +10,10 @@ export interface VersionStatusChange {
   at: string;
 }
 
-/** SQL for the version status changes rollouts make (production, failed, rolled-back), keyed by command id. */
+/**
+ * SQL for the version status changes rollouts and production-alias moves make (production,
+ * failed, rolled-back, superseded), keyed by command id.
+ */
 export class VersionStatusRepository {
   constructor(private readonly db: SqlExecutor) {}
 
@@ -30,5 +33,30 @@ export class VersionStatusRepository {
     return row
       ? { commandId: String(row.command_id), model: String(row.model), version: String(row.version), status: String(row.status) as VersionStatus, reason: String(row.reason), at: String(row.at) }
       : undefined;
+  }
+
+  /**
+   * A time for a new status change of the version: `at`, or just after the version's newest
+   * change when `at` is not after it (the same millisecond, a clock stepped back), so `current`
+   * never has to pick between two changes of one instant by their command ids.
+   */
+  async nextAt(model: string, version: string, at: string): Promise<string> {
+    const newest = await this.current(model, version);
+    if (!newest || newest.at < at) return at;
+    const after = Date.parse(newest.at) + 1;
+    return Number.isFinite(after) ? new Date(after).toISOString() : at;
+  }
+
+  /** The versions of the model whose newest status change is `production`, in version order. */
+  async productionVersions(model: string): Promise<string[]> {
+    const rows = await this.db.all(
+      `SELECT c.version FROM version_status_changes c
+       WHERE c.model = ? AND c.status = 'production' AND NOT EXISTS (
+         SELECT 1 FROM version_status_changes n
+         WHERE n.model = c.model AND n.version = c.version AND (n.at > c.at OR (n.at = c.at AND n.command_id > c.command_id)))
+       ORDER BY c.version`,
+      [model],
+    );
+    return rows.map((row) => String(row.version));
   }
 }
