@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -46,4 +46,27 @@ test("npm test's groups hold every test file once; files with top-level hooks, a
   assert.ok(groups.length < files.length / 2, `${groups.length} groups for ${files.length} files`);
   for (const file of ['test/artifact/tamper.test.ts', 'test/broker/embedded-packet-size.test.ts', 'test/dashboard/demo-and-dashboard.test.ts']) assert.ok(alone.includes(file), file);
   assert.ok(!alone.includes('test/server/jobs.test.ts'), 'a file without hooks is grouped');
+});
+
+test("npm test starts its longest processes first: node --test runs files in the order of their names, and the group files' names give that order", async (t) => {
+  // @ts-expect-error: a plain .mjs module of the runner, without types.
+  const runner = (await import('./test-groups.mjs')) as {
+    groupTestFiles: (root: string, files: string[]) => Promise<{ alone: string[]; groups: string[][] }>;
+    writeGroupFiles: (tree: string, grouped: { alone: string[]; groups: string[][] }) => Promise<string[]>;
+    estimatedSeconds: (files: string[]) => number;
+  };
+  const files = (await readdir(join(SOURCE_ROOT, 'test'), { recursive: true })).filter((file) => file.endsWith('.test.ts')).map((file) => `test/${file}`);
+  const grouped = await runner.groupTestFiles(SOURCE_ROOT, files);
+  const tree = await tempDir(t);
+  const paths = await runner.writeGroupFiles(tree, grouped);
+  assert.equal(paths.length, grouped.alone.length + grouped.groups.length, 'one file per process');
+  assert.deepEqual([...paths].sort(), paths, 'the names sort in the order the processes should start');
+  // Each process file imports its test files; read them back to see what each runs.
+  const imported = await Promise.all(
+    paths.map(async (path) => [...(await readFile(join(tree, path), 'utf8')).matchAll(/import\("\.\/\.\.\/(.+?)\.js"\)/g)].map((match) => `test/${match[1]}.ts`)),
+  );
+  assert.deepEqual(imported.flat().sort(), [...files].sort(), 'every test file once');
+  const seconds = imported.map((group) => runner.estimatedSeconds(group));
+  assert.ok(seconds.every((value, i) => i === 0 || value <= seconds[i - 1]!), `longest first: ${seconds.join(' ')}`);
+  assert.ok(imported.every((group, i) => group.length === 1 || seconds[i]! <= 60), 'no group of files holds more than a minute of tests');
 });

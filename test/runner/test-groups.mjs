@@ -17,6 +17,11 @@ import { basename, dirname, join, relative } from 'node:path';
 
 /** Files per group: four cut the suite's CPU by most of what grouping can, and keep groups short. */
 const GROUP_SIZE = 4;
+/**
+ * And at most this many estimated seconds (estimatedSeconds): slow files are not stacked into one
+ * long process that sets the end of the run (four server files made one of 107 s).
+ */
+const GROUP_SECONDS = 60;
 
 /** Test files (relative to the repository root) that run alone for a reason other than hooks. */
 const ALONE = new Set([
@@ -29,7 +34,8 @@ const TOP_LEVEL_HOOK = /^(before|after|beforeEach|afterEach)\(/m;
 
 /**
  * Splits `files` (repository-relative .test.ts paths) into those run alone and groups of up to
- * GROUP_SIZE files of one folder, in the order given.
+ * GROUP_SIZE files of one folder, in the order given, each group at most GROUP_SECONDS long by
+ * estimate (a file longer than that is a group of its own).
  */
 export async function groupTestFiles(sourceRoot, files) {
   const alone = [];
@@ -41,29 +47,89 @@ export async function groupTestFiles(sourceRoot, files) {
   }
   const groups = [];
   for (const folderFiles of byFolder.values()) {
-    for (let i = 0; i < folderFiles.length; i += GROUP_SIZE) groups.push(folderFiles.slice(i, i + GROUP_SIZE));
+    let group = [];
+    for (const file of folderFiles) {
+      if (group.length === GROUP_SIZE || (group.length > 0 && estimatedSeconds([...group, file]) > GROUP_SECONDS)) {
+        groups.push(group);
+        group = [];
+      }
+      group.push(file);
+    }
+    if (group.length > 0) groups.push(group);
   }
   return { alone, groups };
 }
 
 /**
- * Writes one group file per group into `tree`'s test/.groups/ and returns the paths to give
- * `node --test` (relative to `tree`): the files run alone, then the groups. A failing test's
- * `location` still names its own file.
+ * About how many seconds the slowest test files take (the sum of their tests' durations in one
+ * `npm test` on 2 cores, 2026-12-01); any other file counts DEFAULT_SECONDS. Only the order they
+ * give matters: the longest processes start first, so the run does not end with one long file
+ * started late while the other slots sit idle (longest-first, the classic rule for scheduling on
+ * a few machines). A file that has become slow since only starts later than it should.
+ */
+const SECONDS = {
+  'test/acceptance/rollouts.test.ts': 96,
+  'test/dashboard/demo-and-dashboard.test.ts': 70,
+  'test/server/jobs.test.ts': 68,
+  'test/agent/agent-crash.test.ts': 57,
+  'test/grafana/dashboard-data.test.ts': 55,
+  'test/server/job-lifecycle.test.ts': 52,
+  'test/pruning/prune-cli.test.ts': 49,
+  'test/agent/agent-bundle.test.ts': 47,
+  'test/pruning/odf2nna.test.ts': 45,
+  'test/fleet/fleet-e2e.test.ts': 39,
+  'test/server/crash-safety.test.ts': 38,
+  'test/dashboard/scale-and-dates.test.ts': 33,
+  'test/server/cli.test.ts': 32,
+  'test/server/demo-command.test.ts': 32,
+  'test/fleet/standby-server.test.ts': 32,
+  'test/pruning/prune-csv-edges.test.ts': 32,
+  'test/dashboard/stale-and-refused.test.ts': 31,
+  'test/rollout-api/rollout-cli-large.test.ts': 27,
+  'test/dashboard/navigation-and-layout.test.ts': 27,
+  'test/server/job-data-check.test.ts': 26,
+  'test/rollout-api/rollout-process.test.ts': 25,
+  'test/pruning/prune-out-guards.test.ts': 25,
+  'test/rollout-api/leader-stop.test.ts': 23,
+  'test/rollout/hostile-specs.test.ts': 22,
+  'test/agent/agent-flow.test.ts': 21,
+  'test/pruning/prune-degenerate-data.test.ts': 20,
+  'test/dashboard/list-caps.test.ts': 19,
+  'test/server/idle-connections.test.ts': 18,
+  'test/fleet/fleet-port.test.ts': 18,
+  'test/server/auth.test.ts': 17,
+  'test/server/cli-registry-output.test.ts': 16,
+  'test/rollout-api/abort-while-assigning.test.ts': 16,
+  'test/server/tls-metrics.test.ts': 16,
+  'test/pruning/prune-interrupt.test.ts': 15,
+  'test/server/cli-grpc-limits.test.ts': 15,
+};
+const DEFAULT_SECONDS = 4;
+
+/** The estimated seconds of a process running `files` one after another (see SECONDS). */
+export function estimatedSeconds(files) {
+  return files.reduce((sum, file) => sum + (SECONDS[file] ?? DEFAULT_SECONDS), 0);
+}
+
+/**
+ * Writes one file per process into `tree`'s test/.groups/ (a group's files imported one after
+ * another; a file run alone, imported by itself) and returns their paths for `node --test`
+ * (relative to `tree`), the longest first by estimatedSeconds. node --test runs the files it is
+ * given in the order of their names, whatever order they are given in, so the order is in the
+ * names: `001-…` starts first. A failing test's `location` still names its own file.
  */
 export async function writeGroupFiles(tree, { alone, groups }) {
   const dir = join(tree, 'test', '.groups');
   await mkdir(dir, { recursive: true });
+  const processes = [...alone.map((file) => [file]), ...groups]
+    .map((files) => ({ files, seconds: estimatedSeconds(files) }))
+    .sort((a, b) => b.seconds - a.seconds);
   const paths = [];
-  for (const [index, group] of groups.entries()) {
-    if (group.length === 1) {
-      paths.push(group[0].replace(/\.ts$/, '.js'));
-      continue;
-    }
-    const name = `${String(index + 1).padStart(3, '0')}-${basename(dirname(group[0]))}.test.js`;
-    const imports = group.map((file) => `await import(${JSON.stringify(`./${relative(dir, join(tree, file.replace(/\.ts$/, '.js')))}`)});`);
-    await writeFile(join(dir, name), `// npm test runs these test files in one process (test/runner/test-groups.mjs).\n${imports.join('\n')}\n`);
+  for (const [index, { files }] of processes.entries()) {
+    const name = `${String(index + 1).padStart(3, '0')}-${files.length === 1 ? basename(files[0], '.test.ts') : basename(dirname(files[0]))}.test.js`;
+    const imports = files.map((file) => `await import(${JSON.stringify(`./${relative(dir, join(tree, file.replace(/\.ts$/, '.js')))}`)});`);
+    await writeFile(join(dir, name), `// npm test runs ${files.length === 1 ? 'this test file' : 'these test files'} in one process (test/runner/test-groups.mjs).\n${imports.join('\n')}\n`);
     paths.push(relative(tree, join(dir, name)));
   }
-  return [...alone.map((file) => file.replace(/\.ts$/, '.js')), ...paths];
+  return paths;
 }
