@@ -63,6 +63,8 @@ export function registerRolloutCommand(program: Command): void {
           limit: flags.limit ?? 0,
           offset,
         });
+        // A mistyped --model lists nothing, as a model without rollouts does: say which it is.
+        if (total === 0 && flags.model !== undefined) await assertModelKnown(connection, flags.model);
         if (flags.json) return void process.stdout.write(`${JSON.stringify({ rollouts: rollouts.map(rolloutJson), more, total }, null, 2)}\n`);
         for (const r of rollouts) process.stdout.write(`${rolloutLine(r)}\n`);
         // stdout stays one rollout a line (for scripts); the notes go to stderr.
@@ -241,4 +243,14 @@ function endedEarly(id: string, error: UserError): UserError {
       `it may have shut down or restarted, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
     { cause: error },
   );
+}
+
+/** Refuses (exit 2) a --model that names no registered model; a registry that answers otherwise is not in the way. */
+async function assertModelKnown(connection: ServerConnection, model: string): Promise<void> {
+  try {
+    await connection.unary('ModelRegistry', 'GetModel', { name: model });
+  } catch (error) {
+    if (!(error instanceof UserError) || (error.cause as { code?: number } | undefined)?.code !== GrpcStatus.NOT_FOUND) throw error;
+    throw new UserError(`--model ${model}: no such model is registered, and no rollout names it (fleetprune models list names the models)`);
+  }
 }

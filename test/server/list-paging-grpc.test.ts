@@ -118,6 +118,21 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
     assert.deepEqual([JSON.parse(jobJson.stdout).total, JSON.parse(jobJson.stdout).more], [JOBS, true]);
   });
 
+  await t.test('rollout list --model naming no registered model and no rollout is refused, exit 2 (a typo listed nothing, exit 0)', async () => {
+    const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+    const expected = 'fleetprune: --model wnie: no such model is registered, and no rollout names it (fleetprune models list names the models)\n';
+    for (const json of [[], ['--json']]) {
+      const typo = await runCli(['rollout', 'list', '--model', 'wnie', ...json, ...connection]);
+      assert.equal(typo.code, 2, typo.stderr);
+      assert.equal(typo.stdout, '');
+      assert.equal(typo.stderr, expected);
+    }
+    // A model with rollouts lists them, registered or not (these were stored without one).
+    const known = await runCli(['rollout', 'list', '--model', 'wine', ...connection]);
+    assert.equal(known.code, 0, known.stderr);
+    assert.ok(known.stdout.split('\n').filter(Boolean).every((line) => / wine /.test(line)), known.stdout);
+  });
+
   await t.test('a bad --offset is refused before connecting: one line naming the flag, exit code 2', async () => {
     const bad = ['-1', 'abc', '1.5', '1000000001'];
     const cases = [
