@@ -49,6 +49,29 @@ export function unstandardizableWarnings(x: readonly (readonly number[])[], y: r
 }
 
 /**
+ * The feature columns every model must ignore: those whose training values standardize to one
+ * value (a constant, or a spread scaleOf takes for rounding noise). Training learns nothing about
+ * them, yet the weights that read them were left to the initialisation and the L1 penalty's
+ * oscillation around zero: a device sending another value than the training one (a sensor fixed
+ * in every training row, a pixel blank in every training image) moved the predictions, and a
+ * large one took them over. trainModel holds these inputs' weights at exactly zero.
+ */
+export function ignoredColumns(x: readonly (readonly number[])[]): number[] {
+  const width = x[0]?.length ?? 0;
+  const ignored: number[] = [];
+  for (let c = 0; c < width; c++) {
+    let mean = 0;
+    for (const row of x) mean += row[c]!;
+    mean /= x.length;
+    let squares = 0;
+    for (const row of x) squares += (row[c]! - mean) ** 2;
+    const std = Math.sqrt(squares / x.length);
+    if (std <= SCALE_THRESHOLD && scaleOf(mean, std) === 1) ignored.push(c);
+  }
+  return ignored;
+}
+
+/**
  * Per-feature mean and scale from the training split. A constant feature gets scale 1, so it
  * standardizes to zero instead of dividing by zero (see scaleOf). Regression targets are
  * standardized too.

@@ -3,7 +3,7 @@ import type { Task } from '../../shared/data/dataset.ts';
 import type { Split } from '../../shared/data/split.ts';
 import type { Scaling } from '../../shared/model/tfjs-convert.ts';
 import { createRng, shuffled } from '../../shared/util/rng.ts';
-import { standardizeRows } from './standardization.ts';
+import { ignoredColumns, standardizeRows } from './standardization.ts';
 
 /** One split as tensors on standardized inputs (and standardized targets for regression). */
 export interface TensorSplit {
@@ -18,6 +18,8 @@ export interface TrainingData {
   inputs: number;
   outputs: number;
   scaling: Scaling;
+  /** Feature columns constant over the training split (ignoredColumns): their weights stay zero. */
+  ignoredInputs: readonly number[];
   train: TensorSplit;
   validation: TensorSplit;
   test: TensorSplit;
@@ -52,6 +54,7 @@ export function prepareTrainingData(
     inputs,
     outputs,
     scaling,
+    ignoredInputs: ignoredColumns(splits.train.x),
     train: toTensors(splits.train),
     validation: toTensors(splits.validation),
     test: toTensors(splits.test),
@@ -126,6 +129,7 @@ export async function trainModel(
   });
   const rng = createRng(config.seed);
   const rows = Array.from({ length: data.train.labels.length }, (_, i) => i);
+  zeroInputWeights(model, data.ignoredInputs);
   let best = validationLoss(model, data);
   let bestWeights = model.getWeights().map((w) => w.clone());
   let sinceBest = 0;
@@ -137,6 +141,7 @@ export async function trainModel(
     const y = tf.gather(data.train.y, order);
     await model.fit(x, y, { epochs: 1, batchSize: config.batchSize, shuffle: false, verbose: 0 });
     tf.dispose([order, x, y]);
+    zeroInputWeights(model, data.ignoredInputs);
     // fit() settles in microtasks only: without a turn of the event loop per epoch, Ctrl-C (its
     // handler), timers (progress redraws) and messages would wait until training ended.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -155,6 +160,23 @@ export async function trainModel(
   tf.dispose(bestWeights);
   optimizer.dispose();
   return { epochs: epoch, bestValidationLoss: best };
+}
+
+/**
+ * Sets to zero the first layer's weights from the `inputs` columns (ignoredColumns): the model
+ * then ignores those features whatever their value. A no-op without any.
+ */
+export function zeroInputWeights(model: tf.LayersModel, inputs: readonly number[]): void {
+  if (inputs.length === 0) return;
+  const first = model.layers[0]!;
+  const [kernel, ...rest] = first.getWeights();
+  const width = kernel!.shape[0]!;
+  const keep = new Float32Array(width).fill(1);
+  for (const column of inputs) keep[column] = 0;
+  // + 0 turns the -0 of a negative weight times 0 into 0: the weights file says plainly zero.
+  const masked = tf.tidy(() => kernel!.mul(tf.tensor2d(keep, [width, 1])).add(0));
+  first.setWeights([masked, ...rest]);
+  masked.dispose();
 }
 
 function validationLoss(model: tf.LayersModel, data: TrainingData): number {

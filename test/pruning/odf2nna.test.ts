@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { createRequire, findSourceMap } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { before, test } from 'node:test';
+import { tempDir } from '../helpers/cli.ts';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
-import { parameterCount } from '../../shared/model/dense-network.ts';
+import { forward, parameterCount } from '../../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
 import { PruneOptionsSchema, retrainEpochsOf } from '../../server/pruning/options.ts';
 import { chooseEpsilon, runOdf2nna, selectionWarnings, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
@@ -143,6 +146,32 @@ test('retrainEpochs 0 ships the transferred model as is', async () => {
     const [entry] = result.report.sweep;
     assert.deepEqual(entry!.validation, entry!.validation_before_retrain);
     assert.deepEqual(result.report.pruned.test, result.report.pruned.test_before_retrain);
+  } finally {
+    result.general.model.dispose();
+    result.pruned.model.dispose();
+  }
+});
+
+test('a feature constant over the training rows is ignored: its weights are exactly zero in the general and the pruned model, so another value (a device\'s) changes no prediction', async (t) => {
+  // Iris with a column that is 7 on every row, as a sensor fixed during data collection.
+  const [header, ...lines] = readFileSync(shippedDatasetPath('iris'), 'utf8').trim().split('\n');
+  const path = join(await tempDir(t), 'iris-fixed.csv');
+  writeFileSync(path, [`fixed,${header}`, ...lines.map((line) => `7,${line}`)].join('\n'));
+  const dataset = loadDatasetFile(path, { label: 'species' });
+  const column = dataset.featureNames.indexOf('fixed');
+  assert.equal(column, 0);
+  const options = PruneOptionsSchema.parse({ units: 16, epochs: 30, epsilons: [0.5], baselines: false, seed: 4 });
+  const result = await runOdf2nna(dataset, options, backend);
+  try {
+    for (const [name, network] of [['general', result.general.network], ['pruned', result.pruned.network]] as const) {
+      const first = network.layers[0]!;
+      const weights = Array.from(first.weights.subarray(column * first.units, (column + 1) * first.units));
+      assert.deepEqual(weights, new Array(first.units).fill(0), `${name}: the weights reading the constant column`);
+      const rows = dataset.x.slice(0, 30);
+      for (const value of [8, -1e6, 1e30]) {
+        assert.deepEqual(forward(network, rows.map((row) => row.map((x, i) => (i === column ? value : x)))), forward(network, rows), `${name}, fixed = ${value}`);
+      }
+    }
   } finally {
     result.general.model.dispose();
     result.pruned.model.dispose();
