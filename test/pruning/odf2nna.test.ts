@@ -7,7 +7,7 @@ import { before, test } from 'node:test';
 import { tempDir } from '../helpers/cli.ts';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
-import { forward, parameterCount } from '../../shared/model/dense-network.ts';
+import { forward, parameterCount, type DenseNetwork } from '../../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
 import { PruneOptionsSchema, retrainEpochsOf } from '../../server/pruning/options.ts';
 import { chooseEpsilon, runOdf2nna, selectionWarnings, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
@@ -163,13 +163,13 @@ test('a feature constant over the training rows is ignored: its weights are exac
   const options = PruneOptionsSchema.parse({ units: 16, epochs: 30, epsilons: [0.5], baselines: false, seed: 4 });
   const result = await runOdf2nna(dataset, options, backend);
   try {
-    for (const [name, network] of [['general', result.general.network], ['pruned', result.pruned.network]] as const) {
+    for (const [name, network] of [['general', result.general.network], ['pruned', result.pruned.network]] as [string, DenseNetwork][]) {
       const first = network.layers[0]!;
-      const weights = Array.from(first.weights.subarray(column * first.units, (column + 1) * first.units));
+      const weights: number[] = Array.from(first.weights.subarray(column * first.units, (column + 1) * first.units));
       assert.deepEqual(weights, new Array(first.units).fill(0), `${name}: the weights reading the constant column`);
       const rows = dataset.x.slice(0, 30);
       for (const value of [8, -1e6, 1e30]) {
-        assert.deepEqual(forward(network, rows.map((row) => row.map((x, i) => (i === column ? value : x)))), forward(network, rows), `${name}, fixed = ${value}`);
+        assert.deepEqual(forward(network, rows.map((row): number[] => row.map((x, i): number => (i === column ? value : x)))), forward(network, rows), `${name}, fixed = ${value}`);
       }
     }
   } finally {
