@@ -21,9 +21,9 @@ interface JobResult {
   summary?: PruneSummary;
 }
 
-/** What a finished job left: the versions it registered, or why it failed (`-` while it runs). */
+/** What a finished job left: the versions it registered, or why it failed or who cancelled it (`-` while it runs). */
 export function jobOutcome(job: GrpcJobRecord): string {
-  if (job.state === 'failed') return job.error;
+  if (job.state === 'failed' || job.state === 'cancelled') return job.error || '-';
   const result = job.state === 'succeeded' ? (parse(job.result_json) as JobResult | null) : null;
   if (!result) return '-';
   return [result.general, result.pruned].filter((ref) => ref !== undefined).map((ref) => `${ref.model}@${ref.version}`).join(', ') || '-';
@@ -48,6 +48,7 @@ export function formatJob(job: GrpcJobRecord): string {
     `updated    ${job.updated_at}`,
   ];
   if (job.state === 'failed') lines.push(`error      ${job.error}`);
+  if (job.state === 'cancelled' && job.error) lines.push(`reason     ${job.error}`);
   if (result?.general && result.pruned) {
     lines.push(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)`);
   }

@@ -11,6 +11,9 @@ import { formatJob, jobOutcome } from './job-display.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 
+/** `jobs watch` (and `jobs prune` without --detach) on a job that was cancelled: neither success (0) nor failure (1). */
+export const JOB_CANCELLED_EXIT_CODE = 4;
+
 interface GrpcJob {
   id: string;
   state: string;
@@ -116,11 +119,11 @@ export function registerJobsCommand(program: Command): void {
       });
     });
 
-  withConnectionOptions(jobs.command('watch <id>').description('follow a job until it finishes')).action(async (id: string, flags: ConnectionFlags) => {
+  withConnectionOptions(jobs.command('watch <id>').description('follow a job until it finishes (exit 1 when it failed, 4 when it was cancelled)')).action(async (id: string, flags: ConnectionFlags) => {
     await withConnection(flags, (connection) => watch(connection, id));
   });
 
-  withConnectionOptions(jobs.command('cancel <id>').description('cancel a queued or running job; nothing is registered')).action(
+  withConnectionOptions(jobs.command('cancel <id>').description('cancel a queued or running job: it ends cancelled, and nothing is registered')).action(
     async (id: string, flags: ConnectionFlags) => {
       await withConnection(flags, async (connection) => {
         const job = await connection.unary<GrpcJob>('Jobs', 'CancelJob', { id });
@@ -154,10 +157,12 @@ async function watch(connection: ServerConnection, id: string): Promise<void> {
   });
   if (!final) throw new UserError(`job ${id}: the stream ended without a state`);
   if (final.state === 'failed') throw new UserError(`job ${id} failed: ${final.error}`, { exitCode: 1 });
-  if (final.state === 'succeeded') {
-    const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string } };
-    process.stdout.write(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)\n`);
-  }
+  // Not a success, and not a fault either: a script can tell the two apart (README, exit codes).
+  if (final.state === 'cancelled') throw new UserError(`job ${id} was cancelled${final.error ? ` (${final.error})` : ''}`, { exitCode: JOB_CANCELLED_EXIT_CODE });
+  // A state this CLI does not know (a newer server's) is no success it can vouch for.
+  if (final.state !== 'succeeded') throw new UserError(`job ${id} ended ${final.state}${final.error ? `: ${final.error}` : ''}`, { exitCode: 1 });
+  const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string } };
+  process.stdout.write(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)\n`);
 }
 
 /**

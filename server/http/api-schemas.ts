@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { JOB_STATES } from '../store/repositories/jobs-repository.ts';
 
 /** Shapes shared by REST routes and their OpenAPI document. */
 export const ErrorResponseSchema = z.strictObject({
@@ -56,7 +57,8 @@ export const AuditEntrySchema = z.strictObject({
 export const JobSchema = z.strictObject({
   id: z.string(),
   kind: z.string(),
-  state: z.enum(['queued', 'running', 'succeeded', 'failed']),
+  /** `cancelled`: ended by a cancel (`error` says who: "cancelled by <actor>"); `failed`: ended by anything else. */
+  state: z.enum(JOB_STATES),
   progress: z.unknown(),
   result: z.unknown(),
   error: z.string().nullable(),

@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
 import type { JobState } from '../store/repositories/jobs-repository.ts';
 
-/** A cancel that took effect: audited with the job's failure, in one transaction. */
+/** A cancel that took effect: the job ends `cancelled`, audited with that end in one transaction. */
 export interface JobCancel {
   actor: string;
   message: string;

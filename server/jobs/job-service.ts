@@ -22,6 +22,9 @@ import { jobOutputBytes, prepareWorkSpace } from './job-work-space.ts';
 import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
 import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
 
+/** How a job ends. */
+type FinalJobState = 'succeeded' | 'failed' | 'cancelled';
+
 export const RESTART_REASON = 'server restarted before the job finished';
 export const SHUTDOWN_REASON = 'server shut down before the job finished';
 const WORKER_ENTRY = new URL('./prune-worker-entry.mjs', import.meta.url);
@@ -247,8 +250,9 @@ export class JobService {
 
   /**
    * Cancels a queued or running job: a queued one never starts, a running one's worker is
-   * terminated. Either way the job ends failed with "cancelled by <actor>", nothing is
-   * registered, and the cancellation is audited with that failure. A job whose end is already
+   * terminated. Either way the job ends `cancelled` (not `failed`: an operator's decision is no
+   * fault), its error "cancelled by <actor>", nothing is registered, and the cancellation is
+   * audited with that end, in one transaction. A job whose end is already
    * decided (its models being registered, its failure being recorded) or reached cannot be
    * cancelled (conflict): the answer never claims a cancel that did not happen.
    */
@@ -276,14 +280,15 @@ export class JobService {
     // Queued here, or stored but not queued yet (its submission is finishing): it never starts.
     const queued = this.#queue.findIndex((entry) => entry.id === id);
     if (queued >= 0) this.#queue.splice(queued, 1);
-    if (!(await this.#end(id, ['queued', 'running'], { state: 'failed', error: cancel.message }, cancel))) {
+    if (!(await this.#end(id, ['queued', 'running'], { state: 'cancelled', error: cancel.message }, cancel))) {
       throw new ServiceError('conflict', `job ${id} already ${(await this.get(id)).state}; nothing to cancel`);
     }
     return this.get(id);
   }
 
   /**
-   * Terminates running workers; their jobs are marked failed. A job already registering its
+   * Terminates running workers; their jobs are marked failed (SHUTDOWN_REASON: no one cancelled
+   * them, and they did not finish). A job already registering its
    * models finishes that first and ends succeeded: failing it would leave its versions registered
    * by a job that says it failed.
    */
@@ -335,9 +340,11 @@ export class JobService {
       if (cancelled) this.#deps.log.info({ job: job.id }, message);
       else if (error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
       else if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
-      // From queued too: storing its start may be what failed.
-      await this.#endRetrying(job.id, ['queued', 'running'], { state: 'failed', error: message }, cancelled, active).catch((persistError) =>
-        this.#deps.log.error({ err: persistError, job: job.id }, 'cannot record the job failure'),
+      // From queued too: storing its start may be what failed. A cancel that took effect (it
+      // terminated the worker, or stopped the job before it started or before registering) ends
+      // it cancelled, whatever the worker's exit then looked like; anything else is a failure.
+      await this.#endRetrying(job.id, ['queued', 'running'], { state: cancelled ? 'cancelled' : 'failed', error: message }, cancelled, active).catch((persistError) =>
+        this.#deps.log.error({ err: persistError, job: job.id }, 'cannot record the job end'),
       );
     } finally {
       this.#active.delete(job.id);
@@ -439,7 +446,7 @@ export class JobService {
    * watchers waiting, its lease renewed, a later cancel recording a false reason). Its watchers
    * here are told the end at once; the job keeps its slot, and a cancel meanwhile is refused.
    */
-  async #endRetrying(id: string, from: readonly JobState[], changes: { state: 'succeeded' | 'failed'; result?: unknown; error?: string }, cancel?: JobCancel, active?: ActiveJob): Promise<boolean> {
+  async #endRetrying(id: string, from: readonly JobState[], changes: { state: FinalJobState; result?: unknown; error?: string }, cancel?: JobCancel, active?: ActiveJob): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#end(id, from, changes, cancel, active);
@@ -457,8 +464,11 @@ export class JobService {
     }
   }
 
-  /** Ends the job (with its latest progress, the throttled saves may have skipped it) and counts it. */
-  async #end(id: string, from: readonly JobState[], changes: { state: 'succeeded' | 'failed'; result?: unknown; error?: string }, cancel?: JobCancel, active?: ActiveJob): Promise<boolean> {
+  /**
+   * Ends the job (with its latest progress, the throttled saves may have skipped it) and counts it
+   * in fleetprune_jobs_finished_total{state}: succeeded, failed or cancelled.
+   */
+  async #end(id: string, from: readonly JobState[], changes: { state: FinalJobState; result?: unknown; error?: string }, cancel?: JobCancel, active?: ActiveJob): Promise<boolean> {
     await active?.progressWrites;
     const ended = await this.#transition(id, from, { ...changes, ...(active?.progress ? { progress: active.progress } : {}) }, cancel);
     if (ended) this.#deps.metrics.jobsFinished.inc({ state: changes.state });

@@ -1,5 +1,5 @@
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
-import type { JobRecord } from '../store/repositories/jobs-repository.ts';
+import { FINISHED_JOB_STATES, type JobRecord } from '../store/repositories/jobs-repository.ts';
 import type { JobEvent, JobEvents } from './job-events.ts';
 
 /** How often a watcher re-reads a job that another server runs (its live events stay there). */
@@ -69,6 +69,7 @@ export async function watchJob(source: JobWatchSource, id: string, listener: (ev
   return stop;
 }
 
+/** Succeeded, failed or cancelled: the job never changes again. */
 export function isFinished(state: JobRecord['state']): boolean {
-  return state === 'succeeded' || state === 'failed';
+  return FINISHED_JOB_STATES.includes(state);
 }

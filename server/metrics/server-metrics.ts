@@ -34,7 +34,7 @@ export class ServerMetrics {
     });
     this.jobsFinished = new Counter({
       name: SERVER_METRICS.jobsFinished,
-      help: 'Background jobs that finished, by final state',
+      help: 'Background jobs that finished, by final state: succeeded, failed, or cancelled (a cancel took effect)',
       labelNames: ['state'],
       registers: [this.registry],
     });

@@ -29,7 +29,7 @@ test('jobs prune --data: a CSV over 8 MiB but within --max-body-bytes is accepte
   // Accepted: no need to train on it.
   const cancelled = await runCli(['jobs', 'cancel', id, ...connection]);
   assert.equal(cancelled.code, 0, cancelled.stderr);
-  assert.match(cancelled.stdout, new RegExp(`^${id}: failed \\(cancelled by `));
+  assert.match(cancelled.stdout, new RegExp(`^${id}: cancelled \\(cancelled by `));
   const job = await server.server.ctx.store.jobs.get(id);
   assert.deepEqual((job?.request as { data?: unknown } | undefined)?.data, { csv: `${csv.length} characters` }, 'the whole CSV arrived');
 });

@@ -91,7 +91,7 @@ for (const engine of STORE_ENGINES) {
       assert.deepEqual([(await store.jobs.list(2)).map((job) => job.id), await store.jobs.count()], [['job-3', 'job-2'], 3]);
     });
 
-    test('a cancel after training, while the artifacts are being stored, wins: the job fails, nothing is registered, the cancel is audited', async (t) => {
+    test('a cancel after training, while the artifacts are being stored, wins: the job ends cancelled, nothing is registered, the cancel is audited', async (t) => {
       const server = await startTestServer(t, { engine });
       if (!server) return;
       const { blobs, store } = server.server.ctx;
@@ -114,11 +114,43 @@ for (const engine of STORE_ENGINES) {
       const cancel = await server.request('POST', `/api/jobs/${job.id}/cancel`);
       const answer = (await cancel.json()) as any;
       assert.equal(cancel.status, 200, JSON.stringify(answer));
-      assert.equal(answer.state, 'failed');
+      assert.equal(answer.state, 'cancelled');
       assert.match(answer.error, /^cancelled by token:/);
       assert.equal(await store.models.countVersions(), 0, 'nothing was registered');
       const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
       assert.deepEqual(audit.entries.filter((entry: any) => entry.action === 'job.cancel').map((entry: any) => [entry.target, entry.details]), [[`job:${job.id}`, { state: 'running' }]]);
+    });
+
+    test('upgrading (migration jobs:4): a job a cancel ended failed, before the cancelled state, is cancelled; real failures stay failed', async (t) => {
+      const before = await startTestServer(t, { engine });
+      if (!before) return;
+      const { store } = before.server.ctx;
+      const at = '2026-01-01T00:00:00.000Z';
+      const ended = (id: string, state: 'failed' | 'succeeded', error: string | null): JobRecord => ({ ...unfinishedJob(id, 'old-host', 'running'), state, error, updatedAt: at });
+      const cancelAudit = (id: string, actor: string) => store.audit.append({ at, actor, action: 'job.cancel', target: `job:${id}`, details: { state: 'running' } });
+      // What a cancel wrote before: failed with its message, and its audit entry.
+      await store.jobs.insert(ended('job-cancelled', 'failed', 'cancelled by token:abc'));
+      await cancelAudit('job-cancelled', 'token:abc');
+      // A failure whose message only reads like a cancel (no cancel audited), a failure, a success.
+      await store.jobs.insert(ended('job-lookalike', 'failed', 'cancelled by token:abc'));
+      await store.jobs.insert(ended('job-crashed', 'failed', 'internal error: boom'));
+      await store.jobs.insert(ended('job-done', 'succeeded', null));
+      // A cancel audited for a job whose error is not that cancel's (it did not end the job).
+      await store.jobs.insert(ended('job-restarted', 'failed', RESTART_REASON));
+      await cancelAudit('job-restarted', 'token:abc');
+      await store.engine.run("DELETE FROM schema_migrations WHERE domain = 'jobs' AND version = 4");
+      await before.server.close();
+
+      const { databaseUrl, databaseSchema } = before.server.ctx.config;
+      const after = (await startTestServer(t, { engine, config: engine === 'sqlite' ? { dataDir: before.dataDir } : { databaseUrl, databaseSchema } }))!;
+      const states = Object.fromEntries(((await (await after.request('GET', '/api/jobs')).json()) as any).jobs.map((job: any) => [job.id, [job.state, job.error, job.updatedAt]]));
+      assert.deepEqual(states, {
+        'job-cancelled': ['cancelled', 'cancelled by token:abc', at],
+        'job-lookalike': ['failed', 'cancelled by token:abc', at],
+        'job-crashed': ['failed', 'internal error: boom', at],
+        'job-done': ['succeeded', null, at],
+        'job-restarted': ['failed', RESTART_REASON, at],
+      });
     });
   });
 }

@@ -147,7 +147,13 @@ test('gRPC StartPrune streams progress with WatchJob; bad data is refused up fro
   assert.equal((await server.server.ctx.store.models.countVersions()), 2);
 });
 
-test('jobs cancel: a queued job never starts, a running one stops, nothing is registered, a finished one is a conflict; a full queue refuses more', async (t) => {
+/** fleetprune_jobs_finished_total by state, from the server's /metrics. */
+async function jobsFinished(server: NonNullable<Awaited<ReturnType<typeof startTestServer>>>): Promise<Record<string, number>> {
+  const text = await (await server.request('GET', '/metrics')).text();
+  return Object.fromEntries([...text.matchAll(/^fleetprune_jobs_finished_total\{state="(\w+)"\} (\d+)$/gm)].map((match) => [match[1]!, Number(match[2])]));
+}
+
+test('jobs cancel: a queued job never starts, a running one stops, both end cancelled (not failed), nothing is registered, a finished one is a conflict; a full queue refuses more', async (t) => {
   const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1, maxQueuedJobs: 1 } }))!;
   const csv = await readFile(IRIS, 'utf8');
   // Long enough to still be training when cancelled: up to 10,000 epochs with patience 1,000.
@@ -172,34 +178,64 @@ test('jobs cancel: a queued job never starts, a running one stops, nothing is re
   await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'species', csv }), (error: any) => error.code === status.RESOURCE_EXHAUSTED && /already waiting/.test(error.details));
   assert.equal((((await (await server.request('GET', '/api/jobs')).json()) as any).jobs as unknown[]).length, 2);
 
-  // gRPC cancels the queued one; REST cancels the running one.
+  // gRPC cancels the queued one; REST cancels the running one. Both end `cancelled`, their error says who.
   const cancelledQueued = await jobs.call('CancelJob', { id: queued.id });
-  assert.equal(cancelledQueued.state, 'failed');
-  assert.match(cancelledQueued.error, /^cancelled by /);
+  assert.equal(cancelledQueued.state, 'cancelled');
+  assert.match(cancelledQueued.error, /^cancelled by token:/);
   const response = await server.request('POST', `/api/jobs/${running.id}/cancel`);
   assert.equal(response.status, 200);
   const cancelledRunning = (await response.json()) as any;
-  assert.equal(cancelledRunning.state, 'failed');
-  assert.match(cancelledRunning.error, /^cancelled by /);
+  assert.equal(cancelledRunning.state, 'cancelled');
+  assert.match(cancelledRunning.error, /^cancelled by token:/);
   assert.equal(server.server.ctx.jobs.running, 0, 'the worker is gone');
   assert.equal(await server.server.ctx.store.models.countVersions(), 0, 'nothing was registered');
+
+  // Read back: cancelled over REST (GET /api/jobs/:id, GET /api/jobs), gRPC (GetJob, ListJobs, WatchJob) and the CLI.
+  for (const id of [queued.id, running.id]) {
+    const rest = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as any;
+    assert.deepEqual([rest.state, rest.result], ['cancelled', null], id);
+    assert.equal((await jobs.call('GetJob', { id })).state, 'cancelled', id);
+    const watched = await jobs.stream('WatchJob', { id });
+    assert.equal(watched.at(-1).job.state, 'cancelled', id);
+  }
+  const restList = (await (await server.request('GET', '/api/jobs')).json()) as any;
+  assert.deepEqual(restList.jobs.map((job: any) => job.state), ['cancelled', 'cancelled']);
+  assert.deepEqual((await jobs.call('ListJobs', {})).jobs.map((job: any) => job.state), ['cancelled', 'cancelled']);
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const [listed, shown, shownJson] = await runCliBatch([['list'], ['show', running.id], ['show', queued.id, '--json']].map((args) => ({ args: ['jobs', ...args, ...connection] })));
+  assert.equal(listed!.code, 0, listed!.stderr);
+  for (const id of [queued.id, running.id]) assert.match(listed!.stdout, new RegExp(`^${id} +cancelled +\\S+ +token:\\S+ +\\S+ +cancelled by token:\\S+$`, 'm'));
+  assert.equal(shown!.code, 0, shown!.stderr);
+  assert.equal(shown!.stdout.split('\n')[1], 'state      cancelled');
+  assert.match(shown!.stdout, /^reason {5}cancelled by token:\S+$/m);
+  assert.doesNotMatch(shown!.stdout, /^error /m, 'a cancel is no error');
+  assert.equal(JSON.parse(shownJson!.stdout).state, 'cancelled');
+  // `jobs watch` on a cancelled job: not a success (0), not a failure (1): exit 4, saying who cancelled it.
+  const watch = await runCli(['jobs', 'watch', running.id, ...connection]);
+  assert.equal(watch.code, 4, watch.stderr);
+  assert.equal(watch.stderr.trimEnd().split('\n').at(-1), `fleetprune: job ${running.id} was cancelled (${cancelledRunning.error})`);
+  assert.equal(watch.stdout, '');
+  // Counted as cancelled, never as failed (an alert on failed jobs must not fire for a cancel).
+  assert.deepEqual(await jobsFinished(server), { cancelled: 2 });
 
   // Cancelling again is a conflict and changes nothing; a malformed id is a 400.
   const again = await server.request('POST', `/api/jobs/${running.id}/cancel`);
   assert.equal(again.status, 409);
-  assert.match(((await again.json()) as any).error.message, /already failed; nothing to cancel/);
+  assert.match(((await again.json()) as any).error.message, /already cancelled; nothing to cancel/);
   assert.equal((await server.request('POST', '/api/jobs/not-a-job/cancel')).status, 400);
   await assert.rejects(jobs.call('CancelJob', { id: 'job-missing' }), /no job job-missing/);
-  const cli = await runCli(['jobs', 'cancel', running.id, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  const cli = await runCli(['jobs', 'cancel', running.id, ...connection]);
   assert.equal(cli.code, 2);
-  assert.equal(cli.stderr.trim(), `fleetprune: job ${running.id} already failed; nothing to cancel`);
+  assert.equal(cli.stderr.trim(), `fleetprune: job ${running.id} already cancelled; nothing to cancel`);
   const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
   assert.equal(audit.entries.filter((e: any) => e.action === 'job.cancel').length, 2);
+  assert.deepEqual(await jobsFinished(server), { cancelled: 2 }, 'a refused cancel counts nothing');
 
   // The queue moves on: a new job runs to completion after the cancellations.
   const next = (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: TINY_OPTIONS } })).json()) as any;
   const events = await jobs.stream('WatchJob', { id: next.id });
   assert.equal(events.at(-1).job.state, 'succeeded', events.at(-1).job.error);
+  assert.deepEqual(await jobsFinished(server), { cancelled: 2, succeeded: 1 });
 });
 
 test('a job that fails in its worker frees the slot for the next queued job; too few rows to split are refused up front', async (t) => {
@@ -233,6 +269,15 @@ test('a job that fails in its worker frees the slot for the next queued job; too
   assert.equal(failed.state, 'failed');
   assert.match(failed.error, /^FLEETPRUNE_TF_BACKEND: must be one of/);
   delete process.env.FLEETPRUNE_TF_BACKEND;
+  // A real failure stays failed, everywhere: REST, the metric, `jobs list` and `jobs watch` (exit 1).
+  assert.equal(((await (await server.request('GET', `/api/jobs/${failing.id}`)).json()) as any).state, 'failed');
+  assert.deepEqual(await jobsFinished(server), { failed: 1 });
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const listed = await runCli(['jobs', 'list', ...connection]);
+  assert.match(listed.stdout, new RegExp(`^${failing.id} +failed +.* FLEETPRUNE_TF_BACKEND: must be one of`, 'm'));
+  const watched = await runCli(['jobs', 'watch', failing.id, ...connection]);
+  assert.equal(watched.code, 1, watched.stderr);
+  assert.match(watched.stderr.trimEnd().split('\n').at(-1)!, new RegExp(`^fleetprune: job ${failing.id} failed: FLEETPRUNE_TF_BACKEND: must be one of`));
 
   const next = await start();
   const finished = (await watch(next.id)).at(-1).job;
@@ -313,7 +358,9 @@ test('two servers on one PostgreSQL database: starting or stopping one leaves th
 
   const cancelled = await a.request('POST', `/api/jobs/${job.id}/cancel`);
   assert.equal(cancelled.status, 200);
-  assert.match(((await cancelled.json()) as any).error, /^cancelled by /);
+  const answer = (await cancelled.json()) as any;
+  assert.equal(answer.state, 'cancelled');
+  assert.match(answer.error, /^cancelled by /);
 });
 
 /** The job's end, over gRPC WatchJob, within 60 s. */

@@ -64,6 +64,12 @@ test('every express route is in /api/openapi.json with its method, and requests/
     const parsed = responseSchema(path, method, status).safeParse(await response.json());
     assert.ok(parsed.success, `${url}: ${parsed.success ? '' : parsed.error.message}`);
   }
+  // A job's states, `cancelled` (a cancel took effect) apart from `failed`.
+  const jobSchema = doc.paths['/api/jobs/{id}']!.get.responses[200].content['application/json'].schema;
+  assert.deepEqual(jobSchema.properties.state.enum, ['queued', 'running', 'succeeded', 'failed', 'cancelled']);
+  const cancelledJob = { id: 'job-1', kind: 'prune', state: 'cancelled', progress: null, result: null, error: 'cancelled by token:t', createdAt: 'x', updatedAt: 'x', createdBy: 'token:t', node: 'n' };
+  assert.ok(validator(jobSchema).safeParse(cancelledJob).success);
+  assert.ok(validator(doc.paths['/api/jobs/{id}/cancel']!.post.responses[200].content['application/json'].schema).safeParse(cancelledJob).success);
   const errorSchema = validator(doc.paths['/api/models']!.get.responses.default.content['application/json'].schema);
   assert.ok(errorSchema.safeParse(await (await server.request('GET', '/api/models', { token: null })).json()).success);
 });

@@ -61,7 +61,7 @@ export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'post',
       path: '/jobs/:id/cancel',
       operationId: 'cancelJob',
-      summary: 'Cancel a queued or running job: it ends failed ("cancelled by …") and registers nothing; 409 when it already finished or is finishing (registering its models)',
+      summary: 'Cancel a queued or running job: it ends `cancelled` (its error "cancelled by …") and registers nothing; 409 when it already finished or is finishing (registering its models)',
       tag,
       permission: 'write',
       params: JobParams,

@@ -1,7 +1,18 @@
 import type { Dialect, SqlExecutor } from '../sql-engine.ts';
 import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
 
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed';
+/**
+ * A job's state. `succeeded`, `failed` and `cancelled` are final: `cancelled` is a cancel that
+ * took effect (`jobs cancel`, its `error` "cancelled by <actor>"), `failed` everything else that
+ * ended it without a result (bad data, a fault, a server that shut down or restarted meanwhile).
+ */
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+/** Every state, unfinished first (the REST and OpenAPI enum). */
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const satisfies readonly JobState[];
+
+/** The states a job ends in: it never leaves them. */
+export const FINISHED_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
 
 export interface JobRecord {
   id: string;
