@@ -31,13 +31,17 @@ export class RegistryModelStatus implements ModelStatusPort {
     await this.#engine.transaction(async (tx) => {
       const repos = repositoriesOf(tx, this.#engine.dialect);
       const statuses = new VersionStatusRepository(tx);
+      // Production changes of one model take turns (and with operators' alias moves, which lock
+      // it too), from before the version's newest status is read: each reads the production
+      // version the one before it set, and supersedes it, and is dated after what the one before
+      // it recorded. Locked only after recording, a promotion racing a move of the alias off its
+      // version (PostgreSQL) was dated before the move's `superseded` of it: its version held the
+      // alias as `superseded`.
+      if (change.status === 'production') await repos.models.lockModel(change.model);
       const at = await statuses.nextAt(change.model, change.version, new Date().toISOString());
       if (!(await statuses.record({ ...change, at }))) return;
       const target = `${change.model}@${change.version}`;
       if (change.status === 'production') {
-        // Production changes of one model take turns (and with operators' alias moves, which lock
-        // it too): each reads the production version the one before it set, and supersedes it.
-        await repos.models.lockModel(change.model);
         // Locked before its retired flag is read: a retirement at the same moment waits, or is seen and undone.
         const version = (await repos.models.lockVersion(change.model, change.version)) ? await repos.models.getVersion(change.model, change.version) : undefined;
         if (!version) throw new Error(`cannot make ${target} production: it is not in the registry`);

@@ -7,6 +7,8 @@ import { RolloutService, type RolloutServiceOptions } from '../../server/rollout
 import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
 import { RegistryService } from '../../server/registry/registry-service.ts';
+import { ModelsRepository } from '../../server/store/repositories/models-repository.ts';
+import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import { STORE_ENGINES, freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
 import { registerVersion } from './helpers/rollout-fixtures.ts';
@@ -314,6 +316,50 @@ for (const engine of STORE_ENGINES) {
       assert.deepEqual(await statusOf('2'), ['superseded', 'superseded by wine@3']);
       assert.deepEqual(await statusOf('1'), ['superseded', 'superseded by wine@2']);
       assert.deepEqual(await statusOf('3'), ['production', 'promoted']);
+    });
+
+    test('a promotion racing an operator\'s move of the production alias: the one that moves the alias last is production, the other superseded', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      for (const version of ['1', '2', '3']) await registerVersion(store, 'wine', version);
+      const status = new RegistryModelStatus(store);
+      const registry = new RegistryService(store);
+      const operator = { tokenId: 'ops', role: 'operator' as const, label: 'ops' };
+      const statusOf = async (version: string) => (await status.versionStatus('wine', version))?.status ?? null;
+      // wine@2 is production by hand while its rollout runs; the rollout then promotes it in full
+      // just as the operator moves the alias on to wine@3.
+      await registry.setAlias('wine', 'production', '2', operator);
+      // The operator's transaction holds the model's lock until the promotion has started and waits for it.
+      const proto = ModelsRepository.prototype;
+      const lockModel = proto.lockModel;
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let locked!: () => void;
+      const operatorLocked = new Promise<void>((resolve) => (locked = resolve));
+      let first = true;
+      proto.lockModel = async function (this: ModelsRepository, name: string) {
+        await lockModel.call(this, name);
+        if (!first) return;
+        first = false;
+        locked();
+        await released;
+      };
+      t.after(() => {
+        proto.lockModel = lockModel;
+      });
+      const move = registry.setAlias('wine', 'production', '3', operator);
+      await operatorLocked;
+      const promotion = status.setVersionStatus({ commandId: 'ro-b-a9', model: 'wine', version: '2', status: 'production', reason: 'promoted' });
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the promotion runs up to the model's lock
+      release();
+      await Promise.all([move, promotion]);
+      proto.lockModel = lockModel;
+      // The promotion moved the alias last.
+      assert.equal(await status.productionVersion('wine'), '2');
+      assert.deepEqual([await statusOf('2'), await statusOf('3')], ['production', 'superseded']);
+      assert.deepEqual(await new VersionStatusRepository(store.engine).productionVersions('wine'), ['2']);
     });
   });
 }

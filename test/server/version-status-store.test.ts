@@ -62,3 +62,34 @@ for (const engine of STORE_ENGINES) {
     assert.deepEqual(await repository.productionVersions('wine'), ['2']);
   });
 }
+
+for (const engine of STORE_ENGINES) {
+  test(`${engine}: the migration to superseded outranks a production status dated at or after the alias's last move (two servers' clocks apart, one millisecond)`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const store = await openStore(location);
+    t.after(() => store.close());
+    for (const [model, version] of [['wine', '1'], ['wine', '2'], ['beer', '1'], ['beer', '2']] as const) await registerVersion(store, model, version);
+    const repository = new VersionStatusRepository(store.engine);
+    const production = (commandId: string, model: string, version: string, at: string) => repository.record({ commandId, model, version, status: 'production', reason: 'promoted', at });
+    // wine@1 promoted by a server whose clock ran ahead; the alias then moved to wine@2 by one whose clock did not.
+    await production('ro-a-a9', 'wine', '1', '2026-03-01T00:00:00.000Z');
+    await production('ro-b-a9', 'wine', '2', '2026-02-01T00:00:00.000Z');
+    await store.models.setAlias({ model: 'wine', alias: 'production', version: '2', updatedAt: '2026-02-01T00:00:00.000Z', updatedBy: 'rollout-controller' });
+    // beer@1's production and the alias's move to beer@2 in the same millisecond.
+    await production('ro-c-a9', 'beer', '1', '2026-01-01T00:00:00.999Z');
+    await production('ro-d-a9', 'beer', '2', '2026-01-01T00:00:00.999Z');
+    await store.models.setAlias({ model: 'beer', alias: 'production', version: '2', updatedAt: '2026-01-01T00:00:00.999Z', updatedBy: 'rollout-controller' });
+    await store.engine.run("DELETE FROM schema_migrations WHERE domain = 'rollouts' AND version = 3");
+
+    await runMigrations(store.engine, ALL_MIGRATIONS);
+    const current = async (model: string, version: string) => {
+      const found = await repository.current(model, version);
+      return found && [found.status, found.reason, found.at];
+    };
+    assert.deepEqual(await current('wine', '1'), ['superseded', 'superseded by wine@2', '2026-03-01T00:00:00.001Z']);
+    assert.deepEqual(await repository.productionVersions('wine'), ['2']);
+    assert.deepEqual(await current('beer', '1'), ['superseded', 'superseded by beer@2', '2026-01-01T00:00:01.000Z']);
+    assert.deepEqual(await repository.productionVersions('beer'), ['2']);
+  });
+}

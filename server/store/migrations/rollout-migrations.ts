@@ -70,12 +70,18 @@ export const rolloutMigrations: Migration[] = [
     // `superseded by MODEL@VERSION` (the alias holder), at the time the alias last moved. A model
     // without a production alias is left as it is. Not audited: no one changed anything.
     // (On PostgreSQL the alias's names compare as "C", the status table's by the database's
-    // collation: the comparisons name one.)
+    // collation: the comparisons name one.) A production status dated at or after the alias's
+    // move (servers' clocks apart, the same millisecond) gets its `superseded` one millisecond
+    // later: at its own instant, `current` would pick by command id, and `ro-…` outranks `migration:…`.
     sql: (t) => `
       INSERT INTO version_status_changes (command_id, model, version, status, reason, at)
       SELECT 'migration:rollouts-3:supersedes:' || c.model || '@' || c.version, c.model, c.version, 'superseded',
              'superseded by ' || a.model || '@' || a.version,
-             CASE WHEN a.updated_at > c.at THEN a.updated_at ELSE c.at END
+             CASE WHEN a.updated_at > c.at THEN a.updated_at ELSE ${
+               t.dialect === 'postgres'
+                 ? `to_char((c.at::timestamptz + interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+                 : `strftime('%Y-%m-%dT%H:%M:%fZ', c.at, '+0.001 seconds')`
+             } END
       FROM version_status_changes c
       JOIN model_aliases a ON a.model = c.model${t.dialect === 'postgres' ? ' COLLATE "C"' : ''} AND a.alias = 'production' AND a.version <> c.version${t.dialect === 'postgres' ? ' COLLATE "C"' : ''}
       WHERE c.status = 'production' AND NOT EXISTS (
