@@ -53,6 +53,12 @@ export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Prom
   const result: PruneOutputVerifyResult = await verifyArtifact(dir, publicKey);
   const parentDir = join(dir, PARENT_DIR);
   if (!existsSync(join(parentDir, 'manifest.json'))) return result;
+  // A general/ that is a symlink out of DIR is not part of it, as a listed file would not be.
+  const [root, parentReal] = await Promise.all([realpath(dir).catch(() => null), realpath(parentDir).catch(() => null)]);
+  if (root !== null && parentReal !== null && !isInside(root, parentReal)) {
+    const failure = `${PARENT_DIR}/: a symlink to ${parentReal}, outside the artifact directory (copy the parent in)`;
+    return { ok: false, failures: [...result.failures, failure], manifest: result.manifest };
+  }
   const parent = await verifyArtifact(parentDir, publicKey);
   const failures = parent.failures.map((failure) => `${PARENT_DIR}/${failure}`);
   const expected = result.manifest?.lineage.parentSha256;

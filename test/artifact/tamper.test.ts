@@ -102,6 +102,13 @@ test('verify checks the parent prune wrote in DIR/general too: its files, its si
   const stranger = await writeSampleArtifact(join(dir, 'general'), privateKey, 'a'.repeat(64));
   await assertFails(dir, [`general/: holds artifact ${artifactId(stranger).slice(0, 12)}…, not this artifact's parent (${parentId.slice(0, 12)}…)`]);
 
+  // A general/ that is a symlink out of the artifact is not part of it, however intact.
+  await rm(join(dir, 'general'), { recursive: true });
+  const outside = join(await tempDir(t), 'parent');
+  await writeSampleArtifact(outside, privateKey);
+  await symlink(outside, join(dir, 'general'));
+  await assertFails(dir, [`general/: a symlink to ${await realpath(outside)}, outside the artifact directory (copy the parent in)`]);
+
   // An artifact without general/ is verified alone, as before: one line.
   await rm(join(dir, 'general'), { recursive: true });
   const alone = await runCli(['verify', dir, '--public-key', join(keyRoot, 'signer', 'signing.pub')]);
