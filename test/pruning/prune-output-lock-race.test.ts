@@ -64,12 +64,39 @@ test('a run that saw the stale lock does not remove the lock another run has jus
     writeFileSync(`${out}.lock`, `${other.pid}\n`);
   };
   assert.throws(() => lockPruneOutput(out, { onStaleLock }), new RegExp(`is being written by another fleetprune prune \\(process ${other.pid}\\)`));
-  assert.equal(readFileSync(`${out}.lock`, 'utf8'), `${other.pid}\n`, "the other run's lock stands");
+  assert.equal(readFileSync(`${out}.lock`, 'utf8').split('\n')[0], `${other.pid}`, "the other run's lock stands");
   // Once that run is gone, its lock is stale in turn and taken over.
   other.kill('SIGKILL');
   await once(other, 'exit');
   const lock = lockPruneOutput(out);
-  assert.equal(readFileSync(`${out}.lock`, 'utf8'), `${process.pid}\n`);
+  assert.equal(readFileSync(`${out}.lock`, 'utf8').split('\n')[0], `${process.pid}`);
   lock.release();
   assert.deepEqual(await readdir(dir), []);
+});
+
+test('a prune lock records its boot and process start: one whose id now names another running process (a reboot) is taken over; one naming its holder is not', { skip: process.platform !== 'linux' && 'boot and start identities come from Linux /proc' }, async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'model');
+  const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+  t.after(() => other.kill('SIGKILL'));
+  await once(other, 'spawn');
+  // A run's lock records which boot and process start its id belongs to...
+  const first = lockPruneOutput(out);
+  const [pid, identity] = readFileSync(`${out}.lock`, 'utf8').split('\n');
+  assert.equal(pid, `${process.pid}`);
+  assert.match(identity!, /^\S+ \d+$/, 'boot id and start time');
+  first.release();
+  // ... so after a reboot that gave its id to another running process, it is seen to be stale.
+  writeFileSync(`${out}.lock`, `${other.pid}\n${identity}\n`);
+  const lock = lockPruneOutput(out);
+  assert.equal(readFileSync(`${out}.lock`, 'utf8').split('\n')[0], `${process.pid}`);
+  lock.release();
+  // The same process, recorded as itself by a lock it took (a contender's): it holds the lock.
+  const holder = spawn(process.execPath, [...nodeArgsFor('test/pruning/helpers/lock-contender.ts'), out, String(Date.now())], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => holder.kill('SIGKILL'));
+  const [line] = (await once(holder.stdout!, 'data')) as [Buffer];
+  assert.equal(line.toString().trim(), 'held');
+  assert.throws(() => lockPruneOutput(out), new RegExp(`\\(process ${holder.pid}\\)`));
+  holder.stdin!.end();
+  await once(holder, 'exit');
 });
