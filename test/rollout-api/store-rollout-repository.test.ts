@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { openStore } from '../../server/store/open-store.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
 import { RevisionConflictError, type RolloutRepository } from '../../server/rollout/rollout-repository.ts';
@@ -96,6 +96,21 @@ test("RolloutService.list asks the store for the page only, and reads only the p
 
 for (const engine of STORE_ENGINES) {
   describe(`store rollout repository (${engine})`, () => {
+    /** A store holding wine@1..3, with the rollout's and an operator's ways to make one production; undefined without the engine. */
+    const wineVersions = async (t: TestContext) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return undefined;
+      const store = await openStore(location);
+      t.after(() => store.close());
+      for (const version of ['1', '2', '3']) await registerVersion(store, 'wine', version);
+      const status = new RegistryModelStatus(store);
+      const statusOf = async (version: string) => {
+        const found = await status.versionStatus('wine', version);
+        return found ? [found.status, found.reason] : null;
+      };
+      return { store, status, statusOf, registry: new RegistryService(store), operator: { tokenId: 'ops', role: 'operator' as const, label: 'ops' } };
+    };
+
     test('list pages by offset and limit in SQL; count counts, by model too', async (t) => {
       const location = await freshStoreLocation(t, engine);
       if (!location) return;
@@ -246,16 +261,9 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('a second promotion supersedes the first production version (audited, once per command id); a rollback restores it as production', async (t) => {
-      const location = await freshStoreLocation(t, engine);
-      if (!location) return;
-      const store = await openStore(location);
-      t.after(() => store.close());
-      for (const version of ['1', '2', '3']) await registerVersion(store, 'wine', version);
-      const status = new RegistryModelStatus(store);
-      const statusOf = async (version: string) => {
-        const found = await status.versionStatus('wine', version);
-        return found ? [found.status, found.reason] : null;
-      };
+      const fixture = await wineVersions(t);
+      if (!fixture) return;
+      const { store, status, statusOf } = fixture;
       // Rollout A makes wine@2 production, rollout B then wine@3.
       await status.setVersionStatus({ commandId: 'ro-a-a9', model: 'wine', version: '2', status: 'production', reason: 'promoted to 100% of 4 devices' });
       await status.setVersionStatus({ commandId: 'ro-b-a9', model: 'wine', version: '3', status: 'production', reason: 'promoted to 100% of 4 devices' });
@@ -287,18 +295,9 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('moving the production alias by hand marks the version production and supersedes the one before it; a rollout then supersedes it', async (t) => {
-      const location = await freshStoreLocation(t, engine);
-      if (!location) return;
-      const store = await openStore(location);
-      t.after(() => store.close());
-      for (const version of ['1', '2', '3']) await registerVersion(store, 'wine', version);
-      const status = new RegistryModelStatus(store);
-      const registry = new RegistryService(store);
-      const operator = { tokenId: 'ops', role: 'operator' as const, label: 'ops' };
-      const statusOf = async (version: string) => {
-        const found = await status.versionStatus('wine', version);
-        return found ? [found.status, found.reason] : null;
-      };
+      const fixture = await wineVersions(t);
+      if (!fixture) return;
+      const { store, status, statusOf, registry, operator } = fixture;
       await status.setVersionStatus({ commandId: 'ro-a-a9', model: 'wine', version: '1', status: 'production', reason: 'promoted' });
       await registry.setAlias('wine', 'production', '2', operator);
       assert.deepEqual(await statusOf('1'), ['superseded', 'superseded by wine@2']);
@@ -319,15 +318,10 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('a promotion racing an operator\'s move of the production alias: the one that moves the alias last is production, the other superseded', async (t) => {
-      const location = await freshStoreLocation(t, engine);
-      if (!location) return;
-      const store = await openStore(location);
-      t.after(() => store.close());
-      for (const version of ['1', '2', '3']) await registerVersion(store, 'wine', version);
-      const status = new RegistryModelStatus(store);
-      const registry = new RegistryService(store);
-      const operator = { tokenId: 'ops', role: 'operator' as const, label: 'ops' };
-      const statusOf = async (version: string) => (await status.versionStatus('wine', version))?.status ?? null;
+      const fixture = await wineVersions(t);
+      if (!fixture) return;
+      const { store, status, registry, operator } = fixture;
+      const statusOf = async (version: string) => (await fixture.statusOf(version))?.[0] ?? null;
       // wine@2 is production by hand while its rollout runs; the rollout then promotes it in full
       // just as the operator moves the alias on to wine@3.
       await registry.setAlias('wine', 'production', '2', operator);
