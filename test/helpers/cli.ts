@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +63,24 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}, options: { t
       },
     );
   });
+}
+
+/**
+ * Starts `node bin/fleetprune.js ...args` from the repository root as a process of its own, for a
+ * test that acts while it runs (a watch, a job followed to its end): its output so far, and its
+ * exit code and signal. Killed when the test ends.
+ */
+export function startCli(t: TestContext, args: string[]): { child: ChildProcess; output: { stdout: string; stderr: string }; exited: Promise<[number | null, NodeJS.Signals | null]> } {
+  const child = spawn(process.execPath, ['bin/fleetprune.js', ...args], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  const output = { stdout: '', stderr: '' };
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk));
+  return { child, output, exited: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]> };
 }
 
 /**

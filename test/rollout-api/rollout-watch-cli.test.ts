@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { startCli } from '../helpers/cli.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { startRolloutServer, waitForRollout } from './helpers/rollout-server.ts';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
 test('rollout watch cut off by a server shutdown says the server ended the watch and the rollout goes on (not "Call cancelled")', async (t) => {
   const s = await startRolloutServer(t);
@@ -16,29 +13,19 @@ test('rollout watch cut off by a server shutdown says the server ended the watch
   const { id } = (await started.json()) as { id: string };
   await waitForRollout(s.request, id, (v) => v.phase === 'Paused');
 
-  const child = spawn(process.execPath, ['bin/fleetprune.js', 'rollout', 'watch', id, '--server', s.grpcAddress, '--token', ADMIN_TOKEN], {
-    cwd: REPO,
-    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = once(child, 'exit');
+  const { output, exited } = startCli(t, ['rollout', 'watch', id, '--server', s.grpcAddress, '--token', ADMIN_TOKEN]);
   // The watch has shown the paused rollout before the server goes.
   const deadline = Date.now() + 60_000;
-  while (!new RegExp(`^${id} .* Paused `, 'm').test(stdout)) {
-    assert.ok(Date.now() < deadline, `the watch never showed the rollout: ${stdout}${stderr}`);
+  while (!new RegExp(`^${id} .* Paused `, 'm').test(output.stdout)) {
+    assert.ok(Date.now() < deadline, `the watch never showed the rollout: ${output.stdout}${output.stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
   await s.server.close();
   const [code] = await exited;
-  assert.equal(code, 2, stderr);
+  assert.equal(code, 2, output.stderr);
   assert.equal(
-    stderr.trimEnd().split('\n').at(-1),
+    output.stderr.trimEnd().split('\n').at(-1),
     `fleetprune: rollout ${id}: the server ended the watch before the rollout finished (Call cancelled); it may have shut down or restarted, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
   );
 });

@@ -8,6 +8,7 @@ import { grpcClient } from './helpers/grpc-client.ts';
 import { openStore } from '../../server/store/open-store.ts';
 import { STORE_ENGINES, freshStoreLocation } from './helpers/store-engines.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+import { holdFirstBlobPut } from './helpers/hold-blob-put.ts';
 
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
 const TINY_OPTIONS = { units: 16, layers: 2, epochs: 20, retrainEpochs: 5, epsilons: [0.2], baselines: false, seed: 1 };
@@ -96,19 +97,7 @@ for (const engine of STORE_ENGINES) {
       if (!server) return;
       const { blobs, store } = server.server.ctx;
       // The real blob store, held a moment on the job's first file (as a large artifact's copy would be).
-      const put = blobs.put.bind(blobs);
-      let storing!: () => void;
-      const inStorage = new Promise<void>((resolve) => (storing = resolve));
-      let held = false;
-      blobs.put = async (...args) => {
-        if (!held) {
-          // Only the first file: each put held would add a second per file of both models.
-          held = true;
-          storing();
-          await sleep(1000);
-        }
-        return put(...args);
-      };
+      const inStorage = holdFirstBlobPut(blobs);
       const job = await startJob(server, 'iris');
       await inStorage;
       const cancel = await server.request('POST', `/api/jobs/${job.id}/cancel`);

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+import { startCli } from '../helpers/cli.ts';
+import { holdFirstBlobPut } from './helpers/hold-blob-put.ts';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
 const LONG = { units: 16, layers: 2, epochs: 10_000, patience: 1000, retrainEpochs: 0, epsilons: [0.2], baselines: false, seed: 1 };
 
@@ -16,26 +15,18 @@ test('jobs watch cut off by a server shutdown says the server ended the watch (n
   const started = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: LONG } });
   const { id } = (await started.json()) as { id: string };
 
-  const child = spawn(process.execPath, ['bin/fleetprune.js', 'jobs', 'watch', id, '--server', server.grpcAddress, '--token', ADMIN_TOKEN], {
-    cwd: REPO,
-    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = once(child, 'exit');
+  const { output, exited } = startCli(t, ['jobs', 'watch', id, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   // The watch follows the job's training before the server goes.
   const deadline = Date.now() + 60_000;
-  while (!/^ {2}train \d+\/10000/m.test(stderr)) {
-    assert.ok(Date.now() < deadline, `the watch never showed training: ${stderr}`);
+  while (!/^ {2}train \d+\/10000/m.test(output.stderr)) {
+    assert.ok(Date.now() < deadline, `the watch never showed training: ${output.stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
   await server.server.close();
   const [code] = await exited;
-  assert.equal(code, 2, stderr);
-  const last = stderr.trimEnd().split('\n').at(-1)!;
+  assert.equal(code, 2, output.stderr);
+  const last = output.stderr.trimEnd().split('\n').at(-1)!;
   assert.equal(
     last,
     `fleetprune: job ${id}: the server ended the watch before the job finished (Call cancelled); it may have shut down or restarted: \`fleetprune jobs watch ${id}\` shows how the job ended`,
@@ -45,31 +36,9 @@ test('jobs watch cut off by a server shutdown says the server ended the watch (n
 test('jobs prune without --detach, its job cancelled: the watch ends with exit 4 (cancelled: neither success nor failure), saying who cancelled it', async (t) => {
   const server = (await startTestServer(t))!;
   // The real blob store, held a moment on the job's first file: the cancel lands there, after training, every time.
-  const { blobs } = server.server.ctx;
-  const put = blobs.put.bind(blobs);
-  let storing!: () => void;
-  const inStorage = new Promise<void>((resolve) => (storing = resolve));
-  let held = false;
-  blobs.put = async (...args) => {
-    if (!held) {
-      held = true;
-      storing();
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-    }
-    return put(...args);
-  };
+  const inStorage = holdFirstBlobPut(server.server.ctx.blobs);
   const tiny = ['--units', '16', '--layers', '2', '--epochs', '20', '--epsilon', '0.2', '--seed', '1'];
-  const child = spawn(process.execPath, ['bin/fleetprune.js', 'jobs', 'prune', '--data', IRIS, '--label', 'species', ...tiny, '--server', server.grpcAddress, '--token', ADMIN_TOKEN], {
-    cwd: REPO,
-    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => child.kill('SIGKILL'));
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = once(child, 'exit');
+  const { output, exited } = startCli(t, ['jobs', 'prune', '--data', IRIS, '--label', 'species', ...tiny, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   await inStorage;
   const [job] = ((await (await server.request('GET', '/api/jobs')).json()) as { jobs: { id: string }[] }).jobs;
   const cancelled = await server.request('POST', `/api/jobs/${job!.id}/cancel`);
@@ -78,8 +47,8 @@ test('jobs prune without --detach, its job cancelled: the watch ends with exit 4
   assert.equal(answer.state, 'cancelled');
 
   const [code] = await exited;
-  assert.equal(code, 4, stderr);
-  assert.match(stderr, new RegExp(`^${job!.id}: cancelled$`, 'm'), 'the watch shows the state');
-  assert.equal(stderr.trimEnd().split('\n').at(-1), `fleetprune: job ${job!.id} was cancelled (${answer.error})`);
-  assert.equal(stdout, '', 'nothing registered, nothing printed');
+  assert.equal(code, 4, output.stderr);
+  assert.match(output.stderr, new RegExp(`^${job!.id}: cancelled$`, 'm'), 'the watch shows the state');
+  assert.equal(output.stderr.trimEnd().split('\n').at(-1), `fleetprune: job ${job!.id} was cancelled (${answer.error})`);
+  assert.equal(output.stdout, '', 'nothing registered, nothing printed');
 });
