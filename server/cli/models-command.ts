@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
+import { GENERAL_SUBDIR } from '../../shared/artifact/prune-output-names.ts';
 import { readManifest } from '../../shared/artifact/read-artifact.ts';
 import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -178,7 +179,7 @@ function parentRef(version: GrpcVersion, short: boolean): string | null {
  */
 async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: string; manifest: Manifest } | undefined> {
   const parentId = manifest.lineage.parentSha256;
-  const generalDir = join(dir, 'general');
+  const generalDir = join(dir, GENERAL_SUBDIR);
   if (!parentId || !existsSync(join(generalDir, 'manifest.json'))) return undefined;
   const parent = await readManifest(generalDir);
   if (artifactId(parent) !== parentId) return undefined;

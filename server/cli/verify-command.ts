@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { loadPublicKey } from '../../shared/artifact/signing-keys.ts';
-import { PARENT_DIR, verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
+import { GENERAL_SUBDIR } from '../../shared/artifact/prune-output-names.ts';
+import { verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
 export function registerVerifyCommand(program: Command): void {
@@ -21,7 +22,7 @@ export function registerVerifyCommand(program: Command): void {
       if (result.ok) {
         process.stdout.write(`ok ${result.manifest!.name} ${artifactId(result.manifest!)}\n`);
         const parent = result.parent?.manifest;
-        if (parent) process.stdout.write(`ok ${parent.name} ${artifactId(parent)} (${PARENT_DIR}/, its parent)\n`);
+        if (parent) process.stdout.write(`ok ${parent.name} ${artifactId(parent)} (${GENERAL_SUBDIR}/, its parent)\n`);
         return;
       }
       for (const failure of result.failures) process.stderr.write(`fleetprune: verify failed: ${failure}\n`);

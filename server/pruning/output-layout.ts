@@ -6,8 +6,7 @@ import { UserError } from '../../shared/util/errors.ts';
  * report.json, and the general model's artifact under general/ (unless it was registered before).
  * Its own module so that readers of the layout (the job service) do not load the training code.
  */
-export const GENERAL_SUBDIR = 'general';
-export const REPORT_FILE = 'report.json';
+export { GENERAL_SUBDIR, REPORT_FILE } from '../../shared/artifact/prune-output-names.ts';
 
 /** Where a run stages the general model's artifact, beside `outDir`, before it moves in as general/. */
 export function generalStagingPath(outDir: string): string {

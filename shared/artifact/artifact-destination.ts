@@ -2,15 +2,9 @@ import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
+import { GENERAL_SUBDIR, REPORT_FILE } from './prune-output-names.ts';
 
 // Apart from writeArtifact (which loads TensorFlow.js), so that a CLI can check its --out early and cheaply.
-
-/**
- * What prune writes beside an artifact in its --out (server/pruning/output-layout.ts: REPORT_FILE
- * and GENERAL_SUBDIR, the parent's artifact). Named here because shared/ does not import server/.
- */
-const PRUNE_REPORT_FILE = 'report.json';
-const PRUNE_GENERAL_DIR = 'general';
 
 /**
  * Where an artifact for `dir` is written: `dir` itself, or, when it is a symbolic link, the
@@ -42,10 +36,10 @@ export async function assertArtifactDestination(dir: string): Promise<void> {
  * an artifact there would replace the parent of another artifact.
  */
 async function assertNotPartOfArtifact(dir: string): Promise<void> {
-  if (basename(dir) !== PRUNE_GENERAL_DIR) return;
+  if (basename(dir) !== GENERAL_SUBDIR) return;
   const parent = dirname(dir);
   const isArtifact = await holdsArtifact(parent).catch(() => false);
-  if (isArtifact) throw new UserError(`cannot write artifact to ${dir}: it is the ${PRUNE_GENERAL_DIR}/ of the artifact in ${parent}, and replacing it would break that artifact; choose another directory`);
+  if (isArtifact) throw new UserError(`cannot write artifact to ${dir}: it is the ${GENERAL_SUBDIR}/ of the artifact in ${parent}, and replacing it would break that artifact; choose another directory`);
 }
 
 /**
@@ -93,8 +87,8 @@ async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string 
     return `its ${MANIFEST_FILE} is not a fleetprune artifact manifest (${errorMessage(error).split('\n')[0]})`;
   }
 
-  const files = new Set([MANIFEST_FILE, ONNX_FILE, ...(pruneOutput ? [PRUNE_REPORT_FILE] : [])]);
-  const dirs = new Set([TFJS_DIR, ...(pruneOutput ? [PRUNE_GENERAL_DIR] : [])]);
+  const files = new Set([MANIFEST_FILE, ONNX_FILE, ...(pruneOutput ? [REPORT_FILE] : [])]);
+  const dirs = new Set([TFJS_DIR, ...(pruneOutput ? [GENERAL_SUBDIR] : [])]);
   for (const entry of entries) {
     // lstat types (a symlink is neither): what is replaced must be exactly what we wrote.
     if (files.has(entry.name) && entry.isFile()) continue;
@@ -107,9 +101,9 @@ async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string 
       if (!entry.isFile() || !(path in manifest.files)) return `it holds ${JSON.stringify(path)}, which its ${MANIFEST_FILE} does not list`;
     }
   }
-  if (pruneOutput && entries.some((entry) => entry.name === PRUNE_GENERAL_DIR)) {
-    const general = await notAnArtifact(join(dir, PRUNE_GENERAL_DIR), false);
-    if (general) return `${PRUNE_GENERAL_DIR}/ is not an artifact: ${general}`;
+  if (pruneOutput && entries.some((entry) => entry.name === GENERAL_SUBDIR)) {
+    const general = await notAnArtifact(join(dir, GENERAL_SUBDIR), false);
+    if (general) return `${GENERAL_SUBDIR}/ is not an artifact: ${general}`;
   }
   return undefined;
 }

@@ -6,6 +6,7 @@ import { UserError, errorMessage } from '../util/errors.ts';
 import { isInside } from '../util/path-inside.ts';
 import { sha256Hex } from './digest.ts';
 import { artifactId, type Manifest } from './manifest.ts';
+import { GENERAL_SUBDIR } from './prune-output-names.ts';
 import { readManifest } from './read-artifact.ts';
 import { verifyManifestSignature } from './signature.ts';
 
@@ -35,9 +36,6 @@ export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise
   return { ok: failures.length === 0, failures, manifest };
 }
 
-/** Where `fleetprune prune` writes a pruned artifact's parent (the general model): DIR/general. */
-export const PARENT_DIR = 'general';
-
 export interface PruneOutputVerifyResult extends VerifyResult {
   /** The parent in DIR/general, when DIR holds one (its failures are in `failures`, prefixed `general/`). */
   parent?: { manifest?: Manifest };
@@ -51,21 +49,21 @@ export interface PruneOutputVerifyResult extends VerifyResult {
  */
 export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Promise<PruneOutputVerifyResult> {
   const result: PruneOutputVerifyResult = await verifyArtifact(dir, publicKey);
-  const parentDir = join(dir, PARENT_DIR);
+  const parentDir = join(dir, GENERAL_SUBDIR);
   if (!existsSync(join(parentDir, 'manifest.json'))) return result;
   // A general/ that is a symlink out of DIR is not part of it, as a listed file would not be.
   const [root, parentReal] = await Promise.all([realpath(dir).catch(() => null), realpath(parentDir).catch(() => null)]);
   if (root !== null && parentReal !== null && !isInside(root, parentReal)) {
-    const failure = `${PARENT_DIR}/: a symlink to ${parentReal}, outside the artifact directory (copy the parent in)`;
+    const failure = `${GENERAL_SUBDIR}/: a symlink to ${parentReal}, outside the artifact directory (copy the parent in)`;
     return { ok: false, failures: [...result.failures, failure], manifest: result.manifest };
   }
   const parent = await verifyArtifact(parentDir, publicKey);
-  const failures = parent.failures.map((failure) => `${PARENT_DIR}/${failure}`);
+  const failures = parent.failures.map((failure) => `${GENERAL_SUBDIR}/${failure}`);
   const expected = result.manifest?.lineage.parentSha256;
   if (parent.manifest && result.manifest) {
     const actual = artifactId(parent.manifest);
-    if (expected === null) failures.push(`${PARENT_DIR}/: holds artifact ${abbreviate(actual)}, but this artifact names no parent`);
-    else if (actual !== expected) failures.push(`${PARENT_DIR}/: holds artifact ${abbreviate(actual)}, not this artifact's parent (${abbreviate(expected!)})`);
+    if (expected === null) failures.push(`${GENERAL_SUBDIR}/: holds artifact ${abbreviate(actual)}, but this artifact names no parent`);
+    else if (actual !== expected) failures.push(`${GENERAL_SUBDIR}/: holds artifact ${abbreviate(actual)}, not this artifact's parent (${abbreviate(expected!)})`);
   }
   return { ok: result.ok && failures.length === 0, failures: [...result.failures, ...failures], manifest: result.manifest, parent: { manifest: parent.manifest } };
 }
