@@ -28,12 +28,7 @@ export function scaleOf(mean: number, std: number): number {
  * allows and nothing said why. Empty when there is none.
  */
 export function unstandardizableWarnings(x: readonly (readonly number[])[], y: readonly number[], task: Task, featureNames: readonly string[], labelName: string): string[] {
-  const ignored = (values: readonly number[]) => {
-    if (values.every((value) => value === values[0])) return false;
-    const mean = values.reduce((a, b) => a + b, 0) / values.length;
-    const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
-    return std <= SCALE_THRESHOLD && scaleOf(mean, std) === 1;
-  };
+  const ignored = (values: readonly number[]) => !values.every((value) => value === values[0]) && takenForConstant(values);
   const names = [
     ...featureNames.filter((_, c) => ignored(x.map((row) => row[c]!))).map((name) => `feature ${JSON.stringify(name)}`),
     ...(task === 'regression' && ignored(y) ? [`the label ${JSON.stringify(labelName)}`] : []),
@@ -58,17 +53,14 @@ export function unstandardizableWarnings(x: readonly (readonly number[])[], y: r
  */
 export function ignoredColumns(x: readonly (readonly number[])[]): number[] {
   const width = x[0]?.length ?? 0;
-  const ignored: number[] = [];
-  for (let c = 0; c < width; c++) {
-    let mean = 0;
-    for (const row of x) mean += row[c]!;
-    mean /= x.length;
-    let squares = 0;
-    for (const row of x) squares += (row[c]! - mean) ** 2;
-    const std = Math.sqrt(squares / x.length);
-    if (std <= SCALE_THRESHOLD && scaleOf(mean, std) === 1) ignored.push(c);
-  }
-  return ignored;
+  return Array.from({ length: width }, (_, c) => c).filter((c) => takenForConstant(x.map((row) => row[c]!)));
+}
+
+/** Whether scaleOf takes these values for a constant (scale 1 for a spread at or under SCALE_THRESHOLD): they standardize to one value. */
+function takenForConstant(values: readonly number[]): boolean {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+  return std <= SCALE_THRESHOLD && scaleOf(mean, std) === 1;
 }
 
 /**
