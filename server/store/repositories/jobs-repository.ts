@@ -6,10 +6,10 @@ import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-col
  * took effect (`jobs cancel`, its `error` "cancelled by <actor>"), `failed` everything else that
  * ended it without a result (bad data, a fault, a server that shut down or restarted meanwhile).
  */
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type JobState = (typeof JOB_STATES)[number];
 
 /** Every state, unfinished first (the REST and OpenAPI enum). */
-export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const satisfies readonly JobState[];
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 
 /** The states a job ends in: it never leaves them. */
 export const FINISHED_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
