@@ -326,9 +326,11 @@ export class JobService {
       // Not queued any more: cancelled between its submission being stored and queued.
       if (!(await this.#transition(job.id, ['queued'], { state: 'running' }))) return;
       if (this.#stopping) return;
-      if (active.cancel) throw new Error(active.cancel.message); // cancelled while starting
       // A full or unwritable --data-dir fails the job now, not after its training.
       await prepareWorkSpace(join(this.#deps.workDir, job.id), job.input.outputBytes);
+      // Cancelled while starting: checked after the last await before the worker exists. A cancel
+      // meanwhile found no worker to terminate, and waited for a whole training otherwise.
+      if (active.cancel) throw new Error(active.cancel.message);
       const result = await this.#runWorker(job, active);
       // Registered, even if the server is stopping meanwhile (stop waits for this): the job says so.
       await this.#endRetrying(job.id, ['running'], { state: 'succeeded', result }, undefined, active);

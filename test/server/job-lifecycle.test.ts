@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import * as fsPromises from 'node:fs/promises';
 import { readFile } from 'node:fs/promises';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { RESTART_REASON } from '../../server/jobs/job-service.ts';
@@ -108,6 +110,38 @@ for (const engine of STORE_ENGINES) {
       assert.equal(await store.models.countVersions(), 0, 'nothing was registered');
       const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
       assert.deepEqual(audit.entries.filter((entry: any) => entry.action === 'job.cancel').map((entry: any) => [entry.target, entry.details]), [[`job:${job.id}`, { state: 'running' }]]);
+    });
+
+    test('a cancel while the job prepares its work space ends it at once, before any training (it found no worker to stop and waited for the whole training)', async (t) => {
+      const server = await startTestServer(t, { engine });
+      if (!server) return;
+      // The job's disk check (statfs of its work directory) held until the cancel is on its way.
+      const fsp = createRequire(import.meta.url)('node:fs/promises') as typeof fsPromises;
+      const statfs = fsp.statfs;
+      let reached!: () => void;
+      const preparing = new Promise<void>((resolve) => (reached = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      fsp.statfs = (async (...args: Parameters<typeof statfs>) => {
+        reached();
+        await released;
+        return statfs(...args);
+      }) as typeof statfs;
+      syncBuiltinESMExports();
+      t.after(() => {
+        fsp.statfs = statfs;
+        syncBuiltinESMExports();
+      });
+      const job = await startJob(server, 'iris');
+      await preparing;
+      const cancel = server.request('POST', `/api/jobs/${job.id}/cancel`);
+      // The cancel has reached the service (its audit entry waits for the job's end; give it a moment).
+      await sleep(200);
+      release();
+      const answer = (await (await cancel).json()) as any;
+      assert.equal(answer.state, 'cancelled', JSON.stringify(answer));
+      const stored = (await server.server.ctx.store.jobs.get(job.id))!;
+      assert.equal(stored.progress, null, `no training ran: ${JSON.stringify(stored.progress)}`);
     });
 
     test('upgrading (migration jobs:4): a job a cancel ended failed, before the cancelled state, is cancelled; real failures stay failed', async (t) => {
