@@ -33,3 +33,36 @@ test('the dashboard loads without a failed request or console error: its favicon
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(policyViolations, [], 'the inline icon is within img-src');
 });
+
+test('opened without a token the dashboard asks for one and sends the API nothing (no refusals logged), then shows the fleet once one is entered', async (t) => {
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return;
+  const { page, pageErrors } = browser;
+  const server = await startTestServer(t);
+  if (!server) return;
+  const consoleErrors: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') consoleErrors.push(message.text());
+  });
+  const apiCalls: string[] = [];
+  page.on('request', (request) => {
+    if (new URL(request.url()).pathname.startsWith('/api/')) apiCalls.push(request.url());
+  });
+
+  await page.goto(`${server.baseUrl}/dashboard/`);
+  await page.locator('#error', { hasText: 'Enter a token to see the fleet.' }).waitFor({ timeout: 5_000 });
+  assert.equal(await page.locator('#live').textContent(), 'signed out');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'token', 'the token field has the focus');
+  // An empty submission asks again, without a request either.
+  await page.locator('#token-form button[type="submit"]').click();
+  await page.waitForTimeout(1_500);
+  assert.deepEqual(apiCalls, [], 'no API request without a token');
+  assert.deepEqual(consoleErrors, [], 'nothing logged an error');
+
+  await page.locator('#token').fill(ADMIN_TOKEN);
+  await page.locator('#token').press('Enter');
+  await page.locator('#fleet p', { hasText: 'enrolled devices online' }).waitFor({ timeout: 5_000 });
+  assert.ok(apiCalls.length > 0, 'the entered token is used');
+  assert.deepEqual(consoleErrors, [], 'nothing logged an error');
+  assert.deepEqual(pageErrors, []);
+});

@@ -281,6 +281,11 @@ let queued: Promise<void> | undefined;
 /** Refreshes every view; asked while a refresh runs, runs once more after it (an event or an action may postdate its reads). */
 function refreshAll(): Promise<void> {
   if (refreshing) return (queued ??= refreshing.then(() => ((queued = undefined), refreshAll())));
+  // Every API call needs a token: without one, ask for it rather than collect (and log) refusals.
+  if (!api.token) {
+    if (!refused) signOut();
+    return Promise.resolve();
+  }
   const token = api.token;
   refreshing = Promise.allSettled([refreshCaller(), refreshRollouts(), refreshFleet(), refreshModels()])
     .then((results) => {
