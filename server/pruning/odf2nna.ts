@@ -23,6 +23,8 @@ import {
   type TrainConfig,
   type TrainingData,
 } from './training.ts';
+import { TrainingThread, trainingThreadCount } from './training-thread.ts';
+import type { TrainingOutcome } from './training-thread-protocol.ts';
 import { transferUnits } from './transfer.ts';
 import { measureHiddenUnits } from './unit-statistics.ts';
 import { selectByOutgoingL1, selectUsefulUnits } from './useful-units.ts';
@@ -57,6 +59,15 @@ export interface Odf2nnaResult {
 export function generalModelKey(dataset: Dataset, options: PruneOptions): string {
   const { layers, units, epochs, learningRate, patience, batchSize, seed, l1, l1Input, validationFraction, testFraction } = options;
   return JSON.stringify([dataset.fingerprint, dataset.task, layers, units, epochs, learningRate, patience, batchSize ?? null, seed, l1, l1Input, validationFraction, testFraction]);
+}
+
+/** A TrainingThread, or none (everything trains on this thread) when one cannot be started here. */
+function startTrainingThread(data: TrainingData, backend: string): TrainingThread | undefined {
+  try {
+    return new TrainingThread(data, backend);
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -114,9 +125,14 @@ export async function runOdf2nna(
     lossFraction: options.toleranceLossFraction,
   };
 
+  // A second thread for the trainings that can run two at a time; it starts while the general model trains.
+  const hidden = Array.from({ length: options.layers }, () => options.units);
+  const widths = [data.inputs, ...hidden, outputs];
+  const generalParams = widths.slice(1).reduce((sum, units, i) => sum + (widths[i]! + 1) * units, 0);
+  let secondThread: TrainingThread | undefined;
   try {
+    if (trainingThreadCount(options.trainingThreads, splits.train.x.length, generalParams) > 1) secondThread = startTrainingThread(data, backend);
     // 1. The general model: large, uniform, trained with early stopping.
-    const hidden = Array.from({ length: options.layers }, () => options.units);
     const generalModel = trained?.model ?? createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed, penalties);
     const generalRun =
       trained?.run ??
@@ -159,12 +175,12 @@ export async function runOdf2nna(
     phaseTiming.rebuild = (performance.now() - rebuildStarted) / 1000;
     // Retrain from the smallest architecture up. The first one within tolerance is the answer,
     // so larger ones are only retrained when the whole trade-off is asked for (fullSweep).
+    // With a second thread the next architecture retrains beside this one: when this one is
+    // within tolerance its result is dropped, as if it had never been retrained.
+    const thread = (await secondThread?.usable()) ? secondThread : undefined;
     const retrained = new Map<string, TrainedNetwork & { validation: Score; validationLoss: number; test: Score; within: boolean }>();
     const bySize = [...candidates].sort(([, a], [, b]) => parameterCount(a.network) - parameterCount(b.network));
-    for (const [key, candidate] of bySize) {
-      const model = toTfjsModel(candidate.network);
-      const run = await timed('retrain', () => trainModel(model, data, retrainConfig));
-      const network = toDenseNetwork(model, scaling);
+    const record = (key: string, model: tf.Sequential, run: { bestValidationLoss: number }, network = toDenseNetwork(model, scaling)) => {
       const validation = evaluate(network, 'validation');
       const within = withinTolerance(validation, originalValidation, tolerance, {
         candidate: run.bestValidationLoss,
@@ -172,7 +188,18 @@ export async function runOdf2nna(
       });
       retrained.set(key, { model, network, validation, validationLoss: run.bestValidationLoss, test: evaluate(network, 'test'), within });
       onProgress({ phase: 'retrain', done: retrained.size, total: candidates.size, detail: layerSizes(network).join('-') });
-      if (within && !options.fullSweep) break;
+      return within;
+    };
+    for (let index = 0; index < bySize.length; index += thread ? 2 : 1) {
+      const [key, candidate] = bySize[index]!;
+      const next = thread ? bySize[index + 1] : undefined;
+      const model = toTfjsModel(candidate.network);
+      const [run, nextRun] = await timed('retrain', () =>
+        Promise.all([trainModel(model, data, retrainConfig), next ? thread!.train({ kind: 'network', network: next[1].network }, retrainConfig) : undefined]),
+      );
+      if (record(key, model, run) && !options.fullSweep) break;
+      if (!next || !nextRun) continue;
+      if (record(next[0], toTfjsModel(nextRun.network), nextRun, nextRun.network) && !options.fullSweep) break;
     }
     onProgress({ phase: 'retrain', done: candidates.size, total: candidates.size });
 
@@ -213,17 +240,37 @@ export async function runOdf2nna(
     if (options.baselines) {
       const prunedHidden = chosen.layers.slice(0, -1);
       await timed('baselines', async () => {
-        const scratchModel = createDenseModel(data.inputs, prunedHidden, outputs, dataset.task, options.seed + 7, penalties);
-        const scratchRun = await trainModel(scratchModel, data, { ...generalConfig, seed: options.seed + 7 });
-        scratch = { test: evaluate(toDenseNetwork(scratchModel, scaling), 'test'), epochs: scratchRun.epochs };
-        scratchModel.dispose();
-        onProgress({ phase: 'baselines', done: 1, total: 2, detail: 'scratch' });
-        const l1Keep = selectByOutgoingL1(general.layers.slice(1), prunedHidden);
-        const l1Model = toTfjsModel(transferUnits(general, l1Keep));
-        await trainModel(l1Model, data, retrainConfig);
-        l1 = { test: evaluate(toDenseNetwork(l1Model, scaling), 'test') };
-        l1Model.dispose();
-        onProgress({ phase: 'baselines', done: 2, total: 2, detail: 'l1' });
+        let done = 0;
+        const finished = (detail: 'scratch' | 'l1') => onProgress({ phase: 'baselines', done: ++done, total: 2, detail });
+        const scratchSeed = options.seed + 7;
+        const scratchConfig = { ...generalConfig, seed: scratchSeed };
+        const trainScratch = async (): Promise<TrainingOutcome> => {
+          const scratchModel = createDenseModel(data.inputs, prunedHidden, outputs, dataset.task, scratchSeed, penalties);
+          try {
+            const run = await trainModel(scratchModel, data, scratchConfig);
+            return { network: toDenseNetwork(scratchModel, scaling), ...run };
+          } finally {
+            scratchModel.dispose();
+          }
+        };
+        const trainL1 = async () => {
+          const l1Keep = selectByOutgoingL1(general.layers.slice(1), prunedHidden);
+          const l1Model = toTfjsModel(transferUnits(general, l1Keep));
+          try {
+            await trainModel(l1Model, data, retrainConfig);
+            l1 = { test: evaluate(toDenseNetwork(l1Model, scaling), 'test') };
+          } finally {
+            l1Model.dispose();
+          }
+          finished('l1');
+        };
+        // The scratch baseline on the second thread while the L1 one trains here; one after the other without it.
+        const scratchRun = thread
+          ? (await Promise.all([thread.train({ kind: 'fresh', hidden: prunedHidden, seed: scratchSeed, l1: penalties }, scratchConfig), trainL1()]))[0]
+          : await trainScratch();
+        scratch = { test: evaluate(scratchRun.network, 'test'), epochs: scratchRun.epochs };
+        finished('scratch');
+        if (!thread) await trainL1();
       });
     }
 
@@ -254,6 +301,7 @@ export async function runOdf2nna(
       },
       timing_s: (performance.now() - started) / 1000,
       phase_timing_s: phaseTiming,
+      training_threads: thread ? 2 : 1,
       sweep,
       layers: { original: layerSizes(general), pruned: chosen.layers },
       original: {
@@ -277,6 +325,7 @@ export async function runOdf2nna(
     };
     return { report, scaling, general: { network: general, model: generalModel, key, run: generalRun }, pruned };
   } finally {
+    await secondThread?.close();
     disposeTrainingData(data);
   }
 }

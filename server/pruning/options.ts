@@ -69,6 +69,12 @@ export const PruneOptionsSchema = z
     baselines: z.boolean().default(true),
     /** Retrain every ε of the sweep, not only up to the smallest model within tolerance. */
     fullSweep: z.boolean().default(false),
+    /**
+     * Threads that train: 2 runs ODF2NNA's independent trainings (the next ε's retraining, the
+     * scratch baseline beside the L1 one) two at a time; `auto` uses 2 for large data on a machine
+     * with a second core (trainingThreadCount). The results are the same either way.
+     */
+    trainingThreads: z.union([z.literal('auto'), z.number().int().min(1).max(2)]).default('auto'),
   })
   .superRefine((options, ctx) => {
     const hiddenWeights = (options.layers - 1) * options.units ** 2;

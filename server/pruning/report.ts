@@ -41,6 +41,8 @@ export interface PruneReport {
   data: { fingerprint: string; rows: number; features: number; classes: string[]; split: { train: number; validation: number; test: number } };
   timing_s: number;
   phase_timing_s: Record<string, number>;
+  /** Threads that trained (options.trainingThreads as it worked out): 2 ran independent trainings two at a time. */
+  training_threads: number;
   sweep: SweepEntry[];
   layers: { original: number[]; pruned: number[] };
   original: { params: number; flops: number; epochs: number; validation: Score; validation_loss: number; test: Score };

@@ -25,6 +25,14 @@ export interface TrainingData {
   test: TensorSplit;
 }
 
+/** What training reads: the task, the ignored inputs, and the training and validation tensors. */
+export interface TrainingSet {
+  task: Task;
+  ignoredInputs: readonly number[];
+  train: Pick<TensorSplit, 'x' | 'y'>;
+  validation: Pick<TensorSplit, 'x' | 'y'>;
+}
+
 export interface TrainConfig {
   maxEpochs: number;
   learningRate: number;
@@ -118,7 +126,7 @@ export function createDenseModel(
  */
 export async function trainModel(
   model: tf.LayersModel,
-  data: TrainingData,
+  data: TrainingSet,
   config: TrainConfig,
   onEpoch?: (epoch: number, validationLoss: number) => void,
 ): Promise<{ epochs: number; bestValidationLoss: number }> {
@@ -128,7 +136,7 @@ export async function trainModel(
     loss: data.task === 'classification' ? 'categoricalCrossentropy' : 'meanSquaredError',
   });
   const rng = createRng(config.seed);
-  const rows = Array.from({ length: data.train.labels.length }, (_, i) => i);
+  const rows = Array.from({ length: data.train.x.shape[0] }, (_, i) => i);
   zeroInputWeights(model, data.ignoredInputs);
   let best = validationLoss(model, data);
   let bestWeights = model.getWeights().map((w) => w.clone());
@@ -179,7 +187,7 @@ export function zeroInputWeights(model: tf.LayersModel, inputs: readonly number[
   masked.dispose();
 }
 
-function validationLoss(model: tf.LayersModel, data: TrainingData): number {
+function validationLoss(model: tf.LayersModel, data: TrainingSet): number {
   return tf.tidy(() => {
     const result = model.evaluate(data.validation.x, data.validation.y, { batchSize: 1024 });
     return (Array.isArray(result) ? result[0]! : result).dataSync()[0]!;

@@ -12,6 +12,8 @@ import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
 import { PruneOptionsSchema, retrainEpochsOf } from '../../server/pruning/options.ts';
 import { chooseEpsilon, runOdf2nna, selectionWarnings, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
 import type { SweepEntry } from '../../server/pruning/report.ts';
+import { trainingThreadCount } from '../../server/pruning/training-thread.ts';
+import { availableParallelism } from 'node:os';
 
 let backend: string;
 let iris: Odf2nnaResult;
@@ -222,4 +224,64 @@ test('the light retraining never runs longer than the general model trained', ()
   assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ epochs: 20 })), 20);
   assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ epochs: 20, retrainEpochs: 40 })), 40, 'an explicit budget is kept');
   assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ retrainEpochs: 0 })), 0);
+});
+
+test('two training threads train exactly what one does: the same sweep, choice, weights and baselines, the next ε retrained beside each used only when needed', async () => {
+  // Sizes from small to large (units 16): iris seed 1 fails ε 0.7 and 0.5 (one pair), is within at
+  // 0.3 and drops 0.2, retrained beside it; wine seed 1 fails 0.7 and is within at 0.5, its pair.
+  const cases = [
+    { name: 'iris', label: 'species', seed: 1, retrained: [0.7, 0.5, 0.3] },
+    { name: 'wine', label: 'cultivar', seed: 1, retrained: [0.7, 0.5] },
+  ] as const;
+  for (const { name, label, seed, retrained } of cases) {
+    const dataset = loadDatasetFile(shippedDatasetPath(name), { label });
+    const runs = [];
+    for (const trainingThreads of [1, 2]) {
+      const result = await runOdf2nna(dataset, PruneOptionsSchema.parse({ units: 16, epochs: 25, retrainEpochs: 8, seed, trainingThreads }), backend);
+      result.general.model.dispose();
+      result.pruned.model.dispose();
+      runs.push(result);
+    }
+    const [one, two] = runs as [Odf2nnaResult, Odf2nnaResult];
+    const label_ = `${name} seed ${seed}`;
+    assert.equal(one.report.training_threads, 1);
+    assert.equal(two.report.training_threads, 2, `${label_}: the second thread trained`);
+    const { timing_s: _t1, phase_timing_s: _p1, training_threads: _n1, ...sameOne } = one.report;
+    const { timing_s: _t2, phase_timing_s: _p2, training_threads: _n2, ...sameTwo } = two.report;
+    assert.deepEqual(sameTwo, sameOne, `${label_}: the report`);
+    assert.deepEqual(two.pruned.network, one.pruned.network, `${label_}: the shipped weights`);
+    const retrainedEpsilons = two.report.sweep.filter((entry) => entry.retrained).map((entry) => entry.epsilon);
+    assert.deepEqual(retrainedEpsilons.sort(), [...retrained].sort(), `${label_}: the ε retrained`);
+  }
+});
+
+test('a second training thread that cannot train as this one does (another tfjs backend) is not used: the run trains on one thread', async () => {
+  const dataset = loadDatasetFile(shippedDatasetPath('iris'), { label: 'species' });
+  const options = PruneOptionsSchema.parse({ units: 16, epochs: 20, retrainEpochs: 5, seed: 2, trainingThreads: 2 });
+  const forced = process.env.FLEETPRUNE_TF_BACKEND;
+  // The thread reads the environment when it starts (this thread chose its backend before).
+  process.env.FLEETPRUNE_TF_BACKEND = backend === 'cpu' ? 'wasm' : 'cpu';
+  let result: Odf2nnaResult;
+  try {
+    result = await runOdf2nna(dataset, options, backend);
+  } finally {
+    if (forced === undefined) delete process.env.FLEETPRUNE_TF_BACKEND;
+    else process.env.FLEETPRUNE_TF_BACKEND = forced;
+  }
+  result.general.model.dispose();
+  result.pruned.model.dispose();
+  assert.equal(result.report.training_threads, 1);
+  const alone = await runOdf2nna(dataset, { ...options, trainingThreads: 1 }, backend);
+  alone.general.model.dispose();
+  alone.pruned.model.dispose();
+  assert.deepEqual(result.report.sweep, alone.report.sweep);
+  assert.deepEqual(result.pruned.network, alone.pruned.network);
+});
+
+test('`trainingThreads: auto` uses a second thread only for large data (an epoch of at least 1 GFLOP) on a machine with a second core', () => {
+  const twoCores = availableParallelism() >= 2;
+  assert.equal(trainingThreadCount('auto', 7000, 134_794), twoCores ? 2 : 1, 'the MNIST subset');
+  assert.equal(trainingThreadCount('auto', 398, 37_250), 1, 'breast_cancer');
+  assert.equal(trainingThreadCount(1, 7000, 134_794), 1, 'asked for one');
+  assert.equal(trainingThreadCount(2, 90, 1000), 2, 'asked for two');
 });

@@ -47,6 +47,7 @@ function regressionReport(): PruneReport {
     data: { fingerprint: 'f', rows: 442, features: 10, classes: [], split: { train: 287, validation: 66, test: 89 } },
     timing_s: 1,
     phase_timing_s: {},
+    training_threads: 1,
     sweep,
     layers: { original: [16, 16, 1], pruned: [8, 4, 1] },
     original: { params: 200, flops: 400, epochs: 20, validation: score, validation_loss: 0.5, test: score },
