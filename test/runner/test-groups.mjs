@@ -68,10 +68,10 @@ export async function groupTestFiles(sourceRoot, files) {
  * a few machines). A file that has become slow since only starts later than it should.
  */
 const SECONDS = {
+  'test/pruning/odf2nna.test.ts': 100,
   'test/acceptance/rollouts.test.ts': 96,
   'test/dashboard/demo-and-dashboard.test.ts': 70,
   'test/server/jobs.test.ts': 68,
-  'test/pruning/odf2nna.test.ts': 66,
   'test/agent/agent-crash.test.ts': 57,
   'test/grafana/dashboard-data.test.ts': 55,
   'test/server/job-lifecycle.test.ts': 52,
