@@ -2,6 +2,16 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
 import { openDashboardPage } from './dashboard-browser.ts';
+import type { Page } from 'playwright-core';
+
+/** The console errors the page logs from now on. */
+function consoleErrorsOf(page: Page): string[] {
+  const errors: string[] = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
+  return errors;
+}
 
 test('the dashboard loads without a failed request or console error: its favicon is inline, within its policy', async (t) => {
   const browser = await openDashboardPage(t, 'dismiss');
@@ -9,10 +19,7 @@ test('the dashboard loads without a failed request or console error: its favicon
   const { page, pageErrors, policyViolations } = browser;
   const server = await startTestServer(t);
   if (!server) return;
-  const consoleErrors: string[] = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error') consoleErrors.push(message.text());
-  });
+  const consoleErrors = consoleErrorsOf(page);
   // Favicon requests come from the browser, not the page: watch the network itself.
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('Network.enable');
@@ -40,10 +47,7 @@ test('opened without a token the dashboard asks for one and sends the API nothin
   const { page, pageErrors } = browser;
   const server = await startTestServer(t);
   if (!server) return;
-  const consoleErrors: string[] = [];
-  page.on('console', (message) => {
-    if (message.type() === 'error') consoleErrors.push(message.text());
-  });
+  const consoleErrors = consoleErrorsOf(page);
   const apiCalls: string[] = [];
   page.on('request', (request) => {
     if (new URL(request.url()).pathname.startsWith('/api/')) apiCalls.push(request.url());
