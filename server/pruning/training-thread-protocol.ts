@@ -1,7 +1,6 @@
 import type { Task } from '../../shared/data/dataset.ts';
-import type { DenseNetwork } from '../../shared/model/dense-network.ts';
 import type { Scaling } from '../../shared/model/tfjs-convert.ts';
-import type { KernelL1, TrainConfig } from './training.ts';
+import type { TrainConfig, TrainingOutcome, TrainingStart } from './training.ts';
 
 /** One split as the rows-by-columns values of its standardized tensors. */
 export interface SplitValues {
@@ -23,22 +22,10 @@ export interface TrainingThreadInput {
   validation: SplitValues;
 }
 
-/** The network a training starts from: given weights, or a new network initialised from a seed. */
-export type TrainingStart =
-  | { kind: 'network'; network: DenseNetwork }
-  | { kind: 'fresh'; hidden: number[]; seed: number; l1: KernelL1 };
-
 export interface TrainingRequest {
   id: number;
   start: TrainingStart;
   config: TrainConfig;
-}
-
-/** What a training thread trained: the network with its best weights, as trainModel returns it. */
-export interface TrainingOutcome {
-  network: DenseNetwork;
-  epochs: number;
-  bestValidationLoss: number;
 }
 
 /** Messages a training thread posts. */

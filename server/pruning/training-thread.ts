@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import type { TrainConfig, TrainingData } from './training.ts';
-import type { TrainingOutcome, TrainingStart, TrainingThreadInput, TrainingThreadMessage } from './training-thread-protocol.ts';
+import type { TrainConfig, TrainingData, TrainingOutcome, TrainingStart } from './training.ts';
+import type { TrainingThreadInput, TrainingThreadMessage } from './training-thread-protocol.ts';
 
 const WORKER_ENTRY = new URL('./training-worker-entry.mjs', import.meta.url);
 
@@ -17,7 +17,7 @@ export const AUTO_THREAD_MIN_EPOCH_FLOPS = 1e9;
 
 /** How many threads train: 1 (this one) or 2 (this one and a TrainingThread). */
 export function trainingThreadCount(setting: 'auto' | number, trainRows: number, generalParams: number): number {
-  if (setting !== 'auto') return Math.min(setting, 2);
+  if (setting !== 'auto') return setting;
   return availableParallelism() >= 2 && 6 * generalParams * trainRows >= AUTO_THREAD_MIN_EPOCH_FLOPS ? 2 : 1;
 }
 

@@ -1,8 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
-import { toDenseNetwork, toTfjsModel } from '../../shared/model/tfjs-convert.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
-import { createDenseModel, trainModel, type TrainingSet } from './training.ts';
+import { trainNetwork, type TrainingSet } from './training.ts';
 import type { SplitValues, TrainingRequest, TrainingThreadInput, TrainingThreadMessage } from './training-thread-protocol.ts';
 
 /**
@@ -23,6 +22,9 @@ try {
   const width = input.task === 'classification' ? input.outputs : 1;
   const data: TrainingSet = {
     task: input.task,
+    inputs: input.inputs,
+    outputs: input.outputs,
+    scaling: input.scaling,
     ignoredInputs: input.ignoredInputs,
     train: tensors(input.train, width),
     validation: tensors(input.validation, width),
@@ -36,16 +38,9 @@ try {
 }
 
 async function train(data: TrainingSet, { id, start, config }: TrainingRequest): Promise<void> {
-  const model =
-    start.kind === 'network'
-      ? toTfjsModel(start.network)
-      : createDenseModel(input.inputs, start.hidden, input.outputs, input.task, start.seed, start.l1);
   try {
-    const run = await trainModel(model, data, config);
-    post({ type: 'trained', id, outcome: { network: toDenseNetwork(model, input.scaling), ...run } });
+    post({ type: 'trained', id, outcome: await trainNetwork(start, data, config) });
   } catch (error) {
     post({ type: 'failed', id, message: errorMessage(error), stack: (error as Error)?.stack });
-  } finally {
-    model.dispose();
   }
 }

@@ -1,7 +1,8 @@
 import { tf } from '../../shared/model/tfjs-backend.ts';
 import type { Task } from '../../shared/data/dataset.ts';
 import type { Split } from '../../shared/data/split.ts';
-import type { Scaling } from '../../shared/model/tfjs-convert.ts';
+import type { DenseNetwork } from '../../shared/model/dense-network.ts';
+import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
 import { createRng, shuffled } from '../../shared/util/rng.ts';
 import { ignoredColumns, standardizeRows } from './standardization.ts';
 
@@ -25,12 +26,27 @@ export interface TrainingData {
   test: TensorSplit;
 }
 
-/** What training reads: the task, the ignored inputs, and the training and validation tensors. */
+/** What training reads: the network's shape and scaling, the ignored inputs, and the training and validation tensors. */
 export interface TrainingSet {
   task: Task;
+  inputs: number;
+  outputs: number;
+  scaling: Scaling;
   ignoredInputs: readonly number[];
   train: Pick<TensorSplit, 'x' | 'y'>;
   validation: Pick<TensorSplit, 'x' | 'y'>;
+}
+
+/** The network a training starts from: given weights, or a new network initialised from a seed. */
+export type TrainingStart =
+  | { kind: 'network'; network: DenseNetwork }
+  | { kind: 'fresh'; hidden: readonly number[]; seed: number; l1: KernelL1 };
+
+/** What a training trained: the network with its best weights, and trainModel's account of the run. */
+export interface TrainingOutcome {
+  network: DenseNetwork;
+  epochs: number;
+  bestValidationLoss: number;
 }
 
 export interface TrainConfig {
@@ -168,6 +184,20 @@ export async function trainModel(
   tf.dispose(bestWeights);
   optimizer.dispose();
   return { epochs: epoch, bestValidationLoss: best };
+}
+
+/** Builds the model `start` names, trains it (trainModel) and returns it as a network; the model is disposed. */
+export async function trainNetwork(start: TrainingStart, data: TrainingSet, config: TrainConfig): Promise<TrainingOutcome> {
+  const model =
+    start.kind === 'network'
+      ? toTfjsModel(start.network)
+      : createDenseModel(data.inputs, start.hidden, data.outputs, data.task, start.seed, start.l1);
+  try {
+    const run = await trainModel(model, data, config);
+    return { network: toDenseNetwork(model, data.scaling), ...run };
+  } finally {
+    model.dispose();
+  }
 }
 
 /**
