@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -47,8 +47,10 @@ test('external Mosquitto whose auth files cannot be rewritten: a revocation stan
   device!.on('close', () => (closed = true));
 
   // The server's directory becomes a plain file: every rewrite fails, Mosquitto keeps its files.
-  await rm(serverAuthDir);
-  await writeFile(serverAuthDir, 'not a directory\n');
+  // Both swaps are one rename: the server creates its directory when it is missing, so between a
+  // removal and a new link its background retry could write into a fresh directory of its own.
+  await writeFile(join(dir, 'plain-file'), 'not a directory\n');
+  await rename(join(dir, 'plain-file'), serverAuthDir);
 
   const revoked = await server.request('DELETE', '/api/devices/dev-a');
   assert.equal(revoked.status, 202);
@@ -111,8 +113,8 @@ test('external Mosquitto whose auth files cannot be rewritten: a revocation stan
 
   // Fixed: the background retry rewrites the files, Mosquitto reloads them and drops the revoked device.
   const fixedAt = Date.now();
-  await rm(serverAuthDir);
-  await symlink(mosquitto.authDir, serverAuthDir);
+  await symlink(mosquitto.authDir, join(dir, 'link'));
+  await rename(join(dir, 'link'), serverAuthDir);
   // Every failed rewrite (the requests' own too) doubles the retry delay, up to 30 s: allow for the cap.
   await waitFor(async () => (await metric(server, 'fleetprune_fleet_broker_credentials_stale')) === 0, 40_000, 'the files rewritten in the background');
   await waitFor(() => closed, 10_000, 'Mosquitto to disconnect the revoked device');
