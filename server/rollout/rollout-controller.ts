@@ -104,9 +104,27 @@ export class RolloutController {
     return this.dispatch(id, { type: 'abort', at: this.#now(), by, ...(reason ? { reason } : {}) });
   }
 
-  /** One call reverts every device of the rollout, even after full promotion. */
-  rollback(id: string, by: string, reason?: string): Promise<RolloutState> {
-    return this.dispatch(id, { type: 'rollback', at: this.#now(), by, ...(reason ? { reason } : {}) });
+  /**
+   * One call reverts every device of the rollout, even after full promotion; then also the
+   * devices that run the promoted candidate without being among the rollout's targets.
+   */
+  async rollback(id: string, by: string, reason?: string): Promise<RolloutState> {
+    const { state } = await this.#load(id);
+    let outside: Pick<Extract<RolloutEvent, { type: 'rollback' }>, 'runningCandidate' | 'fleetUnlisted'> = {};
+    if (state.phase === 'Completed') {
+      try {
+        const fleet = await this.#o.fleet.listDevices(state.spec.model);
+        outside = { runningCandidate: fleet.filter((device) => device.baseline === state.spec.candidateVersion).map((device) => ({ id: device.id, labels: { ...device.labels } })) };
+      } catch (error) {
+        // The rollout's own devices go back whatever happens: the rollback says what it could not do.
+        this.#o.logger?.warn({ rollout: id, err: error }, 'rollback: the fleet could not be listed, devices outside the rollout are not taken back');
+        outside = { fleetUnlisted: error instanceof Error ? error.message : String(error) };
+      }
+    }
+    const rolledBack = await this.dispatch(id, { type: 'rollback', at: this.#now(), by, ...(reason ? { reason } : {}), ...outside });
+    // Devices it took back from outside speak to it now when they come back online.
+    if (rolledBack.devices.length !== state.devices.length) this.#deviceRollouts.add(rolledBack);
+    return rolledBack;
   }
 
   /**

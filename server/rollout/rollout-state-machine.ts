@@ -63,7 +63,7 @@ class TransitionDraft {
     this.decisions.push({ id: this.nextId('d'), rolloutId: this.s.id, at: this.at, kind, stepIndex: this.s.stepIndex, verdict, message, ...extra });
   }
 
-  /** Position of each device in s.devices (the list never changes order or length within a transition). */
+  /** Position of each device in s.devices (the list never changes order; only addDevices lengthens it). */
   #index: Map<string, number> | undefined;
 
   #indexOf(id: string): number | undefined {
@@ -79,6 +79,15 @@ class TransitionDraft {
     const i = this.#indexOf(id);
     if (i === undefined) throw new Error(`device ${id} is not part of rollout ${this.s.id}`);
     return this.s.devices[i]!;
+  }
+
+  /** Appends devices not in the rollout yet. */
+  addDevices(devices: readonly DeviceState[]): void {
+    for (const device of devices) {
+      if (this.has(device.id)) continue;
+      this.#index!.set(device.id, this.s.devices.length);
+      this.s.devices.push(device);
+    }
   }
 
   /** Replaces the device's entry (a new object: one read before the change keeps the old values); O(1). */
@@ -180,7 +189,7 @@ export function next(state: RolloutState, event: RolloutEvent): Transition {
       fail(t, 'Aborted', `aborted by ${event.by}${event.reason ? `: ${event.reason}` : ''}`, event.by);
       break;
     case 'rollback':
-      onRollback(t, event.by, event.reason);
+      onRollback(t, event);
       break;
   }
   return finish(t);
@@ -635,14 +644,18 @@ function requireAtStep(s: RolloutState, fromStep: number): void {
   throw new RolloutCommandError(`rollout ${s.id} is not at step ${fromStep + 1} yet (${where}); not promoted`);
 }
 
-function onRollback(t: TransitionDraft, by: string, reason?: string): void {
+function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'rollback' }>): void {
   const s = t.s;
+  const { by, reason } = event;
   const why = `rolled back by ${by}${reason ? `: ${reason}` : ''}`;
   if (s.phase === 'RolledBack') {
     resendRollback(t, why, by);
     return;
   }
   if (s.phase === 'Completed') {
+    const outside = event.fleetUnlisted !== undefined
+      ? `; the devices outside the rollout could not be listed (${event.fleetUnlisted}): any of them running ${s.spec.candidateVersion} stay on it`
+      : takeBackOutside(t, event.runningCandidate ?? []);
     revertAll(t);
     s.phase = 'RolledBack';
     s.outcome = { status: 'rolled-back', reason: why, at: t.at };
@@ -650,7 +663,7 @@ function onRollback(t: TransitionDraft, by: string, reason?: string): void {
     if (s.previousProduction) {
       t.action({ kind: 'markVersion', model: s.spec.model, version: s.previousProduction, status: 'production', reason: `restored by rollback of ${s.spec.candidateVersion}` });
     }
-    t.decide('rollback', 'rolled-back', `${why}; every device goes back to its baseline (previous production ${s.previousProduction ?? 'none'})`, { by });
+    t.decide('rollback', 'rolled-back', `${why}; every device goes back to its baseline (previous production ${s.previousProduction ?? 'none'})${outside}`, { by });
     return;
   }
   if (s.phase === 'Failed' || s.phase === 'Aborted') {
@@ -663,6 +676,25 @@ function onRollback(t: TransitionDraft, by: string, reason?: string): void {
     return;
   }
   fail(t, 'RolledBack', why, by);
+}
+
+/**
+ * The rollback of a promoted rollout: the devices that run its candidate without being among its
+ * targets (an operator gave it to them after the promotion, most often through the production
+ * alias: new devices, another site) join the rollout to go back to the production version the
+ * rollback restores, or, with no previous production to send them, are named and left as they
+ * are. Returns what the rollback's decision adds about them.
+ */
+function takeBackOutside(t: TransitionDraft, runningCandidate: readonly { id: string; labels: Record<string, string> }[]): string {
+  const s = t.s;
+  const outside = runningCandidate.filter((device) => !t.has(device.id));
+  if (outside.length === 0) return '';
+  const ids = listIds(outside.map((device) => device.id));
+  const count = `${outside.length} device${outside.length === 1 ? '' : 's'}`;
+  const runs = `${outside.length === 1 ? 'runs' : 'run'} ${s.spec.candidateVersion} outside the rollout`;
+  if (!s.previousProduction) return `; ${count} that ${runs} ${outside.length === 1 ? 'is' : 'are'} left on it: there is no previous production to send ${outside.length === 1 ? 'it' : 'them'} (${ids})`;
+  t.addDevices(outside.map((device) => ({ id: device.id, labels: { ...device.labels }, baseline: s.previousProduction, desired: 'baseline', delivery: 'idle', attempts: 0, touched: true, outside: true })));
+  return `; ${count} that ${runs} ${outside.length === 1 ? 'goes' : 'go'} to ${s.previousProduction} too (${ids})`;
 }
 
 /** The devices of a rolled-back rollout that another rollback would send their baseline again (see resendRollback). */

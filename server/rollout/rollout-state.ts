@@ -18,7 +18,10 @@ export type Delivery = 'idle' | 'pending' | 'delivered' | 'retrying' | 'unreacha
 export interface DeviceState {
   readonly id: string;
   readonly labels: Readonly<Record<string, string>>;
-  /** The version active on the device when the rollout started; null if it had none. */
+  /**
+   * The version active on the device when the rollout started; null if it had none. For a device
+   * `outside` the rollout, the production version its rollback restores.
+   */
   readonly baseline: string | null;
   readonly desired: DesiredModel;
   readonly delivery: Delivery;
@@ -32,6 +35,11 @@ export interface DeviceState {
   readonly reason?: string;
   /** It left the fleet (revoked, or not enrolled) during the rollout: nothing is sent to it again. */
   readonly left?: true;
+  /**
+   * Added by the rollback of the promoted rollout: not one of its targets, it ran the candidate all
+   * the same (given it by `assign`, typically through the production alias, after the promotion).
+   */
+  readonly outside?: true;
 }
 
 export type PauseReason = 'step' | 'manual' | 'inconclusive';
@@ -76,7 +84,7 @@ export interface RolloutState {
   readonly analysis?: AnalysisState;
   /** Analysis runs started so far (run ids stay unique across retries). */
   readonly analysisRuns: number;
-  /** Every target device, in cohort order. */
+  /** Every target device, in cohort order; then any device a rollback took back from `outside` the targets. */
   readonly devices: readonly DeviceState[];
   /** Devices that carry (or are being given) the candidate, in the order they joined. */
   readonly cohort: readonly string[];
@@ -130,7 +138,21 @@ export type RolloutEvent =
    */
   | { readonly type: 'promote'; readonly at: number; readonly by: string; readonly full: boolean; readonly fromStep?: number }
   | { readonly type: 'abort'; readonly at: number; readonly by: string; readonly reason?: string }
-  | { readonly type: 'rollback'; readonly at: number; readonly by: string; readonly reason?: string };
+  | {
+      readonly type: 'rollback';
+      readonly at: number;
+      readonly by: string;
+      readonly reason?: string;
+      /**
+       * For the rollback of a promoted rollout: the fleet's devices that run the candidate now
+       * (FleetPort.listDevices, baseline = the candidate). Those outside the rollout go back to the
+       * restored production version too: the candidate was production, and reached devices the
+       * rollout never targeted.
+       */
+      readonly runningCandidate?: readonly { id: string; labels: Record<string, string> }[];
+      /** Instead: why the fleet could not be listed (those devices stay as they are, and the decision says so). */
+      readonly fleetUnlisted?: string;
+    };
 
 export type ManualCommand = Extract<RolloutEvent['type'], 'pause' | 'resume' | 'promote' | 'abort' | 'rollback'>;
 

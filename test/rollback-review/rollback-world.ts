@@ -55,7 +55,7 @@ export interface RollbackWorld {
 export async function startRollbackWorld(
   t: TestContext,
   deviceIds: readonly string[],
-  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; baselineKey?: KeyObject } = {},
+  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; baselineKey?: KeyObject; labelsOf?: (id: string) => Record<string, string> } = {},
 ): Promise<RollbackWorld | null> {
   const proxy = await BlobProxy.start(t);
   // Fixed (free) ports, so that a restart keeps the URLs the agents were enrolled with.
@@ -91,7 +91,7 @@ export async function startRollbackWorld(
   };
   const device = async (id: string) => json(await server.request('GET', `/api/devices/${id}`));
   for (const id of deviceIds) {
-    configs.set(id, await json<AgentConfig>(await server.request('POST', '/api/devices', { json: { id, labels: { site: 'north' } } })));
+    configs.set(id, await json<AgentConfig>(await server.request('POST', '/api/devices', { json: { id, labels: options.labelsOf?.(id) ?? { site: 'north' } } })));
     await startAgent(id);
   }
   await json(await server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'active', deviceIds } }));

@@ -219,6 +219,56 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it('a rollback after full promotion also takes back the devices that run the candidate outside the rollout, to the restored production, and re-sends to them like to its own', async () => {
+    const r = rig();
+    await r.controller.start(specOf([{ setWeight: 100 }]), { by: 'alice' });
+    await driveUntil(r, (s) => s.phase === 'Completed');
+    // After the promotion an operator gave production (2) to two devices of another site, one of
+    // them offline now; a third device there runs 1, a fourth another model's version.
+    const outsider = (id: string, active: string | null, online = true) =>
+      r.fleet.devices.set(id, { id, labels: { site: 'south' }, active, candidate: null, online, effects: [] });
+    outsider('south-1', '2');
+    outsider('south-2', '2', false);
+    outsider('south-3', '1');
+    outsider('south-4', null);
+    const state = await r.controller.rollback('ro-test', 'carol', 'bad in the field');
+    await drive(r, 2000);
+    assert.equal(state.phase, 'RolledBack');
+    assert.deepEqual(state.devices.filter((device) => device.outside).map((device) => [device.id, device.baseline]), [['south-1', '1'], ['south-2', '1']]);
+    assert.deepEqual(r.fleet.devices.get('south-1')!.effects, ['revert:1']);
+    assert.deepEqual([r.fleet.devices.get('south-2')!.active, r.fleet.devices.get('south-3')!.effects, r.fleet.devices.get('south-4')!.effects], ['2', [], []]);
+    for (const device of [...r.fleet.devices.values()].filter((d) => d.labels.site === 'north')) assert.equal(device.active, ['dev-01', 'dev-06', 'dev-11', 'dev-16'].includes(device.id) ? '0.9' : '1');
+    const rollback = (await r.controller.decisions('ro-test')).find((d) => d.kind === 'rollback')!;
+    assert.match(rollback.message, /\(previous production 1\); 2 devices that run 2 outside the rollout go to 1 too \(south-1, south-2\)$/);
+    // The offline one is the rollout's to bring back, like its own devices.
+    r.fleet.devices.get('south-2')!.online = true;
+    await r.controller.deviceOnline('south-2');
+    await drive(r, 2000);
+    assert.equal(r.fleet.devices.get('south-2')!.active, '1');
+    r.controller.stop();
+  });
+
+  it('a promoted rollout with no previous production names the devices running the candidate outside it, with nothing to send them; a fleet that cannot be listed does not stop the rollback of its own devices', async () => {
+    for (const broken of [false, true]) {
+      const r = rig({ models: new InMemoryModelStatus(broken ? '1' : null) });
+      await r.controller.start(specOf([{ setWeight: 100 }]), { by: 'alice' });
+      await driveUntil(r, (s) => s.phase === 'Completed');
+      r.fleet.devices.set('south-1', { id: 'south-1', labels: { site: 'south' }, active: '2', candidate: null, online: true, effects: [] });
+      if (broken) r.fleet.listDevices = async () => { throw new Error('the device table is locked'); };
+      const state = await r.controller.rollback('ro-test', 'carol');
+      await drive(r, 2000);
+      assert.equal(state.phase, 'RolledBack');
+      assert.equal(state.devices.some((device) => device.outside), false);
+      assert.equal(r.fleet.devices.get('south-1')!.active, '2');
+      assert.equal(r.fleet.devices.get('dev-02')!.active, '1', 'the rollout\'s own devices go back');
+      const rollback = (await r.controller.decisions('ro-test')).find((d) => d.kind === 'rollback')!;
+      assert.match(rollback.message, broken
+        ? /\(previous production 1\); the devices outside the rollout could not be listed \(the device table is locked\): any of them running 2 stay on it$/
+        : /\(previous production none\); 1 device that runs 2 outside the rollout is left on it: there is no previous production to send it \(south-1\)$/);
+      r.controller.stop();
+    }
+  });
+
   it('an action that keeps failing is retried on its own backoff, not in a storm, shows in a metric, and goes through once the fleet answers', async () => {
     const r = rig();
     let down = true;
