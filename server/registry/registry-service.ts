@@ -8,10 +8,10 @@ import { UniqueViolation, type SqlExecutor } from '../store/sql-engine.ts';
 import type { ModelRecord, VersionRecord } from '../store/repositories/models-repository.ts';
 import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
 import type { VersionStatus } from '../rollout/fleet-port.ts';
-import { supersedeOtherProduction } from './production-status.ts';
+import { supersedeOtherProduction, withdrawProduction } from './production-status.ts';
 import { ModelNameSchema, RESERVED_VERSION_NAMES, VersionNameSchema, type Alias } from './names.ts';
 
-/** The latest status a rollout or a move of the production alias gave a version (production, failed, rolled-back, superseded), with its reason. */
+/** The latest status a rollout or a move of the production alias gave a version (production, failed, rolled-back, superseded, withdrawn), with its reason. */
 export interface VersionStatusView {
   status: VersionStatus;
   reason: string;
@@ -162,7 +162,8 @@ export class RegistryService {
   /**
    * Points `alias` at `version` (or clears it with null). Refused for missing or retired versions.
    * Pointing `production` at a version records, as a rollout's promotion does, its status
-   * `production` (unless it is already) and `superseded` for the version(s) production before it.
+   * `production` (unless it is already) and `superseded` for the version(s) production before it;
+   * clearing `production` records `withdrawn` for them.
    */
   async setAlias(name: string, alias: Alias, version: string | null, principal: Principal): Promise<VersionRecord | null> {
     checkName(name);
@@ -178,6 +179,7 @@ export class RegistryService {
       if (version === null) {
         if (!(await tx.models.deleteAlias(name, alias))) throw new ServiceError('not_found', `model ${name} has no ${alias} alias`);
         await tx.audit.append({ ...audit, action: 'alias.clear', details: { from: previous?.version ?? null } });
+        if (alias === 'production') await withdrawProduction(db, tx, { commandId: `alias:${randomUUID()}`, model: name, previousAlias: previous?.version ?? null, actor: actorOf(principal), at });
         return null;
       }
       // Locked before reading its retired flag: a concurrent retirement waits, or is seen (lockVersion).

@@ -85,10 +85,11 @@ export interface FleetPort {
 }
 
 /**
- * The registry side: which version is production, and version status changes. `superseded` is
- * the registry's own: the version that was production when another one became it.
+ * The registry side: which version is production, and version status changes. `superseded` and
+ * `withdrawn` are the registry's own: the version that was production when another one became
+ * it, or when an operator cleared the production alias.
  */
-export type VersionStatus = 'production' | 'failed' | 'rolled-back' | 'superseded';
+export type VersionStatus = 'production' | 'failed' | 'rolled-back' | 'superseded' | 'withdrawn';
 
 export interface ModelStatusPort {
   productionVersion(model: string): Promise<string | null>;

@@ -309,10 +309,11 @@ for (const engine of STORE_ENGINES) {
       await registry.setAlias('wine', 'candidate', '3', operator);
       assert.equal((await store.audit.list({ limit: 100 })).filter((entry) => entry.action === 'version.status' && entry.actor === 'token:ops').length, 2);
       assert.equal(await statusOf('3'), null);
-      // A cleared alias leaves the status; the next production supersedes it all the same.
+      // A cleared alias withdraws the version: the model has no production until the next one.
       await registry.setAlias('wine', 'production', null, operator);
+      assert.deepEqual(await statusOf('2'), ['withdrawn', 'production alias cleared by token:ops']);
       await status.setVersionStatus({ commandId: 'ro-b-a9', model: 'wine', version: '3', status: 'production', reason: 'promoted' });
-      assert.deepEqual(await statusOf('2'), ['superseded', 'superseded by wine@3']);
+      assert.deepEqual(await statusOf('2'), ['withdrawn', 'production alias cleared by token:ops']);
       assert.deepEqual(await statusOf('1'), ['superseded', 'superseded by wine@2']);
       assert.deepEqual(await statusOf('3'), ['production', 'promoted']);
     });

@@ -179,6 +179,16 @@ test('models list NAME shows the version a later promotion or alias move replace
   assert.match(lines[1]!, /^iris@2\t.*\t-\t\S+\tsuperseded$/);
   assert.match(show1, /^status {5}production: production alias set by token:\S+ \(\S+\)$/m);
   assert.match(show2, /^status {5}superseded: superseded by iris@1 \(\S+\)$/m);
+
+  // The operator clears the production alias: no version is production any more.
+  assert.equal((await server.request('DELETE', '/api/models/iris/aliases/production')).status, 204);
+  ({ lines, show1, show2 } = await listAndShow());
+  assert.match(lines[0]!, /^iris@1\t.*\t-\t\S+\twithdrawn$/);
+  assert.match(lines[1]!, /^iris@2\t.*\t-\t\S+\tsuperseded$/);
+  assert.match(show1, /^status {5}withdrawn: production alias cleared by token:env-admin \(\S+\)$/m);
+  assert.equal(await new VersionStatusRepository(server.server.ctx.store.engine).productionVersions('iris').then((versions) => versions.length), 0);
+  const audit = (await (await server.request('GET', '/api/audit')).json()) as { entries: { action: string; target: string; details: { status?: string } }[] };
+  assert.deepEqual(audit.entries.slice(0, 2).map((entry) => [entry.action, entry.target, entry.details.status ?? null]), [['version.status', 'iris@1', 'withdrawn'], ['alias.clear', 'iris:production', null]]);
 });
 
 test('models push of an artifact with a file over --max-blob-bytes is refused before anything is sent: no parent registered, no file stored', async (t) => {

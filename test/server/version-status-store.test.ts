@@ -64,6 +64,35 @@ for (const engine of STORE_ENGINES) {
 }
 
 for (const engine of STORE_ENGINES) {
+  test(`${engine}: the migration to withdrawn marks a version left production by a cleared production alias withdrawn, and no other`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const store = await openStore(location);
+    t.after(() => store.close());
+    for (const [model, version] of [['wine', '1'], ['beer', '1'], ['beer', '2'], ['mead', '1']] as const) await registerVersion(store, model, version);
+    // What the code before `withdrawn` left behind: beer@2 production with no alias; wine@1 holds the alias.
+    const repository = new VersionStatusRepository(store.engine);
+    const record = (commandId: string, model: string, version: string, status: 'production' | 'superseded' | 'rolled-back', at: string) => repository.record({ commandId, model, version, status, reason: status, at });
+    await record('ro-a-a9', 'wine', '1', 'production', '2026-01-01T00:00:00.000Z');
+    await store.models.setAlias({ model: 'wine', alias: 'production', version: '1', updatedAt: '2026-01-01T00:00:00.000Z', updatedBy: 'rollout-controller' });
+    await record('ro-b-a9', 'beer', '1', 'production', '2026-01-01T00:00:00.000Z');
+    await record('ro-c-a9', 'beer', '2', 'production', '2026-02-01T00:00:00.999Z');
+    await record('ro-c-a9:supersedes:1', 'beer', '1', 'superseded', '2026-02-01T00:00:00.999Z');
+    await record('ro-d-a9', 'mead', '1', 'rolled-back', '2026-01-01T00:00:00.000Z');
+    await store.engine.run("DELETE FROM schema_migrations WHERE domain = 'rollouts' AND version = 4");
+
+    assert.deepEqual((await runMigrations(store.engine, ALL_MIGRATIONS)).map((m) => `${m.domain}:${m.version}`), ['rollouts:4']);
+    const current = async (model: string, version: string) => {
+      const found = await repository.current(model, version);
+      return found && [found.status, found.reason, found.at];
+    };
+    assert.deepEqual(await current('beer', '2'), ['withdrawn', 'production alias cleared', '2026-02-01T00:00:01.000Z']);
+    assert.deepEqual(await current('beer', '1'), ['superseded', 'superseded', '2026-02-01T00:00:00.999Z']);
+    assert.deepEqual(await current('wine', '1'), ['production', 'production', '2026-01-01T00:00:00.000Z']);
+    assert.deepEqual(await current('mead', '1'), ['rolled-back', 'rolled-back', '2026-01-01T00:00:00.000Z']);
+    assert.deepEqual([await repository.productionVersions('beer'), await repository.productionVersions('wine')], [[], ['1']]);
+  });
+
   test(`${engine}: the migration to superseded outranks a production status dated at or after the alias's last move (two servers' clocks apart, one millisecond)`, async (t) => {
     const location = await freshStoreLocation(t, engine);
     if (!location) return;

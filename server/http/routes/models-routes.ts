@@ -24,7 +24,7 @@ const PushCheckSchema = z.strictObject({
 /** A version and its latest status (production, failed, rolled-back, superseded), null before any. */
 const VersionWithStatusSchema = VersionSchema.extend({
   status: z
-    .strictObject({ status: z.enum(['production', 'failed', 'rolled-back', 'superseded']), reason: z.string(), at: z.string() })
+    .strictObject({ status: z.enum(['production', 'failed', 'rolled-back', 'superseded', 'withdrawn']), reason: z.string(), at: z.string() })
     .nullable()
     .describe('the latest status a rollout (or a move of the production alias) gave the version, with its reason: production, failed, rolled-back, or superseded (another version became production); null when none has'),
 });

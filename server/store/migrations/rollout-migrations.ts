@@ -88,4 +88,28 @@ export const rolloutMigrations: Migration[] = [
         SELECT 1 FROM version_status_changes n
         WHERE n.model = c.model AND n.version = c.version AND (n.at > c.at OR (n.at = c.at AND n.command_id > c.command_id)));`,
   },
+  {
+    domain: 'rollouts',
+    version: 4,
+    name: 'versions left production by a cleared production alias are withdrawn',
+    // Before `withdrawn` existed, an operator clearing the production alias left its version's
+    // status `production`, with no version holding the alias. Each version whose newest status is
+    // production while its model has no production alias gets `withdrawn`, one millisecond after
+    // that status (the migration cannot tell when the alias was cleared). Not audited, as above.
+    sql: (t) => `
+      INSERT INTO version_status_changes (command_id, model, version, status, reason, at)
+      SELECT 'migration:rollouts-4:withdraws:' || c.model || '@' || c.version, c.model, c.version, 'withdrawn',
+             'production alias cleared',
+             ${
+               t.dialect === 'postgres'
+                 ? `to_char((c.at::timestamptz + interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+                 : `strftime('%Y-%m-%dT%H:%M:%fZ', c.at, '+0.001 seconds')`
+             }
+      FROM version_status_changes c
+      WHERE c.status = 'production'
+        AND NOT EXISTS (SELECT 1 FROM model_aliases a WHERE a.model = c.model${t.dialect === 'postgres' ? ' COLLATE "C"' : ''} AND a.alias = 'production')
+        AND NOT EXISTS (
+          SELECT 1 FROM version_status_changes n
+          WHERE n.model = c.model AND n.version = c.version AND (n.at > c.at OR (n.at = c.at AND n.command_id > c.command_id)));`,
+  },
 ];
