@@ -1,4 +1,5 @@
 import { cpus, totalmem, type as osType, release } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,7 +10,27 @@ export const BENCHMARKS_MD = join(REPO_ROOT, 'BENCHMARKS.md');
 /** One line describing the machine a benchmark ran on. */
 export function describeMachine(): string {
   const cpu = cpus();
-  return `${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node ${process.version}`;
+  const model = cpu[0]?.model.trim() ?? 'unknown CPU';
+  const detail = cpuDetail();
+  return `${model}${detail ? ` (${detail})` : ''}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node ${process.version}`;
+}
+
+/**
+ * On Linux, the CPU's family and model numbers and its widest vector instructions: a virtual
+ * machine often names its CPU only "AMD EPYC", which covers machines three times apart in speed.
+ */
+function cpuDetail(): string | null {
+  let info: string;
+  try {
+    info = readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  const field = (name: string) => new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm').exec(info)?.[1]?.trim();
+  const flags = new Set((field('flags') ?? '').split(/\s+/));
+  const vector = flags.has('avx512f') ? 'AVX-512' : flags.has('avx2') ? 'AVX2' : flags.has('avx') ? 'AVX' : null;
+  const parts = [field('cpu family') && `family ${field('cpu family')}`, field('model') && `model ${field('model')}`, vector].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : null;
 }
 
 /**
