@@ -31,13 +31,15 @@ export class RegistryModelStatus implements ModelStatusPort {
     await this.#engine.transaction(async (tx) => {
       const repos = repositoriesOf(tx, this.#engine.dialect);
       const statuses = new VersionStatusRepository(tx);
-      // Production changes of one model take turns (and with operators' alias moves, which lock
-      // it too), from before the version's newest status is read: each reads the production
-      // version the one before it set, and supersedes it, and is dated after what the one before
-      // it recorded. Locked only after recording, a promotion racing a move of the alias off its
+      // Status changes of one model take turns (and with operators' alias moves, which lock it
+      // too), from before the version's newest status is read: each reads the production version
+      // the one before it set, and supersedes it, and is dated after what the one before it
+      // recorded. Locked only after recording, a promotion racing a move of the alias off its
       // version (PostgreSQL) was dated before the move's `superseded` of it: its version held the
-      // alias as `superseded`.
-      if (change.status === 'production') await repos.models.lockModel(change.model);
+      // alias as `superseded`. Unlocked, a failure racing an operator's move of the alias onto
+      // the failing version took the alias the move had just set, while the move's `production`,
+      // dated after the failure, stayed the version's status: production with no alias.
+      await repos.models.lockModel(change.model);
       const at = await statuses.nextAt(change.model, change.version, new Date().toISOString());
       if (!(await statuses.record({ ...change, at }))) return;
       const target = `${change.model}@${change.version}`;

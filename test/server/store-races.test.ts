@@ -11,6 +11,7 @@ import { ALL_MIGRATIONS } from '../../server/store/migrations/index.ts';
 import { DevicesRepository } from '../../server/store/repositories/devices-repository.ts';
 import { ModelsRepository } from '../../server/store/repositories/models-repository.ts';
 import { TokensRepository } from '../../server/store/repositories/tokens-repository.ts';
+import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import type { Store } from '../../server/store/store.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { UserError } from '../../shared/util/errors.ts';
@@ -110,14 +111,14 @@ for (const engine of STORE_ENGINES) {
       const registry = new RegistryService(store);
       await registry.setAlias('m', 'production', '2', ADMIN);
 
-      // Right before the rollout's transaction takes the alias away, the operator moves it to 1.
+      // Right before the rollout's transaction takes the alias away, the operator moves it to 1;
+      // the move waits for the rollout's transaction (the model's lock; SQLite: its one writer).
       let operator: Promise<unknown> | undefined;
       wrap(t, ModelsRepository.prototype, 'deleteAlias', (original) =>
         async function (this: ModelsRepository, ...args: Parameters<typeof original>) {
           if (!operator && args[1] === 'production') {
             operator = registry.setAlias('m', 'production', '1', ADMIN);
-            // PostgreSQL: it commits now (nothing it needs is locked). SQLite: it waits for our transaction.
-            await (engine === 'postgres' ? operator : sleep(100));
+            await sleep(100);
           }
           return original.apply(this, args);
         },
@@ -128,9 +129,40 @@ for (const engine of STORE_ENGINES) {
       assert.equal((await store.models.getAlias('m', 'production'))?.version, '1', "the operator's move stays");
       const audit = (await store.audit.list({ limit: 20 })).reverse();
       const clears = audit.filter((entry) => entry.action === 'alias.clear');
-      if (engine === 'postgres') assert.deepEqual(clears, [], 'production was not taken from 2 after it moved to 1');
-      else assert.equal(clears.length, 1, 'SQLite: the rollout took it from 2 first, then the operator set 1');
+      assert.equal(clears.length, 1, 'the rollout took it from 2 first, then the operator set 1');
       assert.ok(audit.some((entry) => entry.action === 'version.status' && entry.target === 'm@2'));
+      assert.deepEqual(await new VersionStatusRepository(store.engine).productionVersions('m'), ['1']);
+    });
+
+    test('a failure racing an operator\'s move of the production alias onto the failing version: the version holding the alias is the one production version', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const { store } = opened;
+      await seedVersions(store, 'm', ['1', '2']);
+      const registry = new RegistryService(store);
+      await registry.setAlias('m', 'production', '1', ADMIN);
+
+      // Right after the rollout's transaction records 2 failed, the operator moves production to 2.
+      let operator: Promise<unknown> | undefined;
+      wrap(t, VersionStatusRepository.prototype, 'record', (original) =>
+        async function (this: VersionStatusRepository, ...args: Parameters<typeof original>) {
+          const recorded = await original.apply(this, args);
+          if (!operator && args[0].status === 'failed') {
+            operator = registry.setAlias('m', 'production', '2', ADMIN);
+            await sleep(200);
+          }
+          return recorded;
+        },
+      );
+      await new RegistryModelStatus(store).setVersionStatus({ commandId: 'cmd-1', model: 'm', version: '2', status: 'failed', reason: 'analysis failed' });
+      await operator;
+
+      const holder = (await store.models.getAlias('m', 'production'))?.version ?? null;
+      const statuses = new VersionStatusRepository(store.engine);
+      assert.deepEqual(await statuses.productionVersions('m'), holder === null ? [] : [holder], `the alias is on ${holder}`);
+      // The failure came first; the operator's later move wins.
+      assert.equal(holder, '2');
+      assert.deepEqual([(await statuses.current('m', '2'))?.status, (await statuses.current('m', '1'))?.status], ['production', 'superseded']);
     });
 
     test('two servers starting at once with the same FLEETPRUNE_ADMIN_TOKEN both start, with one env-admin token', async (t) => {
