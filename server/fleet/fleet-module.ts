@@ -11,7 +11,7 @@ import { reportRetention } from './report-retention.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
-import type { FleetPort } from '../rollout/fleet-port.ts';
+import type { FleetPort, LateDeviceAnswer } from '../rollout/fleet-port.ts';
 import type { Leadership, LeadershipHandlers } from '../rollout/leader-election.ts';
 import { fleetGrpcServices } from '../grpc/fleet-grpc.ts';
 import { fleetRoutes } from '../http/routes/fleet-routes.ts';
@@ -27,7 +27,7 @@ import { FleetStore } from './fleet-store.ts';
 import { StoreCredentialStore } from './store-credential-store.ts';
 import { restoreExports } from './serving-totals.ts';
 import { StoreFleetIngest } from './store-fleet-ingest.ts';
-import { StoreFleetPort, deliveryOf } from './store-fleet-port.ts';
+import { StoreFleetPort, lateAnswerOf } from './store-fleet-port.ts';
 import { StoreReportHistory } from './store-report-history.ts';
 import { ANSWER_BURST, ANSWER_REFILL_MS, ReportRateLimit } from './report-rate-limit.ts';
 import { StateThrottle } from './state-throttle.ts';
@@ -51,7 +51,7 @@ export interface FleetHooks {
   onDeviceOnline?: (deviceId: string) => void;
   onBenchmarkFailed?: (report: AssignmentReport) => void;
   /** A device answered an assignment or command (`actionId`) that nothing waited for any more: delivered or refused, as a rollout counts it. */
-  onAnswer?: (deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }) => void;
+  onAnswer?: (deviceId: string, actionId: string, result: LateDeviceAnswer) => void;
 }
 
 /**
@@ -78,7 +78,10 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
     onDeviceOnline: hooks.onDeviceOnline,
     onBenchmarkFailed: hooks.onBenchmarkFailed,
-    onAnswer: (report) => hooks.onAnswer?.(report.deviceId, report.assignmentId, deliveryOf(report.outcome, report.reason)),
+    onAnswer: (report) => {
+      const { actionId, answer } = lateAnswerOf(report);
+      hooks.onAnswer?.(report.deviceId, actionId, answer);
+    },
     onSlotsChanged: (deviceId, slots) => exporter.keepSlots(deviceId, slots),
     onServing: (serving) => exporter.observeServing(serving),
   });

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
-import type { AnswerListener, AssignCommand, DeliveryResult, FleetPort, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
+import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
+import type { AnswerListener, AssignCommand, DeliveryResult, FleetPort, LateDeviceAnswer, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -270,6 +271,21 @@ const NOTHING_TO_DROP = 'no candidate to drop';
 
 function toResult(deviceId: string, outcome: AssignmentOutcome, reason: string | null): DeliveryResult {
   return { deviceId, ...deliveryOf(outcome, reason) };
+}
+
+/**
+ * What a device's answer that no waiting command took means for the rollout whose command it
+ * answers (as deliveryOf). The answer to a revert's follow-up — the baseline it retained for a
+ * device whose candidate it dropped, `<command>-retain` — is an answer to the revert itself. A
+ * drop answered "no candidate to drop" carries what the device runs (LateDeviceAnswer.runs): in time,
+ * the revert's follow-up settles such a device when it runs something else (deliver); late, the rollout does.
+ */
+export function lateAnswerOf(report: AssignmentReport): { actionId: string; answer: LateDeviceAnswer } {
+  const base = report.assignmentId.endsWith('-retain') ? report.assignmentId.slice(0, -'-retain'.length) : null;
+  const actionId = base !== null && derivedId(base, 'retain') === report.assignmentId ? base : report.assignmentId;
+  const delivery = deliveryOf(report.outcome, report.reason);
+  const nothingToDrop = report.outcome === 'refused' && report.reason === NOTHING_TO_DROP;
+  return { actionId, answer: nothingToDrop ? { ...delivery, runs: { model: report.model, version: report.version } } : delivery };
 }
 
 /** What a device's answer to a rollout's assignment or command means for the rollout. */

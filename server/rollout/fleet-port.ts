@@ -15,6 +15,22 @@ export interface TargetDevice {
 
 export type DeliveryOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
 
+/**
+ * A device's answer to a rollout's command that no waiting command took (RolloutController.
+ * deviceAnswered): it had stopped waiting (a frozen device, an answer just after the timeout).
+ */
+export interface LateDeviceAnswer {
+  readonly outcome: 'delivered' | 'refused';
+  readonly reason?: string;
+  /**
+   * For an answer that does not settle a revert by itself — a drop-candidate answered "no candidate
+   * to drop": the device's candidate slot was empty, but its active model may be the candidate, which
+   * an activation racing the rollback put there — the version the device runs: it is back only if
+   * that is its baseline; otherwise the answer to the baseline the revert retained for it decides.
+   */
+  readonly runs?: { readonly model: string; readonly version: string };
+}
+
 export interface DeliveryResult {
   readonly deviceId: string;
   /**

@@ -1,9 +1,10 @@
+import type { LateDeviceAnswer } from './fleet-port.ts';
 import type { RolloutController } from './rollout-controller.ts';
 
 /** Events kept at most per kind (the newest): a follower that never leads must not grow without bound. */
 const MAX_KEPT = 10_000;
 
-type Answer = { deviceId: string; actionId: string; result: { outcome: 'delivered' | 'refused'; reason?: string } };
+type Answer = { deviceId: string; actionId: string; result: LateDeviceAnswer };
 type BenchmarkFailure = { deviceId: string; assignmentId: string; reason: string };
 
 /**

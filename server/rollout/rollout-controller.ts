@@ -9,7 +9,7 @@ import type { Scheduler } from '../analysis/scheduler.ts';
 import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import { DeviceRolloutIndex } from './device-rollout-index.ts';
 import { AnswerBatcher } from './answer-batcher.ts';
-import type { AnswerListener, DeliveryResult, FleetPort, ModelStatusPort, RecordGuard } from './fleet-port.ts';
+import type { AnswerListener, DeliveryResult, FleetPort, LateDeviceAnswer, ModelStatusPort, RecordGuard } from './fleet-port.ts';
 import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
@@ -163,7 +163,7 @@ export class RolloutController {
    * of its state and recorded in one commit: a thousand late answers cost a few loads, not a
    * thousand.
    */
-  async deviceAnswered(deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }): Promise<void> {
+  async deviceAnswered(deviceId: string, actionId: string, result: LateDeviceAnswer): Promise<void> {
     if (this.#stopped) return;
     for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
       if (!actionId.startsWith(`${id}-a`)) continue; // not this rollout's action (an operator's assignment, another rollout's)
@@ -182,7 +182,7 @@ export class RolloutController {
   async #recordLateAnswers(id: string, answers: readonly LateAnswer[]): Promise<void> {
     if (this.#stopped) return;
     const record = await this.#o.repository.load(id);
-    const news = record ? answers.filter((answer) => awaitsLateAnswer(record.state, answer.deviceId, answer.actionId)) : [];
+    const news = record ? answers.filter((answer) => awaitsLateAnswer(record.state, answer)) : [];
     if (news.length > 0) await this.dispatch(id, { type: 'lateAnswer', at: this.#now(), devices: news });
   }
 

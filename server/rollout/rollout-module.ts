@@ -11,7 +11,7 @@ import { MetricProviderResolver } from '../metricproviders/provider-resolver.ts'
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
 import { evidenceRetention } from './evidence-retention.ts';
-import type { FleetPort } from './fleet-port.ts';
+import type { FleetPort, LateDeviceAnswer } from './fleet-port.ts';
 import { chainLeadershipHandlers, type Leadership, type LeadershipHandlers } from './leader-election.ts';
 import { MissedDeviceEvents } from './missed-device-events.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
@@ -41,7 +41,7 @@ export interface RolloutModule extends ServerModule {
   /** For the fleet: a device could not benchmark a candidate it was assigned (the leader fails that rollout). */
   benchmarkFailed(deviceId: string, assignmentId: string, reason: string): Promise<void>;
   /** For the fleet: a device answered an assignment or command (the leader records late answers). */
-  deviceAnswered(deviceId: string, actionId: string, result: { outcome: 'delivered' | 'refused'; reason?: string }): Promise<void>;
+  deviceAnswered(deviceId: string, actionId: string, result: LateDeviceAnswer): Promise<void>;
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   type DecisionLogEntry,
   type DesiredModel,
   type DeviceState,
+  type LateAnswer,
   type PauseReason,
   type RolloutAction,
   type RolloutEvent,
@@ -502,14 +503,17 @@ function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
  * about what it wants now), and the rollout still counts the device as pending (its action gave
  * up waiting and is about to record it offline), retrying or unreachable.
  */
-export function awaitsLateAnswer(state: RolloutState, deviceId: string, actionId: string): boolean {
-  const device = state.devices.find((entry) => entry.id === deviceId);
-  return device !== undefined && device.touched && device.actionId === actionId && (device.delivery === 'pending' || waitsForReturn(device));
+export function awaitsLateAnswer(state: RolloutState, answer: LateAnswer): boolean {
+  const device = state.devices.find((entry) => entry.id === answer.deviceId);
+  if (device === undefined || !device.touched || device.actionId !== answer.actionId || !(device.delivery === 'pending' || waitsForReturn(device))) return false;
+  // "No candidate to drop" from a device running something other than its baseline (the
+  // candidate, activated as the rollback was decided): the answer to the baseline retained for it decides.
+  return answer.runs === undefined || (answer.runs.model === state.spec.model && answer.runs.version === device.baseline);
 }
 
 function onLateAnswer(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'lateAnswer' }>): void {
   for (const answer of event.devices) {
-    if (!awaitsLateAnswer(t.s, answer.deviceId, answer.actionId)) continue;
+    if (!awaitsLateAnswer(t.s, answer)) continue;
     const device = t.device(answer.deviceId);
     if (answer.outcome === 'delivered') {
       t.setDevice(device.id, { delivery: 'delivered', reason: undefined, nextAttemptAt: undefined });

@@ -102,6 +102,8 @@ export interface LateAnswer {
   readonly actionId: string;
   readonly outcome: 'delivered' | 'refused';
   readonly reason?: string;
+  /** See LateDeviceAnswer.runs: a revert's device counts as back only when this is its baseline. */
+  readonly runs?: { readonly model: string; readonly version: string };
 }
 
 export type RolloutEvent =

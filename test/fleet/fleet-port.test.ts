@@ -94,17 +94,17 @@ interface Muted {
   held?: (() => void)[];
 }
 
-async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean; muted?: Muted } = {}): Promise<MqttClient> {
+async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean; muted?: Muted; /** Its active model is the candidate (an activation raced the rollback): a drop finds no candidate. */ runsCandidate?: () => boolean } = {}): Promise<MqttClient> {
   const id = config.deviceId;
   const client = await connectClient(config.broker.url, { clientId: id, username: id, password: config.broker.password });
   t.after(() => client.endAsync(true));
   let n = 0;
-  const answer = (fields: Pick<AssignmentReport, 'assignmentId' | 'outcome' | 'role' | 'model' | 'version' | 'sha256'>) => {
+  const answer = (fields: Pick<AssignmentReport, 'assignmentId' | 'outcome' | 'role' | 'model' | 'version' | 'sha256'> & { reason?: string }) => {
     if (options.muted?.value) {
       options.muted.held?.push(() => answer(fields));
       return;
     }
-    const report: AssignmentReport = { schema: 1, id: `answer-${id}-${n++}`, kind: 'assignment', deviceId: id, createdAt: new Date().toISOString(), reason: null, ...fields };
+    const report: AssignmentReport = { schema: 1, id: `answer-${id}-${n++}`, kind: 'assignment', deviceId: id, createdAt: new Date().toISOString(), ...fields, reason: fields.reason ?? null };
     // An answer still in flight when the test ends its client is dropped, not an unhandled rejection.
     client.publishAsync(reportsTopic(id), Buffer.from(JSON.stringify(report)), { qos: 1 }).catch(() => {});
   };
@@ -117,7 +117,8 @@ async function scriptedDevice(t: TestContext, config: AgentConfig, options: { re
       const outcome = options.refuses?.(a.version) ? 'refused' : a.role === 'active' ? 'activated' : 'installed';
       answer({ assignmentId: a.id, outcome, role: a.role, model: a.model, version: a.version, sha256: a.sha256 });
     } else if (message.kind === 'commands' && message.payload.command === 'drop-candidate') {
-      answer({ assignmentId: message.payload.id, outcome: 'candidate-dropped', role: 'candidate', model: 'iris', version: '2', sha256: '2'.repeat(64) });
+      if (options.runsCandidate?.()) answer({ assignmentId: message.payload.id, outcome: 'refused', reason: 'no candidate to drop', role: 'candidate', model: 'iris', version: '2', sha256: '2'.repeat(64) });
+      else answer({ assignmentId: message.payload.id, outcome: 'candidate-dropped', role: 'candidate', model: 'iris', version: '2', sha256: '2'.repeat(64) });
     }
   });
   await client.subscribeAsync([assignmentTopic(id), FLEET_COMMANDS_TOPIC], { qos: 1 });
@@ -396,6 +397,48 @@ test('a device that answers a rollback late (frozen past the delivery timeout, n
   await started.scheduler.advance(ANSWER_BATCH_MS);
   await controller.idle();
   assert.equal(await counted(), 'late-1:delivered late-2:delivered');
+});
+
+test('late answers to a rollback that raced an activation: "no candidate to drop" from a device running the candidate is not "back"; the answer to its retained baseline decides', async (t) => {
+  let controller: RolloutController | undefined;
+  const world = await startFleet(t, {
+    deliveryTimeoutMs: 500,
+    hooks: { onAnswer: (deviceId, actionId, result) => void controller?.deviceAnswered(deviceId, actionId, result) },
+  });
+  // race-2 and race-3 will freeze, and run the candidate by the time they thaw; race-2's copy of
+  // the baseline is gone by then, so it refuses the baseline retained for it.
+  const frozen: Muted = { value: false, held: [] };
+  let raced = false;
+  const ids = ['race-1', 'race-2', 'race-3'];
+  for (const id of ids) {
+    const config = await world.fleet.devices.enroll({ id, labels: { site: 'north' } }, 'test');
+    const racing = id !== 'race-1';
+    await scriptedDevice(t, config, racing ? { muted: frozen, runsCandidate: () => raced, refuses: (version) => raced && id === 'race-2' && version === '1' } : {});
+    await waitFor(async () => (await world.fleet.devices.get(id)).online, 5000, `${id} online`);
+  }
+  await world.fleet.fleetPort.assign({ commandId: 'race-baseline-0001', model: 'iris', version: '1', role: 'active', deviceIds: ids });
+  const started = startController(t, world, 'ro-drop');
+  controller = started.controller;
+  await controller.start(validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }, { pause: {} }] }), { by: 'alice' });
+  await controller.idle();
+  assert.deepEqual((await controller.status('ro-drop')).devices.map((device) => device.delivery), ['delivered', 'delivered', 'delivered']);
+
+  frozen.value = true;
+  raced = true;
+  await controller.rollback('ro-drop', 'operator', 'bad candidate');
+  await controller.idle();
+  const counted = async () => (await controller!.status('ro-drop')).devices.map((device) => `${device.id}:${device.delivery}`).sort().join(' ');
+  assert.equal(await counted(), 'race-1:delivered race-2:retrying race-3:retrying');
+
+  // They thaw and answer, in order, the drop (no candidate: they run 2) and the retained baseline.
+  frozen.value = false;
+  for (const send of frozen.held!.splice(0)) send();
+  await waitFor(async () => {
+    await started.scheduler.advance(ANSWER_BATCH_MS);
+    return (await counted()) === 'race-1:delivered race-2:refused race-3:delivered';
+  }, 5000, 'the answers to the retained baselines recorded').catch(async (error: Error) => assert.fail(`${error.message}: ${await counted()}`));
+  const state = await controller.status('ro-drop');
+  assert.match(state.devices.find((device) => device.id === 'race-2')!.reason ?? '', /refused/);
 });
 
 test('a finished rollout leaves alone a device an operator assigned something since: its return online no longer brings the rollout\'s version back', async (t) => {
