@@ -68,13 +68,21 @@ for (const engine of STORE_ENGINES) {
       return { store, location };
     }
 
-    test('an operator clearing an alias while another moves it: they take turns, and each audit names the version it replaced', async (t) => {
+    /** Model m with versions 1 and 2, `production` on `version` (set by an operator through the registry). */
+    async function withProduction(t: TestContext, version: string): Promise<{ store: Store; registry: RegistryService } | null> {
       const opened = await open(t);
-      if (!opened) return;
+      if (!opened) return null;
       const { store } = opened;
       await seedVersions(store, 'm', ['1', '2']);
       const registry = new RegistryService(store);
-      await registry.setAlias('m', 'production', '1', ADMIN);
+      await registry.setAlias('m', 'production', version, ADMIN);
+      return { store, registry };
+    }
+
+    test('an operator clearing an alias while another moves it: they take turns, and each audit names the version it replaced', async (t) => {
+      const world = await withProduction(t, '1');
+      if (!world) return;
+      const { store, registry } = world;
 
       // Right after the clear has read the alias (at 1), another operator moves it to 2.
       let mover: Promise<unknown> | undefined;
@@ -104,12 +112,9 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('a failed version loses the production alias only while it holds it: an operator moving it meanwhile keeps the move', async (t) => {
-      const opened = await open(t);
-      if (!opened) return;
-      const { store } = opened;
-      await seedVersions(store, 'm', ['1', '2']);
-      const registry = new RegistryService(store);
-      await registry.setAlias('m', 'production', '2', ADMIN);
+      const world = await withProduction(t, '2');
+      if (!world) return;
+      const { store, registry } = world;
 
       // Right before the rollout's transaction takes the alias away, the operator moves it to 1;
       // the move waits for the rollout's transaction (the model's lock; SQLite: its one writer).
@@ -135,12 +140,9 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('a failure racing an operator\'s move of the production alias onto the failing version: the version holding the alias is the one production version', async (t) => {
-      const opened = await open(t);
-      if (!opened) return;
-      const { store } = opened;
-      await seedVersions(store, 'm', ['1', '2']);
-      const registry = new RegistryService(store);
-      await registry.setAlias('m', 'production', '1', ADMIN);
+      const world = await withProduction(t, '1');
+      if (!world) return;
+      const { store, registry } = world;
 
       // Right after the rollout's transaction records 2 failed, the operator moves production to 2.
       let operator: Promise<unknown> | undefined;

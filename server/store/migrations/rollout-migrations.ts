@@ -1,3 +1,4 @@
+import type { Dialect } from '../sql-engine.ts';
 import type { Migration } from './migration.ts';
 
 /**
@@ -77,16 +78,10 @@ export const rolloutMigrations: Migration[] = [
       INSERT INTO version_status_changes (command_id, model, version, status, reason, at)
       SELECT 'migration:rollouts-3:supersedes:' || c.model || '@' || c.version, c.model, c.version, 'superseded',
              'superseded by ' || a.model || '@' || a.version,
-             CASE WHEN a.updated_at > c.at THEN a.updated_at ELSE ${
-               t.dialect === 'postgres'
-                 ? `to_char((c.at::timestamptz + interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
-                 : `strftime('%Y-%m-%dT%H:%M:%fZ', c.at, '+0.001 seconds')`
-             } END
+             CASE WHEN a.updated_at > c.at THEN a.updated_at ELSE ${oneMillisecondAfter(t.dialect, 'c.at')} END
       FROM version_status_changes c
       JOIN model_aliases a ON a.model = c.model${t.dialect === 'postgres' ? ' COLLATE "C"' : ''} AND a.alias = 'production' AND a.version <> c.version${t.dialect === 'postgres' ? ' COLLATE "C"' : ''}
-      WHERE c.status = 'production' AND NOT EXISTS (
-        SELECT 1 FROM version_status_changes n
-        WHERE n.model = c.model AND n.version = c.version AND (n.at > c.at OR (n.at = c.at AND n.command_id > c.command_id)));`,
+      WHERE c.status = 'production' AND ${NEWEST_STATUS_OF_ITS_VERSION};`,
   },
   {
     domain: 'rollouts',
@@ -100,16 +95,22 @@ export const rolloutMigrations: Migration[] = [
       INSERT INTO version_status_changes (command_id, model, version, status, reason, at)
       SELECT 'migration:rollouts-4:withdraws:' || c.model || '@' || c.version, c.model, c.version, 'withdrawn',
              'production alias cleared',
-             ${
-               t.dialect === 'postgres'
-                 ? `to_char((c.at::timestamptz + interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
-                 : `strftime('%Y-%m-%dT%H:%M:%fZ', c.at, '+0.001 seconds')`
-             }
+             ${oneMillisecondAfter(t.dialect, 'c.at')}
       FROM version_status_changes c
       WHERE c.status = 'production'
         AND NOT EXISTS (SELECT 1 FROM model_aliases a WHERE a.model = c.model${t.dialect === 'postgres' ? ' COLLATE "C"' : ''} AND a.alias = 'production')
-        AND NOT EXISTS (
-          SELECT 1 FROM version_status_changes n
-          WHERE n.model = c.model AND n.version = c.version AND (n.at > c.at OR (n.at = c.at AND n.command_id > c.command_id)));`,
+        AND ${NEWEST_STATUS_OF_ITS_VERSION};`,
   },
 ];
+
+/** For a status change `c`: no later change of its version (at, then command id, breaks ties, as `current` does). */
+const NEWEST_STATUS_OF_ITS_VERSION = `NOT EXISTS (
+        SELECT 1 FROM version_status_changes n
+        WHERE n.model = c.model AND n.version = c.version AND (n.at > c.at OR (n.at = c.at AND n.command_id > c.command_id)))`;
+
+/** The ISO-8601 text time one millisecond after the one in `column`. */
+function oneMillisecondAfter(dialect: Dialect, column: string): string {
+  return dialect === 'postgres'
+    ? `to_char((${column}::timestamptz + interval '1 millisecond') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`
+    : `strftime('%Y-%m-%dT%H:%M:%fZ', ${column}, '+0.001 seconds')`;
+}
