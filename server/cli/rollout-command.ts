@@ -136,7 +136,7 @@ export function registerRolloutCommand(program: Command): void {
         await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', method, { id, reason: flags.reason ?? '' })));
       });
   withReason('abort', 'AbortRollout', 'abort: revert every device the rollout touched');
-  withReason('rollback', 'RollbackRollout', 'roll back (even after full promotion, unless a newer rollout of the model promoted since): devices to their baseline, previous production restored');
+  withReason('rollback', 'RollbackRollout', 'roll back (even after full promotion, unless a newer rollout of the model promoted since): devices to their baseline, previous production restored (and sent to devices given the promoted version outside the rollout)');
 }
 
 function readSpec(file: string): Buffer {

@@ -163,6 +163,6 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       handle: async ({ params, query, principal }) => ({ json: rolloutSummary(await service.command(params.id, 'promote', principal!, { full: query.step !== 'true', ...(query.fromStepIndex === undefined ? {} : { fromStep: query.fromStepIndex }) })) }),
     }),
     command('abort', 'Abort: stop, and revert every device the rollout touched (operator; optional ?reason=)'),
-    command('rollback', 'Roll back, even after full promotion: every device back to its baseline, previous production restored (operator; optional ?reason=)'),
+    command('rollback', 'Roll back, even after full promotion: every device back to its baseline, previous production restored, and devices given the promoted version outside the rollout sent it too (operator; optional ?reason=)'),
   ];
 }
