@@ -175,9 +175,24 @@ function processIdentity(pid: number): string | undefined {
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     // EPERM: it exists, under another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  return !hasExited(pid);
+}
+
+/**
+ * Whether `pid` is a process that has ended but not been reaped by its parent yet (a zombie; Linux
+ * /proc): signals still reach its id, but it runs nothing and holds no lock. A supervisor that is
+ * slow to reap its dead agent must not keep the next one from starting.
+ */
+function hasExited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    return state === 'Z' || state === 'X';
+  } catch {
+    return false; // no /proc, or it hides the process: taken for running, as before
   }
 }
