@@ -3,14 +3,17 @@ import type { RolloutState } from './rollout-state.ts';
 
 interface Entry {
   readonly id: string;
-  readonly createdAt: number;
+  readonly since: number;
 }
 
 /**
- * Per device and model, the newest rollout that includes the device: the one that speaks for it
- * when it comes back online. A rollout's devices are fixed when it starts, so the index is built
- * from the repository once (on first use) and then kept current by `add` as rollouts start. It
- * spares a reconnecting device a load of every rollout ever run.
+ * Per device and model, the rollout that last decided what the device runs: the one that speaks
+ * for it when it comes back online. That is the newest to start, unless an older one was rolled
+ * back since — a rollback sends its devices back, and after a promotion takes devices from outside
+ * it, which a newer rollout that failed or was aborted may hold too. A rollout's devices are fixed
+ * when it starts, and grow only by such a rollback, so the index is built from the repository once
+ * (on first use) and then kept current by `add` as rollouts start and roll back. It spares a
+ * reconnecting device a load of every rollout ever run.
  */
 export class DeviceRolloutIndex {
   readonly #byDevice = new Map<string, Map<string, Entry>>();
@@ -18,13 +21,14 @@ export class DeviceRolloutIndex {
 
   constructor(readonly repository: Pick<RolloutRepository, 'list' | 'load'>) {}
 
-  /** Records a started rollout (also safe while the first scan runs: the newest entry wins). */
+  /** Records a started or rolled-back rollout (also safe while the first scan runs: the latest decision wins). */
   add(state: RolloutState): void {
+    const since = decidedAt(state);
     for (const device of state.devices) {
       let models = this.#byDevice.get(device.id);
       if (!models) this.#byDevice.set(device.id, (models = new Map()));
       const known = models.get(state.spec.model);
-      if (!known || known.createdAt <= state.createdAt) models.set(state.spec.model, { id: state.id, createdAt: state.createdAt });
+      if (!known || known.id === state.id || known.since <= since) models.set(state.spec.model, { id: state.id, since });
     }
   }
 
@@ -45,4 +49,9 @@ export class DeviceRolloutIndex {
       if (record) this.add(record.state);
     }
   }
+}
+
+/** When the rollout last decided what its devices run: its start, or its rollback. */
+function decidedAt(state: RolloutState): number {
+  return state.phase === 'RolledBack' && state.outcome ? Math.max(state.createdAt, state.outcome.at) : state.createdAt;
 }

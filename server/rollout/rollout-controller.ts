@@ -14,7 +14,7 @@ import type { RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { setBounded } from '../../shared/util/bounded-map.ts';
-import { awaitedDevices, awaitsLateAnswer, benchmarksCandidate, deliveredCohort, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
+import { awaitedDevices, awaitsLateAnswer, benchmarksCandidate, deliveredCohort, FleetListNeeded, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, LateAnswer, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
 /**
@@ -109,22 +109,34 @@ export class RolloutController {
    * devices that run the promoted candidate without being among the rollout's targets.
    */
   async rollback(id: string, by: string, reason?: string): Promise<RolloutState> {
-    const { state } = await this.#load(id);
-    let outside: Pick<Extract<RolloutEvent, { type: 'rollback' }>, 'runningCandidate' | 'fleetUnlisted'> = {};
-    if (state.phase === 'Completed') {
+    // The fleet is listed outside the rollout's lock (one query per device), for a rollout that is
+    // or may be promoted by the time the lock is taken; one promoted meanwhile is listed then.
+    let { state } = await this.#load(id);
+    const mayBePromoted = (s: RolloutState) => s.phase === 'Completed' || (!isTerminal(s) && s.stepIndex >= s.spec.steps.length);
+    for (let attempt = 1; ; attempt++) {
+      const outside = mayBePromoted(state) ? await this.#outsideRollout(state) : {};
       try {
-        const fleet = await this.#o.fleet.listDevices(state.spec.model);
-        outside = { runningCandidate: fleet.filter((device) => device.baseline === state.spec.candidateVersion).map((device) => ({ id: device.id, labels: { ...device.labels } })) };
+        const rolledBack = await this.dispatch(id, { type: 'rollback', at: this.#now(), by, ...(reason ? { reason } : {}), ...outside });
+        // It speaks for its devices now (those it took back from outside too), when they come back online.
+        this.#deviceRollouts.add(rolledBack);
+        return rolledBack;
       } catch (error) {
-        // The rollout's own devices go back whatever happens: the rollback says what it could not do.
-        this.#o.logger?.warn({ rollout: id, err: error }, 'rollback: the fleet could not be listed, devices outside the rollout are not taken back');
-        outside = { fleetUnlisted: error instanceof Error ? error.message : String(error) };
+        if (!(error instanceof FleetListNeeded) || attempt > 1) throw error;
+        ({ state } = await this.#load(id));
       }
     }
-    const rolledBack = await this.dispatch(id, { type: 'rollback', at: this.#now(), by, ...(reason ? { reason } : {}), ...outside });
-    // Devices it took back from outside speak to it now when they come back online.
-    if (rolledBack.devices.length !== state.devices.length) this.#deviceRollouts.add(rolledBack);
-    return rolledBack;
+  }
+
+  /** The devices that run the rollout's candidate now (the rollback of a promoted rollout takes back those outside it). */
+  async #outsideRollout(state: RolloutState): Promise<Pick<Extract<RolloutEvent, { type: 'rollback' }>, 'runningCandidate' | 'fleetUnlisted'>> {
+    try {
+      const fleet = await this.#o.fleet.listDevices(state.spec.model);
+      return { runningCandidate: fleet.filter((device) => device.baseline === state.spec.candidateVersion).map((device) => ({ id: device.id, labels: { ...device.labels } })) };
+    } catch (error) {
+      // The rollout's own devices go back whatever happens: the rollback says what it could not do.
+      this.#o.logger?.warn({ rollout: state.id, err: error }, 'rollback: the fleet could not be listed, devices outside the rollout are not taken back');
+      return { fleetUnlisted: error instanceof Error ? error.message : String(error) };
+    }
   }
 
   /**
@@ -165,18 +177,20 @@ export class RolloutController {
    */
   async deviceAnswered(deviceId: string, actionId: string, result: LateDeviceAnswer): Promise<void> {
     if (this.#stopped) return;
-    for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
-      if (!actionId.startsWith(`${id}-a`)) continue; // not this rollout's action (an operator's assignment, another rollout's)
-      let batcher = this.#lateAnswers.get(id);
-      if (!batcher) {
-        batcher = new AnswerBatcher(this.#o.scheduler, (batch) => {
-          this.#lateAnswers.delete(id);
-          this.#track(this.#recordLateAnswers(id, batch).catch((error) => this.#report(id, 'recording late answers', error)));
-        });
-        this.#lateAnswers.set(id, batcher);
-      }
-      batcher.add({ deviceId, actionId, ...result });
+    // The rollout whose action it answers (`<rollout id>-a<n>`), whether or not it speaks for the
+    // device now: its state decides whether it still waits for this answer.
+    const id = /^(.+)-a\d+$/.exec(actionId)?.[1];
+    if (id === undefined || (await this.#o.repository.revisionOf(id)) === undefined) return; // an operator's assignment
+    if (this.#stopped) return;
+    let batcher = this.#lateAnswers.get(id);
+    if (!batcher) {
+      batcher = new AnswerBatcher(this.#o.scheduler, (batch) => {
+        this.#lateAnswers.delete(id);
+        this.#track(this.#recordLateAnswers(id, batch).catch((error) => this.#report(id, 'recording late answers', error)));
+      });
+      this.#lateAnswers.set(id, batcher);
     }
+    batcher.add({ deviceId, actionId, ...result });
   }
 
   async #recordLateAnswers(id: string, answers: readonly LateAnswer[]): Promise<void> {

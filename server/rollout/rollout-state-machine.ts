@@ -39,6 +39,17 @@ export class RolloutCommandError extends UserError {
   }
 }
 
+/**
+ * The rollback of a promoted rollout was sent without the devices that run its candidate (the
+ * rollout was promoted after the sender looked): the sender lists them and sends it again.
+ */
+export class FleetListNeeded extends Error {
+  constructor(rolloutId: string) {
+    super(`rollout ${rolloutId} is promoted: its rollback needs the devices that run its candidate`);
+    this.name = 'FleetListNeeded';
+  }
+}
+
 type Draft = { -readonly [K in keyof RolloutState]: RolloutState[K] } & { devices: DeviceState[]; cohort: string[] };
 
 type ActionInput = RolloutAction extends infer A ? (A extends RolloutAction ? Omit<A, 'id'> : never) : never;
@@ -508,7 +519,7 @@ export function awaitsLateAnswer(state: RolloutState, answer: LateAnswer): boole
   if (device === undefined || !device.touched || device.actionId !== answer.actionId || !(device.delivery === 'pending' || waitsForReturn(device))) return false;
   // "No candidate to drop" from a device running something other than its baseline (the
   // candidate, activated as the rollback was decided): the answer to the baseline retained for it decides.
-  return answer.runs === undefined || (answer.runs.model === state.spec.model && answer.runs.version === device.baseline);
+  return answer.runs === undefined || device.baseline === null || (answer.runs.model === state.spec.model && answer.runs.version === device.baseline);
 }
 
 function onLateAnswer(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'lateAnswer' }>): void {
@@ -657,6 +668,7 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
     return;
   }
   if (s.phase === 'Completed') {
+    if (event.runningCandidate === undefined && event.fleetUnlisted === undefined) throw new FleetListNeeded(s.id);
     const outside = event.fleetUnlisted !== undefined
       ? `; the devices outside the rollout could not be listed (${event.fleetUnlisted}): any of them running ${s.spec.candidateVersion} stay on it`
       : takeBackOutside(t, event.runningCandidate ?? []);

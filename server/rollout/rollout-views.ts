@@ -50,7 +50,18 @@ const PointSchema = z.strictObject({
 export const RolloutDetailSchema = RolloutSummarySchema.extend({
   steps: z.array(StepViewSchema),
   analysis: z.strictObject({ runId: z.string(), stepIndex: z.number().int(), phase: z.string(), startedAt: z.string(), message: z.string().nullable() }).nullable(),
-  deviceStates: z.array(z.strictObject({ id: z.string(), desired: z.string(), delivery: z.string(), attempts: z.number().int(), baseline: z.string().nullable(), reason: z.string().nullable() })),
+  deviceStates: z.array(
+    z.strictObject({
+      id: z.string(),
+      desired: z.string(),
+      delivery: z.string(),
+      attempts: z.number().int(),
+      baseline: z.string().nullable(),
+      reason: z.string().nullable(),
+      /** Not a target: the rollback of the promoted rollout took it back (it ran the candidate), to `baseline`, the restored production. */
+      outside: z.boolean(),
+    }),
+  ),
   pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
   /** Rolled back: devices another rollback would send their baseline again (they refused it or were unreachable, and are still in the fleet). */
   notBackOnBaseline: z.number().int(),
@@ -120,7 +131,7 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
       measurements: decisions.filter((decision) => decision.stepIndex === index && decision.measurement).length,
     })),
     analysis: s.analysis ? { runId: s.analysis.runId, stepIndex: s.analysis.stepIndex, phase: s.analysis.phase, startedAt: iso(s.analysis.startedAt), message: s.analysis.message ?? null } : null,
-    deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null })),
+    deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null, outside: device.outside === true })),
     pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
     notBackOnBaseline: devicesNotBack(s).length,
     warnings: decisions.filter((decision) => decision.kind === 'warning').map((decision) => decision.message),

@@ -29,6 +29,7 @@ test('a rollback of a promoted rollout takes back the devices given the candidat
   assert.equal(rolledBack.phase, 'RolledBack');
   const done = await settled(world, id, 'RolledBack');
   assert.equal(done.devices.total, 3);
+  assert.deepEqual(done.deviceStates.map((device: { id: string; outside: boolean; baseline: string }) => [device.id, device.outside, device.baseline]).sort(), [['north-1', false, '1'], ['north-2', false, '1'], ['south-1', true, '1']]);
   assert.equal(done.devices.delivered, 3);
   await waitFor(() => [...agents.values()].every((agent) => agent.slots.active?.version === '1'), 20_000, 'every device on wine@1');
   assert.equal(await world.production(), '1');

@@ -40,6 +40,21 @@ test('per device and model, the newest rollout that includes the device; one sca
   assert.equal(repository.loads, 3);
 });
 
+test('an older rollout rolled back after a newer one started speaks for their devices again, also after a restart (a new scan)', async () => {
+  const repository = new CountingRepository();
+  const old = started('ro-wine-old', 'wine', 4, T0);
+  await repository.create(old);
+  await repository.create(started('ro-wine-new', 'wine', 2, T0 + 1000));
+  const index = new DeviceRolloutIndex(repository);
+  assert.deepEqual(await index.rolloutsOf('dev-01'), ['ro-wine-new']);
+  // The newer one failed (a terminal phase); the older one is rolled back after it.
+  const rolledBack = { ...old.state, phase: 'RolledBack' as const, outcome: { status: 'rolled-back' as const, reason: 'r', at: T0 + 5000 } };
+  await repository.commit('ro-wine-old', { expectedRevision: 1, state: rolledBack, pendingActions: [], executedActionIds: [], decisions: [] });
+  index.add(rolledBack);
+  assert.deepEqual(await index.rolloutsOf('dev-01'), ['ro-wine-old']);
+  assert.deepEqual(await new DeviceRolloutIndex(repository).rolloutsOf('dev-01'), ['ro-wine-old'], 'the same from the stored states');
+});
+
 test('a rollout added while the first scan runs is not overwritten by the older ones the scan finds', async () => {
   const repository = new CountingRepository();
   await repository.create(started('ro-wine-old', 'wine', 4, T0));

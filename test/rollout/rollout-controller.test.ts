@@ -60,13 +60,13 @@ async function drive(r: Rig, ms: number): Promise<void> {
   }
 }
 
-async function driveUntil(r: Rig, done: (state: RolloutState) => boolean, limitMs = 3_600_000): Promise<RolloutState> {
+async function driveUntil(r: Rig, done: (state: RolloutState) => boolean, limitMs = 3_600_000, id = 'ro-test'): Promise<RolloutState> {
   for (let elapsed = 0; elapsed <= limitMs; elapsed += 5000) {
-    const state = await r.controller.status('ro-test');
+    const state = await r.controller.status(id);
     if (done(state)) return state;
     await drive(r, 5000);
   }
-  throw new Error(`not done after ${limitMs} ms: ${JSON.stringify((await r.controller.status('ro-test')).phase)}`);
+  throw new Error(`not done after ${limitMs} ms: ${JSON.stringify((await r.controller.status(id)).phase)}`);
 }
 
 const goodMetric = { name: 'accuracy', interval: '1m', count: 2, provider: { builtin: { query: 'acc{model="{{args.model}}",cohort=~"{{args.cohort}}"}' } }, successCondition: 'result[0] >= 0.9' };
@@ -245,6 +245,56 @@ describe('rollout controller', () => {
     await r.controller.deviceOnline('south-2');
     await drive(r, 2000);
     assert.equal(r.fleet.devices.get('south-2')!.active, '1');
+    r.controller.stop();
+  });
+
+  it('a rollback that raced the promotion (read before it, dispatched after) still takes back the devices that run the candidate outside the rollout', async () => {
+    // The rollback's first read of the rollout is from before the promotion: it lists no fleet.
+    class StaleOnce extends InMemoryRolloutRepository {
+      stale: Awaited<ReturnType<InMemoryRolloutRepository['load']>> | undefined;
+      override async load(id: string) {
+        const stale = this.stale;
+        this.stale = undefined;
+        return stale ?? super.load(id);
+      }
+    }
+    const repository = new StaleOnce();
+    const r = rig({ repository });
+    await r.controller.start(specOf([{ setWeight: 100 }]), { by: 'alice' });
+    const before = await repository.load('ro-test');
+    await driveUntil(r, (s) => s.phase === 'Completed');
+    r.fleet.devices.set('south-1', { id: 'south-1', labels: { site: 'south' }, active: '2', candidate: null, online: true, effects: [] });
+    repository.stale = before;
+    const state = await r.controller.rollback('ro-test', 'carol');
+    await drive(r, 2000);
+    assert.deepEqual(state.devices.filter((device) => device.outside).map((device) => device.id), ['south-1']);
+    assert.equal(r.fleet.devices.get('south-1')!.active, '1');
+    r.controller.stop();
+  });
+
+  it('a device taken back by the rollback of an older rollout, also in a newer one that was aborted: the older one re-sends to it when it is back', async () => {
+    const r = rig({ devices: [...fleetOf(4), { id: 'south-1', labels: { site: 'south' }, baseline: '1' }] });
+    await r.controller.start(specOf([{ setWeight: 100 }]), { by: 'alice', id: 'ro-one' });
+    await driveUntil(r, (s) => s.phase === 'Completed', undefined, 'ro-one');
+    // south-1 is given 2 by hand; a rollout of 3 to it is aborted, which puts it back on 2.
+    const south = r.fleet.devices.get('south-1')!;
+    south.active = '2';
+    await r.controller.start(specOf([{ setWeight: 100 }, { pause: {} }], { candidateVersion: '3', target: { matchLabels: { site: 'south' } } }), { by: 'alice', id: 'ro-two' });
+    await driveUntil(r, (s) => s.phase === 'Paused', undefined, 'ro-two');
+    await r.controller.abort('ro-two', 'bob');
+    await drive(r, 2000);
+    assert.equal(south.active, '2');
+    // south-1 goes offline; the first rollout is rolled back, and gives up on it for now.
+    south.online = false;
+    await r.controller.rollback('ro-one', 'carol');
+    await drive(r, 120_000);
+    const deliveryOf = async () => (await r.controller.status('ro-one')).devices.find((device) => device.id === 'south-1')?.delivery;
+    assert.equal(await deliveryOf(), 'unreachable');
+    south.online = true;
+    await r.controller.deviceOnline('south-1');
+    await drive(r, 2000);
+    assert.equal(south.active, '1', 'the older rollout, rolled back last, speaks for south-1');
+    assert.equal(await deliveryOf(), 'delivered');
     r.controller.stop();
   });
 

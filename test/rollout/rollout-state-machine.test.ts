@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { cohortOrder, cohortSize, growCohort } from '../../server/rollout/cohort-selection.ts';
-import { devicesNotBack, nextWakeAt, RolloutCommandError, startRollout, weight } from '../../server/rollout/rollout-state-machine.ts';
+import { awaitsLateAnswer, devicesNotBack, FleetListNeeded, nextWakeAt, RolloutCommandError, startRollout, weight } from '../../server/rollout/rollout-state-machine.ts';
 import { analysisStep, fleetOf, ReducerHarness, specOf, STAGED_STEPS, T0 } from './rollout-fixtures.ts';
 
 const MESSAGE_ID = /^[A-Za-z0-9_-]{8,64}$/;
@@ -155,7 +155,10 @@ describe('rollout state machine: manual control', () => {
     h.deliver(h.last('assign'));
     h.deliver(h.last('assign'));
     assert.equal(h.state.phase, 'Completed');
-    const actions = h.send({ type: 'rollback', at: h.at, by: 'carol', reason: 'complaints' });
+    // Promoted, its rollback needs the devices that run the candidate (outside the rollout too).
+    assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol', reason: 'complaints' }), FleetListNeeded);
+    assert.equal(h.state.phase, 'Completed');
+    const actions = h.send({ type: 'rollback', at: h.at, by: 'carol', reason: 'complaints', runningCandidate: [] });
     assert.equal(h.state.phase, 'RolledBack');
     const revert = actions.find((a) => a.kind === 'revert');
     assert.ok(revert && revert.kind === 'revert');
@@ -178,7 +181,7 @@ describe('rollout state machine: manual control', () => {
     h.deliver(h.last('assign'));
     h.deliver(h.last('assign'));
     assert.equal(h.state.phase, 'Completed');
-    h.send({ type: 'rollback', at: h.at, by: 'carol' });
+    h.send({ type: 'rollback', at: h.at, by: 'carol', runningCandidate: [] });
     const revert = h.last('revert');
     const outcomes: Record<string, 'delivered' | 'refused' | 'gone'> = { 'dev-01': 'delivered', 'dev-02': 'refused', 'dev-03': 'gone', 'dev-04': 'delivered' };
     h.send({ type: 'actionResult', at: h.at, actionId: revert.id, devices: revert.devices.map(({ deviceId }) => ({ deviceId, outcome: outcomes[deviceId]! })) });
@@ -429,6 +432,24 @@ describe('rollout state machine: offline devices', () => {
     }
     assert.equal(h.state.phase, 'Completed');
     assert.equal(h.state.outcome!.reason, 'promoted to 100% of 4 devices (1 unreachable; they converge when back online; 1 left the fleet)');
+  });
+});
+
+describe('rollout state machine: late answers', () => {
+  it('"no candidate to drop" answered late counts a device back only when it runs its baseline; with no baseline (a state stored by an older version), whatever it runs', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 100 }, { pause: {} }]), fleetOf(2));
+    h.deliver(h.last('assign'));
+    h.send({ type: 'abort', at: h.at, by: 'ops' });
+    const revert = h.last('revert');
+    h.deliver(revert, () => 'offline');
+    const [first] = h.state.devices;
+    assert.equal(first!.delivery, 'retrying');
+    const answer = (version: string) => ({ deviceId: first!.id, actionId: revert.id, outcome: 'delivered' as const, runs: { model: 'wine', version } });
+    assert.equal(awaitsLateAnswer(h.state, answer('2')), false, 'it runs the candidate: the answer to its retained baseline decides');
+    assert.equal(awaitsLateAnswer(h.state, answer(first!.baseline!)), true);
+    assert.equal(awaitsLateAnswer(h.state, { ...answer('2'), runs: undefined }), true, 'any other answer');
+    const noBaseline = { ...h.state, devices: h.state.devices.map((device, i) => (i === 0 ? { ...device, baseline: null } : device)) };
+    assert.equal(awaitsLateAnswer(noBaseline, answer('2')), true, 'no baseline: only the candidate was dropped, and it is');
   });
 });
 

@@ -86,7 +86,7 @@ for (const engine of STORE_ENGINES) {
       const found = await repository.current(model, version);
       return found && [found.status, found.reason, found.at];
     };
-    assert.deepEqual(await current('beer', '2'), ['withdrawn', 'production alias cleared', '2026-02-01T00:00:01.000Z']);
+    assert.deepEqual(await current('beer', '2'), ['withdrawn', 'no version holds the production alias (found by the migration to withdrawn)', '2026-02-01T00:00:01.000Z']);
     assert.deepEqual(await current('beer', '1'), ['superseded', 'superseded', '2026-02-01T00:00:00.999Z']);
     assert.deepEqual(await current('wine', '1'), ['production', 'production', '2026-01-01T00:00:00.000Z']);
     assert.deepEqual(await current('mead', '1'), ['rolled-back', 'rolled-back', '2026-01-01T00:00:00.000Z']);

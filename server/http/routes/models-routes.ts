@@ -26,7 +26,7 @@ const VersionWithStatusSchema = VersionSchema.extend({
   status: z
     .strictObject({ status: z.enum(['production', 'failed', 'rolled-back', 'superseded', 'withdrawn']), reason: z.string(), at: z.string() })
     .nullable()
-    .describe('the latest status a rollout (or a move of the production alias) gave the version, with its reason: production, failed, rolled-back, or superseded (another version became production); null when none has'),
+    .describe('the latest status a rollout (or a move of the production alias) gave the version, with its reason: production, failed, rolled-back, superseded (another version became production) or withdrawn (the production alias was cleared); null when none has'),
 });
 export const SetAliasBodySchema = z.strictObject({ version: VersionNameSchema });
 export const PatchVersionBodySchema = z.strictObject({ retired: z.boolean() });

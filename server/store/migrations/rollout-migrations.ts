@@ -88,13 +88,14 @@ export const rolloutMigrations: Migration[] = [
     version: 4,
     name: 'versions left production by a cleared production alias are withdrawn',
     // Before `withdrawn` existed, an operator clearing the production alias left its version's
-    // status `production`, with no version holding the alias. Each version whose newest status is
+    // status `production`, with no version holding the alias (as could a failure racing a move of
+    // the alias, before status changes took the model's lock). Each version whose newest status is
     // production while its model has no production alias gets `withdrawn`, one millisecond after
-    // that status (the migration cannot tell when the alias was cleared). Not audited, as above.
+    // that status (the migration cannot tell when the alias went). Not audited, as above.
     sql: (t) => `
       INSERT INTO version_status_changes (command_id, model, version, status, reason, at)
       SELECT 'migration:rollouts-4:withdraws:' || c.model || '@' || c.version, c.model, c.version, 'withdrawn',
-             'production alias cleared',
+             'no version holds the production alias (found by the migration to withdrawn)',
              ${oneMillisecondAfter(t.dialect, 'c.at')}
       FROM version_status_changes c
       WHERE c.status = 'production'

@@ -12,7 +12,7 @@ export interface VersionStatusChange {
 
 /**
  * SQL for the version status changes rollouts and production-alias moves make (production,
- * failed, rolled-back, superseded), keyed by command id.
+ * failed, rolled-back, superseded, withdrawn), keyed by command id.
  */
 export class VersionStatusRepository {
   constructor(private readonly db: SqlExecutor) {}
