@@ -74,7 +74,7 @@ export const PruneOptionsSchema = z
      * scratch baseline beside the L1 one) two at a time; `auto` uses 2 for large data on a machine
      * with a second core (trainingThreadCount). The results are the same either way.
      */
-    trainingThreads: z.union([z.literal('auto'), z.number().int().min(1).max(2)]).default('auto'),
+    trainingThreads: z.union([z.literal('auto'), z.literal(1), z.literal(2)], { error: 'must be "auto", 1 or 2' }).default('auto'),
   })
   .superRefine((options, ctx) => {
     const hiddenWeights = (options.layers - 1) * options.units ** 2;

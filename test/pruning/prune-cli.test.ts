@@ -89,13 +89,14 @@ test('a single --epsilon prunes at that ε alone', async (t) => {
   assert.deepEqual(report.sweep.map((entry: { epsilon: number }) => entry.epsilon), [0.4]);
 });
 
-test('--tolerance is read in the unit of the inferred task: 200 is 200% of the MSE for a regression label', async (t) => {
+test('--tolerance is read in the unit of the inferred task: 200 is 200% of the MSE for a regression label; --training-threads 2 trains on a second thread', async (t) => {
   const out = join(await tempDir(t), 'model');
-  const run = await runCli(['prune', '--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--units', '4', '--epochs', '2', '--epsilon', '0.5', '--tolerance', '200', '--out', out]);
+  const run = await runCli(['prune', '--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--units', '4', '--epochs', '2', '--epsilon', '0.5', '--tolerance', '200', '--training-threads', '2', '--out', out]);
   assert.equal(run.code, 0, run.stderr);
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   assert.equal(report.task, 'regression');
   assert.equal(report.tolerance.mse_fraction, 2);
+  assert.equal(report.training_threads, 2, 'auto would have used one thread for data this small');
 });
 
 test('bad input: one line on stderr, exit code 2, nothing written', async (t) => {
@@ -143,6 +144,7 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['name with a slash', ['--data', IRIS, '--label', 'species', '--name', 'a/b', '--out', out], /--name: .*"a\/b"/],
     ['name the registry would refuse', ['--data', IRIS, '--label', 'species', '--name', '.hidden', '--out', out], /--name: .*not start with a dot/],
     ['hex epochs', ['--data', IRIS, '--label', 'species', '--epochs', '0x10', '--out', out], /--epochs.*not a decimal number/],
+    ['three training threads', ['--data', IRIS, '--label', 'species', '--training-threads', '3', '--out', out], /^fleetprune: option '--training-threads <n>' argument '3' is invalid\. must be auto, 1 or 2 \(run with --help for usage\)\n$/],
     ['unknown option', ['--data', IRIS, '--label', 'species', '--epoch', '3', '--out', out], /^fleetprune: unknown option '--epoch' \(Did you mean --epochs\?\) \(run with --help for usage\)\n$/],
     ['missing --label', ['--data', IRIS, '--out', out], /^fleetprune: required option '--label <column>' not specified/],
     ['tolerance beyond 100 accuracy points', ['--data', IRIS, '--label', 'species', '--tolerance', '200', '--out', out], /^fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 200\n$/],

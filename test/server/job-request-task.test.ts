@@ -32,5 +32,13 @@ test('a prune job heeds options.task (REST and gRPC) instead of silently trainin
     jobs.call('StartPrune', { name: 'scores', label: 'score', task: 'classification', csv: SCORES, options_json: JSON.stringify({ task: 'regression' }) }),
     (error: any) => error.code === status.INVALID_ARGUMENT && /^options_json\.task: regression contradicts/.test(error.details),
   );
+  // Training threads: "auto", 1 or 2, named so over both APIs.
+  const threads = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', data: { csv: SCORES }, options: { trainingThreads: 3 } } });
+  assert.equal(threads.status, 400);
+  assert.equal(((await threads.json()) as any).error.message, 'body.options.trainingThreads: must be "auto", 1 or 2');
+  await assert.rejects(
+    jobs.call('StartPrune', { name: 'scores', label: 'score', csv: SCORES, options_json: JSON.stringify({ trainingThreads: 'all' }) }),
+    (error: any) => error.code === status.INVALID_ARGUMENT && error.details === 'options_json.trainingThreads: must be "auto", 1 or 2',
+  );
   assert.equal((await store.jobs.list()).length, stored, 'nothing was stored');
 });
