@@ -54,7 +54,9 @@ function runOnce(size: number): { times: number[]; stateBytes: number } {
   t = step(() => answerAll(t, at));
   if (t.state.phase !== 'Completed') throw new Error(`expected Completed, got ${t.state.phase}`);
   const stateBytes = Buffer.byteLength(JSON.stringify(t.state));
-  t = step(() => next(t.state, { type: 'rollback', at, by: 'bench' }));
+  // As the controller sends it: every device running the candidate (here all of them, the rollout's own).
+  const runningCandidate = t.state.devices.map((device) => ({ id: device.id, labels: { ...device.labels } }));
+  t = step(() => next(t.state, { type: 'rollback', at, by: 'bench', runningCandidate }));
   t = step(() => answerAll(t, at));
   return { times, stateBytes };
 }

@@ -28,7 +28,7 @@ export class DeviceRolloutIndex {
       let models = this.#byDevice.get(device.id);
       if (!models) this.#byDevice.set(device.id, (models = new Map()));
       const known = models.get(state.spec.model);
-      if (!known || known.id === state.id || known.since <= since) models.set(state.spec.model, { id: state.id, since });
+      if (!known || known.since <= since) models.set(state.spec.model, { id: state.id, since });
     }
   }
 
@@ -51,7 +51,13 @@ export class DeviceRolloutIndex {
   }
 }
 
-/** When the rollout last decided what its devices run: its start, or its rollback. */
+/**
+ * When the rollout last decided what its devices run: its start, or its last rollback (for a state
+ * stored before rolledBackAt, the rollback that ended it). A rollback of a rollout that had
+ * failed or was aborted does not count: it only re-sends what the failure decided, and is allowed
+ * while a newer rollout runs, which must keep speaking for its devices.
+ */
 function decidedAt(state: RolloutState): number {
-  return state.phase === 'RolledBack' && state.outcome ? Math.max(state.createdAt, state.outcome.at) : state.createdAt;
+  const rolledBack = state.rolledBackAt ?? (state.phase === 'RolledBack' && state.outcome?.status === 'rolled-back' ? state.outcome.at : undefined);
+  return Math.max(state.createdAt, rolledBack ?? state.createdAt);
 }

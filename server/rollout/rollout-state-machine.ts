@@ -669,6 +669,7 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
   }
   if (s.phase === 'Completed') {
     if (event.runningCandidate === undefined && event.fleetUnlisted === undefined) throw new FleetListNeeded(s.id);
+    s.rolledBackAt = t.at;
     const outside = event.fleetUnlisted !== undefined
       ? `; the devices outside the rollout could not be listed (${event.fleetUnlisted}): any of them running ${s.spec.candidateVersion} stay on it`
       : takeBackOutside(t, event.runningCandidate ?? []);
@@ -691,6 +692,7 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
     t.decide('rollback', 'rolled-back', `${why} (after ${s.outcome?.status ?? 'failure'})`, { by });
     return;
   }
+  s.rolledBackAt = t.at;
   fail(t, 'RolledBack', why, by);
 }
 
@@ -732,6 +734,7 @@ function resendRollback(t: TransitionDraft, why: string, by: string): void {
   if (notBack.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already rolled back`);
   for (const device of notBack) t.setDevice(device.id, { desired: 'baseline', delivery: 'pending', attempts: firstAttempt(s, device), nextAttemptAt: undefined, reason: undefined });
   deliver(t, notBack.map((device) => device.id));
+  s.rolledBackAt = t.at;
   t.decide('rollback', 'rolled-back', `${why}: ${notBack.length} device${notBack.length === 1 ? '' : 's'} not back on ${notBack.length === 1 ? 'its' : 'their'} baseline ${notBack.length === 1 ? 'is' : 'are'} sent it again (${listIds(notBack.map((device) => device.id))})`, { by });
 }
 

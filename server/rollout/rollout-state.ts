@@ -89,6 +89,12 @@ export interface RolloutState {
   /** Devices that carry (or are being given) the candidate, in the order they joined. */
   readonly cohort: readonly string[];
   readonly previousProduction: string | null;
+  /**
+   * The last time a rollback sent its devices back: the rollback of the promoted or running rollout,
+   * and each rollback again of the rolled-back one (not a rollback of one already failed or
+   * aborted, which only re-sends what its failure decided). Absent in states stored before it.
+   */
+  readonly rolledBackAt?: number;
   /** Counter behind action and decision ids. */
   readonly seq: number;
   readonly outcome?: RolloutOutcome;

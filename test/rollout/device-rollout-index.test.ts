@@ -55,6 +55,39 @@ test('an older rollout rolled back after a newer one started speaks for their de
   assert.deepEqual(await new DeviceRolloutIndex(repository).rolloutsOf('dev-01'), ['ro-wine-old'], 'the same from the stored states');
 });
 
+test('a rollback added while the first scan reads the same rollout is not undone by that older read', async () => {
+  /** load('ro-wine-old') reads the stored record, then returns it only once released (a slow query). */
+  class SlowRepository extends InMemoryRolloutRepository {
+    release = () => {};
+    readonly reading: Promise<void>;
+    #reading = () => {};
+    constructor() {
+      super();
+      this.reading = new Promise((resolve) => (this.#reading = resolve));
+    }
+    override async load(id: string) {
+      const record = await super.load(id);
+      if (id === 'ro-wine-old') {
+        this.#reading();
+        await new Promise<void>((resolve) => (this.release = resolve));
+      }
+      return record;
+    }
+  }
+  const repository = new SlowRepository();
+  const old = started('ro-wine-old', 'wine', 4, T0);
+  await repository.create(old);
+  await repository.create(started('ro-wine-new', 'wine', 2, T0 + 1000));
+  const index = new DeviceRolloutIndex(repository);
+  const first = index.rolloutsOf('dev-01');
+  await repository.reading;
+  const rolledBack = { ...old.state, phase: 'RolledBack' as const, rolledBackAt: T0 + 5000, outcome: { status: 'rolled-back' as const, reason: 'r', at: T0 + 5000 } };
+  await repository.commit('ro-wine-old', { expectedRevision: 1, state: rolledBack, pendingActions: [], executedActionIds: [], decisions: [] });
+  index.add(rolledBack);
+  repository.release();
+  assert.deepEqual(await first, ['ro-wine-old']);
+});
+
 test('a rollout added while the first scan runs is not overwritten by the older ones the scan finds', async () => {
   const repository = new CountingRepository();
   await repository.create(started('ro-wine-old', 'wine', 4, T0));

@@ -298,6 +298,29 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it('a device not back after a rollback, also in a newer rollout aborted since: rolled back again, the older rollout speaks for it when it is back', async () => {
+    const r = rig({ devices: fleetOf(4) });
+    const x = r.fleet.devices.get('dev-02')!;
+    await r.controller.start(specOf([{ setWeight: 100 }]), { by: 'alice', id: 'ro-one' });
+    await driveUntil(r, (s) => s.phase === 'Completed', undefined, 'ro-one');
+    x.online = false;
+    await r.controller.rollback('ro-one', 'carol');
+    await drive(r, 300_000);
+    // A newer rollout of 3 over the same devices, x still offline; aborted.
+    await r.controller.start(specOf([{ setWeight: 100 }, { pause: {} }], { candidateVersion: '3' }), { by: 'bob', id: 'ro-two' });
+    await drive(r, 300_000);
+    await r.controller.abort('ro-two', 'bob');
+    await drive(r, 300_000);
+    // The operator rolls the first one back again: x is sent its baseline once more.
+    await r.controller.rollback('ro-one', 'carol', 'again');
+    await drive(r, 300_000);
+    x.online = true;
+    await r.controller.deviceOnline('dev-02');
+    await drive(r, 5000);
+    assert.equal(x.active, '1', `the last decision speaks for dev-02: ${x.effects.join(', ')}`);
+    r.controller.stop();
+  });
+
   it('a promoted rollout with no previous production names the devices running the candidate outside it, with nothing to send them; a fleet that cannot be listed does not stop the rollback of its own devices', async () => {
     for (const broken of [false, true]) {
       const r = rig({ models: new InMemoryModelStatus(broken ? '1' : null) });
