@@ -21,6 +21,18 @@ test('dashboard: "Roll back" stays on while a device of a rolled-back rollout is
   const id = await startRollout(world);
   await settled(world, id, 'Completed');
   const device = agents.get('click-1')!;
+
+  // Promoted, "Roll back" says what it does beyond the rollout's devices; dismissed, nothing happens.
+  await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
+  await page.locator(`tr[data-rollout="${id}"]`).click();
+  await page.locator('#rollout-phase', { hasText: 'Completed' }).waitFor({ timeout: 10_000 });
+  browser.answerDialogs = 'dismiss';
+  await page.locator('button[data-action="rollback"]').click();
+  await waitFor(() => dialogs.length === 1, 5000, 'the confirmation');
+  assert.equal(dialogs[0], `Roll back every device of ${id} to its baseline, make wine@1 production again, and send it to every other device running wine@2?`);
+  browser.answerDialogs = 'accept';
+  assert.equal((await world.rollout(id)).phase, 'Completed', 'dismissed: not rolled back');
+
   await rm(join(world.dataDir, 'click-1', 'models', device.slots.previous!.sha256), { recursive: true, force: true });
   proxy.failing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
   await json(await server.request('POST', `/api/rollouts/${id}/rollback?reason=first`));

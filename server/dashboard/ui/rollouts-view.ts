@@ -109,7 +109,14 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
     case 'abort':
       return { path: action, confirm: `Abort ${r.id}?` };
     case 'rollback':
-      return { path: action, confirm: `Roll back every device of ${r.id} to its baseline?` };
+      // Promoted: the rollback also restores the previous production and takes back the devices given the candidate outside the rollout.
+      return {
+        path: action,
+        confirm:
+          r.phase === 'Completed' && r.previousProduction
+            ? `Roll back every device of ${r.id} to its baseline, make ${r.model}@${r.previousProduction} production again, and send it to every other device running ${r.model}@${r.candidateVersion}?`
+            : `Roll back every device of ${r.id} to its baseline?`,
+      };
     default:
       return undefined;
   }
