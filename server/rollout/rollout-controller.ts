@@ -109,8 +109,8 @@ export class RolloutController {
    * devices that run the promoted candidate without being among the rollout's targets.
    */
   async rollback(id: string, by: string, reason?: string): Promise<RolloutState> {
-    // The fleet is listed outside the rollout's lock (one query per device), for a rollout that is
-    // or may be promoted by the time the lock is taken; one promoted meanwhile is listed then.
+    // The fleet is listed outside the rollout's lock (a read of the device table), for a rollout
+    // that is or may be promoted by the time the lock is taken; one promoted meanwhile is listed then.
     let { state } = await this.#load(id);
     const mayBePromoted = (s: RolloutState) => s.phase === 'Completed' || (!isTerminal(s) && s.stepIndex >= s.spec.steps.length);
     for (let attempt = 1; ; attempt++) {

@@ -698,9 +698,9 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
 
 /**
  * The rollback of a promoted rollout: the devices that run its candidate without being among its
- * targets (an operator gave it to them after the promotion, most often through the production
- * alias: new devices, another site) join the rollout to go back to the production version the
- * rollback restores, or, with no previous production to send them, are named and left as they
+ * targets (given it by hand: most often production after the promotion, to new devices or another
+ * site; or pinned to that version before) join the rollout to go back to the production version
+ * the rollback restores, or, with no previous production to send them, are named and left as they
  * are. Returns what the rollback's decision adds about them.
  */
 function takeBackOutside(t: TransitionDraft, runningCandidate: readonly { id: string; labels: Record<string, string> }[]): string {
