@@ -9,6 +9,7 @@ import { acquirePidLock, type PidLock } from '../shared/util/pid-lock.ts';
 import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
+import { onStopSignals } from '../shared/cli/stop-signals.ts';
 
 interface AgentFlags {
   config: string;
@@ -134,12 +135,15 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     throw new UserError(`cannot listen on ${flags.httpHost}:${flags.httpPort}: ${errorMessage(error)}`);
   });
   const port = (server.address() as AddressInfo).port;
-  process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${agent.slots.active?.version ?? 'none'}\n`);
-  await new Promise<void>((resolve) => {
-    const shutdown = () => resolve();
-    process.once('SIGINT', shutdown);
-    process.once('SIGTERM', shutdown);
+  // Listening before the ready line: a supervisor (or a test) may stop the agent as soon as it reads it.
+  const stopRequested = new Promise<void>((resolve) => {
+    const offSignals = onStopSignals(() => {
+      offSignals(); // a second Ctrl-C ends the process at once
+      resolve();
+    });
   });
+  process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${agent.slots.active?.version ?? 'none'}\n`);
+  await stopRequested;
   logger.info('shutting down');
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));

@@ -111,14 +111,15 @@ async function runServer(flags: ServerFlags): Promise<void> {
   if (server.createdAdminToken) {
     process.stderr.write(`fleetprune: created the admin token (shown only this once; store it now): ${server.createdAdminToken}\n`);
   }
-  process.stdout.write(`${server.line}\n`);
-  log.info({ listeners: server.listeners.map(({ name, port }) => ({ name, port })), dataDir: config.dataDir }, 'server ready');
-
-  await new Promise<void>((resolve) => {
+  // Listening before the ready line: a supervisor (or a test) may stop the server as soon as it reads it.
+  const closed = new Promise<void>((resolve) => {
     const offSignals = onStopSignals((signal) => {
       log.info({ signal }, 'shutting down');
       offSignals();
       server.close().then(resolve, resolve);
     });
   });
+  process.stdout.write(`${server.line}\n`);
+  log.info({ listeners: server.listeners.map(({ name, port }) => ({ name, port })), dataDir: config.dataDir }, 'server ready');
+  await closed;
 }
