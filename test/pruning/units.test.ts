@@ -89,6 +89,17 @@ test('scores: accuracy, MSE and R², and the tolerance rule', () => {
   assert.equal(withinTolerance({ mse: 10.3, r2: 0 }, { mse: 10, r2: 0 }, tol), false);
 });
 
+test('withinTolerance of a regression is 2% of the MSE whatever the label\'s units', () => {
+  const tol = { accuracyPoints: 0.5, mseFraction: 0.02, lossFraction: 0.5 };
+  for (const scale of [1e6, 1, 1e-8, 1e-20]) {
+    const squared = scale * scale;
+    assert.equal(withinTolerance({ mse: 10.2 * squared, r2: 0 }, { mse: 10 * squared, r2: 0 }, tol), true, `2% worse at scale ${scale}`);
+    assert.equal(withinTolerance({ mse: 10.3 * squared, r2: 0 }, { mse: 10 * squared, r2: 0 }, tol), false, `3% worse at scale ${scale}`);
+    assert.equal(withinTolerance({ mse: 40 * squared, r2: 0 }, { mse: 10 * squared, r2: 0 }, tol), false, `4 times worse at scale ${scale}`);
+  }
+  assert.equal(withinTolerance({ mse: 0, r2: 1 }, { mse: 0, r2: 1 }, tol), true, 'a perfect fit matches itself');
+});
+
 test('withinTolerance also bounds the cross-entropy of classifiers: by a fraction, or 0.05 nats near zero', () => {
   const tol = { accuracyPoints: 0.5, mseFraction: 0.02, lossFraction: 0.5 };
   const same = { accuracy: 1 };
