@@ -8,7 +8,7 @@ import type { Store } from '../store/store.ts';
 import type { Leadership } from './leader-election.ts';
 import type { RolloutController } from './rollout-controller.ts';
 import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
-import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
+import { CandidateRetiredError, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { specWarnings } from './spec-warnings.ts';
 import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
@@ -39,7 +39,13 @@ const SUMMARY_CACHE_ROLLOUTS = 1000;
  */
 export class RolloutService {
   readonly #o: RolloutServiceOptions;
-  readonly #starting = new Mutex();
+  /**
+   * Starts and rollbacks take turns (both run on the leader): a start's check that no other
+   * rollout of the model is under way, and a rollback's check that no newer one is, each hold
+   * until it is done. Else a rollback of a promoted rollout and a start of a newer one could both
+   * pass their checks, and the rollback undo what the new rollout took as its baseline.
+   */
+  readonly #startsAndRollbacks = new Mutex();
   readonly #summaries = new Map<string, RolloutSummary>();
 
   constructor(options: RolloutServiceOptions) {
@@ -48,7 +54,7 @@ export class RolloutService {
 
   async start(spec: RolloutSpec, principal: Principal): Promise<RolloutRecord> {
     const controller = await this.#leader();
-    return this.#starting.run(async () => {
+    return this.#startsAndRollbacks.run(async () => {
       const { model, candidateVersion } = spec;
       const version = await this.#o.store.models.getVersion(model, candidateVersion);
       if (!version) throw new ServiceError('bad_request', `candidateVersion: no version ${model}@${candidateVersion} in the registry (push it first)`);
@@ -82,7 +88,7 @@ export class RolloutService {
         // The warnings the start returns are kept in the rollout's decision log, written with it.
         id = (await controller.start(spec, { by: actorOf(principal), warnings: specWarnings(spec) })).id;
       } catch (error) {
-        if (error instanceof RolloutCommandError) throw new ServiceError('conflict', error.message, { cause: error });
+        if (error instanceof RolloutCommandError || error instanceof CandidateRetiredError) throw new ServiceError('conflict', error.message, { cause: error });
         throw error;
       }
       await this.#audit(principal, 'rollout.start', id, { model, candidateVersion, steps: spec.steps.length });
@@ -135,6 +141,11 @@ export class RolloutService {
   }
 
   async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number } = {}): Promise<RolloutRecord> {
+    if (command === 'rollback') return this.#startsAndRollbacks.run(() => this.#command(id, command, principal, options));
+    return this.#command(id, command, principal, options);
+  }
+
+  async #command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number }): Promise<RolloutRecord> {
     const record = await this.#existing(id);
     if (command === 'rollback') await this.#refuseUndoingNewer(record);
     const controller = await this.#leader();
