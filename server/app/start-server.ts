@@ -105,7 +105,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const metrics = new ServerMetrics();
     const tokens = new TokenService(store);
     const holds = new RolloutHolds(store.engine);
-    const registry = new RegistryService(store, { retirementBlocker: (model, version) => holds.ofCandidate(model, version) });
+    const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });
     const jobs = new JobService({
       store,
       registry,

@@ -33,8 +33,11 @@ export class RegistryService {
   constructor(
     private readonly store: Store,
     private readonly options: {
-      /** Why a version cannot be retired now (a rollout still rolling it out), else null. */
-      retirementBlocker?: (model: string, version: string) => Promise<string | null>;
+      /**
+       * Why a version cannot be retired now (a rollout still rolling it out), else null. Read
+       * through `db`, the retirement's transaction, once it holds the version's row locked.
+       */
+      retirementBlocker?: (model: string, version: string, db: SqlExecutor) => Promise<string | null>;
     } = {},
   ) {}
 
@@ -209,15 +212,18 @@ export class RegistryService {
 
   async setRetired(name: string, version: string, retired: boolean, principal: Principal): Promise<VersionRecord> {
     checkName(name);
-    const blocker = retired ? await this.options.retirementBlocker?.(name, version) : null;
-    if (blocker) throw new ServiceError('conflict', `${name}@${version} is the candidate of ${blocker}; finish, abort or roll it back first`);
-    return this.store.transaction(async (tx) => {
-      // Locked before reading its aliases: a concurrent alias move onto it waits, or is seen (lockVersion).
+    const engine = this.store.engine;
+    return engine.transaction(async (db) => {
+      const tx = repositoriesOf(db, engine.dialect);
+      // Locked before reading its aliases and rollouts: a concurrent alias move onto it, or start
+      // of a rollout of it, waits, or is seen (lockVersion).
       const target = (await tx.models.lockVersion(name, version)) ? await tx.models.getVersion(name, version) : undefined;
       if (!target) throw new ServiceError('not_found', `no version ${name}@${version}`);
       if (retired && target.aliases.length > 0) {
         throw new ServiceError('conflict', `${name}@${version} holds the ${target.aliases.join(' and ')} alias; move it first`);
       }
+      const blocker = retired ? await this.options.retirementBlocker?.(name, version, db) : null;
+      if (blocker) throw new ServiceError('conflict', `${name}@${version} is the candidate of ${blocker}; finish, abort or roll it back first`);
       await tx.models.setRetired(name, version, retired);
       await tx.audit.append({
         at: new Date().toISOString(),

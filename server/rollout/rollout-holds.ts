@@ -1,7 +1,8 @@
-import type { SqlEngine } from '../store/sql-engine.ts';
+import type { SqlEngine, SqlExecutor } from '../store/sql-engine.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
 import type { RolloutRecord } from './rollout-repository.ts';
 import { isTerminal } from './rollout-state-machine.ts';
+import { TERMINAL_PHASES } from './rollout-state.ts';
 
 /**
  * What rollouts under way (not yet Completed, Failed, Aborted or RolledBack) hold, so that
@@ -9,16 +10,25 @@ import { isTerminal } from './rollout-state-machine.ts';
  * (not retired meanwhile) and their target devices (not assigned something else meanwhile).
  */
 export class RolloutHolds {
+  readonly #engine: SqlEngine;
   readonly #rollouts: StoreRolloutRepository;
 
   constructor(engine: SqlEngine) {
+    this.#engine = engine;
     this.#rollouts = new StoreRolloutRepository(engine);
   }
 
-  /** The rollout still rolling `model@version` out, as `rollout ID (Phase)`, else null. */
-  async ofCandidate(model: string, version: string): Promise<string | null> {
-    const found = (await this.#underWay(model)).find((record) => record.state.spec.candidateVersion === version);
-    return found ? describe(found) : null;
+  /**
+   * The rollout still rolling `model@version` out, as `rollout ID of MODEL (Phase)`, else null.
+   * `db`: the transaction of a retirement, which holds the version's row locked as a rollout's
+   * creation does (StoreRolloutRepository.create): a rollout started meanwhile has committed.
+   */
+  async ofCandidate(model: string, version: string, db: SqlExecutor = this.#engine): Promise<string | null> {
+    const row = await db.get<{ id: string; phase: string }>(
+      `SELECT id, phase FROM rollouts WHERE model = ? AND candidate_version = ? AND phase NOT IN (${TERMINAL_PHASES.map(() => '?').join(', ')}) ORDER BY created_at DESC LIMIT 1`,
+      [model, version, ...TERMINAL_PHASES],
+    );
+    return row ? `rollout ${row.id} of ${model} (${row.phase})` : null;
   }
 
   /** The first of `deviceIds` that is a target of a rollout under way, with that rollout, else null. */
@@ -31,9 +41,9 @@ export class RolloutHolds {
     return null;
   }
 
-  async #underWay(model?: string): Promise<RolloutRecord[]> {
+  async #underWay(): Promise<RolloutRecord[]> {
     const records: RolloutRecord[] = [];
-    for (const id of await this.#rollouts.list({ unfinished: true, ...(model !== undefined ? { model } : {}) })) {
+    for (const id of await this.#rollouts.list({ unfinished: true })) {
       const record = await this.#rollouts.load(id);
       if (record && !isTerminal(record.state)) records.push(record);
     }

@@ -33,6 +33,14 @@ export class RevisionConflictError extends Error {
   }
 }
 
+/** Thrown by `create` when the store finds the rollout's candidate version retired (by a retirement that raced the start). */
+export class CandidateRetiredError extends Error {
+  constructor(model: string, version: string) {
+    super(`candidateVersion: ${model}@${version} is retired`);
+    this.name = 'CandidateRetiredError';
+  }
+}
+
 export interface RolloutCountFilter {
   readonly unfinished?: boolean;
   readonly model?: string;
@@ -44,7 +52,11 @@ export interface RolloutListFilter extends RolloutCountFilter {
 }
 
 export interface RolloutRepository {
-  /** Stores a new rollout at revision 1; throws if the id exists. */
+  /**
+   * Stores a new rollout at revision 1; throws if the id exists. A store that keeps the registry
+   * too throws CandidateRetiredError when the candidate version is retired, checked with the
+   * version locked, as a retirement checks for rollouts of it: one of the two waits for the other.
+   */
   create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void>;
   load(id: string): Promise<RolloutRecord | undefined>;
   /** The stored revision alone (no state read): whether a cached view of the rollout is current. */

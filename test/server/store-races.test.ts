@@ -6,6 +6,9 @@ import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
 import { RegistryService } from '../../server/registry/registry-service.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
+import { RolloutHolds } from '../../server/rollout/rollout-holds.ts';
+import { CandidateRetiredError } from '../../server/rollout/rollout-repository.ts';
+import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
 import { openStore, type StoreLocation } from '../../server/store/open-store.ts';
 import { ALL_MIGRATIONS } from '../../server/store/migrations/index.ts';
 import { DevicesRepository } from '../../server/store/repositories/devices-repository.ts';
@@ -16,6 +19,7 @@ import type { Store } from '../../server/store/store.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { isOneLineError } from '../helpers/cli.ts';
+import { ReducerHarness, STAGED_STEPS, specOf } from '../rollout/rollout-fixtures.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
 
@@ -222,6 +226,54 @@ for (const engine of STORE_ENGINES) {
       const device = (await fleet.repos.devices.get('dev-1'))!;
       // In either order: Y active (X its previous), C the candidate.
       assert.deepEqual({ active: device.active?.version, candidate: device.candidate?.version, previous: device.previous?.version }, { active: 'y', candidate: 'c', previous: 'x' });
+    });
+
+    test('a version retired while a rollout of it starts: the start is refused (the retirement saw no rollout), and no rollout is stored', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const { store } = opened;
+      await seedVersions(store, 'wine', ['1', '2']);
+      const holds = new RolloutHolds(store.engine);
+      const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });
+      const rollouts = new StoreRolloutRepository(store.engine);
+      const start = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', 'ro-race');
+
+      // Right after the retirement found no rollout of wine@2, a rollout of it is created.
+      let creating: Promise<unknown> | undefined;
+      wrap(t, RolloutHolds.prototype, 'ofCandidate', (original) =>
+        async function (this: RolloutHolds, ...args: Parameters<typeof original>) {
+          const found = await original.apply(this, args);
+          if (!creating) {
+            creating = rollouts.create({ state: start.state, pendingActions: start.actions, decisions: start.decisions });
+            creating.catch(() => {}); // awaited below
+            // Without turns it commits now; with them it waits for the retirement.
+            await Promise.race([creating, sleep(300)]);
+          }
+          return found;
+        },
+      );
+      const retired = await registry.setRetired('wine', '2', true, ADMIN);
+      assert.equal(retired.retired, true);
+      await assert.rejects(creating!, (error: unknown) => error instanceof CandidateRetiredError && error.message === 'candidateVersion: wine@2 is retired');
+      assert.deepEqual(await rollouts.list(), [], 'no rollout of the retired version');
+    });
+
+    test('a rollout under way keeps its candidate from being retired, and a retired candidate from being started', async (t) => {
+      const opened = await open(t);
+      if (!opened) return;
+      const { store } = opened;
+      await seedVersions(store, 'wine', ['1', '2']);
+      const holds = new RolloutHolds(store.engine);
+      const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });
+      const rollouts = new StoreRolloutRepository(store.engine);
+      const first = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', 'ro-first');
+      await rollouts.create({ state: first.state, pendingActions: first.actions, decisions: first.decisions });
+      await assert.rejects(registry.setRetired('wine', '2', true, ADMIN), /^ServiceError: wine@2 is the candidate of rollout ro-first of wine \(Progressing\); finish, abort or roll it back first$/);
+      assert.equal((await store.models.getVersion('wine', '2'))?.retired, false);
+      await registry.setRetired('wine', '1', true, ADMIN);
+      const other = new ReducerHarness(specOf(STAGED_STEPS, { candidateVersion: '1' }), undefined, '1', 'ro-other');
+      await assert.rejects(rollouts.create({ state: other.state, pendingActions: [], decisions: [] }), CandidateRetiredError);
+      assert.deepEqual(await rollouts.list(), ['ro-first']);
     });
 
     test('a database migrated by a newer fleetprune is refused on one line, naming what it does not know', async (t) => {

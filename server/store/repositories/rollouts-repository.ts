@@ -1,4 +1,4 @@
-import { RevisionConflictError, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
+import { CandidateRetiredError, RevisionConflictError, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
 import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutState } from '../../rollout/rollout-state.ts';
 import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UniqueViolation } from '../sql-engine.ts';
@@ -19,6 +19,13 @@ export class StoreRolloutRepository implements RolloutRepository {
   async create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void> {
     const { state } = record;
     await this.engine.transaction(async (tx) => {
+      // The candidate's row stays locked to the commit: a retirement of it (RegistryService.setRetired)
+      // either committed before (seen here) or waits and then finds this rollout under way.
+      const { model, candidateVersion } = state.spec;
+      if ((await tx.run('UPDATE model_versions SET retired = retired WHERE model = ? AND version = ?', [model, candidateVersion])).changes > 0) {
+        const row = await tx.get<{ retired: number | boolean }>('SELECT retired FROM model_versions WHERE model = ? AND version = ?', [model, candidateVersion]);
+        if (row && Number(row.retired) !== 0) throw new CandidateRetiredError(model, candidateVersion);
+      }
       try {
         await tx.run(
           `INSERT INTO rollouts (id, model, candidate_version, phase, unfinished, revision, state, pending_actions, created_at, updated_at)
