@@ -59,6 +59,8 @@ export const JobSchema = z.strictObject({
   kind: z.string(),
   /** `cancelled`: ended by a cancel (`error` says who: "cancelled by <actor>"); `failed`: ended by anything else. */
   state: z.enum(JOB_STATES),
+  /** What the job was asked: for prune its name, label, task, data (a CSV sent inline shown by its size) and options. */
+  request: z.unknown(),
   progress: z.unknown(),
   result: z.unknown(),
   error: z.string().nullable(),

@@ -67,9 +67,23 @@ test('every express route is in /api/openapi.json with its method, and requests/
   // A job's states, `cancelled` (a cancel took effect) apart from `failed`.
   const jobSchema = doc.paths['/api/jobs/{id}']!.get.responses[200].content['application/json'].schema;
   assert.deepEqual(jobSchema.properties.state.enum, ['queued', 'running', 'succeeded', 'failed', 'cancelled']);
-  const cancelledJob = { id: 'job-1', kind: 'prune', state: 'cancelled', progress: null, result: null, error: 'cancelled by token:t', createdAt: 'x', updatedAt: 'x', createdBy: 'token:t', node: 'n' };
+  const cancelledJob = { id: 'job-1', kind: 'prune', state: 'cancelled', request: { name: 'iris' }, progress: null, result: null, error: 'cancelled by token:t', createdAt: 'x', updatedAt: 'x', createdBy: 'token:t', node: 'n' };
   assert.ok(validator(jobSchema).safeParse(cancelledJob).success);
   assert.ok(validator(doc.paths['/api/jobs/{id}/cancel']!.post.responses[200].content['application/json'].schema).safeParse(cancelledJob).success);
+  // A real job, as the job routes show it (with its request), then cancelled.
+  const iris = 'sepal_length,sepal_width,petal_length,petal_width,species\n' + Array.from({ length: 30 }, (_, i) => `${5 + (i % 3)},${3 + (i % 2)},${1 + (i % 5)},${i % 3},${['a', 'b', 'c'][i % 3]}`).join('\n') + '\n';
+  const queued = await server.request('POST', '/api/jobs/prune', { json: { name: 'openapi', label: 'species', data: { csv: iris }, options: { epochs: 1 } } });
+  assert.equal(queued.status, 202, await queued.clone().text());
+  const job = await queued.json();
+  const queuedParsed = responseSchema('/api/jobs/prune', 'post', 202).safeParse(job);
+  assert.ok(queuedParsed.success, queuedParsed.success ? '' : queuedParsed.error.message);
+  assert.equal(job.request.label, 'species');
+  for (const [url, path] of [[`/api/jobs/${job.id}`, '/api/jobs/{id}'], ['/api/jobs', '/api/jobs']] as const) {
+    const parsed = responseSchema(path, 'get', 200).safeParse(await (await server.request('GET', url)).json());
+    assert.ok(parsed.success, `${url}: ${parsed.success ? '' : parsed.error.message}`);
+  }
+  const cancelled = await server.request('POST', `/api/jobs/${job.id}/cancel`);
+  assert.equal(cancelled.status, 200, await cancelled.clone().text());
   const errorSchema = validator(doc.paths['/api/models']!.get.responses.default.content['application/json'].schema);
   assert.ok(errorSchema.safeParse(await (await server.request('GET', '/api/models', { token: null })).json()).success);
 });
