@@ -159,8 +159,11 @@ export class ArtifactFetcher {
       await onDisk(part, () => truncate(part, 0));
       have = 0;
     }
-    /** Where this request continued a partial file (0: the body is the whole file). */
-    let resumedAt = 0;
+    /**
+     * Where this request continued a partial file (0: the body is the whole file). A complete file
+     * left by an earlier run (no request) counts as resumed at its end: its bytes are the old ones.
+     */
+    let resumedAt = have === expected.bytes ? have : 0;
     if (have < expected.bytes) {
       const url = new URL(`api/blobs/${expected.sha256}`, withSlash(this.server.url)).toString();
       const headers: Record<string, string> = have > 0 ? { Range: `bytes=${have}-`, 'If-Range': `"${expected.sha256}"` } : {};

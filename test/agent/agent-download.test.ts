@@ -337,3 +337,17 @@ test('a directory or a FIFO where the partial download of the very model assigne
     assert.equal(agent.slots.active?.sha256, artifact.id);
   }
 });
+
+test('a complete partial download left by an earlier run with the wrong bytes (a power cut before they reached the disk) is downloaded again from zero, not refused', async (t) => {
+  const sha = world.v1.manifest.files['model.onnx']!.sha256;
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-zeroed-part-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  await mkdir(join(dataDir, 'downloads'));
+  await writeFile(join(dataDir, 'downloads', `${sha}.part`), Buffer.alloc(world.v1.manifest.files['model.onnx']!.bytes));
+  const { hostile, assign, agent } = await hostileAgent(t, 'zeroed-part', { dataDir });
+  const assignment = await assign(world.v1, 'active');
+  const report = await world.waitForReport(isAnswerTo(assignment.id), 10_000);
+  assert.equal(report.kind === 'assignment' && report.outcome, 'activated', reasonOf(report));
+  assert.deepEqual(hostile.requestsTo('/api/blobs/').map((r) => r.range), [undefined], 'one download, from zero');
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+});
