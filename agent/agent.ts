@@ -271,7 +271,9 @@ export class Agent {
     }
     if (!state.active && state.previous) {
       this.#logger.warn({ version: state.previous.version }, 'serving the previous model: the active one is unusable');
-      state = { ...state, active: state.previous, previous: null };
+      // The previous model may be the candidate too (assigned again as one): it is active now, not both.
+      const candidateStays = state.candidate !== null && !sameModel(state.candidate, state.previous);
+      state = { ...state, active: state.previous, previous: null, ...(candidateStays ? {} : { candidate: null, candidateBenchmarked: true }) };
       changed = true;
     }
     // The lost models are reported, and restored when the server's retained assignment names one.

@@ -110,3 +110,21 @@ test('a damaged candidate is downloaded again by its retained assignment, even f
   assert.equal(slots().active?.sha256, world.v1.id);
   assert.deepEqual((await readdir(join(dev.dataDir, 'models'))).sort(), [world.v1.id, world.v2.id].sort());
 });
+
+test('a lost active model whose previous one is also the candidate: the previous one is served, and no longer counts as the candidate', async (t) => {
+  const dev = await device(t, 'lost-both');
+  const first = await dev.start();
+  for (const [artifact, role] of [[world.v1, 'active'], [world.v2, 'active'], [world.v1, 'candidate']] as const) {
+    const assignment = await world.assign('lost-both', artifact, role);
+    await world.waitForReport(isOutcome(assignment.id, role === 'active' ? 'activated' : 'installed'));
+  }
+  await first.agent.idle();
+  assert.deepEqual([first.agent.slots.active?.version, first.agent.slots.candidate?.version, first.agent.slots.previous?.version], ['2', '1', '1']);
+  await first.stop();
+
+  await rm(modelDir(dev.dataDir, world.v2), { recursive: true });
+  const second = await dev.start();
+  assert.deepEqual([second.agent.slots.active?.version, second.agent.slots.candidate, second.agent.slots.previous], ['1', null, null]);
+  assert.equal(JSON.parse(await readFile(join(dev.dataDir, 'state.json'), 'utf8')).candidate, null, 'and so on disk');
+  assert.equal((await second.predict({ rows: ROW })).json.sha256, world.v1.id);
+});
