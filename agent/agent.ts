@@ -121,11 +121,15 @@ export class Agent {
   #latestAssignment: string | undefined;
   /** Assignments queued or being processed; one that failed (a full disk) is taken again when it comes again, or on a timer. */
   readonly #assignmentsInHand = new Set<string>();
+  /** Fleet commands queued or being processed; one that failed (a full disk) is taken again on a timer. */
+  readonly #commandsInHand = new Set<string>();
   readonly #retries: AssignmentRetries;
   /** The assignment whose model is being obtained, and how to cancel that. */
-  #obtaining: { id: string; controller: AbortController } | undefined;
+  #obtaining: { assignment: Assignment; controller: AbortController } | undefined;
   /** How to interrupt the benchmark in progress, so that an assignment or fleet command (a rollback) need not wait for it. */
   #benchmarking: { candidate: ModelRef; interrupt: AbortController } | undefined;
+  /** Work queued that a benchmark must not hold up (see #interruptBenchmark): a benchmark starting meanwhile steps aside. */
+  readonly #waitingWork = new Set<string>();
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
@@ -325,20 +329,58 @@ export class Agent {
       // The device's assignment topic holds one assignment: a newer one replaces the one being
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
       this.#latestAssignment = assignment.id;
-      if (this.#obtaining && this.#obtaining.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
+      if (this.#obtaining && this.#obtaining.assignment.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
       // Activating the candidate being benchmarked waits for the benchmark: its report is the
       // evidence a rollout's analysis counts. Anything else (a revert, another candidate) does not.
       const activatesBenchmarked = assignment.role === 'active' && this.#benchmarking !== undefined && sameModel(this.#benchmarking.candidate, assignment);
-      if (!activatesBenchmarked) this.#interruptBenchmark(`assignment ${assignment.id}`);
-      this.#enqueueAssignment(`assignment ${assignment.id}`, assignment, () => this.#takeAssignment(assignment));
+      const started = activatesBenchmarked ? () => {} : this.#interruptBenchmark(`assignment ${assignment.id}`);
+      this.#enqueueAssignment(`assignment ${assignment.id}`, assignment, () => (started(), this.#takeAssignment(assignment)));
     } else if (message.kind === 'commands') {
       const command = message.payload;
-      if (state.handledIds.includes(command.id)) return;
+      if (state.handledIds.includes(command.id) || this.#commandsInHand.has(command.id)) return;
       if (!selectorMatches(command.selector, this.deviceId, this.#options.config.labels)) return;
       if (!this.#trusted('command', message.raw ?? command, command.id, command.seq)) return;
-      this.#interruptBenchmark(`fleet command ${command.id} (${command.command})`);
-      this.#enqueue(`command ${command.id}`, () => this.#runCommand(command));
+      this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
+      // A candidate assigned before a drop would be dropped once installed: its download stops now.
+      const obtaining = this.#obtaining?.assignment;
+      if (command.command === 'drop-candidate' && obtaining?.role === 'candidate' && Date.parse(obtaining.issuedAt) <= Date.parse(command.issuedAt)) {
+        this.#obtaining!.controller.abort(new Error(`cancelled by drop-candidate ${command.id}`));
+      }
+      const started = this.#interruptBenchmark(`fleet command ${command.id} (${command.command})`);
+      this.#enqueueCommand(`command ${command.id}`, command, { latestAssignment: this.#latestAssignment, started });
     }
+  }
+
+  /**
+   * Queues a fleet command. If it fails on the device (a full disk), it is taken again on a timer
+   * with a backoff, as an assignment is, while no newer assignment or command has come since
+   * (those decide what the device runs now).
+   */
+  #enqueueCommand(what: string, command: FleetCommand, received: { latestAssignment: string | undefined; started?: () => void }): void {
+    const { id } = command;
+    this.#commandsInHand.add(id);
+    this.#enqueue(what, async () => {
+      received.started?.();
+      let failure: unknown;
+      try {
+        await this.#runCommand(command);
+      } catch (error) {
+        failure = error ?? new Error('failed');
+      } finally {
+        this.#commandsInHand.delete(id);
+      }
+      if (failure === undefined || this.#stopped) return this.#retries.done(id);
+      const retryInMs = this.#retries.schedule(id, () => {
+        if (this.#stopped || this.#commandsInHand.has(id) || this.#state.state.handledIds.includes(id)) return;
+        if (this.#newestSeq.command.id !== id || this.#latestAssignment !== received.latestAssignment) {
+          this.#logger.warn({ commandId: id }, 'not taking a failed fleet command again: a newer assignment or command came since');
+          return this.#retries.done(id);
+        }
+        this.#enqueueCommand(`retry command ${id}`, command, { latestAssignment: received.latestAssignment });
+      });
+      // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
+      this.#logger.error({ err: errorMessage(failure), task: what, retryInMs }, 'agent task failed');
+    });
   }
 
   /**
@@ -381,8 +423,11 @@ export class Agent {
    * with large --bench-samples): work that arrives meanwhile (an assignment, a rollback) interrupts
    * it instead of waiting. The benchmark runs again after that work if its candidate is still there.
    */
-  #interruptBenchmark(by: string): void {
+  #interruptBenchmark(by: string): () => void {
     this.#benchmarking?.interrupt.abort(new BenchmarkInterrupted(by));
+    // Until that work starts, a benchmark starting ahead of it (after an install) steps aside too.
+    this.#waitingWork.add(by);
+    return () => this.#waitingWork.delete(by);
   }
 
   /** The work on an assignment received (or taken again): answered once, unless its model was lost and it restores it. */
@@ -457,7 +502,7 @@ export class Agent {
     }
     let model: InstalledModel;
     const controller = new AbortController();
-    this.#obtaining = { id: assignment.id, controller };
+    this.#obtaining = { assignment, controller };
     if (this.#latestAssignment !== undefined && this.#latestAssignment !== assignment.id) controller.abort(new Error(`superseded by assignment ${this.#latestAssignment}`));
     try {
       model = await this.#obtainModel(assignment, controller.signal);
@@ -662,7 +707,6 @@ export class Agent {
     if (this.#state.state.handledIds.includes(command.id)) return;
     const state = this.#state.state;
     await this.#save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq) });
-    this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
     if (command.command === 'rollback') await this.#rollback(command.id);
     else if (command.command === 'drop-candidate') await this.#dropCandidate(command);
   }
@@ -695,6 +739,9 @@ export class Agent {
     const id = reportId(this.deviceId, `${assignmentId ?? 'resumed'}:${candidate.sha256}`, 'benchmark');
     const interrupt = new AbortController();
     this.#benchmarking = { candidate, interrupt };
+    // Work that arrived while the install ran (a drop, a rollback, a newer assignment) goes first.
+    const [waiting] = this.#waitingWork;
+    if (waiting !== undefined) interrupt.abort(new BenchmarkInterrupted(waiting));
     try {
       const models: { role: Role; version: string; model: InstalledModel }[] = [];
       for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {

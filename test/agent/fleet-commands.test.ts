@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { pino } from 'pino';
+import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
+import type { Report } from '../../shared/protocol/payloads.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
+import { recordingLogger, startAgent } from './agent-harness.ts';
+
+/**
+ * Fleet commands (the server's drop of a candidate when a rollout is reverted): taken again when
+ * the device fails them, and not held up by a download or benchmark ahead of them.
+ */
+
+let world: AgentWorld;
+before(async () => {
+  world = await createAgentWorld();
+});
+after(() => world.close());
+
+const reasonOf = (report: Report) => (report.kind === 'assignment' ? (report.reason ?? '') : '');
+const dropFor = (deviceId: string) => publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+
+/** An agent with v1 active and v3 its benchmarked candidate. */
+async function withCandidate(deviceId: string, t: Parameters<typeof startAgent>[0], options: Parameters<typeof startAgent>[3] = {}) {
+  const running = await startAgent(t, world, deviceId, options);
+  const v1 = await world.assign(deviceId, world.v1, 'active');
+  await world.waitForReport(isOutcome(v1.id, 'activated'));
+  const v3 = await world.assign(deviceId, world.v3, 'candidate');
+  await world.waitForReport(isBenchmarkFor(world.v3.id));
+  await running.agent.idle();
+  return running;
+}
+
+test('a fleet command the device fails (its state file unwritable) is taken again on a timer, and answered once the disk takes it', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const { agent, dataDir } = await withCandidate('cmd-retry', t, { logger, assignmentRetryMs: 150 });
+  const stateFile = join(dataDir, 'state.json');
+  const saved = await readFile(stateFile);
+  await rm(stateFile);
+  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+
+  const drop = await dropFor('cmd-retry');
+  const failures = () => lines.filter((line) => line.msg === 'agent task failed' && String(line.task).endsWith(`command ${drop.id}`));
+  await waitFor(() => failures().length >= 2, 10_000, 'two failed attempts');
+  assert.deepEqual(failures().slice(0, 2).map((line) => line.retryInMs), [150, 300]);
+  assert.equal(agent.slots.candidate?.version, '3', 'nothing dropped yet');
+
+  await rm(stateFile, { recursive: true });
+  await writeFile(stateFile, saved);
+  const dropped = await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
+  assert.equal(dropped.kind === 'assignment' && dropped.version, '3');
+  assert.equal(agent.slots.candidate, null);
+  assert.ok(JSON.parse(await readFile(stateFile, 'utf8')).handledIds.includes(drop.id));
+});
+
+test('a failed fleet command is not taken again once a newer assignment came: that one decides what the device runs', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const { agent, dataDir } = await withCandidate('cmd-stale', t, { logger, assignmentRetryMs: 150 });
+  const stateFile = join(dataDir, 'state.json');
+  const saved = await readFile(stateFile);
+  await rm(stateFile);
+  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+
+  const drop = await dropFor('cmd-stale');
+  await waitFor(() => lines.some((line) => line.msg === 'agent task failed' && line.task === `command ${drop.id}`), 10_000, 'the drop failed');
+  const v2 = await world.assign('cmd-stale', world.v2, 'candidate');
+  await waitFor(() => lines.some((line) => line.msg === 'not taking a failed fleet command again: a newer assignment or command came since' && line.commandId === drop.id), 10_000, 'the drop given up');
+  await rm(stateFile, { recursive: true });
+  await writeFile(stateFile, saved);
+  await world.waitForReport(isOutcome(v2.id, 'installed'), 10_000);
+  await agent.idle();
+  assert.equal(agent.slots.candidate?.version, '2', 'the newer candidate stays');
+  assert.deepEqual(world.harness.ingest.reports.filter(isAnswerTo(drop.id)), []);
+});
+
+test('a drop of the candidate stops the download of a candidate assigned before it, instead of waiting for it (and its benchmark)', async (t) => {
+  const { agent } = await startAgent(t, world, 'cmd-download');
+  const v1 = await world.assign('cmd-download', world.v1, 'active');
+  await world.waitForReport(isOutcome(v1.id, 'activated'));
+  // About 2 MB at 16 KB per 50 ms: over six seconds.
+  world.http.throttle = { chunkBytes: 16 * 1024, delayMs: 50 };
+  t.after(() => (world.http.throttle = undefined));
+  const big = await world.assign('cmd-download', world.big, 'candidate');
+  await waitFor(() => world.http.blobRequests().some((request) => request.path.endsWith(world.big.manifest.files['model.onnx']!.sha256)), 10_000, 'the download under way');
+
+  const sent = Date.now();
+  const drop = await dropFor('cmd-download');
+  const answer = await world.waitForReport(isAnswerTo(drop.id), 10_000);
+  const waitedMs = Date.now() - sent;
+  assert.equal(answer.kind === 'assignment' && `${answer.outcome}: ${answer.reason}`, 'refused: no candidate to drop');
+  assert.ok(waitedMs < 3000, `answered in ${waitedMs} ms, not after the download`);
+  const cancelled = await world.waitForReport(isAnswerTo(big.id), 10_000);
+  assert.equal(cancelled.kind === 'assignment' && cancelled.outcome, 'refused');
+  assert.equal(reasonOf(cancelled), `cancelled by drop-candidate ${drop.id}`);
+  await agent.idle();
+  assert.equal(agent.slots.candidate, null);
+  assert.equal(world.harness.ingest.reports.some((report) => report.deviceId === 'cmd-download' && isBenchmarkFor(world.big.id)(report)), false, 'no benchmark of the cancelled candidate');
+});
+
+test('a drop that arrives while the candidate installs goes before that candidate\'s benchmark, which then has no candidate to run for', async (t) => {
+  let onInstalled: (() => void) | undefined;
+  const logger = pino({ level: 'info' }, {
+    write: (line: string) => {
+      if (JSON.parse(line).msg === 'model verified and installed') onInstalled?.();
+    },
+  });
+  const { agent } = await startAgent(t, world, 'cmd-install', { logger });
+  const v1 = await world.assign('cmd-install', world.v1, 'active');
+  await world.waitForReport(isOutcome(v1.id, 'activated'));
+  // The drop is sent the moment the candidate's model is installed, before the install's benchmark.
+  let drop: Promise<{ id: string }> | undefined;
+  onInstalled = () => {
+    onInstalled = undefined;
+    drop = dropFor('cmd-install');
+  };
+  const v3 = await world.assign('cmd-install', world.v3, 'candidate');
+  await world.waitForReport(isOutcome(v3.id, 'installed'), 10_000);
+  await waitFor(() => drop !== undefined, 10_000, 'the drop sent');
+  const dropped = await world.waitForReport(isOutcome((await drop!).id, 'candidate-dropped'), 10_000);
+  assert.equal(dropped.kind === 'assignment' && dropped.version, '3');
+  await agent.idle();
+  assert.equal(agent.slots.candidate, null);
+  assert.equal(world.harness.ingest.reports.some((report) => report.deviceId === 'cmd-install' && isBenchmarkFor(world.v3.id)(report)), false, 'the benchmark stepped aside, and found no candidate after the drop');
+});
