@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
@@ -6,6 +6,7 @@ import { Holdout } from './holdout.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import { acquirePidLock, type PidLock } from '../shared/util/pid-lock.ts';
+import { ensureWritableDirectory } from '../shared/util/fs-checks.ts';
 import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
@@ -80,11 +81,9 @@ export function defineAgentCommand(command: Command): Command {
       }
       const config = await loadAgentConfig(flags.config);
       const holdout = flags.holdout ? Holdout.fromFile(flags.holdout, flags.label!) : undefined;
-      try {
-        await mkdir(flags.dataDir, { recursive: true });
-      } catch (error) {
-        throw new UserError(`cannot create data dir ${flags.dataDir}: ${errorMessage(error)}`);
-      }
+      // An existing data dir is used as it is (a full disk must not keep the agent from serving
+      // its model); a new one is created where directories can be (mkdir loops forever under /proc).
+      if (!(await stat(flags.dataDir).then((info) => info.isDirectory(), () => false))) await ensureWritableDirectory(flags.dataDir, '--data-dir');
       // Before anything in the data dir is read or written: two agents on one data dir would
       // overwrite each other's slots, state file and outbox. Held until the agent stops.
       const lock = lockAgentDataDir(flags.dataDir);

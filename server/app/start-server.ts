@@ -1,7 +1,7 @@
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { NotARegularFileError, readRegularFile } from '../../shared/util/read-regular-file.ts';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -241,13 +241,18 @@ function lockSqliteDataDir(dataDir: string): PidLock {
   });
 }
 
+/** The largest --tls-cert or --tls-key read (a PEM chain is a few kilobytes). */
+const MAX_TLS_FILE_BYTES = 1024 * 1024;
+
 /** Reads --tls-cert and --tls-key and checks they are a PEM certificate and its private key. */
 async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
   if (!config.tlsCert || !config.tlsKey) return null;
   const read = async (path: string, flag: string) => {
     try {
-      return await readFile(path);
+      // A FIFO or a device (/dev/zero) is refused without reading it, a file over 1 MiB before it is read.
+      return Buffer.from(await readRegularFile(path, MAX_TLS_FILE_BYTES));
     } catch (error) {
+      if (error instanceof NotARegularFileError && error.code === undefined) throw new UserError(`${flag}: ${error.message}`);
       throw new UserError(`${flag}: cannot read ${path} (${errorMessage(error)})`);
     }
   };

@@ -11,6 +11,7 @@ import { parseInteger } from '../../shared/cli/option-parsers.ts';
 import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import type { ProgressEvent } from '../pruning/progress-events.ts';
 import type { PhaseProgress } from './progress.ts';
+import { MAX_SEED } from '../pruning/options.ts';
 
 interface DemoFlags {
   dataset: string;
@@ -65,6 +66,7 @@ export function registerDemoCommand(program: Command): void {
       }
       if (flags.devices < 8 || flags.devices > 500) throw new UserError('--devices: must be between 8 and 500');
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
+      if (flags.seed < 0 || flags.seed > MAX_SEED) throw new UserError(`--seed: must be between 0 and ${MAX_SEED}`);
       // Where the demo writes is checked before it runs: a bad path must not cost a whole demo.
       const chosenDataDir = flags.dataDir ? resolve(flags.dataDir) : undefined;
       const createdDataDir = chosenDataDir !== undefined && !existsSync(chosenDataDir);

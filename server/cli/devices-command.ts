@@ -1,8 +1,8 @@
-import { constants } from 'node:fs';
-import { access, writeFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { lstat, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { assertWritableFile } from '../../shared/util/fs-checks.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
@@ -82,16 +82,9 @@ export function registerDevicesCommand(program: Command): void {
 
 /** Fails before enrolling when the config file could not be written afterwards. */
 async function checkWritableTarget(path: string): Promise<void> {
-  try {
-    await access(path);
-    throw new UserError(`--out: ${path} already exists (it may hold another device's credentials)`);
-  } catch (error) {
-    if (error instanceof UserError) throw error;
-  }
-  try {
-    await access(dirname(path), constants.W_OK);
-  } catch {
-    throw new UserError(`--out: cannot write into ${dirname(path)}`);
-  }
+  // lstat: a dangling symlink is there too (the write, which never follows one, fails on it).
+  if (await lstat(path).then(() => true, () => false)) throw new UserError(`--out: ${path} already exists (it may hold another device's credentials)`);
+  // A real probe (created and removed): access() passes for paths that take no files (/proc).
+  await assertWritableFile(path, '--out');
 }
 

@@ -16,6 +16,7 @@ import { handlePruneInterrupts, type PruneInterrupt } from './prune-interrupt.ts
 import { lockPruneOutput } from './prune-output-lock.ts';
 import { assertOutputNameFits } from '../pruning/output-layout.ts';
 import type { PruneToArtifactsInput } from '../pruning/prune-to-artifacts.ts';
+import { isInside } from '../../shared/util/path-inside.ts';
 
 interface PruneFlags extends PruneTuningFlags {
   data: string;
@@ -116,8 +117,12 @@ async function pruneInto(outDir: string, input: Pick<PruneToArtifactsInput, 'dat
  */
 async function assertNotWorkingDirectory(outDir: string): Promise<void> {
   const real = await realpath(outDir).catch(() => undefined);
-  if (real !== undefined && real === process.cwd()) {
+  if (real === undefined) return;
+  if (real === process.cwd()) {
     throw new UserError(`--out: ${outDir} is the working directory, which the artifact would replace (leaving this shell in a deleted directory); give --out from outside it (e.g. ../${basename(real)})`);
+  }
+  if (isInside(real, process.cwd())) {
+    throw new UserError(`--out: ${outDir} holds the working directory, which the artifact would replace (leaving this shell in a deleted directory); give --out from outside it`);
   }
 }
 

@@ -93,6 +93,9 @@ export const ServerConfigSchema = z
     } else if (config.mqttPassword === undefined && config.mosquittoDir === undefined) {
       ctx.addIssue({ code: 'custom', path: ['mqttPassword'], message: 'an external broker needs the server identity\'s password (FLEETPRUNE_MQTT_PASSWORD), or --mosquitto-dir so the server writes it' });
     }
+    if (config.databaseSchema !== undefined && config.databaseUrl === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['databaseSchema'], message: 'only applies with --database-url (PostgreSQL); without it the server keeps its data in SQLite under --data-dir' });
+    }
     if (config.mosquittoPidFile !== undefined && config.mosquittoDir === undefined) {
       ctx.addIssue({ code: 'custom', path: ['mosquittoPidFile'], message: 'needs --mosquitto-dir' });
     }

@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+/** The largest seed (the splits' and training's random generators take 31 bits). */
+export const MAX_SEED = 2 ** 31 - 1;
+
 export const DEFAULT_EPSILONS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7] as const;
 export const DEFAULT_RETRAIN_EPOCHS = 60;
 
@@ -57,7 +60,7 @@ export const PruneOptionsSchema = z
     retrainLearningRate: z.number().positive().max(1).default(5e-4),
     /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */
     batchSize: z.number().int().min(1).max(65_536).optional(),
-    seed: z.number().int().min(0).max(2 ** 31 - 1).default(42),
+    seed: z.number().int().min(0).max(MAX_SEED).default(42),
     /** Accuracy may drop this many points (classification) ... */
     toleranceAccuracyPoints: z.number().min(0).max(100).default(0.5),
     /** ... or MSE grow by this fraction (regression), against the original's validation score. */

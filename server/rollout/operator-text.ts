@@ -19,11 +19,11 @@ export function controlCharacterIn(text: string): string | null {
 }
 
 /** An abort or rollback reason: at most 500 characters (at least `min`), no control characters but tab. */
-export function reasonSchema(min = 0) {
+export function reasonSchema(min = 0, max = 500) {
   return z
     .string()
     .min(min, `must be at least ${min} character${min === 1 ? '' : 's'}`)
-    .max(500, 'must be at most 500 characters')
+    .max(max, `must be at most ${max} characters`)
     .superRefine((text, ctx) => {
       const found = controlCharacterIn(text);
       if (found) ctx.addIssue({ code: 'custom', message: `must not contain control characters such as newlines or escape sequences (found ${found})` });

@@ -24,7 +24,12 @@ export async function openStore(location: StoreLocation): Promise<Store> {
       const reason = code === 'EEXIST' ? 'not a directory' : code === 'ENOTDIR' ? 'a parent is not a directory' : errorMessage(error);
       throw new UserError(`--data-dir: cannot use ${location.dataDir} (${reason})`, { cause: error });
     }
-    engine = new SqliteEngine(join(location.dataDir, SQLITE_FILE));
+    const file = join(location.dataDir, SQLITE_FILE);
+    try {
+      engine = new SqliteEngine(file);
+    } catch (error) {
+      throw unusableSqliteFile(file, error);
+    }
   } else {
     try {
       // Imported here: a SQLite server does not load pg.
@@ -38,7 +43,17 @@ export async function openStore(location: StoreLocation): Promise<Store> {
     await runMigrations(engine, ALL_MIGRATIONS);
   } catch (error) {
     await engine.close();
-    throw error;
+    throw location.engine === 'sqlite' ? unusableSqliteFile(join(location.dataDir, SQLITE_FILE), error) : error;
   }
   return createStore(engine);
+}
+
+/**
+ * SQLite's refusal of the file (not a database, damaged, locked, unreadable) as a UserError naming
+ * it; the file is left as it is. Any other error is returned unchanged.
+ */
+function unusableSqliteFile(file: string, error: unknown): unknown {
+  const code = (error as { code?: unknown }).code;
+  if (error instanceof UserError || typeof code !== 'string' || !code.startsWith('SQLITE_')) return error;
+  return new UserError(`--data-dir: cannot use the database ${file} (${errorMessage(error)}); it is left as it is`, { cause: error });
 }

@@ -6,22 +6,25 @@ import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts'
 import { spawnServer } from '../server/helpers/server-process.ts';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
 
-test('devices enroll: when the config cannot be written after enrolling, the advice works (a new id; the old one is never reused)', async (t) => {
+test('devices enroll: an --out that could not be written is refused before enrolling (a dangling symlink, a path under /proc); nothing is enrolled', async (t) => {
   const dir = await tempDir(t);
   const server = await spawnServer(t, join(dir, 'server'));
   const connection = ['--server', `127.0.0.1:${server.grpcPort}`, '--token', ADMIN_TOKEN];
-  // A dangling symlink passes the up-front check (nothing there to overwrite) but the exclusive create fails.
-  const out = join(dir, 'agent.json');
-  await symlink(join(dir, 'nowhere', 'agent.json'), out);
-  const failed = await runCli(['devices', 'enroll', '--id', 'press-1', '--out', out, ...connection]);
-  assert.equal(failed.code, 1, failed.stderr);
-  assert.ok(isOneLineError(failed.stderr), failed.stderr);
-  assert.match(failed.stderr, /the device is enrolled but .* could not be written .*revoke press-1 and enroll the device under a new id/);
-  // Following it: the same id again is refused, a new one works.
-  const same = await runCli(['devices', 'enroll', '--id', 'press-1', '--out', join(dir, 'again.json'), ...connection]);
-  assert.match(same.stderr, /already enrolled/);
-  assert.equal((await runCli(['devices', 'revoke', 'press-1', ...connection])).code, 0);
-  const fresh = await runCli(['devices', 'enroll', '--id', 'press-1b', '--out', join(dir, 'fresh.json'), ...connection]);
+  // A dangling symlink: the write (an exclusive create, which never follows a link) would fail on it.
+  const dangling = join(dir, 'agent.json');
+  await symlink(join(dir, 'nowhere', 'agent.json'), dangling);
+  const linked = await runCli(['devices', 'enroll', '--id', 'press-1', '--out', dangling, ...connection]);
+  assert.equal(linked.code, 2, linked.stderr);
+  assert.equal(linked.stderr, `fleetprune: --out: ${dangling} already exists (it may hold another device's credentials)\n`);
+  // /proc takes no new files, though access() says its directories are writable.
+  const proc = await runCli(['devices', 'enroll', '--id', 'press-2', '--out', '/proc/agent.json', ...connection]);
+  assert.equal(proc.code, 2, proc.stderr);
+  assert.ok(isOneLineError(proc.stderr), proc.stderr);
+  assert.match(proc.stderr, /^fleetprune: --out: cannot write \/proc\/agent\.json/);
+  const listed = await runCli(['devices', 'list', '--json', ...connection]);
+  assert.deepEqual(JSON.parse(listed.stdout), [], 'nothing enrolled');
+  // Both ids are still free.
+  const fresh = await runCli(['devices', 'enroll', '--id', 'press-1', '--out', join(dir, 'fresh.json'), ...connection]);
   assert.equal(fresh.code, 0, fresh.stderr);
 });
 

@@ -10,7 +10,7 @@ import { defineRoute, type RouteSpec } from '../route-spec.ts';
 export const CreateTokenBodySchema = z.strictObject({
   role: RoleSchema,
   // Shown in one-line tables and the audit log: no newline or escape sequence (tab aside), as for a reason.
-  label: reasonSchema(1).max(200, 'must be at most 200 characters').optional(),
+  label: reasonSchema(1, 200).optional(),
 });
 
 const AuditQuerySchema = z.strictObject({

@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { isOneLineError, REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+/** Bad input to the CLI: one line, exit 2, nothing left behind or changed, never a hang. */
+
+const bare = ['--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0', '--host', '127.0.0.1'];
+
+test('demo --seed out of range is refused before anything starts, and --data-dir stays empty', async (t) => {
+  const dir = await tempDir(t);
+  for (const seed of ['-1', '1e20', '2147483648']) {
+    const dataDir = join(dir, `demo-${seed}`);
+    await mkdir(dataDir);
+    const run = await runCli(['demo', '--seed', seed, '--data-dir', dataDir, '--exit-when-done'], {}, { timeoutMs: 60_000 });
+    assert.equal(run.code, 2, `${seed}: ${run.stderr}`);
+    assert.equal(run.stderr, 'fleetprune: --seed: must be between 0 and 2147483647\n');
+    assert.deepEqual(await readdir(dataDir), []);
+  }
+});
+
+test('server: --database-schema without --database-url, and a --tls-cert that is a device or a FIFO, are refused at once', async (t) => {
+  const dir = await tempDir(t);
+  const schema = await runCli(['server', '--data-dir', join(dir, 'a'), '--database-schema', 'site1', ...bare], {}, { timeoutMs: 30_000 });
+  assert.equal(schema.code, 2, schema.stderr);
+  assert.equal(schema.stderr, 'fleetprune: --database-schema: only applies with --database-url (PostgreSQL); without it the server keeps its data in SQLite under --data-dir\n');
+
+  const fifo = join(dir, 'cert.fifo');
+  await new Promise<void>((resolve, reject) => execFile('mkfifo', [fifo], (error) => (error ? reject(error) : resolve())));
+  for (const cert of ['/dev/zero', fifo]) {
+    const run = await runCli(['server', '--data-dir', join(dir, 'b'), '--tls-cert', cert, '--tls-key', '/dev/null', ...bare], {}, { timeoutMs: 30_000 });
+    assert.equal(run.code, 2, `${cert}: ${run.stderr}`);
+    assert.equal(run.stderr, `fleetprune: --tls-cert: ${cert}: not a regular file\n`);
+  }
+});
+
+test('server on a data dir whose database file is not SQLite: refused on one line naming the file, which is left as it is', async (t) => {
+  const dataDir = await tempDir(t);
+  const file = join(dataDir, 'fleetprune.sqlite');
+  const junk = Buffer.alloc(10_000, 'not a database ');
+  await writeFile(file, junk);
+  const run = await runCli(['server', '--data-dir', dataDir, ...bare], {}, { timeoutMs: 30_000 });
+  assert.equal(run.code, 2, run.stderr);
+  assert.equal(run.stderr, `fleetprune: --data-dir: cannot use the database ${file} (file is not a database); it is left as it is\n`);
+  const hash = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+  assert.equal(hash(await readFile(file)), hash(junk));
+});
+
+test('agent --data-dir under /proc is refused at once (mkdir would loop for ever there)', async (t) => {
+  const config = join(await tempDir(t), 'agent.json');
+  const { publicKey } = generateKeyPairSync('ed25519');
+  await writeFile(config, JSON.stringify({
+    schema: 1,
+    deviceId: 'proc-1',
+    labels: {},
+    broker: { url: 'mqtt://127.0.0.1:1', username: 'proc-1', password: 'x' },
+    server: { url: 'http://127.0.0.1:1', token: 'x' },
+    serverPublicKey: publicKey.export({ type: 'spki', format: 'pem' }),
+  }));
+  const run = await runCli(['agent', '--config', config, '--data-dir', '/proc/fleetprune/data', '--http-port', '0'], {}, { timeoutMs: 30_000 });
+  assert.equal(run.code, 2, run.stderr);
+  assert.ok(isOneLineError(run.stderr), run.stderr);
+  assert.match(run.stderr, /^fleetprune: --data-dir: cannot create \/proc\/fleetprune\/data \(\/proc is not a writable directory/);
+});
+
+test('prune --out a parent of the working directory is refused (the shell would be left in a deleted directory), nothing written', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'out');
+  const iris = join(REPO_ROOT, 'shared', 'datasets', 'iris.csv');
+  // A previous prune's output (which --out may replace), the shell in its general/.
+  const first = await runCli(['prune', '--data', iris, '--label', 'species', '--out', out, '--epochs', '1', '--epsilon', '0.5'], {}, { timeoutMs: 120_000 });
+  assert.equal(first.code, 0, first.stderr);
+  const before = (await readdir(out)).sort();
+  const cwd = join(out, 'general');
+  const run = await new Promise<{ code: number; stderr: string }>((resolve) =>
+    execFile(process.execPath, [join(REPO_ROOT, 'bin', 'fleetprune.js'), 'prune', '--data', iris, '--label', 'species', '--out', '..', '--epochs', '1'], { cwd, timeout: 60_000 }, (error, _stdout, stderr) =>
+      resolve({ code: typeof error?.code === 'number' ? error.code : error ? -1 : 0, stderr }),
+    ),
+  );
+  assert.equal(run.code, 2, run.stderr);
+  assert.equal(run.stderr, `fleetprune: --out: ${out} holds the working directory, which the artifact would replace (leaving this shell in a deleted directory); give --out from outside it\n`);
+  assert.deepEqual((await readdir(out)).sort(), before, 'the previous output is still there');
+});
+
+test('tokens create --label over its limit is refused with that limit alone', async (t) => {
+  const server = await startTestServer(t);
+  if (!server) return;
+  const run = await runCli(['tokens', 'create', '--role', 'viewer', '--label', 'a'.repeat(600), '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, /^fleetprune: .*label: must be at most 200 characters\n$/);
+  assert.doesNotMatch(run.stderr, /500/);
+});
