@@ -10,7 +10,7 @@ import { buildOpenApiDocument } from './openapi.ts';
 import type { RouteSpec } from './route-spec.ts';
 import { duplicateJsonKey } from '../../shared/util/duplicate-keys.ts';
 import { limitBodySize } from './body-size-limit.ts';
-import { contentCharset } from './content-charset.ts';
+import { contentCharset, readsAsUtf8 } from './content-charset.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { validatePart } from './validate-request.ts';
@@ -96,10 +96,13 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     // body-parser decodes any utf-* charset (UTF-16 too), but the duplicate-key check reads the raw
     // bytes as UTF-8: a UTF-16 body would pass it unchecked. JSON is UTF-8 (RFC 8259 §8.1).
     const charset = contentCharset(req.headers['content-type']);
-    if (charset !== null && charset !== 'utf-8') {
-      next(new ServiceError('unsupported_media_type', `body: unsupported charset "${charset.toUpperCase()}"; send JSON as UTF-8`));
+    if (!readsAsUtf8(charset)) {
+      next(new ServiceError('unsupported_media_type', `body: unsupported charset "${charset!.toUpperCase()}"; send JSON as UTF-8`));
       return;
     }
+    // body-parser takes only the `utf-…` spellings: the others that read as UTF-8 (utf8, us-ascii)
+    // are named as it knows them, as the rollout spec route (readTextBody) takes them too.
+    if (charset !== null && charset !== 'utf-8') req.headers['content-type'] = 'application/json; charset=utf-8';
     if (noBody) {
       req.body = {};
       next();

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import { ServiceError } from '../app/service-error.ts';
 import { bodyTooLarge } from './body-size-limit.ts';
-import { contentCharset } from './content-charset.ts';
+import { contentCharset, readsAsUtf8 } from './content-charset.ts';
 import { isUtf8 } from 'node:buffer';
 
 /** Reads a text request body up to `limit` bytes (413 beyond it: `tooLarge`, by default naming --max-body-bytes). */
@@ -11,7 +11,7 @@ export async function readTextBody(req: Request, limit: number, tooLarge: () => 
   const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && encoding !== '') throw new ServiceError('unsupported_media_type', `body: unsupported content encoding "${encoding}"; send the spec uncompressed`);
   const charset = contentCharset(req.headers['content-type']);
-  if (charset !== null && !['utf-8', 'utf8', 'us-ascii'].includes(charset)) throw new ServiceError('unsupported_media_type', `body: unsupported charset "${charset.toUpperCase()}"; send the spec as UTF-8`);
+  if (!readsAsUtf8(charset)) throw new ServiceError('unsupported_media_type', `body: unsupported charset "${charset!.toUpperCase()}"; send the spec as UTF-8`);
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];

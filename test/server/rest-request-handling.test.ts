@@ -38,6 +38,15 @@ test('a JSON body in UTF-16 is refused (415) rather than let past the duplicate-
   assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer' }, headers: { 'content-type': 'application/json; charset=UTF-8' } })).status, 201);
   assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).status, 201);
   assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer' }, headers: { 'content-type': 'application/json; charset=' } })).status, 201);
+  // As the rollout spec route takes them: utf8 and US-ASCII read as UTF-8 (the duplicate check too); Latin-1 does not.
+  for (const charset of ['utf8', 'US-ASCII']) {
+    const headers = { 'content-type': `application/json; charset=${charset}` };
+    assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer' }, headers })).status, 201, charset);
+    await expectError(await server.request('POST', '/api/tokens', { body: Buffer.from(duplicate), headers }), 400, 'bad_request', /role/);
+  }
+  const latin1 = await server.request('POST', '/api/tokens', { json: { role: 'viewer' }, headers: { 'content-type': 'application/json; charset=ISO-8859-1' } });
+  await expectError(latin1, 415, 'unsupported_media_type', /^body: unsupported charset "ISO-8859-1"/);
+  assert.equal(await tokenCount(server), before + 5);
 });
 
 test('a token that revokes itself gets its 204, not a connection cut before any answer', async (t) => {
