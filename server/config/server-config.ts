@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../../shared/util/errors.ts';
+import { BrokerUrlSchema } from '../../shared/protocol/agent-config.ts';
 import { ServerUrlSchema } from '../../shared/protocol/server-url.ts';
 
 const Port = z.coerce.number().int().min(0).max(65535);
@@ -56,7 +57,7 @@ export const ServerConfigSchema = z
     /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl. */
     mqttPort: Port.default(1883),
     /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
-    mqttUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
+    mqttUrl: BrokerUrlSchema.optional(),
     /** Password of the server's broker identity (external broker; default: random, needs mosquittoDir). */
     mqttPassword: z.string().min(8, 'must be at least 8 characters').optional(),
     /** Mosquitto: where the server writes its password and ACL files. */
@@ -66,7 +67,7 @@ export const ServerConfigSchema = z
     /** The server URL devices use (assignment manifest URLs, agent configs); default http(s)://<host>:<http port>. */
     publicUrl: ServerUrlSchema.transform((url) => url.replace(/\/+$/, '')).optional(),
     /** The broker URL written into agent configs; default --mqtt-url, or mqtt://<host>:<mqtt port>. */
-    mqttPublicUrl: z.url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' }).optional(),
+    mqttPublicUrl: BrokerUrlSchema.optional(),
     /** The device label whose value is the `cohort` label of exported report metrics. */
     cohortLabel: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be a label key').default('cohort'),
     /**

@@ -24,12 +24,20 @@ export const LabelKeySchema = z
 
 export const MAX_LABEL_VALUE_CHARS = 256;
 
+/**
+ * A broker URL: mqtt:// or mqtts:// with a host. mqtt.js reads one without a host (`mqtt://`,
+ * `mqtt:x`) as localhost:1883, so a device given one would talk to itself.
+ */
+export const BrokerUrlSchema = z
+  .url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' })
+  .refine((url) => new URL(url).hostname !== '', 'must name the broker\'s host (mqtt://HOST:PORT)');
+
 export const AgentConfigSchema = z.strictObject({
   schema: z.literal(1),
   deviceId: DeviceIdSchema,
   labels: z.record(LabelKeySchema, z.string().max(MAX_LABEL_VALUE_CHARS)),
   broker: z.strictObject({
-    url: z.url({ protocol: /^mqtts?$/ }),
+    url: BrokerUrlSchema,
     username: z.string().min(1),
     password: z.string().min(1),
   }),

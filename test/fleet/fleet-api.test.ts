@@ -57,6 +57,9 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
     [{ id: 'fleetprune-server', labels: {} }, 400, /reserved/],
     [{ id: 'x1', labels: { 'bad key': 'v' } }, 400, /labels/],
     [{ id: 'x2', brokerUrl: 'http://nope' }, 400, /brokerUrl/],
+    // No host: mqtt.js would take it as localhost, the device's own.
+    [{ id: 'x2a', brokerUrl: 'mqtt://' }, 400, /^body\.brokerUrl: must name the broker's host \(mqtt:\/\/HOST:PORT\)$/],
+    [{ id: 'x2b', brokerUrl: 'mqtt:x' }, 400, /^body\.brokerUrl: must name the broker's host/],
     [{ id: 'x3', extra: 1 }, 400, /extra/],
   ];
   for (const [body, status, message] of refusals) {
@@ -77,6 +80,8 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   }
   const devicesGrpc = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
   t.after(() => devicesGrpc.close());
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2c', labels: {}, broker_url: 'mqtt://' }), (error: any) => error.code === 3 && /brokerUrl: must name the broker's host/.test(error.details));
+  for (const id of ['x2a', 'x2b', 'x2c']) assert.equal((await server.request('GET', `/api/devices/${id}`)).status, 404, `${id} not enrolled`);
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x7', labels: { constructor: 'x' } }), (error: any) => error.code === 3 && /^request\.labels\.constructor: label key "constructor" is reserved$/.test(error.details));
   // protobufjs keeps a __proto__ map key as an own property; schema validation would drop it without a word.
   const protoKeyed = JSON.parse('{"site": "osaka", "__proto__": "x"}') as Record<string, string>;
