@@ -9,6 +9,7 @@ import type { JobService } from '../jobs/job-service.ts';
 import type { ServerMetrics } from '../metrics/server-metrics.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
 import type { Store } from '../store/store.ts';
+import type { Mutex } from '../../shared/util/mutex.ts';
 import type { StalledStreams } from './stalled-streams.ts';
 
 /** The shared services every server module is built from. */
@@ -31,4 +32,11 @@ export interface ServerContext {
   publicUrl: () => string;
   /** When an event stream (gRPC watch, REST server-sent events) whose client stopped reading is ended. */
   stalledStreams: StalledStreams;
+  /**
+   * Fleet changes that check what the others did take turns: a rollout's start (which reads the
+   * devices' baselines) or rollback, and a direct assignment (which checks no rollout holds its
+   * devices). All run in one process: rollouts on the leader, and assignments too whenever more
+   * than one server runs (an external broker, LeaderOnlyFleetGate).
+   */
+  fleetChanges: Mutex;
 }

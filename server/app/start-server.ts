@@ -1,6 +1,7 @@
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { Mutex } from '../../shared/util/mutex.ts';
 import { NotARegularFileError, readRegularFile } from '../../shared/util/read-regular-file.ts';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -128,7 +129,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       if (httpPort === null) throw new Error('the public URL is not known before the HTTP listener is bound');
       return `${tls ? 'https' : 'http'}://${reachableHost(config.host)}:${httpPort}`;
     };
-    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl, stalledStreams: new StalledStreams({ metrics, log }, options.stalledStreamLimits) };
+    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl, stalledStreams: new StalledStreams({ metrics, log }, options.stalledStreamLimits), fleetChanges: new Mutex() };
 
     // The device fleet (MQTT, devices, assignments) feeds the rollouts: its FleetPort carries their
     // assignments, its stored reports are the builtin provider's history, and a device coming

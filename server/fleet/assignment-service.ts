@@ -8,6 +8,7 @@ import { LabelSelectorSchema, describeSelector, selectorMatches } from '../rollo
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
+import { Mutex } from '../../shared/util/mutex.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 
 /** `POST /api/assignments`: a version, a role, and exactly one of a label selector and device ids. */
@@ -48,6 +49,7 @@ export interface AssignResult {
  */
 export class AssignmentService {
   readonly #gate: FleetGate;
+  readonly #turns: Mutex;
 
   /**
    * `gate` refuses assignments on a standby server (default: always allowed). `rolloutOf` names
@@ -61,9 +63,12 @@ export class AssignmentService {
       publisher: AssignmentPublisher;
       gate?: FleetGate;
       rolloutOf?: (deviceIds: readonly string[]) => Promise<{ deviceId: string; rollout: string } | null>;
+      /** Taken from the check for rollouts to the publication: rollout starts take it too (ServerContext.fleetChanges). */
+      turns?: Mutex;
     },
   ) {
     this.#gate = options.gate ?? OPEN_FLEET_GATE;
+    this.#turns = options.turns ?? new Mutex();
   }
 
   async assign(request: AssignRequest, actor: string): Promise<AssignResult> {
@@ -82,16 +87,19 @@ export class AssignmentService {
         );
       }
     }
-    const held = await this.options.rolloutOf?.(devices.map((device) => device.id));
-    if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
     const assignmentId = newMessageId();
-    const published = await this.options.publisher.publish({
-      id: assignmentId,
-      version,
-      role: request.role,
-      deviceIds: devices.map((device) => device.id),
-      actor,
-      action: 'assignment.create',
+    // A rollout started between the check and the record would read the devices' old baselines.
+    const published = await this.#turns.run(async () => {
+      const held = await this.options.rolloutOf?.(devices.map((device) => device.id));
+      if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
+      return this.options.publisher.publish({
+        id: assignmentId,
+        version,
+        role: request.role,
+        deviceIds: devices.map((device) => device.id),
+        actor,
+        action: 'assignment.create',
+      });
     });
     return {
       assignmentId,

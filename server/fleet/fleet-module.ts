@@ -105,7 +105,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     ctx.tokens.revocations.revoked(tokenId); // its downloads under way stop too
   } });
   const holds = new RolloutHolds(ctx.store.engine);
-  const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate, rolloutOf: (deviceIds) => holds.ofDevices(deviceIds) });
+  const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate, rolloutOf: (deviceIds) => holds.ofDevices(deviceIds), turns: ctx.fleetChanges });
   const retention = reportRetention(fleet.repos, {
     days: ctx.config.reportRetentionDays,
     everyMs: options.reportSweepMs ?? 3_600_000,

@@ -69,7 +69,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   let controller: RolloutController | undefined;
   /** Device events that came while no controller ran (starting, standby): replayed once one has recovered. */
   const missed = new MissedDeviceEvents();
-  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller });
+  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges });
   const retention = evidenceRetention(new StoreRolloutRepository(ctx.store.engine), {
     days: ctx.config.reportRetentionDays,
     everyMs: deps.retentionSweepMs ?? 3_600_000,

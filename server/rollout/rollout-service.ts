@@ -24,6 +24,8 @@ export interface RolloutServiceOptions {
   readonly leadership: Leadership;
   /** The controller while this process leads; undefined on a follower. */
   readonly controller: () => RolloutController | undefined;
+  /** Shared with direct assignments (ServerContext.fleetChanges); a fresh one when not given. */
+  readonly fleetChanges?: Mutex;
 }
 
 /** How long a start waits for the model's previous rollout to record its version statuses before refusing. */
@@ -40,16 +42,18 @@ const SUMMARY_CACHE_ROLLOUTS = 1000;
 export class RolloutService {
   readonly #o: RolloutServiceOptions;
   /**
-   * Starts and rollbacks take turns (both run on the leader): a start's check that no other
-   * rollout of the model is under way, and a rollback's check that no newer one is, each hold
-   * until it is done. Else a rollback of a promoted rollout and a start of a newer one could both
-   * pass their checks, and the rollback undo what the new rollout took as its baseline.
+   * Starts and rollbacks take turns (both run on the leader), with direct assignments: a start's
+   * check that no other rollout of the model is under way, and a rollback's check that no newer one
+   * is, each hold until it is done. Else a rollback of a promoted rollout and a start of a newer one
+   * could both pass their checks, and the rollback undo what the new rollout took as its baseline
+   * (as a direct assignment could, made while the start read the baselines).
    */
-  readonly #startsAndRollbacks = new Mutex();
+  readonly #startsAndRollbacks: Mutex;
   readonly #summaries = new Map<string, RolloutSummary>();
 
   constructor(options: RolloutServiceOptions) {
     this.#o = options;
+    this.#startsAndRollbacks = options.fleetChanges ?? new Mutex();
   }
 
   async start(spec: RolloutSpec, principal: Principal): Promise<RolloutRecord> {
