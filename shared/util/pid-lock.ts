@@ -76,6 +76,8 @@ function createLockFile(path: string, options: PidLockOptions): boolean {
   try {
     writeFileSync(temp, content, { flag: 'wx' });
   } catch (error) {
+    // Created but not written (a full disk): not left behind, one more each time a supervisor restarts the process.
+    removeFile(temp);
     throw options.failed(error);
   }
   try {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,4 +42,17 @@ test('a lock named by a process that has ended but not been reaped yet (a zombie
   // The parent itself, alive, still holds a lock that names it.
   await writeFile(path, `${parent.pid}\n`);
   assert.throws(() => acquirePidLock(path, options), new RegExp(`held by ${parent.pid}`));
+});
+
+test('a lock the disk cannot take (full) fails without leaving its temporary file behind', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-lock-full-'));
+  // A tiny tmpfs, filled up: files can be created there, but not written.
+  const mounted = await new Promise<boolean>((resolve) => spawn('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', dir], { stdio: 'ignore' }).on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
+  // Hooks run in order: unmounted first, then removed.
+  if (mounted) t.after(() => new Promise((resolve) => spawn('umount', [dir], { stdio: 'ignore' }).on('exit', resolve)));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  if (!mounted) return t.skip('cannot mount a tmpfs here (needs root)');
+  await writeFile(join(dir, 'filler'), Buffer.alloc(64 * 1024)).catch(() => {});
+  assert.throws(() => acquirePidLock(join(dir, 'agent.lock'), options), /ENOSPC/);
+  assert.deepEqual(readdirSync(dir), ['filler'], 'no lock, no temporary file');
 });
