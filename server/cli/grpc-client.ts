@@ -113,6 +113,11 @@ export class ServerConnection {
   #describe(error: GrpcError): UserError {
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
+        // The server answered, but its certificate did not verify (another CA, another name).
+        const tlsFailure = this.#tls ? certificateFailure(error.details) : undefined;
+        if (tlsFailure) {
+          return new UserError(`cannot connect to the server at ${this.address} over TLS: ${tlsFailure} (check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for)`);
+        }
         const code = /E[A-Z]{4,}/.exec(error.details)?.[0];
         // Something answered but did not speak plaintext gRPC: the server's HTTP port (8080 given
         // for 9090), or a server with --tls-cert.
@@ -132,6 +137,17 @@ export class ServerConnection {
         return new UserError(error.details || error.message);
     }
   }
+}
+
+/**
+ * Why a TLS connection's certificate check failed, from grpc-js's UNAVAILABLE details
+ * (`No connection established. Last error: Error: self-signed certificate (…)`), else undefined.
+ */
+function certificateFailure(details: string): string | undefined {
+  const last = /Last error: (?:Error(?: \[[A-Z_]+\])?: )?(.*)$/s.exec(details)?.[1]?.trim();
+  if (!last || !/certificate|altnames|ERR_TLS|SSL/i.test(details)) return undefined;
+  // grpc-js may add a timestamp or a resolver's note after the reason.
+  return last.replace(/\.?\s*Resolution note:.*$/s, '').replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)$/, '').split('\n')[0];
 }
 
 /**

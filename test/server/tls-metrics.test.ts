@@ -46,6 +46,18 @@ test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the te
   const plaintext = await runCli(['models', 'list', ...connection]);
   assert.equal(plaintext.code, 2);
   assert.equal(plaintext.stderr, `fleetprune: cannot reach the server at ${server.grpcAddress} (unavailable; is that its gRPC port, grpc= on its start-up line, not http=? If the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA))\n`);
+  // A CA that did not sign the server's certificate: the certificate check is named, not an unreachable server.
+  const otherCert = join(dir, 'other.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
+    '-subj', '/CN=other', '-keyout', join(dir, 'other-key.pem'), '-out', otherCert,
+  ], { stdio: 'ignore' });
+  const untrusted = await runCli(['models', 'list', ...connection, '--tls-ca', otherCert], {}, { timeoutMs: 30_000 });
+  assert.equal(untrusted.code, 2, untrusted.stderr);
+  assert.equal(
+    untrusted.stderr,
+    `fleetprune: cannot connect to the server at ${server.grpcAddress} over TLS: self-signed certificate (check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for)\n`,
+  );
   // A CA file that is no certificate is named as such, not reported as an unreachable server.
   const junk = join(dir, 'junk.txt');
   await writeFile(junk, 'junk\n');
