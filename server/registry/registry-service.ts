@@ -35,7 +35,7 @@ export class RegistryService {
     private readonly options: {
       /**
        * Why a version cannot be retired now (a rollout still rolling it out), else null. Read
-       * through `db`, the retirement's transaction, once it holds the version's row locked.
+       * through `db`, the retirement's transaction, once it holds the model's row locked.
        */
       retirementBlocker?: (model: string, version: string, db: SqlExecutor) => Promise<string | null>;
     } = {},
@@ -215,8 +215,11 @@ export class RegistryService {
     const engine = this.store.engine;
     return engine.transaction(async (db) => {
       const tx = repositoriesOf(db, engine.dialect);
-      // Locked before reading its aliases and rollouts: a concurrent alias move onto it, or start
-      // of a rollout of it, waits, or is seen (lockVersion).
+      // The model locked before reading the version's rollouts, as a rollout's creation locks it
+      // (StoreRolloutRepository.create): a start of a rollout of it waits, or is seen. The version
+      // locked (after the model, as every transaction takes them) before reading its aliases: a
+      // concurrent alias move onto it waits, or is seen (lockVersion).
+      await tx.models.lockModel(name);
       const target = (await tx.models.lockVersion(name, version)) ? await tx.models.getVersion(name, version) : undefined;
       if (!target) throw new ServiceError('not_found', `no version ${name}@${version}`);
       if (retired && target.aliases.length > 0) {

@@ -20,7 +20,7 @@ export class RolloutHolds {
 
   /**
    * The rollout still rolling `model@version` out, as `rollout ID of MODEL (Phase)`, else null.
-   * `db`: the transaction of a retirement, which holds the version's row locked as a rollout's
+   * `db`: the transaction of a retirement, which holds the model's row locked as a rollout's
    * creation does (StoreRolloutRepository.create): a rollout started meanwhile has committed.
    */
   async ofCandidate(model: string, version: string, db: SqlExecutor = this.#engine): Promise<string | null> {

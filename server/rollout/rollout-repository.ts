@@ -55,7 +55,7 @@ export interface RolloutRepository {
   /**
    * Stores a new rollout at revision 1; throws if the id exists. A store that keeps the registry
    * too throws CandidateRetiredError when the candidate version is retired, checked with the
-   * version locked, as a retirement checks for rollouts of it: one of the two waits for the other.
+   * model locked, as a retirement checks for rollouts of it: one of the two waits for the other.
    */
   create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void>;
   load(id: string): Promise<RolloutRecord | undefined>;

@@ -19,13 +19,14 @@ export class StoreRolloutRepository implements RolloutRepository {
   async create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void> {
     const { state } = record;
     await this.engine.transaction(async (tx) => {
-      // The candidate's row stays locked to the commit: a retirement of it (RegistryService.setRetired)
-      // either committed before (seen here) or waits and then finds this rollout under way.
+      // The model's row stays locked to the commit (ModelsRepository.lockModel): a retirement of the
+      // candidate (RegistryService.setRetired, which locks it too) either committed before (seen
+      // here) or waits and then finds this rollout under way. Not the version's row: a transaction
+      // holding that one (a slow status change of the model's last rollout) would hold up the start.
       const { model, candidateVersion } = state.spec;
-      if ((await tx.run('UPDATE model_versions SET retired = retired WHERE model = ? AND version = ?', [model, candidateVersion])).changes > 0) {
-        const row = await tx.get<{ retired: number | boolean }>('SELECT retired FROM model_versions WHERE model = ? AND version = ?', [model, candidateVersion]);
-        if (row && Number(row.retired) !== 0) throw new CandidateRetiredError(model, candidateVersion);
-      }
+      await tx.run('UPDATE models SET created_at = created_at WHERE name = ?', [model]);
+      const row = await tx.get<{ retired: number | boolean }>('SELECT retired FROM model_versions WHERE model = ? AND version = ?', [model, candidateVersion]);
+      if (row && Number(row.retired) !== 0) throw new CandidateRetiredError(model, candidateVersion);
       try {
         await tx.run(
           `INSERT INTO rollouts (id, model, candidate_version, phase, unfinished, revision, state, pending_actions, created_at, updated_at)
