@@ -74,6 +74,11 @@ async function runPrune(flags: PruneFlags): Promise<void> {
     lock.release();
     if (createdParent) removeEmptyDirectories(dirname(outDir), createdParent);
   });
+  // An exit on the way (the output's reader gone: run-cli exits with 141) skips the finally too.
+  const removeCreatedOnExit = () => {
+    if (!written && createdParent) removeEmptyDirectories(dirname(outDir), createdParent);
+  };
+  process.once('exit', removeCreatedOnExit);
   try {
     const result = await pruneInto(outDir, { dataset, options, name, privateKey }, progress, interrupt);
     written = true;
@@ -84,10 +89,11 @@ async function runPrune(flags: PruneFlags): Promise<void> {
     process.stdout.write(formatPruneSummary(result.report, outDir));
   } finally {
     interrupt.dispose();
+    process.off('exit', removeCreatedOnExit);
     progress.stop();
     lock.release();
     // A run that wrote nothing leaves no directories behind either.
-    if (!written && createdParent) removeEmptyDirectories(dirname(outDir), createdParent);
+    removeCreatedOnExit();
   }
 }
 
