@@ -1,11 +1,10 @@
 import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { Holdout } from './holdout.ts';
+import { lockAgentDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
-import { acquirePidLock, type PidLock } from '../shared/util/pid-lock.ts';
 import { ensureWritableDirectory } from '../shared/util/fs-checks.ts';
 import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
@@ -86,29 +85,22 @@ export function defineAgentCommand(command: Command): Command {
       if (!(await stat(flags.dataDir).then((info) => info.isDirectory(), () => false))) await ensureWritableDirectory(flags.dataDir, '--data-dir');
       // Before anything in the data dir is read or written: two agents on one data dir would
       // overwrite each other's slots, state file and outbox. Held until the agent stops.
-      const lock = lockAgentDataDir(flags.dataDir);
+      const lock = await lockAgentDataDir(flags.dataDir);
       try {
-        await runAgent(flags, config, holdout);
+        await runAgent(flags, config, holdout, lock);
       } finally {
         lock.release();
       }
     });
 }
 
-/** `<data-dir>/agent.lock`: one agent process per data dir (a stale one, left by kill -9, is taken over). */
-function lockAgentDataDir(dataDir: string): PidLock {
-  return acquirePidLock(join(dataDir, 'agent.lock'), {
-    busy: (holder) =>
-      new UserError(`--data-dir ${dataDir} is in use by another fleetprune agent${holder === undefined ? '' : ` (process ${holder})`}; stop it or choose another --data-dir`),
-    failed: (error) => new UserError(`cannot use the data dir ${dataDir}: ${errorMessage(error)}`, { cause: error }),
-    processIdentity: true,
-  });
-}
-
-async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined): Promise<void> {
+async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined, lock: DataDirLock): Promise<void> {
   // Loaded here, so other commands do not pay for onnxruntime, mqtt and express at startup.
   const [{ Agent }, { connectMqtt }, { OrtSessionCache }] = await Promise.all([import('./agent.ts'), import('./mqtt-link.ts'), import('./session-cache.ts')]);
   const logger = createLogger('agent');
+  if (lock.withoutFile !== undefined) {
+    logger.warn({ dataDir: flags.dataDir, err: lock.withoutFile }, 'the data dir\'s disk takes no writes: running without its lock file (the agent still refuses a second agent on this device); models, assignments and reports wait for room');
+  }
   const agent = new Agent(
     {
       config,

@@ -133,6 +133,12 @@ function removeFile(path: string): void {
   }
 }
 
+/** The process holding the lock at `path` when it still runs (see holds), else undefined; reads only. */
+export function liveLockHolder(path: string): number | undefined {
+  const holder = lockHolder(path);
+  return holder !== undefined && holder !== process.pid && holds(path, holder) ? holder : undefined;
+}
+
 function lockHolder(path: string): number | undefined {
   const pid = Number(readLock(path)?.[0]);
   return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
