@@ -63,7 +63,7 @@ export class AssignmentService {
       publisher: AssignmentPublisher;
       gate?: FleetGate;
       rolloutOf?: (deviceIds: readonly string[]) => Promise<{ deviceId: string; rollout: string } | null>;
-      /** Taken from the check for rollouts to the publication: rollout starts take it too (ServerContext.fleetChanges). */
+      /** Taken from the check for rollouts to the record: rollout starts take it too (ServerContext.fleetChanges). */
       turns?: Mutex;
     },
   ) {
@@ -88,19 +88,15 @@ export class AssignmentService {
       }
     }
     const assignmentId = newMessageId();
+    const deviceIds = devices.map((device) => device.id);
     // A rollout started between the check and the record would read the devices' old baselines.
-    const published = await this.#turns.run(async () => {
-      const held = await this.options.rolloutOf?.(devices.map((device) => device.id));
+    // The send comes after the turn: a broker that stalls must not hold up a rollback.
+    await this.#turns.run(async () => {
+      const held = await this.options.rolloutOf?.(deviceIds);
       if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
-      return this.options.publisher.publish({
-        id: assignmentId,
-        version,
-        role: request.role,
-        deviceIds: devices.map((device) => device.id),
-        actor,
-        action: 'assignment.create',
-      });
+      await this.options.publisher.record({ id: assignmentId, version, role: request.role, deviceIds, actor, action: 'assignment.create' });
     });
+    const published = await this.options.publisher.sendRetained(deviceIds);
     return {
       assignmentId,
       model: version.model,
