@@ -30,7 +30,8 @@ export const MAX_LABEL_VALUE_CHARS = 256;
  */
 export const BrokerUrlSchema = z
   .url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' })
-  .refine((url) => new URL(url).hostname !== '', 'must name the broker\'s host (mqtt://HOST:PORT)');
+  // Run after a failed url check too (zod refines every issue): text that is no URL is left to it.
+  .refine((url) => !URL.canParse(url) || new URL(url).hostname !== '', 'must name the broker\'s host (mqtt://HOST:PORT)');
 
 export const AgentConfigSchema = z.strictObject({
   schema: z.literal(1),

@@ -60,6 +60,7 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
     // No host: mqtt.js would take it as localhost, the device's own.
     [{ id: 'x2a', brokerUrl: 'mqtt://' }, 400, /^body\.brokerUrl: must name the broker's host \(mqtt:\/\/HOST:PORT\)$/],
     [{ id: 'x2b', brokerUrl: 'mqtt:x' }, 400, /^body\.brokerUrl: must name the broker's host/],
+    [{ id: 'x2d', brokerUrl: 'not a url' }, 400, /^body\.brokerUrl: must be an mqtt:\/\/ or mqtts:\/\/ URL$/],
     [{ id: 'x3', extra: 1 }, 400, /extra/],
   ];
   for (const [body, status, message] of refusals) {

@@ -25,6 +25,14 @@ test('demo --seed out of range is refused before anything starts, and --data-dir
 
 test('server: --database-schema without --database-url, and a --tls-cert that is a device or a FIFO, are refused at once', async (t) => {
   const dir = await tempDir(t);
+  for (const [flag, url, message] of [
+    ['--mqtt-public-url', 'not a url', 'must be an mqtt:// or mqtts:// URL'],
+    ['--mqtt-public-url', 'mqtt://', "must name the broker's host (mqtt://HOST:PORT)"],
+  ] as const) {
+    const refused = await runCli(['server', '--data-dir', join(dir, 'a'), flag, url, ...bare], {}, { timeoutMs: 30_000 });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.equal(refused.stderr, `fleetprune: ${flag}: ${message}\n`);
+  }
   const schema = await runCli(['server', '--data-dir', join(dir, 'a'), '--database-schema', 'site1', ...bare], {}, { timeoutMs: 30_000 });
   assert.equal(schema.code, 2, schema.stderr);
   assert.equal(schema.stderr, 'fleetprune: --database-schema: only applies with --database-url (PostgreSQL); without it the server keeps its data in SQLite under --data-dir\n');
