@@ -118,6 +118,9 @@ export class ServerConnection {
         if (tlsFailure) {
           return new UserError(`cannot connect to the server at ${this.address} over TLS: ${tlsFailure} (check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for)`);
         }
+        if (this.#tls && notTls(error.details)) {
+          return new UserError(`cannot connect to the server at ${this.address} over TLS: it does not speak TLS there (a server without --tls-cert needs no --tls-ca; or is that its HTTP port, not grpc= on its start-up line?)`);
+        }
         const code = /E[A-Z]{4,}/.exec(error.details)?.[0];
         // Something answered but did not speak plaintext gRPC: the server's HTTP port (8080 given
         // for 9090), or a server with --tls-cert.
@@ -142,12 +145,19 @@ export class ServerConnection {
 /**
  * Why a TLS connection's certificate check failed, from grpc-js's UNAVAILABLE details
  * (`No connection established. Last error: Error: self-signed certificate (…)`), else undefined.
+ * Only verification failures: OpenSSL's other errors (a plaintext port answering the handshake)
+ * are not about a certificate.
  */
 function certificateFailure(details: string): string | undefined {
   const last = /Last error: (?:Error(?: \[[A-Z_]+\])?: )?(.*)$/s.exec(details)?.[1]?.trim();
-  if (!last || !/certificate|altnames|ERR_TLS|SSL/i.test(details)) return undefined;
+  if (!last || !/certificate|altnames|ERR_TLS_CERT|UNABLE_TO_VERIFY|CERT_/i.test(last)) return undefined;
   // grpc-js may add a timestamp or a resolver's note after the reason.
   return last.replace(/\.?\s*Resolution note:.*$/s, '').replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)$/, '').split('\n')[0];
+}
+
+/** Whether grpc-js's UNAVAILABLE details say the other end answered the TLS handshake with something else (a plaintext port). */
+function notTls(details: string): boolean {
+  return /wrong version number|packet length too long|unknown protocol|http request/i.test(details);
 }
 
 /**

@@ -58,6 +58,11 @@ test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the te
     untrusted.stderr,
     `fleetprune: cannot connect to the server at ${server.grpcAddress} over TLS: self-signed certificate (check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for)\n`,
   );
+  // --tls-ca against a port that does not speak TLS (a plaintext server's): said so, not blamed on a certificate.
+  const plainServer = await startTestServer(t);
+  const notTls = await runCli(['models', 'list', '--server', plainServer!.grpcAddress, '--token', ADMIN_TOKEN, '--tls-ca', cert], {}, { timeoutMs: 30_000 });
+  assert.equal(notTls.code, 2, notTls.stderr);
+  assert.equal(notTls.stderr, `fleetprune: cannot connect to the server at ${plainServer!.grpcAddress} over TLS: it does not speak TLS there (a server without --tls-cert needs no --tls-ca; or is that its HTTP port, not grpc= on its start-up line?)\n`);
   // A CA file that is no certificate is named as such, not reported as an unreachable server.
   const junk = join(dir, 'junk.txt');
   await writeFile(junk, 'junk\n');
