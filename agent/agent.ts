@@ -130,6 +130,8 @@ export class Agent {
   #benchmarking: { candidate: ModelRef; interrupt: AbortController } | undefined;
   /** Work queued that a benchmark must not hold up (see #interruptBenchmark): a benchmark starting meanwhile steps aside. */
   readonly #waitingWork = new Set<string>();
+  /** The candidate whose model is verified and being installed, until its benchmark (see #awaitsBenchmark). */
+  #installingCandidate: ModelRef | undefined;
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
@@ -331,8 +333,9 @@ export class Agent {
       this.#latestAssignment = assignment.id;
       if (this.#obtaining && this.#obtaining.assignment.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
       // Activating the candidate being benchmarked waits for the benchmark: its report is the
-      // evidence a rollout's analysis counts. Anything else (a revert, another candidate) does not.
-      const activatesBenchmarked = assignment.role === 'active' && this.#benchmarking !== undefined && sameModel(this.#benchmarking.candidate, assignment);
+      // evidence a rollout's analysis counts. So does activating one being installed, or installed
+      // and not benchmarked yet (its benchmark queued). Anything else (a revert, another candidate) does not.
+      const activatesBenchmarked = assignment.role === 'active' && this.#awaitsBenchmark(assignment);
       const started = activatesBenchmarked ? () => {} : this.#interruptBenchmark(`assignment ${assignment.id}`);
       this.#enqueueAssignment(`assignment ${assignment.id}`, assignment, () => (started(), this.#takeAssignment(assignment)));
     } else if (message.kind === 'commands') {
@@ -349,6 +352,12 @@ export class Agent {
       const started = this.#interruptBenchmark(`fleet command ${command.id} (${command.command})`);
       this.#enqueueCommand(`command ${command.id}`, command, { latestAssignment: this.#latestAssignment, started });
     }
+  }
+
+  /** Whether `ref` is the candidate being benchmarked, being installed, or installed without its benchmark yet. */
+  #awaitsBenchmark(ref: ModelRef): boolean {
+    const { candidate, candidateBenchmarked } = this.#state.state;
+    return sameModel(this.#benchmarking?.candidate ?? null, ref) || sameModel(this.#installingCandidate ?? null, ref) || (sameModel(candidate, ref) && !candidateBenchmarked);
   }
 
   /**
@@ -513,20 +522,22 @@ export class Agent {
     } finally {
       this.#obtaining = undefined;
     }
-    // A signed artifact can still hold a model.onnx that onnxruntime cannot load, or one that
-    // disagrees with its manifest: refused here, before any slot changes, and removed again.
-    let serving: ServingModel;
+    if (assignment.role === 'candidate') this.#installingCandidate = ref;
     try {
-      serving = await this.#loadServingFrom(ref, model);
-    } catch (error) {
-      await this.#refuse(assignment, `the model cannot run: ${errorMessage(error)}`);
-      await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
-      return;
-    }
-    if (assignment.role === 'candidate') {
-      await this.#installCandidate(assignment, ref, serving);
-    } else {
-      await this.#activate(assignment, ref, serving);
+      // A signed artifact can still hold a model.onnx that onnxruntime cannot load, or one that
+      // disagrees with its manifest: refused here, before any slot changes, and removed again.
+      let serving: ServingModel;
+      try {
+        serving = await this.#loadServingFrom(ref, model);
+      } catch (error) {
+        await this.#refuse(assignment, `the model cannot run: ${errorMessage(error)}`);
+        await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+        return;
+      }
+      if (assignment.role === 'candidate') await this.#installCandidate(assignment, ref, serving);
+      else await this.#activate(assignment, ref, serving);
+    } finally {
+      this.#installingCandidate = undefined;
     }
   }
 

@@ -125,3 +125,29 @@ test('a drop that arrives while the candidate installs goes before that candidat
   assert.equal(agent.slots.candidate, null);
   assert.equal(world.harness.ingest.reports.some((report) => report.deviceId === 'cmd-install' && isBenchmarkFor(world.v3.id)(report)), false, 'the benchmark stepped aside, and found no candidate after the drop');
 });
+
+test('the activation of a candidate that arrives while it installs still waits for its benchmark (the evidence a rollout counts)', async (t) => {
+  let onInstalled: (() => void) | undefined;
+  const logger = pino({ level: 'info' }, {
+    write: (line: string) => {
+      if (JSON.parse(line).msg === 'model verified and installed') onInstalled?.();
+    },
+  });
+  const { agent } = await startAgent(t, world, 'act-install', { logger });
+  const v1 = await world.assign('act-install', world.v1, 'active');
+  await world.waitForReport(isOutcome(v1.id, 'activated'));
+  let activation: Promise<{ id: string }> | undefined;
+  onInstalled = () => {
+    onInstalled = undefined;
+    activation = world.assign('act-install', world.v3, 'active');
+  };
+  const v3 = await world.assign('act-install', world.v3, 'candidate');
+  await world.waitForReport(isOutcome(v3.id, 'installed'), 10_000);
+  await waitFor(() => activation !== undefined, 10_000, 'the activation sent');
+  await world.waitForReport(isOutcome((await activation!).id, 'activated'), 10_000);
+  await agent.idle();
+  const reports = world.harness.ingest.reports.filter((report) => report.deviceId === 'act-install');
+  const benchmarked = reports.findIndex(isBenchmarkFor(world.v3.id));
+  assert.ok(benchmarked >= 0, 'the candidate was benchmarked');
+  assert.ok(benchmarked < reports.findIndex(isOutcome((await activation!).id, 'activated')), 'before it was activated');
+});
