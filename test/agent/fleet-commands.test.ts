@@ -34,6 +34,31 @@ async function withCandidate(deviceId: string, t: Parameters<typeof startAgent>[
   return running;
 }
 
+/**
+ * An agent with v1 active, assigned v3 as candidate; `send` runs the moment v3's model is verified
+ * and installed (before the install's benchmark). Resolves with what `send` sent.
+ */
+async function whenCandidateInstalls<T>(t: Parameters<typeof startAgent>[0], deviceId: string, send: () => Promise<T>) {
+  let onInstalled: (() => void) | undefined;
+  const logger = pino({ level: 'info' }, {
+    write: (line: string) => {
+      if (JSON.parse(line).msg === 'model verified and installed') onInstalled?.();
+    },
+  });
+  const { agent } = await startAgent(t, world, deviceId, { logger });
+  const v1 = await world.assign(deviceId, world.v1, 'active');
+  await world.waitForReport(isOutcome(v1.id, 'activated'));
+  let sent: Promise<T> | undefined;
+  onInstalled = () => {
+    onInstalled = undefined;
+    sent = send();
+  };
+  const v3 = await world.assign(deviceId, world.v3, 'candidate');
+  await world.waitForReport(isOutcome(v3.id, 'installed'), 10_000);
+  await waitFor(() => sent !== undefined, 10_000, 'sent at the install');
+  return { agent, sent: await sent! };
+}
+
 test('a fleet command the device fails (its state file unwritable) is taken again on a timer, and answered once the disk takes it', async (t) => {
   const { logger, lines } = recordingLogger();
   const { agent, dataDir } = await withCandidate('cmd-retry', t, { logger, assignmentRetryMs: 150 });
@@ -101,25 +126,8 @@ test('a drop of the candidate stops the download of a candidate assigned before 
 });
 
 test('a drop that arrives while the candidate installs goes before that candidate\'s benchmark, which then has no candidate to run for', async (t) => {
-  let onInstalled: (() => void) | undefined;
-  const logger = pino({ level: 'info' }, {
-    write: (line: string) => {
-      if (JSON.parse(line).msg === 'model verified and installed') onInstalled?.();
-    },
-  });
-  const { agent } = await startAgent(t, world, 'cmd-install', { logger });
-  const v1 = await world.assign('cmd-install', world.v1, 'active');
-  await world.waitForReport(isOutcome(v1.id, 'activated'));
-  // The drop is sent the moment the candidate's model is installed, before the install's benchmark.
-  let drop: Promise<{ id: string }> | undefined;
-  onInstalled = () => {
-    onInstalled = undefined;
-    drop = dropFor('cmd-install');
-  };
-  const v3 = await world.assign('cmd-install', world.v3, 'candidate');
-  await world.waitForReport(isOutcome(v3.id, 'installed'), 10_000);
-  await waitFor(() => drop !== undefined, 10_000, 'the drop sent');
-  const dropped = await world.waitForReport(isOutcome((await drop!).id, 'candidate-dropped'), 10_000);
+  const { agent, sent: drop } = await whenCandidateInstalls(t, 'cmd-install', () => dropFor('cmd-install'));
+  const dropped = await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
   assert.equal(dropped.kind === 'assignment' && dropped.version, '3');
   await agent.idle();
   assert.equal(agent.slots.candidate, null);
@@ -127,27 +135,11 @@ test('a drop that arrives while the candidate installs goes before that candidat
 });
 
 test('the activation of a candidate that arrives while it installs still waits for its benchmark (the evidence a rollout counts)', async (t) => {
-  let onInstalled: (() => void) | undefined;
-  const logger = pino({ level: 'info' }, {
-    write: (line: string) => {
-      if (JSON.parse(line).msg === 'model verified and installed') onInstalled?.();
-    },
-  });
-  const { agent } = await startAgent(t, world, 'act-install', { logger });
-  const v1 = await world.assign('act-install', world.v1, 'active');
-  await world.waitForReport(isOutcome(v1.id, 'activated'));
-  let activation: Promise<{ id: string }> | undefined;
-  onInstalled = () => {
-    onInstalled = undefined;
-    activation = world.assign('act-install', world.v3, 'active');
-  };
-  const v3 = await world.assign('act-install', world.v3, 'candidate');
-  await world.waitForReport(isOutcome(v3.id, 'installed'), 10_000);
-  await waitFor(() => activation !== undefined, 10_000, 'the activation sent');
-  await world.waitForReport(isOutcome((await activation!).id, 'activated'), 10_000);
+  const { agent, sent: activation } = await whenCandidateInstalls(t, 'act-install', () => world.assign('act-install', world.v3, 'active'));
+  await world.waitForReport(isOutcome(activation.id, 'activated'), 10_000);
   await agent.idle();
   const reports = world.harness.ingest.reports.filter((report) => report.deviceId === 'act-install');
   const benchmarked = reports.findIndex(isBenchmarkFor(world.v3.id));
   assert.ok(benchmarked >= 0, 'the candidate was benchmarked');
-  assert.ok(benchmarked < reports.findIndex(isOutcome((await activation!).id, 'activated')), 'before it was activated');
+  assert.ok(benchmarked < reports.findIndex(isOutcome(activation.id, 'activated')), 'before it was activated');
 });

@@ -2,9 +2,6 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import { Aedes } from 'aedes';
-import type { Manifest } from '../../shared/artifact/manifest.ts';
-import { keyId } from '../../shared/artifact/signing-keys.ts';
-import { RegistryService } from '../../server/registry/registry-service.ts';
 import { InMemoryFleet } from '../rollout/in-memory-fleet.ts';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
 import { registerVersion, testDevices } from './helpers/rollout-fixtures.ts';
@@ -49,14 +46,7 @@ test('a rollback answers while a direct assignment waits on a stalled external b
   await registerVersion(store, 'wine', '1');
   await registerVersion(store, 'wine', '2');
   await store.models.setAlias({ model: 'wine', alias: 'production', version: '1', updatedAt: new Date().toISOString(), updatedBy: 'test' });
-  // A version the server signed (the registry takes manifests already verified), so it can be assigned.
-  const manifest = {
-    formatVersion: 1, name: 'wine', version: '3', createdAt: '2026-01-01T00:00:00.000Z', task: 'classification', features: ['a', 'b'], labels: ['x', 'y'], labelName: 'kind',
-    architecture: { layers: [2, 2], inputs: 2, params: 6, flopsPerSample: 12, activations: ['softmax'] },
-    lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: 'data-wine-3', method: 'general', seed: 1 },
-    metrics: { test: { accuracy: 0.9 } }, files: {}, signature: { keyId: keyId(server.ctx.signingKey.privateKey), value: 'x' },
-  } as unknown as Manifest;
-  await new RegistryService(store).register({ model: 'wine', manifest, actor: 'test' });
+  await registerVersion(store, 'wine', '3', server.ctx.signingKey.privateKey);
   const request = (method: string, path: string, json?: unknown) => base.request(method, path, { token: ADMIN_TOKEN, json });
   assert.equal((await request('POST', '/api/devices', { id: 'real-01', labels: {} })).status, 201);
   const started = await request('POST', '/api/rollouts', { model: 'wine', candidateVersion: '2', steps: [{ pause: {} }] });

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { keyId } from '../../shared/artifact/signing-keys.ts';
-import type { Manifest } from '../../shared/artifact/manifest.ts';
-import { RegistryService } from '../../server/registry/registry-service.ts';
 import { RolloutHolds } from '../../server/rollout/rollout-holds.ts';
+import { registerVersion } from './helpers/rollout-fixtures.ts';
 import { startRolloutServer } from './helpers/rollout-server.ts';
 
 /**
@@ -16,14 +14,7 @@ test('a rollout start and a direct assignment to its devices take turns: the sta
   const s = await startRolloutServer(t, { devices: 2 });
   if (!s) return;
   const { server } = s;
-  // A version the server signed (the registry takes manifests already verified), so it can be assigned.
-  const manifest = {
-    formatVersion: 1, name: 'wine', version: '3', createdAt: '2026-01-01T00:00:00.000Z', task: 'classification', features: ['a', 'b'], labels: ['x', 'y'], labelName: 'kind',
-    architecture: { layers: [2, 2], inputs: 2, params: 6, flopsPerSample: 12, activations: ['softmax'] },
-    lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: 'data-wine-3', method: 'general', seed: 1 },
-    metrics: { test: { accuracy: 0.9 } }, files: {}, signature: { keyId: keyId(server.ctx.signingKey.privateKey), value: 'x' },
-  } as unknown as Manifest;
-  await new RegistryService(server.ctx.store).register({ model: 'wine', manifest, actor: 'test' });
+  await registerVersion(server.ctx.store, 'wine', '3', server.ctx.signingKey.privateKey);
   const enrolled = await s.request('POST', '/api/devices', { json: { id: 'dev-01', labels: { site: 'north' } } });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());
 

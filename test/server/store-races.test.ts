@@ -83,6 +83,17 @@ for (const engine of STORE_ENGINES) {
       return { store, registry };
     }
 
+    /** Model wine with versions 1 and 2, a registry whose retirements check for rollouts as the server's do, and the rollout store. */
+    async function withRetirementGuard(t: TestContext) {
+      const opened = await open(t);
+      if (!opened) return null;
+      const { store } = opened;
+      await seedVersions(store, 'wine', ['1', '2']);
+      const holds = new RolloutHolds(store.engine);
+      const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });
+      return { store, registry, rollouts: new StoreRolloutRepository(store.engine) };
+    }
+
     test('an operator clearing an alias while another moves it: they take turns, and each audit names the version it replaced', async (t) => {
       const world = await withProduction(t, '1');
       if (!world) return;
@@ -229,13 +240,9 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('a version retired while a rollout of it starts: the start is refused (the retirement saw no rollout), and no rollout is stored', async (t) => {
-      const opened = await open(t);
-      if (!opened) return;
-      const { store } = opened;
-      await seedVersions(store, 'wine', ['1', '2']);
-      const holds = new RolloutHolds(store.engine);
-      const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });
-      const rollouts = new StoreRolloutRepository(store.engine);
+      const world = await withRetirementGuard(t);
+      if (!world) return;
+      const { store, registry, rollouts } = world;
       const start = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', 'ro-race');
 
       // Right after the retirement found no rollout of wine@2, a rollout of it is created.
@@ -259,13 +266,9 @@ for (const engine of STORE_ENGINES) {
     });
 
     test('a rollout under way keeps its candidate from being retired, and a retired candidate from being started', async (t) => {
-      const opened = await open(t);
-      if (!opened) return;
-      const { store } = opened;
-      await seedVersions(store, 'wine', ['1', '2']);
-      const holds = new RolloutHolds(store.engine);
-      const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });
-      const rollouts = new StoreRolloutRepository(store.engine);
+      const world = await withRetirementGuard(t);
+      if (!world) return;
+      const { store, registry, rollouts } = world;
       const first = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', 'ro-first');
       await rollouts.create({ state: first.state, pendingActions: first.actions, decisions: first.decisions });
       await assert.rejects(registry.setRetired('wine', '2', true, ADMIN), /^ServiceError: wine@2 is the candidate of rollout ro-first of wine \(Progressing\); finish, abort or roll it back first$/);

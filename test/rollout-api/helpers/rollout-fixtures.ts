@@ -1,9 +1,15 @@
+import type { KeyObject } from 'node:crypto';
 import type { Manifest } from '../../../shared/artifact/manifest.ts';
+import { keyId } from '../../../shared/artifact/signing-keys.ts';
 import { RegistryService } from '../../../server/registry/registry-service.ts';
 import type { Store } from '../../../server/store/store.ts';
 
-/** Registers `model@version` with a synthetic manifest (rollouts check the registry, never the files). */
-export async function registerVersion(store: Store, model: string, version: string): Promise<void> {
+/**
+ * Registers `model@version` with a synthetic manifest (rollouts check the registry, never the
+ * files). `signedBy`: the manifest names that key as its signer (the registry takes manifests
+ * already verified), so a server with that signing key assigns it directly.
+ */
+export async function registerVersion(store: Store, model: string, version: string, signedBy?: KeyObject): Promise<void> {
   const manifest = {
     formatVersion: 1,
     name: model,
@@ -17,6 +23,7 @@ export async function registerVersion(store: Store, model: string, version: stri
     lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: `data-${model}-${version}`, method: 'general', seed: 1 },
     metrics: { test: { accuracy: 0.9 } },
     files: {},
+    ...(signedBy ? { signature: { keyId: keyId(signedBy), value: 'x' } } : {}),
   } as unknown as Manifest;
   await new RegistryService(store).register({ model, manifest, actor: 'test' });
 }
