@@ -121,6 +121,12 @@ export class ServerConnection {
         if (this.#tls && notTls(error.details)) {
           return new UserError(`cannot connect to the server at ${this.address} over TLS: it does not speak TLS there (a server without --tls-cert needs no --tls-ca; or is that its HTTP port, not grpc= on its start-up line?)`);
         }
+        if (this.#tls && /no application protocol/i.test(error.details)) {
+          return new UserError(`cannot connect to the server at ${this.address} over TLS: it speaks TLS there but not gRPC (is that its HTTP port, not grpc= on its start-up line?)`);
+        }
+        if (this.#tls && /alert certificate required|alert handshake failure/i.test(error.details)) {
+          return new UserError(`cannot connect to the server at ${this.address} over TLS: it asks for a client certificate, which fleetprune does not send (fleetprune servers do not ask for one: is that another service?)`);
+        }
         const code = /E[A-Z]{4,}/.exec(error.details)?.[0];
         // Something answered but did not speak plaintext gRPC: the server's HTTP port (8080 given
         // for 9090), or a server with --tls-cert.
@@ -150,7 +156,8 @@ export class ServerConnection {
  */
 function certificateFailure(details: string): string | undefined {
   const last = /Last error: (?:Error(?: \[[A-Z_]+\])?: )?(.*)$/s.exec(details)?.[1]?.trim();
-  if (!last || !/certificate|altnames|ERR_TLS_CERT|UNABLE_TO_VERIFY|CERT_/i.test(last)) return undefined;
+  // OpenSSL's own errors and alerts (`…:SSL routines:…:tlsv13 alert certificate required`) are not verification failures.
+  if (!last || /SSL routines|alert/i.test(last) || !/certificate|altnames|ERR_TLS_CERT|UNABLE_TO_VERIFY|CERT_/i.test(last)) return undefined;
   // grpc-js may add a timestamp or a resolver's note after the reason.
   return last.replace(/\.?\s*Resolution note:.*$/s, '').replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)$/, '').split('\n')[0];
 }

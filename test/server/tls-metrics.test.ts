@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createSecureServer } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { credentials } from '@grpc/grpc-js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -63,6 +65,19 @@ test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the te
   const notTls = await runCli(['models', 'list', '--server', plainServer!.grpcAddress, '--token', ADMIN_TOKEN, '--tls-ca', cert], {}, { timeoutMs: 30_000 });
   assert.equal(notTls.code, 2, notTls.stderr);
   assert.equal(notTls.stderr, `fleetprune: cannot connect to the server at ${plainServer!.grpcAddress} over TLS: it does not speak TLS there (a server without --tls-cert needs no --tls-ca; or is that its HTTP port, not grpc= on its start-up line?)\n`);
+  // --tls-ca against the TLS server's HTTP port (TLS, but no gRPC there): named, with the likely cause.
+  const httpPort = new URL(server.baseUrl).port;
+  const httpsPort = await runCli(['models', 'list', '--server', `127.0.0.1:${httpPort}`, '--token', ADMIN_TOKEN, '--tls-ca', cert], {}, { timeoutMs: 30_000 });
+  assert.equal(httpsPort.code, 2, httpsPort.stderr);
+  assert.equal(httpsPort.stderr, `fleetprune: cannot connect to the server at 127.0.0.1:${httpPort} over TLS: it speaks TLS there but not gRPC (is that its HTTP port, not grpc= on its start-up line?)\n`);
+  // A TLS service that asks for a client certificate (not a fleetprune server): said so, not blamed on --tls-ca.
+  const mutual = createSecureServer({ key: await readFile(key), cert: ca, requestCert: true, rejectUnauthorized: true });
+  await new Promise<void>((resolve) => mutual.listen(0, '127.0.0.1', resolve));
+  t.after(() => mutual.close());
+  const mutualAddress = `127.0.0.1:${(mutual.address() as AddressInfo).port}`;
+  const clientCert = await runCli(['models', 'list', '--server', mutualAddress, '--token', ADMIN_TOKEN, '--tls-ca', cert], {}, { timeoutMs: 30_000 });
+  assert.equal(clientCert.code, 2, clientCert.stderr);
+  assert.equal(clientCert.stderr, `fleetprune: cannot connect to the server at ${mutualAddress} over TLS: it asks for a client certificate, which fleetprune does not send (fleetprune servers do not ask for one: is that another service?)\n`);
   // A CA file that is no certificate is named as such, not reported as an unreachable server.
   const junk = join(dir, 'junk.txt');
   await writeFile(junk, 'junk\n');
