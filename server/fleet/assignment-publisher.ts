@@ -96,8 +96,8 @@ export class AssignmentPublisher {
     return this.sendRetained(request.deviceIds);
   }
 
-  /** Commits the assignment of each device (its record, its retained assignment) and an audit entry; publishes nothing. */
-  async record(request: PublishRequest): Promise<void> {
+  /** Commits the assignment of each device (its record, its retained assignment) and an audit entry; publishes nothing. Returns each device's assignment. */
+  async record(request: PublishRequest): Promise<Map<string, Assignment>> {
     const { fleet, serverUrl, signingKey } = this.options;
     const now = new Date().toISOString();
     const input = {
@@ -109,6 +109,7 @@ export class AssignmentPublisher {
       serverUrl: serverUrl(),
       signer: request.restoring ? this.#signerIfTrusted(request.version) : this.signerFor(request.version),
     };
+    const recorded = new Map<string, Assignment>();
     await fleet.transaction(async (tx) => {
       // One number for the whole request, taken only if some device gets it anew.
       let fresh: ReturnType<typeof buildAssignment> | undefined;
@@ -131,6 +132,7 @@ export class AssignmentPublisher {
           updatedAt: now,
         });
         if (created || device?.retainedAssignment?.id !== request.id) await tx.devices.setRetainedAssignment(deviceId, assignment);
+        recorded.set(deviceId, assignment);
       }
       await tx.audit.append({
         at: now,
@@ -140,6 +142,7 @@ export class AssignmentPublisher {
         details: { assignmentId: request.id, role: request.role, artifactId: request.version.artifactId, ...auditedDevices(request.deviceIds) },
       });
     });
+    return recorded;
   }
 
   /** Publishes each device's retained assignment as the table holds it now; returns what was sent. */

@@ -91,19 +91,20 @@ export class AssignmentService {
     const deviceIds = devices.map((device) => device.id);
     // A rollout started between the check and the record would read the devices' old baselines.
     // The send comes after the turn: a broker that stalls must not hold up a rollback.
-    await this.#turns.run(async () => {
+    const recorded = await this.#turns.run(async () => {
       const held = await this.options.rolloutOf?.(deviceIds);
       if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
-      await this.options.publisher.record({ id: assignmentId, version, role: request.role, deviceIds, actor, action: 'assignment.create' });
+      return this.options.publisher.record({ id: assignmentId, version, role: request.role, deviceIds, actor, action: 'assignment.create' });
     });
-    const published = await this.options.publisher.sendRetained(deviceIds);
+    // What the devices' retained topics hold by now: this assignment, or a newer one recorded meanwhile.
+    await this.options.publisher.sendRetained(deviceIds);
     return {
       assignmentId,
       model: version.model,
       version: version.version,
       artifactId: version.artifactId,
       role: request.role,
-      url: [...published.values()][0]!.url,
+      url: [...recorded.values()][0]!.url,
       devices: devices.map((device) => ({ deviceId: device.id, online: device.online, state: 'published' as const })),
     };
   }

@@ -100,7 +100,7 @@ export class StoreFleetPort implements FleetPort {
     const unsendable = unsendableReason(() => publisher.signerFor(version));
     if (unsendable) return [...[...live.keys()].map((deviceId) => ({ deviceId, outcome: 'refused' as const, reason: unsendable })), ...refused];
     return this.#deliver(command.commandId, live, refused, command, {
-      record: (deviceIds) => publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' }),
+      record: async (deviceIds) => void (await publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' })),
       send: async (deviceIds) => void (await publisher.sendRetained(deviceIds)),
     });
   }
