@@ -130,8 +130,6 @@ export class Agent {
   #benchmarking: { candidate: ModelRef; interrupt: AbortController } | undefined;
   /** Work queued that a benchmark must not hold up (see #interruptBenchmark): a benchmark starting meanwhile steps aside. */
   readonly #waitingWork = new Set<string>();
-  /** The candidate whose model is verified and being installed, until its benchmark (see #awaitsBenchmark). */
-  #installingCandidate: ModelRef | undefined;
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
@@ -333,9 +331,9 @@ export class Agent {
       this.#latestAssignment = assignment.id;
       if (this.#obtaining && this.#obtaining.assignment.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
       // Activating the candidate being benchmarked waits for the benchmark: its report is the
-      // evidence a rollout's analysis counts. So does activating one being installed, or installed
-      // and not benchmarked yet (its benchmark queued). Anything else (a revert, another candidate) does not.
-      const activatesBenchmarked = assignment.role === 'active' && this.#awaitsBenchmark(assignment);
+      // evidence a rollout's analysis counts. Anything else (a revert, another candidate) does not.
+      // (An activation of a candidate not benchmarked yet runs its benchmark first: #processAssignment.)
+      const activatesBenchmarked = assignment.role === 'active' && sameModel(this.#benchmarking?.candidate ?? null, assignment);
       const started = activatesBenchmarked ? () => {} : this.#interruptBenchmark(`assignment ${assignment.id}`);
       this.#enqueueAssignment(`assignment ${assignment.id}`, assignment, () => (started(), this.#takeAssignment(assignment)));
     } else if (message.kind === 'commands') {
@@ -352,12 +350,6 @@ export class Agent {
       const started = this.#interruptBenchmark(`fleet command ${command.id} (${command.command})`);
       this.#enqueueCommand(`command ${command.id}`, command, { latestAssignment: this.#latestAssignment, started });
     }
-  }
-
-  /** Whether `ref` is the candidate being benchmarked, being installed, or installed without its benchmark yet. */
-  #awaitsBenchmark(ref: ModelRef): boolean {
-    const { candidate, candidateBenchmarked } = this.#state.state;
-    return sameModel(this.#benchmarking?.candidate ?? null, ref) || sameModel(this.#installingCandidate ?? null, ref) || (sameModel(candidate, ref) && !candidateBenchmarked);
   }
 
   /**
@@ -502,6 +494,10 @@ export class Agent {
     const state = this.#state.state;
     if (assignment.role === 'active') {
       if (sameModel(state.active, ref)) return this.#finish(assignment, 'activated', 'already the active model');
+      // The candidate it activates has no benchmark yet (its benchmark stepped aside for this
+      // work, or is queued behind it): it runs now, whatever else waits, since its report is the
+      // evidence a rollout's analysis counts.
+      if (sameModel(state.candidate, ref) && !state.candidateBenchmarked) await this.#benchmarkCandidate(state.candidateAssignmentId ?? null, { stepAside: false });
       // From disk when the previous model is still sound; else (damaged on disk, cannot load) it is
       // downloaded again like any assignment: a revert must not fail for want of a local copy.
       if (sameModel(state.previous, ref) && (await this.#rollback(assignment.id, assignment, { orDownload: true }))) return;
@@ -522,23 +518,18 @@ export class Agent {
     } finally {
       this.#obtaining = undefined;
     }
-    if (assignment.role === 'candidate') this.#installingCandidate = ref;
+    // A signed artifact can still hold a model.onnx that onnxruntime cannot load, or one that
+    // disagrees with its manifest: refused here, before any slot changes, and removed again.
+    let serving: ServingModel;
     try {
-      // A signed artifact can still hold a model.onnx that onnxruntime cannot load, or one that
-      // disagrees with its manifest: refused here, before any slot changes, and removed again.
-      let serving: ServingModel;
-      try {
-        serving = await this.#loadServingFrom(ref, model);
-      } catch (error) {
-        await this.#refuse(assignment, `the model cannot run: ${errorMessage(error)}`);
-        await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
-        return;
-      }
-      if (assignment.role === 'candidate') await this.#installCandidate(assignment, ref, serving);
-      else await this.#activate(assignment, ref, serving);
-    } finally {
-      this.#installingCandidate = undefined;
+      serving = await this.#loadServingFrom(ref, model);
+    } catch (error) {
+      await this.#refuse(assignment, `the model cannot run: ${errorMessage(error)}`);
+      await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+      return;
     }
+    if (assignment.role === 'candidate') await this.#installCandidate(assignment, ref, serving);
+    else await this.#activate(assignment, ref, serving);
   }
 
   /** A verified model for the assignment: from the store if it is there, else downloaded. */
@@ -742,7 +733,7 @@ export class Agent {
   }
 
   /** Benchmarks the candidate next to the active model on the holdout and reports both. */
-  async #benchmarkCandidate(assignmentId: string | null): Promise<void> {
+  async #benchmarkCandidate(assignmentId: string | null, options: { stepAside?: boolean } = {}): Promise<void> {
     const holdout = this.#options.holdout;
     const { candidate, active } = this.#state.state;
     if (!holdout || !candidate) return;
@@ -752,7 +743,7 @@ export class Agent {
     this.#benchmarking = { candidate, interrupt };
     // Work that arrived while the install ran (a drop, a rollback, a newer assignment) goes first.
     const [waiting] = this.#waitingWork;
-    if (waiting !== undefined) interrupt.abort(new BenchmarkInterrupted(waiting));
+    if (waiting !== undefined && options.stepAside !== false) interrupt.abort(new BenchmarkInterrupted(waiting));
     try {
       const models: { role: Role; version: string; model: InstalledModel }[] = [];
       for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {

@@ -143,3 +143,18 @@ test('the activation of a candidate that arrives while it installs still waits f
   assert.ok(benchmarked >= 0, 'the candidate was benchmarked');
   assert.ok(benchmarked < reports.findIndex(isOutcome(activation.id, 'activated')), 'before it was activated');
 });
+
+test('the activation of a candidate whose benchmark stepped aside for a fleet command that came first still runs that benchmark before activating', async (t) => {
+  const rollbackFor = (deviceId: string) => publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  const { agent, sent } = await whenCandidateInstalls(t, 'act-after-cmd', async () => {
+    const command = await rollbackFor('act-after-cmd');
+    return { command, activation: await world.assign('act-after-cmd', world.v3, 'active') };
+  });
+  await world.waitForReport(isOutcome(sent.activation.id, 'activated'), 10_000);
+  await agent.idle();
+  const reports = world.harness.ingest.reports.filter((report) => report.deviceId === 'act-after-cmd');
+  const benchmarked = reports.findIndex(isBenchmarkFor(world.v3.id));
+  assert.ok(benchmarked >= 0, `the candidate was benchmarked: ${reports.map((report) => report.kind).join(', ')}`);
+  assert.ok(benchmarked < reports.findIndex(isOutcome(sent.activation.id, 'activated')), 'before it was activated');
+});
+
