@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { UserError, errorMessage } from '../shared/util/errors.ts';
@@ -18,8 +17,9 @@ class DiskTakesNoWrites extends Error {}
 
 /**
  * One agent per data dir: `<data-dir>/agent.lock` (a stale one, left by kill -9, is taken over),
- * and on Linux an abstract socket named after the data dir, which needs no disk and goes with its
- * process. A data dir whose disk takes no writes (full, read-only) cannot hold the lock file; the
+ * and on Linux an abstract socket named after the data dir's device and inode (the same directory
+ * reached by another path or a bind mount has the same name; another container's own volume at
+ * the same path has another), which needs no disk and goes with its process. A data dir whose disk takes no writes (full, read-only) cannot hold the lock file; the
  * agent then runs on the socket alone, once no live agent holds the file: a device whose disk
  * filled up must still serve its model after a restart.
  */
@@ -62,10 +62,11 @@ export async function lockAgentDataDir(dataDir: string): Promise<DataDirLock> {
   };
 }
 
-/** Listens on `\0fleetprune-agent:<sha256 of the data dir's real path>` (Linux); resolves undefined elsewhere. */
+/** Listens on `\0fleetprune-agent:<device>:<inode>` of the data dir (Linux); resolves undefined elsewhere. */
 function holdAbstractSocket(dataDir: string): Promise<Server | undefined> {
   if (process.platform !== 'linux') return Promise.resolve(undefined);
-  const name = createHash('sha256').update(realpathSync(dataDir)).digest('hex');
+  const { dev, ino } = statSync(dataDir, { bigint: true });
+  const name = `${dev}:${ino}`;
   return new Promise((resolve, reject) => {
     const server = createServer((connection) => connection.destroy());
     server.once('error', reject);

@@ -41,6 +41,16 @@ export class AgentProcess {
     return new AgentProcess(child);
   }
 
+  /** The agent run by `wrapper` (a command that ends by running its arguments, e.g. `unshare -m sh -c '…; exec "$0" "$@"'`). */
+  static spawnIn(wrapper: readonly string[], args: string[]): AgentProcess {
+    const child = spawn(wrapper[0]!, [...wrapper.slice(1), process.execPath, 'bin/fleetprune.js', 'agent', '--http-port', '0', ...args], {
+      cwd: REPO,
+      env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    return new AgentProcess(child);
+  }
+
   /** Waits for the startup line and returns the HTTP port and the active version it reports. */
   async ready(timeoutMs = 20_000): Promise<{ port: number; active: string }> {
     await this.waitFor(() => /agent ready .*http=\d+/.test(this.stdout), timeoutMs, 'the agent ready line');

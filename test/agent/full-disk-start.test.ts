@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -67,3 +67,21 @@ for (const kind of ['full', 'read-only'] as const) {
     assert.deepEqual(await first.exited, { code: 0, signal: null }, first.stderr);
   });
 }
+
+test('two agents whose own volumes are mounted at the same path in separate mount namespaces (containers on the host network) both run', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'fleetprune-namespaces-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  if (!(await run('unshare', ['-m', '--propagation', 'private', 'true']))) return t.skip('cannot make a mount namespace here (needs root and unshare)');
+  const mountPoint = join(base, 'volume');
+  await mkdir(mountPoint);
+  const agents: AgentProcess[] = [];
+  for (const deviceId of ['ns-a', 'ns-b']) {
+    const configPath = await AgentProcess.writeConfig(await mkdtemp(join(base, 'config-')), await world.config(deviceId));
+    // Each in its own mount namespace, with its own tmpfs at the same path: another device's data dir.
+    const agent = AgentProcess.spawnIn(['unshare', '-m', '--propagation', 'private', 'sh', '-c', `mount -t tmpfs tmpfs ${mountPoint} && exec "$0" "$@"`], ['--config', configPath, '--data-dir', join(mountPoint, 'data')]);
+    t.after(() => agent.stop());
+    agents.push(agent);
+    await agent.ready();
+  }
+  for (const agent of agents) assert.equal(agent.stderr.includes('is in use by another fleetprune agent'), false, agent.stderr);
+});
