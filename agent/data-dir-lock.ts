@@ -19,9 +19,10 @@ class DiskTakesNoWrites extends Error {}
  * One agent per data dir: `<data-dir>/agent.lock` (a stale one, left by kill -9, is taken over),
  * and on Linux an abstract socket named after the data dir's device and inode (the same directory
  * reached by another path or a bind mount has the same name; another container's own volume at
- * the same path has another), which needs no disk and goes with its process. A data dir whose disk takes no writes (full, read-only) cannot hold the lock file; the
- * agent then runs on the socket alone, once no live agent holds the file: a device whose disk
- * filled up must still serve its model after a restart.
+ * the same path has another), which needs no disk and goes with its process. A data dir whose
+ * disk takes no writes (full, read-only) cannot hold the lock file; the agent then runs on the
+ * socket alone, once no live agent holds the file: a device whose disk filled up must still serve
+ * its model after a restart.
  */
 export async function lockAgentDataDir(dataDir: string): Promise<DataDirLock> {
   const path = join(dataDir, 'agent.lock');

@@ -90,12 +90,6 @@ export class AssignmentPublisher {
     }
   }
 
-  /** record, then send: returns what each device was sent. */
-  async publish(request: PublishRequest): Promise<Map<string, Assignment>> {
-    await this.record(request);
-    return this.sendRetained(request.deviceIds);
-  }
-
   /** Commits the assignment of each device (its record, its retained assignment) and an audit entry; publishes nothing. Returns each device's assignment. */
   async record(request: PublishRequest): Promise<Map<string, Assignment>> {
     const { fleet, serverUrl, signingKey } = this.options;

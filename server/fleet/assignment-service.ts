@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { newMessageId } from '../../shared/protocol/message-id.ts';
+import { Mutex } from '../../shared/util/mutex.ts';
 import { DeviceIdSchema, RoleSchema } from '../../shared/protocol/payloads.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
@@ -8,7 +9,6 @@ import { LabelSelectorSchema, describeSelector, selectorMatches } from '../rollo
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
-import { Mutex } from '../../shared/util/mutex.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 
 /** `POST /api/assignments`: a version, a role, and exactly one of a label selector and device ids. */

@@ -3,6 +3,7 @@ import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type Rollou
 import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UniqueViolation } from '../sql-engine.ts';
 import { fromJsonColumn, toJsonColumn } from './json-column.ts';
+import { ModelsRepository } from './models-repository.ts';
 import { trimMeasurementEvidence } from '../../analysis/trim-evidence.ts';
 
 /** Decision log entries read and rewritten per transaction by trimEvidenceBefore. */
@@ -24,7 +25,7 @@ export class StoreRolloutRepository implements RolloutRepository {
       // here) or waits and then finds this rollout under way. Not the version's row: a transaction
       // holding that one (a slow status change of the model's last rollout) would hold up the start.
       const { model, candidateVersion } = state.spec;
-      await tx.run('UPDATE models SET created_at = created_at WHERE name = ?', [model]);
+      await new ModelsRepository(tx).lockModel(model);
       const row = await tx.get<{ retired: number | boolean }>('SELECT retired FROM model_versions WHERE model = ? AND version = ?', [model, candidateVersion]);
       if (row && Number(row.retired) !== 0) throw new CandidateRetiredError(model, candidateVersion);
       try {
