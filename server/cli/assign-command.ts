@@ -9,6 +9,7 @@ interface AssignFlags extends ConnectionFlags {
   role: string;
   selector?: Record<string, string>;
   device?: string;
+  allDevices?: boolean;
 }
 
 export function registerAssignCommand(program: Command): void {
@@ -18,8 +19,11 @@ export function registerAssignCommand(program: Command): void {
     .requiredOption('--role <role>', 'candidate (install and benchmark next to the active model) or active (serve it)')
     .option('--selector <k=v,...>', 'every device whose labels match all pairs, e.g. site=osaka', parseLabelPairs)
     .option('--device <ids>', 'these devices (comma-separated ids) instead of --selector')
+    .option('--all-devices', 'every live device of the fleet, instead of --selector or --device')
     .action(async (flags: AssignFlags) => {
-      if ((flags.selector === undefined) === (flags.device === undefined)) throw new UserError('give exactly one of --selector and --device');
+      if ([flags.selector, flags.device, flags.allDevices].filter((given) => given !== undefined).length !== 1) {
+        throw new UserError('give exactly one of --selector, --device and --all-devices');
+      }
       // `--selector "$SITE"` with SITE unset would otherwise match every device of the fleet.
       if (flags.selector && Object.keys(flags.selector).length === 0) throw new UserError('--selector: no key=value pairs given (an empty selector would match every device)');
       // `--device "$IDS"` with IDS unset would otherwise reach the server as neither, and be refused as a missing --selector.
@@ -34,6 +38,7 @@ export function registerAssignCommand(program: Command): void {
             role: flags.role,
             selector_json: flags.selector ? JSON.stringify({ matchLabels: flags.selector }) : '',
             device_ids: flags.device ? flags.device.split(',').map((id) => id.trim()) : [],
+            all_devices: flags.allDevices === true,
           },
         );
         process.stdout.write(`assignment ${result.assignment_id}: ${result.model}@${result.version} as ${result.role} to ${result.devices.length} device(s)\n`);

@@ -5,13 +5,17 @@ import { DeviceIdSchema, RoleSchema } from '../../shared/protocol/payloads.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
 import { ModelNameSchema, VersionRefSchema } from '../registry/names.ts';
-import { LabelSelectorSchema, describeSelector, selectorMatches } from '../rollout/label-selector.ts';
+import { LabelSelectorSchema, describeSelector, isEmptySelector, selectorMatches } from '../rollout/label-selector.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 
-/** `POST /api/assignments`: a version, a role, and exactly one of a label selector and device ids. */
+/**
+ * `POST /api/assignments`: a version, a role, and exactly one of a label selector, device ids and
+ * `allDevices: true`. An empty selector is refused: it would match the whole fleet, which a
+ * client that lost its labels on the way must not do by accident.
+ */
 export const AssignRequestSchema = z
   .strictObject({
     model: ModelNameSchema,
@@ -25,10 +29,14 @@ export const AssignRequestSchema = z
       .max(10_000)
       .refine((ids) => new Set(ids).size === ids.length, 'must not repeat a device')
       .optional(),
+    allDevices: z.literal(true, { error: 'must be true (to name devices, give selector or deviceIds instead)' }).optional(),
   })
-  .refine((request) => (request.selector === undefined) !== (request.deviceIds === undefined), {
-    message: 'give exactly one of selector and deviceIds',
-    path: ['selector'],
+  .superRefine((request, ctx) => {
+    if ([request.selector, request.deviceIds, request.allDevices].filter((given) => given !== undefined).length !== 1) {
+      ctx.addIssue({ code: 'custom', path: ['selector'], message: 'give exactly one of selector, deviceIds and allDevices' });
+    } else if (request.selector !== undefined && isEmptySelector(request.selector)) {
+      ctx.addIssue({ code: 'custom', path: ['selector'], message: 'empty: it would match every device; send "allDevices": true to assign to the whole fleet' });
+    }
   });
 export type AssignRequest = z.infer<typeof AssignRequestSchema>;
 
@@ -121,8 +129,13 @@ export class AssignmentService {
       }
       return found;
     }
+    const live = await devices.list({ live: true });
+    if (request.allDevices) {
+      if (live.length === 0) throw new ServiceError('not_found', 'no device is enrolled');
+      return live;
+    }
     const selector = request.selector!;
-    const matching = (await devices.list({ live: true })).filter((device) => selectorMatches(selector, device.labels));
+    const matching = live.filter((device) => selectorMatches(selector, device.labels));
     if (matching.length === 0) throw new ServiceError('not_found', `no enrolled device matches the selector ${describeSelector(selector)}`);
     return matching;
   }

@@ -68,7 +68,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
         CreateAssignment: assignmentHandlers.unary(
           'CreateAssignment',
           'write',
-          async (req: { model: string; version: string; role: string; selector_json: string; device_ids: string[] }, principal) => {
+          async (req: { model: string; version: string; role: string; selector_json: string; device_ids: string[]; all_devices: boolean }, principal) => {
             const selector = parseJsonField(req.selector_json, 'selector_json');
             const request = checkField(
               AssignRequestSchema,
@@ -78,6 +78,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
                 role: req.role,
                 ...(selector !== undefined ? { selector } : {}),
                 ...(req.device_ids.length > 0 ? { deviceIds: req.device_ids } : {}),
+                ...(req.all_devices ? { allDevices: true } : {}),
               },
               'request',
             );

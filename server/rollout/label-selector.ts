@@ -33,6 +33,11 @@ export const LabelSelectorSchema = z.strictObject({
 });
 export type LabelSelector = z.infer<typeof LabelSelectorSchema>;
 
+/** True for `{}` and for a selector whose lists are both empty: it matches every device. */
+export function isEmptySelector(selector: LabelSelector): boolean {
+  return Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0;
+}
+
 export function selectorMatches(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
     if (labels[key] !== value) return false;

@@ -24,3 +24,17 @@ test('fleetprune assign: an empty --device (an unset shell variable) is refused 
     assert.match(result.stderr, /--device: no device ids given/);
   }
 });
+
+test('fleetprune assign: --all-devices is a third way to name the targets, exclusive with the other two', async () => {
+  const base = ['assign', '--model', 'iris', '--version', '1', '--role', 'active', '--server', '127.0.0.1:1', '--token', ADMIN_TOKEN];
+  const results = await runCliBatch([
+    { args: base },
+    { args: [...base, '--all-devices', '--selector', 'site=osaka'] },
+    { args: [...base, '--all-devices', '--device', 'osaka-1'] },
+  ]);
+  for (const result of results) {
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.match(result.stderr, /give exactly one of --selector, --device and --all-devices/);
+  }
+});

@@ -135,8 +135,12 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
     [{ ...good, selector: { matchLabels: { 'bad key!': 'x' } } }, 400, /selector\.matchLabels/],
     [{ ...good, selector: { matchExpressions: [{ key: 'site', operator: 'In' }] } }, 400, /needs at least one value/],
     [{ ...good, selector: { matchLabels: { site: 'nara' } } }, 404, /no enrolled device matches the selector site=nara/],
-    [{ ...good, selector: {}, deviceIds: ['osaka-1'] }, 400, /exactly one of selector and deviceIds/],
-    [good, 400, /exactly one of selector and deviceIds/],
+    [{ ...good, selector: {}, deviceIds: ['osaka-1'] }, 400, /exactly one of selector, deviceIds and allDevices/],
+    [{ ...good, allDevices: true, deviceIds: ['osaka-1'] }, 400, /exactly one of selector, deviceIds and allDevices/],
+    [good, 400, /exactly one of selector, deviceIds and allDevices/],
+    [{ ...good, selector: {} }, 400, /body\.selector: empty: it would match every device; send "allDevices": true/],
+    [{ ...good, selector: { matchLabels: {}, matchExpressions: [] } }, 400, /body\.selector: empty: it would match every device/],
+    [{ ...good, allDevices: false }, 400, /body\.allDevices: must be true/],
     [{ ...good, version: '9', deviceIds: ['osaka-1'] }, 404, /no version iris@9/],
     [{ ...good, model: 'nope', deviceIds: ['osaka-1'] }, 404, /nope/],
     [{ ...good, role: 'shadow', deviceIds: ['osaka-1'] }, 400, /body\.role/],
@@ -154,6 +158,8 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
   t.after(() => grpc.close());
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabels":', device_ids: [] }), /selector_json: malformed JSON/);
   await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['nobody'] }), /no device nobody/);
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{}', device_ids: [] }), /selector: empty: it would match every device/);
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: ['osaka-1'], all_devices: true }), /exactly one of selector, deviceIds and allDevices/);
   assert.equal(await fleetSnapshot(server), before);
 
   const response = await server.request('POST', '/api/assignments', { json: { ...good, selector: { matchLabels: { site: 'osaka' } } } });
@@ -175,6 +181,30 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
   assert.deepEqual(devices.devices.map((device) => [device.id, device.assignment?.id ?? null]), [['gone-1', null], ['kyoto-1', null], ['osaka-1', result.assignmentId]]);
   const audit = await server.server.ctx.store.audit.list({ limit: 1 });
   assert.deepEqual([audit[0]!.action, audit[0]!.target], ['assignment.create', 'model:iris@1']);
+});
+
+test('assignments: allDevices assigns every live device (not revoked ones), over REST and gRPC', async (t) => {
+  const server = await fleetServer(t);
+  const good = { model: 'iris', version: '1', role: 'active' };
+  const none = await server.request('POST', '/api/assignments', { json: { ...good, allDevices: true } });
+  assert.equal(none.status, 404);
+  assert.match(((await none.json()) as { error: { message: string } }).error.message, /no device is enrolled/);
+  await enroll(server, 'osaka-1', { site: 'osaka' });
+  await enroll(server, 'kyoto-1', { site: 'kyoto' });
+  await enroll(server, 'gone-1', { site: 'osaka' });
+  assert.equal((await server.request('DELETE', '/api/devices/gone-1')).status, 204);
+
+  const response = await server.request('POST', '/api/assignments', { json: { ...good, allDevices: true } });
+  assert.equal(response.status, 201, await response.clone().text());
+  const result = (await response.json()) as { assignmentId: string; devices: { deviceId: string }[] };
+  assert.deepEqual(result.devices.map((device) => device.deviceId).sort(), ['kyoto-1', 'osaka-1']);
+
+  const grpc = grpcClient(server.grpcAddress, 'Assignments', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  const viaGrpc = (await grpc.call('CreateAssignment', { ...good, version: '2', selector_json: '', device_ids: [], all_devices: true })) as { assignment_id: string; devices: { device_id: string }[] };
+  assert.deepEqual(viaGrpc.devices.map((device) => device.device_id).sort(), ['kyoto-1', 'osaka-1']);
+  const devices = (await (await server.request('GET', '/api/devices')).json()) as { devices: { id: string; assignment: { id: string } | null }[] };
+  assert.deepEqual(devices.devices.map((device) => [device.id, device.assignment?.id ?? null]), [['gone-1', null], ['kyoto-1', viaGrpc.assignment_id], ['osaka-1', viaGrpc.assignment_id]]);
 });
 
 test('MQTT ingest: answers to assignments never issued and impossible benchmark numbers are dropped and counted; issued answers still count', async (t) => {
