@@ -217,11 +217,19 @@ export class Agent {
     // A device runs for months: downloads given up since the start must not stay on its disk.
     this.#staleDownloadTimer = setInterval(() => this.#enqueue('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
     this.#staleDownloadTimer.unref();
-    const { pending, candidate, candidateBenchmarked, candidateAssignmentId } = this.#state.state;
-    if (pending) {
-      this.#latestAssignment = pending.id;
-      this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#processAssignment(pending));
-    } else if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(candidateAssignmentId ?? null));
+    const { pending, pendingCommand, candidate, candidateBenchmarked, candidateAssignmentId, handledIds } = this.#state.state;
+    if (pending) this.#latestAssignment = pending.id;
+    // Work cut short by a crash, resumed in the order the server issued it.
+    const resumes: { issuedAt: number; resume: () => void }[] = [];
+    if (pending) resumes.push({ issuedAt: Date.parse(pending.issuedAt), resume: () => this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#processAssignment(pending)) });
+    if (pendingCommand && !handledIds.includes(pendingCommand.id)) {
+      if (pendingCommand.seq >= this.#newestSeq.command.seq) this.#newestSeq.command = { seq: pendingCommand.seq, id: pendingCommand.id };
+      const command = pendingCommand;
+      this.#logger.info({ commandId: command.id, command: command.command }, 'resuming a fleet command taken before the restart');
+      resumes.push({ issuedAt: Date.parse(command.issuedAt), resume: () => this.#enqueueCommand(`resume command ${command.id}`, command, { latestAssignment: this.#latestAssignment }) });
+    }
+    for (const { resume } of resumes.sort((a, b) => a.issuedAt - b.issuedAt)) resume();
+    if (!pending && candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(candidateAssignmentId ?? null));
   }
 
   /** Stops; work in progress gets a few seconds (the state on disk is crash-safe either way). */
@@ -708,9 +716,13 @@ export class Agent {
   async #runCommand(command: FleetCommand): Promise<void> {
     if (this.#state.state.handledIds.includes(command.id)) return;
     const state = this.#state.state;
-    await this.#save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq) });
+    if (state.pendingCommand?.id !== command.id) await this.#save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq), pendingCommand: command });
+    crashPoint('command:taken');
     if (command.command === 'rollback') await this.#rollback(command.id);
     else if (command.command === 'drop-candidate') await this.#dropCandidate(command);
+    // Every answer clears it (withHandled); this is for a command that ended without one.
+    const after = this.#state.state;
+    if (after.pendingCommand?.id === command.id) await this.#save({ ...after, pendingCommand: null });
   }
 
   async #dropCandidate(command: FleetCommand): Promise<void> {

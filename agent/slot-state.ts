@@ -1,7 +1,7 @@
 import { constants as os } from 'node:os';
 import { rename } from 'node:fs/promises';
 import { z } from 'zod';
-import { AssignmentReportSchema, AssignmentSchema, ModelRefSchema, ReportSchema, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
+import { AssignmentReportSchema, AssignmentSchema, FleetCommandSchema, ModelRefSchema, ReportSchema, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 import { NotARegularFileError, readRegularFile } from '../shared/util/read-regular-file.ts';
@@ -50,6 +50,12 @@ export const SlotStateSchema = z.object({
    * number or signature, and must not make the whole state unreadable.
    */
   pending: AssignmentSchema.extend({ seq: z.number().int().min(0).default(0), signature: z.string().default('') }).nullable(),
+  /**
+   * The fleet command taken and not yet answered; resumed after a restart. The broker counts a
+   * command delivered once the agent has read it, so one cut short by a crash (kill -9, a power
+   * cut) is sent again only as a new command, by the server's retry. Answering it clears this.
+   */
+  pendingCommand: FleetCommandSchema.nullable().optional(),
   handledIds: z.array(z.string()),
   /**
    * The assignment or fleet command whose answer last put each model (by artifact id) into a slot:
@@ -78,7 +84,11 @@ export function sameModel(a: ModelRef | null, b: ModelRef | null): boolean {
 }
 
 export function withHandled(state: SlotState, id: string): SlotState {
-  return { ...state, handledIds: [...state.handledIds.filter((known) => known !== id), id].slice(-HANDLED_IDS_KEPT) };
+  return {
+    ...state,
+    handledIds: [...state.handledIds.filter((known) => known !== id), id].slice(-HANDLED_IDS_KEPT),
+    ...(state.pendingCommand?.id === id ? { pendingCommand: null } : {}),
+  };
 }
 
 /** Marks an assignment handled; it ends the restore of lost models (see `lost`). */

@@ -189,6 +189,37 @@ for (const point of ['activation:before-state', 'activation:after-state', 'insta
   });
 }
 
+for (const command of ['drop-candidate', 'rollback'] as const) {
+  test(`kill -9 right after taking a fleet command (${command}): the restarted agent carries it out and answers it once, without the server sending it again`, async (t) => {
+    const deviceId = `kill-command-${command}`;
+    const { dev } = await withActiveV1(t, deviceId);
+    const seeding = await startAgent(t, world, deviceId, { dataDir: dev.dataDir, config: dev.config });
+    // drop-candidate: v2 is the candidate next to v1. rollback: v2 is active, v1 the previous model.
+    const setup = await world.assign(deviceId, world.v2, command === 'drop-candidate' ? 'candidate' : 'active');
+    await world.waitForReport(isOutcome(setup.id, command === 'drop-candidate' ? 'installed' : 'activated'));
+    await seeding.stop();
+
+    const crashing = dev.start([], { FLEETPRUNE_AGENT_CRASH_AT: 'command:taken' });
+    await crashing.ready();
+    const sent = await publishFleetCommand(world.harness.broker, command, { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+    assert.equal((await crashing.exited).signal, 'SIGKILL');
+    assert.equal(world.harness.ingest.reports.some((r) => r.kind === 'assignment' && r.assignmentId === sent.id), false, 'no answer before the kill');
+
+    const second = dev.start();
+    const { port } = await second.ready();
+    await world.waitForReport(isOutcome(sent.id, command === 'drop-candidate' ? 'candidate-dropped' : 'rolled-back'), 20_000);
+    assert.match(second.stderr, new RegExp(`"commandId":"${sent.id}","command":"${command}","msg":"resuming a fleet command taken before the restart"`));
+    assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
+    await second.stop();
+    // Answered: the next start leaves it alone.
+    const third = dev.start();
+    await third.ready();
+    await delay(500);
+    assert.equal(world.harness.ingest.reports.filter((r) => r.kind === 'assignment' && r.assignmentId === sent.id).length, 1);
+    assert.doesNotMatch(third.stderr, /resuming a fleet command/);
+  });
+}
+
 /** Every file under `dir` (relative path → sha256 of its content), to show a refused process changed nothing. */
 async function snapshot(dir: string): Promise<Record<string, string>> {
   const files: Record<string, string> = {};
