@@ -125,7 +125,11 @@ export class AssignmentPublisher {
           reason: null,
           updatedAt: now,
         });
-        if (created || device?.retainedAssignment?.id !== request.id) await tx.devices.setRetainedAssignment(deviceId, assignment);
+        if (created || device?.retainedAssignment?.id !== request.id) {
+          await tx.devices.setRetainedAssignment(deviceId, assignment);
+          // The retained topic no longer holds them: a device that comes back takes only this one.
+          await tx.assignments.supersedeUnanswered(deviceId, request.id, now);
+        }
         recorded.set(deviceId, assignment);
       }
       await tx.audit.append({

@@ -207,6 +207,32 @@ test('assignments: allDevices assigns every live device (not revoked ones), over
   assert.deepEqual(devices.devices.map((device) => [device.id, device.assignment?.id ?? null]), [['gone-1', null], ['kyoto-1', viaGrpc.assignment_id], ['osaka-1', viaGrpc.assignment_id]]);
 });
 
+test('assignments: one replaced before its device answered is superseded (retention can then delete it); an answer that still comes replaces that', async (t) => {
+  const server = await fleetServer(t);
+  const osaka = await enroll(server, 'osaka-1', { site: 'osaka' });
+  await enroll(server, 'kyoto-1', { site: 'kyoto' });
+  const assign = async (json: object) => {
+    const response = await server.request('POST', '/api/assignments', { json: { model: 'iris', role: 'active', ...json } });
+    assert.equal(response.status, 201, await response.clone().text());
+    return ((await response.json()) as { assignmentId: string }).assignmentId;
+  };
+  const first = await assign({ version: '1', deviceIds: ['osaka-1', 'kyoto-1'] });
+  const second = await assign({ version: '2', deviceIds: ['osaka-1'] });
+  const states = async () => (await server.server.ctx.store.engine.all('SELECT id, device_id, state, reason FROM device_assignments ORDER BY issued_at, id, device_id')).map((row) => [row.id === first ? 'first' : 'second', row.device_id, row.state, row.reason]);
+  assert.deepEqual(await states(), [
+    ['first', 'kyoto-1', 'published', null],
+    ['first', 'osaka-1', 'superseded', `replaced by assignment ${second} before the device answered`],
+    ['second', 'osaka-1', 'published', null],
+  ]);
+  const client = await connectClient(osaka.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: osaka.broker.password });
+  t.after(() => client.endAsync(true));
+  await client.publishAsync(reportsTopic('osaka-1'), Buffer.from(JSON.stringify({
+    schema: 1, id: 'answer-first-1', kind: 'assignment', deviceId: 'osaka-1', createdAt: new Date().toISOString(),
+    assignmentId: first, outcome: 'refused', role: 'active', model: 'iris', version: '1', sha256: 'a'.repeat(64), reason: `superseded by ${second}`,
+  })), { qos: 1 });
+  await waitFor(async () => (await states())[1]![2] === 'refused', 5000, 'the late answer recorded');
+});
+
 test('MQTT ingest: answers to assignments never issued and impossible benchmark numbers are dropped and counted; issued answers still count', async (t) => {
   const server = await fleetServer(t);
   const osaka = await enroll(server, 'osaka-1', { site: 'osaka', cohort: 'pilot' });

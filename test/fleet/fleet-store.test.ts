@@ -9,6 +9,8 @@ import { StoreReportHistory } from '../../server/fleet/store-report-history.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
 import { openStore } from '../../server/store/open-store.ts';
+import { ALL_MIGRATIONS } from '../../server/store/migrations/index.ts';
+import { runMigrations } from '../../server/store/migrations/run-migrations.ts';
 import { FleetSequencesRepository } from '../../server/store/repositories/fleet-sequences-repository.ts';
 import { Registry } from 'prom-client';
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
@@ -177,6 +179,40 @@ for (const engine of STORE_ENGINES) {
         assert.deepEqual(slotChanges, ['osaka-1 active=- candidate=2', 'osaka-1 active=2 candidate=-']);
         assert.equal((await fleet.repos.reports.findAnswer('assign-0001', 'osaka-1'))?.outcome, 'installed');
         assert.equal(await fleet.repos.reports.findAnswer('assign-0003', 'osaka-1'), undefined);
+      });
+    });
+
+    test('superseded assignments: retention deletes old ones; the migration marks those left published before, but not a device\'s newest or retained one', async (t) => {
+      await withFleet(t, async (fleet, store) => {
+        const now = new Date('2026-06-01T12:00:00.000Z');
+        const daysAgo = (days: number) => new Date(now.getTime() - days * 86_400_000).toISOString();
+        await enroll(fleet, 'osaka-1', {});
+        await enroll(fleet, 'kyoto-1', {});
+        const issue = (id: string, deviceId: string, days: number) =>
+          fleet.repos.assignments.insert({
+            id, deviceId, model: 'iris', version: '1', artifactId: ref('1').sha256, role: 'active',
+            issuedAt: daysAgo(days), issuedBy: 'token:op', state: 'published', reason: null, updatedAt: daysAgo(days),
+          });
+        // What the code before `superseded` left: every unanswered assignment published.
+        await issue('osaka-a', 'osaka-1', 40);
+        await issue('osaka-b', 'osaka-1', 35);
+        await issue('osaka-c', 'osaka-1', 33);
+        await issue('kyoto-a', 'kyoto-1', 40);
+        await issue('kyoto-b', 'kyoto-1', 35);
+        // kyoto-1 holds its older one retained (a newer one was recorded for it but never sent).
+        await fleet.repos.devices.setRetainedAssignment('kyoto-1', { schema: 1, id: 'kyoto-a', model: 'iris', version: '1', role: 'active', sha256: ref('1').sha256, url: 'http://x/m', issuedAt: daysAgo(40), seq: 1 } as never);
+        await store.engine.run("DELETE FROM schema_migrations WHERE domain = 'fleet' AND version = 9");
+        assert.deepEqual((await runMigrations(store.engine, ALL_MIGRATIONS)).map((m) => `${m.domain}:${m.version}`), ['fleet:9']);
+        const states = async () => (await store.engine.all('SELECT id, state FROM device_assignments ORDER BY id')).map((row) => `${row.id} ${row.state}`);
+        assert.deepEqual(await states(), ['kyoto-a published', 'kyoto-b published', 'osaka-a superseded', 'osaka-b superseded', 'osaka-c published']);
+
+        // Superseded as the server records a newer one: only the device's own unanswered ones.
+        await issue('osaka-d', 'osaka-1', 20);
+        assert.equal(await fleet.repos.assignments.supersedeUnanswered('osaka-1', 'osaka-d', daysAgo(20)), 1);
+        assert.equal((await fleet.repos.assignments.get('osaka-c', 'osaka-1'))?.reason, 'replaced by assignment osaka-d before the device answered');
+        const log = { info: () => undefined, warn: () => undefined } as unknown as Logger;
+        await reportRetention(fleet.repos, { days: 30, everyMs: 3_600_000, log, clock: () => now }).sweep();
+        assert.deepEqual(await states(), ['kyoto-a published', 'kyoto-b published', 'osaka-d published']);
       });
     });
 

@@ -140,4 +140,19 @@ export const fleetMigrations: Migration[] = [
       ALTER TABLE fleet_commands ALTER COLUMN device_id TYPE TEXT COLLATE "C";
       ALTER TABLE device_reports ALTER COLUMN id TYPE TEXT COLLATE "C";`,
   },
+  {
+    domain: 'fleet',
+    version: 9,
+    name: 'assignments replaced before their device answered are superseded',
+    // They stayed `published` for good, so retention never deleted them. A device's newest
+    // assignment (or the one it holds retained) stays as it is: it may still be answered.
+    sql: () => `
+      UPDATE device_assignments SET state = 'superseded', reason = 'replaced by a newer assignment before the device answered'
+      WHERE state = 'published'
+        AND EXISTS (SELECT 1 FROM device_assignments newer WHERE newer.device_id = device_assignments.device_id AND newer.issued_at > device_assignments.issued_at)
+        AND NOT EXISTS (
+          SELECT 1 FROM devices d WHERE d.id = device_assignments.device_id
+          AND d.retained_assignment LIKE '%"id":"' || device_assignments.id || '"%'
+        );`,
+  },
 ];

@@ -2,9 +2,11 @@ import type { SqlExecutor } from '../sql-engine.ts';
 
 /**
  * `published` until the device answers; then the outcome of its assignment report (installed,
- * activated, rolled-back, candidate-dropped, refused, benchmark-failed).
+ * activated, rolled-back, candidate-dropped, refused, benchmark-failed). `superseded`: a newer
+ * assignment to the device was recorded before it answered (its retained topic now holds that
+ * one); an answer that still comes (the device had it in hand) replaces this state.
  */
-export type AssignmentState = 'published' | 'installed' | 'activated' | 'rolled-back' | 'candidate-dropped' | 'refused' | 'benchmark-failed';
+export type AssignmentState = 'published' | 'superseded' | 'installed' | 'activated' | 'rolled-back' | 'candidate-dropped' | 'refused' | 'benchmark-failed';
 
 export interface AssignmentRecord {
   id: string;
@@ -43,6 +45,12 @@ export class DeviceAssignmentsRepository {
   async listForDevice(deviceId: string, limit = 100): Promise<AssignmentRecord[]> {
     const rows = await this.db.all('SELECT * FROM device_assignments WHERE device_id = ? ORDER BY issued_at DESC, id LIMIT ?', [deviceId, limit]);
     return rows.map(toAssignment);
+  }
+
+  /** Marks the device's unanswered assignments other than `newer` superseded by it; returns how many. */
+  async supersedeUnanswered(deviceId: string, newer: string, at: string): Promise<number> {
+    const sql = `UPDATE device_assignments SET state = 'superseded', reason = ?, updated_at = ? WHERE device_id = ? AND state = 'published' AND id <> ?`;
+    return (await this.db.run(sql, [`replaced by assignment ${newer} before the device answered`, at, deviceId, newer])).changes;
   }
 
   /** Records the device's answer; false when there is no such assignment. */
