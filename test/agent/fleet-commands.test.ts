@@ -158,3 +158,41 @@ test('the activation of a candidate whose benchmark stepped aside for a fleet co
   assert.ok(benchmarked < reports.findIndex(isOutcome(sent.activation.id, 'activated')), 'before it was activated');
 });
 
+
+test('an activation whose candidate is still being benchmarked for it is superseded by a newer assignment that arrives meanwhile: the candidate is never served', async (t) => {
+  const deviceId = 'act-superseded';
+  let onBenchmark: (() => void) | undefined;
+  const logger = pino({ level: 'info' }, {
+    write: (line: string) => {
+      const { msg } = JSON.parse(line);
+      if (msg === 'model verified and installed') onInstalled?.();
+      if (msg === 'benchmark started') onBenchmark?.();
+    },
+  });
+  let onInstalled: (() => void) | undefined;
+  // Long enough (on an idle machine, seconds) for the newer assignment to arrive during it.
+  const { agent } = await startAgent(t, world, deviceId, { logger, benchmark: { latencySamples: 200_000, throughputBatches: 5, batchSize: 64 } });
+  const v1 = await world.assign(deviceId, world.v1, 'active');
+  await world.waitForReport(isOutcome(v1.id, 'activated'), 30_000);
+  let activation: Promise<{ id: string }> | undefined;
+  let revert: Promise<{ id: string }> | undefined;
+  onInstalled = () => {
+    onInstalled = undefined;
+    // The install's benchmark steps aside for the activation, which then runs it first.
+    activation = world.assign(deviceId, world.v3, 'active');
+    onBenchmark = () => {
+      onBenchmark = undefined;
+      revert = world.assign(deviceId, world.v2, 'active');
+    };
+  };
+  await world.assign(deviceId, world.v3, 'candidate');
+  await waitFor(() => revert !== undefined, 30_000, 'the revert sent during the activation\'s benchmark');
+  const [activated, reverted] = [await activation!, await revert!];
+  await world.waitForReport(isOutcome(reverted.id, 'activated'), 60_000);
+  await agent.idle();
+  const answer = world.harness.ingest.reports.find(isAnswerTo(activated.id));
+  assert.equal(answer?.kind === 'assignment' && answer.outcome, 'refused');
+  assert.equal(reasonOf(answer!), `superseded by assignment ${reverted.id}`);
+  assert.equal(agent.slots.active?.version, '2');
+  assert.notEqual(agent.slots.previous?.version, '3', 'v3 was never the active model');
+});
