@@ -7,7 +7,7 @@
  *   'two-sided' either.
  * - `method`: 'exact' (the permutation distribution of U; only without ties), 'asymptotic'
  *   (normal approximation with tie correction and, by default, continuity correction), or
- *   'auto' (exact when there are no ties and either sample has fewer than 8 values, like scipy,
+ *   'auto' (exact when there are no ties and either sample has 8 values or fewer, like scipy,
  *   as long as n1 × n2 ≤ 20000).
  */
 export type Alternative = 'two-sided' | 'less' | 'greater';
@@ -59,7 +59,7 @@ export function mannWhitneyU(x: readonly number[], y: readonly number[], options
   // The statistic whose upper tail is the p-value, as scipy does.
   const upper = alternative === 'greater' ? u1 : alternative === 'less' ? u2 : Math.max(u1, u2);
   const method = options.method ?? 'auto';
-  const exact = method === 'exact' || (method === 'auto' && !ties && Math.min(n1, n2) < 8 && n1 * n2 <= AUTO_EXACT_MAX_CELLS);
+  const exact = method === 'exact' || (method === 'auto' && !ties && Math.min(n1, n2) <= 8 && n1 * n2 <= AUTO_EXACT_MAX_CELLS);
   if (method === 'exact' && ties) throw new RangeError('the exact Mann-Whitney test needs samples without ties; use the asymptotic method');
   if (method === 'exact' && n1 * n2 > EXACT_MAX_CELLS) throw new RangeError(`the exact Mann-Whitney test is limited to n1 × n2 ≤ ${EXACT_MAX_CELLS}; use the asymptotic method`);
 

@@ -19,13 +19,17 @@ export interface RelativeEvidence {
   readonly baselineMedian: number;
   /** bound(baseline median): e.g. baseline − 0.5 points. */
   readonly bound: number;
-  /** Hodges-Lehmann shift of candidate over the per-device bounds (≥ 0 is fine for >=, ≤ 0 for <=). */
+  /**
+   * Hodges-Lehmann estimate of the per-device differences candidate − bound (the median of their
+   * Walsh averages; ≥ 0 is fine for >=, ≤ 0 for <=).
+   */
   readonly shift: number;
-  /** One-sided Mann-Whitney U test that the candidate is worse than its bound. */
-  readonly u: number;
-  readonly z: number;
+  /** The verdict's p: the smaller of the two tests' p-values, doubled (Bonferroni), at most 1. */
   readonly p: number;
-  readonly method: 'exact' | 'asymptotic';
+  /** One-sided Wilcoxon signed-rank test that the per-device differences are on the worse side. */
+  readonly wilcoxon: { readonly w: number; readonly z: number; readonly p: number; readonly method: 'exact' | 'asymptotic' };
+  /** One-sided Mann-Whitney U test that the candidate values are worse than the bounds, unpaired. */
+  readonly mannWhitney: { readonly u: number; readonly z: number; readonly p: number; readonly method: 'exact' | 'asymptotic' };
 }
 
 export interface Measurement {

@@ -37,6 +37,15 @@ describe('Mann-Whitney U', () => {
     close(mannWhitneyU([1, 2, 3], [4, 5, 6], { alternative: 'less', method: 'asymptotic' }).p, 0.04042779918502612);
   });
 
+  it('goes exact by default up to 8 values in the smaller sample, as scipy (asymptotic from 9)', () => {
+    const eight = mannWhitneyU([1.1, 2.3, 3.2, 4.8, 5.1, 6.7, 7.4, 8.9], [2.0, 3.9, 5.5, 6.1, 7.8, 8.2, 9.6, 10.4], { alternative: 'less' });
+    assert.equal(eight.method, 'exact');
+    assert.ok(Math.abs(eight.p - 0.11724941724941723) < 1e-12, String(eight.p));
+    const nine = mannWhitneyU([0, 1, 2, 3, 4, 5, 6, 7, 8], [0.5, 1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5], { alternative: 'less' });
+    assert.equal(nine.method, 'asymptotic');
+    assert.ok(Math.abs(nine.p - 0.36196601980698784) < 1e-8, String(nine.p));
+  });
+
   it('applies the tie correction like scipy', () => {
     const a = [1, 2, 2, 3, 3, 3, 4, 5];
     const b = [3, 4, 4, 5, 5, 6, 7, 7, 8];

@@ -33,11 +33,25 @@ describe('relative checks: bounds and verdicts', () => {
   it('fails a clearly worse candidate, with the test statistics as evidence', () => {
     const verdict = judgeRelative(accuracy, devices([61, 63, 58, 60]), devices([95, 96, 94, 95.5]), 4);
     assert.equal(verdict.phase, 'Failed');
-    assert.equal(verdict.evidence?.u, 0);
-    assert.ok(Math.abs(verdict.evidence!.p - 1 / 70) < 1e-12, 'exact one-sided p for 4 vs 4 fully separated is 1/C(8,4)');
+    assert.equal(verdict.evidence?.mannWhitney.u, 0);
+    assert.ok(Math.abs(verdict.evidence!.mannWhitney.p - 1 / 70) < 1e-12, 'exact one-sided p for 4 vs 4 fully separated is 1/C(8,4)');
+    assert.equal(verdict.evidence?.wilcoxon.w, 0);
+    assert.ok(Math.abs(verdict.evidence!.wilcoxon.p - 1 / 16) < 1e-12, 'exact one-sided p for 4 differences all negative is 1/2⁴');
+    assert.ok(Math.abs(verdict.evidence!.p - 2 / 70) < 1e-12, 'the smaller p, doubled (Bonferroni over the two tests)');
     assert.match(verdict.message, /significantly worse at confidence 0.95/);
     const slow = judgeRelative(latency, devices([20, 22, 21, 25, 24]), devices([10, 11, 10, 12, 11]), 4);
     assert.equal(slow.phase, 'Failed');
+  });
+
+  it('fails a candidate worse on every device, however much the devices differ from each other (paired per device)', () => {
+    // Each device's own data sets its level (70-98 points): the candidate is 5 points below on every one.
+    const baseline = [70, 75, 80, 84, 86, 88, 90, 92, 95, 98];
+    const verdict = judgeRelative(accuracy, devices(baseline.map((value) => value - 5)), devices(baseline), 4);
+    assert.ok(verdict.evidence!.mannWhitney.p > 0.05, `unpaired, the spread between devices hides the shift (p=${verdict.evidence!.mannWhitney.p})`);
+    assert.ok(Math.abs(verdict.evidence!.wilcoxon.p - 1 / 1024) < 1e-12, 'paired: every one of 10 differences is negative, p = 1/2¹⁰');
+    assert.equal(verdict.phase, 'Failed');
+    assert.ok(Math.abs(verdict.evidence!.shift - -4.5) < 1e-9, 'each candidate is 4.5 points below its bound');
+    assert.match(verdict.message, /Wilcoxon signed-rank W\+=0 p=0\.0009766, Mann-Whitney U=\d+ p=0\.\d+; p=0\.001953 for both\): significantly worse/);
   });
 
   it('is Inconclusive with too few devices, or when worse but not significantly', () => {

@@ -39,7 +39,8 @@ function relativeMeasurement(devices: number): Measurement {
     thresholds: { minSamples: 3, success: 90.5 },
     relative: {
       metric: 'accuracy', unit: 'points', comparator: '>=', tolerance: 0.5, toleranceMode: 'absolute', confidence: 0.95,
-      candidate, baseline, candidateMedian: 92, baselineMedian: 92, bound: 91.5, shift: 0.5, u: 10, z: 1.2, p: 0.11, method: 'asymptotic',
+      candidate, baseline, candidateMedian: 92, baselineMedian: 92, bound: 91.5, shift: 0.5, p: 0.22,
+      wilcoxon: { w: 6, z: 1.1, p: 0.12, method: 'exact' }, mannWhitney: { u: 10, z: 1.2, p: 0.11, method: 'asymptotic' },
     },
     message: 'accuracy: candidate 92.00 vs baseline 92.00',
   };
@@ -223,7 +224,7 @@ for (const engine of STORE_ENGINES) {
       assert.equal(trimmed.baseline!.length, 1);
       assert.ok(Math.abs(trimmed.baseline![0]! - old.measurement!.baseline!.reduce((a, b) => a + b, 0) / 200) < 1e-9);
       assert.deepEqual([trimmed.relative!.candidate, trimmed.relative!.baseline], [[], []]);
-      assert.deepEqual([trimmed.phase, trimmed.relative!.p, trimmed.relative!.candidateMedian, trimmed.thresholds], [old.measurement!.phase, 0.11, 92, old.measurement!.thresholds]);
+      assert.deepEqual([trimmed.phase, trimmed.relative!.p, trimmed.relative!.candidateMedian, trimmed.thresholds], [old.measurement!.phase, 0.22, 92, old.measurement!.thresholds]);
       assert.match(trimmed.queries.candidate!, /characters, trimmed\)$/);
       assert.ok((await sizeOf('ro-old')) < oldSize / 5, `the log shrank (${oldSize} → ${await sizeOf('ro-old')} characters)`);
       assert.deepEqual((await repo.decisions('ro-recent')).find((d) => d.id === recent.id), recent, 'finished within the window: untouched');
