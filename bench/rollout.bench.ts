@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       benchmark: { latencySamples: 20, throughputBatches: 1, batchSize: 16 },
       concurrency: 20,
     });
-    await api.post('/assignments', { model: MODEL, version: baseline, role: 'active', selector: { matchLabels: {} } });
+    await api.post('/assignments', { model: MODEL, version: baseline, role: 'active', allDevices: true });
     await waitForActive(api, MODEL, baseline, DEVICES, 120_000, 200);
     const enrollSeconds = (Date.now() - enrollStarted) / 1000;
     process.stdout.write(`${DEVICES} agents enrolled and running ${MODEL}@${baseline} in ${enrollSeconds.toFixed(1)} s\n`);

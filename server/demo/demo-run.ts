@@ -110,7 +110,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     agents.push(...(await startSimulatedAgents({ api, devices: fleet, brokerUrl, serverUrl: httpUrl, dataDir: join(options.dataDir, 'devices'), sessions, log })));
     say(`${fleet.length} devices enrolled and online (${describeFleet(fleet)})`);
 
-    await api.post('/assignments', { model: options.dataset, version: versions.general, role: 'active', selector: { matchLabels: {} } });
+    await api.post('/assignments', { model: options.dataset, version: versions.general, role: 'active', allDevices: true });
     await waitForActive(api, options.dataset, versions.general, fleet.length);
     say(`every device runs ${options.dataset}@${versions.general} (the baseline)`);
 

@@ -231,7 +231,7 @@ export class AcceptanceFleet {
       mqttReconnectMs: 250,
       concurrency: 4,
     });
-    await this.api.post('/assignments', { model: MODEL, version: this.versions.general, role: 'active', selector: { matchLabels: {} } });
+    await this.api.post('/assignments', { model: MODEL, version: this.versions.general, role: 'active', allDevices: true });
     try {
       await waitForActive(this.api, MODEL, this.versions.general, DEVICES, 60_000, 200);
     } catch (error) {

@@ -148,7 +148,7 @@ async function scenario(t: TestContext, fleet: AcceptanceFleet, manualRollback: 
     const verdict = decisions.find((d) => d.kind === 'measurement' && d.measurement.metric === 'accuracy' && d.verdict === 'Failed');
     assert.ok(verdict, 'the accuracy check failed');
     const evidence = verdict.measurement.relative ?? verdict.measurement.evidence ?? verdict.measurement;
-    assert.match(verdict.message, /candidate accuracy [\d.]+ points vs baseline [\d.]+ points .* on 4 devices \(Mann-Whitney U=[\d.]+, p=[\d.]+\)/);
+    assert.match(verdict.message, /candidate accuracy [\d.]+ points vs baseline [\d.]+ points .* on 4 devices \(Wilcoxon signed-rank W\+=[\d.]+ p=[\d.]+, Mann-Whitney U=[\d.]+ p=[\d.]+; p=[\d.]+ for both\)/);
     assert.ok(evidence, 'the measurement carries its numbers');
     const failure = decisions.find((d) => d.kind === 'failure');
     assert.ok(failure && /accuracy/.test(failure.message) && /Mann-Whitney/.test(failure.message), failure?.message);

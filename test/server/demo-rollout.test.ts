@@ -46,10 +46,10 @@ test('demo: a pilot it rolls back as inconclusive (iris) is summed up without th
   // The pause message of an inconclusive analysis, as the rollout state machine words it.
   const paused =
     'analysis inconclusive at step 2; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): ' +
-    'accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Mann-Whitney U=16, p=0.4011): outside tolerance but not significant at confidence 0.95';
+    'accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Wilcoxon signed-rank W+=9 p=0.3438, Mann-Whitney U=16 p=0.4011; p=0.6875 for both): outside tolerance but not significant at confidence 0.95';
   assert.equal(
     inconclusiveOutcome(paused),
-    'inconclusive (analysis inconclusive at step 2: accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Mann-Whitney U=16, p=0.4011): outside tolerance but not significant at confidence 0.95); rolled back by the demo',
+    'inconclusive (analysis inconclusive at step 2: accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Wilcoxon signed-rank W+=9 p=0.3438, Mann-Whitney U=16 p=0.4011; p=0.6875 for both): outside tolerance but not significant at confidence 0.95); rolled back by the demo',
   );
 });
 
@@ -71,7 +71,7 @@ async function scriptedRollout(t: TestContext, states: { phase: string; pause?: 
 }
 
 const TOO_FEW = 'analysis inconclusive at step 2; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: too few samples: 0 devices with both candidate and baseline accuracy reports (0 candidate, 0 baseline) < minSamples 4';
-const NOT_SIGNIFICANT = 'analysis inconclusive at step 2; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Mann-Whitney U=16, p=0.4011): outside tolerance but not significant at confidence 0.95';
+const NOT_SIGNIFICANT = 'analysis inconclusive at step 2; waiting for a human (resume re-runs the analysis, promote --step skips it, promote skips every remaining step, rollback reverts): accuracy: 1 inconclusive measurement > inconclusiveLimit 0: accuracy: candidate accuracy 85.71 points vs baseline 100 points − 0.5 points = 99.50 on 6 devices (Wilcoxon signed-rank W+=9 p=0.3438, Mann-Whitney U=16 p=0.4011; p=0.6875 for both): outside tolerance but not significant at confidence 0.95';
 const FAST = { resumeAfterMs: 10, pollMs: 10, timeoutMs: 5000 };
 
 test('demo: a pilot paused because too few devices had reported yet (a busy machine) is resumed, not rolled back, and goes on to be decided', async (t) => {
