@@ -425,7 +425,11 @@ function settle(t: TransitionDraft): void {
   const cohortDevices = s.devices.filter((device) => inCohort.has(device.id));
   if (cohortDevices.every((device) => device.delivery === 'unreachable' || device.delivery === 'refused')) {
     if (s.stepStage === 'assigning') {
-      fail(t, 'Failed', `no device of the cohort received the candidate (${cohortDevices.length} unreachable)`);
+      // No evidence against the candidate (offline devices say nothing about it): no failure, and
+      // no `failed` mark in the registry. A device that comes back is sent it again.
+      if (s.phase !== 'Paused') {
+        pauseFor(t, 'unreachable', `no device of step ${s.stepIndex + 1}'s cohort received the candidate (${cohortDevices.length} unreachable); the step goes on when one of them has it (each is sent it again when it comes back; resume sends it to them all now, rollback reverts)`);
+      }
       return;
     }
     // Activating everywhere with not one device taking the candidate, and some refusing it, is no
@@ -435,6 +439,11 @@ function settle(t: TransitionDraft): void {
       fail(t, 'Failed', `no device took the candidate when it was activated everywhere (${describeMisses(cohortDevices)})`);
       return;
     }
+  }
+  if (s.phase === 'Paused' && s.pause?.reason === 'unreachable') {
+    s.phase = 'Progressing';
+    delete s.pause;
+    t.decide('pause', 'resumed', `a device of step ${s.stepIndex + 1}'s cohort has the candidate; the step goes on`);
   }
   if (s.phase === 'Paused') return; // manual pause: resume continues from here
   if (s.stepStage === 'activating') completeRollout(t);
@@ -621,9 +630,16 @@ function onResume(t: TransitionDraft, by: string): void {
       return;
     }
     case 'assigning':
-    case 'activating':
+    case 'activating': {
+      if (reason === 'unreachable') {
+        const inCohort = new Set(s.cohort);
+        const again = s.devices.filter((device) => inCohort.has(device.id) && device.delivery === 'unreachable' && !device.left).map((device) => device.id);
+        for (const id of again) t.setDevice(id, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
+        if (again.length > 0) deliver(t, again);
+      }
       settle(t);
       return;
+    }
     case 'done':
       completeStep(t);
       return;

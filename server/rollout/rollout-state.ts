@@ -42,7 +42,8 @@ export interface DeviceState {
   readonly outside?: true;
 }
 
-export type PauseReason = 'step' | 'manual' | 'inconclusive';
+/** `unreachable`: no device of the step's cohort could be sent the candidate (it goes on when one has it). */
+export type PauseReason = 'step' | 'manual' | 'inconclusive' | 'unreachable';
 
 export interface PauseState {
   readonly reason: PauseReason;

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { cohortOrder, cohortSize, growCohort } from '../../server/rollout/cohort-selection.ts';
 import { awaitsLateAnswer, devicesNotBack, FleetListNeeded, nextWakeAt, RolloutCommandError, startRollout, weight } from '../../server/rollout/rollout-state-machine.ts';
 import { analysisStep, fleetOf, ReducerHarness, specOf, STAGED_STEPS, T0 } from './rollout-fixtures.ts';
+import type { RolloutAction } from '../../server/rollout/rollout-state.ts';
 
 const MESSAGE_ID = /^[A-Za-z0-9_-]{8,64}$/;
 
@@ -277,6 +278,36 @@ describe('rollout state machine: offline devices', () => {
     assert.equal(h.state.devices.find((d) => d.id === offline)?.delivery, 'unreachable');
     assert.equal(h.state.stepIndex, 1, 'an unreachable device does not block the rollout');
     assert.ok(h.decisions.some((d) => d.verdict === 'unreachable' && d.message.includes(offline)));
+  });
+
+  it('pauses, without failing or marking the candidate, when no device of a step\'s cohort could be sent it; goes on when one comes back, or at resume', () => {
+    const pilot = specOf([{ devices: ['dev-01', 'dev-02'] }, { setWeight: 100 }], { offline: { maxAttempts: 1 } });
+    for (const via of ['back online', 'resume'] as const) {
+      const h = new ReducerHarness(pilot, fleetOf(5));
+      const assign = h.last('assign');
+      const actions = h.deliver(assign, () => 'offline');
+      assert.equal(h.state.phase, 'Paused', via);
+      assert.equal(h.state.pause?.reason, 'unreachable');
+      assert.match(h.state.pause!.message, /^no device of step 1's cohort received the candidate \(2 unreachable\); the step goes on when one of them has it/);
+      assert.equal(h.state.outcome, undefined, 'no verdict');
+      assert.deepEqual(actions.filter((action) => action.kind === 'markVersion' || action.kind === 'revert'), [], 'the candidate is not marked failed, nothing is reverted');
+      assert.equal(h.state.stepIndex, 0);
+      let again: RolloutAction;
+      if (via === 'back online') {
+        [again] = h.send({ type: 'deviceOnline', at: h.at, deviceId: 'dev-02' }) as [RolloutAction];
+        assert.deepEqual(again.kind === 'assign' && again.devices, ['dev-02']);
+      } else {
+        [again] = h.send({ type: 'resume', at: h.at, by: 'ops' }).filter((action) => action.kind === 'assign') as [RolloutAction];
+        assert.deepEqual(again.kind === 'assign' && [...again.devices].sort(), ['dev-01', 'dev-02'], 'resume sends it to every unreachable device of the cohort');
+      }
+      assert.equal(h.state.phase, via === 'resume' ? 'Progressing' : 'Paused', 'paused until a device has it, unless resumed');
+      h.deliver(again, (id) => (id === 'dev-02' ? 'delivered' : 'offline'));
+      assert.equal(h.state.phase, 'Progressing', via);
+      assert.equal(h.state.stepIndex, 1, 'the step went on');
+      if (via === 'back online') {
+        assert.ok(h.decisions.some((d) => d.kind === 'pause' && d.verdict === 'resumed' && /a device of step 1's cohort has the candidate/.test(d.message)), 'the pause ended on its own');
+      }
+    }
   });
 
   it('never lets offline devices block a rollback, and re-sends to a device that comes back', () => {
