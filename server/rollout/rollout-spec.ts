@@ -196,7 +196,7 @@ function resolve(input: RolloutSpecInput, issues: SpecIssue[]): RolloutSpec {
       if (step.pause.duration === undefined) return { kind: 'pause' };
       return { kind: 'pause', durationMs: checkDuration(parseDuration(step.pause.duration)!, `${path}.pause.duration`, issues) };
     }
-    return { kind: 'analysis', metrics: resolveAnalysis(step.analysis!, `${path}.analysis`, templates, issues, expansion) };
+    return { kind: 'analysis', metrics: resolveAnalysis(step.analysis!, `${path}.analysis`, templates, issues, expansion, { model: input.model, candidateVersion: input.candidateVersion }) };
   });
 
   const offline = input.offline ?? {};
@@ -250,7 +250,10 @@ function argsChars(args: Iterable<[string, string]>): number {
   return chars;
 }
 
-function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string, templates: TemplateTable, issues: SpecIssue[], expansion: Expansion): AnalysisMetric[] {
+/** The values of the rollout's own arguments already known when the spec is validated. */
+type KnownRolloutArgs = Readonly<{ model: string; candidateVersion: string }>;
+
+function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string, templates: TemplateTable, issues: SpecIssue[], expansion: Expansion, known: KnownRolloutArgs): AnalysisMetric[] {
   if ((step.templates ?? []).length === 0 && (step.metrics ?? []).length === 0) {
     issues.push({ path, message: 'needs templates or metrics' });
     return [];
@@ -290,14 +293,14 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
     found.template.metrics.forEach((metric, at) => {
       const metricPath = found.path.startsWith('(') ? `${path}.templates[${index}] ${found.path} metrics[${at}]` : `${found.path}.metrics[${at}]`;
       const declared = (found.template.args ?? []).map((arg) => arg.name);
-      const resolved = resolveMetric(metric, metricPath, args, issues, declared);
+      const resolved = resolveMetric(metric, metricPath, args, issues, known, declared);
       if (resolved) metrics.push(resolved);
     });
   });
   (step.metrics ?? []).forEach((metric, index) => {
     for (const name of seenArgs) usedArgs.add(name);
     if (!withinExpansion(expansion, metricChars(metric, argsChars(stepArgs)), `${path}.metrics[${index}]`, issues)) return;
-    const resolved = resolveMetric(metric, `${path}.metrics[${index}]`, Object.fromEntries(stepArgs), issues);
+    const resolved = resolveMetric(metric, `${path}.metrics[${index}]`, Object.fromEntries(stepArgs), issues, known);
     if (resolved) metrics.push(resolved);
   });
   (step.args ?? []).forEach((arg, index) => {
@@ -352,7 +355,7 @@ function checkDuration(ms: number, path: string, issues: SpecIssue[]): number {
   return ms;
 }
 
-function resolveMetric(metric: MetricInput, path: string, args: Record<string, string>, issues: SpecIssue[], declared: readonly string[] = []): AnalysisMetric | undefined {
+function resolveMetric(metric: MetricInput, path: string, args: Record<string, string>, issues: SpecIssue[], known: KnownRolloutArgs, declared: readonly string[] = []): AnalysisMetric | undefined {
   const before = issues.length;
   const argNames = [...new Set([...BUILTIN_ARGS, ...Object.keys(args), ...declared])];
   const count = metric.count ?? METRIC_DEFAULTS.count;
@@ -440,6 +443,11 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
         if (!conditionUses(parsed, name) && !conditionUses(parsed, `args.${name}`)) continue;
         if (value.trim() === '' || Number.isNaN(Number(value))) issues.push({ path: `${path}.${field}`, message: `uses argument "${name}", whose value "${value}" is not a number` });
       }
+      for (const name of BUILTIN_ARGS) {
+        if (!conditionUses(parsed, name) && !conditionUses(parsed, `args.${name}`)) continue;
+        const problem = rolloutArgNumberProblem(name, known);
+        if (problem) issues.push({ path: `${path}.${field}`, message: `uses argument "${name}", ${problem}` });
+      }
       conditions[field] = parsed;
     } catch (error) {
       if (!(error instanceof ConditionSyntaxError)) throw error;
@@ -461,6 +469,24 @@ function resolveMetric(metric: MetricInput, path: string, args: Record<string, s
     source,
     args,
   };
+}
+
+/** Why a condition cannot compare the rollout's argument `name` as a number (every measurement would be an Error), else null. */
+function rolloutArgNumberProblem(name: (typeof BUILTIN_ARGS)[number], known: KnownRolloutArgs): string | null {
+  switch (name) {
+    case 'rollout':
+      return "which the rollout sets to its id, not a number";
+    case 'cohort':
+      return "which the rollout sets to its devices' ids, not a number";
+    case 'model':
+    case 'candidateVersion': {
+      const value = known[name];
+      return value.trim() === '' || Number.isNaN(Number(value)) ? `whose value "${value}" is not a number` : null;
+    }
+    case 'cohortSize':
+    case 'step':
+      return null;
+  }
 }
 
 type ConditionType = 'boolean' | 'number';

@@ -279,6 +279,14 @@ describe('rollout spec: invalid specs name the field', () => {
     ]);
     const [shipped] = issues(withStep({ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }], args: [{ name: 'maxErrorRatio', value: '1%' }] } }));
     assert.match(shipped!, /uses argument "maxErrorRatio", whose value "1%" is not a number$/);
+    // The rollout's own arguments: its id and the cohort's device ids are never numbers; model and
+    // version are checked as the spec gives them; the cohort size and step are numbers.
+    const using = (condition: string, spec: Record<string, unknown> = {}) => issues({ ...withStep({ analysis: { metrics: [queryMetric({ successCondition: condition })] } }), ...spec });
+    assert.deepEqual(using('result[0] >= 0.9 && rollout != 0'), ['steps[0].analysis.metrics[0].successCondition: uses argument "rollout", which the rollout sets to its id, not a number']);
+    assert.deepEqual(using('result[0] > args.cohort'), ['steps[0].analysis.metrics[0].successCondition: uses argument "cohort", which the rollout sets to its devices\' ids, not a number']);
+    assert.deepEqual(using('result[0] > model'), ['steps[0].analysis.metrics[0].successCondition: uses argument "model", whose value "wine" is not a number']);
+    assert.deepEqual(using('result[0] > candidateVersion', { candidateVersion: 'v2' }), ['steps[0].analysis.metrics[0].successCondition: uses argument "candidateVersion", whose value "v2" is not a number']);
+    validateRolloutSpec(withStep({ analysis: { metrics: [queryMetric({ successCondition: 'result[0] > candidateVersion && result[0] < cohortSize * step' })] } }));
     // An argument used only inside a query may be any text.
     const labelled = { name: 'by-site', args: [{ name: 'site' }], metrics: [queryMetric({ provider: { builtin: { query: 'sum(up{site="{{args.site}}"})' } } })] };
     validateRolloutSpec(withStep({ analysis: { templates: [{ templateName: 'by-site' }], args: [{ name: 'site', value: 'osaka' }] } }, { analysisTemplates: [labelled] }));
