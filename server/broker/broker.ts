@@ -28,7 +28,12 @@ export interface Broker {
   readonly url: string;
   start(): Promise<void>;
   stop(): Promise<void>;
-  subscribe(filter: string, handler: MessageHandler): Promise<void>;
+  /**
+   * `qos` (default 1) is what an external broker queues for the server while it is away: 0 for
+   * messages whose latest one says it all (heartbeats carry cumulative counters), so they cannot
+   * fill the server's queue and push out the reports behind them.
+   */
+  subscribe(filter: string, handler: MessageHandler, qos?: QoS): Promise<void>;
   publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void>;
   /**
    * Device credentials changed in the store. `change` may say it was only an enrollment (a new

@@ -1,3 +1,4 @@
+import type { QoS } from '../../shared/protocol/topics.ts';
 import { createRequire } from 'node:module';
 import type * as Mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
@@ -51,7 +52,7 @@ const REFUSING_CONNACK_CODES = new Set([2, 4, 5, 133, 134, 135]);
  */
 export class ExternalBroker implements Broker {
   readonly #options: ExternalBrokerOptions;
-  readonly #handlers: { filter: string; handler: MessageHandler }[] = [];
+  readonly #handlers: { filter: string; handler: MessageHandler; qos: QoS }[] = [];
   #client: MqttClient | undefined;
   readonly #authFiles = new Mutex();
   #trailingReload: NodeJS.Timeout | undefined;
@@ -129,7 +130,7 @@ export class ExternalBroker implements Broker {
       await client.endAsync(true);
       throw error;
     });
-    for (const { filter } of this.#handlers) await client.subscribeAsync(filter, { qos: 1 });
+    for (const { filter, qos } of this.#handlers) await client.subscribeAsync(filter, { qos });
   }
 
   #republishing = false;
@@ -168,9 +169,9 @@ export class ExternalBroker implements Broker {
     if (!ended) await client.endAsync(true);
   }
 
-  async subscribe(filter: string, handler: MessageHandler): Promise<void> {
-    this.#handlers.push({ filter, handler });
-    if (this.#client?.connected) await this.#client.subscribeAsync(filter, { qos: 1 });
+  async subscribe(filter: string, handler: MessageHandler, qos: QoS = 1): Promise<void> {
+    this.#handlers.push({ filter, handler, qos });
+    if (this.#client?.connected) await this.#client.subscribeAsync(filter, { qos });
   }
 
   async publish(topic: string, payload: Buffer, options: PublishOptions): Promise<void> {

@@ -46,7 +46,10 @@ export class FleetReceiver {
 
   async start(): Promise<void> {
     for (const kind of ['reports', 'telemetry', 'status'] as const) {
-      await this.#options.broker.subscribe(ALL_DEVICES_FILTER(kind), (topic, payload, delivery) => this.handle(topic, payload, delivery));
+      // Heartbeats carry cumulative counters, so a missed one loses nothing: at QoS 0 an external
+      // broker does not queue them while the server is away, where they would fill its queue
+      // (Mosquitto's max_queued_messages) and the reports behind them would be dropped.
+      await this.#options.broker.subscribe(ALL_DEVICES_FILTER(kind), (topic, payload, delivery) => this.handle(topic, payload, delivery), kind === 'telemetry' ? 0 : 1);
     }
   }
 

@@ -51,12 +51,12 @@ export class MosquittoProcess {
     return { mosquitto, password, pidFile };
   }
 
-  /** Starts mosquitto; the password and ACL files must exist by then. */
-  async start(): Promise<void> {
+  /** Starts mosquitto; the password and ACL files must exist by then. `extra` lines override the shipped settings. */
+  async start(extra: readonly string[] = []): Promise<void> {
     const confPath = join(this.dir, 'mosquitto.conf');
     // Started as root, mosquitto would switch to the `mosquitto` user and lose access to the temp dir.
     const user = userInfo().username === 'root' ? 'root' : undefined;
-    await writeFile(confPath, renderMosquittoConf({ port: this.port, authDir: this.authDir, user }));
+    await writeFile(confPath, [renderMosquittoConf({ port: this.port, authDir: this.authDir, user }), ...extra, ''].join('\n'));
     const child = spawn(this.binary, ['-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
     child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.#child = child;
