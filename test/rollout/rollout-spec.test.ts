@@ -1,5 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { parse as parseYaml } from 'yaml';
+import { DEFAULT_ANALYSIS_TEMPLATES } from '../../server/analysis/default-templates.ts';
 import { readFileSync } from 'node:fs';
 import { parseRolloutSpec, RolloutSpecError, validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
 import { UserError } from '../../shared/util/errors.ts';
@@ -30,6 +32,19 @@ const queryMetric = (fields: Record<string, unknown>) => ({
 });
 
 describe('rollout spec: valid specs', () => {
+  it('the example and the built-in templates read per-device series of the rollout\'s cohort only (a device outside it can claim any candidate in its heartbeats)', () => {
+    const example = parseYaml(readFileSync(new URL('../../deploy/examples/rollout.yaml', import.meta.url), 'utf8')) as { analysisTemplates: { metrics: MetricText[] }[] };
+    type MetricText = { provider?: Record<string, { query?: string; baselineQuery?: string; samplesQuery?: string }> };
+    const queries = [...example.analysisTemplates, ...(DEFAULT_ANALYSIS_TEMPLATES as unknown as { metrics: MetricText[] }[])]
+      .flatMap((template) => template.metrics)
+      .flatMap((metric) => Object.values(metric.provider ?? {}).flatMap((query) => [query.query, query.baselineQuery, query.samplesQuery]))
+      .filter((query): query is string => query !== undefined);
+    assert.ok(queries.length >= 3, `found ${queries.length} queries`);
+    for (const query of queries) {
+      for (const selector of query.match(/fleetprune_device_\w+\{(?:[^"}]|"[^"]*")*\}/g) ?? []) assert.match(selector, /device=~"\{\{args\.cohort\}\}"/, query);
+    }
+  });
+
   it('parses the documented example with defaults applied and templates expanded', () => {
     const spec = parseRolloutSpec(readFileSync(new URL('../../deploy/examples/rollout.yaml', import.meta.url), 'utf8'), 'rollout.yaml');
     assert.equal(spec.model, 'wine');
