@@ -1,11 +1,12 @@
 import type { Counter } from 'prom-client';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
-import { ALL_DEVICES_FILTER } from '../../shared/protocol/topics.ts';
+import { ALL_DEVICES_FILTER, reportsTopic } from '../../shared/protocol/topics.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, DeliveryInfo } from '../broker/broker.ts';
 import { stateDrop, type FleetIngest } from './fleet-ingest.ts';
 import type { ReportRateLimit } from './report-rate-limit.ts';
+import { DroppedMessageLog } from './dropped-message-log.ts';
 
 export interface FleetReceiverOptions {
   broker: Broker;
@@ -25,6 +26,8 @@ export interface FleetReceiverOptions {
   reportLimit?: ReportRateLimit;
   /** Each device's answers (assignment reports) beyond this limit, a bucket of their own, likewise. */
   answerLimit?: ReportRateLimit;
+  /** Dropped messages are logged at most once per device per this many ms (default a minute; every one is counted). */
+  droppedLogEveryMs?: number;
 }
 
 const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
@@ -40,8 +43,11 @@ const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
 export class FleetReceiver {
   readonly #options: FleetReceiverOptions;
 
+  readonly #droppedLog: DroppedMessageLog;
+
   constructor(options: FleetReceiverOptions) {
     this.#options = options;
+    this.#droppedLog = new DroppedMessageLog(options.logger, options.droppedLogEveryMs === undefined ? {} : { everyMs: options.droppedLogEveryMs });
   }
 
   async start(): Promise<void> {
@@ -60,7 +66,7 @@ export class FleetReceiver {
     if (!result.ok) {
       const kind = topic.split('/')[4] ?? 'unknown';
       dropped.inc({ kind: ['reports', 'telemetry', 'status'].includes(kind) ? kind : 'unknown', reason: result.reason });
-      logger.warn({ topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 500) }, 'dropped a device message');
+      this.#droppedLog.dropped(topic, { topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 500) }, 'dropped a device message');
       return;
     }
     const { message } = result;
@@ -72,7 +78,7 @@ export class FleetReceiver {
     // new subscription is that same report again, not something the device sent once more.
     if ((message.kind === 'telemetry' || message.kind === 'reports') && delivery?.retained) {
       dropped.inc({ kind: message.kind, reason: 'retained' });
-      logger.warn({ topic, deviceId: message.deviceId }, `dropped a retained ${message.kind === 'telemetry' ? 'heartbeat' : 'report'} replayed by the broker (${message.kind === 'telemetry' ? 'heartbeats' : 'reports'} must not be published retained)`);
+      this.#droppedLog.dropped(topic, { topic, deviceId: message.deviceId }, `dropped a retained ${message.kind === 'telemetry' ? 'heartbeat' : 'report'} replayed by the broker (${message.kind === 'telemetry' ? 'heartbeats' : 'reports'} must not be published retained)`);
       return;
     }
     // Benchmark reports and answers each have their own bucket: a device flooding one kind does not
@@ -111,12 +117,12 @@ export class FleetReceiver {
         } else if (outcome === 'unknown-assignment') {
           // A well-formed answer to nothing the server issued: it must not move the device's slots.
           dropped.inc({ kind: 'reports', reason: outcome });
-          logger.warn({ reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
+          this.#droppedLog.dropped(reportsTopic(message.deviceId), { reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
           return;
         } else if (outcome === 'unknown-device') {
           // A report still in flight when its device was revoked: it must not bring back the device's series.
           dropped.inc({ kind: 'reports', reason: outcome });
-          logger.warn({ reportId: message.payload.id, deviceId: message.deviceId, reason: outcome }, 'dropped a report from a device that is not enrolled or is revoked');
+          this.#droppedLog.dropped(reportsTopic(message.deviceId), { reportId: message.payload.id, deviceId: message.deviceId, reason: outcome }, 'dropped a report from a device that is not enrolled or is revoked');
           return;
         }
         break;

@@ -1,0 +1,43 @@
+import { setBounded } from '../../shared/util/bounded-map.ts';
+import type { Logger } from '../../shared/util/log.ts';
+
+/** How often one device's dropped messages are logged at most (every drop is counted in the metric). */
+export const DROPPED_LOG_EVERY_MS = 60_000;
+const MAX_DEVICES = 10_000;
+
+interface Window {
+  since: number;
+  /** Dropped since the window's line, not logged yet. */
+  unlogged: number;
+}
+
+/**
+ * The warn line for messages the receiver drops (malformed, oversized, replayed from the retained
+ * store), kept to one per device per minute: the first drop is logged at once with its details,
+ * and the next line, a minute on at the earliest, says how many more there were (the last one's
+ * details with it). A device sending nothing but bad messages cannot fill the server's log.
+ */
+export class DroppedMessageLog {
+  readonly #windows = new Map<string, Window>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly options: { everyMs?: number; now?: () => number } = {},
+  ) {}
+
+  /** Logs (or counts for the next line) one dropped message of the device that sent on `topic`. */
+  dropped(topic: string, fields: Record<string, unknown>, message: string): void {
+    // The broker's ACL lets a device publish only under its own id: the topic names the sender.
+    const device = topic.split('/')[3] ?? '?';
+    const now = (this.options.now ?? Date.now)();
+    const every = this.options.everyMs ?? DROPPED_LOG_EVERY_MS;
+    const window = this.#windows.get(device);
+    if (window && now - window.since < every) {
+      window.unlogged += 1;
+      return;
+    }
+    const more = window?.unlogged ?? 0;
+    setBounded(this.#windows, device, { since: now, unlogged: 0 }, MAX_DEVICES);
+    this.logger.warn({ ...fields, ...(more > 0 ? { droppedSinceLastLine: more } : {}) }, more > 0 ? `${message} (and ${more} more from this device since the last such line; at most one line a minute per device)` : message);
+  }
+}
