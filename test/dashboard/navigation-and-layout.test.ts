@@ -131,3 +131,26 @@ test('after a refused token, a valid one on a server without rollouts no longer 
   assert.notEqual(await page.locator('#live').innerText(), 'signed out');
   assert.deepEqual(pageErrors, []);
 });
+
+test('a token holding a character no header can carry (a pasted curly quote) is refused as such, not shown as an unreachable server, and not kept', async (t) => {
+  const browser = await openDashboardPage(t, 'dismiss');
+  if (!browser) return;
+  const { page, pageErrors } = browser;
+  const server = await startTestServer(t);
+  if (!server) return;
+  const calls: string[] = [];
+  page.on('request', (request) => {
+    if (new URL(request.url()).pathname.startsWith('/api/')) calls.push(new URL(request.url()).pathname);
+  });
+  await page.goto(`${server.baseUrl}/dashboard/#token=${encodeURIComponent(`\u201c${ADMIN_TOKEN}\u201d`)}`);
+  await page.locator('#error', { hasText: 'That token holds characters no token has' }).waitFor({ timeout: 5_000 });
+  assert.equal(await page.locator('#live').innerText(), 'signed out');
+  assert.equal(await page.locator('#stale').isVisible(), false, 'not "stale": nothing was ever shown');
+  assert.equal(await page.evaluate(() => localStorage.getItem('fleetprune.token')), null, 'the token is not kept');
+  await page.waitForTimeout(6_000);
+  assert.deepEqual(calls, [], 'nothing is asked with it (no polling)');
+  await page.locator('#token').fill(ADMIN_TOKEN);
+  await page.locator('#token').press('Enter');
+  await page.locator('#rollouts', { hasText: 'No rollouts yet.' }).waitFor({ timeout: 5_000 });
+  assert.deepEqual(pageErrors, []);
+});

@@ -8,6 +8,15 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Whether a token can go in an Authorization header at all: visible ASCII only (what every
+ * fleetprune token is). A pasted curly quote or a non-breaking space makes fetch() throw before
+ * any request, which would otherwise read as the server being unreachable.
+ */
+export function isSendableToken(token: string): boolean {
+  return /^[\x21-\x7e]+$/.test(token);
+}
+
 export class Api {
   constructor(public token: string) {}
 

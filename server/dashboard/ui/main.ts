@@ -1,4 +1,4 @@
-import { Api, ApiError } from './api.ts';
+import { Api, ApiError, isSendableToken } from './api.ts';
 import { bdiElement } from './bidi.ts';
 import { devicesFrom, renderFleet } from './fleet-view.ts';
 import { renderModels, renderSweep, type SweepPoint, type VersionRow } from './models-view.ts';
@@ -140,7 +140,7 @@ async function refreshCaller(): Promise<void> {
 }
 
 /** The token was refused (revoked, or mistyped): show nothing it no longer lets us see, stop following, and ask for another. */
-function signOut(): void {
+function signOut(why?: string): void {
   refused = true;
   caller = undefined;
   $('whoami').textContent = '';
@@ -157,7 +157,7 @@ function signOut(): void {
   applyStaleness();
   localStorage.removeItem(TOKEN_KEY);
   setBadge('signed out', 'bad');
-  showMessage(api.token ? 'The server refused the token (revoked or mistyped). Enter a valid token to see the fleet.' : 'Enter a token to see the fleet.', true);
+  showMessage(why ?? (api.token ? 'The server refused the token (revoked or mistyped). Enter a valid token to see the fleet.' : 'Enter a token to see the fleet.'), true);
   const input = $<HTMLInputElement>('token');
   input.value = '';
   input.focus();
@@ -284,6 +284,10 @@ function refreshAll(): Promise<void> {
   // Every API call needs a token: without one, ask for it rather than collect (and log) refusals.
   if (!api.token) {
     if (!refused) signOut();
+    return Promise.resolve();
+  }
+  if (!isSendableToken(api.token)) {
+    if (!refused) signOut('That token holds characters no token has (a token is letters, digits and ASCII punctuation only; a pasted quote or space, perhaps). Paste it again to see the fleet.');
     return Promise.resolve();
   }
   const token = api.token;
