@@ -200,6 +200,31 @@ describe('builtin provider over report history', () => {
     assert.deepEqual(byLabel(await q('sum by (cohort) (increase(fleetprune_device_reports_total[10m]))'), 'cohort'), { pilot: 4 });
   });
 
+  it('increase/rate over history counters sum the counts of the reports in the range, whatever reports came before it', async () => {
+    const query = async (reports: DeviceReport[], promql: string) => {
+      const history = new InMemoryReportHistory();
+      history.add(...reports);
+      return (await new BuiltinProvider({ history }).query(promql, { now: at(0) })).samples.map((sample) => sample.value);
+    };
+    const inWindow = [report({ deviceId: 'd1', ts: at(-30), predictions: 100, errors: 50 }), report({ deviceId: 'd1', ts: at(-10), predictions: 100 })];
+    const earlier = report({ deviceId: 'd1', ts: at(-180), predictions: 100, errors: 0 });
+    for (const reports of [inWindow, [earlier, ...inWindow]]) {
+      const label = `${reports.length} reports`;
+      assert.deepEqual(await query(reports, 'sum(increase(fleetprune_device_predictions_total[1m]))'), [200], label);
+      assert.deepEqual(await query(reports, 'sum(increase(fleetprune_device_prediction_errors_total[1m]))'), [50], label);
+      assert.deepEqual(await query(reports, 'sum(rate(fleetprune_device_predictions_total[1m]))'), [200 / 60], label);
+      assert.deepEqual(await query(reports, 'sum(increase(fleetprune_device_reports_total[1m]))'), [2], label);
+    }
+    // One report in the range is enough, with or without an earlier one in the fetched reach.
+    assert.deepEqual(await query([earlier, report({ deviceId: 'd1', ts: at(-10), errors: 7 })], 'increase(fleetprune_device_prediction_errors_total[1m])'), [7]);
+    assert.deepEqual(await query([report({ deviceId: 'd1', ts: at(-10), errors: 7 })], 'increase(fleetprune_device_prediction_errors_total[1m])'), [7]);
+    // The same query with a longer range elsewhere in it (a longer fetch) gives the same increase.
+    assert.deepEqual(
+      await query([earlier, ...inWindow], 'sum(increase(fleetprune_device_predictions_total[1m])) + 0 * sum(increase(fleetprune_device_predictions_total[10m]))'),
+      [200],
+    );
+  });
+
   it('combines registry series and report history in one query', async () => {
     const f = registryFixture();
     const history = new InMemoryReportHistory();

@@ -9,7 +9,8 @@ import { seriesKey, type Series, type SeriesSet } from './series-set.ts';
  * - instant selectors take each series' latest point within the lookback (5 minutes);
  * - increase() is the counter's growth between the first and last points of the range, with
  *   counter resets handled, and without Prometheus' extrapolation to the range boundaries;
- *   rate() is that increase divided by the range in seconds;
+ *   rate() is that increase divided by the range in seconds; over a counter synthesized from
+ *   report history, increase() is the sum of the counts of the reports in the range;
  * - histogram_quantile() interpolates linearly within the bucket, as Prometheus does.
  */
 export type PromValue = { readonly type: 'scalar'; readonly value: number } | { readonly type: 'vector'; readonly samples: readonly Sample[] };
@@ -182,6 +183,12 @@ function rangeFunction(fn: RangeFunction, series: Series, rangeMs: number): numb
   switch (fn) {
     case 'rate':
     case 'increase': {
+      // A counter synthesized from report history: the sum of the counts of the reports in the
+      // range (one is enough), whatever came before it.
+      if (series.points.every((point) => point.count !== undefined)) {
+        const sum = series.points.reduce((total, point) => total + point.count!, 0);
+        return fn === 'increase' ? sum : sum / (rangeMs / 1000);
+      }
       if (values.length < 2) return undefined;
       let growth = 0;
       for (let i = 1; i < values.length; i += 1) {

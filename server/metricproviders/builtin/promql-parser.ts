@@ -1,4 +1,3 @@
-import { parseDuration } from '../../../shared/util/duration.ts';
 import { compileAnchored } from './linear-regex.ts';
 
 /**
@@ -81,7 +80,7 @@ function lex(source: string): Token[] {
       continue;
     }
     if (bracketDepth > 0) {
-      const duration = /^[0-9][0-9a-z]*/.exec(source.slice(i));
+      const duration = /^[0-9][0-9A-Za-z.]*/.exec(source.slice(i));
       if (duration) {
         tokens.push({ kind: 'duration', text: duration[0], position: i });
         i += duration[0].length;
@@ -223,8 +222,10 @@ class PromqlParser {
       if (expr.type !== 'selector' || expr.rangeMs !== undefined) throw new PromqlError('a range [..] must follow a vector selector', token.position);
       this.#take();
       const duration = this.#take();
-      const ms = duration.kind === 'duration' ? parseDuration(duration.text) : undefined;
-      if (ms === undefined || ms <= 0) throw new PromqlError(`bad range duration ${show(duration)}`, duration.position);
+      const ms = duration.kind === 'duration' ? parsePromDuration(duration.text) : undefined;
+      if (ms === undefined || ms <= 0) {
+        throw new PromqlError(`bad range duration ${show(duration)} (a duration such as 30s, 5m, 1h30m, 1d or 1w: integers, units ms s m h d w y largest first; more than 0)`, duration.position);
+      }
       const close = this.#take();
       if (close.kind !== 'op' || close.text !== ']') throw new PromqlError(`expected "]", found ${show(close)}`, close.position);
       return { ...expr, rangeMs: ms, text: `${expr.text}[${duration.text}]` };
@@ -396,6 +397,27 @@ class PromqlParser {
     const token = this.#take();
     if (token.kind !== 'op' || token.text !== text) throw new PromqlError(`expected "${text}", found ${show(token)}`, token.position);
   }
+}
+
+/**
+ * A PromQL duration, as Prometheus parses it (model.ParseDuration): integers with units y
+ * (365d), w (7d), d (24h), h, m, s, ms, largest first and each at most once (`1h30m`, `1d12h`).
+ * No fractions (`1.5m`) and no upper-case units. In milliseconds; undefined when invalid or
+ * beyond Prometheus' range (int64 nanoseconds).
+ */
+const PROM_DURATION = /^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$/;
+const PROM_UNITS_MS = [365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1];
+const MAX_PROM_DURATION_MS = Number((2n ** 63n - 1n) / 1_000_000n);
+
+export function parsePromDuration(text: string): number | undefined {
+  if (text === '0') return 0;
+  const match = PROM_DURATION.exec(text);
+  if (!match || text === '') return undefined;
+  let total = 0;
+  for (let i = 0; i < PROM_UNITS_MS.length; i += 1) {
+    if (match[i + 1] !== undefined) total += Number(match[i + 1]) * PROM_UNITS_MS[i]!;
+  }
+  return total > MAX_PROM_DURATION_MS ? undefined : total;
 }
 
 function matchesEmpty(matcher: LabelMatcher): boolean {

@@ -1,27 +1,27 @@
 import { DEVICE_REPORT_METRICS } from '../../../shared/metrics/rollout-names.ts';
 import type { DeviceReport } from '../report-history.ts';
-import { seriesKey, type Series } from './series-set.ts';
+import { seriesKey, type Series, type SeriesPoint } from './series-set.ts';
 
 /**
  * Series synthesized from report history, with the names and labels the server exports for
  * Prometheus (DEVICE_REPORT_METRICS; labels model, version, role, cohort, device). Gauges get
- * one point per report. Counters accumulate the reports' counts, starting from 0 one
- * millisecond before the series' first report in the fetched window, so increase() over a
- * range that holds every report of a series is the sum of their counts.
+ * one point per report. Counters accumulate the reports' counts over the fetched window (their
+ * instant value), and each point keeps its report's count: increase() over a range is the sum of
+ * the counts of the reports in it, whatever reports came before (see rangeFunction).
  */
 export function reportSeries(reports: readonly DeviceReport[]): Series[] {
-  const series = new Map<string, { labels: Record<string, string>; points: { t: number; v: number }[] }>();
+  const series = new Map<string, { labels: Record<string, string>; points: SeriesPoint[] }>();
   const push = (name: string, report: DeviceReport, value: number, counter: boolean) => {
     const labels = { __name__: name, model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
     const key = seriesKey(labels);
     let entry = series.get(key);
     const t = report.ts.getTime();
     if (!entry) {
-      entry = { labels, points: counter ? [{ t: t - 1, v: 0 }] : [] };
+      entry = { labels, points: [] };
       series.set(key, entry);
     }
     const previous = entry.points.at(-1);
-    entry.points.push({ t, v: counter ? (previous?.v ?? 0) + value : value });
+    entry.points.push(counter ? { t, v: (previous?.v ?? 0) + value, count: value } : { t, v: value });
   };
   const ordered = [...reports].sort((a, b) => a.ts.getTime() - b.ts.getTime());
   for (const report of ordered) {

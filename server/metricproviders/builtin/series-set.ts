@@ -9,6 +9,12 @@ export interface SeriesPoint {
   readonly t: number;
   readonly v: number;
   readonly stale?: true;
+  /**
+   * For a counter synthesized from report history: the count this point's report added. Such a
+   * counter's increase over a range is the sum of its points' counts there, not the growth from
+   * the range's first point (whose own count would be lost, and with it a lone report's).
+   */
+  readonly count?: number;
 }
 
 export interface Series {
