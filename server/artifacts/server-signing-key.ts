@@ -1,8 +1,9 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { link, mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { generateSigningKeys, loadPrivateKey, PRIVATE_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
-import { UserError } from '../../shared/util/errors.ts';
+import { loadPrivateKey, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
+import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 export const KEYS_SUBDIR = 'keys';
 
@@ -29,8 +30,52 @@ export async function loadOrCreateServerKey(dataDir: string, enrolledDevices: ()
           'restore the key from a backup (every device would refuse every model signed with a new key)',
       );
     }
-    await generateSigningKeys(dir, { force: true });
+    await createKeyUnlessPresent(dir);
   }
   const privateKey = await loadPrivateKey(privateKeyPath);
   return { privateKey, publicKey: createPublicKey(privateKey), privateKeyPath };
+}
+
+/**
+ * Makes the key pair, unless another server sharing the data dir (PostgreSQL peers starting
+ * together) made one first: the private key appears by link(), which fails when the name exists,
+ * so exactly one key is ever installed and every server signs with it. The public half is then
+ * written from whichever key is installed.
+ */
+async function createKeyUnlessPresent(dir: string): Promise<void> {
+  const privateKeyPath = join(dir, PRIVATE_KEY_FILE);
+  try {
+    await mkdir(dir, { recursive: true });
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const staged = await writeSynced(dir, PRIVATE_KEY_FILE, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600);
+    try {
+      await link(staged, privateKeyPath);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    } finally {
+      await rm(staged, { force: true });
+    }
+    const installed = await loadPrivateKey(privateKeyPath);
+    const stagedPublic = await writeSynced(dir, PUBLIC_KEY_FILE, createPublicKey(installed).export({ type: 'spki', format: 'pem' }), 0o644);
+    await rename(stagedPublic, join(dir, PUBLIC_KEY_FILE));
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw new UserError(`cannot write signing keys to ${dir}: ${errorMessage(error)}`, { cause: error });
+  }
+}
+
+/** A new fsynced temporary file beside `name` in `dir`, holding `data`; returns its path. */
+async function writeSynced(dir: string, name: string, data: string | Buffer, mode: number): Promise<string> {
+  const temp = join(dir, `.${name}.tmp-${randomBytes(6).toString('hex')}`);
+  const handle = await open(temp, 'wx', mode);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } catch (error) {
+    await handle.close();
+    await rm(temp, { force: true });
+    throw error;
+  }
+  await handle.close();
+  return temp;
 }
