@@ -437,8 +437,11 @@ export class JobService {
       if (cancel) await tx.audit.append({ at, actor: cancel.actor, action: 'job.cancel', target: `job:${id}`, details: { state: cancel.state } });
       return true;
     });
-    const job = changed ? await this.#deps.store.jobs.get(id) : undefined;
-    if (job) this.events.emit({ type: 'state', jobId: id, job });
+    // Not changed: another server may have ended it meanwhile (its lease reaper, while this one
+    // was cut off from the database). Its watchers here hear only this server's events: they are
+    // told the end as stored.
+    const job = await this.#deps.store.jobs.get(id).catch(() => undefined);
+    if (job && (changed || isFinished(job.state))) this.events.emit({ type: 'state', jobId: id, job });
     return changed;
   }
 

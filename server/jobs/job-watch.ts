@@ -4,6 +4,12 @@ import type { JobEvent, JobEvents } from './job-events.ts';
 
 /** How often a watcher re-reads a job that another server runs (its live events stay there). */
 export const REMOTE_WATCH_POLL_MS = 1000;
+/**
+ * How often a watcher re-reads a job of this server: its live events say everything this server
+ * does to it, but another server sharing the database may end it (its lease reaper, while this
+ * one was cut off from the database), and no event here says so.
+ */
+export const LOCAL_WATCH_POLL_MS = 5000;
 
 export interface JobWatchSource {
   readonly events: JobEvents;
@@ -12,13 +18,15 @@ export interface JobWatchSource {
   /** This server (--node-id): its own jobs' events are live here. */
   readonly node: string;
   readonly pollMs?: number;
+  readonly localPollMs?: number;
 }
 
 /**
  * Calls `listener` with the job's current state, then every change until the job finishes (then
  * `onEnd`). Returns the unsubscribe function. A job of this server is followed through its live
  * events; one that another server runs (several servers share a PostgreSQL database) is polled
- * from the store, since that server's events never reach this one.
+ * from the store, since that server's events never reach this one. A job of this server is
+ * polled too, less often: another server may end it.
  */
 export async function watchJob(source: JobWatchSource, id: string, listener: (event: JobEvent) => void, onEnd: () => void): Promise<() => void> {
   const pending: JobEvent[] = [];
@@ -49,7 +57,8 @@ export async function watchJob(source: JobWatchSource, id: string, listener: (ev
   deliver({ type: 'state', jobId: id, job });
   replayed = true;
   for (const event of pending) deliver(event);
-  if (!ended && job.node !== source.node) {
+  if (!ended) {
+    const pollMs = job.node !== source.node ? (source.pollMs ?? REMOTE_WATCH_POLL_MS) : (source.localPollMs ?? LOCAL_WATCH_POLL_MS);
     let last = job;
     const poll = async () => {
       try {
@@ -62,9 +71,9 @@ export async function watchJob(source: JobWatchSource, id: string, listener: (ev
       } catch {
         // The store did not answer this time (a connection lost for a moment): the next poll tries again.
       }
-      if (!ended) timer = setTimeout(() => void poll(), source.pollMs ?? REMOTE_WATCH_POLL_MS);
+      if (!ended) timer = setTimeout(() => void poll(), pollMs);
     };
-    timer = setTimeout(() => void poll(), source.pollMs ?? REMOTE_WATCH_POLL_MS);
+    timer = setTimeout(() => void poll(), pollMs);
   }
   return stop;
 }

@@ -289,3 +289,19 @@ test('PostgreSQL: a job failed as abandoned while its server was cut off registe
   assert.equal(ended.state, 'failed');
   assert.equal(ended.error, 'presumed gone');
 });
+
+test('PostgreSQL: a watcher on the job\'s own server hears the end another server wrote (its lease reaper, while this one was cut off)', async (t) => {
+  const server = await startTestServer(t, { engine: 'postgres' });
+  if (!server) return;
+  const { store } = server.server.ctx;
+  const job = await startJob(server, 'iris');
+  for (let i = 0; i < 200 && (await store.jobs.get(job.id))!.state !== 'running'; i++) await sleep(25);
+  const watched = watchEvents(server, job.id, 30_000);
+  await sleep(300);
+  // What another server writes when this one's leases went stale.
+  assert.ok(await store.jobs.update(job.id, { state: 'failed', error: 'presumed gone' }, new Date().toISOString(), ['running']));
+  const events = await watched;
+  const states = events.filter((event) => event.event === 'state').map((event) => event.data.state);
+  assert.equal(states.at(-1), 'failed', `states seen: ${states.join(', ')}`);
+  assert.equal(events.filter((event) => event.event === 'state').at(-1)!.data.error, 'presumed gone');
+});
