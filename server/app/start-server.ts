@@ -86,6 +86,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   await checkHost(config.host);
   if (config.dataRoot !== undefined) await assertExistingDirectory(config.dataRoot, '--data-root');
   await ensureWritableDirectory(config.dataDir, '--data-dir');
+  // Its entries the server writes: a file (or an unwritable directory) there is the user's to fix.
+  for (const entry of ['blobs', 'jobs']) await ensureWritableDirectory(join(config.dataDir, entry), '--data-dir');
   const lock = config.databaseUrl ? undefined : lockSqliteDataDir(config.dataDir);
   const cleanups: (() => Promise<void>)[] = [];
   const cleanup = async () => {

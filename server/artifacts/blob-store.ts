@@ -3,6 +3,7 @@ import { createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Mutex } from '../../shared/util/mutex.ts';
+import { ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { ServiceError } from '../app/service-error.ts';
 
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -40,7 +41,8 @@ export class BlobStore {
    * directory, still uploading.
    */
   async open(staleAfterMs = 3_600_000): Promise<void> {
-    await mkdir(this.#tmp, { recursive: true });
+    // A file in the way is refused in one line naming it (a UserError), not as an internal error.
+    await ensureWritableDirectory(this.#tmp, 'blob store');
     await this.removeStaleUploads(Date.now() - staleAfterMs);
   }
 
@@ -74,12 +76,19 @@ export class BlobStore {
     }
   }
 
-  /** All stored blobs (for tests and garbage collection). */
+  /**
+   * All stored blobs (for tests and garbage collection). Read without the lock: a prefix directory
+   * that another collection empties and removes meanwhile held no blob, and is skipped.
+   */
   async list(): Promise<string[]> {
     const found: string[] = [];
     for (const prefix of await readdir(this.root)) {
       if (!/^[0-9a-f]{2}$/.test(prefix)) continue;
-      for (const name of await readdir(join(this.root, prefix))) if (SHA256_PATTERN.test(name)) found.push(name);
+      const names = await readdir(join(this.root, prefix)).catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [] as string[];
+        throw error;
+      });
+      for (const name of names) if (SHA256_PATTERN.test(name)) found.push(name);
     }
     return found.sort();
   }

@@ -31,7 +31,7 @@ export function registerModelsCommand(program: Command): void {
           '(as `fleetprune prune` writes them) and not registered yet gets its parent registered first, so the pruned model is the newer version',
       ),
   )
-    .option('--name <name>', 'model name (default: the manifest name)')
+    .option('--name <name>', 'model name: must be the manifest name, as devices refuse any other (default: the manifest name)')
     .action(async (dir: string, flags: ConnectionFlags & { name?: string }) => {
       const manifest = await readManifest(dir);
       // A missing or changed file is named here, before anything is uploaded.

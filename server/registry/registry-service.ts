@@ -10,6 +10,7 @@ import { VersionStatusRepository } from '../store/repositories/version-status-re
 import type { VersionStatus } from '../rollout/fleet-port.ts';
 import { supersedeOtherProduction, withdrawProduction } from './production-status.ts';
 import { ModelNameSchema, RESERVED_VERSION_NAMES, VersionNameSchema, type Alias } from './names.ts';
+import { checkDevicesAccept } from './device-acceptance.ts';
 
 /** The latest status a rollout or a move of the production alias gave a version (production, failed, rolled-back, superseded, withdrawn), with its reason. */
 export interface VersionStatusView {
@@ -95,18 +96,21 @@ export class RegistryService {
 
   /**
    * What registering `manifest` as a version of `model` would refuse, without changing anything:
-   * a bad model or version name, the artifact already registered under this model, or its
-   * explicit version taken. `models push` asks this before uploading any file.
+   * a bad model or version name, a manifest every device would refuse (checkDevicesAccept: it
+   * names another model, or is too large), the artifact already registered under this model, or
+   * its explicit version taken. `models push` asks this before uploading any file.
    */
   async checkRegistrable(model: string, manifest: Manifest, repos: Repositories = this.store): Promise<void> {
     checkName(model);
+    checkDevicesAccept(model, manifest);
     if (manifest.version !== undefined) {
       const parsed = VersionNameSchema.safeParse(manifest.version);
       if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
     }
     const id = artifactId(manifest);
-    const same = await repos.models.findByArtifact(id);
-    if (same && same.model === model) throw new ServiceError('conflict', `artifact ${id} is already registered as ${model}@${same.version}`);
+    // Of this model: servers before names had to match registered some artifacts under several.
+    const same = await repos.models.findByArtifact(id, model);
+    if (same) throw new ServiceError('conflict', `artifact ${id} is already registered as ${model}@${same.version}`);
     if (manifest.version !== undefined && (await repos.models.getVersion(model, manifest.version))) {
       throw new ServiceError('conflict', `version ${model}@${manifest.version} already exists`);
     }

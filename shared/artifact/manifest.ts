@@ -102,10 +102,9 @@ const ACTIVATIONS = new Set(['relu', 'softmax', 'linear']);
  */
 function checkConsistency(manifest: z.output<typeof ManifestObject>, ctx: z.RefinementCtx): void {
   const problem = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
-  const repeated = (names: readonly string[]) => names.find((name, i) => names.indexOf(name) !== i);
-  const feature = repeated(manifest.features);
+  const feature = firstRepeated(manifest.features);
   if (feature !== undefined) problem(['features'], `names ${JSON.stringify(feature.slice(0, 100))} more than once`);
-  const label = repeated(manifest.labels);
+  const label = firstRepeated(manifest.labels);
   if (label !== undefined) problem(['labels'], `names ${JSON.stringify(label.slice(0, 100))} more than once`);
   const { layers, inputs, params, flopsPerSample, activations } = manifest.architecture;
   if (manifest.features.length !== inputs) problem(['architecture', 'inputs'], `is ${inputs}, but the manifest lists ${manifest.features.length} features`);
@@ -130,6 +129,19 @@ function checkConsistency(manifest: z.output<typeof ManifestObject>, ctx: z.Refi
   }
   if (params !== expectedParams) problem(['architecture', 'params'], `is ${params}, but layers ${JSON.stringify(layers)} on ${inputs} inputs hold ${expectedParams}`);
   if (flopsPerSample !== expectedFlops) problem(['architecture', 'flopsPerSample'], `is ${flopsPerSample}, but layers ${JSON.stringify(layers)} on ${inputs} inputs take ${expectedFlops}`);
+}
+
+/**
+ * The first name that occurs a second time in `names`, else undefined. Linear: a manifest may
+ * list hundreds of thousands of names (indexOf per name took the server 30 s for 200,000).
+ */
+function firstRepeated(names: readonly string[]): string | undefined {
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) return name;
+    seen.add(name);
+  }
+  return undefined;
 }
 
 export type Manifest = z.infer<typeof ManifestSchema>;

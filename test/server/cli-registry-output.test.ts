@@ -60,7 +60,7 @@ test('a version whose parent is not registered shows the parent sha256 as not re
   const server = (await startTestServer(t))!;
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
-  const general = await makeArtifact(t, { seed: 35, privateKey: key, units: 8 });
+  const general = await makeArtifact(t, { seed: 35, privateKey: key, units: 8, name: 'other' });
   const pruned = await makeArtifact(t, { seed: 36, privateKey: key, units: 4, parent: artifactId(general.manifest) });
   const parentId = artifactId(general.manifest);
   const listAndShow = async () =>
@@ -74,8 +74,8 @@ test('a version whose parent is not registered shows the parent sha256 as not re
   assert.equal(show.code, 0, show.stderr);
   assert.match(show.stdout, new RegExp(`^parent {5}${parentId} \\(not registered\\)$`, 'm'));
 
-  // The parent pushed later, under another name: now it is named.
-  assert.equal((await runCli(['models', 'push', general.dir, '--name', 'other', ...connection])).code, 0);
+  // The parent pushed later, as another model: now it is named.
+  assert.equal((await runCli(['models', 'push', general.dir, ...connection])).code, 0);
   [list, show] = await listAndShow();
   assert.match(list.stdout, /^iris@1\t\S+\tparent other@1\t/m);
   assert.match(show.stdout, /^parent {5}other@1$/m);

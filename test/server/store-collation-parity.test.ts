@@ -4,6 +4,7 @@ import { after, describe, test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { engineMissing } from '../helpers/engines.ts';
 import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
+import { signManifest } from '../../shared/artifact/signature.ts';
 import { freshStoreLocation, postgresUrl, STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
 import { startTestServer, type TestServer } from './helpers/test-server.ts';
 import { DeviceReportsRepository } from '../../server/store/repositories/device-reports-repository.ts';
@@ -80,7 +81,8 @@ for (const engine of STORE_ENGINES) {
       if (!env) return;
       const artifact = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey });
       for (const name of NAMES) {
-        const response = await pushArtifact(env, name, artifact.dir, artifact.manifest);
+        // A model's manifests name it (the registry refuses any other): the same files, signed under each name.
+        const response = await pushArtifact(env, name, artifact.dir, signManifest({ ...artifact.manifest, name }, signer.privateKey));
         assert.equal(response.status, 201, await response.text());
       }
       const listed = (await (await env.request('GET', '/api/models')).json()) as { models: { name: string }[] };

@@ -94,7 +94,7 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'post',
       path: '/models/:name/versions/check',
       operationId: 'checkPush',
-      summary: 'Before uploading: check a signed manifest (signature, trusted key, name, version, sizes within --max-blob-bytes) and list the files the server lacks',
+      summary: 'Before uploading: check a signed manifest (signature, trusted key, manifest.name is this model, at most 1 MiB, version, sizes within --max-blob-bytes) and list the files the server lacks',
       tag,
       permission: 'write',
       params: NameParams,

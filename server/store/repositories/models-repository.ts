@@ -119,10 +119,12 @@ export class ModelsRepository {
     return row ? (await this.withAliases(model, [toVersion(row)]))[0] : undefined;
   }
 
-  async findByArtifact(artifactId: string): Promise<VersionRecord | undefined> {
-    const row = await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.artifact_id = ? ORDER BY v.model LIMIT 1`, [
-      artifactId,
-    ]);
+  /** A version that registered `artifactId` (of `model` only, when given; else the first model's by name). */
+  async findByArtifact(artifactId: string, model?: string): Promise<VersionRecord | undefined> {
+    const row =
+      model === undefined
+        ? await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.artifact_id = ? ORDER BY v.model LIMIT 1`, [artifactId])
+        : await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.artifact_id = ? AND v.model = ?`, [artifactId, model]);
     return row ? (await this.withAliases(String(row.model), [toVersion(row)]))[0] : undefined;
   }
 

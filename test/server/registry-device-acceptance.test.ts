@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { describe, test, type TestContext } from 'node:test';
+import { artifactId, MAX_MANIFEST_BYTES, type Manifest } from '../../shared/artifact/manifest.ts';
+import { signManifest } from '../../shared/artifact/signature.ts';
+import { isOneLineError } from '../helpers/cli.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs, type TestSigner } from './helpers/artifacts.ts';
+import { runCli } from './helpers/run-cli.ts';
+import { STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
+import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+
+/**
+ * The registry refuses what every device would refuse later (docs/protocol.md, "What the agent
+ * does"): a manifest naming another model than the one it is registered as, and a manifest over
+ * MAX_MANIFEST_BYTES. Refused by the pre-upload check and the push alike, storing nothing.
+ */
+
+async function setup(t: TestContext, engine: StoreEngineName): Promise<{ server: TestServer; signer: TestSigner } | null> {
+  const signer = await makeSigner(t);
+  const server = await startTestServer(t, { engine, config: { trustedKeys: [signer.publicKeyPath] } });
+  return server ? { server, signer } : null;
+}
+
+async function refusal(response: Response): Promise<{ status: number; code: string; message: string }> {
+  const body = (await response.json()) as { error?: { code: string; message: string } };
+  // An answer that is no refusal keeps its body in `message`, for the assertion to show.
+  return { status: response.status, code: body.error?.code ?? '', message: body.error?.message ?? JSON.stringify(body) };
+}
+
+/** POSTs the manifest to the pre-upload check and to the push of `model`: both answers. */
+async function checkAndPush(server: TestServer, model: string, manifest: Manifest) {
+  const check = await refusal(await server.request('POST', `/api/models/${model}/versions/check`, { json: { manifest } }));
+  const push = await refusal(await server.request('POST', `/api/models/${model}/versions`, { json: { manifest } }));
+  return { check, push };
+}
+
+/** A signed regressor manifest listing `count` features of 64 characters, with the files of `base`. */
+function manyFeatures(base: Manifest, count: number, signer: TestSigner): Manifest {
+  const features = Array.from({ length: count }, (_, i) => `sensor_channel_${String(i).padStart(7, '0')}_${'x'.repeat(42)}`);
+  const { signature: _signature, ...unsigned } = base;
+  return signManifest(
+    {
+      ...unsigned,
+      name: 'big',
+      task: 'regression',
+      features,
+      labels: [],
+      architecture: { layers: [1], inputs: count, params: count + 1, flopsPerSample: 2 * count + 1, activations: ['linear'] },
+      metrics: { test: { mse: 1 } },
+    },
+    signer.privateKey,
+  );
+}
+
+for (const engine of STORE_ENGINES) {
+  describe(`registering what devices would refuse, on ${engine}`, () => {
+    test('a manifest naming another model: check, push and their gRPC calls refuse it naming both names; nothing is stored', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const artifact = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey }); // manifest name iris
+      await uploadBlobs(server, artifact.dir, artifact.manifest);
+      const before = await storeSnapshot(server);
+      const expected = 'manifest.name is iris, but the push registers it as model zeta: every device refuses a model whose manifest names another (push it as iris)';
+      const { check, push } = await checkAndPush(server, 'zeta', artifact.manifest);
+      assert.deepEqual(check, { status: 400, code: 'bad_request', message: expected });
+      assert.deepEqual(push, { status: 400, code: 'bad_request', message: expected });
+      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => models.close());
+      for (const method of ['CheckPush', 'PushVersion']) {
+        await assert.rejects(models.call(method, { name: 'zeta', manifest_json: JSON.stringify(artifact.manifest) }), (error: any) => {
+          assert.equal(error.code, status.INVALID_ARGUMENT, `${method}: ${error.details}`);
+          assert.equal(error.details, expected);
+          return true;
+        });
+      }
+      assert.equal(await storeSnapshot(server), before, 'the store changed');
+      // Under its own name it registers.
+      assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+    });
+
+    test('a manifest over MAX_MANIFEST_BYTES: check, push and gRPC CheckPush refuse it naming its size and the limit; nothing is stored', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const artifact = await makeArtifact(t, { seed: 2, privateKey: signer.privateKey });
+      await uploadBlobs(server, artifact.dir, artifact.manifest);
+      const big = manyFeatures(artifact.manifest, 20_000, signer);
+      const bytes = Buffer.byteLength(JSON.stringify(big));
+      assert.ok(bytes > MAX_MANIFEST_BYTES, `the fixture has only ${bytes} bytes`);
+      const before = await storeSnapshot(server);
+      const expected = `manifest: ${bytes} bytes, more than the ${MAX_MANIFEST_BYTES} bytes a device reads (use fewer or shorter feature and label names)`;
+      const { check, push } = await checkAndPush(server, 'big', big);
+      assert.deepEqual(check, { status: 413, code: 'payload_too_large', message: expected });
+      assert.deepEqual(push, { status: 413, code: 'payload_too_large', message: expected });
+      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => models.close());
+      await assert.rejects(models.call('CheckPush', { name: 'big', manifest_json: JSON.stringify(big) }), (error: any) => {
+        assert.equal(error.code, status.RESOURCE_EXHAUSTED, error.details);
+        assert.equal(error.details, expected);
+        return true;
+      });
+      assert.equal(await storeSnapshot(server), before, 'the store changed');
+      // Fewer features of the same names fit, and register.
+      const fits = manyFeatures(artifact.manifest, 5_000, signer);
+      assert.ok(Buffer.byteLength(JSON.stringify(fits)) < MAX_MANIFEST_BYTES);
+      assert.equal((await pushArtifact(server, 'big', artifact.dir, fits)).status, 201);
+    });
+
+    test('an artifact an older server registered under another model too: pushing it again to its own model is refused as registered, by check and push alike', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const artifact = await makeArtifact(t, { seed: 3, privateKey: signer.privateKey }); // manifest name iris
+      // What `models push --name alpha` left before manifests had to name their model ("alpha" sorts first).
+      const { store } = server.server.ctx;
+      const at = new Date().toISOString();
+      const { manifest } = artifact;
+      await store.transaction(async (tx) => {
+        await tx.models.ensureModel('alpha', at, 'legacy');
+        await tx.models.insertVersion({
+          model: 'alpha',
+          version: '1',
+          seq: 1,
+          artifactId: artifactId(manifest),
+          manifest,
+          parentArtifactId: null,
+          epsilon: null,
+          dataFingerprint: manifest.lineage.dataFingerprint,
+          metrics: manifest.metrics,
+          createdAt: at,
+          createdBy: 'legacy',
+        });
+      });
+      assert.equal((await pushArtifact(server, 'iris', artifact.dir, manifest)).status, 201);
+      const before = await storeSnapshot(server);
+      const expected = `artifact ${artifactId(manifest)} is already registered as iris@1`;
+      const { check, push } = await checkAndPush(server, 'iris', manifest);
+      assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
+      assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
+      assert.equal(await storeSnapshot(server), before, 'the store changed');
+    });
+  });
+}
+
+test('models push --name of another model than the manifest names: one line naming both, exit 2, nothing uploaded', async (t) => {
+  const env = (await setup(t, 'sqlite'))!;
+  const { server, signer } = env;
+  const artifact = await makeArtifact(t, { seed: 4, privateKey: signer.privateKey });
+  const before = await storeSnapshot(server);
+  const run = await runCli(['models', 'push', artifact.dir, '--name', 'zeta', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(run.code, 2, run.stderr);
+  assert.ok(isOneLineError(run.stderr), run.stderr);
+  assert.equal(run.stderr, 'fleetprune: manifest.name is iris, but the push registers it as model zeta: every device refuses a model whose manifest names another (push it as iris)\n');
+  assert.equal(run.stdout, '');
+  assert.equal(await storeSnapshot(server), before, 'the store changed (a file was uploaded?)');
+});
