@@ -331,9 +331,12 @@ export class JobService {
       // Cancelled while starting: checked after the last await before the worker exists. A cancel
       // meanwhile found no worker to terminate, and waited for a whole training otherwise.
       if (active.cancel) throw new Error(active.cancel.message);
-      const result = await this.#runWorker(job, active);
-      // Registered, even if the server is stopping meanwhile (stop waits for this): the job says so.
-      await this.#endRetrying(job.id, ['running'], { state: 'succeeded', result }, undefined, active);
+      await this.#runWorker(job, active);
+      // Registered and ended in one transaction (#register), even if the server is stopping
+      // meanwhile (stop waits for this): its watchers hear it, and it is counted.
+      this.#deps.metrics.jobsFinished.inc({ state: 'succeeded' });
+      const ended = await this.#deps.store.jobs.get(job.id).catch(() => undefined);
+      if (ended) this.events.emit({ type: 'state', jobId: job.id, job: ended });
     } catch (error) {
       active.ending = true;
       if (this.#stopping) return;
@@ -409,21 +412,25 @@ export class JobService {
     if (this.#stopping) throw new Error(SHUTDOWN_REASON);
     active.ending = true;
     const actor = job.actor;
-    const [general, pruned] = await this.#deps.store.transaction(async (tx) => {
+    await active.progressWrites;
+    // The models and the job's end in one transaction: a crash between them left the job failed
+    // ("server restarted") with its models registered.
+    return this.#deps.store.transaction(async (tx) => {
       // Another server may have failed it as abandoned while this one was cut off from the database.
       if (!(await tx.jobs.renewIfRunning(job.id, this.#deps.node))) {
         throw new ServiceError('conflict', `job ${job.id} is no longer running here (${(await tx.jobs.get(job.id))?.error ?? 'ended meanwhile'}); nothing registered`);
       }
-      return [
-        await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.general.manifest, actor }),
-        await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.pruned.manifest, actor }),
-      ];
+      const general = await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.general.manifest, actor });
+      const pruned = await this.#deps.registry.registerIn(tx, { model: job.input.name, manifest: artifacts.pruned.manifest, actor });
+      const result = {
+        general: { model: general.model, version: general.version, artifactId: general.artifactId },
+        pruned: { model: pruned.model, version: pruned.version, artifactId: pruned.artifactId },
+        summary: done.summary,
+      };
+      const changes = { state: 'succeeded' as const, result, ...(active.progress ? { progress: active.progress } : {}) };
+      if (!(await tx.jobs.update(job.id, changes, new Date().toISOString(), ['running']))) throw new ServiceError('conflict', `job ${job.id} ended meanwhile; nothing registered`);
+      return result;
     });
-    return {
-      general: { model: general.model, version: general.version, artifactId: general.artifactId },
-      pruned: { model: pruned.model, version: pruned.version, artifactId: pruned.artifactId },
-      summary: done.summary,
-    };
   }
 
   /**

@@ -68,13 +68,19 @@ test('a job whose end the store refuses for a while (a full disk) is not left ru
   const stored = await storedState(server, failing.id, 'failed');
   assert.match(stored.error, /^FLEETPRUNE_TF_BACKEND: must be one of/, 'its own reason, not a cancel');
 
-  // A job that registered its models but whose success cannot be stored at first ends succeeded, never failed beside its versions.
+  // A job whose success cannot be stored registers nothing either (its models and its end are one
+  // transaction): it ends failed, never failed beside registered versions, nor succeeded without them.
   full.on = true;
   const next = await start();
   const ended = (await within(jobs.stream('WatchJob', { id: next.id }), 90_000, 'the watch never ended')).at(-1).job;
-  assert.equal(ended.state, 'succeeded', ended.error);
+  assert.equal(ended.state, 'failed');
+  assert.match(ended.error, /database or disk is full/);
   full.on = false;
-  const done = await storedState(server, next.id, 'succeeded');
+  await storedState(server, next.id, 'failed');
+  assert.equal(await server.server.ctx.store.models.countVersions(), 0);
+  // Once the store takes writes, the same job succeeds with both models.
+  const again = await start();
+  const done = await storedState(server, again.id, 'succeeded');
   assert.equal(done.result.pruned.version, '2');
   assert.equal(await server.server.ctx.store.models.countVersions(), 2);
 });
