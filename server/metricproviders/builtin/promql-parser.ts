@@ -1,4 +1,4 @@
-import { compileAnchored } from './linear-regex.ts';
+import { compileAnchored, type AnchoredRegex } from './linear-regex.ts';
 
 /**
  * A parser for the PromQL subset the builtin provider evaluates (see docs/rollout-spec.md):
@@ -351,7 +351,7 @@ class PromqlParser {
         if (value.kind !== 'string') throw new PromqlError(`expected a quoted string after ${label.text}${op.text}, found ${show(value)}`, value.position);
         if (op.text === '=~' || op.text === '!~') {
           try {
-            compileAnchored(value.text);
+            anchored(value.text);
           } catch (error) {
             throw new PromqlError(`bad regular expression "${value.text}" for ${label.text}: ${(error as Error).message}`, value.position);
           }
@@ -424,10 +424,14 @@ function matchesEmpty(matcher: LabelMatcher): boolean {
   return labelMatches(matcher, '');
 }
 
-const ANCHORED = new Map<string, RegExp>();
+const ANCHORED = new Map<string, AnchoredRegex>();
 
-/** PromQL regex matchers are fully anchored, and run in linear time. Compiled patterns are cached (bounded). */
-function anchored(pattern: string): RegExp {
+/**
+ * PromQL regex matchers are RE2, fully anchored, and run in linear time (linear-regex.ts).
+ * Compiled patterns are cached (bounded): parsing a query compiles its matchers once, and
+ * evaluating it reuses them.
+ */
+function anchored(pattern: string): AnchoredRegex {
   let regex = ANCHORED.get(pattern);
   if (!regex) {
     regex = compileAnchored(pattern);
@@ -441,8 +445,8 @@ export function labelMatches(matcher: LabelMatcher, value: string): boolean {
   switch (matcher.operator) {
     case '=': return value === matcher.value;
     case '!=': return value !== matcher.value;
-    case '=~': return anchored(matcher.value).test(value);
-    case '!~': return !anchored(matcher.value).test(value);
+    case '=~': return anchored(matcher.value).matches(value);
+    case '!~': return !anchored(matcher.value).matches(value);
   }
 }
 
