@@ -1,3 +1,4 @@
+import { midranks } from './midranks.ts';
 /**
  * The Mann-Whitney U test (Wilcoxon rank-sum) of two independent samples, as Kayenta uses to
  * compare a canary with its baseline. Matches scipy.stats.mannwhitneyu:
@@ -72,24 +73,6 @@ export function mannWhitneyU(x: readonly number[], y: readonly number[], options
   }
   if (alternative === 'two-sided') p *= 2;
   return { u: u1, z, p: Math.min(1, Math.max(0, p)), method: exact ? 'exact' : 'asymptotic', n1, n2, ties };
-}
-
-/** Midranks (1-based) and Σ(t³ − t) over tie groups. */
-function midranks(values: readonly number[]): { ranks: number[]; tieTerm: number } {
-  const order = values.map((value, index) => ({ value, index })).sort((a, b) => a.value - b.value);
-  const ranks = new Array<number>(values.length);
-  let tieTerm = 0;
-  let i = 0;
-  while (i < order.length) {
-    let j = i;
-    while (j + 1 < order.length && order[j + 1]!.value === order[i]!.value) j += 1;
-    const rank = (i + j + 2) / 2;
-    for (let k = i; k <= j; k += 1) ranks[order[k]!.index] = rank;
-    const t = j - i + 1;
-    tieTerm += t * t * t - t;
-    i = j + 1;
-  }
-  return { ranks, tieTerm };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { median, normalSurvival, type Alternative } from './mann-whitney.ts';
+import { midranks } from './midranks.ts';
 
 /**
  * The Wilcoxon signed-rank test of paired differences dᵢ (here: a device's candidate value minus
@@ -44,7 +45,7 @@ export function wilcoxonSignedRank(differences: readonly number[], options: Wilc
   const zeros = differences.length - n;
   // Nothing but zeros: no evidence either way.
   if (n === 0) return { w: 0, z: 0, p: 1, method: 'exact', n, zeros, ties: false };
-  const { ranks, tieTerm } = absoluteMidranks(nonZero);
+  const { ranks, tieTerm } = midranks(nonZero.map(Math.abs));
   let w = 0;
   for (let i = 0; i < n; i += 1) if (nonZero[i]! > 0) w += ranks[i]!;
   const ties = tieTerm > 0;
@@ -83,23 +84,6 @@ function signedRankCounts(ranks: readonly number[]): number[] {
     for (let sum = reach; sum >= rank; sum -= 1) counts[sum]! += counts[sum - rank]!;
   }
   return counts;
-}
-
-/** Midranks (1-based) of |values| and Σ(t³ − t) over tie groups. */
-function absoluteMidranks(values: readonly number[]): { ranks: number[]; tieTerm: number } {
-  const order = values.map((value, index) => ({ value: Math.abs(value), index })).sort((a, b) => a.value - b.value);
-  const ranks = new Array<number>(values.length);
-  let tieTerm = 0;
-  let i = 0;
-  while (i < order.length) {
-    let j = i;
-    while (j + 1 < order.length && order[j + 1]!.value === order[i]!.value) j += 1;
-    for (let k = i; k <= j; k += 1) ranks[order[k]!.index] = (i + j + 2) / 2;
-    const t = j - i + 1;
-    tieTerm += t * t * t - t;
-    i = j + 1;
-  }
-  return { ranks, tieTerm };
 }
 
 const WALSH_MAX_VALUES = 2000;
