@@ -19,10 +19,7 @@ export interface RelativeEvidence {
   readonly baselineMedian: number;
   /** bound(baseline median): e.g. baseline − 0.5 points. */
   readonly bound: number;
-  /**
-   * Hodges-Lehmann estimate of the per-device differences candidate − bound (the median of their
-   * Walsh averages; ≥ 0 is fine for >=, ≤ 0 for <=).
-   */
+  /** The median of the per-device differences candidate − bound (≥ 0 is fine for >=, ≤ 0 for <=). */
   readonly shift: number;
   /** The verdict's p: the smaller of the two tests' p-values, doubled (Bonferroni), at most 1. */
   readonly p: number;

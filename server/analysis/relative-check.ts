@@ -1,7 +1,7 @@
 import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
 import { formatDuration } from '../../shared/util/duration.ts';
 import { mannWhitneyU, median } from './mann-whitney.ts';
-import { pairedShift, wilcoxonSignedRank } from './wilcoxon-signed-rank.ts';
+import { wilcoxonSignedRank } from './wilcoxon-signed-rank.ts';
 import type { MeasurementPhase, RelativeEvidence } from './measurement.ts';
 import { RELATIVE_DEFAULTS, type MetricSource, type RelativeMetricName } from './metric-definition.ts';
 import { promqlAlternation, promqlString } from './query-template.ts';
@@ -23,8 +23,8 @@ import { promqlAlternation, promqlString } from './query-template.ts';
  *
  * - fewer devices than minSamples, or NaN values → Inconclusive;
  * - either test finds the candidate worse than the bounds with p < (1 − confidence) / 2 → Failed;
- * - the Hodges-Lehmann shift of the per-device differences (candidate − bound) is on the good
- *   side → Successful;
+ * - the median of the per-device differences (candidate − bound) is on the good side (at least
+ *   half the devices are within tolerance) → Successful;
  * - otherwise (worse, but not significantly so) → Inconclusive, so a human decides.
  */
 type RelativeSource = Extract<MetricSource, { kind: 'relative' }>;
@@ -148,7 +148,10 @@ export function judgeRelative(
   const paired = wilcoxonSignedRank(differences, { alternative: worse });
   const unpaired = mannWhitneyU(c, bounds, { alternative: worse });
   const p = Math.min(1, 2 * Math.min(paired.p, unpaired.p));
-  const shift = pairedShift(differences);
+  // The typical device's margin: at least half the devices are within tolerance when it is on the
+  // good side. (A Hodges-Lehmann estimate would average one device's small holdout's one-row miss
+  // with another's hit, and call a candidate equal on most devices worse.)
+  const shift = median(differences);
   const candidateMedian = median(c);
   const baselineMedian = median(b);
   const bound = relativeBound(source, baselineMedian);

@@ -1,4 +1,4 @@
-import { median, normalSurvival, type Alternative } from './mann-whitney.ts';
+import { normalSurvival, type Alternative } from './mann-whitney.ts';
 import { midranks } from './midranks.ts';
 
 /**
@@ -84,19 +84,4 @@ function signedRankCounts(ranks: readonly number[]): number[] {
     for (let sum = reach; sum >= rank; sum -= 1) counts[sum]! += counts[sum - rank]!;
   }
   return counts;
-}
-
-const WALSH_MAX_VALUES = 2000;
-
-/**
- * The Hodges-Lehmann estimate of the centre of paired differences: the median of the Walsh
- * averages (dᵢ + dⱼ) / 2, i ≤ j. Beyond 2000 differences it falls back to their median.
- */
-export function pairedShift(differences: readonly number[]): number {
-  if (differences.length > WALSH_MAX_VALUES) return median(differences);
-  const averages: number[] = [];
-  for (let i = 0; i < differences.length; i += 1) {
-    for (let j = i; j < differences.length; j += 1) averages.push((differences[i]! + differences[j]!) / 2);
-  }
-  return median(averages);
 }

@@ -54,6 +54,14 @@ describe('relative checks: bounds and verdicts', () => {
     assert.match(verdict.message, /Wilcoxon signed-rank W\+=0 p=0\.0009766, Mann-Whitney U=\d+ p=0\.\d+; p=0\.001953 for both\): significantly worse/);
   });
 
+  it('passes a candidate equal on most devices and one holdout row worse on a few (12-row holdouts): the typical device is within tolerance', () => {
+    const baseline = Array.from({ length: 20 }, () => 91.67);
+    const candidate = baseline.map((value, i) => (i < 8 ? value - 8.33 : value));
+    const verdict = judgeRelative(accuracy, devices(candidate), devices(baseline), 4);
+    assert.equal(verdict.phase, 'Successful', verdict.message);
+    assert.equal(verdict.evidence!.shift, 0.5, 'the median device: 0.5 points above its bound');
+  });
+
   it('is Inconclusive with too few devices, or when worse but not significantly', () => {
     const few = judgeRelative(accuracy, devices([60, 61, 62]), devices([95, 96, 97]), 4);
     assert.equal(few.phase, 'Inconclusive');
