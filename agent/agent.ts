@@ -383,6 +383,11 @@ export class Agent {
         if (this.#stopped || this.#commandsInHand.has(id) || this.#state.state.handledIds.includes(id)) return;
         if (this.#newestSeq.command.id !== id || this.#latestAssignment !== received.latestAssignment) {
           this.#logger.warn({ commandId: id }, 'not taking a failed fleet command again: a newer assignment or command came since');
+          // Nor at the next start.
+          this.#enqueue(`give up command ${id}`, async () => {
+            const state = this.#state.state;
+            if (state.pendingCommand?.id === id) await this.#save({ ...state, pendingCommand: null });
+          });
           return this.#retries.done(id);
         }
         this.#enqueueCommand(`retry command ${id}`, command, { latestAssignment: received.latestAssignment });
@@ -446,7 +451,12 @@ export class Agent {
     const current = this.#state.state;
     if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
     if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
-    if (current.pending?.id !== assignment.id) await this.#save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) });
+    // A fleet command that failed and waits to be taken again, issued before this assignment: this
+    // one decides what the device runs, so that command is given up, also at the next start.
+    const stale = current.pendingCommand && !this.#commandsInHand.has(current.pendingCommand.id) && Date.parse(current.pendingCommand.issuedAt) <= Date.parse(assignment.issuedAt);
+    if (current.pending?.id !== assignment.id || stale) {
+      await this.#save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq), ...(stale ? { pendingCommand: null } : {}) });
+    }
     await this.#reportLossTo(assignment);
     await this.#processAssignment(assignment);
   }

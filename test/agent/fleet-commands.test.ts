@@ -8,6 +8,7 @@ import type { Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { SlotStateFile } from '../../agent/slot-state.ts';
 
 /**
  * Fleet commands (the server's drop of a candidate when a rollout is reverted): taken again when
@@ -196,3 +197,43 @@ test('an activation whose candidate is still being benchmarked for it is superse
   assert.equal(agent.slots.active?.version, '2');
   assert.notEqual(agent.slots.previous?.version, '3', 'v3 was never the active model');
 });
+
+for (const command of ['rollback', 'drop-candidate'] as const) {
+  test(`a failed ${command} given up for a newer assignment is not carried out at the next start either`, async (t) => {
+    const deviceId = `stale-${command}`;
+    const { logger, lines } = recordingLogger();
+    const running = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 150 });
+    const v1 = await world.assign(deviceId, world.v1, 'active');
+    await world.waitForReport(isOutcome(v1.id, 'activated'));
+    // rollback: v2 active over v1. drop-candidate: v3 the candidate next to v1.
+    const setup = command === 'rollback' ? await world.assign(deviceId, world.v2, 'active') : await world.assign(deviceId, world.v3, 'candidate');
+    await world.waitForReport(command === 'rollback' ? isOutcome(setup.id, 'activated') : isBenchmarkFor(world.v3.id));
+    await running.agent.idle();
+
+    // A full disk for the write that answers the command only.
+    let failFor: string | undefined;
+    const save = SlotStateFile.prototype.save;
+    SlotStateFile.prototype.save = async function (this: SlotStateFile, next) {
+      if (failFor && next.handledIds.includes(failFor)) throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      return save.call(this, next);
+    };
+    t.after(() => (SlotStateFile.prototype.save = save));
+    const sent = await publishFleetCommand(world.harness.broker, command, { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+    failFor = sent.id;
+    await waitFor(() => lines.some((line) => line.msg === 'agent task failed' && line.task === `command ${sent.id}`), 10_000, 'the command failed');
+    // The operator's newer choice: v3 active (rollback), v2 the candidate (drop).
+    const newer = command === 'rollback' ? await world.assign(deviceId, world.v3, 'active') : await world.assign(deviceId, world.v2, 'candidate');
+    await world.waitForReport(isOutcome(newer.id, command === 'rollback' ? 'activated' : 'installed'), 20_000);
+    failFor = undefined;
+    await running.agent.idle();
+    await running.stop();
+
+    const { logger: again, lines: restarted } = recordingLogger();
+    const second = await startAgent(t, world, deviceId, { logger: again, dataDir: running.dataDir });
+    await second.agent.idle(); // what start() resumed, it queued before returning
+    assert.equal(restarted.some((line) => line.msg === 'resuming a fleet command taken before the restart'), false, 'the given-up command is not resumed');
+    assert.equal(world.harness.ingest.reports.some((report) => report.kind === 'assignment' && report.assignmentId === sent.id), false, 'never answered: the server retries it if it still wants it');
+    if (command === 'rollback') assert.equal(second.agent.slots.active?.version, '3', 'the newer activation stays');
+    else assert.equal(second.agent.slots.candidate?.version, '2', 'the newer candidate stays');
+  });
+}
