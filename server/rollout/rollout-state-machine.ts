@@ -428,7 +428,14 @@ function settle(t: TransitionDraft): void {
       // No evidence against the candidate (offline devices say nothing about it): no failure, and
       // no `failed` mark in the registry. A device that comes back is sent it again.
       if (s.phase !== 'Paused') {
-        pauseFor(t, 'unreachable', `no device of step ${s.stepIndex + 1}'s cohort received the candidate (${cohortDevices.length} unreachable); the step goes on when one of them has it (each is sent it again when it comes back; resume sends it to them all now, rollback reverts)`);
+        const gone = cohortDevices.every((device) => device.left);
+        pauseFor(
+          t,
+          'unreachable',
+          gone
+            ? `every device of step ${s.stepIndex + 1}'s cohort left the fleet (${cohortDevices.length}); none can receive the candidate: promote --step goes on without them, rollback reverts`
+            : `no device of step ${s.stepIndex + 1}'s cohort received the candidate (${cohortDevices.length} unreachable); the step goes on when one of them has it (each is sent it again when it comes back; resume sends it to them all now, rollback reverts)`,
+        );
       }
       return;
     }
@@ -596,7 +603,8 @@ function deliver(t: TransitionDraft, deviceIds: readonly string[]): void {
 function onPause(t: TransitionDraft, by: string): void {
   const s = t.s;
   requireActive(s, 'pause');
-  if (s.phase === 'Paused') throw new RolloutCommandError(`rollout ${s.id} is already paused (${s.pause?.message ?? ''})`);
+  // Paused only until a device of the cohort comes back: held by the operator from now on.
+  if (s.phase === 'Paused' && s.pause?.reason !== 'unreachable') throw new RolloutCommandError(`rollout ${s.id} is already paused (${s.pause?.message ?? ''})`);
   stopAnalysisIfRunning(t);
   pauseFor(t, 'manual', `paused by ${by}`);
 }
@@ -631,9 +639,12 @@ function onResume(t: TransitionDraft, by: string): void {
     }
     case 'assigning':
     case 'activating': {
-      if (reason === 'unreachable') {
-        const inCohort = new Set(s.cohort);
-        const again = s.devices.filter((device) => inCohort.has(device.id) && device.delivery === 'unreachable' && !device.left).map((device) => device.id);
+      // Not one device of the cohort has the candidate (paused for that, or held by hand on top):
+      // each unreachable one is sent it again now.
+      const inCohort = new Set(s.cohort);
+      const cohortDevices = s.devices.filter((device) => inCohort.has(device.id));
+      if (s.stepStage === 'assigning' && cohortDevices.every((device) => device.delivery === 'unreachable' || device.delivery === 'refused')) {
+        const again = cohortDevices.filter((device) => device.delivery === 'unreachable' && !device.left).map((device) => device.id);
         for (const id of again) t.setDevice(id, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
         if (again.length > 0) deliver(t, again);
       }

@@ -310,6 +310,37 @@ describe('rollout state machine: offline devices', () => {
     }
   });
 
+  it('an operator\'s pause on a rollout paused as unreachable holds it: a device that comes back does not move it on; resume then does, re-sending to those still away', () => {
+    const pilot = specOf([{ devices: ['dev-01', 'dev-02'] }, { setWeight: 100 }], { offline: { maxAttempts: 1 } });
+    const h = new ReducerHarness(pilot, fleetOf(5));
+    h.deliver(h.last('assign'), () => 'offline');
+    assert.equal(h.state.pause?.reason, 'unreachable');
+    h.send({ type: 'pause', at: h.at, by: 'ops' });
+    assert.deepEqual([h.state.phase, h.state.pause?.reason], ['Paused', 'manual']);
+    const [back] = h.send({ type: 'deviceOnline', at: h.at, deviceId: 'dev-02' }) as [RolloutAction];
+    h.deliver(back, () => 'delivered');
+    assert.deepEqual([h.state.phase, h.state.pause?.reason, h.state.stepIndex], ['Paused', 'manual', 0], 'held');
+    h.send({ type: 'resume', at: h.at, by: 'ops' });
+    assert.deepEqual([h.state.phase, h.state.stepIndex], ['Progressing', 1]);
+
+    // Held by hand while nothing of the cohort has the candidate: resume sends it again at once.
+    const held = new ReducerHarness(pilot, fleetOf(5));
+    held.deliver(held.last('assign'), () => 'offline');
+    held.send({ type: 'pause', at: held.at, by: 'ops' });
+    const resent = held.send({ type: 'resume', at: held.at, by: 'ops' }).filter((action) => action.kind === 'assign');
+    assert.deepEqual(resent.flatMap((action) => (action.kind === 'assign' ? [...action.devices].sort() : [])), ['dev-01', 'dev-02']);
+  });
+
+  it('a cohort that all left the fleet pauses saying so: no promise that one comes back', () => {
+    const pilot = specOf([{ devices: ['dev-01', 'dev-02'] }, { setWeight: 100 }], { offline: { maxAttempts: 1 } });
+    const h = new ReducerHarness(pilot, fleetOf(5));
+    const assign = h.last('assign');
+    h.send({ type: 'actionResult', at: h.at, actionId: assign.id, devices: assign.devices.map((deviceId) => ({ deviceId, outcome: 'gone' as const, reason: 'the device is revoked' })) });
+    assert.equal(h.state.pause?.reason, 'unreachable');
+    assert.equal(h.state.pause?.message, "every device of step 1's cohort left the fleet (2); none can receive the candidate: promote --step goes on without them, rollback reverts");
+    assert.equal(h.state.outcome, undefined);
+  });
+
   it('never lets offline devices block a rollback, and re-sends to a device that comes back', () => {
     const h = new ReducerHarness(spec, fleetOf(4));
     const first = h.last('assign');
