@@ -41,7 +41,8 @@ export async function decideDemoRollout(api: RestClient, id: string, say: (line:
       `rollout ${id} to be decided`,
       async () => {
         const rollout = await api.get<RolloutDetail>(`/rollouts/${id}`);
-        return rollout.terminal || (rollout.phase === 'Paused' && rollout.pause?.reason === 'inconclusive' && rollout.revision > answered) ? rollout : undefined;
+        const waitsForHuman = rollout.pause?.reason === 'inconclusive' || rollout.pause?.reason === 'unreachable';
+        return rollout.terminal || (rollout.phase === 'Paused' && waitsForHuman && rollout.revision > answered) ? rollout : undefined;
       },
       options.timeoutMs ?? 240_000,
       options.pollMs ?? 1000,
@@ -56,11 +57,12 @@ export async function decideDemoRollout(api: RestClient, id: string, say: (line:
       await api.post(`/rollouts/${id}/resume`);
       continue;
     }
-    // Too little evidence either way: the controller waits for a human. The demo answers as a
-    // cautious operator would, so the next rollout can start.
-    const inconclusive = inconclusiveOutcome(message);
-    say(`rollout ${id}: paused as inconclusive; rolling it back as an operator would`);
-    await api.post(`/rollouts/${id}/rollback?reason=${encodeURIComponent('inconclusive pilot (demo operator)')}`);
+    // Too little evidence either way (or no pilot device reachable): the controller waits for a
+    // human. The demo answers as a cautious operator would, so the next rollout can start.
+    const unreachable = detail.pause!.reason === 'unreachable';
+    const inconclusive = unreachable ? `unreachable pilot (${message}); rolled back by the demo` : inconclusiveOutcome(message);
+    say(`rollout ${id}: paused as ${unreachable ? 'its pilot is unreachable' : 'inconclusive'}; rolling it back as an operator would`);
+    await api.post(`/rollouts/${id}/rollback?reason=${encodeURIComponent(`${unreachable ? 'unreachable' : 'inconclusive'} pilot (demo operator)`)}`);
     const rolledBack = await waitFor(`rollout ${id} to roll back`, async () => {
       const rollout = await api.get<RolloutDetail>(`/rollouts/${id}`);
       return rollout.terminal ? rollout : undefined;

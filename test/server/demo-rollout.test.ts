@@ -57,14 +57,14 @@ test('demo: a pilot it rolls back as inconclusive (iris) is summed up without th
  * A rollout API with the phases a test scripts: each GET answers the script's current state;
  * POST resume and POST rollback move it to the next one.
  */
-async function scriptedRollout(t: TestContext, states: { phase: string; pause?: string }[]) {
+async function scriptedRollout(t: TestContext, states: { phase: string; pause?: string; reason?: string }[]) {
   let at = 0;
   const server = await misbehavingServer((req, res) => {
     res.setHeader('content-type', 'application/json');
     if (req.method === 'POST') at = Math.min(at + 1, states.length - 1);
     const state = states[at]!;
     const terminal = !['Progressing', 'Paused'].includes(state.phase);
-    res.end(JSON.stringify({ id: 'ro-1', phase: state.phase, terminal, revision: at + 1, pause: state.pause ? { reason: 'inconclusive', since: '', until: null, message: state.pause } : null }));
+    res.end(JSON.stringify({ id: 'ro-1', phase: state.phase, terminal, revision: at + 1, pause: state.pause ? { reason: state.reason ?? 'inconclusive', since: '', until: null, message: state.pause } : null }));
   });
   t.after(() => server.close());
   return { api: new RestClient(server.url, 'token'), posts: () => server.requests.filter((request) => request.startsWith('POST')) };
@@ -95,4 +95,15 @@ test('demo: a pilot paused on evidence that is not significant is rolled back at
   assert.equal(gaveUp.detail.phase, 'RolledBack');
   assert.match(gaveUp.inconclusive, /too few samples/);
   assert.deepEqual(silent.posts().map((request) => request.split('?')[0]), ['POST /api/rollouts/ro-1/resume', 'POST /api/rollouts/ro-1/resume', 'POST /api/rollouts/ro-1/rollback']);
+});
+
+test('demo: a pilot paused because none of its devices could be reached is rolled back at once, saying so (it waited 240 s and threw)', async (t) => {
+  const message = "no device of step 1's cohort received the candidate (6 unreachable); the step goes on when one of them has it";
+  const { api, posts } = await scriptedRollout(t, [{ phase: 'Paused', pause: message, reason: 'unreachable' }, { phase: 'RolledBack' }]);
+  const said: string[] = [];
+  const decided = await decideDemoRollout(api, 'ro-1', (line) => said.push(line), FAST);
+  assert.equal(decided.detail.phase, 'RolledBack');
+  assert.equal(decided.inconclusive, `unreachable pilot (${message}); rolled back by the demo`);
+  assert.deepEqual(posts(), [`POST /api/rollouts/ro-1/rollback?reason=${encodeURIComponent('unreachable pilot (demo operator)')}`]);
+  assert.match(said[0]!, /paused as its pilot is unreachable; rolling it back/);
 });
