@@ -273,3 +273,21 @@ describe('builtin provider: series limit', () => {
     assert.deepEqual(limits, [2], 'said once');
   });
 });
+
+describe('builtin provider: a fleet-sized report history', () => {
+  it('answers a relative query over 9,000 devices (100k+ series; spreading them as call arguments overflowed the stack)', async () => {
+    const now = Date.UTC(2026, 0, 1, 12);
+    const devices = Array.from({ length: 9000 }, (_, i) => `dev-${i}`);
+    const reports: DeviceReport[] = devices.flatMap((deviceId) =>
+      (['candidate', 'active'] as const).map((role) => ({
+        model: 'm', version: role === 'candidate' ? '2' : '1', role, cohort: 'c', deviceId, accuracy: 0.9,
+        latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 0, predictions: 100, ts: new Date(now - 60_000),
+      })),
+    );
+    const history = new InMemoryReportHistory();
+    history.add(...reports);
+    const provider = new BuiltinProvider({ history });
+    const result = await provider.query(`count(fleetprune_device_accuracy_ratio{model="m",version="2",role="candidate",device=~"dev-1|dev-2|dev-8999"})`, { now: new Date(now) });
+    assert.deepEqual(result.samples.map((sample) => sample.value), [3]);
+  });
+});

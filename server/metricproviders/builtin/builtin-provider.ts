@@ -69,12 +69,13 @@ export class BuiltinProvider implements MetricProvider {
     let at = now.getTime();
     if (this.#recorder) {
       at = await this.#recorder.scrape(now);
-      series.push(...this.#recorder.series());
+      for (const entry of this.#recorder.series()) series.push(entry);
     }
     if (this.#history) {
       const recorded = new Set(series.map((entry) => seriesKey(entry.labels)));
       const reports = await this.#history.reports({ since: new Date(at - reachMs), until: new Date(at) });
-      series.push(...reportSeries(reports).filter((entry) => !recorded.has(seriesKey(entry.labels))));
+      // A loop, not push(...): a fleet's worth of series (100k+) overflows the call stack as arguments.
+      for (const entry of reportSeries(reports)) if (!recorded.has(seriesKey(entry.labels))) series.push(entry);
     }
     return { series, at };
   }

@@ -425,18 +425,26 @@ function matchesEmpty(matcher: LabelMatcher): boolean {
 }
 
 const ANCHORED = new Map<string, AnchoredRegex>();
+let anchoredChars = 0;
+/** The cache's bounds: entries, and pattern characters (a 20,000-device cohort is some 200k, and several MB compiled). */
+const ANCHORED_MAX_ENTRIES = 1000;
+const ANCHORED_MAX_CHARS = 2_000_000;
 
 /**
  * PromQL regex matchers are RE2, fully anchored, and run in linear time (linear-regex.ts).
- * Compiled patterns are cached (bounded): parsing a query compiles its matchers once, and
- * evaluating it reuses them.
+ * Compiled patterns are cached (bounded by count and by size): parsing a query compiles its
+ * matchers once, and evaluating it reuses them.
  */
 function anchored(pattern: string): AnchoredRegex {
   let regex = ANCHORED.get(pattern);
   if (!regex) {
     regex = compileAnchored(pattern);
-    if (ANCHORED.size >= 1000) ANCHORED.clear();
+    if (ANCHORED.size >= ANCHORED_MAX_ENTRIES || anchoredChars + pattern.length > ANCHORED_MAX_CHARS) {
+      ANCHORED.clear();
+      anchoredChars = 0;
+    }
     ANCHORED.set(pattern, regex);
+    anchoredChars += pattern.length;
   }
   return regex;
 }
