@@ -3,7 +3,8 @@ import type { Logger } from '../../shared/util/log.ts';
 
 /** How often one device's dropped messages are logged at most (every drop is counted in the metric). */
 export const DROPPED_LOG_EVERY_MS = 60_000;
-const MAX_DEVICES = 10_000;
+/** Devices whose windows are kept, most recently dropping first: a fleet of 20,000 misbehaving devices fits. */
+const MAX_DEVICES = 100_000;
 
 interface Window {
   since: number;
@@ -34,6 +35,7 @@ export class DroppedMessageLog {
     const window = this.#windows.get(device);
     if (window && now - window.since < every) {
       window.unlogged += 1;
+      setBounded(this.#windows, device, window, MAX_DEVICES); // the most recent: the last evicted
       return;
     }
     const more = window?.unlogged ?? 0;

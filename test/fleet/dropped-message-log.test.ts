@@ -44,3 +44,14 @@ test('the next line for a device, a minute on at the earliest, says how many wer
   assert.equal(lines[1]!.reason, 'too-large');
   assert.match(lines[1]!.msg, /^dropped a device message \(and 60 more from this device since the last such line; at most one line a minute per device\)$/);
 });
+
+test('20,000 devices dropping every 30 s are each logged once a minute (their windows are not evicted before their next drop)', () => {
+  let lines = 0;
+  const logger = { warn: () => void (lines += 1) } as unknown as ConstructorParameters<typeof DroppedMessageLog>[0];
+  let now = 0;
+  const log = new DroppedMessageLog(logger, { now: () => now });
+  for (let round = 0; round < 4; round += 1, now += 30_000) {
+    for (let device = 0; device < 20_000; device += 1) log.dropped(telemetryTopic(`dev-${device}`), {}, 'dropped a device message');
+  }
+  assert.equal(lines, 40_000, 'two lines per device over two minutes, not four');
+});
