@@ -58,15 +58,18 @@ export async function watchJob(source: JobWatchSource, id: string, listener: (ev
   replayed = true;
   for (const event of pending) deliver(event);
   if (!ended) {
-    const pollMs = job.node !== source.node ? (source.pollMs ?? REMOTE_WATCH_POLL_MS) : (source.localPollMs ?? LOCAL_WATCH_POLL_MS);
+    const local = job.node === source.node;
+    const pollMs = local ? (source.localPollMs ?? LOCAL_WATCH_POLL_MS) : (source.pollMs ?? REMOTE_WATCH_POLL_MS);
     let last = job;
     const poll = async () => {
       try {
         const now = await source.get(id);
-        if (JSON.stringify(now.progress) !== JSON.stringify(last.progress) && now.progress !== null) {
+        // A job of this server: its live events are ahead of what is stored (progress is saved
+        // every half second at most), so the store tells only an end written elsewhere.
+        if (!local && JSON.stringify(now.progress) !== JSON.stringify(last.progress) && now.progress !== null) {
           deliver({ type: 'progress', jobId: id, progress: now.progress as ProgressEvent });
         }
-        if (now.state !== last.state) deliver({ type: 'state', jobId: id, job: now });
+        if (now.state !== last.state && (!local || isFinished(now.state))) deliver({ type: 'state', jobId: id, job: now });
         last = now;
       } catch {
         // The store did not answer this time (a connection lost for a moment): the next poll tries again.
