@@ -1,8 +1,9 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { link, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadPrivateKey, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
+import { writeFileAtomic, writeNewFileSynced } from '../../shared/util/atomic-file.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 export const KEYS_SUBDIR = 'keys';
@@ -47,8 +48,9 @@ async function createKeyUnlessPresent(dir: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true });
     const { privateKey } = generateKeyPairSync('ed25519');
-    const staged = await writeSynced(dir, PRIVATE_KEY_FILE, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600);
+    const staged = join(dir, `.${PRIVATE_KEY_FILE}.tmp-${randomBytes(6).toString('hex')}`);
     try {
+      await writeNewFileSynced(staged, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600);
       await link(staged, privateKeyPath);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
@@ -56,26 +58,9 @@ async function createKeyUnlessPresent(dir: string): Promise<void> {
       await rm(staged, { force: true });
     }
     const installed = await loadPrivateKey(privateKeyPath);
-    const stagedPublic = await writeSynced(dir, PUBLIC_KEY_FILE, createPublicKey(installed).export({ type: 'spki', format: 'pem' }), 0o644);
-    await rename(stagedPublic, join(dir, PUBLIC_KEY_FILE));
+    await writeFileAtomic(join(dir, PUBLIC_KEY_FILE), createPublicKey(installed).export({ type: 'spki', format: 'pem' }));
   } catch (error) {
     if (error instanceof UserError) throw error;
     throw new UserError(`cannot write signing keys to ${dir}: ${errorMessage(error)}`, { cause: error });
   }
-}
-
-/** A new fsynced temporary file beside `name` in `dir`, holding `data`; returns its path. */
-async function writeSynced(dir: string, name: string, data: string | Buffer, mode: number): Promise<string> {
-  const temp = join(dir, `.${name}.tmp-${randomBytes(6).toString('hex')}`);
-  const handle = await open(temp, 'wx', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } catch (error) {
-    await handle.close();
-    await rm(temp, { force: true });
-    throw error;
-  }
-  await handle.close();
-  return temp;
 }
