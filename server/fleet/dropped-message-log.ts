@@ -26,10 +26,8 @@ export class DroppedMessageLog {
     private readonly options: { everyMs?: number; now?: () => number } = {},
   ) {}
 
-  /** Logs (or counts for the next line) one dropped message of the device that sent on `topic`. */
-  dropped(topic: string, fields: Record<string, unknown>, message: string): void {
-    // The broker's ACL lets a device publish only under its own id: the topic names the sender.
-    const device = topic.split('/')[3] ?? '?';
+  /** Logs (or counts for the next line) one dropped message of `device`. */
+  dropped(device: string, fields: Record<string, unknown>, message: string): void {
     const now = (this.options.now ?? Date.now)();
     const every = this.options.everyMs ?? DROPPED_LOG_EVERY_MS;
     const window = this.#windows.get(device);

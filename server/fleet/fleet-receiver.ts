@@ -1,6 +1,6 @@
 import type { Counter } from 'prom-client';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
-import { ALL_DEVICES_FILTER, reportsTopic } from '../../shared/protocol/topics.ts';
+import { ALL_DEVICES_FILTER } from '../../shared/protocol/topics.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, DeliveryInfo } from '../broker/broker.ts';
@@ -66,7 +66,8 @@ export class FleetReceiver {
     if (!result.ok) {
       const kind = topic.split('/')[4] ?? 'unknown';
       dropped.inc({ kind: ['reports', 'telemetry', 'status'].includes(kind) ? kind : 'unknown', reason: result.reason });
-      this.#droppedLog.dropped(topic, { topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 500) }, 'dropped a device message');
+      // The broker's ACL lets a device publish only under its own id: the topic names the sender.
+      this.#droppedLog.dropped(topic.split('/')[3] ?? '?', { topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 500) }, 'dropped a device message');
       return;
     }
     const { message } = result;
@@ -78,7 +79,7 @@ export class FleetReceiver {
     // new subscription is that same report again, not something the device sent once more.
     if ((message.kind === 'telemetry' || message.kind === 'reports') && delivery?.retained) {
       dropped.inc({ kind: message.kind, reason: 'retained' });
-      this.#droppedLog.dropped(topic, { topic, deviceId: message.deviceId }, `dropped a retained ${message.kind === 'telemetry' ? 'heartbeat' : 'report'} replayed by the broker (${message.kind === 'telemetry' ? 'heartbeats' : 'reports'} must not be published retained)`);
+      this.#droppedLog.dropped(message.deviceId, { topic, deviceId: message.deviceId }, `dropped a retained ${message.kind === 'telemetry' ? 'heartbeat' : 'report'} replayed by the broker (${message.kind === 'telemetry' ? 'heartbeats' : 'reports'} must not be published retained)`);
       return;
     }
     // Benchmark reports and answers each have their own bucket: a device flooding one kind does not
@@ -117,12 +118,12 @@ export class FleetReceiver {
         } else if (outcome === 'unknown-assignment') {
           // A well-formed answer to nothing the server issued: it must not move the device's slots.
           dropped.inc({ kind: 'reports', reason: outcome });
-          this.#droppedLog.dropped(reportsTopic(message.deviceId), { reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
+          this.#droppedLog.dropped(message.deviceId, { reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
           return;
         } else if (outcome === 'unknown-device') {
           // A report still in flight when its device was revoked: it must not bring back the device's series.
           dropped.inc({ kind: 'reports', reason: outcome });
-          this.#droppedLog.dropped(reportsTopic(message.deviceId), { reportId: message.payload.id, deviceId: message.deviceId, reason: outcome }, 'dropped a report from a device that is not enrolled or is revoked');
+          this.#droppedLog.dropped(message.deviceId, { reportId: message.payload.id, deviceId: message.deviceId, reason: outcome }, 'dropped a report from a device that is not enrolled or is revoked');
           return;
         }
         break;
