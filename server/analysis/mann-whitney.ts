@@ -163,19 +163,6 @@ function erfSmall(x: number): number {
   return (x * (num + p[3]!)) / (den + q[3]!);
 }
 
-const HODGES_LEHMANN_MAX_PAIRS = 250_000;
-
-/**
- * The Hodges-Lehmann shift estimate: the median of all differences xᵢ − yⱼ. Beyond 250000
- * pairs it falls back to the difference of the medians (the same estimand for a pure shift).
- */
-export function hodgesLehmannShift(x: readonly number[], y: readonly number[]): number {
-  if (x.length * y.length > HODGES_LEHMANN_MAX_PAIRS) return median(x) - median(y);
-  const differences: number[] = [];
-  for (const a of x) for (const b of y) differences.push(a - b);
-  return median(differences);
-}
-
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);

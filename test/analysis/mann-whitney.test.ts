@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { erfc, hodgesLehmannShift, mannWhitneyU, median } from '../../server/analysis/mann-whitney.ts';
+import { erfc, mannWhitneyU, median } from '../../server/analysis/mann-whitney.ts';
 
 /**
  * Expected values are scipy.stats.mannwhitneyu 1.17 (use_continuity=True unless stated), and
@@ -86,13 +86,12 @@ describe('Mann-Whitney U', () => {
     assert.throws(() => mannWhitneyU([Number.NaN], [1]), /finite values/);
   });
 
-  it('erfc, median and the Hodges-Lehmann shift', () => {
+  it('erfc and median', () => {
     close(erfc(0.3), 0.6713732405408726, 1e-9);
     close(erfc(1), 0.15729920705028513, 1e-9);
     close(erfc(-1), 1.842700792949715, 1e-9);
     close(erfc(5), 1.5374597944280351e-12, 1e-15);
     assert.equal(median([3, 1, 2]), 2);
     assert.equal(median([4, 1, 2, 3]), 2.5);
-    assert.equal(hodgesLehmannShift([10, 11, 12], [1, 2, 3]), 9);
   });
 });
