@@ -72,6 +72,13 @@ class PlainProgress implements PhaseProgress {
     this.finished.add(event.phase);
     const now = performance.now();
     const index = PHASES.indexOf(event.phase) + 1;
+    // An earlier phase that never ran (the baselines, when turned off) is named as skipped rather
+    // than leaving a gap in the count.
+    PHASES.slice(0, index - 1).forEach((phase, skipped) => {
+      if (this.finished.has(phase)) return;
+      this.finished.add(phase);
+      this.stream.write(`[${skipped + 1}/${PHASES.length}] ${phase} skipped\n`);
+    });
     this.stream.write(`[${index}/${PHASES.length}] ${event.phase} done (${((now - this.since) / 1000).toFixed(1)} s)\n`);
     this.since = now;
   }

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createPhaseProgress } from '../../server/cli/progress.ts';
+import { PHASES, type Phase } from '../../server/pruning/progress-events.ts';
+
+/** A non-TTY stream that keeps what is written to it. */
+function plainStream(): { stream: NodeJS.WriteStream; lines: () => string[] } {
+  let text = '';
+  const stream = { isTTY: false, write: (chunk: string) => ((text += chunk), true) } as unknown as NodeJS.WriteStream;
+  return { stream, lines: () => text.trimEnd().split('\n').map((line) => line.replace(/ \(\d+\.\d s\)$/, '')) };
+}
+
+test('plain progress: one numbered line per finished phase, and a phase that never ran (baselines off) is named as skipped, not left as a gap', () => {
+  const { stream, lines } = plainStream();
+  const progress = createPhaseProgress(stream);
+  const ran: Phase[] = PHASES.filter((phase) => phase !== 'baselines');
+  for (const phase of ran) {
+    progress.update({ phase, done: 0, total: 2 });
+    progress.update({ phase, done: 2, total: 2 });
+    progress.update({ phase, done: 2, total: 2 });
+  }
+  progress.stop();
+  assert.deepEqual(lines(), [
+    '[1/6] train done',
+    '[2/6] measure done',
+    '[3/6] rebuild done',
+    '[4/6] retrain done',
+    '[5/6] baselines skipped',
+    '[6/6] export done',
+  ]);
+});
+
+test('plain progress: every phase run gives its six lines, none skipped', () => {
+  const { stream, lines } = plainStream();
+  const progress = createPhaseProgress(stream);
+  for (const phase of PHASES) progress.update({ phase, done: 1, total: 1 });
+  assert.deepEqual(lines(), PHASES.map((phase, i) => `[${i + 1}/6] ${phase} done`));
+});
