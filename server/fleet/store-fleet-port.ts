@@ -53,7 +53,7 @@ export class StoreFleetPort implements FleetPort {
    * and the model's next rollout wait on it), so such a device is left out like one without the model.
    */
   async listDevices(model: string): Promise<readonly TargetDevice[]> {
-    const { devices, reports } = this.#options.fleet.repos;
+    const { devices, reports, assignments } = this.#options.fleet.repos;
     const registered = new Map<string, Promise<boolean>>();
     const isRegistered = (version: string) => {
       let found = registered.get(version);
@@ -63,7 +63,12 @@ export class StoreFleetPort implements FleetPort {
     const targets: TargetDevice[] = [];
     for (const device of await devices.list({ live: true })) {
       const retained = device.retainedAssignment?.role === 'active' ? device.retainedAssignment : null;
-      const refused = retained !== null && !sameVersion(retained, device.active) && (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused';
+      // The assignment's record says so for as long as it is retained (report retention deletes
+      // the answer itself after its days); the answer covers records from before answers were kept on them.
+      const refused =
+        retained !== null &&
+        !sameVersion(retained, device.active) &&
+        ((await assignments.get(retained.id, device.id))?.state === 'refused' || (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused');
       const intended = retained && !refused ? retained : device.active;
       const baseline = intended?.model === model && (await isRegistered(intended.version)) ? intended.version : null;
       if (intended?.model === model && baseline === null) this.#options.log.warn({ deviceId: device.id, model, version: intended.version }, 'device reports a version the registry does not hold: no baseline, left out of rollouts');

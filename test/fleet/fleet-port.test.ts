@@ -235,7 +235,7 @@ test("a server that starts exports each live device's latest benchmark again, as
 });
 
 test('a device that refused its active assignment keeps what it reported active as its baseline: a rollback never sends it back to a version it cannot run', async (t) => {
-  const { fleet } = await startFleet(t);
+  const { fleet, store } = await startFleet(t);
   const device = await fleet.devices.enroll({ id: 'dev-r', labels: {} }, 'test');
   await scriptedDevice(t, device, { refuses: (version) => version === '2' });
   await waitFor(async () => (await fleet.devices.get('dev-r')).online, 5000, 'dev-r online');
@@ -247,6 +247,13 @@ test('a device that refused its active assignment keeps what it reported active 
   // The refused assignment stays retained (the device has handled it), but the device still runs v1.
   assert.deepEqual([stored.retainedAssignment?.version, stored.active?.version], ['2', '1']);
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
+  // Report retention deletes the answer itself in time; the assignment's record, kept while it is
+  // retained, still says refused.
+  const { repos } = new FleetStore(store);
+  const later = new Date(Date.now() + 365 * 86_400_000);
+  assert.ok((await repos.reports.deleteReceivedBefore(later)) >= 2, 'the answers are swept');
+  await repos.assignments.deleteAnsweredBefore(later);
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1'], 'still v1 once the answers are swept');
 });
 
 test('a device that reports active a version the registry does not hold has no baseline: a rollout leaves it out instead of failing for ever to send it back there', async (t) => {
