@@ -116,7 +116,12 @@ export class DevicesRepository {
   /** False when nothing was written (no such device, or it is revoked). */
   async setStatus(id: string, online: boolean, since: string, seenAt: string): Promise<boolean> {
     // Never for a revoked device: a status read after its revocation must not show it online again.
-    return (await this.db.run('UPDATE devices SET online = ?, online_since = ?, last_seen = ? WHERE id = ? AND revoked_at IS NULL', [online ? 1 : 0, since, seenAt, id])).changes > 0;
+    // The status already stored (same state, same since) is the broker handing the retained one
+    // over again at the server's every (re)subscription, not the device being seen: last_seen stays.
+    const sql = `UPDATE devices SET last_seen = CASE WHEN online = ? AND online_since = ? THEN last_seen ELSE ? END, online = ?, online_since = ?
+      WHERE id = ? AND revoked_at IS NULL`;
+    const state = online ? 1 : 0;
+    return (await this.db.run(sql, [state, since, seenAt, state, since, id])).changes > 0;
   }
 
   /**
