@@ -14,6 +14,7 @@ export const MAX_PREDICT_BODY_BYTES = 1024 * 1024;
 /** Cumulative serving counters, reported in heartbeats. */
 export interface ServingStats {
   predictions: number;
+  /** Rows of requests the active model failed: its run threw (500) or gave a non-finite output (422). */
   errors: number;
   shadowRows: number;
   shadowAgreements: number;
@@ -46,6 +47,8 @@ export function createPredictApp(options: PredictApiOptions): Express {
   // told what shape is expected rather than called invalid JSON; the raw text is kept for the
   // duplicate-key check.
   const rawBodies = new WeakMap<object, Buffer>();
+  /** Requests whose failed rows are already in stats.errors. */
+  const rowsCounted = new WeakSet<object>();
   const readJson = express.json({ limit: MAX_PREDICT_BODY_BYTES, strict: false, verify: (request, _response, raw) => void rawBodies.set(request, raw) });
   const readPredictBody: RequestHandler = (request, response, next) => {
     if (!request.is('application/json')) {
@@ -86,11 +89,21 @@ export function createPredictApp(options: PredictApiOptions): Express {
     }
     const nFeatures = active.manifest.features.length;
     const start = performance.now();
-    const outputs = await runModel(active.lease.session, parsed.features, parsed.rows, nFeatures);
+    let outputs: Awaited<ReturnType<typeof runModel>>;
+    try {
+      outputs = await runModel(active.lease.session, parsed.features, parsed.rows, nFeatures);
+    } catch (error) {
+      // Errors count rows, as the candidate's shadow errors do, so the two sides' error ratios compare.
+      options.stats.errors += parsed.rows;
+      rowsCounted.add(request);
+      throw error;
+    }
     metrics.predictLatency.observe((performance.now() - start) / 1000);
     const overflow = firstNonFiniteRow(outputs);
     if (overflow >= 0) {
       // JSON would turn NaN into null: a confident-looking non-answer. Say what happened instead.
+      // The model failed these rows, as a shadow run with a non-finite output fails the candidate's.
+      options.stats.errors += parsed.rows;
       metrics.predictRequests.inc({ status: '422' });
       response.status(422).json({ error: `rows[${overflow}]: the model's output is not finite (the inputs are far outside the range it was trained on)` });
       return;
@@ -141,7 +154,8 @@ export function createPredictApp(options: PredictApiOptions): Express {
     }
     if (request.path === '/v1/predict') metrics.predictRequests.inc({ status: String(status) });
     if (status === 500) {
-      options.stats.errors++;
+      // One whose rows were never read counts as one row.
+      if (!rowsCounted.has(request)) options.stats.errors++;
       logger.error({ err: error }, 'predict request failed');
     }
     response.status(status).json({ error: requestErrorMessage(error, request.headers['content-encoding'], status) });

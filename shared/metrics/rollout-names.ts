@@ -42,7 +42,7 @@ export const DEVICE_REPORT_METRICS = {
   errorRatio: 'fleetprune_device_error_ratio',
   /** Counter: rows the device predicted with the model: benchmark holdout rows, and rows served (active) or shadow-run (candidate). */
   predictions: 'fleetprune_device_predictions_total',
-  /** Counter: failed predictions on the device: failed requests (active), failed shadow rows (candidate). */
+  /** Counter: rows whose prediction failed on the device: served rows (active), shadow-run rows (candidate). */
   errors: 'fleetprune_device_prediction_errors_total',
   /** Counter: benchmark reports received from the device for the model. */
   reports: 'fleetprune_device_reports_total',
