@@ -120,9 +120,12 @@ export interface GrpcDevice {
   assignment_id: string;
   assignment_version: string;
   assignment_role: string;
+  enrolled_by: string;
+  assignment_model: string;
+  assignment_issued_at: string;
 }
 
-/** GET /api/devices, as far as the Device message carries it (no heartbeat, no enrolledBy). */
+/** GET /api/devices as the Device message carries it: all but the heartbeat. */
 export function deviceJson(d: GrpcDevice) {
   const ref = (r: GrpcModelRef | null | undefined) => (r ? { model: r.model, version: r.version, sha256: r.sha256 } : null);
   const active = ref(d.active);
@@ -130,13 +133,14 @@ export function deviceJson(d: GrpcDevice) {
     id: d.id,
     labels: d.labels,
     enrolledAt: d.enrolled_at,
+    enrolledBy: d.enrolled_by,
     revokedAt: d.revoked_at || null,
     online: d.online,
     lastSeen: d.last_seen || null,
     active,
     candidate: ref(d.candidate),
     previous: ref(d.previous),
-    assignment: d.assignment_id ? { id: d.assignment_id, version: d.assignment_version, role: d.assignment_role } : null,
+    assignment: d.assignment_id ? { id: d.assignment_id, model: d.assignment_model, version: d.assignment_version, role: d.assignment_role, issuedAt: d.assignment_issued_at } : null,
   };
 }
 

@@ -29,6 +29,9 @@ function deviceMessage(device: DeviceRecord) {
     assignment_id: retained?.id ?? '',
     assignment_version: retained?.version ?? '',
     assignment_role: retained?.role ?? '',
+    enrolled_by: device.enrolledBy,
+    assignment_model: retained?.model ?? '',
+    assignment_issued_at: retained?.issuedAt ?? '',
   };
 }
 

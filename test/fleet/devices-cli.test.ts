@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { spawnServer } from '../server/helpers/server-process.ts';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
+import { registerVersion } from '../rollout-api/helpers/rollout-fixtures.ts';
 
 test('devices enroll: an --out that could not be written is refused before enrolling (a dangling symlink, a path under /proc); nothing is enrolled', async (t) => {
   const dir = await tempDir(t);
@@ -63,4 +64,21 @@ test('devices list: a label value holding a newline or an escape sequence is sho
   const json = await runCli(['devices', 'list', '--json', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(json.code, 0, json.stderr);
   assert.deepEqual(JSON.parse(json.stdout)[0].labels, labels);
+});
+
+test('devices list --json shows each device as GET /api/devices does, all but its heartbeat: who enrolled it, and its retained assignment in full', async (t) => {
+  const server = await startTestServer(t);
+  if (!server) return;
+  const { ctx } = server.server;
+  await registerVersion(ctx.store, 'iris', '1', ctx.signingKey.privateKey);
+  for (const id of ['dev-1', 'dev-2']) assert.equal((await server.request('POST', '/api/devices', { json: { id, labels: { site: 'osaka' } } })).status, 201);
+  // dev-1 is offline: its assignment stays retained for it.
+  const assigned = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['dev-1'] } });
+  assert.equal(assigned.status, 201, await assigned.clone().text());
+  const rest = ((await (await server.request('GET', '/api/devices')).json()) as { devices: Record<string, unknown>[] }).devices;
+  const cli = await runCli(['devices', 'list', '--json', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(cli.code, 0, cli.stderr);
+  const withoutHeartbeat = rest.map(({ heartbeat: _heartbeat, ...device }) => device);
+  assert.deepEqual(JSON.parse(cli.stdout), withoutHeartbeat);
+  assert.deepEqual(Object.keys((withoutHeartbeat[0]!.assignment ?? {}) as object).sort(), ['id', 'issuedAt', 'model', 'role', 'version'], 'dev-1 has its assignment');
 });
