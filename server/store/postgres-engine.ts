@@ -23,42 +23,67 @@ export class PostgresEngine implements SqlEngine {
     this.#schema = schema;
   }
 
-  /** Connects (failing fast when the server is unreachable) and creates the schema if asked to. */
+  /**
+   * Connects (failing fast when the server is unreachable) and, with a schema, works in it:
+   * created when missing, and checked to be the one the sessions work in.
+   */
   static async connect(options: PostgresEngineOptions): Promise<PostgresEngine> {
-    if (options.schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(options.schema)) {
+    const { schema } = options;
+    if (schema !== undefined && !/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
       throw new Error(`invalid PostgreSQL schema name ${JSON.stringify(options.schema)}`);
     }
-    if (options.schema) {
-      const admin = new pg.Client({ connectionString: options.connectionString });
-      await admin.connect();
-      try {
-        await admin.query(`CREATE SCHEMA IF NOT EXISTS ${options.schema}`);
-      } catch (error) {
-        // Another server creating it at the same moment: IF NOT EXISTS looks before it inserts, so
-        // the later one fails on the catalog's unique index (23505) or as duplicate_schema (42P06).
-        // Either way the schema is there now.
-        const code = (error as { code?: string }).code;
-        if (code !== '23505' && code !== '42P06') throw error;
-      } finally {
-        await admin.end();
-      }
-    }
+    // pg lets the URL's own `options` replace the ones given here: the search_path is added to them instead.
+    const { connectionString, urlOptions } = withoutUrlOptions(options.connectionString);
+    const sessionOptions = [urlOptions, schema ? `-c search_path=${quoteIdentifier(schema)}` : ''].filter(Boolean).join(' ');
     const pool = new pg.Pool({
-      connectionString: options.connectionString,
+      connectionString,
       max: options.maxConnections ?? 10,
       connectionTimeoutMillis: 5000,
       // A half-open connection (a failover, a dropped NAT entry) is noticed in about a minute,
       // not after the OS's retransmission timeout of a quarter of an hour.
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
-      ...(options.schema ? { options: `-c search_path=${options.schema}` } : {}),
+      // A transaction here only talks to the database and takes milliseconds. One left open by a
+      // server that froze or died mid-way would keep its row locks (the fleet sequence row, a
+      // model's row) until TCP gave up, hours later, blocking the new leader's every write and
+      // then its whole pool: PostgreSQL ends such a session instead.
+      idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+      ...(sessionOptions ? { options: sessionOptions } : {}),
     });
     pool.on('error', () => {
       // An idle client lost its connection; the pool replaces it on the next checkout.
     });
-    const engine = new PostgresEngine(pool, options.schema);
-    await engine.get('SELECT 1 AS ok');
+    const engine = new PostgresEngine(pool, schema);
+    try {
+      await engine.get('SELECT 1 AS ok');
+      if (schema) await engine.#useSchema(schema);
+    } catch (error) {
+      await pool.end().catch(() => {});
+      throw error;
+    }
     return engine;
+  }
+
+  /**
+   * Creates `schema` when it is missing (a schema created beforehand needs no CREATE right on the
+   * database: only its owner's), then checks that the sessions work in it.
+   */
+  async #useSchema(schema: string): Promise<void> {
+    if (!(await this.get('SELECT 1 AS found FROM pg_namespace WHERE nspname = ?', [schema]))) {
+      try {
+        await this.exec(`CREATE SCHEMA IF NOT EXISTS ${quoteIdentifier(schema)}`);
+      } catch (error) {
+        // Another server creating it at the same moment: IF NOT EXISTS looks before it inserts, so
+        // the later one fails on the catalog's unique index (23505) or as duplicate_schema (42P06).
+        // Either way the schema is there now.
+        const code = (error as { code?: string }).code;
+        if (code !== '23505' && code !== '42P06') throw error;
+      }
+    }
+    const current = (await this.get<{ name: string | null }>('SELECT current_schema() AS name'))?.name ?? null;
+    if (current !== schema) {
+      throw new UserError(`the sessions work in schema ${JSON.stringify(current)}, not --database-schema ${schema}: the URL's options set another search_path`);
+    }
   }
 
   get schema(): string | undefined {
@@ -99,7 +124,9 @@ export class PostgresEngine implements SqlEngine {
 
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     return this.withClient(async (client) => {
-      await client.query('BEGIN');
+      // The locking assumes READ COMMITTED (a write re-checks its row after a lock wait), whatever
+      // default_transaction_isolation the database was given.
+      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
       try {
         const result = await work(executorOf(client));
         await client.query('COMMIT');
@@ -114,6 +141,31 @@ export class PostgresEngine implements SqlEngine {
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** How long PostgreSQL lets a session sit idle inside a transaction before it ends it. */
+export const IDLE_IN_TRANSACTION_MS = 30_000;
+
+/** `name` as a quoted identifier (a schema name may be a keyword: user, order). */
+function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * The connection string without its `options` parameter, and that parameter's value ('' when it
+ * has none, or when the string is not a URL).
+ */
+export function withoutUrlOptions(connectionString: string): { connectionString: string; urlOptions: string } {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return { connectionString, urlOptions: '' };
+  }
+  const urlOptions = url.searchParams.get('options');
+  if (urlOptions === null) return { connectionString, urlOptions: '' };
+  url.searchParams.delete('options');
+  return { connectionString: url.toString(), urlOptions };
 }
 
 /** `?` placeholders → `$1, $2, ...` (repository SQL never has `?` inside string literals). */

@@ -319,7 +319,7 @@ test('postgres: a --database-schema another server is creating at the same momen
   t.after(() => watcher.end());
   let waiting = false;
   for (let waited = 0; !waiting && waited < 5000; waited += 20) {
-    const rows = await watcher.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query = $1", [`CREATE SCHEMA IF NOT EXISTS ${schema}`]);
+    const rows = await watcher.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query = $1", [`CREATE SCHEMA IF NOT EXISTS "${schema}"`]);
     waiting = rows.rowCount === 1;
     if (!waiting) await sleep(20);
   }

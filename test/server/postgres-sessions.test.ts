@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { test, type TestContext } from 'node:test';
+import pg from 'pg';
+import { openStore } from '../../server/store/open-store.ts';
+import { withoutUrlOptions } from '../../server/store/postgres-engine.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { postgresUrl } from './helpers/store-engines.ts';
+
+/** What every PostgreSQL session of a server works with, whatever the URL and the database's own defaults. */
+
+/** A database of its own for one test (dropped after it), as `admin` (the test's superuser) reaches it; null when PostgreSQL is missing. */
+async function freshDatabase(t: TestContext): Promise<{ url: string; admin: (sql: string) => Promise<pg.QueryResult> } | null> {
+  const base = await postgresUrl();
+  if (!base) {
+    engineMissing(t, 'PostgreSQL', 'nothing answers on 127.0.0.1:5432 as postgres or root with database test');
+    return null;
+  }
+  const name = `fp_sessions_${process.pid}_${randomBytes(4).toString('hex')}`;
+  const run = async (url: string, sql: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await run(base, `CREATE DATABASE ${name}`);
+  deferCleanup(t, () => run(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), admin: (sql) => run(url.toString(), sql) };
+}
+
+test('a --database-url with its own options keeps them, and the sessions still work in --database-schema', async (t) => {
+  const db = await freshDatabase(t);
+  if (!db) return;
+  const url = `${db.url}?options=${encodeURIComponent('-c statement_timeout=61000')}`;
+  for (const schema of ['site_a', 'site_b']) {
+    const store = await openStore({ engine: 'postgres', databaseUrl: url, schema });
+    try {
+      await store.models.ensureModel(`model-of-${schema}`, new Date().toISOString(), 'test');
+      assert.deepEqual((await store.models.listModels()).map((model) => model.name), [`model-of-${schema}`], `${schema} has a registry of its own`);
+      assert.deepEqual(await store.engine.get('SELECT current_schema() AS schema, current_setting(\'statement_timeout\') AS timeout'), { schema, timeout: '61s' });
+    } finally {
+      await store.close();
+    }
+  }
+  const tables = await db.admin(`SELECT table_schema AS schema FROM information_schema.tables WHERE table_name = 'models' ORDER BY 1`);
+  assert.deepEqual(tables.rows.map((row) => row.schema), ['site_a', 'site_b'], 'nothing in public');
+});
+
+test('a schema named like an SQL keyword works; one created beforehand needs no CREATE right on the database', async (t) => {
+  const db = await freshDatabase(t);
+  if (!db) return;
+  const store = await openStore({ engine: 'postgres', databaseUrl: db.url, schema: 'user' });
+  await store.close();
+  // A least-privilege role that owns the schema a DBA made for it, and may not create schemas.
+  const role = `fp_role_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await db.admin(`CREATE ROLE ${role} LOGIN`);
+  deferCleanup(t, async () => {
+    await db.admin(`DROP SCHEMA IF EXISTS fleet CASCADE`);
+    await db.admin(`DROP ROLE IF EXISTS ${role}`);
+  });
+  await db.admin(`CREATE SCHEMA fleet AUTHORIZATION ${role}`);
+  const url = new URL(db.url);
+  url.username = role;
+  const owned = await openStore({ engine: 'postgres', databaseUrl: url.toString(), schema: 'fleet' });
+  try {
+    assert.equal((await owned.engine.get<{ schema: string }>('SELECT current_schema() AS schema'))?.schema, 'fleet');
+  } finally {
+    await owned.close();
+  }
+});
+
+test('transactions run READ COMMITTED on a database whose default is stricter, and a session left idle inside one is ended by PostgreSQL', async (t) => {
+  const db = await freshDatabase(t);
+  if (!db) return;
+  await db.admin(`ALTER DATABASE ${new URL(db.url).pathname.slice(1)} SET default_transaction_isolation = 'repeatable read'`);
+  const store = await openStore({ engine: 'postgres', databaseUrl: db.url, schema: 'fleet' });
+  try {
+    const inside = await store.engine.transaction((tx) => tx.get("SELECT current_setting('transaction_isolation') AS isolation, current_setting('idle_in_transaction_session_timeout') AS idle"));
+    assert.deepEqual(inside, { isolation: 'read committed', idle: '30s' });
+  } finally {
+    await store.close();
+  }
+});
+
+test('with --database-schema, a server that accepts connections and never answers is refused (after the connect timeout), not waited on for ever', { timeout: 60_000 }, async (t) => {
+  const silent = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const sockets = new Set<Socket>();
+  silent.on('connection', (socket) => sockets.add(socket));
+  t.after(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const { port } = silent.address() as AddressInfo;
+  await assert.rejects(openStore({ engine: 'postgres', databaseUrl: `postgres://postgres@127.0.0.1:${port}/test`, schema: 'fleet' }), /^UserError: --database-url: cannot connect to PostgreSQL \(.*timeout/);
+});
+
+test('withoutUrlOptions: takes the options parameter out of a URL, keeping the rest; leaves other strings alone', () => {
+  assert.deepEqual(withoutUrlOptions('postgres://u:p%40ss@db:5432/fleet?sslmode=require&options=-c%20statement_timeout%3D5s'), {
+    connectionString: 'postgres://u:p%40ss@db:5432/fleet?sslmode=require',
+    urlOptions: '-c statement_timeout=5s',
+  });
+  assert.deepEqual(withoutUrlOptions('postgres://db/fleet'), { connectionString: 'postgres://db/fleet', urlOptions: '' });
+  assert.deepEqual(withoutUrlOptions('/var/run/postgresql fleet'), { connectionString: '/var/run/postgresql fleet', urlOptions: '' });
+});
