@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { TokenRevocations } from './token-revocations.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import type { Store } from '../store/store.ts';
+import { UniqueViolation } from '../store/sql-engine.ts';
 import type { TokenRecord } from '../store/repositories/tokens-repository.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { UserError } from '../../shared/util/errors.ts';
@@ -85,8 +86,9 @@ export class TokenService {
         revokedAt: null,
       });
       if (created) return null;
+      const heldByAnother = () => new UserError('FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
       const existing = await this.store.tokens.get(ENV_ADMIN_TOKEN_ID);
-      if (!existing) throw new UserError('FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
+      if (!existing) throw heldByAnother();
       const storedHash = await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID);
       if (existing.revokedAt && storedHash === hash) {
         warn(`FLEETPRUNE_ADMIN_TOKEN holds the env-admin token that was revoked at ${existing.revokedAt}; it stays revoked (set a new value to make a new one)`);
@@ -94,7 +96,13 @@ export class TokenService {
       }
       if (storedHash !== hash) {
         await this.store.transaction(async (tx) => {
-          await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
+          try {
+            await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
+          } catch (error) {
+            // The new value is another token's (the hashes are unique).
+            if (error instanceof UniqueViolation) throw heldByAnother();
+            throw error;
+          }
           await tx.audit.append({ at: new Date().toISOString(), actor: SYSTEM_ACTOR, action: 'token.replace', target: `token:${ENV_ADMIN_TOKEN_ID}`, details: { reason: 'FLEETPRUNE_ADMIN_TOKEN changed' } });
         });
       }

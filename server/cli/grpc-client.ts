@@ -202,7 +202,7 @@ function readCaCertificates(path: string, source: string): Buffer {
   return pem;
 }
 
-const CHARACTER_NAMES: Record<string, string> = { '\r': 'a carriage return', '\n': 'a line feed', '\t': 'a tab' };
+const CHARACTER_NAMES: Record<string, string> = { '\r': 'a carriage return', '\n': 'a line feed', '\t': 'a tab', ' ': 'a space' };
 
 /**
  * A token travels in a gRPC header, which holds printable ASCII only; grpc-js otherwise throws
@@ -211,12 +211,13 @@ const CHARACTER_NAMES: Record<string, string> = { '\r': 'a carriage return', '\n
  * `FLEETPRUNE_TOKEN=$(cat file)` on a file with CRLF line endings.
  */
 function checkToken(token: string, source: string): void {
-  const bad = /[^ -~]/u.exec(token);
+  // No space either: the server reads "Bearer <token>" up to the first one.
+  const bad = /[^!-~]/u.exec(token);
   if (!bad) return;
   const code = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
   const name = CHARACTER_NAMES[bad[0]] ?? 'a character';
   const hint = bad[0] === '\r' ? ' (copied from a file with CRLF line endings?)' : '';
-  throw new UserError(`${source}: the token holds ${name} (${code}) at position ${bad.index + 1}; tokens are printable ASCII${hint}`);
+  throw new UserError(`${source}: the token holds ${name} (${code}) at position ${bad.index + 1}; tokens are visible ASCII (! to ~)${hint}`);
 }
 
 /**

@@ -13,6 +13,30 @@ const WholeNumber = (min: number, max: number) => {
   return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
 };
 
+/**
+ * A broker URL the server is given: it is logged and written into agent configs, so it must not
+ * carry credentials (the server's identity logs in with FLEETPRUNE_MQTT_PASSWORD, and devices with
+ * their own).
+ */
+const ServerBrokerUrl = BrokerUrlSchema.refine(
+  (url) => !URL.canParse(url) || (new URL(url).username === '' && new URL(url).password === ''),
+  'must not hold user:password@ (it is logged and written into agent configs; the server logs in with FLEETPRUNE_MQTT_PASSWORD)',
+);
+
+/**
+ * A token goes in "Authorization: Bearer <token>" (and a gRPC header): visible ASCII, no spaces.
+ * Names the first character that could not go there, never the token.
+ */
+const AdminToken = z
+  .string()
+  .min(16, 'must be at least 16 characters')
+  .superRefine((token, ctx) => {
+    const bad = /[^!-~]/u.exec(token);
+    if (!bad) return;
+    const code = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+    ctx.addIssue({ code: 'custom', message: `holds ${bad[0] === ' ' ? 'a space' : 'a character'} (${code}) at position ${bad.index + 1}; a token is visible ASCII (! to ~), as "Authorization: Bearer <token>" carries it` });
+  });
+
 /** Everything `fleetprune server` can be told, after flags and environment are merged. */
 export const ServerConfigSchema = z
   .strictObject({
@@ -44,7 +68,7 @@ export const ServerConfigSchema = z
     maxBlobBytes: ByteCount.default(1024 * 1024 * 1024),
     /** Pruning jobs may read server-side data files under this directory only. */
     dataRoot: z.string().min(1).transform((path) => resolve(path)).optional(),
-    adminToken: z.string().min(16, 'must be at least 16 characters').optional(),
+    adminToken: AdminToken.optional(),
     maxConcurrentJobs: z.coerce.number().int().min(1).max(64).default(1),
     /** Pruning jobs waiting for a worker (each holds its data set in memory); more are refused (429). */
     maxQueuedJobs: z.coerce.number().int().min(1).max(1000).default(16),
@@ -57,7 +81,7 @@ export const ServerConfigSchema = z
     /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl. */
     mqttPort: Port.default(1883),
     /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
-    mqttUrl: BrokerUrlSchema.optional(),
+    mqttUrl: ServerBrokerUrl.optional(),
     /** Password of the server's broker identity (external broker; default: random, needs mosquittoDir). */
     mqttPassword: z.string().min(8, 'must be at least 8 characters').optional(),
     /** Mosquitto: where the server writes its password and ACL files. */
@@ -67,7 +91,7 @@ export const ServerConfigSchema = z
     /** The server URL devices use (assignment manifest URLs, agent configs); default http(s)://<host>:<http port>. */
     publicUrl: ServerUrlSchema.transform((url) => url.replace(/\/+$/, '')).optional(),
     /** The broker URL written into agent configs; default --mqtt-url, or mqtt://<host>:<mqtt port>. */
-    mqttPublicUrl: BrokerUrlSchema.optional(),
+    mqttPublicUrl: ServerBrokerUrl.optional(),
     /** The device label whose value is the `cohort` label of exported report metrics. */
     cohortLabel: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be a label key').default('cohort'),
     /**

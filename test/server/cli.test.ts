@@ -87,11 +87,12 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
   assert.equal(unreachable.stderr.trim(), 'fleetprune: cannot reach the server at 127.0.0.1:1 (ECONNREFUSED)');
 });
 
-test('a token no gRPC header can carry is a usage error naming where it came from (it was an "internal error", exit 1)', async () => {
+test('a token no gRPC header can carry, or the server could not read (a space), is a usage error naming where it came from (it was an "internal error", exit 1)', async () => {
   const cases: [string[], Record<string, string>, string][] = [
-    [[], { FLEETPRUNE_TOKEN: 'abc\ndef' }, 'FLEETPRUNE_TOKEN: the token holds a line feed (U+000A) at position 4; tokens are printable ASCII'],
-    [['--token', 'fp_abc\r'], { FLEETPRUNE_TOKEN: 'ignored' }, '--token: the token holds a carriage return (U+000D) at position 7; tokens are printable ASCII (copied from a file with CRLF line endings?)'],
-    [['--token', 'fp_ab\u00e9'], {}, '--token: the token holds a character (U+00E9) at position 6; tokens are printable ASCII'],
+    [[], { FLEETPRUNE_TOKEN: 'abc\ndef' }, 'FLEETPRUNE_TOKEN: the token holds a line feed (U+000A) at position 4; tokens are visible ASCII (! to ~)'],
+    [['--token', 'fp_abc\r'], { FLEETPRUNE_TOKEN: 'ignored' }, '--token: the token holds a carriage return (U+000D) at position 7; tokens are visible ASCII (! to ~) (copied from a file with CRLF line endings?)'],
+    [['--token', 'fp_ab\u00e9'], {}, '--token: the token holds a character (U+00E9) at position 6; tokens are visible ASCII (! to ~)'],
+    [['--token', 'correct horse'], {}, '--token: the token holds a space (U+0020) at position 8; tokens are visible ASCII (! to ~)'],
   ];
   const runs = await mapConcurrently(cases, 3, ([flags, env]) => runCli(['models', 'list', '--server', '127.0.0.1:1', ...flags], env));
   for (const [index, [, , message]] of cases.entries()) {

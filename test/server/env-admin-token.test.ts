@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { TokenService } from '../../server/auth/token-service.ts';
 import { openStore } from '../../server/store/open-store.ts';
 import { UserError } from '../../shared/util/errors.ts';
-import { freshStoreLocation } from './helpers/store-engines.ts';
+import { parseServerConfig } from '../../server/config/server-config.ts';
+import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
 
 const ADMIN = { tokenId: 'someone', role: 'admin' as const, label: 'someone' };
 
@@ -42,4 +43,30 @@ test('FLEETPRUNE_ADMIN_TOKEN holding the value of another token is refused on on
   await assert.rejects(tokens.bootstrapAdmin(other.token), (error) => error instanceof UserError && error.message === 'FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
   assert.deepEqual((await store.tokens.list()).map((token) => token.id), [other.record.id]);
   assert.equal((await tokens.authenticate(`Bearer ${other.token}`)).role, 'viewer');
+});
+
+for (const engine of STORE_ENGINES) {
+  test(`FLEETPRUNE_ADMIN_TOKEN changed to the value of another token, once env-admin exists, is refused on one line and changes nothing (${engine})`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const store = await openStore(location);
+    t.after(() => store.close());
+    const tokens = new TokenService(store);
+    await tokens.bootstrapAdmin('fp_first-admin-token-0000000000', () => {});
+    const other = await tokens.create('viewer', 'a viewer', 'someone');
+    await assert.rejects(tokens.bootstrapAdmin(other.token, () => {}), (error) => error instanceof UserError && error.message === 'FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
+    assert.equal((await tokens.authenticate('Bearer fp_first-admin-token-0000000000')).role, 'admin', 'env-admin keeps its value');
+    assert.equal((await tokens.authenticate(`Bearer ${other.token}`)).role, 'viewer');
+    assert.deepEqual((await store.audit.list({ limit: 10 })).filter((entry) => entry.action === 'token.replace'), [], 'no replacement audited');
+  });
+}
+
+test('FLEETPRUNE_ADMIN_TOKEN that no Authorization header could carry (a space, a non-ASCII character) is refused at start, naming the character, never the token', () => {
+  for (const [token, message] of [
+    ['correct horse battery staple', /^FLEETPRUNE_ADMIN_TOKEN: holds a space \(U\+0020\) at position 8;/],
+    ['fp_admin-token-ÿ-0123456789', /^FLEETPRUNE_ADMIN_TOKEN: holds a character \(U\+00FF\) at position 16;/],
+  ] as const) {
+    assert.throws(() => parseServerConfig({ dataDir: '/tmp/x', adminToken: token }), (error: Error) => message.test(error.message) && !error.message.includes(token), token);
+  }
+  assert.equal(parseServerConfig({ dataDir: '/tmp/x', adminToken: 'fp_admin-token!~0123456789' }).adminToken, 'fp_admin-token!~0123456789');
 });
