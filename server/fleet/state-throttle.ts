@@ -140,7 +140,11 @@ export class StateThrottle implements FleetIngest {
         device.failures = 0;
         this.#written(deviceId, message.kind, outcome);
       } catch (error) {
-        const unwritten = held.slice(i).filter((left) => !device.pending.some((newer) => newer.kind === left.kind));
+        // One that a newer message of its kind (come in during this write) replaced is superseded,
+        // as if it had been replaced while held: counted here, or it would count nowhere.
+        const replaced = (left: StateMessage) => device.pending.some((newer) => newer.kind === left.kind);
+        for (const superseded of held.slice(i).filter(replaced)) this.#dropped(deviceId, superseded.kind);
+        const unwritten = held.slice(i).filter((left) => !replaced(left));
         if (++device.failures <= MAX_FLUSH_FAILURES && !this.#stopped) {
           // Tried again at the next interval, unless something newer replaced it meanwhile.
           device.pending.unshift(...unwritten);
