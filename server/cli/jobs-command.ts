@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { readFileSync, statSync } from 'node:fs';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
@@ -41,15 +42,25 @@ export function registerJobsCommand(program: Command): void {
     .action(async (flags: JobPruneFlags) => {
       if ((flags.data === undefined) === (flags.serverPath === undefined)) throw new UserError('give exactly one of --data and --server-path');
       if (flags.data === '' || flags.serverPath === '') throw new UserError(`${flags.data === '' ? '--data' : '--server-path'}: the path is empty`);
-      // The tuning flags are checked here, so an error names the flag rather than the request field.
+      // The tuning flags are checked here, so an error names the flag rather than the request field;
+      // --tolerance only once the task is known (its unit, and so its range, depends on it), as prune does.
       const task = taskFlag(flags);
-      parsePruneOptions(flags, task ?? 'classification');
+      parsePruneOptions(task ? flags : { ...flags, tolerance: undefined }, task ?? 'classification');
       let csv = '';
       let bytes: Buffer;
       if (flags.data) {
+        let size: number;
         try {
           // A FIFO or device given as --data would block the read for ever (or never end it).
-          if (!statSync(flags.data).isFile()) throw new Error('not a regular file');
+          const info = statSync(flags.data);
+          if (!info.isFile()) throw new Error('not a regular file');
+          size = info.size;
+        } catch (error) {
+          throw new UserError(`--data: cannot read ${flags.data} (${errorMessage(error)})`);
+        }
+        // Read whole, a file past what one string holds failed as an internal error; no server takes it anyway.
+        if (size > MAX_JOB_DATA_BYTES) throw dataTooLargeForAnyServer(flags.data, size);
+        try {
           bytes = readFileSync(flags.data);
         } catch (error) {
           throw new UserError(`--data: cannot read ${flags.data} (${errorMessage(error)})`);
@@ -66,6 +77,7 @@ export function registerJobsCommand(program: Command): void {
       if (flags.tolerance !== undefined && !optionsTask) {
         if (!flags.data) throw new UserError('--tolerance: give --task with --server-path (the tolerance is accuracy points for classification, an MSE percentage for regression)');
         optionsTask = parseDataset(csv, { label: flags.label }, flags.data).task;
+        parsePruneOptions(flags, optionsTask);
       }
       const options = Object.fromEntries(Object.entries(pruneOptionsFromFlags(flags, optionsTask ?? 'classification')).filter(([, value]) => value !== undefined));
       await withConnection(flags, async (connection) => {
@@ -187,6 +199,18 @@ function isMessageTooLarge(error: unknown): boolean {
 /** --data too large for the server's gRPC message limit, named as the server names it for a smaller file over --max-body-bytes. */
 function dataTooLarge(file: string, csv: string, error: unknown): UserError {
   return new UserError(`--data: ${file} is ${Buffer.byteLength(csv, 'utf8')} bytes, more than the server accepts (its --max-body-bytes)`, { cause: error });
+}
+
+/**
+ * The most CSV a server's job request can carry: a server takes --max-body-bytes (16 MiB by
+ * default), and whatever it is set to, the CSV is one string on both sides, which holds at most
+ * this many characters (a byte each in the ASCII a CSV mostly is).
+ */
+const MAX_JOB_DATA_BYTES = constants.MAX_STRING_LENGTH;
+
+/** --data larger than any server accepts, refused before it is read. */
+function dataTooLargeForAnyServer(file: string, size: number): UserError {
+  return new UserError(`--data: ${file} is ${size} bytes, more than any server accepts (at most ${MAX_JOB_DATA_BYTES} bytes of CSV, and only with its --max-body-bytes raised that far from the 16 MiB default)`);
 }
 
 /**

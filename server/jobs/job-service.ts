@@ -15,6 +15,7 @@ import type { Store } from '../store/store.ts';
 import { JobEvents, type JobEvent } from './job-events.ts';
 import { isFinished, watchJob } from './job-watch.ts';
 import { newActiveJob, type ActiveJob, type JobCancel } from './active-job.ts';
+import { nodeLockFor, type NodeLock } from './node-lock.ts';
 import { readJobData } from './job-data.ts';
 import { JobDataCheckPool, type JobDataCheckPoolOptions } from './job-data-check-pool.ts';
 import { verifiedJobArtifacts } from './job-artifacts.ts';
@@ -77,6 +78,7 @@ export class JobService {
   readonly events = new JobEvents();
   readonly #deps: JobServiceDeps;
   readonly #dataChecks: JobDataCheckPool;
+  readonly #nodeLock: NodeLock;
   readonly #queue: QueuedJob[] = [];
   readonly #active = new Map<string, ActiveJob>();
   /**
@@ -94,6 +96,7 @@ export class JobService {
   constructor(deps: JobServiceDeps) {
     this.#deps = deps;
     this.#dataChecks = new JobDataCheckPool(deps.dataChecks);
+    this.#nodeLock = nodeLockFor(deps.store.engine, deps.node, deps.log);
   }
 
   get running(): number {
@@ -106,9 +109,13 @@ export class JobService {
    * (this server before a host rename or another --node-id): no other server will ever end them.
    * With PostgreSQL another node id may be a live server sharing the database (and nothing here
    * tells a live one from a gone one), so its jobs are left to it.
+   *
+   * First it claims this node id for as long as it runs (NodeLock): a second server started with
+   * the same --node-id is refused (a UserError) before it fails or deletes anything of the live one.
    */
   async recoverInterrupted(): Promise<string[]> {
     const { store, node } = this.#deps;
+    await this.#nodeLock.acquire();
     const at = new Date().toISOString();
     const failed = await store.jobs.failUnfinished(RESTART_REASON, at, node);
     if (store.engine.dialect === 'sqlite') {
@@ -116,6 +123,7 @@ export class JobService {
         failed.push(...(await store.jobs.failUnfinished(`${RESTART_REASON} (it ran as node ${other}; the server is now node ${node})`, at, other)));
       }
     }
+    if (failed.length > 0) this.#deps.metrics.jobsFinished.inc({ state: 'failed' }, failed.length);
     await rm(this.#deps.workDir, { recursive: true, force: true });
     await mkdir(this.#deps.workDir, { recursive: true });
     if (failed.length > 0) this.#deps.log.warn({ jobs: failed }, RESTART_REASON);
@@ -148,6 +156,7 @@ export class JobService {
         node,
         staleSeconds,
       );
+      if (failed.length > 0) this.#deps.metrics.jobsFinished.inc({ state: 'failed' }, failed.length);
       for (const { id, node: owner } of failed) {
         log.warn({ job: id, node: owner }, 'failed a job whose server stopped renewing it');
         const job = await store.jobs.get(id);
@@ -299,7 +308,10 @@ export class JobService {
     const active = [...this.#active.values()];
     await Promise.all([this.#dataChecks.stop(), ...active.map((run) => run.worker?.terminate())]);
     await Promise.all(active.filter((run) => run.ending).map((run) => run.ended));
-    await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
+    // Only with the node's claim: without it (this start was refused, or another server took the
+    // node id meanwhile) the unfinished jobs of this node id are another live server's.
+    if (await this.#nodeLock.held()) await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
+    await this.#nodeLock.release();
   }
 
   #assertRoomInQueue(): void {

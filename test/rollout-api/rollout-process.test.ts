@@ -44,7 +44,7 @@ interface PreparedProc {
  * Spawns a server process and waits until it has loaded (Node, tsx and every module: seconds on
  * a loaded machine) without starting the server yet: `start()` then costs the server's start only.
  */
-function prepareFleetServer(t: TestContext, env: { dataDir: string; location: StoreLocation; journal: string }): Promise<PreparedProc> {
+function prepareFleetServer(t: TestContext, env: { dataDir: string; location: StoreLocation; journal: string }, nodeId?: string): Promise<PreparedProc> {
   const config = {
     dataDir: env.dataDir,
     host: '127.0.0.1',
@@ -53,6 +53,8 @@ function prepareFleetServer(t: TestContext, env: { dataDir: string; location: St
     mqttPort: 0,
     adminToken: ADMIN_TOKEN,
     ...(env.location.engine === 'postgres' ? { databaseUrl: env.location.databaseUrl, databaseSchema: env.location.schema } : {}),
+    // Servers running at once on one database need a node id each (the default, the host name, is in use by the first).
+    ...(nodeId ? { nodeId } : {}),
   };
   const child = spawn(process.execPath, nodeArgsFor('test/rollout-api/helpers/fleet-server-main.ts'), {
     cwd: REPO,
@@ -155,7 +157,7 @@ test('a real server drives a rollout end to end; kill -9 mid-rollout, restart re
 test('PostgreSQL: two servers, one leader; kill -9 the leader and the other takes over within 10 s', async (t) => {
   const env = await prepare(t, 'postgres');
   if (!env) return;
-  const [preparedFirst, preparedSecond] = await Promise.all([prepareFleetServer(t, env), prepareFleetServer(t, env)]);
+  const [preparedFirst, preparedSecond] = await Promise.all([prepareFleetServer(t, env, 'node-first'), prepareFleetServer(t, env, 'node-second')]);
   const first = await preparedFirst.start();
   const second = await preparedSecond.start();
   const leaderOf = async (server: Proc) => (await (await server.request('GET', '/api/rollouts/leader')).json()) as any;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, lstatSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isOneLineError, runCliBatch, tempDir } from '../helpers/cli.ts';
@@ -98,4 +98,39 @@ test('prune --out a directory whose manifest.json is a FIFO is refused in one li
   assert.match(run.stderr, /^fleetprune: cannot write artifact to .*out: its manifest\.json is not a regular file; refusing to replace it$/m);
   assert.ok(lstatSync(join(out, 'manifest.json')).isFIFO(), 'left as it was');
   assert.equal(existsSync(`${out}.lock`), false, 'no lock left behind');
+});
+
+test('jobs prune --tolerance without --task is checked against the task inferred from --data: 500 (% of the MSE) starts a regression job; out of range for the inferred task is refused in one line', async (t) => {
+  // Before: the flags were checked as classification before the data was read, and 500 (over 100 accuracy points) was refused.
+  const server = (await startTestServer(t))!;
+  const datasets = new URL('../../shared/datasets/', import.meta.url).pathname;
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const [regression, tooMuch, classification] = await runCliBatch([
+    { args: ['jobs', 'prune', '--data', `${datasets}diabetes.csv`, '--label', 'progression', '--tolerance', '500', '--units', '2', '--layers', '1', '--epochs', '1', '--detach', ...connection] },
+    { args: ['jobs', 'prune', '--data', `${datasets}diabetes.csv`, '--label', 'progression', '--tolerance', '5000', '--detach', ...connection] },
+    { args: ['jobs', 'prune', '--data', `${datasets}iris.csv`, '--label', 'species', '--tolerance', '500', '--detach', ...connection] },
+  ]);
+  assert.equal(regression!.code, 0, regression!.stderr);
+  const id = regression!.stdout.trim();
+  const job = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as any;
+  assert.equal(job.request.task, 'regression');
+  assert.equal(job.request.options.toleranceMseFraction, 5);
+  await server.request('POST', `/api/jobs/${id}/cancel`);
+  assert.equal(tooMuch!.code, 2, tooMuch!.stderr);
+  assert.equal(tooMuch!.stderr, 'fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 5000\n');
+  assert.equal(classification!.code, 2, classification!.stderr);
+  assert.equal(classification!.stderr, 'fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 500\n');
+  assert.equal(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs.length, 1, 'only the valid job was submitted');
+});
+
+test('jobs prune --data larger than any server accepts (a sparse 600 MiB file) is refused in one line before it is read (it exited 1, "internal error: Cannot create a string longer than...")', async (t) => {
+  const dir = await tempDir(t);
+  const big = join(dir, 'big.csv');
+  await writeFile(big, 'a,b,y\n');
+  await truncate(big, 600 * 1024 * 1024); // sparse: no disk used, no time spent
+  // No server: the refusal comes before any connection.
+  const run = await runCli(['jobs', 'prune', '--data', big, '--label', 'y', '--server', '127.0.0.1:1', '--token', 'x'], {}, { timeoutMs: 60_000 });
+  assert.equal(run.code, 2, run.stderr);
+  assert.ok(isOneLineError(run.stderr), run.stderr);
+  assert.equal(run.stderr, `fleetprune: --data: ${big} is 629145600 bytes, more than any server accepts (at most 536870888 bytes of CSV, and only with its --max-body-bytes raised that far from the 16 MiB default)\n`);
 });
