@@ -25,7 +25,7 @@ function countStateWrites(t: TestContext, server: TestServer): { heartbeats: num
   const counts = { heartbeats: 0, statuses: 0 };
   engine.run = (sql, params) => {
     if (sql.startsWith('UPDATE devices SET online = 1, last_seen')) counts.heartbeats++;
-    if (sql.startsWith('UPDATE devices SET online = ?, online_since')) counts.statuses++;
+    if (sql.startsWith('UPDATE devices SET last_seen = CASE WHEN online = ?')) counts.statuses++;
     return run(sql, params);
   };
   t.after(() => (engine.run = run));
