@@ -18,8 +18,8 @@ export function coreModules(ctx: ServerContext, fleet: Fleet): ServerModule[] {
       routes: modelsRoutes(ctx),
       grpcServices: [grpc.ModelRegistry],
       async start() {
-        ctx.metrics.gauge(SERVER_METRICS.registryModels, 'Registered models', () => ctx.store.models.countModels());
-        ctx.metrics.gauge(SERVER_METRICS.registryVersions, 'Registered model versions', () => ctx.store.models.countVersions());
+        ctx.metrics.storeGauge(SERVER_METRICS.registryModels, 'Registered models', () => ctx.store.models.countModels());
+        ctx.metrics.storeGauge(SERVER_METRICS.registryVersions, 'Registered model versions', () => ctx.store.models.countVersions());
       },
     },
     { name: 'artifacts', routes: artifactsRoutes(ctx), grpcServices: [grpc.Blobs] },

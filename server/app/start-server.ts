@@ -105,7 +105,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     await blobs.open();
     const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled);
     const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey);
-    const metrics = new ServerMetrics();
+    // /metrics answers while the database does not, saying so in fleetprune_store_up.
+    const metrics = new ServerMetrics({ store: { probe: () => store.engine.get('SELECT 1 AS ok'), log: log.child({ component: 'metrics' }) } });
     const tokens = new TokenService(store);
     const holds = new RolloutHolds(store.engine);
     const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });

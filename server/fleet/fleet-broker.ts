@@ -12,6 +12,12 @@ export interface FleetBroker {
   broker: Broker;
   /** The embedded broker's port; null for an external broker. */
   port(): number | null;
+  /**
+   * Whether the server's connection to the broker is up now: the external broker's MQTT client
+   * (mqtt.js sets it at each CONNACK and clears it when the socket closes; false before start and
+   * after stop). The embedded broker runs in the server's process: always connected.
+   */
+  connected(): boolean;
 }
 
 /**
@@ -30,7 +36,7 @@ export function createFleetBroker(
   const server: ServerIdentity = { username: DEFAULT_SERVER_USERNAME, password: config.mqttPassword ?? randomBytes(24).toString('base64url') };
   if (config.mqttUrl === undefined) {
     const broker = new EmbeddedBroker({ port: config.mqttPort, host: config.host, credentials, server, logger, denied });
-    return { broker, port: () => broker.port };
+    return { broker, port: () => broker.port, connected: () => true };
   }
   const pidFile = config.mosquittoPidFile;
   const broker = new ExternalBroker({
@@ -41,5 +47,5 @@ export function createFleetBroker(
     ...(republishRetained ? { onReconnect: republishRetained } : {}),
     ...(config.mosquittoDir ? { mosquittoAuth: { dir: config.mosquittoDir, reload: pidFile ? reloadMosquittoFromPidFile(pidFile) : async () => {} } } : {}),
   });
-  return { broker, port: () => null };
+  return { broker, port: () => null, connected: () => broker.connected };
 }

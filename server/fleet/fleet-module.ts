@@ -68,7 +68,7 @@ export interface FleetHooks {
 export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number }; /** Each device's answer bucket (defaults ANSWER_BURST, ANSWER_REFILL_MS; tests shorten them). */ answerRateLimit?: { burst?: number; refillMs?: number } } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
-  const { broker, port } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
+  const { broker, port, connected } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
   const exporter = new ReportMetricsExporter(ctx.metrics.registry);
   const outcomes = new AssignmentOutcomes();
   const ingest = new StoreFleetIngest({
@@ -131,9 +131,11 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       await receiver.start();
       if (!leaderGate) await activate();
       retention.start();
-      ctx.metrics.gauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
-      ctx.metrics.gauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
+      ctx.metrics.storeGauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
+      ctx.metrics.storeGauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
       ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby)', () => (gate.active ? 1 : 0));
+      // The leadership alone does not say the broker is reachable: a leader keeps it while its broker is down.
+      ctx.metrics.gauge(PROTOCOL_METRICS.brokerConnected, 'Whether this server\'s connection to the broker is up (the embedded broker: 1; 0 on a standby, which does not connect)', () => (connected() ? 1 : 0));
       ctx.metrics.gauge(
         BROKER_CREDENTIALS_STALE,
         'Whether the broker lags the store\'s device credentials (1: an update failed, e.g. Mosquitto\'s password and ACL files could not be rewritten, so a revoked device may still connect; the server retries)',

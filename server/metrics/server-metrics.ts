@@ -1,5 +1,12 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { METRIC_PREFIX, SERVER_METRICS } from '../../shared/metrics/names.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import { StoreReads } from './store-reads.ts';
+
+export interface ServerMetricsOptions {
+  /** The store behind storeGauge(): probed at each scrape, and exported as fleetprune_store_up. */
+  store?: { probe: () => Promise<unknown>; log?: Logger; timeoutMs?: number };
+}
 
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
@@ -15,8 +22,9 @@ export class ServerMetrics {
   readonly blobBytesServed: Counter<'transport'>;
   readonly blobGcFreedBytes: Counter;
   readonly stalledStreamsEnded: Counter<'api' | 'stream'>;
+  readonly #storeReads: StoreReads;
 
-  constructor() {
+  constructor(options: ServerMetricsOptions = {}) {
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
     this.httpDuration = new Histogram({
       name: SERVER_METRICS.httpRequestDuration,
@@ -55,6 +63,10 @@ export class ServerMetrics {
       labelNames: ['api', 'stream'],
       registers: [this.registry],
     });
+    this.#storeReads = new StoreReads({ probe: options.store?.probe ?? (async () => {}), ...options.store });
+    if (options.store) {
+      this.gauge(SERVER_METRICS.storeUp, 'Whether the store (the database) answers now: 0 while it does not, when the store\'s gauges keep their last values and fleet changes fail', async () => ((await this.#storeReads.up()) ? 1 : 0));
+    }
   }
 
   /** A gauge whose value is read when /metrics is scraped. */
@@ -67,5 +79,34 @@ export class ServerMetrics {
         this.set(await read());
       },
     });
+  }
+
+  /**
+   * A gauge read from the store when /metrics is scraped. It never fails the scrape: a store that
+   * does not answer (in time) leaves the last value, or no sample before the first one.
+   */
+  storeGauge(name: string, help: string, read: () => Promise<number>): Gauge {
+    const reads = this.#storeReads;
+    return new StoreGauge({
+      name,
+      help,
+      registers: [this.registry],
+      async collect() {
+        const value = await reads.read(name, read);
+        if (value === undefined) return;
+        this.set(value);
+        (this as StoreGauge).hasValue = true;
+      },
+    });
+  }
+}
+
+/** Exports no sample until its first value: a gauge's initial 0 would claim, say, an empty fleet. */
+class StoreGauge extends Gauge {
+  hasValue = false;
+
+  override async get(): ReturnType<Gauge['get']> {
+    const metric = await super.get();
+    return this.hasValue ? metric : { ...metric, values: [] };
   }
 }

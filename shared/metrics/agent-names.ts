@@ -34,6 +34,8 @@ export const PROTOCOL_METRICS = {
   devicesOnline: 'fleetprune_fleet_devices_online',
   /** Gauge: 1 while this server holds the fleet's broker side (embedded broker, or the external one as leader); 0 on a standby. */
   brokerActive: 'fleetprune_fleet_broker_active',
+  /** Gauge: 1 while this server's connection to the broker is up (the embedded broker: always); 0 on a standby, and on a leader that lost the external broker. */
+  brokerConnected: 'fleetprune_fleet_broker_connected',
   /** Gauge: 1 while the broker does not enforce the store's device credentials yet (a failed update the server retries). */
   brokerCredentialsStale: 'fleetprune_fleet_broker_credentials_stale',
 } as const;

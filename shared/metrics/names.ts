@@ -11,4 +11,6 @@ export const SERVER_METRICS = {
   blobBytesServed: 'fleetprune_blob_bytes_served_total',
   blobGcFreedBytes: 'fleetprune_blob_gc_freed_bytes_total',
   stalledStreamsEnded: 'fleetprune_stalled_streams_ended_total',
+  /** Gauge: 1 while the store (the database) answers; 0 while it does not (the store's gauges then keep their last values). */
+  storeUp: 'fleetprune_store_up',
 } as const;

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { test, type TestContext } from 'node:test';
+import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
+import { SERVER_METRICS } from '../../shared/metrics/names.ts';
+import { cuttableProxy, type CuttableProxy } from '../helpers/cuttable-proxy.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+import { postgresUrl } from './helpers/store-engines.ts';
+import { startTestServer, type TestServer } from './helpers/test-server.ts';
+
+/** A test server on PostgreSQL, reached through a proxy the test can cut. Null when PostgreSQL is missing. */
+async function serverThroughProxy(t: TestContext): Promise<{ server: TestServer; proxy: CuttableProxy } | null> {
+  const url = await postgresUrl();
+  if (!url) {
+    engineMissing(t, 'PostgreSQL', 'nothing answers on 127.0.0.1:5432');
+    return null;
+  }
+  const target = new URL(url);
+  const proxy = await cuttableProxy(t, { host: target.hostname, port: Number(target.port || 5432) });
+  const proxied = new URL(url);
+  proxied.port = String(proxy.port);
+  const server = (await startTestServer(t, { engine: 'postgres', config: { databaseUrl: proxied.toString() } }))!;
+  return { server, proxy };
+}
+
+/** /metrics: its status, and each unlabelled sample's value (absent: no sample). */
+async function scrape(server: TestServer): Promise<{ status: number; value: (name: string) => number | undefined }> {
+  const response = await fetch(`${server.baseUrl}/metrics`);
+  const text = await response.text();
+  return {
+    status: response.status,
+    value: (name) => {
+      const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+      return match ? Number(match[1]) : undefined;
+    },
+  };
+}
+
+/**
+ * A database outage as the server sees it (its PostgreSQL link cut through a proxy): /metrics
+ * still answers, so Prometheus does not take the server for down and keeps every other series
+ * (the rollouts' among them); the store-backed gauges keep their last values and
+ * fleetprune_store_up says the store is gone, then back.
+ */
+test('/metrics answers while the database is unreachable: fleetprune_store_up 0, the store gauges keep their last values', async (t) => {
+  const started = await serverThroughProxy(t);
+  if (!started) return;
+  const { server, proxy } = started;
+  const enrolled = await server.request('POST', '/api/devices', { json: { id: 'dev-1', labels: {} } });
+  assert.equal(enrolled.status, 201, await enrolled.text());
+
+  const before = await scrape(server);
+  assert.equal(before.status, 200, '/metrics with the database up');
+  assert.equal(before.value(PROTOCOL_METRICS.devices), 1, 'one device enrolled');
+  assert.equal(before.value(SERVER_METRICS.registryModels), 0, 'no model registered');
+
+  proxy.cut();
+  const during = await scrape(server);
+  assert.equal(during.status, 200, '/metrics with the database unreachable');
+  assert.equal(before.value(SERVER_METRICS.storeUp), 1, 'the store was up');
+  assert.equal(during.value(SERVER_METRICS.storeUp), 0, 'fleetprune_store_up says the store is gone');
+  assert.equal(during.value(PROTOCOL_METRICS.devices), 1, 'the device count keeps its last value');
+  assert.equal(during.value(PROTOCOL_METRICS.devicesOnline), 0, 'the online count keeps its last value');
+  assert.equal(during.value(SERVER_METRICS.registryModels), 0, 'the model count keeps its last value');
+  assert.equal(during.value(SERVER_METRICS.jobsRunning), 0, 'the series that do not read the store are there');
+  assert.equal((await scrape(server)).status, 200, 'and again');
+
+  proxy.restore();
+  await waitFor(async () => (await scrape(server)).value(SERVER_METRICS.storeUp) === 1, 10_000, 'fleetprune_store_up 1 once the database answers again');
+  const second = await server.request('POST', '/api/devices', { json: { id: 'dev-2', labels: {} } });
+  assert.equal(second.status, 201, await second.text());
+  assert.equal((await scrape(server)).value(PROTOCOL_METRICS.devices), 2, 'the device count is read again');
+});
+
+test('/metrics answers while the database accepts connections but does not answer: the store reads time out', async (t) => {
+  const started = await serverThroughProxy(t);
+  if (!started) return;
+  const { server, proxy } = started;
+  const before = await scrape(server);
+  assert.equal(before.value(SERVER_METRICS.storeUp), 1, 'the store is up');
+  proxy.stall();
+  const during = await scrape(server);
+  assert.equal(during.status, 200, '/metrics with the database silent');
+  assert.equal(during.value(SERVER_METRICS.storeUp), 0, 'fleetprune_store_up says the store does not answer');
+  assert.equal(during.value(PROTOCOL_METRICS.devices), 0, 'the device count keeps its last value');
+  proxy.restore();
+  await waitFor(async () => (await scrape(server)).value(SERVER_METRICS.storeUp) === 1, 15_000, 'fleetprune_store_up 1 once the database answers again');
+});
