@@ -26,6 +26,7 @@ import { FleetReceiver } from './fleet-receiver.ts';
 import { FleetStore } from './fleet-store.ts';
 import { StoreCredentialStore } from './store-credential-store.ts';
 import { restoreExports } from './serving-totals.ts';
+import { forgetRevokedDevices } from './export-reconcile.ts';
 import { StoreFleetIngest } from './store-fleet-ingest.ts';
 import { StoreFleetPort, lateAnswerOf } from './store-fleet-port.ts';
 import { StoreReportHistory } from './store-report-history.ts';
@@ -65,7 +66,7 @@ export interface FleetHooks {
  * identity allows one connection: only the rollout leader connects (doing the above when
  * elected); the others are standbys that serve reads and refuse fleet changes until they lead.
  */
-export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number }; /** Each device's answer bucket (defaults ANSWER_BURST, ANSWER_REFILL_MS; tests shorten them). */ answerRateLimit?: { burst?: number; refillMs?: number } } = {}): Fleet {
+export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number }; /** Each device's answer bucket (defaults ANSWER_BURST, ANSWER_REFILL_MS; tests shorten them). */ answerRateLimit?: { burst?: number; refillMs?: number }; /** How often the exported devices are checked against the store's live ones (default EXPORT_RECONCILE_MS). */ exportReconcileMs?: number } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port, connected } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
@@ -82,7 +83,9 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       const { actionId, answer } = lateAnswerOf(report);
       hooks.onAnswer?.(report.deviceId, actionId, answer);
     },
-    onSlotsChanged: (deviceId, slots) => exporter.keepSlots(deviceId, slots),
+    onSlotsChanged: (deviceId, slots, at) => exporter.keepSlots(deviceId, slots, at),
+    onSlotsSeen: (deviceId, slots, sentAt) => exporter.reconcileSlots(deviceId, slots, sentAt),
+    onRevokedDevice: (deviceId) => exporter.forgetDevice(deviceId),
     onServing: (serving) => exporter.observeServing(serving),
   });
   const log = ctx.log.child({ component: 'fleet' });
@@ -111,6 +114,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     everyMs: options.reportSweepMs ?? 3_600_000,
     log,
   });
+  let reconcile: NodeJS.Timeout | undefined;
   let leading = false;
   let stopped = false;
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
@@ -146,6 +150,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     },
     stop: async () => {
       stopped = true;
+      clearInterval(reconcile);
       await retention.stop();
       await broker.stop();
       await throttle.flush(); // the held heartbeats and statuses, before the store closes
@@ -192,6 +197,9 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     : undefined;
   return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet), ...(leadershipHandlers ? { leadershipHandlers } : {}) };
 }
+
+/** How often a server checks that the devices it exports series for are still live (ms). */
+export const EXPORT_RECONCILE_MS = 10_000;
 
 /** A broker that cannot start is a configuration problem: one line naming the flag. */
 async function startBroker(broker: Broker, config: ServerConfig): Promise<void> {

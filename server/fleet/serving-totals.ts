@@ -1,8 +1,8 @@
-import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
-import type { DeviceReport, ServingDelta, ServingTotal } from '../metricproviders/report-history.ts';
-import { servingSides, type DeviceServingTotal, type ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
+import type { ReportTotal, ServingDelta, ServingTotal } from '../metricproviders/report-history.ts';
+import { servingSides, type DeviceReportTotal, type DeviceServingTotal, type ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories } from './fleet-store.ts';
+import { latestReportOf, seedReportTotals, slotsHold } from './report-totals.ts';
 
 /**
  * A device's served totals after a heartbeat's delta (what the exporter adds to its counters),
@@ -15,7 +15,7 @@ import type { FleetRepositories } from './fleet-store.ts';
  * dropped and comes back later starts afresh there too); a promoted candidate's stays.
  */
 export function servingTotalsAfter(totals: readonly ServingTotal[], delta: Pick<ServingDelta, 'cohort' | 'active' | 'candidate' | 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'> | null, slots: Pick<DeviceSlots, 'active' | 'candidate'>, at: string): ServingTotal[] {
-  const next = totals.filter((total) => held(total, slots));
+  const next = totals.filter((total) => slotsHold(slots, total));
   for (const { ref, role, rows, errors } of delta ? servingSides(delta) : []) {
     const index = next.findIndex((total) => total.model === ref.model && total.role === role);
     const same = index >= 0 && next[index]!.version === ref.version && next[index]!.cohort === delta!.cohort ? next[index]! : undefined;
@@ -35,31 +35,34 @@ export function servingTotalsAfter(totals: readonly ServingTotal[], delta: Pick<
   return next;
 }
 
-/** Whether the slots still hold the total's model (the exporter's keepSlots rule). */
-function held(total: ServingTotal, slots: Pick<DeviceSlots, 'active' | 'candidate'>): boolean {
-  const holds = (ref: { model: string; version: string } | null) => ref !== null && ref.model === total.model && ref.version === total.version;
-  return total.role === 'active' ? holds(slots.active) : holds(slots.candidate) || holds(slots.active);
-}
-
 /**
  * Exports afresh what the store kept (when this server starts or becomes the leader): each live
- * device's latest benchmark per model and its served totals, then its slots.
+ * device's benchmark totals and served totals per model and role, then its slots. Devices with
+ * no benchmark totals kept yet (from before fleet migration 10) get them from their latest
+ * benchmark per model, written back so that retention cannot take those away.
  */
 export async function restoreExports(exporter: ReportMetricsExporter, repos: Pick<FleetRepositories, 'reports' | 'devices'>): Promise<void> {
-  const latest = await repos.reports.latestBenchmarks();
   const live = await repos.devices.list({ live: true });
-  const benchmarks = latest.map(({ report, cohort, receivedAt }) => ({ reports: report.kind === 'benchmark' ? deviceReportsFromBenchmark(report, cohort) : [], receivedAt }));
-  exporter.restore(restoreEntries(benchmarks, live), new Map(live.map((device) => [device.id, device] as const)));
+  const untracked = live.filter((device) => device.reportTotals === null).map((device) => device.id);
+  const seeds = untracked.length > 0 ? await seedReportTotals(repos.reports, untracked) : new Map<string, ReportTotal[]>();
+  for (const id of untracked) await repos.devices.seedReportTotals(id, seeds.get(id) ?? []);
+  const devices = live.map((device) => ({ ...device, reportTotals: device.reportTotals ?? seeds.get(device.id) ?? [] }));
+  exporter.restore(restoreEntries(devices), new Map(live.map((device) => [device.id, device] as const)));
 }
 
 /**
- * What the exporter restores, in the order the server received it: benchmarks (with their
- * arrival time) and the devices' served totals (with the time of their latest heartbeat), so a
- * label set that replaced another before the restart replaces it again.
+ * What the exporter restores, in the order the server received it: the devices' benchmark totals
+ * (with their latest benchmark's arrival) and served totals (with their latest heartbeat's), so
+ * a label set that replaced another before the restart replaces it again.
  */
-export function restoreEntries(benchmarks: readonly { reports: readonly DeviceReport[]; receivedAt: string }[], devices: readonly { id: string; servingTotals: readonly ServingTotal[] }[]): (DeviceReport | DeviceServingTotal)[] {
-  const timed: { at: number; order: number; entries: (DeviceReport | DeviceServingTotal)[] }[] = [];
-  for (const { reports, receivedAt } of benchmarks) timed.push({ at: Date.parse(receivedAt) || 0, order: timed.length, entries: [...reports] });
+export function restoreEntries(devices: readonly { id: string; reportTotals: readonly ReportTotal[]; servingTotals: readonly ServingTotal[] }[]): (DeviceReportTotal | DeviceServingTotal)[] {
+  const timed: { at: number; order: number; entries: (DeviceReportTotal | DeviceServingTotal)[] }[] = [];
+  for (const device of devices) {
+    for (const total of device.reportTotals) {
+      const counts = { predictions: total.predictions, errors: total.errors, reports: total.reports };
+      timed.push({ at: Date.parse(total.at) || 0, order: timed.length, entries: [{ report: latestReportOf(device.id, total), counts }] });
+    }
+  }
   for (const device of devices) {
     for (const total of device.servingTotals) timed.push({ at: Date.parse(total.at) || 0, order: timed.length, entries: [{ deviceId: device.id, total }] });
   }

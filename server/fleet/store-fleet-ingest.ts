@@ -1,9 +1,10 @@
 import type { AssignmentReport, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
-import type { DeviceReport, ServingDelta } from '../metricproviders/report-history.ts';
+import type { DeviceReport, ReportTotal, ServingDelta } from '../metricproviders/report-history.ts';
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
 import { servingTotalsAfter } from './serving-totals.ts';
+import { reportTotalsAfter, reportTotalsHeld, seedReportTotals } from './report-totals.ts';
 import { olderInSameRun, sameAgentRun } from './agent-run.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
@@ -22,8 +23,15 @@ export interface StoreFleetIngestOptions {
   onBenchmarkFailed?: (report: AssignmentReport) => void;
   /** A device answered an assignment or fleet command and nobody waited for the answer (any outcome but benchmark-failed), once per answer. */
   onAnswer?: (report: AssignmentReport) => void;
-  /** A device's slots changed with an answer (its exported series keep to what it holds). */
-  onSlotsChanged?: (deviceId: string, slots: DeviceSlots) => void;
+  /** A device's slots changed with an answer (its exported series keep to what it holds); `at`: the device's time of the answer. */
+  onSlotsChanged?: (deviceId: string, slots: DeviceSlots, at: Date) => void;
+  /**
+   * A heartbeat was recorded: the slots the device held when it sent it (`sentAt`, the device's
+   * clock). Its series of models it no longer holds go, if nothing read since is newer.
+   */
+  onSlotsSeen?: (deviceId: string, slots: Pick<DeviceSlots, 'active' | 'candidate'>, sentAt: Date) => void;
+  /** Something came from a device that is revoked (e.g. through another server on the same store): its series go. */
+  onRevokedDevice?: (deviceId: string) => void;
   /** What a device served since its previous heartbeat (live predictions and errors, per model). */
   onServing?: (serving: ServingDelta) => void;
   clock?: () => Date;
@@ -49,13 +57,18 @@ export class StoreFleetIngest implements FleetIngest {
   async ingestReport(report: Report): Promise<IngestOutcome> {
     const now = this.#now();
     const stored = await this.#options.fleet.transaction(async (tx) => {
-      // An answer's slots are computed from the device's current ones: two answers ingested at once take turns.
-      if (report.kind === 'assignment') await tx.devices.lock(report.deviceId);
+      // An answer's slots, and a benchmark's totals, are computed from the device's current ones:
+      // two reports ingested at once take turns.
+      await tx.devices.lock(report.deviceId);
       const device = await tx.devices.get(report.deviceId);
-      if (!device || device.revokedAt !== null) return 'unknown-device' as const;
+      if (!device) return 'unknown-device' as const;
+      if (device.revokedAt !== null) return 'revoked-device' as const;
       if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
+      // Totals kept from before fleet migration 10 start from what a restart restored (read before this report is stored).
+      const totals = device.reportTotals ?? (report.kind === 'benchmark' ? ((await seedReportTotals(tx.reports, [device.id])).get(device.id) ?? []) : null);
       if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
+      if (report.kind === 'benchmark') await tx.devices.setReportTotals(device.id, reportTotalsAfter(totals ?? [], deviceReportsFromBenchmark(report, cohort), now));
       if (report.kind === 'assignment' && device) {
         if (!(await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now))) await tx.commands.setAnswered(report.assignmentId, report.deviceId, now);
         const slots = slotsAfter(device, report);
@@ -64,14 +77,21 @@ export class StoreFleetIngest implements FleetIngest {
         // heartbeat read first (sent just after the change) already stored its slots. The answer,
         // not the heartbeat, moves the series: a heartbeat read late is older than the answers.
         const moved = SLOT_OUTCOMES.has(report.outcome) ? (slots ?? { active: device.active, candidate: device.candidate, previous: device.previous }) : null;
+        // The totals of the series the move removes go too: a label set exported again later starts afresh, as its series does.
+        const held = moved && totals && reportTotalsHeld(totals, moved);
+        if (held && totals && held.length !== totals.length) await tx.devices.setReportTotals(device.id, held);
         return { cohort, slots: moved };
       }
       return { cohort, slots: null };
     });
+    if (stored === 'revoked-device') {
+      this.#options.onRevokedDevice?.(report.deviceId);
+      return 'unknown-device';
+    }
     if (typeof stored === 'string') return stored;
     if (report.kind === 'assignment') {
       const awaited = this.#options.outcomes.answered(report);
-      if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots);
+      if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots, new Date(report.createdAt));
       if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
       else if (!awaited) this.#options.onAnswer?.(report);
     } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
@@ -91,7 +111,11 @@ export class StoreFleetIngest implements FleetIngest {
       const device = await devices.get(telemetry.deviceId);
       // A heartbeat still in flight when its device was revoked (or a retained one read later) must not
       // mark the revoked device online again, nor replace the slots it was revoked with.
-      if (!device || device.revokedAt !== null) return 'unknown-device';
+      if (!device) return 'unknown-device';
+      if (device.revokedAt !== null) {
+        this.#options.onRevokedDevice?.(device.id);
+        return 'unknown-device';
+      }
       if (olderInSameRun(device.heartbeat, telemetry)) return 'out-of-order';
       const now = this.#now();
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
@@ -105,8 +129,29 @@ export class StoreFleetIngest implements FleetIngest {
         throw new Error(`the heartbeat of device ${device.id} kept meeting others written at the same time`);
       }
       if (delta) this.#options.onServing?.(delta);
+      const sentAt = new Date(telemetry.sentAt);
+      if (Number.isFinite(sentAt.getTime())) {
+        await this.#keepHeldReportTotals(device.id, device.reportTotals, telemetry, sentAt);
+        this.#options.onSlotsSeen?.(device.id, { active: telemetry.active, candidate: telemetry.candidate }, sentAt);
+      }
       return 'recorded';
     }
+  }
+
+  /**
+   * Drops the benchmark totals of models a heartbeat shows the device no longer holds (a
+   * candidate it lost with no answer saying so), as the exporter drops their series. Rarely
+   * anything to do: then the device's row is locked and read again, as a benchmark's write does.
+   */
+  async #keepHeldReportTotals(deviceId: string, read: readonly ReportTotal[] | null, slots: Pick<DeviceSlots, 'active' | 'candidate'>, sentAt: Date): Promise<void> {
+    const stale = (totals: readonly unknown[] | null, held: readonly unknown[]) => totals !== null && held.length !== totals.length;
+    if (!read || !stale(read, reportTotalsHeld(read, slots, sentAt))) return;
+    await this.#options.fleet.transaction(async (tx) => {
+      await tx.devices.lock(deviceId);
+      const totals = (await tx.devices.get(deviceId))?.reportTotals ?? null;
+      const held = totals && reportTotalsHeld(totals, slots, sentAt);
+      if (held && stale(totals, held)) await tx.devices.setReportTotals(deviceId, held);
+    });
   }
 
   async recordStatus(status: Status): Promise<StateOutcome> {
@@ -114,7 +159,11 @@ export class StoreFleetIngest implements FleetIngest {
     // A revoked device's status (its retained `online`, which the broker sends the server again at
     // every subscription) must not show it online nor make rollouts retry it.
     const device = await devices.get(status.deviceId);
-    if (!device || device.revokedAt !== null) return 'unknown-device';
+    if (!device) return 'unknown-device';
+    if (device.revokedAt !== null) {
+      this.#options.onRevokedDevice?.(device.id);
+      return 'unknown-device';
+    }
     // Revoked between the read and the write: the write changes nothing, and nobody hears of it.
     if (!(await devices.setStatus(status.deviceId, status.online, new Date(status.since).toISOString(), this.#now()))) return 'unknown-device';
     if (status.online) this.#options.onDeviceOnline?.(status.deviceId);

@@ -68,3 +68,33 @@ export interface ReportHistory {
   /** Reports in time order (oldest first). */
   reports(query: ReportQuery): Promise<readonly DeviceReport[]>;
 }
+
+/**
+ * What a device's benchmarks added, in total, to one label set (model, role, version, cohort) of
+ * its exported counters, and the latest one's numbers (the gauges). The server keeps it with the
+ * device (one per model and role, as ServingTotal), so a restart or a new leader exports the same
+ * counters: the newest benchmark alone is fewer rows and reports (a counter reset to Prometheus),
+ * and retention may have deleted even that one while the device still holds the model.
+ */
+export interface ReportTotal {
+  readonly model: string;
+  readonly version: string;
+  readonly role: ReportRole;
+  readonly cohort: string;
+  /** Holdout rows predicted, and failed, by every benchmark of the label set. */
+  readonly predictions: number;
+  readonly errors: number;
+  /** Benchmark reports counted. */
+  readonly reports: number;
+  /** The latest benchmark's numbers; `ts` is the device's time of it (ISO 8601). */
+  readonly latest: {
+    readonly accuracy: number | null;
+    readonly mse: number | null;
+    readonly latencyMs: { readonly p50: number; readonly p95: number; readonly p99: number };
+    readonly predictions: number;
+    readonly errors: number;
+    readonly ts: string;
+  };
+  /** When the latest benchmark arrived (the server's clock, ISO 8601). */
+  readonly at: string;
+}

@@ -18,7 +18,7 @@ export interface DeviceServingTotal {
 
 /**
  * The rows and errors a serving delta adds to each side's label set: the active model's served
- * rows (predictions and failed requests), the candidate's shadow rows (run and failed). Sides
+ * rows (predicted and failed), the candidate's shadow rows (run and failed). Sides
  * without a model or without rows add nothing.
  */
 export function servingSides(serving: Pick<ServingDelta, 'active' | 'candidate' | 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'>): { ref: { model: string; version: string }; role: ReportRole; rows: number; errors: number }[] {
@@ -27,6 +27,36 @@ export function servingSides(serving: Pick<ServingDelta, 'active' | 'candidate' 
     { ref: serving.candidate, role: 'candidate' as const, rows: serving.shadowRows + serving.shadowErrors, errors: serving.shadowErrors },
   ];
   return sides.flatMap(({ ref, ...side }) => (ref && side.rows > 0 ? [{ ref: { model: ref.model, version: ref.version }, ...side }] : []));
+}
+
+/** A device's benchmark totals for one label set, as restore() takes them back from the store: the latest report, and what all of them counted. */
+export interface DeviceReportTotal {
+  readonly report: DeviceReport;
+  readonly counts: ReportCounts;
+}
+
+/** What a benchmark (or several) adds to a label set's counters. */
+export interface ReportCounts {
+  readonly predictions: number;
+  readonly errors: number;
+  readonly reports: number;
+}
+
+const NO_COUNTS: ReportCounts = { predictions: 0, errors: 0, reports: 0 };
+
+/**
+ * One exported label set of a device: its labels, its last benchmark, and since when (the
+ * device's clock, ms) the device is known to hold it: its latest benchmark, or the answer that
+ * promoted it; -Infinity when only heartbeats (which hold it by definition) built it.
+ */
+interface ExportedEntry {
+  labels: Record<Label, string>;
+  report?: DeviceReport;
+  since: number;
+}
+
+function holds(held: DeviceSlotRefs['active'], labels: { model: string; version: string }): boolean {
+  return held !== null && held.model === labels.model && held.version === labels.version;
 }
 
 /** Models (each as candidate and active) whose series one device keeps; the least recently reported go first. */
@@ -46,7 +76,7 @@ export class ReportMetricsExporter {
   readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio', Gauge<Label>>;
   readonly #counters: Record<'predictions' | 'errors' | 'reports', Counter<Label>>;
   /** Per device, per model and role, the label set it exports now and its last report (in order of last report). */
-  readonly #exported = new Map<string, Map<string, { labels: Record<Label, string>; report?: DeviceReport }>>();
+  readonly #exported = new Map<string, Map<string, ExportedEntry>>();
   /**
    * Revoked devices (ids are never reused): a heartbeat or report read before the revocation
    * and exported after it would otherwise bring the device's series back, until a restart.
@@ -67,7 +97,7 @@ export class ReportMetricsExporter {
     };
     this.#counters = {
       predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Rows the device predicted with the model: benchmark holdout rows, and rows served (active) or run in shadow (candidate)'),
-      errors: counter(DEVICE_REPORT_METRICS.errors, 'Failed predictions on the device: failed requests (active), failed shadow rows (candidate)'),
+      errors: counter(DEVICE_REPORT_METRICS.errors, 'Rows whose prediction failed on the device: served rows (active), shadow-run rows (candidate)'),
       reports: counter(DEVICE_REPORT_METRICS.reports, 'Benchmark reports received from the device for the model'),
     };
   }
@@ -80,15 +110,21 @@ export class ReportMetricsExporter {
 
   /**
    * Exports afresh (after reset) what the store kept, in the order it arrived: each live device's
-   * latest benchmark per model, and what its heartbeats served per model and role (the totals
-   * its counters had), read back when this server starts or becomes the leader. Without them a
-   * restart leaves a rollout under way with no device series until every device benchmarks
-   * again, which it does once per candidate, and the counters lose what was served before it
-   * (a candidate's shadow errors: the candidate-errors check would pass what it failed).
+   * benchmark totals per model and role (the latest benchmark's numbers, and what all of them
+   * added to the counters), and what its heartbeats served per model and role, read back when
+   * this server starts or becomes the leader. Without them a restart leaves a rollout under way
+   * with no device series until every device benchmarks again, which it does once per candidate,
+   * and the counters lose what was counted before it: Prometheus sees a counter reset, and
+   * increase() counts the restored total again (a candidate's errors: the candidate-errors check
+   * would fail what it passed, or pass what it failed).
    */
-  restore(entries: readonly (DeviceReport | DeviceServingTotal)[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
+  restore(entries: readonly (DeviceReport | DeviceReportTotal | DeviceServingTotal)[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
     this.reset();
     for (const entry of entries) {
+      if ('counts' in entry) {
+        this.#export(entry.report, entry.counts);
+        continue;
+      }
       if (!('total' in entry)) {
         this.observe(entry);
         continue;
@@ -105,18 +141,43 @@ export class ReportMetricsExporter {
    * series stays (the last pilot's measurement, which the dashboards compare with the baseline);
    * a dropped candidate's series go, and so does an active version replaced otherwise, until the
    * device benchmarks again: they no longer show in Grafana, or as a relative check's baseline.
+   * `at`: the device's time of the answer that moved the slots (a promotion's copy is that new).
    */
-  keepSlots(deviceId: string, slots: DeviceSlotRefs): void {
+  keepSlots(deviceId: string, slots: DeviceSlotRefs, at?: Date): void {
     const device = this.#exported.get(deviceId);
     if (!device) return;
-    const holds = (held: DeviceSlotRefs['active'], labels: Record<Label, string>) => held !== null && held.model === labels.model && held.version === labels.version;
     for (const { labels, report } of [...device.values()]) {
-      const active = device.get(`${labels.model}\u0000active`)?.labels;
-      const promoted = labels.role === 'candidate' && holds(slots.active, labels) && !(active && holds(slots.active, active));
-      if (promoted && report) this.#export({ ...report, role: 'active' }, { count: false });
+      const active = device.get(`${labels.model}\u0000active`);
+      // The active label set may already be there without numbers: restored from what the
+      // promoted model served (the served totals come back before the slots are applied).
+      const measured = active !== undefined && holds(slots.active, active.labels) && (active.report !== undefined || active.labels.cohort !== labels.cohort);
+      const promoted = labels.role === 'candidate' && holds(slots.active, labels) && !measured;
+      if (promoted && report) this.#export({ ...report, role: 'active' }, NO_COUNTS, at);
     }
-    for (const [key, { labels }] of device) {
+    this.#removeUnheld(device, slots, () => true);
+  }
+
+  /**
+   * Keeps the device's series to the models a heartbeat shows it holds (a candidate it lost
+   * without an answer saying so, e.g. its files damaged): series measured, or moved by an answer,
+   * at or after the heartbeat's `sentAt` (the device's clock) stay, as a heartbeat read late is
+   * older than they are. Removes only; promotions come with their answers.
+   */
+  reconcileSlots(deviceId: string, slots: DeviceSlotRefs, sentAt: Date): void {
+    const device = this.#exported.get(deviceId);
+    if (device) this.#removeUnheld(device, slots, (entry) => entry.since < sentAt.getTime());
+  }
+
+  /** The devices that have series now (to check against the store's live devices). */
+  deviceIds(): string[] {
+    return [...this.#exported.keys()];
+  }
+
+  #removeUnheld(device: Map<string, ExportedEntry>, slots: DeviceSlotRefs, removable: (entry: ExportedEntry) => boolean): void {
+    for (const [key, entry] of device) {
+      const { labels } = entry;
       if (labels.role === 'active' ? holds(slots.active, labels) : holds(slots.candidate, labels) || holds(slots.active, labels)) continue;
+      if (!removable(entry)) continue;
       this.#remove(labels);
       device.delete(key);
     }
@@ -130,7 +191,7 @@ export class ReportMetricsExporter {
   }
 
   observe(report: DeviceReport): void {
-    this.#export(report, { count: true });
+    this.#export(report, { predictions: report.predictions, errors: report.errors, reports: 1 });
   }
 
   /**
@@ -154,10 +215,14 @@ export class ReportMetricsExporter {
     this.#counters.errors.inc(labels, errors);
   }
 
-  /** Sets the report's gauges; `count`: also adds it to the counters (a copy made at promotion is no new report). */
-  #export(report: DeviceReport, options: { count: boolean }): void {
+  /**
+   * Sets the report's gauges and adds `counts` to the counters (a copy made at promotion is no new
+   * report: nothing; a restored total: all its benchmarks). `since`: when the device said so
+   * (the report's time, or a promotion's answer).
+   */
+  #export(report: DeviceReport, counts: ReportCounts, since: Date = report.ts): void {
     const labels: Record<Label, string> = { model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
-    if (!this.#track(labels, report)) return;
+    if (!this.#track(labels, report, since)) return;
     if (report.accuracy !== null) this.#gauges.accuracy.set(labels, report.accuracy);
     if (report.mse !== undefined && report.mse !== null) this.#gauges.mse.set(labels, report.mse);
     this.#gauges.latencyP50.set(labels, report.latencyMs.p50 / 1000);
@@ -165,13 +230,13 @@ export class ReportMetricsExporter {
     this.#gauges.latencyP99.set(labels, report.latencyMs.p99 / 1000);
     if (report.predictions > 0) this.#gauges.errorRatio.set(labels, report.errors / report.predictions);
     // A copy's counters are there (at what they were, or 0) but count nothing new.
-    this.#counters.predictions.inc(labels, options.count ? report.predictions : 0);
-    this.#counters.errors.inc(labels, options.count ? report.errors : 0);
-    this.#counters.reports.inc(labels, options.count ? 1 : 0);
+    this.#counters.predictions.inc(labels, counts.predictions);
+    this.#counters.errors.inc(labels, counts.errors);
+    this.#counters.reports.inc(labels, counts.reports);
   }
 
   /** Makes `labels` the device's label set for its model and role, removing what it replaces or evicts; false for a revoked device (export nothing). */
-  #track(labels: Record<Label, string>, report?: DeviceReport): boolean {
+  #track(labels: Record<Label, string>, report?: DeviceReport, since?: Date): boolean {
     if (this.#forgotten.has(labels.device)) return false;
     let device = this.#exported.get(labels.device);
     if (!device) this.#exported.set(labels.device, (device = new Map()));
@@ -181,8 +246,10 @@ export class ReportMetricsExporter {
     device.delete(key); // re-inserted last: the map's order is the order of last report
     const replaced = previous !== undefined && (previous.version !== labels.version || previous.cohort !== labels.cohort);
     if (replaced) this.#remove(previous);
-    // Serving numbers keep the label set's last benchmark (what a promotion copies).
-    device.set(key, { labels, report: report ?? (replaced ? undefined : entry?.report) });
+    // Serving numbers keep the label set's last benchmark (what a promotion copies), and its time.
+    const kept = replaced ? undefined : entry;
+    const time = since?.getTime();
+    device.set(key, { labels, report: report ?? kept?.report, since: Math.max(kept?.since ?? -Infinity, Number.isFinite(time) ? time! : -Infinity) });
     const models = () => new Set([...device.values()].map((entry) => entry.labels.model));
     while (models().size > MAX_EXPORTED_MODELS_PER_DEVICE) {
       const oldest = device.values().next().value!.labels.model;

@@ -85,3 +85,36 @@ test("a device's series keep to the models it holds: a dropped candidate goes, a
   exporter.restore([report({ role: 'active', version: '1' }), report()], new Map([['d1', { active: v1, candidate: null }]]));
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/1/active/pilot']);
 });
+
+test('restored: a promoted model whose served total came back first still gets the pilot\'s numbers as its active series', async () => {
+  const registry = new Registry();
+  const exporter = new ReportMetricsExporter(registry);
+  const v2 = { model: 'wine', version: '2' };
+  // As the store gives it back: the pilot's benchmark (candidate), then what v2 served as the active model.
+  exporter.restore(
+    [report({ accuracy: 0.95, errors: 0 }), { deviceId: 'd1', total: { model: 'wine', version: '2', role: 'active', cohort: 'pilot', predictions: 70, errors: 1, ratio: 0.01, at: '2026-03-01T09:00:00.000Z' } }],
+    new Map([['d1', { active: v2, candidate: null }]]),
+  );
+  const metrics = await registry.getMetricsAsJSON();
+  const active = (name: string) => metrics.find((entry) => entry.name === name)!.values.find((value) => value.labels.role === 'active')?.value;
+  assert.deepEqual([active(DEVICE_REPORT_METRICS.accuracy), active(DEVICE_REPORT_METRICS.predictions), active(DEVICE_REPORT_METRICS.errors), active(DEVICE_REPORT_METRICS.reports)], [0.95, 70, 1, 0]);
+});
+
+test('a heartbeat removes the series of models it shows the device no longer holds, unless it was sent before they were measured or promoted', async () => {
+  const registry = new Registry();
+  const exporter = new ReportMetricsExporter(registry);
+  const at = (minute: number) => new Date(Date.UTC(2026, 2, 1, 9, minute));
+  const v1 = { model: 'wine', version: '1' };
+  const v2 = { model: 'wine', version: '2' };
+  exporter.observe(report({ role: 'active', version: '1', ts: at(10) }));
+  exporter.observe(report({ ts: at(10) }));
+  exporter.reconcileSlots('d1', { active: v1, candidate: null }, at(5));
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/1/active/pilot', 'd1/wine/2/candidate/pilot'], 'sent before the benchmark: nothing moves');
+  // Promoted by an answer at 09:20; a heartbeat sent at 09:15 (still v1 active) is older than that.
+  exporter.keepSlots('d1', { active: v2, candidate: null }, at(20));
+  exporter.reconcileSlots('d1', { active: v1, candidate: v2 }, at(15));
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/2/active/pilot', 'd1/wine/2/candidate/pilot']);
+  exporter.reconcileSlots('d1', { active: { model: 'wine', version: '3' }, candidate: null }, at(30));
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), [], 'a newer heartbeat: v2 is no longer held');
+  exporter.reconcileSlots('unknown', { active: null, candidate: null }, at(30)); // nothing exported for it: nothing happens
+});

@@ -155,4 +155,13 @@ export const fleetMigrations: Migration[] = [
           AND d.retained_assignment LIKE '%"id":"' || device_assignments.id || '"%'
         );`,
   },
+  {
+    domain: 'fleet',
+    version: 10,
+    name: 'benchmark totals kept with the device',
+    // The exported per-device counters add up every benchmark; a restart rebuilt them from each
+    // device's newest benchmark only (a counter reset to Prometheus), and retention could delete
+    // even that one. NULL: none kept yet (the server seeds them from the newest benchmarks).
+    sql: () => 'ALTER TABLE devices ADD COLUMN report_totals TEXT;',
+  },
 ];

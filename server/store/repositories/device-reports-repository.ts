@@ -56,19 +56,22 @@ export class DeviceReportsRepository {
   /**
    * Each live device's latest benchmark report per model (the model its candidate was of), by
    * arrival (the server's clock: a device's own may be off), oldest first: what the server exports
-   * per device, rebuilt after a restart or failover.
+   * per device, rebuilt after a restart or failover (for devices whose benchmark totals the store
+   * did not keep yet: see seedReportTotals). `deviceId`: that device's only.
    */
-  async latestBenchmarks(): Promise<StoredReport[]> {
+  async latestBenchmarks(options: { deviceId?: string } = {}): Promise<StoredReport[]> {
+    const device = options.deviceId === undefined ? '' : ' AND device_id = ?';
     const rows = await this.db.all(
       // One per device and model: two received in the same millisecond are told apart by the
       // device's own time, then the id (MAX(received_at) alone returned both).
       `SELECT r.payload, r.cohort, r.received_at FROM (
          SELECT payload, cohort, received_at, device_id, id,
            ROW_NUMBER() OVER (PARTITION BY device_id, model ORDER BY received_at DESC, created_at DESC, id DESC) AS newest
-         FROM device_reports WHERE kind = 'benchmark'
+         FROM device_reports WHERE kind = 'benchmark'${device}
        ) r
        JOIN devices d ON d.id = r.device_id AND d.revoked_at IS NULL
        WHERE r.newest = 1 ORDER BY r.received_at, r.id`,
+      options.deviceId === undefined ? [] : [options.deviceId],
     );
     return rows.map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
   }

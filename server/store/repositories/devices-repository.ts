@@ -1,5 +1,5 @@
 import type { Assignment, ModelRef, Telemetry } from '../../../shared/protocol/payloads.ts';
-import type { ServingTotal } from '../../metricproviders/report-history.ts';
+import type { ReportTotal, ServingTotal } from '../../metricproviders/report-history.ts';
 import type { SqlExecutor, SqlParam } from '../sql-engine.ts';
 import { fromJsonColumn, fromNullableJsonColumn, toJsonColumn } from './json-column.ts';
 import { chunksOf, ID_CHUNK } from './id-chunks.ts';
@@ -40,6 +40,12 @@ export interface DeviceRecord extends DeviceSlots {
    * the two always change together.
    */
   servingTotals: ServingTotal[];
+  /**
+   * What its benchmarks added in total, per model and role (reportTotalsAfter): the exported
+   * counters' other share, and the latest benchmark's numbers. Null for a device the store has
+   * kept none for yet (benchmarked only before fleet migration 10).
+   */
+  reportTotals: ReportTotal[] | null;
   /** The assignment now retained on the device's assignment topic (republished at start-up). */
   retainedAssignment: Assignment | null;
 }
@@ -83,6 +89,16 @@ export class DevicesRepository {
       for (const row of rows) found.set(String(row.id), toDevice(row));
     }
     return found;
+  }
+
+  /** The ids among `ids` of live devices (enrolled, not revoked): a few light queries for thousands of ids. */
+  async liveAmong(ids: readonly string[]): Promise<Set<string>> {
+    const live = new Set<string>();
+    for (const chunk of chunksOf([...new Set(ids)], ID_CHUNK)) {
+      const rows = await this.db.all(`SELECT id FROM devices WHERE revoked_at IS NULL AND id IN (${chunk.map(() => '?').join(', ')})`, chunk);
+      for (const row of rows) live.add(String(row.id));
+    }
+    return live;
   }
 
   /**
@@ -164,6 +180,16 @@ export class DevicesRepository {
     ]);
   }
 
+  /** The device's benchmark totals (written in the transaction that stores the benchmark or the answer that moves its slots). */
+  async setReportTotals(id: string, totals: readonly ReportTotal[]): Promise<void> {
+    await this.db.run('UPDATE devices SET report_totals = ? WHERE id = ?', [toJsonColumn(totals), id]);
+  }
+
+  /** Sets the device's benchmark totals only if none are stored yet (a seed must not replace what a benchmark wrote meanwhile). */
+  async seedReportTotals(id: string, totals: readonly ReportTotal[]): Promise<void> {
+    await this.db.run('UPDATE devices SET report_totals = ? WHERE id = ? AND report_totals IS NULL', [toJsonColumn(totals), id]);
+  }
+
   async setRetainedAssignment(id: string, assignment: Assignment | null): Promise<void> {
     await this.db.run('UPDATE devices SET retained_assignment = ? WHERE id = ?', [nullableJson(assignment), id]);
   }
@@ -217,6 +243,33 @@ function servingTotalsOf(parsed: unknown): ServingTotal[] {
   );
 }
 
+/** The stored benchmark totals (null: none kept yet); entries that are not well-formed are left out (they never fail a read). */
+function reportTotalsOf(text: unknown): ReportTotal[] | null {
+  if (text === null || text === undefined) return null;
+  let parsed: unknown;
+  try {
+    parsed = fromNullableJsonColumn<unknown>(text);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(parsed)) return [];
+  const count = (value: unknown) => typeof value === 'number' && Number.isFinite(value) && value >= 0;
+  const number = (value: unknown) => typeof value === 'number' && Number.isFinite(value);
+  const latest = (value: unknown) => {
+    if (typeof value !== 'object' || value === null) return false;
+    const l = value as Record<string, unknown>;
+    const latency = l.latencyMs as Record<string, unknown> | null | undefined;
+    return (l.accuracy === null || number(l.accuracy)) && (l.mse === null || number(l.mse)) && count(l.predictions) && count(l.errors) &&
+      typeof l.ts === 'string' && typeof latency === 'object' && latency !== null && number(latency.p50) && number(latency.p95) && number(latency.p99);
+  };
+  return parsed.filter(
+    (entry): entry is ReportTotal =>
+      typeof entry === 'object' && entry !== null &&
+      typeof entry.model === 'string' && typeof entry.version === 'string' && (entry.role === 'active' || entry.role === 'candidate') &&
+      typeof entry.cohort === 'string' && count(entry.predictions) && count(entry.errors) && count(entry.reports) && latest(entry.latest) && typeof entry.at === 'string',
+  );
+}
+
 function toDevice(row: Record<string, unknown>): DeviceRecord {
   const serving = servingOf(row.serving);
   return {
@@ -245,6 +298,7 @@ function toDevice(row: Record<string, unknown>): DeviceRecord {
             ...(serving.runId !== undefined ? { runId: serving.runId } : {}),
           },
     servingTotals: serving.totals,
+    reportTotals: reportTotalsOf(row.report_totals),
     retainedAssignment: fromNullableJsonColumn<Assignment>(row.retained_assignment),
   };
 }

@@ -1,0 +1,70 @@
+import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
+import type { DeviceReport, ReportRole, ReportTotal } from '../metricproviders/report-history.ts';
+import { MAX_EXPORTED_MODELS_PER_DEVICE } from '../metricproviders/report-metrics-exporter.ts';
+import type { DeviceReportsRepository } from '../store/repositories/device-reports-repository.ts';
+import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
+
+/**
+ * A device's benchmark totals after more of its benchmarks' DeviceReports (the exporter's rules
+ * for its counters): one total per model and role; the same version and cohort add up, another
+ * replaces it; at most MAX_EXPORTED_MODELS_PER_DEVICE models, the least recently benchmarked go.
+ */
+export function reportTotalsAfter(totals: readonly ReportTotal[], reports: readonly DeviceReport[], at: string): ReportTotal[] {
+  const next = [...totals];
+  for (const report of reports) {
+    const index = next.findIndex((total) => total.model === report.model && total.role === report.role);
+    const same = index >= 0 && next[index]!.version === report.version && next[index]!.cohort === report.cohort ? next[index]! : undefined;
+    const ts = Number.isFinite(report.ts.getTime()) ? report.ts.toISOString() : at;
+    next.push({
+      model: report.model,
+      version: report.version,
+      role: report.role,
+      cohort: report.cohort,
+      predictions: (same?.predictions ?? 0) + report.predictions,
+      errors: (same?.errors ?? 0) + report.errors,
+      reports: (same?.reports ?? 0) + 1,
+      latest: { accuracy: report.accuracy, mse: report.mse ?? null, latencyMs: { ...report.latencyMs }, predictions: report.predictions, errors: report.errors, ts },
+      at,
+    });
+    if (index >= 0) next.splice(index, 1);
+  }
+  // Newest last: the oldest models beyond the cap go, as the exporter evicts their series.
+  const models = [...new Set(next.map((total) => total.model).reverse())].slice(0, MAX_EXPORTED_MODELS_PER_DEVICE);
+  return next.filter((total) => models.includes(total.model));
+}
+
+/**
+ * The totals whose model the slots still hold (the exporter's keepSlots rule). With `sentAt`
+ * (slots from a heartbeat) a total benchmarked at or after it stays too: the heartbeat was sent
+ * before that benchmark and only read later, so its slots are older than what the benchmark says.
+ */
+export function reportTotalsHeld(totals: readonly ReportTotal[], slots: Pick<DeviceSlots, 'active' | 'candidate'>, sentAt?: Date): ReportTotal[] {
+  return totals.filter((total) => slotsHold(slots, total) || (sentAt !== undefined && !(Date.parse(total.latest.ts) < sentAt.getTime())));
+}
+
+/** Whether the slots hold a label set's model: its active one as active, a candidate as candidate or promoted to active. */
+export function slotsHold(slots: Pick<DeviceSlots, 'active' | 'candidate'>, labels: { model: string; version: string; role: ReportRole }): boolean {
+  const holds = (ref: { model: string; version: string } | null) => ref !== null && ref.model === labels.model && ref.version === labels.version;
+  return labels.role === 'active' ? holds(slots.active) : holds(slots.candidate) || holds(slots.active);
+}
+
+/** The latest benchmark of a device's total, as the DeviceReport the exporter sets its gauges from. */
+export function latestReportOf(deviceId: string, total: ReportTotal): DeviceReport {
+  const { latest } = total;
+  return { model: total.model, version: total.version, role: total.role, cohort: total.cohort, deviceId, accuracy: latest.accuracy, mse: latest.mse, latencyMs: latest.latencyMs, errors: latest.errors, predictions: latest.predictions, ts: new Date(latest.ts) };
+}
+
+/**
+ * Benchmark totals for devices that have none stored yet (enrolled before the store kept them):
+ * what the server restored for them until now, each device's latest benchmark per model, so
+ * their counters go on from there rather than from zero. Keyed by device.
+ */
+export async function seedReportTotals(reports: Pick<DeviceReportsRepository, 'latestBenchmarks'>, deviceIds: readonly string[]): Promise<Map<string, ReportTotal[]>> {
+  const wanted = new Set(deviceIds);
+  const seeds = new Map<string, ReportTotal[]>();
+  for (const { report, cohort, receivedAt } of await reports.latestBenchmarks(deviceIds.length === 1 ? { deviceId: deviceIds[0]! } : {})) {
+    if (report.kind !== 'benchmark' || !wanted.has(report.deviceId)) continue;
+    seeds.set(report.deviceId, reportTotalsAfter(seeds.get(report.deviceId) ?? [], deviceReportsFromBenchmark(report, cohort), receivedAt));
+  }
+  return seeds;
+}

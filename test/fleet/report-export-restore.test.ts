@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { describe, test, type TestContext } from 'node:test';
+import { Registry } from 'prom-client';
+import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { reportRetention } from '../../server/fleet/report-retention.ts';
+import { restoreExports } from '../../server/fleet/serving-totals.ts';
+import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
+import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
+import { openStore, type StoreLocation } from '../../server/store/open-store.ts';
+import type { Store } from '../../server/store/store.ts';
+import type { AssignmentReport, BenchmarkReport, ModelRef, Telemetry } from '../../shared/protocol/payloads.ts';
+import { createLogger } from '../../shared/util/log.ts';
+import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+
+/*
+ * What a server exports per device, and what a restart (or a standby elected) exports again from
+ * the store: the same series with the same values, whatever retention deleted meanwhile.
+ */
+
+const DEVICE = 'osaka-1';
+const ref = (version: string): ModelRef => ({ model: 'iris', version, sha256: version.repeat(64).slice(0, 64) });
+
+function benchmark(id: string, createdAt: string, active: string | null, candidate: string, rows = 30): BenchmarkReport {
+  const model = <R extends 'active' | 'candidate'>(role: R, version: string) => ({
+    ...ref(version), role, score: { accuracy: version === '1' ? 0.8 : 0.9, correct: 27, total: 30 },
+    latencyMs: { p50: 1, p95: 2, p99: 3, samples: rows }, batchSize: 1, throughputRowsPerSecond: 100, loadTimeMs: 2, rssIncreaseBytes: 0,
+  });
+  return { schema: 1, id, kind: 'benchmark', deviceId: DEVICE, createdAt, assignmentId: null, holdout: { rows, fingerprint: 'f', task: 'classification' }, active: active === null ? null : model('active', active), candidate: model('candidate', candidate) };
+}
+
+function heartbeat(sentAt: string, active: string, candidate: string | null, serving?: { predictions: number; errors: number; shadowRows: number; shadowErrors: number }): Telemetry {
+  return {
+    schema: 1, deviceId: DEVICE, sentAt, uptimeSeconds: 100, cpuPercent: 1, rssBytes: 1e8, active: ref(active), candidate: candidate === null ? null : ref(candidate), previous: null,
+    ...(serving ? { serving: { ...serving, shadowAgreements: serving.shadowRows } } : {}),
+  };
+}
+
+/** One server's view of the store, wired as createFleet wires its ingest to its exporter. */
+async function serverOn(t: TestContext, location: StoreLocation): Promise<{ store: Store; fleet: FleetStore; registry: Registry; exporter: ReportMetricsExporter; ingest: StoreFleetIngest }> {
+  const store = await openStore(location);
+  let closed = false;
+  const close = store.close.bind(store);
+  store.close = async () => {
+    if (!closed) await close();
+    closed = true;
+  };
+  t.after(() => store.close());
+  const fleet = new FleetStore(store);
+  const registry = new Registry();
+  const exporter = new ReportMetricsExporter(registry);
+  const ingest = new StoreFleetIngest({
+    fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(),
+    onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
+    onSlotsChanged: (deviceId, slots, at) => exporter.keepSlots(deviceId, slots, at),
+    onSlotsSeen: (deviceId, slots, sentAt) => exporter.reconcileSlots(deviceId, slots, sentAt),
+    onRevokedDevice: (deviceId) => exporter.forgetDevice(deviceId),
+    onServing: (serving) => exporter.observeServing(serving),
+  });
+  return { store, fleet, registry, exporter, ingest };
+}
+
+async function enroll(fleet: FleetStore): Promise<void> {
+  await fleet.repos.devices.insert({ id: DEVICE, labels: { cohort: 'pilot' }, secretHash: '$7$101$c2FsdA==$x', tokenId: 'tok-1', enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'token:admin' });
+}
+
+/** An assignment issued to the device, and its answer (as the device sends it). */
+async function answered(server: { fleet: FleetStore; ingest: StoreFleetIngest }, id: string, version: string, role: 'active' | 'candidate', outcome: AssignmentReport['outcome'], createdAt: string): Promise<void> {
+  await server.fleet.repos.assignments.insert({ id, deviceId: DEVICE, model: 'iris', version, artifactId: ref(version).sha256, role, issuedAt: '2026-03-01T08:30:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:30:00.000Z' });
+  const answer: AssignmentReport = { schema: 1, id: `answer-${id}`, kind: 'assignment', deviceId: DEVICE, createdAt, assignmentId: id, outcome, role, model: 'iris', version, sha256: ref(version).sha256, reason: null };
+  assert.equal(await server.ingest.ingestReport(answer), 'ingested');
+}
+
+/** Every exported device sample, one line each (`name{labels} value`), sorted. */
+async function deviceLines(registry: Registry): Promise<string[]> {
+  return (await registry.metrics()).split('\n').filter((line) => line.startsWith('fleetprune_device_')).sort();
+}
+
+/** The lines of one metric and role, as `version value`. */
+function values(lines: readonly string[], metric: string, role: 'active' | 'candidate'): string[] {
+  return lines.filter((line) => line.startsWith(`${metric}{`) && line.includes(`role="${role}"`)).map((line) => `${/version="([^"]*)"/.exec(line)![1]} ${line.split(' ').at(-1)}`);
+}
+
+/** A second server on the same store, after the first one stopped: what it exports once restored. */
+async function restarted(t: TestContext, location: StoreLocation): Promise<Awaited<ReturnType<typeof serverOn>>> {
+  const next = await serverOn(t, location);
+  await restoreExports(next.exporter, next.fleet.repos);
+  return next;
+}
+
+for (const engine of STORE_ENGINES) {
+  describe(`device series across a restart on ${engine}`, () => {
+    test('the counters add up every benchmark and every served row, and a restart exports the same values (never less: a counter reset)', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const first = await serverOn(t, location);
+      await enroll(first.fleet);
+      // The candidate benchmarked twice (assigned again), and ran 100 rows in shadow, 10 of them failed.
+      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      assert.equal(await first.ingest.ingestReport(benchmark('b-2', '2026-03-01T09:01:00.000Z', '1', '2')), 'ingested');
+      await first.ingest.recordTelemetry(heartbeat('2026-03-01T09:02:00.000Z', '1', '2', { predictions: 99, errors: 1, shadowRows: 90, shadowErrors: 10 }));
+      const before = await deviceLines(first.registry);
+      assert.deepEqual(values(before, 'fleetprune_device_predictions_total', 'candidate'), ['2 160'], 'two benchmarks of 30 rows and 100 shadow rows');
+      assert.deepEqual(values(before, 'fleetprune_device_reports_total', 'candidate'), ['2 2']);
+      await first.store.close();
+
+      const second = await restarted(t, location);
+      assert.deepEqual(await deviceLines(second.registry), before, 'the same series and values after the restart');
+      // And the counters go on from there.
+      assert.equal(await second.ingest.ingestReport(benchmark('b-3', '2026-03-01T09:03:00.000Z', '1', '2')), 'ingested');
+      const after = await deviceLines(second.registry);
+      assert.deepEqual(values(after, 'fleetprune_device_predictions_total', 'candidate'), ['2 190']);
+      assert.deepEqual(values(after, 'fleetprune_device_reports_total', 'active'), ['1 3']);
+      await second.store.close();
+      assert.deepEqual(await deviceLines((await restarted(t, location)).registry), after, 'once more');
+    });
+
+    test('retention deleting every stored report leaves a live device its series after a restart, while it holds the models', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const first = await serverOn(t, location);
+      await enroll(first.fleet);
+      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      const before = await deviceLines(first.registry);
+      assert.equal(before.filter((line) => line.startsWith('fleetprune_device_accuracy_ratio{')).length, 2, 'both models exported');
+      // The reports are older than --report-retention-days by the time the sweep runs.
+      const sweep = reportRetention(first.fleet.repos, { days: 90, everyMs: 3_600_000, log: createLogger('test', 'silent'), clock: () => new Date('2036-03-01T00:00:00.000Z') });
+      assert.ok((await sweep.sweep()) > 0, 'the sweep deleted the reports');
+      assert.equal(await first.fleet.repos.reports.count(), 0);
+      await first.store.close();
+
+      const second = await restarted(t, location);
+      assert.deepEqual(await deviceLines(second.registry), before, 'the device still holds both models: their series stay');
+    });
+
+    test('a promoted model keeps its active series (the pilot\'s numbers and what it served since) after a restart', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const first = await serverOn(t, location);
+      await enroll(first.fleet);
+      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      await answered(first, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:10:00.000Z');
+      await first.ingest.recordTelemetry(heartbeat('2026-03-01T09:11:00.000Z', '2', null, { predictions: 70, errors: 0, shadowRows: 0, shadowErrors: 0 }));
+      const before = await deviceLines(first.registry);
+      assert.deepEqual(values(before, 'fleetprune_device_accuracy_ratio', 'active'), ['2 0.9'], 'the promotion copied the pilot\'s accuracy');
+      assert.deepEqual(values(before, 'fleetprune_device_predictions_total', 'active'), ['2 70']);
+      await first.store.close();
+
+      const second = await restarted(t, location);
+      assert.deepEqual(await deviceLines(second.registry), before, 'every series of the promoted model, with the same values');
+    });
+
+    test('a heartbeat without the candidate drops its series (no answer said so); one sent before the benchmark, read late, does not', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const first = await serverOn(t, location);
+      await enroll(first.fleet);
+      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      const candidateSeries = async (registry: Registry) => values(await deviceLines(registry), 'fleetprune_device_accuracy_ratio', 'candidate');
+
+      // Sent before the candidate was installed and benchmarked, read only now: older than what the server knows.
+      assert.equal(await first.ingest.recordTelemetry(heartbeat('2026-03-01T08:45:00.000Z', '1', null)), 'recorded');
+      assert.deepEqual(await candidateSeries(first.registry), ['2 0.9'], 'a late heartbeat moves nothing');
+
+      // The agent restarted, found the candidate's files damaged and dropped it: its heartbeats show no candidate.
+      assert.equal(await first.ingest.recordTelemetry(heartbeat('2026-03-01T09:30:00.000Z', '1', null)), 'recorded');
+      assert.deepEqual(await candidateSeries(first.registry), [], 'the dropped candidate is not exported');
+      assert.deepEqual(values(await deviceLines(first.registry), 'fleetprune_device_accuracy_ratio', 'active'), ['1 0.8'], 'the active model stays');
+      await first.store.close();
+      const second = await restarted(t, location);
+      assert.deepEqual(await deviceLines(second.registry), await deviceLines(first.registry), 'a restart exports the same');
+      // Installed and benchmarked again: its counters start afresh, live and after a restart alike.
+      await answered(second, 'assign-4', '2', 'candidate', 'installed', '2026-03-01T09:40:00.000Z');
+      assert.equal(await second.ingest.ingestReport(benchmark('b-2', '2026-03-01T09:45:00.000Z', '1', '2')), 'ingested');
+      const live = await deviceLines(second.registry);
+      assert.deepEqual(values(live, 'fleetprune_device_reports_total', 'candidate'), ['2 1']);
+      await second.store.close();
+      assert.deepEqual(await deviceLines((await restarted(t, location)).registry), live);
+    });
+  });
+}
+
+for (const engine of STORE_ENGINES) {
+  test(`${engine}: a device benchmarked before the store kept benchmark totals (fleet:10) goes on from what a restart restored for it (its latest benchmark)`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-2', '2026-03-01T09:01:00.000Z', '1', '2')), 'ingested');
+    await first.ingest.recordTelemetry(heartbeat('2026-03-01T09:01:30.000Z', '1', '2'));
+    // As fleet migration 10 leaves a device: no totals kept.
+    await first.store.engine.run('UPDATE devices SET report_totals = NULL');
+    await first.store.close();
+    const second = await restarted(t, location);
+    const restored = await deviceLines(second.registry);
+    assert.deepEqual(values(restored, 'fleetprune_device_reports_total', 'candidate'), ['2 1'], 'the latest benchmark, as before');
+    assert.equal(await second.ingest.ingestReport(benchmark('b-3', '2026-03-01T09:02:00.000Z', '1', '2')), 'ingested');
+    const live = await deviceLines(second.registry);
+    assert.deepEqual(values(live, 'fleetprune_device_reports_total', 'candidate'), ['2 2']);
+    await second.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), live, 'not less after the next restart');
+    // No restart in between: the first benchmark stored after the migration starts from the latest one before it.
+    const fourth = await serverOn(t, location);
+    await fourth.store.engine.run('UPDATE devices SET report_totals = NULL');
+    assert.equal(await fourth.ingest.ingestReport(benchmark('b-4', '2026-03-01T09:03:00.000Z', '1', '2')), 'ingested');
+    assert.deepEqual((await fourth.fleet.repos.devices.get(DEVICE))!.reportTotals!.map((total) => `${total.role} ${total.reports} ${total.predictions}`).sort(), ['active 2 60', 'candidate 2 60']);
+    // Totals that are not well-formed (hand-edited) are left out, never a failed read.
+    const third = await serverOn(t, location);
+    await third.store.engine.run(`UPDATE devices SET report_totals = '[{"model":"iris","version":"9","role":"candidate","cohort":"x","predictions":-1}, 7]'`);
+    assert.deepEqual((await third.fleet.repos.devices.get(DEVICE))!.reportTotals, []);
+    await third.store.engine.run(`UPDATE devices SET report_totals = 'not json'`);
+    assert.deepEqual((await third.fleet.repos.devices.get(DEVICE))!.reportTotals, []);
+    await restoreExports(third.exporter, third.fleet.repos);
+  });
+}
