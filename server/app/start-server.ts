@@ -51,6 +51,8 @@ export interface StartServerOptions {
   leaderStartWaitMs?: number;
   /** How often old device reports are deleted and old rollout evidence trimmed (--report-retention-days; default hourly; tests shorten it). */
   reportSweepMs?: number;
+  /** How often the devices this server exports series for are checked against the store's live ones (default EXPORT_RECONCILE_MS in server/fleet/fleet-module.ts; tests shorten it). */
+  exportReconcileMs?: number;
   /** Each device's report rate limit, over --report-burst and --report-refill-ms field by field (defaults: burst REPORT_BURST, refill REPORT_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten the refill). */
   reportRateLimit?: { burst?: number; refillMs?: number };
   /** Each device's answer rate limit (defaults: ANSWER_BURST, ANSWER_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten them). */
@@ -147,7 +149,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       onBenchmarkFailed: (report) => benchmarkFailed(report),
       onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
     };
-    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options), ...(options.answerRateLimit ? { answerRateLimit: options.answerRateLimit } : {}) });
+    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options), ...(options.answerRateLimit ? { answerRateLimit: options.answerRateLimit } : {}), ...(options.exportReconcileMs !== undefined ? { exportReconcileMs: options.exportReconcileMs } : {}) });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,

@@ -117,6 +117,20 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   let reconcile: NodeJS.Timeout | undefined;
   let leading = false;
   let stopped = false;
+  /**
+   * Forgets the series of exported devices revoked through another server sharing the database
+   * (only the one that handled the revocation heard of it), then schedules the next round: one
+   * round at a time.
+   */
+  const reconcileExports = async () => {
+    try {
+      const gone = await forgetRevokedDevices(exporter, fleet.repos.devices);
+      if (gone.length > 0) log.info({ devices: gone.length }, 'removed the series of devices revoked through another server');
+    } catch (error) {
+      if (!stopped) log.warn({ err: errorMessage(error) }, 'checking the exported devices against the store failed; tried again at the next round');
+    }
+    if (!stopped) reconcile = setTimeout(reconcileExports, options.exportReconcileMs ?? EXPORT_RECONCILE_MS).unref();
+  };
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
   const activate = async () => {
     await restoreExports(exporter, fleet.repos);
@@ -135,6 +149,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       await receiver.start();
       if (!leaderGate) await activate();
       retention.start();
+      reconcile = setTimeout(reconcileExports, options.exportReconcileMs ?? EXPORT_RECONCILE_MS).unref();
       ctx.metrics.storeGauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
       ctx.metrics.storeGauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
       ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby)', () => (gate.active ? 1 : 0));
@@ -150,7 +165,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     },
     stop: async () => {
       stopped = true;
-      clearInterval(reconcile);
+      clearTimeout(reconcile);
       await retention.stop();
       await broker.stop();
       await throttle.flush(); // the held heartbeats and statuses, before the store closes

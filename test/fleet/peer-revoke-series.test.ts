@@ -57,3 +57,35 @@ test('two servers on one PostgreSQL with embedded brokers: a device revoked thro
   await waitFor(async () => (await series(b)).length === 0, 5000, 'the revoked device\'s series gone from B');
   assert.deepEqual(await series(a), []);
 });
+
+test('two servers on one PostgreSQL: a device revoked through A that never speaks again loses its series on B at B\'s next check of its exported devices', async (t) => {
+  const location = await freshStoreLocation(t, 'postgres');
+  if (!location || location.engine !== 'postgres') return;
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-peer-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const config = (nodeId: string) => parseServerConfig({ dataDir, host: '127.0.0.1', httpPort: 0, grpcPort: 0, mqttPort: 0, adminToken: ADMIN_TOKEN, databaseUrl: location.databaseUrl, databaseSchema: location.schema, nodeId });
+  const a = await startServer(config('node-a'), { log: createLogger('a', 'silent') });
+  t.after(() => a.close());
+  const b = await startServer(config('node-b'), { log: createLogger('b', 'silent'), exportReconcileMs: 200 });
+  t.after(() => b.close());
+  const url = (server: RunningServer) => `http://127.0.0.1:${server.port('http')}`;
+  const request = (server: RunningServer, method: string, path: string, json?: unknown) =>
+    fetch(`${url(server)}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, ...(json === undefined ? {} : { body: JSON.stringify(json) }) });
+  const agents = [];
+  for (const id of ['dev-1', 'dev-2']) {
+    const enrolled = await request(a, 'POST', '/api/devices', { id, labels: { cohort: 'pilot' } });
+    assert.equal(enrolled.status, 201, await enrolled.clone().text());
+    agents.push(AgentConfigSchema.parse(await enrolled.json()));
+  }
+  const series = async (server: RunningServer, id: string) => (await (await fetch(`${url(server)}/metrics`)).text()).split('\n').filter((line) => line.startsWith('fleetprune_device_') && line.includes(`device="${id}"`));
+  for (const agent of agents) {
+    const client = await connectClient(`mqtt://127.0.0.1:${b.port('mqtt')}`, { clientId: agent.deviceId, username: agent.broker.username, password: agent.broker.password });
+    await client.publishAsync(reportsTopic(agent.deviceId), JSON.stringify(benchmark(agent.deviceId, `bench-${agent.deviceId}`)), { qos: 1 });
+    // Gone quiet: B hears nothing from either device after this.
+    await client.endAsync();
+    await waitFor(async () => (await series(b, agent.deviceId)).length > 0, 5000, `${agent.deviceId}'s benchmark exported on B`);
+  }
+  assert.equal((await request(a, 'DELETE', '/api/devices/dev-1')).status < 300, true, 'revoked through A');
+  await waitFor(async () => (await series(b, 'dev-1')).length === 0, 5000, 'the revoked device\'s series gone from B');
+  assert.notDeepEqual(await series(b, 'dev-2'), [], 'the device still enrolled keeps its series');
+});
