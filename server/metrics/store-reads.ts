@@ -14,12 +14,14 @@ export interface StoreReadsOptions {
 /**
  * The store reads behind /metrics. A scrape must answer while the database is down or slow:
  * otherwise Prometheus sees the whole server down (the wrong alert) and loses every other series,
- * the rollouts' included, just when they matter. So each read is bounded by a timeout and never
- * rejects, and a store that fails the probe is not read at all (a scrape every few seconds must not
- * pile queries into the pool of a database that does not answer).
+ * the rollouts' included, just when they matter. So a scrape waits at most `timeoutMs` for each
+ * read and never fails, and a store that fails the probe is not read at all.
  *
- * One probe at a time: the collectors of one scrape run concurrently and share it, so they agree
- * on whether the store is up. One read per key at a time, for the same reason as the probe.
+ * One probe, and one read per key, in flight at a time, until the query itself settles (not only
+ * until the scrape stops waiting for it): a scrape every few seconds against a database that does
+ * not answer (or a table locked for a while) would otherwise pile its queries into the pool until
+ * the server's own requests found no connection. A scrape that finds one still in flight waits
+ * for that one (within its own timeout) instead of sending another.
  */
 export class StoreReads {
   readonly #options: StoreReadsOptions;
@@ -33,15 +35,20 @@ export class StoreReads {
     this.#options = options;
   }
 
-  /** Whether the store answers the probe now. */
-  up(): Promise<boolean> {
-    this.#probing ??= this.#bounded(this.#options.probe()).then(
-      () => this.#settled(null),
-      (error: unknown) => this.#settled(error),
-    ).finally(() => {
-      this.#probing = undefined;
-    });
-    return this.#probing;
+  /** Whether the store answers the probe now; false when it fails or does not answer in time. */
+  async up(): Promise<boolean> {
+    this.#probing ??= this.#options
+      .probe()
+      .then(
+        () => this.#settled(null),
+        (error: unknown) => this.#settled(error),
+      )
+      .finally(() => {
+        this.#probing = undefined;
+      });
+    const answered = await this.#within(this.#probing);
+    if (answered === undefined) return this.#settled(new Error(`no answer within ${this.#timeoutMs} ms`));
+    return answered;
   }
 
   /** `read`'s value; undefined when the store is down, or the read fails or does not answer in time. */
@@ -49,13 +56,15 @@ export class StoreReads {
     if (!(await this.up())) return undefined;
     let reading = this.#reading.get(key);
     if (!reading) {
-      reading = this.#bounded(read()).catch((error: unknown) => {
-        this.#options.log?.debug({ err: errorMessage(error), metric: key }, 'a store read for /metrics failed; the metric keeps its last value');
-        return undefined;
-      }).finally(() => this.#reading.delete(key));
+      reading = read()
+        .catch((error: unknown) => {
+          this.#options.log?.debug({ err: errorMessage(error), metric: key }, 'a store read for /metrics failed; the metric keeps its last value');
+          return undefined;
+        })
+        .finally(() => this.#reading.delete(key));
       this.#reading.set(key, reading);
     }
-    return reading;
+    return this.#within(reading);
   }
 
   /** Logs a store that stopped answering (at most once per logEveryMs), and then when it answers again. */
@@ -74,11 +83,15 @@ export class StoreReads {
     return up;
   }
 
-  #bounded<T>(work: Promise<T>): Promise<T> {
-    const timeoutMs = this.#options.timeoutMs ?? 2000;
+  get #timeoutMs(): number {
+    return this.#options.timeoutMs ?? 2000;
+  }
+
+  /** What `work` gives within the timeout; undefined when it is not back by then (it goes on). */
+  #within<T>(work: Promise<T>): Promise<T | undefined> {
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.#timeoutMs);
       timer.unref();
     });
     return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
