@@ -36,6 +36,8 @@ export async function openStore(location: StoreLocation): Promise<Store> {
       const { PostgresEngine } = await import('./postgres-engine.ts');
       engine = await PostgresEngine.connect({ connectionString: location.databaseUrl, schema: location.schema });
     } catch (error) {
+      // Connected, and refused for a reason of its own (the schema): that says it all.
+      if (error instanceof UserError) throw error;
       throw new UserError(`--database-url: cannot connect to PostgreSQL (${errorMessage(error) || (error as Error).name})`, { cause: error });
     }
   }

@@ -43,11 +43,6 @@ export class PostgresEngine implements SqlEngine {
       // not after the OS's retransmission timeout of a quarter of an hour.
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
-      // A transaction here only talks to the database and takes milliseconds. One left open by a
-      // server that froze or died mid-way would keep its row locks (the fleet sequence row, a
-      // model's row) until TCP gave up, hours later, blocking the new leader's every write and
-      // then its whole pool: PostgreSQL ends such a session instead.
-      idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
       ...(sessionOptions ? { options: sessionOptions } : {}),
     });
     pool.on('error', () => {
@@ -81,9 +76,8 @@ export class PostgresEngine implements SqlEngine {
       }
     }
     const current = (await this.get<{ name: string | null }>('SELECT current_schema() AS name'))?.name ?? null;
-    if (current !== schema) {
-      throw new UserError(`the sessions work in schema ${JSON.stringify(current)}, not --database-schema ${schema}: the URL's options set another search_path`);
-    }
+    if (current === null) throw new UserError(`--database-schema ${schema}: this role cannot use the schema (it needs USAGE and CREATE on it, or to own it)`);
+    if (current !== schema) throw new UserError(`--database-schema ${schema}: the sessions work in schema ${current} instead (the URL's options set another search_path)`);
   }
 
   get schema(): string | undefined {
@@ -125,8 +119,13 @@ export class PostgresEngine implements SqlEngine {
   transaction<T>(work: (tx: SqlExecutor) => Promise<T>): Promise<T> {
     return this.withClient(async (client) => {
       // The locking assumes READ COMMITTED (a write re-checks its row after a lock wait), whatever
-      // default_transaction_isolation the database was given.
-      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      // default_transaction_isolation the database was given. A transaction here only talks to
+      // the database and takes milliseconds: one left open by a server that froze or died mid-way
+      // would keep its row locks (the fleet sequence row, a model's row) until TCP gave up, hours
+      // later, blocking the new leader's every write and then its whole pool, so PostgreSQL ends
+      // such a session. Set per transaction, in the same round trip, rather than as a startup
+      // parameter, which a pooler such as PgBouncer refuses.
+      await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`);
       try {
         const result = await work(executorOf(client));
         await client.query('COMMIT');
@@ -153,19 +152,18 @@ function quoteIdentifier(name: string): string {
 
 /**
  * The connection string without its `options` parameter, and that parameter's value ('' when it
- * has none, or when the string is not a URL).
+ * has none). Only the query string is taken apart: the rest is left exactly as written (pg accepts
+ * forms a URL parser refuses, such as `postgres://user@/db?host=/run/postgresql`).
  */
 export function withoutUrlOptions(connectionString: string): { connectionString: string; urlOptions: string } {
-  let url: URL;
-  try {
-    url = new URL(connectionString);
-  } catch {
-    return { connectionString, urlOptions: '' };
-  }
-  const urlOptions = url.searchParams.get('options');
+  const query = connectionString.indexOf('?');
+  if (query < 0) return { connectionString, urlOptions: '' };
+  const params = new URLSearchParams(connectionString.slice(query + 1));
+  const urlOptions = params.get('options');
   if (urlOptions === null) return { connectionString, urlOptions: '' };
-  url.searchParams.delete('options');
-  return { connectionString: url.toString(), urlOptions };
+  params.delete('options');
+  const rest = params.toString();
+  return { connectionString: connectionString.slice(0, query) + (rest ? `?${rest}` : ''), urlOptions };
 }
 
 /** `?` placeholders → `$1, $2, ...` (repository SQL never has `?` inside string literals). */

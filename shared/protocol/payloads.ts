@@ -101,7 +101,7 @@ export const TelemetrySchema = z.object({
     .object({
       /** Rows predicted by the active model. */
       predictions: Count,
-      /** Requests that failed inside the agent (5xx); bad input (4xx) is not counted. */
+      /** Rows the active model failed (its run threw, or gave a non-finite output); bad input is not counted. */
       errors: Count,
       /** Rows also run on the candidate, and how many of them agreed with the active model. */
       shadowRows: Count,

@@ -76,7 +76,22 @@ test('a schema named like an SQL keyword works; one created beforehand needs no 
   }
 });
 
-test('transactions run READ COMMITTED on a database whose default is stricter, and a session left idle inside one is ended by PostgreSQL', async (t) => {
+test('a role that may not use a schema made beforehand is told so, not that the URL set another search_path', async (t) => {
+  const db = await freshDatabase(t);
+  if (!db) return;
+  const role = `fp_role_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await db.admin(`CREATE ROLE ${role} LOGIN`);
+  deferCleanup(t, async () => {
+    await db.admin(`DROP SCHEMA IF EXISTS fleet CASCADE`);
+    await db.admin(`DROP ROLE IF EXISTS ${role}`);
+  });
+  await db.admin('CREATE SCHEMA fleet');
+  const url = new URL(db.url);
+  url.username = role;
+  await assert.rejects(openStore({ engine: 'postgres', databaseUrl: url.toString(), schema: 'fleet' }), /^UserError: --database-schema fleet: this role cannot use the schema/);
+});
+
+test('transactions run READ COMMITTED on a database whose default is stricter, and with a 30 s idle-in-transaction limit (PostgreSQL ends a session left idle inside one)', async (t) => {
   const db = await freshDatabase(t);
   if (!db) return;
   await db.admin(`ALTER DATABASE ${new URL(db.url).pathname.slice(1)} SET default_transaction_isolation = 'repeatable read'`);
@@ -109,4 +124,6 @@ test('withoutUrlOptions: takes the options parameter out of a URL, keeping the r
   });
   assert.deepEqual(withoutUrlOptions('postgres://db/fleet'), { connectionString: 'postgres://db/fleet', urlOptions: '' });
   assert.deepEqual(withoutUrlOptions('/var/run/postgresql fleet'), { connectionString: '/var/run/postgresql fleet', urlOptions: '' });
+  // A host given as a parameter (a socket directory): no URL parser takes it, pg does.
+  assert.deepEqual(withoutUrlOptions('postgres://fleet@/db?host=/run/postgresql&options=-c%20search_path%3Dx'), { connectionString: 'postgres://fleet@/db?host=%2Frun%2Fpostgresql', urlOptions: '-c search_path=x' });
 });
