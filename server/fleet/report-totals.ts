@@ -1,5 +1,5 @@
 import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
-import type { DeviceReport, ReportRole, ReportTotal } from '../metricproviders/report-history.ts';
+import type { DeviceReport, ReportRole, ReportTotal, ServingTotal } from '../metricproviders/report-history.ts';
 import { MAX_EXPORTED_MODELS_PER_DEVICE } from '../metricproviders/report-metrics-exporter.ts';
 import type { DeviceReportsRepository } from '../store/repositories/device-reports-repository.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
@@ -15,6 +15,8 @@ export function reportTotalsAfter(totals: readonly ReportTotal[], reports: reado
     const index = next.findIndex((total) => total.model === report.model && total.role === report.role);
     const same = index >= 0 && next[index]!.version === report.version && next[index]!.cohort === report.cohort ? next[index]! : undefined;
     const ts = Number.isFinite(report.ts.getTime()) ? report.ts.toISOString() : at;
+    // The exporter's series keeps the latest of its times (a promotion's, or an earlier-read benchmark's).
+    const since = same ? heldSince(same) : -Infinity;
     next.push({
       model: report.model,
       version: report.version,
@@ -25,6 +27,7 @@ export function reportTotalsAfter(totals: readonly ReportTotal[], reports: reado
       reports: (same?.reports ?? 0) + 1,
       latest: { accuracy: report.accuracy, mse: report.mse ?? null, latencyMs: { ...report.latencyMs }, predictions: report.predictions, errors: report.errors, ts },
       at,
+      ...(since > Date.parse(ts) ? { since: new Date(since).toISOString() } : {}),
     });
     if (index >= 0) next.splice(index, 1);
   }
@@ -39,7 +42,40 @@ export function reportTotalsAfter(totals: readonly ReportTotal[], reports: reado
  * before that benchmark and only read later, so its slots are older than what the benchmark says.
  */
 export function reportTotalsHeld(totals: readonly ReportTotal[], slots: Pick<DeviceSlots, 'active' | 'candidate'>, sentAt?: Date): ReportTotal[] {
-  return totals.filter((total) => slotsHold(slots, total) || (sentAt !== undefined && !(Date.parse(total.latest.ts) < sentAt.getTime())));
+  return totals.filter((total) => slotsHold(slots, total) || (sentAt !== undefined && !(heldSince(total) < sentAt.getTime())));
+}
+
+/**
+ * Since when (the device's clock, ms) the device is known to hold a total's label set: what the
+ * exporter keeps as its series' `since` (-Infinity when unknown, as there).
+ */
+export function heldSince(total: ReportTotal): number {
+  const time = Date.parse(total.since ?? total.latest.ts);
+  return Number.isFinite(time) ? time : -Infinity;
+}
+
+/**
+ * The totals after an answer that moved the slots (the exporter's keepSlots rule): those of
+ * models the slots no longer hold go, and a candidate promoted to active (no measured active
+ * total of that version yet) gets an active copy of its numbers that counts nothing, held since
+ * the answer (`answeredAt`, the device's clock). Kept with the device, so a restart exports the
+ * copy as live, and a heartbeat sent before the promotion, read late, leaves it after a restart
+ * as it does live. `served`: the device's served totals (an active label set of another cohort
+ * that served already counts as measured, as in the exporter).
+ */
+export function reportTotalsMoved(totals: readonly ReportTotal[], served: readonly ServingTotal[], slots: Pick<DeviceSlots, 'active' | 'candidate'>, answeredAt: string, at: string): ReportTotal[] {
+  const next = reportTotalsHeld(totals, slots);
+  const promotedAt = Date.parse(answeredAt);
+  for (const total of [...next]) {
+    if (total.role !== 'candidate' || !slotsHold(slots, { ...total, role: 'active' })) continue;
+    const measured =
+      next.some((other) => other.model === total.model && other.role === 'active' && slotsHold(slots, other)) ||
+      served.some((other) => other.model === total.model && other.role === 'active' && slotsHold(slots, other) && other.cohort !== total.cohort);
+    if (measured) continue;
+    const { since: _since, ...numbers } = total;
+    next.push({ ...numbers, role: 'active', predictions: 0, errors: 0, reports: 0, at, ...(Number.isFinite(promotedAt) ? { since: new Date(promotedAt).toISOString() } : {}) });
+  }
+  return next;
 }
 
 /** Whether the slots hold a label set's model: its active one as active, a candidate as candidate or promoted to active. */
@@ -56,15 +92,18 @@ export function latestReportOf(deviceId: string, total: ReportTotal): DeviceRepo
 
 /**
  * Benchmark totals for devices that have none stored yet (enrolled before the store kept them):
- * what the server restored for them until now, each device's latest benchmark per model, so
- * their counters go on from there rather than from zero. Keyed by device.
+ * what the server restored for them until now, each device's latest benchmark per model of the
+ * models its slots hold, so their counters go on from there rather than from zero (a restore
+ * takes the stored totals as they are: those of models long dropped must not come back). Keyed
+ * by device.
  */
-export async function seedReportTotals(reports: Pick<DeviceReportsRepository, 'latestBenchmarks'>, deviceIds: readonly string[]): Promise<Map<string, ReportTotal[]>> {
-  const wanted = new Set(deviceIds);
+export async function seedReportTotals(reports: Pick<DeviceReportsRepository, 'latestBenchmarks'>, devices: readonly (Pick<DeviceSlots, 'active' | 'candidate'> & { id: string })[]): Promise<Map<string, ReportTotal[]>> {
+  const wanted = new Map(devices.map((device) => [device.id, device] as const));
   const seeds = new Map<string, ReportTotal[]>();
-  for (const { report, cohort, receivedAt } of await reports.latestBenchmarks(deviceIds.length === 1 ? { deviceId: deviceIds[0]! } : {})) {
+  for (const { report, cohort, receivedAt } of await reports.latestBenchmarks(devices.length === 1 ? { deviceId: devices[0]!.id } : {})) {
     if (report.kind !== 'benchmark' || !wanted.has(report.deviceId)) continue;
     seeds.set(report.deviceId, reportTotalsAfter(seeds.get(report.deviceId) ?? [], deviceReportsFromBenchmark(report, cohort), receivedAt));
   }
+  for (const [id, totals] of seeds) seeds.set(id, reportTotalsHeld(totals, wanted.get(id)!));
   return seeds;
 }

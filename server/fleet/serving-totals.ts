@@ -2,7 +2,7 @@ import type { ReportTotal, ServingDelta, ServingTotal } from '../metricproviders
 import { servingSides, type DeviceReportTotal, type DeviceServingTotal, type ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories } from './fleet-store.ts';
-import { latestReportOf, seedReportTotals, slotsHold } from './report-totals.ts';
+import { heldSince, latestReportOf, seedReportTotals, slotsHold } from './report-totals.ts';
 
 /**
  * A device's served totals after a heartbeat's delta (what the exporter adds to its counters),
@@ -11,11 +11,14 @@ import { latestReportOf, seedReportTotals, slotsHold } from './report-totals.ts'
  *
  * One total per model and role, as the exporter keeps one label set: the same version and
  * cohort add up, another replaces it (the exporter replaces the series too). Totals of models
- * the heartbeat's slots no longer hold go (as keepSlots removes their series: a candidate that is
- * dropped and comes back later starts afresh there too); a promoted candidate's stays.
+ * the heartbeat's slots no longer hold go (as reconcileSlots removes their series: a candidate
+ * that is dropped and comes back later starts afresh there too); a promoted candidate's stays.
+ * `measured`: the benchmark totals the heartbeat leaves (reportTotalsHeld with its sentAt); a
+ * label set among them keeps its served total too, as the exporter keeps its whole series.
  */
-export function servingTotalsAfter(totals: readonly ServingTotal[], delta: Pick<ServingDelta, 'cohort' | 'active' | 'candidate' | 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'> | null, slots: Pick<DeviceSlots, 'active' | 'candidate'>, at: string): ServingTotal[] {
-  const next = totals.filter((total) => slotsHold(slots, total));
+export function servingTotalsAfter(totals: readonly ServingTotal[], delta: Pick<ServingDelta, 'cohort' | 'active' | 'candidate' | 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'> | null, slots: Pick<DeviceSlots, 'active' | 'candidate'>, at: string, measured: readonly ReportTotal[] = []): ServingTotal[] {
+  const sameLabels = (a: ServingTotal, b: ReportTotal) => a.model === b.model && a.version === b.version && a.role === b.role && a.cohort === b.cohort;
+  const next = totals.filter((total) => slotsHold(slots, total) || measured.some((kept) => sameLabels(total, kept)));
   for (const { ref, role, rows, errors } of delta ? servingSides(delta) : []) {
     const index = next.findIndex((total) => total.model === ref.model && total.role === role);
     const same = index >= 0 && next[index]!.version === ref.version && next[index]!.cohort === delta!.cohort ? next[index]! : undefined;
@@ -37,15 +40,16 @@ export function servingTotalsAfter(totals: readonly ServingTotal[], delta: Pick<
 
 /**
  * Exports afresh what the store kept (when this server starts or becomes the leader): each live
- * device's benchmark totals and served totals per model and role, then its slots. Devices with
- * no benchmark totals kept yet (from before fleet migration 10) get them from their latest
- * benchmark per model, written back so that retention cannot take those away.
+ * device's benchmark totals and served totals per model and role, then its slots (see
+ * ReportMetricsExporter.restore: the benchmark totals stand as kept, with their times). Devices
+ * with no benchmark totals kept yet (from before fleet migration 10) get them from their latest
+ * benchmark per model they hold, written back so that retention cannot take those away.
  */
 export async function restoreExports(exporter: ReportMetricsExporter, repos: Pick<FleetRepositories, 'reports' | 'devices'>): Promise<void> {
   const live = await repos.devices.list({ live: true });
-  const untracked = live.filter((device) => device.reportTotals === null).map((device) => device.id);
+  const untracked = live.filter((device) => device.reportTotals === null);
   const seeds = untracked.length > 0 ? await seedReportTotals(repos.reports, untracked) : new Map<string, ReportTotal[]>();
-  for (const id of untracked) await repos.devices.seedReportTotals(id, seeds.get(id) ?? []);
+  for (const { id } of untracked) await repos.devices.seedReportTotals(id, seeds.get(id) ?? []);
   const devices = live.map((device) => ({ ...device, reportTotals: device.reportTotals ?? seeds.get(device.id) ?? [] }));
   exporter.restore(restoreEntries(devices), new Map(live.map((device) => [device.id, device] as const)));
 }
@@ -60,7 +64,7 @@ export function restoreEntries(devices: readonly { id: string; reportTotals: rea
   for (const device of devices) {
     for (const total of device.reportTotals) {
       const counts = { predictions: total.predictions, errors: total.errors, reports: total.reports };
-      timed.push({ at: Date.parse(total.at) || 0, order: timed.length, entries: [{ report: latestReportOf(device.id, total), counts }] });
+      timed.push({ at: Date.parse(total.at) || 0, order: timed.length, entries: [{ report: latestReportOf(device.id, total), counts, since: new Date(heldSince(total)) }] });
     }
   }
   for (const device of devices) {

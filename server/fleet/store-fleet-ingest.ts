@@ -4,7 +4,7 @@ import type { DeviceReport, ReportTotal, ServingDelta } from '../metricproviders
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
 import { servingTotalsAfter } from './serving-totals.ts';
-import { reportTotalsAfter, reportTotalsHeld, seedReportTotals } from './report-totals.ts';
+import { reportTotalsAfter, reportTotalsHeld, reportTotalsMoved, seedReportTotals } from './report-totals.ts';
 import { olderInSameRun, sameAgentRun } from './agent-run.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
@@ -66,7 +66,7 @@ export class StoreFleetIngest implements FleetIngest {
       if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
       // Totals kept from before fleet migration 10 start from what a restart restored (read before this report is stored).
-      const totals = device.reportTotals ?? (report.kind === 'benchmark' ? ((await seedReportTotals(tx.reports, [device.id])).get(device.id) ?? []) : null);
+      const totals = device.reportTotals ?? (report.kind === 'benchmark' ? ((await seedReportTotals(tx.reports, [device])).get(device.id) ?? []) : null);
       if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
       if (report.kind === 'benchmark') await tx.devices.setReportTotals(device.id, reportTotalsAfter(totals ?? [], deviceReportsFromBenchmark(report, cohort), now));
       if (report.kind === 'assignment' && device) {
@@ -77,9 +77,9 @@ export class StoreFleetIngest implements FleetIngest {
         // heartbeat read first (sent just after the change) already stored its slots. The answer,
         // not the heartbeat, moves the series: a heartbeat read late is older than the answers.
         const moved = SLOT_OUTCOMES.has(report.outcome) ? (slots ?? { active: device.active, candidate: device.candidate, previous: device.previous }) : null;
-        // The totals of the series the move removes go too: a label set exported again later starts afresh, as its series does.
-        const held = moved && totals && reportTotalsHeld(totals, moved);
-        if (held && totals && held.length !== totals.length) await tx.devices.setReportTotals(device.id, held);
+        // The totals follow the series: those the move removes go (a label set exported again
+        // later starts afresh, as its series does), a promotion's copy comes with its time.
+        if (moved && totals) await tx.devices.setReportTotals(device.id, reportTotalsMoved(totals, device.servingTotals, moved, report.createdAt, now));
         return { cohort, slots: moved };
       }
       return { cohort, slots: null };
@@ -123,13 +123,15 @@ export class StoreFleetIngest implements FleetIngest {
       const previous = sameAgentRun(device.heartbeat, telemetry) ? (device.heartbeat?.serving ?? null) : null;
       const counts = telemetry.serving ? servingDelta(previous, telemetry.serving) : null;
       const delta: ServingDelta | null = counts && { deviceId: device.id, cohort, active: telemetry.active, candidate: telemetry.candidate, ...counts };
-      const next = servingTotalsAfter(device.servingTotals, delta, telemetry, now);
+      const sentAt = new Date(telemetry.sentAt);
+      // A series the heartbeat leaves (measured after it was sent) keeps what it served too.
+      const measured = device.reportTotals && Number.isFinite(sentAt.getTime()) ? reportTotalsHeld(device.reportTotals, telemetry, sentAt) : [];
+      const next = servingTotalsAfter(device.servingTotals, delta, telemetry, now, measured);
       if (!(await devices.recordTelemetry(telemetry, now, { totals: next, after: device }))) {
         if (attempt < 3) continue;
         throw new Error(`the heartbeat of device ${device.id} kept meeting others written at the same time`);
       }
       if (delta) this.#options.onServing?.(delta);
-      const sentAt = new Date(telemetry.sentAt);
       if (Number.isFinite(sentAt.getTime())) {
         await this.#keepHeldReportTotals(device.id, device.reportTotals, telemetry, sentAt);
         this.#options.onSlotsSeen?.(device.id, { active: telemetry.active, candidate: telemetry.candidate }, sentAt);

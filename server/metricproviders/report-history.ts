@@ -95,6 +95,13 @@ export interface ReportTotal {
     readonly errors: number;
     readonly ts: string;
   };
-  /** When the latest benchmark arrived (the server's clock, ISO 8601). */
+  /** When the latest benchmark arrived, or the answer that made the total (the server's clock, ISO 8601). */
   readonly at: string;
+  /**
+   * Since when the device is known to hold the label set (its clock, ISO 8601), when that is not
+   * `latest.ts`: a promoted candidate's copy (zero counts) holds it since the promotion's answer,
+   * and a benchmark read after one with a later time keeps that time (as the exporter's series
+   * do). A heartbeat sent before it, read late, does not take the total away (reportTotalsHeld).
+   */
+  readonly since?: string;
 }

@@ -29,10 +29,15 @@ export function servingSides(serving: Pick<ServingDelta, 'active' | 'candidate' 
   return sides.flatMap(({ ref, ...side }) => (ref && side.rows > 0 ? [{ ref: { model: ref.model, version: ref.version }, ...side }] : []));
 }
 
-/** A device's benchmark totals for one label set, as restore() takes them back from the store: the latest report, and what all of them counted. */
+/**
+ * A device's benchmark totals for one label set, as restore() takes them back from the store: the
+ * latest report, what all of them counted, and since when the device holds it (its clock: the
+ * report's time, or the answer that promoted it; the report's time without it).
+ */
 export interface DeviceReportTotal {
   readonly report: DeviceReport;
   readonly counts: ReportCounts;
+  readonly since?: Date;
 }
 
 /** What a benchmark (or several) adds to a label set's counters. */
@@ -117,12 +122,20 @@ export class ReportMetricsExporter {
    * and the counters lose what was counted before it: Prometheus sees a counter reset, and
    * increase() counts the restored total again (a candidate's errors: the candidate-errors check
    * would fail what it passed, or pass what it failed).
+   *
+   * The benchmark totals stand as the store kept them, with their times: every removal of their
+   * series was written with them when it happened (an answer's, and a heartbeat's under the time
+   * rule of reconcileSlots), and so was a promotion's copy. The stored slots may be older than
+   * they are (a heartbeat sent before a benchmark or promotion and read after it is stored all the
+   * same), so they only take away series of served rows alone (an answer leaves those totals to
+   * the next heartbeat), and make the active copies of promotions the store kept none of (stored
+   * before it kept them: held since their benchmark).
    */
   restore(entries: readonly (DeviceReport | DeviceReportTotal | DeviceServingTotal)[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
     this.reset();
     for (const entry of entries) {
       if ('counts' in entry) {
-        this.#export(entry.report, entry.counts);
+        this.#export(entry.report, entry.counts, entry.since);
         continue;
       }
       if (!('total' in entry)) {
@@ -132,7 +145,12 @@ export class ReportMetricsExporter {
       const { deviceId, total } = entry;
       this.#addServing({ model: total.model, version: total.version, role: total.role, cohort: total.cohort, device: deviceId }, total.predictions, total.errors, total.ratio);
     }
-    for (const [deviceId, deviceSlots] of slots) this.keepSlots(deviceId, deviceSlots);
+    for (const [deviceId, deviceSlots] of slots) {
+      const device = this.#exported.get(deviceId);
+      if (!device) continue;
+      this.#copyPromoted(device, deviceSlots);
+      this.#removeUnheld(device, deviceSlots, (entry) => entry.report === undefined);
+    }
   }
 
   /**
@@ -146,6 +164,12 @@ export class ReportMetricsExporter {
   keepSlots(deviceId: string, slots: DeviceSlotRefs, at?: Date): void {
     const device = this.#exported.get(deviceId);
     if (!device) return;
+    this.#copyPromoted(device, slots, at);
+    this.#removeUnheld(device, slots, () => true);
+  }
+
+  /** Makes the active copy of each candidate the slots hold as active, unless its active series is measured already (reportTotalsMoved keeps the same copy). */
+  #copyPromoted(device: Map<string, ExportedEntry>, slots: DeviceSlotRefs, at?: Date): void {
     for (const { labels, report } of [...device.values()]) {
       const active = device.get(`${labels.model}\u0000active`);
       // The active label set may already be there without numbers: restored from what the
@@ -154,7 +178,6 @@ export class ReportMetricsExporter {
       const promoted = labels.role === 'candidate' && holds(slots.active, labels) && !measured;
       if (promoted && report) this.#export({ ...report, role: 'active' }, NO_COUNTS, at);
     }
-    this.#removeUnheld(device, slots, () => true);
   }
 
   /**
@@ -196,7 +219,7 @@ export class ReportMetricsExporter {
 
   /**
    * What a device served since its previous heartbeat: rows its active model predicted and
-   * failed (`errors`, 5xx), and rows its candidate ran in shadow and failed. They add to the
+   * failed (`errors`: its run threw or gave a non-finite output), and rows its candidate ran in shadow and failed. They add to the
    * model's prediction and error counters, and set its error ratio over that interval, so the
    * error checks see the field's errors, not only the benchmarks' (where a failure is a
    * benchmark-failed answer, which fails a rollout on its own).

@@ -81,9 +81,13 @@ test("a device's series keep to the models it holds: a dropped candidate goes, a
   // Another model the device no longer runs.
   exporter.keepSlots('d1', { active: { model: 'iris', version: '1' }, candidate: null });
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), []);
-  // Restored after a restart: only what the device holds.
-  exporter.restore([report({ role: 'active', version: '1' }), report()], new Map([['d1', { active: v1, candidate: null }]]));
-  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/wine/1/active/pilot']);
+  // Restored after a restart: the benchmark totals stand as the store kept them (it drops them
+  // when their series go; its slots may be older than they are), served rows alone go with a
+  // model the slots no longer hold (an answer leaves those totals to the next heartbeat).
+  const served = { model: 'wine', version: '3', role: 'candidate' as const, cohort: 'pilot', predictions: 5, errors: 0, ratio: 0, at: '2026-03-01T09:00:00.000Z' };
+  exporter.restore([report({ role: 'active', version: '1' }), report({ model: 'iris' }), { deviceId: 'd1', total: served }], new Map([['d1', { active: v1, candidate: null }]]));
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/iris/2/candidate/pilot', 'd1/wine/1/active/pilot']);
+  assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.predictions), ['d1/iris/2/candidate/pilot', 'd1/wine/1/active/pilot'], 'the served rows of wine v3 alone go');
 });
 
 test('restored: a promoted model whose served total came back first still gets the pilot\'s numbers as its active series', async () => {

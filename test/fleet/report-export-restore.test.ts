@@ -183,6 +183,76 @@ for (const engine of STORE_ENGINES) {
       await second.store.close();
       assert.deepEqual(await deviceLines((await restarted(t, location)).registry), live);
     });
+
+    test('a heartbeat sent before the benchmark, read late, leaves the candidate series after a restart too, and its counters go on from there (never back)', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const first = await serverOn(t, location);
+      await enroll(first.fleet);
+      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      // Sent before the candidate was installed, read after its benchmark: it stores stale slots (no candidate).
+      assert.equal(await first.ingest.recordTelemetry(heartbeat('2026-03-01T08:45:00.000Z', '1', null)), 'recorded');
+      const before = await deviceLines(first.registry);
+      assert.deepEqual(values(before, 'fleetprune_device_reports_total', 'candidate'), ['2 1'], 'live, the late heartbeat moves nothing');
+      await first.store.close();
+
+      const second = await restarted(t, location);
+      assert.deepEqual(await deviceLines(second.registry), before, 'a restart exports the same');
+      // The device goes on with the candidate in shadow: 10 rows.
+      assert.equal(await second.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:05:00.000Z', '1', '2', { predictions: 10, errors: 0, shadowRows: 10, shadowErrors: 0 }), uptimeSeconds: 200 }), 'recorded');
+      const live = await deviceLines(second.registry);
+      assert.deepEqual(values(live, 'fleetprune_device_predictions_total', 'candidate'), ['2 40'], 'the benchmark\'s 30 rows and 10 in shadow');
+      await second.store.close();
+      assert.deepEqual(await deviceLines((await restarted(t, location)).registry), live, 'once more: 40, not the stored 30 counted again');
+    });
+
+    test('served rows of a series a late heartbeat leaves (measured after it was sent) stay with it across a restart', async (t) => {
+      const location = await freshStoreLocation(t, engine);
+      if (!location) return;
+      const first = await serverOn(t, location);
+      await enroll(first.fleet);
+      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      assert.equal(await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:02:00.000Z', '1', '2', { predictions: 0, errors: 0, shadowRows: 10, shadowErrors: 1 }), runId: 'r2' }), 'recorded');
+      // A heartbeat of the agent's previous run, sent before the candidate came, delivered only now.
+      assert.equal(await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T08:45:00.000Z', '1', null), runId: 'r1' }), 'recorded');
+      const before = await deviceLines(first.registry);
+      assert.deepEqual(values(before, 'fleetprune_device_predictions_total', 'candidate'), ['2 41'], 'live, the candidate keeps its benchmark and shadow rows');
+      await first.store.close();
+      assert.deepEqual(await deviceLines((await restarted(t, location)).registry), before, 'a restart exports the same');
+    });
+
+    test('a promoted model\'s active series keeps its promotion\'s time across a restart: a heartbeat sent before the promotion, read late, leaves it, as live', async (t) => {
+      const exported: string[][] = [];
+      for (const restart of [true, false]) {
+        const location = await freshStoreLocation(t, engine);
+        if (!location) return;
+        let server = await serverOn(t, location);
+        await enroll(server.fleet);
+        await answered(server, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+        await answered(server, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+        assert.equal(await server.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+        assert.equal(await server.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:01:00.000Z', '1', '2'), runId: 'r1' }), 'recorded');
+        await answered(server, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:10:00.000Z');
+        if (restart) {
+          const before = await deviceLines(server.registry);
+          await server.store.close();
+          server = await restarted(t, location);
+          assert.deepEqual(await deviceLines(server.registry), before, 'a restart exports the same');
+        }
+        // Sent at 09:05 (before the promotion at 09:10), read only now.
+        assert.equal(await server.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:05:00.000Z', '1', '2'), uptimeSeconds: 400, runId: 'r1' }), 'recorded');
+        const lines = await deviceLines(server.registry);
+        assert.deepEqual(values(lines, 'fleetprune_device_accuracy_ratio', 'active'), ['2 0.9'], `the promoted model keeps its active series (restart: ${restart})`);
+        exported.push(lines);
+        await server.store.close();
+        assert.deepEqual(await deviceLines((await restarted(t, location)).registry), lines, `a restart after the late heartbeat exports the same (restart: ${restart})`);
+      }
+      assert.deepEqual(exported[1], exported[0], 'with a restart in between, the same as without');
+    });
   });
 }
 

@@ -266,7 +266,8 @@ function reportTotalsOf(text: unknown): ReportTotal[] | null {
     (entry): entry is ReportTotal =>
       typeof entry === 'object' && entry !== null &&
       typeof entry.model === 'string' && typeof entry.version === 'string' && (entry.role === 'active' || entry.role === 'candidate') &&
-      typeof entry.cohort === 'string' && count(entry.predictions) && count(entry.errors) && count(entry.reports) && latest(entry.latest) && typeof entry.at === 'string',
+      typeof entry.cohort === 'string' && count(entry.predictions) && count(entry.errors) && count(entry.reports) && latest(entry.latest) && typeof entry.at === 'string' &&
+      (entry.since === undefined || typeof entry.since === 'string'),
   );
 }
 
