@@ -112,7 +112,11 @@ export class PostgresEngine implements SqlEngine {
       return await work(client);
     } finally {
       client.off('error', onError);
-      client.release(broken);
+      // A session still inside a transaction (a ROLLBACK that failed) would fail every statement
+      // of the next borrower ("current transaction is aborted"): it is closed, not pooled.
+      const status = client.getTransactionStatus();
+      const inTransaction = status === 'T' || status === 'E';
+      client.release(broken ?? (inTransaction ? new Error(`released inside a transaction (status ${status})`) : undefined));
     }
   }
 
@@ -125,8 +129,9 @@ export class PostgresEngine implements SqlEngine {
       // later, blocking the new leader's every write and then its whole pool, so PostgreSQL ends
       // such a session. Set per transaction, in the same round trip, rather than as a startup
       // parameter, which a pooler such as PgBouncer refuses.
-      await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`);
       try {
+        // Inside the try: a failure of the SET after the BEGIN took effect (a query cancel) is rolled back too.
+        await client.query(`BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`);
         const result = await work(executorOf(client));
         await client.query('COMMIT');
         return result;

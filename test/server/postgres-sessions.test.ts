@@ -4,10 +4,10 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { openStore } from '../../server/store/open-store.ts';
-import { withoutUrlOptions } from '../../server/store/postgres-engine.ts';
+import { PostgresEngine, withoutUrlOptions } from '../../server/store/postgres-engine.ts';
 import { deferCleanup } from '../helpers/cleanup.ts';
 import { engineMissing } from '../helpers/engines.ts';
-import { postgresUrl } from './helpers/store-engines.ts';
+import { freshStoreLocation, postgresUrl } from './helpers/store-engines.ts';
 
 /** What every PostgreSQL session of a server works with, whatever the URL and the database's own defaults. */
 
@@ -115,6 +115,25 @@ test('with --database-schema, a server that accepts connections and never answer
   });
   const { port } = silent.address() as AddressInfo;
   await assert.rejects(openStore({ engine: 'postgres', databaseUrl: `postgres://postgres@127.0.0.1:${port}/test`, schema: 'fleet' }), /^UserError: --database-url: cannot connect to PostgreSQL \(.*timeout/);
+});
+
+test('a transaction whose start fails after BEGIN took effect (the SET LOCAL refused, as a query cancel would make it) leaves no aborted session in the pool', async (t) => {
+  const location = await freshStoreLocation(t, 'postgres');
+  if (!location || location.engine !== 'postgres') return;
+  const engine = await PostgresEngine.connect({ connectionString: location.databaseUrl, schema: location.schema, maxConnections: 1 });
+  t.after(() => engine.close());
+  // The one pooled session's next BEGIN round trip fails in its second statement, once.
+  let failNext = true;
+  engine.pool.on('acquire', (client: pg.PoolClient) => {
+    const query = client.query.bind(client) as (text: string) => Promise<unknown>;
+    (client as unknown as { query: (text: string) => Promise<unknown> }).query = (text: string) =>
+      query(failNext && text.startsWith('BEGIN') ? ((failNext = false), text.replace(/= \d+$/, "= 'not a duration'")) : text);
+  });
+  await assert.rejects(engine.transaction((tx) => tx.get('SELECT 1 AS one')), /idle_in_transaction_session_timeout/);
+  for (let i = 0; i < 3; i++) assert.deepEqual(await engine.transaction((tx) => tx.get('SELECT 1 AS one')), { one: 1 }, `transaction ${i + 2} runs`);
+  // And a client handed back inside a transaction, whatever left it there, is not pooled.
+  await engine.withClient((client) => client.query('BEGIN'));
+  assert.equal(await engine.withClient(async (client) => client.getTransactionStatus()), 'I');
 });
 
 test('withoutUrlOptions: takes the options parameter out of a URL, keeping the rest; leaves other strings alone', () => {
