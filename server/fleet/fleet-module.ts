@@ -76,18 +76,23 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     fleet,
     cohortLabel: ctx.config.cohortLabel,
     outcomes,
-    onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
+    onBenchmark: (reports) => exporting() && reports.forEach((report) => exporter.observe(report)),
     onDeviceOnline: hooks.onDeviceOnline,
     onBenchmarkFailed: hooks.onBenchmarkFailed,
     onAnswer: (report) => {
       const { actionId, answer } = lateAnswerOf(report);
       hooks.onAnswer?.(report.deviceId, actionId, answer);
     },
-    onSlotsChanged: (deviceId, slots, at) => exporter.keepSlots(deviceId, slots, at),
-    onSlotsSeen: (deviceId, slots, sentAt) => exporter.reconcileSlots(deviceId, slots, sentAt),
+    onSlotsChanged: (deviceId, slots, at) => exporting() && exporter.keepSlots(deviceId, slots, at),
+    onSlotsSeen: (deviceId, slots, sentAt) => exporting() && exporter.reconcileSlots(deviceId, slots, sentAt),
     onRevokedDevice: (deviceId) => exporter.forgetDevice(deviceId),
-    onServing: (serving) => exporter.observeServing(serving),
+    onServing: (serving) => exporting() && exporter.observeServing(serving),
   });
+  /**
+   * Whether ingested messages go on to the exported series: not on a server deposed as the leader
+   * (its exporter is reset, and a write still in flight must not bring series back on a standby).
+   */
+  const exporting = () => !leaderGate || leading;
   const log = ctx.log.child({ component: 'fleet' });
   // A device's heartbeats and statuses cost at most one store write each per interval; the latest always lands.
   const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, accepted: counters.accepted, logger: log, ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
@@ -205,6 +210,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
         deposed: () => {
           leading = false;
           leaderGate.active = false;
+          throttle.discard();
           exporter.reset();
           broker.stop().catch((error: unknown) => log.error({ err: error }, 'disconnecting from the broker failed'));
         },

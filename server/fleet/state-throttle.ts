@@ -89,6 +89,18 @@ export class StateThrottle implements FleetIngest {
     this.#devices.clear();
   }
 
+  /**
+   * Drops everything held, unwritten (counted as dropped, `deposed`): a server deposed as the
+   * leader must not write device state after the new leader read it back (its exported totals
+   * would miss what the late write counted). Heartbeats are cumulative: the new leader counts
+   * those rows from the device's next one.
+   */
+  discard(): void {
+    for (const device of this.#devices.values()) {
+      for (const held of device.pending.splice(0)) this.#options.dropped.inc({ kind: held.kind, reason: 'deposed' });
+    }
+  }
+
   #record(deviceId: string, message: StateMessage): Promise<StateOutcome> {
     const device = this.#devices.get(deviceId);
     if (!device) {

@@ -85,3 +85,15 @@ test('a status or two replaced in normal work is not a warning; a device floodin
   assert.equal(lines[0]!.deviceId, 'flood');
   assert.equal(lines[0]!.supersededInWindow, STATE_FLOOD_WARN_AFTER);
 });
+
+test('deposed as the leader: what is held is dropped unwritten (counted, reason deposed), so nothing lands after the new leader read the store back', async () => {
+  const inner = new RecordingIngest();
+  const { throttle: ingest, count } = throttle(inner);
+  await ingest.recordTelemetry(telemetry(1));
+  await ingest.recordTelemetry(telemetry(2));
+  await ingest.recordStatus({ deviceId: 'd1', online: false } as Status);
+  ingest.discard();
+  await sleep(500);
+  assert.deepEqual(inner.written, ['telemetry:1'], 'the held heartbeat and status are not written');
+  assert.equal(await count('deposed'), 2);
+});
