@@ -10,12 +10,15 @@ import type { MetricProviderResolver } from '../metricproviders/provider-resolve
 import { DeviceRolloutIndex } from './device-rollout-index.ts';
 import { AnswerBatcher } from './answer-batcher.ts';
 import type { AnswerListener, DeliveryResult, FleetPort, LateDeviceAnswer, ModelStatusPort, RecordGuard } from './fleet-port.ts';
-import type { RolloutMetrics } from './rollout-metrics.ts';
+import { EXPORTED_FINISHED_ROLLOUTS, type RolloutMetrics } from './rollout-metrics.ts';
 import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { setBounded } from '../../shared/util/bounded-map.ts';
 import { awaitedDevices, awaitsLateAnswer, benchmarksCandidate, deliveredCohort, FleetListNeeded, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, LateAnswer, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
+
+/** Finished rollouts searched (newest first) for the ones whose series a restart exports again. */
+const RESTORE_SEARCHED_ROLLOUTS = 200;
 
 /**
  * Drives rollouts: feeds events to the pure state machine, persists each transition through
@@ -221,6 +224,7 @@ export class RolloutController {
   /** After a restart: finish pending actions, resume analyses, re-arm timers. */
   async recover(): Promise<readonly string[]> {
     const ids = await this.#o.repository.list({ unfinished: true });
+    await this.#restoreMetrics(ids);
     for (const id of ids) {
       const record = await this.#o.repository.load(id);
       if (!record) continue;
@@ -228,6 +232,36 @@ export class RolloutController {
       this.#pickUp(record.state);
     }
     return ids;
+  }
+
+  /**
+   * Exports again what the server exported before it restarted (or before another one led): the
+   * unfinished rollouts and the last EXPORTED_FINISHED_ROLLOUTS finished ones (among the newest
+   * RESTORE_SEARCHED_ROLLOUTS), each with its whole decision log, so the decision counters go on
+   * from the counts they had and the decision timestamps (FleetpruneRolloutFailed reads them) stay.
+   */
+  async #restoreMetrics(unfinished: readonly string[]): Promise<void> {
+    const { metrics, repository } = this.#o;
+    if (!metrics) return;
+    const open = new Set(unfinished);
+    const finished: RolloutState[] = [];
+    for (const id of await repository.list({ limit: RESTORE_SEARCHED_ROLLOUTS })) {
+      if (open.has(id)) continue;
+      const state = (await repository.load(id))?.state;
+      if (state && isTerminal(state)) finished.push(state);
+    }
+    const latest = finished.sort((a, b) => a.updatedAt - b.updatedAt).slice(-EXPORTED_FINISHED_ROLLOUTS);
+    const states = [...latest, ...(await Promise.all(unfinished.map(async (id) => (await repository.load(id))?.state)))];
+    for (const state of states) if (state && !this.#stopped) metrics.restore(state, await this.#allDecisions(state.id));
+  }
+
+  async #allDecisions(id: string): Promise<DecisionLogEntry[]> {
+    const all: DecisionLogEntry[] = [];
+    for (;;) {
+      const page = await this.#o.repository.decisions(id, { ...(all.length > 0 ? { afterId: all.at(-1)!.id } : {}), limit: 1000 });
+      all.push(...page);
+      if (page.length < 1000) return all;
+    }
   }
 
   /** Drives a rollout from its stored state: timers armed, the analysis running, pending actions run. */

@@ -52,6 +52,15 @@ export class RolloutMetrics {
   /** Finished rollouts still exported, oldest first. */
   readonly #finished: string[] = [];
 
+  /**
+   * Exports a rollout again from its stored state and whole decision log (a restart, a new
+   * leader), as the live server had it: a finished one too has its error counts from its start.
+   */
+  restore(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
+    if (!this.#series.has(state.id)) this.#zeroErrorCounts(state, { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion });
+    this.observe(state, decisions);
+  }
+
   observe(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
     const labels = { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion };
     if (!this.#series.has(state.id) && !isTerminal(state)) this.#zeroErrorCounts(state, labels);

@@ -101,6 +101,29 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it('a restarted controller exports the same rollout series: a finished rollout\'s decision counters and timestamps, and an unfinished one\'s, as before the restart', async () => {
+    const repository = new InMemoryRolloutRepository();
+    const scheduler = new ManualScheduler(T0);
+    const fleet = new InMemoryFleet(fleetOf(20));
+    const models = new InMemoryModelStatus('1');
+    const first = rig({ repository, scheduler, fleet, models });
+    await first.controller.start(stagedSpec(), { by: 'alice' });
+    await driveUntil(first, (s) => s.phase === 'Completed');
+    // A second one, paused half way: unfinished.
+    await first.controller.start(specOf([{ setWeight: 10 }, { pause: {} }, { setWeight: 100 }], { candidateVersion: '3' }), { by: 'alice', id: 'ro-open' });
+    await driveUntil(first, (s) => s.phase === 'Paused', 60_000, 'ro-open');
+    const series = async (registry: Registry) => (await registry.metrics()).split('\n').filter((line) => line.startsWith('fleetprune_rollout_') || line.startsWith('fleetprune_analysis_')).sort();
+    const before = await series(first.registry);
+    first.controller.stop();
+    assert.ok(before.some((line) => /fleetprune_rollout_decision_timestamp_seconds\{rollout="ro-test",[^}]*kind="promotion"/.test(line)), 'the finished rollout\'s promotion is exported');
+
+    const second = rig({ repository, scheduler, fleet, models });
+    await second.controller.recover();
+    await second.controller.idle();
+    assert.deepEqual(await series(second.registry), before);
+    second.controller.stop();
+  });
+
   it('a commit that fails (a busy or lost database) delays the rollout, never wedges it: ticks, action results and measurements are retried', async () => {
     /** The real in-memory repository, whose commits fail once at chosen turns. */
     class FlakyRepository extends InMemoryRolloutRepository {
