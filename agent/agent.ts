@@ -983,8 +983,10 @@ export class Agent {
     const wanted = (this.#options.shadowFraction ?? 0) > 0 ? this.#state.state.candidate : null;
     if (sameModel(this.#candidate?.ref ?? null, wanted)) return;
     // The shadow counters are by candidate version: a new candidate starts them afresh, rather
-    // than every candidate of the agent's life leaving its series behind.
+    // than every candidate of the agent's life leaving its series behind. The shadow latency has
+    // no version label: reset too, it describes the candidate of now, not a mix of all of them.
     for (const counter of [this.metrics.shadowRuns, this.metrics.shadowAgreements, this.metrics.shadowErrors]) counter.reset();
+    this.metrics.shadowLatency.reset();
     const old = this.#candidate;
     this.#candidate = wanted ? await this.#loadServing(wanted) : undefined;
     await old?.lease.release();

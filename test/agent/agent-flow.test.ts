@@ -65,7 +65,9 @@ test('candidate → verified download → side-by-side benchmark report; activat
   assert.equal(agent.slots.previous?.sha256, world.v1.id);
   assert.equal(agent.slots.candidate, null);
   assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v2.id);
-  assert.doesNotMatch(await (await fetch(`${url}/metrics`)).text(), /fleetprune_agent_shadow_(runs|agreements)_total\{/, 'no shadow series of a candidate gone');
+  const afterPromotion = await (await fetch(`${url}/metrics`)).text();
+  assert.doesNotMatch(afterPromotion, /fleetprune_agent_shadow_(runs|agreements)_total\{/, 'no shadow series of a candidate gone');
+  assert.doesNotMatch(afterPromotion, /fleetprune_agent_shadow_latency_seconds_count [1-9]/, 'the shadow latency (no version label) starts afresh with the next candidate');
 
   // Rollback by fleet command: from disk, no download.
   const blobRequests = world.http.blobRequests().length;
