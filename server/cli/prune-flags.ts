@@ -1,7 +1,7 @@
 import { basename, extname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseInteger, parseNumber, parseNumberList } from '../../shared/cli/option-parsers.ts';
-import { UserError } from '../../shared/util/errors.ts';
+import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
 import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
 import { ModelNameSchema } from '../registry/names.ts';
 
@@ -113,7 +113,7 @@ export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification
     // The schema holds a fraction; the flag takes percent.
     if (key === 'toleranceMseFraction') throw new UserError(`${flag}: for regression, a percentage of the MSE from 0 to 1000, not ${flags.tolerance}`);
     if (key === 'toleranceAccuracyPoints') throw new UserError(`${flag}: for classification, accuracy points from 0 to 100, not ${flags.tolerance}`);
-    throw new UserError(`${flag}: ${first.message}`);
+    throw new UserError(`${flag}: ${zodIssueMessage(first)}`);
   }
   return parsed.data;
 }

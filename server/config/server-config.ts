@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { UserError } from '../../shared/util/errors.ts';
+import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
 import { BrokerUrlSchema } from '../../shared/protocol/agent-config.ts';
 import { ServerUrlSchema } from '../../shared/protocol/server-url.ts';
 
@@ -170,7 +170,7 @@ export function parseServerConfig(input: ServerConfigInput): ServerConfig {
     .map((issue) => {
       if (issue.code === 'unrecognized_keys') return `unknown setting ${issue.keys.join(', ')}`;
       const key = String(issue.path[0] ?? '');
-      return `${SOURCE[key] ?? key}: ${issue.message}`;
+      return `${SOURCE[key] ?? key}: ${zodIssueMessage(issue)}`;
     })
     .join('; ');
   throw new UserError(message);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { zodIssueMessage } from '../../shared/util/errors.ts';
 import { AgentConfigSchema, MAX_LABEL_VALUE_CHARS } from '../../shared/protocol/agent-config.ts';
 
 /** The most labels a device can be enrolled with (keys are 1-64 characters, values at most MAX_LABEL_VALUE_CHARS). */
@@ -16,5 +17,5 @@ export const DeviceLabelsSchema = AgentConfigSchema.shape.labels.refine((labels)
 /** The one-line problem with `labels`, or null when they may be enrolled. */
 export function deviceLabelsProblem(labels: Record<string, string>): string | null {
   const parsed = DeviceLabelsSchema.safeParse(labels);
-  return parsed.success ? null : parsed.error.issues.map((issue) => `labels${issue.path.map((key) => `.${String(key)}`).join('')}: ${issue.message}`).join('; ');
+  return parsed.success ? null : parsed.error.issues.map((issue) => `labels${issue.path.map((key) => `.${String(key)}`).join('')}: ${zodIssueMessage(issue)}`).join('; ');
 }

@@ -2,7 +2,7 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
-import { errorMessage } from '../../shared/util/errors.ts';
+import { errorMessage, zodIssueMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { TOKEN_PREFIX } from '../auth/token-service.ts';
@@ -97,7 +97,7 @@ export class DeviceService {
       serverPublicKey: this.options.signingPublicKey.export({ type: 'spki', format: 'pem' }).toString(),
     });
     if (!config.success) {
-      throw new ServiceError('bad_request', config.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
+      throw new ServiceError('bad_request', config.error.issues.map((issue) => `${issue.path.join('.')}: ${zodIssueMessage(issue)}`).join('; '));
     }
     const secretHash = await hashPassword(secret);
     const taken = () => new ServiceError('conflict', `device ${request.id} is already enrolled (device ids are never reused)`);

@@ -1,6 +1,6 @@
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { UserError, errorMessage } from '../util/errors.ts';
+import { UserError, errorMessage, zodIssueMessage } from '../util/errors.ts';
 import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
 import { GENERAL_SUBDIR, REPORT_FILE } from './prune-output-names.ts';
 
@@ -80,7 +80,7 @@ async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string 
     const parsed = ManifestSchema.safeParse(JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')));
     if (!parsed.success) {
       const [issue] = parsed.error.issues;
-      return `its ${MANIFEST_FILE} is not a fleetprune artifact manifest (${issue!.path.join('.') || 'manifest'}: ${issue!.message})`;
+      return `its ${MANIFEST_FILE} is not a fleetprune artifact manifest (${issue!.path.join('.') || 'manifest'}: ${zodIssueMessage(issue!)})`;
     }
     manifest = parsed.data;
   } catch (error) {

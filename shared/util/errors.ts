@@ -22,7 +22,25 @@ export class UserError extends Error {
 export function zodIssueMessage(issue: ZodError['issues'][number]): string {
   if (issue.code === 'invalid_key') return issue.issues.map((inner) => inner.message).join('; ');
   if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) return `required (${issue.expected})`;
+  // zod's own wording for a bound or a choice ("Too big: expected number to be <=16"), in the
+  // words every other message uses; a message the schema wrote itself is kept.
+  if (issue.code === 'invalid_value' && issue.message.startsWith('Invalid option: ')) return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
+  if ((issue.code === 'too_big' || issue.code === 'too_small') && /^Too (big|small): /.test(issue.message)) return boundMessage(issue);
   return issue.message;
+}
+
+type BoundIssue = Extract<ZodError['issues'][number], { code: 'too_big' | 'too_small' }>;
+
+/** "must be at most 16", "must be at least 1 character", "must hold at most 64 items". */
+function boundMessage(issue: BoundIssue): string {
+  const big = issue.code === 'too_big';
+  const bound = Number(big ? issue.maximum : issue.minimum);
+  const inclusive = issue.inclusive !== false;
+  const word = big ? (inclusive ? 'at most' : 'less than') : inclusive ? 'at least' : 'more than';
+  const plural = (noun: string) => `${noun}${bound === 1 ? '' : 's'}`;
+  if (issue.origin === 'string') return `must be ${word} ${bound} ${plural('character')} long`;
+  if (issue.origin === 'array' || issue.origin === 'set') return `must hold ${word} ${bound} ${plural('item')}`;
+  return `must be ${word} ${bound}`;
 }
 
 /** One line naming each bad field: `--epsilon: must be in (0, 1)`. */

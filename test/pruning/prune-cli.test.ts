@@ -147,6 +147,9 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['three training threads', ['--data', IRIS, '--label', 'species', '--training-threads', '3', '--out', out], /^fleetprune: option '--training-threads <n>' argument '3' is invalid\. must be auto, 1 or 2 \(run with --help for usage\)\n$/],
     ['unknown option', ['--data', IRIS, '--label', 'species', '--epoch', '3', '--out', out], /^fleetprune: unknown option '--epoch' \(Did you mean --epochs\?\) \(run with --help for usage\)\n$/],
     ['missing --label', ['--data', IRIS, '--out', out], /^fleetprune: required option '--label <column>' not specified/],
+    // In the words the other refusals use, not zod's "Too big: expected number to be <=16".
+    ['17 layers', ['--data', IRIS, '--label', 'species', '--layers', '17', '--out', out], /^fleetprune: --layers: must be at most 16\n$/],
+    ['one unit', ['--data', IRIS, '--label', 'species', '--units', '1', '--out', out], /^fleetprune: --units: must be at least 2\n$/],
     ['tolerance beyond 100 accuracy points', ['--data', IRIS, '--label', 'species', '--tolerance', '200', '--out', out], /^fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 200\n$/],
     ['tolerance beyond 1000% of the MSE', ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--tolerance', '2000', '--out', out], /^fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 2000\n$/],
     // An empty path (a shell variable left unset): the artifact was written unsigned, or into the working directory.

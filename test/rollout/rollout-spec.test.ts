@@ -168,7 +168,7 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'In' }] } }), ['target.matchExpressions[0].values: operator In needs at least one value']);
     assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'Exists', values: ['x'] }] } }), ['target.matchExpressions[0].values: operator Exists takes no values']);
     assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'Like', values: ['x'] }] } }), [
-      'target.matchExpressions[0].operator: Invalid option: expected one of "In"|"NotIn"|"Exists"|"DoesNotExist"',
+      'target.matchExpressions[0].operator: must be one of "In", "NotIn", "Exists", "DoesNotExist"',
     ]);
     assert.deepEqual(issues(withStep({ selector: { matchLabel: { pilot: 'true' } } })), ['steps[0].selector: Unrecognized key: "matchLabel"']);
     assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['x'.repeat(257)] }] } }), ['target.matchExpressions[0].values[0]: must be at most 256 characters']);
@@ -236,7 +236,7 @@ describe('rollout spec: invalid specs name the field', () => {
   it('rejects bad relative checks', () => {
     const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'f1' } })), [
-      'steps[0].analysis.metrics[0].relative.metric: Invalid option: expected one of "accuracy"|"mse"|"latency_p95"|"error_rate"',
+      'steps[0].analysis.metrics[0].relative.metric: must be one of "accuracy", "mse", "latency_p95", "error_rate"',
     ]);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', confidence: 1 } })), ['steps[0].analysis.metrics[0].relative.confidence: must be < 1']);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', tolerance: -1 } })), ['steps[0].analysis.metrics[0].relative.tolerance: must be ≥ 0']);
