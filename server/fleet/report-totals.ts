@@ -64,16 +64,25 @@ export function heldSince(total: ReportTotal): number {
  * that served already counts as measured, as in the exporter).
  */
 export function reportTotalsMoved(totals: readonly ReportTotal[], served: readonly ServingTotal[], slots: Pick<DeviceSlots, 'active' | 'candidate'>, answeredAt: string, at: string): ReportTotal[] {
-  const next = reportTotalsHeld(totals, slots);
-  const promotedAt = Date.parse(answeredAt);
-  for (const total of [...next]) {
+  return withPromotedCopies(reportTotalsHeld(totals, slots), served, slots, Date.parse(answeredAt), at);
+}
+
+/**
+ * The totals with an active copy (counting nothing) of each candidate the slots hold as active
+ * with no measured active total of that version (the exporter's copyPromoted rule), held since
+ * `promotedAt` (NaN: since the candidate's benchmark) and stored at `at` (undefined: the
+ * candidate's).
+ */
+function withPromotedCopies(totals: readonly ReportTotal[], served: readonly ServingTotal[], slots: Pick<DeviceSlots, 'active' | 'candidate'>, promotedAt: number, at: string | undefined): ReportTotal[] {
+  const next = [...totals];
+  for (const total of totals) {
     if (total.role !== 'candidate' || !slotsHold(slots, { ...total, role: 'active' })) continue;
     const measured =
       next.some((other) => other.model === total.model && other.role === 'active' && slotsHold(slots, other)) ||
       served.some((other) => other.model === total.model && other.role === 'active' && slotsHold(slots, other) && other.cohort !== total.cohort);
     if (measured) continue;
     const { since: _since, ...numbers } = total;
-    next.push({ ...numbers, role: 'active', predictions: 0, errors: 0, reports: 0, at, ...(Number.isFinite(promotedAt) ? { since: new Date(promotedAt).toISOString() } : {}) });
+    next.push({ ...numbers, role: 'active', predictions: 0, errors: 0, reports: 0, at: at ?? total.at, ...(Number.isFinite(promotedAt) ? { since: new Date(promotedAt).toISOString() } : {}) });
   }
   return next;
 }
@@ -96,14 +105,30 @@ export function latestReportOf(deviceId: string, total: ReportTotal): DeviceRepo
  * models its slots hold, so their counters go on from there rather than from zero (a restore
  * takes the stored totals as they are: those of models long dropped must not come back). Keyed
  * by device.
+ *
+ * The slots are taken under the time rule of the heartbeat that stored them (reportTotalsHeld
+ * with its sentAt): a heartbeat sent before a benchmark and read after it stores slots older than
+ * the benchmark, and the live exporter keeps that benchmark's series. Only a heartbeat can have
+ * written them since: an answer seeds the totals when it moves the slots (StoreFleetIngest).
+ * The active copies of promotions the server made at restore until then are seeded with them,
+ * so a restart (which makes none: every copy since is stored with its answer) exports them again.
  */
-export async function seedReportTotals(reports: Pick<DeviceReportsRepository, 'latestBenchmarks'>, devices: readonly (Pick<DeviceSlots, 'active' | 'candidate'> & { id: string })[]): Promise<Map<string, ReportTotal[]>> {
+export async function seedReportTotals(
+  reports: Pick<DeviceReportsRepository, 'latestBenchmarks'>,
+  devices: readonly (Pick<DeviceSlots, 'active' | 'candidate'> & { id: string; heartbeat?: { at: string } | null; servingTotals?: readonly ServingTotal[] })[],
+): Promise<Map<string, ReportTotal[]>> {
   const wanted = new Map(devices.map((device) => [device.id, device] as const));
   const seeds = new Map<string, ReportTotal[]>();
   for (const { report, cohort, receivedAt } of await reports.latestBenchmarks(devices.length === 1 ? { deviceId: devices[0]!.id } : {})) {
     if (report.kind !== 'benchmark' || !wanted.has(report.deviceId)) continue;
     seeds.set(report.deviceId, reportTotalsAfter(seeds.get(report.deviceId) ?? [], deviceReportsFromBenchmark(report, cohort), receivedAt));
   }
-  for (const [id, totals] of seeds) seeds.set(id, reportTotalsHeld(totals, wanted.get(id)!));
+  for (const [id, totals] of seeds) {
+    const device = wanted.get(id)!;
+    const sentAt = device.heartbeat ? new Date(device.heartbeat.at) : undefined;
+    const held = reportTotalsHeld(totals, device, sentAt && Number.isFinite(sentAt.getTime()) ? sentAt : undefined);
+    // With the active copies of promotions, as the server restored them (none were stored then): held since their benchmark.
+    seeds.set(id, withPromotedCopies(held, device.servingTotals ?? [], device, NaN, undefined));
+  }
   return seeds;
 }

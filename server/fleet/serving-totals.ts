@@ -16,10 +16,15 @@ import { heldSince, latestReportOf, seedReportTotals, slotsHold } from './report
  * `measured`: the benchmark totals the heartbeat leaves (reportTotalsHeld with its sentAt); a
  * label set among them keeps its served total too, as the exporter keeps its whole series.
  */
-export function servingTotalsAfter(totals: readonly ServingTotal[], delta: Pick<ServingDelta, 'cohort' | 'active' | 'candidate' | 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors'> | null, slots: Pick<DeviceSlots, 'active' | 'candidate'>, at: string, measured: readonly ReportTotal[] = []): ServingTotal[] {
+export function servingTotalsAfter(totals: readonly ServingTotal[], delta: Pick<ServingDelta, 'cohort' | 'active' | 'candidate' | 'predictions' | 'errors' | 'shadowRows' | 'shadowErrors' | 'sentAt'> | null, slots: Pick<DeviceSlots, 'active' | 'candidate'>, at: string, measured: readonly ReportTotal[] = []): ServingTotal[] {
   const sameLabels = (a: ServingTotal, b: ReportTotal) => a.model === b.model && a.version === b.version && a.role === b.role && a.cohort === b.cohort;
   const next = totals.filter((total) => slotsHold(slots, total) || measured.some((kept) => sameLabels(total, kept)));
+  const sentAt = delta?.sentAt?.getTime() ?? NaN;
   for (const { ref, role, rows, errors } of delta ? servingSides(delta) : []) {
+    // Rows of a heartbeat sent before another label set of their model and role was benchmarked or
+    // promoted do not replace it (nor count), as in the exporter's observeServing.
+    const newer = measured.some((kept) => kept.model === ref.model && kept.role === role && (kept.version !== ref.version || kept.cohort !== delta!.cohort) && !(heldSince(kept) < sentAt));
+    if (newer) continue;
     const index = next.findIndex((total) => total.model === ref.model && total.role === role);
     const same = index >= 0 && next[index]!.version === ref.version && next[index]!.cohort === delta!.cohort ? next[index]! : undefined;
     const total: ServingTotal = {

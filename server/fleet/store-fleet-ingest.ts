@@ -4,7 +4,7 @@ import type { DeviceReport, ReportTotal, ServingDelta } from '../metricproviders
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
 import { slotsAfter } from './device-slots.ts';
 import { servingTotalsAfter } from './serving-totals.ts';
-import { reportTotalsAfter, reportTotalsHeld, reportTotalsMoved, seedReportTotals } from './report-totals.ts';
+import { reportTotalsAfter, reportTotalsHeld, reportTotalsMoved, seedReportTotals, slotsHold } from './report-totals.ts';
 import { olderInSameRun, sameAgentRun } from './agent-run.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
@@ -65,10 +65,20 @@ export class StoreFleetIngest implements FleetIngest {
       if (device.revokedAt !== null) return 'revoked-device' as const;
       if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
-      // Totals kept from before fleet migration 10 start from what a restart restored (read before this report is stored).
-      const totals = device.reportTotals ?? (report.kind === 'benchmark' ? ((await seedReportTotals(tx.reports, [device])).get(device.id) ?? []) : null);
+      // Totals kept from before fleet migration 10 start from what a restart restored (read before
+      // this report is stored). An answer moving the slots stores them too: the seed's time rule
+      // holds only for slots a heartbeat wrote (seedReportTotals).
+      const seeds = device.reportTotals === null && (report.kind === 'benchmark' || SLOT_OUTCOMES.has(report.outcome));
+      const totals = seeds ? ((await seedReportTotals(tx.reports, [device])).get(device.id) ?? []) : device.reportTotals;
       if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
-      if (report.kind === 'benchmark') await tx.devices.setReportTotals(device.id, reportTotalsAfter(totals ?? [], deviceReportsFromBenchmark(report, cohort), now));
+      if (report.kind === 'benchmark') {
+        const next = reportTotalsAfter(totals ?? [], deviceReportsFromBenchmark(report, cohort), now);
+        await tx.devices.setReportTotals(device.id, next);
+        // A model the cap evicts loses its whole series live, served counters too: so do its totals.
+        const evicted = new Set((totals ?? []).map((total) => total.model).filter((model) => !next.some((total) => total.model === model)));
+        const served = device.servingTotals.filter((total) => !evicted.has(total.model));
+        if (served.length !== device.servingTotals.length) await tx.devices.setServingTotals(device, served);
+      }
       if (report.kind === 'assignment' && device) {
         if (!(await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now))) await tx.commands.setAnswered(report.assignmentId, report.deviceId, now);
         const slots = slotsAfter(device, report);
@@ -80,6 +90,10 @@ export class StoreFleetIngest implements FleetIngest {
         // The totals follow the series: those the move removes go (a label set exported again
         // later starts afresh, as its series does), a promotion's copy comes with its time.
         if (moved && totals) await tx.devices.setReportTotals(device.id, reportTotalsMoved(totals, device.servingTotals, moved, report.createdAt, now));
+        // Their served totals too: the series goes whole, and comes back (a rollback, a candidate
+        // installed again) counting afresh, as live.
+        const served = moved && device.servingTotals.filter((total) => slotsHold(moved, total));
+        if (served && served.length !== device.servingTotals.length) await tx.devices.setServingTotals(device, served);
         return { cohort, slots: moved };
       }
       return { cohort, slots: null };
@@ -122,8 +136,8 @@ export class StoreFleetIngest implements FleetIngest {
       // An agent that restarted (another run id; without run ids, its uptime went down) counts from zero again.
       const previous = sameAgentRun(device.heartbeat, telemetry) ? (device.heartbeat?.serving ?? null) : null;
       const counts = telemetry.serving ? servingDelta(previous, telemetry.serving) : null;
-      const delta: ServingDelta | null = counts && { deviceId: device.id, cohort, active: telemetry.active, candidate: telemetry.candidate, ...counts };
       const sentAt = new Date(telemetry.sentAt);
+      const delta: ServingDelta | null = counts && { deviceId: device.id, cohort, active: telemetry.active, candidate: telemetry.candidate, ...counts, ...(Number.isFinite(sentAt.getTime()) ? { sentAt } : {}) };
       // A series the heartbeat leaves (measured after it was sent) keeps what it served too.
       const measured = device.reportTotals && Number.isFinite(sentAt.getTime()) ? reportTotalsHeld(device.reportTotals, telemetry, sentAt) : [];
       const next = servingTotalsAfter(device.servingTotals, delta, telemetry, now, measured);

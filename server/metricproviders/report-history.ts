@@ -35,6 +35,11 @@ export interface ServingDelta {
   readonly errors: number;
   readonly shadowRows: number;
   readonly shadowErrors: number;
+  /**
+   * When the device sent the heartbeat (its clock): its rows do not replace a label set of their
+   * model and role held since then (a heartbeat read late is older than that benchmark or promotion).
+   */
+  readonly sentAt?: Date;
 }
 
 /**

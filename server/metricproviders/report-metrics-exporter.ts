@@ -127,9 +127,10 @@ export class ReportMetricsExporter {
    * series was written with them when it happened (an answer's, and a heartbeat's under the time
    * rule of reconcileSlots), and so was a promotion's copy. The stored slots may be older than
    * they are (a heartbeat sent before a benchmark or promotion and read after it is stored all the
-   * same), so they only take away series of served rows alone (an answer leaves those totals to
-   * the next heartbeat), and make the active copies of promotions the store kept none of (stored
-   * before it kept them: held since their benchmark).
+   * same), so they only take away series of served rows alone (a heartbeat's late rows). They make
+   * no promotion's copy: the store keeps every copy live made (and seeds those of devices from
+   * before it kept them, seedReportTotals), and a heartbeat showing a promotion read before its
+   * answer made none live.
    */
   restore(entries: readonly (DeviceReport | DeviceReportTotal | DeviceServingTotal)[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
     this.reset();
@@ -148,7 +149,6 @@ export class ReportMetricsExporter {
     for (const [deviceId, deviceSlots] of slots) {
       const device = this.#exported.get(deviceId);
       if (!device) continue;
-      this.#copyPromoted(device, deviceSlots);
       this.#removeUnheld(device, deviceSlots, (entry) => entry.report === undefined);
     }
   }
@@ -225,8 +225,14 @@ export class ReportMetricsExporter {
    * benchmark-failed answer, which fails a rollout on its own).
    */
   observeServing(serving: ServingDelta): void {
+    const sentAt = serving.sentAt?.getTime() ?? NaN;
     for (const { ref, role, rows, errors } of servingSides(serving)) {
-      this.#addServing({ model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId }, rows, errors, errors / rows);
+      const labels = { model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId };
+      // A heartbeat read late (sent before the label set of its model and role was benchmarked or
+      // promoted) must not replace that newer series: its rows are not exported (servingTotalsAfter drops them alike).
+      const held = this.#exported.get(serving.deviceId)?.get(`${ref.model}\u0000${role}`);
+      if (held && (held.labels.version !== labels.version || held.labels.cohort !== labels.cohort) && !(held.since < sentAt)) continue;
+      this.#addServing(labels, rows, errors, errors / rows);
     }
   }
 
@@ -266,8 +272,12 @@ export class ReportMetricsExporter {
     const key = `${labels.model}\u0000${labels.role}`;
     const entry = device.get(key);
     const previous = entry?.labels;
-    device.delete(key); // re-inserted last: the map's order is the order of last report
     const replaced = previous !== undefined && (previous.version !== labels.version || previous.cohort !== labels.cohort);
+    // Served rows of the same label set leave it where it is: only benchmarks (and promotions) make
+    // a model recent, as the store evicts models by their benchmarks (reportTotalsAfter), so a
+    // restart evicts the same model as live.
+    if (entry && !replaced && report === undefined) return true;
+    device.delete(key); // re-inserted last: the map's order is the order of last report
     if (replaced) this.#remove(previous);
     // Serving numbers keep the label set's last benchmark (what a promotion copies), and its time.
     const kept = replaced ? undefined : entry;

@@ -83,25 +83,29 @@ test("a device's series keep to the models it holds: a dropped candidate goes, a
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), []);
   // Restored after a restart: the benchmark totals stand as the store kept them (it drops them
   // when their series go; its slots may be older than they are), served rows alone go with a
-  // model the slots no longer hold (an answer leaves those totals to the next heartbeat).
+  // model the slots no longer hold (a late heartbeat's rows; an answer drops its own from the store).
   const served = { model: 'wine', version: '3', role: 'candidate' as const, cohort: 'pilot', predictions: 5, errors: 0, ratio: 0, at: '2026-03-01T09:00:00.000Z' };
   exporter.restore([report({ role: 'active', version: '1' }), report({ model: 'iris' }), { deviceId: 'd1', total: served }], new Map([['d1', { active: v1, candidate: null }]]));
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), ['d1/iris/2/candidate/pilot', 'd1/wine/1/active/pilot']);
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.predictions), ['d1/iris/2/candidate/pilot', 'd1/wine/1/active/pilot'], 'the served rows of wine v3 alone go');
 });
 
-test('restored: a promoted model whose served total came back first still gets the pilot\'s numbers as its active series', async () => {
-  const registry = new Registry();
-  const exporter = new ReportMetricsExporter(registry);
+test('restored: a promoted model whose served total came back first gets the pilot\'s numbers as its active series from the stored copy; with no copy stored (live made none) it gets none', async () => {
   const v2 = { model: 'wine', version: '2' };
-  // As the store gives it back: the pilot's benchmark (candidate), then what v2 served as the active model.
-  exporter.restore(
-    [report({ accuracy: 0.95, errors: 0 }), { deviceId: 'd1', total: { model: 'wine', version: '2', role: 'active', cohort: 'pilot', predictions: 70, errors: 1, ratio: 0.01, at: '2026-03-01T09:00:00.000Z' } }],
-    new Map([['d1', { active: v2, candidate: null }]]),
-  );
-  const metrics = await registry.getMetricsAsJSON();
-  const active = (name: string) => metrics.find((entry) => entry.name === name)!.values.find((value) => value.labels.role === 'active')?.value;
-  assert.deepEqual([active(DEVICE_REPORT_METRICS.accuracy), active(DEVICE_REPORT_METRICS.predictions), active(DEVICE_REPORT_METRICS.errors), active(DEVICE_REPORT_METRICS.reports)], [0.95, 70, 1, 0]);
+  const served = { deviceId: 'd1', total: { model: 'wine', version: '2', role: 'active' as const, cohort: 'pilot', predictions: 70, errors: 1, ratio: 0.01, at: '2026-03-01T09:00:00.000Z' } };
+  const pilot = report({ accuracy: 0.95, errors: 0 });
+  const restoredActive = async (entries: Parameters<ReportMetricsExporter['restore']>[0]) => {
+    const registry = new Registry();
+    new ReportMetricsExporter(registry).restore(entries, new Map([['d1', { active: v2, candidate: null }]]));
+    const metrics = await registry.getMetricsAsJSON();
+    const active = (name: string) => metrics.find((entry) => entry.name === name)?.values.find((value) => value.labels.role === 'active')?.value;
+    return [active(DEVICE_REPORT_METRICS.accuracy), active(DEVICE_REPORT_METRICS.predictions), active(DEVICE_REPORT_METRICS.errors), active(DEVICE_REPORT_METRICS.reports)];
+  };
+  // As the store gives it back: the pilot's benchmark (candidate), what v2 served as the active model, then the promotion's copy.
+  const copy = { report: { ...pilot, role: 'active' as const }, counts: { predictions: 0, errors: 0, reports: 0 }, since: new Date('2026-03-01T09:05:00.000Z') };
+  assert.deepEqual(await restoredActive([pilot, served, copy]), [0.95, 70, 1, 0]);
+  // A heartbeat showing the promotion was read before its answer: live made no copy, nor does a restore.
+  assert.deepEqual(await restoredActive([pilot, served]), [undefined, 70, 1, undefined]);
 });
 
 test('a heartbeat removes the series of models it shows the device no longer holds, unless it was sent before they were measured or promoted', async () => {

@@ -290,3 +290,177 @@ for (const engine of STORE_ENGINES) {
     await restoreExports(third.exporter, third.fleet.repos);
   });
 }
+
+for (const engine of STORE_ENGINES) {
+  test(`${engine}: a device from before fleet:10 whose stored slots come from a heartbeat sent before its latest benchmark keeps that benchmark's counters across a restart, and an answer after that seeds its totals`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await first.store.engine.run('UPDATE devices SET report_totals = NULL');
+    // Sent before the benchmark, read after it: the stored slots (no candidate) are older than the benchmark.
+    await first.ingest.recordTelemetry(heartbeat('2026-03-01T08:55:00.000Z', '1', null));
+    const before = await deviceLines(first.registry);
+    assert.deepEqual(values(before, 'fleetprune_device_predictions_total', 'candidate'), ['2 30'], 'live keeps the candidate series (benchmarked after the heartbeat was sent)');
+    await first.store.close();
+
+    const second = await restarted(t, location);
+    assert.deepEqual(await deviceLines(second.registry), before, 'the same series and values after the restart');
+    assert.equal(await second.ingest.ingestReport(benchmark('b-2', '2026-03-01T09:05:00.000Z', '1', '2')), 'ingested');
+    const live = await deviceLines(second.registry);
+    assert.deepEqual(values(live, 'fleetprune_device_predictions_total', 'candidate'), ['2 60']);
+    await second.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), live, 'not less after the next restart');
+
+    // An answer dropping the candidate, read with no totals stored: the store keeps that the series went.
+    const migrated = await serverOn(t, location);
+    await migrated.store.engine.run('UPDATE devices SET report_totals = NULL');
+    await migrated.store.close();
+    const third = await restarted(t, location);
+    assert.deepEqual(values(await deviceLines(third.registry), 'fleetprune_device_predictions_total', 'candidate'), ['2 30'], 'seeded from the latest benchmark');
+    await third.store.engine.run('UPDATE devices SET report_totals = NULL');
+    await answered(third, 'assign-3', '2', 'candidate', 'candidate-dropped', '2026-03-01T09:10:00.000Z');
+    const dropped = await deviceLines(third.registry);
+    assert.deepEqual(values(dropped, 'fleetprune_device_predictions_total', 'candidate'), [], 'the dropped candidate has no series live');
+    await third.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), dropped, 'nor after a restart');
+  });
+}
+
+for (const engine of STORE_ENGINES) {
+  test(`${engine}: an answer that removes a series drops its served totals too: a rollback before any heartbeat does not bring the old served rows back after a restart`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+    await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T08:45:00.000Z', '1', null, { predictions: 50, errors: 2, shadowRows: 0, shadowErrors: 0 }), runId: 'r1' });
+    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    // A heartbeat that read the device before the promotion is stored after it: it must not write back what the answer dropped.
+    const read = (await first.fleet.repos.devices.get(DEVICE))!;
+    assert.equal(read.servingTotals.length, 1, 'served before the promotion');
+    await answered(first, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:10:00.000Z');
+    await answered(first, 'assign-4', '1', 'active', 'rolled-back', '2026-03-01T09:11:00.000Z');
+    assert.equal((await first.fleet.repos.devices.get(DEVICE))!.servingTotals.length, 0, 'the rollback leaves no served totals of the removed series');
+    const stale = { ...heartbeat('2026-03-01T09:12:00.000Z', '1', null, { predictions: 50, errors: 2, shadowRows: 0, shadowErrors: 0 }), runId: 'r1' };
+    assert.equal(await first.fleet.repos.devices.recordTelemetry(stale, '2026-03-01T09:12:00.000Z', { totals: read.servingTotals, after: read }), false, 'written over served totals it did not read');
+    const before = await deviceLines(first.registry);
+    assert.deepEqual(values(before, 'fleetprune_device_predictions_total', 'active'), [], 'live: the series went with the promotion, the rollback made none');
+    await first.store.close();
+
+    const second = await restarted(t, location);
+    assert.deepEqual(await deviceLines(second.registry), before, 'the same series after the restart');
+    await second.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:12:00.000Z', '1', null, { predictions: 60, errors: 2, shadowRows: 0, shadowErrors: 0 }), runId: 'r1', uptimeSeconds: 200 });
+    assert.deepEqual(values(await deviceLines(second.registry), 'fleetprune_device_predictions_total', 'active'), ['1 10'], 'what the agent served since, as live');
+  });
+
+  test(`${engine}: a candidate replaced and installed again before a heartbeat counts afresh after a restart, as live`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:01:00.000Z', '1', '2', { predictions: 60, errors: 2, shadowRows: 10, shadowErrors: 1 }), runId: 'r1' });
+    await answered(first, 'assign-3', '3', 'candidate', 'installed', '2026-03-01T09:10:00.000Z');
+    await answered(first, 'assign-4', '2', 'candidate', 'installed', '2026-03-01T09:11:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-2', '2026-03-01T09:12:00.000Z', '1', '2')), 'ingested');
+    const before = await deviceLines(first.registry);
+    assert.deepEqual(values(before, 'fleetprune_device_predictions_total', 'candidate'), ['2 30'], 'live: the second benchmark alone');
+    await first.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), before, 'the same series and values after the restart');
+  });
+}
+
+for (const engine of STORE_ENGINES) {
+  test(`${engine}: served rows of a heartbeat read late do not replace the label sets benchmarked or promoted after it was sent, live or after a restart`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    const beat = (sentAt: string, active: string, candidate: string, predictions: number, shadowRows: number, uptimeSeconds: number) =>
+      first.ingest.recordTelemetry({ ...heartbeat(sentAt, active, candidate, { predictions, errors: 0, shadowRows, shadowErrors: 1 }), runId: 'r1', uptimeSeconds });
+    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await beat('2026-03-01T09:01:00.000Z', '1', '2', 10, 4, 100);
+    await answered(first, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:02:00.000Z');
+    await answered(first, 'assign-4', '3', 'candidate', 'installed', '2026-03-01T09:03:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-2', '2026-03-01T09:04:00.000Z', '2', '3')), 'ingested');
+    // Sent before the promotion and the new candidate's benchmark, read after them.
+    assert.equal(await beat('2026-03-01T09:01:30.000Z', '1', '2', 12, 5, 150), 'recorded');
+    const before = await deviceLines(first.registry);
+    assert.deepEqual(values(before, 'fleetprune_device_reports_total', 'active'), ['2 1'], 'the promoted model keeps its active series');
+    assert.deepEqual(values(before, 'fleetprune_device_reports_total', 'candidate'), ['3 1'], 'the new candidate keeps its series');
+    await first.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), before, 'the same series and values after the restart');
+  });
+}
+
+for (const engine of STORE_ENGINES) {
+  test(`${engine}: the model cap evicts by benchmark alone (served rows make no model recent), live and after a restart alike`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    const of = (model: string, report: BenchmarkReport): BenchmarkReport => ({ ...report, candidate: { ...report.candidate, model } });
+    for (let i = 0; i < 8; i++) assert.equal(await first.ingest.ingestReport(of(`m${i}`, benchmark(`b-${i}`, `2026-03-01T09:1${i}:00.000Z`, null, '1'))), 'ingested');
+    // The oldest model ran rows in shadow (the heartbeat was sent before the benchmarks, read after them).
+    const beat = heartbeat('2026-03-01T09:05:00.000Z', '1', null, { predictions: 0, errors: 0, shadowRows: 10, shadowErrors: 0 });
+    assert.equal(await first.ingest.recordTelemetry({ ...beat, active: null, candidate: { ...ref('1'), model: 'm0' } }), 'recorded');
+    assert.equal(await first.ingest.ingestReport(of('m8', benchmark('b-8', '2026-03-01T09:20:00.000Z', null, '1'))), 'ingested');
+    const before = await deviceLines(first.registry);
+    const models = [...new Set(before.map((line) => /model="([^"]*)"/.exec(line)![1]))].sort();
+    assert.deepEqual(models, ['m1', 'm2', 'm3', 'm4', 'm5', 'm6', 'm7', 'm8'], 'the least recently benchmarked model went, served rows and all');
+    await first.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), before, 'the same series and values after the restart');
+  });
+}
+
+for (const engine of STORE_ENGINES) {
+  test(`${engine}: a heartbeat showing a promotion read before its answer makes no active copy, live or after a restart; the answer makes it on both`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    assert.equal(await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:03:00.000Z', '2', null, { predictions: 10, errors: 0, shadowRows: 0, shadowErrors: 0 }), runId: 'r1' }), 'recorded');
+    const before = await deviceLines(first.registry);
+    assert.deepEqual(values(before, 'fleetprune_device_reports_total', 'active'), [], 'no copy live: the answer has not come');
+    await first.store.close();
+    const second = await restarted(t, location);
+    assert.deepEqual(await deviceLines(second.registry), before, 'the same series after the restart');
+    await answered(second, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:02:00.000Z');
+    const promoted = await deviceLines(second.registry);
+    assert.deepEqual(values(promoted, 'fleetprune_device_accuracy_ratio', 'active'), ['2 0.9'], 'the answer makes the copy');
+    await second.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), promoted, 'kept across the next restart');
+  });
+
+  test(`${engine}: a device from before fleet:10 whose candidate was promoted keeps the active copy a restart made for it (seeded with its totals)`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const first = await serverOn(t, location);
+    await enroll(first.fleet);
+    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await answered(first, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:02:00.000Z');
+    const before = await deviceLines(first.registry);
+    assert.deepEqual(values(before, 'fleetprune_device_accuracy_ratio', 'active'), ['2 0.9']);
+    await first.store.engine.run('UPDATE devices SET report_totals = NULL');
+    await first.store.close();
+    const second = await restarted(t, location);
+    assert.deepEqual(values(await deviceLines(second.registry), 'fleetprune_device_accuracy_ratio', 'active'), ['2 0.9'], 'the copy, from the candidate\'s benchmark');
+    const restored = await deviceLines(second.registry);
+    await second.store.close();
+    assert.deepEqual(await deviceLines((await restarted(t, location)).registry), restored, 'and again from the seeded totals');
+  });
+}

@@ -145,14 +145,15 @@ export class DevicesRepository {
    * (never for a revoked device); and the device's served totals after it, in the same column
    * (the heartbeat the next one is compared with and the totals it led to change together, so a
    * crash in between cannot count a heartbeat twice or never). Written only if the row still
-   * holds the heartbeat `served.after` read: another writer's heartbeat in between (e.g. a
-   * deposed leader's last one) makes it false, with nothing written (read it again).
+   * holds the heartbeat and served totals `served.after` read: another writer's heartbeat in
+   * between (e.g. a deposed leader's last one), or an answer that dropped served totals
+   * (setServingTotals), makes it false, with nothing written (read it again).
    */
   async recordTelemetry(telemetry: Telemetry, seenAt: string, served: { totals: readonly ServingTotal[]; after: DeviceRecord }): Promise<boolean> {
     const result = await this.db.run(
       `UPDATE devices SET online = 1, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
          uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, serving = ?
-         WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ?`,
+         WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ? AND COALESCE(serving, '') = ?`,
       [
         seenAt,
         nullableJson(telemetry.active),
@@ -165,9 +166,19 @@ export class DevicesRepository {
         servingColumn(telemetry.serving ?? null, served.totals, telemetry.runId),
         telemetry.deviceId,
         served.after.heartbeat?.at ?? '',
+        (servingRead.has(served.after) ? servingRead.get(served.after) : servingColumn(served.after.heartbeat?.serving ?? null, served.after.servingTotals, served.after.heartbeat?.runId)) ?? '',
       ],
     );
     return result.changes > 0;
+  }
+
+  /**
+   * The device's served totals after an answer moved its slots (those of label sets the move
+   * removes go, as their series do), kept with the heartbeat counters `device` holds (read with
+   * the row locked, in the answer's transaction). A heartbeat read before it is written again.
+   */
+  async setServingTotals(device: DeviceRecord, totals: readonly ServingTotal[]): Promise<void> {
+    await this.db.run('UPDATE devices SET serving = ? WHERE id = ?', [servingColumn(device.heartbeat?.serving ?? null, totals, device.heartbeat?.runId), device.id]);
   }
 
   async setSlots(id: string, slots: DeviceSlots, seenAt: string): Promise<void> {
@@ -271,7 +282,19 @@ function reportTotalsOf(text: unknown): ReportTotal[] | null {
   );
 }
 
+/**
+ * The `serving` column as each record read it: recordTelemetry writes only over that very text
+ * (compare-and-set). Records built elsewhere (tests) are compared as the column they would make.
+ */
+const servingRead = new WeakMap<DeviceRecord, string | null>();
+
 function toDevice(row: Record<string, unknown>): DeviceRecord {
+  const device = deviceOf(row);
+  servingRead.set(device, row.serving === null || row.serving === undefined ? null : String(row.serving));
+  return device;
+}
+
+function deviceOf(row: Record<string, unknown>): DeviceRecord {
   const serving = servingOf(row.serving);
   return {
     id: String(row.id),
