@@ -42,17 +42,21 @@ export interface ServingDelta {
   readonly sentAt?: Date;
 }
 
+/** One label set of a device's exported series (with the device's id). */
+export interface ExportedLabelSet {
+  readonly model: string;
+  readonly version: string;
+  readonly role: ReportRole;
+  readonly cohort: string;
+}
+
 /**
  * What a device served with one model in one role, in total, since the label set (version and
  * cohort) began: the part of its exported counters that heartbeats, not benchmarks, added. The
  * server keeps it with the device (one per model and role), so a restart or a new leader exports
  * the same totals rather than starting them again at the benchmarks' counts.
  */
-export interface ServingTotal {
-  readonly model: string;
-  readonly version: string;
-  readonly role: ReportRole;
-  readonly cohort: string;
+export interface ServingTotal extends ExportedLabelSet {
   /** Rows predicted: served and failed (active), run in shadow and failed (candidate). */
   readonly predictions: number;
   readonly errors: number;
@@ -81,11 +85,7 @@ export interface ReportHistory {
  * counters: the newest benchmark alone is fewer rows and reports (a counter reset to Prometheus),
  * and retention may have deleted even that one while the device still holds the model.
  */
-export interface ReportTotal {
-  readonly model: string;
-  readonly version: string;
-  readonly role: ReportRole;
-  readonly cohort: string;
+export interface ReportTotal extends ExportedLabelSet {
   /** Holdout rows predicted, and failed, by every benchmark of the label set. */
   readonly predictions: number;
   readonly errors: number;

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { startServer, type RunningServer } from '../../server/app/start-server.ts';
+import { test, type TestContext } from 'node:test';
+import { startServer, type RunningServer, type StartServerOptions } from '../../server/app/start-server.ts';
 import { parseServerConfig } from '../../server/config/server-config.ts';
 import { AgentConfigSchema } from '../../shared/protocol/agent-config.ts';
 import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
@@ -28,19 +28,28 @@ function benchmark(deviceId: string, id: string): BenchmarkReport {
   return { schema: 1, id, kind: 'benchmark', deviceId, createdAt: new Date().toISOString(), assignmentId: null, holdout: { rows: 50, fingerprint: 'f', task: 'classification' }, active: model('active', '1'), candidate: model('candidate', '2') };
 }
 
-test('two servers on one PostgreSQL with embedded brokers: a device revoked through A loses its series on B as soon as B hears from it', async (t) => {
+const url = (server: RunningServer) => `http://127.0.0.1:${server.port('http')}`;
+const request = (server: RunningServer, method: string, path: string, json?: unknown) =>
+  fetch(`${url(server)}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, ...(json === undefined ? {} : { body: JSON.stringify(json) }) });
+
+/** Servers A and B on one fresh PostgreSQL schema and data directory, each with its embedded broker; null when PostgreSQL is missing. */
+async function twoServers(t: TestContext, b: Omit<StartServerOptions, 'log'> = {}): Promise<{ a: RunningServer; b: RunningServer } | null> {
   const location = await freshStoreLocation(t, 'postgres');
-  if (!location || location.engine !== 'postgres') return;
+  if (!location || location.engine !== 'postgres') return null;
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-peer-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
   const config = (nodeId: string) => parseServerConfig({ dataDir, host: '127.0.0.1', httpPort: 0, grpcPort: 0, mqttPort: 0, adminToken: ADMIN_TOKEN, databaseUrl: location.databaseUrl, databaseSchema: location.schema, nodeId });
-  const a = await startServer(config('node-a'), { log: createLogger('a', 'silent') });
-  t.after(() => a.close());
-  const b = await startServer(config('node-b'), { log: createLogger('b', 'silent') });
-  t.after(() => b.close());
-  const url = (server: RunningServer) => `http://127.0.0.1:${server.port('http')}`;
-  const request = (server: RunningServer, method: string, path: string, json?: unknown) =>
-    fetch(`${url(server)}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, ...(json === undefined ? {} : { body: JSON.stringify(json) }) });
+  const first = await startServer(config('node-a'), { log: createLogger('a', 'silent') });
+  t.after(() => first.close());
+  const second = await startServer(config('node-b'), { log: createLogger('b', 'silent'), ...b });
+  t.after(() => second.close());
+  return { a: first, b: second };
+}
+
+test('two servers on one PostgreSQL with embedded brokers: a device revoked through A loses its series on B as soon as B hears from it', async (t) => {
+  const servers = await twoServers(t);
+  if (!servers) return;
+  const { a, b } = servers;
   const enrolled = await request(a, 'POST', '/api/devices', { id: 'dev-1', labels: { cohort: 'pilot' } });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());
   const agent = AgentConfigSchema.parse(await enrolled.json());
@@ -59,18 +68,9 @@ test('two servers on one PostgreSQL with embedded brokers: a device revoked thro
 });
 
 test('two servers on one PostgreSQL: a device revoked through A that never speaks again loses its series on B at B\'s next check of its exported devices', async (t) => {
-  const location = await freshStoreLocation(t, 'postgres');
-  if (!location || location.engine !== 'postgres') return;
-  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-peer-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const config = (nodeId: string) => parseServerConfig({ dataDir, host: '127.0.0.1', httpPort: 0, grpcPort: 0, mqttPort: 0, adminToken: ADMIN_TOKEN, databaseUrl: location.databaseUrl, databaseSchema: location.schema, nodeId });
-  const a = await startServer(config('node-a'), { log: createLogger('a', 'silent') });
-  t.after(() => a.close());
-  const b = await startServer(config('node-b'), { log: createLogger('b', 'silent'), exportReconcileMs: 200 });
-  t.after(() => b.close());
-  const url = (server: RunningServer) => `http://127.0.0.1:${server.port('http')}`;
-  const request = (server: RunningServer, method: string, path: string, json?: unknown) =>
-    fetch(`${url(server)}${path}`, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, ...(json === undefined ? {} : { body: JSON.stringify(json) }) });
+  const servers = await twoServers(t, { exportReconcileMs: 200 });
+  if (!servers) return;
+  const { a, b } = servers;
   const agents = [];
   for (const id of ['dev-1', 'dev-2']) {
     const enrolled = await request(a, 'POST', '/api/devices', { id, labels: { cohort: 'pilot' } });
