@@ -33,8 +33,10 @@ export class InMemoryRolloutRepository implements RolloutRepository {
 
   async list(filter: RolloutListFilter = {}): Promise<readonly string[]> {
     const offset = filter.offset ?? 0;
+    const finished = filter.finishedByLastChange ? new Set(this.#matching({ ...filter, unfinished: true })) : undefined;
     return this.#matching(filter)
-      .sort((a, b) => b.order - a.order)
+      .filter((record) => !finished?.has(record))
+      .sort((a, b) => (finished ? b.state.updatedAt - a.state.updatedAt : 0) || b.order - a.order)
       .slice(offset, filter.limit === undefined ? undefined : offset + filter.limit)
       .map((record) => record.state.id);
   }

@@ -17,9 +17,6 @@ import { setBounded } from '../../shared/util/bounded-map.ts';
 import { awaitedDevices, awaitsLateAnswer, benchmarksCandidate, deliveredCohort, FleetListNeeded, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, LateAnswer, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
-/** Finished rollouts searched (newest first) for the ones whose series a restart exports again. */
-const RESTORE_SEARCHED_ROLLOUTS = 200;
-
 /**
  * Drives rollouts: feeds events to the pure state machine, persists each transition through
  * the RolloutRepository before acting, executes the resulting actions through the FleetPort,
@@ -236,23 +233,24 @@ export class RolloutController {
 
   /**
    * Exports again what the server exported before it restarted (or before another one led): the
-   * unfinished rollouts and the last EXPORTED_FINISHED_ROLLOUTS finished ones (among the newest
-   * RESTORE_SEARCHED_ROLLOUTS), each with its whole decision log, so the decision counters go on
-   * from the counts they had and the decision timestamps (FleetpruneRolloutFailed reads them) stay.
+   * last EXPORTED_FINISHED_ROLLOUTS finished rollouts (the last changed) and the unfinished ones,
+   * each with its whole decision log, so the decision counters go on from the counts they had and
+   * the decision timestamps (FleetpruneRolloutFailed reads them) stay. Each is read and exported
+   * under the rollout's lock, replacing what is exported for it: a decision committed meanwhile
+   * (an operator's command, a device coming back online) is counted once, by the log or live.
    */
   async #restoreMetrics(unfinished: readonly string[]): Promise<void> {
     const { metrics, repository } = this.#o;
     if (!metrics) return;
-    const open = new Set(unfinished);
-    const finished: RolloutState[] = [];
-    for (const id of await repository.list({ limit: RESTORE_SEARCHED_ROLLOUTS })) {
-      if (open.has(id)) continue;
-      const state = (await repository.load(id))?.state;
-      if (state && isTerminal(state)) finished.push(state);
+    const finished = await repository.list({ finishedByLastChange: true, limit: EXPORTED_FINISHED_ROLLOUTS });
+    for (const id of [...finished].reverse().concat(unfinished)) {
+      await this.#locks.run(id, async () => {
+        const state = (await repository.load(id))?.state;
+        const decisions = state && (await this.#allDecisions(id));
+        // Stopped meanwhile (deposed): its series were dropped, and stay dropped.
+        if (state && decisions && !this.#stopped) metrics.restore(state, decisions);
+      });
     }
-    const latest = finished.sort((a, b) => a.updatedAt - b.updatedAt).slice(-EXPORTED_FINISHED_ROLLOUTS);
-    const states = [...latest, ...(await Promise.all(unfinished.map(async (id) => (await repository.load(id))?.state)))];
-    for (const state of states) if (state && !this.#stopped) metrics.restore(state, await this.#allDecisions(state.id));
   }
 
   async #allDecisions(id: string): Promise<DecisionLogEntry[]> {

@@ -57,7 +57,9 @@ export class RolloutMetrics {
    * leader), as the live server had it: a finished one too has its error counts from its start.
    */
   restore(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
-    if (!this.#series.has(state.id)) this.#zeroErrorCounts(state, { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion });
+    // Replaces what is exported for it: counted from the log alone, never on top of a live count.
+    this.#forget(state.id);
+    this.#zeroErrorCounts(state, { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion });
     this.observe(state, decisions);
   }
 
@@ -83,7 +85,10 @@ export class RolloutMetrics {
       if (measurement.thresholds.success !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'success' }, measurement.thresholds.success);
       if (measurement.thresholds.failure !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'failure' }, measurement.thresholds.failure);
     }
-    if (isTerminal(state) && !this.#finished.includes(state.id)) {
+    if (isTerminal(state)) {
+      // The last changed last (a rollback of an older rollout changes it again), as a restart orders them.
+      const at = this.#finished.indexOf(state.id);
+      if (at >= 0) this.#finished.splice(at, 1);
       this.#finished.push(state.id);
       while (this.#finished.length > EXPORTED_FINISHED_ROLLOUTS) this.#forget(this.#finished.shift()!);
     }

@@ -49,6 +49,8 @@ export interface RolloutCountFilter {
 export interface RolloutListFilter extends RolloutCountFilter {
   readonly offset?: number;
   readonly limit?: number;
+  /** Only finished ones (the opposite of `unfinished`), the last changed first instead of the newest. */
+  readonly finishedByLastChange?: boolean;
 }
 
 export interface RolloutRepository {
@@ -62,7 +64,8 @@ export interface RolloutRepository {
   /** The stored revision alone (no state read): whether a cached view of the rollout is current. */
   revisionOf(id: string): Promise<number | undefined>;
   /**
-   * Ids of rollouts, newest first; `unfinished` keeps those with pending actions or a non-terminal phase.
+   * Ids of rollouts, newest first; `unfinished` keeps those with pending actions or a non-terminal phase;
+   * `finishedByLastChange` keeps the others, the last changed first.
    * `offset` skips that many of the newest, `limit` keeps at most that many (both done by the store).
    */
   list(filter?: RolloutListFilter): Promise<readonly string[]>;

@@ -64,13 +64,14 @@ export class StoreRolloutRepository implements RolloutRepository {
   }
 
   async list(filter: RolloutListFilter = {}): Promise<readonly string[]> {
-    const { where, params } = rolloutFilter(filter);
+    const { where, params } = rolloutFilter(filter.finishedByLastChange ? { ...filter, finished: true } : filter);
     // Skipped and cut in SQL: a page of old rollouts reads their ids only. SQLite takes an OFFSET only after a LIMIT (-1: none).
     const page: (string | number)[] = [];
     let paging = '';
     if (filter.limit !== undefined) (paging = 'LIMIT ? OFFSET ?'), page.push(filter.limit, filter.offset ?? 0);
     else if (filter.offset !== undefined) (paging = this.engine.dialect === 'sqlite' ? 'LIMIT -1 OFFSET ?' : 'OFFSET ?'), page.push(filter.offset);
-    const rows = await this.engine.all(`SELECT id FROM rollouts ${where} ORDER BY ord DESC ${paging}`, [...params, ...page]);
+    const order = filter.finishedByLastChange ? 'updated_at DESC, ord DESC' : 'ord DESC';
+    const rows = await this.engine.all(`SELECT id FROM rollouts ${where} ORDER BY ${order} ${paging}`, [...params, ...page]);
     return rows.map((row) => String(row.id));
   }
 
@@ -206,10 +207,11 @@ async function appendDecisions(tx: SqlExecutor, rolloutId: string, decisions: re
 }
 
 /** The WHERE clause (empty without a filter) of list and count. */
-function rolloutFilter(filter: RolloutCountFilter): { where: string; params: string[] } {
+function rolloutFilter(filter: RolloutCountFilter & { finished?: boolean }): { where: string; params: string[] } {
   const conditions: string[] = [];
   const params: string[] = [];
   if (filter.unfinished) conditions.push('unfinished = 1');
+  if (filter.finished) conditions.push('unfinished = 0');
   if (filter.model !== undefined) (conditions.push('model = ?'), params.push(filter.model));
   return { where: conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '', params };
 }

@@ -1,0 +1,180 @@
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Registry } from 'prom-client';
+import { ManualScheduler } from '../../server/analysis/scheduler.ts';
+import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
+import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
+import { RolloutController } from '../../server/rollout/rollout-controller.ts';
+import { EXPORTED_FINISHED_ROLLOUTS, RolloutMetrics } from '../../server/rollout/rollout-metrics.ts';
+import type { RolloutRepository } from '../../server/rollout/rollout-repository.ts';
+import { isTerminal } from '../../server/rollout/rollout-state-machine.ts';
+import { openStore } from '../../server/store/open-store.ts';
+import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
+import { freshStoreLocation } from '../server/helpers/store-engines.ts';
+import type { DecisionLogEntry } from '../../server/rollout/rollout-state.ts';
+import { ScriptedProvider } from '../analysis/scripted-provider.ts';
+import { fleetOf, specOf, T0 } from './rollout-fixtures.ts';
+import { InMemoryFleet, InMemoryModelStatus } from './in-memory-fleet.ts';
+
+/*
+ * A controller that starts (a restart, or a new leader) exports each rollout's series again from
+ * its decision log, while operators and devices may already reach it: every decision counts once.
+ */
+
+/** decisions() waits on a gate while `gated`, telling `hit` it was reached. */
+class GatedRepository extends InMemoryRolloutRepository {
+  gated = false;
+  #release: (() => void) | undefined;
+  #hit: (() => void) | undefined;
+  hit = new Promise<void>((resolve) => (this.#hit = resolve));
+  release(): void { this.gated = false; this.#release?.(); }
+  override async decisions(id: string, options: { afterId?: string; limit?: number } = {}): Promise<readonly DecisionLogEntry[]> {
+    if (this.gated) {
+      const wait = new Promise<void>((resolve) => (this.#release = resolve));
+      this.#hit?.();
+      await wait;
+    }
+    return super.decisions(id, options);
+  }
+}
+
+function controllerOn(repository: InMemoryRolloutRepository, scheduler: ManualScheduler, fleet: InMemoryFleet, models: InMemoryModelStatus, metrics: RolloutMetrics) {
+  return new RolloutController({ repository, fleet, models, providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[0.97]]) }), scheduler, metrics, actionRetryMs: 1000, newId: () => 'ro-x' });
+}
+
+async function setup() {
+  const repository = new GatedRepository();
+  const scheduler = new ManualScheduler(T0);
+  const fleet = new InMemoryFleet(fleetOf(20));
+  const models = new InMemoryModelStatus('1');
+  const registry = new Registry();
+  const metrics = new RolloutMetrics(registry);
+  const first = controllerOn(repository, scheduler, fleet, models, metrics);
+  await first.start(specOf([{ setWeight: 10 }, { pause: {} }, { setWeight: 100 }], { candidateVersion: '3' }), { by: 'alice', id: 'ro-open' });
+  for (let i = 0; i < 60 && (await first.status('ro-open')).phase !== 'Paused'; i++) { await scheduler.advance(1000); await first.idle(); }
+  assert.equal((await first.status('ro-open')).phase, 'Paused', 'paused');
+  first.stop();
+  return { repository, scheduler, fleet, models };
+}
+
+const lines = async (registry: Registry) => (await registry.metrics()).split('\n').filter((l) => l.startsWith('fleetprune_rollout_decisions_total{')).sort();
+
+/** The decisions counters as the decision log says they should be. */
+async function expected(repository: InMemoryRolloutRepository, id: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const d of await repository.decisions(id)) {
+    const key = `kind="${d.kind}",metric="${d.measurement?.metric ?? ''}",verdict="${d.verdict}"`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** The exported decision counters, as `kind=…,metric=…,verdict=…` → count. */
+async function exported(registry: Registry): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const line of await lines(registry)) {
+    const match = /(kind="[^"]*",metric="[^"]*",verdict="[^"]*")\} (\d+)$/.exec(line);
+    if (match && Number(match[2]) > 0) counts.set(match[1]!, Number(match[2]));
+  }
+  return counts;
+}
+
+it('an operator command while recover() restores the series is counted once: the restored counters equal the decision log', async () => {
+  const { repository, scheduler, fleet, models } = await setup();
+  const registry = new Registry();
+  const metrics = new RolloutMetrics(registry);
+  const second = controllerOn(repository, scheduler, fleet, models, metrics);
+  repository.gated = true;
+  const recovering = second.recover();
+  await repository.hit;
+  // The module hands the controller to the API before recover() is done: an operator's resume comes in meanwhile.
+  const resuming = second.resume('ro-open', 'bob');
+  // Time for the resume to be committed, had nothing held it back, before the restore reads the log.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  repository.release();
+  await Promise.all([recovering, resuming]);
+  await second.idle();
+  second.stop();
+  const want = await expected(repository, 'ro-open');
+  assert.ok([...want.keys()].some((key) => key.includes('verdict="resumed"')), 'the resume is in the log');
+  assert.deepEqual(await exported(registry), want);
+});
+
+it('deposed while recover() restores: the stopped controller exports nothing, and a re-election exports the log\'s counts, not double', async () => {
+  const { repository, scheduler, fleet, models } = await setup();
+  const registry = new Registry();
+  const metrics = new RolloutMetrics(registry); // one per server, shared across elections (rollout-module.ts)
+  const second = controllerOn(repository, scheduler, fleet, models, metrics);
+  repository.gated = true;
+  const recovering = second.recover();
+  await repository.hit;
+  // deposed(): controller.stop(); metrics.reset()
+  second.stop();
+  metrics.reset();
+  repository.release();
+  await recovering;
+  const afterDeposed = await lines(registry);
+  // elected again
+  const third = controllerOn(repository, scheduler, fleet, models, metrics);
+  await third.recover();
+  await third.idle();
+  third.stop();
+  assert.deepEqual(afterDeposed, [], 'a deposed server exports no rollout series');
+  assert.deepEqual(await exported(registry), await expected(repository, 'ro-open'), 'after the re-election, each decision counted once');
+});
+
+/** The rollouts a server exports series for. */
+const exportedRollouts = async (registry: Registry) => [...new Set((await registry.metrics()).split('\n').map((line) => /rollout="([^"]+)"/.exec(line)?.[1]).filter((id): id is string => id !== undefined))].sort();
+
+/**
+ * Twenty rollouts finish, the oldest is rolled back (changed again), then, with or without a
+ * restart in between, one more finishes: which 20 finished ones are exported.
+ */
+async function finishedAfterRollback(repository: RolloutRepository, restart: boolean): Promise<string[]> {
+  const scheduler = new ManualScheduler(T0);
+  const fleet = new InMemoryFleet(fleetOf(4));
+  const models = new InMemoryModelStatus('1');
+  const controller = (metrics: RolloutMetrics) => new RolloutController({ repository, fleet, models, providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[0.97]]) }), scheduler, metrics, actionRetryMs: 1000 });
+  const settle = async (c: RolloutController, id: string) => {
+    for (let i = 0; i < 300 && !isTerminal(await c.status(id)); i++) {
+      await scheduler.advance(1000);
+      await c.idle();
+    }
+    assert.ok(isTerminal(await c.status(id)), `${id} finished`);
+  };
+  const finish = async (c: RolloutController, n: number, model = 'wine') => {
+    const id = `ro-${String(n).padStart(2, '0')}`;
+    await c.start(specOf([{ setWeight: 100 }], { candidateVersion: String(n + 1), model }), { by: 'alice', id });
+    await settle(c, id);
+  };
+  let registry = new Registry();
+  let c = controller(new RolloutMetrics(registry));
+  await finish(c, 1, 'iris');
+  for (let n = 2; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await finish(c, n);
+  await c.rollback('ro-01', 'bob', 'regression');
+  await settle(c, 'ro-01');
+  if (restart) {
+    c.stop();
+    registry = new Registry();
+    c = controller(new RolloutMetrics(registry));
+    await c.recover();
+  }
+  await finish(c, EXPORTED_FINISHED_ROLLOUTS + 1);
+  c.stop();
+  return exportedRollouts(registry);
+}
+
+for (const engine of ['memory', 'sqlite'] as const) {
+  it(`the finished rollouts a restart exports are those live exports: the last changed (a rollback of an older one makes it the newest) (${engine})`, async (t) => {
+    const repository = async () => {
+      if (engine === 'memory') return new InMemoryRolloutRepository();
+      const store = await openStore((await freshStoreLocation(t, 'sqlite'))!);
+      t.after(() => store.close());
+      return new StoreRolloutRepository(store.engine);
+    };
+    const live = await finishedAfterRollback(await repository(), false);
+    assert.equal(live.length, EXPORTED_FINISHED_ROLLOUTS);
+    assert.ok(live.includes('ro-01') && !live.includes('ro-02'), `the rolled-back ro-01 stays, ro-02 goes: ${live.join(' ')}`);
+    assert.deepEqual(await finishedAfterRollback(await repository(), true), live);
+  });
+}
