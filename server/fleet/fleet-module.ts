@@ -139,6 +139,8 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   /** Takes the broker side: devices announce themselves again, the broker starts, assignments are re-sent. */
   const activate = async () => {
     await restoreExports(exporter, fleet.repos);
+    // Deposed while reading them back: a standby exports no device series.
+    if (!exporting()) exporter.reset();
     await fleet.repos.devices.markAllOffline();
     await startBroker(broker, ctx.config);
     await publisher.republishRetained();
@@ -184,6 +186,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
         // without the broker it could not reach a device anyway.
         elected: async () => {
           leading = true;
+          throttle.resume();
           for (let attempt = 1; ; attempt++) {
             try {
               await activate();

@@ -59,6 +59,8 @@ export class StateThrottle implements FleetIngest {
   /** Per device: its log window, the messages superseded in it, and whether it was warned of in it. */
   readonly #windows = new Map<string, { at: number; superseded: number; warned: boolean }>();
   #stopped = false;
+  /** Deposed (discard) until elected again (resume): heartbeats and statuses are dropped, not written. */
+  #deposed = false;
 
   constructor(options: StateThrottleOptions) {
     this.#options = options;
@@ -96,12 +98,23 @@ export class StateThrottle implements FleetIngest {
    * those rows from the device's next one.
    */
   discard(): void {
+    this.#deposed = true;
     for (const device of this.#devices.values()) {
       for (const held of device.pending.splice(0)) this.#options.dropped.inc({ kind: held.kind, reason: 'deposed' });
     }
   }
 
+  /** Elected again: heartbeats and statuses are written as before. */
+  resume(): void {
+    this.#deposed = false;
+  }
+
   #record(deviceId: string, message: StateMessage): Promise<StateOutcome> {
+    // Still coming in while the broker connection winds down after a deposition: not written either.
+    if (this.#deposed) {
+      this.#options.dropped.inc({ kind: message.kind, reason: 'deposed' });
+      return Promise.resolve('held');
+    }
     const device = this.#devices.get(deviceId);
     if (!device) {
       // Nothing written for it in the last interval: written now, and what follows is held.

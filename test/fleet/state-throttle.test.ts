@@ -97,3 +97,17 @@ test('deposed as the leader: what is held is dropped unwritten (counted, reason 
   assert.deepEqual(inner.written, ['telemetry:1'], 'the held heartbeat and status are not written');
   assert.equal(await count('deposed'), 2);
 });
+
+test('deposed: heartbeats and statuses still coming in (the broker connection winding down) are dropped too, until elected again', async () => {
+  const inner = new RecordingIngest();
+  const { throttle: ingest, count } = throttle(inner);
+  ingest.discard();
+  assert.equal(await ingest.recordTelemetry(telemetry(7)), 'held', 'counted here, not by the receiver');
+  await ingest.recordStatus({ deviceId: 'd2', online: true } as Status);
+  await sleep(300);
+  assert.deepEqual(inner.written, [], 'nothing written after the deposition');
+  assert.equal(await count('deposed'), 2);
+  ingest.resume();
+  await ingest.recordTelemetry(telemetry(8));
+  assert.deepEqual(inner.written, ['telemetry:8'], 'written again once elected');
+});
