@@ -51,6 +51,8 @@ const AWAITED_CACHE_ROLLOUTS = 64;
 export class RolloutController {
   readonly #o: RolloutControllerOptions;
   readonly #locks = new KeyedMutex();
+  /** While recover() exports the rollouts' series again: the rollouts committed meanwhile. */
+  #committedDuringRestore: Set<string> | undefined;
   readonly #inFlight = new Set<string>();
   readonly #runs = new Map<string, { runId: string; run: AnalysisRun }>();
   readonly #wakers = new Map<string, { at: number; cancel: () => void }>();
@@ -242,14 +244,24 @@ export class RolloutController {
   async #restoreMetrics(unfinished: readonly string[]): Promise<void> {
     const { metrics, repository } = this.#o;
     if (!metrics) return;
-    const finished = await repository.list({ finishedByLastChange: true, limit: EXPORTED_FINISHED_ROLLOUTS });
-    for (const id of [...finished].reverse().concat(unfinished)) {
-      await this.#locks.run(id, async () => {
+    // A rollout committed meanwhile may fall between the two lists (finished when the unfinished
+    // ones were read, its rollback pending when the finished ones are): restored again at the end.
+    const committed = new Set<string>();
+    this.#committedDuringRestore = committed;
+    const restoreOne = (id: string) =>
+      this.#locks.run(id, async () => {
         const state = (await repository.load(id))?.state;
         const decisions = state && (await this.#allDecisions(id));
         // Stopped meanwhile (deposed): its series were dropped, and stay dropped.
         if (state && decisions && !this.#stopped) metrics.restore(state, decisions);
       });
+    try {
+      const finished = await repository.list({ finishedByLastChange: true, limit: EXPORTED_FINISHED_ROLLOUTS });
+      const restored = [...finished].reverse().concat(unfinished);
+      for (const id of restored) await restoreOne(id);
+      for (const id of committed) if (!restored.includes(id)) await restoreOne(id);
+    } finally {
+      this.#committedDuringRestore = undefined;
     }
   }
 
@@ -318,6 +330,7 @@ export class RolloutController {
     // A commit that lands after stop() (its server deposed, its series dropped) must not export
     // them again: they would stay frozen beside the new leader's.
     if (!this.#stopped) this.#o.metrics?.observe(state, decisions);
+    this.#committedDuringRestore?.add(state.id);
     for (const decision of decisions) {
       // A measurement that could not be taken (the metrics backend failed) is a warning with its
       // reason, never an error-level stack trace: the analysis handles it by its limits.

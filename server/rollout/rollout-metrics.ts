@@ -44,13 +44,13 @@ export class RolloutMetrics {
   /** Drops every series: a deposed leader stops exporting what the new leader now drives (its values would freeze). */
   reset(): void {
     for (const rollout of [...this.#series.keys()]) this.#forget(rollout);
-    this.#finished.length = 0;
+    this.#finished.clear();
   }
 
   /** Per rollout and metric, every label set it exports (by its JSON). */
   readonly #series = new Map<string, Map<Metric, Map<string, Record<string, string>>>>();
   /** Finished rollouts still exported, oldest first. */
-  readonly #finished: string[] = [];
+  readonly #finished = new Map<string, number>();
 
   /**
    * Exports a rollout again from its stored state and whole decision log (a restart, a new
@@ -61,6 +61,11 @@ export class RolloutMetrics {
     this.#forget(state.id);
     this.#zeroErrorCounts(state, { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion });
     this.observe(state, decisions);
+    // Restored in any order (a finished one with a revert still pending comes with the unfinished
+    // ones): kept in the order of their last change, as live keeps them.
+    const sorted = [...this.#finished].sort((a, b) => a[1] - b[1]);
+    this.#finished.clear();
+    for (const [id, updatedAt] of sorted) this.#finished.set(id, updatedAt);
   }
 
   observe(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
@@ -86,11 +91,18 @@ export class RolloutMetrics {
       if (measurement.thresholds.failure !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'failure' }, measurement.thresholds.failure);
     }
     if (isTerminal(state)) {
-      // The last changed last (a rollback of an older rollout changes it again), as a restart orders them.
-      const at = this.#finished.indexOf(state.id);
-      if (at >= 0) this.#finished.splice(at, 1);
-      this.#finished.push(state.id);
-      while (this.#finished.length > EXPORTED_FINISHED_ROLLOUTS) this.#forget(this.#finished.shift()!);
+      // The last changed last (a rollback of an older rollout changes it again), as a restart orders
+      // them: moved to the newest end only when its updatedAt changed (a commit that only records an
+      // action's result changes neither).
+      if (this.#finished.get(state.id) !== state.updatedAt) {
+        this.#finished.delete(state.id);
+        this.#finished.set(state.id, state.updatedAt);
+      }
+      while (this.#finished.size > EXPORTED_FINISHED_ROLLOUTS) {
+        const oldest = this.#finished.keys().next().value!;
+        this.#finished.delete(oldest);
+        this.#forget(oldest);
+      }
     }
   }
 

@@ -6,7 +6,7 @@ import { MetricProviderResolver } from '../../server/metricproviders/provider-re
 import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
 import { EXPORTED_FINISHED_ROLLOUTS, RolloutMetrics } from '../../server/rollout/rollout-metrics.ts';
-import type { RolloutRepository } from '../../server/rollout/rollout-repository.ts';
+import type { RolloutListFilter, RolloutRepository } from '../../server/rollout/rollout-repository.ts';
 import { isTerminal } from '../../server/rollout/rollout-state-machine.ts';
 import { openStore } from '../../server/store/open-store.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
@@ -178,3 +178,83 @@ for (const engine of ['memory', 'sqlite'] as const) {
     assert.deepEqual(await finishedAfterRollback(await repository(), true), live);
   });
 }
+
+/** Runs `between` once, just before recover() reads the finished rollouts (it has read the unfinished ones). */
+class HookedRepository extends InMemoryRolloutRepository {
+  between: (() => Promise<void>) | undefined;
+  override async list(filter: RolloutListFilter = {}): Promise<readonly string[]> {
+    if (filter.finishedByLastChange && this.between) {
+      const run = this.between;
+      this.between = undefined;
+      await run();
+    }
+    return super.list(filter);
+  }
+}
+
+it('a finished rollout rolled back while recover() reads its two lists (in neither) is restored with its whole log', async () => {
+  const repository = new HookedRepository();
+  const scheduler = new ManualScheduler(T0);
+  const fleet = new InMemoryFleet(fleetOf(4));
+  const models = new InMemoryModelStatus('1');
+  const first = controllerOn(repository, scheduler, fleet, models, new RolloutMetrics(new Registry()));
+  await first.start(specOf([{ setWeight: 100 }], { candidateVersion: '2' }), { by: 'alice', id: 'ro-x' });
+  for (let i = 0; i < 60 && !isTerminal(await first.status('ro-x')); i++) {
+    await scheduler.advance(1000);
+    await first.idle();
+  }
+  first.stop();
+  const registry = new Registry();
+  const second = controllerOn(repository, scheduler, fleet, models, new RolloutMetrics(registry));
+  repository.between = async () => {
+    await scheduler.advance(1000);
+    await second.rollback('ro-x', 'bob', 'regression');
+  };
+  await second.recover();
+  await second.idle();
+  second.stop();
+  assert.deepEqual(await exported(registry), await expected(repository, 'ro-x'));
+});
+
+it('a rollback whose revert answers after another rollout finished: live and a restart export the same finished rollouts', async () => {
+  const repository = new InMemoryRolloutRepository();
+  const scheduler = new ManualScheduler(T0);
+  const fleet = new InMemoryFleet(fleetOf(4));
+  const models = new InMemoryModelStatus('1');
+  const registry = new Registry();
+  const c = new RolloutController({ repository, fleet, models, providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[0.97]]) }), scheduler, metrics: new RolloutMetrics(registry), actionRetryMs: 1000 });
+  // idle: false while a revert is held (idle() would wait for it).
+  const settle = async (id: string, idle = true) => {
+    const turn = async () => {
+      await scheduler.advance(1000);
+      await (idle ? c.idle() : new Promise((resolve) => setTimeout(resolve, 2)));
+    };
+    for (let i = 0; i < 300 && !isTerminal(await c.status(id)); i++) await turn();
+    for (let i = 0; i < 5; i++) await turn();
+    assert.ok(isTerminal(await c.status(id)), `${id} finished`);
+  };
+  const finish = async (n: number, idle = true) => {
+    const id = `ro-${String(n).padStart(2, '0')}`;
+    await c.start(specOf([{ setWeight: 100 }], { candidateVersion: String(n + 1), model: `m${n}` }), { by: 'alice', id });
+    await settle(id, idle);
+  };
+  for (let n = 1; n < EXPORTED_FINISHED_ROLLOUTS; n++) await finish(n);
+  let release!: () => void;
+  fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+  await scheduler.advance(1000);
+  await c.rollback('ro-01', 'bob', 'regression'); // committed (RolledBack, revert pending); the revert waits
+  await scheduler.advance(1000);
+  await finish(EXPORTED_FINISHED_ROLLOUTS, false); // finishes after the rollback
+  release();
+  fleet.revertsHeld = undefined;
+  await c.idle(); // the revert's result: a commit with no decision (updatedAt unchanged)
+  for (let n = EXPORTED_FINISHED_ROLLOUTS + 1; n < 2 * EXPORTED_FINISHED_ROLLOUTS; n++) await finish(n);
+  c.stop();
+  const live = await exportedRollouts(registry);
+  const restartRegistry = new Registry();
+  const restarted = controllerOn(repository, scheduler, fleet, models, new RolloutMetrics(restartRegistry));
+  await restarted.recover();
+  await restarted.idle();
+  restarted.stop();
+  assert.deepEqual(await exportedRollouts(restartRegistry), live);
+});
