@@ -36,7 +36,7 @@ export class InMemoryRolloutRepository implements RolloutRepository {
     const finished = filter.finishedByLastChange ? new Set(this.#matching({ ...filter, unfinished: true })) : undefined;
     return this.#matching(filter)
       .filter((record) => !finished?.has(record))
-      .sort((a, b) => (finished ? b.state.updatedAt - a.state.updatedAt : 0) || b.order - a.order)
+      .sort((a, b) => (finished ? b.state.updatedAt - a.state.updatedAt || (b.state.id > a.state.id ? 1 : b.state.id < a.state.id ? -1 : 0) : b.order - a.order))
       .slice(offset, filter.limit === undefined ? undefined : offset + filter.limit)
       .map((record) => record.state.id);
   }

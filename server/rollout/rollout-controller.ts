@@ -323,13 +323,19 @@ export class RolloutController {
       executedActionIds: completedActionId ? [completedActionId] : [],
       decisions: transition.decisions,
     });
-    this.#afterCommit(transition.state, transition.decisions);
+    // Not exported (a finished rollout evicted, or not restored yet): exported from its whole log, as a restart would.
+    const metrics = this.#o.metrics;
+    const whole = metrics && !this.#stopped && !metrics.has(transition.state.id) ? await this.#allDecisions(transition.state.id) : undefined;
+    this.#afterCommit(transition.state, transition.decisions, whole);
   }
 
-  #afterCommit(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
+  #afterCommit(state: RolloutState, decisions: readonly DecisionLogEntry[], whole?: readonly DecisionLogEntry[]): void {
     // A commit that lands after stop() (its server deposed, its series dropped) must not export
     // them again: they would stay frozen beside the new leader's.
-    if (!this.#stopped) this.#o.metrics?.observe(state, decisions);
+    if (!this.#stopped) {
+      if (whole) this.#o.metrics?.restore(state, whole);
+      else this.#o.metrics?.observe(state, decisions);
+    }
     this.#committedDuringRestore?.add(state.id);
     for (const decision of decisions) {
       // A measurement that could not be taken (the metrics backend failed) is a warning with its

@@ -61,11 +61,11 @@ export class RolloutMetrics {
     this.#forget(state.id);
     this.#zeroErrorCounts(state, { rollout: state.id, model: state.spec.model, version: state.spec.candidateVersion });
     this.observe(state, decisions);
-    // Restored in any order (a finished one with a revert still pending comes with the unfinished
-    // ones): kept in the order of their last change, as live keeps them.
-    const sorted = [...this.#finished].sort((a, b) => a[1] - b[1]);
-    this.#finished.clear();
-    for (const [id, updatedAt] of sorted) this.#finished.set(id, updatedAt);
+  }
+
+  /** Whether the rollout's series are exported (an evicted finished one is not). */
+  has(rollout: string): boolean {
+    return this.#series.has(rollout);
   }
 
   observe(state: RolloutState, decisions: readonly DecisionLogEntry[]): void {
@@ -94,14 +94,13 @@ export class RolloutMetrics {
       // The last changed last (a rollback of an older rollout changes it again), as a restart orders
       // them: moved to the newest end only when its updatedAt changed (a commit that only records an
       // action's result changes neither).
-      if (this.#finished.get(state.id) !== state.updatedAt) {
-        this.#finished.delete(state.id);
-        this.#finished.set(state.id, state.updatedAt);
-      }
+      this.#finished.set(state.id, state.updatedAt);
+      // The oldest by (updatedAt, id), as the repository orders them, whatever order they came in.
       while (this.#finished.size > EXPORTED_FINISHED_ROLLOUTS) {
-        const oldest = this.#finished.keys().next().value!;
-        this.#finished.delete(oldest);
-        this.#forget(oldest);
+        let oldest: [string, number] | undefined;
+        for (const entry of this.#finished) if (!oldest || entry[1] < oldest[1] || (entry[1] === oldest[1] && entry[0] < oldest[0])) oldest = entry;
+        this.#finished.delete(oldest![0]);
+        this.#forget(oldest![0]);
       }
     }
   }

@@ -67,7 +67,7 @@ test('each analysis metric of a new rollout exports its measurement-error count 
   for (let i = 0; i < EXPORTED_FINISHED_ROLLOUTS; i++) {
     const later = rollout(`ro-later-${i}`);
     metrics.observe(later.state, later.decisions);
-    metrics.observe({ ...later.state, phase: 'Completed' }, []);
+    metrics.observe({ ...later.state, phase: 'Completed', updatedAt: T0 + 1000 * (i + 1) }, []);
   }
   assert.deepEqual((await errors()).filter(([id]) => id === 'ro-zero'), []);
 });

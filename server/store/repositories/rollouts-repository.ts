@@ -70,7 +70,7 @@ export class StoreRolloutRepository implements RolloutRepository {
     let paging = '';
     if (filter.limit !== undefined) (paging = 'LIMIT ? OFFSET ?'), page.push(filter.limit, filter.offset ?? 0);
     else if (filter.offset !== undefined) (paging = this.engine.dialect === 'sqlite' ? 'LIMIT -1 OFFSET ?' : 'OFFSET ?'), page.push(filter.offset);
-    const order = filter.finishedByLastChange ? 'updated_at DESC, ord DESC' : 'ord DESC';
+    const order = filter.finishedByLastChange ? 'updated_at DESC, id DESC' : 'ord DESC';
     const rows = await this.engine.all(`SELECT id FROM rollouts ${where} ORDER BY ${order} ${paging}`, [...params, ...page]);
     return rows.map((row) => String(row.id));
   }

@@ -1,0 +1,193 @@
+import { it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Registry } from 'prom-client';
+import { ManualScheduler } from '../../server/analysis/scheduler.ts';
+import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
+import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollout-repository.ts';
+import { RolloutController } from '../../server/rollout/rollout-controller.ts';
+import { EXPORTED_FINISHED_ROLLOUTS, RolloutMetrics } from '../../server/rollout/rollout-metrics.ts';
+import type { RolloutRepository } from '../../server/rollout/rollout-repository.ts';
+import { openStore } from '../../server/store/open-store.ts';
+import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
+import { freshStoreLocation } from '../server/helpers/store-engines.ts';
+import { isTerminal } from '../../server/rollout/rollout-state-machine.ts';
+import { ScriptedProvider } from '../analysis/scripted-provider.ts';
+import { fleetOf, specOf, T0 } from './rollout-fixtures.ts';
+import { InMemoryFleet, InMemoryModelStatus } from './in-memory-fleet.ts';
+
+/*
+ * Which finished rollouts a server exports (the last 20 by their last change) must not depend on
+ * whether it restarted: live and restored alike, whatever order their changes came in.
+ */
+
+const exportedRollouts = async (registry: Registry) => [...new Set((await registry.metrics()).split('\n').map((line) => /rollout="([^"]+)"/.exec(line)?.[1]).filter((id): id is string => id !== undefined))].sort();
+const decisionLines = async (registry: Registry, id: string) => (await registry.metrics()).split('\n').filter((l) => l.startsWith('fleetprune_rollout_decisions_total{') && l.includes(`rollout="${id}"`)).sort();
+
+function world(repository: RolloutRepository = new InMemoryRolloutRepository()) {
+  const scheduler = new ManualScheduler(T0);
+  const fleet = new InMemoryFleet(fleetOf(4));
+  const models = new InMemoryModelStatus('1');
+  const make = (registry: Registry) => new RolloutController({ repository, fleet, models, providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[0.97]]) }), scheduler, metrics: new RolloutMetrics(registry), actionRetryMs: 1000 });
+  const settle = async (c: RolloutController, id: string, idle = true) => {
+    const turn = async () => { await scheduler.advance(1000); await (idle ? c.idle() : new Promise((r) => setTimeout(r, 2))); };
+    for (let i = 0; i < 300 && !isTerminal(await c.status(id)); i++) await turn();
+    for (let i = 0; i < 5; i++) await turn();
+    assert.ok(isTerminal(await c.status(id)), `${id} finished`);
+  };
+  const finish = async (c: RolloutController, id: string, n: number, idle = true) => {
+    await c.start(specOf([{ setWeight: 100 }], { candidateVersion: String(n + 2), model: `m${n}` }), { by: 'alice', id });
+    await settle(c, id, idle);
+  };
+  return { repository, scheduler, fleet, models, make, settle, finish };
+}
+
+it('A: a rolled-back rollout whose revert is still pending when 20 newer rollouts finished: restart exports what live exports', async () => {
+  const w = world();
+  const registry = new Registry();
+  const c = w.make(registry);
+  await w.finish(c, 'ro-x', 0);
+  let release!: () => void;
+  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+  await w.scheduler.advance(1000);
+  await c.rollback('ro-x', 'bob', 'regression'); // terminal, revert pending (unfinished)
+  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
+  c.stop();
+  const live = await exportedRollouts(registry);
+  const restartRegistry = new Registry();
+  const restarted = w.make(restartRegistry);
+  await restarted.recover();
+  restarted.stop();
+  const restart = await exportedRollouts(restartRegistry);
+  release();
+  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
+});
+
+it('B: an evicted rollout changed again (its revert answered after eviction) comes back from its whole log, as a restart shows it', async () => {
+  const w = world();
+  const registry = new Registry();
+  const c = w.make(registry);
+  await w.finish(c, 'ro-x', 0);
+  let release!: () => void;
+  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+  await w.scheduler.advance(1000);
+  await c.rollback('ro-x', 'bob', 'regression');
+  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
+  const beforeRevert = await exportedRollouts(registry);
+  const xUpdatedBefore = (await c.status('ro-x')).updatedAt;
+  release();
+  w.fleet.revertsHeld = undefined;
+  await c.idle();
+  const xUpdatedAfter = (await c.status('ro-x')).updatedAt;
+  c.stop();
+  const live = await exportedRollouts(registry);
+  const liveX = await decisionLines(registry, 'ro-x');
+  const restartRegistry = new Registry();
+  const restarted = w.make(restartRegistry);
+  await restarted.recover();
+  restarted.stop();
+  const restart = await exportedRollouts(restartRegistry);
+  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
+});
+
+it('C: equal updatedAt: live and restart keep the same one of the tied pair', async () => {
+  const w = world();
+  const registry = new Registry();
+  const c = w.make(registry);
+  await w.finish(c, 'ro-a', 0); // created first (lower ord)
+  await w.finish(c, 'ro-b', 1);
+  let release!: () => void;
+  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+  await w.scheduler.advance(1000);
+  // same scheduler time: equal updatedAt; B committed first, A last
+  await c.rollback('ro-b', 'bob', 'regression');
+  await c.rollback('ro-a', 'bob', 'regression');
+  release();
+  w.fleet.revertsHeld = undefined;
+  await c.idle();
+  const a = await c.status('ro-a'), b = await c.status('ro-b');
+  for (let n = 1; n < EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n + 1);
+  c.stop();
+  const live = await exportedRollouts(registry);
+  const restartRegistry = new Registry();
+  const restarted = w.make(restartRegistry);
+  await restarted.recover();
+  restarted.stop();
+  const restart = await exportedRollouts(restartRegistry);
+  assert.equal(a.updatedAt, b.updatedAt, 'tied');
+  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
+});
+
+it('D: an evicted finished rollout rolled back later is exported from its whole log, live as after a restart', async () => {
+  const w = world();
+  const registry = new Registry();
+  const c = w.make(registry);
+  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS + 1; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n);
+  assert.ok(!(await exportedRollouts(registry)).includes('ro-01'), 'ro-01 evicted live');
+  await w.scheduler.advance(1000);
+  await c.rollback('ro-01', 'bob', 'regression');
+  await w.settle(c, 'ro-01');
+  c.stop();
+  const live = await decisionLines(registry, 'ro-01');
+  const restartRegistry = new Registry();
+  const restarted = w.make(restartRegistry);
+  await restarted.recover();
+  restarted.stop();
+  const restart = await decisionLines(restartRegistry, 'ro-01');
+  assert.deepEqual(await exportedRollouts(restartRegistry), await exportedRollouts(registry), 'same rollouts');
+  assert.deepEqual(restart, live, 'same ro-01 decision counters');
+});
+
+it('A-sqlite: a rolled-back rollout whose revert is still pending when 20 newer rollouts finished: restart exports what live exports', async (t) => {
+  const store = await openStore((await freshStoreLocation(t, 'sqlite'))!);
+  t.after(() => store.close());
+  const w = world(new StoreRolloutRepository(store.engine));
+  const registry = new Registry();
+  const c = w.make(registry);
+  await w.finish(c, 'ro-x', 0);
+  let release!: () => void;
+  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+  await w.scheduler.advance(1000);
+  await c.rollback('ro-x', 'bob', 'regression'); // terminal, revert pending (unfinished)
+  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
+  c.stop();
+  const live = await exportedRollouts(registry);
+  const restartRegistry = new Registry();
+  const restarted = w.make(restartRegistry);
+  await restarted.recover();
+  restarted.stop();
+  const restart = await exportedRollouts(restartRegistry);
+  release();
+  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
+});
+
+
+it('C-sqlite: equal updatedAt: live and restart keep the same one of the tied pair', async (t) => {
+  const store = await openStore((await freshStoreLocation(t, 'sqlite'))!);
+  t.after(() => store.close());
+  const w = world(new StoreRolloutRepository(store.engine));
+  const registry = new Registry();
+  const c = w.make(registry);
+  await w.finish(c, 'ro-a', 0); // created first (lower ord)
+  await w.finish(c, 'ro-b', 1);
+  let release!: () => void;
+  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+  await w.scheduler.advance(1000);
+  // same scheduler time: equal updatedAt; B committed first, A last
+  await c.rollback('ro-b', 'bob', 'regression');
+  await c.rollback('ro-a', 'bob', 'regression');
+  release();
+  w.fleet.revertsHeld = undefined;
+  await c.idle();
+  const a = await c.status('ro-a'), b = await c.status('ro-b');
+  for (let n = 1; n < EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n + 1);
+  c.stop();
+  const live = await exportedRollouts(registry);
+  const restartRegistry = new Registry();
+  const restarted = w.make(restartRegistry);
+  await restarted.recover();
+  restarted.stop();
+  const restart = await exportedRollouts(restartRegistry);
+  assert.equal(a.updatedAt, b.updatedAt, 'tied');
+  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
+});
+
