@@ -1,4 +1,4 @@
-import { it } from 'node:test';
+import { it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
 import { ManualScheduler } from '../../server/analysis/scheduler.ts';
@@ -41,26 +41,63 @@ function world(repository: RolloutRepository = new InMemoryRolloutRepository()) 
   return { repository, scheduler, fleet, models, make, settle, finish };
 }
 
-it('A: a rolled-back rollout whose revert is still pending when 20 newer rollouts finished: restart exports what live exports', async () => {
-  const w = world();
+/** What a restarted controller on the same store exports: the rollouts, and the given one's decision counters. */
+async function afterRestart(w: ReturnType<typeof world>, id?: string): Promise<{ rollouts: string[]; decisions: string[] }> {
   const registry = new Registry();
-  const c = w.make(registry);
-  await w.finish(c, 'ro-x', 0);
-  let release!: () => void;
-  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
-  await w.scheduler.advance(1000);
-  await c.rollback('ro-x', 'bob', 'regression'); // terminal, revert pending (unfinished)
-  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
-  c.stop();
-  const live = await exportedRollouts(registry);
-  const restartRegistry = new Registry();
-  const restarted = w.make(restartRegistry);
+  const restarted = w.make(registry);
   await restarted.recover();
   restarted.stop();
-  const restart = await exportedRollouts(restartRegistry);
-  release();
-  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
-});
+  return { rollouts: await exportedRollouts(registry), decisions: id ? await decisionLines(registry, id) : [] };
+}
+
+/** A fresh world on the in-memory repository or on SQLite. */
+async function worldOn(t: TestContext, engine: 'memory' | 'sqlite'): Promise<ReturnType<typeof world>> {
+  if (engine === 'memory') return world();
+  const store = await openStore((await freshStoreLocation(t, 'sqlite'))!);
+  t.after(() => store.close());
+  return world(new StoreRolloutRepository(store.engine));
+}
+
+for (const engine of ['memory', 'sqlite'] as const) {
+  it(`A: a rolled-back rollout whose revert is still pending when 20 newer rollouts finished: a restart exports what live exports (${engine})`, async (t) => {
+    const w = await worldOn(t, engine);
+    const registry = new Registry();
+    const c = w.make(registry);
+    await w.finish(c, 'ro-x', 0);
+    let release!: () => void;
+    w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+    await w.scheduler.advance(1000);
+    await c.rollback('ro-x', 'bob', 'regression'); // terminal, revert pending (unfinished)
+    for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
+    c.stop();
+    const live = await exportedRollouts(registry);
+    const { rollouts } = await afterRestart(w);
+    release();
+    assert.deepEqual(rollouts, live);
+  });
+
+  it(`C: equal updatedAt: live and a restart keep the same one of the tied pair (${engine})`, async (t) => {
+    const w = await worldOn(t, engine);
+    const registry = new Registry();
+    const c = w.make(registry);
+    await w.finish(c, 'ro-a', 0); // created first (lower ord)
+    await w.finish(c, 'ro-b', 1);
+    let release!: () => void;
+    w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+    await w.scheduler.advance(1000);
+    // The same scheduler time: equal updatedAt; B committed first, A last.
+    await c.rollback('ro-b', 'bob', 'regression');
+    await c.rollback('ro-a', 'bob', 'regression');
+    release();
+    w.fleet.revertsHeld = undefined;
+    await c.idle();
+    assert.equal((await c.status('ro-a')).updatedAt, (await c.status('ro-b')).updatedAt, 'tied');
+    for (let n = 1; n < EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n + 1);
+    c.stop();
+    const live = await exportedRollouts(registry);
+    assert.deepEqual((await afterRestart(w)).rollouts, live);
+  });
+}
 
 it('B: an evicted rollout changed again (its revert answered after eviction) comes back from its whole log, as a restart shows it', async () => {
   const w = world();
@@ -72,49 +109,13 @@ it('B: an evicted rollout changed again (its revert answered after eviction) com
   await w.scheduler.advance(1000);
   await c.rollback('ro-x', 'bob', 'regression');
   for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
-  const beforeRevert = await exportedRollouts(registry);
-  const xUpdatedBefore = (await c.status('ro-x')).updatedAt;
   release();
   w.fleet.revertsHeld = undefined;
   await c.idle();
-  const xUpdatedAfter = (await c.status('ro-x')).updatedAt;
   c.stop();
-  const live = await exportedRollouts(registry);
-  const liveX = await decisionLines(registry, 'ro-x');
-  const restartRegistry = new Registry();
-  const restarted = w.make(restartRegistry);
-  await restarted.recover();
-  restarted.stop();
-  const restart = await exportedRollouts(restartRegistry);
-  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
-});
-
-it('C: equal updatedAt: live and restart keep the same one of the tied pair', async () => {
-  const w = world();
-  const registry = new Registry();
-  const c = w.make(registry);
-  await w.finish(c, 'ro-a', 0); // created first (lower ord)
-  await w.finish(c, 'ro-b', 1);
-  let release!: () => void;
-  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
-  await w.scheduler.advance(1000);
-  // same scheduler time: equal updatedAt; B committed first, A last
-  await c.rollback('ro-b', 'bob', 'regression');
-  await c.rollback('ro-a', 'bob', 'regression');
-  release();
-  w.fleet.revertsHeld = undefined;
-  await c.idle();
-  const a = await c.status('ro-a'), b = await c.status('ro-b');
-  for (let n = 1; n < EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n + 1);
-  c.stop();
-  const live = await exportedRollouts(registry);
-  const restartRegistry = new Registry();
-  const restarted = w.make(restartRegistry);
-  await restarted.recover();
-  restarted.stop();
-  const restart = await exportedRollouts(restartRegistry);
-  assert.equal(a.updatedAt, b.updatedAt, 'tied');
-  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
+  const restart = await afterRestart(w, 'ro-x');
+  assert.deepEqual(restart.rollouts, await exportedRollouts(registry));
+  assert.deepEqual(restart.decisions, await decisionLines(registry, 'ro-x'));
 });
 
 it('D: an evicted finished rollout rolled back later is exported from its whole log, live as after a restart', async () => {
@@ -127,67 +128,7 @@ it('D: an evicted finished rollout rolled back later is exported from its whole 
   await c.rollback('ro-01', 'bob', 'regression');
   await w.settle(c, 'ro-01');
   c.stop();
-  const live = await decisionLines(registry, 'ro-01');
-  const restartRegistry = new Registry();
-  const restarted = w.make(restartRegistry);
-  await restarted.recover();
-  restarted.stop();
-  const restart = await decisionLines(restartRegistry, 'ro-01');
-  assert.deepEqual(await exportedRollouts(restartRegistry), await exportedRollouts(registry), 'same rollouts');
-  assert.deepEqual(restart, live, 'same ro-01 decision counters');
+  const restart = await afterRestart(w, 'ro-01');
+  assert.deepEqual(restart.rollouts, await exportedRollouts(registry), 'same rollouts');
+  assert.deepEqual(restart.decisions, await decisionLines(registry, 'ro-01'), 'same ro-01 decision counters');
 });
-
-it('A-sqlite: a rolled-back rollout whose revert is still pending when 20 newer rollouts finished: restart exports what live exports', async (t) => {
-  const store = await openStore((await freshStoreLocation(t, 'sqlite'))!);
-  t.after(() => store.close());
-  const w = world(new StoreRolloutRepository(store.engine));
-  const registry = new Registry();
-  const c = w.make(registry);
-  await w.finish(c, 'ro-x', 0);
-  let release!: () => void;
-  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
-  await w.scheduler.advance(1000);
-  await c.rollback('ro-x', 'bob', 'regression'); // terminal, revert pending (unfinished)
-  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
-  c.stop();
-  const live = await exportedRollouts(registry);
-  const restartRegistry = new Registry();
-  const restarted = w.make(restartRegistry);
-  await restarted.recover();
-  restarted.stop();
-  const restart = await exportedRollouts(restartRegistry);
-  release();
-  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
-});
-
-
-it('C-sqlite: equal updatedAt: live and restart keep the same one of the tied pair', async (t) => {
-  const store = await openStore((await freshStoreLocation(t, 'sqlite'))!);
-  t.after(() => store.close());
-  const w = world(new StoreRolloutRepository(store.engine));
-  const registry = new Registry();
-  const c = w.make(registry);
-  await w.finish(c, 'ro-a', 0); // created first (lower ord)
-  await w.finish(c, 'ro-b', 1);
-  let release!: () => void;
-  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
-  await w.scheduler.advance(1000);
-  // same scheduler time: equal updatedAt; B committed first, A last
-  await c.rollback('ro-b', 'bob', 'regression');
-  await c.rollback('ro-a', 'bob', 'regression');
-  release();
-  w.fleet.revertsHeld = undefined;
-  await c.idle();
-  const a = await c.status('ro-a'), b = await c.status('ro-b');
-  for (let n = 1; n < EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n + 1);
-  c.stop();
-  const live = await exportedRollouts(registry);
-  const restartRegistry = new Registry();
-  const restarted = w.make(restartRegistry);
-  await restarted.recover();
-  restarted.stop();
-  const restart = await exportedRollouts(restartRegistry);
-  assert.equal(a.updatedAt, b.updatedAt, 'tied');
-  assert.deepEqual(restart, live, 'restart exports the same rollouts as live');
-});
-
