@@ -71,6 +71,13 @@ async function answered(server: { fleet: FleetStore; ingest: StoreFleetIngest },
   assert.equal(await server.ingest.ingestReport(answer), 'ingested');
 }
 
+/** The pilot as most tests start it: v1 activated, v2 installed as the candidate, and both benchmarked at 09:00. */
+async function pilotBenchmarked(server: { fleet: FleetStore; ingest: StoreFleetIngest }): Promise<void> {
+  await answered(server, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
+  await answered(server, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
+  assert.equal(await server.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+}
+
 /** Every exported device sample, one line each (`name{labels} value`), sorted. */
 async function deviceLines(registry: Registry): Promise<string[]> {
   return (await registry.metrics()).split('\n').filter((line) => line.startsWith('fleetprune_device_')).sort();
@@ -120,9 +127,7 @@ for (const engine of STORE_ENGINES) {
       if (!location) return;
       const first = await serverOn(t, location);
       await enroll(first.fleet);
-      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      await pilotBenchmarked(first);
       const before = await deviceLines(first.registry);
       assert.equal(before.filter((line) => line.startsWith('fleetprune_device_accuracy_ratio{')).length, 2, 'both models exported');
       // The reports are older than --report-retention-days by the time the sweep runs.
@@ -140,9 +145,7 @@ for (const engine of STORE_ENGINES) {
       if (!location) return;
       const first = await serverOn(t, location);
       await enroll(first.fleet);
-      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      await pilotBenchmarked(first);
       await answered(first, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:10:00.000Z');
       await first.ingest.recordTelemetry(heartbeat('2026-03-01T09:11:00.000Z', '2', null, { predictions: 70, errors: 0, shadowRows: 0, shadowErrors: 0 }));
       const before = await deviceLines(first.registry);
@@ -159,9 +162,7 @@ for (const engine of STORE_ENGINES) {
       if (!location) return;
       const first = await serverOn(t, location);
       await enroll(first.fleet);
-      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      await pilotBenchmarked(first);
       const candidateSeries = async (registry: Registry) => values(await deviceLines(registry), 'fleetprune_device_accuracy_ratio', 'candidate');
 
       // Sent before the candidate was installed and benchmarked, read only now: older than what the server knows.
@@ -189,9 +190,7 @@ for (const engine of STORE_ENGINES) {
       if (!location) return;
       const first = await serverOn(t, location);
       await enroll(first.fleet);
-      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      await pilotBenchmarked(first);
       // Sent before the candidate was installed, read after its benchmark: it stores stale slots (no candidate).
       assert.equal(await first.ingest.recordTelemetry(heartbeat('2026-03-01T08:45:00.000Z', '1', null)), 'recorded');
       const before = await deviceLines(first.registry);
@@ -213,9 +212,7 @@ for (const engine of STORE_ENGINES) {
       if (!location) return;
       const first = await serverOn(t, location);
       await enroll(first.fleet);
-      await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-      await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-      assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+      await pilotBenchmarked(first);
       assert.equal(await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:02:00.000Z', '1', '2', { predictions: 0, errors: 0, shadowRows: 10, shadowErrors: 1 }), runId: 'r2' }), 'recorded');
       // A heartbeat of the agent's previous run, sent before the candidate came, delivered only now.
       assert.equal(await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T08:45:00.000Z', '1', null), runId: 'r1' }), 'recorded');
@@ -297,9 +294,7 @@ for (const engine of STORE_ENGINES) {
     if (!location) return;
     const first = await serverOn(t, location);
     await enroll(first.fleet);
-    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await pilotBenchmarked(first);
     await first.store.engine.run('UPDATE devices SET report_totals = NULL');
     // Sent before the benchmark, read after it: the stored slots (no candidate) are older than the benchmark.
     await first.ingest.recordTelemetry(heartbeat('2026-03-01T08:55:00.000Z', '1', null));
@@ -363,9 +358,7 @@ for (const engine of STORE_ENGINES) {
     if (!location) return;
     const first = await serverOn(t, location);
     await enroll(first.fleet);
-    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await pilotBenchmarked(first);
     await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:01:00.000Z', '1', '2', { predictions: 60, errors: 2, shadowRows: 10, shadowErrors: 1 }), runId: 'r1' });
     await answered(first, 'assign-3', '3', 'candidate', 'installed', '2026-03-01T09:10:00.000Z');
     await answered(first, 'assign-4', '2', 'candidate', 'installed', '2026-03-01T09:11:00.000Z');
@@ -385,9 +378,7 @@ for (const engine of STORE_ENGINES) {
     await enroll(first.fleet);
     const beat = (sentAt: string, active: string, candidate: string, predictions: number, shadowRows: number, uptimeSeconds: number) =>
       first.ingest.recordTelemetry({ ...heartbeat(sentAt, active, candidate, { predictions, errors: 0, shadowRows, shadowErrors: 1 }), runId: 'r1', uptimeSeconds });
-    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await pilotBenchmarked(first);
     await beat('2026-03-01T09:01:00.000Z', '1', '2', 10, 4, 100);
     await answered(first, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:02:00.000Z');
     await answered(first, 'assign-4', '3', 'candidate', 'installed', '2026-03-01T09:03:00.000Z');
@@ -428,9 +419,7 @@ for (const engine of STORE_ENGINES) {
     if (!location) return;
     const first = await serverOn(t, location);
     await enroll(first.fleet);
-    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await pilotBenchmarked(first);
     assert.equal(await first.ingest.recordTelemetry({ ...heartbeat('2026-03-01T09:03:00.000Z', '2', null, { predictions: 10, errors: 0, shadowRows: 0, shadowErrors: 0 }), runId: 'r1' }), 'recorded');
     const before = await deviceLines(first.registry);
     assert.deepEqual(values(before, 'fleetprune_device_reports_total', 'active'), [], 'no copy live: the answer has not come');
@@ -449,9 +438,7 @@ for (const engine of STORE_ENGINES) {
     if (!location) return;
     const first = await serverOn(t, location);
     await enroll(first.fleet);
-    await answered(first, 'assign-1', '1', 'active', 'activated', '2026-03-01T08:40:00.000Z');
-    await answered(first, 'assign-2', '2', 'candidate', 'installed', '2026-03-01T08:50:00.000Z');
-    assert.equal(await first.ingest.ingestReport(benchmark('b-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'ingested');
+    await pilotBenchmarked(first);
     await answered(first, 'assign-3', '2', 'active', 'activated', '2026-03-01T09:02:00.000Z');
     const before = await deviceLines(first.registry);
     assert.deepEqual(values(before, 'fleetprune_device_accuracy_ratio', 'active'), ['2 0.9']);

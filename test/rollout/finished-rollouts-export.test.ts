@@ -50,6 +50,20 @@ async function afterRestart(w: ReturnType<typeof world>, id?: string): Promise<{
   return { rollouts: await exportedRollouts(registry), decisions: id ? await decisionLines(registry, id) : [] };
 }
 
+/**
+ * ro-x finishes and is rolled back with its revert held (terminal, still unfinished), then 20
+ * newer rollouts finish; returns what releases the revert.
+ */
+async function rolledBackBeforeTwentyMore(w: ReturnType<typeof world>, c: RolloutController): Promise<() => void> {
+  await w.finish(c, 'ro-x', 0);
+  let release!: () => void;
+  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
+  await w.scheduler.advance(1000);
+  await c.rollback('ro-x', 'bob', 'regression');
+  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
+  return release;
+}
+
 /** A fresh world on the in-memory repository or on SQLite. */
 async function worldOn(t: TestContext, engine: 'memory' | 'sqlite'): Promise<ReturnType<typeof world>> {
   if (engine === 'memory') return world();
@@ -63,12 +77,7 @@ for (const engine of ['memory', 'sqlite'] as const) {
     const w = await worldOn(t, engine);
     const registry = new Registry();
     const c = w.make(registry);
-    await w.finish(c, 'ro-x', 0);
-    let release!: () => void;
-    w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
-    await w.scheduler.advance(1000);
-    await c.rollback('ro-x', 'bob', 'regression'); // terminal, revert pending (unfinished)
-    for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
+    const release = await rolledBackBeforeTwentyMore(w, c);
     c.stop();
     const live = await exportedRollouts(registry);
     const { rollouts } = await afterRestart(w);
@@ -103,12 +112,7 @@ it('B: an evicted rollout changed again (its revert answered after eviction) com
   const w = world();
   const registry = new Registry();
   const c = w.make(registry);
-  await w.finish(c, 'ro-x', 0);
-  let release!: () => void;
-  w.fleet.revertsHeld = new Promise<void>((resolve) => (release = resolve));
-  await w.scheduler.advance(1000);
-  await c.rollback('ro-x', 'bob', 'regression');
-  for (let n = 1; n <= EXPORTED_FINISHED_ROLLOUTS; n++) await w.finish(c, `ro-${String(n).padStart(2, '0')}`, n, false);
+  const release = await rolledBackBeforeTwentyMore(w, c);
   release();
   w.fleet.revertsHeld = undefined;
   await c.idle();
