@@ -105,9 +105,9 @@ export class SingleProcessLeadership implements Leadership {
 }
 
 /** First key of the two-key advisory lock: "FPRL" (fleetprune rollout leader). */
-const LOCK_CLASS = 0x4650524c;
+export const LOCK_CLASS = 0x4650524c;
 /** Second key: per schema, so servers on different schemas of one database do not contend. */
-const LOCK_KEY_SQL = "hashtext('fleetprune:rollout-leader:' || current_schema())";
+export const LOCK_KEY_SQL = "hashtext('fleetprune:rollout-leader:' || current_schema())";
 const APPLICATION_NAME_PREFIX = 'fleetprune-rollout-leader ';
 /** How long the leader's periodic check of its connection may take before it steps down. */
 const CHECK_TIMEOUT_MS = 10_000;
