@@ -8,7 +8,7 @@ import {
   type DenseNetwork,
 } from '../../shared/model/dense-network.ts';
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
-import { retrainEpochsOf, type PruneOptions } from './options.ts';
+import { retrainEpochsOf, retrainLearningRateOf, type PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
 import { fitScaling, unstandardizableWarnings } from './standardization.ts';
@@ -44,6 +44,23 @@ export interface TrainedNetwork {
  * same data, seed and general-model options train the same network, so a second run (the demo's
  * over-pruned candidate) can start from it. `key` says what trained it.
  */
+/** The scores of a model's retrained weights. */
+interface RetrainedScores {
+  validation: Score;
+  validationLoss: number;
+  test: Score;
+  /** Whether the retrained weights, and the transferred ones they started from, are within tolerance on validation. */
+  within: boolean;
+  withinBefore: boolean;
+}
+
+/** Which weights an ε's model keeps, with their scores, and what retraining scored. */
+interface Kept {
+  weights: 'retrained' | 'transferred';
+  kept: { validation: Score; validationLoss: number; test: Score };
+  retrained: RetrainedScores;
+}
+
 export interface TrainedGeneral extends TrainedNetwork {
   key: string;
   run: { epochs: number; bestValidationLoss: number };
@@ -111,7 +128,7 @@ export async function runOdf2nna(
   };
   const retrainConfig: TrainConfig = {
     maxEpochs: retrainEpochsOf(options),
-    learningRate: options.retrainLearningRate,
+    learningRate: retrainLearningRateOf(options),
     patience: options.retrainPatience,
     batchSize,
     seed: options.seed + 1,
@@ -179,17 +196,26 @@ export async function runOdf2nna(
     // With a second thread the next architecture retrains beside this one: when this one is
     // within tolerance its result is dropped, as if it had never been retrained.
     const thread = (await secondThread?.usable()) ? secondThread : undefined;
-    const retrained = new Map<string, TrainedNetwork & { validation: Score; validationLoss: number; test: Score; within: boolean }>();
+    const retrained = new Map<string, TrainedNetwork & Kept>();
     const bySize = [...candidates].sort(([, a], [, b]) => parameterCount(a.network) - parameterCount(b.network));
-    const record = (key: string, model: tf.Sequential, run: { bestValidationLoss: number }, network = toDenseNetwork(model, scaling)) => {
+    const lossBounds = (candidate: number) => ({ candidate, reference: generalRun.bestValidationLoss });
+    const record = (key: string, model: tf.Sequential, run: { bestValidationLoss: number; startValidationLoss: number }, network = toDenseNetwork(model, scaling)) => {
+      const { network: transferred, before } = candidates.get(key)!;
       const validation = evaluate(network, 'validation');
-      const within = withinTolerance(validation, originalValidation, tolerance, {
-        candidate: run.bestValidationLoss,
-        reference: generalRun.bestValidationLoss,
-      });
-      retrained.set(key, { model, network, validation, validationLoss: run.bestValidationLoss, test: evaluate(network, 'test'), within });
+      const within = withinTolerance(validation, originalValidation, tolerance, lossBounds(run.bestValidationLoss));
+      const withinBefore = withinTolerance(before.validation, originalValidation, tolerance, lossBounds(run.startValidationLoss));
+      const retrainedScores = { validation, validationLoss: run.bestValidationLoss, test: evaluate(network, 'test'), within, withinBefore };
+      // Retraining keeps its epoch of lowest validation loss, which can score below the transferred
+      // weights it started from. When that takes the model out of tolerance and the transferred
+      // weights were within, those are kept: retraining is there to recover what pruning lost.
+      if (!within && withinBefore) {
+        model.dispose();
+        retrained.set(key, { model: toTfjsModel(transferred), network: transferred, weights: 'transferred', kept: { validation: before.validation, validationLoss: run.startValidationLoss, test: before.test }, retrained: retrainedScores });
+      } else {
+        retrained.set(key, { model, network, weights: 'retrained', kept: retrainedScores, retrained: retrainedScores });
+      }
       onProgress({ phase: 'retrain', done: retrained.size, total: candidates.size, detail: layerSizes(network).join('-') });
-      return within;
+      return within || withinBefore;
     };
     for (let index = 0; index < bySize.length; index += thread ? 2 : 1) {
       const [key, candidate] = bySize[index]!;
@@ -216,14 +242,16 @@ export async function runOdf2nna(
         param_cut: 1 - params / originalParams,
         retrained: after !== undefined,
         validation_before_retrain: before.validation,
-        validation: after?.validation ?? null,
-        validation_loss: after?.validationLoss ?? null,
+        validation: after?.retrained.validation ?? null,
+        validation_loss: after?.retrained.validationLoss ?? null,
         test_before_retrain: before.test,
-        test: after?.test ?? null,
-        within_tolerance: after?.within ?? null,
+        test: after?.retrained.test ?? null,
+        within_tolerance: after?.retrained.within ?? null,
+        within_tolerance_before_retrain: after?.retrained.withinBefore ?? null,
+        weights: after?.weights ?? null,
       };
     });
-    const { entry: chosen, selection } = chooseEpsilon(sweep);
+    const { entry: chosen, selection, warning: selectionWarning } = chooseEpsilon(sweep);
     const chosenKey = keepByEpsilon.find((k) => k.epsilon === chosen.epsilon)!.key;
     const pruned = retrained.get(chosenKey)!;
     for (const [key, trained] of retrained) if (key !== chosenKey) trained.model.dispose();
@@ -273,6 +301,7 @@ export async function runOdf2nna(
         ...dataWarnings(dataset, options),
         ...unstandardizableWarnings(splits.train.x, splits.train.y, dataset.task, dataset.featureNames, dataset.labelName),
         ...selectionWarnings(dataset.task, splits.validation.x.length, options),
+        ...(selectionWarning ? [selectionWarning] : []),
       ],
       tolerance: {
         accuracy_points: options.toleranceAccuracyPoints,
@@ -304,9 +333,10 @@ export async function runOdf2nna(
         params: chosen.params,
         flops: chosen.flops,
         param_cut: chosen.param_cut,
-        validation: chosen.validation!,
-        test: chosen.test!,
+        validation: pruned.kept.validation,
+        test: pruned.kept.test,
         test_before_retrain: chosen.test_before_retrain,
+        weights: pruned.weights,
       },
       scratch,
       l1,
@@ -318,23 +348,37 @@ export async function runOdf2nna(
   }
 }
 
+/** The validation score of the weights an ε's model keeps (see SweepEntry.weights). */
+function keptValidation(entry: SweepEntry): Score {
+  return entry.weights === 'transferred' ? entry.validation_before_retrain : entry.validation!;
+}
+
 /**
- * The smallest model whose validation score is within tolerance of the original's (ties: the
- * better validation score, then the smaller ε). With a single ε, that ε. When no ε is within
- * tolerance, the best validation score, and the selection says so.
+ * The smallest model whose validation score is within tolerance of the original's, retrained or
+ * (when retraining took it out) as transferred (ties: the better validation score, then the smaller
+ * ε). With a single ε, that ε. When no ε is within tolerance, the best validation score (ties: the
+ * smaller model), and the selection and a warning say so.
  */
-export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry; selection: string } {
+export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry; selection: string; warning?: string } {
   const done = sweep.filter((entry) => entry.validation !== null);
   if (sweep.length === 1 && done.length === 1) return { entry: done[0]!, selection: 'single ε given' };
-  const byValidation = (a: SweepEntry, b: SweepEntry) =>
-    scoreValue(b.validation!) - scoreValue(a.validation!) || a.epsilon - b.epsilon;
-  const within = done.filter((entry) => entry.within_tolerance);
+  const byValidation = (a: SweepEntry, b: SweepEntry) => scoreValue(keptValidation(b)) - scoreValue(keptValidation(a));
+  const within = done.filter((entry) => entry.within_tolerance || entry.within_tolerance_before_retrain);
   if (within.length > 0) {
-    const entry = [...within].sort((a, b) => a.params - b.params || byValidation(a, b) || b.epsilon - a.epsilon)[0]!;
-    return { entry, selection: 'smallest model within tolerance of the original on validation' };
+    const entry = [...within].sort((a, b) => a.params - b.params || byValidation(a, b) || a.epsilon - b.epsilon)[0]!;
+    const selection = 'smallest model within tolerance of the original on validation';
+    return entry.weights === 'transferred'
+      ? { entry, selection: `${selection}; retraining took it out of tolerance, so it keeps the transferred weights (before retraining)` }
+      : { entry, selection };
   }
-  const entry = [...done].sort(byValidation)[0]!;
-  return { entry, selection: 'no ε stayed within tolerance; chose the best validation score' };
+  const entry = [...done].sort((a, b) => byValidation(a, b) || a.params - b.params || a.epsilon - b.epsilon)[0]!;
+  return {
+    entry,
+    selection: 'no ε stayed within tolerance; chose the best validation score',
+    warning:
+      `no ε kept the validation score within tolerance of the original's, so ε ${entry.epsilon} was chosen for its validation score ` +
+      'and may score below the original: compare the sweep, or prune with a larger network or more --epochs',
+  };
 }
 
 /**

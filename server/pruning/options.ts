@@ -11,6 +11,11 @@ export function retrainEpochsOf(options: { retrainEpochs?: number; epochs: numbe
   return options.retrainEpochs ?? Math.min(DEFAULT_RETRAIN_EPOCHS, options.epochs);
 }
 
+/** The light retraining's learning rate: as given, or half the general model's. */
+export function retrainLearningRateOf(options: { retrainLearningRate?: number | undefined; learningRate: number }): number {
+  return options.retrainLearningRate ?? options.learningRate / 2;
+}
+
 /**
  * The most weights between the general model's hidden layers ((layers − 1) × units²): 3 layers
  * of 4096 units. Training that network on the wasm backend peaks at about 3.2 GB, under wasm32's
@@ -57,7 +62,8 @@ export const PruneOptionsSchema = z
      */
     retrainEpochs: z.number().int().min(0).max(10_000).optional(),
     retrainPatience: z.number().int().min(1).max(1000).default(10),
-    retrainLearningRate: z.number().positive().max(1).default(5e-4),
+    /** By default half of `learningRate`. */
+    retrainLearningRate: z.number().positive().max(1).optional(),
     /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */
     batchSize: z.number().int().min(1).max(65_536).optional(),
     seed: z.number().int().min(0).max(MAX_SEED).default(42),

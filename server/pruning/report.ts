@@ -22,7 +22,15 @@ export interface SweepEntry {
   validation_loss: number | null;
   test_before_retrain: Score;
   test: Score | null;
+  /** Whether the retrained weights are within tolerance of the original on validation (null: not retrained). */
   within_tolerance: boolean | null;
+  /** Whether the transferred weights (before retraining) are (null: not retrained). */
+  within_tolerance_before_retrain: boolean | null;
+  /**
+   * The weights this ε's model keeps: retrained, or the transferred ones when retraining took a
+   * model that was within tolerance out of it (null: not retrained).
+   */
+  weights: 'retrained' | 'transferred' | null;
 }
 
 /** DIR/report.json: what the prune command did and every number it measured, all on the test split. */
@@ -53,6 +61,8 @@ export interface PruneReport {
     validation: Score;
     test: Score;
     test_before_retrain: Score;
+    /** The weights the pruned model ships: retrained, or transferred (see SweepEntry.weights). */
+    weights: 'retrained' | 'transferred';
   };
   scratch: { test: Score; epochs: number } | null;
   l1: { test: Score } | null;

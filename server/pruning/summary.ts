@@ -12,7 +12,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     `${(entry.param_cut * 100).toFixed(1)}%`,
     entry.validation ? formatScore(entry.validation) : 'not retrained',
     // Why a smaller retrained model was not chosen: its validation score (or, for a classifier, its cross-entropy) fell outside.
-    entry.within_tolerance === null ? '' : entry.within_tolerance ? 'within' : 'outside',
+    entry.within_tolerance === null ? '' : entry.within_tolerance ? 'within' : entry.within_tolerance_before_retrain ? 'within before retraining only' : 'outside',
     `${formatScore(entry.test_before_retrain)}${entry.test ? ` → ${formatScore(entry.test)}` : ''}`,
   ]);
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
@@ -26,7 +26,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     ...report.sweep.map((entry, i) => line(entry.epsilon === report.epsilon ? ' * ' : '   ', rows[i]!)),
     '',
     `original  ${report.layers.original.join('-')}: ${report.original.params} params, test ${formatScore(report.original.test)}`,
-    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${(report.pruned.param_cut * 100).toFixed(1)}%), test ${formatScore(report.pruned.test)}, before retraining ${formatScore(report.pruned.test_before_retrain)}`,
+    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${(report.pruned.param_cut * 100).toFixed(1)}%), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (the transferred weights: retraining took it out of tolerance)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
   ];
   if (report.scratch) lines.push(`scratch   same architecture from scratch: test ${formatScore(report.scratch.test)}`);
   if (report.l1) lines.push(`l1        L1-norm unit pruning + retraining: test ${formatScore(report.l1.test)}`);

@@ -47,6 +47,8 @@ export interface TrainingOutcome {
   network: DenseNetwork;
   epochs: number;
   bestValidationLoss: number;
+  /** The validation loss of the weights training started from (before its first epoch). */
+  startValidationLoss: number;
 }
 
 export interface TrainConfig {
@@ -145,7 +147,7 @@ export async function trainModel(
   data: TrainingSet,
   config: TrainConfig,
   onEpoch?: (epoch: number, validationLoss: number) => void,
-): Promise<{ epochs: number; bestValidationLoss: number }> {
+): Promise<{ epochs: number; bestValidationLoss: number; startValidationLoss: number }> {
   const optimizer = tf.train.adam(config.learningRate);
   model.compile({
     optimizer,
@@ -154,7 +156,8 @@ export async function trainModel(
   const rng = createRng(config.seed);
   const rows = Array.from({ length: data.train.x.shape[0] }, (_, i) => i);
   zeroInputWeights(model, data.ignoredInputs);
-  let best = validationLoss(model, data);
+  const start = validationLoss(model, data);
+  let best = start;
   let bestWeights = model.getWeights().map((w) => w.clone());
   let sinceBest = 0;
   let epoch = 0;
@@ -183,7 +186,7 @@ export async function trainModel(
   model.setWeights(bestWeights);
   tf.dispose(bestWeights);
   optimizer.dispose();
-  return { epochs: epoch, bestValidationLoss: best };
+  return { epochs: epoch, bestValidationLoss: best, startValidationLoss: start };
 }
 
 /** Builds the model `start` names, trains it (trainModel) and returns it as a network; the model is disposed. */

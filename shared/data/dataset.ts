@@ -177,6 +177,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   // The fingerprint is of the values as written, before any rounding below: it names the data.
   const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
   const warnings = [
+    ...(options.task === undefined && task === 'regression' ? fewValuedTarget(rawLabels, options.label) : []),
     ...(options.features ? [] : rowIdentifierColumns(x, featureNames)),
     ...roundFeaturesDevicesCannotHold(x, featureNames),
     ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label),
@@ -197,6 +198,24 @@ export function inferTask(labels: readonly string[]): Task {
   const integers = [...distinct].every((name) => Number.isInteger(parseDecimal(name)));
   if (integers && distinct.size <= 20 && distinct.size <= Math.max(3, labels.length / 10)) return 'classification';
   return 'regression';
+}
+
+/** How few distinct values a label inferred as a regression target has before a warning asks whether they are classes. */
+const FEW_TARGET_VALUES = 20;
+
+/**
+ * A label inferred as a regression target (its values are not integers, or there are too many
+ * for its rows) with a handful of distinct values may be classes (0.5/1.5 grades, 4 codes on 30
+ * rows): one warning, naming them, so that a user who meant classes says so.
+ */
+function fewValuedTarget(labels: readonly string[], labelName: string): string[] {
+  const distinct = [...new Set(labels.map(classNaming(labels)))];
+  if (distinct.length > FEW_TARGET_VALUES) return [];
+  const shown = distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)).slice(0, 5).map(clipped).join(', ');
+  return [
+    `the label ${quoted(labelName)} has only ${distinct.length} distinct values (${shown}${distinct.length > 5 ? ', ...' : ''}), so it was taken ` +
+      'as a regression target: if they are classes, give the task as classification (--task classification)',
+  ];
 }
 
 /**

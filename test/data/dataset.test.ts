@@ -210,6 +210,19 @@ test('three integer classes are classes even on 30 rows or fewer; more distinct 
   assert.equal(parseDataset(`x,y\n${labels(3, 30).map((label, i) => `${i},${label}`).join('\n')}\n`, { label: 'y' }).task, 'classification');
 });
 
+test('a label taken as a regression target with a handful of distinct values is named in a warning; given as regression, or with many values, it is not', () => {
+  const rows = (values: readonly string[], n: number) => `x,grade\n${Array.from({ length: n }, (_, i) => `${(i * 7) % 10},${values[i % values.length]}`).join('\n')}\n`;
+  const halves = parseDataset(rows(['1.5', '2.5', '0.5'], 30), { label: 'grade' });
+  assert.equal(halves.task, 'regression');
+  assert.deepEqual(halves.warnings, [
+    'the label "grade" has only 3 distinct values (0.5, 1.5, 2.5), so it was taken as a regression target: if they are classes, give the task as classification (--task classification)',
+  ]);
+  // Four integer codes on 30 rows are too many for classes by inferTask's rule: the same warning.
+  assert.match(parseDataset(rows(['1', '2', '3', '4'], 30), { label: 'grade' }).warnings?.[0] ?? '', /has only 4 distinct values \(1, 2, 3, 4\)/);
+  assert.deepEqual(parseDataset(rows(['1.5', '2.5'], 30), { label: 'grade', task: 'regression' }).warnings, [], 'the task given');
+  assert.deepEqual(parseDataset(rows(Array.from({ length: 21 }, (_, i) => String(i + 0.5)), 42), { label: 'grade' }).warnings, [], '21 values');
+});
+
 test('the fingerprint tells apart cells with commas or quotes; data without them keeps its fingerprint', () => {
   const plain = parseDataset('a,b,y\n1,2,c\n3,4,d\n', { label: 'y' });
   const commas = parseDataset('"a,b",y\n1,"2,c"\n3,"4,d"\n', { label: 'y' });

@@ -9,7 +9,7 @@ import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { forward, parameterCount, type DenseNetwork } from '../../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
-import { PruneOptionsSchema, retrainEpochsOf } from '../../server/pruning/options.ts';
+import { PruneOptionsSchema, retrainEpochsOf, retrainLearningRateOf } from '../../server/pruning/options.ts';
 import { chooseEpsilon, runOdf2nna, selectionWarnings, type Odf2nnaResult } from '../../server/pruning/odf2nna.ts';
 import type { SweepEntry } from '../../server/pruning/report.ts';
 import { trainingThreadCount } from '../../server/pruning/training-thread.ts';
@@ -75,35 +75,76 @@ test('the chosen ε is the smallest model within tolerance on validation', () =>
   const { report } = iris;
   const chosen = report.sweep.find((entry) => entry.epsilon === report.epsilon)!;
   assert.equal(chosen.params, report.pruned.params);
-  if (chosen.within_tolerance) {
-    for (const entry of report.sweep.filter((e) => e.within_tolerance)) assert.ok(entry.params >= chosen.params);
+  const within = (e: SweepEntry) => e.within_tolerance === true || e.within_tolerance_before_retrain === true;
+  assert.equal(report.pruned.weights, chosen.weights);
+  if (within(chosen)) {
+    for (const entry of report.sweep.filter(within)) assert.ok(entry.params >= chosen.params);
     // Retraining stops at the first architecture within tolerance: everything smaller was tried and failed.
-    for (const entry of report.sweep.filter((e) => e.params < chosen.params)) assert.equal(entry.within_tolerance, false);
+    for (const entry of report.sweep.filter((e) => e.params < chosen.params)) assert.equal(within(entry), false);
     for (const entry of report.sweep.filter((e) => e.params > chosen.params)) assert.equal(entry.retrained, false);
   } else {
     assert.ok(report.sweep.every((e) => e.retrained), 'with nothing within tolerance every ε was retrained');
   }
 });
 
-test('chooseEpsilon prefers the smallest within tolerance and falls back to the best score', () => {
-  const entry = (epsilon: number, params: number, accuracy: number, within: boolean): SweepEntry => ({
+test('chooseEpsilon prefers the smallest within tolerance, retrained or as transferred, and falls back to the best score, then the smaller model', () => {
+  const entry = (epsilon: number, params: number, accuracy: number, within: boolean, before: { accuracy: number; within: boolean } = { accuracy, within: false }): SweepEntry => ({
     epsilon,
     layers: [],
     params,
     flops: 0,
     param_cut: 0,
     retrained: true,
-    validation_before_retrain: { accuracy },
+    validation_before_retrain: { accuracy: before.accuracy },
     validation: { accuracy },
     validation_loss: 0.1,
-    test_before_retrain: { accuracy },
+    test_before_retrain: { accuracy: before.accuracy },
     test: { accuracy },
     within_tolerance: within,
+    within_tolerance_before_retrain: before.within,
+    weights: !within && before.within ? 'transferred' : 'retrained',
   });
-  assert.equal(chooseEpsilon([entry(0.1, 100, 0.9, true), entry(0.3, 50, 0.9, true), entry(0.5, 10, 0.5, false)]).entry.epsilon, 0.3);
+  const smallest = chooseEpsilon([entry(0.1, 100, 0.9, true), entry(0.3, 50, 0.9, true), entry(0.5, 10, 0.5, false)]);
+  assert.equal(smallest.entry.epsilon, 0.3);
+  assert.equal(smallest.warning, undefined);
+  // Retraining lost a validation row at ε 0.3, whose transferred weights were within tolerance: ε 0.3 as transferred.
+  const transferred = chooseEpsilon([entry(0.1, 100, 0.9, true), entry(0.3, 50, 0.85, false, { accuracy: 0.9, within: true }), entry(0.5, 10, 0.5, false)]);
+  assert.equal(transferred.entry.epsilon, 0.3);
+  assert.match(transferred.selection, /keeps the transferred weights/);
   const fallback = chooseEpsilon([entry(0.1, 100, 0.8, false), entry(0.3, 50, 0.7, false)]);
   assert.equal(fallback.entry.epsilon, 0.1);
   assert.match(fallback.selection, /no ε stayed within tolerance/);
+  assert.match(fallback.warning ?? '', /^no ε kept the validation score within tolerance of the original's, so ε 0\.1 was chosen/);
+  // Equal validation scores outside tolerance: the smaller model.
+  assert.equal(chooseEpsilon([entry(0.05, 300, 0.97, false), entry(0.1, 200, 0.97, false), entry(0.5, 20, 0.97, false), entry(0.7, 5, 0.95, false)]).entry.epsilon, 0.5);
+});
+
+test('a model within tolerance before retraining and outside after it (breast_cancer, seed 42) ships its transferred weights, rather than a larger model', async () => {
+  // Retraining keeps its epoch of lowest validation loss; here that loses one validation row at
+  // every ε, and without the transferred weights no ε was within tolerance: 10.9% cut instead of 24.8%.
+  const dataset = loadDatasetFile(shippedDatasetPath('breast_cancer'), { label: 'diagnosis' });
+  const result = await runOdf2nna(dataset, PruneOptionsSchema.parse({ seed: 42, baselines: false }), backend);
+  try {
+    const { report } = result;
+    const chosen = report.sweep.find((entry) => entry.epsilon === report.epsilon)!;
+    assert.equal(chosen.within_tolerance, false, 'retrained, ε ' + chosen.epsilon + ' is outside tolerance');
+    assert.equal(chosen.within_tolerance_before_retrain, true, 'transferred, it is within');
+    assert.equal(report.pruned.weights, 'transferred');
+    assert.match(report.selection, /^smallest model within tolerance of the original on validation; retraining took it out of tolerance, so it keeps the transferred weights/);
+    // Every smaller model is outside tolerance both ways, and the report's scores are the transferred weights'.
+    for (const entry of report.sweep.filter((e) => e.params < chosen.params)) {
+      assert.deepEqual([entry.within_tolerance, entry.within_tolerance_before_retrain], [false, false], `ε ${entry.epsilon}`);
+    }
+    assert.ok(chosen.params < report.sweep[0]!.params, 'a smaller model than the smallest ε\'s');
+    assert.deepEqual(report.pruned.validation, chosen.validation_before_retrain);
+    assert.deepEqual(report.pruned.test, chosen.test_before_retrain);
+    assert.notDeepEqual(chosen.validation, chosen.validation_before_retrain, 'the retrained weights score otherwise');
+    assert.equal(parameterCount(result.pruned.network), chosen.params);
+    assert.deepEqual(report.warnings.filter((warning) => warning.startsWith('no ε kept')), []);
+  } finally {
+    result.general.model.dispose();
+    result.pruned.model.dispose();
+  }
 });
 
 test('a validation split too small to resolve the tolerance is called out in the report', () => {
@@ -224,6 +265,12 @@ test('the light retraining never runs longer than the general model trained', ()
   assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ epochs: 20 })), 20);
   assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ epochs: 20, retrainEpochs: 40 })), 40, 'an explicit budget is kept');
   assert.equal(retrainEpochsOf(PruneOptionsSchema.parse({ retrainEpochs: 0 })), 0);
+});
+
+test('the light retraining runs at half the learning rate, of the default or of one given', () => {
+  assert.equal(retrainLearningRateOf(PruneOptionsSchema.parse({})), 5e-4);
+  assert.equal(retrainLearningRateOf(PruneOptionsSchema.parse({ learningRate: 0.01 })), 0.005);
+  assert.equal(retrainLearningRateOf(PruneOptionsSchema.parse({ learningRate: 0.01, retrainLearningRate: 0.002 })), 0.002, 'an explicit rate is kept');
 });
 
 test('two training threads train exactly what one does: the same sweep, choice, weights and baselines, the next ε retrained beside each used only when needed', async () => {

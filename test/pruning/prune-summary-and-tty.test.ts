@@ -22,6 +22,8 @@ function entry(epsilon: number, params: number, fields: Partial<SweepEntry>): Sw
     test_before_retrain: score,
     test: null,
     within_tolerance: null,
+    within_tolerance_before_retrain: null,
+    weights: null,
     ...fields,
   };
 }
@@ -30,8 +32,8 @@ function entry(epsilon: number, params: number, fields: Partial<SweepEntry>): Sw
 function regressionReport(): PruneReport {
   const sweep = [
     entry(0.1, 180, {}),
-    entry(0.3, 120, { retrained: true, validation: { mse: 0.0041, r2: 0.3 }, validation_loss: 0.6, test: { mse: 0.0035, r2: 0.39 }, within_tolerance: true }),
-    entry(0.7, 40, { layers: [2, 2, 1], retrained: true, validation: { mse: 0.0063, r2: 0.1 }, validation_loss: 0.9, test: { mse: 0.0061, r2: 0.12 }, within_tolerance: false }),
+    entry(0.3, 120, { retrained: true, validation: { mse: 0.0041, r2: 0.3 }, validation_loss: 0.6, test: { mse: 0.0035, r2: 0.39 }, within_tolerance: true, within_tolerance_before_retrain: false, weights: 'retrained' }),
+    entry(0.7, 40, { layers: [2, 2, 1], retrained: true, validation: { mse: 0.0063, r2: 0.1 }, validation_loss: 0.9, test: { mse: 0.0061, r2: 0.12 }, within_tolerance: false, within_tolerance_before_retrain: false, weights: 'retrained' }),
   ];
   const score = { mse: 0.00356, r2: 0.382 };
   return {
@@ -51,7 +53,7 @@ function regressionReport(): PruneReport {
     sweep,
     layers: { original: [16, 16, 1], pruned: [8, 4, 1] },
     original: { params: 200, flops: 400, epochs: 20, validation: score, validation_loss: 0.5, test: score },
-    pruned: { params: 120, flops: 240, param_cut: 0.4, validation: sweep[1]!.validation!, test: sweep[1]!.test!, test_before_retrain: score },
+    pruned: { params: 120, flops: 240, param_cut: 0.4, validation: sweep[1]!.validation!, test: sweep[1]!.test!, test_before_retrain: score, weights: 'retrained' },
     scratch: { test: score, epochs: 20 },
     l1: { test: score },
   };
