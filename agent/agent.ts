@@ -229,7 +229,9 @@ export class Agent {
       resumes.push({ issuedAt: Date.parse(command.issuedAt), resume: () => this.#enqueueCommand(`resume command ${command.id}`, command, { latestAssignment: this.#latestAssignment }) });
     }
     for (const { resume } of resumes.sort((a, b) => a.issuedAt - b.issuedAt)) resume();
-    if (!pending && candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkCandidate(candidateAssignmentId ?? null));
+    // A benchmark cut short by the stop or a crash runs again, after that work (which may replace
+    // or activate its candidate, or benchmark it itself: it runs only if still needed then).
+    if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkAgain(candidate, candidateAssignmentId ?? null));
   }
 
   /** Stops; work in progress gets a few seconds (the state on disk is crash-safe either way). */
@@ -515,7 +517,7 @@ export class Agent {
       // The candidate it activates has no benchmark yet (its benchmark stepped aside for this
       // work, or is queued behind it): it runs now, whatever else waits, since its report is the
       // evidence a rollout's analysis counts.
-      if (sameModel(state.candidate, ref) && !state.candidateBenchmarked) await this.#benchmarkCandidate(state.candidateAssignmentId ?? null, { stepAside: false });
+      if (sameModel(state.candidate, ref) && !state.candidateBenchmarked) await this.#benchmarkCandidate(state.candidateAssignmentId ?? null, { stepAside: false, rethrowStorageFailure: true });
       // From disk when the previous model is still sound; else (damaged on disk, cannot load) it is
       // downloaded again like any assignment: a revert must not fail for want of a local copy.
       if (sameModel(state.previous, ref) && (await this.#rollback(assignment.id, assignment, { orDownload: true }))) return;
@@ -629,7 +631,6 @@ export class Agent {
       await checked.lease.release();
     }
     this.#publishModelInfo();
-    this.metrics.assignments.inc({ outcome: 'installed' });
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
     if (benchmark) await this.#benchmarkCandidate(assignment.id);
   }
@@ -654,7 +655,6 @@ export class Agent {
       ),
     );
     await this.#swapActive(next);
-    this.metrics.assignments.inc({ outcome: 'activated' });
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
   }
 
@@ -719,7 +719,6 @@ export class Agent {
     );
     await this.#swapActive(next);
     this.#logger.info({ version: target.version }, 'rolled back to the previous model');
-    this.metrics.assignments.inc({ outcome: 'rolled-back' });
     return true;
   }
 
@@ -751,11 +750,14 @@ export class Agent {
     await this.#refreshCandidateServing();
     this.#publishModelInfo();
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
-    this.metrics.assignments.inc({ outcome: 'candidate-dropped' });
   }
 
-  /** Benchmarks the candidate next to the active model on the holdout and reports both. */
-  async #benchmarkCandidate(assignmentId: string | null, options: { stepAside?: boolean } = {}): Promise<void> {
+  /**
+   * Benchmarks the candidate next to the active model on the holdout and reports both.
+   * `rethrowStorageFailure`: when the device's storage cannot take the report, throw (the caller's
+   * assignment is taken again, and runs the benchmark again first) instead of queueing a retry.
+   */
+  async #benchmarkCandidate(assignmentId: string | null, options: { stepAside?: boolean; rethrowStorageFailure?: boolean } = {}): Promise<void> {
     const holdout = this.#options.holdout;
     const { candidate, active } = this.#state.state;
     if (!holdout || !candidate) return;
@@ -766,6 +768,8 @@ export class Agent {
     // Work that arrived while the install ran (a drop, a rollback, a newer assignment) goes first.
     const [waiting] = this.#waitingWork;
     if (waiting !== undefined && options.stepAside !== false) interrupt.abort(new BenchmarkInterrupted(waiting));
+    let report: Report;
+    let result: 'ok' | 'failed';
     try {
       const models: { role: Role; version: string; model: InstalledModel }[] = [];
       for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
@@ -777,7 +781,7 @@ export class Agent {
       const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, AbortSignal.any([this.#abort.signal, interrupt.signal]));
       // The holdout as the candidate reads it (its labels read for the candidate's task).
       const data = holdout.forModel(models.at(-1)!.model.manifest);
-      const report = BenchmarkReportSchema.parse({
+      report = BenchmarkReportSchema.parse({
         schema: 1,
         id,
         kind: 'benchmark',
@@ -788,9 +792,7 @@ export class Agent {
         active: results.find((result) => result.role === 'active') ?? null,
         candidate: results.find((result) => result.role === 'candidate')!,
       });
-      await this.#commit(this.#benchmarked(candidate), report);
-      this.metrics.benchmarks.inc({ result: 'ok' });
-      this.#logger.info({ reportId: id }, 'benchmark finished');
+      result = 'ok';
     } catch (error) {
       if (this.#abort.signal.aborted) {
         // Stopping: nothing is reported, and the candidate stays unbenchmarked, so the next start runs it again.
@@ -801,18 +803,41 @@ export class Agent {
         // Not a verdict on the candidate: nothing is reported, and the benchmark is queued again
         // behind the work that interrupted it, for the candidate it was running for.
         this.#logger.info({ candidate: candidate.version, by: error.by }, 'benchmark interrupted; it runs again after that work');
-        this.#enqueue('resume interrupted benchmark', async () => {
-          const { candidate: now, candidateBenchmarked } = this.#state.state;
-          if (sameModel(now, candidate) && !candidateBenchmarked) await this.#benchmarkCandidate(assignmentId);
-        });
+        this.#enqueue('resume interrupted benchmark', () => this.#benchmarkAgain(candidate, assignmentId));
         return;
       }
-      this.metrics.benchmarks.inc({ result: 'failed' });
       this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
-      await this.#commit(this.#benchmarked(candidate), this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error)));
+      report = this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error));
+      result = 'failed';
     } finally {
       if (this.#benchmarking?.interrupt === interrupt) this.#benchmarking = undefined;
     }
+    // Saving the report is the device's own business, not the model's: a full disk or an I/O error
+    // here is never reported as the candidate's benchmark failure. The benchmark waits for room,
+    // taken again on a timer with a backoff, and runs again while its candidate is still unbenchmarked.
+    const retryKey = `benchmark ${candidate.sha256}`;
+    try {
+      await this.#commit(this.#benchmarked(candidate), report);
+    } catch (error) {
+      if (!isSystemError(error) || this.#stopped) throw error;
+      if (options.rethrowStorageFailure) throw error;
+      const retryInMs = this.#retries.schedule(retryKey, () => {
+        if (this.#stopped) return;
+        this.#enqueue(`retry benchmark of ${candidate.version}`, () => this.#benchmarkAgain(candidate, assignmentId));
+      });
+      this.#logger.error({ err: describeSystemError(error), candidate: candidate.version, retryInMs }, 'benchmark report not saved (the device\'s storage failed); the benchmark runs again');
+      return;
+    }
+    this.#retries.done(retryKey);
+    this.metrics.benchmarks.inc({ result });
+    if (result === 'ok') this.#logger.info({ reportId: id }, 'benchmark finished');
+  }
+
+  /** Runs the benchmark of `candidate` again if it is still the candidate and still unbenchmarked (it was interrupted, or its report not saved). */
+  async #benchmarkAgain(candidate: ModelRef, assignmentId: string | null): Promise<void> {
+    const { candidate: now, candidateBenchmarked } = this.#state.state;
+    if (sameModel(now, candidate) && !candidateBenchmarked) await this.#benchmarkCandidate(assignmentId);
+    else this.#retries.done(`benchmark ${candidate.sha256}`);
   }
 
   #benchmarked(candidate: ModelRef): SlotState {
@@ -822,7 +847,6 @@ export class Agent {
 
   async #refuse(assignment: Assignment, reason: string): Promise<void> {
     this.#logger.warn({ assignmentId: assignment.id, version: assignment.version, reason }, 'assignment refused');
-    this.metrics.assignments.inc({ outcome: 'refused' });
     const report = this.#assignmentReport(assignment.id, 'refused', assignment.role, assignment, reason);
     try {
       await this.#commit({ ...withAssignmentHandled(this.#state.state, assignment.id), pending: null }, report);
@@ -833,7 +857,10 @@ export class Agent {
       // is no longer pending by then (replaced by a newer one). Until then the assignment is taken
       // again on a timer, and at its next delivery, to record it (see #enqueueAssignment).
       this.#logger.warn({ assignmentId: assignment.id, err: errorMessage(error) }, 'the refusal cannot be recorded on disk; sending it from memory');
+      // Counted once: it may be refused again before a write records it (a fleet command taken again).
+      const counted = this.#direct.unrecorded().some((held) => held.id === report.id);
       this.#direct.holdUnrecorded(report);
+      if (!counted) this.#countAnswers([report]);
       void this.#flushOutbox();
     }
   }
@@ -903,8 +930,19 @@ export class Agent {
    */
   async #save(next: SlotState): Promise<void> {
     const held = this.#direct.unrecorded();
+    // The answers this write commits, counted once it succeeds: every answer the agent sends enters
+    // the state file here (or, a refusal the disk could not take, is held in memory: counted then,
+    // and not again when a write records it).
+    const before = new Set([...this.#state.state.unsentReports, ...held].map((report) => report.id));
+    const answers = next.unsentReports.filter((report) => !before.has(report.id));
     await this.#state.save(held.reduce(withRefusalRecorded, next));
     this.#direct.recorded(held.map((report) => report.id));
+    this.#countAnswers(answers);
+  }
+
+  /** fleetprune_agent_assignments_total: the answers (to assignments and fleet commands) among `reports`, by outcome. */
+  #countAnswers(reports: readonly Report[]): void {
+    for (const report of reports) if (report.kind === 'assignment') this.metrics.assignments.inc({ outcome: report.outcome });
   }
 
   /** A report that is not in the state file: sent from memory while connected, tried again at each heartbeat. */

@@ -21,18 +21,46 @@ const OutboxEntrySchema = z.strictObject({
 });
 export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
 
+/**
+ * An entry's file name starts with its number, `<number>-`: its place in the sending order. New
+ * entries are numbered from the highest number on disk at start, plus one, never from the clock,
+ * so a wall clock stepped back (NTP) cannot reorder them. Entries written by older agents are
+ * named `<Date.now(), 15 digits>-<6 digits>-<id>.json`: their leading number is that time, so they
+ * keep their old order, and every entry written since sorts after them.
+ */
+const ENTRY_NUMBER = /^(\d+)-/;
+
+/** An entry's number (a string of digits without leading zeros), or undefined for a name without one. */
+function entryNumber(name: string): string | undefined {
+  const digits = ENTRY_NUMBER.exec(name)?.[1];
+  return digits === undefined ? undefined : digits.replace(/^0+(?=\d)/, '');
+}
+
+/** Sending order: by number (a name without one first: it is junk, removed at once), then by name. */
+function compareEntries(a: string, b: string): number {
+  const [x, y] = [entryNumber(a), entryNumber(b)];
+  if (x !== y) {
+    if (x === undefined) return -1;
+    if (y === undefined) return 1;
+    if (x.length !== y.length) return x.length - y.length;
+    return x < y ? -1 : 1;
+  }
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** Publishes one entry with QoS 1; resolves on PUBACK. */
 export type OutboxPublisher = (topic: string, payload: Buffer) => Promise<void>;
 
 /**
  * Messages that must reach the server (reports), kept on disk until the broker acknowledges
  * them: one file per message, written atomically and deleted only after PUBACK, sent oldest
- * first. They survive broker and network outages and agent restarts; a message may be sent
- * twice around a crash, which is why reports carry ids.
+ * first (by the number in its name, see ENTRY_NUMBER). They survive broker and network outages
+ * and agent restarts; a message may be sent twice around a crash, which is why reports carry ids.
  */
 export class Outbox {
   readonly #inFlight = new Set<string>();
-  #sequence = 0;
+  /** The next entry's number: above every entry on disk at start, then one more per entry. */
+  #next = 0n;
   #flushing: Promise<void> | undefined;
   #again = false;
 
@@ -57,17 +85,22 @@ export class Outbox {
     await mkdir(this.dir, { recursive: true });
     // Leftover temp files of an interrupted write are not messages.
     for (const name of await readdir(this.dir)) if (name.startsWith('.')) await rm(join(this.dir, name), { force: true, recursive: true });
-    this.onPendingChange((await this.pending()).length);
+    const pending = await this.pending();
+    for (const name of pending) {
+      const number = entryNumber(name);
+      if (number !== undefined && BigInt(number) >= this.#next) this.#next = BigInt(number) + 1n;
+    }
+    this.onPendingChange(pending.length);
   }
 
   async enqueue(entry: OutboxEntry, id: string): Promise<void> {
-    const name = `${Date.now().toString().padStart(15, '0')}-${String(this.#sequence++).padStart(6, '0')}-${id}.json`;
+    const name = `${(this.#next++).toString().padStart(15, '0')}-${id}.json`;
     await writeFileAtomic(join(this.dir, name), JSON.stringify(entry));
     this.onPendingChange((await this.pending()).length);
   }
 
   async pending(): Promise<string[]> {
-    return (await readdir(this.dir)).filter((name) => name.endsWith('.json') && !name.startsWith('.')).sort();
+    return (await readdir(this.dir)).filter((name) => name.endsWith('.json') && !name.startsWith('.')).sort(compareEntries);
   }
 
   /** Sends everything pending, in order; stops at the first failure (the broker is away). */

@@ -131,3 +131,43 @@ test('direct reports: a refusal stays unrecorded after it is sent, until a state
   assert.equal(direct.refused('a1'), false);
 
 });
+
+test('outbox: entries are sent in the order they were enqueued, whatever the wall clock did meanwhile (stepped back by NTP)', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-clock-'), 'outbox');
+  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await outbox.init();
+  const realNow = Date.now;
+  t.after(() => (Date.now = realNow));
+  // A clock that ran ahead at boot, then stepped back, then stepped back again.
+  for (const [at, id] of [['2030-01-01T00:00:00Z', 'r1'], ['2026-12-01T00:00:00Z', 'r2'], ['2001-01-01T00:00:00Z', 'r3']] as const) {
+    Date.now = () => Date.parse(at);
+    await outbox.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id }) }, id);
+  }
+  Date.now = realNow;
+  // A restart with the entries still there (the broker was down): the new run's entries follow them.
+  const again = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await again.init();
+  await again.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'r4' }) }, 'r4');
+
+  const published: string[] = [];
+  await again.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
+  assert.deepEqual(published, ['r1', 'r2', 'r3', 'r4']);
+  assert.deepEqual(await readdir(dir), []);
+});
+
+test('outbox: entries an older agent wrote (named by time) are sent first, in their old order, then those written since', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-upgrade-'), 'outbox');
+  await mkdir(dir);
+  // The old names: `<Date.now(), 15 digits>-<6-digit sequence of that run>-<report id>.json`.
+  const old = (name: string, id: string) => writeFile(join(dir, name), JSON.stringify({ topic: D1_REPORTS, payload: JSON.stringify({ id }) }));
+  await old('001764590000123-000001-o2.json', 'o2');
+  await old('001764590000123-000000-o1.json', 'o1');
+  await old('001764590000999-000002-o3.json', 'o3');
+  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await outbox.init();
+  for (const id of ['n1', 'n2']) await outbox.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id }) }, id);
+
+  const published: string[] = [];
+  await outbox.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
+  assert.deepEqual(published, ['o1', 'o2', 'o3', 'n1', 'n2']);
+});
