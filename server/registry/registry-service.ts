@@ -11,6 +11,7 @@ import type { VersionStatus } from '../rollout/fleet-port.ts';
 import { supersedeOtherProduction, withdrawProduction } from './production-status.ts';
 import { ModelNameSchema, RESERVED_VERSION_NAMES, VersionNameSchema, type Alias } from './names.ts';
 import { checkDevicesAccept } from './device-acceptance.ts';
+import { RolloutHolds } from '../rollout/rollout-holds.ts';
 
 /** The latest status a rollout or a move of the production alias gave a version (production, failed, rolled-back, superseded, withdrawn), with its reason. */
 export interface VersionStatusView {
@@ -39,8 +40,19 @@ export class RegistryService {
        * through `db`, the retirement's transaction, once it holds the model's row locked.
        */
       retirementBlocker?: (model: string, version: string, db: SqlExecutor) => Promise<string | null>;
+      /**
+       * Why the model's production alias cannot be moved or cleared by hand now (a rollout of the
+       * model under way, or still recording its statuses), else null. Read through `db`, the alias
+       * move's transaction, once it holds the model's row locked. Default: RolloutHolds.ofProductionAlias.
+       */
+      productionAliasBlocker?: (model: string, db: SqlExecutor) => Promise<string | null>;
     } = {},
-  ) {}
+  ) {
+    const holds = new RolloutHolds(store.engine);
+    this.#productionAliasBlocker = options.productionAliasBlocker ?? ((model, db) => holds.ofProductionAlias(model, db));
+  }
+
+  readonly #productionAliasBlocker: (model: string, db: SqlExecutor) => Promise<string | null>;
 
   listModels(): Promise<ModelRecord[]> {
     return this.store.models.listModels();
@@ -170,7 +182,8 @@ export class RegistryService {
    * Points `alias` at `version` (or clears it with null). Refused for missing or retired versions.
    * Pointing `production` at a version records, as a rollout's promotion does, its status
    * `production` (unless it is already) and `superseded` for the version(s) production before it;
-   * clearing `production` records `withdrawn` for them.
+   * clearing `production` records `withdrawn` for them. The production alias of a model with a
+   * rollout under way is the rollout's: moving or clearing it is refused (409 naming the rollout).
    */
   async setAlias(name: string, alias: Alias, version: string | null, principal: Principal): Promise<VersionRecord | null> {
     checkName(name);
@@ -180,6 +193,12 @@ export class RegistryService {
       if (!(await tx.models.getModel(name))) throw new ServiceError('not_found', `no model ${name}`);
       // Alias changes of one model take turns: the `from` each audits is the version it replaced.
       await tx.models.lockModel(name);
+      // Checked with the model locked, as a rollout's creation checks the alias it read
+      // (StoreRolloutRepository.create): a start at the same moment waits, or is seen.
+      if (alias === 'production') {
+        const blocker = await this.#productionAliasBlocker(name, db);
+        if (blocker) throw new ServiceError('conflict', `the production alias of ${name} was not ${version === null ? 'cleared' : 'moved'}: ${blocker}`);
+      }
       const previous = await tx.models.getAlias(name, alias);
       const at = new Date().toISOString();
       const audit = { at, actor: actorOf(principal), action: 'alias.set', target: `${name}:${alias}` };

@@ -1,8 +1,9 @@
 import type { SqlEngine, SqlExecutor } from '../store/sql-engine.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
+import { fromJsonColumn } from '../store/repositories/json-column.ts';
 import type { RolloutRecord } from './rollout-repository.ts';
 import { isTerminal } from './rollout-state-machine.ts';
-import { TERMINAL_PHASES } from './rollout-state.ts';
+import { TERMINAL_PHASES, type RolloutAction, type RolloutPhase } from './rollout-state.ts';
 
 /**
  * What rollouts under way (not yet Completed, Failed, Aborted or RolledBack) hold, so that
@@ -29,6 +30,29 @@ export class RolloutHolds {
       [model, version, ...TERMINAL_PHASES],
     );
     return row ? `rollout ${row.id} of ${model} (${row.phase})` : null;
+  }
+
+  /**
+   * Why the production alias of `model` may not be moved or cleared by hand now, else null: a
+   * rollout of the model is under way (it makes its candidate production when it completes, and a
+   * failure or abort takes the alias from the candidate, so a move onto it left the model without
+   * any production version; a move off its baseline left the rollout restoring another version
+   * than the one the alias names), or a finished one is still recording its version statuses (the
+   * alias it moves or takes away). `db`: the transaction of the alias move, which holds the model's
+   * row locked as a rollout's creation does (StoreRolloutRepository.create): a rollout started
+   * meanwhile has committed, or sees the move.
+   */
+  async ofProductionAlias(model: string, db: SqlExecutor = this.#engine): Promise<string | null> {
+    const rows = await db.all<{ id: string; phase: string; pending_actions: string }>('SELECT id, phase, pending_actions FROM rollouts WHERE model = ? AND unfinished = 1 ORDER BY ord DESC', [model]);
+    for (const row of rows) {
+      if (!TERMINAL_PHASES.includes(row.phase as RolloutPhase)) {
+        return `rollout ${row.id} of ${model} (${row.phase}) is under way, and the production alias is the rollout's to move: finish, abort or roll it back first`;
+      }
+      if (fromJsonColumn<RolloutAction[]>(row.pending_actions).some((action) => action.kind === 'markVersion')) {
+        return `rollout ${row.id} of ${model} (${row.phase}) is still recording its version statuses (the production alias); try again once that is done`;
+      }
+    }
+    return null;
   }
 
   /** The first of `deviceIds` that is a target of a rollout under way, with that rollout, else null. */

@@ -41,6 +41,21 @@ export class CandidateRetiredError extends Error {
   }
 }
 
+/**
+ * Thrown by `create` when the store finds the model's production alias other than the version
+ * the start read as its previous production (an operator moved it meanwhile).
+ */
+export class ProductionMovedError extends Error {
+  constructor(model: string, candidateVersion: string, read: string | null, now: string | null) {
+    super(
+      now === candidateVersion
+        ? `${model} ${candidateVersion} is already production`
+        : `the production alias of ${model} moved (to ${now ?? 'none'}, from ${read ?? 'none'}) while the rollout was starting; start it again`,
+    );
+    this.name = 'ProductionMovedError';
+  }
+}
+
 export interface RolloutCountFilter {
   readonly unfinished?: boolean;
   readonly model?: string;
@@ -56,8 +71,10 @@ export interface RolloutListFilter extends RolloutCountFilter {
 export interface RolloutRepository {
   /**
    * Stores a new rollout at revision 1; throws if the id exists. A store that keeps the registry
-   * too throws CandidateRetiredError when the candidate version is retired, checked with the
-   * model locked, as a retirement checks for rollouts of it: one of the two waits for the other.
+   * too throws CandidateRetiredError when the candidate version is retired, and ProductionMovedError
+   * when the production alias is no longer the rollout's previous production, both checked with
+   * the model locked, as a retirement or a move of the alias checks for rollouts of it: one of the
+   * two waits for the other.
    */
   create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void>;
   load(id: string): Promise<RolloutRecord | undefined>;

@@ -8,7 +8,7 @@ import type { Store } from '../store/store.ts';
 import type { Leadership } from './leader-election.ts';
 import type { RolloutController } from './rollout-controller.ts';
 import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
-import { CandidateRetiredError, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
+import { CandidateRetiredError, ProductionMovedError, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { specWarnings } from './spec-warnings.ts';
 import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
@@ -92,7 +92,7 @@ export class RolloutService {
         // The warnings the start returns are kept in the rollout's decision log, written with it.
         id = (await controller.start(spec, { by: actorOf(principal), warnings: specWarnings(spec) })).id;
       } catch (error) {
-        if (error instanceof RolloutCommandError || error instanceof CandidateRetiredError) throw new ServiceError('conflict', error.message, { cause: error });
+        if (error instanceof RolloutCommandError || error instanceof CandidateRetiredError || error instanceof ProductionMovedError) throw new ServiceError('conflict', error.message, { cause: error });
         throw error;
       }
       await this.#audit(principal, 'rollout.start', id, { model, candidateVersion, steps: spec.steps.length });
@@ -210,12 +210,13 @@ export class RolloutService {
   }
 
   /**
-   * Rolling back a promoted rollout restores what ran before it, and rolling back a rolled-back
-   * one sends the baseline again to its devices not back on it. Once a newer rollout of the model
-   * has promoted (or is under way), either would silently undo the newer one: refused, naming it.
+   * Rolling back a promoted rollout restores what ran before it, and rolling back a rolled-back,
+   * aborted or failed one sends the baseline again to its devices not back on it. Once a newer
+   * rollout of the model has promoted (or is under way), any of these would silently undo the
+   * newer one: refused, naming it. (A rollout under way has no newer one: a start waits for it.)
    */
   async #refuseUndoingNewer(record: RolloutRecord): Promise<void> {
-    if (record.state.phase !== 'Completed' && record.state.phase !== 'RolledBack') return;
+    if (!isTerminal(record.state)) return;
     const { model } = record.state.spec;
     for (const newer of await this.#o.repository.list({ model })) {
       if (newer === record.state.id) return; // newest first: the rest are older

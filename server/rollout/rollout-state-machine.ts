@@ -712,9 +712,12 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
   }
   if (s.phase === 'Failed' || s.phase === 'Aborted') {
     // Already reverting; re-send to every device not yet back (a second "one call" is harmless).
-    const pending = s.devices.filter((device) => device.touched && device.delivery !== 'delivered').map((device) => device.id);
+    // With every device back (or gone from the fleet) there is nothing to send: refused, as a
+    // rollback of a rolled-back rollout is, and the phase stays what it is.
+    const pending = devicesNotBack(s).map((device) => device.id);
+    if (pending.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already reverted (${s.phase}): every device it touched is back on its baseline; nothing to roll back`);
     for (const id of pending) t.setDevice(id, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
-    if (pending.length > 0) deliver(t, pending);
+    deliver(t, pending);
     s.phase = 'RolledBack';
     t.decide('rollback', 'rolled-back', `${why} (after ${s.outcome?.status ?? 'failure'})`, { by });
     return;
@@ -742,10 +745,15 @@ function takeBackOutside(t: TransitionDraft, runningCandidate: readonly { id: st
   return `; ${count} that ${runs} ${outside.length === 1 ? 'goes' : 'go'} to ${s.previousProduction} too (${ids})`;
 }
 
-/** The devices of a rolled-back rollout that another rollback would send their baseline again (see resendRollback). */
+/**
+ * The devices a rollback of this finished rollout would send their baseline again: of a rolled-back
+ * one, those that refused it or were unreachable (see resendRollback); of a failed or aborted one
+ * (reverting already), every one not yet back on it. Devices that left the fleet are not counted.
+ */
 export function devicesNotBack(s: RolloutState): DeviceState[] {
-  if (s.phase !== 'RolledBack') return [];
-  return s.devices.filter((device) => device.touched && !device.left && (device.delivery === 'refused' || device.delivery === 'unreachable'));
+  if (s.phase === 'RolledBack') return s.devices.filter((device) => device.touched && !device.left && (device.delivery === 'refused' || device.delivery === 'unreachable'));
+  if (s.phase === 'Failed' || s.phase === 'Aborted') return s.devices.filter((device) => device.touched && !device.left && device.delivery !== 'delivered');
+  return [];
 }
 
 /**

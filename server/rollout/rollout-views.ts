@@ -63,7 +63,7 @@ export const RolloutDetailSchema = RolloutSummarySchema.extend({
     }),
   ),
   pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
-  /** Rolled back: devices another rollback would send their baseline again (they refused it or were unreachable, and are still in the fleet). */
+  /** Devices another rollback would send their baseline again: of a rolled-back rollout, those that refused it or were unreachable; of a failed or aborted one, those not back on it yet (see devicesNotBack). */
   notBackOnBaseline: z.number().int(),
   /** The warnings about the spec given when it started (its `warning` decisions): analysis that cannot decide anything. */
   warnings: z.array(z.string()),

@@ -59,8 +59,11 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     ${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}`;
 }
 
-/** Rolled back already, a rollback again only re-sends the baseline to devices not back on it (refused, unreachable; not those that left the fleet). */
-const canRollBack = (r: RolloutDetail) => r.phase !== 'RolledBack' || r.notBackOnBaseline > 0;
+/**
+ * Rolled back, failed or aborted already, a rollback again only re-sends the baseline to devices
+ * not back on it (not those that left the fleet): with none, the server refuses it.
+ */
+const canRollBack = (r: RolloutDetail) => !['RolledBack', 'Failed', 'Aborted'].includes(r.phase) || r.notBackOnBaseline > 0;
 
 /** The server refuses to promote a finished rollout, and one already activating the candidate everywhere. */
 const canPromote = (r: RolloutDetail) => !r.terminal && r.stepStage !== 'activating';

@@ -1,4 +1,4 @@
-import { CandidateRetiredError, RevisionConflictError, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
+import { CandidateRetiredError, ProductionMovedError, RevisionConflictError, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
 import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutState } from '../../rollout/rollout-state.ts';
 import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UniqueViolation } from '../sql-engine.ts';
@@ -25,9 +25,18 @@ export class StoreRolloutRepository implements RolloutRepository {
       // here) or waits and then finds this rollout under way. Not the version's row: a transaction
       // holding that one (a slow status change of the model's last rollout) would hold up the start.
       const { model, candidateVersion } = state.spec;
-      await new ModelsRepository(tx).lockModel(model);
+      const models = new ModelsRepository(tx);
+      await models.lockModel(model);
       const row = await tx.get<{ retired: number | boolean }>('SELECT retired FROM model_versions WHERE model = ? AND version = ?', [model, candidateVersion]);
       if (row && Number(row.retired) !== 0) throw new CandidateRetiredError(model, candidateVersion);
+      // Likewise a move of the production alias (RegistryService.setAlias, refused while a rollout
+      // of the model is under way): a move onto the candidate between the start's read and here
+      // left a rollout of a version already production, whose failure took the alias away.
+      // (A model the registry does not hold has no alias to move.)
+      if (await models.getModel(model)) {
+        const production = (await models.getAlias(model, 'production'))?.version ?? null;
+        if (production !== state.previousProduction) throw new ProductionMovedError(model, candidateVersion, state.previousProduction, production);
+      }
       try {
         await tx.run(
           `INSERT INTO rollouts (id, model, candidate_version, phase, unfinished, revision, state, pending_actions, created_at, updated_at)
