@@ -7,6 +7,7 @@ import { withConnection, withConnectionOptions, type ConnectionFlags, type Serve
 import { parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
 import { deviceJson, type GrpcDevice } from './json-views.ts';
+import { refuseEmpty } from './non-empty.ts';
 
 export function registerDevicesCommand(program: Command): void {
   const devices = program.command('devices').description('the device fleet: enroll, list, revoke (over gRPC)');
@@ -18,6 +19,8 @@ export function registerDevicesCommand(program: Command): void {
     .option('--broker-url <url>', 'broker URL for the agent (default: the server\'s public broker URL)')
     .option('--server-url <url>', 'server URL for the agent (default: the server\'s public URL)')
     .action(async (flags: ConnectionFlags & { id: string; labels: Record<string, string>; out: string; brokerUrl?: string; serverUrl?: string }) => {
+      refuseEmpty(flags.brokerUrl, '--broker-url', "the server's public broker URL");
+      refuseEmpty(flags.serverUrl, '--server-url', "the server's public URL");
       const out = resolve(flags.out);
       await checkWritableTarget(out);
       await withConnection(flags, async (connection) => {

@@ -8,6 +8,7 @@ import { readManifest } from '../../shared/artifact/read-artifact.ts';
 import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { refuseEmpty } from './non-empty.ts';
 import { modelJson, versionJson, type GrpcModel, type GrpcVersion } from './json-views.ts';
 
 const UPLOAD_CHUNK = 256 * 1024;
@@ -33,6 +34,7 @@ export function registerModelsCommand(program: Command): void {
   )
     .option('--name <name>', 'model name: must be the manifest name, as devices refuse any other (default: the manifest name)')
     .action(async (dir: string, flags: ConnectionFlags & { name?: string }) => {
+      refuseEmpty(flags.name, '--name', 'the manifest name');
       const manifest = await readManifest(dir);
       // A missing or changed file is named here, before anything is uploaded.
       const damaged = await checkArtifactFiles(dir, manifest);

@@ -9,6 +9,7 @@ import { specWarnings } from '../rollout/spec-warnings.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { rolloutJson } from './json-views.ts';
 import { pageFooter, parseDeviceStates, parseLimit, parseOffset } from './bounded-options.ts';
+import { refuseEmpty } from './non-empty.ts';
 import { createRolloutProgress, decisionLine, rolloutLine, type GrpcDecision, type GrpcRollout } from './rollout-display.ts';
 
 interface StartFlags extends ConnectionFlags {
@@ -56,6 +57,7 @@ export function registerRolloutCommand(program: Command): void {
     .option('--offset <n>', 'skip this many of the newest first (default 0): the next page is at the offset the last line names', parseOffset)
     .option('--json', 'print JSON (as GET /api/rollouts: the rollouts, total and more)')
     .action(async (flags: ConnectionFlags & { model?: string; limit?: number; offset?: number; json?: boolean }) => {
+      refuseEmpty(flags.model, '--model', "every model's rollouts");
       const offset = flags.offset ?? 0;
       await withConnection(flags, async (connection) => {
         const { rollouts, total, more } = await connection.unary<{ rollouts: GrpcRollout[]; total: number; more: boolean }>('Rollouts', 'ListRollouts', {
@@ -133,6 +135,7 @@ export function registerRolloutCommand(program: Command): void {
     withConnectionOptions(rollout.command(`${name} <id>`).description(description))
       .option('--reason <text>', 'recorded in the decision log and the audit log')
       .action(async (id: string, flags: ConnectionFlags & { reason?: string }) => {
+        refuseEmpty(flags.reason, '--reason', 'no reason');
         await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', method, { id, reason: flags.reason ?? '' })));
       });
   withReason('abort', 'AbortRollout', 'abort: revert every device the rollout touched');

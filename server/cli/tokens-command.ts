@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { tokenJson, type GrpcToken } from './json-views.ts';
+import { refuseEmpty } from './non-empty.ts';
 
 export function registerTokensCommand(program: Command): void {
   const tokens = program.command('tokens').description('bearer tokens (admin only, over gRPC)');
@@ -9,6 +10,7 @@ export function registerTokensCommand(program: Command): void {
     .requiredOption('--role <role>', 'device, viewer, operator or admin')
     .option('--label <text>', 'what the token is for')
     .action(async (flags: ConnectionFlags & { role: string; label?: string }) => {
+      refuseEmpty(flags.label, '--label', 'the default label, "ROLE token"');
       await withConnection(flags, async (connection) => {
         const created = await connection.unary<{ token: string; record: { id: string; role: string } }>('Tokens', 'CreateToken', {
           role: flags.role,

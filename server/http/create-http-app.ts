@@ -14,6 +14,7 @@ import { contentCharset, readsAsUtf8 } from './content-charset.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { validatePart } from './validate-request.ts';
+import { refuseBody } from './no-body.ts';
 
 /** The query of a route that takes no query parameters. */
 const NO_QUERY = z.strictObject({});
@@ -141,6 +142,8 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
       },
     ];
     if (route.bodyKind === 'json') handlers.push(readJsonBody);
+    // A route without a body refuses one (an empty JSON object aside), rather than ignoring it.
+    else if (route.bodyKind === undefined) handlers.push(refuseBody(route, log));
     handlers.push(async (req: Request, res: Response) => {
       try {
         const principal = res.locals.principal as Principal | null;
