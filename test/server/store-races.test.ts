@@ -269,12 +269,13 @@ for (const engine of STORE_ENGINES) {
       const world = await withRetirementGuard(t);
       if (!world) return;
       const { store, registry, rollouts } = world;
-      const first = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', 'ro-first');
+      // wine has no production version (seedVersions sets no alias): none is what the starts read.
+      const first = new ReducerHarness(specOf(STAGED_STEPS), undefined, null, 'ro-first');
       await rollouts.create({ state: first.state, pendingActions: first.actions, decisions: first.decisions });
       await assert.rejects(registry.setRetired('wine', '2', true, ADMIN), /^ServiceError: wine@2 is the candidate of rollout ro-first of wine \(Progressing\); finish, abort or roll it back first$/);
       assert.equal((await store.models.getVersion('wine', '2'))?.retired, false);
       await registry.setRetired('wine', '1', true, ADMIN);
-      const other = new ReducerHarness(specOf(STAGED_STEPS, { candidateVersion: '1' }), undefined, '1', 'ro-other');
+      const other = new ReducerHarness(specOf(STAGED_STEPS, { candidateVersion: '1' }), undefined, null, 'ro-other');
       await assert.rejects(rollouts.create({ state: other.state, pendingActions: [], decisions: [] }), CandidateRetiredError);
       assert.deepEqual(await rollouts.list(), ['ro-first']);
     });
