@@ -56,6 +56,8 @@ export function formatJob(job: GrpcJobRecord): string {
   if (summary) {
     const cut = summary.paramCut === null ? '' : ` (−${(summary.paramCut * 100).toFixed(1)}% params)`;
     lines.push(`pruned     ${summary.originalLayers.join('-')} → ${summary.prunedLayers.join('-')}${cut} at ε ${summary.epsilon ?? '-'}, in ${summary.seconds.toFixed(1)} s (${summary.backend})`);
+    // From a server before they were kept: none.
+    for (const warning of summary.warnings ?? []) lines.push(`warning    ${warning}`);
   }
   // Escaped to one line each: the name, label, path and error come from the request and its data.
   let text = `${lines.map(printable).join('\n')}\n`;
@@ -65,7 +67,7 @@ export function formatJob(job: GrpcJobRecord): string {
       `${entry.epsilon === summary.epsilon ? '* ' : '  '}${entry.epsilon}`,
       String(entry.params),
       `${(entry.paramCut * 100).toFixed(1)}%`,
-      entry.test ? formatScore(entry.test) : '-',
+      entry.test ? `${formatScore(entry.test)}${entry.weights === 'transferred' ? ' (transferred weights)' : ''}` : '-',
     ]);
     text += `\n${formatTable([['  ε', 'PARAMS', 'CUT', 'TEST'], ...rows])}`;
   }

@@ -223,6 +223,7 @@ export class JobService {
         source,
         label: request.label,
         task,
+        taskGiven: (request.task ?? optionsTask) !== undefined,
         options,
         outDir: join(this.#deps.workDir, id, 'artifact'),
         outputBytes: jobOutputBytes(options, inputs),

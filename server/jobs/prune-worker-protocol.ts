@@ -1,6 +1,7 @@
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
 import type { PruneOptions } from '../pruning/options.ts';
+import type { SweepEntry } from '../pruning/report.ts';
 import type { Score } from '../../shared/model/scoring.ts';
 
 /** workerData of a pruning worker. */
@@ -9,6 +10,8 @@ export interface PruneWorkerInput {
   source: string;
   label: string;
   task?: 'classification' | 'regression';
+  /** Whether the request gave the task (else `task` is the one inferred from the label, and the data's warnings say so where it is doubtful). */
+  taskGiven: boolean;
   options: PruneOptions;
   outDir: string;
   /** About the disk its outputs need (jobOutputBytes), checked before the worker starts. */
@@ -24,8 +27,14 @@ export interface PruneSummary {
   prunedLayers: number[];
   backend: string;
   seconds: number;
-  /** The ε sweep's size/score trade-off, for the dashboard's chart. */
-  sweep: { epsilon: number; params: number; paramCut: number; test: Score | null }[];
+  /**
+   * The ε sweep's size/score trade-off, for the dashboard's chart: each ε's test score of the
+   * weights it keeps (its transferred ones when retraining took it out of tolerance: report.json's
+   * SweepEntry.weights), null when it was not retrained.
+   */
+  sweep: { epsilon: number; params: number; paramCut: number; test: Score | null; weights: 'retrained' | 'transferred' | null }[];
+  /** report.json's warnings: caveats about the data and the choice of ε. */
+  warnings: string[];
 }
 
 /** Messages the worker posts to the server thread. */
@@ -33,3 +42,15 @@ export type PruneWorkerMessage =
   | { type: 'progress'; event: ProgressEvent }
   | { type: 'done'; general: Manifest; pruned: Manifest; summary: PruneSummary }
   | { type: 'error'; message: string; userError: boolean; stack?: string };
+
+/** The sweep as a job's summary keeps it: each ε's test score of the weights its model keeps. */
+export function sweepSummary(sweep: readonly SweepEntry[]): PruneSummary['sweep'] {
+  return sweep.map((entry) => ({
+    epsilon: entry.epsilon,
+    params: entry.params,
+    paramCut: entry.param_cut,
+    // Transferred weights are the ones before retraining (kept over the retrained ones, or left as they were).
+    test: entry.weights === 'transferred' ? { ...entry.test_before_retrain } : entry.test ? { ...entry.test } : null,
+    weights: entry.weights,
+  }));
+}

@@ -4,12 +4,14 @@ import { parseDataset } from '../../shared/data/dataset.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
-import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
+import { sweepSummary, type PruneWorkerInput, type PruneWorkerMessage } from './prune-worker-protocol.ts';
 
 /** Runs in a worker thread: one ODF2NNA run, its artifacts written to input.outDir. */
 async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
   const started = performance.now();
-  const dataset = parseDataset(input.csvText, { label: input.label, task: input.task }, input.source);
+  // A task the request left out is inferred again here, as the check did, so that the data's
+  // warnings about an inferred task (a regression label of a handful of values) reach the job.
+  const dataset = parseDataset(input.csvText, { label: input.label, ...(input.taskGiven ? { task: input.task } : {}) }, input.source);
   const backend = await initTfjs();
   const result = await pruneToArtifacts({
     dataset,
@@ -32,12 +34,8 @@ async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
       prunedLayers: result.pruned.architecture.layers,
       backend,
       seconds: (performance.now() - started) / 1000,
-      sweep: result.report.sweep.map((entry) => ({
-        epsilon: entry.epsilon,
-        params: entry.params,
-        paramCut: entry.param_cut,
-        test: entry.test ? { ...entry.test } : null,
-      })),
+      sweep: sweepSummary(result.report.sweep),
+      warnings: [...result.report.warnings],
     },
   };
 }

@@ -39,15 +39,12 @@ export interface TrainedNetwork {
   model: tf.Sequential;
 }
 
-/**
- * A trained general model, kept to prune again at other settings without training it again: the
- * same data, seed and general-model options train the same network, so a second run (the demo's
- * over-pruned candidate) can start from it. `key` says what trained it.
- */
 /** The scores of a model's retrained weights. */
 interface RetrainedScores {
   validation: Score;
   validationLoss: number;
+  /** The validation loss of the transferred weights retraining started from. */
+  validationLossBefore: number;
   test: Score;
   /** Whether the retrained weights, and the transferred ones they started from, are within tolerance on validation. */
   within: boolean;
@@ -61,6 +58,11 @@ interface Kept {
   retrained: RetrainedScores;
 }
 
+/**
+ * A trained general model, kept to prune again at other settings without training it again: the
+ * same data, seed and general-model options train the same network, so a second run (the demo's
+ * over-pruned candidate) can start from it. `key` says what trained it.
+ */
 export interface TrainedGeneral extends TrainedNetwork {
   key: string;
   run: { epochs: number; bestValidationLoss: number };
@@ -199,12 +201,12 @@ export async function runOdf2nna(
     const retrained = new Map<string, TrainedNetwork & Kept>();
     const bySize = [...candidates].sort(([, a], [, b]) => parameterCount(a.network) - parameterCount(b.network));
     const lossBounds = (candidate: number) => ({ candidate, reference: generalRun.bestValidationLoss });
-    const record = (key: string, model: tf.Sequential, run: { bestValidationLoss: number; startValidationLoss: number }, network = toDenseNetwork(model, scaling)) => {
+    const record = (key: string, model: tf.Sequential, run: { bestValidationLoss: number; startValidationLoss: number; improved: boolean }, network = toDenseNetwork(model, scaling)) => {
       const { network: transferred, before } = candidates.get(key)!;
       const validation = evaluate(network, 'validation');
       const within = withinTolerance(validation, originalValidation, tolerance, lossBounds(run.bestValidationLoss));
       const withinBefore = withinTolerance(before.validation, originalValidation, tolerance, lossBounds(run.startValidationLoss));
-      const retrainedScores = { validation, validationLoss: run.bestValidationLoss, test: evaluate(network, 'test'), within, withinBefore };
+      const retrainedScores = { validation, validationLoss: run.bestValidationLoss, validationLossBefore: run.startValidationLoss, test: evaluate(network, 'test'), within, withinBefore };
       // Retraining keeps its epoch of lowest validation loss, which can score below the transferred
       // weights it started from. When that takes the model out of tolerance and the transferred
       // weights were within, those are kept: retraining is there to recover what pruning lost.
@@ -212,7 +214,8 @@ export async function runOdf2nna(
         model.dispose();
         retrained.set(key, { model: toTfjsModel(transferred), network: transferred, weights: 'transferred', kept: { validation: before.validation, validationLoss: run.startValidationLoss, test: before.test }, retrained: retrainedScores });
       } else {
-        retrained.set(key, { model, network, weights: 'retrained', kept: retrainedScores, retrained: retrainedScores });
+        // No epoch lowered the validation loss (or none ran: retrainEpochs 0): the weights are the transferred ones.
+        retrained.set(key, { model, network, weights: run.improved ? 'retrained' : 'transferred', kept: retrainedScores, retrained: retrainedScores });
       }
       onProgress({ phase: 'retrain', done: retrained.size, total: candidates.size, detail: layerSizes(network).join('-') });
       return within || withinBefore;
@@ -244,6 +247,7 @@ export async function runOdf2nna(
         validation_before_retrain: before.validation,
         validation: after?.retrained.validation ?? null,
         validation_loss: after?.retrained.validationLoss ?? null,
+        validation_loss_before_retrain: after?.retrained.validationLossBefore ?? null,
         test_before_retrain: before.test,
         test: after?.retrained.test ?? null,
         within_tolerance: after?.retrained.within ?? null,
@@ -348,36 +352,47 @@ export async function runOdf2nna(
   }
 }
 
-/** The validation score of the weights an ε's model keeps (see SweepEntry.weights). */
-function keptValidation(entry: SweepEntry): Score {
-  return entry.weights === 'transferred' ? entry.validation_before_retrain : entry.validation!;
+/** The validation score and loss of the weights an ε's model keeps (see SweepEntry.weights). */
+function keptValidation(entry: SweepEntry): { score: Score; loss: number } {
+  return entry.weights === 'transferred' && entry.within_tolerance === false
+    ? { score: entry.validation_before_retrain, loss: entry.validation_loss_before_retrain! }
+    : { score: entry.validation!, loss: entry.validation_loss! };
 }
+
+const isWithin = (entry: SweepEntry) => entry.within_tolerance === true || entry.within_tolerance_before_retrain === true;
 
 /**
  * The smallest model whose validation score is within tolerance of the original's, retrained or
  * (when retraining took it out) as transferred (ties: the better validation score, then the smaller
  * ε). With a single ε, that ε. When no ε is within tolerance, the best validation score (ties: the
- * smaller model), and the selection and a warning say so.
+ * lower validation loss, then the smaller model); a warning says so, as it does for a single ε
+ * outside tolerance.
  */
 export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry; selection: string; warning?: string } {
   const done = sweep.filter((entry) => entry.validation !== null);
-  if (sweep.length === 1 && done.length === 1) return { entry: done[0]!, selection: 'single ε given' };
-  const byValidation = (a: SweepEntry, b: SweepEntry) => scoreValue(keptValidation(b)) - scoreValue(keptValidation(a));
-  const within = done.filter((entry) => entry.within_tolerance || entry.within_tolerance_before_retrain);
+  const outside = (entry: SweepEntry, why: string) =>
+    `${why}, so the model may score below the original: compare the sweep, or prune with a larger network or more --epochs`;
+  if (sweep.length === 1 && done.length === 1) {
+    const entry = done[0]!;
+    return isWithin(entry)
+      ? { entry, selection: 'single ε given' }
+      : { entry, selection: 'single ε given', warning: outside(entry, `ε ${entry.epsilon} is outside tolerance of the original on validation`) };
+  }
+  const byValidation = (a: SweepEntry, b: SweepEntry) => scoreValue(keptValidation(b).score) - scoreValue(keptValidation(a).score);
+  const within = done.filter(isWithin);
   if (within.length > 0) {
     const entry = [...within].sort((a, b) => a.params - b.params || byValidation(a, b) || a.epsilon - b.epsilon)[0]!;
     const selection = 'smallest model within tolerance of the original on validation';
-    return entry.weights === 'transferred'
+    return entry.weights === 'transferred' && entry.within_tolerance === false
       ? { entry, selection: `${selection}; retraining took it out of tolerance, so it keeps the transferred weights (before retraining)` }
       : { entry, selection };
   }
-  const entry = [...done].sort((a, b) => byValidation(a, b) || a.params - b.params || a.epsilon - b.epsilon)[0]!;
+  const byLoss = (a: SweepEntry, b: SweepEntry) => keptValidation(a).loss - keptValidation(b).loss;
+  const entry = [...done].sort((a, b) => byValidation(a, b) || byLoss(a, b) || a.params - b.params || a.epsilon - b.epsilon)[0]!;
   return {
     entry,
     selection: 'no ε stayed within tolerance; chose the best validation score',
-    warning:
-      `no ε kept the validation score within tolerance of the original's, so ε ${entry.epsilon} was chosen for its validation score ` +
-      'and may score below the original: compare the sweep, or prune with a larger network or more --epochs',
+    warning: outside(entry, `no ε stayed within tolerance of the original on validation (its score, or for a classifier its cross-entropy), so ε ${entry.epsilon} was chosen for its validation score`),
   };
 }
 

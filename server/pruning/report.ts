@@ -20,6 +20,8 @@ export interface SweepEntry {
   validation: Score | null;
   /** The training loss (cross-entropy, or MSE on the standardized target) on the validation split. */
   validation_loss: number | null;
+  /** The same, of the transferred weights retraining started from (null: not retrained). */
+  validation_loss_before_retrain: number | null;
   test_before_retrain: Score;
   test: Score | null;
   /** Whether the retrained weights are within tolerance of the original on validation (null: not retrained). */
@@ -28,7 +30,8 @@ export interface SweepEntry {
   within_tolerance_before_retrain: boolean | null;
   /**
    * The weights this ε's model keeps: retrained, or the transferred ones when retraining took a
-   * model that was within tolerance out of it (null: not retrained).
+   * model that was within tolerance out of it, or left them as they were (no epoch lowered the
+   * validation loss, or none ran); null: not retrained.
    */
   weights: 'retrained' | 'transferred' | null;
 }

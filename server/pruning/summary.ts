@@ -26,7 +26,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     ...report.sweep.map((entry, i) => line(entry.epsilon === report.epsilon ? ' * ' : '   ', rows[i]!)),
     '',
     `original  ${report.layers.original.join('-')}: ${report.original.params} params, test ${formatScore(report.original.test)}`,
-    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${(report.pruned.param_cut * 100).toFixed(1)}%), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (the transferred weights: retraining took it out of tolerance)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
+    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${(report.pruned.param_cut * 100).toFixed(1)}%), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (its transferred weights, not the retrained ones)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
   ];
   if (report.scratch) lines.push(`scratch   same architecture from scratch: test ${formatScore(report.scratch.test)}`);
   if (report.l1) lines.push(`l1        L1-norm unit pruning + retraining: test ${formatScore(report.l1.test)}`);

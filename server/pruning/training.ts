@@ -49,6 +49,8 @@ export interface TrainingOutcome {
   bestValidationLoss: number;
   /** The validation loss of the weights training started from (before its first epoch). */
   startValidationLoss: number;
+  /** Whether an epoch lowered the validation loss: else the weights are the ones training started from. */
+  improved: boolean;
 }
 
 export interface TrainConfig {
@@ -147,7 +149,7 @@ export async function trainModel(
   data: TrainingSet,
   config: TrainConfig,
   onEpoch?: (epoch: number, validationLoss: number) => void,
-): Promise<{ epochs: number; bestValidationLoss: number; startValidationLoss: number }> {
+): Promise<{ epochs: number; bestValidationLoss: number; startValidationLoss: number; improved: boolean }> {
   const optimizer = tf.train.adam(config.learningRate);
   model.compile({
     optimizer,
@@ -186,7 +188,7 @@ export async function trainModel(
   model.setWeights(bestWeights);
   tf.dispose(bestWeights);
   optimizer.dispose();
-  return { epochs: epoch, bestValidationLoss: best, startValidationLoss: start };
+  return { epochs: epoch, bestValidationLoss: best, startValidationLoss: start, improved: best !== start };
 }
 
 /** Builds the model `start` names, trains it (trainModel) and returns it as a network; the model is disposed. */

@@ -88,7 +88,7 @@ test('the chosen ε is the smallest model within tolerance on validation', () =>
 });
 
 test('chooseEpsilon prefers the smallest within tolerance, retrained or as transferred, and falls back to the best score, then the smaller model', () => {
-  const entry = (epsilon: number, params: number, accuracy: number, within: boolean, before: { accuracy: number; within: boolean } = { accuracy, within: false }): SweepEntry => ({
+  const entry = (epsilon: number, params: number, accuracy: number, within: boolean, before: { accuracy: number; within: boolean } = { accuracy, within: false }, loss = 0.1): SweepEntry => ({
     epsilon,
     layers: [],
     params,
@@ -97,7 +97,8 @@ test('chooseEpsilon prefers the smallest within tolerance, retrained or as trans
     retrained: true,
     validation_before_retrain: { accuracy: before.accuracy },
     validation: { accuracy },
-    validation_loss: 0.1,
+    validation_loss: loss,
+    validation_loss_before_retrain: loss,
     test_before_retrain: { accuracy: before.accuracy },
     test: { accuracy },
     within_tolerance: within,
@@ -114,9 +115,15 @@ test('chooseEpsilon prefers the smallest within tolerance, retrained or as trans
   const fallback = chooseEpsilon([entry(0.1, 100, 0.8, false), entry(0.3, 50, 0.7, false)]);
   assert.equal(fallback.entry.epsilon, 0.1);
   assert.match(fallback.selection, /no ε stayed within tolerance/);
-  assert.match(fallback.warning ?? '', /^no ε kept the validation score within tolerance of the original's, so ε 0\.1 was chosen/);
-  // Equal validation scores outside tolerance: the smaller model.
+  assert.match(fallback.warning ?? '', /^no ε stayed within tolerance of the original on validation \(.*\), so ε 0\.1 was chosen for its validation score, so the model may score below the original/);
+  // Equal validation scores outside tolerance: the lower validation loss, then the smaller model.
   assert.equal(chooseEpsilon([entry(0.05, 300, 0.97, false), entry(0.1, 200, 0.97, false), entry(0.5, 20, 0.97, false), entry(0.7, 5, 0.95, false)]).entry.epsilon, 0.5);
+  assert.equal(chooseEpsilon([entry(0.1, 200, 0.97, false, undefined, 0.06), entry(0.5, 20, 0.97, false, undefined, 0.1)]).entry.epsilon, 0.1);
+  // A single ε: that ε, with a warning when it is outside tolerance.
+  assert.deepEqual(chooseEpsilon([entry(0.3, 50, 0.9, true)]), { entry: entry(0.3, 50, 0.9, true), selection: 'single ε given' });
+  const single = chooseEpsilon([entry(0.9, 5, 0.6, false)]);
+  assert.equal(single.entry.epsilon, 0.9);
+  assert.match(single.warning ?? '', /^ε 0\.9 is outside tolerance of the original on validation, so the model may score below the original/);
 });
 
 test('a model within tolerance before retraining and outside after it (breast_cancer, seed 42) ships its transferred weights, rather than a larger model', async () => {
@@ -189,6 +196,7 @@ test('retrainEpochs 0 ships the transferred model as is', async () => {
     const [entry] = result.report.sweep;
     assert.deepEqual(entry!.validation, entry!.validation_before_retrain);
     assert.deepEqual(result.report.pruned.test, result.report.pruned.test_before_retrain);
+    assert.equal(result.report.pruned.weights, 'transferred', 'nothing retrained them');
   } finally {
     result.general.model.dispose();
     result.pruned.model.dispose();

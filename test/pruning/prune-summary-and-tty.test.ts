@@ -19,6 +19,7 @@ function entry(epsilon: number, params: number, fields: Partial<SweepEntry>): Sw
     validation_before_retrain: score,
     validation: null,
     validation_loss: null,
+    validation_loss_before_retrain: null,
     test_before_retrain: score,
     test: null,
     within_tolerance: null,

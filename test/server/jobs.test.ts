@@ -329,6 +329,32 @@ test('jobs prune (CLI) without --task reads --tolerance in the unit of the task 
   assert.match(blind.stderr, /^fleetprune: --tolerance: give --task with --server-path/);
 });
 
+test('a job without a task whose label it takes as a regression target of a handful of values says so, in its result and in jobs show; one given the task does not', async (t) => {
+  const server = (await startTestServer(t))!;
+  // Grades 0.5, 1.5, 2.5: numbers, not integers, so inferred as a regression target.
+  const rows = Array.from({ length: 60 }, (_, i) => `${(i * 7) % 10},${(i * 3) % 11},${['0.5', '1.5', '2.5'][i % 3]}`);
+  const csv = `a,b,grade\n${rows.join('\n')}\n`;
+  const options = { units: 8, layers: 2, epochs: 5, retrainEpochs: 2, epsilons: [0.3], baselines: false, seed: 1 };
+  const finished = async (task?: string) => {
+    const started = await server.request('POST', '/api/jobs/prune', { json: { name: 'grades', label: 'grade', ...(task ? { task } : {}), data: { csv }, options } });
+    assert.equal(started.status, 202, await started.clone().text());
+    const { id } = (await started.json()) as { id: string };
+    await (await server.request('GET', `/api/jobs/${id}/events`)).text(); // until it ends
+    const job = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as any;
+    assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
+    return job;
+  };
+  const warning = 'the label "grade" has only 3 distinct values (0.5, 1.5, 2.5), so it was taken as a regression target: if they are classes, give the task as classification (--task classification)';
+  const inferred = await finished();
+  assert.equal(inferred.request.task, 'regression');
+  assert.ok(inferred.result.summary.warnings.includes(warning), JSON.stringify(inferred.result.summary.warnings));
+  const shown = await runCli(['jobs', 'show', inferred.id, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(shown.code, 0, shown.stderr);
+  assert.ok(shown.stdout.split('\n').includes(`warning    ${warning}`), shown.stdout);
+  const given = await finished('regression');
+  assert.ok(!given.result.summary.warnings.some((line: string) => line.startsWith('the label')), JSON.stringify(given.result.summary.warnings));
+});
+
 test('two servers on one PostgreSQL database: starting or stopping one leaves the other\'s jobs alone; a cancel goes to the owner', async (t) => {
   const a = await startTestServer(t, { engine: 'postgres', config: { nodeId: 'node-a' } });
   if (!a) return;
