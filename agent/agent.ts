@@ -90,6 +90,28 @@ class BenchmarkInterrupted extends Error {
 }
 
 /**
+ * An activation whose candidate's benchmark was cut short by other work (a fleet command, a newer
+ * assignment): not answered yet, it is queued again behind that work, and given up if that work
+ * changed the slots it acts on (`slots`, as they were when it stepped aside).
+ */
+class ActivationDeferred extends Error {
+  constructor(readonly slots: { active: ModelRef | null; candidate: ModelRef | null }) {
+    super('activation deferred: its candidate\'s benchmark was interrupted');
+  }
+}
+
+/** How a run of #benchmarkCandidate ended. */
+type BenchmarkRun = 'reported' | 'interrupted' | 'stopped' | 'not-saved' | 'not-run';
+
+/** Whether two slots hold the same model, or are both empty. */
+function sameSlot(a: ModelRef | null, b: ModelRef | null): boolean {
+  return a === null ? b === null : sameModel(a, b);
+}
+
+/** The retry timer of the candidate's benchmark whose report the device's storage could not take (one: there is one candidate). */
+const BENCHMARK_RETRY = 'benchmark';
+
+/**
  * The edge agent: keeps the model slots (active, candidate, previous) on disk, follows the
  * assignments and fleet commands it receives over MQTT, verifies and installs models, benchmarks
  * candidates next to the active model, serves the active model, and reports through an on-disk
@@ -119,6 +141,8 @@ export class Agent {
   readonly #abort = new AbortController();
   /** The id of the newest assignment received; an older one still queued or downloading is superseded. */
   #latestAssignment: string | undefined;
+  /** That assignment itself (see #activationAwaitsBenchmark). */
+  #latestAssignmentTaken: Assignment | undefined;
   /** Assignments queued or being processed; one that failed (a full disk) is taken again when it comes again, or on a timer. */
   readonly #assignmentsInHand = new Set<string>();
   /** Fleet commands queued or being processed; one that failed (a full disk) is taken again on a timer. */
@@ -135,6 +159,16 @@ export class Agent {
   readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
   /** Reports sent without the outbox, when the disk cannot take them. */
   readonly #direct = new DirectReports();
+  /**
+   * A benchmark measured whose outcome (its report, or a benchmark-failed answer) the device's
+   * storage could not take: saved again as it is, not measured again, while it is still for the
+   * candidate, its assignment and the active model of now (dropped as soon as one of them changed).
+   */
+  #unsavedBenchmark: { report: Report; result: 'ok' | 'failed'; candidate: ModelRef; active: ModelRef | null; assignmentId: string | null } | undefined;
+  /** A rerun of the benchmark is queued (#queueBenchmarkRerun): one at a time. */
+  #benchmarkRerunQueued = false;
+  /** What the benchmark retry timer's backoff is for (candidate and assignment): another starts afresh. */
+  #benchmarkRetryFor: string | undefined;
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
     this.#options = options;
@@ -217,8 +251,11 @@ export class Agent {
     // A device runs for months: downloads given up since the start must not stay on its disk.
     this.#staleDownloadTimer = setInterval(() => this.#enqueue('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
     this.#staleDownloadTimer.unref();
-    const { pending, pendingCommand, candidate, candidateBenchmarked, candidateAssignmentId, handledIds } = this.#state.state;
-    if (pending) this.#latestAssignment = pending.id;
+    const { pending, pendingCommand, candidate, candidateBenchmarked, handledIds } = this.#state.state;
+    if (pending) {
+      this.#latestAssignment = pending.id;
+      this.#latestAssignmentTaken = pending;
+    }
     // Work cut short by a crash, resumed in the order the server issued it.
     const resumes: { issuedAt: number; resume: () => void }[] = [];
     if (pending) resumes.push({ issuedAt: Date.parse(pending.issuedAt), resume: () => this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#processAssignment(pending)) });
@@ -231,7 +268,7 @@ export class Agent {
     for (const { resume } of resumes.sort((a, b) => a.issuedAt - b.issuedAt)) resume();
     // A benchmark cut short by the stop or a crash runs again, after that work (which may replace
     // or activate its candidate, or benchmark it itself: it runs only if still needed then).
-    if (candidate && !candidateBenchmarked) this.#enqueue('resume benchmark', () => this.#benchmarkAgain(candidate, candidateAssignmentId ?? null));
+    if (candidate && !candidateBenchmarked) this.#queueBenchmarkRerun('resume benchmark');
   }
 
   /** Stops; work in progress gets a few seconds (the state on disk is crash-safe either way). */
@@ -339,6 +376,7 @@ export class Agent {
       // The device's assignment topic holds one assignment: a newer one replaces the one being
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
       this.#latestAssignment = assignment.id;
+      this.#latestAssignmentTaken = assignment;
       if (this.#obtaining && this.#obtaining.assignment.id !== assignment.id) this.#obtaining.controller.abort(new Error(`superseded by assignment ${assignment.id}`));
       // Activating the candidate being benchmarked waits for the benchmark: its report is the
       // evidence a rollout's analysis counts. Anything else (a revert, another candidate) does not.
@@ -447,12 +485,22 @@ export class Agent {
   }
 
   /** The work on an assignment received (or taken again): answered once, unless its model was lost and it restores it. */
-  async #takeAssignment(assignment: Assignment): Promise<void> {
+  async #takeAssignment(assignment: Assignment, deferred?: ActivationDeferred): Promise<void> {
     // Refused already, but the disk could not take the refusal: it is recorded now, not worked out again.
     if (this.#direct.refused(assignment.id)) return this.#recordHeld();
     const current = this.#state.state;
     if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
     if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
+    if (deferred) {
+      const moot = this.#mootActivation(assignment, deferred);
+      if (moot) {
+        await this.#refuse(assignment, moot);
+        // Its candidate, if still there, is benchmarked all the same.
+        const { candidate, candidateBenchmarked } = this.#state.state;
+        if (candidate && !candidateBenchmarked) this.#queueBenchmarkRerun('benchmark after a moot activation');
+        return;
+      }
+    }
     // A fleet command that failed and waits to be taken again, issued before this assignment: this
     // one decides what the device runs, so that command is given up, also at the next start.
     const stale = current.pendingCommand && !this.#commandsInHand.has(current.pendingCommand.id) && Date.parse(current.pendingCommand.issuedAt) <= Date.parse(assignment.issuedAt);
@@ -480,6 +528,12 @@ export class Agent {
         failure = error ?? new Error('failed');
       } finally {
         this.#assignmentsInHand.delete(id);
+      }
+      if (failure instanceof ActivationDeferred && !this.#stopped) {
+        // Not answered: taken again behind the work that interrupted its candidate's benchmark.
+        this.#logger.info({ assignmentId: id }, 'activation waits: its candidate\'s benchmark was interrupted; it is taken again after that work');
+        const deferred = failure;
+        return this.#enqueueAssignment(`activation ${id} after the work that interrupted its benchmark`, assignment, () => this.#takeAssignment(assignment, deferred));
       }
       const refusalHeld = this.#direct.refused(id);
       if ((failure === undefined && !refusalHeld) || this.#stopped) return this.#retries.done(id);
@@ -515,9 +569,19 @@ export class Agent {
     if (assignment.role === 'active') {
       if (sameModel(state.active, ref)) return this.#finish(assignment, 'activated', 'already the active model');
       // The candidate it activates has no benchmark yet (its benchmark stepped aside for this
-      // work, or is queued behind it): it runs now, whatever else waits, since its report is the
-      // evidence a rollout's analysis counts.
-      if (sameModel(state.candidate, ref) && !state.candidateBenchmarked) await this.#benchmarkCandidate(state.candidateAssignmentId ?? null, { stepAside: false, rethrowStorageFailure: true });
+      // work, or is queued behind it): it runs first, since its report is the evidence a rollout's
+      // analysis counts. The activation owns that benchmark until it is answered: no timer reruns it
+      // meanwhile (#benchmarkAgain); a report the disk cannot take fails the activation, which its
+      // own retry takes again (saving the kept report again first).
+      if (sameModel(state.candidate, ref) && !state.candidateBenchmarked) {
+        this.#retries.done(BENCHMARK_RETRY);
+        const run = await this.#benchmarkCandidate({ rethrowStorageFailure: true });
+        if (run === 'stopped') throw new StoppingError('stopping');
+        // A fleet command or a newer assignment waiting behind it, or arriving during the benchmark,
+        // goes first (a rollback must not wait for a benchmark): the activation is taken again after
+        // that work (#enqueueAssignment), never answered without the report.
+        if (run === 'interrupted') throw new ActivationDeferred({ active: state.active, candidate: state.candidate });
+      }
       // From disk when the previous model is still sound; else (damaged on disk, cannot load) it is
       // downloaded again like any assignment: a revert must not fail for want of a local copy.
       if (sameModel(state.previous, ref) && (await this.#rollback(assignment.id, assignment, { orDownload: true }))) return;
@@ -617,7 +681,10 @@ export class Agent {
       { ...state, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, pending: null },
       this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, 'already the candidate'),
     );
-    if (benchmark) await this.#benchmarkCandidate(assignment.id);
+    if (benchmark) {
+      this.#retries.done(BENCHMARK_RETRY);
+      await this.#benchmarkCandidate();
+    }
   }
 
   /** `checked` is the candidate's session from the load check, held until shadow serving has taken its own lease on it. */
@@ -632,7 +699,10 @@ export class Agent {
     }
     this.#publishModelInfo();
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
-    if (benchmark) await this.#benchmarkCandidate(assignment.id);
+    if (benchmark) {
+      this.#retries.done(BENCHMARK_RETRY);
+      await this.#benchmarkCandidate();
+    }
   }
 
   async #activate(assignment: Assignment, ref: ModelRef, next: ServingModel): Promise<void> {
@@ -753,91 +823,142 @@ export class Agent {
   }
 
   /**
-   * Benchmarks the candidate next to the active model on the holdout and reports both.
+   * Benchmarks the candidate next to the active model on the holdout and reports both, for the
+   * assignment that put the candidate in its slot (or benchmarked it again) last.
    * `rethrowStorageFailure`: when the device's storage cannot take the report, throw (the caller's
-   * assignment is taken again, and runs the benchmark again first) instead of queueing a retry.
+   * assignment is taken again, and saves the benchmark first) instead of scheduling a retry.
    */
-  async #benchmarkCandidate(assignmentId: string | null, options: { stepAside?: boolean; rethrowStorageFailure?: boolean } = {}): Promise<void> {
+  async #benchmarkCandidate(options: { rethrowStorageFailure?: boolean } = {}): Promise<BenchmarkRun> {
     const holdout = this.#options.holdout;
-    const { candidate, active } = this.#state.state;
-    if (!holdout || !candidate) return;
-    this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
+    const { candidate, active, candidateAssignmentId } = this.#state.state;
+    if (!holdout || !candidate) return 'not-run';
+    const assignmentId = candidateAssignmentId ?? null;
     const id = reportId(this.deviceId, `${assignmentId ?? 'resumed'}:${candidate.sha256}`, 'benchmark');
-    const interrupt = new AbortController();
-    this.#benchmarking = { candidate, interrupt };
-    // Work that arrived while the install ran (a drop, a rollback, a newer assignment) goes first.
-    const [waiting] = this.#waitingWork;
-    if (waiting !== undefined && options.stepAside !== false) interrupt.abort(new BenchmarkInterrupted(waiting));
+    let kept = this.#unsavedBenchmark;
+    if (kept && !(sameModel(kept.candidate, candidate) && sameSlot(kept.active, active) && kept.assignmentId === assignmentId)) kept = this.#unsavedBenchmark = undefined;
     let report: Report;
     let result: 'ok' | 'failed';
-    try {
-      const models: { role: Role; version: string; model: InstalledModel }[] = [];
-      for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
-        if (!ref) continue;
-        const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
-        if ('failure' in verified) throw new Error(`the ${role} model ${ref.version}: ${verified.failure}`);
-        models.push({ role, version: ref.version, model: verified });
+    if (kept) {
+      // Measured already; only its report was not saved.
+      ({ report, result } = kept);
+      this.#logger.info({ candidate: candidate.version }, 'saving the benchmark report again');
+    } else {
+      this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
+      const interrupt = new AbortController();
+      this.#benchmarking = { candidate, interrupt };
+      // Work that arrived while the install (or the activation) was queued or ran (a drop, a rollback,
+      // a newer assignment) goes first.
+      const [waiting] = this.#waitingWork;
+      if (waiting !== undefined) interrupt.abort(new BenchmarkInterrupted(waiting));
+      try {
+        const models: { role: Role; version: string; model: InstalledModel }[] = [];
+        for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
+          if (!ref) continue;
+          const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
+          if ('failure' in verified) throw new Error(`the ${role} model ${ref.version}: ${verified.failure}`);
+          models.push({ role, version: ref.version, model: verified });
+        }
+        const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, AbortSignal.any([this.#abort.signal, interrupt.signal]));
+        // The holdout as the candidate reads it (its labels read for the candidate's task).
+        const data = holdout.forModel(models.at(-1)!.model.manifest);
+        report = BenchmarkReportSchema.parse({
+          schema: 1,
+          id,
+          kind: 'benchmark',
+          deviceId: this.deviceId,
+          createdAt: this.#deps.clock().toISOString(),
+          assignmentId,
+          holdout: { rows: data.x.length, fingerprint: data.fingerprint, task: data.task },
+          active: results.find((result) => result.role === 'active') ?? null,
+          candidate: results.find((result) => result.role === 'candidate')!,
+        });
+        result = 'ok';
+      } catch (error) {
+        if (this.#abort.signal.aborted) {
+          // Stopping: nothing is reported, and the candidate stays unbenchmarked, so the next start runs it again.
+          this.#logger.info({ candidate: candidate.version }, 'benchmark stopped; it runs again at the next start');
+          return 'stopped';
+        }
+        if (error instanceof BenchmarkInterrupted) {
+          // Not a verdict on the candidate: nothing is reported, and the benchmark is queued again
+          // behind the work that interrupted it (for the candidate and assignment of then).
+          this.#logger.info({ candidate: candidate.version, by: error.by }, 'benchmark interrupted; it runs again after that work');
+          this.#queueBenchmarkRerun('resume interrupted benchmark');
+          return 'interrupted';
+        }
+        this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
+        report = this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error));
+        result = 'failed';
+      } finally {
+        if (this.#benchmarking?.interrupt === interrupt) this.#benchmarking = undefined;
       }
-      const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, AbortSignal.any([this.#abort.signal, interrupt.signal]));
-      // The holdout as the candidate reads it (its labels read for the candidate's task).
-      const data = holdout.forModel(models.at(-1)!.model.manifest);
-      report = BenchmarkReportSchema.parse({
-        schema: 1,
-        id,
-        kind: 'benchmark',
-        deviceId: this.deviceId,
-        createdAt: this.#deps.clock().toISOString(),
-        assignmentId,
-        holdout: { rows: data.x.length, fingerprint: data.fingerprint, task: data.task },
-        active: results.find((result) => result.role === 'active') ?? null,
-        candidate: results.find((result) => result.role === 'candidate')!,
-      });
-      result = 'ok';
-    } catch (error) {
-      if (this.#abort.signal.aborted) {
-        // Stopping: nothing is reported, and the candidate stays unbenchmarked, so the next start runs it again.
-        this.#logger.info({ candidate: candidate.version }, 'benchmark stopped; it runs again at the next start');
-        return;
-      }
-      if (error instanceof BenchmarkInterrupted) {
-        // Not a verdict on the candidate: nothing is reported, and the benchmark is queued again
-        // behind the work that interrupted it, for the candidate it was running for.
-        this.#logger.info({ candidate: candidate.version, by: error.by }, 'benchmark interrupted; it runs again after that work');
-        this.#enqueue('resume interrupted benchmark', () => this.#benchmarkAgain(candidate, assignmentId));
-        return;
-      }
-      this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
-      report = this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error));
-      result = 'failed';
-    } finally {
-      if (this.#benchmarking?.interrupt === interrupt) this.#benchmarking = undefined;
     }
     // Saving the report is the device's own business, not the model's: a full disk or an I/O error
-    // here is never reported as the candidate's benchmark failure. The benchmark waits for room,
-    // taken again on a timer with a backoff, and runs again while its candidate is still unbenchmarked.
-    const retryKey = `benchmark ${candidate.sha256}`;
+    // here is never reported as the candidate's benchmark failure. The report is kept, and saved
+    // again on a timer with a backoff while its candidate is still unbenchmarked.
     try {
       await this.#commit(this.#benchmarked(candidate), report);
     } catch (error) {
       if (!isSystemError(error) || this.#stopped) throw error;
+      this.#unsavedBenchmark = { report, result, candidate, active, assignmentId };
       if (options.rethrowStorageFailure) throw error;
-      const retryInMs = this.#retries.schedule(retryKey, () => {
-        if (this.#stopped) return;
-        this.#enqueue(`retry benchmark of ${candidate.version}`, () => this.#benchmarkAgain(candidate, assignmentId));
+      const subject = `${candidate.sha256} ${assignmentId}`;
+      if (this.#benchmarkRetryFor !== subject) this.#retries.done(BENCHMARK_RETRY);
+      this.#benchmarkRetryFor = subject;
+      const retryInMs = this.#retries.schedule(BENCHMARK_RETRY, () => {
+        if (!this.#stopped) this.#queueBenchmarkRerun(`retry benchmark of ${candidate.version}`);
       });
       this.#logger.error({ err: describeSystemError(error), candidate: candidate.version, retryInMs }, 'benchmark report not saved (the device\'s storage failed); the benchmark runs again');
-      return;
+      return 'not-saved';
     }
-    this.#retries.done(retryKey);
+    this.#unsavedBenchmark = undefined;
+    this.#retries.done(BENCHMARK_RETRY);
     this.metrics.benchmarks.inc({ result });
     if (result === 'ok') this.#logger.info({ reportId: id }, 'benchmark finished');
+    return 'reported';
   }
 
-  /** Runs the benchmark of `candidate` again if it is still the candidate and still unbenchmarked (it was interrupted, or its report not saved). */
-  async #benchmarkAgain(candidate: ModelRef, assignmentId: string | null): Promise<void> {
-    const { candidate: now, candidateBenchmarked } = this.#state.state;
-    if (sameModel(now, candidate) && !candidateBenchmarked) await this.#benchmarkCandidate(assignmentId);
-    else this.#retries.done(`benchmark ${candidate.sha256}`);
+  /** Queues a rerun of the candidate's benchmark (#benchmarkAgain), unless one is queued already. */
+  #queueBenchmarkRerun(what: string): void {
+    if (this.#benchmarkRerunQueued) return;
+    this.#benchmarkRerunQueued = true;
+    this.#enqueue(what, async () => {
+      this.#benchmarkRerunQueued = false;
+      await this.#benchmarkAgain();
+    });
+  }
+
+  /**
+   * Runs the benchmark of the candidate again if it is still unbenchmarked (it was interrupted, or
+   * its report not saved), for the candidate and assignment of now, not those of when it was
+   * queued. Not while an activation of that candidate waits for it: that activation runs it.
+   */
+  async #benchmarkAgain(): Promise<void> {
+    const { candidate, candidateBenchmarked } = this.#state.state;
+    if (!candidate || candidateBenchmarked) this.#unsavedBenchmark = undefined;
+    if (!candidate || candidateBenchmarked || this.#activationAwaitsBenchmark(candidate)) return this.#retries.done(BENCHMARK_RETRY);
+    await this.#benchmarkCandidate();
+  }
+
+  /** Whether the newest assignment is an activation of `candidate` not answered yet: it runs the candidate's benchmark first (#processAssignment). */
+  #activationAwaitsBenchmark(candidate: ModelRef): boolean {
+    const latest = this.#latestAssignmentTaken;
+    if (!latest || latest.role !== 'active' || !sameModel(latest, candidate)) return false;
+    return !this.#state.state.handledIds.includes(latest.id) && !this.#direct.refused(latest.id);
+  }
+
+  /**
+   * Why an activation deferred behind the work that interrupted its candidate's benchmark is no
+   * longer to be carried out, or undefined: that work (a rollback, a drop-candidate) changed the
+   * active model or removed the candidate. One it made active already is answered as such.
+   */
+  #mootActivation(assignment: Assignment, deferred: ActivationDeferred): string | undefined {
+    const { active, candidate } = this.#state.state;
+    if (sameModel(active, assignment)) return undefined;
+    const before = deferred.slots;
+    if (sameSlot(active, before.active) && sameSlot(candidate, before.candidate)) return undefined;
+    const now = `active ${active?.version ?? 'none'}, candidate ${candidate?.version ?? 'none'}`;
+    return `not activated: a fleet command carried out while it waited for its candidate's benchmark changed the slots (now ${now})`;
   }
 
   #benchmarked(candidate: ModelRef): SlotState {

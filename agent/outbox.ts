@@ -30,6 +30,15 @@ export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
  */
 const ENTRY_NUMBER = /^(\d+)-/;
 
+/**
+ * The names the agent writes, `<number>-<report id>.json` and the older `<ms>-<seq>-<report id>.json`,
+ * with a number of at most 18 digits (entries are padded to 15, and counting on from an old
+ * entry's time, 13 digits, one per report, never reaches 17): only those move the numbering on. A
+ * stray file named with a longer number (or any other name) would make every later entry's name too
+ * long for the file system, so it is sent or removed in its turn but never numbered from.
+ */
+const AGENT_ENTRY_NAME = /^(\d{1,18})-(?:\d{6}-)?[A-Za-z0-9_-]{1,64}\.json$/;
+
 /** An entry's number (a string of digits without leading zeros), or undefined for a name without one. */
 function entryNumber(name: string): string | undefined {
   const digits = ENTRY_NUMBER.exec(name)?.[1];
@@ -87,8 +96,8 @@ export class Outbox {
     for (const name of await readdir(this.dir)) if (name.startsWith('.')) await rm(join(this.dir, name), { force: true, recursive: true });
     const pending = await this.pending();
     for (const name of pending) {
-      const number = entryNumber(name);
-      if (number !== undefined && BigInt(number) >= this.#next) this.#next = BigInt(number) + 1n;
+      const digits = AGENT_ENTRY_NAME.exec(name)?.[1];
+      if (digits !== undefined && BigInt(digits) >= this.#next) this.#next = BigInt(digits) + 1n;
     }
     this.onPendingChange(pending.length);
   }

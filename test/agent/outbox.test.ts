@@ -171,3 +171,24 @@ test('outbox: entries an older agent wrote (named by time) are sent first, in th
   await outbox.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
   assert.deepEqual(published, ['o1', 'o2', 'o3', 'n1', 'n2']);
 });
+
+test('outbox: a stray file named with a very long number does not move the numbering on: later entries are still written and sent', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-long-number-'), 'outbox');
+  await mkdir(dir);
+  // Junk (not an entry) and an entry of a shape the agent never writes, both with 230-digit numbers.
+  await writeFile(join(dir, `${'9'.repeat(230)}-junk.json`), 'not json');
+  await writeFile(join(dir, `${'8'.repeat(230)}-stray.json`), JSON.stringify({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'stray' }) }));
+  // An entry of the agent's own shape still sets the numbering.
+  await writeFile(join(dir, '000000000000041-r0.json'), JSON.stringify({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'r0' }) }));
+  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await outbox.init();
+  for (const id of ['r1', 'r2']) await outbox.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id }) }, id);
+  const names = (await readdir(dir)).filter((name) => name.endsWith('-r1.json') || name.endsWith('-r2.json')).sort();
+  assert.deepEqual(names, ['000000000000042-r1.json', '000000000000043-r2.json'], 'numbered on from the agent\'s own entry');
+
+  const published: string[] = [];
+  await outbox.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
+  assert.deepEqual(published, ['r0', 'r1', 'r2', 'stray'], 'the stray entry is sent in its turn (last, by its number); the junk is removed');
+  await outbox.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'r3' }) }, 'r3');
+  assert.deepEqual(await readdir(dir), ['000000000000044-r3.json']);
+});
