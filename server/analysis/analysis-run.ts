@@ -4,7 +4,7 @@ import { assessMetric, assessRun, type RunAssessment } from './analysis-assessme
 import type { AnalysisMetric } from './metric-definition.ts';
 import type { Measurement } from './measurement.ts';
 import type { Scheduler } from './scheduler.ts';
-import { takeMeasurement, type MeasurementContext } from './take-measurement.ts';
+import { measurementProvider, takeMeasurement, type MeasurementContext } from './take-measurement.ts';
 
 /**
  * One analysis run: every metric measured at its interval until its count (or until a limit
@@ -12,8 +12,18 @@ import { takeMeasurement, type MeasurementContext } from './take-measurement.ts'
  * controller records it in the decision log) before the next is scheduled; the run ends with
  * onComplete once assessRun leaves Running. A run can resume from the measurements a previous
  * process recorded: counts continue, and the next measurement is due one interval after the
- * last one finished.
+ * last one finished. With holdOff, a measurement on one of its providers that falls due before
+ * holdOff.until is taken at holdOff.until instead (never later), and says so.
  */
+export interface AnalysisHoldOff {
+  /** Measurements due before this wait for it; due at or after it, they run when due. */
+  readonly until: Date;
+  /** The providers (by name: `prometheus`) whose measurements wait. */
+  readonly providers: readonly string[];
+  /** Why they wait, for the measurement's message and its `waited` (one line). */
+  readonly reason: string;
+}
+
 export interface AnalysisRunOptions {
   readonly metrics: readonly AnalysisMetric[];
   readonly providers: MetricProviderResolver;
@@ -22,6 +32,10 @@ export interface AnalysisRunOptions {
   /** When the run started (initialDelay counts from here); defaults to now. */
   readonly startedAt?: Date;
   readonly previous?: readonly Measurement[];
+  /** The controller's start-up grace (see RolloutControllerOptions.startupGraceMs). */
+  readonly holdOff?: AnalysisHoldOff;
+  /** A measurement waits for holdOff (called when it is scheduled so). */
+  readonly onHeld?: (metric: string, dueAt: Date, until: Date) => void;
   readonly onMeasurement?: (measurement: Measurement, assessment: RunAssessment) => void | Promise<void>;
   readonly onComplete?: (assessment: RunAssessment) => void | Promise<void>;
   readonly onError?: (error: unknown) => void;
@@ -81,21 +95,27 @@ export class AnalysisRun {
     if (assessMetric(metric, own).phase !== 'Running') return;
     const last = own.at(-1);
     const dueAt = last ? new Date(last.finishedAt).getTime() + (metric.intervalMs ?? 0) : this.#startedAt.getTime() + metric.initialDelayMs;
-    const delay = Math.max(0, dueAt - this.#options.scheduler.now().getTime());
-    const cancel = this.#options.scheduler.schedule(delay, () => {
+    const now = this.#options.scheduler.now().getTime();
+    const holdOff = this.#options.holdOff;
+    // Bounded by construction: a held measurement runs at holdOff.until, a fixed time, whatever happens.
+    const held = holdOff !== undefined && now < holdOff.until.getTime() && dueAt < holdOff.until.getTime() && holdOff.providers.includes(measurementProvider(metric, this.#options.providers).name) ? holdOff : undefined;
+    const runAt = held ? held.until.getTime() : dueAt;
+    if (held) this.#options.onHeld?.(metric.name, new Date(dueAt), held.until);
+    const cancel = this.#options.scheduler.schedule(Math.max(0, runAt - now), () => {
       this.#cancels.delete(metric.name);
-      void this.#measure(metric, own.length);
+      void this.#measure(metric, own.length, held && { dueAt: new Date(dueAt), holdOff: held });
     });
     this.#cancels.set(metric.name, cancel);
   }
 
-  async #measure(metric: AnalysisMetric, index: number): Promise<void> {
+  async #measure(metric: AnalysisMetric, index: number, held?: { dueAt: Date; holdOff: AnalysisHoldOff }): Promise<void> {
     if (this.#finished) return;
-    const measurement = await takeMeasurement(metric, index, this.#options.providers, {
+    const taken = await takeMeasurement(metric, index, this.#options.providers, {
       ...this.#options.context,
       now: () => this.#options.scheduler.now(),
       signal: this.#abort.signal,
     });
+    const measurement: Measurement = held ? withWait(taken, held.dueAt, held.holdOff) : taken;
     await this.#mutex.run(async () => {
       if (this.#finished) return;
       this.#measurements.push(measurement);
@@ -127,4 +147,14 @@ export class AnalysisRun {
     }
     this.#resolveDone(assessment);
   }
+}
+
+/** A measurement taken late for the start-up grace: its message says when it was due and why it waited. */
+function withWait(measurement: Measurement, dueAt: Date, holdOff: AnalysisHoldOff): Measurement {
+  const late = Math.max(0, Math.round((Date.parse(measurement.startedAt) - dueAt.getTime()) / 1000));
+  return {
+    ...measurement,
+    waited: { dueAt: dueAt.toISOString(), until: holdOff.until.toISOString(), reason: holdOff.reason },
+    message: `${measurement.message} (taken ${late} s after it was due at ${dueAt.toISOString()}: ${holdOff.reason})`,
+  };
 }

@@ -55,6 +55,12 @@ export interface Measurement {
   /** One line: why this verdict. */
   readonly message: string;
   /**
+   * Set when the measurement was taken later than it fell due because the server had just taken
+   * over the rollouts (a restart, a new leader) and gave Prometheus its start-up grace to scrape
+   * it again (see AnalysisRunOptions.holdOff): when it was due, until when it waited, and why.
+   */
+  readonly waited?: { readonly dueAt: string; readonly until: string; readonly reason: string };
+  /**
    * Set when the per-device evidence was removed after --report-retention-days (see
    * trimMeasurementEvidence): value and baseline then hold their means, the relative check's
    * per-device lists are empty, and long queries are cut. Verdict, medians, bound and p stay.

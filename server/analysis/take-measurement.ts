@@ -30,7 +30,7 @@ export interface MeasurementContext {
 export async function takeMeasurement(metric: AnalysisMetric, index: number, providers: MetricProviderResolver, context: MeasurementContext): Promise<Measurement> {
   const startedAt = context.now();
   const source = metric.source;
-  const provider = providers.resolve(source.kind === 'query' ? source.provider : 'default');
+  const provider = measurementProvider(metric, providers);
   // The rollout's own arguments (cohort, candidateVersion, ...) always win over a metric's.
   const args = { ...metric.args, ...context.args };
   const base = { metric: metric.name, index, startedAt: startedAt.toISOString(), provider: provider.name };
@@ -117,6 +117,11 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
       message: `${metric.name}: ${errorMessage(error)}`,
     };
   }
+}
+
+/** The provider a metric's measurements run on: its own (`prometheus` falls back to builtin without one), the default for a relative check. */
+export function measurementProvider(metric: AnalysisMetric, providers: MetricProviderResolver): MetricProvider {
+  return providers.resolve(metric.source.kind === 'query' ? metric.source.provider : 'default');
 }
 
 async function run(provider: MetricProvider, query: string, now: Date, context: MeasurementContext, timeoutMs: number, args?: Readonly<Record<string, string>>): Promise<readonly Sample[]> {

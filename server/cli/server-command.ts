@@ -25,6 +25,7 @@ interface ServerFlags {
   reportBurst?: number;
   reportRefillMs?: number;
   prometheusUrl?: string;
+  analysisStartupGrace?: number;
   mqttPort?: number;
   mqttUrl?: string;
   mosquittoDir?: string;
@@ -59,6 +60,7 @@ export function registerServerCommand(program: Command): void {
     .option('--report-burst <n>', 'benchmark reports a device may send at once before it is limited; the ones beyond are dropped (or FLEETPRUNE_REPORT_BURST; 1-10000, default 10)', parseInteger)
     .option('--report-refill-ms <ms>', 'after its burst, a device may send one more benchmark report per this many milliseconds (or FLEETPRUNE_REPORT_REFILL_MS; 1-3600000, default 2000)', parseInteger)
     .option('--prometheus-url <url>', 'rollout analyses query this Prometheus (or FLEETPRUNE_PROMETHEUS_URL; default: the builtin provider)')
+    .option('--analysis-startup-grace <seconds>', 'after the server starts or becomes the rollout leader, analysis measurements on Prometheus that fall due wait this long, so Prometheus has scraped the new process first (or FLEETPRUNE_ANALYSIS_STARTUP_GRACE; 0-600, 0 = off; default 30)', parseInteger)
     .option('--mqtt-port <port>', 'embedded MQTT broker port (0 = ephemeral; default 1883)', parseInteger)
     .option('--mqtt-url <url>', 'use this external MQTT broker (e.g. Mosquitto) instead of the embedded one; the server identity\'s password comes from FLEETPRUNE_MQTT_PASSWORD or is written by --mosquitto-dir')
     .option('--mosquitto-dir <dir>', 'with --mqtt-url: write Mosquitto\'s password and ACL files here (its password_file / acl_file)')
@@ -95,6 +97,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
     reportBurst: flags.reportBurst ?? (process.env.FLEETPRUNE_REPORT_BURST || undefined),
     reportRefillMs: flags.reportRefillMs ?? (process.env.FLEETPRUNE_REPORT_REFILL_MS || undefined),
     prometheusUrl: flags.prometheusUrl ?? (process.env.FLEETPRUNE_PROMETHEUS_URL || undefined),
+    analysisStartupGraceSeconds: flags.analysisStartupGrace ?? (process.env.FLEETPRUNE_ANALYSIS_STARTUP_GRACE || undefined),
     nodeId: flags.nodeId ?? (process.env.FLEETPRUNE_NODE_ID || undefined),
     mqttPort: flags.mqttPort,
     mqttUrl: flags.mqttUrl,

@@ -106,6 +106,11 @@ export const ServerConfigSchema = z
     metricsAuth: z.enum(['none', 'token']).default('none'),
     /** Rollout analyses query this Prometheus; without it they run on the builtin provider. */
     prometheusUrl: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }).optional(),
+    /**
+     * Seconds after the server takes over the rollouts (starts, or is elected leader) during which
+     * analysis measurements on Prometheus wait (see RolloutControllerOptions.startupGraceMs); 0: none.
+     */
+    analysisStartupGraceSeconds: WholeNumber(0, 600).default(30),
   })
   .superRefine((config, ctx) => {
     if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
@@ -159,6 +164,7 @@ const SOURCE: Record<string, string> = {
   mqttPublicUrl: '--mqtt-public-url',
   cohortLabel: '--cohort-label',
   prometheusUrl: '--prometheus-url (or FLEETPRUNE_PROMETHEUS_URL)',
+  analysisStartupGraceSeconds: '--analysis-startup-grace (or FLEETPRUNE_ANALYSIS_STARTUP_GRACE)',
   metricsAuth: '--metrics-auth',
   nodeId: '--node-id (or FLEETPRUNE_NODE_ID)',
 };

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import { KeyedMutex } from '../../shared/util/mutex.ts';
-import { AnalysisRun } from '../analysis/analysis-run.ts';
+import { AnalysisRun, type AnalysisHoldOff } from '../analysis/analysis-run.ts';
 import type { Measurement } from '../analysis/measurement.ts';
 import { promqlAlternation, promqlString } from '../analysis/query-template.ts';
 import type { Scheduler } from '../analysis/scheduler.ts';
@@ -40,7 +40,23 @@ export interface RolloutControllerOptions {
   /** Wait before retrying an action whose port call threw (the store or broker was down). */
   readonly actionRetryMs?: number;
   readonly newId?: () => string;
+  /**
+   * The start-up grace: for this long after recover() (a start, or this server elected leader),
+   * measurements on the `prometheus` provider that fall due wait until it has passed, then run
+   * (never later). Prometheus has not scraped a process that just started (its failed scrapes
+   * during the restart left staleness markers), so a query of the series it exports would come
+   * back empty: an Inconclusive measurement that pauses the rollout for a human. Default
+   * DEFAULT_STARTUP_GRACE_MS; 0 turns it off. Other providers never wait (the builtin one reads
+   * this process's own series, restored before the rollouts are picked up).
+   */
+  readonly startupGraceMs?: number;
 }
+
+/** A few scrape intervals of the shipped Prometheus configuration (10 s): `--analysis-startup-grace` 30. */
+export const DEFAULT_STARTUP_GRACE_MS = 30_000;
+
+/** The providers whose measurements wait out the start-up grace. */
+const SCRAPING_PROVIDERS = ['prometheus'] as const;
 
 /** The longest wait before a failed action runs again (its backoff doubles from actionRetryMs). */
 export const MAX_ACTION_RETRY_MS = 5 * 60_000;
@@ -65,6 +81,8 @@ export class RolloutController {
   /** Late answers gathering per rollout (see deviceAnswered). */
   readonly #lateAnswers = new Map<string, AnswerBatcher<LateAnswer>>();
   #stopped = false;
+  /** Set by recover(): until when measurements on a scraping provider wait (the start-up grace). */
+  #holdOff: AnalysisHoldOff | undefined;
 
   constructor(options: RolloutControllerOptions) {
     this.#o = options;
@@ -222,6 +240,15 @@ export class RolloutController {
 
   /** After a restart: finish pending actions, resume analyses, re-arm timers. */
   async recover(): Promise<readonly string[]> {
+    const graceMs = this.#o.startupGraceMs ?? DEFAULT_STARTUP_GRACE_MS;
+    if (graceMs > 0) {
+      const takeover = this.#o.scheduler.now();
+      this.#holdOff = {
+        until: new Date(takeover.getTime() + graceMs),
+        providers: SCRAPING_PROVIDERS,
+        reason: `this server took over the rollouts at ${takeover.toISOString()} (a restart or a new leader), and Prometheus measurements wait ${graceMs / 1000} s (--analysis-startup-grace) for Prometheus to scrape it again`,
+      };
+    }
     const ids = await this.#o.repository.list({ unfinished: true });
     await this.#restoreMetrics(ids);
     for (const id of ids) {
@@ -520,6 +547,9 @@ export class RolloutController {
       scheduler: this.#o.scheduler,
       startedAt: new Date(analysis.startedAt),
       previous: analysis.measurements,
+      ...(this.#holdOff && this.#holdOff.until.getTime() > this.#now() ? { holdOff: this.#holdOff } : {}),
+      onHeld: (metric, dueAt, until) =>
+        this.#o.logger?.info({ rollout: state.id, metric, dueAt: dueAt.toISOString(), until: until.toISOString() }, `measurement of ${metric} waits for the start-up grace until ${until.toISOString()}: Prometheus has not scraped this server since it took over the rollouts`),
       context: {
         model: state.spec.model,
         candidateVersion: state.spec.candidateVersion,

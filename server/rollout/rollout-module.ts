@@ -87,7 +87,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       await leadership.start(chainLeadershipHandlers(deps.beforeRollouts, {
         elected: async () => {
           controller?.stop();
-          controller = new RolloutController({ repository, fleet: deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log });
+          controller = new RolloutController({ repository, fleet: deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000 });
           const resumed = await controller.recover();
           log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished`);
           // In the background: a fleet reconnecting at start must not hold the takeover up.

@@ -37,6 +37,8 @@ export async function startTestServer(
     grpcPort: 0,
     mqttPort: 0,
     adminToken: ADMIN_TOKEN,
+    // Measurements on a (fake) Prometheus run when due: the start-up grace has tests of its own.
+    analysisStartupGraceSeconds: 0,
     ...(location.engine === 'postgres' ? { databaseUrl: location.databaseUrl, databaseSchema: location.schema } : {}),
     ...options.config,
   });
