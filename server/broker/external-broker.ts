@@ -7,6 +7,7 @@ import type { Broker, MessageHandler, PublishOptions } from './broker.ts';
 import type { CredentialStore, ServerIdentity } from './credential-store.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { writeMosquittoAuthFiles } from './mosquitto-auth-files.ts';
+import { MosquittoNotRunning } from './mosquitto-reload.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 /** How long after the last credentials change Mosquitto is told to reload once more. */
@@ -43,6 +44,12 @@ export interface ExternalBrokerOptions {
  */
 export class BrokerRefusedConnection extends Error {}
 
+/**
+ * Mosquitto enforces out-of-date credentials: its password and ACL files could not be written, or
+ * were written but the running Mosquitto could not be told to reload them (the message says which).
+ */
+export class MosquittoAuthFilesError extends UserError {}
+
 const REFUSING_CONNACK_CODES = new Set([2, 4, 5, 133, 134, 135]);
 
 /**
@@ -72,7 +79,11 @@ export class ExternalBroker implements Broker {
 
   async start(): Promise<void> {
     if (this.#client) return;
-    if (this.#options.mosquittoAuth) await this.credentialsChanged();
+    if (this.#options.mosquittoAuth) {
+      // Files written, but no Mosquitto to reload (and so none to connect to): say that, not a connect error.
+      const notRunning = await this.#rewrite();
+      if (notRunning !== null) throw new MosquittoNotRunning(notRunning);
+    }
     const client = loadMqtt().connect(this.#options.url, {
       protocolVersion: 4,
       clean: false,
@@ -193,42 +204,99 @@ export class ExternalBroker implements Broker {
    * enrolled device out of Mosquitto's password file until the next change. Callers that arrive
    * while a rewrite waits its turn share it (it has not read the store yet, so it sees their
    * change): a burst of concurrent enrollments costs two rewrites, not one per device.
+   *
+   * Rejects when the files could not be written, or were written but a running Mosquitto could not
+   * be told to reload them: either way Mosquitto enforces the old credentials (credentialsProblem()
+   * says why, and the server retries in the background). Resolves when the files are written and
+   * there is no Mosquitto to reload (see #rewrite): it reads them when it starts.
    */
-  credentialsChanged(): Promise<void> {
+  async credentialsChanged(): Promise<void> {
+    await this.#rewrite();
+  }
+
+  /**
+   * Writes the files and reloads Mosquitto. Resolves to null once Mosquitto reloaded them, or to
+   * why it could not be reloaded when no Mosquitto runs (MosquittoNotRunning: no pid file, or no
+   * process with its pid) while the server is not connected to one either: nothing then enforces
+   * the old files, which a Mosquitto that starts reads. Connected to a broker, a missing pid file
+   * means the pid file is not Mosquitto's (a wrong --mosquitto-pid-file): the running Mosquitto
+   * keeps the old credentials, a failure like any other.
+   */
+  #rewrite(): Promise<string | null> {
     const auth = this.#options.mosquittoAuth;
-    if (!auth) return Promise.resolve();
+    if (!auth) return Promise.resolve(null);
     this.#queuedRewrite ??= this.#authFiles.run(async () => {
       this.#queuedRewrite = undefined;
       try {
         await writeMosquittoAuthFiles(auth.dir, this.#options.server, this.#options.credentials).catch((error: unknown) => {
           // A directory the server cannot write (permissions, a mistyped path), not the broker's URL: say which.
-          throw new UserError(`cannot write Mosquitto's password and ACL files into ${auth.dir} (${errorMessage(error)})`, { cause: error });
+          throw new MosquittoAuthFilesError(`cannot write Mosquitto's password and ACL files into ${auth.dir} (${errorMessage(error)})`, { cause: error });
         });
-        await auth.reload();
-        this.#reloadAgainLater(auth.reload);
       } catch (error) {
-        // The changes it was for are not in Mosquitto's files yet: try again shortly, not only at the next change.
-        if (this.#authProblem === null) this.#options.logger.error({ err: errorMessage(error) }, 'Mosquitto\'s password and ACL files are out of date (a revoked device can still connect); retrying until they can be written');
-        this.#authProblem = errorMessage(error);
-        this.#failedRewrites++;
-        this.#retryRewriteLater();
+        this.#rewriteFailed(error, 'Mosquitto\'s password and ACL files could not be written, so Mosquitto enforces the old ones (a revoked device can still connect); retrying until they can be written');
         throw error;
       }
-      if (this.#authProblem !== null) {
+      try {
+        await auth.reload();
+      } catch (error) {
+        const reason = `files written; cannot reload Mosquitto: ${errorMessage(error)}`;
+        if (error instanceof MosquittoNotRunning && !this.connected) {
+          this.#mosquittoNotRunning(reason);
+          return reason;
+        }
+        const failure = new MosquittoAuthFilesError(reason, { cause: error });
+        this.#rewriteFailed(failure, 'Mosquitto\'s password and ACL files are written, but the running Mosquitto could not be told to reload them, so it enforces the old ones (a revoked device can still connect); retrying');
+        throw failure;
+      }
+      this.#reloadAgainLater(auth.reload);
+      if (this.#authProblem !== null || this.#waitingForMosquitto !== null) {
         this.#options.logger.info({ failedAttempts: this.#failedRewrites }, 'Mosquitto\'s password and ACL files are up to date again and Mosquitto reloaded them');
       }
       this.#authProblem = null;
+      this.#waitingForMosquitto = null;
       this.#failedRewrites = 0;
       this.#retryRounds = 0;
+      return null;
     });
     return this.#queuedRewrite;
   }
 
-  /** Why Mosquitto's files are out of date (the last rewrite or reload failed; retried in the background), or null. */
+  /** The files could not be written, or a running Mosquitto not reloaded: stale until a retry succeeds. */
+  #rewriteFailed(error: unknown, logMessage: string): void {
+    // The changes it was for are not in Mosquitto's files yet: try again shortly, not only at the next change.
+    if (this.#authProblem === null) this.#options.logger.error({ err: errorMessage(error) }, logMessage);
+    this.#authProblem = errorMessage(error);
+    this.#failedRewrites++;
+    this.#retryRewriteLater();
+  }
+
+  /**
+   * The files are written and no Mosquitto runs to reload them (the first install starts the
+   * server before Mosquitto; Mosquitto stopped): not stale, since no broker lets anyone in with the
+   * old ones. Said once, at warn; start() leaves it to its caller, which retries the start. Once
+   * started, the reload is retried quietly in the background (a Mosquitto that starts between the
+   * rewrite and the look for its pid file may have read the files before), and success is logged.
+   */
+  #mosquittoNotRunning(reason: string): void {
+    const first = this.#waitingForMosquitto === null;
+    this.#authProblem = null;
+    this.#waitingForMosquitto = reason;
+    if (!this.#client) return;
+    if (first) this.#options.logger.warn({ dir: this.#options.mosquittoAuth?.dir }, reason);
+    this.#retryRewriteLater();
+  }
+
+  /**
+   * Why Mosquitto enforces out-of-date credentials (the last rewrite failed, or a running Mosquitto
+   * could not be reloaded; retried in the background), or null. Files written while no Mosquitto
+   * runs are not out of date: it reads them when it starts.
+   */
   credentialsProblem(): string | null {
     return this.#authProblem;
   }
 
+  /** Why the files written could not be reloaded because no Mosquitto runs (not stale), or null. */
+  #waitingForMosquitto: string | null = null;
   #authProblem: string | null = null;
   #failedRewrites = 0;
   /**
@@ -238,7 +306,7 @@ export class ExternalBroker implements Broker {
    */
   #retryRounds = 0;
   /** A rewrite waiting for its turn (not yet reading the store), which later callers join. */
-  #queuedRewrite: Promise<void> | undefined;
+  #queuedRewrite: Promise<string | null> | undefined;
   #retryRewrite: NodeJS.Timeout | undefined;
 
   /** 1 s after the first failure, then twice as long each time up to 30 s, until a rewrite succeeds. */

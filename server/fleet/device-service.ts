@@ -15,6 +15,7 @@ import { deviceLabelsProblem } from './device-labels.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import { refusalView, type DeviceRefusal } from './device-view.ts';
 import type { FleetStore } from './fleet-store.ts';
+import { clearRetainedStatus } from './fleet-publisher.ts';
 
 /** How many of a device's latest answers are searched for its latest refusal. */
 const REFUSAL_LOOKBACK = 100;
@@ -140,6 +141,7 @@ export class DeviceService {
     });
     this.options.onRevoked?.(id, tokenId);
     const problem = await this.#credentialsChanged();
+    await this.#clearRetainedStatus(id);
     if (problem === null) return { deviceId: id, brokerUpdated: true };
     return {
       deviceId: id,
@@ -181,6 +183,20 @@ export class DeviceService {
       if (report.kind === 'assignment' && REFUSALS.has(report.outcome)) return refusalView(report, receivedAt);
     }
     return null;
+  }
+
+  /**
+   * The revoked device's retained status goes from the broker (after the broker has shut the device
+   * out, so that it cannot publish another). Not fatal: a retained status of a revoked device that
+   * reaches the server later (its last will, a clear lost while an external broker was away) is
+   * cleared by the receiver when it drops it.
+   */
+  async #clearRetainedStatus(id: string): Promise<void> {
+    try {
+      await clearRetainedStatus(this.options.broker, id);
+    } catch (error) {
+      this.options.log.warn({ err: errorMessage(error), deviceId: id }, 'could not clear the revoked device\'s retained status from the broker; cleared when the server next receives it');
+    }
   }
 
   /**

@@ -3,7 +3,8 @@ import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { reachableHost } from '../app/listeners.ts';
 import type { Broker } from '../broker/broker.ts';
-import { BrokerRefusedConnection } from '../broker/external-broker.ts';
+import { BrokerRefusedConnection, MosquittoAuthFilesError } from '../broker/external-broker.ts';
+import { MosquittoNotRunning } from '../broker/mosquitto-reload.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
@@ -23,6 +24,7 @@ import { createFleetBroker } from './fleet-broker.ts';
 import { BROKER_CREDENTIALS_STALE, fleetCounters } from './fleet-metrics.ts';
 import { LeaderOnlyFleetGate, OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import { FleetReceiver } from './fleet-receiver.ts';
+import { clearRetainedStatus } from './fleet-publisher.ts';
 import { FleetStore } from './fleet-store.ts';
 import { StoreCredentialStore } from './store-credential-store.ts';
 import { restoreExports } from './serving-totals.ts';
@@ -100,7 +102,20 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const reportLimit = new ReportRateLimit({ dropped: counters.dropped, logger: log, ...options.reportRateLimit });
   // Answers have a bucket of their own (burst 30, then one per second): a benchmark flood does not hold them back.
   const answerLimit = new ReportRateLimit({ dropped: counters.dropped, logger: log, reason: 'answer-rate-limited', subject: 'answers to assignments and commands', burst: ANSWER_BURST, refillMs: ANSWER_REFILL_MS, ...options.answerRateLimit });
-  const receiver = new FleetReceiver({ broker, ingest: throttle, logger: log, reportLimit, answerLimit, ...counters });
+  const receiver = new FleetReceiver({
+    broker,
+    ingest: throttle,
+    logger: log,
+    reportLimit,
+    answerLimit,
+    ...counters,
+    // A revoked device's retained status, handed over again (one left from before its revocation
+    // was cleared, or its last will published after): cleared, so the next start does not drop it again.
+    onUnknownDeviceStatus: (deviceId) => {
+      if (!exporting()) return; // a standby (or a deposed leader) does not publish
+      clearRetainedStatus(broker, deviceId).catch((error: unknown) => log.warn({ err: errorMessage(error), deviceId }, 'could not clear the retained status of a device that is not enrolled or is revoked'));
+    },
+  });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
   const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
   // With an external broker the broker side is taken over through the leadership, on SQLite too
@@ -164,7 +179,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       ctx.metrics.gauge(PROTOCOL_METRICS.brokerConnected, 'Whether this server\'s connection to the broker is up (the embedded broker: 1; 0 on a standby, which does not connect)', () => (connected() ? 1 : 0));
       ctx.metrics.gauge(
         BROKER_CREDENTIALS_STALE,
-        'Whether the broker lags the store\'s device credentials (1: an update failed, e.g. Mosquitto\'s password and ACL files could not be rewritten, so a revoked device may still connect; the server retries)',
+        'Whether the broker lags the store\'s device credentials (1: an update failed: Mosquitto\'s password and ACL files could not be rewritten, or a running Mosquitto could not be reloaded, so a revoked device may still connect; the server retries. Files written while no Mosquitto runs are not stale)',
         () => (broker.credentialsProblem() === null ? 0 : 1),
       );
       const mqttPort = port();
@@ -199,7 +214,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
               // that password itself and Mosquitto may not have reloaded it yet: retried.
               if ((error as Error).cause instanceof BrokerRefusedConnection && !ctx.config.mosquittoDir) throw error;
               const waitMs = Math.min(10_000, 500 * 2 ** attempt);
-              log.error({ err: errorMessage(error), attempt }, `the leader cannot connect to the external broker; retrying in ${waitMs / 1000} s`);
+              logTakeoverFailure(log, error, attempt, waitMs);
               await new Promise((resolve) => setTimeout(resolve, waitMs).unref());
             }
           }
@@ -220,6 +235,23 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       }
     : undefined;
   return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet), ...(leadershipHandlers ? { leadershipHandlers } : {}) };
+}
+
+/**
+ * One line per failed attempt to take the broker side, worded after what failed: no Mosquitto
+ * running yet (the first install starts the server first; warn, since that is expected until
+ * Mosquitto starts), Mosquitto's files not written or not reloaded (the server does not connect
+ * before they are: it may have written its own password), or the connection itself.
+ */
+function logTakeoverFailure(log: ServerContext['log'], error: unknown, attempt: number, waitMs: number): void {
+  const retry = `retrying in ${waitMs / 1000} s`;
+  if (error instanceof MosquittoNotRunning) {
+    log.warn({ attempt }, `${error.message}; the leader connects once Mosquitto runs, ${retry}`);
+  } else if (error instanceof MosquittoAuthFilesError) {
+    log.error({ err: error.message, attempt }, `the leader does not connect to the external broker before Mosquitto's password and ACL files are updated; ${retry}`);
+  } else {
+    log.error({ err: errorMessage(error), attempt }, `the leader cannot connect to the external broker; ${retry}`);
+  }
 }
 
 /** How often a server checks that the devices it exports series for are still live (ms). */

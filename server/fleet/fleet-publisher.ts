@@ -4,7 +4,7 @@ import { newMessageId } from '../../shared/protocol/message-id.ts';
 import { MAX_PAYLOAD_BYTES } from '../../shared/protocol/limits.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
 import { AssignmentSchema, FleetCommandSchema, type Assignment, type FleetCommand, type Role, type Selector, type Signer } from '../../shared/protocol/payloads.ts';
-import { FLEET_COMMANDS_TOPIC, TOPIC_DELIVERY, assignmentTopic } from '../../shared/protocol/topics.ts';
+import { FLEET_COMMANDS_TOPIC, TOPIC_DELIVERY, assignmentTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import type { Broker } from '../broker/broker.ts';
 
 export interface AssignmentInput {
@@ -57,6 +57,18 @@ export function buildAssignment(input: AssignmentInput, seq: number): UnsignedAs
 export async function publishAssignmentPayload(broker: Broker, deviceId: string, assignment: Assignment): Promise<void> {
   const { qos, retain } = TOPIC_DELIVERY.assignment;
   await broker.publish(assignmentTopic(deviceId), encodePayload(assignment), { qos, retain });
+}
+
+/**
+ * Removes the device's retained status (`online`/`offline`, which its agent publishes retained)
+ * from the broker: an empty retained message on its status topic. For a revoked device, whose
+ * last status would otherwise be handed to the server at each subscription (every leader start),
+ * and dropped as from an unknown device each time. The server identity may publish anywhere under
+ * the root (the embedded broker does not check its in-process publishes; Mosquitto's generated
+ * ACL gives it `readwrite fleetprune/v1/#`).
+ */
+export async function clearRetainedStatus(broker: Broker, deviceId: string): Promise<void> {
+  await broker.publish(statusTopic(deviceId), Buffer.alloc(0), { qos: TOPIC_DELIVERY.status.qos, retain: true });
 }
 
 /** Signs and publishes an assignment on a device's retained assignment topic and returns it. */

@@ -1,6 +1,6 @@
 import type { Counter } from 'prom-client';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
-import { ALL_DEVICES_FILTER } from '../../shared/protocol/topics.ts';
+import { ALL_DEVICES_FILTER, parseTopic } from '../../shared/protocol/topics.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, DeliveryInfo } from '../broker/broker.ts';
@@ -28,6 +28,11 @@ export interface FleetReceiverOptions {
   answerLimit?: ReportRateLimit;
   /** Dropped messages are logged at most once per device per this many ms (default a minute; every one is counted). */
   droppedLogEveryMs?: number;
+  /**
+   * A status from a device that is not enrolled or is revoked was dropped: statuses are retained,
+   * so the broker would hand it over again at each subscription; the server clears it (fleet-module).
+   */
+  onUnknownDeviceStatus?: (deviceId: string) => void;
 }
 
 const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
@@ -62,6 +67,12 @@ export class FleetReceiver {
   /** Validates and ingests one message; resolves once it is stored (or dropped). */
   async handle(topic: string, payload: Buffer, delivery?: DeliveryInfo): Promise<void> {
     const { logger, dropped, accepted, duplicates, ingest } = this.#options;
+    // An empty message on a status topic clears its retained status (the server does so for a
+    // revoked device): nothing a device said, so neither taken nor dropped.
+    if (payload.length === 0 && parseTopic(topic)?.kind === 'status') {
+      logger.debug({ topic }, 'a retained status was cleared');
+      return;
+    }
     const result = parseMessage(topic, payload);
     if (!result.ok) {
       const kind = topic.split('/')[4] ?? 'unknown';
@@ -136,6 +147,8 @@ export class FleetReceiver {
         if (drop) {
           dropped.inc({ kind: message.kind, reason: drop.reason });
           logger.warn({ kind: message.kind, deviceId: message.deviceId, reason: drop.reason }, drop.message);
+          // Its retained status would come back at every subscription (each leader start): cleared, once.
+          if (message.kind === 'status' && outcome === 'unknown-device') this.#options.onUnknownDeviceStatus?.(message.deviceId);
           return;
         }
         // Held by a throttle: it counts the message when it is written.

@@ -705,7 +705,7 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
     s.outcome = { status: 'rolled-back', reason: why, at: t.at };
     t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'rolled-back', reason: why });
     if (s.previousProduction) {
-      t.action({ kind: 'markVersion', model: s.spec.model, version: s.previousProduction, status: 'production', reason: `restored by rollback of ${s.spec.candidateVersion}` });
+      t.action({ kind: 'markVersion', model: s.spec.model, version: s.previousProduction, status: 'production', reason: `restored by rollback of rollout ${s.id} (${s.spec.model}@${s.spec.candidateVersion})` });
     }
     t.decide('rollback', 'rolled-back', `${why}; every device goes back to its baseline (previous production ${s.previousProduction ?? 'none'})${outside}`, { by });
     return;

@@ -35,7 +35,7 @@ test('a rollback that a device refused for a passing reason can be sent again: t
   const first = await settled(world, id, 'RolledBack');
   assert.equal(first.devices.refused, 1, JSON.stringify(first.deviceStates));
   // The rollback marks the candidate rolled back, then restores wine@1 (not left superseded).
-  assert.deepEqual(await statusOf('1'), ['production', 'restored by rollback of 2']);
+  assert.deepEqual(await statusOf('1'), ['production', `restored by rollback of rollout ${id} (wine@2)`]);
   assert.equal((await statusOf('2'))?.[0], 'rolled-back');
   assert.equal(lost.slots.active?.version, '2', 'again-1 could not go back yet');
   assert.equal(agents.get('again-2')!.slots.active?.version, '1');

@@ -40,7 +40,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
   const decisions = (r.decisions as unknown as DecisionView[]).slice().reverse();
   const decisionRows = decisions.map(
     (d) =>
-      `<tr><td class="muted" title="${esc(utc(d.at))}">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td class="reason">${userText(d.message)}${d.by ? ` <span class="muted">by ${userText(d.by)}</span>` : ''}</td></tr>`,
+      `<tr><td class="muted" title="${esc(utc(d.at))}">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td class="reason">${userText(d.message)}${decisionBy(d) ? ` <span class="muted">by ${userText(d.by!)}</span>` : ''}</td></tr>`,
   );
   return `<h3>${esc(r.id)}: ${userText(r.model)}@${userText(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
@@ -58,6 +58,13 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     <h3>Decision log</h3>
     ${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}`;
 }
+
+/**
+ * Whether a decision's actor is shown after its message: most messages name who decided already
+ * ("resumed by token:ops", "started by token:ops; previous production none"), and a second "by"
+ * would repeat it (the CLI's decisionLine applies the same rule).
+ */
+export const decisionBy = (d: { message: string; by?: string }): boolean => Boolean(d.by) && !d.message.includes(`by ${d.by}`);
 
 /**
  * Rolled back, failed or aborted already, a rollback again only re-sends the baseline to devices
