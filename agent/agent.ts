@@ -37,7 +37,7 @@ import type { SessionCache } from './session-cache.ts';
 import type { Holdout } from './holdout.ts';
 import { modelInterfaceProblem } from './model-interface.ts';
 import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
-import { CorruptStateError, SlotStateFile, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
+import { CorruptStateError, SlotStateFile, sameModel, slotsChangedSincePending, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, withSlotsChangedByCommand, type LostModel, type SlotState } from './slot-state.ts';
 
 /** A partial download untouched this long was given up; it is removed at start and by a periodic sweep. */
 const STALE_DOWNLOAD_MS = 7 * 24 * 3_600_000;
@@ -92,10 +92,10 @@ class BenchmarkInterrupted extends Error {
 /**
  * An activation whose candidate's benchmark was cut short by other work (a fleet command, a newer
  * assignment): not answered yet, it is queued again behind that work, and given up if that work
- * changed the slots it acts on (`slots`, as they were when it stepped aside).
+ * changed the slots (#mootActivation).
  */
 class ActivationDeferred extends Error {
-  constructor(readonly slots: { active: ModelRef | null; candidate: ModelRef | null }) {
+  constructor() {
     super('activation deferred: its candidate\'s benchmark was interrupted');
   }
 }
@@ -258,12 +258,12 @@ export class Agent {
     }
     // Work cut short by a crash, resumed in the order the server issued it.
     const resumes: { issuedAt: number; resume: () => void }[] = [];
-    if (pending) resumes.push({ issuedAt: Date.parse(pending.issuedAt), resume: () => this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#processAssignment(pending)) });
+    if (pending) resumes.push({ issuedAt: Date.parse(pending.issuedAt), resume: () => this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#takeAssignment(pending)) });
     if (pendingCommand && !handledIds.includes(pendingCommand.id)) {
       if (pendingCommand.seq >= this.#newestSeq.command.seq) this.#newestSeq.command = { seq: pendingCommand.seq, id: pendingCommand.id };
       const command = pendingCommand;
       this.#logger.info({ commandId: command.id, command: command.command }, 'resuming a fleet command taken before the restart');
-      resumes.push({ issuedAt: Date.parse(command.issuedAt), resume: () => this.#enqueueCommand(`resume command ${command.id}`, command, { latestAssignment: this.#latestAssignment }) });
+      resumes.push({ issuedAt: Date.parse(command.issuedAt), resume: () => this.#enqueueCommand(`resume command ${command.id}`, command, this.#latestAssignment) });
     }
     for (const { resume } of resumes.sort((a, b) => a.issuedAt - b.issuedAt)) resume();
     // A benchmark cut short by the stop or a crash runs again, after that work (which may replace
@@ -395,21 +395,20 @@ export class Agent {
       if (command.command === 'drop-candidate' && obtaining?.role === 'candidate' && Date.parse(obtaining.issuedAt) <= Date.parse(command.issuedAt)) {
         this.#obtaining!.controller.abort(new Error(`cancelled by drop-candidate ${command.id}`));
       }
-      const started = this.#interruptBenchmark(`fleet command ${command.id} (${command.command})`);
-      this.#enqueueCommand(`command ${command.id}`, command, { latestAssignment: this.#latestAssignment, started });
+      this.#enqueueCommand(`command ${command.id}`, command, this.#latestAssignment);
     }
   }
 
   /**
-   * Queues a fleet command. If it fails on the device (a full disk), it is taken again on a timer
-   * with a backoff, as an assignment is, while no newer assignment or command has come since
-   * (those decide what the device runs now).
+   * Queues a fleet command (received, resumed at start or taken again), ahead of any benchmark: it
+   * interrupts one running (a rollback never waits for it). If it fails on the device (a full disk),
+   * it is taken again on a timer with a backoff, as an assignment is, while no newer assignment or
+   * command has come since `latestAssignment` (those decide what the device runs now).
    */
-  #enqueueCommand(what: string, command: FleetCommand, received: { latestAssignment: string | undefined; started?: () => void }): void {
+  #enqueueCommand(what: string, command: FleetCommand, latestAssignment: string | undefined): void {
     const { id } = command;
     this.#commandsInHand.add(id);
-    this.#enqueue(what, async () => {
-      received.started?.();
+    this.#enqueueAheadOfBenchmark(what, `fleet command ${id} (${command.command})`, async () => {
       let failure: unknown;
       try {
         await this.#runCommand(command);
@@ -421,16 +420,16 @@ export class Agent {
       if (failure === undefined || this.#stopped) return this.#retries.done(id);
       const retryInMs = this.#retries.schedule(id, () => {
         if (this.#stopped || this.#commandsInHand.has(id) || this.#state.state.handledIds.includes(id)) return;
-        if (this.#newestSeq.command.id !== id || this.#latestAssignment !== received.latestAssignment) {
+        if (this.#newestSeq.command.id !== id || this.#latestAssignment !== latestAssignment) {
           this.#logger.warn({ commandId: id }, 'not taking a failed fleet command again: a newer assignment or command came since');
           // Nor at the next start.
-          this.#enqueue(`give up command ${id}`, async () => {
+          this.#enqueueAheadOfBenchmark(`give up command ${id}`, `fleet command ${id} given up`, async () => {
             const state = this.#state.state;
             if (state.pendingCommand?.id === id) await this.#save({ ...state, pendingCommand: null });
           });
           return this.#retries.done(id);
         }
-        this.#enqueueCommand(`retry command ${id}`, command, { latestAssignment: received.latestAssignment });
+        this.#enqueueCommand(`retry command ${id}`, command, latestAssignment);
       });
       // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
       this.#logger.error({ err: errorMessage(failure), task: what, retryInMs }, 'agent task failed');
@@ -485,27 +484,28 @@ export class Agent {
   }
 
   /** The work on an assignment received (or taken again): answered once, unless its model was lost and it restores it. */
-  async #takeAssignment(assignment: Assignment, deferred?: ActivationDeferred): Promise<void> {
+  async #takeAssignment(assignment: Assignment): Promise<void> {
     // Refused already, but the disk could not take the refusal: it is recorded now, not worked out again.
     if (this.#direct.refused(assignment.id)) return this.#recordHeld();
     const current = this.#state.state;
     if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
     if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
-    if (deferred) {
-      const moot = this.#mootActivation(assignment, deferred);
-      if (moot) {
-        await this.#refuse(assignment, moot);
-        // Its candidate, if still there, is benchmarked all the same.
-        const { candidate, candidateBenchmarked } = this.#state.state;
-        if (candidate && !candidateBenchmarked) this.#queueBenchmarkRerun('benchmark after a moot activation');
-        return;
-      }
-    }
+    // Taken again (its retry timer, a redelivery, after a restart, behind the work that interrupted
+    // its candidate's benchmark): a fleet command carried out since may have made it moot.
+    const first = current.pending?.id !== assignment.id;
+    const moot = first ? undefined : this.#mootActivation(assignment);
+    if (moot) return this.#refuse(assignment, moot);
     // A fleet command that failed and waits to be taken again, issued before this assignment: this
     // one decides what the device runs, so that command is given up, also at the next start.
     const stale = current.pendingCommand && !this.#commandsInHand.has(current.pendingCommand.id) && Date.parse(current.pendingCommand.issuedAt) <= Date.parse(assignment.issuedAt);
-    if (current.pending?.id !== assignment.id || stale) {
-      await this.#save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq), ...(stale ? { pendingCommand: null } : {}) });
+    if (first || stale) {
+      await this.#save({
+        ...current,
+        pending: assignment,
+        ...(first ? { pendingAfterSlotCommands: current.slotCommands ?? 0 } : {}),
+        assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq),
+        ...(stale ? { pendingCommand: null } : {}),
+      });
     }
     await this.#reportLossTo(assignment);
     await this.#processAssignment(assignment);
@@ -529,14 +529,15 @@ export class Agent {
       } finally {
         this.#assignmentsInHand.delete(id);
       }
-      if (failure instanceof ActivationDeferred && !this.#stopped) {
+      if (this.#stopped) return this.#retries.done(id);
+      this.#benchmarkLeftBy(assignment);
+      if (failure instanceof ActivationDeferred) {
         // Not answered: taken again behind the work that interrupted its candidate's benchmark.
         this.#logger.info({ assignmentId: id }, 'activation waits: its candidate\'s benchmark was interrupted; it is taken again after that work');
-        const deferred = failure;
-        return this.#enqueueAssignment(`activation ${id} after the work that interrupted its benchmark`, assignment, () => this.#takeAssignment(assignment, deferred));
+        return this.#enqueueAssignment(`activation ${id} after the work that interrupted its benchmark`, assignment, () => this.#takeAssignment(assignment));
       }
       const refusalHeld = this.#direct.refused(id);
-      if ((failure === undefined && !refusalHeld) || this.#stopped) return this.#retries.done(id);
+      if (failure === undefined && !refusalHeld) return this.#retries.done(id);
       const retryInMs = this.#retries.schedule(id, () => {
         if (this.#stopped || this.#assignmentsInHand.has(id)) return;
         this.#enqueueAssignment(`retry assignment ${id}`, assignment, () => this.#takeAssignment(assignment));
@@ -548,11 +549,31 @@ export class Agent {
     });
   }
 
+  /**
+   * An activation of the candidate owns its benchmark until it is answered (#activationAwaitsBenchmark):
+   * answered without it (superseded, moot, refused), it leaves the candidate, if still there and
+   * unbenchmarked, to be benchmarked all the same.
+   */
+  #benchmarkLeftBy(assignment: Assignment): void {
+    const { candidate, candidateBenchmarked, handledIds } = this.#state.state;
+    if (assignment.role !== 'active' || candidateBenchmarked || !sameModel(candidate, assignment)) return;
+    if (handledIds.includes(assignment.id) || this.#direct.refused(assignment.id)) this.#queueBenchmarkRerun(`benchmark after activation ${assignment.id} was answered without it`);
+  }
+
   /** Records the refusals the disk could not take when they were made; throws while it still cannot. */
   async #recordHeld(): Promise<void> {
     await this.#save(this.#state.state);
     await this.#moveUnsentReports();
     void this.#flushOutbox();
+  }
+
+  /** Queues work that a benchmark must not hold up: it interrupts one running, and one starting before it steps aside (#interruptBenchmark). */
+  #enqueueAheadOfBenchmark(what: string, by: string, task: () => Promise<void>): void {
+    const started = this.#interruptBenchmark(by);
+    this.#enqueue(what, async () => {
+      started();
+      await task();
+    });
   }
 
   #enqueue(what: string, task: () => Promise<void>): void {
@@ -579,8 +600,9 @@ export class Agent {
         if (run === 'stopped') throw new StoppingError('stopping');
         // A fleet command or a newer assignment waiting behind it, or arriving during the benchmark,
         // goes first (a rollback must not wait for a benchmark): the activation is taken again after
-        // that work (#enqueueAssignment), never answered without the report.
-        if (run === 'interrupted') throw new ActivationDeferred({ active: state.active, candidate: state.candidate });
+        // that work (#enqueueAssignment), never carried out without the report (one answered without
+        // it, superseded or moot, leaves the benchmark to run on its own: #benchmarkLeftBy).
+        if (run === 'interrupted') throw new ActivationDeferred();
       }
       // From disk when the previous model is still sound; else (damaged on disk, cannot load) it is
       // downloaded again like any assignment: a revert must not fail for want of a local copy.
@@ -735,7 +757,8 @@ export class Agent {
    */
   async #rollback(answers: string, assignment?: Assignment, options: { orDownload?: boolean } = {}): Promise<boolean> {
     const state = this.#state.state;
-    const handled = (current: SlotState) => (assignment ? withAssignmentHandled(current, answers) : withHandled(current, answers));
+    // A fleet command leaves the pending assignment pending: taken again, it sees what the command did (#mootActivation).
+    const handled = (current: SlotState) => (assignment ? { ...withAssignmentHandled(current, answers), pending: null } : withHandled(current, answers));
     const target = state.previous;
     if (!target) {
       if (assignment) await this.#refuse(assignment, 'no previous model on disk to roll back to');
@@ -770,18 +793,17 @@ export class Agent {
     }
     if (!next) {
       const report = this.#assignmentReport(answers, 'refused', 'active', target, `previous model unusable: ${failure}`);
-      await this.#commit({ ...handled(state), previous: damaged ? null : state.previous, pending: null }, report);
+      await this.#commit({ ...handled(state), previous: damaged ? null : state.previous }, report);
       return true;
     }
     crashPoint('activation:before-state');
     await this.#releasingOnFailure(next, () =>
       this.#commit(
         {
-          ...handled(state),
+          ...(assignment ? handled(state) : withSlotsChangedByCommand(handled(state))),
           active: target,
           previous: state.active,
           candidate: sameModel(state.candidate, target) ? null : state.candidate,
-          pending: null,
         },
         this.#assignmentReport(answers, 'rolled-back', 'active', target, null),
         () => crashPoint('activation:after-state'),
@@ -816,7 +838,7 @@ export class Agent {
       return this.#commit(withHandled(state, answers), this.#assignmentReport(answers, 'refused', 'candidate', subject, 'no candidate to drop'));
     }
     const dropped = state.candidate;
-    await this.#commit({ ...withHandled(state, answers), candidate: null, candidateBenchmarked: true }, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null));
+    await this.#commit({ ...withSlotsChangedByCommand(withHandled(state, answers)), candidate: null, candidateBenchmarked: true }, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null));
     await this.#refreshCandidateServing();
     this.#publishModelInfo();
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
@@ -948,17 +970,17 @@ export class Agent {
   }
 
   /**
-   * Why an activation deferred behind the work that interrupted its candidate's benchmark is no
-   * longer to be carried out, or undefined: that work (a rollback, a drop-candidate) changed the
-   * active model or removed the candidate. One it made active already is answered as such.
+   * Why an activation taken again (the pending assignment) is no longer to be carried out, or
+   * undefined: a fleet command carried out since it was first taken (a rollback, a drop-candidate)
+   * changed the slots, and a rollback wins over an activation issued before it. One that made its
+   * model active already is answered as such.
    */
-  #mootActivation(assignment: Assignment, deferred: ActivationDeferred): string | undefined {
-    const { active, candidate } = this.#state.state;
-    if (sameModel(active, assignment)) return undefined;
-    const before = deferred.slots;
-    if (sameSlot(active, before.active) && sameSlot(candidate, before.candidate)) return undefined;
+  #mootActivation(assignment: Assignment): string | undefined {
+    const state = this.#state.state;
+    const { active, candidate } = state;
+    if (assignment.role !== 'active' || sameModel(active, assignment) || !slotsChangedSincePending(state)) return undefined;
     const now = `active ${active?.version ?? 'none'}, candidate ${candidate?.version ?? 'none'}`;
-    return `not activated: a fleet command carried out while it waited for its candidate's benchmark changed the slots (now ${now})`;
+    return `not activated: a fleet command carried out while it waited changed the slots (now ${now})`;
   }
 
   #benchmarked(candidate: ModelRef): SlotState {

@@ -31,13 +31,21 @@ export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
 const ENTRY_NUMBER = /^(\d+)-/;
 
 /**
- * The names the agent writes, `<number>-<report id>.json` and the older `<ms>-<seq>-<report id>.json`,
- * with a number of at most 18 digits (entries are padded to 15, and counting on from an old
- * entry's time, 13 digits, one per report, never reaches 17): only those move the numbering on. A
- * stray file named with a longer number (or any other name) would make every later entry's name too
- * long for the file system, so it is sent or removed in its turn but never numbered from.
+ * The largest number the agent gives an entry (17 digits). Entries are padded to 15 digits, and
+ * counting on from an old entry's time (13 digits), one per report, never comes near it; a stray
+ * file numbered close to it stops the numbering there (later entries share that number, sent in
+ * name order) rather than pushing it to names the next start would not read.
  */
-const AGENT_ENTRY_NAME = /^(\d{1,18})-(?:\d{6}-)?[A-Za-z0-9_-]{1,64}\.json$/;
+const MAX_ENTRY_NUMBER = 10n ** 17n - 1n;
+
+/**
+ * The names the agent writes, `<number>-<report id>.json` and the older `<ms>-<seq>-<report id>.json`,
+ * with a number of at most 17 digits (see MAX_ENTRY_NUMBER): only those move the numbering on. A
+ * stray file named with a longer number (or any other name) would make later entries' names ones
+ * the next start does not read, or too long for the file system, so it is sent or removed in its
+ * turn but never numbered from.
+ */
+const AGENT_ENTRY_NAME = /^(\d{1,17})-(?:\d{6}-)?[A-Za-z0-9_-]{1,64}\.json$/;
 
 /** An entry's number (a string of digits without leading zeros), or undefined for a name without one. */
 function entryNumber(name: string): string | undefined {
@@ -68,7 +76,7 @@ export type OutboxPublisher = (topic: string, payload: Buffer) => Promise<void>;
  */
 export class Outbox {
   readonly #inFlight = new Set<string>();
-  /** The next entry's number: above every entry on disk at start, then one more per entry. */
+  /** The next entry's number: above every entry on disk at start, then one more per entry (at most MAX_ENTRY_NUMBER). */
   #next = 0n;
   #flushing: Promise<void> | undefined;
   #again = false;
@@ -99,11 +107,13 @@ export class Outbox {
       const digits = AGENT_ENTRY_NAME.exec(name)?.[1];
       if (digits !== undefined && BigInt(digits) >= this.#next) this.#next = BigInt(digits) + 1n;
     }
+    if (this.#next > MAX_ENTRY_NUMBER) this.#next = MAX_ENTRY_NUMBER;
     this.onPendingChange(pending.length);
   }
 
   async enqueue(entry: OutboxEntry, id: string): Promise<void> {
-    const name = `${(this.#next++).toString().padStart(15, '0')}-${id}.json`;
+    const name = `${this.#next.toString().padStart(15, '0')}-${id}.json`;
+    if (this.#next < MAX_ENTRY_NUMBER) this.#next++;
     await writeFileAtomic(join(this.dir, name), JSON.stringify(entry));
     this.onPendingChange((await this.pending()).length);
   }

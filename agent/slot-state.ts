@@ -51,6 +51,14 @@ export const SlotStateSchema = z.object({
    */
   pending: AssignmentSchema.extend({ seq: z.number().int().min(0).default(0), signature: z.string().default('') }).nullable(),
   /**
+   * How many fleet commands have changed the slots (a rollback carried out, the candidate dropped),
+   * and how many had when the pending assignment was first taken: an activation taken again (its
+   * retry, a redelivery, after a restart) after one more is given up, as a rollback wins over an
+   * activation issued before it. Missing in an older state file: none.
+   */
+  slotCommands: z.number().int().min(0).optional(),
+  pendingAfterSlotCommands: z.number().int().min(0).optional(),
+  /**
    * The fleet command taken and not yet answered; resumed after a restart. The broker counts a
    * command delivered once the agent has read it, so one cut short by a crash (kill -9, a power
    * cut) is sent again only as a new command, by the server's retry. Answering it clears this.
@@ -89,6 +97,16 @@ export function withHandled(state: SlotState, id: string): SlotState {
     handledIds: [...state.handledIds.filter((known) => known !== id), id].slice(-HANDLED_IDS_KEPT),
     ...(state.pendingCommand?.id === id ? { pendingCommand: null } : {}),
   };
+}
+
+/** `state` counting one more fleet command that changed the slots (see `slotCommands`). */
+export function withSlotsChangedByCommand(state: SlotState): SlotState {
+  return { ...state, slotCommands: (state.slotCommands ?? 0) + 1 };
+}
+
+/** Whether a fleet command changed the slots since the pending assignment was first taken (see `slotCommands`). */
+export function slotsChangedSincePending(state: SlotState): boolean {
+  return (state.slotCommands ?? 0) !== (state.pendingAfterSlotCommands ?? 0);
 }
 
 /** Marks an assignment handled; it ends the restore of lost models (see `lost`). */

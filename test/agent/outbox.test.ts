@@ -192,3 +192,38 @@ test('outbox: a stray file named with a very long number does not move the numbe
   await outbox.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'r3' }) }, 'r3');
   assert.deepEqual(await readdir(dir), ['000000000000044-r3.json']);
 });
+
+test('outbox: a stray entry numbered with 18 digits does not move the numbering past what the next start reads: reports stay in order across restarts', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-18-digits-'), 'outbox');
+  await mkdir(dir);
+  await writeFile(join(dir, '999999999999999999-stray.json'), JSON.stringify({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'stray' }) }));
+  const first = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await first.init();
+  await first.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'zzzz-first' }) }, 'zzzz-first');
+  // A restart, the broker away meanwhile: nothing sent.
+  const second = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await second.init();
+  await second.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'aaaa-second' }) }, 'aaaa-second');
+
+  const published: string[] = [];
+  await second.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
+  assert.deepEqual(published.filter((id) => id !== 'stray'), ['zzzz-first', 'aaaa-second'], `the earlier report is sent first: ${JSON.stringify(published)}`);
+});
+
+test('outbox: a stray entry with the largest number the agent reads keeps numbering within it, and later entries keep their order', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-largest-'), 'outbox');
+  await mkdir(dir);
+  await writeFile(join(dir, `${'9'.repeat(17)}-stray.json`), JSON.stringify({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'stray' }) }));
+  for (const id of ['n1', 'n2']) {
+    const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+    await outbox.init();
+    await outbox.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id }) }, id);
+  }
+  const names = await readdir(dir);
+  assert.equal(names.every((name) => /^\d{1,17}-/.test(name)), true, `no entry numbered beyond 17 digits: ${JSON.stringify(names)}`);
+  const published: string[] = [];
+  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await outbox.init();
+  await outbox.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
+  assert.deepEqual(published.filter((id) => id !== 'stray'), ['n1', 'n2'], 'in the order written');
+});

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CorruptStateError, EMPTY_STATE, SlotStateFile } from '../../agent/slot-state.ts';
+import { CorruptStateError, EMPTY_STATE, SlotStateFile, slotsChangedSincePending, withSlotsChangedByCommand } from '../../agent/slot-state.ts';
 import { makeFifo, releaseFifo, settlesWithin } from './fifo.ts';
 
 test('a state file written before assignments were signed still loads: its pending assignment is resumed, not the whole state lost', async (t) => {
@@ -17,6 +17,17 @@ test('a state file written before assignments were signed still loads: its pendi
   assert.deepEqual(state.active, active);
   assert.deepEqual([state.pending?.id, state.pending?.seq, state.pending?.signature], ['assign-old-0001', 0, '']);
   assert.equal(state.assignmentSeq, undefined, 'no number taken yet: the next signed assignment is newer');
+});
+
+test('a state file without the count of slot-changing fleet commands reads as none: its pending assignment is moot only after one more', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-slot-state-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pending = { schema: 1, id: 'assign-old-0002', issuedAt: '2026-01-01T00:00:00.000Z', model: 'iris', version: '2', sha256: 'b'.repeat(64), url: 'http://server:8080/api/artifacts/b/manifest.json', role: 'active', seq: 3, signature: 'x' };
+  const path = join(dir, 'state.json');
+  await writeFile(path, JSON.stringify({ ...EMPTY_STATE, pending }));
+  const state = await new SlotStateFile(path).load();
+  assert.equal(slotsChangedSincePending(state), false, 'no fleet command on record');
+  assert.equal(slotsChangedSincePending(withSlotsChangedByCommand(state)), true, 'one carried out since');
 });
 
 test('a state file that is a FIFO is corrupt at once, never read, and is set aside (it blocked the start for good); a directory stays a named EISDIR', async (t) => {
