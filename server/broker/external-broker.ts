@@ -1,5 +1,6 @@
 import type { QoS } from '../../shared/protocol/topics.ts';
 import { createRequire } from 'node:module';
+import { connect as tcpConnect } from 'node:net';
 import type * as Mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
 import type { Logger } from '../../shared/util/log.ts';
@@ -239,10 +240,16 @@ export class ExternalBroker implements Broker {
       try {
         await auth.reload();
       } catch (error) {
-        const reason = `files written; cannot reload Mosquitto: ${errorMessage(error)}`;
+        let reason = `files written; cannot reload Mosquitto: ${errorMessage(error)}`;
         if (error instanceof MosquittoNotRunning && !this.connected) {
-          this.#mosquittoNotRunning(reason);
-          return reason;
+          // No process at the pid file, and nothing answers at the broker's address either: no
+          // Mosquitto runs. A broker that answers is one whose pid file is elsewhere (a wrong
+          // --mosquitto-pid-file): it runs with the old files, which is stale.
+          if (!(await answersTcp(this.#options.url))) {
+            this.#mosquittoNotRunning(reason);
+            return reason;
+          }
+          reason = `files written; cannot reload the Mosquitto that answers at ${this.#options.url}: ${errorMessage(error)}; is --mosquitto-pid-file its pid file?`;
         }
         const failure = new MosquittoAuthFilesError(reason, { cause: error });
         this.#rewriteFailed(failure, 'Mosquitto\'s password and ACL files are written, but the running Mosquitto could not be told to reload them, so it enforces the old ones (a revoked device can still connect); retrying');
@@ -357,4 +364,25 @@ export function topicMatches(filter: string, topic: string): boolean {
  */
 function loadMqtt(): typeof Mqtt {
   return createRequire(import.meta.url)('mqtt') as typeof Mqtt;
+}
+
+/** Whether something accepts a TCP connection at the broker URL's host and port within `timeoutMs`. */
+function answersTcp(url: string, timeoutMs = 2000): Promise<boolean> {
+  let target: URL;
+  try {
+    target = new URL(url);
+  } catch {
+    return Promise.resolve(false);
+  }
+  const port = Number(target.port) || (target.protocol === 'mqtts:' ? 8883 : 1883);
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host: target.hostname.replace(/^\[|\]$/g, ''), port });
+    const done = (answers: boolean) => {
+      socket.destroy();
+      resolve(answers);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }

@@ -141,7 +141,9 @@ export class DeviceService {
     });
     this.options.onRevoked?.(id, tokenId);
     const problem = await this.#credentialsChanged();
-    await this.#clearRetainedStatus(id);
+    // Not awaited: the revocation is done, and a broker that does not acknowledge (hung, or a
+    // half-open connection) must not hold the request up; a failure is logged.
+    void this.#clearRetainedStatus(id);
     if (problem === null) return { deviceId: id, brokerUpdated: true };
     return {
       deviceId: id,

@@ -68,6 +68,25 @@ test('first install, Mosquitto not started yet: the broker writes the files, say
   assert.deepEqual(lines.filter((line) => /connect/i.test(line.msg)), [], 'no connection attempt, so nothing about one');
 });
 
+test('a running Mosquitto whose pid file is elsewhere (a wrong --mosquitto-pid-file) is not taken for no Mosquitto: stale, an error naming the broker that answers', { timeout: 60_000 }, async (t) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
+  const dir = await scratch(t);
+  const { mosquitto, password } = await MosquittoProcess.startForServer(binary, dir);
+  t.after(() => mosquitto.stop());
+  const { logger, lines } = capturingLogger();
+  const credentials = new InMemoryCredentialStore();
+  await credentials.enroll('dev-1');
+  const wrong = join(dir, 'elsewhere', 'mosquitto.pid');
+  const broker = new ExternalBroker({ url: mosquitto.url, server: { username: DEFAULT_SERVER_USERNAME, password }, credentials, logger, mosquittoAuth: { dir: mosquitto.authDir, reload: reloadMosquittoFromPidFile(wrong) } });
+  t.after(() => broker.stop());
+  const error = await broker.start().then(() => undefined, (caught: unknown) => caught);
+  assert.ok(error instanceof Error, `start() fails: ${String(error)}`);
+  assert.doesNotMatch(error.message, FIRST_INSTALL, 'not the first-install line');
+  assert.match(broker.credentialsProblem() ?? '', new RegExp(`cannot reload the Mosquitto that answers at ${mosquitto.url.replace(/[.]/g, '\\.')}: .*is --mosquitto-pid-file its pid file\\?`), 'stale, naming the broker');
+  assert.ok(lines.some((line) => line.level >= ERROR), 'said at error level');
+});
+
 test('Mosquitto running but not reloadable (pid file gone) is stale, an error saying the files were written; once it stops, files written without a reload are not stale, said once at warn', { timeout: 60_000 }, async (t) => {
   const binary = mosquittoBinary();
   if (!binary) return engineMissing(t, 'Mosquitto', 'no mosquitto binary (apt-get install mosquitto)');
