@@ -149,12 +149,14 @@ export class AnalysisRun {
   }
 }
 
-/** A measurement taken late for the start-up grace: its message says when it was due and why it waited. */
+/**
+ * A measurement taken late for the start-up grace: its message says when it was due, until when it
+ * was held, and why (the time before the takeover, while no server ran, is not the grace's).
+ */
 function withWait(measurement: Measurement, dueAt: Date, holdOff: AnalysisHoldOff): Measurement {
-  const late = Math.max(0, Math.round((Date.parse(measurement.startedAt) - dueAt.getTime()) / 1000));
   return {
     ...measurement,
     waited: { dueAt: dueAt.toISOString(), until: holdOff.until.toISOString(), reason: holdOff.reason },
-    message: `${measurement.message} (taken ${late} s after it was due at ${dueAt.toISOString()}: ${holdOff.reason})`,
+    message: `${measurement.message} (due at ${dueAt.toISOString()}, held until ${holdOff.until.toISOString()}: ${holdOff.reason})`,
   };
 }

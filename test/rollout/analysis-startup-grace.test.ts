@@ -122,7 +122,7 @@ describe('analysis start-up grace after a restart', () => {
     assert.ok(second.waited, 'the measurement records that it waited');
     assert.ok(Date.parse(second.waited.dueAt) < takeover + 30_000, `it was due within the grace (${second.waited.dueAt})`);
     assert.equal(second.waited.until, new Date(takeover + 30_000).toISOString());
-    assert.match(second.message, /^accuracy-vs-baseline: .*\(taken \d+ s after it was due at .*: this server took over the rollouts at .* \(a restart or a new leader\), and Prometheus measurements wait 30 s \(--analysis-startup-grace\) for Prometheus to scrape it again\)$/);
+    assert.match(second.message, /^accuracy-vs-baseline: .*\(due at .*, held until .*: this server took over the rollouts at .* \(a restart or a new leader\), and Prometheus measurements wait 30 s \(--analysis-startup-grace\) for Prometheus to scrape it again\)$/);
 
     const own = decisions.filter((d) => d.kind === 'measurement' && d.measurement?.metric === 'own-series').map((d) => d.measurement!);
     assert.equal(own.length, 2, 'the builtin metric was measured twice');
