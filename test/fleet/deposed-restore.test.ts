@@ -12,18 +12,9 @@ import { openStore } from '../../server/store/open-store.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 /**
  * A server elected while its database is slow reads the device series back (restoreExports); if it
@@ -93,19 +84,19 @@ test('external broker + PostgreSQL: a server deposed while it reads the device s
     return before;
   };
   const firstElected = await reelection();
-  await until('the server elected again', async () => {
+  await waitFor(async () => {
     const now = await leader();
-    return now.isLeader && now.leaderSince !== firstElected ? true : undefined;
-  }, 10_000);
-  await until('the stored totals exported', async () => ((await deviceSeries()).some((line) => /^fleetprune_device_reports_total\{.*\} 1$/.test(line)) ? true : undefined), 10_000);
+    return now.isLeader && now.leaderSince !== firstElected;
+  }, 10_000, 'the server elected again');
+  await waitFor(async () => (await deviceSeries()).some((line) => /^fleetprune_device_reports_total\{.*\} 1$/.test(line)), 10_000, 'the stored totals exported');
   // The takeover done (its broker connected), before the devices table is held up.
-  await until('the broker taken over', async () => (/^fleetprune_fleet_broker_active 1$/m.test(await (await fetch(`${baseUrl}/metrics`)).text()) ? true : undefined), 10_000);
+  await waitFor(async () => /^fleetprune_fleet_broker_active 1$/m.test(await (await fetch(`${baseUrl}/metrics`)).text()), 10_000, 'the broker taken over');
 
   // Deposed again (its series go), and elected again: this time its read of the devices waits.
   await tableLock.query('BEGIN');
   await tableLock.query('LOCK TABLE devices IN ACCESS EXCLUSIVE MODE');
   const secondElected = await reelection();
-  await until('the server elected again, reading the devices', async () => ((await waitingOnDevices()) > 0 ? true : undefined), 10_000);
+  await waitFor(async () => (await waitingOnDevices()) > 0, 10_000, 'the server elected again, reading the devices');
   const { isLeader: reelected, leaderSince } = await leader();
   assert.equal(reelected, true);
   assert.notEqual(leaderSince, secondElected);
@@ -114,11 +105,11 @@ test('external broker + PostgreSQL: a server deposed while it reads the device s
   const otherLeads = other.query(`SELECT pg_advisory_lock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]);
   await cutLeaderSession();
   await otherLeads;
-  await until('the server deposed', async () => ((await leader()).isLeader ? undefined : true), 10_000);
+  await waitFor(async () => !(await leader()).isLeader, 10_000, 'the server deposed');
 
   // The read returns: what it read stays unexported, then and later.
   await tableLock.query('COMMIT');
-  await until('the read of the devices done', async () => ((await waitingOnDevices()) === 0 ? true : undefined), 10_000);
+  await waitFor(async () => (await waitingOnDevices()) === 0, 10_000, 'the read of the devices done');
   for (let check = 0; check < 10; check++) {
     assert.deepEqual(await deviceSeries(), [], 'a standby exports no device series');
     await new Promise((resolve) => setTimeout(resolve, 100));
