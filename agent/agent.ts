@@ -37,7 +37,7 @@ import type { SessionCache } from './session-cache.ts';
 import type { Holdout } from './holdout.ts';
 import { modelInterfaceProblem } from './model-interface.ts';
 import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
-import { CorruptStateError, SlotStateFile, sameModel, slotsChangedSincePending, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, withSlotsChangedByCommand, type LostModel, type SlotState } from './slot-state.ts';
+import { CorruptStateError, SlotStateFile, mootActivationCause, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
 
 /** A partial download untouched this long was given up; it is removed at start and by a periodic sweep. */
 const STALE_DOWNLOAD_MS = 7 * 24 * 3_600_000;
@@ -92,7 +92,7 @@ class BenchmarkInterrupted extends Error {
 /**
  * An activation whose candidate's benchmark was cut short by other work (a fleet command, a newer
  * assignment): not answered yet, it is queued again behind that work, and given up if that work
- * changed the slots (#mootActivation).
+ * made it moot (#mootActivation).
  */
 class ActivationDeferred extends Error {
   constructor() {
@@ -106,6 +106,11 @@ type BenchmarkRun = 'reported' | 'interrupted' | 'stopped' | 'not-saved' | 'not-
 /** Whether two slots hold the same model, or are both empty. */
 function sameSlot(a: ModelRef | null, b: ModelRef | null): boolean {
   return a === null ? b === null : sameModel(a, b);
+}
+
+/** The later of two issue times (ISO 8601). */
+function newest(a: string | undefined, b: string): string {
+  return a !== undefined && Date.parse(a) >= Date.parse(b) ? a : b;
 }
 
 /** The retry timer of the candidate's benchmark whose report the device's storage could not take (one: there is one candidate). */
@@ -169,6 +174,10 @@ export class Agent {
   #benchmarkRerunQueued = false;
   /** What the benchmark retry timer's backoff is for (candidate and assignment): another starts afresh. */
   #benchmarkRetryFor: string | undefined;
+  /** The fleet commands received and not answered nor given up, in the order received; every state write records them (#write). */
+  #pendingCommands: FleetCommand[] = [];
+  /** The state write in progress (#save): writes run one at a time. */
+  #writes: Promise<void> = Promise.resolve();
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
     this.#options = options;
@@ -251,7 +260,7 @@ export class Agent {
     // A device runs for months: downloads given up since the start must not stay on its disk.
     this.#staleDownloadTimer = setInterval(() => this.#enqueue('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
     this.#staleDownloadTimer.unref();
-    const { pending, pendingCommand, candidate, candidateBenchmarked, handledIds } = this.#state.state;
+    const { pending, pendingCommands, candidate, candidateBenchmarked, handledIds } = this.#state.state;
     if (pending) {
       this.#latestAssignment = pending.id;
       this.#latestAssignmentTaken = pending;
@@ -259,10 +268,10 @@ export class Agent {
     // Work cut short by a crash, resumed in the order the server issued it.
     const resumes: { issuedAt: number; resume: () => void }[] = [];
     if (pending) resumes.push({ issuedAt: Date.parse(pending.issuedAt), resume: () => this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#takeAssignment(pending)) });
-    if (pendingCommand && !handledIds.includes(pendingCommand.id)) {
-      if (pendingCommand.seq >= this.#newestSeq.command.seq) this.#newestSeq.command = { seq: pendingCommand.seq, id: pendingCommand.id };
-      const command = pendingCommand;
-      this.#logger.info({ commandId: command.id, command: command.command }, 'resuming a fleet command taken before the restart');
+    for (const command of pendingCommands ?? []) {
+      if (handledIds.includes(command.id)) continue;
+      if (command.seq >= this.#newestSeq.command.seq) this.#newestSeq.command = { seq: command.seq, id: command.id };
+      this.#logger.info({ commandId: command.id, command: command.command }, 'resuming a fleet command received before the restart');
       resumes.push({ issuedAt: Date.parse(command.issuedAt), resume: () => this.#enqueueCommand(`resume command ${command.id}`, command, this.#latestAssignment) });
     }
     for (const { resume } of resumes.sort((a, b) => a.issuedAt - b.issuedAt)) resume();
@@ -307,6 +316,7 @@ export class Agent {
       state = this.#state.state;
       corrupt = true;
     }
+    this.#pendingCommands = state.pendingCommands ?? [];
     let changed = false;
     const lost: LostModel[] = [];
     for (const slot of ['active', 'previous', 'candidate'] as const) {
@@ -390,10 +400,19 @@ export class Agent {
       if (!selectorMatches(command.selector, this.deviceId, this.#options.config.labels)) return;
       if (!this.#trusted('command', message.raw ?? command, command.id, command.seq)) return;
       this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
-      // A candidate assigned before a drop would be dropped once installed: its download stops now.
+      // Saved before it is queued: read, the broker counts it delivered, and a crash must not lose it.
+      // A write the disk cannot take is logged; the command is carried out from memory all the same,
+      // and the next state write that succeeds records it while it is unanswered (#write).
+      this.#pendingCommands = [...this.#pendingCommands, command];
+      this.#save().catch((error: unknown) =>
+        this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, 'the fleet command received cannot be recorded on disk; carrying it out from memory'),
+      );
+      // A candidate assigned before a drop would be dropped once installed, and a rollback must not
+      // wait for a download (of a candidate, or of an activation it wins over): the download stops now.
       const obtaining = this.#obtaining?.assignment;
-      if (command.command === 'drop-candidate' && obtaining?.role === 'candidate' && Date.parse(obtaining.issuedAt) <= Date.parse(command.issuedAt)) {
-        this.#obtaining!.controller.abort(new Error(`cancelled by drop-candidate ${command.id}`));
+      const cancels = command.command === 'rollback' || obtaining?.role === 'candidate';
+      if (obtaining && cancels && Date.parse(obtaining.issuedAt) <= Date.parse(command.issuedAt)) {
+        this.#obtaining!.controller.abort(new Error(`cancelled by ${command.command} ${command.id}`));
       }
       this.#enqueueCommand(`command ${command.id}`, command, this.#latestAssignment);
     }
@@ -423,10 +442,7 @@ export class Agent {
         if (this.#newestSeq.command.id !== id || this.#latestAssignment !== latestAssignment) {
           this.#logger.warn({ commandId: id }, 'not taking a failed fleet command again: a newer assignment or command came since');
           // Nor at the next start.
-          this.#enqueueAheadOfBenchmark(`give up command ${id}`, `fleet command ${id} given up`, async () => {
-            const state = this.#state.state;
-            if (state.pendingCommand?.id === id) await this.#save({ ...state, pendingCommand: null });
-          });
+          this.#enqueueAheadOfBenchmark(`give up command ${id}`, `fleet command ${id} given up`, () => this.#forgetCommands([id]));
           return this.#retries.done(id);
         }
         this.#enqueueCommand(`retry command ${id}`, command, latestAssignment);
@@ -490,23 +506,16 @@ export class Agent {
     const current = this.#state.state;
     if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
     if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
-    // Taken again (its retry timer, a redelivery, after a restart, behind the work that interrupted
-    // its candidate's benchmark): a fleet command carried out since may have made it moot.
-    const first = current.pending?.id !== assignment.id;
-    const moot = first ? undefined : this.#mootActivation(assignment);
+    // A rollback (or a drop of its candidate) issued after it and carried out makes it moot, however
+    // often it was taken before (its retry timer, a redelivery, a restart, a deferral).
+    const moot = this.#mootActivation(assignment);
     if (moot) return this.#refuse(assignment, moot);
+    const first = current.pending?.id !== assignment.id;
     // A fleet command that failed and waits to be taken again, issued before this assignment: this
     // one decides what the device runs, so that command is given up, also at the next start.
-    const stale = current.pendingCommand && !this.#commandsInHand.has(current.pendingCommand.id) && Date.parse(current.pendingCommand.issuedAt) <= Date.parse(assignment.issuedAt);
-    if (first || stale) {
-      await this.#save({
-        ...current,
-        pending: assignment,
-        ...(first ? { pendingAfterSlotCommands: current.slotCommands ?? 0 } : {}),
-        assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq),
-        ...(stale ? { pendingCommand: null } : {}),
-      });
-    }
+    const stale = this.#pendingCommands.filter((command) => !this.#commandsInHand.has(command.id) && Date.parse(command.issuedAt) <= Date.parse(assignment.issuedAt));
+    this.#pendingCommands = this.#pendingCommands.filter((command) => !stale.includes(command));
+    if (first || stale.length > 0) await this.#save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) });
     await this.#reportLossTo(assignment);
     await this.#processAssignment(assignment);
   }
@@ -755,7 +764,7 @@ export class Agent {
    * `orDownload`, an unusable previous model is forgotten and removed instead of refused, and the
    * result is false: the caller then downloads it as for any assignment.
    */
-  async #rollback(answers: string, assignment?: Assignment, options: { orDownload?: boolean } = {}): Promise<boolean> {
+  async #rollback(answers: string, assignment?: Assignment, options: { orDownload?: boolean } = {}, command?: FleetCommand): Promise<boolean> {
     const state = this.#state.state;
     // A fleet command leaves the pending assignment pending: taken again, it sees what the command did (#mootActivation).
     const handled = (current: SlotState) => (assignment ? { ...withAssignmentHandled(current, answers), pending: null } : withHandled(current, answers));
@@ -800,7 +809,8 @@ export class Agent {
     await this.#releasingOnFailure(next, () =>
       this.#commit(
         {
-          ...(assignment ? handled(state) : withSlotsChangedByCommand(handled(state))),
+          ...handled(state),
+          ...(command ? { rolledBackAt: newest(state.rolledBackAt, command.issuedAt) } : {}),
           active: target,
           previous: state.active,
           candidate: sameModel(state.candidate, target) ? null : state.candidate,
@@ -816,14 +826,24 @@ export class Agent {
 
   async #runCommand(command: FleetCommand): Promise<void> {
     if (this.#state.state.handledIds.includes(command.id)) return;
-    const state = this.#state.state;
-    if (state.pendingCommand?.id !== command.id) await this.#save({ ...state, commandSeq: Math.max(state.commandSeq ?? -1, command.seq), pendingCommand: command });
+    // Saved when received (#onMessage); if the disk could not take it then, tried once more now, and
+    // carried out from memory all the same.
+    await this.#writes;
+    if (!this.#state.state.pendingCommands?.some((pending) => pending.id === command.id)) {
+      await this.#save(this.#state.state).catch((error: unknown) => this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, 'the fleet command cannot be recorded on disk; carrying it out from memory'));
+    }
     crashPoint('command:taken');
-    if (command.command === 'rollback') await this.#rollback(command.id);
+    if (command.command === 'rollback') await this.#rollback(command.id, undefined, {}, command);
     else if (command.command === 'drop-candidate') await this.#dropCandidate(command);
-    // Every answer clears it (withHandled); this is for a command that ended without one.
-    const after = this.#state.state;
-    if (after.pendingCommand?.id === command.id) await this.#save({ ...after, pendingCommand: null });
+    // Every answer clears it (#write); this is for a command that ended without one.
+    await this.#forgetCommands([command.id]);
+  }
+
+  /** Forgets fleet commands not to be carried out (given up, or ended without an answer), also on disk. */
+  async #forgetCommands(ids: readonly string[]): Promise<void> {
+    this.#pendingCommands = this.#pendingCommands.filter((command) => !ids.includes(command.id));
+    const state = this.#state.state;
+    if (state.pendingCommands?.some((command) => ids.includes(command.id))) await this.#save(state);
   }
 
   async #dropCandidate(command: FleetCommand): Promise<void> {
@@ -838,7 +858,7 @@ export class Agent {
       return this.#commit(withHandled(state, answers), this.#assignmentReport(answers, 'refused', 'candidate', subject, 'no candidate to drop'));
     }
     const dropped = state.candidate;
-    await this.#commit({ ...withSlotsChangedByCommand(withHandled(state, answers)), candidate: null, candidateBenchmarked: true }, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null));
+    await this.#commit({ ...withHandled(state, answers), candidate: null, candidateBenchmarked: true, droppedCandidate: { sha256: dropped.sha256, issuedAt: command.issuedAt } }, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null));
     await this.#refreshCandidateServing();
     this.#publishModelInfo();
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
@@ -970,17 +990,19 @@ export class Agent {
   }
 
   /**
-   * Why an activation taken again (the pending assignment) is no longer to be carried out, or
-   * undefined: a fleet command carried out since it was first taken (a rollback, a drop-candidate)
-   * changed the slots, and a rollback wins over an activation issued before it. One that made its
-   * model active already is answered as such.
+   * Why an activation is no longer to be carried out, or undefined: a rollback issued after it was
+   * carried out (a rollback always wins over an activation issued before it, whichever reached the
+   * device first), or a drop-candidate issued after it dropped the candidate it activates. Judged by
+   * the server's issue times, kept in state.json (`rolledBackAt`, `droppedCandidate`). One whose
+   * model is active already is answered as such.
    */
   #mootActivation(assignment: Assignment): string | undefined {
     const state = this.#state.state;
-    const { active, candidate } = state;
-    if (assignment.role !== 'active' || sameModel(active, assignment) || !slotsChangedSincePending(state)) return undefined;
-    const now = `active ${active?.version ?? 'none'}, candidate ${candidate?.version ?? 'none'}`;
-    return `not activated: a fleet command carried out while it waited changed the slots (now ${now})`;
+    const cause = mootActivationCause(state, assignment);
+    if (!cause) return undefined;
+    const now = `active ${state.active?.version ?? 'none'}, candidate ${state.candidate?.version ?? 'none'}`;
+    if (cause === 'rollback') return `not activated: a rollback issued after it was carried out (now ${now})`;
+    return `not activated: a drop-candidate issued after it dropped its model from the candidate slot (now ${now})`;
   }
 
   #benchmarked(candidate: ModelRef): SlotState {
@@ -1068,10 +1090,25 @@ export class Agent {
   }
 
   /**
-   * Every state write: it also records the refusals that the disk could not take when they were
-   * made (a state write succeeding means it can again), so that none is left only in memory.
+   * Every state write, one at a time (a fleet command is saved when received, while the work queue
+   * may be writing): `next`, or without it the state as it is when its turn comes.
    */
-  async #save(next: SlotState): Promise<void> {
+  #save(next?: SlotState): Promise<void> {
+    const write = this.#writes.then(() => this.#write(next ?? this.#state.state));
+    this.#writes = write.catch(() => {});
+    return write;
+  }
+
+  /**
+   * Writes `next` with the fleet commands received and not answered (those of memory, see
+   * #pendingCommands: a write of the work queue computed before a command was received keeps it),
+   * and the refusals that the disk could not take when they were made (a state write succeeding
+   * means it can again), so that none is left only in memory.
+   */
+  async #write(proposed: SlotState): Promise<void> {
+    this.#pendingCommands = this.#pendingCommands.filter((command) => !proposed.handledIds.includes(command.id));
+    const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#newestSeq.command.seq);
+    const next: SlotState = { ...proposed, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
     const held = this.#direct.unrecorded();
     // The answers this write commits, counted once it succeeds: every answer the agent sends enters
     // the state file here (or, a refusal the disk could not take, is held in memory: counted then,

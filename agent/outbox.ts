@@ -31,19 +31,19 @@ export type OutboxEntry = z.infer<typeof OutboxEntrySchema>;
 const ENTRY_NUMBER = /^(\d+)-/;
 
 /**
- * The largest number the agent gives an entry (17 digits). Entries are padded to 15 digits, and
- * counting on from an old entry's time (13 digits), one per report, never comes near it; a stray
- * file numbered close to it stops the numbering there (later entries share that number, sent in
- * name order) rather than pushing it to names the next start would not read.
+ * The largest number numbered from (15 digits). Entries are padded to 15 digits, and counting on
+ * from an old entry's time (13 digits), one per report, never comes near it. A file numbered above
+ * it is a stray: sent or removed in its turn, but never numbered from, so new entries always get
+ * strictly increasing numbers, far within the 17 digits the next start reads (AGENT_ENTRY_NAME).
  */
-const MAX_ENTRY_NUMBER = 10n ** 17n - 1n;
+const MAX_NUMBERED_FROM = 10n ** 15n - 1n;
 
 /**
  * The names the agent writes, `<number>-<report id>.json` and the older `<ms>-<seq>-<report id>.json`,
- * with a number of at most 17 digits (see MAX_ENTRY_NUMBER): only those move the numbering on. A
- * stray file named with a longer number (or any other name) would make later entries' names ones
- * the next start does not read, or too long for the file system, so it is sent or removed in its
- * turn but never numbered from.
+ * with a number of at most 17 digits: only those, numbered at most MAX_NUMBERED_FROM, move the
+ * numbering on. A stray file named with a larger number (or any other name) would make later
+ * entries' names ones the next start does not read, or too long for the file system, so it is sent
+ * or removed in its turn but never numbered from.
  */
 const AGENT_ENTRY_NAME = /^(\d{1,17})-(?:\d{6}-)?[A-Za-z0-9_-]{1,64}\.json$/;
 
@@ -76,7 +76,7 @@ export type OutboxPublisher = (topic: string, payload: Buffer) => Promise<void>;
  */
 export class Outbox {
   readonly #inFlight = new Set<string>();
-  /** The next entry's number: above every entry on disk at start, then one more per entry (at most MAX_ENTRY_NUMBER). */
+  /** The next entry's number: above every entry on disk at start (but strays, see MAX_NUMBERED_FROM), then one more per entry. */
   #next = 0n;
   #flushing: Promise<void> | undefined;
   #again = false;
@@ -105,15 +105,14 @@ export class Outbox {
     const pending = await this.pending();
     for (const name of pending) {
       const digits = AGENT_ENTRY_NAME.exec(name)?.[1];
-      if (digits !== undefined && BigInt(digits) >= this.#next) this.#next = BigInt(digits) + 1n;
+      if (digits !== undefined && BigInt(digits) >= this.#next && BigInt(digits) <= MAX_NUMBERED_FROM) this.#next = BigInt(digits) + 1n;
     }
-    if (this.#next > MAX_ENTRY_NUMBER) this.#next = MAX_ENTRY_NUMBER;
     this.onPendingChange(pending.length);
   }
 
   async enqueue(entry: OutboxEntry, id: string): Promise<void> {
     const name = `${this.#next.toString().padStart(15, '0')}-${id}.json`;
-    if (this.#next < MAX_ENTRY_NUMBER) this.#next++;
+    this.#next++;
     await writeFileAtomic(join(this.dir, name), JSON.stringify(entry));
     this.onPendingChange((await this.pending()).length);
   }

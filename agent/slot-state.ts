@@ -1,7 +1,7 @@
 import { constants as os } from 'node:os';
 import { rename } from 'node:fs/promises';
 import { z } from 'zod';
-import { AssignmentReportSchema, AssignmentSchema, FleetCommandSchema, ModelRefSchema, ReportSchema, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
+import { AssignmentReportSchema, AssignmentSchema, FleetCommandSchema, ModelRefSchema, ReportSchema, type Assignment, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
 import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 import { NotARegularFileError, readRegularFile } from '../shared/util/read-regular-file.ts';
@@ -51,18 +51,23 @@ export const SlotStateSchema = z.object({
    */
   pending: AssignmentSchema.extend({ seq: z.number().int().min(0).default(0), signature: z.string().default('') }).nullable(),
   /**
-   * How many fleet commands have changed the slots (a rollback carried out, the candidate dropped),
-   * and how many had when the pending assignment was first taken: an activation taken again (its
-   * retry, a redelivery, after a restart) after one more is given up, as a rollback wins over an
-   * activation issued before it. Missing in an older state file: none.
+   * The issue time of the newest rollback (a fleet command) carried out that changed the active
+   * model: an activation issued before it is moot (a rollback wins over an activation issued before
+   * it), whenever it is taken. Older state files may carry `slotCommands` and
+   * `pendingAfterSlotCommands` instead (a count used before): ignored (stripped when read).
    */
-  slotCommands: z.number().int().min(0).optional(),
-  pendingAfterSlotCommands: z.number().int().min(0).optional(),
+  rolledBackAt: FleetCommandSchema.shape.issuedAt.optional(),
+  /** The candidate the newest drop-candidate carried out dropped, and that command's issue time: an activation of that model issued before it is moot. */
+  droppedCandidate: z.object({ sha256: ModelRefSchema.shape.sha256, issuedAt: FleetCommandSchema.shape.issuedAt }).optional(),
   /**
-   * The fleet command taken and not yet answered; resumed after a restart. The broker counts a
-   * command delivered once the agent has read it, so one cut short by a crash (kill -9, a power
-   * cut) is sent again only as a new command, by the server's retry. Answering it clears this.
+   * The fleet commands received and not yet answered (nor given up), saved as they are received,
+   * before they are queued; resumed after a restart. The broker counts a command delivered once the
+   * agent has read it, so one lost by a crash (kill -9, a power cut) would come again only as a new
+   * command, by the server's retry. Answering one removes it (every state write of the agent
+   * records those it holds in memory, see Agent#write).
    */
+  pendingCommands: z.array(FleetCommandSchema).optional(),
+  /** The one fleet command an older agent kept (taken, not yet answered): read into `pendingCommands`. */
   pendingCommand: FleetCommandSchema.nullable().optional(),
   handledIds: z.array(z.string()),
   /**
@@ -95,18 +100,17 @@ export function withHandled(state: SlotState, id: string): SlotState {
   return {
     ...state,
     handledIds: [...state.handledIds.filter((known) => known !== id), id].slice(-HANDLED_IDS_KEPT),
-    ...(state.pendingCommand?.id === id ? { pendingCommand: null } : {}),
   };
 }
 
-/** `state` counting one more fleet command that changed the slots (see `slotCommands`). */
-export function withSlotsChangedByCommand(state: SlotState): SlotState {
-  return { ...state, slotCommands: (state.slotCommands ?? 0) + 1 };
-}
-
-/** Whether a fleet command changed the slots since the pending assignment was first taken (see `slotCommands`). */
-export function slotsChangedSincePending(state: SlotState): boolean {
-  return (state.slotCommands ?? 0) !== (state.pendingAfterSlotCommands ?? 0);
+/** Why an activation is moot (see `rolledBackAt`, `droppedCandidate`): a rollback or a drop of its model issued after it was carried out; else undefined. */
+export function mootActivationCause(state: SlotState, assignment: Assignment): 'rollback' | 'drop-candidate' | undefined {
+  if (assignment.role !== 'active' || sameModel(state.active, assignment)) return undefined;
+  const issued = Date.parse(assignment.issuedAt);
+  if (state.rolledBackAt !== undefined && issued <= Date.parse(state.rolledBackAt)) return 'rollback';
+  const dropped = state.droppedCandidate;
+  if (dropped?.sha256 === assignment.sha256 && issued <= Date.parse(dropped.issuedAt)) return 'drop-candidate';
+  return undefined;
 }
 
 /** Marks an assignment handled; it ends the restore of lost models (see `lost`). */
@@ -197,7 +201,11 @@ export class SlotStateFile {
     }
     const parsed = SlotStateSchema.safeParse(json);
     if (!parsed.success) throw new CorruptStateError(`${this.path}: not a valid agent state file (${describeZodError(parsed.error)})`);
-    return (this.#state = parsed.data);
+    // An older agent's single pending command joins the list.
+    const { pendingCommand, ...state } = parsed.data;
+    const commands = state.pendingCommands ?? [];
+    if (pendingCommand && !commands.some((command) => command.id === pendingCommand.id)) state.pendingCommands = [pendingCommand, ...commands];
+    return (this.#state = state);
   }
 
   /** Renames a corrupt file out of the way (kept for inspection) and returns its new path; the state is empty again. */

@@ -12,6 +12,10 @@ import { startAgent } from './agent-harness.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import type { Report } from '../../shared/protocol/payloads.ts';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
+import { signFleetCommand } from '../../shared/protocol/message-signature.ts';
+import { encodePayload } from '../../shared/protocol/parse-message.ts';
+import { FleetCommandSchema } from '../../shared/protocol/payloads.ts';
+import { FLEET_COMMANDS_TOPIC } from '../../shared/protocol/topics.ts';
 
 let world: AgentWorld;
 before(async () => {
@@ -81,6 +85,43 @@ test('kill -9 during a download: after restart the agent serves the last good mo
   const resumed = world.http.blobRequests().slice(blobRequestsBefore).filter((r) => r.path.endsWith(blobSha));
   assert.ok(resumed.some((r) => r.status === 206 && r.range !== undefined && Number(/bytes=(\d+)-/.exec(r.range)![1]) >= partial), `resumed with Range: ${JSON.stringify(resumed)}`);
   assert.equal((await predictVia(port, ROW)).json.sha256, world.big.id);
+});
+
+test('kill -9 with a rollback read but still queued (behind a download it does not cancel): the next start carries it out, before the assignment issued after it', async (t) => {
+  const deviceId = 'kill-queued-rollback';
+  const dev = await device(t, deviceId);
+  const seeding = await startAgent(t, world, deviceId, { dataDir: dev.dataDir, config: dev.config });
+  for (const model of [world.v1, world.v2]) {
+    const assigned = await world.assign(deviceId, model, 'active');
+    await world.waitForReport(isOutcome(assigned.id, 'activated'));
+  }
+  await seeding.stop();
+  // The server issues a rollback, then a candidate; the rollback reaches the device during the
+  // candidate's download, which it does not cancel (issued after it): it is queued behind it.
+  const unsigned = FleetCommandSchema.omit({ signature: true }).parse({ schema: 1, id: 'rollback-queued-0001', issuedAt: new Date(Date.now() - 1000).toISOString(), command: 'rollback', selector: { deviceIds: [deviceId] }, seq: Date.now() * 1000 });
+  const rollback = signFleetCommand(unsigned, world.privateKey);
+  const first = dev.start();
+  await first.ready();
+  world.http.throttle = { chunkBytes: 16 * 1024, delayMs: 200 };
+  t.after(() => (world.http.throttle = undefined));
+  const part = join(dev.dataDir, 'downloads', `${world.big.manifest.files['model.onnx']!.sha256}.part`);
+  const candidate = await world.assign(deviceId, world.big, 'candidate');
+  const deadline = Date.now() + 15_000;
+  while (((await stat(part).catch(() => undefined))?.size ?? 0) < 20_000 && Date.now() < deadline) await delay(20);
+  await world.harness.broker.publish(FLEET_COMMANDS_TOPIC, encodePayload(rollback), { qos: 1, retain: false });
+  await first.waitForLog('fleet command received');
+  await delay(500);
+  await first.kill9();
+  assert.equal(world.harness.ingest.reports.some(isOutcome(rollback.id, 'rolled-back')), false, 'not carried out before the kill');
+  world.http.throttle = undefined;
+
+  const second = dev.start();
+  const { port } = await second.ready();
+  await world.waitForReport(isOutcome(rollback.id, 'rolled-back'), 30_000);
+  await world.waitForReport(isOutcome(candidate.id, 'installed'), 60_000);
+  assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id, 'rolled back to v1');
+  const answers = world.harness.ingest.reports.filter((report) => report.kind === 'assignment' && report.assignmentId === rollback.id);
+  assert.equal(answers.length, 1, `answered once: ${JSON.stringify(answers)}`);
 });
 
 test('kill -9 during a benchmark: after restart the agent serves the active model and reruns the benchmark', async (t) => {
@@ -208,7 +249,7 @@ for (const command of ['drop-candidate', 'rollback'] as const) {
     const second = dev.start();
     const { port } = await second.ready();
     await world.waitForReport(isOutcome(sent.id, command === 'drop-candidate' ? 'candidate-dropped' : 'rolled-back'), 20_000);
-    assert.match(second.stderr, new RegExp(`"commandId":"${sent.id}","command":"${command}","msg":"resuming a fleet command taken before the restart"`));
+    assert.match(second.stderr, new RegExp(`"commandId":"${sent.id}","command":"${command}","msg":"resuming a fleet command received before the restart"`));
     assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
     await second.stop();
     // Answered: the next start leaves it alone.

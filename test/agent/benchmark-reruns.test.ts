@@ -15,7 +15,7 @@ import { recordingLogger, startAgent } from './agent-harness.ts';
  * docs/agent.md: a benchmark that runs again (interrupted, or its report not saved) answers the
  * candidate's assignment of now; the activation of an unbenchmarked candidate is not answered until
  * its benchmark is reported, also when a fleet command interrupts that benchmark (the command goes
- * first; the activation is given up when the command changed the slots); one retry loop, not two,
+ * first; the activation is given up when the command made it moot); one retry loop, not two,
  * while the disk cannot take the report, and the measured report is saved again, not measured again.
  */
 
@@ -173,7 +173,7 @@ test('a drop-candidate interrupting the benchmark an activation runs first makes
   await agent.idle();
   assert.equal(mine(deviceId).some(isOutcome(drop.id, 'candidate-dropped')), true, 'the drop is carried out');
   assert.equal(answer.kind === 'assignment' && answer.outcome, 'refused', `the activation is refused, not ${JSON.stringify(answer)}`);
-  assert.match(String(answer.kind === 'assignment' && answer.reason), /^not activated: a fleet command carried out while it waited changed the slots \(now active 1, candidate none\)$/);
+  assert.match(String(answer.kind === 'assignment' && answer.reason), /^not activated: a drop-candidate issued after it dropped its model from the candidate slot \(now active 1, candidate none\)$/);
   assert.equal(mine(deviceId).some(isOutcome(activation.id, 'activated')), false, 'never activated');
   assert.deepEqual(agent.slots, { active: agent.slots.active, candidate: null, previous: null });
   assert.equal(agent.slots.active?.sha256, world.v1.id, 'v1 still active');

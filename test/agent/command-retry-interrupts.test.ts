@@ -15,7 +15,7 @@ before(async () => {
 });
 after(() => world.close());
 
-test('a rollback taken again on its timer (its first state write failed) interrupts the benchmark running then instead of waiting for it', async (t) => {
+test('a rollback taken again on its timer (the write of its answer failed) interrupts the benchmark running then instead of waiting for it', async (t) => {
   const deviceId = 'command-retry-interrupts';
   const { logger, lines } = recordingLogger();
   // A long benchmark: seconds, far longer than the rollback's retry timer.
@@ -25,11 +25,12 @@ test('a rollback taken again on its timer (its first state write failed) interru
     const assigned = await world.assign(deviceId, model, 'active');
     await world.waitForReport(isOutcome(assigned.id, 'activated'));
   }
-  // The first write of the rollback (recording it as pending) fails.
+  // The write of the rollback's answer fails once.
   let armed = false;
   const save = SlotStateFile.prototype.save;
+  const carriesRollback = (state: SlotState) => state.unsentReports.some((report) => report.kind === 'assignment' && report.outcome === 'rolled-back');
   SlotStateFile.prototype.save = async function (this: SlotStateFile, next: SlotState) {
-    if (armed && next.pendingCommand && !this.state.pendingCommand) {
+    if (armed && carriesRollback(next) && !carriesRollback(this.state)) {
       armed = false;
       throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
     }

@@ -8,7 +8,9 @@ import type { Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
-import { SlotStateFile } from '../../agent/slot-state.ts';
+import { SlotStateFile, type SlotState } from '../../agent/slot-state.ts';
+import { encodePayload } from '../../shared/protocol/parse-message.ts';
+import { FLEET_COMMANDS_TOPIC } from '../../shared/protocol/topics.ts';
 
 /**
  * Fleet commands (the server's drop of a candidate when a rollout is reverted): taken again when
@@ -80,6 +82,37 @@ test('a fleet command the device fails (its state file unwritable) is taken agai
   assert.equal(dropped.kind === 'assignment' && dropped.version, '3');
   assert.equal(agent.slots.candidate, null);
   assert.ok(JSON.parse(await readFile(stateFile, 'utf8')).handledIds.includes(drop.id));
+});
+
+test('a fleet command received when the disk cannot record it is carried out from memory, once: a redelivery does not apply it again', async (t) => {
+  const deviceId = 'cmd-unrecorded';
+  const { logger, lines } = recordingLogger();
+  const { agent, dataDir } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 150 });
+  for (const model of [world.v1, world.v3]) {
+    const assigned = await world.assign(deviceId, model, 'active');
+    await world.waitForReport(isOutcome(assigned.id, 'activated'));
+  }
+  // Every write that would record the rollback as received fails (its answer's write does not).
+  const rollbackId = 'rollback-unrecorded-0001';
+  const save = SlotStateFile.prototype.save;
+  SlotStateFile.prototype.save = async function (this: SlotStateFile, next: SlotState) {
+    if (next.pendingCommands?.some((command) => command.id === rollbackId)) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    return save.call(this, next);
+  };
+  t.after(() => (SlotStateFile.prototype.save = save));
+  const rollback = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey }, rollbackId);
+  await world.waitForReport(isOutcome(rollback.id, 'rolled-back'), 10_000);
+  assert.equal(lines.some((line) => line.msg === 'the fleet command received cannot be recorded on disk; carrying it out from memory' && line.commandId === rollback.id), true, 'the unrecorded receipt is logged');
+  // The broker delivers it again (a reconnect), then a drop: the rollback is not applied twice.
+  await world.harness.broker.publish(FLEET_COMMANDS_TOPIC, encodePayload(rollback), { qos: 1, retain: false });
+  const drop = await dropFor(deviceId);
+  await world.waitForReport(isAnswerTo(drop.id), 10_000);
+  await agent.idle();
+  assert.equal(world.harness.ingest.reports.filter(isAnswerTo(rollback.id)).length, 1, 'answered once');
+  assert.equal(agent.slots.active?.sha256, world.v1.id, 'rolled back once, to v1');
+  const state = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')) as SlotState;
+  assert.equal(state.handledIds.includes(rollback.id), true, 'recorded as handled');
+  assert.deepEqual(state.pendingCommands, [], 'nothing left to resume');
 });
 
 test('a failed fleet command is not taken again once a newer assignment came: that one decides what the device runs', async (t) => {
@@ -231,7 +264,7 @@ for (const command of ['rollback', 'drop-candidate'] as const) {
     const { logger: again, lines: restarted } = recordingLogger();
     const second = await startAgent(t, world, deviceId, { logger: again, dataDir: running.dataDir });
     await second.agent.idle(); // what start() resumed, it queued before returning
-    assert.equal(restarted.some((line) => line.msg === 'resuming a fleet command taken before the restart'), false, 'the given-up command is not resumed');
+    assert.equal(restarted.some((line) => line.msg === 'resuming a fleet command received before the restart'), false, 'the given-up command is not resumed');
     assert.equal(world.harness.ingest.reports.some((report) => report.kind === 'assignment' && report.assignmentId === sent.id), false, 'never answered: the server retries it if it still wants it');
     if (command === 'rollback') assert.equal(second.agent.slots.active?.version, '3', 'the newer activation stays');
     else assert.equal(second.agent.slots.candidate?.version, '2', 'the newer candidate stays');

@@ -227,3 +227,15 @@ test('outbox: a stray entry with the largest number the agent reads keeps number
   await outbox.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
   assert.deepEqual(published.filter((id) => id !== 'stray'), ['n1', 'n2'], 'in the order written');
 });
+
+test('outbox: a stray entry numbered at the largest number the agent reads is not numbered from: later entries are sent in the order written, not by report id', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-cap-'), 'outbox');
+  await mkdir(dir);
+  await writeFile(join(dir, `${'9'.repeat(17)}-stray.json`), JSON.stringify({ topic: D1_REPORTS, payload: JSON.stringify({ id: 'stray' }) }));
+  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  await outbox.init();
+  for (const id of ['zzzz-activated', 'aaaa-rolled-back']) await outbox.enqueue({ topic: D1_REPORTS, payload: JSON.stringify({ id }) }, id);
+  const published: string[] = [];
+  await outbox.flush(async (_topic, payload) => void published.push(JSON.parse(payload.toString()).id));
+  assert.deepEqual(published, ['zzzz-activated', 'aaaa-rolled-back', 'stray'], `sent in the order written, the stray in its turn: ${JSON.stringify(published)}`);
+});

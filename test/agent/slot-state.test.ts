@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CorruptStateError, EMPTY_STATE, SlotStateFile, slotsChangedSincePending, withSlotsChangedByCommand } from '../../agent/slot-state.ts';
+import { CorruptStateError, EMPTY_STATE, SlotStateFile, mootActivationCause } from '../../agent/slot-state.ts';
 import { makeFifo, releaseFifo, settlesWithin } from './fifo.ts';
 
 test('a state file written before assignments were signed still loads: its pending assignment is resumed, not the whole state lost', async (t) => {
@@ -19,15 +19,34 @@ test('a state file written before assignments were signed still loads: its pendi
   assert.equal(state.assignmentSeq, undefined, 'no number taken yet: the next signed assignment is newer');
 });
 
-test('a state file without the count of slot-changing fleet commands reads as none: its pending assignment is moot only after one more', async (t) => {
+test('a state file with the count of slot-changing fleet commands an older agent kept still loads (the count ignored); moot is judged by issue times', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-slot-state-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const pending = { schema: 1, id: 'assign-old-0002', issuedAt: '2026-01-01T00:00:00.000Z', model: 'iris', version: '2', sha256: 'b'.repeat(64), url: 'http://server:8080/api/artifacts/b/manifest.json', role: 'active', seq: 3, signature: 'x' };
   const path = join(dir, 'state.json');
-  await writeFile(path, JSON.stringify({ ...EMPTY_STATE, pending }));
+  await writeFile(path, JSON.stringify({ ...EMPTY_STATE, pending, slotCommands: 2, pendingAfterSlotCommands: 1 }));
   const state = await new SlotStateFile(path).load();
-  assert.equal(slotsChangedSincePending(state), false, 'no fleet command on record');
-  assert.equal(slotsChangedSincePending(withSlotsChangedByCommand(state)), true, 'one carried out since');
+  assert.equal(state.pending?.id, 'assign-old-0002');
+  assert.equal('slotCommands' in state || 'pendingAfterSlotCommands' in state, false, 'the old count is dropped');
+  const activation = state.pending!;
+  assert.equal(mootActivationCause(state, activation), undefined, 'no rollback or drop on record');
+  assert.equal(mootActivationCause({ ...state, rolledBackAt: '2026-01-01T00:00:01.000Z' }, activation), 'rollback', 'a rollback issued after it');
+  assert.equal(mootActivationCause({ ...state, rolledBackAt: '2025-12-31T23:59:59.000Z' }, activation), undefined, 'a rollback issued before it');
+  assert.equal(mootActivationCause({ ...state, droppedCandidate: { sha256: 'c'.repeat(64), issuedAt: '2026-01-02T00:00:00.000Z' } }, activation), undefined, 'another model dropped');
+  assert.equal(mootActivationCause({ ...state, droppedCandidate: { sha256: 'b'.repeat(64), issuedAt: '2026-01-02T00:00:00.000Z' } }, activation), 'drop-candidate', 'its model dropped after it');
+  const active = { model: 'iris', version: '2', sha256: 'b'.repeat(64) };
+  assert.equal(mootActivationCause({ ...state, active, rolledBackAt: '2026-01-01T00:00:01.000Z' }, activation), undefined, 'its model is active already');
+});
+
+test('a state file with the single pending fleet command an older agent kept loads it into the list of commands to resume', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-slot-state-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const pendingCommand = { schema: 1, id: 'command-old-0001', issuedAt: '2026-01-01T00:00:00.000Z', command: 'rollback', selector: {}, seq: 4, signature: `${'A'.repeat(86)}==` };
+  const path = join(dir, 'state.json');
+  await writeFile(path, JSON.stringify({ ...EMPTY_STATE, pendingCommand }));
+  const state = await new SlotStateFile(path).load();
+  assert.deepEqual(state.pendingCommands?.map((command) => command.id), ['command-old-0001']);
+  assert.equal('pendingCommand' in state, false, 'read into the list');
 });
 
 test('a state file that is a FIFO is corrupt at once, never read, and is set aside (it blocked the start for good); a directory stays a named EISDIR', async (t) => {
