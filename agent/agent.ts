@@ -1,6 +1,9 @@
 import type { KeyObject } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
+import { ONNX_FILE } from '../shared/artifact/manifest.ts';
 import { serverPublicKeyOf, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import type { FleetMessage } from '../shared/protocol/parse-message.ts';
 import {
@@ -265,16 +268,17 @@ export class Agent {
       this.#latestAssignment = pending.id;
       this.#latestAssignmentTaken = pending;
     }
-    // Work cut short by a crash, resumed in the order the server issued it.
-    const resumes: { issuedAt: number; resume: () => void }[] = [];
-    if (pending) resumes.push({ issuedAt: Date.parse(pending.issuedAt), resume: () => this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#takeAssignment(pending)) });
-    for (const command of pendingCommands ?? []) {
-      if (handledIds.includes(command.id)) continue;
+    // Work cut short by a crash: the fleet commands first, in the order the server issued them, then
+    // the pending assignment, judged afterwards as on receipt (#takeAssignment): a rollback never
+    // waits behind it, an activation issued before a rollback carried out is moot (#mootActivation),
+    // a candidate issued before a drop was cancelled by it, and one issued after them is carried out.
+    const commands = (pendingCommands ?? []).filter((command) => !handledIds.includes(command.id));
+    for (const command of commands.sort((a, b) => Date.parse(a.issuedAt) - Date.parse(b.issuedAt))) {
       if (command.seq >= this.#newestSeq.command.seq) this.#newestSeq.command = { seq: command.seq, id: command.id };
       this.#logger.info({ commandId: command.id, command: command.command }, 'resuming a fleet command received before the restart');
-      resumes.push({ issuedAt: Date.parse(command.issuedAt), resume: () => this.#enqueueCommand(`resume command ${command.id}`, command, this.#latestAssignment) });
+      this.#enqueueCommand(`resume command ${command.id}`, command, this.#latestAssignment);
     }
-    for (const { resume } of resumes.sort((a, b) => a.issuedAt - b.issuedAt)) resume();
+    if (pending) this.#enqueueAssignment(`resume assignment ${pending.id}`, pending, () => this.#takeAssignment(pending));
     // A benchmark cut short by the stop or a crash runs again, after that work (which may replace
     // or activate its candidate, or benchmark it itself: it runs only if still needed then).
     if (candidate && !candidateBenchmarked) this.#queueBenchmarkRerun('resume benchmark');
@@ -401,21 +405,30 @@ export class Agent {
       if (!this.#trusted('command', message.raw ?? command, command.id, command.seq)) return;
       this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
       // Saved before it is queued: read, the broker counts it delivered, and a crash must not lose it.
-      // A write the disk cannot take is logged; the command is carried out from memory all the same,
-      // and the next state write that succeeds records it while it is unanswered (#write).
+      // A write the disk cannot take is logged; the command is queued from memory all the same (its
+      // own commit, which writes state.json, is retried until the disk takes it), and the next state
+      // write that succeeds records it while it is unanswered (#write).
       this.#pendingCommands = [...this.#pendingCommands, command];
       this.#save().catch((error: unknown) =>
         this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, 'the fleet command received cannot be recorded on disk; carrying it out from memory'),
       );
       // A candidate assigned before a drop would be dropped once installed, and a rollback must not
       // wait for a download (of a candidate, or of an activation it wins over): the download stops now.
+      // Not for a rollback that has nothing to roll back to (no previous model on disk): it changes
+      // nothing, so the download goes on, and the rollback is taken after it.
       const obtaining = this.#obtaining?.assignment;
-      const cancels = command.command === 'rollback' || obtaining?.role === 'candidate';
-      if (obtaining && cancels && Date.parse(obtaining.issuedAt) <= Date.parse(command.issuedAt)) {
+      const cancels = () => (command.command === 'rollback' ? this.#canRollBack() : obtaining?.role === 'candidate');
+      if (obtaining && Date.parse(obtaining.issuedAt) <= Date.parse(command.issuedAt) && cancels()) {
         this.#obtaining!.controller.abort(new Error(`cancelled by ${command.command} ${command.id}`));
       }
       this.#enqueueCommand(`command ${command.id}`, command, this.#latestAssignment);
     }
+  }
+
+  /** Whether a rollback could be carried out now: a previous model is in its slot and its model.onnx on disk (verified when it runs). */
+  #canRollBack(): boolean {
+    const { previous } = this.#state.state;
+    return previous !== null && existsSync(join(this.#dir.modelDir(previous.sha256), ONNX_FILE));
   }
 
   /**
@@ -827,7 +840,7 @@ export class Agent {
   async #runCommand(command: FleetCommand): Promise<void> {
     if (this.#state.state.handledIds.includes(command.id)) return;
     // Saved when received (#onMessage); if the disk could not take it then, tried once more now, and
-    // carried out from memory all the same.
+    // run from memory all the same (its commit below needs the disk: retried until it takes it).
     await this.#writes;
     if (!this.#state.state.pendingCommands?.some((pending) => pending.id === command.id)) {
       await this.#save(this.#state.state).catch((error: unknown) => this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, 'the fleet command cannot be recorded on disk; carrying it out from memory'));
