@@ -13,6 +13,7 @@ import { tempDir } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { failBenchmarkWrites } from './benchmark-write-faults.ts';
 
 /**
  * docs/agent.md: an activation is given up when a rollback issued after it was carried out (a rollback
@@ -27,20 +28,6 @@ before(async () => {
 });
 after(() => world.close());
 
-const carriesBenchmarkOutcome = (state: SlotState) =>
-  state.unsentReports.some((report) => report.kind === 'benchmark' || (report.kind === 'assignment' && report.outcome === 'benchmark-failed'));
-
-/** Fails the state writes that would commit a benchmark's outcome while `failing()` says so. */
-function failBenchmarkWrites(t: TestContext, failing: () => boolean): void {
-  const save = SlotStateFile.prototype.save;
-  SlotStateFile.prototype.save = async function (this: SlotStateFile, next: SlotState) {
-    if (carriesBenchmarkOutcome(next) && !carriesBenchmarkOutcome(this.state) && failing()) {
-      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
-    }
-    return save.call(this, next);
-  };
-  t.after(() => (SlotStateFile.prototype.save = save));
-}
 
 test('an activation waiting for its retry (its benchmark report not saved) is refused when a rollback is carried out meanwhile, never undoing it', async (t) => {
   const deviceId = 'retake-after-rollback';
@@ -52,7 +39,7 @@ test('an activation waiting for its retry (its benchmark report not saved) is re
     await world.waitForReport(isOutcome(assigned.id, 'activated'));
   }
   let full = true;
-  failBenchmarkWrites(t, () => full);
+  failBenchmarkWrites(t, 'ENOSPC', () => full);
   const candidate = await world.assign(deviceId, world.v2, 'candidate');
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
   await waitFor(() => lines.some((line) => String(line.msg).startsWith('benchmark report not saved')), 20_000, 'the install\'s benchmark report not saved');
@@ -80,7 +67,7 @@ test('an activation left pending when a rollback was carried out is refused when
     await world.waitForReport(isOutcome(assigned.id, 'activated'));
   }
   let full = true;
-  failBenchmarkWrites(t, () => full);
+  failBenchmarkWrites(t, 'ENOSPC', () => full);
   const candidate = await world.assign(deviceId, world.v2, 'candidate');
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
   await waitFor(() => lines.some((line) => String(line.msg).startsWith('benchmark report not saved')), 20_000, 'the install\'s benchmark report not saved');
@@ -109,7 +96,7 @@ test('an activation that owned its candidate\'s benchmark, superseded while it w
   const first = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(first.id, 'activated'));
   let full = true;
-  failBenchmarkWrites(t, () => full);
+  failBenchmarkWrites(t, 'ENOSPC', () => full);
   const candidate = await world.assign(deviceId, world.v2, 'candidate');
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
   await waitFor(() => lines.some((line) => String(line.msg).startsWith('benchmark report not saved')), 20_000, 'the install\'s benchmark report not saved');
@@ -203,7 +190,7 @@ test('an activation issued after a rollback that reaches the device later is car
   const unsigned = FleetCommandSchema.omit({ signature: true }).parse({ schema: 1, id: 'rollback-issued-early', issuedAt: new Date(Date.now() - 1000).toISOString(), command: 'rollback', selector: { deviceIds: [deviceId] }, seq: Date.now() * 1000 });
   const rollback = signFleetCommand(unsigned, world.privateKey);
   let full = true;
-  failBenchmarkWrites(t, () => full);
+  failBenchmarkWrites(t, 'ENOSPC', () => full);
   const candidate = await world.assign(deviceId, world.v2, 'candidate');
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
   await waitFor(() => lines.some((line) => String(line.msg).startsWith('benchmark report not saved')), 20_000, 'the install\'s benchmark report not saved');

@@ -2,14 +2,13 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
-import type { Agent } from '../../agent/agent.ts';
 import { Holdout } from '../../agent/holdout.ts';
-import { SlotStateFile, type SlotState } from '../../agent/slot-state.ts';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import type { BenchmarkReport, Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { benchmarkCounts, failBenchmarkWrites } from './benchmark-write-faults.ts';
 
 /**
  * docs/agent.md: a benchmark that runs again (interrupted, or its report not saved) answers the
@@ -25,29 +24,6 @@ before(async () => {
 });
 after(() => world.close());
 
-const carriesBenchmarkOutcome = (state: SlotState) =>
-  state.unsentReports.some((report) => report.kind === 'benchmark' || (report.kind === 'assignment' && report.outcome === 'benchmark-failed'));
-
-/** Fails the state writes that would commit a benchmark's outcome while `failing(attempt)` says so. */
-function failBenchmarkWrites(t: TestContext, code: 'ENOSPC' | 'EIO', failing: (attempt: number) => boolean): { attempts: () => number } {
-  let attempts = 0;
-  const save = SlotStateFile.prototype.save;
-  SlotStateFile.prototype.save = async function (this: SlotStateFile, next: SlotState) {
-    if (carriesBenchmarkOutcome(next) && !carriesBenchmarkOutcome(this.state) && failing(++attempts)) {
-      const message = code === 'ENOSPC' ? 'ENOSPC: no space left on device, write' : 'EIO: i/o error, write';
-      throw Object.assign(new Error(message), { code, errno: code === 'ENOSPC' ? -28 : -5, syscall: 'write' });
-    }
-    return save.call(this, next);
-  };
-  t.after(() => (SlotStateFile.prototype.save = save));
-  return { attempts: () => attempts };
-}
-
-async function benchmarkCounts(agent: Agent): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const value of (await agent.metrics.benchmarks.get()).values) if (value.value > 0) counts[String(value.labels.result)] = value.value;
-  return counts;
-}
 
 /** A benchmark report of candidate v2 by this device (the world's agents all benchmark v2). */
 const benchmarkOfV2 = (deviceId: string) => (report: Report) => report.deviceId === deviceId && isBenchmarkFor(world.v2.id)(report);

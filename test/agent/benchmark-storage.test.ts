@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
-import type { Agent } from '../../agent/agent.ts';
-import { SlotStateFile, type SlotState } from '../../agent/slot-state.ts';
 import type { BenchmarkReport, Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { benchmarkCounts, failBenchmarkWrites } from './benchmark-write-faults.ts';
 
 /**
  * docs/agent.md: what needs the disk waits for room. A candidate's benchmark whose report the
@@ -20,30 +19,6 @@ before(async () => {
   world = await createAgentWorld();
 });
 after(() => world.close());
-
-const carriesBenchmarkOutcome = (state: SlotState) =>
-  state.unsentReports.some((report) => report.kind === 'benchmark' || (report.kind === 'assignment' && report.outcome === 'benchmark-failed'));
-
-/** Fails the state writes that would commit a benchmark's outcome (its report, or a benchmark-failed answer) while `failing()` says so, with `code`; counts them. */
-function failBenchmarkWrites(t: TestContext, code: 'ENOSPC' | 'EIO', failing: (attempt: number) => boolean): { attempts: () => number } {
-  let attempts = 0;
-  const save = SlotStateFile.prototype.save;
-  SlotStateFile.prototype.save = async function (this: SlotStateFile, next: SlotState) {
-    if (carriesBenchmarkOutcome(next) && !carriesBenchmarkOutcome(this.state) && failing(++attempts)) {
-      const message = code === 'ENOSPC' ? 'ENOSPC: no space left on device, write' : 'EIO: i/o error, write';
-      throw Object.assign(new Error(message), { code, errno: code === 'ENOSPC' ? -28 : -5, syscall: 'write' });
-    }
-    return save.call(this, next);
-  };
-  t.after(() => (SlotStateFile.prototype.save = save));
-  return { attempts: () => attempts };
-}
-
-async function benchmarkCounts(agent: Agent): Promise<Record<string, number>> {
-  const counts: Record<string, number> = {};
-  for (const value of (await agent.metrics.benchmarks.get()).values) if (value.value > 0) counts[String(value.labels.result)] = value.value;
-  return counts;
-}
 
 const benchmarkOutcomeOf = (assignmentId: string) => (report: Report) =>
   (report.kind === 'benchmark' && report.assignmentId === assignmentId) || isOutcome(assignmentId, 'benchmark-failed')(report);
