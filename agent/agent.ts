@@ -518,7 +518,7 @@ export class Agent {
     if (this.#direct.refused(assignment.id)) return this.#recordHeld();
     const current = this.#state.state;
     if (current.handledIds.includes(assignment.id) && !this.#restores(assignment)) return;
-    if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`);
+    if (this.#latestAssignment !== assignment.id) return this.#refuse(assignment, `superseded by assignment ${this.#latestAssignment}`, true);
     // A rollback (or a drop of its candidate) issued after it and carried out makes it moot, however
     // often it was taken before (its retry timer, a redelivery, a restart, a deferral).
     const moot = this.#mootActivation(assignment);
@@ -1023,8 +1023,15 @@ export class Agent {
     return sameModel(state.candidate, candidate) ? { ...state, candidateBenchmarked: true } : state;
   }
 
-  async #refuse(assignment: Assignment, reason: string): Promise<void> {
-    this.#logger.warn({ assignmentId: assignment.id, version: assignment.version, reason }, 'assignment refused');
+  /**
+   * Answers the assignment `refused`. `routine`: it was only overtaken (superseded by a newer
+   * assignment, which a reconnect's redelivery of queued ones does every time), so it logs at info
+   * rather than warn.
+   */
+  async #refuse(assignment: Assignment, reason: string, routine = false): Promise<void> {
+    const fields = { assignmentId: assignment.id, version: assignment.version, reason };
+    if (routine) this.#logger.info(fields, 'assignment superseded');
+    else this.#logger.warn(fields, 'assignment refused');
     const report = this.#assignmentReport(assignment.id, 'refused', assignment.role, assignment, reason);
     try {
       await this.#commit({ ...withAssignmentHandled(this.#state.state, assignment.id), pending: null }, report);

@@ -196,9 +196,11 @@ test('the activation of a candidate whose benchmark stepped aside for a fleet co
 test('an activation whose candidate is still being benchmarked for it is superseded by a newer assignment that arrives meanwhile: the candidate is never served', async (t) => {
   const deviceId = 'act-superseded';
   let onBenchmark: (() => void) | undefined;
+  const logged: { level: number; msg: string; assignmentId?: string }[] = [];
   const logger = pino({ level: 'info' }, {
     write: (line: string) => {
-      const { msg } = JSON.parse(line);
+      const { msg, level, assignmentId } = JSON.parse(line);
+      logged.push({ level, msg, assignmentId });
       if (msg === 'model verified and installed') onInstalled?.();
       if (msg === 'benchmark started') onBenchmark?.();
     },
@@ -227,6 +229,8 @@ test('an activation whose candidate is still being benchmarked for it is superse
   const answer = world.harness.ingest.reports.find(isAnswerTo(activated.id));
   assert.equal(answer?.kind === 'assignment' && answer.outcome, 'refused');
   assert.equal(reasonOf(answer!), `superseded by assignment ${reverted.id}`);
+  // Overtaken, not failed: logged at info (a reconnect's redelivery supersedes queued assignments every time).
+  assert.deepEqual(logged.filter((line) => line.assignmentId === activated.id && /superseded|refused/.test(line.msg)), [{ level: 30, msg: 'assignment superseded', assignmentId: activated.id }]);
   assert.equal(agent.slots.active?.version, '2');
   assert.notEqual(agent.slots.previous?.version, '3', 'v3 was never the active model');
 });
