@@ -8,7 +8,6 @@ import type { Leadership } from '../rollout/leader-election.ts';
 import type { RolloutService } from '../rollout/rollout-service.ts';
 import { rolloutPage } from '../rollout/rollout-page.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
-import { specWarnings } from '../rollout/spec-warnings.ts';
 import { DETAIL_DEVICE_STATES, rolloutDetail, rolloutSummary, type RolloutSummary } from '../rollout/rollout-views.ts';
 import type { DecisionLogEntry } from '../rollout/rollout-state.ts';
 import { reasonSchema } from '../rollout/operator-text.ts';
@@ -98,7 +97,8 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         refuseOversizedSpec(req.spec, maxBodyBytes);
         if (req.spec.trim() === '') throw new ServiceError('bad_request', 'spec: empty; send the rollout spec as YAML or JSON');
         const spec = parseRolloutSpec(req.spec, 'spec');
-        return { ...rolloutMessage(rolloutSummary(await service.start(spec, principal))), warnings: specWarnings(spec) };
+        const started = await service.start(spec, principal);
+        return { ...rolloutMessage(rolloutSummary(started)), warnings: started.warnings };
       }),
       ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number; offset: number }) => {
         // As GET /api/rollouts (the same page): limit 0 (unset) is its default.

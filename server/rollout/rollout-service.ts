@@ -5,6 +5,7 @@ import { relativeTaskProblem } from '../analysis/relative-check.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { Store } from '../store/store.ts';
+import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
 import type { Leadership } from './leader-election.ts';
 import type { RolloutController } from './rollout-controller.ts';
 import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
@@ -16,6 +17,9 @@ import { rolloutSummary, type RolloutSummary } from './rollout-views.ts';
 import type { DecisionLogEntry } from './rollout-state.ts';
 
 export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'rollback';
+
+/** A started rollout, with the warnings its start gave (also in its decision log). */
+export type StartedRollout = RolloutRecord & { readonly warnings: readonly string[] };
 
 export interface RolloutServiceOptions {
   readonly store: Store;
@@ -56,7 +60,11 @@ export class RolloutService {
     this.#startsAndRollbacks = options.fleetChanges ?? new Mutex();
   }
 
-  async start(spec: RolloutSpec, principal: Principal): Promise<RolloutRecord> {
+  /**
+   * Starts a rollout of the spec. Its warnings (spec-warnings.ts, and a candidate that already
+   * failed or was rolled back) never block it; they are stored in its decision log and returned.
+   */
+  async start(spec: RolloutSpec, principal: Principal): Promise<StartedRollout> {
     const controller = await this.#leader();
     return this.#startsAndRollbacks.run(async () => {
       const { model, candidateVersion } = spec;
@@ -87,17 +95,25 @@ export class RolloutService {
           throw new ServiceError('conflict', `model ${model}'s rollout ${id} (${other.state.phase}) is still recording its version statuses (the production alias); start again once that is done`);
         }
       }
+      const warnings = [...specWarnings(spec), ...(await this.#candidateStatusWarnings(model, candidateVersion))];
       let id: string;
       try {
         // The warnings the start returns are kept in the rollout's decision log, written with it.
-        id = (await controller.start(spec, { by: actorOf(principal), warnings: specWarnings(spec) })).id;
+        id = (await controller.start(spec, { by: actorOf(principal), warnings })).id;
       } catch (error) {
         if (error instanceof RolloutCommandError || error instanceof CandidateRetiredError || error instanceof ProductionMovedError) throw new ServiceError('conflict', error.message, { cause: error });
         throw error;
       }
       await this.#audit(principal, 'rollout.start', id, { model, candidateVersion, steps: spec.steps.length });
-      return (await this.#o.repository.load(id))!;
+      return { ...(await this.#o.repository.load(id))!, warnings };
     });
+  }
+
+  /** A warning when the candidate's newest status says a rollout already failed it or rolled it back. */
+  async #candidateStatusWarnings(model: string, version: string): Promise<string[]> {
+    const status = await new VersionStatusRepository(this.#o.store.engine).current(model, version);
+    if (status?.status !== 'failed' && status?.status !== 'rolled-back') return [];
+    return [`candidateVersion: ${model}@${version} is ${status.status} since ${status.at} (${status.reason}); this rollout ships it again`];
   }
 
   /** Whether the rollout still has version statuses to record after waiting up to STATUS_WAIT_MS for them. */

@@ -4,13 +4,15 @@ import { relativeToleranceProblem } from '../analysis/relative-check.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 
 /**
- * Warnings about a valid spec whose analysis cannot decide anything: a condition that gives the
- * same verdict whatever the metric returns, a relative check whose tolerance lets anything
- * through. They are returned when a rollout starts (and by `rollout validate`) and never block
- * it: the spec may mean it (a smoke test that only checks the query answers).
+ * Warnings about a valid spec whose analysis cannot decide anything: no analysis step at all, a
+ * condition that gives the same verdict whatever the metric returns, a relative check whose
+ * tolerance lets anything through. They are returned when a rollout starts (and by `rollout
+ * validate`) and never block it: the spec may mean it (a smoke test that only checks the query
+ * answers, a lab fleet moved at once).
  */
 export function specWarnings(spec: RolloutSpec): string[] {
   const warnings: string[] = [];
+  if (!spec.steps.some((step) => step.kind === 'analysis')) warnings.push(NO_ANALYSIS_WARNING);
   const budget: ProbeBudget = { left: PROBE_BUDGET, skipped: 0 };
   spec.steps.forEach((step, index) => {
     if (step.kind !== 'analysis') return;
@@ -23,6 +25,10 @@ export function specWarnings(spec: RolloutSpec): string[] {
   }
   return warnings;
 }
+
+/** The warning about a spec without any analysis step. */
+export const NO_ANALYSIS_WARNING =
+  "no analysis step: nothing compares the candidate's metrics with the baseline's before it reaches more devices; only a device that refuses the candidate or cannot benchmark it, an abort or a rollback stops it";
 
 /**
  * Probing runs a condition some 1,600 times (with a baseline), synchronously: a valid 1 MB spec of

@@ -68,6 +68,7 @@ test('a rollout start waits for a rollback under way, so it never takes a baseli
   const store = {
     models: { getVersion: async (model: string, version: string) => ({ model, version, retired: false, manifest: { task: 'classification' } }) },
     audit: { append: async () => {} },
+    engine: { get: async () => undefined }, // no version statuses recorded
   };
   const service = new RolloutService({ store, repository, controller: () => controller } as unknown as RolloutServiceOptions);
 

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { grpcClient } from '../server/helpers/grpc-client.ts';
 import { runCli } from '../server/helpers/run-cli.ts';
-import { stagedSpecYaml } from './helpers/rollout-fixtures.ts';
+import { registerVersion, stagedSpecYaml } from './helpers/rollout-fixtures.ts';
 import { startRolloutServer } from './helpers/rollout-server.ts';
 
 // stagedSpecYaml's analysis: successCondition `result[0] >= 0` over a CPU-seconds counter (never negative).
@@ -20,6 +20,8 @@ test('a start of a spec whose analysis decides nothing succeeds with warnings: R
   const grpc = grpcClient(s.grpcAddress, 'Rollouts', ADMIN_TOKEN);
   t.after(() => grpc.close());
   const abort = async (id: string) => assert.equal((await s.request('POST', `/api/rollouts/${id}/abort`)).status, 200);
+  // Each start ships a version no rollout failed yet (an abort marks its candidate failed, which a later start would warn about).
+  for (const version of ['3', '4', '5']) await registerVersion(s.server.ctx.store, 'wine', version);
 
   const rest = await s.request('POST', '/api/rollouts', { body: withLooseCheck(stagedSpecYaml()), contentType: 'application/yaml' });
   assert.equal(rest.status, 201, 'warnings do not block the start');
@@ -28,18 +30,18 @@ test('a start of a spec whose analysis decides nothing succeeds with warnings: R
   assert.equal(started.phase, 'Progressing');
   await abort(started.id);
 
-  const viaGrpc = await grpc.call('StartRollout', { spec: stagedSpecYaml() });
+  const viaGrpc = await grpc.call('StartRollout', { spec: stagedSpecYaml({ version: '3' }) });
   assert.deepEqual(viaGrpc.warnings, [TRIVIAL]);
   await abort(viaGrpc.id);
   // A spec without such analysis has none.
-  const clean = await grpc.call('StartRollout', { spec: stagedSpecYaml().replace('result[0] >= 0', 'result[0] >= 0.001') });
+  const clean = await grpc.call('StartRollout', { spec: stagedSpecYaml({ version: '4' }).replace('result[0] >= 0', 'result[0] >= 0.001') });
   assert.deepEqual(clean.warnings, []);
   await abort(clean.id);
 
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-warnings-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const specFile = join(dir, 'rollout.yaml');
-  await writeFile(specFile, withLooseCheck(stagedSpecYaml()));
+  await writeFile(specFile, withLooseCheck(stagedSpecYaml({ version: '5' })));
   const cli = await runCli(['rollout', 'start', '-f', specFile, '--server', s.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(cli.code, 0, cli.stderr);
   assert.match(cli.stdout, /^ro-[0-9a-f]+\n$/, 'stdout stays the bare id');
@@ -48,5 +50,5 @@ test('a start of a spec whose analysis decides nothing succeeds with warnings: R
 
   const validated = await runCli(['rollout', 'validate', '-f', specFile]);
   assert.equal(validated.code, 0, validated.stderr);
-  assert.equal(validated.stdout, `warning: ${TRIVIAL}\nwarning: ${LOOSE}\nvalid: wine 2 in 5 steps, 2 warnings\n`);
+  assert.equal(validated.stdout, `warning: ${TRIVIAL}\nwarning: ${LOOSE}\nvalid: wine 5 in 5 steps, 2 warnings\n`);
 });

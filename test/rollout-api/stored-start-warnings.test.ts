@@ -19,7 +19,7 @@ import { grpcClient } from '../server/helpers/grpc-client.ts';
 import { runCli } from '../server/helpers/run-cli.ts';
 import { STORE_ENGINES, freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
-import { stagedSpecYaml, testDevices } from './helpers/rollout-fixtures.ts';
+import { registerVersion, stagedSpecYaml, testDevices } from './helpers/rollout-fixtures.ts';
 import { startRolloutServer, waitForRollout } from './helpers/rollout-server.ts';
 
 // stagedSpecYaml's analysis: successCondition `result[0] >= 0` over a CPU-seconds counter (never negative).
@@ -60,6 +60,7 @@ function serviceOver(t: TestContext, repository: RolloutRepository): { service: 
   const store = {
     models: { getVersion: async (model: string, version: string) => ({ model, version, retired: false, manifest: { task: 'classification' } }) },
     audit: { append: async () => {} },
+    engine: { get: async () => undefined }, // no version statuses recorded
   };
   return { service: new RolloutService({ store, repository, controller: () => controller } as unknown as RolloutServiceOptions), controller };
 }
@@ -154,13 +155,18 @@ for (const engine of STORE_ENGINES) {
       // Still there once it has finished.
       assertWarningsLogged(await restDetail(viaRest.id), [TRIVIAL, LOOSE]);
 
+      // The abort marked wine@2 failed: starting it again warns so, naming the reason.
       const viaGrpc = (await grpc.call('StartRollout', { spec: stagedSpecYaml() })) as { id: string; warnings: string[] };
-      assert.deepEqual(viaGrpc.warnings, [TRIVIAL]);
-      assertWarningsLogged(await grpcDetail(viaGrpc.id), [TRIVIAL]);
-      assertWarningsLogged(await restDetail(viaGrpc.id), [TRIVIAL]);
+      assert.equal(viaGrpc.warnings.length, 2, JSON.stringify(viaGrpc.warnings));
+      assert.equal(viaGrpc.warnings[0], TRIVIAL);
+      assert.match(viaGrpc.warnings[1]!, /^candidateVersion: wine@2 is failed since \d{4}-\d\d-\d\dT[\d:.]+Z \(aborted by token:env-admin\); this rollout ships it again$/);
+      assertWarningsLogged(await grpcDetail(viaGrpc.id), viaGrpc.warnings);
+      assertWarningsLogged(await restDetail(viaGrpc.id), viaGrpc.warnings);
       await abort(viaGrpc.id);
 
-      const plain = (await grpc.call('StartRollout', { spec: clean() })) as { id: string; warnings: string[] };
+      // Nothing to warn about: a clean spec of a version no rollout failed.
+      await registerVersion(s.server.ctx.store, 'wine', '3');
+      const plain = (await grpc.call('StartRollout', { spec: clean().replace('candidateVersion: "2"', 'candidateVersion: "3"') })) as { id: string; warnings: string[] };
       assert.deepEqual(plain.warnings, []);
       assertWarningsLogged(await grpcDetail(plain.id), []);
       assertWarningsLogged(await restDetail(plain.id), []);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import { DEFAULT_ANALYSIS_TEMPLATES } from '../../server/analysis/default-templates.ts';
-import { specWarnings } from '../../server/rollout/spec-warnings.ts';
+import { NO_ANALYSIS_WARNING, specWarnings } from '../../server/rollout/spec-warnings.ts';
 import { specOf } from './rollout-fixtures.ts';
 
 const query = (successCondition?: string, failureCondition?: string, extra: Record<string, unknown> = {}) => ({
@@ -53,4 +53,11 @@ describe('spec warnings: analysis that decides nothing', () => {
     const templates = DEFAULT_ANALYSIS_TEMPLATES.map((template) => ({ templateName: template.name }));
     assert.deepEqual(specWarnings(specOf(templates.map((ref) => ({ analysis: { templates: [ref] } })))), []);
   });
+});
+
+test('a spec without any analysis step is warned about, once; one analysis step anywhere is enough', () => {
+  assert.deepEqual(specWarnings(specOf([{ setWeight: 10 }, { pause: {} }, { setWeight: 100 }])), [NO_ANALYSIS_WARNING]);
+  assert.match(NO_ANALYSIS_WARNING, /^no analysis step: nothing compares the candidate's metrics with the baseline's/);
+  const analysis = { analysis: { metrics: [{ name: 'accuracy', relative: { metric: 'accuracy', tolerance: 1 } }] } };
+  assert.deepEqual(specWarnings(specOf([{ setWeight: 10 }, { setWeight: 100 }, analysis])), []);
 });

@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { ServiceError } from '../../app/service-error.ts';
 import type { RolloutService } from '../../rollout/rollout-service.ts';
 import { parseRolloutSpec } from '../../rollout/rollout-spec.ts';
-import { specWarnings } from '../../rollout/spec-warnings.ts';
 import { DETAIL_DEVICE_STATES, RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
 import type { Leadership } from '../../rollout/leader-election.ts';
 import { reasonSchema } from '../../rollout/operator-text.ts';
@@ -69,7 +68,7 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       permission: 'write',
       bodyKind: 'binary',
       bodyMediaTypes: SPEC_MEDIA_TYPES,
-      responses: { 201: { description: 'the started rollout, with `warnings` about its analysis (conditions that decide nothing, tolerances that cannot fail; they never block the start)', schema: StartedRolloutSchema } },
+      responses: { 201: { description: 'the started rollout, with `warnings` (no analysis step, conditions that decide nothing, tolerances that cannot fail, a candidate that already failed or was rolled back; they never block the start)', schema: StartedRolloutSchema } },
       handle: async ({ req, principal }) => {
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
         if (!SPEC_MEDIA_TYPES.includes(type)) throw new ServiceError('unsupported_media_type', `body: send the spec with Content-Type application/json or application/yaml (got ${type || 'none'})`);
@@ -78,7 +77,8 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
         const tooLarge = () =>
           limit === maxBodyBytes ? bodyTooLarge(limit) : new ServiceError('payload_too_large', `body: larger than ${MAX_SPEC_BYTES} bytes, the most a rollout spec may be`);
         const spec = parseRolloutSpec(await readTextBody(req, limit, tooLarge), 'body');
-        return { status: 201, json: { ...rolloutSummary(await service.start(spec, principal!)), warnings: specWarnings(spec) } };
+        const started = await service.start(spec, principal!);
+        return { status: 201, json: { ...rolloutSummary(started), warnings: started.warnings } };
       },
     }),
     defineRoute({
