@@ -27,7 +27,10 @@ export function keyId(key: KeyObject): string {
 /**
  * Writes a fresh ed25519 pair into `outDir`: signing.key (PKCS8 PEM, mode 0600) and signing.pub
  * (SPKI PEM). Existing key files are only replaced with `force`, and only once both new files are
- * written: a failure on the way leaves the old pair as it was.
+ * written: a failure on the way leaves the old pair as it was. The two files are renamed into
+ * place one after the other, so the old private key is copied first; should the public key's
+ * rename fail, the copy is renamed back (or, with no old private key, the new one removed). Only if
+ * that fails too does the error name where the copy of the old private key is.
  */
 export async function generateSigningKeys(outDir: string, options: { force?: boolean } = {}): Promise<SigningKeyFiles> {
   const privateKeyPath = join(outDir, PRIVATE_KEY_FILE);
@@ -41,18 +44,40 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
   }
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const staged: string[] = [];
+  let oldPrivateCopy: string | null = null;
+  let privateReplaced = false;
   try {
     await mkdir(outDir, { recursive: true });
     // Staged beside their final names, then renamed over them: the new private key file is
     // created with mode 0600, and the old pair stays whole until both new files are on disk.
     const stagedPrivate = await writeStaged(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600, staged);
     const stagedPublic = await writeStaged(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }), 0o644, staged);
+    if (existing.includes(privateKeyPath)) oldPrivateCopy = await writeStaged(privateKeyPath, await readFile(privateKeyPath), 0o600, staged);
     await rename(stagedPrivate, privateKeyPath);
+    privateReplaced = true;
     await rename(stagedPublic, publicKeyPath);
   } catch (error) {
-    await Promise.all(staged.map((path) => rm(path, { force: true })));
+    let restoreFailure: unknown = null;
+    if (privateReplaced) {
+      try {
+        if (oldPrivateCopy) await rename(oldPrivateCopy, privateKeyPath);
+        else await rm(privateKeyPath, { force: true });
+      } catch (failure) {
+        restoreFailure = failure;
+      }
+    }
+    // The copy of the old private key stays when it could not be put back: it is the only one.
+    await Promise.all(staged.filter((path) => !(restoreFailure && path === oldPrivateCopy)).map((path) => rm(path, { force: true }).catch(() => {})));
+    if (restoreFailure) {
+      const lost = oldPrivateCopy
+        ? `the old private key could not be put back (${errorMessage(restoreFailure)}): the old private key is in ${oldPrivateCopy} (rename it to ${privateKeyPath})`
+        : `the new private key could not be removed (${errorMessage(restoreFailure)}): remove ${privateKeyPath}`;
+      throw new UserError(`cannot write signing keys to ${outDir}: ${errorMessage(error)}; ${lost}`, { cause: error });
+    }
     throw new UserError(`cannot write signing keys to ${outDir}: ${errorMessage(error)}`, { cause: error });
   }
+  // The new pair is in place: the copy of the old private key goes.
+  if (oldPrivateCopy) await rm(oldPrivateCopy, { force: true });
   return { privateKeyPath, publicKeyPath, keyId: keyId(publicKey) };
 }
 

@@ -3,10 +3,11 @@ import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
+import { test, type TestContext } from 'node:test';
+import { generateSigningKeys, keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
+import { hookFs, hookUnownedCalls } from '../server/helpers/fs-interleaving.ts';
 
 test('keys generate writes a 0600 private key and a public key, and prints the paths and key id', async (t) => {
   const dir = join(await tempDir(t), 'keys');
@@ -136,4 +137,56 @@ test('a key path that is a FIFO, an oversized file or an encrypted key: exit 2 a
     assert.match(result.stderr, message);
   }
   await assert.rejects(stat(join(dir, 'out')), 'nothing was written');
+});
+
+/** Fails the renames whose destination `failing` picks (EIO), from the in-process code, for the rest of the test. */
+function failRenames(t: TestContext, failing: (to: string) => boolean): { failed: string[] } {
+  hookFs(t);
+  const failed: string[] = [];
+  hookUnownedCalls({
+    before: async (call) => {
+      if (call.fn !== 'rename' || !failing(call.args[1] as string)) return;
+      failed.push(call.args[1] as string);
+      throw Object.assign(new Error(`EIO: i/o error, rename '${call.args[0]}' -> '${call.args[1]}'`), { code: 'EIO', errno: -5, syscall: 'rename' });
+    },
+  });
+  return { failed };
+}
+
+test('keys generate --force whose public key cannot be put in place leaves the old pair whole (it left the new private key beside the old public key)', async (t) => {
+  const dir = join(await tempDir(t), 'keys');
+  const old = await generateSigningKeys(dir);
+  const oldPrivate = await readFile(old.privateKeyPath, 'utf8');
+  const oldPublic = await readFile(old.publicKeyPath, 'utf8');
+  const { failed } = failRenames(t, (to) => to === old.publicKeyPath);
+
+  await assert.rejects(
+    generateSigningKeys(dir, { force: true }),
+    (error: unknown) => error instanceof UserError && error.message.startsWith(`cannot write signing keys to ${dir}: EIO: i/o error, rename `) && !error.message.includes('\n'),
+  );
+  assert.deepEqual(failed, [old.publicKeyPath], 'the failure was never injected');
+  assert.equal(await readFile(old.privateKeyPath, 'utf8'), oldPrivate, 'the private key was replaced, the public one not: a mismatched pair');
+  assert.equal(await readFile(old.publicKeyPath, 'utf8'), oldPublic);
+  assert.equal((await stat(old.privateKeyPath)).mode & 0o777, 0o600);
+  assert.deepEqual((await readdir(dir)).sort(), ['signing.key', 'signing.pub'], 'no staged files are left behind');
+});
+
+test('keys generate --force that cannot put the old private key back either names where it is, and keeps it there', async (t) => {
+  const dir = join(await tempDir(t), 'keys');
+  const old = await generateSigningKeys(dir);
+  const oldPrivate = await readFile(old.privateKeyPath, 'utf8');
+  const oldPublic = await readFile(old.publicKeyPath, 'utf8');
+  // The public key's rename fails, and so does the one that would put the old private key back.
+  let privateRenames = 0;
+  failRenames(t, (to) => to === old.publicKeyPath || (to === old.privateKeyPath && ++privateRenames === 2));
+
+  let message = '';
+  await assert.rejects(generateSigningKeys(dir, { force: true }), (error: unknown) => error instanceof UserError && Boolean((message = error.message)));
+  const copy = /the old private key is in (\S+) \(/.exec(message)?.[1];
+  assert.ok(copy, `the message names no copy of the old private key: ${message}`);
+  assert.match(message, new RegExp(`^cannot write signing keys to ${dir}: EIO: .*; the old private key could not be put back`));
+  assert.equal(message.includes('\n'), false, message);
+  assert.equal(await readFile(copy, 'utf8'), oldPrivate);
+  assert.equal((await stat(copy)).mode & 0o777, 0o600);
+  assert.equal(await readFile(old.publicKeyPath, 'utf8'), oldPublic);
 });
