@@ -23,12 +23,13 @@ export type BlobGcOptions = z.output<typeof BlobGcRequestSchema> & { actor: stri
 
 export interface BlobGcResult {
   dryRun: boolean;
-  /** Blobs in the store when the collection started. */
+  /** Blobs in the store when the collection started, and any a collection that died left set aside. */
   scanned: number;
   /** Of those, listed by some registered version's manifest. */
   referenced: number;
   /** Unreferenced but stored or claimed within the grace period, so kept. */
   young: number;
+  /** Removed (with dryRun: would be), by sha256. */
   removed: { sha256: string; bytes: number }[];
   /** Partial uploads (left by a crash mid-upload) idle past the grace period, removed too. */
   staleUploads: number;
@@ -38,8 +39,14 @@ export interface BlobGcResult {
 /**
  * Removes blobs that no registered version lists: uploads whose registration never came (an
  * interrupted `models push`, a refused manifest). Versions are immutable and never deleted, so a
- * referenced blob is never a candidate; the grace period and the blob store's claim lock keep a
- * registration in flight safe. Each run that removes something is audited as `blobs.gc`.
+ * referenced blob is never a candidate. A candidate idle past the grace period is first moved
+ * aside (BlobStore.setAside); once all are, the references are read again and each one is removed
+ * unless a version registered meanwhile lists it or a claim made it young before it moved
+ * (BlobStore.settleSetAside). A registration in flight, in this server or another sharing the
+ * data directory, is therefore safe: its claim either keeps the blob or finds it gone (and the
+ * registration is refused as for a file never uploaded). Blobs a collection that died left moved
+ * aside are settled too (and counted as scanned). Each run that removes something is audited as
+ * `blobs.gc`.
  */
 export async function collectBlobGarbage(
   deps: { store: Store; blobs: BlobStore; freedBytes?: { inc(bytes: number): void } },
@@ -50,19 +57,35 @@ export async function collectBlobGarbage(
   const referenced = await store.models.referencedBlobs();
   const cutoffMs = Date.now() - options.minAgeSeconds * 1000;
   const result: BlobGcResult = { dryRun: options.dryRun, scanned: stored.length, referenced: 0, young: 0, removed: [], staleUploads: 0, freedBytes: 0 };
+  const setAside = new Set<string>();
   for (const sha256 of stored) {
     if (referenced.has(sha256)) {
       result.referenced++;
       continue;
     }
-    const bytes = await blobs.removeIfIdleSince(sha256, cutoffMs, options.dryRun);
-    if (bytes === null) {
-      result.young++;
+    if (options.dryRun) {
+      const bytes = await blobs.idleBytes(sha256, cutoffMs);
+      if (bytes === null) result.young++;
+      else result.removed.push({ sha256, bytes });
       continue;
     }
-    result.removed.push({ sha256, bytes });
-    result.freedBytes += bytes;
+    const path = await blobs.setAside(sha256, cutoffMs);
+    if (path === null) result.young++;
+    else setAside.add(path);
   }
+  // After the moves: a version registered since the first read lists its blobs here.
+  const stillReferenced = options.dryRun ? referenced : await store.models.referencedBlobs();
+  for (const blob of await blobs.settleSetAside(cutoffMs, (sha256) => stillReferenced.has(sha256), options.dryRun)) {
+    // Not set aside by this run: left by a collection that died (or set aside by one running now).
+    if (!setAside.delete(blob.path)) result.scanned++;
+    if (blob.removed) result.removed.push({ sha256: blob.sha256, bytes: blob.bytes });
+    else if (stillReferenced.has(blob.sha256)) result.referenced++;
+    else result.young++;
+  }
+  // Set aside by this run, then taken back by a claim (or settled by another collection) first: kept, as far as this run goes.
+  result.young += setAside.size;
+  result.removed.sort((a, b) => (a.sha256 < b.sha256 ? -1 : a.sha256 > b.sha256 ? 1 : 0));
+  for (const blob of result.removed) result.freedBytes += blob.bytes;
   const stale = await blobs.removeStaleUploads(cutoffMs, options.dryRun);
   result.staleUploads = stale.count;
   result.freedBytes += stale.bytes;

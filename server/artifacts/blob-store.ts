@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, type ReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, utimes } from 'node:fs/promises';
+import type { ReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
@@ -19,13 +19,29 @@ export interface BlobInfo {
  * leaves a partial file at an address, and an address always holds the bytes it names.
  *
  * A blob's mtime is when it was last stored or claimed for a registration. Garbage collection
- * removes only unreferenced blobs older than a grace period, and the check-and-remove runs under
- * the same lock as storing and claiming, so a blob that a registration is about to reference is
- * never removed underneath it.
+ * removes only unreferenced blobs older than a grace period. Servers on PostgreSQL share this
+ * directory and have no lock in common, so the file system orders a collection against claims
+ * and uploads (of this process or another):
+ * - a claim sets the mtime by the blob's address (utimes): it succeeds only while the blob is
+ *   there, and then makes it young;
+ * - a collection first moves a blob it found idle out of its address into `root/gc` (setAside, an
+ *   atomic rename), and only then decides (settleSetAside): a blob that a claim made young before
+ *   the move, or that a version now references, is put back; any other is unlinked;
+ * - a claim (or a download) that finds no blob at the address takes it back from `root/gc`
+ *   (bumping its mtime and renaming it back) if it is there; whichever of that rename and the
+ *   collection's unlink comes first wins, so either the claim returns the blob and it stays, or it
+ *   returns null (the blob is not stored: the registration is refused as for a file never uploaded);
+ * - every rename onto an address puts a file just written or just bumped there, so replacing a
+ *   copy of the same bytes (two servers storing one blob) never makes a claimed blob look idle.
+ * A collection that dies leaves blobs in `root/gc`: the next one (or a claim) settles them the
+ * same way. Prefix directories are never removed (there are at most 256), so an upload moving
+ * into one never finds it gone.
  */
 export class BlobStore {
   readonly root: string;
   readonly #tmp: string;
+  /** Blobs a garbage collection has moved out of their address and not yet removed or put back. */
+  readonly #setAside: string;
   readonly #lock = new Mutex();
   /** Partial uploads this store is writing: never stale, however long their sender pauses. */
   readonly #uploading = new Set<string>();
@@ -33,6 +49,7 @@ export class BlobStore {
   constructor(root: string) {
     this.root = root;
     this.#tmp = join(root, 'tmp');
+    this.#setAside = join(root, 'gc');
   }
 
   /**
@@ -43,6 +60,7 @@ export class BlobStore {
   async open(staleAfterMs = 3_600_000): Promise<void> {
     // A file in the way is refused in one line naming it (a UserError), not as an internal error.
     await ensureWritableDirectory(this.#tmp, 'blob store');
+    await ensureWritableDirectory(this.#setAside, 'blob store');
     await this.removeStaleUploads(Date.now() - staleAfterMs);
   }
 
@@ -78,7 +96,8 @@ export class BlobStore {
 
   /**
    * All stored blobs (for tests and garbage collection). Read without the lock: a prefix directory
-   * that another collection empties and removes meanwhile held no blob, and is skipped.
+   * that a collection removes meanwhile (one of an older version, sharing the directory: this one
+   * never removes them) held no blob, and is skipped.
    */
   async list(): Promise<string[]> {
     const found: string[] = [];
@@ -134,13 +153,10 @@ export class BlobStore {
         if (existing) {
           stored = { ...existing, created: false };
         } else {
-          await mkdir(join(this.root, actual.slice(0, 2)), { recursive: true });
-          await rename(tmpPath, this.pathOf(actual)).catch((error: unknown) => {
+          if (!(await this.#moveToAddress(tmpPath, actual))) {
             // Removed as stale by another server's blob collection sharing this directory while the sender paused.
-            if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ServiceError('conflict', 'the upload was idle so long that blob garbage collection removed it; upload the file again');
-            throw error;
-          });
-          await fsyncDirectory(join(this.root, actual.slice(0, 2)));
+            throw new ServiceError('conflict', 'the upload was idle so long that blob garbage collection removed it; upload the file again');
+          }
           stored = { sha256: actual, bytes, created: true };
         }
         await whileLocked?.(stored);
@@ -155,48 +171,223 @@ export class BlobStore {
   /**
    * Like stat, and marks the blob as just used (mtime now), so garbage collection leaves it alone
    * for its grace period: registrations claim the blobs a manifest lists before inserting it.
+   * A blob that a collection (of any server sharing the directory) is removing at this moment is
+   * either kept by the claim or not stored (null), never returned and then removed.
    */
   claim(sha256: string): Promise<BlobInfo | null> {
     return this.#lock.run(() => this.#refresh(sha256));
   }
 
+  /** The blob's size if it was last stored or claimed before `cutoffMs` (what setAside would move), else null. */
+  async idleBytes(sha256: string, cutoffMs: number): Promise<number | null> {
+    const info = await statOrNull(this.pathOf(sha256));
+    return info?.isFile() && info.mtimeMs < cutoffMs ? info.size : null;
+  }
+
   /**
-   * Removes a blob if it was last stored or claimed before `cutoffMs` (epoch ms); with `dryRun`
-   * only says whether it would. Returns the blob's size when it is (or would be) removed, else null.
+   * Garbage collection, first step: moves the blob out of its address into `root/gc` if it was
+   * last stored or claimed before `cutoffMs` (epoch ms). Returns where it went, or null when it is
+   * younger (or gone). Nothing is removed until settleSetAside.
    */
-  removeIfIdleSince(sha256: string, cutoffMs: number, dryRun = false): Promise<number | null> {
+  async setAside(sha256: string, cutoffMs: number): Promise<string | null> {
     const path = this.pathOf(sha256);
-    return this.#lock.run(async () => {
-      let info;
-      try {
-        info = await stat(path);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-        throw error;
-      }
-      if (!info.isFile() || info.mtimeMs >= cutoffMs) return null;
-      if (dryRun) return info.size;
-      await unlink(path);
-      await rmdir(join(this.root, sha256.slice(0, 2))).catch(() => {}); // only when now empty
-      return info.size;
-    });
-  }
-
-  async #refresh(sha256: string): Promise<BlobInfo | null> {
-    const info = await this.stat(sha256);
-    if (info) {
-      const now = new Date();
-      await utimes(this.pathOf(sha256), now, now);
+    const info = await statOrNull(path);
+    if (!info?.isFile() || info.mtimeMs >= cutoffMs) return null;
+    const aside = join(this.#setAside, `${sha256}.${randomBytes(6).toString('hex')}`);
+    await mkdir(this.#setAside, { recursive: true });
+    try {
+      await rename(path, aside);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null; // another collection took it first
+      throw error;
     }
-    return info;
+    return aside;
   }
 
   /**
-   * A stream of bytes [start, end] (inclusive) of a stored blob, read `chunkBytes` at a time
-   * (default 1 MiB: per-read overhead dominates at fs's default 64 KiB).
+   * Garbage collection, second step, for every blob in `root/gc`: the ones this collection set
+   * aside, and any another collection left there (one that died, or one running now in another
+   * server). A blob that `isReferenced`, or whose mtime is not before `cutoffMs` (a claim made it
+   * young before it was moved), goes back to its address; any other is removed. With `dryRun`
+   * nothing changes, and what would be removed is reported.
+   * Returns, per blob, where it was in `root/gc`, its size and whether it was (or would be)
+   * removed; a blob that another collection or a claim settled first is not listed.
    */
-  read(sha256: string, range?: { start: number; end: number }, chunkBytes = 1024 * 1024): ReadStream {
-    return createReadStream(this.pathOf(sha256), { ...(range ? { start: range.start, end: range.end } : {}), highWaterMark: chunkBytes });
+  async settleSetAside(
+    cutoffMs: number,
+    isReferenced: (sha256: string) => boolean,
+    dryRun = false,
+  ): Promise<{ sha256: string; path: string; bytes: number; removed: boolean }[]> {
+    const settled: { sha256: string; path: string; bytes: number; removed: boolean }[] = [];
+    for (const name of (await readdirOrEmpty(this.#setAside)).sort()) {
+      const sha256 = name.slice(0, 64);
+      if (!SHA256_PATTERN.test(sha256) || name[64] !== '.') continue;
+      const path = join(this.#setAside, name);
+      const info = await statOrNull(path);
+      if (!info?.isFile()) continue;
+      if (isReferenced(sha256) || info.mtimeMs >= cutoffMs) {
+        if (!dryRun && !(await this.#putBack(path, sha256))) continue;
+        settled.push({ sha256, path, bytes: info.size, removed: false });
+        continue;
+      }
+      if (!dryRun) {
+        try {
+          await unlink(path);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue; // a claim took it back, or another collection settled it
+          throw error;
+        }
+      }
+      settled.push({ sha256, path, bytes: info.size, removed: true });
+    }
+    return settled;
+  }
+
+  /**
+   * Stat, and mtime now, by the blob's address: the utimes succeeds only while the blob is there,
+   * which is what keeps a collection from removing it (see the class comment). A blob that a
+   * collection has just set aside is taken back.
+   */
+  async #refresh(sha256: string): Promise<BlobInfo | null> {
+    const path = this.pathOf(sha256);
+    // Each round ends with the blob taken back to its address; another collection can set it aside
+    // again only if it is idle, which takes the grace period: two rounds are plenty, three are safe.
+    for (let round = 0; round < 3; round++) {
+      const info = await this.stat(sha256);
+      if (info) {
+        try {
+          const now = new Date();
+          await utimes(path, now, now);
+          return info;
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        }
+      }
+      // Not at its address: a collection may have set it aside and not decided yet.
+      if (!(await this.#takeBack(sha256))) return null;
+    }
+    return null;
+  }
+
+  /** Puts back a blob of `root/gc` that a collection has not removed yet; false when there is none. */
+  async #takeBack(sha256: string): Promise<boolean> {
+    let found = false;
+    for (const name of await readdirOrEmpty(this.#setAside)) {
+      if (!name.startsWith(`${sha256}.`)) continue;
+      if (await this.#putBack(join(this.#setAside, name), sha256)) found = true;
+    }
+    return found;
+  }
+
+  /**
+   * Moves a blob from `root/gc` back to its address, marked as just used first (a copy it replaces
+   * may have been claimed). False when the collection that set it aside, or another claim, got to it first.
+   */
+  async #putBack(path: string, sha256: string): Promise<boolean> {
+    try {
+      const now = new Date();
+      await utimes(path, now, now);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw error;
+    }
+    return this.#moveToAddress(path, sha256);
+  }
+
+  /**
+   * Renames a file (just written or just marked as used) to the address of `sha256`, durably;
+   * false when the file is gone. A prefix directory removed between its mkdir and the rename (by a
+   * collection of an older version sharing the directory) is made again.
+   */
+  async #moveToAddress(from: string, sha256: string): Promise<boolean> {
+    const dir = join(this.root, sha256.slice(0, 2));
+    for (let attempt = 1; ; attempt++) {
+      await mkdir(dir, { recursive: true });
+      try {
+        await rename(from, this.pathOf(sha256));
+        break;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        if (attempt === 3 || !(await statOrNull(from))) return false;
+      }
+    }
+    await fsyncDirectory(dir);
+    return true;
+  }
+
+  /**
+   * Opens a stored blob for reading; null when it is not stored. The open file reads whole even if
+   * garbage collection (of another server sharing the directory) removes the blob meanwhile, so a
+   * download that found the blob sends all of it. A blob a collection has set aside and not yet
+   * removed is taken back first (as a claim does).
+   */
+  async openForRead(sha256: string): Promise<OpenBlob | null> {
+    let handle: FileHandle | null = null;
+    for (let round = 0; !handle; round++) {
+      try {
+        handle = await open(this.pathOf(sha256), 'r');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        // Set aside by a collection: one that died there would leave a version's file missing until
+        // the next collection (a registration claimed it just before it was moved). Taken back.
+        if (round === 2 || !(await this.#takeBack(sha256))) return null;
+      }
+    }
+    try {
+      const info = await handle.stat();
+      if (info.isFile()) return new OpenBlob(handle, info.size);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+    await handle.close();
+    return null;
+  }
+}
+
+/** A blob opened by BlobStore.openForRead. */
+export class OpenBlob {
+  readonly bytes: number;
+  readonly #handle: FileHandle;
+  #streamed = false;
+
+  constructor(handle: FileHandle, bytes: number) {
+    this.#handle = handle;
+    this.bytes = bytes;
+  }
+
+  /**
+   * Bytes [start, end] (inclusive), read `chunkBytes` at a time (default 1 MiB: per-read overhead
+   * dominates at fs's default 64 KiB); at most once. The stream closes the file when it ends or is
+   * destroyed.
+   */
+  stream(range?: { start: number; end: number }, chunkBytes = 1024 * 1024): ReadStream {
+    if (this.#streamed) throw new Error('an open blob is streamed once');
+    this.#streamed = true;
+    return this.#handle.createReadStream({ ...(range ? { start: range.start, end: range.end } : {}), highWaterMark: chunkBytes }) as ReadStream;
+  }
+
+  /** Closes the file unless a stream has it (that stream closes it when it ends or is destroyed). Safe to call more than once. */
+  async close(): Promise<void> {
+    if (!this.#streamed) await this.#handle.close();
+  }
+}
+
+async function statOrNull(path: string) {
+  try {
+    return await stat(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+}
+
+async function readdirOrEmpty(path: string): Promise<string[]> {
+  try {
+    return await readdir(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
   }
 }
 

@@ -127,29 +127,35 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         }),
         DownloadBlob: blobs.serverStream('DownloadBlob', 'download', async (call: ServerWritableStream<{ sha256: string; offset: string; chunk_size: number }, unknown>) => {
           const { sha256 } = call.request;
-          const info = await ctx.blobs.stat(checkField(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), sha256, 'sha256'));
+          // Opened before anything is sent: the open file reads whole even if another server's
+          // garbage collection removes the blob now.
+          const info = await ctx.blobs.openForRead(checkField(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), sha256, 'sha256'));
           if (!info) throw new ServiceError('not_found', `no blob ${sha256}`);
-          const offset = Number(call.request.offset || 0);
-          if (!Number.isSafeInteger(offset) || offset < 0 || (offset > 0 && offset >= info.bytes)) {
-            throw new ServiceError('range_not_satisfiable', `offset ${call.request.offset} is outside the ${info.bytes}-byte blob`);
-          }
-          const requestedChunk = call.request.chunk_size || 0;
-          if (!Number.isSafeInteger(requestedChunk) || requestedChunk < 0) {
-            throw new ServiceError('bad_request', `chunk_size ${call.request.chunk_size} must be a positive number of bytes (0 for the default ${DEFAULT_CHUNK})`);
-          }
-          const chunkSize = Math.min(requestedChunk || DEFAULT_CHUNK, MAX_CHUNK);
-          if (info.bytes === 0) return;
-          let position = offset;
-          // Reads of exactly chunkSize bytes (the last may be shorter) are the chunks: no re-buffering.
-          const stream = ctx.blobs.read(sha256, { start: offset, end: info.bytes - 1 }, chunkSize);
-          stream.on('error', () => {});
-          call.on('cancelled', () => stream.destroy());
-          for await (const data of stream as AsyncIterable<Buffer>) {
-            if (call.cancelled) return;
-            const ok = call.write({ offset: String(position), data, total_bytes: String(info.bytes) });
-            position += data.length;
-            ctx.metrics.blobBytesServed.inc({ transport: 'grpc' }, data.length);
-            if (!ok && !(await drainedOrGone(call))) return;
+          try {
+            const offset = Number(call.request.offset || 0);
+            if (!Number.isSafeInteger(offset) || offset < 0 || (offset > 0 && offset >= info.bytes)) {
+              throw new ServiceError('range_not_satisfiable', `offset ${call.request.offset} is outside the ${info.bytes}-byte blob`);
+            }
+            const requestedChunk = call.request.chunk_size || 0;
+            if (!Number.isSafeInteger(requestedChunk) || requestedChunk < 0) {
+              throw new ServiceError('bad_request', `chunk_size ${call.request.chunk_size} must be a positive number of bytes (0 for the default ${DEFAULT_CHUNK})`);
+            }
+            const chunkSize = Math.min(requestedChunk || DEFAULT_CHUNK, MAX_CHUNK);
+            if (info.bytes === 0) return;
+            let position = offset;
+            // Reads of exactly chunkSize bytes (the last may be shorter) are the chunks: no re-buffering.
+            const stream = info.stream({ start: offset, end: info.bytes - 1 }, chunkSize);
+            stream.on('error', () => {});
+            call.on('cancelled', () => stream.destroy());
+            for await (const data of stream as AsyncIterable<Buffer>) {
+              if (call.cancelled) return;
+              const ok = call.write({ offset: String(position), data, total_bytes: String(info.bytes) });
+              position += data.length;
+              ctx.metrics.blobBytesServed.inc({ transport: 'grpc' }, data.length);
+              if (!ok && !(await drainedOrGone(call))) return;
+            }
+          } finally {
+            await info.close(); // unless its stream has it: that closes it when it ends or is destroyed
           }
         }),
         CollectGarbage: blobs.unary('CollectGarbage', 'admin', async (req: { dry_run: boolean; min_age_s: string }, principal) => {

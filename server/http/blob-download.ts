@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { ServiceError } from '../app/service-error.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
+import { ResponseClosedError } from './send-error.ts';
 
 /**
  * Sends a stored blob with resumable-download semantics: strong ETag `"<sha256>"` (the content
@@ -11,9 +12,19 @@ import type { BlobStore } from '../artifacts/blob-store.ts';
  */
 const IMMUTABLE = 'private, max-age=31536000, immutable';
 
-export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sha256: string): Promise<void> {
-  const info = await blobs.stat(sha256);
+/**
+ * `onBody` is told of every piece of the body handed to the connection (none for HEAD, 304 or
+ * 416): the bytes actually served, also of a download cut short. A download whose connection
+ * closes before its last byte (the client aborted it) rejects with a ResponseClosedError, which
+ * sendError logs at info, as no failure of the server; a failure to read the blob rejects with
+ * that failure, an error.
+ */
+export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sha256: string, onBody: (bytes: number) => void = () => {}): Promise<void> {
+  // Opened before anything is answered: the open file reads whole even if another server's garbage
+  // collection removes the blob now. Closed when the response ends, unless its stream below has it.
+  const info = await blobs.openForRead(sha256);
   if (!info) throw new ServiceError('not_found', `no blob ${sha256}`);
+  res.once('close', () => void info.close().catch(() => {}));
   const etag = `"${sha256}"`;
   res.setHeader('Accept-Ranges', 'bytes');
   const ifNoneMatch = req.headers['if-none-match'];
@@ -48,7 +59,35 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
     res.end();
     return;
   }
-  await pipeline(blobs.read(sha256, range ?? undefined), res);
+  const source = info.stream(range ?? undefined);
+  // Which ended the transfer: the response closing before its end while the blob still reads well
+  // is the connection's doing (the client went away); a read failure closes the response after it.
+  let sourceFailed = false;
+  let closedFirst = res.destroyed; // gone before the first byte
+  source.once('error', () => {
+    if (!closedFirst) sourceFailed = true;
+  });
+  res.once('close', () => {
+    if (!res.writableFinished && !sourceFailed) closedFirst = true;
+  });
+  let sent = 0;
+  try {
+    await pipeline(
+      source,
+      async function* (chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          if (res.destroyed) return;
+          sent += chunk.length;
+          onBody(chunk.length);
+          yield chunk;
+        }
+      },
+      res,
+    );
+  } catch (error) {
+    if (closedFirst) throw new ResponseClosedError(`the connection closed after ${sent} of ${Number(res.getHeader('Content-Length'))} bytes`, { cause: error });
+    throw error;
+  }
 }
 
 /**

@@ -4,15 +4,33 @@ import { HTTP_STATUS, asServiceError, clientMessage } from '../app/service-error
 import { errorMessage } from '../../shared/util/errors.ts';
 
 /**
+ * A response whose connection closed before its end: mostly a download the client aborted (agents
+ * do for a newer assignment, a timeout, a stop), else one the server cut off (its token revoked).
+ * Not a failure of the server: sendError logs it at info, without a stack.
+ */
+export class ResponseClosedError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ResponseClosedError';
+  }
+}
+
+/**
  * Answers `{error: {code, message}}`; unexpected errors are logged and answered 500 without details.
  * A refusal sent before the request's body was all read closes the connection: the rest of the
  * body is not read (and, for a body declared larger than it will ever send, not waited for).
  * A client that went away in the middle of its request body (an upload it aborted) is nobody's
- * failure here: logged at info, without a stack, and its connection closed.
+ * failure here: logged at info, without a stack, and its connection closed. So is a response whose
+ * connection closed before its end (a ResponseClosedError: a download the client aborted).
  */
 export function sendError(res: Response, error: unknown, log: Logger): void {
   const known = asServiceError(error);
   const req = res.req as (typeof res.req & { complete?: boolean }) | undefined;
+  if (error instanceof ResponseClosedError) {
+    log.info({ method: req?.method, path: req?.path, reason: error.message }, 'the connection closed before the response was complete');
+    res.destroy();
+    return;
+  }
   if (!known && req && req.destroyed && !req.complete) {
     log.info({ method: req.method, path: req.path, reason: errorMessage(error) }, 'the client went away before its request body was complete');
     res.destroy();

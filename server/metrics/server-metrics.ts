@@ -48,7 +48,7 @@ export class ServerMetrics {
     });
     this.blobBytesServed = new Counter({
       name: SERVER_METRICS.blobBytesServed,
-      help: 'Blob bytes sent to clients, by transport',
+      help: 'Blob body bytes sent to clients, by transport (none for HEAD, 304 or 416; of a download the client aborted, those sent before it)',
       labelNames: ['transport'],
       registers: [this.registry],
     });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -60,6 +61,37 @@ test('HTTP downloads resume with ETag, Range, If-Range; unsatisfiable ranges are
   const notModified = await server.request('GET', path, { headers: { 'if-none-match': `"${sha256}"` } });
   assert.equal(notModified.status, 304);
   assert.equal((await server.request('GET', `/api/blobs/${'f'.repeat(64)}`)).status, 404);
+});
+
+test('fleetprune_blob_bytes_served_total counts the body bytes sent: none for HEAD, 304 or 416, the range for a 206, the blob for a 200', async (t) => {
+  const server = (await startTestServer(t))!;
+  const blob = Buffer.alloc(100_000, 3);
+  const sha256 = createHash('sha256').update(blob).digest('hex');
+  const path = `/api/blobs/${sha256}`;
+  assert.equal((await server.request('PUT', path, { body: blob, headers: { 'content-type': 'application/octet-stream' } })).status, 201);
+  const served = async () => {
+    const text = await (await server.request('GET', '/metrics')).text();
+    const line = text.split('\n').find((l) => l.startsWith('fleetprune_blob_bytes_served_total{transport="http"}'));
+    return line ? Number(line.split(' ').at(-1)) : 0;
+  };
+  for (let i = 0; i < 3; i++) {
+    const headOnly = await server.request('HEAD', path);
+    assert.equal(headOnly.status, 200);
+    assert.equal(headOnly.headers.get('content-length'), String(blob.length), 'HEAD announces the length of the body it does not send');
+  }
+  assert.equal(await served(), 0, 'HEAD sends no body');
+  assert.equal((await server.request('GET', path, { headers: { 'if-none-match': `"${sha256}"` } })).status, 304);
+  const unsatisfiable = await server.request('GET', path, { headers: { range: `bytes=${blob.length}-` } });
+  assert.equal(unsatisfiable.status, 416);
+  await unsatisfiable.arrayBuffer();
+  assert.equal(await served(), 0, 'a 304 or a 416 sends none of the blob');
+  const part = await server.request('GET', path, { headers: { range: 'bytes=10-19' } });
+  assert.equal(part.status, 206);
+  assert.equal((await part.arrayBuffer()).byteLength, 10);
+  assert.equal(await served(), 10, 'a 206 counts its range');
+  const whole = await server.request('GET', path);
+  assert.equal((await whole.arrayBuffer()).byteLength, blob.length);
+  assert.equal(await served(), 10 + blob.length, 'a 200 counts the whole blob');
 });
 
 test('gRPC chunked download equals the file, also from an offset', async (t) => {

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
+import express from 'express';
 import { pino } from 'pino';
+import type { BlobStore } from '../../server/artifacts/blob-store.ts';
+import { sendBlob } from '../../server/http/blob-download.ts';
+import { sendError } from '../../server/http/send-error.ts';
 import { deferCleanup } from '../helpers/cleanup.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
 
@@ -83,6 +91,83 @@ test('a client that drops its upload midway is logged as gone, not as a server f
   const gone = lines.filter((line) => line.msg === 'the client went away before its request body was complete');
   assert.ok(gone.length >= 2, `the aborted uploads are logged as the client going away (${gone.length})`);
   assert.equal(((await (await server.request('GET', '/api/rollouts')).json()) as { total: number }).total, 0);
+});
+
+/** Waits (up to 10 s) for a log line that `match` accepts; undefined if none came. */
+async function waitForLine(lines: Record<string, unknown>[], match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown> | undefined> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const found = lines.find(match);
+    if (found) return found;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return undefined;
+}
+
+test('a client that aborts a download midway is logged at info as a closed connection, not as a server failure with a stack; the bytes served count only what was sent', { timeout: 30_000 }, async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const server = (await startTestServer(t, { start: { log } }))!;
+  // Far more than the socket buffers hold: the server is still sending when the client goes.
+  const size = 32 * 1024 * 1024;
+  const blob = Buffer.alloc(size, 7);
+  const sha256 = createHash('sha256').update(blob).digest('hex');
+  const put = await server.request('PUT', `/api/blobs/${sha256}`, { body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(put.status, 201, await put.text());
+
+  // The headers and the first bytes arrive; then the client closes the connection (an agent
+  // cancelling a download for a newer assignment, a timeout, a stop).
+  const download = rawRequest(t, server, head('GET', `/api/blobs/${sha256}`, {}));
+  assert.match(await download.answered, /^HTTP\/1\.1 200 /);
+  download.socket.destroy();
+  await download.closed;
+
+  const seen = await waitForLine(lines, (line) => (line.level as number) >= 50 || line.msg === 'the connection closed before the response was complete');
+  const failures = lines.filter((line) => (line.level as number) >= 40);
+  assert.deepEqual(failures, [], 'no warning or error line for a download the client aborted');
+  assert.ok(seen, 'the aborted download is logged');
+  assert.equal(seen.level, 30, 'at info');
+  assert.equal(seen.path, `/blobs/${sha256}`);
+  assert.match(String(seen.reason), new RegExp(`^the connection closed after \\d+ of ${size} bytes$`));
+  assert.ok(!JSON.stringify(lines).includes('    at '), 'no stack trace in the log');
+
+  const metrics = await (await server.request('GET', '/metrics')).text();
+  const served = Number(metrics.split('\n').find((line) => line.startsWith('fleetprune_blob_bytes_served_total{transport="http"}'))?.split(' ').at(-1) ?? 0);
+  assert.ok(served > 0 && served < size, `the bytes served count what was sent before the abort, not the whole blob (${served} of ${size})`);
+  assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
+});
+
+test('a blob that fails to read in the middle of its download is still logged as a server failure, and the download is cut off', { timeout: 30_000 }, async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const size = 4 * 1024 * 1024;
+  // A blob store whose disk fails (EIO) after the first MiB of the blob, as a failing disk does.
+  const failingRead = () =>
+    Readable.from(
+      (async function* () {
+        yield Buffer.alloc(1024 * 1024, 1);
+        throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+      })(),
+    );
+  const failingDisk = {
+    openForRead: async () => ({ bytes: size, stream: failingRead, close: async () => {} }),
+  } as unknown as BlobStore;
+  const app = express();
+  app.get('/blobs/:sha256', (req, res) => {
+    sendBlob(req, res, failingDisk, req.params.sha256).catch((error: unknown) => sendError(res, error, log));
+  });
+  const listener = app.listen(0, '127.0.0.1');
+  await once(listener, 'listening');
+  t.after(() => new Promise((resolve) => listener.close(resolve)));
+
+  const response = await fetch(`http://127.0.0.1:${(listener.address() as AddressInfo).port}/blobs/${'b'.repeat(64)}`);
+  assert.equal(response.status, 200);
+  await assert.rejects(response.arrayBuffer(), 'the body is cut off, not ended as if it were complete');
+  const failure = await waitForLine(lines, (line) => (line.level as number) >= 50);
+  assert.ok(failure, 'the read failure is logged at error level');
+  assert.equal(failure.msg, 'request failed after the response started');
+  assert.match(JSON.stringify(failure.err), /EIO: i\/o error, read/);
+  assert.deepEqual(lines.filter((line) => line.msg === 'the connection closed before the response was complete'), [], 'not taken for the client going away');
 });
 
 test('a JSON body that gives a key twice is refused, naming it, and changes nothing', { timeout: 30_000 }, async (t) => {

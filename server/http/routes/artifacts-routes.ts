@@ -60,8 +60,8 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
         304: { description: 'not modified (If-None-Match)' },
       },
       handle: async ({ req, res, params }) => {
-        await sendBlob(req, res, blobs, params.sha256);
-        ctx.metrics.blobBytesServed.inc({ transport: 'http' }, Number(res.getHeader('Content-Length') ?? 0));
+        // Body bytes as they are sent: none for HEAD or 304, those sent before the client went away for a download cut short.
+        await sendBlob(req, res, blobs, params.sha256, (bytes) => ctx.metrics.blobBytesServed.inc({ transport: 'http' }, bytes));
       },
     }),
     defineRoute({
