@@ -672,13 +672,15 @@ export class Agent {
     const baseDelay = this.#options.retryBaseDelayMs ?? 1000;
     for (let attempt = 1; ; attempt++) {
       try {
-        const manifest = await this.#fetcher.fetchVerifiedManifest(assignment, signal);
+        const verified = await this.#fetcher.fetchVerifiedManifest(assignment, signal);
+        const { manifest } = verified;
         this.#logger.info({ assignmentId: assignment.id, bytes: manifest.files['model.onnx']?.bytes }, 'downloading model');
         const superseded = await this.#store.removeOtherDownloads(manifest.files['model.onnx']!.sha256);
         if (superseded.length > 0) this.#logger.info({ files: superseded }, 'removed partial downloads of replaced assignments');
-        const fetched = await this.#fetcher.downloadModel(manifest, signal);
+        const fetched = await this.#fetcher.downloadModel(verified, signal);
         // The endorsement of a signer key other than the server's is kept with the model: loads without an assignment (start, rollback) check it again.
-        const installed = await this.#store.install(manifest, fetched.onnxPath, this.#publicKey, assignment.signer);
+        // The manifest is stored as the bytes downloaded, within the limit every later load applies.
+        const installed = await this.#store.install(verified, fetched.onnxPath, this.#publicKey, assignment.signer);
         this.#logger.info({ assignmentId: assignment.id, artifactId: installed.artifactId }, 'model verified and installed');
         return installed;
       } catch (error) {

@@ -70,6 +70,16 @@ export interface ServerAccess {
   publicKey: KeyObject;
 }
 
+/**
+ * A manifest as fetched for an assignment: parsed and verified, with the exact bytes it was read
+ * from. The store keeps those bytes as manifest.json, so the stored file is never larger than the
+ * MAX_MANIFEST_BYTES checked at the download (a re-serialisation, pretty-printed, can be).
+ */
+export interface VerifiedManifest {
+  manifest: Manifest;
+  bytes: Buffer;
+}
+
 export interface FetchedModel {
   manifest: Manifest;
   /** The downloaded, size- and sha256-verified model.onnx (still a .part file in the downloads dir). */
@@ -94,16 +104,16 @@ export class ArtifactFetcher {
   ) {}
 
   /** `signal` aborts this fetch only (the assignment was superseded). */
-  async fetchVerifiedManifest(assignment: Assignment, signal?: AbortSignal): Promise<Manifest> {
+  async fetchVerifiedManifest(assignment: Assignment, signal?: AbortSignal): Promise<VerifiedManifest> {
     const url = this.#checkedUrl(assignment.url);
     const request = await this.#get(url, {}, signal);
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readLimited(request, MAX_MANIFEST_BYTES);
+      bytes = await readLimited(request, MAX_MANIFEST_BYTES);
     } finally {
       await request.done();
     }
-    const parsed = parseManifestText(text);
+    const parsed = parseManifestText(bytes.toString('utf8'));
     if ('problem' in parsed) throw new FetchError(`manifest: ${parsed.problem}`, true);
     const { manifest } = parsed;
     const id = artifactId(manifest);
@@ -114,14 +124,14 @@ export class ArtifactFetcher {
     if (manifest.version !== undefined && manifest.version !== assignment.version) {
       throw new FetchError(`manifest: version is ${manifest.version}, but the assignment names ${assignment.version}`, true);
     }
-    return manifest;
+    return { manifest, bytes };
   }
 
   /**
    * Downloads (or resumes) model.onnx of a verified manifest and checks its size and sha256; first
    * checks that the disk has room for what is left of it (refused at once if not).
    */
-  async downloadModel(manifest: Manifest, signal?: AbortSignal): Promise<FetchedModel> {
+  async downloadModel({ manifest, bytes }: VerifiedManifest, signal?: AbortSignal): Promise<FetchedModel> {
     const expected = manifest.files[ONNX_FILE]!;
     await onDisk(this.dataDir.downloadsDir, () => mkdir(this.dataDir.downloadsDir, { recursive: true }));
     const part = this.dataDir.partFile(expected.sha256);
@@ -131,7 +141,7 @@ export class ArtifactFetcher {
     const existing = await lstat(part).catch(() => undefined);
     if (existing && !existing.isFile() && !existing.isSymbolicLink()) await onDisk(part, () => rm(part, { recursive: true, force: true }));
     try {
-      await this.#checkSpace(manifest, part);
+      await this.#checkSpace(manifest, bytes.length, part);
       return await this.#download(manifest, part, signal);
     } catch (error) {
       // A refused download is not resumed from: do not leave its bytes in downloads/ (on a full
@@ -142,11 +152,11 @@ export class ArtifactFetcher {
     }
   }
 
-  /** Refuses a download the disk has no room for: what is left of model.onnx, its manifest, and a reserve for the state file and reports. */
-  async #checkSpace(manifest: Manifest, part: string): Promise<void> {
+  /** Refuses a download the disk has no room for: what is left of model.onnx, its manifest (`manifestBytes`, as stored), and a reserve for the state file and reports. */
+  async #checkSpace(manifest: Manifest, manifestBytes: number, part: string): Promise<void> {
     const expected = manifest.files[ONNX_FILE]!;
     const have = (await stat(part).catch(() => undefined))?.size ?? 0;
-    const needed = expected.bytes - (have <= expected.bytes ? have : 0) + Buffer.byteLength(JSON.stringify(manifest, null, 2)) + DOWNLOAD_SPACE_RESERVE;
+    const needed = expected.bytes - (have <= expected.bytes ? have : 0) + manifestBytes + DOWNLOAD_SPACE_RESERVE;
     // A file system that cannot say (statfs unsupported) is not a reason to refuse: the writes will tell.
     const free = await this.freeSpace(this.dataDir.downloadsDir).catch(() => undefined);
     if (free !== undefined && needed > free) throw new DiskError(`no space for ${ONNX_FILE}: needs ${needed} bytes, ${free} free`);
@@ -334,7 +344,8 @@ interface OpenRequest {
   failure: (error: unknown) => string;
 }
 
-async function readLimited({ response, touch, failure }: OpenRequest, limit: number): Promise<string> {
+/** The body, refused past `limit` bytes. */
+async function readLimited({ response, touch, failure }: OpenRequest, limit: number): Promise<Buffer> {
   const declared = Number(response.headers.get('content-length') ?? Number.NaN);
   if (declared > limit) throw new FetchError(`manifest: larger than ${limit} bytes (Content-Length ${declared})`, true);
   const chunks: Uint8Array[] = [];
@@ -351,7 +362,7 @@ async function readLimited({ response, touch, failure }: OpenRequest, limit: num
     // A connection reset or a timeout while reading the body is transient, like one before it.
     throw new FetchError(`manifest download interrupted at ${total} bytes: ${failure(error)}`, false);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks);
 }
 
 /** Retry-After as delay-seconds or an HTTP date, in ms (undefined if absent or unreadable). */

@@ -2,14 +2,14 @@ import type { KeyObject } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { readRegularFile } from '../shared/util/read-regular-file.ts';
 import { basename, join } from 'node:path';
-import { MANIFEST_FILE, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
-import { readManifest } from '../shared/artifact/read-artifact.ts';
+import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
+import { parseManifestText, readManifest } from '../shared/artifact/read-artifact.ts';
 import { keyId } from '../shared/artifact/signing-keys.ts';
 import type { Signer } from '../shared/protocol/payloads.ts';
 import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
 import { fsyncDirectory, writeNewFileSynced } from '../shared/util/atomic-file.ts';
 import { errorMessage } from '../shared/util/errors.ts';
-import { sha256OfFile } from './artifact-fetcher.ts';
+import { sha256OfFile, type VerifiedManifest } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { describeFileError } from './file-errors.ts';
 import type { DataDir } from './data-dir.ts';
@@ -22,6 +22,12 @@ import type { OnnxSource } from './verified-onnx.ts';
 export const SIGNER_FILE = 'signer.json';
 /** The largest signer.json read: an endorsement is a few hundred bytes. */
 const MAX_SIGNER_FILE_BYTES = 64 * 1024;
+/**
+ * The largest manifest.json read from the store. Installs store the bytes downloaded (at most
+ * MAX_MANIFEST_BYTES); earlier agents stored the manifest pretty-printed, which can take a few times
+ * more. Such a file still loads if its compact JSON is within MAX_MANIFEST_BYTES.
+ */
+const MAX_STORED_MANIFEST_BYTES = 4 * MAX_MANIFEST_BYTES;
 
 export interface InstalledModel {
   artifactId: string;
@@ -45,12 +51,18 @@ export class ModelStore {
 
   /**
    * Moves a verified download into the store, with `signer` (the assignment's endorsement of the
-   * manifest's signer key) when the manifest is not signed by `serverKey`. If the artifact's
-   * directory is already there and still verifies, the download is dropped; a directory that no
-   * longer does (changed or damaged on disk, its endorsement lost) is replaced, never trusted.
+   * manifest's signer key) when the manifest is not signed by `serverKey`. The manifest is stored
+   * as the exact bytes downloaded and verified: never larger than the download's limit, which every
+   * later load applies again. If the artifact's directory is already there and still verifies, the
+   * download is dropped; a directory that no longer does (changed or damaged on disk, its
+   * endorsement lost) is replaced, never trusted.
    */
-  async install(manifest: Manifest, verifiedOnnx: string, serverKey: KeyObject, signer?: Signer): Promise<InstalledModel> {
+  async install({ manifest, bytes }: VerifiedManifest, verifiedOnnx: string, serverKey: KeyObject, signer?: Signer): Promise<InstalledModel> {
     const id = artifactId(manifest);
+    // The bytes must be the manifest's own (the fetcher's contract): a mismatch would install a
+    // model that fails every later load.
+    const stored = bytes.length <= MAX_MANIFEST_BYTES ? parseManifestText(bytes.toString('utf8')) : undefined;
+    if (!stored || 'problem' in stored || artifactId(stored.manifest) !== id) throw new Error(`manifest bytes to store for ${id} are not that manifest`);
     const target = this.dataDir.modelDir(id);
     await mkdir(this.dataDir.modelsDir, { recursive: true });
     const present = await this.loadVerified(id, serverKey);
@@ -67,7 +79,7 @@ export class ModelStore {
     const staging = join(this.dataDir.modelsDir, `.staging-${id}`);
     await rm(staging, { recursive: true, force: true });
     await mkdir(staging);
-    await writeNewFileSynced(join(staging, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+    await writeNewFileSynced(join(staging, MANIFEST_FILE), bytes);
     const serverSigned = manifest.signature === undefined || manifest.signature.keyId === keyId(serverKey);
     if (signer && !serverSigned) await writeNewFileSynced(join(staging, SIGNER_FILE), `${JSON.stringify(signer)}\n`);
     await rename(verifiedOnnx, join(staging, ONNX_FILE));
@@ -117,10 +129,16 @@ export class ModelStore {
     const dir = this.dataDir.modelDir(id);
     let manifest: Manifest;
     try {
-      manifest = await readManifest(dir);
+      manifest = await readManifest(dir, MAX_STORED_MANIFEST_BYTES);
     } catch (error) {
       return { failure: errorMessage(error) };
     }
+    // A pretty-printed manifest of an earlier agent may take more than MAX_MANIFEST_BYTES on disk;
+    // as downloaded (compact) it never did. (A file within the limit is what was downloaded.)
+    const manifestPath = join(dir, MANIFEST_FILE);
+    const onDisk = (await stat(manifestPath).catch(() => undefined))?.size ?? 0;
+    const compact = onDisk > MAX_MANIFEST_BYTES ? Buffer.byteLength(JSON.stringify(manifest)) : onDisk;
+    if (compact > MAX_MANIFEST_BYTES) return { failure: `${manifestPath}: ${compact} bytes as compact JSON, more than a manifest can be (${MAX_MANIFEST_BYTES})` };
     if (artifactId(manifest) !== id) return { failure: `${dir}: manifest does not match its artifact id` };
     const onnxPath = join(dir, ONNX_FILE);
     const expected = manifest.files[ONNX_FILE]!;

@@ -5,15 +5,18 @@ import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ManifestSchema, type Manifest } from './manifest.ts';
 
-/** Reads and validates `dir/manifest.json`; a UserError naming the file when it is missing or invalid. */
-export async function readManifest(dir: string): Promise<Manifest> {
+/**
+ * Reads and validates `dir/manifest.json`; a UserError naming the file when it is missing or
+ * invalid, or larger than `maxBytes`.
+ */
+export async function readManifest(dir: string, maxBytes = MAX_MANIFEST_BYTES): Promise<Manifest> {
   const path = join(dir, MANIFEST_FILE);
   let text: string;
   try {
     // A FIFO or device in its place would block a plain read; a huge file would fill memory.
     const info = await stat(path);
     if (!info.isFile()) throw new UserError(`${path}: not a regular file`);
-    if (info.size > MAX_MANIFEST_BYTES) throw new UserError(`${path}: ${info.size} bytes, more than a manifest can be (${MAX_MANIFEST_BYTES})`);
+    if (info.size > maxBytes) throw new UserError(`${path}: ${info.size} bytes, more than a manifest can be (${maxBytes})`);
     text = await readFile(path, 'utf8');
   } catch (error) {
     if (error instanceof UserError) throw error;
