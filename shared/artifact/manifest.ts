@@ -129,6 +129,24 @@ function checkConsistency(manifest: z.output<typeof ManifestObject>, ctx: z.Refi
   }
   if (params !== expectedParams) problem(['architecture', 'params'], `is ${params}, but layers ${JSON.stringify(layers)} on ${inputs} inputs hold ${expectedParams}`);
   if (flopsPerSample !== expectedFlops) problem(['architecture', 'flopsPerSample'], `is ${flopsPerSample}, but layers ${JSON.stringify(layers)} on ${inputs} inputs take ${expectedFlops}`);
+  checkEpsilon(manifest.lineage, problem);
+}
+
+/**
+ * The pruning threshold of the lineage, by the rules `fleetprune prune` applies to --epsilon
+ * (server/pruning/options.ts): ε and its mode both given (a pruned model) or both null (one not
+ * pruned); a relative ε in (0, 1), an absolute one above 0 and finite.
+ */
+function checkEpsilon({ epsilon, epsilonMode }: { epsilon: number | null; epsilonMode: 'relative' | 'absolute' | null }, problem: (path: (string | number)[], message: string) => void): void {
+  if (epsilon === null) {
+    if (epsilonMode !== null) problem(['lineage', 'epsilon'], `is null, but lineage.epsilonMode is ${epsilonMode}: give both (a pruned model) or neither`);
+  } else if (epsilonMode === null) {
+    problem(['lineage', 'epsilonMode'], `is null, but lineage.epsilon is ${epsilon}: give both (a pruned model) or neither`);
+  } else if (epsilonMode === 'relative') {
+    if (!(epsilon > 0 && epsilon < 1)) problem(['lineage', 'epsilon'], `is ${epsilon}, outside (0, 1), where a relative ε lies`);
+  } else if (!(epsilon > 0 && Number.isFinite(epsilon))) {
+    problem(['lineage', 'epsilon'], `is ${epsilon}, but an absolute ε is a finite number above 0`);
+  }
 }
 
 /**

@@ -51,12 +51,33 @@ const CASES: { name: string; edit: (manifest: Record<string, any>) => void; mess
   { name: 'a FLOP count the layers do not add up to', edit: (m) => (m.architecture.flopsPerSample += 1), message: /^architecture\.flopsPerSample: is 172, but layers \[8,3\] on 7 inputs take 171$/ },
   { name: 'fewer activations than layers', edit: (m) => m.architecture.activations.pop(), message: /^architecture\.activations: lists 1 activations for 2 layers$/ },
   { name: 'an activation fleetprune does not export', edit: (m) => (m.architecture.activations[0] = 'tanh'), message: /^architecture\.activations: "tanh" is not one of relu, softmax, linear$/ },
+  // The lineage's ε by the rules of fleetprune prune --epsilon: both or neither of ε and its mode; relative in (0, 1), absolute above 0.
+  { name: 'a negative relative ε', edit: (m) => (m.lineage.epsilon = -3), message: /^lineage\.epsilon: is -3, outside \(0, 1\), where a relative ε lies$/ },
+  { name: 'a relative ε of 0', edit: (m) => (m.lineage.epsilon = 0), message: /^lineage\.epsilon: is 0, outside \(0, 1\), where a relative ε lies$/ },
+  { name: 'a relative ε of 1', edit: (m) => (m.lineage.epsilon = 1), message: /^lineage\.epsilon: is 1, outside \(0, 1\), where a relative ε lies$/ },
+  { name: 'a relative ε of 1e300', edit: (m) => (m.lineage.epsilon = 1e300), message: /^lineage\.epsilon: is 1e\+300, outside \(0, 1\), where a relative ε lies$/ },
+  { name: 'an absolute ε of 0', edit: (m) => Object.assign(m.lineage, { epsilon: 0, epsilonMode: 'absolute' }), message: /^lineage\.epsilon: is 0, but an absolute ε is a finite number above 0$/ },
+  { name: 'a negative absolute ε', edit: (m) => Object.assign(m.lineage, { epsilon: -0.5, epsilonMode: 'absolute' }), message: /^lineage\.epsilon: is -0\.5, but an absolute ε is a finite number above 0$/ },
+  { name: 'an ε without its mode', edit: (m) => (m.lineage.epsilonMode = null), message: /^lineage\.epsilonMode: is null, but lineage\.epsilon is 0\.1: give both \(a pruned model\) or neither$/ },
+  { name: 'an ε mode without an ε', edit: (m) => (m.lineage.epsilon = null), message: /^lineage\.epsilon: is null, but lineage\.epsilonMode is relative: give both \(a pruned model\) or neither$/ },
 ];
 
 test('the sample manifest and a consistent regressor parse (the checks refuse only contradictions)', () => {
   assert.equal(ManifestSchema.safeParse(sample).success, true);
   const regressor = contradicting((m) => Object.assign(m, { task: 'regression', labels: [], architecture: REGRESSOR_ARCHITECTURE }));
   assert.equal(ManifestSchema.safeParse(regressor).success, true, JSON.stringify(ManifestSchema.safeParse(regressor).error?.issues));
+  // A model not pruned (no ε, no mode), and ε at the edges of what prune takes in either mode.
+  const lineages = [
+    { parentSha256: null, epsilon: null, epsilonMode: null },
+    { epsilon: 1e-9, epsilonMode: 'relative' },
+    { epsilon: 0.999, epsilonMode: 'relative' },
+    { epsilon: 1e-9, epsilonMode: 'absolute' },
+    { epsilon: 1e9, epsilonMode: 'absolute' },
+  ];
+  for (const lineage of lineages) {
+    const parsed = ManifestSchema.safeParse(contradicting((m) => Object.assign(m.lineage, lineage)));
+    assert.equal(parsed.success, true, `${JSON.stringify(lineage)}: ${JSON.stringify(parsed.error?.issues)}`);
+  }
 });
 
 for (const { name, edit, message } of CASES) {

@@ -4,7 +4,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { artifactId } from '../../shared/artifact/manifest.ts';
+import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
+import { signManifest } from '../../shared/artifact/signature.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs } from './helpers/artifacts.ts';
 import { STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
@@ -238,6 +239,31 @@ for (const engine of STORE_ENGINES) {
           const badAlias = await env.server.request('PUT', '/api/models/iris/aliases/production', { json: { version: 2 } });
           await expectError(badAlias, 400, 'bad_request', /body\.version/);
         });
+      });
+
+      test('a signed manifest whose lineage ε contradicts its mode is refused by check and push, naming the field', async (t) => {
+        const env = await setup(t, engine);
+        if (!env) return;
+        const artifact = await makeArtifact(t, { seed: 6, privateKey: env.signer.privateKey });
+        await uploadBlobs(env.server, artifact.dir, artifact.manifest);
+        const cases: [Record<string, unknown>, RegExp][] = [
+          [{ epsilon: -3, epsilonMode: 'relative' }, /^manifest\.lineage\.epsilon: is -3, outside \(0, 1\), where a relative ε lies$/],
+          [{ epsilon: 1e300, epsilonMode: 'relative' }, /^manifest\.lineage\.epsilon: is 1e\+300, outside \(0, 1\), where a relative ε lies$/],
+          [{ epsilon: 0, epsilonMode: 'absolute' }, /^manifest\.lineage\.epsilon: is 0, but an absolute ε is a finite number above 0$/],
+          [{ epsilon: 0.5, epsilonMode: null }, /^manifest\.lineage\.epsilonMode: is null, but lineage\.epsilon is 0\.5: give both \(a pruned model\) or neither$/],
+          [{ epsilon: null, epsilonMode: 'absolute' }, /^manifest\.lineage\.epsilon: is null, but lineage\.epsilonMode is absolute: give both \(a pruned model\) or neither$/],
+        ];
+        await unchanged(env.server, async () => {
+          for (const [lineage, message] of cases) {
+            const { signature: _signature, ...unsigned } = artifact.manifest;
+            const manifest = signManifest({ ...unsigned, lineage: { ...unsigned.lineage, ...lineage } } as Manifest, env.signer.privateKey);
+            for (const path of ['/api/models/iris/versions/check', '/api/models/iris/versions']) {
+              await expectError(await env.server.request('POST', path, { json: { manifest } }), 400, 'bad_request', message);
+            }
+          }
+        });
+        // The same manifest with a consistent lineage registers.
+        assert.equal((await pushArtifact(env.server, 'iris', artifact.dir, artifact.manifest)).status, 201);
       });
 
       test('oversized uploads (configurable limits)', async (t) => {
