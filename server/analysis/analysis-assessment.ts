@@ -1,4 +1,4 @@
-import type { AnalysisMetric } from './metric-definition.ts';
+import { MAX_MEASUREMENTS, type AnalysisMetric } from './metric-definition.ts';
 import type { Measurement } from './measurement.ts';
 
 /**
@@ -9,10 +9,17 @@ import type { Measurement } from './measurement.ts';
  * 3. more consecutive Errors than consecutiveErrorLimit → Error;
  * 4. consecutiveSuccessLimit > 0 and reached → Successful (early);
  * 5. count measurements taken → Successful, or, when consecutiveSuccessLimit > 0 was never
- *    reached, Failed; with no Successful measurement at all (every one tolerated as Failed,
- *    Inconclusive or Error by the limits) never Successful: Error when all were Errors (the
- *    provider never answered), else Inconclusive;
- * 6. otherwise Running.
+ *    reached, Failed; with no Successful measurement at all (every one tolerated as Failed or
+ *    Inconclusive by the limits) never Successful but Inconclusive;
+ * 6. MAX_ERROR_MEASUREMENTS Errors in all → Error (a bound Argo does not have: with
+ *    consecutiveErrorLimit -1 or very large, a backend that never answers would be measured
+ *    forever);
+ * 7. otherwise Running.
+ *
+ * As in Argo (MetricResult.Count: "the number of times the metric was measured without Error"),
+ * only Successful, Failed and Inconclusive measurements count towards `count`: an Error is
+ * retried (after the interval, or ERROR_RETRY_INTERVAL_MS without one) and counts only against
+ * consecutiveErrorLimit.
  *
  * A limit of -1 disables its rule. The run's phase is the worst of its metrics:
  * Failed > Error > Inconclusive > Running > Successful; a Failed or Error metric ends the run at
@@ -21,7 +28,14 @@ import type { Measurement } from './measurement.ts';
 export type MetricPhase = 'Running' | 'Successful' | 'Failed' | 'Inconclusive' | 'Error';
 export type RunPhase = MetricPhase;
 
+/** Argo's DefaultErrorRetryInterval: how long after an Error a metric without `interval` measures again. */
+export const ERROR_RETRY_INTERVAL_MS = 10_000;
+
+/** The most Error measurements one metric takes, whatever consecutiveErrorLimit says (-1 included). */
+export const MAX_ERROR_MEASUREMENTS = MAX_MEASUREMENTS;
+
 export interface MetricTally {
+  /** Measurements that count towards `count`: Successful, Failed and Inconclusive (Argo's MetricResult.Count); Errors do not. */
   readonly count: number;
   readonly successful: number;
   readonly failed: number;
@@ -46,7 +60,7 @@ export function tally(measurements: readonly Measurement[]): MetricTally {
       case 'Error': error += 1; consecutiveSuccess = 0; consecutiveError += 1; break;
     }
   }
-  return { count: measurements.length, successful, failed, inconclusive, error, consecutiveSuccess, consecutiveError };
+  return { count: successful + failed + inconclusive, successful, failed, inconclusive, error, consecutiveSuccess, consecutiveError };
 }
 
 export interface MetricAssessment {
@@ -70,18 +84,23 @@ export function assessMetric(metric: AnalysisMetric, measurements: readonly Meas
   if (metric.consecutiveSuccessLimit > 0 && t.consecutiveSuccess >= metric.consecutiveSuccessLimit) {
     return { phase: 'Successful', message: `${metric.name}: ${t.consecutiveSuccess} consecutive successes reached consecutiveSuccessLimit` };
   }
+  const retried = t.error === 0 ? '' : `${t.error} error${t.error === 1 ? '' : 's'} retried, not counted`;
+  const detail = `(failed ${t.failed}, inconclusive ${t.inconclusive}${retried && `; ${retried}`})`;
   if (t.count >= metric.count) {
     if (metric.consecutiveSuccessLimit > 0) {
-      return { phase: 'Failed', message: `${metric.name}: ${metric.count} measurements without ${metric.consecutiveSuccessLimit} consecutive successes` };
+      return { phase: 'Failed', message: `${metric.name}: ${metric.count} measurements without ${metric.consecutiveSuccessLimit} consecutive successes ${detail}` };
     }
     if (t.successful === 0) {
       // Limits tolerate bad measurements; they never turn "nothing succeeded" into a success.
-      const phase = t.failed === 0 && t.inconclusive === 0 ? 'Error' : 'Inconclusive';
-      return { phase, message: `${metric.name}: no successful measurement in ${t.count} (failed ${t.failed}, inconclusive ${t.inconclusive}, error ${t.error})${because}` };
+      // Errors do not count towards `count`, so at least one of these was Failed or Inconclusive.
+      return { phase: 'Inconclusive', message: `${metric.name}: no successful measurement in ${t.count} ${detail}${because}` };
     }
-    return { phase: 'Successful', message: `${metric.name}: ${t.successful}/${t.count} measurements successful (failed ${t.failed}, inconclusive ${t.inconclusive}, error ${t.error})` };
+    return { phase: 'Successful', message: `${metric.name}: ${t.successful}/${t.count} measurements successful ${detail}` };
   }
-  return { phase: 'Running', message: `${metric.name}: ${t.count}/${metric.count} measurements taken` };
+  if (t.error >= MAX_ERROR_MEASUREMENTS) {
+    return { phase: 'Error', message: `${metric.name}: ${t.error} error measurements, the most one metric takes, before ${metric.count} without error${because}` };
+  }
+  return { phase: 'Running', message: `${metric.name}: ${t.count}/${metric.count} measurements taken${retried && ` (${retried})`}` };
 }
 
 const SEVERITY: Readonly<Record<MetricPhase, number>> = { Successful: 0, Running: 1, Inconclusive: 2, Error: 3, Failed: 4 };

@@ -1,19 +1,21 @@
 import { Mutex } from '../../shared/util/mutex.ts';
 import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
-import { assessMetric, assessRun, type RunAssessment } from './analysis-assessment.ts';
+import { assessMetric, assessRun, ERROR_RETRY_INTERVAL_MS, type RunAssessment } from './analysis-assessment.ts';
 import type { AnalysisMetric } from './metric-definition.ts';
 import type { Measurement } from './measurement.ts';
 import type { Scheduler } from './scheduler.ts';
 import { measurementProvider, takeMeasurement, type MeasurementContext } from './take-measurement.ts';
 
 /**
- * One analysis run: every metric measured at its interval until its count (or until a limit
- * decides it), on an injected scheduler. Each measurement is handed to onMeasurement (the
- * controller records it in the decision log) before the next is scheduled; the run ends with
- * onComplete once assessRun leaves Running. A run can resume from the measurements a previous
- * process recorded: counts continue, and the next measurement is due one interval after the
- * last one finished. With holdOff, a measurement on one of its providers that falls due before
- * holdOff.until is taken at holdOff.until instead (never later), and says so.
+ * One analysis run: every metric measured at its interval until its count of measurements without
+ * Error (or until a limit decides it), on an injected scheduler; an Error is measured again after
+ * the interval, or after ERROR_RETRY_INTERVAL_MS (10 s, Argo's) for a metric without one. Each
+ * measurement is handed to onMeasurement (the controller records it in the decision log) before
+ * the next is scheduled; the run ends with onComplete once assessRun leaves Running. A run can
+ * resume from the measurements a previous process recorded: counts continue (Errors not counted),
+ * and the next measurement is due one interval (or the Error retry) after the last one finished.
+ * With holdOff, a measurement on one of its providers that falls due before holdOff.until is
+ * taken at holdOff.until instead (never later), and says so.
  */
 export interface AnalysisHoldOff {
   /** Measurements due before this wait for it; due at or after it, they run when due. */
@@ -94,7 +96,9 @@ export class AnalysisRun {
     const own = this.#measurements.filter((m) => m.metric === metric.name);
     if (assessMetric(metric, own).phase !== 'Running') return;
     const last = own.at(-1);
-    const dueAt = last ? new Date(last.finishedAt).getTime() + (metric.intervalMs ?? 0) : this.#startedAt.getTime() + metric.initialDelayMs;
+    // As Argo: the next one is due an interval after the last one finished; an Error (which does
+    // not count towards `count`) of a metric without an interval is retried after 10 s.
+    const dueAt = last ? new Date(last.finishedAt).getTime() + (metric.intervalMs ?? (last.phase === 'Error' ? ERROR_RETRY_INTERVAL_MS : 0)) : this.#startedAt.getTime() + metric.initialDelayMs;
     const now = this.#options.scheduler.now().getTime();
     const holdOff = this.#options.holdOff;
     // Bounded by construction: a held measurement runs at holdOff.until, a fixed time, whatever happens.

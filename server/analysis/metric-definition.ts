@@ -77,7 +77,11 @@ export const MetricSchema = z.strictObject({
   name: MetricNameSchema,
   interval: DurationSchema.optional(),
   initialDelay: DurationSchema.optional(),
-  /** At most MAX_MEASUREMENTS: every measurement is kept in the analysis run and the decision log. */
+  /**
+   * Measurements without Error to take (Argo's count; Errors are retried and do not count). At most
+   * MAX_MEASUREMENTS: every measurement is kept in the analysis run and the decision log (and at
+   * most MAX_MEASUREMENTS Errors besides, see assessMetric).
+   */
   count: Count.min(1, 'must be ≥ 1').max(MAX_MEASUREMENTS, `must be ≤ ${MAX_MEASUREMENTS}`).optional(),
   successCondition: z.string().optional(),
   failureCondition: z.string().optional(),
@@ -85,7 +89,7 @@ export const MetricSchema = z.strictObject({
   failureLimit: Count.min(-1, 'must be ≥ -1').optional(),
   /** Inconclusive measurements tolerated. -1 disables. */
   inconclusiveLimit: Count.min(-1, 'must be ≥ -1').optional(),
-  /** Consecutive Error measurements tolerated. -1 disables. */
+  /** Consecutive Error measurements tolerated (each is retried: an interval later, or 10 s without one). -1 disables. */
   consecutiveErrorLimit: Count.min(-1, 'must be ≥ -1').optional(),
   /** Succeed as soon as this many consecutive measurements succeed; 0 disables. */
   consecutiveSuccessLimit: Count.min(0, 'must be ≥ 0').optional(),

@@ -4,7 +4,7 @@ import { AnalysisRun } from '../../server/analysis/analysis-run.ts';
 import { assessMetric } from '../../server/analysis/analysis-assessment.ts';
 import type { RunAssessment } from '../../server/analysis/analysis-assessment.ts';
 import type { Measurement } from '../../server/analysis/measurement.ts';
-import type { AnalysisMetric } from '../../server/analysis/metric-definition.ts';
+import { MAX_MEASUREMENTS, type AnalysisMetric } from '../../server/analysis/metric-definition.ts';
 import { ManualScheduler, SystemScheduler } from '../../server/analysis/scheduler.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
@@ -146,24 +146,26 @@ describe('analysis engine: run phase', () => {
     none.run.start();
     await none.scheduler.advance(10 * 60_000);
     assert.equal(none.completed[0]?.phase, 'Inconclusive');
-    assert.match(none.completed[0]!.message, /^m: no successful measurement in 3 \(failed 3, inconclusive 0, error 0\)/);
+    assert.match(none.completed[0]!.message, /^m: no successful measurement in 3 \(failed 3, inconclusive 0\)/);
   });
 
-  it('never succeeds when every measurement errored within consecutiveErrorLimit (a backend down for the whole analysis)', async () => {
-    // count 3 with the default consecutiveErrorLimit 4: the limit is never exceeded.
+  it('never succeeds when the backend is down for the whole analysis: its Errors are retried until consecutiveErrorLimit, then Error', async () => {
+    // count 3 with the default consecutiveErrorLimit 4: Errors do not count towards count, so the
+    // metric keeps measuring (at its interval) until the fifth consecutive Error ends it.
     const h = harness([metric({ interval: '1m', count: 3 })], ['error']);
     h.run.start();
     await h.scheduler.advance(10 * 60_000);
-    assert.deepEqual(h.seen.map((m) => m.phase), ['Error', 'Error', 'Error']);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Error', 'Error', 'Error', 'Error', 'Error']);
+    assert.deepEqual(h.provider.calls.map((c) => c.at - Date.UTC(2026, 0, 1)), [0, 60_000, 120_000, 180_000, 240_000]);
     assert.equal(h.completed[0]?.phase, 'Error');
-    assert.match(h.completed[0]!.message, /^m: no successful measurement in 3 \(failed 0, inconclusive 0, error 3\): m: scripted: connection refused$/);
+    assert.match(h.completed[0]!.message, /^m: 5 consecutive errors > consecutiveErrorLimit 4: m: scripted: connection refused$/);
 
     // Tolerated Inconclusives (NaN every time) are no success either.
     const nan = harness([metric({ interval: '1m', count: 2, inconclusiveLimit: -1 })], [[Number.NaN]]);
     nan.run.start();
     await nan.scheduler.advance(10 * 60_000);
     assert.equal(nan.completed[0]?.phase, 'Inconclusive');
-    assert.match(nan.completed[0]!.message, /no successful measurement in 2 \(failed 0, inconclusive 2, error 0\)/);
+    assert.match(nan.completed[0]!.message, /no successful measurement in 2 \(failed 0, inconclusive 2\)/);
 
     // failureLimit equal to count: every measurement Failed is not a success.
     const failing = harness([metric({ interval: '1m', count: 2, failureLimit: 2 })], [[0.1]]);
@@ -176,6 +178,75 @@ describe('analysis engine: run phase', () => {
     exact.run.start();
     await exact.scheduler.advance(10 * 60_000);
     assert.equal(exact.completed[0]?.phase, 'Successful');
+  });
+
+  it('Errors do not count towards count (Argo: MetricResult.Count is the measurements without Error)', async () => {
+    // Before, error, error, 0.95 with count 3 was Successful on one real measurement.
+    const h = harness([metric({ interval: '1m', count: 3 })], ['error', 'error', [0.95], [0.5]]);
+    h.run.start();
+    await h.scheduler.advance(0);
+    assert.equal(h.run.assessment().metrics.m?.message, 'm: 0/3 measurements taken (1 error retried, not counted)');
+    await h.scheduler.advance(10 * 60_000);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Error', 'Error', 'Successful', 'Failed'], 'three measurements without Error: the Failed one is the third');
+    assert.deepEqual(h.seen.map((m) => m.index), [0, 1, 2, 3]);
+    assert.deepEqual(h.provider.calls.map((c) => c.at - Date.UTC(2026, 0, 1)), [0, 60_000, 120_000, 180_000], 'an Error of a metric with an interval is retried after the interval');
+    assert.equal(h.completed[0]?.phase, 'Failed');
+    assert.match(h.completed[0]!.message, /^m: 1 failed measurement > failureLimit 0/);
+
+    const ok = harness([metric({ interval: '1m', count: 3 })], ['error', 'error', [0.95]]);
+    ok.run.start();
+    await ok.scheduler.advance(10 * 60_000);
+    assert.deepEqual(ok.seen.map((m) => m.phase), ['Error', 'Error', 'Successful', 'Successful', 'Successful']);
+    assert.equal(ok.completed[0]?.phase, 'Successful');
+    assert.equal(ok.completed[0]!.message, 'm: 3/3 measurements successful (failed 0, inconclusive 0; 2 errors retried, not counted)');
+  });
+
+  it('with the defaults (count 1, consecutiveErrorLimit 4) a transient Error is retried after 10 s, as Argo does, not the verdict', async () => {
+    const h = harness([metric({})], ['error', [0.95]]);
+    h.run.start();
+    await h.scheduler.advance(9_999);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Error']);
+    assert.equal(h.completed.length, 0, 'one Error is no verdict');
+    await h.scheduler.advance(1);
+    assert.deepEqual(h.seen.map((m) => m.phase), ['Error', 'Successful']);
+    assert.deepEqual(h.provider.calls.map((c) => c.at - Date.UTC(2026, 0, 1)), [0, 10_000]);
+    assert.equal(h.completed[0]?.phase, 'Successful');
+
+    // Down for good: the fifth consecutive Error (> consecutiveErrorLimit 4) ends it, 40 s in.
+    const down = harness([metric({})], ['error']);
+    down.run.start();
+    await down.scheduler.advance(10 * 60_000);
+    assert.deepEqual(down.provider.calls.map((c) => c.at - Date.UTC(2026, 0, 1)), [0, 10_000, 20_000, 30_000, 40_000]);
+    assert.equal(down.completed[0]?.phase, 'Error');
+    assert.match(down.completed[0]!.message, /^m: 5 consecutive errors > consecutiveErrorLimit 4: m: scripted: connection refused$/);
+    assert.equal(down.scheduler.pendingCount, 0);
+  });
+
+  it('resumes after a restart with recorded Errors not counted, retrying 10 s after the last one', async () => {
+    const m = metric({});
+    const first = harness([m], ['error']);
+    first.run.start();
+    await first.scheduler.advance(0);
+    first.run.stop();
+    assert.deepEqual(first.seen.map((x) => x.phase), ['Error']);
+
+    const resumed = harness([m], [[0.95]], first.seen);
+    resumed.run.start();
+    await resumed.scheduler.advance(9_999);
+    assert.equal(resumed.seen.length, 0, 'not before the retry interval');
+    await resumed.scheduler.advance(1);
+    assert.equal(resumed.seen[0]?.index, 1);
+    assert.equal(resumed.completed[0]?.phase, 'Successful');
+  });
+
+  it('consecutiveErrorLimit -1 still ends a metric whose backend never answers, after MAX_MEASUREMENTS (10080) Errors', () => {
+    const m = metric({ interval: '1s', count: 2, consecutiveErrorLimit: -1 });
+    const error = (index: number): Measurement => ({ metric: 'm', index, phase: 'Error', startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:00:00.000Z', provider: 'builtin', queries: {}, value: null, thresholds: { minSamples: 1 }, message: 'm: down' });
+    const errors = Array.from({ length: MAX_MEASUREMENTS - 1 }, (_, i) => error(i));
+    assert.equal(assessMetric(m, errors).phase, 'Running');
+    const last = assessMetric(m, [...errors, error(MAX_MEASUREMENTS - 1)]);
+    assert.equal(last.phase, 'Error');
+    assert.equal(last.message, `m: ${MAX_MEASUREMENTS} error measurements, the most one metric takes, before 2 without error: m: down`);
   });
 
   it('an infinite value can fail a measurement but never pass it', async () => {

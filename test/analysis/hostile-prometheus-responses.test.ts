@@ -17,7 +17,8 @@ import { misbehavingServer } from '../helpers/misbehaving-http.ts';
  * none of it may pass the analysis, and the reason is one line.
  */
 function metricOf(fields: Record<string, unknown>): AnalysisMetric {
-  const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { metrics: [{ name: 'm', ...fields }] } }] });
+  // consecutiveErrorLimit 0: an Error is not retried (after 10 s of real time) but the verdict, at once.
+  const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { metrics: [{ name: 'm', consecutiveErrorLimit: 0, ...fields }] } }] });
   return (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
 }
 
@@ -57,7 +58,7 @@ describe('analysis over a hostile Prometheus answer', () => {
     const assessment = await withServer((_req, res) => res.end(vector([series, series])), (url) =>
       analyse(metricOf({ provider: { prometheus: { query: 'up' } }, minSamples: 2, successCondition: 'all(result, {# > 0.5})' }), url));
     assert.equal(assessment.phase, 'Error');
-    assert.match(assessment.message, /^m: no successful measurement in 1 \(failed 0, inconclusive 0, error 1\): m: prometheus: malformed vector result: entries 0 and 1 have the same labels \{__name__="up",device="d1"\}/);
+    assert.match(assessment.message, /^m: 1 consecutive errors > consecutiveErrorLimit 0: m: prometheus: malformed vector result: entries 0 and 1 have the same labels \{__name__="up",device="d1"\}/);
     assert.doesNotMatch(assessment.message, /\n/);
   });
 

@@ -582,7 +582,7 @@ describe('rollout controller: a misbehaving metrics backend', () => {
     ['unreachable (connection refused)', async () => ({ url: `http://127.0.0.1:${await freePort()}`, close: async () => {}, reason: /prometheus: cannot reach http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/ })],
     ['answering an empty sample value', async () => ({ ...(await misbehavingServer((_req, res) => res.end(vectorAnswer('')))), reason: /prometheus: malformed sample value "": not a number/ })],
   ] as const) {
-    it(`rolls back, never promotes, when Prometheus is ${name} for the whole analysis (count 3 < consecutiveErrorLimit)`, async () => {
+    it(`rolls back, never promotes, when Prometheus is ${name} for the whole analysis (its Errors retried until past consecutiveErrorLimit)`, async () => {
       logged.length = 0;
       const server = await backend();
       try {
@@ -595,11 +595,12 @@ describe('rollout controller: a misbehaving metrics backend', () => {
         for (const device of r.fleet.devices.values()) assert.notEqual(device.active, '2');
         const decisions = await r.controller.decisions('ro-test');
         const measurements = decisions.filter((d) => d.kind === 'measurement');
-        assert.deepEqual(measurements.map((d) => d.verdict), ['Error', 'Error', 'Error']);
+        // Errors do not count towards count 3 (Argo): the fifth consecutive one (> consecutiveErrorLimit 4) ends it.
+        assert.deepEqual(measurements.map((d) => d.verdict), ['Error', 'Error', 'Error', 'Error', 'Error']);
         for (const m of measurements) assert.match(m.message, server.reason);
         const analysis = decisions.filter((d) => d.kind === 'analysis').at(-1)!;
         assert.equal(analysis.verdict, 'Error');
-        assert.match(analysis.message, /error-ratio: no successful measurement in 3 \(failed 0, inconclusive 0, error 3\)/);
+        assert.match(analysis.message, /error-ratio: 5 consecutive errors > consecutiveErrorLimit 4/);
         assert.match(analysis.message, server.reason);
         // A backend problem is a warning with its reason, never an error-level stack trace.
         assert.deepEqual(logged.filter((line) => line.level >= 50), []);
