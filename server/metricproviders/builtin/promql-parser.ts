@@ -108,20 +108,23 @@ function lex(source: string): Token[] {
     }
     if (ch === '"' || ch === "'" || ch === '`') {
       let j = i + 1;
-      let value = '';
+      // Bytes, as Go's strings are: \x and octal escapes give a byte each (UTF-8 decoded at the end).
+      const bytes: number[] = [];
+      let plain = j;
+      let escaped = false;
       while (j < source.length && source[j] !== ch) {
         if (source[j] === '\\' && ch !== '`') {
-          const next = source[j + 1];
-          if (next === undefined) break;
-          value += next === 'n' ? '\n' : next === 't' ? '\t' : next;
-          j += 2;
+          appendBytes(bytes, UTF8.encode(source.slice(plain, j)));
+          j = escape(source, j, ch, bytes);
+          plain = j;
+          escaped = true;
           continue;
         }
-        value += source[j];
         j += 1;
       }
       if (j >= source.length) throw new PromqlError('unterminated string', i);
-      tokens.push({ kind: 'string', text: value, position: i });
+      if (escaped) appendBytes(bytes, UTF8.encode(source.slice(plain, j)));
+      tokens.push({ kind: 'string', text: escaped ? UTF8_DECODER.decode(new Uint8Array(bytes)) : source.slice(i + 1, j), position: i });
       i = j + 1;
       continue;
     }
@@ -137,6 +140,62 @@ function lex(source: string): Token[] {
   }
   tokens.push({ kind: 'end', text: '', position: source.length });
   return tokens;
+}
+
+const UTF8 = new TextEncoder();
+const UTF8_DECODER = new TextDecoder('utf-8');
+const SIMPLE_ESCAPES: Readonly<Record<string, string>> = { a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\' };
+
+function appendBytes(bytes: number[], more: Uint8Array): void {
+  for (const byte of more) bytes.push(byte);
+}
+
+/** Go's %#U: `U+0064 'd'`. */
+function describeRune(rune: string): string {
+  const codePoint = rune.codePointAt(0)!;
+  const hex = codePoint.toString(16).toUpperCase().padStart(4, '0');
+  return codePoint >= 0x20 && codePoint !== 0x7f ? `U+${hex} '${rune}'` : `U+${hex}`;
+}
+
+/**
+ * One escape sequence of a quoted string, at `at` (its backslash), appended to `bytes`; returns
+ * where the string goes on. The escapes of Prometheus's lexer (Go's): \a \b \f \n \r \t \v \\,
+ * the string's own quote, \NNN (octal, at most \377), \xNN, \uNNNN and \UNNNNNNNN (no surrogates).
+ * Anything else is "unknown escape sequence", as Prometheus answers: `"edge-\d"` is not the regex
+ * `edge-\d` (that is `"edge-\\d"` or `` `edge-\d` ``), and taking it as `edge-d` would match other devices.
+ */
+function escape(source: string, at: number, quote: string, bytes: number[]): number {
+  const next = source[at + 1];
+  if (next === undefined) throw new PromqlError('escape sequence not terminated', at);
+  const simple = SIMPLE_ESCAPES[next] ?? (next === quote ? quote : undefined);
+  if (simple !== undefined) {
+    appendBytes(bytes, UTF8.encode(simple));
+    return at + 2;
+  }
+  let digits: number;
+  let base: number;
+  let max: number;
+  let start = at + 1;
+  if (next >= '0' && next <= '7') [digits, base, max] = [3, 8, 255];
+  else if (next === 'x') [digits, base, max, start] = [2, 16, 255, at + 2];
+  else if (next === 'u') [digits, base, max, start] = [4, 16, 0x10ffff, at + 2];
+  else if (next === 'U') [digits, base, max, start] = [8, 16, 0x10ffff, at + 2];
+  else {
+    const rune = String.fromCodePoint(source.codePointAt(at + 1)!);
+    throw new PromqlError(`unknown escape sequence \\${rune} (${describeRune(rune)}); a backslash (a regex's) is written \\\\ in a quoted string, or use a \`raw string\``, at);
+  }
+  let value = 0;
+  for (let k = 0; k < digits; k += 1) {
+    const digit = source[start + k];
+    if (digit === undefined) throw new PromqlError('escape sequence not terminated', at);
+    const v = Number.parseInt(digit, 16);
+    if (!/^[0-9a-fA-F]$/.test(digit) || v >= base) throw new PromqlError(`illegal character ${describeRune(String.fromCodePoint(source.codePointAt(start + k)!))} in escape sequence`, at);
+    value = value * base + v;
+  }
+  if (value > max || (value >= 0xd800 && value < 0xe000)) throw new PromqlError('escape sequence is an invalid Unicode code point', at);
+  if (max === 255) bytes.push(value);
+  else appendBytes(bytes, UTF8.encode(String.fromCodePoint(value)));
+  return start + digits;
 }
 
 export function parsePromql(source: string): PromExpr {
