@@ -58,14 +58,19 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
         successCondition: 'result[0] <= maxErrorRatio',
         provider: {
           prometheus: {
-            // Totals, not rate(): an agent benchmarks a version once, so on a real Prometheus a
-            // device's counter series starts at its final value and never grows. Totals survive a
-            // server restart or failover: the server exports them again from the store (what
-            // heartbeats added included), so shadow errors counted before still count.
+            // Served rows only: the candidate's shadow runs (fleetprune_device_served_predictions_total),
+            // not the benchmarks' holdout rows, which fleetprune_device_predictions_total also
+            // counts and whose errors are 0 (a benchmark that fails is a benchmark-failed answer,
+            // which fails the rollout on its own): with them a cohort that ran nothing in shadow
+            // passed on its benchmarks, and minSamples guarded nothing. Totals, not rate(): an agent
+            // benchmarks a version once, so on a real Prometheus a device's counter series may start
+            // at its final value and never grow. Totals survive a server restart or failover: the
+            // server exports them again from the store (what heartbeats added included), so shadow
+            // errors counted before still count.
             query:
               'sum(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})' +
-              ' / sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
-            samplesQuery: 'sum(fleetprune_device_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
+              ' / sum(fleetprune_device_served_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
+            samplesQuery: 'sum(fleetprune_device_served_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
           },
         },
         minSamples: 100,

@@ -79,7 +79,7 @@ export const MAX_EXPORTED_MODELS_PER_DEVICE = 8;
  */
 export class ReportMetricsExporter {
   readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio', Gauge<Label>>;
-  readonly #counters: Record<'predictions' | 'errors' | 'reports', Counter<Label>>;
+  readonly #counters: Record<'predictions' | 'servedPredictions' | 'errors' | 'reports', Counter<Label>>;
   /** Per device, per model and role, the label set it exports now and its last report (in order of last report). */
   readonly #exported = new Map<string, Map<string, ExportedEntry>>();
   /**
@@ -102,6 +102,7 @@ export class ReportMetricsExporter {
     };
     this.#counters = {
       predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Rows the device predicted with the model: benchmark holdout rows, and rows served (active) or run in shadow (candidate)'),
+      servedPredictions: counter(DEVICE_REPORT_METRICS.servedPredictions, 'Rows the device served with the model (active) or ran in shadow (candidate), failed ones included; no benchmark rows'),
       errors: counter(DEVICE_REPORT_METRICS.errors, 'Rows whose prediction failed on the device: served rows (active), shadow-run rows (candidate)'),
       reports: counter(DEVICE_REPORT_METRICS.reports, 'Benchmark reports received from the device for the model'),
     };
@@ -241,6 +242,7 @@ export class ReportMetricsExporter {
     if (!this.#track(labels)) return;
     this.#gauges.errorRatio.set(labels, ratio);
     this.#counters.predictions.inc(labels, rows);
+    this.#counters.servedPredictions.inc(labels, rows);
     this.#counters.errors.inc(labels, errors);
   }
 
@@ -260,6 +262,8 @@ export class ReportMetricsExporter {
     if (report.predictions > 0) this.#gauges.errorRatio.set(labels, report.errors / report.predictions);
     // A copy's counters are there (at what they were, or 0) but count nothing new.
     this.#counters.predictions.inc(labels, counts.predictions);
+    // A benchmark's holdout rows are no served rows: the series is there (at 0 until the device serves).
+    this.#counters.servedPredictions.inc(labels, 0);
     this.#counters.errors.inc(labels, counts.errors);
     this.#counters.reports.inc(labels, counts.reports);
   }

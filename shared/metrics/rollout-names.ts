@@ -42,6 +42,12 @@ export const DEVICE_REPORT_METRICS = {
   errorRatio: 'fleetprune_device_error_ratio',
   /** Counter: rows the device predicted with the model: benchmark holdout rows, and rows served (active) or shadow-run (candidate). */
   predictions: 'fleetprune_device_predictions_total',
+  /**
+   * Counter: rows the device served (active) or ran in shadow (candidate), failed ones included:
+   * the predictions counter without the benchmarks' holdout rows (at 0 once the device benchmarked
+   * the model), the denominator of a served error ratio (fleetprune-candidate-errors).
+   */
+  servedPredictions: 'fleetprune_device_served_predictions_total',
   /** Counter: rows whose prediction failed on the device: served rows (active), shadow-run rows (candidate). */
   errors: 'fleetprune_device_prediction_errors_total',
   /** Counter: benchmark reports received from the device for the model. */

@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 import type { AnalysisMetric } from '../../server/analysis/metric-definition.ts';
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
+import { RegistrySeriesRecorder } from '../../server/metricproviders/builtin/registry-series-recorder.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
 import { MetricProviderError } from '../../server/metricproviders/metric-provider.ts';
 import { PrometheusProvider } from '../../server/metricproviders/prometheus-provider.ts';
@@ -37,13 +38,17 @@ for (const [i, device] of ['d1', 'd2', 'd3', 'd4'].entries()) {
     reports.push({
       model: 'wine', version: role === 'active' ? '1' : '2', role, cohort: 'pilot', deviceId: device,
       accuracy: role === 'active' ? 0.95 + i * 0.005 : 0.6 + i * 0.01,
-      latencyMs: { p50: 1, p95: 2 + i, p99: 4 }, errors: i, predictions: 100, ts: new Date(reportTime),
+      latencyMs: { p50: 1, p95: 2 + i, p99: 4 }, errors: 0, predictions: 100, ts: new Date(reportTime),
     });
   }
 }
 for (const report of reports) {
   history.add(report);
   exporter.observe(report);
+}
+// Then each device runs 100 rows on its candidate in shadow, i of them failing (a heartbeat's delta).
+for (const [i, deviceId] of ['d1', 'd2', 'd3', 'd4'].entries()) {
+  exporter.observeServing({ deviceId, cohort: 'pilot', active: null, candidate: { model: 'wine', version: '2' }, predictions: 0, errors: 0, shadowRows: 100 - i, shadowErrors: i });
 }
 
 let metricsServer: http.Server | undefined;
@@ -96,7 +101,9 @@ describe('prometheus provider against a real Prometheus', () => {
     const byDevice = await provider.query('sum by (device) (fleetprune_device_prediction_errors_total{role="candidate"})', { now: new Date() });
     assert.deepEqual(Object.fromEntries(byDevice.samples.map((s) => [s.labels.device, s.value])), { d1: 0, d2: 1, d3: 2, d4: 3 });
     const scalar = await provider.query('scalar(sum(fleetprune_device_predictions_total))', { now: new Date() });
-    assert.deepEqual(scalar, { resultType: 'scalar', samples: [{ labels: {}, value: 800 }] });
+    assert.deepEqual(scalar, { resultType: 'scalar', samples: [{ labels: {}, value: 1200 }] }, '8 benchmarks of 100 rows, and 400 shadow rows');
+    const served = await provider.query('scalar(sum(fleetprune_device_served_predictions_total))', { now: new Date() });
+    assert.deepEqual(served, { resultType: 'scalar', samples: [{ labels: {}, value: 400 }] }, 'the shadow rows alone');
     const nan = await provider.query('0/0', { now: new Date() });
     assert.ok(Number.isNaN(nan.samples[0]!.value));
     const empty = await provider.query('fleetprune_device_accuracy_ratio{device="nobody"}', { now: new Date() });
@@ -117,19 +124,23 @@ describe('prometheus provider against a real Prometheus', () => {
     assert.deepEqual(viaPrometheus.baseline!.map((v) => v.toFixed(6)), viaBuiltin.baseline!.map((v) => v.toFixed(6)));
   });
 
-  it('measures the candidate-errors template over one report per device, on Prometheus and builtin alike', async (t) => {
+  it('measures the candidate-errors template over one heartbeat per device, on Prometheus and builtin alike', async (t) => {
     if (!needsPrometheus(t)) return;
-    // Each device reported its candidate once (errors 0..3 of 100 predictions): the counter series
-    // never grow, so the template must use totals, not rate().
+    // Each device ran 100 shadow rows of its candidate once (errors 0..3), after one benchmark of
+    // 100 holdout rows: the counter series never grow, so the template must use totals, not
+    // rate(); and the benchmarks' rows are no shadow rows (6 errors in 400, not in 800).
     const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }] } }] });
     const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
     // The rollout controller passes the model, the candidate version and the cohort as args.
     const args = { model: 'wine', candidateVersion: '2', cohort: 'd1|d2|d3|d4' };
     const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2', 'd3', 'd4'], args, now: () => new Date() };
     const viaPrometheus = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }), prometheus: new PrometheusProvider({ url }) }), context);
-    const viaBuiltin = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }) }), { ...context, now: () => new Date(reportTime + 1000) });
+    // The builtin provider reads the server's own series (what heartbeats added) and report history, as the server wires it.
+    const builtin = new BuiltinProvider({ recorder: new RegistrySeriesRecorder(registry), history });
+    const viaBuiltin = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin }), { ...context, now: () => new Date(reportTime + 1000) });
     assert.equal(viaPrometheus.provider, 'prometheus');
     for (const [name, measurement] of [['prometheus', viaPrometheus], ['builtin', viaBuiltin]] as const) {
+      assert.equal(measurement.samples, 400, `${name}: the shadow rows`);
       assert.equal(measurement.phase, 'Failed', `${name}: 6 errors in 400 predictions is above the 1% ceiling (${measurement.message ?? ''})`);
       assert.ok(Math.abs(measurement.value![0]! - 0.015) < 1e-12, `${name}: value ${measurement.value}`);
     }

@@ -32,6 +32,8 @@ export function reportSeries(reports: readonly DeviceReport[]): Series[] {
     push(DEVICE_REPORT_METRICS.latencyP99, report, report.latencyMs.p99 / 1000, false);
     if (report.predictions > 0) push(DEVICE_REPORT_METRICS.errorRatio, report, report.errors / report.predictions, false);
     push(DEVICE_REPORT_METRICS.predictions, report, report.predictions, true);
+    // Reports are benchmarks: holdout rows, none served (heartbeats' rows come from the server's series only).
+    push(DEVICE_REPORT_METRICS.servedPredictions, report, 0, true);
     push(DEVICE_REPORT_METRICS.errors, report, report.errors, true);
     push(DEVICE_REPORT_METRICS.reports, report, 1, true);
   }
