@@ -142,11 +142,16 @@ export function judgeRelative(
   if ([...c, ...b].some((value) => !Number.isFinite(value))) {
     return { phase: 'Inconclusive', message: `${source.metric} has NaN or infinite per-device values` };
   }
-  const bounds = b.map((value) => relativeBound(source, value));
+  // A candidate exactly at its bound (one holdout row worse against a tolerance of one row, a p95
+  // exactly baseline × 1.1) computes a few ulps off it, either side: (14/200)·100 − ((15/200)·100 − 0.5)
+  // is −1.8e-15. Values that close are the same value here, for the differences and the ranks alike.
+  const snapped = withoutRoundingNoise([...c, ...b.map((value) => relativeBound(source, value))]);
+  const cs = snapped.slice(0, c.length);
+  const bounds = snapped.slice(c.length);
   const worse = source.comparator === '>=' ? 'less' : 'greater';
-  const differences = c.map((value, i) => value - bounds[i]!);
+  const differences = cs.map((value, i) => value - bounds[i]!);
   const paired = wilcoxonSignedRank(differences, { alternative: worse });
-  const unpaired = mannWhitneyU(c, bounds, { alternative: worse });
+  const unpaired = mannWhitneyU(cs, bounds, { alternative: worse });
   const p = Math.min(1, 2 * Math.min(paired.p, unpaired.p));
   // The typical device's margin: at least half the devices are within tolerance when it is on the
   // good side. (A Hodges-Lehmann estimate would average one device's small holdout's one-row miss
@@ -179,6 +184,29 @@ export function judgeRelative(
   const fine = source.comparator === '>=' ? shift >= 0 : shift <= 0;
   if (fine) return { phase: 'Successful', message: `${summary}: within tolerance`, evidence };
   return { phase: 'Inconclusive', message: `${summary}: outside tolerance but not significant at confidence ${source.confidence}`, evidence };
+}
+
+/** How close, relative to their size, two values are the same but for floating-point rounding. */
+export const ROUNDING_NOISE = 1e-9;
+
+/**
+ * `values` with those that differ by at most ROUNDING_NOISE × their magnitude from the next
+ * smaller one made equal to it (the smallest of such a run stands for all): arithmetic on per-device
+ * values (percent from ratios, ms from seconds, baseline ± tolerance) leaves ulps of noise, which
+ * would otherwise decide the sign of a difference that is 0, and rank a tie.
+ */
+export function withoutRoundingNoise(values: readonly number[]): number[] {
+  const order = values.map((_, i) => i).sort((i, j) => values[i]! - values[j]!);
+  const out = [...values];
+  let anchor = Number.NaN;
+  let previous = Number.NaN;
+  for (const i of order) {
+    const value = values[i]!;
+    if (value - previous <= ROUNDING_NOISE * Math.max(Math.abs(value), Math.abs(previous))) out[i] = anchor;
+    else anchor = value;
+    previous = value;
+  }
+  return out;
 }
 
 function fmt(value: number): string {

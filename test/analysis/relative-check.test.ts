@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { METRIC_DEFAULTS, type AnalysisMetric, type MetricSource } from '../../server/analysis/metric-definition.ts';
 import { ScriptedProvider } from './scripted-provider.ts';
-import { judgeRelative, relativeBound, relativeQueries, relativeTaskProblem } from '../../server/analysis/relative-check.ts';
+import { judgeRelative, relativeBound, relativeQueries, relativeTaskProblem, withoutRoundingNoise } from '../../server/analysis/relative-check.ts';
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
@@ -60,6 +60,37 @@ describe('relative checks: bounds and verdicts', () => {
     const verdict = judgeRelative(accuracy, devices(candidate), devices(baseline), 4);
     assert.equal(verdict.phase, 'Successful', verdict.message);
     assert.equal(verdict.evidence!.shift, 0.5, 'the median device: 0.5 points above its bound');
+  });
+
+  it('a candidate exactly at its bound is within tolerance, whatever rounding noise the arithmetic leaves (not significantly worse)', () => {
+    // One row worse on 200-row holdouts is exactly the 0.5-point tolerance; computed as the
+    // pipeline does (ratio × 100), candidate − (baseline − 0.5) is −1.8e-15 for these k, and six
+    // such "worse" devices were a significant failure.
+    const ks = [6, 13, 27, 29, 54, 58];
+    const candidate = devices(ks.map((k) => (k / 200) * 100));
+    const baseline = devices(ks.map((k) => ((k + 1) / 200) * 100));
+    for (const [i, k] of ks.entries()) assert.ok((k / 200) * 100 - relativeBound(accuracy, ((k + 1) / 200) * 100) < 0, `device ${i}: the raw difference is below 0 (the noise this test is about)`);
+    const verdict = judgeRelative(accuracy, candidate, baseline, 4);
+    assert.equal(verdict.phase, 'Successful', verdict.message);
+    assert.equal(verdict.evidence?.shift, 0);
+    assert.equal(verdict.evidence?.wilcoxon.p, 1, 'no device is worse than its bound');
+    assert.deepEqual(verdict.evidence?.candidate.map((entry) => entry.value), ks.map((k) => (k / 200) * 100), 'the evidence keeps the values as measured');
+
+    // p95 latency exactly baseline × 1.1, through seconds to milliseconds: noise on the other side.
+    const ms = [29, 58, 116, 231, 232];
+    for (const v of ms) assert.ok(((v * 1.1) / 1000) * 1000 - relativeBound(latency, (v / 1000) * 1000) > 0, `${v} ms: the raw difference is above 0`);
+    const fast = judgeRelative(latency, devices(ms.map((v) => ((v * 1.1) / 1000) * 1000)), devices(ms.map((v) => (v / 1000) * 1000)), 4);
+    assert.equal(fast.phase, 'Successful', fast.message);
+    assert.equal(fast.evidence?.shift, 0);
+
+    // Real differences, however small against the values, still count: 1e-6 points worse on every device.
+    const worse = judgeRelative(accuracy, devices(ks.map((k) => ((k + 1) / 200) * 100 - 0.5 - 1e-6)), baseline, 4);
+    assert.equal(worse.phase, 'Failed', worse.message);
+  });
+
+  it('withoutRoundingNoise makes values within 1e-9 of their size equal, and leaves the rest', () => {
+    assert.deepEqual(withoutRoundingNoise([14, 14.000000000000002, 13.999999999999998, 14.5, 0, 0, 1e-300]), [13.999999999999998, 13.999999999999998, 13.999999999999998, 14.5, 0, 0, 1e-300]);
+    assert.deepEqual(withoutRoundingNoise([1, 1 + 1e-8, 2.2, 2.2000000000000002]), [1, 1 + 1e-8, 2.2, 2.2]);
   });
 
   it('is Inconclusive with too few devices, or when worse but not significantly', () => {
