@@ -35,6 +35,9 @@ export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' 
   const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
   deferCleanup(t, () => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  // A file run straight from its source (node --import tsx --test FILE) keeps function names by
+  // wrapping them in esbuild's __name(fn, "name"), which page.evaluate then sends to the page too.
+  await page.addInitScript('globalThis.__name ??= (target) => target;');
   const opened: DashboardPage = { page, dialogs: [], answerDialogs, pageErrors: [], policyViolations: [] };
   page.on('dialog', (dialog) => {
     opened.dialogs.push(dialog.message());

@@ -21,7 +21,7 @@ const promtool = promtoolBinary();
 
 async function promtoolRun(args: string[], cwd = PROM_DIR): Promise<string> {
   try {
-    const { stdout, stderr } = await run(promtool!, args, { cwd, timeout: 30_000 });
+    const { stdout, stderr } = await run(promtool!, args, { cwd, timeout: 120_000 }); // rule tests evaluate hours of series: slow on a loaded machine
     return stdout + stderr;
   } catch (error) {
     const failure = error as { stdout?: string; stderr?: string; message: string };
