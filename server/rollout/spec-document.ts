@@ -17,20 +17,23 @@ function yaml(): typeof Yaml {
 }
 
 /**
- * Whether YAML text nests collections deeper than `max`. yaml's lexer and parser are iterative
- * (their stack is an array) but its composer recurses, so nesting must be bounded before
- * composing: 100k levels overflow the stack or exhaust memory. Stops at the first level too deep.
+ * The YAML text's syntax tokens (yaml's CST), or null when it nests collections deeper than `max`.
+ * yaml's lexer and parser are iterative (their stack is an array) but its composer recurses, so
+ * nesting must be bounded before composing: 100k levels overflow the stack or exhaust memory.
+ * Stops at the first level too deep. The tokens are composed as they are: parsing the text again
+ * (yaml.parseDocument) would double the time a large spec takes to read.
  */
-function nestedDeeperThan(text: string, max: number): boolean {
+function parseShallow(text: string, max: number): Yaml.CST.Token[] | null {
   const { Lexer, Parser } = yaml();
   const parser = new Parser();
+  const tokens: Yaml.CST.Token[] = [];
   for (const lexeme of new Lexer().lex(text)) {
-    for (const _token of parser.next(lexeme)) {
-      // Finished documents; only the open collections on the parser's stack matter here.
-    }
-    if (parser.stack.length > max && parser.stack.filter((token) => COLLECTIONS.has(token.type)).length > max) return true;
+    // Finished documents; only the open collections on the parser's stack matter for the depth.
+    for (const token of parser.next(lexeme)) tokens.push(token);
+    if (parser.stack.length > max && parser.stack.filter((token) => COLLECTIONS.has(token.type)).length > max) return null;
   }
-  return false;
+  for (const token of parser.end()) tokens.push(token);
+  return tokens;
 }
 
 /**
@@ -42,10 +45,15 @@ export function readSpecDocument(text: string, source?: string): unknown {
   const prefix = source ? `${source}: ` : '';
   const bytes = Buffer.byteLength(text, 'utf8');
   if (bytes > MAX_SPEC_BYTES) throw new UserError(`${prefix}the spec is ${bytes} bytes; at most ${MAX_SPEC_BYTES} are accepted`);
-  if (nestedDeeperThan(text, MAX_NESTING_DEPTH)) throw new UserError(`${prefix}the spec is nested deeper than ${MAX_NESTING_DEPTH} levels`);
+  const tokens = parseShallow(text, MAX_NESTING_DEPTH);
+  if (!tokens) throw new UserError(`${prefix}the spec is nested deeper than ${MAX_NESTING_DEPTH} levels`);
   let document: unknown;
   try {
-    const parsed = yaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+    const options = { prettyErrors: true, uniqueKeys: true };
+    const documents = [...new (yaml().Composer)(options).compose(tokens, true, text.length)];
+    let parsed = documents[0]!;
+    // Not one valid document: parsed again for yaml's own error (with its line and column).
+    if (documents.length !== 1 || parsed.errors.length > 0) parsed = yaml().parseDocument(text, options);
     if (parsed.errors.length > 0) throw parsed.errors[0];
     // Aliases are expanded here: an unknown anchor or too many aliases throw a ReferenceError.
     document = parsed.toJS({ maxAliasCount: 100 });

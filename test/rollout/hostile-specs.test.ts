@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { status } from '@grpc/grpc-js';
@@ -60,20 +61,44 @@ test('gRPC StartRollout: a deeply nested builtin query is INVALID_ARGUMENT, noth
   assert.match(started.id, /^ro-/);
 });
 
-/** A spec under the size limit whose 99 aliases repeat a list of `ids` device ids in 100 steps. */
-function aliasedDevicesSpec(ids: number): string {
-  const list = Array.from({ length: ids }, (_, i) => `d${i}`).join(',');
-  return `model: wine\ncandidateVersion: "2"\nsteps:\n  - devices: &all [${list}]\n${Array.from({ length: 99 }, () => '  - devices: *all').join('\n')}\n`;
+/**
+ * A spec under the size limit whose 99 aliases repeat a list of `anchored` device ids (all `ids`
+ * of its first step by default; else the first step lists `ids` and the second is the anchor).
+ */
+function aliasedDevicesSpec(ids: number, anchored = ids): string {
+  const list = (count: number) => Array.from({ length: count }, (_, i) => `d${i}`).join(',');
+  const first = anchored === ids ? `  - devices: &all [${list(ids)}]\n` : `  - devices: [${list(ids)}]\n  - devices: &all [${list(anchored)}]\n`;
+  return `model: wine\ncandidateVersion: "2"\nsteps:\n${first}${Array.from({ length: 99 }, () => '  - devices: *all').join('\n')}\n`;
 }
 
-test('aliases that repeat a large anchor (9 million values from 600 KB) are refused at once, not checked for seconds', () => {
+/**
+ * The CPU time `run` takes, in ms: this process's, so other processes loading the machine do not
+ * count (wall-clock time under a loaded test runner varies several-fold).
+ */
+function cpuMs(run: () => void): number {
+  const before = process.cpuUsage();
+  run();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1000;
+}
+
+test('aliases that repeat a large anchor (9 million values from 600 KB) are refused at once, not checked for seconds', (t) => {
   const text = aliasedDevicesSpec(90_000);
-  assert.ok(Buffer.byteLength(text) < 1024 * 1024);
+  assert.ok(Buffer.byteLength(text) < 1024 * 1024, `${Buffer.byteLength(text)} bytes`);
   // Refused before its values are walked (checking all of them took some 16 s).
-  assert.throws(
-    () => parseRolloutSpec(text, 'spec'),
-    (error: unknown) => error instanceof UserError && error.message === "spec: the spec's aliases expand it to more than 1048576 values; write it without repeating large anchors",
+  const refusedMs = cpuMs(() =>
+    assert.throws(
+      () => parseRolloutSpec(text, 'spec'),
+      (error: unknown) => error instanceof UserError && error.message === "spec: the spec's aliases expand it to more than 1048576 values; write it without repeating large anchors",
+    ),
   );
+  // "At once" is as fast as reading a spec of its size (parsing 600 KB of YAML is the floor): one
+  // listing the 90,000 ids once, its aliases repeating two, is read and accepted in about as
+  // long. Walking the 9 million values first took ten times as long; the bound is four.
+  const sameSize = aliasedDevicesSpec(90_000, 2);
+  const readMs = cpuMs(() => assert.equal(parseRolloutSpec(sameSize, 'spec').steps.length, 101));
+  t.diagnostic(`refused in ${refusedMs.toFixed(0)} ms of CPU; the same size read in ${readMs.toFixed(0)} ms`);
+  assert.ok(refusedMs < 4 * readMs, `refused in ${refusedMs.toFixed(0)} ms of CPU; a spec of its size is read in ${readMs.toFixed(0)} ms`);
   // Aliases as specs use them (a shared selector, a device list used twice) stay accepted.
   const shared = parseRolloutSpec(
     'model: wine\ncandidateVersion: "2"\ntarget: &north {matchLabels: {site: north}}\nsteps:\n  - devices: &pilot [dev-01, dev-02]\n  - selector: *north\n  - devices: *pilot\n',
@@ -83,6 +108,19 @@ test('aliases that repeat a large anchor (9 million values from 600 KB) are refu
   assert.equal(aliasedDevicesSpec(10_000).length > 0 && parseRolloutSpec(aliasedDevicesSpec(10_000), 'spec').steps.length, 100);
 });
 
+/**
+ * The status /healthz answers, on a connection of its own: a server held up past its keep-alive
+ * timeout closes a reused one under the request (fetch then fails) instead of answering late.
+ */
+function healthz(baseUrl: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    httpGet(`${baseUrl}/healthz`, { agent: false }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode!));
+    }).on('error', reject);
+  });
+}
+
 /** A template of `metrics` metrics, each with a ~1,900-character condition, used by `steps` analysis steps. */
 function templateUsedInSteps(steps: number, metrics: number): string {
   let sum = 'baseline[0]';
@@ -91,16 +129,26 @@ function templateUsedInSteps(steps: number, metrics: number): string {
   return `model: wine\ncandidateVersion: "2"\nanalysisTemplates:\n  - name: heavy\n    metrics:\n${lines.join('\n')}\nsteps:\n  - setWeight: 50\n${Array.from({ length: steps }, () => '  - analysis: {templates: [{templateName: heavy}]}').join('\n')}\n`;
 }
 
-test('a template used in many steps cannot expand an 87 KB spec to one too large to store; the refusal is at once', () => {
+test('a template used in many steps cannot expand an 87 KB spec to one too large to store; the refusal is at once', (t) => {
   const text = templateUsedInSteps(999, 20);
-  assert.ok(text.length < 100_000);
+  assert.ok(text.length < 100_000, `${text.length} characters`);
   // Refused before it is resolved (resolving it took 7 s and 740 MB).
-  assert.throws(
-    () => parseRolloutSpec(text, 'spec'),
-    (error: unknown) =>
-      error instanceof RolloutSpecError &&
-      /^spec: invalid rollout spec: steps\[\d+\]\.analysis\.templates\[0\]: the analysis steps resolve to more than 1048576 characters of metrics \(a template counts at each use\); use templates in fewer steps or make them smaller$/.test(error.message),
-  );
+  const refused = (steps: number) =>
+    cpuMs(() =>
+      assert.throws(
+        () => parseRolloutSpec(steps === 999 ? text : templateUsedInSteps(steps, 20), 'spec'),
+        (error: unknown) =>
+          error instanceof RolloutSpecError &&
+          /^spec: invalid rollout spec: steps\[27\]\.analysis\.templates\[0\]: the analysis steps resolve to more than 1048576 characters of metrics \(a template counts at each use\); use templates in fewer steps or make them smaller$/.test(error.message),
+      ),
+    );
+  // Used in 30 steps, the template passes the limit at the same use (steps[27]): refusing it
+  // resolves as much. Refusing the 999 uses costs about as much more as reading 969 more
+  // steps (twice or so); resolving them all took 30 times as long. The bound is eight.
+  const refusedMs = refused(999);
+  const thirtyMs = refused(30);
+  t.diagnostic(`999 uses refused in ${refusedMs.toFixed(0)} ms of CPU, 30 uses in ${thirtyMs.toFixed(0)} ms`);
+  assert.ok(refusedMs < 8 * thirtyMs, `999 uses refused in ${refusedMs.toFixed(0)} ms of CPU, 30 uses in ${thirtyMs.toFixed(0)} ms`);
   // The same template used in a few steps, and a spec of 1 MB written out without templates, stay accepted.
   assert.equal(parseRolloutSpec(templateUsedInSteps(3, 20), 'spec').steps.length, 4);
 });
@@ -110,11 +158,36 @@ test('gRPC StartRollout: a template expansion bomb is INVALID_ARGUMENT, answered
   if (!s) return;
   const grpc = grpcClient(s.grpcAddress, 'Rollouts', ADMIN_TOKEN);
   t.after(() => grpc.close());
-  // 30 uses of 20 metrics: 1.2 million characters resolved from a 42 KB spec.
-  await assert.rejects(
-    grpc.call('StartRollout', { spec: templateUsedInSteps(30, 20) }),
+  // What refusing the bomb may hold the event loop for: the same template in 30 steps passes the
+  // limit at the same use (steps[27]), so refusing it here does as much.
+  const reading = performance.now();
+  assert.throws(() => parseRolloutSpec(templateUsedInSteps(30, 20), 'spec'), /resolve to more than 1048576 characters of metrics/);
+  const thirtyMs = performance.now() - reading;
+  // 999 uses of 20 metrics: 39 million characters resolved from an 87 KB spec.
+  let answered = false;
+  const refused = assert.rejects(
+    grpc.call('StartRollout', { spec: templateUsedInSteps(999, 20) }).finally(() => (answered = true)),
     (error: any) => error.code === status.INVALID_ARGUMENT && /resolve to more than 1048576 characters of metrics/.test(error.details),
   );
+  // /healthz is asked again and again until the call is answered: the longest wait for an answer
+  // is how long the server held its event loop (the server runs in this process, so the gap
+  // includes the whole refusal). Resolving all 999 uses held it for 26 s on a loaded machine, 20 times
+  // what refusing 30 took there.
+  let healthAnswers = 0;
+  let longestGapMs = 0;
+  let last = performance.now();
+  while (!answered) {
+    assert.equal(await healthz(s.baseUrl), 200);
+    const now = performance.now();
+    healthAnswers++;
+    longestGapMs = Math.max(longestGapMs, now - last);
+    last = now;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  await refused;
+  t.diagnostic(`/healthz answered ${healthAnswers} times during the call; longest gap ${longestGapMs.toFixed(0)} ms; refusing 30 uses took ${thirtyMs.toFixed(0)} ms`);
+  assert.ok(healthAnswers >= 1, 'the server answered /healthz while the call was in flight');
+  assert.ok(longestGapMs < 10 * thirtyMs + 1000, `/healthz waited ${longestGapMs.toFixed(0)} ms for an answer; refusing 30 uses took ${thirtyMs.toFixed(0)} ms`);
   assert.equal((await grpc.call('ListRollouts', {})).rollouts.length, 0);
   assert.equal(await s.server.ctx.store.audit.count(), 2, 'only the two version registrations of the fixture');
 });
