@@ -58,6 +58,25 @@ describe('condition expressions: precedence and evaluation', () => {
     assert.equal(value('isNaN(result)', [Number.NaN]), true);
   });
 
+  it('compares at the boundary: <= and >= hold on equality, < and > do not; == and != on numbers and booleans', () => {
+    assert.equal(value('1 <= 1'), true);
+    assert.equal(value('1 < 1'), false);
+    assert.equal(value('1 >= 1'), true);
+    assert.equal(value('1 > 1'), false);
+    assert.equal(value('1 == 1'), true);
+    assert.equal(value('1 != 1'), false);
+    assert.equal(value('1 != 2'), true);
+    assert.equal(value('true == true'), true);
+    assert.equal(value('true != true'), false);
+    assert.equal(value('true != false'), true);
+    assert.equal(value('false != false'), false);
+    // As a rollout meets them: a result exactly at its limit passes an inclusive bound.
+    assert.equal(holds('result[0] <= 0.005', [0.005]), true);
+    assert.equal(holds('result[0] < 0.005', [0.005]), false);
+    assert.equal(holds('result[0] >= threshold', [0.9]), true);
+    assert.equal(holds('result[0] > threshold', [0.9]), false);
+  });
+
   it('reads named arguments, bare and as args.NAME', () => {
     assert.equal(holds('result[0] >= threshold', [0.95]), true);
     assert.equal(holds('result[0] >= args.threshold', [0.85]), false);
@@ -98,6 +117,10 @@ describe('condition expressions: errors', () => {
     const fails = (source: string, result: number[], message: RegExp) =>
       assert.throws(() => holds(source, result), (error: unknown) => error instanceof ConditionEvaluationError && message.test(error.message), source);
     fails('result[3] > 1', [1, 2], /index 3 is out of range \(the vector has 2 values\)/);
+    // At exactly the length: the first index past the end (the last one, 1, is read).
+    fails('result[2] > 1', [1, 2], /^index 2 is out of range \(the vector has 2 values\) \(column 7\)$/);
+    fails('result[1] > 1', [1], /^index 1 is out of range \(the vector has 1 value\) \(column 7\)$/);
+    assert.equal(holds('result[1] > 1', [1, 2]), true);
     fails('result > 1', [1, 2], /needs a single number, got a vector of 2 values/);
     fails('result[0] + 1', [1], /must be true or false, but it is 2/);
     fails('result[0] / 0 > 1', [1], /division by zero/);

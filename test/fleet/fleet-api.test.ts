@@ -47,7 +47,7 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
 
   const client = await connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: config.broker.password });
   await client.endAsync();
-  await assert.rejects(connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: 'wrong' }));
+  await assert.rejects(connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: 'wrong' }), /Bad username or password/);
   // The device token downloads (GET /api/blobs) but may not read the fleet.
   assert.equal((await server.request('GET', '/api/devices', { token: config.server.token })).status, 403);
 
@@ -110,7 +110,7 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   assert.equal((await server.request('DELETE', '/api/devices/nobody')).status, 404);
   assert.equal((await server.request('DELETE', '/api/devices/osaka-1')).status, 204);
   assert.equal((await server.request('DELETE', '/api/devices/osaka-1')).status, 409);
-  await assert.rejects(connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: config.broker.password }));
+  await assert.rejects(connectClient(config.broker.url, { clientId: 'osaka-1', username: 'osaka-1', password: config.broker.password }), /Bad username or password/, 'the revoked device is refused');
   assert.equal((await server.request('GET', '/api/models', { token: config.server.token })).status, 401);
   const device = (await (await server.request('GET', '/api/devices/osaka-1')).json()) as { revokedAt: string | null };
   assert.ok(device.revokedAt);

@@ -61,7 +61,7 @@ test('topics: layout, parsing, and device ids that cannot escape their level', (
   assert.equal(parseTopic('fleetprune/v1/devices/dev-a/other'), undefined);
   assert.equal(parseTopic('fleetprune/v2/devices/dev-a/status'), undefined);
   assert.equal(parseTopic('fleetprune/v1/devices/a/b/status'), undefined);
-  for (const bad of ['a/b', '+', '#', '', 'x'.repeat(65), ' a']) assert.throws(() => deviceTopic(bad, 'status'));
+  for (const bad of ['a/b', '+', '#', '', 'x'.repeat(65), ' a']) assert.throws(() => deviceTopic(bad, 'status'), { message: `invalid device id ${JSON.stringify(bad)}` }, bad);
 });
 
 function rejects(topic: string, payload: Uint8Array | string, reason: string) {

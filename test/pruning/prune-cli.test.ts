@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, chown, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId, ManifestSchema } from '../../shared/artifact/manifest.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
-import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
+import { isOneLineError, REPO_ROOT, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-io.ts';
@@ -171,17 +173,34 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
   await assert.rejects(stat(out), 'not even an empty output directory is left behind');
 });
 
+/** The uid and gid a root test runs the CLI as: permission bits do not stop root (CI runs as root). */
+const NOBODY = { uid: 65534, gid: 65534 };
+
+/** `fleetprune ...args` run as `user`, as runCli runs it otherwise. */
+function runCliAs(user: { uid: number; gid: number }, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['bin/fleetprune.js', ...args], { cwd: REPO_ROOT, env: { ...process.env, HOME: '/', FLEETPRUNE_LOG_LEVEL: 'silent' }, ...user }, (error, stdout, stderr) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
 test('an output directory without write permission is refused up front', async (t) => {
-  if (process.getuid?.() === 0) {
-    t.skip('running as root: permission bits do not stop root (the not-a-directory case covers unwritable paths)');
-    return;
-  }
   const dir = await tempDir(t);
+  // As root, the CLI runs as nobody, who owns the directory: the user's own directory made read-only.
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) await chown(dir, NOBODY.uid, NOBODY.gid);
   await chmod(dir, 0o500);
-  t.after(() => chmod(dir, 0o700));
-  const run = await runCli(['prune', '--data', IRIS, '--label', 'species', '--out', join(dir, 'out')]);
-  assert.equal(run.code, 2);
-  assert.match(run.stderr, /cannot write output directory .*permission denied/);
+  // Before the directory is removed (a t.after hook would run after tempDir's removal).
+  deferCleanup(t, () => chmod(dir, 0o700));
+  const out = join(dir, 'out');
+  const args = ['prune', '--data', IRIS, '--label', 'species', '--out', out];
+  const run = asRoot ? await runCliAs(NOBODY, args) : await runCli(args);
+  assert.equal(run.code, 2, run.stderr);
+  // Up front: the output location is refused before the data is even read or a model trained.
+  assert.equal(run.stderr, `fleetprune: --out: cannot write output directory ${out}: cannot create files in ${dir} (permission denied)\n`);
+  assert.equal(run.stdout, '', 'nothing was trained');
+  assert.deepEqual(await readdir(dir), [], 'nothing was left in the directory');
 });
 
 test('a bad environment variable is named in a one-line error', async (t) => {

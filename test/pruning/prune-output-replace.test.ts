@@ -35,6 +35,13 @@ test('a failure after the pruned artifact is written (general/ or report.json) l
         rmSync(join(dirname(outDir), staged[0]!), { recursive: true });
       },
     }),
+    // The move of the removed directory fails, not the check above (an AssertionError would pass too).
+    (error: NodeJS.ErrnoException) => {
+      assert.ok(!(error instanceof assert.AssertionError), `the run failed on the test's own check: ${error.message}`);
+      assert.equal(error.code, 'ENOENT', String(error));
+      assert.match(error.message, new RegExp(`${basename(outDir)}\\.general-`), 'the removed staging directory is the one missing');
+      return true;
+    },
   );
   const after = await Promise.all(['manifest.json', REPORT_FILE, join(GENERAL_SUBDIR, 'manifest.json')].map((file) => readFile(join(outDir, file), 'utf8')));
   assert.deepEqual(after, before, 'the previous output is untouched');

@@ -40,9 +40,15 @@ describe('rollout spec: valid specs', () => {
       .flatMap((metric) => Object.values(metric.provider ?? {}).flatMap((query) => [query.query, query.baselineQuery, query.samplesQuery]))
       .filter((query): query is string => query !== undefined);
     assert.ok(queries.length >= 3, `found ${queries.length} queries`);
+    let series = 0;
     for (const query of queries) {
-      for (const selector of query.match(/fleetprune_device_\w+\{(?:[^"}]|"[^"]*")*\}/g) ?? []) assert.match(selector, /device=~"\{\{args\.cohort\}\}"/, query);
+      // Every per-device series, with or without a selector: a bare `fleetprune_device_x` reads the whole fleet.
+      for (const [name, selector] of query.matchAll(/fleetprune_device_\w+(\{(?:[^"}]|"[^"]*")*\})?/g)) {
+        series += 1;
+        assert.match(selector ?? '', /device=~"\{\{args\.cohort\}\}"/, `${name} in ${query} does not select the cohort's devices`);
+      }
     }
+    assert.ok(series >= 3, `found ${series} per-device series in ${queries.length} queries`);
   });
 
   it('parses the documented example with defaults applied and templates expanded', () => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
@@ -190,20 +190,45 @@ test('a check that runs too long is stopped with its worker: a one-line 500, nev
   while (pool.threads > 0) await new Promise((resolve) => setTimeout(resolve, 10));
 });
 
+/** The server's data-check pool and how each of its checks ended, by wrapping JobDataCheckPool.prototype.check for the test. */
+function watchDataChecks(t: TestContext): { pool: JobDataCheckPool | undefined; readonly outcomes: string[] } {
+  const check = Object.getOwnPropertyDescriptor(JobDataCheckPool.prototype, 'check')!;
+  const watched = { pool: undefined as JobDataCheckPool | undefined, outcomes: [] as string[] };
+  JobDataCheckPool.prototype.check = function (this: JobDataCheckPool, input: JobDataCheckInput) {
+    watched.pool = this;
+    const checked = (check.value as JobDataCheckPool['check']).call(this, input);
+    checked.then(
+      () => watched.outcomes.push('checked'),
+      (error: unknown) => watched.outcomes.push(`refused: ${errorMessage(error)}`),
+    );
+    return checked;
+  };
+  t.after(() => Object.defineProperty(JobDataCheckPool.prototype, 'check', check));
+  return watched;
+}
+
 test('a server shutting down during a 12 MB check ends the check worker: the submission is refused (503), nothing is stored, the stop does not wait for the parse', { timeout: 120_000 }, async (t) => {
   const server = (await startTestServer(t))!;
   const submission = watchSubmissions(server);
+  const checks = watchDataChecks(t);
   const csv = bigCsv(210_000);
   const submitted = server.request('POST', '/api/jobs/prune', { json: { name: 'big', label: 'label', data: { csv }, options: TINY_OPTIONS } });
-  while (!submission.started) await new Promise((resolve) => setTimeout(resolve, 10));
+  while (!submission.started || checks.pool?.threads !== 1) await new Promise((resolve) => setTimeout(resolve, 10));
   await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.deepEqual(checks.outcomes, [], 'the check is still running when the server stops');
   const stopping = performance.now();
   await server.server.ctx.jobs.stop();
   const stopMs = performance.now() - stopping;
+  t.diagnostic(`jobs.stop() took ${stopMs.toFixed(0)} ms`);
+  // The worker was ended mid-parse, not waited for: the check was refused, never finished, and
+  // once stop() resolves no check thread is left.
+  assert.deepEqual(checks.outcomes, ['refused: the server is shutting down; submit the job again once it is back']);
+  assert.equal(checks.pool.threads, 0, 'a check thread outlived the stop');
+  // Ending a worker takes milliseconds here; parsing 12 MB takes seconds (a wide margin for a loaded machine).
+  assert.ok(stopMs < 5000, `jobs.stop() took ${stopMs.toFixed(0)} ms`);
   const response = await submitted;
   const body = (await response.json()) as any;
   assert.equal(response.status, 503, JSON.stringify(body));
   assert.equal(body.error.message, 'the server is shutting down; submit the job again once it is back');
   assert.deepEqual(await server.server.ctx.store.jobs.list(), []);
-  t.diagnostic(`jobs.stop() took ${stopMs.toFixed(0)} ms`);
 });
