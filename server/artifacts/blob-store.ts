@@ -269,14 +269,18 @@ export class BlobStore {
     return null;
   }
 
-  /** Puts back a blob of `root/gc` that a collection has not removed yet; false when there is none. */
+  /**
+   * Puts back a blob of `root/gc` that a collection has not removed yet; false when there is none
+   * and the blob is not at its address either. A concurrent take-back (another download or claim,
+   * here or in another server) may win the rename: the blob is then at its address, so true.
+   */
   async #takeBack(sha256: string): Promise<boolean> {
     let found = false;
     for (const name of await readdirOrEmpty(this.#setAside)) {
       if (!name.startsWith(`${sha256}.`)) continue;
       if (await this.#putBack(join(this.#setAside, name), sha256)) found = true;
     }
-    return found;
+    return found || (await statOrNull(this.pathOf(sha256))) !== null;
   }
 
   /**

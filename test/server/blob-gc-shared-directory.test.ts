@@ -314,6 +314,33 @@ describe('blob garbage collection against another server sharing the blob direct
     }
   });
 
+  test('two take-backs of a file moved aside (downloads, claims, in one server or two), one inside the other at each step: both find it (one lost the rename: it was a 404 or a "not uploaded")', async (t) => {
+    const setup = async () => {
+      const env = await shared(t);
+      const sha256 = await storeOld(env.a, data);
+      assert.ok(await env.a.setAside(sha256, Date.now() - HOUR_MS), 'moved aside, as by a collection that died');
+      return { ...env, sha256 };
+    };
+    const read = async (blobs: BlobStore, sha256: string) => {
+      const opened = await blobs.openForRead(sha256);
+      await opened?.close();
+      return opened ? opened.bytes : null;
+    };
+    const pairs: [string, (env: Shared & { sha256: string }) => Promise<number | null>, (env: Shared & { sha256: string }) => Promise<number | null>][] = [
+      ['two downloads in one server', (env) => read(env.a, env.sha256), (env) => read(env.a, env.sha256)],
+      ['a download and a claim in another server', (env) => read(env.a, env.sha256), async (env) => (await env.b.claim(env.sha256))?.bytes ?? null],
+      ['two claims in two servers', async (env) => (await env.a.claim(env.sha256))?.bytes ?? null, async (env) => (await env.b.claim(env.sha256))?.bytes ?? null],
+    ];
+    for (const [what, outer, inner] of pairs) {
+      await everyInterleaving(t, setup, outer, inner, async (env, outcome) => {
+        const where = `${what}: ${outcome.where}`;
+        assert.equal(value(outcome.outer, `${where}: the outer`), data.length, `${where}: the outer take-back found nothing`);
+        assert.equal(value(outcome.inner, `${where}: the inner`), data.length, `${where}: the inner take-back found nothing`);
+        await assertHoldsExactly(env, { [env.sha256]: data }, where);
+      });
+    }
+  });
+
   test('a dry run leaves a file moved aside by a dead collection where it is, and lists what the next run removes', async (t) => {
     hookFs(t);
     const dry = await shared(t);
