@@ -1070,7 +1070,7 @@ export class Agent {
       model: ref.model,
       version: ref.version,
       sha256: ref.sha256,
-      reason: reason === null ? null : reason.slice(0, 2000),
+      reason: reason === null ? null : reportReason(reason),
     });
   }
 
@@ -1240,4 +1240,19 @@ export class Agent {
   #referencedModels(state: SlotState): Set<string> {
     return new Set([state.active, state.candidate, state.previous].filter((ref) => ref !== null).map((ref) => ref.sha256));
   }
+}
+
+/** The schema's limit on a report's reason, in UTF-16 code units. */
+const MAX_REASON_CHARS = 2000;
+
+/**
+ * A reason as a report carries it: well-formed Unicode (an error message can quote half of a
+ * surrogate pair), cut to MAX_REASON_CHARS without splitting a pair. The server refuses a report
+ * with a lone surrogate as invalid, and the outbox has already let it go by then.
+ */
+function reportReason(reason: string): string {
+  const whole = reason.toWellFormed();
+  if (whole.length <= MAX_REASON_CHARS) return whole;
+  const last = whole.charCodeAt(MAX_REASON_CHARS - 1);
+  return whole.slice(0, last >= 0xd800 && last <= 0xdbff ? MAX_REASON_CHARS - 1 : MAX_REASON_CHARS);
 }

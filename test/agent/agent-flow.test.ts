@@ -724,3 +724,24 @@ test('regression models: benchmark reports MSE and R², /v1/predict returns valu
   assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /holdout label "\d+\.\d+" is not one of the model's classes \(a, b, c\)/);
   assert.equal(agent.slots.candidate?.sha256, world.v1.id);
 });
+
+test('a refusal reason cut at its 2000-character limit keeps surrogate pairs whole: the server accepts the report', async (t) => {
+  await startAgent(t, world, 'surrogate-1');
+  const { signAssignment } = await import('../../shared/protocol/message-signature.ts');
+  const { assignmentTopic } = await import('../../shared/protocol/topics.ts');
+  const { newMessageId } = await import('../../shared/protocol/message-id.ts');
+  // The reason is `manifest URL ${url} is not on the enrolled server …`: the URL's emoji (two UTF-16
+  // code units) starts at the reason's 2000th code unit, so a cut at 2000 would keep half of it.
+  const prefix = 'manifest URL ';
+  const head = 'http://127.0.0.2:9/';
+  const url = `${head}${'a'.repeat(1999 - prefix.length - head.length)}\u{1F642}/manifest`;
+  const unsigned = { schema: 1 as const, id: newMessageId(), issuedAt: new Date().toISOString(), model: world.v3.manifest.name, version: '3', sha256: world.v3.id, url, role: 'candidate' as const, seq: Date.now() };
+  const assignment = signAssignment('surrogate-1', unsigned, world.privateKey);
+  await world.harness.broker.publish(assignmentTopic('surrogate-1'), Buffer.from(JSON.stringify(assignment)), { qos: 1, retain: true });
+  const before = await world.harness.droppedCount('invalid-payload');
+  const report = await world.waitForReport(isOutcome(assignment.id, 'refused'), 10_000);
+  const reason = report.kind === 'assignment' ? report.reason ?? '' : '';
+  assert.equal(reason, `${prefix}${url}`.slice(0, 1999), 'cut before the pair, not inside it');
+  assert.equal(reason.isWellFormed(), true, 'no lone surrogate');
+  assert.equal(await world.harness.droppedCount('invalid-payload'), before, 'the server dropped nothing as invalid');
+});
