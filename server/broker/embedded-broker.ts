@@ -1,7 +1,8 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Counter } from 'prom-client';
-import { BROKER_MAX_PACKET_BYTES } from '../../shared/protocol/limits.ts';
+import { BROKER_MAX_PACKET_BYTES, DEVICE_MAX_PACKET_BYTES } from '../../shared/protocol/limits.ts';
+import { DroppedMessageLog } from '../fleet/dropped-message-log.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, CredentialChange, MessageHandler, PublishOptions } from './broker.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
@@ -17,6 +18,9 @@ interface SessionStore {
   subscriptionsByClient(client: { id: string }): Promise<{ topic: string }[]>;
   cleanSubscriptions(client: { id: string }): Promise<unknown>;
   outgoingStream(client: { id: string }): AsyncIterable<unknown>;
+  outgoingClearMessageId(client: { id: string }, packet: { messageId?: number }): Promise<unknown>;
+  /** aedes-persistence 10+: the client's stored inbound QoS 2 packets (awaiting PUBREL). */
+  cleanIncoming?(client: { id: string }): Promise<unknown>;
 }
 
 export interface EmbeddedBrokerOptions {
@@ -30,6 +34,8 @@ export interface EmbeddedBrokerOptions {
   denied?: Counter<'reason'>;
   /** How long a connection may take to send its CONNECT packet before it is dropped (default 10 s). */
   connectTimeoutMs?: number;
+  /** Refused publishes and subscriptions are logged at most once per device per this many ms (default a minute; every one is counted in `denied`). */
+  refusalLogEveryMs?: number;
 }
 
 // aedes' AuthErrorCode is a const enum, which isolatedModules cannot import.
@@ -49,6 +55,21 @@ const CONNECT_TIMEOUT_MS = 10_000;
  */
 const MAX_CONNECT_BYTES = 64 * 1024;
 
+/** How much of a refused topic or filter a log line shows (a topic may be 64 KiB). */
+const LOGGED_TOPIC_CHARS = 200;
+
+/**
+ * A device whose SUBSCRIBEs name this many filters outside its topics on one connection is
+ * disconnected: agents subscribe only to their own topics, so it is not one of them.
+ */
+const MAX_REFUSED_FILTERS = 16;
+
+/**
+ * Inbound QoS 2 messages a connection may leave waiting for their PUBREL (aedes keeps each in
+ * its persistence until then). Devices may not publish at QoS 2 at all; this bounds any other client.
+ */
+const MAX_INFLIGHT_INBOUND = 16;
+
 /** How soon a credentials pass that failed runs again (as the external broker's TRAILING_RELOAD_MS). */
 const RETRY_PASS_MS = 1000;
 
@@ -64,10 +85,13 @@ export class EmbeddedBroker implements Broker {
   #aedes: Aedes | undefined;
   #tcp: Server | undefined;
   #port: number;
+  /** Refused publishes and subscriptions, logged at most once a minute per device (a device may send thousands a second). */
+  readonly #refusalLog: DroppedMessageLog;
 
   constructor(options: EmbeddedBrokerOptions) {
     this.#options = options;
     this.#port = options.port;
+    this.#refusalLog = new DroppedMessageLog(options.logger, options.refusalLogEveryMs === undefined ? {} : { everyMs: options.refusalLogEveryMs });
   }
 
   get port(): number {
@@ -95,10 +119,15 @@ export class EmbeddedBroker implements Broker {
     const aedes = await Aedes.createBroker({
       id: 'fleetprune-embedded',
       connectTimeout: this.#options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
+      maxInflightInbound: MAX_INFLIGHT_INBOUND,
       authenticate: (client, username, password, done) => {
         this.#authenticate(client, username, password).then(
           (refusal) => {
-            if (refusal === null) return done(null, true);
+            if (refusal === null) {
+              // Connections start at the device limit; the server's own may send larger messages.
+              if (this.#isServer(client) && client.conn instanceof PacketSizeGuard) client.conn.setLimit(BROKER_MAX_PACKET_BYTES);
+              return done(null, true);
+            }
             this.#deny(refusal);
             const error = Object.assign(new Error(refusal), { returnCode: refusal === 'revoked' || refusal === 'bad-credentials' ? BAD_USERNAME_OR_PASSWORD : NOT_AUTHORIZED }) as AuthenticateError;
             done(error, false);
@@ -116,15 +145,24 @@ export class EmbeddedBroker implements Broker {
           this.#deny('revoked');
           return done(new Error('revoked'));
         }
+        // The protocol is QoS 1 throughout. aedes stores an inbound QoS 2 message until its PUBREL
+        // (after this check), and a device could leave thousands waiting across persistent sessions.
+        // The error closes the connection before anything is stored.
+        if (packet.qos === 2) {
+          this.#deny('qos2');
+          this.#refusalLog.dropped(client.id, { deviceId: client.id, topic: packet.topic.slice(0, LOGGED_TOPIC_CHARS), qos: 2 }, 'refused a QoS 2 publish (the fleet protocol uses QoS 1); connection closed');
+          return done(new Error('QoS 2 is not accepted from devices'));
+        }
         // The connection's PacketSizeGuard refuses such a packet before it is read; this covers a
-        // stream handed to aedes without one.
-        if (packet.payload.length > BROKER_MAX_PACKET_BYTES) {
+        // packet whose header it read before the connection had logged in (pipelined after the CONNECT).
+        if (packet.payload.length > DEVICE_MAX_PACKET_BYTES) {
           this.#deny('too-large');
+          this.#refusalLog.dropped(client.id, { deviceId: client.id, topic: packet.topic.slice(0, LOGGED_TOPIC_CHARS), bytes: packet.payload.length }, 'refused a publish over the device packet limit; connection closed');
           return done(new Error('payload too large'));
         }
         if (!deviceMayPublish(client.id, packet.topic)) {
           this.#deny('publish-acl');
-          this.#options.logger.warn({ deviceId: client.id, topic: packet.topic }, 'refused publish outside the device\'s topics');
+          this.#refusalLog.dropped(client.id, { deviceId: client.id, topic: packet.topic.slice(0, LOGGED_TOPIC_CHARS), topicLength: packet.topic.length }, 'refused publish outside the device\'s topics; connection closed');
           return done(new Error('not authorized'));
         }
         done(null);
@@ -135,10 +173,19 @@ export class EmbeddedBroker implements Broker {
           client.close();
           return done(null, null);
         }
+        // A QoS 2 subscription is granted as asked (aedes grants what the SUBSCRIBE asked), but every
+        // message is published at QoS 1 (devices may not publish at QoS 2), and delivered at QoS 1.
         if (this.#isServer(client) || deviceMaySubscribe(client.id, subscription.topic)) return done(null, subscription);
         this.#deny('subscribe-acl');
-        this.#options.logger.warn({ deviceId: client.id, topic: subscription.topic }, 'refused subscription outside the device\'s topics');
-        // A null subscription is refused in the SUBACK (0x80); the connection stays up.
+        const refused = ((client as Client & { fleetpruneRefusedFilters?: number }).fleetpruneRefusedFilters ?? 0) + 1;
+        (client as Client & { fleetpruneRefusedFilters?: number }).fleetpruneRefusedFilters = refused;
+        this.#refusalLog.dropped(client.id, { deviceId: client.id, topic: subscription.topic.slice(0, LOGGED_TOPIC_CHARS), topicLength: subscription.topic.length }, 'refused subscription outside the device\'s topics');
+        // A null subscription is refused in the SUBACK (0x80); the connection stays up, unless the
+        // device keeps asking for what it may not have.
+        if (refused >= MAX_REFUSED_FILTERS) {
+          this.#options.logger.debug({ deviceId: client.id, refused }, 'disconnecting a device that keeps subscribing outside its topics');
+          client.close();
+        }
         done(null, null);
       },
     });
@@ -152,7 +199,8 @@ export class EmbeddedBroker implements Broker {
     const tcp = createServer((socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
-      aedes.handle(new PacketSizeGuard(socket, BROKER_MAX_PACKET_BYTES, (refusal) => {
+      // Every connection is held to a device's largest packet until it logs in as the server.
+      aedes.handle(new PacketSizeGuard(socket, DEVICE_MAX_PACKET_BYTES, (refusal) => {
         this.#deny(refusal.reason);
         this.#options.logger.warn({ remoteAddress: socket.remoteAddress, ...refusal }, 'refused an MQTT packet declaring a length over the limit (or malformed); connection closed');
       }, MAX_CONNECT_BYTES));
@@ -265,9 +313,15 @@ export class EmbeddedBroker implements Broker {
     }
     const persistence = this.#persistence(aedes);
     for (const device of await this.#options.credentials.listDevices()) {
-      if (device.revoked && (await persistence.subscriptionsByClient({ id: device.deviceId })).length > 0) {
-        await persistence.cleanSubscriptions({ id: device.deviceId });
-      }
+      if (!device.revoked) continue;
+      const id = { id: device.deviceId };
+      if ((await persistence.subscriptionsByClient(id)).length > 0) await persistence.cleanSubscriptions(id);
+      // What its persistent session still holds: inbound QoS 2 messages awaiting a PUBREL, and
+      // messages queued for it. Neither will ever be delivered.
+      await persistence.cleanIncoming?.(id);
+      const queued: { messageId?: number }[] = [];
+      for await (const packet of persistence.outgoingStream(id)) queued.push(packet as { messageId?: number });
+      for (const packet of queued) await persistence.outgoingClearMessageId(id, packet);
     }
   }
 

@@ -11,7 +11,9 @@ const MAX_LENGTH_BYTES = 4;
  * declares more than `limit` bytes, before any of the body has arrived.
  */
 export class MqttFrameScanner {
-  readonly #limit: number;
+  #limit: number;
+  /** The first packet's header has been read: `#current` follows `#limit` from then on. */
+  #pastFirst = false;
   /** The limit of the next packet: `firstLimit` for the first (the CONNECT), then `limit`. */
   #current: number;
   /** Body bytes of the current packet not seen yet. */
@@ -30,6 +32,15 @@ export class MqttFrameScanner {
   constructor(limit: number, firstLimit = limit) {
     this.#limit = limit;
     this.#current = Math.min(firstLimit, limit);
+  }
+
+  /**
+   * Changes the limit of the packets whose headers are still to come (the first packet keeps its
+   * own): the broker raises it once a connection proves to be the server's, whose messages may be larger.
+   */
+  setLimit(limit: number): void {
+    this.#limit = limit;
+    if (this.#pastFirst) this.#current = limit;
   }
 
   /** Reads the next bytes of the stream; non-null once it must be refused (and from then on). */
@@ -62,6 +73,7 @@ export class MqttFrameScanner {
       }
       if (this.#length > this.#current) return (this.#refusal = { reason: 'too-large', declaredBytes: this.#length });
       this.#current = this.#limit;
+      this.#pastFirst = true;
       this.#skip = this.#length;
       this.#lengthBytes = -1;
     }

@@ -13,6 +13,7 @@ export class PacketSizeGuard extends Duplex {
   readonly #socket: Socket;
   /** The callback of a write the socket took over its high-water mark: called on its 'drain'. */
   #writeDone: (() => void) | undefined;
+  readonly #scanner: MqttFrameScanner;
 
   constructor(socket: Socket, limit: number, onRefused: (refusal: FrameRefusal) => void, firstLimit = limit) {
     super({ allowHalfOpen: false, readableHighWaterMark: socket.readableHighWaterMark, writableHighWaterMark: socket.writableHighWaterMark });
@@ -24,6 +25,7 @@ export class PacketSizeGuard extends Duplex {
     // above), as a plain socket does.
     socket.allowHalfOpen = true;
     const scanner = new MqttFrameScanner(limit, firstLimit);
+    this.#scanner = scanner;
     socket.on('data', (chunk: Buffer) => {
       const refusal = scanner.scan(chunk);
       if (refusal) {
@@ -42,6 +44,11 @@ export class PacketSizeGuard extends Duplex {
     });
     socket.on('error', (error) => this.destroy(error));
     socket.on('close', () => this.destroy());
+  }
+
+  /** The limit of the packets whose headers have not been read yet (see MqttFrameScanner.setLimit). */
+  setLimit(limit: number): void {
+    this.#scanner.setLimit(limit);
   }
 
   override _read(): void {

@@ -7,3 +7,11 @@ export const MAX_PAYLOAD_BYTES = 64 * 1024;
  * with a counted reason; above this one the broker refuses it.
  */
 export const BROKER_MAX_PACKET_BYTES = 1024 * 1024;
+
+/**
+ * The largest MQTT packet a device may send the embedded broker (its remaining length): the largest
+ * payload with room for the topic and headers. A device's message between MAX_PAYLOAD_BYTES and this
+ * reaches its reader and is dropped there, counted as `too-large`; above it the broker closes the
+ * connection at the packet's header. The server's own connections keep BROKER_MAX_PACKET_BYTES.
+ */
+export const DEVICE_MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 4 * 1024;

@@ -31,8 +31,9 @@ for (const kind of BROKER_KINDS) {
     const url = harness.broker.url;
     const dir = await mkdtemp(join(tmpdir(), 'fleetprune-badinput-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
+    // Over the payload limit, under the broker's device packet limit (DEVICE_MAX_PACKET_BYTES): the receiver drops it.
     const huge = join(dir, 'huge.json');
-    await writeFile(huge, JSON.stringify({ schema: 1, pad: 'x'.repeat(MAX_PAYLOAD_BYTES * 3) }));
+    await writeFile(huge, JSON.stringify({ schema: 1, pad: 'x'.repeat(MAX_PAYLOAD_BYTES + 1024) }));
     const binary = join(dir, 'binary.bin');
     await writeFile(binary, Buffer.concat([Buffer.from([0xff, 0xfe, 0xfd]), randomBytes(2048)]));
 

@@ -5,7 +5,7 @@ import { Counter, Registry } from 'prom-client';
 import { DEFAULT_SERVER_USERNAME, type CredentialStore } from '../../server/broker/credential-store.ts';
 import { EmbeddedBroker } from '../../server/broker/embedded-broker.ts';
 import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
-import { BROKER_MAX_PACKET_BYTES } from '../../shared/protocol/limits.ts';
+import { DEVICE_MAX_PACKET_BYTES } from '../../shared/protocol/limits.ts';
 import { ALL_DEVICES_FILTER, reportsTopic } from '../../shared/protocol/topics.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
@@ -102,9 +102,9 @@ test('embedded broker: a packet of exactly the limit still gets through the size
   await waitFor(() => connection.received().length >= 4, 5000, 'the CONNACK');
   const topic = Buffer.from(reportsTopic('dev-edge'));
   const topicField = Buffer.concat([Buffer.from([topic.length >> 8, topic.length & 0xff]), topic]);
-  // Remaining length = BROKER_MAX_PACKET_BYTES exactly, sent in pieces; a PINGREQ after it must be answered.
-  const payload = Buffer.alloc(BROKER_MAX_PACKET_BYTES - topicField.length, 0x44);
-  const packet = Buffer.concat([Buffer.from([0x30]), remainingLength(BROKER_MAX_PACKET_BYTES), topicField, payload, Buffer.from([0xc0, 0])]);
+  // Remaining length = DEVICE_MAX_PACKET_BYTES (a device's limit) exactly, sent in pieces; a PINGREQ after it must be answered.
+  const payload = Buffer.alloc(DEVICE_MAX_PACKET_BYTES - topicField.length, 0x44);
+  const packet = Buffer.concat([Buffer.from([0x30]), remainingLength(DEVICE_MAX_PACKET_BYTES), topicField, payload, Buffer.from([0xc0, 0])]);
   for (let offset = 0; offset < packet.length; offset += 100_003) assert.ok(await writeOrClosed(connection, packet.subarray(offset, offset + 100_003)));
   await waitFor(() => connection.received().subarray(4).includes(Buffer.from([0xd0, 0])), 5000, 'the PINGRESP');
   assert.equal(connection.isClosed(), false);

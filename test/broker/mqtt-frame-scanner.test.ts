@@ -46,3 +46,14 @@ test('frame scanner: the first packet (the CONNECT, read before any password che
   assert.equal(connected.scan(packet(0x10, 100)), null);
   assert.equal(connected.scan(packet(0x30, LIMIT)), null, 'later packets have the full limit');
 });
+
+test('setLimit changes the limit of the packets still to come, not the first packet\'s', () => {
+  const scanner = new MqttFrameScanner(1000, 50);
+  scanner.setLimit(5000);
+  assert.deepEqual(scanner.scan(Buffer.concat([Buffer.from([0x10]), remainingLength(51)])), { reason: 'too-large', declaredBytes: 51 }, 'the first packet keeps its own limit');
+  const lowered = new MqttFrameScanner(100_000, 50);
+  assert.equal(lowered.scan(Buffer.concat([Buffer.from([0x10]), remainingLength(10), Buffer.alloc(10)])), null);
+  lowered.setLimit(2000);
+  assert.equal(lowered.scan(Buffer.concat([Buffer.from([0x30]), remainingLength(2000), Buffer.alloc(2000)])), null, 'a packet of exactly the new limit');
+  assert.deepEqual(lowered.scan(Buffer.concat([Buffer.from([0x30]), remainingLength(2001)])), { reason: 'too-large', declaredBytes: 2001 });
+});
