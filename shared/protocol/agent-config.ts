@@ -1,10 +1,10 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
+import { createScanner, parse as parseJsonc, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
 import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.ts';
-import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
+import { MAX_NESTING_DEPTH, describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { DeviceIdSchema } from './payloads.ts';
 import { ServerUrlSchema } from './server-url.ts';
 
@@ -85,14 +85,37 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
 
 /** What is wrong with a text JSON.parse refused, and where (line and column), without quoting it. */
 function jsonProblemAt(text: string): string {
+  // jsonc-parser's parse recurses per level of nesting: 200,000 '[' overflow the call stack. A loop
+  // with a counter finds a text nested that deep first, and where.
+  const tooDeep = nestingBeyond(text, MAX_NESTING_DEPTH);
+  if (tooDeep !== null) return `nested deeper than ${MAX_NESTING_DEPTH} levels at ${lineAndColumn(text, tooDeep)}`;
   const errors: ParseError[] = [];
   parseJsonc(text, errors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
   const first = errors[0];
   if (!first) return 'it does not parse';
-  const before = text.slice(0, first.offset);
   // `InvalidSymbol` → `invalid symbol`
   const what = printParseErrorCode(first.error).replace(/(?!^)([A-Z])/g, ' $1').toLowerCase();
-  return `${what} at line ${before.split('\n').length}, column ${first.offset - before.lastIndexOf('\n')}`;
+  return `${what} at ${lineAndColumn(text, first.offset)}`;
+}
+
+function lineAndColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset);
+  return `line ${before.split('\n').length}, column ${offset - before.lastIndexOf('\n')}`;
+}
+
+// jsonc-parser's SyntaxKind is a const enum (see duplicate-keys.ts): 1 `{`, 2 `}`, 3 `[`, 4 `]`, 17 end of text.
+/** The offset of the first `[` or `{` opening a level deeper than `maxDepth`, or null; reads the tokens in one loop. */
+function nestingBeyond(text: string, maxDepth: number): number | null {
+  const scanner = createScanner(text, true);
+  let depth = 0;
+  for (let token = scanner.scan(); token !== 17; token = scanner.scan()) {
+    if (token === 1 || token === 3) {
+      if (++depth > maxDepth) return scanner.getTokenOffset();
+    } else if ((token === 2 || token === 4) && depth > 0) {
+      depth--;
+    }
+  }
+  return null;
 }
 
 /** The pinned ed25519 key of an agent config. */

@@ -117,3 +117,22 @@ test('an agent config that is not JSON is refused naming where, without quoting 
     return true;
   });
 });
+
+test('an agent config nested 200,000 levels deep is refused naming where, through the CLI (not an internal error)', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-agent-config-deep-');
+  const cases: [string, string, RegExp][] = [
+    // Unclosed: JSON.parse refuses it, and locating the problem must not recurse per level.
+    ['open.json', '['.repeat(200_000), /: not valid JSON \(nested deeper than 64 levels at line 1, column 65\)\n$/],
+    ['object.json', `{"a":${'{"a":'.repeat(199_999)}`, /: not valid JSON \(nested deeper than 64 levels at line 1, column 321\)\n$/],
+    // Well-formed but too deep: refused after parsing, as before.
+    ['closed.json', `${'['.repeat(200_000)}${']'.repeat(200_000)}`, /: nested deeper than 64 levels\n$/],
+  ];
+  for (const [name, text, expected] of cases) {
+    const path = join(dir, name);
+    await writeFile(path, text);
+    const result = await runCli(['agent', '--config', path, '--data-dir', join(dir, 'data')]);
+    assert.equal(result.code, 2, `${name}: exit code ${result.code}; stderr: ${result.stderr.slice(0, 500)}`);
+    assert.match(result.stderr, expected, name);
+    assert.doesNotMatch(result.stderr, /internal error|Maximum call stack|\n\s+at /, `${name}: no internal error or stack trace`);
+  }
+});
