@@ -5,6 +5,8 @@ export interface MessageDescriptor {
   name?: string;
   field: readonly { name: string; number: number; label: string; type: string; typeName: string }[];
   nestedType?: readonly MessageDescriptor[];
+  /** `mapEntry` marks the entry type of a `map<K, V>` field. */
+  options?: { mapEntry?: boolean } | null;
 }
 
 /** A message type by the name a field gives it (`Model`, relative to the package), or undefined. */
@@ -72,6 +74,8 @@ class Cursor {
  * encodes a lone surrogate that way), or a field sent with another wire type than its declared
  * one (the decoder would read it as its declared type, past what this walk checked). Map entries
  * and other messages nested in the request are walked too; null when there is no problem.
+ * A map given the same key twice is refused too (`labels.a: given twice`): the decoder keeps the
+ * last without a word, where REST refuses a JSON object with a duplicate key.
  * Unknown fields are skipped, and the bytes are assumed to have decoded already.
  */
 export function stringFieldProblem(bytes: Buffer, type: MessageDescriptor, resolve: ResolveMessage): string | null {
@@ -80,6 +84,8 @@ export function stringFieldProblem(bytes: Buffer, type: MessageDescriptor, resol
 
 function walk(cursor: Cursor, end: number, scope: readonly MessageDescriptor[], resolve: ResolveMessage, path: string): string | null {
   const type = scope[scope.length - 1]!;
+  /** The keys seen in each map field of this message, by field number. */
+  const mapKeys = new Map<number, Set<string>>();
   while (cursor.position < end) {
     const key = cursor.varint();
     const number = key >>> 3;
@@ -104,9 +110,40 @@ function walk(cursor: Cursor, end: number, scope: readonly MessageDescriptor[], 
       if (!nested) continue;
       const problem = walk(new Cursor(value), value.length, [...scope, nested], resolve, where);
       if (problem) return problem;
+      if (nested.options?.mapEntry) {
+        const mapKey = entryKey(value);
+        const seen = mapKeys.get(number) ?? new Set<string>();
+        if (seen.has(mapKey)) return `${where}${keyShown(mapKey)}: given twice; send each key once`;
+        mapKeys.set(number, seen.add(mapKey));
+      }
     }
   }
   return null;
+}
+
+/** A map key after its field's name: `.site`, or quoted (`[""]`, `["a b"]`) when it is not a plain word; a long one cut. */
+function keyShown(key: string): string {
+  if (/^[A-Za-z0-9_-]{1,100}$/.test(key)) return `.${key}`;
+  return `[${JSON.stringify(key.length > 100 ? `${key.slice(0, 100).toWellFormed()}…` : key)}]`;
+}
+
+/**
+ * The key (field 1) of an encoded map entry, strings already checked as UTF-8: the last one given,
+ * '' when none (protobuf's rules). A key of another type (map<int32, …>) is told apart by its bytes.
+ */
+function entryKey(entry: Buffer): string {
+  const cursor = new Cursor(entry);
+  let key = '';
+  while (!cursor.done) {
+    const tag = cursor.varint();
+    const start = cursor.position;
+    if (tag === ((1 << 3) | WIRE.length)) key = cursor.take(cursor.varint()).toString('utf8');
+    else {
+      cursor.skip(tag & 7, tag >>> 3);
+      if (tag >>> 3 === 1) key = `0x${entry.subarray(start, cursor.position).toString('hex')}`;
+    }
+  }
+  return key;
 }
 
 /** A message type by name: nested in the enclosing messages first (map entries), then at the package's level. */

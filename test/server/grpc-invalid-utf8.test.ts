@@ -73,3 +73,30 @@ test('gRPC string fields that are not UTF-8 are INVALID_ARGUMENT naming the fiel
   assert.equal((await devices.call('EnrollDevice', { id: 'dev-2', labels: { site: 'Zürich 🦄' } })).broker_warning !== undefined, true);
   assert.deepEqual((await devices.call('ListDevices', {})).devices.map((device: any) => device.labels), [{ site: 'Zürich 🦄' }]);
 });
+
+test('a gRPC map given the same key twice is INVALID_ARGUMENT naming the key, and nothing is stored (as REST refuses a duplicate JSON key)', { timeout: 60_000 }, async (t) => {
+  const server = (await startTestServer(t))!;
+  const client = new RawClient(server.grpcAddress, credentials.createInsecure()) as any;
+  const devices = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
+  t.after(() => [client, devices].forEach((c) => c.close()));
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${ADMIN_TOKEN}`);
+  const send = (bytes: Buffer) => new Promise<any>((resolve) => client.EnrollDevice(bytes, metadata, (error: unknown, response: unknown) => resolve(error ?? response)));
+  const outcome = (answer: any) => (Buffer.isBuffer(answer) ? 'accepted (answered OK)' : `${status[answer?.code]}: ${answer?.details}`);
+  const entry = (key: string | null, value: string) => lengthField(2, Buffer.concat([key === null ? Buffer.alloc(0) : lengthField(1, Buffer.from(key)), lengthField(2, Buffer.from(value))]));
+  const id = lengthField(1, Buffer.from('dev-dup'));
+
+  const twice = await send(Buffer.concat([id, entry('a', 'v'), entry('site', 'x'), entry('a', 'w')]));
+  assert.equal(twice?.code, status.INVALID_ARGUMENT, outcome(twice));
+  assert.equal(twice.details, 'labels.a: given twice; send each key once');
+  // An entry without a key has the key "" (protobuf's default): two of them are the same key too.
+  const empty = await send(Buffer.concat([id, entry(null, 'v'), entry('', 'w')]));
+  assert.equal(empty?.code, status.INVALID_ARGUMENT, outcome(empty));
+  assert.equal(empty.details, 'labels[""]: given twice; send each key once');
+  assert.deepEqual((await devices.call('ListDevices', {})).devices, [], 'no device was enrolled');
+
+  // Distinct keys are enrolled as sent.
+  const distinct = await send(Buffer.concat([id, entry('a', 'v'), entry('b', 'w')]));
+  assert.ok(Buffer.isBuffer(distinct), outcome(distinct));
+  assert.deepEqual((await devices.call('ListDevices', {})).devices.map((device: any) => device.labels), [{ a: 'v', b: 'w' }]);
+});
