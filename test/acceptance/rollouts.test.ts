@@ -35,6 +35,7 @@ async function scenario(t: TestContext, fleet: AcceptanceFleet, manualRollback: 
   assert.equal(pilot.length, 4);
 
   await t.test('e. too few samples: Inconclusive pauses the rollout, never promotes it', async (t) => {
+    const before = await fleet.agentOutcomes();
     // The first rollout of a scenario: agents fetch and benchmark the candidate for the first
     // time, so the analysis waits longer before it counts the pilot's reports.
     const id = await fleet.startRollout(acceptanceSpec(good, { minSamples: pilot.length + 1, initialDelay: '8s' }));
@@ -61,6 +62,13 @@ async function scenario(t: TestContext, fleet: AcceptanceFleet, manualRollback: 
     await fleet.api.post(`/rollouts/${id}/rollback?reason=inconclusive`);
     await fleet.waitRollout(id, 'rolled back', (r) => r.phase === 'RolledBack');
     await waitCandidateCleared(fleet);
+    // The rollback also retains each pilot device's baseline as active (under a second id), which
+    // the device answers `activated` (already its active model) after the drop's answer that
+    // cleared its candidate: counted here, not in the next rollout's "activated it once".
+    await waitFor('the pilot answered its retained baseline', async () => {
+      const outcomes = await fleet.agentOutcomes();
+      return pilot.every((device) => (outcomes.get(device)!.activated ?? 0) - (before.get(device)!.activated ?? 0) === 1) ? true : undefined;
+    }, 20_000, 100);
   });
 
   await t.test('a+d. the ODF2NNA candidate goes through every step to 100%; kill -9 of the server mid-rollout, the restart finishes it, no step twice', async () => {
