@@ -35,12 +35,28 @@ const SEED = 7;
 export const ADMIN_TOKEN = `acceptance-${randomBytes(12).toString('hex')}`;
 /** The in-process agents' warnings and errors, kept (the last 100) for a failed start's message. */
 const agentWarnings: string[] = [];
+/**
+ * Per device, the model changes its agent carried out, from its log: `downloaded` (a model fetched,
+ * verified and installed) and `activating` (a model swapped into the active slot). An assignment
+ * that a restarted server sends again after its first answer was lost with the killed server is
+ * answered again ("already the candidate", "already the active model") without either.
+ */
+const modelChanges = new Map<string, { downloaded: number; activating: number }>();
+const CHANGE_MESSAGES: Readonly<Record<string, 'downloaded' | 'activating'>> = { 'model verified and installed': 'downloaded', activating: 'activating' };
 const log = process.env.FLEETPRUNE_LOG_LEVEL
   ? createLogger('acceptance')
   : pino(
-      { name: 'acceptance', level: 'warn' },
+      { name: 'acceptance', level: 'info' },
       {
         write(line: string) {
+          const entry = JSON.parse(line) as { level: number; msg: string; device?: string };
+          const change = CHANGE_MESSAGES[entry.msg];
+          if (change && entry.device) {
+            const counts = modelChanges.get(entry.device) ?? { downloaded: 0, activating: 0 };
+            counts[change] += 1;
+            modelChanges.set(entry.device, counts);
+          }
+          if (entry.level < 40) return;
           agentWarnings.push(line.trim());
           if (agentWarnings.length > 100) agentWarnings.shift();
         },
@@ -293,6 +309,11 @@ export class AcceptanceFleet {
 
   waitActiveEverywhere(version: string, timeoutMs = 30_000): Promise<DeviceView[]> {
     return waitForActive(this.api, MODEL, version, DEVICES, timeoutMs, 150);
+  }
+
+  /** Per device: the models its agent downloaded and activated so far (see modelChanges; not counted under FLEETPRUNE_LOG_LEVEL). */
+  agentModelChanges(): Map<string, { downloaded: number; activating: number }> {
+    return new Map(this.agents.map((agent) => [agent.deviceId, { ...(modelChanges.get(agent.deviceId) ?? { downloaded: 0, activating: 0 }) }]));
   }
 
   /** Per device: how many assignments it handled with each outcome (installed, activated, rolled-back…). */
