@@ -404,13 +404,17 @@ describe('a server while another server sharing its data directory collects garb
     const before = await storeSnapshot(server);
     let collected = false;
     // The other server's whole collection runs just after this server found the first file, before it marks it as used.
-    hookUnownedCalls({
-      before: async (call) => {
-        if (collected || call.fn !== 'utimes' || !paths.has(call.args[0] as string)) return;
-        collected = true;
-        await otherGc();
-      },
-    });
+    const collectAtFirstClaim = () => {
+      collected = false;
+      hookUnownedCalls({
+        before: async (call) => {
+          if (collected || call.fn !== 'utimes' || !paths.has(call.args[0] as string)) return;
+          collected = true;
+          await otherGc();
+        },
+      });
+    };
+    collectAtFirstClaim();
     const refused = await server.request('POST', '/api/models/iris/versions', { json: { manifest: artifact.manifest } });
     const body = (await refused.json()) as any;
     assert.equal(collected, true, 'the collection never ran');
@@ -424,14 +428,7 @@ describe('a server while another server sharing its data directory collects garb
     await uploadBlobs(server, artifact.dir, artifact.manifest);
     const then = new Date(Date.now() - 2 * HOUR_MS);
     for (const path of paths) await utimes(path, then, then);
-    collected = false;
-    hookUnownedCalls({
-      before: async (call) => {
-        if (collected || call.fn !== 'utimes' || !paths.has(call.args[0] as string)) return;
-        collected = true;
-        await otherGc();
-      },
-    });
+    collectAtFirstClaim();
     const checked = await server.request('POST', '/api/models/iris/versions/check', { json: { manifest: artifact.manifest } });
     const check = (await checked.json()) as any;
     assert.equal(collected, true, 'the collection never ran');
