@@ -119,6 +119,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       signingKey: signingKey.privateKey,
       signingPublicKey: signingKey.publicKey,
       workDir: join(config.dataDir, 'jobs', config.nodeId),
+      dataDir: config.dataDir,
       node: config.nodeId,
       dataRoot: config.dataRoot,
       maxDataBytes: config.maxBodyBytes,

@@ -15,8 +15,9 @@ import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { checkField } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 import type { StalledStreams } from '../app/stalled-streams.ts';
+import { ROLLOUT_ID_PATTERN } from '../../shared/util/rollout-id.ts';
 
-const RolloutId = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
+const RolloutId = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const Reason = reasonSchema();
 const StepIndex = z.number().int().min(0).max(999_999);
 /** 0 on the wire is unset: REST's default page. */

@@ -41,6 +41,10 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use((req, res, next) => {
+    // Every answer (the API's JSON and errors, /metrics, the dashboard's pages and scripts) is
+    // taken as the type it declares: a browser never sniffs an error page or a JSON body as markup
+    // or script.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
     const stop = metrics.httpDuration.startTimer();
     res.on('finish', () => {
       const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';

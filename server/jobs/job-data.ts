@@ -22,7 +22,8 @@ export async function readJobData(
   if ('csv' in data) return { text: data.csv, source: fields.csv };
   if (!dataRoot) throw new ServiceError('bad_request', `${fields.path}: server-side data paths are disabled (start the server with --data-root)`);
   const root = await realpath(dataRoot).catch(() => {
-    throw new ServiceError('bad_request', `${fields.path}: the server's --data-root ${dataRoot} does not exist`);
+    // Not named: API callers do not see the server's paths.
+    throw new ServiceError('bad_request', `${fields.path}: the server's --data-root does not exist (any more); ask its administrator`);
   });
   const unreadable = () =>
     new ServiceError('bad_request', `${fields.path}: no readable file ${JSON.stringify(data.path)} under the server's data root (give a path relative to it, without ..)`);

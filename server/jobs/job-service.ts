@@ -1,6 +1,6 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, realpath, rm } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
@@ -19,7 +19,7 @@ import { nodeLockFor, type NodeLock } from './node-lock.ts';
 import { readJobData } from './job-data.ts';
 import { JobDataCheckPool, type JobDataCheckPoolOptions } from './job-data-check-pool.ts';
 import { verifiedJobArtifacts } from './job-artifacts.ts';
-import { jobOutputBytes, prepareWorkSpace } from './job-work-space.ts';
+import { jobOutputBytes, prepareWorkSpace, withoutServerPaths } from './job-work-space.ts';
 import { REST_PRUNE_FIELDS, type PruneJobRequest, type PruneRequestFields } from './prune-job-request.ts';
 import type { PruneWorkerInput, PruneWorkerMessage } from './prune-worker-protocol.ts';
 
@@ -45,6 +45,8 @@ export interface JobServiceDeps {
   signingPublicKey: KeyObject;
   /** Where this server's jobs write their outputs (its own: cleared when it starts). */
   workDir: string;
+  /** --data-dir (workDir is in it): a job's error names paths in it relative to it, not the server's path. */
+  dataDir?: string;
   /** This server (--node-id): the owner of the jobs it accepts. */
   node: string;
   dataRoot: string | undefined;
@@ -354,10 +356,13 @@ export class JobService {
       active.ending = true;
       if (this.#stopping) return;
       const cancelled = active.cancel;
-      const message = cancelled?.message ?? (error instanceof ServiceError ? error.message : `internal error: ${errorMessage(error)}`);
+      const full = cancelled?.message ?? (error instanceof ServiceError ? error.message : `internal error: ${errorMessage(error)}`);
+      // API callers do not see the server's paths (the job's error is a viewer's to read): the log has them.
+      const message = await this.#withoutServerPaths(full);
       if (cancelled) this.#deps.log.info({ job: job.id }, message);
       else if (error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
       else if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
+      else if (message !== full) this.#deps.log.warn({ job: job.id, error: full }, 'pruning job failed');
       // From queued too: storing its start may be what failed. A cancel that took effect (it
       // terminated the worker, or stopped the job before it started or before registering) ends
       // it cancelled, whatever the worker's exit then looked like; anything else is a failure.
@@ -372,6 +377,23 @@ export class JobService {
       this.#slots.delete(job.id);
       this.#pump();
     }
+  }
+
+  /** A job's error without the server's directories (--data-dir, and the real path it leads to; --data-root). */
+  async #withoutServerPaths(message: string): Promise<string> {
+    const [dataDir, dataRoot] = [this.#deps.dataDir, this.#deps.dataRoot].map((path) => (path ? resolve(path) : undefined));
+    const workDir = resolve(this.#deps.workDir);
+    const real = async (path: string | undefined) => (path ? await realpath(path).catch(() => undefined) : undefined);
+    // Without dataDir (it is where workDir is): the jobs' directory itself.
+    const jobsShown = dataDir ? `<--data-dir>/${relative(dataDir, workDir)}` : "<the server's job directory>";
+    return withoutServerPaths(message, [
+      [dataDir, '<--data-dir>'],
+      [await real(dataDir), '<--data-dir>'],
+      [workDir, jobsShown],
+      [await real(workDir), jobsShown],
+      [dataRoot, '<--data-root>'],
+      [await real(dataRoot), '<--data-root>'],
+    ]);
   }
 
   #runWorker(job: QueuedJob, active: ActiveJob): Promise<Record<string, unknown>> {

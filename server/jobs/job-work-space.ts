@@ -1,4 +1,5 @@
 import { mkdir, statfs } from 'node:fs/promises';
+import { isAbsolute, parse } from 'node:path';
 import type { PruneOptions } from '../pruning/options.ts';
 import { ServiceError } from '../app/service-error.ts';
 
@@ -43,3 +44,21 @@ export async function prepareWorkSpace(dir: string, neededBytes: number): Promis
 function megabytes(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
+
+/**
+ * A job's failure as the API shows it (GET /api/jobs is a viewer's to read): the server's own
+ * directories in it (the file system's messages and writeArtifact's name the paths they failed
+ * on) replaced by the option that set them, so a failure reads `cannot write artifact to
+ * <--data-dir>/jobs/…/artifact: …`. `places` pairs a path with what it is shown as; the longest
+ * is replaced first. The full message goes to the server's log.
+ */
+export function withoutServerPaths(message: string, places: readonly (readonly [path: string | undefined, shown: string])[]): string {
+  // Absolute paths only (not the root): a relative one names nothing of the server's, and its text
+  // ("data") could be any word of the message.
+  const known = places.filter((place): place is readonly [string, string] => place[0] !== undefined && isAbsolute(place[0]) && place[0] !== parse(place[0]).root);
+  known.sort((a, b) => b[0].length - a[0].length);
+  let out = message;
+  for (const [path, shown] of known) out = out.split(path.replace(/\/+$/, '')).join(shown);
+  return out;
+}
+

@@ -30,17 +30,5 @@ export function reasonSchema(min = 0, max = 500) {
     });
 }
 
-/**
- * What a terminal shows: every control character (C0 with tab, DEL, C1), line and paragraph
- * separators and bidirectional overrides escaped as \n, \r, \t or \xHH / \uHHHH, and backslash
- * left as it is. The result is one line that cannot change the terminal's state.
- */
-export function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu, (char) => {
-    if (char === '\n') return '\\n';
-    if (char === '\r') return '\\r';
-    if (char === '\t') return '\\t';
-    const code = char.codePointAt(0)!;
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
-}
+/** One line of user text that cannot rearrange what surrounds it (shared with the dashboard's bundle). */
+export { printable } from '../../shared/util/printable.ts';

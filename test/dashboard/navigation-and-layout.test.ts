@@ -39,7 +39,7 @@ async function nextRefresh(page: Page): Promise<void> {
   );
 }
 
-test('a link to a rollout (#rollout=ID) opens it, each selection is a history entry that back and forward return to, and a link to no rollout falls back to the newest', async (t) => {
+test('a link to a rollout (#rollout=ID) opens it, each selection is a history entry that back and forward return to, and a link to no rollout, or with an id of the wrong form, falls back to the newest', async (t) => {
   const rig = await twoRolloutsRig(t);
   if (!rig) return;
   const { page, pageErrors, policyViolations, server, older, newer } = rig;
@@ -62,6 +62,35 @@ test('a link to a rollout (#rollout=ID) opens it, each selection is a history en
   await heading(page, newer);
   assert.ok(await page.locator('#stale').isHidden(), 'not marked stale');
   await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 5_000 });
+
+  // A link whose id cannot be a rollout's (the full stop of the sentence it ended, an id too long)
+  // is not asked for: said to be wrong, and the newest is shown, with its list and its actions.
+  const asked: string[] = [];
+  page.on('request', (request) => asked.push(decodeURIComponent(new URL(request.url()).pathname)));
+  const tooLong = `ro-${'a'.repeat(62)}`;
+  for (const [link, shown] of [[`${older}.`, `${older}.`], [tooLong, tooLong]] as const) {
+    await page.goto('about:blank');
+    await page.goto(`${server.baseUrl}/dashboard/#rollout=${link}`);
+    await page.locator('#error', { hasText: `The link is wrong: ${shown} is not a rollout id` }).waitFor({ timeout: 5_000 });
+    assert.match(await page.locator('#error').innerText(), /; showing the newest one\.$/);
+    await heading(page, newer);
+    assert.equal(await page.locator('#rollouts tr[data-rollout]').count(), 2, 'the rollout list is drawn');
+    assert.ok(await page.locator('#rollout-detail button[data-action="rollback"]').isEnabled(), 'Roll back is on');
+    assert.ok(await page.locator('#stale').isHidden(), 'not marked stale');
+    await page.locator('#live', { hasText: 'live' }).waitFor({ timeout: 5_000 });
+    assert.equal(new URL(page.url()).hash, '', 'the wrong link leaves the address');
+    assert.deepEqual(asked.filter((path) => path.startsWith(`/api/rollouts/${link}`)), [], `nothing is asked about ${link}`);
+  }
+  // An id the server refuses as malformed (400) all the same: the same fall-back, not a stale page.
+  await page.route((url) => url.pathname === `/api/rollouts/${older}`, (route) =>
+    route.fulfill({ status: 400, contentType: 'application/json', body: JSON.stringify({ error: { code: 'bad_request', message: 'path.id: must be a rollout id' } }) }),
+  );
+  await page.goto('about:blank');
+  await page.goto(`${server.baseUrl}/dashboard/#rollout=${older}`);
+  await page.locator('#error', { hasText: `The link is wrong: ${older} is not a rollout id` }).waitFor({ timeout: 5_000 });
+  await heading(page, newer);
+  assert.ok(await page.locator('#stale').isHidden(), 'not marked stale');
+  await page.unrouteAll({ behavior: 'wait' });
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(policyViolations, []);
 });

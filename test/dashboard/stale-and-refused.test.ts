@@ -29,7 +29,8 @@ async function pausedRolloutRig(t: TestContext) {
   if (!server) return null;
   const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
   await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
-  return { ...browser, server, id };
+  // The page's own object, not a copy: setting answerDialogs on it answers the next dialog so.
+  return Object.assign(browser, { server, id });
 }
 
 const actionsOff = (page: Page) => page.evaluate(() => Array.from(document.querySelectorAll('#rollout-detail button[data-action]')).map((b) => `${b.textContent}: ${b.matches(':disabled') ? 'off' : 'on'}`));
@@ -116,10 +117,10 @@ test('when its token is revoked the dashboard clears its views, stops polling an
   assert.deepEqual(policyViolations, []);
 });
 
-test("a viewer's token sees every view but the actions are off, and the page says whose token it is; an operator's turns them on", async (t) => {
+test("a viewer's token sees every view but the actions are off, and the page says whose token it is; an operator's turns them on; a link's token replaces the saved one only once accepted by the server and by the operator", async (t) => {
   const rig = await pausedRolloutRig(t);
   if (!rig) return;
-  const { page, pageErrors, policyViolations, server } = rig;
+  const { page, dialogs, pageErrors, policyViolations, server } = rig;
   const viewer = await json<{ token: string }>(await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'night shift' } }));
   const operator = await json<{ token: string }>(await server.request('POST', '/api/tokens', { json: { role: 'operator', label: 'pilot lead' } }));
 
@@ -135,6 +136,45 @@ test("a viewer's token sees every view but the actions are off, and the page say
   await page.locator('#whoami', { hasText: 'pilot lead (operator)' }).waitFor({ timeout: 5_000 });
   await page.waitForFunction(() => !(document.getElementById('rollout-actions') as HTMLFieldSetElement).disabled, undefined, { timeout: 5_000 });
   assert.ok((await actionsOff(page)).some((b) => b.endsWith(': on')), 'an operator can act');
+
+  // A link carrying someone else's token (the viewer's) while the operator's is saved: the page asks
+  // first, naming whose token the link holds; declined, the operator's token stays in use and saved.
+  const saved = () => page.evaluate(() => localStorage.getItem('fleetprune.token'));
+  assert.equal(await saved(), operator.token);
+  const openLink = async (token: string) => {
+    await page.goto('about:blank');
+    await page.goto(`${server.baseUrl}/dashboard/#token=${encodeURIComponent(token)}`);
+  };
+  await openLink(viewer.token);
+  await page.locator('#error', { hasText: "Kept your saved token: the link's token (night shift, viewer) was not used." }).waitFor({ timeout: 5_000 });
+  assert.deepEqual(dialogs, ['This link signs you in as “night shift” (viewer).\n\nReplace the token saved in this browser, “pilot lead” (operator), with it? Cancel keeps the saved token.']);
+  await page.locator('#whoami', { hasText: 'pilot lead (operator)' }).waitFor({ timeout: 5_000 });
+  assert.equal(await saved(), operator.token, 'the saved token is kept');
+  assert.equal(new URL(page.url()).hash, '', 'the token leaves the address');
+
+  // A refused token in a link is asked nothing but whoami, and neither replaces nor erases the saved token.
+  const sentWith = new Map<string, string[]>();
+  page.on('request', (request) => {
+    const token = request.headers().authorization?.replace(/^Bearer /, '') ?? '';
+    sentWith.set(token, [...(sentWith.get(token) ?? []), new URL(request.url()).pathname]);
+  });
+  await openLink('bogus-token-from-a-chat');
+  await page.locator('#error', { hasText: "The server refused the link's token (revoked or mistyped): it was not used; the dashboard goes on with your saved token." }).waitFor({ timeout: 5_000 });
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  await page.locator('#whoami', { hasText: 'pilot lead (operator)' }).waitFor({ timeout: 5_000 });
+  assert.notEqual(await page.locator('#live').innerText(), 'signed out');
+  assert.equal(await saved(), operator.token, 'the saved token is neither replaced nor erased');
+  assert.deepEqual(sentWith.get('bogus-token-from-a-chat'), ['/api/whoami'], 'the link token is only checked');
+  assert.equal(dialogs.length, 1, 'no question about a refused token');
+  await page.reload();
+  await page.locator('#whoami', { hasText: 'pilot lead (operator)' }).waitFor({ timeout: 5_000 });
+
+  // Accepted, the link's token replaces the saved one.
+  rig.answerDialogs = 'accept';
+  await openLink(viewer.token);
+  await page.locator('#whoami', { hasText: 'night shift (viewer, read-only)' }).waitFor({ timeout: 5_000 });
+  assert.equal(dialogs.length, 2);
+  assert.equal(await saved(), viewer.token, 'replaced once the operator agreed');
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(policyViolations, []);
 });

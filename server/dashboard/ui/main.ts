@@ -4,16 +4,26 @@ import { devicesFrom, renderFleet } from './fleet-view.ts';
 import { renderModels, renderSweep, type SweepPoint, type VersionRow } from './models-view.ts';
 import { ROLLOUT_PAGE, renderRolloutPager, rolloutPageFrom } from './rollout-pages.ts';
 import { clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
+import { printable } from '../../../shared/util/printable.ts';
+import { isRolloutId } from '../../../shared/util/rollout-id.ts';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const TOKEN_KEY = 'fleetprune.token';
-const linked = new URLSearchParams(location.hash.slice(1));
-const api = new Api(linked.get('token') ?? localStorage.getItem(TOKEN_KEY) ?? '');
-// A token given in the link (#token=…) is taken, then removed from the address bar and the history
-// (a rollout linked beside it, #token=…&rollout=ID, stays).
-if (linked.has('token')) {
+/** The token this browser keeps: the operator's own (entered, or taken from a link once the server accepted it). */
+const savedToken = () => localStorage.getItem(TOKEN_KEY) ?? '';
+const api = new Api(savedToken());
+
+/**
+ * The token a link gives (#token=…), taken out of the address bar and the history at once (a
+ * rollout linked beside it, #token=…&rollout=ID, stays); undefined when the address has none.
+ */
+function takeLinkToken(): string | undefined {
+  const linked = new URLSearchParams(location.hash.slice(1));
+  const token = linked.get('token');
+  if (token === null) return undefined;
   linked.delete('token');
   history.replaceState(null, '', location.pathname + location.search + (linked.toString() ? `#${linked}` : ''));
+  return token;
 }
 /** The rollout the address links to (#rollout=ID), if any: deep links, and back and forward between selections. */
 const linkedRollout = () => new URLSearchParams(location.hash.slice(1)).get('rollout') ?? undefined;
@@ -130,13 +140,82 @@ function markCurrent(): void {
 let caller: { token: string; role: string; label: string } | undefined;
 const readOnly = () => caller !== undefined && caller.role !== 'operator' && caller.role !== 'admin';
 
+interface Whoami {
+  role: string;
+  label: string;
+}
+
+function setCaller(token: string, { role, label }: Whoami): void {
+  caller = { token, role, label };
+  $('whoami').replaceChildren(bdiElement(label), ` (${role}${readOnly() ? ', read-only' : ''})`);
+}
+
 /** Who the token is, shown beside the token field; asked once per token. */
 async function refreshCaller(): Promise<void> {
   if (caller?.token === api.token) return;
   const token = api.token;
-  const { role, label } = await api.get<{ role: string; label: string }>('/whoami');
-  caller = { token, role, label };
-  $('whoami').replaceChildren(bdiElement(label), ` (${role}${readOnly() ? ', read-only' : ''})`);
+  setCaller(token, await api.get<Whoami>('/whoami'));
+  // A link's token that could not be checked when the page opened (the server unreachable), with
+  // no saved token it would replace: kept once the server has accepted it.
+  if (unsavedLinkToken === token) {
+    unsavedLinkToken = undefined;
+    if (!savedToken()) localStorage.setItem(TOKEN_KEY, token);
+  }
+}
+
+/** A link's token in use but not saved yet: see refreshCaller. */
+let unsavedLinkToken: string | undefined;
+
+/** Someone's token as a confirm() dialog names it: its label and role, on one printable line. */
+const whoLine = (who: Whoami) => `“${printable(who.label)}” (${printable(who.role)})`;
+
+/**
+ * A link's token (#token=…) is someone else's until the server says whose it is. It is used, and
+ * saved in place of the saved one, only once /whoami accepts it, and, when a different token is
+ * saved, only if the operator agrees to replace it. A link token that is refused, cannot be
+ * checked or is declined leaves the saved token in use and in place, and the page says so.
+ */
+async function adoptLinkToken(token: string): Promise<void> {
+  const saved = savedToken();
+  if (!token || token === api.token) return;
+  if (!isSendableToken(token)) {
+    // With no token of its own the page says what is wrong with it (refreshAll), and keeps nothing.
+    if (!saved) return useToken(token);
+    return showMessage("The link's token holds characters no token has (a pasted quote or space?): it was not used; the dashboard goes on with your saved token.", false);
+  }
+  let who: Whoami;
+  try {
+    who = await new Api(token).get<Whoami>('/whoami');
+  } catch (error) {
+    if (isRefusal(error)) {
+      if (!saved) return signOut("The server refused the link's token (revoked or mistyped). Enter a valid token to see the fleet.");
+      return showMessage("The server refused the link's token (revoked or mistyped): it was not used; the dashboard goes on with your saved token.", false);
+    }
+    // The server unreachable, say: with no token of its own the page tries it (saved once accepted).
+    if (!saved) {
+      unsavedLinkToken = token;
+      return useToken(token);
+    }
+    return showMessage(["Cannot check the link's token (", { user: messageOf(error) }, '): it was not used; the dashboard goes on with your saved token. Open the link again to use it.'], false);
+  }
+  if (saved) {
+    const current = await new Api(saved).get<Whoami>('/whoami').catch(() => undefined);
+    const question =
+      `This link signs you in as ${whoLine(who)}.\n\n` +
+      `Replace the token saved in this browser${current ? `, ${whoLine(current)},` : ''} with it? Cancel keeps the saved token.`;
+    if (!confirm(question)) return showMessage(["Kept your saved token: the link's token (", { user: who.label }, `, ${who.role}) was not used.`], false);
+  }
+  localStorage.setItem(TOKEN_KEY, token);
+  useToken(token);
+  setCaller(token, who);
+}
+
+/** Switches to another token: the views and the event stream follow it at the next refresh. */
+function useToken(token: string): void {
+  api.token = token;
+  refused = false;
+  stopFollowing(); // the stream reconnects with the new token after the refresh
+  $<HTMLInputElement>('token').value = token;
 }
 
 /** The token was refused (revoked, or mistyped): show nothing it no longer lets us see, stop following, and ask for another. */
@@ -155,7 +234,8 @@ function signOut(why?: string): void {
   renderSweep($('sweep-chart'), null);
   for (const id of ['rollouts', 'rollout-detail', 'fleet', 'models']) $(id).replaceChildren();
   applyStaleness();
-  localStorage.removeItem(TOKEN_KEY);
+  // Only the token refused is forgotten: a saved token the refusal was not about stays.
+  if (api.token && savedToken() === api.token) localStorage.removeItem(TOKEN_KEY);
   setBadge('signed out', 'bad');
   showMessage(why ?? (api.token ? 'The server refused the token (revoked or mistyped). Enter a valid token to see the fleet.' : 'Enter a token to see the fleet.'), true);
   const input = $<HTMLInputElement>('token');
@@ -189,23 +269,34 @@ async function refreshModels(): Promise<void> {
   renderSweep($('sweep-chart'), newest?.result?.summary?.sweep ?? null, total > jobs.length ? { searched: jobs.length, total } : undefined);
 }
 
-/** The rollout, or undefined if the server has none by that id (a mistyped or outdated link). */
-async function rolloutOrNone(id: string): Promise<RolloutDetail | undefined> {
+/**
+ * The rollout, or why there is none: the server has none by that id (a mistyped or outdated
+ * link), or the id cannot be one (a link with a character too many, such as the full stop of the
+ * sentence it ended). A malformed id is not asked for, and one the server refuses as such (400)
+ * is one too: either would otherwise fail every refresh, leaving no list and no actions.
+ */
+async function rolloutOrNone(id: string): Promise<RolloutDetail | 'unknown' | 'malformed'> {
+  if (!isRolloutId(id)) return 'malformed';
   try {
     // Without the per-device states (up to 1000 by default): the view shows only their counts, and it refreshes often.
     return await api.get<RolloutDetail>(`/rollouts/${encodeURIComponent(id)}?devices=0`);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 404) return undefined;
+    if (error instanceof ApiError && error.status === 404) return 'unknown';
+    if (error instanceof ApiError && error.status === 400) return 'malformed';
     throw error;
   }
 }
+
+/** At most `max` characters of a user-given id, for a message. */
+const clip = (text: string, max = 80) => ([...text].length > max ? `${[...text].slice(0, max).join('')}…` : text);
 
 async function refreshRollouts(): Promise<void> {
   // Only the page shown: older pages are fetched when asked for, not on every refresh.
   const offset = rolloutOffset;
   const { rollouts, more, total } = rolloutPageFrom(await api.get<{ rollouts: RolloutSummary[]; more?: boolean; total?: number }>(`/rollouts?limit=${ROLLOUT_PAGE}&offset=${offset}`));
   selected ??= rollouts[0]?.id;
-  let detail = selected ? await rolloutOrNone(selected) : undefined;
+  const found = selected ? await rolloutOrNone(selected) : undefined;
+  let detail = typeof found === 'object' ? found : undefined;
   if (selected && !detail && offset > 0) {
     // The newest one replaces it below: list the page that shows it.
     rolloutOffset = 0;
@@ -213,10 +304,16 @@ async function refreshRollouts(): Promise<void> {
   }
   if (selected && !detail) {
     // Not a failed refresh: the views are current, the link is not. Show the newest instead.
-    showMessage(['There is no rollout ', { user: selected }, '; showing the newest one.'], false);
+    showMessage(
+      found === 'malformed'
+        ? ['The link is wrong: ', { user: clip(selected) }, ' is not a rollout id (1 to 64 letters, digits, - or _; a character too many at its end?); showing the newest one.']
+        : ['There is no rollout ', { user: selected }, '; showing the newest one.'],
+      false,
+    );
     if (linkedRollout() === selected) history.replaceState(null, '', location.pathname + location.search);
     selected = rollouts[0]?.id;
-    detail = selected ? await rolloutOrNone(selected) : undefined;
+    const newest = selected ? await rolloutOrNone(selected) : undefined;
+    detail = typeof newest === 'object' ? newest : undefined;
   }
   // The user paged while this page was on its way: the refresh that click queued shows the page
   // asked for, and this one must not put the page left behind back on screen meanwhile.
@@ -353,17 +450,29 @@ function actionFailure(error: unknown, fromStep: number | undefined): MessageTex
 
 $('token-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  api.token = $<HTMLInputElement>('token').value.trim();
-  localStorage.setItem(TOKEN_KEY, api.token);
-  refused = false;
-  stopFollowing(); // the stream reconnects with the new token after the refresh
+  const token = $<HTMLInputElement>('token').value.trim();
+  // Typed in by the operator: theirs to keep (refused, it is forgotten again).
+  localStorage.setItem(TOKEN_KEY, token);
+  unsavedLinkToken = undefined;
+  useToken(token);
   void refreshAll();
 });
 
-if (api.token) localStorage.setItem(TOKEN_KEY, api.token);
-$<HTMLInputElement>('token').value = api.token;
-void refreshAll();
-// Fleet heartbeats and new jobs arrive outside any rollout's event stream. A refused token is not retried.
-setInterval(() => {
-  if (!refused) void refreshAll();
-}, REFRESH_MS);
+// A link with a token pasted into the address bar of an open dashboard changes only the address's
+// fragment: the token is taken as at a page load.
+window.addEventListener('hashchange', () => {
+  const token = takeLinkToken();
+  if (token !== undefined) void adoptLinkToken(token).then(() => refreshAll());
+});
+
+async function start(): Promise<void> {
+  const token = takeLinkToken();
+  if (token !== undefined) await adoptLinkToken(token);
+  $<HTMLInputElement>('token').value = api.token;
+  await refreshAll();
+  // Fleet heartbeats and new jobs arrive outside any rollout's event stream. A refused token is not retried.
+  setInterval(() => {
+    if (!refused) void refreshAll();
+  }, REFRESH_MS);
+}
+void start();

@@ -2,6 +2,7 @@ import uPlot from 'uplot';
 import type { RolloutDetail, RolloutSummary } from '../../rollout/rollout-views.ts';
 import { userText } from './bidi.ts';
 import { ago, esc, table, utc, when } from './html.ts';
+import { printable } from '../../../shared/util/printable.ts';
 
 export type { RolloutDetail, RolloutSummary };
 
@@ -75,10 +76,18 @@ const canRollBack = (r: RolloutDetail) => !['RolledBack', 'Failed', 'Aborted'].i
 /** The server refuses to promote a finished rollout, and one already activating the candidate everywhere. */
 const canPromote = (r: RolloutDetail) => !r.terminal && r.stepStage !== 'activating';
 
+/**
+ * A step as a confirm() dialog or a tooltip names it. Plain text, on one line: its description
+ * quotes the spec (a selector's values may hold line breaks), which must not add lines of its own
+ * to a dialog, nor reorder it with bidi controls.
+ */
 const stepName = (r: RolloutDetail, index: number) => {
   const step = r.steps[index];
-  return step ? `${index + 1}. ${step.description}` : 'the full activation (100%)';
+  return step ? `${index + 1}. ${printable(step.description)}` : 'the full activation (100%)';
 };
+
+/** A rollout's own text (ids, model names, versions) in a confirm() dialog: one printable line each (see stepName). */
+const plain = (text: string | number) => printable(String(text));
 
 function nextStepTitle(r: RolloutDetail): string {
   if (!canPromote(r)) return 'Nothing left to promote';
@@ -98,7 +107,7 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
     case 'promote-step': {
       // Skipping an analysis promotes without its verdict: ask. Skipping a pause is how one resumes it.
       const current = r.steps[r.stepIndex];
-      const confirm = current?.kind === 'analysis' ? `Skip step ${stepName(r, r.stepIndex)} of ${r.id} without waiting for its verdict, and go on with ${stepName(r, r.stepIndex + 1)}?` : undefined;
+      const confirm = current?.kind === 'analysis' ? `Skip step ${stepName(r, r.stepIndex)} of ${plain(r.id)} without waiting for its verdict, and go on with ${stepName(r, r.stepIndex + 1)}?` : undefined;
       // From the step shown: if someone else promoted it meanwhile, the server refuses instead of skipping the next step too.
       return { path: `promote?step=true&fromStepIndex=${r.stepIndex}`, fromStep: r.stepIndex, ...(confirm ? { confirm } : {}) };
     }
@@ -108,7 +117,7 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       return {
         path: 'promote',
         confirm:
-          `Promote ${r.id} to 100% now: ${r.model}@${r.candidateVersion} becomes active on all ${r.devices.total} of its devices at once, ` +
+          `Promote ${plain(r.id)} to 100% now: ${plain(r.model)}@${plain(r.candidateVersion)} becomes active on all ${r.devices.total} of its devices at once, ` +
           `skipping ${skipped.length === 1 ? 'the remaining step' : `the ${skipped.length} remaining steps`} (${skipped.join('; ')})` +
           `${analyses > 0 ? `, including ${analyses === 1 ? 'an analysis' : `${analyses} analyses`}` : ''}?`,
       };
@@ -117,15 +126,15 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
     case 'resume':
       return { path: action };
     case 'abort':
-      return { path: action, confirm: `Abort ${r.id}?` };
+      return { path: action, confirm: `Abort ${plain(r.id)}?` };
     case 'rollback':
       // Promoted: the rollback also restores the previous production and takes back the devices given the candidate outside the rollout.
       return {
         path: action,
         confirm:
           r.phase === 'Completed' && r.previousProduction
-            ? `Roll back every device of ${r.id} to its baseline, make ${r.model}@${r.previousProduction} production again, and send it to every other device running ${r.model}@${r.candidateVersion}?`
-            : `Roll back every device of ${r.id} to its baseline?`,
+            ? `Roll back every device of ${plain(r.id)} to its baseline, make ${plain(r.model)}@${plain(r.previousProduction)} production again, and send it to every other device running ${plain(r.model)}@${plain(r.candidateVersion)}?`
+            : `Roll back every device of ${plain(r.id)} to its baseline?`,
       };
     default:
       return undefined;

@@ -14,8 +14,9 @@ import { openEventStream } from '../server-sent-events.ts';
 import type { StalledStreams } from '../../app/stalled-streams.ts';
 import { queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
+import { ROLLOUT_ID_PATTERN } from '../../../shared/util/rollout-id.ts';
 
-export const RolloutIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be a rollout id');
+export const RolloutIdSchema = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const RolloutParams = z.strictObject({ id: RolloutIdSchema });
 const SPEC_MEDIA_TYPES = ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'];
 
