@@ -115,8 +115,8 @@ export function registerRolloutCommand(program: Command): void {
     withConnectionOptions(rollout.command(`${name} <id>`).description(description)).action(async (id: string, flags: ConnectionFlags) => {
       await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', method, { id })));
     });
-  simple('pause', 'PauseRollout', 'pause a rollout where it is');
-  simple('resume', 'ResumeRollout', 'resume a paused rollout');
+  simple('pause', 'PauseRollout', 'pause a rollout where it is (in a timed pause step: hold it there until resumed)');
+  simple('resume', 'ResumeRollout', 'resume a paused rollout (a held timed pause goes on until it would have ended)');
 
   withConnectionOptions(rollout.command('promote <id>').description('promote to 100% now, skipping the remaining steps and analyses'))
     .option('--step', 'skip only the current step (refused if the rollout moves past it first: a repeated or concurrent promote --step skips one step, not two)')

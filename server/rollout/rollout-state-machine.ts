@@ -603,6 +603,15 @@ function deliver(t: TransitionDraft, deviceIds: readonly string[]): void {
 function onPause(t: TransitionDraft, by: string): void {
   const s = t.s;
   requireActive(s, 'pause');
+  const current = s.spec.steps[s.stepIndex];
+  // A timed pause step: held by the operator from now on, its timer no longer moves the rollout
+  // on. stepStartedAt stays, so resume continues the timed pause until it would have ended (the
+  // time held counts) or, that time passed, ends the step (see onResume, stage 'pausing').
+  if (s.phase === 'Paused' && s.pause?.reason === 'step' && s.pause.until !== undefined && current?.kind === 'pause' && current.durationMs !== undefined) {
+    const left = s.pause.until - t.at;
+    pauseFor(t, 'manual', `paused by ${by} during step ${s.stepIndex + 1}'s timed pause (${formatDuration(current.durationMs)}, ${left > 0 ? `${formatDuration(left)} left` : 'ending now'}): held until resumed; resume continues the timed pause until ${new Date(s.pause.until).toISOString()}, or ends the step if that has passed`);
+    return;
+  }
   // Paused only until a device of the cohort comes back: held by the operator from now on.
   if (s.phase === 'Paused' && s.pause?.reason !== 'unreachable') throw new RolloutCommandError(`rollout ${s.id} is already paused (${s.pause?.message ?? ''})`);
   stopAnalysisIfRunning(t);
@@ -691,7 +700,7 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
   const { by, reason } = event;
   const why = `rolled back by ${by}${reason ? `: ${reason}` : ''}`;
   if (s.phase === 'RolledBack') {
-    resendRollback(t, why, by);
+    resendRollback(t, event);
     return;
   }
   if (s.phase === 'Completed') {
@@ -746,31 +755,59 @@ function takeBackOutside(t: TransitionDraft, runningCandidate: readonly { id: st
 }
 
 /**
- * The devices a rollback of this finished rollout would send their baseline again: of a rolled-back
- * one, those that refused it or were unreachable (see resendRollback); of a failed or aborted one
- * (reverting already), every one not yet back on it. Devices that left the fleet are not counted.
+ * The devices of a rolled-back, failed or aborted rollout that are not back on their baseline:
+ * still being reverted (their revert on its way, or waiting for a retry after it failed), refused
+ * it, or unreachable. Devices that left the fleet are not counted. A rollback again sends them
+ * their baseline (see resendRollback for a rolled-back one); the dashboard's *Roll back* stays on
+ * while there are any.
  */
 export function devicesNotBack(s: RolloutState): DeviceState[] {
-  if (s.phase === 'RolledBack') return s.devices.filter((device) => device.touched && !device.left && (device.delivery === 'refused' || device.delivery === 'unreachable'));
-  if (s.phase === 'Failed' || s.phase === 'Aborted') return s.devices.filter((device) => device.touched && !device.left && device.delivery !== 'delivered');
+  if (s.phase === 'RolledBack' || s.phase === 'Failed' || s.phase === 'Aborted') return s.devices.filter((device) => device.touched && !device.left && device.delivery !== 'delivered');
   return [];
 }
 
 /**
  * A rollback of a rolled-back rollout: the devices that are not back on their baseline — they
- * refused it (a download of the baseline failing for a while, a full disk) or could not be
- * reached — are sent it once more (one attempt for the unreachable, which converge when back
- * anyway). Devices that left the fleet are not. With every device back there is nothing to do,
- * and it is refused.
+ * refused it (a download of the baseline failing for a while, a full disk), could not be reached,
+ * or their revert failed (the store or the fleet down) and waits for a retry, which may be minutes
+ * away after a long outage — are sent it once more, now (one attempt for the unreachable, which
+ * converge when back anyway). Devices whose revert is on its way are left alone (two rollbacks
+ * clicked at once send every device back once), and so are devices that left the fleet. With no
+ * device to send anything, it is refused, and nothing changes.
  */
-function resendRollback(t: TransitionDraft, why: string, by: string): void {
+function resendRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'rollback' }>): void {
   const s = t.s;
+  const { by, reason } = event;
+  const stalled = new Set(event.stalledActions ?? []);
+  const waitsForRetry = (device: DeviceState) => device.delivery === 'pending' && device.actionId !== undefined && stalled.has(device.actionId);
   const notBack = devicesNotBack(s);
-  if (notBack.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already rolled back`);
-  for (const device of notBack) t.setDevice(device.id, { desired: 'baseline', delivery: 'pending', attempts: firstAttempt(s, device), nextAttemptAt: undefined, reason: undefined });
-  deliver(t, notBack.map((device) => device.id));
+  const onItsWay = notBack.filter((device) => device.delivery === 'pending' && !waitsForRetry(device));
+  const again = notBack.filter((device) => device.delivery !== 'pending' || waitsForRetry(device));
+  if (again.length === 0) {
+    if (onItsWay.length > 0) {
+      throw new RolloutCommandError(`rollout ${s.id} is already rolled back: its revert is on its way to ${onItsWay.length} device${onItsWay.length === 1 ? '' : 's'} (${listIds(onItsWay.map((device) => device.id))}); nothing to send again`);
+    }
+    const left = s.devices.some((device) => device.touched && device.left);
+    throw new RolloutCommandError(`rollout ${s.id} is already rolled back: every device it touched is back on its baseline${left ? ' or has left the fleet' : ''}; nothing to roll back`);
+  }
+  const retried = again.filter(waitsForRetry).length;
+  const refused = again.filter((device) => device.delivery === 'refused').length;
+  const unreachable = again.length - retried - refused;
+  for (const device of again) t.setDevice(device.id, { desired: 'baseline', delivery: 'pending', attempts: firstAttempt(s, device), nextAttemptAt: undefined, reason: undefined });
+  deliver(t, again.map((device) => device.id));
   s.rolledBackAt = t.at;
-  t.decide('rollback', 'rolled-back', `${why}: ${notBack.length} device${notBack.length === 1 ? '' : 's'} not back on ${notBack.length === 1 ? 'its' : 'their'} baseline ${notBack.length === 1 ? 'is' : 'are'} sent it again (${listIds(notBack.map((device) => device.id))})`, { by });
+  const why = [
+    ...(retried > 0 ? [`${retried} whose revert failed and was waiting to be retried`] : []),
+    ...(refused > 0 ? [`${refused} that refused it`] : []),
+    ...(unreachable > 0 ? [`${unreachable} unreachable or offline`] : []),
+  ].join(', ');
+  const n = again.length;
+  t.decide(
+    'rollback',
+    'rolled-back',
+    `rolled back again by ${by}${reason ? ` (${reason})` : ''}: ${n} device${n === 1 ? '' : 's'} not back on ${n === 1 ? 'its' : 'their'} baseline ${n === 1 ? 'is' : 'are'} sent it again (${listIds(again.map((device) => device.id))}): ${why}`,
+    { by },
+  );
 }
 
 /** Reverts every touched device, stops analysis, marks the candidate failed. */

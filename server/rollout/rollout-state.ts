@@ -161,6 +161,12 @@ export type RolloutEvent =
       readonly runningCandidate?: readonly { id: string; labels: Record<string, string> }[];
       /** Instead: why the fleet could not be listed (those devices stay as they are, and the decision says so). */
       readonly fleetUnlisted?: string;
+      /**
+       * The rollout's actions whose last attempt failed (the store or the fleet was down) and that
+       * wait for a retry (the controller's backoff). A rollback again of a rolled-back rollout sends
+       * their devices their baseline again now; devices whose revert is on its way are left alone.
+       */
+      readonly stalledActions?: readonly string[];
     };
 
 export type ManualCommand = Extract<RolloutEvent['type'], 'pause' | 'resume' | 'promote' | 'abort' | 'rollback'>;

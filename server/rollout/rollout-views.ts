@@ -63,7 +63,7 @@ export const RolloutDetailSchema = RolloutSummarySchema.extend({
     }),
   ),
   pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
-  /** Devices another rollback would send their baseline again: of a rolled-back rollout, those that refused it or were unreachable; of a failed or aborted one, those not back on it yet (see devicesNotBack). */
+  /** Devices of a rolled-back, failed or aborted rollout not back on their baseline yet (being reverted, refused it, unreachable; not those that left the fleet), for which another rollback may send it again; the dashboard's Roll back stays on while there are any (see devicesNotBack). */
   notBackOnBaseline: z.number().int(),
   /** The warnings about the spec given when it started (its `warning` decisions): analysis that cannot decide anything. */
   warnings: z.array(z.string()),

@@ -199,6 +199,55 @@ describe('rollout state machine: manual control', () => {
     assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), /already rolled back/, 'dev-03 left: nothing to send');
   });
 
+  it('rolled back again while the revert waits for a retry after failing (the fleet was down): accepted, sent again now, logged once; while it is on its way, or with every device back, refused and nothing changes', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 30 }, { pause: {} }, { setWeight: 100 }]), fleetOf(10));
+    h.deliver(h.last('assign'));
+    h.send({ type: 'rollback', at: h.at, by: 'bob' });
+    assert.equal(h.state.phase, 'RolledBack');
+    const revert = h.last('revert');
+    const cohort = revert.devices.map((d) => d.deviceId);
+    assert.equal(cohort.length, 3);
+    assert.deepEqual(devicesNotBack(h.state).map((d) => d.id), cohort, 'still being reverted: not back (the dashboard keeps "Roll back" on, as for an aborted rollout)');
+
+    // The revert is on its way (no failure): a second rollback (clicked twice) is refused, naming what it waits for.
+    const before = { state: h.state, actions: h.actions.length, decisions: h.decisions.length };
+    assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), (error: unknown) => {
+      assert.ok(error instanceof RolloutCommandError, `a RolloutCommandError: ${String(error)}`);
+      assert.equal(error.message, `rollout ro-test is already rolled back: its revert is on its way to 3 devices (${cohort.join(', ')}); nothing to send again`);
+      return true;
+    });
+    assert.equal(h.state, before.state, 'the state is unchanged');
+    assert.equal(h.actions.length, before.actions, 'nothing is sent');
+    assert.equal(h.decisions.length, before.decisions, 'nothing is logged');
+
+    // Its last attempt failed and it waits for a retry (the controller says so): accepted, sent again now.
+    h.at += 11 * 60_000;
+    const actions = h.send({ type: 'rollback', at: h.at, by: 'carol', reason: 'still on the candidate', stalledActions: [revert.id] });
+    assert.equal(h.state.phase, 'RolledBack');
+    assert.deepEqual(actions.map((a) => a.kind), ['revert'], 'only the revert: no second version status change');
+    const again = h.last('revert');
+    assert.notEqual(again.id, revert.id);
+    assert.deepEqual(again.devices, revert.devices, 'the same devices, to the same baselines');
+    assert.equal(h.decisions.length, before.decisions + 1, 'one decision');
+    assert.deepEqual(
+      { kind: h.decisions.at(-1)!.kind, verdict: h.decisions.at(-1)!.verdict, by: h.decisions.at(-1)!.by, message: h.decisions.at(-1)!.message },
+      { kind: 'rollback', verdict: 'rolled-back', by: 'carol', message: `rolled back again by carol (still on the candidate): 3 devices not back on their baseline are sent it again (${cohort.join(', ')}): 3 whose revert failed and was waiting to be retried` },
+    );
+    assert.equal(h.state.rolledBackAt, h.at);
+    assert.equal(h.state.outcome?.reason, 'rolled back by bob', 'the outcome stays the first rollback');
+
+    h.deliver(again);
+    assert.deepEqual(devicesNotBack(h.state), [], 'every device back: the dashboard turns "Roll back" off');
+    const back = { state: h.state, decisions: h.decisions.length };
+    assert.throws(
+      () => h.send({ type: 'rollback', at: h.at, by: 'carol', stalledActions: [revert.id] }),
+      (error: unknown) => error instanceof RolloutCommandError && error.message === 'rollout ro-test is already rolled back: every device it touched is back on its baseline; nothing to roll back',
+      'a stale action id changes nothing once every device is back',
+    );
+    assert.equal(h.state, back.state, 'the state is unchanged');
+    assert.equal(h.decisions.length, back.decisions, 'nothing is logged');
+  });
+
   it('promote (full) skips every remaining step and analysis', () => {
     const h = new ReducerHarness(specOf(STAGED_STEPS));
     h.deliver(h.last('assign'));
@@ -250,6 +299,64 @@ describe('rollout state machine: manual control', () => {
   it('selects a pilot cohort by label', () => {
     const h = new ReducerHarness(specOf([{ selector: { matchLabels: { pilot: 'true' } } }, { setWeight: 100 }]), fleetOf(10, (i): Record<string, string> => (i < 3 ? { pilot: 'true' } : {})));
     assert.deepEqual([...h.last('assign').devices].sort(), ['dev-01', 'dev-02', 'dev-03']);
+  });
+});
+
+describe('rollout state machine: an operator\'s pause during a timed pause step', () => {
+  const timed = () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 10 }, { pause: { duration: '10m' } }, { setWeight: 100 }]));
+    h.deliver(h.last('assign'));
+    assert.deepEqual([h.state.phase, h.state.stepIndex, h.state.pause?.reason, h.state.pause?.until], ['Paused', 1, 'step', T0 + 600_000]);
+    return h;
+  };
+
+  it('holds the rollout: the timer no longer moves it on; resume continues the timed pause for the time it has left', () => {
+    const h = timed();
+    h.at += 180_000;
+    assert.deepEqual(h.send({ type: 'pause', at: h.at, by: 'bob' }), [], 'nothing to stop or send');
+    assert.equal(h.state.phase, 'Paused');
+    assert.equal(h.state.pause?.reason, 'manual');
+    assert.equal(h.state.pause?.until, undefined);
+    assert.equal(h.state.stepStartedAt, T0, 'the time already served is kept');
+    assert.equal(h.state.stepStage, 'pausing');
+    assert.equal(nextWakeAt(h.state), undefined, 'no timer');
+    assert.equal(h.decisions.at(-1)!.message, "paused by bob during step 2's timed pause (10m, 7m left): held until resumed; resume continues the timed pause until 2026-01-01T00:10:00.000Z, or ends the step if that has passed");
+    assert.equal(h.state.pause?.message, h.decisions.at(-1)!.message);
+
+    // A pause on the operator's pause is refused, saying what holds it.
+    assert.throws(() => h.send({ type: 'pause', at: h.at, by: 'carol' }), (error: unknown) => error instanceof RolloutCommandError && error.message === `rollout ro-test is already paused (${h.state.pause!.message})`);
+
+    h.tick(60_000);
+    assert.deepEqual([h.state.phase, h.state.stepIndex], ['Paused', 1]);
+    // Resumed at 4 minutes: the timed pause goes on until its end, 10 minutes after the step started.
+    h.send({ type: 'resume', at: h.at, by: 'bob' });
+    assert.deepEqual([h.state.phase, h.state.stepIndex, h.state.pause?.reason, h.state.pause?.until], ['Paused', 1, 'step', T0 + 600_000]);
+    assert.equal(nextWakeAt(h.state), T0 + 600_000);
+    h.tick(359_000);
+    assert.equal(h.state.stepIndex, 1);
+    h.tick(1000);
+    assert.equal(h.state.stepIndex, 2, 'the timed pause ended when it would have');
+    assert.equal(h.last('assign').devices.length, 18);
+  });
+
+  it('held past the end of the timed pause: nothing moves until resume, which ends the step', () => {
+    const h = timed();
+    h.at += 60_000;
+    h.send({ type: 'pause', at: h.at, by: 'bob' });
+    h.tick(3_600_000);
+    assert.deepEqual([h.state.phase, h.state.stepIndex, h.state.pause?.reason], ['Paused', 1, 'manual'], 'an hour later: still held at step 2');
+    h.send({ type: 'resume', at: h.at, by: 'bob' });
+    assert.equal(h.state.stepIndex, 2);
+    assert.equal(h.state.phase, 'Progressing');
+    assert.equal(h.last('assign').devices.length, 18);
+  });
+
+  it('an untimed pause step is still refused: it already waits for a human', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 10 }, { pause: {} }, { setWeight: 100 }]));
+    h.deliver(h.last('assign'));
+    const before = h.state;
+    assert.throws(() => h.send({ type: 'pause', at: h.at, by: 'bob' }), (error: unknown) => error instanceof RolloutCommandError && error.message === 'rollout ro-test is already paused (step 2 pauses until resumed)');
+    assert.equal(h.state, before);
   });
 });
 

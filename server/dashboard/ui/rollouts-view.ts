@@ -52,6 +52,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
       <button data-action="promote-step" title="${esc(nextStepTitle(r))}" ${canPromote(r) ? '' : 'disabled'}>Next step</button>
       <button data-action="promote-full" class="danger" title="Skip every remaining step and analysis (asks first)" ${canPromote(r) ? '' : 'disabled'}>Promote to 100%</button>
       <button data-action="${r.phase === 'Paused' ? 'resume' : 'pause'}" ${r.terminal ? 'disabled' : ''}>${r.phase === 'Paused' ? 'Resume' : 'Pause'}</button>
+      ${canHold(r) ? `<button data-action="pause" title="Hold the rollout in this timed pause: its timer no longer moves it on; Resume continues the timed pause until it would have ended">Hold</button>` : ''}
       <button data-action="abort" ${r.terminal ? 'disabled' : ''}>Abort</button>
       <button data-action="rollback" class="danger" ${canRollBack(r) ? '' : 'disabled'}>Roll back</button>
     </fieldset>
@@ -72,6 +73,9 @@ export const decisionBy = (d: { message: string; by?: string }): boolean => Bool
  * not back on it (not those that left the fleet): with none, the server refuses it.
  */
 const canRollBack = (r: RolloutDetail) => !['RolledBack', 'Failed', 'Aborted'].includes(r.phase) || r.notBackOnBaseline > 0;
+
+/** In a timed pause step (its timer moves the rollout on), an operator's pause holds it there until resumed. */
+const canHold = (r: RolloutDetail) => !r.terminal && r.phase === 'Paused' && r.pause?.reason === 'step' && r.pause.until !== null;
 
 /** The server refuses to promote a finished rollout, and one already activating the candidate everywhere. */
 const canPromote = (r: RolloutDetail) => !r.terminal && r.stepStage !== 'activating';
