@@ -11,6 +11,7 @@ import { keyId } from '../../shared/artifact/signing-keys.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { TrustedKeys } from '../artifacts/trusted-keys.ts';
 import type { KeyObject } from 'node:crypto';
+import { StaleRecordError, type RecordFence } from '../rollout/fleet-port.ts';
 
 export interface PublishRequest {
   /** The assignment id, the same for every device (a device handles an id once). */
@@ -27,6 +28,21 @@ export interface PublishRequest {
    * whose endorsement they kept; one that would have to download it cannot verify it and refuses.
    */
   restoring?: boolean;
+  /**
+   * A rollout's recording: the rollout revision its guard decided at. The transaction records only
+   * while the rollout is still there (holding its row until it commits); else it records nothing
+   * and fails with StaleRecordError (a deposed leader's action landing after the new leader's rollback).
+   */
+  fence?: RecordFence;
+  /**
+   * A direct assignment (AssignmentService): refused, nothing recorded, when the version is retired
+   * by the time the transaction records (a conflict ServiceError, as the service's early check
+   * gives). Read with the model's row locked, as RegistryService.setRetired locks it: a retirement
+   * either committed before (seen here) or waits for this commit. Not for a rollout's recordings:
+   * its candidate was checked at its start (StoreRolloutRepository.create), and a revert goes back
+   * to the devices' baseline even when it was retired since.
+   */
+  refuseRetired?: boolean;
 }
 
 export interface CommandRequest {
@@ -105,6 +121,17 @@ export class AssignmentPublisher {
     };
     const recorded = new Map<string, Assignment>();
     await fleet.transaction(async (tx) => {
+      // Locks first, before anything is written, in the order every transaction takes them: the
+      // model's row, then a rollout's (as StoreRolloutRepository.commit does for a rollback).
+      if (request.refuseRetired) {
+        const { model, version } = request.version;
+        const retired = await tx.versions.lockAndReadRetired(model, version);
+        if (retired === undefined) throw new ServiceError('not_found', `no version ${model}@${version}`);
+        if (retired) throw new ServiceError('conflict', `${model}@${version} is retired`);
+      }
+      // The fence holds the rollout's row until this commits.
+      const moved = request.fence ? await tx.rolloutRevisions.hold(request.fence.rolloutId, request.fence.revision) : null;
+      if (moved !== null && request.fence) throw new StaleRecordError(request.fence, moved);
       // One number for the whole request, taken only if some device gets it anew.
       let fresh: ReturnType<typeof buildAssignment> | undefined;
       const devices = await tx.devices.getMany(request.deviceIds);

@@ -102,7 +102,8 @@ export class AssignmentService {
     const recorded = await this.#turns.run(async () => {
       const held = await this.options.rolloutOf?.(deviceIds);
       if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
-      return this.options.publisher.record({ id: assignmentId, version, role: request.role, deviceIds, actor, action: 'assignment.create' });
+      // Retired meanwhile (checked above, before the devices were read): refused in the record's transaction, nothing recorded.
+      return this.options.publisher.record({ id: assignmentId, version, role: request.role, deviceIds, actor, action: 'assignment.create', refuseRetired: true });
     });
     // What the devices' retained topics hold by now: this assignment, or a newer one recorded meanwhile.
     await this.options.publisher.sendRetained(deviceIds);

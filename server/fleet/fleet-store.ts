@@ -5,6 +5,8 @@ import { DevicesRepository } from '../store/repositories/devices-repository.ts';
 import { FleetCommandsRepository } from '../store/repositories/fleet-commands-repository.ts';
 import { FleetSequencesRepository } from '../store/repositories/fleet-sequences-repository.ts';
 import { TokensRepository } from '../store/repositories/tokens-repository.ts';
+import { holdRolloutRevision } from '../store/repositories/rollouts-repository.ts';
+import { ModelsRepository } from '../store/repositories/models-repository.ts';
 import type { SqlExecutor } from '../store/sql-engine.ts';
 import type { Store } from '../store/store.ts';
 
@@ -17,6 +19,13 @@ export interface FleetRepositories {
   readonly sequences: FleetSequencesRepository;
   readonly tokens: TokensRepository;
   readonly audit: AuditRepository;
+  /** Holds a rollout at a revision for the rest of the transaction (a rollout's fenced recording; see holdRolloutRevision). */
+  readonly rolloutRevisions: { hold(rolloutId: string, revision: number): Promise<string | null> };
+  /**
+   * Locks the model's row for the rest of the transaction (ModelsRepository.lockModel, as a
+   * retirement locks it), then reads whether the version is retired (undefined: no such version).
+   */
+  readonly versions: { lockAndReadRetired(model: string, version: string): Promise<boolean | undefined> };
 }
 
 function fleetRepositoriesOf(db: SqlExecutor): FleetRepositories {
@@ -28,6 +37,14 @@ function fleetRepositoriesOf(db: SqlExecutor): FleetRepositories {
     sequences: new FleetSequencesRepository(db),
     tokens: new TokensRepository(db),
     audit: new AuditRepository(db),
+    rolloutRevisions: { hold: (rolloutId, revision) => holdRolloutRevision(db, rolloutId, revision) },
+    versions: {
+      lockAndReadRetired: async (model, version) => {
+        await new ModelsRepository(db).lockModel(model);
+        const row = await db.get<{ retired: number | boolean }>('SELECT retired FROM model_versions WHERE model = ? AND version = ?', [model, version]);
+        return row ? Number(row.retired) !== 0 : undefined;
+      },
+    },
   };
 }
 

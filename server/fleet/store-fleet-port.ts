@@ -3,7 +3,7 @@ import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
-import type { AnswerListener, AssignCommand, DeliveryResult, FleetPort, LateDeviceAnswer, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
+import type { AnswerListener, AssignCommand, DeliveryResult, FleetPort, LateDeviceAnswer, RecordFence, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -105,7 +105,7 @@ export class StoreFleetPort implements FleetPort {
     const unsendable = unsendableReason(() => publisher.signerFor(version));
     if (unsendable) return [...[...live.keys()].map((deviceId) => ({ deviceId, outcome: 'refused' as const, reason: unsendable })), ...refused];
     return this.#deliver(command.commandId, live, refused, command, {
-      record: async (deviceIds) => void (await publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign' })),
+      record: async (deviceIds, fence) => void (await publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign', ...(fence ? { fence } : {}) })),
       send: async (deviceIds) => void (await publisher.sendRetained(deviceIds)),
     });
   }
@@ -121,7 +121,7 @@ export class StoreFleetPort implements FleetPort {
       return version === null || (device.activeModel === command.model && device.activeVersion === version);
     };
     return this.#deliver(command.commandId, live, refused, command, {
-      record: async (deviceIds) => {
+      record: async (deviceIds, fence) => {
         // Grouped by version: one record (one transaction, one number, one audit entry) per version.
         const reassign = new Map<string, string[]>();
         const retain = new Map<string, string[]>();
@@ -134,11 +134,11 @@ export class StoreFleetPort implements FleetPort {
           else group.set(version, [deviceId]);
         }
         for (const [version, ids] of reassign) {
-          await publisher.record({ id: command.commandId, version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true });
+          await publisher.record({ id: command.commandId, version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true, ...(fence ? { fence } : {}) });
         }
         // The dropped candidate must not come back from the retained topic: retain the baseline as active under a derived id.
         for (const [version, ids] of retain) {
-          await publisher.record({ id: derivedId(command.commandId, 'retain'), version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true });
+          await publisher.record({ id: derivedId(command.commandId, 'retain'), version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true, ...(fence ? { fence } : {}) });
         }
       },
       send: async (deviceIds) => {
@@ -186,7 +186,7 @@ export class StoreFleetPort implements FleetPort {
     live: Map<string, { online: boolean }>,
     refused: DeliveryResult[],
     { guard, onAnswer }: { guard?: RecordGuard; onAnswer?: AnswerListener },
-    steps: { record: (deviceIds: readonly string[]) => Promise<void>; send: (deviceIds: readonly string[]) => Promise<void>; followUp?: FollowUp },
+    steps: { record: (deviceIds: readonly string[], fence?: RecordFence) => Promise<void>; send: (deviceIds: readonly string[]) => Promise<void>; followUp?: FollowUp },
   ): Promise<DeliveryResult[]> {
     const timeout = this.#options.deliveryTimeoutMs ?? 30_000;
     const { outcomes } = this.#options;
@@ -215,10 +215,11 @@ export class StoreFleetPort implements FleetPort {
     }
     const cancelWaits = () => [...waits.values(), ...followUps.values()].forEach((wait) => wait.cancel());
     const recorded = new Set<string>();
-    const record = async (owned: readonly string[]) => {
+    const record = async (owned: readonly string[], fence?: RecordFence) => {
       const ownedIds = new Set(owned);
       const deviceIds = pending.filter((deviceId) => ownedIds.has(deviceId));
-      if (deviceIds.length > 0) await steps.record(deviceIds);
+      // Fenced (a rollout's guard): a stale recording records nothing and throws (StaleRecordError).
+      if (deviceIds.length > 0) await steps.record(deviceIds, fence);
       deviceIds.forEach((deviceId) => recorded.add(deviceId));
     };
     try {

@@ -46,8 +46,32 @@ export interface DeliveryResult {
  * rollout's lock: a command whose devices were sent something newer meanwhile (a rollback while
  * it waited) records nothing for them. The fleet calls it once, around recording only (not
  * around broker sends or waiting for answers).
+ *
+ * The lock is this process's; another controller (another server after a failover, or this one
+ * after a re-election) does not take it. So the guard also hands the recording step a fence: the
+ * rollout's revision it decided at. The fleet checks it in the transaction that records (see
+ * RecordFence), so that a deposed leader's write cannot land after the new leader moved on.
  */
-export type RecordGuard = (record: (deviceIds: readonly string[]) => Promise<void>) => Promise<void>;
+export type RecordGuard = (record: (deviceIds: readonly string[], fence?: RecordFence) => Promise<void>) => Promise<void>;
+
+/**
+ * The rollout's stored revision a guarded recording was decided at. The transaction that records
+ * holds the rollout's row at that revision (locking it until it commits) or records nothing and
+ * fails with StaleRecordError: a commit of the rollout since (by whichever controller) may have
+ * given the devices something newer.
+ */
+export interface RecordFence {
+  readonly rolloutId: string;
+  readonly revision: number;
+}
+
+/** A fenced recording found the rollout moved on since its guard decided (RecordFence): nothing was recorded. */
+export class StaleRecordError extends Error {
+  constructor(fence: RecordFence, current: string) {
+    super(`rollout ${fence.rolloutId} moved on since revision ${fence.revision} (${current}): this stale recording records nothing`);
+    this.name = 'StaleRecordError';
+  }
+}
 
 /**
  * Told of each device's answer as it comes (delivered, refused or gone; never offline, which is

@@ -50,7 +50,19 @@ export interface RolloutControllerOptions {
    * this process's own series, restored before the rollouts are picked up).
    */
   readonly startupGraceMs?: number;
+  /**
+   * After recover(): how often the controller lists the unfinished rollouts from the store and picks
+   * up any it does not drive (one stored by a deposed leader's start whose insert committed after this
+   * controller recovered). The first look comes after at most ADOPT_FIRST_MS. Default DEFAULT_ADOPT_EVERY_MS.
+   */
+  readonly adoptEveryMs?: number;
 }
+
+/** How often a leading controller looks for unfinished rollouts nobody drives (see adoptEveryMs). */
+export const DEFAULT_ADOPT_EVERY_MS = 30_000;
+
+/** The first such look after recover(): a deposed leader's insert commits moments after the takeover. */
+const ADOPT_FIRST_MS = 5_000;
 
 /** A few scrape intervals of the shipped Prometheus configuration (10 s): `--analysis-startup-grace` 30. */
 export const DEFAULT_STARTUP_GRACE_MS = 30_000;
@@ -63,6 +75,25 @@ export const MAX_ACTION_RETRY_MS = 5 * 60_000;
 
 /** Rollouts whose awaited devices are kept (one per model speaks for a device: a few are live at once). */
 const AWAITED_CACHE_ROLLOUTS = 64;
+
+/**
+ * Thrown by start, dispatch (every command) and note on a stopped controller (its server no longer
+ * leads): nothing was stored (unless `stored`). `outcome` says so to the operator (RolloutService
+ * answers a 503: "retry shortly", or, for a stored start, that the leader picks it up).
+ */
+export class RolloutControllerStoppedError extends Error {
+  /**
+   * stored: the id of a rollout the start stored all the same (deposed while its insert committed):
+   * the leader picks it up (adoptEveryMs), and starting it again would be refused.
+   */
+  constructor(
+    outcome = 'nothing was started',
+    readonly stored?: string,
+  ) {
+    super(`this server stopped driving rollouts (it no longer holds the rollout leadership); ${outcome}`);
+    this.name = 'RolloutControllerStoppedError';
+  }
+}
 
 export class RolloutController {
   readonly #o: RolloutControllerOptions;
@@ -80,6 +111,13 @@ export class RolloutController {
   readonly #awaitedCache = new Map<string, { revision: number; devices: ReadonlySet<string> }>();
   /** Late answers gathering per rollout (see deviceAnswered). */
   readonly #lateAnswers = new Map<string, AnswerBatcher<LateAnswer>>();
+  /**
+   * The rollouts this controller drives: recovered, started (from before their insert), or committed
+   * by it (a command on a rollout makes it drive it). The look for undriven rollouts skips them.
+   */
+  readonly #driven = new Set<string>();
+  /** Cancels the next look for undriven rollouts (armed by recover()). */
+  #adoptTimer: (() => void) | undefined;
   #stopped = false;
   /** Set by recover(): until when measurements on a scraping provider wait (the start-up grace). */
   #holdOff: AnalysisHoldOff | undefined;
@@ -92,12 +130,29 @@ export class RolloutController {
   /** Starts a rollout of a validated spec; returns its state after the first transition. */
   /** warnings: about the spec (spec-warnings.ts), recorded in its decision log with the start. */
   async start(spec: RolloutSpec, options: { id?: string; by: string; warnings?: readonly string[] }): Promise<RolloutState> {
+    // A stopped controller (deposed: its server's lock session dropped, and a new controller, if
+    // any, has recovered the unfinished rollouts already) would store a rollout that nobody drives.
+    if (this.#stopped) throw new RolloutControllerStoppedError();
     const id = options.id ?? this.#o.newId?.() ?? `ro-${randomBytes(6).toString('hex')}`;
     const [devices, previousProduction] = await Promise.all([this.#o.fleet.listDevices(spec.model), this.#o.models.productionVersion(spec.model)]);
     if (previousProduction === spec.candidateVersion) throw new RolloutCommandError(`${spec.model} ${spec.candidateVersion} is already production`);
     const at = this.#now();
     const transition = startRollout(id, spec, { type: 'start', at, by: options.by, devices: devices.map((d) => ({ id: d.id, labels: { ...d.labels }, baseline: d.baseline })), previousProduction, ...(options.warnings?.length ? { warnings: options.warnings } : {}) });
-    await this.#o.repository.create({ state: transition.state, pendingActions: transition.actions, decisions: transition.decisions });
+    // Again after the reads above (stopped while they ran).
+    if (this.#stopped) throw new RolloutControllerStoppedError();
+    // Driven from before its insert commits: the look for undriven rollouts must not pick it up too.
+    const fresh = !this.#driven.has(id);
+    if (fresh) this.#driven.add(id);
+    try {
+      await this.#o.repository.create({ state: transition.state, pendingActions: transition.actions, decisions: transition.decisions });
+    } catch (error) {
+      if (fresh) this.#driven.delete(id);
+      throw error;
+    }
+    // Stopped while the insert committed (deposed): a new leader may have recovered before it did.
+    // Stored all the same, nobody drives it until the leader's next look for undriven rollouts
+    // (adoptEveryMs) picks it up; starting it again would be refused (one rollout per model).
+    if (this.#stopped) throw new RolloutControllerStoppedError(`the rollout ${id} was stored all the same, and the rollout leader will pick it up shortly; do not start it again`, id);
     this.#deviceRollouts.add(transition.state);
     this.#afterCommit(transition.state, transition.decisions);
     this.#drain(id);
@@ -136,9 +191,12 @@ export class RolloutController {
     for (let attempt = 1; ; attempt++) {
       const outside = mayBePromoted(state) ? await this.#outsideRollout(state) : {};
       try {
-        const rolledBack = await this.dispatch(id, { type: 'rollback', at: this.#now(), by, ...(reason ? { reason } : {}), ...outside });
+        const stalled = this.#stalledActions(id);
+        const rolledBack = await this.dispatch(id, { type: 'rollback', at: this.#now(), by, ...(reason ? { reason } : {}), ...outside, ...(stalled.length > 0 ? { stalledActions: stalled } : {}) });
         // It speaks for its devices now (those it took back from outside too), when they come back online.
         this.#deviceRollouts.add(rolledBack);
+        // What waited out a failure backoff (superseded by now, or still to run) runs at once.
+        this.#retryNow(id);
         return rolledBack;
       } catch (error) {
         if (!(error instanceof FleetListNeeded) || attempt > 1) throw error;
@@ -257,7 +315,52 @@ export class RolloutController {
       this.#o.logger?.info({ rollout: id, phase: record.state.phase, step: record.state.stepIndex, pending: record.pendingActions.length }, 'resuming rollout');
       this.#pickUp(record.state);
     }
+    this.#scheduleAdoption(Math.min(ADOPT_FIRST_MS, this.#o.adoptEveryMs ?? DEFAULT_ADOPT_EVERY_MS));
     return ids;
+  }
+
+  /** Arms the next look for undriven rollouts (one at a time: the next is armed when one is done). */
+  #scheduleAdoption(delayMs: number): void {
+    if (this.#stopped) return;
+    this.#adoptTimer?.();
+    this.#adoptTimer = this.#o.scheduler.schedule(delayMs, () => {
+      this.#adoptTimer = undefined;
+      this.#track(
+        this.#adoptUndriven()
+          .catch((error) => this.#o.logger?.warn({ err: error }, `looking for unfinished rollouts nobody drives failed: ${errorMessage(error)}`))
+          .finally(() => this.#scheduleAdoption(this.#o.adoptEveryMs ?? DEFAULT_ADOPT_EVERY_MS)),
+      );
+    });
+  }
+
+  /**
+   * Picks up the unfinished rollouts in the store that this controller does not drive, as recover()
+   * does: a deposed leader's start whose insert committed after this controller had recovered (its
+   * server answered 503 "stored ... the leader will pick it up"), which would else run nowhere and
+   * block every later start of its model. Each is checked and picked up under its lock, where a
+   * command commits: one this controller committed meanwhile made it driven already, never twice.
+   */
+  async #adoptUndriven(): Promise<void> {
+    if (this.#stopped) return;
+    for (const id of await this.#o.repository.list({ unfinished: true })) {
+      if (this.#stopped) return;
+      if (this.#driven.has(id)) continue;
+      await this.#locks.run(id, async () => {
+        if (this.#stopped || this.#driven.has(id)) return;
+        const record = await this.#o.repository.load(id);
+        if (!record || this.#stopped || this.#driven.has(id)) return;
+        // Its decisions were never exported here (another server made them): exported from its whole log.
+        const metrics = this.#o.metrics;
+        const whole = metrics && !metrics.has(id) ? await this.#allDecisions(id) : undefined;
+        if (this.#stopped || this.#driven.has(id)) return;
+        this.#o.logger?.info(
+          { rollout: id, phase: record.state.phase, step: record.state.stepIndex, pending: record.pendingActions.length },
+          'picking up an unfinished rollout nobody drives (stored by a server deposed while it started it)',
+        );
+        this.#deviceRollouts.add(record.state);
+        this.#pickUp(record.state, whole);
+      });
+    }
   }
 
   /**
@@ -302,15 +405,36 @@ export class RolloutController {
   }
 
   /** Drives a rollout from its stored state: timers armed, the analysis running, pending actions run. */
-  #pickUp(state: RolloutState): void {
-    this.#afterCommit(state, []);
+  #pickUp(state: RolloutState, whole?: readonly DecisionLogEntry[]): void {
+    this.#afterCommit(state, [], whole);
     this.#ensureAnalysis(state);
     this.#drain(state.id);
   }
 
-  /** Stops timers and analyses (for shutdown, or handing over to another process). */
+  /**
+   * Adds a decision to the rollout's log that changes nothing else: what its server can say about
+   * a decision it just made (a rollback decided while the devices cannot be reached yet).
+   */
+  async note(id: string, entry: { kind: DecisionLogEntry['kind']; verdict: string; message: string; by?: string }): Promise<void> {
+    if (this.#stopped) throw new RolloutControllerStoppedError('nothing was noted');
+    await this.#locks.run(id, async () => {
+      const record = await this.#load(id);
+      const seq = record.state.seq + 1;
+      const state: RolloutState = { ...record.state, seq };
+      const decision: DecisionLogEntry = { id: `${id}-d${seq}`, rolloutId: id, at: this.#now(), stepIndex: state.stepIndex, ...entry };
+      await this.#commit(record, { state, actions: [], decisions: [decision] });
+    });
+  }
+
+  /**
+   * Stops timers and analyses (for shutdown, or handing over to another process). An action being
+   * carried out records nothing from now on (its guard returns without recording; one already
+   * recording is fenced by the rollout's revision in the fleet's transaction).
+   */
   stop(): void {
     this.#stopped = true;
+    this.#adoptTimer?.();
+    this.#adoptTimer = undefined;
     for (const { run } of this.#runs.values()) run.stop();
     this.#runs.clear();
     for (const { cancel } of this.#wakers.values()) cancel();
@@ -329,7 +453,7 @@ export class RolloutController {
 
   /** Applies one event and persists the transition; runs the new actions in the background. */
   async dispatch(id: string, event: RolloutEvent, completedActionId?: string): Promise<RolloutState> {
-    if (this.#stopped) throw new Error('the rollout controller is stopped');
+    if (this.#stopped) throw new RolloutControllerStoppedError('nothing was changed');
     const state = await this.#locks.run(id, async () => {
       const record = await this.#load(id);
       const transition = next(record.state, event);
@@ -357,6 +481,8 @@ export class RolloutController {
   }
 
   #afterCommit(state: RolloutState, decisions: readonly DecisionLogEntry[], whole?: readonly DecisionLogEntry[]): void {
+    // Committed or picked up here: this controller drives it from now on.
+    this.#driven.add(state.id);
     // A commit that lands after stop() (its server deposed, its series dropped) must not export
     // them again: they would stay frozen beside the new leader's.
     if (!this.#stopped) {
@@ -455,10 +581,16 @@ export class RolloutController {
     // the lock and covers only the devices whose current action it still is, so an older action
     // can never overwrite what a newer one recorded for a device; nor devices someone else has
     // assigned something since the rollout started.
+    // The lock is this controller's only: the recording is fenced by the revision it decided at, which
+    // the fleet holds in its recording transaction (RecordFence), so a controller deposed meanwhile
+    // (another one committed a rollback since) records nothing. A stopped one does not record at all.
     const guard: RecordGuard = (record) =>
       this.#locks.run(id, async () => {
-        const { state } = await this.#load(id);
-        await record(await this.#notTakenOver(state, action, state.devices.filter((device) => device.actionId === action.id).map((device) => device.id)));
+        if (this.#stopped) return;
+        const { state, revision } = await this.#load(id);
+        const owned = await this.#notTakenOver(state, action, state.devices.filter((device) => device.actionId === action.id).map((device) => device.id));
+        if (this.#stopped) return;
+        await record(owned, { rolloutId: id, revision });
       });
     switch (action.kind) {
       case 'assign':
@@ -624,6 +756,38 @@ export class RolloutController {
     this.#wakers.get(id)?.cancel();
     this.#wakers.delete(id);
     this.#pickUp(state);
+  }
+
+  /**
+   * The rollout's actions whose last attempt failed and that wait out their backoff timer now. Not
+   * one whose retry is running (its timer fired: on its way to the devices again), nor one about to
+   * run (its timer fired, the drain has not started it yet): a rollback again leaves their devices alone.
+   */
+  #stalledActions(id: string): string[] {
+    const prefix = `${id}/`;
+    return [...this.#failures.keys()]
+      .filter((key) => key.startsWith(prefix) && this.#retries.has(key) && !this.#inFlight.has(key))
+      .map((key) => key.slice(prefix.length));
+  }
+
+  /**
+   * An operator's rollback: the rollout's actions waiting out a failure backoff (up to
+   * MAX_ACTION_RETRY_MS after a long outage of the store or the fleet) run again now, and a new
+   * failure starts its backoff over from actionRetryMs.
+   */
+  #retryNow(id: string): void {
+    if (this.#stopped) return;
+    let cancelled = 0;
+    for (const action of this.#stalledActions(id)) {
+      const key = `${id}/${action}`;
+      this.#failures.set(key, 0);
+      const cancel = this.#retries.get(key);
+      if (!cancel) continue;
+      cancel();
+      this.#retries.delete(key);
+      cancelled++;
+    }
+    if (cancelled > 0) this.#drain(id);
   }
 
   /** How many of the rollout's actions failed their last attempt and wait for a retry, as a metric (a stuck revert shows). */

@@ -12,7 +12,8 @@ import type { ReportHistory } from '../metricproviders/report-history.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
 import { evidenceRetention } from './evidence-retention.ts';
 import type { FleetPort, LateDeviceAnswer } from './fleet-port.ts';
-import { chainLeadershipHandlers, type Leadership, type LeadershipHandlers } from './leader-election.ts';
+import type { Leadership, LeadershipHandlers } from './leader-election.ts';
+import { FleetReadiness } from './fleet-readiness.ts';
 import { MissedDeviceEvents } from './missed-device-events.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
 import { RolloutController } from './rollout-controller.ts';
@@ -27,7 +28,12 @@ export interface RolloutModuleDeps {
   readonly reports?: ReportHistory;
   /** Which server drives rollouts (see leadershipFor). */
   readonly leadership: Leadership;
-  /** Run before this module's own handlers on election, after them on deposition (the fleet's broker connection). */
+  /**
+   * The fleet's broker connection (an external broker): on election this module's controller takes
+   * the rollouts over first (commands are accepted at once), then these handlers connect, and only
+   * then do the rollouts' device commands go out (FleetReadiness); on deposition they run after the
+   * controller stopped.
+   */
   readonly beforeRollouts?: LeadershipHandlers;
   /** How often old per-device evidence is trimmed (--report-retention-days; default hourly; tests shorten it). */
   readonly retentionSweepMs?: number;
@@ -67,9 +73,11 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   });
   const { leadership } = deps;
   let controller: RolloutController | undefined;
+  /** With an external broker: whether the leader's broker connection is made (device commands wait for it). */
+  let readiness: FleetReadiness | undefined;
   /** Device events that came while no controller ran (starting, standby): replayed once one has recovered. */
   const missed = new MissedDeviceEvents();
-  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges });
+  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges, fleetWaiting: () => readiness !== undefined && !readiness.ready });
   const retention = evidenceRetention(new StoreRolloutRepository(ctx.store.engine), {
     days: ctx.config.reportRetentionDays,
     everyMs: deps.retentionSweepMs ?? 3_600_000,
@@ -84,21 +92,47 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log }, ctx.config.maxBodyBytes, ctx.stalledStreams)],
     async start() {
       retention.start();
-      await leadership.start(chainLeadershipHandlers(deps.beforeRollouts, {
+      const fleetHandlers = deps.beforeRollouts;
+      await leadership.start({
         elected: async () => {
           controller?.stop();
-          controller = new RolloutController({ repository, fleet: deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000 });
-          const resumed = await controller.recover();
-          log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished`);
+          readiness?.close(new Error('re-elected: a new controller drives the rollouts'));
+          // With an external broker the store is enough to decide: the controller takes the rollouts
+          // over (and operator commands, a rollback above all) before the broker connection, which
+          // can take long (a broker outage: the fleet retries it); what needs the broker waits for it.
+          const waiting = fleetHandlers ? new FleetReadiness() : undefined;
+          readiness = waiting;
+          const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000 });
+          controller = driving;
+          try {
+            const resumed = await driving.recover();
+            log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished${waiting ? ' (their device commands wait for the broker connection)' : ''}`);
+            if (fleetHandlers && waiting) {
+              await fleetHandlers.elected();
+              waiting.open();
+            }
+          } catch (error) {
+            // The takeover failed (the broker refuses the server's password, or deposed meanwhile):
+            // this server does not drive rollouts it cannot deliver.
+            waiting?.close(error instanceof Error ? error : new Error(String(error)));
+            if (controller === driving) {
+              driving.stop();
+              controller = undefined;
+            }
+            throw error;
+          }
           // In the background: a fleet reconnecting at start must not hold the takeover up.
-          void missed.replay(controller, (error, deviceId) => log.warn({ err: errorMessage(error), deviceId }, 'a device event that came before the rollouts were driven could not be handled'));
+          void missed.replay(driving, (error, deviceId) => log.warn({ err: errorMessage(error), deviceId }, 'a device event that came before the rollouts were driven could not be handled'));
         },
         deposed: () => {
           controller?.stop();
           controller = undefined;
+          readiness?.close(new Error('deposed before the broker connection was made: the device commands were not sent'));
+          readiness = undefined;
           metrics.reset();
+          fleetHandlers?.deposed();
         },
-      }));
+      });
     },
     async stop() {
       await retention.stop();
@@ -106,6 +140,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       const stopping = controller;
       controller = undefined;
       stopping?.stop();
+      // Device commands still waiting for the broker connection send nothing now.
+      readiness?.close(new Error('the server is stopping before the broker connection was made: the device commands were not sent'));
       // Let actions in flight record their results (bounded: a hung fleet call must not block shutdown).
       if (stopping) await Promise.race([stopping.idle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
       await leadership.stop();

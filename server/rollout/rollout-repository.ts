@@ -1,4 +1,4 @@
-import type { DecisionLogEntry, RolloutAction, RolloutState } from './rollout-state.ts';
+import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutPhase, type RolloutState } from './rollout-state.ts';
 
 /**
  * Persistence of rollouts: state, the actions not yet executed, the ids of executed actions,
@@ -56,6 +56,44 @@ export class ProductionMovedError extends Error {
   }
 }
 
+/**
+ * Why a new rollout of a model may not start while another rollout of it is as given (see
+ * rolloutInTheWay). Thrown by `create` when the store finds one with the model locked (a start on
+ * another server, or a deposed leader's, that raced this one past RolloutService.start's check).
+ */
+export class RolloutInTheWayError extends Error {
+  /** running: not finished; delivering: finished, still sending devices their models; recording: finished, still recording version statuses. */
+  readonly reason: 'running' | 'delivering' | 'recording';
+  constructor(reason: RolloutInTheWayError['reason'], message: string) {
+    super(message);
+    this.name = 'RolloutInTheWayError';
+    this.reason = reason;
+  }
+}
+
+/**
+ * Why a new rollout of `other`'s model may not start now because of `other`, else null. It is
+ * under way (not Completed, Failed, Aborted or RolledBack); or finished but still sending its
+ * devices their models (a revert retried while the store or broker fails: it has not recorded
+ * them yet, so the new rollout would read the version being reverted as their baseline, and a
+ * failure of it would bring that version back); or still recording its version statuses (a
+ * rollback's restore of the previous production: the new rollout would record the wrong version
+ * as its previous production). RolloutService.start checks it (waiting a little for statuses),
+ * and StoreRolloutRepository.create again with the model locked.
+ */
+export function rolloutInTheWay(other: { readonly id: string; readonly model: string; readonly phase: RolloutPhase; readonly pendingActions: readonly RolloutAction[] }): RolloutInTheWayError | null {
+  const { id, model, phase } = other;
+  if (!TERMINAL_PHASES.includes(phase)) return new RolloutInTheWayError('running', `model ${model} already has rollout ${id} (${phase}); finish, abort or roll it back first`);
+  const delivering = other.pendingActions.filter((action) => action.kind === 'assign' || action.kind === 'revert').length;
+  if (delivering > 0) {
+    return new RolloutInTheWayError('delivering', `model ${model}'s rollout ${id} (${phase}) is still sending its devices their models (${delivering} pending); start again once that is done`);
+  }
+  if (other.pendingActions.some((action) => action.kind === 'markVersion')) {
+    return new RolloutInTheWayError('recording', `model ${model}'s rollout ${id} (${phase}) is still recording its version statuses (the production alias); start again once that is done`);
+  }
+  return null;
+}
+
 export interface RolloutCountFilter {
   readonly unfinished?: boolean;
   readonly model?: string;
@@ -74,7 +112,8 @@ export interface RolloutRepository {
    * too throws CandidateRetiredError when the candidate version is retired, and ProductionMovedError
    * when the production alias is no longer the rollout's previous production, both checked with
    * the model locked, as a retirement or a move of the alias checks for rollouts of it: one of the
-   * two waits for the other.
+   * two waits for the other. Such a store also throws RolloutInTheWayError when another rollout of
+   * the model is in the way (rolloutInTheWay), for a start that raced one on another server.
    */
   create(record: { state: RolloutState; pendingActions: readonly RolloutAction[]; decisions: readonly DecisionLogEntry[] }): Promise<void>;
   load(id: string): Promise<RolloutRecord | undefined>;
@@ -88,7 +127,12 @@ export interface RolloutRepository {
   list(filter?: RolloutListFilter): Promise<readonly string[]>;
   /** How many rollouts `list` finds with the filter, without offset or limit. */
   count(filter?: RolloutCountFilter): Promise<number>;
-  /** Atomic; throws RevisionConflictError when the stored revision differs. Returns the new revision. */
+  /**
+   * Atomic; throws RevisionConflictError when the stored revision differs. Returns the new revision.
+   * A store that keeps the registry too throws RolloutCommandError, with the model locked, for a
+   * commit recording a rollback of a finished rollout once a newer rollout of the model has
+   * promoted or is under way (what RolloutService checks first).
+   */
   commit(id: string, commit: RolloutCommit): Promise<number>;
   isExecuted(id: string, actionId: string): Promise<boolean>;
   decisions(id: string, options?: { afterId?: string; limit?: number }): Promise<readonly DecisionLogEntry[]>;

@@ -7,11 +7,12 @@ import { actorOf, type Principal } from '../auth/principal.ts';
 import type { Store } from '../store/store.ts';
 import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
 import type { Leadership } from './leader-election.ts';
-import type { RolloutController } from './rollout-controller.ts';
+import { RolloutControllerStoppedError, type RolloutController } from './rollout-controller.ts';
 import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
-import { CandidateRetiredError, ProductionMovedError, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
+import { CandidateRetiredError, ProductionMovedError, RolloutInTheWayError, rolloutInTheWay, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { specWarnings } from './spec-warnings.ts';
+import { fleetWaitingNote } from './fleet-readiness.ts';
 import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
 import { rolloutSummary, type RolloutSummary } from './rollout-views.ts';
 import type { DecisionLogEntry } from './rollout-state.ts';
@@ -30,6 +31,11 @@ export interface RolloutServiceOptions {
   readonly controller: () => RolloutController | undefined;
   /** Shared with direct assignments (ServerContext.fleetChanges); a fresh one when not given. */
   readonly fleetChanges?: Mutex;
+  /**
+   * Whether the leader's device commands wait for its broker connection (an external broker not
+   * connected yet): a command is still decided and recorded, and its decision log says so.
+   */
+  readonly fleetWaiting?: () => boolean;
 }
 
 /** How long a start waits for the model's previous rollout to record its version statuses before refusing. */
@@ -79,33 +85,47 @@ export class RolloutService {
         }
       });
       for (const id of await this.#o.repository.list({ model, unfinished: true })) {
+        // Another rollout of the model under way, or finished but still sending its devices their
+        // models or recording its version statuses (rolloutInTheWay); the store checks the same
+        // again with the model locked (another server's start). Version statuses land within
+        // moments, so the start waits a little for them first.
         const other = await this.#o.repository.load(id);
-        if (other && !isTerminal(other.state)) throw new ServiceError('conflict', `model ${model} already has rollout ${id} (${other.state.phase}); finish, abort or roll it back first`);
-        // A finished rollout still sending its devices their models (a revert retried while the
-        // store or broker fails) has not recorded them yet: this rollout would read the version
-        // being reverted as their baseline, and a failure of it would bring that version back.
-        const delivering = other?.pendingActions.filter((action) => action.kind === 'assign' || action.kind === 'revert').length ?? 0;
-        if (other && delivering > 0) {
-          throw new ServiceError('conflict', `model ${model}'s rollout ${id} (${other.state.phase}) is still sending its devices their models (${delivering} pending); start again once that is done`);
-        }
-        // Nor its version statuses (a rollback's restore of the previous production): this rollout
-        // would record the wrong version as its previous production, and restore that one if rolled
-        // back. They land within moments, so the start waits a little for them first.
-        if (other && (await this.#stillRecordingStatuses(id))) {
-          throw new ServiceError('conflict', `model ${model}'s rollout ${id} (${other.state.phase}) is still recording its version statuses (the production alias); start again once that is done`);
-        }
+        const inTheWay = other && rolloutInTheWay({ id, model, phase: other.state.phase, pendingActions: other.pendingActions });
+        if (inTheWay && (inTheWay.reason !== 'recording' || (await this.#stillRecordingStatuses(id)))) throw new ServiceError('conflict', inTheWay.message, { cause: inTheWay });
       }
       const warnings = [...specWarnings(spec), ...(await this.#candidateStatusWarnings(model, candidateVersion))];
       let id: string;
+      const by = actorOf(principal);
       try {
         // The warnings the start returns are kept in the rollout's decision log, written with it.
-        id = (await controller.start(spec, { by: actorOf(principal), warnings })).id;
+        id = (await controller.start(spec, { by, warnings })).id;
       } catch (error) {
-        if (error instanceof RolloutCommandError || error instanceof CandidateRetiredError || error instanceof ProductionMovedError) throw new ServiceError('conflict', error.message, { cause: error });
+        if (error instanceof RolloutCommandError || error instanceof CandidateRetiredError || error instanceof ProductionMovedError || error instanceof RolloutInTheWayError) {
+          throw new ServiceError('conflict', error.message, { cause: error });
+        }
+        if (error instanceof RolloutControllerStoppedError) {
+          // Deposed while its insert committed: stored all the same (the leader picks it up), and
+          // audited as started; a retry would be refused, so the 503 does not ask for one.
+          if (error.stored !== undefined) {
+            await this.#audit(principal, 'rollout.start', error.stored, { model, candidateVersion, steps: spec.steps.length }).catch(() => {});
+            throw new ServiceError('unavailable', error.message, { cause: error });
+          }
+          // Deposed while starting (its lock session dropped): the controller stored nothing.
+          throw new ServiceError('unavailable', `${error.message}; retry shortly`, { cause: error });
+        }
         throw error;
       }
       await this.#audit(principal, 'rollout.start', id, { model, candidateVersion, steps: spec.steps.length });
-      return { ...(await this.#o.repository.load(id))!, warnings };
+      const started = (await this.#o.repository.load(id))!;
+      // Started while the devices cannot be reached yet: the log says when they will be (as for a command).
+      if (this.#o.fleetWaiting?.() && started.pendingActions.some((action) => action.kind === 'assign' || action.kind === 'revert')) {
+        const noted = await controller.note(id, { kind: 'command', verdict: 'waiting-for-broker', message: fleetWaitingNote('start'), by }).then(
+          () => true,
+          () => false, // the start stands; only the note is missing
+        );
+        if (noted) return { ...(await this.#o.repository.load(id))!, warnings };
+      }
+      return { ...started, warnings };
     });
   }
 
@@ -190,10 +210,21 @@ export class RolloutService {
       }
     } catch (error) {
       if (error instanceof RolloutCommandError) throw new ServiceError('conflict', error.message, { cause: error });
+      // Deposed since #leader (its lock session dropped): the controller applied nothing.
+      if (error instanceof RolloutControllerStoppedError) throw new ServiceError('unavailable', `${error.message}; retry shortly`, { cause: error });
       throw error;
     }
     await this.#audit(principal, `rollout.${command}`, id, { ...(command === 'promote' ? { full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) } : {}), ...(options.reason ? { reason: options.reason } : {}) });
-    return (await this.#o.repository.load(id))!;
+    const after = (await this.#o.repository.load(id))!;
+    // Decided while the devices cannot be reached yet: the log says when they will be.
+    if (command !== 'pause' && this.#o.fleetWaiting?.() && after.pendingActions.some((action) => action.kind === 'assign' || action.kind === 'revert')) {
+      const noted = await controller.note(id, { kind: 'command', verdict: 'waiting-for-broker', message: fleetWaitingNote(command), by }).then(
+        () => true,
+        () => false, // the command stands; only the note is missing
+      );
+      if (noted) return (await this.#o.repository.load(id))!;
+    }
+    return after;
   }
 
   /** Checks the rollout exists, then streams its state and decisions (history first). */
@@ -218,9 +249,10 @@ export class RolloutService {
     if (controller) return controller;
     const status = await this.#o.leadership.status();
     if (status.isLeader) {
-      // Elected, but the takeover is not done (an external broker that is down): naming this
-      // server as the one to ask would send the operator round in a circle.
-      throw new ServiceError('unavailable', `this server (${status.instance}) leads but is not connected to the external broker yet, so it does not drive rollouts; retry shortly`);
+      // Elected, but the controller is not there (the moment of the takeover, or a takeover that
+      // failed): naming this server as the one to ask would send the operator round in a circle.
+      // (An external broker still being connected to does not refuse commands: they wait for it.)
+      throw new ServiceError('unavailable', `this server (${status.instance}) leads but has not taken the rollouts over yet (or its takeover failed: see its log); retry shortly`);
     }
     throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`);
   }

@@ -12,6 +12,7 @@ import { InMemoryRolloutRepository } from '../../server/rollout/in-memory-rollou
 import { ANSWER_BATCH_MS } from '../../server/rollout/answer-batcher.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
 import { RolloutMetrics } from '../../server/rollout/rollout-metrics.ts';
+import { rolloutDetail } from '../../server/rollout/rollout-views.ts';
 import type { RolloutCommit, RolloutRepository } from '../../server/rollout/rollout-repository.ts';
 import type { RolloutSpec } from '../../server/rollout/rollout-spec.ts';
 import type { DecisionLogEntry, RolloutAction, RolloutState } from '../../server/rollout/rollout-state.ts';
@@ -394,6 +395,81 @@ describe('rollout controller', () => {
     assert.equal(await failing(), 0);
     assert.deepEqual((await r.repository.load('ro-test'))!.pendingActions, []);
     for (const device of r.fleet.devices.values()) assert.equal(device.active, device.id === 'dev-01' || device.id === 'dev-06' || device.id === 'dev-11' || device.id === 'dev-16' ? '0.9' : '1');
+    r.controller.stop();
+  });
+
+  it('a rollback again after an outage runs the revert stuck in its backoff at once, logged once; once every device is back, and while the revert is on its way, it is refused', async () => {
+    const r = rig({ devices: fleetOf(10) });
+    await r.controller.start(specOf([{ setWeight: 30 }, { pause: {} }, { setWeight: 100 }]), { by: 'alice' });
+    await drive(r, 2000);
+    const cohort = (await r.controller.status('ro-test')).cohort;
+    assert.equal(cohort.length, 3);
+
+    // The store or broker side of the fleet fails every call for 11 minutes: the revert's backoff grows to minutes.
+    r.fleet.alive = false;
+    await r.controller.rollback('ro-test', 'bob');
+    await drive(r, 11 * 60_000);
+    const stuck = await r.repository.load('ro-test');
+    assert.deepEqual(stuck!.state.devices.filter((d) => d.touched).map((d) => d.delivery), ['pending', 'pending', 'pending']);
+    assert.equal(rolloutDetail(stuck!, []).notBackOnBaseline, 3, 'the dashboard keeps "Roll back" on');
+    const failing = async () => (await r.registry.getSingleMetric('fleetprune_rollout_failing_actions')!.get()).values.find((v) => v.labels.rollout === 'ro-test')?.value;
+    assert.equal(await failing(), 1, 'the revert is failing');
+
+    r.fleet.alive = true;
+    const logged = (await r.controller.decisions('ro-test')).length;
+    const again = await r.controller.rollback('ro-test', 'carol', 'still on the candidate');
+    assert.equal(again.phase, 'RolledBack');
+    await drive(r, 1000);
+    for (const id of cohort) assert.equal(r.fleet.devices.get(id)!.candidate, null, `${id} is back within a second of the rollback again`);
+    const back = await r.controller.status('ro-test');
+    assert.deepEqual(back.devices.filter((d) => d.touched).map((d) => d.delivery), ['delivered', 'delivered', 'delivered']);
+    await drive(r, 1000);
+    assert.deepEqual((await r.repository.load('ro-test'))!.pendingActions, [], 'the superseded revert ran at once too, not minutes later');
+    assert.equal(await failing(), 0);
+    const added = (await r.controller.decisions('ro-test')).slice(logged);
+    assert.deepEqual(
+      added.filter((d) => d.kind === 'rollback').map((d) => `${d.by}: ${d.message}`),
+      [`carol: rolled back again by carol (still on the candidate): 3 devices not back on their baseline are sent it again (${cohort.join(', ')}): 3 whose revert failed and was waiting to be retried`],
+      'the repeat is logged once',
+    );
+
+    // Every device back: refused, and nothing changes.
+    const settled = await r.repository.revisionOf('ro-test');
+    await assert.rejects(r.controller.rollback('ro-test', 'dave'), /^RolloutCommandError: rollout ro-test is already rolled back: every device it touched is back on its baseline; nothing to roll back$/);
+    assert.equal(await r.repository.revisionOf('ro-test'), settled);
+    r.controller.stop();
+
+    // A revert on its way (held, not failed), as when an operator clicks twice: the second rollback is refused, nothing is recorded.
+    const held = rig({ devices: fleetOf(10) });
+    await held.controller.start(specOf([{ setWeight: 30 }, { pause: {} }, { setWeight: 100 }]), { by: 'alice' });
+    await drive(held, 2000);
+    let release!: () => void;
+    held.fleet.revertsHeld = new Promise((resolve) => (release = resolve));
+    await held.controller.rollback('ro-test', 'bob');
+    const loggedFirst = (await held.controller.decisions('ro-test')).length;
+    await assert.rejects(held.controller.rollback('ro-test', 'carol'), new RegExp(`^RolloutCommandError: rollout ro-test is already rolled back: its revert is on its way to 3 devices \\(${cohort.join(', ')}\\); nothing to send again$`));
+    assert.equal((await held.controller.decisions('ro-test')).length, loggedFirst, 'nothing logged');
+    assert.equal((await held.repository.load('ro-test'))!.pendingActions.filter((a) => a.kind === 'revert').length, 1, 'nothing sent again');
+    release();
+    await drive(held, 1000);
+    held.controller.stop();
+  });
+
+  it('an operator\'s pause during a timed pause step holds the rollout: the timer does not move it on; resume ends the step once its time is over', async () => {
+    const r = rig({ devices: fleetOf(10) });
+    await r.controller.start(specOf([{ setWeight: 10 }, { pause: { duration: '10m' } }, { setWeight: 100 }]), { by: 'alice' });
+    await drive(r, 60_000);
+    const paused = await r.controller.pause('ro-test', 'bob');
+    assert.deepEqual([paused.phase, paused.stepIndex, paused.pause?.reason], ['Paused', 1, 'manual']);
+    assert.match(paused.pause!.message, /^paused by bob during step 2's timed pause \(10m, 9m left\): held until resumed; resume continues the timed pause until /);
+    await drive(r, 15 * 60_000);
+    const held = await r.controller.status('ro-test');
+    assert.deepEqual([held.phase, held.stepIndex, held.pause?.reason], ['Paused', 1, 'manual'], '15 minutes later: still held');
+    assert.equal([...r.fleet.devices.values()].filter((d) => d.active === '2' || d.candidate === '2').length, 1, 'only the first step\'s device has the candidate');
+    await assert.rejects(r.controller.pause('ro-test', 'carol'), /already paused \(paused by bob during step 2's timed pause/);
+    await r.controller.resume('ro-test', 'bob');
+    const done = await driveUntil(r, (s) => s.phase === 'Completed', 60_000);
+    assert.equal(done.stepIndex, 3);
     r.controller.stop();
   });
 

@@ -1,5 +1,6 @@
-import { CandidateRetiredError, ProductionMovedError, RevisionConflictError, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
-import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutState } from '../../rollout/rollout-state.ts';
+import { CandidateRetiredError, ProductionMovedError, RevisionConflictError, rolloutInTheWay, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
+import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutPhase, type RolloutState } from '../../rollout/rollout-state.ts';
+import { RolloutCommandError } from '../../rollout/rollout-state-machine.ts';
 import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UniqueViolation } from '../sql-engine.ts';
 import { fromJsonColumn, toJsonColumn } from './json-column.ts';
@@ -34,6 +35,16 @@ export class StoreRolloutRepository implements RolloutRepository {
       // left a rollout of a version already production, whose failure took the alias away.
       // (A model the registry does not hold has no alias to move.)
       if (await models.getModel(model)) {
+        // And one rollout of a model at a time (RolloutService.start checks it on the leader, but a
+        // deposed leader that has not noticed yet, or a start through its stopped controller, runs
+        // that check in another process): a start on another server either committed before (seen
+        // here) or waits for this lock and then sees this one. Phase and pending actions only: a
+        // state can be megabytes. A model the registry does not hold has no row to lock.
+        const others = await tx.all<{ id: string; phase: RolloutPhase; pending_actions: unknown }>('SELECT id, phase, pending_actions FROM rollouts WHERE model = ? AND unfinished = 1 ORDER BY ord DESC', [model]);
+        for (const other of others) {
+          const inTheWay = rolloutInTheWay({ id: String(other.id), model, phase: other.phase, pendingActions: fromJsonColumn<RolloutAction[]>(other.pending_actions) });
+          if (inTheWay) throw inTheWay;
+        }
         const production = (await models.getAlias(model, 'production'))?.version ?? null;
         if (production !== state.previousProduction) throw new ProductionMovedError(model, candidateVersion, state.previousProduction, production);
       }
@@ -93,6 +104,7 @@ export class StoreRolloutRepository implements RolloutRepository {
   async commit(id: string, commit: RolloutCommit): Promise<number> {
     return this.engine.transaction(async (tx) => {
       const { state } = commit;
+      if (commit.decisions.some((decision) => decision.kind === 'rollback')) await refuseUndoingNewer(tx, id, state.spec.model);
       const { changes } = await tx.run(
         `UPDATE rollouts SET phase = ?, unfinished = ?, revision = revision + 1, state = ?, pending_actions = ?, updated_at = ?
          WHERE id = ? AND revision = ?`,
@@ -176,6 +188,41 @@ export class StoreRolloutRepository implements RolloutRepository {
       });
       if (batch < TRIM_BATCH) return trimmed;
     }
+  }
+}
+
+/**
+ * Holds a rollout at `revision` for the rest of the transaction (RecordFence): null when it is
+ * still there, its row then locked until the transaction ends, so no commit of the rollout (by any
+ * server) lands in between; else what it is now. A no-op UPDATE takes the row lock on both
+ * engines (SQLite serializes transactions anyway); on PostgreSQL (READ COMMITTED) one that waited
+ * for a concurrent commit re-reads the row, and finds the revision that commit wrote.
+ */
+export async function holdRolloutRevision(db: SqlExecutor, id: string, revision: number): Promise<string | null> {
+  const { changes } = await db.run('UPDATE rollouts SET revision = revision WHERE id = ? AND revision = ?', [id, revision]);
+  if (changes === 1) return null;
+  const current = await db.get('SELECT revision FROM rollouts WHERE id = ?', [id]);
+  return current ? `now at revision ${Number(current.revision)}` : 'no such rollout';
+}
+
+/**
+ * A commit recording a rollback (its decision) of a rollout that had finished (its stored phase
+ * Completed, Failed, Aborted or RolledBack) would undo a newer rollout of the model that promoted
+ * or is under way: refused with the model locked, as RolloutService checks it on the leader
+ * (#refuseUndoingNewer), for a newer rollout stored by another server meanwhile. A start there
+ * (create, which locks the model too) either committed before (seen here) or waits and then finds
+ * this rollback's reverts pending.
+ */
+async function refuseUndoingNewer(tx: SqlExecutor, id: string, model: string): Promise<void> {
+  await new ModelsRepository(tx).lockModel(model);
+  const row = await tx.get<{ phase: RolloutPhase; ord: number | string }>('SELECT phase, ord FROM rollouts WHERE id = ?', [id]);
+  if (!row || !TERMINAL_PHASES.includes(row.phase)) return;
+  const newer = await tx.get<{ id: string; phase: RolloutPhase; candidate_version: string }>(
+    `SELECT id, phase, candidate_version FROM rollouts WHERE model = ? AND ord > ? AND (phase = ? OR phase NOT IN (${TERMINAL_PHASES.map(() => '?').join(', ')})) ORDER BY ord DESC LIMIT 1`,
+    [model, Number(row.ord), 'Completed', ...TERMINAL_PHASES],
+  );
+  if (newer) {
+    throw new RolloutCommandError(`rollout ${newer.id} of ${model} (${newer.phase}, ${newer.candidate_version}) came after this one; rolling this one back would undo it: roll back ${newer.id} instead`);
   }
 }
 
