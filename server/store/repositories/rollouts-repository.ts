@@ -1,7 +1,7 @@
 import { CandidateRetiredError, ProductionMovedError, RevisionConflictError, rolloutInTheWay, type RolloutCommit, type RolloutCountFilter, type RolloutListFilter, type RolloutRecord, type RolloutRepository } from '../../rollout/rollout-repository.ts';
 import { TERMINAL_PHASES, type DecisionLogEntry, type RolloutAction, type RolloutPhase, type RolloutState } from '../../rollout/rollout-state.ts';
 import { RolloutCommandError } from '../../rollout/rollout-state-machine.ts';
-import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
+import type { Dialect, SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UniqueViolation } from '../sql-engine.ts';
 import { fromJsonColumn, toJsonColumn } from './json-column.ts';
 import { ModelsRepository } from './models-repository.ts';
@@ -40,6 +40,7 @@ export class StoreRolloutRepository implements RolloutRepository {
         // that check in another process): a start on another server either committed before (seen
         // here) or waits for this lock and then sees this one. Phase and pending actions only: a
         // state can be megabytes. A model the registry does not hold has no row to lock.
+        await lockModelRollouts(tx, this.engine.dialect, model);
         const others = await tx.all<{ id: string; phase: RolloutPhase; pending_actions: unknown }>('SELECT id, phase, pending_actions FROM rollouts WHERE model = ? AND unfinished = 1 ORDER BY ord DESC', [model]);
         for (const other of others) {
           const inTheWay = rolloutInTheWay({ id: String(other.id), model, phase: other.phase, pendingActions: fromJsonColumn<RolloutAction[]>(other.pending_actions) });
@@ -104,7 +105,7 @@ export class StoreRolloutRepository implements RolloutRepository {
   async commit(id: string, commit: RolloutCommit): Promise<number> {
     return this.engine.transaction(async (tx) => {
       const { state } = commit;
-      if (commit.decisions.some((decision) => decision.kind === 'rollback')) await refuseUndoingNewer(tx, id, state.spec.model);
+      if (commit.decisions.some((decision) => decision.kind === 'rollback')) await refuseUndoingNewer(tx, this.engine.dialect, id, state.spec.model);
       const { changes } = await tx.run(
         `UPDATE rollouts SET phase = ?, unfinished = ?, revision = revision + 1, state = ?, pending_actions = ?, updated_at = ?
          WHERE id = ? AND revision = ?`,
@@ -206,15 +207,28 @@ export async function holdRolloutRevision(db: SqlExecutor, id: string, revision:
 }
 
 /**
+ * Serializes, until the transaction ends, what decides which rollout of `model` may go on: a start
+ * (create) and a rollback of a finished rollout (refuseUndoingNewer). Not the model's row: a
+ * version status change holds that row while it waits for a version's, and a rollback — the one
+ * command that must always be answered — must not wait behind it (it did, on PostgreSQL, for as
+ * long as an operator's transaction held the version). SQLite serializes transactions anyway; on
+ * PostgreSQL a transaction-scoped advisory lock per schema and model.
+ */
+async function lockModelRollouts(tx: SqlExecutor, dialect: Dialect, model: string): Promise<void> {
+  if (dialect !== 'postgres') return;
+  await tx.get("SELECT pg_advisory_xact_lock(hashtextextended('fleetprune-rollouts:' || coalesce(current_schema(), '') || '/' || CAST(? AS text), 0)) AS locked", [model]);
+}
+
+/**
  * A commit recording a rollback (its decision) of a rollout that had finished (its stored phase
  * Completed, Failed, Aborted or RolledBack) would undo a newer rollout of the model that promoted
- * or is under way: refused with the model locked, as RolloutService checks it on the leader
+ * or is under way: refused under lockModelRollouts, as RolloutService checks it on the leader
  * (#refuseUndoingNewer), for a newer rollout stored by another server meanwhile. A start there
- * (create, which locks the model too) either committed before (seen here) or waits and then finds
+ * (create, which takes that lock too) either committed before (seen here) or waits and then finds
  * this rollback's reverts pending.
  */
-async function refuseUndoingNewer(tx: SqlExecutor, id: string, model: string): Promise<void> {
-  await new ModelsRepository(tx).lockModel(model);
+async function refuseUndoingNewer(tx: SqlExecutor, dialect: Dialect, id: string, model: string): Promise<void> {
+  await lockModelRollouts(tx, dialect, model);
   const row = await tx.get<{ phase: RolloutPhase; ord: number | string }>('SELECT phase, ord FROM rollouts WHERE id = ?', [id]);
   if (!row || !TERMINAL_PHASES.includes(row.phase)) return;
   const newer = await tx.get<{ id: string; phase: RolloutPhase; candidate_version: string }>(
