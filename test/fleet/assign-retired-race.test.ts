@@ -1,36 +1,26 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { ManualScheduler } from '../../server/analysis/scheduler.ts';
-import type { ServerContext } from '../../server/app/server-context.ts';
 import { ServiceError } from '../../server/app/service-error.ts';
-import { loadOrCreateServerKey } from '../../server/artifacts/server-signing-key.ts';
 import { TrustedKeys } from '../../server/artifacts/trusted-keys.ts';
 import type { Principal } from '../../server/auth/principal.ts';
-import { TokenService } from '../../server/auth/token-service.ts';
 import type { Broker } from '../../server/broker/broker.ts';
-import { parseServerConfig } from '../../server/config/server-config.ts';
 import { AssignmentPublisher } from '../../server/fleet/assignment-publisher.ts';
 import { AssignmentService } from '../../server/fleet/assignment-service.ts';
-import { createFleet } from '../../server/fleet/fleet-module.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
-import { ServerMetrics } from '../../server/metrics/server-metrics.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import { RegistryService } from '../../server/registry/registry-service.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
-import { openStore } from '../../server/store/open-store.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
-import type { Store } from '../../server/store/store.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { ScriptedProvider } from '../analysis/scripted-provider.ts';
+import { irisFleetWorld } from './iris-fleet-world.ts';
 import { registerVersion } from '../rollout-api/helpers/rollout-fixtures.ts';
-import { makeArtifact } from '../server/helpers/artifacts.ts';
-import { freshStoreLocation, STORE_ENGINES, withFreshStore } from '../server/helpers/store-engines.ts';
+import { STORE_ENGINES, withFreshStore } from '../server/helpers/store-engines.ts';
 
 /**
  * A direct assignment checks that its version is not retired, reads its devices, then records.
@@ -88,25 +78,9 @@ for (const engine of STORE_ENGINES) {
   });
 
   test(`${engine}: a rollout's rollback still reverts its devices to a baseline retired since the start`, async (t) => {
-    const location = await freshStoreLocation(t, engine);
-    if (!location) return;
-    const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-retired-revert-'));
-    t.after(() => rm(dataDir, { recursive: true, force: true }));
-    const store: Store = await openStore(location);
-    t.after(() => store.close());
-    const signingKey = await loadOrCreateServerKey(dataDir, async () => 0);
-    const registry = new RegistryService(store);
-    const log = createLogger('assign-retired-test', 'silent');
-    const ctx = { config: parseServerConfig({ dataDir, host: '127.0.0.1', mqttPort: 0 }), log, store, registry, signingKey, metrics: new ServerMetrics(), tokens: new TokenService(store), publicUrl: () => 'http://127.0.0.1:9' } as unknown as ServerContext;
-    const fleet = createFleet(ctx);
-    await fleet.module.start!();
-    t.after(() => fleet.module.stop!());
-    for (const [version, seed] of [['1', 1], ['2', 2]] as const) {
-      const artifact = await makeArtifact(t, { seed, privateKey: signingKey.privateKey, version });
-      await registry.register({ model: 'iris', manifest: artifact.manifest, actor: 'test' });
-    }
-    for (const id of ['dev-1', 'dev-2']) await fleet.devices.enroll({ id, labels: {} }, 'test');
-    await fleet.fleetPort.assign({ commandId: 'op-baseline', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-1', 'dev-2'] });
+    const base = await irisFleetWorld(t, engine, 'retired-revert');
+    if (!base) return;
+    const { store, registry, fleet } = base;
     const controller = new RolloutController({
       repository: new StoreRolloutRepository(store.engine),
       fleet: fleet.fleetPort,

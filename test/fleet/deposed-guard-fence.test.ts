@@ -1,34 +1,21 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import type { ServerContext } from '../../server/app/server-context.ts';
 import { ManualScheduler } from '../../server/analysis/scheduler.ts';
-import { loadOrCreateServerKey } from '../../server/artifacts/server-signing-key.ts';
 import { TrustedKeys } from '../../server/artifacts/trusted-keys.ts';
-import { TokenService } from '../../server/auth/token-service.ts';
 import type { Broker } from '../../server/broker/broker.ts';
-import { parseServerConfig } from '../../server/config/server-config.ts';
 import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
 import { AssignmentPublisher, type PublishRequest } from '../../server/fleet/assignment-publisher.ts';
-import { createFleet } from '../../server/fleet/fleet-module.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { StoreFleetPort } from '../../server/fleet/store-fleet-port.ts';
-import { ServerMetrics } from '../../server/metrics/server-metrics.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
-import { RegistryService } from '../../server/registry/registry-service.ts';
 import type { FleetPort } from '../../server/rollout/fleet-port.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
-import { openStore } from '../../server/store/open-store.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
-import type { Store } from '../../server/store/store.ts';
-import { createLogger } from '../../shared/util/log.ts';
 import { ScriptedProvider } from '../analysis/scripted-provider.ts';
-import { makeArtifact } from '../server/helpers/artifacts.ts';
-import { freshStoreLocation, STORE_ENGINES, type StoreEngineName } from '../server/helpers/store-engines.ts';
+import { irisFleetWorld } from './iris-fleet-world.ts';
+import { STORE_ENGINES, type StoreEngineName } from '../server/helpers/store-engines.ts';
 
 /** A publisher whose next candidate recording stalls (a leader frozen between its guard's load and the recording transaction). */
 class StallingPublisher extends AssignmentPublisher {
@@ -47,25 +34,9 @@ class StallingPublisher extends AssignmentPublisher {
 
 /** The fleet on a store of `engine` (embedded broker), iris 1 and 2 registered, two devices on iris 1; no device connected. */
 async function world(t: TestContext, engine: StoreEngineName) {
-  const location = await freshStoreLocation(t, engine);
-  if (!location) return undefined;
-  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-fence-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
-  const store: Store = await openStore(location);
-  t.after(() => store.close());
-  const signingKey = await loadOrCreateServerKey(dataDir, async () => 0);
-  const registry = new RegistryService(store);
-  const log = createLogger('fence-test', 'silent');
-  const ctx = { config: parseServerConfig({ dataDir, host: '127.0.0.1', mqttPort: 0 }), log, store, registry, signingKey, metrics: new ServerMetrics(), tokens: new TokenService(store), publicUrl: () => 'http://127.0.0.1:9' } as unknown as ServerContext;
-  const fleet = createFleet(ctx);
-  await fleet.module.start!();
-  t.after(() => fleet.module.stop!());
-  for (const [version, seed] of [['1', 1], ['2', 2]] as const) {
-    const artifact = await makeArtifact(t, { seed, privateKey: signingKey.privateKey, version });
-    await registry.register({ model: 'iris', manifest: artifact.manifest, actor: 'test' });
-  }
-  for (const id of ['dev-1', 'dev-2']) await fleet.devices.enroll({ id, labels: {} }, 'test');
-  await fleet.fleetPort.assign({ commandId: 'op-baseline', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-1', 'dev-2'] });
+  const base = await irisFleetWorld(t, engine, 'fence');
+  if (!base) return undefined;
+  const { store, registry, fleet, signingKey, log } = base;
   // A second port over the same store, as another server process has: its publisher can stall.
   const publisher = new StallingPublisher({ fleet: new FleetStore(store), broker: { publish: async () => {} } as unknown as Broker, serverUrl: () => 'http://127.0.0.1:9', log, signingKey: signingKey.privateKey, trustedKeys: await TrustedKeys.load([], signingKey.publicKey) });
   const stallingPort = new StoreFleetPort({ fleet: new FleetStore(store), registry, publisher, outcomes: new AssignmentOutcomes(), log });

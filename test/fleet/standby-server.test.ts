@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
-import { startServer, type RunningServer } from '../../server/app/start-server.ts';
+import { startServer } from '../../server/app/start-server.ts';
 import { parseServerConfig } from '../../server/config/server-config.ts';
 import { assignmentTopic, statusTopic } from '../../shared/protocol/topics.ts';
 import { createLogger } from '../../shared/util/log.ts';
@@ -14,7 +14,7 @@ import { engineMissing, freePort } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
-import { ADMIN_TOKEN, type TestServer } from '../server/helpers/test-server.ts';
+import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server/helpers/test-server.ts';
 
 interface Running extends TestServer {
   brokerActive(): Promise<number>;
@@ -66,26 +66,12 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
       trustedKeys: [signer.publicKeyPath],
     });
     const server = await startServer(config, { log: createLogger(`standby-test-${name}`, 'silent'), leaderPollMs: 200 });
-    let closed = false;
-    t.after(() => (closed ? undefined : server.close()));
-    const baseUrl = `http://127.0.0.1:${server.port('http')}`;
-    const originalClose = server.close.bind(server);
-    server.close = async () => {
-      closed = true;
-      await originalClose();
-    };
+    closeOnce(server);
+    t.after(() => server.close());
+    const base = testServerOf(server, config.dataDir);
     return {
-      server,
-      dataDir: config.dataDir,
-      baseUrl,
-      grpcAddress: `127.0.0.1:${server.port('grpc')}`,
-      request: (method, path, { token = ADMIN_TOKEN, json, body, headers = {} } = {}) =>
-        fetch(`${baseUrl}${path}`, {
-          method,
-          headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}), ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
-          body: json === undefined ? (body as BodyInit | undefined) : JSON.stringify(json),
-        }),
-      brokerActive: async () => Number(/^fleetprune_fleet_broker_active (\d)/m.exec(await (await fetch(`${baseUrl}/metrics`)).text())?.[1]),
+      ...base,
+      brokerActive: async () => Number(/^fleetprune_fleet_broker_active (\d)/m.exec(await (await fetch(`${base.baseUrl}/metrics`)).text())?.[1]),
     };
   };
 

@@ -12,7 +12,7 @@ import { engineMissing } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
-import { ADMIN_TOKEN, type TestServer } from '../server/helpers/test-server.ts';
+import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server/helpers/test-server.ts';
 
 async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -55,27 +55,9 @@ for (const engine of STORE_ENGINES) {
     });
     const start = async (name: string): Promise<TestServer> => {
       const server: RunningServer = await startServer(config, { log: createLogger(`broker-down-rollback-${name}`, 'silent'), leaderPollMs: 200, leaderStartWaitMs: 300 });
-      let closed = false;
-      const close = server.close.bind(server);
-      server.close = async () => {
-        if (closed) return;
-        closed = true;
-        await close();
-      };
+      closeOnce(server);
       t.after(() => server.close());
-      const baseUrl = `http://127.0.0.1:${server.port('http')}`;
-      return {
-        server,
-        dataDir: config.dataDir,
-        baseUrl,
-        grpcAddress: `127.0.0.1:${server.port('grpc')}`,
-        request: (method, path, { token = ADMIN_TOKEN, json, body, headers = {} } = {}) =>
-          fetch(`${baseUrl}${path}`, {
-            method,
-            headers: { ...headers, ...(token ? { authorization: `Bearer ${token}` } : {}), ...(json === undefined ? {} : { 'content-type': 'application/json' }) },
-            body: json === undefined ? (body as BodyInit | undefined) : JSON.stringify(json),
-          }),
-      };
+      return testServerOf(server, config.dataDir);
     };
     const retained = async (server: TestServer) => {
       const devices = await new FleetStore(server.server.ctx.store).repos.devices.getMany(['press-1', 'press-2']);

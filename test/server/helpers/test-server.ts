@@ -44,7 +44,11 @@ export async function startTestServer(
   });
   const server = await startServer(config, { ...options.start, log: options.start?.log ?? createLogger('test-server', 'silent') });
   deferCleanup(t, () => server.close()); // before its data directory goes (cleanups run last first)
-  const scheme = config.tlsCert ? 'https' : 'http';
+  return testServerOf(server, dataDir, config.tlsCert ? 'https' : 'http');
+}
+
+/** A TestServer over a server started by the test itself (its own config: an external broker, a shared data dir). */
+export function testServerOf(server: RunningServer, dataDir: string, scheme: 'http' | 'https' = 'http'): TestServer {
   const baseUrl = `${scheme}://127.0.0.1:${server.port('http')}`;
   return {
     server,
@@ -62,4 +66,16 @@ export async function startTestServer(
       return fetch(`${baseUrl}${path}`, { method, headers: allHeaders, body: payload as BodyInit | undefined });
     },
   };
+}
+
+/** Makes `server.close()` safe to call twice (a test's own close, then its after hook): the second does nothing. */
+export function closeOnce(server: RunningServer): RunningServer {
+  let closed = false;
+  const close = server.close.bind(server);
+  server.close = async () => {
+    if (closed) return;
+    closed = true;
+    await close();
+  };
+  return server;
 }
