@@ -15,6 +15,7 @@ import { parseServerConfig } from '../../server/config/server-config.ts';
 import { startServer } from '../../server/app/start-server.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { freshStoreLocation } from './helpers/store-engines.ts';
+import { SQLITE_FILE } from '../../server/store/open-store.ts';
 
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -104,7 +105,8 @@ async function snapshot(dir: string): Promise<Record<string, string>> {
   for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile()) continue;
     const path = join(entry.parentPath, entry.name);
-    files[relative(dir, path)] = /\.db(-wal|-shm|-journal)?$/.test(entry.name) ? 'sqlite' : createHash('sha256').update(await readFile(path)).digest('hex');
+    // (fleetprune.sqlite, -wal, -shm: a pattern for `.db` files matched none of them, so a running server's reads that touched the -shm failed this.)
+    files[relative(dir, path)] = entry.name.startsWith(SQLITE_FILE) ? 'sqlite' : createHash('sha256').update(await readFile(path)).digest('hex');
   }
   return files;
 }
