@@ -58,9 +58,19 @@ export async function startRollbackWorld(
   options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; baselineKey?: KeyObject; labelsOf?: (id: string) => Record<string, string> } = {},
 ): Promise<RollbackWorld | null> {
   const proxy = await BlobProxy.start(t);
-  // Fixed (free) ports, so that a restart keeps the URLs the agents were enrolled with.
-  const ports = { httpPort: await freePort(), grpcPort: await freePort(), mqttPort: await freePort() };
-  const server = await startTestServer(t, { engine: options.engine ?? 'sqlite', config: { publicUrl: proxy.url, ...ports, ...options.config } });
+  // Fixed (free) ports, so that a restart keeps the URLs the agents were enrolled with. A port
+  // found free can be taken by another process before the server binds it: then pick them again.
+  let server: Awaited<ReturnType<typeof startTestServer>>;
+  let ports: { httpPort: number; grpcPort: number; mqttPort: number };
+  for (let attempt = 1; ; attempt++) {
+    ports = { httpPort: await freePort(), grpcPort: await freePort(), mqttPort: await freePort() };
+    try {
+      server = await startTestServer(t, { engine: options.engine ?? 'sqlite', config: { publicUrl: proxy.url, ...ports, ...options.config } });
+      break;
+    } catch (error) {
+      if (attempt === 5 || !/EADDRINUSE/.test(String((error as Error).message))) throw error;
+    }
+  }
   if (!server) return null;
   proxy.target = server.baseUrl;
   const versions = new Map<string, Manifest>();
