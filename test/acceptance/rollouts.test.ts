@@ -141,12 +141,16 @@ async function scenario(t: TestContext, fleet: AcceptanceFleet, manualRollback: 
       const result = await runCli(['rollout', 'rollback', id, '--reason', 'operator: manual rollback'], { FLEETPRUNE_SERVER: fleet.grpcTarget, FLEETPRUNE_TOKEN: ADMIN_TOKEN });
       assert.equal(result.code, 0, result.stderr);
     }
-    const rolledBack = await fleet.waitRollout(id, 'rolled back', (r) => r.phase === 'RolledBack' && r.pendingActions.length === 0, 30_000).catch(async (error) => {
-      // A rollback after completion ends the (terminal) rollout in RolledBack; waitRollout throws on terminal phases.
-      const current = await fleet.rollout(id);
-      if (current.phase === 'RolledBack') return current;
-      throw error;
-    });
+    // A rollback after completion ends the (terminal) rollout in RolledBack, on which waitRollout
+    // throws: wait here until its reverts are all sent too (the next scenario's start is refused
+    // while they are: "still sending its devices their models").
+    const deadline = Date.now() + 30_000;
+    let rolledBack = await fleet.rollout(id);
+    while (!(rolledBack.phase === 'RolledBack' && rolledBack.pendingActions.length === 0)) {
+      if (Date.now() > deadline) assert.fail(`rollout ${id} did not settle rolled back: ${rolledBack.phase}, pending ${JSON.stringify(rolledBack.pendingActions)}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      rolledBack = await fleet.rollout(id);
+    }
     assert.match(rolledBack.outcome?.reason ?? '', /manual rollback/);
     const devices = await fleet.waitActiveEverywhere(general);
     assert.ok(devices.every((d) => d.active?.version === general));
