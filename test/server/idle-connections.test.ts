@@ -17,7 +17,15 @@ async function serverWithBlob(t: TestContext): Promise<{ server: TestServer; sha
   const server = (await startTestServer(t, { config: { idleTimeoutSeconds: 1 } }))!;
   const blob = randomBytes(BLOB_BYTES);
   const sha256 = createHash('sha256').update(blob).digest('hex');
-  const put = await server.request('PUT', `/api/blobs/${sha256}`, { body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  // The upload itself is under the 1 s idle timeout too: on a loaded machine a pause in it longer
+  // than that ends the connection (fetch failed). The downloads are what the tests are about: retry.
+  let put: Response | undefined;
+  for (let attempt = 1; put === undefined; attempt++) {
+    put = await server.request('PUT', `/api/blobs/${sha256}`, { body: blob, headers: { 'content-type': 'application/octet-stream' } }).catch((error) => {
+      if (attempt === 5) throw error;
+      return undefined;
+    });
+  }
   assert.equal(put.status, 201, await put.text());
   return { server, sha256 };
 }
