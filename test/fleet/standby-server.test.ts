@@ -14,20 +14,11 @@ import { engineMissing, freePort } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
+import { until } from '../helpers/until.ts';
 import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server/helpers/test-server.ts';
 
 interface Running extends TestServer {
   brokerActive(): Promise<number>;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /**

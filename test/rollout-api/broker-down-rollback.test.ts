@@ -12,17 +12,8 @@ import { engineMissing } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+import { until } from '../helpers/until.ts';
 import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server/helpers/test-server.ts';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /**
  * A server restarted (or elected) while its external Mosquitto is down leads, but cannot reach the
