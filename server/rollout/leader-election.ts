@@ -265,13 +265,18 @@ export class PostgresLeadership implements Leadership {
     this.#client = client;
     this.#since = new Date().toISOString();
     this.#o.log.info({ instance: this.#instance }, 'became the rollout leader');
-    // The checks that keep the lock session from going idle wait for the takeover, which can take
-    // long (an external broker that does not answer): meanwhile the session is kept busy here, or
-    // PostgreSQL would end it as a silent leader's after LOCK_SESSION_IDLE_MS.
+    // The periodic checks wait for the takeover, which can take long (an external broker that does
+    // not answer): meanwhile the same bounded check runs here. It keeps the lock session from going
+    // idle (PostgreSQL would end it as a silent leader's after LOCK_SESSION_IDLE_MS), and a leader
+    // whose connection went silent steps down, as it would after the takeover: else it would go on
+    // waiting for its broker, and drive the rollouts once connected, while another server leads.
+    let checking = false;
     const busy = setInterval(() => {
       // Stopped or lost meanwhile (a takeover that never finishes must not keep this going).
       if (this.#client !== client) return clearInterval(busy);
-      client.query('SELECT 1').catch(() => {});
+      if (checking) return;
+      checking = true;
+      void this.#check().finally(() => (checking = false));
     }, Math.min(this.#pollMs, LOCK_SESSION_IDLE_MS / 3));
     busy.unref();
     try {
@@ -296,7 +301,8 @@ export class PostgresLeadership implements Leadership {
       });
       await Promise.race([client.query('SELECT 1'), timeout]);
     } catch (error) {
-      this.#lose(`the leader connection failed: ${errorMessage(error)}`);
+      // Only this connection's failure: a check that outlived it must not drop a newer one.
+      if (this.#client === client) this.#lose(`the leader connection failed: ${errorMessage(error)}`);
     } finally {
       clearTimeout(timer);
     }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { pino } from 'pino';
@@ -32,9 +32,10 @@ test('PostgreSQL leadership: stop() returns, and the lock is free, even while a 
   assert.equal(nextElected, true, 'another server takes the lock at once');
 });
 
-test('PostgreSQL leadership: a leader whose connection goes silent (its host froze or died) loses the lock within seconds, and the standby takes over', async (t) => {
+/** A leader reaching PostgreSQL through a proxy that can go silent, and a standby connected directly. */
+async function silentProxyWorld(t: TestContext): Promise<{ frozen: PostgresEngine; direct: PostgresEngine; goSilent: () => void } | undefined> {
   const location = await freshStoreLocation(t, 'postgres');
-  if (!location || location.engine !== 'postgres') return;
+  if (!location || location.engine !== 'postgres') return undefined;
   const direct = await openStore(location);
   t.after(() => Promise.race([direct.close(), delay(2000)]));
   // The leader reaches PostgreSQL through a proxy that can go silent: its TCP stays open (the
@@ -59,20 +60,47 @@ test('PostgreSQL leadership: a leader whose connection goes silent (its host fro
   viaProxy.port = String((proxy.address() as AddressInfo).port);
   const frozen = await PostgresEngine.connect({ connectionString: viaProxy.toString(), schema: location.schema });
   t.after(() => Promise.race([frozen.close(), delay(2000)]));
+  return { frozen, direct: direct.engine as PostgresEngine, goSilent: () => void (silent = true) };
+}
+
+test('PostgreSQL leadership: a leader whose connection goes silent (its host froze or died) loses the lock within seconds, and the standby takes over', async (t) => {
+  const world = await silentProxyWorld(t);
+  if (!world) return;
   const log = pino({ level: 'silent' });
-  const leader = new PostgresLeadership({ pool: frozen.pool, log, pollMs: 500 });
-  const standby = new PostgresLeadership({ pool: (direct.engine as PostgresEngine).pool, log, pollMs: 500 });
+  const leader = new PostgresLeadership({ pool: world.frozen.pool, log, pollMs: 500 });
+  const standby = new PostgresLeadership({ pool: world.direct.pool, log, pollMs: 500 });
   const events: string[] = [];
   await leader.start({ elected: async () => void events.push('leader elected'), deposed: () => void events.push('leader deposed') });
   await standby.start({ elected: async () => void events.push('standby elected'), deposed: () => void events.push('standby deposed') });
   assert.deepEqual(events, ['leader elected']);
-  silent = true;
+  world.goSilent();
   const since = Date.now();
   for (let i = 0; i < 400 && !events.includes('standby elected'); i++) await delay(100);
   const tookMs = Date.now() - since;
   assert.ok(events.includes('standby elected'), `the standby took over (events: ${events.join(', ')})`);
   assert.ok(tookMs < 30_000, `within ${tookMs} ms`);
   assert.ok(events.indexOf('leader deposed') >= 0 && events.indexOf('leader deposed') < events.indexOf('standby elected') + 2, events.join(', '));
+  await standby.stop();
+  await Promise.race([leader.stop(), delay(6000)]);
+});
+
+test('PostgreSQL leadership: a leader still taking over (its external broker does not answer) whose connection goes silent steps down, rather than driving the rollouts later beside the new leader', async (t) => {
+  const world = await silentProxyWorld(t);
+  if (!world) return;
+  const log = pino({ level: 'silent' });
+  // startWaitMs: start() goes on while the takeover waits, as a server's start does.
+  const leader = new PostgresLeadership({ pool: world.frozen.pool, log, pollMs: 500, startWaitMs: 200 });
+  const standby = new PostgresLeadership({ pool: world.direct.pool, log, pollMs: 500 });
+  const events: string[] = [];
+  // The takeover waits for a broker that never answers.
+  await leader.start({ elected: () => (events.push('leader elected'), new Promise(() => {})), deposed: () => void events.push('leader deposed') });
+  await standby.start({ elected: async () => void events.push('standby elected'), deposed: () => void events.push('standby deposed') });
+  assert.deepEqual(events, ['leader elected']);
+  world.goSilent();
+  for (let i = 0; i < 400 && !(events.includes('standby elected') && events.includes('leader deposed')); i++) await delay(100);
+  assert.ok(events.includes('standby elected'), `the standby took over (events: ${events.join(', ')})`);
+  assert.ok(events.includes('leader deposed'), `the old leader knows it no longer leads (events: ${events.join(', ')})`);
+  assert.equal((await leader.status()).isLeader, false, 'the old leader reports it does not lead');
   await standby.stop();
   await Promise.race([leader.stop(), delay(6000)]);
 });
