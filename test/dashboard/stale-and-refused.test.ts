@@ -117,7 +117,7 @@ test('when its token is revoked the dashboard clears its views, stops polling an
   assert.deepEqual(policyViolations, []);
 });
 
-test("a viewer's token sees every view but the actions are off, and the page says whose token it is; an operator's turns them on; a link's token replaces the saved one only once accepted by the server and by the operator", async (t) => {
+test("a viewer's token sees every view but the actions are off, and the page says whose token it is; an operator's turns them on; a typed token or a link's replaces the saved one only once the server accepts it (a link's, also the operator)", async (t) => {
   const rig = await pausedRolloutRig(t);
   if (!rig) return;
   const { page, dialogs, pageErrors, policyViolations, server } = rig;
@@ -136,11 +136,21 @@ test("a viewer's token sees every view but the actions are off, and the page say
   await page.locator('#whoami', { hasText: 'pilot lead (operator)' }).waitFor({ timeout: 5_000 });
   await page.waitForFunction(() => !(document.getElementById('rollout-actions') as HTMLFieldSetElement).disabled, undefined, { timeout: 5_000 });
   assert.ok((await actionsOff(page)).some((b) => b.endsWith(': on')), 'an operator can act');
+  const saved = () => page.evaluate(() => localStorage.getItem('fleetprune.token'));
+  assert.equal(await saved(), operator.token);
+
+  // A mistyped token costs nothing: the server refuses it, and the working one stays in use and saved.
+  await page.locator('#token').fill(`${operator.token}x`);
+  await page.locator('#token').press('Enter');
+  await page.locator('#error', { hasText: 'The server refused that token (revoked or mistyped): it was not used; the dashboard goes on with your saved token.' }).waitFor({ timeout: 5_000 });
+  assert.equal(await saved(), operator.token, 'the saved token is neither replaced nor erased by a refused one');
+  assert.equal(await page.locator('#token').inputValue(), operator.token, 'the field shows the token in use');
+  await page.waitForTimeout(POLL); // a refresh with the token in use
+  assert.notEqual(await page.locator('#live').innerText(), 'signed out');
+  assert.equal(await page.locator('#whoami').innerText(), 'pilot lead (operator)');
 
   // A link carrying someone else's token (the viewer's) while the operator's is saved: the page asks
   // first, naming whose token the link holds; declined, the operator's token stays in use and saved.
-  const saved = () => page.evaluate(() => localStorage.getItem('fleetprune.token'));
-  assert.equal(await saved(), operator.token);
   const openLink = async (token: string) => {
     await page.goto('about:blank');
     await page.goto(`${server.baseUrl}/dashboard/#token=${encodeURIComponent(token)}`);

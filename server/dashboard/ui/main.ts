@@ -450,13 +450,42 @@ function actionFailure(error: unknown, fromStep: number | undefined): MessageTex
 
 $('token-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  const token = $<HTMLInputElement>('token').value.trim();
-  // Typed in by the operator: theirs to keep (refused, it is forgotten again).
+  void enterToken($<HTMLInputElement>('token').value.trim()).then(() => refreshAll());
+});
+
+/**
+ * A token typed in by the operator: theirs to keep. While a saved token works, the typed one
+ * replaces it only once /whoami accepts it, so that a typo or a revoked token does not cost the
+ * working one (refused, a token in use is forgotten). With none working (none saved, or signed
+ * out) it is used at once, as before: the refresh says what is wrong with it. An empty field signs out.
+ */
+async function enterToken(token: string): Promise<void> {
+  const saved = savedToken();
+  const working = saved !== '' && saved === api.token && !refused;
+  if (token === '' || !working) {
+    if (token === '') localStorage.removeItem(TOKEN_KEY);
+    else localStorage.setItem(TOKEN_KEY, token);
+    unsavedLinkToken = undefined;
+    return useToken(token);
+  }
+  if (token === saved) return;
+  const keep = (why: MessageText) => {
+    $<HTMLInputElement>('token').value = api.token;
+    showMessage(why, false);
+  };
+  if (!isSendableToken(token)) return keep('That token holds characters no token has (a pasted quote or space?): it was not used; the dashboard goes on with your saved token.');
+  let who: Whoami;
+  try {
+    who = await new Api(token).get<Whoami>('/whoami');
+  } catch (error) {
+    if (isRefusal(error)) return keep('The server refused that token (revoked or mistyped): it was not used; the dashboard goes on with your saved token.');
+    return keep(['Cannot check that token (', { user: messageOf(error) }, '): it was not used; the dashboard goes on with your saved token. Enter it again once the server answers.']);
+  }
   localStorage.setItem(TOKEN_KEY, token);
   unsavedLinkToken = undefined;
   useToken(token);
-  void refreshAll();
-});
+  setCaller(token, who);
+}
 
 // A link with a token pasted into the address bar of an open dashboard changes only the address's
 // fragment: the token is taken as at a page load.
