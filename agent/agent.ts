@@ -28,6 +28,7 @@ import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, DiskError, FetchError, type D
 import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
 import { DirectReports } from './direct-reports.ts';
+import { describeFileError } from './file-errors.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
 import { DEFAULT_BENCHMARK_SETTINGS, benchmarkSideBySide, type BenchmarkSettings } from './model-benchmark.ts';
 import { ModelStore, onnxSource, type InstalledModel } from './model-store.ts';
@@ -181,6 +182,13 @@ export class Agent {
   #pendingCommands: FleetCommand[] = [];
   /** The state write in progress (#save): writes run one at a time. */
   #writes: Promise<void> = Promise.resolve();
+  /**
+   * Set while the agent runs on a state the disk could not take (#saveOrKeepInMemory): the ids of
+   * the reports in it that are not on disk. They are neither moved into the outbox nor sent until
+   * a state write records them: a restart before then comes back on the state on disk, which they
+   * do not describe. Cleared by the next state write that succeeds.
+   */
+  #inMemoryOnly: Set<string> | undefined;
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
     this.#options = options;
@@ -253,7 +261,8 @@ export class Agent {
     const interval = this.#options.heartbeatIntervalMs ?? 30_000;
     this.#heartbeatTimer = setInterval(() => {
       void this.#sendHeartbeat();
-      if (this.#state.state.unsentReports.length > 0) this.#enqueue('move reports to the outbox', async () => {
+      // Also a state kept in memory (the disk took no writes): recorded first, and its reports moved then.
+      if (this.#state.state.unsentReports.length > 0 || this.#inMemoryOnly) this.#enqueue('move reports to the outbox', async () => {
         await this.#moveUnsentReports();
         void this.#flushOutbox();
       });
@@ -305,7 +314,9 @@ export class Agent {
   }
 
   async #recover(): Promise<void> {
-    await this.#dir.prepare();
+    // Removing what a crash left behind is best effort (#cleanupFailed): a disk that takes no
+    // writes (read-only) must not keep the agent from serving its model.
+    await this.#dir.prepare(this.#cleanupFailed);
     let state: SlotState;
     let corrupt = false;
     try {
@@ -314,8 +325,12 @@ export class Agent {
       if (!(error instanceof CorruptStateError)) throw error;
       // A device must come back on its own: start with empty slots, keep every model on disk
       // (no garbage collection this time), and let the retained assignment restore the active
-      // model — from disk, without a download.
-      const aside = await this.#state.setAside(this.#deps.clock());
+      // model — from disk, without a download. A file the disk does not let go of (read-only)
+      // stays where it is until the first state write, which sets it aside first.
+      const aside = await this.#state.setAside(this.#deps.clock()).catch((failure: unknown) => {
+        this.#logger.warn({ file: this.#dir.stateFile, err: describeFileError(this.#dir.stateFile, failure) }, 'the corrupt state file cannot be set aside now; it is set aside before the first state write');
+        return this.#dir.stateFile;
+      });
       this.#logger.error({ err: error.message, keptAs: aside }, 'the agent state file is corrupt; starting with empty slots until the server\'s assignment restores them');
       state = this.#state.state;
       corrupt = true;
@@ -342,12 +357,15 @@ export class Agent {
       changed = true;
     }
     // The lost models are reported, and restored when the server's retained assignment names one.
-    if (changed) await this.#save(withLost(state, lost, (...report) => this.#lossReport(...report)));
+    // A disk that takes no writes (full, read-only) does not stop the fallback: the agent serves the
+    // previous model from memory, and the change and its loss reports are recorded (and the reports
+    // sent) once the disk takes writes (#saveOrKeepInMemory).
+    if (changed) await this.#saveOrKeepInMemory(withLost(state, lost, (...report) => this.#lossReport(...report)), 'models dropped at start');
     await this.#outbox.init();
     await this.#moveUnsentReports();
     // The pending assignment's model too: a crash after its install but before the state named it
     // would otherwise lose a finished download, and the assignment would download it again.
-    if (!corrupt) await this.#store.collectGarbage(new Set([...this.#referencedModels(state), ...(state.pending ? [state.pending.sha256] : [])]));
+    if (!corrupt) await this.#store.collectGarbage(new Set([...this.#referencedModels(state), ...(state.pending ? [state.pending.sha256] : [])]), this.#cleanupFailed);
     await this.#removeStaleDownloads();
     if (state.active) this.#active = await this.#loadServing(state.active);
     await this.#refreshCandidateServing();
@@ -373,8 +391,36 @@ export class Agent {
   }
 
   async #removeStaleDownloads(): Promise<void> {
-    const stale = await this.#store.removeStaleDownloads(STALE_DOWNLOAD_MS, this.#deps.clock());
+    const stale = await this.#store.removeStaleDownloads(STALE_DOWNLOAD_MS, this.#deps.clock(), this.#cleanupFailed);
     if (stale.length > 0) this.#logger.info({ files: stale }, 'removed partial downloads untouched for a week');
+  }
+
+  /** A leftover (a crash's temp file, a staging directory, a stale download) the disk did not let go of: logged, and left for a later try. */
+  readonly #cleanupFailed = (path: string, error: unknown): void => {
+    this.#logger.warn({ file: path, err: describeFileError(path, error) }, 'cannot remove a leftover file; left in place');
+  };
+
+  /**
+   * Saves `next`, or, when the device's storage cannot take it (a full or read-only disk: a system
+   * error), runs on it from memory (#inMemoryOnly) and returns false. `state.json` keeps the state it
+   * had, which a restart comes back on; the next state write that succeeds records this one (every
+   * write is of the state in memory), tried again at each heartbeat (#moveUnsentReports).
+   */
+  async #saveOrKeepInMemory(next: SlotState, what: string): Promise<boolean> {
+    try {
+      await this.#save(next);
+      return true;
+    } catch (error) {
+      if (!isSystemError(error)) throw error;
+      // As #write would have written it.
+      this.#pendingCommands = this.#pendingCommands.filter((command) => !next.handledIds.includes(command.id));
+      const commandSeq = Math.max(next.commandSeq ?? -1, this.#newestSeq.command.seq);
+      const onDisk = new Set(this.#state.state.unsentReports.filter((report) => !this.#inMemoryOnly?.has(report.id)).map((report) => report.id));
+      this.#state.keepInMemory({ ...next, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) });
+      this.#inMemoryOnly = new Set(next.unsentReports.filter((report) => !onDisk.has(report.id)).map((report) => report.id));
+      this.#logger.warn({ err: describeSystemError(error), change: what }, 'the state change cannot be recorded on disk; running on it from memory until the disk takes writes (its reports are sent then)');
+      return false;
+    }
   }
 
   #onMessage(message: FleetMessage): void {
@@ -405,12 +451,13 @@ export class Agent {
       if (!this.#trusted('command', message.raw ?? command, command.id, command.seq)) return;
       this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
       // Saved before it is queued: read, the broker counts it delivered, and a crash must not lose it.
-      // A write the disk cannot take is logged; the command is queued from memory all the same (its
-      // own commit, which writes state.json, is retried until the disk takes it), and the next state
-      // write that succeeds records it while it is unanswered (#write).
+      // A write the disk cannot take is logged; the command is queued from memory all the same, and
+      // the next state write that succeeds records it while it is unanswered (#write). A rollback is
+      // then carried out from memory (#rollback); a drop's own commit, which writes state.json, is
+      // retried until the disk takes it.
       this.#pendingCommands = [...this.#pendingCommands, command];
       this.#save().catch((error: unknown) =>
-        this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, 'the fleet command received cannot be recorded on disk; carrying it out from memory'),
+        this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, `the fleet command received cannot be recorded on disk; ${unrecordedCommand(command)}`),
       );
       // A candidate assigned before a drop would be dropped once installed, and a rollback must not
       // wait for a download (of a candidate, or of an activation it wins over): the download stops now.
@@ -821,31 +868,38 @@ export class Agent {
       return true;
     }
     crashPoint('activation:before-state');
-    await this.#releasingOnFailure(next, () =>
-      this.#commit(
-        {
-          ...handled(state),
-          ...(command ? { rolledBackAt: newest(state.rolledBackAt, command.issuedAt) } : {}),
-          active: target,
-          previous: state.active,
-          candidate: sameModel(state.candidate, target) ? null : state.candidate,
-        },
-        this.#assignmentReport(answers, 'rolled-back', 'active', target, null),
-        () => crashPoint('activation:after-state'),
-      ),
-    );
+    const change: SlotState = {
+      ...handled(state),
+      ...(command ? { rolledBackAt: newest(state.rolledBackAt, command.issuedAt) } : {}),
+      active: target,
+      previous: state.active,
+      candidate: sameModel(state.candidate, target) ? null : state.candidate,
+    };
+    const report = this.#assignmentReport(answers, 'rolled-back', 'active', target, null);
+    const afterStateWrite = () => crashPoint('activation:after-state');
+    // A rollback always works: a fleet command's is carried out from memory at once when the disk
+    // takes no writes (full, read-only), and recorded and answered once it does (#saveOrKeepInMemory;
+    // a restart before then comes back on state.json as it is). An assignment's (a revert) is taken
+    // again on its retry timer like any assignment that failed on the device.
+    let recorded = true;
+    await this.#releasingOnFailure(next, async () => {
+      if (command) recorded = await this.#commitOrKeepInMemory(change, report, `rollback ${answers}`, afterStateWrite);
+      else await this.#commit(change, report, afterStateWrite);
+    });
     await this.#swapActive(next);
-    this.#logger.info({ version: target.version }, 'rolled back to the previous model');
+    if (recorded) this.#logger.info({ version: target.version }, 'rolled back to the previous model');
+    else this.#logger.warn({ version: target.version, commandId: answers }, 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)');
     return true;
   }
 
   async #runCommand(command: FleetCommand): Promise<void> {
     if (this.#state.state.handledIds.includes(command.id)) return;
     // Saved when received (#onMessage); if the disk could not take it then, tried once more now, and
-    // run from memory all the same (its commit below needs the disk: retried until it takes it).
+    // run from memory all the same (a rollback is carried out from memory; a drop's commit below
+    // needs the disk: retried until it takes it).
     await this.#writes;
     if (!this.#state.state.pendingCommands?.some((pending) => pending.id === command.id)) {
-      await this.#save(this.#state.state).catch((error: unknown) => this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, 'the fleet command cannot be recorded on disk; carrying it out from memory'));
+      await this.#save(this.#state.state).catch((error: unknown) => this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, `the fleet command cannot be recorded on disk; ${unrecordedCommand(command)}`));
     }
     crashPoint('command:taken');
     if (command.command === 'rollback') await this.#rollback(command.id, undefined, {}, command);
@@ -1074,6 +1128,15 @@ export class Agent {
     });
   }
 
+  /** #commit, but when the device's storage cannot take the change, it is carried out from memory (#saveOrKeepInMemory) and the result is false. */
+  async #commitOrKeepInMemory(next: SlotState, report: Report, what: string, afterStateWrite?: () => void): Promise<boolean> {
+    if (!(await this.#saveOrKeepInMemory(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report), what))) return false;
+    afterStateWrite?.();
+    await this.#moveUnsentReports();
+    void this.#flushOutbox();
+    return true;
+  }
+
   /**
    * Commits a state change and the report that describes it in one atomic state write, then
    * moves the report into the outbox. A crash in between leaves the report in the state file,
@@ -1094,6 +1157,17 @@ export class Agent {
    * dropped from the state). Never throws (logs); runs in the work queue or at start.
    */
   async #moveUnsentReports(): Promise<void> {
+    if (this.#inMemoryOnly) {
+      // A state kept in memory (#saveOrKeepInMemory) is recorded first: its reports go out only then.
+      try {
+        await this.#save();
+      } catch (error) {
+        // The reports the state file holds are sent directly meanwhile; those of the state kept in memory are not (#flushOutbox).
+        this.#direct.outboxRefused();
+        this.#logger.warn({ err: errorMessage(error) }, 'the state kept in memory still cannot be recorded on disk; tried again at the next heartbeat');
+        return;
+      }
+    }
     const unsent = this.#state.state.unsentReports;
     if (unsent.length === 0) return;
     try {
@@ -1135,9 +1209,12 @@ export class Agent {
     // The answers this write commits, counted once it succeeds: every answer the agent sends enters
     // the state file here (or, a refusal the disk could not take, is held in memory: counted then,
     // and not again when a write records it).
-    const before = new Set([...this.#state.state.unsentReports, ...held].map((report) => report.id));
+    // (Those of a state kept in memory, #inMemoryOnly, are sent once this records them: counted then.)
+    const before = new Set([...this.#state.state.unsentReports.filter((report) => !this.#inMemoryOnly?.has(report.id)), ...held].map((report) => report.id));
     const answers = next.unsentReports.filter((report) => !before.has(report.id));
     await this.#state.save(held.reduce(withRefusalRecorded, next));
+    // Every write is of the state in memory (or one made from it): a state kept in memory is on disk now.
+    this.#inMemoryOnly = undefined;
     this.#direct.recorded(held.map((report) => report.id));
     this.#countAnswers(answers);
   }
@@ -1158,7 +1235,9 @@ export class Agent {
     await this.#outbox.flush((topic, payload) => this.#link.publish(topic, payload)).catch((error: unknown) =>
       this.#logger.warn({ err: errorMessage(error) }, 'outbox flush failed'),
     );
-    await this.#direct.send(this.#state.state.unsentReports, (report) => this.#link.publish(reportsTopic(this.deviceId), Buffer.from(JSON.stringify(report))));
+    // Not those of a state kept in memory (#inMemoryOnly): sent once a state write records them.
+    const unsent = this.#state.state.unsentReports.filter((report) => !this.#inMemoryOnly?.has(report.id));
+    await this.#direct.send(unsent, (report) => this.#link.publish(reportsTopic(this.deviceId), Buffer.from(JSON.stringify(report))));
   }
 
   /** Never rejects: it runs from a timer and the connect callback, where a rejection would end the process. */
@@ -1240,6 +1319,11 @@ export class Agent {
   #referencedModels(state: SlotState): Set<string> {
     return new Set([state.active, state.candidate, state.previous].filter((ref) => ref !== null).map((ref) => ref.sha256));
   }
+}
+
+/** What becomes of a fleet command the disk could not record when it came (the end of a log line). */
+function unrecordedCommand(command: FleetCommand): string {
+  return command.command === 'rollback' ? 'carrying it out from memory' : 'it is carried out once the disk takes its answer (taken again on a timer until then)';
 }
 
 /** The schema's limit on a report's reason, in UTF-16 code units. */

@@ -31,13 +31,29 @@ export class DataDir {
 
   /**
    * Creates the directories of the layout. Something else in their place (a file named `models`)
-   * fails here, at start-up, naming it (EEXIST), rather than at the first download.
+   * fails here, at start-up, naming it (EEXIST), rather than at the first download. Removing the
+   * leftovers of a crash is best effort: with `onCleanupFailure`, one that cannot be removed (a
+   * read-only disk) is passed to it and the rest goes on (a leftover is harmless; the agent must
+   * still serve its model); without it, the failure is thrown.
    */
-  async prepare(): Promise<void> {
+  async prepare(onCleanupFailure?: CleanupFailure): Promise<void> {
     for (const dir of [this.modelsDir, this.downloadsDir, this.outboxDir]) await mkdir(dir, { recursive: true });
     // Temp files of a state write that a crash interrupted (never renamed over state.json); a
     // directory by such a name (not the agent's) would otherwise stop every start.
     const stateTemp = `.${basename(this.stateFile)}.tmp-`;
-    for (const name of await readdir(this.root)) if (name.startsWith(stateTemp)) await rm(join(this.root, name), { force: true, recursive: true });
+    for (const name of await readdir(this.root)) if (name.startsWith(stateTemp)) await removeLeftover(join(this.root, name), onCleanupFailure);
+  }
+}
+
+/** A leftover file or directory that could not be removed (the disk is read-only, say), and why. */
+export type CleanupFailure = (path: string, error: unknown) => void;
+
+/** Removes a leftover (recursively); a failure goes to `onFailure` when given, else is thrown. */
+export async function removeLeftover(path: string, onFailure?: CleanupFailure): Promise<void> {
+  try {
+    await rm(path, { force: true, recursive: true });
+  } catch (error) {
+    if (!onFailure) throw error;
+    onFailure(path, error);
   }
 }

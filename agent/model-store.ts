@@ -12,7 +12,7 @@ import { errorMessage } from '../shared/util/errors.ts';
 import { sha256OfFile, type VerifiedManifest } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { describeFileError } from './file-errors.ts';
-import type { DataDir } from './data-dir.ts';
+import { removeLeftover, type CleanupFailure, type DataDir } from './data-dir.ts';
 import type { OnnxSource } from './verified-onnx.ts';
 
 /**
@@ -163,17 +163,19 @@ export class ModelStore {
   /**
    * Deletes partial downloads untouched for `maxIdleMs`: one an assignment still needs is resumed
    * (and so touched) long before; older ones were given up (a full disk, a withdrawn assignment)
-   * and would otherwise stay for ever. Returns the names removed.
+   * and would otherwise stay for ever. Returns the names removed. With `onCleanupFailure`, one that
+   * cannot be removed (a read-only disk) is passed to it and the sweep goes on; without it, thrown.
    */
-  async removeStaleDownloads(maxIdleMs: number, now: Date): Promise<string[]> {
+  async removeStaleDownloads(maxIdleMs: number, now: Date, onCleanupFailure?: CleanupFailure): Promise<string[]> {
     const dir = this.dataDir.downloadsDir;
     const removed: string[] = [];
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       if (!name.endsWith('.part')) continue;
       const info = await stat(join(dir, name)).catch(() => undefined);
       if (!info?.isFile() || now.getTime() - info.mtimeMs <= maxIdleMs) continue;
-      await rm(join(dir, name), { force: true });
-      removed.push(name);
+      let failed = false;
+      await removeLeftover(join(dir, name), onCleanupFailure && ((path, error) => ((failed = true), onCleanupFailure(path, error))));
+      if (!failed) removed.push(name);
     }
     return removed;
   }
@@ -197,10 +199,14 @@ export class ModelStore {
     return removed;
   }
 
-  /** Deletes models no slot refers to and leftover staging directories. */
-  async collectGarbage(keep: ReadonlySet<string>): Promise<void> {
+  /**
+   * Deletes models no slot refers to and leftover staging directories. With `onCleanupFailure`, one
+   * that cannot be removed (a read-only disk) is passed to it and the others still go; without it,
+   * the first failure is thrown.
+   */
+  async collectGarbage(keep: ReadonlySet<string>, onCleanupFailure?: CleanupFailure): Promise<void> {
     const entries = await readdir(this.dataDir.modelsDir).catch(() => [] as string[]);
-    await Promise.all(entries.filter((name) => !keep.has(name)).map((name) => rm(join(this.dataDir.modelsDir, name), { recursive: true, force: true })));
+    await Promise.all(entries.filter((name) => !keep.has(name)).map((name) => removeLeftover(join(this.dataDir.modelsDir, name), onCleanupFailure)));
   }
 }
 

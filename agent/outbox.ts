@@ -5,6 +5,8 @@ import type { Logger } from '../shared/util/log.ts';
 import { z } from 'zod';
 import { errorMessage } from '../shared/util/errors.ts';
 import { readRegularFile } from '../shared/util/read-regular-file.ts';
+import { removeLeftover } from './data-dir.ts';
+import { describeFileError } from './file-errors.ts';
 import { BROKER_MAX_PACKET_BYTES } from '../shared/protocol/limits.ts';
 
 /**
@@ -100,8 +102,11 @@ export class Outbox {
 
   async init(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
-    // Leftover temp files of an interrupted write are not messages.
-    for (const name of await readdir(this.dir)) if (name.startsWith('.')) await rm(join(this.dir, name), { force: true, recursive: true });
+    // Leftover temp files of an interrupted write are not messages. Best effort: one the disk does
+    // not let go of (read-only) is logged and left; it is never sent (pending() skips it).
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith('.')) await removeLeftover(join(this.dir, name), (path, error) => this.logger.warn({ file: path, err: describeFileError(path, error) }, 'cannot remove a leftover temp file of the outbox; left in place'));
+    }
     const pending = await this.pending();
     for (const name of pending) {
       const digits = AGENT_ENTRY_NAME.exec(name)?.[1];

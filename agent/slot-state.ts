@@ -208,16 +208,39 @@ export class SlotStateFile {
     return (this.#state = state);
   }
 
-  /** Renames a corrupt file out of the way (kept for inspection) and returns its new path; the state is empty again. */
+  /**
+   * Renames a corrupt file out of the way (kept for inspection) and returns its new path; the state
+   * is empty again. The state is empty also when the rename fails (thrown: a read-only disk): the
+   * next save renames the file first, so that it is still kept rather than replaced.
+   */
   async setAside(now: Date): Promise<string> {
     const aside = `${this.path}.corrupt-${now.toISOString().replace(/[:.]/g, '-')}`;
-    await rename(this.path, aside);
     this.#state = EMPTY_STATE;
+    this.#asideDue = aside;
+    await rename(this.path, aside);
+    this.#asideDue = undefined;
     return aside;
   }
 
+  /** Where a corrupt file that could not be set aside goes before the next save. */
+  #asideDue: string | undefined;
+
   async save(next: SlotState): Promise<void> {
+    if (this.#asideDue !== undefined) {
+      await rename(this.path, this.#asideDue).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOENT') throw error;
+      });
+      this.#asideDue = undefined;
+    }
     await writeFileAtomic(this.path, `${JSON.stringify(next, null, 2)}\n`);
+    this.#state = next;
+  }
+
+  /**
+   * Runs on `next` without writing it: the disk takes no writes now (full, read-only). The file
+   * keeps the state it had, which a restart comes back on; the next save writes the state of then.
+   */
+  keepInMemory(next: SlotState): void {
     this.#state = next;
   }
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -74,4 +74,30 @@ test('a state file that is a FIFO is corrupt at once, never read, and is set asi
     assert.deepEqual([error.code, error.syscall, error.path, error.message], ['EISDIR', 'read', path, 'EISDIR: illegal operation on a directory, read']);
     return true;
   });
+});
+
+test('a corrupt state file that cannot be set aside leaves the slots empty all the same, and the next save sets it aside before writing', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-slot-state-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'state.json');
+  await writeFile(path, '{"schema": 1, "act');
+  const file = new SlotStateFile(path);
+  await assert.rejects(file.load(), CorruptStateError);
+  // The rename fails (as on a read-only disk): here a non-empty directory holds the name it goes to.
+  const aside = `${path}.corrupt-2026-03-01T09-00-00-000Z`;
+  await mkdir(join(aside, 'blocker'), { recursive: true });
+  await assert.rejects(file.setAside(new Date('2026-03-01T09:00:00.000Z')), (error: NodeJS.ErrnoException) => error.code === 'EISDIR' || error.code === 'ENOTEMPTY');
+  assert.deepEqual(file.state, EMPTY_STATE, 'the slots are empty');
+  assert.equal(await readFile(path, 'utf8'), '{"schema": 1, "act', 'the corrupt file is where it was');
+
+  await rm(aside, { recursive: true });
+  const next = { ...EMPTY_STATE, handledIds: ['assign-0001'] };
+  await file.save(next);
+  assert.equal(await readFile(aside, 'utf8'), '{"schema": 1, "act', 'set aside by the save, as it was');
+  assert.deepEqual(await new SlotStateFile(path).load(), next, 'the new state written');
+  assert.deepEqual((await readdir(dir)).sort(), ['state.json', 'state.json.corrupt-2026-03-01T09-00-00-000Z']);
+  // Once only: a later save replaces state.json as usual.
+  await file.save(EMPTY_STATE);
+  assert.deepEqual(await new SlotStateFile(path).load(), EMPTY_STATE);
+  assert.equal(await readFile(aside, 'utf8'), '{"schema": 1, "act', 'the file set aside stays');
 });

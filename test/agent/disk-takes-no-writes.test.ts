@@ -1,0 +1,282 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test, type TestContext } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
+import type { SlotState } from '../../agent/slot-state.ts';
+import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
+import type { Assignment, Report } from '../../shared/protocol/payloads.ts';
+import { engineMissing } from '../helpers/engines.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+import { createAgentWorld, isAnswerTo, isOutcome, type AgentWorld } from './agent-fixtures.ts';
+import { AgentProcess, predictVia } from './agent-process.ts';
+import { recordingLogger, startAgent, type RunningAgent } from './agent-harness.ts';
+
+/**
+ * A data disk that takes no writes (full, or remounted read-only: a worn SD card) must not keep the
+ * agent from serving its last good model: leftovers of a crash it cannot remove are logged and left,
+ * a fallback to the previous model and a rollback run from memory, and are recorded (and answered)
+ * once the disk takes writes again. A restart before then comes back on state.json as it is.
+ */
+
+let world: AgentWorld;
+before(async () => {
+  world = await createAgentWorld();
+});
+after(() => world.close());
+
+const ROW = [[1, 2, 3, 4, 5, 6, 7]];
+const run = (command: string, args: string[]) => new Promise<boolean>((resolve) => spawn(command, args, { stdio: 'ignore' }).on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
+/** fleetprune_agent_assignments_total by outcome (those above 0). */
+async function answersCounted(agent: RunningAgent['agent']): Promise<Record<string, number>> {
+  const counts: Record<string, number> = {};
+  for (const value of (await agent.metrics.assignments.get()).values) if (value.value > 0) counts[String(value.labels.outcome)] = value.value;
+  return counts;
+}
+const readState = async (dataDir: string) => JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')) as SlotState;
+
+interface SmallDisk {
+  mount: string;
+  dataDir: string;
+  config: AgentConfig;
+  configPath: string;
+  /** The activations that seeded it, oldest first. */
+  assignments: Assignment[];
+  readOnly(): Promise<void>;
+  fill(): Promise<void>;
+  writable(): Promise<void>;
+}
+
+/**
+ * A 2 MiB tmpfs holding a data dir with v1 active (and v2 after it with `twoVersions`, v1 then
+ * previous); null when this machine cannot mount one (not root).
+ */
+async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean): Promise<SmallDisk | null> {
+  const mount = await mkdtemp(join(tmpdir(), `fleetprune-no-writes-${deviceId}-`));
+  const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
+  // Hooks run in order: the agents stop (registered later), then remount, unmount, remove.
+  if (mounted) t.after(() => run('umount', ['-l', mount]));
+  t.after(() => rm(mount, { recursive: true, force: true }));
+  if (!mounted) return null;
+  const dataDir = join(mount, 'data');
+  const config = await world.config(deviceId);
+  const seeding = await startAgent(t, world, deviceId, { dataDir, config, holdout: undefined });
+  const assignments: Assignment[] = [];
+  for (const model of twoVersions ? [world.v1, world.v2] : [world.v1]) {
+    const assigned = await world.assign(deviceId, model, 'active');
+    await world.waitForReport(isOutcome(assigned.id, 'activated'));
+    assignments.push(assigned);
+  }
+  await seeding.agent.idle();
+  await seeding.stop();
+  const configDir = await mkdtemp(join(tmpdir(), 'fleetprune-no-writes-config-'));
+  t.after(() => rm(configDir, { recursive: true, force: true }));
+  const filler = join(mount, 'filler');
+  return {
+    mount,
+    dataDir,
+    config,
+    assignments,
+    configPath: await AgentProcess.writeConfig(configDir, config),
+    async readOnly() {
+      assert.equal(await run('mount', ['-o', 'remount,ro', mount]), true, 'remounted read-only');
+      t.after(() => run('mount', ['-o', 'remount,rw', mount]));
+    },
+    async fill() {
+      await writeFile(filler, Buffer.alloc(4 * 1024 * 1024)).catch(() => {});
+    },
+    async writable() {
+      assert.equal(await run('mount', ['-o', 'remount,rw', mount]), true, 'remounted read-write');
+      await rm(filler, { force: true });
+    },
+  };
+}
+
+const noTmpfs = (t: TestContext) => engineMissing(t, 'a tmpfs mount', 'mounting one needs root (the test makes a full or read-only data disk)');
+
+/** Starts the CLI agent on the disk; resolves when it is ready, or with how it exited. */
+async function startOn(t: TestContext, disk: SmallDisk) {
+  const agent = AgentProcess.spawn(['--config', disk.configPath, '--data-dir', disk.dataDir]);
+  t.after(() => agent.stop());
+  const outcome = await Promise.race([agent.ready().then((ready) => ({ ready })), agent.exited.then((exited) => ({ exited }))]);
+  if (!('ready' in outcome)) assert.fail(`the agent exited (${JSON.stringify(outcome.exited)}) instead of serving: ${agent.stderr.slice(-600)}`);
+  return { agent, ...outcome.ready };
+}
+
+/** Leftovers of a kill -9 that the start removes, and the log line that names one it cannot. */
+const leftovers: { what: string; make: (dataDir: string) => Promise<string>; msg: string }[] = [
+  {
+    what: 'a state.json temp file',
+    make: async (dataDir) => {
+      const path = join(dataDir, '.state.json.tmp-0123456789ab');
+      await writeFile(path, '{"partial');
+      return path;
+    },
+    msg: 'cannot remove a leftover file; left in place',
+  },
+  {
+    what: 'a models/.staging-* directory',
+    make: async (dataDir) => {
+      const path = join(dataDir, 'models', `.staging-${'e'.repeat(64)}`);
+      await mkdir(path);
+      await writeFile(join(path, 'manifest.json'), '{}');
+      return path;
+    },
+    msg: 'cannot remove a leftover file; left in place',
+  },
+  {
+    what: 'a week-old downloads/*.part',
+    make: async (dataDir) => {
+      const path = join(dataDir, 'downloads', `${'d'.repeat(64)}.part`);
+      await writeFile(path, Buffer.alloc(1000));
+      const weekAgo = new Date(Date.now() - 8 * 86_400_000);
+      await utimes(path, weekAgo, weekAgo);
+      return path;
+    },
+    msg: 'cannot remove a leftover file; left in place',
+  },
+  {
+    what: 'an outbox temp file',
+    make: async (dataDir) => {
+      const path = join(dataDir, 'outbox', '.000000000000009-x.json.tmp-0123456789ab');
+      await writeFile(path, '{');
+      return path;
+    },
+    msg: 'cannot remove a leftover temp file of the outbox; left in place',
+  },
+];
+
+for (const { what, make, msg } of leftovers) {
+  test(`an agent restarted on a read-only data disk with ${what} left by a crash serves its active model, and logs the leftover it cannot remove`, async (t) => {
+    const disk = await smallDisk(t, `ro-left-${leftovers.findIndex((leftover) => leftover.what === what)}`, false);
+    if (!disk) return noTmpfs(t);
+    const leftover = await make(disk.dataDir);
+    await disk.readOnly();
+    const { agent, port, active } = await startOn(t, disk);
+    assert.equal(active, '1');
+    assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id, 'v1 served');
+    await agent.waitForLog(msg);
+    const line = agent.stderr.split('\n').find((text) => text.includes(`"msg":"${msg}"`))!;
+    assert.equal(JSON.parse(line).file, leftover, `the line names the leftover: ${line}`);
+    assert.match(JSON.parse(line).err, /EROFS/, `the line names the error: ${line}`);
+  });
+}
+
+test('a corrupt state.json on a read-only data disk: the agent starts with empty slots, and once the disk takes writes sets the file aside and restores the active model', async (t) => {
+  const disk = await smallDisk(t, 'ro-corrupt', false);
+  if (!disk) return noTmpfs(t);
+  await writeFile(join(disk.dataDir, 'state.json'), '{"schema": 1, "act');
+  await disk.readOnly();
+  const { logger, lines } = recordingLogger();
+  // In process, to take the retained assignment again quickly (its retry timer) once the disk takes writes.
+  const { agent, predict } = await startAgent(t, world, 'ro-corrupt', { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, assignmentRetryMs: 200 });
+  assert.equal(agent.slots.active, null, 'empty slots, as on a writable disk');
+  assert.equal((await predict({ rows: ROW })).status, 503);
+  const unmoved = lines.find((line) => line.msg === 'the corrupt state file cannot be set aside now; it is set aside before the first state write');
+  assert.equal(unmoved?.file, join(disk.dataDir, 'state.json'), 'the state file that could not be set aside is named');
+  assert.equal(lines.some((line) => line.msg === "the agent state file is corrupt; starting with empty slots until the server's assignment restores them"), true, 'the corruption is logged');
+
+  await disk.writable();
+  await waitFor(() => agent.slots.active?.sha256 === world.v1.id, 15_000, 'v1 restored by the retained assignment');
+  assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id);
+  const aside = (await readdir(disk.dataDir)).filter((name) => name.startsWith('state.json.corrupt-'));
+  assert.equal(aside.length, 1, `the corrupt file kept for inspection: ${aside}`);
+  assert.equal(await readFile(join(disk.dataDir, aside[0]!), 'utf8'), '{"schema": 1, "act', 'kept as it was');
+  assert.equal((await readState(disk.dataDir)).active?.sha256, world.v1.id, 'a new state file');
+});
+
+for (const kind of ['read-only', 'full'] as const) {
+  test(`an agent restarted on a ${kind} data disk whose active model is damaged serves the previous one`, async (t) => {
+    const disk = await smallDisk(t, `damaged-${kind}`, true);
+    if (!disk) return noTmpfs(t);
+    const onnx = join(disk.dataDir, 'models', world.v2.id, 'model.onnx');
+    const bytes = await readFile(onnx);
+    bytes[bytes.length - 5]! ^= 0xff;
+    await writeFile(onnx, bytes);
+    if (kind === 'read-only') await disk.readOnly();
+    else await disk.fill();
+    const { agent, port, active } = await startOn(t, disk);
+    assert.equal(active, '1');
+    assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id, 'v1 served');
+    await agent.waitForLog('the state change cannot be recorded on disk; running on it from memory until the disk takes writes (its reports are sent then)');
+  });
+}
+
+test('the fallback to the previous model run from memory is recorded, and the loss reported, once the disk takes writes', async (t) => {
+  const deviceId = 'damaged-later';
+  const disk = await smallDisk(t, deviceId, true);
+  if (!disk) return noTmpfs(t);
+  const isLoss = (report: Report) => isOutcome(disk.assignments[1]!.id, 'refused')(report) && report.deviceId === deviceId;
+  const onnx = join(disk.dataDir, 'models', world.v2.id, 'model.onnx');
+  const bytes = await readFile(onnx);
+  bytes[bytes.length - 5]! ^= 0xff;
+  await writeFile(onnx, bytes);
+  await disk.readOnly();
+  const { agent, predict } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, heartbeatIntervalMs: 200 });
+  assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id, 'v1 served from memory');
+  assert.deepEqual(agent.slots, { active: { model: world.v1.manifest.name, version: '1', sha256: world.v1.id }, candidate: null, previous: null });
+  await delay(1500); // a few heartbeats
+  assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json unchanged: a restart comes back on it');
+  assert.equal(world.harness.ingest.reports.some(isLoss), false, 'the loss is not reported before it is recorded');
+
+  await disk.writable();
+  const loss = await world.waitForReport(isLoss, 10_000);
+  assert.match(loss.kind === 'assignment' ? String(loss.reason) : '', /^dropped from the active slot, its files on the device unusable: /);
+  await waitFor(async () => (await readState(disk.dataDir)).active?.sha256 === world.v1.id, 10_000, 'the fallback recorded');
+  const state = await readState(disk.dataDir);
+  assert.equal(state.previous, null);
+  assert.deepEqual(state.lost?.map((model) => model.sha256), [world.v2.id], 'the lost model kept, for its restore');
+});
+
+for (const kind of ['full', 'read-only'] as const) {
+  test(`a rollback on a ${kind} data disk switches the served model at once, and is recorded and answered once the disk takes writes`, async (t) => {
+    const deviceId = `rollback-${kind}`;
+    const disk = await smallDisk(t, deviceId, true);
+    if (!disk) return noTmpfs(t);
+    const { logger, lines } = recordingLogger();
+    const { agent, predict } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+    assert.equal((await predict({ rows: ROW })).json.sha256, world.v2.id);
+    if (kind === 'full') await disk.fill();
+    else await disk.readOnly();
+
+    const rollback = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+    await waitFor(async () => (await predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served');
+    assert.equal(agent.slots.active?.sha256, world.v1.id);
+    assert.equal(agent.slots.previous?.sha256, world.v2.id);
+    assert.equal(lines.some((line) => line.msg === 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)'), true, 'the log says what happened');
+    await delay(1500); // a few heartbeats
+    assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id, 'still v1');
+    assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json unchanged');
+    assert.equal(world.harness.ingest.reports.some(isAnswerTo(rollback.id)), false, 'not answered before it is recorded');
+    assert.equal((await answersCounted(agent))['rolled-back'], undefined, 'nor counted');
+
+    await disk.writable();
+    const answer = await world.waitForReport(isAnswerTo(rollback.id), 10_000);
+    assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back');
+    const state = await readState(disk.dataDir);
+    assert.equal(state.active?.sha256, world.v1.id, 'recorded: v1 active');
+    assert.equal(state.previous?.sha256, world.v2.id);
+    assert.equal(state.handledIds.includes(rollback.id), true);
+    assert.deepEqual(state.pendingCommands, []);
+    await agent.idle();
+    assert.equal(world.harness.ingest.reports.filter(isAnswerTo(rollback.id)).length, 1, 'answered once');
+    assert.equal((await answersCounted(agent))['rolled-back'], 1, 'counted once');
+  });
+}
+
+test('an agent restarted before the disk took its rollback comes back on the state on disk', async (t) => {
+  const deviceId = 'rollback-restart';
+  const disk = await smallDisk(t, deviceId, true);
+  if (!disk) return noTmpfs(t);
+  const { config } = disk;
+  const first = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined });
+  await disk.readOnly();
+  await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  await waitFor(async () => (await first.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served from memory');
+  await first.stop();
+  const second = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined });
+  assert.equal((await second.predict({ rows: ROW })).json.sha256, world.v2.id, 'v2, as state.json says');
+});
