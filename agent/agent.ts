@@ -39,7 +39,7 @@ import { reportId } from './report-ids.ts';
 import type { ServingModel } from './serving-model.ts';
 import type { SessionCache } from './session-cache.ts';
 import type { Holdout } from './holdout.ts';
-import { modelInterfaceProblem } from './model-interface.ts';
+import { modelInterfaceProblem, modelProbeProblem } from './model-interface.ts';
 import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
 import { CorruptStateError, SlotStateFile, mootActivationCause, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
 
@@ -1271,7 +1271,8 @@ export class Agent {
   /** The model's session; throws when onnxruntime cannot load it or it does not match its manifest. */
   async #loadServingFrom(ref: ModelRef, model: InstalledModel): Promise<ServingModel> {
     const lease = await this.#deps.sessions.acquire(onnxSource(model));
-    const problem = modelInterfaceProblem(lease.session, model.manifest);
+    // The declared interface, then one row run through the model: its real output width can differ from the declared one.
+    const problem = modelInterfaceProblem(lease.session, model.manifest) ?? (await modelProbeProblem(lease.session, model.manifest));
     if (problem) {
       await lease.release();
       throw new Error(problem);

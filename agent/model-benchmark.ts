@@ -6,7 +6,8 @@ import { crashPoint } from './crash-points.ts';
 import { alignHoldout, type AlignedHoldout, type Holdout } from './holdout.ts';
 import { onnxSource, type InstalledModel } from './model-store.ts';
 import { readVerifiedOnnx } from './verified-onnx.ts';
-import { runModel } from './onnx-runner.ts';
+import { expectedOutput } from './model-interface.ts';
+import { runModel, type ExpectedOutput } from './onnx-runner.ts';
 import { createOnnxSession, type OnnxSession } from './onnx-session.ts';
 
 export interface BenchmarkSettings {
@@ -53,7 +54,7 @@ export async function benchmarkSideBySide(
     }
 
     const row = (model: Loaded, i: number) => model.holdout.features.subarray((i % model.holdout.rows) * model.holdout.nFeatures, ((i % model.holdout.rows) + 1) * model.holdout.nFeatures);
-    for (let i = 0; i < WARMUP_RUNS; i++) for (const model of loaded) await runModel(model.session, row(model, i), 1, model.holdout.nFeatures);
+    for (let i = 0; i < WARMUP_RUNS; i++) for (const model of loaded) await runModel(model.session, row(model, i), 1, model.holdout.nFeatures, model.expected);
 
     const breather = new Breather(signal);
     const latencies = loaded.map(() => new Float64Array(settings.latencySamples));
@@ -63,7 +64,7 @@ export async function benchmarkSideBySide(
         const model = loaded[index]!;
         const input = row(model, i);
         const start = performance.now();
-        await runModel(model.session, input, 1, model.holdout.nFeatures);
+        await runModel(model.session, input, 1, model.holdout.nFeatures, model.expected);
         latencies[index]![i] = performance.now() - start;
       }
     }
@@ -79,7 +80,7 @@ export async function benchmarkSideBySide(
       for (const index of abbaOrder(loaded.length, i)) {
         const model = loaded[index]!;
         const start = performance.now();
-        await runModel(model.session, batches[index]!, settings.batchSize, model.holdout.nFeatures);
+        await runModel(model.session, batches[index]!, settings.batchSize, model.holdout.nFeatures, model.expected);
         seconds[index]! += (performance.now() - start) / 1000;
       }
     }
@@ -110,6 +111,8 @@ interface Loaded {
   model: InstalledModel;
   holdout: AlignedHoldout;
   session: OnnxSession;
+  /** What every run must give (its manifest's width): a model giving another is failed, never scored. */
+  expected: ExpectedOutput;
   loadTimeMs: number;
   rssIncreaseBytes: number;
   score?: ModelBenchmark['score'];
@@ -122,20 +125,20 @@ async function load({ role, version, model }: { role: Role; version: string; mod
     const rssBefore = process.memoryUsage.rss();
     const loadStart = performance.now();
     const session = await createOnnxSession(await readVerifiedOnnx(onnxSource(model)));
-    return { role, version, model, holdout: aligned, session, loadTimeMs: performance.now() - loadStart, rssIncreaseBytes: process.memoryUsage.rss() - rssBefore };
+    return { role, version, model, holdout: aligned, session, expected: expectedOutput(model.manifest, version, role), loadTimeMs: performance.now() - loadStart, rssIncreaseBytes: process.memoryUsage.rss() - rssBefore };
   } catch (error) {
     throw new Error(`the ${role} model ${version}: ${errorMessage(error)}`);
   }
 }
 
-/** The model's score on the whole holdout; an Error if it gives non-finite outputs (never scored as a class). */
-async function score({ holdout, session, role, version }: Loaded): Promise<ModelBenchmark['score']> {
+/** The model's score on the whole holdout; an Error if it gives non-finite outputs or rows of another width than its manifest says (never scored as a class). */
+async function score({ holdout, session, role, version, expected }: Loaded): Promise<ModelBenchmark['score']> {
   const { nFeatures, rows } = holdout;
   const predictions: number[][] = [];
   for (let start = 0; start < rows; start += SCORING_CHUNK) {
     const count = Math.min(SCORING_CHUNK, rows - start);
     if (start > 0) await nextTurn();
-    predictions.push(...(await runModel(session, holdout.features.subarray(start * nFeatures, (start + count) * nFeatures), count, nFeatures)));
+    predictions.push(...(await runModel(session, holdout.features.subarray(start * nFeatures, (start + count) * nFeatures), count, nFeatures, expected)));
   }
   const nonFinite = predictions.filter((output) => output.some((value) => !Number.isFinite(value))).length;
   if (nonFinite > 0) throw new Error(`the ${role} model ${version} gives non-finite outputs for ${nonFinite} of ${rows} holdout rows`);

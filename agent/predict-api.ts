@@ -4,7 +4,8 @@ import { undecodableBody } from '../shared/http/undecodable-body.ts';
 import { duplicateJsonKey } from '../shared/util/duplicate-keys.ts';
 import type { Logger } from '../shared/util/log.ts';
 import type { AgentMetrics } from './agent-metrics.ts';
-import { runModel } from './onnx-runner.ts';
+import { expectedOutput } from './model-interface.ts';
+import { ModelOutputError, runModel } from './onnx-runner.ts';
 import { firstNonFiniteRow, parsePredictRows, predictionsAgree, toPredictions } from './predict-rows.ts';
 import type { ServingModel } from './serving-model.ts';
 
@@ -91,11 +92,19 @@ export function createPredictApp(options: PredictApiOptions): Express {
     const start = performance.now();
     let outputs: Awaited<ReturnType<typeof runModel>>;
     try {
-      outputs = await runModel(active.lease.session, parsed.features, parsed.rows, nFeatures);
+      outputs = await runModel(active.lease.session, parsed.features, parsed.rows, nFeatures, expectedOutput(active.manifest, active.ref.version, 'active'));
     } catch (error) {
       // Errors count rows, as the candidate's shadow errors do, so the two sides' error ratios compare.
       options.stats.errors += parsed.rows;
       rowsCounted.add(request);
+      if (error instanceof ModelOutputError) {
+        // The model answered, but not what its manifest says (a width it does not declare): no answer
+        // is read from it. The client is told so; the message names the model and shapes, never a stack.
+        logger.error({ version: active.ref.version, err: error.message }, 'the active model gave an output its manifest does not describe');
+        metrics.predictRequests.inc({ status: '500' });
+        response.status(500).json({ error: error.message });
+        return;
+      }
       throw error;
     }
     metrics.predictLatency.observe((performance.now() - start) / 1000);
@@ -185,7 +194,7 @@ function sameFeatures(a: ServingModel, b: ServingModel): boolean {
 
 async function shadowRun(candidate: ServingModel, features: Float32Array, rows: number, active: ReturnType<typeof toPredictions>, metrics: AgentMetrics, stats: ServingStats): Promise<void> {
   const start = performance.now();
-  const outputs = await runModel(candidate.lease.session, features, rows, candidate.manifest.features.length);
+  const outputs = await runModel(candidate.lease.session, features, rows, candidate.manifest.features.length, expectedOutput(candidate.manifest, candidate.ref.version, 'candidate'));
   // Outputs that are not numbers are a failed prediction, as /v1/predict answers them for the active model.
   if (firstNonFiniteRow(outputs) >= 0) throw new Error(`the candidate ${candidate.ref.version} gave a non-finite output`);
   metrics.shadowLatency.observe((performance.now() - start) / 1000);

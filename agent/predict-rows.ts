@@ -58,12 +58,19 @@ export function firstNonFiniteRow(outputs: readonly (readonly number[])[]): numb
 
 export type Prediction = { label: string; index: number; probabilities: number[] } | { value: number };
 
+/**
+ * The answers of model outputs of the manifest's width (runModel checks it when given the width);
+ * throws on a row of any other width rather than answer with a class, or a value, the row does not hold.
+ */
 export function toPredictions(manifest: Manifest, outputs: number[][]): Prediction[] {
+  const width = manifest.task === 'classification' ? manifest.labels.length : 1;
+  const wrong = outputs.findIndex((row) => row.length !== width);
+  if (wrong >= 0) throw new Error(`output row ${wrong} holds ${outputs[wrong]!.length} values, but the manifest's ${manifest.task} task needs ${width}`);
   if (manifest.task === 'regression') return outputs.map((row) => ({ value: row[0]! }));
   return outputs.map((row) => {
     let best = 0;
     for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-    return { label: manifest.labels[best] ?? String(best), index: best, probabilities: row };
+    return { label: manifest.labels[best]!, index: best, probabilities: row };
   });
 }
 
