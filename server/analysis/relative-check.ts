@@ -53,21 +53,33 @@ export interface RelativeQueryContext {
    */
   readonly baselineVersions?: readonly string[];
   /**
-   * When the rollout started, and the measurement's time: the window reaches no further back
-   * (at least 1s), so reports from before this rollout (an earlier rollout of the same version,
-   * rolled back or aborted) are not its evidence.
+   * When the rollout started, and the measurement's time: reports from before this rollout (an
+   * earlier rollout of the same version, rolled back or aborted) are not its evidence. The window
+   * reaches no further back (at least 1s), which is enough for report history; and a device counts
+   * only if its latest report in the window is from notBefore on (the report-time gauge), as the
+   * exported gauges keep a label set's last report and Prometheus (or the builtin provider's
+   * recorder) scrapes it again and again, time-stamped with each scrape.
    */
   readonly notBefore?: Date;
   readonly at?: Date;
 }
 
-/** The two PromQL queries a relative check sends: per-device candidate and baseline values. */
+/**
+ * The two PromQL queries a relative check sends: per-device candidate and baseline values. With
+ * a start (notBefore), each keeps to the label sets whose latest report in the window was taken
+ * from the start on: `… and last_over_time(fleetprune_device_report_timestamp_seconds{…}[w]) >= <start, Unix s>`.
+ */
 export function relativeQueries(source: RelativeSource, context: RelativeQueryContext): { candidate: string; baseline: string } {
   const series = SERIES[source.metric].name;
   const model = promqlString(context.model);
   const devices = promqlString(promqlAlternation(context.devices));
   const range = formatDuration(windowOf(source, context));
-  const build = (matchers: string) => `avg by (device) (avg_over_time(${series}{${matchers}}[${range}]))`;
+  const start = context.notBefore && context.at ? context.notBefore.getTime() / 1000 : undefined;
+  const build = (matchers: string) => {
+    const values = `avg_over_time(${series}{${matchers}}[${range}])`;
+    const reportedSinceStart = start === undefined ? '' : ` and last_over_time(${DEVICE_REPORT_METRICS.reportTimestamp}{${matchers}}[${range}]) >= ${start}`;
+    return `avg by (device) (${values}${reportedSinceStart})`;
+  };
   return {
     candidate: build(`model="${model}",version="${promqlString(context.candidateVersion)}",role="candidate",device=~"${devices}"`),
     baseline: build(`model="${model}",${baselineVersionMatcher(context.baselineVersions)}role="active",device=~"${devices}"`),

@@ -78,7 +78,7 @@ export const MAX_EXPORTED_MODELS_PER_DEVICE = 8;
  * MAX_EXPORTED_MODELS_PER_DEVICE models, and a revoked device's series go with it.
  */
 export class ReportMetricsExporter {
-  readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio', Gauge<Label>>;
+  readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio' | 'reportTimestamp', Gauge<Label>>;
   readonly #counters: Record<'predictions' | 'servedPredictions' | 'errors' | 'reports', Counter<Label>>;
   /** Per device, per model and role, the label set it exports now and its last report (in order of last report). */
   readonly #exported = new Map<string, Map<string, ExportedEntry>>();
@@ -99,6 +99,7 @@ export class ReportMetricsExporter {
       latencyP95: gauge(DEVICE_REPORT_METRICS.latencyP95, '95th percentile prediction latency on the device (latest report)'),
       latencyP99: gauge(DEVICE_REPORT_METRICS.latencyP99, '99th percentile prediction latency on the device (latest report)'),
       errorRatio: gauge(DEVICE_REPORT_METRICS.errorRatio, 'Failed over attempted predictions in the latest heartbeat interval with traffic (0 from a benchmark)'),
+      reportTimestamp: gauge(DEVICE_REPORT_METRICS.reportTimestamp, 'When the device took the benchmark behind these gauges (the latest report), Unix seconds: relative checks count only reports since the rollout started'),
     };
     this.#counters = {
       predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Rows the device predicted with the model: benchmark holdout rows, and rows served (active) or run in shadow (candidate)'),
@@ -260,6 +261,10 @@ export class ReportMetricsExporter {
     this.#gauges.latencyP95.set(labels, report.latencyMs.p95 / 1000);
     this.#gauges.latencyP99.set(labels, report.latencyMs.p99 / 1000);
     if (report.predictions > 0) this.#gauges.errorRatio.set(labels, report.errors / report.predictions);
+    // The report's own time, also for a promotion's copy (the candidate's benchmark, not the
+    // promotion): the gauges above are re-scraped as long as the label set stays, and this tells
+    // which benchmark they show (a relative check keeps to those since its rollout's start).
+    this.#gauges.reportTimestamp.set(labels, report.ts.getTime() / 1000);
     // A copy's counters are there (at what they were, or 0) but count nothing new.
     this.#counters.predictions.inc(labels, counts.predictions);
     // A benchmark's holdout rows are no served rows: the series is there (at 0 until the device serves).

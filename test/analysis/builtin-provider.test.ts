@@ -65,6 +65,35 @@ describe('builtin provider over a prom-client Registry', () => {
     assert.deepEqual((await q('absent_series_total')).samples, []);
   });
 
+  it('evaluates "and" as Prometheus does: the left samples (name and value kept) with a match on the right; on/ignoring; below comparisons', async () => {
+    const f = registryFixture();
+    f.requests.inc({ code: '200', route: '/a' }, 90);
+    f.requests.inc({ code: '500', route: '/a' }, 10);
+    f.requests.inc({ code: '200', route: '/b' }, 50);
+    const since = new Gauge({ name: 'app_route_since_seconds', help: 'h', labelNames: ['code', 'route'], registers: [f.registry] });
+    since.set({ code: '200', route: '/a' }, 1000);
+    since.set({ code: '500', route: '/a' }, 2000);
+    since.set({ code: '200', route: '/b' }, 3000);
+    const q = (query: string) => f.provider.query(query, { now: at(0) });
+    // `and` binds looser than `>=`: the right side is the filtered gauge.
+    assert.deepEqual((await q('app_requests_total and app_route_since_seconds >= 2000')).samples.map((s) => [s.labels.__name__, s.labels.code, s.labels.route, s.value]).sort(), [
+      ['app_requests_total', '200', '/b', 50],
+      ['app_requests_total', '500', '/a', 10],
+    ]);
+    assert.deepEqual(byLabel(await q('sum by (route) (app_requests_total and app_route_since_seconds >= 2000)'), 'route'), { '/a': 10, '/b': 50 });
+    // Several left samples may match one right sample (no one-to-one rule for set operators).
+    assert.deepEqual(byLabel(await q('sum by (code) (app_requests_total and on (route) app_route_since_seconds{code="500"})'), 'code'), { '200': 90, '500': 10 });
+    assert.deepEqual(byLabel(await q('app_requests_total and ignoring (code) app_route_since_seconds{code="200",route="/b"}'), 'route'), { '/b': 50 });
+    assert.deepEqual((await q('app_requests_total and app_route_since_seconds > 5000')).samples, [], 'nothing on the right: nothing');
+    // The range functions of the relative checks' queries, and a window.
+    assert.deepEqual(byLabel(await q('avg by (route) (avg_over_time(app_requests_total[1m]) and last_over_time(app_route_since_seconds[1m]) >= 3000)'), 'route'), { '/b': 50 });
+    const fails = async (query: string, message: RegExp) =>
+      assert.rejects(f.provider.query(query, { now: at(0) }), (error: unknown) => error instanceof MetricProviderError && message.test(error.message), query);
+    await fails('app_requests_total and 1', /"and" needs an instant vector on both sides/);
+    await fails('app_requests_total and bool app_route_since_seconds', /"bool" only follows a comparison/);
+    await fails('app_requests_total and on (route) group_left app_route_since_seconds', /does not support "group_left"/);
+  });
+
   it('computes rate and increase over counters scraped at several times', async () => {
     const f = registryFixture();
     f.requests.inc({ code: '200', route: '/a' }, 100);
@@ -99,7 +128,8 @@ describe('builtin provider over a prom-client Registry', () => {
       assert.rejects(f.provider.query(query, { now: at(0) }), (error: unknown) => error instanceof MetricProviderError && message.test(error.message), query);
     await fails('topk(3, app_requests_total)', /does not support "topk"/);
     await fails('app_requests_total offset 5m', /does not support "offset"/);
-    await fails('app_requests_total and app_temperature_celsius', /does not support "and"/);
+    await fails('app_requests_total or app_temperature_celsius', /does not support "or"/);
+    await fails('app_requests_total unless app_temperature_celsius', /does not support "unless"/);
     await fails('label_replace(app_requests_total)', /does not support the function "label_replace"/);
     await fails('rate(app_requests_total)', /rate\(\) takes one range selector/);
     await fails('app_requests_total[5m]', /must be the argument of a range function/);

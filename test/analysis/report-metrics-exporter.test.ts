@@ -126,3 +126,22 @@ test('a heartbeat removes the series of models it shows the device no longer hol
   assert.deepEqual(await series(registry, DEVICE_REPORT_METRICS.accuracy), [], 'a newer heartbeat: v2 is no longer held');
   exporter.reconcileSlots('unknown', { active: null, candidate: null }, at(30)); // nothing exported for it: nothing happens
 });
+
+test("the report-time gauge tells which benchmark a label set's gauges hold: a new report moves it, served rows do not, a promotion's copy keeps the candidate's", async () => {
+  const registry = new Registry();
+  const exporter = new ReportMetricsExporter(registry);
+  const times = async () => Object.fromEntries(((await registry.getMetricsAsJSON()).find((entry) => entry.name === DEVICE_REPORT_METRICS.reportTimestamp)?.values ?? []).map(({ labels, value }) => [`${labels.version}/${labels.role}`, value]));
+  const T = Date.UTC(2026, 0, 1, 12);
+  exporter.observe(report({ role: 'active', version: '1', ts: new Date(T - 240_500) }));
+  exporter.observe(report({ ts: new Date(T - 240_000) }));
+  assert.deepEqual(await times(), { '1/active': (T - 240_500) / 1000, '2/candidate': (T - 240_000) / 1000 }, 'Unix seconds, milliseconds kept');
+  // Heartbeats' served rows set the error ratio, not the benchmark the other gauges hold.
+  exporter.observeServing({ deviceId: 'd1', cohort: 'pilot', active: { model: 'wine', version: '1' }, candidate: { model: 'wine', version: '2' }, predictions: 10, errors: 0, shadowRows: 10, shadowErrors: 0, sentAt: new Date(T) });
+  assert.deepEqual(await times(), { '1/active': (T - 240_500) / 1000, '2/candidate': (T - 240_000) / 1000 });
+  exporter.observe(report({ ts: new Date(T - 30_000) }));
+  assert.equal((await times())['2/candidate'], (T - 30_000) / 1000, 'a new benchmark of the same label set moves it');
+  exporter.keepSlots('d1', { active: { model: 'wine', version: '2' }, candidate: null }, new Date(T));
+  assert.deepEqual(await times(), { '2/active': (T - 30_000) / 1000, '2/candidate': (T - 30_000) / 1000 }, 'the promoted copy holds the candidate\'s benchmark, of its time');
+  exporter.forgetDevice('d1');
+  assert.deepEqual(await times(), {}, 'removed with the label set');
+});

@@ -101,14 +101,16 @@ class Evaluator {
   #binary(expr: Extract<PromExpr, { type: 'binary' }>): PromValue {
     const left = this.evaluate(expr.left);
     const right = this.evaluate(expr.right);
-    const comparison = isComparison(expr.op);
+    const op = expr.op;
+    if (op === 'and') return { type: 'vector', samples: intersect(left, right, expr.matching) };
+    const comparison = isComparison(op);
     if (left.type === 'scalar' && right.type === 'scalar') {
       if (comparison && !expr.bool) throw new PromqlError('comparisons between scalars need "bool"');
-      return { type: 'scalar', value: apply(expr.op, left.value, right.value) };
+      return { type: 'scalar', value: apply(op, left.value, right.value) };
     }
     const keepName = comparison && !expr.bool;
     const result = (labels: Readonly<Record<string, string>>, l: number, r: number, sampleValue: number): Sample | undefined => {
-      const value = apply(expr.op, l, r);
+      const value = apply(op, l, r);
       if (!comparison) return { labels: dropName(labels), value };
       if (expr.bool) return { labels: dropName(labels), value };
       return value === 1 ? { labels: keepName ? labels : dropName(labels), value: sampleValue } : undefined;
@@ -151,6 +153,26 @@ class Evaluator {
     }
     return { type: 'vector', samples };
   }
+}
+
+/**
+ * `left and right`: the left samples, as they are (name and value), whose labels (all but the
+ * name, or those `on`/`ignoring` names) match a right sample's; several may match on either side.
+ */
+function intersect(left: PromValue, right: PromValue, matching: { readonly mode: 'on' | 'ignoring'; readonly labels: readonly string[] } | undefined): Sample[] {
+  if (left.type !== 'vector' || right.type !== 'vector') throw new PromqlError('"and" needs an instant vector on both sides');
+  const key = (labels: Readonly<Record<string, string>>): string => {
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(labels)) {
+      if (name === '__name__') continue;
+      if (matching?.mode === 'on' && !matching.labels.includes(name)) continue;
+      if (matching?.mode === 'ignoring' && matching.labels.includes(name)) continue;
+      out[name] = value;
+    }
+    return seriesKey(out);
+  };
+  const present = new Set(right.samples.map((sample) => key(sample.labels)));
+  return left.samples.filter((sample) => present.has(key(sample.labels)));
 }
 
 function isComparison(op: ArithmeticOperator | ComparisonOperator): op is ComparisonOperator {

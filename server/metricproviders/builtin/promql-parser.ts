@@ -12,9 +12,12 @@ import { compileAnchored, type AnchoredRegex } from './linear-regex.ts';
  *   count_over_time, last_over_time, histogram_quantile, abs, scalar, vector;
  * - binary `+ - * / %` and comparisons `== != > < >= <=` (with `bool`), between scalars,
  *   vector and scalar, or two vectors matched one-to-one (optionally `on (…)` / `ignoring (…)`);
+ * - the set operator `and` between two vectors (optionally `on (…)` / `ignoring (…)`): the left
+ *   samples that have a match on the right, as they are (the relative checks keep to devices
+ *   whose report is recent enough with it);
  * - unary minus and parentheses.
  *
- * Anything else (offset, @, subqueries, and/or/unless, group_left/right, topk…) is a clear
+ * Anything else (offset, @, subqueries, or/unless, group_left/right, topk…) is a clear
  * parse error naming the construct.
  */
 export type MatchOperator = '=' | '!=' | '=~' | '!~';
@@ -32,6 +35,7 @@ export const INSTANT_FUNCTIONS = ['histogram_quantile', 'abs', 'scalar', 'vector
 export type InstantFunction = (typeof INSTANT_FUNCTIONS)[number];
 export type ArithmeticOperator = '+' | '-' | '*' | '/' | '%';
 export type ComparisonOperator = '==' | '!=' | '>' | '<' | '>=' | '<=';
+export type SetOperator = 'and';
 
 export type PromExpr =
   | { readonly type: 'number'; readonly value: number }
@@ -41,7 +45,7 @@ export type PromExpr =
   | { readonly type: 'call'; readonly fn: InstantFunction; readonly args: readonly PromExpr[] }
   | {
       readonly type: 'binary';
-      readonly op: ArithmeticOperator | ComparisonOperator;
+      readonly op: ArithmeticOperator | ComparisonOperator | SetOperator;
       readonly bool: boolean;
       readonly matching?: { readonly mode: 'on' | 'ignoring'; readonly labels: readonly string[] };
       readonly left: PromExpr;
@@ -63,7 +67,7 @@ interface Token {
 }
 
 const OPS = ['=~', '!~', '!=', '==', '<=', '>=', '(', ')', '{', '}', '[', ']', ',', '=', '<', '>', '+', '-', '*', '/', '%', '^', '@', ':'];
-const UNSUPPORTED_WORDS = new Set(['offset', 'and', 'or', 'unless', 'group_left', 'group_right', 'topk', 'bottomk', 'quantile', 'stddev', 'stdvar', 'count_values', 'group']);
+const UNSUPPORTED_WORDS = new Set(['offset', 'or', 'unless', 'group_left', 'group_right', 'topk', 'bottomk', 'quantile', 'stddev', 'stdvar', 'count_values', 'group']);
 
 function lex(source: string): Token[] {
   const tokens: Token[] = [];
@@ -205,8 +209,9 @@ export function parsePromql(source: string): PromExpr {
   return expr;
 }
 
-/** Binary precedence, lowest first; `^` is not supported. */
-const LEVELS: readonly (readonly string[])[] = [['==', '!=', '>', '<', '>=', '<='], ['+', '-'], ['*', '/', '%']];
+/** Binary precedence, lowest first (`and` is a word, the others operators); `or` and `^` are not supported. */
+const LEVELS: readonly (readonly string[])[] = [['and'], ['==', '!=', '>', '<', '>=', '<='], ['+', '-'], ['*', '/', '%']];
+const COMPARISON_LEVEL = 1;
 
 class PromqlParser {
   #tokens: Token[];
@@ -232,15 +237,15 @@ class PromqlParser {
       if (token.kind === 'identifier' && UNSUPPORTED_WORDS.has(token.text) && level === 0) {
         throw new PromqlError(`the builtin provider does not support "${token.text}"`, token.position);
       }
-      if (token.kind !== 'op' || !LEVELS[level]!.includes(token.text)) return left;
+      if (token.kind !== (level === 0 ? 'identifier' : 'op') || !LEVELS[level]!.includes(token.text)) return left;
       this.#take();
       const bool = this.#word('bool');
-      if (bool && level !== 0) throw new PromqlError('"bool" only follows a comparison', token.position);
+      if (bool && level !== COMPARISON_LEVEL) throw new PromqlError('"bool" only follows a comparison', token.position);
       const matching = this.#matching();
       const right = this.expression(level + 1);
       left = {
         type: 'binary',
-        op: token.text as ArithmeticOperator | ComparisonOperator,
+        op: token.text as ArithmeticOperator | ComparisonOperator | SetOperator,
         bool,
         ...(matching ? { matching } : {}),
         left,

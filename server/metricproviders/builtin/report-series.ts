@@ -36,6 +36,7 @@ export function reportSeries(reports: readonly DeviceReport[]): Series[] {
     push(DEVICE_REPORT_METRICS.servedPredictions, report, 0, true);
     push(DEVICE_REPORT_METRICS.errors, report, report.errors, true);
     push(DEVICE_REPORT_METRICS.reports, report, 1, true);
+    push(DEVICE_REPORT_METRICS.reportTimestamp, report, report.ts.getTime() / 1000, false);
   }
   return [...series.values()];
 }
