@@ -48,12 +48,13 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
     if (context.devices.length === 0) {
       return { ...base, phase: 'Inconclusive', finishedAt: finish(), queries, value: [], thresholds, message: 'too few samples: no device carries the candidate' };
     }
+    const notes = newNotes();
     try {
       const scale = relativeScale(source.metric);
       const [candidate, baseline] = await Promise.all([
         // The window is in the queries (avg_over_time); the timeout is the default query timeout, as for any query.
-        run(provider, queries.candidate, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs),
-        run(provider, queries.baseline, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs),
+        run(provider, queries.candidate, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs, notes),
+        run(provider, queries.baseline, startedAt, context, METRIC_DEFAULTS.queryTimeoutMs, notes),
       ]);
       // Only the rollout's devices count: a backend answering for others (ignoring the query's
       // device matcher) must not make up the samples minSamples asks for.
@@ -67,7 +68,7 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
       const paired = [...candidateByDevice.keys()].filter((device) => baselineByDevice.has(device)).length;
       return {
         ...base,
-        phase: judgement.phase,
+        ...annotated(judgement.phase, `${metric.name}: ${judgement.message}`, notes),
         finishedAt: finish(),
         queries,
         value: evidence ? evidence.candidate.map((entry) => entry.value) : candidate.map((s) => s.value * scale),
@@ -75,7 +76,6 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
         samples: evidence ? evidence.candidate.length : paired,
         thresholds: evidence ? { ...thresholds, success: evidence.bound } : thresholds,
         ...(evidence ? { relative: evidence } : {}),
-        message: `${metric.name}: ${judgement.message}`,
       };
     } catch (error) {
       return { ...base, phase: 'Error', finishedAt: finish(), queries, value: null, thresholds, message: `${metric.name}: ${errorMessage(error)}` };
@@ -85,26 +85,26 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
   const queries: Record<string, string> = { query: renderQuery(source.query, args) };
   if (source.baselineQuery) queries.baselineQuery = renderQuery(source.baselineQuery, args);
   if (source.samplesQuery) queries.samplesQuery = renderQuery(source.samplesQuery, args);
+  const notes = newNotes();
   try {
-    const result = await run(provider, queries.query!, startedAt, context, source.timeoutMs, args);
+    const result = await run(provider, queries.query!, startedAt, context, source.timeoutMs, notes, args);
     const values = result.map((s) => s.value);
-    const baseline = queries.baselineQuery ? (await run(provider, queries.baselineQuery, startedAt, context, source.timeoutMs, args)).map((s) => s.value) : undefined;
+    const baseline = queries.baselineQuery ? (await run(provider, queries.baselineQuery, startedAt, context, source.timeoutMs, notes, args)).map((s) => s.value) : undefined;
     let samples = values.length;
     if (queries.samplesQuery) {
-      const counted = await run(provider, queries.samplesQuery, startedAt, context, source.timeoutMs, args);
+      const counted = await run(provider, queries.samplesQuery, startedAt, context, source.timeoutMs, notes, args);
       samples = counted.length === 0 ? 0 : counted.reduce((total, s) => total + s.value, 0);
     }
     const verdict = judgeConditions(metric, { values, ...(baseline ? { baseline } : {}), samples, args });
     return {
       ...base,
-      phase: verdict.phase,
+      ...annotated(verdict.phase, `${metric.name}: ${verdict.message}`, notes),
       finishedAt: finish(),
       queries,
       value: values,
       ...(baseline ? { baseline } : {}),
       samples,
       thresholds: verdict.thresholds,
-      message: `${metric.name}: ${verdict.message}`,
     };
   } catch (error) {
     return {
@@ -124,7 +124,34 @@ export function measurementProvider(metric: AnalysisMetric, providers: MetricPro
   return providers.resolve(metric.source.kind === 'query' ? metric.source.provider : 'default');
 }
 
-async function run(provider: MetricProvider, query: string, now: Date, context: MeasurementContext, timeoutMs: number, args?: Readonly<Record<string, string>>): Promise<readonly Sample[]> {
+/** The warnings and infos of a measurement's answers (a Prometheus partial response), each once. */
+interface QueryNotes {
+  readonly warnings: Set<string>;
+  readonly infos: Set<string>;
+}
+
+function newNotes(): QueryNotes {
+  return { warnings: new Set(), infos: new Set() };
+}
+
+/**
+ * The verdict with the answers' warnings and infos shown in its message. An answer with warnings
+ * may be partial (a Thanos/Mimir store unavailable: devices' series missing, or a candidate's
+ * errors undercounted), so a Successful verdict on it is Inconclusive: a rollout is never promoted
+ * on partial data. Failed stays Failed (what was seen already fails it), and Inconclusive stays.
+ */
+function annotated(phase: Measurement['phase'], message: string, notes: QueryNotes): Pick<Measurement, 'phase' | 'message'> {
+  const warnings = [...notes.warnings];
+  const infos = [...notes.infos];
+  let text = message;
+  if (warnings.length > 0) text += `; the metric provider warned: ${warnings.map((w) => `"${w}"`).join(', ')}${phase === 'Successful' ? ' (a partial answer: Inconclusive, not Successful)' : ''}`;
+  if (infos.length > 0) text += `; the metric provider noted: ${infos.map((info) => `"${info}"`).join(', ')}`;
+  return { phase: phase === 'Successful' && warnings.length > 0 ? 'Inconclusive' : phase, message: text };
+}
+
+async function run(provider: MetricProvider, query: string, now: Date, context: MeasurementContext, timeoutMs: number, notes: QueryNotes, args?: Readonly<Record<string, string>>): Promise<readonly Sample[]> {
   const result = await provider.query(query, { now, timeoutMs, ...(args ? { args } : {}), ...(context.signal ? { signal: context.signal } : {}) });
+  for (const warning of result.warnings ?? []) notes.warnings.add(warning);
+  for (const info of result.infos ?? []) notes.infos.add(info);
   return result.samples;
 }

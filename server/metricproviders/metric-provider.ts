@@ -12,6 +12,14 @@ export interface Sample {
 export interface QueryResult {
   readonly resultType: 'vector' | 'scalar';
   readonly samples: readonly Sample[];
+  /**
+   * The backend's warnings with a successful answer (Prometheus API `warnings`): above all a
+   * partial response (Thanos, Mimir, Cortex: "2 of 3 store gateways unavailable"), whose samples
+   * may lack series. A measurement shows them, and is never Successful on them. One printable line each.
+   */
+  readonly warnings?: readonly string[];
+  /** The backend's informational notes (Prometheus API `infos`, e.g. "metric might not be a counter"): shown, no effect on the verdict. */
+  readonly infos?: readonly string[];
 }
 
 export interface QueryContext {

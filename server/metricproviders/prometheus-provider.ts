@@ -28,6 +28,8 @@ interface PrometheusAnswer {
   errorType?: unknown;
   error?: unknown;
   data?: { resultType?: unknown; result?: unknown } | null;
+  warnings?: unknown;
+  infos?: unknown;
 }
 
 export class PrometheusProvider implements MetricProvider {
@@ -99,8 +101,32 @@ export class PrometheusProvider implements MetricProvider {
       // A proxy or cache answering with an error status must not pass its body off as a result.
       throw new MetricProviderError(this.name, `HTTP ${response.status} (${response.statusText || 'error'}) despite status "success"`);
     }
-    return toResult(parsed, this.name, context.now.getTime() / 1000);
+    const result = toResult(parsed, this.name, context.now.getTime() / 1000);
+    // A successful answer may still be partial (a Thanos/Mimir store unavailable): its warnings go with it.
+    const warnings = annotations(parsed.warnings);
+    const infos = annotations(parsed.infos);
+    return { ...result, ...(warnings.length > 0 ? { warnings } : {}), ...(infos.length > 0 ? { infos } : {}) };
   }
+}
+
+/** At most this many annotations of one kind are kept, each cut to MAX_ANNOTATION_CHARS. */
+export const MAX_ANNOTATIONS = 5;
+const MAX_ANNOTATION_CHARS = 300;
+
+/**
+ * The API's `warnings` or `infos` as printable lines (the backend's text ends up in the decision
+ * log and stored reasons), deduplicated, at most MAX_ANNOTATIONS (the last says how many more
+ * there were). The API sends a list of strings; a lone string, or entries that are not strings,
+ * are kept all the same (as text): a warning is never dropped for its form.
+ */
+function annotations(value: unknown): string[] {
+  if (value === undefined || value === null) return [];
+  const entries: unknown[] = Array.isArray(value) ? value : [value];
+  const line = (entry: unknown) => (typeof entry === 'string' ? entry : String(JSON.stringify(entry))).replace(/[\s\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').trim();
+  const texts = [...new Set(entries.map(line).filter((entry) => entry !== '' && entry !== 'null'))];
+  const cut = texts.map((text) => (text.length > MAX_ANNOTATION_CHARS ? `${text.slice(0, MAX_ANNOTATION_CHARS)}…` : text).toWellFormed());
+  if (cut.length <= MAX_ANNOTATIONS) return cut;
+  return [...cut.slice(0, MAX_ANNOTATIONS - 1), `${cut.length - MAX_ANNOTATIONS + 1} more`];
 }
 
 /** The largest answer read (a query over the whole fleet is far below); more is an error. */
