@@ -9,13 +9,20 @@ import { midranks } from './midranks.ts';
  * - `method`: 'exact' (the permutation distribution of U; only without ties), 'asymptotic'
  *   (normal approximation with tie correction and, by default, continuity correction), or
  *   'auto' (exact when there are no ties and either sample has 8 values or fewer, like scipy,
- *   as long as n1 × n2 ≤ 20000).
+ *   as long as n1 × n2 ≤ EXACT_MAX_CELLS). The exact distribution costs O(n1²·n2²) time and
+ *   O(min(n1, n2)·n1·n2) memory, so it is bounded as the exact Wilcoxon signed-rank test is:
+ *   beyond EXACT_MAX_CELLS 'auto' takes the normal approximation (excellent there) and 'exact'
+ *   is refused.
  */
 export type Alternative = 'two-sided' | 'less' | 'greater';
 
-/** 'auto' goes exact only below this n1 × n2 (beyond it the normal approximation is excellent). */
-const AUTO_EXACT_MAX_CELLS = 20_000;
-const EXACT_MAX_CELLS = 1_000_000;
+/**
+ * The largest n1 × n2 the exact method takes (and 'auto' goes exact for): at most some 700k steps
+ * over two buffers of at most 1 MB, a few ms (40 × 40 is the worst shape); the earlier limits let
+ * 8 × 2500 ('auto') take 37 s and 100 × 100 ('exact') 4.8 s. Beyond it the normal approximation
+ * is excellent.
+ */
+export const EXACT_MAX_CELLS = 1600;
 export type Method = 'auto' | 'exact' | 'asymptotic';
 
 export interface MannWhitneyOptions {
@@ -60,7 +67,7 @@ export function mannWhitneyU(x: readonly number[], y: readonly number[], options
   // The statistic whose upper tail is the p-value, as scipy does.
   const upper = alternative === 'greater' ? u1 : alternative === 'less' ? u2 : Math.max(u1, u2);
   const method = options.method ?? 'auto';
-  const exact = method === 'exact' || (method === 'auto' && !ties && Math.min(n1, n2) <= 8 && n1 * n2 <= AUTO_EXACT_MAX_CELLS);
+  const exact = method === 'exact' || (method === 'auto' && !ties && Math.min(n1, n2) <= 8 && n1 * n2 <= EXACT_MAX_CELLS);
   if (method === 'exact' && ties) throw new RangeError('the exact Mann-Whitney test needs samples without ties; use the asymptotic method');
   if (method === 'exact' && n1 * n2 > EXACT_MAX_CELLS) throw new RangeError(`the exact Mann-Whitney test is limited to n1 × n2 ≤ ${EXACT_MAX_CELLS}; use the asymptotic method`);
 
@@ -84,24 +91,27 @@ function exactUpperTail(u: number, sizeA: number, sizeB: number): number {
   const n1 = Math.max(sizeA, sizeB);
   const n2 = Math.min(sizeA, sizeB);
   const maxU = n1 * n2;
-  // counts[j][k]: arrangements of i x-values and j y-values with U = k, built up over i.
-  let previous: number[][] = Array.from({ length: n2 + 1 }, () => {
-    const row = new Array<number>(maxU + 1).fill(0);
-    row[0] = 1;
-    return row;
-  });
+  // Row j, entry k (at j × width + k): arrangements of i x-values and j y-values with U = k,
+  // built up over i in two buffers used in turn (no allocation per step). Step i writes each row
+  // j over 0..i·j, all that the step before it (two steps back for the same buffer) wrote there;
+  // beyond that a buffer holds zeros.
+  const width = maxU + 1;
+  let previous = new Float64Array((n2 + 1) * width);
+  let current = new Float64Array((n2 + 1) * width);
+  for (let j = 0; j <= n2; j += 1) previous[j * width] = 1;
+  current[0] = 1;
   for (let i = 1; i <= n1; i += 1) {
-    const current: number[][] = Array.from({ length: n2 + 1 }, () => new Array<number>(maxU + 1).fill(0));
-    current[0]![0] = 1;
     for (let j = 1; j <= n2; j += 1) {
+      const row = j * width;
+      const above = row - width;
       for (let k = 0; k <= i * j; k += 1) {
         // Largest value is an x (it beats all j y's) or a y.
-        current[j]![k] = (k >= j ? previous[j]![k - j]! : 0) + current[j - 1]![k]!;
+        current[row + k] = (k >= j ? previous[row + k - j]! : 0) + current[above + k]!;
       }
     }
-    previous = current;
+    [previous, current] = [current, previous];
   }
-  const counts = previous[n2]!;
+  const counts = previous.subarray(n2 * width, n2 * width + width);
   let total = 0;
   let tail = 0;
   for (let k = 0; k <= maxU; k += 1) {

@@ -78,7 +78,28 @@ describe('Mann-Whitney U', () => {
     assert.equal(exact.u, 1500);
     close(exact.p, 1 / ((503 * 502 * 501) / 6), 1e-15);
     assert.ok(Date.now() - started < 2000);
-    assert.throws(() => mannWhitneyU(small, Array.from({ length: 400_000 }, (_, i) => i + 0.5), { method: 'exact' }), /limited to n1 × n2 ≤ 1000000/);
+    assert.throws(() => mannWhitneyU(small, Array.from({ length: 400_000 }, (_, i) => i + 0.5), { method: 'exact' }), /limited to n1 × n2 ≤ 1600/);
+  });
+
+  it('bounds the exact method\'s cost: the largest exact shapes stay fast, larger ones go asymptotic (auto) or are refused (exact)', () => {
+    const spread = (n: number, offset: number) => Array.from({ length: n }, (_, i) => i * 2 + offset);
+    // The worst shapes within the limit (n1 × n2 ≤ 1600): square, and the smaller sample at auto's 8.
+    for (const [a, b] of [[40, 40], [8, 200], [1, 1600]] as const) {
+      const started = performance.now();
+      const result = mannWhitneyU(spread(a, 0.5), spread(b, 1), { method: 'exact' });
+      const elapsed = performance.now() - started;
+      assert.equal(result.method, 'exact', `${a} × ${b}`);
+      assert.ok(elapsed < 500, `${a} × ${b} exact took ${elapsed.toFixed(0)} ms (a few ms expected; seconds before the bound)`);
+    }
+    // 8 × 2500 went exact by default and took 37 s; 100 × 100 exact 4.8 s.
+    const started = performance.now();
+    const auto = mannWhitneyU(spread(8, 0.5), spread(2500, 1), { alternative: 'greater' });
+    assert.equal(auto.method, 'asymptotic', 'auto goes asymptotic beyond n1 × n2 = 1600');
+    assert.ok(performance.now() - started < 500, `auto for 8 × 2500 took ${(performance.now() - started).toFixed(0)} ms`);
+    assert.throws(() => mannWhitneyU(spread(100, 0.5), spread(100, 1), { method: 'exact' }), /limited to n1 × n2 ≤ 1600; use the asymptotic method/);
+    assert.throws(() => mannWhitneyU(spread(41, 0.5), spread(40, 1), { method: 'exact' }), /limited to n1 × n2 ≤ 1600/);
+    // A hand-derivable exact p: every one of the C(9, 4) = 126 arrangements is equally likely.
+    close(mannWhitneyU([1, 2, 3, 4], [5, 6, 7, 8, 9], { method: 'exact', alternative: 'less' }).p, 1 / 126, 1e-15);
   });
 
   it('rejects empty or non-finite samples', () => {
