@@ -17,10 +17,32 @@ export interface RelativeEvidence {
   readonly baseline: readonly { readonly device: string; readonly value: number }[];
   readonly candidateMedian: number;
   readonly baselineMedian: number;
-  /** bound(baseline median): e.g. baseline − 0.5 points. */
+  /**
+   * bound(baseline median): e.g. baseline − 0.5 points. Context, as the medians are (and what the
+   * dashboard charts and fleetprune_analysis_threshold shows): the verdict is on the per-device
+   * differences (shift, meanShift), each device's candidate against its own baseline's bound.
+   */
   readonly bound: number;
   /** The median of the per-device differences candidate − bound (≥ 0 is fine for >=, ≤ 0 for <=). */
   readonly shift: number;
+  /**
+   * The mean of the per-device differences candidate − bound: with the median on the good side
+   * too, the check passes. Absent from measurements stored by earlier servers.
+   */
+  readonly meanShift?: number;
+  /**
+   * With a relative tolerance: the mean of the per-device differences each as a share of its
+   * device's baseline (0.8: 80% of the baseline), which the check then uses instead of meanShift,
+   * so that devices with large values do not outweigh the others. Absent otherwise.
+   */
+  readonly meanShare?: number;
+  /** Devices outside tolerance (their difference on the bad side). Absent from earlier measurements. */
+  readonly outside?: number;
+  /**
+   * The device with the worst difference candidate − bound (with a relative tolerance: the worst
+   * as a share of its baseline, `share`). Absent from earlier measurements.
+   */
+  readonly worst?: { readonly device: string; readonly margin: number; readonly share?: number };
   /** The verdict's p: the smaller of the two tests' p-values, doubled (Bonferroni), at most 1. */
   readonly p: number;
   /** One-sided Wilcoxon signed-rank test that the per-device differences are on the worse side. */
@@ -62,7 +84,8 @@ export interface Measurement {
   readonly waited?: { readonly dueAt: string; readonly until: string; readonly reason: string };
   /**
    * Set when the per-device evidence was removed after --report-retention-days (see
-   * trimMeasurementEvidence): value and baseline then hold their means, the relative check's
+   * trimMeasurementEvidence): value and baseline then hold their medians (means, if trimmed by an
+   * earlier server), the relative check's
    * per-device lists are empty, and long queries are cut. Verdict, medians, bound and p stay.
    */
   readonly trimmed?: { readonly at: string; readonly devices: number };

@@ -5,8 +5,10 @@ export const TRIMMED_QUERY_CHARS = 300;
 
 /**
  * A measurement without its per-device evidence, for rollouts finished longer ago than the
- * retention window: a value vector becomes its mean (what the dashboard charts), per-device
- * lists are emptied and long queries cut. The verdict and what decided it are kept.
+ * retention window: a value (and baseline) vector becomes its median, what the dashboard charts
+ * and fleetprune_analysis_value exports (medianOf of one value is itself; its mean would put a
+ * failed candidate above its bound on the chart), per-device lists are emptied and long queries
+ * cut. The verdict and what decided it are kept. Measurements trimmed by earlier servers hold means.
  */
 export function trimMeasurementEvidence(measurement: Measurement, at: Date): Measurement {
   if (measurement.trimmed) return measurement;
@@ -17,13 +19,17 @@ export function trimMeasurementEvidence(measurement: Measurement, at: Date): Mea
   return {
     ...measurement,
     queries,
-    value: measurement.value === null ? null : meanOf(measurement.value),
-    ...(measurement.baseline ? { baseline: meanOf(measurement.baseline) } : {}),
+    value: measurement.value === null ? null : medianOf(measurement.value),
+    ...(measurement.baseline ? { baseline: medianOf(measurement.baseline) } : {}),
     ...(measurement.relative ? { relative: { ...measurement.relative, candidate: [], baseline: [] } } : {}),
     trimmed: { at: at.toISOString(), devices },
   };
 }
 
-function meanOf(values: readonly number[]): number[] {
-  return values.length === 0 ? [] : [values.reduce((sum, value) => sum + value, 0) / values.length];
+/** The median as a one-value vector (as the dashboard's medianOf computes it); [] for []. */
+function medianOf(values: readonly number[]): number[] {
+  if (values.length === 0) return [];
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return [sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2];
 }

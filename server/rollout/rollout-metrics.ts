@@ -29,8 +29,8 @@ export class RolloutMetrics {
     this.step = new Gauge({ name: ROLLOUT_METRICS.step, help: 'Index of the step the rollout is on (the number of steps once activating everywhere)', labelNames: base, registers: [registry] });
     this.weight = new Gauge({ name: ROLLOUT_METRICS.weight, help: 'Percent of the rollout target devices given the candidate', labelNames: base, registers: [registry] });
     this.unreachable = new Gauge({ name: ROLLOUT_METRICS.unreachableDevices, help: 'Devices of the rollout that timed out into unreachable', labelNames: base, registers: [registry] });
-    this.analysisValue = new Gauge({ name: ROLLOUT_METRICS.analysisValue, help: 'Last measured value of an analysis metric (median of a vector)', labelNames: [...base, 'metric'], registers: [registry] });
-    this.analysisThreshold = new Gauge({ name: ROLLOUT_METRICS.analysisThreshold, help: 'Threshold the last value of an analysis metric was compared with', labelNames: [...base, 'metric', 'condition'], registers: [registry] });
+    this.analysisValue = new Gauge({ name: ROLLOUT_METRICS.analysisValue, help: 'Last measured value of an analysis metric (median of a vector; of a relative check, the candidate median, context only: its verdict is on the per-device margins, in the decision message)', labelNames: [...base, 'metric'], registers: [registry] });
+    this.analysisThreshold = new Gauge({ name: ROLLOUT_METRICS.analysisThreshold, help: 'Threshold the last value of an analysis metric was compared with (of a relative check, success: the bound of the baseline median, context only: each device is compared with its own bound)', labelNames: [...base, 'metric', 'condition'], registers: [registry] });
     this.decisions = new Counter({ name: ROLLOUT_METRICS.decisions, help: 'Rollout decisions (measurements, steps, promotions, failures, commands) by verdict', labelNames: [...base, 'kind', 'metric', 'verdict'], registers: [registry] });
     this.decisionTimestamp = new Gauge({ name: ROLLOUT_METRICS.decisionTimestamp, help: 'When the latest rollout decision with these labels was made, in Unix seconds', labelNames: [...base, 'kind', 'metric', 'verdict'], registers: [registry] });
     this.failingActions = new Gauge({ name: ROLLOUT_METRICS.failingActions, help: 'Actions of the rollout (assignments, reverts, version status) whose last attempt failed, waiting to be retried', labelNames: ['rollout'], registers: [registry] });
@@ -81,6 +81,9 @@ export class RolloutMetrics {
       this.decisions.inc(this.#track(this.decisions, decisionLabels));
       this.decisionTimestamp.set(this.#track(this.decisionTimestamp, { ...decisionLabels }), decision.at / 1000);
       if (!measurement) continue;
+      // The median, as the dashboard charts it. Of a relative check it is context, like the bound
+      // of the baseline median exported as its success threshold: the verdict compares each device
+      // with its own bound (the per-device margins in the message), so the two can disagree with it.
       const values = measurement.value ?? [];
       if (values.length > 0) {
         const sorted = [...values].sort((a, b) => a - b);

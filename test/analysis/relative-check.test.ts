@@ -54,12 +54,95 @@ describe('relative checks: bounds and verdicts', () => {
     assert.match(verdict.message, /Wilcoxon signed-rank W\+=0 p=0\.0009766, Mann-Whitney U=\d+ p=0\.\d+; p=0\.001953 for both\): significantly worse/);
   });
 
-  it('passes a candidate equal on most devices and one holdout row worse on a few (12-row holdouts): the typical device is within tolerance', () => {
+  it('does not pass a candidate one holdout row worse on 8 of 20 devices and better on none (12-row holdouts): 3.33 points worse across the fleet is for a human', () => {
+    // This passed as "the typical device is within tolerance": the median ignores the 8 devices
+    // 8.33 points worse (16 times the tolerance); the mean margin counts them.
     const baseline = Array.from({ length: 20 }, () => 91.67);
     const candidate = baseline.map((value, i) => (i < 8 ? value - 8.33 : value));
     const verdict = judgeRelative(accuracy, devices(candidate), devices(baseline), 4);
-    assert.equal(verdict.phase, 'Successful', verdict.message);
+    assert.equal(verdict.phase, 'Inconclusive', verdict.message);
     assert.equal(verdict.evidence!.shift, 0.5, 'the median device: 0.5 points above its bound');
+    assert.ok(Math.abs(verdict.evidence!.meanShift! - (12 * 0.5 - 8 * 7.83) / 20) < 1e-9, `mean margin ${verdict.evidence!.meanShift}`);
+    assert.equal(verdict.evidence!.outside, 8);
+    assert.match(verdict.message, /8 outside tolerance \(worst d1: -7\.830 points\) on 20 devices/);
+    assert.match(verdict.message, /outside tolerance but not significant at confidence 0\.95 \(mean margin < 0: 8 devices outside tolerance lose more than the others are within it\)$/);
+  });
+
+  it("passes one device's one-row miss against another's one-row hit on small holdouts (12 rows): the margins average out, and the typical device is within tolerance", () => {
+    const hitAndMiss = (n: number, pairs: number) => {
+      const baseline = Array.from({ length: n }, () => 91.67);
+      const candidate = baseline.map((value, i) => (i < pairs ? value - 8.33 : i < 2 * pairs ? value + 8.33 : value));
+      return judgeRelative(accuracy, devices(candidate), devices(baseline), 4);
+    };
+    for (const [n, pairs] of [[4, 1], [20, 4]] as const) {
+      const verdict = hitAndMiss(n, pairs);
+      assert.equal(verdict.phase, 'Successful', `${n} devices, ${pairs} miss(es) and hit(s): ${verdict.message}`);
+      assert.ok(Math.abs(verdict.evidence!.meanShift! - 0.5) < 1e-9, `the mean margin is the tolerance: ${verdict.evidence!.meanShift}`);
+      assert.equal(verdict.evidence!.outside, pairs);
+      assert.match(verdict.message, /: within tolerance \(median and mean margin ≥ 0\)$/);
+    }
+  });
+
+  it('does not pass a candidate much worse on a minority of devices: the mean margin is below the bound (review: 1 of 4 pilot devices 30 points worse, 9 of 20 devices 20 points worse)', () => {
+    const pilot = judgeRelative(accuracy, devices([91, 91, 91, 61]), devices([91, 91, 91, 91]), 4);
+    assert.equal(pilot.phase, 'Inconclusive', pilot.message);
+    assert.equal(pilot.evidence!.shift, 0.5, 'the median device is within tolerance');
+    assert.equal(pilot.evidence!.meanShift, -7);
+    assert.deepEqual(pilot.evidence!.worst, { device: 'd4', margin: -29.5 });
+    assert.match(pilot.message, /median 0\.5000 points, mean -7 points, 1 outside tolerance \(worst d4: -29\.50 points\) on 4 devices/);
+    assert.match(pilot.message, /\(mean margin < 0: 1 device outside tolerance loses more than the others are within it\)$/);
+
+    const baseline = Array.from({ length: 20 }, () => 92);
+    const fleet = judgeRelative(accuracy, devices(baseline.map((value, i) => (i < 9 ? value - 20 : value))), devices(baseline), 4);
+    assert.equal(fleet.phase, 'Inconclusive', fleet.message);
+    assert.equal(fleet.evidence!.outside, 9);
+    assert.match(fleet.message, /9 outside tolerance \(worst d1: -19\.50 points\) on 20 devices/);
+
+    // Lower is better: one of five devices three times the latency of its baseline.
+    const slow = judgeRelative(latency, devices([10, 10, 10, 10, 30]), devices([10, 10, 10, 10, 10]), 4);
+    assert.equal(slow.phase, 'Inconclusive', slow.message);
+    assert.deepEqual(slow.evidence!.worst, { device: 'd5', margin: 19, share: 1.9 });
+    assert.match(slow.message, /\(mean margin > 0: 1 device outside tolerance loses more/);
+  });
+
+  it('with a relative tolerance, weighs each margin as a share of its own baseline: slow devices\' slack in ms does not make up for fast devices 3× slower', () => {
+    // 9 of 20 devices at 10 ms go to 30 ms (+190 % over their bound); 11 at 1 s are unchanged (100 ms under theirs).
+    const baseline = Array.from({ length: 20 }, (_, i) => (i < 9 ? 10 : 1000));
+    const verdict = judgeRelative(latency, devices(baseline.map((value, i) => (i < 9 ? 30 : value))), devices(baseline), 4);
+    assert.equal(verdict.phase, 'Inconclusive', verdict.message);
+    assert.ok(verdict.evidence!.meanShift! < 0, `in ms the mean margin is on the good side (${verdict.evidence!.meanShift}): that is the slow devices' slack`);
+    assert.ok(Math.abs(verdict.evidence!.meanShare! - 0.8) < 1e-9, `as shares of their baselines: (9 × 1.9 − 11 × 0.1) / 20 = 0.8, got ${verdict.evidence!.meanShare}`);
+    assert.match(verdict.message, /mean -46\.45 ms \(\+80 % of each device's baseline on average\), 9 outside tolerance \(worst d1: 19 ms, \+190 % of its baseline\) on 20 devices/);
+    // The same shift on every device passes either way, and an absolute tolerance has no shares.
+    const even = judgeRelative(latency, devices(baseline.map((value) => value * 1.05)), devices(baseline), 4);
+    assert.equal(even.phase, 'Successful', even.message);
+    assert.equal(judgeRelative(accuracy, devices([95, 95, 95, 95]), devices([95, 95, 95, 95]), 4).evidence!.meanShare, undefined);
+  });
+
+  it('with a relative tolerance, a device whose baseline is 0 and whose candidate is above it is infinitely outside tolerance', () => {
+    const zero = judgeRelative(latency, devices([0, 10, 10, 10]), devices([0, 10, 10, 10]), 4);
+    assert.equal(zero.phase, 'Successful', `0 against 0 is within tolerance: ${zero.message}`);
+    const above = judgeRelative(latency, devices([1, 1, 1, 1, 10]), devices([0, 10, 10, 10, 10]), 4);
+    assert.equal(above.evidence!.meanShare, Number.POSITIVE_INFINITY);
+    assert.equal(above.phase, 'Inconclusive', above.message);
+  });
+
+  it('says what decided: the per-device margins, not the candidate median against the bound of the baseline median (review: explain.ts)', () => {
+    // Candidate median 90.5 is below the bound of the baseline median (92 − 0.5 = 91.5), yet
+    // every device but d3 is above its own bound, and d3's miss is made up by the others.
+    const pass = judgeRelative(accuracy, devices([70, 90, 91, 100]), devices([70, 89, 95, 99]), 4);
+    assert.equal(pass.phase, 'Successful', pass.message);
+    assert.equal(pass.evidence!.candidateMedian, 90.5);
+    assert.equal(pass.evidence!.bound, 91.5);
+    assert.doesNotMatch(pass.message, /= 91\.50/, 'no claim that the candidate median is compared with 91.5');
+    assert.match(pass.message, /^candidate accuracy 90\.50 points vs baseline 92 points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median 1 points, mean 0 points, 1 outside tolerance \(worst d3: -3\.500 points\) on 4 devices \(Wilcoxon/);
+    assert.match(pass.message, /: within tolerance \(median and mean margin ≥ 0\)$/);
+    // The reverse: the candidate median above the bound of the baseline median, most devices outside their own.
+    const held = judgeRelative(accuracy, devices([100, 50, 89, 91]), devices([70, 60, 90, 92]), 4);
+    assert.equal(held.phase, 'Inconclusive', held.message);
+    assert.ok(held.evidence!.candidateMedian > held.evidence!.bound, 'the median is above the bound shown as context');
+    assert.match(held.message, /median -0\.5000 points, mean 5 points, 3 outside tolerance \(worst d2: -9\.500 points\) on 4 devices/);
+    assert.match(held.message, /\(median margin < 0: at most half the devices are within tolerance\)$/);
   });
 
   it('a candidate exactly at its bound is within tolerance, whatever rounding noise the arithmetic leaves (not significantly worse)', () => {
@@ -147,7 +230,7 @@ describe('relative checks through the builtin provider', () => {
     assert.deepEqual(measurement.relative?.candidate.map((entry) => entry.device), ['d1', 'd2', 'd3', 'd4']);
     assert.ok(Math.abs(measurement.value![0]! - 62) < 1e-9, 'accuracy in points');
     assert.ok(Math.abs(measurement.thresholds.success! - (95.75 - 0.5)) < 1e-9);
-    assert.match(measurement.message, /^accuracy: candidate accuracy 63\.50 points vs baseline 95\.75 points − 0\.5 points = 95\.25 on 4 devices/);
+    assert.match(measurement.message, /^accuracy: candidate accuracy 63\.50 points vs baseline 95\.75 points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median -31\.75 points, mean -31\.75 points, 4 outside tolerance \(worst d1: -32\.50 points\) on 4 devices/);
   });
 
   it("compares with each device's baseline version only: an older active version's samples still in the window are left out", async () => {
@@ -181,7 +264,7 @@ describe('relative checks through the builtin provider', () => {
     const worse = await measureMse(3300);
     assert.equal(worse.phase, 'Failed');
     assert.match(worse.queries.candidate!, /fleetprune_device_mse\{model="wine",version="2",role="candidate"/);
-    assert.match(worse.message, /^mse: candidate mse 3320 label units² vs baseline 3020 label units² × 1\.02 = 3080 on 5 devices/);
+    assert.match(worse.message, /^mse: candidate mse 3320 label units² vs baseline 3020 label units² \(medians\); per-device margin candidate − bound \(baseline × 1\.02\): median 239\.6 label units², mean 239\.6 label units² \(\+7\.\d+ % of each device's baseline on average\), 5 outside tolerance \(worst d1: 240 label units², \+8 % of its baseline\) on 5 devices/);
     assert.equal((await measureMse(2990)).phase, 'Successful');
     assert.equal(relativeTaskProblem('mse', 'regression'), null);
     assert.match(relativeTaskProblem('accuracy', 'regression')!, /needs a classifier, and this is a regression model: check mse instead/);

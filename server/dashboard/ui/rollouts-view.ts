@@ -162,9 +162,12 @@ export function timeRange(times: ArrayLike<number | null | undefined>, min: numb
 }
 
 /**
- * The per-device values of one measurement as one number: their median, which is what a relative
- * check compares with its bound (and quotes in the decision log); their mean would put a candidate
- * that failed on the chart above the bound it failed. A single value (a scalar, trimmed evidence) is itself.
+ * The per-device values of one measurement as one number: their median (trimmed evidence keeps it:
+ * see trimMeasurementEvidence). A single value (a scalar, trimmed evidence) is itself. Of a
+ * relative check, the chart shows the candidate median and the bound of the baseline median (its
+ * success threshold) as context only: the verdict compares each device's candidate with its own
+ * baseline's bound (the median and mean of those margins, in the decision log), so a Successful
+ * candidate's median can be below that line and an Inconclusive one's above it.
  */
 export function medianOf(values: readonly number[] | null): number | null {
   if (!values || values.length === 0) return null;
@@ -177,11 +180,36 @@ export function medianOf(values: readonly number[] | null): number | null {
 const fmtDate24 = (template: string) =>
   uPlot.fmtDate(template.replace(/\{h\}\{aa\}/g, '{HH}:00').replace(/\{h\}/g, '{HH}').replace(/\{aa\}/g, ''));
 
+/** The names of a chart: its title and its four series (candidate, baseline, success and failure threshold). */
+export interface ChartLabels {
+  readonly title: string;
+  readonly candidate: string;
+  readonly baseline: string;
+  readonly success: string;
+  readonly failure: string;
+}
+
+/**
+ * The chart's names for a metric. A relative check's (its measurements carry the relative
+ * evidence) say that the lines are context: its verdict is on each device against its own bound,
+ * not on the candidate median against the bound of the baseline median (see medianOf).
+ */
+export function chartLabels(metric: string, decisions: RolloutDetail['decisions']): ChartLabels {
+  const relative = decisions.some((d) => {
+    const m = d.measurement as { metric?: unknown; relative?: unknown } | undefined;
+    return m?.metric === metric && typeof m.relative === 'object' && m.relative !== null;
+  });
+  return relative
+    ? { title: `${metric} (medians; verdict per device: see the decision log)`, candidate: 'candidate (median)', baseline: 'baseline (median)', success: 'bound of the baseline median', failure: 'failure threshold' }
+    : { title: metric, candidate: 'candidate (median)', baseline: 'baseline (median)', success: 'success threshold', failure: 'failure threshold' };
+}
+
 /** One chart per analysis metric: the measured value (and baseline) against its thresholds over time. */
 export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): void {
   clearAnalysisCharts();
   for (const [metric, points] of Object.entries(r.analysisSeries)) {
     if (points.length === 0) continue;
+    const labels = chartLabels(metric, r.decisions);
     const box = document.createElement('div');
     box.className = 'chart';
     box.dataset.metric = metric;
@@ -196,17 +224,18 @@ export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): voi
     plots.push(
       new uPlot(
         {
-          title: metric,
+          title: labels.title,
           width: 380,
           height: 200,
           fmtDate: fmtDate24,
           scales: { x: { time: true, range: (u, min, max) => timeRange(u.data[0], min, max) } },
           series: [
             {},
-            { label: 'candidate (median)', stroke: '#2457c5', points: { show: true } },
-            { label: 'baseline (median)', stroke: '#6b7385', points: { show: true } },
-            { label: 'success threshold', stroke: '#1a7f37', dash: [6, 4] },
-            { label: 'failure threshold', stroke: '#c62828', dash: [6, 4] },
+            { label: labels.candidate, stroke: '#2457c5', points: { show: true } },
+            { label: labels.baseline, stroke: '#6b7385', points: { show: true } },
+            // Of a relative check: the bound of the baseline median, context only (see medianOf).
+            { label: labels.success, stroke: '#1a7f37', dash: [6, 4] },
+            { label: labels.failure, stroke: '#c62828', dash: [6, 4] },
           ],
         },
         data,

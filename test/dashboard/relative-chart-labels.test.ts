@@ -1,0 +1,14 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { chartLabels } from '../../server/dashboard/ui/rollouts-view.ts';
+
+test("a relative check's chart says its lines are context: the verdict is per device, not the candidate median against the bound of the baseline median", () => {
+  const relative = { kind: 'measurement', measurement: { metric: 'accuracy', relative: { candidateMedian: 90.5, bound: 91 } } };
+  const query = { kind: 'measurement', measurement: { metric: 'errors', value: [0.01] } };
+  const decisions = [{ kind: 'step' }, relative, query];
+  const accuracy = chartLabels('accuracy', decisions);
+  assert.equal(accuracy.success, 'bound of the baseline median', 'not "success threshold": the verdict does not compare the candidate median with it');
+  assert.match(accuracy.title, /^accuracy \(medians; verdict per device: see the decision log\)$/);
+  assert.deepEqual(chartLabels('errors', decisions), { title: 'errors', candidate: 'candidate (median)', baseline: 'baseline (median)', success: 'success threshold', failure: 'failure threshold' }, 'a query metric compares what the chart shows with its threshold');
+  assert.equal(chartLabels('accuracy', [{ kind: 'measurement', measurement: { metric: 'accuracy', relative: null } }]).success, 'success threshold', 'no relative evidence, no relative labels');
+});
