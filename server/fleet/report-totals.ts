@@ -25,7 +25,7 @@ export function reportTotalsAfter(totals: readonly ReportTotal[], reports: reado
       predictions: (same?.predictions ?? 0) + report.predictions,
       errors: (same?.errors ?? 0) + report.errors,
       reports: (same?.reports ?? 0) + 1,
-      latest: { accuracy: report.accuracy, mse: report.mse ?? null, latencyMs: { ...report.latencyMs }, predictions: report.predictions, errors: report.errors, ts },
+      latest: { accuracy: report.accuracy, mse: report.mse ?? null, latencyMs: { ...report.latencyMs }, predictions: report.predictions, errors: report.errors, ts, receivedAt: at },
       at,
       ...(since > Date.parse(ts) ? { since: new Date(since).toISOString() } : {}),
     });
@@ -96,7 +96,7 @@ export function slotsHold(slots: Pick<DeviceSlots, 'active' | 'candidate'>, labe
 /** The latest benchmark of a device's total, as the DeviceReport the exporter sets its gauges from. */
 export function latestReportOf(deviceId: string, total: ReportTotal): DeviceReport {
   const { latest } = total;
-  return { model: total.model, version: total.version, role: total.role, cohort: total.cohort, deviceId, accuracy: latest.accuracy, mse: latest.mse, latencyMs: latest.latencyMs, errors: latest.errors, predictions: latest.predictions, ts: new Date(latest.ts) };
+  return { model: total.model, version: total.version, role: total.role, cohort: total.cohort, deviceId, accuracy: latest.accuracy, mse: latest.mse, latencyMs: latest.latencyMs, errors: latest.errors, predictions: latest.predictions, ts: new Date(latest.ts), receivedAt: new Date(latest.receivedAt ?? total.at) };
 }
 
 /**

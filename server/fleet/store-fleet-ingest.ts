@@ -108,7 +108,7 @@ export class StoreFleetIngest implements FleetIngest {
       if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots, new Date(report.createdAt));
       if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
       else if (!awaited) this.#options.onAnswer?.(report);
-    } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort));
+    } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort).map((entry) => ({ ...entry, receivedAt: new Date(now) })));
     return 'ingested';
   }
 
@@ -145,7 +145,7 @@ export class StoreFleetIngest implements FleetIngest {
         if (attempt < 3) continue;
         throw new Error(`the heartbeat of device ${device.id} kept meeting others written at the same time`);
       }
-      if (delta) this.#options.onServing?.(delta);
+      if (delta) this.#options.onServing?.({ ...delta, receivedAt: new Date(now) });
       if (Number.isFinite(sentAt.getTime())) {
         await this.#keepHeldReportTotals(device.id, device.reportTotals, telemetry, sentAt);
         this.#options.onSlotsSeen?.(device.id, { active: telemetry.active, candidate: telemetry.candidate }, sentAt);

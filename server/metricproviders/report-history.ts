@@ -23,6 +23,13 @@ export interface DeviceReport {
   /** Predictions made during the report's window. */
   readonly predictions: number;
   readonly ts: Date;
+  /**
+   * When the server received the report (its own clock); absent: `ts`. The report-time gauge
+   * holds it, which relative checks compare with their rollout's start (the server's clock too):
+   * a device whose clock is off must neither drop out of a rollout nor bring an earlier one's
+   * benchmark into it.
+   */
+  readonly receivedAt?: Date;
 }
 
 /** What a device served between two heartbeats: rows predicted and failed, by its active model and (shadow) its candidate. */
@@ -40,6 +47,8 @@ export interface ServingDelta {
    * model and role held since then (a heartbeat read late is older than that benchmark or promotion).
    */
   readonly sentAt?: Date;
+  /** When the server received the heartbeat (its clock, as the served totals keep it); absent: now. */
+  readonly receivedAt?: Date;
 }
 
 /** One label set of a device's exported series (with the device's id). */
@@ -99,6 +108,11 @@ export interface ReportTotal extends ExportedLabelSet {
     readonly predictions: number;
     readonly errors: number;
     readonly ts: string;
+    /**
+     * When the server received it (its clock, ISO 8601): the report-time gauge's value, kept by a
+     * promotion's copy. Absent from totals stored by earlier servers: `at` stands for it.
+     */
+    readonly receivedAt?: string;
   };
   /** When the latest benchmark arrived, or the answer that made the total (the server's clock, ISO 8601). */
   readonly at: string;

@@ -146,7 +146,7 @@ export class ReportMetricsExporter {
         continue;
       }
       const { deviceId, total } = entry;
-      this.#addServing({ model: total.model, version: total.version, role: total.role, cohort: total.cohort, device: deviceId }, total.predictions, total.errors, total.ratio);
+      this.#addServing({ model: total.model, version: total.version, role: total.role, cohort: total.cohort, device: deviceId }, total.predictions, total.errors, total.ratio, new Date(total.at));
     }
     for (const [deviceId, deviceSlots] of slots) {
       const device = this.#exported.get(deviceId);
@@ -234,14 +234,19 @@ export class ReportMetricsExporter {
       // promoted) must not replace that newer series: its rows are not exported (servingTotalsAfter drops them alike).
       const held = this.#exported.get(serving.deviceId)?.get(`${ref.model}\u0000${role}`);
       if (held && (held.labels.version !== labels.version || held.labels.cohort !== labels.cohort) && !(held.since < sentAt)) continue;
-      this.#addServing(labels, rows, errors, errors / rows);
+      this.#addServing(labels, rows, errors, errors / rows, serving.receivedAt ?? new Date());
     }
   }
 
-  /** Adds served rows and errors to the label set's counters and sets its error ratio. */
-  #addServing(labels: Record<Label, string>, rows: number, errors: number, ratio: number): void {
+  /**
+   * Adds served rows and errors to the label set's counters and sets its error ratio. A label set
+   * with no benchmark behind it (served rows alone, or a cohort changed since its benchmark) gets
+   * `receivedAt` (the server's clock) as its report time: its error ratio is that new.
+   */
+  #addServing(labels: Record<Label, string>, rows: number, errors: number, ratio: number, receivedAt: Date): void {
     if (!this.#track(labels)) return;
     this.#gauges.errorRatio.set(labels, ratio);
+    if (this.#exported.get(labels.device)?.get(`${labels.model}\u0000${labels.role}`)?.report === undefined) this.#gauges.reportTimestamp.set(labels, receivedAt.getTime() / 1000);
     this.#counters.predictions.inc(labels, rows);
     this.#counters.servedPredictions.inc(labels, rows);
     this.#counters.errors.inc(labels, errors);
@@ -261,10 +266,11 @@ export class ReportMetricsExporter {
     this.#gauges.latencyP95.set(labels, report.latencyMs.p95 / 1000);
     this.#gauges.latencyP99.set(labels, report.latencyMs.p99 / 1000);
     if (report.predictions > 0) this.#gauges.errorRatio.set(labels, report.errors / report.predictions);
-    // The report's own time, also for a promotion's copy (the candidate's benchmark, not the
-    // promotion): the gauges above are re-scraped as long as the label set stays, and this tells
-    // which benchmark they show (a relative check keeps to those since its rollout's start).
-    this.#gauges.reportTimestamp.set(labels, report.ts.getTime() / 1000);
+    // When the server received the report, also for a promotion's copy (the candidate's benchmark,
+    // not the promotion): the gauges above are re-scraped as long as the label set stays, and this
+    // tells which benchmark they show (a relative check keeps to those since its rollout's start,
+    // on the server's clock: not the device's, which may be off).
+    this.#gauges.reportTimestamp.set(labels, (report.receivedAt ?? report.ts).getTime() / 1000);
     // A copy's counters are there (at what they were, or 0) but count nothing new.
     this.#counters.predictions.inc(labels, counts.predictions);
     // A benchmark's holdout rows are no served rows: the series is there (at 0 until the device serves).

@@ -52,6 +52,11 @@ function assertOnlyD1(measurement: Measurement): void {
   assert.match(measurement.message, /too few samples: 1 device with both candidate and baseline accuracy reports \(1 candidate, 1 baseline\)/);
 }
 
+function assertNoDevice(measurement: Measurement): void {
+  assert.equal(measurement.phase, 'Inconclusive', measurement.message);
+  assert.match(measurement.message, /too few samples: 0 devices with both candidate and baseline accuracy reports/);
+}
+
 describe('relative checks and an earlier rollout of the same version, on the server\'s exported series', () => {
   it('builtin provider as the server wires it (exporter, recorder, history): reports from before the start are not evidence', async () => {
     const T = Date.UTC(2026, 0, 1, 12);
@@ -89,6 +94,32 @@ describe('relative checks and an earlier rollout of the same version, on the ser
     const after = await measure(providers, new Date(T + 3_620_000), notBefore);
     assert.equal(after.phase, 'Successful', after.message);
     assert.equal(after.samples, 4, after.message);
+  });
+
+  it("devices whose clocks are off: the report time is the server's receipt of the report, so a device behind still counts and one ahead brings no earlier rollout's benchmark in", async () => {
+    const T = Date.UTC(2026, 0, 1, 12);
+    const notBefore = new Date(T - 120_000);
+    // As the server ingests them: ts is the device's clock, receivedAt the server's.
+    const measureSkewed = async (skewMs: number, receivedAt: number) => {
+      const history = new InMemoryReportHistory();
+      const registry = new Registry();
+      const exporter = new ReportMetricsExporter(registry);
+      const recorder = new RegistrySeriesRecorder(registry);
+      for (const device of DEVICES) {
+        for (const role of ['active', 'candidate'] as const) {
+          history.add(report(device, role, receivedAt)); // the store's history is timed by receipt
+          exporter.observe({ ...report(device, role, receivedAt + skewMs), receivedAt: new Date(receivedAt) });
+        }
+      }
+      await recorder.scrape(new Date(T - 20_000));
+      return measure(new MetricProviderResolver({ builtin: new BuiltinProvider({ history, recorder }) }), new Date(T), notBefore);
+    };
+    // Every device benchmarked 30 s ago, within the rollout, with its clock 5 minutes behind.
+    const behind = await measureSkewed(-300_000, T - 30_000);
+    assert.equal(behind.phase, 'Successful', behind.message);
+    assert.match(behind.message, /on 4 devices/);
+    // Every device benchmarked only before the start (an earlier rollout), with its clock 10 minutes ahead.
+    assertNoDevice(await measureSkewed(600_000, T - 240_000));
   });
 
   it('history alone (after a restart: nothing recorded yet) gives the same verdicts', async () => {

@@ -145,3 +145,21 @@ test("the report-time gauge tells which benchmark a label set's gauges hold: a n
   exporter.forgetDevice('d1');
   assert.deepEqual(await times(), {}, 'removed with the label set');
 });
+
+test("the report time is the server's receipt when given (device clocks may be off), and a label set of served rows alone (a cohort changed since its benchmark) gets its rows' receipt", async () => {
+  const registry = new Registry();
+  const exporter = new ReportMetricsExporter(registry);
+  const times = async () => Object.fromEntries(((await registry.getMetricsAsJSON()).find((entry) => entry.name === DEVICE_REPORT_METRICS.reportTimestamp)?.values ?? []).map(({ labels, value }) => [`${labels.version}/${labels.role}/${labels.cohort}`, value]));
+  const T = Date.UTC(2026, 0, 1, 12);
+  // The device's clock is 10 minutes ahead; the server received the report at T - 240 s.
+  exporter.observe(report({ role: 'active', version: '1', ts: new Date(T + 360_000), receivedAt: new Date(T - 240_000) }));
+  exporter.observe(report({ ts: new Date(T + 360_000), receivedAt: new Date(T - 240_000) }));
+  assert.deepEqual(await times(), { '1/active/pilot': (T - 240_000) / 1000, '2/candidate/pilot': (T - 240_000) / 1000 });
+  // The device moved to another cohort: its heartbeat (sent after the benchmark, on the device's clock)
+  // replaces the label sets with served rows that have no benchmark behind them.
+  const before = Date.now();
+  exporter.observeServing({ deviceId: 'd1', cohort: 'wave2', active: { model: 'wine', version: '1' }, candidate: { model: 'wine', version: '2' }, predictions: 10, errors: 1, shadowRows: 10, shadowErrors: 1, sentAt: new Date(T + 400_000) });
+  const after = await times();
+  assert.deepEqual(Object.keys(after).sort(), ['1/active/wave2', '2/candidate/wave2'], 'the error ratios of the new cohort have a report time, so relative error checks count them');
+  for (const value of Object.values(after)) assert.ok(value! * 1000 >= before - 1 && value! * 1000 <= Date.now() + 1, `received now: ${value}`);
+});

@@ -163,6 +163,9 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await ingest.ingestReport(report), 'ingested');
         assert.equal(await ingest.ingestReport(report), 'duplicate');
         assert.deepEqual(exported.map((r) => [r.deviceId, r.role, r.version, r.cohort]), [['osaka-1', 'active', '1', 'pilot'], ['osaka-1', 'candidate', '2', 'pilot']]);
+        // Timed by the server's receipt as well as the device's clock (the report-time gauge takes the receipt).
+        const stored = (await fleet.repos.reports.latestBenchmarks({ deviceId: 'osaka-1' }))[0]!;
+        assert.deepEqual(exported.map((r) => r.receivedAt?.toISOString()), [stored.receivedAt, stored.receivedAt], 'the time the report was stored with');
         assert.equal(await fleet.repos.reports.count(), 3);
         // A later benchmark-failed answer to the same assignment is passed on (for its rollout), once.
         const failure = answer('answer-0001b', 'osaka-1', 'assign-0001', 'benchmark-failed', '2', 'candidate');

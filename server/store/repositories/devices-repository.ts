@@ -271,7 +271,7 @@ function reportTotalsOf(text: unknown): ReportTotal[] | null {
     const l = value as Record<string, unknown>;
     const latency = l.latencyMs as Record<string, unknown> | null | undefined;
     return (l.accuracy === null || number(l.accuracy)) && (l.mse === null || number(l.mse)) && count(l.predictions) && count(l.errors) &&
-      typeof l.ts === 'string' && typeof latency === 'object' && latency !== null && number(latency.p50) && number(latency.p95) && number(latency.p99);
+      typeof l.ts === 'string' && (l.receivedAt === undefined || (typeof l.receivedAt === 'string' && Number.isFinite(Date.parse(l.receivedAt)))) && typeof latency === 'object' && latency !== null && number(latency.p50) && number(latency.p95) && number(latency.p99);
   };
   return parsed.filter(
     (entry): entry is ReportTotal =>
