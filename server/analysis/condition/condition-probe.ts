@@ -5,8 +5,8 @@ import type { ParsedCondition } from './condition-parser.ts';
  * Whether a condition is constant: the same verdict whatever the query returns, so it decides
  * nothing (`result[0] >= 0` of a count, `len(result) > 0`, `result[0] > 1 || true`). Found by
  * evaluating it over probe results: zero, tiny, fractional, large and huge values of both signs,
- * as single values and as vectors. NaN is not probed: a NaN result is Inconclusive (unless the
- * failureCondition holds over the values that are not NaN: condition-verdict.ts), and ±Inf can never pass a measurement either.
+ * as single values and as vectors. NaN is not probed: a NaN result is Inconclusive before any
+ * condition is evaluated (condition-verdict.ts), and ±Inf can never pass a measurement either.
  * Probes whose evaluation fails (an index out of range for that vector) are left out.
  */
 const SCALARS = [0, 1e-9, 0.01, 0.5, 1, 2, 100, 1e4, 1e15, -1e-9, -0.01, -0.5, -1, -100, -1e15] as const;
