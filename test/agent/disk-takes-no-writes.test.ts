@@ -181,7 +181,8 @@ test('a corrupt state.json on a read-only data disk: the agent starts with empty
 
   await disk.writable();
   await waitFor(() => agent.slots.active?.sha256 === world.v1.id, 15_000, 'v1 restored by the retained assignment');
-  assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id);
+  // The slot is recorded before the model's session is loaded and swapped in: served a moment later.
+  await waitFor(async () => (await predict({ rows: ROW })).json.sha256 === world.v1.id, 5_000, 'v1 served');
   const aside = (await readdir(disk.dataDir)).filter((name) => name.startsWith('state.json.corrupt-'));
   assert.equal(aside.length, 1, `the corrupt file kept for inspection: ${aside}`);
   assert.equal(await readFile(join(disk.dataDir, aside[0]!), 'utf8'), '{"schema": 1, "act', 'kept as it was');
