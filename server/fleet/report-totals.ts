@@ -82,7 +82,9 @@ function withPromotedCopies(totals: readonly ReportTotal[], served: readonly Ser
       served.some((other) => other.model === total.model && other.role === 'active' && slotsHold(slots, other) && other.cohort !== total.cohort);
     if (measured) continue;
     const { since: _since, ...numbers } = total;
-    next.push({ ...numbers, role: 'active', predictions: 0, errors: 0, reports: 0, at: at ?? total.at, ...(Number.isFinite(promotedAt) ? { since: new Date(promotedAt).toISOString() } : {}) });
+    // The copy's report time is its candidate benchmark's receipt (a total stored before receivedAt was kept: its `at`), not the promotion's.
+    const latest = { ...total.latest, receivedAt: total.latest.receivedAt ?? total.at };
+    next.push({ ...numbers, latest, role: 'active', predictions: 0, errors: 0, reports: 0, at: at ?? total.at, ...(Number.isFinite(promotedAt) ? { since: new Date(promotedAt).toISOString() } : {}) });
   }
   return next;
 }
