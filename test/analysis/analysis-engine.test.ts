@@ -78,6 +78,8 @@ describe('analysis engine: measurement verdicts', () => {
     for (const [script, fields, expected] of [
       [[[]], {}, /empty result/],
       [[[Number.NaN]], {}, /has NaN/],
+      // Not Failed on the values beside the NaN: avg(result) over [0.1, NaN] could be anything.
+      [[[0.1, Number.NaN]], { successCondition: undefined, failureCondition: 'avg(result) > 0.05' }, /has NaN/],
       [[[0.95, 0.96]], { minSamples: 3, successCondition: 'all(result, {# >= 0.9})' }, /too few samples: 2 < minSamples 3/],
     ] as const) {
       const h = harness([metric(fields)], [[...script[0]]]);
