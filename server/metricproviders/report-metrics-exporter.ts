@@ -99,7 +99,7 @@ export class ReportMetricsExporter {
       latencyP95: gauge(DEVICE_REPORT_METRICS.latencyP95, '95th percentile prediction latency on the device (latest report)'),
       latencyP99: gauge(DEVICE_REPORT_METRICS.latencyP99, '99th percentile prediction latency on the device (latest report)'),
       errorRatio: gauge(DEVICE_REPORT_METRICS.errorRatio, 'Failed over attempted predictions in the latest heartbeat interval with traffic (0 from a benchmark)'),
-      reportTimestamp: gauge(DEVICE_REPORT_METRICS.reportTimestamp, 'When the device took the benchmark behind these gauges (the latest report), Unix seconds: relative checks count only reports since the rollout started'),
+      reportTimestamp: gauge(DEVICE_REPORT_METRICS.reportTimestamp, 'When the server received the benchmark behind these gauges (the latest report; for served rows alone, their heartbeat), Unix seconds: relative checks count only reports since the rollout started'),
     };
     this.#counters = {
       predictions: counter(DEVICE_REPORT_METRICS.predictions, 'Rows the device predicted with the model: benchmark holdout rows, and rows served (active) or run in shadow (candidate)'),
