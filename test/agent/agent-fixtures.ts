@@ -1,10 +1,12 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmbeddedBroker } from '../../server/broker/embedded-broker.ts';
 import { publishAssignment } from '../../server/fleet/fleet-publisher.ts';
+import { sha256Hex } from '../../shared/artifact/digest.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
+import { signManifest } from '../../shared/artifact/signature.ts';
 import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
 import { Holdout } from '../../agent/holdout.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
@@ -134,6 +136,19 @@ export async function createAgentWorld(): Promise<AgentWorld> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The world's v1 with its model.onnx replaced by `bytes`, as version `name`, signed with the server's key and served. */
+export async function signedVariant(world: AgentWorld, name: string, bytes: Uint8Array): Promise<TestArtifact> {
+  const dir = join(world.dir, 'reexported', name);
+  await cp(world.v1.dir, dir, { recursive: true });
+  await writeFile(join(dir, 'model.onnx'), bytes);
+  const edited = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  edited.version = name;
+  edited.files['model.onnx'] = { sha256: sha256Hex(bytes), bytes: bytes.length };
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(signManifest(edited, world.privateKey), null, 2));
+  const { id, manifest: served } = await world.http.addArtifact(dir);
+  return { id, version: name, dir, manifest: served };
 }
 
 export const isOutcome = (assignmentId: string, outcome: string) => (report: Report) =>

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { cp, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
@@ -8,11 +6,9 @@ import { modelInterfaceProblem } from '../../agent/model-interface.ts';
 import { runModel } from '../../agent/onnx-runner.ts';
 import { createOnnxSession } from '../../agent/onnx-session.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
-import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { exportOnnx, ONNX_OUTPUT } from '../../shared/artifact/onnx-export.ts';
-import { signManifest } from '../../shared/artifact/signature.ts';
 import { CLASSIFIER_FEATURES, randomNetwork } from '../artifact/fixtures.ts';
-import { createAgentWorld, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
+import { createAgentWorld, isOutcome, signedVariant, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
 import { startAgent } from './agent-harness.ts';
 
 const { onnx } = onnxProto;
@@ -103,17 +99,7 @@ before(async () => {
 after(() => world.close());
 
 /** v1 with its model.onnx replaced by `bytes`, signed with the server's key and served. */
-async function signedWith(name: string, bytes: Uint8Array): Promise<TestArtifact> {
-  const dir = join(world.dir, 'reexported', name);
-  await cp(world.v1.dir, dir, { recursive: true });
-  await writeFile(join(dir, 'model.onnx'), bytes);
-  const edited = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
-  edited.version = name;
-  edited.files['model.onnx'] = { sha256: sha256Hex(bytes), bytes: bytes.length };
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(signManifest(edited, world.privateKey), null, 2));
-  const { id, manifest: served } = await world.http.addArtifact(dir);
-  return { id, version: name, dir, manifest: served };
-}
+const signedWith = (name: string, bytes: Uint8Array): Promise<TestArtifact> => signedVariant(world, name, bytes);
 
 test('a signed model with a float16 output or a fixed batch is refused as active: the device keeps serving its model, with real answers', async (t) => {
   const { agent, predict } = await startAgent(t, world, 'reexported-1');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -17,13 +17,11 @@ import { createOnnxSession, type OnnxSession } from '../../agent/onnx-session.ts
 import { createPredictApp, type ServingStats } from '../../agent/predict-api.ts';
 import { toPredictions } from '../../agent/predict-rows.ts';
 import type { ServingModel } from '../../agent/serving-model.ts';
-import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { exportOnnx, ONNX_OUTPUT } from '../../shared/artifact/onnx-export.ts';
-import { signManifest } from '../../shared/artifact/signature.ts';
 import { CLASSIFIER_FEATURES, randomNetwork } from '../artifact/fixtures.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
-import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
+import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, signedVariant, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
 import { startAgent } from './agent-harness.ts';
 
 /**
@@ -236,17 +234,7 @@ test('the benchmark fails a candidate whose real output is not its manifest\'s w
 });
 
 /** v1 with its model.onnx replaced by `bytes`, signed with the server's key and served. */
-async function signedWith(name: string, bytes: Uint8Array): Promise<TestArtifact> {
-  const dir = join(world.dir, 'reexported', name);
-  await cp(world.v1.dir, dir, { recursive: true });
-  await writeFile(join(dir, 'model.onnx'), bytes);
-  const edited = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
-  edited.version = name;
-  edited.files['model.onnx'] = { sha256: sha256Hex(bytes), bytes: bytes.length };
-  await writeFile(join(dir, 'manifest.json'), JSON.stringify(signManifest(edited, world.privateKey), null, 2));
-  const { id, manifest: served } = await world.http.addArtifact(dir);
-  return { id, version: name, dir, manifest: served };
-}
+const signedWith = (name: string, bytes: Uint8Array): Promise<TestArtifact> => signedVariant(world, name, bytes);
 
 const REFUSAL = /^the model cannot run: model\.onnx gives "output" \[1, (0|5)\] when run on one row, although it declares \[batch, 3\]; the manifest's classification task needs \[1, 3\]$/;
 
