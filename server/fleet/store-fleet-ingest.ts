@@ -71,6 +71,10 @@ export class StoreFleetIngest implements FleetIngest {
       const seeds = device.reportTotals === null && (report.kind === 'benchmark' || SLOT_OUTCOMES.has(report.outcome));
       const totals = seeds ? ((await seedReportTotals(tx.reports, [device])).get(device.id) ?? []) : device.reportTotals;
       if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
+      // A benchmark for an assignment the device has since been sent a newer candidate assignment
+      // in place of (delivered late from its outbox) is kept in the history only: its numbers are
+      // not the newer assignment's evidence, and the device benchmarks again for that one.
+      if (report.kind === 'benchmark' && (await tx.reports.answersReplacedAssignment(report))) return { cohort, slots: null, evidence: false };
       if (report.kind === 'benchmark') {
         const next = reportTotalsAfter(totals ?? [], deviceReportsFromBenchmark(report, cohort), now);
         await tx.devices.setReportTotals(device.id, next);
@@ -94,9 +98,9 @@ export class StoreFleetIngest implements FleetIngest {
         // installed again) counting afresh, as live.
         const served = moved && device.servingTotals.filter((total) => slotsHold(moved, total));
         if (served && served.length !== device.servingTotals.length) await tx.devices.setServingTotals(device, served);
-        return { cohort, slots: moved };
+        return { cohort, slots: moved, evidence: false };
       }
-      return { cohort, slots: null };
+      return { cohort, slots: null, evidence: true };
     });
     if (stored === 'revoked-device') {
       this.#options.onRevokedDevice?.(report.deviceId);
@@ -108,7 +112,7 @@ export class StoreFleetIngest implements FleetIngest {
       if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots, new Date(report.createdAt));
       if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
       else if (!awaited) this.#options.onAnswer?.(report);
-    } else this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort).map((entry) => ({ ...entry, receivedAt: new Date(now) })));
+    } else if (stored.evidence) this.#options.onBenchmark?.(deviceReportsFromBenchmark(report, stored.cohort).map((entry) => ({ ...entry, receivedAt: new Date(now) })));
     return 'ingested';
   }
 

@@ -7,13 +7,14 @@ import type { FleetStore } from './fleet-store.ts';
  * ReportHistory (for the builtin metric provider) over the stored benchmark reports: each
  * report yields its candidate's and its active model's DeviceReport, with the cohort the device
  * had when the report arrived, timed by its arrival (the server's clock, as Prometheus times
- * what it scrapes): a device whose clock is off still falls in the analysis window.
+ * what it scrapes): a device whose clock is off still falls in the analysis window. Left out, as
+ * the live export leaves them out: benchmarks answering a replaced assignment (replacedAnswerSql).
  */
 export class StoreReportHistory implements ReportHistory {
   constructor(private readonly fleet: FleetStore) {}
 
   async reports(query: ReportQuery): Promise<readonly DeviceReport[]> {
-    const stored = await this.fleet.repos.reports.list({ kind: 'benchmark', since: query.since, until: query.until, clock: 'server' });
+    const stored = await this.fleet.repos.reports.list({ kind: 'benchmark', since: query.since, until: query.until, clock: 'server', evidence: true });
     const reports = stored.flatMap(({ report, cohort, receivedAt }) => deviceReportsFromBenchmark(report as BenchmarkReport, cohort).map((entry) => ({ ...entry, ts: new Date(receivedAt) })));
     return query.model === undefined ? reports : reports.filter((report) => report.model === query.model);
   }

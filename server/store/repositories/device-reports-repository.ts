@@ -3,6 +3,22 @@ import type { SqlExecutor } from '../sql-engine.ts';
 import { fromJsonColumn, toJsonColumn } from './json-column.ts';
 import { chunksOf, ID_CHUNK } from './id-chunks.ts';
 
+/**
+ * SQL true for a stored benchmark report that answers a replaced assignment: the server had
+ * issued its device a newer candidate assignment before the report arrived (one delivered late
+ * from the device's outbox, measured for an assignment since replaced). Such a report stays in the
+ * history but is not evidence: the device benchmarks again for the newer assignment, and a
+ * rollout's analysis must not take an earlier one's numbers for its own (docs/rollout-spec.md).
+ * `report` names the device_reports row. Both times are the server's ISO strings.
+ */
+export function replacedAnswerSql(report: string): string {
+  return `EXISTS (
+    SELECT 1 FROM device_assignments answered
+    JOIN device_assignments newer ON newer.device_id = answered.device_id AND newer.role = 'candidate' AND newer.issued_at > answered.issued_at
+    WHERE answered.id = ${report}.assignment_id AND answered.device_id = ${report}.device_id AND newer.issued_at <= ${report}.received_at
+  )`;
+}
+
 export interface StoredReport {
   report: Report;
   /** The device's cohort label when the report arrived. */
@@ -25,12 +41,18 @@ export class DeviceReportsRepository {
     return result.changes > 0;
   }
 
+  /** Whether the stored `report` (a benchmark) answers a replaced assignment (replacedAnswerSql): it is history, not evidence. */
+  async answersReplacedAssignment(report: Report): Promise<boolean> {
+    return (await this.db.get(`SELECT 1 AS hit FROM device_reports WHERE id = ? AND ${replacedAnswerSql('device_reports')}`, [storedReportKey(report)])) !== undefined;
+  }
+
   /**
    * Reports of `kind` created (or, with clock 'server', received) within [since, until]
    * (inclusive), oldest first. Past `limit`
    * (default 100,000) the oldest are left out: a window's newest reports are what analysis needs.
+   * `evidence`: without the benchmarks that answer a replaced assignment (replacedAnswerSql).
    */
-  async list(query: { kind?: Report['kind']; model?: string; deviceId?: string; since?: Date; until?: Date; limit?: number; clock?: 'device' | 'server' }): Promise<StoredReport[]> {
+  async list(query: { kind?: Report['kind']; model?: string; deviceId?: string; since?: Date; until?: Date; limit?: number; clock?: 'device' | 'server'; evidence?: boolean }): Promise<StoredReport[]> {
     // The device's clock (createdAt), or the server's (arrival): field devices' clocks drift.
     const time = query.clock === 'server' ? 'received_at' : 'created_at';
     const where: string[] = [];
@@ -45,6 +67,7 @@ export class DeviceReportsRepository {
     add('device_id = ?', query.deviceId);
     add(`${time} >= ?`, query.since?.toISOString());
     add(`${time} <= ?`, query.until?.toISOString());
+    if (query.evidence) where.push(`NOT ${replacedAnswerSql('device_reports')}`);
     params.push(query.limit ?? 100_000);
     const rows = await this.db.all(
       `SELECT payload, cohort, received_at FROM device_reports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${time} DESC, id DESC LIMIT ?`,
@@ -57,7 +80,8 @@ export class DeviceReportsRepository {
    * Each live device's latest benchmark report per model (the model its candidate was of), by
    * arrival (the server's clock: a device's own may be off), oldest first: what the server exports
    * per device, rebuilt after a restart or failover (for devices whose benchmark totals the store
-   * did not keep yet: see seedReportTotals). `deviceId`: that device's only.
+   * did not keep yet: see seedReportTotals). `deviceId`: that device's only. A benchmark that
+   * answers a replaced assignment was not exported when it came (replacedAnswerSql), so is not here.
    */
   async latestBenchmarks(options: { deviceId?: string } = {}): Promise<StoredReport[]> {
     const device = options.deviceId === undefined ? '' : ' AND device_id = ?';
@@ -67,7 +91,7 @@ export class DeviceReportsRepository {
       `SELECT r.payload, r.cohort, r.received_at FROM (
          SELECT payload, cohort, received_at, device_id, id,
            ROW_NUMBER() OVER (PARTITION BY device_id, model ORDER BY received_at DESC, created_at DESC, id DESC) AS newest
-         FROM device_reports WHERE kind = 'benchmark'${device}
+         FROM device_reports WHERE kind = 'benchmark'${device} AND NOT ${replacedAnswerSql('device_reports')}
        ) r
        JOIN devices d ON d.id = r.device_id AND d.revoked_at IS NULL
        WHERE r.newest = 1 ORDER BY r.received_at, r.id`,
