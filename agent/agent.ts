@@ -575,7 +575,14 @@ export class Agent {
     // one decides what the device runs, so that command is given up, also at the next start.
     const stale = this.#pendingCommands.filter((command) => !this.#commandsInHand.has(command.id) && Date.parse(command.issuedAt) <= Date.parse(assignment.issuedAt));
     this.#pendingCommands = this.#pendingCommands.filter((command) => !stale.includes(command));
-    if (first || stale.length > 0) await this.#save({ ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) });
+    if (first || stale.length > 0) {
+      const pending: SlotState = { ...current, pending: assignment, assignmentSeq: Math.max(current.assignmentSeq ?? -1, assignment.seq) };
+      // A revert (back to the previous model, on disk) works on a disk that takes no writes (full,
+      // read-only): carried out from memory, and recorded and answered once the disk takes writes
+      // (#rollback). Any other assignment needs the disk: it is taken again on its retry timer.
+      if (isRevert(current, assignment)) await this.#saveOrKeepInMemory(pending, `assignment ${assignment.id} received`);
+      else await this.#save(pending);
+    }
     await this.#reportLossTo(assignment);
     await this.#processAssignment(assignment);
   }
@@ -877,18 +884,16 @@ export class Agent {
     };
     const report = this.#assignmentReport(answers, 'rolled-back', 'active', target, null);
     const afterStateWrite = () => crashPoint('activation:after-state');
-    // A rollback always works: a fleet command's is carried out from memory at once when the disk
-    // takes no writes (full, read-only), and recorded and answered once it does (#saveOrKeepInMemory;
-    // a restart before then comes back on state.json as it is). An assignment's (a revert) is taken
-    // again on its retry timer like any assignment that failed on the device.
+    // A rollback always works: a fleet command's, or an assignment's (a revert), is carried out from
+    // memory at once when the disk takes no writes (full, read-only), and recorded and answered once
+    // it does (#saveOrKeepInMemory; a restart before then comes back on state.json as it is).
     let recorded = true;
     await this.#releasingOnFailure(next, async () => {
-      if (command) recorded = await this.#commitOrKeepInMemory(change, report, `rollback ${answers}`, afterStateWrite);
-      else await this.#commit(change, report, afterStateWrite);
+      recorded = await this.#commitOrKeepInMemory(change, report, `${command ? 'rollback' : 'revert'} ${answers}`, afterStateWrite);
     });
     await this.#swapActive(next);
     if (recorded) this.#logger.info({ version: target.version }, 'rolled back to the previous model');
-    else this.#logger.warn({ version: target.version, commandId: answers }, 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)');
+    else this.#logger.warn({ version: target.version, [command ? 'commandId' : 'assignmentId']: answers }, 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)');
     return true;
   }
 
@@ -1320,6 +1325,11 @@ export class Agent {
   #referencedModels(state: SlotState): Set<string> {
     return new Set([state.active, state.candidate, state.previous].filter((ref) => ref !== null).map((ref) => ref.sha256));
   }
+}
+
+/** Whether `assignment` makes the device's previous model active again: a revert, with no download. */
+function isRevert(state: SlotState, assignment: Assignment): boolean {
+  return assignment.role === 'active' && !sameModel(state.active, assignment) && sameModel(state.previous, assignment);
 }
 
 /** What becomes of a fleet command the disk could not record when it came (the end of a log line). */

@@ -18,7 +18,7 @@ import { recordingLogger, startAgent, type RunningAgent } from './agent-harness.
 /**
  * A data disk that takes no writes (full, or remounted read-only: a worn SD card) must not keep the
  * agent from serving its last good model: leftovers of a crash it cannot remove are logged and left,
- * a fallback to the previous model and a rollback run from memory, and are recorded (and answered)
+ * a fallback to the previous model, a rollback and a revert run from memory, and are recorded (and answered)
  * once the disk takes writes again. A restart before then comes back on state.json as it is.
  */
 
@@ -267,6 +267,56 @@ for (const kind of ['full', 'read-only'] as const) {
     assert.equal((await answersCounted(agent))['rolled-back'], 1, 'counted once');
   });
 }
+
+test('a revert (an assignment of the previous model) on a read-only data disk switches the served model at once, and is recorded and answered once the disk takes writes', async (t) => {
+  const deviceId = 'revert-read-only';
+  const disk = await smallDisk(t, deviceId, true);
+  if (!disk) return noTmpfs(t);
+  const { logger, lines } = recordingLogger();
+  const { agent, predict } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+  assert.equal((await predict({ rows: ROW })).json.sha256, world.v2.id);
+  await disk.readOnly();
+
+  const revert = await world.assign(deviceId, world.v1, 'active');
+  await waitFor(async () => (await predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served');
+  assert.deepEqual([agent.slots.active?.sha256, agent.slots.previous?.sha256], [world.v1.id, world.v2.id]);
+  assert.equal(lines.some((line) => line.msg === 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)' && line.assignmentId === revert.id), true, 'the log says what happened');
+  await delay(1500); // a few heartbeats, and retry timers
+  assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id, 'still v1');
+  assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json unchanged');
+  assert.equal(world.harness.ingest.reports.some(isAnswerTo(revert.id)), false, 'not answered before it is recorded');
+
+  await disk.writable();
+  const answer = await world.waitForReport(isAnswerTo(revert.id), 10_000);
+  assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back');
+  const state = await readState(disk.dataDir);
+  assert.deepEqual([state.active?.sha256, state.previous?.sha256], [world.v1.id, world.v2.id], 'recorded: v1 active, v2 previous');
+  assert.equal(state.handledIds.includes(revert.id), true);
+  assert.equal(state.pending, null);
+  await agent.idle();
+  assert.equal(world.harness.ingest.reports.filter(isAnswerTo(revert.id)).length, 1, 'answered once');
+  assert.equal((await answersCounted(agent))['rolled-back'], 1, 'counted once');
+});
+
+test('an agent restarted before the disk took a revert comes back on the state on disk, and carries out the retained revert again', async (t) => {
+  const deviceId = 'revert-restart';
+  const disk = await smallDisk(t, deviceId, true);
+  if (!disk) return noTmpfs(t);
+  const { config } = disk;
+  const first = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined });
+  await disk.readOnly();
+  const revert = await world.assign(deviceId, world.v1, 'active');
+  await waitFor(async () => (await first.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served from memory');
+  await first.stop();
+  assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json names v2');
+  const { logger, lines } = recordingLogger();
+  const second = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined, logger, heartbeatIntervalMs: 200 });
+  await waitFor(async () => (await second.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served again: the broker delivered the retained revert');
+  assert.equal(lines.some((line) => line.assignmentId === revert.id && line.msg.startsWith('rolled back to the previous model in memory')), true, 'carried out from memory again');
+  await disk.writable();
+  const answer = await world.waitForReport(isAnswerTo(revert.id), 10_000);
+  assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back', 'answered once the disk takes writes');
+});
 
 test('an agent restarted before the disk took its rollback comes back on the state on disk', async (t) => {
   const deviceId = 'rollback-restart';
