@@ -452,12 +452,11 @@ export class Agent {
       this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
       // Saved before it is queued: read, the broker counts it delivered, and a crash must not lose it.
       // A write the disk cannot take is logged; the command is queued from memory all the same, and
-      // the next state write that succeeds records it while it is unanswered (#write). A rollback is
-      // then carried out from memory (#rollback); a drop's own commit, which writes state.json, is
-      // retried until the disk takes it.
+      // the next state write that succeeds records it while it is unanswered (#write). A rollback or
+      // a drop is then carried out from memory (#rollback, #dropCandidate).
       this.#pendingCommands = [...this.#pendingCommands, command];
       this.#save().catch((error: unknown) =>
-        this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, `the fleet command received cannot be recorded on disk; ${unrecordedCommand(command)}`),
+        this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, `the fleet command received cannot be recorded on disk; ${UNRECORDED_COMMAND}`),
       );
       // A candidate assigned before a drop would be dropped once installed, and a rollback must not
       // wait for a download (of a candidate, or of an activation it wins over): the download stops now.
@@ -900,11 +899,11 @@ export class Agent {
   async #runCommand(command: FleetCommand): Promise<void> {
     if (this.#state.state.handledIds.includes(command.id)) return;
     // Saved when received (#onMessage); if the disk could not take it then, tried once more now, and
-    // run from memory all the same (a rollback is carried out from memory; a drop's commit below
-    // needs the disk: retried until it takes it).
+    // run from memory all the same (a rollback or a drop is carried out from memory, and recorded
+    // and answered once the disk takes writes; a refusal waits for the disk, taken again on a timer).
     await this.#writes;
     if (!this.#state.state.pendingCommands?.some((pending) => pending.id === command.id)) {
-      await this.#save(this.#state.state).catch((error: unknown) => this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, `the fleet command cannot be recorded on disk; ${unrecordedCommand(command)}`));
+      await this.#save(this.#state.state).catch((error: unknown) => this.#logger.warn({ commandId: command.id, err: errorMessage(error) }, `the fleet command cannot be recorded on disk; ${UNRECORDED_COMMAND}`));
     }
     crashPoint('command:taken');
     if (command.command === 'rollback') await this.#rollback(command.id, undefined, {}, command);
@@ -932,10 +931,15 @@ export class Agent {
       return this.#commit(withHandled(state, answers), this.#assignmentReport(answers, 'refused', 'candidate', subject, 'no candidate to drop'));
     }
     const dropped = state.candidate;
-    await this.#commit({ ...withHandled(state, answers), candidate: null, candidateBenchmarked: true, droppedCandidate: { sha256: dropped.sha256, issuedAt: command.issuedAt } }, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null));
+    // As a rollback: on a disk that takes no writes (full, read-only) the candidate leaves its slot
+    // (and shadow serving) at once, and the drop is recorded and answered once the disk takes writes;
+    // its files go at a later collection.
+    const change: SlotState = { ...withHandled(state, answers), candidate: null, candidateBenchmarked: true, droppedCandidate: { sha256: dropped.sha256, issuedAt: command.issuedAt } };
+    const recorded = await this.#commitOrKeepInMemory(change, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null), `drop-candidate ${answers}`);
     await this.#refreshCandidateServing();
     this.#publishModelInfo();
-    await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+    if (recorded) await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
+    else this.#logger.warn({ version: dropped.version, commandId: answers }, 'dropped the candidate in memory: the disk takes no writes; the drop is recorded and answered once it does (a restart before then comes back on the state on disk)');
   }
 
   /**
@@ -1333,9 +1337,7 @@ function isRevert(state: SlotState, assignment: Assignment): boolean {
 }
 
 /** What becomes of a fleet command the disk could not record when it came (the end of a log line). */
-function unrecordedCommand(command: FleetCommand): string {
-  return command.command === 'rollback' ? 'carrying it out from memory' : 'it is carried out once the disk takes its answer (taken again on a timer until then)';
-}
+const UNRECORDED_COMMAND = 'carrying it out from memory';
 
 /** The schema's limit on a report's reason, in UTF-16 code units. */
 const MAX_REASON_CHARS = 2000;

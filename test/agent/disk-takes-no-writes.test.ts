@@ -18,7 +18,7 @@ import { recordingLogger, startAgent, type RunningAgent } from './agent-harness.
 /**
  * A data disk that takes no writes (full, or remounted read-only: a worn SD card) must not keep the
  * agent from serving its last good model: leftovers of a crash it cannot remove are logged and left,
- * a fallback to the previous model, a rollback and a revert run from memory, and are recorded (and answered)
+ * a fallback to the previous model, a rollback, a revert and a drop run from memory, and are recorded (and answered)
  * once the disk takes writes again. A restart before then comes back on state.json as it is.
  */
 
@@ -296,6 +296,35 @@ test('a revert (an assignment of the previous model) on a read-only data disk sw
   await agent.idle();
   assert.equal(world.harness.ingest.reports.filter(isAnswerTo(revert.id)).length, 1, 'answered once');
   assert.equal((await answersCounted(agent))['rolled-back'], 1, 'counted once');
+});
+
+test('a drop-candidate on a read-only data disk empties the candidate slot at once, and is recorded and answered once the disk takes writes', async (t) => {
+  const deviceId = 'drop-read-only';
+  const disk = await smallDisk(t, deviceId, false);
+  if (!disk) return noTmpfs(t);
+  const { logger, lines } = recordingLogger();
+  const { agent } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+  const candidate = await world.assign(deviceId, world.v2, 'candidate');
+  await world.waitForReport(isOutcome(candidate.id, 'installed'));
+  await agent.idle();
+  await disk.readOnly();
+
+  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  await waitFor(async () => agent.slots.candidate === null, 5000, 'the candidate slot emptied');
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+  assert.equal(lines.some((line) => line.commandId === drop.id && line.msg.startsWith('dropped the candidate in memory: the disk takes no writes')), true, 'the log says what happened');
+  await delay(1500); // a few heartbeats
+  assert.equal((await readState(disk.dataDir)).candidate?.sha256, world.v2.id, 'state.json unchanged');
+  assert.equal(world.harness.ingest.reports.some(isAnswerTo(drop.id)), false, 'not answered before it is recorded');
+
+  await disk.writable();
+  const answer = await world.waitForReport(isAnswerTo(drop.id), 10_000);
+  assert.equal(answer.kind === 'assignment' && answer.outcome, 'candidate-dropped');
+  const state = await readState(disk.dataDir);
+  assert.equal(state.candidate, null, 'recorded');
+  assert.equal(state.handledIds.includes(drop.id), true);
+  await agent.idle();
+  assert.equal(world.harness.ingest.reports.filter(isAnswerTo(drop.id)).length, 1, 'answered once');
 });
 
 test('an agent restarted before the disk took a revert comes back on the state on disk, and carries out the retained revert again', async (t) => {
