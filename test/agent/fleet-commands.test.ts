@@ -62,26 +62,34 @@ async function whenCandidateInstalls<T>(t: Parameters<typeof startAgent>[0], dev
   return { agent, sent: await sent! };
 }
 
-test('a fleet command the device fails (its state file unwritable) is taken again on a timer, and answered once the disk takes it', async (t) => {
+test('on a state file the disk cannot write, a drop is carried out from memory at once, a refused command is taken again on a timer, and both are answered once the disk takes them', async (t) => {
   const { logger, lines } = recordingLogger();
-  const { agent, dataDir } = await withCandidate('cmd-retry', t, { logger, assignmentRetryMs: 150 });
+  const { agent, dataDir } = await withCandidate('cmd-retry', t, { logger, assignmentRetryMs: 150, heartbeatIntervalMs: 200 });
   const stateFile = join(dataDir, 'state.json');
   const saved = await readFile(stateFile);
   await rm(stateFile);
   await mkdir(join(stateFile, 'blocker'), { recursive: true });
 
   const drop = await dropFor('cmd-retry');
-  const failures = () => lines.filter((line) => line.msg === 'agent task failed' && String(line.task).endsWith(`command ${drop.id}`));
+  await waitFor(() => agent.slots.candidate === null, 10_000, 'the candidate dropped from memory');
+  assert.equal(lines.some((line) => line.commandId === drop.id && line.msg.startsWith('dropped the candidate in memory: the disk takes no writes')), true, 'the log says so');
+  // Nothing left to drop: the refusal changes nothing on the device and waits for the disk.
+  const again = await dropFor('cmd-retry');
+  const failures = () => lines.filter((line) => line.msg === 'agent task failed' && String(line.task).endsWith(`command ${again.id}`));
   await waitFor(() => failures().length >= 2, 10_000, 'two failed attempts');
   assert.deepEqual(failures().slice(0, 2).map((line) => line.retryInMs), [150, 300]);
-  assert.equal(agent.slots.candidate?.version, '3', 'nothing dropped yet');
+  assert.equal(world.harness.ingest.reports.some((report) => isAnswerTo(drop.id)(report) || isAnswerTo(again.id)(report)), false, 'neither answered before it is recorded');
 
   await rm(stateFile, { recursive: true });
   await writeFile(stateFile, saved);
   const dropped = await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
   assert.equal(dropped.kind === 'assignment' && dropped.version, '3');
+  const refused = await world.waitForReport(isOutcome(again.id, 'refused'), 10_000);
+  assert.equal(reasonOf(refused), 'no candidate to drop');
   assert.equal(agent.slots.candidate, null);
-  assert.ok(JSON.parse(await readFile(stateFile, 'utf8')).handledIds.includes(drop.id));
+  await agent.idle();
+  const state = JSON.parse(await readFile(stateFile, 'utf8')) as SlotState;
+  assert.deepEqual([state.candidate, state.handledIds.includes(drop.id), state.handledIds.includes(again.id)], [null, true, true], 'both recorded');
 });
 
 test('a fleet command received when the disk cannot record it is carried out from memory, once: a redelivery does not apply it again', async (t) => {
