@@ -70,11 +70,13 @@ export class StoreFleetIngest implements FleetIngest {
       // holds only for slots a heartbeat wrote (seedReportTotals).
       const seeds = device.reportTotals === null && (report.kind === 'benchmark' || SLOT_OUTCOMES.has(report.outcome));
       const totals = seeds ? ((await seedReportTotals(tx.reports, [device])).get(device.id) ?? []) : device.reportTotals;
-      if (!(await tx.reports.insert(report, cohort, now))) return 'duplicate' as const;
-      // A benchmark for an assignment the device has since been sent a newer candidate assignment
-      // in place of (delivered late from its outbox) is kept in the history only: its numbers are
-      // not the newer assignment's evidence, and the device benchmarks again for that one.
-      if (report.kind === 'benchmark' && (await tx.reports.answersReplacedAssignment(report))) return { cohort, slots: null, evidence: false };
+      // A benchmark answering an assignment the server had replaced by a newer candidate assignment
+      // to the device (one measured before, delivered late from the device's outbox) is kept in the
+      // history only: its numbers are not the newer assignment's evidence (the device benchmarks
+      // again when it takes that one). Decided now and stored, for the rebuilds to read.
+      const evidence = !(await tx.reports.answersReplacedAssignment(report, now));
+      if (!(await tx.reports.insert(report, cohort, now, evidence))) return 'duplicate' as const;
+      if (!evidence) return { cohort, slots: null, evidence };
       if (report.kind === 'benchmark') {
         const next = reportTotalsAfter(totals ?? [], deviceReportsFromBenchmark(report, cohort), now);
         await tx.devices.setReportTotals(device.id, next);

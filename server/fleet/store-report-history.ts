@@ -8,7 +8,8 @@ import type { FleetStore } from './fleet-store.ts';
  * report yields its candidate's and its active model's DeviceReport, with the cohort the device
  * had when the report arrived, timed by its arrival (the server's clock, as Prometheus times
  * what it scrapes): a device whose clock is off still falls in the analysis window. Left out, as
- * the live export leaves them out: benchmarks answering a replaced assignment (replacedAnswerSql).
+ * the live export left them out: benchmarks that were not evidence when they arrived (they answered
+ * a replaced assignment: DeviceReportsRepository.answersReplacedAssignment).
  */
 export class StoreReportHistory implements ReportHistory {
   constructor(private readonly fleet: FleetStore) {}

@@ -12,11 +12,11 @@ import type { AssignmentReport, BenchmarkReport, ModelRef } from '../../shared/p
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
 
 /*
- * A benchmark a device measured for an assignment the server has since replaced with a newer
- * candidate assignment (a rollout's, of the same version), delivered late from the device's
- * outbox: it is history, not the newer assignment's evidence. Not exported live, not in the
- * builtin provider's history, not restored after a restart; the device's benchmark for the newer
- * assignment is.
+ * A benchmark a device measured for an assignment the server had replaced with a newer candidate
+ * assignment (a rollout's, of the same version) by the time it arrived, delivered late from the
+ * device's outbox: it is history, not the newer assignment's evidence. Not exported live, not in
+ * the builtin provider's history, not restored after a restart, whatever retention deletes later;
+ * the device's benchmark for the newer assignment is.
  */
 
 const DEVICE = 'kobe-1';
@@ -67,12 +67,13 @@ for (const engine of STORE_ENGINES) {
     let now = new Date(at(0));
     const first = await serverOn(t, location, () => now);
     const { fleet, ingest, registry } = first;
+    let live = first; // the server the steps below talk to
     await fleet.repos.devices.insert({ id: DEVICE, labels: { cohort: 'pilot' }, secretHash: '$7$101$c2FsdA==$x', tokenId: 'tok-1', enrolledAt: at(0), enrolledBy: 'token:admin' });
     const issue = (id: string, version: string, role: 'active' | 'candidate', issuedAt: string) =>
-      fleet.repos.assignments.insert({ id, deviceId: DEVICE, model: 'iris', version, artifactId: ref(version).sha256, role, issuedAt, issuedBy: 'token:op', state: 'published', reason: null, updatedAt: issuedAt });
+      live.fleet.repos.assignments.insert({ id, deviceId: DEVICE, model: 'iris', version, artifactId: ref(version).sha256, role, issuedAt, issuedBy: 'token:op', state: 'published', reason: null, updatedAt: issuedAt });
     const answer = async (id: string, version: string, role: 'active' | 'candidate', outcome: AssignmentReport['outcome'], createdAt: string) => {
       const report: AssignmentReport = { schema: 1, id: `answer-${id}`, kind: 'assignment', deviceId: DEVICE, createdAt, assignmentId: id, outcome, role, model: 'iris', version, sha256: ref(version).sha256, reason: null };
-      assert.equal(await ingest.ingestReport(report), 'ingested');
+      assert.equal(await live.ingest.ingestReport(report), 'ingested');
     };
     const seconds = (iso: string) => String(Date.parse(iso) / 1000);
 
@@ -104,6 +105,7 @@ for (const engine of STORE_ENGINES) {
     // A restart (or a standby elected) exports what the live server did.
     await first.store.close();
     const second = await serverOn(t, location, () => now);
+    live = second;
     await restoreExports(second.exporter, second.fleet.repos);
     assert.deepEqual(await candidateLines(second.registry), exported, 'restored as exported: the late one is not evidence');
     const { reportTotals } = (await second.fleet.repos.devices.get(DEVICE))!;
@@ -115,5 +117,19 @@ for (const engine of STORE_ENGINES) {
     assert.equal(await second.ingest.ingestReport(benchmark('b-rollout', 'rollout-a-1', at(13), 0.7)), 'ingested');
     assert.deepEqual(await candidateLines(second.registry), ['fleetprune_device_accuracy_ratio 0.7', `fleetprune_device_report_timestamp_seconds ${seconds(at(14))}`, 'fleetprune_device_reports_total 2']);
     assert.deepEqual(await candidateHistory(second.fleet), [`0.9 ${at(3)}`, `0.7 ${at(14)}`]);
+
+    // A newer candidate assignment the device refused replaces nothing: the candidate it keeps
+    // benchmarked again (its active model changed, say) for the assignment it holds is evidence.
+    await issue('manual-4', '3', 'candidate', at(15));
+    await answer('manual-4', '3', 'candidate', 'refused', at(16));
+    now = new Date(at(17));
+    assert.equal(await second.ingest.ingestReport(benchmark('b-again', 'rollout-a-1', at(16), 0.75)), 'ingested');
+    assert.deepEqual(await candidateLines(second.registry), ['fleetprune_device_accuracy_ratio 0.75', `fleetprune_device_report_timestamp_seconds ${seconds(at(17))}`, 'fleetprune_device_reports_total 3']);
+
+    // The verdict is kept with each report: retention deleting the assignments it rested on changes no rebuild.
+    assert.ok((await second.fleet.repos.assignments.deleteAnsweredBefore(new Date(at(59)))) >= 3, 'the answered assignments deleted');
+    assert.deepEqual(await candidateHistory(second.fleet), [`0.9 ${at(3)}`, `0.7 ${at(14)}`, `0.75 ${at(17)}`]);
+    assert.deepEqual((await second.fleet.repos.reports.latestBenchmarks()).map(({ report }) => report.id), ['b-again']);
+    assert.deepEqual((await second.fleet.repos.reports.list({ kind: 'benchmark', clock: 'server' })).map(({ report }) => report.id), ['b-manual', 'b-late', 'b-rollout', 'b-again'], 'the history holds every one');
   });
 }

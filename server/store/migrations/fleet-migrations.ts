@@ -164,4 +164,14 @@ export const fleetMigrations: Migration[] = [
     // even that one. NULL: none kept yet (the server seeds them from the newest benchmarks).
     sql: () => 'ALTER TABLE devices ADD COLUMN report_totals TEXT;',
   },
+  {
+    domain: 'fleet',
+    version: 11,
+    name: 'whether a benchmark report is evidence',
+    // Decided when the report arrives (replacedAnswerSql): a benchmark answering a candidate
+    // assignment the server had replaced by then is history, not evidence. Kept with the report, so
+    // the rebuilds (a restart, the builtin provider's history) read what the live export did,
+    // whatever retention deletes of the assignments later. Reports from before: evidence, as exported.
+    sql: () => 'ALTER TABLE device_reports ADD COLUMN evidence INTEGER NOT NULL DEFAULT 1;',
+  },
 ];

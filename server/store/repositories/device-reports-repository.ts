@@ -4,20 +4,16 @@ import { fromJsonColumn, toJsonColumn } from './json-column.ts';
 import { chunksOf, ID_CHUNK } from './id-chunks.ts';
 
 /**
- * SQL true for a stored benchmark report that answers a replaced assignment: the server had
- * issued its device a newer candidate assignment before the report arrived (one delivered late
- * from the device's outbox, measured for an assignment since replaced). Such a report stays in the
- * history but is not evidence: the device benchmarks again for the newer assignment, and a
- * rollout's analysis must not take an earlier one's numbers for its own (docs/rollout-spec.md).
- * `report` names the device_reports row. Both times are the server's ISO strings.
+ * SQL true for a benchmark report that answers a replaced assignment: by the time it arrived, the
+ * server had issued its device a newer candidate assignment, which the device did not refuse (one
+ * measured earlier and delivered late from the device's outbox, say). Such a report is history, not
+ * evidence: a rollout's analysis must not take an earlier assignment's numbers for its own
+ * (docs/rollout-spec.md). Decided once, when the report arrives (the `evidence` column).
+ * Parameters: the answered assignment's id, the device id, the arrival time (the server's ISO string).
  */
-export function replacedAnswerSql(report: string): string {
-  return `EXISTS (
-    SELECT 1 FROM device_assignments answered
-    JOIN device_assignments newer ON newer.device_id = answered.device_id AND newer.role = 'candidate' AND newer.issued_at > answered.issued_at
-    WHERE answered.id = ${report}.assignment_id AND answered.device_id = ${report}.device_id AND newer.issued_at <= ${report}.received_at
-  )`;
-}
+const REPLACED_ANSWER_SQL = `SELECT 1 FROM device_assignments answered
+  JOIN device_assignments newer ON newer.device_id = answered.device_id AND newer.role = 'candidate' AND newer.issued_at > answered.issued_at AND newer.state <> 'refused'
+  WHERE answered.id = ? AND answered.device_id = ? AND newer.issued_at <= ?`;
 
 export interface StoredReport {
   report: Report;
@@ -30,27 +26,31 @@ export interface StoredReport {
 export class DeviceReportsRepository {
   constructor(private readonly db: SqlExecutor) {}
 
-  /** False when the device already sent a report with this id (nothing is written). */
-  async insert(report: Report, cohort: string, receivedAt: string): Promise<boolean> {
+  /**
+   * False when the device already sent a report with this id (nothing is written). `evidence`:
+   * whether the report counts as evidence (answersReplacedAssignment; true for all but benchmarks).
+   */
+  async insert(report: Report, cohort: string, receivedAt: string, evidence = true): Promise<boolean> {
     const model = report.kind === 'benchmark' ? report.candidate.model : report.model;
     const result = await this.db.run(
-      `INSERT INTO device_reports (id, device_id, kind, model, assignment_id, cohort, created_at, received_at, payload)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-      [storedReportKey(report), report.deviceId, report.kind, model, report.assignmentId, cohort, new Date(report.createdAt).toISOString(), receivedAt, toJsonColumn(report)],
+      `INSERT INTO device_reports (id, device_id, kind, model, assignment_id, cohort, created_at, received_at, payload, evidence)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+      [storedReportKey(report), report.deviceId, report.kind, model, report.assignmentId, cohort, new Date(report.createdAt).toISOString(), receivedAt, toJsonColumn(report), evidence ? 1 : 0],
     );
     return result.changes > 0;
   }
 
-  /** Whether the stored `report` (a benchmark) answers a replaced assignment (replacedAnswerSql): it is history, not evidence. */
-  async answersReplacedAssignment(report: Report): Promise<boolean> {
-    return (await this.db.get(`SELECT 1 AS hit FROM device_reports WHERE id = ? AND ${replacedAnswerSql('device_reports')}`, [storedReportKey(report)])) !== undefined;
+  /** Whether a benchmark arriving at `receivedAt` answers a replaced assignment (REPLACED_ANSWER_SQL): history, not evidence. */
+  async answersReplacedAssignment(report: Report, receivedAt: string): Promise<boolean> {
+    if (report.kind !== 'benchmark' || report.assignmentId === null) return false;
+    return (await this.db.get(`${REPLACED_ANSWER_SQL} LIMIT 1`, [report.assignmentId, report.deviceId, receivedAt])) !== undefined;
   }
 
   /**
    * Reports of `kind` created (or, with clock 'server', received) within [since, until]
    * (inclusive), oldest first. Past `limit`
    * (default 100,000) the oldest are left out: a window's newest reports are what analysis needs.
-   * `evidence`: without the benchmarks that answer a replaced assignment (replacedAnswerSql).
+   * `evidence`: only the reports that were evidence when they arrived (answersReplacedAssignment).
    */
   async list(query: { kind?: Report['kind']; model?: string; deviceId?: string; since?: Date; until?: Date; limit?: number; clock?: 'device' | 'server'; evidence?: boolean }): Promise<StoredReport[]> {
     // The device's clock (createdAt), or the server's (arrival): field devices' clocks drift.
@@ -67,7 +67,7 @@ export class DeviceReportsRepository {
     add('device_id = ?', query.deviceId);
     add(`${time} >= ?`, query.since?.toISOString());
     add(`${time} <= ?`, query.until?.toISOString());
-    if (query.evidence) where.push(`NOT ${replacedAnswerSql('device_reports')}`);
+    if (query.evidence) where.push('evidence = 1');
     params.push(query.limit ?? 100_000);
     const rows = await this.db.all(
       `SELECT payload, cohort, received_at FROM device_reports${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${time} DESC, id DESC LIMIT ?`,
@@ -80,8 +80,8 @@ export class DeviceReportsRepository {
    * Each live device's latest benchmark report per model (the model its candidate was of), by
    * arrival (the server's clock: a device's own may be off), oldest first: what the server exports
    * per device, rebuilt after a restart or failover (for devices whose benchmark totals the store
-   * did not keep yet: see seedReportTotals). `deviceId`: that device's only. A benchmark that
-   * answers a replaced assignment was not exported when it came (replacedAnswerSql), so is not here.
+   * did not keep yet: see seedReportTotals). `deviceId`: that device's only. Only benchmarks that
+   * were evidence when they arrived (answersReplacedAssignment): the others were never exported.
    */
   async latestBenchmarks(options: { deviceId?: string } = {}): Promise<StoredReport[]> {
     const device = options.deviceId === undefined ? '' : ' AND device_id = ?';
@@ -91,7 +91,7 @@ export class DeviceReportsRepository {
       `SELECT r.payload, r.cohort, r.received_at FROM (
          SELECT payload, cohort, received_at, device_id, id,
            ROW_NUMBER() OVER (PARTITION BY device_id, model ORDER BY received_at DESC, created_at DESC, id DESC) AS newest
-         FROM device_reports WHERE kind = 'benchmark'${device} AND NOT ${replacedAnswerSql('device_reports')}
+         FROM device_reports WHERE kind = 'benchmark' AND evidence = 1${device}
        ) r
        JOIN devices d ON d.id = r.device_id AND d.revoked_at IS NULL
        WHERE r.newest = 1 ORDER BY r.received_at, r.id`,
