@@ -1,15 +1,12 @@
 import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
-import { Registry } from 'prom-client';
-import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
-import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { test } from 'node:test';
+import type { Registry } from 'prom-client';
+import type { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { restoreExports } from '../../server/fleet/serving-totals.ts';
-import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
 import { StoreReportHistory } from '../../server/fleet/store-report-history.ts';
-import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
-import { openStore, type StoreLocation } from '../../server/store/open-store.ts';
 import type { AssignmentReport, BenchmarkReport, ModelRef } from '../../shared/protocol/payloads.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+import { storeFleetServer } from './store-fleet-server.ts';
 
 /*
  * A benchmark a device measured for an assignment the server had replaced with a newer candidate
@@ -31,26 +28,6 @@ function benchmark(id: string, assignmentId: string, createdAt: string, accuracy
   return { schema: 1, id, kind: 'benchmark', deviceId: DEVICE, createdAt, assignmentId, holdout: { rows: 30, fingerprint: 'f', task: 'classification' }, active: model('active', '1', 0.8), candidate: model('candidate', '2', accuracy) };
 }
 
-async function serverOn(t: TestContext, location: StoreLocation, clock: () => Date) {
-  const store = await openStore(location);
-  let closed = false;
-  const close = store.close.bind(store);
-  store.close = async () => {
-    if (!closed) await close();
-    closed = true;
-  };
-  t.after(() => store.close());
-  const fleet = new FleetStore(store);
-  const registry = new Registry();
-  const exporter = new ReportMetricsExporter(registry);
-  const ingest = new StoreFleetIngest({
-    fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), clock,
-    onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
-    onSlotsChanged: (deviceId, slots, changedAt) => exporter.keepSlots(deviceId, slots, changedAt),
-  });
-  return { store, fleet, registry, exporter, ingest };
-}
-
 /** The candidate's exported accuracy, reports counter and report time, as `metric value` lines. */
 async function candidateLines(registry: Registry): Promise<string[]> {
   const wanted = ['fleetprune_device_accuracy_ratio{', 'fleetprune_device_reports_total{', 'fleetprune_device_report_timestamp_seconds{'];
@@ -65,7 +42,7 @@ for (const engine of STORE_ENGINES) {
     const location = await freshStoreLocation(t, engine);
     if (!location) return;
     let now = new Date(at(0));
-    const first = await serverOn(t, location, () => now);
+    const first = await storeFleetServer(t, location, { clock: () => now });
     const { fleet, ingest, registry } = first;
     let live = first; // the server the steps below talk to
     await fleet.repos.devices.insert({ id: DEVICE, labels: { cohort: 'pilot' }, secretHash: '$7$101$c2FsdA==$x', tokenId: 'tok-1', enrolledAt: at(0), enrolledBy: 'token:admin' });
@@ -104,7 +81,7 @@ for (const engine of STORE_ENGINES) {
 
     // A restart (or a standby elected) exports what the live server did.
     await first.store.close();
-    const second = await serverOn(t, location, () => now);
+    const second = await storeFleetServer(t, location, { clock: () => now });
     live = second;
     await restoreExports(second.exporter, second.fleet.repos);
     assert.deepEqual(await candidateLines(second.registry), exported, 'restored as exported: the late one is not evidence');

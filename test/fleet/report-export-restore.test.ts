@@ -1,17 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { Registry } from 'prom-client';
-import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
-import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import type { Registry } from 'prom-client';
+import type { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { reportRetention } from '../../server/fleet/report-retention.ts';
 import { restoreExports } from '../../server/fleet/serving-totals.ts';
-import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
-import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
-import { openStore, type StoreLocation } from '../../server/store/open-store.ts';
-import type { Store } from '../../server/store/store.ts';
+import type { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
+import type { StoreLocation } from '../../server/store/open-store.ts';
 import type { AssignmentReport, BenchmarkReport, ModelRef, Telemetry } from '../../shared/protocol/payloads.ts';
 import { createLogger } from '../../shared/util/log.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+import { storeFleetServer } from './store-fleet-server.ts';
 
 /*
  * What a server exports per device, and what a restart (or a standby elected) exports again from
@@ -36,29 +34,7 @@ function heartbeat(sentAt: string, active: string, candidate: string | null, ser
   };
 }
 
-/** One server's view of the store, wired as createFleet wires its ingest to its exporter. */
-async function serverOn(t: TestContext, location: StoreLocation): Promise<{ store: Store; fleet: FleetStore; registry: Registry; exporter: ReportMetricsExporter; ingest: StoreFleetIngest }> {
-  const store = await openStore(location);
-  let closed = false;
-  const close = store.close.bind(store);
-  store.close = async () => {
-    if (!closed) await close();
-    closed = true;
-  };
-  t.after(() => store.close());
-  const fleet = new FleetStore(store);
-  const registry = new Registry();
-  const exporter = new ReportMetricsExporter(registry);
-  const ingest = new StoreFleetIngest({
-    fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(),
-    onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
-    onSlotsChanged: (deviceId, slots, at) => exporter.keepSlots(deviceId, slots, at),
-    onSlotsSeen: (deviceId, slots, sentAt) => exporter.reconcileSlots(deviceId, slots, sentAt),
-    onRevokedDevice: (deviceId) => exporter.forgetDevice(deviceId),
-    onServing: (serving) => exporter.observeServing(serving),
-  });
-  return { store, fleet, registry, exporter, ingest };
-}
+const serverOn = (t: TestContext, location: StoreLocation) => storeFleetServer(t, location);
 
 async function enroll(fleet: FleetStore): Promise<void> {
   await fleet.repos.devices.insert({ id: DEVICE, labels: { cohort: 'pilot' }, secretHash: '$7$101$c2FsdA==$x', tokenId: 'tok-1', enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'token:admin' });

@@ -1,17 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { Registry } from 'prom-client';
-import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
-import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import type { Registry } from 'prom-client';
 import { restoreExports } from '../../server/fleet/serving-totals.ts';
-import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
-import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
-import type { ServingDelta } from '../../server/metricproviders/report-history.ts';
-import { openStore, type StoreLocation } from '../../server/store/open-store.ts';
+import type { StoreLocation } from '../../server/store/open-store.ts';
 import type { Store } from '../../server/store/store.ts';
 import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
 import type { BenchmarkReport, ModelRef, Telemetry } from '../../shared/protocol/payloads.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+import { storeFleetServer } from './store-fleet-server.ts';
 
 const ref = (version: string): ModelRef => ({ model: 'iris', version, sha256: version.repeat(64).slice(0, 64) });
 
@@ -30,30 +26,7 @@ function benchmark(id: string): BenchmarkReport {
   return { schema: 1, id, kind: 'benchmark', deviceId: 'osaka-1', createdAt: '2026-03-01T08:59:00.000Z', assignmentId: 'a-1', holdout: { rows: 30, fingerprint: 'f', task: 'classification' }, active: model('active', '1'), candidate: model('candidate', '2') };
 }
 
-/** One server's view of the store: its own connection, exporter and ingest (as createFleet wires them). */
-async function serverOn(t: TestContext, location: StoreLocation): Promise<{ store: Store; fleet: FleetStore; registry: Registry; exporter: ReportMetricsExporter; ingest: StoreFleetIngest; served: ServingDelta[] }> {
-  const store = await openStore(location);
-  let closed = false;
-  const close = store.close.bind(store);
-  store.close = async () => {
-    if (!closed) await close();
-    closed = true;
-  };
-  t.after(() => store.close());
-  const fleet = new FleetStore(store);
-  const registry = new Registry();
-  const exporter = new ReportMetricsExporter(registry);
-  const served: ServingDelta[] = [];
-  const ingest = new StoreFleetIngest({
-    fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(),
-    onBenchmark: (reports) => reports.forEach((report) => exporter.observe(report)),
-    onServing: (serving) => {
-      served.push(serving);
-      exporter.observeServing(serving);
-    },
-  });
-  return { store, fleet, registry, exporter, ingest, served };
-}
+const serverOn = (t: TestContext, location: StoreLocation) => storeFleetServer(t, location);
 
 /** `role version: predictions/errors ratio` for each exported label set. */
 async function exported(registry: Registry): Promise<string[]> {
