@@ -232,71 +232,48 @@ test('the fallback to the previous model run from memory is recorded, and the lo
   assert.deepEqual(state.lost?.map((model) => model.sha256), [world.v2.id], 'the lost model kept, for its restore');
 });
 
-for (const kind of ['full', 'read-only'] as const) {
-  test(`a rollback on a ${kind} data disk switches the served model at once, and is recorded and answered once the disk takes writes`, async (t) => {
-    const deviceId = `rollback-${kind}`;
-    const disk = await smallDisk(t, deviceId, true);
-    if (!disk) return noTmpfs(t);
-    const { logger, lines } = recordingLogger();
-    const { agent, predict } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
-    assert.equal((await predict({ rows: ROW })).json.sha256, world.v2.id);
-    if (kind === 'full') await disk.fill();
-    else await disk.readOnly();
+/** The two ways back to the previous model: a fleet rollback command, and a rollout's revert (an assignment of the previous version as active). */
+const ROLLBACKS = {
+  'a rollback': { id: 'rollback', send: (deviceId: string) => publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey }), field: 'commandId' },
+  'a revert (an assignment of the previous model)': { id: 'revert', send: (deviceId: string) => world.assign(deviceId, world.v1, 'active'), field: 'assignmentId' },
+} as const;
 
-    const rollback = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
-    await waitFor(async () => (await predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served');
-    assert.equal(agent.slots.active?.sha256, world.v1.id);
-    assert.equal(agent.slots.previous?.sha256, world.v2.id);
-    assert.equal(lines.some((line) => line.msg === 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)'), true, 'the log says what happened');
-    await delay(1500); // a few heartbeats
-    assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id, 'still v1');
-    assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json unchanged');
-    assert.equal(world.harness.ingest.reports.some(isAnswerTo(rollback.id)), false, 'not answered before it is recorded');
-    assert.equal((await answersCounted(agent))['rolled-back'], undefined, 'nor counted');
+for (const [what, { id, send, field }] of Object.entries(ROLLBACKS)) {
+  for (const kind of ['full', 'read-only'] as const) {
+    test(`${what} on a ${kind} data disk switches the served model at once, and is recorded and answered once the disk takes writes`, async (t) => {
+      const deviceId = `${id}-${kind}`;
+      const disk = await smallDisk(t, deviceId, true);
+      if (!disk) return noTmpfs(t);
+      const { logger, lines } = recordingLogger();
+      const { agent, predict } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+      assert.equal((await predict({ rows: ROW })).json.sha256, world.v2.id);
+      if (kind === 'full') await disk.fill();
+      else await disk.readOnly();
 
-    await disk.writable();
-    const answer = await world.waitForReport(isAnswerTo(rollback.id), 10_000);
-    assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back');
-    const state = await readState(disk.dataDir);
-    assert.equal(state.active?.sha256, world.v1.id, 'recorded: v1 active');
-    assert.equal(state.previous?.sha256, world.v2.id);
-    assert.equal(state.handledIds.includes(rollback.id), true);
-    assert.deepEqual(state.pendingCommands, []);
-    await agent.idle();
-    assert.equal(world.harness.ingest.reports.filter(isAnswerTo(rollback.id)).length, 1, 'answered once');
-    assert.equal((await answersCounted(agent))['rolled-back'], 1, 'counted once');
-  });
+      const sent = await send(deviceId);
+      await waitFor(async () => (await predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served');
+      assert.deepEqual([agent.slots.active?.sha256, agent.slots.previous?.sha256], [world.v1.id, world.v2.id]);
+      const said = (line: Record<string, unknown>) => line[field] === sent.id && line.msg === 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)';
+      assert.equal(lines.some(said), true, 'the log says what happened');
+      await delay(1500); // a few heartbeats, and retry timers
+      assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id, 'still v1');
+      assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json unchanged');
+      assert.equal(world.harness.ingest.reports.some(isAnswerTo(sent.id)), false, 'not answered before it is recorded');
+      assert.equal((await answersCounted(agent))['rolled-back'], undefined, 'nor counted');
+
+      await disk.writable();
+      const answer = await world.waitForReport(isAnswerTo(sent.id), 10_000);
+      assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back');
+      const state = await readState(disk.dataDir);
+      assert.deepEqual([state.active?.sha256, state.previous?.sha256], [world.v1.id, world.v2.id], 'recorded: v1 active, v2 previous');
+      assert.equal(state.handledIds.includes(sent.id), true);
+      assert.deepEqual([state.pendingCommands ?? [], state.pending], [[], null], 'nothing left pending');
+      await agent.idle();
+      assert.equal(world.harness.ingest.reports.filter(isAnswerTo(sent.id)).length, 1, 'answered once');
+      assert.equal((await answersCounted(agent))['rolled-back'], 1, 'counted once');
+    });
+  }
 }
-
-test('a revert (an assignment of the previous model) on a read-only data disk switches the served model at once, and is recorded and answered once the disk takes writes', async (t) => {
-  const deviceId = 'revert-read-only';
-  const disk = await smallDisk(t, deviceId, true);
-  if (!disk) return noTmpfs(t);
-  const { logger, lines } = recordingLogger();
-  const { agent, predict } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
-  assert.equal((await predict({ rows: ROW })).json.sha256, world.v2.id);
-  await disk.readOnly();
-
-  const revert = await world.assign(deviceId, world.v1, 'active');
-  await waitFor(async () => (await predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served');
-  assert.deepEqual([agent.slots.active?.sha256, agent.slots.previous?.sha256], [world.v1.id, world.v2.id]);
-  assert.equal(lines.some((line) => line.msg === 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)' && line.assignmentId === revert.id), true, 'the log says what happened');
-  await delay(1500); // a few heartbeats, and retry timers
-  assert.equal((await predict({ rows: ROW })).json.sha256, world.v1.id, 'still v1');
-  assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json unchanged');
-  assert.equal(world.harness.ingest.reports.some(isAnswerTo(revert.id)), false, 'not answered before it is recorded');
-
-  await disk.writable();
-  const answer = await world.waitForReport(isAnswerTo(revert.id), 10_000);
-  assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back');
-  const state = await readState(disk.dataDir);
-  assert.deepEqual([state.active?.sha256, state.previous?.sha256], [world.v1.id, world.v2.id], 'recorded: v1 active, v2 previous');
-  assert.equal(state.handledIds.includes(revert.id), true);
-  assert.equal(state.pending, null);
-  await agent.idle();
-  assert.equal(world.harness.ingest.reports.filter(isAnswerTo(revert.id)).length, 1, 'answered once');
-  assert.equal((await answersCounted(agent))['rolled-back'], 1, 'counted once');
-});
 
 test('a drop-candidate on a read-only data disk empties the candidate slot at once, and is recorded and answered once the disk takes writes', async (t) => {
   const deviceId = 'drop-read-only';
@@ -327,36 +304,30 @@ test('a drop-candidate on a read-only data disk empties the candidate slot at on
   assert.equal(world.harness.ingest.reports.filter(isAnswerTo(drop.id)).length, 1, 'answered once');
 });
 
-test('an agent restarted before the disk took a revert comes back on the state on disk, and carries out the retained revert again', async (t) => {
-  const deviceId = 'revert-restart';
-  const disk = await smallDisk(t, deviceId, true);
-  if (!disk) return noTmpfs(t);
-  const { config } = disk;
-  const first = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined });
-  await disk.readOnly();
-  const revert = await world.assign(deviceId, world.v1, 'active');
-  await waitFor(async () => (await first.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served from memory');
-  await first.stop();
-  assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json names v2');
-  const { logger, lines } = recordingLogger();
-  const second = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined, logger, heartbeatIntervalMs: 200 });
-  await waitFor(async () => (await second.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served again: the broker delivered the retained revert');
-  assert.equal(lines.some((line) => line.assignmentId === revert.id && line.msg.startsWith('rolled back to the previous model in memory')), true, 'carried out from memory again');
-  await disk.writable();
-  const answer = await world.waitForReport(isAnswerTo(revert.id), 10_000);
-  assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back', 'answered once the disk takes writes');
-});
-
-test('an agent restarted before the disk took its rollback comes back on the state on disk', async (t) => {
-  const deviceId = 'rollback-restart';
-  const disk = await smallDisk(t, deviceId, true);
-  if (!disk) return noTmpfs(t);
-  const { config } = disk;
-  const first = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined });
-  await disk.readOnly();
-  await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
-  await waitFor(async () => (await first.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served from memory');
-  await first.stop();
-  const second = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined });
-  assert.equal((await second.predict({ rows: ROW })).json.sha256, world.v2.id, 'v2, as state.json says');
-});
+for (const [what, { id, send, field }] of Object.entries(ROLLBACKS)) {
+  // A fleet command is not retained: a restart forgets one it did not record. A revert is the device's retained assignment: the broker delivers it again.
+  const retained = id === 'revert';
+  test(`an agent restarted before the disk took ${what} comes back on the state on disk${retained ? ', and carries out the retained revert again' : ''}`, async (t) => {
+    const deviceId = `${id}-restart`;
+    const disk = await smallDisk(t, deviceId, true);
+    if (!disk) return noTmpfs(t);
+    const { config } = disk;
+    const first = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined });
+    await disk.readOnly();
+    const sent = await send(deviceId);
+    await waitFor(async () => (await first.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served from memory');
+    await first.stop();
+    assert.equal((await readState(disk.dataDir)).active?.sha256, world.v2.id, 'state.json names v2');
+    const { logger, lines } = recordingLogger();
+    const second = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config, holdout: undefined, logger, heartbeatIntervalMs: 200 });
+    if (!retained) {
+      assert.equal((await second.predict({ rows: ROW })).json.sha256, world.v2.id, 'v2, as state.json says');
+      return;
+    }
+    await waitFor(async () => (await second.predict({ rows: ROW })).json.sha256 === world.v1.id, 5000, 'v1 served again: the broker delivered the retained revert');
+    assert.equal(lines.some((line) => line[field] === sent.id && line.msg.startsWith('rolled back to the previous model in memory')), true, 'carried out from memory again');
+    await disk.writable();
+    const answer = await world.waitForReport(isAnswerTo(sent.id), 10_000);
+    assert.equal(answer.kind === 'assignment' && answer.outcome, 'rolled-back', 'answered once the disk takes writes');
+  });
+}
