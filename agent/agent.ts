@@ -189,6 +189,8 @@ export class Agent {
    * do not describe. Cleared by the next state write that succeeds.
    */
   #inMemoryOnly: Set<string> | undefined;
+  /** While #inMemoryOnly is set: the models state.json names, which garbage collection keeps (#referencedModels). */
+  #recordedModels: Set<string> | undefined;
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
     this.#options = options;
@@ -416,6 +418,8 @@ export class Agent {
       this.#pendingCommands = this.#pendingCommands.filter((command) => !next.handledIds.includes(command.id));
       const commandSeq = Math.max(next.commandSeq ?? -1, this.#newestSeq.command.seq);
       const onDisk = new Set(this.#state.state.unsentReports.filter((report) => !this.#inMemoryOnly?.has(report.id)).map((report) => report.id));
+      // The models state.json names stay on disk while it is not replaced: a restart comes back on them.
+      if (!this.#inMemoryOnly) this.#recordedModels = modelsOf(this.#state.state);
       this.#state.keepInMemory({ ...next, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) });
       this.#inMemoryOnly = new Set(next.unsentReports.filter((report) => !onDisk.has(report.id)).map((report) => report.id));
       this.#logger.warn({ err: describeSystemError(error), change: what }, 'the state change cannot be recorded on disk; running on it from memory until the disk takes writes (its reports are sent then)');
@@ -1101,6 +1105,11 @@ export class Agent {
     try {
       await this.#commit({ ...withAssignmentHandled(this.#state.state, assignment.id), pending: null }, report);
     } catch (error) {
+      // The agent runs on a state the disk has not recorded (a rollback, a revert or a drop carried
+      // out from memory): a refusal may follow from it (moot after that rollback), and a restart
+      // comes back on state.json, where the same assignment would be carried out. So it does not go
+      // out before that state is recorded: taken again on its timer meanwhile.
+      if (this.#inMemoryOnly) throw error;
       // The state file cannot be written (a full disk): the server must still hear of the refusal,
       // so it is sent from memory, and the next state write that succeeds records it (#save), as
       // this one would have: a stop before it got out then loses it no more, even when the assignment
@@ -1223,7 +1232,11 @@ export class Agent {
     const answers = next.unsentReports.filter((report) => !before.has(report.id));
     await this.#state.save(held.reduce(withRefusalRecorded, next));
     // Every write is of the state in memory (or one made from it): a state kept in memory is on disk now.
+    const recordedFromMemory = this.#inMemoryOnly !== undefined;
     this.#inMemoryOnly = undefined;
+    this.#recordedModels = undefined;
+    // The models only the old state.json named (a candidate dropped, a model rolled back from in memory) can go now.
+    if (recordedFromMemory) this.#enqueue('remove the models the recorded state no longer holds', () => this.#store.collectGarbage(this.#referencedModels(this.#state.state)));
     this.#direct.recorded(held.map((report) => report.id));
     this.#countAnswers(answers);
   }
@@ -1326,9 +1339,15 @@ export class Agent {
     for (const [slot, ref] of Object.entries(this.slots)) if (ref) this.metrics.modelInfo.set({ slot, model: ref.model, version: ref.version }, 1);
   }
 
+  /** The models `state` holds and, while the agent runs on a state kept in memory, those state.json names. */
   #referencedModels(state: SlotState): Set<string> {
-    return new Set([state.active, state.candidate, state.previous].filter((ref) => ref !== null).map((ref) => ref.sha256));
+    return new Set([...modelsOf(state), ...(this.#recordedModels ?? [])]);
   }
+}
+
+/** The artifact ids of the models `state` holds (active, candidate, previous). */
+function modelsOf(state: SlotState): Set<string> {
+  return new Set([state.active, state.candidate, state.previous].filter((ref) => ref !== null).map((ref) => ref.sha256));
 }
 
 /** Whether `assignment` makes the device's previous model active again: a revert, with no download. */

@@ -302,6 +302,37 @@ test('a drop-candidate on a read-only data disk empties the candidate slot at on
   assert.equal(state.handledIds.includes(drop.id), true);
   await agent.idle();
   assert.equal(world.harness.ingest.reports.filter(isAnswerTo(drop.id)).length, 1, 'answered once');
+  await waitFor(async () => !(await readdir(join(disk.dataDir, 'models'))).includes(world.v2.id), 5000, 'the dropped candidate\'s files removed once the drop is recorded');
+});
+
+test('an activation made moot by a drop carried out from memory is not refused before the drop is recorded: a restart before then carries it out, answered once', async (t) => {
+  const deviceId = 'moot-in-memory';
+  const disk = await smallDisk(t, deviceId, false);
+  if (!disk) return noTmpfs(t);
+  const { logger, lines } = recordingLogger();
+  const first = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+  const candidate = await world.assign(deviceId, world.v2, 'candidate');
+  await world.waitForReport(isOutcome(candidate.id, 'installed'));
+  await first.agent.idle();
+  await disk.readOnly();
+
+  // The activation cannot be saved as pending: taken again on its timer. A drop issued after it is carried out from memory.
+  const activation = await world.assign(deviceId, world.v2, 'active');
+  await waitFor(() => lines.some((line) => line.msg === 'agent task failed' && String(line.task).includes(activation.id)), 5000, 'the activation failed on the disk');
+  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  await waitFor(() => first.agent.slots.candidate === null, 5000, 'dropped in memory');
+  await delay(1500); // retry timers: the activation is moot in memory
+  assert.deepEqual(world.harness.ingest.reports.filter((report) => isAnswerTo(activation.id)(report) || isAnswerTo(drop.id)(report)), [], 'neither answered while the drop is not recorded');
+
+  // A restart before the disk takes writes: state.json still holds the candidate, and the retained activation is carried out.
+  await first.stop();
+  const second = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+  await disk.writable();
+  await world.waitForReport(isOutcome(activation.id, 'activated'), 10_000);
+  await second.agent.idle();
+  const answers = world.harness.ingest.reports.filter(isAnswerTo(activation.id)).map((report) => (report.kind === 'assignment' ? report.outcome : report.kind));
+  assert.deepEqual(answers, ['activated'], 'one answer, which agrees with what the device runs');
+  assert.equal(second.agent.slots.active?.sha256, world.v2.id);
 });
 
 for (const [what, { id, send, field }] of Object.entries(ROLLBACKS)) {
