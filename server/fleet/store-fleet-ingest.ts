@@ -1,4 +1,4 @@
-import type { AssignmentReport, BenchmarkReport, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
+import type { AssignmentReport, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 import { deviceReportsFromBenchmark } from '../metricproviders/benchmark-report-adapter.ts';
 import type { DeviceReport, ReportTotal, ServingDelta } from '../metricproviders/report-history.ts';
 import type { AssignmentOutcomes } from './assignment-outcomes.ts';
@@ -8,7 +8,6 @@ import { reportTotalsAfter, reportTotalsHeld, reportTotalsMoved, seedReportTotal
 import { olderInSameRun, sameAgentRun } from './agent-run.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
-import type { StoredReport } from '../store/repositories/device-reports-repository.ts';
 import type { FleetRepositories, FleetStore } from './fleet-store.ts';
 
 export interface StoreFleetIngestOptions {
@@ -88,12 +87,6 @@ export class StoreFleetIngest implements FleetIngest {
       }
       if (report.kind === 'assignment' && device) {
         if (!(await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now))) await tx.commands.setAnswered(report.assignmentId, report.deviceId, now);
-        // The refused candidate assignment replaced nothing after all: a benchmark withheld for it is evidence again.
-        const restored = report.outcome === 'refused' && report.role === 'candidate' ? await evidenceAgain(tx, device.id) : [];
-        if (restored.length > 0 && totals) {
-          const restoredTotals = restored.reduce((sum, stored) => reportTotalsAfter(sum, deviceReportsFromBenchmark(stored.report as BenchmarkReport, stored.cohort), stored.receivedAt), totals);
-          await tx.devices.setReportTotals(device.id, restoredTotals);
-        }
         const slots = slotsAfter(device, report);
         if (slots) await tx.devices.setSlots(device.id, slots, now);
         // An answer that changes no stored slot may still be news to the metric series: a
@@ -107,7 +100,7 @@ export class StoreFleetIngest implements FleetIngest {
         // installed again) counting afresh, as live.
         const served = moved && device.servingTotals.filter((total) => slotsHold(moved, total));
         if (served && served.length !== device.servingTotals.length) await tx.devices.setServingTotals(device, served);
-        return { cohort, slots: moved, evidence: false, restored };
+        return { cohort, slots: moved, evidence: false };
       }
       return { cohort, slots: null, evidence: true };
     });
@@ -117,9 +110,6 @@ export class StoreFleetIngest implements FleetIngest {
     }
     if (typeof stored === 'string') return stored;
     if (report.kind === 'assignment') {
-      for (const { report: benchmark, cohort, receivedAt } of stored.restored ?? []) {
-        this.#options.onBenchmark?.(deviceReportsFromBenchmark(benchmark as BenchmarkReport, cohort).map((entry) => ({ ...entry, receivedAt: new Date(receivedAt) })));
-      }
       const awaited = this.#options.outcomes.answered(report);
       if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots, new Date(report.createdAt));
       if (report.outcome === 'benchmark-failed') this.#options.onBenchmarkFailed?.(report);
@@ -205,30 +195,6 @@ export class StoreFleetIngest implements FleetIngest {
 
 /** The answers that move a device's slots (slotsAfter); others leave its metric series alone. */
 const SLOT_OUTCOMES: ReadonlySet<AssignmentReport['outcome']> = new Set(['installed', 'activated', 'rolled-back', 'candidate-dropped']);
-
-/**
- * After a device refused a candidate assignment: its newest withheld benchmark of each model that
- * no longer answers a replaced assignment (the refused one was all that replaced it), and is newer
- * than every benchmark of that model exported for the device, is marked evidence and returned
- * (oldest first), to be exported with its own arrival time. Older withheld ones stay history.
- */
-async function evidenceAgain(tx: FleetRepositories, deviceId: string): Promise<StoredReport[]> {
-  const withheld = await tx.reports.withheldBenchmarks(deviceId);
-  if (withheld.length === 0) return [];
-  const exported = new Map((await tx.reports.latestBenchmarks({ deviceId })).map((stored) => [(stored.report as BenchmarkReport).candidate.model, stored.receivedAt]));
-  const restored: StoredReport[] = [];
-  const models = new Set<string>();
-  for (const stored of withheld) {
-    const benchmark = stored.report as BenchmarkReport;
-    if (models.has(benchmark.candidate.model)) continue;
-    models.add(benchmark.candidate.model);
-    if ((exported.get(benchmark.candidate.model) ?? '') > stored.receivedAt) continue;
-    if (await tx.reports.answersReplacedAssignment(benchmark, stored.receivedAt)) continue;
-    await tx.reports.markEvidence(benchmark);
-    restored.unshift(stored);
-  }
-  return restored;
-}
 
 /** Whether the server issued the assignment or fleet command `report` answers to the reporting device. */
 async function issued(tx: FleetRepositories, report: AssignmentReport): Promise<boolean> {

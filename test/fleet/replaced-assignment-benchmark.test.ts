@@ -108,22 +108,5 @@ for (const engine of STORE_ENGINES) {
     assert.deepEqual(await candidateHistory(second.fleet), [`0.9 ${at(3)}`, `0.7 ${at(14)}`, `0.75 ${at(17)}`]);
     assert.deepEqual((await second.fleet.repos.reports.latestBenchmarks()).map(({ report }) => report.id), ['b-again']);
     assert.deepEqual((await second.fleet.repos.reports.list({ kind: 'benchmark', clock: 'server' })).map(({ report }) => report.id), ['b-manual', 'b-late', 'b-rollout', 'b-again'], 'the history holds every one');
-
-    // The refusal comes after the benchmark it replaced (the device sends its outbox first, then
-    // works through the assignment): the withheld benchmark is evidence again, with its own arrival time.
-    await issue('manual-5', '3', 'candidate', at(20));
-    now = new Date(at(21));
-    assert.equal(await second.ingest.ingestReport(benchmark('b-before-refusal', 'rollout-a-1', at(19), 0.6)), 'ingested');
-    const beforeRefusal = await candidateLines(second.registry);
-    assert.deepEqual(beforeRefusal, ['fleetprune_device_accuracy_ratio 0.75', `fleetprune_device_report_timestamp_seconds ${seconds(at(17))}`, 'fleetprune_device_reports_total 3'], 'withheld while manual-5 may replace it');
-    now = new Date(at(22));
-    await answer('manual-5', '3', 'candidate', 'refused', at(22));
-    const restored = ['fleetprune_device_accuracy_ratio 0.6', `fleetprune_device_report_timestamp_seconds ${seconds(at(21))}`, 'fleetprune_device_reports_total 4'];
-    assert.deepEqual(await candidateLines(second.registry), restored, 'exported once the device refused manual-5');
-    assert.deepEqual(await candidateHistory(second.fleet), [`0.9 ${at(3)}`, `0.7 ${at(14)}`, `0.75 ${at(17)}`, `0.6 ${at(21)}`]);
-    await second.store.close();
-    const third = await storeFleetServer(t, location, { clock: () => now });
-    await restoreExports(third.exporter, third.fleet.repos);
-    assert.deepEqual(await candidateLines(third.registry), restored, 'and so after a restart');
   });
 }

@@ -46,20 +46,6 @@ export class DeviceReportsRepository {
     return (await this.db.get(`${REPLACED_ANSWER_SQL} LIMIT 1`, [report.assignmentId, report.deviceId, receivedAt])) !== undefined;
   }
 
-  /** The device's benchmarks that were not evidence when they arrived, newest first. */
-  async withheldBenchmarks(deviceId: string): Promise<StoredReport[]> {
-    const rows = await this.db.all(
-      `SELECT payload, cohort, received_at FROM device_reports WHERE device_id = ? AND kind = 'benchmark' AND evidence = 0 ORDER BY received_at DESC, created_at DESC, id DESC LIMIT 100`,
-      [deviceId],
-    );
-    return rows.map((row) => ({ report: fromJsonColumn<Report>(row.payload), cohort: String(row.cohort), receivedAt: String(row.received_at) }));
-  }
-
-  /** Marks a stored report as evidence (a withheld benchmark whose replacement the device refused). */
-  async markEvidence(report: Report): Promise<void> {
-    await this.db.run('UPDATE device_reports SET evidence = 1 WHERE id = ?', [storedReportKey(report)]);
-  }
-
   /**
    * Reports of `kind` created (or, with clock 'server', received) within [since, until]
    * (inclusive), oldest first. Past `limit`
