@@ -572,7 +572,7 @@ export class Agent {
     // A rollback (or a drop of its candidate) issued after it and carried out makes it moot, however
     // often it was taken before (its retry timer, a redelivery, a restart, a deferral).
     const moot = this.#mootActivation(assignment);
-    if (moot) return this.#refuse(assignment, moot);
+    if (moot) return this.#refuseFromState(assignment, moot);
     const first = current.pending?.id !== assignment.id;
     // A fleet command that failed and waits to be taken again, issued before this assignment: this
     // one decides what the device runs, so that command is given up, also at the next start.
@@ -687,7 +687,7 @@ export class Agent {
       // downloaded again like any assignment: a revert must not fail for want of a local copy.
       if (sameModel(state.previous, ref) && (await this.#rollback(assignment.id, assignment, { orDownload: true }))) return;
     } else {
-      if (sameModel(state.active, ref)) return this.#refuse(assignment, `${ref.version} is already the active model`);
+      if (sameModel(state.active, ref)) return this.#refuseFromState(assignment, `${ref.version} is already the active model`);
       if (sameModel(state.candidate, ref)) return this.#rebenchmarkCandidate(assignment, ref);
     }
     let model: InstalledModel;
@@ -1105,11 +1105,6 @@ export class Agent {
     try {
       await this.#commit({ ...withAssignmentHandled(this.#state.state, assignment.id), pending: null }, report);
     } catch (error) {
-      // The agent runs on a state the disk has not recorded (a rollback, a revert or a drop carried
-      // out from memory): a refusal may follow from it (moot after that rollback), and a restart
-      // comes back on state.json, where the same assignment would be carried out. So it does not go
-      // out before that state is recorded: taken again on its timer meanwhile.
-      if (this.#inMemoryOnly) throw error;
       // The state file cannot be written (a full disk): the server must still hear of the refusal,
       // so it is sent from memory, and the next state write that succeeds records it (#save), as
       // this one would have: a stop before it got out then loses it no more, even when the assignment
@@ -1122,6 +1117,18 @@ export class Agent {
       if (!counted) this.#countAnswers([report]);
       void this.#flushOutbox();
     }
+  }
+
+  /**
+   * #refuse, for a refusal that follows from the slots (moot after a rollback or a drop, already the
+   * active model). While the agent runs on a state the disk has not recorded (a rollback, a revert or
+   * a drop carried out from memory), such a refusal does not go out: a restart comes back on
+   * state.json, where the same assignment would be carried out, and the server must not hear both.
+   * It is taken again on its timer, and answered once that state is recorded.
+   */
+  async #refuseFromState(assignment: Assignment, reason: string): Promise<void> {
+    if (this.#inMemoryOnly) throw new Error(`refusing it (${reason}) waits until the disk records the state it follows from`);
+    return this.#refuse(assignment, reason);
   }
 
   async #finish(assignment: Assignment, outcome: 'installed' | 'activated', reason: string): Promise<void> {
@@ -1236,7 +1243,13 @@ export class Agent {
     this.#inMemoryOnly = undefined;
     this.#recordedModels = undefined;
     // The models only the old state.json named (a candidate dropped, a model rolled back from in memory) can go now.
-    if (recordedFromMemory) this.#enqueue('remove the models the recorded state no longer holds', () => this.#store.collectGarbage(this.#referencedModels(this.#state.state)));
+    // (And the pending assignment's, as at start: installed, but the write naming it may have failed.)
+    if (recordedFromMemory) {
+      this.#enqueue('remove the models the recorded state no longer holds', async () => {
+        const state = this.#state.state;
+        await this.#store.collectGarbage(new Set([...this.#referencedModels(state), ...(state.pending ? [state.pending.sha256] : [])]));
+      });
+    }
     this.#direct.recorded(held.map((report) => report.id));
     this.#countAnswers(answers);
   }

@@ -305,6 +305,28 @@ test('a drop-candidate on a read-only data disk empties the candidate slot at on
   await waitFor(async () => !(await readdir(join(disk.dataDir, 'models'))).includes(world.v2.id), 5000, 'the dropped candidate\'s files removed once the drop is recorded');
 });
 
+test('on a state kept in memory, a drop that first refuses a pending candidate assignment is still carried out from memory at once', async (t) => {
+  const deviceId = 'drop-after-refusal';
+  const disk = await smallDisk(t, deviceId, true);
+  if (!disk) return noTmpfs(t);
+  const seeding = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined });
+  const installed = await world.assign(deviceId, world.v3, 'candidate');
+  await world.waitForReport(isOutcome(installed.id, 'installed'));
+  await seeding.agent.idle();
+  await seeding.stop();
+  // state.json as a stop left it: a candidate assignment pending, and a rollback received, not carried out yet.
+  const pending = await world.assign(deviceId, world.v1, 'candidate');
+  const rollback = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  const saved = await readState(disk.dataDir);
+  await writeFile(join(disk.dataDir, 'state.json'), JSON.stringify({ ...saved, pending, assignmentSeq: pending.seq, pendingCommands: [rollback] }));
+  await disk.readOnly();
+
+  const { agent } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+  await waitFor(async () => agent.slots.active?.sha256 === world.v1.id, 5000, 'rolled back from memory');
+  await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  await waitFor(async () => agent.slots.candidate === null, 5000, 'the candidate dropped from memory, the disk still read-only');
+});
+
 test('an activation made moot by a drop carried out from memory is not refused before the drop is recorded: a restart before then carries it out, answered once', async (t) => {
   const deviceId = 'moot-in-memory';
   const disk = await smallDisk(t, deviceId, false);
