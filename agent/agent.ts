@@ -1243,11 +1243,13 @@ export class Agent {
     this.#inMemoryOnly = undefined;
     this.#recordedModels = undefined;
     // The models only the old state.json named (a candidate dropped, a model rolled back from in memory) can go now.
-    // (And the pending assignment's, as at start: installed, but the write naming it may have failed.)
+    // (And the pending assignment's, as at start: installed, but the write naming it may have failed;
+    // not an activation made moot meanwhile, whose model is the one a drop took out of its slot.)
     if (recordedFromMemory) {
       this.#enqueue('remove the models the recorded state no longer holds', async () => {
         const state = this.#state.state;
-        await this.#store.collectGarbage(new Set([...this.#referencedModels(state), ...(state.pending ? [state.pending.sha256] : [])]));
+        const pending = state.pending && !mootActivationCause(state, state.pending) ? [state.pending.sha256] : [];
+        await this.#store.collectGarbage(new Set([...this.#referencedModels(state), ...pending]));
       });
     }
     this.#direct.recorded(held.map((report) => report.id));

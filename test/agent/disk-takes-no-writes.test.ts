@@ -327,6 +327,33 @@ test('on a state kept in memory, a drop that first refuses a pending candidate a
   await waitFor(async () => agent.slots.candidate === null, 5000, 'the candidate dropped from memory, the disk still read-only');
 });
 
+test('the files of a candidate dropped from memory go once the drop is recorded, though a pending activation of it (now moot) waits', async (t) => {
+  const deviceId = 'drop-pending-activation';
+  const disk = await smallDisk(t, deviceId, false);
+  if (!disk) return noTmpfs(t);
+  const seeding = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined });
+  const installed = await world.assign(deviceId, world.v2, 'candidate');
+  await world.waitForReport(isOutcome(installed.id, 'installed'));
+  await seeding.agent.idle();
+  await seeding.stop();
+  // state.json as a stop left it: the candidate's activation pending.
+  const activation = await world.assign(deviceId, world.v2, 'active');
+  const saved = await readState(disk.dataDir);
+  await writeFile(join(disk.dataDir, 'state.json'), JSON.stringify({ ...saved, pending: activation, assignmentSeq: activation.seq }));
+  await disk.readOnly();
+
+  const { agent } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
+  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  await waitFor(async () => agent.slots.candidate === null, 5000, 'the candidate dropped from memory');
+  await disk.writable();
+  await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
+  const refused = await world.waitForReport(isOutcome(activation.id, 'refused'), 10_000);
+  assert.match(refused.kind === 'assignment' ? String(refused.reason) : '', /^not activated: a drop-candidate issued after it/);
+  await agent.idle();
+  assert.equal((await readdir(join(disk.dataDir, 'models'))).includes(world.v2.id), false, 'the dropped candidate\'s files removed');
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
+});
+
 test('an activation made moot by a drop carried out from memory is not refused before the drop is recorded: a restart before then carries it out, answered once', async (t) => {
   const deviceId = 'moot-in-memory';
   const disk = await smallDisk(t, deviceId, false);
