@@ -8,7 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import type { SlotState } from '../../agent/slot-state.ts';
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
-import type { Assignment, Report } from '../../shared/protocol/payloads.ts';
+import type { Assignment, FleetCommand, Report } from '../../shared/protocol/payloads.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isOutcome, type AgentWorld } from './agent-fixtures.ts';
@@ -45,6 +45,8 @@ interface SmallDisk {
   configPath: string;
   /** The activations that seeded it, oldest first. */
   assignments: Assignment[];
+  /** Writes state.json as a stop would have left it with `assignment` pending (and `commands` received, not carried out). */
+  leavePending(assignment: Assignment, commands?: FleetCommand[]): Promise<void>;
   readOnly(): Promise<void>;
   fill(): Promise<void>;
   writable(): Promise<void>;
@@ -54,7 +56,7 @@ interface SmallDisk {
  * A 2 MiB tmpfs holding a data dir with v1 active (and v2 after it with `twoVersions`, v1 then
  * previous); null when this machine cannot mount one (not root).
  */
-async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean): Promise<SmallDisk | null> {
+async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean, candidate?: Parameters<AgentWorld['assign']>[1]): Promise<SmallDisk | null> {
   const mount = await mkdtemp(join(tmpdir(), `fleetprune-no-writes-${deviceId}-`));
   const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
   // Hooks run in order: the agents stop (registered later), then remount, unmount, remove.
@@ -70,6 +72,10 @@ async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean)
     await world.waitForReport(isOutcome(assigned.id, 'activated'));
     assignments.push(assigned);
   }
+  if (candidate) {
+    const installed = await world.assign(deviceId, candidate, 'candidate');
+    await world.waitForReport(isOutcome(installed.id, 'installed'));
+  }
   await seeding.agent.idle();
   await seeding.stop();
   const configDir = await mkdtemp(join(tmpdir(), 'fleetprune-no-writes-config-'));
@@ -81,6 +87,10 @@ async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean)
     config,
     assignments,
     configPath: await AgentProcess.writeConfig(configDir, config),
+    async leavePending(assignment, commands) {
+      const saved = await readState(dataDir);
+      await writeFile(join(dataDir, 'state.json'), JSON.stringify({ ...saved, pending: assignment, assignmentSeq: assignment.seq, ...(commands ? { pendingCommands: commands } : {}) }));
+    },
     async readOnly() {
       assert.equal(await run('mount', ['-o', 'remount,ro', mount]), true, 'remounted read-only');
       t.after(() => run('mount', ['-o', 'remount,rw', mount]));
@@ -307,18 +317,11 @@ test('a drop-candidate on a read-only data disk empties the candidate slot at on
 
 test('on a state kept in memory, a drop that first refuses a pending candidate assignment is still carried out from memory at once', async (t) => {
   const deviceId = 'drop-after-refusal';
-  const disk = await smallDisk(t, deviceId, true);
+  const disk = await smallDisk(t, deviceId, true, world.v3);
   if (!disk) return noTmpfs(t);
-  const seeding = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined });
-  const installed = await world.assign(deviceId, world.v3, 'candidate');
-  await world.waitForReport(isOutcome(installed.id, 'installed'));
-  await seeding.agent.idle();
-  await seeding.stop();
   // state.json as a stop left it: a candidate assignment pending, and a rollback received, not carried out yet.
   const pending = await world.assign(deviceId, world.v1, 'candidate');
-  const rollback = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
-  const saved = await readState(disk.dataDir);
-  await writeFile(join(disk.dataDir, 'state.json'), JSON.stringify({ ...saved, pending, assignmentSeq: pending.seq, pendingCommands: [rollback] }));
+  await disk.leavePending(pending, [await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey })]);
   await disk.readOnly();
 
   const { agent } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
@@ -329,17 +332,11 @@ test('on a state kept in memory, a drop that first refuses a pending candidate a
 
 test('the files of a candidate dropped from memory go once the drop is recorded, though a pending activation of it (now moot) waits', async (t) => {
   const deviceId = 'drop-pending-activation';
-  const disk = await smallDisk(t, deviceId, false);
+  const disk = await smallDisk(t, deviceId, false, world.v2);
   if (!disk) return noTmpfs(t);
-  const seeding = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined });
-  const installed = await world.assign(deviceId, world.v2, 'candidate');
-  await world.waitForReport(isOutcome(installed.id, 'installed'));
-  await seeding.agent.idle();
-  await seeding.stop();
   // state.json as a stop left it: the candidate's activation pending.
   const activation = await world.assign(deviceId, world.v2, 'active');
-  const saved = await readState(disk.dataDir);
-  await writeFile(join(disk.dataDir, 'state.json'), JSON.stringify({ ...saved, pending: activation, assignmentSeq: activation.seq }));
+  await disk.leavePending(activation);
   await disk.readOnly();
 
   const { agent } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
