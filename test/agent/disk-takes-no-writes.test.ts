@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +10,7 @@ import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import type { Assignment, FleetCommand, Report } from '../../shared/protocol/payloads.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
+import { commandSucceeds, mountTmpfs } from '../helpers/tmpfs.ts';
 import { createAgentWorld, isAnswerTo, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { recordingLogger, startAgent, type RunningAgent } from './agent-harness.ts';
@@ -29,7 +29,6 @@ before(async () => {
 after(() => world.close());
 
 const ROW = [[1, 2, 3, 4, 5, 6, 7]];
-const run = (command: string, args: string[]) => new Promise<boolean>((resolve) => spawn(command, args, { stdio: 'ignore' }).on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
 /** fleetprune_agent_assignments_total by outcome (those above 0). */
 async function answersCounted(agent: RunningAgent['agent']): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
@@ -57,12 +56,8 @@ interface SmallDisk {
  * previous); null when this machine cannot mount one (not root).
  */
 async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean, candidate?: Parameters<AgentWorld['assign']>[1]): Promise<SmallDisk | null> {
-  const mount = await mkdtemp(join(tmpdir(), `fleetprune-no-writes-${deviceId}-`));
-  const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
-  // Hooks run in order: the agents stop (registered later), then remount, unmount, remove.
-  if (mounted) t.after(() => run('umount', ['-l', mount]));
-  t.after(() => rm(mount, { recursive: true, force: true }));
-  if (!mounted) return null;
+  const mount = await mountTmpfs(t, `no-writes-${deviceId}`, '2m');
+  if (!mount) return null;
   const dataDir = join(mount, 'data');
   const config = await world.config(deviceId);
   const seeding = await startAgent(t, world, deviceId, { dataDir, config, holdout: undefined });
@@ -92,14 +87,14 @@ async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean,
       await writeFile(join(dataDir, 'state.json'), JSON.stringify({ ...saved, pending: assignment, assignmentSeq: assignment.seq, ...(commands ? { pendingCommands: commands } : {}) }));
     },
     async readOnly() {
-      assert.equal(await run('mount', ['-o', 'remount,ro', mount]), true, 'remounted read-only');
-      t.after(() => run('mount', ['-o', 'remount,rw', mount]));
+      assert.equal(await commandSucceeds('mount', ['-o', 'remount,ro', mount]), true, 'remounted read-only');
+      t.after(() => commandSucceeds('mount', ['-o', 'remount,rw', mount]));
     },
     async fill() {
       await writeFile(filler, Buffer.alloc(4 * 1024 * 1024)).catch(() => {});
     },
     async writable() {
-      assert.equal(await run('mount', ['-o', 'remount,rw', mount]), true, 'remounted read-write');
+      assert.equal(await commandSucceeds('mount', ['-o', 'remount,rw', mount]), true, 'remounted read-write');
       await rm(filler, { force: true });
     },
   };

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createAgentWorld, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { startAgent } from './agent-harness.ts';
+import { commandSucceeds, mountTmpfs } from '../helpers/tmpfs.ts';
 
 /**
  * A device whose data disk filled up, or was remounted read-only (a worn SD card), still has its
@@ -22,16 +22,11 @@ before(async () => {
 after(() => world.close());
 
 const ROW = [[1, 2, 3, 4, 5, 6, 7]];
-const run = (command: string, args: string[]) => new Promise<boolean>((resolve) => spawn(command, args, { stdio: 'ignore' }).on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
 
 /** A 2 MiB tmpfs holding a data dir with v1 active; null when this machine cannot mount one (not root). */
 async function smallDisk(t: TestContext, deviceId: string): Promise<{ mount: string; dataDir: string; configPath: string } | null> {
-  const mount = await mkdtemp(join(tmpdir(), `fleetprune-small-disk-${deviceId}-`));
-  const mounted = await run('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', mount]);
-  // Hooks run in order: the agents stop (registered later, by their tests), then unmount, then remove.
-  if (mounted) t.after(() => run('umount', ['-l', mount]));
-  t.after(() => rm(mount, { recursive: true, force: true }));
-  if (!mounted) return null;
+  const mount = await mountTmpfs(t, `small-disk-${deviceId}`, '2m');
+  if (!mount) return null;
   const dataDir = join(mount, 'data');
   const config = await world.config(deviceId);
   const seeding = await startAgent(t, world, deviceId, { dataDir, config });
@@ -47,8 +42,8 @@ for (const kind of ['full', 'read-only'] as const) {
     const disk = await smallDisk(t, `disk-${kind}`);
     if (!disk) return t.skip('cannot mount a tmpfs here (needs root)');
     if (kind === 'full') await writeFile(join(disk.mount, 'filler'), Buffer.alloc(4 * 1024 * 1024)).catch(() => {});
-    else assert.ok(await run('mount', ['-o', 'remount,ro', disk.mount]), 'remounted read-only');
-    t.after(() => run('mount', ['-o', 'remount,rw', disk.mount]));
+    else assert.ok(await commandSucceeds('mount', ['-o', 'remount,ro', disk.mount]), 'remounted read-only');
+    t.after(() => commandSucceeds('mount', ['-o', 'remount,rw', disk.mount]));
 
     const first = AgentProcess.spawn(['--config', disk.configPath, '--data-dir', disk.dataDir]);
     t.after(() => first.stop());
@@ -71,7 +66,7 @@ for (const kind of ['full', 'read-only'] as const) {
 test('two agents whose own volumes are mounted at the same path in separate mount namespaces (containers on the host network) both run', async (t) => {
   const base = await mkdtemp(join(tmpdir(), 'fleetprune-namespaces-'));
   t.after(() => rm(base, { recursive: true, force: true }));
-  if (!(await run('unshare', ['-m', '--propagation', 'private', 'true']))) return t.skip('cannot make a mount namespace here (needs root and unshare)');
+  if (!(await commandSucceeds('unshare', ['-m', '--propagation', 'private', 'true']))) return t.skip('cannot make a mount namespace here (needs root and unshare)');
   const mountPoint = join(base, 'volume');
   await mkdir(mountPoint);
   const agents: AgentProcess[] = [];

@@ -1,20 +1,16 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { pino } from 'pino';
-import { createAgentMetrics } from '../../agent/agent-metrics.ts';
 import { Holdout } from '../../agent/holdout.ts';
 import { benchmarkSideBySide } from '../../agent/model-benchmark.ts';
 import { modelInterfaceProblem, modelProbeProblem } from '../../agent/model-interface.ts';
 import type { InstalledModel } from '../../agent/model-store.ts';
 import { runModel } from '../../agent/onnx-runner.ts';
 import { createOnnxSession, type OnnxSession } from '../../agent/onnx-session.ts';
-import { createPredictApp, type ServingStats } from '../../agent/predict-api.ts';
 import { toPredictions } from '../../agent/predict-rows.ts';
 import type { ServingModel } from '../../agent/serving-model.ts';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
@@ -23,6 +19,7 @@ import { CLASSIFIER_FEATURES, randomNetwork } from '../artifact/fixtures.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, signedVariant, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
 import { startAgent } from './agent-harness.ts';
+import { predictApiServer } from './predict-api-server.ts';
 
 /**
  * A signed model whose *declared* output ([batch, 3]) agrees with its manifest while its real
@@ -176,29 +173,11 @@ test('toPredictions never answers with a class a row does not hold: a row of ano
   assert.deepEqual(toPredictions(regressionManifest, [[42]]), [{ value: 42 }]);
 });
 
-/** An HTTP API serving `active` (and shadowing every request on `candidate`). */
-async function predictApi(t: TestContext, active: ServingModel, candidate?: ServingModel) {
-  const stats: ServingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
-  const app = createPredictApp({ stats, active: () => active, candidate: () => candidate, shadowFraction: 1, metrics: createAgentMetrics(), logger: pino({ level: 'silent' }), health: () => ({}), random: () => 0 });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  t.after(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/predict`;
-  const predict = async (rows: number[][]) => {
-    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rows }) });
-    return { status: response.status, json: (await response.json()) as Record<string, any> };
-  };
-  return { stats, predict };
-}
-
 const serving = (s: OnnxSession, version: string): ServingModel => ({ ref: { model: manifest.name, version, sha256: `sha-${version}` }, manifest, lease: { session: s, release: async () => {} } });
 
 test('/v1/predict on an active model whose real output is not its manifest\'s width: a clear 500 (model, dims, width), never 200 with a made-up class', async (t) => {
   for (const [bytes, dims, width] of [[emptyRows, '[2, 0]', 0], [fiveWide, '[2, 5]', 5]] as const) {
-    const { stats, predict } = await predictApi(t, serving(await session(t, bytes), '5'));
+    const { stats, predict } = await predictApiServer(t, serving(await session(t, bytes), '5'));
     const answer = await predict(ROWS);
     assert.equal(answer.status, 500, `a model giving ${dims} is not answered as a success: ${JSON.stringify(answer.json)}`);
     assert.deepEqual(answer.json, { error: `the active model 5 gave "output" ${dims} for 2 rows: ${width} values per row, but its manifest says 3 ([2, 3])` });
@@ -207,7 +186,7 @@ test('/v1/predict on an active model whose real output is not its manifest\'s wi
 });
 
 test('a shadow run on a candidate whose real output is not its manifest\'s width counts as shadow errors, never as agreements', async (t) => {
-  const { stats, predict } = await predictApi(t, serving(await session(t, exportOnnx(network)), '1'), serving(await session(t, fiveWide), '5'));
+  const { stats, predict } = await predictApiServer(t, serving(await session(t, exportOnnx(network)), '1'), serving(await session(t, fiveWide), '5'));
   const answer = await predict(ROWS);
   assert.equal(answer.status, 200, 'the active model answers');
   assert.deepEqual(answer.json.predictions.map((p: { probabilities: number[] }) => p.probabilities.length), [3, 3]);

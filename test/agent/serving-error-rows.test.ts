@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
-import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { pino } from 'pino';
-import { createAgentMetrics } from '../../agent/agent-metrics.ts';
 import { createOnnxSession, type OnnxSession } from '../../agent/onnx-session.ts';
-import { createPredictApp, type ServingStats } from '../../agent/predict-api.ts';
 import type { ServingModel } from '../../agent/serving-model.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-io.ts';
 import { exportOnnx } from '../../shared/artifact/onnx-export.ts';
 import { CLASSIFIER_FEATURES, randomNetwork } from '../artifact/fixtures.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
+import { predictApiServer } from './predict-api-server.ts';
 
 const manifest = { name: 'sensor-classifier', task: 'classification', features: CLASSIFIER_FEATURES, labels: ['a', 'b', 'c'] } as unknown as Manifest;
 const FAILS = 999;
@@ -40,15 +37,7 @@ async function faulty(t: TestContext, seed: number, version: string): Promise<Se
 test('serving errors count rows, as the candidate\'s shadow errors do: a request of 100 rows the active model fails (or answers with a non-finite output) adds 100 errors', async (t) => {
   const active = await faulty(t, 1, '1');
   const candidate = await faulty(t, 2, '2');
-  const stats: ServingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
-  const app = createPredictApp({ stats, active: () => active, candidate: () => candidate, shadowFraction: 1, metrics: createAgentMetrics(), logger: pino({ level: 'silent' }), health: () => ({}), random: () => 0 });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  t.after(async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/predict`;
+  const { stats, url } = await predictApiServer(t, active, candidate);
   const predict = async (first: number) => {
     const rows = Array.from({ length: 100 }, () => [first, 2, 3, 4, 5, 6, 7]);
     const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ rows }) });

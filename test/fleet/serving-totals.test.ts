@@ -3,7 +3,6 @@ import { describe, test, type TestContext } from 'node:test';
 import type { Registry } from 'prom-client';
 import { restoreExports } from '../../server/fleet/serving-totals.ts';
 import type { StoreLocation } from '../../server/store/open-store.ts';
-import type { Store } from '../../server/store/store.ts';
 import { DEVICE_REPORT_METRICS } from '../../shared/metrics/rollout-names.ts';
 import type { BenchmarkReport, ModelRef, Telemetry } from '../../shared/protocol/payloads.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';

@@ -1,0 +1,23 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+
+/** Runs `command` with `args` (its output ignored); whether it exited 0. A command that cannot start is false. */
+export function commandSucceeds(command: string, args: string[]): Promise<boolean> {
+  return new Promise<boolean>((resolve) => spawn(command, args, { stdio: 'ignore' }).on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
+}
+
+/**
+ * A tmpfs of `size` (mount's size=, e.g. '2m') on a fresh temp directory named after `name`:
+ * unmounted, then removed, after the test (hooks registered now: the test's agents, registered
+ * later, stop first). Null when this machine cannot mount one (not root).
+ */
+export async function mountTmpfs(t: TestContext, name: string, size: string): Promise<string | null> {
+  const mount = await mkdtemp(join(tmpdir(), `fleetprune-${name}-`));
+  const mounted = await commandSucceeds('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mount]);
+  if (mounted) t.after(() => commandSucceeds('umount', ['-l', mount]));
+  t.after(() => rm(mount, { recursive: true, force: true }));
+  return mounted ? mount : null;
+}
