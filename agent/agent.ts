@@ -1261,12 +1261,6 @@ export class Agent {
     for (const report of reports) if (report.kind === 'assignment') this.metrics.assignments.inc({ outcome: report.outcome });
   }
 
-  /** A report that is not in the state file: sent from memory while connected, tried again at each heartbeat. */
-  #hold(report: Report): void {
-    this.#direct.hold(report);
-    void this.#flushOutbox();
-  }
-
   async #flushOutbox(): Promise<void> {
     if (!this.#link.connected) return;
     await this.#outbox.flush((topic, payload) => this.#link.publish(topic, payload)).catch((error: unknown) =>
