@@ -48,12 +48,12 @@ function rewired(extend: (graph: OnnxTypes.IGraphProto) => void): Uint8Array {
 }
 
 /**
- * `k` columns of the probabilities cut by a Slice whose end is computed from the input
- * (int64(ReduceMax(features) * 0 + k)), so shape inference cannot know the width: onnxruntime
- * reports the graph's declared [batch, 3]. `after` the 3 probabilities (real width 3 + k), or
- * alone (real width k).
+ * The probabilities cut by a Slice whose end is computed from the input,
+ * int64(reduce(features) * scale + offset) (clamped to 0 .. 3 by the Slice), so shape inference
+ * cannot know the width: onnxruntime reports the graph's declared [batch, 3]. The cut comes
+ * `after` the 3 probabilities (real width 3 + end), or `alone` (real width end).
  */
-function computedWidth(k: number, placement: 'alone' | 'after'): Uint8Array {
+function slicedAtComputedEnd(reduce: 'ReduceMax' | 'ReduceSumSquare', scale: number, offset: number, placement: 'alone' | 'after'): Uint8Array {
   return rewired((graph) => {
     const I64 = onnx.TensorProto.DataType.INT64;
     const F = onnx.TensorProto.DataType.FLOAT;
@@ -61,19 +61,22 @@ function computedWidth(k: number, placement: 'alone' | 'after'): Uint8Array {
     graph.initializer!.push(
       { name: 'zero', dims: [1], dataType: I64, int64Data: [0] },
       { name: 'one', dims: [1], dataType: I64, int64Data: [1] },
-      { name: 'fzero', dims: [1], dataType: F, floatData: [0] },
-      { name: 'fk', dims: [1], dataType: F, floatData: [k] },
+      { name: 'fscale', dims: [1], dataType: F, floatData: [scale] },
+      { name: 'foffset', dims: [1], dataType: F, floatData: [offset] },
     );
     graph.node!.push(
-      { name: 'rmax', opType: 'ReduceMax', input: ['features'], output: ['rmax'], attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 1] }, { name: 'keepdims', type: INT, i: 0 }] },
-      { name: 'times0', opType: 'Mul', input: ['rmax', 'fzero'], output: ['ends_0'] },
-      { name: 'plusk', opType: 'Add', input: ['ends_0', 'fk'], output: ['ends_f'] },
+      { name: 'reduce', opType: reduce, input: ['features'], output: ['reduced'], attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 1] }, { name: 'keepdims', type: INT, i: 0 }] },
+      { name: 'scale', opType: 'Mul', input: ['reduced', 'fscale'], output: ['scaled'] },
+      { name: 'offset', opType: 'Add', input: ['scaled', 'foffset'], output: ['ends_f'] },
       { name: 'toint', opType: 'Cast', input: ['ends_f'], output: ['ends'], attribute: [{ name: 'to', type: INT, i: I64 }] },
       { name: 'cut', opType: 'Slice', input: ['before_output', 'zero', 'ends', 'one'], output: [placement === 'alone' ? ONNX_OUTPUT : 'cut'] },
     );
     if (placement === 'after') graph.node!.push({ name: 'widen', opType: 'Concat', input: ['before_output', 'cut'], output: [ONNX_OUTPUT], attribute: [{ name: 'axis', type: INT, i: 1 }] });
   });
 }
+
+/** `k` columns of the probabilities, cut at int64(ReduceMax(features) * 0 + k): `after` the 3 probabilities (real width 3 + k), or alone (real width k). */
+const computedWidth = (k: number, placement: 'alone' | 'after') => slicedAtComputedEnd('ReduceMax', 0, k, placement);
 
 /** Real output [batch, 0] (the reviewer's repro): every row would be answered as class "a" with no probabilities. */
 const emptyRows = computedWidth(0, 'alone');
@@ -84,24 +87,7 @@ const fiveWide = computedWidth(2, 'after');
  * other: the Slice ends at int64(3 - ReduceSumSquare(features) * 1e6), clamped to 0 .. 3. No
  * one-row probe can see this; every run on real rows must.
  */
-const zerosOnly = rewired((graph) => {
-  const I64 = onnx.TensorProto.DataType.INT64;
-  const F = onnx.TensorProto.DataType.FLOAT;
-  const INT = onnx.AttributeProto.AttributeType.INT;
-  graph.initializer!.push(
-    { name: 'zero', dims: [1], dataType: I64, int64Data: [0] },
-    { name: 'one', dims: [1], dataType: I64, int64Data: [1] },
-    { name: 'fbig', dims: [1], dataType: F, floatData: [-1e6] },
-    { name: 'fthree', dims: [1], dataType: F, floatData: [3] },
-  );
-  graph.node!.push(
-    { name: 'energy', opType: 'ReduceSumSquare', input: ['features'], output: ['energy'], attribute: [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [0, 1] }, { name: 'keepdims', type: INT, i: 0 }] },
-    { name: 'scaled', opType: 'Mul', input: ['energy', 'fbig'], output: ['minus'] },
-    { name: 'plus3', opType: 'Add', input: ['minus', 'fthree'], output: ['ends_f'] },
-    { name: 'toint', opType: 'Cast', input: ['ends_f'], output: ['ends'], attribute: [{ name: 'to', type: INT, i: I64 }] },
-    { name: 'cut', opType: 'Slice', input: ['before_output', 'zero', 'ends', 'one'], output: [ONNX_OUTPUT] },
-  );
-});
+const zerosOnly = slicedAtComputedEnd('ReduceSumSquare', -1e6, 3, 'alone');
 /** Real output [batch, 6], written plainly: onnxruntime's shape inference sees this width, so the declared-interface check already refuses it. */
 const sixWide = rewired((graph) => {
   graph.initializer!.push({ name: 'ten', dims: [1], dataType: onnx.TensorProto.DataType.FLOAT, floatData: [10] });
