@@ -1246,6 +1246,8 @@ export class Agent {
     // (And the pending assignment's, as at start: installed, but the write naming it may have failed;
     // not an activation made moot meanwhile, whose model is the one a drop took out of its slot.)
     if (recordedFromMemory) {
+      // What waited for the disk (a refusal that followed from this state, work that failed on it) is taken again now, not at its next backoff.
+      this.#retries.retryAllNow();
       this.#enqueue('remove the models the recorded state no longer holds', async () => {
         const state = this.#state.state;
         const pending = state.pending && !mootActivationCause(state, state.pending) ? [state.pending.sha256] : [];

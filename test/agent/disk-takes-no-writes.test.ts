@@ -346,6 +346,26 @@ test('the files of a candidate dropped from memory go once the drop is recorded,
   assert.equal(agent.slots.active?.sha256, world.v1.id);
 });
 
+test('once the disk records a state kept in memory, a refusal held for it is answered at once, not at the next retry of its backoff', async (t) => {
+  const deviceId = 'held-refusal-wakes';
+  const disk = await smallDisk(t, deviceId, false, world.v2);
+  if (!disk) return noTmpfs(t);
+  // The candidate's activation pending in state.json: on a read-only disk it fails, and waits a minute for its retry.
+  const activation = await world.assign(deviceId, world.v2, 'active');
+  await disk.leavePending(activation);
+  await disk.readOnly();
+  const { logger, lines } = recordingLogger();
+  const { agent } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, logger, heartbeatIntervalMs: 200, assignmentRetryMs: 60_000 });
+  await waitFor(() => lines.some((line) => line.msg === 'agent task failed' && String(line.task).includes(activation.id)), 5000, 'the activation failed on the disk');
+  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
+  await waitFor(async () => agent.slots.candidate === null, 5000, 'the candidate dropped from memory');
+
+  await disk.writable();
+  await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
+  const refused = await world.waitForReport(isOutcome(activation.id, 'refused'), 10_000);
+  assert.match(refused.kind === 'assignment' ? String(refused.reason) : '', /^not activated: a drop-candidate issued after it/);
+});
+
 test('an activation made moot by a drop carried out from memory is not refused before the drop is recorded: a restart before then carries it out, answered once', async (t) => {
   const deviceId = 'moot-in-memory';
   const disk = await smallDisk(t, deviceId, false);
