@@ -325,29 +325,8 @@ test('on a state kept in memory, a drop that first refuses a pending candidate a
   await waitFor(async () => agent.slots.candidate === null, 5000, 'the candidate dropped from memory, the disk still read-only');
 });
 
-test('the files of a candidate dropped from memory go once the drop is recorded, though a pending activation of it (now moot) waits', async (t) => {
+test('once a drop from memory is recorded, the activation of its candidate it made moot is refused at once (not at its next backoff), and the dropped files go', async (t) => {
   const deviceId = 'drop-pending-activation';
-  const disk = await smallDisk(t, deviceId, false, world.v2);
-  if (!disk) return noTmpfs(t);
-  // state.json as a stop left it: the candidate's activation pending.
-  const activation = await world.assign(deviceId, world.v2, 'active');
-  await disk.leavePending(activation);
-  await disk.readOnly();
-
-  const { agent } = await startAgent(t, world, deviceId, { dataDir: disk.dataDir, config: disk.config, holdout: undefined, heartbeatIntervalMs: 200, assignmentRetryMs: 200 });
-  const drop = await publishFleetCommand(world.harness.broker, 'drop-candidate', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
-  await waitFor(async () => agent.slots.candidate === null, 5000, 'the candidate dropped from memory');
-  await disk.writable();
-  await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
-  const refused = await world.waitForReport(isOutcome(activation.id, 'refused'), 10_000);
-  assert.match(refused.kind === 'assignment' ? String(refused.reason) : '', /^not activated: a drop-candidate issued after it/);
-  await agent.idle();
-  assert.equal((await readdir(join(disk.dataDir, 'models'))).includes(world.v2.id), false, 'the dropped candidate\'s files removed');
-  assert.equal(agent.slots.active?.sha256, world.v1.id);
-});
-
-test('once the disk records a state kept in memory, a refusal held for it is answered at once, not at the next retry of its backoff', async (t) => {
-  const deviceId = 'held-refusal-wakes';
   const disk = await smallDisk(t, deviceId, false, world.v2);
   if (!disk) return noTmpfs(t);
   // The candidate's activation pending in state.json: on a read-only disk it fails, and waits a minute for its retry.
@@ -364,6 +343,9 @@ test('once the disk records a state kept in memory, a refusal held for it is ans
   await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
   const refused = await world.waitForReport(isOutcome(activation.id, 'refused'), 10_000);
   assert.match(refused.kind === 'assignment' ? String(refused.reason) : '', /^not activated: a drop-candidate issued after it/);
+  await agent.idle();
+  assert.equal((await readdir(join(disk.dataDir, 'models'))).includes(world.v2.id), false, 'the dropped candidate\'s files removed');
+  assert.equal(agent.slots.active?.sha256, world.v1.id);
 });
 
 test('an activation made moot by a drop carried out from memory is not refused before the drop is recorded: a restart before then carries it out, answered once', async (t) => {
