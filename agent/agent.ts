@@ -1242,12 +1242,13 @@ export class Agent {
     const recordedFromMemory = this.#inMemoryOnly !== undefined;
     this.#inMemoryOnly = undefined;
     this.#recordedModels = undefined;
-    // The models only the old state.json named (a candidate dropped, a model rolled back from in memory) can go now.
-    // (And the pending assignment's, as at start: installed, but the write naming it may have failed;
-    // not an activation made moot meanwhile, whose model is the one a drop took out of its slot.)
     if (recordedFromMemory) {
       // What waited for the disk (a refusal that followed from this state, work that failed on it) is taken again now, not at its next backoff.
       this.#retries.retryAllNow();
+      // The models only the old state.json named (a candidate dropped, a model rolled back from in
+      // memory) can go now. Kept, as at start: the pending assignment's (installed, but the write
+      // naming it may have failed), unless it is an activation made moot meanwhile, whose model is
+      // the one a drop took out of its slot.
       this.#enqueue('remove the models the recorded state no longer holds', async () => {
         const state = this.#state.state;
         const pending = state.pending && !mootActivationCause(state, state.pending) ? [state.pending.sha256] : [];

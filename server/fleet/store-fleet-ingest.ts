@@ -100,7 +100,7 @@ export class StoreFleetIngest implements FleetIngest {
         // installed again) counting afresh, as live.
         const served = moved && device.servingTotals.filter((total) => slotsHold(moved, total));
         if (served && served.length !== device.servingTotals.length) await tx.devices.setServingTotals(device, served);
-        return { cohort, slots: moved, evidence: false };
+        return { cohort, slots: moved };
       }
       return { cohort, slots: null, evidence: true };
     });

@@ -168,7 +168,7 @@ export const fleetMigrations: Migration[] = [
     domain: 'fleet',
     version: 11,
     name: 'whether a benchmark report is evidence',
-    // Decided when the report arrives (replacedAnswerSql): a benchmark answering a candidate
+    // Decided when the report arrives (DeviceReportsRepository.answersReplacedAssignment): a benchmark answering a candidate
     // assignment the server had replaced by then is history, not evidence. Kept with the report, so
     // the rebuilds (a restart, the builtin provider's history) read what the live export did,
     // whatever retention deletes of the assignments later. Reports from before: evidence, as exported.

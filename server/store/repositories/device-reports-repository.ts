@@ -28,7 +28,7 @@ export class DeviceReportsRepository {
 
   /**
    * False when the device already sent a report with this id (nothing is written). `evidence`:
-   * whether the report counts as evidence (answersReplacedAssignment; true for all but benchmarks).
+   * false only for a benchmark that answers a replaced assignment (answersReplacedAssignment).
    */
   async insert(report: Report, cohort: string, receivedAt: string, evidence = true): Promise<boolean> {
     const model = report.kind === 'benchmark' ? report.candidate.model : report.model;
