@@ -53,11 +53,12 @@ export const DEVICE_REPORT_METRICS = {
   /** Counter: benchmark reports received from the device for the model. */
   reports: 'fleetprune_device_reports_total',
   /**
-   * Gauge: when the device took the benchmark behind the label set's gauges (the report's time,
-   * Unix seconds). The gauges hold the latest report's value for as long as the label set stays,
-   * and Prometheus scrapes it again and again: a relative check keeps to devices whose report is
-   * from after the rollout's start by this, not by the window alone (an earlier rollout's report
-   * of the same version would otherwise be this rollout's evidence).
+   * Gauge: when the server received the benchmark behind the label set's gauges (Unix seconds, the
+   * server's clock: a device's own may be off; for served rows alone, their heartbeat's receipt).
+   * The gauges hold the latest report's value for as long as the label set stays, and Prometheus
+   * scrapes it again and again: a relative check keeps to devices whose report is from after the
+   * rollout's start by this, not by the window alone (an earlier rollout's report of the same
+   * version would otherwise be this rollout's evidence).
    */
   reportTimestamp: 'fleetprune_device_report_timestamp_seconds',
 } as const;

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { parse } from 'yaml';
-import { engineMissing } from '../helpers/engines.ts';
+import { parse, stringify } from 'yaml';
+import { engineMissing, freePort } from '../helpers/engines.ts';
 import { fleetpruneMetricsIn, isExportedMetric } from '../helpers/metric-catalogue.ts';
-import { promtoolBinary } from '../helpers/prometheus.ts';
+import { PrometheusProcess, prometheusBinary, promtoolBinary } from '../helpers/prometheus.ts';
 
 /**
  * deploy/prometheus with the real promtool: the configuration (and the file_sd target files it
@@ -88,4 +88,38 @@ test('promtool test rules: the rule unit tests in deploy/prometheus/tests pass',
   for (const name of ['model_version_role_cohort:fleetprune_device_accuracy_ratio:avg', 'model_version_role_cohort:fleetprune_device_mse:avg']) assert.ok(modelRules.includes(name), `recording rule ${name}`);
   const isIn = (name: string, expr: string) => new RegExp(`(?<![\\w:])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\w:])`).test(expr);
   assert.deepEqual(modelRules.filter((name) => !exprs.some((expr) => isIn(name, expr))), [], 'per-model recording rules without a unit test');
+});
+
+test('the agents job names each target without a device label after its host, IPv6 addresses too (a real Prometheus)', async (t) => {
+  const binary = prometheusBinary();
+  if (!binary) return engineMissing(t, 'prometheus', 'no prometheus at /usr/bin/prometheus or on PATH (apt-get install prometheus)');
+  const shipped = parse(await readFile(join(PROM_DIR, 'prometheus.yml'), 'utf8')) as { scrape_configs: { job_name: string }[] };
+  const agents = shipped.scrape_configs.find((job) => job.job_name === 'fleetprune-agent');
+  assert.ok(agents, 'the shipped config has the fleetprune-agent job');
+  // Nothing listens on the port: discovery and relabelling name the targets all the same.
+  const port = await freePort();
+  const targets = [
+    { targets: [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `[fe80::1]:${port}`] },
+    { targets: [`127.0.0.2:${port}`], labels: { device: 'pump-7' } },
+  ];
+  const prometheus = await PrometheusProcess.start(binary, async (dir) => {
+    await mkdir(join(dir, 'targets', 'agents'), { recursive: true });
+    await writeFile(join(dir, 'targets', 'agents', 'site.yml'), stringify(targets));
+    const config = join(dir, 'prometheus.yml');
+    await writeFile(config, stringify({ global: { scrape_interval: '1m' }, scrape_configs: [agents] }));
+    return config;
+  });
+  t.after(() => prometheus.stop());
+  const devices = async () => {
+    const answer = (await (await fetch(`${prometheus.url}/api/v1/targets?state=active`)).json()) as { data: { activeTargets: { labels: Record<string, string> }[] } };
+    return Object.fromEntries(answer.data.activeTargets.map(({ labels }) => [labels.instance!, labels.device ?? null]));
+  };
+  await prometheus.waitFor('the five targets discovered', async () => Object.keys(await devices()).length === 5 || JSON.stringify(await devices()));
+  assert.deepEqual(await devices(), {
+    [`127.0.0.1:${port}`]: '127.0.0.1',
+    [`localhost:${port}`]: 'localhost',
+    [`[::1]:${port}`]: '::1',
+    [`[fe80::1]:${port}`]: 'fe80::1',
+    [`127.0.0.2:${port}`]: 'pump-7',
+  });
 });
