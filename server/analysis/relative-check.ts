@@ -233,7 +233,9 @@ export function judgeRelative(
   if (p < alpha) return { phase: 'Failed', message: `${summary}: significantly worse at confidence ${source.confidence}`, evidence };
   const fineMedian = !bad(shift);
   // The mean of margins that cancel out (a miss and a hit) may be a few ulps off 0: that is 0.
-  const scale = relativeMode ? Math.max(...shares.map(Math.abs)) : Math.max(...cs.map(Math.abs), ...bounds.map(Math.abs));
+  // Not Math.max(...values): spread as arguments, a large fleet's values overflow the stack.
+  const largest = (values: readonly number[]) => values.reduce((max, value) => Math.max(max, Math.abs(value)), -Infinity);
+  const scale = relativeMode ? largest(shares) : Math.max(largest(cs), largest(bounds));
   const decisiveMean = meanShare ?? meanShift;
   // NaN: shares of +∞ and −∞ (baselines of 0): not on the good side.
   const fineMean = !Number.isNaN(decisiveMean) && (!bad(decisiveMean) || (Number.isFinite(scale) && Math.abs(decisiveMean) <= ROUNDING_NOISE * scale));

@@ -7,6 +7,6 @@ import { printable } from '../rollout/operator-text.ts';
  */
 export function formatTable(rows: string[][]): string {
   const cells = rows.map((row) => row.map(printable));
-  const widths = cells[0]!.map((_, column) => Math.max(...cells.map((row) => row[column]!.length)));
+  const widths = cells[0]!.map((_, column) => cells.reduce((width, row) => Math.max(width, row[column]!.length), 0));
   return cells.map((row) => row.map((cell, column) => (column === row.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ')).join('\n') + '\n';
 }

@@ -859,6 +859,7 @@ function describeDesired(s: RolloutState, desired: DesiredModel): string {
 export function nextWakeAt(s: RolloutState): number | undefined {
   const times = s.devices.filter((device) => device.delivery === 'retrying' && device.nextAttemptAt !== undefined).map((device) => device.nextAttemptAt!);
   if (s.phase === 'Paused' && s.pause?.until !== undefined) times.push(s.pause.until);
-  return times.length === 0 ? undefined : Math.min(...times);
+  // A loop, not Math.min(...times): spreading a large fleet's retries overflows the stack.
+  return times.length === 0 ? undefined : times.reduce((a, b) => Math.min(a, b));
 }
 

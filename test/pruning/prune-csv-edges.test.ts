@@ -124,11 +124,15 @@ test('a general model too large to train (16 layers of 4096 units) is refused up
   await assert.rejects(stat(out), 'nothing is written');
 });
 
-test('a regression data set of 300,000 rows is read (the float32 check of its label does not overflow the stack)', async () => {
+test('a regression data set of 300,000 rows is read and split (neither the float32 check of its label nor the split overflows the stack)', async () => {
   const { parseDataset } = await import('../../shared/data/dataset.ts');
+  const { splitDataset } = await import('../../shared/data/split.ts');
   const rows = ['a,b,y'];
   for (let i = 0; i < 300_000; i++) rows.push(`${i % 7},${i % 3},${i % 101}`);
   const data = parseDataset(rows.join('\n'), { label: 'y', task: 'regression' });
   assert.equal(data.x.length, 300_000);
   assert.deepEqual(data.warnings, []);
+  // One group (a regression target is not stratified): its rows were spread as push() arguments.
+  const splits = splitDataset(data, 7);
+  assert.deepEqual([splits.train.x.length, splits.validation.x.length, splits.test.x.length], [195_000, 45_000, 60_000]);
 });
