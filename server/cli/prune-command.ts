@@ -103,6 +103,8 @@ async function pruneInto(outDir: string, input: Pick<PruneToArtifactsInput, 'dat
   const log = createLogger('prune', cliLogLevel());
   const backend = await initTfjs();
   log.info({ backend, rows: input.dataset.x.length, task: input.dataset.task, epsilons: input.options.epsilons }, 'pruning');
+  // Said at the start, whatever the log level: a run on the wrong backend can take minutes.
+  process.stderr.write(`backend: ${backend}\n`);
   if (!input.privateKey) process.stderr.write('note: no --sign-key given: the artifact is written unsigned and will not verify\n');
   return pruneToArtifacts({
     ...input,

@@ -19,10 +19,10 @@ import { ROLLOUT_ID_PATTERN } from '../../shared/util/rollout-id.ts';
 
 const RolloutId = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const Reason = reasonSchema();
-const StepIndex = z.number().int().min(0).max(999_999);
+const StepIndex = z.number().min(0).max(999_999).int();
 /** 0 on the wire is unset: REST's default page. */
-const ListLimit = z.number().int().min(0).max(MAX_LIST_PAGE);
-const ListOffset = z.number().int().min(0).max(MAX_LIST_OFFSET);
+const ListLimit = z.number().min(0).max(MAX_LIST_PAGE).int();
+const ListOffset = z.number().min(0).max(MAX_LIST_OFFSET).int();
 
 
 export function rolloutMessage(view: RolloutSummary) {
@@ -109,7 +109,7 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         return { rollouts: page.items.map(rolloutMessage), total: page.total, more: page.more };
       }),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string; device_states: number }) => {
-        const deviceStates = checkField(z.number().int().min(0).max(1_000_000), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;
+        const deviceStates = checkField(z.number().min(0).max(1_000_000).int(), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;
         const { record, decisions } = await service.get(checkField(RolloutId, req.id, 'id'));
         return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions, deviceStates)) };
       }),

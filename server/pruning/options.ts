@@ -45,10 +45,10 @@ export const PruneOptionsSchema = z
       })
       .default([...DEFAULT_EPSILONS]),
     epsilonMode: z.enum(['relative', 'absolute']).default('relative'),
-    layers: z.number().int().min(1).max(16).default(3),
-    units: z.number().int().min(2).max(4096).default(128),
-    epochs: z.number().int().min(1).max(10_000).default(200),
-    patience: z.number().int().min(1).max(1000).default(15),
+    layers: z.number().min(1).max(16).int().default(3),
+    units: z.number().min(2).max(4096).int().default(128),
+    epochs: z.number().min(1).max(10_000).int().default(200),
+    patience: z.number().min(1).max(1000).int().default(15),
     learningRate: z.number().positive().max(1).default(1e-3),
     /**
      * L1 penalties on the kernels while training the general model (and the scratch baseline):
@@ -60,13 +60,13 @@ export const PruneOptionsSchema = z
      * 0 skips the retraining: the transferred model is kept as is. By default 60, and never more
      * than `epochs` (the retraining is light next to the general model's training).
      */
-    retrainEpochs: z.number().int().min(0).max(10_000).optional(),
-    retrainPatience: z.number().int().min(1).max(1000).default(10),
+    retrainEpochs: z.number().min(0).max(10_000).int().optional(),
+    retrainPatience: z.number().min(1).max(1000).int().default(10),
     /** By default half of `learningRate`. */
     retrainLearningRate: z.number().positive().max(1).optional(),
     /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */
-    batchSize: z.number().int().min(1).max(65_536).optional(),
-    seed: z.number().int().min(0).max(MAX_SEED).default(42),
+    batchSize: z.number().min(1).max(65_536).int().optional(),
+    seed: z.number().min(0).max(MAX_SEED).int().default(42),
     /** Accuracy may drop this many points (classification) ... */
     toleranceAccuracyPoints: z.number().min(0).max(100).default(0.5),
     /** ... or MSE grow by this fraction (regression), against the original's validation score. */

@@ -136,6 +136,13 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     rawLabels.push(label);
   });
 
+  // A number label with gaps written as NaN or NA would otherwise train a class "NaN", or read as
+  // many classes: the rows without a label are the user's to drop.
+  const missing = missingNumberLabel(rawLabels);
+  if (missing >= 0) {
+    throw new UserError(`${source}: row ${rowNumbers[missing]}: the label ${quoted(options.label)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: drop the rows without a label`);
+  }
+
   // Training data only: data read for an existing model (`features`) meets that model's mean, not its own.
   if (!options.features) assertFeatureSpansFitFloat32(x, featureNames, source);
 
@@ -198,6 +205,18 @@ export function inferTask(labels: readonly string[]): Task {
   const integers = [...distinct].every((name) => Number.isInteger(parseDecimal(name)));
   if (integers && distinct.size <= 20 && distinct.size <= Math.max(3, labels.length / 10)) return 'classification';
   return 'regression';
+}
+
+/** Cells that stand for a missing number (pandas', R's and spreadsheets' spellings), compared in lower case. */
+const MISSING_NUMBER = new Set(['nan', 'na', 'n/a', '#n/a', 'null', 'none', '?']);
+
+/** The index of the first label that marks a missing number in a label column otherwise of numbers; -1 if none. */
+function missingNumberLabel(labels: readonly string[]): number {
+  const isMissing = (label: string) => MISSING_NUMBER.has(label.trim().toLowerCase());
+  const first = labels.findIndex(isMissing);
+  if (first < 0) return -1;
+  const numbers = labels.filter((label) => !isMissing(label));
+  return numbers.length > 0 && numbers.every((label) => Number.isFinite(parseDecimal(label))) ? first : -1;
 }
 
 /** How few distinct values a label inferred as a regression target has before a warning asks whether they are classes. */

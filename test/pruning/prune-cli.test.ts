@@ -35,6 +35,7 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /chosen ε = /);
   assert.match(run.stderr, /\[6\/6\] export done/, 'not a TTY: plain progress lines, one per phase');
+  assert.match(run.stderr, /^backend: (wasm|tensorflow)$/m, 'the backend is named before the first phase, whatever the log level');
 
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   for (const field of ['task', 'epsilon', 'seed', 'timing_s', 'sweep']) assert.ok(field in report, field);
@@ -113,6 +114,12 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
   await writeFile(textFile, 'a,b,label\n1,two,x\n3,4,y\n');
   const fewRows = join(dir, 'few.csv');
   await writeFile(fewRows, 'a,b,label\n1,2,x\n3,4,y\n5,6,x\n7,8,y\n9,1,x\n2,3,y\n');
+  // A number label with a gap written NaN trained a third class "NaN"; one written NA on a
+  // continuous label read as "100 classes over 100 rows".
+  const nanLabel = join(dir, 'nan-label.csv');
+  await writeFile(nanLabel, `a,b,label\n${Array.from({ length: 40 }, (_, i) => `${i},${i % 7},${i === 17 ? 'NaN' : i % 2}`).join('\n')}\n`);
+  const naTarget = join(dir, 'na-target.csv');
+  await writeFile(naTarget, `a,b,y\n${Array.from({ length: 100 }, (_, i) => `${i},${i % 7},${i === 50 ? 'NA' : (i * 1.37).toFixed(2)}`).join('\n')}\n`);
   const aFile = join(dir, 'plain-file');
   await writeFile(aFile, 'not a directory');
   const publicKeyFile = join(dir, 'keys', 'signing.pub');
@@ -152,6 +159,11 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     // In the words the other refusals use, not zod's "Too big: expected number to be <=16".
     ['17 layers', ['--data', IRIS, '--label', 'species', '--layers', '17', '--out', out], /^fleetprune: --layers: must be at most 16\n$/],
     ['one unit', ['--data', IRIS, '--label', 'species', '--units', '1', '--out', out], /^fleetprune: --units: must be at least 2\n$/],
+    // Beyond any safe integer: the bound named was zod's 9007199254740991, not the flag's.
+    ['units beyond any integer', ['--data', IRIS, '--label', 'species', '--units', '1e20', '--out', out], /^fleetprune: --units: must be at most 4096\n$/],
+    ['seed beyond any integer', ['--data', IRIS, '--label', 'species', '--seed', '1e20', '--out', out], /^fleetprune: --seed: must be at most 2147483647\n$/],
+    ['a number label with a NaN gap', ['--data', nanLabel, '--label', 'label', '--out', out], /^fleetprune: .*nan-label\.csv: row 19: the label "label" is missing \("NaN"\) where the other rows hold numbers: drop the rows without a label\n$/],
+    ['a continuous label with an NA gap', ['--data', naTarget, '--label', 'y', '--out', out], /^fleetprune: .*na-target\.csv: row 52: the label "y" is missing \("NA"\)/],
     ['tolerance beyond 100 accuracy points', ['--data', IRIS, '--label', 'species', '--tolerance', '200', '--out', out], /^fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 200\n$/],
     ['tolerance beyond 1000% of the MSE', ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--tolerance', '2000', '--out', out], /^fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 2000\n$/],
     // An empty path (a shell variable left unset): the artifact was written unsigned, or into the working directory.
