@@ -50,7 +50,12 @@ export interface PruneOutputVerifyResult extends VerifyResult {
 export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Promise<PruneOutputVerifyResult> {
   const result: PruneOutputVerifyResult = await verifyArtifact(dir, publicKey);
   const parentDir = join(dir, GENERAL_SUBDIR);
-  if (!existsSync(join(parentDir, 'manifest.json'))) return result;
+  if (!existsSync(join(parentDir, 'manifest.json'))) {
+    // A general/ beside an artifact that names a parent is that parent: without its manifest nothing of it can be checked.
+    if (!existsSync(parentDir) || !result.manifest?.lineage.parentSha256) return result;
+    const failure = `${GENERAL_SUBDIR}/manifest.json: missing, so the parent in ${GENERAL_SUBDIR}/ cannot be checked (remove ${GENERAL_SUBDIR}/ to verify the artifact alone)`;
+    return { ...result, ok: false, failures: [...result.failures, failure] };
+  }
   // A general/ that is a symlink out of DIR is not part of it, as a listed file would not be.
   const [root, parentReal] = await Promise.all([realpath(dir).catch(() => null), realpath(parentDir).catch(() => null)]);
   if (root !== null && parentReal !== null && !isInside(root, parentReal)) {

@@ -102,6 +102,10 @@ test('verify checks the parent prune wrote in DIR/general too: its files, its si
   const stranger = await writeSampleArtifact(join(dir, 'general'), privateKey, 'a'.repeat(64));
   await assertFails(dir, [`general/: holds artifact ${artifactId(stranger).slice(0, 12)}…, not this artifact's parent (${parentId.slice(0, 12)}…)`]);
 
+  // A general/ without its manifest.json: none of its files could be checked, and verify said ok.
+  await rm(join(dir, 'general', 'manifest.json'));
+  await assertFails(dir, ['general/manifest.json: missing, so the parent in general/ cannot be checked (remove general/ to verify the artifact alone)']);
+
   // A general/ that is a symlink out of the artifact is not part of it, however intact.
   await rm(join(dir, 'general'), { recursive: true });
   const outside = join(await tempDir(t), 'parent');
