@@ -300,10 +300,8 @@ test('gRPC and CLI: start, list, status, watch to the end, promote, abort; error
   assert.match(unknown.stderr, /^fleetprune: no rollout ro-nope\n$/);
 
   // A new rollout of 3 aborted at once: devices reverted, watch exits 1 naming the phase.
-  const registry = grpcClient(s.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
-  t.after(() => registry.close());
-  await registry.call('SetAlias', { name: 'wine', alias: 'production', version: '1' });
-  const second = await grpc.call('StartRollout', { spec: stagedSpecYaml() });
+  await registerVersion(s.server.ctx.store, 'wine', '3');
+  const second = await grpc.call('StartRollout', { spec: stagedSpecYaml({ version: '3' }) });
   const aborted = await runCli(['rollout', 'abort', second.id, '--reason', 'wrong build', ...connection]);
   assert.equal(aborted.code, 0, aborted.stderr);
   assert.match(aborted.stdout, /Aborted/);

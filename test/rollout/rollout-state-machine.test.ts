@@ -296,6 +296,21 @@ describe('rollout state machine: manual control', () => {
     );
   });
 
+  // Accepted before: the devices refused the candidate as their active model, the rollout failed,
+  // and the version they all ran was marked failed.
+  it('refuses a rollout whose candidate some target already runs as its active model, naming them', () => {
+    const devices = fleetOf(3).map((device, i) => ({ ...device, baseline: i === 1 ? '2' : '1' }));
+    assert.throws(
+      () => startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }),
+      /^RolloutCommandError: target: wine 2 is already the active model on 1 of the 3 target devices \(dev-02\): target only devices that run another version, or assign those another version first$/,
+    );
+    const all = fleetOf(8).map((device) => ({ ...device, baseline: '2' }));
+    assert.throws(() => startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices: all, previousProduction: null }), /on 8 of the 8 target devices \(dev-01, dev-02, dev-03, dev-04, dev-05, … \(3 more\)\)/);
+    // Devices outside the target may run it.
+    const outside = [...fleetOf(3), { id: 'dev-south', labels: { site: 'south' }, baseline: '2' }];
+    assert.equal(startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices: outside, previousProduction: null }).state.devices.length, 3);
+  });
+
   it('selects a pilot cohort by label', () => {
     const h = new ReducerHarness(specOf([{ selector: { matchLabels: { pilot: 'true' } } }, { setWeight: 100 }]), fleetOf(10, (i): Record<string, string> => (i < 3 ? { pilot: 'true' } : {})));
     assert.deepEqual([...h.last('assign').devices].sort(), ['dev-01', 'dev-02', 'dev-03']);
