@@ -115,6 +115,14 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.throws(() => parseRolloutSpec('- a\n- b'), /\(spec\): must be a mapping with model, candidateVersion and steps/);
   });
 
+  // Zod's "Invalid input: expected string, received number" said nothing of YAML's reading of an unquoted 2.
+  it('asks for quotes around a version or a label value YAML read as a number or a boolean', () => {
+    assert.throws(
+      () => parseRolloutSpec('model: wine\ncandidateVersion: 2\ntarget:\n  matchLabels: {pilot: true}\nsteps: [{setWeight: 100}]\n', 'spec.yaml'),
+      /candidateVersion: must be a string, not a number \(in YAML, put it in quotes: "2", "true"\); target\.matchLabels\.pilot: must be a string, not a boolean \(in YAML, put it in quotes: "2", "true"\)$/,
+    );
+  });
+
   it('refuses deep nesting quickly, before the YAML parser recurses into it', () => {
     const valid = 'model: wine\ncandidateVersion: "2"\nsteps: [{setWeight: 100}]\n';
     const flow = (depth: number) => `{"model": "wine", "candidateVersion": "2", "steps": [{"setWeight": 100}], "x": ${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`;
