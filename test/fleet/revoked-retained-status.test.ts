@@ -125,6 +125,8 @@ test('mosquitto, through the server: revoking a device clears its retained statu
   assert.equal(revoked.status, 204, await revoked.text());
   const again = await server.request('POST', '/api/devices', { json: { id: 'dev-gone', labels: {} } });
   assert.equal(again.status, 409, 'a revoked id is not enrolled again');
+  // It said "already enrolled", of a device the operator had just revoked.
+  assert.match(((await again.json()) as { error: { message: string } }).error.message, /^device dev-gone was revoked at \S+, and device ids are never reused: enroll the device under a new id$/);
   const metrics = await (await server.request('GET', '/metrics')).text();
   assert.doesNotMatch(metrics, /fleetprune_fleet_dropped_messages_total\{[^}]*reason="malformed/, 'the clear is not counted as a malformed status');
 
