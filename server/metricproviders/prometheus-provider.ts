@@ -68,7 +68,7 @@ export class PrometheusProvider implements MetricProvider {
         redirect: 'manual',
       });
     } catch (error) {
-      throw new MetricProviderError(this.name, isAbort(error) ? timedOutMessage : `cannot reach ${this.#base.origin}: ${redactCredentials(describeFetchError(error))}`, { cause: error });
+      throw new MetricProviderError(this.name, isAbort(error) ? timedOutMessage : `cannot reach ${this.#base.origin}: ${redactCredentials(describeFetchError(error, this.#base))}`, { cause: error });
     }
     if (response.status >= 300 && response.status < 400) {
       await response.body?.cancel().catch(() => {});
@@ -80,7 +80,7 @@ export class PrometheusProvider implements MetricProvider {
       text = await readBody(response, MAX_BODY_BYTES);
     } catch (error) {
       if (error instanceof MetricProviderError) throw error;
-      throw new MetricProviderError(this.name, isAbort(error) || signal.aborted ? `${timedOutMessage} while reading the answer` : `HTTP ${response.status}: reading the answer failed: ${describeFetchError(error)}`, { cause: error });
+      throw new MetricProviderError(this.name, isAbort(error) || signal.aborted ? `${timedOutMessage} while reading the answer` : `HTTP ${response.status}: reading the answer failed: ${describeFetchError(error, this.#base)}`, { cause: error });
     }
     let answer: unknown;
     try {
@@ -233,9 +233,11 @@ function sampleValue(text: string, provider: string): number {
   return value;
 }
 
-function describeFetchError(error: unknown): string {
+function describeFetchError(error: unknown, url: URL): string {
   if (error instanceof Error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    // fetch's own refusal, before any connection: the fetch standard blocks some ports (6000, 10080, ...).
+    if (cause?.message === 'bad port') return `Node's fetch refuses to connect to port ${url.port} (one of the ports the fetch standard blocks): serve Prometheus on another port`;
     return cause?.code ?? cause?.message ?? error.message;
   }
   return String(error);

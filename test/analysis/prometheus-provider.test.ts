@@ -156,6 +156,11 @@ describe('prometheus provider against a real Prometheus', () => {
   it('turns unreachable and hanging servers into errors within the timeout', async () => {
     const closedPort = await freePort();
     await assert.rejects(new PrometheusProvider({ url: `http://127.0.0.1:${closedPort}` }).query('up', { now: new Date() }), /prometheus: cannot reach http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED/);
+    // A port fetch itself refuses read "bad port", which said nothing about why.
+    await assert.rejects(
+      new PrometheusProvider({ url: 'http://127.0.0.1:6000' }).query('up', { now: new Date() }),
+      /^MetricProviderError: prometheus: cannot reach http:\/\/127\.0\.0\.1:6000: Node's fetch refuses to connect to port 6000 \(one of the ports the fetch standard blocks\): serve Prometheus on another port$/,
+    );
     const sockets: net.Socket[] = [];
     const hanging = net.createServer((socket) => sockets.push(socket));
     await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
