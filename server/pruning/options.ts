@@ -33,7 +33,7 @@ export const PruneOptionsSchema = z
     task: z.enum(['classification', 'regression']).optional(),
     /** One ε prunes at that ε; several sweep them and pick the smallest model within tolerance. */
     epsilons: z
-      .array(z.number().positive('must be above 0 (relative ε lies in (0, 1))').finite())
+      .array(z.number().positive('must be above 0 (and below 1 in the default relative mode)').finite())
       .min(1)
       // Each ε of a sweep is a pruned (and, with fullSweep, retrained) model, kept in the report.
       .max(MAX_EPSILONS, `at most ${MAX_EPSILONS} values to sweep`)

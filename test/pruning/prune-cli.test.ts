@@ -143,7 +143,9 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['bad task', ['--data', IRIS, '--label', 'species', '--task', 'ranking', '--out', out], /--task/],
     ['missing sign key', ['--data', IRIS, '--label', 'species', '--sign-key', join(dir, 'nokey'), '--out', out], /nokey/],
     ['public key as sign key', ['--data', IRIS, '--label', 'species', '--sign-key', publicKeyFile, '--out', out], /: is a public key; signing needs the private key \(signing\.key\)\n$/],
-    ['ε of 0 in a list', ['--data', IRIS, '--label', 'species', '--epsilon', '0.1,0', '--out', out], /^fleetprune: --epsilon: must be above 0 \(relative ε lies in \(0, 1\)\)\n$/],
+    ['ε of 0 in a list', ['--data', IRIS, '--label', 'species', '--epsilon', '0.1,0', '--out', out], /^fleetprune: --epsilon: must be above 0 \(and below 1 in the default relative mode\)\n$/],
+    // It said "relative ε lies in (0, 1)" in absolute mode too.
+    ['a negative absolute ε', ['--data', IRIS, '--label', 'species', '--epsilon-mode', 'absolute', '--epsilon', '-1', '--out', out], /^fleetprune: --epsilon: must be above 0 \(and below 1 in the default relative mode\)\n$/],
     ['ε given twice', ['--data', IRIS, '--label', 'species', '--epsilon', '0.5,0.3,0.5', '--out', out], /^fleetprune: --epsilon: ε 0\.5 is given twice\n$/],
     // A repeated --epsilon adds to the list: the first was dropped without a word, and this ran at 0.5 alone.
     ['ε given twice across --epsilon flags', ['--data', IRIS, '--label', 'species', '--units', '4', '--layers', '1', '--epochs', '1', '--epsilon', '0.3,0.5', '--epsilon', '0.5', '--out', out], /^fleetprune: --epsilon: ε 0\.5 is given twice\n$/],
