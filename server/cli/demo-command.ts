@@ -130,9 +130,10 @@ export function registerDemoCommand(program: Command): void {
               throw new UserError(`--summary-json: cannot write ${flags.summaryJson} (${errorMessage(error)})`, { cause: error });
             }
           }
-          say(`dashboard: ${result.dashboardUrl}`);
-          say(`admin token: ${result.adminToken}`);
+          // Only for a server that stays up: with --exit-when-done nothing listens there any more.
           if (!flags.exitWhenDone) {
+            say(`dashboard: ${result.dashboardUrl}`);
+            say(`admin token: ${result.adminToken}`);
             say('the fleet keeps running; press Ctrl-C to stop');
             await interrupts.stopRequested();
           }

@@ -102,6 +102,8 @@ test('fleetprune demo --exit-when-done (npm start\'s command) on a regression se
   const result = await runCli(['demo', '--dataset', 'diabetes', '--devices', '8', '--http-port', '0', '--exit-when-done', '--summary-json', summary], { TMPDIR: tmp }, { timeoutMs: 240_000 });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /^fleetprune demo: data in .* \(removed at exit; --data-dir DIR keeps it\)$/m);
+  // The address and token of a server that has stopped by the time they are read are no use.
+  assert.doesNotMatch(result.stdout, /^(dashboard|admin token): /m, 'no dashboard or token of a stopped server');
   const json = JSON.parse(await readFile(summary, 'utf8')) as { rollouts: { outcome: string; reason: string }[] };
   assert.deepEqual(json.rollouts.map((rollout) => rollout.outcome), ['promoted', 'rolled_back']);
   assert.match(json.rollouts[1]!.reason, /^analysis failed at step 2: mse: .*candidate mse \d+ label units² vs baseline \d+/);
