@@ -120,6 +120,9 @@ function newest(a: string | undefined, b: string): string {
 /** The retry timer of the candidate's benchmark whose report the device's storage could not take (one: there is one candidate). */
 const BENCHMARK_RETRY = 'benchmark';
 
+/** Said when a candidate is installed on an agent without a holdout: its rollout gets no evidence from this device. */
+export const NOT_BENCHMARKED = 'candidate installed but not benchmarked: this agent has no --holdout, so a rollout\'s relative checks (accuracy, mse, latency) get no evidence from this device';
+
 /**
  * The edge agent: keeps the model slots (active, candidate, previous) on disk, follows the
  * assignments and fleet commands it receives over MQTT, verifies and installs models, benchmarks
@@ -787,7 +790,7 @@ export class Agent {
     if (benchmark) {
       this.#retries.done(BENCHMARK_RETRY);
       await this.#benchmarkCandidate();
-    }
+    } else this.#logger.warn({ version: ref.version }, NOT_BENCHMARKED);
   }
 
   /** `checked` is the candidate's session from the load check, held until shadow serving has taken its own lease on it. */
@@ -805,7 +808,7 @@ export class Agent {
     if (benchmark) {
       this.#retries.done(BENCHMARK_RETRY);
       await this.#benchmarkCandidate();
-    }
+    } else this.#logger.warn({ version: ref.version }, NOT_BENCHMARKED);
   }
 
   async #activate(assignment: Assignment, ref: ModelRef, next: ServingModel): Promise<void> {

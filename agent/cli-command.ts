@@ -101,6 +101,7 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
   if (lock.withoutFile !== undefined) {
     logger.warn({ dataDir: flags.dataDir, err: lock.withoutFile }, 'the data dir\'s disk takes no writes: running without its lock file (the agent still refuses a second agent on this device); models, assignments and reports wait for room');
   }
+  if (!holdout) logger.warn('no --holdout given: candidates are installed and shadow-served but not benchmarked, so a rollout\'s relative checks (accuracy, mse, latency) get no evidence from this device');
   const agent = new Agent(
     {
       config,

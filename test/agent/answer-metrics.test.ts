@@ -3,10 +3,10 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
-import type { Agent } from '../../agent/agent.ts';
+import { NOT_BENCHMARKED, type Agent } from '../../agent/agent.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isOutcome, type AgentWorld } from './agent-fixtures.ts';
-import { startAgent } from './agent-harness.ts';
+import { recordingLogger, startAgent } from './agent-harness.ts';
 
 /**
  * fleetprune_agent_assignments_total{outcome} counts every answer the agent sends to an assignment
@@ -33,7 +33,8 @@ function received(deviceId: string): Record<string, number> {
 
 test('every answer the agent sends is counted once by outcome: refused fleet commands, an activation of the active model, a candidate assigned again', async (t) => {
   const deviceId = 'metrics-1';
-  const { agent } = await startAgent(t, world, deviceId, { holdout: undefined });
+  const { logger, lines } = recordingLogger();
+  const { agent } = await startAgent(t, world, deviceId, { holdout: undefined, logger });
   await waitFor(() => agent.connected, 5000, 'agent connected');
   const command = async (name: 'rollback' | 'drop-candidate', outcome: string) => {
     const sent = await publishFleetCommand(world.harness.broker, name, { deviceIds: [deviceId] }, { privateKey: world.privateKey });
@@ -58,6 +59,8 @@ test('every answer the agent sends is counted once by outcome: refused fleet com
   const expected = { activated: 3, refused: 3, installed: 2, 'candidate-dropped': 1, 'rolled-back': 1 };
   assert.deepEqual(received(deviceId), expected, 'the answers the server received');
   assert.deepEqual(await counted(agent), expected, 'fleetprune_agent_assignments_total by outcome');
+  // Without a holdout nothing is benchmarked, and each install says so (it said nothing at all).
+  assert.deepEqual(lines.filter((line) => line.msg === NOT_BENCHMARKED).map((line) => [line.level, line.version]), [[40, '2'], [40, '2']]);
 });
 
 test('a refusal the disk could not take is counted once: when it is sent from memory, not again when a state write records it', async (t) => {
