@@ -1,11 +1,12 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { coercedWholeNumber } from '../../shared/util/whole-number.ts';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
 import { BrokerUrlSchema } from '../../shared/protocol/agent-config.ts';
 import { ServerUrlSchema } from '../../shared/protocol/server-url.ts';
 
-const Port = z.coerce.number().min(0).max(65535).int();
+const Port = coercedWholeNumber(0, 65535);
 const ByteCount = z.coerce.number().int().positive();
 /** A whole number in [min, max], one message for every way to miss it (a flag or an environment variable). */
 const WholeNumber = (min: number, max: number) => {
@@ -63,17 +64,17 @@ export const ServerConfigSchema = z
      * client stopped reading, an upload that stopped sending); gRPC connections are pinged this
      * often and closed when a ping goes unanswered (a frozen or vanished client).
      */
-    idleTimeoutSeconds: z.coerce.number().min(1).max(86_400).int().default(60),
+    idleTimeoutSeconds: coercedWholeNumber(1, 86_400).default(60),
     /** One uploaded blob (PUT /api/blobs/:sha256). */
     maxBlobBytes: ByteCount.default(1024 * 1024 * 1024),
     /** Pruning jobs may read server-side data files under this directory only. */
     dataRoot: z.string().min(1).transform((path) => resolve(path)).optional(),
     adminToken: AdminToken.optional(),
-    maxConcurrentJobs: z.coerce.number().min(1).max(64).int().default(1),
+    maxConcurrentJobs: coercedWholeNumber(1, 64).default(1),
     /** Pruning jobs waiting for a worker (each holds its data set in memory); more are refused (429). */
-    maxQueuedJobs: z.coerce.number().min(1).max(1000).int().default(16),
+    maxQueuedJobs: coercedWholeNumber(1, 1000).default(16),
     /** Device reports (answers, benchmarks) are kept this many days after they arrive; 0 keeps them for ever. */
-    reportRetentionDays: z.coerce.number().min(0).max(36_500).int().default(90),
+    reportRetentionDays: coercedWholeNumber(0, 36_500).default(90),
     /** Each device's benchmark reports: this many at once (default REPORT_BURST in server/fleet/report-rate-limit.ts)... */
     reportBurst: WholeNumber(1, 10_000).optional(),
     /** ...then one more per this many milliseconds (default REPORT_REFILL_MS). */

@@ -1,5 +1,6 @@
 import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
+import { wholeNumber } from '../../shared/util/whole-number.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
 import { ServiceError } from '../app/service-error.ts';
@@ -65,7 +66,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => {
           const versions = await registry.listVersions(req.name, {
             afterSeq: checkField(z.number().int().min(0), req.after_seq, 'after_seq'),
-            limit: checkField(z.number().min(0).max(1000).int(), req.limit, 'limit') || 100,
+            limit: checkField(wholeNumber(0, 1000), req.limit, 'limit') || 100,
           });
           const statuses = await registry.versionStatuses(versions);
           return { versions: versions.map((version, index) => versionMessage(version, statuses[index])) };
@@ -200,7 +201,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ListAudit: audit.unary('ListAudit', 'read', async (req: { limit: number; before: string }) => ({
           entries: (
             await ctx.audit.list({
-              limit: checkField(z.number().min(0).max(1000).int(), req.limit, 'limit') || 100,
+              limit: checkField(wholeNumber(0, 1000), req.limit, 'limit') || 100,
               beforeId: checkField(z.number().int().min(0), Number(req.before), 'before') || undefined,
             })
           ).map(auditMessage),
@@ -234,8 +235,8 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(checkField(JobIdSchema, req.id, 'id')))),
         ListJobs: jobs.unary('ListJobs', 'read', async (req: { limit: number; offset: number }) => {
           // As GET /api/jobs (the same page): limit 0 (unset) is its default.
-          const limit = req.limit === 0 ? undefined : checkField(z.number().min(1).max(MAX_LIST_PAGE).int(), req.limit, 'limit');
-          const offset = checkField(z.number().min(0).max(MAX_LIST_OFFSET).int(), req.offset, 'offset');
+          const limit = req.limit === 0 ? undefined : checkField(wholeNumber(1, MAX_LIST_PAGE), req.limit, 'limit');
+          const offset = checkField(wholeNumber(0, MAX_LIST_OFFSET), req.offset, 'offset');
           const page = await jobPage(ctx.jobs, { limit, offset });
           return { jobs: page.items.map(jobMessage), total: page.total, more: page.more };
         }),

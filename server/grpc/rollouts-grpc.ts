@@ -1,5 +1,6 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
+import { wholeNumber } from '../../shared/util/whole-number.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
 import { ServiceError } from '../app/service-error.ts';
@@ -19,10 +20,10 @@ import { ROLLOUT_ID_PATTERN } from '../../shared/util/rollout-id.ts';
 
 const RolloutId = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const Reason = reasonSchema();
-const StepIndex = z.number().min(0).max(999_999).int();
+const StepIndex = wholeNumber(0, 999_999);
 /** 0 on the wire is unset: REST's default page. */
-const ListLimit = z.number().min(0).max(MAX_LIST_PAGE).int();
-const ListOffset = z.number().min(0).max(MAX_LIST_OFFSET).int();
+const ListLimit = wholeNumber(0, MAX_LIST_PAGE);
+const ListOffset = wholeNumber(0, MAX_LIST_OFFSET);
 
 
 export function rolloutMessage(view: RolloutSummary) {
@@ -109,7 +110,7 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         return { rollouts: page.items.map(rolloutMessage), total: page.total, more: page.more };
       }),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string; device_states: number }) => {
-        const deviceStates = checkField(z.number().min(0).max(1_000_000).int(), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;
+        const deviceStates = checkField(wholeNumber(0, 1_000_000), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;
         const { record, decisions } = await service.get(checkField(RolloutId, req.id, 'id'));
         return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions, deviceStates)) };
       }),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { wholeNumber } from '../../shared/util/whole-number.ts';
 
 /** The largest seed (the splits' and training's random generators take 31 bits). */
 export const MAX_SEED = 2 ** 31 - 1;
@@ -16,13 +17,17 @@ export function retrainLearningRateOf(options: { retrainLearningRate?: number | 
   return options.retrainLearningRate ?? options.learningRate / 2;
 }
 
+/** The most hidden layers, and units per layer, a general model has. */
+export const MAX_LAYERS = 16;
+export const MAX_UNITS = 4096;
+
 /**
  * The most weights between the general model's hidden layers ((layers − 1) × units²): 3 layers
  * of 4096 units. Training that network on the wasm backend peaks at about 3.2 GB, under wasm32's
  * 4 GB; 16 layers of 4096 (which the per-flag limits allow) ran out of it after minutes and ended
  * as an internal error ("memory access out of bounds").
  */
-export const MAX_HIDDEN_WEIGHTS = 2 * 4096 * 4096;
+export const MAX_HIDDEN_WEIGHTS = 2 * MAX_UNITS * MAX_UNITS;
 
 /** The most ε values one run sweeps. */
 export const MAX_EPSILONS = 50;
@@ -45,10 +50,10 @@ export const PruneOptionsSchema = z
       })
       .default([...DEFAULT_EPSILONS]),
     epsilonMode: z.enum(['relative', 'absolute']).default('relative'),
-    layers: z.number().min(1).max(16).int().default(3),
-    units: z.number().min(2).max(4096).int().default(128),
-    epochs: z.number().min(1).max(10_000).int().default(200),
-    patience: z.number().min(1).max(1000).int().default(15),
+    layers: wholeNumber(1, MAX_LAYERS).default(3),
+    units: wholeNumber(2, MAX_UNITS).default(128),
+    epochs: wholeNumber(1, 10_000).default(200),
+    patience: wholeNumber(1, 1000).default(15),
     learningRate: z.number().positive().max(1).default(1e-3),
     /**
      * L1 penalties on the kernels while training the general model (and the scratch baseline):
@@ -60,13 +65,13 @@ export const PruneOptionsSchema = z
      * 0 skips the retraining: the transferred model is kept as is. By default 60, and never more
      * than `epochs` (the retraining is light next to the general model's training).
      */
-    retrainEpochs: z.number().min(0).max(10_000).int().optional(),
-    retrainPatience: z.number().min(1).max(1000).int().default(10),
+    retrainEpochs: wholeNumber(0, 10_000).optional(),
+    retrainPatience: wholeNumber(1, 1000).default(10),
     /** By default half of `learningRate`. */
     retrainLearningRate: z.number().positive().max(1).optional(),
     /** Rows per gradient step; by default about 1/50 of the training split, between 16 and 128. */
-    batchSize: z.number().min(1).max(65_536).int().optional(),
-    seed: z.number().min(0).max(MAX_SEED).int().default(42),
+    batchSize: wholeNumber(1, 65_536).optional(),
+    seed: wholeNumber(0, MAX_SEED).default(42),
     /** Accuracy may drop this many points (classification) ... */
     toleranceAccuracyPoints: z.number().min(0).max(100).default(0.5),
     /** ... or MSE grow by this fraction (regression), against the original's validation score. */
@@ -87,7 +92,9 @@ export const PruneOptionsSchema = z
   })
   .superRefine((options, ctx) => {
     const hiddenWeights = (options.layers - 1) * options.units ** 2;
-    if (hiddenWeights > MAX_HIDDEN_WEIGHTS) {
+    // Of layers and units that each are within their own bounds: else that is their issue, and 1e20 units made this one absurd.
+    const sized = [options.layers, options.units].every(Number.isInteger) && options.layers <= MAX_LAYERS && options.units <= MAX_UNITS;
+    if (sized && hiddenWeights > MAX_HIDDEN_WEIGHTS) {
       ctx.addIssue({
         code: 'custom',
         path: ['units'],

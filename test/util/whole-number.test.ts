@@ -1,0 +1,23 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseServerConfig } from '../../server/config/server-config.ts';
+import { PruneOptionsSchema } from '../../server/pruning/options.ts';
+import { zodIssueMessage } from '../../shared/util/errors.ts';
+import { wholeNumber } from '../../shared/util/whole-number.ts';
+
+const messages = (result: { error?: { issues: Parameters<typeof zodIssueMessage>[0][] } }) => result.error?.issues.map(zodIssueMessage) ?? [];
+
+// zod's .int() also checks ±(2^53 − 1): 1e20 failed two bounds, and every path that reports all of
+// a value's issues (server flags, job options over REST and gRPC) named 9007199254740991 too.
+test('a whole number beyond its bounds names its own bound, once; a fraction is not a whole number', () => {
+  assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(1e20)), ['must be at most 1000']);
+  assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(-1e20)), ['must be at least 0']);
+  assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(2.5)), ['must be a whole number']);
+  assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(Number.NaN)), ['Invalid input: expected number, received NaN']);
+  assert.equal(wholeNumber(0, 1000).parse(1000), 1000);
+  assert.deepEqual(messages(PruneOptionsSchema.safeParse({ units: 1e20, seed: 1e20 })), ['must be at most 4096', 'must be at most 2147483647']);
+  assert.throws(() => parseServerConfig({ dataDir: '/tmp/unused', httpPort: '1e20', maxConcurrentJobs: '1e20' }), (error: Error) => {
+    assert.equal(error.message, '--http-port: must be at most 65535; --max-concurrent-jobs: must be at most 64');
+    return true;
+  });
+});
