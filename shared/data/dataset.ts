@@ -137,10 +137,15 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   });
 
   // A number label with gaps written as NaN or NA would otherwise train a class "NaN", or read as
-  // many classes: the rows without a label are the user's to drop.
-  const missing = missingNumberLabel(rawLabels);
+  // many classes: the rows without a label are the user's to drop. Not for data read for an
+  // existing model (its classes are what they are), nor when the label is said to be classes (a
+  // fault code "None" beside 101 and 205 is one).
+  const missing = options.features || options.task === 'classification' ? -1 : missingNumberLabel(rawLabels);
   if (missing >= 0) {
-    throw new UserError(`${source}: row ${rowNumbers[missing]}: the label ${quoted(options.label)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: drop the rows without a label`);
+    throw new UserError(
+      `${source}: row ${rowNumbers[missing]}: the label ${quoted(options.label)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: ` +
+        `drop the rows without a label, or, if ${quoted(rawLabels[missing]!)} is a class, give the task as classification (--task classification)`,
+    );
   }
 
   // Training data only: data read for an existing model (`features`) meets that model's mean, not its own.

@@ -283,3 +283,14 @@ test('the shipped data sets are read exactly as written: no feature is rounded, 
     assert.deepEqual(data.x, written, name);
   }
 });
+
+test('a number label with a gap written NaN is refused when the task is inferred or regression; said to be classes, or read for an existing model, "None" is a class', () => {
+  const csv = (labels: string[]) => `a,b,fault\n${labels.map((label, i) => `${i},${(i * 7) % 5},${label}`).join('\n')}\n`;
+  const codes = Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? 'None' : i % 3 === 1 ? '101' : '205'));
+  assert.throws(() => parseDataset(csv(codes), { label: 'fault' }), /^UserError: data: row 2: the label "fault" is missing \("None"\) where the other rows hold numbers: drop the rows without a label, or, if "None" is a class, give the task as classification/);
+  assert.throws(() => parseDataset(csv(codes), { label: 'fault', task: 'regression' }), /row 2: the label "fault" is missing \("None"\)/);
+  // A fault code "None" beside 101 and 205: a class, when the user says the label is classes.
+  assert.deepEqual(parseDataset(csv(codes), { label: 'fault', task: 'classification' }).classes, ['101', '205', 'None']);
+  // The agent's holdout and data read for a registered model: the model's classes are what they are.
+  assert.deepEqual(parseDataset(csv(codes), { label: 'fault', features: ['a', 'b'] }).y.slice(0, 3), [2, 0, 1]);
+});

@@ -35,7 +35,7 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stdout, /chosen ε = /);
   assert.match(run.stderr, /\[6\/6\] export done/, 'not a TTY: plain progress lines, one per phase');
-  assert.match(run.stderr, /^backend: (wasm|tensorflow)$/m, 'the backend is named before the first phase, whatever the log level');
+  assert.match(run.stderr, /^backend: (wasm|tensorflow|cpu)$/m, 'the backend is named before the first phase, whatever the log level');
 
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   for (const field of ['task', 'epsilon', 'seed', 'timing_s', 'sweep']) assert.ok(field in report, field);
@@ -164,7 +164,7 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     // Beyond any safe integer: the bound named was zod's 9007199254740991, not the flag's.
     ['units beyond any integer', ['--data', IRIS, '--label', 'species', '--units', '1e20', '--out', out], /^fleetprune: --units: must be at most 4096\n$/],
     ['seed beyond any integer', ['--data', IRIS, '--label', 'species', '--seed', '1e20', '--out', out], /^fleetprune: --seed: must be at most 2147483647\n$/],
-    ['a number label with a NaN gap', ['--data', nanLabel, '--label', 'label', '--out', out], /^fleetprune: .*nan-label\.csv: row 19: the label "label" is missing \("NaN"\) where the other rows hold numbers: drop the rows without a label\n$/],
+    ['a number label with a NaN gap', ['--data', nanLabel, '--label', 'label', '--out', out], /^fleetprune: .*nan-label\.csv: row 19: the label "label" is missing \("NaN"\) where the other rows hold numbers: drop the rows without a label, or, if "NaN" is a class, give the task as classification \(--task classification\)\n$/],
     ['a continuous label with an NA gap', ['--data', naTarget, '--label', 'y', '--out', out], /^fleetprune: .*na-target\.csv: row 52: the label "y" is missing \("NA"\)/],
     ['tolerance beyond 100 accuracy points', ['--data', IRIS, '--label', 'species', '--tolerance', '200', '--out', out], /^fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 200\n$/],
     ['tolerance beyond 1000% of the MSE', ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--tolerance', '2000', '--out', out], /^fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 2000\n$/],

@@ -37,7 +37,7 @@ test('a CLI whose reader went away (| head) exits quietly with 141, not an inter
   }
 });
 
-test('prune whose reader went away before it wrote anything (its first line: the note on stderr) exits with 141 and leaves none of the directories it created for --out', async (t) => {
+test('prune whose reader went away before it wrote anything (its first line: the backend on stderr) exits with 141 and leaves none of the directories it created for --out', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-closed-prune-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const out = join(dir, 'made', 'for', 'out');
