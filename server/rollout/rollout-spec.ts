@@ -139,7 +139,23 @@ export function formatPath(path: readonly PropertyKey[]): string {
 
 /** Parses YAML or JSON text (JSON is YAML) and validates it; see readSpecDocument for the limits. */
 export function parseRolloutSpec(text: string, source?: string): RolloutSpec {
-  return validateRolloutSpec(readSpecDocument(text, source), source);
+  const document = readSpecDocument(text, source);
+  try {
+    return validateRolloutSpec(document, source);
+  } catch (error) {
+    if (!(error instanceof RolloutSpecError) || isJson(text)) throw error;
+    // YAML reads an unquoted 2 or true as a number or a boolean, where a version or a label value is text.
+    throw new RolloutSpecError(error.issues.map((issue) => (/^must be a string, not a (number|boolean)$/.test(issue.message) ? { ...issue, message: `${issue.message} (in YAML, put it in quotes: "2", "true")` } : issue)), source);
+  }
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function validateRolloutSpec(document: unknown, source?: string): RolloutSpec {

@@ -22,9 +22,9 @@ export class UserError extends Error {
 export function zodIssueMessage(issue: ZodError['issues'][number]): string {
   if (issue.code === 'invalid_key') return issue.issues.map((inner) => inner.message).join('; ');
   if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) return `required (${issue.expected})`;
-  // YAML reads an unquoted 2 or true as a number or a boolean: a version or a label value is text.
-  const unquoted = issue.code === 'invalid_type' && issue.expected === 'string' ? / received (number|boolean)$/.exec(issue.message)?.[1] : undefined;
-  if (unquoted) return `must be a string, not a ${unquoted} (in YAML, put it in quotes: "2", "true")`;
+  // A version or a label value is text, even when it reads as a number (rollout specs add a YAML hint).
+  const received = issue.code === 'invalid_type' && issue.expected === 'string' ? / received (number|boolean)$/.exec(issue.message)?.[1] : undefined;
+  if (received) return `must be a string, not a ${received}`;
   // zod's own wording for a bound or a choice ("Too big: expected number to be <=16"), in the
   // words every other message uses; a message the schema wrote itself is kept.
   if (issue.code === 'invalid_value' && issue.message.startsWith('Invalid option: ')) return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;

@@ -121,6 +121,8 @@ describe('rollout spec: invalid specs name the field', () => {
       () => parseRolloutSpec('model: wine\ncandidateVersion: 2\ntarget:\n  matchLabels: {pilot: true}\nsteps: [{setWeight: 100}]\n', 'spec.yaml'),
       /candidateVersion: must be a string, not a number \(in YAML, put it in quotes: "2", "true"\); target\.matchLabels\.pilot: must be a string, not a boolean \(in YAML, put it in quotes: "2", "true"\)$/,
     );
+    // JSON has no unquoted strings: no YAML hint there.
+    assert.throws(() => parseRolloutSpec('{"model": "wine", "candidateVersion": 2, "steps": [{"setWeight": 100}]}', 'spec.json'), /candidateVersion: must be a string, not a number$/);
   });
 
   it('refuses deep nesting quickly, before the YAML parser recurses into it', () => {
