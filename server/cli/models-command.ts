@@ -177,12 +177,18 @@ function parentRef(version: GrpcVersion, short: boolean): string | null {
 
 /**
  * The parent of a pruned artifact as `fleetprune prune` writes it, in DIR/general; undefined
- * when DIR is no pruned artifact or DIR/general holds another artifact (or none).
+ * when DIR is no pruned artifact or DIR/general holds another artifact (or none). A DIR/general
+ * without its manifest, or with damaged files, is refused.
  */
 async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: string; manifest: Manifest } | undefined> {
   const parentId = manifest.lineage.parentSha256;
   const generalDir = join(dir, GENERAL_SUBDIR);
-  if (!parentId || !existsSync(join(generalDir, 'manifest.json'))) return undefined;
+  if (!parentId) return undefined;
+  if (!existsSync(join(generalDir, 'manifest.json'))) {
+    // A general/ beside a pruned artifact is its parent, as verify reads it: one without its manifest is damaged, not absent.
+    if (existsSync(generalDir)) throw new UserError(`cannot push ${generalDir} (the parent of ${dir}): ${GENERAL_SUBDIR}/manifest.json is missing (remove ${GENERAL_SUBDIR}/ to push the artifact alone)`);
+    return undefined;
+  }
   const parent = await readManifest(generalDir);
   if (artifactId(parent) !== parentId) return undefined;
   const damaged = await checkArtifactFiles(generalDir, parent);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, utimes } from 'node:fs/promises';
+import { cp, rm, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId } from '../../shared/artifact/manifest.ts';
@@ -8,7 +8,7 @@ import { collectBlobGarbage } from '../../server/artifacts/blob-garbage-collecto
 import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
 import { runCli } from './helpers/run-cli.ts';
-import { runCliBatch, type CliResult } from '../helpers/cli.ts';
+import { runCliBatch, tempDir, type CliResult } from '../helpers/cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
@@ -49,6 +49,14 @@ test('models push DIR of a pruned artifact whose parent is registered already pu
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
   const { general, pruned } = await prunedWithGeneral(t, key);
+  // A general/ without its manifest: verify fails it, and push said nothing and pushed the child alone.
+  const damaged = join(await tempDir(t), 'damaged');
+  await cp(pruned.dir, damaged, { recursive: true });
+  await rm(join(damaged, 'general', 'manifest.json'));
+  const refused = await runCli(['models', 'push', damaged, ...connection]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.equal(refused.stderr, `fleetprune: cannot push ${join(damaged, 'general')} (the parent of ${damaged}): general/manifest.json is missing (remove general/ to push the artifact alone)\n`);
+  assert.equal((await server.request('GET', '/api/models/iris')).status, 404, 'nothing registered');
   assert.equal((await runCli(['models', 'push', general.dir, ...connection])).code, 0);
   const pushed = await runCli(['models', 'push', pruned.dir, ...connection]);
   assert.equal(pushed.code, 0, pushed.stderr);
