@@ -121,13 +121,14 @@ export function startRollout(id: string, spec: RolloutSpec, event: Extract<Rollo
     const without = matching.length > 0 ? `; ${matching.length} matching device${matching.length === 1 ? ' does' : 's do'} not run it (give a device its first version with fleetprune assign)` : '';
     throw new RolloutCommandError(`target: no device running ${spec.model} matches ${describeSelector(spec.target)}${without}`);
   }
-  // A target already running the candidate has no baseline to weigh it against, and refuses it
-  // ("already the active model"): the rollout failed, and marked the version running there failed.
+  // A target whose baseline (what it runs, or the active assignment retained for it) is the
+  // candidate has nothing to weigh it against, and refuses it ("already the active model"): the
+  // rollout failed, and marked the version running there failed.
   const running = targets.filter((device) => device.baseline === spec.candidateVersion);
   if (running.length > 0) {
     const named = running.slice(0, 5).map((device) => device.id).join(', ') + (running.length > 5 ? `, … (${running.length - 5} more)` : '');
     throw new RolloutCommandError(
-      `target: ${spec.model} ${spec.candidateVersion} is already the active model on ${running.length} of the ${targets.length} target device${targets.length === 1 ? '' : 's'} (${named}): ` +
+      `target: ${spec.model} ${spec.candidateVersion} is already the active model (run or assigned) of ${running.length} of the ${targets.length} target device${targets.length === 1 ? '' : 's'} (${named}): ` +
         'target only devices that run another version, or assign those another version first',
     );
   }

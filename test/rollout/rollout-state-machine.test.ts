@@ -302,10 +302,10 @@ describe('rollout state machine: manual control', () => {
     const devices = fleetOf(3).map((device, i) => ({ ...device, baseline: i === 1 ? '2' : '1' }));
     assert.throws(
       () => startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }),
-      /^RolloutCommandError: target: wine 2 is already the active model on 1 of the 3 target devices \(dev-02\): target only devices that run another version, or assign those another version first$/,
+      /^RolloutCommandError: target: wine 2 is already the active model \(run or assigned\) of 1 of the 3 target devices \(dev-02\): target only devices that run another version, or assign those another version first$/,
     );
     const all = fleetOf(8).map((device) => ({ ...device, baseline: '2' }));
-    assert.throws(() => startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices: all, previousProduction: null }), /on 8 of the 8 target devices \(dev-01, dev-02, dev-03, dev-04, dev-05, … \(3 more\)\)/);
+    assert.throws(() => startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices: all, previousProduction: null }), /of 8 of the 8 target devices \(dev-01, dev-02, dev-03, dev-04, dev-05, … \(3 more\)\)/);
     // Devices outside the target may run it.
     const outside = [...fleetOf(3), { id: 'dev-south', labels: { site: 'south' }, baseline: '2' }];
     assert.equal(startRollout('ro-x', specOf([{ setWeight: 100 }]), { type: 'start', at: T0, by: 'a', devices: outside, previousProduction: null }).state.devices.length, 3);
