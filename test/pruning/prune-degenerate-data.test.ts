@@ -62,8 +62,8 @@ test('a regression label near the float32 limit fails the run clearly instead of
   const out = join(dir, 'out');
   const run = await runCli(['prune', '--data', csv, '--label', 't', '--task', 'regression', ...FAST, '--out', out]);
   assert.equal(run.code, 2, run.stderr);
-  // Found once the general model is trained: after the progress lines and the unsigned note, one error line.
-  const errorLines = run.stderr.split('\n').filter((line) => !/^(\[\d+\/\d+\] |note: )/.test(line)).join('\n');
+  // Found once the general model is trained: after the backend, the unsigned note and the progress lines, one error line.
+  const errorLines = run.stderr.split('\n').filter((line) => !/^(\[\d+\/\d+\] |note: |backend: )/.test(line)).join('\n');
   assert.ok(isOneLineError(errorLines), run.stderr);
   assert.match(run.stderr, /the label "t" reaches ±3\.0e\+38, so near the float32 limit \(±3\.4e38\) that the general model's predictions overflow it on \d+ of 120 rows/);
   await assert.rejects(stat(out), 'nothing is written');
