@@ -102,6 +102,14 @@ export interface KernelL1 {
 export const NO_L1: KernelL1 = { input: 0, hidden: 0 };
 
 /**
+ * tfjs takes a seed of 0 for none, and draws one from Math.random: `--seed 0` gave another model
+ * at every run. 0 is given as 2^32, which no other layer's seed (at most 2^31 − 1 + layers) reaches.
+ */
+export function initializerSeed(seed: number): number {
+  return seed === 0 ? 2 ** 32 : seed;
+}
+
+/**
  * A dense network: `hidden` ReLU layers, then softmax (classification) or linear (regression).
  * The L1 penalties drive the weights a unit does not need towards zero, so units the task does
  * not use end up barely varying, which is what ODF2NNA's variability test detects.
@@ -122,7 +130,7 @@ export function createDenseModel(
         units,
         activation: 'relu',
         inputShape: index === 0 ? [inputs] : undefined,
-        kernelInitializer: tf.initializers.heNormal({ seed: seed + index }),
+        kernelInitializer: tf.initializers.heNormal({ seed: initializerSeed(seed + index) }),
         kernelRegularizer: penalty > 0 ? tf.regularizers.l1({ l1: penalty }) : undefined,
         name: `dense_${index}`,
       }),
@@ -133,7 +141,7 @@ export function createDenseModel(
       units: outputs,
       activation: task === 'classification' ? 'softmax' : 'linear',
       inputShape: hidden.length === 0 ? [inputs] : undefined,
-      kernelInitializer: tf.initializers.glorotUniform({ seed: seed + hidden.length }),
+      kernelInitializer: tf.initializers.glorotUniform({ seed: initializerSeed(seed + hidden.length) }),
       name: `dense_${hidden.length}`,
     }),
   );
