@@ -93,7 +93,7 @@ export const PruneOptionsSchema = z
   .superRefine((options, ctx) => {
     const hiddenWeights = (options.layers - 1) * options.units ** 2;
     // Of layers and units that each are within their own bounds: else that is their issue, and 1e20 units made this one absurd.
-    const sized = [options.layers, options.units].every(Number.isInteger) && options.layers <= MAX_LAYERS && options.units <= MAX_UNITS;
+    const sized = [options.layers, options.units].every(Number.isInteger) && options.layers >= 1 && options.layers <= MAX_LAYERS && options.units >= 2 && options.units <= MAX_UNITS;
     if (sized && hiddenWeights > MAX_HIDDEN_WEIGHTS) {
       ctx.addIssue({
         code: 'custom',

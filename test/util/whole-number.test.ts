@@ -16,6 +16,7 @@ test('a whole number beyond its bounds names its own bound, once; a fraction is 
   assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(Number.NaN)), ['Invalid input: expected number, received NaN']);
   assert.equal(wholeNumber(0, 1000).parse(1000), 1000);
   assert.deepEqual(messages(PruneOptionsSchema.safeParse({ units: 1e20, seed: 1e20 })), ['must be at most 4096', 'must be at most 2147483647']);
+  assert.deepEqual(messages(PruneOptionsSchema.safeParse({ units: -5000 })), ['must be at least 2'], 'no weight count of -5000 units');
   assert.throws(() => parseServerConfig({ dataDir: '/tmp/unused', httpPort: '1e20', maxConcurrentJobs: '1e20' }), (error: Error) => {
     assert.equal(error.message, '--http-port: must be at most 65535; --max-concurrent-jobs: must be at most 64');
     return true;
