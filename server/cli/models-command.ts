@@ -177,8 +177,8 @@ function parentRef(version: GrpcVersion, short: boolean): string | null {
 
 /**
  * The parent of a pruned artifact as `fleetprune prune` writes it, in DIR/general; undefined
- * when DIR is no pruned artifact or DIR/general holds another artifact (or none). A DIR/general
- * without its manifest, or with damaged files, is refused.
+ * when DIR is no pruned artifact or has no DIR/general. A DIR/general without its manifest, with
+ * another artifact, or with damaged files, is refused (verify fails it too).
  */
 async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: string; manifest: Manifest } | undefined> {
   const parentId = manifest.lineage.parentSha256;
@@ -190,7 +190,10 @@ async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: 
     return undefined;
   }
   const parent = await readManifest(generalDir);
-  if (artifactId(parent) !== parentId) return undefined;
+  // Another artifact there (a parent swapped in, or another run's): verify fails it, and push did so silently.
+  if (artifactId(parent) !== parentId) {
+    throw new UserError(`cannot push ${generalDir} (the parent of ${dir}): it holds artifact ${artifactId(parent).slice(0, 12)}…, not this artifact's parent (${parentId.slice(0, 12)}…; remove ${GENERAL_SUBDIR}/ to push the artifact alone)`);
+  }
   const damaged = await checkArtifactFiles(generalDir, parent);
   if (damaged.length > 0) throw new UserError(`cannot push ${generalDir} (the parent of ${dir}): ${damaged.join('; ')}`);
   return { dir: generalDir, manifest: parent };

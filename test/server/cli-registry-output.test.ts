@@ -56,6 +56,18 @@ test('models push DIR of a pruned artifact whose parent is registered already pu
   const refused = await runCli(['models', 'push', damaged, ...connection]);
   assert.equal(refused.code, 2, refused.stderr);
   assert.equal(refused.stderr, `fleetprune: cannot push ${join(damaged, 'general')} (the parent of ${damaged}): general/manifest.json is missing (remove general/ to push the artifact alone)\n`);
+  // Another artifact in general/: verify fails it, and push pushed the child alone without a word.
+  const stranger = await makeArtifact(t, { seed: 37, privateKey: key, units: 4 });
+  const swapped = join(await tempDir(t), 'swapped');
+  await cp(pruned.dir, swapped, { recursive: true });
+  await rm(join(swapped, 'general'), { recursive: true });
+  await cp(stranger.dir, join(swapped, 'general'), { recursive: true });
+  const mismatched = await runCli(['models', 'push', swapped, ...connection]);
+  assert.equal(mismatched.code, 2, mismatched.stderr);
+  assert.equal(
+    mismatched.stderr,
+    `fleetprune: cannot push ${join(swapped, 'general')} (the parent of ${swapped}): it holds artifact ${artifactId(stranger.manifest).slice(0, 12)}…, not this artifact's parent (${artifactId(general.manifest).slice(0, 12)}…; remove general/ to push the artifact alone)\n`,
+  );
   assert.equal((await server.request('GET', '/api/models/iris')).status, 404, 'nothing registered');
   assert.equal((await runCli(['models', 'push', general.dir, ...connection])).code, 0);
   const pushed = await runCli(['models', 'push', pruned.dir, ...connection]);
