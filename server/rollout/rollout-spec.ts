@@ -143,7 +143,7 @@ export function parseRolloutSpec(text: string, source?: string): RolloutSpec {
   try {
     return validateRolloutSpec(document, source);
   } catch (error) {
-    if (!(error instanceof RolloutSpecError) || isJson(text)) throw error;
+    if (!(error instanceof RolloutSpecError) || isJson(text.replace(/^\uFEFF/, ''))) throw error;
     // YAML reads an unquoted 2 or true as a number or a boolean, where a version or a label value is text.
     throw new RolloutSpecError(error.issues.map((issue) => (/^must be a string, not a (number|boolean)$/.test(issue.message) ? { ...issue, message: `${issue.message} (in YAML, put it in quotes: "2", "true")` } : issue)), source);
   }

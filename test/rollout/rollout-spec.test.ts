@@ -123,6 +123,7 @@ describe('rollout spec: invalid specs name the field', () => {
     );
     // JSON has no unquoted strings: no YAML hint there.
     assert.throws(() => parseRolloutSpec('{"model": "wine", "candidateVersion": 2, "steps": [{"setWeight": 100}]}', 'spec.json'), /candidateVersion: must be a string, not a number$/);
+    assert.throws(() => parseRolloutSpec('\uFEFF{"model": "wine", "candidateVersion": 2, "steps": [{"setWeight": 100}]}', 'spec.json'), /candidateVersion: must be a string, not a number$/);
   });
 
   it('refuses deep nesting quickly, before the YAML parser recurses into it', () => {
