@@ -19,7 +19,7 @@ import type { Store } from '../../server/store/store.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { isOneLineError } from '../helpers/cli.ts';
-import { ReducerHarness, STAGED_STEPS, specOf } from '../rollout/rollout-fixtures.ts';
+import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
 
@@ -275,7 +275,8 @@ for (const engine of STORE_ENGINES) {
       await assert.rejects(registry.setRetired('wine', '2', true, ADMIN), /^ServiceError: wine@2 is the candidate of rollout ro-first of wine \(Progressing\); finish, abort or roll it back first$/);
       assert.equal((await store.models.getVersion('wine', '2'))?.retired, false);
       await registry.setRetired('wine', '1', true, ADMIN);
-      const other = new ReducerHarness(specOf(STAGED_STEPS, { candidateVersion: '1' }), undefined, null, 'ro-other');
+      // (A fleet running 0.9: a rollout of the version its targets run is refused before the store.)
+      const other = new ReducerHarness(specOf(STAGED_STEPS, { candidateVersion: '1' }), fleetOf(20).map((device) => ({ ...device, baseline: '0.9' })), null, 'ro-other');
       await assert.rejects(rollouts.create({ state: other.state, pendingActions: [], decisions: [] }), CandidateRetiredError);
       assert.deepEqual(await rollouts.list(), ['ro-first']);
     });
