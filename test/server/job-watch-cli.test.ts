@@ -25,8 +25,14 @@ test('jobs watch cut off by a server shutdown says the server ended the watch (n
 
   await server.server.close();
   const [code] = await exited;
-  assert.equal(code, 2, output.stderr);
   const last = output.stderr.trimEnd().split('\n').at(-1)!;
+  // The shutdown races the job's end against the stream's: on a loaded machine the job's end (failed,
+  // as the server shut down) sometimes reaches the watch first, which says so just as clearly.
+  if (code === 1) {
+    assert.equal(last, `fleetprune: job ${id} failed: server shut down before the job finished`);
+    return;
+  }
+  assert.equal(code, 2, output.stderr);
   assert.equal(
     last,
     `fleetprune: job ${id}: the server ended the watch before the job finished (Call cancelled); it may have shut down or restarted: \`fleetprune jobs watch ${id}\` shows how the job ended`,
