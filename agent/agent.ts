@@ -120,8 +120,9 @@ function newest(a: string | undefined, b: string): string {
 /** The retry timer of the candidate's benchmark whose report the device's storage could not take (one: there is one candidate). */
 const BENCHMARK_RETRY = 'benchmark';
 
-/** Said when a candidate is installed on an agent without a holdout: its rollout gets no evidence from this device. */
-export const NOT_BENCHMARKED = 'candidate installed but not benchmarked: this agent has no --holdout, so a rollout\'s relative checks (accuracy, mse, latency) get no evidence from this device';
+/** What an agent without a holdout means for a rollout: said at start (cli-command.ts) and at each candidate install. */
+export const NO_HOLDOUT_EVIDENCE = 'a rollout\'s relative checks (accuracy, mse, latency) get no evidence from this device';
+export const NOT_BENCHMARKED = `candidate installed but not benchmarked: this agent has no --holdout, so ${NO_HOLDOUT_EVIDENCE}`;
 
 /**
  * The edge agent: keeps the model slots (active, candidate, previous) on disk, follows the

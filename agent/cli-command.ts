@@ -96,12 +96,12 @@ export function defineAgentCommand(command: Command): Command {
 
 async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined, lock: DataDirLock): Promise<void> {
   // Loaded here, so other commands do not pay for onnxruntime, mqtt and express at startup.
-  const [{ Agent }, { connectMqtt }, { OrtSessionCache }] = await Promise.all([import('./agent.ts'), import('./mqtt-link.ts'), import('./session-cache.ts')]);
+  const [{ Agent, NO_HOLDOUT_EVIDENCE }, { connectMqtt }, { OrtSessionCache }] = await Promise.all([import('./agent.ts'), import('./mqtt-link.ts'), import('./session-cache.ts')]);
   const logger = createLogger('agent');
   if (lock.withoutFile !== undefined) {
     logger.warn({ dataDir: flags.dataDir, err: lock.withoutFile }, 'the data dir\'s disk takes no writes: running without its lock file (the agent still refuses a second agent on this device); models, assignments and reports wait for room');
   }
-  if (!holdout) logger.warn('no --holdout given: candidates are installed and shadow-served but not benchmarked, so a rollout\'s relative checks (accuracy, mse, latency) get no evidence from this device');
+  if (!holdout) logger.warn(`no --holdout given: candidates are installed and shadow-served but not benchmarked, so ${NO_HOLDOUT_EVIDENCE}`);
   const agent = new Agent(
     {
       config,

@@ -190,9 +190,10 @@ async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: 
     return undefined;
   }
   const parent = await readManifest(generalDir);
+  const held = artifactId(parent);
   // Another artifact there (a parent swapped in, or another run's): verify fails it, and push did so silently.
-  if (artifactId(parent) !== parentId) {
-    throw new UserError(`cannot push ${generalDir} (the parent of ${dir}): it holds artifact ${artifactId(parent).slice(0, 12)}…, not this artifact's parent (${parentId.slice(0, 12)}…; remove ${GENERAL_SUBDIR}/ to push the artifact alone)`);
+  if (held !== parentId) {
+    throw new UserError(`cannot push ${generalDir} (the parent of ${dir}): it holds artifact ${held.slice(0, 12)}…, not this artifact's parent (${parentId.slice(0, 12)}…; remove ${GENERAL_SUBDIR}/ to push the artifact alone)`);
   }
   const damaged = await checkArtifactFiles(generalDir, parent);
   if (damaged.length > 0) throw new UserError(`cannot push ${generalDir} (the parent of ${dir}): ${damaged.join('; ')}`);
