@@ -19,6 +19,14 @@ import { buildTestTree, removeTestTree, SOURCE_ROOT } from './test-tree.mjs';
  */
 const CONCURRENCY = 6;
 
+/**
+ * How long one test process may run before it is ended and failed. The longest take about two
+ * minutes on the slowest machine seen here; a process that hangs (a wait with no end) otherwise
+ * holds the whole run until CI's own limit, with nothing printed to say which test it was.
+ * process-watchdog.mjs names the tests still running shortly before this.
+ */
+const PROCESS_LIMIT_MS = 600_000;
+
 async function testFiles(dir) {
   const found = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
@@ -44,8 +52,8 @@ const tree = await buildTestTree();
 const paths = named.length > 0 ? files.map((file) => file.replace(/\.ts$/, '.js')) : await writeGroupFiles(tree, await groupTestFiles(SOURCE_ROOT, files));
 const child = spawn(
   process.execPath,
-  ['--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, ...flags, ...paths],
-  { cwd: tree, stdio: 'inherit' },
+  ['--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, `--test-timeout=${PROCESS_LIMIT_MS}`, ...flags, ...paths],
+  { cwd: tree, stdio: 'inherit', env: { ...process.env, FLEETPRUNE_TEST_PROCESS_MS: String(PROCESS_LIMIT_MS) } },
 );
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('close', async (code, signal) => {

@@ -66,6 +66,10 @@ test("npm test starts its longest processes first: node --test runs files in the
     paths.map(async (path) => [...(await readFile(join(tree, path), 'utf8')).matchAll(/import\("\.\/\.\.\/(.+?)\.js"\)/g)].map((match) => `test/${match[1]}.ts`)),
   );
   assert.deepEqual(imported.flat().sort(), [...files].sort(), 'every test file once');
+  for (const path of paths) {
+    const first = /import\("(.+?)"\)/.exec(await readFile(join(tree, path), 'utf8'))?.[1];
+    assert.equal(first, './../runner/process-watchdog.mjs', `${path} loads the watchdog (process-watchdog.mjs) before its tests`);
+  }
   const seconds = imported.map((group) => runner.estimatedSeconds(group));
   assert.ok(seconds.every((value, i) => i === 0 || value <= seconds[i - 1]!), `longest first: ${seconds.join(' ')}`);
   assert.ok(imported.every((group, i) => group.length === 1 || seconds[i]! <= 60), 'no group of files holds more than a minute of tests');

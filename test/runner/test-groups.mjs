@@ -113,7 +113,7 @@ export function estimatedSeconds(files) {
 
 /**
  * Writes one file per process into `tree`'s test/.groups/ (a group's files imported one after
- * another; a file run alone, imported by itself) and returns their paths for `node --test`
+ * another; a file run alone, imported by itself; either way after process-watchdog.mjs) and returns their paths for `node --test`
  * (relative to `tree`), the longest first by estimatedSeconds. node --test runs the files it is
  * given in the order of their names, whatever order they are given in, so the order is in the
  * names: `001-…` starts first. A failing test's `location` still names its own file.
@@ -127,7 +127,9 @@ export async function writeGroupFiles(tree, { alone, groups }) {
   const paths = [];
   for (const [index, { files }] of processes.entries()) {
     const name = `${String(index + 1).padStart(3, '0')}-${files.length === 1 ? basename(files[0], '.test.ts') : basename(dirname(files[0]))}.test.js`;
-    const imports = files.map((file) => `await import(${JSON.stringify(`./${relative(dir, join(tree, file.replace(/\.ts$/, '.js')))}`)});`);
+    const imports = [join(tree, 'test', 'runner', 'process-watchdog.mjs'), ...files.map((file) => join(tree, file.replace(/\.ts$/, '.js')))].map(
+      (path) => `await import(${JSON.stringify(`./${relative(dir, path)}`)});`,
+    );
     await writeFile(join(dir, name), `// npm test runs ${files.length === 1 ? 'this test file' : 'these test files'} in one process (test/runner/test-groups.mjs).\n${imports.join('\n')}\n`);
     paths.push(relative(tree, join(dir, name)));
   }
