@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 /** Where the first-install order (server first, then Mosquitto) is explained. */
@@ -27,6 +27,13 @@ export function reloadMosquittoFromPidFile(pidFile: string): () => Promise<void>
       throw new UserError(`cannot read the mosquitto pid file ${pidFile}: ${errorMessage(error)}`);
     }
     if (!Number.isInteger(pid) || pid <= 1) throw new UserError(`${pidFile}: not a process id`);
+    const name = await processName(pid);
+    if (name === null) throw new MosquittoNotRunning(`no process ${pid} of the pid file ${pidFile} (${FIRST_INSTALL_HINT})`);
+    // A pid file a crashed Mosquitto left names a process id the system may since have given to
+    // another program: SIGHUP would end most of them. Only a Mosquitto is signalled.
+    if (name !== undefined && !name.includes('mosquitto')) {
+      throw new MosquittoNotRunning(`process ${pid} of the pid file ${pidFile} is ${JSON.stringify(name)}, not Mosquitto: a stale pid file (${FIRST_INSTALL_HINT})`);
+    }
     try {
       process.kill(pid, 'SIGHUP');
     } catch (error) {
@@ -34,4 +41,21 @@ export function reloadMosquittoFromPidFile(pidFile: string): () => Promise<void>
       throw new UserError(`cannot signal mosquitto (pid ${pid}) to reload: ${errorMessage(error)}`);
     }
   };
+}
+
+/**
+ * The program name of process `pid` (Linux: /proc/<pid>/comm): null when there is no such
+ * process, undefined where /proc does not tell (another system).
+ */
+async function processName(pid: number): Promise<string | null | undefined> {
+  try {
+    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+  } catch {
+    try {
+      await access('/proc/self/comm');
+    } catch {
+      return undefined;
+    }
+    return null;
+  }
 }

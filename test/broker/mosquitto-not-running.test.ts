@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import pino from 'pino';
 import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
 import { ExternalBroker } from '../../server/broker/external-broker.ts';
 import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
-import { reloadMosquittoFromPidFile } from '../../server/broker/mosquitto-reload.ts';
+import { MosquittoNotRunning, reloadMosquittoFromPidFile } from '../../server/broker/mosquitto-reload.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { engineMissing, freePort } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
@@ -161,4 +162,20 @@ test('server started before Mosquitto (the documented first-install order): one 
   assert.deepEqual(fleetAndBroker.filter((line) => line.level >= ERROR), [], 'no error-level line from the fleet or the broker');
   assert.deepEqual(fleetAndBroker.filter((line) => /out of date|cannot connect to the external broker/.test(line.msg)), [], 'neither misleading line');
   assert.match(await (await server.request('GET', '/metrics')).text(), /^fleetprune_fleet_broker_credentials_stale 0$/m, 'not stale');
+});
+
+test('a stale pid file whose process id now belongs to another program: that program is not signalled, and the reload says the pid file is stale', async (t) => {
+  const dir = await scratch(t);
+  const pidFile = join(dir, 'mosquitto.pid');
+  // `sleep` ends on SIGHUP, as most programs do.
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => other.kill('SIGKILL'));
+  await new Promise((resolve) => other.once('spawn', resolve));
+  await writeFile(pidFile, `${other.pid}\n`);
+  const error = await reloadMosquittoFromPidFile(pidFile)().then(() => undefined, (caught: unknown) => caught);
+  assert.ok(error instanceof MosquittoNotRunning, `refused as no Mosquitto running: ${String(error)}`);
+  assert.equal(error.message, `process ${other.pid} of the pid file ${pidFile} is "sleep", not Mosquitto: a stale pid file (is Mosquitto running? see deploy/mosquitto/README.md for the first-install order)`);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.equal(other.exitCode, null, 'the other program still runs');
+  assert.equal(other.signalCode, null, 'and got no signal');
 });
