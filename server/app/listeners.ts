@@ -27,6 +27,11 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
   server.headersTimeout = 60_000;
   server.requestTimeout = 0; // big uploads and SSE streams may take long: progress is what counts
   server.timeout = idleTimeoutMs;
+  // An idle keep-alive connection is kept as long as any other idle connection, not node's 5 s: a
+  // proxy (nginx keeps upstream connections 60 s) or a client sending its next request as the
+  // server closes the connection got "socket hang up" / "fetch failed". Clients read the time in
+  // the Keep-Alive header and let the connection go a second before it.
+  server.keepAliveTimeout = idleTimeoutMs;
   closeIfClientStalls(server, idleTimeoutMs);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new UserError(`--http-port: cannot listen on ${host}:${port} (${errorMessage(error)})`)));

@@ -159,3 +159,30 @@ test('an event stream read by its client stays open between events, even with --
   const outcome = await Promise.race([reading, sleep(3500).then(() => 'open')]);
   assert.equal(outcome, 'open', `the stream ${outcome} after less than 3.5 s (${String(failure)})`);
 });
+
+test('an idle keep-alive connection is kept for --idle-timeout, and the Keep-Alive header says so (not node\'s 5 s)', async (t) => {
+  for (const idleTimeoutSeconds of [60, 7]) {
+    const server = (await startTestServer(t, { config: { idleTimeoutSeconds } }))!;
+    const response = await server.request('GET', '/api/devices');
+    assert.equal(response.status, 200);
+    assert.equal(response.headers.get('keep-alive'), `timeout=${idleTimeoutSeconds}`, `--idle-timeout ${idleTimeoutSeconds}`);
+    await response.arrayBuffer();
+  }
+  // A connection idle for longer than node's default is still open: the next request on it is answered.
+  const server = (await startTestServer(t, { config: { idleTimeoutSeconds: 60 } }))!;
+  const socket = connect(server.server.port('http'), '127.0.0.1');
+  t.after(() => socket.destroy());
+  await once(socket, 'connect');
+  let received = '';
+  socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+  const ask = async () => {
+    received = '';
+    socket.write(`GET /api/devices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n\r\n`);
+    for (let waited = 0; !/\r\n\r\n[\s\S]*\}$/.test(received) && waited < 10_000; waited += 50) await sleep(50);
+    return received.split('\r\n')[0];
+  };
+  assert.equal(await ask(), 'HTTP/1.1 200 OK');
+  await sleep(6000);
+  assert.equal(socket.destroyed || socket.readyState !== 'open' ? 'closed' : 'open', 'open', 'kept past 5 s idle');
+  assert.equal(await ask(), 'HTTP/1.1 200 OK', 'answered on the same connection');
+});
