@@ -6,7 +6,8 @@ export const FIRST_INSTALL_HINT = 'is Mosquitto running? see deploy/mosquitto/RE
 
 /**
  * The reload found no Mosquitto to signal: no pid file (Mosquitto removes it when it stops, and
- * has not written it before its first start), or no process with its pid (it crashed). Such a
+ * has not written it before its first start), or no Mosquitto with its pid (it crashed; the pid
+ * may since belong to another program, or to a Mosquitto that exited unreaped). Such a
  * Mosquitto reads the files when it starts, so they are not stale because of it — unless the
  * server is connected to a Mosquitto after all (a pid file path that is wrong): ExternalBroker
  * decides which.
@@ -27,13 +28,14 @@ export function reloadMosquittoFromPidFile(pidFile: string): () => Promise<void>
       throw new UserError(`cannot read the mosquitto pid file ${pidFile}: ${errorMessage(error)}`);
     }
     if (!Number.isInteger(pid) || pid <= 1) throw new UserError(`${pidFile}: not a process id`);
-    const name = await processName(pid);
-    if (name === null) throw new MosquittoNotRunning(`no process ${pid} of the pid file ${pidFile} (${FIRST_INSTALL_HINT})`);
     // A pid file a crashed Mosquitto left names a process id the system may since have given to
     // another program: SIGHUP would end most of them. Only a Mosquitto is signalled.
-    if (name !== undefined && !name.includes('mosquitto')) {
-      throw new MosquittoNotRunning(`process ${pid} of the pid file ${pidFile} is ${JSON.stringify(name)}, not Mosquitto: a stale pid file (${FIRST_INSTALL_HINT})`);
+    const running = await processOf(pid);
+    if (running === 'gone') throw new MosquittoNotRunning(`no process ${pid} of the pid file ${pidFile} (${FIRST_INSTALL_HINT})`);
+    if (running !== 'unknown' && running.name !== 'mosquitto') {
+      throw new MosquittoNotRunning(`process ${pid} of the pid file ${pidFile} is ${JSON.stringify(running.name)}, not Mosquitto: a stale pid file (${FIRST_INSTALL_HINT})`);
     }
+    if (running !== 'unknown' && running.exited) throw new MosquittoNotRunning(`process ${pid} of the pid file ${pidFile} has exited (${FIRST_INSTALL_HINT})`);
     try {
       process.kill(pid, 'SIGHUP');
     } catch (error) {
@@ -44,18 +46,22 @@ export function reloadMosquittoFromPidFile(pidFile: string): () => Promise<void>
 }
 
 /**
- * The program name of process `pid` (Linux: /proc/<pid>/comm): null when there is no such
- * process, undefined where /proc does not tell (another system).
+ * Process `pid`'s program name and whether it has exited but is not reaped yet (a zombie), from
+ * Linux's /proc/<pid>/stat; 'gone' when there is no such process, 'unknown' when /proc does not
+ * tell (another system, or /proc mounted with hidepid): the signal is then sent as before.
  */
-async function processName(pid: number): Promise<string | null | undefined> {
+async function processOf(pid: number): Promise<{ name: string; exited: boolean } | 'gone' | 'unknown'> {
+  let stat: string;
   try {
-    return (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
-  } catch {
-    try {
-      await access('/proc/self/comm');
-    } catch {
-      return undefined;
-    }
-    return null;
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return (await access('/proc/self/stat').then(() => true, () => false)) ? 'gone' : 'unknown';
+    return 'unknown';
   }
+  // "<pid> (<comm>) <state> ...": the name may itself hold spaces and parentheses.
+  const close = stat.lastIndexOf(')');
+  const name = stat.slice(stat.indexOf('(') + 1, close);
+  if (close < 0 || !name) return 'unknown';
+  return { name, exited: stat.charAt(close + 2) === 'Z' };
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -178,4 +178,28 @@ test('a stale pid file whose process id now belongs to another program: that pro
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(other.exitCode, null, 'the other program still runs');
   assert.equal(other.signalCode, null, 'and got no signal');
+
+  // Another program of Mosquitto's (its command-line client) is not the broker either.
+  const client = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(await freePort()), '-t', 'x', '-W', '60'], { stdio: 'ignore' });
+  t.after(() => client.kill('SIGKILL'));
+  await new Promise((resolve) => client.once('spawn', resolve));
+  await writeFile(pidFile, `${client.pid}\n`);
+  const refused = await reloadMosquittoFromPidFile(pidFile)().then(() => undefined, (caught: unknown) => caught);
+  assert.ok(refused instanceof MosquittoNotRunning && /is "mosquitto_sub", not Mosquitto/.test(refused.message), `refused: ${String(refused)}`);
+});
+
+test('a pid file naming a Mosquitto that has exited but is not reaped yet (a zombie) is not taken for a running one', async (t) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
+  const dir = await scratch(t);
+  const pidFile = join(dir, 'mosquitto.pid');
+  // A shell that starts Mosquitto, ends it and does not reap it: its pid names a zombie "mosquitto".
+  const parent = spawn('sh', ['-c', `${binary} -p ${await freePort()} & echo $!; sleep 0.3; kill -9 $!; exec sleep 60`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.after(() => parent.kill('SIGKILL'));
+  const pid = Number((await new Promise<Buffer>((resolve) => parent.stdout!.once('data', resolve))).toString().trim());
+  await waitFor(async () => (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).includes(') Z '), 10_000, 'mosquitto a zombie');
+  await writeFile(pidFile, `${pid}\n`);
+  const error = await reloadMosquittoFromPidFile(pidFile)().then(() => undefined, (caught: unknown) => caught);
+  assert.ok(error instanceof MosquittoNotRunning, `refused as no Mosquitto running: ${String(error)}`);
+  assert.equal(error.message, `process ${pid} of the pid file ${pidFile} has exited (is Mosquitto running? see deploy/mosquitto/README.md for the first-install order)`);
 });
