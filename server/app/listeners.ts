@@ -14,6 +14,15 @@ export interface TlsFiles {
 }
 
 /**
+ * How long an idle keep-alive connection is kept: longer than the 60 s a proxy in front keeps its
+ * upstream connections (nginx's and load balancers' default), not node's 5 s. A proxy or client
+ * sending its next request just as the server closed the connection got "socket hang up" /
+ * "fetch failed" (seen with fetch under load). Clients read it in the Keep-Alive header and let
+ * the connection go a second or two before. Bounded, so idle clients do not hold descriptors long.
+ */
+export const KEEP_ALIVE_MS = 65_000;
+
+/**
  * Binds the REST app over HTTP or HTTPS. A connection that moves no byte either way for
  * `idleTimeoutMs` is closed when the client is the one stalling (see closeIfClientStalls).
  */
@@ -27,11 +36,7 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
   server.headersTimeout = 60_000;
   server.requestTimeout = 0; // big uploads and SSE streams may take long: progress is what counts
   server.timeout = idleTimeoutMs;
-  // An idle keep-alive connection is kept as long as any other idle connection, not node's 5 s: a
-  // proxy (nginx keeps upstream connections 60 s) or a client sending its next request as the
-  // server closes the connection got "socket hang up" / "fetch failed". Clients read the time in
-  // the Keep-Alive header and let the connection go a second before it.
-  server.keepAliveTimeout = idleTimeoutMs;
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
   closeIfClientStalls(server, idleTimeoutMs);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new UserError(`--http-port: cannot listen on ${host}:${port} (${errorMessage(error)})`)));

@@ -160,12 +160,12 @@ test('an event stream read by its client stays open between events, even with --
   assert.equal(outcome, 'open', `the stream ${outcome} after less than 3.5 s (${String(failure)})`);
 });
 
-test('an idle keep-alive connection is kept for --idle-timeout, and the Keep-Alive header says so (not node\'s 5 s)', async (t) => {
-  for (const idleTimeoutSeconds of [60, 7]) {
+test('an idle keep-alive connection is kept 65 s, longer than a proxy keeps its own, and the Keep-Alive header says so (not node\'s 5 s)', async (t) => {
+  for (const idleTimeoutSeconds of [60, 1]) {
     const server = (await startTestServer(t, { config: { idleTimeoutSeconds } }))!;
     const response = await server.request('GET', '/api/devices');
     assert.equal(response.status, 200);
-    assert.equal(response.headers.get('keep-alive'), `timeout=${idleTimeoutSeconds}`, `--idle-timeout ${idleTimeoutSeconds}`);
+    assert.equal(response.headers.get('keep-alive'), 'timeout=65', `--idle-timeout ${idleTimeoutSeconds}`);
     await response.arrayBuffer();
   }
   // A connection idle for longer than node's default is still open: the next request on it is answered.
