@@ -35,6 +35,7 @@ test('a test process that hangs is ended before its time limit, naming the tests
     t,
     `import { describe, test } from 'node:test';
      test('a quick one', () => {});
+     test('skips itself', (t) => { t.skip('no engine'); });
      describe('leader election', () => {
        test('waits on a lock', async (t) => {
          await t.test('that nobody releases', async () => { setInterval(() => {}, 1000); await new Promise(() => {}); });
@@ -46,9 +47,21 @@ test('a test process that hangs is ended before its time limit, naming the tests
   assert.ok(seconds < 20, `ended by the watchdog after ${seconds} s, not by the runner's limit`);
   assert.match(stdout, /^ok 1 - a quick one$/m, 'what finished is reported');
   assert.match(stdout, /^# watchdog: this test process ran 1 s, close to its limit; ending it\.$/m);
-  assert.match(stdout, /^# {3}waits on a lock > that nobody releases \(running for \d+ s\)$/m, 'the hung test, under its parent');
+  const named = stdout.split('\n').filter((line) => /^# {3}/.test(line));
+  assert.deepEqual(named.map((line) => line.replace(/\(running for \d+ s\)$/, '(running)')), ['#   waits on a lock (running)', '#   that nobody releases (running)'], 'the hung test and its parent, and no test that ended or skipped itself');
   assert.match(stdout, /^# what keeps the process alive: .*Timeout/m);
-  assert.doesNotMatch(stdout, /a quick one \(running/, 'a finished test is not named');
+});
+
+test("a test whose cleanup hangs is named as the last to end, not as 'no test running'", async (t) => {
+  const { stdout, code } = await runGroup(
+    t,
+    `import { test } from 'node:test';
+     test('stops its server', (t) => { setInterval(() => {}, 1000); t.after(() => new Promise(() => {})); });`,
+    31_000,
+  );
+  assert.equal(code, 1, stdout);
+  assert.match(stdout, /^# no test is running; the last one to end:$/m);
+  assert.match(stdout, /^# {3}stops its server \(its body ended \d+ s ago: its cleanup, or what comes after it, waits\)$/m);
 });
 
 test('a test process that finishes in time is not touched by the watchdog', async (t) => {

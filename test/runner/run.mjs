@@ -3,6 +3,7 @@
 //   npm test                                        every test/**/*.test.ts
 //   npm test -- test/agent/agent.test.ts ...         only these files
 //   npm test -- --test-name-pattern=rollback         flags are passed to node --test
+//   npm test -- --test-timeout=1200000 FILE          each process's limit (PROCESS_LIMIT_MS), in ms
 //
 // A single file also runs straight from its source: node --import tsx --test test/x.test.ts
 import { spawn } from 'node:child_process';
@@ -47,13 +48,18 @@ if (notTests.length > 0) {
 }
 const files = named.length > 0 ? named : await testFiles(join(SOURCE_ROOT, 'test'));
 
+// A limit given on the command line (npm test -- --test-timeout=MS) replaces PROCESS_LIMIT_MS.
+const givenLimit = flags.findLast((flag) => flag.startsWith('--test-timeout='));
+const limitMs = givenLimit === undefined ? PROCESS_LIMIT_MS : Number(givenLimit.slice('--test-timeout='.length));
+
 const tree = await buildTestTree();
 // The whole suite runs in groups of files per process (test-groups.mjs); files named run one each.
-const paths = named.length > 0 ? files.map((file) => file.replace(/\.ts$/, '.js')) : await writeGroupFiles(tree, await groupTestFiles(SOURCE_ROOT, files));
+// Either way each process loads the watchdog first.
+const paths = await writeGroupFiles(tree, named.length > 0 ? { alone: files, groups: [] } : await groupTestFiles(SOURCE_ROOT, files));
 const child = spawn(
   process.execPath,
-  ['--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, `--test-timeout=${PROCESS_LIMIT_MS}`, ...flags, ...paths],
-  { cwd: tree, stdio: 'inherit', env: { ...process.env, FLEETPRUNE_TEST_PROCESS_MS: String(PROCESS_LIMIT_MS) } },
+  ['--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, ...(givenLimit === undefined ? [`--test-timeout=${limitMs}`] : []), ...flags, ...paths],
+  { cwd: tree, stdio: 'inherit', env: { ...process.env, FLEETPRUNE_TEST_PROCESS_MS: String(limitMs) } },
 );
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('close', async (code, signal) => {
