@@ -9,6 +9,17 @@
 // so the run goes on and its output names the culprit.
 import { afterEach, beforeEach } from 'node:test';
 
+/** The test files this process runs (for the watchdog's lines), set by its group file. */
+let files = [];
+/** The file being imported, while the group file imports one. */
+let loading;
+
+/** Called by the group file (test-groups.mjs): `file` is being loaded; undefined once all are. */
+export function loadingFile(file) {
+  if (file !== undefined && !files.includes(file)) files = [...files, file];
+  loading = file;
+}
+
 const limitMs = Number(process.env.FLEETPRUNE_TEST_PROCESS_MS);
 /** How long before the runner's own limit this speaks: enough to print and exit under load. */
 const MARGIN_MS = 30_000;
@@ -38,11 +49,19 @@ if (Number.isFinite(limitMs) && limitMs > MARGIN_MS) {
     const seconds = (from) => Math.round((now - from) / 1000);
     const entries = [...tests.values()];
     const running = entries.filter((entry) => entry.endedAt === undefined);
-    const lines = running.length > 0
-      ? ['tests still running:', ...running.map((entry) => `  ${entry.name} (running for ${seconds(entry.startedAt)} s)`)]
-      : entries.length > 0
-        ? ['no test is running; the last one to end:', ...entries.map((entry) => `  ${entry.name} (its body ended ${seconds(entry.endedAt)} s ago: its cleanup, or what comes after it, waits)`)]
-        : ['no test has started (module loading holds the process).'];
+    const ended = entries.filter((entry) => entry.endedAt !== undefined);
+    const lines = [
+      ...(files.length > 0 ? [`its test files: ${files.join(', ')}`] : []),
+      ...(loading !== undefined ? [`still loading ${loading} (its module code, or an import of it, waits)`] : []),
+      ...(running.length > 0 ? ['tests still running:', ...running.map((entry) => `  ${entry.name} (running for ${seconds(entry.startedAt)} s)`)] : []),
+      ...(ended.length > 0
+        ? [
+            `${running.length > 0 ? 'and the last' : 'no test is running; the last'} to end (its cleanup, a suite's after hook, a later file or a handle it left may be what waits):`,
+            ...ended.map((entry) => `  ${entry.name} (its body ended ${seconds(entry.endedAt)} s ago)`),
+          ]
+        : []),
+      ...(entries.length === 0 && loading === undefined ? ['no test has started.'] : []),
+    ];
     process.stderr.write(
       [
         `watchdog: this test process ran ${Math.round((limitMs - MARGIN_MS) / 1000)} s, close to its limit; ending it.`,

@@ -7,6 +7,7 @@
 //
 // A single file also runs straight from its source: node --import tsx --test test/x.test.ts
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { groupTestFiles, writeGroupFiles } from './test-groups.mjs';
@@ -40,10 +41,16 @@ async function testFiles(dir) {
 
 const args = process.argv.slice(2);
 const flags = args.filter((arg) => arg.startsWith('-'));
-const named = args.filter((arg) => !arg.startsWith('-')).map((arg) => relative(SOURCE_ROOT, resolve(arg)));
+// A file named twice runs once, as node --test runs it.
+const named = [...new Set(args.filter((arg) => !arg.startsWith('-')).map((arg) => relative(SOURCE_ROOT, resolve(arg))))];
 const notTests = named.filter((file) => !file.endsWith('.test.ts') || file.startsWith('..'));
 if (notTests.length > 0) {
   console.error(`npm test: not a test file (test/**/*.test.ts): ${notTests.join(', ')}`);
+  process.exit(2);
+}
+const missing = named.filter((file) => !existsSync(join(SOURCE_ROOT, file)));
+if (missing.length > 0) {
+  console.error(`npm test: no such test file: ${missing.join(', ')}`);
   process.exit(2);
 }
 const files = named.length > 0 ? named : await testFiles(join(SOURCE_ROOT, 'test'));

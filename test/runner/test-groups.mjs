@@ -126,11 +126,14 @@ export async function writeGroupFiles(tree, { alone, groups }) {
     .sort((a, b) => b.seconds - a.seconds);
   const paths = [];
   for (const [index, { files }] of processes.entries()) {
-    const name = `${String(index + 1).padStart(3, '0')}-${files.length === 1 ? basename(files[0], '.test.ts') : basename(dirname(files[0]))}.test.js`;
-    const imports = [join(tree, 'test', 'runner', 'process-watchdog.mjs'), ...files.map((file) => join(tree, file.replace(/\.ts$/, '.js')))].map(
-      (path) => `await import(${JSON.stringify(`./${relative(dir, path)}`)});`,
-    );
-    await writeFile(join(dir, name), `// npm test runs ${files.length === 1 ? 'this test file' : 'these test files'} in one process (test/runner/test-groups.mjs).\n${imports.join('\n')}\n`);
+    const name = `${String(index + 1).padStart(3, '0')}-${basename(dirname(files[0]))}${files.length === 1 ? `-${basename(files[0], '.test.ts')}` : ''}.test.js`;
+    const specifier = (path) => JSON.stringify(`./${relative(dir, path)}`);
+    const lines = [
+      `const { loadingFile } = await import(${specifier(join(tree, 'test', 'runner', 'process-watchdog.mjs'))});`,
+      ...files.flatMap((file) => [`loadingFile(${JSON.stringify(file)});`, `await import(${specifier(join(tree, file.replace(/\.ts$/, '.js')))});`]),
+      'loadingFile(undefined);',
+    ];
+    await writeFile(join(dir, name), `// npm test runs ${files.length === 1 ? 'this test file' : 'these test files'} in one process (test/runner/test-groups.mjs).\n${lines.join('\n')}\n`);
     paths.push(relative(tree, join(dir, name)));
   }
   return paths;
