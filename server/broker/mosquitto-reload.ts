@@ -47,8 +47,9 @@ export function reloadMosquittoFromPidFile(pidFile: string): () => Promise<void>
 
 /**
  * Process `pid`'s program name and whether it has exited but is not reaped yet (a zombie), from
- * Linux's /proc/<pid>/stat; 'gone' when there is no such process, 'unknown' when /proc does not
- * tell (another system, or /proc mounted with hidepid): the signal is then sent as before.
+ * Linux's /proc/<pid>/stat; 'gone' when there is no such process (or, with /proc mounted hidepid,
+ * another user's, which could not be signalled either), 'unknown' when /proc does not tell
+ * (another system, a read refused): the signal is then sent as before.
  */
 async function processOf(pid: number): Promise<{ name: string; exited: boolean } | 'gone' | 'unknown'> {
   let stat: string;
