@@ -159,6 +159,7 @@ export class PostgresLeadership implements Leadership {
   #since: string | null = null;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
+  #stopping: Promise<void> | undefined;
   #ticking: Promise<void> = Promise.resolve();
 
   constructor(options: PostgresLeadershipOptions) {
@@ -206,7 +207,14 @@ export class PostgresLeadership implements Leadership {
    * an unreachable broker must not hold shutdown up), then unlocks, or drops the connection, which
    * releases the lock as well.
    */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    // Once: a second call (a shutdown path and a cleanup both stopping it) waits for the first
+    // rather than for a takeover that never finishes all over again.
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await withinMs(this.#ticking, STOP_WAIT_MS);

@@ -17,6 +17,8 @@ test('PostgreSQL leadership: stop() returns, and the lock is free, even while a 
   const pool = (store.engine as PostgresEngine).pool;
   const log = pino({ level: 'silent' });
   const stuck = new PostgresLeadership({ pool, log, pollMs: 100 });
+  // Stopped in cleanup too: a leadership left polling after a failed assertion keeps the process alive.
+  t.after(() => Promise.race([stuck.stop(), delay(6000)]));
   let elected = false;
   // A takeover that hangs (an external broker that never answers, say).
   void stuck.start({ elected: () => ((elected = true), new Promise(() => {})), deposed: () => {} });
@@ -26,11 +28,23 @@ test('PostgreSQL leadership: stop() returns, and the lock is free, even while a 
   const stopped = await Promise.race([stuck.stop().then(() => 'stopped'), delay(8000, 'still waiting')]);
   assert.equal(stopped, 'stopped');
   const next = new PostgresLeadership({ pool, log, pollMs: 100 });
+  t.after(() => Promise.race([next.stop(), delay(6000)]));
   let nextElected = false;
   await next.start({ elected: async () => void (nextElected = true), deposed: () => {} });
   await next.stop(); // before the store's pool closes: closing waits for every checked-out client
   assert.equal(nextElected, true, 'another server takes the lock at once');
 });
+
+/** A logger that keeps what the leaderships say (warn and up), for failure messages. */
+function recordingLog(): { log: pino.Logger; said: string[] } {
+  const said: string[] = [];
+  return { log: pino({ level: 'warn' }, { write: (line: string) => void said.push(String(JSON.parse(line).msg)) }), said };
+}
+
+/** Stops the leaderships after the test, bounded, even when it failed half-way: one left polling keeps the process alive. */
+function stopAfter(t: TestContext, ...leaderships: PostgresLeadership[]): void {
+  t.after(() => Promise.all(leaderships.map((leadership) => Promise.race([leadership.stop(), delay(6000)]))));
+}
 
 /** A leader reaching PostgreSQL through a proxy that can go silent, and a standby connected directly. */
 async function silentProxyWorld(t: TestContext): Promise<{ frozen: PostgresEngine; direct: PostgresEngine; goSilent: () => void } | undefined> {
@@ -66,13 +80,14 @@ async function silentProxyWorld(t: TestContext): Promise<{ frozen: PostgresEngin
 test('PostgreSQL leadership: a leader whose connection goes silent (its host froze or died) loses the lock within seconds, and the standby takes over', async (t) => {
   const world = await silentProxyWorld(t);
   if (!world) return;
-  const log = pino({ level: 'silent' });
+  const { log, said } = recordingLog();
   const leader = new PostgresLeadership({ pool: world.frozen.pool, log, pollMs: 500 });
   const standby = new PostgresLeadership({ pool: world.direct.pool, log, pollMs: 500 });
+  stopAfter(t, leader, standby);
   const events: string[] = [];
   await leader.start({ elected: async () => void events.push('leader elected'), deposed: () => void events.push('leader deposed') });
   await standby.start({ elected: async () => void events.push('standby elected'), deposed: () => void events.push('standby deposed') });
-  assert.deepEqual(events, ['leader elected']);
+  assert.deepEqual(events, ['leader elected'], `before the connection went silent; said: ${said.join(' | ')}`);
   world.goSilent();
   const since = Date.now();
   for (let i = 0; i < 400 && !events.includes('standby elected'); i++) await delay(100);
@@ -87,15 +102,16 @@ test('PostgreSQL leadership: a leader whose connection goes silent (its host fro
 test('PostgreSQL leadership: a leader still taking over (its external broker does not answer) whose connection goes silent steps down, rather than driving the rollouts later beside the new leader', async (t) => {
   const world = await silentProxyWorld(t);
   if (!world) return;
-  const log = pino({ level: 'silent' });
+  const { log, said } = recordingLog();
   // startWaitMs: start() goes on while the takeover waits, as a server's start does.
   const leader = new PostgresLeadership({ pool: world.frozen.pool, log, pollMs: 500, startWaitMs: 200 });
   const standby = new PostgresLeadership({ pool: world.direct.pool, log, pollMs: 500 });
+  stopAfter(t, leader, standby);
   const events: string[] = [];
   // The takeover waits for a broker that never answers.
   await leader.start({ elected: () => (events.push('leader elected'), new Promise(() => {})), deposed: () => void events.push('leader deposed') });
   await standby.start({ elected: async () => void events.push('standby elected'), deposed: () => void events.push('standby deposed') });
-  assert.deepEqual(events, ['leader elected']);
+  assert.deepEqual(events, ['leader elected'], `before the connection went silent; said: ${said.join(' | ')}`);
   world.goSilent();
   for (let i = 0; i < 400 && !(events.includes('standby elected') && events.includes('leader deposed')); i++) await delay(100);
   assert.ok(events.includes('standby elected'), `the standby took over (events: ${events.join(', ')})`);
