@@ -12,6 +12,8 @@ test('stop() while start() waits on a broker that accepts TCP but never answers:
   t.after(() => new Promise((resolve) => (sockets.forEach((socket) => socket.destroy()), silent.close(resolve))));
   const url = `mqtt://127.0.0.1:${(silent.address() as AddressInfo).port}`;
   const broker = new ExternalBroker({ url, server: { username: 'fleetprune-server', password: 'server-secret' }, credentials: { getDevice: async () => undefined, listDevices: async () => [] }, logger: pino({ level: 'silent' }) });
+  // Stopped in cleanup too (bounded by an unref'd timer, which does not hold the process up; a second stop() returns at once): a client left connecting after a failed assertion keeps reconnecting, and the process alive.
+  t.after(() => Promise.race([broker.stop(), delay(6000, undefined, { ref: false })]));
 
   const started = broker.start();
   started.catch(() => {});

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { ExternalBroker } from '../../server/broker/external-broker.ts';
 import { writeMosquittoAuthFiles } from '../../server/broker/mosquitto-auth-files.ts';
 import { reportsTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
@@ -28,6 +29,8 @@ test('Mosquitto: heartbeats published while the server is away do not fill its q
     await mosquitto.start([`max_queued_messages ${queueLimit}`]);
     return brokerFor(credentials, server);
   });
+  // Stopped in cleanup too (bounded by an unref'd timer, which does not hold the process up; a second stop() returns at once): its client left reconnecting after a failure keeps the process alive.
+  t.after(() => Promise.race([first.stop(), delay(6000, undefined, { ref: false })]));
   const { publicKey } = generateKeyPairSync('ed25519');
   const config = await first.enroll('m-3', { url: 'http://127.0.0.1:1', token: 't', publicKey });
   await first.stop();

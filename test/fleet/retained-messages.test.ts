@@ -72,24 +72,29 @@ async function mosquittoFleet(t: TestContext, counted: Counters, reportLimit?: R
   await fleet.repos.devices.insert({ id: 'dev-a', labels: { cohort: 'pilot' }, secretHash: await hashPassword(secret), tokenId: 'tok-dev-a', enrolledAt: new Date().toISOString(), enrolledBy: 'test' });
   const credentials = new StoreCredentialStore(fleet);
   const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(24).toString('base64url') };
-  const mosquitto = await MosquittoProcess.create(binary);
+  // Cleanup registered before anything starts: a failure half-way (a broker that does not connect, a device refused)
+  // must not leave Mosquitto running, or the broker's client reconnecting, which keeps the process alive.
+  let mosquitto: MosquittoProcess | undefined;
+  let broker: ExternalBroker | undefined;
+  let device: MqttClient | undefined;
+  t.after(async () => {
+    await device?.endAsync(true);
+    await broker?.stop();
+    reportLimit?.close();
+    await mosquitto?.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  mosquitto = await MosquittoProcess.create(binary);
   await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
   await mosquitto.start();
-  const broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger: testLogger });
+  broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger: testLogger });
   const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
   const { dropped, duplicates, accepted } = counted;
   const receiver = new FleetReceiver({ broker, ingest, logger: testLogger, dropped, duplicates, accepted, ...(reportLimit ? { reportLimit } : {}), storeRetryDelaysMs: [] });
   await receiver.start();
   await broker.start();
-  const device = await connectClient(mosquitto.url, { clientId: 'dev-a', username: 'dev-a', password: secret });
-  t.after(async () => {
-    await device.endAsync(true);
-    await broker.stop();
-    reportLimit?.close();
-    await mosquitto.stop();
-    await store.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  device = await connectClient(mosquitto.url, { clientId: 'dev-a', username: 'dev-a', password: secret });
   return { store, fleet, broker, device };
 }
 

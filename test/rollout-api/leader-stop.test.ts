@@ -18,7 +18,7 @@ test('PostgreSQL leadership: stop() returns, and the lock is free, even while a 
   const log = pino({ level: 'silent' });
   const stuck = new PostgresLeadership({ pool, log, pollMs: 100 });
   // Stopped in cleanup too: a leadership left polling after a failed assertion keeps the process alive.
-  t.after(() => Promise.race([stuck.stop(), delay(6000)]));
+  t.after(() => Promise.race([stuck.stop(), delay(6000, undefined, { ref: false })]));
   let elected = false;
   // A takeover that hangs (an external broker that never answers, say).
   void stuck.start({ elected: () => ((elected = true), new Promise(() => {})), deposed: () => {} });
@@ -28,7 +28,7 @@ test('PostgreSQL leadership: stop() returns, and the lock is free, even while a 
   const stopped = await Promise.race([stuck.stop().then(() => 'stopped'), delay(8000, 'still waiting')]);
   assert.equal(stopped, 'stopped');
   const next = new PostgresLeadership({ pool, log, pollMs: 100 });
-  t.after(() => Promise.race([next.stop(), delay(6000)]));
+  t.after(() => Promise.race([next.stop(), delay(6000, undefined, { ref: false })]));
   let nextElected = false;
   await next.start({ elected: async () => void (nextElected = true), deposed: () => {} });
   await next.stop(); // before the store's pool closes: closing waits for every checked-out client
@@ -43,7 +43,7 @@ function recordingLog(): { log: pino.Logger; said: string[] } {
 
 /** Stops the leaderships after the test, bounded, even when it failed half-way: one left polling keeps the process alive. */
 function stopAfter(t: TestContext, ...leaderships: PostgresLeadership[]): void {
-  t.after(() => Promise.all(leaderships.map((leadership) => Promise.race([leadership.stop(), delay(6000)]))));
+  t.after(() => Promise.all(leaderships.map((leadership) => Promise.race([leadership.stop(), delay(6000, undefined, { ref: false })]))));
 }
 
 /** A leader reaching PostgreSQL through a proxy that can go silent, and a standby connected directly. */
