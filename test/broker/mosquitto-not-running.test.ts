@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -179,8 +179,12 @@ test('a stale pid file whose process id now belongs to another program: that pro
   assert.equal(other.exitCode, null, 'the other program still runs');
   assert.equal(other.signalCode, null, 'and got no signal');
 
-  // Another program of Mosquitto's (its command-line client) is not the broker either.
-  const client = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(await freePort()), '-t', 'x', '-W', '60'], { stdio: 'ignore' });
+  // Another program named like Mosquitto's (its command-line client) is not the broker either: a
+  // copy of sleep named mosquitto_sub, which stays up whatever the network does.
+  const named = join(dir, 'mosquitto_sub');
+  await copyFile(execFileSync('sh', ['-c', 'command -v sleep'], { encoding: 'utf8' }).trim(), named);
+  await chmod(named, 0o755);
+  const client = spawn(named, ['60'], { stdio: 'ignore' });
   t.after(() => client.kill('SIGKILL'));
   await new Promise((resolve) => client.once('spawn', resolve));
   await writeFile(pidFile, `${client.pid}\n`);
