@@ -197,10 +197,16 @@ test('a pid file naming a Mosquitto that has exited but is not reaped yet (a zom
   if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH (apt-get install mosquitto)');
   const dir = await scratch(t);
   const pidFile = join(dir, 'mosquitto.pid');
-  // A shell that starts Mosquitto, ends it and does not reap it: its pid names a zombie "mosquitto".
-  const parent = spawn('sh', ['-c', `${binary} -p ${await freePort()} & echo $!; sleep 0.3; kill -9 $!; exec sleep 60`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // A shell that starts Mosquitto and becomes `sleep`, which never reaps it: once Mosquitto is
+  // killed, its pid names a zombie "mosquitto". It is killed from here, only once the shell is
+  // sleep and Mosquitto runs: a shell still waiting on a command of its own (sleep 0.3 did) reaps
+  // any child that ends meanwhile, and under load that left no process at all to find.
+  const parent = spawn('sh', ['-c', `${binary} -p ${await freePort()} & echo $!; exec sleep 60`], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.after(() => parent.kill('SIGKILL'));
   const pid = Number((await new Promise<Buffer>((resolve) => parent.stdout!.once('data', resolve))).toString().trim());
+  const comm = async (of: number) => (await readFile(`/proc/${of}/comm`, 'utf8').catch(() => '')).trim();
+  await waitFor(async () => (await comm(parent.pid!)) === 'sleep' && (await comm(pid)) === 'mosquitto', 10_000, 'the shell is sleep and Mosquitto runs');
+  process.kill(pid, 'SIGKILL');
   await waitFor(async () => (await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '')).includes(') Z '), 10_000, 'mosquitto a zombie');
   await writeFile(pidFile, `${pid}\n`);
   const error = await reloadMosquittoFromPidFile(pidFile)().then(() => undefined, (caught: unknown) => caught);
