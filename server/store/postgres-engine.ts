@@ -7,6 +7,8 @@ export interface PostgresEngineOptions {
   /** Every connection works in this schema (created when missing); for isolated test runs. */
   schema?: string;
   maxConnections?: number;
+  /** How long close() waits for statements still running before it ends their connections (default CLOSE_WAIT_MS). */
+  closeWaitMs?: number;
 }
 
 /**
@@ -17,10 +19,17 @@ export class PostgresEngine implements SqlEngine {
   readonly dialect = 'postgres' as const;
   readonly pool: pg.Pool;
   readonly #schema: string | undefined;
+  readonly #closeWaitMs: number;
+  /** Every connection the pool holds, idle or checked out (pg keeps no public list). */
+  readonly #clients = new Set<pg.PoolClient>();
+  #closing: Promise<void> | undefined;
 
-  private constructor(pool: pg.Pool, schema: string | undefined) {
+  private constructor(pool: pg.Pool, schema: string | undefined, closeWaitMs: number) {
     this.pool = pool;
     this.#schema = schema;
+    this.#closeWaitMs = closeWaitMs;
+    pool.on('connect', (client) => this.#clients.add(client));
+    pool.on('remove', (client) => this.#clients.delete(client));
   }
 
   /**
@@ -48,7 +57,7 @@ export class PostgresEngine implements SqlEngine {
     pool.on('error', () => {
       // An idle client lost its connection; the pool replaces it on the next checkout.
     });
-    const engine = new PostgresEngine(pool, schema);
+    const engine = new PostgresEngine(pool, schema, options.closeWaitMs ?? CLOSE_WAIT_MS);
     try {
       await engine.get('SELECT 1 AS ok');
       if (schema) await engine.#useSchema(schema);
@@ -142,8 +151,45 @@ export class PostgresEngine implements SqlEngine {
     });
   }
 
-  async close(): Promise<void> {
-    await this.pool.end();
+  /**
+   * Closes the pool. pg's own end() waits for every connection checked out to come back, and a
+   * statement that never finishes (PostgreSQL unreachable mid-query, a lock never granted) would
+   * hold a server's shutdown until its supervisor killed it. After closeWaitMs the connections
+   * still held are ended: their statements fail, and close() rejects saying how many there were
+   * (the server logs it as a shutdown step that failed). Once: a second call waits for the first.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const ended = this.pool.end();
+    if (await settlesWithin(ended, this.#closeWaitMs)) return;
+    // Those pg still counts: the idle ones were taken out at once.
+    const held = this.pool.totalCount;
+    // A client with a statement running has its socket destroyed, one without is told goodbye.
+    for (const client of this.#clients) void client.end().catch(() => {});
+    // Not waited on for ever either: a holder that never releases its client keeps pg's end() from settling.
+    await settlesWithin(ended, this.#closeWaitMs);
+    throw new Error(`closed ${held} PostgreSQL connection${held === 1 ? '' : 's'} still in use after ${this.#closeWaitMs / 1000} s (what ran on them failed)`);
+  }
+}
+
+/** How long close() waits for statements still running before it ends their connections. */
+export const CLOSE_WAIT_MS = 5_000;
+
+/** Whether `promise` settles (either way) within `ms`. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  try {
+    return await Promise.race([settled, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
