@@ -36,8 +36,15 @@ export async function startFleetHarness(makeBroker: (credentials: InMemoryCreden
   const duplicates = new Counter({ name: PROTOCOL_METRICS.duplicateReports, help: 'duplicates', registers: [registry] });
   const ingest = new InMemoryFleetIngest();
   const receiver = new FleetReceiver({ broker, ingest, logger: testLogger, dropped, duplicates });
-  await receiver.start();
-  await broker.start();
+  try {
+    await receiver.start();
+    await broker.start();
+  } catch (error) {
+    // A start that failed half-way (an external broker that refused it) must not leave a client
+    // reconnecting, or a listener bound, in a test process that would then never end.
+    await broker.stop().catch(() => {});
+    throw error;
+  }
   return {
     broker,
     credentials,
