@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import type { TestContext } from 'node:test';
+import { after, type TestContext } from 'node:test';
 import type * as Playwright from 'playwright-core';
 import type { Page } from 'playwright-core';
 
@@ -23,7 +23,33 @@ export interface DashboardPage {
 }
 
 /**
- * A headless Debian Chromium page, closed after the test; undefined (the test skipped, or failed
+ * One Chromium per test process, launched by the first page a test opens and closed after the
+ * process's last test: a launch costs about 1.8 CPU-s of Chromium and Playwright (its pages in a
+ * context each cost a tenth of that), and a group of dashboard files opened a score of them. A
+ * browser that crashed or was closed is launched again.
+ */
+let browser: Promise<Playwright.Browser> | undefined;
+
+function sharedBrowser(executablePath: string): Promise<Playwright.Browser> {
+  const current = browser;
+  if (current) {
+    return current.then(
+      (open) => (open.isConnected() ? open : ((browser = undefined), sharedBrowser(executablePath))),
+      () => ((browser = undefined), sharedBrowser(executablePath)),
+    );
+  }
+  browser = chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+  return browser;
+}
+
+after(async () => {
+  const open = await browser?.catch(() => undefined);
+  browser = undefined;
+  await open?.close();
+});
+
+/**
+ * A headless Debian Chromium page in a context of its own, closed after the test; undefined (the test skipped, or failed
  * under CI) when there is no Chromium.
  */
 export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' | 'dismiss'): Promise<DashboardPage | undefined> {
@@ -32,9 +58,11 @@ export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' 
     engineMissing(t, 'Chromium', 'no chromium binary (apt-get install chromium)');
     return undefined;
   }
-  const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
-  deferCleanup(t, () => browser.close());
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  const browser = await sharedBrowser(executablePath);
+  // A context of its own (cookies, storage, cache), as a browser of its own would give.
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1400 } });
+  deferCleanup(t, () => context.close());
+  const page = await context.newPage();
   // A file run straight from its source (node --import tsx --test FILE) keeps function names by
   // wrapping them in esbuild's __name(fn, "name"), which page.evaluate then sends to the page too.
   await page.addInitScript('globalThis.__name ??= (target) => target;');
