@@ -44,7 +44,8 @@ export async function openStore(location: StoreLocation): Promise<Store> {
   try {
     await runMigrations(engine, ALL_MIGRATIONS);
   } catch (error) {
-    await engine.close();
+    // The migration's error is the one to report, not one of closing.
+    await engine.close().catch(() => {});
     throw location.engine === 'sqlite' ? unusableSqliteFile(join(location.dataDir, SQLITE_FILE), error) : error;
   }
   return createStore(engine);

@@ -23,13 +23,23 @@ export class PostgresEngine implements SqlEngine {
   /** Every connection the pool holds, idle or checked out (pg keeps no public list). */
   readonly #clients = new Set<pg.PoolClient>();
   #closing: Promise<void> | undefined;
+  /** Set once close() stops waiting: a connection that opens after that is ended at once. */
+  #cutOff = false;
+  #allRemoved: (() => void) | undefined;
 
   private constructor(pool: pg.Pool, schema: string | undefined, closeWaitMs: number) {
     this.pool = pool;
     this.#schema = schema;
     this.#closeWaitMs = closeWaitMs;
-    pool.on('connect', (client) => this.#clients.add(client));
-    pool.on('remove', (client) => this.#clients.delete(client));
+    pool.on('connect', (client) => {
+      this.#clients.add(client);
+      // Still connecting when close() stopped waiting: its statement would run after close() said it failed.
+      if (this.#cutOff) void client.end().catch(() => {});
+    });
+    pool.on('remove', (client) => {
+      this.#clients.delete(client);
+      if (this.#clients.size === 0) this.#allRemoved?.();
+    });
   }
 
   /**
@@ -165,16 +175,29 @@ export class PostgresEngine implements SqlEngine {
 
   async #close(): Promise<void> {
     const ended = this.pool.end();
-    if (await settlesWithin(ended, this.#closeWaitMs)) return;
-    // Those pg still counts: the idle ones were taken out at once.
-    const held = this.pool.totalCount;
-    // A client with a statement running has its socket destroyed, one without is told goodbye.
-    for (const client of this.#clients) void client.end().catch(() => {});
-    // Not waited on for ever either: a holder that never releases its client keeps pg's end() from settling.
-    await settlesWithin(ended, this.#closeWaitMs);
-    throw new Error(`closed ${held} PostgreSQL connection${held === 1 ? '' : 's'} still in use after ${this.#closeWaitMs / 1000} s (what ran on them failed)`);
+    let held = 0;
+    if (!(await settlesWithin(ended, this.#closeWaitMs))) {
+      this.#cutOff = true;
+      // Those pg still counts: the idle ones were taken out at once.
+      held = this.pool.totalCount;
+      // A client with a statement running has its socket destroyed, one without is told goodbye.
+      for (const client of this.#clients) void client.end().catch(() => {});
+      // Not waited on for ever either: a holder that never releases its client keeps pg's end() from settling.
+      await settlesWithin(ended, this.#closeWaitMs);
+    }
+    // pg says goodbye to idle connections and waits for the server to close its side, which on a
+    // link gone silent never comes: the half-open socket would keep the process from exiting.
+    const removed = new Promise<void>((resolve) => (this.#allRemoved = resolve));
+    if (this.#clients.size > 0 && !(await settlesWithin(removed, Math.min(this.#closeWaitMs, GOODBYE_WAIT_MS)))) {
+      for (const client of this.#clients) client.connection.stream.destroy();
+    }
+    this.#allRemoved = undefined;
+    if (held > 0) throw new Error(`closed ${held} PostgreSQL connection${held === 1 ? '' : 's'} still in use after ${this.#closeWaitMs / 1000} s (what ran on them failed)`);
   }
 }
+
+/** How long close() waits for PostgreSQL to close its side of the connections it said goodbye to. */
+const GOODBYE_WAIT_MS = 1_000;
 
 /** How long close() waits for statements still running before it ends their connections. */
 export const CLOSE_WAIT_MS = 5_000;

@@ -97,3 +97,40 @@ test('close() while PostgreSQL stopped answering mid-statement (a dead link): af
   assert.equal(ended.state, 'rejected', 'the statement failed');
   assert.match(ended.error?.message ?? '', /Connection terminated/);
 });
+
+test('close() on a link gone silent with only idle connections returns, and leaves no half-open socket that would keep the process from exiting', { timeout: 60_000 }, async (t) => {
+  const url = await baseUrl(t);
+  if (!url) return;
+  const target = new URL(url);
+  const proxy = await cuttableProxy(t, { host: target.hostname, port: Number(target.port || 5432) });
+  const viaProxy = new URL(url);
+  viaProxy.hostname = '127.0.0.1';
+  viaProxy.port = String(proxy.port);
+
+  const engine = await PostgresEngine.connect({ connectionString: viaProxy.toString(), closeWaitMs: CLOSE_WAIT_MS });
+  deferCleanup(t, () => outcome(engine.close(), 5_000));
+  const clients = [await engine.pool.connect(), await engine.pool.connect()];
+  for (const client of clients) client.release();
+  assert.equal(engine.pool.idleCount, 2, 'two connections, both idle now');
+  proxy.stall();
+
+  const closed = await outcome(engine.close(), 20_000);
+  assert.equal(closed.state, 'resolved', `nothing was in use: ${closed.error?.message}`);
+  const open = clients.filter((client) => !client.connection.stream.destroyed);
+  assert.equal(open.length, 0, `every socket is closed (${open.length} of ${clients.length} still open, waiting for a goodbye the silent server never answers)`);
+});
+
+test('close() while code holds a connection it never gives back: close() still returns, after twice the bound, and says so', { timeout: 60_000 }, async (t) => {
+  const url = await baseUrl(t);
+  if (!url) return;
+  const engine = await PostgresEngine.connect({ connectionString: url, closeWaitMs: CLOSE_WAIT_MS });
+  deferCleanup(t, () => outcome(engine.close(), 5_000));
+  const kept = await engine.pool.connect();
+  assert.deepEqual((await kept.query('SELECT 1 AS ok')).rows, [{ ok: 1 }]);
+
+  const closed = await outcome(engine.close(), 20_000);
+  assert.equal(closed.state, 'rejected', 'close() settles, and says what it cut off');
+  assert.match(closed.error?.message ?? '', /^closed 1 PostgreSQL connection still in use after 0\.5 s/);
+  assert.ok(closed.ms < 2 * CLOSE_WAIT_MS + 5_000, `about twice the bound (${closed.ms} ms)`);
+  await assert.rejects(kept.query('SELECT 1 AS ok'), /not queryable|terminated|ended/i, 'the connection kept is closed');
+});
