@@ -28,23 +28,31 @@ export interface DashboardPage {
  * context each cost a tenth of that), and a group of dashboard files opened a score of them. A
  * browser that crashed or was closed is launched again.
  */
-let browser: Promise<Playwright.Browser> | undefined;
+let shared: Promise<Playwright.Browser> | undefined;
 
 function sharedBrowser(executablePath: string): Promise<Playwright.Browser> {
-  const current = browser;
+  const current = shared;
   if (current) {
     return current.then(
-      (open) => (open.isConnected() ? open : ((browser = undefined), sharedBrowser(executablePath))),
-      () => ((browser = undefined), sharedBrowser(executablePath)),
+      (open) => (open.isConnected() ? open : ((shared = undefined), sharedBrowser(executablePath))),
+      () => ((shared = undefined), sharedBrowser(executablePath)),
     );
   }
-  browser = chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
-  return browser;
+  shared = chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+  return shared;
 }
 
+/**
+ * Set by the hook below. Node 20 runs a top-level after() once the tests registered so far are
+ * done, which in a group can be before its next file is even imported: a test after that gets a
+ * browser of its own, closed with it, as nothing would close a shared one.
+ */
+let processEnded = false;
+
 after(async () => {
-  const open = await browser?.catch(() => undefined);
-  browser = undefined;
+  processEnded = true;
+  const open = await shared?.catch(() => undefined);
+  shared = undefined;
   await open?.close();
 });
 
@@ -58,7 +66,14 @@ export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' 
     engineMissing(t, 'Chromium', 'no chromium binary (apt-get install chromium)');
     return undefined;
   }
-  const browser = await sharedBrowser(executablePath);
+  let browser: Playwright.Browser;
+  if (processEnded) {
+    const own = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+    deferCleanup(t, () => own.close());
+    browser = own;
+  } else {
+    browser = await sharedBrowser(executablePath);
+  }
   // A context of its own (cookies, storage, cache), as a browser of its own would give.
   const context = await browser.newContext({ viewport: { width: 1280, height: 1400 } });
   deferCleanup(t, () => context.close());
