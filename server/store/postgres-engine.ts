@@ -25,7 +25,6 @@ export class PostgresEngine implements SqlEngine {
   #closing: Promise<void> | undefined;
   /** Set once close() stops waiting: a connection that opens after that is ended at once. */
   #cutOff = false;
-  #allRemoved: (() => void) | undefined;
 
   private constructor(pool: pg.Pool, schema: string | undefined, closeWaitMs: number) {
     this.pool = pool;
@@ -36,10 +35,7 @@ export class PostgresEngine implements SqlEngine {
       // Still connecting when close() stopped waiting: its statement would run after close() said it failed.
       if (this.#cutOff) void client.end().catch(() => {});
     });
-    pool.on('remove', (client) => {
-      this.#clients.delete(client);
-      if (this.#clients.size === 0) this.#allRemoved?.();
-    });
+    pool.on('remove', (client) => this.#clients.delete(client));
   }
 
   /**
@@ -187,11 +183,11 @@ export class PostgresEngine implements SqlEngine {
     }
     // pg says goodbye to idle connections and waits for the server to close its side, which on a
     // link gone silent never comes: the half-open socket would keep the process from exiting.
-    const removed = new Promise<void>((resolve) => (this.#allRemoved = resolve));
-    if (this.#clients.size > 0 && !(await settlesWithin(removed, Math.min(this.#closeWaitMs, GOODBYE_WAIT_MS)))) {
-      for (const client of this.#clients) client.connection.stream.destroy();
+    const open = [...this.#clients].filter((client) => !client.connection.stream.destroyed);
+    const closed = Promise.all(open.map((client) => new Promise((resolve) => client.connection.stream.once('close', resolve))));
+    if (open.length > 0 && !(await settlesWithin(closed, Math.min(this.#closeWaitMs, GOODBYE_WAIT_MS)))) {
+      for (const client of open) client.connection.stream.destroy();
     }
-    this.#allRemoved = undefined;
     if (held > 0) throw new Error(`closed ${held} PostgreSQL connection${held === 1 ? '' : 's'} still in use after ${this.#closeWaitMs / 1000} s (what ran on them failed)`);
   }
 }
