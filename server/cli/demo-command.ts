@@ -61,7 +61,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--exit-when-done', 'exit once both rollouts are decided')
     .option('--summary-json <file>', 'write {rollouts: [{candidate, outcome, reason}]} to this file')
     .action(async (flags: DemoFlags) => {
-      if (!(flags.dataset in SHIPPED_DATASETS)) {
+      if (!Object.hasOwn(SHIPPED_DATASETS, flags.dataset)) {
         throw new UserError(`--dataset: unknown data set "${flags.dataset}" (choose ${Object.keys(SHIPPED_DATASETS).join(', ')})`);
       }
       if (flags.devices < 8 || flags.devices > 500) throw new UserError('--devices: must be between 8 and 500');

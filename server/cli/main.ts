@@ -34,7 +34,8 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
     .exitOverride();
   oneLineUsageErrors(program);
   const requested = argv[2];
-  const names = requested !== undefined && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
+  // Own keys only: `in` also takes the object's inherited members (constructor, toString) for commands.
+  const names = requested !== undefined && Object.hasOwn(COMMANDS, requested) ? [requested] : Object.keys(COMMANDS);
   for (const name of names) (await COMMANDS[name]!())(program);
   return program;
 }

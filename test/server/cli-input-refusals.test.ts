@@ -4,12 +4,23 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { isOneLineError, REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, REPO_ROOT, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 /** Bad input to the CLI: one line, exit 2, nothing left behind or changed, never a hang. */
 
 const bare = ['--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0', '--host', '127.0.0.1'];
+
+test('names every object has (constructor, toString, __proto__) are not commands or data sets: one line, exit 2', async () => {
+  // `name in COMMANDS` took an object's inherited members for commands: a TypeError and its stack.
+  const names = ['constructor', 'toString', '__proto__', 'hasOwnProperty'];
+  const results = await runCliBatch([...names.map((name) => ({ args: [name] })), ...names.map((name) => ({ args: ['demo', '--dataset', name, '--exit-when-done'] }))]);
+  names.forEach((name, i) => {
+    assert.deepEqual([results[i]!.code, results[i]!.stderr], [2, `fleetprune: unknown command '${name}' (run with --help for usage)\n`], name);
+    const demo = results[names.length + i]!;
+    assert.deepEqual([demo.code, demo.stderr], [2, `fleetprune: --dataset: unknown data set "${name}" (choose iris, wine, breast_cancer, diabetes)\n`], `demo --dataset ${name}`);
+  });
+});
 
 test('demo --seed out of range is refused before anything starts, and --data-dir stays empty', async (t) => {
   const dir = await tempDir(t);
