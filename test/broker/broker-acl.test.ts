@@ -11,7 +11,7 @@ import { hashPassword, verifyPassword } from '../../server/broker/password-hash.
 import { renderAclFile } from '../../server/broker/mosquitto-auth-files.ts';
 import { newMessageId } from '../../shared/protocol/message-id.ts';
 import { assignmentTopic, reportsTopic } from '../../shared/protocol/topics.ts';
-import { findExecutable } from '../helpers/engines.ts';
+import { engineMissing, findExecutable } from '../helpers/engines.ts';
 import { collectMessages, connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { BROKER_KINDS, harnessFor } from './broker-harnesses.ts';
 
@@ -33,7 +33,7 @@ test('password hashes use the Mosquitto $7$ format in both directions', async (t
   assert.equal(await verifyPassword('s3cret', encoded), true);
   assert.equal(await verifyPassword('s3creT', encoded), false);
   assert.equal(await verifyPassword('s3cret', 'garbage'), false);
-  if (!findExecutable(['mosquitto_passwd'])) return t.skip('mosquitto_passwd is not installed');
+  if (!findExecutable(['mosquitto_passwd'])) return engineMissing(t, 'Mosquitto', 'mosquitto_passwd is not installed (Debian package mosquitto)');
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-pw-'));
   try {
     execFileSync('mosquitto_passwd', ['-c', '-b', join(dir, 'pw'), 'alice', 'from-mosquitto']);

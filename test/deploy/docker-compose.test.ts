@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { parse } from 'yaml';
+import { engineMissing } from '../helpers/engines.ts';
 import { promtoolBinary } from '../helpers/prometheus.ts';
 import { cliFlags } from './cli-flags.ts';
 
@@ -169,7 +170,7 @@ function dockerIgnores(patterns: readonly string[], path: string): boolean {
 
 test('the Prometheus config compose mounts (with the compose target files) passes promtool', async (t) => {
   const promtool = promtoolBinary();
-  if (!promtool) return t.skip('promtool is not installed (test/deploy/prometheus-config.test.ts reports it)');
+  if (!promtool) return engineMissing(t, 'Prometheus', 'promtool is not installed (Debian package prometheus)');
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-compose-prom-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   await cp(join(DEPLOY, 'prometheus', 'prometheus.yml'), join(dir, 'prometheus.yml'));
