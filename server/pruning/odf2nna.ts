@@ -8,7 +8,7 @@ import {
   type DenseNetwork,
 } from '../../shared/model/dense-network.ts';
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
-import { retrainEpochsOf, retrainLearningRateOf, type PruneOptions } from './options.ts';
+import { assertTrainableSize, retrainEpochsOf, retrainLearningRateOf, type PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
 import { fitScaling, unstandardizableWarnings } from './standardization.ts';
@@ -116,8 +116,9 @@ export async function runOdf2nna(
     return result;
   };
 
-  const splits = splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
   const outputs = dataset.task === 'classification' ? dataset.classes.length : 1;
+  assertTrainableSize([dataset.featureNames.length, ...Array.from({ length: options.layers }, () => options.units), outputs]);
+  const splits = splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
   const scaling = fitScaling(splits.train.x, splits.train.y, dataset.task);
   const data = prepareTrainingData(dataset.task, outputs, scaling, splits);
   const batchSize = options.batchSize ?? Math.min(128, Math.max(16, Math.round(splits.train.x.length / 50)));

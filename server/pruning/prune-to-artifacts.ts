@@ -11,6 +11,7 @@ import { runOdf2nna, type ProgressEvent, type TrainedGeneral } from './odf2nna.t
 import type { PruneReport } from './report.ts';
 import type { Score } from '../../shared/model/scoring.ts';
 import { GENERAL_SUBDIR, REPORT_FILE, generalStagingPath } from './output-layout.ts';
+import { explainTrainingFailure } from './training-memory.ts';
 
 export interface PruneToArtifactsInput {
   dataset: Dataset;
@@ -61,7 +62,9 @@ function generalManifestInput(common: CommonFields, options: PruneOptions, datas
 export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<PruneToArtifactsResult> {
   const { dataset, options, outDir, name, privateKey } = input;
   const onProgress = input.onProgress ?? (() => {});
-  const result = await runOdf2nna(dataset, options, input.backend, onProgress, input.trained);
+  const result = await runOdf2nna(dataset, options, input.backend, onProgress, input.trained).catch((error: unknown) => {
+    throw explainTrainingFailure(error, input.backend);
+  });
   const { report } = result;
   // The general model is the caller's when it came in (`trained`) or is handed back (`keepGeneral`, on success).
   let handedBack = false;

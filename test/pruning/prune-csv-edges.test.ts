@@ -124,6 +124,27 @@ test('a general model too large to train (16 layers of 4096 units) is refused up
   await assert.rejects(stat(out), 'nothing is written');
 });
 
+test('a general model too large for its features (20,000 into 4096 units) is refused before training, not an internal error after it', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'out');
+  const csv = join(dir, 'wide.csv');
+  const features = 20_000;
+  const header = [...Array.from({ length: features }, (_, i) => `f${i}`), 'y'].join(',');
+  const rows = Array.from({ length: 12 }, (_, r) => [...Array.from({ length: features }, (_, i) => (r * 7 + i) % 10), r % 2].join(','));
+  await writeFile(csv, [header, ...rows].join('\n') + '\n');
+  // One layer of 4096 is within every per-flag limit; the first layer's 81,920,000 weights ran the wasm heap out of memory.
+  const run = await runCli(['prune', '--data', csv, '--label', 'y', '--layers', '1', '--units', '4096', '--epochs', '1', '--epsilon', '0.5', '--out', out], {}, { timeoutMs: 60_000 });
+  assert.equal(run.code, 2, run.stderr);
+  // The lines before it say which backend would have trained; the failure itself is one line, no stack.
+  assert.doesNotMatch(run.stderr, /\n\s+at /);
+  assert.match(
+    run.stderr,
+    /\nfleetprune: the general model \(20,000 features into 1 hidden layer of 4,096 units\) needs 81,928,192 weights, more than training can hold \(at most 52,000,000\): use fewer units or layers, or fewer features\n$/,
+  );
+  assert.doesNotMatch(run.stdout, /\[1\/6\] train done/, 'refused before the general model trains');
+  await assert.rejects(stat(out), 'nothing is written');
+});
+
 test('a regression data set of 300,000 rows is read and split (neither the float32 check of its label nor the split overflows the stack)', async () => {
   const { parseDataset } = await import('../../shared/data/dataset.ts');
   const { splitDataset } = await import('../../shared/data/split.ts');
