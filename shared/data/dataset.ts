@@ -226,15 +226,24 @@ function missingNumberLabel(labels: readonly string[]): number {
 
 /** How few distinct values a label inferred as a regression target has before a warning asks whether they are classes. */
 const FEW_TARGET_VALUES = 20;
+/**
+ * Whole numbers may be codes beyond that (25 product categories), when each repeats on ten rows on
+ * average, as codes do and measurements such as a disease progression score (214 values on 442
+ * rows) do not; up to this many.
+ */
+const CODE_LIKE_TARGET_VALUES = 100;
 
 /**
  * A label inferred as a regression target (its values are not integers, or there are too many
- * for its rows) with a handful of distinct values may be classes (0.5/1.5 grades, 4 codes on 30
- * rows): one warning, naming them, so that a user who meant classes says so.
+ * for its rows, or more than inferTask's 20 classes) with a handful of distinct values, or whole
+ * numbers that repeat as codes do, may be classes (0.5/1.5 grades, 4 codes on 30 rows, 25 codes on
+ * 500): one warning, naming them, so that a user who meant classes says so.
  */
 function fewValuedTarget(labels: readonly string[], labelName: string): string[] {
   const distinct = [...new Set(labels.map(classNaming(labels)))];
-  if (distinct.length > FEW_TARGET_VALUES) return [];
+  const codeLike =
+    distinct.length <= CODE_LIKE_TARGET_VALUES && distinct.length <= labels.length / 10 && distinct.every((name) => Number.isInteger(parseDecimal(name)));
+  if (distinct.length > FEW_TARGET_VALUES && !codeLike) return [];
   const shown = distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)).slice(0, 5).map(clipped).join(', ');
   return [
     `the label ${quoted(labelName)} has only ${distinct.length} distinct values (${shown}${distinct.length > 5 ? ', ...' : ''}), so it was taken ` +

@@ -221,6 +221,12 @@ test('a label taken as a regression target with a handful of distinct values is 
   assert.match(parseDataset(rows(['1', '2', '3', '4'], 30), { label: 'grade' }).warnings?.[0] ?? '', /has only 4 distinct values \(1, 2, 3, 4\)/);
   assert.deepEqual(parseDataset(rows(['1.5', '2.5'], 30), { label: 'grade', task: 'regression' }).warnings, [], 'the task given');
   assert.deepEqual(parseDataset(rows(Array.from({ length: 21 }, (_, i) => String(i + 0.5)), 42), { label: 'grade' }).warnings, [], '21 values');
+  // More than inferTask's 20 classes, but whole numbers each on ten rows or more: codes, maybe.
+  const codes = (count: number, n: number) => rows(Array.from({ length: count }, (_, i) => String(i)), n);
+  assert.match(parseDataset(codes(25, 500), { label: 'grade' }).warnings?.[0] ?? '', /^the label "grade" has only 25 distinct values \(0, 1, 2, 3, 4, \.\.\.\), so it was taken as a regression target/);
+  assert.deepEqual(parseDataset(codes(25, 249), { label: 'grade' }).warnings, [], '25 whole numbers on fewer than 250 rows: too few repeats');
+  assert.deepEqual(parseDataset(codes(101, 5000), { label: 'grade' }).warnings, [], 'more than 100 whole numbers');
+  assert.match(parseDataset(codes(100, 5000), { label: 'grade' }).warnings?.[0] ?? '', /has only 100 distinct values/);
 });
 
 test('the fingerprint tells apart cells with commas or quotes; data without them keeps its fingerprint', () => {
