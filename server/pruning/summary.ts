@@ -1,5 +1,5 @@
-import type { PruneReport } from './report.ts';
-import { formatMse, type Score } from '../../shared/model/scoring.ts';
+import type { PruneReport, SweepEntry } from './report.ts';
+import { formatMse, withinTolerance, type Score } from '../../shared/model/scoring.ts';
 
 /** A short human-readable account of a prune run, for the terminal. */
 export function formatPruneSummary(report: PruneReport, outDir: string): string {
@@ -12,7 +12,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     `${(entry.param_cut * 100).toFixed(1)}%`,
     entry.validation ? formatScore(entry.validation) : 'not retrained',
     // Why a smaller retrained model was not chosen: its validation score (or, for a classifier, its cross-entropy) fell outside.
-    entry.within_tolerance === null ? '' : entry.within_tolerance ? 'within' : entry.within_tolerance_before_retrain ? 'within before retraining only' : 'outside',
+    entry.within_tolerance === null ? '' : entry.within_tolerance ? 'within' : entry.within_tolerance_before_retrain ? 'within before retraining only' : outside(entry, report),
     `${formatScore(entry.test_before_retrain)}${entry.test ? ` → ${formatScore(entry.test)}` : ''}`,
   ]);
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
@@ -34,6 +34,19 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
   for (const warning of report.warnings) lines.push(`warning: ${warning}`);
   lines.push(`artifact: ${outDir}`, '');
   return lines.join('\n');
+}
+
+/**
+ * `outside`, and for a classifier whose accuracy alone stayed within: `outside (cross-entropy)`.
+ * Its validation accuracy read as good as the original's, and the table said no more: the user
+ * could not tell why a much smaller model was passed over.
+ */
+function outside(entry: SweepEntry, report: PruneReport): string {
+  const { validation } = entry;
+  const reference = report.original.validation;
+  const tolerance = { accuracyPoints: report.tolerance.accuracy_points, mseFraction: report.tolerance.mse_fraction, lossFraction: report.tolerance.loss_fraction };
+  const accuracyWithin = validation !== null && 'accuracy' in validation && 'accuracy' in reference && withinTolerance(validation, reference, tolerance);
+  return accuracyWithin ? 'outside (cross-entropy)' : 'outside';
 }
 
 export function formatScore(score: Score): string {

@@ -83,6 +83,27 @@ test('the sweep table keeps its columns aligned for regression scores and says w
   assert.ok(row03.trimStart().startsWith('*'), 'the chosen ε is marked');
 });
 
+test('a classifier passed over for its cross-entropy alone says so; one whose accuracy fell outside says outside', () => {
+  const report = regressionReport();
+  const accuracy = (value: number) => ({ accuracy: value });
+  const classifier: PruneReport = {
+    ...report,
+    task: 'classification',
+    epsilon: 0.2,
+    original: { ...report.original, validation: accuracy(1), validation_loss: 0.05 },
+    sweep: [
+      entry(0.2, 120, { retrained: true, validation: accuracy(1), validation_loss: 0.06, test: accuracy(0.93), within_tolerance: true, within_tolerance_before_retrain: false, weights: 'retrained' }),
+      // As accurate as the original on validation, its cross-entropy past the allowed max(1.5 × 0.05, 0.05 + 0.05) nats.
+      entry(0.5, 40, { retrained: true, validation: accuracy(1), validation_loss: 0.12, test: accuracy(0.97), within_tolerance: false, within_tolerance_before_retrain: false, weights: 'retrained' }),
+      entry(0.7, 20, { retrained: true, validation: accuracy(0.9), validation_loss: 0.4, test: accuracy(0.9), within_tolerance: false, within_tolerance_before_retrain: false, weights: 'retrained' }),
+    ],
+  };
+  const rows = formatPruneSummary(classifier, '/tmp/out').split('\n');
+  assert.match(rows.find((row) => row.includes(' 0.5 '))!, /\boutside \(cross-entropy\)   /);
+  assert.match(rows.find((row) => row.includes(' 0.7 '))!, /\boutside   /);
+  assert.doesNotMatch(rows.find((row) => row.includes(' 0.7 '))!, /cross-entropy/);
+});
+
 function hasScript(): boolean {
   try {
     execFileSync('script', ['--version'], { stdio: 'ignore' });
