@@ -5,6 +5,7 @@ import { loadPublicKey } from '../../shared/artifact/signing-keys.ts';
 import { GENERAL_SUBDIR } from '../../shared/artifact/prune-output-names.ts';
 import { verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
 import { UserError } from '../../shared/util/errors.ts';
+import { printable } from '../../shared/util/printable.ts';
 
 export function registerVerifyCommand(program: Command): void {
   program
@@ -25,7 +26,10 @@ export function registerVerifyCommand(program: Command): void {
         if (parent) process.stdout.write(`ok ${parent.name} ${artifactId(parent)} (${GENERAL_SUBDIR}/, its parent)\n`);
         return;
       }
-      for (const failure of result.failures) process.stderr.write(`fleetprune: verify failed: ${failure}\n`);
+      // Each failure is escaped where it quotes the artifact (read-artifact, verify-artifact); once
+      // more here, as the last step before the terminal: one failure, one line, whatever a future
+      // check quotes. printable leaves text it has escaped as it is, so nothing is escaped twice.
+      for (const failure of result.failures) process.stderr.write(`fleetprune: verify failed: ${printable(failure)}\n`);
       throw new UserError(`verify failed: ${dir}: ${result.failures.length} check(s) failed`, { exitCode: 1 });
     });
 }

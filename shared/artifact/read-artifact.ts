@@ -1,26 +1,34 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError, describeZodError, errorMessage, oneLineMessage } from '../util/errors.ts';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
+import { isInside } from '../util/path-inside.ts';
+import { printable } from '../util/printable.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ManifestSchema, type Manifest } from './manifest.ts';
 
 /**
  * Reads and validates `dir/manifest.json`; a UserError naming the file when it is missing or
- * invalid, or larger than `maxBytes`.
+ * invalid, larger than `maxBytes`, or a symlink out of `dir`.
  */
 export async function readManifest(dir: string, maxBytes = MAX_MANIFEST_BYTES): Promise<Manifest> {
   const path = join(dir, MANIFEST_FILE);
   let text: string;
   try {
+    // The rule for the files it lists (checkArtifactFiles): a manifest.json that is a symlink out
+    // of the artifact is not part of it, and a copy of the directory would carry a link that
+    // dangles or reads another manifest. The resolved path is read, not the link again.
+    const [root, real] = await Promise.all([realpath(dir), realpath(path)]);
+    if (!isInside(root, real)) throw new UserError(`${path}: a symlink to ${printable(real)}, outside the artifact directory (copy the file in)`);
     // A FIFO or device in its place would block a plain read; a huge file would fill memory.
-    const info = await stat(path);
+    const info = await stat(real);
     if (!info.isFile()) throw new UserError(`${path}: not a regular file`);
     if (info.size > maxBytes) throw new UserError(`${path}: ${info.size} bytes, more than a manifest can be (${maxBytes})`);
-    text = await readFile(path, 'utf8');
+    text = await readFile(real, 'utf8');
   } catch (error) {
     if (error instanceof UserError) throw error;
-    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (not a fleetprune artifact)' : errorMessage(error);
+    // The system's message names the resolved path, which may hold any name the artifact gave it.
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (not a fleetprune artifact)' : printable(errorMessage(error));
     throw new UserError(`${path}: ${reason}`, { cause: error });
   }
   const parsed = parseManifestText(text);
@@ -33,8 +41,17 @@ export async function readManifest(dir: string, maxBytes = MAX_MANIFEST_BYTES): 
  * (JSON.parse keeps the last, other parsers the first, so the signed manifest would read
  * differently to them), and no NUL or `__proto__` key, which the schema would drop silently
  * (a `files` entry, say) before the signature is checked.
+ *
+ * The problem quotes the manifest's own keys and values, which whoever made it chose: it comes
+ * back escaped (printable), so a key holding a newline and `ok NAME ID` cannot forge a line of
+ * `fleetprune verify`'s output, nor an escape sequence hide or rewrite the lines around it.
  */
 export function parseManifestText(text: string): { manifest: Manifest } | { problem: string } {
+  const problem = manifestProblem(text);
+  return 'problem' in problem ? { problem: printable(problem.problem) } : problem;
+}
+
+function manifestProblem(text: string): { manifest: Manifest } | { problem: string } {
   let json: unknown;
   try {
     json = JSON.parse(text);

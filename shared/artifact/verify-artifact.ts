@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { isInside } from '../util/path-inside.ts';
+import { printable } from '../util/printable.ts';
 import { sha256Hex } from './digest.ts';
 import { artifactId, type Manifest } from './manifest.ts';
 import { GENERAL_SUBDIR } from './prune-output-names.ts';
@@ -59,7 +60,7 @@ export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Prom
   // A general/ that is a symlink out of DIR is not part of it, as a listed file would not be.
   const [root, parentReal] = await Promise.all([realpath(dir).catch(() => null), realpath(parentDir).catch(() => null)]);
   if (root !== null && parentReal !== null && !isInside(root, parentReal)) {
-    const failure = `${GENERAL_SUBDIR}/: a symlink to ${parentReal}, outside the artifact directory (copy the parent in)`;
+    const failure = `${GENERAL_SUBDIR}/: a symlink to ${printable(parentReal)}, outside the artifact directory (copy the parent in)`;
     return { ok: false, failures: [...result.failures, failure], manifest: result.manifest };
   }
   const parent = await verifyArtifact(parentDir, publicKey);
@@ -89,9 +90,10 @@ async function checkFile(dir: string, root: string | null, path: string, expecte
     // A file that is a symlink (or under a symlinked directory) leading out of the artifact is
     // not part of it: a copy of the directory (cp -r, tar, an upload of the directory) would
     // carry a link that dangles or reads something else, and the verified bytes live where the
-    // artifact's owner does not control them.
+    // artifact's owner does not control them. Where it leads is shown escaped: a target's name is
+    // the artifact's choice, and a newline in it would forge a line of verify's output.
     const real = await realpath(join(dir, path));
-    if (root !== null && !isInside(root, real)) return `${path}: a symlink to ${real}, outside the artifact directory (copy the file in)`;
+    if (root !== null && !isInside(root, real)) return `${path}: a symlink to ${printable(real)}, outside the artifact directory (copy the file in)`;
     // Sized before it is read: a FIFO or device in a file's place would block the read or never end
     // it, and a file of the wrong size is not worth reading whole.
     const info = await stat(join(dir, path));
@@ -100,7 +102,7 @@ async function checkFile(dir: string, root: string | null, path: string, expecte
     bytes = await readFile(join(dir, path));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return `${path}: ${code === 'ENOENT' ? 'missing' : `unreadable (${errorMessage(error)})`}`;
+    return `${path}: ${code === 'ENOENT' ? 'missing' : `unreadable (${printable(errorMessage(error))})`}`;
   }
   if (bytes.length !== expected.bytes) return `${path}: size mismatch (expected ${expected.bytes} bytes, got ${bytes.length})`;
   const actual = sha256Hex(bytes);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import type { KeyObject } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readFile, realpath, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, realpath, rename, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -268,4 +268,65 @@ test('a listed file that is a symlink out of the artifact fails verification, na
   const linkedDir = join(await tempDir(t), 'linked');
   await symlink(inside, linkedDir);
   assert.deepEqual((await verifyArtifact(linkedDir, publicKey)).failures, []);
+});
+
+test('what verify quotes from the artifact (keys, values, symlink targets) is escaped: a newline in it forged an "ok" line, an escape sequence hid the next', async (t) => {
+  const dir = await signedArtifact(t);
+  const id = artifactId(JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')));
+  const forged = `x\nok sample-classifier ${id}\n\u001b[8m`;
+  const escapedForged = `x\\nok sample-classifier ${id}\\n\\x1b[8m`;
+  const cases: [(manifest: Record<string, any>) => void, string][] = [
+    // A key the schema does not know: zod's message quoted it raw.
+    [(manifest) => void (manifest.lineage[forged] = 1), `lineage: Unrecognized key: "${escapedForged}"`],
+    // A key holding a NUL: the path to it was quoted raw.
+    [(manifest) => void (manifest.lineage[`${forged}\u0000`] = 1), `lineage.${escapedForged}\\x00: key contains a NUL character (U+0000)`],
+    // A value: JSON.stringify escapes a newline but not a right-to-left override.
+    [(manifest) => void (manifest.architecture.activations[0] = 'relu\u202e'), 'architecture.activations: "relu\\u202e" is not one of relu, softmax, linear'],
+  ];
+  const original = await readFile(join(dir, 'manifest.json'), 'utf8');
+  for (const [edit, problem] of cases) {
+    await writeFile(join(dir, 'manifest.json'), original);
+    await editManifest(dir, edit);
+    await assertFails(dir, [`${dir}/manifest.json: ${problem}`]);
+  }
+  // A duplicate key is found in the text, before any schema.
+  await writeFile(join(dir, 'manifest.json'), original.replace('"lineage": {', `"lineage": {${JSON.stringify(forged)}: 1, ${JSON.stringify(forged)}: 2,`));
+  await assertFails(dir, [`${dir}/manifest.json: duplicate key lineage.${escapedForged}`]);
+
+  // A listed file, and general/, symlinked to a path whose name holds the same lines.
+  await writeFile(join(dir, 'manifest.json'), original);
+  const outside = join(await tempDir(t), forged);
+  await mkdir(outside);
+  await rename(join(dir, 'model.onnx'), join(outside, 'model.onnx'));
+  await symlink(join(outside, 'model.onnx'), join(dir, 'model.onnx'));
+  const realOutside = (await realpath(outside)).replace(forged, escapedForged);
+  await assertFails(dir, [`model.onnx: a symlink to ${realOutside}/model.onnx, outside the artifact directory (copy the file in)`]);
+  await rm(join(dir, 'model.onnx'));
+  await rename(join(outside, 'model.onnx'), join(dir, 'model.onnx'));
+  await writeSampleArtifact(join(outside, 'general'), privateKey);
+  await symlink(join(outside, 'general'), join(dir, 'general'));
+  await assertFails(dir, [`general/: a symlink to ${realOutside}/general, outside the artifact directory (copy the parent in)`]);
+});
+
+test('a manifest.json, or general/manifest.json, that is a symlink out of the artifact fails verification, as a listed file does; a symlink inside it passes', async (t) => {
+  const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const outsideDir = await tempDir(t);
+  // The same bytes, so only where they live is wrong: verify said ok, exit 0.
+  const dir = await signedArtifact(t);
+  await rename(join(dir, 'manifest.json'), join(outsideDir, 'elsewhere.json'));
+  await symlink(join(outsideDir, 'elsewhere.json'), join(dir, 'manifest.json'));
+  const real = await realpath(join(outsideDir, 'elsewhere.json'));
+  await assertFails(dir, [`${dir}/manifest.json: a symlink to ${real}, outside the artifact directory (copy the file in)`]);
+
+  const { dir: pruned } = await prunedWithParent(t);
+  await rename(join(pruned, 'general', 'manifest.json'), join(outsideDir, 'parent.json'));
+  await symlink(join(outsideDir, 'parent.json'), join(pruned, 'general', 'manifest.json'));
+  const parentReal = await realpath(join(outsideDir, 'parent.json'));
+  await assertFails(pruned, [new RegExp(`^general/${escaped(pruned)}/general/manifest\\.json: a symlink to ${escaped(parentReal)}, outside the artifact directory \\(copy the file in\\)$`)]);
+
+  // A manifest.json linked to a file inside the artifact is part of it.
+  const inside = await signedArtifact(t);
+  await rename(join(inside, 'manifest.json'), join(inside, 'manifest.bytes'));
+  await symlink('manifest.bytes', join(inside, 'manifest.json'));
+  assert.deepEqual((await verifyArtifact(inside, publicKey)).failures, []);
 });
