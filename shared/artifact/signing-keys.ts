@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { constants, existsSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { describeFsError } from '../util/fs-checks.ts';
@@ -27,10 +27,12 @@ export function keyId(key: KeyObject): string {
 /**
  * Writes a fresh ed25519 pair into `outDir`: signing.key (PKCS8 PEM, mode 0600) and signing.pub
  * (SPKI PEM). Existing key files are only replaced with `force`, and only once both new files are
- * written: a failure on the way leaves the old pair as it was. The two files are renamed into
- * place one after the other, so the old private key is copied first; should the public key's
- * rename fail, the copy is renamed back (or, with no old private key, the new one removed). Only if
- * that fails too does the error name where the copy of the old private key is.
+ * written: a failure on the way leaves the old pair as it was, and no staged file behind. A key
+ * file's place held by anything but a regular file (a directory, a FIFO) is refused before
+ * anything is staged. The two files are renamed into place one after the other, so the old
+ * private key is copied first; should the public key's rename fail, the copy is renamed back
+ * (or, with no old private key, the new one removed). Only if that fails too does the error name
+ * where the copy of the old private key is.
  */
 export async function generateSigningKeys(outDir: string, options: { force?: boolean } = {}): Promise<SigningKeyFiles> {
   const privateKeyPath = join(outDir, PRIVATE_KEY_FILE);
@@ -39,9 +41,9 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
   if (existing.length > 0 && !options.force) {
     throw new UserError(`${existing.join(' and ')} already exist${existing.length === 1 ? 's' : ''}; refusing to overwrite (use --force)`);
   }
-  for (const path of existing) {
-    if ((await stat(path)).isDirectory()) throw new UserError(`${path} is a directory; refusing to replace it with a key file`);
-  }
+  for (const path of existing) await refuseUnlessRegularFile(path);
+  // The old private key is read before anything is staged: a failure reading it leaves nothing behind.
+  const oldPrivate = existing.includes(privateKeyPath) ? await readOldPrivateKey(privateKeyPath) : null;
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const staged: string[] = [];
   let oldPrivateCopy: string | null = null;
@@ -52,7 +54,7 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
     // created with mode 0600, and the old pair stays whole until both new files are on disk.
     const stagedPrivate = await writeStaged(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600, staged);
     const stagedPublic = await writeStaged(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }), 0o644, staged);
-    if (existing.includes(privateKeyPath)) oldPrivateCopy = await writeStaged(privateKeyPath, await readFile(privateKeyPath), 0o600, staged);
+    if (oldPrivate) oldPrivateCopy = await writeStaged(privateKeyPath, oldPrivate, 0o600, staged);
     await rename(stagedPrivate, privateKeyPath);
     privateReplaced = true;
     await rename(stagedPublic, publicKeyPath);
@@ -79,6 +81,51 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
   // The new pair is in place: the copy of the old private key goes.
   if (oldPrivateCopy) await rm(oldPrivateCopy, { force: true });
   return { privateKeyPath, publicKeyPath, keyId: keyId(publicKey) };
+}
+
+/**
+ * Refuses, with a UserError, a key file's place held by anything but a regular file (or a symlink
+ * to one): a directory, or a FIFO, socket or device, whose read (of the old private key, for its
+ * copy) would block forever or never end.
+ */
+async function refuseUnlessRegularFile(path: string): Promise<void> {
+  let info: Stats;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    throw new UserError(`cannot replace ${path}: ${describeFsError(error)}`, { cause: error });
+  }
+  const refusal = notRegularFile(path, info);
+  if (refusal) throw new UserError(refusal);
+}
+
+/** Why `path` (described by `info`) is not replaced with a key file, or null for a regular file. */
+function notRegularFile(path: string, info: Stats): string | null {
+  if (info.isFile()) return null;
+  if (info.isDirectory()) return `${path} is a directory; refusing to replace it with a key file`;
+  const kind = info.isFIFO() ? 'a FIFO' : info.isSocket() ? 'a socket' : info.isCharacterDevice() || info.isBlockDevice() ? 'a device' : 'not a regular file';
+  return `${path} is ${kind === 'not a regular file' ? kind : `${kind}, not a regular file`}; refusing to replace it with a key file`;
+}
+
+/**
+ * The bytes of the private key about to be replaced, for the copy that can put it back. Checked
+ * on the open file, not by path: a FIFO put in its place after refuseUnlessRegularFile would
+ * otherwise block the read forever (O_NONBLOCK keeps the open itself from waiting for a writer).
+ */
+async function readOldPrivateKey(path: string): Promise<Buffer> {
+  try {
+    const handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const refusal = notRegularFile(path, await handle.stat());
+      if (refusal) throw new UserError(refusal);
+      return await handle.readFile();
+    } finally {
+      await handle.close();
+    }
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw new UserError(`cannot read ${path} (to keep a copy while it is replaced): ${describeFsError(error)}`, { cause: error });
+  }
 }
 
 /** Writes `data` to a new temporary file next to `path` (recorded in `staged`) and returns its name. */

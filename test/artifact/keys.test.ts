@@ -190,3 +190,42 @@ test('keys generate --force that cannot put the old private key back either name
   assert.equal((await stat(copy)).mode & 0o777, 0o600);
   assert.equal(await readFile(old.publicKeyPath, 'utf8'), oldPublic);
 });
+
+test('keys generate --force where a key file is a FIFO: exit 2 at once, one line, nothing staged (it blocked forever reading the old key, beside a staged new private key)', async (t) => {
+  for (const name of ['signing.key', 'signing.pub']) {
+    const dir = join(await tempDir(t), 'keys');
+    await mkdir(dir);
+    const fifo = join(dir, name);
+    execFileSync('mkfifo', [fifo]);
+    const result = await runCli(['keys', 'generate', '--out', dir, '--force'], {}, { timeoutMs: 20_000 });
+    assert.equal(result.code, 2, `${name}: ${result.stderr}`);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.equal(result.stderr, `fleetprune: ${fifo} is a FIFO, not a regular file; refusing to replace it with a key file\n`);
+    assert.deepEqual(await readdir(dir), [name], 'nothing staged, nothing replaced');
+    assert.ok((await stat(fifo)).isFIFO());
+  }
+});
+
+test('keys generate --force where the old private key turns into a FIFO after it was checked: refused on the open file, nothing staged', async (t) => {
+  const dir = join(await tempDir(t), 'keys');
+  const old = await generateSigningKeys(dir);
+  const oldPublic = await readFile(old.publicKeyPath, 'utf8');
+  hookFs(t);
+  let swapped = false;
+  hookUnownedCalls({
+    before: async (call) => {
+      if (call.fn !== 'open' || call.args[0] !== old.privateKeyPath || swapped) return;
+      swapped = true;
+      await rm(old.privateKeyPath);
+      execFileSync('mkfifo', [old.privateKeyPath]);
+    },
+  });
+  await assert.rejects(
+    generateSigningKeys(dir, { force: true }),
+    new UserError(`${old.privateKeyPath} is a FIFO, not a regular file; refusing to replace it with a key file`),
+  );
+  assert.ok(swapped, 'the old private key was never opened');
+  assert.deepEqual((await readdir(dir)).sort(), ['signing.key', 'signing.pub'], 'no staged files are left behind');
+  assert.ok((await stat(old.privateKeyPath)).isFIFO());
+  assert.equal(await readFile(old.publicKeyPath, 'utf8'), oldPublic);
+});
