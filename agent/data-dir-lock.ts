@@ -38,6 +38,7 @@ export async function lockAgentDataDir(dataDir: string): Promise<DataDirLock> {
         if (code !== undefined && DISK_TAKES_NO_WRITES.has(code)) return new DiskTakesNoWrites(errorMessage(error));
         return new UserError(`cannot use the data dir ${dataDir}: ${errorMessage(error)}`, { cause: error });
       },
+      notALock: (path, found) => new UserError(`cannot use the data dir ${dataDir}: ${path} is ${found}, not a fleetprune lock (left as it is); remove it or choose another --data-dir`),
       processIdentity: true,
     });
   } catch (error) {

@@ -244,6 +244,7 @@ function lockSqliteDataDir(dataDir: string): PidLock {
     busy: (holder) =>
       new UserError(`--data-dir ${dataDir} is in use by another fleetprune server${holder === undefined ? '' : ` (process ${holder})`}; stop it or choose another --data-dir (only servers on PostgreSQL share a data dir)`),
     failed: (error) => new UserError(`--data-dir: cannot lock ${dataDir} (${errorMessage(error)})`, { cause: error }),
+    notALock: (path, found) => new UserError(`--data-dir: cannot lock ${dataDir} (${path} is ${found}, not a fleetprune lock, left as it is); remove it or choose another --data-dir`),
     processIdentity: true,
   });
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 
 export interface PidLock {
   /** The lock file. */
@@ -13,6 +13,12 @@ export interface PidLockOptions {
   busy(holder: number | undefined): Error;
   /** The error when the lock file cannot be created at all (a read-only or missing directory). */
   failed(error: unknown): Error;
+  /**
+   * The refusal when something other than one of these lock files is at the lock path or at
+   * `<path>.takeover` (`path`): a user's own `poetry.lock` beside `--out poetry`, a directory, a
+   * FIFO. `found` says what is there ('a directory'); it is left in place. Without it, `failed` words it.
+   */
+  notALock?(path: string, found: string): Error;
   /**
    * Also write which boot and which process start the id belongs to (Linux; a second line), so a
    * lock whose id a later boot gave to another process is seen to be stale: a device that lost
@@ -35,25 +41,37 @@ export interface PidLockOptions {
  *
  * A held lock is also removed when the process exits through `process.exit` (an uncaught failure),
  * not only by `release()`; a process killed by a signal leaves it, stale, for the next one.
+ *
+ * Only a file in the format createLockFile writes is ever taken over: anything else at either path
+ * (a user's file that happens to have the name, a directory, a symbolic link, a FIFO) is refused
+ * through `notALock` and never removed.
  */
 export function acquirePidLock(path: string, options: PidLockOptions): PidLock {
   const { busy } = options;
+  const read = (file: string) => {
+    try {
+      return readLock(file);
+    } catch (error) {
+      if (error instanceof NotALock) throw options.notALock?.(file, error.found) ?? options.failed(error);
+      throw options.failed(error);
+    }
+  };
   for (let attempt = 0; attempt < 3; attempt++) {
     if (createLockFile(path, options)) return heldLock(path);
-    const holder = lockHolder(path);
-    if (holder !== undefined && holder !== process.pid && holds(path, holder)) throw busy(holder);
+    const stale = read(path);
+    if (heldByAnother(stale)) throw busy(stale.pid);
     // Left by a process that did not end cleanly: taken over by whoever holds the takeover file.
     options.onStaleLock?.();
     const takeover = `${path}.takeover`;
     if (!createLockFile(takeover, options)) {
-      const taker = lockHolder(takeover);
-      if (taker !== undefined && taker !== process.pid && holds(takeover, taker)) throw busy(taker);
+      const taker = read(takeover);
+      if (heldByAnother(taker)) throw busy(taker.pid);
       removeFile(takeover); // left by a process killed while taking over
       continue;
     }
     try {
-      const now = lockHolder(path);
-      if (now !== holder && now !== undefined && holds(path, now)) throw busy(now);
+      const now = read(path);
+      if (now?.pid !== stale?.pid && heldByAnother(now)) throw busy(now.pid);
       removeFile(path);
       if (createLockFile(path, options)) return heldLock(path);
     } finally {
@@ -133,38 +151,95 @@ function removeFile(path: string): void {
   }
 }
 
-/** The process holding the lock at `path` when it still runs (see holds), else undefined; reads only. */
+/** The process holding the lock at `path` when it still runs (see holds), else undefined (also when no lock file is there); reads only. */
 export function liveLockHolder(path: string): number | undefined {
-  const holder = lockHolder(path);
-  return holder !== undefined && holder !== process.pid && holds(path, holder) ? holder : undefined;
-}
-
-function lockHolder(path: string): number | undefined {
-  const pid = Number(readLock(path)?.[0]);
-  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined;
-}
-
-/** The lock file's lines: the process id, and with processIdentity its boot and start (`<boot id> <start ticks>`). */
-function readLock(path: string): string[] | undefined {
   try {
-    return readFileSync(path, 'utf8').trim().split('\n');
+    const lock = readLock(path);
+    return heldByAnother(lock) ? lock.pid : undefined;
   } catch {
-    return undefined;
+    return undefined; // not a lock file, or unreadable: it names no holder
+  }
+}
+
+/** A lock file's content: its process id (none when empty) and, with processIdentity, its boot and start (`<boot id> <start ticks>`). */
+interface LockContent {
+  pid: number | undefined;
+  identity: string | undefined;
+}
+
+/** Something at a lock path that is not one of these lock files; `found` says what it is. */
+class NotALock extends Error {
+  constructor(path: string, readonly found: string) {
+    super(`${path} is ${found}, not a lock file`);
   }
 }
 
 /**
- * Whether `pid`, named by the lock at `path`, still holds it: it runs and, when the lock records
- * its identity and the system can tell this process's, it is that very process (same boot, same
- * start time), not another one that was given the same id after a reboot. When either cannot be
- * told, a running process is taken for the holder: refusing wrongly is safer than two holders.
+ * What createLockFile writes: a process id line, and optionally a `<boot id> <start ticks>` line.
+ * Or nothing: an empty file is what a crash leaves (a power cut before the id written reached the
+ * disk; a process killed between creating and writing the file where there are no hard links),
+ * and it holds nothing anyone could lose, so it is taken for a stale lock, as it always was: a
+ * device must not stay refused after a power cut. (Where there are no hard links, a lock being
+ * created is empty for an instant too; a second process seeing it then may take it over, as before.)
  */
-function holds(path: string, pid: number): boolean {
+const LOCK_CONTENT = /^(?:([1-9]\d{0,9})\n(?:(\S+ \d+)\n)?)?$/;
+/** A lock file is under 80 bytes: a larger file is not read further. */
+const MAX_LOCK_BYTES = 128;
+/** Neither following a symbolic link swapped in since the lstat, nor waiting for a FIFO's writer. */
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
+
+/**
+ * The lock file at `path`, undefined when there is none; throws NotALock when something else is
+ * there. Other than a regular file is refused by its lstat, without being opened (a FIFO's read
+ * would block), and a regular file by its content, read no further than a lock's length.
+ */
+function readLock(path: string): LockContent | undefined {
+  let fd: number;
+  try {
+    const info = lstatSync(path);
+    if (!info.isFile()) throw new NotALock(path, kindOf(info));
+    fd = openSync(path, OPEN_FLAGS);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // released meanwhile
+    throw error;
+  }
+  try {
+    const info = fstatSync(fd); // what was opened, should it have been replaced since the lstat
+    if (!info.isFile()) throw new NotALock(path, kindOf(info));
+    const buffer = Buffer.alloc(MAX_LOCK_BYTES + 1);
+    const size = readSync(fd, buffer, 0, buffer.length, 0);
+    const match = size > MAX_LOCK_BYTES ? null : LOCK_CONTENT.exec(buffer.toString('utf8', 0, size));
+    if (!match) throw new NotALock(path, 'a file with other content');
+    return { pid: match[1] === undefined ? undefined : Number(match[1]), identity: match[2] };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function kindOf(info: Stats): string {
+  if (info.isDirectory()) return 'a directory';
+  if (info.isSymbolicLink()) return 'a symbolic link';
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  return 'a device';
+}
+
+/** Whether the lock names another process that still holds it (see holds); a lock naming this one is stale (a reused pid). */
+function heldByAnother(lock: LockContent | undefined): lock is LockContent & { pid: number } {
+  return lock?.pid !== undefined && lock.pid !== process.pid && holds(lock.pid, lock.identity);
+}
+
+/**
+ * Whether `pid`, named by a lock, still holds it: it runs and, when the lock records its identity
+ * and the system can tell this process's, it is that very process (same boot, same start time),
+ * not another one that was given the same id after a reboot. When either cannot be told, a running
+ * process is taken for the holder: refusing wrongly is safer than two holders.
+ */
+function holds(pid: number, recorded: string | undefined): boolean {
   if (!isRunning(pid)) return false;
-  const [id, recorded] = readLock(path) ?? [];
-  if (!recorded?.trim() || Number(id) !== pid) return true;
+  if (recorded === undefined) return true;
   const current = processIdentity(pid);
-  return current === undefined || current === recorded.trim();
+  return current === undefined || current === recorded;
 }
 
 /** `<boot id> <start time in clock ticks since boot>` of a process (Linux /proc); undefined elsewhere, or when /proc hides it. */
