@@ -10,6 +10,7 @@ import { exportOnnx } from './onnx-export.ts';
 import { signManifest } from './signature.ts';
 import { encodeScaling, encodeTfjsModel } from './tfjs-files.ts';
 import { holdsArtifact } from './artifact-destination.ts';
+import { replaceInPlace } from './replace-in-place.ts';
 import { fsyncDirectory, writeNewFileSynced } from '../util/atomic-file.ts';
 
 export { assertArtifactDestination } from './artifact-destination.ts';
@@ -47,6 +48,11 @@ const LOCATION_ERRORS = new Set(['EACCES', 'EEXIST', 'EPERM', 'EROFS', 'ENOTDIR'
  * in, and the old one deleted, report.json and general/ included. Any other existing `dir` (a
  * file, a directory without manifest.json, or one whose manifest.json is someone else's or which
  * holds other files) is left untouched and a UserError is thrown: deleting it would lose them.
+ *
+ * A `dir` that cannot be replaced by a rename (a mount point, such as a Docker volume) keeps its
+ * inode and has its entries replaced instead, with the same guarantees (see replaceInPlace). A
+ * failure moving the artifact into place is a UserError too: the run's work is lost, but the
+ * message says where and why (not an "internal error").
  */
 export async function writeArtifact(dir: string, input: WriteArtifactInput): Promise<Manifest> {
   const { network, manifest: described, privateKey } = input;
@@ -79,7 +85,9 @@ export async function writeArtifact(dir: string, input: WriteArtifactInput): Pro
     try {
       await writeStaging(staging, files);
       await input.beforeMove?.(staging);
-      await moveIntoPlace(staging, dir);
+      await moveIntoPlace(staging, dir).catch((error: unknown) => {
+        throw moveFailed(dir, error);
+      });
     } finally {
       await rm(staging, { recursive: true, force: true });
     }
@@ -91,6 +99,18 @@ export async function writeArtifact(dir: string, input: WriteArtifactInput): Pro
     throw error;
   }
   return manifest;
+}
+
+/**
+ * A failure to move the finished artifact into `dir`, as a one-line UserError naming it: a
+ * location the user can fix (EACCES, ENOSPC) exits 2 like the other location errors, anything
+ * else 1. A UserError (holdsArtifact's refusal) is passed on as it is.
+ */
+function moveFailed(dir: string, error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (error instanceof UserError || code === undefined) return error;
+  const exitCode = LOCATION_ERRORS.has(code) ? 2 : 1;
+  return new UserError(`cannot move the artifact into ${dir}: ${errorMessage(error)}`, { exitCode, cause: error });
 }
 
 /** Mismatches between the description and the network are programming errors, not user input. */
@@ -118,19 +138,49 @@ async function writeStaging(staging: string, files: Map<string, Uint8Array>): Pr
 
 async function moveIntoPlace(staging: string, dir: string): Promise<void> {
   // Checked again here, just before deleting: a caller's assertArtifactDestination may be minutes old.
-  if (!(await holdsArtifact(dir))) {
+  const previousArtifact = await holdsArtifact(dir);
+  if (await isMountPoint(dir)) {
+    await replaceInPlace(staging, dir);
+  } else if (!previousArtifact) {
     // rename(2) atomically replaces a missing or empty directory.
-    await rename(staging, dir);
+    if (!(await renameUnlessInPlace(staging, dir))) await replaceInPlace(staging, dir);
   } else {
     const previous = `${dir}.old-${randomBytes(6).toString('hex')}`;
-    await rename(dir, previous);
-    try {
-      await rename(staging, dir);
-    } catch (error) {
-      await rename(previous, dir);
-      throw error;
+    if (!(await renameUnlessInPlace(dir, previous))) {
+      await replaceInPlace(staging, dir);
+    } else {
+      try {
+        await rename(staging, dir);
+      } catch (error) {
+        await rename(previous, dir);
+        throw error;
+      }
+      await rm(previous, { recursive: true, force: true });
     }
-    await rm(previous, { recursive: true, force: true });
   }
   await fsyncDirectory(dirname(dir));
+}
+
+/**
+ * Errors of a rename involving a directory that only a move in place gets past: EBUSY for a mount
+ * point on the same device as its parent (a bind mount; Docker's volumes often are), EXDEV for a
+ * directory of an overlay file system's lower layer (one that came with a container's image).
+ */
+const IN_PLACE_ERRORS = new Set(['EBUSY', 'EXDEV']);
+
+/** Renames `from` to `to`; false, having changed nothing, when the rename fails with one of IN_PLACE_ERRORS. */
+async function renameUnlessInPlace(from: string, to: string): Promise<boolean> {
+  try {
+    await rename(from, to);
+    return true;
+  } catch (error) {
+    if (IN_PLACE_ERRORS.has((error as NodeJS.ErrnoException).code ?? '')) return false;
+    throw error;
+  }
+}
+
+/** Whether `dir` is an existing directory on another device than its parent: the root of a mount, which no rename replaces. */
+async function isMountPoint(dir: string): Promise<boolean> {
+  const [own, parent] = await Promise.all([stat(dir).catch(() => undefined), stat(dirname(dir)).catch(() => undefined)]);
+  return own !== undefined && parent !== undefined && own.dev !== parent.dev;
 }
