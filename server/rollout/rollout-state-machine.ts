@@ -320,6 +320,7 @@ function completeRollout(t: TransitionDraft): void {
   const left = s.devices.filter((device) => device.delivery === 'unreachable' && device.left).length;
   s.phase = 'Completed';
   s.stepStage = 'done';
+  s.promotedAt = t.at;
   const notes = [
     ...(refused.length ? [`${refused.length} refused and keep their model (${refused[0]!.id}: ${refused[0]!.reason ?? 'no reason given'})`] : []),
     ...(unreachable ? [`${unreachable} unreachable; they converge when back online`] : []),

@@ -96,6 +96,8 @@ export interface RolloutState {
    * aborted, which only re-sends what its failure decided). Absent in states stored before it.
    */
   readonly rolledBackAt?: number;
+  /** When it promoted the candidate to every device (it became Completed); kept when a rollback follows. Absent in states stored before it. */
+  readonly promotedAt?: number;
   /** Counter behind action and decision ids. */
   readonly seq: number;
   readonly outcome?: RolloutOutcome;

@@ -75,6 +75,16 @@ export type RolloutDetail = z.infer<typeof RolloutDetailSchema>;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/**
+ * Past its steps and not done with the activation everywhere: activating, or ended there (failed,
+ * aborted or rolled back during it). A rollout rolled back after it promoted (Completed, then
+ * RolledBack) finished that step: no current step. States stored before promotedAt was kept tell
+ * the two apart by their decisions only, and read as ended there.
+ */
+function activatingEverywhere(s: RolloutState): boolean {
+  return s.stepIndex >= s.spec.steps.length && s.phase !== 'Completed' && s.promotedAt === undefined;
+}
+
 export function rolloutSummary(record: RolloutRecord): RolloutSummary {
   const s = record.state;
   const count = (delivery: string) => s.devices.filter((device) => device.delivery === delivery).length;
@@ -89,7 +99,7 @@ export function rolloutSummary(record: RolloutRecord): RolloutSummary {
     stepIndex: s.stepIndex,
     stepCount: s.spec.steps.length,
     stepStage: s.stepStage,
-    currentStep: step ? describeStep(step) : s.stepIndex >= s.spec.steps.length && s.phase !== 'Completed' ? 'activate everywhere' : null,
+    currentStep: step ? describeStep(step) : activatingEverywhere(s) ? 'activate everywhere' : null,
     weight: weight(s),
     devices: {
       total: s.devices.length,

@@ -103,6 +103,7 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   const rolledBack = await s.request('POST', `/api/rollouts/${id}/rollback?reason=${encodeURIComponent('customer complaints')}`);
   assert.equal(rolledBack.status, 200, await rolledBack.clone().text());
   await waitForRollout(s.request, id, (v) => v.phase === 'RolledBack' && v.pendingActions.length === 0);
+  assert.equal((await listed()).currentStep, null, 'it had finished every step: no current step, not "activate everywhere"');
   assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '1');
   for (const device of s.fleet.devices.values()) assert.equal(device.active, '1');
   const audit = await s.server.ctx.store.audit.list({ limit: 100 });
