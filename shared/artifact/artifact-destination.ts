@@ -1,8 +1,10 @@
+import type { Dirent } from 'node:fs';
 import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage, zodIssueMessage } from '../util/errors.ts';
 import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
 import { GENERAL_SUBDIR, REPORT_FILE } from './prune-output-names.ts';
+import { IN_PLACE_LEFTOVER } from './replace-in-place.ts';
 
 // Apart from writeArtifact (which loads TensorFlow.js), so that a CLI can check its --out early and cheaply.
 
@@ -66,11 +68,25 @@ export async function holdsArtifact(dir: string): Promise<boolean> {
   return true;
 }
 
-/** Why `dir` (a non-empty directory) is not an artifact writeArtifact may replace, or undefined if it is. */
+/**
+ * Why `dir` (a non-empty directory) is not an artifact writeArtifact may replace, or undefined if it is.
+ *
+ * A move in place (a mount point: replaceInPlace) that was killed leaves its hidden directories in
+ * the artifact directory, and, killed while swapping entries, no manifest.json: the old one had
+ * left, the new one not arrived. Such leftovers are ours and are replaced too, and so is a
+ * directory without a manifest that holds them and nothing but artifact files and folders.
+ */
 async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string | undefined> {
-  const entries = await readdir(dir, { withFileTypes: true });
+  const all = await readdir(dir, { withFileTypes: true });
+  const isLeftover = (entry: Dirent) => pruneOutput && entry.isDirectory() && IN_PLACE_LEFTOVER.test(entry.name);
+  const entries = all.filter((entry) => !isLeftover(entry));
+  const files = new Set([MANIFEST_FILE, ONNX_FILE, ...(pruneOutput ? [REPORT_FILE] : [])]);
+  const dirs = new Set([TFJS_DIR, ...(pruneOutput ? [GENERAL_SUBDIR] : [])]);
+  // lstat types (a symlink is neither): what is replaced must be exactly what we wrote.
+  const ofAnArtifact = (entry: Dirent) => (files.has(entry.name) && entry.isFile()) || (dirs.has(entry.name) && entry.isDirectory());
   const manifestEntry = entries.find((entry) => entry.name === MANIFEST_FILE);
   if (!manifestEntry) {
+    if (entries.length < all.length && entries.every(ofAnArtifact)) return undefined;
     return pruneOutput ? `it is a non-empty directory without ${MANIFEST_FILE}` : `it has no ${MANIFEST_FILE}`;
   }
   // Read only if a regular file: a FIFO would block the read for ever.
@@ -87,14 +103,8 @@ async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string 
     return `its ${MANIFEST_FILE} is not a fleetprune artifact manifest (${errorMessage(error).split('\n')[0]})`;
   }
 
-  const files = new Set([MANIFEST_FILE, ONNX_FILE, ...(pruneOutput ? [REPORT_FILE] : [])]);
-  const dirs = new Set([TFJS_DIR, ...(pruneOutput ? [GENERAL_SUBDIR] : [])]);
-  for (const entry of entries) {
-    // lstat types (a symlink is neither): what is replaced must be exactly what we wrote.
-    if (files.has(entry.name) && entry.isFile()) continue;
-    if (dirs.has(entry.name) && entry.isDirectory()) continue;
-    return `it also holds ${JSON.stringify(entry.name)}, which is not part of an artifact`;
-  }
+  const foreign = entries.find((entry) => !ofAnArtifact(entry));
+  if (foreign) return `it also holds ${JSON.stringify(foreign.name)}, which is not part of an artifact`;
   if (entries.some((entry) => entry.name === TFJS_DIR)) {
     for (const entry of await readdir(join(dir, TFJS_DIR), { withFileTypes: true })) {
       const path = `${TFJS_DIR}/${entry.name}`;

@@ -10,6 +10,13 @@ import { MANIFEST_FILE } from './manifest.ts';
 const IN_PLACE_PREFIX = '.fleetprune-';
 
 /**
+ * The name of a directory a move in place (replaceInPlace) left in the artifact directory when it
+ * was killed: the staged copy (incoming) or what it had moved out (outgoing). The next write of
+ * that directory replaces them with the rest (see holdsArtifact).
+ */
+export const IN_PLACE_LEFTOVER = /^\.fleetprune-(incoming|outgoing)-[0-9a-f]{12}$/;
+
+/**
  * Moves the artifact staged in `staging` into `dir` entry by entry, for a `dir` that cannot be
  * replaced by a rename: a mount point (a Docker volume: rename(2) fails with EBUSY), or a
  * directory of an overlay's lower layer (EXDEV). `dir` keeps its own inode (and owner and mode);

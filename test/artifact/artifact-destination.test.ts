@@ -76,3 +76,59 @@ test("a previous prune output (artifact, report.json, general/ with its parent) 
   assert.deepEqual((await readdir(dir)).sort(), ['manifest.json', 'model.onnx', 'tfjs']);
   assert.deepEqual(await readManifest(dir), manifest);
 });
+
+test('what a killed move in place (a mount point) left in the artifact directory is replaced with the rest: the previous artifact beside its staged copy, or the swap half done with no manifest.json', async (t) => {
+  const root = await tempDir(t);
+  const original = join(root, 'original');
+  await writeSampleArtifact(original);
+  const tag = 'a1b2c3d4e5f6';
+
+  // Killed while copying the staged artifact in: the previous artifact is whole, a partial copy beside it.
+  const copying = join(root, 'copying');
+  await cp(original, copying, { recursive: true });
+  await mkdir(join(copying, `.fleetprune-incoming-${tag}`, 'tfjs'), { recursive: true });
+  await writeFile(join(copying, `.fleetprune-incoming-${tag}`, 'model.onnx'), 'partial');
+  await assertArtifactDestination(copying);
+  let manifest = await writeSampleArtifact(copying);
+  assert.deepEqual((await readdir(copying)).sort(), ['manifest.json', 'model.onnx', 'tfjs']);
+  assert.deepEqual(await readManifest(copying), manifest);
+
+  // Killed while swapping: the previous artifact moved out (manifest first), the new one's files in but its manifest.
+  const swapping = join(root, 'swapping');
+  await mkdir(join(swapping, `.fleetprune-incoming-${tag}`), { recursive: true });
+  await cp(original, join(swapping, `.fleetprune-outgoing-${tag}`), { recursive: true });
+  await cp(join(original, 'model.onnx'), join(swapping, 'model.onnx'));
+  await cp(join(original, 'tfjs'), join(swapping, 'tfjs'), { recursive: true });
+  await cp(join(original, 'manifest.json'), join(swapping, `.fleetprune-incoming-${tag}`, 'manifest.json'));
+  await assertArtifactDestination(swapping);
+  manifest = await writeSampleArtifact(swapping);
+  assert.deepEqual((await readdir(swapping)).sort(), ['manifest.json', 'model.onnx', 'tfjs']);
+  assert.deepEqual(await readManifest(swapping), manifest);
+
+  // Only what the move names so, as a directory, with nothing but artifact files beside it.
+  const leftover = `.fleetprune-outgoing-${tag}`;
+  const cases: [string, (dir: string) => Promise<void>][] = [
+    ['a leftover beside a file of the user', async (dir) => {
+      await mkdir(join(dir, leftover), { recursive: true });
+      await writeFile(join(dir, leftover, 'manifest.json'), '{}');
+      await writeFile(join(dir, 'notes.txt'), 'mine');
+    }],
+    ['a file named as a leftover', async (dir) => {
+      await mkdir(dir, { recursive: true });
+      await writeFile(join(dir, leftover), 'x');
+      await cp(join(original, 'model.onnx'), join(dir, 'model.onnx'));
+    }],
+  ];
+  for (const [name, make] of cases) {
+    const dir = join(root, name.replace(/\W+/g, '-'));
+    await make(dir);
+    const before = await snapshot(dir);
+    await assert.rejects(writeSampleArtifact(dir), refusal(dir, /it is a non-empty directory without manifest\.json/), name);
+    assert.deepEqual(await snapshot(dir), before, `${name}: untouched`);
+  }
+  // Beside a manifest, a user's hidden directory of another name stays refused.
+  const other = join(root, 'other');
+  await cp(original, other, { recursive: true });
+  await mkdir(join(other, '.fleetprune-cache'));
+  await assert.rejects(writeSampleArtifact(other), refusal(other, /it also holds "\.fleetprune-cache", which is not part of an artifact/));
+});

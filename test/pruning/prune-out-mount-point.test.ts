@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, statfs } from 'node:fs/promises';
+import { mkdir, readdir, readFile, statfs, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { before, test, type TestContext } from 'node:test';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
@@ -58,12 +58,16 @@ test('prune --out an empty mount point writes the artifact, general/ and report.
   assert.equal(JSON.parse(await readFile(join(out, 'report.json'), 'utf8')).epsilon, 0.5);
 });
 
-test('a second prune --out the same mount point replaces the artifact in it, general/ and report.json included', async (t) => {
+test('a second prune --out the same mount point replaces the artifact in it, general/ and report.json included, and what a killed move left there', async (t) => {
   const out = await volume(t, 'prune-volume-again');
   if (!out) return;
   const first = await prune(out);
   assert.equal(first.code, 0, first.stderr);
   const firstIds = await verified(out);
+  // What an earlier move in place that was killed left in the volume (its staged copy, what it had moved out) goes with the old artifact.
+  await mkdir(join(out, '.fleetprune-incoming-0123456789ab', 'tfjs'), { recursive: true });
+  await mkdir(join(out, '.fleetprune-outgoing-0123456789ab'));
+  await writeFile(join(out, '.fleetprune-outgoing-0123456789ab', 'model.onnx'), 'older');
 
   const second = await prune(out, ['--seed', '7']);
   assert.equal(second.code, 0, second.stderr);
