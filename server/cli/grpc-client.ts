@@ -15,7 +15,7 @@ export interface ConnectionFlags {
 /** Adds --server, --token and --tls-ca to a command. */
 export function withConnectionOptions(command: Command): Command {
   return command
-    .option('--server <host:port>', 'gRPC address of the fleetprune server (or FLEETPRUNE_SERVER; default 127.0.0.1:9090)')
+    .option('--server <host[:port]>', 'gRPC address of the fleetprune server (or FLEETPRUNE_SERVER; default 127.0.0.1:9090, port 9090 when only a host is given)')
     .option('--token <token>', 'bearer token (or FLEETPRUNE_TOKEN)')
     .option('--tls-ca <file>', 'connect over TLS, trusting this CA certificate (or FLEETPRUNE_TLS_CA)');
 }
@@ -30,8 +30,9 @@ export class ServerConnection {
 
   constructor(flags: ConnectionFlags) {
     // An empty variable (`FLEETPRUNE_SERVER=` in an env file) counts as unset, as for the server's own.
-    this.address = flags.server ?? (process.env.FLEETPRUNE_SERVER || undefined) ?? '127.0.0.1:9090';
-    checkServerAddress(this.address, flags.server !== undefined ? '--server' : 'FLEETPRUNE_SERVER');
+    const given = flags.server ?? (process.env.FLEETPRUNE_SERVER || undefined) ?? `127.0.0.1:${DEFAULT_GRPC_PORT}`;
+    checkServerAddress(given, flags.server !== undefined ? '--server' : 'FLEETPRUNE_SERVER');
+    this.address = withDefaultPort(given);
     const token = flags.token ?? (process.env.FLEETPRUNE_TOKEN || undefined);
     if (!token) throw new UserError('--token: no token given (pass --token or set FLEETPRUNE_TOKEN)');
     checkToken(token, flags.token !== undefined ? '--token' : 'FLEETPRUNE_TOKEN');
@@ -231,6 +232,21 @@ function checkServerAddress(address: string, source: string): void {
   if (!hostPort) return;
   const port = Number(hostPort[2]);
   if (hostPort[1] === '' || hostPort[1] === '[]' || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${JSON.stringify(address)}`);
+}
+
+/** The port the server's gRPC API listens on unless told otherwise (its --grpc-port). */
+const DEFAULT_GRPC_PORT = 9090;
+
+/**
+ * `address` with the server's default gRPC port when it names a host alone (`fleet.example`,
+ * `10.0.0.5`, `[::1]` or `::1`): grpc-js would dial port 443, where no fleetprune server listens
+ * by default. Other targets grpc-js knows (`unix:/run/fleetprune.sock`, `dns:///host:port`) pass as they are.
+ */
+function withDefaultPort(address: string): string {
+  if (/^[A-Za-z0-9.-]+$/.test(address)) return `${address}:${DEFAULT_GRPC_PORT}`;
+  if (/^\[[^\]]+\]$/.test(address)) return `${address}:${DEFAULT_GRPC_PORT}`;
+  if (isIP(address) === 6) return `[${address}]:${DEFAULT_GRPC_PORT}`;
+  return address;
 }
 
 /** The host part of `host:port`, `[v6]:port` or a bare host. */

@@ -4,7 +4,8 @@
  * empty host or a port outside 1-65535 used to reach grpc-js as it was: a URL failed with "cannot
  * reach the server ... if the server runs with --tls-cert, pass --tls-ca", even when a server was
  * listening there, and ":9090" waited for the 60 s deadline after a DeprecationWarning. They are
- * refused at once, naming the flag or variable and the form expected.
+ * refused at once, naming the flag or variable and the form expected. A host alone gets the
+ * server's default gRPC port (grpc-js would dial 443).
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -49,4 +50,21 @@ test("--server at a port that answers but not with gRPC (the server's HTTP port,
     result!.stderr,
     `fleetprune: cannot reach the server at 127.0.0.1:${port} (unavailable; is that its gRPC port, grpc= on its start-up line, not http=? If the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA))\n`,
   );
+});
+
+test('--server and FLEETPRUNE_SERVER with a host alone dial the server\'s default gRPC port 9090, not grpc-js\'s 443', async () => {
+  const results = await runCliBatch([
+    { args: ['models', 'list', '--server', '127.0.0.1', '--token', 'x'] },
+    { args: ['models', 'list', '--server', '[::1]', '--token', 'x'] },
+    { args: ['models', 'list', '--server', '::1', '--token', 'x'] },
+    { args: ['devices', 'list', '--token', 'x'], env: { FLEETPRUNE_SERVER: 'localhost' } },
+  ]);
+  // Whatever answers at 9090 on this machine (most often nothing), the line names the address dialled.
+  const dialled = results.map(({ code, stderr }) => [code, /^fleetprune: cannot reach the server at (\S+) \(/.exec(stderr)?.[1] ?? stderr]);
+  assert.deepEqual(dialled, [
+    [2, '127.0.0.1:9090'],
+    [2, '[::1]:9090'],
+    [2, '[::1]:9090'],
+    [2, 'localhost:9090'],
+  ]);
 });
