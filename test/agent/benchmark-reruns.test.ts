@@ -9,6 +9,7 @@ import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
 import { benchmarkCounts, failBenchmarkWrites } from './benchmark-write-faults.ts';
+import { slowInference } from './slow-inference.ts';
 
 /**
  * docs/agent.md: a benchmark that runs again (interrupted, or its report not saved) answers the
@@ -28,7 +29,14 @@ after(() => world.close());
 /** A benchmark report of candidate v2 by this device (the world's agents all benchmark v2). */
 const benchmarkOfV2 = (deviceId: string) => (report: Report) => report.deviceId === deviceId && isBenchmarkFor(world.v2.id)(report);
 const mine = (deviceId: string) => world.harness.ingest.reports.filter((report: Report) => report.deviceId === deviceId);
-const SLOW_BENCHMARK = { latencySamples: 150_000, throughputBatches: 5, batchSize: 64 };
+/**
+ * With slowInference(t, SLOW_RUN_MS), a benchmark of two models that takes about 10 s of sleep
+ * (2,500 samples of 2 runs of 2 ms) whatever the machine: long enough to interrupt while it runs.
+ */
+const SLOW_RUN_MS = 2;
+const SLOW_BENCHMARK = { latencySamples: 2_500, throughputBatches: 5, batchSize: 64 };
+/** The same, about 4 s. */
+const SHORTER_BENCHMARK = { latencySamples: 1_000, throughputBatches: 5, batchSize: 64 };
 
 /**
  * Candidate v2 installed by assignment A, its benchmark for A running; the same candidate assigned
@@ -37,7 +45,8 @@ const SLOW_BENCHMARK = { latencySamples: 150_000, throughputBatches: 5, batchSiz
  */
 async function assignedAgainWhileBenchmarking(t: TestContext, deviceId: string) {
   const { logger, lines } = recordingLogger();
-  const { agent, dataDir } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 150, benchmark: { latencySamples: 40_000, throughputBatches: 5, batchSize: 64 } });
+  slowInference(t, SLOW_RUN_MS);
+  const { agent, dataDir } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 150, benchmark: SHORTER_BENCHMARK });
   await waitFor(() => agent.connected, 5000, 'agent connected');
   const active = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(active.id, 'activated'));
@@ -75,7 +84,8 @@ test('a candidate assigned again (B) while its benchmark for A runs, B\'s benchm
   };
   t.after(() => (Holdout.prototype.forModel = forModel));
   const { logger, lines } = recordingLogger();
-  const { agent } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 150, benchmark: { latencySamples: 40_000, throughputBatches: 5, batchSize: 64 } });
+  slowInference(t, SLOW_RUN_MS);
+  const { agent } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 150, benchmark: SHORTER_BENCHMARK });
   await waitFor(() => agent.connected, 5000, 'agent connected');
   const active = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(active.id, 'activated'));
@@ -100,6 +110,7 @@ test('a candidate assigned again (B) while its benchmark for A runs, B\'s benchm
  */
 async function activationBenchmarking(t: TestContext, deviceId: string, actives: (typeof world.v1)[]) {
   const { logger, lines } = recordingLogger();
+  slowInference(t, SLOW_RUN_MS);
   const { agent } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 60_000, benchmark: SLOW_BENCHMARK });
   await waitFor(() => agent.connected, 5000, 'agent connected');
   for (const artifact of actives) {
@@ -128,8 +139,7 @@ test('a rollback interrupting the benchmark an activation runs first goes first;
   // Nothing to roll back to: the rollback is refused and changes nothing, so the activation stands.
   const rollback = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
   await world.waitForReport(isAnswerTo(rollback.id), 30_000);
-  // After the candidate's benchmark, which the rollback interrupted and which runs again whole: on
-  // a slow machine running the suite, two SLOW_BENCHMARKs took over a minute.
+  // After the candidate's benchmark, which the rollback interrupted and which runs again whole.
   await world.waitForReport(isAnswerTo(activation.id), 180_000);
   await agent.idle();
   const reports = mine(deviceId);
@@ -208,6 +218,7 @@ test('an activation whose candidate\'s benchmark report the disk cannot take: on
 test('a rollback that arrives after an activation of the candidate being benchmarked is queued does not wait for that benchmark: it goes first, then the activation benchmarks and activates', async (t) => {
   const deviceId = 'bench-rerun-7';
   const { logger, lines } = recordingLogger();
+  slowInference(t, SLOW_RUN_MS);
   const { agent } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 60_000, benchmark: SLOW_BENCHMARK });
   await waitFor(() => agent.connected, 5000, 'agent connected');
   const active = await world.assign(deviceId, world.v1, 'active');
@@ -219,8 +230,7 @@ test('a rollback that arrives after an activation of the candidate being benchma
   const activation = await world.assign(deviceId, world.v2, 'active');
   const rollback = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
   await world.waitForReport(isAnswerTo(rollback.id), 30_000);
-  // After the candidate's benchmark, which the rollback interrupted and which runs again whole: on
-  // a slow machine running the suite, two SLOW_BENCHMARKs took over a minute.
+  // After the candidate's benchmark, which the rollback interrupted and which runs again whole.
   await world.waitForReport(isAnswerTo(activation.id), 180_000);
   await agent.idle();
   const reports = mine(deviceId);

@@ -7,6 +7,7 @@ import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { slowInference } from './slow-inference.ts';
 
 /**
  * docs/agent.md: a stop interrupts a benchmark; it runs again at the next start — also when an
@@ -25,8 +26,9 @@ test('a benchmark interrupted by an assignment still downloading at the stop run
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-bench-resume-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
   const { logger, lines } = recordingLogger();
-  // A benchmark long enough to be interrupted while it runs.
-  const first = await startAgent(t, world, deviceId, { config, dataDir, logger, benchmark: { latencySamples: 400_000, throughputBatches: 5, batchSize: 64 } });
+  // A benchmark long enough to be interrupted while it runs: about 10 s (2,500 samples of two 2 ms runs).
+  slowInference(t, 2);
+  const first = await startAgent(t, world, deviceId, { config, dataDir, logger, benchmark: { latencySamples: 2_500, throughputBatches: 5, batchSize: 64 } });
   await waitFor(() => first.agent.connected, 5000, 'agent connected');
   const active = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(active.id, 'activated'));

@@ -6,6 +6,7 @@ import type { Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { slowInference } from './slow-inference.ts';
 
 /** docs/agent.md: a fleet command taken again on its timer interrupts a benchmark as a received one does (a rollback never waits for it). */
 
@@ -18,8 +19,9 @@ after(() => world.close());
 test('a rollback taken again on its timer (the write of its answer failed) interrupts the benchmark running then instead of waiting for it', async (t) => {
   const deviceId = 'command-retry-interrupts';
   const { logger, lines } = recordingLogger();
-  // A long benchmark: seconds, far longer than the rollback's retry timer.
-  const { agent } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 300, benchmark: { latencySamples: 150_000, throughputBatches: 5, batchSize: 64 } });
+  // A long benchmark: about 10 s (2,500 samples of two 2 ms runs), far longer than the rollback's retry timer.
+  slowInference(t, 2);
+  const { agent } = await startAgent(t, world, deviceId, { logger, assignmentRetryMs: 300, benchmark: { latencySamples: 2_500, throughputBatches: 5, batchSize: 64 } });
   await waitFor(() => agent.connected, 5000, 'connected');
   for (const model of [world.v3, world.v1]) {
     const assigned = await world.assign(deviceId, model, 'active');

@@ -8,6 +8,7 @@ import type { Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { slowInference } from './slow-inference.ts';
 import { SlotStateFile, type SlotState } from '../../agent/slot-state.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
 import { FLEET_COMMANDS_TOPIC } from '../../shared/protocol/topics.ts';
@@ -214,8 +215,9 @@ test('an activation whose candidate is still being benchmarked for it is superse
     },
   });
   let onInstalled: (() => void) | undefined;
-  // Long enough (on an idle machine, about a second) for the newer assignment to arrive during it.
-  const { agent } = await startAgent(t, world, deviceId, { logger, benchmark: { latencySamples: 20_000, throughputBatches: 5, batchSize: 64 } });
+  // Long enough for the newer assignment to arrive during it: about 4 s (1,000 samples of two 2 ms runs).
+  slowInference(t, 2);
+  const { agent } = await startAgent(t, world, deviceId, { logger, benchmark: { latencySamples: 1_000, throughputBatches: 5, batchSize: 64 } });
   const v1 = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(v1.id, 'activated'), 30_000);
   let activation: Promise<{ id: string }> | undefined;
