@@ -7,7 +7,7 @@ import { errorMessage } from '../shared/util/errors.ts';
 import { readRegularFile } from '../shared/util/read-regular-file.ts';
 import { removeLeftover } from './data-dir.ts';
 import { describeFileError } from './file-errors.ts';
-import { BROKER_MAX_PACKET_BYTES } from '../shared/protocol/limits.ts';
+import { BROKER_MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES } from '../shared/protocol/limits.ts';
 
 /**
  * The largest entry file read. Its payload is JSON escaped in JSON (at most 6 bytes of file per
@@ -15,6 +15,17 @@ import { BROKER_MAX_PACKET_BYTES } from '../shared/protocol/limits.ts';
  * takes: it is junk.
  */
 const MAX_ENTRY_BYTES = BROKER_MAX_PACKET_BYTES;
+
+/** Why a payload is never to be sent (over MAX_PAYLOAD_BYTES, or not JSON), or undefined. */
+function unsendablePayload(payload: Buffer): string | undefined {
+  if (payload.length > MAX_PAYLOAD_BYTES) return `payload of ${payload.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`;
+  try {
+    JSON.parse(payload.toString('utf8'));
+    return undefined;
+  } catch (error) {
+    return `payload is not JSON (${errorMessage(error)})`;
+  }
+}
 
 const OutboxEntrySchema = z.strictObject({
   topic: z.string().min(1),
@@ -161,9 +172,18 @@ export class Outbox {
         await this.#discard(path);
         continue;
       }
+      const payload = Buffer.from(entry.payload);
+      const unsendable = unsendablePayload(payload);
+      if (unsendable !== undefined) {
+        // The broker closes a device's connection on a packet over its limit: kept, the entry was
+        // sent again at every reconnect, for good, and every report behind it waited.
+        this.logger.error({ file: path, reason: unsendable }, 'outbox entry no broker or server accepts removed');
+        await this.#discard(path);
+        continue;
+      }
       this.#inFlight.add(name);
       try {
-        await publish(entry.topic, Buffer.from(entry.payload));
+        await publish(entry.topic, payload);
       } catch (error) {
         this.logger.debug({ err: (error as Error).message }, 'outbox flush paused');
         return;

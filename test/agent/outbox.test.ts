@@ -81,6 +81,31 @@ test('outbox: an entry for a topic this device does not publish (a wildcard, ano
   assert.deepEqual(removed.map((line) => [line.level, line.topic]), [[50, 'fleetprune/#'], [50, 'fleetprune/v1/devices/d2/reports']]);
 });
 
+test('outbox: an entry whose payload no broker or server accepts (over 64 KiB, or not JSON) is removed and logged; the reports behind it are sent', async (t) => {
+  const dir = join(await tempDir(t, 'fleetprune-outbox-unsendable-'), 'outbox');
+  await mkdir(dir);
+  const big = JSON.stringify({ id: 'big', pad: 'x'.repeat(100_000) });
+  await writeFile(join(dir, '000000000000001-000000-big.json'), JSON.stringify({ topic: D1_REPORTS, payload: big }));
+  await writeFile(join(dir, '000000000000001-000001-text.json'), JSON.stringify({ topic: D1_REPORTS, payload: 'not json' }));
+  const { logger, lines } = recordingLogger();
+  const outbox = new Outbox(dir, logger, onlyD1Reports);
+  await outbox.init();
+  await outbox.enqueue({ topic: D1_REPORTS, payload: '{"id":"r1"}' }, 'r1');
+
+  // As the broker does: a packet over a device's limit closes the connection, every time.
+  const published: string[] = [];
+  await outbox.flush(async (_topic, payload) => {
+    if (payload.length > 68 * 1024) throw new Error('read ECONNRESET');
+    published.push(payload.toString());
+  });
+  assert.deepEqual(published, ['{"id":"r1"}'], 'only the report is sent, not the junk before it');
+  assert.deepEqual(await readdir(dir), []);
+  const removed = lines.filter((line) => line.msg === 'outbox entry no broker or server accepts removed');
+  assert.deepEqual(removed.map((line) => line.level), [50, 50]);
+  assert.match(removed[0]?.reason, /payload of 100\d{3} bytes exceeds 65536/);
+  assert.match(removed[1]?.reason, /not JSON/);
+});
+
 test('outbox: the pending count drops as junk entries are removed, while the broker is still away (not at the next send)', async (t) => {
   const dir = join(await tempDir(t, 'fleetprune-outbox-count-'), 'outbox');
   await mkdir(dir);
