@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -24,7 +25,7 @@ export function registerRolloutCommand(program: Command): void {
     .requiredOption('-f, --file <spec>', 'the rollout spec (- for stdin)')
     .option('--watch', 'follow it until it ends (without it, stdout is the bare rollout id)')
     .action(async (flags: StartFlags) => {
-      const spec = readSpec(flags.file).toString('utf8');
+      const spec = readSpec(flags.file);
       await withConnection(flags, async (connection) => {
         const started = await connection.unary<GrpcRollout>('Rollouts', 'StartRollout', { spec });
         // Without --watch, stdout is the bare id alone, for `ID=$(fleetprune rollout start -f spec)`;
@@ -45,7 +46,7 @@ export function registerRolloutCommand(program: Command): void {
     .description('check a spec file here, without a server: errors as start would give them, and warnings about analysis that decides nothing')
     .requiredOption('-f, --file <spec>', 'the rollout spec (- for stdin)')
     .action((flags: { file: string }) => {
-      const spec = parseRolloutSpec(readSpec(flags.file).toString('utf8'), 'spec');
+      const spec = parseRolloutSpec(readSpec(flags.file), 'spec');
       const warnings = specWarnings(spec);
       for (const warning of warnings) process.stdout.write(`warning: ${printable(warning)}\n`);
       process.stdout.write(`valid: ${spec.model} ${printable(spec.candidateVersion)} in ${spec.steps.length} step${spec.steps.length === 1 ? '' : 's'}${warnings.length ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : ''}\n`);
@@ -142,7 +143,7 @@ export function registerRolloutCommand(program: Command): void {
   withReason('rollback', 'RollbackRollout', 'roll back (even after full promotion, unless a newer rollout of the model promoted since): devices to their baseline, previous production restored (and sent to devices given the promoted version outside the rollout)');
 }
 
-function readSpec(file: string): Buffer {
+function readSpec(file: string): string {
   let raw: Buffer;
   try {
     raw = readAtMost(file === '-' ? 0 : file, MAX_SPEC_BYTES + 1);
@@ -155,7 +156,15 @@ function readSpec(file: string): Buffer {
     const size = file === '-' ? undefined : fileSize(file);
     throw new UserError(`--file: ${file === '-' ? 'stdin' : file} is ${size === undefined ? `over ${MAX_SPEC_BYTES} bytes` : `${size} bytes`}; a rollout spec is at most ${MAX_SPEC_BYTES}`);
   }
-  return raw;
+  // Read as UTF-8, a Latin-1 "café" became "caf\uFFFD": a selector value that matches no device,
+  // so a NotIn excluded nothing and the rollout took the whole fleet. UTF-16 was refused as
+  // "contains a NUL character", which says nothing of the encoding.
+  const source = file === '-' ? 'stdin' : file;
+  if (raw.includes(0) || (raw.length >= 2 && ((raw[0] === 0xff && raw[1] === 0xfe) || (raw[0] === 0xfe && raw[1] === 0xff)))) {
+    throw new UserError(`--file: ${source} is not UTF-8 text (UTF-16?); save the spec as UTF-8`);
+  }
+  if (!isUtf8(raw)) throw new UserError(`--file: ${source} is not UTF-8 text (Latin-1 or Windows-1252?); save the spec as UTF-8, or convert it (iconv -f cp1252 -t utf-8)`);
+  return raw.toString('utf8');
 }
 
 /** A regular file's size; undefined for anything else (a device, a pipe). */

@@ -59,3 +59,26 @@ test('rollout validate and start -f of a device that never ends (/dev/zero) read
     assert.equal(run.stderr, 'fleetprune: --file: /dev/zero is over 1048576 bytes; a rollout spec is at most 1048576\n');
   }
 });
+
+test('rollout validate and start -f of a spec that is not UTF-8 (Latin-1, UTF-16) are refused in one line naming the encoding, before anything is sent', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-spec-encoding-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const text = 'model: wine\ncandidateVersion: "2"\ntarget:\n  matchExpressions:\n    - {key: site, operator: NotIn, values: [café]}\nsteps:\n  - pause: {}\n';
+  const latin1 = join(dir, 'latin1.yaml');
+  await writeFile(latin1, Buffer.from(text, 'latin1'));
+  const utf16 = join(dir, 'utf16.yaml');
+  await writeFile(utf16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]));
+  for (const [file, encoding] of [[latin1, /not UTF-8 text \(Latin-1 or Windows-1252\?\)/], [utf16, /not UTF-8 text \(UTF-16\?\)/]] as const) {
+    // 127.0.0.1:1: nothing listens there; a spec that got past the check would be "no server answered".
+    for (const args of [['rollout', 'validate', '-f', file], ['rollout', 'start', '-f', file, '--server', '127.0.0.1:1', '--token', 'fp_x']]) {
+      const run = await runCli(args);
+      assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stderr, new RegExp(`^fleetprune: --file: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is ${encoding.source}.*\\n$`));
+    }
+  }
+  const utf8 = join(dir, 'utf8.yaml');
+  await writeFile(utf8, text);
+  const valid = await runCli(['rollout', 'validate', '-f', utf8]);
+  assert.equal(valid.code, 0, valid.stderr);
+  assert.match(valid.stdout, /^valid: wine 2 in 1 step/m);
+});
