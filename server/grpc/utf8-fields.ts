@@ -104,7 +104,7 @@ function walk(cursor: Cursor, end: number, scope: readonly MessageDescriptor[], 
       continue;
     }
     const value = cursor.take(cursor.varint());
-    if (field.type === 'TYPE_STRING' && !isUtf8(value)) return `${where}: not valid UTF-8 (an unpaired surrogate, \\ud800 to \\udfff, has no UTF-8)`;
+    if (field.type === 'TYPE_STRING' && !isUtf8(value)) return `${where}: ${notUtf8(value)}`;
     if (field.type === 'TYPE_MESSAGE') {
       const nested = resolveIn(scope, field.typeName, resolve);
       if (!nested) continue;
@@ -153,4 +153,16 @@ function resolveIn(scope: readonly MessageDescriptor[], typeName: string, resolv
     if (nested) return nested;
   }
   return resolve(typeName);
+}
+
+/**
+ * What is wrong with a string field's bytes: a surrogate encoded as UTF-8 (ED A0..BF, what a
+ * JavaScript client sends for a lone "\ud800") is named as that; any other bytes as plain "not
+ * valid UTF-8", not as a surrogate the caller never sent.
+ */
+function notUtf8(value: Uint8Array): string {
+  for (let i = 0; i + 1 < value.length; i++) {
+    if (value[i] === 0xed && value[i + 1]! >= 0xa0 && value[i + 1]! <= 0xbf) return 'not valid UTF-8 (an unpaired surrogate, \\ud800 to \\udfff, has no UTF-8)';
+  }
+  return 'not valid UTF-8 text; send strings as UTF-8';
 }
