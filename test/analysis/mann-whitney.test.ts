@@ -89,13 +89,15 @@ describe('Mann-Whitney U', () => {
       const result = mannWhitneyU(spread(a, 0.5), spread(b, 1), { method: 'exact' });
       const elapsed = performance.now() - started;
       assert.equal(result.method, 'exact', `${a} × ${b}`);
-      assert.ok(elapsed < 500, `${a} × ${b} exact took ${elapsed.toFixed(0)} ms (a few ms expected; seconds before the bound)`);
+      // A guard against the old cost (tens of seconds), not a timing: a few ms here, 526 ms once on a
+      // loaded 2-core machine in a full npm test.
+      assert.ok(elapsed < 3000, `${a} × ${b} exact took ${elapsed.toFixed(0)} ms (a few ms expected; seconds before the bound)`);
     }
     // 8 × 2500 went exact by default and took 37 s; 100 × 100 exact 4.8 s.
     const started = performance.now();
     const auto = mannWhitneyU(spread(8, 0.5), spread(2500, 1), { alternative: 'greater' });
     assert.equal(auto.method, 'asymptotic', 'auto goes asymptotic beyond n1 × n2 = 1600');
-    assert.ok(performance.now() - started < 500, `auto for 8 × 2500 took ${(performance.now() - started).toFixed(0)} ms`);
+    assert.ok(performance.now() - started < 3000, `auto for 8 × 2500 took ${(performance.now() - started).toFixed(0)} ms`);
     assert.throws(() => mannWhitneyU(spread(100, 0.5), spread(100, 1), { method: 'exact' }), /limited to n1 × n2 ≤ 1600; use the asymptotic method/);
     assert.throws(() => mannWhitneyU(spread(41, 0.5), spread(40, 1), { method: 'exact' }), /limited to n1 × n2 ≤ 1600/);
     // A hand-derivable exact p: every one of the C(9, 4) = 126 arrangements is equally likely.
