@@ -92,12 +92,15 @@ export const BlobGcResultSchema = z.strictObject({
  * is wrong with what was sent: not a number (`abc`, `-1`, `1.5`), given more than once, or out of range.
  */
 export function queryInteger(min: number, max: number = Number.MAX_SAFE_INTEGER) {
-  const range = max === Number.MAX_SAFE_INTEGER ? `a whole number, ${min} or more` : `a whole number from ${min} to ${max}`;
+  const unbounded = max === Number.MAX_SAFE_INTEGER;
+  const range = unbounded ? `a whole number, ${min} or more` : `a whole number from ${min} to ${max}`;
+  // `?before=99999999999999999999999` is a whole number of 1 or more: what is wrong is its size.
+  const tooLarge = unbounded ? `must be at most ${max}` : `must be ${range}`;
   return z
     .string({ error: (issue) => (Array.isArray(issue.input) ? 'given more than once; send it once' : `must be ${range}`) })
     .regex(/^\d+$/, { error: (issue) => `must be ${range}, not "${String(issue.input).slice(0, 40)}"` })
     .transform(Number)
-    .pipe(z.number().min(min, { error: `must be ${range}` }).max(max, { error: `must be ${range}` }));
+    .pipe(z.number().min(min, { error: `must be ${range}` }).max(max, { error: tooLarge }));
 }
 
 /** Paging over lists ordered by an integer key. */

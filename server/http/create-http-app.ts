@@ -13,7 +13,7 @@ import { limitBodySize } from './body-size-limit.ts';
 import { contentCharset, readsAsUtf8 } from './content-charset.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
-import { validatePart } from './validate-request.ts';
+import { refuseRepeatedQuery, validatePart } from './validate-request.ts';
 import { refuseBody } from './no-body.ts';
 
 /** The query of a route that takes no query parameters. */
@@ -154,7 +154,9 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         const params = validatePart(route.params, req.params, 'path');
         // A route that takes no query parameters refuses them, as the others refuse unknown ones:
         // GET /api/models?limit=1 answering with every model would look like a paging bug.
-        const query = validatePart(route.query ?? NO_QUERY, { ...(req.query as object) }, 'query');
+        const rawQuery = { ...(req.query as Record<string, unknown>) };
+        refuseRepeatedQuery(rawQuery, route.query ?? NO_QUERY);
+        const query = validatePart(route.query ?? NO_QUERY, rawQuery, 'query');
         const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
         if (route.bodyKind === 'json') refuseDuplicateKeys(rawBodies.get(req));
         const reply = await route.handle({ req, res, principal, params, query, body });

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 import { describeDataProblem, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
@@ -14,4 +14,16 @@ export function validatePart<T>(schema: z.ZodType<T> | undefined, value: unknown
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, part));
   return parsed.data;
+}
+
+/**
+ * A query parameter the route takes, sent more than once (`?model=a&model=b`), is refused by its
+ * name before validation, which would otherwise say "expected string, received array". One it
+ * does not take is left to validation, which calls it an unknown field.
+ */
+export function refuseRepeatedQuery(query: Record<string, unknown>, schema: z.ZodType | undefined): void {
+  const known = schema instanceof z.ZodObject ? new Set(Object.keys(schema.shape)) : null;
+  for (const [key, value] of Object.entries(query)) {
+    if (Array.isArray(value) && (known === null || known.has(key))) throw new ServiceError('bad_request', `query.${key}: given more than once; send it once`);
+  }
 }
