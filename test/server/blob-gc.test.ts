@@ -115,6 +115,12 @@ for (const engine of STORE_ENGINES) {
       const tooShort = await gc(server, { minAgeSeconds: 5 });
       assert.equal(tooShort.status, 400);
       assert.match(tooShort.json.error.message, /minAgeSeconds: must be at least 60 s/);
+      // One limit, the one that matters, not also the largest safe integer's.
+      for (const huge of [1e12, 1e30]) {
+        const tooLong = await gc(server, { minAgeSeconds: huge });
+        assert.equal(tooLong.status, 400, String(huge));
+        assert.equal(tooLong.json.error.message, 'body.minAgeSeconds: must be at most 315360000 s (ten years)', String(huge));
+      }
       const unknown = await gc(server, { dryrun: true });
       assert.equal(unknown.status, 400);
       assert.match(unknown.json.error.message, /dryrun: unknown field/);
