@@ -8,8 +8,13 @@ import { z } from 'zod';
  * (see printable), which covers reasons stored before the refusal and text from devices.
  */
 
-/** C0 controls but tab, DEL, and C1 controls (U+009B is a one-character CSI on some terminals). */
-const REFUSED = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/u;
+/**
+ * C0 controls but tab, DEL, and C1 controls (U+009B is a one-character CSI on some terminals);
+ * the line and paragraph separators, which end a line in some viewers; and the bidirectional
+ * embeddings, overrides and isolates, which make text read in another order than it is stored
+ * ("Trojan Source"). The LRM, RLM and ALM marks, which right-to-left text uses, are kept.
+ */
+const REFUSED = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
 /** The first refused character of `text` as `U+001B at character 5`, or null. */
 export function controlCharacterIn(text: string): string | null {

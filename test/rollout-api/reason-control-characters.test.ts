@@ -27,7 +27,7 @@ test('REST and gRPC refuse an abort or rollback reason with control characters (
   const before = (await (await s.request('GET', `/api/rollouts/${id}`)).json()) as any;
 
   for (const command of ['abort', 'rollback']) {
-    for (const [reason, found] of [['wrong\nbuild', 'U+000A at character 6'], ['\x1b[31mred', 'U+001B at character 1'], ['é\x9b0m', 'U+009B at character 2'], ['del\x7f', 'U+007F at character 4']]) {
+    for (const [reason, found] of [['wrong\nbuild', 'U+000A at character 6'], ['\x1b[31mred', 'U+001B at character 1'], ['é\x9b0m', 'U+009B at character 2'], ['del\x7f', 'U+007F at character 4'], ['ok \u202edeliberate', 'U+202E at character 4'], ['isolate\u2066', 'U+2066 at character 8']]) {
       const refused = await s.request('POST', `/api/rollouts/${id}/${command}?reason=${encodeURIComponent(reason!)}`);
       assert.equal(refused.status, 400, `${command} ${JSON.stringify(reason)}`);
       assert.equal(((await refused.json()) as any).error.message, `query.reason: must not contain control characters such as newlines or escape sequences (found ${found})`);

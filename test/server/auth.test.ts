@@ -66,7 +66,7 @@ test('a token label with a newline or an escape sequence is refused over REST an
   t.after(() => tokens.close());
   const count = async () => ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens.length;
   const before = await count();
-  for (const [label, found] of [['ops\nadmin  fp_forged', 'U+000A at character 4'], ['\u001b[31mred', 'U+001B at character 1'], ['ok\u009b2J', 'U+009B at character 3']] as const) {
+  for (const [label, found] of [['ops\nadmin  fp_forged', 'U+000A at character 4'], ['\u001b[31mred', 'U+001B at character 1'], ['ok\u009b2J', 'U+009B at character 3'], ['ops \u202etxt.exe', 'U+202E at character 5'], ['a\u2028b', 'U+2028 at character 2']] as const) {
     const response = await server.request('POST', '/api/tokens', { json: { role: 'viewer', label } });
     assert.equal(response.status, 400);
     assert.equal(((await response.json()) as any).error.message, `body.label: must not contain control characters such as newlines or escape sequences (found ${found})`);
@@ -74,6 +74,8 @@ test('a token label with a newline or an escape sequence is refused over REST an
   }
   assert.equal(await count(), before, 'no token was made');
   assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'ops\tpager' } })).status, 201);
+  // Right-to-left text with its marks is a label like any other.
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'צוות\u200f ops' } })).status, 201);
 });
 
 test('gRPC: UNAUTHENTICATED and PERMISSION_DENIED', async (t) => {
