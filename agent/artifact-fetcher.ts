@@ -2,7 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, rm, stat, statfs, truncate } from 'node:fs/promises';
 import { MAX_MANIFEST_BYTES, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
-import { parseManifestText } from '../shared/artifact/read-artifact.ts';
+import { parseManifestBytes } from '../shared/artifact/read-artifact.ts';
 import type { Assignment } from '../shared/protocol/payloads.ts';
 import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
 import { errorMessage } from '../shared/util/errors.ts';
@@ -113,7 +113,7 @@ export class ArtifactFetcher {
     } finally {
       await request.done();
     }
-    const parsed = parseManifestText(bytes.toString('utf8'));
+    const parsed = parseManifestBytes(bytes);
     if ('problem' in parsed) throw new FetchError(`manifest: ${parsed.problem}`, true);
     const { manifest } = parsed;
     const id = artifactId(manifest);

@@ -3,7 +3,7 @@ import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { readRegularFile } from '../shared/util/read-regular-file.ts';
 import { basename, join } from 'node:path';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ONNX_FILE, artifactId, type Manifest } from '../shared/artifact/manifest.ts';
-import { parseManifestText, readManifest } from '../shared/artifact/read-artifact.ts';
+import { parseManifestBytes, readManifest } from '../shared/artifact/read-artifact.ts';
 import { keyId } from '../shared/artifact/signing-keys.ts';
 import type { Signer } from '../shared/protocol/payloads.ts';
 import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.ts';
@@ -61,7 +61,7 @@ export class ModelStore {
     const id = artifactId(manifest);
     // The bytes must be the manifest's own (the fetcher's contract): a mismatch would install a
     // model that fails every later load.
-    const stored = bytes.length <= MAX_MANIFEST_BYTES ? parseManifestText(bytes.toString('utf8')) : undefined;
+    const stored = bytes.length <= MAX_MANIFEST_BYTES ? parseManifestBytes(bytes) : undefined;
     if (!stored || 'problem' in stored || artifactId(stored.manifest) !== id) throw new Error(`manifest bytes to store for ${id} are not that manifest`);
     const target = this.dataDir.modelDir(id);
     await mkdir(this.dataDir.modelsDir, { recursive: true });

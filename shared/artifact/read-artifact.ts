@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError, describeZodError, errorMessage, oneLineMessage } from '../util/errors.ts';
@@ -13,7 +14,7 @@ import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ManifestSchema, type Manifest } from
  */
 export async function readManifest(dir: string, maxBytes = MAX_MANIFEST_BYTES): Promise<Manifest> {
   const path = join(dir, MANIFEST_FILE);
-  let text: string;
+  let bytes: Buffer;
   try {
     // The rule for the files it lists (checkArtifactFiles): a manifest.json that is a symlink out
     // of the artifact is not part of it, and a copy of the directory would carry a link that
@@ -24,16 +25,26 @@ export async function readManifest(dir: string, maxBytes = MAX_MANIFEST_BYTES): 
     const info = await stat(real);
     if (!info.isFile()) throw new UserError(`${path}: not a regular file`);
     if (info.size > maxBytes) throw new UserError(`${path}: ${info.size} bytes, more than a manifest can be (${maxBytes})`);
-    text = await readFile(real, 'utf8');
+    bytes = await readFile(real);
   } catch (error) {
     if (error instanceof UserError) throw error;
     // The system's message names the resolved path, which may hold any name the artifact gave it.
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (not a fleetprune artifact)' : printable(errorMessage(error));
     throw new UserError(`${path}: ${reason}`, { cause: error });
   }
-  const parsed = parseManifestText(text);
+  const parsed = parseManifestBytes(bytes);
   if ('problem' in parsed) throw new UserError(`${path}: ${parsed.problem}`);
   return parsed.manifest;
+}
+
+/**
+ * parseManifestText for bytes read from a file or a download. A manifest is JSON, so UTF-8:
+ * decoded as it is, another encoding's byte becomes U+FFFD without a word, and the manifest then
+ * reads as a signature that does not match rather than as what it is.
+ */
+export function parseManifestBytes(bytes: Uint8Array): { manifest: Manifest } | { problem: string } {
+  if (!isUtf8(bytes)) return { problem: 'not UTF-8 text (a manifest is JSON in UTF-8; was it re-saved in another encoding?)' };
+  return parseManifestText(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
 }
 
 /**

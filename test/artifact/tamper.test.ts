@@ -198,6 +198,17 @@ test('a manifest.json with a duplicate key is refused: JSON.parse keeps the last
   await assertFails(dir, [/manifest\.json: duplicate key name$/]);
 });
 
+test('a manifest.json re-saved in Latin-1 is named as not UTF-8, not as a signature that does not match', async (t) => {
+  const dir = await signedArtifact(t);
+  await editManifest(dir, (manifest) => {
+    manifest.labels[0] = 'café';
+  });
+  // The same edit in UTF-8 is a broken signature; in Latin-1, é is the byte E9, no UTF-8 at all.
+  const latin1 = Buffer.from(await readFile(join(dir, 'manifest.json'), 'utf8'), 'latin1');
+  await writeFile(join(dir, 'manifest.json'), latin1);
+  await assertFails(dir, [`${dir}/manifest.json: not UTF-8 text (a manifest is JSON in UTF-8; was it re-saved in another encoding?)`]);
+});
+
 test('a manifest.json that is not JSON fails verification', async (t) => {
   const dir = await signedArtifact(t);
   await writeFile(join(dir, 'manifest.json'), 'this is not json');
@@ -208,8 +219,10 @@ test('a manifest.json of binary bytes, or nested 20,000 levels deep, fails verif
   const dir = await signedArtifact(t);
   const escaped = dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   // JSON.parse quotes a short text whole, its line breaks and control bytes too.
-  await writeFile(join(dir, 'manifest.json'), Buffer.from([0x01, 0x0a, 0x02, 0xff, 0x0a, 0x00]));
+  await writeFile(join(dir, 'manifest.json'), Buffer.from([0x01, 0x0a, 0x02, 0x7f, 0x0a, 0x00]));
   await assertFails(dir, [new RegExp(`^${escaped}/manifest\\.json: not valid JSON \\([^\\n\\u0000-\\u001f]*\\)$`)]);
+  await writeFile(join(dir, 'manifest.json'), Buffer.from([0x01, 0x0a, 0x02, 0xff, 0x0a, 0x00]));
+  await assertFails(dir, [`${dir}/manifest.json: not UTF-8 text (a manifest is JSON in UTF-8; was it re-saved in another encoding?)`]);
   await writeFile(join(dir, 'manifest.json'), `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`);
   await assertFails(dir, [`${dir}/manifest.json: nested deeper than 64 levels`]);
 });
