@@ -10,7 +10,7 @@ import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import type { Assignment, FleetCommand, Report } from '../../shared/protocol/payloads.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
-import { commandSucceeds, mountTmpfs } from '../helpers/tmpfs.ts';
+import { mountTmpfs, remount } from '../helpers/tmpfs.ts';
 import { createAgentWorld, isAnswerTo, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { recordingLogger, startAgent, type RunningAgent } from './agent-harness.ts';
@@ -87,14 +87,14 @@ async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean,
       await writeFile(join(dataDir, 'state.json'), JSON.stringify({ ...saved, pending: assignment, assignmentSeq: assignment.seq, ...(commands ? { pendingCommands: commands } : {}) }));
     },
     async readOnly() {
-      assert.equal(await commandSucceeds('mount', ['-o', 'remount,ro', mount]), true, 'remounted read-only');
-      t.after(() => commandSucceeds('mount', ['-o', 'remount,rw', mount]));
+      assert.equal(await remount(mount, 'ro'), true, 'remounted read-only');
+      t.after(() => remount(mount, 'rw'));
     },
     async fill() {
       await writeFile(filler, Buffer.alloc(4 * 1024 * 1024)).catch(() => {});
     },
     async writable() {
-      assert.equal(await commandSucceeds('mount', ['-o', 'remount,rw', mount]), true, 'remounted read-write');
+      assert.equal(await remount(mount, 'rw'), true, 'remounted read-write');
       await rm(filler, { force: true });
     },
   };

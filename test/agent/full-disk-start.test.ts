@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createAgentWorld, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { startAgent } from './agent-harness.ts';
-import { commandSucceeds, mountTmpfs } from '../helpers/tmpfs.ts';
+import { commandSucceeds, mountTmpfs, remount } from '../helpers/tmpfs.ts';
 
 /**
  * A device whose data disk filled up, or was remounted read-only (a worn SD card), still has its
@@ -42,8 +42,8 @@ for (const kind of ['full', 'read-only'] as const) {
     const disk = await smallDisk(t, `disk-${kind}`);
     if (!disk) return t.skip('cannot mount a tmpfs here (needs root)');
     if (kind === 'full') await writeFile(join(disk.mount, 'filler'), Buffer.alloc(4 * 1024 * 1024)).catch(() => {});
-    else assert.ok(await commandSucceeds('mount', ['-o', 'remount,ro', disk.mount]), 'remounted read-only');
-    t.after(() => commandSucceeds('mount', ['-o', 'remount,rw', disk.mount]));
+    else assert.ok(await remount(disk.mount, 'ro'), 'remounted read-only');
+    t.after(() => remount(disk.mount, 'rw'));
 
     const first = AgentProcess.spawn(['--config', disk.configPath, '--data-dir', disk.dataDir]);
     t.after(() => first.stop());

@@ -1,12 +1,27 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 
 /** Runs `command` with `args` (its output ignored); whether it exited 0. A command that cannot start is false. */
 export function commandSucceeds(command: string, args: string[]): Promise<boolean> {
   return new Promise<boolean>((resolve) => spawn(command, args, { stdio: 'ignore' }).on('exit', (code) => resolve(code === 0)).on('error', () => resolve(false)));
+}
+
+/**
+ * Remounts `mount` read-only or read-write; whether it did. Read-only is refused (EBUSY) while a
+ * file on it is open for writing, as one of an agent's writes is for a moment: under load such a
+ * moment lasts, so it is tried again for up to 10 s.
+ */
+export async function remount(mount: string, mode: 'ro' | 'rw'): Promise<boolean> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (await commandSucceeds('mount', ['-o', `remount,${mode}`, mount])) return true;
+    if (Date.now() >= deadline) return false;
+    await delay(200);
+  }
 }
 
 /**
