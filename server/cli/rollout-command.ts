@@ -90,8 +90,9 @@ export function registerRolloutCommand(program: Command): void {
         const detail = JSON.parse(detail_json) as { steps: { index: number; description: string; status: string; measurements: number }[]; decisions: { id: string; at: string; kind: string; stepIndex: number; verdict: string; message: string; by?: string }[]; warnings?: string[] };
         process.stdout.write(`${rolloutLine(r)}\n`);
         for (const step of detail.steps) {
-          const mark = { done: '✓', current: '▶', pending: ' ', stopped: '✗' }[step.status] ?? ' ';
-          process.stdout.write(`  ${mark} ${step.index + 1}. ${printable(step.description)}${step.measurements ? ` (${step.measurements} measurements)` : ''}\n`);
+          const mark = { done: '✓', skipped: '»', current: '▶', pending: ' ', stopped: '✗' }[step.status] ?? ' ';
+          const note = step.status === 'skipped' ? ' (skipped by a promotion)' : '';
+          process.stdout.write(`  ${mark} ${step.index + 1}. ${printable(step.description)}${step.measurements ? ` (${step.measurements} measurements)` : ''}${note}\n`);
         }
         // The warnings its start gave (an older server's detail has none): also in the decision log, but that can be long.
         for (const warning of detail.warnings ?? []) process.stdout.write(`warning: ${printable(warning)}\n`);

@@ -678,6 +678,9 @@ function onResume(t: TransitionDraft, by: string): void {
   }
 }
 
+/** How the decision of a full promotion begins (a step promotion's reads `step N skipped by …`): the rollout views tell the two apart by it. */
+export const FULL_PROMOTION = 'promoted to 100% by';
+
 function onPromote(t: TransitionDraft, by: string, full: boolean, fromStep?: number): void {
   const s = t.s;
   if (fromStep !== undefined) requireAtStep(s, fromStep);
@@ -687,7 +690,7 @@ function onPromote(t: TransitionDraft, by: string, full: boolean, fromStep?: num
   s.phase = 'Progressing';
   delete s.pause;
   if (full) {
-    t.decide('command', 'promoted', `promoted to 100% by ${by}, skipping the remaining steps and analysis`, { by });
+    t.decide('command', 'promoted', `${FULL_PROMOTION} ${by}, skipping the remaining steps and analysis`, { by });
     activateEverywhere(t);
     return;
   }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { RolloutRecord } from './rollout-repository.ts';
-import { describeStep, devicesNotBack, isTerminal, weight } from './rollout-state-machine.ts';
+import { FULL_PROMOTION, describeStep, devicesNotBack, isTerminal, weight } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
 
 /**
@@ -32,7 +32,8 @@ const StepViewSchema = z.strictObject({
   index: z.number().int(),
   kind: z.string(),
   description: z.string(),
-  status: z.enum(['done', 'current', 'pending', 'stopped']),
+  /** `skipped`: passed over by a promotion (`promote` skips every remaining step, `promote --step` the current one); its analysis, if any, never passed. */
+  status: z.enum(['done', 'skipped', 'current', 'pending', 'stopped']),
   measurements: z.number().int(),
 });
 
@@ -131,13 +132,14 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
     .sort((a, b) => (ATTENTION[a.device.delivery] ?? 9) - (ATTENTION[b.device.delivery] ?? 9) || a.order - b.order)
     .slice(0, maxDeviceStates)
     .map(({ device }) => device);
+  const skipped = skippedSteps(decisions, s.spec.steps.length);
   return {
     ...rolloutSummary(record),
     steps: s.spec.steps.map((step, index) => ({
       index,
       kind: step.kind,
       description: describeStep(step),
-      status: stepStatus(s, index),
+      status: skipped.has(index) ? 'skipped' : stepStatus(s, index),
       measurements: decisions.filter((decision) => decision.stepIndex === index && decision.measurement).length,
     })),
     analysis: s.analysis ? { runId: s.analysis.runId, stepIndex: s.analysis.stepIndex, phase: s.analysis.phase, startedAt: iso(s.analysis.startedAt), message: s.analysis.message ?? null } : null,
@@ -149,6 +151,20 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
     analysisSeries: analysisSeries(decisions),
     spec: s.spec as unknown as Record<string, unknown>,
   };
+}
+
+/**
+ * The steps an operator's promotion passed over, from the decision log: a full promotion at step
+ * k skips k and every step after it, `promote --step` skips k alone (its message says which).
+ */
+function skippedSteps(decisions: readonly DecisionLogEntry[], stepCount: number): Set<number> {
+  const skipped = new Set<number>();
+  for (const decision of decisions) {
+    if (decision.kind !== 'command' || decision.verdict !== 'promoted' || decision.stepIndex >= stepCount) continue;
+    const end = decision.message.startsWith(`${FULL_PROMOTION} `) ? stepCount : decision.stepIndex + 1;
+    for (let index = decision.stepIndex; index < end; index++) skipped.add(index);
+  }
+  return skipped;
 }
 
 function stepStatus(s: RolloutState, index: number): 'done' | 'current' | 'pending' | 'stopped' {

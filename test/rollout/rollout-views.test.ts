@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { rolloutDetail, rolloutSummary } from '../../server/rollout/rollout-views.ts';
-import { fleetOf, ReducerHarness, specOf } from './rollout-fixtures.ts';
+import { fleetOf, ReducerHarness, specOf, STAGED_STEPS } from './rollout-fixtures.ts';
 
 test('a rollout detail lists device states up to its limit, the ones that need a look first', () => {
   const h = new ReducerHarness(specOf([{ setWeight: 50 }, { pause: {} }], { offline: { initialBackoff: '1s', maxBackoff: '1s', maxAttempts: 1 } }), fleetOf(20));
@@ -40,4 +40,27 @@ test('the current step: "activate everywhere" while activating and when it ended
   assert.equal(summary(stopped).currentStep, 'activate everywhere');
   stopped.send({ type: 'rollback', at: stopped.at, by: 'carol' });
   assert.deepEqual([summary(stopped).phase, summary(stopped).currentStep], ['RolledBack', 'activate everywhere'], 'rolled back while activating: where it stopped');
+});
+
+test('steps a promotion passed over are "skipped", not "done": promote --step the current one, promote every remaining one; the steps before stay done', () => {
+  const statuses = (h: ReducerHarness) => rolloutDetail({ state: h.state, pendingActions: [], revision: 1 }, h.decisions).steps.map((step) => step.status);
+  // STAGED_STEPS: 5% pilot, analysis, 25%, analysis, 50%, analysis, 100%.
+  const full = new ReducerHarness(specOf(STAGED_STEPS), fleetOf(40));
+  full.deliver(full.last('assign'));
+  assert.equal(full.state.stepIndex, 1, 'at the pilot analysis');
+  full.send({ type: 'promote', at: full.at, by: 'dave', full: true });
+  assert.deepEqual(statuses(full), ['done', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped'], 'activating');
+  full.deliver(full.last('assign'));
+  assert.equal(full.state.phase, 'Completed');
+  assert.deepEqual(statuses(full), ['done', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped', 'skipped'], 'promoted');
+
+  const step = new ReducerHarness(specOf(STAGED_STEPS), fleetOf(40));
+  step.deliver(step.last('assign'));
+  step.completeAnalysis('Inconclusive');
+  assert.equal(step.state.phase, 'Paused');
+  step.send({ type: 'promote', at: step.at, by: 'bob', full: false });
+  assert.deepEqual(statuses(step), ['done', 'skipped', 'current', 'pending', 'pending', 'pending', 'pending'], 'the inconclusive analysis is skipped, not passed');
+  step.deliver(step.last('assign'));
+  step.completeAnalysis('Successful');
+  assert.deepEqual(statuses(step).slice(0, 4), ['done', 'skipped', 'done', 'done']);
 });

@@ -32,7 +32,7 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
 export function renderRolloutDetail(r: RolloutDetail): string {
   const steps = r.steps
     // A finished rollout that did not complete (failed, aborted, rolled back) marks the step it stopped at.
-    .map((step) => `<span class="step ${step.status === 'pending' ? '' : esc(step.status)}" title="${esc(step.status === 'stopped' ? `${step.kind}: the rollout stopped here` : step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}</span>`)
+    .map((step) => `<span class="step ${step.status === 'pending' ? '' : esc(step.status)}" title="${esc(step.status === 'stopped' ? `${step.kind}: the rollout stopped here` : step.status === 'skipped' ? `${step.kind}: skipped by a promotion` : step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}</span>`)
     .join('');
   const deviceCounts = Object.entries(r.devices)
     .filter(([, n]) => n > 0)
