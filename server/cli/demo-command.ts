@@ -30,11 +30,23 @@ interface DemoFlags {
  * data can be looked at again with `fleetprune server`.
  */
 async function assertEmptyDemoDirectory(dir: string): Promise<void> {
-  if ((await readdir(dir)).length === 0) return;
-  throw new UserError(
-    `--data-dir: ${dir} is not empty; a demo starts in an empty or new directory ` +
-      `(an earlier demo's server runs again with: fleetprune server --data-dir ${join(dir, 'server')})`,
-  );
+  const entries = await readdir(dir);
+  if (entries.length === 0) return;
+  const again = entries.includes(DEMO_TOKEN_FILE) ? `an earlier demo's server runs again with: ${rerunCommand(dir)}` : `an earlier demo's server runs again with: fleetprune server --data-dir ${join(dir, 'server')}`;
+  throw new UserError(`--data-dir: ${dir} is not empty; a demo starts in an empty or new directory (${again})`);
+}
+
+/** The file in a kept --data-dir that holds the demo server's admin token: its server takes no other. */
+const DEMO_TOKEN_FILE = 'admin-token';
+
+/** How a kept demo's server starts again, logged in with the demo's admin token (kept in its --data-dir). */
+function rerunCommand(dir: string): string {
+  return `FLEETPRUNE_ADMIN_TOKEN="$(cat ${shellWord(join(dir, DEMO_TOKEN_FILE))})" fleetprune server --data-dir ${shellWord(join(dir, 'server'))}`;
+}
+
+/** `path` as one word for a POSIX shell: as it is when plain, else in single quotes. */
+function shellWord(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Removes what a demo that failed wrote in --data-dir: the directory too if the demo created it. */
@@ -82,7 +94,7 @@ export function registerDemoCommand(program: Command): void {
         });
       }
       const dataDir = chosenDataDir ?? (await mkdtemp(join(tmpdir(), 'fleetprune-demo-')));
-      const [{ runDemo }, { formatDemoSummary, summaryJson }, { createPhaseProgress }] = await Promise.all([
+      const [{ newDemoAdminToken, runDemo }, { formatDemoSummary, summaryJson }, { createPhaseProgress }] = await Promise.all([
         import('../demo/demo-run.ts'),
         import('../demo/demo-summary.ts'),
         import('./progress.ts'),
@@ -96,6 +108,10 @@ export function registerDemoCommand(program: Command): void {
         if (!chosenDataDir) rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 });
       });
       say(`fleetprune demo: data in ${dataDir}${chosenDataDir ? '' : ' (removed at exit; --data-dir DIR keeps it)'}`);
+      // A kept server is looked at again with its admin token (it prints none at a later start):
+      // kept beside its data, as readable as the devices' credentials there.
+      const adminToken = newDemoAdminToken();
+      if (chosenDataDir) await writeFile(join(dataDir, DEMO_TOKEN_FILE), `${adminToken}\n`, { mode: 0o600 });
       try {
         const started = performance.now();
         let result;
@@ -107,6 +123,7 @@ export function registerDemoCommand(program: Command): void {
             httpPort: flags.httpPort,
             prometheusUrl: flags.prometheusUrl,
             seed: flags.seed,
+            adminToken,
             log: createLogger('demo', cliLogLevel()),
             say,
             onProgress: (_label, event) => output.progress(event),
@@ -130,6 +147,7 @@ export function registerDemoCommand(program: Command): void {
               throw new UserError(`--summary-json: cannot write ${flags.summaryJson} (${errorMessage(error)})`, { cause: error });
             }
           }
+          if (chosenDataDir) say(`its server's data is kept; it runs again with: ${rerunCommand(chosenDataDir)}`);
           // Only for a server that stays up: with --exit-when-done nothing listens there any more.
           if (!flags.exitWhenDone) {
             say(`dashboard: ${result.dashboardUrl}`);

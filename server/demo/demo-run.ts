@@ -29,6 +29,8 @@ export interface DemoOptions {
   /** Smaller networks for tests (see buildDemoModels). */
   pruneOverrides?: PruneOptionsInput;
   log: Logger;
+  /** The server's admin token (FLEETPRUNE_ADMIN_TOKEN); a new random one by default. */
+  adminToken?: string;
   /** One line per step, for the terminal. */
   say: (line: string) => void;
   onProgress?: (label: string, event: ProgressEvent) => void;
@@ -55,6 +57,10 @@ export interface DemoResult {
   close(): Promise<void>;
 }
 
+export function newDemoAdminToken(): string {
+  return randomBytes(24).toString('base64url');
+}
+
 /**
  * The main job: a server with its embedded broker and SQLite, simulated field devices running the
  * real agent code in this process, a general model and two ODF2NNA candidates, and one staged
@@ -62,7 +68,7 @@ export interface DemoResult {
  */
 export async function runDemo(options: DemoOptions): Promise<DemoResult> {
   const { say, log } = options;
-  const adminToken = randomBytes(24).toString('base64url');
+  const adminToken = options.adminToken ?? newDemoAdminToken();
   const config = parseServerConfig({
     dataDir: join(options.dataDir, 'server'),
     host: '127.0.0.1',

@@ -51,7 +51,9 @@ export async function formatDemoSummary(result: DemoResult): Promise<string> {
   }
   lines.push('', 'Rollouts');
   for (const rollout of result.rollouts) {
-    lines.push(`  ${rollout.candidate} (ε ${rollout.epsilon}): ${rollout.outcome === 'promoted' ? 'PROMOTED' : 'ROLLED BACK'}: ${rollout.reason}`);
+    // A candidate whose analysis failed is `Failed` in rollout list and status, and `failed` in models list: so here.
+    const outcome = rollout.outcome === 'promoted' ? 'PROMOTED' : rollout.phase === 'Failed' ? 'FAILED, ROLLED BACK' : 'ROLLED BACK';
+    lines.push(`  ${rollout.candidate} (ε ${rollout.epsilon}): ${outcome}: ${rollout.reason}`);
     for (const decision of rollout.decisions) lines.push(`    ${decision.at.slice(11, 19)} ${decision.kind} ${decision.verdict}: ${decision.message}`);
   }
   const online = result.devices.filter((d) => d.online).length;

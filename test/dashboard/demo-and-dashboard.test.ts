@@ -69,6 +69,10 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
   // An earlier demo's data: rerunning into it would enroll the same device ids after minutes of training.
   const earlier = join(dir, 'earlier');
   await mkdir(join(earlier, 'server'), { recursive: true });
+  // One a demo of now kept: its server runs again logged in with the demo's admin token, kept there.
+  const kept = join(dir, "kept demo's");
+  await mkdir(join(kept, 'server'), { recursive: true });
+  await writeFile(join(kept, 'admin-token'), 'x\n', { mode: 0o600 });
   const demo = (...flags: string[]) =>
     runCli(['demo', '--dataset', 'iris', '--devices', '8', '--exit-when-done', ...flags], {}, { timeoutMs: 60_000 });
 
@@ -81,6 +85,11 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
       ['--data-dir', earlier, '--summary-json', join(earlier, 'summary.json')],
       `fleetprune: --data-dir: ${earlier} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: fleetprune server --data-dir ${join(earlier, 'server')})\n`,
     ],
+    [
+      ['--data-dir', kept],
+      `fleetprune: --data-dir: ${kept} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: ` +
+        `FLEETPRUNE_ADMIN_TOKEN="$(cat '${dir}/kept demo'\\''s/admin-token')" fleetprune server --data-dir '${dir}/kept demo'\\''s/server')\n`,
+    ],
   ];
   for (const [flags, message] of cases) {
     const result = await demo(...flags);
@@ -88,7 +97,7 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
     assert.equal(result.stdout, '', 'the demo did not start');
     assert.equal(result.stderr, message);
   }
-  assert.deepEqual((await readdir(dir)).sort(), ['adir', 'earlier', 'some-file'], 'no data directory or summary file is left behind');
+  assert.deepEqual((await readdir(dir)).sort(), ['adir', 'earlier', "kept demo's", 'some-file'], 'no data directory or summary file is left behind');
   assert.deepEqual(await readdir(aDir), []);
   assert.deepEqual(await readdir(earlier), ['server'], 'the earlier demo\'s data is left as it was');
   assert.equal(await readFile(aFile, 'utf8'), 'x\n');
@@ -107,6 +116,9 @@ test('fleetprune demo --exit-when-done (npm start\'s command) on a regression se
   const json = JSON.parse(await readFile(summary, 'utf8')) as { rollouts: { outcome: string; reason: string }[] };
   assert.deepEqual(json.rollouts.map((rollout) => rollout.outcome), ['promoted', 'rolled_back']);
   assert.match(json.rollouts[1]!.reason, /^analysis failed at step 2: mse: .*candidate mse \d+ label units² vs baseline \d+/);
+  // In the words rollout status and models list use for it (Failed, failed), and what became of the devices.
+  assert.match(result.stdout, /^ {2}diabetes@3 \(ε [\d.]+\): FAILED, ROLLED BACK: analysis failed at step 2: /m);
+  assert.match(result.stdout, /^ {2}diabetes@2 \(ε [\d.]+\): PROMOTED: /m);
   // The model table: every row's columns start where the header's do.
   const lines = result.stdout.split('\n');
   const header = lines.find((line) => line.startsWith('  Models (diabetes)'))!;
