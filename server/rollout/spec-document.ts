@@ -60,7 +60,9 @@ export function readSpecDocument(text: string, source?: string): unknown {
   } catch (error) {
     if (error instanceof yaml().YAMLParseError) {
       const where = error.linePos?.[0] ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}` : 'document';
-      throw new UserError(printable(`${prefix}not valid YAML or JSON (${where}): ${error.message.split('\n')[0]}`));
+      // yaml's pretty message repeats the position and ends in a colon before its code frame (the lines below it).
+      const what = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
+      throw new UserError(printable(`${prefix}not valid YAML or JSON (${where}): ${what}`));
     }
     throw new UserError(printable(`${prefix}not valid YAML or JSON: ${errorMessage(error).split('\n')[0]}`));
   }

@@ -112,6 +112,12 @@ describe('rollout spec: valid specs', () => {
 describe('rollout spec: invalid specs name the field', () => {
   it('rejects text that is not YAML', () => {
     assert.throws(() => parseRolloutSpec('model: [unclosed', 'spec.yaml'), /^UserError: spec\.yaml: not valid YAML or JSON \(line 1, column \d+\)/);
+    // yaml's own message, without the position said again nor the colon its code frame followed.
+    assert.throws(() => parseRolloutSpec('a: 1\n| --- |\nb', 'spec.yaml'), (error: Error) => {
+      assert.match(error.message, /^spec\.yaml: not valid YAML or JSON \(line \d+, column \d+\): [A-Z][^:\n]*[^:\s]$/);
+      assert.doesNotMatch(error.message, /\): .* at line \d/);
+      return true;
+    });
     assert.throws(() => parseRolloutSpec('- a\n- b'), /\(spec\): must be a mapping with model, candidateVersion and steps/);
   });
 
