@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
-import { DURATION_HINT, parseDuration } from '../../shared/util/duration.ts';
+import { parseDuration } from '../../shared/util/duration.ts';
 import { MAX_BLOB_GC_AGE_S, MIN_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { MAX_LIST_OFFSET } from '../app/list-page.ts';
 
@@ -47,7 +47,8 @@ export function parseDeviceStates(value: string): number {
 /** `blobs gc --min-age`: a duration from 60 s (an upload on its way to registration is never removed) to 10 years, in whole seconds. */
 export function parseBlobGcMinAge(value: string): number {
   const ms = parseDuration(value.trim());
-  if (ms === undefined) throw new InvalidArgumentError(DURATION_HINT);
+  // Examples it takes: the general hint's 500ms and 30s are under its minimum, and it has no days.
+  if (ms === undefined) throw new InvalidArgumentError(`must be a duration of at least ${MIN_BLOB_GC_AGE_S}s in s, m or h, such as 90s, 30m, 1h or 168h (a week)`);
   const seconds = Math.round(ms / 1000);
   if (ms < MIN_BLOB_GC_AGE_S * 1000) throw new InvalidArgumentError(`must be at least ${MIN_BLOB_GC_AGE_S}s, so an upload whose registration is on its way is never removed`);
   if (seconds > MAX_BLOB_GC_AGE_S) throw new InvalidArgumentError(`must be at most ${MAX_BLOB_GC_AGE_S / 86400} days`);

@@ -155,9 +155,12 @@ test('blob GC over gRPC and the CLI: dry run, removal, a clear error for a bad -
   assert.equal(tooLong.code, 2);
   assert.match(tooLong.stderr, /option '--min-age <duration>' argument '99999999999h' is invalid\. must be at most 3650 days/);
   assert.doesNotMatch(tooLong.stderr, /min_age_s/);
-  const badDuration = await runCli(['blobs', 'gc', '--min-age', 'soon', ...connection]);
-  assert.equal(badDuration.code, 2);
-  assert.match(badDuration.stderr, /--min-age <duration>.*must be a duration such as 500ms, 30s, 5m or 1h30m/);
+  // Its examples are ones it takes: not 500ms or 30s (under its minimum), and no days (7d).
+  for (const bad of ['soon', '7d']) {
+    const badDuration = await runCli(['blobs', 'gc', '--min-age', bad, ...connection]);
+    assert.equal(badDuration.code, 2, bad);
+    assert.match(badDuration.stderr, /--min-age <duration>.*must be a duration of at least 60s in s, m or h, such as 90s, 30m, 1h or 168h \(a week\)/, bad);
+  }
   assert.deepEqual(await server.server.ctx.blobs.list(), [orphan]);
 
   const removed = await runCli(['blobs', 'gc', '--min-age', '1h', '--json', ...connection]);
