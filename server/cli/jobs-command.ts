@@ -1,8 +1,10 @@
 import { constants } from 'node:buffer';
 import { readFileSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { decodeDataText } from '../../shared/data/data-text.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
@@ -146,6 +148,19 @@ export function registerJobsCommand(program: Command): void {
 }
 
 async function watch(connection: ServerConnection, id: string): Promise<void> {
+  // Ctrl-C stops the watching, not the job, which runs on the server: says so, and how to stop it.
+  const stopWatching = onStopSignals((signal) => {
+    process.stderr.write(`fleetprune: stopped following job ${id}; it goes on on the server (\`fleetprune jobs watch ${id}\` follows it again, \`fleetprune jobs cancel ${id}\` stops it)\n`);
+    process.exit(128 + osConstants.signals[signal]);
+  });
+  try {
+    await followJob(connection, id);
+  } finally {
+    stopWatching();
+  }
+}
+
+async function followJob(connection: ServerConnection, id: string): Promise<void> {
   let final: GrpcJob | undefined;
   let lastLine = '';
   const streamed = connection.stream<{ job?: GrpcJob; progress?: { phase: string; done: number; total: number; detail: string } }>(

@@ -58,3 +58,27 @@ test('jobs prune without --detach, its job cancelled: the watch ends with exit 4
   assert.equal(output.stderr.trimEnd().split('\n').at(-1), `fleetprune: job ${job!.id} was cancelled (${answer.error})`);
   assert.equal(output.stdout, '', 'nothing registered, nothing printed');
 });
+
+test('Ctrl-C on jobs watch (or jobs prune without --detach) stops the watching, not the job, and says so: exit 130, the job runs on', async (t) => {
+  const server = (await startTestServer(t))!;
+  const csv = await readFile(IRIS, 'utf8');
+  const started = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: LONG } });
+  const { id } = (await started.json()) as { id: string };
+  t.after(() => server.request('POST', `/api/jobs/${id}/cancel`).catch(() => {}));
+
+  const { child, output, exited } = startCli(t, ['jobs', 'watch', id, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  const deadline = Date.now() + 60_000;
+  while (!/^ {2}train \d+\/10000/m.test(output.stderr)) {
+    assert.ok(Date.now() < deadline, `the watch never showed training: ${output.stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  child.kill('SIGINT');
+  const [code] = await exited;
+  assert.equal(code, 130, output.stderr);
+  assert.equal(
+    output.stderr.trimEnd().split('\n').at(-1),
+    `fleetprune: stopped following job ${id}; it goes on on the server (\`fleetprune jobs watch ${id}\` follows it again, \`fleetprune jobs cancel ${id}\` stops it)`,
+  );
+  const job = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as { state: string };
+  assert.equal(job.state, 'running', 'the job was not touched');
+});
