@@ -6,6 +6,7 @@ import { lockAgentDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import { ensureWritableDirectory } from '../shared/util/fs-checks.ts';
+import { checkListenHost } from '../shared/util/listen-host.ts';
 import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
@@ -78,6 +79,8 @@ export function defineAgentCommand(command: Command): Command {
       if (!(flags.downloadMinRate >= 0 && flags.downloadMinRate <= MAX_DOWNLOAD_MIN_RATE)) {
         throw new UserError(`--download-min-rate: must be between 0 and ${MAX_DOWNLOAD_MIN_RATE} bytes per second (0 = no minimum)`);
       }
+      // Before the broker is dialled or the data dir made: a host it cannot listen on fails only then.
+      await checkListenHost(flags.httpHost, '--http-host');
       const config = await loadAgentConfig(flags.config);
       const holdout = flags.holdout ? Holdout.fromFile(flags.holdout, flags.label!) : undefined;
       // An existing data dir is used as it is (a full disk must not keep the agent from serving

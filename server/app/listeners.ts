@@ -1,7 +1,7 @@
 import { Server as GrpcServer, ServerCredentials, setLogger } from '@grpc/grpc-js';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { RequestListener } from 'node:http';
 import { format } from 'node:util';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -103,29 +103,6 @@ export async function listenGrpc(server: GrpcServer, host: string, port: number,
         });
       }),
   };
-}
-
-/**
- * Checks --host before anything is opened: it must be an address of this machine, or a name
- * resolving to one (binding an ephemeral port on it once proves both). Otherwise the first
- * listener to fail, whichever it is, would be blamed for it.
- */
-export async function checkHost(host: string): Promise<void> {
-  const probe = createTcpServer();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      probe.once('error', reject);
-      probe.listen(0, host, resolve);
-    });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_FAIL'
-      ? 'not an IP address or a resolvable host name'
-      : code === 'EADDRNOTAVAIL' ? 'not an address of this machine' : errorMessage(error);
-    throw new UserError(`--host: cannot listen on ${host} (${reason})`, { cause: error });
-  } finally {
-    if (probe.listening) await new Promise<void>((resolve) => probe.close(() => resolve()));
-  }
 }
 
 /**

@@ -24,7 +24,8 @@ import { ServerMetrics } from '../metrics/server-metrics.ts';
 import { RegistryService } from '../registry/registry-service.ts';
 import { openStore } from '../store/open-store.ts';
 import { coreModules } from './core-modules.ts';
-import { checkHost, listenGrpc, listenHttp, listeningLine, reachableHost, routeGrpcLogs, type TlsFiles } from './listeners.ts';
+import { listenGrpc, listenHttp, listeningLine, reachableHost, routeGrpcLogs, type TlsFiles } from './listeners.ts';
+import { checkListenHost } from '../../shared/util/listen-host.ts';
 import type { ServerContext } from './server-context.ts';
 import type { Listener, ServerModule } from './server-module.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
@@ -85,7 +86,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   const log = options.log ?? createLogger('server');
   routeGrpcLogs(log);
   const tls = await readTls(config);
-  await checkHost(config.host);
+  await checkListenHost(config.host, '--host');
   if (config.dataRoot !== undefined) await assertExistingDirectory(config.dataRoot, '--data-root');
   await ensureWritableDirectory(config.dataDir, '--data-dir');
   // Its entries the server writes: a file (or an unwritable directory) there is the user's to fix.

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isOneLineError, mapConcurrently, runCli, tempDir } from '../helpers/cli.ts';
@@ -21,4 +22,21 @@ test('--bench-samples and --bench-batches beyond what a benchmark can hold stop 
   const largest = await runCli([...base, '--bench-samples', '1000000', '--bench-batches', '1000000'], {}, { timeoutMs: 60_000 });
   assert.equal(largest.code, 2);
   assert.match(largest.stderr, /cannot read agent config/);
+});
+
+test('--http-host that is empty, or no address of this machine, stops the agent at start, naming the flag, before its data dir is made', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-agent-host-');
+  const cases: [string, RegExp][] = [
+    // Node reads an empty host as every interface: an empty FLEETPRUNE_AGENT_ARGS substitution would expose the API.
+    ['', /^fleetprune: --http-host: must not be empty \(0\.0\.0\.0 listens on every interface\)$/],
+    ['999.1.1.1', /^fleetprune: --http-host: cannot listen on 999\.1\.1\.1 \(not an IP address or a resolvable host name\)$/],
+    ['192.0.2.1', /^fleetprune: --http-host: cannot listen on 192\.0\.2\.1 \(not an address of this machine\)$/],
+  ];
+  const results = await mapConcurrently(cases, 2, ([host]) => runCli(['agent', '--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'data'), '--http-host', host], {}, { timeoutMs: 60_000 }));
+  for (const [i, result] of results.entries()) {
+    assert.equal(result.code, 2, `${JSON.stringify(cases[i]![0])}: ${result.stderr}`);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    assert.match(result.stderr.trimEnd(), cases[i]![1]);
+  }
+  assert.equal(existsSync(join(dir, 'data')), false, 'no data dir was made');
 });
