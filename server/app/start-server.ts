@@ -26,6 +26,7 @@ import { openStore } from '../store/open-store.ts';
 import { coreModules } from './core-modules.ts';
 import { listenGrpc, listenHttp, listeningLine, reachableHost, routeGrpcLogs, type TlsFiles } from './listeners.ts';
 import { checkListenHost } from '../../shared/util/listen-host.ts';
+import { forcedBackend } from '../../shared/model/tfjs-backend-choice.ts';
 import type { ServerContext } from './server-context.ts';
 import type { Listener, ServerModule } from './server-module.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
@@ -87,6 +88,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   routeGrpcLogs(log);
   const tls = await readTls(config);
   await checkListenHost(config.host, '--host');
+  // Read by every pruning job's worker: a bad value would fail each job, stored as failed, rather than the start.
+  forcedBackend();
   if (config.dataRoot !== undefined) await assertExistingDirectory(config.dataRoot, '--data-root');
   await ensureWritableDirectory(config.dataDir, '--data-dir');
   // Its entries the server writes: a file (or an unwritable directory) there is the user's to fix.

@@ -11,7 +11,9 @@ const ByteCount = z.coerce.number().int().positive();
 /** A whole number in [min, max], one message for every way to miss it (a flag or an environment variable). */
 const WholeNumber = (min: number, max: number) => {
   const error = `must be a whole number from ${min} to ${max}`;
-  return z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+  // As the flag's parser reads it: decimal digits. Number() alone took 0x10, 1e1 and 0b1 from a variable.
+  const decimal = (value: unknown) => (typeof value === 'string' && !/^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number.NaN : value);
+  return z.preprocess(decimal, z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }));
 };
 
 /**

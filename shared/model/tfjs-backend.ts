@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as Tfjs from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.ts';
+import { forcedBackend, type TfjsBackendName } from './tfjs-backend-choice.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -41,7 +42,7 @@ export declare namespace tf {
   }
 }
 
-export type TfjsBackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type { TfjsBackendName } from './tfjs-backend-choice.ts';
 
 let ready: Promise<TfjsBackendName> | undefined;
 
@@ -75,17 +76,6 @@ async function choose(): Promise<TfjsBackendName> {
   await tf.setBackend('cpu');
   await tf.ready();
   return 'cpu';
-}
-
-const BACKENDS: readonly TfjsBackendName[] = ['tensorflow', 'wasm', 'cpu'];
-
-function forcedBackend(): TfjsBackendName | undefined {
-  const value = process.env.FLEETPRUNE_TF_BACKEND;
-  if (value === undefined || value === '') return undefined;
-  if (!BACKENDS.includes(value as TfjsBackendName)) {
-    throw new UserError(`FLEETPRUNE_TF_BACKEND: must be one of ${BACKENDS.join(', ')}, not "${value}"`);
-  }
-  return value as TfjsBackendName;
 }
 
 async function tryNative(): Promise<boolean> {

@@ -151,7 +151,7 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
   assert.equal(await readFile(aFile, 'utf8'), 'a,b\n1,2\n');
 });
 
-test('fleetprune server: a bad --report-burst or --report-refill-ms (flag or variable) is one line naming it, exit 2', async (t) => {
+test('fleetprune server: a bad --report-burst or --report-refill-ms (flag or variable), or FLEETPRUNE_TF_BACKEND, is one line naming it, exit 2', async (t) => {
   // A file as --data-dir: a value that was not read (a variable ignored) fails the start on --data-dir instead of starting a server.
   const notADir = join(await tempDir(t), 'not-a-dir');
   await writeFile(notADir, '');
@@ -165,7 +165,11 @@ test('fleetprune server: a bad --report-burst or --report-refill-ms (flag or var
       cases.push({ args: [...base, flag, value], expected: parser ? new RegExp(`^fleetprune: option '${flag} <[a-z]+>' argument '${value}' is invalid\\. not a (whole|decimal) number`) : new RegExp(`^fleetprune: ${flag} \\(or ${variable}\\): ${range}$`) });
       cases.push({ args: base, env: { [variable]: value }, expected: new RegExp(`^fleetprune: ${flag} \\(or ${variable}\\): ${range}$`) });
     }
+    // A variable is read as the flag is, in decimal: Number() took these as 16, 10 and 1.
+    for (const value of ['0x10', '1e1', '0b1']) cases.push({ args: base, env: { [variable]: value }, expected: new RegExp(`^fleetprune: ${flag} \\(or ${variable}\\): ${range}$`) });
   }
+  // Read by every pruning job: refused at the start, not in each job, each stored as failed.
+  cases.push({ args: base, env: { FLEETPRUNE_TF_BACKEND: 'bogus' }, expected: /^fleetprune: FLEETPRUNE_TF_BACKEND: must be one of tensorflow, wasm, cpu, not "bogus"$/ });
   const results = await runCliBatch(cases.map(({ args, env }) => (env ? { args, env } : { args })));
   for (const [index, { args, env, expected }] of cases.entries()) {
     const label = `${env ? JSON.stringify(env) : ''} ${args.slice(base.length).join(' ')}`;
