@@ -94,6 +94,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   await ensureWritableDirectory(config.dataDir, '--data-dir');
   // Its entries the server writes: a file (or an unwritable directory) there is the user's to fix.
   for (const entry of ['blobs', 'jobs']) await ensureWritableDirectory(join(config.dataDir, entry), '--data-dir');
+  // Where the broker's password and ACL files go: else the broker link retries for ever on a file there.
+  if (config.mosquittoDir !== undefined) await ensureWritableDirectory(config.mosquittoDir, '--mosquitto-dir');
   const lock = config.databaseUrl ? undefined : lockSqliteDataDir(config.dataDir);
   const cleanups: (() => Promise<void>)[] = [];
   const cleanup = async () => {

@@ -134,6 +134,8 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
     [['--host', '192.0.2.7'], /^fleetprune: --host: cannot listen on 192\.0\.2\.7 \(not an address of this machine\)$/],
     [['--data-root', join(dir, 'nonexistent')], /^fleetprune: --data-root: .*nonexistent does not exist$/],
     [['--data-root', aFile], /^fleetprune: --data-root: .*some-file\.csv is not a directory$/],
+    // Checked at the start: the broker link retried for ever, its log not naming the flag.
+    [['--mqtt-url', 'mqtt://127.0.0.1:1', '--mosquitto-dir', aFile], /^fleetprune: --mosquitto-dir: .*some-file\.csv is not a directory$/],
   ];
   // Two at a time, each with its own data directory.
   const results = await mapConcurrently(cases, 2, (entry) => server(join(dir, `data-${cases.indexOf(entry)}`), ...entry[0]));
