@@ -81,8 +81,8 @@ export function defineAgentCommand(command: Command): Command {
       }
       // Before the broker is dialled or the data dir made: a host it cannot listen on fails only then.
       await checkListenHost(flags.httpHost, '--http-host');
+      const holdout = flags.holdout ? holdoutFrom(flags.holdout, flags.label!) : undefined;
       const config = await loadAgentConfig(flags.config);
-      const holdout = flags.holdout ? Holdout.fromFile(flags.holdout, flags.label!) : undefined;
       // An existing data dir is used as it is (a full disk must not keep the agent from serving
       // its model); a new one is created where directories can be (mkdir loops forever under /proc).
       if (!(await stat(flags.dataDir).then((info) => info.isDirectory(), () => false))) await ensureWritableDirectory(flags.dataDir, '--data-dir');
@@ -95,6 +95,15 @@ export function defineAgentCommand(command: Command): Command {
         lock.release();
       }
     });
+}
+
+/** The --holdout file's rows; a UserError naming the flag (and the file) when it cannot be used. */
+function holdoutFrom(path: string, label: string): Holdout {
+  try {
+    return Holdout.fromFile(path, label);
+  } catch (error) {
+    throw error instanceof UserError ? new UserError(`--holdout: ${error.message}`, { cause: error }) : error;
+  }
 }
 
 async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined, lock: DataDirLock): Promise<void> {

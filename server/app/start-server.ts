@@ -112,7 +112,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
     await blobs.open();
     const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled);
-    const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey);
+    const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey).catch((error: unknown) => {
+      throw error instanceof UserError ? new UserError(`--trusted-key: ${error.message}`, { cause: error }) : error;
+    });
     // /metrics answers while the database does not, saying so in fleetprune_store_up.
     const metrics = new ServerMetrics({ store: { probe: () => store.engine.get('SELECT 1 AS ok'), log: log.child({ component: 'metrics' }) } });
     const tokens = new TokenService(store);

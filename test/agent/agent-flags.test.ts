@@ -40,3 +40,11 @@ test('--http-host that is empty, or no address of this machine, stops the agent 
   }
   assert.equal(existsSync(join(dir, 'data')), false, 'no data dir was made');
 });
+
+test('a --holdout the agent cannot read is one line naming the flag and the file', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-agent-holdout-');
+  const result = await runCli(['agent', '--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'data'), '--holdout', join(dir, 'nope.csv'), '--label', 'y'], {}, { timeoutMs: 60_000 });
+  assert.equal(result.code, 2, result.stderr);
+  assert.ok(isOneLineError(result.stderr), result.stderr);
+  assert.equal(result.stderr, `fleetprune: --holdout: cannot read data file ${join(dir, 'nope.csv')}: no such file\n`);
+});

@@ -136,6 +136,7 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
     [['--data-root', aFile], /^fleetprune: --data-root: .*some-file\.csv is not a directory$/],
     // Checked at the start: the broker link retried for ever, its log not naming the flag.
     [['--mqtt-url', 'mqtt://127.0.0.1:1', '--mosquitto-dir', aFile], /^fleetprune: --mosquitto-dir: .*some-file\.csv is not a directory$/],
+    [['--trusted-key', join(dir, 'nope.pub')], /^fleetprune: --trusted-key: cannot read public key .*nope\.pub: no such file or directory$/],
   ];
   // Two at a time, each with its own data directory.
   const results = await mapConcurrently(cases, 2, (entry) => server(join(dir, `data-${cases.indexOf(entry)}`), ...entry[0]));
