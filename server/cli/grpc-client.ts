@@ -114,6 +114,10 @@ export class ServerConnection {
   #describe(error: GrpcError): UserError {
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
+        // grpc-js: "Name resolution failed for target dns:HOST:PORT", a typo in the host most often.
+        if (/^Name resolution failed/.test(error.details)) {
+          return new UserError(`cannot reach the server at ${this.address}: the host name ${hostOf(this.address.replace(/^dns:(\/\/[^/]*\/)?/, ''))} does not resolve (a typo?)`);
+        }
         // The server answered, but its certificate did not verify (another CA, another name).
         const tlsFailure = this.#tls ? certificateFailure(error.details) : undefined;
         if (tlsFailure) {
@@ -222,16 +226,20 @@ function checkToken(token: string, source: string): void {
 }
 
 /**
- * Refuses what grpc-js would only fail to connect to, with a misleading "cannot reach the server":
- * a URL (the dashboard's http://HOST:PORT, say), an empty host or a port outside 1-65535.
+ * Refuses what grpc-js would only fail to connect to, with a misleading "cannot reach the server"
+ * (or not parse at all: an empty address read as an internal error): a URL (the dashboard's
+ * http://HOST:PORT, say), an empty or blank address, an empty host or port, a port outside
+ * 1-65535, anything after the port.
  */
 function checkServerAddress(address: string, source: string): void {
   const expected = "expected the server's gRPC address as host:port (e.g. 127.0.0.1:9090)";
   if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${address}`);
-  const hostPort = /^(\[[^\]]*\]|[^:]*):(\d+)$/.exec(address);
-  if (!hostPort) return;
-  const port = Number(hostPort[2]);
-  if (hostPort[1] === '' || hostPort[1] === '[]' || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${JSON.stringify(address)}`);
+  // grpc-js's own target forms (unix:/run/fleetprune.sock, dns:///host:port) pass as they are.
+  if (/^(dns|unix|ipv4|ipv6):/.test(address)) return;
+  // Otherwise host, host:port, [v6], [v6]:port or a bare IPv6 address, with nothing around it.
+  const hostPort = /^(\[[^\]\s]+\]|[^:/\s[\]]+)(?::(\d+))?$/.exec(address);
+  const port = hostPort?.[2] === undefined ? 1 : Number(hostPort[2]);
+  if ((!hostPort && isIP(address) !== 6) || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${JSON.stringify(address)}`);
 }
 
 /** The port the server's gRPC API listens on unless told otherwise (its --grpc-port). */

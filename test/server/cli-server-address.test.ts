@@ -5,7 +5,9 @@
  * reach the server ... if the server runs with --tls-cert, pass --tls-ca", even when a server was
  * listening there, and ":9090" waited for the 60 s deadline after a DeprecationWarning. They are
  * refused at once, naming the flag or variable and the form expected. A host alone gets the
- * server's default gRPC port (grpc-js would dial 443).
+ * server's default gRPC port (grpc-js would dial 443). An empty address read as an internal error
+ * (grpc-js could not parse it), and a blank one, an empty port or a path after the port as "cannot
+ * reach"; a host name that does not resolve now says so rather than asking about the port.
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -37,6 +39,43 @@ test('--server and FLEETPRUNE_SERVER refuse a URL, an empty host or a bad port w
   );
   assert.equal(unreachable!.code, 2);
   assert.equal(unreachable!.stderr, 'fleetprune: cannot reach the server at 127.0.0.1:1 (ECONNREFUSED)\n');
+});
+
+test('--server and FLEETPRUNE_SERVER refuse an empty or blank address, an empty port or a path after the port, not an internal error', async () => {
+  const results = await runCliBatch([
+    { args: ['models', 'list', '--server', '', '--token', 'x'] },
+    { args: ['devices', 'list', '--server', '', '--token', 'x'] },
+    { args: ['models', 'list', '--server', ' ', '--token', 'x'] },
+    { args: ['models', 'list', '--server', '127.0.0.1:', '--token', 'x'] },
+    { args: ['models', 'list', '--server', 'localhost:38879/', '--token', 'x'] },
+    { args: ['devices', 'list', '--token', 'x'], env: { FLEETPRUNE_SERVER: ' ' } },
+  ]);
+  assert.deepEqual(
+    results.map(({ code, stdout, stderr }) => ({ code, stdout, stderr })),
+    [
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not ""\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not ""\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not " "\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not "127.0.0.1:"\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: --server: ${EXPECTED}, not "localhost:38879/"\n` },
+      { code: 2, stdout: '', stderr: `fleetprune: FLEETPRUNE_SERVER: ${EXPECTED}, not " "\n` },
+    ],
+  );
+});
+
+test('--server with a host name that does not resolve says so, not "is that its gRPC port"', async () => {
+  // .invalid names never resolve (RFC 6761), wherever the test runs.
+  const results = await runCliBatch([
+    { args: ['models', 'list', '--server', 'nosuchhost.invalid', '--token', 'x'] },
+    { args: ['devices', 'list', '--server', 'typo-host.invalid:38879', '--token', 'x'] },
+  ]);
+  assert.deepEqual(
+    results.map(({ code, stdout, stderr }) => ({ code, stdout, stderr })),
+    [
+      { code: 2, stdout: '', stderr: 'fleetprune: cannot reach the server at nosuchhost.invalid:9090: the host name nosuchhost.invalid does not resolve (a typo?)\n' },
+      { code: 2, stdout: '', stderr: 'fleetprune: cannot reach the server at typo-host.invalid:38879: the host name typo-host.invalid does not resolve (a typo?)\n' },
+    ],
+  );
 });
 
 test("--server at a port that answers but not with gRPC (the server's HTTP port, 8080 for 9090) names that likelihood, not only TLS", async (t) => {
