@@ -4,7 +4,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { GENERAL_SUBDIR } from '../../shared/artifact/prune-output-names.ts';
-import { readManifest } from '../../shared/artifact/read-artifact.ts';
+import { assertArtifactDirectory, readManifest } from '../../shared/artifact/read-artifact.ts';
 import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
@@ -35,6 +35,7 @@ export function registerModelsCommand(program: Command): void {
     .option('--name <name>', 'model name: must be the manifest name, as devices refuse any other (default: the manifest name)')
     .action(async (dir: string, flags: ConnectionFlags & { name?: string }) => {
       refuseEmpty(flags.name, '--name', 'the manifest name');
+      await assertArtifactDirectory(dir);
       const manifest = await readManifest(dir);
       // A missing or changed file is named here, before anything is uploaded.
       const damaged = await checkArtifactFiles(dir, manifest);

@@ -1,9 +1,9 @@
-import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { loadPublicKey } from '../../shared/artifact/signing-keys.ts';
 import { GENERAL_SUBDIR } from '../../shared/artifact/prune-output-names.ts';
 import { verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
+import { assertArtifactDirectory } from '../../shared/artifact/read-artifact.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { printable } from '../../shared/util/printable.ts';
 
@@ -17,7 +17,7 @@ export function registerVerifyCommand(program: Command): void {
       // An empty path (`"$KEY"` with KEY unset) is named as such, not as a file called "".
       if (dir === '') throw new UserError("the artifact directory's path is empty");
       if (flags.publicKey === '') throw new UserError('--public-key: the path is empty');
-      await assertDirectory(dir);
+      await assertArtifactDirectory(dir);
       const publicKey = await loadPublicKey(flags.publicKey);
       const result = await verifyPruneOutput(dir, publicKey);
       if (result.ok) {
@@ -34,8 +34,3 @@ export function registerVerifyCommand(program: Command): void {
     });
 }
 
-async function assertDirectory(dir: string): Promise<void> {
-  const info = await stat(dir).catch(() => undefined);
-  if (!info) throw new UserError(`${dir}: no such artifact directory`);
-  if (!info.isDirectory()) throw new UserError(`${dir}: not a directory (give the artifact directory, the one holding manifest.json)`);
-}

@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import { readFile, realpath, stat } from 'node:fs/promises';
+import { describeFsError } from '../util/fs-checks.ts';
 import { join } from 'node:path';
 import { UserError, describeZodError, errorMessage, oneLineMessage } from '../util/errors.ts';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
@@ -7,6 +8,24 @@ import { isInside } from '../util/path-inside.ts';
 import { printable } from '../util/printable.ts';
 import { describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { MANIFEST_FILE, MAX_MANIFEST_BYTES, ManifestSchema, type Manifest } from './manifest.ts';
+
+/**
+ * `dir`, given as an artifact directory (verify, models push), is a directory: a report.json or
+ * model.onnx given in its place otherwise read as `…/manifest.json: ENOTDIR: not a directory, realpath …`.
+ */
+export async function assertArtifactDirectory(dir: string): Promise<void> {
+  if (dir === '') throw new UserError("the artifact directory's path is empty");
+  let info;
+  try {
+    info = await stat(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UserError(`${dir}: no such artifact directory`, { cause: error });
+    if (code === 'ENOTDIR') throw new UserError(`${dir}: not a directory (a parent is a file; give the artifact directory, the one holding manifest.json)`, { cause: error });
+    throw new UserError(`${dir}: cannot read the artifact directory (${describeFsError(error)})`, { cause: error });
+  }
+  if (!info.isDirectory()) throw new UserError(`${dir}: not a directory (give the artifact directory, the one holding manifest.json)`);
+}
 
 /**
  * Reads and validates `dir/manifest.json`; a UserError naming the file when it is missing or

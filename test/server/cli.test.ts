@@ -252,3 +252,15 @@ test('models push asks the server first: an untrusted or already registered arti
   assert.match(again.stderr, new RegExp(`^fleetprune: artifact ${artifactId(artifact.manifest)} is already registered as iris@1\\n$`));
   assert.equal((await server.server.ctx.store.models.listVersions('iris', {})).length, 1);
 });
+
+test('models push FILE (a report.json, a data file, a model.onnx given for the artifact directory) says so as verify does, not ENOTDIR', async (t) => {
+  const dir = await tempDir(t);
+  const files = ['report.json', 'wine.csv', 'model.onnx'].map((name) => join(dir, name));
+  for (const file of files) await writeFile(file, '{}');
+  const connection = ['--server', '127.0.0.1:1', '--token', 'x'];
+  const results = await runCliBatch([...files.map((file) => ({ args: ['models', 'push', file, ...connection] })), { args: ['models', 'push', join(dir, 'nope'), ...connection] }]);
+  files.forEach((file, i) => {
+    assert.deepEqual([results[i]!.code, results[i]!.stderr], [2, `fleetprune: ${file}: not a directory (give the artifact directory, the one holding manifest.json)\n`], file);
+  });
+  assert.deepEqual([results[files.length]!.code, results[files.length]!.stderr], [2, `fleetprune: ${join(dir, 'nope')}: no such artifact directory\n`]);
+});
