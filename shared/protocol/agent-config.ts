@@ -3,6 +3,7 @@ import { createScanner, parse as parseJsonc, printParseErrorCode, type ParseErro
 import { z } from 'zod';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
+import { describeFsError } from '../util/fs-checks.ts';
 import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.ts';
 import { MAX_NESTING_DEPTH, describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { DeviceIdSchema } from './payloads.ts';
@@ -60,8 +61,9 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
     // A FIFO, a device or a directory is refused without reading it (a FIFO would block for good).
     text = await readRegularFile(path, MAX_AGENT_CONFIG_BYTES);
   } catch (error) {
-    // NotARegularFileError's message starts with the path: `PATH: not a regular file`.
-    throw new UserError(`cannot read agent config ${error instanceof NotARegularFileError ? error.message : `${path}: ${errorMessage(error)}`}`);
+    // NotARegularFileError's message starts with the path: `PATH: not a regular file`. A system
+    // error in plain words (`no such file or directory`, `permission denied`), as `verify --public-key` says it.
+    throw new UserError(`cannot read agent config ${error instanceof NotARegularFileError ? error.message : `${path}: ${(error as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'a parent is not a directory' : describeFsError(error)}`}`, { cause: error });
   }
   let json: unknown;
   try {

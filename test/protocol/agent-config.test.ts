@@ -103,6 +103,16 @@ test('fleetprune agent --config FIFO: exit 2 at once with one line naming the pa
   assert.equal(result.stderr, `fleetprune: cannot read agent config ${fifo}: not a regular file\n`);
 });
 
+test('an agent config that cannot be read is named in plain words, not as ENOENT: …, open \'…\'', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-agent-config-missing-');
+  const missing = join(dir, 'nope.json');
+  await writeFile(join(dir, 'file'), '');
+  const result = await runCli(['agent', '--config', missing, '--data-dir', join(dir, 'data')], {}, { timeoutMs: 15_000 });
+  assert.deepEqual([result.code, result.stderr], [2, `fleetprune: cannot read agent config ${missing}: no such file or directory\n`]);
+  await assert.rejects(loadAgentConfig(join(dir, 'file', 'agent.json')), { name: 'UserError', message: `cannot read agent config ${join(dir, 'file', 'agent.json')}: a parent is not a directory` });
+  await assert.rejects(loadAgentConfig(dir), { name: 'UserError', message: `cannot read agent config ${dir}: is a directory` });
+});
+
 test('an agent config that is not JSON is refused naming where, without quoting the text: it holds the device\'s secrets', async (t) => {
   const dir = await tempDir(t, 'fleetprune-agent-config-json-');
   const password = 'hunter2-SECRET-0123456789';
