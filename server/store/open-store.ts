@@ -38,7 +38,7 @@ export async function openStore(location: StoreLocation): Promise<Store> {
     } catch (error) {
       // Connected, and refused for a reason of its own (the schema): that says it all.
       if (error instanceof UserError) throw error;
-      throw new UserError(`--database-url: cannot connect to PostgreSQL (${errorMessage(error) || (error as Error).name})`, { cause: error });
+      throw new UserError(`--database-url (or FLEETPRUNE_DATABASE_URL): cannot connect to PostgreSQL (${errorMessage(error) || (error as Error).name})${userHint(location.databaseUrl, error)}`, { cause: error });
     }
   }
   try {
@@ -49,6 +49,23 @@ export async function openStore(location: StoreLocation): Promise<Store> {
     throw location.engine === 'sqlite' ? unusableSqliteFile(join(location.dataDir, SQLITE_FILE), error) : error;
   }
   return createStore(engine);
+}
+
+/**
+ * `; put the user in the URL: postgres://USER@HOST/DB` when PostgreSQL refused the login
+ * (SQLSTATE class 28) and the URL names no user: pg then logs in as $PGUSER or $USER, which may
+ * be empty (`no PostgreSQL user name specified in startup packet`) or a role the database lacks.
+ */
+function userHint(databaseUrl: string, error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('28') || !URL.canParse(databaseUrl)) return '';
+  const url = new URL(databaseUrl);
+  if (url.username !== '' || url.searchParams.has('user') || url.host === '') return '';
+  url.username = 'USER';
+  // The example is printed: not the password it was given.
+  if (url.password !== '') url.password = 'PASSWORD';
+  if (url.searchParams.has('password')) url.searchParams.set('password', 'PASSWORD');
+  return `; put the user in the URL: ${url.toString()}`;
 }
 
 /**

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { openStore } from '../../server/store/open-store.ts';
 import { PostgresEngine, withoutUrlOptions } from '../../server/store/postgres-engine.ts';
 import { deferCleanup } from '../helpers/cleanup.ts';
+import { runCli, tempDir } from '../helpers/cli.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { freshStoreLocation, postgresUrl } from './helpers/store-engines.ts';
 
@@ -114,7 +115,7 @@ test('with --database-schema, a server that accepts connections and never answer
     silent.close();
   });
   const { port } = silent.address() as AddressInfo;
-  await assert.rejects(openStore({ engine: 'postgres', databaseUrl: `postgres://postgres@127.0.0.1:${port}/test`, schema: 'fleet' }), /^UserError: --database-url: cannot connect to PostgreSQL \(.*timeout/);
+  await assert.rejects(openStore({ engine: 'postgres', databaseUrl: `postgres://postgres@127.0.0.1:${port}/test`, schema: 'fleet' }), /^UserError: --database-url \(or FLEETPRUNE_DATABASE_URL\): cannot connect to PostgreSQL \(.*timeout/);
 });
 
 test('a transaction whose start fails after BEGIN took effect (the SET LOCAL refused, as a query cancel would make it) leaves no aborted session in the pool', async (t) => {
@@ -145,4 +146,24 @@ test('withoutUrlOptions: takes the options parameter out of a URL, keeping the r
   assert.deepEqual(withoutUrlOptions('/var/run/postgresql fleet'), { connectionString: '/var/run/postgresql fleet', urlOptions: '' });
   // A host given as a parameter (a socket directory): no URL parser takes it, pg does.
   assert.deepEqual(withoutUrlOptions('postgres://fleet@/db?host=/run/postgresql&options=-c%20search_path%3Dx'), { connectionString: 'postgres://fleet@/db?host=%2Frun%2Fpostgresql', urlOptions: '-c search_path=x' });
+});
+
+test('a --database-url without a user, where $USER is empty, is refused with a hint to put the user in the URL', async (t) => {
+  const base = await postgresUrl();
+  if (!base) return void engineMissing(t, 'PostgreSQL', 'nothing answers on 127.0.0.1:5432 as postgres or root with database test');
+  const url = new URL(base);
+  url.username = '';
+  url.password = '';
+  const args = ['server', '--data-dir', await tempDir(t), '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'];
+  // pg logs in as $PGUSER, else $USER: both empty, as in a container or a service without them.
+  const run = await runCli([...args, '--database-url', url.toString()], { USER: '', PGUSER: '' }, { timeoutMs: 30_000 });
+  const example = new URL(url);
+  example.username = 'USER';
+  assert.deepEqual(
+    [run.code, run.stderr],
+    [2, `fleetprune: --database-url (or FLEETPRUNE_DATABASE_URL): cannot connect to PostgreSQL (no PostgreSQL user name specified in startup packet); put the user in the URL: ${example.toString()}\n`],
+  );
+  // Another refusal of a URL without a user says nothing of users.
+  const refused = await runCli([...args, '--database-url', 'postgres://127.0.0.1:1/test'], { USER: '', PGUSER: '' }, { timeoutMs: 30_000 });
+  assert.deepEqual([refused.code, refused.stderr], [2, 'fleetprune: --database-url (or FLEETPRUNE_DATABASE_URL): cannot connect to PostgreSQL (connect ECONNREFUSED 127.0.0.1:1)\n']);
 });
