@@ -3,6 +3,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { describeFsError } from '../../shared/util/fs-checks.ts';
 import { printable } from '../rollout/operator-text.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
@@ -149,7 +150,7 @@ function readSpec(file: string): string {
   try {
     raw = readAtMost(file === '-' ? 0 : file, MAX_SPEC_BYTES + 1);
   } catch (error) {
-    throw new UserError(`--file: cannot read ${file} (${errorMessage(error)})`);
+    throw new UserError(`--file: cannot read ${file} (${describeFsError(error)})`);
   }
   // Said here, as the server would say it: a file over its gRPC message limit (a model file
   // passed by mistake) would otherwise be answered "Received message larger than max".

@@ -63,7 +63,7 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   } catch (error) {
     // NotARegularFileError's message starts with the path: `PATH: not a regular file`. A system
     // error in plain words (`no such file or directory`, `permission denied`), as `verify --public-key` says it.
-    throw new UserError(`cannot read agent config ${error instanceof NotARegularFileError ? error.message : `${path}: ${(error as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'a parent is not a directory' : describeFsError(error)}`}`, { cause: error });
+    throw new UserError(`cannot read agent config ${error instanceof NotARegularFileError ? error.message : `${path}: ${describeFsError(error)}`}`, { cause: error });
   }
   let json: unknown;
   try {

@@ -134,6 +134,9 @@ export async function assertWritableFile(path: string, flag: string): Promise<vo
 export function describeFsError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'permission denied';
+  // A read of a directory: "EISDIR: illegal operation on a directory, read".
+  if (code === 'EISDIR') return 'is a directory';
+  if (code === 'ENOTDIR') return 'a parent is not a directory';
   const message = errorMessage(error);
   const system = code ? new RegExp(`^${code}: ([^,]+), \\w+ '`).exec(message) : null;
   return system ? system[1]! : message;

@@ -76,6 +76,11 @@ test('rollout validate and start -f of a spec that is not UTF-8 (Latin-1, UTF-16
       assert.match(run.stderr, new RegExp(`^fleetprune: --file: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is ${encoding.source}.*\\n$`));
     }
   }
+  // A directory or a missing file in plain words, not "EISDIR: illegal operation on a directory, read".
+  for (const [file, reason] of [[dir, 'is a directory'], [join(dir, 'nope.yaml'), 'no such file or directory']]) {
+    const run = await runCli(['rollout', 'validate', '-f', file!]);
+    assert.deepEqual([run.code, run.stderr], [2, `fleetprune: --file: cannot read ${file} (${reason})\n`]);
+  }
   const utf8 = join(dir, 'utf8.yaml');
   await writeFile(utf8, text);
   const valid = await runCli(['rollout', 'validate', '-f', utf8]);
