@@ -7,7 +7,7 @@ import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import { ensureWritableDirectory } from '../shared/util/fs-checks.ts';
 import { checkListenHost } from '../shared/util/listen-host.ts';
-import { UserError, describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
+import { UserError, describeSystemError, errorMessage, isSystemError, underFlag } from '../shared/util/errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
 import { onStopSignals } from '../shared/cli/stop-signals.ts';
@@ -81,7 +81,7 @@ export function defineAgentCommand(command: Command): Command {
       }
       // Before the broker is dialled or the data dir made: a host it cannot listen on fails only then.
       await checkListenHost(flags.httpHost, '--http-host');
-      const holdout = flags.holdout ? holdoutFrom(flags.holdout, flags.label!) : undefined;
+      const holdout = flags.holdout ? await underFlag('--holdout', () => Holdout.fromFile(flags.holdout!, flags.label!)) : undefined;
       const config = await loadAgentConfig(flags.config);
       // An existing data dir is used as it is (a full disk must not keep the agent from serving
       // its model); a new one is created where directories can be (mkdir loops forever under /proc).
@@ -95,15 +95,6 @@ export function defineAgentCommand(command: Command): Command {
         lock.release();
       }
     });
-}
-
-/** The --holdout file's rows; a UserError naming the flag (and the file) when it cannot be used. */
-function holdoutFrom(path: string, label: string): Holdout {
-  try {
-    return Holdout.fromFile(path, label);
-  } catch (error) {
-    throw error instanceof UserError ? new UserError(`--holdout: ${error.message}`, { cause: error }) : error;
-  }
 }
 
 async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined, lock: DataDirLock): Promise<void> {

@@ -5,7 +5,7 @@ import { Mutex } from '../../shared/util/mutex.ts';
 import { NotARegularFileError, readRegularFile } from '../../shared/util/read-regular-file.ts';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { UserError, errorMessage, underFlag } from '../../shared/util/errors.ts';
 import { assertExistingDirectory, ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { acquirePidLock, type PidLock } from '../../shared/util/pid-lock.ts';
 import { createLogger, type Logger } from '../../shared/util/log.ts';
@@ -112,9 +112,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
     await blobs.open();
     const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled);
-    const trustedKeys = await TrustedKeys.load(config.trustedKeys, signingKey.publicKey).catch((error: unknown) => {
-      throw error instanceof UserError ? new UserError(`--trusted-key: ${error.message}`, { cause: error }) : error;
-    });
+    const trustedKeys = await underFlag('--trusted-key', () => TrustedKeys.load(config.trustedKeys, signingKey.publicKey));
     // /metrics answers while the database does not, saying so in fleetprune_store_up.
     const metrics = new ServerMetrics({ store: { probe: () => store.engine.get('SELECT 1 AS ok'), log: log.child({ component: 'metrics' }) } });
     const tokens = new TokenService(store);

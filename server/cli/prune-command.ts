@@ -6,7 +6,7 @@ import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { assertArtifactDestination, resolveArtifactDestination } from '../../shared/artifact/artifact-destination.ts';
-import { UserError } from '../../shared/util/errors.ts';
+import { UserError, underFlag } from '../../shared/util/errors.ts';
 import { assertWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { formatPruneSummary } from '../pruning/summary.ts';
@@ -50,7 +50,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const task = taskFlag(flags);
   // Fail fast on bad flags, before reading data; --tolerance only once the task is known (its unit depends on it).
   parsePruneOptions(task ? flags : { ...flags, tolerance: undefined }, task ?? 'classification');
-  const privateKey = flags.signKey ? await loadPrivateKey(flags.signKey) : undefined;
+  const privateKey = flags.signKey ? await underFlag('--sign-key', () => loadPrivateKey(flags.signKey!)) : undefined;
   const dataset = loadDatasetFile(flags.data, { label: flags.label, task });
   const options = parsePruneOptions(flags, dataset.task);
   const name = checkedModelName(flags.name ?? modelNameFromFile(flags.data));

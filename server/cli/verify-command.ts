@@ -4,7 +4,7 @@ import { loadPublicKey } from '../../shared/artifact/signing-keys.ts';
 import { GENERAL_SUBDIR } from '../../shared/artifact/prune-output-names.ts';
 import { verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
 import { assertArtifactDirectory } from '../../shared/artifact/read-artifact.ts';
-import { UserError } from '../../shared/util/errors.ts';
+import { UserError, underFlag } from '../../shared/util/errors.ts';
 import { printable } from '../../shared/util/printable.ts';
 
 export function registerVerifyCommand(program: Command): void {
@@ -18,7 +18,7 @@ export function registerVerifyCommand(program: Command): void {
       if (dir === '') throw new UserError("the artifact directory's path is empty");
       if (flags.publicKey === '') throw new UserError('--public-key: the path is empty');
       await assertArtifactDirectory(dir);
-      const publicKey = await loadPublicKey(flags.publicKey);
+      const publicKey = await underFlag('--public-key', () => loadPublicKey(flags.publicKey));
       const result = await verifyPruneOutput(dir, publicKey);
       if (result.ok) {
         process.stdout.write(`ok ${result.manifest!.name} ${artifactId(result.manifest!)}\n`);

@@ -15,6 +15,18 @@ export class UserError extends Error {
 }
 
 /**
+ * Runs `work`; a UserError it throws comes back with `flag: ` before its message, so a file's
+ * problem (`cannot read public key K: no such file or directory`) names the flag it came from too.
+ */
+export async function underFlag<T>(flag: string, work: () => T | Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw error instanceof UserError ? new UserError(`${flag}: ${error.message}`, { exitCode: error.exitCode, cause: error }) : error;
+  }
+}
+
+/**
  * What is wrong with one field, in words for the user: a record key that broke its rule says
  * which rule (not zod's generic "Invalid key in record"), and a field that was not sent at all is
  * `required (string)` (not "Invalid input: expected string, received undefined").

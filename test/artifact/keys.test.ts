@@ -124,11 +124,11 @@ test('a key path that is a FIFO, an oversized file or an encrypted key: exit 2 a
   const prune = (key: string) => ['prune', '--data', 'shared/datasets/iris.csv', '--label', 'species', '--sign-key', key, '--out', join(dir, 'out')];
   const cases: [string[], RegExp][] = [
     // readFile on a FIFO nobody writes to blocked forever.
-    [prune(fifo), /^fleetprune: cannot read private key .*key\.fifo: not a regular file\n$/],
-    [['verify', dir, '--public-key', fifo], /^fleetprune: cannot read public key .*key\.fifo: not a regular file\n$/],
-    [prune(big), /^fleetprune: .*big\.key: not a PEM private key \(1048576 bytes; a key file is far smaller\)\n$/],
+    [prune(fifo), /^fleetprune: --sign-key: cannot read private key .*key\.fifo: not a regular file\n$/],
+    [['verify', dir, '--public-key', fifo], /^fleetprune: --public-key: cannot read public key .*key\.fifo: not a regular file\n$/],
+    [prune(big), /^fleetprune: --sign-key: .*big\.key: not a PEM private key \(1048576 bytes; a key file is far smaller\)\n$/],
     // OpenSSL's answer was "interrupted or cancelled".
-    [prune(encrypted), /^fleetprune: .*encrypted\.key: is an encrypted private key; signing needs an unencrypted one/],
+    [prune(encrypted), /^fleetprune: --sign-key: .*encrypted\.key: is an encrypted private key; signing needs an unencrypted one/],
   ];
   for (const [args, message] of cases) {
     const result = await runCli(args, {}, { timeoutMs: 20_000 });

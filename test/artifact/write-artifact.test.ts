@@ -215,11 +215,11 @@ test('the CLI rejects a missing artifact directory or key file with exit 2 and o
 
   const missingKey = await runCli(['verify', root, '--public-key', join(root, 'missing.pub')]);
   assert.equal(missingKey.code, 2);
-  assert.match(missingKey.stderr, /^fleetprune: cannot read public key .*missing\.pub: no such file or directory\n$/);
+  assert.match(missingKey.stderr, /^fleetprune: --public-key: cannot read public key .*missing\.pub: no such file or directory\n$/);
 
   const privateAsPublic = await runCli(['verify', root, '--public-key', join(keyDir, 'signing.key')]);
   assert.equal(privateAsPublic.code, 2);
-  assert.match(privateAsPublic.stderr, /^fleetprune: .*signing\.key: is a private key; pass the public key \(signing\.pub\)\n$/);
+  assert.match(privateAsPublic.stderr, /^fleetprune: --public-key: .*signing\.key: is a private key; pass the public key \(signing\.pub\)\n$/);
 
   // An empty path (a shell variable left unset) is named as such, not as a file called "".
   const emptyDir = await runCli(['verify', '', '--public-key', join(keyDir, 'signing.pub')]);
