@@ -32,8 +32,9 @@ interface DemoFlags {
 async function assertEmptyDemoDirectory(dir: string): Promise<void> {
   const entries = await readdir(dir);
   if (entries.length === 0) return;
-  const again = entries.includes(DEMO_TOKEN_FILE) ? `an earlier demo's server runs again with: ${rerunCommand(dir)}` : `an earlier demo's server runs again with: fleetprune server --data-dir ${join(dir, 'server')}`;
-  throw new UserError(`--data-dir: ${dir} is not empty; a demo starts in an empty or new directory (${again})`);
+  // A demo from before the token was kept has none: its server runs again, but nobody holds an admin token for it.
+  const again = entries.includes(DEMO_TOKEN_FILE) ? rerunCommand(dir) : `fleetprune server --data-dir ${join(dir, 'server')}`;
+  throw new UserError(`--data-dir: ${dir} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: ${again})`);
 }
 
 /** The file in a kept --data-dir that holds the demo server's admin token: its server takes no other. */
