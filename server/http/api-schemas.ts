@@ -89,7 +89,8 @@ export const BlobGcResultSchema = z.strictObject({
 
 /**
  * A whole-number query parameter (`?limit=50`) from `min` to `max`, with messages that say what
- * is wrong with what was sent: not a number (`abc`, `-1`, `1.5`), given more than once, or out of range.
+ * is wrong with what was sent: not a number (`abc`, `-1`, `1.5`) or out of range (one given more than once
+ * is refused before, by refuseRepeatedQuery).
  */
 export function queryInteger(min: number, max: number = Number.MAX_SAFE_INTEGER) {
   const unbounded = max === Number.MAX_SAFE_INTEGER;
@@ -97,7 +98,7 @@ export function queryInteger(min: number, max: number = Number.MAX_SAFE_INTEGER)
   // `?before=99999999999999999999999` is a whole number of 1 or more: what is wrong is its size.
   const tooLarge = unbounded ? `must be at most ${max}` : `must be ${range}`;
   return z
-    .string({ error: (issue) => (Array.isArray(issue.input) ? 'given more than once; send it once' : `must be ${range}`) })
+    .string({ error: `must be ${range}` })
     .regex(/^\d+$/, { error: (issue) => `must be ${range}, not "${String(issue.input).slice(0, 40)}"` })
     .transform(Number)
     .pipe(z.number().min(min, { error: `must be ${range}` }).max(max, { error: tooLarge }));
