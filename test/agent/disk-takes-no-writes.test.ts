@@ -88,7 +88,6 @@ async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean,
     },
     async readOnly() {
       assert.equal(await remount(mount, 'ro'), true, 'remounted read-only');
-      t.after(() => remount(mount, 'rw'));
     },
     async fill() {
       await writeFile(filler, Buffer.alloc(4 * 1024 * 1024)).catch(() => {});

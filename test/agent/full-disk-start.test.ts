@@ -43,7 +43,6 @@ for (const kind of ['full', 'read-only'] as const) {
     if (!disk) return t.skip('cannot mount a tmpfs here (needs root)');
     if (kind === 'full') await writeFile(join(disk.mount, 'filler'), Buffer.alloc(4 * 1024 * 1024)).catch(() => {});
     else assert.ok(await remount(disk.mount, 'ro'), 'remounted read-only');
-    t.after(() => remount(disk.mount, 'rw'));
 
     const first = AgentProcess.spawn(['--config', disk.configPath, '--data-dir', disk.dataDir]);
     t.after(() => first.stop());

@@ -26,8 +26,13 @@ export async function remount(mount: string, mode: 'ro' | 'rw'): Promise<boolean
 
 /**
  * A tmpfs of `size` (mount's size=, e.g. '2m') on a fresh temp directory named after `name`:
- * unmounted, then removed, after the test (hooks registered now: the test's agents, registered
- * later, stop first). Null when this machine cannot mount one (not root).
+ * unmounted, then removed, after the test. Null when this machine cannot mount one (not root).
+ *
+ * node's test runner runs a test's after hooks in the order they were registered, so these two run
+ * before those of the agents the test starts later: the unmount is lazy (-l), and detaches the
+ * mount whether or not a process still has a file open on it, read-only or not. A test needs no
+ * hook of its own to remount it read-write; one registered after these would find no mount left,
+ * and remount() would retry for its 10 s.
  */
 export async function mountTmpfs(t: TestContext, name: string, size: string): Promise<string | null> {
   const mount = await mkdtemp(join(tmpdir(), `fleetprune-${name}-`));
