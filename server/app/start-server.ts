@@ -6,7 +6,7 @@ import { NotARegularFileError, readRegularFile } from '../../shared/util/read-re
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { UserError, errorMessage, underFlag } from '../../shared/util/errors.ts';
-import { assertExistingDirectory, ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
+import { assertExistingDirectory, ensureWritableDirectory, removeEmptyTree } from '../../shared/util/fs-checks.ts';
 import { acquirePidLock, type PidLock } from '../../shared/util/pid-lock.ts';
 import { createLogger, type Logger } from '../../shared/util/log.ts';
 import { BlobStore } from '../artifacts/blob-store.ts';
@@ -91,12 +91,28 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   // Read by every pruning job's worker: a bad value would fail each job, stored as failed, rather than the start.
   forcedBackend();
   if (config.dataRoot !== undefined) await assertExistingDirectory(config.dataRoot, '--data-root');
-  await ensureWritableDirectory(config.dataDir, '--data-dir');
-  // Its entries the server writes: a file (or an unwritable directory) there is the user's to fix.
-  for (const entry of ['blobs', 'jobs']) await ensureWritableDirectory(join(config.dataDir, entry), '--data-dir');
-  // Where the broker's password and ACL files go: else the broker link retries for ever on a file there.
-  if (config.mosquittoDir !== undefined) await ensureWritableDirectory(config.mosquittoDir, '--mosquitto-dir');
-  const lock = config.databaseUrl ? undefined : lockSqliteDataDir(config.dataDir);
+  // The directories this start creates: a start that fails removes those still empty, so one
+  // refused before it stored anything (an unreachable database, a bad --mosquitto-dir) leaves none.
+  const created: string[] = [];
+  const removeCreated = async () => {
+    for (const dir of created.reverse()) await removeEmptyTree(dir);
+  };
+  let lock: PidLock | undefined;
+  try {
+    const ensure = async (dir: string, flag: string) => {
+      const made = await ensureWritableDirectory(dir, flag);
+      if (made !== undefined) created.push(made);
+    };
+    await ensure(config.dataDir, '--data-dir');
+    // Its entries the server writes: a file (or an unwritable directory) there is the user's to fix.
+    for (const entry of ['blobs', 'jobs']) await ensure(join(config.dataDir, entry), '--data-dir');
+    // Where the broker's password and ACL files go: else the broker link retries for ever on a file there.
+    if (config.mosquittoDir !== undefined) await ensure(config.mosquittoDir, '--mosquitto-dir');
+    lock = config.databaseUrl ? undefined : lockSqliteDataDir(config.dataDir);
+  } catch (error) {
+    await removeCreated();
+    throw error;
+  }
   const cleanups: (() => Promise<void>)[] = [];
   const cleanup = async () => {
     for (const step of cleanups.reverse()) await step().catch((error) => log.error({ err: error }, 'shutdown step failed'));
@@ -235,6 +251,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     };
   } catch (error) {
     await cleanup();
+    await removeCreated();
     throw error;
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { UserError, errorMessage } from './errors.ts';
 
@@ -50,9 +50,10 @@ async function nearestExisting(dir: string): Promise<{ path: string; isDirectory
 
 /**
  * Makes sure `dir` is a directory this process can write, creating it (and its parents) when
- * missing; otherwise a UserError naming `flag`: `--data-dir: /srv/x is not a directory`.
+ * missing; otherwise a UserError naming `flag`: `--data-dir: /srv/x is not a directory`. Returns
+ * the first directory it created (the topmost; see removeEmptyTree), or undefined when `dir` existed.
  */
-export async function ensureWritableDirectory(dir: string, flag: string): Promise<void> {
+export async function ensureWritableDirectory(dir: string, flag: string): Promise<string | undefined> {
   // Where the directories would be created must take them, checked first: mkdir({recursive})
   // loops forever under a directory that refuses new entries with ENOENT (/proc, /sys).
   let ancestor;
@@ -72,8 +73,9 @@ export async function ensureWritableDirectory(dir: string, flag: string): Promis
       throw new UserError(`${flag}: cannot create ${dir} (${ancestor.path} is not a writable directory: ${describeFsError(error)})`, { cause: error });
     }
   }
+  let created: string | undefined;
   try {
-    await mkdir(dir, { recursive: true });
+    created = await mkdir(dir, { recursive: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') throw new UserError(`${flag}: ${dir} is not a directory`, { cause: error });
@@ -84,6 +86,25 @@ export async function ensureWritableDirectory(dir: string, flag: string): Promis
     await probeWritable(dir);
   } catch (error) {
     throw new UserError(`${flag}: cannot write in ${dir} (${describeFsError(error)})`, { cause: error });
+  }
+  return created;
+}
+
+/**
+ * Removes `dir` when it holds nothing but (nested) empty directories, as a start that failed
+ * leaves the ones it created; whether it did. Directories are removed bottom up with rmdir, which
+ * refuses one that is not empty, so a file in the tree (even one written meanwhile) keeps it and
+ * the directories above it: this never removes data.
+ */
+export async function removeEmptyTree(dir: string): Promise<boolean> {
+  try {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || !(await removeEmptyTree(join(dir, entry.name)))) return false;
+    }
+    await rmdir(dir);
+    return true;
+  } catch {
+    return false;
   }
 }
 

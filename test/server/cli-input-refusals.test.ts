@@ -69,6 +69,28 @@ test('server on a data dir whose database file is not SQLite: refused on one lin
   assert.equal(hash(await readFile(file)), hash(junk));
 });
 
+test('server: a start refused after it made its directories (an unreachable database, a --mosquitto-dir that is a file) removes those it made, and nothing else', async (t) => {
+  const dir = await tempDir(t);
+  const unreachable = ['--database-url', 'postgres://127.0.0.1:1/test'];
+  const fresh = await runCli(['server', '--data-dir', join(dir, 'new', 'server'), ...unreachable, ...bare]);
+  assert.deepEqual([fresh.code, fresh.stderr], [2, 'fleetprune: --database-url (or FLEETPRUNE_DATABASE_URL): cannot connect to PostgreSQL (connect ECONNREFUSED 127.0.0.1:1)\n']);
+  assert.deepEqual(await readdir(dir), [], 'no data dir left, nor its parent the start created');
+
+  // A data dir that was there keeps what it held, and loses only the blobs/ and jobs/ the start made.
+  const kept = join(dir, 'kept');
+  await mkdir(join(kept, 'notes'), { recursive: true });
+  await writeFile(join(kept, 'notes', 'site.txt'), 'rack 4');
+  const existing = await runCli(['server', '--data-dir', kept, ...unreachable, ...bare]);
+  assert.equal(existing.code, 2, existing.stderr);
+  assert.deepEqual((await readdir(kept)).sort(), ['notes']);
+  assert.equal(await readFile(join(kept, 'notes', 'site.txt'), 'utf8'), 'rack 4');
+
+  await writeFile(join(dir, 'a-file'), '');
+  const mosquitto = await runCli(['server', '--data-dir', join(dir, 'sqlite'), '--mqtt-url', 'mqtt://127.0.0.1:1', '--mosquitto-dir', join(dir, 'a-file'), ...bare]);
+  assert.deepEqual([mosquitto.code, mosquitto.stderr], [2, `fleetprune: --mosquitto-dir: ${join(dir, 'a-file')} is not a directory\n`]);
+  assert.deepEqual((await readdir(dir)).sort(), ['a-file', 'kept']);
+});
+
 test('agent --data-dir under /proc is refused at once (mkdir would loop for ever there)', async (t) => {
   const config = join(await tempDir(t), 'agent.json');
   const { publicKey } = generateKeyPairSync('ed25519');
