@@ -38,11 +38,12 @@ test("a worker thread started from the source tree loads its TypeScript module t
 
 test("npm test's groups hold every test file once; files with top-level hooks, and those listed to run alone, run alone", async () => {
   // @ts-expect-error: a plain .mjs module of the runner, without types.
-  const { groupTestFiles } = (await import('./test-groups.mjs')) as { groupTestFiles: (root: string, files: string[]) => Promise<{ alone: string[]; groups: string[][] }> };
+  const { groupTestFiles, GROUP_SIZE } = (await import('./test-groups.mjs')) as { groupTestFiles: (root: string, files: string[]) => Promise<{ alone: string[]; groups: string[][] }>; GROUP_SIZE: number };
   const files = (await readdir(join(SOURCE_ROOT, 'test'), { recursive: true })).filter((file) => file.endsWith('.test.ts')).map((file) => `test/${file}`);
   const { alone, groups } = await groupTestFiles(SOURCE_ROOT, files);
   assert.deepEqual([...alone, ...groups.flat()].sort(), [...files].sort(), 'each file once');
-  assert.ok(groups.every((group) => group.length >= 1 && group.length <= 4 && group.every((file) => dirname(file) === dirname(group[0]!))), 'groups of up to 4 files of one folder');
+  assert.ok(GROUP_SIZE >= 2, `${GROUP_SIZE} files a group`);
+  assert.ok(groups.every((group) => group.length >= 1 && group.length <= GROUP_SIZE && group.every((file) => dirname(file) === dirname(group[0]!))), `groups of up to ${GROUP_SIZE} files of one folder`);
   assert.ok(groups.length < files.length / 2, `${groups.length} groups for ${files.length} files`);
   for (const file of ['test/artifact/tamper.test.ts', 'test/broker/embedded-packet-size.test.ts', 'test/dashboard/demo-and-dashboard.test.ts']) assert.ok(alone.includes(file), file);
   assert.ok(!alone.includes('test/server/jobs.test.ts'), 'a file without hooks is grouped');
