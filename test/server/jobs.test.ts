@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { runCliBatch } from '../helpers/cli.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 const IRIS = fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url));
@@ -428,7 +429,8 @@ test('a job fails at once, before training, when the server cannot write job out
   } catch {
     return t.skip('cannot mount a tmpfs here (needs root): the free-space check is not exercised');
   }
-  t.after(() => execFileSync('umount', ['-l', workDir]));
+  // Unmounted before the server's data dir is removed (cleanups run last first): rm of a mount point fails, EBUSY, after retrying for seconds.
+  deferCleanup(t, () => execFileSync('umount', ['-l', workDir]));
   const big = await jobEnd(server, t, (await start({ ...TINY_OPTIONS, units: 1024 })).id);
   assert.equal(big.state, 'failed');
   assert.match(big.error, /^the server's --data-dir has 2\.0 MB free, and this job's models need about \d+\.\d MB: free disk space on the server, or use fewer --units or --layers; nothing was trained$/);
