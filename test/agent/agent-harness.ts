@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import { Agent, type AgentDependencies, type AgentOptions } from '../../agent/agent.ts';
 import { connectMqtt } from '../../agent/mqtt-link.ts';
 import { OrtSessionCache, type SessionCache } from '../../agent/session-cache.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 import type { AgentWorld } from './agent-fixtures.ts';
 
@@ -45,9 +46,11 @@ export async function startAgent(
       await new Promise((resolve) => server.close(resolve));
       await agent.stop();
     })());
-  t.after(stop);
-  // after hooks run in registration order: the agent stops before its files go.
-  if (!options.dataDir) t.after(() => rm(dataDir, { recursive: true, force: true }));
+  // Cleanups run last first: the agent stops before its files go, and before a disk the test
+  // mounted for it is unmounted (test/helpers/tmpfs.ts); writes after a lazy unmount would land
+  // in the directory underneath.
+  if (!options.dataDir) deferCleanup(t, () => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, stop);
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
     agent,

@@ -8,6 +8,7 @@ import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import type { SlotState } from '../../agent/slot-state.ts';
 import type { AgentConfig } from '../../shared/protocol/agent-config.ts';
 import type { Assignment, FleetCommand, Report } from '../../shared/protocol/payloads.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { mountTmpfs, remount } from '../helpers/tmpfs.ts';
@@ -74,7 +75,7 @@ async function smallDisk(t: TestContext, deviceId: string, twoVersions: boolean,
   await seeding.agent.idle();
   await seeding.stop();
   const configDir = await mkdtemp(join(tmpdir(), 'fleetprune-no-writes-config-'));
-  t.after(() => rm(configDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(configDir, { recursive: true, force: true }));
   const filler = join(mount, 'filler');
   return {
     mount,
@@ -104,7 +105,7 @@ const noTmpfs = (t: TestContext) => engineMissing(t, 'a tmpfs mount', 'mounting 
 /** Starts the CLI agent on the disk; resolves when it is ready, or with how it exited. */
 async function startOn(t: TestContext, disk: SmallDisk) {
   const agent = AgentProcess.spawn(['--config', disk.configPath, '--data-dir', disk.dataDir]);
-  t.after(() => agent.stop());
+  deferCleanup(t, () => agent.stop());
   const outcome = await Promise.race([agent.ready().then((ready) => ({ ready })), agent.exited.then((exited) => ({ exited }))]);
   if (!('ready' in outcome)) assert.fail(`the agent exited (${JSON.stringify(outcome.exited)}) instead of serving: ${agent.stderr.slice(-600)}`);
   return { agent, ...outcome.ready };

@@ -7,6 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createAgentWorld, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { startAgent } from './agent-harness.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { commandSucceeds, mountTmpfs, remount } from '../helpers/tmpfs.ts';
 
 /**
@@ -34,7 +35,9 @@ async function smallDisk(t: TestContext, deviceId: string): Promise<{ mount: str
   await world.waitForReport(isOutcome(assignment.id, 'activated'));
   await seeding.agent.idle();
   await seeding.stop();
-  return { mount, dataDir, configPath: await AgentProcess.writeConfig(await mkdtemp(join(tmpdir(), 'fleetprune-small-disk-config-')), config) };
+  const configDir = await mkdtemp(join(tmpdir(), 'fleetprune-small-disk-config-'));
+  deferCleanup(t, () => rm(configDir, { recursive: true, force: true }));
+  return { mount, dataDir, configPath: await AgentProcess.writeConfig(configDir, config) };
 }
 
 for (const kind of ['full', 'read-only'] as const) {
@@ -45,7 +48,7 @@ for (const kind of ['full', 'read-only'] as const) {
     else assert.ok(await remount(disk.mount, 'ro'), 'remounted read-only');
 
     const first = AgentProcess.spawn(['--config', disk.configPath, '--data-dir', disk.dataDir]);
-    t.after(() => first.stop());
+    deferCleanup(t, () => first.stop());
     const { port, active } = await first.ready();
     assert.equal(active, '1');
     assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);

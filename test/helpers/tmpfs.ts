@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { deferCleanup } from './cleanup.ts';
 
 /** Runs `command` with `args` (its output ignored); whether it exited 0. A command that cannot start is false. */
 export function commandSucceeds(command: string, args: string[]): Promise<boolean> {
@@ -28,16 +29,16 @@ export async function remount(mount: string, mode: 'ro' | 'rw'): Promise<boolean
  * A tmpfs of `size` (mount's size=, e.g. '2m') on a fresh temp directory named after `name`:
  * unmounted, then removed, after the test. Null when this machine cannot mount one (not root).
  *
- * node's test runner runs a test's after hooks in the order they were registered, so these two run
- * before those of the agents the test starts later: the unmount is lazy (-l), and detaches the
- * mount whether or not a process still has a file open on it, read-only or not. A test needs no
- * hook of its own to remount it read-write; one registered after these would find no mount left,
- * and remount() would retry for its 10 s.
+ * Both through deferCleanup, whose steps run last first: the agents and processes a test starts on
+ * the mount later, and stops through deferCleanup too, are stopped first. A process still running
+ * at the lazy unmount (-l) would write by path into the directory underneath, and keep it from
+ * being removed. A test needs no cleanup of its own to remount it read-write: the unmount detaches
+ * it either way.
  */
 export async function mountTmpfs(t: TestContext, name: string, size: string): Promise<string | null> {
   const mount = await mkdtemp(join(tmpdir(), `fleetprune-${name}-`));
+  deferCleanup(t, () => rm(mount, { recursive: true, force: true }));
   const mounted = await commandSucceeds('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mount]);
-  if (mounted) t.after(() => commandSucceeds('umount', ['-l', mount]));
-  t.after(() => rm(mount, { recursive: true, force: true }));
+  if (mounted) deferCleanup(t, () => commandSucceeds('umount', ['-l', mount]));
   return mounted ? mount : null;
 }
