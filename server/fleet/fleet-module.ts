@@ -137,6 +137,8 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   let reconcile: NodeJS.Timeout | undefined;
   let leading = false;
   let stopped = false;
+  /** Ends the wait before a takeover's next broker connection attempt (the server is stopping). */
+  let wakeTakeover: (() => void) | undefined;
   /**
    * Forgets the series of exported devices revoked through another server sharing the database
    * (only the one that handled the revocation heard of it), then schedules the next round: one
@@ -215,7 +217,12 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
               if ((error as Error).cause instanceof BrokerRefusedConnection && !ctx.config.mosquittoDir) throw error;
               const waitMs = Math.min(10_000, 500 * 2 ** attempt);
               logTakeoverFailure(log, error, attempt, waitMs);
-              await new Promise((resolve) => setTimeout(resolve, waitMs).unref());
+              await new Promise<void>((resolve) => {
+                wakeTakeover = resolve;
+                setTimeout(resolve, waitMs).unref();
+              });
+              wakeTakeover = undefined;
+              if (!leading || stopped) throw new Error('deposed or stopping before the broker connection was made', { cause: error });
             }
           }
           if (!leading || stopped) {
@@ -225,8 +232,13 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
           leaderGate.active = true;
           log.info({ broker: ctx.config.mqttUrl }, 'connected to the external broker as the leader');
         },
+        stopping: () => {
+          stopped = true;
+          wakeTakeover?.();
+        },
         deposed: () => {
           leading = false;
+          wakeTakeover?.();
           leaderGate.active = false;
           throttle.discard();
           exporter.reset();

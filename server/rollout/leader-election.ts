@@ -27,6 +27,12 @@ export interface LeadershipHandlers {
   elected(): Promise<void>;
   /** This process lost leadership (stop driving at once). */
   deposed(): void;
+  /**
+   * The server is stopping: a takeover still in progress (elected() waiting for an external broker)
+   * gives up now rather than at its next retry, so that it does not hold shutdown up; elected()
+   * may then reject. Called before the leadership's stop().
+   */
+  stopping?(): void;
 }
 
 export interface Leadership {
@@ -68,6 +74,7 @@ export class SingleProcessLeadership implements Leadership {
   readonly #log: Logger | undefined;
   readonly #startWaitMs: number;
   #since: string | null = null;
+  #stopped = false;
 
   constructor(instance: string = newInstanceId(), options: { log?: Logger; startWaitMs?: number } = {}) {
     this.#instance = instance;
@@ -92,7 +99,10 @@ export class SingleProcessLeadership implements Leadership {
       clearTimeout(timer);
     }
     this.#log?.warn({ instance: this.#instance }, `still taking over rollouts after ${this.#startWaitMs / 1000} s; starting meanwhile (fleet changes are refused until the takeover is done)`);
-    takeover.catch((error: unknown) => this.#log?.error({ err: errorMessage(error) }, `the takeover of rollouts failed: ${errorMessage(error)}`));
+    takeover.catch((error: unknown) => {
+      if (this.#stopped) this.#log?.info({ err: errorMessage(error) }, 'the takeover of rollouts was given up: the server is stopping');
+      else this.#log?.error({ err: errorMessage(error) }, `the takeover of rollouts failed: ${errorMessage(error)}`);
+    });
   }
 
   async status(): Promise<LeaderStatus> {
@@ -100,6 +110,7 @@ export class SingleProcessLeadership implements Leadership {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     this.#since = null;
   }
 }
@@ -290,6 +301,11 @@ export class PostgresLeadership implements Leadership {
     try {
       await this.#handlers?.elected();
     } catch (error) {
+      // Given up because the server is stopping: stop() unlocks and releases the connection.
+      if (this.#stopped) {
+        this.#o.log.info({ err: errorMessage(error) }, 'the takeover of rollouts was given up: the server is stopping');
+        return;
+      }
       // Holding the lock without driving the rollouts would block every other server: let it go,
       // so that this one (at its next poll) or another takes over again.
       this.#o.log.error({ err: error }, `taking over rollouts failed: ${errorMessage(error)}`);

@@ -144,6 +144,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       readiness?.close(new Error('the server is stopping before the broker connection was made: the device commands were not sent'));
       // Let actions in flight record their results (bounded: a hung fleet call must not block shutdown).
       if (stopping) await Promise.race([stopping.idle(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      // A takeover still waiting for the external broker gives up, rather than hold the stop below up.
+      deps.beforeRollouts?.stopping?.();
       await leadership.stop();
     },
     async deviceOnline(deviceId) {
