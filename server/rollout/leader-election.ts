@@ -42,24 +42,6 @@ export interface Leadership {
 }
 
 /**
- * `first`'s handlers, then `then`'s, on election; the reverse on deposition. The fleet connects to
- * the external broker before the rollout controller starts sending, and stops after it.
- */
-export function chainLeadershipHandlers(first: LeadershipHandlers | undefined, then: LeadershipHandlers): LeadershipHandlers {
-  if (!first) return then;
-  return {
-    elected: async () => {
-      await first.elected();
-      await then.elected();
-    },
-    deposed: () => {
-      then.deposed();
-      first.deposed();
-    },
-  };
-}
-
-/**
  * This process among the servers: `<node id>:<pid>:<random>`, so a follower's refusal names the
  * leader by the --node-id operators gave it. At most 37 characters: with the prefix it is the lock
  * session's application_name, which PostgreSQL cuts at 63 bytes.
