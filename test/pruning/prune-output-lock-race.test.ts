@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { nodeArgsFor, REPO_ROOT, tempDir } from '../helpers/cli.ts';
 import { lockPruneOutput } from '../../server/cli/prune-output-lock.ts';
 
@@ -13,9 +13,14 @@ function deadPid(): number {
 }
 
 /** A contender process (helpers/lock-contender.ts); `result` is its first line, `done` ends it (a holder releases). */
-function contend(out: string, startAt: number): { result: Promise<string>; done: () => Promise<void> } {
+function contend(t: TestContext, out: string, startAt: number): { result: Promise<string>; done: () => Promise<void> } {
   const child = spawn(process.execPath, [...nodeArgsFor('test/pruning/helpers/lock-contender.ts'), out, String(startAt)], { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
-  const exited = once(child, 'exit');
+  // 'close', not 'exit': a child can exit before its last output is read, and that line would be missed.
+  const exited = once(child, 'close');
+  // A failed test must not leave a holder waiting on its stdin (and the test process with it).
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
   let stdout = '';
   const result = new Promise<string>((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
@@ -39,7 +44,7 @@ test('runs started together after a kill -9 left a stale lock: exactly one takes
     const out = join(dir, `model-${round}`);
     await writeFile(`${out}.lock`, `${deadPid()}\n`);
     const startAt = Date.now() + 1500; // after every contender has loaded
-    const contenders = Array.from({ length: 6 }, () => contend(out, startAt));
+    const contenders = Array.from({ length: 6 }, () => contend(t, out, startAt));
     // Every one has tried before the holder lets go: a late starter cannot find the lock free.
     const results = await Promise.all(contenders.map((contender) => contender.result));
     await Promise.all(contenders.map((contender) => contender.done()));
