@@ -15,7 +15,7 @@ import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { until } from '../helpers/until.ts';
-import { recordingLogger } from '../agent/agent-harness.ts';
+import { recordingLogger } from '../helpers/recording-logger.ts';
 import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server/helpers/test-server.ts';
 
 interface Running extends TestServer {
