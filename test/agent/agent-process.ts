@@ -20,7 +20,8 @@ export class AgentProcess {
     this.#child = child;
     child.stdout!.on('data', (chunk: Buffer) => (this.stdout += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (this.stderr += chunk.toString()));
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    // 'close', not 'exit': an exit can come before the last of the child's output has been read.
+    this.exited = new Promise((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
   }
 
   static async writeConfig(dir: string, config: AgentConfig): Promise<string> {

@@ -80,7 +80,7 @@ export function startCli(t: TestContext, args: string[]): { child: ChildProcess;
   const output = { stdout: '', stderr: '' };
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk));
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk));
-  return { child, output, exited: once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]> };
+  return { child, output, exited: once(child, 'close') as Promise<[number | null, NodeJS.Signals | null]> };
 }
 
 /**

@@ -21,7 +21,7 @@ function pruneInterruptedDuringExport(args: string[], out: string): Promise<{ co
   child.stderr.on('data', (chunk) => (stderr += chunk));
   let exited = false;
   let sent = false;
-  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const exit = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
   void exit.then(() => (exited = true));
   const watch = (async () => {
     while (!exited && !sent) {

@@ -31,7 +31,7 @@ async function interruptDemo(tmp: string, moment: RegExp, signal: NodeJS.Signals
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   // A demo that ignored the signal would run on: it is stopped for good after two minutes.
   const deadline = setTimeout(() => child.kill('SIGKILL'), 120_000);
-  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, sig) => resolve({ code, signal: sig })));
+  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, sig) => resolve({ code, signal: sig })));
   clearTimeout(deadline);
   // (tsx keeps its cache in TMPDIR too; the demo's own directories are fleetprune-demo-*.)
   const left = (await readdir(tmp)).filter((name) => name.startsWith('fleetprune-demo-'));
