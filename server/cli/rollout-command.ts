@@ -208,8 +208,10 @@ function parseStepNumber(value: string): number {
   return Number(value);
 }
 
-function printState(r: GrpcRollout): void {
+function printState(r: GrpcRollout & { warnings?: string[] }): void {
   process.stdout.write(`${rolloutLine(r)}\n`);
+  // As a start's: the line stays alone on stdout (for scripts), the warnings go to stderr.
+  for (const warning of r.warnings ?? []) process.stderr.write(`warning: ${printable(warning)}\n`);
 }
 
 /** Streams a rollout's decisions and states; returns when it reaches a terminal phase. */

@@ -90,7 +90,8 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
       const reason = checkField(Reason, req.reason, 'reason');
       // Unset (an older client): promoted from wherever the rollout is, as before.
       const fromStep = req.from_step_index === undefined ? undefined : checkField(StepIndex, req.from_step_index, 'from_step_index');
-      return rolloutMessage(rolloutSummary(await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}), ...(fromStep === undefined ? {} : { fromStep }) })));
+      const after = await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}), ...(fromStep === undefined ? {} : { fromStep }) });
+      return { ...rolloutMessage(rolloutSummary(after)), warnings: after.warnings };
     });
   return {
     service: loadFleetpruneProto().Rollouts.service,

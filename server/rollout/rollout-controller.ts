@@ -128,8 +128,11 @@ export class RolloutController {
   }
 
   /** Starts a rollout of a validated spec; returns its state after the first transition. */
-  /** warnings: about the spec (spec-warnings.ts), recorded in its decision log with the start. */
-  async start(spec: RolloutSpec, options: { id?: string; by: string; warnings?: readonly string[] }): Promise<RolloutState> {
+  /**
+   * warnings: about the spec (spec-warnings.ts), recorded in its decision log with the start;
+   * `stateWarnings`, those that need the started state (its devices' baselines), added to them.
+   */
+  async start(spec: RolloutSpec, options: { id?: string; by: string; warnings?: readonly string[]; stateWarnings?: (state: RolloutState) => Promise<readonly string[]> }): Promise<RolloutState> {
     // A stopped controller (deposed: its server's lock session dropped, and a new controller, if
     // any, has recovered the unfinished rollouts already) would store a rollout that nobody drives.
     if (this.#stopped) throw new RolloutControllerStoppedError();
@@ -137,7 +140,12 @@ export class RolloutController {
     const [devices, previousProduction] = await Promise.all([this.#o.fleet.listDevices(spec.model), this.#o.models.productionVersion(spec.model)]);
     if (previousProduction === spec.candidateVersion) throw new RolloutCommandError(`${spec.model} ${spec.candidateVersion} is already production`);
     const at = this.#now();
-    const transition = startRollout(id, spec, { type: 'start', at, by: options.by, devices: devices.map((d) => ({ id: d.id, labels: { ...d.labels }, baseline: d.baseline })), previousProduction, ...(options.warnings?.length ? { warnings: options.warnings } : {}) });
+    const start = (warnings: readonly string[]) =>
+      startRollout(id, spec, { type: 'start', at, by: options.by, devices: devices.map((d) => ({ id: d.id, labels: { ...d.labels }, baseline: d.baseline })), previousProduction, ...(warnings.length ? { warnings } : {}) });
+    let transition = start(options.warnings ?? []);
+    const more = options.stateWarnings ? await options.stateWarnings(transition.state) : [];
+    // The start is a pure function of its inputs: made again with them all, at the same time.
+    if (more.length > 0) transition = start([...(options.warnings ?? []), ...more]);
     // Again after the reads above (stopped while they ran).
     if (this.#stopped) throw new RolloutControllerStoppedError();
     // Driven from before its insert commits: the look for undriven rollouts must not pick it up too.

@@ -12,15 +12,19 @@ import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
 import { CandidateRetiredError, ProductionMovedError, RolloutInTheWayError, rolloutInTheWay, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { specWarnings } from './spec-warnings.ts';
+import { restoredVersionWarnings, type VersionStatusOf } from './restored-version-warnings.ts';
 import { fleetWaitingNote } from './fleet-readiness.ts';
 import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
 import { rolloutSummary, type RolloutSummary } from './rollout-views.ts';
-import type { DecisionLogEntry } from './rollout-state.ts';
+import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
 
 export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'rollback';
 
 /** A started rollout, with the warnings its start gave (also in its decision log). */
 export type StartedRollout = RolloutRecord & { readonly warnings: readonly string[] };
+
+/** A rollout after a command, with the warnings the command gave (a rollback's, also in its decision log). */
+export type CommandedRollout = RolloutRecord & { readonly warnings: readonly string[] };
 
 export interface RolloutServiceOptions {
   readonly store: Store;
@@ -67,8 +71,9 @@ export class RolloutService {
   }
 
   /**
-   * Starts a rollout of the spec. Its warnings (spec-warnings.ts, and a candidate that already
-   * failed or was rolled back) never block it; they are stored in its decision log and returned.
+   * Starts a rollout of the spec. Its warnings (spec-warnings.ts, a candidate that already failed
+   * or was rolled back, and a baseline its rollback would restore that did) never block it; they
+   * are stored in its decision log and returned.
    */
   async start(spec: RolloutSpec, principal: Principal): Promise<StartedRollout> {
     const controller = await this.#leader();
@@ -98,7 +103,12 @@ export class RolloutService {
       const by = actorOf(principal);
       try {
         // The warnings the start returns are kept in the rollout's decision log, written with it.
-        id = (await controller.start(spec, { by, warnings })).id;
+        const stateWarnings = async (state: RolloutState) => {
+          const restored = await restoredVersionWarnings(state, this.#statusOf(model), 'start');
+          warnings.push(...restored);
+          return restored;
+        };
+        id = (await controller.start(spec, { by, warnings: [...warnings], stateWarnings })).id;
       } catch (error) {
         if (error instanceof RolloutCommandError || error instanceof CandidateRetiredError || error instanceof ProductionMovedError || error instanceof RolloutInTheWayError) {
           throw new ServiceError('conflict', error.message, { cause: error });
@@ -134,6 +144,14 @@ export class RolloutService {
     const status = await new VersionStatusRepository(this.#o.store.engine).current(model, version);
     if (status?.status !== 'failed' && status?.status !== 'rolled-back') return [];
     return [`candidateVersion: ${model}@${version} is ${status.status} since ${status.at} (${status.reason}); this rollout ships it again`];
+  }
+
+  #statusOf(model: string): VersionStatusOf {
+    const statuses = new VersionStatusRepository(this.#o.store.engine);
+    return async (version) => {
+      const found = await statuses.current(model, version);
+      return found ? { status: found.status, reason: found.reason, at: found.at } : null;
+    };
   }
 
   /** Whether the rollout still has version statuses to record after waiting up to STATUS_WAIT_MS for them. */
@@ -180,16 +198,18 @@ export class RolloutService {
     return { record, decisions: await this.#o.repository.decisions(id) };
   }
 
-  async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number } = {}): Promise<RolloutRecord> {
+  async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number } = {}): Promise<CommandedRollout> {
     if (command === 'rollback') return this.#startsAndRollbacks.run(() => this.#command(id, command, principal, options));
     return this.#command(id, command, principal, options);
   }
 
-  async #command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number }): Promise<RolloutRecord> {
+  async #command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number }): Promise<CommandedRollout> {
     const record = await this.#existing(id);
     if (command === 'rollback') await this.#refuseUndoingNewer(record);
     const controller = await this.#leader();
     const by = actorOf(principal);
+    // Read before the rollback: it marks the previous production `production` again.
+    const warnings = command === 'rollback' ? await restoredVersionWarnings(record.state, this.#statusOf(record.state.spec.model), 'rollback') : [];
     try {
       switch (command) {
         case 'pause':
@@ -215,6 +235,10 @@ export class RolloutService {
       throw error;
     }
     await this.#audit(principal, `rollout.${command}`, id, { ...(command === 'promote' ? { full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) } : {}), ...(options.reason ? { reason: options.reason } : {}) });
+    for (const warning of warnings) {
+      // The rollback stands; a warning that could not be noted is still returned.
+      await controller.note(id, { kind: 'rollback', verdict: 'warning', message: warning, by }).catch(() => {});
+    }
     const after = (await this.#o.repository.load(id))!;
     // Decided while the devices cannot be reached yet: the log says when they will be.
     if (command !== 'pause' && this.#o.fleetWaiting?.() && after.pendingActions.some((action) => action.kind === 'assign' || action.kind === 'revert')) {
@@ -222,9 +246,9 @@ export class RolloutService {
         () => true,
         () => false, // the command stands; only the note is missing
       );
-      if (noted) return (await this.#o.repository.load(id))!;
+      if (noted) return { ...(await this.#o.repository.load(id))!, warnings };
     }
-    return after;
+    return { ...after, warnings };
   }
 
   /** Checks the rollout exists, then streams its state and decisions (history first). */

@@ -56,8 +56,14 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       permission: 'write',
       params: RolloutParams,
       query: name === 'abort' || name === 'rollback' ? CommandQuery : z.strictObject({}),
-      responses: { 200: { description: 'the rollout after the command', schema: RolloutSummarySchema } },
-      handle: async ({ params, query, principal }) => ({ json: rolloutSummary(await service.command(params.id, name, principal!, { reason: (query as { reason?: string }).reason })) }),
+      responses:
+        name === 'rollback'
+          ? { 200: { description: 'the rollout after the rollback, with `warnings`: a version it restores that a rollout failed or rolled back (they never block it; also in its decision log)', schema: StartedRolloutSchema } }
+          : { 200: { description: 'the rollout after the command', schema: RolloutSummarySchema } },
+      handle: async ({ params, query, principal }) => {
+        const after = await service.command(params.id, name, principal!, { reason: (query as { reason?: string }).reason });
+        return { json: name === 'rollback' ? { ...rolloutSummary(after), warnings: after.warnings } : rolloutSummary(after) };
+      },
     });
   return [
     defineRoute({
