@@ -208,8 +208,9 @@ export class RolloutService {
     if (command === 'rollback') await this.#refuseUndoingNewer(record);
     const controller = await this.#leader();
     const by = actorOf(principal);
-    // Read before the rollback: it marks the previous production `production` again.
-    const warnings = command === 'rollback' ? await restoredVersionWarnings(record.state, this.#statusOf(record.state.spec.model), 'rollback') : [];
+    // Read before the rollback: it marks the previous production `production` again. Only a
+    // warning: a rollback goes on without it when the statuses cannot be read.
+    const warnings = command === 'rollback' ? await restoredVersionWarnings(record.state, this.#statusOf(record.state.spec.model), 'rollback').catch(() => []) : [];
     try {
       switch (command) {
         case 'pause':
