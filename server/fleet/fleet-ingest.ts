@@ -1,6 +1,16 @@
-import type { Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
+import type { ModelRef, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 
-export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'unknown-device';
+export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'unknown-device' | UnknownModel;
+
+/**
+ * A benchmark report naming a model that is not a registered version with that sha256 (its
+ * artifact id): the first such entry, for the drop's log line. Nothing is stored or exported.
+ */
+export interface UnknownModel {
+  outcome: 'unknown-model';
+  role: 'active' | 'candidate';
+  ref: ModelRef;
+}
 
 /**
  * What became of a heartbeat or status: 'recorded'; 'held' (a throttle keeps it to write later,
@@ -32,7 +42,8 @@ export interface FleetIngest {
    * 'unknown-assignment' for an assignment report that answers no assignment or fleet command the
    * server issued to that device (nothing is stored); 'unknown-device' for a report from a device
    * that is not enrolled or is revoked (nothing is stored or exported: the broker should not have
-   * let it publish, but a report can still be in flight at revocation).
+   * let it publish, but a report can still be in flight at revocation); an UnknownModel for a
+   * benchmark report about a model version the registry does not hold (nothing is stored).
    */
   ingestReport(report: Report): Promise<IngestOutcome>;
   /** See StateOutcome. */

@@ -42,7 +42,8 @@ const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
  * status, validates each with the shared schemas and hands it to the ingest. A malformed,
  * oversized or spoofed message is dropped with a logged and counted reason, and so is a report
  * beyond its device's rate limit (`reportLimit`, `answerLimit`), a heartbeat or report the broker
- * replays from its retained store, and a message from a device that is not enrolled or is revoked;
+ * replays from its retained store, a message from a device that is not enrolled or is revoked, and
+ * a benchmark report about a model version the registry does not hold;
  * nothing a device sends can throw out of here.
  */
 export class FleetReceiver {
@@ -130,6 +131,12 @@ export class FleetReceiver {
           // A well-formed answer to nothing the server issued: it must not move the device's slots.
           dropped.inc({ kind: 'reports', reason: outcome });
           this.#droppedLog.dropped(message.deviceId, { reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
+          return;
+        } else if (typeof outcome === 'object') {
+          // Numbers about a model the registry does not hold (a buggy or forged report): no history row, no series.
+          const { role, ref } = outcome;
+          dropped.inc({ kind: 'reports', reason: outcome.outcome });
+          this.#droppedLog.dropped(message.deviceId, { reportId: message.payload.id, deviceId: message.deviceId, role, model: ref.model, version: ref.version, sha256: ref.sha256, reason: outcome.outcome }, `dropped a benchmark report whose ${role} ${ref.model}@${ref.version} is not a registered version with that sha256`);
           return;
         } else if (outcome === 'unknown-device') {
           // A report still in flight when its device was revoked: it must not bring back the device's series.

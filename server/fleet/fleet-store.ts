@@ -25,7 +25,11 @@ export interface FleetRepositories {
    * Locks the model's row for the rest of the transaction (ModelsRepository.lockModel, as a
    * retirement locks it), then reads whether the version is retired (undefined: no such version).
    */
-  readonly versions: { lockAndReadRetired(model: string, version: string): Promise<boolean | undefined> };
+  readonly versions: {
+    lockAndReadRetired(model: string, version: string): Promise<boolean | undefined>;
+    /** The version's artifact id (what a ModelRef's sha256 is); undefined: no such version. Retired ones have theirs. */
+    artifactOf(model: string, version: string): Promise<string | undefined>;
+  };
 }
 
 function fleetRepositoriesOf(db: SqlExecutor): FleetRepositories {
@@ -43,6 +47,10 @@ function fleetRepositoriesOf(db: SqlExecutor): FleetRepositories {
         await new ModelsRepository(db).lockModel(model);
         const row = await db.get<{ retired: number | boolean }>('SELECT retired FROM model_versions WHERE model = ? AND version = ?', [model, version]);
         return row ? Number(row.retired) !== 0 : undefined;
+      },
+      artifactOf: async (model, version) => {
+        const row = await db.get<{ artifact_id: string }>('SELECT artifact_id FROM model_versions WHERE model = ? AND version = ?', [model, version]);
+        return row ? String(row.artifact_id) : undefined;
       },
     },
   };

@@ -6,6 +6,7 @@ import { slotsAfter } from './device-slots.ts';
 import { servingTotalsAfter } from './serving-totals.ts';
 import { reportTotalsAfter, reportTotalsHeld, reportTotalsMoved, seedReportTotals, slotsHold } from './report-totals.ts';
 import { olderInSameRun, sameAgentRun } from './agent-run.ts';
+import { unknownModelOf } from './registered-models.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories, FleetStore } from './fleet-store.ts';
@@ -41,7 +42,8 @@ export interface StoreFleetIngestOptions {
  * The FleetIngest over the store: every report once (by id) in the raw history; an assignment
  * report also records the device's answer on the assignment and updates the device's slots, but
  * only when it answers an assignment or fleet command the server issued to that device (anything
- * else changes nothing); status and telemetry update the device's online state and heartbeat.
+ * else changes nothing); a benchmark report is taken only when the models it names are registered
+ * versions (unknownModelOf); status and telemetry update the device's online state and heartbeat.
  */
 export class StoreFleetIngest implements FleetIngest {
   readonly #options: StoreFleetIngestOptions;
@@ -64,6 +66,10 @@ export class StoreFleetIngest implements FleetIngest {
       if (!device) return 'unknown-device' as const;
       if (device.revokedAt !== null) return 'revoked-device' as const;
       if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;
+      // Numbers about a model the registry does not hold (with that sha256) are nobody's evidence:
+      // no history row, no totals, no series.
+      const unknown = report.kind === 'benchmark' ? await unknownModelOf(report, tx.versions) : null;
+      if (unknown) return unknown;
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
       // Totals kept from before fleet migration 10 start from what a restart restored (read before
       // this report is stored). An answer moving the slots stores them too: the seed's time rule
@@ -108,7 +114,7 @@ export class StoreFleetIngest implements FleetIngest {
       this.#options.onRevokedDevice?.(report.deviceId);
       return 'unknown-device';
     }
-    if (typeof stored === 'string') return stored;
+    if (typeof stored === 'string' || 'outcome' in stored) return stored;
     if (report.kind === 'assignment') {
       const awaited = this.#options.outcomes.answered(report);
       if (stored.slots) this.#options.onSlotsChanged?.(report.deviceId, stored.slots, new Date(report.createdAt));

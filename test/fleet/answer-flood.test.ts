@@ -5,6 +5,7 @@ import { reportsTopic } from '../../shared/protocol/topics.ts';
 import { dropped, enrolledDevice } from '../helpers/fleet-ingest-probe.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { startTestServer, type TestServer } from '../server/helpers/test-server.ts';
+import { registerVersions } from '../helpers/registered-versions.ts';
 
 const BURST = 5;
 
@@ -34,6 +35,8 @@ async function storedReports(server: TestServer, deviceId: string): Promise<numb
 test('a device flooding answers gets its burst through and the rest dropped and counted (answer-rate-limited); its benchmark reports and other devices are unaffected', async (t) => {
   // A bucket that does not refill during the test: exactly BURST answers pass.
   const server = (await startTestServer(t, { start: { answerRateLimit: { burst: BURST, refillMs: 3_600_000 } } }))!;
+  // The version the benchmark reports name, registered (the ingest takes benchmarks of registered versions only).
+  await registerVersions(server.server.ctx.store, [{ model: 'iris', version: '2', sha256: 'a'.repeat(64) }]);
   const flood = await enrolledDevice(t, server, 'answers-1');
   const calm = await enrolledDevice(t, server, 'answers-2');
 

@@ -9,6 +9,7 @@ import { ReportMetricsExporter } from '../../server/metricproviders/report-metri
 import { openStore } from '../../server/store/open-store.ts';
 import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+import { registerVersions } from '../helpers/registered-versions.ts';
 
 /* Servers sharing one database: each checks now and then that the devices it exports are still live. */
 
@@ -30,6 +31,7 @@ for (const engine of STORE_ENGINES) {
         await a.close();
         await b.close();
       });
+      await registerVersions(a, ['1', '2'].map((version) => ({ model: 'wine', version, sha256: version.repeat(64) })));
       const [fleetA, fleetB] = [new FleetStore(a), new FleetStore(b)];
       for (const id of ['osaka-1', 'kyoto-1']) await fleetA.repos.devices.insert({ id, labels: {}, secretHash: '$7$101$c2FsdA==$x', tokenId: `tok-${id}`, enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'token:admin' });
       const registry = new Registry();

@@ -12,12 +12,17 @@ import { openStore } from '../../server/store/open-store.ts';
 import { ALL_MIGRATIONS } from '../../server/store/migrations/index.ts';
 import { runMigrations } from '../../server/store/migrations/run-migrations.ts';
 import { FleetSequencesRepository } from '../../server/store/repositories/fleet-sequences-repository.ts';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 import { deviceReportsFromBenchmark } from '../../server/metricproviders/benchmark-report-adapter.ts';
 import type { Store } from '../../server/store/store.ts';
 import type { AssignmentReport, BenchmarkReport, ModelRef } from '../../shared/protocol/payloads.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
+import { registerVersions } from '../helpers/registered-versions.ts';
+import { recordingLogger } from '../helpers/recording-logger.ts';
+import { FleetReceiver } from '../../server/fleet/fleet-receiver.ts';
+import type { Broker } from '../../server/broker/broker.ts';
+import { reportsTopic } from '../../shared/protocol/topics.ts';
 
 const ref = (version: string): ModelRef => ({ model: 'iris', version, sha256: version.repeat(64).slice(0, 64) });
 
@@ -44,6 +49,8 @@ for (const engine of STORE_ENGINES) {
       if (!location) return;
       const store = await openStore(location);
       try {
+        // The versions the reports below name, registered (the ingest takes benchmarks of registered versions only).
+        await registerVersions(store, ['1', '2', '3', '4', '5', '6', '7', '8', '9'].map(ref));
         await work(new FleetStore(store), store);
       } finally {
         await store.close();
@@ -381,6 +388,43 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await ingest.ingestReport(benchmark('bench-late', 'osaka-1', '2026-03-01T09:00:00.000Z', '1', '2')), 'unknown-device');
         assert.equal(await fleet.repos.reports.count(), 0);
         assert.deepEqual(exported, []);
+      });
+    });
+
+    test('a benchmark report naming a model that is not a registered version with that sha256 is dropped (unknown-model), counted, logged, and stores nothing; a retired version is still taken', async (t) => {
+      await withFleet(t, async (fleet, store) => {
+        await enroll(fleet, 'osaka-1', {});
+        await store.models.setRetired('iris', '1', true);
+        const exported: DeviceReport[] = [];
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), onBenchmark: (reports) => exported.push(...reports) });
+        const dropped = new Counter({ name: 'dropped_total', help: 'x', labelNames: ['kind', 'reason'] as const, registers: [new Registry()] });
+        const { logger, lines } = recordingLogger();
+        const receiver = new FleetReceiver({ broker: {} as Broker, ingest, logger, dropped, storeRetryDelaysMs: [], droppedLogEveryMs: 0 });
+        const publish = (report: BenchmarkReport) => receiver.handle(reportsTopic('osaka-1'), Buffer.from(JSON.stringify(report)));
+        const good = benchmark('bench-good', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2');
+
+        // A model the registry never held; a registered version with another artifact's sha256; an unregistered active version.
+        await publish({ ...good, id: 'bench-ghost', candidate: { ...good.candidate, model: 'ghost', version: '9' } });
+        await publish({ ...good, id: 'bench-forged', candidate: { ...good.candidate, sha256: 'f'.repeat(64) } });
+        await publish({ ...good, id: 'bench-active', active: { ...good.active!, version: '10' } });
+        assert.deepEqual((await dropped.get()).values.map((value) => [value.labels.kind, value.labels.reason, value.value]), [['reports', 'unknown-model', 3]]);
+        assert.deepEqual(lines.map((line) => line.msg), [
+          'dropped a benchmark report whose candidate ghost@9 is not a registered version with that sha256',
+          'dropped a benchmark report whose candidate iris@2 is not a registered version with that sha256',
+          'dropped a benchmark report whose active iris@10 is not a registered version with that sha256',
+        ]);
+        assert.deepEqual(lines.map((line) => [line.reportId, line.reason]), [['bench-ghost', 'unknown-model'], ['bench-forged', 'unknown-model'], ['bench-active', 'unknown-model']]);
+        assert.equal(await fleet.repos.reports.count(), 0, 'no history row');
+        assert.equal((await fleet.repos.devices.get('osaka-1'))!.reportTotals, null, 'no totals');
+        assert.equal(exported.length, 0, 'no series');
+        assert.deepEqual(await ingest.ingestReport({ ...good, id: 'bench-ghost-2', active: null, candidate: { ...good.candidate, model: 'ghost', version: '9' } }), { outcome: 'unknown-model', role: 'candidate', ref: { model: 'ghost', version: '9', sha256: ref('2').sha256 } });
+
+        // The registered versions, the active one retired (devices still run retired versions): taken as before.
+        await publish(good);
+        assert.equal(await fleet.repos.reports.count(), 1);
+        assert.deepEqual((await fleet.repos.devices.get('osaka-1'))!.reportTotals!.map((total) => total.version).sort(), ['1', '2']);
+        assert.deepEqual(exported.map((report) => `${report.model}@${report.version}`), ['iris@1', 'iris@2']);
+        assert.equal((await dropped.get()).values.reduce((sum, value) => sum + value.value, 0), 3);
       });
     });
 

@@ -35,8 +35,9 @@ test('a candidate the device lost (only its heartbeats say so) is no longer expo
     return assigned;
   };
   const active = await assign('active', '1', 'activated');
-  await assign('candidate', '2', 'installed');
-  const measured = (version: string, role: string) => ({ model: 'wine', version, sha256: version.repeat(64), role, score: { accuracy: 0.9, correct: 45, total: 50 }, latencyMs: { p50: 1, p95: 2, p99: 3, samples: 50 }, batchSize: 1, throughputRowsPerSecond: 100, loadTimeMs: 5, rssIncreaseBytes: 0 });
+  const candidate = await assign('candidate', '2', 'installed');
+  // Each measured as the version registered (its artifact id): the server ingests benchmarks of registered versions only.
+  const measured = (version: string, role: string) => ({ model: 'wine', version, sha256: (version === '1' ? active : candidate).artifactId, role, score: { accuracy: 0.9, correct: 45, total: 50 }, latencyMs: { p50: 1, p95: 2, p99: 3, samples: 50 }, batchSize: 1, throughputRowsPerSecond: 100, loadTimeMs: 5, rssIncreaseBytes: 0 });
   await report({ kind: 'benchmark', assignmentId: null, holdout: { rows: 50, fingerprint: 'f', task: 'classification' }, active: measured('1', 'active'), candidate: measured('2', 'candidate') });
   const series = async () => (await (await fetch(`http://127.0.0.1:${server.port('http')}/metrics`)).text()).split('\n').filter((line) => line.startsWith('fleetprune_device_accuracy_ratio{') && line.includes(D)).map((line) => /role="(\w+)"/.exec(line)![1]).sort();
   await waitFor(async () => (await series()).length === 2, 5000, 'both models exported');

@@ -12,6 +12,7 @@ import { createLogger } from '../../shared/util/log.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
+import { registerVersions } from '../helpers/registered-versions.ts';
 
 /*
  * Servers sharing one database, each ingesting from devices on its own (embedded) broker: a device
@@ -41,6 +42,8 @@ async function twoServers(t: TestContext, b: Omit<StartServerOptions, 'log'> = {
   const config = (nodeId: string) => parseServerConfig({ dataDir, host: '127.0.0.1', httpPort: 0, grpcPort: 0, mqttPort: 0, adminToken: ADMIN_TOKEN, databaseUrl: location.databaseUrl, databaseSchema: location.schema, nodeId });
   const first = await startServer(config('node-a'), { log: createLogger('a', 'silent') });
   t.after(() => first.close());
+  // The versions the reports name, registered (the ingest takes benchmarks of registered versions only).
+  await registerVersions(first.ctx.store, ['1', '2'].map((version) => ({ model: 'wine', version, sha256: sha(version) })));
   const second = await startServer(config('node-b'), { log: createLogger('b', 'silent'), ...b });
   t.after(() => second.close());
   return { a: first, b: second };

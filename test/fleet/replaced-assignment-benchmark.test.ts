@@ -42,7 +42,7 @@ for (const engine of STORE_ENGINES) {
     const location = await freshStoreLocation(t, engine);
     if (!location) return;
     let now = new Date(at(0));
-    const first = await storeFleetServer(t, location, { clock: () => now });
+    const first = await storeFleetServer(t, location, { clock: () => now, registered: [ref('1'), ref('2')] });
     const { fleet, ingest, registry } = first;
     let live = first; // the server the steps below talk to
     await fleet.repos.devices.insert({ id: DEVICE, labels: { cohort: 'pilot' }, secretHash: '$7$101$c2FsdA==$x', tokenId: 'tok-1', enrolledAt: at(0), enrolledBy: 'token:admin' });
@@ -81,7 +81,7 @@ for (const engine of STORE_ENGINES) {
 
     // A restart (or a standby elected) exports what the live server did.
     await first.store.close();
-    const second = await storeFleetServer(t, location, { clock: () => now });
+    const second = await storeFleetServer(t, location, { clock: () => now, registered: [ref('1'), ref('2')] });
     live = second;
     await restoreExports(second.exporter, second.fleet.repos);
     assert.deepEqual(await candidateLines(second.registry), exported, 'restored as exported: the late one is not evidence');

@@ -34,7 +34,9 @@ function heartbeat(sentAt: string, active: string, candidate: string | null, ser
   };
 }
 
-const serverOn = (t: TestContext, location: StoreLocation) => storeFleetServer(t, location);
+// The versions the reports name, registered (the cap test's models m0 to m8 too).
+const REGISTERED = [...['1', '2', '3'].map(ref), ...Array.from({ length: 9 }, (_, i) => ({ ...ref('1'), model: `m${i}` }))];
+const serverOn = (t: TestContext, location: StoreLocation) => storeFleetServer(t, location, { registered: REGISTERED });
 
 async function enroll(fleet: FleetStore): Promise<void> {
   await fleet.repos.devices.insert({ id: DEVICE, labels: { cohort: 'pilot' }, secretHash: '$7$101$c2FsdA==$x', tokenId: 'tok-1', enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'token:admin' });

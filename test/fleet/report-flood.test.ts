@@ -6,10 +6,13 @@ import { REPORT_BURST } from '../../server/fleet/report-rate-limit.ts';
 import { dropped } from '../helpers/fleet-ingest-probe.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { startTestServer, type TestServer } from '../server/helpers/test-server.ts';
+import { registerVersions } from '../helpers/registered-versions.ts';
 
 const REFILL_MS = 1000;
 
 async function deviceClient(t: TestContext, server: TestServer, id: string) {
+  // The version its reports name, registered (the ingest takes benchmarks of registered versions only).
+  await registerVersions(server.server.ctx.store, [{ model: 'iris', version: '2', sha256: 'a'.repeat(64) }]);
   const response = await server.request('POST', '/api/devices', { json: { id, labels: { site: 'osaka' } } });
   assert.equal(response.status, 201, await response.clone().text());
   const config = AgentConfigSchema.parse(await response.json());

@@ -25,7 +25,7 @@ function benchmark(id: string): BenchmarkReport {
   return { schema: 1, id, kind: 'benchmark', deviceId: 'osaka-1', createdAt: '2026-03-01T08:59:00.000Z', assignmentId: 'a-1', holdout: { rows: 30, fingerprint: 'f', task: 'classification' }, active: model('active', '1'), candidate: model('candidate', '2') };
 }
 
-const serverOn = (t: TestContext, location: StoreLocation) => storeFleetServer(t, location);
+const serverOn = (t: TestContext, location: StoreLocation) => storeFleetServer(t, location, { registered: [ref('1'), ref('2')] });
 
 /** `role version: predictions/errors ratio` for each exported label set. */
 async function exported(registry: Registry): Promise<string[]> {

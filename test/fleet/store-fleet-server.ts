@@ -7,6 +7,8 @@ import type { ServingDelta } from '../../server/metricproviders/report-history.t
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 import { openStore, type StoreLocation } from '../../server/store/open-store.ts';
 import type { Store } from '../../server/store/store.ts';
+import type { ModelRef } from '../../shared/protocol/payloads.ts';
+import { registerVersions } from '../helpers/registered-versions.ts';
 
 export interface StoreFleetServer {
   store: Store;
@@ -21,10 +23,12 @@ export interface StoreFleetServer {
 /**
  * One server's view of the store: its own connection, exporter and ingest, wired as createFleet
  * wires them (server/fleet/fleet-module.ts). Its store closes after the test, or before when the
- * test closes it (a restart): closing twice is harmless. `clock`: the ingest's (arrival times).
+ * test closes it (a restart): closing twice is harmless. `clock`: the ingest's (arrival times);
+ * `registered`: model versions registered first, unless they are (the ingest takes benchmarks of registered versions only).
  */
-export async function storeFleetServer(t: TestContext, location: StoreLocation, options: { clock?: () => Date } = {}): Promise<StoreFleetServer> {
+export async function storeFleetServer(t: TestContext, location: StoreLocation, options: { clock?: () => Date; registered?: readonly ModelRef[] } = {}): Promise<StoreFleetServer> {
   const store = await openStore(location);
+  await registerVersions(store, options.registered ?? []);
   let closed = false;
   const close = store.close.bind(store);
   store.close = async () => {
