@@ -1,13 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Express } from 'express';
 import { ONNX_FILE } from '../shared/artifact/manifest.ts';
 import { serverPublicKeyOf, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import type { FleetMessage } from '../shared/protocol/parse-message.ts';
 import {
-  AssignmentReportSchema,
   BenchmarkReportSchema,
   selectorMatches,
   type Assignment,
@@ -19,27 +17,29 @@ import {
   type Telemetry,
 } from '../shared/protocol/payloads.ts';
 import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
-import { assignmentSignatureVerifies, commandSignatureVerifies } from '../shared/protocol/message-signature.ts';
 import { describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
+import { assignmentReport } from './assignment-reports.ts';
 import { AssignmentRetries } from './assignment-retries.ts';
-import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, DiskError, FetchError, type DownloadLimits, type FreeSpace } from './artifact-fetcher.ts';
+import { ArtifactFetcher, DEFAULT_DOWNLOAD_LIMITS, type DownloadLimits, type FreeSpace } from './artifact-fetcher.ts';
 import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
 import { DirectReports } from './direct-reports.ts';
 import { describeFileError } from './file-errors.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
+import { MessageTrust } from './message-trust.ts';
 import { DEFAULT_BENCHMARK_SETTINGS, benchmarkSideBySide, type BenchmarkSettings } from './model-benchmark.ts';
-import { ModelStore, onnxSource, type InstalledModel } from './model-store.ts';
+import { ModelObtainer, StoppingError } from './model-obtainer.ts';
+import { ModelStore, type InstalledModel } from './model-store.ts';
 import { MqttLink, type MqttConnector } from './mqtt-link.ts';
 import { Outbox } from './outbox.ts';
 import { createPredictApp } from './predict-api.ts';
 import { reportId } from './report-ids.ts';
 import type { ServingModel } from './serving-model.ts';
+import { ServingSlots } from './serving-slots.ts';
 import type { SessionCache } from './session-cache.ts';
 import type { Holdout } from './holdout.ts';
-import { modelInterfaceProblem, modelProbeProblem } from './model-interface.ts';
 import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
 import { CorruptStateError, SlotStateFile, mootActivationCause, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
 
@@ -79,12 +79,6 @@ export interface AgentOptions {
   /** The first wait before an assignment that failed on the device (a full disk) is taken again (default 30 s; it doubles up to 10 min). */
   assignmentRetryMs?: number;
 }
-
-/** The longest a server's Retry-After is honoured between two download attempts. */
-const MAX_RETRY_AFTER_MS = 60_000;
-
-/** The agent is stopping: the assignment stays pending (resumed at the next start), not refused. */
-class StoppingError extends Error {}
 
 /** Why a benchmark was cut short: other work arrived (see #interruptBenchmark). */
 class BenchmarkInterrupted extends Error {
@@ -141,12 +135,14 @@ export class Agent {
   readonly #dir: DataDir;
   readonly #state: SlotStateFile;
   readonly #store: ModelStore;
-  readonly #fetcher: ArtifactFetcher;
+  readonly #models: ModelObtainer;
   readonly #outbox: Outbox;
   readonly #link: MqttLink;
   readonly #heartbeat: HeartbeatBuilder;
-  #active: ServingModel | undefined;
-  #candidate: ServingModel | undefined;
+  /** The signature and sequence checks of the assignments and fleet commands received; it holds the newest sequence numbers taken in this run. */
+  readonly #trust: MessageTrust;
+  /** The sessions served: the active model's, and the candidate's for shadow runs. */
+  readonly #serving: ServingSlots;
   #queue: Promise<void> = Promise.resolve();
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #staleDownloadTimer: NodeJS.Timeout | undefined;
@@ -168,8 +164,6 @@ export class Agent {
   /** Work queued that a benchmark must not hold up (see #interruptBenchmark): a benchmark starting meanwhile steps aside. */
   readonly #waitingWork = new Set<string>();
   readonly #servingStats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
-  /** The newest sequence numbers taken in this run (the state file holds those of taken messages across runs). */
-  readonly #newestSeq: Record<'assignment' | 'command', { seq: number; id: string | null }> = { assignment: { seq: -1, id: null }, command: { seq: -1, id: null } };
   /** Reports sent without the outbox, when the disk cannot take them. */
   readonly #direct = new DirectReports();
   /**
@@ -204,15 +198,27 @@ export class Agent {
     this.#publicKey = serverPublicKeyOf(config);
     this.metrics = createAgentMetrics();
     this.#retries = new AssignmentRetries(options.assignmentRetryMs);
+    this.#trust = new MessageTrust(config.deviceId, this.#publicKey, this.metrics, this.#logger, () => this.#state.state);
     this.#dir = new DataDir(options.dataDir);
     this.#state = new SlotStateFile(this.#dir.stateFile);
     this.#store = new ModelStore(this.#dir);
-    this.#fetcher = new ArtifactFetcher({ url: config.server.url, token: config.server.token, publicKey: this.#publicKey }, this.#dir, (bytes) =>
+    const fetcher = new ArtifactFetcher({ url: config.server.url, token: config.server.token, publicKey: this.#publicKey }, this.#dir, (bytes) =>
       this.metrics.downloadedBytes.inc(bytes),
       this.#abort.signal,
       { ...DEFAULT_DOWNLOAD_LIMITS, ...options.downloadLimits },
       deps.freeSpace,
     );
+    this.#models = new ModelObtainer({
+      store: this.#store,
+      fetcher,
+      publicKey: this.#publicKey,
+      logger: this.#logger,
+      attempts: options.downloadAttempts ?? 5,
+      retryBaseDelayMs: options.retryBaseDelayMs ?? 1000,
+      stopping: this.#abort.signal,
+      stopped: () => this.#stopped,
+      referencedModels: () => this.#referencedModels(this.#state.state),
+    });
     // The outbox holds reports only: an entry for any other topic is junk, removed unsent.
     const reports = reportsTopic(config.deviceId);
     this.#outbox = new Outbox(this.#dir.outboxDir, this.#logger, {
@@ -220,6 +226,15 @@ export class Agent {
       onPendingChange: (pending) => this.metrics.outboxPending.set(pending),
     });
     this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock);
+    this.#serving = new ServingSlots({
+      store: this.#store,
+      publicKey: this.#publicKey,
+      sessions: deps.sessions,
+      logger: this.#logger,
+      metrics: this.metrics,
+      shadowFraction: options.shadowFraction ?? 0,
+      state: () => this.#state.state,
+    });
     this.#link = new MqttLink({
       deviceId: config.deviceId,
       broker: config.broker,
@@ -238,8 +253,8 @@ export class Agent {
     });
     this.app = createPredictApp({
       stats: this.#servingStats,
-      active: () => this.#active,
-      candidate: () => this.#candidate,
+      active: () => this.#serving.active,
+      candidate: () => this.#serving.candidate,
       shadowFraction: options.shadowFraction ?? 0,
       metrics: this.metrics,
       logger: this.#logger,
@@ -289,7 +304,7 @@ export class Agent {
     // a candidate issued before a drop was cancelled by it, and one issued after them is carried out.
     const commands = (pendingCommands ?? []).filter((command) => !handledIds.includes(command.id));
     for (const command of commands.sort((a, b) => Date.parse(a.issuedAt) - Date.parse(b.issuedAt))) {
-      if (command.seq >= this.#newestSeq.command.seq) this.#newestSeq.command = { seq: command.seq, id: command.id };
+      if (command.seq >= this.#trust.newestSeq.command.seq) this.#trust.newestSeq.command = { seq: command.seq, id: command.id };
       this.#logger.info({ commandId: command.id, command: command.command }, 'resuming a fleet command received before the restart');
       this.#enqueueCommand(`resume command ${command.id}`, command, this.#latestAssignment);
     }
@@ -308,10 +323,7 @@ export class Agent {
     this.#retries.clear();
     await Promise.race([this.#queue, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     await this.#link.stop();
-    await this.#active?.lease.release();
-    await this.#candidate?.lease.release();
-    this.#active = undefined;
-    this.#candidate = undefined;
+    await this.#serving.release();
   }
 
   /** Resolves when the work queue is idle (tests, benchmarks). */
@@ -373,9 +385,7 @@ export class Agent {
     // would otherwise lose a finished download, and the assignment would download it again.
     if (!corrupt) await this.#store.collectGarbage(new Set([...this.#referencedModels(state), ...(state.pending ? [state.pending.sha256] : [])]), this.#cleanupFailed);
     await this.#removeStaleDownloads();
-    if (state.active) this.#active = await this.#loadServing(state.active);
-    await this.#refreshCandidateServing();
-    this.#publishModelInfo();
+    await this.#serving.start(state.active);
     this.#logger.info({ active: state.active?.version ?? null, candidate: state.candidate?.version ?? null }, 'agent state recovered');
   }
 
@@ -387,7 +397,7 @@ export class Agent {
   /** Whether `assignment` restores a model lost from the device (lost-models.ts): taken again although it was handled. */
   #restores(assignment: Assignment): boolean {
     const state = this.#state.state;
-    return restores(state, assignment, Math.max(this.#newestSeq.assignment.seq, state.assignmentSeq ?? -1));
+    return restores(state, assignment, Math.max(this.#trust.newestSeq.assignment.seq, state.assignmentSeq ?? -1));
   }
 
   /** A lost model that no answer on record had put in its slot is reported as a refusal of the assignment restoring it. */
@@ -420,7 +430,7 @@ export class Agent {
       if (!isSystemError(error)) throw error;
       // As #write would have written it.
       this.#pendingCommands = this.#pendingCommands.filter((command) => !next.handledIds.includes(command.id));
-      const commandSeq = Math.max(next.commandSeq ?? -1, this.#newestSeq.command.seq);
+      const commandSeq = Math.max(next.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
       const onDisk = new Set(this.#state.state.unsentReports.filter((report) => !this.#inMemoryOnly?.has(report.id)).map((report) => report.id));
       // The models state.json names stay on disk while it is not replaced: a restart comes back on them.
       if (!this.#inMemoryOnly) this.#recordedModels = modelsOf(this.#state.state);
@@ -439,7 +449,7 @@ export class Agent {
       if (this.#assignmentsInHand.has(assignment.id)) return;
       const restoring = this.#restores(assignment);
       if (state.handledIds.includes(assignment.id) && !restoring) return;
-      if (!this.#trusted('assignment', message.raw ?? assignment, assignment.id, assignment.seq, restoring)) return;
+      if (!this.#trust.trusted('assignment', message.raw ?? assignment, assignment.id, assignment.seq, restoring)) return;
       if (restoring) this.#logger.warn({ assignmentId: assignment.id, version: assignment.version }, 'taking the retained assignment again: its model was lost from the device');
       // The device's assignment topic holds one assignment: a newer one replaces the one being
       // downloaded (cancelled) and any still queued (answered as superseded when their turn comes).
@@ -456,7 +466,7 @@ export class Agent {
       const command = message.payload;
       if (state.handledIds.includes(command.id) || this.#commandsInHand.has(command.id)) return;
       if (!selectorMatches(command.selector, this.deviceId, this.#options.config.labels)) return;
-      if (!this.#trusted('command', message.raw ?? command, command.id, command.seq)) return;
+      if (!this.#trust.trusted('command', message.raw ?? command, command.id, command.seq)) return;
       this.#logger.info({ commandId: command.id, command: command.command }, 'fleet command received');
       // Saved before it is queued: read, the broker counts it delivered, and a crash must not lose it.
       // A write the disk cannot take is logged; the command is queued from memory all the same, and
@@ -506,7 +516,7 @@ export class Agent {
       if (failure === undefined || this.#stopped) return this.#retries.done(id);
       const retryInMs = this.#retries.schedule(id, () => {
         if (this.#stopped || this.#commandsInHand.has(id) || this.#state.state.handledIds.includes(id)) return;
-        if (this.#newestSeq.command.id !== id || this.#latestAssignment !== latestAssignment) {
+        if (this.#trust.newestSeq.command.id !== id || this.#latestAssignment !== latestAssignment) {
           this.#logger.warn({ commandId: id }, 'not taking a failed fleet command again: a newer assignment or command came since');
           // Nor at the next start.
           this.#enqueueAheadOfBenchmark(`give up command ${id}`, `fleet command ${id} given up`, () => this.#forgetCommands([id]));
@@ -517,41 +527,6 @@ export class Agent {
       // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
       this.#logger.error({ err: errorMessage(failure), task: what, retryInMs }, 'agent task failed');
     });
-  }
-
-  /**
-   * Whether to act on an assignment or fleet command: it must carry the server's signature (for
-   * this device, for an assignment) and be newer than the newest of its stream taken so far, so a
-   * message replayed from the broker (an old version, an old rollback) is refused. Refusals are
-   * logged and counted, never answered: the message did not come from the server. `again`: the
-   * newest message taken may be taken again (it restores a lost model).
-   */
-  #trusted(stream: 'assignment' | 'command', raw: unknown, id: string, seq: number, again = false): boolean {
-    const signed = stream === 'assignment' ? assignmentSignatureVerifies(this.deviceId, raw, this.#publicKey) : commandSignatureVerifies(raw, this.#publicKey);
-    const kind = stream === 'assignment' ? 'assignment' : 'commands';
-    if (!signed) {
-      this.metrics.droppedMessages.inc({ kind, reason: 'bad-signature' });
-      this.#logger.warn({ id, stream }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} without the server's signature`);
-      return false;
-    }
-    const state = this.#state.state;
-    const persisted = stream === 'assignment' ? state.assignmentSeq : state.commandSeq;
-    const newest = Math.max(this.#newestSeq[stream].seq, persisted ?? -1);
-    if (seq === newest) {
-      // The newest message taken, again: the same message (a number is used once per device and
-      // stream). Taken again while its handling has not finished (a retained assignment
-      // redelivered after a failure); otherwise it was handled, longer ago than the ids kept.
-      if (id === this.#newestSeq[stream].id || id === state.pending?.id || again) return true;
-      this.#logger.debug({ id, stream, seq }, 'ignored a message already taken');
-      return false;
-    }
-    if (seq < newest) {
-      this.metrics.droppedMessages.inc({ kind, reason: 'replayed' });
-      this.#logger.warn({ id, stream, seq, newest }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} older than one already taken (a replay)`);
-      return false;
-    }
-    this.#newestSeq[stream] = { seq, id };
-    return true;
   }
 
   /**
@@ -699,7 +674,7 @@ export class Agent {
     this.#obtaining = { assignment, controller };
     if (this.#latestAssignment !== undefined && this.#latestAssignment !== assignment.id) controller.abort(new Error(`superseded by assignment ${this.#latestAssignment}`));
     try {
-      model = await this.#obtainModel(assignment, controller.signal);
+      model = await this.#models.obtain(assignment, controller.signal);
     } catch (error) {
       // Stopping is not a verdict on the assignment: it stays pending and is resumed.
       if (error instanceof StoppingError) return;
@@ -711,7 +686,7 @@ export class Agent {
     // disagrees with its manifest: refused here, before any slot changes, and removed again.
     let serving: ServingModel;
     try {
-      serving = await this.#loadServingFrom(ref, model);
+      serving = await this.#serving.loadFrom(ref, model);
     } catch (error) {
       await this.#refuse(assignment, `the model cannot run: ${errorMessage(error)}`);
       await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
@@ -719,60 +694,6 @@ export class Agent {
     }
     if (assignment.role === 'candidate') await this.#installCandidate(assignment, ref, serving);
     else await this.#activate(assignment, ref, serving);
-  }
-
-  /** A verified model for the assignment: from the store if it is there, else downloaded. */
-  async #obtainModel(assignment: Assignment, signal: AbortSignal): Promise<InstalledModel> {
-    if (await this.#store.has(assignment.sha256)) {
-      const verified = await this.#store.loadVerified(assignment.sha256, this.#publicKey);
-      if (!('failure' in verified)) return verified;
-      this.#logger.warn({ reason: verified.failure }, 'a stored model failed verification; downloading it again');
-      await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
-    }
-    const attempts = this.#options.downloadAttempts ?? 5;
-    const baseDelay = this.#options.retryBaseDelayMs ?? 1000;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const verified = await this.#fetcher.fetchVerifiedManifest(assignment, signal);
-        const { manifest } = verified;
-        this.#logger.info({ assignmentId: assignment.id, bytes: manifest.files['model.onnx']?.bytes }, 'downloading model');
-        const superseded = await this.#store.removeOtherDownloads(manifest.files['model.onnx']!.sha256);
-        if (superseded.length > 0) this.#logger.info({ files: superseded }, 'removed partial downloads of replaced assignments');
-        const fetched = await this.#fetcher.downloadModel(verified, signal);
-        // The endorsement of a signer key other than the server's is kept with the model: loads without an assignment (start, rollback) check it again.
-        // The manifest is stored as the bytes downloaded, within the limit every later load applies.
-        const installed = await this.#store.install(verified, fetched.onnxPath, this.#publicKey, assignment.signer);
-        this.#logger.info({ assignmentId: assignment.id, artifactId: installed.artifactId }, 'model verified and installed');
-        return installed;
-      } catch (error) {
-        if (this.#stopped) throw new StoppingError(errorMessage(error));
-        if (signal.aborted) throw new Error(errorMessage(signal.reason));
-        // The device's own storage failed (a full disk, a quota, a read-only or failing card), in the
-        // download or the install: no retry helps, and the partial download goes before the refusal
-        // is written, or it would keep the disk full.
-        if (error instanceof DiskError || (!(error instanceof FetchError) && isSystemError(error))) {
-          await this.#discardDownloads();
-          throw new Error(error instanceof DiskError ? error.message : describeSystemError(error));
-        }
-        const permanent = !(error instanceof FetchError) || error.permanent;
-        if (permanent || attempt >= attempts) {
-          throw new Error(permanent ? errorMessage(error) : `gave up after ${attempt} attempts: ${errorMessage(error)}`);
-        }
-        const backoff = baseDelay * 2 ** (attempt - 1);
-        const delay = Math.max(backoff, Math.min(error instanceof FetchError ? (error.retryAfterMs ?? 0) : 0, MAX_RETRY_AFTER_MS));
-        this.#logger.warn({ attempt, delayMs: delay, err: errorMessage(error) }, 'model download failed; retrying');
-        await sleep(delay, undefined, { signal: AbortSignal.any([signal, this.#abort.signal]) }).catch(() => {});
-        if (this.#stopped) throw new StoppingError('stopping');
-        if (signal.aborted) throw new Error(errorMessage(signal.reason));
-      }
-    }
-  }
-
-  /** Removes partial downloads and staging directories after the disk failed a download or install (each may fail too: a read-only card). */
-  async #discardDownloads(): Promise<void> {
-    const removed = await this.#store.removeOtherDownloads().catch(() => [] as string[]);
-    if (removed.length > 0) this.#logger.info({ files: removed }, 'removed the partial download the disk could not take');
-    await this.#store.collectGarbage(this.#referencedModels(this.#state.state)).catch(() => {});
   }
 
   /**
@@ -800,11 +721,11 @@ export class Agent {
     const state = withAssignmentHandled(this.#state.state, assignment.id);
     try {
       await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
-      await this.#refreshCandidateServing();
+      await this.#serving.refreshCandidate();
     } finally {
       await checked.lease.release();
     }
-    this.#publishModelInfo();
+    this.#serving.publishModelInfo();
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
     if (benchmark) {
       this.#retries.done(BENCHMARK_RETRY);
@@ -817,7 +738,7 @@ export class Agent {
     const state = this.#state.state;
     const candidateStays = state.candidate !== null && !sameModel(state.candidate, ref);
     crashPoint('activation:before-state');
-    await this.#releasingOnFailure(next, () =>
+    await this.#serving.releasingOnFailure(next, () =>
       this.#commit(
         {
           ...withAssignmentHandled(state, assignment.id),
@@ -831,7 +752,7 @@ export class Agent {
         () => crashPoint('activation:after-state'),
       ),
     );
-    await this.#swapActive(next);
+    await this.#serving.swapActive(next);
     await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
   }
 
@@ -859,7 +780,7 @@ export class Agent {
     if ('failure' in verified) failure = verified.failure;
     else {
       try {
-        next = await this.#loadServingFrom(target, verified);
+        next = await this.#serving.loadFrom(target, verified);
       } catch (error) {
         failure = errorMessage(error);
       }
@@ -895,10 +816,10 @@ export class Agent {
     // memory at once when the disk takes no writes (full, read-only), and recorded and answered once
     // it does (#saveOrKeepInMemory; a restart before then comes back on state.json as it is).
     let recorded = true;
-    await this.#releasingOnFailure(next, async () => {
+    await this.#serving.releasingOnFailure(next, async () => {
       recorded = await this.#commitOrKeepInMemory(change, report, `${command ? 'rollback' : 'revert'} ${answers}`, afterStateWrite);
     });
-    await this.#swapActive(next);
+    await this.#serving.swapActive(next);
     if (recorded) this.#logger.info({ version: target.version }, 'rolled back to the previous model');
     else this.#logger.warn({ version: target.version, [command ? 'commandId' : 'assignmentId']: answers }, 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)');
     return true;
@@ -944,8 +865,8 @@ export class Agent {
     // its files go at a later collection.
     const change: SlotState = { ...withHandled(state, answers), candidate: null, candidateBenchmarked: true, droppedCandidate: { sha256: dropped.sha256, issuedAt: command.issuedAt } };
     const recorded = await this.#commitOrKeepInMemory(change, this.#assignmentReport(answers, 'candidate-dropped', 'candidate', dropped, null), `drop-candidate ${answers}`);
-    await this.#refreshCandidateServing();
-    this.#publishModelInfo();
+    await this.#serving.refreshCandidate();
+    this.#serving.publishModelInfo();
     if (recorded) await this.#store.collectGarbage(this.#referencedModels(this.#state.state));
     else this.#logger.warn({ version: dropped.version, commandId: answers }, 'dropped the candidate in memory: the disk takes no writes; the drop is recorded and answered once it does (a restart before then comes back on the state on disk)');
   }
@@ -1141,20 +1062,7 @@ export class Agent {
 
   /** `key` tells the report's id apart from other answers to `answers` (by default its outcome). */
   #assignmentReport(answers: string, outcome: AssignmentReport['outcome'], role: Role, ref: ModelRef, reason: string | null, key = `assignment:${outcome}${restoreMark(this.#state.state, answers)}`): AssignmentReport {
-    return AssignmentReportSchema.parse({
-      schema: 1,
-      id: reportId(this.deviceId, answers, key),
-      kind: 'assignment',
-      deviceId: this.deviceId,
-      createdAt: this.#deps.clock().toISOString(),
-      assignmentId: answers,
-      outcome,
-      role,
-      model: ref.model,
-      version: ref.version,
-      sha256: ref.sha256,
-      reason: reason === null ? null : reportReason(reason),
-    });
+    return assignmentReport(this.deviceId, this.#deps.clock(), answers, outcome, role, ref, reason, key);
   }
 
   /** #commit, but when the device's storage cannot take the change, it is carried out from memory (#saveOrKeepInMemory) and the result is false. */
@@ -1232,7 +1140,7 @@ export class Agent {
    */
   async #write(proposed: SlotState): Promise<void> {
     this.#pendingCommands = this.#pendingCommands.filter((command) => !proposed.handledIds.includes(command.id));
-    const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#newestSeq.command.seq);
+    const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
     const next: SlotState = { ...proposed, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
     const held = this.#direct.unrecorded();
     // The answers this write commits, counted once it succeeds: every answer the agent sends enters
@@ -1291,70 +1199,6 @@ export class Agent {
     await this.#link.publish(telemetryTopic(this.deviceId), Buffer.from(JSON.stringify(telemetry))).catch(() => {});
   }
 
-  /** A stored model's session, or undefined (logged) when it fails verification or cannot run. */
-  async #loadServing(ref: ModelRef): Promise<ServingModel | undefined> {
-    const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
-    if ('failure' in verified) {
-      this.#logger.error({ reason: verified.failure }, 'cannot serve a model that fails verification');
-      return undefined;
-    }
-    try {
-      return await this.#loadServingFrom(ref, verified);
-    } catch (error) {
-      this.#logger.error({ version: ref.version, reason: errorMessage(error) }, 'cannot serve a model that cannot run');
-      return undefined;
-    }
-  }
-
-  /** The model's session; throws when onnxruntime cannot load it or it does not match its manifest. */
-  async #loadServingFrom(ref: ModelRef, model: InstalledModel): Promise<ServingModel> {
-    const lease = await this.#deps.sessions.acquire(onnxSource(model));
-    // The declared interface, then one row run through the model: its real output width can differ from the declared one.
-    const problem = modelInterfaceProblem(lease.session, model.manifest) ?? (await modelProbeProblem(lease.session, model.manifest));
-    if (problem) {
-      await lease.release();
-      throw new Error(problem);
-    }
-    return { ref, manifest: model.manifest, lease };
-  }
-
-  /** Runs the state change that would make `next` serve; if it fails (nothing changed), `next`'s session is let go. */
-  async #releasingOnFailure(next: ServingModel, change: () => Promise<void>): Promise<void> {
-    try {
-      await change();
-    } catch (error) {
-      await next.lease.release();
-      throw error;
-    }
-  }
-
-  async #swapActive(next: ServingModel): Promise<void> {
-    const old = this.#active;
-    this.#active = next;
-    await old?.lease.release();
-    await this.#refreshCandidateServing();
-    this.#publishModelInfo();
-  }
-
-  /** Keeps a session for the candidate only while shadow runs are on. */
-  async #refreshCandidateServing(): Promise<void> {
-    const wanted = (this.#options.shadowFraction ?? 0) > 0 ? this.#state.state.candidate : null;
-    if (sameModel(this.#candidate?.ref ?? null, wanted)) return;
-    // The shadow counters are by candidate version: a new candidate starts them afresh, rather
-    // than every candidate of the agent's life leaving its series behind. The shadow latency has
-    // no version label: reset too, it describes the candidate of now, not a mix of all of them.
-    for (const counter of [this.metrics.shadowRuns, this.metrics.shadowAgreements, this.metrics.shadowErrors]) counter.reset();
-    this.metrics.shadowLatency.reset();
-    const old = this.#candidate;
-    this.#candidate = wanted ? await this.#loadServing(wanted) : undefined;
-    await old?.lease.release();
-  }
-
-  #publishModelInfo(): void {
-    this.metrics.modelInfo.reset();
-    for (const [slot, ref] of Object.entries(this.slots)) if (ref) this.metrics.modelInfo.set({ slot, model: ref.model, version: ref.version }, 1);
-  }
-
   /** The models `state` holds and, while the agent runs on a state kept in memory, those state.json names. */
   #referencedModels(state: SlotState): Set<string> {
     return new Set([...modelsOf(state), ...(this.#recordedModels ?? [])]);
@@ -1373,18 +1217,3 @@ function isRevert(state: SlotState, assignment: Assignment): boolean {
 
 /** What becomes of a fleet command the disk could not record when it came (the end of a log line). */
 const UNRECORDED_COMMAND = 'carrying it out from memory';
-
-/** The schema's limit on a report's reason, in UTF-16 code units. */
-const MAX_REASON_CHARS = 2000;
-
-/**
- * A reason as a report carries it: well-formed Unicode (an error message can quote half of a
- * surrogate pair), cut to MAX_REASON_CHARS without splitting a pair. The server refuses a report
- * with a lone surrogate as invalid, and the outbox has already let it go by then.
- */
-function reportReason(reason: string): string {
-  const whole = reason.toWellFormed();
-  if (whole.length <= MAX_REASON_CHARS) return whole;
-  const last = whole.charCodeAt(MAX_REASON_CHARS - 1);
-  return whole.slice(0, last >= 0xd800 && last <= 0xdbff ? MAX_REASON_CHARS - 1 : MAX_REASON_CHARS);
-}
