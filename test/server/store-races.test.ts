@@ -16,9 +16,9 @@ import { ModelsRepository } from '../../server/store/repositories/models-reposit
 import { TokensRepository } from '../../server/store/repositories/tokens-repository.ts';
 import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import type { Store } from '../../server/store/store.ts';
-import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { isOneLineError } from '../helpers/cli.ts';
+import { registerVersions } from '../helpers/registered-versions.ts';
 import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { freshStoreLocation, STORE_ENGINES } from './helpers/store-engines.ts';
@@ -43,23 +43,7 @@ function wrap<T extends object, K extends keyof T>(t: TestContext, proto: T, nam
 }
 
 async function seedVersions(store: Store, model: string, versions: string[]): Promise<void> {
-  const at = new Date().toISOString();
-  await store.models.ensureModel(model, at, 'test');
-  for (const [index, version] of versions.entries()) {
-    await store.models.insertVersion({
-      model,
-      version,
-      seq: index + 1,
-      artifactId: String(index + 1).repeat(64),
-      manifest: { name: model, lineage: { parentSha256: null } } as unknown as Manifest,
-      parentArtifactId: null,
-      epsilon: null,
-      dataFingerprint: 'fp',
-      metrics: { test: { accuracy: 0.9 } },
-      createdAt: at,
-      createdBy: 'test',
-    });
-  }
+  await registerVersions(store, versions.map((version, index) => ({ model, version, sha256: String(index + 1).repeat(64) })));
 }
 
 for (const engine of STORE_ENGINES) {
