@@ -14,9 +14,15 @@ test('the dashboard promotes one step at a time with "Next step" (from the step 
   await waitForRollout(server, id, (s) => s.phase === 'Paused' && s.stepIndex === 0, 'a pause at step 1');
 
   const posts: string[] = [];
+  // The page's reads of the rollout under way: one sent before the route below holds them is not held.
+  const reading = new Set<unknown>();
+  const isRolloutRead = (url: string) => new URL(url).pathname === `/api/rollouts/${id}`;
   page.on('request', (request) => {
     if (request.method() === 'POST') posts.push(new URL(request.url()).pathname + new URL(request.url()).search);
+    else if (isRolloutRead(request.url())) reading.add(request);
   });
+  page.on('requestfinished', (request) => reading.delete(request));
+  page.on('requestfailed', (request) => reading.delete(request));
   await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
   await page.locator('#rollout-detail .step.current', { hasText: '1. pause until resumed' }).waitFor({ timeout: 5_000 });
   const nextStep = page.locator('#rollout-detail button', { hasText: /^Next step$/ });
@@ -40,11 +46,17 @@ test('the dashboard promotes one step at a time with "Next step" (from the step 
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
   let held = 0;
+  const heldReads = new Set<unknown>();
   await page.route((url) => url.pathname === `/api/rollouts/${id}`, async (route) => {
     held++;
+    heldReads.add(route.request());
     await released;
     await route.continue();
   });
+  // A read sent before the route (a refresh after the first step) must be answered before the skip
+  // elsewhere: answered after it, it would show step 3 (seen under load).
+  const unheld = [...reading];
+  for (const deadline = Date.now() + 7_000; unheld.some((request) => reading.has(request) && !heldReads.has(request)); await page.waitForTimeout(20)) assert.ok(Date.now() < deadline, 'the reads sent before the route are answered');
   const elsewhere = await server.request('POST', `/api/rollouts/${id}/promote?step=true&fromStepIndex=1`);
   assert.equal(elsewhere.status, 200, await elsewhere.text());
   // The rollout's event makes the page refresh; that read waits, so the page still shows step 2.
