@@ -1,6 +1,9 @@
 import type { RolloutState } from './rollout-state.ts';
 import type { VersionStatus } from './fleet-port.ts';
 
+/** How a start's warning about a version its rollback would restore ends (the dashboard's rollback confirmation repeats those). */
+export const WOULD_RESTORE = 'a rollback of this rollout would restore it';
+
 /** A version's newest status, as the registry records it (null: none yet). */
 export type VersionStatusOf = (version: string) => Promise<{ status: VersionStatus; reason: string; at: string } | null>;
 
@@ -42,7 +45,7 @@ export async function restoredVersionWarnings(state: RolloutState, statusOf: Ver
       ...(restored.previousProduction ? ['the previous production'] : []),
       ...(restored.devices > 0 ? [`the baseline of ${restored.devices} device${restored.devices === 1 ? '' : 's'}`] : []),
     ].join(' and ');
-    const effect = moment === 'start' ? 'a rollback of this rollout would restore it' : 'this rollback restores it';
+    const effect = moment === 'start' ? WOULD_RESTORE : 'this rollback restores it';
     warnings.push(`${model}@${restored.version} (${where}) is ${status.status} since ${status.at} (${status.reason}); ${effect}`);
   }
   return warnings;

@@ -33,3 +33,18 @@ test('the confirm() dialogs quote user text (step descriptions, model, versions)
   assert.match(step!, /go on with 2\. devices matching site notin \(x\)\\n\\nThis only/, `the next step quoted escaped: ${step}`);
   assert.match(rollback!, /make wine\\u202egnp\.exe@3\\x07 production again/, `the previous production quoted escaped: ${rollback}`);
 });
+
+test('the rollback confirmation names a version it restores that a rollout failed or rolled back (as the start warned), user text escaped; no warning, no note', () => {
+  const restoring = 'wine@3 (the previous production and the baseline of 2 devices) is failed since 2026-01-02T03:04:05.000Z (pilot\nfailed)';
+  const r = detailFixture({
+    phase: 'Completed',
+    warnings: ['no analysis step: nothing compares the candidate', `${restoring}; a rollback of this rollout would restore it`],
+  });
+  assert.equal(
+    rolloutAction('rollback', r)?.confirm,
+    'Warning: wine@3 (the previous production and the baseline of 2 devices) is failed since 2026-01-02T03:04:05.000Z (pilot\\nfailed): the rollback restores it. ' +
+      'Roll back every device of ro-1 to its baseline, make wine@3 production again, and send it to every other device running wine@4?',
+  );
+  assert.equal(rolloutAction('rollback', detailFixture({ warnings: ['no analysis step: nothing compares the candidate'] }))?.confirm, 'Roll back every device of ro-1 to its baseline?');
+  assert.equal(rolloutAction('rollback', detailFixture())?.confirm, 'Roll back every device of ro-1 to its baseline?', 'a detail without warnings (an older server)');
+});

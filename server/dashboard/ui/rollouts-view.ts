@@ -3,6 +3,7 @@ import type { RolloutDetail, RolloutSummary } from '../../rollout/rollout-views.
 import { userText } from './bidi.ts';
 import { ago, esc, table, utc, when } from './html.ts';
 import { printable } from '../../../shared/util/printable.ts';
+import { WOULD_RESTORE } from '../../rollout/restored-version-warnings.ts';
 
 export type { RolloutDetail, RolloutSummary };
 
@@ -131,15 +132,18 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       return { path: action };
     case 'abort':
       return { path: action, confirm: `Abort ${plain(r.id)}?` };
-    case 'rollback':
+    case 'rollback': {
       // Promoted: the rollback also restores the previous production and takes back the devices given the candidate outside the rollout.
-      return {
-        path: action,
-        confirm:
-          r.phase === 'Completed' && r.previousProduction
-            ? `Roll back every device of ${plain(r.id)} to its baseline, make ${plain(r.model)}@${plain(r.previousProduction)} production again, and send it to every other device running ${plain(r.model)}@${plain(r.candidateVersion)}?`
-            : `Roll back every device of ${plain(r.id)} to its baseline?`,
-      };
+      const question =
+        r.phase === 'Completed' && r.previousProduction
+          ? `Roll back every device of ${plain(r.id)} to its baseline, make ${plain(r.model)}@${plain(r.previousProduction)} production again, and send it to every other device running ${plain(r.model)}@${plain(r.candidateVersion)}?`
+          : `Roll back every device of ${plain(r.id)} to its baseline?`;
+      // A version it restores that a rollout failed or rolled back (its start warned so): said before the click, never a refusal.
+      const ending = `; ${WOULD_RESTORE}`;
+      const restored = (r.warnings ?? []).filter((warning) => warning.endsWith(ending)).map((warning) => plain(warning.slice(0, -ending.length)));
+      const warning = restored.length > 0 ? `Warning: ${restored.join('; ')}: the rollback restores ${restored.length === 1 ? 'it' : 'them'}. ` : '';
+      return { path: action, confirm: `${warning}${question}` };
+    }
     default:
       return undefined;
   }
