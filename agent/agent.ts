@@ -429,12 +429,11 @@ export class Agent {
     } catch (error) {
       if (!isSystemError(error)) throw error;
       // As #write would have written it.
-      this.#pendingCommands = this.#pendingCommands.filter((command) => !next.handledIds.includes(command.id));
-      const commandSeq = Math.max(next.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
+      const written = this.#asWritten(next);
       const onDisk = new Set(this.#state.state.unsentReports.filter((report) => !this.#inMemoryOnly?.has(report.id)).map((report) => report.id));
       // The models state.json names stay on disk while it is not replaced: a restart comes back on them.
       if (!this.#inMemoryOnly) this.#recordedModels = modelsOf(this.#state.state);
-      this.#state.keepInMemory({ ...next, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) });
+      this.#state.keepInMemory(written);
       this.#inMemoryOnly = new Set(next.unsentReports.filter((report) => !onDisk.has(report.id)).map((report) => report.id));
       this.#logger.warn({ err: describeSystemError(error), change: what }, 'the state change cannot be recorded on disk; running on it from memory until the disk takes writes (its reports are sent then)');
       return false;
@@ -1133,15 +1132,23 @@ export class Agent {
   }
 
   /**
+   * `proposed` as every state write records it (to disk, or kept in memory when the disk takes no
+   * writes): with the fleet commands received and not yet answered, and the newest command number taken.
+   */
+  #asWritten(proposed: SlotState): SlotState {
+    this.#pendingCommands = this.#pendingCommands.filter((command) => !proposed.handledIds.includes(command.id));
+    const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
+    return { ...proposed, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
+  }
+
+  /**
    * Writes `next` with the fleet commands received and not answered (those of memory, see
    * #pendingCommands: a write of the work queue computed before a command was received keeps it),
    * and the refusals that the disk could not take when they were made (a state write succeeding
    * means it can again), so that none is left only in memory.
    */
   async #write(proposed: SlotState): Promise<void> {
-    this.#pendingCommands = this.#pendingCommands.filter((command) => !proposed.handledIds.includes(command.id));
-    const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
-    const next: SlotState = { ...proposed, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
+    const next = this.#asWritten(proposed);
     const held = this.#direct.unrecorded();
     // The answers this write commits, counted once it succeeds: every answer the agent sends enters
     // the state file here (or, a refusal the disk could not take, is held in memory: counted then,
