@@ -5,8 +5,8 @@ import { relativeTaskProblem } from '../analysis/relative-check.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { Store } from '../store/store.ts';
-import { VersionStatusRepository } from '../store/repositories/version-status-repository.ts';
 import type { Leadership } from './leader-election.ts';
+import { RegistryModelStatus } from './registry-model-status.ts';
 import { RolloutControllerStoppedError, type RolloutController } from './rollout-controller.ts';
 import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
 import { CandidateRetiredError, ProductionMovedError, RolloutInTheWayError, rolloutInTheWay, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
@@ -141,17 +141,15 @@ export class RolloutService {
 
   /** A warning when the candidate's newest status says a rollout already failed it or rolled it back. */
   async #candidateStatusWarnings(model: string, version: string): Promise<string[]> {
-    const status = await new VersionStatusRepository(this.#o.store.engine).current(model, version);
+    const status = await this.#statusOf(model)(version);
     if (status?.status !== 'failed' && status?.status !== 'rolled-back') return [];
     return [`candidateVersion: ${model}@${version} is ${status.status} since ${status.at} (${status.reason}); this rollout ships it again`];
   }
 
+  /** The registry's newest status of each version of the model (the one a rollout or an alias move gave it). */
   #statusOf(model: string): VersionStatusOf {
-    const statuses = new VersionStatusRepository(this.#o.store.engine);
-    return async (version) => {
-      const found = await statuses.current(model, version);
-      return found ? { status: found.status, reason: found.reason, at: found.at } : null;
-    };
+    const statuses = new RegistryModelStatus(this.#o.store);
+    return (version) => statuses.versionStatus(model, version);
   }
 
   /** Whether the rollout still has version statuses to record after waiting up to STATUS_WAIT_MS for them. */
