@@ -24,6 +24,7 @@ export function createAgentMetrics() {
     assignments: new Counter({ name: AGENT_METRICS.assignments, help: 'Answers sent to assignments and fleet commands, by outcome (each answer once)', labelNames: ['outcome'] as const, registers }),
     downloadedBytes: new Counter({ name: AGENT_METRICS.downloadedBytes, help: 'Model bytes downloaded', registers }),
     benchmarks: new Counter({ name: AGENT_METRICS.benchmarks, help: 'On-device benchmarks reported, by result (ok: a benchmark report; failed: a benchmark-failed answer)', labelNames: ['result'] as const, registers }),
+    workQueued: new Gauge({ name: AGENT_METRICS.workQueued, help: 'Tasks in the agent\'s work queue, running or waiting (installs, benchmarks, fleet commands, housekeeping)', registers }),
     outboxPending: new Gauge({ name: AGENT_METRICS.outboxPending, help: 'Reports waiting in the on-disk outbox', registers }),
     droppedMessages: new Counter({ name: AGENT_METRICS.droppedMessages, help: 'Incoming MQTT messages dropped, by topic kind and reason', labelNames: ['kind', 'reason'] as const, registers }),
     mqttConnected: new Gauge({ name: AGENT_METRICS.mqttConnected, help: '1 while connected to the broker', registers }),

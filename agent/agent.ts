@@ -144,6 +144,8 @@ export class Agent {
   /** The sessions served: the active model's, and the candidate's for shadow runs. */
   readonly #serving: ServingSlots;
   #queue: Promise<void> = Promise.resolve();
+  /** Housekeeping tasks queued and not yet started, by name (#enqueueUnlessQueued). */
+  readonly #housekeepingQueued = new Set<string>();
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #staleDownloadTimer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -283,7 +285,7 @@ export class Agent {
     this.#heartbeatTimer = setInterval(() => {
       void this.#sendHeartbeat();
       // Also a state kept in memory (the disk took no writes): recorded first, and its reports moved then.
-      if (this.#state.state.unsentReports.length > 0 || this.#inMemoryOnly) this.#enqueue('move reports to the outbox', async () => {
+      if (this.#state.state.unsentReports.length > 0 || this.#inMemoryOnly) this.#enqueueUnlessQueued('move reports to the outbox', async () => {
         await this.#moveUnsentReports();
         void this.#flushOutbox();
       });
@@ -291,7 +293,7 @@ export class Agent {
     }, interval);
     this.#heartbeatTimer.unref();
     // A device runs for months: downloads given up since the start must not stay on its disk.
-    this.#staleDownloadTimer = setInterval(() => this.#enqueue('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
+    this.#staleDownloadTimer = setInterval(() => this.#enqueueUnlessQueued('remove stale downloads', () => this.#removeStaleDownloads()), this.#options.staleDownloadSweepMs ?? STALE_DOWNLOAD_SWEEP_MS);
     this.#staleDownloadTimer.unref();
     const { pending, pendingCommands, candidate, candidateBenchmarked, handledIds } = this.#state.state;
     if (pending) {
@@ -633,11 +635,28 @@ export class Agent {
     });
   }
 
-  #enqueue(what: string, task: () => Promise<void>): void {
-    this.#queue = this.#queue.then(task).catch((error: unknown) => {
-      // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
-      this.#logger.error({ err: errorMessage(error), task: what }, 'agent task failed');
+  /**
+   * Queues a periodic housekeeping task unless the same one is already queued and not yet started:
+   * a timer that fires while a long download or benchmark holds the queue adds nothing more.
+   */
+  #enqueueUnlessQueued(what: string, task: () => Promise<void>): void {
+    if (this.#housekeepingQueued.has(what)) return;
+    this.#housekeepingQueued.add(what);
+    this.#enqueue(what, () => {
+      this.#housekeepingQueued.delete(what);
+      return task();
     });
+  }
+
+  #enqueue(what: string, task: () => Promise<void>): void {
+    this.metrics.workQueued.inc();
+    this.#queue = this.#queue
+      .then(task)
+      .catch((error: unknown) => {
+        // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
+        this.#logger.error({ err: errorMessage(error), task: what }, 'agent task failed');
+      })
+      .finally(() => this.metrics.workQueued.dec());
   }
 
   async #processAssignment(assignment: Assignment): Promise<void> {

@@ -14,6 +14,7 @@ export const AGENT_METRICS = {
   downloadedBytes: 'fleetprune_agent_downloaded_bytes_total',
   benchmarks: 'fleetprune_agent_benchmarks_total',
   outboxPending: 'fleetprune_agent_outbox_pending',
+  workQueued: 'fleetprune_agent_work_queued',
   droppedMessages: 'fleetprune_agent_dropped_messages_total',
   mqttConnected: 'fleetprune_agent_mqtt_connected',
   modelInfo: 'fleetprune_agent_model_info',

@@ -161,3 +161,23 @@ for (const { rollbackIssued, stalledAfterRestart } of [
     }
   });
 }
+
+test('housekeeping timers that fire while a stalled download holds the work queue queue one task each, not one per tick (fleetprune_agent_work_queued)', async (t) => {
+  const deviceId = 'housekeeping-behind-download';
+  // Sweeps of stale downloads every 20 ms: about fifty ticks over the second the download stalls.
+  const { agent, assign, stall, release } = await stallingAgent(t, deviceId, { staleDownloadSweepMs: 20 });
+  const queued = async () => (await agent.metrics.workQueued.get()).values[0]!.value;
+  await waitFor(() => agent.connected, 5000, 'connected');
+  const first = await assign(world.v1, 'active');
+  await world.waitForReport(isOutcome(first.id, 'activated'));
+  const started = stall(world.v2);
+  const candidate = await assign(world.v2, 'candidate');
+  await waitFor(started, 10_000, 'the download under way');
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.equal(await queued(), 2, 'the stalled download and one sweep queued behind it');
+  release();
+  await world.waitForReport(isOutcome(candidate.id, 'installed'), 20_000);
+  await agent.idle();
+  await waitFor(async () => (await queued()) === 0, 5000, 'the queue empty once the sweeps behind the download ran');
+  assert.equal(agent.slots.candidate?.version, '2', 'the candidate installed');
+});
