@@ -78,6 +78,8 @@ export interface AgentOptions {
   staleDownloadSweepMs?: number;
   /** The first wait before an assignment that failed on the device (a full disk) is taken again (default 30 s; it doubles up to 10 min). */
   assignmentRetryMs?: number;
+  /** How long stop() waits for the work in progress before it lets the sessions go (default 5 s). */
+  stopGraceMs?: number;
 }
 
 /** Why a benchmark was cut short: other work arrived (see #interruptBenchmark). */
@@ -316,16 +318,20 @@ export class Agent {
     if (candidate && !candidateBenchmarked) this.#queueBenchmarkRerun('resume benchmark');
   }
 
-  /** Stops; work in progress gets a few seconds (the state on disk is crash-safe either way). */
+  /** Stops; work in progress gets stopGraceMs (the state on disk is crash-safe either way). */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#abort.abort();
     clearInterval(this.#heartbeatTimer);
     clearInterval(this.#staleDownloadTimer);
     this.#retries.clear();
-    await Promise.race([this.#queue, new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    const settled = await Promise.race([this.#queue.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), this.#options.stopGraceMs ?? 5000).unref())]);
     await this.#link.stop();
     await this.#serving.release();
+    // Work still running (a model's session being loaded) may put a session in a slot after this
+    // release: it is let go too once that work ends, rather than held for the process's life (an
+    // agent among many in one process, or a test, goes on after stop()).
+    if (!settled) void this.#queue.then(() => this.#serving.release());
   }
 
   /** Resolves when the work queue is idle (tests, benchmarks). */
