@@ -49,7 +49,10 @@ export function readSpecDocument(text: string, source?: string): unknown {
   if (!tokens) throw new UserError(`${prefix}the spec is nested deeper than ${MAX_NESTING_DEPTH} levels`);
   let document: unknown;
   try {
-    const options = { prettyErrors: true, uniqueKeys: true };
+    // logLevel 'error': yaml warns about a collection used as a mapping key (`? [a, b]: c`, which
+    // validation then refuses as an unknown field) with process.emitWarning, an unstructured line
+    // on the server's stderr for each spec a client sends.
+    const options = { prettyErrors: true, uniqueKeys: true, logLevel: 'error' } as const;
     const documents = [...new (yaml().Composer)(options).compose(tokens, true, text.length)];
     let parsed = documents[0]!;
     // Not one valid document: parsed again for yaml's own error (with its line and column).

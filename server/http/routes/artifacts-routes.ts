@@ -37,6 +37,15 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
           res.setHeader('Connection', 'close');
           throw new ServiceError('payload_too_large', `blob of ${declared} bytes exceeds the upload limit of ${config.maxBlobBytes} bytes (--max-blob-bytes)`);
         }
+        // The bytes are hashed and stored as they arrive, undecoded: a body sent with
+        // Content-Encoding gzip was stored compressed under the compressed bytes' hash, or refused
+        // with a hash mismatch that never named the encoding. Refused up front instead, as the
+        // rollout spec route (readTextBody) refuses one.
+        const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+        if (encoding !== 'identity' && encoding !== '') {
+          res.setHeader('Connection', 'close');
+          throw new ServiceError('unsupported_media_type', `body: unsupported content encoding "${encoding}"; send the file's bytes as they are, without Content-Encoding`);
+        }
         try {
           const stored = await uploadBlob(ctx, { source: req, sha256: params.sha256, maxBytes: config.maxBlobBytes, principal: principal! });
           return { status: stored.created ? 201 : 200, json: stored };
