@@ -66,6 +66,11 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
       sendError(res, error, log);
     }
   });
+  // As on the API's routes: DELETE /healthz is a 405 naming GET, not a 404 saying there is no such path.
+  answerOtherMethods(app, [
+    { path: '/healthz', method: 'get' },
+    { path: '/metrics', method: 'get' },
+  ]);
 
   const api = express.Router();
   // Built at its first request, not at every start: converting every route's schemas to JSON
@@ -167,7 +172,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     });
     api[route.method](route.path, ...handlers);
   }
-  answerOtherMethods(api, routes);
+  answerOtherMethods(api, [...routes, { path: '/openapi.json', method: 'get' }]);
   api.use((req, _res, next) => next(new ServiceError('not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`)));
   app.use('/api', api);
   for (const pages of deps.pages ?? []) app.use(pages);
@@ -191,9 +196,10 @@ function refuseDuplicateKeys(raw: Buffer | undefined): void {
  * A path the API serves, asked with a method it does not serve there: 405 naming the methods it
  * does in Allow (RFC 9110 §15.5.6), and OPTIONS answered with them, rather than a 404 that says
  * the path does not exist. Each path pattern adds its methods as the request passes it (one
- * request path can match several patterns: /models/:name and /models/aliases).
+ * request path can match several patterns: /models/:name and /models/aliases). Also used for the
+ * paths served outside the route specs (/api/openapi.json, and /healthz and /metrics on the app).
  */
-function answerOtherMethods(api: express.Router, routes: readonly RouteSpec[]): void {
+function answerOtherMethods(api: express.Router, routes: readonly Pick<RouteSpec, 'path' | 'method'>[]): void {
   const methodsByPath = new Map<string, Set<string>>();
   for (const route of routes) {
     const methods = methodsByPath.get(route.path) ?? new Set<string>();
