@@ -17,6 +17,12 @@ export function isSendableToken(token: string): boolean {
   return /^[\x21-\x7e]+$/.test(token);
 }
 
+/**
+ * How long a read waits for the server's answer, body included. Not actions (POST): one the
+ * server may have carried out is not reported as failed for being slow.
+ */
+export const GET_TIMEOUT_MS = 15_000;
+
 export class Api {
   constructor(public token: string) {}
 
@@ -28,7 +34,14 @@ export class Api {
   }
 
   async get<T = unknown>(path: string): Promise<T> {
-    return this.parse<T>(await fetch(`/api${path}`, { headers: this.headers() }));
+    // A server that takes a request and never answers (hung, or behind a stalled proxy) would
+    // otherwise hold every refresh forever: the views would look current, and the actions stay on.
+    try {
+      return await this.parse<T>(await fetch(`/api${path}`, { headers: this.headers(), signal: AbortSignal.timeout(GET_TIMEOUT_MS) }));
+    } catch (error) {
+      if ((error as Error)?.name === 'TimeoutError') throw new Error(`the server did not answer in ${GET_TIMEOUT_MS / 1000} s`);
+      throw error;
+    }
   }
 
   async post<T = unknown>(path: string, body: unknown = {}): Promise<T> {

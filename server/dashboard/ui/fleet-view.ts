@@ -33,8 +33,8 @@ export function renderFleet(page: DevicePage): string {
   const total = page.counts?.enrolled ?? devices.length;
   const rows = devices.map(
     (d) => `<tr data-device="${esc(d.id)}">
-      <td>${userText(d.id)}</td>
-      <td>${Object.entries(d.labels ?? {}).map(([k, v]) => `<span class="badge">${userText(k)}=${userText(v)}</span>`).join(' ')}</td>
+      <td class="device-id">${userText(d.id)}</td>
+      <td class="labels">${Object.entries(d.labels ?? {}).map(([k, v]) => `<span class="badge">${userText(k)}=${userText(v)}</span>`).join(' ')}</td>
       <td>${d.revokedAt ? '<span class="badge">revoked</span>' : `<span class="badge ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span>`} <span class="muted" title="${esc(d.lastSeen ? `last seen ${utc(d.lastSeen)}` : 'never seen')}">${esc(ago(d.lastSeen))}</span></td>
       <td class="active-version">${slot(d.active)}</td>
       <td class="candidate-version">${slot(d.candidate)}</td>

@@ -436,7 +436,12 @@ $('rollout-detail').addEventListener('click', async (event) => {
   } catch (error) {
     showMessage(actionFailure(error, action.fromStep), false);
   } finally {
+    // Drawn again whatever the refresh finds: a refused action leaves the rollout as it was, and
+    // a refresh that finds the same would keep this button off (a Roll back that can no longer be retried).
+    shownKey = undefined;
     await refreshAll();
+    // Disabled while it was focused, the button lost the keyboard focus: back on it (as drawn now), unless the user moved on.
+    if (document.activeElement === document.body) document.querySelector<HTMLElement>(`#rollout-detail button[data-action="${CSS.escape(button.dataset.action!)}"]:enabled`)?.focus();
   }
 });
 

@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { openDashboardPage } from './dashboard-browser.ts';
+import { rolloutState, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+
+/** The dashboard polls every 5 s. */
+const POLL = 7_000;
+
+/**
+ * An action the server refused (a 503, say) disabled its button for the request, and the refresh
+ * after it found the rollout unchanged and so left the detail view as it was: Roll back stayed
+ * off for good (until the rollout changed), and the keyboard focus was lost to the page.
+ */
+test('after a refused Roll back the button is on again and keeps the focus, and a second try rolls back', async (t) => {
+  const browser = await openDashboardPage(t, 'accept');
+  if (!browser) return;
+  const server = await serverWithFleet(t);
+  if (!server) return;
+  const { page, pageErrors, dialogs } = browser;
+  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+
+  let refused = 0;
+  await page.route('**/rollback', (route) => {
+    refused++;
+    return route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { message: 'store busy, try again' } }) });
+  });
+  await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  const rollback = page.locator('#rollout-detail button[data-action="rollback"]');
+  assert.ok(await rollback.isEnabled());
+
+  // By keyboard: focus the button, Enter, and the confirmation is accepted.
+  await rollback.focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#error', { hasText: 'store busy, try again' }).waitFor({ timeout: 5_000 });
+  assert.equal(refused, 1);
+  assert.equal(dialogs.length, 1);
+  await page.unroute('**/rollback');
+  // Over a poll: the state the server reports (a paused rollout can be rolled back) is the one shown.
+  await page.waitForTimeout(POLL);
+  assert.equal((await rolloutState(server, id)).phase, 'Paused');
+  assert.ok(await rollback.isEnabled(), 'Roll back is on again once the refused request is over');
+  assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action), 'rollback', 'the focus is back on Roll back');
+
+  await page.keyboard.press('Enter');
+  await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 10_000 });
+  assert.equal(dialogs.length, 2);
+  assert.deepEqual(pageErrors, []);
+});
