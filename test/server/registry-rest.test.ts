@@ -11,18 +11,12 @@ import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs } fr
 import { STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
 import { spawnServer } from './helpers/server-process.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+import { expectError } from './helpers/api-errors.ts';
 
 async function setup(t: TestContext, engine: StoreEngineName, config = {}) {
   const signer = await makeSigner(t);
   const server = await startTestServer(t, { engine, config: { trustedKeys: [signer.publicKeyPath], ...config } });
   return server ? { server, signer } : null;
-}
-
-async function expectError(response: Response, status: number, code: string, messagePattern: RegExp): Promise<void> {
-  const body = (await response.json()) as { error: { code: string; message: string } };
-  assert.equal(response.status, status, JSON.stringify(body));
-  assert.equal(body.error.code, code);
-  assert.match(body.error.message, messagePattern);
 }
 
 /** Runs `attempt` and asserts it left the store exactly as it was. */

@@ -3,18 +3,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { startTestServer, type TestServer } from './helpers/test-server.ts';
-
-interface ErrorBody {
-  error: { code: string; message: string };
-}
-
-async function expectError(response: Response, status: number, code: string, messagePattern: RegExp): Promise<void> {
-  assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
-  const body = (await response.json()) as ErrorBody;
-  assert.equal(response.status, status, JSON.stringify(body));
-  assert.equal(body.error.code, code);
-  assert.match(body.error.message, messagePattern);
-}
+import { expectError } from './helpers/api-errors.ts';
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');

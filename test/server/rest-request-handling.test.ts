@@ -3,18 +3,7 @@ import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { test } from 'node:test';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
-
-interface ErrorBody {
-  error: { code: string; message: string };
-}
-
-async function expectError(response: Response, status: number, code: string, messagePattern: RegExp): Promise<void> {
-  assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
-  const body = (await response.json()) as ErrorBody;
-  assert.equal(response.status, status, JSON.stringify(body));
-  assert.equal(body.error.code, code);
-  assert.match(body.error.message, messagePattern);
-}
+import { expectError, type ErrorBody } from './helpers/api-errors.ts';
 
 async function tokenCount(server: TestServer): Promise<number> {
   return ((await (await server.request('GET', '/api/tokens')).json()) as { tokens: unknown[] }).tokens.length;
