@@ -6,6 +6,7 @@ import { actorOf } from '../../auth/principal.ts';
 import { BlobGcResultSchema, BlobSchema } from '../api-schemas.ts';
 import { sendBlob } from '../blob-download.ts';
 import { uploadBlob } from '../../artifacts/upload-blob.ts';
+import { encodedBodyRefusal } from '../identity-encoding.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
@@ -41,10 +42,10 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
         // Content-Encoding gzip was stored compressed under the compressed bytes' hash, or refused
         // with a hash mismatch that never named the encoding. Refused up front instead, as the
         // rollout spec route (readTextBody) refuses one.
-        const encoding = String(req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
-        if (encoding !== 'identity' && encoding !== '') {
+        const encoded = encodedBodyRefusal(req, "send the file's bytes as they are, without Content-Encoding");
+        if (encoded) {
           res.setHeader('Connection', 'close');
-          throw new ServiceError('unsupported_media_type', `body: unsupported content encoding "${encoding}"; send the file's bytes as they are, without Content-Encoding`);
+          throw encoded;
         }
         try {
           const stored = await uploadBlob(ctx, { source: req, sha256: params.sha256, maxBytes: config.maxBlobBytes, principal: principal! });
