@@ -17,6 +17,7 @@ import { checkField } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 import type { StalledStreams } from '../app/stalled-streams.ts';
 import { ROLLOUT_ID_PATTERN } from '../../shared/util/rollout-id.ts';
+import { ModelNameSchema } from '../registry/names.ts';
 
 const RolloutId = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const Reason = reasonSchema();
@@ -107,7 +108,7 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         // As GET /api/rollouts (the same page): limit 0 (unset) is its default.
         const limit = checkField(ListLimit, req.limit, 'limit') || undefined;
         const offset = checkField(ListOffset, req.offset, 'offset');
-        const page = await rolloutPage(service, { ...(req.model ? { model: req.model } : {}), limit, offset });
+        const page = await rolloutPage(service, { ...(req.model ? { model: checkField(ModelNameSchema, req.model, 'model') } : {}), limit, offset });
         return { rollouts: page.items.map(rolloutMessage), total: page.total, more: page.more };
       }),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string; device_states: number }) => {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
+import { ModelNameSchema } from '../registry/names.ts';
 import { ConditionSyntaxError } from '../analysis/condition/condition-tokenizer.ts';
 import { parseCondition, type ConditionNode, type ParsedCondition } from '../analysis/condition/condition-parser.ts';
 import { conditionUses } from '../analysis/condition/condition-evaluator.ts';
@@ -37,7 +38,6 @@ import { printable } from './operator-text.ts';
 /** Arguments every analysis gets from the rollout, on top of the templates' and the step's. */
 export const BUILTIN_ARGS = ['rollout', 'model', 'candidateVersion', 'cohort', 'cohortSize', 'step'] as const;
 
-const ModelName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -');
 const Version = z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters');
 
 const AnalysisStepSchema = z.strictObject({
@@ -79,7 +79,7 @@ const OfflineSchema = z.strictObject({
 export const RolloutSpecInputSchema = z.strictObject({
   apiVersion: z.literal('fleetprune/v1').optional(),
   kind: z.literal('Rollout').optional(),
-  model: ModelName,
+  model: ModelNameSchema,
   candidateVersion: Version,
   target: LabelSelectorSchema.optional(),
   steps: z.array(StepSchema).min(1, 'must list at least one step').max(MAX_STEPS, `must list at most ${MAX_STEPS} steps`),

@@ -170,7 +170,10 @@ describe('rollout spec: invalid specs name the field', () => {
       'candidateVersion: required (string)',
     ]);
     assert.deepEqual(issues({ ...base(), candidate: '3' }), ['(spec): Unrecognized key: "candidate"']);
-    assert.deepEqual(issues({ ...base(), model: 'wine/v2' }), ['model: must be 1-64 characters of A-Z a-z 0-9 . _ -']);
+    const modelRule = 'model: must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with a dot';
+    assert.deepEqual(issues({ ...base(), model: 'wine/v2' }), [modelRule]);
+    // The registry's own rule: a name it could never hold is refused here, not as "no such model" later.
+    assert.deepEqual(issues({ ...base(), model: '.wine' }), [modelRule]);
     assert.deepEqual(issues({ ...base(), steps: [] }), ['steps: must list at least one step']);
     assert.deepEqual(issues({ ...base(), apiVersion: 'v2' }), ['apiVersion: Invalid input: expected "fleetprune/v1"']);
   });

@@ -206,6 +206,8 @@ test('numeric query parameters that are not one whole number in range say what w
   // Text parameters too, not zod's "expected string, received array"; an unknown one repeated is unknown.
   assert.equal(await message('/api/rollouts?model=a&model=b'), 'query.model: given more than once; send it once');
   assert.equal(await message('/api/rollouts?colour=a&colour=b'), 'query.colour: unknown field');
+  // A model filter the registry could never hold is refused, not answered with an empty list.
+  assert.equal(await message('/api/rollouts?model=..%2Fwine'), 'query.model: must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with a dot');
   assert.equal(await message('/api/audit?before=99999999999999999999999'), 'query.before: must be at most 9007199254740991');
   assert.equal(await message('/api/jobs?offset=x'), 'query.offset: must be a whole number from 0 to 1000000000, not "x"');
   assert.equal(await message('/api/models/iris/versions?limit=99999999999999999999999'), 'query.limit: must be a whole number from 1 to 1000');

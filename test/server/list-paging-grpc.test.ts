@@ -71,11 +71,12 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
     }
   });
 
-  await t.test('bad offsets and limits are INVALID_ARGUMENT naming the field, in one line', async () => {
+  await t.test('bad offsets, limits and model names are INVALID_ARGUMENT naming the field, in one line', async () => {
     for (const [client, method, request, field] of [
       [rollouts, 'ListRollouts', { offset: -1 }, 'offset'],
       [rollouts, 'ListRollouts', { offset: 1_000_000_001 }, 'offset'],
       [rollouts, 'ListRollouts', { limit: 1001 }, 'limit'],
+      [rollouts, 'ListRollouts', { model: '../wine' }, 'model'],
       [jobs, 'ListJobs', { offset: -1 }, 'offset'],
       [jobs, 'ListJobs', { offset: 1_000_000_001 }, 'offset'],
       [jobs, 'ListJobs', { limit: 1001 }, 'limit'],

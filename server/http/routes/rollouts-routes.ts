@@ -15,6 +15,7 @@ import type { StalledStreams } from '../../app/stalled-streams.ts';
 import { queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 import { ROLLOUT_ID_PATTERN } from '../../../shared/util/rollout-id.ts';
+import { ModelNameSchema } from '../../registry/names.ts';
 
 export const RolloutIdSchema = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const RolloutParams = z.strictObject({ id: RolloutIdSchema });
@@ -28,7 +29,7 @@ const PromoteQuery = z.strictObject({
 });
 
 const RolloutListQuery = z.strictObject({
-  model: z.string().min(1).optional(),
+  model: ModelNameSchema.optional(),
   limit: queryInteger(1, MAX_LIST_PAGE).optional(),
   offset: queryInteger(0, MAX_LIST_OFFSET).optional(),
 });
