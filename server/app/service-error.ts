@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'payload_too_large'
   /** A body in an encoding or charset the server cannot read. */
   | 'unsupported_media_type'
+  /** A conditional request (If-Match) whose condition does not hold. */
+  | 'precondition_failed'
   | 'range_not_satisfiable'
   /** This server cannot do it now but another can (a rollout command sent to a follower). */
   | 'unavailable'
@@ -25,6 +27,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  precondition_failed: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,
   range_not_satisfiable: 416,
@@ -39,6 +42,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   not_found: GrpcStatus.NOT_FOUND,
   method_not_allowed: GrpcStatus.UNIMPLEMENTED,
   conflict: GrpcStatus.ALREADY_EXISTS,
+  precondition_failed: GrpcStatus.FAILED_PRECONDITION,
   payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
   unsupported_media_type: GrpcStatus.INVALID_ARGUMENT,
   range_not_satisfiable: GrpcStatus.OUT_OF_RANGE,

@@ -6,7 +6,7 @@ import { ResponseClosedError } from './send-error.ts';
 
 /**
  * Sends a stored blob with resumable-download semantics: strong ETag `"<sha256>"` (the content
- * never changes), If-None-Match → 304, a single `bytes=` Range → 206 with Content-Range (honoured
+ * never changes), If-Match that lists no such tag → 412, If-None-Match → 304, a single `bytes=` Range → 206 with Content-Range (honoured
  * only if If-Range, when sent, still matches the ETag), an unsatisfiable range → 416. A Range
  * header that does not parse, and a multi-range request, get the whole file (200).
  */
@@ -27,6 +27,12 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
   res.once('close', () => void info.close().catch(() => {}));
   const etag = `"${sha256}"`;
   res.setHeader('Accept-Ranges', 'bytes');
+  // If-Match compares strongly and comes first (RFC 9110 §13.2.2): a client that holds another
+  // file's tag, or a weak one, is told so (412) rather than sent this blob.
+  const ifMatch = req.headers['if-match'];
+  if (ifMatch !== undefined && !ifMatch.split(',').some((tag) => tag.trim() === etag || tag.trim() === '*')) {
+    throw new ServiceError('precondition_failed', `If-Match: none of its tags is this blob's ETag ${etag} (strong comparison)`);
+  }
   const ifNoneMatch = req.headers['if-none-match'];
   // If-None-Match compares weakly (RFC 9110 §13.1.2): W/"<sha256>", as a proxy that re-encoded the body sends it back, matches too.
   if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag || tag.trim() === '*')) {

@@ -60,6 +60,20 @@ test('HTTP downloads resume with ETag, Range, If-Range; unsatisfiable ranges are
 
   const notModified = await server.request('GET', path, { headers: { 'if-none-match': `"${sha256}"` } });
   assert.equal(notModified.status, 304);
+
+  // If-Match compares strongly: this blob's tag (or *) sends it; another's, or a weak one, is 412 and sends nothing.
+  for (const tag of [`"${sha256}"`, '*', `"${'0'.repeat(64)}", "${sha256}"`]) {
+    const matched = await server.request('GET', path, { headers: { 'if-match': tag } });
+    assert.equal(matched.status, 200, `If-Match: ${tag}`);
+    assert.deepEqual(Buffer.from(await matched.arrayBuffer()), file);
+  }
+  for (const tag of [`"${'0'.repeat(64)}"`, `W/"${sha256}"`]) {
+    const refused = await server.request('GET', path, { headers: { 'if-match': tag, range: 'bytes=0-9' } });
+    assert.equal(refused.status, 412, `If-Match: ${tag}`);
+    const body = (await refused.json()) as any;
+    assert.equal(body.error.code, 'precondition_failed');
+    assert.equal(body.error.message, `If-Match: none of its tags is this blob's ETag "${sha256}" (strong comparison)`);
+  }
   assert.equal((await server.request('GET', `/api/blobs/${'f'.repeat(64)}`)).status, 404);
 });
 

@@ -60,7 +60,7 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/blobs/:sha256',
       operationId: 'downloadBlob',
-      summary: 'Download a file by sha256; ETag and Range (206, If-Range, 416) let downloads resume',
+      summary: 'Download a file by sha256; ETag and Range (206, If-Range, 416) let downloads resume; If-Match that names another file is 412',
       tag,
       permission: 'download',
       params: BlobParams,
