@@ -57,9 +57,12 @@ test('a server that stops answering makes the views stale (with a message) and t
   await page.locator('#stale').waitFor({ state: 'visible', timeout: 30_000 });
   assert.match(await page.locator('#error').innerText(), /^Cannot refresh: the server did not answer in 15 s\. The views show the state of \d\d:\d\d:\d\d; actions are off until a refresh succeeds\.$/);
   assert.equal(await rollback.isEnabled(), false, 'Roll back is off while the views are stale');
+  // The event stream is still open (the proxy holds its bytes), but the page does not call itself live beside stale.
+  assert.equal(await page.locator('#live').isVisible(), false, 'no "live" badge while the views are stale');
 
   proxy.thaw();
   await page.locator('#stale').waitFor({ state: 'hidden', timeout: 30_000 });
   assert.ok(await rollback.isEnabled(), 'Roll back is on again');
+  assert.equal(await page.locator('#live').innerText(), 'live');
   assert.deepEqual(pageErrors, []);
 });

@@ -23,8 +23,19 @@ export function isSendableToken(token: string): boolean {
  */
 export const GET_TIMEOUT_MS = 15_000;
 
+/**
+ * How long an event stream may stay silent before it counts as dead and is opened again. The
+ * server writes a comment every 15 s on an idle stream, so three missed in a row: a hung server,
+ * or a connection a proxy or NAT dropped without a word, which no error would ever report.
+ */
+export const STREAM_SILENCE_MS = 45_000;
+
 export class Api {
-  constructor(public token: string) {}
+  /** `base`: the server's origin; the page's own when empty. */
+  constructor(
+    public token: string,
+    private readonly base = '',
+  ) {}
 
   private headers(json = false): HeadersInit {
     const headers: Record<string, string> = {};
@@ -37,7 +48,7 @@ export class Api {
     // A server that takes a request and never answers (hung, or behind a stalled proxy) would
     // otherwise hold every refresh forever: the views would look current, and the actions stay on.
     try {
-      return await this.parse<T>(await fetch(`/api${path}`, { headers: this.headers(), signal: AbortSignal.timeout(GET_TIMEOUT_MS) }));
+      return await this.parse<T>(await fetch(`${this.base}/api${path}`, { headers: this.headers(), signal: AbortSignal.timeout(GET_TIMEOUT_MS) }));
     } catch (error) {
       if ((error as Error)?.name === 'TimeoutError') throw new Error(`the server did not answer in ${GET_TIMEOUT_MS / 1000} s`);
       throw error;
@@ -45,7 +56,7 @@ export class Api {
   }
 
   async post<T = unknown>(path: string, body: unknown = {}): Promise<T> {
-    return this.parse<T>(await fetch(`/api${path}`, { method: 'POST', headers: this.headers(true), body: JSON.stringify(body) }));
+    return this.parse<T>(await fetch(`${this.base}/api${path}`, { method: 'POST', headers: this.headers(true), body: JSON.stringify(body) }));
   }
 
   private async parse<T>(response: Response): Promise<T> {
@@ -61,29 +72,45 @@ export class Api {
   /**
    * Server-sent events read with fetch (EventSource cannot send an Authorization header).
    * Resolves when the stream ends or `signal` aborts; `onOpen` once the server has accepted it.
+   * Rejects when nothing, not even the server's keep-alive comment, arrives for `silenceMs`.
    */
-  async stream(path: string, onEvent: (type: string, data: unknown) => void, signal: AbortSignal, onOpen?: () => void): Promise<void> {
-    const response = await fetch(`/api${path}`, { headers: { ...this.headers(), accept: 'text/event-stream' }, signal });
-    if (!response.ok || !response.body) throw new ApiError(response.status, `event stream ${path}: ${response.status}`);
-    onOpen?.();
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = '';
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += value;
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const block = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        let type = 'message';
-        const data: string[] = [];
-        for (const line of block.split('\n')) {
-          if (line.startsWith('event:')) type = line.slice(6).trim();
-          else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+  async stream(path: string, onEvent: (type: string, data: unknown) => void, signal: AbortSignal, onOpen?: () => void, silenceMs = STREAM_SILENCE_MS): Promise<void> {
+    const silence = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const watch = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => silence.abort(), silenceMs);
+    };
+    watch();
+    try {
+      const response = await fetch(`${this.base}/api${path}`, { headers: { ...this.headers(), accept: 'text/event-stream' }, signal: AbortSignal.any([signal, silence.signal]) });
+      if (!response.ok || !response.body) throw new ApiError(response.status, `event stream ${path}: ${response.status}`);
+      onOpen?.();
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        watch();
+        buffer += value;
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let type = 'message';
+          const data: string[] = [];
+          for (const line of block.split('\n')) {
+            if (line.startsWith('event:')) type = line.slice(6).trim();
+            else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+          }
+          if (data.length > 0) onEvent(type, safeJson(data.join('\n')));
         }
-        if (data.length > 0) onEvent(type, safeJson(data.join('\n')));
       }
+    } catch (error) {
+      if (silence.signal.aborted && !signal.aborted) throw new Error(`the event stream was silent for ${silenceMs / 1000} s`);
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -116,6 +116,8 @@ function applyStaleness(): void {
     actions.title = readOnly() ? `Actions need an operator or admin token; this one is a ${caller!.role}'s` : '';
   }
   $('views').classList.toggle('stale', staleSince !== undefined);
+  // Not "live" beside "stale": a hung server can hold the event stream open while it answers nothing.
+  $('live').hidden = staleSince !== undefined;
   const badge = $('stale');
   badge.hidden = staleSince === undefined;
   badge.textContent = staleSince ? `stale since ${clock(staleSince)}` : '';

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { Api } from '../../server/dashboard/ui/api.ts';
+
+/** An event stream that sends one event, then a keep-alive comment every `keepAliveMs` (or, with none, nothing more). */
+async function eventServer(t: TestContext, keepAliveMs?: number): Promise<string> {
+  const timers = new Set<NodeJS.Timeout>();
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('id: 1\nevent: rollout\ndata: {"phase":"Paused"}\n\n');
+    if (keepAliveMs !== undefined) {
+      const timer = setInterval(() => res.write(': keep-alive\n\n'), keepAliveMs);
+      timers.add(timer);
+      res.on('close', () => (clearInterval(timer), timers.delete(timer)));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const timer of timers) clearInterval(timer);
+    server.closeAllConnections();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+test('an event stream that goes silent (a hung server, a dropped connection) is given up with a message, not followed forever', { timeout: 20_000 }, async (t) => {
+  const api = new Api('token', await eventServer(t));
+  const events: unknown[] = [];
+  let opened = false;
+  await assert.rejects(
+    api.stream('/rollouts/r/events', (type, data) => events.push([type, data]), new AbortController().signal, () => (opened = true), 300),
+    { message: 'the event stream was silent for 0.3 s' },
+  );
+  assert.equal(opened, true);
+  assert.deepEqual(events, [['rollout', { phase: 'Paused' }]], 'what came before the silence was delivered');
+});
+
+test("the server's keep-alive comments keep a quiet event stream open, and the caller's abort still ends it", { timeout: 20_000 }, async (t) => {
+  const api = new Api('token', await eventServer(t, 50));
+  const caller = new AbortController();
+  const ended = api.stream('/rollouts/r/events', () => {}, caller.signal, undefined, 300).then(
+    () => 'resolved',
+    (error: Error) => (caller.signal.aborted ? 'aborted by the caller' : `failed: ${error.message}`),
+  );
+  // Four times the silence it would tolerate, with no event: only the comments arrive.
+  const outcome = await Promise.race([ended, new Promise((resolve) => setTimeout(() => resolve('still open'), 1_200))]);
+  assert.equal(outcome, 'still open');
+  caller.abort();
+  assert.equal(await ended, 'aborted by the caller');
+});
