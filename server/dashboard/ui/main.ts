@@ -50,6 +50,8 @@ let following: string | undefined;
 let refreshedAt: Date | undefined;
 /** Set while refreshes fail: the views are as of then, and the actions are off. */
 let staleSince: Date | undefined;
+/** The action whose request is out (actions have no timeout), and on which rollout. */
+let actionInFlight: { rolloutId: string; pending: string } | undefined;
 /** The server refused the token: nothing is shown, followed or polled until another is entered. */
 let refused = false;
 
@@ -107,13 +109,27 @@ function setBadge(text: string, kind: 'ok' | 'bad' | ''): void {
   live.className = `badge ${kind}`.trim();
 }
 
-/** The action buttons work only on views that match the server. */
+/** The action buttons work only on views that match the server, and not while an action on the rollout shown is out. */
 function applyStaleness(): void {
   const actions = document.getElementById('rollout-actions') as HTMLFieldSetElement | null;
   if (actions) {
+    const pending = actionInFlight && actionInFlight.rolloutId === shown?.id ? actionInFlight.pending : undefined;
     // Off while the views are stale, and for a token that may only read (a viewer's): its clicks would all be refused.
-    actions.disabled = staleSince !== undefined || readOnly();
+    // Off too while an action is out: a refresh that redraws the view meanwhile must not offer a second click.
+    actions.disabled = staleSince !== undefined || readOnly() || pending !== undefined;
     actions.title = readOnly() ? `Actions need an operator or admin token; this one is a ${caller!.role}'s` : '';
+    let status = document.getElementById('action-pending');
+    if (pending === undefined) status?.remove();
+    else {
+      if (!status) {
+        status = document.createElement('p');
+        status.id = 'action-pending';
+        status.className = 'muted';
+        status.setAttribute('role', 'status');
+        actions.after(status);
+      }
+      status.textContent = `${pending}…`;
+    }
   }
   $('views').classList.toggle('stale', staleSince !== undefined);
   // Not "live" beside "stale": a hung server can hold the event stream open while it answers nothing.
@@ -433,11 +449,14 @@ $('rollout-detail').addEventListener('click', async (event) => {
   if (!action) return;
   if (action.confirm && !confirm(action.confirm)) return;
   button.disabled = true;
+  actionInFlight = { rolloutId: rollout.id, pending: action.pending };
+  applyStaleness();
   try {
     await api.post(`/rollouts/${encodeURIComponent(rollout.id)}/${action.path}`, {});
   } catch (error) {
     showMessage(actionFailure(error, action.fromStep), false);
   } finally {
+    actionInFlight = undefined;
     // Drawn again whatever the refresh finds: a refused action leaves the rollout as it was, and
     // a refresh that finds the same would keep this button off (a Roll back that can no longer be retried).
     shownKey = undefined;

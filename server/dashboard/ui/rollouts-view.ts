@@ -102,6 +102,8 @@ function nextStepTitle(r: RolloutDetail): string {
 /** What an action button posts (under /api/rollouts/:id/), and the confirmation it asks for first. */
 export interface RolloutAction {
   path: string;
+  /** What the page says while the request is out ("Rolling back"). */
+  pending: string;
   confirm?: string;
   /** The step the action was meant for (as shown): the server refuses it (409) once the rollout has moved on. */
   fromStep?: number;
@@ -114,13 +116,14 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       const current = r.steps[r.stepIndex];
       const confirm = current?.kind === 'analysis' ? `Skip step ${stepName(r, r.stepIndex)} of ${plain(r.id)} without waiting for its verdict, and go on with ${stepName(r, r.stepIndex + 1)}?` : undefined;
       // From the step shown: if someone else promoted it meanwhile, the server refuses instead of skipping the next step too.
-      return { path: `promote?step=true&fromStepIndex=${r.stepIndex}`, fromStep: r.stepIndex, ...(confirm ? { confirm } : {}) };
+      return { path: `promote?step=true&fromStepIndex=${r.stepIndex}`, pending: `Skipping step ${stepName(r, r.stepIndex)}`, fromStep: r.stepIndex, ...(confirm ? { confirm } : {}) };
     }
     case 'promote-full': {
       const skipped = r.steps.filter((step) => step.index >= r.stepIndex).map((step) => stepName(r, step.index));
       const analyses = r.steps.filter((step) => step.index >= r.stepIndex && step.kind === 'analysis').length;
       return {
         path: 'promote',
+        pending: 'Promoting to 100%',
         confirm:
           `Promote ${plain(r.id)} to 100% now: ${plain(r.model)}@${plain(r.candidateVersion)} becomes active on all ${r.devices.total} of its devices at once, ` +
           `skipping ${skipped.length === 1 ? 'the remaining step' : `the ${skipped.length} remaining steps`} (${skipped.join('; ')})` +
@@ -128,10 +131,11 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       };
     }
     case 'pause':
+      return { path: action, pending: 'Pausing' };
     case 'resume':
-      return { path: action };
+      return { path: action, pending: 'Resuming' };
     case 'abort':
-      return { path: action, confirm: `Abort ${plain(r.id)}?` };
+      return { path: action, pending: 'Aborting', confirm: `Abort ${plain(r.id)}?` };
     case 'rollback': {
       // Promoted: the rollback also restores the previous production and takes back the devices given the candidate outside the rollout.
       const question =
@@ -142,7 +146,7 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       const ending = `; ${WOULD_RESTORE}`;
       const restored = (r.warnings ?? []).filter((warning) => warning.endsWith(ending)).map((warning) => plain(warning.slice(0, -ending.length)));
       const warning = restored.length > 0 ? `Warning: ${restored.join('; ')}: the rollback restores ${restored.length === 1 ? 'it' : 'them'}. ` : '';
-      return { path: action, confirm: `${warning}${question}` };
+      return { path: action, pending: 'Rolling back', confirm: `${warning}${question}` };
     }
     default:
       return undefined;

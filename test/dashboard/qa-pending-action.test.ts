@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
+import { openDashboardPage } from './dashboard-browser.ts';
+import { serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+
+/**
+ * An action's request has no timeout (a slow rollback is never reported as failed), and while it
+ * was out the page said nothing of it; a refresh that redrew the view meanwhile (the rollout moved
+ * on) turned Roll back on again, inviting a second click for the same rollback.
+ */
+test('while a Roll back is out the page says "Rolling back…" and keeps every action off, even when the view is redrawn meanwhile', async (t) => {
+  const browser = await openDashboardPage(t, 'accept');
+  if (!browser) return;
+  const server = await serverWithFleet(t);
+  if (!server) return;
+  const { page, pageErrors } = browser;
+  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+
+  // The rollback request is held at the browser until the test lets it go on to the server.
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let held = 0;
+  await page.route('**/rollback', async (route) => {
+    held++;
+    await released;
+    await route.continue();
+  });
+  await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  const rollback = page.locator('#rollout-detail button[data-action="rollback"]');
+  const pending = page.locator('#action-pending');
+  await rollback.click();
+  await pending.waitFor({ timeout: 5_000 });
+  assert.equal(await pending.innerText(), 'Rolling back…');
+  assert.equal(held, 1);
+
+  // Someone else resumes the rollout: the next poll redraws the view with the new phase.
+  assert.equal((await server.request('POST', `/api/rollouts/${id}/resume`)).status, 200);
+  await page.locator('#rollout-phase:not(:has-text("Paused"))').waitFor({ timeout: 15_000 });
+  assert.equal(await pending.innerText(), 'Rolling back…', 'still said after the redraw');
+  for (const action of ['rollback', 'abort', 'promote-full']) {
+    const button = page.locator(`#rollout-detail button[data-action="${action}"]`);
+    if ((await button.count()) > 0) assert.equal(await button.isEnabled(), false, `${action} is off while the rollback is out`);
+  }
+
+  release();
+  await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 15_000 });
+  await pending.waitFor({ state: 'detached', timeout: 5_000 });
+  assert.equal(held, 1, 'one rollback request');
+  assert.deepEqual(pageErrors, []);
+});
