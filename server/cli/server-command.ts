@@ -4,6 +4,7 @@ import { parseServerConfig, type ServerConfigInput } from '../config/server-conf
 import { startServer } from '../app/start-server.ts';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
 import { onStopSignals } from '../../shared/cli/stop-signals.ts';
+import { UserError } from '../../shared/util/errors.ts';
 
 interface ServerFlags {
   dataDir: string;
@@ -76,6 +77,10 @@ export function registerServerCommand(program: Command): void {
 }
 
 async function runServer(flags: ServerFlags): Promise<void> {
+  // Not silently dropped: one who gives both may mean the external broker's port, which its URL holds.
+  if (flags.mqttUrl !== undefined && flags.mqttPort !== undefined) {
+    throw new UserError('--mqtt-port: only applies to the embedded broker; with --mqtt-url the broker\'s port is the one in that URL');
+  }
   const config = parseServerConfig({
     dataDir: flags.dataDir,
     host: flags.host,

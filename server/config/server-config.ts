@@ -81,7 +81,7 @@ export const ServerConfigSchema = z
     reportBurst: WholeNumber(1, 10_000).optional(),
     /** ...then one more per this many milliseconds (default REPORT_REFILL_MS). */
     reportRefillMs: WholeNumber(1, 3_600_000).optional(),
-    /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl. */
+    /** Embedded MQTT broker port (0 = ephemeral); ignored with mqttUrl (the CLI refuses --mqtt-port beside --mqtt-url). */
     mqttPort: Port.default(1883),
     /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
     mqttUrl: ServerBrokerUrl.optional(),

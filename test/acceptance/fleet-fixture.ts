@@ -105,7 +105,7 @@ export class ServerChild {
   static async start(args: ServerArgs): Promise<ServerChild> {
     const child = spawn(
       process.execPath,
-      ['bin/fleetprune.js', 'server', '--data-dir', args.dataDir, '--host', '127.0.0.1', '--http-port', String(args.ports.http), '--grpc-port', String(args.ports.grpc), '--mqtt-port', String(args.ports.mqtt), ...args.extraArgs],
+      ['bin/fleetprune.js', 'server', '--data-dir', args.dataDir, '--host', '127.0.0.1', '--http-port', String(args.ports.http), '--grpc-port', String(args.ports.grpc), ...(args.extraArgs.includes('--mqtt-url') ? [] : ['--mqtt-port', String(args.ports.mqtt)]), ...args.extraArgs],
       { cwd: REPO_ROOT, env: { ...process.env, FLEETPRUNE_ADMIN_TOKEN: ADMIN_TOKEN, FLEETPRUNE_LOG_LEVEL: 'warn', ...args.env }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const server = new ServerChild(child, args);

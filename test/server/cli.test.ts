@@ -121,7 +121,8 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
   const taken = String((blocker.address() as AddressInfo).port);
   /** `fleetprune server` on ephemeral loopback ports, `flags` (pairs) overriding; killed if still running after 30 s. */
   const server = (dataDir: string, ...flags: string[]) => {
-    const settings: Record<string, string> = { '--host': '127.0.0.1', '--http-port': '0', '--grpc-port': '0', '--mqtt-port': '0' };
+    const settings: Record<string, string> = { '--host': '127.0.0.1', '--http-port': '0', '--grpc-port': '0' };
+    if (!flags.includes('--mqtt-url')) settings['--mqtt-port'] = '0'; // the embedded broker's
     for (let i = 0; i < flags.length; i += 2) settings[flags[i]!] = flags[i + 1]!;
     return runCli(['server', '--data-dir', dataDir, ...Object.entries(settings).flat()], {}, { timeoutMs: 30_000 });
   };
@@ -136,6 +137,8 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
     [['--data-root', aFile], /^fleetprune: --data-root: .*some-file\.csv is not a directory$/],
     // Checked at the start: the broker link retried for ever, its log not naming the flag.
     [['--mqtt-url', 'mqtt://127.0.0.1:1', '--mosquitto-dir', aFile], /^fleetprune: --mosquitto-dir: .*some-file\.csv is not a directory$/],
+    // The external broker's port is in its URL: --mqtt-port beside it is refused, not dropped.
+    [['--mqtt-url', 'mqtt://127.0.0.1:1884', '--mosquitto-dir', dir, '--mqtt-port', '1884'], /^fleetprune: --mqtt-port: only applies to the embedded broker; with --mqtt-url the broker's port is the one in that URL$/],
     [['--trusted-key', join(dir, 'nope.pub')], /^fleetprune: --trusted-key: cannot read public key .*nope\.pub: no such file or directory$/],
   ];
   // Two at a time, each with its own data directory.
