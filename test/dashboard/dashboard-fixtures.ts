@@ -6,6 +6,7 @@ import { startTestServer, type TestServer } from '../server/helpers/test-server.
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import type { ServerConfigInput } from '../../server/config/server-config.ts';
 import { artifactId } from '../../shared/artifact/manifest.ts';
+import { openDashboardPage, type DashboardPage } from './dashboard-browser.ts';
 
 export async function json<T>(response: Response): Promise<T> {
   const body = await response.text();
@@ -110,4 +111,19 @@ export async function cuttableProxy(t: TestContext, target: string): Promise<Cut
       down = false;
     },
   };
+}
+
+/**
+ * A dashboard page (its dialogs accepted or dismissed) and a fleet server running a rollout held
+ * in its first step, a pause (then 100%): null when Chromium or the server's engine is missing,
+ * and the test has been skipped.
+ */
+export async function pausedRolloutAndPage(t: TestContext, answerDialogs: 'accept' | 'dismiss'): Promise<{ browser: DashboardPage; server: TestServer; id: string } | null> {
+  const browser = await openDashboardPage(t, answerDialogs);
+  if (!browser) return null;
+  const server = await serverWithFleet(t);
+  if (!server) return null;
+  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  return { browser, server, id };
 }

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
-import { openDashboardPage } from './dashboard-browser.ts';
-import { rolloutState, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+import { pausedRolloutAndPage, rolloutState } from './dashboard-fixtures.ts';
 
 /** The dashboard polls every 5 s. */
 const POLL = 7_000;
@@ -13,13 +12,10 @@ const POLL = 7_000;
  * off for good (until the rollout changed), and the keyboard focus was lost to the page.
  */
 test('after a refused Roll back the button is on again and keeps the focus, and a second try rolls back', async (t) => {
-  const browser = await openDashboardPage(t, 'accept');
-  if (!browser) return;
-  const server = await serverWithFleet(t);
-  if (!server) return;
-  const { page, pageErrors, dialogs } = browser;
-  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
-  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const fixture = await pausedRolloutAndPage(t, 'accept');
+  if (!fixture) return;
+  const { server, id } = fixture;
+  const { page, pageErrors, dialogs } = fixture.browser;
 
   let refused = 0;
   await page.route('**/rollback', (route) => {

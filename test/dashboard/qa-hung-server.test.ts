@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
-import { openDashboardPage } from './dashboard-browser.ts';
-import { serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+import { pausedRolloutAndPage } from './dashboard-fixtures.ts';
 
 /** A TCP proxy that can hold every byte either way (a hung server: connections accepted, no answer) and let them through again. */
 async function freezableProxy(t: TestContext, target: string) {
@@ -39,13 +38,10 @@ async function freezableProxy(t: TestContext, target: string) {
  * views were current.
  */
 test('a server that stops answering makes the views stale (with a message) and the actions off, and they come back when it answers', { timeout: 120_000 }, async (t) => {
-  const browser = await openDashboardPage(t, 'dismiss');
-  if (!browser) return;
-  const server = await serverWithFleet(t);
-  if (!server) return;
-  const { page, pageErrors } = browser;
-  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
-  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const fixture = await pausedRolloutAndPage(t, 'dismiss');
+  if (!fixture) return;
+  const { server, id } = fixture;
+  const { page, pageErrors } = fixture.browser;
   const proxy = await freezableProxy(t, server.baseUrl);
   await page.goto(`${proxy.url}/dashboard/#token=${ADMIN_TOKEN}`);
   await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });

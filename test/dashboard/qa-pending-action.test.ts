@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
-import { openDashboardPage } from './dashboard-browser.ts';
-import { serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
+import { pausedRolloutAndPage } from './dashboard-fixtures.ts';
 
 /**
  * An action's request has no timeout (a slow rollback is never reported as failed), and while it
@@ -10,13 +9,10 @@ import { serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtu
  * on) turned Roll back on again, inviting a second click for the same rollback.
  */
 test('while a Roll back is out the page says "Rolling back…" and keeps every action off, even when the view is redrawn meanwhile', async (t) => {
-  const browser = await openDashboardPage(t, 'accept');
-  if (!browser) return;
-  const server = await serverWithFleet(t);
-  if (!server) return;
-  const { page, pageErrors } = browser;
-  const id = await startRollout(server, [{ pause: {} }, { setWeight: 100 }]);
-  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'its pause');
+  const fixture = await pausedRolloutAndPage(t, 'accept');
+  if (!fixture) return;
+  const { server, id } = fixture;
+  const { page, pageErrors } = fixture.browser;
 
   // The rollback request is held at the browser until the test lets it go on to the server.
   let release!: () => void;
