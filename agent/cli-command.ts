@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { Holdout } from './holdout.ts';
+import { createDeviceHttpServer } from './device-http-server.ts';
 import { lockAgentDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
@@ -124,7 +125,8 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     throw new UserError(`cannot use the data dir ${flags.dataDir}: ${describeSystemError(error)}`);
   });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
-    const listening = agent.app.listen(flags.httpPort, flags.httpHost, (error?: Error) => (error ? reject(error) : resolve(listening)));
+    const listening = createDeviceHttpServer(agent.app);
+    listening.once('error', reject).listen(flags.httpPort, flags.httpHost, () => resolve(listening));
   }).catch(async (error: unknown) => {
     await agent.stop(); // else the MQTT connection keeps the process alive after the error
     throw new UserError(`cannot listen on ${flags.httpHost}:${flags.httpPort}: ${errorMessage(error)}`);
