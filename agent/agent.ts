@@ -39,7 +39,7 @@ import { reportId } from './report-ids.ts';
 import type { ServingModel } from './serving-model.ts';
 import { ServingSlots } from './serving-slots.ts';
 import type { SessionCache } from './session-cache.ts';
-import type { Holdout } from './holdout.ts';
+import { alignHoldout, type Holdout } from './holdout.ts';
 import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
 import { CorruptStateError, SlotStateFile, mootActivationCause, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
 
@@ -395,6 +395,26 @@ export class Agent {
     await this.#removeStaleDownloads();
     await this.#serving.start(state.active);
     this.#logger.info({ active: state.active?.version ?? null, candidate: state.candidate?.version ?? null }, 'agent state recovered');
+    this.#checkHoldoutFitsActive();
+  }
+
+  /**
+   * Said at start, not only at the next candidate's benchmark: a holdout the active model cannot
+   * read (a feature column it needs missing or not numeric, a label not one of its classes) fails
+   * every benchmark, for every candidate that reads it the same way, until the file is fixed.
+   */
+  #checkHoldoutFitsActive(): void {
+    const holdout = this.#options.holdout;
+    const active = this.#serving.active;
+    if (!holdout || !active) return;
+    try {
+      alignHoldout(holdout, active.manifest);
+    } catch (error) {
+      this.#logger.error(
+        { holdout: holdout.source, active: active.ref.version, err: errorMessage(error) },
+        'the holdout does not fit the active model: benchmarks that read it so fail (each answered benchmark-failed) until it is fixed',
+      );
+    }
   }
 
   /** A lost model told to the server as a refusal of `answers` (GET /api/devices/:id shows it as the device's lastRefusal). */
