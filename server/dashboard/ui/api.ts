@@ -77,9 +77,13 @@ export class Api {
   async stream(path: string, onEvent: (type: string, data: unknown) => void, signal: AbortSignal, onOpen?: () => void, silenceMs = STREAM_SILENCE_MS): Promise<void> {
     const silence = new AbortController();
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let heard = 0;
     const watch = () => {
       clearTimeout(timer);
-      timer = setTimeout(() => silence.abort(), silenceMs);
+      const seen = ++heard;
+      // Judged one turn later: after a stall of the page (or the process), the timer runs before
+      // the bytes that arrived meanwhile are read, and they must count.
+      timer = setTimeout(() => (timer = setTimeout(() => heard === seen && silence.abort(), 0)), silenceMs);
     };
     watch();
     try {
