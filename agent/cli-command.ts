@@ -8,7 +8,8 @@ import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import { ensureWritableDirectory } from '../shared/util/fs-checks.ts';
 import { checkListenHost } from '../shared/util/listen-host.ts';
-import { UserError, describeSystemError, errorMessage, isSystemError, underFlag } from '../shared/util/errors.ts';
+import { UserError, errorMessage, isSystemError, underFlag } from '../shared/util/errors.ts';
+import { describeDataDirError } from './file-errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
 import { onStopSignals } from '../shared/cli/stop-signals.ts';
@@ -122,7 +123,7 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     if (!isSystemError(error)) throw error;
     // A data dir the agent cannot use (a file where a directory belongs, no permission, a full disk).
     await agent.stop();
-    throw new UserError(`cannot use the data dir ${flags.dataDir}: ${describeSystemError(error)}`);
+    throw new UserError(`cannot use the data dir ${flags.dataDir}: ${describeDataDirError(error)}`);
   });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
     const listening = createDeviceHttpServer(agent.app);

@@ -96,7 +96,7 @@ function createLockFile(path: string, options: PidLockOptions): boolean {
   } catch (error) {
     // Created but not written (a full disk): not left behind, one more each time a supervisor restarts the process.
     removeFile(temp);
-    throw options.failed(error);
+    throw options.failed(namingLockFile(error, temp, path));
   }
   try {
     linkSync(temp, path);
@@ -115,6 +115,17 @@ function createLockFile(path: string, options: PidLockOptions): boolean {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw options.failed(error);
   }
+}
+
+/**
+ * The error of creating the temporary file, naming the lock file instead: the temporary name is
+ * this module's detail (`open '/data/agent.lock'`, not `open '/data/agent.lock.812-9c8ef66a'`).
+ */
+function namingLockFile(error: unknown, temp: string, path: string): unknown {
+  if (!(error instanceof Error) || !error.message.includes(temp)) return error;
+  const renamed = Object.assign(new Error(error.message.replaceAll(temp, path)), error);
+  if ((error as NodeJS.ErrnoException).path === temp) (renamed as NodeJS.ErrnoException).path = path;
+  return renamed;
 }
 
 /** The locks this process holds, removed by one 'exit' listener (however many locks it takes). */

@@ -136,9 +136,9 @@ test('a data dir the agent cannot use (a directory where a file belongs, a file 
   const config = await world.config('broken-data-dir');
   const configPath = await AgentProcess.writeConfig(await mkdtemp(join(dir, 'broken-data-dir-')), config);
   for (const [entry, make, failure] of [
-    ['state.json', 'dir', /EISDIR: illegal operation on a directory, read \(.*state\.json\)$/],
-    ['outbox', 'file', /EEXIST: file already exists, mkdir '.*\/outbox'$/],
-    ['models', 'file', /EEXIST: file already exists, mkdir '.*\/models'$/],
+    ['state.json', 'dir', /: \S*\/state\.json is a directory where the agent keeps a file \(EISDIR\); remove it or choose another --data-dir$/],
+    ['outbox', 'file', /: \S*\/outbox is a file where the agent keeps a directory \(EEXIST\); remove it or choose another --data-dir$/],
+    ['models', 'file', /: \S*\/models is a file where the agent keeps a directory \(EEXIST\); remove it or choose another --data-dir$/],
   ] as const) {
     const dataDir = await mkdtemp(join(dir, 'broken-data-'));
     if (make === 'dir') await mkdir(join(dataDir, entry));

@@ -145,3 +145,15 @@ test('real stale locks are still taken over: a dead process\'s (with or without 
     assert.deepEqual(readdirSync(dir), [], 'released; no takeover or temporary file is left');
   }
 });
+
+test('a lock that cannot be created names the lock file, not the temporary file it is written through', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-missing-lock-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'missing', 'data.lock');
+  let seen: NodeJS.ErrnoException | undefined;
+  assert.throws(() => acquirePidLock(path, { ...options, failed: (error) => ((seen = error as NodeJS.ErrnoException), new Error('refused')) }), { message: 'refused' });
+  assert.equal(seen?.message, `ENOENT: no such file or directory, open '${path}'`);
+  assert.equal(seen?.path, path);
+  assert.equal(seen?.code, 'ENOENT');
+  assert.equal(seen?.syscall, 'open');
+});
