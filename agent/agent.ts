@@ -6,7 +6,6 @@ import { ONNX_FILE } from '../shared/artifact/manifest.ts';
 import { serverPublicKeyOf, type AgentConfig } from '../shared/protocol/agent-config.ts';
 import type { FleetMessage } from '../shared/protocol/parse-message.ts';
 import {
-  BenchmarkReportSchema,
   selectorMatches,
   type Assignment,
   type AssignmentReport,
@@ -29,7 +28,8 @@ import { DirectReports } from './direct-reports.ts';
 import { describeFileError } from './file-errors.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
 import { MessageTrust } from './message-trust.ts';
-import { DEFAULT_BENCHMARK_SETTINGS, benchmarkSideBySide, type BenchmarkSettings } from './model-benchmark.ts';
+import { benchmarkCandidate } from './candidate-benchmark.ts';
+import { DEFAULT_BENCHMARK_SETTINGS, type BenchmarkSettings } from './model-benchmark.ts';
 import { ModelObtainer, StoppingError } from './model-obtainer.ts';
 import { ModelStore, type InstalledModel } from './model-store.ts';
 import { MqttLink, type MqttConnector } from './mqtt-link.ts';
@@ -944,27 +944,11 @@ export class Agent {
       const [waiting] = this.#waitingWork;
       if (waiting !== undefined) interrupt.abort(new BenchmarkInterrupted(waiting));
       try {
-        const models: { role: Role; version: string; model: InstalledModel }[] = [];
-        for (const [role, ref] of [['active', active], ['candidate', candidate]] as const) {
-          if (!ref) continue;
-          const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
-          if ('failure' in verified) throw new Error(`the ${role} model ${ref.version}: ${verified.failure}`);
-          models.push({ role, version: ref.version, model: verified });
-        }
-        const results = await benchmarkSideBySide(models, holdout, this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, AbortSignal.any([this.#abort.signal, interrupt.signal]));
-        // The holdout as the candidate reads it (its labels read for the candidate's task).
-        const data = holdout.forModel(models.at(-1)!.model.manifest);
-        report = BenchmarkReportSchema.parse({
-          schema: 1,
-          id,
-          kind: 'benchmark',
-          deviceId: this.deviceId,
-          createdAt: this.#deps.clock().toISOString(),
-          assignmentId,
-          holdout: { rows: data.x.length, fingerprint: data.fingerprint, task: data.task },
-          active: results.find((result) => result.role === 'active') ?? null,
-          candidate: results.find((result) => result.role === 'candidate')!,
-        });
+        report = await benchmarkCandidate(
+          { deviceId: this.deviceId, reportId: id, assignmentId, candidate, active },
+          { store: this.#store, serverKey: this.#publicKey, holdout, settings: this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, clock: () => this.#deps.clock() },
+          AbortSignal.any([this.#abort.signal, interrupt.signal]),
+        );
         result = 'ok';
       } catch (error) {
         if (this.#abort.signal.aborted) {
