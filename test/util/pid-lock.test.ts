@@ -42,8 +42,9 @@ test('a lock named by a process that has ended but not been reaped yet (a zombie
   if (!existsSync('/proc/self/stat')) return t.skip('needs Linux /proc');
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-pid-lock-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  // A shell starts a short-lived child, then becomes `sleep`, which never reaps it: the child ends a zombie.
-  const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // A shell starts a child, then becomes `sleep`, which never reaps it: the child, killed by this
+  // test when it should end (not on a timer, which a loaded machine outruns), is left a zombie.
+  const parent = spawn('sh', ['-c', 'sleep 30 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => parent.kill('SIGKILL'));
   const child = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (data: Buffer) => resolve(data.toString().trim()))));
   const path = join(dir, 'data.lock');
@@ -52,6 +53,7 @@ test('a lock named by a process that has ended but not been reaped yet (a zombie
   await writeFile(path, `${child}\n`);
   assert.throws(() => acquirePidLock(path, options), new RegExp(`held by ${child}`));
   // Once it is a zombie, it does not.
+  process.kill(child, 'SIGKILL');
   const deadline = Date.now() + 10_000;
   while (stateOf(child) !== 'Z' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   assert.equal(stateOf(child), 'Z', 'the child is a zombie');
