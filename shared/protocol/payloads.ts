@@ -55,7 +55,7 @@ export const AssignmentSchema = z.object({
   /** The artifact id: sha256 of the canonical signed manifest. */
   sha256: Sha256,
   /** Where the signed manifest is: `{server}/api/artifacts/{sha256}/manifest.json`. */
-  url: z.url({ protocol: /^https?$/ }),
+  url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
   role: RoleSchema,
   seq: Sequence,
   /** Present when the manifest is signed by a key other than the server's, which the server trusts and vouches for. */

@@ -98,6 +98,9 @@ test('parseMessage rejects bad input with a reason and never throws', () => {
   rejects('some/other/topic', JSON.stringify(report), 'unknown-topic');
   rejects(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, role: 'boss' }), 'invalid-payload');
   rejects(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, url: 'file:///etc/passwd' }), 'invalid-payload');
+  // A well-formed URL of another scheme is told apart from one that is no URL at all.
+  assert.equal(detailOf(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, url: 'file:///etc/passwd' })), 'url: must be an http:// or https:// URL');
+  assert.equal(detailOf(assignmentTopic('dev-a'), JSON.stringify({ ...assignment, url: 'not a url' })), 'url: must be an http:// or https:// URL');
   rejects(FLEET_COMMANDS_TOPIC, JSON.stringify({ ...command, command: 'format-disk' }), 'invalid-payload');
   // The schema would turn this selector into {}, which selects every device.
   const protoSelector = JSON.stringify(command).replace('"labels":{"site":"osaka"}', '"labels":{"__proto__":"nowhere"}');
