@@ -1,6 +1,6 @@
 import type { ModelRef, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 
-export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'unknown-device' | UnknownModel;
+export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'unknown-device' | UnknownModel | WrongModel;
 
 /**
  * A benchmark report naming a model that is not a registered version with that sha256 (its
@@ -10,6 +10,16 @@ export interface UnknownModel {
   outcome: 'unknown-model';
   role: 'active' | 'candidate';
   ref: ModelRef;
+}
+
+/**
+ * A benchmark report, or an answer that moves a slot, naming another model (`ref`) than the
+ * assignment it names (`assigned`). Nothing is stored or exported.
+ */
+export interface WrongModel {
+  outcome: 'wrong-model';
+  ref: ModelRef;
+  assigned: ModelRef;
 }
 
 /**
@@ -43,7 +53,9 @@ export interface FleetIngest {
    * server issued to that device (nothing is stored); 'unknown-device' for a report from a device
    * that is not enrolled or is revoked (nothing is stored or exported: the broker should not have
    * let it publish, but a report can still be in flight at revocation); an UnknownModel for a
-   * benchmark report about a model version the registry does not hold (nothing is stored).
+   * benchmark report about a model version the registry does not hold, a WrongModel for a
+   * benchmark or a slot-moving answer about another model than its assignment's (nothing is
+   * stored; see issued-reports.ts).
    */
   ingestReport(report: Report): Promise<IngestOutcome>;
   /** See StateOutcome. */

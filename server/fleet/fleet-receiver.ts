@@ -130,13 +130,21 @@ export class FleetReceiver {
         } else if (outcome === 'unknown-assignment') {
           // A well-formed answer to nothing the server issued: it must not move the device's slots.
           dropped.inc({ kind: 'reports', reason: outcome });
-          this.#droppedLog.dropped(message.deviceId, { reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, 'dropped a report answering no assignment or command the server issued');
+          this.#droppedLog.dropped(message.deviceId, { reportId: message.payload.id, deviceId: message.deviceId, assignmentId: message.payload.assignmentId, reason: outcome }, message.payload.kind === 'benchmark' ? 'dropped a benchmark report naming an assignment the server did not issue to the device' : 'dropped a report answering no assignment or command the server issued');
           return;
         } else if (typeof outcome === 'object') {
-          // Numbers about a model the registry does not hold (a buggy or forged report): no history row, no series.
-          const { role, ref } = outcome;
+          // About a model the device was not assigned, or the registry does not hold (a buggy or
+          // forged report): no history row, no slots, no series.
+          const { ref } = outcome;
+          const fields = { reportId: message.payload.id, deviceId: message.deviceId, model: ref.model, version: ref.version, sha256: ref.sha256, reason: outcome.outcome };
           dropped.inc({ kind: 'reports', reason: outcome.outcome });
-          this.#droppedLog.dropped(message.deviceId, { reportId: message.payload.id, deviceId: message.deviceId, role, model: ref.model, version: ref.version, sha256: ref.sha256, reason: outcome.outcome }, `dropped a benchmark report whose ${role} ${ref.model}@${ref.version} is not a registered version with that sha256`);
+          const what = message.payload.kind === 'benchmark' ? 'a benchmark report' : `an answer (${message.payload.outcome})`;
+          if (outcome.outcome === 'unknown-model') {
+            this.#droppedLog.dropped(message.deviceId, { ...fields, role: outcome.role }, `dropped ${what} whose ${outcome.role} ${ref.model}@${ref.version} is not a registered version with that sha256`);
+          } else {
+            const { assigned } = outcome;
+            this.#droppedLog.dropped(message.deviceId, { ...fields, assignmentId: message.payload.assignmentId, assigned: `${assigned.model}@${assigned.version}` }, `dropped ${what} naming ${ref.model}@${ref.version} where its assignment names ${assigned.model}@${assigned.version}`);
+          }
           return;
         } else if (outcome === 'unknown-device') {
           // A report still in flight when its device was revoked: it must not bring back the device's series.

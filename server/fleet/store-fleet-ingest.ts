@@ -6,7 +6,7 @@ import { slotsAfter } from './device-slots.ts';
 import { servingTotalsAfter } from './serving-totals.ts';
 import { reportTotalsAfter, reportTotalsHeld, reportTotalsMoved, seedReportTotals, slotsHold } from './report-totals.ts';
 import { olderInSameRun, sameAgentRun } from './agent-run.ts';
-import { unknownModelOf } from './registered-models.ts';
+import { SLOT_OUTCOMES, unissuedReport } from './issued-reports.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
 import type { FleetRepositories, FleetStore } from './fleet-store.ts';
@@ -41,9 +41,9 @@ export interface StoreFleetIngestOptions {
 /**
  * The FleetIngest over the store: every report once (by id) in the raw history; an assignment
  * report also records the device's answer on the assignment and updates the device's slots, but
- * only when it answers an assignment or fleet command the server issued to that device (anything
- * else changes nothing); a benchmark report is taken only when the models it names are registered
- * versions (unknownModelOf); status and telemetry update the device's online state and heartbeat.
+ * only when it answers an assignment or fleet command the server issued to that device, naming
+ * its model (anything else changes nothing); a benchmark report is taken only when it is about the
+ * candidate its assignment named and registered versions (unissuedReport); status and telemetry update the device's online state and heartbeat.
  */
 export class StoreFleetIngest implements FleetIngest {
   readonly #options: StoreFleetIngestOptions;
@@ -65,11 +65,10 @@ export class StoreFleetIngest implements FleetIngest {
       const device = await tx.devices.get(report.deviceId);
       if (!device) return 'unknown-device' as const;
       if (device.revokedAt !== null) return 'revoked-device' as const;
-      if (report.kind === 'assignment' && !(device && (await issued(tx, report)))) return 'unknown-assignment' as const;
-      // Numbers about a model the registry does not hold (with that sha256) are nobody's evidence:
-      // no history row, no totals, no series.
-      const unknown = report.kind === 'benchmark' ? await unknownModelOf(report, tx.versions) : null;
-      if (unknown) return unknown;
+      // An answer to nothing issued to the device, or a report about a model it was not assigned,
+      // or one the registry does not hold, is nobody's evidence: no history row, no slots, no series.
+      const unissued = await unissuedReport(tx, report);
+      if (unissued) return unissued;
       const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
       // Totals kept from before fleet migration 10 start from what a restart restored (read before
       // this report is stored). An answer moving the slots stores them too: the seed's time rule
@@ -91,7 +90,7 @@ export class StoreFleetIngest implements FleetIngest {
         const served = device.servingTotals.filter((total) => !evicted.has(total.model));
         if (served.length !== device.servingTotals.length) await tx.devices.setServingTotals(device, served);
       }
-      if (report.kind === 'assignment' && device) {
+      if (report.kind === 'assignment') {
         if (!(await tx.assignments.setOutcome(report.assignmentId, report.deviceId, report.outcome, report.reason, now))) await tx.commands.setAnswered(report.assignmentId, report.deviceId, now);
         const slots = slotsAfter(device, report);
         if (slots) await tx.devices.setSlots(device.id, slots, now);
@@ -200,14 +199,8 @@ export class StoreFleetIngest implements FleetIngest {
 }
 
 /** The answers that move a device's slots (slotsAfter); others leave its metric series alone. */
-const SLOT_OUTCOMES: ReadonlySet<AssignmentReport['outcome']> = new Set(['installed', 'activated', 'rolled-back', 'candidate-dropped']);
 
 /** Whether the server issued the assignment or fleet command `report` answers to the reporting device. */
-async function issued(tx: FleetRepositories, report: AssignmentReport): Promise<boolean> {
-  if (await tx.assignments.get(report.assignmentId, report.deviceId)) return true;
-  return (await tx.commands.get(report.assignmentId, report.deviceId)) !== undefined;
-}
-
 type Serving = NonNullable<Telemetry['serving']>;
 
 /**

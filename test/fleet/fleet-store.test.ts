@@ -16,7 +16,7 @@ import { Counter, Registry } from 'prom-client';
 import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
 import { deviceReportsFromBenchmark } from '../../server/metricproviders/benchmark-report-adapter.ts';
 import type { Store } from '../../server/store/store.ts';
-import type { AssignmentReport, BenchmarkReport, ModelRef } from '../../shared/protocol/payloads.ts';
+import type { AssignmentReport, BenchmarkReport, ModelRef, Report } from '../../shared/protocol/payloads.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
 import { registerVersions } from '../helpers/registered-versions.ts';
 import { recordingLogger } from '../helpers/recording-logger.ts';
@@ -32,7 +32,7 @@ function benchmark(id: string, deviceId: string, createdAt: string, active: stri
     latencyMs: { p50: 0.1, p95: 0.2, p99: 0.3, samples: 50 }, batchSize: 64, throughputRowsPerSecond: 1000, loadTimeMs: 2, rssIncreaseBytes: 0,
   });
   return {
-    schema: 1, id, kind: 'benchmark', deviceId, createdAt, assignmentId: 'assign-0001',
+    schema: 1, id, kind: 'benchmark', deviceId, createdAt, assignmentId: null,
     holdout: { rows: 30, fingerprint: 'f', task: 'classification' },
     active: active === null ? null : model('active', active, 0.9), candidate: model('candidate', candidate, 0.93),
   };
@@ -425,6 +425,57 @@ for (const engine of STORE_ENGINES) {
         assert.deepEqual((await fleet.repos.devices.get('osaka-1'))!.reportTotals!.map((total) => total.version).sort(), ['1', '2']);
         assert.deepEqual(exported.map((report) => `${report.model}@${report.version}`), ['iris@1', 'iris@2']);
         assert.equal((await dropped.get()).values.reduce((sum, value) => sum + value.value, 0), 3);
+      });
+    });
+
+    test('an answer or a benchmark naming another model than its assignment, or an assignment never issued to the device, is dropped, logged, and changes nothing', async (t) => {
+      await withFleet(t, async (fleet, store) => {
+        await enroll(fleet, 'osaka-1', {});
+        await enroll(fleet, 'kyoto-1', {});
+        const assign = (id: string, deviceId: string, version: string, role: 'active' | 'candidate') =>
+          fleet.repos.assignments.insert({
+            id, deviceId, model: 'iris', version, artifactId: ref(version).sha256, role,
+            issuedAt: '2026-03-01T08:59:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:59:00.000Z',
+          });
+        await assign('assign-cand2', 'osaka-1', '2', 'candidate');
+        await assign('assign-act1', 'osaka-1', '1', 'active');
+        await assign('assign-kyoto3', 'kyoto-1', '3', 'candidate');
+        const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
+        const dropped = new Counter({ name: 'dropped_total', help: 'x', labelNames: ['kind', 'reason'] as const, registers: [new Registry()] });
+        const { logger, lines } = recordingLogger();
+        const receiver = new FleetReceiver({ broker: {} as Broker, ingest, logger, dropped, storeRetryDelaysMs: [], droppedLogEveryMs: 0 });
+        const publish = (report: Report) => receiver.handle(reportsTopic('osaka-1'), Buffer.from(JSON.stringify(report)));
+        const snapshot = async () => JSON.stringify([
+          await store.engine.all('SELECT * FROM devices ORDER BY id'),
+          await store.engine.all('SELECT * FROM device_reports ORDER BY id'),
+          await store.engine.all('SELECT * FROM device_assignments ORDER BY id, device_id'),
+        ]);
+        const before = await snapshot();
+
+        // Answers that would put a model the device was not assigned in its slot: another artifact
+        // (even a registered one), the assigned artifact under another name.
+        await publish(answer('answer-evil', 'osaka-1', 'assign-act1', 'activated', '3', 'active'));
+        await publish({ ...answer('answer-renamed', 'osaka-1', 'assign-cand2', 'installed', '2', 'candidate'), model: 'evil' });
+        // A benchmark of a candidate its assignment did not name; one naming an assignment of another device; one naming none issued.
+        await publish({ ...benchmark('bench-other', 'osaka-1', '2026-03-01T09:00:05Z', '1', '3'), assignmentId: 'assign-cand2' });
+        await publish({ ...benchmark('bench-kyoto', 'osaka-1', '2026-03-01T09:00:05Z', '1', '3'), assignmentId: 'assign-kyoto3' });
+        await publish({ ...benchmark('bench-never', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2'), assignmentId: 'NeverIssued0000' });
+        assert.equal(await snapshot(), before, 'the store changed');
+        assert.deepEqual((await dropped.get()).values.map((value) => [value.labels.reason, value.value]).sort(), [['unknown-assignment', 2], ['wrong-model', 3]]);
+        assert.deepEqual(lines.map((line) => line.msg), [
+          'dropped an answer (activated) naming iris@3 where its assignment names iris@1',
+          'dropped an answer (installed) naming evil@2 where its assignment names iris@2',
+          'dropped a benchmark report naming iris@3 where its assignment names iris@2',
+          'dropped a benchmark report naming an assignment the server did not issue to the device',
+          'dropped a benchmark report naming an assignment the server did not issue to the device',
+        ]);
+
+        // The same reports naming what was assigned are taken.
+        await publish(answer('answer-good', 'osaka-1', 'assign-cand2', 'installed', '2', 'candidate'));
+        await publish({ ...benchmark('bench-good', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2'), assignmentId: 'assign-cand2' });
+        assert.deepEqual((await fleet.repos.reports.list({ clock: 'server' })).map(({ report }) => report.id).sort(), ['answer-good', 'bench-good']);
+        assert.deepEqual((await fleet.repos.devices.get('osaka-1'))!.candidate, ref('2'));
+        assert.equal((await dropped.get()).values.reduce((sum, value) => sum + value.value, 0), 5);
       });
     });
 

@@ -22,7 +22,7 @@ function benchmark(id: string): BenchmarkReport {
     ...ref(version), role, score: { accuracy: 0.9, correct: 27, total: 30 },
     latencyMs: { p50: 0.1, p95: 0.2, p99: 0.3, samples: 50 }, batchSize: 64, throughputRowsPerSecond: 1000, loadTimeMs: 2, rssIncreaseBytes: 0,
   });
-  return { schema: 1, id, kind: 'benchmark', deviceId: 'osaka-1', createdAt: '2026-03-01T08:59:00.000Z', assignmentId: 'a-1', holdout: { rows: 30, fingerprint: 'f', task: 'classification' }, active: model('active', '1'), candidate: model('candidate', '2') };
+  return { schema: 1, id, kind: 'benchmark', deviceId: 'osaka-1', createdAt: '2026-03-01T08:59:00.000Z', assignmentId: null, holdout: { rows: 30, fingerprint: 'f', task: 'classification' }, active: model('active', '1'), candidate: model('candidate', '2') };
 }
 
 const serverOn = (t: TestContext, location: StoreLocation) => storeFleetServer(t, location, { registered: [ref('1'), ref('2')] });
