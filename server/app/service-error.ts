@@ -18,7 +18,9 @@ export type ErrorCode =
   /** This server cannot do it now but another can (a rollout command sent to a follower). */
   | 'unavailable'
   /** Too much work queued already (pruning jobs); try again later. */
-  | 'too_many_requests';
+  | 'too_many_requests'
+  /** The server's storage cannot take the write (a full disk or quota, or the database's disk full). */
+  | 'insufficient_storage';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -33,6 +35,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   range_not_satisfiable: 416,
   unavailable: 503,
   too_many_requests: 429,
+  insufficient_storage: 507,
 };
 
 export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
@@ -48,6 +51,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   range_not_satisfiable: GrpcStatus.OUT_OF_RANGE,
   unavailable: GrpcStatus.FAILED_PRECONDITION,
   too_many_requests: GrpcStatus.RESOURCE_EXHAUSTED,
+  insufficient_storage: GrpcStatus.RESOURCE_EXHAUSTED,
 };
 
 /**
@@ -63,11 +67,29 @@ export class ServiceError extends UserError {
   }
 }
 
-/** Any error as a ServiceError: UserErrors are bad requests, anything else is not the caller's fault (null). */
+/**
+ * Any error as a ServiceError: UserErrors are bad requests; a write the server's storage could not
+ * take is 'insufficient_storage' (the request is refused as a whole: the store's transaction rolled
+ * back, a blob not renamed into place); anything else is not the caller's fault (null).
+ */
 export function asServiceError(error: unknown): ServiceError | null {
   if (error instanceof ServiceError) return error;
+  const full = storageFullCode(error);
+  if (full) return new ServiceError('insufficient_storage', `the server's storage is full (${full}), so the request was not completed. Free space under its --data-dir (or on its database's disk) and try again`, { cause: error });
   if (error instanceof UserError) return new ServiceError('bad_request', error.message, { cause: error });
   return null;
+}
+
+/** The codes of a full disk or quota: node's (ENOSPC, EDQUOT), SQLite's (SQLITE_FULL) and PostgreSQL's disk_full (53100). */
+const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
+
+/** The code of a full disk in `error` or its causes, else undefined. */
+export function storageFullCode(error: unknown): string | undefined {
+  for (let at = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) {
+    const code = (at as { code?: unknown }).code;
+    if (typeof code === 'string' && STORAGE_FULL_CODES.has(code)) return code;
+  }
+  return undefined;
 }
 
 /** The longest error message a client is sent; a refusal that quotes what was sent is cut there. */

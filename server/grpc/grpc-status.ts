@@ -2,6 +2,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Logger } from '../../shared/util/log.ts';
 import { GRPC_STATUS, asServiceError, clientMessage } from '../app/service-error.ts';
 import { printable } from '../rollout/operator-text.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
 
 export interface GrpcFailure {
   code: GrpcStatus;
@@ -12,7 +13,11 @@ export interface GrpcFailure {
 export function toStatus(error: unknown, log: Logger, method: string): GrpcFailure {
   const known = asServiceError(error);
   // One line, escaped: messages quote what the request held (a spec's key, a label value, a version), newlines and escape sequences included.
-  if (known) return { code: GRPC_STATUS[known.code], details: printable(clientMessage(known.message)) };
+  if (known) {
+    // The operator's problem more than the caller's: said in the server log too.
+    if (known.code === 'insufficient_storage') log.error({ method, err: errorMessage(error) }, 'gRPC call refused: the server\'s storage is full');
+    return { code: GRPC_STATUS[known.code], details: printable(clientMessage(known.message)) };
+  }
   log.error({ err: error, method }, 'gRPC call failed');
   return { code: GrpcStatus.INTERNAL, details: 'internal server error (see the server log)' };
 }

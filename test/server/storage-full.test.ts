@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
+import { recordingLogger } from '../helpers/recording-logger.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+const FULL = /^the server's storage is full \((ENOSPC|SQLITE_FULL)\), so the request was not completed\. Free space under its --data-dir \(or on its database's disk\) and try again$/;
+
+test("a server whose data dir is full refuses writes as 507 insufficient_storage (gRPC RESOURCE_EXHAUSTED), saying so to the caller and in its log, and stores nothing", async (t) => {
+  const mount = await mountTmpfs(t, 'server-full', '16m');
+  if (!mount) return t.skip('cannot mount a tmpfs here (needs root)');
+  const { logger, lines } = recordingLogger();
+  const server = (await startTestServer(t, { config: { dataDir: mount }, start: { log: logger } }))!;
+  const tokens = grpcClient(server.grpcAddress, 'Tokens', ADMIN_TOKEN);
+  t.after(() => tokens.close());
+  const count = async () => ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens.length;
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'before' } })).status, 201);
+  const before = await count();
+
+  // Every block the tmpfs has left, taken.
+  await writeFile(join(mount, 'filler'), Buffer.alloc(32 * 1024 * 1024)).catch(() => {});
+
+  const blob = randomBytes(256 * 1024);
+  const sha256 = createHash('sha256').update(blob).digest('hex');
+  const put = await server.request('PUT', `/api/blobs/${sha256}`, { body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(put.status, 507);
+  const refusal = ((await put.json()) as any).error;
+  assert.equal(refusal.code, 'insufficient_storage');
+  assert.match(refusal.message, FULL);
+  assert.equal((await server.request('GET', `/api/blobs/${sha256}`)).status, 404, 'no blob stored');
+
+  // A store write: refused the same way over gRPC (or, where the database still had room, made).
+  let made = 0;
+  for (let i = 0; i < 200; i++) {
+    try {
+      await tokens.call('CreateToken', { role: 'viewer', label: `full-${i}` });
+      made++;
+    } catch (error: any) {
+      assert.equal(error.code, status.RESOURCE_EXHAUSTED, error.details);
+      assert.match(error.details, FULL);
+      break;
+    }
+  }
+  assert.ok(made < 200, 'the store took 200 tokens on a full disk');
+  assert.equal(await count(), before + made, 'the refused token was not made');
+  assert.ok(lines.some((line) => line.level === 50 && /storage is full/.test(line.msg)), 'the server log says so at error level');
+  assert.ok(!lines.some((line) => line.msg === 'request failed' || line.msg === 'gRPC call failed'), 'not logged as an internal failure');
+});
