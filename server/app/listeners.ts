@@ -1,7 +1,7 @@
 import { Server as GrpcServer, ServerCredentials, setLogger } from '@grpc/grpc-js';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import type { RequestListener } from 'node:http';
 import { format } from 'node:util';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -77,12 +77,23 @@ function closeIfClientStalls(server: HttpServer, idleTimeoutMs: number): void {
   });
 }
 
+/**
+ * What a failed bind says: grpc-js wraps node's error (`No address added out of total 1 resolved
+ * errors: [listen EADDRINUSE: address already in use 127.0.0.1:9090]`); the HTTP and MQTT ports
+ * say node's own words, and so does this one.
+ */
+function bindFailure(message: string): string {
+  return /^No address added out of total 1 resolved errors: \[(.+)\]$/s.exec(message)?.[1] ?? message;
+}
+
 /** Binds the gRPC server, with TLS when given. */
 export async function listenGrpc(server: GrpcServer, host: string, port: number, tls: TlsFiles | null): Promise<Listener> {
   const credentials = tls ? ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : ServerCredentials.createInsecure();
+  // An IPv6 address in brackets: grpc-js reads `::1:0` as a name to resolve.
+  const address = isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host}:${port}`, credentials, (error, actual) =>
-      error ? reject(new UserError(`--grpc-port: cannot listen on ${host}:${port} (${error.message})`)) : resolve(actual),
+    server.bindAsync(address, credentials, (error, actual) =>
+      error ? reject(new UserError(`--grpc-port: cannot listen on ${address} (${bindFailure(error.message)})`)) : resolve(actual),
     );
   }).catch((error: unknown) => {
     server.forceShutdown();

@@ -99,7 +99,9 @@ export class EmbeddedBroker implements Broker {
   }
 
   get url(): string {
-    return `mqtt://${this.#options.host ?? '127.0.0.1'}:${this.#port}`;
+    const host = this.#options.host ?? '127.0.0.1';
+    // An IPv6 address in brackets, as in any URL.
+    return `mqtt://${host.includes(':') ? `[${host}]` : host}:${this.#port}`;
   }
 
   /** Revoked device ids, refreshed at start and on every credentials change. */

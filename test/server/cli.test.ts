@@ -128,7 +128,7 @@ test('fleetprune server: bad start-up input is one line naming the flag, exit 2,
   };
   const cases: [string[], RegExp][] = [
     // A taken port fails its own listener, and every listener bound before it is closed again.
-    [['--grpc-port', taken], new RegExp(`^fleetprune: --grpc-port: cannot listen on 127\\.0\\.0\\.1:${taken} .*EADDRINUSE`)],
+    [['--grpc-port', taken], new RegExp(`^fleetprune: --grpc-port: cannot listen on 127\\.0\\.0\\.1:${taken} \\(listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${taken}\\)$`)],
     [['--http-port', taken], new RegExp(`^fleetprune: --http-port: cannot listen on 127\\.0\\.0\\.1:${taken} .*EADDRINUSE`)],
     [['--mqtt-port', taken], new RegExp(`^fleetprune: --mqtt-port: cannot listen on 127\\.0\\.0\\.1:${taken} .*EADDRINUSE`)],
     [['--host', '999.1.1.1'], /^fleetprune: --host: cannot listen on 999\.1\.1\.1 \(not an IP address or a resolvable host name\)$/],
