@@ -130,7 +130,7 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     listening.once('error', reject).listen(flags.httpPort, flags.httpHost, () => resolve(listening));
   }).catch(async (error: unknown) => {
     await agent.stop(); // else the MQTT connection keeps the process alive after the error
-    throw new UserError(`cannot listen on ${flags.httpHost}:${flags.httpPort}: ${errorMessage(error)}`);
+    throw new UserError(`--http-port: cannot listen on ${flags.httpHost.includes(':') ? `[${flags.httpHost}]` : flags.httpHost}:${flags.httpPort} (${errorMessage(error)})`);
   });
   const port = (server.address() as AddressInfo).port;
   // Listening before the ready line: a supervisor (or a test) may stop the agent as soon as it reads it.

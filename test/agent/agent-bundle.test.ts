@@ -129,7 +129,7 @@ test('the bundled agent exits with one line and code 2 when its HTTP port is tak
   assert.notEqual(exit, 'hung', 'the agent still runs 15 s after the listen error');
   assert.deepEqual(exit, { code: 2, signal: null });
   assert.equal(agent.stderr.trim().split('\n').length, 1, agent.stderr);
-  assert.match(agent.stderr, new RegExp(`^fleetprune-agent: cannot listen on 127\\.0\\.0\\.1:${taken}: .*EADDRINUSE`));
+  assert.match(agent.stderr.trim(), new RegExp(`^fleetprune-agent: --http-port: cannot listen on 127\\.0\\.0\\.1:${taken} \\(listen EADDRINUSE: address already in use 127\\.0\\.0\\.1:${taken}\\)$`));
 });
 
 test('a data dir the agent cannot use (a directory where a file belongs, a file where a directory belongs) is one line naming it, code 2', async (t) => {
