@@ -1,7 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { readFile, realpath, stat } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { isInside } from '../util/path-inside.ts';
 import { printable } from '../util/printable.ts';
@@ -51,9 +50,10 @@ export interface PruneOutputVerifyResult extends VerifyResult {
 export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Promise<PruneOutputVerifyResult> {
   const result: PruneOutputVerifyResult = await verifyArtifact(dir, publicKey);
   const parentDir = join(dir, GENERAL_SUBDIR);
-  if (!existsSync(join(parentDir, 'manifest.json'))) {
+  // Missing only when the system says so: a general/ it cannot read (no permission) is verified, and fails naming why.
+  if (await missing(join(parentDir, 'manifest.json'))) {
     // A general/ beside an artifact that names a parent is that parent: without its manifest nothing of it can be checked.
-    if (!existsSync(parentDir) || !result.manifest?.lineage.parentSha256) return result;
+    if ((await missing(parentDir)) || !result.manifest?.lineage.parentSha256) return result;
     const failure = `${GENERAL_SUBDIR}/manifest.json: missing, so the parent in ${GENERAL_SUBDIR}/ cannot be checked (remove ${GENERAL_SUBDIR}/ to verify the artifact alone)`;
     return { ...result, ok: false, failures: [...result.failures, failure] };
   }
@@ -64,7 +64,8 @@ export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Prom
     return { ok: false, failures: [...result.failures, failure], manifest: result.manifest };
   }
   const parent = await verifyArtifact(parentDir, publicKey);
-  const failures = parent.failures.map((failure) => `${GENERAL_SUBDIR}/${failure}`);
+  // Relative to DIR, as the artifact's own failures are: one that names the parent's path (its manifest's) is named from general/.
+  const failures = parent.failures.map((failure) => `${GENERAL_SUBDIR}/${failure.startsWith(`${parentDir}${sep}`) ? failure.slice(parentDir.length + 1) : failure}`);
   const expected = result.manifest?.lineage.parentSha256;
   if (parent.manifest && result.manifest) {
     const actual = artifactId(parent.manifest);
@@ -72,6 +73,14 @@ export async function verifyPruneOutput(dir: string, publicKey: KeyObject): Prom
     else if (actual !== expected) failures.push(`${GENERAL_SUBDIR}/: holds artifact ${abbreviate(actual)}, not this artifact's parent (${abbreviate(expected!)})`);
   }
   return { ok: result.ok && failures.length === 0, failures: [...result.failures, ...failures], manifest: result.manifest, parent: { manifest: parent.manifest } };
+}
+
+/** Whether nothing is at `path` (ENOENT, ENOTDIR); false when something is, readable or not. */
+async function missing(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => false,
+    (error: NodeJS.ErrnoException) => error.code === 'ENOENT' || error.code === 'ENOTDIR',
+  );
 }
 
 /**

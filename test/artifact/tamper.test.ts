@@ -106,6 +106,10 @@ test('verify checks the parent prune wrote in DIR/general too: its files, its si
   await rm(join(dir, 'general', 'manifest.json'));
   await assertFails(dir, ['general/manifest.json: missing, so the parent in general/ cannot be checked (remove general/ to verify the artifact alone)']);
 
+  // A general/manifest.json that is not a file is named from general/, not by its path after it (general//tmp/…).
+  await mkdir(join(dir, 'general', 'manifest.json'));
+  await assertFails(dir, ['general/manifest.json: not a regular file']);
+
   // A general/ that is a symlink out of the artifact is not part of it, however intact.
   await rm(join(dir, 'general'), { recursive: true });
   const outside = join(await tempDir(t), 'parent');
@@ -335,7 +339,7 @@ test('a manifest.json, or general/manifest.json, that is a symlink out of the ar
   await rename(join(pruned, 'general', 'manifest.json'), join(outsideDir, 'parent.json'));
   await symlink(join(outsideDir, 'parent.json'), join(pruned, 'general', 'manifest.json'));
   const parentReal = await realpath(join(outsideDir, 'parent.json'));
-  await assertFails(pruned, [new RegExp(`^general/${escaped(pruned)}/general/manifest\\.json: a symlink to ${escaped(parentReal)}, outside the artifact directory \\(copy the file in\\)$`)]);
+  await assertFails(pruned, [`general/manifest.json: a symlink to ${parentReal}, outside the artifact directory (copy the file in)`]);
 
   // A manifest.json linked to a file inside the artifact is part of it.
   const inside = await signedArtifact(t);
