@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_MIGRATIONS } from './migrations/index.ts';
 import { runMigrations } from './migrations/run-migrations.ts';
@@ -25,6 +25,7 @@ export async function openStore(location: StoreLocation): Promise<Store> {
       throw new UserError(`--data-dir: cannot use ${location.dataDir} (${reason})`, { cause: error });
     }
     const file = join(location.dataDir, SQLITE_FILE);
+    refuseUnwritable([file, `${file}-wal`, `${file}-shm`]);
     try {
       engine = new SqliteEngine(file);
     } catch (error) {
@@ -66,6 +67,24 @@ function userHint(databaseUrl: string, error: unknown): string {
   if (url.password !== '') url.password = 'PASSWORD';
   if (url.searchParams.has('password')) url.searchParams.set('password', 'PASSWORD');
   return `; put the user in the URL: ${url.toString()}`;
+}
+
+/**
+ * Refuses a database file (or its WAL and shared-memory files) that is there but cannot be
+ * written: SQLite would open it read-only without a word, and the server's first write would fail
+ * as an internal error (`attempt to write a readonly database`).
+ */
+function refuseUnwritable(paths: readonly string[]): void {
+  for (const path of paths) {
+    try {
+      accessSync(path, constants.W_OK);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') continue;
+      const reason = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EROFS' ? 'read-only file system' : errorMessage(error);
+      throw new UserError(`--data-dir: cannot write the database ${path} (${reason}); it is left as it is`, { cause: error });
+    }
+  }
 }
 
 /**

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { isOneLineError, REPO_ROOT, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+import { openStore } from '../../server/store/open-store.ts';
 
 /** Bad input to the CLI: one line, exit 2, nothing left behind or changed, never a hang. */
 
@@ -67,6 +68,26 @@ test('server on a data dir whose database file is not SQLite: refused on one lin
   assert.equal(run.stderr, `fleetprune: --data-dir: cannot use the database ${file} (file is not a database); it is left as it is\n`);
   const hash = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
   assert.equal(hash(await readFile(file)), hash(junk));
+});
+
+test('server on a data dir whose database file it cannot write: refused at start on one line naming the file (SQLite opened it read-only, and the first write failed as an internal error)', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root, to run the server as another user than the file\'s owner');
+  const dataDir = await tempDir(t);
+  const store = await openStore({ engine: 'sqlite', dataDir });
+  await store.close();
+  const file = join(dataDir, 'fleetprune.sqlite');
+  const before = await readFile(file);
+  // The directory is the server's user's; the database file stays root's, mode 644.
+  const nobody = { uid: 65534, gid: 65534 };
+  await chown(dataDir, nobody.uid, nobody.gid);
+  const run = await new Promise<{ code: number; stderr: string }>((resolve) =>
+    execFile(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dataDir, ...bare], { cwd: REPO_ROOT, env: { ...process.env, HOME: '/', FLEETPRUNE_LOG_LEVEL: 'silent' }, timeout: 30_000, ...nobody }, (error, _stdout, stderr) =>
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stderr }),
+    ),
+  );
+  assert.equal(run.code, 2, run.stderr);
+  assert.equal(run.stderr, `fleetprune: --data-dir: cannot write the database ${file} (permission denied); it is left as it is\n`);
+  assert.deepEqual(await readFile(file), before);
 });
 
 test('server: a start refused after it made its directories (an unreachable database, a --mosquitto-dir that is a file) removes those it made, and nothing else', async (t) => {
