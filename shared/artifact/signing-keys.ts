@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { constants, existsSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
@@ -48,8 +48,9 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
   const staged: string[] = [];
   let oldPrivateCopy: string | null = null;
   let privateReplaced = false;
+  let created: string | undefined;
   try {
-    await mkdir(outDir, { recursive: true });
+    created = await mkdir(outDir, { recursive: true });
     // Staged beside their final names, then renamed over them: the new private key file is
     // created with mode 0600, and the old pair stays whole until both new files are on disk.
     const stagedPrivate = await writeStaged(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }), 0o600, staged);
@@ -70,6 +71,8 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
     }
     // The copy of the old private key stays when it could not be put back: it is the only one.
     await Promise.all(staged.filter((path) => !(restoreFailure && path === oldPrivateCopy)).map((path) => rm(path, { force: true }).catch(() => {})));
+    // The directories it made for the pair go too (a full disk took the directory but not the keys).
+    if (created !== undefined && !restoreFailure) await removeEmptyDirs(outDir, created);
     if (restoreFailure) {
       const lost = oldPrivateCopy
         ? `the old private key could not be put back (${errorMessage(restoreFailure)}): the old private key is in ${oldPrivateCopy} (rename it to ${privateKeyPath})`
@@ -81,6 +84,13 @@ export async function generateSigningKeys(outDir: string, options: { force?: boo
   // The new pair is in place: the copy of the old private key goes.
   if (oldPrivateCopy) await rm(oldPrivateCopy, { force: true });
   return { privateKeyPath, publicKeyPath, keyId: keyId(publicKey) };
+}
+
+/** Removes `dir` and its parents up to `top` (which mkdir made), each only if empty; stops at the first that is not. */
+async function removeEmptyDirs(dir: string, top: string): Promise<void> {
+  for (let at = dir; ; at = dirname(at)) {
+    if (!(await rmdir(at).then(() => true, () => false)) || at === top || dirname(at) === at) return;
+  }
 }
 
 /**

@@ -8,6 +8,7 @@ import { generateSigningKeys, keyId, loadPrivateKey, loadPublicKey } from '../..
 import { UserError } from '../../shared/util/errors.ts';
 import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
 import { hookFs, hookUnownedCalls } from '../server/helpers/fs-interleaving.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
 test('keys generate writes a 0600 private key and a public key, and prints the paths and key id', async (t) => {
   const dir = join(await tempDir(t), 'keys');
@@ -228,4 +229,14 @@ test('keys generate --force where the old private key turns into a FIFO after it
   assert.deepEqual((await readdir(dir)).sort(), ['signing.key', 'signing.pub'], 'no staged files are left behind');
   assert.ok((await stat(old.privateKeyPath)).isFIFO());
   assert.equal(await readFile(old.publicKeyPath, 'utf8'), oldPublic);
+});
+
+test('keys generate on a disk that takes a directory but not the keys (full) leaves no directory it made behind, and nothing it did not make goes', async (t) => {
+  const mount = await mountTmpfs(t, 'keys-full', '64k');
+  if (!mount) return t.skip('cannot mount a tmpfs here (needs root)');
+  await mkdir(join(mount, 'kept'));
+  await writeFile(join(mount, 'filler'), Buffer.alloc(256 * 1024)).catch(() => {});
+  await assert.rejects(generateSigningKeys(join(mount, 'kept', 'new', 'keys')), (error: unknown) => error instanceof UserError && /^cannot write signing keys to .*\/kept\/new\/keys: .*ENOSPC/.test(error.message));
+  assert.deepEqual((await readdir(mount)).sort(), ['filler', 'kept']);
+  assert.deepEqual(await readdir(join(mount, 'kept')), [], 'the directories it made (new/keys) are gone; the one that was there stays');
 });
