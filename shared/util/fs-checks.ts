@@ -154,7 +154,8 @@ export async function assertWritableFile(path: string, flag: string): Promise<vo
  */
 export function describeFsError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'permission denied';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EROFS') return 'read-only file system';
   // A read of a directory: "EISDIR: illegal operation on a directory, read".
   if (code === 'EISDIR') return 'is a directory';
   if (code === 'ENOTDIR') return 'a parent is not a directory';
