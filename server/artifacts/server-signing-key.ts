@@ -1,6 +1,6 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, mkdir, rm } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadPrivateKey, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
 import { writeFileAtomic, writeNewFileSynced } from '../../shared/util/atomic-file.ts';
@@ -34,7 +34,28 @@ export async function loadOrCreateServerKey(dataDir: string, enrolledDevices: ()
     await createKeyUnlessPresent(dir);
   }
   const privateKey = await loadPrivateKey(privateKeyPath);
+  await removeStaleStagedKeys(dir);
   return { privateKey, publicKey: createPublicKey(privateKey), privateKeyPath };
+}
+
+/** A staged key file older than this was left by a start that was killed (a peer's own is seconds old). */
+const STALE_STAGED_KEY_MS = 10 * 60_000;
+const STAGED_KEY_FILE = new RegExp(`^\\.(${[PRIVATE_KEY_FILE, PUBLIC_KEY_FILE].map((name) => name.replaceAll('.', '\\.')).join('|')})\\.tmp-[0-9a-f]{12}$`);
+
+/**
+ * Removes the staged key files (`.signing.key.tmp-…`, `.signing.pub.tmp-…`) a start killed
+ * between writing and removing them left behind: a private key nobody installed should not lie
+ * about. Only those older than STALE_STAGED_KEY_MS: another server sharing the data dir may be
+ * staging its own right now. Never fails the start: one it cannot remove is tried again at the next.
+ */
+async function removeStaleStagedKeys(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const now = Date.now();
+  for (const name of names.filter((entry) => STAGED_KEY_FILE.test(entry))) {
+    const path = join(dir, name);
+    const info = await lstat(path).catch(() => null);
+    if (info?.isFile() && now - info.mtimeMs > STALE_STAGED_KEY_MS) await rm(path, { force: true }).catch(() => {});
+  }
 }
 
 /**

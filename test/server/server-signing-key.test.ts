@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadOrCreateServerKey } from '../../server/artifacts/server-signing-key.ts';
@@ -25,4 +25,20 @@ test('an existing key is kept; a missing one is not replaced once devices pin it
   const again = await loadOrCreateServerKey(dataDir, async () => 3);
   assert.equal(keyId(again.privateKey), keyId(first.privateKey));
   await assert.rejects(loadOrCreateServerKey(await tempDir(t), async () => 3), /is missing, but 3 enrolled device\(s\) pin its public key/);
+});
+
+test('staged key files a killed start left behind (a private key nobody installed) are removed at the next start; a fresh one, a peer\'s in flight, stays', async (t) => {
+  const dataDir = await tempDir(t);
+  await loadOrCreateServerKey(dataDir, async () => 0);
+  const keys = join(dataDir, 'keys');
+  const old = new Date(Date.now() - 3_600_000);
+  for (const name of ['.signing.key.tmp-0123456789ab', '.signing.pub.tmp-0123456789ab']) {
+    await writeFile(join(keys, name), 'staged');
+    await utimes(join(keys, name), old, old);
+  }
+  await writeFile(join(keys, '.signing.key.tmp-fedcba987654'), 'staged just now');
+  await writeFile(join(keys, 'notes.txt'), "the operator's");
+  await utimes(join(keys, 'notes.txt'), old, old);
+  await loadOrCreateServerKey(dataDir, async () => 0);
+  assert.deepEqual((await readdir(keys)).sort(), ['.signing.key.tmp-fedcba987654', 'notes.txt', 'signing.key', 'signing.pub']);
 });
