@@ -132,6 +132,12 @@ export const ServerConfigSchema = z
     if (config.mosquittoPidFile !== undefined && config.mosquittoDir === undefined) {
       ctx.addIssue({ code: 'custom', path: ['mosquittoPidFile'], message: 'needs --mosquitto-dir' });
     }
+    // One port for two listeners fails the second with a bare EADDRINUSE, which names neither flag.
+    const ports = [['httpPort', config.httpPort], ['grpcPort', config.grpcPort], ...(config.mqttUrl === undefined ? [['mqttPort', config.mqttPort] as const] : [])] as const;
+    ports.forEach(([key, port], index) => {
+      const earlier = ports.slice(0, index).find(([, other]) => port !== 0 && other === port);
+      if (earlier) ctx.addIssue({ code: 'custom', path: [key], message: `${port} is also ${SOURCE[earlier[0]]}'s port; each listener needs its own` });
+    });
   });
 
 export type ServerConfigInput = z.input<typeof ServerConfigSchema>;
