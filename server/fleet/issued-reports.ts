@@ -3,7 +3,7 @@ import type { UnknownModel, WrongModel } from './fleet-ingest.ts';
 import type { FleetRepositories } from './fleet-store.ts';
 import { unknownModelOf } from './registered-models.ts';
 
-/** The answers that put the model they name into one of the device's slots (or take it out). */
+/** The answers that move a device's slots (slotsAfter): the model they name goes into one (or out of it); others leave its metric series alone. */
 export const SLOT_OUTCOMES: ReadonlySet<AssignmentReport['outcome']> = new Set(['installed', 'activated', 'rolled-back', 'candidate-dropped']);
 
 /**

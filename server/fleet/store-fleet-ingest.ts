@@ -9,7 +9,7 @@ import { olderInSameRun, sameAgentRun } from './agent-run.ts';
 import { SLOT_OUTCOMES, unissuedReport } from './issued-reports.ts';
 import type { FleetIngest, IngestOutcome, StateOutcome } from './fleet-ingest.ts';
 import type { DeviceSlots } from '../store/repositories/devices-repository.ts';
-import type { FleetRepositories, FleetStore } from './fleet-store.ts';
+import type { FleetStore } from './fleet-store.ts';
 
 export interface StoreFleetIngestOptions {
   fleet: FleetStore;
@@ -43,7 +43,8 @@ export interface StoreFleetIngestOptions {
  * report also records the device's answer on the assignment and updates the device's slots, but
  * only when it answers an assignment or fleet command the server issued to that device, naming
  * its model (anything else changes nothing); a benchmark report is taken only when it is about the
- * candidate its assignment named and registered versions (unissuedReport); status and telemetry update the device's online state and heartbeat.
+ * candidate its assignment named and registered versions (unissuedReport); status and telemetry
+ * update the device's online state and heartbeat.
  */
 export class StoreFleetIngest implements FleetIngest {
   readonly #options: StoreFleetIngestOptions;
@@ -198,9 +199,6 @@ export class StoreFleetIngest implements FleetIngest {
   }
 }
 
-/** The answers that move a device's slots (slotsAfter); others leave its metric series alone. */
-
-/** Whether the server issued the assignment or fleet command `report` answers to the reporting device. */
 type Serving = NonNullable<Telemetry['serving']>;
 
 /**
