@@ -6,6 +6,7 @@ import { SqliteEngine } from './sqlite-engine.ts';
 import { createStore, type Store } from './store.ts';
 import type { SqlEngine } from './sql-engine.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { describeFsError } from '../../shared/util/fs-checks.ts';
 
 export const SQLITE_FILE = 'fleetprune.sqlite';
 
@@ -79,10 +80,8 @@ function refuseUnwritable(paths: readonly string[]): void {
     try {
       accessSync(path, constants.W_OK);
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') continue;
-      const reason = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : code === 'EROFS' ? 'read-only file system' : errorMessage(error);
-      throw new UserError(`--data-dir: cannot write the database ${path} (${reason}); it is left as it is`, { cause: error });
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw new UserError(`--data-dir: cannot write the database ${path} (${describeFsError(error)}); it is left as it is`, { cause: error });
     }
   }
 }
