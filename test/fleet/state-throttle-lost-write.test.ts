@@ -31,7 +31,7 @@ test('a held heartbeat whose write fails while a newer one arrives counts as dro
   const registry = new Registry();
   const dropped = new Counter({ name: 'dropped_total', help: 'dropped', labelNames: ['kind', 'reason'] as const, registers: [registry] });
   const accepted = new Counter({ name: 'accepted_total', help: 'accepted', labelNames: ['kind'] as const, registers: [registry] });
-  const throttle = new StateThrottle({ inner: new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() }), dropped, accepted, logger: testLogger, minIntervalMs: 200 });
+  const throttle = new StateThrottle({ inner: new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() }), dropped, accepted, logger: testLogger, minIntervalMs: 1000 });
   deferCleanup(t, () => throttle.flush());
   const started = Date.now();
   const heartbeat = (n: number): Telemetry => ({ schema: 1, deviceId: 'd1', sentAt: new Date(started + n * 1000).toISOString(), uptimeSeconds: n, cpuPercent: 0, rssBytes: 0, active: null, candidate: null, previous: null });
@@ -46,16 +46,19 @@ test('a held heartbeat whose write fails while a newer one arrives counts as dro
   let receiverAccepted = 0; // the receiver counts the messages written at once
   assert.equal(await throttle.recordTelemetry(heartbeat(1)), 'recorded', 'the first heartbeat is written at once');
   receiverAccepted++;
+  // Held before the row is locked: had the interval ended first (a slow machine), a heartbeat
+  // recorded with the row locked would be written at once, and waiting for its answer would wait
+  // for the lock this test holds, for ever.
+  assert.equal(await throttle.recordTelemetry(heartbeat(2)), 'held');
   await locker.query('BEGIN');
   await locker.query("SELECT id FROM devices WHERE id = 'd1' FOR UPDATE");
-  assert.equal(await throttle.recordTelemetry(heartbeat(2)), 'held');
   // The interval ends: heartbeat 2's write starts and waits for the row.
   let blocked: number | undefined;
   await waitFor(async () => {
     const waiting = await locker.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', [lockerPid]);
     blocked = waiting.rows[0]?.pid;
     return blocked !== undefined;
-  }, 10_000, 'heartbeat 2\'s write waiting for the row');
+  }, 10_000, 'heartbeat 2\'s write waiting for the row (the interval must end after the row was locked)');
   assert.equal(await throttle.recordTelemetry(heartbeat(3)), 'held', 'heartbeat 3 comes in during that write');
   await locker.query('SELECT pg_cancel_backend($1)', [blocked]); // heartbeat 2's write fails
   await locker.query('ROLLBACK');
