@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { assertWritableFile } from '../../shared/util/fs-checks.ts';
-import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
 import { deviceJson, type GrpcDevice } from './json-views.ts';

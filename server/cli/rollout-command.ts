@@ -2,7 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { Metadata, status as GrpcStatus, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
-import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { UserError } from '../../shared/util/errors.ts';
 import { describeFsError } from '../../shared/util/fs-checks.ts';
 import { printable } from '../rollout/operator-text.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';

@@ -6,7 +6,7 @@ import type { Logger } from '../../shared/util/log.ts';
 import { storeArtifactFiles } from '../artifacts/store-artifact-files.ts';
 import { parseServerConfig } from '../config/server-config.ts';
 import { startServer, type RunningServer } from '../app/start-server.ts';
-import type { RolloutDetail, RolloutSummary } from '../rollout/rollout-views.ts';
+import type { RolloutSummary } from '../rollout/rollout-views.ts';
 import type { DeviceView } from '../fleet/device-view.ts';
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
 import type { PruneOptionsInput } from '../pruning/options.ts';

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { zodIssueMessage } from '../../shared/util/errors.ts';
 import { AgentConfigSchema, MAX_LABEL_VALUE_CHARS } from '../../shared/protocol/agent-config.ts';
 

@@ -67,7 +67,7 @@ export class FleetReceiver {
 
   /** Validates and ingests one message; resolves once it is stored (or dropped). */
   async handle(topic: string, payload: Buffer, delivery?: DeliveryInfo): Promise<void> {
-    const { logger, dropped, accepted, duplicates, ingest } = this.#options;
+    const { logger, dropped } = this.#options;
     // An empty message on a status topic clears its retained status (the server does so for a
     // revoked device): nothing a device said, so neither taken nor dropped.
     if (payload.length === 0 && parseTopic(topic)?.kind === 'status') {

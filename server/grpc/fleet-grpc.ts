@@ -1,7 +1,5 @@
-import { z } from 'zod';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
-import { ServiceError } from '../app/service-error.ts';
 import { actorOf } from '../auth/principal.ts';
 import { AssignRequestSchema, type AssignmentService } from '../fleet/assignment-service.ts';
 import type { DeviceService } from '../fleet/device-service.ts';

@@ -1,5 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { tf } from '../model/tfjs-backend.ts';
 import { flopsPerSample, layerSizes, parameterCount, validateNetwork, type DenseNetwork } from '../model/dense-network.ts';

@@ -9,7 +9,7 @@ import { runCli } from '../helpers/cli.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { mosquittoBinary } from '../helpers/mosquitto.ts';
 import { prometheusBinary } from '../helpers/prometheus.ts';
-import { ADMIN_TOKEN, AcceptanceFleet, DEVICES, MODEL, acceptanceSpec, trainFleet, type TrainedFleet } from './fleet-fixture.ts';
+import { ADMIN_TOKEN, AcceptanceFleet, DEVICES, acceptanceSpec, trainFleet, type TrainedFleet } from './fleet-fixture.ts';
 
 /**
  * Issue #5 acceptance: ODF2NNA candidates shipped to real agents over MQTT with staged rollouts

@@ -32,7 +32,7 @@ async function withCandidate(deviceId: string, t: Parameters<typeof startAgent>[
   const running = await startAgent(t, world, deviceId, options);
   const v1 = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(v1.id, 'activated'));
-  const v3 = await world.assign(deviceId, world.v3, 'candidate');
+  await world.assign(deviceId, world.v3, 'candidate');
   await world.waitForReport(isBenchmarkFor(world.v3.id));
   await running.agent.idle();
   return running;

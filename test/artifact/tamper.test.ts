@@ -326,7 +326,6 @@ test('what verify quotes from the artifact (keys, values, symlink targets) is es
 });
 
 test('a manifest.json, or general/manifest.json, that is a symlink out of the artifact fails verification, as a listed file does; a symlink inside it passes', async (t) => {
-  const escaped = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const outsideDir = await tempDir(t);
   // The same bytes, so only where they live is wrong: verify said ok, exit 0.
   const dir = await signedArtifact(t);

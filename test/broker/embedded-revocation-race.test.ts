@@ -161,7 +161,7 @@ test('embedded broker: a revocation whose pass failed is retried until the store
 });
 
 test('embedded broker: stop() cancels a pending retry of a failed pass', async (t) => {
-  const { inner, store, broker } = await brokerOverFlakyStore(t);
+  const { store, broker } = await brokerOverFlakyStore(t);
   store.down = true;
   await assert.rejects(broker.credentialsChanged(), /the store is down/);
   await broker.stop();

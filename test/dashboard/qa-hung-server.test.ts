@@ -40,7 +40,7 @@ async function freezableProxy(t: TestContext, target: string) {
 test('a server that stops answering makes the views stale (with a message) and the actions off, and they come back when it answers', { timeout: 120_000 }, async (t) => {
   const fixture = await pausedRolloutAndPage(t, 'dismiss');
   if (!fixture) return;
-  const { server, id } = fixture;
+  const { server } = fixture;
   const { page, pageErrors } = fixture.browser;
   const proxy = await freezableProxy(t, server.baseUrl);
   await page.goto(`${proxy.url}/dashboard/#token=${ADMIN_TOKEN}`);

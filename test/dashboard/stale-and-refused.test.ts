@@ -38,7 +38,7 @@ const actionsOff = (page: Page) => page.evaluate(() => Array.from(document.query
 test('while the server is unreachable the dashboard says its views are stale, keeps saying so, and turns the actions off until a refresh succeeds', async (t) => {
   const rig = await pausedRolloutRig(t);
   if (!rig) return;
-  const { page, pageErrors, policyViolations, server, id } = rig;
+  const { page, pageErrors, policyViolations, server } = rig;
   const proxy = await cuttableProxy(t, server.baseUrl);
 
   await page.goto(`${proxy.url}/dashboard/#token=${ADMIN_TOKEN}`);

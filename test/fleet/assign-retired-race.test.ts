@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { ManualScheduler } from '../../server/analysis/scheduler.ts';
 import { ServiceError } from '../../server/app/service-error.ts';
 import { TrustedKeys } from '../../server/artifacts/trusted-keys.ts';

@@ -5,7 +5,6 @@ import { ManualScheduler } from '../../server/analysis/scheduler.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import { ProductionMovedError } from '../../server/rollout/rollout-repository.ts';
 import { RolloutController } from '../../server/rollout/rollout-controller.ts';
-import { RolloutCommandError } from '../../server/rollout/rollout-state-machine.ts';
 import { parseRolloutSpec } from '../../server/rollout/rollout-spec.ts';
 import { ScriptedProvider } from '../analysis/scripted-provider.ts';
 import { InMemoryFleet, InMemoryModelStatus } from '../rollout/in-memory-fleet.ts';

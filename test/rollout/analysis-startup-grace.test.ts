@@ -42,10 +42,6 @@ class ScrapingPrometheus extends ScriptedProvider {
   }
 }
 
-interface Rig {
-  controller: RolloutController;
-}
-
 function world() {
   return { scheduler: new ManualScheduler(T0), repository: new InMemoryRolloutRepository(), fleet: new InMemoryFleet(fleetOf(10)), models: new InMemoryModelStatus('1'), prometheus: new ScrapingPrometheus() };
 }

@@ -226,7 +226,7 @@ for (const engine of STORE_ENGINES) {
     test('a version retired while a rollout of it starts: the start is refused (the retirement saw no rollout), and no rollout is stored', async (t) => {
       const world = await withRetirementGuard(t);
       if (!world) return;
-      const { store, registry, rollouts } = world;
+      const { registry, rollouts } = world;
       const start = new ReducerHarness(specOf(STAGED_STEPS), undefined, '1', 'ro-race');
 
       // Right after the retirement found no rollout of wine@2, a rollout of it is created.
