@@ -4,6 +4,7 @@ import { basename, dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
+import { assertLearnable } from '../pruning/standardization.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { assertArtifactDestination, resolveArtifactDestination } from '../../shared/artifact/artifact-destination.ts';
 import { UserError, underFlag } from '../../shared/util/errors.ts';
@@ -54,8 +55,9 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   const dataset = loadDatasetFile(flags.data, { label: flags.label, task });
   const options = parsePruneOptions(flags, dataset.task);
   const name = checkedModelName(flags.name ?? modelNameFromFile(flags.data));
-  // Enough rows for every split, checked before anything is written or trained.
-  splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
+  // Enough rows for every split, and something to learn in the training one, checked before anything is written or trained.
+  const { train } = splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
+  assertLearnable(train.x, train.y, dataset.task, dataset.featureNames, dataset.labelName);
   const outDir = await resolveArtifactDestination(resolve(flags.out));
   assertOutputNameFits(outDir, '--out');
   await assertWritableDirectory(outDir, 'output directory', '--out');

@@ -2,6 +2,7 @@ import { parseDataset, type Task } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
+import { assertLearnable } from '../pruning/standardization.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
 /** What a submitted job's data set is checked with (all of it is cheap to send to a worker but the text). */
@@ -28,12 +29,14 @@ export interface JobDataCheck {
 /**
  * Parses the data set, validates the options against its task and splits it, so that bad data is
  * refused at submission rather than failing as a job. Every problem is a UserError: the data set
- * first, then the options, then too few rows for the splits. Only the summary is returned.
+ * first, then the options, then too few rows for the splits or nothing to learn in the training
+ * one (assertLearnable). Only the summary is returned.
  */
 export function checkJobData(input: JobDataCheckInput): JobDataCheck {
   const dataset = parseDataset(input.csvText, { label: input.label, task: input.task }, input.source);
   const options = PruneOptionsSchema.safeParse({ ...(input.options ?? {}), task: dataset.task });
   if (!options.success) throw new UserError(describeIssues(options.error, input.optionsField));
-  splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
+  const { train } = splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
+  assertLearnable(train.x, train.y, dataset.task, dataset.featureNames, dataset.labelName);
   return { task: dataset.task, options: options.data, inputs: dataset.featureNames.length };
 }

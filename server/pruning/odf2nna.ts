@@ -11,7 +11,7 @@ import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tf
 import { assertTrainableSize, retrainEpochsOf, retrainLearningRateOf, type PruneOptions } from './options.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
-import { fitScaling, unstandardizableWarnings } from './standardization.ts';
+import { assertLearnable, fitScaling, unstandardizableWarnings } from './standardization.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import {
   createDenseModel,
@@ -119,6 +119,7 @@ export async function runOdf2nna(
   const outputs = dataset.task === 'classification' ? dataset.classes.length : 1;
   assertTrainableSize([dataset.featureNames.length, ...Array.from({ length: options.layers }, () => options.units), outputs]);
   const splits = splitDataset(dataset, options.seed, { validation: options.validationFraction, test: options.testFraction });
+  assertLearnable(splits.train.x, splits.train.y, dataset.task, dataset.featureNames, dataset.labelName);
   const scaling = fitScaling(splits.train.x, splits.train.y, dataset.task);
   const data = prepareTrainingData(dataset.task, outputs, scaling, splits);
   const batchSize = options.batchSize ?? Math.min(128, Math.max(16, Math.round(splits.train.x.length / 50)));
@@ -304,7 +305,7 @@ export async function runOdf2nna(
       selection,
       warnings: [
         ...dataWarnings(dataset, options),
-        ...unstandardizableWarnings(splits.train.x, splits.train.y, dataset.task, dataset.featureNames, dataset.labelName),
+        ...unstandardizableWarnings(splits.train.x, dataset.featureNames),
         ...selectionWarnings(dataset.task, splits.validation.x.length, options),
         ...(selectionWarning ? [selectionWarning] : []),
       ],

@@ -1,4 +1,5 @@
 import type { Task } from '../../shared/data/dataset.ts';
+import { UserError } from '../../shared/util/errors.ts';
 import type { Scaling } from '../../shared/model/tfjs-convert.ts';
 
 /**
@@ -20,26 +21,45 @@ export function scaleOf(mean: number, std: number): number {
   return std >= MIN_TINY_SCALE && std > TINY_SPREAD_RELATIVE * Math.abs(mean) ? std : 1;
 }
 
+/** Values that differ, yet scaleOf takes them for a constant: the models see one value whatever the row. */
+const variesUnseen = (values: readonly number[]) => !values.every((value) => value === values[0]) && takenForConstant(values);
+const TOO_LITTLE = `too little to standardize (a standard deviation under ${MIN_TINY_SCALE}, or under a millionth of the mean)`;
+const SCALE_UP = 'up (multiply by a power of ten) or subtract an offset before pruning';
+
+const namedList = (names: readonly string[]) => names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
+
 /**
- * A warning naming the columns of the training split whose values differ but which scaleOf takes
- * for constants (a spread under MIN_TINY_SCALE, or under TINY_SPREAD_RELATIVE of the mean): the
- * models see one value for them whatever the row, so such a feature is ignored and such a
- * regression label predicted as its mean. Without it, the model came out worse than the data
- * allows and nothing said why. Empty when there is none.
+ * Refuses training data the models could learn nothing from, once it is split: a regression label
+ * whose training values scaleOf takes for a constant (the network learnt to output about zero,
+ * and its predictions came out 1e31 times the label's size, R² -1e64), or features of which not
+ * one varies as the models see them (every one taken for a constant: a model that gave every row
+ * the same answer was shipped). The data set's own checks (dataset.ts) refuse a label or features
+ * that hold one value; these are those whose values differ by too little.
  */
-export function unstandardizableWarnings(x: readonly (readonly number[])[], y: readonly number[], task: Task, featureNames: readonly string[], labelName: string): string[] {
-  const ignored = (values: readonly number[]) => !values.every((value) => value === values[0]) && takenForConstant(values);
-  const names = [
-    ...featureNames.filter((_, c) => ignored(x.map((row) => row[c]!))).map((name) => `feature ${JSON.stringify(name)}`),
-    ...(task === 'regression' && ignored(y) ? [`the label ${JSON.stringify(labelName)}`] : []),
-  ];
+export function assertLearnable(x: readonly (readonly number[])[], y: readonly number[], task: Task, featureNames: readonly string[], labelName: string): void {
+  if (task === 'regression' && variesUnseen(y)) {
+    throw new UserError(`the regression label ${JSON.stringify(labelName)} varies ${TOO_LITTLE} over the training rows: no model can learn it; scale it ${SCALE_UP}`);
+  }
+  const width = x[0]?.length ?? 0;
+  if (width > 0 && ignoredColumns(x).length === width) {
+    const varying = featureNames.filter((_, c) => variesUnseen(x.map((row) => row[c]!))).map((name) => JSON.stringify(name));
+    throw new UserError(`no feature varies as the models see it: ${namedList(varying)} ${varying.length === 1 ? 'varies' : 'vary'} ${TOO_LITTLE} over the training rows, and the others hold one value; there is nothing to learn the label from; scale ${varying.length === 1 ? 'it' : 'them'} ${SCALE_UP}`);
+  }
+}
+
+/**
+ * A warning naming the feature columns of the training split whose values differ but which
+ * scaleOf takes for constants (a spread under MIN_TINY_SCALE, or under TINY_SPREAD_RELATIVE of
+ * the mean): the models see one value for them whatever the row, so such a feature is ignored.
+ * Without it, the model came out worse than the data allows and nothing said why. Empty when there
+ * is none. (A label, or every feature, that varies this little is refused: assertLearnable.)
+ */
+export function unstandardizableWarnings(x: readonly (readonly number[])[], featureNames: readonly string[]): string[] {
+  const names = featureNames.filter((_, c) => variesUnseen(x.map((row) => row[c]!))).map((name) => `feature ${JSON.stringify(name)}`);
   if (names.length === 0) return [];
   const one = names.length === 1;
-  const shown = names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
   return [
-    `${shown} ${one ? 'varies' : 'vary'} too little to standardize (a standard deviation under ${MIN_TINY_SCALE}, or under a millionth of the mean): ` +
-      `the models take ${one ? 'it' : 'them'} for a constant, so a feature is ignored and a regression label predicted as its mean; ` +
-      `scale ${one ? 'it' : 'them'} up (multiply by a power of ten) or subtract an offset before pruning`,
+    `${namedList(names)} ${one ? 'varies' : 'vary'} ${TOO_LITTLE}: the models take ${one ? 'it' : 'them'} for a constant, so ${one ? 'it is' : 'they are'} ignored; scale ${one ? 'it' : 'them'} ${SCALE_UP}`,
   ];
 }
 

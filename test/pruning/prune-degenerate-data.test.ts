@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { UserError } from '../../shared/util/errors.ts';
-import { fitScaling, unstandardizableWarnings } from '../../server/pruning/standardization.ts';
+import { assertLearnable, fitScaling, unstandardizableWarnings } from '../../server/pruning/standardization.ts';
 import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
 
 // Data that parses but used to break the model or its scores: values near the float32 limit,
@@ -135,9 +135,45 @@ test('features spread too little to standardize (under 1e-30) are named in a war
 test('only columns that vary and are still taken for constants are named: not real constants, not tiny spreads that are the scale', () => {
   const x = Array.from({ length: 50 }, (_, i) => [0.1 * 3, ((i % 10) - 4.5) * 1e-20, ((i % 3) - 1) * 1e-35, i]);
   const names = ['constant', 'tiny', 'too-tiny', 'plain'];
-  assert.deepEqual(unstandardizableWarnings(x, x.map((row) => row[3]!), 'regression', names, 'y').length, 1);
-  assert.match(unstandardizableWarnings(x, [], 'classification', names, 'y')[0]!, /^feature "too-tiny" varies too little to standardize .* take it for a constant/);
-  const label = unstandardizableWarnings(x.map((row) => [row[3]!]), x.map((row) => row[2]!), 'regression', ['plain'], 'y');
-  assert.match(label[0]!, /^the label "y" varies too little to standardize/);
-  assert.deepEqual(unstandardizableWarnings(x.map((row) => [row[3]!]), x.map((row) => row[3]!), 'regression', ['plain'], 'y'), []);
+  assert.deepEqual(unstandardizableWarnings(x, names).length, 1);
+  assert.match(unstandardizableWarnings(x, names)[0]!, /^feature "too-tiny" varies too little to standardize .* take it for a constant, so it is ignored/);
+  assert.deepEqual(unstandardizableWarnings(x.map((row) => [row[3]!]), ['plain']), []);
+  // The same columns are learnable while one feature varies as the models see it, and the label does.
+  assert.doesNotThrow(() => assertLearnable(x, x.map((row) => row[3]!), 'regression', names, 'y'));
+  assert.doesNotThrow(() => assertLearnable(x.map((row) => [row[3]!]), x.map((row) => row[1]!), 'regression', ['plain'], 'y'));
+});
+
+test('a regression label, or every feature, varying too little to standardize is refused before training (it shipped a model 1e31 times off, or one answer for every row)', async (t) => {
+  const x = Array.from({ length: 50 }, (_, i) => [0.1 * 3, ((i % 3) - 1) * 1e-35, i]);
+  const refused = (pattern: RegExp) => (error: unknown) => error instanceof UserError && pattern.test(error.message);
+  assert.throws(
+    () => assertLearnable(x.map((row) => [row[2]!]), x.map((row) => row[1]!), 'regression', ['plain'], 'y'),
+    refused(/^the regression label "y" varies too little to standardize \(a standard deviation under 1e-30, or under a millionth of the mean\) over the training rows: no model can learn it; scale it up/),
+  );
+  // A classification label is never standardized: only the features count there.
+  assert.doesNotThrow(() => assertLearnable(x.map((row) => [row[2]!]), x.map((row) => row[1]!), 'classification', ['plain'], 'y'));
+  assert.throws(
+    () => assertLearnable(x.map((row) => [row[0]!, row[1]!]), x.map((row) => row[2]!), 'classification', ['constant', 'too-tiny'], 'y'),
+    refused(/^no feature varies as the models see it: "too-tiny" varies too little to standardize .* and the others hold one value; there is nothing to learn the label from; scale it up/),
+  );
+
+  // Through the CLI: one line, exit 2, before training, nothing written.
+  const dir = await tempDir(t);
+  const rows = readFileSync(shippedDatasetPath('iris'), 'utf8').trim().split('\n');
+  const tinyFeatures = join(dir, 'tiny-features.csv');
+  await writeFile(tinyFeatures, [rows[0], ...rows.slice(1).map((line) => line.split(',').map((cell, i, cells) => (i < cells.length - 1 ? `${cell}e-36` : cell)).join(','))].join('\n') + '\n');
+  const tinyLabel = join(dir, 'tiny-label.csv');
+  const random = uniform(7);
+  await writeFile(tinyLabel, ['a,b,t', ...Array.from({ length: 200 }, () => `${random()},${random()},${(1 + random()) * 1e-33}`)].join('\n') + '\n');
+  for (const [csv, label, message] of [
+    [tinyFeatures, 'species', /^fleetprune: no feature varies as the models see it: "sepal_length_cm", "sepal_width_cm", "petal_length_cm", "petal_width_cm" vary too little/],
+    [tinyLabel, 't', /^fleetprune: the regression label "t" varies too little to standardize/],
+  ] as const) {
+    const out = join(dir, `out-${label}`);
+    const run = await runCli(['prune', '--data', csv, '--label', label, ...FAST, '--out', out]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.ok(isOneLineError(run.stderr), run.stderr);
+    assert.match(run.stderr, message);
+    await assert.rejects(stat(out), { code: 'ENOENT' });
+  }
 });

@@ -6,6 +6,7 @@ import { splitDataset } from '../../shared/data/split.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { describeIssues } from '../../server/app/describe-issues.ts';
 import { PruneOptionsSchema } from '../../server/pruning/options.ts';
+import { assertLearnable } from '../../server/pruning/standardization.ts';
 import { asServiceError } from '../../server/app/service-error.ts';
 import { JobDataCheckPool } from '../../server/jobs/job-data-check-pool.ts';
 import type { JobDataCheckInput } from '../../server/jobs/job-data-check.ts';
@@ -100,14 +101,15 @@ function checkedOnTheEventLoop(csv: string, label: string, options: Record<strin
     const dataset = parseDataset(csv, { label }, source);
     const parsed = PruneOptionsSchema.safeParse({ ...(options ?? {}), task: dataset.task });
     if (!parsed.success) return describeIssues(parsed.error, optionsField);
-    splitDataset(dataset, parsed.data.seed, { validation: parsed.data.validationFraction, test: parsed.data.testFraction });
+    const { train } = splitDataset(dataset, parsed.data.seed, { validation: parsed.data.validationFraction, test: parsed.data.testFraction });
+    assertLearnable(train.x, train.y, dataset.task, dataset.featureNames, dataset.labelName);
   } catch (error) {
     return errorMessage(error);
   }
   return 'accepted';
 }
 
-test('a bad CSV gets the same 400 as before over REST and gRPC (the data, then too few rows for the splits its options ask), and stores nothing', async (t) => {
+test('a bad CSV gets the same 400 as before over REST and gRPC (the data, then too few rows for the splits its options ask, then nothing to learn), and stores nothing', async (t) => {
   const server = (await startTestServer(t))!;
   const cases: { csv: string; label: string; options?: Record<string, unknown> }[] = [
     { csv: 'a,label\n1,0\n2,x\nfoo,1\n', label: 'label' },
@@ -115,12 +117,15 @@ test('a bad CSV gets the same 400 as before over REST and gRPC (the data, then t
     { csv: 'a,label\n1,0\n2,1\n3,0\n4,1\n', label: 'label' },
     { csv: smallCsv(), label: 'label', options: { testFraction: 0.01 } },
     { csv: '\uFFFD\uFFFDa,b\n1,2\n', label: 'b' },
+    // A regression label whose spread no model can learn (it shipped predictions 1e31 times its size).
+    { csv: ['a,t', ...Array.from({ length: 60 }, (_, i) => `${i},${(1 + (i % 7)) * 1e-34}`)].join('\n'), label: 't' },
   ];
   const grpc = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
   t.after(() => grpc.close());
   for (const { csv, label, options } of cases) {
     const rest = checkedOnTheEventLoop(csv, label, options, 'body.data.csv', 'body.options');
     assert.notEqual(rest, 'accepted', csv.slice(0, 40));
+    if (label === 't') assert.match(rest, /^the regression label "t" varies too little to standardize/);
     const response = await server.request('POST', '/api/jobs/prune', { json: { name: 'bad', label, data: { csv }, ...(options ? { options } : {}) } });
     assert.deepEqual([response.status, await response.json()], [400, { error: { code: 'bad_request', message: rest } }]);
     const grpcMessage = checkedOnTheEventLoop(csv, label, options, 'csv', 'options_json');
