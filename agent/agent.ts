@@ -30,7 +30,7 @@ import { HeartbeatBuilder } from './heartbeat.ts';
 import { MessageTrust } from './message-trust.ts';
 import { benchmarkCandidate } from './candidate-benchmark.ts';
 import { DEFAULT_BENCHMARK_SETTINGS, type BenchmarkSettings } from './model-benchmark.ts';
-import { ModelObtainer, StoppingError } from './model-obtainer.ts';
+import { DownloadDeferred, ModelObtainer, StoppingError } from './model-obtainer.ts';
 import { ModelStore, type InstalledModel } from './model-store.ts';
 import { MqttLink, type MqttConnector } from './mqtt-link.ts';
 import { Outbox } from './outbox.ts';
@@ -628,6 +628,10 @@ export class Agent {
         this.#enqueueAssignment(`retry assignment ${id}`, assignment, () => this.#takeAssignment(assignment));
       });
       if (failure === undefined) return;
+      if (failure instanceof DownloadDeferred) {
+        this.#logger.warn({ err: failure.message, assignmentId: id, retryInMs }, 'model download failed; the assignment is taken again later (a network or server failure is no verdict on the model: nothing is answered)');
+        return;
+      }
       // One line: a task fails for a reason worth reading (a full disk), never for a stack trace.
       // The server hears nothing until then: the protocol has no non-final answer ("failed here, retrying").
       this.#logger.error({ err: errorMessage(failure), task: what, retryInMs }, 'agent task failed');
@@ -722,6 +726,8 @@ export class Agent {
     } catch (error) {
       // Stopping is not a verdict on the assignment: it stays pending and is resumed.
       if (error instanceof StoppingError) return;
+      // Nor is a server or network that stayed down: taken again on its retry timer (#enqueueAssignment).
+      if (error instanceof DownloadDeferred) throw error;
       return this.#refuse(assignment, errorMessage(error));
     } finally {
       this.#obtaining = undefined;

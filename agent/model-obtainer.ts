@@ -12,12 +12,21 @@ const MAX_RETRY_AFTER_MS = 60_000;
 /** The agent is stopping: the assignment stays pending (resumed at the next start), not refused. */
 export class StoppingError extends Error {}
 
+/**
+ * Every download attempt failed for a transient reason (the server or the network down, 5xx,
+ * timeouts): no verdict on the model, so the assignment is not refused. It stays pending and is
+ * taken again later (its retry timer, its next delivery, the next start), for as long as it is
+ * current. Refusing it made a 15-second outage fail a rollout and mark a sound candidate failed,
+ * and left a revert that had to download its model undone for good.
+ */
+export class DownloadDeferred extends Error {}
+
 export interface ModelObtainerOptions {
   store: ModelStore;
   fetcher: ArtifactFetcher;
   publicKey: KeyObject;
   logger: Logger;
-  /** Download attempts for a transient failure (network, 5xx) before the assignment is refused. */
+  /** Download attempts for a transient failure (network, 5xx) in one take of the assignment, before it is deferred (DownloadDeferred). */
   attempts: number;
   retryBaseDelayMs: number;
   /** Aborted when the agent stops. */
@@ -72,9 +81,8 @@ export class ModelObtainer {
           throw new Error(error instanceof DiskError ? error.message : describeSystemError(error));
         }
         const permanent = !(error instanceof FetchError) || error.permanent;
-        if (permanent || attempt >= attempts) {
-          throw new Error(permanent ? errorMessage(error) : `gave up after ${attempt} attempts: ${errorMessage(error)}`);
-        }
+        if (permanent) throw new Error(errorMessage(error));
+        if (attempt >= attempts) throw new DownloadDeferred(`${attempt} download attempts failed: ${errorMessage(error)}`);
         const backoff = baseDelay * 2 ** (attempt - 1);
         const delay = Math.max(backoff, Math.min(error instanceof FetchError ? (error.retryAfterMs ?? 0) : 0, MAX_RETRY_AFTER_MS));
         this.#options.logger.warn({ attempt, delayMs: delay, err: errorMessage(error) }, 'model download failed; retrying');

@@ -5,12 +5,11 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
-import type { AgentOptions } from '../../agent/agent.ts';
 import { publishAssignment } from '../../server/fleet/fleet-publisher.ts';
 import type { Report, Role } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { TOKEN, createAgentWorld, isAnswerTo, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
-import { startAgent } from './agent-harness.ts';
+import { recordingLogger, startAgent } from './agent-harness.ts';
 import { makeFifo } from './fifo.ts';
 import { HostileHttpServer, trickle } from './hostile-http.ts';
 
@@ -23,7 +22,7 @@ after(() => world.close());
 const reasonOf = (report: Report) => (report.kind === 'assignment' ? (report.reason ?? '') : '');
 
 /** A real agent enrolled with a misbehaving server that forwards to the artifact fixture unless told otherwise. */
-async function hostileAgent(t: TestContext, deviceId: string, options: Partial<AgentOptions> & { dataDir?: string } = {}) {
+async function hostileAgent(t: TestContext, deviceId: string, options: Parameters<typeof startAgent>[3] = {}) {
   const hostile = await HostileHttpServer.start(world.http.url);
   const config = await world.harness.enroll(deviceId, { url: hostile.url, token: TOKEN, publicKey: world.publicKey });
   const running = await startAgent(t, world, deviceId, { config, ...options });
@@ -193,6 +192,32 @@ test('a 503 with Retry-After is retried no sooner than the server asked', async 
   const manifests = hostile.seen.filter((r) => isManifest(r.path));
   assert.equal(manifests.length, 3);
   for (let i = 1; i < manifests.length; i++) assert.ok(manifests[i]!.at - manifests[i - 1]!.at >= 950, `attempt ${i + 1} after ${manifests[i]!.at - manifests[i - 1]!.at} ms`);
+});
+
+test('a server down for longer than the download attempts is no verdict on the model: the assignment is not refused, and it is carried out once the server answers again', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const { hostile, assign, dataDir } = await hostileAgent(t, 'outage-1', { logger, retryBaseDelayMs: 20, downloadAttempts: 2, assignmentRetryMs: 200 });
+  let down = true;
+  hostile.handler = (request, response) => {
+    if (!down) return false;
+    response.writeHead(503).end('down for maintenance');
+    return true;
+  };
+  const assignment = await assign(world.v1, 'active');
+  const deferrals = () => lines.filter((line) => line.msg.startsWith('model download failed; the assignment is taken again later'));
+  // Before, the second failed attempt refused it ("gave up after 2 attempts"): a rollout failed, and its version was marked failed.
+  await waitFor(() => deferrals().length >= 2, 10_000, 'two takes of the assignment deferred');
+  assert.deepEqual(world.harness.ingest.reports.filter(isAnswerTo(assignment.id)), [], 'nothing answered while the server is down');
+  assert.match(deferrals()[0]!.err, /^2 download attempts failed: .*503/);
+  assert.deepEqual(deferrals().slice(0, 2).map((line) => line.retryInMs), [200, 400], 'taken again with a backoff');
+  const state = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')) as { pending: { id: string } | null; handledIds: string[] };
+  assert.equal(state.pending?.id, assignment.id, 'still pending');
+  assert.equal(state.handledIds.includes(assignment.id), false);
+
+  down = false;
+  const activated = await world.waitForReport(isOutcome(assignment.id, 'activated'), 15_000);
+  assert.equal(activated.kind === 'assignment' && activated.version, world.v1.version);
+  assert.deepEqual(world.harness.ingest.reports.filter(isAnswerTo(assignment.id)).map((report) => report.kind === 'assignment' && report.outcome), ['activated']);
 });
 
 test('stopping the agent during a download leaves the assignment pending (not refused); the next start resumes it with Range', async (t) => {
