@@ -193,6 +193,8 @@ export class Agent {
   #inMemoryOnly: Set<string> | undefined;
   /** While #inMemoryOnly is set: the models state.json names, which garbage collection keeps (#referencedModels). */
   #recordedModels: Set<string> | undefined;
+  /** After a start on a corrupt state file, until an active model is set: the models then on disk, which garbage collection keeps (#referencedModels). */
+  #keptFromCorruptState: Set<string> | null = null;
 
   constructor(options: AgentOptions, deps: AgentDependencies) {
     this.#options = options;
@@ -360,6 +362,7 @@ export class Agent {
       this.#logger.error({ err: error.message, keptAs: aside }, 'the agent state file is corrupt; starting with empty slots until the server\'s assignment restores them');
       state = this.#state.state;
       corrupt = true;
+      this.#keptFromCorruptState = new Set(await this.#store.installedIds());
     }
     this.#pendingCommands = state.pendingCommands ?? [];
     let changed = false;
@@ -1243,7 +1246,11 @@ export class Agent {
 
   /** The models `state` holds and, while the agent runs on a state kept in memory, those state.json names. */
   #referencedModels(state: SlotState): Set<string> {
-    return new Set([...modelsOf(state), ...(this.#recordedModels ?? [])]);
+    // After a corrupt state file, the models on disk then stay until an active model is set again:
+    // one of them is the model the device served, which the server can then restore from disk.
+    // Removed by the first install after the start, it was gone, and so was what the device served.
+    if (state.active) this.#keptFromCorruptState = null;
+    return new Set([...modelsOf(state), ...(this.#recordedModels ?? []), ...(this.#keptFromCorruptState ?? [])]);
   }
 }
 

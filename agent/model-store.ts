@@ -199,6 +199,11 @@ export class ModelStore {
     return removed;
   }
 
+  /** The ids of the models installed (a staging directory among them is harmless: it is only kept longer). */
+  async installedIds(): Promise<string[]> {
+    return (await readdir(this.dataDir.modelsDir).catch(() => [] as string[])).filter((name) => /^[0-9a-f]{64}$/.test(name));
+  }
+
   /**
    * Deletes models no slot refers to and leftover staging directories. With `onCleanupFailure`, one
    * that cannot be removed (a read-only disk) is passed to it and the others still go; without it,

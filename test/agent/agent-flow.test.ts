@@ -271,6 +271,30 @@ test('a corrupt state file is set aside: the agent starts, keeps its models, and
   assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
 });
 
+test('a corrupt state file whose retained assignment is a candidate: the model the device served stays on disk through the candidate\'s install, and is restored from it', async (t) => {
+  const config = await world.config('corrupt-2');
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-corrupt-'));
+  const first = await startAgent(t, world, 'corrupt-2', { config, dataDir, holdout: undefined });
+  await world.waitForReport(isOutcome((await world.assign('corrupt-2', world.v1, 'active')).id, 'activated'));
+  await world.waitForReport(isOutcome((await world.assign('corrupt-2', world.v2, 'candidate')).id, 'installed'));
+  await first.stop();
+  await writeFile(join(dataDir, 'state.json'), '{"schema": 1, "active": ');
+
+  const second = await startAgent(t, world, 'corrupt-2', { config, dataDir, holdout: undefined });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after both agents have stopped
+  // The retained assignment installs the candidate; before, its garbage collection removed v1, the model the device served.
+  await waitFor(() => second.agent.slots.candidate?.sha256 === world.v2.id, 15_000, 'v2 the candidate again');
+  await second.agent.idle();
+  assert.deepEqual((await readdir(join(dataDir, 'models'))).sort(), [world.v1.id, world.v2.id].sort());
+  const blobRequestsBefore = world.http.blobRequests().length;
+  await world.waitForReport(isOutcome((await world.assign('corrupt-2', world.v1, 'active')).id, 'activated'));
+  assert.deepEqual(world.http.blobRequests().slice(blobRequestsBefore), [], 'restored from disk, not downloaded');
+  // An active model again: what no slot holds goes at the next collection, as before.
+  await world.waitForReport(isOutcome((await world.assign('corrupt-2', world.v3, 'candidate')).id, 'installed'));
+  await second.agent.idle();
+  assert.deepEqual((await readdir(join(dataDir, 'models'))).sort(), [world.v1.id, world.v3.id].sort());
+});
+
 test('a state.json that is a FIFO is set aside like a corrupt one: the agent starts at once (it waited for a writer for good)', async (t) => {
   const config = await world.config('fifo-state-1');
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-fifo-state-'));
