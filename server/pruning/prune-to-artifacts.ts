@@ -22,9 +22,10 @@ export interface PruneToArtifactsInput {
   privateKey?: KeyObject;
   onProgress?: (event: ProgressEvent) => void;
   /**
-   * Checked before each artifact is written: once aborted, the run throws the signal's reason and
-   * removes what it staged, leaving `outDir` as it was. The pruned artifact's write, once begun,
-   * is finished (it replaces `outDir` in one move, general/ and report.json with it).
+   * Checked before each artifact is written, and before the pruned one moves into place: once
+   * aborted, the run throws the signal's reason and removes what it staged, leaving `outDir` as it
+   * was. The move, once begun, is finished (it replaces `outDir` in one move, general/ and
+   * report.json with it).
    */
   signal?: AbortSignal;
   /**
@@ -105,6 +106,8 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
         // general/ and report.json move in with the pruned artifact: a failure writing them (a
         // full disk) leaves a previous output in outDir whole, rather than replaced by a part.
         beforeMove: async (staging) => {
+          // Interrupted while it was staged: stopped before the move, its staging removed, outDir as it was.
+          input.signal?.throwIfAborted();
           if (generalStaging) await rename(generalStaging, join(staging, GENERAL_SUBDIR));
           // The export counts in the run's time too (everything but reading the data and moving the output into place).
           const exportSeconds = (performance.now() - exportStarted) / 1000;
