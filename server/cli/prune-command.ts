@@ -1,13 +1,13 @@
 import { rmdirSync } from 'node:fs';
-import { mkdir, realpath } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { mkdir, readdir, realpath, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
 import { assertLearnable } from '../pruning/standardization.ts';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { assertArtifactDestination, resolveArtifactDestination } from '../../shared/artifact/artifact-destination.ts';
-import { UserError, underFlag } from '../../shared/util/errors.ts';
+import { UserError, errorMessage, underFlag } from '../../shared/util/errors.ts';
 import { assertWritableDirectory } from '../../shared/util/fs-checks.ts';
 import { cliLogLevel, createLogger } from '../../shared/util/log.ts';
 import { formatPruneSummary } from '../pruning/summary.ts';
@@ -15,7 +15,7 @@ import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneO
 import { createPhaseProgress, type PhaseProgress } from './progress.ts';
 import { handlePruneInterrupts, type PruneInterrupt } from './prune-interrupt.ts';
 import { lockPruneOutput } from './prune-output-lock.ts';
-import { assertOutputNameFits } from '../pruning/output-layout.ts';
+import { assertOutputNameFits, isStagingSibling } from '../pruning/output-layout.ts';
 import type { PruneToArtifactsInput } from '../pruning/prune-to-artifacts.ts';
 import { isInside } from '../../shared/util/path-inside.ts';
 
@@ -66,6 +66,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   // The lock sits beside --out, so its parent must exist now (the artifact's write would create it anyway).
   const createdParent = await mkdir(dirname(outDir), { recursive: true });
   const lock = lockPruneOutput(outDir);
+  await removeStagingLeftovers(outDir);
   let written = false;
   const progress = createPhaseProgress();
   // From here a signal before the export ends the process at once (as without a handler), after
@@ -145,5 +146,21 @@ function removeEmptyDirectories(dir: string, top: string): void {
       return;
     }
     if (current === top) return;
+  }
+}
+
+/**
+ * Removes what runs killed while staging (SIGKILL, SIGHUP when the terminal closed, a power cut)
+ * left beside --out: holding its lock, no live run stages there. They were never removed, and each
+ * held a whole artifact.
+ */
+async function removeStagingLeftovers(outDir: string): Promise<void> {
+  const parent = dirname(outDir);
+  const leftovers = (await readdir(parent).catch(() => [] as string[])).filter((name) => isStagingSibling(outDir, name));
+  for (const name of leftovers) {
+    await rm(join(parent, name), { recursive: true, force: true }).then(
+      () => process.stderr.write(`note: removed ${join(parent, name)}, left by an earlier run of --out ${outDir} that did not finish\n`),
+      (error: unknown) => process.stderr.write(`warning: cannot remove ${join(parent, name)}, left by an earlier run that did not finish: ${errorMessage(error)}\n`),
+    );
   }
 }

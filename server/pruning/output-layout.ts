@@ -14,6 +14,17 @@ export function generalStagingPath(outDir: string): string {
 }
 
 /**
+ * Whether `name` (in the output directory's parent) is a directory a run stages beside `outDir`:
+ * the pruned artifact's `<out>.tmp-<12 hex>` (writeArtifact) or the general model's
+ * `<out>.general-<pid>-<ms>` and its `.tmp-<12 hex>` (generalStagingPath).
+ */
+export function isStagingSibling(outDir: string, name: string): boolean {
+  const base = basename(outDir);
+  if (!name.startsWith(`${base}.`)) return false;
+  return /^(?:tmp-[0-9a-f]{12}|general-\d+-\d+(?:\.tmp-[0-9a-f]{12})?)$/.test(name.slice(base.length + 1));
+}
+
+/**
  * The longest name a run gives a sibling of its output directory: the general model's staging
  * directory (generalStagingPath, for the largest pid Linux hands out), itself staged by
  * writeArtifact as `<dir>.tmp-<12 hex digits>`.

@@ -1,19 +1,20 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { isOneLineError, REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
+import { isStagingSibling } from '../../server/pruning/output-layout.ts';
 
 const IRIS = shippedDatasetPath('iris');
 
 /**
- * Starts `fleetprune prune` and sends SIGINT as soon as the general model's staged sibling of
+ * Starts `fleetprune prune` and sends `signal` (SIGINT) as soon as the general model's staged sibling of
  * `out` appears (the export has begun). Resolves with the exit, and whether the signal was sent at all.
  */
-function pruneInterruptedDuringExport(args: string[], out: string): Promise<{ code: number | null; signal: string | null; stderr: string; sent: boolean }> {
+function pruneInterruptedDuringExport(args: string[], out: string, signal: NodeJS.Signals = 'SIGINT', stage: 'general' | 'pruned' = 'general'): Promise<{ code: number | null; signal: string | null; stderr: string; sent: boolean }> {
   const parent = join(out, '..');
   const name = out.slice(parent.length + 1);
   const child = spawn(process.execPath, ['bin/fleetprune.js', 'prune', ...args, '--out', out], { cwd: REPO_ROOT, env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' } });
@@ -26,9 +27,11 @@ function pruneInterruptedDuringExport(args: string[], out: string): Promise<{ co
   const watch = (async () => {
     while (!exited && !sent) {
       const entries = await readdir(parent);
-      // While the general model is staged and the pruned one not yet: the abort is checked before the latter.
-      if (entries.some((entry) => entry.startsWith(`${name}.general-`)) && !entries.some((entry) => entry.startsWith(`${name}.tmp-`))) {
-        child.kill('SIGINT');
+      // While the general model is staged and the pruned one not yet (the abort is checked before the
+      // latter), or while the pruned one is staged (checked again before its move into place).
+      const pruned = entries.some((entry) => entry.startsWith(`${name}.tmp-`));
+      if (stage === 'pruned' ? pruned : entries.some((entry) => entry.startsWith(`${name}.general-`)) && !pruned) {
+        child.kill(signal);
         sent = true;
       }
       await sleep(2);
@@ -61,4 +64,55 @@ test('Ctrl-C while the artifact is being written: exit 130, one line, no staged 
   assert.doesNotMatch(run.stderr, /\n\s+at /);
   assert.equal(await readFile(join(out, 'manifest.json'), 'utf8'), manifest, 'the previous artifact is untouched');
   assert.deepEqual((await readdir(out)).sort(), ['general', 'manifest.json', 'model.onnx', 'report.json', 'tfjs']);
+});
+
+test('Ctrl-C while the pruned artifact is staged: it is not moved into place; exit 130, the previous output kept', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'out');
+  const previous = await runCli(['prune', '--data', IRIS, '--label', 'species', '--units', '8', '--epochs', '2', '--epsilon', '0.5', '--out', out]);
+  assert.equal(previous.code, 0, previous.stderr);
+  const manifest = await readFile(join(out, 'manifest.json'), 'utf8');
+  // ε 0.05 keeps most of a wide network: the pruned artifact takes a while to stage too.
+  const args = ['--data', IRIS, '--label', 'species', '--units', '512', '--layers', '4', '--epochs', '2', '--epsilon', '0.05'];
+  let run;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    run = await pruneInterruptedDuringExport(args, out, 'SIGINT', 'pruned');
+    if (run.sent && run.code === 130) break;
+  }
+  assert.ok(run?.sent, 'the pruned artifact was caught staged');
+  // Before, the interrupt was not heard: exit 0, --out replaced.
+  assert.equal(run.code, 130, `exit ${run.code} (signal ${run.signal}): ${run.stderr}`);
+  assert.match(run.stderr, /fleetprune: interrupted \(SIGINT\) while writing the artifact: stopped, .*out left as it was\n/);
+  assert.deepEqual(await readdir(dir), ['out'], 'no staged siblings of --out');
+  assert.equal(await readFile(join(out, 'manifest.json'), 'utf8'), manifest, 'the previous artifact is untouched');
+});
+
+test('a run killed while staging (SIGKILL) leaves its staging beside --out; the next run of that --out removes it, and nothing else', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'out');
+  const args = ['--data', IRIS, '--label', 'species', '--units', '512', '--layers', '4', '--epochs', '2', '--epsilon', '0.5'];
+  let killed;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    killed = await pruneInterruptedDuringExport(args, out, 'SIGKILL');
+    if (killed.sent) break;
+  }
+  assert.ok(killed?.sent, 'the export was caught in progress');
+  const left = (await readdir(dir)).filter((name) => name.startsWith('out.general-'));
+  assert.ok(left.length > 0, 'the general model\'s staging is left');
+  // Names a run never gives its staging: someone else's, kept.
+  await mkdir(join(dir, 'out.general-notes'));
+  await mkdir(join(dir, 'out.tmp-xyz'));
+
+  const next = await runCli(['prune', '--data', IRIS, '--label', 'species', '--units', '8', '--epochs', '2', '--epsilon', '0.5', '--out', out]);
+  assert.equal(next.code, 0, next.stderr);
+  for (const name of left) assert.ok(next.stderr.includes(`note: removed ${join(dir, name)}, left by an earlier run of --out ${out} that did not finish`), next.stderr);
+  assert.deepEqual((await readdir(dir)).sort(), ['out', 'out.general-notes', 'out.tmp-xyz']);
+});
+
+test('the staging directories a run gives --out are told apart from other names beside it', () => {
+  const out = '/data/model.v2';
+  for (const name of ['model.v2.tmp-0123456789ab', 'model.v2.general-4194304-1733350000000', 'model.v2.general-17-1733350000000.tmp-abcdefabcdef']) assert.ok(isStagingSibling(out, name), name);
+  for (const name of ['model.v2', 'model.v2.lock', 'model.v2.lock.takeover', 'model.v2.tmp-0123456789AB', 'model.v2.tmp-0123', 'model.v2.general-notes', 'model.v2.general-1-2.tmp-x', 'model.v3.tmp-0123456789ab', 'xmodel.v2.tmp-0123456789ab']) {
+    assert.ok(!isStagingSibling(out, name), name);
+  }
 });
