@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-io.ts';
 import { loadTfjsNetwork } from '../../shared/artifact/tfjs-files.ts';
-import { loadDatasetFile } from '../../shared/data/dataset.ts';
+import { loadDatasetFile, readDataFile } from '../../shared/data/dataset.ts';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { forward } from '../../shared/model/dense-network.ts';
 import { isOneLineError, runCli, tempDir } from '../helpers/cli.ts';
@@ -52,4 +52,28 @@ test('a feature float32 cannot hold (a timestamp): trained on what devices feed,
   const trained = forward(network, data.x).flat();
   const worst = Math.max(...trained.map((value, i) => Math.abs(value - onnx[i]!)));
   assert.ok(worst <= 1e-4, `max |trained − onnx| = ${worst}`);
+});
+
+test('a data file larger than the process can parse is refused before it is read: one line, exit 2, naming the file, its size and what to do (it was an internal error, or a V8 out-of-memory abort)', async (t) => {
+  const dir = await tempDir(t);
+  // Longer than node's longest string: a sparse file, so nothing is written to disk.
+  const huge = join(dir, 'huge.csv');
+  await writeFile(huge, 'a,label\n');
+  await truncate(huge, 600_000_000);
+  // Fits a string, but parsing it (about 1 GB for 2.6 million short rows) takes more than a 256 MiB heap.
+  const rows = Array.from({ length: 2_600_000 }, (_, i) => `${i % 97},${i % 89},${i % 3}`);
+  const large = join(dir, 'large.csv');
+  await writeFile(large, ['a,b,label', ...rows].join('\n') + '\n');
+  for (const [file, env, message] of [
+    [huge, {}, /^fleetprune: cannot read data file .*huge\.csv: it is 600 MB, more than node reads as one text \(537 MB\); use a sample of its rows$/m],
+    [large, { NODE_OPTIONS: '--max-old-space-size=256' }, /^fleetprune: cannot read data file .*large\.csv: it is \d+ MB, and parsing it takes about \d+ MB of memory, more than node may use here \(\d+ MB in all\): give it more \(NODE_OPTIONS=--max-old-space-size=\d+\) or use a sample of its rows$/m],
+  ] as const) {
+    const out = join(dir, 'out');
+    const run = await runCli(['prune', '--data', file, '--label', 'label', '--out', out], env, { ownProcess: true });
+    assert.equal(run.code, 2, run.stderr);
+    assert.ok(isOneLineError(run.stderr), run.stderr);
+    assert.match(run.stderr, message);
+  }
+  // The same file with the heap node has by default here (over 2 GB on any machine tests run on): read.
+  assert.equal(readDataFile(large).length, (await stat(large)).size);
 });
