@@ -5,7 +5,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { onStopSignals } from '../../shared/cli/stop-signals.ts';
-import { decodeDataText } from '../../shared/data/data-text.ts';
+import { decodeDataText, looksLikeUtf16 } from '../../shared/data/data-text.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
@@ -69,6 +69,8 @@ export function registerJobsCommand(program: Command): void {
         }
         // A workbook, a gzip file or a Windows-1252 export is named here, as prune names it.
         csv = decodeDataText(bytes, `--data ${flags.data}`);
+        // Named here as prune names it: sent on, the server saw its NUL characters, not its encoding.
+        if (looksLikeUtf16(csv)) throw new UserError(`--data ${flags.data}: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8`);
         if (csv.trim() === '') throw new UserError(`--data: ${flags.data} is empty`);
       }
       const source = flags.data ?? flags.serverPath!;

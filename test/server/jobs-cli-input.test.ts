@@ -34,15 +34,19 @@ test('jobs prune --data naming a FIFO or a directory is a one-line usage error n
   assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, []);
 });
 
-test('jobs prune --data that is not CSV text (a Windows-1252 export, a gzip file) is named before anything is sent, as prune names it', async (t) => {
+test('jobs prune --data that is not CSV text (a Windows-1252 export, a gzip file, UTF-16) is named before anything is sent, as prune names it', async (t) => {
   const dir = await tempDir(t);
   const latin1 = join(dir, 'latin1.csv');
   await writeFile(latin1, Buffer.from('a,b,y\n1,2,B\xe4r\n3,4,B\xf6r\n', 'latin1'));
   const gzip = join(dir, 'data.csv.gz');
   await writeFile(gzip, Buffer.from('1f8b0800000000000003', 'hex'));
+  // UTF-16 (Notepad's "Unicode"): the server was sent it, and answered "request.csv: contains a NUL character".
+  const utf16 = join(dir, 'utf16.csv');
+  await writeFile(utf16, Buffer.from('\ufeffa,b,y\n1,2,x\n3,4,z\n', 'utf16le'));
   // No server: the refusal comes before any connection.
-  const runs = await runCliBatch([latin1, gzip].map((data) => ({ args: ['jobs', 'prune', '--data', data, '--label', 'y', '--server', '127.0.0.1:1', '--token', 'x'] })));
-  assert.deepEqual(runs.map((run) => run.code), [2, 2]);
+  const runs = await runCliBatch([latin1, gzip, utf16].map((data) => ({ args: ['jobs', 'prune', '--data', data, '--label', 'y', '--server', '127.0.0.1:1', '--token', 'x'] })));
+  assert.deepEqual(runs.map((run) => run.code), [2, 2, 2]);
+  assert.match(runs[2]!.stderr, /^fleetprune: --data .*utf16\.csv: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8\n$/);
   assert.match(runs[0]!.stderr, /^fleetprune: --data .*latin1\.csv: line 2 is not UTF-8 text \(Windows-1252 or Latin-1/);
   assert.match(runs[1]!.stderr, /^fleetprune: --data .*data\.csv\.gz: the file is gzip-compressed, not CSV text: decompress it first \(gunzip\)\n$/);
 });
