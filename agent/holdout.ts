@@ -95,7 +95,7 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
   const dataset = holdout.forModel(manifest);
   const columns = manifest.features.map((name) => {
     const index = dataset.featureNames.indexOf(name);
-    if (index < 0) throw new Error(`holdout has no column "${name}" that the model needs`);
+    if (index < 0) throw new Error(`${holdout.source}: no column "${name}", which the model needs`);
     return index;
   });
   const nFeatures = columns.length;
@@ -107,12 +107,17 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
     // Numeric classes are read by value and named canonically ("1"); a model trained before that
     // names its classes as its data wrote them ("1.0"): matched by value.
     const byValue = new Map(manifest.labels.filter((label) => Number.isFinite(parseDecimal(label))).map((label) => [parseDecimal(label), labelIndex.get(label)!]));
-    y = dataset.y.map((classIndex) => {
-      const name = dataset.classes[classIndex]!;
-      const index = labelIndex.get(name) ?? byValue.get(parseDecimal(name));
-      if (index === undefined) throw new Error(`holdout label "${name}" is not one of the model's classes (${manifest.labels.join(', ')})`);
-      return index;
-    });
+    const mapped = dataset.classes.map((name) => labelIndex.get(name) ?? byValue.get(parseDecimal(name)));
+    const unknown = mapped.findIndex((index) => index === undefined);
+    if (unknown >= 0) {
+      const rows = dataset.y.filter((classIndex) => classIndex === unknown).length;
+      const first = dataset.y.indexOf(unknown) + 1;
+      throw new Error(
+        `${holdout.source}: label "${dataset.classes[unknown]}" (${rows} row${rows === 1 ? '' : 's'}, the first data row ${first}) is not one of the model's classes (${manifest.labels.join(', ')})`,
+      );
+    }
+    y = dataset.y.map((classIndex) => mapped[classIndex]!);
   }
   return { features, rows: dataset.x.length, nFeatures, y, task: manifest.task, fingerprint: dataset.fingerprint };
 }
+
