@@ -36,7 +36,11 @@ export class MessageTrust {
     const kind = stream === 'assignment' ? 'assignment' : 'commands';
     if (!signed) {
       this.metrics.droppedMessages.inc({ kind, reason: 'bad-signature' });
-      this.logger.warn({ id, stream }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} without the server's signature`);
+      this.logger.warn(
+        { id, stream },
+        `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} whose signature does not verify with the server key in the device's config (serverPublicKey): ` +
+          'forged or damaged, or the server\'s key changed since the device was enrolled (then enroll it again)',
+      );
       return false;
     }
     const state = this.state();

@@ -8,7 +8,7 @@ import { publishAssignment, publishAssignmentPayload, publishFleetCommand } from
 import { assignmentSignatureVerifies, commandSignatureVerifies, signAssignment } from '../../shared/protocol/message-signature.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
-import { startAgent } from './agent-harness.ts';
+import { recordingLogger, startAgent } from './agent-harness.ts';
 
 let world: AgentWorld;
 before(async () => {
@@ -43,7 +43,8 @@ test('signatures bind a message to the server key and, for an assignment, to its
 });
 
 test('the agent acts only on assignments the server signed for it, and never on an older one replayed', async (t) => {
-  const { agent, url } = await startAgent(t, world, 'trust-1');
+  const { logger, lines } = recordingLogger();
+  const { agent, url } = await startAgent(t, world, 'trust-1', { logger });
   await waitFor(() => agent.connected, 5000, 'agent connected');
   const signer = { privateKey: world.privateKey };
 
@@ -66,6 +67,10 @@ test('the agent acts only on assignments the server signed for it, and never on 
   const elsewhere = signAssignment('someone-else', { ...first, id: 'assign-elsewhere', seq: second.seq + 1000 }, world.privateKey);
   await publishAssignmentPayload(world.harness.broker, 'trust-1', elsewhere);
   await waitFor(async () => (await dropped(url, 'bad-signature')) === 2, 5000, 'the forged and the misdirected assignment refused');
+  // Said so that an operator whose server's key changed knows what to do (it said "without the server's signature").
+  const refusals = lines.filter((line) => line.msg.startsWith('refused an assignment whose signature does not verify'));
+  assert.equal(refusals.length, 2);
+  assert.match(refusals[0]!.msg, /with the server key in the device's config \(serverPublicKey\): forged or damaged, or the server's key changed since the device was enrolled \(then enroll it again\)$/);
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(agent.slots.active?.sha256, world.v2.id, 'still on v2');
   assert.equal(world.harness.ingest.reports.filter((r) => [forged.id, elsewhere.id].includes(r.assignmentId ?? '') || r.assignmentId === missed.id).length, 0, 'never answered');
