@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { isOneLineError, REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
@@ -40,12 +40,17 @@ function pruneInterruptedDuringExport(args: string[], out: string, signal: NodeJ
   return Promise.all([exit, watch]).then(([result]) => ({ ...result, stderr, sent }));
 }
 
-test('Ctrl-C while the artifact is being written: exit 130, one line, no staged directories left, the previous output kept', async (t) => {
+/** A temporary directory holding `out`, the output of an earlier run, and that output's manifest.json. */
+async function previousOutput(t: TestContext): Promise<{ dir: string; out: string; manifest: string }> {
   const dir = await tempDir(t);
   const out = join(dir, 'out');
   const previous = await runCli(['prune', '--data', IRIS, '--label', 'species', '--units', '8', '--epochs', '2', '--epsilon', '0.5', '--out', out]);
   assert.equal(previous.code, 0, previous.stderr);
-  const manifest = await readFile(join(out, 'manifest.json'), 'utf8');
+  return { dir, out, manifest: await readFile(join(out, 'manifest.json'), 'utf8') };
+}
+
+test('Ctrl-C while the artifact is being written: exit 130, one line, no staged directories left, the previous output kept', async (t) => {
+  const { dir, out, manifest } = await previousOutput(t);
 
   // A wide general model, so that writing it (and its staging) takes long enough to be interrupted.
   const args = ['--data', IRIS, '--label', 'species', '--units', '512', '--layers', '4', '--epochs', '2', '--epsilon', '0.5'];
@@ -67,11 +72,7 @@ test('Ctrl-C while the artifact is being written: exit 130, one line, no staged 
 });
 
 test('Ctrl-C while the pruned artifact is staged: it is not moved into place; exit 130, the previous output kept', async (t) => {
-  const dir = await tempDir(t);
-  const out = join(dir, 'out');
-  const previous = await runCli(['prune', '--data', IRIS, '--label', 'species', '--units', '8', '--epochs', '2', '--epsilon', '0.5', '--out', out]);
-  assert.equal(previous.code, 0, previous.stderr);
-  const manifest = await readFile(join(out, 'manifest.json'), 'utf8');
+  const { dir, out, manifest } = await previousOutput(t);
   // ε 0.05 keeps most of a wide network: the pruned artifact takes a while to stage too.
   const args = ['--data', IRIS, '--label', 'species', '--units', '512', '--layers', '4', '--epochs', '2', '--epsilon', '0.05'];
   let run;
