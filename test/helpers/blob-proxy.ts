@@ -4,12 +4,16 @@ import type { TestContext } from 'node:test';
 
 /**
  * An HTTP proxy in front of a server (set `target` to its URL) whose artifact blob downloads a
- * test can fail (`failing`: answered 503, a download failing for a while) or hold (`held`: kept
- * waiting until `releaseAll`, a download in progress). Everything else is forwarded as it is.
+ * test can make fail (`missing`: answered 404, a blob the server lost for a while, which a device
+ * refuses at once; `unavailable`: answered 503, which it takes again until it succeeds) or hold (`held`: kept waiting
+ * until `releaseAll`, a download in progress). Everything else is forwarded as it is.
  */
 export class BlobProxy {
   target = '';
-  readonly failing = new Set<string>();
+  readonly missing = new Set<string>();
+  /** Answered 503 (the server or its blob store briefly down), counted in `unavailableAnswers`. */
+  readonly unavailable = new Set<string>();
+  unavailableAnswers = 0;
   readonly held = new Set<string>();
   readonly waiting: { blob: string; release: () => void }[] = [];
   readonly #server: Server;
@@ -31,7 +35,10 @@ export class BlobProxy {
         req.pipe(upstream);
       };
       const blob = /^\/api\/blobs\/([0-9a-f]{64})/.exec(req.url ?? '')?.[1];
-      if (blob && proxy.failing.has(blob)) res.writeHead(503, { 'content-type': 'text/plain' }).end('unavailable');
+      if (blob && proxy.unavailable.has(blob)) {
+        proxy.unavailableAnswers++;
+        res.writeHead(503, { 'content-type': 'text/plain' }).end('unavailable');
+      } else if (blob && proxy.missing.has(blob)) res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"not_found","message":"no such blob"}}');
       else if (blob && proxy.held.has(blob)) proxy.waiting.push({ blob, release: forward });
       else forward();
     });

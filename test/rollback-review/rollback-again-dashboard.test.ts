@@ -9,7 +9,7 @@ import { json, settled, startRollbackWorld, startRollout } from './rollback-worl
 
 /**
  * The dashboard's "Roll back" was off on every rolled-back rollout, so an operator watching a
- * device refuse its baseline (its copy gone, the download failing for a while) had no button that
+ * device refuse its baseline (its copy gone, and the server without its file for a while) had no button that
  * could bring it back. It is on while some device is not back, and a click sends it its baseline.
  */
 test('dashboard: "Roll back" stays on while a device of a rolled-back rollout is not back, and a click brings it back', { timeout: 90_000 }, async (t) => {
@@ -34,10 +34,10 @@ test('dashboard: "Roll back" stays on while a device of a rolled-back rollout is
   assert.equal((await world.rollout(id)).phase, 'Completed', 'dismissed: not rolled back');
 
   await rm(join(world.dataDir, 'click-1', 'models', device.slots.previous!.sha256), { recursive: true, force: true });
-  proxy.failing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
+  proxy.missing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
   await json(await server.request('POST', `/api/rollouts/${id}/rollback?reason=first`));
   assert.equal((await settled(world, id, 'RolledBack')).devices.refused, 1);
-  proxy.failing.clear();
+  proxy.missing.clear();
 
   await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
   await page.locator(`tr[data-rollout="${id}"]`).click();

@@ -7,8 +7,8 @@ import { json, settled, startRollbackWorld, startRollout } from './rollback-worl
 
 /**
  * A device that could not go back when the rollback reached it — its copy of the baseline gone
- * from its disk, and the download of it failing for a while (the server's blob store or the
- * network briefly down) — answered `refused` and stayed on the rolled-back candidate. The
+ * from its disk, and the server without its file for a while (a blob store restored from a backup
+ * later) — answered `refused` and stayed on the rolled-back candidate. The
  * operator's second rollback, once the download works again, was refused ("already rolled back"),
  * so no rollback could bring that device back any more.
  */
@@ -26,10 +26,10 @@ test('a rollback that a device refused for a passing reason can be sent again: t
   assert.deepEqual(await statusOf('1'), ['superseded', 'superseded by wine@2']);
   assert.equal((await statusOf('2'))?.[0], 'production');
 
-  // again-1 lost its copy of wine@1, and wine@1's model cannot be downloaded for now.
+  // again-1 lost its copy of wine@1, and the server answers 404 for wine@1's model for now.
   const lost = agents.get('again-1')!;
   await rm(join(world.dataDir, 'again-1', 'models', lost.slots.previous!.sha256), { recursive: true, force: true });
-  proxy.failing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
+  proxy.missing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
 
   await json(await server.request('POST', `/api/rollouts/${id}/rollback?reason=first`));
   const first = await settled(world, id, 'RolledBack');
@@ -41,7 +41,7 @@ test('a rollback that a device refused for a passing reason can be sent again: t
   assert.equal(agents.get('again-2')!.slots.active?.version, '1');
   const answersBefore = await world.answers('again-2');
 
-  proxy.failing.clear();
+  proxy.missing.clear();
   const again = await server.request('POST', `/api/rollouts/${id}/rollback?reason=second`);
   assert.equal(again.status, 200, await again.clone().text());
   const second = await settled(world, id, 'RolledBack');
@@ -64,10 +64,10 @@ test('a rolled-back rollout is not sent again once a newer rollout of the model 
   await settled(world, id, 'Completed');
   const lost = agents.get('newer-1')!;
   await rm(join(world.dataDir, 'newer-1', 'models', lost.slots.previous!.sha256), { recursive: true, force: true });
-  proxy.failing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
+  proxy.missing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
   await json(await server.request('POST', `/api/rollouts/${id}/rollback`));
   assert.equal((await settled(world, id, 'RolledBack')).devices.refused, 1);
-  proxy.failing.clear();
+  proxy.missing.clear();
 
   // A newer rollout of the model, paused at its first step: sending the old baseline again would undo it.
   await world.push('3');
@@ -77,4 +77,25 @@ test('a rolled-back rollout is not sent again once a newer rollout of the model 
   assert.equal(again.status, 409, await again.clone().text());
   assert.match((await again.json()).error?.message ?? '', new RegExp(`rollout ${newer} of wine .* came after this one`));
   assert.equal((await world.rollout(id)).devices.refused, 1, 'nothing was sent');
+});
+
+test('a rollback whose baseline download fails for a while (503) is no refusal: the device keeps trying, and comes back on its own once the download works', { timeout: 60_000 }, async (t) => {
+  const world = (await startRollbackWorld(t, ['retry-1', 'retry-2']))!;
+  const { server, agents, proxy } = world;
+  const id = await startRollout(world);
+  await settled(world, id, 'Completed');
+  const lost = agents.get('retry-1')!;
+  await rm(join(world.dataDir, 'retry-1', 'models', lost.slots.previous!.sha256), { recursive: true, force: true });
+  proxy.unavailable.add(world.versions.get('1')!.files['model.onnx']!.sha256);
+
+  await json(await server.request('POST', `/api/rollouts/${id}/rollback?reason=outage`));
+  await waitFor(() => agents.get('retry-2')!.slots.active?.version === '1', 20_000, 'retry-2 back on wine@1');
+  // Several takes of the revert, each of several download attempts: before, the first take's last attempt refused it for good.
+  await waitFor(() => proxy.unavailableAnswers >= 6, 20_000, 'the download failing for a while');
+  assert.equal(lost.slots.active?.version, '2', 'retry-1 cannot go back yet');
+  assert.equal((await world.rollout(id)).devices.refused ?? 0, 0, 'not counted as refused');
+
+  proxy.unavailable.clear();
+  await waitFor(() => lost.slots.active?.version === '1', 20_000, 'retry-1 back on wine@1, with no second rollback');
+  assert.equal((await world.rollout(id)).devices.refused ?? 0, 0);
 });

@@ -11,7 +11,7 @@ import { json, settled, startRollbackWorld, startRollout } from './rollback-worl
  * device table still shows the baseline active, so the revert only sends `drop-candidate` (and
  * retains the baseline as active). The device, having activated the candidate meanwhile, answers
  * the drop `refused: no candidate to drop` — which the rollout took as "back on its baseline". When
- * the retained baseline then failed on the device (its copy gone, the download failing), the
+ * the retained baseline then failed on the device (its copy gone, and the server without its file), the
  * rollout still reported every device back (nothing to roll back again) while the device ran the
  * rolled-back candidate.
  */
@@ -73,7 +73,7 @@ test('a rollback racing the activation of the candidate does not count a device 
   await gate.gateSeen;
   // The device's copy of wine@1 is gone and cannot be downloaded for now.
   await rm(join(world.dataDir, 'race-1', 'models', agent.slots.active!.sha256), { recursive: true, force: true });
-  proxy.failing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
+  proxy.missing.add(world.versions.get('1')!.files['model.onnx']!.sha256);
 
   // Rolled back while the activation is on its way; then the device acts on what it got, in order.
   await json(await server.request('POST', `/api/rollouts/${id}/rollback?reason=race`));
@@ -85,7 +85,7 @@ test('a rollback racing the activation of the candidate does not count a device 
   assert.equal(rollout.notBackOnBaseline, 1);
 
   // A second rollback, once the download works, brings it back.
-  proxy.failing.clear();
+  proxy.missing.clear();
   await json(await server.request('POST', `/api/rollouts/${id}/rollback?reason=again`));
   await waitFor(() => agent.slots.active?.version === '1', 30_000, 'the device back on wine@1');
   const again = await settled(world, id, 'RolledBack');

@@ -92,7 +92,7 @@ export async function startRollbackWorld(
   });
   const startAgent = async (id: string) => {
     const agent = new Agent(
-      { config: configs.get(id)!, dataDir: join(dataDir, id), mqttReconnectMs: 200, retryBaseDelayMs: 50, downloadAttempts: 3, heartbeatIntervalMs: 500 },
+      { config: configs.get(id)!, dataDir: join(dataDir, id), mqttReconnectMs: 200, retryBaseDelayMs: 50, downloadAttempts: 3, assignmentRetryMs: 500, heartbeatIntervalMs: 500 },
       { connector: connectMqtt, sessions, clock: () => new Date(), logger: testLogger },
     );
     agents.set(id, agent);
