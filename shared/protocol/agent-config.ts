@@ -35,7 +35,7 @@ export const BrokerUrlSchema = z
   .refine((url) => !URL.canParse(url) || new URL(url).hostname !== '', 'must name the broker\'s host (mqtt://HOST:PORT)');
 
 export const AgentConfigSchema = z.strictObject({
-  schema: z.literal(1),
+  schema: z.literal(1, { error: 'must be 1: the config format this agent reads (a config from a newer server? upgrade the agent)' }),
   deviceId: DeviceIdSchema,
   labels: z.record(LabelKeySchema, z.string().max(MAX_LABEL_VALUE_CHARS)),
   broker: z.strictObject({
@@ -65,6 +65,8 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
     // error in plain words (`no such file or directory`, `permission denied`), as `verify --public-key` says it.
     throw new UserError(`cannot read agent config ${error instanceof NotARegularFileError ? error.message : `${path}: ${describeFsError(error)}`}`, { cause: error });
   }
+  // A byte order mark (Notepad's "UTF-8 with BOM") is no part of the JSON: JSON.parse refused it as an invalid symbol.
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -80,7 +82,7 @@ export async function loadAgentConfig(path: string): Promise<AgentConfig> {
   const duplicate = duplicateJsonKey(text);
   if (duplicate !== null) throw new UserError(`${path}: ${JSON.stringify(duplicate)} is given twice`);
   const parsed = AgentConfigSchema.safeParse(json);
-  if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error)}`);
+  if (!parsed.success) throw new UserError(`${path}: ${describeZodError(parsed.error, '', 'the config')}`);
   serverPublicKeyOf(parsed.data, path);
   return parsed.data;
 }

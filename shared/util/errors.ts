@@ -59,10 +59,10 @@ function boundMessage(issue: BoundIssue): string {
 }
 
 /** One line naming each bad field: `--epsilon: must be in (0, 1)`. */
-export function describeZodError(error: ZodError, prefix = ''): string {
+export function describeZodError(error: ZodError, prefix = '', whole = 'input'): string {
   return error.issues
     .map((issue) => {
-      const path = issue.path.length > 0 ? `${prefix}${issue.path.join('.')}` : prefix.replace(/\.$/, '') || 'input';
+      const path = issue.path.length > 0 ? `${prefix}${issue.path.join('.')}` : prefix.replace(/\.$/, '') || whole;
       return `${path}: ${zodIssueMessage(issue)}`;
     })
     .join('; ');

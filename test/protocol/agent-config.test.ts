@@ -26,6 +26,8 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     return path;
   };
   assert.deepEqual(await loadAgentConfig(await write('ok.json', config)), config);
+  // Saved by Notepad as "UTF-8 with BOM": read, not refused as an invalid symbol at line 1.
+  assert.deepEqual(await loadAgentConfig(await write('bom.json', `\uFEFF${JSON.stringify(config, null, 2)}`)), config);
   assert.deepEqual(AgentConfigSchema.parse(JSON.parse(JSON.stringify(config))), config);
 
   const rsaKey = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
@@ -39,7 +41,8 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     [{ ...config, server: { ...config.server, url: 'https://x/#top' } }, /server\.url: must be a base URL/],
     [{ ...config, server: { ...config.server, url: 'https://user:pw@x' } }, /server\.url: must be a base URL/],
     [{ ...config, serverPublicKey: rsaKey }, /serverPublicKey: not an ed25519 key/],
-    [{ ...config, extra: 1 }, /unrecognized key/i],
+    [{ ...config, extra: 1 }, /bad\.json: the config: unrecognized key: "extra"$/i],
+    [{ ...config, schema: 2 }, /bad\.json: schema: must be 1: the config format this agent reads \(a config from a newer server\? upgrade the agent\)$/],
     [JSON.stringify(config).replace('"labels":{', '"labels":{"__proto__":"x",'), /bad\.json: labels\.__proto__: "__proto__" is not allowed as a key$/],
     [JSON.stringify({ ...config, labels: { ...config.labels, constructor: 'x' } }), /bad\.json: labels\.constructor: label key "constructor" is reserved$/],
   ];
