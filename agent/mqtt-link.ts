@@ -43,6 +43,16 @@ export const ASSIGNMENT_RESYNC_MS = 10 * 60_000;
 export const MAX_RECONNECT_MS = 30_000;
 
 /**
+ * Connections in a row that the broker closed this soon after they were made, before the agent
+ * warns that another client may hold its client id: a broker closes the older of two connections
+ * with one id, so two devices given the same config (a cloned SD card) take the connection from
+ * each other every second, for ever, and each one's heartbeats overwrite the other's.
+ */
+export const SHORT_SESSION_MS = 10_000;
+export const SHORT_SESSIONS_BEFORE_WARNING = 3;
+const SESSION_WARNING_EVERY_MS = 10 * 60_000;
+
+/**
  * The agent's MQTT 3.1.1 session: client id = device id, clean session false (the broker keeps
  * QoS 1 messages for it while it is away), a retained `online` status on every connect and a
  * retained `offline` last will. It (re)subscribes to its assignment topic and the fleet commands
@@ -88,14 +98,31 @@ export class MqttLink {
     });
     const basePeriod = this.#options.reconnectPeriodMs ?? 1000;
     let failures = 0;
+    let connectedAt: number | undefined;
+    let shortSessions = 0;
+    let warnedAt = -Infinity;
     // Prepended: mqtt.js schedules the reconnect from its own 'close' listener, with the period set here.
     client.prependListener('close', () => {
+      if (connectedAt !== undefined) {
+        const lasted = performance.now() - connectedAt;
+        connectedAt = undefined;
+        shortSessions = lasted < SHORT_SESSION_MS ? shortSessions + 1 : 0;
+        if (shortSessions >= SHORT_SESSIONS_BEFORE_WARNING && performance.now() - warnedAt >= SESSION_WARNING_EVERY_MS) {
+          warnedAt = performance.now();
+          logger.warn(
+            { broker: broker.url, clientId: deviceId, shortSessions },
+            `the broker closed this device's connection ${shortSessions} times in a row within ${SHORT_SESSION_MS / 1000} s of connecting: another client may be connected as ${deviceId} ` +
+              '(the same config on two devices, or a second agent): the broker lets one connection hold a client id, and the two take it from each other',
+          );
+        }
+      }
       failures += 1;
       const period = Math.min(basePeriod * 2 ** Math.min(failures - 1, 20), Math.max(basePeriod, MAX_RECONNECT_MS));
       client.options.reconnectPeriod = Math.round(period * (0.8 + 0.4 * this.#random()));
     });
     client.on('connect', () => {
       failures = 0;
+      connectedAt = performance.now();
       logger.info({ broker: broker.url }, 'connected to the broker');
       this.#options.onConnectionChange?.(true);
       client.publish(statusTopic(deviceId), status(true), { qos: TOPIC_DELIVERY.status.qos, retain: true }, () => {});
