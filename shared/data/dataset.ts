@@ -115,6 +115,22 @@ export function readDataFile(path: string): string {
   return decodeDataText(bytes, path);
 }
 
+/** The line on which the quote left open at the end of `text` opened ("" inside a quoted cell is an escaped quote), or null. */
+function unclosedQuoteLine(text: string): number | null {
+  let line = 1;
+  let openedOn: number | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i];
+    if (char === '\n' || (char === '\r' && text[i + 1] !== '\n')) line++;
+    else if (char === '"') {
+      if (openedOn === null) openedOn = line;
+      else if (text[i + 1] === '"') i++;
+      else openedOn = null;
+    }
+  }
+  return openedOn;
+}
+
 /** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */
 export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
   if (looksLikeUtf16(text)) throw new UserError(`${source}: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8`);
@@ -142,6 +158,9 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
       },
     }) as unknown as typeof parsed;
   } catch (error) {
+    // csv-parse names the line where the file ended, which is the last line, whichever line opened the quote.
+    const opened = (error as { code?: unknown }).code === 'CSV_QUOTE_NOT_CLOSED' ? unclosedQuoteLine(text) : null;
+    if (opened !== null) throw new UserError(`${source}: not a valid CSV file: line ${opened} opens a quoted cell (") that is never closed`);
     throw new UserError(`${source}: not a valid CSV file: ${oneLineMessage(errorMessage(error))}`);
   }
   const header = parsed[0];

@@ -46,6 +46,9 @@ const badInputs: [string, string, RegExp][] = [
   ['x,label\n1,a\n2,a\n', 'label', /single class \(a\)/],
   ['x,label\n1,a\n2\n', 'label', /not a valid CSV/],
   ['x,x,label\n1,2,a\n2,3,b\n', 'label', /appears twice/],
+  // A quote never closed: named where it opens (csv-parse named the last line of the file), escaped "" and closed multi-line cells counted through.
+  ['x,label\n1,"a\n2,b\n3,c\n4,d\n', 'label', /^data: not a valid CSV file: line 2 opens a quoted cell \("\) that is never closed$/],
+  ['x,label\n1,"say ""hi""\nthere"\r\n2,"b""\n3,c\n', 'label', /^data: not a valid CSV file: line 4 opens a quoted cell/],
   ['x,label\n1,a\n1e39,b\n', 'label', /row 3, column "x": 1e39 is outside the float32 range/],
   ['x,label\n1,a\n0x10,b\n', 'label', /row 3, column "x": "0x10" is not a finite number/],
   ['x,label\n1,a\nInfinity,b\n', 'label', /row 3, column "x": "Infinity" is not a finite number/],
