@@ -161,6 +161,11 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     // csv-parse names the line where the file ended, which is the last line, whichever line opened the quote.
     const opened = (error as { code?: unknown }).code === 'CSV_QUOTE_NOT_CLOSED' ? unclosedQuoteLine(text) : null;
     if (opened !== null) throw new UserError(`${source}: not a valid CSV file: line ${opened} opens a quoted cell (") that is never closed`);
+    // Its "field 2" counts from 0.
+    const stray = error as { code?: unknown; lines?: unknown; index?: unknown };
+    if (stray.code === 'INVALID_OPENING_QUOTE' && typeof stray.lines === 'number' && typeof stray.index === 'number') {
+      throw new UserError(`${source}: not a valid CSV file: line ${stray.lines}, column ${stray.index + 1}: a quote (") inside a cell that does not start with one; quote the whole cell and double the quotes in it ("a""b")`);
+    }
     throw new UserError(`${source}: not a valid CSV file: ${oneLineMessage(errorMessage(error))}`);
   }
   const header = parsed[0];

@@ -49,6 +49,8 @@ const badInputs: [string, string, RegExp][] = [
   // A quote never closed: named where it opens (csv-parse named the last line of the file), escaped "" and closed multi-line cells counted through.
   ['x,label\n1,"a\n2,b\n3,c\n4,d\n', 'label', /^data: not a valid CSV file: line 2 opens a quoted cell \("\) that is never closed$/],
   ['x,label\n1,"say ""hi""\nthere"\r\n2,"b""\n3,c\n', 'label', /^data: not a valid CSV file: line 4 opens a quoted cell/],
+  // A stray quote: its column counted from 1 (csv-parse's "field 1" counts from 0).
+  ['x,label\n1,a\n2,b"c\n', 'label', /^data: not a valid CSV file: line 3, column 2: a quote \("\) inside a cell that does not start with one; quote the whole cell and double the quotes in it \("a""b"\)$/],
   ['x,label\n1,a\n1e39,b\n', 'label', /row 3, column "x": 1e39 is outside the float32 range/],
   ['x,label\n1,a\n0x10,b\n', 'label', /row 3, column "x": "0x10" is not a finite number/],
   ['x,label\n1,a\nInfinity,b\n', 'label', /row 3, column "x": "Infinity" is not a finite number/],
