@@ -207,7 +207,8 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     // Sized once (map), not grown by push: a grown array held twice the room a large file needs.
     const row = featureColumns.map((c) => {
       const cell = record[c]!;
-      const value = parseDecimal(cell);
+      // Spaces inside a quoted cell (" 7 ") too, as around an unquoted one (csv-parse's trim).
+      const value = parseDecimal(cell.trim());
       if (!Number.isFinite(value)) {
         throw new UserError(`${source}: row ${rowNumbers[r]}, column ${quoted(header[c]!)}: ${quoted(cell)} is not a finite number`);
       }

@@ -305,3 +305,9 @@ test('a number label with a gap written NaN is refused when the task is inferred
   // The agent's holdout and data read for a registered model: the model's classes are what they are.
   assert.deepEqual(parseDataset(csv(codes), { label: 'fault', features: ['a', 'b'] }).y.slice(0, 3), [2, 0, 1]);
 });
+
+test('a quoted number with spaces inside its quotes (" 7 ") reads as the number, as an unquoted one with spaces around it does', () => {
+  const quoted = parseDataset('x,y,label\n" 7 ",1,a\n"2.5 ", 3 ,b\n', { label: 'label' });
+  assert.deepEqual(quoted.x, [[7, 1], [2.5, 3]]);
+  assert.deepEqual(quoted.fingerprint, parseDataset('x,y,label\n7,1,a\n2.5,3,b\n', { label: 'label' }).fingerprint);
+});
