@@ -430,7 +430,7 @@ export function selectionWarnings(task: Dataset['task'], validationRows: number,
   if (pointsPerRow <= options.toleranceAccuracyPoints) return [];
   return [
     `the validation split has ${validationRows} rows: one row is ${pointsPerRow.toFixed(1)} accuracy points, more than the ` +
-      `${options.toleranceAccuracyPoints}-point tolerance, so the choice of ε is noisy; compare the sweep (--full-sweep retrains every ε)`,
+      `${options.toleranceAccuracyPoints}-point tolerance, so the choice of ε is noisy; compare the sweep${options.fullSweep ? '' : ' (--full-sweep retrains every ε)'}`,
   ];
 }
 

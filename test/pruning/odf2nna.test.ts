@@ -157,7 +157,9 @@ test('a model within tolerance before retraining and outside after it (breast_ca
 test('a validation split too small to resolve the tolerance is called out in the report', () => {
   const defaults = PruneOptionsSchema.parse({});
   const [warning] = selectionWarnings('classification', 27, defaults);
-  assert.match(warning ?? '', /27 rows: one row is 3\.7 accuracy points, more than the 0\.5-point tolerance/);
+  assert.match(warning ?? '', /27 rows: one row is 3\.7 accuracy points, more than the 0\.5-point tolerance, so the choice of ε is noisy; compare the sweep \(--full-sweep retrains every ε\)$/);
+  // A full sweep was asked for already: not advised again.
+  assert.match(selectionWarnings('classification', 27, PruneOptionsSchema.parse({ fullSweep: true }))[0] ?? '', /the choice of ε is noisy; compare the sweep$/);
   assert.deepEqual(selectionWarnings('classification', 1500, defaults), [], '1500 rows resolve 0.07 points');
   assert.deepEqual(selectionWarnings('regression', 27, defaults), [], 'MSE is not counted in rows');
   assert.deepEqual(selectionWarnings('classification', 27, PruneOptionsSchema.parse({ epsilons: [0.3] })), [], 'a single ε is not a choice');
