@@ -1,5 +1,5 @@
 import { rmdirSync } from 'node:fs';
-import { mkdir, readdir, realpath, rm } from 'node:fs/promises';
+import { mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
@@ -52,6 +52,7 @@ async function runPrune(flags: PruneFlags): Promise<void> {
   // Fail fast on bad flags, before reading data; --tolerance only once the task is known (its unit depends on it).
   parsePruneOptions(task ? flags : { ...flags, tolerance: undefined }, task ?? 'classification');
   const privateKey = flags.signKey ? await underFlag('--sign-key', () => loadPrivateKey(flags.signKey!)) : undefined;
+  if (flags.signKey) await warnIfOthersCanRead(flags.signKey);
   const dataset = loadDatasetFile(flags.data, { label: flags.label, task });
   const options = parsePruneOptions(flags, dataset.task);
   const name = checkedModelName(flags.name ?? modelNameFromFile(flags.data));
@@ -163,4 +164,11 @@ async function removeStagingLeftovers(outDir: string): Promise<void> {
       (error: unknown) => process.stderr.write(`warning: cannot remove ${join(parent, name)}, left by an earlier run that did not finish: ${errorMessage(error)}\n`),
     );
   }
+}
+
+/** Whoever can read the signing key can sign models every device trusts: said, as ssh says it of its keys (keys generate writes it 0600). */
+async function warnIfOthersCanRead(keyFile: string): Promise<void> {
+  const mode = (await stat(keyFile).catch(() => undefined))?.mode;
+  if (mode === undefined || (mode & 0o077) === 0) return;
+  process.stderr.write(`warning: --sign-key ${keyFile} can be read by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): anyone who reads it can sign models your devices trust; chmod 600 it\n`);
 }

@@ -36,6 +36,7 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.match(run.stdout, /chosen ε = /);
   assert.match(run.stderr, /\[6\/6\] export done/, 'not a TTY: plain progress lines, one per phase');
   assert.match(run.stderr, /^backend: (wasm|tensorflow|cpu)$/m, 'the backend is named before the first phase, whatever the log level');
+  assert.doesNotMatch(run.stderr, /can be read by other users/, 'keys generate writes the key 0600');
 
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   for (const field of ['task', 'epsilon', 'seed', 'timing_s', 'sweep']) assert.ok(field in report, field);
@@ -236,4 +237,14 @@ test('a bad environment variable is named in a one-line error', async (t) => {
   assert.ok(isOneLineError(native.stderr), native.stderr);
   assert.match(native.stderr, /^fleetprune: FLEETPRUNE_TF_BACKEND=tensorflow: @tensorflow\/tfjs-node is not installed/);
   assert.deepEqual(await readdir(dir), [], 'no empty output directories are left behind');
+});
+
+test('prune with a signing key other users can read signs all the same, and warns that anyone who reads it can sign models devices trust', async (t) => {
+  const dir = await tempDir(t);
+  assert.equal((await runCli(['keys', 'generate', '--out', join(dir, 'keys')])).code, 0);
+  const key = join(dir, 'keys', 'signing.key');
+  await chmod(key, 0o644);
+  const run = await runCli(['prune', '--data', IRIS, '--label', 'species', '--units', '4', '--layers', '1', '--epochs', '1', '--epsilon', '0.5', '--sign-key', key, '--out', join(dir, 'out')]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.ok(run.stderr.includes(`warning: --sign-key ${key} can be read by other users (mode 0644): anyone who reads it can sign models your devices trust; chmod 600 it\n`), run.stderr);
 });
