@@ -134,6 +134,8 @@ function unclosedQuoteLine(text: string): number | null {
 /** Parses CSV text (header row first) into a Dataset. `source` names it in error messages. */
 export function parseDataset(text: string, options: LoadOptions, source = 'data'): Dataset {
   if (looksLikeUtf16(text)) throw new UserError(`${source}: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8`);
+  // Byte order marks, two where a tool added its own to a file that had one: the second became part of the first column's name.
+  text = text.replace(/^\uFEFF+/, '');
   assertCommaSeparated(text, source);
   let parsed: string[][];
   // The line each record ends on, for row numbers: kept beside the records rather than as csv-parse's

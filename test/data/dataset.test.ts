@@ -311,3 +311,8 @@ test('a quoted number with spaces inside its quotes (" 7 ") reads as the number,
   assert.deepEqual(quoted.x, [[7, 1], [2.5, 3]]);
   assert.deepEqual(quoted.fingerprint, parseDataset('x,y,label\n7,1,a\n2.5,3,b\n', { label: 'label' }).fingerprint);
 });
+
+test('a file with two byte order marks (a tool added its own) names its first column without them', () => {
+  const dataset = parseDataset('\uFEFF\uFEFFx,label\n1,a\n2,b\n', { label: 'label' });
+  assert.deepEqual(dataset.featureNames, ['x']);
+});
