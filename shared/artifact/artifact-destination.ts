@@ -38,10 +38,20 @@ export async function assertArtifactDestination(dir: string): Promise<void> {
  * an artifact there would replace the parent of another artifact.
  */
 async function assertNotPartOfArtifact(dir: string): Promise<void> {
-  if (basename(dir) !== GENERAL_SUBDIR) return;
-  const parent = dirname(dir);
-  const isArtifact = await holdsArtifact(parent).catch(() => false);
-  if (isArtifact) throw new UserError(`cannot write artifact to ${dir}: it is the ${GENERAL_SUBDIR}/ of the artifact in ${parent}, and replacing it would break that artifact; choose another directory`);
+  if (basename(dir) === GENERAL_SUBDIR) {
+    const parent = dirname(dir);
+    const isArtifact = await holdsArtifact(parent).catch(() => false);
+    if (isArtifact) throw new UserError(`cannot write artifact to ${dir}: it is the ${GENERAL_SUBDIR}/ of the artifact in ${parent}, and replacing it would break that artifact; choose another directory`);
+  }
+  // Deeper inside one (`--out NB/general/new`, `NB/tfjs/x`): the new directory became a foreign
+  // file of that artifact, which then could not be written again in place.
+  for (let ancestor = dirname(dir); ; ancestor = dirname(ancestor)) {
+    const manifest = await stat(join(ancestor, MANIFEST_FILE)).catch(() => undefined);
+    if (manifest?.isFile() && (await notAnArtifact(ancestor, true).catch(() => 'unreadable')) === undefined) {
+      throw new UserError(`cannot write artifact to ${dir}: it is inside the artifact in ${ancestor}, and writing there would change that artifact; choose a directory outside it`);
+    }
+    if (dirname(ancestor) === ancestor) return;
+  }
 }
 
 /**

@@ -37,6 +37,17 @@ test("--out a previous output's general/ (its pruned model's parent) is refused 
   assert.equal(elsewhere.code, 0, elsewhere.stderr);
 });
 
+test('--out deeper inside an artifact (its general/, its tfjs/) is refused up front: the new directory made that artifact one that could not be written again', async () => {
+  for (const inside of [join(previous, 'general', 'new'), join(previous, 'tfjs', 'x', 'y')]) {
+    const result = await runCli(['prune', ...SMALL, '--out', inside]);
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(isOneLineError(result.stderr), result.stderr);
+    const holder = inside.includes('/general/') ? join(previous, 'general') : previous;
+    assert.ok(result.stderr.includes(`cannot write artifact to ${inside}: it is inside the artifact in ${holder}, and writing there would change that artifact; choose a directory outside it`), result.stderr);
+  }
+  assert.deepEqual((await readdir(join(previous, 'general'))).sort(), ['manifest.json', 'model.onnx', 'tfjs']);
+});
+
 test('a second prune to an --out another prune is writing is refused, naming that process; a lock left by a killed run is taken over', async () => {
   const out = join(dir, 'locked');
   // This test's own process stands for a running prune.
