@@ -68,7 +68,12 @@ export function checkedModelName(name: string): string {
 
 /** A model name from a data file's name: `data/wine.csv` → `wine`. */
 export function modelNameFromFile(path: string): string {
-  return basename(path, extname(path)).replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_').slice(0, 64);
+  const file = basename(path, extname(path));
+  // Nothing of it kept (ü.csv, 数据.csv, ..csv): every such file was the model "_" or "__", each one's versions mixed with the others'.
+  if (!/[A-Za-z0-9]/.test(file)) {
+    throw new UserError(`--name: the data file's name ${JSON.stringify(basename(path))} gives no model name (1-64 characters of A-Z a-z 0-9 . _ -); give one with --name`);
+  }
+  return file.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_').slice(0, 64);
 }
 
 /** Zod paths of PruneOptions → the CLI flag that sets them, for one-line error messages. */

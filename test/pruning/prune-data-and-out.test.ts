@@ -77,3 +77,21 @@ test('a data file larger than the process can parse is refused before it is read
   // The same file with the heap node has by default here (over 2 GB on any machine tests run on): read.
   assert.equal(readDataFile(large).length, (await stat(large)).size);
 });
+
+test('a data file whose name keeps nothing of a model name (ü.csv, 数据.csv) is refused before training, asking for --name; with --name it is pruned', async (t) => {
+  const dir = await tempDir(t);
+  const iris = await readFile(shippedDatasetPath('iris'));
+  for (const file of ['ü.csv', '数据.csv']) {
+    const data = join(dir, file);
+    await writeFile(data, iris);
+    const out = join(dir, `out-${file}`);
+    // Both were the model "_" or "__", one's versions mixed with the other's.
+    const refused = await runCli(['prune', '--data', data, '--label', 'species', '--units', '4', '--layers', '1', '--epochs', '1', '--epsilon', '0.5', '--out', out]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.ok(isOneLineError(refused.stderr), refused.stderr);
+    assert.ok(refused.stderr.includes(`fleetprune: --name: the data file's name "${file}" gives no model name (1-64 characters of A-Z a-z 0-9 . _ -); give one with --name\n`), refused.stderr);
+  }
+  const named = await runCli(['prune', '--data', join(dir, 'ü.csv'), '--label', 'species', '--name', 'uber', '--units', '4', '--layers', '1', '--epochs', '1', '--epsilon', '0.5', '--out', join(dir, 'named')]);
+  assert.equal(named.code, 0, named.stderr);
+  assert.equal(JSON.parse(await readFile(join(dir, 'named', 'manifest.json'), 'utf8')).name, 'uber');
+});
