@@ -191,6 +191,8 @@ export class JobService {
       options: request.options,
       optionsField: fields.options,
     });
+    // Its versions would be refused at the end (RegistryService.checkSameTask): refused before training.
+    await this.#deps.registry.checkSameTask(request.name, task);
     const id = `job-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const now = new Date().toISOString();
     const job: JobRecord = {

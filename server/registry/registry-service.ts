@@ -74,8 +74,7 @@ export class RegistryService {
     checkName(name);
     let version = ref;
     if (ref === 'latest') {
-      const seq = await repos.models.maxSeq(name);
-      const latest = seq > 0 ? (await repos.models.listVersions(name, { afterSeq: seq - 1, limit: 1 }))[0] : undefined;
+      const latest = await latestVersion(name, repos);
       if (!latest) throw new ServiceError('not_found', (await repos.models.getModel(name)) ? `model ${name} has no versions` : `no model ${name}`);
       return latest;
     }
@@ -119,6 +118,7 @@ export class RegistryService {
       const parsed = VersionNameSchema.safeParse(manifest.version);
       if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
     }
+    await this.checkSameTask(model, manifest.task, repos);
     const id = artifactId(manifest);
     // Of this model: servers before names had to match registered some artifacts under several.
     const same = await repos.models.findByArtifact(id, model);
@@ -126,6 +126,21 @@ export class RegistryService {
     if (manifest.version !== undefined && (await repos.models.getVersion(model, manifest.version))) {
       throw new ServiceError('conflict', `version ${model}@${manifest.version} already exists`);
     }
+  }
+
+  /**
+   * Refuses a version of another task than the model's latest (a regression model pushed or
+   * pruned under a classification model's name): devices compare a candidate with the version
+   * they serve on their labelled data, and clients of /v1/predict read its answers, so it could
+   * replace none of them. A model with no versions yet takes any task.
+   */
+  async checkSameTask(model: string, task: Manifest['task'], repos: Repositories = this.store): Promise<void> {
+    const latest = await latestVersion(model, repos);
+    if (!latest || latest.manifest.task === task) return;
+    throw new ServiceError(
+      'conflict',
+      `model ${model} does ${latest.manifest.task} (its latest version ${model}@${latest.version}), and this is a ${task} model: it can replace none of its versions on a device (give it another name)`,
+    );
   }
 
   /** Registers in its own transaction; an automatic version number lost to a concurrent registration is retried. */
@@ -149,6 +164,8 @@ export class RegistryService {
     await tx.models.ensureModel(model, at, actor);
     // Other registrations under this model wait from here to our commit: the seq read next is ours alone.
     await tx.models.lockModel(model);
+    // Again, locked: a version of another task registered since the check would now be the latest.
+    await this.checkSameTask(model, manifest.task, tx);
     const seq = (await tx.models.maxSeq(model)) + 1;
     let version = manifest.version ?? String(seq);
     if (manifest.version === undefined) {
@@ -267,4 +284,10 @@ function checkName(name: string): string {
   const parsed = ModelNameSchema.safeParse(name);
   if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'model name'));
   return name;
+}
+
+/** The model's version registered last (highest seq), undefined when it has none. */
+async function latestVersion(model: string, repos: Repositories): Promise<VersionRecord | undefined> {
+  const seq = await repos.models.maxSeq(model);
+  return seq > 0 ? (await repos.models.listVersions(model, { afterSeq: seq - 1, limit: 1 }))[0] : undefined;
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { status } from '@grpc/grpc-js';
+import { makeArtifact, makeSigner, pushArtifact, storeSnapshot } from './helpers/artifacts.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
@@ -41,4 +42,26 @@ test('a prune job heeds options.task (REST and gRPC) instead of silently trainin
     (error: any) => error.code === status.INVALID_ARGUMENT && error.details === 'options_json.trainingThreads: must be "auto", 1 or 2',
   );
   assert.equal((await store.jobs.list()).length, stored, 'nothing was stored');
+});
+
+test("a prune job of another task than its model's latest version is refused at once (409, REST and gRPC), before training; nothing is stored", async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const classifier = await makeArtifact(t, { seed: 1, privateKey: signer.privateKey, name: 'scores' });
+  assert.equal((await pushArtifact(server, 'scores', classifier.dir, classifier.manifest)).status, 201);
+  const before = await storeSnapshot(server);
+  const expected = 'model scores does classification (its latest version scores@1), and this is a regression model: it can replace none of its versions on a device (give it another name)';
+  const rest = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', task: 'regression', data: { csv: SCORES }, options: LONG } });
+  assert.equal(rest.status, 409, await rest.clone().text());
+  assert.equal(((await rest.json()) as any).error.message, expected);
+  const jobs = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => jobs.close());
+  await assert.rejects(
+    jobs.call('StartPrune', { name: 'scores', label: 'score', csv: SCORES, options_json: JSON.stringify({ ...LONG, task: 'regression' }) }),
+    (error: any) => error.code === status.ALREADY_EXISTS && error.details === expected,
+  );
+  assert.equal(await storeSnapshot(server), before, 'the store changed');
+  // The model's own task is taken.
+  const same = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', data: { csv: SCORES }, options: LONG } });
+  assert.equal(same.status, 202, await same.clone().text());
 });

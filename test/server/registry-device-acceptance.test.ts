@@ -38,11 +38,17 @@ async function checkAndPush(server: TestServer, model: string, manifest: Manifes
 /** A signed regressor manifest listing `count` features of 64 characters, with the files of `base`. */
 function manyFeatures(base: Manifest, count: number, signer: TestSigner): Manifest {
   const features = Array.from({ length: count }, (_, i) => `sensor_channel_${String(i).padStart(7, '0')}_${'x'.repeat(42)}`);
+  return regressor(base, 'big', features, signer);
+}
+
+/** A signed regressor manifest named `name` with these features, with the files of `base`. */
+function regressor(base: Manifest, name: string, features: string[], signer: TestSigner): Manifest {
+  const count = features.length;
   const { signature: _signature, ...unsigned } = base;
   return signManifest(
     {
       ...unsigned,
-      name: 'big',
+      name,
       task: 'regression',
       features,
       labels: [],
@@ -106,6 +112,33 @@ for (const engine of STORE_ENGINES) {
       const fits = manyFeatures(artifact.manifest, 5_000, signer);
       assert.ok(Buffer.byteLength(JSON.stringify(fits)) < MAX_MANIFEST_BYTES);
       assert.equal((await pushArtifact(server, 'big', artifact.dir, fits)).status, 201);
+    });
+
+    test('a version of another task than the model\'s latest: check, push and gRPC refuse it naming both tasks; nothing is stored', async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const artifact = await makeArtifact(t, { seed: 5, privateKey: signer.privateKey }); // a classifier named iris
+      assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+      // What `prune --data diabetes.csv --name iris` makes: a regressor that names itself iris.
+      const other = regressor(artifact.manifest, 'iris', artifact.manifest.features, signer);
+      const before = await storeSnapshot(server);
+      const expected = 'model iris does classification (its latest version iris@1), and this is a regression model: it can replace none of its versions on a device (give it another name)';
+      const { check, push } = await checkAndPush(server, 'iris', other);
+      assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
+      assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
+      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => models.close());
+      for (const method of ['CheckPush', 'PushVersion']) {
+        await assert.rejects(models.call(method, { name: 'iris', manifest_json: JSON.stringify(other) }), (error: any) => {
+          assert.equal(error.code, status.ALREADY_EXISTS, `${method}: ${error.details}`);
+          assert.equal(error.details, expected);
+          return true;
+        });
+      }
+      assert.equal(await storeSnapshot(server), before, 'the store changed');
+      // Under another name it registers.
+      assert.equal((await pushArtifact(server, 'iris-mpg', artifact.dir, regressor(artifact.manifest, 'iris-mpg', artifact.manifest.features, signer))).status, 201);
     });
 
     test('an artifact an older server registered under another model too: pushing it again to its own model is refused as registered, by check and push alike', async (t) => {
