@@ -29,7 +29,7 @@ import { describeFileError } from './file-errors.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
 import { MessageTrust } from './message-trust.ts';
 import { benchmarkCandidate } from './candidate-benchmark.ts';
-import { DEFAULT_BENCHMARK_SETTINGS, type BenchmarkSettings } from './model-benchmark.ts';
+import { DEFAULT_BENCHMARK_SETTINGS, ModelBenchmarkError, type BenchmarkSettings } from './model-benchmark.ts';
 import { DownloadDeferred, ModelObtainer, StoppingError } from './model-obtainer.ts';
 import { ModelStore, type InstalledModel } from './model-store.ts';
 import { MqttLink, type MqttConnector } from './mqtt-link.ts';
@@ -972,8 +972,10 @@ export class Agent {
           this.#queueBenchmarkRerun('resume interrupted benchmark');
           return 'interrupted';
         }
-        this.#logger.warn({ err: errorMessage(error) }, 'benchmark failed');
-        report = this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error));
+        // The active model's failure is the device's (its holdout, its own model), not the candidate's.
+        const failedRole = error instanceof ModelBenchmarkError ? error.role : 'candidate';
+        this.#logger.warn({ err: errorMessage(error), failedRole }, 'benchmark failed');
+        report = { ...this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, errorMessage(error)), failedRole };
         result = 'failed';
       } finally {
         if (this.#benchmarking?.interrupt === interrupt) this.#benchmarking = undefined;

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { BenchmarkReportSchema, type BenchmarkReport, type ModelRef, type Role } from '../shared/protocol/payloads.ts';
 import type { Holdout } from './holdout.ts';
-import { benchmarkSideBySide, type BenchmarkSettings } from './model-benchmark.ts';
+import { benchmarkSideBySide, ModelBenchmarkError, type BenchmarkSettings } from './model-benchmark.ts';
 import type { InstalledModel, ModelStore } from './model-store.ts';
 
 /** What one benchmark measures and answers. */
@@ -29,7 +29,7 @@ export async function benchmarkCandidate(
   for (const [role, ref] of [['active', subject.active], ['candidate', subject.candidate]] as const) {
     if (!ref) continue;
     const verified = await using.store.loadVerified(ref.sha256, using.serverKey);
-    if ('failure' in verified) throw new Error(`the ${role} model ${ref.version}: ${verified.failure}`);
+    if ('failure' in verified) throw new ModelBenchmarkError(role, `the ${role} model ${ref.version}: ${verified.failure}`);
     models.push({ role, version: ref.version, model: verified });
   }
   const results = await benchmarkSideBySide(models, using.holdout, using.settings, signal);

@@ -50,7 +50,12 @@ export async function benchmarkSideBySide(
     crashPoint('benchmark:after-load');
     for (const model of loaded) {
       signal?.throwIfAborted();
-      model.score = await score(model);
+      try {
+        model.score = await score(model);
+      } catch (error) {
+        // An output of another width than its manifest says, say: that model's failure.
+        throw error instanceof ModelBenchmarkError ? error : new ModelBenchmarkError(model.role, errorMessage(error));
+      }
     }
 
     const row = (model: Loaded, i: number) => model.holdout.features.subarray((i % model.holdout.rows) * model.holdout.nFeatures, ((i % model.holdout.rows) + 1) * model.holdout.nFeatures);
@@ -118,7 +123,21 @@ interface Loaded {
   score?: ModelBenchmark['score'];
 }
 
-/** Loads a model and aligns the holdout with it; an Error naming the model (the active one's failure fails the candidate's benchmark too). */
+/**
+ * A benchmark that failed on one of its models, `role` naming which: the active model's failure
+ * is the device's (its holdout, its own model), no verdict on the candidate, which then never ran.
+ */
+export class ModelBenchmarkError extends Error {
+  constructor(
+    readonly role: Role,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ModelBenchmarkError';
+  }
+}
+
+/** Loads a model and aligns the holdout with it; a ModelBenchmarkError naming the model (the active one's failure fails the candidate's benchmark too). */
 async function load({ role, version, model }: { role: Role; version: string; model: InstalledModel }, holdout: Holdout): Promise<Loaded> {
   try {
     const aligned = alignHoldout(holdout, model.manifest);
@@ -127,7 +146,7 @@ async function load({ role, version, model }: { role: Role; version: string; mod
     const session = await createOnnxSession(await readVerifiedOnnx(onnxSource(model)));
     return { role, version, model, holdout: aligned, session, expected: expectedOutput(model.manifest, version, role), loadTimeMs: performance.now() - loadStart, rssIncreaseBytes: process.memoryUsage.rss() - rssBefore };
   } catch (error) {
-    throw new Error(`the ${role} model ${version}: ${errorMessage(error)}`);
+    throw new ModelBenchmarkError(role, `the ${role} model ${version}: ${errorMessage(error)}`);
   }
 }
 
@@ -141,7 +160,7 @@ async function score({ holdout, session, role, version, expected }: Loaded): Pro
     predictions.push(...(await runModel(session, holdout.features.subarray(start * nFeatures, (start + count) * nFeatures), count, nFeatures, expected)));
   }
   const nonFinite = predictions.filter((output) => output.some((value) => !Number.isFinite(value))).length;
-  if (nonFinite > 0) throw new Error(`the ${role} model ${version} gives non-finite outputs for ${nonFinite} of ${rows} holdout rows`);
+  if (nonFinite > 0) throw new ModelBenchmarkError(role, `the ${role} model ${version} gives non-finite outputs for ${nonFinite} of ${rows} holdout rows`);
   const result = scorePredictions(holdout.task, predictions, holdout.y);
   return 'accuracy' in result ? { accuracy: result.accuracy, correct: Math.round(result.accuracy * rows), total: rows } : { mse: result.mse, r2: result.r2, total: rows };
 }

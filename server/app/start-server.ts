@@ -189,7 +189,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     };
     benchmarkFailed = (report) => {
       rollouts
-        .benchmarkFailed(report.deviceId, report.assignmentId, report.reason ?? 'no reason given')
+        .benchmarkFailed(report.deviceId, report.assignmentId, report.reason ?? 'no reason given', report.failedRole ?? 'candidate')
         .catch((error: unknown) => log.warn({ err: error, deviceId: report.deviceId }, 'failing the rollout of a candidate a device could not benchmark failed'));
     };
     const modules = [...coreModules(ctx, fleet), rollouts];

@@ -1,3 +1,4 @@
+import type { Role } from '../../shared/protocol/payloads.ts';
 import type { LateDeviceAnswer } from './fleet-port.ts';
 import type { RolloutController } from './rollout-controller.ts';
 
@@ -5,7 +6,7 @@ import type { RolloutController } from './rollout-controller.ts';
 const MAX_KEPT = 10_000;
 
 type Answer = { deviceId: string; actionId: string; result: LateDeviceAnswer };
-type BenchmarkFailure = { deviceId: string; assignmentId: string; reason: string };
+type BenchmarkFailure = { deviceId: string; assignmentId: string; reason: string; failedRole: Role };
 
 /**
  * What devices told the fleet while this server drove no rollouts: between the broker coming up
@@ -53,7 +54,7 @@ export class MissedDeviceEvents {
       }
     };
     for (const { deviceId, actionId, result } of answers) await each(deviceId, () => controller.deviceAnswered(deviceId, actionId, result));
-    for (const { deviceId, assignmentId, reason } of failures) await each(deviceId, () => controller.benchmarkFailed(deviceId, assignmentId, reason));
+    for (const { deviceId, assignmentId, reason, failedRole } of failures) await each(deviceId, () => controller.benchmarkFailed(deviceId, assignmentId, reason, failedRole));
     for (const deviceId of online) await each(deviceId, () => controller.deviceOnline(deviceId));
   }
 }

@@ -1,3 +1,4 @@
+import type { Role } from '../../shared/protocol/payloads.ts';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
@@ -286,12 +287,15 @@ export class RolloutController {
     if (news.length > 0) await this.dispatch(id, { type: 'lateAnswer', at: this.#now(), devices: news });
   }
 
-  /** A device answered a candidate assignment `benchmark-failed`: the rollout whose assignment it was fails. */
-  async benchmarkFailed(deviceId: string, assignmentId: string, reason: string): Promise<void> {
+  /**
+   * A device answered a candidate assignment `benchmark-failed`: the rollout whose assignment it was
+   * fails, unless the model that failed was the device's own (`failedRole` `active`).
+   */
+  async benchmarkFailed(deviceId: string, assignmentId: string, reason: string, failedRole: Role = 'candidate'): Promise<void> {
     for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
       const record = await this.#o.repository.load(id);
       if (record && benchmarksCandidate(record.state, deviceId, assignmentId)) {
-        await this.dispatch(id, { type: 'benchmarkFailed', at: this.#now(), deviceId, actionId: assignmentId, reason });
+        await this.dispatch(id, { type: 'benchmarkFailed', at: this.#now(), deviceId, actionId: assignmentId, reason, failedRole });
       }
     }
   }

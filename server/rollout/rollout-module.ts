@@ -1,3 +1,4 @@
+import type { Role } from '../../shared/protocol/payloads.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
@@ -44,8 +45,8 @@ export interface RolloutModule extends ServerModule {
   readonly leadership: Leadership;
   /** For the fleet: a device came back online (a no-op on followers; the leader re-sends what it wants). */
   deviceOnline(deviceId: string): Promise<void>;
-  /** For the fleet: a device could not benchmark a candidate it was assigned (the leader fails that rollout). */
-  benchmarkFailed(deviceId: string, assignmentId: string, reason: string): Promise<void>;
+  /** For the fleet: a device could not benchmark a candidate it was assigned (the leader fails that rollout, unless the device's own model failed). */
+  benchmarkFailed(deviceId: string, assignmentId: string, reason: string, failedRole?: Role): Promise<void>;
   /** For the fleet: a device answered an assignment or command (the leader records late answers). */
   deviceAnswered(deviceId: string, actionId: string, result: LateDeviceAnswer): Promise<void>;
 }
@@ -152,9 +153,9 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       if (controller) await controller.deviceOnline(deviceId);
       else missed.online(deviceId);
     },
-    async benchmarkFailed(deviceId, assignmentId, reason) {
-      if (controller) await controller.benchmarkFailed(deviceId, assignmentId, reason);
-      else missed.benchmarkFailed({ deviceId, assignmentId, reason });
+    async benchmarkFailed(deviceId, assignmentId, reason, failedRole = 'candidate') {
+      if (controller) await controller.benchmarkFailed(deviceId, assignmentId, reason, failedRole);
+      else missed.benchmarkFailed({ deviceId, assignmentId, reason, failedRole });
     },
     async deviceAnswered(deviceId, actionId, result) {
       if (controller) await controller.deviceAnswered(deviceId, actionId, result);

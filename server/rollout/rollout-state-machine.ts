@@ -587,9 +587,22 @@ function isActionOf(state: RolloutState, id: string): boolean {
  * model gives non-finite outputs): the candidate cannot be vouched for there, so, like a device
  * that refuses it, this fails the rollout. Otherwise the device would silently drop out of the
  * relative checks, which then judge only the devices where the candidate runs.
+ *
+ * Unless the model that failed was the device's own (`failedRole` `active`: a holdout cell its
+ * model reads that is not a number, say): that says nothing of the candidate, which was not even
+ * run. The device drops out of the analysis, said in the decision log (too few devices left make
+ * the analysis inconclusive, which pauses the rollout), and the rollout goes on.
  */
 function onBenchmarkFailed(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'benchmarkFailed' }>): void {
   if (!benchmarksCandidate(t.s, event.deviceId, event.actionId)) return;
+  if (event.failedRole === 'active') {
+    t.decide(
+      'device',
+      'no-benchmark',
+      `device ${event.deviceId} could not benchmark ${t.s.spec.candidateVersion} beside its active model: ${event.reason}; that says nothing of the candidate (the device's holdout or its own model is at fault): the analysis goes on without this device`,
+    );
+    return;
+  }
   t.setDevice(event.deviceId, { delivery: 'refused', reason: `benchmark failed: ${event.reason}` });
   t.decide('device', 'refused', `device ${event.deviceId} could not benchmark ${t.s.spec.candidateVersion}: ${event.reason}`);
   fail(t, 'Failed', `device ${event.deviceId} could not benchmark the candidate: ${event.reason}`);

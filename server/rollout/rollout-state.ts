@@ -1,5 +1,6 @@
 import type { Measurement } from '../analysis/measurement.ts';
 import type { RunPhase } from '../analysis/analysis-assessment.ts';
+import type { Role } from '../../shared/protocol/payloads.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 
 /**
@@ -138,8 +139,11 @@ export type RolloutEvent =
    * rollout last sent them.
    */
   | { readonly type: 'lateAnswer'; readonly at: number; readonly devices: readonly LateAnswer[] }
-  /** A device that installed the candidate (under assignment `actionId`) could not benchmark it. */
-  | { readonly type: 'benchmarkFailed'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly reason: string }
+  /**
+   * A device that installed the candidate (under assignment `actionId`) could not benchmark it;
+   * `failedRole` `active`: because its own model failed (absent: the candidate did).
+   */
+  | { readonly type: 'benchmarkFailed'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly reason: string; readonly failedRole?: Role }
   | { readonly type: 'pause'; readonly at: number; readonly by: string }
   | { readonly type: 'resume'; readonly at: number; readonly by: string }
   /**

@@ -173,6 +173,12 @@ export const AssignmentReportSchema = z.object({
   sha256: Sha256,
   /** Why it was refused or failed; one line. */
   reason: z.string().max(2000).nullable(),
+  /**
+   * With `benchmark-failed`: the model whose benchmark failed. `active`: the device's own model
+   * (its holdout does not fit it, it gives non-finite outputs), so the failure is the device's,
+   * not the candidate's. Absent (older agents): the candidate.
+   */
+  failedRole: RoleSchema.optional(),
 });
 export type AssignmentReport = z.infer<typeof AssignmentReportSchema>;
 

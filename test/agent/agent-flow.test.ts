@@ -477,6 +477,8 @@ test('a benchmark that fails because the active model is damaged on disk names t
   const candidate = await world.assign('disk-active-1', world.v2, 'candidate');
   const failed = await world.waitForReport(isOutcome(candidate.id, 'benchmark-failed'));
   assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /^the active model 1: \S/);
+  // The device's own model failed, not the candidate: the rollout does not blame it.
+  assert.equal(failed.kind === 'assignment' && failed.failedRole, 'active');
 });
 
 test('a revert whose previous model is damaged on disk downloads the baseline instead of refusing', async (t) => {
@@ -746,6 +748,7 @@ test('regression models: benchmark reports MSE and R², /v1/predict returns valu
   const mismatch = await world.assign('regression-1', world.v1, 'candidate');
   const failed = await world.waitForReport(isOutcome(mismatch.id, 'benchmark-failed'));
   assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /: label "\d+\.\d+" \(\d+ rows?, the first data row \d+\) is not one of the model's classes \(a, b, c\)/);
+  assert.equal(failed.kind === 'assignment' && failed.failedRole, 'candidate');
   assert.equal(agent.slots.candidate?.sha256, world.v1.id);
 });
 

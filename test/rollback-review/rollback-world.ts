@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import type { KeyObject } from 'node:crypto';
 import { Agent } from '../../agent/agent.ts';
+import type { Holdout } from '../../agent/holdout.ts';
 import { connectMqtt } from '../../agent/mqtt-link.ts';
 import { OrtSessionCache } from '../../agent/session-cache.ts';
 import type { ServerConfigInput } from '../../server/config/server-config.ts';
@@ -55,7 +56,14 @@ export interface RollbackWorld {
 export async function startRollbackWorld(
   t: TestContext,
   deviceIds: readonly string[],
-  options: { engine?: StoreEngineName; config?: Partial<ServerConfigInput>; baselineKey?: KeyObject; labelsOf?: (id: string) => Record<string, string> } = {},
+  options: {
+    engine?: StoreEngineName;
+    config?: Partial<ServerConfigInput>;
+    baselineKey?: KeyObject;
+    labelsOf?: (id: string) => Record<string, string>;
+    /** The device's labelled holdout (then it benchmarks candidates, briefly); none by default. */
+    holdoutOf?: (id: string) => Holdout | undefined;
+  } = {},
 ): Promise<RollbackWorld | null> {
   const proxy = await BlobProxy.start(t);
   // Fixed (free) ports, so that a restart keeps the URLs the agents were enrolled with. A port
@@ -91,8 +99,18 @@ export async function startRollbackWorld(
     await rm(dataDir, { recursive: true, force: true });
   });
   const startAgent = async (id: string) => {
+    const holdout = options.holdoutOf?.(id);
     const agent = new Agent(
-      { config: configs.get(id)!, dataDir: join(dataDir, id), mqttReconnectMs: 200, retryBaseDelayMs: 50, downloadAttempts: 3, assignmentRetryMs: 500, heartbeatIntervalMs: 500 },
+      {
+        config: configs.get(id)!,
+        dataDir: join(dataDir, id),
+        mqttReconnectMs: 200,
+        retryBaseDelayMs: 50,
+        downloadAttempts: 3,
+        assignmentRetryMs: 500,
+        heartbeatIntervalMs: 500,
+        ...(holdout ? { holdout, benchmark: { latencySamples: 20, throughputBatches: 2, batchSize: 8 } } : {}),
+      },
       { connector: connectMqtt, sessions, clock: () => new Date(), logger: testLogger },
     );
     agents.set(id, agent);

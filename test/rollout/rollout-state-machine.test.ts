@@ -546,6 +546,24 @@ describe('rollout state machine: offline devices', () => {
     assert.equal(other.state.phase, 'Progressing');
   });
 
+  it('a device whose own model failed its benchmark (failedRole active) does not fail the rollout: the decision log says so, nothing is reverted or marked', () => {
+    const h = new ReducerHarness(spec, fleetOf(4));
+    const assign = h.last('assign');
+    h.deliver(assign);
+    const device = assign.devices[0]!;
+    const reason = 'the active model 1: holdout.csv: row 4, column "f0": "NaN" is not a finite number';
+    const actions = h.send({ type: 'benchmarkFailed', at: h.at, deviceId: device, actionId: assign.id, reason, failedRole: 'active' });
+    assert.equal(h.state.phase, 'Progressing');
+    assert.deepEqual(actions, []);
+    const said = h.decisions.filter((d) => d.kind === 'device' && d.verdict === 'no-benchmark');
+    assert.equal(said.length, 1);
+    assert.equal(said[0]!.message, `device ${device} could not benchmark 2 beside its active model: ${reason}; that says nothing of the candidate (the device's holdout or its own model is at fault): the analysis goes on without this device`);
+    assert.equal(h.state.devices.find((d) => d.id === device)?.delivery, 'delivered', 'it still carries the candidate');
+    // The candidate's own failure on another device still fails it.
+    h.send({ type: 'benchmarkFailed', at: h.at, deviceId: assign.devices[1]!, actionId: assign.id, reason: 'the candidate model 2: no column "f9"', failedRole: 'candidate' });
+    assert.equal(h.state.phase, 'Failed');
+  });
+
   it('activating everywhere: refusals are named in the outcome; no device taking the candidate fails the rollout', () => {
     const activate = (outcome: (deviceId: string) => 'delivered' | 'offline' | 'refused', id: string) => {
       const h = new ReducerHarness(specOf([{ setWeight: 50 }]), fleetOf(4), '1', id);
