@@ -133,7 +133,6 @@ export class ModelBenchmarkError extends Error {
     message: string,
   ) {
     super(message);
-    this.name = 'ModelBenchmarkError';
   }
 }
 
