@@ -759,7 +759,7 @@ export class Agent {
     const benchmark = this.#options.holdout !== undefined;
     const state = withAssignmentHandled(this.#state.state, assignment.id);
     await this.#commit(
-      { ...state, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, pending: null },
+      { ...state, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, candidateIssuedAt: assignment.issuedAt, pending: null },
       this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, 'already the candidate'),
     );
     if (benchmark) {
@@ -773,7 +773,7 @@ export class Agent {
     const benchmark = this.#options.holdout !== undefined;
     const state = withAssignmentHandled(this.#state.state, assignment.id);
     try {
-      await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
+      await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, candidateIssuedAt: assignment.issuedAt, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
       await this.#serving.refreshCandidate();
     } finally {
       await checked.lease.release();
@@ -908,7 +908,11 @@ export class Agent {
     const pending = this.#state.state.pending;
     if (pending?.role === 'candidate' && Date.parse(pending.issuedAt) <= Date.parse(command.issuedAt)) await this.#refuse(pending, `cancelled by drop-candidate ${answers}`);
     const state = this.#state.state;
-    if (!state.candidate) {
+    // A candidate assigned after the drop was issued (the drop reached the device late, after a
+    // newer rollout's assignment) is not the one it meant: the candidate it meant is gone already.
+    const assignedSince = state.candidate && state.candidateIssuedAt && Date.parse(state.candidateIssuedAt) > Date.parse(command.issuedAt);
+    if (!state.candidate || assignedSince) {
+      if (assignedSince) this.#logger.info({ commandId: answers, candidate: state.candidate!.version, assignedBy: state.candidateAssignmentId }, 'drop-candidate not carried out: the candidate in its slot was assigned after it was issued');
       const subject = state.active ?? { model: 'none', version: 'none', sha256: '0'.repeat(64) };
       return this.#commit(withHandled(state, answers), this.#assignmentReport(answers, 'refused', 'candidate', subject, 'no candidate to drop'));
     }

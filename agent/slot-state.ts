@@ -41,6 +41,11 @@ export const SlotStateSchema = z.object({
   candidateBenchmarked: z.boolean(),
   /** The assignment that installed the current candidate (its benchmark, resumed after a restart, answers it). */
   candidateAssignmentId: AnsweredId.optional(),
+  /**
+   * That assignment's issue time: a drop-candidate issued before it is moot (it meant an older
+   * candidate; this one a newer decision sent). Absent in state files from before it.
+   */
+  candidateIssuedAt: AssignmentSchema.shape.issuedAt.optional(),
   /** The sequence numbers of the newest assignment and fleet command taken (older ones are replays, refused). */
   assignmentSeq: z.number().int().optional(),
   commandSeq: z.number().int().optional(),
