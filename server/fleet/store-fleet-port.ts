@@ -96,6 +96,11 @@ export class StoreFleetPort implements FleetPort {
     return found;
   }
 
+  async unsendable(model: string, version: string): Promise<string | null> {
+    const record = await this.#options.registry.resolve(model, version);
+    return unsendableReason(() => this.#options.publisher.signerFor(record));
+  }
+
   async assign(command: AssignCommand): Promise<readonly DeliveryResult[]> {
     const version = await this.#options.registry.resolve(command.model, command.version);
     const { live, refused } = await this.#partition(command.deviceIds);

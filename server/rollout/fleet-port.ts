@@ -122,6 +122,12 @@ export interface FleetPort {
    * since the rollout started. Optional: without it, that check is skipped.
    */
   retainedAssignments?(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>>;
+  /**
+   * Why every device would refuse `model@version` (no key the server trusts vouches for its
+   * signature), or null: a rollout of it is refused at its start. Optional: without it, the assign
+   * answers tell.
+   */
+  unsendable?(model: string, version: string): Promise<string | null>;
 }
 
 /**

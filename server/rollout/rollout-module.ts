@@ -78,7 +78,9 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   let readiness: FleetReadiness | undefined;
   /** Device events that came while no controller ran (starting, standby): replayed once one has recovered. */
   const missed = new MissedDeviceEvents();
-  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges, fleetWaiting: () => readiness !== undefined && !readiness.ready });
+  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges, fleetWaiting: () => readiness !== undefined && !readiness.ready,
+    ...(deps.fleet.unsendable ? { unsendable: (model: string, version: string) => deps.fleet.unsendable!(model, version) } : {}),
+  });
   const retention = evidenceRetention(new StoreRolloutRepository(ctx.store.engine), {
     days: ctx.config.reportRetentionDays,
     everyMs: deps.retentionSweepMs ?? 3_600_000,

@@ -40,6 +40,8 @@ export interface RolloutServiceOptions {
    * connected yet): a command is still decided and recorded, and its decision log says so.
    */
   readonly fleetWaiting?: () => boolean;
+  /** Why devices would refuse the version (no key the server trusts vouches for its signature), or null (FleetPort.unsendable). */
+  readonly unsendable?: (model: string, version: string) => Promise<string | null>;
 }
 
 /** How long a start waits for the model's previous rollout to record its version statuses before refusing. */
@@ -82,6 +84,9 @@ export class RolloutService {
       const version = await this.#o.store.models.getVersion(model, candidateVersion);
       if (!version) throw new ServiceError('bad_request', `candidateVersion: no version ${model}@${candidateVersion} in the registry (push it first)`);
       if (version.retired) throw new ServiceError('conflict', `candidateVersion: ${model}@${candidateVersion} is retired`);
+      // Every device would refuse it: the rollout would fail at its first step, blaming the devices.
+      const unsendable = await this.#o.unsendable?.(model, candidateVersion);
+      if (unsendable) throw new ServiceError('conflict', `candidateVersion: ${unsendable}`);
       spec.steps.forEach((step, index) => {
         if (step.kind !== 'analysis') return;
         for (const metric of step.metrics) {

@@ -133,6 +133,15 @@ test('an assignment of a version whose signer key is no longer trusted is refuse
   assert.ok(body.includes(`wine@1 is signed with key ${keyId(ci.privateKey)}, which this server does not trust (--trusted-key)`), body);
   assert.equal((await device(server, 'dev-2')).assignment, null, 'nothing recorded');
 
+  // A rollout of it is refused the same way at its start (it would fail at its first step, blaming
+  // the devices), and nothing is stored.
+  const rollout = await server.request('POST', '/api/rollouts', { json: { model: 'wine', candidateVersion: '1', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }] } });
+  assert.equal(rollout.status, 409);
+  assert.deepEqual(await rollout.json(), {
+    error: { code: 'conflict', message: `candidateVersion: wine@1 is signed with key ${keyId(ci.privateKey)}, which this server does not trust (--trusted-key); devices would refuse it` },
+  });
+  assert.deepEqual(await json(await server.request('GET', '/api/rollouts')), { rollouts: [], total: 0, more: false });
+
   // A rollout's assignment (through StoreFleetPort, as the rollout controller calls it) is not
   // sent either: the devices count as refusing it, naming the key, so the rollout fails.
   const { ctx } = server.server;
