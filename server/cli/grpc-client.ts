@@ -20,6 +20,9 @@ export function withConnectionOptions(command: Command): Command {
     .option('--tls-ca <file>', 'connect over TLS, trusting this CA certificate (or FLEETPRUNE_TLS_CA)');
 }
 
+/** How long a unary call waits for its answer. */
+const CALL_DEADLINE_MS = 60_000;
+
 /** A connection to the server's gRPC API with one-line errors for every failure. */
 export class ServerConnection {
   readonly address: string;
@@ -65,7 +68,7 @@ export class ServerConnection {
   unary<Res>(service: keyof FleetpruneProto, method: string, request: object): Promise<Res> {
     const client = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
-      client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + 60_000 }, (error: GrpcError | null, response: Res) =>
+      client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (error: GrpcError | null, response: Res) =>
         error ? reject(this.describe(error)) : resolve(response),
       );
     });
@@ -143,7 +146,9 @@ export class ServerConnection {
       case GrpcStatus.PERMISSION_DENIED:
         return new UserError(`permission denied: ${error.details}`);
       case GrpcStatus.DEADLINE_EXCEEDED:
-        return new UserError(`the server at ${this.address} did not answer in time`);
+        // The server may have finished the work after the client stopped waiting (it refuses only
+        // calls whose deadline passed before it started them).
+        return new UserError(`the server at ${this.address} did not answer within ${CALL_DEADLINE_MS / 1000} s; a change asked for may have been made all the same: check (list or status) before retrying`);
       case GrpcStatus.INTERNAL:
       case GrpcStatus.UNKNOWN:
         return new UserError(`server error: ${error.details}`, { exitCode: 1 });

@@ -49,6 +49,22 @@ function caller(metadata: Metadata, name: string): Principal {
  * permission its method needs; the auth interceptor (grpc-auth-interceptor.ts) checks it, and the
  * token, before the call's message is read, and hands the handler the caller.
  */
+/** A unary call whose client is gone: its status (DEADLINE_EXCEEDED or CANCELLED), not a failure to log. */
+class ClientGone extends Error {
+  constructor(readonly code: GrpcStatus, readonly details: string) {
+    super(details);
+  }
+}
+
+/** Why the call's client no longer waits for its answer (its deadline passed, or it cancelled), or undefined. */
+function clientGone(call: ServerUnaryCall<unknown, unknown>): ClientGone | undefined {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  if (Number.isFinite(at) && Date.now() >= at) return new ClientGone(GrpcStatus.DEADLINE_EXCEEDED, 'the call\'s deadline passed before it was done');
+  if (call.cancelled) return new ClientGone(GrpcStatus.CANCELLED, 'cancelled by the client');
+  return undefined;
+}
+
 /** A stream the client cancelled fails because of it (a premature close): its status, not a server failure to log. */
 const CANCELLED = { code: GrpcStatus.CANCELLED, details: 'cancelled by the client' };
 
@@ -68,15 +84,23 @@ export class GrpcHandlers {
         .then(() => {
           const principal = caller(call.metadata, name);
           checkRequest(call.request);
+          // A client that gave up (its deadline passed while the token was checked, or it
+          // cancelled) would never learn the answer: a device enrolled, a token created that
+          // nobody can read. Nothing is done for it.
+          const gone = clientGone(call);
+          if (gone) throw gone;
           return handle(call.request, principal);
         })
         .then(
           (response) => {
             stop({ code: GrpcStatus[GrpcStatus.OK] });
+            const gone = clientGone(call);
+            // Its deadline passed while the work ran: done all the same, and the log says so.
+            if (gone) this.deps.log.warn({ method: name, peer: call.getPeer() }, `gRPC ${name} finished after its client gave up (${gone.details}): what it did stands, and the client was not told`);
             callback(null, response);
           },
           (error) => {
-            const failure = toStatus(error, this.deps.log, name);
+            const failure = error instanceof ClientGone ? error : toStatus(error, this.deps.log, name);
             stop({ code: GrpcStatus[failure.code] });
             callback(failure);
           },
