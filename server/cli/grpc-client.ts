@@ -20,6 +20,10 @@ export function withConnectionOptions(command: Command): Command {
     .option('--tls-ca <file>', 'connect over TLS, trusting this CA certificate (or FLEETPRUNE_TLS_CA)');
 }
 
+/** How often the CLI pings the server on an open connection, and how long it waits for the answer (see client()). */
+const KEEPALIVE_MS = 15_000;
+const PING_ANSWER_MS = 10_000;
+
 /** How long a unary call waits for its answer. */
 const CALL_DEADLINE_MS = 60_000;
 
@@ -60,7 +64,14 @@ export class ServerConnection {
   client(service: keyof FleetpruneProto): Client {
     // Answers of any size: grpc-js refuses those over 4 MiB by default, and the detail of a rollout
     // over thousands of devices (its decision log names them in every query) is larger.
-    const client = new this.#proto[service](this.address, this.#credentials, { 'grpc.max_receive_message_length': -1 });
+    // Pings every KEEPALIVE_MS, also while a watch waits for its next event: a server that stops
+    // answering (a frozen process, a host gone without closing the connection) fails the call
+    // within KEEPALIVE_MS + PING_ANSWER_MS instead of holding `rollout watch` for good.
+    const client = new this.#proto[service](this.address, this.#credentials, {
+      'grpc.max_receive_message_length': -1,
+      'grpc.keepalive_time_ms': KEEPALIVE_MS,
+      'grpc.keepalive_timeout_ms': PING_ANSWER_MS,
+    });
     this.#clients.push(client);
     return client;
   }

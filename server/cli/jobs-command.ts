@@ -239,7 +239,7 @@ function endedEarly(id: string, error: unknown): unknown {
   if (cause?.code !== GrpcStatus.CANCELLED && cause?.code !== GrpcStatus.UNAVAILABLE) return error;
   return new UserError(
     `job ${id}: the server ended the watch before the job finished (${cause.details || (error as UserError).message}); ` +
-      `it may have shut down or restarted: \`fleetprune jobs watch ${id}\` shows how the job ended`,
+      `it may have shut down, restarted or stopped answering: \`fleetprune jobs watch ${id}\` shows how the job ended`,
     { cause: error },
   );
 }

@@ -256,7 +256,7 @@ function endedEarly(id: string, error: UserError): UserError {
   if (cause?.code !== GrpcStatus.CANCELLED && cause?.code !== GrpcStatus.UNAVAILABLE) return error;
   return new UserError(
     `rollout ${id}: the server ended the watch before the rollout finished (${cause.details || error.message}); ` +
-      `it may have shut down or restarted, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
+      `it may have shut down, restarted or stopped answering, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
     { cause: error },
   );
 }

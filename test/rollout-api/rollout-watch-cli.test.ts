@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startCli } from '../helpers/cli.ts';
+import { cuttableProxy } from '../helpers/cuttable-proxy.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
 import { startRolloutServer, waitForRollout } from './helpers/rollout-server.ts';
 
@@ -26,6 +27,35 @@ test('rollout watch cut off by a server shutdown says the server ended the watch
   assert.equal(code, 2, output.stderr);
   assert.equal(
     output.stderr.trimEnd().split('\n').at(-1),
-    `fleetprune: rollout ${id}: the server ended the watch before the rollout finished (Call cancelled); it may have shut down or restarted, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
+    `fleetprune: rollout ${id}: the server ended the watch before the rollout finished (Call cancelled); it may have shut down, restarted or stopped answering, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
+  );
+});
+
+test('rollout watch of a server that stops answering (a frozen process: the connection stays open, nothing comes back) ends within its ping timeout instead of waiting for good', { timeout: 90_000 }, async (t) => {
+  const s = await startRolloutServer(t);
+  if (!s) return;
+  const started = await s.request('POST', '/api/rollouts', { json: { model: 'wine', candidateVersion: '2', steps: [{ setWeight: 50 }, { pause: {} }, { setWeight: 100 }] } });
+  assert.equal(started.status, 201, await started.clone().text());
+  const { id } = (await started.json()) as { id: string };
+  await waitForRollout(s.request, id, (v) => v.phase === 'Paused');
+  const [host, port] = [s.grpcAddress.slice(0, s.grpcAddress.lastIndexOf(':')), Number(s.grpcAddress.slice(s.grpcAddress.lastIndexOf(':') + 1))];
+  const proxy = await cuttableProxy(t, { host, port });
+
+  const { output, exited } = startCli(t, ['rollout', 'watch', id, '--server', `127.0.0.1:${proxy.port}`, '--token', ADMIN_TOKEN]);
+  const deadline = Date.now() + 60_000;
+  while (!new RegExp(`^${id} .* Paused `, 'm').test(output.stdout)) {
+    assert.ok(Date.now() < deadline, `the watch never showed the rollout: ${output.stdout}${output.stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  proxy.stall();
+  const stalledAt = Date.now();
+  const [code] = await exited;
+  const waited = Date.now() - stalledAt;
+  assert.equal(code, 2, output.stderr);
+  // It pings every 15 s and gives up on a ping not answered within 10 s.
+  assert.ok(waited < 40_000, `it gave up after ${waited} ms`);
+  assert.equal(
+    output.stderr.trimEnd().split('\n').at(-1),
+    `fleetprune: rollout ${id}: the server ended the watch before the rollout finished (Connection dropped); it may have shut down, restarted or stopped answering, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
   );
 });

@@ -35,7 +35,7 @@ test('jobs watch cut off by a server shutdown says the server ended the watch (n
   assert.equal(code, 2, output.stderr);
   assert.equal(
     last,
-    `fleetprune: job ${id}: the server ended the watch before the job finished (Call cancelled); it may have shut down or restarted: \`fleetprune jobs watch ${id}\` shows how the job ended`,
+    `fleetprune: job ${id}: the server ended the watch before the job finished (Call cancelled); it may have shut down, restarted or stopped answering: \`fleetprune jobs watch ${id}\` shows how the job ended`,
   );
 });
 
