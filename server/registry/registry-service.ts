@@ -262,6 +262,8 @@ export class RegistryService {
       await tx.models.lockModel(name);
       const target = (await tx.models.lockVersion(name, version)) ? await tx.models.getVersion(name, version) : undefined;
       if (!target) throw new ServiceError('not_found', `no version ${name}@${version}`);
+      // Already so: nothing changes, and nothing is audited (the log would say it was just done).
+      if (target.retired === retired) return target;
       if (retired && target.aliases.length > 0) {
         throw new ServiceError('conflict', `${name}@${version} holds the ${target.aliases.join(' and ')} alias; move it first`);
       }

@@ -93,6 +93,13 @@ for (const engine of STORE_ENGINES) {
       assert.equal(retireHeld.status, 409);
       const retire = await server.request('PATCH', '/api/models/iris/versions/1', { json: { retired: true } });
       assert.equal(((await retire.json()) as any).retired, true);
+      // Retiring it again (and unretiring iris@2, never retired) changes nothing: 200, no audit entry.
+      await unchanged(server, async () => {
+        const again = await server.request('PATCH', '/api/models/iris/versions/1', { json: { retired: true } });
+        assert.equal(again.status, 200);
+        assert.equal(((await again.json()) as any).retired, true);
+        assert.equal((await server.request('PATCH', '/api/models/iris/versions/2', { json: { retired: false } })).status, 200);
+      });
 
       // gRPC checks these calls as REST does: SetRetired without `retired` (REST: PATCH {}) and a
       // malformed ref are INVALID_ARGUMENT naming the field, and change nothing.
