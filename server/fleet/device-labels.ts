@@ -1,5 +1,6 @@
 import { zodIssueMessage } from '../../shared/util/errors.ts';
 import { AgentConfigSchema, MAX_LABEL_VALUE_CHARS } from '../../shared/protocol/agent-config.ts';
+import { controlCharacterIn } from '../rollout/operator-text.ts';
 
 /** The most labels a device can be enrolled with (keys are 1-64 characters, values at most MAX_LABEL_VALUE_CHARS). */
 export const MAX_DEVICE_LABELS = 64;
@@ -9,9 +10,18 @@ export const MAX_DEVICE_LABELS = 64;
  * share), and at most MAX_DEVICE_LABELS of them, so one device cannot make every read of the
  * fleet (device lists, rollout targets, each report's cohort) carry an unbounded map.
  */
-export const DeviceLabelsSchema = AgentConfigSchema.shape.labels.refine((labels) => Object.keys(labels).length <= MAX_DEVICE_LABELS, {
-  error: (issue) => `at most ${MAX_DEVICE_LABELS} labels per device (got ${Object.keys(issue.input as object).length}); keys are 1-64 characters, values at most ${MAX_LABEL_VALUE_CHARS}`,
-});
+export const DeviceLabelsSchema = AgentConfigSchema.shape.labels
+  .refine((labels) => Object.keys(labels).length <= MAX_DEVICE_LABELS, {
+    error: (issue) => `at most ${MAX_DEVICE_LABELS} labels per device (got ${Object.keys(issue.input as object).length}); keys are 1-64 characters, values at most ${MAX_LABEL_VALUE_CHARS}`,
+  })
+  // Values are shown in one-line tables (devices list), the dashboard and rollout decision logs:
+  // a newline there forges a row, an escape sequence rewrites the operator's terminal.
+  .superRefine((labels, ctx) => {
+    for (const [key, value] of Object.entries(labels)) {
+      const found = controlCharacterIn(value);
+      if (found) ctx.addIssue({ code: 'custom', path: [key], message: `must not contain control characters such as newlines or escape sequences (found ${found})` });
+    }
+  });
 
 /** The one-line problem with `labels`, or null when they may be enrolled. */
 export function deviceLabelsProblem(labels: Record<string, string>): string | null {

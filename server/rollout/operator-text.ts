@@ -23,7 +23,7 @@ export function controlCharacterIn(text: string): string | null {
   return `U+${match[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')} at character ${[...text.slice(0, match.index)].length + 1}`;
 }
 
-/** An abort or rollback reason: at most 500 characters (at least `min`), no control characters but tab. */
+/** An abort or rollback reason: at most 500 characters (at least `min`), no control characters but tab, not blank. */
 export function reasonSchema(min = 0, max = 500) {
   return z
     .string()
@@ -32,6 +32,8 @@ export function reasonSchema(min = 0, max = 500) {
     .superRefine((text, ctx) => {
       const found = controlCharacterIn(text);
       if (found) ctx.addIssue({ code: 'custom', message: `must not contain control characters such as newlines or escape sequences (found ${found})` });
+      // Shown as nothing at all (a token "labelled" three spaces, a reason that says nothing).
+      else if (text !== '' && text.trim() === '') ctx.addIssue({ code: 'custom', message: 'must not be blank (leave it out instead)' });
     });
 }
 

@@ -44,6 +44,12 @@ test('enrollment refuses more than 64 labels (REST and gRPC) and stores nothing;
   // The limits of one label stay those of the agent config (keys 1-64 characters, values at most 256).
   const longValue = await server.request('POST', '/api/devices', { json: { id: 'long-1', labels: { site: 'v'.repeat(257) } } });
   assert.equal(longValue.status, 400);
+  // A value with a newline or an escape sequence (it forged rows in `devices list`) is refused, naming the label.
+  const forged = await server.request('POST', '/api/devices', { json: { id: 'ctl-1', labels: { site: 'north\nctl-2  online' } } });
+  assert.equal(forged.status, 400);
+  assert.equal(((await forged.json()) as { error: { message: string } }).error.message, 'body.labels.site: must not contain control characters such as newlines or escape sequences (found U+000A at character 6)');
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'ctl-2', labels: { site: '\u001b[2Jnorth' } }), (error: any) => error.code === 3 && /labels\.site: must not contain control characters .*U\+001B at character 1/.test(error.details));
+  assert.deepEqual(await server.server.ctx.store.engine.all('SELECT id FROM devices'), [], 'nothing stored');
   const config = await enroll(server, 'full-1', labelsOf(64, 64, 256));
   assert.equal(Object.keys(config.labels).length, 64);
 });

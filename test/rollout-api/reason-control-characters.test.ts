@@ -32,7 +32,11 @@ test('REST and gRPC refuse an abort or rollback reason with control characters (
       assert.equal(refused.status, 400, `${command} ${JSON.stringify(reason)}`);
       assert.equal(((await refused.json()) as any).error.message, `query.reason: must not contain control characters such as newlines or escape sequences (found ${found})`);
     }
+    const blank = await s.request('POST', `/api/rollouts/${id}/${command}?reason=${encodeURIComponent(' \t ')}`);
+    assert.equal(blank.status, 400, `${command}: a blank reason`);
+    assert.equal(((await blank.json()) as any).error.message, 'query.reason: must not be blank (leave it out instead)');
     const method = command === 'abort' ? 'AbortRollout' : 'RollbackRollout';
+    await assert.rejects(grpc.call(method, { id, reason: '   ' }), (error: any) => error.code === status.INVALID_ARGUMENT && error.details === 'reason: must not be blank (leave it out instead)');
     await assert.rejects(
       grpc.call(method, { id, reason: 'fine\r\nforged line' }),
       (error: any) => error.code === status.INVALID_ARGUMENT && error.details === 'reason: must not contain control characters such as newlines or escape sequences (found U+000D at character 5)',

@@ -72,6 +72,11 @@ test('a token label with a newline or an escape sequence is refused over REST an
     assert.equal(((await response.json()) as any).error.message, `body.label: must not contain control characters such as newlines or escape sequences (found ${found})`);
     await assert.rejects(tokens.call('CreateToken', { role: 'viewer', label }), (error: any) => error.code === status.INVALID_ARGUMENT && error.details.startsWith('label: must not contain control characters'));
   }
+  // A blank label (it showed as nothing in `tokens list` and the audit log) is refused too.
+  const blank = await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: '   ' } });
+  assert.equal(blank.status, 400);
+  assert.equal(((await blank.json()) as any).error.message, 'body.label: must not be blank (leave it out instead)');
+  await assert.rejects(tokens.call('CreateToken', { role: 'viewer', label: ' \t' }), (error: any) => error.code === status.INVALID_ARGUMENT && error.details === 'label: must not be blank (leave it out instead)');
   assert.equal(await count(), before, 'no token was made');
   assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'ops\tpager' } })).status, 201);
   // Right-to-left text with its marks is a label like any other.
