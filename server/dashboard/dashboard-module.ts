@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
 import type { ServerModule } from '../app/server-module.ts';
+import { answerOtherMethods } from '../http/other-methods.ts';
 
 const UI_ENTRY = fileURLToPath(new URL('./ui/main.ts', import.meta.url));
 const UI_CSS = fileURLToPath(new URL('./ui/dashboard.css', import.meta.url));
@@ -55,6 +56,8 @@ export function dashboardModule(options: { bundle?: () => Promise<DashboardAsset
     const { css } = await assets();
     res.type('text/css').set('Cache-Control', 'no-cache').send(css);
   });
+  // POST /dashboard/ is a 405 naming GET, as on the API, not a 404 saying there is no such page.
+  answerOtherMethods(router, ['/', '/dashboard', '/dashboard/', '/dashboard/app.js', '/dashboard/app.css'].map((path) => ({ path, method: 'get' as const })));
   return { name: 'dashboard', pages: router };
 }
 

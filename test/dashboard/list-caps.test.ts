@@ -40,9 +40,11 @@ test('the dashboard says what its rollout list and ε sweep leave out, pages to 
   const sweep = [0.1, 0.2].map((epsilon) => ({ epsilon, params: 100, paramCut: epsilon, test: { accuracy: 0.9 } }));
   await job(0, { state: 'succeeded', result: { summary: { sweep } }, error: null });
   for (let n = 1; n <= 100; n++) await job(n, { state: 'failed', result: null, error: 'bad data' });
-  // A device whose middle label holds a right-to-left override.
-  const enrolled = await server.request('POST', '/api/devices', { json: { id: 'dev-rlo', labels: { a: 'first', b: RLO_LABEL, c: 'last' } } });
+  // A device whose middle label holds a right-to-left override: enrolled by a server from before
+  // such values were refused (the API refuses it now), so stored straight into the store.
+  const enrolled = await server.request('POST', '/api/devices', { json: { id: 'dev-rlo', labels: { a: 'first', b: 'plain', c: 'last' } } });
   assert.equal(enrolled.status, 201, await enrolled.text());
+  await server.server.ctx.store.engine.run('UPDATE devices SET labels = ? WHERE id = ?', [JSON.stringify({ a: 'first', b: RLO_LABEL, c: 'last' }), 'dev-rlo']);
 
   await t.test('GET /api/rollouts pages with ?offset, says whether older ones follow and counts them all; GET /api/jobs counts every job', async () => {
     type Page = { rollouts: { id: string }[]; more: boolean; total: number };

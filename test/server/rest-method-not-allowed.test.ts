@@ -6,9 +6,9 @@ interface ErrorBody {
   error: { code: string; message: string };
 }
 
-test('a path served outside the route specs (/api/openapi.json, /healthz, /metrics) answers another method with 405 and Allow, as the API routes do', async (t) => {
+test('a path served outside the route specs (/api/openapi.json, /healthz, /metrics, the dashboard\'s pages) answers another method with 405 and Allow, as the API routes do', async (t) => {
   const server = (await startTestServer(t))!;
-  for (const path of ['/api/openapi.json', '/healthz', '/metrics']) {
+  for (const path of ['/api/openapi.json', '/healthz', '/metrics', '/dashboard/', '/dashboard/app.js']) {
     assert.equal((await server.request('GET', path)).status, 200, path);
     for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
       // It was a 404 "no route DELETE /healthz", as if the path did not exist.
@@ -25,7 +25,7 @@ test('a path served outside the route specs (/api/openapi.json, /healthz, /metri
     assert.equal((await server.request('HEAD', path)).status, 200, `HEAD ${path}`);
   }
   // Paths that do not exist are still 404s, at the app and under /api.
-  for (const path of ['/healthz/x', '/nothing', '/api/openapi.json/x', '/api/nothing']) {
+  for (const path of ['/healthz/x', '/nothing', '/api/openapi.json/x', '/api/nothing', '/dashboard/nothing.js']) {
     const response = await server.request('DELETE', path);
     assert.equal(response.status, 404, path);
     assert.equal(((await response.json()) as ErrorBody).error.code, 'not_found');
