@@ -54,6 +54,11 @@ export function readSpecDocument(text: string, source?: string): unknown {
     // on the server's stderr for each spec a client sends.
     const options = { prettyErrors: true, uniqueKeys: true, logLevel: 'error' } as const;
     const documents = [...new (yaml().Composer)(options).compose(tokens, true, text.length)];
+    if (documents.length > 1) {
+      const second = documents[1]!.range[0];
+      const line = text.slice(0, second).split('\n').length;
+      throw new UserError(`${prefix}the text holds ${documents.length} YAML documents (a second one starts at line ${line}, after ---); give one rollout spec at a time`);
+    }
     let parsed = documents[0]!;
     // Not one valid document: parsed again for yaml's own error (with its line and column).
     if (documents.length !== 1 || parsed.errors.length > 0) parsed = yaml().parseDocument(text, options);
@@ -61,6 +66,7 @@ export function readSpecDocument(text: string, source?: string): unknown {
     // Aliases are expanded here: an unknown anchor or too many aliases throw a ReferenceError.
     document = parsed.toJS({ maxAliasCount: 100 });
   } catch (error) {
+    if (error instanceof UserError) throw error;
     if (error instanceof yaml().YAMLParseError) {
       const where = error.linePos?.[0] ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}` : 'document';
       // yaml's pretty message repeats the position and ends in a colon before its code frame (the lines below it).
@@ -72,9 +78,9 @@ export function readSpecDocument(text: string, source?: string): unknown {
   // maxAliasCount bounds the aliases, not what they repeat: 99 aliases of a 90,000-item list in a
   // 600 KB spec are 9 million values, whose checks held the server's event loop for some 15 s.
   if (holdsMoreValuesThan(document, MAX_SPEC_VALUES)) {
-    throw new UserError(`${prefix}the spec's aliases expand it to more than ${MAX_SPEC_VALUES} values; write it without repeating large anchors`);
+    throw new UserError(`${prefix}the spec's aliases expand it to more than ${MAX_SPEC_VALUES} values; write it without repeating large anchors, or an anchor inside itself`);
   }
-  const problem = untrustedDataProblem(document) ?? orderedCollectionProblem(document);
+  const problem = untrustedDataProblem(document) ?? typedValueProblem(document);
   // Escaped to one line: the path holds the spec's own keys.
   if (problem) throw new UserError(printable(`${prefix}invalid rollout spec: ${problem.path || '(spec)'}: ${problem.message}`));
   return document;
@@ -97,17 +103,21 @@ function holdsMoreValuesThan(document: unknown, max: number): boolean {
 }
 
 /**
- * YAML's `!!omap` and `!!set` become a JS Map and Set, which validation reads as objects without
- * keys: `matchLabels: !!omap [{pilot: "true"}]` would select every device. The first one found.
+ * Values of YAML's typed tags, which a spec has no use for. `!!omap` and `!!set` become a JS Map
+ * and Set, which validation reads as objects without keys: `matchLabels: !!omap [{pilot: "true"}]`
+ * would select every device. `!!binary` becomes a Buffer (validation listed its methods as
+ * unknown keys) and `!!timestamp` a Date. The first one found.
  */
-function orderedCollectionProblem(document: unknown): { path: string; message: string } | null {
+function typedValueProblem(document: unknown): { path: string; message: string } | null {
   const pending: { value: unknown; path: string }[] = [{ value: document, path: '' }];
   while (pending.length > 0) {
     const { value, path } = pending.pop()!;
     if (value instanceof Map || value instanceof Set) {
       return { path, message: `a YAML ${value instanceof Map ? '!!omap' : '!!set'} is not accepted; write a plain mapping or list` };
     }
-    if (value === null || typeof value !== 'object' || ArrayBuffer.isView(value)) continue;
+    if (ArrayBuffer.isView(value)) return { path, message: 'a YAML !!binary is not accepted; write text' };
+    if (value instanceof Date) return { path, message: 'a YAML !!timestamp is not accepted; write it as a quoted string' };
+    if (value === null || typeof value !== 'object') continue;
     if (Array.isArray(value)) value.forEach((item, index) => pending.push({ value: item, path: `${path}[${index}]` }));
     else for (const [key, item] of Object.entries(value)) pending.push({ value: item, path: path === '' ? key : `${path}.${key}` });
   }

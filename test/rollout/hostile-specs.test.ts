@@ -89,7 +89,7 @@ test('aliases that repeat a large anchor (9 million values from 600 KB) are refu
   const refusedMs = cpuMs(() =>
     assert.throws(
       () => parseRolloutSpec(text, 'spec'),
-      (error: unknown) => error instanceof UserError && error.message === "spec: the spec's aliases expand it to more than 1048576 values; write it without repeating large anchors",
+      (error: unknown) => error instanceof UserError && error.message === "spec: the spec's aliases expand it to more than 1048576 values; write it without repeating large anchors, or an anchor inside itself",
     ),
   );
   // "At once" is as fast as reading a spec of its size (parsing 600 KB of YAML is the floor): one
@@ -280,4 +280,19 @@ test('a malformed placeholder inside a quoted label value is refused, for Promet
   for (const query of ['sum(x{model="{{args.model}}", v=~"{{ args.candidateVersion }}"})', 'count(x{id=~"a{2}"})']) {
     assert.equal(parseRolloutSpec(prometheusSpec(query), 'spec').steps.length, 3, query);
   }
+});
+
+test('YAML typed values (!!binary, !!timestamp), several documents and an anchor used inside itself are refused in words of the spec, not of the YAML library', () => {
+  const spec = (target: string) => `model: wine\ncandidateVersion: "2"\ntarget: ${target}\nsteps:\n  - setWeight: 100\n`;
+  const refused = (text: string, message: string) =>
+    assert.throws(() => parseRolloutSpec(text, 'spec'), (error: unknown) => error instanceof UserError && error.message === message, message);
+  // A Buffer's methods were listed as unknown keys of `target`.
+  refused(spec('!!binary aGVsbG8='), 'spec: invalid rollout spec: target: a YAML !!binary is not accepted; write text');
+  refused(spec('{matchLabels: {site: !!binary aGVsbG8=}}'), 'spec: invalid rollout spec: target.matchLabels.site: a YAML !!binary is not accepted; write text');
+  refused(`model: wine\ncandidateVersion: !!timestamp 2026-01-01\nsteps:\n  - setWeight: 100\n`, 'spec: invalid rollout spec: candidateVersion: a YAML !!timestamp is not accepted; write it as a quoted string');
+  // It was "please use YAML.parseAllDocuments()".
+  refused(`${spec('{matchLabels: {site: north}}')}---\nmodel: iris\n`, 'spec: the text holds 2 YAML documents (a second one starts at line 6, after ---); give one rollout spec at a time');
+  refused(`model: wine\ncandidateVersion: "2"\nsteps: &x\n  - setWeight: 100\n  - *x\n`, "spec: the spec's aliases expand it to more than 1048576 values; write it without repeating large anchors, or an anchor inside itself");
+  // A document start marker before the one spec is fine, and quoted dates are text.
+  assert.equal(parseRolloutSpec(`---\n${spec('{matchLabels: {site: "2026-01-01"}}')}`, 'spec').steps.length, 1);
 });
