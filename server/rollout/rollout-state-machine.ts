@@ -720,6 +720,7 @@ function requireAtStep(s: RolloutState, fromStep: number): void {
   const count = s.spec.steps.length;
   const where = isTerminal(s) ? `it is ${s.phase}` : s.stepIndex >= count ? 'it is activating the candidate everywhere' : `it is at step ${s.stepIndex + 1}/${count}`;
   if (s.stepIndex > fromStep) throw new RolloutCommandError(`rollout ${s.id} is already past step ${fromStep + 1} (${where}); not promoted again`);
+  if (fromStep >= count) throw new RolloutCommandError(`rollout ${s.id} has no step ${fromStep + 1}: its spec has ${count} step${count === 1 ? '' : 's'} (${where}); not promoted`);
   throw new RolloutCommandError(`rollout ${s.id} is not at step ${fromStep + 1} yet (${where}); not promoted`);
 }
 

@@ -77,6 +77,10 @@ for (const engine of STORE_ENGINES) {
       const ahead = await s.request('POST', `/api/rollouts/${id}/promote?step=true&fromStepIndex=3`);
       assert.equal(ahead.status, 409);
       assert.equal(((await ahead.json()) as any).error.message, `rollout ${id} is not at step 4 yet (it is at step 3/5); not promoted`);
+      // One past its last step is no step at all (it said "not at step 100 yet").
+      const past = await s.request('POST', `/api/rollouts/${id}/promote?step=true&fromStepIndex=99`);
+      assert.equal(past.status, 409);
+      assert.equal(((await past.json()) as any).error.message, `rollout ${id} has no step 100: its spec has 5 steps (it is at step 3/5); not promoted`);
       // gRPC: both at once, from the step now shown.
       const calls = await Promise.allSettled([1, 2].map(() => grpc.call('PromoteRollout', { id, step: true, from_step_index: 2 })));
       assert.deepEqual(calls.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
