@@ -125,7 +125,8 @@ export const PruneOptionsSchema = z
     }
     if (options.epsilonMode === 'relative') {
       options.epsilons.forEach((epsilon, i) => {
-        if (!(epsilon > 0 && epsilon < 1)) {
+        // Not above 0 (or not a number) is the list's own refusal already: one message per ε.
+        if (epsilon >= 1) {
           ctx.addIssue({ code: 'custom', path: ['epsilons', i], message: `ε ${epsilon} is outside (0, 1) in relative mode` });
         }
       });

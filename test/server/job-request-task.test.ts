@@ -41,6 +41,15 @@ test('a prune job heeds options.task (REST and gRPC) instead of silently trainin
     jobs.call('StartPrune', { name: 'scores', label: 'score', csv: SCORES, options_json: JSON.stringify({ trainingThreads: 'all' }) }),
     (error: any) => error.code === status.INVALID_ARGUMENT && error.details === 'options_json.trainingThreads: must be "auto", 1 or 2',
   );
+  // A negative ε is named once (it was also "outside (0, 1) in relative mode", for the same ε); ε 1 in relative mode once too.
+  for (const [epsilons, message] of [
+    [[-1], 'body.options.epsilons.0: must be above 0 (and below 1 in the default relative mode)'],
+    [[0.2, 1], 'body.options.epsilons.1: ε 1 is outside (0, 1) in relative mode'],
+  ] as const) {
+    const refused = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', data: { csv: SCORES }, options: { epsilons } } });
+    assert.equal(refused.status, 400);
+    assert.equal(((await refused.json()) as any).error.message, message);
+  }
   assert.equal((await store.jobs.list()).length, stored, 'nothing was stored');
 });
 
