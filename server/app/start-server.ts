@@ -131,7 +131,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const trustedKeys = await underFlag('--trusted-key', () => TrustedKeys.load(config.trustedKeys, signingKey.publicKey));
     // /metrics answers while the database does not, saying so in fleetprune_store_up.
     const metrics = new ServerMetrics({ store: { probe: () => store.engine.get('SELECT 1 AS ok'), log: log.child({ component: 'metrics' }) } });
-    const tokens = new TokenService(store);
+    const tokens = new TokenService(store, { tokenHolder: (id) => new FleetStore(store).repos.devices.holderOfToken(id) });
     const holds = new RolloutHolds(store.engine);
     const registry = new RegistryService(store, { retirementBlocker: (model, version, db) => holds.ofCandidate(model, version, db) });
     const jobs = new JobService({

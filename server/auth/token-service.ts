@@ -23,10 +23,14 @@ export class TokenService {
   /** Streams authorized with a token stop when it is revoked: at once on this server, within seconds on another. */
   readonly revocations: TokenRevocations;
 
+  readonly #tokenHolder: ((tokenId: string) => Promise<string | undefined>) | undefined;
+
+  /** `tokenHolder`: the enrolled device whose own token `tokenId` is (revoked with the device, not alone). */
   constructor(
     private readonly store: Store,
-    options: { revocationPollMs?: number } = {},
+    options: { revocationPollMs?: number; tokenHolder?: (tokenId: string) => Promise<string | undefined> } = {},
   ) {
+    this.#tokenHolder = options.tokenHolder;
     this.revocations = new TokenRevocations({ revokedAmong: (ids) => this.store.tokens.revokedAmong(ids), pollMs: options.revocationPollMs });
   }
 
@@ -49,6 +53,13 @@ export class TokenService {
 
   async revoke(id: string, principal: Principal): Promise<void> {
     const at = new Date().toISOString();
+    // A device's own token (its artifact downloads) goes with the device: revoked alone, it left an
+    // enrolled device that could fetch no model, every assignment to it failing. (Its revocation
+    // revokes the token in the same transaction; a token, once a device's, stays its.)
+    const device = await this.#tokenHolder?.(id);
+    if (device !== undefined && (await this.store.tokens.get(id))?.revokedAt === null) {
+      throw new ServiceError('conflict', `token ${id} is device ${device}'s own; revoke the device instead (fleetprune devices revoke ${device}, or DELETE /api/devices/${device}), which revokes its token too`);
+    }
     await this.store.transaction(async (tx) => {
       if (!(await tx.tokens.revoke(id, at))) {
         // Revoking twice is a conflict, as it is for a device; only an id never issued is not found.

@@ -131,3 +131,30 @@ test('a start that fails (bad TLS files, a taken port) makes no admin token; the
   const admins = ((await tokens.json()) as { tokens: { role: string }[] }).tokens.filter((record) => record.role === 'admin');
   assert.equal(admins.length, 1, 'exactly one admin token: the printed one');
 });
+
+test("a device's own token is not revoked alone (REST 409, gRPC ALREADY_EXISTS, naming the device): revoking the device revokes it", async (t) => {
+  const server = (await startTestServer(t))!;
+  const tokensGrpc = grpcClient(server.grpcAddress, 'Tokens', ADMIN_TOKEN);
+  t.after(() => tokensGrpc.close());
+  assert.equal((await server.request('POST', '/api/devices', { json: { id: 'cam-7' } })).status, 201);
+  const listed = ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens;
+  const own = listed.find((token: any) => token.label === 'device cam-7');
+  assert.ok(own, JSON.stringify(listed));
+  const message = `token ${own.id} is device cam-7's own; revoke the device instead (fleetprune devices revoke cam-7, or DELETE /api/devices/cam-7), which revokes its token too`;
+  const refused = await server.request('DELETE', `/api/tokens/${own.id}`);
+  assert.equal(refused.status, 409);
+  assert.equal(((await refused.json()) as any).error.message, message);
+  await assert.rejects(tokensGrpc.call('RevokeToken', { id: own.id }), (error: any) => error.code === status.ALREADY_EXISTS && error.details === message);
+  const still = ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens.find((token: any) => token.id === own.id);
+  assert.equal(still.revokedAt, null, 'the token still works');
+  // A device-role token made by hand belongs to no device: revoked as any other.
+  const loose = (await (await server.request('POST', '/api/tokens', { json: { role: 'device', label: 'downloader' } })).json()) as any;
+  assert.equal((await server.request('DELETE', `/api/tokens/${loose.record.id}`)).status, 204);
+
+  assert.equal((await server.request('DELETE', '/api/devices/cam-7')).status, 204);
+  const after = ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens.find((token: any) => token.id === own.id);
+  assert.notEqual(after.revokedAt, null, 'revoked with the device');
+  const again = await server.request('DELETE', `/api/tokens/${own.id}`);
+  assert.equal(again.status, 409);
+  assert.equal(((await again.json()) as any).error.message, `token ${own.id} is already revoked`);
+});

@@ -81,6 +81,12 @@ export class DevicesRepository {
     return row ? toDevice(row) : undefined;
   }
 
+  /** The device whose artifact-download token `tokenId` is (created with it at enrollment), if any. */
+  async holderOfToken(tokenId: string): Promise<string | undefined> {
+    const row = await this.db.get('SELECT id FROM devices WHERE token_id = ?', [tokenId]);
+    return row ? String(row.id) : undefined;
+  }
+
   /** The devices among `ids` that exist, keyed by id: a few queries for thousands of ids, not one each. */
   async getMany(ids: readonly string[]): Promise<Map<string, DeviceRecord>> {
     const found = new Map<string, DeviceRecord>();
