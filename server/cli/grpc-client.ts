@@ -126,6 +126,13 @@ export class ServerConnection {
   }
 
   #describe(error: GrpcError): UserError {
+    // Something that speaks HTTP/2 but not gRPC answered (another service, a proxy's error page):
+    // grpc-js reports its HTTP status, or a stream that ended without a gRPC status.
+    const notGrpc = /^Received HTTP status code (\d+)/.exec(error.details ?? '')?.[1] ?? (/Call ended without gRPC status/.test(error.details ?? '') ? 'without a gRPC status' : undefined);
+    if (notGrpc !== undefined) {
+      const answered = /^\d+$/.test(notGrpc) ? `HTTP ${notGrpc}` : notGrpc;
+      return new UserError(`the server at ${this.address} answered ${answered}, not as a fleetprune server does: is that its gRPC port, grpc= on its start-up line (and a proxy in between set to pass gRPC through)?`);
+    }
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
         // grpc-js: "Name resolution failed for target dns:HOST:PORT", a typo in the host most often.

@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
+import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { runCliBatch } from '../helpers/cli.ts';
@@ -106,4 +107,26 @@ test('--server and FLEETPRUNE_SERVER with a host alone dial the server\'s defaul
     [2, '[::1]:9090'],
     [2, 'localhost:9090'],
   ]);
+});
+
+test('--server at a port where HTTP/2 answers but not gRPC (another service, a proxy\'s error page) says so, not grpc-js\'s "Received HTTP status code 404"', async (t) => {
+  const ports: number[] = [];
+  for (const status of [404, 200]) {
+    const h2 = createHttp2Server((_req, res) => {
+      res.writeHead(status, { 'content-type': 'text/html' });
+      res.end('<h1>not here</h1>');
+    });
+    await new Promise<void>((resolve) => h2.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise<void>((resolve) => h2.close(() => resolve())));
+    ports.push((h2.address() as AddressInfo).port);
+  }
+  const results = await runCliBatch(ports.map((port) => ({ args: ['models', 'list', '--server', `127.0.0.1:${port}`, '--token', 'x'] })));
+  const hint = 'not as a fleetprune server does: is that its gRPC port, grpc= on its start-up line (and a proxy in between set to pass gRPC through)?';
+  assert.deepEqual(
+    results.map(({ code, stderr }) => [code, stderr]),
+    [
+      [2, `fleetprune: the server at 127.0.0.1:${ports[0]} answered HTTP 404, ${hint}\n`],
+      [2, `fleetprune: the server at 127.0.0.1:${ports[1]} answered without a gRPC status, ${hint}\n`],
+    ],
+  );
 });
