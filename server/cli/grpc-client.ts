@@ -135,6 +135,11 @@ export class ServerConnection {
     }
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
+        // Connected, then lost: the server stopped answering pings (a frozen process, a host gone)
+        // or the link broke, while the call was on its way.
+        if (/^Connection dropped/.test(error.details)) {
+          return new UserError(`the connection to the server at ${this.address} dropped before it answered (it stopped answering, or the network failed); a change asked for may have been made all the same: check (list or status) before retrying`);
+        }
         // grpc-js: "Name resolution failed for target dns:HOST:PORT", a typo in the host most often.
         if (/^Name resolution failed/.test(error.details)) {
           return new UserError(`cannot reach the server at ${this.address}: the host name ${hostOf(this.address.replace(/^dns:(\/\/[^/]*\/)?/, ''))} does not resolve (a typo?)`);
