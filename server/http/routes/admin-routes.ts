@@ -60,7 +60,7 @@ export function adminRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'delete',
       path: '/tokens/:id',
       operationId: 'revokeToken',
-      summary: 'Revoke a token',
+      summary: "Revoke a token (a device's own token is revoked with the device: 409 here)",
       tag: 'tokens',
       permission: 'admin',
       params: z.strictObject({ id: TokenIdSchema }),
