@@ -64,7 +64,7 @@ export function registerDevicesCommand(program: Command): void {
           device.last_seen || '-',
           device.active ? `${device.active.model}@${device.active.version}` : '-',
           device.candidate ? `${device.candidate.model}@${device.candidate.version}` : '-',
-          // formatTable escapes it: label values may hold newlines or escape sequences (enrollment accepts any character).
+          // formatTable escapes it: label values may hold newlines or escape sequences (enrolled by a server from before they were refused).
           Object.entries(device.labels).map(([key, value]) => `${key}=${value}`).join(',') || '-',
         ]);
         process.stdout.write(formatTable([['DEVICE', 'STATE', 'LAST SEEN', 'ACTIVE', 'CANDIDATE', 'LABELS'], ...rows]));

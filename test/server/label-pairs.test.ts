@@ -29,4 +29,9 @@ test('a repeated --selector or --labels adds its pairs to the earlier ones, neve
   // The same key in two flags is as ambiguous as twice in one.
   assert.throws(() => parsedOptions(registerAssignCommand, ['assign', '--model', 'iris', '--version', '1', '--role', 'active', '--selector', 'site=a', '--selector', 'site=b']), (error: unknown) => error instanceof CommanderError && /label site is given twice/.test(error.message));
   assert.deepEqual(parseLabelPairs('a=1'), { a: '1' });
+  // A value with a control character is refused before the server is asked (it refuses it too).
+  assert.throws(
+    () => parsedOptions(registerDevicesCommand, ['devices', 'enroll', '--id', 'd1', '--out', 'agent.json', '--labels', 'site=osaka\u001b[2J']),
+    (error: unknown) => error instanceof CommanderError && error.message.endsWith('label site: the value must not contain control characters such as newlines or escape sequences (found U+001B at character 6)'),
+  );
 });
