@@ -54,14 +54,15 @@ export function readSpecDocument(text: string, source?: string): unknown {
     // on the server's stderr for each spec a client sends.
     const options = { prettyErrors: true, uniqueKeys: true, logLevel: 'error' } as const;
     const documents = [...new (yaml().Composer)(options).compose(tokens, true, text.length)];
-    if (documents.length > 1) {
-      const second = documents[1]!.range[0];
-      const line = text.slice(0, second).split('\n').length;
-      throw new UserError(`${prefix}the text holds ${documents.length} YAML documents (a second one starts at line ${line}, after ---); give one rollout spec at a time`);
+    // An empty document (a trailing `---`, one holding only comments) is no second spec.
+    const filled = documents.filter((document) => !isEmptyDocument(document));
+    if (filled.length > 1) {
+      const line = text.slice(0, filled[1]!.range[0]).split('\n').length;
+      throw new UserError(`${prefix}the text holds ${filled.length} YAML documents (a second one starts at line ${line}, after ---); give one rollout spec at a time`);
     }
-    let parsed = documents[0]!;
-    // Not one valid document: parsed again for yaml's own error (with its line and column).
-    if (documents.length !== 1 || parsed.errors.length > 0) parsed = yaml().parseDocument(text, options);
+    let parsed = filled[0] ?? documents[0];
+    // None, or one with errors: parsed again for yaml's own error (with its line and column).
+    if (!parsed || (parsed.errors.length > 0 && documents.length === 1)) parsed = yaml().parseDocument(text, options);
     if (parsed.errors.length > 0) throw parsed.errors[0];
     // Aliases are expanded here: an unknown anchor or too many aliases throw a ReferenceError.
     document = parsed.toJS({ maxAliasCount: 100 });
@@ -84,6 +85,12 @@ export function readSpecDocument(text: string, source?: string): unknown {
   // Escaped to one line: the path holds the spec's own keys.
   if (problem) throw new UserError(printable(`${prefix}invalid rollout spec: ${problem.path || '(spec)'}: ${problem.message}`));
   return document;
+}
+
+/** A document with nothing in it: yaml composes one as a null scalar spanning no source. */
+function isEmptyDocument(document: Yaml.Document.Parsed): boolean {
+  const contents = document.contents as { value?: unknown; range?: [number, number, number] } | null;
+  return document.errors.length === 0 && (contents === null || (contents.value === null && contents.range !== undefined && contents.range[0] === contents.range[1]));
 }
 
 /** Values (list items, mapping values) a spec may hold with its aliases expanded: without aliases, each takes at least a byte. */

@@ -293,6 +293,9 @@ test('YAML typed values (!!binary, !!timestamp), several documents and an anchor
   // It was "please use YAML.parseAllDocuments()".
   refused(`${spec('{matchLabels: {site: north}}')}---\nmodel: iris\n`, 'spec: the text holds 2 YAML documents (a second one starts at line 6, after ---); give one rollout spec at a time');
   refused(`model: wine\ncandidateVersion: "2"\nsteps: &x\n  - setWeight: 100\n  - *x\n`, "spec: the spec's aliases expand it to more than 1048576 values; write it without repeating large anchors, or an anchor inside itself");
-  // A document start marker before the one spec is fine, and quoted dates are text.
+  // A document start marker before the one spec is fine, so is an empty document after it (a
+  // trailing ---, one holding only comments), and quoted dates are text.
   assert.equal(parseRolloutSpec(`---\n${spec('{matchLabels: {site: "2026-01-01"}}')}`, 'spec').steps.length, 1);
+  assert.equal(parseRolloutSpec(`${spec('{matchLabels: {site: north}}')}---\n`, 'spec').steps.length, 1);
+  assert.equal(parseRolloutSpec(`${spec('{matchLabels: {site: north}}')}...\n---\n# the next one is in pilot.yaml\n`, 'spec').steps.length, 1);
 });
