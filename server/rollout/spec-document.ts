@@ -60,16 +60,15 @@ export function readSpecDocument(text: string, source?: string): unknown {
       const line = text.slice(0, filled[1]!.range[0]).split('\n').length;
       throw new UserError(`${prefix}the text holds ${filled.length} YAML documents (a second one starts at line ${line}, after ---); give one rollout spec at a time`);
     }
-    let parsed = filled[0] ?? documents[0];
-    // None, or one with errors: parsed again for yaml's own error (with its line and column).
-    if (!parsed || (parsed.errors.length > 0 && documents.length === 1)) parsed = yaml().parseDocument(text, options);
+    // No document at all (an empty text): yaml's own empty one.
+    const parsed = filled[0] ?? documents[0] ?? yaml().parseDocument(text, options);
     if (parsed.errors.length > 0) throw parsed.errors[0];
     // Aliases are expanded here: an unknown anchor or too many aliases throw a ReferenceError.
     document = parsed.toJS({ maxAliasCount: 100 });
   } catch (error) {
     if (error instanceof UserError) throw error;
     if (error instanceof yaml().YAMLParseError) {
-      const where = error.linePos?.[0] ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}` : 'document';
+      const where = errorPosition(text, error);
       // yaml's pretty message repeats the position and ends in a colon before its code frame (the lines below it).
       const what = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
       throw new UserError(printable(`${prefix}not valid YAML or JSON (${where}): ${what}`));
@@ -85,6 +84,18 @@ export function readSpecDocument(text: string, source?: string): unknown {
   // Escaped to one line: the path holds the spec's own keys.
   if (problem) throw new UserError(printable(`${prefix}invalid rollout spec: ${problem.path || '(spec)'}: ${problem.message}`));
   return document;
+}
+
+/**
+ * Where a YAML error is, as `line L, column C` (both from 1). The composer's errors carry only an
+ * offset (yaml.parseDocument turns it into a line and column, but would compose the text again).
+ */
+function errorPosition(text: string, error: Yaml.YAMLParseError): string {
+  if (error.linePos?.[0]) return `line ${error.linePos[0].line}, column ${error.linePos[0].col}`;
+  const offset = error.pos?.[0];
+  if (offset === undefined || offset < 0) return 'document';
+  const before = text.slice(0, offset);
+  return `line ${before.split('\n').length}, column ${offset - before.lastIndexOf('\n')}`;
 }
 
 /** A document with nothing in it: yaml composes one as a null scalar spanning no source. */

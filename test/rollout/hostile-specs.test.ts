@@ -298,4 +298,7 @@ test('YAML typed values (!!binary, !!timestamp), several documents and an anchor
   assert.equal(parseRolloutSpec(`---\n${spec('{matchLabels: {site: "2026-01-01"}}')}`, 'spec').steps.length, 1);
   assert.equal(parseRolloutSpec(`${spec('{matchLabels: {site: north}}')}---\n`, 'spec').steps.length, 1);
   assert.equal(parseRolloutSpec(`${spec('{matchLabels: {site: north}}')}...\n---\n# the next one is in pilot.yaml\n`, 'spec').steps.length, 1);
+  // A broken spec before an empty document, or after one, still names the line (it said "document").
+  refused('model: [\n---\n', 'spec: not valid YAML or JSON (line 2, column 1): Flow sequence in block collection must be sufficiently indented and end with a ]');
+  refused('---\n# pilot.yaml\n---\nmodel: {a: 1\n', 'spec: not valid YAML or JSON (line 5, column 1): Flow map in block collection must be sufficiently indented and end with a }');
 });
