@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import type * as Yaml from 'yaml';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { MAX_NESTING_DEPTH, untrustedDataProblem } from '../../shared/util/untrusted-data.ts';
+import { lineAndColumn } from '../../shared/util/line-and-column.ts';
 import { printable } from './operator-text.ts';
 
 /** The largest rollout spec accepted (a spec listing thousands of devices is still far below). */
@@ -93,9 +94,7 @@ export function readSpecDocument(text: string, source?: string): unknown {
 function errorPosition(text: string, error: Yaml.YAMLParseError): string {
   if (error.linePos?.[0]) return `line ${error.linePos[0].line}, column ${error.linePos[0].col}`;
   const offset = error.pos?.[0];
-  if (offset === undefined || offset < 0) return 'document';
-  const before = text.slice(0, offset);
-  return `line ${before.split('\n').length}, column ${offset - before.lastIndexOf('\n')}`;
+  return offset === undefined || offset < 0 ? 'document' : lineAndColumn(text, offset);
 }
 
 /** A document with nothing in it: yaml composes one as a null scalar spanning no source. */

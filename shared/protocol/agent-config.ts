@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { duplicateJsonKey } from '../util/duplicate-keys.ts';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
 import { describeFsError } from '../util/fs-checks.ts';
+import { lineAndColumn } from '../util/line-and-column.ts';
 import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.ts';
 import { MAX_NESTING_DEPTH, describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
 import { DeviceIdSchema } from './payloads.ts';
@@ -100,11 +101,6 @@ function jsonProblemAt(text: string): string {
   // `InvalidSymbol` → `invalid symbol`
   const what = printParseErrorCode(first.error).replace(/(?!^)([A-Z])/g, ' $1').toLowerCase();
   return `${what} at ${lineAndColumn(text, first.offset)}`;
-}
-
-function lineAndColumn(text: string, offset: number): string {
-  const before = text.slice(0, offset);
-  return `line ${before.split('\n').length}, column ${offset - before.lastIndexOf('\n')}`;
 }
 
 // jsonc-parser's SyntaxKind is a const enum (see duplicate-keys.ts): 1 `{`, 2 `}`, 3 `[`, 4 `]`, 17 end of text.
