@@ -4,6 +4,7 @@ import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs
 import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { loadFleetpruneProto, type FleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { bearerTokenProblem } from '../../shared/protocol/bearer-token.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 export interface ConnectionFlags {
@@ -235,22 +236,13 @@ function readCaCertificates(path: string, source: string): Buffer {
   return pem;
 }
 
-const CHARACTER_NAMES: Record<string, string> = { '\r': 'a carriage return', '\n': 'a line feed', '\t': 'a tab', ' ': 'a space' };
-
 /**
  * A token travels in a gRPC header, which holds printable ASCII only; grpc-js otherwise throws
- * from Metadata.set, which read as an internal error. Names where the token came from and the
- * first bad character (never the token itself): a carriage return is typically left by
- * `FLEETPRUNE_TOKEN=$(cat file)` on a file with CRLF line endings.
+ * from Metadata.set, which read as an internal error. Names where the token came from.
  */
 function checkToken(token: string, source: string): void {
-  // No space either: the server reads "Bearer <token>" up to the first one.
-  const bad = /[^!-~]/u.exec(token);
-  if (!bad) return;
-  const code = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
-  const name = CHARACTER_NAMES[bad[0]] ?? 'a character';
-  const hint = bad[0] === '\r' ? ' (copied from a file with CRLF line endings?)' : '';
-  throw new UserError(`${source}: the token holds ${name} (${code}) at position ${bad.index + 1}; tokens are visible ASCII (! to ~)${hint}`);
+  const problem = bearerTokenProblem(token);
+  if (problem !== null) throw new UserError(`${source}: the token ${problem}`);
 }
 
 /**

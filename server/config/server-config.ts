@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { coercedWholeNumber } from '../../shared/util/whole-number.ts';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
-import { BrokerUrlSchema } from '../../shared/protocol/agent-config.ts';
+import { BrokerUrlSchema, mqttCredential } from '../../shared/protocol/agent-config.ts';
+import { bearerTokenProblem } from '../../shared/protocol/bearer-token.ts';
 import { ServerUrlSchema } from '../../shared/protocol/server-url.ts';
 
 const Port = coercedWholeNumber(0, 65535);
@@ -34,10 +35,8 @@ const AdminToken = z
   .string()
   .min(16, 'must be at least 16 characters')
   .superRefine((token, ctx) => {
-    const bad = /[^!-~]/u.exec(token);
-    if (!bad) return;
-    const code = `U+${bad[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
-    ctx.addIssue({ code: 'custom', message: `holds ${bad[0] === ' ' ? 'a space' : 'a character'} (${code}) at position ${bad.index + 1}; a token is visible ASCII (! to ~), as "Authorization: Bearer <token>" carries it` });
+    const problem = bearerTokenProblem(token);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
   });
 
 /** Everything `fleetprune server` can be told, after flags and environment are merged. */
@@ -86,7 +85,7 @@ export const ServerConfigSchema = z
     /** Use this external MQTT 3.1.1 broker instead of the embedded one. */
     mqttUrl: ServerBrokerUrl.optional(),
     /** Password of the server's broker identity (external broker; default: random, needs mosquittoDir). */
-    mqttPassword: z.string().min(8, 'must be at least 8 characters').optional(),
+    mqttPassword: mqttCredential(z.string().min(8, 'must be at least 8 characters')).optional(),
     /** Mosquitto: where the server writes its password and ACL files. */
     mosquittoDir: z.string().min(1).transform((path) => resolve(path)).optional(),
     /** Mosquitto: its pid_file; the server sends SIGHUP after rewriting the files. */

@@ -7,6 +7,7 @@ import { describeFsError } from '../util/fs-checks.ts';
 import { lineAndColumn } from '../util/line-and-column.ts';
 import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.ts';
 import { MAX_NESTING_DEPTH, describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
+import { bearerTokenProblem } from './bearer-token.ts';
 import { DeviceIdSchema } from './payloads.ts';
 import { ServerUrlSchema } from './server-url.ts';
 
@@ -33,7 +34,35 @@ export const MAX_LABEL_VALUE_CHARS = 256;
 export const BrokerUrlSchema = z
   .url({ protocol: /^mqtts?$/, error: 'must be an mqtt:// or mqtts:// URL' })
   // Run after a failed url check too (zod refines every issue): text that is no URL is left to it.
-  .refine((url) => !URL.canParse(url) || new URL(url).hostname !== '', 'must name the broker\'s host (mqtt://HOST:PORT)');
+  .refine((url) => !URL.canParse(url) || new URL(url).hostname !== '', 'must name the broker\'s host (mqtt://HOST:PORT)')
+  // mqtt.js reads port 0 as "no port" and connects to 1883 (8883 for mqtts): another broker than the one named.
+  .refine((url) => !URL.canParse(url) || new URL(url).port !== '0', 'port 0 is no broker\'s port (mqtt://HOST:PORT, 1-65535; leave it out for 1883)');
+
+/** MQTT's CONNECT carries the user name and password with a two-byte length: at most 65,535 bytes of UTF-8. */
+export const MAX_MQTT_CREDENTIAL_BYTES = 65_535;
+
+/**
+ * A broker user name or password. A longer one made mqtt.js throw while it wrote CONNECT, after the
+ * agent had started: an uncaught exception instead of a refusal at load.
+ */
+export const MqttCredentialSchema = mqttCredential(z.string().min(1));
+
+/** `schema`, refusing what does not fit MQTT's CONNECT (see MqttCredentialSchema). */
+export function mqttCredential(schema: z.ZodString): z.ZodString {
+  return schema.refine((value) => Buffer.byteLength(value, 'utf8') <= MAX_MQTT_CREDENTIAL_BYTES, `must be at most ${MAX_MQTT_CREDENTIAL_BYTES} bytes of UTF-8 (MQTT's limit)`);
+}
+
+/**
+ * The device's token for the server's HTTP API. One the Authorization header cannot carry failed
+ * every download, with an error quoting the header: the token, on stderr.
+ */
+const DeviceTokenSchema = z
+  .string()
+  .min(1)
+  .superRefine((token, ctx) => {
+    const problem = bearerTokenProblem(token);
+    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 export const AgentConfigSchema = z.strictObject({
   schema: z.literal(1, { error: 'must be 1: the config format this agent reads (a config from a newer server? upgrade the agent)' }),
@@ -41,12 +70,12 @@ export const AgentConfigSchema = z.strictObject({
   labels: z.record(LabelKeySchema, z.string().max(MAX_LABEL_VALUE_CHARS)),
   broker: z.strictObject({
     url: BrokerUrlSchema,
-    username: z.string().min(1),
-    password: z.string().min(1),
+    username: MqttCredentialSchema,
+    password: MqttCredentialSchema,
   }),
   server: z.strictObject({
     url: ServerUrlSchema,
-    token: z.string().min(1),
+    token: DeviceTokenSchema,
   }),
   serverPublicKey: z.string().includes('BEGIN PUBLIC KEY', { message: 'must be an SPKI PEM public key' }),
 });

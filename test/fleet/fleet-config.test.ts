@@ -21,6 +21,11 @@ test('fleet settings: defaults, and each bad combination names its flag', () => 
     [{ dataDir: '/x', mqttUrl: 'mqtt://fleet:S3cret@broker:1883', mqttPassword: 'password1' }, /--mqtt-url: must not hold user:password@/],
     [{ dataDir: '/x', mqttPublicUrl: 'mqtts://fleet:S3cret@broker:8883' }, /--mqtt-public-url: must not hold user:password@/],
     [{ dataDir: '/x', metricsAuth: 'basic' as 'token' }, /--metrics-auth: must be one of "none", "token"$/],
+    // mqtt.js reads port 0 as 1883: the server and its devices would talk to another broker.
+    [{ dataDir: '/x', mqttUrl: 'mqtt://broker:0', mqttPassword: 'password1' }, /--mqtt-url: port 0 is no broker's port/],
+    [{ dataDir: '/x', mqttPublicUrl: 'mqtt://broker:0' }, /--mqtt-public-url: port 0 is no broker's port/],
+    // MQTT's CONNECT carries at most 65,535 bytes of password.
+    [{ dataDir: '/x', mqttUrl: 'mqtt://broker:1883', mqttPassword: 'p'.repeat(65_536) }, /FLEETPRUNE_MQTT_PASSWORD: must be at most 65535 bytes of UTF-8/],
   ];
   for (const [input, message] of refusals) assert.throws(() => parseServerConfig(input), message, JSON.stringify(input));
 });

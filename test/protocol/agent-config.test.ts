@@ -41,6 +41,16 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     [{ ...config, server: { ...config.server, url: 'https://x/#top' } }, /server\.url: must be a base URL/],
     [{ ...config, server: { ...config.server, url: 'https://user:pw@x' } }, /server\.url: must be a base URL/],
     [{ ...config, serverPublicKey: rsaKey }, /serverPublicKey: not an ed25519 key/],
+    // mqtt.js read port 0 as its default, 1883: the agent talked to another broker than the one named.
+    [{ ...config, broker: { ...config.broker, url: 'mqtt://fleet.example:0' } }, /bad\.json: broker\.url: port 0 is no broker's port/],
+    [{ ...config, broker: { ...config.broker, url: 'mqtts://fleet.example:00' } }, /broker\.url: port 0/],
+    // MQTT's CONNECT holds at most 65,535 bytes per credential: a longer one crashed the agent after start.
+    [{ ...config, broker: { ...config.broker, password: 'p'.repeat(65_536) } }, /bad\.json: broker\.password: must be at most 65535 bytes of UTF-8 \(MQTT's limit\)$/],
+    [{ ...config, broker: { ...config.broker, username: 'é'.repeat(32_768) } }, /bad\.json: broker\.username: must be at most 65535 bytes/],
+    // The token goes in an Authorization header: one that cannot failed every download, and the error printed it.
+    [{ ...config, server: { ...config.server, token: 'fp_secret\nrest' } }, /bad\.json: server\.token: holds a line feed \(U\+000A\) at position 10; tokens are visible ASCII/],
+    [{ ...config, server: { ...config.server, token: 'fp_sécret' } }, /server\.token: holds a character \(U\+00E9\) at position 5/],
+    [{ ...config, server: { ...config.server, token: 'fp secret' } }, /server\.token: holds a space/],
     [{ ...config, extra: 1 }, /bad\.json: the config: unrecognized key: "extra"$/i],
     [{ ...config, schema: 2 }, /bad\.json: schema: must be 1: the config format this agent reads \(a config from a newer server\? upgrade the agent\)$/],
     [JSON.stringify(config).replace('"labels":{', '"labels":{"__proto__":"x",'), /bad\.json: labels\.__proto__: "__proto__" is not allowed as a key$/],
@@ -51,6 +61,7 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
       assert.equal(error.name, 'UserError');
       assert.match(error.message, message);
       assert.doesNotMatch(error.message, /\n/);
+      assert.doesNotMatch(error.message, /secret/, 'no error quotes a credential');
       return true;
     });
   }
