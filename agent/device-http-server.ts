@@ -24,11 +24,18 @@ export const DEVICE_HTTP_LIMITS: DeviceHttpLimits = { headersTimeoutMs: 10_000, 
  */
 export function createDeviceHttpServer(app: RequestListener, limits: DeviceHttpLimits = DEVICE_HTTP_LIMITS): http.Server {
   const server = http.createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.requestTimeoutMs, connectionsCheckingInterval: limits.checkIntervalMs }, app);
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => answerClientError(error, socket, limits));
+  // Node times out a request's headers and its whole request with the same error code: which limit
+  // ran out is told by whether the socket's current request got past its headers.
+  const headersArrived = new WeakSet<object>();
+  server.on('request', (request: http.IncomingMessage, response: http.ServerResponse) => {
+    headersArrived.add(request.socket);
+    response.on('close', () => headersArrived.delete(request.socket));
+  });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => answerClientError(error, socket, limits, headersArrived.has(socket)));
   return server;
 }
 
-function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, limits: DeviceHttpLimits): void {
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, limits: DeviceHttpLimits, headersArrived: boolean): void {
   // Gone already, or a response has begun on it (as Node's own handler judges): nothing can be answered.
   if (error.code === 'ECONNRESET' || !socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten !== 0) {
     socket.destroy();
@@ -36,7 +43,7 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, limits:
   }
   const [status, message] =
     error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-      ? [408, `the request did not arrive in ${limits.requestTimeoutMs / 1000} s`]
+      ? [408, headersArrived ? `the request did not arrive in ${limits.requestTimeoutMs / 1000} s` : `the request's headers did not arrive in ${limits.headersTimeoutMs / 1000} s`]
       : error.code === 'HPE_HEADER_OVERFLOW'
         ? [431, 'the request\'s headers are larger than the server takes']
         : [400, `malformed HTTP request${error.code ? ` (${error.code})` : ''}`];

@@ -7,10 +7,10 @@ import { createDeviceHttpServer, DEVICE_HTTP_LIMITS } from '../../agent/device-h
 import { createPredictApp } from '../../agent/predict-api.ts';
 
 /** The device API (no model yet) behind createDeviceHttpServer, with a request limit of `requestTimeoutMs`. */
-async function deviceApi(t: TestContext, requestTimeoutMs = DEVICE_HTTP_LIMITS.requestTimeoutMs): Promise<number> {
+async function deviceApi(t: TestContext, requestTimeoutMs = DEVICE_HTTP_LIMITS.requestTimeoutMs, headersTimeoutMs = requestTimeoutMs): Promise<number> {
   const stats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
   const app = createPredictApp({ stats, active: () => undefined, candidate: () => undefined, shadowFraction: 0, metrics: createAgentMetrics(), logger: pino({ level: 'silent' }), health: () => ({}) });
-  const server = createDeviceHttpServer(app, { headersTimeoutMs: requestTimeoutMs, requestTimeoutMs, checkIntervalMs: 100 });
+  const server = createDeviceHttpServer(app, { headersTimeoutMs, requestTimeoutMs, checkIntervalMs: 100 });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(async () => {
     server.closeAllConnections();
@@ -40,6 +40,14 @@ test('a request whose body stalls (slowloris) is answered 408 and its connection
   assert.deepEqual(jsonError(answer), { error: 'the request did not arrive in 0.5 s' });
   // Closed by the server after its limit (checked every 100 ms here), not left open for Node's 300 s.
   assert.ok(elapsedMs >= 400 && elapsedMs < 10_000, `closed after ${elapsedMs} ms`);
+});
+
+test('a request whose headers stall is answered 408 naming the headers limit, not the request limit', { timeout: 20_000 }, async (t) => {
+  const port = await deviceApi(t, 5_000, 500);
+  const { answer, elapsedMs } = await exchange(port, 'POST /v1/predict HTTP/1.1\r\nHost: device\r\nContent-Ty');
+  assert.match(answer, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+  assert.deepEqual(jsonError(answer), { error: "the request's headers did not arrive in 0.5 s" });
+  assert.ok(elapsedMs >= 400 && elapsedMs < 4_000, `closed after ${elapsedMs} ms`);
 });
 
 test("requests Node refuses before the API sees them get the API's JSON error, not a bare status line", { timeout: 20_000 }, async (t) => {
