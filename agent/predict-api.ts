@@ -1,5 +1,6 @@
 import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
 import { guardBodySize } from '../shared/http/body-size-guard.ts';
+import { contentCharset, readsAsUtf8 } from '../shared/http/content-charset.ts';
 import { undecodableBody } from '../shared/http/undecodable-body.ts';
 import { duplicateJsonKey } from '../shared/util/duplicate-keys.ts';
 import type { Logger } from '../shared/util/log.ts';
@@ -52,11 +53,29 @@ export function createPredictApp(options: PredictApiOptions): Express {
   const rowsCounted = new WeakSet<object>();
   const readJson = express.json({ limit: MAX_PREDICT_BODY_BYTES, strict: false, verify: (request, _response, raw) => void rawBodies.set(request, raw) });
   const readPredictBody: RequestHandler = (request, response, next) => {
+    // Neither Content-Length nor Transfer-Encoding is an empty body (RFC 9112 §6.3), as Content-Length: 0 is;
+    // req.is() answers null for it whatever its type, which read as "not JSON".
+    const { 'content-length': length, 'transfer-encoding': chunked } = request.headers;
+    if ((length === undefined && chunked === undefined) || length === '0') {
+      metrics.predictRequests.inc({ status: '400' });
+      response.status(400).json({ error: 'the body is empty; send {"rows": [...]} as JSON (Content-Type: application/json)' });
+      return;
+    }
     if (!request.is('application/json')) {
       metrics.predictRequests.inc({ status: '415' });
       response.status(415).json({ error: 'send the rows as JSON (Content-Type: application/json)' });
       return;
     }
+    // body-parser decodes any utf-* charset (UTF-16 too), but the duplicate-key check reads the raw
+    // bytes as UTF-8: a UTF-16 body would pass it unchecked. JSON is UTF-8 (RFC 8259 §8.1).
+    const charset = contentCharset(request.headers['content-type']);
+    if (!readsAsUtf8(charset)) {
+      metrics.predictRequests.inc({ status: '415' });
+      response.status(415).json({ error: `unsupported charset "${charset!.toUpperCase()}"; send the rows as UTF-8 JSON` });
+      return;
+    }
+    // body-parser takes only the `utf-…` spellings: the others that read as UTF-8 (utf8, us-ascii) are named as it knows them.
+    if (charset !== null && charset !== 'utf-8') request.headers['content-type'] = 'application/json; charset=utf-8';
     // body-parser answers 413 only once it has read the whole body (or never, for a declared
     // length never sent): refused here at once, and the connection closed rather than drained.
     const refuse = () => {

@@ -10,7 +10,7 @@ import { buildOpenApiDocument } from './openapi.ts';
 import type { RouteSpec } from './route-spec.ts';
 import { duplicateJsonKey } from '../../shared/util/duplicate-keys.ts';
 import { limitBodySize } from './body-size-limit.ts';
-import { contentCharset, readsAsUtf8 } from './content-charset.ts';
+import { contentCharset, readsAsUtf8 } from '../../shared/http/content-charset.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { refuseRepeatedQuery, validatePart } from './validate-request.ts';

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import { ServiceError } from '../app/service-error.ts';
 import { bodyTooLarge } from './body-size-limit.ts';
-import { contentCharset, readsAsUtf8 } from './content-charset.ts';
+import { contentCharset, readsAsUtf8 } from '../../shared/http/content-charset.ts';
 import { encodedBodyRefusal } from './identity-encoding.ts';
 import { isUtf8 } from 'node:buffer';
 

@@ -162,7 +162,12 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
   };
   assert.deepEqual(await twice(`{"rows":[${JSON.stringify(row)}],"rows":[${JSON.stringify(row)}]}`), { status: 400, error: 'rows: given twice in one object; send each key once' });
   const namedTwice = JSON.stringify({ rows: [named] }).replace('{"f0":', '{"f0":"junk","f0":');
-  assert.deepEqual(await twice(namedTwice), { status: 400, error: 'rows.f0: given twice in one object; send each key once' });
+  assert.deepEqual(await twice(namedTwice), { status: 400, error: 'rows[0].f0: given twice in one object; send each key once' });
+  // JSON is UTF-8: body-parser would decode UTF-16, and the duplicate-key check read it as UTF-8 and saw nothing.
+  const utf16 = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json; charset=utf-16le' }, body: Buffer.from(namedTwice, 'utf16le') });
+  assert.deepEqual([utf16.status, ((await utf16.json()) as { error: string }).error], [415, 'unsupported charset "UTF-16LE"; send the rows as UTF-8 JSON']);
+  const utf8Spelled = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json; charset=UTF8' }, body: JSON.stringify({ rows: [named] }) });
+  assert.equal(utf8Spelled.status, 200, 'utf8 is UTF-8 too');
   for (const scalar of ['null', '42', '"x"', 'true']) assert.deepEqual(await twice(scalar), { status: 400, error: 'the body must be a JSON object {"rows": [...]}' });
 
   // A body declared far over the limit and never sent is refused at once, and the connection closed.
@@ -188,6 +193,12 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
   const elsewhere = await exchange('DELETE /nope HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: close\r\n\r\n{bad');
   assert.match(elsewhere, /^HTTP\/1\.1 404 /);
   assert.equal(await predictCount(), before400);
+  // An empty body is named as such, whether its length is declared 0 or not declared at all.
+  for (const headers of [{ 'Content-Type': 'application/json', 'Content-Length': '0' }, { 'Content-Type': 'application/json' }]) {
+    const empty = await exchange(`POST /v1/predict HTTP/1.1\r\nHost: device\r\nConnection: close\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+    assert.match(empty, /^HTTP\/1\.1 400 /, JSON.stringify(headers));
+    assert.match(empty, /\{"error":"the body is empty; send \{\\"rows\\": \[\.\.\.\]\} as JSON \(Content-Type: application\/json\)"\}$/);
+  }
 });
 
 test('a model output holding NaN or ±Infinity is found (the API answers 422 rather than null probabilities)', () => {
