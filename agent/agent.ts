@@ -26,6 +26,7 @@ import { crashPoint } from './crash-points.ts';
 import { DataDir } from './data-dir.ts';
 import { DirectReports } from './direct-reports.ts';
 import { describeFileError } from './file-errors.ts';
+import { manifestIdentityProblem } from './manifest-identity.ts';
 import { HeartbeatBuilder } from './heartbeat.ts';
 import { MessageTrust } from './message-trust.ts';
 import { benchmarkCandidate } from './candidate-benchmark.ts';
@@ -371,10 +372,13 @@ export class Agent {
       const ref = state[slot];
       if (!ref) continue;
       const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
-      if ('failure' in verified) {
-        this.#logger.error({ slot, model: ref.model, version: ref.version, reason: verified.failure }, 'a model on disk failed verification; dropping it from its slot');
+      // The signed manifest names its model: a state file naming it otherwise (edited, or written
+      // by a bug) would have the agent serve and report it under a name it was never signed with.
+      const failure = 'failure' in verified ? verified.failure : manifestIdentityProblem(verified.manifest, ref, `${this.#dir.stateFile} (${slot})`);
+      if (failure !== null) {
+        this.#logger.error({ slot, model: ref.model, version: ref.version, reason: failure }, 'a model on disk failed verification; dropping it from its slot');
         state = { ...state, [slot]: null };
-        lost.push({ model: ref.model, version: ref.version, sha256: ref.sha256, slot, reason: verified.failure, at: this.#deps.clock().toISOString(), reported: false });
+        lost.push({ model: ref.model, version: ref.version, sha256: ref.sha256, slot, reason: failure, at: this.#deps.clock().toISOString(), reported: false });
         changed = true;
       }
     }

@@ -8,6 +8,7 @@ import { verifyManifestForDevice } from '../shared/protocol/signer-endorsement.t
 import { errorMessage } from '../shared/util/errors.ts';
 import type { DataDir } from './data-dir.ts';
 import { describeFileError } from './file-errors.ts';
+import { manifestIdentityProblem } from './manifest-identity.ts';
 
 /** A fetch failure. `permanent` ones (verification, 4xx, redirects) are refused; the others are retried. */
 export class FetchError extends Error {
@@ -120,10 +121,8 @@ export class ArtifactFetcher {
     if (id !== assignment.sha256) throw new FetchError(`manifest: artifact id is ${id}, but the assignment names ${assignment.sha256}`, true);
     const signatureFailure = verifyManifestForDevice(manifest, id, this.server.publicKey, assignment.signer);
     if (signatureFailure) throw new FetchError(`manifest ${signatureFailure}`, true);
-    if (manifest.name !== assignment.model) throw new FetchError(`manifest: model is ${manifest.name}, but the assignment names ${assignment.model}`, true);
-    if (manifest.version !== undefined && manifest.version !== assignment.version) {
-      throw new FetchError(`manifest: version is ${manifest.version}, but the assignment names ${assignment.version}`, true);
-    }
+    const mismatch = manifestIdentityProblem(manifest, assignment, 'the assignment');
+    if (mismatch) throw new FetchError(mismatch, true);
     return { manifest, bytes };
   }
 

@@ -4,6 +4,7 @@ import type { Assignment } from '../shared/protocol/payloads.ts';
 import { describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { DiskError, FetchError, type ArtifactFetcher } from './artifact-fetcher.ts';
+import { manifestIdentityProblem } from './manifest-identity.ts';
 import type { InstalledModel, ModelStore } from './model-store.ts';
 
 /** The longest a server's Retry-After is honoured between two download attempts. */
@@ -52,7 +53,12 @@ export class ModelObtainer {
   async obtain(assignment: Assignment, signal: AbortSignal): Promise<InstalledModel> {
     if (await this.#options.store.has(assignment.sha256)) {
       const verified = await this.#options.store.loadVerified(assignment.sha256, this.#options.publicKey);
-      if (!('failure' in verified)) return verified;
+      if (!('failure' in verified)) {
+        // As a download's manifest is checked (fetchVerifiedManifest): the model it is, not only its files.
+        const mismatch = manifestIdentityProblem(verified.manifest, assignment, 'the assignment');
+        if (mismatch) throw new FetchError(mismatch, true);
+        return verified;
+      }
       this.#options.logger.warn({ reason: verified.failure }, 'a stored model failed verification; downloading it again');
       await this.#options.store.collectGarbage(this.#options.referencedModels());
     }

@@ -128,3 +128,26 @@ test('a lost active model whose previous one is also the candidate: the previous
   assert.equal(JSON.parse(await readFile(join(dev.dataDir, 'state.json'), 'utf8')).candidate, null, 'and so on disk');
   assert.equal((await second.predict({ rows: ROW })).json.sha256, world.v1.id);
 });
+
+test('a state file naming its active model otherwise than the signed manifest does drops it from the slot: the agent never serves a model under a name it was not signed with', async (t) => {
+  const dev = await device(t, 'lost-5');
+  const first = await dev.start();
+  const v1 = await world.assign('lost-5', world.v1, 'active');
+  await world.waitForReport(isOutcome(v1.id, 'activated'));
+  const v2 = await world.assign('lost-5', world.v2, 'active');
+  await world.waitForReport(isOutcome(v2.id, 'activated'));
+  await first.agent.idle();
+  await first.stop();
+
+  const statePath = join(dev.dataDir, 'state.json');
+  const state = JSON.parse(await readFile(statePath, 'utf8'));
+  assert.equal(state.active.sha256, world.v2.id);
+  await writeFile(statePath, JSON.stringify({ ...state, active: { ...state.active, model: 'other', version: '999' } }));
+
+  const second = await dev.start();
+  assert.deepEqual([second.agent.slots.active?.version, second.agent.slots.active?.sha256], ['1', world.v1.id], 'serving the previous model');
+  const answer = await second.predict({ rows: ROW });
+  assert.deepEqual([answer.json.model, answer.json.version], [world.v1.manifest.name, '1']);
+  const loss = await world.waitForReport(isOutcome(v2.id, 'refused'));
+  assert.match(reasonOf(loss), new RegExp(`manifest: model is ${world.v2.manifest.name}, but .*state\\.json \\(active\\) names other$`));
+});
