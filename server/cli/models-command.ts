@@ -1,4 +1,5 @@
 import { createReadStream, existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { InvalidArgumentError, type Command } from 'commander';
@@ -6,6 +7,7 @@ import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { GENERAL_SUBDIR } from '../../shared/artifact/prune-output-names.ts';
 import { assertArtifactDirectory, readManifest } from '../../shared/artifact/read-artifact.ts';
 import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
+import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { refuseEmpty } from './non-empty.ts';
@@ -41,19 +43,39 @@ export function registerModelsCommand(program: Command): void {
       const damaged = await checkArtifactFiles(dir, manifest);
       if (damaged.length > 0) throw new UserError(`cannot push ${dir}: ${damaged.join('; ')}`);
       const parent = await parentInGeneral(dir, manifest);
-      await withConnection(flags, async (connection) => {
-        const name = flags.name ?? manifest.name;
-        // The server refuses an untrusted or conflicting artifact before any file is sent (and
-        // before its parent is pushed), and says which files it already has.
-        const check = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
-        if (parent) await pushParent(connection, name, parent);
-        await uploadAll(connection, name, dir, manifest, check.missing_sha256);
-        const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
-          name,
-          manifest_json: JSON.stringify(manifest),
-        });
-        process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id})\n`);
+      const name = flags.name ?? manifest.name;
+      // Ctrl-C is one line saying what is registered: after the parent and before the pruned model,
+      // `latest` is the general model, and pushing again finishes the push.
+      let registeredParent: string | undefined;
+      /** The directory whose registration was sent and not answered yet. */
+      let registering: string | undefined;
+      const stopListening = onStopSignals((signal) => {
+        const state = registering
+          ? `the server may have registered ${registering} already (\`fleetprune models list ${name}\` shows whether it did)`
+          : registeredParent
+            ? `the parent is registered as ${registeredParent}, ${dir} is not (\`latest\` is the general model until it is); \`fleetprune models push ${dir}\` again registers it`
+            : 'nothing was registered';
+        process.stderr.write(`fleetprune: interrupted (${signal}): ${state}\n`);
+        process.exit(128 + osConstants.signals[signal]);
       });
+      try {
+        await withConnection(flags, async (connection) => {
+          // The server refuses an untrusted or conflicting artifact before any file is sent (and
+          // before its parent is pushed), and says which files it already has.
+          const check = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
+          if (parent) registeredParent = await pushParent(connection, name, parent, () => (registering = parent.dir));
+          registering = undefined;
+          await uploadAll(connection, name, dir, manifest, check.missing_sha256);
+          registering = dir;
+          const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
+            name,
+            manifest_json: JSON.stringify(manifest),
+          });
+          process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id})\n`);
+        });
+      } finally {
+        stopListening();
+      }
     });
 
   withConnectionOptions(models.command('list [name]').description('list models, or the versions of one model (with the status its last rollout gave it)'))
@@ -203,26 +225,29 @@ async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: 
 
 /**
  * Registers the parent under `name` before its pruned child, so the child gets the higher
- * version and `latest` is the pruned model. A parent already registered under `name` is left
- * as it is.
+ * version and `latest` is the pruned model, and returns it as `name@version`. A parent already
+ * registered under `name` (found so by the check, or by the registration when another push of it
+ * got there first) is left as it is. `onRegistering` is called as its registration is sent.
  */
-async function pushParent(connection: ServerConnection, name: string, parent: { dir: string; manifest: Manifest }): Promise<void> {
+async function pushParent(connection: ServerConnection, name: string, parent: { dir: string; manifest: Manifest }, onRegistering: () => void): Promise<string> {
   const manifestJson = JSON.stringify(parent.manifest);
-  let missing: string[];
   try {
-    ({ missing_sha256: missing } = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: manifestJson }));
+    const { missing_sha256: missing } = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: manifestJson });
+    await uploadAll(connection, name, parent.dir, parent.manifest, missing);
+    onRegistering();
+    const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', { name, manifest_json: manifestJson });
+    process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id}; the parent, from ${parent.dir})\n`);
+    return `${version.model}@${version.version}`;
   } catch (error) {
     const registered = error instanceof UserError ? /is already registered as (\S+)$/.exec(error.message) : null;
     if (registered && (error as UserError & { cause?: { code?: number } }).cause?.code === GrpcStatus.ALREADY_EXISTS) {
       process.stderr.write(`the parent in ${parent.dir} is already registered as ${registered[1]}\n`);
-      return;
+      return registered[1]!;
     }
+    // Its upload's errors too: "uploading model.onnx" alone would read as the pruned model's file.
     if (error instanceof UserError) throw new UserError(`pushing the parent in ${parent.dir}: ${error.message}`, { exitCode: error.exitCode, cause: error });
     throw error;
   }
-  await uploadAll(connection, name, parent.dir, parent.manifest, missing);
-  const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', { name, manifest_json: manifestJson });
-  process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id}; the parent, from ${parent.dir})\n`);
 }
 
 /**

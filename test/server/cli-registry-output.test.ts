@@ -8,7 +8,7 @@ import { collectBlobGarbage } from '../../server/artifacts/blob-garbage-collecto
 import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import { RegistryModelStatus } from '../../server/rollout/registry-model-status.ts';
 import { runCli } from './helpers/run-cli.ts';
-import { runCliBatch, tempDir, type CliResult } from '../helpers/cli.ts';
+import { runCliBatch, startCli, tempDir, type CliResult } from '../helpers/cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
@@ -74,6 +74,86 @@ test('models push DIR of a pruned artifact whose parent is registered already pu
   assert.equal(pushed.code, 0, pushed.stderr);
   assert.equal(pushed.stdout, `registered iris@2 (artifact ${artifactId(pruned.manifest)})\n`);
   assert.equal(pushed.stderr, `the parent in ${join(pruned.dir, 'general')} is already registered as iris@1\n`);
+});
+
+/**
+ * Holds the server's next blob upload whose hash `matches` until `release()`: `held` resolves once
+ * one is held. The upload itself then goes on through the real blob store.
+ */
+function holdUpload(server: NonNullable<Awaited<ReturnType<typeof startTestServer>>>, matches: (sha256: string | null) => boolean) {
+  const blobs = server.server.ctx.blobs;
+  const put = blobs.put.bind(blobs);
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let markHeld!: () => void;
+  const held = new Promise<void>((resolve) => (markHeld = resolve));
+  let holding = true;
+  blobs.put = async (...args: Parameters<typeof put>) => {
+    if (holding && matches(args[1])) {
+      holding = false;
+      markHeld();
+      await released;
+    }
+    return put(...args);
+  };
+  return { held, release };
+}
+
+test('models push DIR whose parent another push registers meanwhile takes the parent as registered and registers the pruned model', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { general, pruned } = await prunedWithGeneral(t, key);
+  // This push is held at its parent's first upload, after its check found the parent unregistered...
+  const upload = holdUpload(server, () => true);
+  const racing = startCli(t, ['models', 'push', pruned.dir, ...connection]);
+  await upload.held;
+  // ...while another push registers the parent.
+  const other = await runCli(['models', 'push', general.dir, ...connection]);
+  assert.equal(other.code, 0, other.stderr);
+  upload.release();
+  const [code] = await racing.exited;
+  // It failed with "artifact <the parent's id> is already registered as iris@1", as if it were the pruned model.
+  assert.equal(code, 0, racing.output.stderr);
+  assert.equal(racing.output.stderr, `the parent in ${join(pruned.dir, 'general')} is already registered as iris@1\n`);
+  assert.equal(racing.output.stdout, `registered iris@2 (artifact ${artifactId(pruned.manifest)})\n`);
+  const latest = (await (await server.request('GET', '/api/models/iris/versions/latest')).json()) as { artifactId: string };
+  assert.equal(latest.artifactId, artifactId(pruned.manifest), 'latest is the pruned model');
+});
+
+test('models push DIR stopped by Ctrl-C after its parent registered says so and how to finish; an upload error of the parent names the parent', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { general, pruned } = await prunedWithGeneral(t, key);
+  const parentFiles = new Set(Object.values(general.manifest.files).map((file) => file.sha256));
+
+  // A failed upload of the parent's file: named as the parent's, not as DIR's own model.onnx.
+  const blobs = server.server.ctx.blobs;
+  const put = blobs.put.bind(blobs);
+  blobs.put = async () => {
+    throw new Error('disk on fire');
+  };
+  const failed = await runCli(['models', 'push', pruned.dir, ...connection]);
+  blobs.put = put;
+  assert.equal(failed.code, 1, failed.stderr);
+  assert.match(failed.stderr, new RegExp(`^fleetprune: pushing the parent in ${join(pruned.dir, 'general').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: uploading \\S+: `));
+
+  // Held at the pruned model's own file: the parent is registered by then.
+  const upload = holdUpload(server, (sha256) => sha256 !== null && !parentFiles.has(sha256));
+  const push = startCli(t, ['models', 'push', pruned.dir, ...connection]);
+  await upload.held;
+  push.child.kill('SIGINT');
+  const [code] = await push.exited;
+  upload.release();
+  assert.equal(code, 130);
+  assert.equal(
+    push.output.stderr,
+    `fleetprune: interrupted (SIGINT): the parent is registered as iris@1, ${pruned.dir} is not (\`latest\` is the general model until it is); \`fleetprune models push ${pruned.dir}\` again registers it\n`,
+  );
+  const again = await runCli(['models', 'push', pruned.dir, ...connection]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout, `registered iris@2 (artifact ${artifactId(pruned.manifest)})\n`);
 });
 
 test('a version whose parent is not registered shows the parent sha256 as not registered, not "no parent"; once registered, by name', async (t) => {
