@@ -47,6 +47,7 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     // MQTT's CONNECT holds at most 65,535 bytes per credential: a longer one crashed the agent after start.
     [{ ...config, broker: { ...config.broker, password: 'p'.repeat(65_536) } }, /bad\.json: broker\.password: must be at most 65535 bytes of UTF-8 \(MQTT's limit\)$/],
     [{ ...config, broker: { ...config.broker, username: 'é'.repeat(32_768) } }, /bad\.json: broker\.username: must be at most 65535 bytes/],
+    [{ ...config, broker: { ...config.broker, username: 'osaka\u000007' } }, /bad\.json: broker\.username: contains a NUL character \(U\+0000\)/],
     // The token goes in an Authorization header: one that cannot failed every download, and the error printed it.
     [{ ...config, server: { ...config.server, token: 'fp_secret\nrest' } }, /bad\.json: server\.token: holds a line feed \(U\+000A\) at position 10; tokens are visible ASCII/],
     [{ ...config, server: { ...config.server, token: 'fp_sécret' } }, /server\.token: holds a character \(U\+00E9\) at position 5/],
