@@ -395,7 +395,14 @@ export class RolloutController {
         const state = (await repository.load(id))?.state;
         const decisions = state && (await this.#allDecisions(id));
         // Stopped meanwhile (deposed): its series were dropped, and stay dropped.
-        if (state && decisions && !this.#stopped) metrics.restore(state, decisions);
+        if (!state || !decisions || this.#stopped) return;
+        try {
+          metrics.restore(state, decisions);
+        } catch (error) {
+          // Exported series are for watching: one the stored log cannot give must not keep the
+          // server from starting, or from taking over rollouts (and their rollbacks).
+          this.#o.logger?.error({ rollout: id, err: errorMessage(error) }, 'the rollout\'s metrics could not be restored from its decision log; it runs on, its series are exported from its next decision');
+        }
       });
     try {
       const finished = await repository.list({ finishedByLastChange: true, limit: EXPORTED_FINISHED_ROLLOUTS });

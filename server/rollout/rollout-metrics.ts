@@ -84,14 +84,15 @@ export class RolloutMetrics {
       // The median, as the dashboard charts it. Of a relative check it is context, like the bound
       // of the baseline median exported as its success threshold: the verdict compares each device
       // with its own bound (the per-device margins in the message), so the two can disagree with it.
-      const values = measurement.value ?? [];
+      // A value stored by an earlier server as null (JSON's NaN) is NaN, as it was measured: Gauge.set throws on anything but a number.
+      const values = (measurement.value ?? []).map(asNumber);
       if (values.length > 0) {
         const sorted = [...values].sort((a, b) => a - b);
         const middle = sorted.length >> 1;
         set(this.analysisValue, { metric: measurement.metric }, sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2);
       }
-      if (measurement.thresholds.success !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'success' }, measurement.thresholds.success);
-      if (measurement.thresholds.failure !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'failure' }, measurement.thresholds.failure);
+      if (measurement.thresholds.success !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'success' }, asNumber(measurement.thresholds.success));
+      if (measurement.thresholds.failure !== undefined) set(this.analysisThreshold, { metric: measurement.metric, condition: 'failure' }, asNumber(measurement.thresholds.failure));
     }
     if (isTerminal(state)) {
       // The last changed last (a rollback of an older rollout changes it again), as a restart orders
@@ -132,4 +133,9 @@ export class RolloutMetrics {
     for (const [metric, sets] of this.#series.get(rollout) ?? []) for (const labels of sets.values()) metric.remove(labels);
     this.#series.delete(rollout);
   }
+}
+
+/** A stored value as the number it was: null (how JSON wrote NaN and ±Infinity before json-column.ts kept them) is NaN. */
+function asNumber(value: unknown): number {
+  return typeof value === 'number' ? value : Number.NaN;
 }

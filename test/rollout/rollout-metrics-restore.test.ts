@@ -258,3 +258,47 @@ it('a rollback whose revert answers after another rollout finished: live and a r
   restarted.stop();
   assert.deepEqual(await exportedRollouts(restartRegistry), live);
 });
+
+for (const engine of ['sqlite', 'postgres'] as const) {
+  it(`a measurement of NaN or ±Infinity is stored as measured: a restart restores the rollout and its series, and its rollback works (${engine})`, async (t) => {
+    const location = await freshStoreLocation(t, engine);
+    if (!location) return;
+    const store = await openStore(location);
+    t.after(() => store.close());
+    const repository = new StoreRolloutRepository(store.engine);
+    const scheduler = new ManualScheduler(T0);
+    const fleet = new InMemoryFleet(fleetOf(4));
+    const models = new InMemoryModelStatus('1');
+    // 0/0 on a fleet without traffic is NaN (deploy/examples/rollout.yaml); a rate over nothing can be +Inf.
+    const providers = new MetricProviderResolver({ builtin: new ScriptedProvider([(query) => ({ resultType: 'vector', samples: [{ labels: {}, value: query === 'nan' ? Number.NaN : Number.POSITIVE_INFINITY }] })]) });
+    const controller = (registry: Registry) => new RolloutController({ repository, fleet, models, providers, scheduler, metrics: new RolloutMetrics(registry), actionRetryMs: 1000 });
+    const metric = (name: string, query: string) => ({ name, provider: { builtin: { query } }, successCondition: 'result[0] > 0.5' });
+    const first = controller(new Registry());
+    await first.start(specOf([{ setWeight: 25 }, { analysis: { metrics: [metric('requests', 'nan'), metric('latency', 'inf')] } }, { setWeight: 100 }]), { by: 'alice', id: 'ro-nan' });
+    for (let i = 0; i < 120 && (await first.status('ro-nan')).phase !== 'Paused'; i++) { await scheduler.advance(1000); await first.idle(); }
+    assert.equal((await first.status('ro-nan')).phase, 'Paused', 'the NaN measurement is inconclusive: paused');
+    first.stop();
+
+    const values = (await repository.decisions('ro-nan')).flatMap((decision) => (decision.measurement ? [[decision.measurement.metric, decision.measurement.value]] : []));
+    assert.deepEqual(values, [['requests', [Number.NaN]], ['latency', [Number.POSITIVE_INFINITY]]], 'read back as measured, not as null');
+
+    // A log stored by an earlier server holds null where NaN and +Inf were measured (JSON.stringify's way): restored as NaN.
+    const legacy = JSON.parse(JSON.stringify(await repository.decisions('ro-nan'))) as DecisionLogEntry[];
+    const legacyRegistry = new Registry();
+    new RolloutMetrics(legacyRegistry).restore((await repository.load('ro-nan'))!.state, legacy);
+    assert.match(await legacyRegistry.metrics(), /^fleetprune_analysis_value\{[^}]*metric="latency"[^}]*\} NaN$/im);
+
+    // The restart: it threw "Value is not a valid number: null" from Gauge.set, and the server did not start.
+    const registry = new Registry();
+    const second = controller(registry);
+    await second.recover();
+    const text = await registry.metrics();
+    // prom-client writes NaN as "Nan"; Prometheus reads it either way.
+    assert.match(text, /^fleetprune_analysis_value\{[^}]*metric="requests"[^}]*\} NaN$/im);
+    assert.match(text, /^fleetprune_analysis_value\{[^}]*metric="latency"[^}]*\} \+Inf$/m);
+    await second.rollback('ro-nan', 'bob', 'no traffic to judge by');
+    for (let i = 0; i < 120 && (await second.status('ro-nan')).phase !== 'RolledBack'; i++) { await scheduler.advance(1000); await second.idle(); }
+    assert.equal((await second.status('ro-nan')).phase, 'RolledBack');
+    second.stop();
+  });
+}
