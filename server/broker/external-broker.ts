@@ -13,6 +13,8 @@ import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
 /** How long after the last credentials change Mosquitto is told to reload once more. */
 const TRAILING_RELOAD_MS = 1000;
+/** How long a retained publish waits for the broker's acknowledgement before the caller goes on (see publish). */
+export const RETAINED_ACK_WAIT_MS = 5_000;
 /** The longest wait between two attempts to rewrite Mosquitto's files that keep failing. */
 const MAX_REWRITE_RETRY_MS = 30_000;
 
@@ -36,6 +38,8 @@ export interface ExternalBrokerOptions {
    * broker is away resolves at once rather than waiting for the broker (the reconnect sends it).
    */
   onReconnect?: () => Promise<unknown>;
+  /** With onReconnect: how long a retained publish waits for the broker's acknowledgement (default RETAINED_ACK_WAIT_MS). */
+  retainedAckWaitMs?: number;
 }
 
 /**
@@ -106,9 +110,12 @@ export class ExternalBroker implements Broker {
         },
       );
     };
-    client.on('error', (error) => this.#options.logger.warn({ err: error.message }, 'external broker connection error'));
+    // It reconnects every second while the broker is away: the same error is logged once a minute, with how often it came.
+    const errors = new RepeatedErrorLog(this.#options.logger, 'external broker connection error');
+    client.on('error', (error) => errors.log(error.message));
     let connects = 0;
     client.on('connect', (connack) => {
+      errors.reset();
       if (++connects === 1 || !this.#options.onReconnect) return;
       this.#options.logger.warn({ sessionPresent: connack.sessionPresent }, 'reconnected to the external broker; publishing the retained assignments again (a restarted broker may have lost them)');
       this.#republishAfterReconnect(client, this.#options.onReconnect);
@@ -196,7 +203,25 @@ export class ExternalBroker implements Broker {
       this.#options.logger.warn({ topic }, 'the external broker is not connected; the retained message goes out when it is back');
       return;
     }
-    await client.publishAsync(topic, payload, { qos: options.qos, retain: options.retain });
+    const published = client.publishAsync(topic, payload, { qos: options.qos, retain: options.retain });
+    if (!options.retain || !this.#options.onReconnect || options.qos === 0) {
+      await published;
+      return;
+    }
+    // A broker that stops answering (hung, or a half-open connection) keeps the connection "up"
+    // until the keepalive runs out, and mqtt.js holds a QoS 1 publish until it is acknowledged,
+    // however long the broker takes: an assignment's API answer (and every send after it) waited
+    // minutes. A retained message is the store's current one, and a reconnect publishes it again;
+    // mqtt.js still sends this one if the broker answers on the same connection.
+    let timer: NodeJS.Timeout | undefined;
+    const acknowledged = await Promise.race([
+      published.then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), this.#options.retainedAckWaitMs ?? RETAINED_ACK_WAIT_MS))),
+    ]).finally(() => clearTimeout(timer));
+    if (!acknowledged) {
+      published.catch((error: unknown) => this.#options.logger.warn({ topic, err: errorMessage(error) }, 'a retained message the external broker had not acknowledged failed; the reconnect publishes it again'));
+      this.#options.logger.warn({ topic, waitedMs: this.#options.retainedAckWaitMs ?? RETAINED_ACK_WAIT_MS }, 'the external broker has not acknowledged a retained message; going on without it (it is sent when the broker answers, and again after a reconnect)');
+    }
   }
 
   /**
@@ -385,4 +410,41 @@ function answersTcp(url: string, timeoutMs = 2000): Promise<boolean> {
     socket.once('connect', () => done(true));
     socket.once('error', () => done(false));
   });
+}
+
+/** How often one repeated connection error is logged again. */
+export const REPEATED_ERROR_LOG_MS = 60_000;
+
+/**
+ * Logs an error the first time it comes, then, while it keeps coming, once every
+ * REPEATED_ERROR_LOG_MS with how many times it came meanwhile: a broker away for an hour made
+ * 3,600 identical lines. Another error is logged at once; reset() (connected) starts over.
+ */
+class RepeatedErrorLog {
+  #last: string | undefined;
+  #loggedAt = 0;
+  #repeats = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly message: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  log(error: string): void {
+    const at = this.now();
+    if (error === this.#last && at - this.#loggedAt < REPEATED_ERROR_LOG_MS) {
+      this.#repeats++;
+      return;
+    }
+    this.logger.warn({ err: error, ...(error === this.#last && this.#repeats > 0 ? { repeatedSinceLastLog: this.#repeats } : {}) }, this.message);
+    this.#last = error;
+    this.#loggedAt = at;
+    this.#repeats = 0;
+  }
+
+  reset(): void {
+    this.#last = undefined;
+    this.#repeats = 0;
+  }
 }

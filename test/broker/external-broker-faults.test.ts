@@ -11,6 +11,7 @@ import { engineMissing, tcpReachable } from '../helpers/engines.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
+import { recordingLogger } from '../helpers/recording-logger.ts';
 
 test('external broker: an assignment made while Mosquitto is down does not wait for it; after it restarts without its retained messages, the server publishes the retained assignments again', async (t) => {
   const binary = mosquittoBinary();
@@ -58,6 +59,85 @@ test('external broker: an assignment made while Mosquitto is down does not wait 
   await device.subscribeAsync(assignmentTopic('osaka-1'), { qos: 1 });
   await waitFor(() => received.length > 0, 15_000, 'the retained assignment at the device');
   assert.deepEqual(received[0], retained);
+});
+
+test('external broker: a retained publish to a broker that stopped answering (hung, half-open) goes on after the acknowledgement wait, and reaches the broker once it answers', async (t) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
+  const mosquitto = await MosquittoProcess.create(binary);
+  const credentials = new InMemoryCredentialStore();
+  const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') };
+  const secret = await credentials.enroll('osaka-2');
+  await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
+  await mosquitto.start();
+  const broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger: testLogger, onReconnect: async () => {}, retainedAckWaitMs: 500 });
+  t.after(async () => {
+    try {
+      process.kill(mosquitto.pid!, 'SIGCONT');
+    } catch {
+      // gone already
+    }
+    await broker.stop();
+    await mosquitto.stop();
+  });
+  await broker.start();
+
+  // SIGSTOP: the connection stays up, and nothing is acknowledged. The publish waited until the broker woke (minutes, in the field).
+  process.kill(mosquitto.pid!, 'SIGSTOP');
+  const assignment = Buffer.from('{"the":"assignment made while the broker hung"}');
+  const sent = await Promise.race([
+    broker.publish(assignmentTopic('osaka-2'), assignment, { qos: 1, retain: true }).then(() => 'resolved'),
+    new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting for the broker')),
+  ]);
+  assert.equal(sent, 'resolved');
+  assert.ok(broker.connected, 'the connection still looked up: the disconnected path did not apply');
+
+  process.kill(mosquitto.pid!, 'SIGCONT');
+  const device = await connectClient(mosquitto.url, { clientId: 'osaka-2', username: 'osaka-2', password: secret });
+  t.after(() => device.endAsync(true));
+  const received: Buffer[] = [];
+  device.on('message', (_topic, payload) => received.push(payload));
+  await device.subscribeAsync(assignmentTopic('osaka-2'), { qos: 1 });
+  await waitFor(() => received.length > 0, 15_000, 'the retained assignment at the device');
+  assert.deepEqual(received[0], assignment);
+});
+
+test('external broker: while Mosquitto is away the reconnects (one a second) log their error once, not once each; a reconnect starts over', async (t) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
+  const mosquitto = await MosquittoProcess.create(binary);
+  const credentials = new InMemoryCredentialStore();
+  const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') };
+  await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
+  await mosquitto.start();
+  const { logger, lines } = recordingLogger();
+  const broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger, onReconnect: async () => {} });
+  t.after(async () => {
+    await broker.stop();
+    await mosquitto.stop();
+  });
+  await broker.start();
+  const errorLines = () => lines.filter((line) => line.msg === 'external broker connection error');
+
+  const kill = async () => {
+    process.kill(mosquitto.pid!, 'SIGKILL');
+    await waitFor(async () => !(await tcpReachable('127.0.0.1', mosquitto.port, 200)), 10_000, 'mosquitto down');
+  };
+  await kill();
+  await waitFor(() => !broker.connected, 10_000, 'the server to notice');
+  // At least three reconnects, each refused (a line per second before).
+  await new Promise((resolve) => setTimeout(resolve, 3500));
+  const duringOutage = errorLines();
+  // Started again before anything is asserted: MosquittoProcess.stop() waits for a process it did not see exit.
+  await mosquitto.start();
+  assert.equal(duringOutage.length, 1, JSON.stringify(duringOutage));
+  assert.match(duringOutage[0]!.err, /ECONNREFUSED/);
+
+  await waitFor(() => broker.connected, 15_000, 'reconnected');
+  await kill();
+  const nextOutage = await waitFor(() => errorLines().length === 2, 10_000, 'the next outage logged at once').then(() => 'logged', (error: Error) => error.message);
+  await mosquitto.start();
+  assert.equal(nextOutage, 'logged');
 });
 
 test('external broker: a --mosquitto-dir the server cannot write fails the start naming that directory, not the broker URL', async (t) => {
