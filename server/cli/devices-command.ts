@@ -51,11 +51,17 @@ export function registerDevicesCommand(program: Command): void {
         // Page by page: one response for a large fleet would pass gRPC's 4 MiB message limit.
         const all: GrpcDevice[] = [];
         let after = '';
+        let broker = '';
         do {
-          const page = await connection.unary<{ devices: GrpcDevice[]; next: string }>('Devices', 'ListDevices', { limit: 1000, after });
+          const page = await connection.unary<{ devices: GrpcDevice[]; next: string; broker: string }>('Devices', 'ListDevices', { limit: 1000, after });
           all.push(...page.devices);
           after = page.next;
+          broker = page.broker;
         } while (after);
+        // A hung broker leaves every device `online` as it was: said, rather than shown as live.
+        if (broker === 'disconnected') {
+          process.stderr.write('fleetprune: warning: the server is not connected to the broker now; each device\'s state is as it was when the connection went\n');
+        }
         if (flags.json) return void process.stdout.write(`${JSON.stringify(all.map(deviceJson), null, 2)}\n`);
         if (all.length === 0) return void process.stdout.write('no devices\n');
         const rows = all.map((device) => [

@@ -52,6 +52,12 @@ export interface DeviceServiceOptions {
   log: Logger;
   /** Refuses enrollment and revocation on a standby server (default: always allowed). */
   gate?: FleetGate;
+  /**
+   * Whether this server's connection to the broker is up: false while it is down, when each
+   * device's online state is as it was when the connection went (a hung broker keeps them
+   * `online`); null on a standby, which does not connect (default: true).
+   */
+  brokerConnected?: () => boolean | null;
   /** Called after a revocation is committed (the device's exported series are dropped). */
   /** The device (and its API token) was revoked. */
   onRevoked?: (deviceId: string, tokenId: string) => void;
@@ -164,6 +170,11 @@ export class DeviceService {
     const more = devices.length > options.limit;
     if (more) devices.length = options.limit;
     return { devices, next: more ? devices.at(-1)!.id : null };
+  }
+
+  /** Whether the online states are live: see DeviceServiceOptions.brokerConnected. */
+  brokerConnected(): boolean | null {
+    return this.options.brokerConnected ? this.options.brokerConnected() : true;
   }
 
   /** Live (not revoked) devices, and how many of them are connected. */

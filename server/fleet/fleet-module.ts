@@ -123,7 +123,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined;
   const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
-  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, onRevoked: (id, tokenId) => {
+  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, brokerConnected: () => (gate.active ? connected() : null), onRevoked: (id, tokenId) => {
     exporter.forgetDevice(id);
     ctx.tokens.revocations.revoked(tokenId); // its downloads under way stop too
   } });

@@ -55,7 +55,8 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
         ListDevices: deviceHandlers.unary('ListDevices', 'read', async (req: { limit: number; after: string }) => {
           const { limit, after } = checkField(DeviceListQuerySchema, { limit: req.limit ? String(req.limit) : undefined, after: req.after || undefined }, 'request');
           const page = await devices.page({ after, limit });
-          return { devices: page.devices.map(deviceMessage), next: page.next ?? '' };
+          const connected = devices.brokerConnected();
+          return { devices: page.devices.map(deviceMessage), next: page.next ?? '', broker: connected === null ? '' : connected ? 'connected' : 'disconnected' };
         }),
         RevokeDevice: deviceHandlers.unary('RevokeDevice', 'write', async (req: { id: string }, principal) => {
           const result = await devices.revoke(checkField(DeviceIdSchema, req.id, 'id'), actorOf(principal));

@@ -15,6 +15,15 @@ test('the fleet view shows one page of devices with fleet-wide counts, and says 
   assert.match(last, /<tr data-device="dev-2">[\s\S]*?<span class="badge">revoked<\/span>/);
 });
 
+test('the fleet view says when the server is not connected to the broker (the online states are as they were), and only then', () => {
+  const devices = [{ id: 'dev-1', labels: {}, online: true }];
+  const down = renderFleet(devicesFrom({ devices, next: null, counts: { enrolled: 1, online: 1 }, broker: { connected: false } }));
+  assert.match(down, /^<p class="broker-down">The server is not connected to the broker now: each device's status is as it was when the connection went\.<\/p>/);
+  for (const broker of [{ connected: true }, { connected: null }, undefined]) {
+    assert.doesNotMatch(renderFleet(devicesFrom({ devices, next: null, counts: { enrolled: 1, online: 1 }, broker })), /broker-down/, JSON.stringify(broker));
+  }
+});
+
 test('a test score shows an MSE to five significant digits: one in small units is not 0.0', () => {
   assert.equal(formatScore({ mse: 0.0035455123, r2: 0.41234 }), 'mse 0.0035455 r² 0.412');
   assert.equal(formatScore({ mse: 2963.51234, r2: 0.5 }), 'mse 2963.5 r² 0.500');

@@ -78,7 +78,9 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   const refused = await b.request('POST', '/api/devices', { json: { id: 'press-1', labels: { site: 'osaka' } } });
   assert.equal(refused.status, 503);
   assert.match(((await refused.json()) as any).error.message, new RegExp(`is a standby: .*send fleet changes to ${leader.leader}`));
-  assert.deepEqual(((await (await b.request('GET', '/api/devices')).json()) as any).devices, []);
+  const standbyList = (await (await b.request('GET', '/api/devices')).json()) as any;
+  assert.deepEqual([standbyList.devices, standbyList.broker], [[], { connected: null }], 'a standby does not know the broker\'s state');
+  assert.deepEqual(((await (await a.request('GET', '/api/devices')).json()) as any).broker, { connected: true });
 
   const enrolled = await a.request('POST', '/api/devices', { json: { id: 'press-1', labels: { site: 'osaka' } } });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());

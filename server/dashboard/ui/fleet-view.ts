@@ -17,12 +17,15 @@ export interface DevicePage {
   devices: DeviceRow[];
   next: string | null;
   counts?: { enrolled: number; online: number };
+  /** false while the server's broker connection is down: the online states are as they were then. */
+  brokerConnected?: boolean | null;
 }
 
 export function devicesFrom(json: unknown): DevicePage {
   if (Array.isArray(json)) return { devices: json as DeviceRow[], next: null };
   const page = (json ?? {}) as Partial<DevicePage>;
-  return { devices: page.devices ?? [], next: page.next ?? null, ...(page.counts ? { counts: page.counts } : {}) };
+  const broker = (json as { broker?: { connected?: boolean | null } } | null)?.broker;
+  return { devices: page.devices ?? [], next: page.next ?? null, ...(page.counts ? { counts: page.counts } : {}), ...(broker ? { brokerConnected: broker.connected ?? null } : {}) };
 }
 
 const slot = (s: DeviceRow['active']) => (s ? `${userText(s.model)}@${userText(s.version)}` : '<span class="muted">—</span>');
@@ -41,5 +44,7 @@ export function renderFleet(page: DevicePage): string {
     </tr>`,
   );
   const shown = page.next ? ` (the first ${devices.length} by id; <code>fleetprune devices list</code> lists every one)` : '';
-  return `<p class="muted">${online} of ${total} enrolled devices online${shown}</p>${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
+  // A hung broker leaves every device online as it was: said above the list, not shown as live.
+  const stale = page.brokerConnected === false ? '<p class="broker-down">The server is not connected to the broker now: each device\'s status is as it was when the connection went.</p>' : '';
+  return `${stale}<p class="muted">${online} of ${total} enrolled devices online${shown}</p>${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
 }

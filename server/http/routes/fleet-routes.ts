@@ -117,13 +117,20 @@ export function fleetRoutes(_ctx: ServerContext, devices: DeviceService, assignm
       query: DeviceListQuerySchema,
       responses: {
         200: {
-          description: 'one page of devices; next is null on the last page; counts are over every live device',
-          schema: z.strictObject({ devices: z.array(DeviceViewSchema), next: z.string().nullable(), counts: z.strictObject({ enrolled: z.number(), online: z.number() }) }),
+          description:
+            'one page of devices; next is null on the last page; counts are over every live device; broker.connected is false while this server\'s broker connection is down ' +
+            '(each device\'s online is then as it was when the connection went), null on a standby (which does not connect)',
+          schema: z.strictObject({
+            devices: z.array(DeviceViewSchema),
+            next: z.string().nullable(),
+            counts: z.strictObject({ enrolled: z.number(), online: z.number() }),
+            broker: z.strictObject({ connected: z.boolean().nullable() }),
+          }),
         },
       },
       handle: async ({ query }) => {
         const page = await devices.page({ after: query.after, limit: query.limit });
-        return { json: { devices: page.devices.map((device) => deviceView(device)), next: page.next, counts: await devices.counts() } };
+        return { json: { devices: page.devices.map((device) => deviceView(device)), next: page.next, counts: await devices.counts(), broker: { connected: devices.brokerConnected() } } };
       },
     }),
     defineRoute({
