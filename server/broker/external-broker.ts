@@ -413,7 +413,7 @@ function answersTcp(url: string, timeoutMs = 2000): Promise<boolean> {
 }
 
 /** How often one repeated connection error is logged again. */
-export const REPEATED_ERROR_LOG_MS = 60_000;
+const REPEATED_ERROR_LOG_MS = 60_000;
 
 /**
  * Logs an error the first time it comes, then, while it keeps coming, once every
@@ -428,11 +428,10 @@ class RepeatedErrorLog {
   constructor(
     private readonly logger: Logger,
     private readonly message: string,
-    private readonly now: () => number = Date.now,
   ) {}
 
   log(error: string): void {
-    const at = this.now();
+    const at = Date.now();
     if (error === this.#last && at - this.#loggedAt < REPEATED_ERROR_LOG_MS) {
       this.#repeats++;
       return;
