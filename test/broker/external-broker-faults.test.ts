@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
 import { ExternalBroker } from '../../server/broker/external-broker.ts';
 import { InMemoryCredentialStore } from '../../server/broker/in-memory-credential-store.ts';
@@ -13,15 +13,29 @@ import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { recordingLogger } from '../helpers/recording-logger.ts';
 
-test('external broker: an assignment made while Mosquitto is down does not wait for it; after it restarts without its retained messages, the server publishes the retained assignments again', async (t) => {
+/**
+ * A Mosquitto of its own, started on the files the server writes: the server identity, and the
+ * device `deviceId` enrolled (its secret) when given. Null (the test skipped) without the binary.
+ */
+async function mosquittoWithDevice(t: TestContext, deviceId?: string) {
   const binary = mosquittoBinary();
-  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
+  if (!binary) {
+    engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
+    return null;
+  }
   const mosquitto = await MosquittoProcess.create(binary);
   const credentials = new InMemoryCredentialStore();
   const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') };
-  const secret = await credentials.enroll('osaka-1');
+  const secret = deviceId === undefined ? '' : await credentials.enroll(deviceId);
   await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
   await mosquitto.start();
+  return { mosquitto, credentials, server, secret };
+}
+
+test('external broker: an assignment made while Mosquitto is down does not wait for it; after it restarts without its retained messages, the server publishes the retained assignments again', async (t) => {
+  const started = await mosquittoWithDevice(t, 'osaka-1');
+  if (!started) return;
+  const { mosquitto, credentials, server, secret } = started;
   // What the server's AssignmentPublisher.republishRetained does: the table's retained assignment, published retained.
   let retained = Buffer.from('{"the":"first assignment"}');
   let republished = 0;
@@ -62,14 +76,9 @@ test('external broker: an assignment made while Mosquitto is down does not wait 
 });
 
 test('external broker: a retained publish to a broker that stopped answering (hung, half-open) goes on after the acknowledgement wait, and reaches the broker once it answers', async (t) => {
-  const binary = mosquittoBinary();
-  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
-  const mosquitto = await MosquittoProcess.create(binary);
-  const credentials = new InMemoryCredentialStore();
-  const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') };
-  const secret = await credentials.enroll('osaka-2');
-  await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
-  await mosquitto.start();
+  const started = await mosquittoWithDevice(t, 'osaka-2');
+  if (!started) return;
+  const { mosquitto, credentials, server, secret } = started;
   const broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger: testLogger, onReconnect: async () => {}, retainedAckWaitMs: 500 });
   t.after(async () => {
     try {
@@ -103,13 +112,9 @@ test('external broker: a retained publish to a broker that stopped answering (hu
 });
 
 test('external broker: while Mosquitto is away the reconnects (one a second) log their error once, not once each; a reconnect starts over', async (t) => {
-  const binary = mosquittoBinary();
-  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
-  const mosquitto = await MosquittoProcess.create(binary);
-  const credentials = new InMemoryCredentialStore();
-  const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') };
-  await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
-  await mosquitto.start();
+  const started = await mosquittoWithDevice(t);
+  if (!started) return;
+  const { mosquitto, credentials, server } = started;
   const { logger, lines } = recordingLogger();
   const broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger, onReconnect: async () => {} });
   t.after(async () => {
