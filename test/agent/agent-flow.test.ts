@@ -12,6 +12,7 @@ import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld, type Test
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { signManifest } from '../../shared/artifact/signature.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { blockStateFile, restoreStateFile } from './blocked-state-file.ts';
 import { makeFifo, releaseFifo, settlesWithin } from './fifo.ts';
 import { reportId } from '../../agent/report-ids.ts';
 import { AssignmentReportSchema } from '../../shared/protocol/payloads.ts';
@@ -397,15 +398,12 @@ test('an assignment whose handling failed on the device (its state file unwritab
   await world.waitForReport(isOutcome(first.id, 'activated'));
   // state.json cannot be replaced now (a directory with a file where the file goes): like a full disk.
   const stateFile = join(dataDir, 'state.json');
-  const saved = await readFile(stateFile);
-  await rm(stateFile);
-  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  const saved = (await blockStateFile(stateFile))!;
   const second = await world.assign('disk-1', world.v2, 'candidate');
   await new Promise((resolve) => setTimeout(resolve, 1500)); // fails, and fails again at each resubscription
   assert.equal(world.harness.ingest.reports.some((report) => report.kind === 'assignment' && report.assignmentId === second.id), false);
   // The disk has room again: the next delivery of the retained assignment is handled.
-  await rm(stateFile, { recursive: true });
-  await writeFile(stateFile, saved);
+  await restoreStateFile(stateFile, saved);
   await world.waitForReport(isOutcome(second.id, 'installed'), 15_000);
 });
 

@@ -7,6 +7,7 @@ import { NOT_BENCHMARKED, type Agent } from '../../agent/agent.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { blockStateFile, restoreStateFile } from './blocked-state-file.ts';
 
 /**
  * fleetprune_agent_assignments_total{outcome} counts every answer the agent sends to an assignment
@@ -74,14 +75,11 @@ test('a refusal the disk could not take is counted once: when it is sent from me
       if (!unblock) {
         const stateFile = join(dataDir, 'state.json');
         const outbox = join(dataDir, 'outbox');
-        const saved = await readFile(stateFile);
-        await rm(stateFile);
-        await mkdir(join(stateFile, 'blocker'), { recursive: true });
+        const saved = (await blockStateFile(stateFile))!;
         await rm(outbox, { recursive: true });
         await writeFile(outbox, 'in the way');
         unblock = async () => {
-          await rm(stateFile, { recursive: true });
-          await writeFile(stateFile, saved);
+          await restoreStateFile(stateFile, saved);
           await rm(outbox);
           await mkdir(outbox);
         };

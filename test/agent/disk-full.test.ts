@@ -7,6 +7,7 @@ import type { Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { blockStateFile, restoreStateFile } from './blocked-state-file.ts';
 import type { IClientPublishOptions } from 'mqtt';
 import { connectMqtt, type MqttConnector } from '../../agent/mqtt-link.ts';
 
@@ -29,14 +30,11 @@ const blobRequestsFor = (sha256: string) => world.http.blobRequests().filter((re
 async function blockWrites(dataDir: string): Promise<() => Promise<void>> {
   const stateFile = join(dataDir, 'state.json');
   const outbox = join(dataDir, 'outbox');
-  const saved = await readFile(stateFile);
-  await rm(stateFile);
-  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  const saved = (await blockStateFile(stateFile))!;
   await rm(outbox, { recursive: true });
   await writeFile(outbox, 'in the way');
   return async () => {
-    await rm(stateFile, { recursive: true });
-    await writeFile(stateFile, saved);
+    await restoreStateFile(stateFile, saved);
     await rm(outbox);
     await mkdir(outbox);
   };
@@ -115,8 +113,7 @@ test('a task that fails (its state file unwritable) is logged as one line, witho
   const { logger, lines } = recordingLogger();
   const { dataDir } = await startAgent(t, world, 'full-4', { logger });
   const stateFile = join(dataDir, 'state.json');
-  await rm(stateFile, { force: true });
-  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  await blockStateFile(stateFile);
   await world.assign('full-4', world.v1, 'active');
   await waitFor(() => lines.some((line) => line.msg === 'agent task failed'), 10_000, 'the task failure logged');
   const failure = lines.find((line) => line.msg === 'agent task failed')!;
@@ -178,8 +175,7 @@ test('an assignment whose handling fails on the device (its state file unwritabl
   // The broker delivers the assignment once here (no resubscription within the test).
   const { dataDir } = await startAgent(t, world, 'full-6', { logger, assignmentRetryMs: 150 });
   const stateFile = join(dataDir, 'state.json');
-  await rm(stateFile, { force: true });
-  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  await blockStateFile(stateFile);
   const assignment = await world.assign('full-6', world.v1, 'active');
   const failures = () => lines.filter((line) => line.msg === 'agent task failed');
   await waitFor(() => failures().length >= 3, 10_000, 'three failed attempts');

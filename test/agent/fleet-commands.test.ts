@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
@@ -8,6 +8,7 @@ import type { Report } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { recordingLogger, startAgent } from './agent-harness.ts';
+import { blockStateFile, restoreStateFile } from './blocked-state-file.ts';
 import { slowInference } from './slow-inference.ts';
 import { SlotStateFile, type SlotState } from '../../agent/slot-state.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
@@ -67,9 +68,7 @@ test('on a state file the disk cannot write, a drop is carried out from memory a
   const { logger, lines } = recordingLogger();
   const { agent, dataDir } = await withCandidate('cmd-retry', t, { logger, assignmentRetryMs: 150, heartbeatIntervalMs: 200 });
   const stateFile = join(dataDir, 'state.json');
-  const saved = await readFile(stateFile);
-  await rm(stateFile);
-  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  const saved = (await blockStateFile(stateFile))!;
 
   const drop = await dropFor('cmd-retry');
   await waitFor(() => agent.slots.candidate === null, 10_000, 'the candidate dropped from memory');
@@ -81,8 +80,7 @@ test('on a state file the disk cannot write, a drop is carried out from memory a
   assert.deepEqual(failures().slice(0, 2).map((line) => line.retryInMs), [150, 300]);
   assert.equal(world.harness.ingest.reports.some((report) => isAnswerTo(drop.id)(report) || isAnswerTo(again.id)(report)), false, 'neither answered before it is recorded');
 
-  await rm(stateFile, { recursive: true });
-  await writeFile(stateFile, saved);
+  await restoreStateFile(stateFile, saved);
   const dropped = await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
   assert.equal(dropped.kind === 'assignment' && dropped.version, '3');
   const refused = await world.waitForReport(isOutcome(again.id, 'refused'), 10_000);
@@ -128,16 +126,13 @@ test('a failed fleet command is not taken again once a newer assignment came: th
   const { logger, lines } = recordingLogger();
   const { agent, dataDir } = await withCandidate('cmd-stale', t, { logger, assignmentRetryMs: 150 });
   const stateFile = join(dataDir, 'state.json');
-  const saved = await readFile(stateFile);
-  await rm(stateFile);
-  await mkdir(join(stateFile, 'blocker'), { recursive: true });
+  const saved = (await blockStateFile(stateFile))!;
 
   const drop = await dropFor('cmd-stale');
   await waitFor(() => lines.some((line) => line.msg === 'agent task failed' && line.task === `command ${drop.id}`), 10_000, 'the drop failed');
   const v2 = await world.assign('cmd-stale', world.v2, 'candidate');
   await waitFor(() => lines.some((line) => line.msg === 'not taking a failed fleet command again: a newer assignment or command came since' && line.commandId === drop.id), 10_000, 'the drop given up');
-  await rm(stateFile, { recursive: true });
-  await writeFile(stateFile, saved);
+  await restoreStateFile(stateFile, saved);
   await world.waitForReport(isOutcome(v2.id, 'installed'), 10_000);
   await agent.idle();
   assert.equal(agent.slots.candidate?.version, '2', 'the newer candidate stays');
