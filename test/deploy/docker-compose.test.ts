@@ -104,8 +104,9 @@ test('docker-compose.yml and the Dockerfile run fleetprune only with flags its -
     if (service.image !== 'fleetprune:local') continue;
     const command = service.command ?? (await dockerfileCmd());
     if (service.entrypoint) {
-      // Agents run the standalone bundle the image builds; it takes `fleetprune agent`'s flags.
-      assert.deepEqual(service.entrypoint, ['node', 'dist/fleetprune-agent.mjs'], `${name}: entrypoint`);
+      // Agents run the standalone bundle the image builds; it takes `fleetprune agent`'s flags (and
+      // its stack traces name the TypeScript sources only with node's --enable-source-maps).
+      assert.deepEqual(service.entrypoint, ['node', '--enable-source-maps', 'dist/fleetprune-agent.mjs'], `${name}: entrypoint`);
       commands.push([name, ['agent', ...command]]);
     } else commands.push([name, command]);
   }

@@ -61,10 +61,13 @@ for (const [file, { subcommand, script, scriptArgs }] of Object.entries(UNITS)) 
 
     const argv = splitExecStart(one('ExecStart')!);
     assert.equal(argv[0], '/usr/bin/node');
-    assert.match(argv[1]!, script);
-    assert.deepEqual(argv.slice(2, 2 + scriptArgs.length), scriptArgs);
+    // The agent bundle's stack traces name the TypeScript sources only with node's --enable-source-maps.
+    const at = argv.findIndex((arg, index) => index > 0 && !arg.startsWith('-'));
+    assert.deepEqual(argv.slice(1, at), subcommand === 'agent' ? ['--enable-source-maps'] : [], 'node\'s own flags');
+    assert.match(argv[at]!, script);
+    assert.deepEqual(argv.slice(at + 1, at + 1 + scriptArgs.length), scriptArgs);
     const known = await cliFlags(subcommand);
-    const used = argv.slice(2 + scriptArgs.length).filter((arg) => arg.startsWith('--'));
+    const used = argv.slice(at + 1 + scriptArgs.length).filter((arg) => arg.startsWith('--'));
     assert.deepEqual(used.filter((flag) => !known.has(flag)), [], `flags not in fleetprune ${subcommand} --help`);
     assert.ok(used.includes('--data-dir') && argv[argv.indexOf('--data-dir') + 1] === '${STATE_DIRECTORY}', 'data in the StateDirectory');
     if (subcommand === 'agent') assert.ok(used.includes('--config'));
