@@ -33,6 +33,7 @@ import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
 import { leadershipFor } from '../rollout/leader-election.ts';
 import { rolloutModule } from '../rollout/rollout-module.ts';
+import type { DeviceReturn } from '../rollout/rollout-state.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { createFleet, type FleetHooks } from '../fleet/fleet-module.ts';
 import { FleetStore } from '../fleet/fleet-store.ts';
@@ -163,7 +164,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // assignments, its stored reports are the builtin provider's history, and a device coming
     // back online lets the controller retry what it missed. One leader per database drives rollouts
     // and, with an external broker, holds the broker connection.
-    let deviceOnline: (deviceId: string) => void = () => {};
+    let deviceOnline: (deviceId: string, cause?: DeviceReturn) => void = () => {};
     let benchmarkFailed: (report: AssignmentReport) => void = () => {};
     let answered: NonNullable<FleetHooks['onAnswer']> = () => {};
     const leadership = leadershipFor(store.engine, log, { pollMs: options.leaderPollMs, node: config.nodeId, startWaitMs: options.leaderStartWaitMs });
@@ -171,6 +172,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       onDeviceOnline: (deviceId) => deviceOnline(deviceId),
       onBenchmarkFailed: (report) => benchmarkFailed(report),
       onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
+      onSlotsChanged: (deviceId) => deviceOnline(deviceId, 'answered'),
     };
     const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options), ...(options.answerRateLimit ? { answerRateLimit: options.answerRateLimit } : {}), ...(options.exportReconcileMs !== undefined ? { exportReconcileMs: options.exportReconcileMs } : {}) });
     const testFleet = options.testOnlyRolloutFleet;
@@ -181,8 +183,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       ...(fleet.leadershipHandlers ? { beforeRollouts: fleet.leadershipHandlers } : {}),
       ...(options.reportSweepMs !== undefined ? { retentionSweepMs: options.reportSweepMs } : {}),
     });
-    deviceOnline = (deviceId) => {
-      rollouts.deviceOnline(deviceId).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));
+    deviceOnline = (deviceId, cause) => {
+      rollouts.deviceOnline(deviceId, cause).catch((error: unknown) => log.warn({ err: error, deviceId }, 'rollout retry for a device back online failed'));
     };
     answered = (deviceId, actionId, result) => {
       rollouts.deviceAnswered(deviceId, actionId, result).catch((error: unknown) => log.warn({ err: errorMessage(error), deviceId }, 'recording a late answer in its rollout failed'));

@@ -55,6 +55,11 @@ export interface FleetHooks {
   onBenchmarkFailed?: (report: AssignmentReport) => void;
   /** A device answered an assignment or command (`actionId`) that nothing waited for any more: delivered or refused, as a rollout counts it. */
   onAnswer?: (deviceId: string, actionId: string, result: LateDeviceAnswer) => void;
+  /**
+   * A device's answer changed the models it holds (waited for or not): it takes what it is sent
+   * now, and may have taken the activation a rollout's candidate waited behind (StoreFleetPort).
+   */
+  onSlotsChanged?: (deviceId: string) => void;
 }
 
 /**
@@ -85,7 +90,10 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       const { actionId, answer } = lateAnswerOf(report);
       hooks.onAnswer?.(report.deviceId, actionId, answer);
     },
-    onSlotsChanged: (deviceId, slots, at) => exporting() && exporter.keepSlots(deviceId, slots, at),
+    onSlotsChanged: (deviceId, slots, at) => {
+      if (exporting()) exporter.keepSlots(deviceId, slots, at);
+      hooks.onSlotsChanged?.(deviceId);
+    },
     onSlotsSeen: (deviceId, slots, sentAt) => exporting() && exporter.reconcileSlots(deviceId, slots, sentAt),
     onRevokedDevice: (deviceId) => exporter.forgetDevice(deviceId),
     onServing: (serving) => exporting() && exporter.observeServing(serving),

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
-import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
+import type { Assignment, AssignmentReport } from '../../shared/protocol/payloads.ts';
 import type { AnswerListener, AssignCommand, DeliveryResult, FleetPort, LateDeviceAnswer, RecordFence, RecordGuard, RetainedAssignment, RevertCommand, TargetDevice } from '../rollout/fleet-port.ts';
 import type { AssignmentOutcome, AssignmentOutcomes } from './assignment-outcomes.ts';
 import type { AssignmentPublisher } from './assignment-publisher.ts';
@@ -109,7 +109,9 @@ export class StoreFleetPort implements FleetPort {
     // is refused as every device would refuse it, without sending it: the rollout fails naming the key.
     const unsendable = unsendableReason(() => publisher.signerFor(version));
     if (unsendable) return [...[...live.keys()].map((deviceId) => ({ deviceId, outcome: 'refused' as const, reason: unsendable })), ...refused];
-    return this.#deliver(command.commandId, live, refused, command, {
+    const held = command.role === 'candidate' ? await this.#yetToTakeBack(live) : [];
+    for (const { deviceId } of held) live.delete(deviceId);
+    return this.#deliver(command.commandId, live, [...refused, ...held], command, {
       record: async (deviceIds, fence) => void (await publisher.record({ id: command.commandId, version, role: command.role, deviceIds, actor: this.#actor, action: 'rollout.assign', ...(fence ? { fence } : {}) })),
       send: async (deviceIds) => void (await publisher.sendRetained(deviceIds)),
     });
@@ -167,15 +169,34 @@ export class StoreFleetPort implements FleetPort {
     });
   }
 
+  /**
+   * The devices whose retained assignment is an activation they have not taken yet (a rollback's:
+   * the device was offline when it was sent back to its baseline), answered `offline`. A candidate
+   * sent now would replace that assignment on the device's topic, and the agent takes the newest
+   * message only: the device would install the candidate next to the version it was rolled back
+   * from and never go back. So the candidate waits; the device's answer to the activation (its
+   * slots changed) makes the rollout send it again (RolloutController.deviceOnline, `answered`).
+   */
+  async #yetToTakeBack(live: ReadonlyMap<string, LiveDevice>): Promise<DeliveryResult[]> {
+    const held: DeliveryResult[] = [];
+    for (const [deviceId, device] of live) {
+      const retained = device.retained;
+      if (retained?.role !== 'active' || (device.activeModel === retained.model && device.activeVersion === retained.version)) continue;
+      if ((await this.#options.fleet.repos.assignments.get(retained.id, deviceId))?.state !== 'published') continue; // answered: refused, superseded
+      held.push({ deviceId, outcome: 'offline', reason: `it has yet to take back ${retained.model}@${retained.version} (assignment ${retained.id}); the candidate follows once it has` });
+    }
+    return held;
+  }
+
   async #partition(deviceIds: readonly string[]) {
-    const live = new Map<string, { online: boolean; activeModel: string | null; activeVersion: string | null }>();
+    const live = new Map<string, LiveDevice>();
     const refused: DeliveryResult[] = [];
     const known = await this.#options.fleet.repos.devices.getMany(deviceIds);
     for (const deviceId of deviceIds) {
       const device = known.get(deviceId);
       if (!device) refused.push({ deviceId, outcome: 'gone', reason: 'not an enrolled device' });
       else if (device.revokedAt !== null) refused.push({ deviceId, outcome: 'gone', reason: 'the device is revoked' });
-      else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null });
+      else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null, retained: device.retainedAssignment });
     }
     return { live, refused };
   }
@@ -262,6 +283,14 @@ export class StoreFleetPort implements FleetPort {
 }
 
 type Answer = { readonly outcome: AssignmentOutcome; readonly reason: string | null };
+
+/** An enrolled device a command goes to, as the device table has it. */
+interface LiveDevice {
+  readonly online: boolean;
+  readonly activeModel: string | null;
+  readonly activeVersion: string | null;
+  readonly retained: Assignment | null;
+}
 
 /** A second answer that decides for some devices instead of their answer to the command. */
 interface FollowUp {

@@ -16,7 +16,7 @@ import type { RolloutRecord, RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { setBounded } from '../../shared/util/bounded-map.ts';
 import { awaitedDevices, awaitsLateAnswer, benchmarksCandidate, deliveredCohort, FleetListNeeded, isTerminal, next, nextWakeAt, RolloutCommandError, startRollout } from './rollout-state-machine.ts';
-import type { DecisionLogEntry, LateAnswer, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
+import type { DecisionLogEntry, DeviceReturn, LateAnswer, RolloutAction, RolloutEvent, RolloutState, Transition } from './rollout-state.ts';
 
 /**
  * Drives rollouts: feeds events to the pure state machine, persists each transition through
@@ -227,13 +227,14 @@ export class RolloutController {
   }
 
   /**
-   * A device came back online: per model, the newest rollout that includes it re-sends what it
-   * wants the device to run (older rollouts of the model are history and stay silent).
+   * A device came back online, or answered something (`answered`, DeviceReturn): per model, the
+   * newest rollout that includes it re-sends what it wants the device to run, if it waits for the
+   * device (older rollouts of the model are history and stay silent).
    */
-  async deviceOnline(deviceId: string): Promise<void> {
+  async deviceOnline(deviceId: string, cause: DeviceReturn = 'online'): Promise<void> {
     for (const id of await this.#deviceRollouts.rolloutsOf(deviceId)) {
       // Most reconnects find nothing to resend: skip the lock and the commit (dispatch checks again).
-      if ((await this.#awaited(id)).has(deviceId)) await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId });
+      if ((await this.#awaited(id)).has(deviceId)) await this.dispatch(id, { type: 'deviceOnline', at: this.#now(), deviceId, ...(cause === 'online' ? {} : { cause }) });
     }
   }
 

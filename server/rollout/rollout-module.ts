@@ -1,4 +1,5 @@
 import type { Role } from '../../shared/protocol/payloads.ts';
+import type { DeviceReturn } from './rollout-state.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
@@ -43,8 +44,11 @@ export interface RolloutModuleDeps {
 export interface RolloutModule extends ServerModule {
   readonly service: RolloutService;
   readonly leadership: Leadership;
-  /** For the fleet: a device came back online (a no-op on followers; the leader re-sends what it wants). */
-  deviceOnline(deviceId: string): Promise<void>;
+  /**
+   * For the fleet: a device came back online, or answered something (`answered`: it may have taken
+   * what a rollout's candidate waited behind). A no-op on followers; the leader re-sends what it wants.
+   */
+  deviceOnline(deviceId: string, cause?: DeviceReturn): Promise<void>;
   /** For the fleet: a device could not benchmark a candidate it was assigned (the leader fails that rollout, unless the device's own model failed). */
   benchmarkFailed(deviceId: string, assignmentId: string, reason: string, failedRole?: Role): Promise<void>;
   /** For the fleet: a device answered an assignment or command (the leader records late answers). */
@@ -151,9 +155,9 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       deps.beforeRollouts?.stopping?.();
       await leadership.stop();
     },
-    async deviceOnline(deviceId) {
-      if (controller) await controller.deviceOnline(deviceId);
-      else missed.online(deviceId);
+    async deviceOnline(deviceId, cause = 'online') {
+      if (controller) await controller.deviceOnline(deviceId, cause);
+      else if (cause === 'online') missed.online(deviceId);
     },
     async benchmarkFailed(deviceId, assignmentId, reason, failedRole = 'candidate') {
       if (controller) await controller.benchmarkFailed(deviceId, assignmentId, reason, failedRole);

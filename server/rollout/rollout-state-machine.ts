@@ -8,6 +8,7 @@ import {
   type DecisionKind,
   type DecisionLogEntry,
   type DesiredModel,
+  type DeviceReturn,
   type DeviceState,
   type LateAnswer,
   type PauseReason,
@@ -190,7 +191,7 @@ export function next(state: RolloutState, event: RolloutEvent): Transition {
       onTick(t);
       break;
     case 'deviceOnline':
-      onDeviceOnline(t, event.deviceId);
+      onDeviceOnline(t, event.deviceId, event.cause ?? 'online');
       break;
     case 'lateAnswer':
       onLateAnswer(t, event);
@@ -528,11 +529,12 @@ function waitsForReturn(device: DeviceState): boolean {
   return device.touched && (device.delivery === 'unreachable' || device.delivery === 'retrying');
 }
 
-function onDeviceOnline(t: TransitionDraft, deviceId: string): void {
+function onDeviceOnline(t: TransitionDraft, deviceId: string, cause: DeviceReturn): void {
   if (!awaitsDevice(t.s, deviceId)) return;
   const device = t.device(deviceId);
   t.setDevice(deviceId, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
-  t.decide('device', 'online', `device ${deviceId} is back; sending it ${describeDesired(t.s, device.desired)}`);
+  const back = cause === 'online' ? 'is back' : 'answered an earlier assignment';
+  t.decide('device', 'online', `device ${deviceId} ${back}; sending it ${describeDesired(t.s, device.desired)}`);
   deliver(t, [deviceId]);
 }
 

@@ -106,6 +106,13 @@ export interface RolloutState {
 
 export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
 
+/**
+ * Why a rollout that waits for a device sends it its assignment again: it came back online, or it
+ * answered something (its models changed), so it takes what it is sent now: a candidate held back
+ * until the device took a rollback's activation it had missed goes out then.
+ */
+export type DeviceReturn = 'online' | 'answered';
+
 /** A device's answer to `actionId` that no waiting action took. */
 export interface LateAnswer {
   readonly deviceId: string;
@@ -132,7 +139,7 @@ export type RolloutEvent =
   | { readonly type: 'analysisMeasured'; readonly at: number; readonly runId: string; readonly measurement: Measurement }
   | { readonly type: 'analysisCompleted'; readonly at: number; readonly runId: string; readonly phase: Exclude<RunPhase, 'Running'>; readonly message: string }
   | { readonly type: 'tick'; readonly at: number }
-  | { readonly type: 'deviceOnline'; readonly at: number; readonly deviceId: string }
+  | { readonly type: 'deviceOnline'; readonly at: number; readonly deviceId: string; readonly cause?: DeviceReturn }
   /**
    * Devices answered actions that had stopped waiting for them (a frozen device, a link stalled
    * without the broker noticing, an answer just after the timeout): they may have done what the

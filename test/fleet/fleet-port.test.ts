@@ -94,17 +94,21 @@ interface Muted {
   held?: (() => void)[];
 }
 
-async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean; muted?: Muted; /** Its active model is the candidate (an activation raced the rollback): a drop finds no candidate. */ runsCandidate?: () => boolean } = {}): Promise<MqttClient> {
+let scriptedSessions = 0;
+
+async function scriptedDevice(t: TestContext, config: AgentConfig, options: { refuses?: (version: string) => boolean; muted?: Muted; /** Its active model is the candidate (an activation raced the rollback): a drop finds no candidate. */ runsCandidate?: () => boolean; /** Gets `role:version` of each assignment received, in order. */ received?: string[] } = {}): Promise<MqttClient> {
   const id = config.deviceId;
   const client = await connectClient(config.broker.url, { clientId: id, username: id, password: config.broker.password });
   t.after(() => client.endAsync(true));
   let n = 0;
+  // Report ids are unique per device: the server drops a repeat, as of a device that reconnected.
+  const session = (scriptedSessions++).toString(36);
   const answer = (fields: Pick<AssignmentReport, 'assignmentId' | 'outcome' | 'role' | 'model' | 'version' | 'sha256'> & { reason?: string }) => {
     if (options.muted?.value) {
       options.muted.held?.push(() => answer(fields));
       return;
     }
-    const report: AssignmentReport = { schema: 1, id: `answer-${id}-${n++}`, kind: 'assignment', deviceId: id, createdAt: new Date().toISOString(), ...fields, reason: fields.reason ?? null };
+    const report: AssignmentReport = { schema: 1, id: `answer-${id}-${session}-${n++}`, kind: 'assignment', deviceId: id, createdAt: new Date().toISOString(), ...fields, reason: fields.reason ?? null };
     // An answer still in flight when the test ends its client is dropped, not an unhandled rejection.
     client.publishAsync(reportsTopic(id), Buffer.from(JSON.stringify(report)), { qos: 1 }).catch(() => {});
   };
@@ -114,6 +118,7 @@ async function scriptedDevice(t: TestContext, config: AgentConfig, options: { re
     const { message } = parsed;
     if (message.kind === 'assignment') {
       const a = message.payload;
+      options.received?.push(`${a.role}:${a.version}`);
       const outcome = options.refuses?.(a.version) ? 'refused' : a.role === 'active' ? 'activated' : 'installed';
       answer({ assignmentId: a.id, outcome, role: a.role, model: a.model, version: a.version, sha256: a.sha256 });
     } else if (message.kind === 'commands' && message.payload.command === 'drop-candidate') {
@@ -186,7 +191,7 @@ test('what the server tells devices is signed for each device and numbered from 
   assert.equal(assignmentSignatureVerifies('dev-s2', a1, signingKey.publicKey), false, "dev-s1's assignment is not dev-s2's");
   await fleet.fleetPort.assign({ commandId: 'cmd-sign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-s1'] });
   assert.deepEqual(await retained('dev-s1'), a1, 'the same command again: the same signed payload');
-  await fleet.fleetPort.assign({ commandId: 'cmd-sign-0002', model: 'iris', version: '2', role: 'candidate', deviceIds: ['dev-s1'] });
+  await fleet.fleetPort.assign({ commandId: 'cmd-sign-0002', model: 'iris', version: '2', role: 'active', deviceIds: ['dev-s1'] });
   const a2 = await retained('dev-s1');
   assert.ok(a2.seq > a1.seq);
   // A retained assignment recorded before signing existed is signed (numbered 0) when sent.
@@ -479,6 +484,54 @@ test('a finished rollout leaves alone a device an operator assigned something si
   const device = await fleet.devices.get('back-b');
   assert.equal(device.retainedAssignment?.id, direct.assignmentId, 'the operator\'s assignment stands');
   assert.deepEqual(lastReceived.filter((entry) => entry !== 'active:1'), [], `back-b got only version 1 (${lastReceived.join(', ')})`);
+});
+
+test('a device that missed a rollback gets the next rollout\'s candidate only once it has taken its baseline back: the candidate does not replace the retained activation', async (t) => {
+  let controller: RolloutController | undefined;
+  // Only the answer wakes the rollout here (no onDeviceOnline): the device's answer to its retained baseline.
+  const world = await startFleet(t, { hooks: { onSlotsChanged: (deviceId) => void controller?.deviceOnline(deviceId, 'answered') } });
+  const { fleet } = world;
+  const configs = [];
+  const clients = [];
+  for (const id of ['miss-a', 'miss-b']) {
+    const config = await fleet.devices.enroll({ id, labels: { site: 'north' } }, 'test');
+    configs.push(config);
+    clients.push(await scriptedDevice(t, config));
+    await waitFor(async () => (await fleet.devices.get(id)).online, 5000, `${id} online`);
+  }
+  const ids = ['miss-a', 'miss-b'];
+  await fleet.fleetPort.assign({ commandId: 'miss-baseline-0001', model: 'iris', version: '1', role: 'active', deviceIds: ids });
+  assert.deepEqual((await fleet.fleetPort.assign({ commandId: 'miss-promoted-0001', model: 'iris', version: '2', role: 'active', deviceIds: ids })).map((r) => r.outcome), ['delivered', 'delivered']);
+
+  // miss-b goes offline; the rollback sends both back to 1: miss-b's activation of 1 waits, retained.
+  await clients[1]!.publishAsync(statusTopic('miss-b'), Buffer.from(JSON.stringify({ schema: 1, deviceId: 'miss-b', online: false, since: new Date().toISOString() })), { qos: 1, retain: true });
+  await clients[1]!.endAsync();
+  await waitFor(async () => !(await fleet.devices.get('miss-b')).online, 5000, 'miss-b offline');
+  const reverted = await fleet.fleetPort.revert({ commandId: 'miss-rollback-0001', model: 'iris', devices: ids.map((deviceId) => ({ deviceId, version: '1' })) });
+  assert.deepEqual(reverted.map((r) => `${r.deviceId}:${r.outcome}`), ['miss-a:delivered', 'miss-b:offline']);
+  assert.equal((await fleet.devices.get('miss-b')).retainedAssignment?.id, 'miss-rollback-0001');
+
+  // The next rollout of the model: miss-a gets the candidate; miss-b does not, yet.
+  const started = startController(t, world, 'ro-missed');
+  controller = started.controller;
+  await controller.start(validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }, { pause: {} }], offline: { maxAttempts: 1 } }), { by: 'alice' });
+  await controller.idle();
+  const missB = async () => (await controller!.status('ro-missed')).devices.find((device) => device.id === 'miss-b')!;
+  assert.equal((await missB()).baseline, '1');
+  assert.equal((await missB()).delivery, 'unreachable');
+  assert.match((await missB()).reason ?? '', /has yet to take back iris@1 \(assignment miss-rollback-0001\)/);
+  const retained = (await fleet.devices.get('miss-b')).retainedAssignment;
+  assert.deepEqual([retained?.id, retained?.role, retained?.version], ['miss-rollback-0001', 'active', '1'], 'the rollback\'s activation stays retained for miss-b');
+
+  // miss-b comes back: it takes 1 back first, and its answer brings the candidate.
+  const received: string[] = [];
+  await scriptedDevice(t, configs[1]!, { received });
+  await waitFor(async () => (await missB()).delivery === 'delivered', 10_000, 'the candidate delivered to miss-b').catch(async (error: Error) => assert.fail(`${error.message}: ${JSON.stringify(await missB())} ${received.join(', ')}`));
+  assert.deepEqual(received, ['active:1', 'candidate:2']);
+  const device = await fleet.devices.get('miss-b');
+  assert.deepEqual([device.active?.version, device.candidate?.version], ['1', '2']);
+  const decisions = await controller.decisions('ro-missed');
+  assert.ok(decisions.some((decision) => /device miss-b answered an earlier assignment; sending it/.test(decision.message)), JSON.stringify(decisions.map((d) => d.message)));
 });
 
 test('a drop-candidate revert to more devices than one message can name goes out in several signed, numbered messages, each under the payload limit', async (t) => {

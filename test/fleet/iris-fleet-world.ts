@@ -7,6 +7,7 @@ import { loadOrCreateServerKey } from '../../server/artifacts/server-signing-key
 import { TokenService } from '../../server/auth/token-service.ts';
 import { parseServerConfig } from '../../server/config/server-config.ts';
 import { createFleet } from '../../server/fleet/fleet-module.ts';
+import { activationTaken } from '../helpers/taken-activation.ts';
 import { ServerMetrics } from '../../server/metrics/server-metrics.ts';
 import { RegistryService } from '../../server/registry/registry-service.ts';
 import { openStore } from '../../server/store/open-store.ts';
@@ -40,5 +41,6 @@ export async function irisFleetWorld(t: TestContext, engine: StoreEngineName, na
   }
   for (const id of ['dev-1', 'dev-2']) await fleet.devices.enroll({ id, labels: {} }, 'test');
   await fleet.fleetPort.assign({ commandId: 'op-baseline', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-1', 'dev-2'] });
+  await activationTaken(store, ['dev-1', 'dev-2']); // no device connects here
   return { store, registry, fleet, signingKey, log, dataDir };
 }

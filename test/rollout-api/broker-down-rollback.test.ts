@@ -13,6 +13,7 @@ import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation, STORE_ENGINES } from '../server/helpers/store-engines.ts';
 import { until } from '../helpers/until.ts';
+import { activationTaken } from '../helpers/taken-activation.ts';
 import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server/helpers/test-server.ts';
 
 /**
@@ -75,6 +76,7 @@ for (const engine of STORE_ENGINES) {
     }
     const assigned = await a.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['press-1', 'press-2'] } });
     assert.equal(assigned.status, 201, await assigned.clone().text());
+    await activationTaken(a.server.ctx.store, ['press-1', 'press-2']);
     const started = await a.request('POST', '/api/rollouts', { json: { apiVersion: 'fleetprune/v1', kind: 'Rollout', model: 'iris', candidateVersion: '2', steps: [{ setWeight: 100 }, { pause: {} }] } });
     assert.equal(started.status, 201, await started.clone().text());
     const { id } = (await started.json()) as { id: string };
