@@ -196,9 +196,10 @@ export class RolloutService {
     return summary;
   }
 
-  async get(id: string): Promise<{ record: RolloutRecord; decisions: readonly DecisionLogEntry[] }> {
+  /** The rollout, its decision log, and why a rollback of it would be refused now (null: it would not, see #undoneByRollback). */
+  async get(id: string): Promise<{ record: RolloutRecord; decisions: readonly DecisionLogEntry[]; rollbackRefused: string | null }> {
     const record = await this.#existing(id);
-    return { record, decisions: await this.#o.repository.decisions(id) };
+    return { record, decisions: await this.#o.repository.decisions(id), rollbackRefused: await this.#undoneByRollback(record) };
   }
 
   async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number } = {}): Promise<CommandedRollout> {
@@ -292,18 +293,22 @@ export class RolloutService {
    * newer one: refused, naming it. (A rollout under way has no newer one: a start waits for it.)
    */
   async #refuseUndoingNewer(record: RolloutRecord): Promise<void> {
-    if (!isTerminal(record.state)) return;
+    const refused = await this.#undoneByRollback(record);
+    if (refused !== null) throw new ServiceError('conflict', refused);
+  }
+
+  /** Why rolling `record` back would undo a newer rollout of its model (#refuseUndoingNewer), or null. */
+  async #undoneByRollback(record: RolloutRecord): Promise<string | null> {
+    if (!isTerminal(record.state)) return null;
     const { model } = record.state.spec;
     for (const newer of await this.#o.repository.list({ model })) {
-      if (newer === record.state.id) return; // newest first: the rest are older
+      if (newer === record.state.id) return null; // newest first: the rest are older
       const other = await this.#o.repository.load(newer);
       if (other && (other.state.phase === 'Completed' || !isTerminal(other.state))) {
-        throw new ServiceError(
-          'conflict',
-          `rollout ${newer} of ${model} (${other.state.phase}, ${other.state.spec.candidateVersion}) came after this one; rolling this one back would undo it: roll back ${newer} instead`,
-        );
+        return `rollout ${newer} of ${model} (${other.state.phase}, ${other.state.spec.candidateVersion}) came after this one; rolling this one back would undo it: roll back ${newer} instead`;
       }
     }
+    return null;
   }
 
   async #audit(principal: Principal, action: string, id: string, details: Record<string, unknown>): Promise<void> {

@@ -66,6 +66,8 @@ export const RolloutDetailSchema = RolloutSummarySchema.extend({
   pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
   /** Devices of a rolled-back, failed or aborted rollout not back on their baseline yet (being reverted, refused it, unreachable; not those that left the fleet), for which another rollback may send it again; the dashboard's Roll back stays on while there are any (see devicesNotBack). */
   notBackOnBaseline: z.number().int(),
+  /** Why the server would refuse to roll this rollout back now (a newer rollout of the model promoted or is under way: rolling this one back would undo it); null when it would not. */
+  rollbackRefused: z.string().nullable(),
   /** The warnings about the spec given when it started (its `warning` decisions): analysis that cannot decide anything. */
   warnings: z.array(z.string()),
   decisions: z.array(z.record(z.string(), z.unknown())),
@@ -125,7 +127,7 @@ export const DETAIL_DEVICE_STATES = 1000;
 /** Devices that need a look first: refused, unreachable, retrying, pending; then the rest, in cohort order. */
 const ATTENTION: Record<string, number> = { refused: 0, unreachable: 1, retrying: 2, pending: 3 };
 
-export function rolloutDetail(record: RolloutRecord, decisions: readonly DecisionLogEntry[], maxDeviceStates = DETAIL_DEVICE_STATES): RolloutDetail {
+export function rolloutDetail(record: RolloutRecord, decisions: readonly DecisionLogEntry[], maxDeviceStates = DETAIL_DEVICE_STATES, rollbackRefused: string | null = null): RolloutDetail {
   const s = record.state;
   const listed = s.devices
     .map((device, order) => ({ device, order }))
@@ -146,6 +148,7 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
     deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null, outside: device.outside === true })),
     pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
     notBackOnBaseline: devicesNotBack(s).length,
+    rollbackRefused,
     warnings: decisions.filter((decision) => decision.kind === 'warning').map((decision) => decision.message),
     decisions: decisions.map((decision) => ({ ...decision, at: iso(decision.at) }) as Record<string, unknown>),
     analysisSeries: analysisSeries(decisions),

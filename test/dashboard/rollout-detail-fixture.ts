@@ -21,6 +21,7 @@ export function detailFixture(overrides: Partial<Record<keyof RolloutDetail, unk
     terminal: false,
     stepStage: 'step',
     notBackOnBaseline: 0,
+    rollbackRefused: null,
     ...overrides,
   } as unknown as RolloutDetail;
 }

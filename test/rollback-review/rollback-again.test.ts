@@ -77,6 +77,10 @@ test('a rolled-back rollout is not sent again once a newer rollout of the model 
   assert.equal(again.status, 409, await again.clone().text());
   assert.match((await again.json()).error?.message ?? '', new RegExp(`rollout ${newer} of wine .* came after this one`));
   assert.equal((await world.rollout(id)).devices.refused, 1, 'nothing was sent');
+  // Its detail still counts a device not back, and says why a rollback is refused anyway (the dashboard's Roll back is off).
+  const detail = await json(await server.request('GET', `/api/rollouts/${id}`));
+  assert.equal(detail.notBackOnBaseline, 1);
+  assert.match(detail.rollbackRefused ?? '', new RegExp(`^rollout ${newer} of wine .* came after this one`));
 });
 
 test('a rollback whose baseline download fails for a while (503) is no refusal: the device keeps trying, and comes back on its own once the download works', { timeout: 60_000 }, async (t) => {

@@ -146,6 +146,10 @@ test('rolling back a promoted rollout is refused once a newer rollout of the mod
   assert.equal(((await refused.json()) as any).error.message, `rollout ${newer} of wine (Completed, 3) came after this one; rolling this one back would undo it: roll back ${newer} instead`);
   assert.equal((await s.server.ctx.store.models.getAlias('wine', 'production'))?.version, '3', 'nothing changed');
   for (const device of s.fleet.devices.values()) assert.equal(device.active, '3');
+  // The detail says so before anyone clicks (the dashboard disables its Roll back with this tooltip).
+  const refusedNow = async (id: string) => ((await (await s.request('GET', `/api/rollouts/${id}`)).json()) as { rollbackRefused: string | null }).rollbackRefused;
+  assert.equal(await refusedNow(older), `rollout ${newer} of wine (Completed, 3) came after this one; rolling this one back would undo it: roll back ${newer} instead`);
+  assert.equal(await refusedNow(newer), null);
 
   assert.equal((await s.request('POST', `/api/rollouts/${newer}/rollback`)).status, 200);
   await waitForRollout(s.request, newer, (v) => v.phase === 'RolledBack' && v.pendingActions.length === 0);

@@ -55,7 +55,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
       <button data-action="${r.phase === 'Paused' ? 'resume' : 'pause'}" ${r.terminal ? 'disabled' : ''}>${r.phase === 'Paused' ? 'Resume' : 'Pause'}</button>
       ${canHold(r) ? `<button data-action="pause" title="Hold the rollout in this timed pause: its timer no longer moves it on; Resume continues the timed pause until it would have ended">Hold</button>` : ''}
       <button data-action="abort" ${r.terminal ? 'disabled' : ''}>Abort</button>
-      <button data-action="rollback" class="danger" ${canRollBack(r) ? '' : 'disabled'}>Roll back</button>
+      <button data-action="rollback" class="danger"${r.rollbackRefused ? ` title="${esc(printable(r.rollbackRefused))}"` : ''} ${canRollBack(r) ? '' : 'disabled'}>Roll back</button>
     </fieldset>
     <div class="charts" id="analysis-charts"></div>
     <h3>Decision log</h3>
@@ -71,9 +71,10 @@ export const decisionBy = (d: { message: string; by?: string }): boolean => Bool
 
 /**
  * Rolled back, failed or aborted already, a rollback again only re-sends the baseline to devices
- * not back on it (not those that left the fleet): with none, the server refuses it.
+ * not back on it (not those that left the fleet): with none, the server refuses it. It refuses it
+ * too once a newer rollout of the model promoted or is under way (`rollbackRefused`, the button's tooltip).
  */
-const canRollBack = (r: RolloutDetail) => !['RolledBack', 'Failed', 'Aborted'].includes(r.phase) || r.notBackOnBaseline > 0;
+const canRollBack = (r: RolloutDetail) => !r.rollbackRefused && (!['RolledBack', 'Failed', 'Aborted'].includes(r.phase) || r.notBackOnBaseline > 0);
 
 /** In a timed pause step (its timer moves the rollout on), an operator's pause holds it there until resumed. */
 const canHold = (r: RolloutDetail) => !r.terminal && r.phase === 'Paused' && r.pause?.reason === 'step' && r.pause.until !== null;
