@@ -39,7 +39,14 @@ test('after a refused Roll back the button is on again and keeps the focus, and 
   assert.equal((await rolloutState(server, id)).phase, 'Paused');
   assert.ok(await rollback.isEnabled(), 'Roll back is on again once the refused request is over');
   assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action), 'rollback', 'the focus is back on Roll back');
+  // The failure still shows after the poll (it no longer hides itself after 6 s), naming what was not done, until dismissed.
+  const message = page.locator('#error');
+  assert.ok(await message.isVisible(), 'the failure is still shown');
+  assert.equal((await message.innerText()).replace(/[\u2066-\u2069]/g, ''), `Roll back of ${id} was not done: store busy, try again Dismiss`);
 
+  await message.getByRole('button', { name: 'Dismiss' }).click();
+  await message.waitFor({ state: 'hidden', timeout: 2_000 });
+  await rollback.focus();
   await page.keyboard.press('Enter');
   await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 10_000 });
   assert.equal(dialogs.length, 2);

@@ -13,7 +13,7 @@ const actions = (html: string) => [...html.matchAll(/<button data-action="([^"]+
 test('the dashboard offers "Hold" (a pause) only in a timed pause step', () => {
   const timed = renderRolloutDetail(detailFixture({ phase: 'Paused', pause: { reason: 'step', since: '2026-12-01T10:00:00.000Z', until: '2026-12-01T10:10:00.000Z', message: 'step 2 pauses for 10m' } }));
   assert.deepEqual(actions(timed).filter((a) => /^(pause|resume)/.test(a)), ['resume:Resume', 'pause:Hold'], `timed pause: ${JSON.stringify(actions(timed))}`);
-  assert.deepEqual(rolloutAction('pause', detailFixture()), { path: 'pause', pending: 'Pausing' }, 'Hold posts the pause command');
+  assert.deepEqual(rolloutAction('pause', detailFixture()), { path: 'pause', name: 'Pause', pending: 'Pausing' }, 'Hold posts the pause command');
 
   const untimed = renderRolloutDetail(detailFixture({ phase: 'Paused', pause: { reason: 'step', since: '2026-12-01T10:00:00.000Z', until: null, message: 'step 2 pauses until resumed' } }));
   const held = renderRolloutDetail(detailFixture({ phase: 'Paused', pause: { reason: 'manual', since: '2026-12-01T10:00:00.000Z', until: null, message: 'paused by token:ops' } }));

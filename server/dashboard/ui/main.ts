@@ -3,7 +3,7 @@ import { bdiElement } from './bidi.ts';
 import { devicesFrom, renderFleet } from './fleet-view.ts';
 import { renderModels, renderSweep, type SweepPoint, type VersionRow } from './models-view.ts';
 import { ROLLOUT_PAGE, renderRolloutPager, rolloutPageFrom } from './rollout-pages.ts';
-import { clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
+import { actionFailureText, clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
 import { printable } from '../../../shared/util/printable.ts';
 import { isRolloutId } from '../../../shared/util/rollout-id.ts';
 
@@ -63,13 +63,25 @@ let messageLasts = false;
 /** A message: its text, and user-provided parts (ids, server messages) each isolated in a <bdi>. */
 type MessageText = string | readonly (string | { user: string })[];
 
-function showMessage(text: MessageText, lasting: boolean): void {
+/**
+ * `lasting`: about a condition, hidden when it ends (hideLastingMessage); `until-dismissed`: a
+ * failed action, shown with a Dismiss button until the operator closes it or another message
+ * replaces it; false: hides itself after MESSAGE_MS.
+ */
+function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): void {
   const box = $('error');
   clearTimeout(messageTimer);
   box.replaceChildren(...(typeof text === 'string' ? [text] : text.map((part) => (typeof part === 'string' ? part : bdiElement(part.user)))));
   box.hidden = false;
-  messageLasts = lasting;
-  if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
+  messageLasts = lasting === true;
+  if (lasting === 'until-dismissed') {
+    const dismiss = document.createElement('button');
+    dismiss.type = 'button';
+    dismiss.className = 'dismiss';
+    dismiss.textContent = 'Dismiss';
+    dismiss.addEventListener('click', () => (box.hidden = true));
+    box.append(' ', dismiss);
+  } else if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
 }
 
 /**
@@ -454,7 +466,9 @@ $('rollout-detail').addEventListener('click', async (event) => {
   try {
     await api.post(`/rollouts/${encodeURIComponent(rollout.id)}/${action.path}`, {});
   } catch (error) {
-    showMessage(actionFailure(error, action.fromStep), false);
+    // Until dismissed: it says what did not happen, or may not have (no answer), to a fleet.
+    const failure = error instanceof ApiError ? { status: error.status, message: messageOf(error) } : { message: messageOf(error) };
+    showMessage(actionFailureText(action, rollout.id, failure), 'until-dismissed');
   } finally {
     actionInFlight = undefined;
     // Drawn again whatever the refresh finds: a refused action leaves the rollout as it was, and
@@ -465,14 +479,6 @@ $('rollout-detail').addEventListener('click', async (event) => {
     if (document.activeElement === document.body) document.querySelector<HTMLElement>(`#rollout-detail button[data-action="${CSS.escape(button.dataset.action!)}"]:enabled`)?.focus();
   }
 });
-
-/** Why an action did not happen: the server's message, and for a step someone else promoted first, that the view now shows where the rollout is. */
-function actionFailure(error: unknown, fromStep: number | undefined): MessageText {
-  if (fromStep !== undefined && error instanceof ApiError && error.status === 409) {
-    return [`Step ${fromStep + 1} not skipped: `, { user: messageOf(error) }, '. The rollout changed since it was shown; the view now shows where it is.'];
-  }
-  return [{ user: messageOf(error) }];
-}
 
 $('token-form').addEventListener('submit', (event) => {
   event.preventDefault();

@@ -103,11 +103,33 @@ function nextStepTitle(r: RolloutDetail): string {
 /** What an action button posts (under /api/rollouts/:id/), and the confirmation it asks for first. */
 export interface RolloutAction {
   path: string;
+  /** The button's action, for a message about it ("Roll back"). */
+  name: string;
   /** What the page says while the request is out ("Rolling back"). */
   pending: string;
   confirm?: string;
   /** The step the action was meant for (as shown): the server refuses it (409) once the rollout has moved on. */
   fromStep?: number;
+}
+
+/** A message: plain text, and user-provided parts (ids, server messages) to isolate. */
+export type MessageParts = readonly (string | { user: string })[];
+
+/**
+ * What the page says when an action's request failed. `status`: the server answered and refused
+ * it; undefined: no answer came (the network, a server that went away), so it may have been done.
+ */
+export function actionFailureText(action: RolloutAction, rolloutId: string, failure: { status?: number; message: string }): MessageParts {
+  if (failure.status === undefined) {
+    return [
+      `${action.name} of `, { user: rolloutId }, ': the server did not answer (', { user: failure.message },
+      '), so it may or may not have been done. The view shows the rollout as the server has it once a refresh gets through: look at it before you try again.',
+    ];
+  }
+  if (action.fromStep !== undefined && failure.status === 409) {
+    return [`Step ${action.fromStep + 1} not skipped: `, { user: failure.message }, '. The rollout changed since it was shown; the view now shows where it is.'];
+  }
+  return [`${action.name} of `, { user: rolloutId }, ' was not done: ', { user: failure.message }];
 }
 
 export function rolloutAction(action: string, r: RolloutDetail): RolloutAction | undefined {
@@ -117,13 +139,14 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       const current = r.steps[r.stepIndex];
       const confirm = current?.kind === 'analysis' ? `Skip step ${stepName(r, r.stepIndex)} of ${plain(r.id)} without waiting for its verdict, and go on with ${stepName(r, r.stepIndex + 1)}?` : undefined;
       // From the step shown: if someone else promoted it meanwhile, the server refuses instead of skipping the next step too.
-      return { path: `promote?step=true&fromStepIndex=${r.stepIndex}`, pending: `Skipping step ${stepName(r, r.stepIndex)}`, fromStep: r.stepIndex, ...(confirm ? { confirm } : {}) };
+      return { path: `promote?step=true&fromStepIndex=${r.stepIndex}`, name: `Skipping step ${stepName(r, r.stepIndex)}`, pending: `Skipping step ${stepName(r, r.stepIndex)}`, fromStep: r.stepIndex, ...(confirm ? { confirm } : {}) };
     }
     case 'promote-full': {
       const skipped = r.steps.filter((step) => step.index >= r.stepIndex).map((step) => stepName(r, step.index));
       const analyses = r.steps.filter((step) => step.index >= r.stepIndex && step.kind === 'analysis').length;
       return {
         path: 'promote',
+        name: 'Promote to 100%',
         pending: 'Promoting to 100%',
         confirm:
           `Promote ${plain(r.id)} to 100% now: ${plain(r.model)}@${plain(r.candidateVersion)} becomes active on all ${r.devices.total} of its devices at once, ` +
@@ -132,11 +155,11 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       };
     }
     case 'pause':
-      return { path: action, pending: 'Pausing' };
+      return { path: action, name: 'Pause', pending: 'Pausing' };
     case 'resume':
-      return { path: action, pending: 'Resuming' };
+      return { path: action, name: 'Resume', pending: 'Resuming' };
     case 'abort':
-      return { path: action, pending: 'Aborting', confirm: `Abort ${plain(r.id)}?` };
+      return { path: action, name: 'Abort', pending: 'Aborting', confirm: `Abort ${plain(r.id)}?` };
     case 'rollback': {
       // Promoted: the rollback also restores the previous production and takes back the devices given the candidate outside the rollout.
       const question =
@@ -147,7 +170,7 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       const ending = `; ${WOULD_RESTORE}`;
       const restored = (r.warnings ?? []).filter((warning) => warning.endsWith(ending)).map((warning) => plain(warning.slice(0, -ending.length)));
       const warning = restored.length > 0 ? `Warning: ${restored.join('; ')}: the rollback restores ${restored.length === 1 ? 'it' : 'them'}. ` : '';
-      return { path: action, pending: 'Rolling back', confirm: `${warning}${question}` };
+      return { path: action, name: 'Roll back', pending: 'Rolling back', confirm: `${warning}${question}` };
     }
     default:
       return undefined;
