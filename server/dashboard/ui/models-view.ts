@@ -13,6 +13,15 @@ export interface VersionRow {
   metrics: { test?: Record<string, number> };
   aliases: string[];
   retired: boolean;
+  /** What the rollouts last made of it (null: nothing yet; absent: an older server). */
+  status?: { status: string; reason: string; at: string } | null;
+}
+
+/** What a rollout made of a version, as a badge whose tooltip says why and when; production shows as its alias. */
+function statusBadge(status: VersionRow['status']): string {
+  if (!status || status.status === 'production') return '';
+  const bad = status.status === 'failed' || status.status === 'rolled-back';
+  return `<span class="badge${bad ? ' bad' : ''}" title="${esc(`${status.reason} (${status.at})`)}">${esc(status.status === 'rolled-back' ? 'rolled back' : status.status)}</span>`;
 }
 
 export interface SweepPoint {
@@ -39,10 +48,10 @@ export function renderModels(versions: readonly VersionRow[]): string {
       <td>${esc(arch.params)}</td>
       <td>${esc(arch.flopsPerSample)}</td>
       <td>${esc(formatScore(v.metrics.test))}</td>
-      <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${userText(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''}</td>
+      <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${userText(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''} ${statusBadge(v.status)}</td>
     </tr>`;
   });
-  return table(['version', 'lineage', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases'], rows, 'No models registered yet.');
+  return table(['version', 'lineage', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases and status'], rows, 'No models registered yet.');
 }
 
 let sweepPlot: uPlot | undefined;
