@@ -3,7 +3,7 @@ import { bdiElement } from './bidi.ts';
 import { devicesFrom, renderFleet } from './fleet-view.ts';
 import { renderModels, renderSweep, type SweepPoint, type VersionRow } from './models-view.ts';
 import { ROLLOUT_PAGE, renderRolloutPager, rolloutPageFrom } from './rollout-pages.ts';
-import { actionFailureText, clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
+import { ATTENTION_DEVICES, actionFailureText, clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
 import { printable } from '../../../shared/util/printable.ts';
 import { isRolloutId } from '../../../shared/util/rollout-id.ts';
 
@@ -308,8 +308,9 @@ async function refreshModels(): Promise<void> {
 async function rolloutOrNone(id: string): Promise<RolloutDetail | 'unknown' | 'malformed'> {
   if (!isRolloutId(id)) return 'malformed';
   try {
-    // Without the per-device states (up to 1000 by default): the view shows only their counts, and it refreshes often.
-    return await api.get<RolloutDetail>(`/rollouts/${encodeURIComponent(id)}?devices=0`);
+    // A few device states, not up to 1000 (the default): the server lists those that need a look
+    // first (refused, unreachable, retrying, pending), which the view names; it refreshes often.
+    return await api.get<RolloutDetail>(`/rollouts/${encodeURIComponent(id)}?devices=${ATTENTION_DEVICES}`);
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) return 'unknown';
     if (error instanceof ApiError && error.status === 400) return 'malformed';

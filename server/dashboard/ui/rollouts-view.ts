@@ -49,6 +49,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     ${r.pause && r.phase === 'Paused' ? `<p class="muted">Paused (${userText(r.pause.reason)}): ${userText(r.pause.message)}</p>` : ''}
     ${r.outcome ? `<p>Outcome: <strong>${esc(r.outcome.status)}</strong>: ${userText(r.outcome.reason)}</p>` : ''}
     <p class="muted">Devices: ${deviceCounts || 'none'}${r.previousProduction ? ` · previous production ${userText(r.previousProduction)}` : ''}</p>
+    ${attentionTable(r)}
     <fieldset class="actions" id="rollout-actions">
       <button data-action="promote-step" title="${esc(nextStepTitle(r))}" ${canPromote(r) ? '' : 'disabled'}>Next step</button>
       <button data-action="promote-full" class="danger" title="Skip every remaining step and analysis (asks first)" ${canPromote(r) ? '' : 'disabled'}>Promote to 100%</button>
@@ -60,6 +61,20 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     <div class="charts" id="analysis-charts"></div>
     <h3>Decision log</h3>
     ${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}`;
+}
+
+/** Device states the dashboard asks for (?devices=): the server lists those that need a look first. */
+export const ATTENTION_DEVICES = 20;
+
+/** The devices that need a look (refused, unreachable, retrying, pending), by name, with why: the counts alone do not say which. */
+function attentionTable(r: RolloutDetail): string {
+  const states = (r.deviceStates ?? []).filter((device) => device.delivery !== 'delivered');
+  if (states.length === 0) return '';
+  const counted = Object.entries(r.devices).filter(([state]) => state !== 'total' && state !== 'delivered' && state !== 'candidate' && state !== 'baseline');
+  const needing = counted.reduce((sum, [, n]) => sum + n, 0);
+  const rows = states.map((device) => `<tr><td class="device-id">${userText(device.id)}</td><td><span class="badge${device.delivery === 'refused' || device.delivery === 'unreachable' ? ' bad' : ''}">${esc(device.delivery)}</span></td><td>${esc(device.desired)}</td><td class="reason">${device.reason ? userText(device.reason) : ''}</td></tr>`);
+  const more = needing > states.length ? `<p class="muted">The first ${states.length} of ${needing}; <code>fleetprune rollout status --json ${esc(r.id)}</code> lists them all (up to 1000 by default; --devices N for more).</p>` : '';
+  return `<h3>Devices not there yet</h3>${table(['device', 'delivery', 'to run', 'why'], rows, '')}${more}`;
 }
 
 /**
