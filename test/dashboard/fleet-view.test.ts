@@ -6,7 +6,12 @@ import { formatScore } from '../../server/dashboard/ui/html.ts';
 test('the fleet view shows one page of devices with fleet-wide counts, and says when there are more', () => {
   const page = devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: true }], next: 'dev-1', counts: { enrolled: 12000, online: 11000 } });
   const html = renderFleet(page);
-  assert.match(html, /11000 of 12000 enrolled devices online \(the first 1 by id; <code>fleetprune devices list<\/code> lists every one\)/);
+  assert.match(html, /11000 of 12000 enrolled devices online \(devices 1–1 by id\)/);
+  assert.match(html, /<button type="button" data-page="next"[^>]*title="The next 1 devices, by id" >Next ›<\/button>/, 'Next is on');
+  assert.match(html, /<button type="button" data-page="first"[^>]*disabled>/, 'First is off on the first page');
+  const third = renderFleet(devicesFrom({ devices: [{ id: 'dev-9', labels: {}, online: true }], next: null, counts: { enrolled: 12000, online: 11000 } }), 2, 500);
+  assert.match(third, /\(devices 1001–1001 by id\)/);
+  assert.match(third, /data-page="next"[^>]*disabled>/, 'Next is off on the last page');
   assert.equal((html.match(/<tr data-device=/g) ?? []).length, 1);
   // The last (or only) page says nothing about more.
   const last = renderFleet(devicesFrom({ devices: [{ id: 'dev-1', labels: {}, online: false }, { id: 'dev-2', labels: {}, online: false, revokedAt: '2026-01-01T00:00:00Z' }], next: null, counts: { enrolled: 1, online: 0 } }));

@@ -30,7 +30,11 @@ export function devicesFrom(json: unknown): DevicePage {
 
 const slot = (s: DeviceRow['active']) => (s ? `${userText(s.model)}@${userText(s.version)}` : '<span class="muted">—</span>');
 
-export function renderFleet(page: DevicePage): string {
+/**
+ * `index`: how many pages of `pageSize` come before this one (the view pages by id with the API's
+ * `after` cursor: Next and First buttons, data-page).
+ */
+export function renderFleet(page: DevicePage, index = 0, pageSize = page.devices.length): string {
   const { devices } = page;
   const online = page.counts?.online ?? devices.filter((d) => d.online).length;
   const total = page.counts?.enrolled ?? devices.length;
@@ -43,8 +47,17 @@ export function renderFleet(page: DevicePage): string {
       <td class="candidate-version">${slot(d.candidate)}</td>
     </tr>`,
   );
-  const shown = page.next ? ` (the first ${devices.length} by id; <code>fleetprune devices list</code> lists every one)` : '';
+  const first = index * pageSize + 1;
+  const paged = page.next !== null || index > 0;
+  const shown = paged && devices.length > 0 ? ` (devices ${first}–${first + devices.length - 1} by id)` : '';
+  const pager = paged
+    ? `<div class="pager">
+        <button type="button" data-page="first" title="The first page of devices, by id" ${index > 0 ? '' : 'disabled'}>‹ First</button>
+        <button type="button" data-page="previous" title="The page before this one" ${index > 0 ? '' : 'disabled'}>‹ Previous</button>
+        <button type="button" data-page="next" title="The next ${pageSize} devices, by id" ${page.next !== null ? '' : 'disabled'}>Next ›</button>
+      </div>`
+    : '';
   // A hung broker leaves every device online as it was: said above the list, not shown as live.
   const stale = page.brokerConnected === false ? '<p class="broker-down">The server is not connected to the broker now: each device\'s status is as it was when the connection went.</p>' : '';
-  return `${stale}<p class="muted">${online} of ${total} enrolled devices online${shown}</p>${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
+  return `${stale}<p class="muted">${online} of ${total} enrolled devices online${shown}</p>${pager}${table(['device', 'labels', 'status', 'active', 'candidate'], rows, 'No devices enrolled yet.')}`;
 }

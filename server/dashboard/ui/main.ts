@@ -273,10 +273,36 @@ function signOut(why?: string): void {
   input.focus();
 }
 
+/**
+ * The fleet view's page: the `after` cursor of each page before the one shown (empty: the first
+ * page), and the shown page's own `next`.
+ */
+let fleetCursors: string[] = [];
+let fleetNext: string | null = null;
+
 async function refreshFleet(): Promise<void> {
-  // One page: a fleet of thousands would make every refresh megabytes; the counts cover everyone.
-  $('fleet').innerHTML = renderFleet(devicesFrom(await api.get(`/devices?limit=${FLEET_PAGE}`)));
+  // One page at a time: a fleet of thousands would make every refresh megabytes; the counts cover everyone.
+  const after = fleetCursors.at(-1);
+  let page = devicesFrom(await api.get(`/devices?limit=${FLEET_PAGE}${after === undefined ? '' : `&after=${encodeURIComponent(after)}`}`));
+  if (page.devices.length === 0 && fleetCursors.length > 0) {
+    // Its devices were revoked meanwhile: back to the first page.
+    fleetCursors = [];
+    page = devicesFrom(await api.get(`/devices?limit=${FLEET_PAGE}`));
+  }
+  fleetNext = page.next;
+  render($('fleet'), renderFleet(page, fleetCursors.length, FLEET_PAGE));
 }
+
+$('fleet').addEventListener('click', (event) => {
+  const pager = (event.target as HTMLElement).closest<HTMLButtonElement>('button[data-page]');
+  if (!pager || pager.disabled) return;
+  const to = pager.dataset.page;
+  if (to === 'next' && fleetNext !== null) fleetCursors = [...fleetCursors, fleetNext];
+  else if (to === 'previous') fleetCursors = fleetCursors.slice(0, -1);
+  else if (to === 'first') fleetCursors = [];
+  else return;
+  void refreshFleet().catch((error: unknown) => showMessage(['Cannot list the devices: ', { user: messageOf(error) }], false));
+});
 
 /** Every version of a model: the API answers in pages (100 unless asked), oldest first, so one request would hide the newest. */
 async function allVersions(model: string): Promise<VersionRow[]> {
