@@ -70,7 +70,7 @@ test('a failed analysis: its chart shows the median of the per-device values in 
 
   // Local and relative times carry the moment in UTC (the fleet and its operators span time zones).
   const exact = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/;
-  assert.match((await page.locator('#rollout-detail .table-wrap tbody tr td').first().getAttribute('title')) ?? '', exact, 'a decision time has its UTC moment');
+  assert.match((await page.locator('#decision-log .table-wrap tbody tr td').first().getAttribute('title')) ?? '', exact, 'a decision time has its UTC moment');
   assert.match((await page.locator(`#rollouts tr[data-rollout="${id}"] td`).last().getAttribute('title')) ?? '', exact, "a rollout's last update has its UTC moment");
 
   // The one measurement sits in the middle of its chart (ten minutes around it): point at it and read the legend.

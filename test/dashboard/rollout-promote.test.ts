@@ -68,7 +68,8 @@ test('the dashboard promotes one step at a time with "Next step" (from the step 
   assert.deepEqual(posts, [stepPost(0), stepPost(1)]);
   assert.equal(
     await message.innerText(),
-    `Step 2 not skipped: rollout ${id} is already past step 2 (it is at step 3/5); not promoted again. The rollout changed since it was shown; the view now shows where it is.`,
+    `Step 2 not skipped: rollout ${id} is already past step 2 (it is at step 3/5); not promoted again. The rollout changed since it was shown; the view now shows where it is. Dismiss`,
+    'the message, and its Dismiss button (it stays until dismissed)',
   );
   release();
   await page.unrouteAll({ behavior: 'wait' }); // the held reads go on

@@ -45,7 +45,7 @@ test('dashboard: "Roll back" stays on while a device of a rolled-back rollout is
   // Decisions taken after the last step (the promotion, the rollback) count in that step, as the
   // rollout's own line does: the log said step 3 of a 2-step rollout.
   const stepCount = await page.locator('.steps .step').count();
-  const loggedSteps = (await page.locator('#rollout-detail table tr td:nth-child(2)').allTextContents()).map(Number);
+  const loggedSteps = (await page.locator('#decision-log table tr td:nth-child(2)').allTextContents()).map(Number);
   assert.ok(loggedSteps.length > 0 && stepCount > 0);
   assert.ok(loggedSteps.every((step) => step >= 1 && step <= stepCount), `steps ${loggedSteps.join(',')} of ${stepCount}`);
   assert.ok(loggedSteps.includes(stepCount), 'the decisions after the last step are in it');

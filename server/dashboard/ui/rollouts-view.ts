@@ -60,7 +60,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     </fieldset>
     <div class="charts" id="analysis-charts"></div>
     <h3>Decision log</h3>
-    ${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}`;
+    <div id="decision-log">${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}</div>`;
 }
 
 /** Device states the dashboard asks for (?devices=): the server lists those that need a look first. */
@@ -74,7 +74,7 @@ function attentionTable(r: RolloutDetail): string {
   const needing = counted.reduce((sum, [, n]) => sum + n, 0);
   const rows = states.map((device) => `<tr><td class="device-id">${userText(device.id)}</td><td><span class="badge${device.delivery === 'refused' || device.delivery === 'unreachable' ? ' bad' : ''}">${esc(device.delivery)}</span></td><td>${esc(device.desired)}</td><td class="reason">${device.reason ? userText(device.reason) : ''}</td></tr>`);
   const more = needing > states.length ? `<p class="muted">The first ${states.length} of ${needing}; <code>fleetprune rollout status --json ${esc(r.id)}</code> lists them all (up to 1000 by default; --devices N for more).</p>` : '';
-  return `<h3>Devices not there yet</h3>${table(['device', 'delivery', 'to run', 'why'], rows, '')}${more}`;
+  return `<h3>Devices not there yet</h3><div id="devices-not-there">${table(['device', 'delivery', 'to run', 'why'], rows, '')}</div>${more}`;
 }
 
 /**
