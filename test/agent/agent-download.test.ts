@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test, type TestContext } from 'node:test';
 import { publishAssignment } from '../../server/fleet/fleet-publisher.ts';
 import type { Report, Role } from '../../shared/protocol/payloads.ts';
@@ -331,7 +332,7 @@ test('a fresh download answered with a 206 the agent did not ask for (no Content
 
 test('a directory named like a partial download in downloads/ does not make every download fail: it is removed like any other leftover', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-audit-partdir-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   const junk = join(dataDir, 'downloads', `${'a'.repeat(64)}.part`);
   await mkdir(join(junk, 'inside'), { recursive: true });
   const { assign, agent } = await hostileAgent(t, 'audit-partdir', { dataDir });
@@ -344,7 +345,7 @@ test('a directory named like a partial download in downloads/ does not make ever
 
 test('a directory or a FIFO where the partial download of the very model assigned goes is removed, neither refused as a disk failure nor waited on for good', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-audit-ownpart-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   const partOf = (artifact: TestArtifact) => join(dataDir, 'downloads', `${artifact.manifest.files['model.onnx']!.sha256}.part`);
   const { assign, agent } = await hostileAgent(t, 'audit-ownpart', { dataDir });
   // Each made just before its own model is assigned: a download removes the other models' leftovers.
@@ -368,7 +369,7 @@ test('a directory or a FIFO where the partial download of the very model assigne
 test('a complete partial download left by an earlier run with the wrong bytes (a power cut before they reached the disk) is downloaded again from zero, not refused', async (t) => {
   const sha = world.v1.manifest.files['model.onnx']!.sha256;
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-zeroed-part-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   await mkdir(join(dataDir, 'downloads'));
   await writeFile(join(dataDir, 'downloads', `${sha}.part`), Buffer.alloc(world.v1.manifest.files['model.onnx']!.bytes));
   const { hostile, assign, agent } = await hostileAgent(t, 'zeroed-part', { dataDir });

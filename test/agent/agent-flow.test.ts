@@ -3,6 +3,7 @@ import { cp, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'no
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test } from 'node:test';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
@@ -310,7 +311,7 @@ test('a corrupt state file whose retained assignment is a candidate: the model t
 test('a state.json that is a FIFO is set aside like a corrupt one: the agent starts at once (it waited for a writer for good)', async (t) => {
   const config = await world.config('fifo-state-1');
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-fifo-state-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   makeFifo(join(dataDir, 'state.json'));
   const { logger, lines } = recordingLogger();
   const outcome = await settlesWithin(startAgent(t, world, 'fifo-state-1', { config, dataDir, logger }), 5000, () => releaseFifo(join(dataDir, 'state.json')));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test } from 'node:test';
 import type { BenchmarkReport } from '../../shared/protocol/payloads.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
@@ -24,7 +25,7 @@ test('a benchmark interrupted by an assignment still downloading at the stop run
   const deviceId = 'bench-resume-1';
   const config = await world.config(deviceId, { site: 'osaka' });
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-bench-resume-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   const { logger, lines } = recordingLogger();
   // A benchmark long enough to be interrupted while it runs: about 10 s (2,500 samples of two 2 ms runs).
   slowInference(t, 2);

@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test } from 'node:test';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, type AgentWorld } from './agent-fixtures.ts';
@@ -19,7 +20,7 @@ test('two agents given one config (a cloned SD card) take the broker connection 
   const logs = [recordingLogger(), recordingLogger()];
   for (const [i, { logger }] of logs.entries()) {
     const dataDir = await mkdtemp(join(tmpdir(), `fleetprune-agent-clone-${i}-`));
-    t.after(() => rm(dataDir, { recursive: true, force: true })); // after the agents' stop hooks
+    deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
     await startAgent(t, world, 'clone-1', { config, dataDir, holdout: undefined, logger });
   }
   const warned = () => logs.filter(({ lines }) => lines.some((line) => line.level >= 40 && warning.test(line.msg))).length;

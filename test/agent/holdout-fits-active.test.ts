@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test } from 'node:test';
 import { Holdout } from '../../agent/holdout.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
@@ -23,7 +24,7 @@ test('at start, a holdout the active model cannot read is said at once (error lo
   const deviceId = 'holdout-fits';
   const config = await world.config(deviceId, { site: 'osaka' });
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-holdout-fits-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   const seeding = recordingLogger();
   const first = await startAgent(t, world, deviceId, { config, dataDir, logger: seeding.logger });
   await waitFor(() => first.agent.connected, 5000, 'agent connected');

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { test, type TestContext } from 'node:test';
 import { Agent } from '../../agent/agent.ts';
 import { connectMqtt } from '../../agent/mqtt-link.ts';
@@ -49,7 +50,7 @@ test("models lost from the device's disk come back: the server's retained assign
     await json(await pushArtifact(server, 'wine', artifact.dir, artifact.manifest));
   }
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-lost-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   const config = await json<AgentConfig>(await server.request('POST', '/api/devices', { json: { id: 'lost-1', labels: {} } }));
   const first = await startAgent(t, config, dataDir);
   const activeIs = async (version: string | null) => (await device(server, 'lost-1')).active?.version === (version ?? undefined);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test, type TestContext } from 'node:test';
 import { publishAssignmentPayload } from '../../server/fleet/fleet-publisher.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
@@ -29,8 +30,9 @@ const reasonOf = (report: Report) => (report.kind === 'assignment' ? (report.rea
 async function device(t: TestContext, deviceId: string) {
   const dataDir = await mkdtemp(join(tmpdir(), `fleetprune-${deviceId}-`));
   const config = await world.config(deviceId);
-  // Registered first, so it runs after every agent's own stop hook.
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  // Deferred first, so it runs after every agent's own stop (deferCleanup is last in, first out;
+  // a plain t.after registered first ran first, removing the directory under a running agent).
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true }));
   return { dataDir, start: () => startAgent(t, world, deviceId, { config, dataDir, assignmentResyncMs: 300 }) };
 }
 

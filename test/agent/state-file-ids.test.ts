@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test } from 'node:test';
 import { CorruptStateError, SlotStateFile } from '../../agent/slot-state.ts';
 import { createAgentWorld, isOutcome, type AgentWorld } from './agent-fixtures.ts';
@@ -42,7 +43,7 @@ test('a state file whose installedBy or candidateAssignmentId is not a message i
 
 test('an agent whose state file names a lost model\'s installer by something that is not an id starts (the file set aside) and is restored by its assignment, instead of failing every start', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-audit-state-agent-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dataDir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   // The active model's files are gone (not in models/), so the start reports the loss as a refusal of its installer.
   await writeFile(join(dataDir, 'state.json'), stateWith({ installedBy: 'not an id!' }));
   const { agent } = await startAgent(t, world, 'audit-state-1', { dataDir });

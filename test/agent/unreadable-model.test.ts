@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { chmod, chown, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deferCleanup } from '../helpers/cleanup.ts';
 import { after, before, test } from 'node:test';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import type { Report } from '../../shared/protocol/payloads.ts';
@@ -46,7 +47,7 @@ const reasonOf = (report: Report) => (report.kind === 'assignment' ? (report.rea
 
 test('an unreadable model.onnx fails verification like a damaged one: the agent starts on the previous model (no exit 2), downloads the active one again, and answers a rollback to an unreadable one', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'fleetprune-unreadable-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  deferCleanup(t, () => rm(dir, { recursive: true, force: true })); // after the agents' own cleanups (last in, first out)
   const config = await world.config('unreadable-1');
   const dataDir = join(dir, 'data');
   const seeding = await startAgent(t, world, 'unreadable-1', { config, dataDir });
