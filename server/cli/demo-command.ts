@@ -106,7 +106,7 @@ export function registerDemoCommand(program: Command): void {
       // not even by a Ctrl-C during training or the rollouts, or by a closed stdout.
       const interrupts = handleDemoInterrupts(() => {
         output.stop();
-        if (!chosenDataDir) rmSync(dataDir, { recursive: true, force: true, maxRetries: 5 });
+        if (!chosenDataDir) removeWhileWritten(dataDir);
       });
       say(`fleetprune demo: data in ${dataDir}${chosenDataDir ? '' : ' (removed at exit; --data-dir DIR keeps it)'}`);
       // A kept server is looked at again with its admin token (it prints none at a later start):
@@ -194,6 +194,26 @@ export function demoOutput(write: (line: string) => void, createProgress: () => 
     progress: (event) => (progress ??= createProgress()).update(event),
     stop,
   };
+}
+
+/**
+ * Removes `dir` at an interrupt, while the demo's own writers still run: its agents' and server's
+ * file operations in libuv's thread pool and the training worker go on while this thread removes,
+ * and one landing just after the removal brought the directory back (with a device's credentials
+ * in it). So after each removal it waits a moment (the thread blocked, the others not) and removes
+ * again what came back, a few times.
+ */
+function removeWhileWritten(dir: string): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5 });
+    } catch {
+      // ENOTEMPTY still (a writer faster than the retries): the next round takes what is left.
+    }
+    Atomics.wait(pause, 0, 0, 50);
+    if (!existsSync(dir)) return;
+  }
 }
 
 export interface DemoInterrupts {
