@@ -70,8 +70,7 @@ export const ATTENTION_DEVICES = 20;
 function attentionTable(r: RolloutDetail): string {
   const states = (r.deviceStates ?? []).filter((device) => device.delivery !== 'delivered');
   if (states.length === 0) return '';
-  const counted = Object.entries(r.devices).filter(([state]) => state !== 'total' && state !== 'delivered' && state !== 'candidate' && state !== 'baseline');
-  const needing = counted.reduce((sum, [, n]) => sum + n, 0);
+  const needing = r.devices.pending + r.devices.retrying + r.devices.unreachable + r.devices.refused;
   const rows = states.map((device) => `<tr><td class="device-id">${userText(device.id)}</td><td><span class="badge${device.delivery === 'refused' || device.delivery === 'unreachable' ? ' bad' : ''}">${esc(device.delivery)}</span></td><td>${esc(device.desired)}</td><td class="reason">${device.reason ? userText(device.reason) : ''}</td></tr>`);
   const more = needing > states.length ? `<p class="muted">The first ${states.length} of ${needing}; <code>fleetprune rollout status --json ${esc(r.id)}</code> lists them all (up to 1000 by default; --devices N for more).</p>` : '';
   return `<h3>Devices not there yet</h3><div id="devices-not-there">${table(['device', 'delivery', 'to run', 'why'], rows, '')}</div>${more}`;
