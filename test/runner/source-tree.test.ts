@@ -47,6 +47,9 @@ test("npm test's groups hold every test file once; files with top-level hooks, a
   assert.ok(groups.length < files.length / 2, `${groups.length} groups for ${files.length} files`);
   for (const file of ['test/artifact/tamper.test.ts', 'test/broker/embedded-packet-size.test.ts', 'test/dashboard/demo-and-dashboard.test.ts']) assert.ok(alone.includes(file), file);
   assert.ok(!alone.includes('test/server/jobs.test.ts'), 'a file without hooks is grouped');
+  // An agent file whose only hooks make and close its own world is grouped; one whose before() does more runs alone.
+  assert.ok(!alone.includes('test/agent/answer-metrics.test.ts'), 'an agent file with only its own world is grouped');
+  assert.ok(alone.includes('test/agent/trusted-signer.test.ts'), 'an agent file whose before() does more than make its world runs alone');
 });
 
 test("npm test starts its longest processes first: node --test runs files in the order of their names, and the group files' names give that order", async (t) => {

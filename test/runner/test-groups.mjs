@@ -9,7 +9,8 @@
 //
 // What would behave differently in a shared process runs alone:
 // - a file with top-level before()/after() hooks: in a group, every file's before() runs before the
-//   group's first test and every after() after its last;
+//   group's first test and every after() after its last (but for an agent file's own world,
+//   OWN_AGENT_WORLD);
 // - a file that measures the process itself (memory, handles);
 // - the files that take a minute or more, so no group holds two of them and ends the run late.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -34,6 +35,19 @@ const ALONE = new Set([
 ]);
 
 const TOP_LEVEL_HOOK = /^(before|after|beforeEach|afterEach)\(/m;
+/**
+ * The one pair of top-level hooks a group may hold: an agent test file's own world (an embedded
+ * broker, an artifact server and a temporary directory on ports and paths of its own), made before
+ * its tests and closed after them. In a group every such world is made before the group's first
+ * test and closed after its last, which changes nothing another file sees; 26 of these files each
+ * ran alone, paying the agent's start-up (about 1 CPU-s) 26 times.
+ */
+const OWN_AGENT_WORLD = /^let world: AgentWorld;\nbefore\(async \(\) => \{\n  world = await createAgentWorld\(\);\n\}\);\nafter\(\(\) => world\.close\(\)\);$/m;
+
+/** Whether `source` has top-level hooks other than OWN_AGENT_WORLD's. */
+function hasSharedHooks(source) {
+  return TOP_LEVEL_HOOK.test(source.replace(OWN_AGENT_WORLD, ''));
+}
 
 /**
  * Splits `files` (repository-relative .test.ts paths) into those run alone and groups of up to
@@ -45,7 +59,7 @@ export async function groupTestFiles(sourceRoot, files) {
   const byFolder = new Map();
   for (const file of files) {
     const source = await readFile(join(sourceRoot, file), 'utf8');
-    if (ALONE.has(file) || TOP_LEVEL_HOOK.test(source)) alone.push(file);
+    if (ALONE.has(file) || hasSharedHooks(source)) alone.push(file);
     else byFolder.set(dirname(file), [...(byFolder.get(dirname(file)) ?? []), file]);
   }
   const groups = [];
