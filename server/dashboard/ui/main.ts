@@ -3,7 +3,7 @@ import { bdiElement } from './bidi.ts';
 import { devicesFrom, renderFleet } from './fleet-view.ts';
 import { renderModels, renderSweep, type SweepPoint, type VersionRow } from './models-view.ts';
 import { ROLLOUT_PAGE, renderRolloutPager, rolloutPageFrom } from './rollout-pages.ts';
-import { ATTENTION_DEVICES, actionFailureText, clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
+import { ATTENTION_DEVICES, actionFailureText, clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type MessageParts, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
 import { printable } from '../../../shared/util/printable.ts';
 import { isRolloutId } from '../../../shared/util/rollout-id.ts';
 
@@ -61,7 +61,7 @@ let messageTimer: ReturnType<typeof setTimeout> | undefined;
 let messageLasts = false;
 
 /** A message: its text, and user-provided parts (ids, server messages) each isolated in a <bdi>. */
-type MessageText = string | readonly (string | { user: string })[];
+type MessageText = string | MessageParts;
 
 /**
  * `lasting`: about a condition, hidden when it ends (hideLastingMessage); `until-dismissed`: a
