@@ -54,6 +54,8 @@ let staleSince: Date | undefined;
 let actionInFlight: { rolloutId: string; pending: string } | undefined;
 /** The server refused the token: nothing is shown, followed or polled until another is entered. */
 let refused = false;
+/** Sign-outs so far: a refresh that was out across one says nothing more (the sign-out said why). */
+let signOuts = 0;
 
 // One message box with one hide timer. A message about a lasting condition (refreshes failing, the
 // token refused) stays until the condition ends; only a failed action's message hides by itself.
@@ -246,11 +248,16 @@ function useToken(token: string): void {
   refused = false;
   stopFollowing(); // the stream reconnects with the new token after the refresh
   $<HTMLInputElement>('token').value = token;
+  showSignOut();
 }
 
-/** The token was refused (revoked, or mistyped): show nothing it no longer lets us see, stop following, and ask for another. */
-function signOut(why?: string): void {
-  refused = true;
+/** Sign out is offered while a token is in use (even one the server cannot be asked about yet). */
+function showSignOut(): void {
+  $('sign-out').hidden = api.token === '' || refused;
+}
+
+/** Forgets and clears all that a token showed: whose it is, the views, the rollout followed. */
+function clearViews(): void {
   caller = undefined;
   $('whoami').textContent = '';
   stopFollowing();
@@ -264,6 +271,14 @@ function signOut(why?: string): void {
   renderSweep($('sweep-chart'), null);
   for (const id of ['rollouts', 'rollout-detail', 'fleet', 'models']) $(id).replaceChildren();
   applyStaleness();
+}
+
+/** The token was refused (revoked, or mistyped): show nothing it no longer lets us see, stop following, and ask for another. */
+function signOut(why?: MessageText): void {
+  refused = true;
+  signOuts++;
+  showSignOut();
+  clearViews();
   // Only the token refused is forgotten: a saved token the refusal was not about stays.
   if (api.token && savedToken() === api.token) localStorage.removeItem(TOKEN_KEY);
   setBadge('signed out', 'bad');
@@ -445,9 +460,13 @@ function refreshAll(): Promise<void> {
     return Promise.resolve();
   }
   const token = api.token;
+  const signOutsBefore = signOuts;
   refreshing = Promise.allSettled([refreshCaller(), refreshRollouts(), refreshFleet(), refreshModels()])
     .then((results) => {
       if (token !== api.token) return; // another token was entered meanwhile; its refresh is queued
+      // Signed out meanwhile (an action refused for this token, say): what this refresh drew since
+      // is cleared again, and the sign-out's message stays rather than being replaced by a second one.
+      if (signOuts !== signOutsBefore) return clearViews();
       const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
       if (failures.some(isRefusal)) return signOut();
       refused = false;
@@ -490,21 +509,37 @@ $('rollout-detail').addEventListener('click', async (event) => {
   button.disabled = true;
   actionInFlight = { rolloutId: rollout.id, pending: action.pending };
   applyStaleness();
+  let tokenRefused = false;
   try {
     await api.post(`/rollouts/${encodeURIComponent(rollout.id)}/${action.path}`, {});
   } catch (error) {
     // Until dismissed: it says what did not happen, or may not have (no answer), to a fleet.
     const failure = error instanceof ApiError ? { status: error.status, message: messageOf(error) } : { message: messageOf(error) };
-    showMessage(actionFailureText(action, rollout.id, failure), 'until-dismissed');
+    tokenRefused = isRefusal(error);
+    if (!tokenRefused) showMessage(actionFailureText(action, rollout.id, failure), 'until-dismissed');
   } finally {
     actionInFlight = undefined;
-    // Drawn again whatever the refresh finds: a refused action leaves the rollout as it was, and
-    // a refresh that finds the same would keep this button off (a Roll back that can no longer be retried).
-    shownKey = undefined;
-    await refreshAll();
-    // Disabled while it was focused, the button lost the keyboard focus: back on it (as drawn now), unless the user moved on.
-    if (document.activeElement === document.body) document.querySelector<HTMLElement>(`#rollout-detail button[data-action="${CSS.escape(button.dataset.action!)}"]:enabled`)?.focus();
   }
+  // Refused for its token (revoked meanwhile), not for what it asked: signed out, with the action
+  // that was not done named (a refresh's sign-out would replace the action's message with its own).
+  if (tokenRefused) {
+    return signOut([`${action.name} of `, { user: rollout.id }, ' was not done: the server refused the token (revoked or mistyped). Enter a valid token to see the fleet.']);
+  }
+  // Drawn again whatever the refresh finds: a refused action leaves the rollout as it was, and
+  // a refresh that finds the same would keep this button off (a Roll back that can no longer be retried).
+  shownKey = undefined;
+  await refreshAll();
+  // Disabled while it was focused, the button lost the keyboard focus: back on it (as drawn now), unless the user moved on.
+  if (document.activeElement === document.body) document.querySelector<HTMLElement>(`#rollout-detail button[data-action="${CSS.escape(button.dataset.action!)}"]:enabled`)?.focus();
+});
+
+// Signing out forgets the saved token (a shared or lent machine): nothing is shown, followed or
+// polled until a token is entered again.
+$('sign-out').addEventListener('click', () => {
+  localStorage.removeItem(TOKEN_KEY);
+  unsavedLinkToken = undefined;
+  api.token = '';
+  signOut('Signed out: this browser keeps no token now. Enter a token to see the fleet.');
 });
 
 $('token-form').addEventListener('submit', (event) => {
@@ -557,6 +592,7 @@ async function start(): Promise<void> {
   const token = takeLinkToken();
   if (token !== undefined) await adoptLinkToken(token);
   $<HTMLInputElement>('token').value = api.token;
+  showSignOut();
   await refreshAll();
   // Fleet heartbeats and new jobs arrive outside any rollout's event stream. A refused token is not retried.
   setInterval(() => {
