@@ -123,7 +123,7 @@ export async function listenGrpc(server: GrpcServer, host: string, port: number,
  */
 export function routeGrpcLogs(log: Logger): void {
   const grpcLog = log.child({ component: 'grpc-js' });
-  const line = (message?: unknown, ...rest: unknown[]) => format(message, ...rest);
+  const line = (message?: unknown, ...rest: unknown[]) => withoutMetadataValues(format(message, ...rest));
   setLogger({
     error: (...args: unknown[]) => {
       const message = line(...args);
@@ -133,6 +133,20 @@ export function routeGrpcLogs(log: Logger): void {
     info: (...args: unknown[]) => grpcLog.info(line(...args)),
     debug: (...args: unknown[]) => grpcLog.debug(line(...args)),
   });
+}
+
+/**
+ * grpc-js drops a request's metadata entry whose value it cannot pass on (a tab, a character
+ * outside printable ASCII) and says so quoting the value twice: for `authorization`, the caller's
+ * whole token, a pasted non-breaking space after it being enough. The line keeps the entry's name
+ * and never its value.
+ */
+const DROPPED_METADATA = /^Failed to add metadata entry ([^:\s]*):/;
+
+export function withoutMetadataValues(message: string): string {
+  const dropped = DROPPED_METADATA.exec(message);
+  if (!dropped) return message;
+  return `dropped the request metadata entry ${JSON.stringify(dropped[1])}: its value holds a character metadata may not (a tab, or one outside printable ASCII); the value is not logged`;
 }
 
 /** `listening http=8080 grpc=9090 ...`, one `name=port` per listener, in the order they were bound. */

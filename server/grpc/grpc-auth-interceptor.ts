@@ -23,6 +23,18 @@ function authorization(metadata: Metadata): string | undefined {
 }
 
 /**
+ * A token the caller did send can arrive missing: grpc-js drops an `authorization` value holding a
+ * tab or a character outside printable ASCII (a non-breaking space pasted after the token) before
+ * any of this project's code sees it, where REST reads the same header. The refusal says so.
+ */
+export const MISSING_GRPC_TOKEN =
+  'missing bearer token (send "authorization: Bearer <token>" metadata; a value holding a tab or a character outside printable ASCII, such as a pasted non-breaking space, does not reach the server)';
+
+function withDroppedHeaderHint(failure: { code: GrpcStatus; details: string }, metadata: Metadata): { code: GrpcStatus; details: string } {
+  return failure.code === GrpcStatus.UNAUTHENTICATED && authorization(metadata) === undefined ? { ...failure, details: MISSING_GRPC_TOKEN } : failure;
+}
+
+/**
  * Checks every gRPC call's token and role from its metadata, before its message is read: grpc-js
  * reads and decodes a request only when the handler asks for it, and the handler only starts once
  * this passes the metadata on. A refused call ends at once (UNAUTHENTICATED or PERMISSION_DENIED,
@@ -61,7 +73,7 @@ export function grpcAuthInterceptor(deps: GrpcDeps, access: ReadonlyMap<string, 
                 pass(metadata);
               },
               (error: unknown) => {
-                const failure = toStatus(error, deps.log, needs.name);
+                const failure = withDroppedHeaderHint(toStatus(error, deps.log, needs.name), metadata);
                 stop({ code: GrpcStatus[failure.code] });
                 refuse(failure);
               },

@@ -3,6 +3,8 @@ import { credentials, Metadata, status, type Client, type ServiceError } from '@
 import { connect } from 'node:http2';
 import { test, type TestContext } from 'node:test';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
+import { MISSING_GRPC_TOKEN } from '../../server/grpc/grpc-auth-interceptor.ts';
+import { recordingLogger } from '../helpers/recording-logger.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 const MiB = 1024 * 1024;
@@ -54,7 +56,7 @@ test('gRPC: a call without a valid token, or with too weak a role, is refused be
   // The message is never complete, so only a server that answers from the metadata answers at all.
   assert.deepEqual(await partialCall(t, server.grpcAddress, null, sizes, 5000), {
     status: status.UNAUTHENTICATED,
-    message: 'missing bearer token (send "Authorization: Bearer <token>")',
+    message: MISSING_GRPC_TOKEN,
   });
   assert.deepEqual(await partialCall(t, server.grpcAddress, 'fp_not-a-token', sizes, 5000), { status: status.UNAUTHENTICATED, message: 'unknown or revoked token' });
   assert.deepEqual(await partialCall(t, server.grpcAddress, viewer, sizes, 5000), {
@@ -68,6 +70,23 @@ test('gRPC: a call without a valid token, or with too weak a role, is refused be
   const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
   assert.match(metrics, /fleetprune_grpc_request_duration_seconds_count\{method="Jobs\/StartPrune",code="UNAUTHENTICATED"\} 2/);
   assert.match(metrics, /fleetprune_grpc_request_duration_seconds_count\{method="Jobs\/StartPrune",code="PERMISSION_DENIED"\} 1/);
+});
+
+/**
+ * grpc-js drops an authorization value holding a tab or a non-breaking space (pasted after a
+ * token) before the server sees it, and logged it whole: the caller's valid token went into the
+ * server's log, and the refusal said only that no token was sent.
+ */
+test('gRPC: a token header grpc-js drops (a tab, a pasted non-breaking space) is refused saying why, and the token is never logged', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const server = (await startTestServer(t, { start: { log: logger } }))!;
+  const sizes = { announced: 1024, sent: 16 };
+  for (const token of [`${ADMIN_TOKEN}\u00a0`, `\t${ADMIN_TOKEN}`]) {
+    assert.deepEqual(await partialCall(t, server.grpcAddress, token, sizes, 5000), { status: status.UNAUTHENTICATED, message: MISSING_GRPC_TOKEN }, JSON.stringify(token));
+  }
+  const logged = lines.map((line) => JSON.stringify(line));
+  assert.equal(logged.filter((line) => line.includes('dropped the request metadata entry \\"authorization\\"')).length, 2, logged.join('\n'));
+  assert.deepEqual(logged.filter((line) => line.includes(ADMIN_TOKEN)), [], 'no line holds the token');
 });
 
 test('gRPC: a refused call\'s message, sent whole, is never decoded', async (t) => {
