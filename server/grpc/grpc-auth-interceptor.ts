@@ -35,6 +35,22 @@ function withDroppedHeaderHint(failure: { code: GrpcStatus; details: string }, m
 }
 
 /**
+ * grpc-js answers a unary or server-streaming call that ends without its one request message, or
+ * sends a second, with UNIMPLEMENTED ("… for server streaming method …", for a unary one too): as
+ * if the method did not exist, for what is the caller's mistake. It is INVALID_ARGUMENT.
+ */
+function messageCountFault<S extends { code: GrpcStatus; details?: string }>(status: S): S {
+  if (status.code !== GrpcStatus.UNIMPLEMENTED) return status;
+  if (status.details?.startsWith('Received no request message')) {
+    return { ...status, code: GrpcStatus.INVALID_ARGUMENT, details: 'request: the call ended without its request message (this method takes exactly one)' };
+  }
+  if (status.details?.startsWith('Received a second request message')) {
+    return { ...status, code: GrpcStatus.INVALID_ARGUMENT, details: 'request: the call sent a second request message (this method takes exactly one)' };
+  }
+  return status;
+}
+
+/**
  * Checks every gRPC call's token and role from its metadata, before its message is read: grpc-js
  * reads and decodes a request only when the handler asks for it, and the handler only starts once
  * this passes the metadata on. A refused call ends at once (UNAUTHENTICATED or PERMISSION_DENIED,
@@ -94,7 +110,7 @@ export function grpcAuthInterceptor(deps: GrpcDeps, access: ReadonlyMap<string, 
         if (!cut) pass(message);
       },
       sendStatus: (status, pass) => {
-        if (!cut) pass(status);
+        if (!cut) pass(messageCountFault(status));
       },
     });
   };

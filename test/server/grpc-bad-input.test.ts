@@ -108,6 +108,44 @@ test('gRPC uploads and downloads the client cancels midway end as cancelled, not
   assert.equal((await server.request('GET', '/healthz', { token: null })).status, 200);
 });
 
+/** grpc-js answered these UNIMPLEMENTED, "… for server streaming method …" even for a unary one: as if the method did not exist. */
+test('a unary or server-streaming gRPC call sent no request message, or two, is INVALID_ARGUMENT, not UNIMPLEMENTED', { timeout: 60_000 }, async (t) => {
+  const server = (await startTestServer(t))!;
+  const raw = (bytes: Buffer) => bytes;
+  const streamed = (path: string, responseStream: boolean) => ({ path, requestStream: true, responseStream, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw });
+  // Declared here as taking a stream of requests, so that this client can send none, or two.
+  const Client = makeGenericClientConstructor({ ListModels: streamed('/fleetprune.v1.ModelRegistry/ListModels', false), ListTokens: streamed('/fleetprune.v1.Tokens/ListTokens', false), WatchJob: streamed('/fleetprune.v1.Jobs/WatchJob', true) }, 'Misdeclared');
+  const client = new Client(server.grpcAddress, credentials.createInsecure()) as any;
+  t.after(() => client.close());
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${ADMIN_TOKEN}`);
+  const send = (method: string, messages: number) =>
+    new Promise<any>((resolve) => {
+      const call = method === 'WatchJob' ? client.WatchJob(metadata) : client[method](metadata, (error: unknown) => resolve(error));
+      if (method === 'WatchJob') {
+        call.on('error', resolve);
+        call.on('data', () => {});
+        call.on('end', () => resolve(null));
+      }
+      for (let i = 0; i < messages; i++) call.write(Buffer.alloc(0));
+      call.end();
+    });
+  for (const method of ['ListModels', 'WatchJob']) {
+    const none = await send(method, 0);
+    assert.equal(none?.code, status.INVALID_ARGUMENT, `${method}, no message: ${none?.code} ${none?.details}`);
+    assert.equal(none.details, 'request: the call ended without its request message (this method takes exactly one)');
+  }
+  const two = await send('ListTokens', 2);
+  assert.equal(two?.code, status.INVALID_ARGUMENT, `two messages: ${two?.code} ${two?.details}`);
+  assert.equal(two.details, 'request: the call sent a second request message (this method takes exactly one)');
+  // A method that does not exist is still UNIMPLEMENTED.
+  const Unknown = makeGenericClientConstructor({ Nope: { ...streamed('/fleetprune.v1.Tokens/Nope', false), requestStream: false } }, 'Unknown');
+  const unknown = new Unknown(server.grpcAddress, credentials.createInsecure()) as any;
+  t.after(() => unknown.close());
+  const missing = await new Promise<any>((resolve) => unknown.Nope(Buffer.alloc(0), metadata, (error: unknown) => resolve(error)));
+  assert.equal(missing?.code, status.UNIMPLEMENTED);
+});
+
 test('gRPC messages that do not decode are INVALID_ARGUMENT naming the message type (unary, server and client streams), not INTERNAL', { timeout: 60_000 }, async (t) => {
   const server = (await startTestServer(t))!;
   const raw = (bytes: Buffer) => bytes;
