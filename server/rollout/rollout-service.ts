@@ -12,7 +12,7 @@ import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
 import { CandidateRetiredError, ProductionMovedError, RolloutInTheWayError, rolloutInTheWay, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
 import type { RolloutSpec } from './rollout-spec.ts';
 import { specWarnings } from './spec-warnings.ts';
-import { restoredVersionWarnings, type VersionStatusOf } from './restored-version-warnings.ts';
+import { restoredVersionWarnings, type VersionRetiredOf, type VersionStatusOf } from './restored-version-warnings.ts';
 import { fleetWaitingNote } from './fleet-readiness.ts';
 import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
 import { rolloutSummary, type RolloutSummary } from './rollout-views.ts';
@@ -109,7 +109,7 @@ export class RolloutService {
       try {
         // The warnings the start returns are kept in the rollout's decision log, written with it.
         const stateWarnings = async (state: RolloutState) => {
-          const restored = await restoredVersionWarnings(state, this.#statusOf(model), 'start');
+          const restored = await restoredVersionWarnings(state, this.#statusOf(model), this.#retiredOf(model), 'start');
           warnings.push(...restored);
           return restored;
         };
@@ -155,6 +155,11 @@ export class RolloutService {
   #statusOf(model: string): VersionStatusOf {
     const statuses = new RegistryModelStatus(this.#o.store);
     return (version) => statuses.versionStatus(model, version);
+  }
+
+  /** Whether the registry has a version of the model retired. */
+  #retiredOf(model: string): VersionRetiredOf {
+    return async (version) => (await this.#o.store.models.getVersion(model, version))?.retired === true;
   }
 
   /** Whether the rollout still has version statuses to record after waiting up to STATUS_WAIT_MS for them. */
@@ -214,7 +219,7 @@ export class RolloutService {
     const by = actorOf(principal);
     // Read before the rollback: it marks the previous production `production` again. Only a
     // warning: a rollback goes on without it when the statuses cannot be read.
-    const warnings = command === 'rollback' ? await restoredVersionWarnings(record.state, this.#statusOf(record.state.spec.model), 'rollback').catch(() => []) : [];
+    const warnings = command === 'rollback' ? await restoredVersionWarnings(record.state, this.#statusOf(record.state.spec.model), this.#retiredOf(record.state.spec.model), 'rollback').catch(() => []) : [];
     try {
       switch (command) {
         case 'pause':

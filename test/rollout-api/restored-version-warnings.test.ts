@@ -19,7 +19,7 @@ const WOULD_RESTORE = `wine@1 (the previous production and the baseline of 4 dev
 const RESTORES = `wine@1 (the previous production and the baseline of 4 devices) is failed since ${FAILED_AT} (an earlier pilot failed); this rollback restores it`;
 
 for (const engine of STORE_ENGINES) {
-  describe(`a rollback that restores a version a rollout failed (${engine})`, () => {
+  describe(`a rollback that restores a version a rollout failed, or one retired since (${engine})`, () => {
     test('the start warns that its rollback would restore it, and the rollback says it does (REST, gRPC, CLI, decision log); it is never refused', async (t) => {
       const s = await startRolloutServer(t, { engine });
       if (!s) return;
@@ -70,6 +70,29 @@ for (const engine of STORE_ENGINES) {
         assert.deepEqual(rollback.warnings, [RESTORES]);
       }
       assert.ok((await decisions(viaGrpc.id)).some((d) => d.kind === 'rollback' && d.verdict === 'warning' && d.message === RESTORES));
+    });
+
+    test('a rollback of a promoted rollout whose previous production was retired since says that it restores it and un-retires it', async (t) => {
+      const s = await startRolloutServer(t, { engine });
+      if (!s) return;
+      const settled = (id: string) => waitForRollout(s.request, id, (view) => view.pendingActions.length === 0);
+      const started = (await s.request('POST', '/api/rollouts', { body: stagedSpecYaml(), contentType: 'application/yaml' }).then((r) => r.json())) as { id: string; warnings: string[] };
+      assert.ok(!started.warnings.some((warning) => warning.includes('retired')), JSON.stringify(started.warnings));
+      assert.equal((await s.request('POST', `/api/rollouts/${started.id}/promote`)).status, 200);
+      await waitForRollout(s.request, started.id, (view) => view.phase === 'Completed' && view.pendingActions.length === 0);
+      // wine@2 is production now: its predecessor is retired, as a registry is tidied after a promotion.
+      const retire = await s.request('PATCH', '/api/models/wine/versions/1', { json: { retired: true } });
+      assert.equal(retire.status, 200, await retire.text());
+
+      const rolledBack = await s.request('POST', `/api/rollouts/${started.id}/rollback`);
+      assert.equal(rolledBack.status, 200, 'warned, not refused');
+      const retired = 'wine@1 (the previous production and the baseline of 4 devices) is retired in the registry; this rollback restores it and un-retires it: it is production again';
+      assert.deepEqual(((await rolledBack.json()) as { warnings: string[] }).warnings, [retired]);
+      await settled(started.id);
+      const decisions = ((await (await s.request('GET', `/api/rollouts/${started.id}`)).json()) as { decisions: Decision[] }).decisions;
+      assert.ok(decisions.some((d) => d.kind === 'rollback' && d.verdict === 'warning' && d.message === retired), 'in the decision log');
+      const version = (await (await s.request('GET', '/api/models/wine/versions/1')).json()) as { retired: boolean; aliases: string[] };
+      assert.deepEqual([version.retired, version.aliases], [false, ['production']], 'un-retired, and production again, as the warning says');
     });
   });
 }
