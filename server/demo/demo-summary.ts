@@ -72,13 +72,23 @@ function formatTest(metrics: Manifest['metrics']['test']): string {
   return '';
 }
 
-function formatDevices(reports: readonly DeviceReport[]): string {
+/**
+ * The mean over the devices that benchmarked the version, and the median of their p95 latencies:
+ * one value per device, its newest report's. A pilot device benchmarks a version twice (as the
+ * candidate, then as the active model beside the next candidate); a mean over reports counted it twice.
+ */
+export function formatDevices(allReports: readonly DeviceReport[]): string {
+  const newest = new Map<string, DeviceReport>();
+  for (const report of allReports) {
+    const seen = newest.get(report.deviceId);
+    if (!seen || report.ts.getTime() >= seen.ts.getTime()) newest.set(report.deviceId, report);
+  }
+  const reports = [...newest.values()];
   if (reports.length === 0) return '  (no device reports)';
   const mean = (values: readonly number[]) => values.reduce((a, b) => a + b, 0) / values.length;
   const accuracies = reports.map((r) => r.accuracy).filter((a): a is number => a !== null);
   const errors = reports.map((r) => r.mse).filter((m): m is number => typeof m === 'number');
   const accuracy = accuracies.length ? `${(mean(accuracies) * 100).toFixed(1)}%` : errors.length ? mean(errors).toFixed(0) : '—';
   const p95 = reports.map((r) => r.latencyMs.p95).sort((a, b) => a - b)[Math.floor(reports.length / 2)]!;
-  const devices = new Set(reports.map((r) => r.deviceId)).size;
-  return `${accuracy.padStart(17)} ${p95.toFixed(3).padStart(7)}  (${devices} devices)`;
+  return `${accuracy.padStart(17)} ${p95.toFixed(3).padStart(7)}  (${reports.length} devices)`;
 }

@@ -1,4 +1,4 @@
-import type { Dataset } from '../../shared/data/dataset.ts';
+import { datasetOfRows, type Dataset } from '../../shared/data/dataset.ts';
 import { createRng, shuffled } from '../../shared/util/rng.ts';
 
 export type Perturbation = 'none' | 'sensor-noise' | 'drift';
@@ -50,7 +50,7 @@ export function planFleet(count: number, holdout: Dataset, seed: number): Simula
       id: `${site}-${String(d + 1).padStart(2, '0')}`,
       labels,
       perturbation,
-      holdout: { ...holdout, x, y: rows.map((i) => holdout.y[i]!) },
+      holdout: datasetOfRows(holdout, x, rows.map((i) => holdout.y[i]!)),
     };
   });
 }
@@ -87,7 +87,11 @@ export function holdOutRows(dataset: Dataset, fraction: number, seed: number): {
   for (const rows of byClass.values()) shuffled(rows, rng).slice(0, Math.round(rows.length * fraction)).forEach((i) => held.add(i));
   const pick = (keep: (i: number) => boolean): Dataset => {
     const rows = dataset.x.map((_, i) => i).filter(keep);
-    return { ...dataset, x: rows.map((i) => dataset.x[i]!), y: rows.map((i) => dataset.y[i]!) };
+    return datasetOfRows(
+      dataset,
+      rows.map((i) => dataset.x[i]!),
+      rows.map((i) => dataset.y[i]!),
+    );
   };
   return { train: pick((i) => !held.has(i)), holdout: pick((i) => held.has(i)) };
 }

@@ -577,6 +577,16 @@ function listed(header: readonly string[]): string {
 }
 
 /**
+ * `dataset` narrowed to the rows `x` and `y` (a share of its rows, each perhaps changed), with the
+ * fingerprint of those rows: the one a CSV file of them gives (header the features then the
+ * label; numbers as JavaScript writes them), not the whole file's.
+ */
+export function datasetOfRows(dataset: Dataset, x: number[][], y: number[]): Dataset {
+  const labels = y.map((value) => (dataset.task === 'classification' ? dataset.classes[value]! : String(value)));
+  return { ...dataset, x, y, fingerprint: fingerprintOf([...dataset.featureNames, dataset.labelName], x, labels) };
+}
+
+/**
  * Header and rows (features as numbers, label last) as CSV lines. Names and labels holding a
  * comma, quote or line break are CSV-quoted, so that `a,b` and `"a,b"` are different content;
  * numbers never hold one. Every other cell is hashed as it always was, so the fingerprints of
