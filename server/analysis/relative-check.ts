@@ -140,19 +140,37 @@ export interface RelativeJudgement {
   readonly evidence?: RelativeEvidence;
 }
 
+/** At most this many devices short of a value are named in a "too few samples" message. */
+const MAX_NAMED_DEVICES = 5;
+
+/**
+ * The rollout's devices that lack a candidate or a baseline value, named: a device that never
+ * benchmarks (an agent without --holdout) or whose reports stopped would otherwise be found only
+ * in that device's own log.
+ */
+function withoutBoth(rolloutDevices: readonly string[], candidate: ReadonlyMap<string, number>, baseline: ReadonlyMap<string, number>): string {
+  const short = [...new Set(rolloutDevices)].filter((device) => !candidate.has(device) || !baseline.has(device)).sort();
+  if (short.length === 0) return '';
+  const lacks = (device: string) => (!candidate.has(device) && !baseline.has(device) ? 'neither' : candidate.has(device) ? 'no baseline' : 'no candidate');
+  const named = short.slice(0, MAX_NAMED_DEVICES).map((device) => `${device} (${lacks(device)})`);
+  const more = short.length > MAX_NAMED_DEVICES ? `, and ${short.length - MAX_NAMED_DEVICES} more` : '';
+  return `; without both: ${named.join(', ')}${more}`;
+}
+
 /** The pure verdict over per-device values (already in the check's unit). */
 export function judgeRelative(
   source: RelativeSource,
   candidate: ReadonlyMap<string, number>,
   baseline: ReadonlyMap<string, number>,
   minSamples: number,
+  rolloutDevices: readonly string[] = [],
 ): RelativeJudgement {
   const unit = RELATIVE_DEFAULTS[source.metric].unit;
   const devices = [...candidate.keys()].filter((device) => baseline.has(device)).sort();
   if (devices.length < minSamples) {
     return {
       phase: 'Inconclusive',
-      message: `too few samples: ${devices.length} device${devices.length === 1 ? '' : 's'} with both candidate and baseline ${source.metric} reports (${candidate.size} candidate, ${baseline.size} baseline) < minSamples ${minSamples}`,
+      message: `too few samples: ${devices.length} device${devices.length === 1 ? '' : 's'} with both candidate and baseline ${source.metric} reports (${candidate.size} candidate, ${baseline.size} baseline) < minSamples ${minSamples}${withoutBoth(rolloutDevices, candidate, baseline)}`,
     };
   }
   const c = devices.map((device) => candidate.get(device)!);

@@ -62,7 +62,7 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
       const byDevice = (samples: readonly Sample[]) => new Map(samples.filter((s) => s.labels.device !== undefined && rolloutDevices.has(s.labels.device)).map((s) => [s.labels.device!, s.value * scale]));
       const candidateByDevice = byDevice(candidate);
       const baselineByDevice = byDevice(baseline);
-      const judgement = judgeRelative(source, candidateByDevice, baselineByDevice, metric.minSamples);
+      const judgement = judgeRelative(source, candidateByDevice, baselineByDevice, metric.minSamples, context.devices);
       const evidence = judgement.evidence;
       // The samples compared with minSamples: devices with both a candidate and a baseline value.
       const paired = [...candidateByDevice.keys()].filter((device) => baselineByDevice.has(device)).length;

@@ -187,6 +187,19 @@ describe('relative checks: bounds and verdicts', () => {
     assert.equal(nan.phase, 'Inconclusive');
   });
 
+  it('names the rollout\'s devices short of a value when there are too few samples (an agent without --holdout reports none)', () => {
+    const candidate = new Map([['qa-1', 90], ['qa-3', 95], ['qa-4', 94], ['qa-5', 93]]);
+    const baseline = new Map([['qa-1', 91], ['qa-3', 95], ['qa-4', 95], ['qa-6', 92]]);
+    const few = judgeRelative(accuracy, candidate, baseline, 4, ['qa-1', 'qa-2', 'qa-3', 'qa-4', 'qa-5', 'qa-6']);
+    assert.equal(few.phase, 'Inconclusive');
+    assert.equal(
+      few.message,
+      'too few samples: 3 devices with both candidate and baseline accuracy reports (4 candidate, 4 baseline) < minSamples 4; without both: qa-2 (neither), qa-5 (no baseline), qa-6 (no candidate)',
+    );
+    const many = judgeRelative(accuracy, new Map(), new Map(), 4, ['d-7', 'd-1', 'd-2', 'd-3', 'd-4', 'd-5', 'd-6']);
+    assert.match(many.message, /; without both: d-1 \(neither\), d-2 \(neither\), d-3 \(neither\), d-4 \(neither\), d-5 \(neither\), and 2 more$/);
+  });
+
   it('compares only devices with both candidate and baseline values', () => {
     const candidate = devices([95, 95, 95, 95, 95]);
     const baseline = devices([95, 95, 95, 95]);
