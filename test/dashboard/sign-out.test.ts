@@ -57,7 +57,8 @@ test('Sign out forgets the saved token: the views clear, nothing is polled, a re
   await page.locator('#token-form button[type="submit"]').click();
   await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
   assert.ok(await signOutButton.isVisible(), 'offered again');
-  await error.waitFor({ state: 'hidden', timeout: 1_000 });
+  // Hidden once the whole refresh is in (the rollout is drawn before the other views are).
+  await error.waitFor({ state: 'hidden', timeout: 5_000 });
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(policyViolations, []);
 });

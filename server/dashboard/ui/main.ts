@@ -468,7 +468,9 @@ function refreshAll(): Promise<void> {
       // is cleared again, and the sign-out's message stays rather than being replaced by a second one.
       if (signOuts !== signOutsBefore) return clearViews();
       const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
-      if (failures.some(isRefusal)) return signOut();
+      // Refused again while signed out for that token (a refresh queued before the sign-out): the
+      // sign-out's own message (the action it names, say) stays.
+      if (failures.some(isRefusal)) return refused ? undefined : signOut();
       refused = false;
       if (failures.length > 0) return markStale(failures[0]);
       markCurrent();
