@@ -143,7 +143,7 @@ export function routeGrpcLogs(log: Logger): void {
  */
 const DROPPED_METADATA = /^Failed to add metadata entry ([^:\s]*):/;
 
-export function withoutMetadataValues(message: string): string {
+function withoutMetadataValues(message: string): string {
   const dropped = DROPPED_METADATA.exec(message);
   if (!dropped) return message;
   return `dropped the request metadata entry ${JSON.stringify(dropped[1])}: its value holds a character metadata may not (a tab, or one outside printable ASCII); the value is not logged`;
