@@ -111,9 +111,11 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
     const unknown = mapped.findIndex((index) => index === undefined);
     if (unknown >= 0) {
       const rows = dataset.y.filter((classIndex) => classIndex === unknown).length;
-      const first = dataset.y.indexOf(unknown) + 1;
+      const first = dataset.y.indexOf(unknown);
+      // "row N" is the file's line, as in every other message about the file.
+      const where = dataset.rowLines ? `row ${dataset.rowLines[first]}` : `data row ${first + 1}`;
       throw new Error(
-        `${holdout.source}: label "${dataset.classes[unknown]}" (${rows} row${rows === 1 ? '' : 's'}, the first data row ${first}) is not one of the model's classes (${manifest.labels.join(', ')})`,
+        `${holdout.source}: label "${dataset.classes[unknown]}" (${rows} row${rows === 1 ? '' : 's'}, the first at ${where}) is not one of the model's classes (${manifest.labels.join(', ')})`,
       );
     }
     y = dataset.y.map((classIndex) => mapped[classIndex]!);

@@ -25,6 +25,8 @@ export interface Dataset {
   fingerprint: string;
   /** What the user should know about the data that does not stop a run (printed, kept in report.json). */
   warnings?: string[];
+  /** The line of the file each row starts on, as "row N" in messages counts (data read from a file only). */
+  rowLines?: number[];
 }
 
 export interface LoadOptions {
@@ -220,7 +222,8 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
       return value;
     });
     x.push(row);
-    const label = record[labelIndex] ?? '';
+    // Spaces inside a quoted label too, as in a feature cell: " setosa" is the class setosa.
+    const label = (record[labelIndex] ?? '').trim();
     if (label === '') throw new UserError(`${source}: row ${rowNumbers[r]}: the label ${quoted(options.label)} is empty`);
     rawLabels.push(label);
   });
@@ -283,7 +286,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     ...roundFeaturesDevicesCannotHold(x, featureNames),
     ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label),
   ];
-  return { featureNames, labelName: options.label, task, x, y, classes, fingerprint, warnings };
+  return { featureNames, labelName: options.label, task, x, y, classes, fingerprint, warnings, rowLines: rowNumbers };
 }
 
 /**
@@ -583,7 +586,9 @@ function listed(header: readonly string[]): string {
  */
 export function datasetOfRows(dataset: Dataset, x: number[][], y: number[]): Dataset {
   const labels = y.map((value) => (dataset.task === 'classification' ? dataset.classes[value]! : String(value)));
-  return { ...dataset, x, y, fingerprint: fingerprintOf([...dataset.featureNames, dataset.labelName], x, labels) };
+  // Its rows are no longer the file's: their lines are not known.
+  const { rowLines: _lines, ...rest } = dataset;
+  return { ...rest, x, y, fingerprint: fingerprintOf([...dataset.featureNames, dataset.labelName], x, labels) };
 }
 
 /**

@@ -312,6 +312,13 @@ test('a quoted number with spaces inside its quotes (" 7 ") reads as the number,
   assert.deepEqual(quoted.fingerprint, parseDataset('x,y,label\n7,1,a\n2.5,3,b\n', { label: 'label' }).fingerprint);
 });
 
+test('a quoted label with spaces inside its quotes (" a ") is the class a, as a quoted number is the number: one class, not two', () => {
+  const spaced = parseDataset('x,label\n1," a "\n2,a\n3,"b\t"\n', { label: 'label' });
+  assert.deepEqual([spaced.classes, spaced.y], [['a', 'b'], [0, 0, 1]]);
+  assert.deepEqual(spaced.fingerprint, parseDataset('x,label\n1,a\n2,a\n3,b\n', { label: 'label' }).fingerprint);
+  assert.throws(() => parseDataset('x,label\n1,"  "\n2,a\n', { label: 'label' }), /^UserError: data: row 2: the label "label" is empty$/);
+});
+
 test('a file with two byte order marks (a tool added its own) names its first column without them', () => {
   const dataset = parseDataset('\uFEFF\uFEFFx,label\n1,a\n2,b\n', { label: 'label' });
   assert.deepEqual(dataset.featureNames, ['x']);
