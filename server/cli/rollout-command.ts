@@ -57,19 +57,25 @@ export function registerRolloutCommand(program: Command): void {
     .option('--model <name>', 'only this model')
     .option('--limit <n>', 'at most this many, 1-1000 (default 100)', parseLimit)
     .option('--offset <n>', 'skip this many of the newest first (default 0): the next page is at the offset the last line names', parseOffset)
-    .option('--json', 'print JSON (as GET /api/rollouts: the rollouts, total and more)')
-    .action(async (flags: ConnectionFlags & { model?: string; limit?: number; offset?: number; json?: boolean }) => {
+    .option('--containing <id>', 'instead of --offset: the page that holds this rollout')
+    .option('--json', 'print JSON (as GET /api/rollouts: the rollouts, total, more and the offset the page starts at)')
+    .action(async (flags: ConnectionFlags & { model?: string; limit?: number; offset?: number; containing?: string; json?: boolean }) => {
       refuseEmpty(flags.model, '--model', "every model's rollouts");
-      const offset = flags.offset ?? 0;
+      refuseEmpty(flags.containing, '--containing', 'the first page (without --offset)');
+      if (flags.containing !== undefined && flags.offset !== undefined) throw new UserError('--offset and --containing: give one of them, not both');
       await withConnection(flags, async (connection) => {
-        const { rollouts, total, more } = await connection.unary<{ rollouts: GrpcRollout[]; total: number; more: boolean }>('Rollouts', 'ListRollouts', {
+        const answer = await connection.unary<{ rollouts: GrpcRollout[]; total: number; more: boolean; offset: number }>('Rollouts', 'ListRollouts', {
           model: flags.model ?? '',
           limit: flags.limit ?? 0,
-          offset,
+          offset: flags.offset ?? 0,
+          containing: flags.containing ?? '',
         });
+        const { rollouts, total, more } = answer;
+        // Where the page starts: the server says so (the one holding --containing); a server from before it did, the offset asked.
+        const offset = answer.offset || (flags.offset ?? 0);
         // A mistyped --model lists nothing, as a model without rollouts does: say which it is.
         if (total === 0 && flags.model !== undefined) await assertModelKnown(connection, flags.model);
-        if (flags.json) return void process.stdout.write(`${JSON.stringify({ rollouts: rollouts.map(rolloutJson), more, total }, null, 2)}\n`);
+        if (flags.json) return void process.stdout.write(`${JSON.stringify({ rollouts: rollouts.map(rolloutJson), more, total, offset }, null, 2)}\n`);
         for (const r of rollouts) process.stdout.write(`${rolloutLine(r)}\n`);
         // stdout stays one rollout a line (for scripts); the notes go to stderr.
         if (rollouts.length === 0) process.stderr.write(offset > 0 && total > 0 ? `no rollouts at --offset ${offset} (there are ${total})\n` : 'no rollouts\n');

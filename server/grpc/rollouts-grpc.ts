@@ -104,12 +104,14 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
         const started = await service.start(spec, principal);
         return { ...rolloutMessage(rolloutSummary(started)), warnings: started.warnings };
       }),
-      ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number; offset: number }) => {
+      ListRollouts: handlers.unary('ListRollouts', 'read', async (req: { model: string; limit: number; offset: number; containing: string }) => {
         // As GET /api/rollouts (the same page): limit 0 (unset) is its default.
         const limit = checkField(ListLimit, req.limit, 'limit') || undefined;
         const offset = checkField(ListOffset, req.offset, 'offset');
-        const page = await rolloutPage(service, { ...(req.model ? { model: checkField(ModelNameSchema, req.model, 'model') } : {}), limit, offset });
-        return { rollouts: page.items.map(rolloutMessage), total: page.total, more: page.more };
+        const containing = req.containing ? checkField(RolloutId, req.containing, 'containing') : undefined;
+        if (containing !== undefined && offset !== 0) throw new ServiceError('bad_request', 'containing: give offset or containing, not both');
+        const page = await rolloutPage(service, { ...(req.model ? { model: checkField(ModelNameSchema, req.model, 'model') } : {}), limit, offset, containing });
+        return { rollouts: page.items.map(rolloutMessage), total: page.total, more: page.more, offset: page.offset };
       }),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string; device_states: number }) => {
         const deviceStates = checkField(wholeNumber(0, 1_000_000), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;

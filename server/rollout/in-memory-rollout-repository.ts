@@ -46,7 +46,9 @@ export class InMemoryRolloutRepository implements RolloutRepository {
   }
 
   #matching(filter: RolloutCountFilter) {
+    const after = filter.newerThan === undefined ? undefined : (this.#records.get(filter.newerThan)?.order ?? Number.POSITIVE_INFINITY);
     return [...this.#records.values()]
+      .filter((record) => after === undefined || record.order > after)
       .filter((record) => filter.model === undefined || record.state.spec.model === filter.model)
       .filter((record) => !filter.unfinished || record.pendingActions.length > 0 || !TERMINAL_PHASES.includes(record.state.phase) || record.state.devices.some((device) => device.delivery === 'retrying' || device.delivery === 'pending'));
   }

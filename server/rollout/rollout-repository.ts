@@ -97,6 +97,8 @@ export function rolloutInTheWay(other: { readonly id: string; readonly model: st
 export interface RolloutCountFilter {
   readonly unfinished?: boolean;
   readonly model?: string;
+  /** Only rollouts started after this one (none when it does not exist): counted, its place in the newest-first list. */
+  readonly newerThan?: string;
 }
 
 export interface RolloutListFilter extends RolloutCountFilter {

@@ -189,6 +189,17 @@ export class RolloutService {
     return this.#o.repository.count(filter.model === undefined ? {} : { model: filter.model });
   }
 
+  /**
+   * Where rollout `id` is in the newest-first list (of the model, when given), counted from 0: how
+   * many started after it. A ServiceError (not found) when there is no such rollout (of that model).
+   */
+  async placeOf(id: string, filter: { model?: string } = {}): Promise<number> {
+    const summary = await this.#summary(id);
+    if (!summary) throw new ServiceError('not_found', `no rollout ${id}`);
+    if (filter.model !== undefined && summary.model !== filter.model) throw new ServiceError('not_found', `rollout ${id} is of model ${summary.model}, not ${filter.model}`);
+    return this.#o.repository.count({ ...filter, newerThan: id });
+  }
+
   async #summary(id: string): Promise<RolloutSummary | undefined> {
     const revision = await this.#o.repository.revisionOf(id);
     if (revision === undefined) return undefined;

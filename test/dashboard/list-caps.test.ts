@@ -55,7 +55,25 @@ test('the dashboard says what its rollout list and ε sweep leave out, pages to 
     // Skipped in the store: an offset past 10,000 is no longer refused.
     const far = await json<Page>(await server.request('GET', '/api/rollouts?offset=20000'));
     assert.deepEqual([far.rollouts, far.more, far.total], [[], false, BULK + 1]);
-    assert.deepEqual(await json(await server.request('GET', '/api/rollouts?model=beer')), { rollouts: [], more: false, total: 0 });
+    assert.deepEqual(await json(await server.request('GET', '/api/rollouts?model=beer')), { rollouts: [], more: false, total: 0, offset: 0 });
+    // ?containing: the page that holds a rollout (a link to it opens its page), and where that page starts.
+    const holding = async (query: string) => {
+      const answer = await json<Page & { offset: number }>(await server.request('GET', `/api/rollouts?${query}`));
+      return [answer.offset, answer.rollouts.length, answer.rollouts[0]?.id, answer.more];
+    };
+    assert.deepEqual(await holding(`containing=${id}`), [100, 31, 'bulk-030', false]);
+    assert.deepEqual(await holding('containing=bulk-130'), [0, 100, 'bulk-130', true]);
+    assert.deepEqual(await holding('containing=bulk-030&limit=40'), [80, 40, 'bulk-050', true]);
+    assert.deepEqual(await holding('containing=bulk-031&limit=40'), [80, 40, 'bulk-050', true]);
+    assert.deepEqual(await holding(`containing=${id}&model=iris&limit=7`), [126, 5, 'bulk-004', false]);
+    const refused = async (query: string) => {
+      const response = await server.request('GET', `/api/rollouts?${query}`);
+      return [response.status, ((await response.json()) as { error: { message: string } }).error.message];
+    };
+    assert.deepEqual(await refused('containing=nope'), [404, 'no rollout nope']);
+    assert.deepEqual(await refused(`containing=${id}&model=beer`), [404, `rollout ${id} is of model iris, not beer`]);
+    assert.deepEqual(await refused(`containing=${id}&offset=0`), [400, 'query.containing: give ?offset or ?containing, not both']);
+    assert.equal((await server.request('GET', '/api/rollouts?containing=a%20b')).status, 400);
     assert.equal((await json<Page>(await server.request('GET', '/api/rollouts?model=iris&limit=1&offset=3'))).total, BULK + 1);
     assert.equal((await server.request('GET', '/api/rollouts?offset=-1')).status, 400);
     assert.equal((await server.request('GET', '/api/rollouts?offset=1000000001')).status, 400);
@@ -117,7 +135,12 @@ test('the dashboard says what its rollout list and ε sweep leave out, pages to 
 
   await t.test('the rollout list counts what it shows and pages to the older rollouts, refreshing only the page shown', async () => {
     const count = page.locator('#rollouts-count');
-    // Counted from the first page on.
+    // The link opened the page that holds the linked rollout, the older one, with it selected.
+    await count.filter({ hasText: `Rollouts 101–${BULK + 1}, newest first, of ${BULK + 1}` }).waitFor({ timeout: 5_000 });
+    assert.equal(await page.locator(`#rollouts tr[data-rollout="${id}"]`).getAttribute('aria-current'), 'true', 'the linked rollout is selected on its page');
+    assert.equal(String(listRequests[0]), `limit=100&containing=${id}`, 'the first list request asks for the page that holds it');
+    await page.locator('button[data-page="newer"]').click();
+    // Counted on the first page too.
     await count.filter({ hasText: `Rollouts 1–100, newest first, of ${BULK + 1}` }).waitFor({ timeout: 5_000 });
     assert.equal(await page.locator('#rollouts tbody tr').count(), 100);
     assert.equal(await page.locator('#rollouts tbody tr').first().getAttribute('data-rollout'), 'bulk-130');

@@ -22,7 +22,7 @@ test('rollout list --json prints what GET /api/rollouts answers, page by page, a
   };
 
   // No rollouts: the empty page, not the "no rollouts" line.
-  assert.deepEqual(await list([]), { rollouts: [], total: 0, more: false });
+  assert.deepEqual(await list([]), { rollouts: [], total: 0, more: false, offset: 0 });
   assert.deepEqual(await list([]), await rest('/api/rollouts'));
 
   // Written straight to the store (nothing drives them): one of each shape REST shows differently.
@@ -48,6 +48,7 @@ test('rollout list --json prints what GET /api/rollouts answers, page by page, a
     [['--limit', '1'], '?limit=1'],
     [['--offset', '1'], '?offset=1'],
     [['--limit', '1', '--offset', '1'], '?limit=1&offset=1'],
+    [['--limit', '2', '--containing', 'ro-json-0'], '?limit=2&containing=ro-json-0'],
   ];
   const answers = await Promise.all(pages.map(([args]) => list(args)));
   for (const [index, [args, query]] of pages.entries()) {
@@ -65,4 +66,6 @@ test('rollout list --json prints what GET /api/rollouts answers, page by page, a
   assert.deepEqual(third!.outcome, { status: 'aborted', reason: 'operator: bad\nbatch', at: new Date(T0 + 5_000).toISOString() });
   assert.equal(typeof third!.revision, 'number');
   assert.deepEqual([(answers[3] as typeof all).rollouts.map((r) => r.id), (answers[3] as typeof all).more], [['ro-json-1'], true]);
+  // The page that holds a rollout, and where it starts.
+  assert.deepEqual([(answers[4] as typeof all).rollouts.map((r) => r.id), (answers[4] as { offset: number }).offset], [['ro-json-0'], 2]);
 });

@@ -70,6 +70,9 @@ async function checkPagingAndCount(repo: RolloutRepository): Promise<void> {
   assert.deepEqual(await repo.list({ model: 'beer', unfinished: true, offset: 1 }), ['ro-3']);
   assert.deepEqual([await repo.count(), await repo.count({ model: 'wine' }), await repo.count({ model: 'beer' }), await repo.count({ model: 'cider' })], [7, 4, 3, 0]);
   assert.deepEqual([await repo.count({ unfinished: true }), await repo.count({ model: 'wine', unfinished: true })], [5, 3]);
+  // newerThan: a rollout's place in the list (of the model), for the page that holds it; none for an unknown one.
+  const newerThan = (id: string, model?: string) => repo.count({ newerThan: id, ...(model === undefined ? {} : { model }) });
+  assert.deepEqual([await newerThan('ro-6'), await newerThan('ro-2'), await newerThan('ro-0'), await newerThan('ro-2', 'wine'), await newerThan('ro-1', 'beer'), await newerThan('nope')], [0, 4, 6, 2, 2, 0]);
 }
 
 test('in-memory rollout repository: paging and count as the stores do', async () => {
@@ -93,6 +96,10 @@ test("RolloutService.list asks the store for the page only, and reads only the p
   assert.deepEqual([...new Set(read)], ['ro-2', 'ro-1'], 'the 4 newer rollouts skipped are not read');
   assert.deepEqual((await service.list({ model: 'wine', offset: 1 })).map((summary) => summary.id), ['ro-4', 'ro-2', 'ro-0']);
   assert.deepEqual([await service.count(), await service.count({ model: 'beer' })], [7, 3]);
+  // placeOf: where a rollout is (of the model), or not found naming why.
+  assert.deepEqual([await service.placeOf('ro-2'), await service.placeOf('ro-2', { model: 'wine' })], [4, 2]);
+  await assert.rejects(service.placeOf('nope'), { code: 'not_found', message: 'no rollout nope' });
+  await assert.rejects(service.placeOf('ro-1', { model: 'wine' }), { code: 'not_found', message: 'rollout ro-1 is of model beer, not wine' });
 });
 
 for (const engine of STORE_ENGINES) {

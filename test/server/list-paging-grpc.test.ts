@@ -33,7 +33,7 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
   };
 
   await t.test('ListRollouts answers the page, total and more GET /api/rollouts answers', async () => {
-    const pages: [{ model?: string; limit?: number; offset?: number }, string[], number, boolean][] = [
+    const pages: [{ model?: string; limit?: number; offset?: number; containing?: string }, string[], number, boolean][] = [
       [{}, ['ro-page-6', 'ro-page-5', 'ro-page-4', 'ro-page-3', 'ro-page-2', 'ro-page-1', 'ro-page-0'], 7, false],
       [{ limit: 3 }, ['ro-page-6', 'ro-page-5', 'ro-page-4'], 7, true],
       [{ limit: 3, offset: 3 }, ['ro-page-3', 'ro-page-2', 'ro-page-1'], 7, true],
@@ -41,14 +41,27 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
       [{ offset: 100 }, [], 7, false],
       [{ model: 'wine', limit: 2, offset: 1 }, ['ro-page-4', 'ro-page-2'], 4, true],
       [{ model: 'beer', offset: 2 }, ['ro-page-1'], 3, false],
+      // The page that holds a rollout: its offset is the rollout's place rounded down to a whole page.
+      [{ limit: 3, containing: 'ro-page-2' }, ['ro-page-3', 'ro-page-2', 'ro-page-1'], 7, true],
+      [{ limit: 3, containing: 'ro-page-6' }, ['ro-page-6', 'ro-page-5', 'ro-page-4'], 7, true],
+      [{ model: 'wine', limit: 3, containing: 'ro-page-0' }, ['ro-page-0'], 4, false],
     ];
     for (const [query, ids, total, more] of pages) {
       const label = JSON.stringify(query);
+      const offset = query.containing ? (await rest(`/api/rollouts?${new URLSearchParams(Object.entries(query).map(([key, value]) => [key, String(value)]))}`)).offset : (query.offset ?? 0);
       const grpcPage = await rollouts.call('ListRollouts', query);
-      assert.deepEqual([grpcPage.rollouts.map((r: any) => r.id), grpcPage.total, grpcPage.more], [ids, total, more], `gRPC ${label}`);
+      assert.deepEqual([grpcPage.rollouts.map((r: any) => r.id), grpcPage.total, grpcPage.more, grpcPage.offset], [ids, total, more, offset], `gRPC ${label}`);
       const search = new URLSearchParams(Object.entries(query).map(([key, value]) => [key, String(value)]));
       const restPage = await rest(`/api/rollouts?${search}`);
-      assert.deepEqual([restPage.rollouts.map((r: any) => r.id), restPage.total, restPage.more], [ids, total, more], `REST ${label}`);
+      assert.deepEqual([restPage.rollouts.map((r: any) => r.id), restPage.total, restPage.more, restPage.offset], [ids, total, more, offset], `REST ${label}`);
+    }
+    assert.deepEqual((await rollouts.call('ListRollouts', { limit: 3, containing: 'ro-page-2' })).offset, 3);
+    // No such rollout (of the model): NOT_FOUND saying so.
+    for (const [request, message] of [
+      [{ containing: 'nope' }, 'no rollout nope'],
+      [{ containing: 'ro-page-1', model: 'wine' }, 'rollout ro-page-1 is of model beer, not wine'],
+    ] as const) {
+      await assert.rejects(rollouts.call('ListRollouts', request), (error: any) => (assert.deepEqual([error.code, error.details], [status.NOT_FOUND, message]), true));
     }
   });
 
@@ -77,6 +90,8 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
       [rollouts, 'ListRollouts', { offset: 1_000_000_001 }, 'offset'],
       [rollouts, 'ListRollouts', { limit: 1001 }, 'limit'],
       [rollouts, 'ListRollouts', { model: '../wine' }, 'model'],
+      [rollouts, 'ListRollouts', { containing: 'a b' }, 'containing'],
+      [rollouts, 'ListRollouts', { containing: 'ro-page-1', offset: 3 }, 'containing'],
       [jobs, 'ListJobs', { offset: -1 }, 'offset'],
       [jobs, 'ListJobs', { offset: 1_000_000_001 }, 'offset'],
       [jobs, 'ListJobs', { limit: 1001 }, 'limit'],
@@ -93,12 +108,19 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
 
   await t.test('rollout list and jobs list take --offset, and say where the next page is', async () => {
     const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
-    const [rolloutPage, rolloutLast, jobTable, jobJson] = await Promise.all([
+    const [rolloutPage, rolloutLast, jobTable, jobJson, holding, both] = await Promise.all([
       runCli(['rollout', 'list', '--limit', '3', '--offset', '3', ...connection]),
       runCli(['rollout', 'list', '--model', 'wine', '--offset', '2', ...connection]),
       runCli(['jobs', 'list', '--limit', '2', '--offset', '1', ...connection]),
       runCli(['jobs', 'list', '--limit', '2', '--offset', '2', '--json', ...connection]),
+      runCli(['rollout', 'list', '--limit', '3', '--containing', 'ro-page-2', ...connection]),
+      runCli(['rollout', 'list', '--offset', '1', '--containing', 'ro-page-2', ...connection]),
     ]);
+    // --containing: the page that holds the rollout, with the same pointer to the next one.
+    assert.equal(holding.code, 0, holding.stderr);
+    assert.deepEqual(holding.stdout.trim().split('\n').map((line) => line.split(' ')[0]), ['ro-page-3', 'ro-page-2', 'ro-page-1']);
+    assert.equal(holding.stderr, 'rollouts 4–6 of 7 (newest first); more: --offset 6\n');
+    assert.deepEqual([both.code, both.stdout, both.stderr], [2, '', 'fleetprune: --offset and --containing: give one of them, not both\n']);
     assert.equal(rolloutPage.code, 0, rolloutPage.stderr);
     assert.deepEqual(rolloutPage.stdout.trim().split('\n').map((line) => line.split(' ')[0]), ['ro-page-3', 'ro-page-2', 'ro-page-1']);
     assert.equal(rolloutPage.stderr, 'rollouts 4–6 of 7 (newest first); more: --offset 6\n');

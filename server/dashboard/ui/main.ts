@@ -36,6 +36,8 @@ const MESSAGE_MS = 6000;
 let selected: string | undefined = linkedRollout();
 /** How many of the newest rollouts the list skips: 0 on its first page, ROLLOUT_PAGE on the next older one, … */
 let rolloutOffset = 0;
+/** The list's next refresh opens the page that holds the selected rollout: a link to one (or back and forward to it), which may be an older page's. */
+let seekSelected = selected !== undefined;
 /** The rollout the detail view shows (its buttons act on it). */
 let shown: RolloutDetail | undefined;
 /**
@@ -362,10 +364,33 @@ async function rolloutOrNone(id: string): Promise<RolloutDetail | 'unknown' | 'm
 /** At most `max` characters of a user-given id, for a message. */
 const clip = (text: string, max = 80) => ([...text].length > max ? `${[...text].slice(0, max).join('')}…` : text);
 
+/** The page of the list that holds rollout `id` (its offset with it); undefined when there is no such rollout (its detail says so). */
+async function pageHolding(id: string): Promise<{ offset: number; answer: RolloutPageAnswer } | undefined> {
+  if (!isRolloutId(id)) return undefined;
+  try {
+    const answer = await api.get<RolloutPageAnswer & { offset: number }>(`/rollouts?limit=${ROLLOUT_PAGE}&containing=${encodeURIComponent(id)}`);
+    return { offset: answer.offset, answer };
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return undefined;
+    throw error;
+  }
+}
+
+type RolloutPageAnswer = { rollouts: RolloutSummary[]; more?: boolean; total?: number };
+
 async function refreshRollouts(): Promise<void> {
   // Only the page shown: older pages are fetched when asked for, not on every refresh.
-  const offset = rolloutOffset;
-  const { rollouts, more, total } = rolloutPageFrom(await api.get<{ rollouts: RolloutSummary[]; more?: boolean; total?: number }>(`/rollouts?limit=${ROLLOUT_PAGE}&offset=${offset}`));
+  let offset = rolloutOffset;
+  let answer: RolloutPageAnswer | undefined;
+  if (seekSelected) {
+    const held = selected ? await pageHolding(selected) : undefined;
+    // Sought once (a failed request is sought again): later refreshes keep the page the user is on.
+    seekSelected = false;
+    // Paged meanwhile: the page asked for wins.
+    if (held && offset === rolloutOffset) ({ offset, answer } = held), (rolloutOffset = offset);
+  }
+  answer ??= await api.get<RolloutPageAnswer>(`/rollouts?limit=${ROLLOUT_PAGE}&offset=${offset}`);
+  const { rollouts, more, total } = rolloutPageFrom(answer);
   selected ??= rollouts[0]?.id;
   const found = selected ? await rolloutOrNone(selected) : undefined;
   let detail = typeof found === 'object' ? found : undefined;
@@ -498,6 +523,7 @@ $('rollouts').addEventListener('click', (event) => {
 
 window.addEventListener('popstate', () => {
   selected = linkedRollout();
+  seekSelected = selected !== undefined;
   void refreshAll();
 });
 

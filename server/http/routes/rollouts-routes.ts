@@ -28,11 +28,14 @@ const PromoteQuery = z.strictObject({
   fromStepIndex: z.string().regex(/^\d{1,6}$/, 'must be a step index: a whole number from 0').transform(Number).optional(),
 });
 
-const RolloutListQuery = z.strictObject({
-  model: ModelNameSchema.optional(),
-  limit: queryInteger(1, MAX_LIST_PAGE).optional(),
-  offset: queryInteger(0, MAX_LIST_OFFSET).optional(),
-});
+const RolloutListQuery = z
+  .strictObject({
+    model: ModelNameSchema.optional(),
+    limit: queryInteger(1, MAX_LIST_PAGE).optional(),
+    offset: queryInteger(0, MAX_LIST_OFFSET).optional(),
+    containing: RolloutIdSchema.optional(),
+  })
+  .refine((query) => query.offset === undefined || query.containing === undefined, { path: ['containing'], message: 'give ?offset or ?containing, not both' });
 
 const StartedRolloutSchema = RolloutSummarySchema.extend({ warnings: z.array(z.string()) });
 
@@ -94,15 +97,19 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       path: '/rollouts',
       operationId: 'listRollouts',
       summary:
-        'Rollouts, newest first: a page of ?limit (1-1000, default 100) after skipping the ?offset newest (up to 1,000,000,000); ' +
+        'Rollouts, newest first: a page of ?limit (1-1000, default 100) after skipping the ?offset newest (up to 1,000,000,000), ' +
+        'or the page that holds rollout ?containing (404 when there is no such rollout of ?model); `offset` says where the page starts, ' +
         '`total` counts them all (of ?model, when given), `more` says whether older ones follow the page',
       tag,
       permission: 'read',
       query: RolloutListQuery,
-      responses: { 200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema), more: z.boolean(), total: z.number().int().min(0) }) } },
+      responses: {
+        200: { description: 'rollouts', schema: z.strictObject({ rollouts: z.array(RolloutSummarySchema), more: z.boolean(), total: z.number().int().min(0), offset: z.number().int().min(0) }) },
+        404: { description: 'no rollout ?containing (of ?model)' },
+      },
       handle: async ({ query }) => {
-        const { items: rollouts, more, total } = await rolloutPage(service, query);
-        return { json: { rollouts, more, total } };
+        const { items: rollouts, more, total, offset } = await rolloutPage(service, query);
+        return { json: { rollouts, more, total, offset } };
       },
     }),
     defineRoute({

@@ -283,6 +283,8 @@ function rolloutFilter(filter: RolloutCountFilter & { finished?: boolean }): { w
   if (filter.unfinished) conditions.push('unfinished = 1');
   if (filter.finished) conditions.push('unfinished = 0');
   if (filter.model !== undefined) (conditions.push('model = ?'), params.push(filter.model));
+  // No such rollout: the subquery is NULL and the comparison never true.
+  if (filter.newerThan !== undefined) (conditions.push('ord > (SELECT ord FROM rollouts WHERE id = ?)'), params.push(filter.newerThan));
   return { where: conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '', params };
 }
 
