@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { UserError } from '../../shared/util/errors.ts';
+import { parseChoice } from '../../shared/cli/option-parsers.ts';
+import { ROLES } from '../../shared/protocol/payloads.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { parseLabelPairs } from './label-pairs.ts';
 
@@ -16,7 +18,7 @@ export function registerAssignCommand(program: Command): void {
   withConnectionOptions(program.command('assign').description('publish a model version to devices as their candidate or active model'))
     .requiredOption('--model <name>', 'model name')
     .requiredOption('--version <version>', 'a version, an alias (candidate, production) or latest')
-    .requiredOption('--role <role>', 'candidate (install and benchmark next to the active model) or active (serve it)')
+    .requiredOption('--role <role>', 'candidate (install and benchmark next to the active model) or active (serve it)', parseChoice(ROLES))
     .option('--selector <k=v,...>', 'every device whose labels match all pairs, e.g. site=osaka', parseLabelPairs)
     .option('--device <ids>', 'these devices (comma-separated ids) instead of --selector')
     .option('--all-devices', 'every live device of the fleet, instead of --selector or --device')

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { parseChoice } from '../../shared/cli/option-parsers.ts';
+import { ROLES } from '../auth/roles.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { tokenJson, type GrpcToken } from './json-views.ts';
@@ -7,7 +9,7 @@ import { refuseEmpty } from './non-empty.ts';
 export function registerTokensCommand(program: Command): void {
   const tokens = program.command('tokens').description('bearer tokens (admin only, over gRPC)');
   withConnectionOptions(tokens.command('create').description('create a token and print it (shown only this once)'))
-    .requiredOption('--role <role>', 'device, viewer, operator or admin')
+    .requiredOption('--role <role>', 'device, viewer, operator or admin', parseChoice(ROLES))
     .option('--label <text>', 'what the token is for')
     .action(async (flags: ConnectionFlags & { role: string; label?: string }) => {
       refuseEmpty(flags.label, '--label', 'the default label, "ROLE token"');

@@ -27,3 +27,11 @@ export function parseDurationSeconds(value: string): number {
   if (ms === undefined) throw new InvalidArgumentError(DURATION_HINT);
   return Math.round(ms / 1000);
 }
+
+/** One of `choices`, as written (`--role bogus` is refused here, naming the flag and the choices, before any server is asked). */
+export function parseChoice<T extends string>(choices: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(choices as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be ${choices.slice(0, -1).join(', ')} or ${choices.at(-1)}`);
+    return value as T;
+  };
+}

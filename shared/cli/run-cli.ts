@@ -1,4 +1,4 @@
-import { CommanderError, type Command } from 'commander';
+import { CommanderError, Help, type Command, type Option } from 'commander';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { cliLogLevel } from '../util/log.ts';
 
@@ -32,16 +32,24 @@ export async function runCli(program: Command, argv: readonly string[], name = p
 
 /**
  * Commander's usage errors (a bad option value, an unknown option, a missing argument) as the
- * CLI's other errors are: one line, `name: message (run with --help for usage)`. Subcommands
- * created after this call inherit it.
+ * CLI's other errors are: one line, `name: message (run with --help for usage)`; and help that
+ * marks the options a command cannot run without "(required)", as commander's does not.
+ * Subcommands created after this call inherit both.
  */
 export function oneLineUsageErrors(program: Command): Command {
-  return program.configureOutput({
-    outputError: (message, write) => {
-      const text = message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
-      write(`${program.name()}: ${text} (run with --help for usage)\n`);
-    },
-  });
+  return program
+    .configureOutput({
+      outputError: (message, write) => {
+        const text = message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+        write(`${program.name()}: ${text} (run with --help for usage)\n`);
+      },
+    })
+    .configureHelp({
+      optionDescription(this: Help, option: Option): string {
+        const description = Help.prototype.optionDescription.call(this, option);
+        return option.mandatory ? `${description} (required)` : description;
+      },
+    });
 }
 
 /** The exit code of a command whose reader went away: 128 + SIGPIPE, as a shell reports `git log | head -1`'s git. */

@@ -156,3 +156,24 @@ test('tokens create --label over its limit is refused with that limit alone', as
   assert.match(run.stderr, /^fleetprune: .*label: must be at most 200 characters\n$/);
   assert.doesNotMatch(run.stderr, /500/);
 });
+
+test('assign --role and tokens create --role outside their choices are refused by the CLI, naming the flag and the choices; help marks required options', async () => {
+  const [assign, token, serverHelp, assignHelp] = await runCliBatch([
+    { args: ['assign', '--model', 'iris', '--version', '1', '--role', 'bogus', '--all-devices', '--server', '127.0.0.1:1'] },
+    { args: ['tokens', 'create', '--role', 'root', '--server', '127.0.0.1:1'] },
+    { args: ['server', '--help'] },
+    { args: ['assign', '--help'] },
+  ]);
+  // Refused before any server is asked (127.0.0.1:1 answers nothing).
+  assert.deepEqual([assign!.code, assign!.stderr], [2, "fleetprune: option '--role <role>' argument 'bogus' is invalid. must be candidate or active (run with --help for usage)\n"]);
+  assert.deepEqual([token!.code, token!.stderr], [2, "fleetprune: option '--role <role>' argument 'root' is invalid. must be device, viewer, operator or admin (run with --help for usage)\n"]);
+  const described = (help: string, flag: string) => {
+    const text = help.replace(/\s+/g, ' ');
+    const at = text.indexOf(` ${flag} <`);
+    return text.slice(at, text.indexOf(' --', at + 2));
+  };
+  assert.match(described(serverHelp!.stdout, '--data-dir'), /\(required\)$/);
+  assert.doesNotMatch(described(serverHelp!.stdout, '--host'), /required/);
+  for (const flag of ['--model', '--version', '--role']) assert.match(described(assignHelp!.stdout, flag), /\(required\)$/, flag);
+  assert.doesNotMatch(described(assignHelp!.stdout, '--selector'), /required/);
+});
