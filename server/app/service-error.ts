@@ -1,5 +1,6 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { UserError } from '../../shared/util/errors.ts';
+import { StoreUnavailableError } from '../store/store-unavailable.ts';
 
 export type ErrorCode =
   | 'bad_request'
@@ -20,7 +21,9 @@ export type ErrorCode =
   /** Too much work queued already (pruning jobs); try again later. */
   | 'too_many_requests'
   /** The server's storage cannot take the write (a full disk or quota, or the database's disk full). */
-  | 'insufficient_storage';
+  | 'insufficient_storage'
+  /** The server's database does not answer (unreachable, restarting, the connection lost): try again shortly. */
+  | 'store_unavailable';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -36,6 +39,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   unavailable: 503,
   too_many_requests: 429,
   insufficient_storage: 507,
+  store_unavailable: 503,
 };
 
 export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
@@ -52,6 +56,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   unavailable: GrpcStatus.FAILED_PRECONDITION,
   too_many_requests: GrpcStatus.RESOURCE_EXHAUSTED,
   insufficient_storage: GrpcStatus.RESOURCE_EXHAUSTED,
+  store_unavailable: GrpcStatus.UNAVAILABLE,
 };
 
 /**
@@ -70,14 +75,28 @@ export class ServiceError extends UserError {
 /**
  * Any error as a ServiceError: UserErrors are bad requests; a write the server's storage could not
  * take is 'insufficient_storage' (the request is refused as a whole: the store's transaction rolled
- * back, a blob not renamed into place); anything else is not the caller's fault (null).
+ * back, a blob not renamed into place); a database that did not answer is 'store_unavailable';
+ * anything else is not the caller's fault (null).
  */
 export function asServiceError(error: unknown): ServiceError | null {
   if (error instanceof ServiceError) return error;
+  const unavailable = causeOf(error, StoreUnavailableError);
+  if (unavailable) {
+    return new ServiceError('store_unavailable', `${STORE_UNAVAILABLE_PREFIX} (${unavailable.code ?? unavailable.message}), so the request was not completed; try again shortly`, { cause: error });
+  }
   const full = storageFullCode(error);
   if (full) return new ServiceError('insufficient_storage', `the server's storage is full (${full}), so the request was not completed. Free space under its --data-dir (or on its database's disk) and try again`, { cause: error });
   if (error instanceof UserError) return new ServiceError('bad_request', error.message, { cause: error });
   return null;
+}
+
+/** How a 'store_unavailable' refusal's message starts (the CLI tells it from a server it cannot reach by it). */
+export const STORE_UNAVAILABLE_PREFIX = "the server's database does not answer";
+
+/** `error` or the first of its causes that is a `type`. */
+function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
+  for (let at = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) if (at instanceof type) return at;
+  return undefined;
 }
 
 /** The codes of a full disk or quota: node's (ENOSPC, EDQUOT), SQLite's (SQLITE_FULL) and PostgreSQL's disk_full (53100). */

@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { loadFleetpruneProto, type FleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { bearerTokenProblem } from '../../shared/protocol/bearer-token.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { STORE_UNAVAILABLE_PREFIX } from '../app/service-error.ts';
 
 export interface ConnectionFlags {
   server?: string;
@@ -136,6 +137,8 @@ export class ServerConnection {
     }
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
+        // The server answered: its database did not.
+        if (error.details.startsWith(STORE_UNAVAILABLE_PREFIX)) return new UserError(`the server at ${this.address} answered: ${error.details}`);
         // Connected, then lost: the server stopped answering pings (a frozen process, a host gone)
         // or the link broke, while the call was on its way.
         if (/^Connection dropped/.test(error.details)) {

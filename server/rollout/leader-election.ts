@@ -114,6 +114,8 @@ const LOCK_SESSION_IDLE_MS = 15_000;
 const LOCK_SESSION_SETTINGS = ['SET tcp_keepalives_idle = 5', 'SET tcp_keepalives_interval = 2', 'SET tcp_keepalives_count = 3', 'SET tcp_user_timeout = 10000'];
 /** How long stop() waits for a tick in progress, and for the unlock. */
 const STOP_WAIT_MS = 5_000;
+/** How often the election says PostgreSQL still does not answer it. */
+const UNREACHABLE_LOG_EVERY_MS = 60_000;
 /** How long start() waits for the first election's takeover before going on without it. */
 const START_WAIT_MS = 15_000;
 
@@ -154,6 +156,8 @@ export class PostgresLeadership implements Leadership {
   #stopped = false;
   #stopping: Promise<void> | undefined;
   #ticking: Promise<void> = Promise.resolve();
+  /** Since when PostgreSQL has not answered the election (null: it answers), and when that was last logged. */
+  #unreachable: { since: number; loggedAt: number; failures: number } | null = null;
 
   constructor(options: PostgresLeadershipOptions) {
     this.#o = options;
@@ -221,6 +225,21 @@ export class PostgresLeadership implements Leadership {
     client.release(true);
   }
 
+  /**
+   * The election tries every poll while PostgreSQL is down (every 2 s): one warning line when it
+   * stops answering, then one a minute saying for how long, each without a stack (a connection
+   * refused or timed out is not a bug of the server).
+   */
+  #cannotReach(error: unknown): void {
+    const now = Date.now();
+    const down = (this.#unreachable ??= { since: now, loggedAt: 0, failures: 0 });
+    down.failures += 1;
+    if (now - down.loggedAt < UNREACHABLE_LOG_EVERY_MS) return;
+    down.loggedAt = now;
+    const still = down.failures > 1 ? `still, for ${Math.round((now - down.since) / 1000)} s (${down.failures} tries); ` : '';
+    this.#o.log.warn({ err: errorMessage(error) }, `rollout leader election: cannot reach PostgreSQL: ${still}${errorMessage(error)}`);
+  }
+
   #tick(): Promise<void> {
     this.#ticking = (this.#client ? this.#check() : this.#tryAcquire()).finally(() => {
       if (!this.#stopped) this.#timer = setTimeout(() => void this.#tick(), this.#pollMs);
@@ -233,8 +252,12 @@ export class PostgresLeadership implements Leadership {
     try {
       client = await this.#o.pool.connect();
     } catch (error) {
-      this.#o.log.warn({ err: error }, `rollout leader election: cannot reach PostgreSQL (${errorMessage(error)})`);
+      this.#cannotReach(error);
       return;
+    }
+    if (this.#unreachable) {
+      this.#o.log.info({ downForS: Math.round((Date.now() - this.#unreachable.since) / 1000) }, 'rollout leader election: PostgreSQL answers again');
+      this.#unreachable = null;
     }
     // Until the lock is ours nobody else listens: a connection lost meanwhile must not crash the process.
     const lostEarly = () => {};
@@ -258,7 +281,7 @@ export class PostgresLeadership implements Leadership {
     } catch (error) {
       client.off('error', lostEarly);
       client.release(true);
-      this.#o.log.warn({ err: error }, `rollout leader election failed: ${errorMessage(error)}`);
+      this.#o.log.warn({ err: errorMessage(error) }, `rollout leader election failed: ${errorMessage(error)}`);
       return;
     }
     client.off('error', lostEarly);

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { storableParams, UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
 import { UserError } from '../../shared/util/errors.ts';
+import { asStoreUnavailable } from './store-unavailable.ts';
 
 export interface PostgresEngineOptions {
   connectionString: string;
@@ -116,7 +117,9 @@ export class PostgresEngine implements SqlEngine {
   }
 
   async withClient<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw asStoreUnavailable(error);
+    });
     // While a client is checked out the pool does not listen for its errors: a connection lost
     // then (a PostgreSQL restart or failover) would be an unhandled 'error' event and crash the
     // process. The query in flight fails on its own; the broken client is destroyed on release.
@@ -152,7 +155,8 @@ export class PostgresEngine implements SqlEngine {
         return result;
       } catch (error) {
         await client.query('ROLLBACK').catch(() => {});
-        throw error;
+        // BEGIN or COMMIT on a connection lost (the work's own statements say so already).
+        throw asStoreUnavailable(error);
       }
     });
   }
@@ -252,7 +256,7 @@ function executorOf(queryable: pg.Pool | pg.PoolClient): SqlExecutor {
       // character_not_in_repertoire: a NUL in a text parameter. Requests with one are refused at
       // the edges (untrustedDataProblem); this keeps any path that missed it a bad request, not a 500.
       if (code === '22021') throw new UserError('text cannot contain a NUL character (U+0000)', { cause: error });
-      throw error;
+      throw asStoreUnavailable(error);
     }
   };
   return {
@@ -261,7 +265,9 @@ function executorOf(queryable: pg.Pool | pg.PoolClient): SqlExecutor {
     run: async (sql, params = []) => ({ changes: (await query(sql, params)).rowCount ?? 0 }),
     exec: async (script) => {
       // The simple query protocol (no parameters) runs multi-statement scripts.
-      await queryable.query(script);
+      await queryable.query(script).catch((error: unknown) => {
+        throw asStoreUnavailable(error);
+      });
     },
   };
 }
