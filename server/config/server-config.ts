@@ -54,6 +54,7 @@ export const ServerConfigSchema = z
     databaseSchema: z
       .string()
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a lowercase SQL identifier')
+      .refine((schema) => !schema.startsWith('pg_') && schema !== 'information_schema', "must not be one of PostgreSQL's own schemas (pg_…, information_schema)")
       .optional(),
     tlsCert: z.string().min(1).optional(),
     tlsKey: z.string().min(1).optional(),

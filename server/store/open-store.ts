@@ -48,9 +48,24 @@ export async function openStore(location: StoreLocation): Promise<Store> {
   } catch (error) {
     // The migration's error is the one to report, not one of closing.
     await engine.close().catch(() => {});
-    throw location.engine === 'sqlite' ? unusableSqliteFile(join(location.dataDir, SQLITE_FILE), error) : error;
+    throw location.engine === 'sqlite' ? unusableSqliteFile(join(location.dataDir, SQLITE_FILE), error) : postgresRefusal(error, location.schema);
   }
   return createStore(engine);
+}
+
+/**
+ * A migration PostgreSQL refused for want of a privilege (insufficient_privilege, 42501: no CREATE
+ * on the schema, as PostgreSQL 15 gives no one but its owner on `public`) as one line saying what
+ * the database user needs; any other error as it is.
+ */
+function postgresRefusal(error: unknown, schema: string | undefined): unknown {
+  if ((error as { code?: unknown }).code !== '42501') return error;
+  const where = schema === undefined ? 'the schema it works in (public, unless the search_path says otherwise)' : `schema ${schema}`;
+  return new UserError(
+    `--database-url (or FLEETPRUNE_DATABASE_URL): PostgreSQL refused to set up fleetprune's tables: ${errorMessage(error)} ` +
+      `(the database user needs CREATE on ${where}: GRANT CREATE ON SCHEMA … TO that user, or give --database-schema a schema it owns)`,
+    { cause: error },
+  );
 }
 
 /**
