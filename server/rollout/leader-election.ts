@@ -158,6 +158,8 @@ export class PostgresLeadership implements Leadership {
   #ticking: Promise<void> = Promise.resolve();
   /** Since when PostgreSQL has not answered the election (null: it answers), and when that was last logged. */
   #unreachable: { since: number; loggedAt: number; failures: number } | null = null;
+  /** Whether the server said it stands by (once each time it finds another server leading). */
+  #saidStandby = false;
 
   constructor(options: PostgresLeadershipOptions) {
     this.#o = options;
@@ -193,7 +195,7 @@ export class PostgresLeadership implements Leadership {
         const name = rows[0]?.application_name ?? '';
         leader = name.startsWith(APPLICATION_NAME_PREFIX) ? name.slice(APPLICATION_NAME_PREFIX.length) : null;
       } catch (error) {
-        this.#o.log.warn({ err: error }, `cannot look up the rollout leader: ${errorMessage(error)}`);
+        this.#o.log.warn({ err: errorMessage(error) }, `cannot look up the rollout leader: ${errorMessage(error)}`);
       }
     }
     return { engine: 'postgres', instance: this.#instance, isLeader: this.#client !== undefined, leaderSince: this.#since, leader };
@@ -268,6 +270,11 @@ export class PostgresLeadership implements Leadership {
         if (rows[0]?.locked) await client.query(`SELECT pg_advisory_unlock($1, ${LOCK_KEY_SQL})`, [LOCK_CLASS]);
         client.off('error', lostEarly);
         client.release();
+        if (!rows[0]?.locked && !this.#saidStandby) {
+          this.#saidStandby = true;
+          const { leader } = await this.status();
+          this.#o.log.info({ instance: this.#instance, leader }, `standing by: ${leader ?? 'another server'} leads rollouts; this server takes over if it goes`);
+        }
         return;
       }
       await client.query(`SET application_name = '${APPLICATION_NAME_PREFIX}${this.#instance.replace(/'/g, '')}'`);
@@ -288,6 +295,7 @@ export class PostgresLeadership implements Leadership {
     client.on('error', (error) => this.#lose(`the leader connection failed: ${errorMessage(error)}`));
     this.#client = client;
     this.#since = new Date().toISOString();
+    this.#saidStandby = false;
     this.#o.log.info({ instance: this.#instance }, 'became the rollout leader');
     // The periodic checks wait for the takeover, which can take long (an external broker that does
     // not answer): meanwhile the same bounded check runs here. It keeps the lock session from going

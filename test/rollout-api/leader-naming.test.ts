@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { recordingLogger } from '../helpers/recording-logger.ts';
 import { startTestServer } from '../server/helpers/test-server.ts';
 
 test('PostgreSQL: a follower names the leader by its --node-id, in its status and in the refusal of a rollout command', async (t) => {
   const a = await startTestServer(t, { engine: 'postgres', config: { nodeId: 'plant-a-control' } });
   if (!a) return;
   const { databaseUrl, databaseSchema } = a.server.ctx.config;
-  const b = (await startTestServer(t, { engine: 'postgres', config: { databaseUrl, databaseSchema, nodeId: 'plant-b-control' } }))!;
+  const { logger, lines } = recordingLogger();
+  const b = (await startTestServer(t, { engine: 'postgres', config: { databaseUrl, databaseSchema, nodeId: 'plant-b-control' }, start: { log: logger } }))!;
   const leader = (await (await a.request('GET', '/api/rollouts/leader')).json()) as any;
   assert.equal(leader.isLeader, true);
   assert.match(leader.instance, /^plant-a-control:\d+:[0-9a-f]{6}$/);
@@ -15,4 +17,7 @@ test('PostgreSQL: a follower names the leader by its --node-id, in its status an
   const refused = await b.request('POST', '/api/rollouts', { json: { apiVersion: 'fleetprune/v1', kind: 'Rollout', model: 'wine', candidateVersion: '2', steps: [{ setWeight: 100 }] } });
   assert.equal(refused.status, 503);
   assert.match(((await refused.json()) as any).error.message, /^this server \(plant-b-control:\d+:[0-9a-f]{6}\) is not the rollout leader; send rollout commands to plant-a-control:/);
+  // The standby says so in its log, naming the leader, once (it tries for the lead every 2 s).
+  const standing = lines.filter((line) => String(line.msg).startsWith('standing by: '));
+  assert.deepEqual(standing.map((line) => line.msg), [`standing by: ${leader.instance} leads rollouts; this server takes over if it goes`]);
 });
