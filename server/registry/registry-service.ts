@@ -69,6 +69,11 @@ export class RegistryService {
     return this.store.models.listVersions(name, options);
   }
 
+  /** Versions of every model, by model name then registration order (see ModelsRepository.listAllVersions). */
+  listAllVersions(options: { after?: { model: string; seq: number }; limit?: number }): Promise<VersionRecord[]> {
+    return this.store.models.listAllVersions(options);
+  }
+
   /** `ref` is a version, an alias (candidate, production) or `latest`. */
   async resolve(name: string, ref: string, repos: Repositories = this.store): Promise<VersionRecord> {
     checkName(name);
@@ -94,9 +99,10 @@ export class RegistryService {
     return found ? { status: found.status, reason: found.reason, at: found.at } : null;
   }
 
-  /** versionStatus of each record, in order. */
-  versionStatuses(records: readonly VersionRecord[]): Promise<(VersionStatusView | null)[]> {
-    return Promise.all(records.map((record) => this.versionStatus(record.model, record.version)));
+  /** versionStatus of each record, in order (one query for the lot). */
+  async versionStatuses(records: readonly VersionRecord[]): Promise<(VersionStatusView | null)[]> {
+    const found = await new VersionStatusRepository(this.store.engine).currentOf(records);
+    return found.map((change) => (change ? { status: change.status, reason: change.reason, at: change.at } : null));
   }
 
   async getByArtifact(id: string): Promise<VersionRecord> {

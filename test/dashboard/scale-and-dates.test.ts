@@ -7,7 +7,7 @@ import { openDashboardPage } from './dashboard-browser.ts';
 import { json, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 
-test('the models view lists every version of a model with more than one page of them, the newest too', async (t) => {
+test('the models view lists every version of a model with more than one page of them, the newest too, and every model\'s in one request', async (t) => {
   const browser = await openDashboardPage(t, 'dismiss');
   if (!browser) return;
   const { page, pageErrors } = browser;
@@ -21,10 +21,23 @@ test('the models view lists every version of a model with more than one page of 
     const response: Response = await server.request('POST', '/api/models/iris/versions', { json: { manifest: signManifest({ ...artifact.manifest, version: String(version) }, signer.privateKey) } });
     assert.equal(response.status, 201, await response.text());
   }
+  // And a few more models: the view asks for every model's versions at once, not model by model.
+  for (const name of ['beer', 'wine', 'cider']) {
+    const response: Response = await server.request('POST', `/api/models/${name}/versions`, { json: { manifest: signManifest({ ...artifact.manifest, name, version: '1' }, signer.privateKey) } });
+    assert.equal(response.status, 201, await response.text());
+  }
+  const asked: string[] = [];
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (/^\/api\/(models|versions)/.test(url.pathname)) asked.push(url.pathname + url.search);
+  });
   await page.goto(`${server.baseUrl}/dashboard/#token=${ADMIN_TOKEN}`);
   await page.locator('#models td', { hasText: /^iris@1$/ }).waitFor({ timeout: 5_000 });
   await page.locator('#models td', { hasText: /^iris@130$/ }).waitFor({ timeout: 5_000 });
-  assert.equal(await page.locator('#models tbody tr').count(), 130);
+  assert.equal(await page.locator('#models tbody tr').count(), 133);
+  assert.deepEqual(await page.locator('#models tbody tr td:first-child').evaluateAll((cells) => cells.map((cell) => cell.textContent).filter((text) => !text!.startsWith('iris@'))), ['beer@1', 'cider@1', 'wine@1']);
+  // One request a refresh (a timed refresh may have come meanwhile), for every version of every model.
+  assert.ok(asked.length > 0 && asked.every((path) => path === '/api/versions?limit=1000'), asked.join(' '));
   assert.deepEqual(pageErrors, []);
 });
 

@@ -57,6 +57,35 @@ for (const engine of STORE_ENGINES) {
       });
     });
 
+    test("GET /api/versions pages through every model's versions, by model then registration order, each as its model's list shows it", async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      for (const [name, seed] of [['wine', 1], ['iris', 2], ['iris', 3]] as const) {
+        const artifact = await makeArtifact(t, { seed, name, privateKey: signer.privateKey });
+        const pushed = await pushArtifact(server, name, artifact.dir, artifact.manifest);
+        assert.equal(pushed.status, 201, await pushed.text());
+      }
+      assert.equal((await server.request('PUT', '/api/models/iris/aliases/production', { json: { version: '2' } })).status, 200);
+      const get = async (query: string) => {
+        const response = await server.request('GET', `/api/versions${query}`);
+        assert.equal(response.status, 200, query);
+        const page = (await response.json()) as { versions: any[]; more: boolean };
+        return [page.versions.map((v) => `${v.model}@${v.version}`), page.more];
+      };
+      const all = (await (await server.request('GET', '/api/versions')).json()) as { versions: any[] };
+      const perModel = async (name: string) => ((await (await server.request('GET', `/api/models/${name}/versions`)).json()) as { versions: any[] }).versions;
+      assert.deepEqual(all.versions, [...(await perModel('iris')), ...(await perModel('wine'))], 'aliases and statuses as each model\'s list gives them');
+      assert.deepEqual([all.versions[1].aliases, all.versions[1].status?.status, all.versions[0].status], [['production'], 'production', null]);
+      assert.deepEqual(await get(''), [['iris@1', 'iris@2', 'wine@1'], false]);
+      assert.deepEqual(await get('?limit=2'), [['iris@1', 'iris@2'], true]);
+      assert.deepEqual(await get('?limit=2&afterModel=iris&afterSeq=2'), [['wine@1'], false]);
+      assert.deepEqual(await get('?limit=1&afterModel=iris&afterSeq=1'), [['iris@2'], true]);
+      assert.deepEqual(await get('?limit=3'), [['iris@1', 'iris@2', 'wine@1'], false], 'a page that ends with the last version says no more follow');
+      assert.deepEqual(await get('?afterModel=wine&afterSeq=1'), [[], false]);
+      await expectError(await server.request('GET', '/api/versions?afterModel=iris'), 400, 'bad_request', /^query\.afterSeq: give \?afterModel and \?afterSeq together/);
+    });
+
     test('push, list, show, alias, retire, download the manifest, audit', async (t) => {
       const env = await setup(t, engine);
       if (!env) return;

@@ -322,19 +322,20 @@ $('fleet').addEventListener('click', (event) => {
 });
 
 /** Every version of a model: the API answers in pages (100 unless asked), oldest first, so one request would hide the newest. */
-async function allVersions(model: string): Promise<VersionRow[]> {
+/** Every model's versions, a page of the whole registry at a time (one request for most registries, not one per model). */
+async function allVersions(): Promise<VersionRow[]> {
   const versions: VersionRow[] = [];
-  for (let after = 0; ; ) {
-    const page = (await api.get<{ versions: VersionRow[] }>(`/models/${encodeURIComponent(model)}/versions?limit=${VERSION_PAGE}&after=${after}`)).versions;
-    versions.push(...page);
-    if (page.length < VERSION_PAGE) return versions;
-    after = page[page.length - 1]!.seq;
+  for (let after = ''; ; ) {
+    const page = await api.get<{ versions: VersionRow[]; more: boolean }>(`/versions?limit=${VERSION_PAGE}${after}`);
+    versions.push(...page.versions);
+    const last = page.versions.at(-1);
+    if (!page.more || !last) return versions;
+    after = `&afterModel=${encodeURIComponent(last.model)}&afterSeq=${last.seq}`;
   }
 }
 
 async function refreshModels(): Promise<void> {
-  const { models } = await api.get<{ models: { name: string }[] }>('/models');
-  const versions = (await Promise.all(models.map((m) => allVersions(m.name)))).flat();
+  const versions = await allVersions();
   $('models').innerHTML = renderModels(versions);
   const { jobs, total = jobs.length } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[]; total?: number }>(`/jobs?limit=${JOB_PAGE}`);
   // Newest first: a sweep found is the newest one; with none in the page, the view says how many older jobs went unsearched.

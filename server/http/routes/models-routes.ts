@@ -4,7 +4,7 @@ import { checkUploadedArtifact } from '../../artifacts/uploaded-artifact.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { AliasSchema, ModelNameSchema, VersionNameSchema, VersionRefSchema } from '../../registry/names.ts';
-import { ModelSchema, PageQuerySchema, VersionSchema } from '../api-schemas.ts';
+import { ModelSchema, PageQuerySchema, VersionSchema, queryInteger } from '../api-schemas.ts';
 import { versionView, versionWithStatusView } from '../api-views.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
@@ -28,6 +28,13 @@ const VersionWithStatusSchema = VersionSchema.extend({
     .nullable()
     .describe('the latest status a rollout (or a move of the production alias) gave the version, with its reason: production, failed, rolled-back, superseded (another version became production) or withdrawn (the production alias was cleared); null when none has'),
 });
+const AllVersionsQuery = z
+  .strictObject({
+    limit: queryInteger(1, 1000).optional(),
+    afterModel: ModelNameSchema.optional(),
+    afterSeq: queryInteger(0).optional(),
+  })
+  .refine((query) => (query.afterModel === undefined) === (query.afterSeq === undefined), { path: ['afterSeq'], message: 'give ?afterModel and ?afterSeq together (the last version of the page before), or neither' });
 export const SetAliasBodySchema = z.strictObject({ version: VersionNameSchema });
 export const PatchVersionBodySchema = z.strictObject({ retired: z.boolean() });
 
@@ -45,6 +52,27 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       permission: 'read',
       responses: { 200: { description: 'models', schema: z.strictObject({ models: z.array(ModelSchema) }) } },
       handle: async () => ({ json: { models: await registry.listModels() } }),
+    }),
+    defineRoute({
+      method: 'get',
+      path: '/versions',
+      operationId: 'listAllVersions',
+      summary:
+        'Versions of every model, by model name then registration order, each with its latest rollout status: a page of ?limit (1-1000, default 100) ' +
+        'after version ?afterSeq of model ?afterModel (the last of the page before); `more` says whether more follow',
+      tag,
+      permission: 'read',
+      query: AllVersionsQuery,
+      responses: { 200: { description: 'versions', schema: z.strictObject({ versions: z.array(VersionWithStatusSchema), more: z.boolean() }) } },
+      handle: async ({ query }) => {
+        const limit = query.limit ?? 100;
+        const after = query.afterModel === undefined ? undefined : { model: query.afterModel, seq: query.afterSeq! };
+        // One more than the page: whether more follow, without a page that turns out empty.
+        const found = await registry.listAllVersions({ ...(after ? { after } : {}), limit: limit + 1 });
+        const versions = found.slice(0, limit);
+        const statuses = await registry.versionStatuses(versions);
+        return { json: { versions: versions.map((version, index) => versionWithStatusView(version, statuses[index]!)), more: found.length > limit } };
+      },
     }),
     defineRoute({
       method: 'get',

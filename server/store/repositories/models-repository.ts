@@ -114,6 +114,23 @@ export class ModelsRepository {
     return this.withAliases(model, rows.map(toVersion));
   }
 
+  /**
+   * Versions of every model, by model name then registration order: at most `limit` (default 100)
+   * after version `after.seq` of model `after.model` (from the first model's first without it).
+   */
+  async listAllVersions(options: { after?: { model: string; seq: number }; limit?: number } = {}): Promise<VersionRecord[]> {
+    const { after, limit = 100 } = options;
+    const rows = await this.db.all(
+      `SELECT ${VERSION_COLUMNS} FROM model_versions v ${after ? 'WHERE v.model > ? OR (v.model = ? AND v.seq > ?)' : ''} ORDER BY v.model, v.seq LIMIT ?`,
+      after ? [after.model, after.model, Math.min(after.seq, MAX_SEQ), limit] : [limit],
+    );
+    const versions = rows.map(toVersion);
+    for (const model of new Set(versions.map((version) => version.model))) {
+      await this.withAliases(model, versions.filter((version) => version.model === model));
+    }
+    return versions;
+  }
+
   async getVersion(model: string, version: string): Promise<VersionRecord | undefined> {
     const row = await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.model = ? AND v.version = ?`, [model, version]);
     return row ? (await this.withAliases(model, [toVersion(row)]))[0] : undefined;

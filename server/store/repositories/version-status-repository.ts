@@ -35,6 +35,20 @@ export class VersionStatusRepository {
       : undefined;
   }
 
+  /** `current` of each version, in order: one query for the lot (a page of the registry). */
+  async currentOf(versions: readonly { model: string; version: string }[]): Promise<(VersionStatusChange | undefined)[]> {
+    if (versions.length === 0) return [];
+    const models = [...new Set(versions.map((version) => version.model))];
+    const rows = await this.db.all(`SELECT * FROM version_status_changes WHERE model IN (${models.map(() => '?').join(', ')}) ORDER BY at, command_id`, models);
+    // Oldest first: the last one of each version is its newest, as `current` picks it.
+    const newest = new Map<string, VersionStatusChange>();
+    for (const row of rows) {
+      const change = { commandId: String(row.command_id), model: String(row.model), version: String(row.version), status: String(row.status) as VersionStatus, reason: String(row.reason), at: String(row.at) };
+      newest.set(JSON.stringify([change.model, change.version]), change);
+    }
+    return versions.map((version) => newest.get(JSON.stringify([version.model, version.version])));
+  }
+
   /**
    * A time for a new status change of the version: `at`, or just after the version's newest
    * change when `at` is not after it (the same millisecond, a clock stepped back), so `current`
