@@ -23,6 +23,8 @@ import { JobService } from '../jobs/job-service.ts';
 import { ServerMetrics } from '../metrics/server-metrics.ts';
 import { RegistryService } from '../registry/registry-service.ts';
 import { openStore } from '../store/open-store.ts';
+import type { Migration } from '../store/migrations/migration.ts';
+import type { SqlExecutor, SqlParam } from '../store/sql-engine.ts';
 import { coreModules } from './core-modules.ts';
 import { listenGrpc, listenHttp, listeningLine, reachableHost, routeGrpcLogs, type TlsFiles } from './listeners.ts';
 import { checkListenHost } from '../../shared/util/listen-host.ts';
@@ -31,7 +33,7 @@ import type { ServerContext } from './server-context.ts';
 import type { Listener, ServerModule } from './server-module.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
-import { leadershipFor } from '../rollout/leader-election.ts';
+import { leadershipFor, rolloutLeaderLock } from '../rollout/leader-election.ts';
 import { rolloutModule } from '../rollout/rollout-module.ts';
 import type { DeviceReturn } from '../rollout/rollout-state.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
@@ -124,6 +126,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       config.databaseUrl
         ? { engine: 'postgres', databaseUrl: config.databaseUrl, schema: config.databaseSchema }
         : { engine: 'sqlite', dataDir: config.dataDir },
+      // SQLite's one server holds the data dir (the lock above); on PostgreSQL an older server may
+      // still run on the database, and would go on writing by its own rules under the new schema.
+      { log, ...(config.databaseUrl ? { beforeUpgrade: refuseUpgradeUnderRunningServer } : {}) },
     );
     cleanups.push(() => store.close());
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
@@ -256,6 +261,21 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     await removeCreated();
     throw error;
   }
+}
+
+/**
+ * Refuses to migrate a PostgreSQL database while another server runs on it as the rollout leader
+ * (an older version, since this one would find nothing to migrate otherwise): every server on the
+ * database must be stopped before an upgrade that migrates it (docs/deployment.md, "Upgrading").
+ */
+async function refuseUpgradeUnderRunningServer(pending: readonly Migration[], tx: SqlExecutor): Promise<void> {
+  const lock = await rolloutLeaderLock((sql, params) => tx.get(sql, params as SqlParam[]));
+  if (!lock.held) return;
+  const names = pending.map((migration) => `${migration.domain}:${migration.version}`).join(', ');
+  throw new UserError(
+    `another fleetprune server${lock.leader ? ` (${lock.leader})` : ''} runs on this database as the rollout leader, and this version would migrate the database under it (${names}); ` +
+      'stop every fleetprune server on the database first, then start this version (docs/deployment.md, "Upgrading")',
+  );
 }
 
 /**

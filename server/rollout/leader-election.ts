@@ -119,6 +119,22 @@ const UNREACHABLE_LOG_EVERY_MS = 60_000;
 /** How long start() waits for the first election's takeover before going on without it. */
 const START_WAIT_MS = 15_000;
 
+/**
+ * The rollout leader lock of the session's schema: whether a server holds it, and its instance
+ * name (null when it is not held, or its holder gave none). `get` runs one query ($1 placeholders).
+ */
+export async function rolloutLeaderLock(get: (sql: string, params: unknown[]) => Promise<{ application_name?: unknown } | undefined>): Promise<{ held: boolean; leader: string | null }> {
+  const row = await get(
+    `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND l.classid = $1::int4::oid AND l.objid = (${LOCK_KEY_SQL})::oid`,
+    [LOCK_CLASS],
+  );
+  const name = typeof row?.application_name === 'string' ? row.application_name : '';
+  return { held: row !== undefined, leader: name.startsWith(APPLICATION_NAME_PREFIX) ? name.slice(APPLICATION_NAME_PREFIX.length) : null };
+}
+
 /** The promise's value, or undefined if it has not settled within `ms` (a rejection counts as settled). */
 async function withinMs<T>(promise: Promise<T> | undefined, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
@@ -185,15 +201,7 @@ export class PostgresLeadership implements Leadership {
     let leader: string | null = this.#client ? this.#instance : null;
     if (!this.#client) {
       try {
-        const { rows } = await this.#o.pool.query<{ application_name: string | null }>(
-          `SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-             AND l.classid = $1::int4::oid AND l.objid = (${LOCK_KEY_SQL})::oid`,
-          [LOCK_CLASS],
-        );
-        const name = rows[0]?.application_name ?? '';
-        leader = name.startsWith(APPLICATION_NAME_PREFIX) ? name.slice(APPLICATION_NAME_PREFIX.length) : null;
+        leader = (await rolloutLeaderLock(async (sql, params) => (await this.#o.pool.query(sql, params)).rows[0])).leader;
       } catch (error) {
         this.#o.log.warn({ err: errorMessage(error) }, `cannot look up the rollout leader: ${errorMessage(error)}`);
       }

@@ -2,9 +2,11 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_MIGRATIONS } from './migrations/index.ts';
 import { runMigrations } from './migrations/run-migrations.ts';
+import type { Migration } from './migrations/migration.ts';
+import type { Logger } from '../../shared/util/log.ts';
 import { SqliteEngine } from './sqlite-engine.ts';
 import { createStore, type Store } from './store.ts';
-import type { SqlEngine } from './sql-engine.ts';
+import type { SqlEngine, SqlExecutor } from './sql-engine.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { describeFsError } from '../../shared/util/fs-checks.ts';
 
@@ -14,8 +16,15 @@ export type StoreLocation =
   | { engine: 'sqlite'; dataDir: string }
   | { engine: 'postgres'; databaseUrl: string; schema?: string };
 
+export interface OpenStoreOptions {
+  /** Says which migrations an upgrade applied (or that a new database was set up). */
+  log?: Logger;
+  /** Before an upgrade's migrations, inside their transaction: may refuse them (see runMigrations). */
+  beforeUpgrade?: (pending: readonly Migration[], tx: SqlExecutor) => Promise<void>;
+}
+
 /** Opens the configured engine and brings its schema up to date. */
-export async function openStore(location: StoreLocation): Promise<Store> {
+export async function openStore(location: StoreLocation, options: OpenStoreOptions = {}): Promise<Store> {
   let engine: SqlEngine;
   if (location.engine === 'sqlite') {
     try {
@@ -44,7 +53,13 @@ export async function openStore(location: StoreLocation): Promise<Store> {
     }
   }
   try {
-    await runMigrations(engine, ALL_MIGRATIONS);
+    const applied = await runMigrations(engine, ALL_MIGRATIONS, options.beforeUpgrade ? { beforeUpgrade: options.beforeUpgrade } : {});
+    if (applied.length === ALL_MIGRATIONS.length) options.log?.info({ migrations: applied.length }, 'set up a new database');
+    else if (applied.length > 0) {
+      // An upgrade: what changed in the database, which an older fleetprune can no longer open.
+      const names = applied.map((migration) => `${migration.domain}:${migration.version} (${migration.name})`);
+      options.log?.info({ migrations: applied.map((migration) => `${migration.domain}:${migration.version}`) }, `migrated the database: applied ${names.join(', ')}`);
+    }
   } catch (error) {
     // The migration's error is the one to report, not one of closing.
     await engine.close().catch(() => {});

@@ -1,4 +1,4 @@
-import type { SqlEngine } from '../sql-engine.ts';
+import type { SqlEngine, SqlExecutor } from '../sql-engine.ts';
 import { UserError } from '../../../shared/util/errors.ts';
 import { ddlTypes, type Migration } from './migration.ts';
 
@@ -12,9 +12,15 @@ export interface AppliedMigration {
  * Applies the pending migrations in one transaction (both engines have transactional DDL), so a
  * crash mid-way leaves the schema as it was. On PostgreSQL an advisory lock keeps two servers
  * starting at once from racing. Refuses (a UserError) a database holding migrations it does not
- * know. Returns what it applied.
+ * know. `beforeUpgrade` runs first, inside the transaction, when a database that has migrations
+ * already has some to apply (an upgrade; not a new database): it may refuse by throwing. Returns
+ * what it applied.
  */
-export async function runMigrations(engine: SqlEngine, migrations: readonly Migration[]): Promise<AppliedMigration[]> {
+export async function runMigrations(
+  engine: SqlEngine,
+  migrations: readonly Migration[],
+  options: { beforeUpgrade?: (pending: readonly Migration[], tx: SqlExecutor) => Promise<void> } = {},
+): Promise<AppliedMigration[]> {
   checkNumbering(migrations);
   const types = ddlTypes(engine.dialect);
   return engine.transaction(async (tx) => {
@@ -31,12 +37,14 @@ export async function runMigrations(engine: SqlEngine, migrations: readonly Migr
     // Migrations this code does not know were applied by a newer fleetprune: an older one would
     // run against a schema it was not written for (a downgrade), so it refuses.
     const known = new Set(migrations.map((migration) => `${migration.domain}:${migration.version}`));
-    const unknown = [...done].filter((key) => !known.has(key)).sort();
+    const unknown = [...done].filter((key) => !known.has(key)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     if (unknown.length > 0) {
       throw new UserError(
         `the database was migrated by a newer fleetprune (it has migrations ${unknown.join(', ')} that this version does not know); run that version or restore a backup`,
       );
     }
+    const pending = migrations.filter((migration) => !done.has(`${migration.domain}:${migration.version}`));
+    if (pending.length > 0 && done.size > 0) await options.beforeUpgrade?.(pending, tx);
     const applied: AppliedMigration[] = [];
     for (const migration of migrations) {
       if (done.has(`${migration.domain}:${migration.version}`)) continue;
