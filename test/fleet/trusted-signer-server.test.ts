@@ -140,7 +140,7 @@ test('an assignment of a version whose signer key is no longer trusted is refuse
   assert.deepEqual(await rollout.json(), {
     error: { code: 'conflict', message: `candidateVersion: wine@1 is signed with key ${keyId(ci.privateKey)}, which this server does not trust (--trusted-key); devices would refuse it` },
   });
-  assert.deepEqual(await json(await server.request('GET', '/api/rollouts')), { rollouts: [], total: 0, more: false });
+  assert.deepEqual(await json(await server.request('GET', '/api/rollouts')), { rollouts: [], total: 0, more: false, offset: 0 });
 
   // A rollout's assignment (through StoreFleetPort, as the rollout controller calls it) is not
   // sent either: the devices count as refusing it, naming the key, so the rollout fails.
