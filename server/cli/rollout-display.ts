@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import { printable } from '../rollout/operator-text.ts';
+import { ACTIVATE_EVERYWHERE } from '../rollout/rollout-state-machine.ts';
 
 /** A rollout as the Rollouts gRPC service sends it. */
 export interface GrpcRollout {
@@ -46,8 +47,11 @@ export interface GrpcDecision {
 export function rolloutLine(r: GrpcRollout): string {
   const step = r.terminal ? `${r.step_count} step${r.step_count === 1 ? '' : 's'}` : `step ${Math.min(r.step_index + 1, r.step_count)}/${r.step_count} (${r.step_stage}${r.current_step ? `: ${r.current_step}` : ''})`;
   const outcome = r.outcome_status ? `  ${r.outcome_status}: ${r.outcome_reason}` : r.pause_message ? `  ${r.pause_message}` : '';
+  // What "delivered" counts is the model each device should run now: while the candidate is
+  // activated everywhere that is activation (devices that only installed it are not counted yet).
+  const delivered = !r.terminal && r.current_step === ACTIVATE_EVERYWHERE ? 'activated' : 'delivered';
   // Escaped: reasons (an operator's, a device's) may hold newlines or escape sequences, stored before they were refused.
-  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} delivered${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${outcome}`);
+  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} ${delivered}${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${outcome}`);
 }
 
 /**

@@ -871,6 +871,9 @@ function firstAttempt(s: RolloutState, device: DeviceState): number {
 
 // ---- descriptions ------------------------------------------------------------------------
 
+/** The current step's description once the steps are done and the candidate is activated everywhere (promoted). */
+export const ACTIVATE_EVERYWHERE = 'activate everywhere';
+
 export function describeStep(step: RolloutStep): string {
   switch (step.kind) {
     case 'setWeight': return `set weight ${step.percent}%`;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { RolloutRecord } from './rollout-repository.ts';
-import { FULL_PROMOTION, describeStep, devicesNotBack, isTerminal, weight } from './rollout-state-machine.ts';
+import { ACTIVATE_EVERYWHERE, FULL_PROMOTION, describeStep, devicesNotBack, isTerminal, weight } from './rollout-state-machine.ts';
 import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
 
 /**
@@ -102,7 +102,7 @@ export function rolloutSummary(record: RolloutRecord): RolloutSummary {
     stepIndex: s.stepIndex,
     stepCount: s.spec.steps.length,
     stepStage: s.stepStage,
-    currentStep: step ? describeStep(step) : activatingEverywhere(s) ? 'activate everywhere' : null,
+    currentStep: step ? describeStep(step) : activatingEverywhere(s) ? ACTIVATE_EVERYWHERE : null,
     weight: weight(s),
     devices: {
       total: s.devices.length,

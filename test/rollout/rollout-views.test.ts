@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { rolloutDetail, rolloutSummary } from '../../server/rollout/rollout-views.ts';
+import { rolloutLine, type GrpcRollout } from '../../server/cli/rollout-display.ts';
+import { ACTIVATE_EVERYWHERE } from '../../server/rollout/rollout-state-machine.ts';
 import { fleetOf, ReducerHarness, specOf, STAGED_STEPS } from './rollout-fixtures.ts';
 
 test('a rollout detail lists device states up to its limit, the ones that need a look first', () => {
@@ -63,4 +65,16 @@ test('steps a promotion passed over are "skipped", not "done": promote --step th
   step.deliver(step.last('assign'));
   step.completeAnalysis('Successful');
   assert.deepEqual(statuses(step).slice(0, 4), ['done', 'skipped', 'done', 'done']);
+});
+
+test('the CLI line counts devices "activated" while the candidate is activated everywhere, "delivered" otherwise (a rolled-back rollout stopped there too)', () => {
+  const line = (fields: Partial<GrpcRollout>) =>
+    rolloutLine({
+      id: 'ro-1', model: 'iris', candidate_version: '2', previous_production: '1', phase: 'Progressing', terminal: false, step_index: 3, step_count: 3, step_stage: 'activating',
+      current_step: ACTIVATE_EVERYWHERE, weight: 100, devices: { total: 3, candidate: 3, delivered: 1, pending: 2, retrying: 0, unreachable: 0, refused: 0 },
+      pause_message: '', outcome_status: '', outcome_reason: '', ...fields,
+    } as GrpcRollout);
+  assert.match(line({}), /devices 1\/3 activated$/);
+  assert.match(line({ current_step: 'set weight 50%', step_index: 1, step_stage: 'delivering' }), /devices 1\/3 delivered$/);
+  assert.match(line({ phase: 'RolledBack', terminal: true, outcome_status: 'rolled-back', outcome_reason: 'by token:ops' }), /devices 1\/3 delivered {2}rolled-back: by token:ops$/);
 });
