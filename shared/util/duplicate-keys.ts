@@ -1,13 +1,15 @@
-import { createScanner } from 'jsonc-parser';
-
-// jsonc-parser's SyntaxKind is a const enum, which esbuild cannot inline from a declaration file.
-const OPEN_BRACE = 1;
-const CLOSE_BRACE = 2;
-const OPEN_BRACKET = 3;
-const CLOSE_BRACKET = 4;
-const COMMA = 5;
-const STRING = 10;
-const EOF = 17;
+/**
+ * The tokens that matter, in valid JSON: brackets, commas and strings (a string right after `{`
+ * or a `,` of an object is a key). Everything between them (spaces, numbers, literals, colons) is
+ * skipped by the regular expression engine, far faster than a scanner reading it character by
+ * character in JavaScript (a 1 MiB body took 40–140 ms that way, against 1.4 ms for JSON.parse).
+ */
+const TOKENS = /[{}[\],]|"[^"\\]*(?:\\.[^"\\]*)*"/g;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const COMMA = 0x2c;
 
 interface Frame {
   /** Keys seen so far; null for an array. */
@@ -29,24 +31,26 @@ const MAX_PATH_STEPS = 12;
  * with duplicates could read differently to a verifier than to whoever checked it.
  *
  * It reads tokens in one loop, with its own stack, so a text nested 100,000 levels deep is read
- * like any other (jsonc-parser's `visit` recurses per level and overflows the call stack there).
- * Malformed JSON is not judged here: JSON.parse refuses it after.
+ * like any other. Only valid JSON is judged: callers parse the text first (JSON.parse refuses the rest).
  */
 export function duplicateJsonKey(text: string): string | null {
-  const scanner = createScanner(text, true);
   const stack: Frame[] = [];
-  for (let token = scanner.scan(); token !== EOF; token = scanner.scan()) {
-    const top = stack.at(-1);
-    if (token === OPEN_BRACE || token === OPEN_BRACKET) {
+  TOKENS.lastIndex = 0;
+  for (let match = TOKENS.exec(text); match !== null; match = TOKENS.exec(text)) {
+    const token = match[0];
+    const top = stack.length > 0 ? stack[stack.length - 1] : undefined;
+    const first = token.charCodeAt(0);
+    if (first === OPEN_BRACE || first === OPEN_BRACKET) {
       if (top) top.expectKey = false;
-      stack.push({ keys: token === OPEN_BRACE ? new Set() : null, key: null, index: 0, expectKey: token === OPEN_BRACE });
-    } else if (token === CLOSE_BRACE || token === CLOSE_BRACKET) {
+      stack.push({ keys: first === OPEN_BRACE ? new Set() : null, key: null, index: 0, expectKey: first === OPEN_BRACE });
+    } else if (first === CLOSE_BRACE || first === CLOSE_BRACKET) {
       stack.pop();
-    } else if (token === COMMA) {
+    } else if (first === COMMA) {
       if (top?.keys) top.expectKey = true;
       else if (top) top.index++;
-    } else if (token === STRING && top?.keys && top.expectKey) {
-      const key = scanner.getTokenValue();
+    } else if (top?.keys && top.expectKey) {
+      // A key, as JSON.parse reads it (escapes undone: "\u0061" is "a").
+      const key = token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1);
       if (top.keys.has(key)) return pathOf(stack.slice(0, -1), key);
       top.keys.add(key);
       top.key = key;

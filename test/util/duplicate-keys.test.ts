@@ -17,6 +17,12 @@ test('duplicateJsonKey names the first key given twice in one object, with the k
   assert.equal(duplicateJsonKey('{"a":1,"\\u0061":2}'), 'a', 'keys compare after unescaping, as JSON.parse reads them');
   assert.equal(duplicateJsonKey('[1,2,{"a":null,"b":true,"a":false}]'), '[2].a');
   assert.equal(duplicateJsonKey('not json at all'), null);
+  // Strings end at the first quote not escaped: one after an escaped backslash ends it.
+  assert.equal(duplicateJsonKey('{"a\\\\":1,"a\\\\":2}'), 'a\\', 'a key ending in an escaped backslash');
+  assert.equal(duplicateJsonKey('{"k":"\\\\","k":1}'), 'k', 'a value ending in an escaped backslash');
+  assert.equal(duplicateJsonKey('{"k":"\\"}{\\"","j":1}'), null, 'an escaped quote does not end a string');
+  assert.equal(duplicateJsonKey(' {\n "a" :\t1 ,\r\n "a"  :  2\n}\n '), 'a', 'whitespace anywhere');
+  assert.equal(duplicateJsonKey(`{"rows":[[1,2]]${' '.repeat(1 << 20)}}`), null);
 });
 
 test('duplicateJsonKey reads a text nested 200,000 levels deep without overflowing the call stack', () => {
