@@ -97,7 +97,7 @@ export class TokenService {
         revokedAt: null,
       });
       if (created) return null;
-      const heldByAnother = () => new UserError('FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
+      const heldByAnother = () => new UserError('FLEETPRUNE_ADMIN_TOKEN holds the value of another token the server has (the admin token it printed at its first start, say: that one works as it is, without FLEETPRUNE_ADMIN_TOKEN); leave it unset, or set a new value');
       const existing = await this.store.tokens.get(ENV_ADMIN_TOKEN_ID);
       if (!existing) throw heldByAnother();
       const storedHash = await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID);

@@ -40,7 +40,7 @@ test('FLEETPRUNE_ADMIN_TOKEN holding the value of another token is refused on on
   t.after(() => store.close());
   const tokens = new TokenService(store);
   const other = await tokens.create('viewer', 'a viewer', 'someone');
-  await assert.rejects(tokens.bootstrapAdmin(other.token), (error) => error instanceof UserError && error.message === 'FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
+  await assert.rejects(tokens.bootstrapAdmin(other.token), (error) => error instanceof UserError && error.message === 'FLEETPRUNE_ADMIN_TOKEN holds the value of another token the server has (the admin token it printed at its first start, say: that one works as it is, without FLEETPRUNE_ADMIN_TOKEN); leave it unset, or set a new value');
   assert.deepEqual((await store.tokens.list()).map((token) => token.id), [other.record.id]);
   assert.equal((await tokens.authenticate(`Bearer ${other.token}`)).role, 'viewer');
 });
@@ -54,7 +54,7 @@ for (const engine of STORE_ENGINES) {
     const tokens = new TokenService(store);
     await tokens.bootstrapAdmin('fp_first-admin-token-0000000000', () => {});
     const other = await tokens.create('viewer', 'a viewer', 'someone');
-    await assert.rejects(tokens.bootstrapAdmin(other.token, () => {}), (error) => error instanceof UserError && error.message === 'FLEETPRUNE_ADMIN_TOKEN holds the value of another token; set a new value');
+    await assert.rejects(tokens.bootstrapAdmin(other.token, () => {}), (error) => error instanceof UserError && error.message === 'FLEETPRUNE_ADMIN_TOKEN holds the value of another token the server has (the admin token it printed at its first start, say: that one works as it is, without FLEETPRUNE_ADMIN_TOKEN); leave it unset, or set a new value');
     assert.equal((await tokens.authenticate('Bearer fp_first-admin-token-0000000000')).role, 'admin', 'env-admin keeps its value');
     assert.equal((await tokens.authenticate(`Bearer ${other.token}`)).role, 'viewer');
     assert.deepEqual((await store.audit.list({ limit: 10 })).filter((entry) => entry.action === 'token.replace'), [], 'no replacement audited');
