@@ -23,6 +23,7 @@ export interface SweepEntry {
   /** The same, of the transferred weights retraining started from (null: not retrained). */
   validation_loss_before_retrain: number | null;
   test_before_retrain: Score;
+  /** After retraining (null: not retrained), whichever weights `weights` says the model keeps; a job's summary gives the kept ones' score instead. */
   test: Score | null;
   /** Whether the retrained weights are within tolerance of the original on validation (null: not retrained). */
   within_tolerance: boolean | null;
