@@ -324,7 +324,7 @@ export class JobService {
     const freeWorkers = Math.max(0, this.#deps.maxConcurrentJobs - this.#slots.size);
     const waiting = this.#queue.length + Math.max(0, this.#admitting - freeWorkers);
     if (waiting >= this.#deps.maxQueuedJobs) {
-      throw new ServiceError('too_many_requests', `${waiting} pruning jobs are already waiting for a worker (--max-queued-jobs); try again when one has started`);
+      throw new ServiceError('too_many_requests', `${waiting} pruning job${waiting === 1 ? ' is' : 's are'} already waiting for a worker (--max-queued-jobs); try again when one has started`);
     }
   }
 

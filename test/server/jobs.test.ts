@@ -175,7 +175,7 @@ test('jobs cancel: a queued job never starts, a running one stops, both end canc
   // One job runs and one waits (--max-queued-jobs 1): a third is refused over REST and gRPC, and not stored.
   const full = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: long } });
   assert.equal(full.status, 429);
-  assert.match(((await full.json()) as any).error.message, /^1 pruning jobs are already waiting for a worker \(--max-queued-jobs\); try again when one has started$/);
+  assert.match(((await full.json()) as any).error.message, /^1 pruning job is already waiting for a worker \(--max-queued-jobs\); try again when one has started$/);
   await assert.rejects(jobs.call('StartPrune', { name: 'iris', label: 'species', csv }), (error: any) => error.code === status.RESOURCE_EXHAUSTED && /already waiting/.test(error.details));
   assert.equal((((await (await server.request('GET', '/api/jobs')).json()) as any).jobs as unknown[]).length, 2);
 
