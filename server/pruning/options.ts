@@ -68,6 +68,8 @@ export const PruneOptionsSchema = z
           return `ε ${list.find((e, i) => list.indexOf(e) !== i)} is given twice`;
         },
       })
+      // Swept, reported and printed smallest first, however they were given.
+      .transform((list) => [...list].sort((a, b) => a - b))
       .default([...DEFAULT_EPSILONS]),
     epsilonMode: z.enum(['relative', 'absolute']).default('relative'),
     layers: wholeNumber(1, MAX_LAYERS).default(3),

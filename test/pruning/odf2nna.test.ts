@@ -343,3 +343,9 @@ test('`trainingThreads: auto` uses a second thread only for large data (an epoch
   assert.equal(trainingThreadCount(1, 7000, 134_794), 1, 'asked for one');
   assert.equal(trainingThreadCount(2, 90, 1000), 2, 'asked for two');
 });
+
+test('the ε of a sweep are swept and reported smallest first, however they were given; one given twice is refused', () => {
+  assert.deepEqual(PruneOptionsSchema.parse({ epsilons: [0.6, 0.15, 0.4] }).epsilons, [0.15, 0.4, 0.6]);
+  assert.deepEqual(PruneOptionsSchema.parse({}).epsilons, [0.05, 0.1, 0.2, 0.3, 0.5, 0.7]);
+  assert.throws(() => PruneOptionsSchema.parse({ epsilons: [0.6, 0.15, 0.6] }), /ε 0\.6 is given twice/);
+});
