@@ -123,7 +123,7 @@ test('chooseEpsilon prefers the smallest within tolerance, retrained or as trans
   assert.deepEqual(chooseEpsilon([entry(0.3, 50, 0.9, true)]), { entry: entry(0.3, 50, 0.9, true), selection: 'single ε given' });
   const single = chooseEpsilon([entry(0.9, 5, 0.6, false)]);
   assert.equal(single.entry.epsilon, 0.9);
-  assert.match(single.warning ?? '', /^ε 0\.9 is outside tolerance of the original on validation, so the model may score below the original/);
+  assert.match(single.warning ?? '', /^ε 0\.9 is outside tolerance of the original on validation, so the model may score below the original: try a smaller --epsilon, or leave it out to sweep \(it keeps more units\), or prune with a larger network or more --epochs$/);
 });
 
 test('a model within tolerance before retraining and outside after it (breast_cancer, seed 42) ships its transferred weights, rather than a larger model', async () => {
