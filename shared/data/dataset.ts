@@ -283,6 +283,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   const warnings = [
     ...(options.task === undefined && task === 'regression' ? fewValuedTarget(rawLabels, options.label) : []),
     ...(options.features ? [] : rowIdentifierColumns(x, featureNames)),
+    ...(options.features ? [] : caseVariantClasses(classes, options.label)),
     ...roundFeaturesDevicesCannotHold(x, featureNames),
     ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label),
   ];
@@ -378,6 +379,26 @@ const IDENTIFIER_MIN_ROWS = 20;
  * refused: a measurement can look the same, rarely. A timestamp or an identifier with gaps is not
  * caught.
  */
+/**
+ * Classes whose names differ only in letter case or spacing ("SETOSA" and "setosa", "Iris setosa"
+ * and "Iris  setosa"): most often one class written two ways, which the model would learn as two.
+ * One warning naming them (the training data's only: a holdout's classes are the model's).
+ */
+function caseVariantClasses(classes: readonly string[], label: string): string[] {
+  const byFolded = new Map<string, string[]>();
+  for (const name of classes) {
+    const folded = name.toLowerCase().replace(/\s+/g, ' ');
+    byFolded.set(folded, [...(byFolded.get(folded) ?? []), name]);
+  }
+  const variants = [...byFolded.values()].filter((names) => names.length > 1);
+  if (variants.length === 0) return [];
+  const shown = variants.slice(0, 3).map((names) => names.map((name) => quoted(clipped(name))).join(' and ')).join('; ');
+  return [
+    `the label ${quoted(label)} has classes that differ only in letter case or spacing (${shown}${variants.length > 3 ? '; …' : ''}): ` +
+      'each is a class of its own to the model; if they are one class, write it one way',
+  ];
+}
+
 function rowIdentifierColumns(x: readonly (readonly number[])[], featureNames: readonly string[]): string[] {
   if (x.length < IDENTIFIER_MIN_ROWS) return [];
   const found = featureNames.filter((_, c) => {

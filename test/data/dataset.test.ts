@@ -323,3 +323,14 @@ test('a file with two byte order marks (a tool added its own) names its first co
   const dataset = parseDataset('\uFEFF\uFEFFx,label\n1,a\n2,b\n', { label: 'label' });
   assert.deepEqual(dataset.featureNames, ['x']);
 });
+
+test('classes that differ only in letter case or spacing are named in a warning (each stays a class of its own); a holdout is not warned', () => {
+  const csv = 'x,kind\n1,setosa\n2,SETOSA\n3,Iris  virginica\n4,iris virginica\n5,other\n6,other\n';
+  const dataset = parseDataset(csv, { label: 'kind' });
+  assert.deepEqual(dataset.classes.length, 5);
+  assert.deepEqual(dataset.warnings?.filter((warning) => warning.includes('letter case')), [
+    'the label "kind" has classes that differ only in letter case or spacing ("Iris  virginica" and "iris virginica"; "SETOSA" and "setosa"): each is a class of its own to the model; if they are one class, write it one way',
+  ]);
+  assert.deepEqual(parseDataset('x,kind\n1,a\n2,b\n', { label: 'kind' }).warnings?.filter((warning) => warning.includes('letter case')), []);
+  assert.deepEqual(parseDataset(csv, { label: 'kind', features: ['x'], minClasses: 1 }).warnings?.filter((warning) => warning.includes('letter case')), []);
+});
