@@ -8,11 +8,15 @@ export interface PhaseProgress {
 
 /**
  * On a TTY, one progress bar per phase (train, measure, rebuild, retrain, baselines, export);
- * otherwise one plain line whenever a phase finishes, so logs and CI output stay readable.
+ * otherwise one plain line whenever a phase finishes, and one every half minute of a phase still
+ * running (its count so far), so logs and CI output stay readable and a long phase is not silent.
  */
-export function createPhaseProgress(stream: NodeJS.WriteStream = process.stderr): PhaseProgress {
-  return stream.isTTY ? new TtyProgress(stream) : new PlainProgress(stream);
+export function createPhaseProgress(stream: NodeJS.WriteStream = process.stderr, now: () => number = () => performance.now()): PhaseProgress {
+  return stream.isTTY ? new TtyProgress(stream) : new PlainProgress(stream, now);
 }
+
+/** How often a plain line says how far a phase still running has got. */
+export const PLAIN_PROGRESS_EVERY_MS = 30_000;
 
 class TtyProgress implements PhaseProgress {
   private readonly multibar: cliProgress.MultiBar;
@@ -63,15 +67,29 @@ export function barSizeFor(columns: number | undefined): number {
 class PlainProgress implements PhaseProgress {
   private readonly finished = new Set<Phase>();
   /** Phases run one after another: each one's time runs from the end of the one before. */
-  private since = performance.now();
+  private since: number;
+  /** When the last line was written. */
+  private lastLine: number;
 
-  constructor(private readonly stream: NodeJS.WriteStream) {}
+  constructor(
+    private readonly stream: NodeJS.WriteStream,
+    private readonly clock: () => number,
+  ) {
+    this.since = this.lastLine = clock();
+  }
 
   update(event: ProgressEvent): void {
-    if (event.done < event.total || this.finished.has(event.phase)) return;
-    this.finished.add(event.phase);
-    const now = performance.now();
+    if (this.finished.has(event.phase)) return;
+    const now = this.clock();
     const index = PHASES.indexOf(event.phase) + 1;
+    if (event.done < event.total) {
+      if (now - this.lastLine < PLAIN_PROGRESS_EVERY_MS) return;
+      this.lastLine = now;
+      this.stream.write(`[${index}/${PHASES.length}] ${event.phase} ${event.done}/${event.total}${event.detail ? ` ${event.detail}` : ''} (${((now - this.since) / 1000).toFixed(0)} s so far)\n`);
+      return;
+    }
+    this.finished.add(event.phase);
+    this.lastLine = now;
     // An earlier phase that never ran (the baselines, when turned off) is named as skipped rather
     // than leaving a gap in the count.
     PHASES.slice(0, index - 1).forEach((phase, skipped) => {

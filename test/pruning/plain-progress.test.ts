@@ -36,3 +36,18 @@ test('plain progress: every phase run gives its six lines, none skipped', () => 
   for (const phase of PHASES) progress.update({ phase, done: 1, total: 1 });
   assert.deepEqual(lines(), PHASES.map((phase, i) => `[${i + 1}/6] ${phase} done`));
 });
+
+test('plain progress: a phase still running says how far it has got every half minute, and only then', () => {
+  let text = '';
+  const stream = { isTTY: false, write: (chunk: string) => ((text += chunk), true) } as unknown as NodeJS.WriteStream;
+  let clock = 0;
+  const progress = createPhaseProgress(stream, () => clock);
+  for (let epoch = 1; epoch <= 200; epoch++) {
+    clock += 1_000; // an epoch a second
+    progress.update({ phase: 'train', done: epoch, total: 200, detail: `epoch ${epoch}` });
+  }
+  assert.deepEqual(text.trimEnd().split('\n'), [
+    ...[30, 60, 90, 120, 150, 180].map((s) => `[1/6] train ${s}/200 epoch ${s} (${s} s so far)`),
+    '[1/6] train done (200.0 s)',
+  ]);
+});
