@@ -67,7 +67,8 @@ export function formatJob(job: GrpcJobRecord): string {
       `${entry.epsilon === summary.epsilon ? '* ' : '  '}${entry.epsilon}`,
       String(entry.params),
       `${(entry.paramCut * 100).toFixed(1)}%`,
-      entry.test ? `${formatScore(entry.test)}${entry.weights === 'transferred' ? ' (transferred weights)' : ''}` : '-',
+      // An ε the sweep did not retrain (a smaller model was already within tolerance) has no model to score.
+      entry.test ? `${formatScore(entry.test)}${entry.weights === 'transferred' ? ' (transferred weights)' : ''}` : 'not retrained',
     ]);
     text += `\n${formatTable([['  ε', 'PARAMS', 'CUT', 'TEST'], ...rows])}`;
   }
