@@ -93,9 +93,14 @@ export function asServiceError(error: unknown): ServiceError | null {
 /** How a 'store_unavailable' refusal's message starts (the CLI tells it from a server it cannot reach by it). */
 export const STORE_UNAVAILABLE_PREFIX = "the server's database does not answer";
 
+/** `error` and its causes, at most five deep. */
+function* causeChain(error: unknown): Generator<Error> {
+  for (let at = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) yield at;
+}
+
 /** `error` or the first of its causes that is a `type`. */
 function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
-  for (let at = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) if (at instanceof type) return at;
+  for (const at of causeChain(error)) if (at instanceof type) return at;
   return undefined;
 }
 
@@ -104,7 +109,7 @@ const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100'])
 
 /** The code of a full disk in `error` or its causes, else undefined. */
 export function storageFullCode(error: unknown): string | undefined {
-  for (let at = error, depth = 0; at instanceof Error && depth < 5; at = at.cause, depth++) {
+  for (const at of causeChain(error)) {
     const code = (at as { code?: unknown }).code;
     if (typeof code === 'string' && STORAGE_FULL_CODES.has(code)) return code;
   }

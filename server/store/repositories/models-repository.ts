@@ -111,7 +111,7 @@ export class ModelsRepository {
       `SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.model = ? AND v.seq > ? ORDER BY v.seq LIMIT ?`,
       [model, Math.min(options.afterSeq ?? 0, MAX_SEQ), options.limit ?? 100],
     );
-    return this.withAliases(model, rows.map(toVersion));
+    return this.withAliases(rows.map(toVersion));
   }
 
   /**
@@ -124,16 +124,12 @@ export class ModelsRepository {
       `SELECT ${VERSION_COLUMNS} FROM model_versions v ${after ? 'WHERE v.model > ? OR (v.model = ? AND v.seq > ?)' : ''} ORDER BY v.model, v.seq LIMIT ?`,
       after ? [after.model, after.model, Math.min(after.seq, MAX_SEQ), limit] : [limit],
     );
-    const versions = rows.map(toVersion);
-    for (const model of new Set(versions.map((version) => version.model))) {
-      await this.withAliases(model, versions.filter((version) => version.model === model));
-    }
-    return versions;
+    return this.withAliases(rows.map(toVersion));
   }
 
   async getVersion(model: string, version: string): Promise<VersionRecord | undefined> {
     const row = await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.model = ? AND v.version = ?`, [model, version]);
-    return row ? (await this.withAliases(model, [toVersion(row)]))[0] : undefined;
+    return row ? (await this.withAliases([toVersion(row)]))[0] : undefined;
   }
 
   /** A version that registered `artifactId` (of `model` only, when given; else the first model's by name). */
@@ -142,7 +138,7 @@ export class ModelsRepository {
       model === undefined
         ? await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.artifact_id = ? ORDER BY v.model LIMIT 1`, [artifactId])
         : await this.db.get(`SELECT ${VERSION_COLUMNS} FROM model_versions v WHERE v.artifact_id = ? AND v.model = ?`, [artifactId, model]);
-    return row ? (await this.withAliases(String(row.model), [toVersion(row)]))[0] : undefined;
+    return row ? (await this.withAliases([toVersion(row)]))[0] : undefined;
   }
 
   /** The sha256 of every file any registered version's manifest lists (what blob GC must keep). */
@@ -226,14 +222,17 @@ export class ModelsRepository {
     return (await this.db.run(`DELETE FROM model_aliases WHERE model = ? AND alias = ?${onlyAt}`, params)).changes > 0;
   }
 
-  private async withAliases(model: string, versions: VersionRecord[]): Promise<VersionRecord[]> {
+  /** Each version's aliases, read in one query for the models of `versions`. */
+  private async withAliases(versions: VersionRecord[]): Promise<VersionRecord[]> {
     if (versions.length === 0) return versions;
-    const rows = await this.db.all('SELECT alias, version FROM model_aliases WHERE model = ? ORDER BY alias', [model]);
+    const models = [...new Set(versions.map((version) => version.model))];
+    const rows = await this.db.all(`SELECT model, alias, version FROM model_aliases WHERE model IN (${models.map(() => '?').join(', ')}) ORDER BY alias`, models);
     for (const version of versions) {
-      version.aliases = rows.filter((row) => row.version === version.version).map((row) => String(row.alias));
+      version.aliases = rows.filter((row) => row.model === version.model && row.version === version.version).map((row) => String(row.alias));
     }
     return versions;
   }
+
 }
 
 function toVersion(row: Record<string, unknown>): VersionRecord {
