@@ -13,7 +13,7 @@ export async function runCli(program: Command, argv: readonly string[], name = p
   try {
     // A bad FLEETPRUNE_LOG_LEVEL is an error for every command, not only for those that log.
     cliLogLevel();
-    await program.parseAsync(argv as string[]);
+    await program.parseAsync(withoutHelpForUnknownCommand(program, argv));
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -28,6 +28,24 @@ export async function runCli(program: Command, argv: readonly string[], name = p
     if (process.env.FLEETPRUNE_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
     return 1;
   }
+}
+
+/**
+ * `fleetprune rollout create --help` names a command that does not exist: commander would print
+ * the group's help and exit 0, as if the command had worked. Without the help flag, commander
+ * reports the unknown command (with its "Did you mean" suggestion) and the CLI exits 2.
+ */
+export function withoutHelpForUnknownCommand(program: Command, argv: readonly string[]): string[] {
+  let command = program;
+  for (const token of argv.slice(2)) {
+    if (token === '--') break;
+    if (token.startsWith('-')) continue;
+    if (command.commands.length === 0 || token === 'help') break;
+    const sub = command.commands.find((c) => c.name() === token || c.aliases().includes(token));
+    if (sub === undefined) return argv.filter((arg) => arg !== '-h' && arg !== '--help');
+    command = sub;
+  }
+  return [...argv];
 }
 
 /**

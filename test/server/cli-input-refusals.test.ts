@@ -23,6 +23,24 @@ test('names every object has (constructor, toString, __proto__) are not commands
   });
 });
 
+test('--help after a command that does not exist names it and exits 2 (it printed the group help and exited 0)', async () => {
+  const cases = [
+    { args: ['rollout', 'create', '--help'], unknown: 'create' },
+    { args: ['nosuch', '-h'], unknown: 'nosuch' },
+    { args: ['models', '--help', 'lsit'], unknown: 'lsit' },
+  ];
+  const results = await runCliBatch([...cases.map(({ args }) => ({ args })), { args: ['rollout', 'start', '--help'] }, { args: ['rollout', 'help', 'start'] }]);
+  cases.forEach(({ args, unknown }, i) => {
+    assert.equal(results[i]!.code, 2, args.join(' '));
+    assert.match(results[i]!.stderr, new RegExp(`^fleetprune: unknown command '${unknown}'`), args.join(' '));
+    assert.equal(results[i]!.stdout, '', args.join(' '));
+  });
+  for (const help of results.slice(cases.length)) {
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: fleetprune rollout start \[options\]/);
+  }
+});
+
 test('demo --seed out of range is refused before anything starts, and --data-dir stays empty', async (t) => {
   const dir = await tempDir(t);
   for (const seed of ['-1', '1e20', '2147483648']) {
