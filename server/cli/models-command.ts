@@ -11,6 +11,7 @@ import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { refuseEmpty } from './non-empty.ts';
+import { formatTable } from './format-table.ts';
 import { modelJson, versionJson, type GrpcModel, type GrpcVersion } from './json-views.ts';
 
 const UPLOAD_CHUNK = 256 * 1024;
@@ -85,20 +86,20 @@ export function registerModelsCommand(program: Command): void {
         if (name === undefined) {
           const { models: all } = await connection.unary<{ models: GrpcModel[] }>('ModelRegistry', 'ListModels', {});
           if (flags.json) return void process.stdout.write(`${JSON.stringify({ models: all.map(modelJson) }, null, 2)}\n`);
-          if (all.length === 0) process.stdout.write('no models\n');
-          for (const model of all) process.stdout.write(`${model.name}\t${model.version_count} versions\tlatest ${model.latest_version || '-'}\n`);
+          if (all.length === 0) return void process.stdout.write('no models\n');
+          process.stdout.write(formatTable([['MODEL', 'VERSIONS', 'LATEST'], ...all.map((model) => [model.name, String(model.version_count), model.latest_version || '-'])]));
           return;
         }
         // One page at a time after the last seq seen, until a short (or empty) page.
         const collected: GrpcVersion[] = [];
         for (let afterSeq = 0; ; ) {
           const { versions } = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', { name, after_seq: afterSeq, limit: VERSIONS_PAGE });
-          if (flags.json) collected.push(...versions);
-          else for (const version of versions) process.stdout.write(`${formatVersionLine(version)}\n`);
+          collected.push(...versions);
           if (versions.length < VERSIONS_PAGE) break;
           afterSeq = versions[versions.length - 1]!.seq;
         }
-        if (flags.json) process.stdout.write(`${JSON.stringify({ versions: collected.map(versionJson) }, null, 2)}\n`);
+        if (flags.json) return void process.stdout.write(`${JSON.stringify({ versions: collected.map(versionJson) }, null, 2)}\n`);
+        process.stdout.write(formatTable([['VERSION', 'ARTIFACT', 'PARENT', 'ALIASES', 'CREATED', 'STATUS'], ...collected.map(versionRow)]));
       });
     });
 
@@ -181,10 +182,10 @@ function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode
 }
 
 /** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */
-function formatVersionLine(version: GrpcVersion): string {
+/** A row of `models list NAME`: the aliases column also marks a retired version. */
+function versionRow(version: GrpcVersion): string[] {
   const tags = [...version.aliases, ...(version.retired ? ['retired'] : [])];
-  const parent = parentRef(version, true);
-  return `${version.model}@${version.version}\t${version.artifact_id.slice(0, 12)}\t${parent === null ? 'no parent' : `parent ${parent}`}\t${tags.join(',') || '-'}\t${version.created_at}\t${version.status || '-'}`;
+  return [`${version.model}@${version.version}`, version.artifact_id.slice(0, 12), parentRef(version, true) ?? '-', tags.join(',') || '-', version.created_at, version.status || '-'];
 }
 
 /**

@@ -96,5 +96,6 @@ async function insertAndList(server: NonNullable<Awaited<ReturnType<typeof start
   return listed.stdout
     .trimEnd()
     .split('\n')
-    .map((line) => line.split('\t')[0]!);
+    .slice(1)
+    .map((line) => line.split(' ')[0]!);
 }

@@ -156,7 +156,7 @@ test('models push DIR stopped by Ctrl-C after its parent registered says so and 
   assert.equal(again.stdout, `registered iris@2 (artifact ${artifactId(pruned.manifest)})\n`);
 });
 
-test('a version whose parent is not registered shows the parent sha256 as not registered, not "no parent"; once registered, by name', async (t) => {
+test('a version whose parent is not registered shows the parent sha256 as not registered, not "-" (no parent); once registered, by name', async (t) => {
   const server = (await startTestServer(t))!;
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
@@ -170,14 +170,15 @@ test('a version whose parent is not registered shows the parent sha256 as not re
   assert.equal((await runCli(['models', 'push', pruned.dir, ...connection])).code, 0);
   let [list, show] = await listAndShow();
   assert.equal(list.code, 0, list.stderr);
-  assert.match(list.stdout, new RegExp(`^iris@1\\t\\S+\\tparent ${parentId.slice(0, 12)}… \\(not registered\\)\\t`, 'm'));
+  assert.match(list.stdout, /^VERSION +ARTIFACT +PARENT +ALIASES +CREATED +STATUS$/m);
+  assert.match(list.stdout, new RegExp(`^iris@1 +\\S+ +${parentId.slice(0, 12)}… \\(not registered\\) `, 'm'));
   assert.equal(show.code, 0, show.stderr);
   assert.match(show.stdout, new RegExp(`^parent {5}${parentId} \\(not registered\\)$`, 'm'));
 
   // The parent pushed later, as another model: now it is named.
   assert.equal((await runCli(['models', 'push', general.dir, ...connection])).code, 0);
   [list, show] = await listAndShow();
-  assert.match(list.stdout, /^iris@1\t\S+\tparent other@1\t/m);
+  assert.match(list.stdout, /^iris@1 +\S+ +other@1 /m);
   assert.match(show.stdout, /^parent {5}other@1$/m);
 });
 
@@ -223,9 +224,9 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   assert.doesNotMatch(show.stdout, /_json|"_epsilon"/);
 
   // The status: a column of models list NAME, a line of models show.
-  const lines = list.stdout.trimEnd().split('\n');
-  assert.match(lines[0]!, /^iris@1\t.*\t-$/);
-  assert.match(lines[1]!, /^iris@2\t.*\tfailed$/);
+  const lines = list.stdout.trimEnd().split('\n').slice(1);
+  assert.match(lines[0]!, /^iris@1 .* -$/);
+  assert.match(lines[1]!, /^iris@2 .* failed$/);
   assert.match(table.stdout, /^status {5}failed: analysis failed at step 2: accuracy below 0\.8 \(2026-03-01T09:00:00\.000Z\)$/m);
   // The size the pruning bought, and the ε with its mode, as the manifest gives them.
   const { architecture, lineage } = pruned.manifest;
@@ -256,7 +257,7 @@ test('models list NAME shows the version a later promotion or alias move replace
   const listAndShow = async () => {
     const [list, show1, show2] = (await runCliBatch([['models', 'list', 'iris'], ['models', 'show', 'iris@1'], ['models', 'show', 'iris@2']].map((args) => ({ args: [...args, ...connection] })))) as [CliResult, CliResult, CliResult];
     for (const run of [list, show1, show2]) assert.equal(run.code, 0, run.stderr);
-    return { lines: list.stdout.trimEnd().split('\n'), show1: show1.stdout, show2: show2.stdout };
+    return { lines: list.stdout.trimEnd().split('\n').slice(1), show1: show1.stdout, show2: show2.stdout };
   };
 
   // Rollout A made iris@1 production, rollout B then iris@2 (what their completions record).
@@ -264,8 +265,8 @@ test('models list NAME shows the version a later promotion or alias move replace
   await models.setVersionStatus({ commandId: 'ro-a-a5', model: 'iris', version: '1', status: 'production', reason: 'promoted to 100% of 2 devices' });
   await models.setVersionStatus({ commandId: 'ro-b-a5', model: 'iris', version: '2', status: 'production', reason: 'promoted to 100% of 2 devices' });
   let { lines, show1 } = await listAndShow();
-  assert.match(lines[0]!, /^iris@1\t.*\t-\t\S+\tsuperseded$/);
-  assert.match(lines[1]!, /^iris@2\t.*\tproduction\t\S+\tproduction$/);
+  assert.match(lines[0]!, /^iris@1 .* - +\S+ +superseded$/);
+  assert.match(lines[1]!, /^iris@2 .* production +\S+ +production$/);
   assert.match(show1, /^status {5}superseded: superseded by iris@2 \(\S+\)$/m);
   const rest = (await (await server.request('GET', '/api/models/iris/versions')).json()) as { versions: { status: { status: string; reason: string } | null }[] };
   assert.deepEqual(rest.versions.map((v) => [v.status?.status, v.status?.reason]), [['superseded', 'superseded by iris@2'], ['production', 'promoted to 100% of 2 devices']]);
@@ -275,16 +276,16 @@ test('models list NAME shows the version a later promotion or alias move replace
   assert.equal(moved.code, 0, moved.stderr);
   let show2: string;
   ({ lines, show1, show2 } = await listAndShow());
-  assert.match(lines[0]!, /^iris@1\t.*\tproduction\t\S+\tproduction$/);
-  assert.match(lines[1]!, /^iris@2\t.*\t-\t\S+\tsuperseded$/);
+  assert.match(lines[0]!, /^iris@1 .* production +\S+ +production$/);
+  assert.match(lines[1]!, /^iris@2 .* - +\S+ +superseded$/);
   assert.match(show1, /^status {5}production: production alias set by token:\S+ \(\S+\)$/m);
   assert.match(show2, /^status {5}superseded: superseded by iris@1 \(\S+\)$/m);
 
   // The operator clears the production alias: no version is production any more.
   assert.equal((await server.request('DELETE', '/api/models/iris/aliases/production')).status, 204);
   ({ lines, show1, show2 } = await listAndShow());
-  assert.match(lines[0]!, /^iris@1\t.*\t-\t\S+\twithdrawn$/);
-  assert.match(lines[1]!, /^iris@2\t.*\t-\t\S+\tsuperseded$/);
+  assert.match(lines[0]!, /^iris@1 .* - +\S+ +withdrawn$/);
+  assert.match(lines[1]!, /^iris@2 .* - +\S+ +superseded$/);
   assert.match(show1, /^status {5}withdrawn: production alias cleared by token:env-admin \(\S+\)$/m);
   assert.equal(await new VersionStatusRepository(server.server.ctx.store.engine).productionVersions('iris').then((versions) => versions.length), 0);
   const audit = (await (await server.request('GET', '/api/audit')).json()) as { entries: { action: string; target: string; details: { status?: string } }[] };

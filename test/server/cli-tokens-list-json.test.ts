@@ -29,7 +29,7 @@ test('tokens list --json is the bare list of GET /api/tokens, as its help and RE
   assert.match(help.stdout, /--json\s+print JSON \(the tokens of GET \/api\/tokens\)/);
 
   const readme = (await readFile(join(REPO_ROOT, 'README.md'), 'utf8')).replace(/\s+/g, ' ');
-  const paragraph = readme.slice(readme.indexOf('`--json` (on `models list`'), readme.indexOf('`models list NAME` ends each line'));
+  const paragraph = readme.slice(readme.indexOf('`--json` (on `models list`'), readme.indexOf('`models list NAME`\'s last column'));
   assert.match(paragraph, /prints the REST API's shapes/);
   assert.match(paragraph, /`devices list --json` is a bare list of devices/);
   assert.match(paragraph, /`tokens list --json` is a bare list too: the `tokens` of `GET \/api\/tokens`/, 'README names tokens list --json as a bare list');

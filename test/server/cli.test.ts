@@ -33,7 +33,7 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
   const shown = await runCli(['models', 'show', 'iris@candidate', ...connection]);
   assert.match(shown.stdout, /^iris@1 \(candidate\)/);
   const listed = await runCli(['models', 'list', ...connection]);
-  assert.match(listed.stdout, /^iris\t1 versions\tlatest 1$/m);
+  assert.match(listed.stdout, /^MODEL +VERSIONS +LATEST\niris +1 +1$/m);
 
   // An empty name or version around "@" is refused before any call, naming the argument (the server
   // reads an empty version as "latest", or as "clear the alias").
