@@ -15,6 +15,12 @@ export function createAgentMetrics() {
   return {
     registry,
     predictRequests: new Counter({ name: AGENT_METRICS.predictRequests, help: 'POST /v1/predict requests by HTTP status', labelNames: ['status'] as const, registers }),
+    httpRefused: new Counter({
+      name: AGENT_METRICS.httpRefused,
+      help: 'Requests the device API refused before reading them, by HTTP status (400 malformed, 408 too slow, 431 headers too large); one for /v1/predict also counts in the predict requests',
+      labelNames: ['status'] as const,
+      registers,
+    }),
     predictRows: new Counter({ name: AGENT_METRICS.predictRows, help: 'Rows predicted by the active model', registers }),
     predictLatency: new Histogram({ name: AGENT_METRICS.predictLatency, help: 'Active model inference time per request', buckets: LATENCY_BUCKETS, registers }),
     shadowRuns: new Counter({ name: AGENT_METRICS.shadowRuns, help: 'Rows also run on the candidate (shadow), by candidate version', labelNames: ['version'] as const, registers }),
@@ -32,3 +38,9 @@ export function createAgentMetrics() {
   };
 }
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;
+
+/** Counts a request Node refused before the API saw it (createDeviceHttpServer's onRefused). */
+export function countRefusal(metrics: AgentMetrics, status: number, path: string | undefined): void {
+  metrics.httpRefused.inc({ status: String(status) });
+  if (path === '/v1/predict') metrics.predictRequests.inc({ status: String(status) });
+}

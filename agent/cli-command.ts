@@ -2,7 +2,8 @@ import { stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
 import { Holdout } from './holdout.ts';
-import { createDeviceHttpServer } from './device-http-server.ts';
+import { countRefusal } from './agent-metrics.ts';
+import { createDeviceHttpServer, DEVICE_HTTP_LIMITS } from './device-http-server.ts';
 import { lockAgentDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { DEFAULT_DOWNLOAD_LIMITS } from './artifact-fetcher.ts';
 import { loadAgentConfig, type AgentConfig } from '../shared/protocol/agent-config.ts';
@@ -126,7 +127,7 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     throw new UserError(`cannot use the data dir ${flags.dataDir}: ${describeDataDirError(error)}`);
   });
   const server = await new Promise<import('node:http').Server>((resolve, reject) => {
-    const listening = createDeviceHttpServer(agent.app);
+    const listening = createDeviceHttpServer(agent.app, DEVICE_HTTP_LIMITS, (status, path) => countRefusal(agent.metrics, status, path));
     listening.once('error', reject).listen(flags.httpPort, flags.httpHost, () => resolve(listening));
   }).catch(async (error: unknown) => {
     await agent.stop(); // else the MQTT connection keeps the process alive after the error

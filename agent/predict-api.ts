@@ -175,8 +175,10 @@ export function createPredictApp(options: PredictApiOptions): Express {
   });
   const onError: ErrorRequestHandler = (error: { status?: number; type?: string; code?: unknown; message?: string }, request, response, _next) => {
     const status = typeof error.status === 'number' && error.status >= 400 && error.status < 500 ? error.status : 500;
-    // Already answered (a body refused as too large, whose reader then saw the connection close).
-    if (response.headersSent) {
+    // Already answered (a body refused as too large, whose reader then saw the connection close),
+    // or the body never came whole (the client went away, or the server answered 408 on the socket
+    // itself, which counted it): nobody is left to answer, and it is no malformed request.
+    if (response.headersSent || error.type === 'request.aborted') {
       response.destroy();
       return;
     }

@@ -2,15 +2,15 @@ import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
-import { createAgentMetrics } from '../../agent/agent-metrics.ts';
+import { countRefusal, createAgentMetrics } from '../../agent/agent-metrics.ts';
 import { createDeviceHttpServer, DEVICE_HTTP_LIMITS } from '../../agent/device-http-server.ts';
 import { createPredictApp } from '../../agent/predict-api.ts';
 
 /** The device API (no model yet) behind createDeviceHttpServer, with a request limit of `requestTimeoutMs`. */
-async function deviceApi(t: TestContext, requestTimeoutMs = DEVICE_HTTP_LIMITS.requestTimeoutMs, headersTimeoutMs = requestTimeoutMs): Promise<number> {
+async function deviceApi(t: TestContext, requestTimeoutMs = DEVICE_HTTP_LIMITS.requestTimeoutMs, headersTimeoutMs = requestTimeoutMs, metrics = createAgentMetrics()): Promise<number> {
   const stats = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0, shadowErrors: 0 };
-  const app = createPredictApp({ stats, active: () => undefined, candidate: () => undefined, shadowFraction: 0, metrics: createAgentMetrics(), logger: pino({ level: 'silent' }), health: () => ({}) });
-  const server = createDeviceHttpServer(app, { headersTimeoutMs, requestTimeoutMs, checkIntervalMs: 100 });
+  const app = createPredictApp({ stats, active: () => undefined, candidate: () => undefined, shadowFraction: 0, metrics, logger: pino({ level: 'silent' }), health: () => ({}) });
+  const server = createDeviceHttpServer(app, { headersTimeoutMs, requestTimeoutMs, checkIntervalMs: 100 }, (status, path) => countRefusal(metrics, status, path));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(async () => {
     server.closeAllConnections();
@@ -61,4 +61,21 @@ test("requests Node refuses before the API sees them get the API's JSON error, n
   // A good request on the same server is answered by the API itself.
   const good = await exchange(port, 'GET /healthz HTTP/1.1\r\nHost: device\r\nConnection: close\r\n\r\n');
   assert.match(good.answer, /^HTTP\/1\.1 200 OK\r\n/);
+});
+
+test('the refusals count in the metrics by status; a /v1/predict whose body stalled also counts as a predict request', { timeout: 20_000 }, async (t) => {
+  const metrics = createAgentMetrics();
+  const port = await deviceApi(t, 500, 500, metrics);
+  await exchange(port, 'POST /v1/predict?x=1 HTTP/1.1\r\nHost: device\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"rows":');
+  await exchange(port, 'GET /healthz HTTP/1.1\r\nHost: de');
+  await exchange(port, 'NOT AN HTTP REQUEST\r\n\r\n');
+  await exchange(port, `GET /healthz HTTP/1.1\r\nHost: device\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+  const text = await metrics.registry.metrics();
+  const count = (name: string, status: string) => Number(new RegExp(`^${name}\\{status="${status}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+  assert.deepEqual(
+    ['408', '400', '431'].map((status) => count('fleetprune_agent_http_refused_total', status)),
+    [2, 1, 1],
+  );
+  assert.equal(count('fleetprune_agent_predict_requests_total', '408'), 1, 'only the predict request, not the stalled headers of /healthz');
+  assert.equal(count('fleetprune_agent_predict_requests_total', '400'), 0);
 });
