@@ -23,7 +23,9 @@ export type ErrorCode =
   /** The server's storage cannot take the write (a full disk or quota, or the database's disk full). */
   | 'insufficient_storage'
   /** The server's database does not answer (unreachable, restarting, the connection lost): try again shortly. */
-  | 'store_unavailable';
+  | 'store_unavailable'
+  /** A stored file turned out damaged while it was sent (its bytes hash to something else). */
+  | 'data_loss';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -40,6 +42,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   too_many_requests: 429,
   insufficient_storage: 507,
   store_unavailable: 503,
+  data_loss: 500,
 };
 
 export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
@@ -57,6 +60,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   too_many_requests: GrpcStatus.RESOURCE_EXHAUSTED,
   insufficient_storage: GrpcStatus.RESOURCE_EXHAUSTED,
   store_unavailable: GrpcStatus.UNAVAILABLE,
+  data_loss: GrpcStatus.DATA_LOSS,
 };
 
 /**

@@ -42,6 +42,8 @@ export class BlobStore {
   readonly #tmp: string;
   /** Blobs a garbage collection has moved out of their address and not yet removed or put back. */
   readonly #setAside: string;
+  /** Copies found damaged (their bytes hash to something else), moved out of their address: kept for the operator to look at. */
+  readonly #damaged: string;
   readonly #lock = new Mutex();
   /** Partial uploads this store is writing: never stale, however long their sender pauses. */
   readonly #uploading = new Set<string>();
@@ -50,6 +52,7 @@ export class BlobStore {
     this.root = root;
     this.#tmp = join(root, 'tmp');
     this.#setAside = join(root, 'gc');
+    this.#damaged = join(root, 'damaged');
   }
 
   /**
@@ -61,6 +64,7 @@ export class BlobStore {
     // A file in the way is refused in one line naming it (a UserError), not as an internal error.
     await ensureWritableDirectory(this.#tmp, 'blob store');
     await ensureWritableDirectory(this.#setAside, 'blob store');
+    await ensureWritableDirectory(this.#damaged, 'blob store');
     await this.removeStaleUploads(Date.now() - staleAfterMs);
   }
 
@@ -151,7 +155,11 @@ export class BlobStore {
         const existing = await this.#refresh(actual);
         let stored: BlobInfo & { created: boolean };
         if (existing) {
-          stored = { ...existing, created: false };
+          // The stored copy is replaced by this one, just verified: a copy damaged on disk (cut
+          // short, or changed in place) is repaired by uploading the file again. Readers that have
+          // the old file open read it whole.
+          await this.#moveToAddress(tmpPath, actual);
+          stored = { sha256: actual, bytes, created: false };
         } else {
           if (!(await this.#moveToAddress(tmpPath, actual))) {
             // Removed as stale by another server's blob collection sharing this directory while the sender paused.
@@ -320,6 +328,34 @@ export class BlobStore {
   }
 
   /**
+   * Moves the copy `opened` read from out of the blob's address into `root/damaged` (its bytes
+   * hash to something else), so the blob reads as not stored: `models push` then uploads it again,
+   * and downloads fail at once rather than after every byte. Returns where it went; null when the
+   * address holds another copy by now (an upload replaced it) or none.
+   */
+  setAsideDamaged(sha256: string, opened: OpenBlob): Promise<string | null> {
+    return this.#lock.run(async () => {
+      const path = this.pathOf(sha256);
+      const info = await statOrNull(path);
+      if (!info || info.dev !== opened.file.dev || info.ino !== opened.file.ino) return null;
+      const aside = join(this.#damaged, `${sha256}.${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      await mkdir(this.#damaged, { recursive: true });
+      try {
+        await rename(path, aside);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw error;
+      }
+      return aside;
+    });
+  }
+
+  /** Whether a copy of the blob was found damaged and set aside (setAsideDamaged). */
+  async hasDamagedCopy(sha256: string): Promise<boolean> {
+    return (await readdirOrEmpty(this.#damaged)).some((name) => name.startsWith(`${sha256}.`));
+  }
+
+  /**
    * Opens a stored blob for reading; null when it is not stored. The open file reads whole even if
    * garbage collection (of another server sharing the directory) removes the blob meanwhile, so a
    * download that found the blob sends all of it. A blob a collection has set aside and not yet
@@ -339,7 +375,7 @@ export class BlobStore {
     }
     try {
       const info = await handle.stat();
-      if (info.isFile()) return new OpenBlob(handle, info.size);
+      if (info.isFile()) return new OpenBlob(handle, info.size, { dev: info.dev, ino: info.ino });
     } catch (error) {
       await handle.close();
       throw error;
@@ -352,12 +388,15 @@ export class BlobStore {
 /** A blob opened by BlobStore.openForRead. */
 export class OpenBlob {
   readonly bytes: number;
+  /** The file it opened (a copy replaced since has another). */
+  readonly file: { dev: number; ino: number };
   readonly #handle: FileHandle;
   #streamed = false;
 
-  constructor(handle: FileHandle, bytes: number) {
+  constructor(handle: FileHandle, bytes: number, file: { dev: number; ino: number }) {
     this.#handle = handle;
     this.bytes = bytes;
+    this.file = file;
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { RegistryService } from '../registry/registry-service.ts';
 import type { BlobStore } from './blob-store.ts';
@@ -7,6 +8,12 @@ import type { TrustedKeys } from './trusted-keys.ts';
 export interface PushCheck {
   /** sha256 of each file the manifest lists that the server does not store yet: what to upload. */
   missingBlobs: string[];
+  /**
+   * `model@version` when the artifact is registered already and the server has lost some of its
+   * files (a copy found damaged, or removed by hand): uploading them restores the version, and
+   * there is nothing to register. An artifact registered with all its files is refused (409).
+   */
+  registeredAs?: string;
 }
 
 /**
@@ -22,16 +29,28 @@ export async function checkPush(
   deps: { registry: RegistryService; blobs: BlobStore; trustedKeys: TrustedKeys; config: { maxBlobBytes: number } },
 ): Promise<PushCheck> {
   const manifest = checkSignedManifest(input, deps.trustedKeys);
+  const registered = await deps.registry.findRegistered(model, manifest);
+  if (registered) {
+    const missingBlobs = await missingFiles(manifest, deps);
+    if (missingBlobs.length === 0) throw new ServiceError('conflict', `artifact ${registered.artifactId} is already registered as ${model}@${registered.version}`);
+    return { missingBlobs, registeredAs: `${model}@${registered.version}` };
+  }
   await deps.registry.checkRegistrable(model, manifest);
+  return { missingBlobs: await missingFiles(manifest, deps) };
+}
+
+/** sha256 of each file of `manifest` the server does not store (or stores damaged); within --max-blob-bytes, else refused. */
+async function missingFiles(manifest: Manifest, deps: { blobs: BlobStore; config: { maxBlobBytes: number } }): Promise<string[]> {
   const missing = new Set<string>();
   for (const [path, file] of Object.entries(manifest.files)) {
     // Claimed: a stored file the push will reuse is kept from garbage collection until it registers.
-    if (await deps.blobs.claim(file.sha256)) continue;
+    // One of another size than listed is damaged on disk (cut short): uploading it again replaces it.
+    if ((await deps.blobs.claim(file.sha256))?.bytes === file.bytes) continue;
     // A file its upload would be refused for: refused now, before any other file is sent.
     if (file.bytes > deps.config.maxBlobBytes) {
       throw new ServiceError('payload_too_large', `manifest.files.${path}: ${file.bytes} bytes exceed the upload limit of ${deps.config.maxBlobBytes} bytes (--max-blob-bytes)`);
     }
     missing.add(file.sha256);
   }
-  return { missingBlobs: [...missing] };
+  return [...missing];
 }

@@ -17,7 +17,10 @@ export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, tr
     const stored = await blobs.claim(file.sha256);
     if (!stored) throw new ServiceError('bad_request', `manifest.files.${path}: blob ${file.sha256} was not uploaded (PUT /api/blobs/${file.sha256} first)`);
     if (stored.bytes !== file.bytes) {
-      throw new ServiceError('bad_request', `manifest.files.${path}: listed as ${file.bytes} bytes, the stored blob has ${stored.bytes}`);
+      throw new ServiceError(
+        'bad_request',
+        `manifest.files.${path}: listed as ${file.bytes} bytes, the stored blob has ${stored.bytes} (the manifest lists the wrong size, or the server's copy is damaged: uploading the file again, as models push does, replaces a damaged copy)`,
+      );
     }
   }
   return manifest;

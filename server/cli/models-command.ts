@@ -63,7 +63,13 @@ export function registerModelsCommand(program: Command): void {
         await withConnection(flags, async (connection) => {
           // The server refuses an untrusted or conflicting artifact before any file is sent (and
           // before its parent is pushed), and says which files it already has.
-          const check = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
+          const check = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
+          if (check.registered_as) {
+            // Registered already, but the server has lost some of its files: sent again, nothing registered.
+            await uploadAll(connection, name, dir, manifest, check.missing_sha256, true);
+            process.stdout.write(`${check.registered_as} is registered already (artifact ${artifactId(manifest)}); ${restoredFiles(manifest, check.missing_sha256)}\n`);
+            return;
+          }
           if (parent) registeredParent = await pushParent(connection, name, parent, () => (registering = parent.dir));
           registering = undefined;
           await uploadAll(connection, name, dir, manifest, check.missing_sha256);
@@ -233,8 +239,13 @@ async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: 
 async function pushParent(connection: ServerConnection, name: string, parent: { dir: string; manifest: Manifest }, onRegistering: () => void): Promise<string> {
   const manifestJson = JSON.stringify(parent.manifest);
   try {
-    const { missing_sha256: missing } = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: manifestJson });
-    await uploadAll(connection, name, parent.dir, parent.manifest, missing);
+    const check = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: manifestJson });
+    if (check.registered_as) {
+      await uploadAll(connection, name, parent.dir, parent.manifest, check.missing_sha256, true);
+      process.stderr.write(`the parent in ${parent.dir} is already registered as ${check.registered_as}; ${restoredFiles(parent.manifest, check.missing_sha256)}\n`);
+      return check.registered_as;
+    }
+    await uploadAll(connection, name, parent.dir, parent.manifest, check.missing_sha256);
     onRegistering();
     const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', { name, manifest_json: manifestJson });
     process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id}; the parent, from ${parent.dir})\n`);
@@ -257,15 +268,35 @@ async function pushParent(connection: ServerConnection, name: string, parent: { 
  * uploading (`blobs gc` with a --min-age shorter than the upload) is sent again, rather than the
  * registration failing with "was not uploaded".
  */
-async function uploadAll(connection: ServerConnection, name: string, dir: string, manifest: Manifest, missingSha256: readonly string[]): Promise<void> {
+async function uploadAll(connection: ServerConnection, name: string, dir: string, manifest: Manifest, missingSha256: readonly string[], registered = false): Promise<void> {
   let missing = missingSha256;
   for (let round = 1; missing.length > 0; round++) {
     if (round > UPLOAD_ROUNDS) {
       throw new UserError(`uploading ${dir}: the server still lacks ${missing.length} of its files after ${UPLOAD_ROUNDS} uploads (is \`blobs gc\` removing them? give it a longer --min-age)`);
     }
     await uploadMissing(connection, dir, manifest, missing);
-    ({ missing_sha256: missing } = await connection.unary<{ missing_sha256: string[] }>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) }));
+    try {
+      ({ missing_sha256: missing } = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) }));
+    } catch (error) {
+      // A registered artifact whose files are all stored again is refused as registered: restored.
+      if (registered && (error as { cause?: { code?: number } }).cause?.code === GrpcStatus.ALREADY_EXISTS) return;
+      throw error;
+    }
   }
+}
+
+/** CheckPush's answer: the files to upload, and MODEL@VERSION when the artifact is registered already (see PushCheck on the server). */
+interface PushCheck {
+  missing_sha256: string[];
+  registered_as: string;
+}
+
+/** "uploaded again N files the server had lost (PATHS)", of a registered artifact restored by a push. */
+function restoredFiles(manifest: Manifest, missingSha256: readonly string[]): string {
+  const paths = Object.entries(manifest.files)
+    .filter(([, file]) => missingSha256.includes(file.sha256))
+    .map(([path]) => path);
+  return `uploaded again the ${paths.length === 1 ? 'file' : `${paths.length} files`} the server had lost (${paths.join(', ')})`;
 }
 
 /** Uploads the files of `manifest` the server said it lacks. */

@@ -7,6 +7,7 @@ import { ServiceError } from '../app/service-error.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
+import { blobNotFound, damagedBlobHandler, verifiedChunks } from '../artifacts/damaged-blob.ts';
 import { checkPush } from '../artifacts/push-check.ts';
 import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
 import { uploadBlob } from '../artifacts/upload-blob.ts';
@@ -52,6 +53,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
   const deps = { tokens: ctx.tokens, metrics: ctx.metrics, log: ctx.log };
   const models = new GrpcHandlers(deps, 'ModelRegistry');
   const blobs = new GrpcHandlers(deps, 'Blobs');
+  const onDamaged = damagedBlobHandler(ctx.blobs, ctx.log, ctx.metrics.blobsDamaged);
   const tokens = new GrpcHandlers(deps, 'Tokens');
   const audit = new GrpcHandlers(deps, 'Audit');
   const jobs = new GrpcHandlers(deps, 'Jobs');
@@ -81,8 +83,8 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           return versionMessage(await registry.register({ model: req.name, manifest, actor: actorOf(principal) }));
         }),
         CheckPush: models.unary('CheckPush', 'write', async (req: { name: string; manifest_json: string }) => {
-          const { missingBlobs } = await checkPush(req.name, parseJsonField(req.manifest_json, 'manifest_json'), ctx);
-          return { missing_sha256: missingBlobs };
+          const { missingBlobs, registeredAs } = await checkPush(req.name, parseJsonField(req.manifest_json, 'manifest_json'), ctx);
+          return { missing_sha256: missingBlobs, registered_as: registeredAs ?? '' };
         }),
         SetAlias: models.unary('SetAlias', 'write', async (req: { name: string; alias: string; version: string }, principal) => {
           const alias = checkField(AliasSchema, req.alias, 'alias');
@@ -131,7 +133,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           // Opened before anything is sent: the open file reads whole even if another server's
           // garbage collection removes the blob now.
           const info = await ctx.blobs.openForRead(checkField(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), sha256, 'sha256'));
-          if (!info) throw new ServiceError('not_found', `no blob ${sha256}`);
+          if (!info) throw await blobNotFound(ctx.blobs, sha256);
           try {
             const offset = Number(call.request.offset || 0);
             if (!Number.isSafeInteger(offset) || offset < 0 || (offset > 0 && offset >= info.bytes)) {
@@ -148,7 +150,9 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             const stream = info.stream({ start: offset, end: info.bytes - 1 }, chunkSize);
             stream.on('error', () => {});
             call.on('cancelled', () => stream.destroy());
-            for await (const data of stream as AsyncIterable<Buffer>) {
+            // A whole blob is checked against its hash as it is sent; one from an offset cannot be.
+            const chunks = offset === 0 ? verifiedChunks(stream as AsyncIterable<Buffer>, sha256, info, onDamaged) : (stream as AsyncIterable<Buffer>);
+            for await (const data of chunks) {
               if (call.cancelled) return;
               const ok = call.write({ offset: String(position), data, total_bytes: String(info.bytes) });
               position += data.length;

@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import { ServiceError } from '../app/service-error.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
+import { blobNotFound, DamagedBlobError, verifiedChunks, type OnDamagedBlob } from '../artifacts/damaged-blob.ts';
 import { ResponseClosedError } from './send-error.ts';
 
 /**
@@ -19,11 +20,18 @@ const IMMUTABLE = 'private, max-age=31536000, immutable';
  * sendError logs at info, as no failure of the server; a failure to read the blob rejects with
  * that failure, an error.
  */
-export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sha256: string, onBody: (bytes: number) => void = () => {}): Promise<void> {
+export async function sendBlob(
+  req: Request,
+  res: Response,
+  blobs: BlobStore,
+  sha256: string,
+  onBody: (bytes: number) => void = () => {},
+  onDamaged: OnDamagedBlob = async () => {},
+): Promise<void> {
   // Opened before anything is answered: the open file reads whole even if another server's garbage
   // collection removes the blob now. Closed when the response ends, unless its stream below has it.
   const info = await blobs.openForRead(sha256);
-  if (!info) throw new ServiceError('not_found', `no blob ${sha256}`);
+  if (!info) throw await blobNotFound(blobs, sha256);
   res.once('close', () => void info.close().catch(() => {}));
   const etag = `"${sha256}"`;
   res.setHeader('Accept-Ranges', 'bytes');
@@ -65,12 +73,15 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
     res.end();
     return;
   }
-  const source = info.stream(range ?? undefined);
+  const stream = info.stream(range ?? undefined);
+  // A whole blob is checked against its hash as it is sent (verifiedChunks); a range cannot be.
+  const whole = !range || (range.start === 0 && range.end === info.bytes - 1);
+  const source = whole ? verifiedChunks(stream as AsyncIterable<Buffer>, sha256, info, onDamaged) : stream;
   // Which ended the transfer: the response closing before its end while the blob still reads well
   // is the connection's doing (the client went away); a read failure closes the response after it.
   let sourceFailed = false;
   let closedFirst = res.destroyed; // gone before the first byte
-  source.once('error', () => {
+  stream.once('error', () => {
     if (!closedFirst) sourceFailed = true;
   });
   res.once('close', () => {
@@ -91,6 +102,7 @@ export async function sendBlob(req: Request, res: Response, blobs: BlobStore, sh
       res,
     );
   } catch (error) {
+    if (error instanceof DamagedBlobError) throw error;
     if (closedFirst) throw new ResponseClosedError(`the connection closed after ${sent} of ${Number(res.getHeader('Content-Length'))} bytes`, { cause: error });
     throw error;
   }
@@ -116,3 +128,4 @@ export function parseRange(header: string, size: number): { start: number; end: 
   if (start >= size || (last !== '' && Number(last) < start)) return 'unsatisfiable';
   return { start, end: last === '' ? size - 1 : Math.min(Number(last), size - 1) };
 }
+

@@ -20,6 +20,7 @@ export class ServerMetrics {
   readonly grpcDuration: Histogram<'method' | 'code'>;
   readonly jobsFinished: Counter<'state'>;
   readonly blobBytesServed: Counter<'transport'>;
+  readonly blobsDamaged: Counter;
   readonly blobGcFreedBytes: Counter;
   readonly stalledStreamsEnded: Counter<'api' | 'stream'>;
   readonly #storeReads: StoreReads;
@@ -50,6 +51,11 @@ export class ServerMetrics {
       name: SERVER_METRICS.blobBytesServed,
       help: 'Blob body bytes sent to clients, by transport (none for HEAD, 304 or 416; of a download the client aborted, those sent before it)',
       labelNames: ['transport'],
+      registers: [this.registry],
+    });
+    this.blobsDamaged = new Counter({
+      name: SERVER_METRICS.blobsDamaged,
+      help: "Stored blob copies a download found damaged on the server's disk (their bytes hash to something else) and set aside under blobs/damaged; push the artifact again to restore them",
       registers: [this.registry],
     });
     this.blobGcFreedBytes = new Counter({

@@ -111,6 +111,12 @@ export class RegistryService {
     return found;
   }
 
+  /** The version of `model` that `manifest`'s artifact is registered as; null when it is not. */
+  async findRegistered(model: string, manifest: Manifest): Promise<VersionRecord | null> {
+    checkName(model);
+    return (await this.store.models.findByArtifact(artifactId(manifest), model)) ?? null;
+  }
+
   /**
    * What registering `manifest` as a version of `model` would refuse, without changing anything:
    * a bad model or version name, a manifest every device would refuse (checkDevicesAccept: it

@@ -141,10 +141,12 @@ test('a blob that fails to read in the middle of its download is still logged as
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
   const size = 4 * 1024 * 1024;
-  // A blob store whose disk fails (EIO) after the first MiB of the blob, as a failing disk does.
+  // A blob store whose disk fails (EIO) after the first 2 MiB of the blob, as a failing disk does
+  // (the first MiB is sent: the last piece read is held back until the whole blob's hash is known).
   const failingRead = () =>
     Readable.from(
       (async function* () {
+        yield Buffer.alloc(1024 * 1024, 1);
         yield Buffer.alloc(1024 * 1024, 1);
         throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
       })(),

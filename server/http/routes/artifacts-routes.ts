@@ -5,6 +5,7 @@ import { BlobGcRequestSchema, collectBlobGarbage } from '../../artifacts/blob-ga
 import { actorOf } from '../../auth/principal.ts';
 import { BlobGcResultSchema, BlobSchema } from '../api-schemas.ts';
 import { sendBlob } from '../blob-download.ts';
+import { damagedBlobHandler } from '../../artifacts/damaged-blob.ts';
 import { uploadBlob } from '../../artifacts/upload-blob.ts';
 import { encodedBodyRefusal } from '../identity-encoding.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
@@ -18,6 +19,7 @@ const tag = 'artifacts';
 /** Blob upload and the download URLs edge agents use (any token, including device tokens, may download). */
 export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
   const { blobs, registry, config } = ctx;
+  const onDamaged = damagedBlobHandler(blobs, ctx.log, ctx.metrics.blobsDamaged);
   return [
     defineRoute({
       method: 'put',
@@ -71,7 +73,7 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
       },
       handle: async ({ req, res, params }) => {
         // Body bytes as they are sent: none for HEAD or 304, those sent before the client went away for a download cut short.
-        await sendBlob(req, res, blobs, params.sha256, (bytes) => ctx.metrics.blobBytesServed.inc({ transport: 'http' }, bytes));
+        await sendBlob(req, res, blobs, params.sha256, (bytes) => ctx.metrics.blobBytesServed.inc({ transport: 'http' }, bytes), onDamaged);
       },
     }),
     defineRoute({

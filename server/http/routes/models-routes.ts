@@ -20,6 +20,8 @@ export const PushVersionBodySchema = z.strictObject({
 const PushCheckSchema = z.strictObject({
   /** sha256 of each file the manifest lists that the server does not store yet: PUT these, then POST the version. */
   missingBlobs: z.array(z.string()),
+  /** MODEL@VERSION: the artifact is registered already, and the server lacks these of its files (lost or found damaged): PUT them to restore it; there is nothing to register. */
+  registeredAs: z.string().optional(),
 });
 /** A version and its latest status (production, failed, rolled-back, superseded), null before any. */
 const VersionWithStatusSchema = VersionSchema.extend({
@@ -122,7 +124,9 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'post',
       path: '/models/:name/versions/check',
       operationId: 'checkPush',
-      summary: 'Before uploading: check a signed manifest (signature, trusted key, manifest.name is this model, at most 1 MiB, version, sizes within --max-blob-bytes) and list the files the server lacks',
+      summary:
+        'Before uploading: check a signed manifest (signature, trusted key, manifest.name is this model, at most 1 MiB, version, sizes within --max-blob-bytes) and list the files the server lacks; ' +
+        'an artifact registered already is refused (409) unless the server has lost some of its files (registeredAs: upload them to restore it)',
       tag,
       permission: 'write',
       params: NameParams,
