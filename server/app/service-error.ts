@@ -90,6 +90,10 @@ export function asServiceError(error: unknown): ServiceError | null {
   }
   const full = storageFullCode(error);
   if (full) return new ServiceError('insufficient_storage', `the server's storage is full (${full}), so the request was not completed. Free space under its --data-dir (or on its database's disk) and try again`, { cause: error });
+  const unwritable = codeIn(error, STORAGE_UNWRITABLE_CODES);
+  if (unwritable) {
+    return new ServiceError('insufficient_storage', `the server cannot write to its storage (${unwritable}), so the request was not completed. Make its --data-dir writable (the server log names the file) and try again`, { cause: error });
+  }
   if (error instanceof UserError) return new ServiceError('bad_request', error.message, { cause: error });
   return null;
 }
@@ -111,11 +115,22 @@ function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T):
 /** The codes of a full disk or quota: node's (ENOSPC, EDQUOT), SQLite's (SQLITE_FULL) and PostgreSQL's disk_full (53100). */
 const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
 
+/**
+ * The codes of storage the server may not write: a read-only file system or database file, or
+ * permissions taken away (a data dir remounted read-only, chowned to another user).
+ */
+const STORAGE_UNWRITABLE_CODES = new Set(['EROFS', 'EACCES', 'EPERM', 'SQLITE_READONLY']);
+
 /** The code of a full disk in `error` or its causes, else undefined. */
 export function storageFullCode(error: unknown): string | undefined {
+  return codeIn(error, STORAGE_FULL_CODES);
+}
+
+/** The first code of `codes` in `error` or its causes, else undefined. */
+function codeIn(error: unknown, codes: ReadonlySet<string>): string | undefined {
   for (const at of causeChain(error)) {
     const code = (at as { code?: unknown }).code;
-    if (typeof code === 'string' && STORAGE_FULL_CODES.has(code)) return code;
+    if (typeof code === 'string' && codes.has(code)) return code;
   }
   return undefined;
 }

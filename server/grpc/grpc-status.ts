@@ -15,7 +15,7 @@ export function toStatus(error: unknown, log: Logger, method: string): GrpcFailu
   // One line, escaped: messages quote what the request held (a spec's key, a label value, a version), newlines and escape sequences included.
   if (known) {
     // The operator's problem more than the caller's: said in the server log too.
-    if (known.code === 'insufficient_storage') log.error({ method, err: errorMessage(error) }, 'gRPC call refused: the server\'s storage is full');
+    if (known.code === 'insufficient_storage') log.error({ method, err: errorMessage(error) }, 'gRPC call refused: the server\'s storage cannot take the write (full, read-only or not permitted)');
     if (known.code === 'store_unavailable') log.warn({ method, err: errorMessage(error) }, 'gRPC call refused: the database does not answer');
     return { code: GRPC_STATUS[known.code], details: printable(clientMessage(known.message)) };
   }

@@ -43,7 +43,7 @@ export function sendError(res: Response, error: unknown, log: Logger): void {
   }
   if (known) {
     // The operator's problem more than the caller's: said in the server log too.
-    if (known.code === 'insufficient_storage') log.error({ method: req?.method, path: req?.path, err: errorMessage(error) }, 'request refused: the server\'s storage is full');
+    if (known.code === 'insufficient_storage') log.error({ method: req?.method, path: req?.path, err: errorMessage(error) }, 'request refused: the server\'s storage cannot take the write (full, read-only or not permitted)');
     if (known.code === 'store_unavailable') log.warn({ method: req?.method, path: req?.path, err: errorMessage(error) }, 'request refused: the database does not answer');
     if (req && !req.complete && hasBody(req)) res.setHeader('Connection', 'close');
     // A 401 says how to authenticate (RFC 9110 §15.5.2: it must carry WWW-Authenticate).

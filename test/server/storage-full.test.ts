@@ -4,7 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { mountTmpfs } from '../helpers/tmpfs.ts';
+import { deferCleanup } from '../helpers/cleanup.ts';
+import { commandSucceeds, mountTmpfs } from '../helpers/tmpfs.ts';
 import { recordingLogger } from '../helpers/recording-logger.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
@@ -48,6 +49,26 @@ test("a server whose data dir is full refuses writes as 507 insufficient_storage
   }
   assert.ok(made < 200, 'the store took 200 tokens on a full disk');
   assert.equal(await count(), before + made, 'the refused token was not made');
-  assert.ok(lines.some((line) => line.level === 50 && /storage is full/.test(line.msg)), 'the server log says so at error level');
+  assert.ok(lines.some((line) => line.level === 50 && /storage cannot take the write/.test(line.msg) && /ENOSPC|SQLITE_FULL/.test(JSON.stringify(line))), 'the server log says so at error level');
   assert.ok(!lines.some((line) => line.msg === 'request failed' || line.msg === 'gRPC call failed'), 'not logged as an internal failure');
+});
+
+test('a server whose blob directory turned read-only refuses an upload as 507 naming EROFS, not as an internal error, and stores nothing', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const server = (await startTestServer(t, { start: { log: logger } }))!;
+  // The blob directory bound onto itself read-only, as a disk remounted read-only after errors is.
+  const blobs = join(server.dataDir, 'blobs');
+  if (!(await commandSucceeds('mount', ['--bind', blobs, blobs]))) return t.skip('cannot bind-mount here (needs root)');
+  deferCleanup(t, () => commandSucceeds('umount', ['-l', blobs]));
+  assert.ok(await commandSucceeds('mount', ['-o', 'remount,bind,ro', blobs]), 'remounted read-only');
+  const blob = randomBytes(64 * 1024);
+  const sha256 = createHash('sha256').update(blob).digest('hex');
+  const put = await server.request('PUT', `/api/blobs/${sha256}`, { body: blob, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(put.status, 507);
+  const refusal = ((await put.json()) as any).error;
+  assert.equal(refusal.code, 'insufficient_storage');
+  assert.equal(refusal.message, 'the server cannot write to its storage (EROFS), so the request was not completed. Make its --data-dir writable (the server log names the file) and try again');
+  assert.ok(lines.some((line) => line.level === 50 && /storage cannot take the write/.test(line.msg) && JSON.stringify(line).includes(blobs)), 'the server log names the file');
+  assert.ok(!lines.some((line) => line.msg === 'request failed'), 'not logged as an internal failure');
+  assert.equal((await server.request('GET', `/api/blobs/${sha256}`)).status, 404, 'no blob stored');
 });
