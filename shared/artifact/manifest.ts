@@ -29,10 +29,11 @@ export function isSafeRelativePath(path: string): boolean {
   return path.split('/').every((segment) => PATH_SEGMENT.test(segment) && segment !== '.' && segment !== '..');
 }
 
+/** Scores as the pruning measures them: accuracy a share in [0, 1], MSE not negative, R² at most 1 (unbounded below). */
 const MetricsSchema = z.strictObject({
-  accuracy: z.number().optional(),
-  mse: z.number().optional(),
-  r2: z.number().optional(),
+  accuracy: z.number().min(0, 'must be between 0 and 1 (a share, not a percentage)').max(1, 'must be between 0 and 1 (a share, not a percentage)').optional(),
+  mse: z.number().nonnegative('must not be negative').optional(),
+  r2: z.number().max(1, 'must be at most 1').optional(),
 });
 
 const FileEntrySchema = z.strictObject({

@@ -49,6 +49,10 @@ for (const engine of STORE_ENGINES) {
         const foreign = await makeArtifact(t, { seed: 6, privateKey: generateKeyPairSync('ed25519').privateKey });
         await expectError(await check(foreign.manifest), 400, 'bad_request', /manifest\.signature: key [0-9a-f]+ is not trusted/);
         await expectError(await check({ ...artifact.manifest, task: 'ranking' }), 400, 'bad_request', /^manifest\.task: /);
+        // Scores no pruning measures: a percentage given as accuracy, a negative MSE, an R² over 1.
+        await expectError(await check({ ...artifact.manifest, metrics: { test: { accuracy: 7.5 } } }), 400, 'bad_request', /^manifest\.metrics\.test\.accuracy: must be between 0 and 1 \(a share, not a percentage\)/);
+        await expectError(await check({ ...artifact.manifest, metrics: { test: { mse: -1, r2: 0.5 } } }), 400, 'bad_request', /^manifest\.metrics\.test\.mse: must not be negative/);
+        await expectError(await check({ ...artifact.manifest, metrics: { test: { mse: 1, r2: 1.5 } } }), 400, 'bad_request', /^manifest\.metrics\.test\.r2: must be at most 1/);
         await expectError(await check(artifact.manifest, 'Bad Name'), 400, 'bad_request', /name/);
       });
       assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
