@@ -2,7 +2,7 @@ import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } fro
 import { existsSync } from 'node:fs';
 import { link, lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadPrivateKey, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
+import { keyId, loadPrivateKey, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
 import { writeFileAtomic, writeNewFileSynced } from '../../shared/util/atomic-file.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 
@@ -36,6 +36,33 @@ export async function loadOrCreateServerKey(dataDir: string, enrolledDevices: ()
   const privateKey = await loadPrivateKey(privateKeyPath);
   await removeStaleStagedKeys(dir);
   return { privateKey, publicKey: createPublicKey(privateKey), privateKeyPath };
+}
+
+/** Live devices pinning another signing key than the server's (DevicesRepository.pinningOtherKeys). */
+export type PinnedElsewhere = { keyId: string; devices: number; examples: string[] }[];
+
+/**
+ * Refuses a start whose signing key is not the one enrolled devices pin (`keys/signing.key`
+ * replaced, by `keys generate --force` or a restore of the wrong backup): each of them would
+ * refuse every assignment the server sends it. With `accepted` (--accept-new-signing-key: the key
+ * was changed on purpose), the start goes on and the log names the devices to enroll again.
+ */
+export function checkPinnedKey(server: ServerSigningKey, pinnedElsewhere: PinnedElsewhere, accepted: boolean, log: { warn(fields: object, message: string): void }): void {
+  if (pinnedElsewhere.length === 0) return;
+  const devices = pinnedElsewhere.reduce((sum, key) => sum + key.devices, 0);
+  const which = pinnedElsewhere.map((key) => `${key.devices} pin key ${key.keyId} (${key.examples.join(', ')}${key.devices > key.examples.length ? ', …' : ''})`).join('; ');
+  const current = keyId(server.publicKey);
+  if (accepted) {
+    log.warn(
+      { keyId: current, pinnedElsewhere },
+      `${devices} enrolled device(s) pin another signing key than this server's ${current} (${which}): they refuse every model it sends them until they are enrolled again under new ids (fleetprune devices enroll) and the old ones revoked`,
+    );
+    return;
+  }
+  throw new UserError(
+    `${server.privateKeyPath} is key ${current}, but ${devices} enrolled device(s) pin another (${which}), and would refuse every model this server sends them: ` +
+      'put back the key they pin (from a backup of the keys/ directory), or, if the key was changed on purpose, start with --accept-new-signing-key and enroll those devices again',
+  );
 }
 
 /** A staged key file older than this was left by a start that was killed (a peer's own is seconds old). */

@@ -16,6 +16,7 @@ interface ServerFlags {
   tlsCert?: string;
   tlsKey?: string;
   trustedKey: string[];
+  acceptNewSigningKey?: boolean;
   maxBodyBytes?: number;
   maxBlobBytes?: number;
   idleTimeout?: number;
@@ -51,6 +52,7 @@ export function registerServerCommand(program: Command): void {
     .option('--tls-cert <file>', 'PEM certificate: serve HTTPS and gRPC over TLS')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--trusted-key <file>', 'a public key whose signed artifacts may be pushed (repeatable)', (value: string, all: string[]) => [...all, value], [])
+    .option('--accept-new-signing-key', 'start although enrolled devices pin another signing key than DATA_DIR/keys/signing.key (it was changed on purpose: enroll those devices again)')
     .option('--max-body-bytes <n>', 'JSON request body limit (default 16 MiB)', parseInteger)
     .option('--max-blob-bytes <n>', 'uploaded file limit (default 1 GiB)', parseInteger)
     .option('--idle-timeout <seconds>', 'close an HTTP connection stalled this long in a request or response (idle ones between requests are kept 65 s), and a gRPC connection that leaves a ping unanswered (pinged this often; default 60)', parseInteger)
@@ -91,6 +93,7 @@ async function runServer(flags: ServerFlags): Promise<void> {
     tlsCert: flags.tlsCert,
     tlsKey: flags.tlsKey,
     trustedKeys: flags.trustedKey,
+    acceptNewSigningKey: flags.acceptNewSigningKey === true,
     maxBodyBytes: flags.maxBodyBytes,
     maxBlobBytes: flags.maxBlobBytes,
     idleTimeoutSeconds: flags.idleTimeout,

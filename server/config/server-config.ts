@@ -59,6 +59,8 @@ export const ServerConfigSchema = z
     tlsCert: z.string().min(1).optional(),
     tlsKey: z.string().min(1).optional(),
     trustedKeys: z.array(z.string().min(1)).default([]),
+    /** Start although enrolled devices pin another signing key than keys/signing.key (changed on purpose; they must be enrolled again). */
+    acceptNewSigningKey: z.boolean().default(false),
     /** JSON request bodies (manifests, job requests with inline CSV). */
     maxBodyBytes: ByteCount.default(16 * 1024 * 1024),
     /**
@@ -154,6 +156,7 @@ const SOURCE: Record<string, string> = {
   tlsCert: '--tls-cert',
   tlsKey: '--tls-key',
   trustedKeys: '--trusted-key',
+  acceptNewSigningKey: '--accept-new-signing-key',
   maxBodyBytes: '--max-body-bytes',
   maxBlobBytes: '--max-blob-bytes',
   idleTimeoutSeconds: '--idle-timeout',

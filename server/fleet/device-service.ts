@@ -1,4 +1,5 @@
 import { randomBytes, type KeyObject } from 'node:crypto';
+import { keyId } from '../../shared/artifact/signing-keys.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
@@ -114,7 +115,7 @@ export class DeviceService {
         if (existing?.revokedAt) throw new ServiceError('conflict', `device ${request.id} was revoked at ${existing.revokedAt}, and device ids are never reused: enroll the device under a new id`);
         if (existing) throw taken();
         await tx.tokens.insert({ id: tokenId, tokenHash: sha256Hex(token), role: 'device', label: `device ${request.id}`, createdAt: now, createdBy: actor, revokedAt: null });
-        await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor });
+        await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor, signingKeyId: keyId(this.options.signingPublicKey) });
         await tx.audit.append({ at: now, actor, action: 'device.enroll', target: `device:${request.id}`, details: { labels: request.labels, tokenId } });
       })
       .catch((error: unknown) => {

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import { runCli } from './helpers/run-cli.ts';
 import { makeArtifact, storeSnapshot } from './helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
-import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
+import { keyId, loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
+import { recordingLogger } from '../helpers/recording-logger.ts';
 import { join } from 'node:path';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { isOneLineError, mapConcurrently, runCliBatch, tempDir } from '../helpers/cli.ts';
@@ -201,6 +202,36 @@ test('fleetprune server: a signing key lost after devices enrolled is not replac
     `fleetprune: ${keyPath} is missing, but 1 enrolled device(s) pin its public key: restore the key from a backup (every device would refuse every model signed with a new key)\n`,
   );
   assert.equal(existsSync(keyPath), false, 'no new key was made');
+});
+
+test('fleetprune server: a signing key replaced after devices enrolled stops the start, naming the devices that pin the old one; --accept-new-signing-key starts and warns', async (t) => {
+  const first = (await startTestServer(t))!;
+  for (const id of ['dev-pin-1', 'dev-pin-2']) assert.equal((await first.request('POST', '/api/devices', { json: { id, labels: {} } })).status, 201);
+  await first.server.close();
+  const keyPath = join(first.dataDir, 'keys', 'signing.key');
+  const oldKey = keyId(createPublicKey(await loadPrivateKey(keyPath)));
+  const replaced = await runCli(['keys', 'generate', '--out', join(first.dataDir, 'keys'), '--force']);
+  assert.equal(replaced.code, 0, replaced.stderr);
+  const newKey = keyId(createPublicKey(await loadPrivateKey(keyPath)));
+
+  const refused = await runCli(['server', '--data-dir', first.dataDir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {}, { timeoutMs: 30_000 });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.equal(
+    refused.stderr,
+    `fleetprune: ${keyPath} is key ${newKey}, but 2 enrolled device(s) pin another (2 pin key ${oldKey} (dev-pin-1, dev-pin-2)), and would refuse every model this server sends them: ` +
+      'put back the key they pin (from a backup of the keys/ directory), or, if the key was changed on purpose, start with --accept-new-signing-key and enroll those devices again\n',
+  );
+
+  // Changed on purpose: the start goes on, and says which devices to enroll again.
+  const { logger, lines } = recordingLogger();
+  const accepted = (await startTestServer(t, { config: { dataDir: first.dataDir, acceptNewSigningKey: true }, start: { log: logger } }))!;
+  assert.ok(lines.some((line) => line.level === 40 && line.msg.startsWith(`2 enrolled device(s) pin another signing key than this server's ${newKey}`)), 'warned');
+  // Once they are revoked (and enrolled again, under new ids, pinning the new key), the flag is not needed.
+  for (const id of ['dev-pin-1', 'dev-pin-2']) assert.equal((await accepted.request('DELETE', `/api/devices/${id}`)).status, 204);
+  assert.equal((await accepted.request('POST', '/api/devices', { json: { id: 'dev-pin-3', labels: {} } })).status, 201);
+  await accepted.server.close();
+  const again = (await startTestServer(t, { config: { dataDir: first.dataDir } }))!;
+  assert.equal((await again.request('GET', '/api/devices/dev-pin-3')).status, 200);
 });
 
 test('models push checks the artifact first: a missing or changed file is named, and nothing is uploaded', async (t) => {

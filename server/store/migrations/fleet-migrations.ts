@@ -174,4 +174,13 @@ export const fleetMigrations: Migration[] = [
     // whatever retention deletes of the assignments later. Reports from before: evidence, as exported.
     sql: () => 'ALTER TABLE device_reports ADD COLUMN evidence INTEGER NOT NULL DEFAULT 1;',
   },
+  {
+    domain: 'fleet',
+    version: 12,
+    name: 'the signing key each device pins',
+    // The id of the server signing key whose public half the device's agent config holds: a start
+    // with another key finds the devices that would refuse every model it signs. NULL: enrolled
+    // before it was kept (the server's key at the first start that reads it is taken for theirs).
+    sql: () => 'ALTER TABLE devices ADD COLUMN signing_key_id TEXT;',
+  },
 ];

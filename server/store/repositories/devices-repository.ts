@@ -50,21 +50,43 @@ export interface DeviceRecord extends DeviceSlots {
   retainedAssignment: Assignment | null;
 }
 
-export type NewDevice = Pick<DeviceRecord, 'id' | 'labels' | 'secretHash' | 'tokenId' | 'enrolledAt' | 'enrolledBy'>;
+export type NewDevice = Pick<DeviceRecord, 'id' | 'labels' | 'secretHash' | 'tokenId' | 'enrolledAt' | 'enrolledBy'> & {
+  /** The id of the server signing key its agent config pins (absent: not known, see pinningOtherKeys). */
+  signingKeyId?: string;
+};
 
 /** SQL for enrolled devices and their last known state. */
 export class DevicesRepository {
   constructor(private readonly db: SqlExecutor) {}
 
   async insert(device: NewDevice): Promise<void> {
-    await this.db.run('INSERT INTO devices (id, labels, secret_hash, token_id, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?, ?)', [
+    await this.db.run('INSERT INTO devices (id, labels, secret_hash, token_id, enrolled_at, enrolled_by, signing_key_id) VALUES (?, ?, ?, ?, ?, ?, ?)', [
       device.id,
       toJsonColumn(device.labels),
       device.secretHash,
       device.tokenId,
       device.enrolledAt,
       device.enrolledBy,
+      device.signingKeyId ?? null,
     ]);
+  }
+
+  /**
+   * Live devices that pin another signing key than `keyId`, a few of their ids per key (ordered),
+   * after taking `keyId` for the key of those enrolled before the key was kept (NULL).
+   */
+  async pinningOtherKeys(keyId: string): Promise<{ keyId: string; devices: number; examples: string[] }[]> {
+    await this.db.run('UPDATE devices SET signing_key_id = ? WHERE signing_key_id IS NULL', [keyId]);
+    const rows = await this.db.all(
+      'SELECT signing_key_id AS key_id, COUNT(*) AS devices, MIN(id) AS first_id FROM devices WHERE revoked_at IS NULL AND signing_key_id <> ? GROUP BY signing_key_id ORDER BY signing_key_id',
+      [keyId],
+    );
+    const found: { keyId: string; devices: number; examples: string[] }[] = [];
+    for (const row of rows) {
+      const examples = await this.db.all('SELECT id FROM devices WHERE revoked_at IS NULL AND signing_key_id = ? ORDER BY id LIMIT 3', [String(row.key_id)]);
+      found.push({ keyId: String(row.key_id), devices: Number(row.devices), examples: examples.map((example) => String(example.id)) });
+    }
+    return found;
   }
 
   /**
