@@ -10,6 +10,7 @@ import { BuiltinProvider } from '../metricproviders/builtin/builtin-provider.ts'
 import { RegistrySeriesRecorder } from '../metricproviders/builtin/registry-series-recorder.ts';
 import { PrometheusProvider } from '../metricproviders/prometheus-provider.ts';
 import { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
+import { preflightQueries } from '../analysis/query-preflight.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
 import { evidenceRetention } from './evidence-retention.ts';
@@ -84,6 +85,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   const missed = new MissedDeviceEvents();
   const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges, fleetWaiting: () => readiness !== undefined && !readiness.ready,
     ...(deps.fleet.unsendable ? { unsendable: (model: string, version: string) => deps.fleet.unsendable!(model, version) } : {}),
+    preflight: (spec) => preflightQueries(spec, providers, { prometheusConfigured: ctx.config.prometheusUrl !== undefined }),
   });
   const retention = evidenceRetention(new StoreRolloutRepository(ctx.store.engine), {
     days: ctx.config.reportRetentionDays,

@@ -42,6 +42,8 @@ export interface RolloutServiceOptions {
   readonly fleetWaiting?: () => boolean;
   /** Why devices would refuse the version (no key the server trusts vouches for its signature), or null (FleetPort.unsendable). */
   readonly unsendable?: (model: string, version: string) => Promise<string | null>;
+  /** The spec's analysis queries checked with the providers they run on (preflightQueries): problems refuse the start, warnings are kept with it. */
+  readonly preflight?: (spec: RolloutSpec) => Promise<{ problems: readonly string[]; warnings: readonly string[] }>;
 }
 
 /** How long a start waits for the model's previous rollout to record its version statuses before refusing. */
@@ -79,6 +81,9 @@ export class RolloutService {
    */
   async start(spec: RolloutSpec, principal: Principal): Promise<StartedRollout> {
     const controller = await this.#leader();
+    // Before the lock: it may wait seconds for a metric provider that does not answer.
+    const preflight = (await this.#o.preflight?.(spec)) ?? { problems: [], warnings: [] };
+    if (preflight.problems.length > 0) throw new ServiceError('bad_request', preflight.problems.join('; '));
     return this.#startsAndRollbacks.run(async () => {
       const { model, candidateVersion } = spec;
       const version = await this.#o.store.models.getVersion(model, candidateVersion);
@@ -103,7 +108,7 @@ export class RolloutService {
         const inTheWay = other && rolloutInTheWay({ id, model, phase: other.state.phase, pendingActions: other.pendingActions });
         if (inTheWay && (inTheWay.reason !== 'recording' || (await this.#stillRecordingStatuses(id)))) throw new ServiceError('conflict', inTheWay.message, { cause: inTheWay });
       }
-      const warnings = [...specWarnings(spec), ...(await this.#candidateStatusWarnings(model, candidateVersion))];
+      const warnings = [...specWarnings(spec), ...preflight.warnings, ...(await this.#candidateStatusWarnings(model, candidateVersion))];
       let id: string;
       const by = actorOf(principal);
       try {

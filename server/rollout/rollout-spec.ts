@@ -23,7 +23,7 @@ import {
 } from '../analysis/metric-definition.ts';
 import { formatDuration, parseDuration } from '../../shared/util/duration.ts';
 import { ARG_REFERENCE, renderQuery, strayPlaceholder } from '../analysis/query-template.ts';
-import { parsePromql, PromqlError } from '../metricproviders/builtin/promql-parser.ts';
+import { builtinQueryProblem } from '../metricproviders/builtin/builtin-query-check.ts';
 import { LabelSelectorSchema, type LabelSelector } from './label-selector.ts';
 import { MAX_SPEC_BYTES, readSpecDocument } from './spec-document.ts';
 import { printable } from './operator-text.ts';
@@ -334,9 +334,10 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
 const BUILTIN_ARG_EXAMPLES: Readonly<Record<(typeof BUILTIN_ARGS)[number], string>> = { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1', step: '0' };
 
 /**
- * The builtin provider's queries are parsed here, with their arguments in place: a syntax error
- * or an unsupported construct found only at the first measurement would fail the rollout (and
- * revert its pilot). Prometheus's own queries are left to Prometheus, whose PromQL is larger.
+ * The builtin provider's queries are checked here (builtinQueryProblem), with their arguments in
+ * place: a syntax error, an unsupported construct or a misplaced range selector found only at the
+ * first measurement would fail the rollout (and revert its pilot). Prometheus's own queries are
+ * left to Prometheus, whose PromQL is larger: the server asks it when a rollout starts (query-preflight.ts).
  */
 function checkBuiltinQueries(query: { query: string; baselineQuery?: string; samplesQuery?: string }, args: Record<string, string>, path: string, issues: SpecIssue[]): void {
   const values = { ...BUILTIN_ARG_EXAMPLES, ...args };
@@ -346,17 +347,8 @@ function checkBuiltinQueries(query: { query: string; baselineQuery?: string; sam
     const rendered = renderQuery(text, values);
     // An unknown argument or a malformed placeholder, reported already: one issue for one mistake.
     if (new RegExp(ARG_REFERENCE.source).test(rendered) || strayPlaceholder(text) !== null) continue;
-    try {
-      parsePromql(rendered);
-    } catch (error) {
-      // Thousands of nested parentheses or signs overflow the parser's recursion: the query's fault, not the server's.
-      if (error instanceof RangeError) {
-        issues.push({ path: `${path}.${field}`, message: 'the query is nested too deeply to parse' });
-        continue;
-      }
-      if (!(error instanceof PromqlError)) throw error;
-      issues.push({ path: `${path}.${field}`, message: error.message });
-    }
+    const problem = builtinQueryProblem(rendered);
+    if (problem !== null) issues.push({ path: `${path}.${field}`, message: problem });
   }
 }
 

@@ -3,6 +3,7 @@ import type { RunningServer } from '../../../server/app/start-server.ts';
 import { InMemoryFleet } from '../../rollout/in-memory-fleet.ts';
 import { ADMIN_TOKEN, startTestServer } from '../../server/helpers/test-server.ts';
 import type { StoreEngineName } from '../../server/helpers/store-engines.ts';
+import type { ServerConfigInput } from '../../../server/config/server-config.ts';
 import { registerVersion, testDevices } from './rollout-fixtures.ts';
 
 export interface RolloutTestServer {
@@ -14,9 +15,9 @@ export interface RolloutTestServer {
 }
 
 /** An in-process server whose rollouts run against an in-memory fleet of `devices` (test-only option). */
-export async function startRolloutServer(t: TestContext, options: { engine?: StoreEngineName; devices?: number } = {}): Promise<RolloutTestServer | null> {
+export async function startRolloutServer(t: TestContext, options: { engine?: StoreEngineName; devices?: number; config?: Partial<ServerConfigInput> } = {}): Promise<RolloutTestServer | null> {
   const fleet = new InMemoryFleet(testDevices(options.devices ?? 4));
-  const base = await startTestServer(t, { engine: options.engine, start: { testOnlyRolloutFleet: { fleet } } });
+  const base = await startTestServer(t, { engine: options.engine, start: { testOnlyRolloutFleet: { fleet } }, ...(options.config ? { config: options.config } : {}) });
   if (!base) return null;
   const { server } = base;
   await registerVersion(server.ctx.store, 'wine', '1');
