@@ -91,6 +91,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   const log = options.log ?? createLogger('server');
   routeGrpcLogs(log);
   const tls = await readTls(config);
+  if (tls) warnAboutCertificateDates(tls.cert, config.tlsCert!, log);
   await checkListenHost(config.host, '--host');
   // Read by every pruning job's worker: a bad value would fail each job, stored as failed, rather than the start.
   forcedBackend();
@@ -318,6 +319,9 @@ async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
   } catch (error) {
     throw new UserError(`--tls-cert: ${config.tlsCert} is not a PEM certificate (${errorMessage(error)})`);
   }
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(tls.key.toString('latin1'))) {
+    throw new UserError(`--tls-key: ${config.tlsKey} is encrypted with a passphrase, which the server cannot be given: write it out unencrypted (openssl pkey -in KEY -out KEY.plain) and keep it mode 0600`);
+  }
   try {
     createPrivateKey(tls.key);
   } catch (error) {
@@ -329,6 +333,27 @@ async function readTls(config: ServerConfig): Promise<TlsFiles | null> {
     throw new UserError(`--tls-cert/--tls-key: not a usable certificate and key (${errorMessage(error)})`);
   }
   return tls;
+}
+
+/** A certificate that expires within this many days is warned about at every start. */
+const CERTIFICATE_EXPIRY_WARNING_DAYS = 14;
+
+/**
+ * Warns at the start when --tls-cert has expired, is not valid yet, or expires within two weeks:
+ * the server would serve it all the same, and every client (CLI, agents, Prometheus) refuse it.
+ */
+export function warnAboutCertificateDates(cert: Buffer, path: string, log: Pick<Logger, 'warn'>, now = new Date()): void {
+  const certificate = new X509Certificate(cert);
+  const validFrom = new Date(certificate.validFrom);
+  const validTo = new Date(certificate.validTo);
+  const days = (validTo.getTime() - now.getTime()) / 86_400_000;
+  if (validTo <= now) {
+    log.warn({ cert: path, validTo: validTo.toISOString() }, `--tls-cert: ${path} expired on ${validTo.toISOString()}: clients (the CLI, agents, Prometheus) refuse it; replace it and restart`);
+  } else if (validFrom > now) {
+    log.warn({ cert: path, validFrom: validFrom.toISOString() }, `--tls-cert: ${path} is not valid before ${validFrom.toISOString()} (is this host's clock right?): clients refuse it until then`);
+  } else if (days < CERTIFICATE_EXPIRY_WARNING_DAYS) {
+    log.warn({ cert: path, validTo: validTo.toISOString() }, `--tls-cert: ${path} expires on ${validTo.toISOString()}, in ${Math.floor(days)} day(s): replace it and restart before then`);
+  }
 }
 
 /** How long a gRPC client has to answer the server's keep-alive ping (grpc-js's default). */
