@@ -135,7 +135,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     cleanups.push(() => store.close());
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
     await blobs.open();
-    const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled);
+    const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled, log);
     checkPinnedKey(signingKey, await new FleetStore(store).repos.devices.pinningOtherKeys(keyId(signingKey.publicKey)), config.acceptNewSigningKey, log);
     const trustedKeys = await underFlag('--trusted-key', () => TrustedKeys.load(config.trustedKeys, signingKey.publicKey));
     // /metrics answers while the database does not, saying so in fleetprune_store_up.

@@ -1,6 +1,6 @@
 import { createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, lstat, mkdir, readdir, rm } from 'node:fs/promises';
+import { link, lstat, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { keyId, loadPrivateKey, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE } from '../../shared/artifact/signing-keys.ts';
 import { writeFileAtomic, writeNewFileSynced } from '../../shared/util/atomic-file.ts';
@@ -20,7 +20,7 @@ export interface ServerSigningKey {
  * configs pin its public half, so every device would refuse every model signed with a new one;
  * the start stops and says so. `enrolledDevices` counts them (not revoked).
  */
-export async function loadOrCreateServerKey(dataDir: string, enrolledDevices: () => Promise<number>): Promise<ServerSigningKey> {
+export async function loadOrCreateServerKey(dataDir: string, enrolledDevices: () => Promise<number>, log?: { warn(fields: object, message: string): void }): Promise<ServerSigningKey> {
   const dir = join(dataDir, KEYS_SUBDIR);
   const privateKeyPath = join(dir, PRIVATE_KEY_FILE);
   if (!existsSync(privateKeyPath)) {
@@ -35,7 +35,37 @@ export async function loadOrCreateServerKey(dataDir: string, enrolledDevices: ()
   }
   const privateKey = await loadPrivateKey(privateKeyPath);
   await removeStaleStagedKeys(dir);
-  return { privateKey, publicKey: createPublicKey(privateKey), privateKeyPath };
+  const publicKey = createPublicKey(privateKey);
+  if (log) await checkKeyFiles(dir, publicKey, log);
+  return { privateKey, publicKey, privateKeyPath };
+}
+
+/**
+ * The key files as an operator may have left them: a private key others may read is warned about
+ * (as ssh refuses one); a `signing.pub` missing, or not the private key's public half (copied from
+ * another server), is written again from it, with a warning: operators hand it out as the key the
+ * server signs with (`--trusted-key`, `fleetprune verify --key`).
+ */
+async function checkKeyFiles(dir: string, publicKey: KeyObject, log: { warn(fields: object, message: string): void }): Promise<void> {
+  const privateKeyPath = join(dir, PRIVATE_KEY_FILE);
+  const mode = (await stat(privateKeyPath)).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    log.warn({ path: privateKeyPath, mode: mode.toString(8) }, `${privateKeyPath} can be read by other users (mode ${mode.toString(8).padStart(4, '0')}): anyone who can read it can sign models every device installs; chmod 600 it`);
+  }
+  const publicKeyPath = join(dir, PUBLIC_KEY_FILE);
+  const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const found = await readFile(publicKeyPath, 'utf8').catch(() => null);
+  let matches = false;
+  try {
+    matches = found !== null && createPublicKey(found).equals(publicKey);
+  } catch {
+    matches = false;
+  }
+  if (matches) return;
+  await writeFileAtomic(publicKeyPath, pem).then(
+    () => log.warn({ path: publicKeyPath }, `${publicKeyPath} ${found === null ? 'was missing' : 'was not the public half of signing.key'}: written again from signing.key (key ${keyId(publicKey)})`),
+    (error: unknown) => log.warn({ path: publicKeyPath, err: errorMessage(error) }, `${publicKeyPath} is not the public half of signing.key, and could not be written again (${errorMessage(error)})`),
+  );
 }
 
 /** Live devices pinning another signing key than the server's (DevicesRepository.pinningOtherKeys). */

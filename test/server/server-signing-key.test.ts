@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir, stat, utimes, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { chmod, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadOrCreateServerKey } from '../../server/artifacts/server-signing-key.ts';
@@ -41,4 +42,28 @@ test('staged key files a killed start left behind (a private key nobody installe
   await utimes(join(keys, 'notes.txt'), old, old);
   await loadOrCreateServerKey(dataDir, async () => 0);
   assert.deepEqual((await readdir(keys)).sort(), ['.signing.key.tmp-fedcba987654', 'notes.txt', 'signing.key', 'signing.pub']);
+});
+
+test('a signing key others may read is warned about; a signing.pub that is missing or another key\'s is written again from the key, with a warning', async (t) => {
+  const dataDir = await tempDir(t);
+  const key = await loadOrCreateServerKey(dataDir, async () => 0);
+  const keys = join(dataDir, 'keys');
+  const messages: string[] = [];
+  const log = { warn: (_fields: object, message: string) => void messages.push(message) };
+  await loadOrCreateServerKey(dataDir, async () => 0, log);
+  assert.deepEqual(messages, [], 'as the server made them: nothing to say');
+
+  await chmod(join(keys, 'signing.key'), 0o644);
+  await writeFile(join(keys, 'signing.pub'), generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+  await loadOrCreateServerKey(dataDir, async () => 0, log);
+  assert.deepEqual(messages, [
+    `${join(keys, 'signing.key')} can be read by other users (mode 0644): anyone who can read it can sign models every device installs; chmod 600 it`,
+    `${join(keys, 'signing.pub')} was not the public half of signing.key: written again from signing.key (key ${keyId(key.publicKey)})`,
+  ]);
+  assert.equal(await readFile(join(keys, 'signing.pub'), 'utf8'), key.publicKey.export({ type: 'spki', format: 'pem' }));
+  messages.length = 0;
+  await rm(join(keys, 'signing.pub'));
+  await chmod(join(keys, 'signing.key'), 0o600);
+  await loadOrCreateServerKey(dataDir, async () => 0, log);
+  assert.deepEqual(messages, [`${join(keys, 'signing.pub')} was missing: written again from signing.key (key ${keyId(key.publicKey)})`]);
 });
