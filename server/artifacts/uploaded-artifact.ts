@@ -1,8 +1,9 @@
 import { verifyManifestSignature } from '../../shared/artifact/signature.ts';
-import { ManifestSchema, type Manifest } from '../../shared/artifact/manifest.ts';
+import { ManifestSchema, ONNX_FILE, type Manifest } from '../../shared/artifact/manifest.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 import type { BlobStore } from './blob-store.ts';
+import { storedModelProblem } from './model-file-check.ts';
 import type { TrustedKeys } from './trusted-keys.ts';
 
 /**
@@ -23,6 +24,8 @@ export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, tr
       );
     }
   }
+  const problem = await storedModelProblem(blobs, manifest);
+  if (problem) throw new ServiceError('bad_request', `manifest.files.${ONNX_FILE}: ${problem}: every device would refuse it`);
   return manifest;
 }
 

@@ -1,0 +1,35 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { Manifest } from '../../shared/artifact/manifest.ts';
+import { signManifest } from '../../shared/artifact/signature.ts';
+import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
+import { startTestServer } from './helpers/test-server.ts';
+
+/** A signed manifest can list any bytes as model.onnx: the registry refuses one every device would refuse at install. */
+
+test('a model.onnx that is not ONNX or is empty is refused at registration; nothing is registered', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const resigned = async (seed: number, onnx: Buffer) => {
+    const artifact = await makeArtifact(t, { seed, privateKey: signer.privateKey });
+    let manifest = artifact.manifest;
+    await writeFile(join(artifact.dir, 'model.onnx'), onnx);
+    manifest = { ...manifest, files: { ...manifest.files, 'model.onnx': { sha256: createHash('sha256').update(onnx).digest('hex'), bytes: onnx.length } } };
+    return { dir: artifact.dir, manifest: signManifest(manifest, signer.privateKey) };
+  };
+  const refusal = async (artifact: { dir: string; manifest: Manifest }) => {
+    const response = await pushArtifact(server, 'iris', artifact.dir, artifact.manifest);
+    assert.equal(response.status, 400);
+    return ((await response.json()) as { error: { message: string } }).error.message;
+  };
+
+  assert.match(await refusal(await resigned(51, Buffer.from('this is not onnx'))), /^manifest\.files\.model\.onnx: model\.onnx does not load in onnxruntime \(.*protobuf parsing failed.*\): every device would refuse it$/);
+  assert.match(await refusal(await resigned(52, Buffer.alloc(0))), /^manifest\.files\.model\.onnx: model\.onnx does not load in onnxruntime \(.+\): every device would refuse it$/);
+  assert.deepEqual(await server.server.ctx.store.models.listModels(), [], 'nothing registered');
+  // The artifact as written is registered.
+  const good = await makeArtifact(t, { seed: 54, privateKey: signer.privateKey });
+  assert.equal((await pushArtifact(server, 'iris', good.dir, good.manifest)).status, 201);
+});
