@@ -16,7 +16,8 @@ import {
   type Telemetry,
 } from '../shared/protocol/payloads.ts';
 import { reportsTopic, telemetryTopic } from '../shared/protocol/topics.ts';
-import { describeSystemError, errorMessage, isSystemError } from '../shared/util/errors.ts';
+import { describeSystemError, errorMessage, isSystemError, UserError } from '../shared/util/errors.ts';
+import { keyId } from '../shared/artifact/signing-keys.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { createAgentMetrics, type AgentMetrics } from './agent-metrics.ts';
 import { assignmentReport } from './assignment-reports.ts';
@@ -368,13 +369,18 @@ export class Agent {
     this.#pendingCommands = state.pendingCommands ?? [];
     let changed = false;
     const lost: LostModel[] = [];
+    const failures = new Map<'active' | 'previous' | 'candidate', string | null>();
     for (const slot of ['active', 'previous', 'candidate'] as const) {
       const ref = state[slot];
       if (!ref) continue;
       const verified = await this.#store.loadVerified(ref.sha256, this.#publicKey);
       // The signed manifest names its model: a state file naming it otherwise (edited, or written
       // by a bug) would have the agent serve and report it under a name it was never signed with.
-      const failure = 'failure' in verified ? verified.failure : manifestIdentityProblem(verified.manifest, ref, `${this.#dir.stateFile} (${slot})`);
+      failures.set(slot, 'failure' in verified ? verified.failure : manifestIdentityProblem(verified.manifest, ref, `${this.#dir.stateFile} (${slot})`));
+    }
+    this.#refuseOtherServersKey(state, failures);
+    for (const [slot, failure] of failures) {
+      const ref = state[slot]!;
       if (failure !== null) {
         this.#logger.error({ slot, model: ref.model, version: ref.version, reason: failure }, 'a model on disk failed verification; dropping it from its slot');
         state = { ...state, [slot]: null };
@@ -403,6 +409,28 @@ export class Agent {
     await this.#serving.start(state.active);
     this.#logger.info({ active: state.active?.version ?? null, candidate: state.candidate?.version ?? null }, 'agent state recovered');
     this.#checkHoldoutFitsActive();
+  }
+
+  /**
+   * Every model in the slots signed by another key than the config's serverPublicKey, and none by
+   * it: the config names another server's key (a copy from another device, an edit), far more likely
+   * than every model going bad at once. Dropping them would delete the device's models for a
+   * config mistake; the start stops instead, naming both keys, and nothing on disk changes.
+   */
+  #refuseOtherServersKey(state: SlotState, failures: ReadonlyMap<'active' | 'previous' | 'candidate', string | null>): void {
+    if (failures.size === 0) return;
+    const otherKey = /: signature: made with key (\S+), not the server's key \S+, and the server vouched for no other key$/;
+    const keys = new Set<string>();
+    for (const failure of failures.values()) {
+      const match = failure === null ? null : otherKey.exec(failure);
+      if (!match) return;
+      keys.add(match[1]!);
+    }
+    const models = [...failures.keys()].map((slot) => `${state[slot]!.model}@${state[slot]!.version} (${slot})`).join(', ');
+    throw new UserError(
+      `the models in ${this.#dir.root} (${models}) are signed with key ${[...keys].join(', ')}, but this agent's config trusts server key ${keyId(this.#publicKey)} (serverPublicKey): ` +
+        "if the config is another server's or device's, put this device's config back; if the device was enrolled again with a server that has a new key, start it with an empty --data-dir. Nothing on disk was changed",
+    );
   }
 
   /**

@@ -121,6 +121,11 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     { connector: connectMqtt, sessions: new OrtSessionCache(), clock: () => new Date(), logger },
   );
   await agent.start().catch(async (error: unknown) => {
+    // Refused (a config that trusts another server's key than its models'): stopped, as below, so the process ends.
+    if (error instanceof UserError) {
+      await agent.stop();
+      throw error;
+    }
     if (!isSystemError(error)) throw error;
     // A data dir the agent cannot use (a file where a directory belongs, no permission, a full disk).
     await agent.stop();

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { keyId } from '../../shared/artifact/signing-keys.ts';
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { connect } from 'node:net';
@@ -781,4 +783,35 @@ test('a refusal reason cut at its 2000-character limit keeps surrogate pairs who
   assert.equal(reason, `${prefix}${url}`.slice(0, 1999), 'cut before the pair, not inside it');
   assert.equal(reason.isWellFormed(), true, 'no lone surrogate');
   assert.equal(await world.harness.droppedCount('invalid-payload'), before, 'the server dropped nothing as invalid');
+});
+
+test("an agent whose config trusts another server's key does not delete the models it holds: the start stops, naming both keys, and the files stay", async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-otherkey-'));
+  const first = await startAgent(t, world, 'other-key-1', { dataDir });
+  t.after(() => rm(dataDir, { recursive: true, force: true })); // after the agent has stopped
+  const assignment = await world.assign('other-key-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(assignment.id, 'activated'));
+  await first.agent.idle();
+  await first.stop();
+  const models = (await readdir(join(dataDir, 'models'))).sort();
+  const state = await readFile(join(dataDir, 'state.json'), 'utf8');
+
+  const config = await world.config('other-key-1', { site: 'osaka' });
+  const otherKey = generateKeyPairSync('ed25519').publicKey;
+  const wrong = { ...config, serverPublicKey: otherKey.export({ type: 'spki', format: 'pem' }).toString() };
+  await assert.rejects(startAgent(t, world, 'other-key-1', { dataDir, config: wrong }), (error: Error) => {
+    assert.equal(
+      error.message,
+      `the models in ${dataDir} (${world.v1.manifest.name}@1 (active)) are signed with key ${world.v1.manifest.signature!.keyId}, but this agent's config trusts server key ${keyId(otherKey)} (serverPublicKey): ` +
+        "if the config is another server's or device's, put this device's config back; if the device was enrolled again with a server that has a new key, start it with an empty --data-dir. Nothing on disk was changed",
+    );
+    return true;
+  });
+  assert.deepEqual((await readdir(join(dataDir, 'models'))).sort(), models, 'no model was deleted');
+  assert.equal(await readFile(join(dataDir, 'state.json'), 'utf8'), state, 'the slots are as they were');
+  // With the right config it serves its model again, without a download.
+  const downloads = world.http.blobRequests().length;
+  const again = await startAgent(t, world, 'other-key-1', { dataDir });
+  assert.equal(again.agent.slots.active?.sha256, world.v1.id);
+  assert.equal(world.http.blobRequests().length, downloads);
 });
