@@ -175,8 +175,12 @@ export function judgeRelative(
   }
   const c = devices.map((device) => candidate.get(device)!);
   const b = devices.map((device) => baseline.get(device)!);
-  if ([...c, ...b].some((value) => !Number.isFinite(value))) {
-    return { phase: 'Inconclusive', message: `${source.metric} has NaN or infinite per-device values` };
+  const nonFinite = devices.flatMap((device, i) => [
+    ...(Number.isFinite(c[i]!) ? [] : [`${device} (candidate ${c[i]})`]),
+    ...(Number.isFinite(b[i]!) ? [] : [`${device} (baseline ${b[i]})`]),
+  ]);
+  if (nonFinite.length > 0) {
+    return { phase: 'Inconclusive', message: `${source.metric} has NaN or infinite per-device values: ${nonFinite.slice(0, 5).join(', ')}${nonFinite.length > 5 ? `, and ${nonFinite.length - 5} more` : ''}` };
   }
   // A candidate exactly at its bound (one holdout row worse against a tolerance of one row, a p95
   // exactly baseline × 1.1) computes a few ulps off it, either side: (14/200)·100 − ((15/200)·100 − 0.5)

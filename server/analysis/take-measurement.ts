@@ -62,7 +62,13 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
       const byDevice = (samples: readonly Sample[]) => new Map(samples.filter((s) => s.labels.device !== undefined && rolloutDevices.has(s.labels.device)).map((s) => [s.labels.device!, s.value * scale]));
       const candidateByDevice = byDevice(candidate);
       const baselineByDevice = byDevice(baseline);
-      const judgement = judgeRelative(source, candidateByDevice, baselineByDevice, metric.minSamples, context.devices);
+      const judged = judgeRelative(source, candidateByDevice, baselineByDevice, metric.minSamples, context.devices);
+      // Not one value on either side from Prometheus: the devices may not have reported yet, or
+      // Prometheus does not scrape this server (a scrape config for another target or port).
+      const judgement =
+        provider.name === 'prometheus' && candidateByDevice.size === 0 && baselineByDevice.size === 0
+          ? { ...judged, message: `${judged.message}; Prometheus has no such series for any of the rollout's devices: if this lasts, check that it scrapes this server's /metrics (up{job="fleetprune"} in Prometheus)` }
+          : judged;
       const evidence = judgement.evidence;
       // The samples compared with minSamples: devices with both a candidate and a baseline value.
       const paired = [...candidateByDevice.keys()].filter((device) => baselineByDevice.has(device)).length;

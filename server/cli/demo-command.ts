@@ -57,6 +57,25 @@ async function emptyDemoDirectory(dir: string, created: boolean): Promise<void> 
 }
 
 /**
+ * A demo deciding with Prometheus needs one that answers, and that can scrape the demo server: at
+ * a port its scrape config names (--http-port), not an ephemeral one. Checked before the demo
+ * trains anything: otherwise both rollouts came out inconclusive or failed minutes later, exit 0.
+ */
+async function checkDemoPrometheus(url: string, httpPort: number): Promise<void> {
+  if (httpPort === 0) throw new UserError('--prometheus-url: needs --http-port, the port of the demo server that Prometheus scrapes (its scrape config names it)');
+  const { PrometheusProvider } = await import('../metricproviders/prometheus-provider.ts');
+  let provider;
+  try {
+    provider = new PrometheusProvider({ url });
+  } catch (error) {
+    throw new UserError(errorMessage(error));
+  }
+  await provider.query('vector(1)', { now: new Date(), timeoutMs: 5_000 }).catch((error: unknown) => {
+    throw new UserError(`--prometheus-url: Prometheus does not answer (${errorMessage(error)})`);
+  });
+}
+
+/**
  * `npm start`: the whole loop on embedded defaults. A server with its embedded MQTT broker and
  * SQLite in a temporary data dir, simulated field devices running the real agent, a general model
  * pruned by ODF2NNA into two candidates, and a staged rollout of each, decided by metrics.
@@ -80,6 +99,7 @@ export function registerDemoCommand(program: Command): void {
       if (flags.devices < 8 || flags.devices > 500) throw new UserError('--devices: must be between 8 and 500');
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
       if (flags.seed < 0 || flags.seed > MAX_SEED) throw new UserError(`--seed: must be between 0 and ${MAX_SEED}`);
+      if (flags.prometheusUrl !== undefined) await checkDemoPrometheus(flags.prometheusUrl, flags.httpPort);
       // Where the demo writes is checked before it runs: a bad path must not cost a whole demo.
       const chosenDataDir = flags.dataDir ? resolve(flags.dataDir) : undefined;
       const createdDataDir = chosenDataDir !== undefined && !existsSync(chosenDataDir);

@@ -1,6 +1,8 @@
 import type { Role } from '../../shared/protocol/payloads.ts';
 import type { DeviceReturn } from './rollout-state.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
+import type { Logger } from '../../shared/util/log.ts';
+import { parsePrometheusUrl } from '../metricproviders/prometheus-url.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
 import { SystemScheduler } from '../analysis/scheduler.ts';
@@ -77,6 +79,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     }),
     ...(ctx.config.prometheusUrl ? { prometheus: new PrometheusProvider({ url: ctx.config.prometheusUrl }) } : {}),
   });
+  announceMetricProvider(ctx.config.prometheusUrl, providers, log);
   const { leadership } = deps;
   let controller: RolloutController | undefined;
   /** With an external broker: whether the leader's broker connection is made (device commands wait for it). */
@@ -170,4 +173,21 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       else missed.answered({ deviceId, actionId, result });
     },
   };
+}
+
+/**
+ * Says at the start which provider rollout analyses measure on, and, for Prometheus, asks it once
+ * (in the background): one that does not answer is a warning now, not only a rollout failed later.
+ */
+function announceMetricProvider(prometheusUrl: string | undefined, providers: MetricProviderResolver, log: Logger): void {
+  if (prometheusUrl === undefined) {
+    log.info("rollout analyses measure on the builtin metric provider (this server's own series; --prometheus-url for Prometheus)");
+    return;
+  }
+  const base = parsePrometheusUrl(prometheusUrl).base.href;
+  log.info({ prometheus: base }, `rollout analyses measure on Prometheus at ${base}`);
+  providers
+    .resolve('prometheus')
+    .query('vector(1)', { now: new Date(), timeoutMs: 5_000 })
+    .catch((error: unknown) => log.warn({ prometheus: base, err: errorMessage(error) }, `Prometheus at ${base} does not answer (${errorMessage(error)}): rollout analyses that measure on it fail until it does`));
 }

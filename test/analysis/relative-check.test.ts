@@ -325,3 +325,27 @@ describe('what a measurement queries with', () => {
     assert.deepEqual(queries, ['sum(x{device=~"d1|d2"})']);
   });
 });
+
+describe('what a relative check says when it cannot judge', () => {
+  it('NaN or infinite values name the devices and the side they came from', () => {
+    const verdict = judgeRelative(accuracy, new Map([['d1', 95], ['d2', Number.NaN], ['d3', 94], ['d4', 96]]), new Map([['d1', 95], ['d2', 95], ['d3', Number.POSITIVE_INFINITY], ['d4', 96]]), 4);
+    assert.equal(verdict.phase, 'Inconclusive');
+    assert.equal(verdict.message, 'accuracy has NaN or infinite per-device values: d2 (candidate NaN), d3 (baseline Infinity)');
+  });
+
+  it('no series at all from Prometheus for any rollout device adds a hint to check its scrape of this server; from the builtin provider, or with some series, it does not', async () => {
+    const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { metrics: [{ name: 'accuracy', relative: { metric: 'accuracy' } }] } }] });
+    const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+    const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2'], args: {}, now: () => new Date() };
+    const empty = () => ({ resultType: 'vector' as const, samples: [] });
+    const hint = /; Prometheus has no such series for any of the rollout's devices: if this lasts, check that it scrapes this server's \/metrics/;
+    const onPrometheus = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new ScriptedProvider([empty]), prometheus: new ScriptedProvider([empty], 'prometheus') }), context);
+    assert.equal(onPrometheus.phase, 'Inconclusive');
+    assert.match(onPrometheus.message!, hint);
+    const onBuiltin = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new ScriptedProvider([empty]) }), context);
+    assert.doesNotMatch(onBuiltin.message!, hint);
+    const some = () => ({ resultType: 'vector' as const, samples: [{ labels: { device: 'd1' }, value: 0.9 }] });
+    const withSome = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new ScriptedProvider([empty]), prometheus: new ScriptedProvider([some], 'prometheus') }), context);
+    assert.doesNotMatch(withSome.message!, hint);
+  });
+});

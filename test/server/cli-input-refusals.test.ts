@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import net from 'node:net';
 import { test } from 'node:test';
 import { isOneLineError, REPO_ROOT, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
@@ -39,6 +40,22 @@ test('--help after a command that does not exist names it and exits 2 (it printe
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /^Usage: fleetprune rollout start \[options\]/);
   }
+});
+
+test('demo --prometheus-url is refused before anything trains without --http-port (Prometheus cannot scrape an ephemeral port) and when Prometheus does not answer', async (t) => {
+  const dir = await tempDir(t);
+  const closed = net.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as net.AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  const [noPort, noAnswer] = await runCliBatch([
+    { args: ['demo', '--prometheus-url', `http://127.0.0.1:${port}`, '--data-dir', join(dir, 'a'), '--exit-when-done'] },
+    { args: ['demo', '--prometheus-url', `http://127.0.0.1:${port}`, '--http-port', '18081', '--data-dir', join(dir, 'b'), '--exit-when-done'] },
+  ]);
+  assert.deepEqual([noPort!.code, noPort!.stderr], [2, 'fleetprune: --prometheus-url: needs --http-port, the port of the demo server that Prometheus scrapes (its scrape config names it)\n']);
+  assert.equal(noAnswer!.code, 2, noAnswer!.stderr);
+  assert.match(noAnswer!.stderr, new RegExp(`^fleetprune: --prometheus-url: Prometheus does not answer \\(prometheus: cannot reach http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED.*\\)\\n$`));
+  assert.equal(noAnswer!.stdout, '', 'nothing started');
 });
 
 test('demo --seed out of range is refused before anything starts, and --data-dir stays empty', async (t) => {
