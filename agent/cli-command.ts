@@ -107,6 +107,11 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
   if (lock.withoutFile !== undefined) {
     logger.warn({ dataDir: flags.dataDir, err: lock.withoutFile }, 'the data dir\'s disk takes no writes: running without its lock file (the agent still refuses a second agent on this device); models, assignments and reports wait for room');
   }
+  // The config holds the device's broker password and API token: another user who reads it is the device.
+  const configMode = await stat(flags.config).then((info) => info.mode & 0o777, () => null);
+  if (configMode !== null && (configMode & 0o077) !== 0) {
+    logger.warn({ config: flags.config, mode: configMode.toString(8) }, `${flags.config} can be read by other users (mode ${configMode.toString(8).padStart(4, '0')}), and it holds this device's broker password and token: chmod 600 it`);
+  }
   if (!holdout) logger.warn(`no --holdout given: candidates are installed and shadow-served but not benchmarked, so ${NO_HOLDOUT_EVIDENCE}`);
   const agent = new Agent(
     {

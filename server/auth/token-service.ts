@@ -66,6 +66,11 @@ export class TokenService {
         if (await tx.tokens.get(id)) throw new ServiceError('conflict', `token ${id} is already revoked`);
         throw new ServiceError('not_found', `no token ${id}`);
       }
+      // The last admin token gone, no one could administer the server (tokens, blob collection)
+      // until a restart made a new one: refused, the revocation rolled back.
+      if ((await tx.tokens.countLiveWithRole('admin')) === 0) {
+        throw new ServiceError('conflict', `token ${id} is the last live admin token: revoked, no one could administer the server until a restart made a new one; create another first (fleetprune tokens create --role admin)`);
+      }
       await tx.audit.append({ at, actor: actorOf(principal), action: 'token.revoke', target: `token:${id}`, details: {} });
     });
     this.revocations.revoked(id);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, test, type TestContext } from 'node:test';
@@ -311,4 +311,22 @@ test('one agent per data dir: a second one exits 2 naming the holder; after kill
   assert.deepEqual(await fourth.exited, { code: 0, signal: null }, fourth.stderr);
   assert.equal(existsSync(lockFile), false, 'a clean stop removes the lock');
   assert.deepEqual((await readdir(dev.dataDir)).filter((name) => name.includes('lock')), [], 'no lock, takeover or temporary file is left');
+});
+
+test('an agent config other users may read (it holds the broker password and token) is warned about at start; a 0600 one is not', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-config-mode-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const configPath = await AgentProcess.writeConfig(dir, await world.config('config-mode-1'));
+  const run = async (mode: number) => {
+    await chmod(configPath, mode);
+    const agent = AgentProcess.spawn(['--config', configPath, '--data-dir', join(dir, 'data')]);
+    try {
+      await agent.ready();
+    } finally {
+      await agent.stop();
+    }
+    return agent.stderr;
+  };
+  assert.match(await run(0o644), new RegExp(`${configPath} can be read by other users \\(mode 0644\\), and it holds this device's broker password and token: chmod 600 it`));
+  assert.doesNotMatch(await run(0o600), /can be read by other users/);
 });

@@ -18,6 +18,10 @@ test('FLEETPRUNE_ADMIN_TOKEN: revoked, it stays revoked across restarts while th
 
   await tokens.bootstrapAdmin('fp_first-admin-token-0000000000', (message) => warnings.push(message));
   assert.equal((await tokens.authenticate(bearer('fp_first-admin-token-0000000000'))).tokenId, 'env-admin');
+  // The last admin token is not revoked (no one could administer the server): another first.
+  await assert.rejects(tokens.revoke('env-admin', ADMIN), /^ServiceError: token env-admin is the last live admin token: revoked, no one could administer the server until a restart made a new one; create another first/);
+  assert.equal((await tokens.authenticate(bearer('fp_first-admin-token-0000000000'))).tokenId, 'env-admin', 'still live');
+  await tokens.create('admin', 'second admin', 'test');
   await tokens.revoke('env-admin', ADMIN);
   await assert.rejects(tokens.authenticate(bearer('fp_first-admin-token-0000000000')), /unknown or revoked token/);
 
