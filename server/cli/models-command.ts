@@ -154,6 +154,33 @@ export function registerModelsCommand(program: Command): void {
       });
     },
   );
+
+  withConnectionOptions(
+    models
+      .command('unalias')
+      .description('clear ALIAS (candidate, production) of model NAME: no version is it any more (clearing production marks the version it pointed at withdrawn)')
+      .argument('<name>', 'model name')
+      .argument('<alias>', 'candidate or production'),
+  ).action(async (name: string, alias: string, flags: ConnectionFlags) => {
+    await withConnection(flags, async (connection) => {
+      await connection.unary('ModelRegistry', 'SetAlias', { name, alias, version: '' });
+      process.stdout.write(`${name}:${alias} cleared\n`);
+    });
+  });
+
+  for (const [command, retired, description] of [
+    ['retire', true, 'retire NAME@VERSION: it can no longer be assigned, aliased or rolled out (devices keep what they run); refused while it holds an alias or is a rollout\'s candidate'],
+    ['unretire', false, 'make a retired NAME@VERSION assignable again'],
+  ] as const) {
+    withConnectionOptions(models.command(command).description(description).argument('<ref>', 'NAME@VERSION', (ref: string) => splitRef(ref, null))).action(
+      async ([name, version]: [string, string], flags: ConnectionFlags) => {
+        await withConnection(flags, async (connection) => {
+          const changed = await connection.unary<GrpcVersion>('ModelRegistry', 'SetRetired', { name, version, retired });
+          process.stdout.write(`${changed.model}@${changed.version} ${changed.retired ? 'retired' : 'not retired'}\n`);
+        });
+      },
+    );
+  }
 }
 
 /**

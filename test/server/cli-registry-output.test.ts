@@ -338,3 +338,28 @@ test('models push sends again a file that blob GC collected while later files we
   assert.equal(pushed.stdout, `registered iris@1 (artifact ${artifactId(manifest)})\n`);
   for (const file of Object.values(manifest.files)) assert.ok(await blobs.stat(file.sha256), `${file.sha256} is stored`);
 });
+
+test('models unalias clears an alias; models retire and unretire a version; retiring one that holds an alias is refused, naming it', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const artifact = await makeArtifact(t, { seed: 61, privateKey: key });
+  assert.equal((await runCli(['models', 'push', artifact.dir, ...connection])).code, 0);
+  assert.equal((await runCli(['models', 'alias', 'iris@1', 'candidate', ...connection])).code, 0);
+
+  const [held, cleared, retired, listed, unretired] = await (async () => {
+    const results: CliResult[] = [];
+    for (const args of [['models', 'retire', 'iris@1'], ['models', 'unalias', 'iris', 'candidate'], ['models', 'retire', 'iris@1'], ['models', 'list', 'iris'], ['models', 'unretire', 'iris@1']]) {
+      results.push(await runCli([...args, ...connection]));
+    }
+    return results;
+  })();
+  assert.equal(held!.code, 2);
+  assert.match(held!.stderr, /^fleetprune: .*candidate/);
+  assert.deepEqual([cleared!.code, cleared!.stdout], [0, 'iris:candidate cleared\n']);
+  assert.deepEqual([retired!.code, retired!.stdout], [0, 'iris@1 retired\n']);
+  assert.match(listed!.stdout, /^iris@1 +\S+ +- +retired /m);
+  assert.deepEqual([unretired!.code, unretired!.stdout], [0, 'iris@1 not retired\n']);
+  const aliases = (await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { aliases: string[]; retired: boolean };
+  assert.deepEqual([aliases.aliases, aliases.retired], [[], false]);
+});
