@@ -104,7 +104,8 @@ export function registerModelsCommand(program: Command): void {
           if (versions.length < VERSIONS_PAGE) break;
           afterSeq = versions[versions.length - 1]!.seq;
         }
-        if (flags.json) return void process.stdout.write(`${JSON.stringify({ versions: collected.map(versionJson) }, null, 2)}\n`);
+        // Every page: none follow (the REST page's `more`).
+        if (flags.json) return void process.stdout.write(`${JSON.stringify({ versions: collected.map(versionJson), more: false }, null, 2)}\n`);
         process.stdout.write(formatTable([['VERSION', 'ARTIFACT', 'PARENT', 'ALIASES', 'CREATED', 'STATUS'], ...collected.map(versionRow)]));
       });
     });

@@ -228,8 +228,18 @@ for (const engine of STORE_ENGINES) {
       for (const after of ['2147483647', '3000000000', String(Number.MAX_SAFE_INTEGER)]) {
         const response = await env.server.request('GET', `/api/models/iris/versions?after=${after}`);
         assert.equal(response.status, 200, after);
-        assert.deepEqual(await response.json(), { versions: [] });
+        assert.deepEqual(await response.json(), { versions: [], more: false });
       }
+      // `more` tells a full page with more to come from the last one.
+      const second = await makeArtifact(t, { seed: 15, privateKey: env.signer.privateKey });
+      await pushArtifact(env.server, 'iris', second.dir, second.manifest);
+      const page = async (query: string) => {
+        const body = (await (await env.server.request('GET', `/api/models/iris/versions?${query}`)).json()) as { versions: { version: string }[]; more: boolean };
+        return [body.versions.map((version) => version.version), body.more];
+      };
+      assert.deepEqual(await page('limit=1'), [['1'], true]);
+      assert.deepEqual(await page('limit=1&after=1'), [['2'], false]);
+      assert.deepEqual(await page('limit=2'), [['1', '2'], false]);
       const models = grpcClient(env.server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
       t.after(() => models.close());
       assert.deepEqual((await models.call('ListVersions', { name: 'iris', after_seq: 2_147_483_647 })).versions, []);

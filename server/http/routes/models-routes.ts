@@ -91,16 +91,19 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/models/:name/versions',
       operationId: 'listVersions',
-      summary: 'Versions of a model in registration order (page with ?after=<seq>&limit=), each with its latest rollout status',
+      summary: 'Versions of a model in registration order, each with its latest rollout status: a page of ?limit (1-1000, default 100) after seq ?after; `more` says whether more follow',
       tag,
       permission: 'read',
       params: NameParams,
       query: PageQuerySchema,
-      responses: { 200: { description: 'versions', schema: z.strictObject({ versions: z.array(VersionWithStatusSchema) }) } },
+      responses: { 200: { description: 'versions', schema: z.strictObject({ versions: z.array(VersionWithStatusSchema), more: z.boolean() }) } },
       handle: async ({ params, query }) => {
-        const versions = await registry.listVersions(params.name, { afterSeq: query.after, limit: query.limit });
+        const limit = query.limit ?? 100;
+        // One more than the page: whether more follow (a client could not tell a full last page from a cut one).
+        const found = await registry.listVersions(params.name, { afterSeq: query.after, limit: limit + 1 });
+        const versions = found.slice(0, limit);
         const statuses = await registry.versionStatuses(versions);
-        return { json: { versions: versions.map((version, index) => versionWithStatusView(version, statuses[index]!)) } };
+        return { json: { versions: versions.map((version, index) => versionWithStatusView(version, statuses[index]!)), more: found.length > limit } };
       },
     }),
     defineRoute({
