@@ -68,9 +68,9 @@ export const DEFAULT_ANALYSIS_TEMPLATES: readonly AnalysisTemplateInput[] = [
             // server exports them again from the store (what heartbeats added included), so shadow
             // errors counted before still count.
             query:
-              'sum(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})' +
-              ' / sum(fleetprune_device_served_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
-            samplesQuery: 'sum(fleetprune_device_served_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}"})',
+              'sum(fleetprune_device_prediction_errors_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}",fleet="{{args.fleet}}"})' +
+              ' / sum(fleetprune_device_served_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}",fleet="{{args.fleet}}"})',
+            samplesQuery: 'sum(fleetprune_device_served_predictions_total{model="{{args.model}}",version="{{args.candidateVersion}}",role="candidate",device=~"{{args.cohort}}",fleet="{{args.fleet}}"})',
           },
         },
         minSamples: 100,

@@ -26,7 +26,7 @@ export interface QueryPreflight {
  *   one it refuses as bad_data (a parse or type error) is a problem; a Prometheus that does not
  *   answer at all is one warning, and the start goes on (it may answer by the first measurement).
  */
-export async function preflightQueries(spec: RolloutSpec, providers: MetricProviderResolver, options: { prometheusConfigured: boolean; timeoutMs?: number }): Promise<QueryPreflight> {
+export async function preflightQueries(spec: RolloutSpec, providers: MetricProviderResolver, options: { prometheusConfigured: boolean; fleet?: string; timeoutMs?: number }): Promise<QueryPreflight> {
   const problems: string[] = [];
   const warnings: string[] = [];
   const timeoutMs = options.timeoutMs ?? PREFLIGHT_TIMEOUT_MS;
@@ -49,7 +49,7 @@ export async function preflightQueries(spec: RolloutSpec, providers: MetricProvi
       if (metric.source.provider === 'prometheus' && !options.prometheusConfigured) {
         warnings.push(`${path} names the prometheus provider, and this server has no --prometheus-url: it runs on the builtin provider, over the server's own series`);
       }
-      const args = { rollout: 'preflight', model: spec.model, candidateVersion: spec.candidateVersion, cohort: '.+', cohortSize: '1', step: String(index), ...metric.args };
+      const args = { fleet: options.fleet ?? '', rollout: 'preflight', model: spec.model, candidateVersion: spec.candidateVersion, cohort: '.+', cohortSize: '1', step: String(index), ...metric.args };
       for (const field of ['query', 'baselineQuery', 'samplesQuery'] as const) {
         const text = metric.source[field];
         if (text === undefined) continue;

@@ -68,6 +68,8 @@ export interface RelativeQueryContext {
    */
   readonly notBefore?: Date;
   readonly at?: Date;
+  /** The fleet label of this server's series (DEVICE_REPORT_LABELS): another fleet's in a shared Prometheus are not read. */
+  readonly fleet?: string;
 }
 
 /**
@@ -86,9 +88,10 @@ export function relativeQueries(source: RelativeSource, context: RelativeQueryCo
     const reportedSinceStart = start === undefined ? '' : ` and last_over_time(${DEVICE_REPORT_METRICS.reportTimestamp}{${matchers}}[${range}]) >= ${start}`;
     return `avg by (device) (${values}${reportedSinceStart})`;
   };
+  const fleet = context.fleet === undefined ? '' : `,fleet="${promqlString(context.fleet)}"`;
   return {
-    candidate: build(`model="${model}",version="${promqlString(context.candidateVersion)}",role="candidate",device=~"${devices}"`),
-    baseline: build(`model="${model}",${baselineVersionMatcher(context.baselineVersions)}role="active",device=~"${devices}"`),
+    candidate: build(`model="${model}",version="${promqlString(context.candidateVersion)}",role="candidate",device=~"${devices}"${fleet}`),
+    baseline: build(`model="${model}",${baselineVersionMatcher(context.baselineVersions)}role="active",device=~"${devices}"${fleet}`),
   };
 }
 

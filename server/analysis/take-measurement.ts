@@ -23,6 +23,8 @@ export interface MeasurementContext {
   readonly baselineVersions?: readonly string[];
   /** When the rollout started: relative checks do not look back past it (reports of an earlier rollout of the same version). */
   readonly notBefore?: Date;
+  /** This server's fleet label (DEVICE_REPORT_LABELS), for the relative checks' queries. */
+  readonly fleet?: string;
   readonly now: () => Date;
   readonly signal?: AbortSignal;
 }
@@ -43,6 +45,7 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
       devices: context.devices,
       ...(context.baselineVersions ? { baselineVersions: context.baselineVersions } : {}),
       ...(context.notBefore ? { notBefore: context.notBefore, at: startedAt } : {}),
+      ...(context.fleet === undefined ? {} : { fleet: context.fleet }),
     });
     const thresholds = { minSamples: metric.minSamples };
     if (context.devices.length === 0) {

@@ -3,6 +3,8 @@ import { DEVICE_REPORT_LABELS, DEVICE_REPORT_METRICS } from '../../shared/metric
 import type { DeviceReport, ReportRole, ServingDelta, ServingTotal } from './report-history.ts';
 
 type Label = (typeof DEVICE_REPORT_LABELS)[number];
+/** A label set of the exported series: `fleet` only when the exporter was given one. */
+type Labels = Record<Exclude<Label, 'fleet'>, string> & { fleet?: string };
 
 /** What a device holds in its slots, as far as its series go. */
 export interface DeviceSlotRefs {
@@ -55,7 +57,7 @@ const NO_COUNTS: ReportCounts = { predictions: 0, errors: 0, reports: 0 };
  * promoted it; -Infinity when only heartbeats (which hold it by definition) built it.
  */
 interface ExportedEntry {
-  labels: Record<Label, string>;
+  labels: Labels;
   report?: DeviceReport;
   since: number;
 }
@@ -88,7 +90,11 @@ export class ReportMetricsExporter {
    */
   readonly #forgotten = new Set<string>();
 
-  constructor(registry: Registry) {
+  /** The fleet label of every series (see DEVICE_REPORT_LABELS); none when undefined. */
+  readonly #fleet: string | undefined;
+
+  constructor(registry: Registry, fleet?: string) {
+    this.#fleet = fleet;
     const labelNames = [...DEVICE_REPORT_LABELS];
     const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers: [registry] });
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers: [registry] });
@@ -146,7 +152,7 @@ export class ReportMetricsExporter {
         continue;
       }
       const { deviceId, total } = entry;
-      this.#addServing({ model: total.model, version: total.version, role: total.role, cohort: total.cohort, device: deviceId }, total.predictions, total.errors, total.ratio, new Date(total.at));
+      this.#addServing(this.#labels({ model: total.model, version: total.version, role: total.role, cohort: total.cohort, device: deviceId }), total.predictions, total.errors, total.ratio, new Date(total.at));
     }
     for (const [deviceId, deviceSlots] of slots) {
       const device = this.#exported.get(deviceId);
@@ -229,7 +235,7 @@ export class ReportMetricsExporter {
   observeServing(serving: ServingDelta): void {
     const sentAt = serving.sentAt?.getTime() ?? NaN;
     for (const { ref, role, rows, errors } of servingSides(serving)) {
-      const labels = { model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId };
+      const labels = this.#labels({ model: ref.model, version: ref.version, role, cohort: serving.cohort, device: serving.deviceId });
       // A heartbeat read late (sent before the label set of its model and role was benchmarked or
       // promoted) must not replace that newer series: its rows are not exported (servingTotalsAfter drops them alike).
       const held = this.#exported.get(serving.deviceId)?.get(`${ref.model}\u0000${role}`);
@@ -243,7 +249,7 @@ export class ReportMetricsExporter {
    * with no benchmark behind it (served rows alone, or a cohort changed since its benchmark) gets
    * `receivedAt` (the server's clock) as its report time: its error ratio is that new.
    */
-  #addServing(labels: Record<Label, string>, rows: number, errors: number, ratio: number, receivedAt: Date): void {
+  #addServing(labels: Labels, rows: number, errors: number, ratio: number, receivedAt: Date): void {
     if (!this.#track(labels)) return;
     this.#gauges.errorRatio.set(labels, ratio);
     if (this.#exported.get(labels.device)?.get(`${labels.model}\u0000${labels.role}`)?.report === undefined) this.#gauges.reportTimestamp.set(labels, receivedAt.getTime() / 1000);
@@ -258,7 +264,7 @@ export class ReportMetricsExporter {
    * (the report's time, or a promotion's answer).
    */
   #export(report: DeviceReport, counts: ReportCounts, since: Date = report.ts): void {
-    const labels: Record<Label, string> = { model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
+    const labels = this.#labels({ model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId });
     if (!this.#track(labels, report, since)) return;
     if (report.accuracy !== null) this.#gauges.accuracy.set(labels, report.accuracy);
     if (report.mse !== undefined && report.mse !== null) this.#gauges.mse.set(labels, report.mse);
@@ -280,7 +286,7 @@ export class ReportMetricsExporter {
   }
 
   /** Makes `labels` the device's label set for its model and role, removing what it replaces or evicts; false for a revoked device (export nothing). */
-  #track(labels: Record<Label, string>, report?: DeviceReport, since?: Date): boolean {
+  #track(labels: Labels, report?: DeviceReport, since?: Date): boolean {
     if (this.#forgotten.has(labels.device)) return false;
     let device = this.#exported.get(labels.device);
     if (!device) this.#exported.set(labels.device, (device = new Map()));
@@ -310,7 +316,11 @@ export class ReportMetricsExporter {
     return true;
   }
 
-  #remove(labels: Record<Label, string>): void {
+  #labels(labels: Omit<Labels, 'fleet'>): Labels {
+    return this.#fleet === undefined ? labels : { ...labels, fleet: this.#fleet };
+  }
+
+  #remove(labels: Labels): void {
     for (const metric of this.#metrics()) metric.remove(labels);
   }
 

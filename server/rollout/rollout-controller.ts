@@ -52,6 +52,12 @@ export interface RolloutControllerOptions {
    */
   readonly startupGraceMs?: number;
   /**
+   * The fleet label of this server's device series (DEVICE_REPORT_LABELS: its signing key's id):
+   * the relative checks keep to it, and analyses get it as `{{args.fleet}}` ('' when unset, which
+   * in PromQL matches series without the label).
+   */
+  readonly fleetLabel?: string;
+  /**
    * After recover(): how often the controller lists the unfinished rollouts from the store and picks
    * up any it does not drive (one stored by a deposed leader's start whose insert committed after this
    * controller recovered). The first look comes after at most ADOPT_FIRST_MS. Default DEFAULT_ADOPT_EVERY_MS.
@@ -709,7 +715,9 @@ export class RolloutController {
         baselineVersions: baselineVersionsOf(state, devices),
         // Reports from before this rollout (an earlier rollout of the same version) are not its evidence.
         notBefore: new Date(state.createdAt),
+        ...(this.#o.fleetLabel === undefined ? {} : { fleet: this.#o.fleetLabel }),
         args: {
+          fleet: this.#o.fleetLabel ?? '',
           rollout: state.id,
           model: state.spec.model,
           candidateVersion: state.spec.candidateVersion,

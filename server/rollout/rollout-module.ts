@@ -1,6 +1,7 @@
 import type { Role } from '../../shared/protocol/payloads.ts';
 import type { DeviceReturn } from './rollout-state.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
+import { keyId } from '../../shared/artifact/signing-keys.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { parsePrometheusUrl } from '../metricproviders/prometheus-url.ts';
 import type { ServerContext } from '../app/server-context.ts';
@@ -70,8 +71,10 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   const repository = new NotifyingRolloutRepository(new StoreRolloutRepository(ctx.store.engine), feed);
   const models = new RegistryModelStatus(ctx.store);
   const metrics = new RolloutMetrics(ctx.metrics.registry);
+  const fleet = keyId(ctx.signingKey.publicKey);
   const providers = new MetricProviderResolver({
     builtin: new BuiltinProvider({
+      fleet,
       recorder: new RegistrySeriesRecorder(ctx.metrics.registry, {
         onLimit: (max) => log.warn({ maxSeries: max }, 'the builtin metric provider tracks no more server series: new ones come from the report history only, within each query window (use --prometheus-url for a fleet this size)'),
       }),
@@ -88,7 +91,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   const missed = new MissedDeviceEvents();
   const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges, fleetWaiting: () => readiness !== undefined && !readiness.ready,
     ...(deps.fleet.unsendable ? { unsendable: (model: string, version: string) => deps.fleet.unsendable!(model, version) } : {}),
-    preflight: (spec) => preflightQueries(spec, providers, { prometheusConfigured: ctx.config.prometheusUrl !== undefined }),
+    preflight: (spec) => preflightQueries(spec, providers, { prometheusConfigured: ctx.config.prometheusUrl !== undefined, fleet }),
   });
   const retention = evidenceRetention(new StoreRolloutRepository(ctx.store.engine), {
     days: ctx.config.reportRetentionDays,
@@ -114,7 +117,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
           // can take long (a broker outage: the fleet retries it); what needs the broker waits for it.
           const waiting = fleetHandlers ? new FleetReadiness() : undefined;
           readiness = waiting;
-          const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000 });
+          const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000, fleetLabel: fleet });
           controller = driving;
           try {
             const resumed = await driving.recover();

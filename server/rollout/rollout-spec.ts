@@ -36,7 +36,7 @@ import { printable } from './operator-text.ts';
  */
 
 /** Arguments every analysis gets from the rollout, on top of the templates' and the step's. */
-export const BUILTIN_ARGS = ['rollout', 'model', 'candidateVersion', 'cohort', 'cohortSize', 'step'] as const;
+export const BUILTIN_ARGS = ['rollout', 'model', 'candidateVersion', 'cohort', 'cohortSize', 'step', 'fleet'] as const;
 
 const Version = z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters');
 
@@ -331,7 +331,7 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
 }
 
 /** Stand-ins for the arguments the rollout sets, to parse a query before any rollout runs. */
-const BUILTIN_ARG_EXAMPLES: Readonly<Record<(typeof BUILTIN_ARGS)[number], string>> = { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1', step: '0' };
+const BUILTIN_ARG_EXAMPLES: Readonly<Record<(typeof BUILTIN_ARGS)[number], string>> = { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1', step: '0', fleet: 'f' };
 
 /**
  * The builtin provider's queries are checked here (builtinQueryProblem), with their arguments in
@@ -486,6 +486,8 @@ function rolloutArgNumberProblem(name: (typeof BUILTIN_ARGS)[number], known: Kno
       return "which the rollout sets to its id, not a number";
     case 'cohort':
       return "which the rollout sets to its devices' ids, not a number";
+    case 'fleet':
+      return "which the rollout sets to its fleet's label (the server's signing key id), not a number";
     case 'model':
     case 'candidateVersion': {
       const value = known[name];

@@ -44,9 +44,9 @@ interface ProbeBudget {
 
 /** The arguments the rollout sets differ per rollout: conditions are probed with a few of each. */
 const ROLLOUT_ARG_VARIANTS: readonly Readonly<Record<string, string>>[] = [
-  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1', step: '0' },
-  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '5', step: '2' },
-  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1000', step: '9' },
+  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1', step: '0', fleet: 'f' },
+  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '5', step: '2', fleet: 'f' },
+  { rollout: 'r', model: 'm', candidateVersion: 'v', cohort: 'd', cohortSize: '1000', step: '9', fleet: 'f' },
 ];
 
 function metricProblems(metric: AnalysisMetric, budget: ProbeBudget): string[] {

@@ -63,4 +63,10 @@ export const DEVICE_REPORT_METRICS = {
   reportTimestamp: 'fleetprune_device_report_timestamp_seconds',
 } as const;
 
-export const DEVICE_REPORT_LABELS = ['model', 'version', 'role', 'cohort', 'device'] as const;
+/**
+ * The labels of the per-device series. `fleet` is the id of the server's signing key (the same on
+ * every server of one fleet, sharing its database and data dir): fleets that share a Prometheus
+ * (staging and production, a rebuilt server) and reuse device ids and model names have their own
+ * series, and a rollout's analysis reads only its fleet's.
+ */
+export const DEVICE_REPORT_LABELS = ['model', 'version', 'role', 'cohort', 'device', 'fleet'] as const;

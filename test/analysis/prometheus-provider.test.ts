@@ -132,7 +132,7 @@ describe('prometheus provider against a real Prometheus', () => {
     const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }] } }] });
     const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
     // The rollout controller passes the model, the candidate version and the cohort as args.
-    const args = { model: 'wine', candidateVersion: '2', cohort: 'd1|d2|d3|d4' };
+    const args = { model: 'wine', candidateVersion: '2', cohort: 'd1|d2|d3|d4', fleet: '' };
     const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2', 'd3', 'd4'], args, now: () => new Date() };
     const viaPrometheus = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new BuiltinProvider({ history }), prometheus: new PrometheusProvider({ url }) }), context);
     // The builtin provider reads the server's own series (what heartbeats added) and report history, as the server wires it.

@@ -6,6 +6,13 @@ import { judgeRelative, relativeBound, relativeQueries, relativeTaskProblem, wit
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
+import { Registry } from 'prom-client';
+import { ReportMetricsExporter } from '../../server/metricproviders/report-metrics-exporter.ts';
+import { RegistrySeriesRecorder } from '../../server/metricproviders/builtin/registry-series-recorder.ts';
+import { evaluatePromql } from '../../server/metricproviders/builtin/promql-evaluator.ts';
+import { parsePromql } from '../../server/metricproviders/builtin/promql-parser.ts';
+import { InMemorySeriesSet } from '../../server/metricproviders/builtin/series-set.ts';
+import type { MetricProvider } from '../../server/metricproviders/metric-provider.ts';
 import { MetricProviderResolver } from '../../server/metricproviders/provider-resolver.ts';
 import type { DeviceReport } from '../../server/metricproviders/report-history.ts';
 import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
@@ -347,5 +354,50 @@ describe('what a relative check says when it cannot judge', () => {
     const some = () => ({ resultType: 'vector' as const, samples: [{ labels: { device: 'd1' }, value: 0.9 }] });
     const withSome = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: new ScriptedProvider([empty]), prometheus: new ScriptedProvider([some], 'prometheus') }), context);
     assert.doesNotMatch(withSome.message!, hint);
+  });
+});
+
+describe("a fleet's own series (its fleet label)", () => {
+  it('the queries keep to the fleet label when the server has one', () => {
+    const queries = relativeQueries(accuracy, { model: 'wine', candidateVersion: '2', devices: ['d1'], fleet: '0123abcd' });
+    assert.equal(queries.candidate, 'avg by (device) (avg_over_time(fleetprune_device_accuracy_ratio{model="wine",version="2",role="candidate",device=~"d1",fleet="0123abcd"}[5m]))');
+    assert.equal(queries.baseline, 'avg by (device) (avg_over_time(fleetprune_device_accuracy_ratio{model="wine",role="active",device=~"d1",fleet="0123abcd"}[5m]))');
+  });
+
+  it("another fleet's series for the same model and device ids (one Prometheus scraping two servers) are not this rollout's evidence", async () => {
+    const report = (device: string, role: 'active' | 'candidate', accuracy: number): DeviceReport => ({
+      model: 'wine', version: role === 'active' ? '1' : '2', role, cohort: 'pilot', deviceId: device, accuracy, latencyMs: { p50: 1, p95: 2, p99: 3 }, errors: 0, predictions: 60, ts: new Date(Date.now() - 5000),
+    });
+    // Two servers' exports, on the same device ids: ours a good candidate, theirs a far worse one.
+    const recorders = [['fleet-a', 0.95], ['fleet-b', 0.2]].map(([fleet, candidate]) => {
+      const registry = new Registry();
+      const exporter = new ReportMetricsExporter(registry, fleet as string);
+      for (const device of ['d1', 'd2', 'd3', 'd4']) {
+        exporter.observe(report(device, 'active', 0.95));
+        exporter.observe(report(device, 'candidate', candidate as number));
+      }
+      return new RegistrySeriesRecorder(registry);
+    });
+    // A Prometheus holding both servers' series.
+    const shared: MetricProvider = {
+      name: 'prometheus',
+      async query(query, context) {
+        const series = [];
+        for (const recorder of recorders) {
+          await recorder.scrape(context.now);
+          series.push(...recorder.series());
+        }
+        const value = evaluatePromql(parsePromql(query), new InMemorySeriesSet(series), context.now.getTime());
+        return { resultType: 'vector', samples: value.type === 'vector' ? value.samples : [] };
+      },
+    };
+    const spec = validateRolloutSpec({ model: 'wine', candidateVersion: '2', steps: [{ analysis: { metrics: [{ name: 'accuracy', relative: { metric: 'accuracy' } }] } }] });
+    const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
+    const context = { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2', 'd3', 'd4'], args: {}, now: () => new Date() };
+    const resolver = new MetricProviderResolver({ builtin: shared, prometheus: shared });
+    assert.equal((await takeMeasurement(metric, 0, resolver, { ...context, fleet: 'fleet-a' })).phase, 'Successful');
+    assert.equal((await takeMeasurement(metric, 0, resolver, { ...context, fleet: 'fleet-b' })).phase, 'Failed');
+    // Without the label, the two fleets' values were averaged per device: the other fleet's candidate failed ours.
+    assert.equal((await takeMeasurement(metric, 0, resolver, context)).phase, 'Failed');
   });
 });

@@ -36,7 +36,7 @@ it('the candidate-errors template gives a freshly assigned cohort time to report
     metrics,
     providers: new MetricProviderResolver({ builtin: provider }),
     scheduler,
-    context: { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2'], args: { model: 'wine', candidateVersion: '2', rollout: 'r', cohort: 'd1|d2', cohortSize: '2', step: '1' } },
+    context: { model: 'wine', candidateVersion: '2', devices: ['d1', 'd2'], args: { model: 'wine', candidateVersion: '2', rollout: 'r', cohort: 'd1|d2', cohortSize: '2', step: '1', fleet: '' } },
     onMeasurement: (measurement) => void seen.push(measurement),
     onComplete: (assessment) => void completed.push(assessment),
   });
@@ -59,7 +59,7 @@ describe('the candidate-errors template counts served and shadow-run rows only, 
     const now = new Date();
     return takeMeasurement(metric, 0, providers, {
       model: 'wine', candidateVersion: '2', devices, now: () => now,
-      args: { rollout: 'r', model: 'wine', candidateVersion: '2', cohort: promqlString(promqlAlternation(devices)), cohortSize: '2', step: '1' },
+      args: { rollout: 'r', model: 'wine', candidateVersion: '2', cohort: promqlString(promqlAlternation(devices)), cohortSize: '2', step: '1', fleet: '' },
     });
   }
   const benchmark = (exporter: ReportMetricsExporter, deviceId: string) =>

@@ -210,7 +210,7 @@ describe('rollout spec: invalid specs name the field', () => {
   it('rejects bad analysis metrics with the exact path', () => {
     const analysis = (metric: unknown) => withStep({ analysis: { metrics: [metric] } });
     assert.deepEqual(issues(analysis(queryMetric({ successCondition: 'resutl[0] > 1' }))), [
-      'steps[0].analysis.metrics[0].successCondition: unknown name "resutl" (known: args.candidateVersion, args.cohort, args.cohortSize, args.model, args.rollout, args.step, baseline, candidateVersion, cohort, cohortSize, model, result, rollout, step) at column 1',
+      'steps[0].analysis.metrics[0].successCondition: unknown name "resutl" (known: args.candidateVersion, args.cohort, args.cohortSize, args.fleet, args.model, args.rollout, args.step, baseline, candidateVersion, cohort, cohortSize, fleet, model, result, rollout, step) at column 1',
     ]);
     assert.deepEqual(issues(analysis(queryMetric({ failureCondition: 'result[0] >' }))), ['steps[0].analysis.metrics[0].failureCondition: expected a value, found end of expression at column 12']);
     assert.deepEqual(issues(analysis(queryMetric({ successCondition: 'result <= baseline' }))), ['steps[0].analysis.metrics[0].successCondition: uses "baseline" but the provider has no baselineQuery']);
@@ -230,7 +230,7 @@ describe('rollout spec: invalid specs name the field', () => {
       'steps[0].analysis.metrics[0].provider: must name exactly one provider (prometheus or builtin), found none',
     ]);
     assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: 'up{job="{{args.jbo}}"}' } } }))), [
-      'steps[0].analysis.metrics[0].provider.prometheus.query: unknown argument "{{args.jbo}}" (known: rollout, model, candidateVersion, cohort, cohortSize, step)',
+      'steps[0].analysis.metrics[0].provider.prometheus.query: unknown argument "{{args.jbo}}" (known: rollout, model, candidateVersion, cohort, cohortSize, step, fleet)',
     ]);
     assert.deepEqual(issues(analysis({ name: 'm', provider: { prometheus: { query: 'up' } } })), ['steps[0].analysis.metrics[0]: needs successCondition or failureCondition (or both)']);
     assert.deepEqual(issues(analysis({ name: 'm', successCondition: 'true' })), ['steps[0].analysis.metrics[0]: needs a provider (prometheus or builtin) or a relative check']);
@@ -340,7 +340,7 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.match(backtracking!, /provider\.builtin\.query: bad regular expression .* error parsing regexp: invalid escape sequence: `\\1`/);
     // An unknown argument is one issue, not also a parse error where it stands.
     assert.deepEqual(issues(builtin('up > {{args.limit}}')), [
-      'steps[0].analysis.metrics[0].provider.builtin.query: unknown argument "{{args.limit}}" (known: rollout, model, candidateVersion, cohort, cohortSize, step)',
+      'steps[0].analysis.metrics[0].provider.builtin.query: unknown argument "{{args.limit}}" (known: rollout, model, candidateVersion, cohort, cohortSize, step, fleet)',
     ]);
     // The rollout's own arguments are in place when the query is parsed.
     validateRolloutSpec(builtin('sum(up{device=~"{{args.cohort}}"}) / {{args.cohortSize}}'));

@@ -16,16 +16,20 @@ import { InMemorySeriesSet, seriesKey, type Series } from './series-set.ts';
 export interface BuiltinProviderOptions {
   readonly recorder?: RegistrySeriesRecorder;
   readonly history?: ReportHistory;
+  /** The fleet label the server's exporter gives its series (see DEVICE_REPORT_LABELS): history's series get it too. */
+  readonly fleet?: string;
 }
 
 export class BuiltinProvider implements MetricProvider {
   readonly name = 'builtin';
   readonly #recorder: RegistrySeriesRecorder | undefined;
   readonly #history: ReportHistory | undefined;
+  readonly #fleet: string | undefined;
 
   constructor(options: BuiltinProviderOptions) {
     this.#recorder = options.recorder;
     this.#history = options.history;
+    this.#fleet = options.fleet;
   }
 
   async query(query: string, context: QueryContext): Promise<QueryResult> {
@@ -75,7 +79,7 @@ export class BuiltinProvider implements MetricProvider {
       const recorded = new Set(series.map((entry) => seriesKey(entry.labels)));
       const reports = await this.#history.reports({ since: new Date(at - reachMs), until: new Date(at) });
       // A loop, not push(...): a fleet's worth of series (100k+) overflows the call stack as arguments.
-      for (const entry of reportSeries(reports)) if (!recorded.has(seriesKey(entry.labels))) series.push(entry);
+      for (const entry of reportSeries(reports, this.#fleet)) if (!recorded.has(seriesKey(entry.labels))) series.push(entry);
     }
     return { series, at };
   }

@@ -4,15 +4,15 @@ import { seriesKey, type Series, type SeriesPoint } from './series-set.ts';
 
 /**
  * Series synthesized from report history, with the names and labels the server exports for
- * Prometheus (DEVICE_REPORT_METRICS; labels model, version, role, cohort, device). Gauges get
+ * Prometheus (DEVICE_REPORT_METRICS; labels model, version, role, cohort, device, and fleet when given). Gauges get
  * one point per report. Counters accumulate the reports' counts over the fetched window (their
  * instant value), and each point keeps its report's count: increase() over a range is the sum of
  * the counts of the reports in it, whatever reports came before (see rangeFunction).
  */
-export function reportSeries(reports: readonly DeviceReport[]): Series[] {
+export function reportSeries(reports: readonly DeviceReport[], fleet?: string): Series[] {
   const series = new Map<string, { labels: Record<string, string>; points: SeriesPoint[] }>();
   const push = (name: string, report: DeviceReport, value: number, counter: boolean) => {
-    const labels = { __name__: name, model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId };
+    const labels = { __name__: name, model: report.model, version: report.version, role: report.role, cohort: report.cohort, device: report.deviceId, ...(fleet === undefined ? {} : { fleet }) };
     const key = seriesKey(labels);
     let entry = series.get(key);
     const t = report.ts.getTime();
