@@ -9,7 +9,7 @@ import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { blobNotFound, damagedBlobHandler, verifiedChunks } from '../artifacts/damaged-blob.ts';
 import { checkPush } from '../artifacts/push-check.ts';
-import { checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
+import { checkStoredModel, checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
 import { uploadBlob } from '../artifacts/upload-blob.ts';
 import { actorOf } from '../auth/principal.ts';
 import { RoleSchema } from '../auth/roles.ts';
@@ -80,6 +80,8 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         }),
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
           const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);
+          await registry.checkRegistrable(req.name, manifest);
+          await checkStoredModel(manifest, ctx.blobs);
           return versionMessage(await registry.register({ model: req.name, manifest, actor: actorOf(principal) }));
         }),
         CheckPush: models.unary('CheckPush', 'write', async (req: { name: string; manifest_json: string }) => {

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createPublicKey } from 'node:crypto';
+import { keyId } from '../../shared/artifact/signing-keys.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +50,8 @@ async function counters(server: ServerProcess): Promise<Record<string, string>> 
 }
 
 /** The built-in fleetprune-candidate-errors template, measured on the server's /metrics now. */
-async function candidateErrorsVerdict(server: ServerProcess): Promise<{ phase: string; value: number | undefined }> {
+/** `fleet`: the server's fleet label (its signing key's id), which the rollout gives the template as {{args.fleet}}. */
+async function candidateErrorsVerdict(server: ServerProcess, fleet: string): Promise<{ phase: string; value: number | undefined }> {
   const spec = validateRolloutSpec({ model: 'iris', candidateVersion: '2', steps: [{ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }] } }] });
   const metric = (spec.steps[0] as { metrics: readonly AnalysisMetric[] }).metrics[0]!;
   const provider: MetricProvider = {
@@ -58,7 +61,7 @@ async function candidateErrorsVerdict(server: ServerProcess): Promise<{ phase: s
       return value.type === 'scalar' ? { resultType: 'scalar', samples: [{ labels: {}, value: value.value }] } : { resultType: 'vector', samples: value.samples };
     },
   };
-  const args = { model: 'iris', candidateVersion: '2', cohort: DEVICE };
+  const args = { model: 'iris', candidateVersion: '2', cohort: DEVICE, fleet };
   const measurement = await takeMeasurement(metric, 0, new MetricProviderResolver({ builtin: provider }), { model: 'iris', candidateVersion: '2', devices: [DEVICE], args, now: () => new Date() });
   return { phase: measurement.phase, value: measurement.value?.[0] };
 }
@@ -74,6 +77,7 @@ test('a server killed and started again on the same data directory exports the s
   });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());
   const config = AgentConfigSchema.parse(await enrolled.json());
+  const fleet = keyId(createPublicKey(config.serverPublicKey));
   const connect = async (to: ServerProcess): Promise<MqttClient> => {
     const port = /\bmqtt=(\d+)/.exec(to.line)![1];
     const client = await connectClient(`mqtt://127.0.0.1:${port}`, { clientId: DEVICE, username: config.broker.username, password: config.broker.password });
@@ -97,19 +101,19 @@ test('a server killed and started again on the same data directory exports the s
   let device = await connect(server);
   await send(device, heartbeat(10, 99, 1, 90, 10), { active: '100/1', candidate: '100/10' }, 'the first heartbeat counts whole');
   await send(device, heartbeat(20, 198, 2, 180, 20), { active: '200/2', candidate: '200/20' }, 'the second adds its difference');
-  assert.deepEqual(await candidateErrorsVerdict(server), { phase: 'Failed', value: 0.1 }, '20 shadow errors in 200 rows');
+  assert.deepEqual(await candidateErrorsVerdict(server, fleet), { phase: 'Failed', value: 0.1 }, '20 shadow errors in 200 rows');
 
   await killHard(server);
   await device.endAsync(true);
   server = await spawnServer(t, dataDir);
   assert.deepEqual(await counters(server), { active: '200/2', candidate: '200/20' }, 'the restarted server exports the totals it had');
-  assert.deepEqual(await candidateErrorsVerdict(server), { phase: 'Failed', value: 0.1 });
+  assert.deepEqual(await candidateErrorsVerdict(server, fleet), { phase: 'Failed', value: 0.1 });
 
   device = await connect(server);
   // While the server was down the device served 100 more rows on each side, without errors: counted once, from the last stored heartbeat.
   const afterRestart = heartbeat(60, 298, 2, 280, 20);
   await send(device, afterRestart, { active: '300/2', candidate: '300/20' }, 'the first heartbeat after the restart');
-  const verdict = await candidateErrorsVerdict(server);
+  const verdict = await candidateErrorsVerdict(server, fleet);
   assert.equal(verdict.phase, 'Failed', 'the shadow errors before the restart still count');
   assert.ok(Math.abs(verdict.value! - 20 / 300) < 1e-12, `value ${verdict.value}`);
   // The same heartbeat again (a redelivery) adds nothing; an agent restart (uptime and counters from 0) adds all it counted since.

@@ -108,10 +108,11 @@ for (const engine of STORE_ENGINES) {
         return true;
       });
       assert.equal(await storeSnapshot(server), before, 'the store changed');
-      // Fewer features of the same names fit, and register.
+      // Fewer features of the same names fit: the check lets them through (the fixture's model.onnx,
+      // a 7-feature classifier, is then refused at registration as every device would refuse it).
       const fits = manyFeatures(artifact.manifest, 5_000, signer);
       assert.ok(Buffer.byteLength(JSON.stringify(fits)) < MAX_MANIFEST_BYTES);
-      assert.equal((await pushArtifact(server, 'big', artifact.dir, fits)).status, 201);
+      assert.equal((await server.request('POST', '/api/models/big/versions/check', { json: { manifest: fits } })).status, 200);
     });
 
     test('a version of another task than the model\'s latest: check, push and gRPC refuse it naming both tasks; nothing is stored', async (t) => {
@@ -137,8 +138,13 @@ for (const engine of STORE_ENGINES) {
         });
       }
       assert.equal(await storeSnapshot(server), before, 'the store changed');
-      // Under another name it registers.
-      assert.equal((await pushArtifact(server, 'iris-mpg', artifact.dir, regressor(artifact.manifest, 'iris-mpg', artifact.manifest.features, signer))).status, 201);
+      // Under another name the check lets it through (registering it would refuse the fixture's
+      // model.onnx, a classifier: every device would refuse it as a regressor).
+      const renamed = regressor(artifact.manifest, 'iris-mpg', artifact.manifest.features, signer);
+      assert.equal((await server.request('POST', '/api/models/iris-mpg/versions/check', { json: { manifest: renamed } })).status, 200);
+      const registered = await pushArtifact(server, 'iris-mpg', artifact.dir, renamed);
+      assert.equal(registered.status, 400);
+      assert.match(((await registered.json()) as { error: { message: string } }).error.message, /^manifest\.files\.model\.onnx: model\.onnx gives "output" 3 values per row, but the manifest's regression task needs 1: every device would refuse it$/);
     });
 
     test('an artifact an older server registered under another model too: pushing it again to its own model is refused as registered, by check and push alike', async (t) => {

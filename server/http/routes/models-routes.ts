@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { checkPush } from '../../artifacts/push-check.ts';
-import { checkUploadedArtifact } from '../../artifacts/uploaded-artifact.ts';
+import { checkStoredModel, checkUploadedArtifact } from '../../artifacts/uploaded-artifact.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { AliasSchema, ModelNameSchema, VersionNameSchema, VersionRefSchema } from '../../registry/names.ts';
@@ -119,6 +119,8 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       responses: { 201: { description: 'the registered version', schema: VersionSchema } },
       handle: async ({ params, body, principal }) => {
         const manifest = await checkUploadedArtifact(body.manifest, ctx.blobs, ctx.trustedKeys);
+        await registry.checkRegistrable(params.name, manifest);
+        await checkStoredModel(manifest, ctx.blobs);
         const version = await registry.register({ model: params.name, manifest, actor: actorOf(principal!) });
         return { status: 201, json: versionView(version) };
       },
