@@ -43,4 +43,7 @@ test('the rollout detail names the devices not there yet (refused, unreachable, 
   assert.deepEqual(rows, ['press-&#60;7&#62; | unreachable | baseline | offline', 'press-2 | retrying | baseline | it has yet to take back wine@3']);
   assert.match(html, /The first 2 of 39;/);
   assert.doesNotMatch(renderRolloutDetail(detailFixture({ deviceStates: [deviceStates[2]], devices: { ...devices, retrying: 0, unreachable: 0 } })), /Devices not there yet/, 'nothing to show when every device listed is delivered');
+  // Devices the rollout has sent nothing (not in its cohort yet, or on their baseline already) are where they should be.
+  const idle = [{ id: 'press-9', desired: 'baseline', delivery: 'idle', attempts: 0, baseline: '3', reason: null, outside: false }];
+  assert.doesNotMatch(renderRolloutDetail(detailFixture({ deviceStates: idle, devices: { ...devices, retrying: 0, unreachable: 0 } })), /Devices not there yet/, 'idle devices are not listed');
 });

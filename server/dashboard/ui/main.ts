@@ -519,8 +519,18 @@ $('rollouts').addEventListener('click', (event) => {
   selected = row.dataset.rollout;
   // Each selection is a history entry and a link: back and forward step through them, and the address can be shared.
   if (selected && linkedRollout() !== selected) history.pushState(null, '', `#${new URLSearchParams({ rollout: selected })}`);
-  void refreshAll();
+  void refreshAll().then(revealDetail);
 });
+
+/**
+ * Brings the selected rollout's detail into view when it is off screen: below a page of 100 rows
+ * (or a narrow window's tall rows) a click changed nothing the user could see.
+ */
+function revealDetail(): void {
+  const detail = $('rollout-detail');
+  const top = detail.getBoundingClientRect().top;
+  if (top < 0 || top > window.innerHeight * 0.75) detail.scrollIntoView({ block: 'start' });
+}
 
 window.addEventListener('popstate', () => {
   selected = linkedRollout();
@@ -558,8 +568,17 @@ $('rollout-detail').addEventListener('click', async (event) => {
   // a refresh that finds the same would keep this button off (a Roll back that can no longer be retried).
   shownKey = undefined;
   await refreshAll();
-  // Disabled while it was focused, the button lost the keyboard focus: back on it (as drawn now), unless the user moved on.
-  if (document.activeElement === document.body) document.querySelector<HTMLElement>(`#rollout-detail button[data-action="${CSS.escape(button.dataset.action!)}"]:enabled`)?.focus();
+  // Disabled while it was focused, the button lost the keyboard focus: back on it (as drawn now), unless the user moved on;
+  // else on the button that took its place (Resume became Pause), else on the rollout's title, not the top of the page.
+  if (document.activeElement === document.body) {
+    const done = button.dataset.action!;
+    const replacement = ({ resume: 'pause', pause: 'resume' } as Record<string, string>)[done];
+    const next = [done, replacement]
+      .filter((name): name is string => name !== undefined)
+      .map((name) => document.querySelector<HTMLElement>(`#rollout-detail button[data-action="${CSS.escape(name)}"]:enabled`))
+      .find((found) => found !== null);
+    (next ?? document.querySelector<HTMLElement>('#rollout-title'))?.focus();
+  }
 });
 
 // Signing out forgets the saved token (a shared or lent machine): nothing is shown, followed or

@@ -44,7 +44,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     (d) =>
       `<tr><td class="muted" title="${esc(utc(d.at))}">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td class="reason">${userText(d.message)}${decisionBy(d) ? ` <span class="muted">by ${userText(d.by!)}</span>` : ''}</td></tr>`,
   );
-  return `<h3>${esc(r.id)}: ${userText(r.model)}@${userText(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
+  return `<h3 id="rollout-title" tabindex="-1">${esc(r.id)}: ${userText(r.model)}@${userText(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
     ${r.pause && r.phase === 'Paused' ? `<p class="muted">Paused (${userText(r.pause.reason)}): ${userText(r.pause.message)}</p>` : ''}
     ${r.outcome ? `<p>Outcome: <strong>${esc(r.outcome.status)}</strong>: ${userText(r.outcome.reason)}</p>` : ''}
@@ -66,9 +66,13 @@ export function renderRolloutDetail(r: RolloutDetail): string {
 /** Device states the dashboard asks for (?devices=): the server lists those that need a look first. */
 export const ATTENTION_DEVICES = 20;
 
+const NEEDING_A_LOOK = new Set(['pending', 'retrying', 'unreachable', 'refused']);
+
 /** The devices that need a look (refused, unreachable, retrying, pending), by name, with why: the counts alone do not say which. */
 function attentionTable(r: RolloutDetail): string {
-  const states = (r.deviceStates ?? []).filter((device) => device.delivery !== 'delivered');
+  // Not `idle`: a device the rollout has not sent anything yet (not in its cohort so far), or one
+  // it never needed to (already on its baseline), is where it should be, not "not there yet".
+  const states = (r.deviceStates ?? []).filter((device) => NEEDING_A_LOOK.has(device.delivery));
   if (states.length === 0) return '';
   const needing = r.devices.pending + r.devices.retrying + r.devices.unreachable + r.devices.refused;
   const rows = states.map((device) => `<tr><td class="device-id">${userText(device.id)}</td><td><span class="badge${device.delivery === 'refused' || device.delivery === 'unreachable' ? ' bad' : ''}">${esc(device.delivery)}</span></td><td>${esc(device.desired)}</td><td class="reason">${device.reason ? userText(device.reason) : ''}</td></tr>`);
@@ -176,8 +180,11 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
       return { path: action, name: 'Abort', pending: 'Aborting', confirm: `Abort ${plain(r.id)}?` };
     case 'rollback': {
       // Promoted: the rollback also restores the previous production and takes back the devices given the candidate outside the rollout.
-      const question =
-        r.phase === 'Completed' && r.previousProduction
+      // Finished already (rolled back, failed, aborted): a rollback again only sends the baseline to the devices not back on it.
+      const again = ['RolledBack', 'Failed', 'Aborted'].includes(r.phase);
+      const question = again
+        ? `${plain(r.id)} is ${plain(r.phase)} already. Send the baseline again to the ${r.notBackOnBaseline} device${r.notBackOnBaseline === 1 ? '' : 's'} not back on it yet?`
+        : r.phase === 'Completed' && r.previousProduction
           ? `Roll back every device of ${plain(r.id)} to its baseline, make ${plain(r.model)}@${plain(r.previousProduction)} production again, and send it to every other device running ${plain(r.model)}@${plain(r.candidateVersion)}?`
           : `Roll back every device of ${plain(r.id)} to its baseline?`;
       // A version it restores that a rollout failed or rolled back (its start warned so): said before the click, never a refusal.
