@@ -188,7 +188,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       fleet: testFleet?.fleet ?? fleet.fleetPort,
       reports: testFleet?.reports ?? fleet.reportHistory,
       leadership,
-      ...(fleet.leadershipHandlers ? { beforeRollouts: fleet.leadershipHandlers } : {}),
+      ...(fleet.leadershipHandlers ? { beforeRollouts: fleet.leadershipHandlers, brokerConnected: fleet.brokerConnected } : {}),
       ...(options.reportSweepMs !== undefined ? { retentionSweepMs: options.reportSweepMs } : {}),
     });
     deviceOnline = (deviceId, cause) => {

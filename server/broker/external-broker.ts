@@ -1,3 +1,4 @@
+import { ServiceError } from '../app/service-error.ts';
 import type { QoS } from '../../shared/protocol/topics.ts';
 import { createRequire } from 'node:module';
 import { connect as tcpConnect } from 'node:net';
@@ -202,6 +203,12 @@ export class ExternalBroker implements Broker {
       // store's current one, which the reconnect publishes again anyway.
       this.#options.logger.warn({ topic }, 'the external broker is not connected; the retained message goes out when it is back');
       return;
+    }
+    if (!options.retain && options.qos > 0 && !client.connected && this.#options.onReconnect) {
+      // A fleet command (not retained): mqtt.js would hold it, and every send queued behind it (an
+      // operator's assignment included), until the broker is back. Refused at once: its sender
+      // retries (a rollout's commands wait for the connection, and count no attempt meanwhile).
+      throw new ServiceError('unavailable', 'the external broker is not connected, so the message was not sent; it is retried once the connection is back');
     }
     const published = client.publishAsync(topic, payload, { qos: options.qos, retain: options.retain });
     if (!options.retain || !this.#options.onReconnect || options.qos === 0) {

@@ -48,6 +48,8 @@ export interface Fleet {
    * when elected, before the controller starts; disconnect when deposed). Undefined otherwise.
    */
   leadershipHandlers?: LeadershipHandlers;
+  /** Whether the server's broker connection is up now (the embedded broker: always). */
+  brokerConnected: () => boolean;
 }
 
 export interface FleetHooks {
@@ -255,7 +257,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
         },
       }
     : undefined;
-  return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet), ...(leadershipHandlers ? { leadershipHandlers } : {}) };
+  return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet), brokerConnected: connected, ...(leadershipHandlers ? { leadershipHandlers } : {}) };
 }
 
 /**

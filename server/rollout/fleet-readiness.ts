@@ -11,11 +11,25 @@ import type { AssignCommand, DeliveryResult, FleetPort, RevertCommand } from './
 export class FleetReadiness {
   #ready = false;
   #closed = false;
+  #closeReason: Error | undefined;
+  /** Whether the broker connection is up now (mid-run: it may drop after it was made). */
+  readonly #connected: () => boolean;
+  readonly #onWaiting: () => void;
+  #waiting = false;
   readonly #opened: Promise<void>;
   #open!: () => void;
   #fail!: (error: Error) => void;
 
-  constructor() {
+  /**
+   * `connected`: whether the broker connection is up now. Once it has been made it may drop (a
+   * broker restarted or stopped): the commands wait again until it is back, rather than go out to
+   * nobody and count as delivery attempts the devices never saw (after a few, every device would
+   * count as unreachable, and a promotion would stand on no device's answer). `onWaiting` is told
+   * once per outage.
+   */
+  constructor(connected: () => boolean = () => true, onWaiting: () => void = () => {}) {
+    this.#connected = connected;
+    this.#onWaiting = onWaiting;
     this.#opened = new Promise<void>((resolve, reject) => {
       this.#open = resolve;
       this.#fail = reject;
@@ -37,9 +51,23 @@ export class FleetReadiness {
 
   /** Deposed (or the takeover failed) before the connection was made: the waiting commands fail, sending nothing. */
   close(reason: Error): void {
-    if (this.#ready || this.#closed) return;
+    if (this.#closed) return;
     this.#closed = true;
-    this.#fail(reason);
+    this.#closeReason = reason;
+    if (!this.#ready) this.#fail(reason);
+  }
+
+  /** Until the broker connection is made, and is up now; rejects once closed (deposed, stopping) meanwhile. */
+  async #untilConnected(): Promise<void> {
+    await this.#opened;
+    if (this.#connected()) return;
+    if (!this.#waiting) this.#onWaiting();
+    this.#waiting = true;
+    while (!this.#connected()) {
+      if (this.#closed) throw this.#closeReason ?? new Error('closed');
+      await new Promise((resolve) => setTimeout(resolve, CONNECTED_POLL_MS));
+    }
+    this.#waiting = false;
   }
 
   /** `port`, with assign and revert waiting until the fleet is ready (reads go through at once: they use the store). */
@@ -47,11 +75,11 @@ export class FleetReadiness {
     const wrapped: FleetPort = {
       listDevices: (model) => port.listDevices(model),
       assign: async (command: AssignCommand): Promise<readonly DeliveryResult[]> => {
-        await this.#opened;
+        await this.#untilConnected();
         return port.assign(command);
       },
       revert: async (command: RevertCommand): Promise<readonly DeliveryResult[]> => {
-        await this.#opened;
+        await this.#untilConnected();
         return port.revert(command);
       },
     };
@@ -62,6 +90,9 @@ export class FleetReadiness {
     return wrapped;
   }
 }
+
+/** How often a command waiting for a dropped broker connection looks whether it is back. */
+const CONNECTED_POLL_MS = 500;
 
 /** What a leader's decision log says about a command it decided while its devices cannot be reached yet. */
 export function fleetWaitingNote(command: 'resume' | 'promote' | 'abort' | 'rollback' | 'start'): string {

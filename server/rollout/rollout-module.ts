@@ -41,6 +41,8 @@ export interface RolloutModuleDeps {
    * controller stopped.
    */
   readonly beforeRollouts?: LeadershipHandlers;
+  /** With beforeRollouts: whether the broker connection is up now (a dropped one holds the device commands again). */
+  readonly brokerConnected?: () => boolean;
   /** How often old per-device evidence is trimmed (--report-retention-days; default hourly; tests shorten it). */
   readonly retentionSweepMs?: number;
 }
@@ -115,7 +117,9 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
           // With an external broker the store is enough to decide: the controller takes the rollouts
           // over (and operator commands, a rollback above all) before the broker connection, which
           // can take long (a broker outage: the fleet retries it); what needs the broker waits for it.
-          const waiting = fleetHandlers ? new FleetReadiness() : undefined;
+          const waiting = fleetHandlers
+            ? new FleetReadiness(deps.brokerConnected, () => log.warn('the broker connection is down: the rollouts\' device commands wait for it (nothing is sent, and no delivery attempt counts, until it is back)'))
+            : undefined;
           readiness = waiting;
           const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000, fleetLabel: fleet });
           controller = driving;

@@ -63,6 +63,15 @@ test('external broker: an assignment made while Mosquitto is down does not wait 
     new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting for the broker')),
   ]);
   assert.equal(sent, 'resolved');
+  // A fleet command (not retained) is refused at once, not held (with every send behind it) until the broker is back.
+  const command = await Promise.race([
+    broker.publish('fleetprune/v1/commands', Buffer.from('{}'), { qos: 1, retain: false }).then(
+      () => 'resolved',
+      (error: Error) => error.message,
+    ),
+    new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting for the broker')),
+  ]);
+  assert.equal(command, 'the external broker is not connected, so the message was not sent; it is retried once the connection is back');
   await mosquitto.start();
 
   // The device connects again and still gets its assignment (retained, or live once the server is back).

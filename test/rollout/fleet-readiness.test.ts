@@ -84,3 +84,37 @@ test('a leader deposed before its broker connection was made: the commands that 
   assert.equal(readiness.ready, false, 'a closed readiness is never ready');
   assert.deepEqual(fleet.calls, [], 'nothing was sent');
 });
+
+test('a broker connection that drops after it was made holds the device commands again until it is back, said once; closed meanwhile, they fail sending nothing', async () => {
+  let connected = true;
+  let waits = 0;
+  const readiness = new FleetReadiness(() => connected, () => waits++);
+  const sent: string[] = [];
+  const port: FleetPort = {
+    listDevices: async () => [],
+    assign: async (command) => (sent.push(`assign ${command.deviceIds.join(',')}`), command.deviceIds.map((deviceId) => ({ deviceId, outcome: 'delivered' as const }))),
+    revert: async (command) => (sent.push(`revert ${command.devices.map((d) => d.deviceId).join(',')}`), []),
+  };
+  const wrapped = readiness.wrap(port);
+  readiness.open();
+  const command = (id: string) => ({ commandId: id, deviceIds: ['d1'], model: 'm', version: '2', role: 'candidate' as const });
+  await wrapped.assign(command('a1'));
+  assert.deepEqual(sent, ['assign d1']);
+
+  connected = false; // the broker restarts
+  let done = false;
+  const held = wrapped.assign(command('a2')).then(() => (done = true));
+  const second = wrapped.assign(command('a3'));
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  assert.deepEqual([sent, done, waits], [['assign d1'], false, 1], 'nothing sent while the connection is down; said once');
+  connected = true;
+  await held;
+  await second;
+  assert.deepEqual(sent, ['assign d1', 'assign d1', 'assign d1']);
+
+  connected = false;
+  const failing = wrapped.assign(command('a4'));
+  readiness.close(new Error('deposed'));
+  await assert.rejects(failing, /deposed/);
+  assert.equal(sent.length, 3, 'closed while waiting: nothing sent');
+});
