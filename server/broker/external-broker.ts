@@ -16,6 +16,8 @@ import { UserError, errorMessage } from '../../shared/util/errors.ts';
 const TRAILING_RELOAD_MS = 1000;
 /** How long a retained publish waits for the broker's acknowledgement before the caller goes on (see publish). */
 export const RETAINED_ACK_WAIT_MS = 5_000;
+/** How long the broker has to answer a connection with its CONNACK. */
+const CONNECT_TIMEOUT_MS = 10_000;
 /** The longest wait between two attempts to rewrite Mosquitto's files that keep failing. */
 const MAX_REWRITE_RETRY_MS = 30_000;
 
@@ -97,7 +99,7 @@ export class ExternalBroker implements Broker {
       username: this.#options.server.username,
       password: this.#options.server.password,
       reconnectPeriod: 1000,
-      connectTimeout: 10_000,
+      connectTimeout: CONNECT_TIMEOUT_MS,
       resubscribe: true,
     });
     client.handleMessage = (packet, callback) => {
@@ -125,12 +127,20 @@ export class ExternalBroker implements Broker {
     await new Promise<void>((resolve, reject) => {
       const onError = (error: Error) => {
         cleanup();
-        const message = `cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}`;
+        // mqtt.js's packet parser on what another protocol answers (an HTTP server: "Invalid header flag bits …").
+        const notMqtt = typeof (error as { code?: unknown }).code !== 'number' && /^Invalid |^Unknown |packet/i.test(error.message) ? ' (what answers there does not speak MQTT: is it the broker\'s port?)' : '';
+        const message = `cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}${notMqtt}`;
         reject(REFUSING_CONNACK_CODES.has((error as { code?: unknown }).code as number) ? new BrokerRefusedConnection(message) : new Error(message));
       };
       const onConnect = () => {
         cleanup();
         resolve();
+      };
+      // Closed with no error and no CONNACK (a database's port drops what it cannot read): mqtt.js
+      // would reconnect to it silently for ever, and the start would wait with it.
+      const onClose = () => {
+        cleanup();
+        reject(new Error(`cannot connect to the MQTT broker at ${this.#options.url}: it closed the connection without answering the MQTT CONNECT (is it an MQTT broker, and this its port?)`));
       };
       // stop() while still connecting (a broker that does not answer): give up rather than wait for ever.
       const onEnd = () => {
@@ -141,7 +151,9 @@ export class ExternalBroker implements Broker {
         client.off('connect', onConnect);
         client.off('error', onError);
         client.off('end', onEnd);
+        client.off('close', onClose);
       };
+      client.once('close', onClose);
       client.once('connect', onConnect);
       client.once('error', onError);
       client.once('end', onEnd);

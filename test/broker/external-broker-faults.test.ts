@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
 import { ExternalBroker } from '../../server/broker/external-broker.ts';
@@ -163,4 +165,24 @@ test('external broker: a --mosquitto-dir the server cannot write fails the start
   const error = await broker.start().then(() => undefined, (caught: unknown) => caught);
   assert.ok(error instanceof UserError, `a UserError (the server prints it as is, not as an --mqtt-url problem): ${String(error)}`);
   assert.match(error.message, /^cannot write Mosquitto's password and ACL files into \/dev\/null\/auth \(ENOTDIR/);
+});
+
+test('external broker: --mqtt-url at a port that is not MQTT fails the connection saying so, rather than retrying it silently for ever (one that drops the connection) or with a parser error alone (an HTTP server)', async (t) => {
+  const dropping = createServer((socket) => socket.destroy());
+  const web = createHttpServer((_request, response) => response.end('not mqtt'));
+  for (const server of [dropping, web]) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.after(() => new Promise((resolve) => server.close(resolve)));
+  }
+  const attempt = async (port: number) => {
+    const broker = new ExternalBroker({ url: `mqtt://127.0.0.1:${port}`, server: { username: DEFAULT_SERVER_USERNAME, password: 'x' }, credentials: new InMemoryCredentialStore(), logger: testLogger });
+    try {
+      return await Promise.race([broker.start().then(() => 'connected', (error: Error) => error.message), new Promise((resolve) => setTimeout(resolve, 8000, 'still trying'))]);
+    } finally {
+      await broker.stop();
+    }
+  };
+  const portOf = (server: { address(): unknown }) => (server.address() as { port: number }).port;
+  assert.equal(await attempt(portOf(dropping)), `cannot connect to the MQTT broker at mqtt://127.0.0.1:${portOf(dropping)}: it closed the connection without answering the MQTT CONNECT (is it an MQTT broker, and this its port?)`);
+  assert.match(String(await attempt(portOf(web))), /: what answers there does not speak MQTT: is it the broker's port\?\)$|\(what answers there does not speak MQTT: is it the broker's port\?\)$/);
 });
