@@ -134,7 +134,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined;
   const leaderGate = leaderOnly ? new LeaderOnlyFleetGate(leadership) : undefined; // only the leader connects
   const gate: FleetGate = leaderGate ?? OPEN_FLEET_GATE;
-  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, brokerConnected: () => (gate.active ? connected() : null), onRevoked: (id, tokenId) => {
+  const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, brokerConnected: () => (leads() ? connected() : null), onRevoked: (id, tokenId) => {
     exporter.forgetDevice(id);
     ctx.tokens.revocations.revoked(tokenId); // its downloads under way stop too
   } });
@@ -147,6 +147,12 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   });
   let reconcile: NodeJS.Timeout | undefined;
   let leading = false;
+  /**
+   * Whether this server holds the broker side: the leader (with an external broker under a
+   * leadership), connected to its broker yet or not; always, otherwise. A leader still connecting
+   * (its broker down at start) is no standby: what it says of the devices is the broker's absence.
+   */
+  const leads = () => !leaderGate || leading;
   let stopped = false;
   /** Ends the wait before a takeover's next broker connection attempt (the server is stopping). */
   let wakeTakeover: (() => void) | undefined;
@@ -187,7 +193,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       reconcile = setTimeout(reconcileExports, options.exportReconcileMs ?? EXPORT_RECONCILE_MS).unref();
       ctx.metrics.storeGauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
       ctx.metrics.storeGauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
-      ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby)', () => (gate.active ? 1 : 0));
+      ctx.metrics.gauge(PROTOCOL_METRICS.brokerActive, 'Whether this server holds the broker side of the fleet (0: a standby); a leader still connecting to its broker holds it too (fleetprune_fleet_broker_connected says whether it is connected)', () => (leads() ? 1 : 0));
       // The leadership alone does not say the broker is reachable: a leader keeps it while its broker is down.
       ctx.metrics.gauge(PROTOCOL_METRICS.brokerConnected, 'Whether this server\'s connection to the broker is up (the embedded broker: 1; 0 on a standby, which does not connect)', () => (connected() ? 1 : 0));
       ctx.metrics.gauge(

@@ -43,3 +43,17 @@ test('fleetprune_fleet_broker_connected is 1 with the embedded broker', async (t
   assert.equal(await metric(server, PROTOCOL_METRICS.brokerActive), 1);
   assert.equal(await metric(server, PROTOCOL_METRICS.brokerConnected), 1);
 });
+
+test('a server started while its external broker is down holds the broker side (broker_active 1) and says it is not connected, in /metrics and the devices list, rather than as a standby would (connected: null)', async (t) => {
+  const binary = mosquittoBinary();
+  if (!binary) return engineMissing(t, 'mosquitto', 'the mosquitto binary is not on PATH');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-broker-down-at-start-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(binary, dir);
+  await mosquitto.stop({ keepFiles: true });
+  const server = (await startTestServer(t, { config: { mqttUrl: mosquitto.url, mqttPassword: password, mosquittoDir: mosquitto.authDir, mosquittoPidFile: pidFile } }))!;
+  await waitFor(async () => (await metric(server, PROTOCOL_METRICS.brokerActive)) === 1, 15_000, 'the leader to hold the broker side while it connects');
+  assert.equal(await metric(server, PROTOCOL_METRICS.brokerConnected), 0);
+  const devices = (await (await server.request('GET', '/api/devices')).json()) as { broker?: { connected: boolean | null } };
+  assert.equal(devices.broker?.connected, false, 'not connected, not "a standby"');
+});
