@@ -129,8 +129,15 @@ export class ExternalBroker implements Broker {
         cleanup();
         // mqtt.js's packet parser on what another protocol answers (an HTTP server: "Invalid header flag bits …").
         const notMqtt = typeof (error as { code?: unknown }).code !== 'number' && /^Invalid |^Unknown |packet/i.test(error.message) ? ' (what answers there does not speak MQTT: is it the broker\'s port?)' : '';
-        const message = `cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}${notMqtt}`;
-        reject(REFUSING_CONNACK_CODES.has((error as { code?: unknown }).code as number) ? new BrokerRefusedConnection(message) : new Error(message));
+        const refused = REFUSING_CONNACK_CODES.has((error as { code?: unknown }).code as number);
+        // Refused as the server identity: its password is FLEETPRUNE_MQTT_PASSWORD's (or --mosquitto-dir's file's).
+        const identity = !refused
+          ? ''
+          : this.#options.mosquittoAuth
+            ? ` (the broker refused the server identity ${this.#options.server.username}: has Mosquitto read the password file the server wrote in ${this.#options.mosquittoAuth.dir}? it needs a reload)`
+            : ` (the broker refused the server identity ${this.#options.server.username}: FLEETPRUNE_MQTT_PASSWORD must be its password in the broker's password file, or give --mosquitto-dir to have the server write that file)`;
+        const message = `cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}${notMqtt}${identity}`;
+        reject(refused ? new BrokerRefusedConnection(message) : new Error(message));
       };
       const onConnect = () => {
         cleanup();

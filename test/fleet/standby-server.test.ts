@@ -231,7 +231,7 @@ test('external broker + SQLite: a broker that refuses FLEETPRUNE_MQTT_PASSWORD f
   const started = Date.now();
   await assert.rejects(
     startServer(config, { log: createLogger('broker-refuses-test', 'silent') }),
-    (error: unknown) => error instanceof UserError && /^--mqtt-url: cannot connect to the MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+: Connection refused: (Not authorized|Bad username or password)$/.test(error.message),
+    (error: unknown) => error instanceof UserError && /^--mqtt-url: cannot connect to the MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+: Connection refused: (Not authorized|Bad username or password) \(the broker refused the server identity fleetprune-server: FLEETPRUNE_MQTT_PASSWORD must be its password in the broker's password file, or give --mosquitto-dir to have the server write that file\)$/.test(error.message),
   );
   assert.ok(Date.now() - started < 10_000, `failed after ${Date.now() - started} ms, not after the start wait`);
 });
