@@ -22,6 +22,8 @@ const QueryProviderSchema = z.strictObject({
   /** PromQL whose value is the number of samples behind the result, checked against minSamples. */
   samplesQuery: z.string().trim().min(1, 'must not be empty').optional(),
   timeout: DurationSchema.optional(),
+  /** Argo Rollouts' Prometheus provider takes its address here; fleetprune's is the server's (--prometheus-url). */
+  address: z.never({ error: "is not part of a spec: the server's --prometheus-url (or FLEETPRUNE_PROMETHEUS_URL) says where Prometheus is" }).optional(),
 });
 export type QueryProviderInput = z.infer<typeof QueryProviderSchema>;
 

@@ -213,6 +213,10 @@ describe('rollout spec: invalid specs name the field', () => {
       'steps[0].analysis.metrics[0].successCondition: unknown name "resutl" (known: args.candidateVersion, args.cohort, args.cohortSize, args.fleet, args.model, args.rollout, args.step, baseline, candidateVersion, cohort, cohortSize, fleet, model, result, rollout, step) at column 1',
     ]);
     assert.deepEqual(issues(analysis(queryMetric({ failureCondition: 'result[0] >' }))), ['steps[0].analysis.metrics[0].failureCondition: expected a value, found end of expression at column 12']);
+    // Argo Rollouts' Prometheus provider takes its address in the spec; fleetprune's server has it.
+    assert.deepEqual(issues(analysis({ name: 'acc', successCondition: 'result[0] >= 0.9', provider: { prometheus: { address: 'http://prometheus:9090', query: 'avg(x)' } } })), [
+      "steps[0].analysis.metrics[0].provider.prometheus.address: is not part of a spec: the server's --prometheus-url (or FLEETPRUNE_PROMETHEUS_URL) says where Prometheus is",
+    ]);
     assert.deepEqual(issues(analysis(queryMetric({ successCondition: 'result <= baseline' }))), ['steps[0].analysis.metrics[0].successCondition: uses "baseline" but the provider has no baselineQuery']);
     assert.deepEqual(issues(analysis(queryMetric({ count: 3 }))), ['steps[0].analysis.metrics[0].interval: is required when count is more than 1 (count is 3)']);
     assert.deepEqual(issues(analysis(queryMetric({ interval: '500ms' }))), ['steps[0].analysis.metrics[0].interval: must be at least 1s']);
