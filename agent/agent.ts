@@ -413,13 +413,15 @@ export class Agent {
 
   /**
    * Every model in the slots signed by another key than the config's serverPublicKey, and none by
-   * it: the config names another server's key (a copy from another device, an edit), far more likely
+   * it (nor vouched for by it: a model of a --trusted-key signer carries the server's endorsement,
+   * which the config's key cannot check either): the config names another server's key (a copy from another device, an edit), far more likely
    * than every model going bad at once. Dropping them would delete the device's models for a
    * config mistake; the start stops instead, naming both keys, and nothing on disk changes.
    */
   #refuseOtherServersKey(state: SlotState, failures: ReadonlyMap<'active' | 'previous' | 'candidate', string | null>): void {
     if (failures.size === 0) return;
-    const otherKey = /: signature: made with key (\S+), not the server's key \S+, and the server vouched for no other key$/;
+    // Signed by another key than the config's, with no endorsement or one the config's key cannot check.
+    const otherKey = /: signature: made with key (\S+), not the server's key \S+(?:, and the server vouched for no other key$|: the endorsement of signer key )/;
     const keys = new Set<string>();
     for (const failure of failures.values()) {
       const match = failure === null ? null : otherKey.exec(failure);

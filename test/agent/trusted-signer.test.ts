@@ -189,3 +189,21 @@ test('a signer key the server did not vouch for is refused, and a vouching messa
   assert.equal(agent.slots.active, null);
   assert.equal(existsSync(join(dir, 'models', w1.id)), false, 'nothing installed');
 });
+
+test("models of a vouched-for signer are not deleted either when the agent's config trusts another server's key: the start stops, and the files stay", async (t) => {
+  const dir = await dataDir(t, 'signer-wrongkey');
+  const config = await world.config('signer-wrongkey', { site: 'osaka' });
+  const first = await startAgent(t, world, 'signer-wrongkey', { config, dataDir: dir });
+  await waitFor(() => first.agent.connected, 5000, 'agent connected');
+  const a1 = await assign('signer-wrongkey', w1, 'active', vouched(w1));
+  await expectOutcome(a1.id, 'activated');
+  await first.agent.idle();
+  await first.stop();
+
+  const wrong = { ...config, serverPublicKey: generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString() };
+  await assert.rejects(startAgent(t, world, 'signer-wrongkey', { config: wrong, dataDir: dir }), /are signed with key \S+, but this agent's config trusts server key \S+ \(serverPublicKey\).*Nothing on disk was changed$/);
+  assert.ok(existsSync(join(dir, 'models', w1.id, 'model.onnx')), 'the model is still on disk');
+  assert.ok(existsSync(join(dir, 'models', w1.id, SIGNER_FILE)), 'with its endorsement');
+  const again = await startAgent(t, world, 'signer-wrongkey', { config, dataDir: dir });
+  assert.equal(again.agent.slots.active?.sha256, w1.id);
+});
