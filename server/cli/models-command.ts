@@ -63,9 +63,20 @@ export function registerModelsCommand(program: Command): void {
         await withConnection(flags, async (connection) => {
           // The server refuses an untrusted or conflicting artifact before any file is sent (and
           // before its parent is pushed), and says which files it already has.
-          const check = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
+          let check: PushCheck;
+          try {
+            check = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
+          } catch (error) {
+            // Registered with all its files: its parent's may still be lost (the README pushes the pruned directory).
+            const restoredParent = parent && isAlreadyRegistered(error) ? await restoreRegistered(connection, name, parent) : null;
+            if (restoredParent === null) throw error;
+            process.stdout.write(`the parent ${restoredParent}\n`);
+            return;
+          }
           if (check.registered_as) {
             // Registered already, but the server has lost some of its files: sent again, nothing registered.
+            const restoredParent = parent ? await restoreRegistered(connection, name, parent) : null;
+            if (restoredParent !== null) process.stdout.write(`the parent ${restoredParent}\n`);
             await uploadAll(connection, name, dir, manifest, check.missing_sha256, true);
             process.stdout.write(`${check.registered_as} is registered already (artifact ${artifactId(manifest)}); ${restoredFiles(manifest, check.missing_sha256)}\n`);
             return;
@@ -311,6 +322,26 @@ async function uploadAll(connection: ServerConnection, name: string, dir: string
       throw error;
     }
   }
+}
+
+const isAlreadyRegistered = (error: unknown) => error instanceof UserError && (error as UserError & { cause?: { code?: number } }).cause?.code === GrpcStatus.ALREADY_EXISTS;
+
+/**
+ * Uploads again the files the server lost of an artifact registered already (`registered_as`), and
+ * says what it did: `NAME@VERSION is registered already (…); uploaded again …`. Null when it lacks
+ * none, or is not registered: a parent is not registered after its child (it would be the newer version).
+ */
+async function restoreRegistered(connection: ServerConnection, name: string, artifact: { dir: string; manifest: Manifest }): Promise<string | null> {
+  let check: PushCheck;
+  try {
+    check = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(artifact.manifest) });
+  } catch (error) {
+    if (isAlreadyRegistered(error)) return null;
+    throw error;
+  }
+  if (!check.registered_as) return null;
+  await uploadAll(connection, name, artifact.dir, artifact.manifest, check.missing_sha256, true);
+  return `${check.registered_as} is registered already (artifact ${artifactId(artifact.manifest)}, from ${artifact.dir}); ${restoredFiles(artifact.manifest, check.missing_sha256)}`;
 }
 
 /** CheckPush's answer: the files to upload, and MODEL@VERSION when the artifact is registered already (see PushCheck on the server). */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, rm, utimes } from 'node:fs/promises';
+import { cp, readFile, rm, truncate, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId } from '../../shared/artifact/manifest.ts';
@@ -362,4 +362,23 @@ test('models unalias clears an alias; models retire and unretire a version; reti
   assert.deepEqual([unretired!.code, unretired!.stdout], [0, 'iris@1 not retired\n']);
   const aliases = (await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { aliases: string[]; retired: boolean };
   assert.deepEqual([aliases.aliases, aliases.retired], [[], false]);
+});
+
+test('models push DIR of a registered pruned artifact restores the files the server lost of its parent in DIR/general too; with nothing lost it is refused as registered', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { general, pruned } = await prunedWithGeneral(t, key);
+  assert.equal((await runCli(['models', 'push', pruned.dir, ...connection])).code, 0);
+  const { sha256 } = general.manifest.files['model.onnx']!;
+  const stored = join(server.dataDir, 'blobs', sha256.slice(0, 2), sha256);
+  await truncate(stored, 100);
+
+  const repaired = await runCli(['models', 'push', pruned.dir, ...connection]);
+  assert.equal(repaired.code, 0, repaired.stderr);
+  assert.equal(repaired.stdout, `the parent iris@1 is registered already (artifact ${artifactId(general.manifest)}, from ${join(pruned.dir, 'general')}); uploaded again the file the server had lost (model.onnx)\n`);
+  assert.deepEqual(await readFile(stored), await readFile(join(general.dir, 'model.onnx')));
+  const again = await runCli(['models', 'push', pruned.dir, ...connection]);
+  assert.equal(again.code, 2);
+  assert.equal(again.stderr, `fleetprune: artifact ${artifactId(pruned.manifest)} is already registered as iris@2\n`);
 });
