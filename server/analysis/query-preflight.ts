@@ -60,7 +60,8 @@ export async function preflightQueries(spec: RolloutSpec, providers: MetricProvi
           continue;
         }
         try {
-          await provider.query(rendered, { now: new Date(), timeoutMs });
+          // The metric's own timeout when shorter: the check asks no more patience than the measurements will have.
+          await provider.query(rendered, { now: new Date(), timeoutMs: Math.min(timeoutMs, metric.source.timeoutMs) });
         } catch (error) {
           const message = errorMessage(error);
           // Prometheus's own verdict on the query (a parse or type error); anything else (a timeout, an outage) may pass.

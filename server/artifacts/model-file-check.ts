@@ -25,6 +25,7 @@ export async function storedModelProblem(blobs: BlobStore, manifest: Manifest): 
   } finally {
     await blob.close();
   }
+  if (bytes.length === 0) return `${ONNX_FILE} is empty`;
   let session;
   try {
     session = await createOnnxSession(bytes);
