@@ -27,8 +27,8 @@ test('fleetprune_fleet_broker_connected: 0 while the external broker is gone (th
   const { mosquitto, password, pidFile } = await MosquittoProcess.startForServer(binary, dir);
   t.after(() => mosquitto.stop());
   const server = (await startTestServer(t, { config: { mqttUrl: mosquitto.url, mqttPassword: password, mosquittoDir: mosquitto.authDir, mosquittoPidFile: pidFile } }))!;
-  await waitFor(async () => (await metric(server, PROTOCOL_METRICS.brokerActive)) === 1, 15_000, 'the server to hold the broker');
-  assert.equal(await metric(server, PROTOCOL_METRICS.brokerConnected), 1, 'connected to the broker');
+  await waitFor(async () => (await metric(server, PROTOCOL_METRICS.brokerConnected)) === 1, 15_000, 'the server connected to the broker');
+  assert.equal(await metric(server, PROTOCOL_METRICS.brokerActive), 1, 'holding the broker side');
 
   await mosquitto.stop({ keepFiles: true });
   await waitFor(async () => (await metric(server, PROTOCOL_METRICS.brokerConnected)) === 0, 10_000, 'fleetprune_fleet_broker_connected 0 with the broker gone');

@@ -37,7 +37,7 @@ test('external Mosquitto whose auth files cannot be rewritten: a revocation stan
   const serverAuthDir = join(dir, 'server-auth');
   await symlink(mosquitto.authDir, serverAuthDir);
   const server = (await startTestServer(t, { config: { mqttUrl: mosquitto.url, mqttPassword: password, mosquittoDir: serverAuthDir, mosquittoPidFile: pidFile } }))!;
-  await waitFor(async () => (await metric(server, 'fleetprune_fleet_broker_active')) === 1, 15_000, 'the server to hold the broker');
+  await waitFor(async () => (await metric(server, 'fleetprune_fleet_broker_connected')) === 1, 15_000, 'the server to hold the broker, connected');
   assert.equal(await metric(server, 'fleetprune_fleet_broker_credentials_stale'), 0);
   const configs = { a: await enroll(server, 'dev-a'), b: await enroll(server, 'dev-b'), c: await enroll(server, 'dev-c'), d: await enroll(server, 'dev-d') };
   let device: Awaited<ReturnType<typeof connectClient>> | undefined;

@@ -90,7 +90,8 @@ test('external broker + PostgreSQL: a server deposed while it reads the device s
   }, 10_000, 'the server elected again');
   await waitFor(async () => (await deviceSeries()).some((line) => /^fleetprune_device_reports_total\{.*\} 1$/.test(line)), 10_000, 'the stored totals exported');
   // The takeover done (its broker connected), before the devices table is held up.
-  await waitFor(async () => /^fleetprune_fleet_broker_active 1$/m.test(await (await fetch(`${baseUrl}/metrics`)).text()), 10_000, 'the broker taken over');
+  // (broker_active is 1 from the election on; broker_connected once the takeover has connected.)
+  await waitFor(async () => /^fleetprune_fleet_broker_connected 1$/m.test(await (await fetch(`${baseUrl}/metrics`)).text()), 10_000, 'the broker taken over');
 
   // Deposed again (its series go), and elected again: this time its read of the devices waits.
   await tableLock.query('BEGIN');
