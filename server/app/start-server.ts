@@ -11,7 +11,6 @@ import { acquirePidLock, type PidLock } from '../../shared/util/pid-lock.ts';
 import { createLogger, type Logger } from '../../shared/util/log.ts';
 import { BlobStore } from '../artifacts/blob-store.ts';
 import { checkPinnedKey, loadOrCreateServerKey } from '../artifacts/server-signing-key.ts';
-import { keyId } from '../../shared/artifact/signing-keys.ts';
 import { TrustedKeys } from '../artifacts/trusted-keys.ts';
 import { AuditService } from '../auth/audit-service.ts';
 import { TokenService } from '../auth/token-service.ts';
@@ -136,7 +135,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const blobs = new BlobStore(join(config.dataDir, 'blobs'));
     await blobs.open();
     const signingKey = await loadOrCreateServerKey(config.dataDir, async () => (await new FleetStore(store).repos.devices.count()).enrolled, log);
-    checkPinnedKey(signingKey, await new FleetStore(store).repos.devices.pinningOtherKeys(keyId(signingKey.publicKey)), config.acceptNewSigningKey, log);
+    checkPinnedKey(signingKey, await new FleetStore(store).repos.devices.pinningOtherKeys(signingKey.keyId), config.acceptNewSigningKey, log);
     const trustedKeys = await underFlag('--trusted-key', () => TrustedKeys.load(config.trustedKeys, signingKey.publicKey));
     // /metrics answers while the database does not, saying so in fleetprune_store_up.
     const metrics = new ServerMetrics({ store: { probe: () => store.engine.get('SELECT 1 AS ok'), log: log.child({ component: 'metrics' }) } });

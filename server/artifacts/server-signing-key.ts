@@ -11,6 +11,8 @@ export const KEYS_SUBDIR = 'keys';
 export interface ServerSigningKey {
   privateKey: KeyObject;
   publicKey: KeyObject;
+  /** The public key's id: what devices pin, and the `fleet` label of the device series (DEVICE_REPORT_LABELS). */
+  keyId: string;
   privateKeyPath: string;
 }
 
@@ -37,7 +39,7 @@ export async function loadOrCreateServerKey(dataDir: string, enrolledDevices: ()
   await removeStaleStagedKeys(dir);
   const publicKey = createPublicKey(privateKey);
   if (log) await checkKeyFiles(dir, publicKey, log);
-  return { privateKey, publicKey, privateKeyPath };
+  return { privateKey, publicKey, keyId: keyId(publicKey), privateKeyPath };
 }
 
 /**
@@ -81,7 +83,7 @@ export function checkPinnedKey(server: ServerSigningKey, pinnedElsewhere: Pinned
   if (pinnedElsewhere.length === 0) return;
   const devices = pinnedElsewhere.reduce((sum, key) => sum + key.devices, 0);
   const which = pinnedElsewhere.map((key) => `${key.devices} pin key ${key.keyId} (${key.examples.join(', ')}${key.devices > key.examples.length ? ', …' : ''})`).join('; ');
-  const current = keyId(server.publicKey);
+  const current = server.keyId;
   if (accepted) {
     log.warn(
       { keyId: current, pinnedElsewhere },

@@ -10,7 +10,6 @@ import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
 import { reportRetention } from './report-retention.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
-import { keyId } from '../../shared/artifact/signing-keys.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort, LateDeviceAnswer } from '../rollout/fleet-port.ts';
@@ -80,7 +79,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port, connected } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
-  const exporter = new ReportMetricsExporter(ctx.metrics.registry, keyId(ctx.signingKey.publicKey));
+  const exporter = new ReportMetricsExporter(ctx.metrics.registry, ctx.signingKey.keyId);
   const outcomes = new AssignmentOutcomes();
   const ingest = new StoreFleetIngest({
     fleet,

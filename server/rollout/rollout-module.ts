@@ -1,7 +1,6 @@
 import type { Role } from '../../shared/protocol/payloads.ts';
 import type { DeviceReturn } from './rollout-state.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
-import { keyId } from '../../shared/artifact/signing-keys.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { parsePrometheusUrl } from '../metricproviders/prometheus-url.ts';
 import type { ServerContext } from '../app/server-context.ts';
@@ -73,7 +72,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   const repository = new NotifyingRolloutRepository(new StoreRolloutRepository(ctx.store.engine), feed);
   const models = new RegistryModelStatus(ctx.store);
   const metrics = new RolloutMetrics(ctx.metrics.registry);
-  const fleet = keyId(ctx.signingKey.publicKey);
+  const fleet = ctx.signingKey.keyId;
   const providers = new MetricProviderResolver({
     builtin: new BuiltinProvider({
       fleet,
