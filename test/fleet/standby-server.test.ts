@@ -20,6 +20,7 @@ import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server
 
 interface Running extends TestServer {
   brokerActive(): Promise<number>;
+  brokerConnected(): Promise<number>;
 }
 
 /**
@@ -64,6 +65,7 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
     return {
       ...base,
       brokerActive: async () => Number(/^fleetprune_fleet_broker_active (\d)/m.exec(await (await fetch(`${base.baseUrl}/metrics`)).text())?.[1]),
+      brokerConnected: async () => Number(/^fleetprune_fleet_broker_connected (\d)/m.exec(await (await fetch(`${base.baseUrl}/metrics`)).text())?.[1]),
     };
   };
 
@@ -125,7 +127,8 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   // The leader goes; the standby is elected, connects, and drives the fleet.
   await a.server.close();
   const tookOverAt = Date.now();
-  await until('the standby to take the broker side', async () => ((await b.brokerActive()) === 1 ? true : undefined), 10_000);
+  // Holding the broker side (broker_active) from its election on; connected once its takeover is done.
+  await until('the standby to take the broker side', async () => ((await b.brokerActive()) === 1 && (await b.brokerConnected()) === 1 ? true : undefined), 10_000);
   assert.ok(Date.now() - tookOverAt < 10_000);
   const second = await b.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'candidate', deviceIds: ['press-1'] } });
   assert.equal(second.status, 201, await second.clone().text());
