@@ -8,6 +8,7 @@ import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { blobNotFound, damagedBlobHandler, verifiedChunks } from '../artifacts/damaged-blob.ts';
+import { DownloadScope } from '../artifacts/download-scope.ts';
 import { checkPush } from '../artifacts/push-check.ts';
 import { checkStoredModel, checkUploadedArtifact } from '../artifacts/uploaded-artifact.ts';
 import { uploadBlob } from '../artifacts/upload-blob.ts';
@@ -54,6 +55,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
   const models = new GrpcHandlers(deps, 'ModelRegistry');
   const blobs = new GrpcHandlers(deps, 'Blobs');
   const onDamaged = damagedBlobHandler(ctx.blobs, ctx.log, ctx.metrics.blobsDamaged);
+  const downloadScope = new DownloadScope(ctx.store.engine);
   const tokens = new GrpcHandlers(deps, 'Tokens');
   const audit = new GrpcHandlers(deps, 'Audit');
   const jobs = new GrpcHandlers(deps, 'Jobs');
@@ -130,11 +132,12 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           const stored = await uploadBlob(ctx, { source: all(), sha256, maxBytes: ctx.config.maxBlobBytes, principal });
           return { sha256: stored.sha256, bytes: String(stored.bytes), created: stored.created };
         }),
-        DownloadBlob: blobs.serverStream('DownloadBlob', 'download', async (call: ServerWritableStream<{ sha256: string; offset: string; chunk_size: number }, unknown>) => {
-          const { sha256 } = call.request;
+        DownloadBlob: blobs.serverStream('DownloadBlob', 'download', async (call: ServerWritableStream<{ sha256: string; offset: string; chunk_size: number }, unknown>, principal) => {
+          const sha256 = checkField(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), call.request.sha256, 'sha256');
+          await downloadScope.check(principal, { blob: sha256 });
           // Opened before anything is sent: the open file reads whole even if another server's
           // garbage collection removes the blob now.
-          const info = await ctx.blobs.openForRead(checkField(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), sha256, 'sha256'));
+          const info = await ctx.blobs.openForRead(sha256);
           if (!info) throw await blobNotFound(ctx.blobs, sha256);
           try {
             const offset = Number(call.request.offset || 0);

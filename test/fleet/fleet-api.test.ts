@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
+import { artifactId } from '../../shared/artifact/manifest.ts';
 import { AssignmentSchema } from '../../shared/protocol/payloads.ts';
 import { assignmentTopic, reportsTopic } from '../../shared/protocol/topics.ts';
 import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
@@ -359,3 +360,70 @@ for (const engine of STORE_ENGINES) {
     assert.equal(tokens.length, 1, 'the refused enrollments left no token behind');
   });
 }
+
+test("a device's token downloads only the artifacts assigned to that device (REST manifest and blobs, gRPC DownloadBlob); other tokens any", async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const artifacts = [];
+  for (const [version, seed] of [['1', 1], ['2', 2]] as const) {
+    const artifact = await makeArtifact(t, { seed, privateKey: signer.privateKey, version });
+    assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+    artifacts.push({ id: artifactId(artifact.manifest), onnx: artifact.manifest.files['model.onnx']!.sha256, weights: artifact.manifest.files['tfjs/weights.bin']!.sha256 });
+  }
+  const [one, two] = artifacts as [(typeof artifacts)[0], (typeof artifacts)[0]];
+  const osaka = await enroll(server, 'osaka-1', {});
+  const kyoto = await enroll(server, 'kyoto-1', {});
+  assert.equal((await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['osaka-1'] } })).status, 201);
+
+  const status = async (token: string, path: string, headers: Record<string, string> = {}) => {
+    const response = await server.request('GET', path, { token, headers });
+    await response.arrayBuffer();
+    return response.status;
+  };
+  const manifest = (id: string) => `/api/artifacts/${id}/manifest.json`;
+  const blob = (sha: string) => `/api/blobs/${sha}`;
+  // The assigned artifact: its manifest and every file it lists, whole or a range.
+  assert.equal(await status(osaka.server.token, manifest(one.id)), 200);
+  assert.equal(await status(osaka.server.token, blob(one.onnx)), 200);
+  assert.equal(await status(osaka.server.token, blob(one.weights), { range: 'bytes=10-' }), 206);
+  // Not assigned to it: 403 naming the device, for the manifest and for a file, though both exist.
+  const refused = await server.request('GET', manifest(two.id), { token: osaka.server.token });
+  assert.equal(refused.status, 403);
+  assert.match(((await refused.json()) as any).error.message, new RegExp(`^device osaka-1 may download only the artifacts assigned to it, and artifact ${two.id} never was$`));
+  const refusedFile = await server.request('GET', blob(two.onnx), { token: osaka.server.token });
+  assert.equal(refusedFile.status, 403);
+  assert.match(((await refusedFile.json()) as any).error.message, /^device osaka-1 may download only the files of artifacts assigned to it/);
+  assert.equal(await status(osaka.server.token, blob(two.weights), { range: 'bytes=10-' }), 403);
+  // Another device's token: nothing of osaka's assignment.
+  assert.equal(await status(kyoto.server.token, manifest(one.id)), 403);
+  assert.equal(await status(kyoto.server.token, blob(one.onnx)), 403);
+  // The artifact id is not a file: naming it as a blob opens nothing either.
+  assert.equal(await status(osaka.server.token, blob(one.id)), 403);
+
+  // gRPC DownloadBlob, the same scope.
+  const osakaGrpc = grpcClient(server.grpcAddress, 'Blobs', osaka.server.token);
+  t.after(() => osakaGrpc.close());
+  const chunks = await osakaGrpc.stream('DownloadBlob', { sha256: one.onnx, offset: '0', chunk_size: 0 });
+  assert.ok(chunks.length > 0);
+  await assert.rejects(osakaGrpc.stream('DownloadBlob', { sha256: two.onnx, offset: '0', chunk_size: 0 }), (error: any) => {
+    assert.equal(error.code, 7); // PERMISSION_DENIED
+    assert.match(error.details, /^device osaka-1 may download only the files of artifacts assigned to it/);
+    return true;
+  });
+
+  // Assigned later (here as a candidate): then it downloads that one too.
+  assert.equal((await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '2', role: 'candidate', deviceIds: ['osaka-1'] } })).status, 201);
+  assert.equal(await status(osaka.server.token, manifest(two.id)), 200);
+  assert.equal(await status(osaka.server.token, blob(two.onnx)), 200);
+  assert.equal(await status(kyoto.server.token, blob(two.onnx)), 403);
+
+  // A device-role token an admin made (a mirror's) is no device's: it downloads any artifact, as a viewer's does.
+  const loose = (await (await server.request('POST', '/api/tokens', { json: { role: 'device', label: 'mirror' } })).json()) as { token: string };
+  const viewer = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).json()) as { token: string };
+  for (const token of [loose.token, viewer.token]) {
+    for (const { id, onnx } of [one, two]) {
+      assert.equal(await status(token, manifest(id)), 200);
+      assert.equal(await status(token, blob(onnx)), 200);
+    }
+  }
+});

@@ -6,6 +6,7 @@ import { actorOf } from '../../auth/principal.ts';
 import { BlobGcResultSchema, BlobSchema } from '../api-schemas.ts';
 import { sendBlob } from '../blob-download.ts';
 import { damagedBlobHandler } from '../../artifacts/damaged-blob.ts';
+import { DownloadScope } from '../../artifacts/download-scope.ts';
 import { uploadBlob } from '../../artifacts/upload-blob.ts';
 import { encodedBodyRefusal } from '../identity-encoding.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
@@ -16,10 +17,14 @@ const ArtifactParams = z.strictObject({ artifactId: Sha256 });
 
 const tag = 'artifacts';
 
-/** Blob upload and the download URLs edge agents use (any token, including device tokens, may download). */
+/**
+ * Blob upload and the download URLs edge agents use: any token may download, an enrolled device's
+ * only what was assigned to it (DownloadScope).
+ */
 export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
   const { blobs, registry, config } = ctx;
   const onDamaged = damagedBlobHandler(blobs, ctx.log, ctx.metrics.blobsDamaged);
+  const scope = new DownloadScope(ctx.store.engine);
   return [
     defineRoute({
       method: 'put',
@@ -62,7 +67,7 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/blobs/:sha256',
       operationId: 'downloadBlob',
-      summary: 'Download a file by sha256; ETag and Range (206, If-Range, 416) let downloads resume; If-Match that names another file is 412',
+      summary: 'Download a file by sha256 (a device token: only files of artifacts assigned to its device); ETag and Range (206, If-Range, 416) let downloads resume; If-Match that names another file is 412',
       tag,
       permission: 'download',
       params: BlobParams,
@@ -71,7 +76,8 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
         206: { description: 'the requested range', contentType: 'application/octet-stream' },
         304: { description: 'not modified (If-None-Match)' },
       },
-      handle: async ({ req, res, params }) => {
+      handle: async ({ req, res, params, principal }) => {
+        await scope.check(principal!, { blob: params.sha256 });
         // Body bytes as they are sent: none for HEAD or 304, those sent before the client went away for a download cut short.
         await sendBlob(req, res, blobs, params.sha256, (bytes) => ctx.metrics.blobBytesServed.inc({ transport: 'http' }, bytes), onDamaged);
       },
@@ -94,12 +100,13 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/artifacts/:artifactId/manifest.json',
       operationId: 'downloadManifest',
-      summary: 'The signed manifest of a registered artifact',
+      summary: 'The signed manifest of a registered artifact (a device token: only one assigned to its device)',
       tag,
       permission: 'download',
       params: ArtifactParams,
       responses: { 200: { description: 'manifest.json', schema: z.record(z.string(), z.unknown()) } },
-      handle: async ({ params, res }) => {
+      handle: async ({ params, res, principal }) => {
+        await scope.check(principal!, { artifactId: params.artifactId });
         const version = await registry.getByArtifact(params.artifactId);
         res.setHeader('ETag', `"${params.artifactId}"`);
         res.setHeader('Cache-Control', 'private, max-age=31536000, immutable');

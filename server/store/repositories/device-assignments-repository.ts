@@ -76,6 +76,21 @@ export class DeviceAssignmentsRepository {
     return (await this.db.run(sql, [cutoff.toISOString()])).changes;
   }
 
+  /** Whether the device was ever assigned artifact `artifactId` (in any state: a superseded assignment may still be downloading). */
+  async wasAssigned(deviceId: string, artifactId: string): Promise<boolean> {
+    return (await this.db.get('SELECT 1 AS found FROM device_assignments WHERE device_id = ? AND artifact_id = ? LIMIT 1', [deviceId, artifactId])) !== undefined;
+  }
+
+  /**
+   * The stored manifests of the versions assigned to the device that mention `sha256` (as a file's
+   * hash, or elsewhere: the caller reads the files). Matched by text, the same way on both engines.
+   */
+  async assignedManifestsMentioning(deviceId: string, sha256: string): Promise<unknown[]> {
+    const sql = `SELECT DISTINCT v.manifest FROM device_assignments a JOIN model_versions v ON v.artifact_id = a.artifact_id
+      WHERE a.device_id = ? AND v.manifest LIKE ?`;
+    return (await this.db.all(sql, [deviceId, `%${sha256}%`])).map((row) => row.manifest);
+  }
+
   async count(): Promise<number> {
     return Number((await this.db.get('SELECT COUNT(*) AS n FROM device_assignments'))?.n ?? 0);
   }
