@@ -1,4 +1,4 @@
-import { accessSync, constants, mkdirSync } from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_MIGRATIONS } from './migrations/index.ts';
 import { runMigrations } from './migrations/run-migrations.ts';
@@ -37,6 +37,7 @@ export async function openStore(location: StoreLocation, options: OpenStoreOptio
     const file = join(location.dataDir, SQLITE_FILE);
     refuseUnwritable([file, `${file}-wal`, `${file}-shm`]);
     try {
+      keepPrivate(file, options.log);
       engine = new SqliteEngine(file);
     } catch (error) {
       throw unusableSqliteFile(file, error);
@@ -113,6 +114,26 @@ function refuseUnwritable(paths: readonly string[]): void {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw new UserError(`--data-dir: cannot write the database ${path} (${describeFsError(error)}); it is left as it is`, { cause: error });
     }
+  }
+}
+
+/**
+ * The database holds the audit log, every token's and device secret's hash and the registry: a new
+ * one is made readable by its owner alone (SQLite would make it, and its WAL and shared-memory
+ * files, which take the database file's mode, 0644 under the usual umask). An existing one that
+ * others can read is used as it is, with a warning, as the signing key is.
+ */
+function keepPrivate(file: string, log: Logger | undefined): void {
+  try {
+    closeSync(openSync(file, 'wx', 0o600));
+    return;
+  } catch (error) {
+    // Not made here (a directory that takes no new file): SQLite's own open says why.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return;
+  }
+  const mode = statSync(file).mode;
+  if ((mode & 0o077) !== 0) {
+    log?.warn(`the database ${file} can be read by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): it holds the audit log and the hashes of every token and device secret; chmod 600 it (its -wal and -shm files follow)`);
   }
 }
 

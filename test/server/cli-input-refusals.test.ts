@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { chown, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import net from 'node:net';
 import { test } from 'node:test';
@@ -111,8 +111,9 @@ test('server on a data dir whose database file it cannot write: refused at start
   const store = await openStore({ engine: 'sqlite', dataDir });
   await store.close();
   const file = join(dataDir, 'fleetprune.sqlite');
+  await chmod(file, 0o644);
   const before = await readFile(file);
-  // The directory is the server's user's; the database file stays root's, mode 644.
+  // The directory is the server's user's; the database file stays root's, mode 644 (readable, not writable).
   const nobody = { uid: 65534, gid: 65534 };
   await chown(dataDir, nobody.uid, nobody.gid);
   const run = await new Promise<{ code: number; stderr: string }>((resolve) =>
@@ -123,6 +124,25 @@ test('server on a data dir whose database file it cannot write: refused at start
   assert.equal(run.code, 2, run.stderr);
   assert.equal(run.stderr, `fleetprune: --data-dir: cannot write the database ${file} (permission denied); it is left as it is\n`);
   assert.deepEqual(await readFile(file), before);
+});
+
+test('a new SQLite database (and its WAL and shared-memory files) is readable by its owner alone; one others can read is used, with a warning naming it', async (t) => {
+  const dataDir = await tempDir(t);
+  const store = await openStore({ engine: 'sqlite', dataDir });
+  await store.models.listModels();
+  const file = join(dataDir, 'fleetprune.sqlite');
+  for (const path of [file, `${file}-wal`, `${file}-shm`]) assert.equal((await stat(path)).mode & 0o777, 0o600, path);
+  await store.close();
+
+  await chmod(file, 0o644);
+  const warnings: string[] = [];
+  const log = { warn: (message: string) => warnings.push(message), info: () => {} } as unknown as import('../../shared/util/log.ts').Logger;
+  const again = await openStore({ engine: 'sqlite', dataDir }, { log });
+  t.after(() => again.close());
+  assert.deepEqual(warnings, [
+    `the database ${file} can be read by other users (mode 0644): it holds the audit log and the hashes of every token and device secret; chmod 600 it (its -wal and -shm files follow)`,
+  ]);
+  assert.equal((await stat(file)).mode & 0o777, 0o644, 'left as it is');
 });
 
 test('server: a start refused after it made its directories (an unreachable database, a --mosquitto-dir that is a file) removes those it made, and nothing else', async (t) => {
