@@ -3,18 +3,19 @@ export const REVOCATION_POLL_MS = 5000;
 
 export interface TokenRevocationsOptions {
   /**
-   * The ids among `ids` that the store holds as revoked. Another server sharing the database
-   * revokes there, and its `revoked()` call never reaches this process: streams open here would
-   * go on under a revoked token. Without it, only this process's revocations stop streams.
+   * The ids among `ids` whose tokens the store holds as no longer working: revoked, or expired.
+   * Another server sharing the database revokes there, and its `revoked()` call never reaches
+   * this process: streams open here would go on under a revoked token; and nothing calls
+   * `revoked()` when a token expires. Without it, only this process's revocations stop streams.
    */
-  revokedAmong?: (ids: readonly string[]) => Promise<string[]>;
+  endedAmong?: (ids: readonly string[]) => Promise<string[]>;
   pollMs?: number;
 }
 
 /**
  * Who to tell when a token is revoked: open event streams and gRPC watches are authorized once,
  * when they start, so a revocation has to reach them to stop them at once (on this server), or
- * within REVOCATION_POLL_MS (on another server sharing the database).
+ * within REVOCATION_POLL_MS (on another server sharing the database, or when the token expires).
  */
 export class TokenRevocations {
   readonly #listeners = new Map<string, Set<() => void>>();
@@ -53,7 +54,7 @@ export class TokenRevocations {
 
   /** One lookup per interval for all the watched tokens, and only while some are watched. */
   #schedulePoll(): void {
-    if (this.#timer || !this.#options.revokedAmong || this.#listeners.size === 0) return;
+    if (this.#timer || !this.#options.endedAmong || this.#listeners.size === 0) return;
     this.#timer = setTimeout(() => void this.#poll(), this.#options.pollMs ?? REVOCATION_POLL_MS);
     this.#timer.unref();
   }
@@ -61,7 +62,7 @@ export class TokenRevocations {
   async #poll(): Promise<void> {
     const ids = [...this.#listeners.keys()];
     try {
-      if (ids.length > 0) for (const id of await this.#options.revokedAmong!(ids)) this.revoked(id);
+      if (ids.length > 0) for (const id of await this.#options.endedAmong!(ids)) this.revoked(id);
     } catch {
       // The store did not answer this time: the next poll asks again.
     }

@@ -31,22 +31,26 @@ export class TokenService {
     options: { revocationPollMs?: number; tokenHolder?: (tokenId: string) => Promise<string | undefined> } = {},
   ) {
     this.#tokenHolder = options.tokenHolder;
-    this.revocations = new TokenRevocations({ revokedAmong: (ids) => this.store.tokens.revokedAmong(ids), pollMs: options.revocationPollMs });
+    this.revocations = new TokenRevocations({ endedAmong: (ids) => this.store.tokens.endedAmong(ids), pollMs: options.revocationPollMs });
   }
 
-  async create(role: Role, label: string, createdBy: string): Promise<CreatedToken> {
+  /** `expiresInSeconds`: the token stops working that long from now (as if revoked then); omitted, never. */
+  async create(role: Role, label: string, createdBy: string, options: { expiresInSeconds?: number } = {}): Promise<CreatedToken> {
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+    const now = new Date();
     const record: TokenRecord = {
       id: randomBytes(8).toString('hex'),
       role,
       label,
-      createdAt: new Date().toISOString(),
+      createdAt: now.toISOString(),
       createdBy,
       revokedAt: null,
+      expiresAt: options.expiresInSeconds === undefined ? null : new Date(now.getTime() + options.expiresInSeconds * 1000).toISOString(),
     };
     await this.store.transaction(async (tx) => {
       await tx.tokens.insert({ ...record, tokenHash: sha256Hex(token) });
-      await tx.audit.append({ at: record.createdAt, actor: createdBy, action: 'token.create', target: `token:${record.id}`, details: { role, label } });
+      const details = record.expiresAt === null ? { role, label } : { role, label, expiresAt: record.expiresAt };
+      await tx.audit.append({ at: record.createdAt, actor: createdBy, action: 'token.create', target: `token:${record.id}`, details });
     });
     return { record, token };
   }
@@ -67,7 +71,8 @@ export class TokenService {
         throw new ServiceError('not_found', `no token ${id}`);
       }
       // The last admin token gone, no one could administer the server (tokens, blob collection)
-      // until a restart made a new one: refused, the revocation rolled back.
+      // until a restart made a new one: refused, the revocation rolled back. (Expired ones do not
+      // count: when every admin token has expired, the next start makes a new one, as on the first.)
       if ((await tx.tokens.countLiveWithRole('admin')) === 0) {
         throw new ServiceError('conflict', `token ${id} is the last live admin token: revoked, no one could administer the server until a restart made a new one; create another first (fleetprune tokens create --role admin)`);
       }
@@ -100,6 +105,7 @@ export class TokenService {
         createdAt: new Date().toISOString(),
         createdBy: SYSTEM_ACTOR,
         revokedAt: null,
+        expiresAt: null,
       });
       if (created) return null;
       const heldByAnother = () => new UserError('FLEETPRUNE_ADMIN_TOKEN holds the value of another token the server has (the admin token it printed at its first start, say: that one works as it is, without FLEETPRUNE_ADMIN_TOKEN); leave it unset, or set a new value');
@@ -135,6 +141,9 @@ export class TokenService {
     if (!match) throw new ServiceError('unauthenticated', 'malformed Authorization header (expected "Bearer <token>")');
     const record = await this.store.tokens.findByHash(sha256Hex(match[1]!));
     if (!record) throw new ServiceError('unauthenticated', 'unknown or revoked token');
+    if (record.expiresAt !== null && Date.parse(record.expiresAt) <= Date.now()) {
+      throw new ServiceError('unauthenticated', `token ${record.id} expired at ${record.expiresAt}; ask an admin for a new one (fleetprune tokens create)`);
+    }
     const role = RoleSchema.safeParse(record.role);
     if (!role.success) throw new ServiceError('unauthenticated', 'token has an unknown role');
     return { tokenId: record.id, role: role.data, label: record.label };

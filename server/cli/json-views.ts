@@ -94,11 +94,12 @@ export interface GrpcToken {
   created_at: string;
   created_by: string;
   revoked_at: string;
+  expires_at: string;
 }
 
 /** GET /api/tokens. */
 export function tokenJson(t: GrpcToken) {
-  return { id: t.id, role: t.role, label: t.label, createdAt: t.created_at, createdBy: t.created_by, revokedAt: t.revoked_at || null };
+  return { id: t.id, role: t.role, label: t.label, createdAt: t.created_at, createdBy: t.created_by, revokedAt: t.revoked_at || null, expiresAt: t.expires_at || null };
 }
 
 interface GrpcModelRef {

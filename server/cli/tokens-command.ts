@@ -1,28 +1,36 @@
 import type { Command } from 'commander';
-import { parseChoice } from '../../shared/cli/option-parsers.ts';
+import { parseChoice, parseLifetimeSeconds } from '../../shared/cli/option-parsers.ts';
 import { ROLES } from '../auth/roles.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { tokenJson, type GrpcToken } from './json-views.ts';
 import { refuseEmpty } from './non-empty.ts';
+import { TokenLifetimeSchema } from '../auth/token-lifetime.ts';
+import { UserError } from '../../shared/util/errors.ts';
 
 export function registerTokensCommand(program: Command): void {
   const tokens = program.command('tokens').description('bearer tokens (admin only, over gRPC)');
   withConnectionOptions(tokens.command('create').description('create a token and print it (shown only this once)'))
     .requiredOption('--role <role>', 'device, viewer, operator or admin', parseChoice(ROLES))
     .option('--label <text>', 'what the token is for')
-    .action(async (flags: ConnectionFlags & { role: string; label?: string }) => {
+    .option('--expires-in <duration>', 'the token stops working this long from now, such as 90d, 2w or 12h (at most ten years); default: never', parseLifetimeSeconds)
+    .action(async (flags: ConnectionFlags & { role: string; label?: string; expiresIn?: number }) => {
       refuseEmpty(flags.label, '--label', 'the default label, "ROLE token"');
+      if (flags.expiresIn !== undefined && !TokenLifetimeSchema.safeParse(flags.expiresIn).success) {
+        throw new UserError('--expires-in: must be between 1s and ten years (3650d)');
+      }
       await withConnection(flags, async (connection) => {
-        const created = await connection.unary<{ token: string; record: { id: string; role: string } }>('Tokens', 'CreateToken', {
+        const created = await connection.unary<{ token: string; record: { id: string; role: string; expires_at: string } }>('Tokens', 'CreateToken', {
           role: flags.role,
           label: flags.label ?? '',
+          expires_in_s: flags.expiresIn ?? 0,
         });
         process.stdout.write(`${created.token}\n`);
-        process.stderr.write(`created ${created.record.role} token ${created.record.id}; store it now, it is not shown again\n`);
+        const expiry = created.record.expires_at ? `, expiring at ${created.record.expires_at}` : '';
+        process.stderr.write(`created ${created.record.role} token ${created.record.id}${expiry}; store it now, it is not shown again\n`);
       });
     });
-  withConnectionOptions(tokens.command('list').description('list tokens: id, role, label, created, revoked (never secrets)'))
+  withConnectionOptions(tokens.command('list').description('list tokens: id, role, label, created, expiry, revoked (never secrets)'))
     .option('--json', 'print JSON (the tokens of GET /api/tokens)')
     .action(async (flags: ConnectionFlags & { json?: boolean }) => {
       await withConnection(flags, async (connection) => {
@@ -31,8 +39,10 @@ export function registerTokensCommand(program: Command): void {
           process.stdout.write(`${JSON.stringify(list.map(tokenJson), null, 2)}\n`);
           return;
         }
-        const rows = list.map((t) => [t.id, t.role, t.label, t.created_at, t.created_by, t.revoked_at || '-']);
-        process.stdout.write(formatTable([['ID', 'ROLE', 'LABEL', 'CREATED', 'BY', 'REVOKED'], ...rows]));
+        const now = Date.now();
+        const expiry = (t: GrpcToken) => (t.expires_at ? `${t.expires_at}${Date.parse(t.expires_at) <= now ? ' (expired)' : ''}` : '-');
+        const rows = list.map((t) => [t.id, t.role, t.label, t.created_at, t.created_by, expiry(t), t.revoked_at || '-']);
+        process.stdout.write(formatTable([['ID', 'ROLE', 'LABEL', 'CREATED', 'BY', 'EXPIRES', 'REVOKED'], ...rows]));
       });
     });
   withConnectionOptions(tokens.command('revoke').description('revoke a token: it stops working at once').argument('<id>', 'token id (from `tokens list`)'))

@@ -114,7 +114,7 @@ export class DeviceService {
         const existing = await tx.devices.get(request.id);
         if (existing?.revokedAt) throw new ServiceError('conflict', `device ${request.id} was revoked at ${existing.revokedAt}, and device ids are never reused: enroll the device under a new id`);
         if (existing) throw taken();
-        await tx.tokens.insert({ id: tokenId, tokenHash: sha256Hex(token), role: 'device', label: `device ${request.id}`, createdAt: now, createdBy: actor, revokedAt: null });
+        await tx.tokens.insert({ id: tokenId, tokenHash: sha256Hex(token), role: 'device', label: `device ${request.id}`, createdAt: now, createdBy: actor, revokedAt: null, expiresAt: null });
         await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor, signingKeyId: keyId(this.options.signingPublicKey) });
         await tx.audit.append({ at: now, actor, action: 'device.enroll', target: `device:${request.id}`, details: { labels: request.labels, tokenId } });
       })

@@ -45,6 +45,7 @@ export function tokenMessage(token: TokenRecord) {
     created_at: token.createdAt,
     created_by: token.createdBy,
     revoked_at: token.revokedAt ?? '',
+    expires_at: token.expiresAt ?? '',
   };
 }
 

@@ -190,11 +190,12 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
     Tokens: {
       service: proto.Tokens.service,
       implementation: {
-        CreateToken: tokens.unary('CreateToken', 'admin', async (req: { role: string; label: string }, principal) => {
+        CreateToken: tokens.unary('CreateToken', 'admin', async (req: { role: string; label: string; expires_in_s: number }, principal) => {
           const role = checkField(RoleSchema, req.role, 'role');
-          // The label rules of REST's POST /api/tokens; '' is absent.
+          // The label and expiry rules of REST's POST /api/tokens; '' and 0 are absent.
           const label = checkField(CreateTokenBodySchema.shape.label, req.label === '' ? undefined : req.label, 'label');
-          const created = await ctx.tokens.create(role, label ?? `${role} token`, actorOf(principal));
+          const expiresInSeconds = checkField(CreateTokenBodySchema.shape.expiresInSeconds, req.expires_in_s || undefined, 'expires_in_s');
+          const created = await ctx.tokens.create(role, label ?? `${role} token`, actorOf(principal), { expiresInSeconds });
           return { token: created.token, record: tokenMessage(created.record) };
         }),
         ListTokens: tokens.unary('ListTokens', 'admin', async () => ({ tokens: (await ctx.tokens.list()).map(tokenMessage) })),

@@ -43,6 +43,8 @@ export const TokenSchema = z.strictObject({
   createdAt: z.string(),
   createdBy: z.string(),
   revokedAt: z.string().nullable(),
+  /** When it stops working; null: never. */
+  expiresAt: z.string().nullable(),
 });
 
 export const AuditEntrySchema = z.strictObject({

@@ -28,6 +28,20 @@ export function parseDurationSeconds(value: string): number {
   return Math.round(ms / 1000);
 }
 
+/**
+ * A lifetime such as 90d, 2w, 12h or 1d12h, in whole seconds: the units of parseDurationSeconds,
+ * and days (d) and weeks (w), which those do not take (a token's, a certificate's lifetime).
+ */
+export function parseLifetimeSeconds(value: string): number {
+  const text = value.trim();
+  if (!/^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$/.test(text)) throw new InvalidArgumentError('must be a duration such as 90d, 2w, 12h or 1d12h');
+  let seconds = 0;
+  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)) {
+    seconds += Number(amount) * { ms: 0.001, s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[unit as 'ms' | 's' | 'm' | 'h' | 'd' | 'w'];
+  }
+  return Math.round(seconds);
+}
+
 /** One of `choices`, as written (`--role bogus` is refused here, naming the flag and the choices, before any server is asked). */
 export function parseChoice<T extends string>(choices: readonly T[]): (value: string) => T {
   return (value) => {

@@ -158,3 +158,69 @@ test("a device's own token is not revoked alone (REST 409, gRPC ALREADY_EXISTS, 
   assert.equal(again.status, 409);
   assert.equal(((await again.json()) as any).error.message, `token ${own.id} is already revoked`);
 });
+
+test('expiring tokens: REST expiresInSeconds, gRPC expires_in_s and CLI --expires-in set it; bad values are refused, nothing made; an expired token is 401 naming it', async (t) => {
+  const server = (await startTestServer(t))!;
+  const count = async () => Number((await server.server.ctx.store.engine.all('SELECT COUNT(*) AS n FROM tokens'))[0]!.n);
+  const before = await count();
+  for (const [value, message] of [
+    [0, 'body.expiresInSeconds: must be at least 1 second'],
+    [1.5, 'body.expiresInSeconds: must be a whole number of seconds'],
+    [315_360_001, 'body.expiresInSeconds: must be at most ten years (315360000 seconds)'],
+  ] as const) {
+    const refused = await server.request('POST', '/api/tokens', { json: { role: 'viewer', expiresInSeconds: value } });
+    assert.equal(refused.status, 400, String(value));
+    assert.equal(((await refused.json()) as any).error.message, message);
+  }
+  assert.equal((await server.request('POST', '/api/tokens', { json: { role: 'viewer', expiresInSeconds: '60' } })).status, 400);
+  const grpc = grpcClient(server.grpcAddress, 'Tokens', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  await assert.rejects(grpc.call('CreateToken', { role: 'viewer', expires_in_s: 400_000_000 }), (error: any) => {
+    assert.equal(error.code, status.INVALID_ARGUMENT);
+    assert.equal(error.details, 'expires_in_s: must be at most ten years (315360000 seconds)');
+    return true;
+  });
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const badCli = await runCli(['tokens', 'create', '--role', 'viewer', '--expires-in', '3 days', ...connection]);
+  assert.deepEqual([badCli.code, badCli.stderr], [2, "fleetprune: option '--expires-in <duration>' argument '3 days' is invalid. must be a duration such as 90d, 2w, 12h or 1d12h (run with --help for usage)\n"]);
+  const tooLong = await runCli(['tokens', 'create', '--role', 'viewer', '--expires-in', '3651d', ...connection]);
+  assert.deepEqual([tooLong.code, tooLong.stderr], [2, 'fleetprune: --expires-in: must be between 1s and ten years (3650d)\n']);
+  assert.equal(await count(), before, 'no token made');
+
+  const rest = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer', label: 'contractor', expiresInSeconds: 3600 } })).json()) as any;
+  assert.equal(Date.parse(rest.record.expiresAt) - Date.parse(rest.record.createdAt), 3600_000);
+  const overGrpc = await grpc.call('CreateToken', { role: 'viewer', label: 'ci', expires_in_s: 60 });
+  assert.equal(Date.parse(overGrpc.record.expires_at) - Date.parse(overGrpc.record.created_at), 60_000);
+  const viaCli = await runCli(['tokens', 'create', '--role', 'operator', '--label', 'pilot week', '--expires-in', '1w12h', ...connection]);
+  assert.equal(viaCli.code, 0, viaCli.stderr);
+  const cliRecord = ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens.find((token: any) => token.label === 'pilot week');
+  assert.equal(Date.parse(cliRecord.expiresAt) - Date.parse(cliRecord.createdAt), (7 * 24 + 12) * 3600_000);
+  assert.equal(viaCli.stderr, `created operator token ${cliRecord.id}, expiring at ${cliRecord.expiresAt}; store it now, it is not shown again\n`);
+  const forever = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).json()) as any;
+  assert.equal(forever.record.expiresAt, null);
+
+  // It works until its time; then REST and gRPC refuse it, naming it and when it expired.
+  assert.equal((await server.request('GET', '/api/models', { token: rest.token })).status, 200);
+  const past = new Date(Date.now() - 1000).toISOString();
+  await server.server.ctx.store.engine.run('UPDATE tokens SET expires_at = ? WHERE id = ?', [past, rest.record.id]);
+  const expired = await server.request('GET', '/api/models', { token: rest.token });
+  assert.equal(expired.status, 401);
+  assert.deepEqual(((await expired.json()) as any).error, { code: 'unauthenticated', message: `token ${rest.record.id} expired at ${past}; ask an admin for a new one (fleetprune tokens create)` });
+  const expiredGrpc = grpcClient(server.grpcAddress, 'ModelRegistry', rest.token);
+  t.after(() => expiredGrpc.close());
+  await assert.rejects(expiredGrpc.call('ListModels', {}), (error: any) => {
+    assert.equal(error.code, status.UNAUTHENTICATED);
+    assert.match(error.details, new RegExp(`^token ${rest.record.id} expired at `));
+    return true;
+  });
+  assert.equal((await server.request('GET', '/api/models', { token: forever.token })).status, 200);
+
+  // tokens list shows when each expires, and which have.
+  const listed = await runCli(['tokens', 'list', ...connection]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, /^ID +ROLE +LABEL +CREATED +BY +EXPIRES +REVOKED$/m);
+  assert.match(listed.stdout, new RegExp(`^${rest.record.id} +viewer +contractor +\\S+ +\\S+ +${past.replace(/\./g, '\\.')} \\(expired\\) +-$`, 'm'));
+  assert.match(listed.stdout, new RegExp(`^${forever.record.id} +viewer +viewer token +\\S+ +\\S+ +- +-$`, 'm'));
+  const json = JSON.parse((await runCli(['tokens', 'list', '--json', ...connection])).stdout) as any[];
+  assert.equal(json.find((token) => token.id === cliRecord.id).expiresAt, cliRecord.expiresAt);
+});

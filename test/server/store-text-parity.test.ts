@@ -9,7 +9,7 @@ for (const engine of STORE_ENGINES) {
 
     test('an unpaired surrogate is stored as one U+FFFD on every engine (never as invalid UTF-8), and found by the text it was stored as', async (t) => {
       await withStore(t, async (store) => {
-        const token = { role: 'admin', createdAt: '2025-01-01T00:00:00.000Z', createdBy: 'tester', revokedAt: null };
+        const token = { role: 'admin', createdAt: '2025-01-01T00:00:00.000Z', createdBy: 'tester', revokedAt: null, expiresAt: null };
         await store.tokens.insert({ ...token, id: 'lone', tokenHash: 'h1', label: 'a\ud800b\udc00c' });
         await store.tokens.insert({ ...token, id: 'pair', tokenHash: 'h2', label: 'a\u{1F600}b' });
         assert.equal((await store.tokens.get('lone'))?.label, 'a\uFFFDb\uFFFDc');

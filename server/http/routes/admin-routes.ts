@@ -4,6 +4,7 @@ import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { RoleSchema } from '../../auth/roles.ts';
 import { TokenIdSchema } from '../../auth/token-id.ts';
+import { TokenLifetimeSchema } from '../../auth/token-lifetime.ts';
 import { AuditEntrySchema, TokenSchema, queryInteger } from '../api-schemas.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
@@ -11,6 +12,8 @@ export const CreateTokenBodySchema = z.strictObject({
   role: RoleSchema,
   // Shown in one-line tables and the audit log: no newline or escape sequence (tab aside), as for a reason.
   label: reasonSchema(1, 200).optional(),
+  /** The token stops working this long after its creation; omitted, never. At most ten years. */
+  expiresInSeconds: TokenLifetimeSchema.optional(),
 });
 
 const AuditQuerySchema = z.strictObject({
@@ -35,14 +38,14 @@ export function adminRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'post',
       path: '/tokens',
       operationId: 'createToken',
-      summary: 'Create a bearer token; the secret is in this response only',
+      summary: 'Create a bearer token, optionally expiring expiresInSeconds from now; the secret is in this response only',
       tag: 'tokens',
       permission: 'admin',
       bodyKind: 'json',
       body: CreateTokenBodySchema,
       responses: { 201: { description: 'the new token', schema: z.strictObject({ token: z.string(), record: TokenSchema }) } },
       handle: async ({ body, principal }) => {
-        const created = await ctx.tokens.create(body.role, body.label ?? `${body.role} token`, actorOf(principal!));
+        const created = await ctx.tokens.create(body.role, body.label ?? `${body.role} token`, actorOf(principal!), { expiresInSeconds: body.expiresInSeconds });
         return { status: 201, json: created };
       },
     }),

@@ -16,4 +16,11 @@ export const authMigrations: Migration[] = [
         revoked_at TEXT
       );`,
   },
+  {
+    domain: 'auth',
+    version: 2,
+    name: 'token expiry',
+    // A token made with an expiry (tokens create --expires-in) stops working then; NULL never expires.
+    sql: () => `ALTER TABLE tokens ADD COLUMN expires_at TEXT;`,
+  },
 ];

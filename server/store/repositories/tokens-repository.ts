@@ -8,6 +8,8 @@ export interface TokenRecord {
   createdAt: string;
   createdBy: string;
   revokedAt: string | null;
+  /** When the token stops working (ISO 8601, UTC); null: never. */
+  expiresAt: string | null;
 }
 
 /** SQL for bearer tokens; only their SHA-256 is stored. */
@@ -15,16 +17,16 @@ export class TokensRepository {
   constructor(private readonly db: SqlExecutor) {}
 
   async insert(record: TokenRecord & { tokenHash: string }): Promise<void> {
-    await this.db.run('INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)', tokenParams(record));
+    await this.db.run('INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', tokenParams(record));
   }
 
   /** Inserts the token unless its id or hash is taken (the row there is left as it is); false then. */
   async insertIfAbsent(record: TokenRecord & { tokenHash: string }): Promise<boolean> {
-    const sql = 'INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING';
+    const sql = 'INSERT INTO tokens (id, token_hash, role, label, created_at, created_by, revoked_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING';
     return (await this.db.run(sql, tokenParams(record))).changes > 0;
   }
 
-  /** The live (not revoked) token with this hash. */
+  /** The token with this hash that is not revoked (it may have expired: the caller says so). */
   async findByHash(tokenHash: string): Promise<TokenRecord | undefined> {
     const row = await this.db.get('SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL', [tokenHash]);
     return row ? toToken(row) : undefined;
@@ -45,18 +47,21 @@ export class TokensRepository {
     return (await this.db.all('SELECT * FROM tokens ORDER BY created_at, id')).map(toToken);
   }
 
-  async countLiveWithRole(role: string): Promise<number> {
-    return Number((await this.db.get('SELECT COUNT(*) AS n FROM tokens WHERE role = ? AND revoked_at IS NULL', [role]))?.n ?? 0);
+  /** Tokens of `role` neither revoked nor expired at `now`. */
+  async countLiveWithRole(role: string, now: Date = new Date()): Promise<number> {
+    const sql = 'SELECT COUNT(*) AS n FROM tokens WHERE role = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)';
+    return Number((await this.db.get(sql, [role, now.toISOString()]))?.n ?? 0);
   }
 
-  /** The ids among `ids` whose tokens are revoked. */
-  async revokedAmong(ids: readonly string[]): Promise<string[]> {
-    const revoked: string[] = [];
+  /** The ids among `ids` whose tokens no longer work at `now`: revoked, or expired. */
+  async endedAmong(ids: readonly string[], now: Date = new Date()): Promise<string[]> {
+    const ended: string[] = [];
     for (const chunk of chunksOf([...ids], ID_CHUNK)) {
-      const rows = await this.db.all(`SELECT id FROM tokens WHERE revoked_at IS NOT NULL AND id IN (${chunk.map(() => '?').join(', ')})`, chunk);
-      revoked.push(...rows.map((row) => String(row.id)));
+      const sql = `SELECT id FROM tokens WHERE (revoked_at IS NOT NULL OR expires_at <= ?) AND id IN (${chunk.map(() => '?').join(', ')})`;
+      const rows = await this.db.all(sql, [now.toISOString(), ...chunk]);
+      ended.push(...rows.map((row) => String(row.id)));
     }
-    return revoked;
+    return ended;
   }
 
   async revoke(id: string, at: string): Promise<boolean> {
@@ -69,7 +74,7 @@ export class TokensRepository {
 }
 
 function tokenParams(record: TokenRecord & { tokenHash: string }): (string | null)[] {
-  return [record.id, record.tokenHash, record.role, record.label, record.createdAt, record.createdBy, record.revokedAt];
+  return [record.id, record.tokenHash, record.role, record.label, record.createdAt, record.createdBy, record.revokedAt, record.expiresAt];
 }
 
 function toToken(row: Record<string, unknown>): TokenRecord {
@@ -80,5 +85,6 @@ function toToken(row: Record<string, unknown>): TokenRecord {
     createdAt: String(row.created_at),
     createdBy: String(row.created_by),
     revokedAt: row.revoked_at === null ? null : String(row.revoked_at),
+    expiresAt: row.expires_at === null || row.expires_at === undefined ? null : String(row.expires_at),
   };
 }
