@@ -34,7 +34,12 @@ export function createAgentMetrics() {
     outboxPending: new Gauge({ name: AGENT_METRICS.outboxPending, help: 'Reports waiting in the on-disk outbox', registers }),
     droppedMessages: new Counter({ name: AGENT_METRICS.droppedMessages, help: 'Incoming MQTT messages dropped, by topic kind and reason', labelNames: ['kind', 'reason'] as const, registers }),
     mqttConnected: new Gauge({ name: AGENT_METRICS.mqttConnected, help: '1 while connected to the broker', registers }),
-    modelInfo: new Gauge({ name: AGENT_METRICS.modelInfo, help: 'The models in the slots (value 1)', labelNames: ['slot', 'model', 'version'] as const, registers }),
+    modelInfo: new Gauge({
+      name: AGENT_METRICS.modelInfo,
+      help: "The models in the slots (value 1); fleet: the id of the server's signing key the agent pins, as the server's device series carry it",
+      labelNames: ['slot', 'model', 'version', 'fleet'] as const,
+      registers,
+    }),
   };
 }
 export type AgentMetrics = ReturnType<typeof createAgentMetrics>;

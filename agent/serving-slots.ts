@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { keyId } from '../shared/artifact/signing-keys.ts';
 import type { ModelRef } from '../shared/protocol/payloads.ts';
 import { errorMessage } from '../shared/util/errors.ts';
 import type { Logger } from '../shared/util/log.ts';
@@ -28,11 +29,14 @@ export interface ServingSlotsOptions {
  */
 export class ServingSlots {
   readonly #options: ServingSlotsOptions;
+  /** The pinned server key's id: the `fleet` label the server puts on this device's series. */
+  readonly #fleet: string;
   #active: ServingModel | undefined;
   #candidate: ServingModel | undefined;
 
   constructor(options: ServingSlotsOptions) {
     this.#options = options;
+    this.#fleet = keyId(options.publicKey);
   }
 
   get active(): ServingModel | undefined {
@@ -122,6 +126,6 @@ export class ServingSlots {
   publishModelInfo(): void {
     this.#options.metrics.modelInfo.reset();
     const { active, candidate, previous } = this.#options.state();
-    for (const [slot, ref] of Object.entries({ active, candidate, previous })) if (ref) this.#options.metrics.modelInfo.set({ slot, model: ref.model, version: ref.version }, 1);
+    for (const [slot, ref] of Object.entries({ active, candidate, previous })) if (ref) this.#options.metrics.modelInfo.set({ slot, model: ref.model, version: ref.version, fleet: this.#fleet }, 1);
   }
 }

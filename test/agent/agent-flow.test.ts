@@ -62,6 +62,10 @@ test('candidate → verified download → side-by-side benchmark report; activat
   const metrics = await (await fetch(`${url}/metrics`)).text();
   assert.match(metrics, /fleetprune_agent_shadow_latency_seconds_count 1/);
   assert.match(metrics, /fleetprune_agent_shadow_agreements_total\{version="2"\} [01]/);
+  // The slots' models, with the fleet label the server puts on this device's series: its signing key's id.
+  const fleet = keyId(world.publicKey);
+  assert.match(metrics, new RegExp(`^fleetprune_agent_model_info\\{slot="active",model="${world.v1.manifest.name}",version="1",fleet="${fleet}"\\} 1$`, 'm'));
+  assert.match(metrics, new RegExp(`^fleetprune_agent_model_info\\{slot="candidate",model="${world.v2.manifest.name}",version="2",fleet="${fleet}"\\} 1$`, 'm'));
 
   const activation = await world.assign('flow-1', world.v2, 'active');
   await world.waitForReport(isOutcome(activation.id, 'activated'));
