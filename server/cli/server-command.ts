@@ -98,7 +98,9 @@ async function runServer(flags: ServerFlags): Promise<void> {
     maxBlobBytes: flags.maxBlobBytes,
     idleTimeoutSeconds: flags.idleTimeout,
     dataRoot: flags.dataRoot,
-    adminToken: process.env.FLEETPRUNE_ADMIN_TOKEN || undefined,
+    // Empty is refused (too short), not taken as unset: `FLEETPRUNE_ADMIN_TOKEN=$(cat missing-file)` made the server
+    // make and print a token of its own, or go on with the ones it had, without a word.
+    adminToken: process.env.FLEETPRUNE_ADMIN_TOKEN,
     maxConcurrentJobs: flags.maxConcurrentJobs,
     maxQueuedJobs: flags.maxQueuedJobs,
     reportRetentionDays: flags.reportRetentionDays,

@@ -31,13 +31,15 @@ const ServerBrokerUrl = BrokerUrlSchema.refine(
  * A token goes in "Authorization: Bearer <token>" (and a gRPC header): visible ASCII, no spaces.
  * Names the first character that could not go there, never the token.
  */
-const AdminToken = z
-  .string()
-  .min(16, 'must be at least 16 characters')
-  .superRefine((token, ctx) => {
-    const problem = bearerTokenProblem(token);
-    if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
-  });
+const AdminToken = z.string().superRefine((token, ctx) => {
+  const problem =
+    token === ''
+      ? 'set but empty; give it at least 16 characters, or unset it (the server then makes an admin token at its first start and prints it)'
+      : token.length < 16
+        ? 'must be at least 16 characters'
+        : bearerTokenProblem(token);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 /** Everything `fleetprune server` can be told, after flags and environment are merged. */
 export const ServerConfigSchema = z

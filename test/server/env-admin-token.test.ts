@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { runCli, tempDir } from '../helpers/cli.ts';
 import { TokenService } from '../../server/auth/token-service.ts';
 import { openStore } from '../../server/store/open-store.ts';
 import { UserError } from '../../shared/util/errors.ts';
@@ -73,4 +76,16 @@ test('FLEETPRUNE_ADMIN_TOKEN that no Authorization header could carry (a space, 
     assert.throws(() => parseServerConfig({ dataDir: '/tmp/x', adminToken: token }), (error: Error) => message.test(error.message) && !error.message.includes(token), token);
   }
   assert.equal(parseServerConfig({ dataDir: '/tmp/x', adminToken: 'fp_admin-token!~0123456789' }).adminToken, 'fp_admin-token!~0123456789');
+});
+
+test('FLEETPRUNE_ADMIN_TOKEN set but empty is refused at start on one line (it was taken as unset: the server made and printed a token of its own); nothing is made', async (t) => {
+  const dataDir = join(await tempDir(t), 'server');
+  const run = await runCli(['server', '--data-dir', dataDir, '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], { FLEETPRUNE_ADMIN_TOKEN: '' }, { timeoutMs: 30_000 });
+  assert.deepEqual([run.code, run.stdout, run.stderr], [
+    2,
+    '',
+    'fleetprune: FLEETPRUNE_ADMIN_TOKEN: set but empty; give it at least 16 characters, or unset it (the server then makes an admin token at its first start and prints it)\n',
+  ]);
+  assert.equal(existsSync(dataDir), false, 'no data dir made');
+  assert.throws(() => parseServerConfig({ dataDir: '/tmp/x', adminToken: 'fp_short' }), { message: 'FLEETPRUNE_ADMIN_TOKEN: must be at least 16 characters' });
 });
