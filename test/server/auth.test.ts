@@ -111,7 +111,8 @@ test('a start that fails (bad TLS files, a taken port) makes no admin token; the
   await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
   t.after(() => blocker.close());
   const taken = String((blocker.address() as AddressInfo).port);
-  const noEnvToken = { FLEETPRUNE_ADMIN_TOKEN: '' };
+  // Unset (undefined is left out of a child's environment); set but empty is refused.
+  const noEnvToken = { FLEETPRUNE_ADMIN_TOKEN: undefined };
   const ports = ['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'];
   for (const flags of [['--tls-cert', junk, '--tls-key', junk], ['--grpc-port', taken], ['--http-port', taken]]) {
     const failed = await runCli(['server', '--data-dir', dataDir, ...ports, ...flags], noEnvToken, { timeoutMs: 30_000 });

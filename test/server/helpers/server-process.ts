@@ -16,7 +16,7 @@ export interface ServerProcess {
 }
 
 /** Spawns `node bin/fleetprune.js server` and waits for its `listening http=P grpc=G` line. */
-export function spawnServer(t: TestContext, dataDir: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<ServerProcess> {
+export function spawnServer(t: TestContext, dataDir: string, extraArgs: string[] = [], env: Record<string, string | undefined> = {}): Promise<ServerProcess> {
   // The embedded broker on an ephemeral port, unless the server is to use an external one.
   const mqttPort = extraArgs.includes('--mqtt-url') ? [] : ['--mqtt-port', '0'];
   const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dataDir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', ...mqttPort, ...extraArgs], {
