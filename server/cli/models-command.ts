@@ -144,7 +144,7 @@ export function registerModelsCommand(program: Command): void {
             `epsilon    ${found.epsilon ?? '-'}${found.epsilon !== null && found.epsilon !== undefined && architecture?.epsilonMode ? ` (${architecture.epsilonMode})` : ''}`,
             ...(architecture ? [`size       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample`] : []),
             `data       ${found.data_fingerprint}`,
-            `metrics    ${found.metrics_json}`,
+            `metrics    ${describeMetrics(found.metrics_json)}`,
             `status     ${found.status ? `${found.status}${found.status_reason ? `: ${found.status_reason}` : ''} (${found.status_at})` : '-'}`,
             `created    ${found.created_at} by ${found.created_by}`,
           ].join('\n') + '\n',
@@ -226,11 +226,39 @@ function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode
   }
 }
 
-/** NAME@VERSION, artifact, parent, aliases and retired, created, and the status its last rollout gave it (or -). */
-/** A row of `models list NAME`: the aliases column also marks a retired version. */
+/**
+ * A row of `models list NAME`: NAME@VERSION, artifact, parent, aliases, created, and the status
+ * its last rollout gave it, with `retired` when it is (else -).
+ */
 function versionRow(version: GrpcVersion): string[] {
-  const tags = [...version.aliases, ...(version.retired ? ['retired'] : [])];
-  return [`${version.model}@${version.version}`, version.artifact_id.slice(0, 12), parentRef(version, true) ?? '-', tags.join(',') || '-', version.created_at, version.status || '-'];
+  const status = [...(version.status ? [version.status] : []), ...(version.retired ? ['retired'] : [])].join(', ');
+  return [`${version.model}@${version.version}`, version.artifact_id.slice(0, 12), parentRef(version, true) ?? '-', version.aliases.join(',') || '-', version.created_at, status || '-'];
+}
+
+/**
+ * The manifest's test (and validation) scores on one line, as the prune report gives them:
+ * `test accuracy 96.67% · validation accuracy 100.00%`, `test mse 2890.1, r2 0.512`. Anything
+ * that does not read as scores is printed as it came.
+ */
+export function describeMetrics(metricsJson: string): string {
+  let metrics: unknown;
+  try {
+    metrics = JSON.parse(metricsJson);
+  } catch {
+    return metricsJson;
+  }
+  if (typeof metrics !== 'object' || metrics === null) return metricsJson;
+  const parts: string[] = [];
+  for (const [split, scores] of Object.entries(metrics as Record<string, unknown>)) {
+    if (typeof scores !== 'object' || scores === null) return metricsJson;
+    const named = Object.entries(scores as Record<string, unknown>).map(([name, value]) => {
+      if (typeof value !== 'number') return `${name} ${JSON.stringify(value)}`;
+      if (name === 'accuracy') return `accuracy ${(value * 100).toFixed(2)}%`;
+      return `${name} ${Number(value.toPrecision(5))}`;
+    });
+    parts.push(`${split} ${named.join(', ')}`);
+  }
+  return parts.length > 0 ? parts.join(' · ') : '-';
 }
 
 /**

@@ -228,6 +228,11 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   assert.match(lines[0]!, /^iris@1 .* -$/);
   assert.match(lines[1]!, /^iris@2 .* failed$/);
   assert.match(table.stdout, /^status {5}failed: analysis failed at step 2: accuracy below 0\.8 \(2026-03-01T09:00:00\.000Z\)$/m);
+  // The scores, read as the prune report gives them, not as raw JSON.
+  const scores = pruned.manifest.metrics;
+  const percent = (share: number | undefined) => `${(share! * 100).toFixed(2)}%`;
+  const expected = `test accuracy ${percent(scores.test.accuracy)}${scores.validation ? ` · validation accuracy ${percent(scores.validation.accuracy)}` : ''}`;
+  assert.ok(table.stdout.includes(`\nmetrics    ${expected}\n`), table.stdout);
   // The size the pruning bought, and the ε with its mode, as the manifest gives them.
   const { architecture, lineage } = pruned.manifest;
   assert.match(table.stdout, new RegExp(`^epsilon {4}${lineage.epsilon} \\(${lineage.epsilonMode}\\)$`, 'm'));
@@ -358,7 +363,8 @@ test('models unalias clears an alias; models retire and unretire a version; reti
   assert.match(held!.stderr, /^fleetprune: .*candidate/);
   assert.deepEqual([cleared!.code, cleared!.stdout], [0, 'iris:candidate cleared\n']);
   assert.deepEqual([retired!.code, retired!.stdout], [0, 'iris@1 retired\n']);
-  assert.match(listed!.stdout, /^iris@1 +\S+ +- +retired /m);
+  // Retired shows in the status column; the aliases column holds aliases only.
+  assert.match(listed!.stdout, /^iris@1 +\S+ +- +- +\S+ +retired$/m);
   assert.deepEqual([unretired!.code, unretired!.stdout], [0, 'iris@1 not retired\n']);
   const aliases = (await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { aliases: string[]; retired: boolean };
   assert.deepEqual([aliases.aliases, aliases.retired], [[], false]);
