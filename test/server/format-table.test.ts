@@ -15,3 +15,19 @@ test('CLI tables: columns aligned on the widest cell; a cell holding a newline o
       'tok-2  x\\nforged  row\\x1b[2J\\u202e  admin\n',
   );
 });
+
+test('CLI tables align by terminal columns: wide (CJK, emoji) characters take two, combining marks none', () => {
+  const table = formatTable([
+    ['DEVICE', 'LABELS', 'STATUS'],
+    ['osaka-1', 'site=大阪', 'online'],
+    ['lyon-1', 'site=Lyon 🚀', 'online'],
+    ['cafe-1', 'site=cafe\u0301', 'offline'],
+  ]);
+  assert.equal(
+    table,
+    'DEVICE   LABELS        STATUS\n' +
+      'osaka-1  site=大阪     online\n' +
+      'lyon-1   site=Lyon 🚀  online\n' +
+      'cafe-1   site=cafe\u0301     offline\n',
+  );
+});
