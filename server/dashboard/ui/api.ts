@@ -51,7 +51,7 @@ export class Api {
       return await this.parse<T>(await fetch(`${this.base}/api${path}`, { headers: this.headers(), signal: AbortSignal.timeout(GET_TIMEOUT_MS) }));
     } catch (error) {
       if ((error as Error)?.name === 'TimeoutError') throw new Error(`the server did not answer in ${GET_TIMEOUT_MS / 1000} s`);
-      throw error;
+      throw unreachable(error);
     }
   }
 
@@ -117,6 +117,16 @@ export class Api {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * fetch's own failure (a TypeError: no connection, or one cut before the answer) in words that say
+ * so; the browser's own words ("Failed to fetch", "NetworkError when attempting to fetch
+ * resource.", "Load failed") follow in brackets. Anything else as it is.
+ */
+function unreachable(error: unknown): unknown {
+  if (!(error instanceof TypeError)) return error;
+  return new Error(`the server cannot be reached: it is down, or the network to it is (${error.message})`, { cause: error });
 }
 
 function safeJson(text: string): unknown {
