@@ -1,6 +1,14 @@
 /** How often the tokens of open streams are looked up, for revocations made by another server. */
 export const REVOCATION_POLL_MS = 5000;
 
+/** A watched token that no longer works, and why, in words for the caller ("the token was revoked"). */
+export interface EndedToken {
+  id: string;
+  why: string;
+}
+
+export const REVOKED = 'the token was revoked';
+
 export interface TokenRevocationsOptions {
   /**
    * The ids among `ids` whose tokens the store holds as no longer working: revoked, or expired.
@@ -8,7 +16,7 @@ export interface TokenRevocationsOptions {
    * this process: streams open here would go on under a revoked token; and nothing calls
    * `revoked()` when a token expires. Without it, only this process's revocations stop streams.
    */
-  endedAmong?: (ids: readonly string[]) => Promise<string[]>;
+  endedAmong?: (ids: readonly string[]) => Promise<EndedToken[]>;
   pollMs?: number;
 }
 
@@ -18,7 +26,7 @@ export interface TokenRevocationsOptions {
  * within REVOCATION_POLL_MS (on another server sharing the database, or when the token expires).
  */
 export class TokenRevocations {
-  readonly #listeners = new Map<string, Set<() => void>>();
+  readonly #listeners = new Map<string, Set<(why: string) => void>>();
   readonly #options: TokenRevocationsOptions;
   #timer: NodeJS.Timeout | undefined;
 
@@ -26,8 +34,8 @@ export class TokenRevocations {
     this.#options = options;
   }
 
-  /** Calls `listener` when token `tokenId` is revoked; returns the function that stops watching. */
-  watch(tokenId: string, listener: () => void): () => void {
+  /** Calls `listener`, saying why, when token `tokenId` stops working; returns the function that stops watching. */
+  watch(tokenId: string, listener: (why: string) => void): () => void {
     let listeners = this.#listeners.get(tokenId);
     if (!listeners) this.#listeners.set(tokenId, (listeners = new Set()));
     listeners.add(listener);
@@ -38,11 +46,11 @@ export class TokenRevocations {
     };
   }
 
-  /** Token `tokenId` was revoked (committed): everything watching it stops. */
-  revoked(tokenId: string): void {
+  /** Token `tokenId` was revoked (committed), or has expired (`why` says so): everything watching it stops. */
+  revoked(tokenId: string, why = REVOKED): void {
     const listeners = this.#listeners.get(tokenId);
     this.#listeners.delete(tokenId);
-    for (const listener of listeners ?? []) listener();
+    for (const listener of listeners ?? []) listener(why);
   }
 
   /** How many requests or streams watch tokens now; for tests and diagnostics. */
@@ -62,7 +70,7 @@ export class TokenRevocations {
   async #poll(): Promise<void> {
     const ids = [...this.#listeners.keys()];
     try {
-      if (ids.length > 0) for (const id of await this.#options.endedAmong!(ids)) this.revoked(id);
+      if (ids.length > 0) for (const { id, why } of await this.#options.endedAmong!(ids)) this.revoked(id, why);
     } catch {
       // The store did not answer this time: the next poll asks again.
     }

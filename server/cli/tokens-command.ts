@@ -6,7 +6,7 @@ import { withConnection, withConnectionOptions, type ConnectionFlags } from './g
 import { tokenJson, type GrpcToken } from './json-views.ts';
 import { refuseEmpty } from './non-empty.ts';
 import { TokenLifetimeSchema } from '../auth/token-lifetime.ts';
-import { UserError } from '../../shared/util/errors.ts';
+import { errorMessage, UserError } from '../../shared/util/errors.ts';
 
 export function registerTokensCommand(program: Command): void {
   const tokens = program.command('tokens').description('bearer tokens (admin only, over gRPC)');
@@ -25,6 +25,15 @@ export function registerTokensCommand(program: Command): void {
           label: flags.label ?? '',
           expires_in_s: flags.expiresIn ?? 0,
         });
+        if (flags.expiresIn !== undefined && !created.record.expires_at) {
+          // A server older than expiring tokens drops the field: the token it made never expires.
+          // Not handed out as if it did: revoked again at once.
+          const undone = await connection.unary('Tokens', 'RevokeToken', { id: created.record.id }).then(
+            () => `so it was revoked again`,
+            (error: unknown) => `and revoking it failed (${errorMessage(error)}): revoke it (fleetprune tokens revoke ${created.record.id})`,
+          );
+          throw new UserError(`--expires-in: the server does not take token expiries (it is older than this CLI); the token it made (${created.record.id}) would never expire, ${undone}`);
+        }
         process.stdout.write(`${created.token}\n`);
         const expiry = created.record.expires_at ? `, expiring at ${created.record.expires_at}` : '';
         process.stderr.write(`created ${created.record.role} token ${created.record.id}${expiry}; store it now, it is not shown again\n`);

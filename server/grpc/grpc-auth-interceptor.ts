@@ -85,7 +85,7 @@ export function grpcAuthInterceptor(deps: GrpcDeps, access: ReadonlyMap<string, 
                 if (ended) return;
                 callers.set(metadata, principal);
                 admitted = metadata;
-                unwatch = deps.tokens.revocations.watch(principal.tokenId, () => refuse({ code: GrpcStatus.UNAUTHENTICATED, details: 'the token was revoked' }));
+                unwatch = deps.tokens.revocations.watch(principal.tokenId, (why) => refuse({ code: GrpcStatus.UNAUTHENTICATED, details: why }));
                 pass(metadata);
               },
               (error: unknown) => {

@@ -1,4 +1,4 @@
-import { accessSync, closeSync, constants, mkdirSync, openSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { ALL_MIGRATIONS } from './migrations/index.ts';
 import { runMigrations } from './migrations/run-migrations.ts';
@@ -124,16 +124,23 @@ function refuseUnwritable(paths: readonly string[]): void {
  * others can read is used as it is, with a warning, as the signing key is.
  */
 function keepPrivate(file: string, log: Logger | undefined): void {
+  let fd: number;
   try {
-    closeSync(openSync(file, 'wx', 0o600));
+    // Made 0600 if it is not there (through a symlink to a file not made yet too), opened as it
+    // is if it is: never truncated.
+    fd = openSync(file, constants.O_RDWR | constants.O_CREAT, 0o600);
+  } catch {
+    // Not made or opened here (a directory that takes no new file, an unreadable file): SQLite's own open says why.
     return;
-  } catch (error) {
-    // Not made here (a directory that takes no new file): SQLite's own open says why.
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return;
   }
-  const mode = statSync(file).mode;
+  let mode: number;
+  try {
+    mode = fstatSync(fd).mode;
+  } finally {
+    closeSync(fd);
+  }
   if ((mode & 0o077) !== 0) {
-    log?.warn(`the database ${file} can be read by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): it holds the audit log and the hashes of every token and device secret; chmod 600 it (its -wal and -shm files follow)`);
+    log?.warn(`the database ${file} can be read by other users (mode ${(mode & 0o777).toString(8).padStart(4, '0')}): it holds the audit log and the hashes of every token and device secret; chmod 600 it and its -wal and -shm files`);
   }
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash, generateKeyPairSync } from 'node:crypto';
-import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import net from 'node:net';
 import { test } from 'node:test';
@@ -140,9 +140,17 @@ test('a new SQLite database (and its WAL and shared-memory files) is readable by
   const again = await openStore({ engine: 'sqlite', dataDir }, { log });
   t.after(() => again.close());
   assert.deepEqual(warnings, [
-    `the database ${file} can be read by other users (mode 0644): it holds the audit log and the hashes of every token and device secret; chmod 600 it (its -wal and -shm files follow)`,
+    `the database ${file} can be read by other users (mode 0644): it holds the audit log and the hashes of every token and device secret; chmod 600 it and its -wal and -shm files`,
   ]);
   assert.equal((await stat(file)).mode & 0o777, 0o644, 'left as it is');
+
+  // A database path that is a symlink to a file not made yet: the file is made there, 0600.
+  const linked = await tempDir(t);
+  const target = join(await tempDir(t), 'elsewhere.sqlite');
+  await symlink(target, join(linked, 'fleetprune.sqlite'));
+  const throughLink = await openStore({ engine: 'sqlite', dataDir: linked });
+  await throughLink.close();
+  assert.equal((await stat(target)).mode & 0o777, 0o600);
 });
 
 test('server: a start refused after it made its directories (an unreachable database, a --mosquitto-dir that is a file) removes those it made, and nothing else', async (t) => {

@@ -19,7 +19,10 @@ for (const engine of STORE_ENGINES) {
       const admin = await there.create('admin', 'ops', 'test');
       const principal = await here.authenticate(`Bearer ${token}`);
       let stopped = 0;
-      here.revocations.watch(principal.tokenId, () => void (stopped += 1));
+      here.revocations.watch(principal.tokenId, (why) => {
+        assert.equal(why, 'the token was revoked');
+        stopped += 1;
+      });
       const other = await here.create('viewer', 'other', 'test');
       here.revocations.watch(other.record.id, () => assert.fail('a live token\'s stream was stopped'));
       await delay(300);
@@ -43,7 +46,11 @@ for (const engine of STORE_ENGINES) {
       assert.deepEqual((await tokens.list()).find((listed) => listed.id === record.id), record, 'the expiry is stored');
       assert.equal((await tokens.authenticate(`Bearer ${token}`)).tokenId, record.id);
       let stopped = 0;
-      tokens.revocations.watch(record.id, () => void (stopped += 1));
+      let why = '';
+      tokens.revocations.watch(record.id, (reason) => {
+        stopped += 1;
+        why = reason;
+      });
       const forever = await tokens.create('viewer', 'dashboard', 'test');
       assert.equal(forever.record.expiresAt, null);
       tokens.revocations.watch(forever.record.id, () => assert.fail("a token that never expires had its stream stopped"));
@@ -54,6 +61,7 @@ for (const engine of STORE_ENGINES) {
       await assert.rejects(tokens.authenticate(`Bearer ${token}`), { code: 'unauthenticated', message: `token ${record.id} expired at ${past}; ask an admin for a new one (fleetprune tokens create)` });
       for (let i = 0; i < 100 && stopped === 0; i++) await delay(20);
       assert.equal(stopped, 1, 'its open stream stopped at the next poll');
+      assert.equal(why, `token ${record.id} expired at ${past}`, 'saying it expired, not that it was revoked');
       assert.equal((await tokens.authenticate(`Bearer ${forever.token}`)).tokenId, forever.record.id);
 
       // Admin tokens: an expired one is not live. With only it left, revoking the other live one is

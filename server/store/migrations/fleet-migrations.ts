@@ -183,4 +183,12 @@ export const fleetMigrations: Migration[] = [
     // before it was kept (the server's key at the first start that reads it is taken for theirs).
     sql: () => 'ALTER TABLE devices ADD COLUMN signing_key_id TEXT;',
   },
+  {
+    domain: 'fleet',
+    version: 13,
+    name: 'index of devices by their download token',
+    // Every download with a device's token looks up the device holding it (DownloadScope): without
+    // this, a scan of the devices table per request, under SQLite's one connection.
+    sql: () => 'CREATE INDEX devices_token ON devices (token_id);',
+  },
 ];

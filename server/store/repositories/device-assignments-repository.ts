@@ -86,8 +86,10 @@ export class DeviceAssignmentsRepository {
    * hash, or elsewhere: the caller reads the files). Matched by text, the same way on both engines.
    */
   async assignedManifestsMentioning(deviceId: string, sha256: string): Promise<unknown[]> {
-    const sql = `SELECT DISTINCT v.manifest FROM device_assignments a JOIN model_versions v ON v.artifact_id = a.artifact_id
-      WHERE a.device_id = ? AND v.manifest LIKE ?`;
+    // Each assigned artifact's manifest read once, by index, however many assignments named it (a
+    // join read it once per assignment row, and DISTINCT compared the texts).
+    const sql = `SELECT v.manifest FROM model_versions v
+      WHERE v.artifact_id IN (SELECT artifact_id FROM device_assignments WHERE device_id = ?) AND v.manifest LIKE ?`;
     return (await this.db.all(sql, [deviceId, `%${sha256}%`])).map((row) => row.manifest);
   }
 

@@ -53,13 +53,15 @@ export class TokensRepository {
     return Number((await this.db.get(sql, [role, now.toISOString()]))?.n ?? 0);
   }
 
-  /** The ids among `ids` whose tokens no longer work at `now`: revoked, or expired. */
-  async endedAmong(ids: readonly string[], now: Date = new Date()): Promise<string[]> {
-    const ended: string[] = [];
+  /** The tokens among `ids` that no longer work at `now`, and why: revoked, or expired (and when). */
+  async endedAmong(ids: readonly string[], now: Date = new Date()): Promise<{ id: string; why: string }[]> {
+    const ended: { id: string; why: string }[] = [];
     for (const chunk of chunksOf([...ids], ID_CHUNK)) {
-      const sql = `SELECT id FROM tokens WHERE (revoked_at IS NOT NULL OR expires_at <= ?) AND id IN (${chunk.map(() => '?').join(', ')})`;
-      const rows = await this.db.all(sql, [now.toISOString(), ...chunk]);
-      ended.push(...rows.map((row) => String(row.id)));
+      const sql = `SELECT id, revoked_at, expires_at FROM tokens WHERE (revoked_at IS NOT NULL OR expires_at <= ?) AND id IN (${chunk.map(() => '?').join(', ')})`;
+      for (const row of await this.db.all(sql, [now.toISOString(), ...chunk])) {
+        const why = row.revoked_at !== null ? 'the token was revoked' : `token ${String(row.id)} expired at ${String(row.expires_at)}`;
+        ended.push({ id: String(row.id), why });
+      }
     }
     return ended;
   }
