@@ -1,7 +1,22 @@
+import { userInfo } from 'node:os';
 import pg from 'pg';
 import { storableParams, UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { asStoreUnavailable } from './store-unavailable.ts';
+
+/**
+ * A URL without a user logs in as the operating system's user, as libpq (psql) does: pg takes
+ * $USER only, and with it unset (a root shell, a systemd unit, a container) it sent no user name
+ * and PostgreSQL refused (`no PostgreSQL user name specified in startup packet`). $PGUSER and a
+ * user in the URL still come first.
+ */
+if (!pg.defaults.user) {
+  try {
+    pg.defaults.user = userInfo().username;
+  } catch {
+    // No entry for this uid (a container's arbitrary uid): left unset, and the hint names the fix.
+  }
+}
 
 export interface PostgresEngineOptions {
   connectionString: string;

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { chown } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { openStore } from '../../server/store/open-store.ts';
 import { PostgresEngine, withoutUrlOptions } from '../../server/store/postgres-engine.ts';
 import { deferCleanup } from '../helpers/cleanup.ts';
-import { runCli, tempDir } from '../helpers/cli.ts';
+import { REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
+import { spawnServer } from './helpers/server-process.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { freshStoreLocation, postgresUrl } from './helpers/store-engines.ts';
 
@@ -169,22 +173,49 @@ test('withoutUrlOptions: takes the options parameter out of a URL, keeping the r
   assert.deepEqual(withoutUrlOptions('postgres://fleet@/db?host=/run/postgresql&options=-c%20search_path%3Dx'), { connectionString: 'postgres://fleet@/db?host=%2Frun%2Fpostgresql', urlOptions: '-c search_path=x' });
 });
 
-test('a --database-url without a user, where $USER is empty, is refused with a hint to put the user in the URL', async (t) => {
+test('a --database-url without a user logs in as the operating system\'s user, as psql does, though $USER and $PGUSER are empty; a login refused for it hints to put the user in the URL', async (t) => {
   const base = await postgresUrl();
   if (!base) return void engineMissing(t, 'PostgreSQL', 'nothing answers on 127.0.0.1:5432 as postgres or root with database test');
   const url = new URL(base);
   url.username = '';
   url.password = '';
-  const args = ['server', '--data-dir', await tempDir(t), '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'];
-  // pg logs in as $PGUSER, else $USER: both empty, as in a container or a service without them.
-  const run = await runCli([...args, '--database-url', url.toString()], { USER: '', PGUSER: '' }, { timeoutMs: 30_000 });
-  const example = new URL(url);
-  example.username = 'USER';
-  assert.deepEqual(
-    [run.code, run.stderr],
-    [2, `fleetprune: --database-url (or FLEETPRUNE_DATABASE_URL): cannot connect to PostgreSQL (no PostgreSQL user name specified in startup packet); put the user in the URL: ${example.toString()}\n`],
-  );
+  // pg logs in as $PGUSER, else $USER: both empty, as in a root shell, a container or a service
+  // without them. It sent no user name, and PostgreSQL refused; now the OS user's name is taken.
+  const noUserEnv = { USER: '', PGUSER: '' };
+  const schema = `fp_os_user_${randomBytes(4).toString('hex')}`;
+  deferCleanup(t, async () => {
+    const admin = new pg.Client({ connectionString: base });
+    await admin.connect();
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).finally(() => admin.end());
+  });
+  const osUser = userInfo().username;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  const isRole = (await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [osUser]).finally(() => admin.end())).rowCount === 1;
+  if (isRole) {
+    const server = await spawnServer(t, await tempDir(t), ['--database-url', url.toString(), '--database-schema', schema], noUserEnv);
+    assert.match(server.line, /^listening http=\d+ grpc=\d+/);
+  }
+
+  // The OS user is no role of the database (run as nobody, here when root): refused with the hint.
+  const args = ['server', '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0', '--database-url', url.toString()];
+  if (process.getuid?.() === 0) {
+    const dataDir = await tempDir(t);
+    await chown(dataDir, 65534, 65534);
+    const run = await new Promise<{ code: number; stderr: string }>((resolve) =>
+      execFile(process.execPath, ['bin/fleetprune.js', ...args, '--data-dir', dataDir], { cwd: REPO_ROOT, env: { ...process.env, ...noUserEnv, HOME: '/', FLEETPRUNE_LOG_LEVEL: 'silent' }, timeout: 30_000, uid: 65534, gid: 65534 }, (error, _stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stderr }),
+      ),
+    );
+    const nobody = (await new Promise<string>((resolve) => execFile('id', ['-un', '65534'], (_error, stdout) => resolve(stdout.trim())))) || 'nobody';
+    const example = new URL(url);
+    example.username = 'USER';
+    assert.deepEqual(
+      [run.code, run.stderr],
+      [2, `fleetprune: --database-url (or FLEETPRUNE_DATABASE_URL): cannot connect to PostgreSQL (role "${nobody}" does not exist); put the user in the URL: ${example.toString()}\n`],
+    );
+  }
   // Another refusal of a URL without a user says nothing of users.
-  const refused = await runCli([...args, '--database-url', 'postgres://127.0.0.1:1/test'], { USER: '', PGUSER: '' }, { timeoutMs: 30_000 });
+  const refused = await runCli([...args, '--data-dir', await tempDir(t), '--database-url', 'postgres://127.0.0.1:1/test'], noUserEnv, { timeoutMs: 30_000 });
   assert.deepEqual([refused.code, refused.stderr], [2, 'fleetprune: --database-url (or FLEETPRUNE_DATABASE_URL): cannot connect to PostgreSQL (connect ECONNREFUSED 127.0.0.1:1)\n']);
 });
