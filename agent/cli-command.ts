@@ -151,7 +151,8 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
       resolve();
     });
   });
-  process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${agent.slots.active?.version ?? 'none'}\n`);
+  const active = agent.slots.active;
+  process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${active ? `${active.model}@${active.version}` : 'none'}\n`);
   await stopRequested;
   logger.info('shutting down');
   server.closeAllConnections();

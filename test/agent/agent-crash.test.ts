@@ -75,8 +75,10 @@ test('kill -9 during a download: after restart the agent serves the last good mo
 
   const blobRequestsBefore = world.http.blobRequests().length;
   const second = dev.start();
-  const { port, active } = await second.ready();
+  const { port, active, activeRef } = await second.ready();
   assert.equal(active, '1');
+  // The ready line names the model with its version.
+  assert.equal(activeRef, `${world.v1.manifest.name}@1`);
   const served = await predictVia(port, ROW);
   assert.equal(served.status, 200);
   assert.equal(served.json.sha256, world.v1.id, 'serves v1 while the download resumes');

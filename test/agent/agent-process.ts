@@ -52,11 +52,15 @@ export class AgentProcess {
     return new AgentProcess(child);
   }
 
-  /** Waits for the startup line and returns the HTTP port and the active version it reports. */
-  async ready(timeoutMs = 20_000): Promise<{ port: number; active: string }> {
+  /**
+   * Waits for the startup line and returns the HTTP port and the active model it reports: `active`
+   * its version (or none), `activeRef` as the line gives it, MODEL@VERSION.
+   */
+  async ready(timeoutMs = 20_000): Promise<{ port: number; active: string; activeRef: string }> {
     await this.waitFor(() => /agent ready .*http=\d+/.test(this.stdout), timeoutMs, 'the agent ready line');
     const match = /agent ready device=\S+ http=(\d+) active=(\S+)/.exec(this.stdout)!;
-    return { port: Number(match[1]), active: match[2]! };
+    const activeRef = match[2]!;
+    return { port: Number(match[1]), active: activeRef === 'none' ? 'none' : activeRef.slice(activeRef.lastIndexOf('@') + 1), activeRef };
   }
 
   /** Waits until a log line with this message appears on stderr. */
