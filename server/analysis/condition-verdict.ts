@@ -49,7 +49,8 @@ export function judgeConditions(metric: AnalysisMetric, input: ValuesToJudge): C
   const shown = `result ${showValues(input.values)}${input.baseline ? `, baseline ${showValues(input.baseline)}` : ''}`;
 
   if (input.values.length === 0) return verdict('Inconclusive', 'empty result');
-  if (input.values.some(Number.isNaN)) return verdict('Inconclusive', `${shown} has NaN`);
+  // NaN is what PromQL and the builtin provider give for 0/0: an error ratio with no predictions served, say.
+  if (input.values.some(Number.isNaN)) return verdict('Inconclusive', `${shown} has NaN (not a number: a ratio of nothing, such as errors over predictions while none were served)`);
   if (input.baseline && input.baseline.length === 0) return verdict('Inconclusive', 'empty baseline');
   if (input.baseline?.some(Number.isNaN)) return verdict('Inconclusive', `${shown}: baseline has NaN`);
   if (Number.isNaN(input.samples) || input.samples < metric.minSamples) {

@@ -188,7 +188,7 @@ export function registerModelsCommand(program: Command): void {
       async ([name, version]: [string, string], flags: ConnectionFlags) => {
         await withConnection(flags, async (connection) => {
           const changed = await connection.unary<GrpcVersion>('ModelRegistry', 'SetRetired', { name, version, retired });
-          process.stdout.write(`${changed.model}@${changed.version} ${changed.retired ? 'retired' : 'not retired'}\n`);
+          process.stdout.write(`${changed.model}@${changed.version} ${changed.retired ? 'retired' : 'unretired: assignable again'}\n`);
         });
       },
     );

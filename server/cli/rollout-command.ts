@@ -99,7 +99,7 @@ export function registerRolloutCommand(program: Command): void {
         for (const step of detail.steps) {
           const mark = { done: '✓', skipped: '»', current: '▶', pending: ' ', stopped: '✗' }[step.status] ?? ' ';
           const note = step.status === 'skipped' ? ' (skipped by a promotion)' : '';
-          process.stdout.write(`  ${mark} ${step.index + 1}. ${printable(step.description)}${step.measurements ? ` (${step.measurements} measurements)` : ''}${note}\n`);
+          process.stdout.write(`  ${mark} ${step.index + 1}. ${printable(step.description)}${step.measurements ? ` (${step.measurements} measurement${step.measurements === 1 ? '' : 's'})` : ''}${note}\n`);
         }
         // The warnings its start gave (an older server's detail has none): also in the decision log, but that can be long.
         for (const warning of detail.warnings ?? []) process.stdout.write(`warning: ${printable(warning)}\n`);

@@ -4,6 +4,9 @@ import { StoreReportHistory } from '../fleet/store-report-history.ts';
 import type { DeviceReport } from '../metricproviders/report-history.ts';
 import type { DemoResult } from './demo-run.ts';
 
+/** The verdict each decision kind always has, left out of the summary's lines. */
+const RESTATED: Record<string, string> = { failure: 'failed', rollback: 'rolled-back' };
+
 /** What `--summary-json` writes, for scripts. */
 export function summaryJson(result: DemoResult): { rollouts: { candidate: string; outcome: string; reason: string }[] } {
   return { rollouts: result.rollouts.map(({ candidate, outcome, reason }) => ({ candidate, outcome, reason })) };
@@ -54,7 +57,11 @@ export async function formatDemoSummary(result: DemoResult): Promise<string> {
     // A candidate whose analysis failed is `Failed` in rollout list and status, and `failed` in models list: so here.
     const outcome = rollout.outcome === 'promoted' ? 'PROMOTED' : rollout.phase === 'Failed' ? 'FAILED, ROLLED BACK' : 'ROLLED BACK';
     lines.push(`  ${rollout.candidate} (ε ${rollout.epsilon}): ${outcome}: ${rollout.reason}`);
-    for (const decision of rollout.decisions) lines.push(`    ${decision.at.slice(11, 19)} ${decision.kind} ${decision.verdict}: ${decision.message}`);
+    for (const decision of rollout.decisions) {
+      // "failure failed", "rollback rolled-back" say the same twice: the kind alone then.
+      const head = RESTATED[decision.kind] === decision.verdict ? decision.kind : `${decision.kind} ${decision.verdict}`;
+      lines.push(`    ${decision.at.slice(11, 19)} ${head}: ${decision.message}`);
+    }
   }
   const online = result.devices.filter((d) => d.online).length;
   const byVersion = new Map<string, number>();

@@ -365,7 +365,7 @@ test('models unalias clears an alias; models retire and unretire a version; reti
   assert.deepEqual([retired!.code, retired!.stdout], [0, 'iris@1 retired\n']);
   // Retired shows in the status column; the aliases column holds aliases only.
   assert.match(listed!.stdout, /^iris@1 +\S+ +- +- +\S+ +retired$/m);
-  assert.deepEqual([unretired!.code, unretired!.stdout], [0, 'iris@1 not retired\n']);
+  assert.deepEqual([unretired!.code, unretired!.stdout], [0, 'iris@1 unretired: assignable again\n']);
   const aliases = (await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { aliases: string[]; retired: boolean };
   assert.deepEqual([aliases.aliases, aliases.retired], [[], false]);
 });
