@@ -31,7 +31,7 @@ export function registerAssignCommand(program: Command): void {
       // `--device "$IDS"` with IDS unset would otherwise reach the server as neither, and be refused as a missing --selector.
       if (flags.device !== undefined && flags.device.split(',').every((id) => id.trim() === '')) throw new UserError('--device: no device ids given');
       await withConnection(flags, async (connection) => {
-        const result = await connection.unary<{ assignment_id: string; model: string; version: string; role: string; devices: { device_id: string; online: boolean }[] }>(
+        const result = await connection.unary<{ assignment_id: string; model: string; version: string; role: string; devices: { device_id: string; online: boolean }[]; warnings?: string[] }>(
           'Assignments',
           'CreateAssignment',
           {
@@ -43,6 +43,7 @@ export function registerAssignCommand(program: Command): void {
             all_devices: flags.allDevices === true,
           },
         );
+        for (const warning of result.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
         process.stdout.write(`assignment ${result.assignment_id}: ${result.model}@${result.version} as ${result.role} to ${result.devices.length} device(s)\n`);
         for (const device of result.devices) process.stdout.write(`  ${device.device_id}\t${device.online ? 'online' : 'offline (retained until it connects)'}\n`);
       });

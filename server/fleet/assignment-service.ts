@@ -48,7 +48,12 @@ export interface AssignResult {
   role: 'candidate' | 'active';
   url: string;
   devices: { deviceId: string; online: boolean; state: 'published' }[];
+  /** What the assignment ships that a rollout marked bad (failed, rolled back): said, never refused. */
+  warnings: string[];
 }
+
+/** A version's newest status in the registry (the one a rollout or an alias move gave it); null: none. */
+export type AssignedVersionStatus = (model: string, version: string) => Promise<{ status: string; reason: string; at: string } | null>;
 
 /**
  * The assignment primitive behind REST, gRPC and `fleetprune assign`: resolves the registry
@@ -71,6 +76,8 @@ export class AssignmentService {
       publisher: AssignmentPublisher;
       gate?: FleetGate;
       rolloutOf?: (deviceIds: readonly string[]) => Promise<{ deviceId: string; rollout: string } | null>;
+      /** The version's newest status: one a rollout failed or rolled back is assigned with a warning. */
+      statusOf?: AssignedVersionStatus;
       /** Taken from the check for rollouts to the record: rollout starts take it too (ServerContext.fleetChanges). */
       turns?: Mutex;
     },
@@ -107,6 +114,12 @@ export class AssignmentService {
     });
     // What the devices' retained topics hold by now: this assignment, or a newer one recorded meanwhile.
     await this.options.publisher.sendRetained(deviceIds);
+    // As a rollout's start says of a candidate it ships again: an operator may mean it, but not without a word.
+    const status = await this.options.statusOf?.(version.model, version.version);
+    const warnings =
+      status?.status === 'failed' || status?.status === 'rolled-back'
+        ? [`${version.model}@${version.version} is ${status.status} since ${status.at} (${status.reason}); this assignment ships it again`]
+        : [];
     return {
       assignmentId,
       model: version.model,
@@ -115,6 +128,7 @@ export class AssignmentService {
       role: request.role,
       url: [...recorded.values()][0]!.url,
       devices: devices.map((device) => ({ deviceId: device.id, online: device.online, state: 'published' as const })),
+      warnings,
     };
   }
 

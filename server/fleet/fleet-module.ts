@@ -9,6 +9,7 @@ import type { ServerConfig } from '../config/server-config.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
 import { reportRetention } from './report-retention.ts';
+import { RegistryModelStatus } from '../rollout/registry-model-status.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
@@ -138,7 +139,16 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     ctx.tokens.revocations.revoked(tokenId); // its downloads under way stop too
   } });
   const holds = new RolloutHolds(ctx.store.engine);
-  const assignments = new AssignmentService({ fleet, registry: ctx.registry, publisher, gate, rolloutOf: (deviceIds) => holds.ofDevices(deviceIds), turns: ctx.fleetChanges });
+  const statuses = new RegistryModelStatus(ctx.store);
+  const assignments = new AssignmentService({
+    fleet,
+    registry: ctx.registry,
+    publisher,
+    gate,
+    rolloutOf: (deviceIds) => holds.ofDevices(deviceIds),
+    statusOf: (model, version) => statuses.versionStatus(model, version),
+    turns: ctx.fleetChanges,
+  });
   const retention = reportRetention(fleet.repos, {
     days: ctx.config.reportRetentionDays,
     everyMs: options.reportSweepMs ?? 3_600_000,

@@ -93,6 +93,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
               role: result.role,
               url: result.url,
               devices: result.devices.map((device) => ({ device_id: device.deviceId, online: device.online, state: device.state })),
+              warnings: result.warnings,
             };
           },
         ),

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { AssignmentSchema } from '../../shared/protocol/payloads.ts';
@@ -426,4 +427,33 @@ test("a device's token downloads only the artifacts assigned to that device (RES
       assert.equal(await status(token, blob(onnx)), 200);
     }
   }
+});
+
+test('assigning a version a rollout failed or rolled back goes through with a warning (REST, gRPC and the CLI say it); another version, none', async (t) => {
+  const server = await fleetServer(t);
+  await enroll(server, 'osaka-1', {});
+  await new VersionStatusRepository(server.server.ctx.store.engine).record({
+    commandId: 'cmd-1',
+    model: 'iris',
+    version: '2',
+    status: 'failed',
+    reason: 'analysis failed at step 2: accuracy below 0.8',
+    at: '2026-03-01T09:00:00.000Z',
+  });
+  const warning = 'iris@2 is failed since 2026-03-01T09:00:00.000Z (analysis failed at step 2: accuracy below 0.8); this assignment ships it again';
+  const rest = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: 'latest', role: 'candidate', deviceIds: ['osaka-1'] } });
+  assert.equal(rest.status, 201);
+  const body = (await rest.json()) as { version: string; warnings: string[] };
+  assert.deepEqual([body.version, body.warnings], ['2', [warning]]);
+  const fine = (await (await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['osaka-1'] } })).json()) as { warnings: string[] };
+  assert.deepEqual(fine.warnings, []);
+
+  const grpc = grpcClient(server.grpcAddress, 'Assignments', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  const overGrpc = await grpc.call('CreateAssignment', { model: 'iris', version: '2', role: 'candidate', selector_json: '', device_ids: ['osaka-1'], all_devices: false });
+  assert.deepEqual(overGrpc.warnings, [warning]);
+  const cli = await runCli(['assign', '--model', 'iris', '--version', '2', '--role', 'candidate', '--device', 'osaka-1', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.equal(cli.stderr, `warning: ${warning}\n`);
+  assert.match(cli.stdout, /^assignment \S+: iris@2 as candidate to 1 device\(s\)\n/);
 });

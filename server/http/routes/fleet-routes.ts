@@ -33,6 +33,8 @@ const AssignResultSchema = z.strictObject({
   role: z.enum(['candidate', 'active']),
   url: z.string(),
   devices: z.array(z.strictObject({ deviceId: z.string(), online: z.boolean(), state: z.literal('published') })),
+  /** A version a rollout failed or rolled back, assigned anyway: said here. */
+  warnings: z.array(z.string()),
 });
 
 /** DELETE /api/devices/:id when the broker could not be updated (202): the device is revoked, the broker not yet. */
