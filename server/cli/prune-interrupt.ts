@@ -32,6 +32,10 @@ export function handlePruneInterrupts(outDir: string, restoreTerminal: () => voi
     dispose();
     restoreTerminal();
     process.kill(process.pid, name);
+    // With no listener left the signal's default ends the process before kill() returns. Should
+    // another listener of it be registered (a library's), the default never applies and the run
+    // went on to the end: ended here then, as a shell reports Ctrl-C.
+    setImmediate(() => process.exit(INTERRUPTED_EXIT_CODE));
   };
   const dispose = onStopSignals(onSignal);
   return {

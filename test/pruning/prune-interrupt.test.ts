@@ -124,3 +124,24 @@ test('the staging directories a run gives --out are told apart from other names 
     assert.ok(!isStagingSibling(out, name), name);
   }
 });
+
+test('Ctrl-C during training ends the run even when another SIGINT listener is registered (a library\'s): exit 130, nothing written', async (t) => {
+  const dir = await tempDir(t);
+  const out = join(dir, 'out');
+  // A listener the signal's re-raise cannot get past: the default disposition never applies while one is there.
+  const otherListener = "data:text/javascript,process.on('SIGINT',()=>{})";
+  const child = spawn(process.execPath, ['--import', otherListener, 'bin/fleetprune.js', 'prune', '--data', IRIS, '--label', 'species', '--epochs', '400', '--epsilon', '0.5', '--out', out], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' },
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  // Training has begun: the backend line is written just before it.
+  while (!stderr.includes('backend:')) await sleep(20);
+  await sleep(300);
+  child.kill('SIGINT');
+  assert.equal(await exit, 130, stderr);
+  assert.deepEqual(await readdir(dir), [], 'nothing written, no staged siblings');
+});
