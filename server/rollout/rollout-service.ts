@@ -7,6 +7,7 @@ import { actorOf, type Principal } from '../auth/principal.ts';
 import type { Store } from '../store/store.ts';
 import type { Leadership } from './leader-election.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
+import { smallCohortWarnings } from './small-cohort-warnings.ts';
 import { RolloutControllerStoppedError, type RolloutController } from './rollout-controller.ts';
 import type { RolloutFeed, RolloutFeedEvent } from './rollout-feed.ts';
 import { CandidateRetiredError, ProductionMovedError, RolloutInTheWayError, rolloutInTheWay, type RolloutRecord, type RolloutRepository } from './rollout-repository.ts';
@@ -114,9 +115,9 @@ export class RolloutService {
       try {
         // The warnings the start returns are kept in the rollout's decision log, written with it.
         const stateWarnings = async (state: RolloutState) => {
-          const restored = await restoredVersionWarnings(state, this.#statusOf(model), this.#retiredOf(model), 'start');
-          warnings.push(...restored);
-          return restored;
+          const found = [...smallCohortWarnings(state), ...(await restoredVersionWarnings(state, this.#statusOf(model), this.#retiredOf(model), 'start'))];
+          warnings.push(...found);
+          return found;
         };
         id = (await controller.start(spec, { by, warnings: [...warnings], stateWarnings })).id;
       } catch (error) {

@@ -281,12 +281,21 @@ function enterStep(t: TransitionDraft, index: number): void {
 }
 
 function growFor(s: Draft, current: Extract<RolloutStep, { kind: 'setWeight' | 'devices' | 'selector' }>): string[] {
-  const order = s.devices.map((device) => device.id);
-  if (current.kind === 'setWeight') return growCohort(order, s.cohort, current.percent);
-  const cohort = [...s.cohort];
-  const wanted = current.kind === 'devices'
-    ? current.deviceIds
-    : s.devices.filter((device) => selectorMatches(current.selector, device.labels)).map((device) => device.id);
+  return grownCohort(s.devices, s.cohort, current);
+}
+
+/** The cohort after a step that grows it: `devices` in the rollout's order, `current` the cohort before. */
+export function grownCohort(
+  devices: readonly { readonly id: string; readonly labels: Readonly<Record<string, string>> }[],
+  current: readonly string[],
+  step: Extract<RolloutStep, { kind: 'setWeight' | 'devices' | 'selector' }>,
+): string[] {
+  const order = devices.map((device) => device.id);
+  if (step.kind === 'setWeight') return growCohort(order, current, step.percent);
+  const cohort = [...current];
+  const wanted = step.kind === 'devices'
+    ? step.deviceIds
+    : devices.filter((device) => selectorMatches(step.selector, device.labels)).map((device) => device.id);
   const present = new Set(cohort);
   for (const id of wanted) {
     if (present.has(id)) continue;

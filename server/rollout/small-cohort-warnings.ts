@@ -1,0 +1,30 @@
+import type { RolloutState } from './rollout-state.ts';
+import { grownCohort } from './rollout-state-machine.ts';
+
+/**
+ * Warnings, at a rollout's start, about analysis steps whose relative metrics can never have
+ * their samples: a relative check counts one sample a device of the cohort (its candidate against
+ * its own baseline), so a cohort smaller than the metric's minSamples makes every measurement
+ * Inconclusive, and the rollout pauses at that step however good the candidate is. The start is
+ * not refused (devices may still join the fleet, and an operator may mean to judge by hand), but
+ * it is said before the wait rather than after it.
+ */
+export function smallCohortWarnings(state: RolloutState): string[] {
+  const warnings: string[] = [];
+  let cohort: string[] = [];
+  state.spec.steps.forEach((step, index) => {
+    if (step.kind === 'setWeight' || step.kind === 'devices' || step.kind === 'selector') {
+      cohort = grownCohort(state.devices, cohort, step);
+      return;
+    }
+    if (step.kind !== 'analysis') return;
+    for (const metric of step.metrics) {
+      if (metric.source.kind !== 'relative' || cohort.length >= metric.minSamples) continue;
+      warnings.push(
+        `steps[${index}].analysis metric "${metric.name}": the cohort holds ${cohort.length} device${cohort.length === 1 ? '' : 's'} by then, under its minSamples ${metric.minSamples} ` +
+          '(one sample a device): every measurement will be Inconclusive and the rollout will pause there; grow the cohort in an earlier step, or set minSamples lower',
+      );
+    }
+  });
+  return warnings;
+}

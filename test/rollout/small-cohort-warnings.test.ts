@@ -1,0 +1,41 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseRolloutSpec } from '../../server/rollout/rollout-spec.ts';
+import type { RolloutState } from '../../server/rollout/rollout-state.ts';
+import { smallCohortWarnings } from '../../server/rollout/small-cohort-warnings.ts';
+
+const SPEC = `
+model: wine
+candidateVersion: "2"
+target: {matchLabels: {site: north}}
+steps:
+  - selector: {matchLabels: {pilot: "true"}}
+  - analysis: {templates: [{templateName: fleetprune-relative}]}
+  - setWeight: 100
+  - analysis:
+      metrics:
+        - name: accuracy-ten
+          minSamples: 10
+          relative: {metric: accuracy, comparator: ">=", tolerance: 0.5, toleranceMode: absolute}
+`;
+
+test('a relative analysis whose cohort holds fewer devices than its minSamples is warned of at the start; one with enough devices is not', () => {
+  const spec = parseRolloutSpec(SPEC);
+  const devices = ['n1', 'n2', 'n3', 'n4', 'n5'].map((id) => ({ id, labels: { site: 'north', ...(id === 'n1' ? { pilot: 'true' } : {}) } }));
+  const state = { spec, devices, cohort: [] } as unknown as RolloutState;
+  const warnings = smallCohortWarnings(state);
+  const pilotMetrics = spec.steps[1]!.kind === 'analysis' ? spec.steps[1]!.metrics.filter((metric) => metric.source.kind === 'relative') : [];
+  assert.ok(pilotMetrics.length > 0, 'the template has relative metrics');
+  // The pilot (1 device) is under every relative metric's default minSamples 4; all five devices are under 10.
+  assert.deepEqual(warnings, [
+    ...pilotMetrics.map(
+      (metric) =>
+        `steps[1].analysis metric "${metric.name}": the cohort holds 1 device by then, under its minSamples 4 (one sample a device): every measurement will be Inconclusive and the rollout will pause there; grow the cohort in an earlier step, or set minSamples lower`,
+    ),
+    'steps[3].analysis metric "accuracy-ten": the cohort holds 5 devices by then, under its minSamples 10 (one sample a device): every measurement will be Inconclusive and the rollout will pause there; grow the cohort in an earlier step, or set minSamples lower',
+  ]);
+
+  // Four pilots: the first analysis has its samples.
+  const four = devices.map((device, index) => ({ ...device, labels: { ...device.labels, ...(index < 4 ? { pilot: 'true' } : {}) } }));
+  assert.deepEqual(smallCohortWarnings({ spec, devices: four, cohort: [] } as unknown as RolloutState).map((warning) => warning.slice(0, 8)), ['steps[3]']);
+});
