@@ -51,6 +51,12 @@ export const MAX_RECONNECT_MS = 30_000;
 export const SHORT_SESSION_MS = 10_000;
 export const SHORT_SESSIONS_BEFORE_WARNING = 3;
 const SESSION_WARNING_EVERY_MS = 10 * 60_000;
+/**
+ * Refused credentials are logged at once, then at most this often while the refusals go on: a
+ * revoked device retries every 30 s for as long as it runs, and said so at error level each time
+ * (2,880 lines a day).
+ */
+export const REFUSAL_LOG_EVERY_MS = 10 * 60_000;
 
 /**
  * The agent's MQTT 3.1.1 session: client id = device id, clean session false (the broker keeps
@@ -101,6 +107,8 @@ export class MqttLink {
     let connectedAt: number | undefined;
     let shortSessions = 0;
     let warnedAt = -Infinity;
+    let refusals = 0;
+    let refusalLoggedAt = -Infinity;
     // Prepended: mqtt.js schedules the reconnect from its own 'close' listener, with the period set here.
     client.prependListener('close', () => {
       if (connectedAt !== undefined) {
@@ -122,6 +130,7 @@ export class MqttLink {
     });
     client.on('connect', () => {
       failures = 0;
+      refusals = 0;
       connectedAt = performance.now();
       logger.info({ broker: broker.url }, 'connected to the broker');
       this.#options.onConnectionChange?.(true);
@@ -144,7 +153,11 @@ export class MqttLink {
       // same (a broker may not have reloaded its password file yet), but said loudly.
       const code = (error as { code?: unknown }).code;
       if (code === 4 || code === 5 || code === 134 || code === 135) {
-        logger.error({ err: error.message, broker: broker.url }, 'the broker refused this device\'s credentials (revoked, or enrolled again elsewhere?); retrying');
+        refusals += 1;
+        if (refusals > 1 && performance.now() - refusalLoggedAt < REFUSAL_LOG_EVERY_MS) return;
+        refusalLoggedAt = performance.now();
+        const again = refusals > 1 ? ` (refused ${refusals} times in a row; said again every ${REFUSAL_LOG_EVERY_MS / 60_000} min while it lasts)` : '';
+        logger.error({ err: error.message, broker: broker.url, refusals }, `the broker refused this device's credentials (revoked, or enrolled again elsewhere?); retrying${again}`);
       } else logger.warn({ err: error.message }, 'broker connection error');
     });
     client.on('message', (topic, payload) => {

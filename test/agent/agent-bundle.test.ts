@@ -167,7 +167,9 @@ test('the bundled agent with refused broker credentials says so at error level a
   const line = JSON.parse(agent.stderr.split('\n').find((entry) => entry.includes(message))!);
   assert.equal(line.level, 50, 'logged at error level');
   assert.equal(world.harness.ingest.statuses.get('wrong-password')?.online ?? false, false);
-  assert.equal(agent.pid > 0 && (await Promise.race([agent.exited.then(() => 'exited'), new Promise((resolve) => setTimeout(() => resolve('running'), 1500))])), 'running');
+  assert.equal(agent.pid > 0 && (await Promise.race([agent.exited.then(() => 'exited'), new Promise((resolve) => setTimeout(() => resolve('running'), 4000))])), 'running');
+  // It retried meanwhile (after about 1 s, then 2 s), refused each time: said once, not once a retry.
+  assert.equal(agent.stderr.split('\n').filter((entry) => entry.includes('refused this device')).length, 1, agent.stderr);
 });
 
 test('--download-idle-seconds reaches the downloader: a server that stalls longer is cut off and the download retried', async (t) => {
