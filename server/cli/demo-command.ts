@@ -33,16 +33,22 @@ async function assertEmptyDemoDirectory(dir: string): Promise<void> {
   const entries = await readdir(dir);
   if (entries.length === 0) return;
   // A demo from before the token was kept has none: its server runs again, but nobody holds an admin token for it.
-  const again = entries.includes(DEMO_TOKEN_FILE) ? rerunCommand(dir) : `fleetprune server --data-dir ${join(dir, 'server')}`;
+  const again = entries.includes(DEMO_TOKEN_FILE) ? rerunCommand(dir) : `fleetprune server --data-dir ${shellWord(join(dir, 'server'))}${RERUN_PORTS}`;
   throw new UserError(`--data-dir: ${dir} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: ${again})`);
 }
 
 /** The file in a kept --data-dir that holds the demo server's admin token: its server takes no other. */
 const DEMO_TOKEN_FILE = 'admin-token';
 
+/**
+ * The demo's agents ran inside it and are gone: its server runs again without a broker port of its
+ * own to keep (the default 1883 is often a local Mosquitto's, and that start failed).
+ */
+const RERUN_PORTS = ' --mqtt-port 0';
+
 /** How a kept demo's server starts again, logged in with the demo's admin token (kept in its --data-dir). */
 function rerunCommand(dir: string): string {
-  return `FLEETPRUNE_ADMIN_TOKEN="$(cat ${shellWord(join(dir, DEMO_TOKEN_FILE))})" fleetprune server --data-dir ${shellWord(join(dir, 'server'))}`;
+  return `FLEETPRUNE_ADMIN_TOKEN="$(cat ${shellWord(join(dir, DEMO_TOKEN_FILE))})" fleetprune server --data-dir ${shellWord(join(dir, 'server'))}${RERUN_PORTS}`;
 }
 
 /** `path` as one word for a POSIX shell: as it is when plain, else in single quotes. */

@@ -83,12 +83,12 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
     [['--data-dir', join(aFile, 'sub')], `fleetprune: --data-dir: cannot create ${join(aFile, 'sub')} (a parent is not a directory)\n`],
     [
       ['--data-dir', earlier, '--summary-json', join(earlier, 'summary.json')],
-      `fleetprune: --data-dir: ${earlier} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: fleetprune server --data-dir ${join(earlier, 'server')})\n`,
+      `fleetprune: --data-dir: ${earlier} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: fleetprune server --data-dir ${join(earlier, 'server')} --mqtt-port 0)\n`,
     ],
     [
       ['--data-dir', kept],
       `fleetprune: --data-dir: ${kept} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: ` +
-        `FLEETPRUNE_ADMIN_TOKEN="$(cat '${dir}/kept demo'\\''s/admin-token')" fleetprune server --data-dir '${dir}/kept demo'\\''s/server')\n`,
+        `FLEETPRUNE_ADMIN_TOKEN="$(cat '${dir}/kept demo'\\''s/admin-token')" fleetprune server --data-dir '${dir}/kept demo'\\''s/server' --mqtt-port 0)\n`,
     ],
   ];
   for (const [flags, message] of cases) {
