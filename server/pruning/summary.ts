@@ -25,13 +25,24 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     line('   ', header),
     ...report.sweep.map((entry, i) => line(entry.epsilon === report.epsilon ? ' * ' : '   ', rows[i]!)),
     '',
-    `original  ${report.layers.original.join('-')}: ${report.original.params} params, test ${formatScore(report.original.test)}`,
+    // Its validation score is what the tolerance column measures each ε against.
+    `original  ${report.layers.original.join('-')}: ${report.original.params} params, validation ${formatScore(report.original.validation)}, test ${formatScore(report.original.test)}`,
     `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${(report.pruned.param_cut * 100).toFixed(1)}%), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (its transferred weights, not the retrained ones)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
   ];
   if (report.scratch) lines.push(`scratch   same architecture from scratch: test ${formatScore(report.scratch.test)}`);
   if (report.l1) lines.push(`l1        L1-norm unit pruning + retraining: test ${formatScore(report.l1.test)}`);
   lines.push(`chosen ε = ${report.epsilon} (${report.selection})`);
   for (const warning of report.warnings) lines.push(`warning: ${warning}`);
+  const tolerance = { accuracyPoints: report.tolerance.accuracy_points, mseFraction: report.tolerance.mse_fraction, lossFraction: report.tolerance.loss_fraction };
+  if (report.pruned.params < report.original.params && !withinTolerance(report.pruned.test, report.original.test, tolerance)) {
+    // Reported, never acted on: ε is chosen on the validation split, and choosing it on the test split would make the test score no test.
+    const chosen = report.sweep.find((entry) => entry.epsilon === report.epsilon);
+    const onValidation = chosen?.within_tolerance === true ? ', though on the validation split it was within' : '';
+    lines.push(
+      `note: on the held-out test split the pruned model (${formatScore(report.pruned.test)}) is outside the tolerance of the original (${formatScore(report.original.test)})${onValidation}: ` +
+        'look at the sweep before shipping it',
+    );
+  }
   lines.push(`artifact: ${outDir}`, '');
   return lines.join('\n');
 }

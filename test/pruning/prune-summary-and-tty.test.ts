@@ -104,6 +104,25 @@ test('a classifier passed over for its cross-entropy alone says so; one whose ac
   assert.doesNotMatch(rows.find((row) => row.includes(' 0.7 '))!, /cross-entropy/);
 });
 
+test('the summary gives the original\'s validation score (what the tolerance column compares with), and notes a pruned model outside the tolerance on the test split', () => {
+  const report = regressionReport();
+  const accuracy = (value: number) => ({ accuracy: value });
+  const classifier: PruneReport = {
+    ...report,
+    task: 'classification',
+    epsilon: 0.5,
+    original: { ...report.original, validation: accuracy(1), validation_loss: 0.05, test: accuracy(0.9667) },
+    sweep: [entry(0.5, 40, { retrained: true, validation: accuracy(1), validation_loss: 0.06, test: accuracy(0.8333), within_tolerance: true, within_tolerance_before_retrain: true, weights: 'retrained' })],
+    pruned: { ...report.pruned, params: 40, validation: accuracy(1), test: accuracy(0.8333), test_before_retrain: accuracy(0.8) },
+  };
+  const summary = formatPruneSummary(classifier, '/tmp/out');
+  assert.match(summary, /^original {2}16-16-1: 200 params, validation acc 100\.00%, test acc 96\.67%$/m);
+  assert.match(summary, /^note: on the held-out test split the pruned model \(acc 83\.33%\) is outside the tolerance of the original \(acc 96\.67%\), though on the validation split it was within: look at the sweep before shipping it$/m);
+  // Within the tolerance on the test split too: no note.
+  const close: PruneReport = { ...classifier, pruned: { ...classifier.pruned, test: accuracy(0.9633) } };
+  assert.doesNotMatch(formatPruneSummary(close, '/tmp/out'), /^note:/m);
+});
+
 function hasScript(): boolean {
   try {
     execFileSync('script', ['--version'], { stdio: 'ignore' });
