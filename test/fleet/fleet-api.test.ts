@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
-import { VersionStatusRepository } from '../../server/store/repositories/version-status-repository.ts';
+import { recordFailedVersion } from '../server/helpers/failed-version.ts';
 import { AgentConfigSchema, type AgentConfig } from '../../shared/protocol/agent-config.ts';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { AssignmentSchema } from '../../shared/protocol/payloads.ts';
@@ -432,14 +432,7 @@ test("a device's token downloads only the artifacts assigned to that device (RES
 test('assigning a version a rollout failed or rolled back goes through with a warning (REST, gRPC and the CLI say it); another version, none', async (t) => {
   const server = await fleetServer(t);
   await enroll(server, 'osaka-1', {});
-  await new VersionStatusRepository(server.server.ctx.store.engine).record({
-    commandId: 'cmd-1',
-    model: 'iris',
-    version: '2',
-    status: 'failed',
-    reason: 'analysis failed at step 2: accuracy below 0.8',
-    at: '2026-03-01T09:00:00.000Z',
-  });
+  await recordFailedVersion(server.server.ctx.store.engine, 'iris', '2');
   const warning = 'iris@2 is failed since 2026-03-01T09:00:00.000Z (analysis failed at step 2: accuracy below 0.8); this assignment ships it again';
   const rest = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: 'latest', role: 'candidate', deviceIds: ['osaka-1'] } });
   assert.equal(rest.status, 201);

@@ -10,6 +10,7 @@ import { RegistryModelStatus } from '../../server/rollout/registry-model-status.
 import { runCli } from './helpers/run-cli.ts';
 import { runCliBatch, startCli, tempDir, type CliResult } from '../helpers/cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
+import { FAILED_STATUS, recordFailedVersion } from './helpers/failed-version.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 /** A pruned artifact with its parent in DIR/general, as `fleetprune prune --out DIR` writes them. */
@@ -189,15 +190,8 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   const { pruned } = await prunedWithGeneral(t, key);
   assert.equal((await runCli(['models', 'push', pruned.dir, ...connection])).code, 0);
   // What a rollout records when it fails the candidate.
-  await new VersionStatusRepository(server.server.ctx.store.engine).record({
-    commandId: 'cmd-1',
-    model: 'iris',
-    version: '2',
-    status: 'failed',
-    reason: 'analysis failed at step 2: accuracy below 0.8',
-    at: '2026-03-01T09:00:00.000Z',
-  });
-  const status = { status: 'failed', reason: 'analysis failed at step 2: accuracy below 0.8', at: '2026-03-01T09:00:00.000Z' };
+  await recordFailedVersion(server.server.ctx.store.engine, 'iris', '2');
+  const status = { ...FAILED_STATUS };
 
   // REST: the version views carry the status (null before any rollout gave one).
   const rest = (await (await server.request('GET', '/api/models/iris/versions/2')).json()) as Record<string, unknown>;
