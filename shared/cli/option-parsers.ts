@@ -39,7 +39,8 @@ export function parseLifetimeSeconds(value: string): number {
   for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/g)) {
     seconds += Number(amount) * { ms: 0.001, s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[unit as 'ms' | 's' | 'm' | 'h' | 'd' | 'w'];
   }
-  return Math.round(seconds);
+  // Up to the next whole second: 400ms and 0.5s are both 1 s, not one refused and the other taken.
+  return Math.max(0, Math.ceil(seconds - 1e-9));
 }
 
 /** One of `choices`, as written (`--role bogus` is refused here, naming the flag and the choices, before any server is asked). */
