@@ -138,12 +138,15 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         const principal = res.locals.principal as Principal | null;
         if (principal) {
           // A request still under way when its token is revoked (an event stream, a long download) stops at once.
-          // An event stream ends cleanly; anything else (a download being piped) is cut off.
+          // An event stream ends cleanly, with an `error` event saying why; anything else (a download being piped) is cut off.
           // A request that revokes its own token (DELETE /api/tokens/<its id>) is answered, not cut off.
-          const stop = () => {
+          const stop = (why: string) => {
             if (res.locals.revokesOwnToken === true) return;
-            if (res.getHeader('content-type')?.toString().startsWith('text/event-stream')) res.end();
-            else res.destroy();
+            if (res.getHeader('content-type')?.toString().startsWith('text/event-stream')) {
+              // Its last event says why, as a request would be answered (401): the stream does not just stop.
+              if (!res.writableEnded) res.write(`event: error\ndata: ${JSON.stringify({ error: { code: 'unauthenticated', message: why } })}\n\n`);
+              res.end();
+            } else res.destroy();
           };
           const unwatch = tokens.revocations.watch(principal.tokenId, stop);
           res.on('close', unwatch);

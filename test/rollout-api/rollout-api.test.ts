@@ -326,8 +326,10 @@ test('a revoked token stops its open streams at once: the SSE response ends, the
 
   const events = await fetch(`${s.baseUrl}/api/rollouts/${id}/events`, { headers: { authorization: `Bearer ${created.token}` } });
   assert.equal(events.status, 200);
+  let received = '';
   const ended = (async () => {
-    for await (const _chunk of events.body as unknown as AsyncIterable<Uint8Array>);
+    const decoder = new TextDecoder();
+    for await (const chunk of events.body as unknown as AsyncIterable<Uint8Array>) received += decoder.decode(chunk, { stream: true });
     return 'ended';
   })().catch(() => 'ended');
   const grpc = grpcClient(s.grpcAddress, 'Rollouts', created.token);
@@ -340,6 +342,8 @@ test('a revoked token stops its open streams at once: the SSE response ends, the
   assert.equal((await s.request('DELETE', `/api/tokens/${created.record.id}`)).status, 204);
   const timeout = <T,>(promise: Promise<T>) => Promise.race([promise, new Promise<string>((resolve) => setTimeout(() => resolve('still open after 3 s'), 3000))]);
   assert.equal(await timeout(ended), 'ended');
+  // Its last event says why it ended.
+  assert.ok(received.endsWith('event: error\ndata: {"error":{"code":"unauthenticated","message":"the token was revoked"}}\n\n'), received.slice(-300));
   assert.equal(await timeout(watchFailed), 16, 'UNAUTHENTICATED');
   assert.equal(s.server.ctx.tokens.revocations.watching, 0, 'nothing left watching');
   assert.equal((await fetch(`${s.baseUrl}/api/rollouts/${id}`, { headers: { authorization: `Bearer ${created.token}` } })).status, 401);
