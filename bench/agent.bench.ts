@@ -69,8 +69,8 @@ async function measureProcessRss(world: AgentWorld, dir: string, launcher: Launc
     await world.assign(deviceId, world.v2, 'candidate');
     let peak = idle;
     let done = false;
-    const benchmarked = isBenchmarkFor(world.v2.id);
-    void world.waitForReport((report) => report.deviceId === deviceId && benchmarked(report), 120_000).then(() => (done = true));
+    const benchmarked = isBenchmarkFor(world.v2.id, deviceId);
+    void world.waitForReport(benchmarked, 120_000).then(() => (done = true));
     while (!done) {
       peak = Math.max(peak, await rssOf(agent.pid));
       await sleep(20);

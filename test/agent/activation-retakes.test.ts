@@ -8,7 +8,6 @@ import { signFleetCommand } from '../../shared/protocol/message-signature.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
 import { FleetCommandSchema } from '../../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC } from '../../shared/protocol/topics.ts';
-import type { Report } from '../../shared/protocol/payloads.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { createAgentWorld, isAnswerTo, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
@@ -108,7 +107,7 @@ test('an activation that owned its candidate\'s benchmark, superseded while it w
   full = false;
   const answer = await world.waitForReport(isAnswerTo(activation.id), 20_000);
   assert.equal(answer.kind === 'assignment' && answer.outcome, 'refused', 'superseded');
-  const ofV2 = (report: Report) => report.deviceId === deviceId && isBenchmarkFor(world.v2.id)(report);
+  const ofV2 = isBenchmarkFor(world.v2.id, deviceId);
   await world.waitForReport(ofV2, 20_000);
   await agent.idle();
   const state = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')) as SlotState;

@@ -105,7 +105,7 @@ test('the bundled agent runs a device end to end: activates v1, serves it, bench
   assert.equal(served.json.sha256, world.v1.id);
 
   await world.assign('bundled-device', world.v2, 'candidate');
-  const report = await world.waitForReport(isBenchmarkFor(world.v2.id), 60_000);
+  const report = await world.waitForReport(isBenchmarkFor(world.v2.id, 'bundled-device'), 60_000);
   assert.equal(report.kind, 'benchmark');
   if (report.kind === 'benchmark') assert.equal(report.active?.sha256, world.v1.id, 'benchmarked side by side with the active model');
 

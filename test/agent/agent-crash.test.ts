@@ -10,7 +10,6 @@ import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { startAgent } from './agent-harness.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
-import type { Report } from '../../shared/protocol/payloads.ts';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import { signFleetCommand } from '../../shared/protocol/message-signature.ts';
 import { encodePayload } from '../../shared/protocol/parse-message.ts';
@@ -134,13 +133,13 @@ test('kill -9 during a benchmark: after restart the agent serves the active mode
   await slow.waitForLog('benchmark started');
   await new Promise((r) => setTimeout(r, 300));
   await slow.kill9();
-  assert.equal(world.harness.ingest.reports.some(isBenchmarkFor(world.v2.id)), false, 'no benchmark report before the kill');
+  assert.equal(world.harness.ingest.reports.some(isBenchmarkFor(world.v2.id, 'kill-bench')), false, 'no benchmark report before the kill');
 
   const second = dev.start();
   const { port, active } = await second.ready();
   assert.equal(active, '1');
   assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
-  const report = await world.waitForReport(isBenchmarkFor(world.v2.id), 30_000);
+  const report = await world.waitForReport(isBenchmarkFor(world.v2.id, 'kill-bench'), 30_000);
   assert.equal(report.kind === 'benchmark' && report.active?.sha256, world.v1.id);
   // The resumed benchmark still answers the assignment that installed the candidate.
   assert.equal(report.assignmentId, candidate.id);
@@ -157,7 +156,7 @@ test('SIGTERM during a benchmark: the agent stops without waiting for it or repo
   assert.match(slow.stderr, /"msg":"benchmark stopped; it runs again at the next start"/);
   assert.doesNotMatch(slow.stderr, /"msg":"benchmark (finished|failed)"/, 'the interrupted benchmark neither finished nor failed');
   // The world is shared: other tests' devices benchmark v2 too.
-  const benchmarkHere = (r: Report) => r.deviceId === 'term-bench' && isBenchmarkFor(world.v2.id)(r);
+  const benchmarkHere = isBenchmarkFor(world.v2.id, 'term-bench');
   assert.equal(world.harness.ingest.reports.some((r) => benchmarkHere(r) || isOutcome(candidate.id, 'benchmark-failed')(r)), false);
 
   const second = dev.start();
@@ -181,7 +180,7 @@ test('a rollback that arrives during a benchmark is carried out at once; the ben
   await slow.waitForLog('benchmark started');
   const command = await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey });
   await world.waitForReport(isOutcome(command.id, 'rolled-back'), 30_000);
-  const benchmarkHere = (r: Report) => r.deviceId === deviceId && isBenchmarkFor(world.v3.id)(r);
+  const benchmarkHere = isBenchmarkFor(world.v3.id, deviceId);
   assert.equal(world.harness.ingest.reports.some(benchmarkHere), false, 'the rollback did not wait for the benchmark');
   assert.equal(world.harness.ingest.reports.some(isOutcome(candidate.id, 'benchmark-failed')), false, 'an interrupted benchmark is no verdict');
   assert.match(slow.stderr, /"msg":"benchmark interrupted; it runs again after that work"/);
@@ -201,7 +200,7 @@ test('activating the candidate being benchmarked waits for the benchmark: its re
   const activation = await world.assign(deviceId, world.v2, 'active');
   await world.waitForReport(isOutcome(activation.id, 'activated'), 60_000);
   const here = world.harness.ingest.reports.filter((r) => r.deviceId === deviceId);
-  const benchmarked = here.findIndex(isBenchmarkFor(world.v2.id));
+  const benchmarked = here.findIndex(isBenchmarkFor(world.v2.id, deviceId));
   assert.ok(benchmarked >= 0 && benchmarked < here.findIndex(isOutcome(activation.id, 'activated')), `the benchmark was reported before the activation: ${here.map((r) => r.kind)}`);
   assert.doesNotMatch(slow.stderr, /benchmark interrupted/);
 });

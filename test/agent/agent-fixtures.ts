@@ -154,7 +154,13 @@ export async function signedVariant(world: AgentWorld, name: string, bytes: Uint
 export const isOutcome = (assignmentId: string, outcome: string) => (report: Report) =>
   report.kind === 'assignment' && report.assignmentId === assignmentId && report.outcome === outcome;
 export const isAnswerTo = (assignmentId: string) => (report: Report) => report.assignmentId === assignmentId && report.kind === 'assignment';
-export const isBenchmarkFor = (sha256: string) => (report: Report) => report.kind === 'benchmark' && report.candidate.sha256 === sha256;
+/**
+ * A benchmark report of the candidate `sha256` from `deviceId`. The device matters: the agents of a
+ * file's tests share one world (and its models), so another test's report of the same model would
+ * otherwise match, and a wait for it return before this device did anything.
+ */
+export const isBenchmarkFor = (sha256: string, deviceId: string) => (report: Report) =>
+  report.kind === 'benchmark' && report.deviceId === deviceId && report.candidate.sha256 === sha256;
 
 /** A signed 7 → 8 relu → 1 linear regression artifact (target mean 50, scale 10), and a matching holdout CSV. */
 export async function writeRegressionArtifact(dir: string, holdoutPath: string, privateKey: KeyObject): Promise<Manifest> {

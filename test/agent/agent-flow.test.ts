@@ -40,7 +40,7 @@ test('candidate → verified download → side-by-side benchmark report; activat
 
   const candidate = await world.assign('flow-1', world.v2, 'candidate');
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
-  const report = (await world.waitForReport(isBenchmarkFor(world.v2.id))) as BenchmarkReport;
+  const report = (await world.waitForReport(isBenchmarkFor(world.v2.id, 'flow-1'))) as BenchmarkReport;
   assert.equal(report.deviceId, 'flow-1');
   assert.equal(report.assignmentId, candidate.id);
   assert.equal(report.holdout.rows, 400);
@@ -621,7 +621,7 @@ test('no report is lost while the broker is down: it arrives exactly once after 
   await waitFor(async () => (await agent.metrics.outboxPending.get()).values[0]!.value >= 2, 20_000, 'reports in the outbox');
   assert.equal(world.harness.ingest.reports.filter((r) => r.assignmentId === candidate.id).length, 0);
   await world.broker.start();
-  const report = await world.waitForReport(isBenchmarkFor(world.big.id), 15_000);
+  const report = await world.waitForReport(isBenchmarkFor(world.big.id, 'outage-1'), 15_000);
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
   await waitFor(async () => (await agent.metrics.outboxPending.get()).values[0]!.value === 0, 5000, 'outbox drained');
   await new Promise((resolve) => setTimeout(resolve, 500));
@@ -746,7 +746,7 @@ test('regression models: benchmark reports MSE and R², /v1/predict returns valu
   const artifact = { id, version: 'r1', dir: artifactDir, manifest };
   const { agent, predict } = await startAgent(t, world, 'regression-1', { holdout: Holdout.fromFile(holdoutPath, 'yield') });
   const candidate = await world.assign('regression-1', artifact, 'candidate');
-  const report = await world.waitForReport(isBenchmarkFor(id));
+  const report = await world.waitForReport(isBenchmarkFor(id, 'regression-1'));
   assert.equal(report.kind, 'benchmark');
   if (report.kind !== 'benchmark') return;
   assert.equal(report.assignmentId, candidate.id);

@@ -27,7 +27,7 @@ after(() => world.close());
 
 
 /** A benchmark report of candidate v2 by this device (the world's agents all benchmark v2). */
-const benchmarkOfV2 = (deviceId: string) => (report: Report) => report.deviceId === deviceId && isBenchmarkFor(world.v2.id)(report);
+const benchmarkOfV2 = (deviceId: string) => isBenchmarkFor(world.v2.id, deviceId);
 const mine = (deviceId: string) => world.harness.ingest.reports.filter((report: Report) => report.deviceId === deviceId);
 /**
  * With slowInference(t, SLOW_RUN_MS), a benchmark of two models that takes about 10 s of sleep
@@ -65,7 +65,7 @@ test('a candidate assigned again (B) while its benchmark for A runs, B\'s report
   const report = (await world.waitForReport(benchmarkOfV2(deviceId), 30_000)) as BenchmarkReport;
   await agent.idle();
   assert.equal(report.assignmentId, b.id, `the benchmark answers the newest assignment of the candidate (B ${b.id}), not A ${a.id}`);
-  const benchmarks = mine(deviceId).filter(isBenchmarkFor(world.v2.id)).map((r) => r.kind === 'benchmark' && r.assignmentId);
+  const benchmarks = mine(deviceId).filter(isBenchmarkFor(world.v2.id, deviceId)).map((r) => r.kind === 'benchmark' && r.assignmentId);
   assert.deepEqual(benchmarks, [b.id], 'one benchmark report, for B');
   const state = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8'));
   assert.equal(state.candidateAssignmentId, b.id);
@@ -144,7 +144,7 @@ test('a rollback interrupting the benchmark an activation runs first goes first;
   await agent.idle();
   const reports = mine(deviceId);
   const at = (match: (report: Report) => boolean) => reports.findIndex(match);
-  const benchmark = at(isBenchmarkFor(world.v2.id));
+  const benchmark = at(isBenchmarkFor(world.v2.id, deviceId));
   assert.notEqual(benchmark, -1, 'the candidate\'s benchmark is reported');
   assert.equal(reports.some(isOutcome(activation.id, 'activated')), true, 'the activation is carried out');
   assert.equal(benchmark < at(isOutcome(activation.id, 'activated')), true, 'the benchmark is reported before the activation is answered');
@@ -208,7 +208,7 @@ test('an activation whose candidate\'s benchmark report the disk cannot take: on
   full = false;
   await world.waitForReport(isOutcome(activation.id, 'activated'), 20_000);
   await agent.idle();
-  const benchmarks = mine(deviceId).filter(isBenchmarkFor(world.v2.id));
+  const benchmarks = mine(deviceId).filter(isBenchmarkFor(world.v2.id, deviceId));
   assert.equal(benchmarks.length, 1, 'one benchmark report');
   assert.equal(benchmarks[0]?.kind === 'benchmark' && benchmarks[0].assignmentId, candidate.id);
   assert.deepEqual(await benchmarkCounts(agent), { ok: 1 });

@@ -47,12 +47,12 @@ test('a benchmark interrupted by an assignment still downloading at the stop run
   const stopped = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8'));
   assert.equal(stopped.pending?.id, activation.id, 'the activation is pending at the stop');
   assert.equal(stopped.candidateBenchmarked, false, 'the candidate is not benchmarked at the stop');
-  assert.equal(world.harness.ingest.reports.some(isBenchmarkFor(world.v2.id)), false, 'no benchmark reported before the stop');
+  assert.equal(world.harness.ingest.reports.some(isBenchmarkFor(world.v2.id, deviceId)), false, 'no benchmark reported before the stop');
 
   // The restart resumes the activation, then the benchmark of the candidate, which stayed.
   const second = await startAgent(t, world, deviceId, { config, dataDir });
   await world.waitForReport(isOutcome(activation.id, 'activated'), 30_000);
-  const report = (await world.waitForReport(isBenchmarkFor(world.v2.id), 30_000)) as BenchmarkReport;
+  const report = (await world.waitForReport(isBenchmarkFor(world.v2.id, deviceId), 30_000)) as BenchmarkReport;
   assert.equal(report.active?.sha256, world.big.id, 'benchmarked next to the model active now');
   assert.equal(report.assignmentId, candidate.id);
   await second.agent.idle();

@@ -87,7 +87,7 @@ test('an activation whose candidate\'s benchmark report the disk cannot take wai
   assert.equal(world.harness.ingest.reports.some(isAnswerTo(activation.id)), false, 'the activation is not answered yet');
   full = false;
   await world.waitForReport(isOutcome(activation.id, 'activated'), 20_000);
-  const benchmarks = world.harness.ingest.reports.filter(isBenchmarkFor(world.v2.id));
+  const benchmarks = world.harness.ingest.reports.filter(isBenchmarkFor(world.v2.id, deviceId));
   assert.equal(benchmarks.length >= 1, true, 'the candidate\'s benchmark reported before its activation');
   assert.equal(world.harness.ingest.reports.some((report) => report.kind === 'assignment' && report.outcome === 'benchmark-failed' && report.deviceId === deviceId), false, 'no benchmark-failed answer');
 });

@@ -22,12 +22,12 @@ test('a new assignment of the candidate already in the slot is answered installe
 
   const first = await world.assign('docs-rebench-1', world.v2, 'candidate');
   await world.waitForReport(isOutcome(first.id, 'installed'));
-  await world.waitForReport((report) => isBenchmarkFor(world.v2.id)(report) && (report as BenchmarkReport).assignmentId === first.id);
+  await world.waitForReport((report) => isBenchmarkFor(world.v2.id, 'docs-rebench-1')(report) && (report as BenchmarkReport).assignmentId === first.id);
 
   // The same version again under a new assignment (a rollout of what an operator assigned before).
   const again = await world.assign('docs-rebench-1', world.v2, 'candidate');
   await world.waitForReport(isOutcome(again.id, 'installed'));
-  const report = (await world.waitForReport((r) => isBenchmarkFor(world.v2.id)(r) && (r as BenchmarkReport).assignmentId === again.id, 20_000)) as BenchmarkReport;
+  const report = (await world.waitForReport((r) => isBenchmarkFor(world.v2.id, 'docs-rebench-1')(r) && (r as BenchmarkReport).assignmentId === again.id, 20_000)) as BenchmarkReport;
   assert.equal(report.active?.sha256, world.v1.id);
   assert.equal(report.candidate.sha256, world.v2.id);
   assert.equal(agent.slots.candidate?.sha256, world.v2.id);

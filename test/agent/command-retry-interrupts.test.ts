@@ -50,11 +50,11 @@ test('a rollback taken again on its timer (the write of its answer failed) inter
   // The benchmark started again after the first attempt (which interrupted the first run) failed.
   await waitFor(() => lines.filter((line) => line.msg === 'benchmark started').length >= 2, 10_000, 'the benchmark started again');
   await world.waitForReport(isAnswerTo(rollback.id), 120_000);
-  await world.waitForReport(isBenchmarkFor(world.v2.id), 120_000);
+  await world.waitForReport(isBenchmarkFor(world.v2.id, deviceId), 120_000);
   await agent.idle();
   const reports = world.harness.ingest.reports.filter((report: Report) => report.deviceId === deviceId);
   const rolledBack = reports.findIndex(isAnswerTo(rollback.id));
-  const benchmarked = reports.findIndex(isBenchmarkFor(world.v2.id));
+  const benchmarked = reports.findIndex(isBenchmarkFor(world.v2.id, deviceId));
   assert.equal(rolledBack < benchmarked, true, `the retried rollback is answered before the benchmark report (rollback #${rolledBack}, benchmark #${benchmarked})`);
   const interrupted = lines.filter((line) => line.msg === 'benchmark interrupted; it runs again after that work').length;
   assert.equal(interrupted, 2, 'the benchmark was interrupted by the rollback and again by its retry');

@@ -34,7 +34,7 @@ async function withCandidate(deviceId: string, t: Parameters<typeof startAgent>[
   const v1 = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(v1.id, 'activated'));
   await world.assign(deviceId, world.v3, 'candidate');
-  await world.waitForReport(isBenchmarkFor(world.v3.id));
+  await world.waitForReport(isBenchmarkFor(world.v3.id, deviceId));
   await running.agent.idle();
   return running;
 }
@@ -128,15 +128,20 @@ test('a failed fleet command is not taken again once a newer assignment came: th
   const stateFile = join(dataDir, 'state.json');
   const saved = (await blockStateFile(stateFile))!;
 
+  // The drop is carried out from memory; a second one, with nothing left to drop, is a refusal
+  // that needs the disk: it fails, and waits for its retry.
   const drop = await dropFor('cmd-stale');
-  await waitFor(() => lines.some((line) => line.msg === 'agent task failed' && line.task === `command ${drop.id}`), 10_000, 'the drop failed');
+  await waitFor(() => agent.slots.candidate === null, 10_000, 'the candidate dropped from memory');
+  const again = await dropFor('cmd-stale');
+  await waitFor(() => lines.some((line) => line.msg === 'agent task failed' && line.task === `command ${again.id}`), 10_000, 'the second drop failed');
   const v2 = await world.assign('cmd-stale', world.v2, 'candidate');
-  await waitFor(() => lines.some((line) => line.msg === 'not taking a failed fleet command again: a newer assignment or command came since' && line.commandId === drop.id), 10_000, 'the drop given up');
+  await waitFor(() => lines.some((line) => line.msg === 'not taking a failed fleet command again: a newer assignment or command came since' && line.commandId === again.id), 10_000, 'the second drop given up');
   await restoreStateFile(stateFile, saved);
+  await world.waitForReport(isOutcome(drop.id, 'candidate-dropped'), 10_000);
   await world.waitForReport(isOutcome(v2.id, 'installed'), 10_000);
   await agent.idle();
   assert.equal(agent.slots.candidate?.version, '2', 'the newer candidate stays');
-  assert.deepEqual(world.harness.ingest.reports.filter(isAnswerTo(drop.id)), []);
+  assert.deepEqual(world.harness.ingest.reports.filter(isAnswerTo(again.id)), [], 'the given-up drop is never answered');
 });
 
 test('a drop of the candidate stops the download of a candidate assigned before it, instead of waiting for it (and its benchmark)', async (t) => {
@@ -160,7 +165,7 @@ test('a drop of the candidate stops the download of a candidate assigned before 
   assert.equal(reasonOf(cancelled), `cancelled by drop-candidate ${drop.id}`);
   await agent.idle();
   assert.equal(agent.slots.candidate, null);
-  assert.equal(world.harness.ingest.reports.some((report) => report.deviceId === 'cmd-download' && isBenchmarkFor(world.big.id)(report)), false, 'no benchmark of the cancelled candidate');
+  assert.equal(world.harness.ingest.reports.some(isBenchmarkFor(world.big.id, 'cmd-download')), false, 'no benchmark of the cancelled candidate');
 });
 
 test('a drop that arrives while the candidate installs goes before that candidate\'s benchmark, which then has no candidate to run for', async (t) => {
@@ -169,7 +174,7 @@ test('a drop that arrives while the candidate installs goes before that candidat
   assert.equal(dropped.kind === 'assignment' && dropped.version, '3');
   await agent.idle();
   assert.equal(agent.slots.candidate, null);
-  assert.equal(world.harness.ingest.reports.some((report) => report.deviceId === 'cmd-install' && isBenchmarkFor(world.v3.id)(report)), false, 'the benchmark stepped aside, and found no candidate after the drop');
+  assert.equal(world.harness.ingest.reports.some(isBenchmarkFor(world.v3.id, 'cmd-install')), false, 'the benchmark stepped aside, and found no candidate after the drop');
 });
 
 test('the activation of a candidate that arrives while it installs still waits for its benchmark (the evidence a rollout counts)', async (t) => {
@@ -177,7 +182,7 @@ test('the activation of a candidate that arrives while it installs still waits f
   await world.waitForReport(isOutcome(activation.id, 'activated'), 10_000);
   await agent.idle();
   const reports = world.harness.ingest.reports.filter((report) => report.deviceId === 'act-install');
-  const benchmarked = reports.findIndex(isBenchmarkFor(world.v3.id));
+  const benchmarked = reports.findIndex(isBenchmarkFor(world.v3.id, 'act-install'));
   assert.ok(benchmarked >= 0, 'the candidate was benchmarked');
   assert.ok(benchmarked < reports.findIndex(isOutcome(activation.id, 'activated')), 'before it was activated');
 });
@@ -191,7 +196,7 @@ test('the activation of a candidate whose benchmark stepped aside for a fleet co
   await world.waitForReport(isOutcome(sent.activation.id, 'activated'), 10_000);
   await agent.idle();
   const reports = world.harness.ingest.reports.filter((report) => report.deviceId === 'act-after-cmd');
-  const benchmarked = reports.findIndex(isBenchmarkFor(world.v3.id));
+  const benchmarked = reports.findIndex(isBenchmarkFor(world.v3.id, 'act-after-cmd'));
   assert.ok(benchmarked >= 0, `the candidate was benchmarked: ${reports.map((report) => report.kind).join(', ')}`);
   assert.ok(benchmarked < reports.findIndex(isOutcome(sent.activation.id, 'activated')), 'before it was activated');
 });
@@ -249,7 +254,7 @@ for (const command of ['rollback', 'drop-candidate'] as const) {
     await world.waitForReport(isOutcome(v1.id, 'activated'));
     // rollback: v2 active over v1. drop-candidate: v3 the candidate next to v1.
     const setup = command === 'rollback' ? await world.assign(deviceId, world.v2, 'active') : await world.assign(deviceId, world.v3, 'candidate');
-    await world.waitForReport(command === 'rollback' ? isOutcome(setup.id, 'activated') : isBenchmarkFor(world.v3.id));
+    await world.waitForReport(command === 'rollback' ? isOutcome(setup.id, 'activated') : isBenchmarkFor(world.v3.id, deviceId));
     await running.agent.idle();
 
     // A full disk for the write that answers the command only.

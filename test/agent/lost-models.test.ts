@@ -46,7 +46,7 @@ test('a lost model is restored only by the newest assignment taken: an older one
   const v2 = await world.assign('lost-2', world.v2, 'active');
   await world.waitForReport(isOutcome(v2.id, 'activated'));
   const v3 = await world.assign('lost-2', world.v3, 'candidate');
-  await world.waitForReport(isBenchmarkFor(world.v3.id));
+  await world.waitForReport(isBenchmarkFor(world.v3.id, 'lost-2'));
   await first.agent.idle();
   await first.stop();
 
@@ -84,7 +84,7 @@ test('a damaged candidate is downloaded again by its retained assignment, even f
   const v1 = await world.assign('lost-3', world.v1, 'active');
   await world.waitForReport(isOutcome(v1.id, 'activated'));
   const candidate = await world.assign('lost-3', world.v2, 'candidate');
-  await world.waitForReport(isBenchmarkFor(world.v2.id));
+  await world.waitForReport(isBenchmarkFor(world.v2.id, 'lost-3'));
   await first.agent.idle();
   await first.stop();
 

@@ -232,7 +232,7 @@ test('agent: the same model is refused as a candidate, before the candidate slot
   assert.equal(answer.kind === 'assignment' && answer.outcome, 'refused', `refused, not installed and benchmarked: ${JSON.stringify(answer)}`);
   assert.match(answer.kind === 'assignment' ? (answer.reason ?? '') : '', REFUSAL);
   assert.deepEqual([agent.slots.active?.sha256, agent.slots.candidate], [world.v1.id, null], 'the candidate slot stays empty');
-  assert.equal(world.harness.ingest.reports.filter(isBenchmarkFor(artifact.id)).length, 0, 'no benchmark report for the refused model');
+  assert.equal(world.harness.ingest.reports.filter(isBenchmarkFor(artifact.id, 'real-width-2')).length, 0, 'no benchmark report for the refused model');
 });
 
 test('agent: a model that gives its manifest\'s width on the probe row only is installed as a candidate, then its benchmark fails with the reason (no accuracy scored)', async (t) => {
@@ -247,7 +247,7 @@ test('agent: a model that gives its manifest\'s width on the probe row only is i
     failed.kind === 'assignment' ? (failed.reason ?? '') : '',
     /^the candidate model zeros-only-candidate gave "output" \[400, 0\] for 400 rows: 0 values per row, but its manifest says 3 \(\[400, 3\]\)$/,
   );
-  assert.equal(world.harness.ingest.reports.filter(isBenchmarkFor(artifact.id)).length, 0, 'no benchmark report scores it');
+  assert.equal(world.harness.ingest.reports.filter(isBenchmarkFor(artifact.id, 'real-width-3')).length, 0, 'no benchmark report scores it');
 });
 
 test('agent: such a model, once active, answers /v1/predict with a clear 500 naming it, never 200 with class "a" and no probabilities', async (t) => {
