@@ -9,6 +9,10 @@ export interface EndedToken {
 
 export const REVOKED = 'the token was revoked';
 
+/** Why a token no longer works, in words for the caller: revoked, else expired (and when). */
+export const whyEnded = (token: { id: string; revokedAt: string | null; expiresAt: string | null }): string =>
+  token.revokedAt !== null ? REVOKED : `token ${token.id} expired at ${token.expiresAt}`;
+
 export interface TokenRevocationsOptions {
   /**
    * The ids among `ids` whose tokens the store holds as no longer working: revoked, or expired.

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { TokenRevocations } from './token-revocations.ts';
+import { TokenRevocations, whyEnded } from './token-revocations.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import type { Store } from '../store/store.ts';
 import { UniqueViolation } from '../store/sql-engine.ts';
@@ -31,7 +31,7 @@ export class TokenService {
     options: { revocationPollMs?: number; tokenHolder?: (tokenId: string) => Promise<string | undefined> } = {},
   ) {
     this.#tokenHolder = options.tokenHolder;
-    this.revocations = new TokenRevocations({ endedAmong: (ids) => this.store.tokens.endedAmong(ids), pollMs: options.revocationPollMs });
+    this.revocations = new TokenRevocations({ endedAmong: async (ids) => (await this.store.tokens.endedAmong(ids)).map((token) => ({ id: token.id, why: whyEnded(token) })), pollMs: options.revocationPollMs });
   }
 
   /** `expiresInSeconds`: the token stops working that long from now (as if revoked then); omitted, never. */

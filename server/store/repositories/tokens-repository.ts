@@ -53,14 +53,13 @@ export class TokensRepository {
     return Number((await this.db.get(sql, [role, now.toISOString()]))?.n ?? 0);
   }
 
-  /** The tokens among `ids` that no longer work at `now`, and why: revoked, or expired (and when). */
-  async endedAmong(ids: readonly string[], now: Date = new Date()): Promise<{ id: string; why: string }[]> {
-    const ended: { id: string; why: string }[] = [];
+  /** The tokens among `ids` that no longer work at `now`: revoked (`revokedAt`), or expired (`expiresAt`). */
+  async endedAmong(ids: readonly string[], now: Date = new Date()): Promise<{ id: string; revokedAt: string | null; expiresAt: string | null }[]> {
+    const ended: { id: string; revokedAt: string | null; expiresAt: string | null }[] = [];
     for (const chunk of chunksOf([...ids], ID_CHUNK)) {
       const sql = `SELECT id, revoked_at, expires_at FROM tokens WHERE (revoked_at IS NOT NULL OR expires_at <= ?) AND id IN (${chunk.map(() => '?').join(', ')})`;
       for (const row of await this.db.all(sql, [now.toISOString(), ...chunk])) {
-        const why = row.revoked_at !== null ? 'the token was revoked' : `token ${String(row.id)} expired at ${String(row.expires_at)}`;
-        ended.push({ id: String(row.id), why });
+        ended.push({ id: String(row.id), revokedAt: row.revoked_at === null ? null : String(row.revoked_at), expiresAt: row.expires_at === null ? null : String(row.expires_at) });
       }
     }
     return ended;
