@@ -29,6 +29,15 @@ const PING_ANSWER_MS = 10_000;
 /** How long a unary call waits for its answer. */
 const CALL_DEADLINE_MS = 60_000;
 
+/**
+ * The exit code of a command that did not get its answer because the server could not be reached
+ * or stopped answering (refused connection, dropped link, its database down, no answer in time, a
+ * watch it ended): a state a script may wait out and retry, unlike a refusal or bad input (2).
+ * A wrong address that cannot work as given (a host name that does not resolve, a TLS mismatch,
+ * another service's port) stays 2.
+ */
+export const UNREACHABLE_EXIT_CODE = 5;
+
 /** A connection to the server's gRPC API with one-line errors for every failure. */
 export class ServerConnection {
   readonly address: string;
@@ -138,11 +147,11 @@ export class ServerConnection {
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
         // The server answered: its database did not.
-        if (error.details.startsWith(STORE_UNAVAILABLE_PREFIX)) return new UserError(`the server at ${this.address} answered: ${error.details}`);
+        if (error.details.startsWith(STORE_UNAVAILABLE_PREFIX)) return new UserError(`the server at ${this.address} answered: ${error.details}`, { exitCode: UNREACHABLE_EXIT_CODE });
         // Connected, then lost: the server stopped answering pings (a frozen process, a host gone)
         // or the link broke, while the call was on its way.
         if (/^Connection dropped/.test(error.details)) {
-          return new UserError(`the connection to the server at ${this.address} dropped before it answered (it stopped answering, or the network failed); a change asked for may have been made all the same: check (list or status) before retrying`);
+          return new UserError(`the connection to the server at ${this.address} dropped before it answered (it stopped answering, or the network failed); a change asked for may have been made all the same: check (list or status) before retrying`, { exitCode: UNREACHABLE_EXIT_CODE });
         }
         // grpc-js: "Name resolution failed for target dns:HOST:PORT", a typo in the host most often.
         if (/^Name resolution failed/.test(error.details)) {
@@ -166,7 +175,8 @@ export class ServerConnection {
         // Something answered but did not speak plaintext gRPC: the server's HTTP port (8080 given
         // for 9090), or a server with --tls-cert.
         const hint = !code && !this.#tls ? '; is that its gRPC port, grpc= on its start-up line, not http=? If the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA)' : '';
-        return new UserError(`cannot reach the server at ${this.address} (${code ?? 'unavailable'}${hint})`);
+        // A connection error (ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH) may pass; a wrong port that answered does not.
+        return new UserError(`cannot reach the server at ${this.address} (${code ?? 'unavailable'}${hint})`, code ? { exitCode: UNREACHABLE_EXIT_CODE } : {});
       }
       case GrpcStatus.UNAUTHENTICATED:
         return new UserError(`not authenticated: ${error.details}`);
@@ -175,7 +185,7 @@ export class ServerConnection {
       case GrpcStatus.DEADLINE_EXCEEDED:
         // The server may have finished the work after the client stopped waiting (it refuses only
         // calls whose deadline passed before it started them).
-        return new UserError(`the server at ${this.address} did not answer within ${CALL_DEADLINE_MS / 1000} s; a change asked for may have been made all the same: check (list or status) before retrying`);
+        return new UserError(`the server at ${this.address} did not answer within ${CALL_DEADLINE_MS / 1000} s; a change asked for may have been made all the same: check (list or status) before retrying`, { exitCode: UNREACHABLE_EXIT_CODE });
       case GrpcStatus.INTERNAL:
       case GrpcStatus.UNKNOWN:
         return new UserError(`server error: ${error.details}`, { exitCode: 1 });

@@ -9,7 +9,7 @@ import { decodeDataText, looksLikeUtf16 } from '../../shared/data/data-text.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
-import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { UNREACHABLE_EXIT_CODE, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { formatJob, jobOutcome } from './job-display.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
@@ -240,6 +240,6 @@ function endedEarly(id: string, error: unknown): unknown {
   return new UserError(
     `job ${id}: the server ended the watch before the job finished (${cause.details || (error as UserError).message}); ` +
       `it may have shut down, restarted or stopped answering: \`fleetprune jobs watch ${id}\` shows how the job ended`,
-    { cause: error },
+    { exitCode: UNREACHABLE_EXIT_CODE, cause: error },
   );
 }

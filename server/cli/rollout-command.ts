@@ -8,7 +8,7 @@ import { printable } from '../rollout/operator-text.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { specWarnings } from '../rollout/spec-warnings.ts';
-import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { UNREACHABLE_EXIT_CODE, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { rolloutJson } from './json-views.ts';
 import { pageFooter, parseDeviceStates, parseLimit, parseOffset } from './bounded-options.ts';
 import { refuseEmpty } from './non-empty.ts';
@@ -263,7 +263,7 @@ function endedEarly(id: string, error: UserError): UserError {
   return new UserError(
     `rollout ${id}: the server ended the watch before the rollout finished (${cause.details || error.message}); ` +
       `it may have shut down, restarted or stopped answering, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
-    { cause: error },
+    { exitCode: UNREACHABLE_EXIT_CODE, cause: error },
   );
 }
 

@@ -32,7 +32,7 @@ test('jobs watch cut off by a server shutdown says the server ended the watch (n
     assert.equal(last, `fleetprune: job ${id} failed: server shut down before the job finished`);
     return;
   }
-  assert.equal(code, 2, output.stderr);
+  assert.equal(code, 5, output.stderr);
   assert.equal(
     last,
     `fleetprune: job ${id}: the server ended the watch before the job finished (Call cancelled); it may have shut down, restarted or stopped answering: \`fleetprune jobs watch ${id}\` shows how the job ended`,

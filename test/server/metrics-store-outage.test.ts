@@ -105,7 +105,7 @@ test('REST and gRPC answer 503 / UNAVAILABLE saying the database does not answer
   }
   // The CLI (gRPC): the server answered, its database did not; not "cannot reach the server".
   const listed = await runCli(['rollout', 'list', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
-  assert.equal(listed.code, 2, listed.stderr);
+  assert.equal(listed.code, 5, listed.stderr);
   assert.match(listed.stderr, /^fleetprune: the server at 127\.0\.0\.1:\d+ answered: the server's database does not answer \([^)]+\), so the request was not completed; try again shortly\n$/);
 
   // Logged as refusals, one line each with the reason as text; nothing as a failure of the server.
