@@ -63,6 +63,12 @@ export interface RolloutControllerOptions {
    * controller recovered). The first look comes after at most ADOPT_FIRST_MS. Default DEFAULT_ADOPT_EVERY_MS.
    */
   readonly adoptEveryMs?: number;
+  /**
+   * This server's node id (--node-id): recover() writes a `takeover` entry naming it into the
+   * decision log of each unfinished rollout it picks up (after a restart, or elected leader), so
+   * the log says which server drove the rollout from then on. Unset: no entry.
+   */
+  readonly node?: string;
 }
 
 /** How often a leading controller looks for unfinished rollouts nobody drives (see adoptEveryMs). */
@@ -329,6 +335,7 @@ export class RolloutController {
     const ids = await this.#o.repository.list({ unfinished: true });
     await this.#restoreMetrics(ids);
     for (const id of ids) {
+      if (this.#o.node !== undefined) await this.#noteTakeover(id, this.#o.node);
       const record = await this.#o.repository.load(id);
       if (!record) continue;
       this.#o.logger?.info({ rollout: id, phase: record.state.phase, step: record.state.stepIndex, pending: record.pendingActions.length }, 'resuming rollout');
@@ -336,6 +343,16 @@ export class RolloutController {
     }
     this.#scheduleAdoption(Math.min(ADOPT_FIRST_MS, this.#o.adoptEveryMs ?? DEFAULT_ADOPT_EVERY_MS));
     return ids;
+  }
+
+  /** The decision log's `takeover` entry: which server drives the rollout from now on, and what it does first. */
+  async #noteTakeover(id: string, node: string): Promise<void> {
+    const record = await this.#o.repository.load(id);
+    if (!record) return;
+    const pending = record.pendingActions.length;
+    const resumes = pending > 0 ? `; ${pending} pending action${pending === 1 ? '' : 's'} run again (devices ignore repeats)` : '';
+    const message = `server node ${node} took over the rollout (a restart, or a new leader) in phase ${record.state.phase}${resumes}; its analysis and timers carry on from what is recorded`;
+    await this.note(id, { kind: 'takeover', verdict: 'resumed', message });
   }
 
   /** Arms the next look for undriven rollouts (one at a time: the next is armed when one is done). */

@@ -199,7 +199,7 @@ export type RolloutAction =
   | { readonly id: string; readonly kind: 'markVersion'; readonly model: string; readonly version: string; readonly status: 'production' | 'failed' | 'rolled-back'; readonly reason: string };
 
 /** `warning`: a warning about the spec given when the rollout started (verdict `warning`), logged right after `start`. */
-export type DecisionKind = 'start' | 'warning' | 'step' | 'assignment' | 'measurement' | 'analysis' | 'pause' | 'promotion' | 'failure' | 'command' | 'rollback' | 'device';
+export type DecisionKind = 'start' | 'warning' | 'step' | 'assignment' | 'measurement' | 'analysis' | 'pause' | 'promotion' | 'failure' | 'command' | 'rollback' | 'device' | 'takeover';
 
 /** The decision log: every decision with its inputs. */
 export interface DecisionLogEntry {

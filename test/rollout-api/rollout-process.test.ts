@@ -130,6 +130,10 @@ test('a real server drives a rollout end to end; kill -9 mid-rollout, restart re
   assert.equal(after.stepIndex, before.stepIndex);
   assert.equal(after.phase, 'Paused');
   assert.equal(after.pause.until, before.pause.until, 'the pause ends when it would have');
+  // The decision log says which server drove the rollout from the restart on.
+  const takeovers = after.decisions.filter((d: any) => d.kind === 'takeover');
+  assert.deepEqual(takeovers.map((d: any) => [d.verdict, d.stepIndex]), [['resumed', 2]]);
+  assert.match(takeovers[0].message, /^server node \S+ took over the rollout \(a restart, or a new leader\) in phase Paused; its analysis and timers carry on from what is recorded$/);
   const done = await waitForRollout(server.request, id, (v) => v.phase === 'Completed' && v.pendingActions.length === 0, 30_000);
   assert.equal(done.weight, 100);
   assert.equal(done.outcome.status, 'production');
@@ -184,7 +188,12 @@ test('PostgreSQL: two servers, one leader; kill -9 the leader and the other take
   }
   assert.equal(status.isLeader, true, 'the follower took over within 10 s');
 
-  // The new leader drives the rollout it inherited.
+  // The new leader says so in the rollout's decision log, and drives the rollout it inherited.
+  const inherited = await waitForRollout(second.request, id, (v) => v.decisions.some((d: any) => d.kind === 'takeover'));
+  assert.deepEqual(
+    inherited.decisions.filter((d: any) => d.kind === 'takeover').map((d: any) => d.message.split(' (')[0]),
+    ['server node node-second took over the rollout'],
+  );
   const resumed = await second.request('POST', `/api/rollouts/${id}/resume`);
   assert.equal(resumed.status, 200, await resumed.clone().text());
   await waitForRollout(second.request, id, (v) => v.phase === 'Completed');
