@@ -112,8 +112,8 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
     if (unknown >= 0) {
       const rows = dataset.y.filter((classIndex) => classIndex === unknown).length;
       const first = dataset.y.indexOf(unknown);
-      // "row N" is the file's line, as in every other message about the file.
-      const where = dataset.rowLines ? `row ${dataset.rowLines[first]}` : `data row ${first + 1}`;
+      // The file's line, as in every other message about the file.
+      const where = dataset.rowLines ? `line ${dataset.rowLines[first]}` : `data row ${first + 1}`;
       throw new Error(
         `${holdout.source}: label "${dataset.classes[unknown]}" (${rows} row${rows === 1 ? '' : 's'}, the first at ${where}) is not one of the model's classes (${manifest.labels.join(', ')})`,
       );

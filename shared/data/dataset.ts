@@ -214,17 +214,17 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
       // Spaces inside a quoted cell (" 7 ") too, as around an unquoted one (csv-parse's trim).
       const value = parseDecimal(cell.trim());
       if (!Number.isFinite(value)) {
-        throw new UserError(`${source}: row ${rowNumbers[r]}, column ${quoted(header[c]!)}: ${quoted(cell)} is not a finite number`);
+        throw new UserError(`${source}: line ${rowNumbers[r]}, column ${quoted(header[c]!)}: ${quoted(cell)} is not a finite number`);
       }
       if (Math.abs(value) > FLOAT32_MAX) {
-        throw new UserError(`${source}: row ${rowNumbers[r]}, column ${quoted(header[c]!)}: ${cell} is outside the float32 range models compute in (±3.4e38)`);
+        throw new UserError(`${source}: line ${rowNumbers[r]}, column ${quoted(header[c]!)}: ${cell} is outside the float32 range models compute in (±3.4e38)`);
       }
       return value;
     });
     x.push(row);
     // Spaces inside a quoted label too, as in a feature cell: " setosa" is the class setosa.
     const label = (record[labelIndex] ?? '').trim();
-    if (label === '') throw new UserError(`${source}: row ${rowNumbers[r]}: the label ${quoted(options.label)} is empty`);
+    if (label === '') throw new UserError(`${source}: line ${rowNumbers[r]}: the label ${quoted(options.label)} is empty`);
     rawLabels.push(label);
   });
 
@@ -235,7 +235,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   const missing = options.features || options.task === 'classification' ? -1 : missingNumberLabel(rawLabels);
   if (missing >= 0) {
     throw new UserError(
-      `${source}: row ${rowNumbers[missing]}: the label ${quoted(options.label)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: ` +
+      `${source}: line ${rowNumbers[missing]}: the label ${quoted(options.label)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: ` +
         `drop the rows without a label, or, if ${quoted(rawLabels[missing]!)} is a class, give the task as classification (--task classification)`,
     );
   }
@@ -258,7 +258,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     y = rawLabels.map((label, r) => {
       const value = parseDecimal(label);
       if (!Number.isFinite(value) || Math.abs(value) > FLOAT32_MAX) {
-        throw new UserError(`${source}: row ${rowNumbers[r]}: regression label ${quoted(label)} is not a finite float32 number`);
+        throw new UserError(`${source}: line ${rowNumbers[r]}: regression label ${quoted(label)} is not a finite float32 number`);
       }
       return value;
     });

@@ -763,7 +763,7 @@ test('regression models: benchmark reports MSE and R², /v1/predict returns valu
   // A candidate the holdout does not fit is installed, but its benchmark fails with a reason.
   const mismatch = await world.assign('regression-1', world.v1, 'candidate');
   const failed = await world.waitForReport(isOutcome(mismatch.id, 'benchmark-failed'));
-  assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /: label "\d+\.\d+" \(\d+ rows?, the first at row \d+\) is not one of the model's classes \(a, b, c\)/);
+  assert.match(failed.kind === 'assignment' ? failed.reason ?? '' : '', /: label "\d+\.\d+" \(\d+ rows?, the first at line \d+\) is not one of the model's classes \(a, b, c\)/);
   assert.equal(failed.kind === 'assignment' && failed.failedRole, 'candidate');
   assert.equal(agent.slots.candidate?.sha256, world.v1.id);
 });

@@ -46,7 +46,7 @@ test('at start, a holdout the active model cannot read is said at once (error lo
   assert.equal(said.length, 1, JSON.stringify(logged.map((line) => line.msg)));
   assert.equal(said[0]!.level, 50, 'at error level');
   assert.equal(said[0]!.active, '1');
-  assert.equal(said[0]!.err, `bad-holdout.csv: row 4, column "${column}": "NaN" is not a finite number`);
+  assert.equal(said[0]!.err, `bad-holdout.csv: line 4, column "${column}": "NaN" is not a finite number`);
   // It still serves its model.
   assert.equal(second.agent.slots.active?.version, '1');
 });

@@ -36,12 +36,12 @@ test("the holdout's labels are read for the model's task, not guessed: 30 rows o
   // A model whose data wrote its classes "1.0", "2.0", "3.0" (numeric classes are named "1", ... now) still reads this holdout.
   assert.deepEqual(alignHoldout(holdout, { ...manifest, labels: ['1.0', '2.0', '3.0'] }).y.slice(0, 4), [0, 1, 2, 0]);
   // Labels a model does not know, or text as a regression target, are a one-line error.
-  assert.throws(() => alignHoldout(holdout, { ...manifest, labels: ['a', 'b', 'c'] }), /^Error: holdout\.csv: label "1" \(10 rows, the first at row 2\) is not one of the model's classes \(a, b, c\)$/);
+  assert.throws(() => alignHoldout(holdout, { ...manifest, labels: ['a', 'b', 'c'] }), /^Error: holdout\.csv: label "1" \(10 rows, the first at line 2\) is not one of the model's classes \(a, b, c\)$/);
   // "row N" is the file's line, blank lines counted, as in the reader's own messages; a quoted
   // label's spaces are no part of the class, as a quoted feature's are no part of its number.
   const spaced = Holdout.fromText('f0,f1,f2,f3,y\n1,2,3,4," a "\n\n1,2,3,4,d\n1,2,3,4,d\n', 'y');
   const known = { ...manifest, features: ['f0', 'f1', 'f2', 'f3'], labels: ['a', 'b', 'c'] };
-  assert.throws(() => alignHoldout(spaced, known), /^Error: holdout: label "d" \(2 rows, the first at row 4\) is not one of the model's classes \(a, b, c\)$/);
+  assert.throws(() => alignHoldout(spaced, known), /^Error: holdout: label "d" \(2 rows, the first at line 4\) is not one of the model's classes \(a, b, c\)$/);
   assert.deepEqual(alignHoldout(Holdout.fromText('f0,f1,f2,f3,y\n1,2,3,4," a "\n1,2,3,4,"c\t"\n', 'y'), known).y, [0, 2]);
   const texts = Holdout.fromText('f0,kind\n1,cat\n2,dog\n', 'kind');
   assert.throws(() => texts.forModel({ task: 'regression', features: ['f0'] }), /regression label "cat" is not a finite float32 number/);
@@ -60,10 +60,10 @@ test('a holdout reads only the columns a model needs: a timestamp, a site name o
   assert.deepEqual([...aligned.features.subarray(CLASSIFIER_FEATURES.length, 2 * CLASSIFIER_FEATURES.length)], CLASSIFIER_FEATURES.map((_, c) => 10 + (CLASSIFIER_FEATURES.length - 1 - c)));
   // A column the model does read must still hold numbers, and the error names it.
   const broken = Holdout.fromText(`f0,f1,f2,f3,f4,f5,f6,kind\n1,2,3,4,5,6,x,1\n1,2,3,4,5,6,7,2\n`, 'kind', 'holdout.csv');
-  assert.throws(() => alignHoldout(broken, classifier), /holdout\.csv: row 2, column "f6": "x" is not a finite number/);
+  assert.throws(() => alignHoldout(broken, classifier), /holdout\.csv: line 2, column "f6": "x" is not a finite number/);
   // What no model can read still stops the agent at start, on one line.
   assert.throws(() => Holdout.fromText('f0,f1\n1,2\n', 'kind', 'holdout.csv'), /holdout\.csv: no label column "kind"/);
-  assert.throws(() => Holdout.fromText('f0,kind\n1,\n', 'kind', 'holdout.csv'), /holdout\.csv: row 2: the label "kind" is empty/);
+  assert.throws(() => Holdout.fromText('f0,kind\n1,\n', 'kind', 'holdout.csv'), /holdout\.csv: line 2: the label "kind" is empty/);
 });
 
 test('a holdout of one class scores a classifier, and one constant integer target a regressor', async (t) => {
@@ -126,5 +126,5 @@ test("a benchmark the active model cannot run names that model: the candidate is
   // And a candidate whose classes the holdout's labels are not is named as the candidate.
   models[0] = { ...models[0]!, model: installed(a.dir, { ...a.manifest, labels }) };
   models[1] = { ...models[1]!, model: installed(b.dir, { ...b.manifest, labels: ['x', 'y', 'z'] }) };
-  await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(30), SETTINGS), /^Error: the candidate model 7: holdout\.csv: label "1" \(\d+ rows?, the first at row \d+\) is not one of the model's classes/);
+  await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(30), SETTINGS), /^Error: the candidate model 7: holdout\.csv: label "1" \(\d+ rows?, the first at line \d+\) is not one of the model's classes/);
 });

@@ -40,9 +40,9 @@ const badInputs: [string, string, RegExp][] = [
   ['', 'label', /empty/],
   ['x,label\n', 'label', /no data rows/],
   ['x,y\n1,2\n', 'label', /no label column "label"/],
-  ['x,label\n1,a\nfoo,b\n', 'label', /row 3, column "x": "foo" is not a finite number/],
-  ['x,label\n1,a\nNaN,b\n', 'label', /row 3, column "x": "NaN"/],
-  ['x,label\n1,a\n,b\n', 'label', /row 3, column "x"/],
+  ['x,label\n1,a\nfoo,b\n', 'label', /line 3, column "x": "foo" is not a finite number/],
+  ['x,label\n1,a\nNaN,b\n', 'label', /line 3, column "x": "NaN"/],
+  ['x,label\n1,a\n,b\n', 'label', /line 3, column "x"/],
   ['x,label\n1,a\n2,a\n', 'label', /single class \(a\)/],
   ['x,label\n1,a\n2\n', 'label', /not a valid CSV/],
   ['x,x,label\n1,2,a\n2,3,b\n', 'label', /appears twice/],
@@ -51,9 +51,9 @@ const badInputs: [string, string, RegExp][] = [
   ['x,label\n1,"say ""hi""\nthere"\r\n2,"b""\n3,c\n', 'label', /^data: not a valid CSV file: line 4 opens a quoted cell/],
   // A stray quote: its column counted from 1 (csv-parse's "field 1" counts from 0).
   ['x,label\n1,a\n2,b"c\n', 'label', /^data: not a valid CSV file: line 3, column 2: a quote \("\) inside a cell that does not start with one; quote the whole cell and double the quotes in it \("a""b"\)$/],
-  ['x,label\n1,a\n1e39,b\n', 'label', /row 3, column "x": 1e39 is outside the float32 range/],
-  ['x,label\n1,a\n0x10,b\n', 'label', /row 3, column "x": "0x10" is not a finite number/],
-  ['x,label\n1,a\nInfinity,b\n', 'label', /row 3, column "x": "Infinity" is not a finite number/],
+  ['x,label\n1,a\n1e39,b\n', 'label', /line 3, column "x": 1e39 is outside the float32 range/],
+  ['x,label\n1,a\n0x10,b\n', 'label', /line 3, column "x": "0x10" is not a finite number/],
+  ['x,label\n1,a\nInfinity,b\n', 'label', /line 3, column "x": "Infinity" is not a finite number/],
   // pandas' to_csv writes its row index as a column with no name: a model would learn the rows' order from it.
   [',x,label\n0,1,a\n1,2,b\n', 'label', /^data: column 1 has no name in the header \(pandas writes its row index so: save with index=False\), or name it$/],
   ['x, ,label\n1,0,a\n2,1,b\n', 'label', /column 2 has no name/],
@@ -94,11 +94,11 @@ test('a file that is not UTF-8 (Excel\'s Windows-1252 "CSV") is refused, naming 
 });
 
 test('lines of bare separators (a spreadsheet\'s empty rows below its data) are blank lines; row numbers stay the lines of the file', () => {
-  // Was: "row 4, column "x": "" is not a finite number", for rows the user never typed.
+  // Was: "line 4, column "x": "" is not a finite number", for rows the user never typed.
   const data = parseDataset('x,y,label\n1,2,a\n3,4,b\n,,\n"","",""\n', { label: 'label' });
   assert.deepEqual(data.x, [[1, 2], [3, 4]]);
   assert.equal(data.fingerprint, parseDataset('x,y,label\n1,2,a\n3,4,b\n', { label: 'label' }).fingerprint);
-  assert.throws(() => parseDataset('x,y,label\n1,2,a\n,,\n3,,b\n', { label: 'label' }), /data: row 4, column "y": "" is not a finite number$/);
+  assert.throws(() => parseDataset('x,y,label\n1,2,a\n,,\n3,,b\n', { label: 'label' }), /data: line 4, column "y": "" is not a finite number$/);
 });
 
 test('a missing file is a UserError naming it', () => {
@@ -130,7 +130,7 @@ test('splits are seeded, disjoint and stratified', () => {
 test('a regression label outside float32 is refused', () => {
   assert.throws(
     () => parseDataset('x,y\n1,2.5\n3,-4e38\n', { label: 'y', task: 'regression' }),
-    (error: unknown) => error instanceof UserError && /row 3: regression label "-4e38" is not a finite float32 number/.test(error.message),
+    (error: unknown) => error instanceof UserError && /line 3: regression label "-4e38" is not a finite float32 number/.test(error.message),
   );
 });
 
@@ -298,8 +298,8 @@ test('the shipped data sets are read exactly as written: no feature is rounded, 
 test('a number label with a gap written NaN is refused when the task is inferred or regression; said to be classes, or read for an existing model, "None" is a class', () => {
   const csv = (labels: string[]) => `a,b,fault\n${labels.map((label, i) => `${i},${(i * 7) % 5},${label}`).join('\n')}\n`;
   const codes = Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? 'None' : i % 3 === 1 ? '101' : '205'));
-  assert.throws(() => parseDataset(csv(codes), { label: 'fault' }), /^UserError: data: row 2: the label "fault" is missing \("None"\) where the other rows hold numbers: drop the rows without a label, or, if "None" is a class, give the task as classification/);
-  assert.throws(() => parseDataset(csv(codes), { label: 'fault', task: 'regression' }), /row 2: the label "fault" is missing \("None"\)/);
+  assert.throws(() => parseDataset(csv(codes), { label: 'fault' }), /^UserError: data: line 2: the label "fault" is missing \("None"\) where the other rows hold numbers: drop the rows without a label, or, if "None" is a class, give the task as classification/);
+  assert.throws(() => parseDataset(csv(codes), { label: 'fault', task: 'regression' }), /line 2: the label "fault" is missing \("None"\)/);
   // A fault code "None" beside 101 and 205: a class, when the user says the label is classes.
   assert.deepEqual(parseDataset(csv(codes), { label: 'fault', task: 'classification' }).classes, ['101', '205', 'None']);
   // The agent's holdout and data read for a registered model: the model's classes are what they are.
@@ -316,7 +316,7 @@ test('a quoted label with spaces inside its quotes (" a ") is the class a, as a 
   const spaced = parseDataset('x,label\n1," a "\n2,a\n3,"b\t"\n', { label: 'label' });
   assert.deepEqual([spaced.classes, spaced.y], [['a', 'b'], [0, 0, 1]]);
   assert.deepEqual(spaced.fingerprint, parseDataset('x,label\n1,a\n2,a\n3,b\n', { label: 'label' }).fingerprint);
-  assert.throws(() => parseDataset('x,label\n1,"  "\n2,a\n', { label: 'label' }), /^UserError: data: row 2: the label "label" is empty$/);
+  assert.throws(() => parseDataset('x,label\n1,"  "\n2,a\n', { label: 'label' }), /^UserError: data: line 2: the label "label" is empty$/);
 });
 
 test('a file with two byte order marks (a tool added its own) names its first column without them', () => {

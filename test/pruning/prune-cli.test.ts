@@ -129,7 +129,7 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
   const cases: [string, string[], RegExp][] = [
     ['missing file', ['--data', join(dir, 'missing.csv'), '--label', 'y', '--out', out], /missing\.csv: no such file/],
     ['missing label column', ['--data', IRIS, '--label', 'kind', '--out', out], /no label column "kind"/],
-    ['NaN feature', ['--data', nanFile, '--label', 'label', '--out', out], /row 3, column "b": "NaN" is not a finite number/],
+    ['NaN feature', ['--data', nanFile, '--label', 'label', '--out', out], /line 3, column "b": "NaN" is not a finite number/],
     ['non-numeric feature', ['--data', textFile, '--label', 'label', '--out', out], /column "b": "two"/],
     ['empty data', ['--data', emptyFile, '--label', 'label', '--out', out], /no data rows/],
     ['single class', ['--data', singleClass, '--label', 'label', '--out', out], /single class/],
@@ -165,8 +165,8 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     // Beyond any safe integer: the bound named was zod's 9007199254740991, not the flag's.
     ['units beyond any integer', ['--data', IRIS, '--label', 'species', '--units', '1e20', '--out', out], /^fleetprune: --units: must be at most 4096\n$/],
     ['seed beyond any integer', ['--data', IRIS, '--label', 'species', '--seed', '1e20', '--out', out], /^fleetprune: --seed: must be at most 2147483647\n$/],
-    ['a number label with a NaN gap', ['--data', nanLabel, '--label', 'label', '--out', out], /^fleetprune: .*nan-label\.csv: row 19: the label "label" is missing \("NaN"\) where the other rows hold numbers: drop the rows without a label, or, if "NaN" is a class, give the task as classification \(--task classification\)\n$/],
-    ['a continuous label with an NA gap', ['--data', naTarget, '--label', 'y', '--out', out], /^fleetprune: .*na-target\.csv: row 52: the label "y" is missing \("NA"\)/],
+    ['a number label with a NaN gap', ['--data', nanLabel, '--label', 'label', '--out', out], /^fleetprune: .*nan-label\.csv: line 19: the label "label" is missing \("NaN"\) where the other rows hold numbers: drop the rows without a label, or, if "NaN" is a class, give the task as classification \(--task classification\)\n$/],
+    ['a continuous label with an NA gap', ['--data', naTarget, '--label', 'y', '--out', out], /^fleetprune: .*na-target\.csv: line 52: the label "y" is missing \("NA"\)/],
     ['tolerance beyond 100 accuracy points', ['--data', IRIS, '--label', 'species', '--tolerance', '200', '--out', out], /^fleetprune: --tolerance: for classification, accuracy points from 0 to 100, not 200\n$/],
     ['tolerance beyond 1000% of the MSE', ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--tolerance', '2000', '--out', out], /^fleetprune: --tolerance: for regression, a percentage of the MSE from 0 to 1000, not 2000\n$/],
     // An empty path (a shell variable left unset): the artifact was written unsigned, or into the working directory.

@@ -33,8 +33,8 @@ test('bad rows are named by the line they are on, blank lines and multi-line cel
   const multiline = join(dir, 'multiline.csv');
   await writeFile(multiline, 'a,b,label\n1,2,"two\nlines"\n3,4,y\n5,6,\n');
   const cases: [string, RegExp][] = [
-    [blank, /blank\.csv: row 6, column "b": "oops" is not a finite number\n$/],
-    [multiline, /multiline\.csv: row 5: the label "label" is empty\n$/],
+    [blank, /blank\.csv: line 6, column "b": "oops" is not a finite number\n$/],
+    [multiline, /multiline\.csv: line 5: the label "label" is empty\n$/],
   ];
   for (const [csv, message] of cases) {
     const run = await runCli(['prune', '--data', csv, '--label', 'label', '--out', join(dir, 'out')]);

@@ -26,7 +26,7 @@ test("a device whose holdout its active model cannot read does not fail the roll
   const id = await startRollout(world, [{ setWeight: 100 }, { pause: {} }]);
   await waitFor(async () => (await world.answers('bench-bad')).some((line) => line.includes('benchmark-failed')), 30_000, 'bench-bad answered benchmark-failed');
   const failed = (await world.answers('bench-bad')).find((line) => line.includes('benchmark-failed'))!;
-  assert.match(failed, /\(the active model 1: bench-bad\.csv: row 4, column "f0": "NaN" is not a finite number\)$/);
+  assert.match(failed, /\(the active model 1: bench-bad\.csv: line 4, column "f0": "NaN" is not a finite number\)$/);
   const decisions = async () => (await json<{ decisions: { kind: string; verdict: string; message: string }[] }>(await world.server.request('GET', `/api/rollouts/${id}`))).decisions;
   await waitFor(async () => (await decisions()).some((d) => d.verdict === 'no-benchmark'), 10_000, 'the decision log names the device');
   const said = (await decisions()).find((d) => d.verdict === 'no-benchmark')!;

@@ -551,7 +551,7 @@ describe('rollout state machine: offline devices', () => {
     const assign = h.last('assign');
     h.deliver(assign);
     const device = assign.devices[0]!;
-    const reason = 'the active model 1: holdout.csv: row 4, column "f0": "NaN" is not a finite number';
+    const reason = 'the active model 1: holdout.csv: line 4, column "f0": "NaN" is not a finite number';
     const actions = h.send({ type: 'benchmarkFailed', at: h.at, deviceId: device, actionId: assign.id, reason, failedRole: 'active' });
     assert.equal(h.state.phase, 'Progressing');
     assert.deepEqual(actions, []);
