@@ -63,12 +63,6 @@ export interface RolloutControllerOptions {
    * controller recovered). The first look comes after at most ADOPT_FIRST_MS. Default DEFAULT_ADOPT_EVERY_MS.
    */
   readonly adoptEveryMs?: number;
-  /**
-   * This server's node id (--node-id): recover() writes a `takeover` entry naming it into the
-   * decision log of each unfinished rollout it picks up (after a restart, or elected leader), so
-   * the log says which server drove the rollout from then on. Unset: no entry.
-   */
-  readonly node?: string;
 }
 
 /** How often a leading controller looks for unfinished rollouts nobody drives (see adoptEveryMs). */
@@ -335,7 +329,6 @@ export class RolloutController {
     const ids = await this.#o.repository.list({ unfinished: true });
     await this.#restoreMetrics(ids);
     for (const id of ids) {
-      if (this.#o.node !== undefined) await this.#noteTakeover(id, this.#o.node);
       const record = await this.#o.repository.load(id);
       if (!record) continue;
       this.#o.logger?.info({ rollout: id, phase: record.state.phase, step: record.state.stepIndex, pending: record.pendingActions.length }, 'resuming rollout');
@@ -345,14 +338,27 @@ export class RolloutController {
     return ids;
   }
 
-  /** The decision log's `takeover` entry: which server drives the rollout from now on, and what it does first. */
-  async #noteTakeover(id: string, node: string): Promise<void> {
-    const record = await this.#o.repository.load(id);
-    if (!record) return;
-    const pending = record.pendingActions.length;
-    const resumes = pending > 0 ? `; ${pending} pending action${pending === 1 ? '' : 's'} run again (devices ignore repeats)` : '';
-    const message = `server node ${node} took over the rollout (a restart, or a new leader) in phase ${record.state.phase}${resumes}; its analysis and timers carry on from what is recorded`;
-    await this.note(id, { kind: 'takeover', verdict: 'resumed', message });
+  /**
+   * Writes a `takeover` entry (verdict `driven`) into the decision log of each of `ids` (what
+   * recover() resumed) naming `node`, the server that drives them from now on: called once the
+   * takeover has succeeded, never for one that failed (it is tried again at the next election, and
+   * would otherwise write an entry each time). An entry that cannot be written is skipped: the log
+   * misses it, the rollout does not.
+   */
+  async noteTakeover(ids: readonly string[], node: string): Promise<void> {
+    for (const id of ids) {
+      try {
+        const record = await this.#o.repository.load(id);
+        if (!record) continue;
+        const pending = record.pendingActions.length;
+        const resumes = pending > 0 ? `; ${pending} pending action${pending === 1 ? '' : 's'} run again (devices ignore repeats)` : '';
+        const message = `server node ${node} took over the rollout (a restart, or a new leader) in phase ${record.state.phase}${resumes}`;
+        await this.note(id, { kind: 'takeover', verdict: 'driven', message });
+      } catch (error) {
+        if (error instanceof RolloutControllerStoppedError) return;
+        this.#o.logger?.warn({ rollout: id, err: errorMessage(error) }, 'the takeover entry of a resumed rollout could not be written to its decision log');
+      }
+    }
   }
 
   /** Arms the next look for undriven rollouts (one at a time: the next is armed when one is done). */

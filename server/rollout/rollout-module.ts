@@ -120,10 +120,11 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
             ? new FleetReadiness(deps.brokerConnected, () => log.warn('the broker connection is down: the rollouts\' device commands wait for it (nothing is sent, and no delivery attempt counts, until it is back)'))
             : undefined;
           readiness = waiting;
-          const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000, fleetLabel: fleet, node: ctx.config.nodeId });
+          const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000, fleetLabel: fleet });
           controller = driving;
+          let resumed: readonly string[];
           try {
-            const resumed = await driving.recover();
+            resumed = await driving.recover();
             log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished${waiting ? ' (their device commands wait for the broker connection)' : ''}`);
             if (fleetHandlers && waiting) {
               await fleetHandlers.elected();
@@ -139,6 +140,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
             }
             throw error;
           }
+          // Taken over: each resumed rollout's log says which server drives it from now on.
+          await driving.noteTakeover(resumed, ctx.config.nodeId);
           // In the background: a fleet reconnecting at start must not hold the takeover up.
           void missed.replay(driving, (error, deviceId) => log.warn({ err: errorMessage(error), deviceId }, 'a device event that came before the rollouts were driven could not be handled'));
         },

@@ -132,8 +132,8 @@ test('a real server drives a rollout end to end; kill -9 mid-rollout, restart re
   assert.equal(after.pause.until, before.pause.until, 'the pause ends when it would have');
   // The decision log says which server drove the rollout from the restart on.
   const takeovers = after.decisions.filter((d: any) => d.kind === 'takeover');
-  assert.deepEqual(takeovers.map((d: any) => [d.verdict, d.stepIndex]), [['resumed', 2]]);
-  assert.match(takeovers[0].message, /^server node \S+ took over the rollout \(a restart, or a new leader\) in phase Paused; its analysis and timers carry on from what is recorded$/);
+  assert.deepEqual(takeovers.map((d: any) => [d.verdict, d.stepIndex]), [['driven', 2]]);
+  assert.match(takeovers[0].message, /^server node \S+ took over the rollout \(a restart, or a new leader\) in phase Paused$/);
   const done = await waitForRollout(server.request, id, (v) => v.phase === 'Completed' && v.pendingActions.length === 0, 30_000);
   assert.equal(done.weight, 100);
   assert.equal(done.outcome.status, 'production');

@@ -102,6 +102,28 @@ describe('rollout controller', () => {
     r.controller.stop();
   });
 
+  it('recover() writes no takeover entry (a takeover that fails after it would write one at each election); noteTakeover() writes one per resumed rollout, naming the node', async () => {
+    const repository = new InMemoryRolloutRepository();
+    const scheduler = new ManualScheduler(T0);
+    const fleet = new InMemoryFleet(fleetOf(20));
+    const models = new InMemoryModelStatus('1');
+    const first = rig({ repository, scheduler, fleet, models });
+    await first.controller.start(specOf([{ setWeight: 10 }, { pause: {} }, { setWeight: 100 }]), { by: 'alice' });
+    await driveUntil(first, (s) => s.phase === 'Paused');
+    first.controller.stop();
+    const takeovers = async () => (await repository.decisions('ro-test')).filter((d) => d.kind === 'takeover');
+
+    const second = rig({ repository, scheduler, fleet, models });
+    const resumed = await second.controller.recover();
+    assert.deepEqual(resumed, ['ro-test']);
+    assert.deepEqual(await takeovers(), [], 'nothing written before the takeover succeeded');
+    await second.controller.noteTakeover(resumed, 'node-b');
+    const written = await takeovers();
+    assert.deepEqual(written.map((d) => [d.verdict, d.stepIndex, d.message]), [['driven', 1, 'server node node-b took over the rollout (a restart, or a new leader) in phase Paused']]);
+    assert.equal((await second.controller.status('ro-test')).phase, 'Paused', 'the entry changes nothing else');
+    second.controller.stop();
+  });
+
   it('a restarted controller exports the same rollout series: a finished rollout\'s decision counters and timestamps, and an unfinished one\'s, as before the restart', async () => {
     const repository = new InMemoryRolloutRepository();
     const scheduler = new ManualScheduler(T0);
