@@ -178,6 +178,10 @@ export class ServerConnection {
         // A connection error (ECONNREFUSED, ETIMEDOUT, EHOSTUNREACH) may pass; a wrong port that answered does not.
         return new UserError(`cannot reach the server at ${this.address} (${code ?? 'unavailable'}${hint})`, code ? { exitCode: UNREACHABLE_EXIT_CODE } : {});
       }
+      case GrpcStatus.CANCELLED:
+        // The server ended the call before it answered: it shut down or restarted (a kill -9 is a
+        // dropped connection instead). The CLI cancels none of its own calls before they end.
+        return new UserError(`the server at ${this.address} ended the call before it answered (it shut down or restarted); a change asked for may have been made all the same: check (list or status) before retrying`, { exitCode: UNREACHABLE_EXIT_CODE });
       case GrpcStatus.UNAUTHENTICATED:
         return new UserError(`not authenticated: ${error.details}`);
       case GrpcStatus.PERMISSION_DENIED:

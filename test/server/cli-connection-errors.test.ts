@@ -20,6 +20,11 @@ test('the CLI names what a failed call means for the change it asked for: a dead
     'the server at 127.0.0.1:9 did not answer within 60 s; a change asked for may have been made all the same: check (list or status) before retrying',
     5,
   ]);
+  // The server shut down or restarted during the call (grpc-js: "Call cancelled"): it said that alone, exit 2.
+  assert.deepEqual(described(status.CANCELLED, 'Call cancelled'), [
+    'the server at 127.0.0.1:9 ended the call before it answered (it shut down or restarted); a change asked for may have been made all the same: check (list or status) before retrying',
+    5,
+  ]);
   // Never connected: as before.
   assert.deepEqual(described(status.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:9'), ['cannot reach the server at 127.0.0.1:9 (ECONNREFUSED)', 5]);
 });
