@@ -40,6 +40,14 @@ test('dashboard structure: fixed uid, schema 39, model/version/cohort variables,
   assert.deepEqual(analysis.targets!.map((target) => fleetpruneMetricsIn(target.expr!)[0]), ['fleetprune_analysis_value', 'fleetprune_analysis_threshold']);
 });
 
+test('a query that matches two sides grouped by fleet matches on fleet too: one Prometheus may scrape several fleets, and a match without it finds duplicate series', () => {
+  const unmatched = dashboardQueries(loadDashboard())
+    .map(({ expr }) => expr)
+    .filter((expr) => /by \(fleet\b/.test(expr))
+    .flatMap((expr) => [...expr.matchAll(/\bon \(([^)]*)\)/g)].filter((match) => !match[1]!.split(/,\s*/).includes('fleet')).map(() => expr));
+  assert.deepEqual(unmatched, []);
+});
+
 test('dashboard layout: unique panel ids, every panel inside the 24-column grid, no two overlapping, listed in reading order', () => {
   const panels = loadDashboard().panels;
   const ids = panels.map((panel) => panel.id);
@@ -73,7 +81,7 @@ test('model quality panels: MSE (regression models) mirrors accuracy (classifier
     { accuracy: 'Accuracy — candidate', mse: 'MSE — candidate', combine: (expr: string) => expr },
     { accuracy: 'Accuracy — baseline (active)', mse: 'MSE — baseline (active)', combine: (expr: string) => expr },
     // A difference of accuracies; a ratio of MSEs (on the scale of the MSE, whatever the label's units).
-    { accuracy: 'Candidate − baseline accuracy, by cohort', mse: 'Candidate ÷ baseline MSE, by cohort', combine: (expr: string) => expr.replace(') - on (model, cohort) ', ') / on (model, cohort) ') },
+    { accuracy: 'Candidate − baseline accuracy, by cohort', mse: 'Candidate ÷ baseline MSE, by cohort', combine: (expr: string) => expr.replace(') - on (fleet, model, cohort) ', ') / on (fleet, model, cohort) ') },
   ];
   const row = (title: string) => dashboard.panels.filter((candidate) => candidate.type === 'row' && candidate.gridPos.y < panel(title).gridPos.y).at(-1)?.title;
   for (const { accuracy, mse, combine } of mirrors) {
