@@ -112,7 +112,7 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
   if (configMode !== null && (configMode & 0o077) !== 0) {
     logger.warn({ config: flags.config, mode: configMode.toString(8) }, `${flags.config} can be read by other users (mode ${configMode.toString(8).padStart(4, '0')}), and it holds this device's broker password and token: chmod 600 it`);
   }
-  if (!holdout) logger.warn(`no --holdout given: candidates are installed and shadow-served but not benchmarked, so ${NO_HOLDOUT_EVIDENCE}`);
+  if (!holdout) logger.warn(`no --holdout given: candidates are installed (and shadow-served, with --shadow-fraction above 0) but not benchmarked, so ${NO_HOLDOUT_EVIDENCE}`);
   const agent = new Agent(
     {
       config,
