@@ -38,6 +38,33 @@ const CALL_DEADLINE_MS = 60_000;
  */
 export const UNREACHABLE_EXIT_CODE = 5;
 
+/**
+ * A watch of a job or rollout that the server ended before it finished, as one line that says why
+ * and how to follow it again: the server shut down, restarted or stopped answering (grpc-js says
+ * "Call cancelled", which reads as if the job or rollout had been cancelled; `afterDown` ends that
+ * line), or this client read its events too slowly (its output piped to something that stopped
+ * reading, a suspended terminal) and the server gave up on it. Exit 5: nothing was refused, and
+ * watching again may work. Any other error is returned as it is.
+ */
+export function watchEndedEarly(watched: { noun: 'job' | 'rollout'; id: string; afterDown: string }, error: unknown): unknown {
+  const { noun, id, afterDown } = watched;
+  const cause = error instanceof UserError ? (error.cause as { code?: number; details?: string } | undefined) : undefined;
+  if (!cause) return error;
+  const details = cause.details || (error as UserError).message;
+  if (cause.code === GrpcStatus.RESOURCE_EXHAUSTED && /read too slowly/.test(details)) {
+    return new UserError(
+      `${noun} ${id}: the server ended the watch because this client did not read its events in time (${details.replace(/; watch again to resume$/, '')}); ` +
+        `the ${noun} goes on: \`fleetprune ${noun === 'job' ? 'jobs' : 'rollout'} watch ${id}\` follows it again (is its output read as it comes?)`,
+      { exitCode: UNREACHABLE_EXIT_CODE, cause: error },
+    );
+  }
+  if (cause.code !== GrpcStatus.CANCELLED && cause.code !== GrpcStatus.UNAVAILABLE) return error;
+  return new UserError(`${noun} ${id}: the server ended the watch before the ${noun} finished (${details}); it may have shut down, restarted or stopped answering${afterDown}`, {
+    exitCode: UNREACHABLE_EXIT_CODE,
+    cause: error,
+  });
+}
+
 /** A connection to the server's gRPC API with one-line errors for every failure. */
 export class ServerConnection {
   readonly address: string;

@@ -9,7 +9,7 @@ import { decodeDataText, looksLikeUtf16 } from '../../shared/data/data-text.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
-import { UNREACHABLE_EXIT_CODE, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { watchEndedEarly, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { formatJob, jobOutcome } from './job-display.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
 import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
@@ -182,7 +182,7 @@ async function followJob(connection: ServerConnection, id: string): Promise<void
     },
   );
   await streamed.catch((error: unknown) => {
-    throw final ? endedEarly(id, error) : error;
+    throw final ? watchEndedEarly({ noun: 'job', id, afterDown: `: \`fleetprune jobs watch ${id}\` shows how the job ended` }, error) : error;
   });
   if (!final) throw new UserError(`job ${id}: the stream ended without a state`);
   if (final.state === 'failed') throw new UserError(`job ${id} failed: ${final.error}`, { exitCode: 1 });
@@ -230,16 +230,3 @@ function dataTooLargeForAnyServer(file: string, size: number): UserError {
   return new UserError(`--data: ${file} is ${size} bytes, more than any server accepts (at most ${MAX_JOB_DATA_BYTES} bytes of CSV, and only with its --max-body-bytes raised that far from the 16 MiB default)`);
 }
 
-/**
- * A watch the server cut before the job finished (it shut down or restarted: grpc-js says "Call
- * cancelled", which read as if the job had been cancelled): says so, and how to see the job's end.
- */
-function endedEarly(id: string, error: unknown): unknown {
-  const cause = error instanceof UserError ? (error.cause as { code?: number; details?: string } | undefined) : undefined;
-  if (cause?.code !== GrpcStatus.CANCELLED && cause?.code !== GrpcStatus.UNAVAILABLE) return error;
-  return new UserError(
-    `job ${id}: the server ended the watch before the job finished (${cause.details || (error as UserError).message}); ` +
-      `it may have shut down, restarted or stopped answering: \`fleetprune jobs watch ${id}\` shows how the job ended`,
-    { exitCode: UNREACHABLE_EXIT_CODE, cause: error },
-  );
-}

@@ -8,7 +8,7 @@ import { printable } from '../rollout/operator-text.ts';
 import { parseRolloutSpec } from '../rollout/rollout-spec.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
 import { specWarnings } from '../rollout/spec-warnings.ts';
-import { UNREACHABLE_EXIT_CODE, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
+import { watchEndedEarly, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { rolloutJson } from './json-views.ts';
 import { pageFooter, parseDeviceStates, parseLimit, parseOffset } from './bounded-options.ts';
 import { refuseEmpty } from './non-empty.ts';
@@ -240,7 +240,7 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
           }
         }
       });
-      call.on('error', (error: GrpcError) => (error.code === GrpcStatus.CANCELLED && final ? resolve() : reject(endedEarly(id, connection.describe(error)))));
+      call.on('error', (error: GrpcError) => (error.code === GrpcStatus.CANCELLED && final ? resolve() : reject(watchEndedEarly({ noun: 'rollout', id, afterDown: `, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again` }, connection.describe(error)))));
       call.on('end', resolve);
     });
   } finally {
@@ -252,20 +252,6 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
   if (final.phase !== 'Completed') throw new UserError(`rollout ${id} ended ${final.phase}`, { exitCode: 1 });
 }
 
-/**
- * A watch the server cut before the rollout finished (it shut down or restarted: grpc-js says
- * "Call cancelled", which reads as if the rollout had been cancelled): says so, and that the
- * rollout goes on without the watch.
- */
-function endedEarly(id: string, error: UserError): UserError {
-  const cause = error.cause as { code?: number; details?: string } | undefined;
-  if (cause?.code !== GrpcStatus.CANCELLED && cause?.code !== GrpcStatus.UNAVAILABLE) return error;
-  return new UserError(
-    `rollout ${id}: the server ended the watch before the rollout finished (${cause.details || error.message}); ` +
-      `it may have shut down, restarted or stopped answering, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
-    { exitCode: UNREACHABLE_EXIT_CODE, cause: error },
-  );
-}
 
 /** Refuses (exit 2) a --model that names no registered model; a registry that answers otherwise is not in the way. */
 async function assertModelKnown(connection: ServerConnection, model: string): Promise<void> {

@@ -11,6 +11,7 @@ import type { DecisionLogEntry } from '../../server/rollout/rollout-state.ts';
 import { ReducerHarness, STAGED_STEPS, fleetOf, specOf } from '../rollout/rollout-fixtures.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+import { startCli } from '../helpers/cli.ts';
 
 /*
  * The server ends an event stream whose client stopped reading (server/app/stalled-streams.ts),
@@ -195,4 +196,24 @@ test('REST event stream: a burst far over the budget reaches a reading client; n
   assert.equal(text.match(/^event: progress$/gm)?.length, EVENTS, 'every event arrived');
   assert.match(text, /"state":"succeeded"/);
   assert.equal(await endedCount(server, 'sse', 'GET /api/jobs/:id/events'), 0);
+});
+
+test('jobs watch whose process stopped reading (suspended): once it runs again it exits 5, saying the server gave up on it and the job goes on', async (t) => {
+  const server = await serverWithRunningJob(t, { budgetBytes: 256 * 1024, graceMs: 300 });
+  const { child, output, exited } = startCli(t, ['jobs', 'watch', JOB, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  const deadline = Date.now() + 30_000;
+  while (!output.stderr.includes(`${JOB}: running`)) {
+    assert.ok(Date.now() < deadline, `the watch never showed the job: ${output.stderr}`);
+    await sleep(20);
+  }
+  child.kill('SIGSTOP'); // as Ctrl-Z does: the process reads nothing, its connection stays up
+  const emitted = await emitUntilEnded(server, 'grpc', 'Jobs/WatchJob', 2048);
+  assert.equal(await endedCount(server, 'grpc', 'Jobs/WatchJob'), 1, `the stalled watch was ended (${emitted} events of 8 KiB emitted)`);
+  child.kill('SIGCONT');
+  const [code] = await exited;
+  assert.equal(code, 5, output.stderr);
+  assert.equal(
+    output.stderr.trimEnd().split('\n').at(-1),
+    `fleetprune: job ${JOB}: the server ended the watch because this client did not read its events in time (the client read too slowly: over 262144 bytes waited to be sent for 0.3 s); the job goes on: \`fleetprune jobs watch ${JOB}\` follows it again (is its output read as it comes?)`,
+  );
 });
