@@ -1,5 +1,6 @@
 import { credentials, Metadata, status as GrpcStatus, type Client, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
+import { lookup as dnsLookup } from 'node:dns/promises';
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Command } from 'commander';
@@ -29,10 +30,13 @@ const PING_ANSWER_MS = 10_000;
 /** How long a unary call waits for its answer. */
 const CALL_DEADLINE_MS = 60_000;
 
+/** grpc-js's details for a host name it could not resolve, whatever the reason. */
+const NAME_NOT_RESOLVED = /^Name resolution failed/;
+
 /**
  * The exit code of a command that did not get its answer because the server could not be reached
- * or stopped answering (refused connection, dropped link, its database down, no answer in time, a
- * watch it ended): a state a script may wait out and retry, unlike a refusal or bad input (2).
+ * or stopped answering (refused connection, a DNS server that did not answer, dropped link, its
+ * database down, no answer in time, a watch it ended): a state a script may wait out and retry, unlike a refusal or bad input (2).
  * A wrong address that cannot work as given (a host name that does not resolve, a TLS mismatch,
  * another service's port) stays 2.
  */
@@ -73,7 +77,11 @@ export class ServerConnection {
   readonly #proto: FleetpruneProto = loadFleetpruneProto();
   readonly #credentials;
 
-  constructor(flags: ConnectionFlags) {
+  /** How the host name is looked up again when grpc-js could not resolve it (see #nameNotResolved); a test may replace it. */
+  readonly #lookup: (host: string) => Promise<unknown>;
+
+  constructor(flags: ConnectionFlags, options: { lookup?: (host: string) => Promise<unknown> } = {}) {
+    this.#lookup = options.lookup ?? dnsLookup;
     // An empty variable (`FLEETPRUNE_SERVER=` in an env file) counts as unset, as for the server's own.
     const given = flags.server ?? (process.env.FLEETPRUNE_SERVER || undefined) ?? `127.0.0.1:${DEFAULT_GRPC_PORT}`;
     checkServerAddress(given, flags.server !== undefined ? '--server' : 'FLEETPRUNE_SERVER');
@@ -118,7 +126,7 @@ export class ServerConnection {
     const client = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
       client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (error: GrpcError | null, response: Res) =>
-        error ? reject(this.describe(error)) : resolve(response),
+        error ? this.explain(error).then(reject) : resolve(response),
       );
     });
   }
@@ -129,7 +137,7 @@ export class ServerConnection {
     return new Promise((resolve, reject) => {
       const call = client[method]!.call(client, request, this.#metadata);
       call.on('data', onMessage);
-      call.on('error', (error: GrpcError) => reject(this.describe(error)));
+      call.on('error', (error: GrpcError) => void this.explain(error).then(reject));
       call.on('end', resolve);
     });
   }
@@ -139,7 +147,7 @@ export class ServerConnection {
     const client = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
       const call = client[method]!.call(client, this.#metadata, (error: GrpcError | null, response: Res) =>
-        error ? reject(this.describe(error)) : resolve(response),
+        error ? this.explain(error).then(reject) : resolve(response),
       );
       (async () => {
         for await (const message of messages) {
@@ -163,6 +171,24 @@ export class ServerConnection {
     return new UserError(described.message, { exitCode: described.exitCode, cause: error });
   }
 
+  /**
+   * describe(), and for a host name grpc-js could not resolve, why: grpc-js says only "Name
+   * resolution failed", for a name that does not exist (a typo: exit 2) as for a DNS server that
+   * did not answer (EAI_AGAIN: exit 5, as an unreachable server, since trying again may work).
+   */
+  async explain(error: GrpcError): Promise<UserError> {
+    const described = this.describe(error);
+    if (error.code !== GrpcStatus.UNAVAILABLE || !NAME_NOT_RESOLVED.test(error.details ?? '')) return described;
+    const host = hostOf(this.address.replace(/^dns:(\/\/[^/]*\/)?/, ''));
+    const why = await this.#lookup(host).then(
+      () => 'resolves now',
+      (lookupError: NodeJS.ErrnoException) => lookupError.code ?? 'unknown',
+    );
+    if (why === 'ENOTFOUND' || why === 'ENODATA') return described;
+    const detail = why === 'resolves now' ? 'its lookup failed a moment ago and works now' : `${why}${why === 'EAI_AGAIN' ? ': the DNS server did not answer' : ''}`;
+    return new UserError(`cannot reach the server at ${this.address}: the host name ${host} could not be looked up (${detail}); try again`, { exitCode: UNREACHABLE_EXIT_CODE, cause: error });
+  }
+
   #describe(error: GrpcError): UserError {
     // Something that speaks HTTP/2 but not gRPC answered (another service, a proxy's error page):
     // grpc-js reports its HTTP status, or a stream that ended without a gRPC status.
@@ -181,7 +207,7 @@ export class ServerConnection {
           return new UserError(`the connection to the server at ${this.address} dropped before it answered (it stopped answering, or the network failed); a change asked for may have been made all the same: check (list or status) before retrying`, { exitCode: UNREACHABLE_EXIT_CODE });
         }
         // grpc-js: "Name resolution failed for target dns:HOST:PORT", a typo in the host most often.
-        if (/^Name resolution failed/.test(error.details)) {
+        if (NAME_NOT_RESOLVED.test(error.details)) {
           return new UserError(`cannot reach the server at ${this.address}: the host name ${hostOf(this.address.replace(/^dns:(\/\/[^/]*\/)?/, ''))} does not resolve (a typo?)`);
         }
         // The server answered, but its certificate did not verify (another CA, another name).

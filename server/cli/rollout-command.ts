@@ -240,7 +240,11 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
           }
         }
       });
-      call.on('error', (error: GrpcError) => (error.code === GrpcStatus.CANCELLED && final ? resolve() : reject(watchEndedEarly({ noun: 'rollout', id, afterDown: `, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again` }, connection.describe(error)))));
+      call.on('error', (error: GrpcError) => {
+        if (error.code === GrpcStatus.CANCELLED && final) return resolve();
+        const afterDown = `, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`;
+        void connection.explain(error).then((described) => reject(watchEndedEarly({ noun: 'rollout', id, afterDown }, described)));
+      });
       call.on('end', resolve);
     });
   } finally {

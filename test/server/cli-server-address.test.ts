@@ -15,6 +15,8 @@ import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { runCliBatch } from '../helpers/cli.ts';
+import { ServerConnection } from '../../server/cli/grpc-client.ts';
+import type { UserError } from '../../shared/util/errors.ts';
 
 const EXPECTED = "expected the server's gRPC address as host:port (e.g. 127.0.0.1:9090)";
 
@@ -77,6 +79,27 @@ test('--server with a host name that does not resolve says so, not "is that its 
       { code: 2, stdout: '', stderr: 'fleetprune: cannot reach the server at typo-host.invalid:38879: the host name typo-host.invalid does not resolve (a typo?)\n' },
     ],
   );
+});
+
+test('a host name whose lookup failed for now (EAI_AGAIN: the DNS server did not answer) exits 5 with "try again", not 2 "a typo?"', async () => {
+  // grpc-js's own lookup of a .invalid name fails for real; the lookup that says why answers as a DNS outage would.
+  const outage = Object.assign(new Error('getaddrinfo EAI_AGAIN nosuchhost.invalid'), { code: 'EAI_AGAIN' });
+  const down = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' }, { lookup: () => Promise.reject(outage) });
+  const flaky = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' }, { lookup: () => Promise.resolve({ address: '127.0.0.1', family: 4 }) });
+  const typo = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' });
+  try {
+    const failures = await Promise.all([down, flaky, typo].map((connection) => connection.unary('ModelRegistry', 'ListModels', {}).then(() => assert.fail('resolved'), (error: UserError) => error)));
+    assert.deepEqual(
+      failures.map((error) => [error.exitCode, error.message]),
+      [
+        [5, 'cannot reach the server at nosuchhost.invalid:38879: the host name nosuchhost.invalid could not be looked up (EAI_AGAIN: the DNS server did not answer); try again'],
+        [5, 'cannot reach the server at nosuchhost.invalid:38879: the host name nosuchhost.invalid could not be looked up (its lookup failed a moment ago and works now); try again'],
+        [2, 'cannot reach the server at nosuchhost.invalid:38879: the host name nosuchhost.invalid does not resolve (a typo?)'],
+      ],
+    );
+  } finally {
+    for (const connection of [down, flaky, typo]) connection.close();
+  }
 });
 
 test("--server at a port that answers but not with gRPC (the server's HTTP port, 8080 for 9090) names that likelihood, not only TLS", async (t) => {
