@@ -63,6 +63,8 @@ export interface RolloutControllerOptions {
    * controller recovered). The first look comes after at most ADOPT_FIRST_MS. Default DEFAULT_ADOPT_EVERY_MS.
    */
   readonly adoptEveryMs?: number;
+  /** This server's node id, named in the `takeover` entry of a rollout it picks up undriven (see #adoptUndriven). */
+  readonly nodeId?: string;
 }
 
 /** How often a leading controller looks for unfinished rollouts nobody drives (see adoptEveryMs). */
@@ -387,6 +389,7 @@ export class RolloutController {
     for (const id of await this.#o.repository.list({ unfinished: true })) {
       if (this.#stopped) return;
       if (this.#driven.has(id)) continue;
+      let adopted: { phase: string } | undefined;
       await this.#locks.run(id, async () => {
         if (this.#stopped || this.#driven.has(id)) return;
         const record = await this.#o.repository.load(id);
@@ -401,7 +404,21 @@ export class RolloutController {
         );
         this.#deviceRollouts.add(record.state);
         this.#pickUp(record.state, whole);
+        adopted = { phase: record.state.phase };
       });
+      // Its log says which server drives it from now on, as a resumed rollout's does (noteTakeover).
+      if (adopted) await this.#noteAdopted(id, adopted.phase);
+    }
+  }
+
+  async #noteAdopted(id: string, phase: string): Promise<void> {
+    const node = this.#o.nodeId ? `server node ${this.#o.nodeId}` : 'this server';
+    const message = `${node} picked up the rollout in phase ${phase}: no server drove it (the server that started it stopped leading while it stored it)`;
+    try {
+      await this.note(id, { kind: 'takeover', verdict: 'driven', message });
+    } catch (error) {
+      if (error instanceof RolloutControllerStoppedError) return;
+      this.#o.logger?.warn({ rollout: id, err: errorMessage(error) }, 'the takeover entry of a picked-up rollout could not be written to its decision log');
     }
   }
 

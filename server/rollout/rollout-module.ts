@@ -120,7 +120,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
             ? new FleetReadiness(deps.brokerConnected, () => log.warn('the broker connection is down: the rollouts\' device commands wait for it (nothing is sent, and no delivery attempt counts, until it is back)'))
             : undefined;
           readiness = waiting;
-          const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000, fleetLabel: fleet });
+          const driving = new RolloutController({ repository, fleet: waiting ? waiting.wrap(deps.fleet) : deps.fleet, models, providers, scheduler: new SystemScheduler(), metrics, logger: log, startupGraceMs: ctx.config.analysisStartupGraceSeconds * 1000, fleetLabel: fleet, nodeId: ctx.config.nodeId });
           controller = driving;
           let resumed: readonly string[];
           try {

@@ -43,6 +43,7 @@ function controllerOn(repository: StoreRolloutRepository, fleet: FleetPort, opti
     providers: new MetricProviderResolver({ builtin: new ScriptedProvider([[1]]) }),
     scheduler: options.scheduler ?? new ManualScheduler(T0),
     adoptEveryMs: 1000,
+    nodeId: 'node-b',
     ...(logged ? { logger: pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) }) } : {}),
   });
 }
@@ -124,6 +125,12 @@ for (const engine of STORE_ENGINES) {
           const pickups = () => logged.filter((line) => line.rollout === id && String(line.msg).startsWith('picking up an unfinished rollout nobody drives'));
           assert.equal(pickups().length, 1, `one pick-up logged: ${JSON.stringify(logged.map((line) => line.msg))}`);
           assert.equal(pickups()[0]!.level, 30, 'logged at info');
+          const takeovers = (await repository.decisions(id)).filter((entry) => entry.kind === 'takeover');
+          assert.deepEqual(
+            takeovers.map((entry) => [entry.verdict, entry.message]),
+            [['driven', 'server node node-b picked up the rollout in phase Progressing: no server drove it (the server that started it stopped leading while it stored it)']],
+            'its decision log says which server drives it now',
+          );
 
           // Commands work on it, and a start of the model is refused only while it is under way.
           const service = serviceOn(store, b);
