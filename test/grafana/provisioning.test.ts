@@ -16,9 +16,9 @@ import { loadDashboard } from './dashboard-queries.ts';
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DEPLOY = join(REPO, 'deploy');
 
-interface Datasource { name: string; uid: string; type: string; url: string; jsonData?: { timeInterval?: string } }
+interface Datasource { name: string; uid: string; type: string; url: string; jsonData?: { timeInterval?: string; prometheusVersion?: string } }
 interface Provider { type: string; options: { path: string } }
-interface ComposeService { volumes?: string[]; ports?: string[]; environment?: Record<string, string> }
+interface ComposeService { image?: string; volumes?: string[]; ports?: string[]; environment?: Record<string, string> }
 
 async function yamlFile<T>(path: string): Promise<T> {
   return parse(await readFile(join(REPO, path), 'utf8'), { merge: true }) as T;
@@ -53,6 +53,8 @@ test('provisioned datasource: the dashboard default, the compose Prometheus, the
   assert.ok(services[url.hostname], `${source.url}: no compose service ${url.hostname}`);
   const containerPorts = (services[url.hostname]!.ports ?? []).map((mapping) => mapping.split(':').at(-1));
   assert.ok(containerPorts.includes(url.port), `${source.url}: ${url.hostname} listens on ${containerPorts.join(', ')} in its container`);
+  // Grafana picks the query features it offers by the version the datasource declares: the one compose runs.
+  assert.equal(`prom/prometheus:v${source.jsonData?.prometheusVersion}`, services[url.hostname]!.image, 'the datasource declares the Prometheus version compose runs');
 
   const config = await yamlFile<{ scrape_configs: { job_name: string; scrape_interval?: string }[] }>('deploy/prometheus/prometheus.yml');
   assert.equal(source.jsonData?.timeInterval, config.scrape_configs.find((job) => job.job_name === 'fleetprune')!.scrape_interval);
