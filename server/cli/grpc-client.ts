@@ -137,8 +137,13 @@ export class ServerConnection {
     return new Promise((resolve, reject) => {
       const call = client[method]!.call(client, request, this.#metadata);
       call.on('data', onMessage);
-      call.on('error', (error: GrpcError) => void this.explain(error).then(reject));
-      call.on('end', resolve);
+      // grpc-js may also end the stream after an error: the end must not settle it first (explain() takes a turn or more).
+      let failed = false;
+      call.on('error', (error: GrpcError) => {
+        failed = true;
+        void this.explain(error).then(reject);
+      });
+      call.on('end', () => failed || resolve());
     });
   }
 

@@ -240,12 +240,15 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
           }
         }
       });
+      // grpc-js may also end the stream after an error: the end must not settle it first (explain() takes a turn or more).
+      let failed = false;
       call.on('error', (error: GrpcError) => {
         if (error.code === GrpcStatus.CANCELLED && final) return resolve();
+        failed = true;
         const afterDown = `, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`;
         void connection.explain(error).then((described) => reject(watchEndedEarly({ noun: 'rollout', id, afterDown }, described)));
       });
-      call.on('end', resolve);
+      call.on('end', () => failed || resolve());
     });
   } finally {
     progress.stop();
