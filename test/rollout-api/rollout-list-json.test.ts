@@ -42,6 +42,14 @@ test('rollout list --json prints what GET /api/rollouts answers, page by page, a
   });
   const running = new ReducerHarness(specOf(STAGED_STEPS, { model: 'beer' }), fleetOf(2), '7', 'ro-json-2');
   await repository.create({ state: running.state, pendingActions: [], decisions: [] });
+  // The leader picks up the two unfinished ones (nothing drove them), writing a takeover entry in each: compared after that.
+  const deadline = Date.now() + 30_000;
+  for (const id of ['ro-json-1', 'ro-json-2']) {
+    while (!(await repository.decisions(id)).some((entry) => entry.kind === 'takeover')) {
+      assert.ok(Date.now() < deadline, `${id} was never picked up`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 
   const pages: [string[], string][] = [
     [[], ''],
