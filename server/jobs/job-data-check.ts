@@ -22,8 +22,8 @@ export interface JobDataCheckInput {
 export interface JobDataCheck {
   task: Task;
   options: PruneOptions;
-  /** The data's feature columns: the network's inputs. */
-  inputs: number;
+  /** The data's feature columns, in order: the network's inputs. */
+  features: string[];
 }
 
 /**
@@ -38,5 +38,5 @@ export function checkJobData(input: JobDataCheckInput): JobDataCheck {
   if (!options.success) throw new UserError(describeIssues(options.error, input.optionsField));
   const { train } = splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
   assertLearnable(train.x, train.y, dataset.task, dataset.featureNames, dataset.labelName);
-  return { task: dataset.task, options: options.data, inputs: dataset.featureNames.length };
+  return { task: dataset.task, options: options.data, features: dataset.featureNames };
 }

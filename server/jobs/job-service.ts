@@ -183,7 +183,7 @@ export class JobService {
     // Parsed, its options validated and split here too, so bad data (too few rows for the splits
     // included) is a 400 now rather than a failed job later: in a worker thread, as parsing up to
     // the body limit would stall every other request for seconds.
-    const { task, options, inputs } = await this.#dataChecks.check({
+    const { task, options, features } = await this.#dataChecks.check({
       csvText: text,
       source,
       label: request.label,
@@ -191,8 +191,8 @@ export class JobService {
       options: request.options,
       optionsField: fields.options,
     });
-    // Its versions would be refused at the end (RegistryService.checkSameTask): refused before training.
-    await this.#deps.registry.checkSameTask(request.name, task);
+    // Its versions would be refused at the end (RegistryService.checkSameInterface): refused before training.
+    await this.#deps.registry.checkSameInterface(request.name, { task, features });
     const id = `job-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const now = new Date().toISOString();
     const job: JobRecord = {
@@ -230,7 +230,7 @@ export class JobService {
         taskGiven: (request.task ?? optionsTask) !== undefined,
         options,
         outDir: join(this.#deps.workDir, id, 'artifact'),
-        outputBytes: jobOutputBytes(options, inputs),
+        outputBytes: jobOutputBytes(options, features.length),
         name: request.name,
         privateKeyPem: this.#deps.signingKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       },

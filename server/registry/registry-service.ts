@@ -130,7 +130,7 @@ export class RegistryService {
       const parsed = VersionNameSchema.safeParse(manifest.version);
       if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
     }
-    await this.checkSameTask(model, manifest.task, repos);
+    await this.checkSameInterface(model, manifest, repos);
     const id = artifactId(manifest);
     // Of this model: servers before names had to match registered some artifacts under several.
     const same = await repos.models.findByArtifact(id, model);
@@ -141,18 +141,24 @@ export class RegistryService {
   }
 
   /**
-   * Refuses a version of another task than the model's latest (a regression model pushed or
-   * pruned under a classification model's name): devices compare a candidate with the version
-   * they serve on their labelled data, and clients of /v1/predict read its answers, so it could
-   * replace none of them. A model with no versions yet takes any task.
+   * Refuses a version that cannot stand in for the model's latest: of another task (a regression
+   * model pushed or pruned under a classification model's name), or taking other features, or the
+   * same ones in another order (another data set's model under this name). Devices compare a
+   * candidate with the version they serve on their labelled data, whose columns its features name,
+   * and clients of /v1/predict send rows in its feature order and read its answers, so it could
+   * replace none of them. A model with no versions yet takes any.
    */
-  async checkSameTask(model: string, task: Manifest['task'], repos: Repositories = this.store): Promise<void> {
+  async checkSameInterface(model: string, shape: { task: Manifest['task']; features: readonly string[] }, repos: Repositories = this.store): Promise<void> {
     const latest = await latestVersion(model, repos);
-    if (!latest || latest.manifest.task === task) return;
-    throw new ServiceError(
-      'conflict',
-      `model ${model} does ${latest.manifest.task} (its latest version ${model}@${latest.version}), and this is a ${task} model: it can replace none of its versions on a device (give it another name)`,
-    );
+    if (!latest) return;
+    const its = `(its latest version ${model}@${latest.version})`;
+    if (latest.manifest.task !== shape.task) {
+      throw new ServiceError('conflict', `model ${model} does ${latest.manifest.task} ${its}, and this is a ${shape.task} model: it can replace none of its versions on a device (give it another name)`);
+    }
+    const difference = featureDifference(latest.manifest.features, shape.features);
+    if (difference) {
+      throw new ServiceError('conflict', `model ${model} takes other features ${its}: ${difference}; devices read a version's features by name and /v1/predict callers send them in its order, so this one can replace none of its versions (give it another name)`);
+    }
   }
 
   /** Registers in its own transaction; an automatic version number lost to a concurrent registration is retried. */
@@ -176,8 +182,8 @@ export class RegistryService {
     await tx.models.ensureModel(model, at, actor);
     // Other registrations under this model wait from here to our commit: the seq read next is ours alone.
     await tx.models.lockModel(model);
-    // Again, locked: a version of another task registered since the check would now be the latest.
-    await this.checkSameTask(model, manifest.task, tx);
+    // Again, locked: a version of another task or features registered since the check would now be the latest.
+    await this.checkSameInterface(model, manifest, tx);
     const seq = (await tx.models.maxSeq(model)) + 1;
     let version = manifest.version ?? String(seq);
     if (manifest.version === undefined) {
@@ -301,6 +307,21 @@ function checkName(name: string): string {
 }
 
 /** The model's version registered last (highest seq), undefined when it has none. */
+/** How `theirs` (the model's latest version's features) and `ours` differ, in one phrase; undefined when they are the same, in the same order. */
+function featureDifference(theirs: readonly string[], ours: readonly string[]): string | undefined {
+  const quote = (name: string) => JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
+  const missing = theirs.filter((name) => !ours.includes(name));
+  const extra = ours.filter((name) => !theirs.includes(name));
+  const few = (names: string[]) => `${names.slice(0, 3).map(quote).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
+  if (missing.length > 0 || extra.length > 0) {
+    const parts = [missing.length > 0 ? `this one lacks ${few(missing)}` : '', extra.length > 0 ? `adds ${few(extra)}` : ''].filter(Boolean);
+    return `${theirs.length} there, ${ours.length} here; ${missing.length > 0 ? parts.join(' and ') : `this one ${parts[0]}`}`;
+  }
+  const at = theirs.findIndex((name, i) => ours[i] !== name);
+  if (at < 0) return undefined;
+  return `the same ${theirs.length} in another order (feature ${at + 1} is ${quote(theirs[at]!)} there, ${quote(ours[at]!)} here)`;
+}
+
 async function latestVersion(model: string, repos: Repositories): Promise<VersionRecord | undefined> {
   const seq = await repos.models.maxSeq(model);
   return seq > 0 ? (await repos.models.listVersions(model, { afterSeq: seq - 1, limit: 1 }))[0] : undefined;

@@ -147,6 +147,46 @@ for (const engine of STORE_ENGINES) {
       assert.match(((await registered.json()) as { error: { message: string } }).error.message, /^manifest\.files\.model\.onnx: model\.onnx gives "output" 3 values per row, but the manifest's regression task needs 1: every device would refuse it$/);
     });
 
+    test("a version taking other features than the model's latest (another data set's model under its name), or the same in another order: check, push and gRPC refuse it naming the difference; nothing is stored", async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const artifact = await makeArtifact(t, { seed: 5, privateKey: signer.privateKey }); // a classifier named iris
+      assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+      const features = artifact.manifest.features;
+      const withFeatures = (names: string[]): Manifest => {
+        const { signature: _signature, ...unsigned } = artifact.manifest;
+        return signManifest({ ...unsigned, features: names }, signer.privateKey);
+      };
+      const its = "model iris takes other features (its latest version iris@1): ";
+      const tail = '; devices read a version\'s features by name and /v1/predict callers send them in its order, so this one can replace none of its versions (give it another name)';
+      const renamed = [...features.slice(0, -1), 'mean_radius'];
+      const swapped = [features[1]!, features[0]!, ...features.slice(2)];
+      const cases: [Manifest, string][] = [
+        [withFeatures(renamed), `${features.length} there, ${features.length} here; this one lacks ${JSON.stringify(features.at(-1))} and adds "mean_radius"`],
+        [withFeatures(swapped), `the same ${features.length} in another order (feature 1 is ${JSON.stringify(features[0])} there, ${JSON.stringify(features[1])} here)`],
+      ];
+      const before = await storeSnapshot(server);
+      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => models.close());
+      for (const [manifest, difference] of cases) {
+        const expected = `${its}${difference}${tail}`;
+        const { check, push } = await checkAndPush(server, 'iris', manifest);
+        assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
+        assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
+        await assert.rejects(models.call('PushVersion', { name: 'iris', manifest_json: JSON.stringify(manifest) }), (error: any) => {
+          assert.equal(error.code, status.ALREADY_EXISTS, error.details);
+          assert.equal(error.details, expected);
+          return true;
+        });
+      }
+      assert.equal(await storeSnapshot(server), before, 'the store changed');
+      // The same features in the same order pass the check (another seed's model: another artifact).
+      const next = await makeArtifact(t, { seed: 6, privateKey: signer.privateKey });
+      assert.deepEqual(next.manifest.features, features);
+      assert.equal((await server.request('POST', '/api/models/iris/versions/check', { json: { manifest: next.manifest } })).status, 200);
+    });
+
     test('an artifact an older server registered under another model too: pushing it again to its own model is refused as registered, by check and push alike', async (t) => {
       const env = await setup(t, engine);
       if (!env) return;
