@@ -48,7 +48,11 @@ export function judgeConditions(metric: AnalysisMetric, input: ValuesToJudge): C
   const verdict = (phase: MeasurementPhase, message: string): ConditionVerdict => ({ phase, message, thresholds });
   const shown = `result ${showValues(input.values)}${input.baseline ? `, baseline ${showValues(input.baseline)}` : ''}`;
 
-  if (input.values.length === 0) return verdict('Inconclusive', 'empty result');
+  if (input.values.length === 0) {
+    // The common first-time mistake: a query measured before anything it reads exists.
+    const early = metric.initialDelayMs === 0 ? `: no series yet? This metric has no initialDelay, so it measures as soon as its step begins, before the step's devices have benchmarked the candidate and been scraped (give it one, e.g. initialDelay: 1m)` : '';
+    return verdict('Inconclusive', `empty result${early}`);
+  }
   // NaN is what PromQL and the builtin provider give for 0/0: an error ratio with no predictions served, say.
   if (input.values.some(Number.isNaN)) return verdict('Inconclusive', `${shown} has NaN (not a number: a ratio of nothing, such as errors over predictions while none were served)`);
   if (input.baseline && input.baseline.length === 0) return verdict('Inconclusive', 'empty baseline');

@@ -76,7 +76,8 @@ describe('analysis engine: measurement verdicts', () => {
 
   it('is Inconclusive on an empty result, NaN, or too few samples — never Successful', async () => {
     for (const [script, fields, expected] of [
-      [[[]], {}, /empty result/],
+      [[[]], {}, /^m: empty result: no series yet\? This metric has no initialDelay, so it measures as soon as its step begins, before the step's devices have benchmarked the candidate and been scraped \(give it one, e\.g\. initialDelay: 1m\)$/],
+      [[[]], { initialDelay: '30s' }, /^m: empty result$/],
       [[[Number.NaN]], {}, /has NaN/],
       // Not Failed on the values beside the NaN: avg(result) over [0.1, NaN] could be anything.
       [[[0.1, Number.NaN]], { successCondition: undefined, failureCondition: 'avg(result) > 0.05' }, /has NaN/],
@@ -84,7 +85,7 @@ describe('analysis engine: measurement verdicts', () => {
     ] as const) {
       const h = harness([metric(fields)], [[...script[0]]]);
       h.run.start();
-      await h.scheduler.advance(0);
+      await h.scheduler.advance('initialDelay' in fields ? 30_000 : 0);
       assert.equal(h.seen[0]?.phase, 'Inconclusive');
       assert.match(h.seen[0]!.message, expected);
       assert.equal(h.completed[0]?.phase, 'Inconclusive');
