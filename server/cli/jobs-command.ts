@@ -38,7 +38,7 @@ export function registerJobsCommand(program: Command): void {
     .option('--data <file>', 'local CSV file, uploaded with the request')
     .option('--server-path <path>', 'a CSV file under the server --data-root instead of --data')
     .requiredOption('--label <column>', 'the label column')
-    .option('--name <name>', 'model name (default: the data file name)');
+    .option('--name <name>', 'model name (default: the data file\'s name without its extension, each character other than A-Z a-z 0-9 . _ - made _, at most 64)');
   addPruneTuningOptions(prune)
     .option('--detach', 'print the bare job id on stdout and return without watching (J=$(fleetprune jobs prune ... --detach))')
     .action(async (flags: JobPruneFlags) => {

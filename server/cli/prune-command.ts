@@ -36,7 +36,7 @@ export function registerPruneCommand(program: Command): void {
     .requiredOption('--out <dir>', 'output artifact directory (also gets report.json and general/)');
   addPruneTuningOptions(command)
     .option('--sign-key <file>', 'ed25519 private key (from `fleetprune keys generate`) to sign the artifact')
-    .option('--name <name>', 'model name (default: the data file name)')
+    .option('--name <name>', 'model name (default: the data file\'s name without its extension, each character other than A-Z a-z 0-9 . _ - made _, at most 64)')
     .action(async (flags: PruneFlags) => {
       await runPrune(flags);
     });
