@@ -30,6 +30,9 @@ const PING_ANSWER_MS = 10_000;
 /** How long a unary call waits for its answer. */
 const CALL_DEADLINE_MS = 60_000;
 
+/** How long explain() waits for its own lookup of a host name grpc-js could not resolve. */
+const LOOKUP_AGAIN_MS = 3_000;
+
 /** grpc-js's details for a host name it could not resolve, whatever the reason. */
 const NAME_NOT_RESOLVED = /^Name resolution failed/;
 
@@ -126,7 +129,7 @@ export class ServerConnection {
     const client = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
       client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (error: GrpcError | null, response: Res) =>
-        error ? this.explain(error).then(reject) : resolve(response),
+        error ? this.explain(error).then(reject, reject) : resolve(response),
       );
     });
   }
@@ -141,7 +144,7 @@ export class ServerConnection {
       let failed = false;
       call.on('error', (error: GrpcError) => {
         failed = true;
-        void this.explain(error).then(reject);
+        void this.explain(error).then(reject, reject);
       });
       call.on('end', () => failed || resolve());
     });
@@ -152,7 +155,7 @@ export class ServerConnection {
     const client = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
       const call = client[method]!.call(client, this.#metadata, (error: GrpcError | null, response: Res) =>
-        error ? this.explain(error).then(reject) : resolve(response),
+        error ? this.explain(error).then(reject, reject) : resolve(response),
       );
       (async () => {
         for await (const message of messages) {
@@ -185,14 +188,30 @@ export class ServerConnection {
     const described = this.describe(error);
     if (error.code !== GrpcStatus.UNAVAILABLE || !NAME_NOT_RESOLVED.test(error.details ?? '')) return described;
     const host = hostOf(this.address.replace(/^dns:(\/\/[^/]*\/)?/, ''));
-    const why = await this.#lookup(host).then(
-      () => 'resolves now',
-      (lookupError: NodeJS.ErrnoException) => lookupError.code ?? 'unknown',
-    );
+    // Not as long as the resolver's own timeout again: a DNS server that does not answer now is the case to tell.
+    let timer: NodeJS.Timeout | undefined;
+    const outOfTime = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('no answer'), LOOKUP_AGAIN_MS)));
+    const why = await Promise.race([
+      Promise.resolve()
+        .then(() => this.#lookup(host))
+        .then(
+          () => 'resolves now',
+          (lookupError: NodeJS.ErrnoException) => lookupError?.code ?? 'unknown',
+        ),
+      outOfTime,
+    ]).finally(() => clearTimeout(timer));
     if (why === 'ENOTFOUND' || why === 'ENODATA') return described;
-    const detail = why === 'resolves now' ? 'its lookup failed a moment ago and works now' : `${why}${why === 'EAI_AGAIN' ? ': the DNS server did not answer' : ''}`;
+    const detail =
+      why === 'resolves now'
+        ? 'its lookup failed a moment ago and works now'
+        : why === 'no answer'
+          ? `no answer within ${LOOKUP_AGAIN_MS / 1000} s: the DNS server did not answer`
+          : why === 'EAI_AGAIN'
+            ? 'EAI_AGAIN: the DNS server did not answer'
+            : why;
     return new UserError(`cannot reach the server at ${this.address}: the host name ${host} could not be looked up (${detail}); try again`, { exitCode: UNREACHABLE_EXIT_CODE, cause: error });
   }
+
 
   #describe(error: GrpcError): UserError {
     // Something that speaks HTTP/2 but not gRPC answered (another service, a proxy's error page):

@@ -229,7 +229,10 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
       const client = connection.client('Rollouts') as unknown as Record<string, Function>;
       const metadata = connection.metadata as Metadata;
       const call = client.WatchRollout!.call(client, { id }, metadata);
+      // Ended before its first event, the watch never got going: the error is told as it is (a refused connection, a name that does not resolve).
+      let watching = false;
       call.on('data', (event: { state?: GrpcRollout; decision?: GrpcDecision }) => {
+        watching = true;
         if (event.decision) progress.decision(event.decision);
         if (event.state) {
           progress.state(event.state);
@@ -246,7 +249,7 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
         if (error.code === GrpcStatus.CANCELLED && final) return resolve();
         failed = true;
         const afterDown = `, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`;
-        void connection.explain(error).then((described) => reject(watchEndedEarly({ noun: 'rollout', id, afterDown }, described)));
+        void connection.explain(error).then((described) => reject(watching ? watchEndedEarly({ noun: 'rollout', id, afterDown }, described) : described), reject);
       });
       call.on('end', () => failed || resolve());
     });

@@ -10,6 +10,7 @@
  * reach"; a host name that does not resolve now says so rather than asking about the port.
  */
 import assert from 'node:assert/strict';
+import { lookup } from 'node:dns/promises';
 import { createServer } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -66,8 +67,11 @@ test('--server and FLEETPRUNE_SERVER refuse an empty or blank address, an empty 
   );
 });
 
-test('--server with a host name that does not resolve says so, not "is that its gRPC port"', async () => {
-  // .invalid names never resolve (RFC 6761), wherever the test runs.
+test('--server with a host name that does not resolve says so, not "is that its gRPC port"', async (t) => {
+  // .invalid names never resolve (RFC 6761), wherever the test runs; but a machine whose DNS server
+  // does not answer says so instead (EAI_AGAIN, the next test), and the CLI tells the two apart.
+  const lookupCode = await lookup('nosuchhost.invalid').then(() => 'resolved', (error: NodeJS.ErrnoException) => error.code);
+  if (lookupCode !== 'ENOTFOUND') return t.skip(`this machine's resolver answers ${lookupCode} for a .invalid name, not ENOTFOUND`);
   const results = await runCliBatch([
     { args: ['models', 'list', '--server', 'nosuchhost.invalid', '--token', 'x'] },
     { args: ['devices', 'list', '--server', 'typo-host.invalid:38879', '--token', 'x'] },
@@ -86,19 +90,22 @@ test('a host name whose lookup failed for now (EAI_AGAIN: the DNS server did not
   const outage = Object.assign(new Error('getaddrinfo EAI_AGAIN nosuchhost.invalid'), { code: 'EAI_AGAIN' });
   const down = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' }, { lookup: () => Promise.reject(outage) });
   const flaky = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' }, { lookup: () => Promise.resolve({ address: '127.0.0.1', family: 4 }) });
-  const typo = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' });
+  const typo = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' }, { lookup: () => Promise.reject(Object.assign(new Error('getaddrinfo ENOTFOUND nosuchhost.invalid'), { code: 'ENOTFOUND' })) });
+  // A DNS server that does not answer at all: the CLI does not wait the resolver's whole timeout again.
+  const silent = new ServerConnection({ server: 'nosuchhost.invalid:38879', token: 'x' }, { lookup: () => new Promise(() => {}) });
   try {
-    const failures = await Promise.all([down, flaky, typo].map((connection) => connection.unary('ModelRegistry', 'ListModels', {}).then(() => assert.fail('resolved'), (error: UserError) => error)));
+    const failures = await Promise.all([down, flaky, typo, silent].map((connection) => connection.unary('ModelRegistry', 'ListModels', {}).then(() => assert.fail('resolved'), (error: UserError) => error)));
     assert.deepEqual(
       failures.map((error) => [error.exitCode, error.message]),
       [
         [5, 'cannot reach the server at nosuchhost.invalid:38879: the host name nosuchhost.invalid could not be looked up (EAI_AGAIN: the DNS server did not answer); try again'],
         [5, 'cannot reach the server at nosuchhost.invalid:38879: the host name nosuchhost.invalid could not be looked up (its lookup failed a moment ago and works now); try again'],
         [2, 'cannot reach the server at nosuchhost.invalid:38879: the host name nosuchhost.invalid does not resolve (a typo?)'],
+        [5, 'cannot reach the server at nosuchhost.invalid:38879: the host name nosuchhost.invalid could not be looked up (no answer within 3 s: the DNS server did not answer); try again'],
       ],
     );
   } finally {
-    for (const connection of [down, flaky, typo]) connection.close();
+    for (const connection of [down, flaky, typo, silent]) connection.close();
   }
 });
 
