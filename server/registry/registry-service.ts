@@ -306,22 +306,29 @@ function checkName(name: string): string {
   return name;
 }
 
-/** The model's version registered last (highest seq), undefined when it has none. */
-/** How `theirs` (the model's latest version's features) and `ours` differ, in one phrase; undefined when they are the same, in the same order. */
+/**
+ * How `theirs` (the model's latest version's features) and `ours` differ, in one phrase; undefined
+ * when they are the same, in the same order. Linear in the features (a wide model lists tens of
+ * thousands, and this runs on the server's event loop).
+ */
 function featureDifference(theirs: readonly string[], ours: readonly string[]): string | undefined {
+  const at = theirs.findIndex((name, i) => ours[i] !== name);
+  if (at < 0 && theirs.length === ours.length) return undefined;
   const quote = (name: string) => JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
-  const missing = theirs.filter((name) => !ours.includes(name));
-  const extra = ours.filter((name) => !theirs.includes(name));
+  const theirSet = new Set(theirs);
+  const ourSet = new Set(ours);
+  const missing = theirs.filter((name) => !ourSet.has(name));
+  const extra = ours.filter((name) => !theirSet.has(name));
   const few = (names: string[]) => `${names.slice(0, 3).map(quote).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
   if (missing.length > 0 || extra.length > 0) {
     const parts = [missing.length > 0 ? `this one lacks ${few(missing)}` : '', extra.length > 0 ? `adds ${few(extra)}` : ''].filter(Boolean);
     return `${theirs.length} there, ${ours.length} here; ${missing.length > 0 ? parts.join(' and ') : `this one ${parts[0]}`}`;
   }
-  const at = theirs.findIndex((name, i) => ours[i] !== name);
-  if (at < 0) return undefined;
+  // The same names: in another order (a manifest names no feature twice).
   return `the same ${theirs.length} in another order (feature ${at + 1} is ${quote(theirs[at]!)} there, ${quote(ours[at]!)} here)`;
 }
 
+/** The model's version registered last (highest seq), undefined when it has none. */
 async function latestVersion(model: string, repos: Repositories): Promise<VersionRecord | undefined> {
   const seq = await repos.models.maxSeq(model);
   return seq > 0 ? (await repos.models.listVersions(model, { afterSeq: seq - 1, limit: 1 }))[0] : undefined;
