@@ -22,6 +22,8 @@ export interface ValuesToJudge {
   /** Samples behind the result; the result's length when there is no samplesQuery. */
   readonly samples: number;
   readonly args: Readonly<Record<string, string>>;
+  /** The metric's first measurement in this analysis (an empty one then says more). */
+  readonly first?: boolean;
 }
 
 export interface ConditionVerdict {
@@ -50,7 +52,10 @@ export function judgeConditions(metric: AnalysisMetric, input: ValuesToJudge): C
 
   if (input.values.length === 0) {
     // The common first-time mistake: a query measured before anything it reads exists.
-    const early = metric.initialDelayMs === 0 ? `: no series yet? This metric has no initialDelay, so it measures as soon as its step begins, before the step's devices have benchmarked the candidate and been scraped (give it one, e.g. initialDelay: 1m)` : '';
+    const early =
+      input.first && metric.initialDelayMs === 0
+        ? `: no series yet? This metric has no initialDelay, so its first measurement came as its step began, before the step's devices had benchmarked the candidate and their reports reached the metrics (give it one, e.g. initialDelay: 1m)`
+        : '';
     return verdict('Inconclusive', `empty result${early}`);
   }
   // NaN is what PromQL and the builtin provider give for 0/0: an error ratio with no predictions served, say.

@@ -104,7 +104,7 @@ export async function takeMeasurement(metric: AnalysisMetric, index: number, pro
       const counted = await run(provider, queries.samplesQuery, startedAt, context, source.timeoutMs, notes, args);
       samples = counted.length === 0 ? 0 : counted.reduce((total, s) => total + s.value, 0);
     }
-    const verdict = judgeConditions(metric, { values, ...(baseline ? { baseline } : {}), samples, args });
+    const verdict = judgeConditions(metric, { values, ...(baseline ? { baseline } : {}), samples, args, first: index === 0 });
     return {
       ...base,
       ...annotated(verdict.phase, `${metric.name}: ${verdict.message}`, notes),

@@ -76,7 +76,7 @@ describe('analysis engine: measurement verdicts', () => {
 
   it('is Inconclusive on an empty result, NaN, or too few samples — never Successful', async () => {
     for (const [script, fields, expected] of [
-      [[[]], {}, /^m: empty result: no series yet\? This metric has no initialDelay, so it measures as soon as its step begins, before the step's devices have benchmarked the candidate and been scraped \(give it one, e\.g\. initialDelay: 1m\)$/],
+      [[[]], {}, /^m: empty result: no series yet\? This metric has no initialDelay, so its first measurement came as its step began, before the step's devices had benchmarked the candidate and their reports reached the metrics \(give it one, e\.g\. initialDelay: 1m\)$/],
       [[[]], { initialDelay: '30s' }, /^m: empty result$/],
       [[[Number.NaN]], {}, /has NaN/],
       // Not Failed on the values beside the NaN: avg(result) over [0.1, NaN] could be anything.
@@ -90,6 +90,17 @@ describe('analysis engine: measurement verdicts', () => {
       assert.match(h.seen[0]!.message, expected);
       assert.equal(h.completed[0]?.phase, 'Inconclusive');
     }
+  });
+
+  it('an empty result says only its first measurement may have come too early', async () => {
+    const h = harness([metric({ interval: '1m', count: 2, inconclusiveLimit: 2 })], [[], []]);
+    h.run.start();
+    await h.scheduler.advance(0);
+    await h.scheduler.advance(60_000);
+    assert.deepEqual(
+      h.seen.map((m) => m.message.replace(/ \(give it one.*$/, '')),
+      ["m: empty result: no series yet? This metric has no initialDelay, so its first measurement came as its step began, before the step's devices had benchmarked the candidate and their reports reached the metrics", 'm: empty result'],
+    );
   });
 
   it('counts samples with samplesQuery when given', async () => {
