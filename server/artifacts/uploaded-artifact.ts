@@ -28,13 +28,15 @@ export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, tr
 }
 
 /**
- * Refuses a stored model.onnx every device would refuse at install (storedModelProblem). Run after
+ * Refuses a stored model.onnx every device would refuse at install, or one that is not the model
+ * its manifest's architecture describes (storedModelProblem). Run after
  * the registry's own checks (RegistryService.checkRegistrable): a manifest it refuses (too large,
  * another task, a taken version) is refused for that first, and the model is not loaded for it.
  */
 export async function checkStoredModel(manifest: Manifest, blobs: BlobStore): Promise<void> {
   const problem = await storedModelProblem(blobs, manifest);
-  if (problem) throw new ServiceError('bad_request', `manifest.files.${ONNX_FILE}: ${problem}: every device would refuse it`);
+  if (problem?.refusedByDevices) throw new ServiceError('bad_request', `manifest.files.${ONNX_FILE}: ${problem.message}: every device would refuse it`);
+  if (problem) throw new ServiceError('bad_request', `manifest.architecture: ${problem.message}`);
 }
 
 /** A submitted manifest that parses and carries a valid signature by a key this server trusts; else a 400 naming the problem. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
@@ -32,4 +32,27 @@ test('a model.onnx that is not ONNX or is empty is refused at registration; noth
   // The artifact as written is registered.
   const good = await makeArtifact(t, { seed: 54, privateKey: signer.privateKey });
   assert.equal((await pushArtifact(server, 'iris', good.dir, good.manifest)).status, 201);
+});
+
+test("a model.onnx that devices would run but that is not the model its manifest's architecture describes (another network's) is refused, naming both; nothing is registered", async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  // What a pruning pipeline that wrote the general model's file beside the pruned manifest would sign.
+  const pruned = await makeArtifact(t, { seed: 61, privateKey: signer.privateKey, units: 4 });
+  const general = await makeArtifact(t, { seed: 62, privateKey: signer.privateKey, units: 32 });
+  const onnx = await readFile(join(general.dir, 'model.onnx'));
+  await writeFile(join(pruned.dir, 'model.onnx'), onnx);
+  const manifest = signManifest(
+    { ...pruned.manifest, files: { ...pruned.manifest.files, 'model.onnx': { sha256: createHash('sha256').update(onnx).digest('hex'), bytes: onnx.length } } },
+    signer.privateKey,
+  );
+  const response = await pushArtifact(server, 'iris', pruned.dir, manifest);
+  assert.equal(response.status, 400);
+  assert.equal(
+    ((await response.json()) as { error: { message: string } }).error.message,
+    "manifest.architecture: model.onnx holds the layers 32-3 on 7 inputs (355 parameters, 675 FLOPs/sample), but the manifest's architecture says 4-3 on 7 inputs (47 parameters, 87 FLOPs/sample): the registry would show another model's size",
+  );
+  assert.deepEqual(await server.server.ctx.store.models.listModels(), [], 'nothing registered');
+  // Each as written is registered.
+  assert.equal((await pushArtifact(server, 'iris', general.dir, general.manifest)).status, 201);
 });
