@@ -15,16 +15,23 @@ export type StoreEngineName = (typeof STORE_ENGINES)[number];
 const PG_HOST = process.env.FLEETPRUNE_TEST_PG_HOST ?? '127.0.0.1';
 const PG_PORT = Number(process.env.FLEETPRUNE_TEST_PG_PORT ?? 5432);
 
+/** The URL that answered once in this process: PostgreSQL is there, and is not asked again (a busy one may be slow to answer). */
+let answered: string | undefined;
+
 /** The test PostgreSQL URL: trust auth, user postgres (or root), database `test`. Null when unreachable. */
 export async function postgresUrl(): Promise<string | null> {
   if (process.env.FLEETPRUNE_TEST_DATABASE_URL) return process.env.FLEETPRUNE_TEST_DATABASE_URL;
+  if (answered) return answered;
   if (!(await tcpReachable(PG_HOST, PG_PORT))) return null;
   for (const user of ['postgres', 'root']) {
     const url = `postgres://${user}@${PG_HOST}:${PG_PORT}/test`;
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+    // Its port answered: a connection that takes a while is a loaded machine (the whole suite at
+    // once), not a missing PostgreSQL; 2 s once failed a test under CI that way.
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 15_000 });
     try {
       await client.connect();
       await client.end();
+      answered = url;
       return url;
     } catch {
       await client.end().catch(() => {});
