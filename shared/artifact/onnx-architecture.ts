@@ -25,7 +25,8 @@ export function onnxArchitecture(bytes: Uint8Array): OnnxArchitecture | undefine
     return undefined;
   }
   const dims = new Map<string, number[]>();
-  for (const tensor of model.graph?.initializer ?? []) if (tensor.name) dims.set(tensor.name, (tensor.dims ?? []).map(Number));
+  // dims are int64: numbers, or Long objects where protobufjs has long.js (String() reads both).
+  for (const tensor of model.graph?.initializer ?? []) if (tensor.name) dims.set(tensor.name, (tensor.dims ?? []).map((dim) => Number(String(dim))));
   const layers: number[] = [];
   let inputs = 0;
   let params = 0;
