@@ -39,7 +39,8 @@ const NAME_NOT_RESOLVED = /^Name resolution failed/;
 /**
  * The exit code of a command that did not get its answer because the server could not be reached
  * or stopped answering (refused connection, a DNS server that did not answer, dropped link, its
- * database down, no answer in time, a watch it ended): a state a script may wait out and retry, unlike a refusal or bad input (2).
+ * database down, no answer in time, a watch it ended): a state a script may wait out and retry,
+ * unlike a refusal or bad input (2).
  * A wrong address that cannot work as given (a host name that does not resolve, a TLS mismatch,
  * another service's port) stays 2.
  */
@@ -80,7 +81,7 @@ export class ServerConnection {
   readonly #proto: FleetpruneProto = loadFleetpruneProto();
   readonly #credentials;
 
-  /** How the host name is looked up again when grpc-js could not resolve it (see #nameNotResolved); a test may replace it. */
+  /** How the host name is looked up again when grpc-js could not resolve it (see explain()); a test may replace it. */
   readonly #lookup: (host: string) => Promise<unknown>;
 
   constructor(flags: ConnectionFlags, options: { lookup?: (host: string) => Promise<unknown> } = {}) {
