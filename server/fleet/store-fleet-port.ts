@@ -51,14 +51,17 @@ export class StoreFleetPort implements FleetPort {
    * What a device reports active is its word (a heartbeat): a version the registry does not hold
    * is no baseline, since no revert could ever send it (it would fail and be retried for ever,
    * and the model's next rollout wait on it), so such a device is left out like one without the model.
+   * Nor is a registered version's name on another artifact (a device that kept a model from a
+   * registry since reset, or a forged heartbeat): it runs something else than that version, and a
+   * rollback of the version's rollout must not count it among the devices running it.
    */
   async listDevices(model: string): Promise<readonly TargetDevice[]> {
     const { devices, reports, assignments } = this.#options.fleet.repos;
-    const registered = new Map<string, Promise<boolean>>();
-    const isRegistered = (version: string) => {
-      let found = registered.get(version);
-      if (!found) registered.set(version, (found = this.#isRegistered(model, version)));
-      return found;
+    const registered = new Map<string, Promise<string | null>>();
+    const isRegistered = async (ref: { version: string; sha256: string }) => {
+      let found = registered.get(ref.version);
+      if (!found) registered.set(ref.version, (found = this.#artifactOf(model, ref.version)));
+      return (await found) === ref.sha256;
     };
     const targets: TargetDevice[] = [];
     for (const device of await devices.list({ live: true })) {
@@ -70,19 +73,20 @@ export class StoreFleetPort implements FleetPort {
         !sameVersion(retained, device.active) &&
         ((await assignments.get(retained.id, device.id))?.state === 'refused' || (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused');
       const intended = retained && !refused ? retained : device.active;
-      const baseline = intended?.model === model && (await isRegistered(intended.version)) ? intended.version : null;
-      if (intended?.model === model && baseline === null) this.#options.log.warn({ deviceId: device.id, model, version: intended.version }, 'device reports a version the registry does not hold: no baseline, left out of rollouts');
+      const baseline = intended?.model === model && (await isRegistered(intended)) ? intended.version : null;
+      if (intended?.model === model && baseline === null) this.#options.log.warn({ deviceId: device.id, model, version: intended.version, sha256: intended.sha256 }, 'device reports a version the registry does not hold (or another artifact under its name): no baseline, left out of rollouts');
       targets.push({ id: device.id, labels: device.labels, baseline });
     }
     return targets;
   }
 
-  /** Whether `version` is a version of `model` by that name (not an alias or `latest` resolving to another). */
-  async #isRegistered(model: string, version: string): Promise<boolean> {
+  /** The artifact of `model`'s version by that name (not an alias or `latest` resolving to another), or null. */
+  async #artifactOf(model: string, version: string): Promise<string | null> {
     try {
-      return (await this.#options.registry.resolve(model, version)).version === version;
+      const record = await this.#options.registry.resolve(model, version);
+      return record.version === version ? record.artifactId : null;
     } catch (error) {
-      if (error instanceof ServiceError && error.code === 'not_found') return false;
+      if (error instanceof ServiceError && error.code === 'not_found') return null;
       throw error;
     }
   }

@@ -262,7 +262,7 @@ test('a device that refused its active assignment keeps what it reported active 
 });
 
 test('a device that reports active a version the registry does not hold has no baseline: a rollout leaves it out instead of failing for ever to send it back there', async (t) => {
-  const { fleet } = await startFleet(t);
+  const { fleet, store } = await startFleet(t);
   const device = await fleet.devices.enroll({ id: 'dev-x', labels: {} }, 'test');
   const client = await scriptedDevice(t, device);
   await waitFor(async () => (await fleet.devices.get('dev-x')).online, 5000, 'dev-x online');
@@ -276,6 +276,16 @@ test('a device that reports active a version the registry does not hold has no b
   await client.publishAsync(telemetryTopic('dev-x'), Buffer.from(JSON.stringify({ ...heartbeat, sentAt: new Date(Date.now() + 2000).toISOString(), active: { ...heartbeat.active, version: 'latest' } })), { qos: 1 });
   await waitFor(async () => (await fleet.devices.get('dev-x')).active?.version === 'latest', 5000, 'the second heartbeat stored');
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), [null]);
+  // Nor is a registered version's name on another artifact (kept from a registry since reset, or
+  // forged): the device does not run iris@1, and a rollback of iris@1 must not count it as running it.
+  const registered = (await store.models.getVersion('iris', '1'))!.artifactId;
+  await client.publishAsync(telemetryTopic('dev-x'), Buffer.from(JSON.stringify({ ...heartbeat, sentAt: new Date(Date.now() + 4000).toISOString(), active: { model: 'iris', version: '1', sha256: 'b'.repeat(64) } })), { qos: 1 });
+  await waitFor(async () => (await fleet.devices.get('dev-x')).active?.version === '1', 5000, 'the third heartbeat stored');
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), [null]);
+  // The same version with its registered artifact is the device's baseline.
+  await client.publishAsync(telemetryTopic('dev-x'), Buffer.from(JSON.stringify({ ...heartbeat, sentAt: new Date(Date.now() + 6000).toISOString(), active: { model: 'iris', version: '1', sha256: registered } })), { qos: 1 });
+  await waitFor(async () => (await fleet.devices.get('dev-x')).active?.sha256 === registered, 5000, 'the fourth heartbeat stored');
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
 });
 
 test('a rollback while the activation is still on its way: every device ends on its baseline (table, and the last message it got); the late activation records and sends nothing', async (t) => {
