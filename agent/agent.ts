@@ -28,7 +28,7 @@ import { DataDir } from './data-dir.ts';
 import { DirectReports } from './direct-reports.ts';
 import { describeFileError } from './file-errors.ts';
 import { manifestIdentityProblem } from './manifest-identity.ts';
-import { HeartbeatBuilder } from './heartbeat.ts';
+import { HEARTBEAT_INTERVAL_MS, HeartbeatBuilder } from './heartbeat.ts';
 import { MessageTrust } from './message-trust.ts';
 import { benchmarkCandidate } from './candidate-benchmark.ts';
 import { DEFAULT_BENCHMARK_SETTINGS, ModelBenchmarkError, type BenchmarkSettings } from './model-benchmark.ts';
@@ -233,7 +233,7 @@ export class Agent {
       allowedTopic: (topic) => topic === reports,
       onPendingChange: (pending) => this.metrics.outboxPending.set(pending),
     });
-    this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock);
+    this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock, undefined, undefined, options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS);
     this.#serving = new ServingSlots({
       store: this.#store,
       publicKey: this.#publicKey,
@@ -287,7 +287,7 @@ export class Agent {
   async start(): Promise<void> {
     await this.#recover();
     this.#link.start();
-    const interval = this.#options.heartbeatIntervalMs ?? 30_000;
+    const interval = this.#options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS;
     this.#heartbeatTimer = setInterval(() => {
       void this.#sendHeartbeat();
       // Also a state kept in memory (the disk took no writes): recorded first, and its reports moved then.

@@ -1,6 +1,9 @@
 import { newMessageId } from '../shared/protocol/message-id.ts';
 import { TelemetrySchema, type ModelRef, type Telemetry } from '../shared/protocol/payloads.ts';
 
+/** How often an agent sends a heartbeat unless told otherwise. */
+export const HEARTBEAT_INTERVAL_MS = 30_000;
+
 /**
  * Builds heartbeat payloads: uptime, process CPU (percent of one core since the previous
  * heartbeat), RSS, the models in the slots, and the run id: random, picked once per builder (one
@@ -24,6 +27,8 @@ export class HeartbeatBuilder {
     readonly monotonic: () => number = () => performance.now(),
     /** Identifies this agent run in every heartbeat (`runId`). */
     readonly runId: string = newMessageId(),
+    /** How often the agent sends one (`intervalSeconds`), when it says. */
+    readonly intervalMs?: number,
   ) {
     this.#startedAt = monotonic();
     this.#lastTick = this.#startedAt;
@@ -44,6 +49,7 @@ export class HeartbeatBuilder {
       rssBytes: process.memoryUsage.rss(),
       ...slots,
       runId: this.runId,
+      ...(this.intervalMs !== undefined ? { intervalSeconds: this.intervalMs / 1000 } : {}),
       serving,
     });
   }

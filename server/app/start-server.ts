@@ -58,6 +58,8 @@ export interface StartServerOptions {
   reportSweepMs?: number;
   /** How often the devices this server exports series for are checked against the store's live ones (default EXPORT_RECONCILE_MS in server/fleet/fleet-module.ts; tests shorten it). */
   exportReconcileMs?: number;
+  /** The silent-device sweep's round and least wait (tests shorten them). */
+  silentDevices?: { everyMs?: number; minMs?: number };
   /** Each device's report rate limit, over --report-burst and --report-refill-ms field by field (defaults: burst REPORT_BURST, refill REPORT_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten the refill). */
   reportRateLimit?: { burst?: number; refillMs?: number };
   /** Each device's answer rate limit (defaults: ANSWER_BURST, ANSWER_REFILL_MS in server/fleet/report-rate-limit.ts; tests shorten them). */
@@ -181,7 +183,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
       onSlotsChanged: (deviceId) => deviceOnline(deviceId, 'answered'),
     };
-    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options), ...(options.answerRateLimit ? { answerRateLimit: options.answerRateLimit } : {}), ...(options.exportReconcileMs !== undefined ? { exportReconcileMs: options.exportReconcileMs } : {}) });
+    const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options), ...(options.answerRateLimit ? { answerRateLimit: options.answerRateLimit } : {}), ...(options.exportReconcileMs !== undefined ? { exportReconcileMs: options.exportReconcileMs } : {}), ...(options.silentDevices ? { silentDevices: options.silentDevices } : {}) });
     const testFleet = options.testOnlyRolloutFleet;
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,

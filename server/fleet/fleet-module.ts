@@ -9,6 +9,7 @@ import type { ServerConfig } from '../config/server-config.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { ServerModule } from '../app/server-module.ts';
 import { reportRetention } from './report-retention.ts';
+import { SilentDeviceSweep } from './silent-device-sweep.ts';
 import { RegistryModelStatus } from '../rollout/registry-model-status.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
 import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
@@ -76,7 +77,7 @@ export interface FleetHooks {
  * identity allows one connection: only the rollout leader connects (doing the above when
  * elected); the others are standbys that serve reads and refuse fleet changes until they lead.
  */
-export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number }; /** Each device's answer bucket (defaults ANSWER_BURST, ANSWER_REFILL_MS; tests shorten them). */ answerRateLimit?: { burst?: number; refillMs?: number }; /** How often the exported devices are checked against the store's live ones (default EXPORT_RECONCILE_MS). */ exportReconcileMs?: number } = {}): Fleet {
+export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number }; /** Each device's answer bucket (defaults ANSWER_BURST, ANSWER_REFILL_MS; tests shorten them). */ answerRateLimit?: { burst?: number; refillMs?: number }; /** How often the exported devices are checked against the store's live ones (default EXPORT_RECONCILE_MS). */ exportReconcileMs?: number; /** The silent-device sweep's round and least wait (defaults SILENT_SWEEP_MS, SILENT_MIN_MS; tests shorten them). */ silentDevices?: { everyMs?: number; minMs?: number } } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
   const { broker, port, connected } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
@@ -154,6 +155,8 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     everyMs: options.reportSweepMs ?? 3_600_000,
     log,
   });
+  // A device that died while an external broker was down left no last will: marked offline once silent.
+  const silent = new SilentDeviceSweep({ devices: fleet.repos.devices, log, listening: () => leads() && connected() && !stopped, ...options.silentDevices });
   let reconcile: NodeJS.Timeout | undefined;
   let leading = false;
   /**
@@ -199,6 +202,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
       await receiver.start();
       if (!leaderGate) await activate();
       retention.start();
+      silent.start();
       reconcile = setTimeout(reconcileExports, options.exportReconcileMs ?? EXPORT_RECONCILE_MS).unref();
       ctx.metrics.storeGauge(PROTOCOL_METRICS.devices, 'Enrolled devices (not revoked)', async () => (await fleet.repos.devices.count()).enrolled);
       ctx.metrics.storeGauge(PROTOCOL_METRICS.devicesOnline, 'Enrolled devices connected now', async () => (await fleet.repos.devices.count()).online);
@@ -216,6 +220,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     stop: async () => {
       stopped = true;
       clearTimeout(reconcile);
+      silent.stop();
       await retention.stop();
       await broker.stop();
       await throttle.flush(); // the held heartbeats and statuses, before the store closes

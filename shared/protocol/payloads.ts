@@ -96,6 +96,13 @@ export const TelemetrySchema = z.object({
    * the last ones it stored. Optional: agents that predate it are judged by their uptime.
    */
   runId: MessageId.optional(),
+  /**
+   * How often the agent sends a heartbeat, in seconds: the server marks a device offline that it
+   * has not heard from for several intervals (one that died while the broker was down leaves no
+   * last will, and its retained `online` stays). Optional: agents that predate it are never marked
+   * offline by silence.
+   */
+  intervalSeconds: FiniteNumber.refine((value) => value > 0 && value <= 86_400, 'must be > 0 and ≤ 86400').optional(),
   /** Cumulative since the agent started; the server keeps the latest with the device (its API and dashboard show it). */
   serving: z
     .object({

@@ -113,6 +113,7 @@ test('candidate → verified download → side-by-side benchmark report; activat
   assert.equal(heartbeat.previous?.sha256, world.v1.id);
   assert.equal(heartbeat.serving?.shadowRows, 1);
   assert.ok(heartbeat.rssBytes > 0 && heartbeat.uptimeSeconds > 0);
+  assert.equal(heartbeat.intervalSeconds, 0.2, 'the heartbeat says how often the agent sends one (the server marks a device silent for several offline)');
 });
 
 test('/v1/predict takes named features and arrays; bad input is a 400 with a clear message', async (t) => {

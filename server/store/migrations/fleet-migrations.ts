@@ -191,4 +191,12 @@ export const fleetMigrations: Migration[] = [
     // this, a scan of the devices table per request, under SQLite's one connection.
     sql: () => 'CREATE INDEX devices_token ON devices (token_id);',
   },
+  {
+    domain: 'fleet',
+    version: 14,
+    name: 'the heartbeat interval each device announces',
+    // Seconds between its heartbeats, as its latest one said: a device silent for several of them
+    // is marked offline (SilentDeviceSweep). NULL: an agent that does not say (never marked so).
+    sql: (t) => `ALTER TABLE devices ADD COLUMN heartbeat_interval ${t.real};`,
+  },
 ];

@@ -18,6 +18,8 @@ export interface DeviceHeartbeat {
   serving: Telemetry['serving'] | null;
   /** The agent run the heartbeat came from (absent for agents that predate `runId`, and heartbeats without counters). */
   runId?: string;
+  /** Seconds between the device's heartbeats, as it said (absent: an agent that does not say). */
+  intervalSeconds?: number;
 }
 
 export interface DeviceRecord extends DeviceSlots {
@@ -180,7 +182,7 @@ export class DevicesRepository {
   async recordTelemetry(telemetry: Telemetry, seenAt: string, served: { totals: readonly ServingTotal[]; after: DeviceRecord }): Promise<boolean> {
     const result = await this.db.run(
       `UPDATE devices SET online = 1, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
-         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, serving = ?
+         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, heartbeat_interval = ?, serving = ?
          WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ? AND COALESCE(serving, '') = ?`,
       [
         seenAt,
@@ -191,6 +193,7 @@ export class DevicesRepository {
         telemetry.uptimeSeconds,
         telemetry.cpuPercent,
         telemetry.rssBytes,
+        telemetry.intervalSeconds ?? null,
         servingColumn(telemetry.serving ?? null, served.totals, telemetry.runId),
         telemetry.deviceId,
         served.after.heartbeat?.at ?? '',
@@ -231,6 +234,23 @@ export class DevicesRepository {
 
   async setRetainedAssignment(id: string, assignment: Assignment | null): Promise<void> {
     await this.db.run('UPDATE devices SET retained_assignment = ? WHERE id = ?', [nullableJson(assignment), id]);
+  }
+
+  /**
+   * The live devices shown online that announce their heartbeat interval: when the server last
+   * heard from each (`lastSeen`, server time) and that interval.
+   */
+  async onlineWithInterval(): Promise<{ id: string; lastSeen: string; intervalSeconds: number }[]> {
+    const rows = await this.db.all('SELECT id, last_seen, heartbeat_interval FROM devices WHERE online = 1 AND revoked_at IS NULL AND heartbeat_interval IS NOT NULL AND last_seen IS NOT NULL ORDER BY id');
+    return rows.map((row) => ({ id: String(row.id), lastSeen: String(row.last_seen), intervalSeconds: Number(row.heartbeat_interval) }));
+  }
+
+  /**
+   * Marks a device offline that went silent: only if the server has not heard from it since
+   * `lastSeen` (a heartbeat or status stored meanwhile keeps it online). False when it had.
+   */
+  async markSilent(id: string, lastSeen: string): Promise<boolean> {
+    return (await this.db.run('UPDATE devices SET online = 0 WHERE id = ? AND online = 1 AND last_seen = ?', [id, lastSeen])).changes > 0;
   }
 
   /** At start-up nobody is connected yet; devices announce themselves again (retained status or reconnect). */
@@ -348,6 +368,7 @@ function deviceOf(row: Record<string, unknown>): DeviceRecord {
             rssBytes: Number(row.rss_bytes),
             serving: serving.counters,
             ...(serving.runId !== undefined ? { runId: serving.runId } : {}),
+            ...(row.heartbeat_interval !== null && row.heartbeat_interval !== undefined ? { intervalSeconds: Number(row.heartbeat_interval) } : {}),
           },
     servingTotals: serving.totals,
     reportTotals: reportTotalsOf(row.report_totals),

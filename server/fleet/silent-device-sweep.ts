@@ -1,0 +1,100 @@
+import type { Logger } from '../../shared/util/log.ts';
+import { errorMessage } from '../../shared/util/errors.ts';
+import type { DevicesRepository } from '../store/repositories/devices-repository.ts';
+
+/** A device is marked offline once the server has not heard from it for this many of its heartbeat intervals... */
+export const SILENT_HEARTBEATS = 3;
+/** ...and never sooner than this after it was last heard (a short interval, a broker slow to pass heartbeats on). */
+export const SILENT_MIN_MS = 60_000;
+/** How often the online devices are checked. */
+export const SILENT_SWEEP_MS = 15_000;
+
+/** How long the server waits to hear from a device that heartbeats every `intervalSeconds` before it marks it offline. */
+export function silentAfterMs(intervalSeconds: number, minMs = SILENT_MIN_MS): number {
+  return Math.max(minMs, SILENT_HEARTBEATS * intervalSeconds * 1000);
+}
+
+export interface SilentDeviceSweepOptions {
+  devices: Pick<DevicesRepository, 'onlineWithInterval' | 'markSilent'>;
+  log: Logger;
+  /**
+   * Whether this server hears the devices now: it speaks for them (not a standby) and its broker
+   * connection is up. Silence counts only from when it last started to hear them.
+   */
+  listening: () => boolean;
+  now?: () => number;
+  everyMs?: number;
+  minMs?: number;
+}
+
+/**
+ * Marks offline the devices shown online that have gone silent. A device's online state follows
+ * its retained status and last will, but a device that dies while an external broker is down
+ * leaves no will: the broker comes back with its retained `online: true`, and without this the
+ * device would show online for ever. A heartbeat or status that arrives later brings it back.
+ * Only devices that announce their heartbeat interval are judged (agents that predate it are not).
+ */
+export class SilentDeviceSweep {
+  readonly #o: SilentDeviceSweepOptions;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  /** Since when (ms) this server has heard the devices without a break, as the rounds saw it. */
+  #listeningSince: number | undefined;
+
+  constructor(options: SilentDeviceSweepOptions) {
+    this.#o = options;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.#listeningSince = undefined;
+    this.#schedule();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+  }
+
+  /**
+   * One round: the ids of the devices it marked offline. Silence counts from when the device was
+   * last heard, or from when this server started to hear devices (its start, a takeover, its
+   * broker connection back), whichever is later: what was not heard while nobody listened says nothing.
+   */
+  async sweep(): Promise<string[]> {
+    const now = this.#now();
+    const marked: string[] = [];
+    for (const device of await this.#o.devices.onlineWithInterval()) {
+      const silentMs = now - Math.max(Date.parse(device.lastSeen), this.#listeningSince ?? -Infinity);
+      if (!(silentMs > silentAfterMs(device.intervalSeconds, this.#o.minMs))) continue;
+      if (!(await this.#o.devices.markSilent(device.id, device.lastSeen))) continue; // heard from meanwhile
+      marked.push(device.id);
+      this.#o.log.warn(
+        { deviceId: device.id, lastSeen: device.lastSeen, intervalSeconds: device.intervalSeconds },
+        `device ${device.id} marked offline: nothing heard from it for ${Math.round(silentMs / 1000)} s (it heartbeats every ${device.intervalSeconds} s)`,
+      );
+    }
+    return marked;
+  }
+
+  #now(): number {
+    return this.#o.now?.() ?? Date.now();
+  }
+
+  #schedule(): void {
+    if (this.#stopped) return;
+    this.#timer = setTimeout(async () => {
+      try {
+        if (!this.#o.listening()) this.#listeningSince = undefined;
+        else {
+          this.#listeningSince ??= this.#now();
+          await this.sweep();
+        }
+      } catch (error) {
+        if (!this.#stopped) this.#o.log.warn({ err: errorMessage(error) }, 'checking for silent devices failed; tried again at the next round');
+      }
+      this.#schedule();
+    }, this.#o.everyMs ?? SILENT_SWEEP_MS);
+    this.#timer.unref();
+  }
+}
