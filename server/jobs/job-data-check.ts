@@ -24,6 +24,8 @@ export interface JobDataCheck {
   options: PruneOptions;
   /** The data's feature columns, in order: the network's inputs. */
   features: string[];
+  /** Its classes, in the order the network's outputs take them (none for regression). */
+  labels: string[];
 }
 
 /**
@@ -38,5 +40,5 @@ export function checkJobData(input: JobDataCheckInput): JobDataCheck {
   if (!options.success) throw new UserError(describeIssues(options.error, input.optionsField));
   const { train } = splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
   assertLearnable(train.x, train.y, dataset.task, dataset.featureNames, dataset.labelName);
-  return { task: dataset.task, options: options.data, features: dataset.featureNames };
+  return { task: dataset.task, options: options.data, features: dataset.featureNames, labels: dataset.task === 'classification' ? dataset.classes : [] };
 }

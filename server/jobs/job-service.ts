@@ -183,7 +183,7 @@ export class JobService {
     // Parsed, its options validated and split here too, so bad data (too few rows for the splits
     // included) is a 400 now rather than a failed job later: in a worker thread, as parsing up to
     // the body limit would stall every other request for seconds.
-    const { task, options, features } = await this.#dataChecks.check({
+    const { task, options, features, labels } = await this.#dataChecks.check({
       csvText: text,
       source,
       label: request.label,
@@ -192,7 +192,7 @@ export class JobService {
       optionsField: fields.options,
     });
     // Its versions would be refused at the end (RegistryService.checkSameInterface): refused before training.
-    await this.#deps.registry.checkSameInterface(request.name, { task, features });
+    await this.#deps.registry.checkSameInterface(request.name, { task, features, labels });
     const id = `job-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
     const now = new Date().toISOString();
     const job: JobRecord = {

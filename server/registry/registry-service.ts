@@ -148,16 +148,20 @@ export class RegistryService {
    * and clients of /v1/predict send rows in its feature order and read its answers, so it could
    * replace none of them. A model with no versions yet takes any.
    */
-  async checkSameInterface(model: string, shape: { task: Manifest['task']; features: readonly string[] }, repos: Repositories = this.store): Promise<void> {
+  async checkSameInterface(model: string, shape: { task: Manifest['task']; features: readonly string[]; labels: readonly string[] }, repos: Repositories = this.store): Promise<void> {
     const latest = await latestVersion(model, repos);
     if (!latest) return;
     const its = `(its latest version ${model}@${latest.version})`;
     if (latest.manifest.task !== shape.task) {
       throw new ServiceError('conflict', `model ${model} does ${latest.manifest.task} ${its}, and this is a ${shape.task} model: it can replace none of its versions on a device (give it another name)`);
     }
-    const difference = featureDifference(latest.manifest.features, shape.features);
+    const difference = nameDifference(latest.manifest.features, shape.features, 'feature');
     if (difference) {
       throw new ServiceError('conflict', `model ${model} takes other features ${its}: ${difference}; devices read a version's features by name and /v1/predict callers send them in its order, so this one can replace none of its versions (give it another name)`);
+    }
+    const classes = nameDifference(latest.manifest.labels, shape.labels, 'class');
+    if (classes) {
+      throw new ServiceError('conflict', `model ${model} predicts other classes ${its}: ${classes}; /v1/predict callers read a version's answers by class name, index and probability order, and devices score its benchmark against their holdout's labels, so this one can replace none of its versions (give it another name)`);
     }
   }
 
@@ -307,11 +311,11 @@ function checkName(name: string): string {
 }
 
 /**
- * How `theirs` (the model's latest version's features) and `ours` differ, in one phrase; undefined
- * when they are the same, in the same order. Linear in the features (a wide model lists tens of
- * thousands, and this runs on the server's event loop).
+ * How `theirs` (the model's latest version's features, or classes) and `ours` differ, in one
+ * phrase; undefined when they are the same, in the same order. Linear in the names (a wide model
+ * lists tens of thousands of features, and this runs on the server's event loop).
  */
-function featureDifference(theirs: readonly string[], ours: readonly string[]): string | undefined {
+function nameDifference(theirs: readonly string[], ours: readonly string[], noun: 'feature' | 'class'): string | undefined {
   const at = theirs.findIndex((name, i) => ours[i] !== name);
   if (at < 0 && theirs.length === ours.length) return undefined;
   const quote = (name: string) => JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);
@@ -324,8 +328,8 @@ function featureDifference(theirs: readonly string[], ours: readonly string[]): 
     const parts = [missing.length > 0 ? `this one lacks ${few(missing)}` : '', extra.length > 0 ? `adds ${few(extra)}` : ''].filter(Boolean);
     return `${theirs.length} there, ${ours.length} here; ${missing.length > 0 ? parts.join(' and ') : `this one ${parts[0]}`}`;
   }
-  // The same names: in another order (a manifest names no feature twice).
-  return `the same ${theirs.length} in another order (feature ${at + 1} is ${quote(theirs[at]!)} there, ${quote(ours[at]!)} here)`;
+  // The same names: in another order (a manifest names no feature or class twice).
+  return `the same ${theirs.length} in another order (${noun} ${at + 1} is ${quote(theirs[at]!)} there, ${quote(ours[at]!)} here)`;
 }
 
 /** The model's version registered last (highest seq), undefined when it has none. */

@@ -7,8 +7,9 @@ import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 // Integer scores 1-3 over 90 rows: inferred as classes when no task is given.
 const SCORES = `a,b,score\n${Array.from({ length: 90 }, (_, i) => `${(i * 0.37) % 1},${(i * 0.61) % 1},${(i % 3) + 1}`).join('\n')}\n`;
-/** Classes over the seven features of makeArtifact's classifier, f0..f6. */
-const SEVEN = `f0,f1,f2,f3,f4,f5,f6,score\n${Array.from({ length: 90 }, (_, i) => `${Array.from({ length: 7 }, (_, j) => ((i * (0.37 + j * 0.11)) % 1).toFixed(3)).join(',')},${(i % 3) + 1}`).join('\n')}\n`;
+/** Classes over the seven features of makeArtifact's classifier, f0..f6, named as its classes (`classes`) or not. */
+const sevenFeatures = (classes: readonly string[]) => `f0,f1,f2,f3,f4,f5,f6,score\n${Array.from({ length: 90 }, (_, i) => `${Array.from({ length: 7 }, (_, j) => ((i * (0.37 + j * 0.11)) % 1).toFixed(3)).join(',')},${classes[i % 3]}`).join('\n')}\n`;
+const SEVEN = sevenFeatures(['a', 'b', 'c']);
 const LONG = { units: 8, layers: 1, epochs: 10_000, patience: 1000, retrainEpochs: 0, epsilons: [0.2], baselines: false };
 
 test('a prune job heeds options.task (REST and gRPC) instead of silently training the inferred task; a contradicting task is a 400 and stores nothing', async (t) => {
@@ -80,7 +81,13 @@ test("a prune job of another task than its model's latest version is refused at 
     'model scores takes other features (its latest version scores@1): 7 there, 2 here; this one lacks "f0", "f1", "f2" and 4 more and adds "a", "b"; devices read a version\'s features by name and /v1/predict callers send them in its order, so this one can replace none of its versions (give it another name)',
   );
   assert.equal(await storeSnapshot(server), before, 'the store changed');
-  // Its own task on its own features is taken.
+  // Its own features with other classes are refused too, before training.
+  assert.deepEqual(classifier.manifest.labels, ['a', 'b', 'c']);
+  const otherClasses = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', data: { csv: sevenFeatures(['a', 'b', 'z']) }, options: LONG } });
+  assert.equal(otherClasses.status, 409, await otherClasses.clone().text());
+  assert.match(((await otherClasses.json()) as any).error.message, /^model scores predicts other classes \(its latest version scores@1\): 3 there, 3 here; this one lacks "c" and adds "z"; /);
+  assert.equal(await storeSnapshot(server), before, 'the store changed');
+  // Its own task on its own features and classes is taken.
   assert.deepEqual(classifier.manifest.features, SEVEN.split('\n')[0]!.split(',').slice(0, -1));
   const same = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', data: { csv: SEVEN }, options: LONG } });
   assert.equal(same.status, 202, await same.clone().text());

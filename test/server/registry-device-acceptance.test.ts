@@ -187,6 +187,42 @@ for (const engine of STORE_ENGINES) {
       assert.equal((await server.request('POST', '/api/models/iris/versions/check', { json: { manifest: next.manifest } })).status, 200);
     });
 
+    test("a version predicting other classes than the model's latest (renamed, or in another order): check, push and gRPC refuse it naming the difference; nothing is stored", async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      const artifact = await makeArtifact(t, { seed: 5, privateKey: signer.privateKey }); // a classifier named iris
+      assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+      const labels = artifact.manifest.labels;
+      assert.ok(labels.length >= 3, 'the fixture is a classifier of three or more classes');
+      const withLabels = (names: string[]): Manifest => {
+        const { signature: _signature, ...unsigned } = artifact.manifest;
+        return signManifest({ ...unsigned, labels: names }, signer.privateKey);
+      };
+      const its = 'model iris predicts other classes (its latest version iris@1): ';
+      const tail = "; /v1/predict callers read a version's answers by class name, index and probability order, and devices score its benchmark against their holdout's labels, so this one can replace none of its versions (give it another name)";
+      const numbered = labels.map((_, i) => String(i));
+      const cases: [Manifest, string][] = [
+        [withLabels(numbered), `${labels.length} there, ${labels.length} here; this one lacks ${labels.slice(0, 3).map((name) => JSON.stringify(name)).join(', ')}${labels.length > 3 ? ` and ${labels.length - 3} more` : ''} and adds "0", "1", "2"${labels.length > 3 ? ` and ${labels.length - 3} more` : ''}`],
+        [withLabels([labels[1]!, labels[0]!, ...labels.slice(2)]), `the same ${labels.length} in another order (class 1 is ${JSON.stringify(labels[0])} there, ${JSON.stringify(labels[1])} here)`],
+      ];
+      const before = await storeSnapshot(server);
+      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+      t.after(() => models.close());
+      for (const [manifest, difference] of cases) {
+        const expected = `${its}${difference}${tail}`;
+        const { check, push } = await checkAndPush(server, 'iris', manifest);
+        assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
+        assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
+        await assert.rejects(models.call('PushVersion', { name: 'iris', manifest_json: JSON.stringify(manifest) }), (error: any) => {
+          assert.equal(error.code, status.ALREADY_EXISTS, error.details);
+          assert.equal(error.details, expected);
+          return true;
+        });
+      }
+      assert.equal(await storeSnapshot(server), before, 'the store changed');
+    });
+
     test('an artifact an older server registered under another model too: pushing it again to its own model is refused as registered, by check and push alike', async (t) => {
       const env = await setup(t, engine);
       if (!env) return;
