@@ -3,6 +3,7 @@ import type { PruneSummary } from '../jobs/prune-worker-protocol.ts';
 import { printable } from '../rollout/operator-text.ts';
 import { formatTable } from './format-table.ts';
 import type { GrpcJobRecord } from './json-views.ts';
+import { formatParamCut } from '../../shared/model/parameter-cut.ts';
 
 interface JobRequest {
   name?: string;
@@ -54,7 +55,7 @@ export function formatJob(job: GrpcJobRecord): string {
   }
   const summary = result?.summary;
   if (summary) {
-    const cut = summary.paramCut === null ? '' : ` (−${(summary.paramCut * 100).toFixed(1)}% params)`;
+    const cut = summary.paramCut === null ? '' : ` (−${formatParamCut(summary.paramCut)} params)`;
     lines.push(`pruned     ${summary.originalLayers.join('-')} → ${summary.prunedLayers.join('-')}${cut} at ε ${summary.epsilon ?? '-'}, in ${summary.seconds.toFixed(1)} s (${summary.backend})`);
     // From a server before they were kept: none.
     for (const warning of summary.warnings ?? []) lines.push(`warning    ${warning}`);
@@ -66,7 +67,7 @@ export function formatJob(job: GrpcJobRecord): string {
     const rows = summary.sweep.map((entry) => [
       `${entry.epsilon === summary.epsilon ? '* ' : '  '}${entry.epsilon}`,
       String(entry.params),
-      `${(entry.paramCut * 100).toFixed(1)}%`,
+      formatParamCut(entry.paramCut),
       // An ε the sweep did not retrain (a smaller model was already within tolerance) has no model to score.
       entry.test ? `${formatScore(entry.test)}${entry.weights === 'transferred' ? ' (transferred weights)' : ''}` : 'not retrained',
     ]);

@@ -1,5 +1,6 @@
 import type { PruneReport, SweepEntry } from './report.ts';
 import { formatMse, withinTolerance, type Score } from '../../shared/model/scoring.ts';
+import { formatParamCut } from '../../shared/model/parameter-cut.ts';
 
 /** A short human-readable account of a prune run, for the terminal. */
 export function formatPruneSummary(report: PruneReport, outDir: string): string {
@@ -9,7 +10,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     String(entry.epsilon),
     entry.layers.join('-'),
     String(entry.params),
-    `${(entry.param_cut * 100).toFixed(1)}%`,
+    formatParamCut(entry.param_cut),
     entry.validation ? formatScore(entry.validation) : 'not retrained',
     // Why a smaller retrained model was not chosen: its validation score (or, for a classifier, its cross-entropy) fell outside.
     entry.within_tolerance === null ? '' : entry.within_tolerance ? 'within' : entry.within_tolerance_before_retrain ? 'within before retraining only' : outside(entry, report),
@@ -27,7 +28,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     '',
     // Its validation score is what the tolerance column measures each ε against.
     `original  ${report.layers.original.join('-')}: ${report.original.params} params, validation ${formatScore(report.original.validation)}, test ${formatScore(report.original.test)}`,
-    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${(report.pruned.param_cut * 100).toFixed(1)}%), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (its transferred weights, not the retrained ones)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
+    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${formatParamCut(report.pruned.param_cut)}), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (its transferred weights, not the retrained ones)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
   ];
   if (report.scratch) lines.push(`scratch   same architecture from scratch: test ${formatScore(report.scratch.test)}`);
   if (report.l1) lines.push(`l1        L1-norm unit pruning + retraining: test ${formatScore(report.l1.test)}`);
