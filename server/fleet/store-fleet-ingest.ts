@@ -158,7 +158,7 @@ export class StoreFleetIngest implements FleetIngest {
         throw new Error(`the heartbeat of device ${device.id} kept meeting others written at the same time`);
       }
       // Marked offline while it was silent (or before its status arrived): rollouts waiting for it hear it is back.
-      if (!device.online) this.#options.onDeviceOnline?.(device.id);
+      if (!device.online && telemetry.intervalSeconds !== undefined) this.#options.onDeviceOnline?.(device.id);
       if (delta) this.#options.onServing?.({ ...delta, receivedAt: new Date(now) });
       if (Number.isFinite(sentAt.getTime())) {
         await this.#keepHeldReportTotals(device.id, device.reportTotals, telemetry, sentAt);

@@ -24,7 +24,7 @@ function countStateWrites(t: TestContext, server: TestServer): { heartbeats: num
   const run = engine.run.bind(engine);
   const counts = { heartbeats: 0, statuses: 0 };
   engine.run = (sql, params) => {
-    if (sql.startsWith('UPDATE devices SET online = 1, last_seen')) counts.heartbeats++;
+    if (sql.startsWith('UPDATE devices SET online = CASE WHEN ? = 1 THEN 1 ELSE online END, last_seen')) counts.heartbeats++;
     if (sql.startsWith('UPDATE devices SET last_seen = CASE WHEN online = ?')) counts.statuses++;
     return run(sql, params);
   };

@@ -44,7 +44,7 @@ for (const engine of STORE_ENGINES) {
     test('a device silent for three of its heartbeat intervals is marked offline, one heard from meanwhile is not, one that never said its interval never is; its next heartbeat brings it back and wakes its rollouts', async (t) => {
       await withFreshStore(t, engine, async (store) => {
         const fleet = new FleetStore(store);
-        for (const id of ['dev-a', 'dev-b', 'dev-old']) {
+        for (const id of ['dev-a', 'dev-b', 'dev-old', 'dev-gone']) {
           await fleet.repos.devices.insert({ id, labels: {}, secretHash: 'x', tokenId: `tok-${id}`, enrolledAt: '2026-01-01T00:00:00.000Z', enrolledBy: 'test' });
         }
         let now = new Date('2026-01-01T10:00:00.000Z');
@@ -54,9 +54,13 @@ for (const engine of STORE_ENGINES) {
         const sweep = new SilentDeviceSweep({ devices: fleet.repos.devices, log: log.logger, listening: () => true, now: () => now.getTime() });
         const online = async () => (await fleet.repos.devices.list()).filter((device) => device.online).map((device) => device.id);
 
+        // An agent that predates intervalSeconds is online by its status alone.
+        assert.equal(await ingest.recordStatus({ schema: 1, deviceId: 'dev-old', online: true, since: now.toISOString() }), 'recorded');
         assert.equal(await ingest.recordTelemetry(heartbeat('dev-a', now, 30)), 'recorded');
         assert.equal(await ingest.recordTelemetry(heartbeat('dev-b', now, 30)), 'recorded');
         assert.equal(await ingest.recordTelemetry(heartbeat('dev-old', now)), 'recorded');
+        // A heartbeat without an interval does not show a device online (nothing would take it back).
+        assert.equal(await ingest.recordTelemetry(heartbeat('dev-gone', now)), 'recorded');
         assert.equal((await fleet.repos.devices.get('dev-a'))?.heartbeat?.intervalSeconds, 30, 'the interval is kept with the device');
         assert.deepEqual(await online(), ['dev-a', 'dev-b', 'dev-old']);
 
@@ -78,7 +82,7 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await ingest.recordTelemetry(heartbeat('dev-a', now, 30)), 'recorded');
         assert.equal(await fleet.repos.devices.markSilent('dev-a', seen), false);
         assert.deepEqual(await online(), ['dev-a', 'dev-old']);
-        assert.deepEqual(woken, ['dev-a', 'dev-b', 'dev-old', 'dev-a'], 'each heartbeat of a device shown offline says it is back; one of a device already online does not');
+        assert.deepEqual(woken, ['dev-old', 'dev-a', 'dev-b', 'dev-a'], 'a status, and each heartbeat with an interval of a device shown offline, says it is back; one of a device already online does not');
       });
     });
   });

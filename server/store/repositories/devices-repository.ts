@@ -172,7 +172,7 @@ export class DevicesRepository {
 
   /**
    * A heartbeat: the slots as the device reports them, its resource use, and that it is online
-   * (never for a revoked device); and the device's served totals after it, in the same column
+   * when it announces its interval (never for a revoked device); and the device's served totals after it, in the same column
    * (the heartbeat the next one is compared with and the totals it led to change together, so a
    * crash in between cannot count a heartbeat twice or never). Written only if the row still
    * holds the heartbeat and served totals `served.after` read: another writer's heartbeat in
@@ -181,10 +181,13 @@ export class DevicesRepository {
    */
   async recordTelemetry(telemetry: Telemetry, seenAt: string, served: { totals: readonly ServingTotal[]; after: DeviceRecord }): Promise<boolean> {
     const result = await this.db.run(
-      `UPDATE devices SET online = 1, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
+      `UPDATE devices SET online = CASE WHEN ? = 1 THEN 1 ELSE online END, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
          uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, heartbeat_interval = ?, serving = ?
          WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ? AND COALESCE(serving, '') = ?`,
       [
+        // Only a heartbeat that says when the next one is due shows the device online: the silent-device
+        // sweep takes it back when none comes. One that does not (an agent that predates it) leaves online to statuses.
+        telemetry.intervalSeconds !== undefined ? 1 : 0,
         seenAt,
         nullableJson(telemetry.active),
         nullableJson(telemetry.candidate),
