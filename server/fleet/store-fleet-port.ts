@@ -155,6 +155,12 @@ export class StoreFleetPort implements FleetPort {
       send: async (deviceIds) => {
         const dropOnly = deviceIds.filter(dropsOnly);
         if (dropOnly.length > 0) await publisher.publishCommand({ id: command.commandId, command: 'drop-candidate', deviceIds: dropOnly, actor: this.#actor });
+        // A device sent its baseline as active that also holds a candidate of the model (its active
+        // model was lost, e.g. damaged on disk, before it installed the rollout's candidate: active
+        // none, candidate the rollout's) drops that candidate too: a rollback leaves no candidate.
+        // Its answer to the activation decides its delivery; the drop's answer is not waited for.
+        const alsoDrop = deviceIds.filter((deviceId) => !dropsOnly(deviceId) && live.get(deviceId)!.candidateModel === command.model);
+        if (alsoDrop.length > 0) await publisher.publishCommand({ id: derivedId(command.commandId, 'drop'), command: 'drop-candidate', deviceIds: alsoDrop, actor: this.#actor });
         await publisher.sendRetained(deviceIds);
       },
       // The device table can be behind the device: an activation of the candidate on its way when
@@ -200,7 +206,7 @@ export class StoreFleetPort implements FleetPort {
       const device = known.get(deviceId);
       if (!device) refused.push({ deviceId, outcome: 'gone', reason: 'not an enrolled device' });
       else if (device.revokedAt !== null) refused.push({ deviceId, outcome: 'gone', reason: 'the device is revoked' });
-      else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null, retained: device.retainedAssignment });
+      else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null, candidateModel: device.candidate?.model ?? null, retained: device.retainedAssignment });
     }
     return { live, refused };
   }
@@ -293,6 +299,7 @@ interface LiveDevice {
   readonly online: boolean;
   readonly activeModel: string | null;
   readonly activeVersion: string | null;
+  readonly candidateModel: string | null;
   readonly retained: Assignment | null;
 }
 

@@ -288,6 +288,31 @@ test('a device that reports active a version the registry does not hold has no b
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
 });
 
+test('a rollback sends a device whose active model was lost before it installed the candidate (active none, candidate the rollout\'s) its baseline and drops its candidate too: it ends with no candidate', async (t) => {
+  const { fleet, store } = await startFleet(t);
+  const device = await fleet.devices.enroll({ id: 'dev-l', labels: {} }, 'test');
+  const client = await scriptedDevice(t, device);
+  await waitFor(async () => (await fleet.devices.get('dev-l')).online, 5000, 'dev-l online');
+  assert.deepEqual((await fleet.fleetPort.assign({ commandId: 'lost-assign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-l'] })).map((r) => r.outcome), ['delivered']);
+  assert.deepEqual((await fleet.fleetPort.assign({ commandId: 'lost-assign-0002', model: 'iris', version: '2', role: 'candidate', deviceIds: ['dev-l'] })).map((r) => r.outcome), ['delivered']);
+  // Its active model failed verification at a restart and was dropped from its slot; the candidate stayed.
+  const candidate = (await fleet.devices.get('dev-l')).candidate!;
+  assert.equal(candidate.version, '2');
+  const heartbeat = { schema: 1, deviceId: 'dev-l', sentAt: new Date().toISOString(), uptimeSeconds: 1, cpuPercent: 1, rssBytes: 1, intervalSeconds: 30, active: null, candidate, previous: null };
+  await client.publishAsync(telemetryTopic('dev-l'), Buffer.from(JSON.stringify(heartbeat)), { qos: 1 });
+  await waitFor(async () => (await fleet.devices.get('dev-l')).active === null, 5000, 'the heartbeat without an active model stored');
+
+  const reverted = await fleet.fleetPort.revert({ commandId: 'lost-revert-0001', model: 'iris', devices: [{ deviceId: 'dev-l', version: '1' }] });
+  assert.deepEqual(reverted.map((r) => r.outcome), ['delivered']);
+  // Sent its baseline as active (the awaited answer) and a drop of the candidate under a derived id.
+  const commands = await store.engine.all('SELECT id FROM fleet_commands WHERE device_id = ? ORDER BY id', ['dev-l']);
+  assert.deepEqual(commands.map((row) => row.id), ['lost-revert-0001-drop']);
+  await waitFor(async () => {
+    const after = await fleet.devices.get('dev-l');
+    return after.active?.version === '1' && after.candidate === null;
+  }, 5000, 'dev-l back on iris@1 with no candidate');
+});
+
 test('a rollback while the activation is still on its way: every device ends on its baseline (table, and the last message it got); the late activation records and sends nothing', async (t) => {
   // The activation's registry lookup of v2 is held until the rollback has been carried out.
   let release!: () => void;
