@@ -80,7 +80,10 @@ export interface FleetHooks {
 export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadership?: Leadership, options: { reportSweepMs?: number; deliveryTimeoutMs?: number; /** A device's heartbeats and statuses are stored at most once each per this (default 1 s). */ minStateIntervalMs?: number; /** Each device's report bucket (defaults REPORT_BURST, REPORT_REFILL_MS; tests shorten the refill). */ reportRateLimit?: { burst?: number; refillMs?: number }; /** Each device's answer bucket (defaults ANSWER_BURST, ANSWER_REFILL_MS; tests shorten them). */ answerRateLimit?: { burst?: number; refillMs?: number }; /** How often the exported devices are checked against the store's live ones (default EXPORT_RECONCILE_MS). */ exportReconcileMs?: number; /** The silent-device sweep's round and least wait (defaults SILENT_SWEEP_MS, SILENT_MIN_MS; tests shorten them). */ silentDevices?: { everyMs?: number; minMs?: number } } = {}): Fleet {
   const fleet = new FleetStore(ctx.store);
   const counters = fleetCounters(ctx.metrics.registry);
-  const { broker, port, connected } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => publisher.republishRetained());
+  const { broker, port, connected } = createFleetBroker(ctx.config, new StoreCredentialStore(fleet), ctx.log.child({ component: 'broker' }), counters.denied, () => {
+    silent.heardNothingUntilNow(); // what devices sent while the connection was down was not heard
+    return publisher.republishRetained();
+  });
   const exporter = new ReportMetricsExporter(ctx.metrics.registry, ctx.signingKey.keyId);
   const outcomes = new AssignmentOutcomes();
   const ingest = new StoreFleetIngest({
@@ -109,7 +112,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const exporting = () => !leaderGate || leading;
   const log = ctx.log.child({ component: 'fleet' });
   // A device's heartbeats and statuses cost at most one store write each per interval; the latest always lands.
-  const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, accepted: counters.accepted, logger: log, ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
+  const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, accepted: counters.accepted, logger: log, onWriteFailed: () => silent.heardNothingUntilNow(), ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
   // A device's reports are dropped beyond a token bucket (burst 10, then one per 2 s): far above what an agent sends.
   const reportLimit = new ReportRateLimit({ dropped: counters.dropped, logger: log, ...options.reportRateLimit });
   // Answers have a bucket of their own (burst 30, then one per second): a benchmark flood does not hold them back.
@@ -156,7 +159,13 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     log,
   });
   // A device that died while an external broker was down left no last will: marked offline once silent.
-  const silent = new SilentDeviceSweep({ devices: fleet.repos.devices, log, listening: () => leads() && connected() && !stopped, ...options.silentDevices });
+  const silent = new SilentDeviceSweep({
+    devices: fleet.repos.devices,
+    log,
+    listening: () => leads() && connected() && !stopped,
+    onMarked: (deviceId) => clearRetainedStatus(broker, deviceId),
+    ...options.silentDevices,
+  });
   let reconcile: NodeJS.Timeout | undefined;
   let leading = false;
   /**
@@ -189,6 +198,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     if (!exporting()) exporter.reset();
     await fleet.repos.devices.markAllOffline();
     await startBroker(broker, ctx.config);
+    silent.heardNothingUntilNow();
     await publisher.republishRetained();
   };
   const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes, log: ctx.log, ...(options.deliveryTimeoutMs !== undefined ? { deliveryTimeoutMs: options.deliveryTimeoutMs } : {}) });

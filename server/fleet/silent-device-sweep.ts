@@ -22,9 +22,18 @@ export interface SilentDeviceSweepOptions {
    * connection is up. Silence counts only from when it last started to hear them.
    */
   listening: () => boolean;
+  /** The wall clock (ms): silence is measured against `lastSeen`, which is wall-clock time. */
   now?: () => number;
+  /** A clock that never steps (ms), to tell a stall or a stepped wall clock from time passing. */
+  monotonic?: () => number;
   everyMs?: number;
   minMs?: number;
+  /**
+   * A device was marked offline. Its retained `online` must go from the broker (cleared), or the
+   * broker would hand it to the server again at its next subscription and show the device online
+   * once more, for another three intervals each time.
+   */
+  onMarked?: (deviceId: string) => Promise<void>;
 }
 
 /**
@@ -40,6 +49,8 @@ export class SilentDeviceSweep {
   #stopped = false;
   /** Since when (ms) this server has heard the devices without a break, as the rounds saw it. */
   #listeningSince: number | undefined;
+  /** When the last round ran, by the wall clock and a monotonic one (ms). */
+  #lastRound: { wall: number; mono: number } | undefined;
 
   constructor(options: SilentDeviceSweepOptions) {
     this.#o = options;
@@ -48,7 +59,17 @@ export class SilentDeviceSweep {
   start(): void {
     this.#stopped = false;
     this.#listeningSince = undefined;
+    this.#lastRound = undefined;
     this.#schedule();
+  }
+
+  /**
+   * What the devices sent may not have been heard until now (the broker connection came back, the
+   * server took the broker side over, a heartbeat or status could not be stored): silence counts
+   * from now. Called between rounds, so that a break shorter than a round is not missed.
+   */
+  heardNothingUntilNow(): void {
+    this.#listeningSince = this.#now();
   }
 
   stop(): void {
@@ -64,17 +85,53 @@ export class SilentDeviceSweep {
   async sweep(): Promise<string[]> {
     const now = this.#now();
     const marked: string[] = [];
-    for (const device of await this.#o.devices.onlineWithInterval()) {
+    // Only those silent for the least wait at all are read (the whole fleet is online most of the time).
+    const floor = Math.max(this.#o.minMs ?? SILENT_MIN_MS, 0);
+    if (this.#listeningSince !== undefined && now - this.#listeningSince <= floor) return marked;
+    for (const device of await this.#o.devices.onlineWithInterval(new Date(now - floor).toISOString())) {
       const silentMs = now - Math.max(Date.parse(device.lastSeen), this.#listeningSince ?? -Infinity);
       if (!(silentMs > silentAfterMs(device.intervalSeconds, this.#o.minMs))) continue;
       if (!(await this.#o.devices.markSilent(device.id, device.lastSeen))) continue; // heard from meanwhile
       marked.push(device.id);
+      await this.#o.onMarked?.(device.id).catch((error: unknown) => this.#o.log.warn({ err: errorMessage(error), deviceId: device.id }, 'could not clear the retained status of a device marked offline; it may show online again at the next subscription'));
       this.#o.log.warn(
         { deviceId: device.id, lastSeen: device.lastSeen, intervalSeconds: device.intervalSeconds },
         `device ${device.id} marked offline: nothing heard from it for ${Math.round(silentMs / 1000)} s (it heartbeats every ${device.intervalSeconds} s)`,
       );
     }
     return marked;
+  }
+
+  /**
+   * One scheduled round: judges the devices while this server hears them, and starts the silence
+   * afresh after anything that may have kept it from hearing them (not listening, a failed round,
+   * a stall of the server, its clock stepped). Never rejects. Its marked devices' ids.
+   */
+  async round(): Promise<string[]> {
+    const now = this.#now();
+    const mono = this.#o.monotonic?.() ?? performance.now();
+    const everyMs = this.#o.everyMs ?? SILENT_SWEEP_MS;
+    const last = this.#lastRound;
+    this.#lastRound = { wall: now, mono };
+    if (last) {
+      const elapsed = mono - last.mono;
+      // The server stalled (its event loop blocked) or its wall clock stepped (an NTP correction,
+      // a machine resumed from suspend): what the devices sent meanwhile may not have been read.
+      if (elapsed > 3 * everyMs || Math.abs(now - last.wall - elapsed) > everyMs) this.#listeningSince = now;
+    }
+    try {
+      if (!this.#o.listening()) {
+        this.#listeningSince = undefined;
+        return [];
+      }
+      this.#listeningSince ??= now;
+      return await this.sweep();
+    } catch (error) {
+      // A store that failed a round may have failed heartbeats too.
+      this.#listeningSince = undefined;
+      if (!this.#stopped) this.#o.log.warn({ err: errorMessage(error) }, 'checking for silent devices failed; tried again at the next round');
+      return [];
+    }
   }
 
   #now(): number {
@@ -84,15 +141,7 @@ export class SilentDeviceSweep {
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(async () => {
-      try {
-        if (!this.#o.listening()) this.#listeningSince = undefined;
-        else {
-          this.#listeningSince ??= this.#now();
-          await this.sweep();
-        }
-      } catch (error) {
-        if (!this.#stopped) this.#o.log.warn({ err: errorMessage(error) }, 'checking for silent devices failed; tried again at the next round');
-      }
+      await this.round();
       this.#schedule();
     }, this.#o.everyMs ?? SILENT_SWEEP_MS);
     this.#timer.unref();

@@ -17,6 +17,8 @@ export interface StateThrottleOptions {
   /** Device messages accepted, by kind: a held one counts when it is stored (the receiver counts those written at once). */
   accepted?: Counter<'kind'>;
   logger: Logger;
+  /** A heartbeat or status could not be stored (what the store says of the devices falls behind them). */
+  onWriteFailed?: () => void;
   /** How often (at most) a device's rate limiting is logged (default 60 s). */
   logEveryMs?: number;
 }
@@ -195,8 +197,13 @@ export class StateThrottle implements FleetIngest {
     }
   }
 
-  #write(message: StateMessage): Promise<StateOutcome> {
-    return message.kind === 'telemetry' ? this.#options.inner.recordTelemetry(message.payload) : this.#options.inner.recordStatus(message.payload);
+  async #write(message: StateMessage): Promise<StateOutcome> {
+    try {
+      return await (message.kind === 'telemetry' ? this.#options.inner.recordTelemetry(message.payload) : this.#options.inner.recordStatus(message.payload));
+    } catch (error) {
+      this.#options.onWriteFailed?.();
+      throw error;
+    }
   }
 
   /**

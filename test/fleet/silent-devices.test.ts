@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
 import { FleetStore } from '../../server/fleet/fleet-store.ts';
-import { SilentDeviceSweep, silentAfterMs } from '../../server/fleet/silent-device-sweep.ts';
+import { SILENT_SWEEP_MS, SilentDeviceSweep, silentAfterMs } from '../../server/fleet/silent-device-sweep.ts';
 import { StoreFleetIngest } from '../../server/fleet/store-fleet-ingest.ts';
 import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
 import { statusTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
@@ -15,7 +15,8 @@ import { createLogger } from '../../shared/util/log.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { fleetCounter, storedDevice } from '../helpers/fleet-ingest-probe.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
-import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
+import { collectMessages, connectClient, waitFor } from '../helpers/mqtt-clients.ts';
+import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts';
 import { recordingLogger } from '../helpers/recording-logger.ts';
 import { STORE_ENGINES, withFreshStore } from '../server/helpers/store-engines.ts';
 import { startTestServer } from '../server/helpers/test-server.ts';
@@ -83,33 +84,107 @@ for (const engine of STORE_ENGINES) {
         assert.equal(await fleet.repos.devices.markSilent('dev-a', seen), false);
         assert.deepEqual(await online(), ['dev-a', 'dev-old']);
         assert.deepEqual(woken, ['dev-old', 'dev-a', 'dev-b', 'dev-a'], 'a status, and each heartbeat with an interval of a device shown offline, says it is back; one of a device already online does not');
+
+        // Marked offline between a heartbeat's read and its write: the write is refused (read it
+        // again), so the heartbeat that follows tells the device is back.
+        const read = (await fleet.repos.devices.get('dev-a'))!;
+        assert.equal(read.online, true);
+        now = new Date('2026-01-03T10:00:00.000Z');
+        assert.deepEqual(await sweep.sweep(), ['dev-a']);
+        assert.equal(await fleet.repos.devices.recordTelemetry(heartbeat('dev-a', now, 30), now.toISOString(), { totals: read.servingTotals, after: read }), false);
+        assert.equal(await ingest.recordTelemetry(heartbeat('dev-a', now, 30)), 'recorded');
+        assert.deepEqual(woken.slice(-1), ['dev-a']);
       });
     });
   });
+}
+
+/** A wall clock and a monotonic one for a sweep; `pass` moves both in rounds of `everyMs`, as time passing does. */
+function sweepClocks(start: string) {
+  const clock = { wall: Date.parse(start), mono: 0 };
+  return {
+    clock,
+    options: { now: () => clock.wall, monotonic: () => clock.mono, everyMs: SILENT_SWEEP_MS },
+    /** `ms` of time passing, one round every SILENT_SWEEP_MS. */
+    async pass(sweep: SilentDeviceSweep, ms: number): Promise<string[]> {
+      const marked: string[] = [];
+      for (let left = ms; left > 0; left -= SILENT_SWEEP_MS) {
+        const step = Math.min(left, SILENT_SWEEP_MS);
+        clock.wall += step;
+        clock.mono += step;
+        marked.push(...(await sweep.round()));
+      }
+      return marked;
+    },
+  };
 }
 
 test('silence counts only from when the server could hear: a server whose broker connection was down marks no device offline for the outage itself', async (t) => {
   await withFreshStore(t, 'sqlite', async (store) => {
     const fleet = new FleetStore(store);
     await fleet.repos.devices.insert({ id: 'dev-a', labels: {}, secretHash: 'x', tokenId: 'tok-dev-a', enrolledAt: '2026-01-01T00:00:00.000Z', enrolledBy: 'test' });
-    let now = new Date('2026-01-01T10:00:00.000Z');
-    const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), clock: () => now });
-    assert.equal(await ingest.recordTelemetry(heartbeat('dev-a', now, 30)), 'recorded');
+    const time = sweepClocks('2026-01-01T10:00:00.000Z');
+    const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), clock: () => new Date(time.clock.wall) });
+    assert.equal(await ingest.recordTelemetry(heartbeat('dev-a', new Date(time.clock.wall), 30)), 'recorded');
     let listening = false;
-    let rounds = 0;
-    const sweep = new SilentDeviceSweep({ devices: { onlineWithInterval: async () => (rounds++, fleet.repos.devices.onlineWithInterval()), markSilent: (id, seen) => fleet.repos.devices.markSilent(id, seen) }, log: createLogger('test', 'silent'), listening: () => listening, now: () => now.getTime(), everyMs: 5 });
-    sweep.start();
-    t.after(() => sweep.stop());
+    const sweep = new SilentDeviceSweep({ devices: fleet.repos.devices, log: createLogger('test', 'silent'), listening: () => listening, ...time.options });
     // An hour of outage: nothing is judged while the server does not hear the devices.
-    now = new Date('2026-01-01T11:00:00.000Z');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(rounds, 0);
-    // Back: the device has three intervals from now before it counts as silent.
+    assert.deepEqual(await time.pass(sweep, 3_600_000), []);
+    // Back: the device has three intervals from the first round that hears before it counts as silent.
     listening = true;
-    await waitFor(() => rounds >= 2, 5000, 'rounds while listening');
-    assert.equal((await fleet.repos.devices.get('dev-a'))?.online, true, 'not marked offline for the outage');
-    now = new Date('2026-01-01T11:01:31.000Z');
-    await waitFor(async () => (await fleet.repos.devices.get('dev-a'))?.online === false, 5000, 'marked offline after three intervals of silence once listening');
+    assert.deepEqual(await time.pass(sweep, 105_000), [], 'not marked offline for the outage');
+    assert.deepEqual(await time.pass(sweep, 15_000), ['dev-a'], 'marked offline after three intervals of silence once listening');
+  });
+});
+
+test('a round that fails, a server that stalled or whose clock stepped, or a break it is told of (broker back, a heartbeat not stored) starts the silence afresh', async (t) => {
+  await withFreshStore(t, 'sqlite', async (store) => {
+    const fleet = new FleetStore(store);
+    await fleet.repos.devices.insert({ id: 'dev-a', labels: {}, secretHash: 'x', tokenId: 'tok-dev-a', enrolledAt: '2026-01-01T00:00:00.000Z', enrolledBy: 'test' });
+    const time = sweepClocks('2026-01-01T10:00:00.000Z');
+    const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), clock: () => new Date(time.clock.wall) });
+    const beat = async () => assert.equal(await ingest.recordTelemetry(heartbeat('dev-a', new Date(time.clock.wall), 30)), 'recorded');
+    let failing = false;
+    const devices = {
+      onlineWithInterval: async (before: string) => {
+        if (failing) throw new Error('the store is down');
+        return fleet.repos.devices.onlineWithInterval(before);
+      },
+      markSilent: (id: string, seen: string) => fleet.repos.devices.markSilent(id, seen),
+    };
+    const sweep = new SilentDeviceSweep({ devices, log: createLogger('test', 'silent'), listening: () => true, ...time.options });
+    await beat();
+    await sweep.round();
+
+    // Told of a break 60 s in: silence counts from the break, not from the last heartbeat.
+    await time.pass(sweep, 60_000);
+    sweep.heardNothingUntilNow();
+    assert.deepEqual(await time.pass(sweep, 90_000), [], 'silence counts from the break');
+    assert.deepEqual(await time.pass(sweep, 15_000), ['dev-a'], 'then it counts');
+
+    // A round that fails: the store may have failed heartbeats too.
+    await beat();
+    await time.pass(sweep, 45_000);
+    failing = true;
+    await time.pass(sweep, 15_000);
+    failing = false;
+    assert.deepEqual(await time.pass(sweep, 105_000), [], 'silence counts from the first round after the failure');
+    assert.deepEqual(await time.pass(sweep, 15_000), ['dev-a']);
+
+    // The server stalls for five minutes (its event loop blocked): both clocks move, no round ran.
+    await beat();
+    time.clock.wall += 300_000;
+    time.clock.mono += 300_000;
+    assert.deepEqual(await sweep.round(), [], 'a stall is not silence');
+    assert.deepEqual(await time.pass(sweep, 90_000), []);
+    assert.deepEqual(await time.pass(sweep, 15_000), ['dev-a']);
+
+    // Its wall clock steps an hour ahead between two rounds (NTP, a resume from suspend).
+    await beat();
+    time.clock.wall += 3_600_000;
+    assert.deepEqual(await time.pass(sweep, 15_000), [], 'a clock step is not silence');
+    assert.deepEqual(await time.pass(sweep, 90_000), []);
+    assert.deepEqual(await time.pass(sweep, 15_000), ['dev-a'], 'marked offline three intervals after the step');
   });
 });
 
@@ -158,6 +233,12 @@ test('external Mosquitto: a device that died while the broker was down is shown 
   await waitFor(async () => (await connectedMetric()) === 1, 15_000, 'the server connected to the broker again');
   await waitFor(async () => (await storedDevice(server, 'field-1')).online === false, 10_000, 'field-1 shown offline once silent');
   assert.equal(await fleetCounter(server, PROTOCOL_METRICS.devicesOnline), 0);
+  // Its retained `online` was cleared from the broker: the next subscription (a broker or server
+  // restart) does not hand it over and show the dead device online once more.
+  const reader = await connectClient(mosquitto.url, { clientId: 'silent-test-reader', username: DEFAULT_SERVER_USERNAME, password });
+  t.after(() => reader.endAsync(true));
+  const retained = (await collectMessages(reader, statusTopic('field-1'), 1000)).filter((message) => message.payload.length > 0);
+  assert.deepEqual(retained.map((message) => message.payload.toString()), [], 'no retained status left for field-1');
 
   // It comes back: its first heartbeat says so (QoS 0, it may come before its status).
   const back = await connect();

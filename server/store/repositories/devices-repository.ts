@@ -176,14 +176,15 @@ export class DevicesRepository {
    * (the heartbeat the next one is compared with and the totals it led to change together, so a
    * crash in between cannot count a heartbeat twice or never). Written only if the row still
    * holds the heartbeat and served totals `served.after` read: another writer's heartbeat in
-   * between (e.g. a deposed leader's last one), or an answer that dropped served totals
-   * (setServingTotals), makes it false, with nothing written (read it again).
+   * between (e.g. a deposed leader's last one), an answer that dropped served totals
+   * (setServingTotals), or the device's online state changed, makes it false, with nothing
+   * written (read it again).
    */
   async recordTelemetry(telemetry: Telemetry, seenAt: string, served: { totals: readonly ServingTotal[]; after: DeviceRecord }): Promise<boolean> {
     const result = await this.db.run(
       `UPDATE devices SET online = CASE WHEN ? = 1 THEN 1 ELSE online END, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
          uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, heartbeat_interval = ?, serving = ?
-         WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ? AND COALESCE(serving, '') = ?`,
+         WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ? AND COALESCE(serving, '') = ? AND online = ?`,
       [
         // Only a heartbeat that says when the next one is due shows the device online: the silent-device
         // sweep takes it back when none comes. One that does not (an agent that predates it) leaves online to statuses.
@@ -201,6 +202,8 @@ export class DevicesRepository {
         telemetry.deviceId,
         served.after.heartbeat?.at ?? '',
         (servingRead.has(served.after) ? servingRead.get(served.after) : servingColumn(served.after.heartbeat?.serving ?? null, served.after.servingTotals, served.after.heartbeat?.runId)) ?? '',
+        // Marked offline meanwhile (the silent-device sweep, a status): read again, so its return is told.
+        served.after.online ? 1 : 0,
       ],
     );
     return result.changes > 0;
@@ -240,11 +243,12 @@ export class DevicesRepository {
   }
 
   /**
-   * The live devices shown online that announce their heartbeat interval: when the server last
-   * heard from each (`lastSeen`, server time) and that interval.
+   * The live devices shown online that announce their heartbeat interval and were last heard
+   * before `seenBefore` (an ISO time; `last_seen` is one too, so they compare as text): when the
+   * server last heard from each (`lastSeen`, server time) and that interval.
    */
-  async onlineWithInterval(): Promise<{ id: string; lastSeen: string; intervalSeconds: number }[]> {
-    const rows = await this.db.all('SELECT id, last_seen, heartbeat_interval FROM devices WHERE online = 1 AND revoked_at IS NULL AND heartbeat_interval IS NOT NULL AND last_seen IS NOT NULL ORDER BY id');
+  async onlineWithInterval(seenBefore: string): Promise<{ id: string; lastSeen: string; intervalSeconds: number }[]> {
+    const rows = await this.db.all('SELECT id, last_seen, heartbeat_interval FROM devices WHERE online = 1 AND revoked_at IS NULL AND heartbeat_interval IS NOT NULL AND last_seen < ? ORDER BY id', [seenBefore]);
     return rows.map((row) => ({ id: String(row.id), lastSeen: String(row.last_seen), intervalSeconds: Number(row.heartbeat_interval) }));
   }
 
