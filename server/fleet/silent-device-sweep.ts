@@ -94,9 +94,12 @@ export class SilentDeviceSweep {
       if (!(await this.#o.devices.markSilent(device.id, device.lastSeen))) continue; // heard from meanwhile
       marked.push(device.id);
       await this.#o.onMarked?.(device.id).catch((error: unknown) => this.#o.log.warn({ err: errorMessage(error), deviceId: device.id }, 'could not clear the retained status of a device marked offline; it may show online again at the next subscription'));
+      const sinceSeen = Math.round((now - Date.parse(device.lastSeen)) / 1000);
+      // Silence counted from a later start of listening (a reconnect, a restart) is said as such.
+      const listened = Math.round(silentMs / 1000) < sinceSeen ? `; this server has been hearing the devices for ${Math.round(silentMs / 1000)} s of it` : '';
       this.#o.log.warn(
         { deviceId: device.id, lastSeen: device.lastSeen, intervalSeconds: device.intervalSeconds },
-        `device ${device.id} marked offline: nothing heard from it for ${Math.round(silentMs / 1000)} s (it heartbeats every ${device.intervalSeconds} s)`,
+        `device ${device.id} marked offline: last heard ${sinceSeen} s ago, at ${device.lastSeen} (it heartbeats every ${device.intervalSeconds} s)${listened}`,
       );
     }
     return marked;
