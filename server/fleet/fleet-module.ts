@@ -163,7 +163,10 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     devices: fleet.repos.devices,
     log,
     listening: () => leads() && connected() && !stopped,
-    onMarked: (deviceId) => clearRetainedStatus(broker, deviceId),
+    onMarked: (deviceId) => {
+      counters.markedSilent.inc();
+      return clearRetainedStatus(broker, deviceId);
+    },
     ...options.silentDevices,
   });
   let reconcile: NodeJS.Timeout | undefined;

@@ -32,8 +32,10 @@ export const PROTOCOL_METRICS = {
   brokerDenied: 'fleetprune_broker_denied_total',
   /** Gauge: enrolled devices, not revoked. */
   devices: 'fleetprune_fleet_devices',
-  /** Gauge: enrolled devices connected now (their last status said online). */
+  /** Gauge: enrolled devices connected now (their last status said online, or a heartbeat announcing its interval; not since marked silent). */
   devicesOnline: 'fleetprune_fleet_devices_online',
+  /** Devices the server marked offline because it heard nothing from them for three of their heartbeat intervals. */
+  devicesMarkedSilent: 'fleetprune_fleet_devices_marked_silent_total',
   /** Gauge: 1 while this server holds the fleet's broker side (embedded broker, or the external one as leader); 0 on a standby. */
   brokerActive: 'fleetprune_fleet_broker_active',
   /** Gauge: 1 while this server's connection to the broker is up (the embedded broker: always); 0 on a standby, and on a leader that lost the external broker. */

@@ -235,6 +235,7 @@ test('external Mosquitto: a device that died while the broker was down is shown 
   await waitFor(async () => (await connectedMetric()) === 1, 15_000, 'the server connected to the broker again');
   await waitFor(async () => (await storedDevice(server, 'field-1')).online === false, 10_000, 'field-1 shown offline once silent');
   assert.equal(await fleetCounter(server, PROTOCOL_METRICS.devicesOnline), 0);
+  assert.equal(await fleetCounter(server, PROTOCOL_METRICS.devicesMarkedSilent), 1);
   // Its retained `online` was cleared from the broker: the next subscription (a broker or server
   // restart) does not hand it over and show the dead device online once more.
   const reader = await connectClient(mosquitto.url, { clientId: 'silent-test-reader', username: DEFAULT_SERVER_USERNAME, password });
