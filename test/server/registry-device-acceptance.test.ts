@@ -36,6 +36,24 @@ async function checkAndPush(server: TestServer, model: string, manifest: Manifes
 }
 
 /** A signed regressor manifest listing `count` features of 64 characters, with the files of `base`. */
+/** Each manifest is refused under `iris` as 409 `message` by check and push (REST) and PushVersion (gRPC), and the store is left as it was. */
+async function refusedEverywhere(t: TestContext, server: TestServer, cases: readonly (readonly [Manifest, string])[]): Promise<void> {
+  const before = await storeSnapshot(server);
+  const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
+  t.after(() => models.close());
+  for (const [manifest, expected] of cases) {
+    const { check, push } = await checkAndPush(server, 'iris', manifest);
+    assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
+    assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
+    await assert.rejects(models.call('PushVersion', { name: 'iris', manifest_json: JSON.stringify(manifest) }), (error: any) => {
+      assert.equal(error.code, status.ALREADY_EXISTS, error.details);
+      assert.equal(error.details, expected);
+      return true;
+    });
+  }
+  assert.equal(await storeSnapshot(server), before, 'the store changed');
+}
+
 function manyFeatures(base: Manifest, count: number, signer: TestSigner): Manifest {
   const features = Array.from({ length: count }, (_, i) => `sensor_channel_${String(i).padStart(7, '0')}_${'x'.repeat(42)}`);
   return regressor(base, 'big', features, signer);
@@ -166,21 +184,7 @@ for (const engine of STORE_ENGINES) {
         [withFeatures(renamed), `${features.length} there, ${features.length} here; this one lacks ${JSON.stringify(features.at(-1))} and adds "mean_radius"`],
         [withFeatures(swapped), `the same ${features.length} in another order (feature 1 is ${JSON.stringify(features[0])} there, ${JSON.stringify(features[1])} here)`],
       ];
-      const before = await storeSnapshot(server);
-      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
-      t.after(() => models.close());
-      for (const [manifest, difference] of cases) {
-        const expected = `${its}${difference}${tail}`;
-        const { check, push } = await checkAndPush(server, 'iris', manifest);
-        assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
-        assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
-        await assert.rejects(models.call('PushVersion', { name: 'iris', manifest_json: JSON.stringify(manifest) }), (error: any) => {
-          assert.equal(error.code, status.ALREADY_EXISTS, error.details);
-          assert.equal(error.details, expected);
-          return true;
-        });
-      }
-      assert.equal(await storeSnapshot(server), before, 'the store changed');
+      await refusedEverywhere(t, server, cases.map(([manifest, difference]) => [manifest, `${its}${difference}${tail}`]));
       // The same features in the same order pass the check (another seed's model: another artifact).
       const next = await makeArtifact(t, { seed: 6, privateKey: signer.privateKey });
       assert.deepEqual(next.manifest.features, features);
@@ -206,21 +210,7 @@ for (const engine of STORE_ENGINES) {
         [withLabels(numbered), `${labels.length} there, ${labels.length} here; this one lacks ${labels.slice(0, 3).map((name) => JSON.stringify(name)).join(', ')}${labels.length > 3 ? ` and ${labels.length - 3} more` : ''} and adds "0", "1", "2"${labels.length > 3 ? ` and ${labels.length - 3} more` : ''}`],
         [withLabels([labels[1]!, labels[0]!, ...labels.slice(2)]), `the same ${labels.length} in another order (class 1 is ${JSON.stringify(labels[0])} there, ${JSON.stringify(labels[1])} here)`],
       ];
-      const before = await storeSnapshot(server);
-      const models = grpcClient(server.grpcAddress, 'ModelRegistry', ADMIN_TOKEN);
-      t.after(() => models.close());
-      for (const [manifest, difference] of cases) {
-        const expected = `${its}${difference}${tail}`;
-        const { check, push } = await checkAndPush(server, 'iris', manifest);
-        assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
-        assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
-        await assert.rejects(models.call('PushVersion', { name: 'iris', manifest_json: JSON.stringify(manifest) }), (error: any) => {
-          assert.equal(error.code, status.ALREADY_EXISTS, error.details);
-          assert.equal(error.details, expected);
-          return true;
-        });
-      }
-      assert.equal(await storeSnapshot(server), before, 'the store changed');
+      await refusedEverywhere(t, server, cases.map(([manifest, difference]) => [manifest, `${its}${difference}${tail}`]));
     });
 
     test('an artifact an older server registered under another model too: pushing it again to its own model is refused as registered, by check and push alike', async (t) => {
