@@ -191,12 +191,17 @@ export class DeviceService {
 
   /**
    * The device's latest answer (among its last REFUSAL_LOOKBACK) that refused an assignment or a
-   * command, or failed a candidate's benchmark: what the device list's slots cannot show.
+   * command, or failed a candidate's benchmark: what the device list's slots cannot show. One the
+   * device carried out later after all (the same assignment answered otherwise since: its config
+   * mended, a full disk freed) is no refusal any more.
    */
   async lastRefusal(id: string): Promise<DeviceRefusal | null> {
     const answers = await this.options.fleet.repos.reports.list({ kind: 'assignment', deviceId: id, clock: 'server', limit: REFUSAL_LOOKBACK });
+    const carriedOut = new Set<string>();
     for (const { report, receivedAt } of answers.reverse()) {
-      if (report.kind === 'assignment' && REFUSALS.has(report.outcome)) return refusalView(report, receivedAt);
+      if (report.kind !== 'assignment') continue;
+      if (!REFUSALS.has(report.outcome)) carriedOut.add(report.assignmentId);
+      else if (!carriedOut.has(report.assignmentId)) return refusalView(report, receivedAt);
     }
     return null;
   }

@@ -32,7 +32,17 @@ export const DeviceViewSchema = z.strictObject({
    * command, or failed its benchmark (null: none among its latest answers), `at` when it arrived.
    */
   lastRefusal: z
-    .strictObject({ assignmentId: z.string(), outcome: z.string(), role: z.string(), model: z.string(), version: z.string(), reason: z.string().nullable(), at: z.string() })
+    .strictObject({
+      assignmentId: z.string(),
+      outcome: z.string(),
+      role: z.string(),
+      model: z.string(),
+      version: z.string(),
+      reason: z.string().nullable(),
+      /** A failed benchmark's failing model: `candidate`, or `active` (the device's own model failed, not the candidate); null for a refusal. */
+      failedRole: z.string().nullable(),
+      at: z.string(),
+    })
     .nullable()
     .optional(),
 });
@@ -42,7 +52,9 @@ export type DeviceRefusal = NonNullable<DeviceView['lastRefusal']>;
 
 export function refusalView(report: AssignmentReport, receivedAt: string): DeviceRefusal {
   const { assignmentId, outcome, role, model, version, reason } = report;
-  return { assignmentId, outcome, role, model, version, reason, at: receivedAt };
+  // Agents that predate failedRole only failed candidates' benchmarks that way.
+  const failedRole = outcome === 'benchmark-failed' ? (report.failedRole ?? 'candidate') : null;
+  return { assignmentId, outcome, role, model, version, reason, failedRole, at: receivedAt };
 }
 
 export function deviceView(device: DeviceRecord, lastRefusal?: DeviceRefusal | null): DeviceView {

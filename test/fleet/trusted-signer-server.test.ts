@@ -98,6 +98,7 @@ test('artifacts signed with a --trusted-key are activated on real agents, surviv
     model: 'wine',
     version: '1',
     reason: '1 is already the active model',
+    failedRole: null,
     at: 'string',
   });
 });
