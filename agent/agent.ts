@@ -1144,6 +1144,7 @@ export class Agent {
 
   /** #commit, but when the device's storage cannot take the change, it is carried out from memory (#saveOrKeepInMemory) and the result is false. */
   async #commitOrKeepInMemory(next: SlotState, report: Report, what: string, afterStateWrite?: () => void): Promise<boolean> {
+    await this.#heartbeatBeforeActiveChange(next);
     if (!(await this.#saveOrKeepInMemory(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report), what))) return false;
     afterStateWrite?.();
     await this.#moveUnsentReports();
@@ -1152,11 +1153,24 @@ export class Agent {
   }
 
   /**
+   * A heartbeat just before the active model changes: the server adds what a heartbeat's counters
+   * grew by to the model it names active, so the rows the outgoing model served since the last
+   * heartbeat are told under it, not under the model that replaces it (up to a heartbeat interval
+   * of traffic, its errors included, at every activation, rollback or revert).
+   */
+  async #heartbeatBeforeActiveChange(next: SlotState): Promise<void> {
+    const current = this.#state.state.active;
+    if (current === null || next.active?.sha256 === current.sha256) return;
+    await this.#sendHeartbeat();
+  }
+
+  /**
    * Commits a state change and the report that describes it in one atomic state write, then
    * moves the report into the outbox. A crash in between leaves the report in the state file,
    * from where startup moves it; report ids are deterministic, so a repeat is deduplicated.
    */
   async #commit(next: SlotState, report: Report, afterStateWrite?: () => void): Promise<void> {
+    await this.#heartbeatBeforeActiveChange(next);
     await this.#save(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report));
     afterStateWrite?.();
     // The change and its report are on disk: the step has happened, and what follows it (serving

@@ -12,6 +12,8 @@ export class InMemoryFleetIngest implements FleetIngest {
   readonly reports: Report[] = [];
   readonly statuses = new Map<string, Status>();
   readonly telemetry = new Map<string, Telemetry>();
+  /** Every heartbeat, in the order it came. */
+  readonly heartbeats: Telemetry[] = [];
   readonly #ids = new Set<string>();
   readonly #listeners = new Set<Listener>();
 
@@ -26,6 +28,7 @@ export class InMemoryFleetIngest implements FleetIngest {
 
   async recordTelemetry(telemetry: Telemetry): Promise<StateOutcome> {
     this.telemetry.set(telemetry.deviceId, telemetry);
+    this.heartbeats.push(telemetry);
     return 'recorded';
   }
 
