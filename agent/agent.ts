@@ -1144,7 +1144,7 @@ export class Agent {
 
   /** #commit, but when the device's storage cannot take the change, it is carried out from memory (#saveOrKeepInMemory) and the result is false. */
   async #commitOrKeepInMemory(next: SlotState, report: Report, what: string, afterStateWrite?: () => void): Promise<boolean> {
-    await this.#heartbeatBeforeActiveChange(next);
+    this.#heartbeatBeforeActiveChange(next);
     if (!(await this.#saveOrKeepInMemory(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report), what))) return false;
     afterStateWrite?.();
     await this.#moveUnsentReports();
@@ -1158,10 +1158,12 @@ export class Agent {
    * heartbeat are told under it, not under the model that replaces it (up to a heartbeat interval
    * of traffic, its errors included, at every activation, rollback or revert).
    */
-  async #heartbeatBeforeActiveChange(next: SlotState): Promise<void> {
+  #heartbeatBeforeActiveChange(next: SlotState): void {
     const current = this.#state.state.active;
     if (current === null || next.active?.sha256 === current.sha256) return;
-    await this.#sendHeartbeat();
+    // Built now, published without waiting: a slow or broken link must not hold the change up
+    // (the client sends in call order, so it still goes ahead of the answer published after it).
+    void this.#sendHeartbeat();
   }
 
   /**
@@ -1170,7 +1172,7 @@ export class Agent {
    * from where startup moves it; report ids are deterministic, so a repeat is deduplicated.
    */
   async #commit(next: SlotState, report: Report, afterStateWrite?: () => void): Promise<void> {
-    await this.#heartbeatBeforeActiveChange(next);
+    this.#heartbeatBeforeActiveChange(next);
     await this.#save(withInstaller({ ...next, unsentReports: [...next.unsentReports, report] }, report));
     afterStateWrite?.();
     // The change and its report are on disk: the step has happened, and what follows it (serving

@@ -112,7 +112,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const exporting = () => !leaderGate || leading;
   const log = ctx.log.child({ component: 'fleet' });
   // A device's heartbeats and statuses cost at most one store write each per interval; the latest always lands.
-  const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, accepted: counters.accepted, logger: log, onWriteFailed: () => silent.heardNothingUntilNow(), ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
+  const throttle = new StateThrottle({ inner: ingest, dropped: counters.dropped, accepted: counters.accepted, logger: log, onWriteFailed: (deviceId) => silent.heardNothingUntilNow(deviceId), ...(options.minStateIntervalMs !== undefined ? { minIntervalMs: options.minStateIntervalMs } : {}) });
   // A device's reports are dropped beyond a token bucket (burst 10, then one per 2 s): far above what an agent sends.
   const reportLimit = new ReportRateLimit({ dropped: counters.dropped, logger: log, ...options.reportRateLimit });
   // Answers have a bucket of their own (burst 30, then one per second): a benchmark flood does not hold them back.
@@ -163,9 +163,11 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     devices: fleet.repos.devices,
     log,
     listening: () => leads() && connected() && !stopped,
-    onMarked: (deviceId) => {
+    onMarked: async (deviceId) => {
       counters.markedSilent.inc();
-      return clearRetainedStatus(broker, deviceId);
+      // While the broker is away a retained publish is only queued, and a reconnect re-sends assignments, not clears.
+      if (!connected()) throw new Error('the broker connection is down');
+      await clearRetainedStatus(broker, deviceId);
     },
     ...options.silentDevices,
   });

@@ -1,4 +1,5 @@
 import type { Logger } from '../../shared/util/log.ts';
+import { setBounded } from '../../shared/util/bounded-map.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { DevicesRepository } from '../store/repositories/devices-repository.ts';
 
@@ -8,6 +9,8 @@ export const SILENT_HEARTBEATS = 3;
 export const SILENT_MIN_MS = 60_000;
 /** How often the online devices are checked. */
 export const SILENT_SWEEP_MS = 15_000;
+/** Devices whose failed writes are remembered at most (the oldest are forgotten first). */
+const UNHEARD_DEVICES = 100_000;
 
 /** How long the server waits to hear from a device that heartbeats every `intervalSeconds` before it marks it offline. */
 export function silentAfterMs(intervalSeconds: number, minMs = SILENT_MIN_MS): number {
@@ -49,8 +52,10 @@ export class SilentDeviceSweep {
   #stopped = false;
   /** Since when (ms) this server has heard the devices without a break, as the rounds saw it. */
   #listeningSince: number | undefined;
-  /** When the last round ran, by the wall clock and a monotonic one (ms). */
+  /** When the last round ended, by the wall clock and a monotonic one (ms). */
   #lastRound: { wall: number; mono: number } | undefined;
+  /** Devices whose heartbeat or status could not be stored, and when (ms): their silence counts from then. */
+  readonly #unheardSince = new Map<string, number>();
 
   constructor(options: SilentDeviceSweepOptions) {
     this.#o = options;
@@ -65,11 +70,14 @@ export class SilentDeviceSweep {
 
   /**
    * What the devices sent may not have been heard until now (the broker connection came back, the
-   * server took the broker side over, a heartbeat or status could not be stored): silence counts
-   * from now. Called between rounds, so that a break shorter than a round is not missed.
+   * server took the broker side over): silence counts from now. Called between rounds, so that a
+   * break shorter than a round is not missed. With `deviceId`, for that device only (a heartbeat
+   * or status of it could not be stored): one device whose writes keep failing does not hold the
+   * whole fleet's silence back.
    */
-  heardNothingUntilNow(): void {
-    this.#listeningSince = this.#now();
+  heardNothingUntilNow(deviceId?: string): void {
+    if (deviceId === undefined) this.#listeningSince = this.#now();
+    else setBounded(this.#unheardSince, deviceId, this.#now(), UNHEARD_DEVICES);
   }
 
   stop(): void {
@@ -89,9 +97,12 @@ export class SilentDeviceSweep {
     const floor = Math.max(this.#o.minMs ?? SILENT_MIN_MS, 0);
     if (this.#listeningSince !== undefined && now - this.#listeningSince <= floor) return marked;
     for (const device of await this.#o.devices.onlineWithInterval(new Date(now - floor).toISOString())) {
-      const silentMs = now - Math.max(Date.parse(device.lastSeen), this.#listeningSince ?? -Infinity);
+      const silentMs = now - Math.max(Date.parse(device.lastSeen), this.#listeningSince ?? -Infinity, this.#unheardSince.get(device.id) ?? -Infinity);
       if (!(silentMs > silentAfterMs(device.intervalSeconds, this.#o.minMs))) continue;
+      // Deposed, or the broker gone, during the round: a standby judges nothing, and a clear could not go out.
+      if (!this.#o.listening()) break;
       if (!(await this.#o.devices.markSilent(device.id, device.lastSeen))) continue; // heard from meanwhile
+      this.#unheardSince.delete(device.id);
       marked.push(device.id);
       await this.#o.onMarked?.(device.id).catch((error: unknown) => this.#o.log.warn({ err: errorMessage(error), deviceId: device.id }, 'could not clear the retained status of a device marked offline; it may show online again at the next subscription'));
       const sinceSeen = Math.round((now - Date.parse(device.lastSeen)) / 1000);
@@ -112,11 +123,11 @@ export class SilentDeviceSweep {
    */
   async round(): Promise<string[]> {
     const now = this.#now();
-    const mono = this.#o.monotonic?.() ?? performance.now();
+    const mono = this.#monotonic();
     const everyMs = this.#o.everyMs ?? SILENT_SWEEP_MS;
     const last = this.#lastRound;
-    this.#lastRound = { wall: now, mono };
     if (last) {
+      // Since the previous round ended (a slow round, clears waiting on a broker, is no stall).
       const elapsed = mono - last.mono;
       // The server stalled (its event loop blocked) or its wall clock stepped (an NTP correction,
       // a machine resumed from suspend): what the devices sent meanwhile may not have been read.
@@ -134,7 +145,13 @@ export class SilentDeviceSweep {
       this.#listeningSince = undefined;
       if (!this.#stopped) this.#o.log.warn({ err: errorMessage(error) }, 'checking for silent devices failed; tried again at the next round');
       return [];
+    } finally {
+      this.#lastRound = { wall: this.#now(), mono: this.#monotonic() };
     }
+  }
+
+  #monotonic(): number {
+    return this.#o.monotonic?.() ?? performance.now();
   }
 
   #now(): number {

@@ -17,8 +17,8 @@ export interface StateThrottleOptions {
   /** Device messages accepted, by kind: a held one counts when it is stored (the receiver counts those written at once). */
   accepted?: Counter<'kind'>;
   logger: Logger;
-  /** A heartbeat or status could not be stored (what the store says of the devices falls behind them). */
-  onWriteFailed?: () => void;
+  /** A device's heartbeat or status could not be stored (what the store says of it falls behind it). */
+  onWriteFailed?: (deviceId: string) => void;
   /** How often (at most) a device's rate limiting is logged (default 60 s). */
   logEveryMs?: number;
 }
@@ -201,7 +201,7 @@ export class StateThrottle implements FleetIngest {
     try {
       return await (message.kind === 'telemetry' ? this.#options.inner.recordTelemetry(message.payload) : this.#options.inner.recordStatus(message.payload));
     } catch (error) {
-      this.#options.onWriteFailed?.();
+      this.#options.onWriteFailed?.(message.payload.deviceId);
       throw error;
     }
   }

@@ -190,6 +190,23 @@ test('a round that fails, a server that stalled or whose clock stepped, or a bre
   });
 });
 
+test("a device whose heartbeat could not be stored has its silence start afresh, and only that device's", async (t) => {
+  await withFreshStore(t, 'sqlite', async (store) => {
+    const fleet = new FleetStore(store);
+    for (const id of ['dev-a', 'dev-b']) await fleet.repos.devices.insert({ id, labels: {}, secretHash: 'x', tokenId: `tok-${id}`, enrolledAt: '2026-01-01T00:00:00.000Z', enrolledBy: 'test' });
+    const time = sweepClocks('2026-01-01T10:00:00.000Z');
+    const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes(), clock: () => new Date(time.clock.wall) });
+    for (const id of ['dev-a', 'dev-b']) assert.equal(await ingest.recordTelemetry(heartbeat(id, new Date(time.clock.wall), 30)), 'recorded');
+    const sweep = new SilentDeviceSweep({ devices: fleet.repos.devices, log: createLogger('test', 'silent'), listening: () => true, ...time.options });
+    await sweep.round();
+    await time.pass(sweep, 60_000);
+    sweep.heardNothingUntilNow('dev-a'); // dev-a's heartbeat came, but the store failed it
+    assert.deepEqual(await time.pass(sweep, 45_000), ['dev-b'], 'dev-b silent 105 s: marked; dev-a not yet');
+    assert.deepEqual(await time.pass(sweep, 45_000), []);
+    assert.deepEqual(await time.pass(sweep, 15_000), ['dev-a'], 'dev-a 105 s after its failed write');
+  });
+});
+
 /**
  * The case the sweep is for: a device that dies while the external broker is down publishes no
  * last will, and a broker with persistence comes back holding its retained `online: true`, which
