@@ -38,7 +38,8 @@ export const ASSIGNMENT_RESYNC_MS = 10 * 60_000;
  * Reconnects back off from reconnectPeriodMs, doubling after each connection that failed or
  * closed, to at most this, with ±20% jitter: a broker that is down, or refuses a revoked device,
  * is not asked (and the log not written) every second for hours, and a restarted broker is not
- * hit by the whole fleet in the same second. A successful connect starts again from the period.
+ * hit by the whole fleet in the same second. A connection that lasted SHORT_SESSION_MS starts again
+ * from the period; one closed sooner (another client taking the id) counts as a failure.
  */
 export const MAX_RECONNECT_MS = 30_000;
 
@@ -115,6 +116,9 @@ export class MqttLink {
         const lasted = performance.now() - connectedAt;
         connectedAt = undefined;
         shortSessions = lasted < SHORT_SESSION_MS ? shortSessions + 1 : 0;
+        // A connection that lasted starts the backoff again; one the broker closed at once (another
+        // client holding the id) goes on backing off, or two clones reconnect every second for ever.
+        if (shortSessions === 0) failures = 0;
         if (shortSessions >= SHORT_SESSIONS_BEFORE_WARNING && performance.now() - warnedAt >= SESSION_WARNING_EVERY_MS) {
           warnedAt = performance.now();
           logger.warn(
@@ -129,7 +133,6 @@ export class MqttLink {
       client.options.reconnectPeriod = Math.round(period * (0.8 + 0.4 * this.#random()));
     });
     client.on('connect', () => {
-      failures = 0;
       refusals = 0;
       connectedAt = performance.now();
       logger.info({ broker: broker.url }, 'connected to the broker');

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,5 +26,14 @@ test('two agents given one config (a cloned SD card) take the broker connection 
   }
   const warned = () => logs.filter(({ lines }) => lines.some((line) => line.level >= 40 && warning.test(line.msg))).length;
   await waitFor(() => warned() === 2, 20_000, 'both agents warned');
+  // And they back off, rather than take the connection from each other every reconnect period
+  // (200 ms here; 1 s by default) for as long as both run: after the warning's three short
+  // sessions the period has grown to 1.6 s and more, doubling up to 30 s.
+  const connects = () => logs.reduce((sum, { lines }) => sum + lines.filter((line) => line.msg === 'connected to the broker').length, 0);
+  const before = connects();
+  await new Promise((resolve) => setTimeout(resolve, 4000));
+  const during = connects() - before;
+  t.diagnostic(`${during} connects of the two agents in 4 s after both warned`);
+  assert.ok(during <= 6, `${during} connects in 4 s: the agents did not back off`);
 });
 
