@@ -233,7 +233,7 @@ export class Agent {
       allowedTopic: (topic) => topic === reports,
       onPendingChange: (pending) => this.metrics.outboxPending.set(pending),
     });
-    this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock, undefined, undefined, options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS);
+    this.#heartbeat = new HeartbeatBuilder(config.deviceId, deps.clock, { intervalMs: options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS });
     this.#serving = new ServingSlots({
       store: this.#store,
       publicKey: this.#publicKey,

@@ -19,18 +19,23 @@ export class HeartbeatBuilder {
   #lastCpu = process.cpuUsage();
   #lastTick: number;
 
+  /** Milliseconds on a clock that never steps back. */
+  readonly monotonic: () => number;
+  /** Identifies this agent run in every heartbeat (`runId`). */
+  readonly runId: string;
+  /** How often the agent sends one (`intervalSeconds`), when it says. */
+  readonly intervalMs: number | undefined;
+
   constructor(
     readonly deviceId: string,
     /** The wall clock, for `sentAt`. */
     readonly clock: () => Date,
-    /** Milliseconds on a clock that never steps back. */
-    readonly monotonic: () => number = () => performance.now(),
-    /** Identifies this agent run in every heartbeat (`runId`). */
-    readonly runId: string = newMessageId(),
-    /** How often the agent sends one (`intervalSeconds`), when it says. */
-    readonly intervalMs?: number,
+    options: { monotonic?: () => number; runId?: string; intervalMs?: number } = {},
   ) {
-    this.#startedAt = monotonic();
+    this.monotonic = options.monotonic ?? (() => performance.now());
+    this.runId = options.runId ?? newMessageId();
+    this.intervalMs = options.intervalMs;
+    this.#startedAt = this.monotonic();
     this.#lastTick = this.#startedAt;
   }
 

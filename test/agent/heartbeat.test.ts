@@ -8,7 +8,7 @@ const serving = { predictions: 0, errors: 0, shadowRows: 0, shadowAgreements: 0,
 test('a wall clock stepped backwards (an NTP correction) leaves uptime and CPU measured on the monotonic clock', () => {
   let wall = Date.parse('2026-03-01T09:00:00Z');
   let monotonic = 1000;
-  const heartbeat = new HeartbeatBuilder('dev-a', () => new Date(wall), () => monotonic);
+  const heartbeat = new HeartbeatBuilder('dev-a', () => new Date(wall), { monotonic: () => monotonic });
   wall -= 3_600_000; // the clock jumps an hour back
   monotonic += 30_000;
   const beat = heartbeat.build(slots, serving);
