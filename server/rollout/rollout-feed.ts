@@ -13,6 +13,9 @@ interface Subscriber {
   closed: boolean;
 }
 
+/** How often a pass reads again when the rollout changed while it read (RolloutFeed#pump). */
+const MAX_UNSETTLED_READS = 3;
+
 /**
  * Live changes of rollouts for SSE and gRPC watchers. Each subscriber first gets the current
  * state and the whole decision log, then every new revision and decision. Changes committed by
@@ -66,6 +69,7 @@ export class RolloutFeed {
       return;
     }
     subscriber.running = (async () => {
+      let unsettled = 0;
       do {
         subscriber.again = false;
         // Decisions are written only with a commit, which moves the revision: while it stands there
@@ -76,6 +80,15 @@ export class RolloutFeed {
         if (subscriber.closed || !record) return;
         // Decisions first: a watcher that ends on a terminal state has seen the decisions behind it.
         const decisions = await this.#repository.decisions(subscriber.id, subscriber.lastDecisionId ? { afterId: subscriber.lastDecisionId } : {});
+        if (subscriber.closed) return;
+        // A commit between the two reads (another server's, on a shared database) put its decisions
+        // in the list but not its state in the record: sent now, the watcher would see a decision
+        // and then an older state. Read again, a few times; under commits that never stop, send.
+        if (unsettled < MAX_UNSETTLED_READS && (await this.#repository.revisionOf(subscriber.id)) !== record.revision) {
+          unsettled++;
+          subscriber.again = true;
+          continue;
+        }
         for (const decision of decisions) {
           if (subscriber.closed) return;
           subscriber.lastDecisionId = decision.id;

@@ -38,3 +38,32 @@ test('the rollout feed reads a rollout only when its revision moved: an idle wat
   assert.equal(events.filter((event) => event.type === 'decision').length, started.decisions.length + delivered.decisions.length);
   assert.equal(loads, 2);
 });
+
+test('a commit landing between the feed reading a rollout and reading its decisions never shows a newer decision before an older state', async (t) => {
+  const started = startRollout('ro-race', specOf([{ setWeight: 50 }, { pause: {} }]), { type: 'start', at: T0, by: 'alice', devices: fleetOf(4), previousProduction: '1' });
+  const assign = started.actions.find((action) => action.kind === 'assign')!;
+  const delivered = next(started.state, { type: 'actionResult', at: T0 + 1000, actionId: assign.id, devices: (assign.kind === 'assign' ? assign.devices : []).map((deviceId) => ({ deviceId, outcome: 'delivered' as const })) });
+  assert.ok(delivered.decisions.length > 0, 'the second revision decides something');
+  // Another server commits the second revision after this one loaded the first, before it reads the decisions.
+  let raced = false;
+  class RacedRepository extends InMemoryRolloutRepository {
+    override async decisions(id: string, options?: { afterId?: string; limit?: number }) {
+      if (!raced) {
+        raced = true;
+        await this.commit('ro-race', { expectedRevision: 1, state: delivered.state, pendingActions: delivered.actions, executedActionIds: [assign.id], decisions: delivered.decisions });
+      }
+      return super.decisions(id, options);
+    }
+  }
+  const repository = new RacedRepository();
+  await repository.create({ state: started.state, pendingActions: started.actions, decisions: started.decisions });
+  const feed = new RolloutFeed(repository, { pollMs: 10 });
+  t.after(() => feed.close());
+  const events: RolloutFeedEvent[] = [];
+  t.after(feed.subscribe('ro-race', (event) => events.push(event), (error) => assert.fail(String(error))));
+  await new Promise((resolve) => setTimeout(resolve, 100));
+
+  assert.ok(raced);
+  const kinds = events.map((event) => (event.type === 'state' ? `state ${event.record.revision}` : 'decision'));
+  assert.deepEqual(kinds, [...Array(started.decisions.length + delivered.decisions.length).fill('decision'), 'state 2'], 'every decision, then the state they lead to');
+});
