@@ -23,6 +23,7 @@ import { MissedDeviceEvents } from './missed-device-events.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
 import { RolloutController } from './rollout-controller.ts';
 import { NotifyingRolloutRepository, RolloutFeed } from './rollout-feed.ts';
+import { LeaderMetrics } from './leader-metrics.ts';
 import { RolloutMetrics } from './rollout-metrics.ts';
 import { RolloutService } from './rollout-service.ts';
 
@@ -72,6 +73,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   const repository = new NotifyingRolloutRepository(new StoreRolloutRepository(ctx.store.engine), feed);
   const models = new RegistryModelStatus(ctx.store);
   const metrics = new RolloutMetrics(ctx.metrics.registry);
+  const leaderMetrics = new LeaderMetrics(ctx.metrics.registry);
   const fleet = ctx.signingKey.keyId;
   const providers = new MetricProviderResolver({
     builtin: new BuiltinProvider({
@@ -112,6 +114,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       await leadership.start({
         elected: async () => {
           controller?.stop();
+          leaderMetrics.stoppedDriving();
           readiness?.close(new Error('re-elected: a new controller drives the rollouts'));
           // With an external broker the store is enough to decide: the controller takes the rollouts
           // over (and operator commands, a rollback above all) before the broker connection, which
@@ -125,6 +128,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
           let resumed: readonly string[];
           try {
             resumed = await driving.recover();
+            // Driving from here on: rollout commands are taken (what needs the broker waits for it).
+            if (controller === driving) leaderMetrics.tookOver();
             log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished${waiting ? ' (their device commands wait for the broker connection)' : ''}`);
             if (fleetHandlers && waiting) {
               await fleetHandlers.elected();
@@ -137,6 +142,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
             if (controller === driving) {
               driving.stop();
               controller = undefined;
+              leaderMetrics.stoppedDriving();
             }
             throw error;
           }
@@ -148,6 +154,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
         deposed: () => {
           controller?.stop();
           controller = undefined;
+          leaderMetrics.stoppedDriving();
           readiness?.close(new Error('deposed before the broker connection was made: the device commands were not sent'));
           readiness = undefined;
           metrics.reset();
@@ -160,6 +167,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
       feed.close();
       const stopping = controller;
       controller = undefined;
+      leaderMetrics.stoppedDriving();
       stopping?.stop();
       // Device commands still waiting for the broker connection send nothing now.
       readiness?.close(new Error('the server is stopping before the broker connection was made: the device commands were not sent'));

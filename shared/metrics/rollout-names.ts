@@ -24,6 +24,10 @@ export const ROLLOUT_METRICS = {
   decisionTimestamp: 'fleetprune_rollout_decision_timestamp_seconds',
   /** Gauge: actions of the rollout whose last attempt failed, waiting for a retry (a revert that cannot reach the store or broker). */
   failingActions: 'fleetprune_rollout_failing_actions',
+  /** Gauge: 1 while this server drives the rollouts (the leader, its rollouts recovered: it takes rollout commands, and what needs an external broker waits for it); 0 on a standby, while it takes over, and after a takeover failed. */
+  leader: 'fleetprune_rollout_leader',
+  /** Counter: times this server took the rollouts over (its first election included): more than one is a failover to it. */
+  takeovers: 'fleetprune_rollout_takeovers_total',
 } as const;
 
 /**

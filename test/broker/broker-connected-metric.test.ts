@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
+import { ROLLOUT_METRICS } from '../../shared/metrics/rollout-names.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
@@ -42,6 +43,8 @@ test('fleetprune_fleet_broker_connected is 1 with the embedded broker', async (t
   const server = (await startTestServer(t))!;
   assert.equal(await metric(server, PROTOCOL_METRICS.brokerActive), 1);
   assert.equal(await metric(server, PROTOCOL_METRICS.brokerConnected), 1);
+  assert.equal(await metric(server, ROLLOUT_METRICS.leader), 1, 'the single server drives the rollouts');
+  assert.equal(await metric(server, ROLLOUT_METRICS.takeovers), 1);
 });
 
 test('a server started while its external broker is down holds the broker side (broker_active 1) and says it is not connected, in /metrics and the devices list, rather than as a standby would (connected: null)', async (t) => {
@@ -56,4 +59,6 @@ test('a server started while its external broker is down holds the broker side (
   assert.equal(await metric(server, PROTOCOL_METRICS.brokerConnected), 0);
   const devices = (await (await server.request('GET', '/api/devices')).json()) as { broker?: { connected: boolean | null } };
   assert.equal(devices.broker?.connected, false, 'not connected, not "a standby"');
+  // It drives the rollouts all the same: rollout commands, a rollback above all, are taken and wait for the broker.
+  await waitFor(async () => (await metric(server, ROLLOUT_METRICS.leader)) === 1, 15_000, 'the server to drive the rollouts while its broker is down');
 });

@@ -21,6 +21,8 @@ import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server
 interface Running extends TestServer {
   brokerActive(): Promise<number>;
   brokerConnected(): Promise<number>;
+  /** fleetprune_rollout_leader and fleetprune_rollout_takeovers_total, as `leader/takeovers`. */
+  driving(): Promise<string>;
 }
 
 /**
@@ -66,6 +68,10 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
       ...base,
       brokerActive: async () => Number(/^fleetprune_fleet_broker_active (\d)/m.exec(await (await fetch(`${base.baseUrl}/metrics`)).text())?.[1]),
       brokerConnected: async () => Number(/^fleetprune_fleet_broker_connected (\d)/m.exec(await (await fetch(`${base.baseUrl}/metrics`)).text())?.[1]),
+      driving: async () => {
+        const text = await (await fetch(`${base.baseUrl}/metrics`)).text();
+        return `${/^fleetprune_rollout_leader (\d+)$/m.exec(text)?.[1]}/${/^fleetprune_rollout_takeovers_total (\d+)$/m.exec(text)?.[1]}`;
+      },
     };
   };
 
@@ -73,6 +79,7 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   const b = await start('b');
   assert.equal(await a.brokerActive(), 1, 'the leader holds the broker connection');
   assert.equal(await b.brokerActive(), 0, 'the standby does not connect');
+  assert.deepEqual([await a.driving(), await b.driving()], ['1/1', '0/0'], 'the leader drives the rollouts, taken over once; the standby never took them');
   const leader = (await (await b.request('GET', '/api/rollouts/leader')).json()) as { leader: string; isLeader: boolean };
   assert.equal(leader.isLeader, false);
 
@@ -123,6 +130,9 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   await until(`the new leader (${winner}) alone to hold the broker`, async () => ((await states()) === expected ? true : undefined), 10_000);
   await new Promise((resolve) => setTimeout(resolve, 1000));
   assert.equal(await states(), expected, 'exactly one server holds the broker');
+  // The new election shows on the winner: it drives, and counts one more takeover.
+  const drivingAfter = winner === 'a' ? '1/2,0/0' : '0/1,1/1';
+  await until(`the winner (${winner}) to drive the rollouts, one more takeover counted`, async () => ([await a.driving(), await b.driving()].join(',') === drivingAfter ? true : undefined), 10_000);
 
   // The leader goes; the standby is elected, connects, and drives the fleet.
   await a.server.close();
@@ -130,6 +140,7 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   // Holding the broker side (broker_active) from its election on; connected once its takeover is done.
   await until('the standby to take the broker side', async () => ((await b.brokerActive()) === 1 && (await b.brokerConnected()) === 1 ? true : undefined), 10_000);
   assert.ok(Date.now() - tookOverAt < 10_000);
+  await until('the standby to drive the rollouts: a failover to it, counted', async () => (/^1\/[12]$/.test(await b.driving()) ? true : undefined), 10_000);
   const second = await b.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'candidate', deviceIds: ['press-1'] } });
   assert.equal(second.status, 201, await second.clone().text());
   const { assignmentId } = (await second.json()) as { assignmentId: string };
