@@ -131,6 +131,7 @@ export class RegistryService {
       if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
     }
     await this.checkSameInterface(model, manifest, repos);
+    await this.checkParent(manifest, repos);
     const id = artifactId(manifest);
     // Of this model: servers before names had to match registered some artifacts under several.
     const same = await repos.models.findByArtifact(id, model);
@@ -162,6 +163,27 @@ export class RegistryService {
     const classes = nameDifference(latest.manifest.labels, shape.labels, 'class');
     if (classes) {
       throw new ServiceError('conflict', `model ${model} predicts other classes ${its}: ${classes}; /v1/predict callers read a version's answers by class name, index and probability order, and devices score its benchmark against their holdout's labels, so this one can replace none of its versions (give it another name)`);
+    }
+  }
+
+  /**
+   * Refuses a lineage naming a registered parent that cannot be this artifact's: pruning keeps a
+   * network's task, features and classes, so a parent that differs in any is another model's (a
+   * lineage signed wrongly), and the registry and dashboard would show it as this one's history.
+   * A parent registered nowhere is taken (listed as not registered): it may be kept elsewhere.
+   */
+  async checkParent(manifest: Manifest, repos: Repositories = this.store): Promise<void> {
+    const parentId = manifest.lineage.parentSha256;
+    if (parentId === null) return;
+    const parent = await repos.models.findByArtifact(parentId);
+    if (!parent) return;
+    const theirs = parent.manifest;
+    const difference =
+      theirs.task !== manifest.task
+        ? `it does ${theirs.task}, this one ${manifest.task}`
+        : (nameDifference(theirs.features, manifest.features, 'feature')?.replace(/^/, 'features: ') ?? nameDifference(theirs.labels, manifest.labels, 'class')?.replace(/^/, 'classes: '));
+    if (difference) {
+      throw new ServiceError('conflict', `manifest.lineage.parentSha256 names ${parent.model}@${parent.version} (artifact ${parentId.slice(0, 12)}…), which cannot be this model's parent: ${difference}; pruning keeps a network's task, features and classes, so this lineage is another model's`);
     }
   }
 

@@ -213,6 +213,36 @@ for (const engine of STORE_ENGINES) {
       await refusedEverywhere(t, server, cases.map(([manifest, difference]) => [manifest, `${its}${difference}${tail}`]));
     });
 
+    test("a lineage naming another model's artifact as the parent (other features or classes) is refused by check, push and gRPC; a parent of the same interface, or registered nowhere, is taken", async (t) => {
+      const env = await setup(t, engine);
+      if (!env) return;
+      const { server, signer } = env;
+      // wine@1: another model, with other features (as many, so its layers still add up).
+      const wine = await makeArtifact(t, { seed: 7, name: 'wine', privateKey: signer.privateKey });
+      const { signature: _signature, ...unsignedWine } = wine.manifest;
+      const wineManifest = signManifest({ ...unsignedWine, features: unsignedWine.features.map((name) => `wine_${name}`) }, signer.privateKey);
+      assert.equal((await pushArtifact(server, 'wine', wine.dir, wineManifest)).status, 201);
+      const wineId = artifactId(wineManifest);
+
+      const child = await makeArtifact(t, { seed: 8, parent: wineId, privateKey: signer.privateKey }); // an iris classifier claiming wine@1 as its parent
+      const features = child.manifest.features;
+      const few = (names: readonly string[]) => `${names.slice(0, 3).map((name) => JSON.stringify(name)).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
+      const expected =
+        `manifest.lineage.parentSha256 names wine@1 (artifact ${wineId.slice(0, 12)}…), which cannot be this model's parent: ` +
+        `features: ${features.length} there, ${features.length} here; this one lacks ${few(features.map((name) => `wine_${name}`))} and adds ${few(features)}; ` +
+        "pruning keeps a network's task, features and classes, so this lineage is another model's";
+      await uploadBlobs(server, child.dir, child.manifest); // refused for its lineage, not for missing files
+      await refusedEverywhere(t, server, [[child.manifest, expected]]);
+
+      // Its own model's artifact as the parent, or one this server does not hold, is a lineage it takes.
+      const general = await makeArtifact(t, { seed: 9, privateKey: signer.privateKey });
+      assert.equal((await pushArtifact(server, 'iris', general.dir, general.manifest)).status, 201);
+      const pruned = await makeArtifact(t, { seed: 10, parent: artifactId(general.manifest), privateKey: signer.privateKey });
+      assert.equal((await pushArtifact(server, 'iris', pruned.dir, pruned.manifest)).status, 201);
+      const elsewhere = await makeArtifact(t, { seed: 11, parent: 'ab'.repeat(32), privateKey: signer.privateKey });
+      assert.equal((await pushArtifact(server, 'iris', elsewhere.dir, elsewhere.manifest)).status, 201);
+    });
+
     test('an artifact an older server registered under another model too: pushing it again to its own model is refused as registered, by check and push alike', async (t) => {
       const env = await setup(t, engine);
       if (!env) return;
