@@ -10,7 +10,7 @@ interface AssignFlags extends ConnectionFlags {
   version: string;
   role: string;
   selector?: Record<string, string>;
-  device?: string;
+  device?: string[];
   allDevices?: boolean;
 }
 
@@ -20,7 +20,7 @@ export function registerAssignCommand(program: Command): void {
     .requiredOption('--version <version>', 'a version, an alias (candidate, production) or latest')
     .requiredOption('--role <role>', 'candidate (install and benchmark next to the active model) or active (serve it)', parseChoice(ROLES))
     .option('--selector <k=v,...>', 'every device whose labels match all pairs, e.g. site=osaka', parseLabelPairs)
-    .option('--device <ids>', 'these devices (comma-separated ids) instead of --selector')
+    .option('--device <ids>', 'these devices (comma-separated ids, repeatable) instead of --selector', (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((id) => id.trim())])
     .option('--all-devices', 'every live device of the fleet, instead of --selector or --device')
     .action(async (flags: AssignFlags) => {
       if ([flags.selector, flags.device, flags.allDevices].filter((given) => given !== undefined).length !== 1) {
@@ -29,7 +29,7 @@ export function registerAssignCommand(program: Command): void {
       // `--selector "$SITE"` with SITE unset would otherwise match every device of the fleet.
       if (flags.selector && Object.keys(flags.selector).length === 0) throw new UserError('--selector: no key=value pairs given (an empty selector would match every device)');
       // `--device "$IDS"` with IDS unset would otherwise reach the server as neither, and be refused as a missing --selector.
-      if (flags.device !== undefined && flags.device.split(',').every((id) => id.trim() === '')) throw new UserError('--device: no device ids given');
+      if (flags.device !== undefined && flags.device.every((id) => id === '')) throw new UserError('--device: no device ids given');
       await withConnection(flags, async (connection) => {
         const result = await connection.unary<{ assignment_id: string; model: string; version: string; role: string; devices: { device_id: string; online: boolean }[]; warnings?: string[] }>(
           'Assignments',
@@ -39,7 +39,7 @@ export function registerAssignCommand(program: Command): void {
             version: flags.version,
             role: flags.role,
             selector_json: flags.selector ? JSON.stringify({ matchLabels: flags.selector }) : '',
-            device_ids: flags.device ? flags.device.split(',').map((id) => id.trim()) : [],
+            device_ids: flags.device ?? [],
             all_devices: flags.allDevices === true,
           },
         );

@@ -450,3 +450,12 @@ test('assigning a version a rollout failed or rolled back goes through with a wa
   assert.equal(cli.stderr, `warning: ${warning}\n`);
   assert.match(cli.stdout, /^assignment \S+: iris@2 as candidate to 1 device\(s\)\n/);
 });
+
+test('fleetprune assign: --device repeated adds to the devices (as the comma-separated list does), instead of keeping only the last', async (t) => {
+  const server = await fleetServer(t);
+  for (const id of ['osaka-1', 'osaka-2', 'osaka-3']) await enroll(server, id, {});
+  const cli = await runCli(['assign', '--model', 'iris', '--version', '1', '--role', 'active', '--device', 'osaka-1', '--device', 'osaka-2,osaka-3', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(cli.stdout, /^assignment \S+: iris@1 as active to 3 device\(s\)\n/);
+  assert.deepEqual([...cli.stdout.matchAll(/^ {2}(\S+)\t/gm)].map((match) => match[1]).sort(), ['osaka-1', 'osaka-2', 'osaka-3']);
+});
