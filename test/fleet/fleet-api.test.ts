@@ -10,6 +10,7 @@ import { connectClient, waitFor } from '../helpers/mqtt-clients.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { grpcClient } from '../server/helpers/grpc-client.ts';
 import { runCli } from '../server/helpers/run-cli.ts';
+import { isOneLineError } from '../helpers/cli.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from '../server/helpers/test-server.ts';
 import { STORE_ENGINES } from '../server/helpers/store-engines.ts';
 
@@ -458,4 +459,8 @@ test('fleetprune assign: --device repeated adds to the devices (as the comma-sep
   assert.equal(cli.code, 0, cli.stderr);
   assert.match(cli.stdout, /^assignment \S+: iris@1 as active to 3 device\(s\)\n/);
   assert.deepEqual([...cli.stdout.matchAll(/^ {2}(\S+)\t/gm)].map((match) => match[1]).sort(), ['osaka-1', 'osaka-2', 'osaka-3']);
+  const twice = await runCli(['assign', '--model', 'iris', '--version', '1', '--role', 'active', '--device', 'osaka-1', '--device', 'osaka-1', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.notEqual(twice.code, 0);
+  assert.ok(isOneLineError(twice.stderr), twice.stderr);
+  assert.match(twice.stderr, /must not repeat a device/);
 });
