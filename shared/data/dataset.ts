@@ -240,6 +240,16 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     );
   }
 
+  // A number label with a stray text or infinite cell (a typo, "inf", "-") would otherwise read as
+  // hundreds of classes, refused for their size without a word of the cell: named by its line.
+  const stray = options.features || options.task !== undefined ? -1 : strayInNumberLabel(rawLabels);
+  if (stray >= 0) {
+    throw new UserError(
+      `${source}: line ${rowNumbers[stray]}: the label ${quoted(options.label)} is ${quoted(clipped(rawLabels[stray]!))}, not a finite number, where the other rows hold numbers: ` +
+        'fix or drop that row, or, if the labels are classes, give the task as classification (--task classification)',
+    );
+  }
+
   // Training data only: data read for an existing model (`features`) meets that model's mean, not its own.
   if (!options.features) assertFeatureSpansFitFloat32(x, featureNames, source);
 
@@ -315,6 +325,24 @@ function missingNumberLabel(labels: readonly string[]): number {
   if (first < 0) return -1;
   const numbers = labels.filter((label) => !isMissing(label));
   return numbers.length > 0 && numbers.every((label) => Number.isFinite(parseDecimal(label))) ? first : -1;
+}
+
+/** At most this share of a number label's cells may be other than finite numbers for them to read as strays rather than classes. */
+const STRAY_LABEL_SHARE = 0.05;
+
+/**
+ * The index of the first label that is not a finite number, when such labels are a few strays
+ * (at most STRAY_LABEL_SHARE of the rows) among numbers that would make a regression target on
+ * their own; -1 otherwise (all numbers, or text labels of classes, or a code such as "unknown"
+ * among a handful of integer classes).
+ */
+function strayInNumberLabel(labels: readonly string[]): number {
+  const isNumber = (label: string) => Number.isFinite(parseDecimal(label));
+  const first = labels.findIndex((label) => !isNumber(label));
+  if (first < 0) return -1;
+  const numbers = labels.filter(isNumber);
+  if (labels.length - numbers.length > STRAY_LABEL_SHARE * labels.length) return -1;
+  return numbers.length > 1 && inferTask(numbers) === 'regression' ? first : -1;
 }
 
 /** How few distinct values a label inferred as a regression target has before a warning asks whether they are classes. */

@@ -306,6 +306,25 @@ test('a number label with a gap written NaN is refused when the task is inferred
   assert.deepEqual(parseDataset(csv(codes), { label: 'fault', features: ['a', 'b'] }).y.slice(0, 3), [2, 0, 1]);
 });
 
+test('a number label with a stray text or infinite cell is refused naming its line, when the task is inferred; classes with a text code, or a task given, are not', () => {
+  const csv = (labels: string[]) => `a,b,target\n${labels.map((label, i) => `${i},${(i * 7) % 5},${label}`).join('\n')}\n`;
+  const measured = Array.from({ length: 60 }, (_, i) => String(25 + ((i * 37) % 280) + i / 10));
+  for (const cell of ['abc', 'Infinity', 'inf', '-']) {
+    const labels = measured.map((value, i) => (i === 8 ? cell : value));
+    assert.throws(
+      () => parseDataset(csv(labels), { label: 'target' }),
+      new RegExp(`^UserError: data: line 10: the label "target" is "${cell}", not a finite number, where the other rows hold numbers: fix or drop that row, or, if the labels are classes, give the task as classification \\(--task classification\\)$`),
+    );
+    assert.throws(() => parseDataset(csv(labels), { label: 'target', task: 'regression' }), /line 10: regression label ".*" is not a finite float32 number/);
+    assert.equal(parseDataset(csv(labels), { label: 'target', task: 'classification' }).task, 'classification');
+  }
+  // More than a few such cells are no strays: text classes with numbers among them.
+  assert.equal(parseDataset(csv(measured.map((value, i) => (i % 10 === 0 ? `kind${i}` : value))), { label: 'target' }).task, 'classification');
+  // A text code beside a handful of integer classes is a class too.
+  const codes = Array.from({ length: 30 }, (_, i) => (i === 4 ? 'unknown' : String(i % 3)));
+  assert.deepEqual(parseDataset(csv(codes), { label: 'target' }).classes, ['0', '1', '2', 'unknown']);
+});
+
 test('a quoted number with spaces inside its quotes (" 7 ") reads as the number, as an unquoted one with spaces around it does', () => {
   const quoted = parseDataset('x,y,label\n" 7 ",1,a\n"2.5 ", 3 ,b\n', { label: 'label' });
   assert.deepEqual(quoted.x, [[7, 1], [2.5, 3]]);
