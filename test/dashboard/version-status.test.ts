@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { renderModels, type VersionRow } from '../../server/dashboard/ui/models-view.ts';
+import { renderModels, sweepScoreLabel, type VersionRow } from '../../server/dashboard/ui/models-view.ts';
 
 const version = (v: string, extra: Partial<VersionRow>): VersionRow => ({
   model: 'iris',
@@ -33,4 +33,17 @@ test('the Models view marks a version a rollout failed or rolled back, its toolt
     ['rolled back bad (rolled back by token:ops (2026-12-03T10:00:00.000Z))'],
     [],
   ]);
+});
+
+test('the Models view says an absolute ε is one (models show does): 1000000 is no relative ε; the sweep chart names the score it plots', () => {
+  const html = renderModels([
+    version('1', {}),
+    version('2', { lineage: { epsilon: 0.3 }, manifest: { lineage: { epsilonMode: 'relative' } } }),
+    version('3', { lineage: { epsilon: 1000000 }, manifest: { lineage: { epsilonMode: 'absolute' } } }),
+  ]);
+  const rows = [...html.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((m) => m[1]!).filter((row) => row.includes('<td>'));
+  const epsilonCells = rows.map((row) => [...row.matchAll(/<td>([\s\S]*?)<\/td>/g)][2]![1]);
+  assert.deepEqual(epsilonCells, ['', '0.3', '1000000 (absolute)']);
+  assert.equal(sweepScoreLabel([{ epsilon: 0.1, params: 10, paramCut: 0.5, test: { accuracy: 0.9 } }]), 'test accuracy %');
+  assert.equal(sweepScoreLabel([{ epsilon: 0.1, params: 10, paramCut: 0.5, test: { mse: 3000, r2: 0.44 } }, { epsilon: 0.2, params: 8, paramCut: 0.6, test: null }]), 'test R²');
 });

@@ -8,7 +8,7 @@ export interface VersionRow {
   /** Registration order (the versions API pages by it). */
   seq: number;
   artifactId: string;
-  manifest: { architecture?: { layers?: number[]; params?: number; flopsPerSample?: number } };
+  manifest: { architecture?: { layers?: number[]; params?: number; flopsPerSample?: number }; lineage?: { epsilonMode?: string | null } };
   lineage: { parent?: { model: string; version: string } | null; parentArtifactId?: string | null; epsilon?: number | null };
   metrics: { test?: Record<string, number> };
   aliases: string[];
@@ -43,7 +43,7 @@ export function renderModels(versions: readonly VersionRow[]): string {
     return `<tr>
       <td>${userText(v.model)}@${userText(v.version)}</td>
       <td>${lineage}</td>
-      <td>${esc(v.lineage.epsilon)}</td>
+      <td>${esc(epsilonText(v))}</td>
       <td>${esc((arch.layers ?? []).join('-'))}</td>
       <td>${esc(arch.params)}</td>
       <td>${esc(arch.flopsPerSample)}</td>
@@ -52,6 +52,18 @@ export function renderModels(versions: readonly VersionRow[]): string {
     </tr>`;
   });
   return table(['version', 'lineage', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases and status'], rows, 'No models registered yet.');
+}
+
+/** The version's ε as `models show` prints it: an absolute one says so (a relative ε lies in (0, 1), an absolute one anywhere above 0). */
+function epsilonText(v: VersionRow): string {
+  const { epsilon } = v.lineage;
+  if (epsilon === null || epsilon === undefined) return '';
+  return v.manifest.lineage?.epsilonMode === 'absolute' ? `${epsilon} (absolute)` : String(epsilon);
+}
+
+/** What the sweep chart's score axis plots: a classifier's accuracy in percent, a regression model's R² (higher is better on both). */
+export function sweepScoreLabel(points: readonly SweepPoint[]): string {
+  return points.some((p) => typeof p.test?.accuracy === 'number') ? 'test accuracy %' : 'test R²';
 }
 
 let sweepPlot: uPlot | undefined;
@@ -77,6 +89,7 @@ export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | 
   }
   const points = [...sweep].sort((a, b) => a.epsilon - b.epsilon);
   const score = (p: SweepPoint) => (p.test ? (typeof p.test.accuracy === 'number' ? p.test.accuracy * 100 : p.test.r2 ?? null) : null);
+  const scoreLabel = sweepScoreLabel(points);
   const title = document.createElement('h3');
   title.textContent = 'ε sweep of the newest pruning job';
   target.append(title);
@@ -85,11 +98,11 @@ export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | 
       width: Math.min(720, target.clientWidth || 720),
       height: 220,
       scales: { x: { time: false } },
-      axes: [{ label: 'ε' }, { label: 'params kept %', scale: 'y' }, { label: 'test score', side: 1, scale: 'score', grid: { show: false } }],
+      axes: [{ label: 'ε' }, { label: 'params kept %', scale: 'y' }, { label: scoreLabel, side: 1, scale: 'score', grid: { show: false } }],
       series: [
         { label: 'ε' },
         { label: 'params kept %', stroke: '#2457c5', scale: 'y' },
-        { label: 'test score', stroke: '#1a7f37', scale: 'score' },
+        { label: scoreLabel, stroke: '#1a7f37', scale: 'score' },
       ],
     },
     [points.map((p) => p.epsilon), points.map((p) => (1 - p.paramCut) * 100), points.map(score)] as uPlot.AlignedData,
