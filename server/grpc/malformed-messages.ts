@@ -24,13 +24,22 @@ export function tolerantService(service: ServiceDefinition): ServiceDefinition {
     const descriptor = (method as { requestType?: { type?: MessageDescriptor } }).requestType?.type;
     const type = descriptor?.name ?? 'request';
     const requestDeserialize = (bytes: Buffer): unknown => {
+      const fieldProblem = (): string | null => (descriptor ? stringFieldProblem(bytes, descriptor, (name) => fleetpruneMessageType(name) as MessageDescriptor | undefined) : null);
       try {
         const message = decode(bytes);
-        const problem = descriptor ? stringFieldProblem(bytes, descriptor, (name) => fleetpruneMessageType(name) as MessageDescriptor | undefined) : null;
+        const problem = fieldProblem();
         return problem ? ({ [MALFORMED]: problem } satisfies Malformed) : message;
       } catch (error) {
+        // A number or bool field sent length-delimited (or as fixed32 where a varint belongs) fails
+        // the decoder with a reason about byte offsets: the field and its wire type say more.
+        let problem: string | null = null;
+        try {
+          problem = fieldProblem();
+        } catch {
+          // bytes the walk cannot read either: the decoder's reason stands
+        }
         const reason = error instanceof Error ? error.message : String(error);
-        return { [MALFORMED]: `request: not a valid fleetprune.v1.${type} message (${reason})` } satisfies Malformed;
+        return { [MALFORMED]: problem ?? `request: not a valid fleetprune.v1.${type} message (${reason})` } satisfies Malformed;
       }
     };
     return [name, { ...method, requestDeserialize }];

@@ -64,6 +64,12 @@ test('gRPC string fields that are not UTF-8 are INVALID_ARGUMENT naming the fiel
   const mismatched = await send('CreateToken', asVarint);
   assert.equal(mismatched?.code, status.INVALID_ARGUMENT, outcome(mismatched));
   assert.match(mismatched.details, /^label: sent with wire type 0/);
+  // A number sent length-delimited, or as fixed32, fails the decoder itself: named all the same, not by byte offsets.
+  for (const [bytes, wire] of [[lengthField(3, Buffer.from('abc')), 2], [Buffer.from([(3 << 3) | 5, 1, 0, 0, 0]), 5]] as const) {
+    const number = await send('CreateToken', Buffer.concat([role, bytes]));
+    assert.equal(number?.code, status.INVALID_ARGUMENT, outcome(number));
+    assert.equal(number.details, `expires_in_s: sent with wire type ${wire}, not the 0 of its declared type`);
+  }
   assert.deepEqual(await labels(), before, 'no token was stored');
 
   // U+FFFD itself is text: sent as UTF-8, it is stored as sent. Unknown fields are skipped.
