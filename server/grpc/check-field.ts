@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 
@@ -7,4 +7,22 @@ export function checkField<T>(schema: z.ZodType<T>, value: unknown, field: strin
   const parsed = schema.safeParse(value);
   if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, field));
   return parsed.data;
+}
+
+/**
+ * A gRPC request checked against the schema of the REST body it maps to (`body`); a failure is
+ * INVALID_ARGUMENT naming the proto's fields, not the body's: `fields` maps each body field whose
+ * name differs to its proto field (`brokerUrl` → `broker_url`): `request.broker_url: …`,
+ * `request.selector_json.matchLabels.a: …`.
+ */
+export function checkRequest<T>(schema: z.ZodType<T>, body: Record<string, unknown>, fields: Readonly<Record<string, string>>): T {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const renamed = parsed.error.issues.map((issue) => {
+    const [head, ...rest] = issue.path;
+    const field = typeof head === 'string' && Object.hasOwn(fields, head) ? fields[head]! : head;
+    // Unknown keys are the body's, which the handler built: none reach here from a caller.
+    return { ...issue, path: field === undefined ? [] : [field, ...rest] };
+  });
+  throw new ServiceError('bad_request', describeIssues(new z.ZodError(renamed), 'request'));
 }

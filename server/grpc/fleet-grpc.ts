@@ -1,13 +1,14 @@
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { actorOf } from '../auth/principal.ts';
+import { ServiceError } from '../app/service-error.ts';
 import { AssignRequestSchema, type AssignmentService } from '../fleet/assignment-service.ts';
 import type { DeviceService } from '../fleet/device-service.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import { DeviceListQuerySchema, EnrollBodySchema } from '../http/routes/fleet-routes.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
-import { checkField } from './check-field.ts';
+import { checkField, checkRequest } from './check-field.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { parseJsonField } from './json-field.ts';
 
@@ -44,10 +45,10 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
       service: proto.Devices.service,
       implementation: {
         EnrollDevice: deviceHandlers.unary('EnrollDevice', 'write', async (req: { id: string; labels: Record<string, string>; broker_url: string; server_url: string }, principal) => {
-          const request = checkField(
+          const request = checkRequest(
             EnrollBodySchema,
             { id: req.id, labels: req.labels, ...(req.broker_url ? { brokerUrl: req.broker_url } : {}), ...(req.server_url ? { serverUrl: req.server_url } : {}) },
-            'request',
+            { brokerUrl: 'broker_url', serverUrl: 'server_url' },
           );
           const result = await devices.enrollDevice(request, actorOf(principal));
           return { agent_config_json: JSON.stringify(result.config, null, 2), broker_warning: result.brokerUpdated ? '' : result.warning };
@@ -72,7 +73,11 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           'write',
           async (req: { model: string; version: string; role: string; selector_json: string; device_ids: string[]; all_devices: boolean }, principal) => {
             const selector = parseJsonField(req.selector_json, 'selector_json');
-            const request = checkField(
+            // Said in the proto's names here: the schema's own refusal names the REST body's fields.
+            if ([selector !== undefined, req.device_ids.length > 0, req.all_devices].filter(Boolean).length !== 1) {
+              throw new ServiceError('bad_request', 'give exactly one of selector_json, device_ids and all_devices');
+            }
+            const request = checkRequest(
               AssignRequestSchema,
               {
                 model: req.model,
@@ -82,7 +87,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
                 ...(req.device_ids.length > 0 ? { deviceIds: req.device_ids } : {}),
                 ...(req.all_devices ? { allDevices: true } : {}),
               },
-              'request',
+              { selector: 'selector_json', deviceIds: 'device_ids', allDevices: 'all_devices' },
             );
             const result = await assignments.assign(request, actorOf(principal));
             return {

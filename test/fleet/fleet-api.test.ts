@@ -84,7 +84,7 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   }
   const devicesGrpc = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
   t.after(() => devicesGrpc.close());
-  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2c', labels: {}, broker_url: 'mqtt://' }), (error: any) => error.code === 3 && /brokerUrl: must name the broker's host/.test(error.details));
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2c', labels: {}, broker_url: 'mqtt://' }), (error: any) => error.code === 3 && /^request\.broker_url: must name the broker's host/.test(error.details));
   for (const id of ['x2a', 'x2b', 'x2c']) assert.equal((await server.request('GET', `/api/devices/${id}`)).status, 404, `${id} not enrolled`);
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x7', labels: { constructor: 'x' } }), (error: any) => error.code === 3 && /^request\.labels\.constructor: label key "constructor" is reserved$/.test(error.details));
   // protobufjs keeps a __proto__ map key as an own property; schema validation would drop it without a word.
@@ -161,8 +161,13 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
   t.after(() => grpc.close());
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabels":', device_ids: [] }), /selector_json: malformed JSON/);
   await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['nobody'] }), /no device nobody/);
-  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{}', device_ids: [] }), /selector: empty: it would match every device/);
-  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: ['osaka-1'], all_devices: true }), /exactly one of selector, deviceIds and allDevices/);
+  // Named by the proto's fields, not the REST body's (selector, deviceIds, allDevices).
+  const refusedAs = (details: RegExp) => (error: any) => (assert.equal(error.code, 3, error.details), assert.match(error.details, details), true);
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{}', device_ids: [] }), refusedAs(/^request\.selector_json: empty: it would match every device/));
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabels":{"a":1}}', device_ids: [] }), refusedAs(/^request\.selector_json\.matchLabels\.a: /));
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: ['osaka-1'], all_devices: true }), refusedAs(/^give exactly one of selector_json, device_ids and all_devices$/));
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: [] }), refusedAs(/^give exactly one of selector_json, device_ids and all_devices$/));
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['osaka-1', 'osaka-1'] }), refusedAs(/^request\.device_ids: must not repeat a device$/));
   assert.equal(await fleetSnapshot(server), before);
 
   const response = await server.request('POST', '/api/assignments', { json: { ...good, selector: { matchLabels: { site: 'osaka' } } } });
