@@ -30,6 +30,9 @@ const PING_ANSWER_MS = 10_000;
 /** How long a unary call waits for its answer. */
 const CALL_DEADLINE_MS = 60_000;
 
+/** Calls that read and change nothing (the proto's List*, Get*, Watch*, DownloadBlob, CheckPush). */
+const READ_ONLY_METHOD = /^(List|Get|Watch|Download|Check)[A-Z]/;
+
 /** How long explain() waits for its own lookup of a host name grpc-js could not resolve. */
 const LOOKUP_AGAIN_MS = 3_000;
 
@@ -130,7 +133,7 @@ export class ServerConnection {
     const client = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
       client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (error: GrpcError | null, response: Res) =>
-        error ? this.explain(error).then(reject, reject) : resolve(response),
+        error ? this.explain(error, method).then(reject, reject) : resolve(response),
       );
     });
   }
@@ -145,7 +148,7 @@ export class ServerConnection {
       let failed = false;
       call.on('error', (error: GrpcError) => {
         failed = true;
-        void this.explain(error).then(reject, reject);
+        void this.explain(error, method).then(reject, reject);
       });
       call.on('end', () => failed || resolve());
     });
@@ -156,7 +159,7 @@ export class ServerConnection {
     const client = this.client(service) as unknown as Record<string, Function>;
     return new Promise((resolve, reject) => {
       const call = client[method]!.call(client, this.#metadata, (error: GrpcError | null, response: Res) =>
-        error ? this.explain(error).then(reject, reject) : resolve(response),
+        error ? this.explain(error, method).then(reject, reject) : resolve(response),
       );
       (async () => {
         for await (const message of messages) {
@@ -174,9 +177,12 @@ export class ServerConnection {
     for (const client of this.#clients) client.close();
   }
 
-  /** The error as one line for the user; the gRPC error is its cause (callers may read its code). */
-  describe(error: GrpcError): UserError {
-    const described = this.#describe(error);
+  /**
+   * The error as one line for the user; the gRPC error is its cause (callers may read its code).
+   * `method`: the call that failed, whose kind (a read, or a change) says what a lost answer means.
+   */
+  describe(error: GrpcError, method?: string): UserError {
+    const described = this.#describe(error, method);
     return new UserError(described.message, { exitCode: described.exitCode, cause: error });
   }
 
@@ -185,8 +191,8 @@ export class ServerConnection {
    * resolution failed", for a name that does not exist (a typo: exit 2) as for a DNS server that
    * did not answer (EAI_AGAIN: exit 5, as an unreachable server, since trying again may work).
    */
-  async explain(error: GrpcError): Promise<UserError> {
-    const described = this.describe(error);
+  async explain(error: GrpcError, method?: string): Promise<UserError> {
+    const described = this.describe(error, method);
     if (error.code !== GrpcStatus.UNAVAILABLE || !NAME_NOT_RESOLVED.test(error.details ?? '')) return described;
     const host = hostOf(this.address.replace(/^dns:(\/\/[^/]*\/)?/, ''));
     // Not as long as the resolver's own timeout again: a DNS server that does not answer now is the case to tell.
@@ -214,7 +220,12 @@ export class ServerConnection {
   }
 
 
-  #describe(error: GrpcError): UserError {
+  #describe(error: GrpcError, method?: string): UserError {
+    // An answer lost on the way: a read changed nothing and may simply be tried again.
+    const unanswered =
+      method !== undefined && READ_ONLY_METHOD.test(method)
+        ? 'it asked for no change: try again'
+        : 'a change asked for may have been made all the same: check (list or status) before retrying';
     // Something that speaks HTTP/2 but not gRPC answered (another service, a proxy's error page):
     // grpc-js reports its HTTP status, or a stream that ended without a gRPC status.
     const notGrpc = /^Received HTTP status code (\d+)/.exec(error.details ?? '')?.[1] ?? (/Call ended without gRPC status/.test(error.details ?? '') ? 'without a gRPC status' : undefined);
@@ -229,7 +240,7 @@ export class ServerConnection {
         // Connected, then lost: the server stopped answering pings (a frozen process, a host gone)
         // or the link broke, while the call was on its way.
         if (/^Connection dropped/.test(error.details)) {
-          return new UserError(`the connection to the server at ${this.address} dropped before it answered (it stopped answering, or the network failed); a change asked for may have been made all the same: check (list or status) before retrying`, { exitCode: UNREACHABLE_EXIT_CODE });
+          return new UserError(`the connection to the server at ${this.address} dropped before it answered (it stopped answering, or the network failed); ${unanswered}`, { exitCode: UNREACHABLE_EXIT_CODE });
         }
         // grpc-js: "Name resolution failed for target dns:HOST:PORT", a typo in the host most often.
         if (NAME_NOT_RESOLVED.test(error.details)) {
@@ -259,7 +270,7 @@ export class ServerConnection {
       case GrpcStatus.CANCELLED:
         // The server ended the call before it answered: it shut down or restarted (a kill -9 is a
         // dropped connection instead). The CLI cancels none of its own calls before they end.
-        return new UserError(`the server at ${this.address} ended the call before it answered (it shut down or restarted); a change asked for may have been made all the same: check (list or status) before retrying`, { exitCode: UNREACHABLE_EXIT_CODE });
+        return new UserError(`the server at ${this.address} ended the call before it answered (it shut down or restarted); ${unanswered}`, { exitCode: UNREACHABLE_EXIT_CODE });
       case GrpcStatus.UNAUTHENTICATED:
         return new UserError(`not authenticated: ${error.details}`);
       case GrpcStatus.PERMISSION_DENIED:
@@ -267,7 +278,7 @@ export class ServerConnection {
       case GrpcStatus.DEADLINE_EXCEEDED:
         // The server may have finished the work after the client stopped waiting (it refuses only
         // calls whose deadline passed before it started them).
-        return new UserError(`the server at ${this.address} did not answer within ${CALL_DEADLINE_MS / 1000} s; a change asked for may have been made all the same: check (list or status) before retrying`, { exitCode: UNREACHABLE_EXIT_CODE });
+        return new UserError(`the server at ${this.address} did not answer within ${CALL_DEADLINE_MS / 1000} s; ${unanswered}`, { exitCode: UNREACHABLE_EXIT_CODE });
       case GrpcStatus.INTERNAL:
       case GrpcStatus.UNKNOWN:
         return new UserError(`server error: ${error.details}`, { exitCode: 1 });

@@ -7,8 +7,8 @@ const failure = (code: status, details: string): ServiceError => Object.assign(n
 
 test('the CLI names what a failed call means for the change it asked for: a deadline or a dropped connection may have let it happen', () => {
   const connection = new ServerConnection({ server: '127.0.0.1:9', token: 'x' });
-  const described = (code: status, details: string) => {
-    const error = connection.describe(failure(code, details));
+  const described = (code: status, details: string, method = 'RollbackRollout') => {
+    const error = connection.describe(failure(code, details), method);
     return [error.message, error.exitCode];
   };
   // A call whose connection dropped mid-way (keepalive pings unanswered): it said "is that its gRPC port?".
@@ -23,6 +23,14 @@ test('the CLI names what a failed call means for the change it asked for: a dead
   // The server shut down or restarted during the call (grpc-js: "Call cancelled"): it said that alone, exit 2.
   assert.deepEqual(described(status.CANCELLED, 'Call cancelled'), [
     'the server at 127.0.0.1:9 ended the call before it answered (it shut down or restarted); a change asked for may have been made all the same: check (list or status) before retrying',
+    5,
+  ]);
+  // A read asked for no change: it is simply tried again.
+  for (const method of ['ListModels', 'GetRollout', 'WatchRollout', 'DownloadBlob', 'CheckPush']) {
+    assert.deepEqual(described(status.DEADLINE_EXCEEDED, 'Deadline exceeded after 60.001s', method), ['the server at 127.0.0.1:9 did not answer within 60 s; it asked for no change: try again', 5], method);
+  }
+  assert.deepEqual(described(status.UNAVAILABLE, 'Connection dropped', 'ListDevices'), [
+    'the connection to the server at 127.0.0.1:9 dropped before it answered (it stopped answering, or the network failed); it asked for no change: try again',
     5,
   ]);
   // Never connected: as before.
