@@ -13,9 +13,6 @@ interface Subscriber {
   closed: boolean;
 }
 
-/** How often a pass reads again when the rollout changed while it read (RolloutFeed#pump). */
-const MAX_UNSETTLED_READS = 3;
-
 /**
  * Live changes of rollouts for SSE and gRPC watchers. Each subscriber first gets the current
  * state and the whole decision log, then every new revision and decision. Changes committed by
@@ -69,7 +66,6 @@ export class RolloutFeed {
       return;
     }
     subscriber.running = (async () => {
-      let unsettled = 0;
       do {
         subscriber.again = false;
         // Decisions are written only with a commit, which moves the revision: while it stands there
@@ -82,17 +78,18 @@ export class RolloutFeed {
         const decisions = await this.#repository.decisions(subscriber.id, subscriber.lastDecisionId ? { afterId: subscriber.lastDecisionId } : {});
         if (subscriber.closed) return;
         // A commit between the two reads (another server's, on a shared database) put its decisions
-        // in the list but not its state in the record: sent now, the watcher would see a decision
-        // and then an older state. Read again, a few times; under commits that never stop, send.
-        if (unsettled < MAX_UNSETTLED_READS && (await this.#repository.revisionOf(subscriber.id)) !== record.revision) {
-          unsettled++;
-          subscriber.again = true;
-          continue;
-        }
+        // in the list but not its state in the record: the record is older than the decisions, and
+        // sent after them it would show a newer decision, then an older state. The decisions go
+        // out; the state waits for the next read, which has them all behind it.
+        const settled = (await this.#repository.revisionOf(subscriber.id)) === record.revision;
         for (const decision of decisions) {
           if (subscriber.closed) return;
           subscriber.lastDecisionId = decision.id;
           subscriber.listener({ type: 'decision', decision });
+        }
+        if (!settled) {
+          subscriber.again = true;
+          continue;
         }
         if (record.revision > subscriber.revision && !subscriber.closed) {
           subscriber.revision = record.revision;

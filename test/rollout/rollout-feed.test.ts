@@ -67,3 +67,45 @@ test('a commit landing between the feed reading a rollout and reading its decisi
   const kinds = events.map((event) => (event.type === 'state' ? `state ${event.record.revision}` : 'decision'));
   assert.deepEqual(kinds, [...Array(started.decisions.length + delivered.decisions.length).fill('decision'), 'state 2'], 'every decision, then the state they lead to');
 });
+
+test('a burst of commits, each landing between the feed reading the rollout and its decisions, still never shows a decision before an older state', async (t) => {
+  const started = startRollout('ro-burst', specOf([{ setWeight: 50 }, { pause: {} }]), { type: 'start', at: T0, by: 'alice', devices: fleetOf(4), previousProduction: '1' });
+  // Another server commits a revision with one decision during each of the first four decision reads.
+  let raced = 0;
+  class BurstRepository extends InMemoryRolloutRepository {
+    override async decisions(id: string, options?: { afterId?: string; limit?: number }) {
+      if (raced < 4) {
+        raced += 1;
+        const revision = (await this.revisionOf(id))!;
+        const note = { id: `note-${raced}`, rolloutId: id, at: T0 + raced, kind: 'command' as const, stepIndex: 0, verdict: 'note', message: `note ${raced}` };
+        await this.commit(id, { expectedRevision: revision, state: started.state, pendingActions: [], executedActionIds: [], decisions: [note] });
+      }
+      return super.decisions(id, options);
+    }
+  }
+  const repository = new BurstRepository();
+  await repository.create({ state: started.state, pendingActions: started.actions, decisions: started.decisions });
+  const feed = new RolloutFeed(repository, { pollMs: 10 });
+  t.after(() => feed.close());
+  const events: RolloutFeedEvent[] = [];
+  t.after(feed.subscribe('ro-burst', (event) => events.push(event), (error) => assert.fail(String(error))));
+  await new Promise((resolve) => setTimeout(resolve, 150));
+
+  assert.equal(raced, 4);
+  // Each state comes after every decision of its own revision and before any of a later one.
+  const noteRevision = (id: string) => (id.startsWith('note-') ? 1 + Number(id.slice(5)) : 1);
+  let shownRevision = 0;
+  let newestDecision = 0;
+  for (const event of events) {
+    if (event.type === 'state') {
+      assert.ok(event.record.revision >= newestDecision, `the state of revision ${event.record.revision} came after a decision of revision ${newestDecision}`);
+      shownRevision = event.record.revision;
+    } else {
+      newestDecision = Math.max(newestDecision, noteRevision(event.decision.id));
+      assert.ok(noteRevision(event.decision.id) > shownRevision, `decision ${event.decision.id} came after the state of revision ${shownRevision}`);
+    }
+  }
+  const states = events.filter((event): event is Extract<RolloutFeedEvent, { type: 'state' }> => event.type === 'state').map((event) => event.record.revision);
+  assert.deepEqual(states.at(-1), 5, 'the newest state is shown');
+  assert.deepEqual(events.filter((event) => event.type === 'decision').length, started.decisions.length + 4, 'every decision once');
+});
