@@ -13,14 +13,18 @@ export class LeaderMetrics {
 
   constructor(registry: Registry) {
     this.#leader = new Gauge({ name: ROLLOUT_METRICS.leader, help: '1 while this server drives the rollouts (the leader, its rollouts recovered), else 0', registers: [registry] });
-    this.#takeovers = new Counter({ name: ROLLOUT_METRICS.takeovers, help: 'Times this server took the rollouts over (its first election included)', registers: [registry] });
+    this.#takeovers = new Counter({ name: ROLLOUT_METRICS.takeovers, help: 'Takeovers of the rollouts this server finished, the broker side included (its first election included)', registers: [registry] });
     this.#leader.set(0);
   }
 
   /** The rollouts are recovered: this server drives them (and takes rollout commands). */
+  driving(): void {
+    this.#leader.set(1);
+  }
+
+  /** The takeover is done, the broker side (if any) taken too. */
   tookOver(): void {
     this.#takeovers.inc();
-    this.#leader.set(1);
   }
 
   /** Deposed, stopping, or a takeover that failed: this server drives nothing. */

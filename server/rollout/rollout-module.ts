@@ -128,13 +128,19 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
           let resumed: readonly string[];
           try {
             resumed = await driving.recover();
+            // Deposed while recovering (the leadership's check lost the lock): taking the broker side
+            // now would make a server that no longer leads connect as the leader.
+            if (controller !== driving) throw new Error('deposed while recovering the rollouts');
             // Driving from here on: rollout commands are taken (what needs the broker waits for it).
-            if (controller === driving) leaderMetrics.tookOver();
+            leaderMetrics.driving();
             log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished${waiting ? ' (their device commands wait for the broker connection)' : ''}`);
             if (fleetHandlers && waiting) {
               await fleetHandlers.elected();
               waiting.open();
             }
+            // Counted once done: a takeover failing again and again (a broker refusing the server's
+            // password) is not a failover every poll.
+            if (controller === driving) leaderMetrics.tookOver();
           } catch (error) {
             // The takeover failed (the broker refuses the server's password, or deposed meanwhile):
             // this server does not drive rollouts it cannot deliver.

@@ -26,7 +26,7 @@ export const ROLLOUT_METRICS = {
   failingActions: 'fleetprune_rollout_failing_actions',
   /** Gauge: 1 while this server drives the rollouts (the leader, its rollouts recovered: it takes rollout commands, and what needs an external broker waits for it); 0 on a standby, while it takes over, and after a takeover failed. */
   leader: 'fleetprune_rollout_leader',
-  /** Counter: times this server took the rollouts over (its first election included): more than one is a failover to it. */
+  /** Counter: takeovers of the rollouts this server finished, the broker side included (its first election included): more than one is a failover to it; one that failed is not counted. */
   takeovers: 'fleetprune_rollout_takeovers_total',
 } as const;
 
