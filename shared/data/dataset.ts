@@ -242,11 +242,13 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
 
   // A number label with a stray text or infinite cell (a typo, "inf", "-") would otherwise read as
   // hundreds of classes, refused for their size without a word of the cell: named by its line.
-  const stray = options.features || options.task !== undefined ? -1 : strayInNumberLabel(rawLabels);
-  if (stray >= 0) {
+  const strays = options.features || options.task !== undefined ? [] : straysInNumberLabel(rawLabels);
+  if (strays.length > 0) {
+    const [first, ...more] = strays;
+    const others = more.length === 0 ? '' : ` (and ${more.length} more such row${more.length === 1 ? '' : 's'}: line${more.length === 1 ? '' : 's'} ${more.map((r) => rowNumbers[r]).join(', ')})`;
     throw new UserError(
-      `${source}: line ${rowNumbers[stray]}: the label ${quoted(options.label)} is ${quoted(clipped(rawLabels[stray]!))}, not a finite number, where the other rows hold numbers: ` +
-        'fix or drop that row, or, if the labels are classes, give the task as classification (--task classification)',
+      `${source}: line ${rowNumbers[first!]}: the label ${quoted(options.label)} is ${quoted(clipped(rawLabels[first!]!))}, not a finite number, where the other rows hold numbers${others}: ` +
+        `fix or drop ${more.length === 0 ? 'that row' : 'those rows'}, or, if the labels are classes, give the task as classification (--task classification)`,
     );
   }
 
@@ -327,22 +329,37 @@ function missingNumberLabel(labels: readonly string[]): number {
   return numbers.length > 0 && numbers.every((label) => Number.isFinite(parseDecimal(label))) ? first : -1;
 }
 
-/** At most this share of a number label's cells may be other than finite numbers for them to read as strays rather than classes. */
-const STRAY_LABEL_SHARE = 0.05;
+/** At most this many of a number label's cells may be other than finite numbers for them to read as strays (typos) rather than classes. */
+const MAX_STRAY_LABELS = 5;
 
 /**
- * The index of the first label that is not a finite number, when such labels are a few strays
- * (at most STRAY_LABEL_SHARE of the rows) among numbers that would make a regression target on
- * their own; -1 otherwise (all numbers, or text labels of classes, or a code such as "unknown"
- * among a handful of integer classes).
+ * The indices of the labels that are not finite numbers, when they are a few strays among numbers
+ * that would make a regression target on their own: at most MAX_STRAY_LABELS rows, and no such
+ * value on more than two (one that repeats is a class: "other" on 40 rows, "ungraded" beside
+ * grades); [] otherwise (all numbers, text classes, a code beside integer classes or codes).
  */
-function strayInNumberLabel(labels: readonly string[]): number {
+function straysInNumberLabel(labels: readonly string[]): number[] {
   const isNumber = (label: string) => Number.isFinite(parseDecimal(label));
-  const first = labels.findIndex((label) => !isNumber(label));
-  if (first < 0) return -1;
+  const strays: number[] = [];
+  const seen = new Map<string, number>();
+  for (let r = 0; r < labels.length; r++) {
+    if (isNumber(labels[r]!)) continue;
+    strays.push(r);
+    if (strays.length > MAX_STRAY_LABELS) return [];
+    const count = (seen.get(labels[r]!) ?? 0) + 1;
+    if (count > 2) return [];
+    seen.set(labels[r]!, count);
+  }
+  if (strays.length === 0) return [];
   const numbers = labels.filter(isNumber);
-  if (labels.length - numbers.length > STRAY_LABEL_SHARE * labels.length) return -1;
-  return numbers.length > 1 && inferTask(numbers) === 'regression' ? first : -1;
+  if (numbers.length < 2 || inferTask(numbers) !== 'regression' || codeLike(numbers)) return [];
+  return strays;
+}
+
+/** Whole numbers that repeat as codes do (see CODE_LIKE_TARGET_VALUES): up to 100 of them, each on ten rows on average. */
+function codeLike(labels: readonly string[]): boolean {
+  const distinct = new Set(labels.map(classNaming(labels)));
+  return distinct.size <= CODE_LIKE_TARGET_VALUES && distinct.size <= labels.length / 10 && [...distinct].every((name) => Number.isInteger(parseDecimal(name)));
 }
 
 /** How few distinct values a label inferred as a regression target has before a warning asks whether they are classes. */
@@ -362,9 +379,7 @@ const CODE_LIKE_TARGET_VALUES = 100;
  */
 function fewValuedTarget(labels: readonly string[], labelName: string): string[] {
   const distinct = [...new Set(labels.map(classNaming(labels)))];
-  const codeLike =
-    distinct.length <= CODE_LIKE_TARGET_VALUES && distinct.length <= labels.length / 10 && distinct.every((name) => Number.isInteger(parseDecimal(name)));
-  if (distinct.length > FEW_TARGET_VALUES && !codeLike) return [];
+  if (distinct.length > FEW_TARGET_VALUES && !codeLike(labels)) return [];
   const shown = distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)).slice(0, 5).map(clipped).join(', ');
   return [
     `the label ${quoted(labelName)} has only ${distinct.length} distinct values (${shown}${distinct.length > 5 ? ', ...' : ''}), so it was taken ` +

@@ -318,11 +318,21 @@ test('a number label with a stray text or infinite cell is refused naming its li
     assert.throws(() => parseDataset(csv(labels), { label: 'target', task: 'regression' }), /line 10: regression label ".*" is not a finite float32 number/);
     assert.equal(parseDataset(csv(labels), { label: 'target', task: 'classification' }).task, 'classification');
   }
+  // Two strays: both named.
+  assert.throws(
+    () => parseDataset(csv(measured.map((value, i) => (i === 8 ? 'abc' : i === 30 ? 'n.a.' : value))), { label: 'target' }),
+    /^UserError: data: line 10: the label "target" is "abc", not a finite number, where the other rows hold numbers \(and 1 more such row: line 32\): fix or drop those rows, /,
+  );
   // More than a few such cells are no strays: text classes with numbers among them.
   assert.equal(parseDataset(csv(measured.map((value, i) => (i % 10 === 0 ? `kind${i}` : value))), { label: 'target' }).task, 'classification');
-  // A text code beside a handful of integer classes is a class too.
+  // A text value that repeats is a class, not a typo: "ungraded" beside grades, on 5 of 400 rows.
+  const grades = Array.from({ length: 400 }, (_, i) => (i % 80 === 3 ? 'ungraded' : String(0.5 * (1 + (i % 10)))));
+  assert.equal(parseDataset(csv(grades), { label: 'target' }).classes.at(-1), 'ungraded');
+  // A text code beside a handful of integer classes is a class too, and beside integer codes that repeat as codes do.
   const codes = Array.from({ length: 30 }, (_, i) => (i === 4 ? 'unknown' : String(i % 3)));
   assert.deepEqual(parseDataset(csv(codes), { label: 'target' }).classes, ['0', '1', '2', 'unknown']);
+  const productCodes = Array.from({ length: 1240 }, (_, i) => (i === 7 ? 'other' : String(100 + (i % 30))));
+  assert.equal(parseDataset(csv(productCodes), { label: 'target' }).classes.length, 31);
 });
 
 test('a quoted number with spaces inside its quotes (" 7 ") reads as the number, as an unquoted one with spaces around it does', () => {
