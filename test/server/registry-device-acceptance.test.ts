@@ -213,7 +213,7 @@ for (const engine of STORE_ENGINES) {
       await refusedEverywhere(t, server, cases.map(([manifest, difference]) => [manifest, `${its}${difference}${tail}`]));
     });
 
-    test("a lineage naming another model's artifact as the parent (other features or classes) is refused by check, push and gRPC; a parent of the same interface, or registered nowhere, is taken", async (t) => {
+    test("a lineage naming another model's artifact as the parent (other features, classes or task) is refused by check, push and gRPC; a parent of the same interface, or registered nowhere, is taken", async (t) => {
       const env = await setup(t, engine);
       if (!env) return;
       const { server, signer } = env;
@@ -232,7 +232,27 @@ for (const engine of STORE_ENGINES) {
         `features: ${features.length} there, ${features.length} here; this one lacks ${few(features.map((name) => `wine_${name}`))} and adds ${few(features)}; ` +
         "pruning keeps a network's task, features and classes, so this lineage is another model's";
       await uploadBlobs(server, child.dir, child.manifest); // refused for its lineage, not for missing files
-      await refusedEverywhere(t, server, [[child.manifest, expected]]);
+
+      // Parents of other classes (the same features), and of another task.
+      const relabeled = await makeArtifact(t, { seed: 12, name: 'wine-classes', privateKey: signer.privateKey });
+      const { signature: _relabeledSignature, ...unsignedRelabeled } = relabeled.manifest;
+      const relabeledManifest = signManifest({ ...unsignedRelabeled, labels: ['x', 'y', 'z'] }, signer.privateKey);
+      assert.equal((await pushArtifact(server, 'wine-classes', relabeled.dir, relabeledManifest)).status, 201);
+      const ofOtherClasses = await makeArtifact(t, { seed: 13, parent: artifactId(relabeledManifest), privateKey: signer.privateKey });
+      await uploadBlobs(server, ofOtherClasses.dir, ofOtherClasses.manifest);
+      const regressionArtifact = await makeArtifact(t, { seed: 15, name: 'wine-mse', task: 'regression', privateKey: signer.privateKey });
+      const regression = regressionArtifact.manifest;
+      const pushedRegression = await pushArtifact(server, 'wine-mse', regressionArtifact.dir, regression);
+      assert.equal(pushedRegression.status, 201, await pushedRegression.clone().text());
+      const ofOtherTask = await makeArtifact(t, { seed: 14, parent: artifactId(regression), privateKey: signer.privateKey });
+      await uploadBlobs(server, ofOtherTask.dir, ofOtherTask.manifest);
+      const refusedParent = (parent: string, id: string, difference: string) =>
+        `manifest.lineage.parentSha256 names ${parent} (artifact ${id.slice(0, 12)}…), which cannot be this model's parent: ${difference}; pruning keeps a network's task, features and classes, so this lineage is another model's`;
+      await refusedEverywhere(t, server, [
+        [child.manifest, expected],
+        [ofOtherClasses.manifest, refusedParent('wine-classes@1', artifactId(relabeledManifest), 'classes: 3 there, 3 here; this one lacks "x", "y", "z" and adds "a", "b", "c"')],
+        [ofOtherTask.manifest, refusedParent('wine-mse@1', artifactId(regression), 'it does regression, this one classification')],
+      ]);
 
       // Its own model's artifact as the parent, or one this server does not hold, is a lineage it takes.
       const general = await makeArtifact(t, { seed: 9, privateKey: signer.privateKey });

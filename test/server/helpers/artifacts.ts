@@ -30,14 +30,14 @@ export async function makeSigner(t: TestContext): Promise<TestSigner> {
  */
 export async function makeArtifact(
   t: TestContext,
-  options: { seed: number; privateKey?: KeyObject; version?: string; parent?: string; units?: number; name?: string },
+  options: { seed: number; privateKey?: KeyObject; version?: string; parent?: string; units?: number; name?: string; task?: 'classification' | 'regression' },
 ): Promise<{ dir: string; manifest: Manifest }> {
   await initTfjs();
   const root = await mkdtemp(join(tmpdir(), 'fleetprune-artifact-'));
   t.after(() => rm(root, { recursive: true, force: true }));
   const network = randomNetwork(options.seed, CLASSIFIER_FEATURES.length, [
     { units: options.units ?? 8, activation: 'relu' },
-    { units: 3, activation: 'softmax' },
+    options.task === 'regression' ? { units: 1, activation: 'linear' } : { units: 3, activation: 'softmax' },
   ]);
   const tfjsModel = toTfjsModel(network);
   const dir = join(root, 'artifact');
@@ -51,9 +51,9 @@ export async function makeArtifact(
         name: options.name ?? 'iris',
         ...(options.version ? { version: options.version } : {}),
         createdAt: '2025-01-02T03:04:05.000Z',
-        task: 'classification',
+        task: options.task ?? 'classification',
         features: CLASSIFIER_FEATURES,
-        labels: ['a', 'b', 'c'],
+        labels: options.task === 'regression' ? [] : ['a', 'b', 'c'],
         labelName: 'kind',
         lineage: {
           parentSha256: options.parent ?? null,
@@ -63,7 +63,7 @@ export async function makeArtifact(
           method: options.parent ? 'odf2nna' : 'general',
           seed: options.seed,
         },
-        metrics: { test: { accuracy: 0.9 } },
+        metrics: { test: options.task === 'regression' ? { mse: 1, r2: 0.5 } : { accuracy: 0.9 } },
       },
     });
     return { dir, manifest };
