@@ -131,11 +131,12 @@ export class RegistryService {
       if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
     }
     await this.checkSameInterface(model, manifest, repos);
-    await this.checkParent(manifest, repos);
     const id = artifactId(manifest);
     // Of this model: servers before names had to match registered some artifacts under several.
     const same = await repos.models.findByArtifact(id, model);
     if (same) throw new ServiceError('conflict', `artifact ${id} is already registered as ${model}@${same.version}`);
+    // After that: a version registered before this check is what it is (a push restoring its files says so).
+    await this.checkParent(manifest, repos);
     if (manifest.version !== undefined && (await repos.models.getVersion(model, manifest.version))) {
       throw new ServiceError('conflict', `version ${model}@${manifest.version} already exists`);
     }
