@@ -187,8 +187,12 @@ export function registerModelsCommand(program: Command): void {
     withConnectionOptions(models.command(command).description(description).argument('<ref>', 'NAME@VERSION', (ref: string) => splitRef(ref, null))).action(
       async ([name, version]: [string, string], flags: ConnectionFlags) => {
         await withConnection(flags, async (connection) => {
+          // Asked for what already holds, the server changes nothing (and audits nothing): said so, rather than a change.
+          const before = await connection.unary<GrpcVersion>('ModelRegistry', 'GetVersion', { name, ref: version });
           const changed = await connection.unary<GrpcVersion>('ModelRegistry', 'SetRetired', { name, version, retired });
-          process.stdout.write(`${changed.model}@${changed.version} ${changed.retired ? 'retired' : 'unretired: assignable again'}\n`);
+          const ref = `${changed.model}@${changed.version}`;
+          if (before.retired === retired) process.stdout.write(`${ref} ${retired ? 'was retired already' : 'was not retired: assignable already'}; nothing changed\n`);
+          else process.stdout.write(`${ref} ${changed.retired ? 'retired' : 'unretired: assignable again'}\n`);
         });
       },
     );

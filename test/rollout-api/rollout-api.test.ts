@@ -36,7 +36,10 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   assert.match(((await wrongCheck.json()) as any).error.message, /^steps\[3\]\.analysis metric "mse": wine@2: a relative mse check needs a regression model, and this is a classifier: check accuracy instead/);
   const wrongType = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml(), contentType: 'text/html' });
   assert.equal(wrongType.status, 415);
-  assert.equal(((await wrongType.json()) as any).error.code, 'unsupported_media_type');
+  assert.deepEqual(((await wrongType.json()) as any).error, {
+    code: 'unsupported_media_type',
+    message: 'body: send the spec with Content-Type application/json, application/yaml, application/x-yaml, text/yaml or text/plain (got text/html)',
+  });
   assert.deepEqual(((await (await s.request('GET', '/api/rollouts')).json()) as any).rollouts, []);
   assert.equal(s.fleet.calls.length, 0);
 

@@ -338,7 +338,7 @@ test('models push sends again a file that blob GC collected while later files we
   for (const file of Object.values(manifest.files)) assert.ok(await blobs.stat(file.sha256), `${file.sha256} is stored`);
 });
 
-test('models unalias clears an alias; models retire and unretire a version; retiring one that holds an alias is refused, naming it', async (t) => {
+test('models unalias clears an alias; models retire and unretire a version (said, when it already was, as no change); retiring one that holds an alias is refused, naming it', async (t) => {
   const server = (await startTestServer(t))!;
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
@@ -346,9 +346,9 @@ test('models unalias clears an alias; models retire and unretire a version; reti
   assert.equal((await runCli(['models', 'push', artifact.dir, ...connection])).code, 0);
   assert.equal((await runCli(['models', 'alias', 'iris@1', 'candidate', ...connection])).code, 0);
 
-  const [held, cleared, retired, listed, unretired] = await (async () => {
+  const [held, cleared, retired, retiredAgain, listed, unretired, unretiredAgain] = await (async () => {
     const results: CliResult[] = [];
-    for (const args of [['models', 'retire', 'iris@1'], ['models', 'unalias', 'iris', 'candidate'], ['models', 'retire', 'iris@1'], ['models', 'list', 'iris'], ['models', 'unretire', 'iris@1']]) {
+    for (const args of [['models', 'retire', 'iris@1'], ['models', 'unalias', 'iris', 'candidate'], ['models', 'retire', 'iris@1'], ['models', 'retire', 'iris@1'], ['models', 'list', 'iris'], ['models', 'unretire', 'iris@1'], ['models', 'unretire', 'iris@1']]) {
       results.push(await runCli([...args, ...connection]));
     }
     return results;
@@ -360,6 +360,9 @@ test('models unalias clears an alias; models retire and unretire a version; reti
   // Retired shows in the status column; the aliases column holds aliases only.
   assert.match(listed!.stdout, /^iris@1 +\S+ +- +- +\S+ +retired$/m);
   assert.deepEqual([unretired!.code, unretired!.stdout], [0, 'iris@1 unretired: assignable again\n']);
+  // Asked again, nothing changes, and it says so rather than report a change.
+  assert.deepEqual([retiredAgain!.code, retiredAgain!.stdout], [0, 'iris@1 was retired already; nothing changed\n']);
+  assert.deepEqual([unretiredAgain!.code, unretiredAgain!.stdout], [0, 'iris@1 was not retired: assignable already; nothing changed\n']);
   const aliases = (await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { aliases: string[]; retired: boolean };
   assert.deepEqual([aliases.aliases, aliases.retired], [[], false]);
 });

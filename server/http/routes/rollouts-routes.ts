@@ -82,7 +82,7 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       responses: { 201: { description: 'the started rollout, with `warnings` (no analysis step, conditions that decide nothing, tolerances that cannot fail, a candidate that already failed or was rolled back; they never block the start)', schema: StartedRolloutSchema } },
       handle: async ({ req, principal }) => {
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-        if (!SPEC_MEDIA_TYPES.includes(type)) throw new ServiceError('unsupported_media_type', `body: send the spec with Content-Type application/json or application/yaml (got ${type || 'none'})`);
+        if (!SPEC_MEDIA_TYPES.includes(type)) throw new ServiceError('unsupported_media_type', `body: send the spec with Content-Type ${SPEC_MEDIA_TYPES.slice(0, -1).join(', ')} or ${SPEC_MEDIA_TYPES.at(-1)} (got ${type || 'none'})`);
         // A spec over MAX_SPEC_BYTES is refused as it arrives (413), not read whole (up to --max-body-bytes) to be refused after.
         const limit = Math.min(maxBodyBytes, MAX_SPEC_BYTES);
         const tooLarge = () =>
