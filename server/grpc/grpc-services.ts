@@ -69,7 +69,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         GetModel: models.unary('GetModel', 'read', async (req: { name: string }) => modelMessage(await registry.getModel(req.name))),
         ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => {
           const versions = await registry.listVersions(req.name, {
-            afterSeq: checkField(z.number().int().min(0), req.after_seq, 'after_seq'),
+            afterSeq: checkField(wholeNumber(0, Number.MAX_SAFE_INTEGER), req.after_seq, 'after_seq'),
             limit: checkField(wholeNumber(0, 1000), req.limit, 'limit') || 100,
           });
           const statuses = await registry.versionStatuses(versions);
@@ -212,7 +212,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           entries: (
             await ctx.audit.list({
               limit: checkField(wholeNumber(0, 1000), req.limit, 'limit') || 100,
-              beforeId: checkField(z.number().int().min(0), Number(req.before), 'before') || undefined,
+              beforeId: checkField(wholeNumber(0, Number.MAX_SAFE_INTEGER), Number(req.before), 'before') || undefined,
             })
           ).map(auditMessage),
         })),
@@ -245,7 +245,8 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(checkField(JobIdSchema, req.id, 'id')))),
         ListJobs: jobs.unary('ListJobs', 'read', async (req: { limit: number; offset: number }) => {
           // As GET /api/jobs (the same page): limit 0 (unset) is its default.
-          const limit = req.limit === 0 ? undefined : checkField(wholeNumber(1, MAX_LIST_PAGE), req.limit, 'limit');
+          // Checked from 0, so a negative limit is told what 0 does (the default), as ListRollouts and ListAudit tell it.
+          const limit = checkField(wholeNumber(0, MAX_LIST_PAGE), req.limit, 'limit') || undefined;
           const offset = checkField(wholeNumber(0, MAX_LIST_OFFSET), req.offset, 'offset');
           const page = await jobPage(ctx.jobs, { limit, offset });
           return { jobs: page.items.map(jobMessage), total: page.total, more: page.more };

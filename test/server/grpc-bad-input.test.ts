@@ -22,6 +22,8 @@ for (const engine of STORE_ENGINES) {
       await assert.rejects(audit.call('ListAudit', { limit: -1 }), refused('limit'));
       await assert.rejects(audit.call('ListAudit', { limit: 5000 }), refused('limit'));
       await assert.rejects(audit.call('ListAudit', { before: '-3' }), refused('before'));
+      // One bound, the one that matters, for the int64 extremes too.
+      await assert.rejects(audit.call('ListAudit', { before: '-9223372036854775808' }), (error: any) => (assert.equal(error.details, 'before: must be at least 0'), true));
       await assert.rejects(models.call('ListVersions', { name: 'iris', limit: -1 }), refused('limit'));
       // The same cursor rule as REST's ?after=.
       const rest = await server.request('GET', '/api/models/iris/versions?after=-5');
