@@ -261,6 +261,15 @@ export class ServerConnection {
           return new UserError(`cannot connect to the server at ${this.address} over TLS: it asks for a client certificate, which fleetprune does not send (fleetprune servers do not ask for one: is that another service?)`);
         }
         const code = /E[A-Z]{4,}/.exec(error.details)?.[0];
+        // Reset as it opened, before any HTTP/2: what a service that speaks no HTTP/2 does with the
+        // gRPC preface, an MQTT broker above all (1883 beside a server's ports). Another service's
+        // port is an address that cannot work as given (exit 2), with the hint.
+        if (code === 'ECONNRESET' && /^No connection established/.test(error.details)) {
+          return new UserError(
+            `cannot reach the server at ${this.address} (ECONNRESET: it reset the connection as it opened, as a port that is no gRPC server's does, an MQTT broker's 1883 say); ` +
+              'is that its gRPC port, grpc= on its start-up line? (If it is, a network device reset the connection: try again.)',
+          );
+        }
         // Something answered but did not speak plaintext gRPC: the server's HTTP port (8080 given
         // for 9090), or a server with --tls-cert.
         const hint = !code && !this.#tls ? '; is that its gRPC port, grpc= on its start-up line, not http=? If the server runs with --tls-cert, pass --tls-ca FILE (or FLEETPRUNE_TLS_CA)' : '';
