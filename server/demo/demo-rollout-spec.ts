@@ -2,8 +2,8 @@
  * The demo's rollout: the pilot devices (label pilot=true) get the candidate, the built-in
  * relative checks compare it with the baseline on those devices (accuracy ≥ baseline − 0.5
  * points for a classifier, MSE ≤ baseline × 1.02 for a regression model, and error rate ≤
- * baseline + 0.1%, each backed by a Mann-Whitney U test), then half the
- * fleet, a second analysis, and everyone. Intervals are seconds rather than the production
+ * baseline + 0.1%, each backed by a Mann-Whitney U test), then three quarters of the fleet (the
+ * pilot is half of it: a 50% step would add no device), a second analysis, and everyone. Intervals are seconds rather than the production
  * minutes so the demo ends in under a minute. The p95 latency check (≤ baseline × 1.1) is left
  * out here only because the simulated devices share this machine's two cores: their latencies
  * measure each other's load, not the models (the summary still shows them).
@@ -39,7 +39,7 @@ export function demoRolloutSpec(
     model,
     candidateVersion,
     target: { matchLabels: {} },
-    steps: [{ selector: { matchLabels: { pilot: 'true' } } }, analysis, { setWeight: 50 }, analysis, { setWeight: 100 }],
+    steps: [{ selector: { matchLabels: { pilot: 'true' } } }, analysis, { setWeight: 75 }, analysis, { setWeight: 100 }],
     offline: { initialBackoff: '2s', maxBackoff: '5s', maxAttempts: 3 },
   };
 }
