@@ -8,8 +8,9 @@ import type { DemoResult } from './demo-run.ts';
 const RESTATED: Record<string, string> = { failure: 'failed', rollback: 'rolled-back' };
 
 /** What `--summary-json` writes, for scripts. */
-export function summaryJson(result: DemoResult): { rollouts: { candidate: string; outcome: string; reason: string }[] } {
-  return { rollouts: result.rollouts.map(({ candidate, outcome, reason }) => ({ candidate, outcome, reason })) };
+export function summaryJson(result: DemoResult): { rollouts: { candidate: string; outcome: string; phase: string; reason: string }[] } {
+  // `phase` tells a candidate that failed its analysis (Failed) from one rolled back as an operator would (RolledBack): both are outcome rolled_back.
+  return { rollouts: result.rollouts.map(({ candidate, outcome, phase, reason }) => ({ candidate, outcome, phase, reason })) };
 }
 
 /** The terminal summary: model sizes, accuracy and latency on the devices, and the decisions. */

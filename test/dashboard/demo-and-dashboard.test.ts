@@ -113,8 +113,9 @@ test('fleetprune demo --exit-when-done (npm start\'s command) on a regression se
   assert.match(result.stdout, /^fleetprune demo: data in .* \(removed at exit; --data-dir DIR keeps it\)$/m);
   // The address and token of a server that has stopped by the time they are read are no use.
   assert.doesNotMatch(result.stdout, /^(dashboard|admin token): /m, 'no dashboard or token of a stopped server');
-  const json = JSON.parse(await readFile(summary, 'utf8')) as { rollouts: { outcome: string; reason: string }[] };
+  const json = JSON.parse(await readFile(summary, 'utf8')) as { rollouts: { outcome: string; phase: string; reason: string }[] };
   assert.deepEqual(json.rollouts.map((rollout) => rollout.outcome), ['promoted', 'rolled_back']);
+  assert.deepEqual(json.rollouts.map((rollout) => rollout.phase), ['Completed', 'Failed'], 'a failed analysis told from an operator\'s rollback');
   assert.match(json.rollouts[1]!.reason, /^analysis failed at step 2: mse: .*candidate mse \d+ label units² vs baseline \d+/);
   // In the words rollout status and models list use for it (Failed, failed), and what became of the devices.
   assert.match(result.stdout, /^ {2}diabetes@3 \(ε [\d.]+\): FAILED, ROLLED BACK: analysis failed at step 2: /m);
