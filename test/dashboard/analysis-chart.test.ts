@@ -88,6 +88,11 @@ test('a failed analysis: its chart shows the median of the per-device values in 
     });
   }
   assert.equal(candidate, '0.2', 'the candidate is shown as the median of its values (what the checks compare), not their mean (0.4)');
+  // The legend names the lines the chart draws: a query metric with a success condition alone has no baseline and no failure threshold.
+  const legend = await page.evaluate(() =>
+    Array.from(document.querySelectorAll('.chart[data-metric="accuracy"] .u-legend .u-series .u-label')).map((label) => label.textContent),
+  );
+  assert.deepEqual(legend.slice(1), ['candidate (median)', 'success threshold']);
 
   // A refresh that finds the rollout unchanged leaves its chart as it is: the read-out under the
   // pointer stays, and is not put back to "--" every few seconds.

@@ -267,13 +267,17 @@ export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): voi
     box.className = 'chart';
     box.dataset.metric = metric;
     target.append(box);
-    const data = [
-      points.map((p) => Date.parse(p.at) / 1000),
-      points.map((p) => medianOf(p.value)),
-      points.map((p) => medianOf(p.baseline)),
-      points.map((p) => p.successThreshold),
-      points.map((p) => p.failureThreshold),
-    ] as uPlot.AlignedData;
+    // The candidate always; the baseline and each threshold only when a measurement has one: a
+    // legend naming a line the chart never draws (a relative check has no failure threshold) misleads.
+    const lines: [uPlot.Series, (number | null)[]][] = [
+      [{ label: labels.candidate, stroke: '#2457c5', points: { show: true } }, points.map((p) => medianOf(p.value))],
+      [{ label: labels.baseline, stroke: '#6b7385', points: { show: true } }, points.map((p) => medianOf(p.baseline))],
+      // Of a relative check: the bound of the baseline median, context only (see medianOf).
+      [{ label: labels.success, stroke: '#1a7f37', dash: [6, 4] }, points.map((p) => p.successThreshold)],
+      [{ label: labels.failure, stroke: '#c62828', dash: [6, 4] }, points.map((p) => p.failureThreshold)],
+    ];
+    const shown = lines.filter(([, values], i) => i === 0 || values.some((value) => value !== null && value !== undefined));
+    const data = [points.map((p) => Date.parse(p.at) / 1000), ...shown.map(([, values]) => values)] as uPlot.AlignedData;
     plots.push(
       new uPlot(
         {
@@ -282,14 +286,7 @@ export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): voi
           height: 200,
           fmtDate: fmtDate24,
           scales: { x: { time: true, range: (u, min, max) => timeRange(u.data[0], min, max) } },
-          series: [
-            {},
-            { label: labels.candidate, stroke: '#2457c5', points: { show: true } },
-            { label: labels.baseline, stroke: '#6b7385', points: { show: true } },
-            // Of a relative check: the bound of the baseline median, context only (see medianOf).
-            { label: labels.success, stroke: '#1a7f37', dash: [6, 4] },
-            { label: labels.failure, stroke: '#c62828', dash: [6, 4] },
-          ],
+          series: [{}, ...shown.map(([series]) => series)],
         },
         data,
         box,
