@@ -1,7 +1,8 @@
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import type { ProgressEvent } from '../pruning/odf2nna.ts';
 import type { PruneOptions } from '../pruning/options.ts';
-import type { SweepEntry } from '../pruning/report.ts';
+import type { PruneReport, SweepEntry } from '../pruning/report.ts';
+import { testToleranceNote } from '../pruning/summary.ts';
 import type { Score } from '../../shared/model/scoring.ts';
 
 /** workerData of a pruning worker. */
@@ -53,4 +54,10 @@ export function sweepSummary(sweep: readonly SweepEntry[]): PruneSummary['sweep'
     test: entry.weights === 'transferred' ? { ...entry.test_before_retrain } : entry.test ? { ...entry.test } : null,
     weights: entry.weights,
   }));
+}
+
+/** A job summary's warnings: report.json's, and what prune prints as its note (a job's caller sees neither report.json nor prune's output). */
+export function summaryWarnings(report: PruneReport): string[] {
+  const note = testToleranceNote(report);
+  return [...report.warnings, ...(note === undefined ? [] : [note])];
 }

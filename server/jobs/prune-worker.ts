@@ -4,7 +4,7 @@ import { parseDataset } from '../../shared/data/dataset.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
-import { sweepSummary, type PruneWorkerInput, type PruneWorkerMessage } from './prune-worker-protocol.ts';
+import { summaryWarnings, sweepSummary, type PruneWorkerInput, type PruneWorkerMessage } from './prune-worker-protocol.ts';
 
 /** Runs in a worker thread: one ODF2NNA run, its artifacts written to input.outDir. */
 async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
@@ -35,7 +35,7 @@ async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
       backend,
       seconds: (performance.now() - started) / 1000,
       sweep: sweepSummary(result.report.sweep),
-      warnings: [...result.report.warnings],
+      warnings: summaryWarnings(result.report),
     },
   };
 }

@@ -34,18 +34,26 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
   if (report.l1) lines.push(`l1        L1-norm unit pruning + retraining: test ${formatScore(report.l1.test)}`);
   lines.push(`chosen ε = ${report.epsilon} (${report.selection})`);
   for (const warning of report.warnings) lines.push(`warning: ${warning}`);
-  const tolerance = { accuracyPoints: report.tolerance.accuracy_points, mseFraction: report.tolerance.mse_fraction, lossFraction: report.tolerance.loss_fraction };
-  if (report.pruned.params < report.original.params && !withinTolerance(report.pruned.test, report.original.test, tolerance)) {
-    // Reported, never acted on: ε is chosen on the validation split, and choosing it on the test split would make the test score no test.
-    const chosen = report.sweep.find((entry) => entry.epsilon === report.epsilon);
-    const onValidation = chosen?.within_tolerance === true ? ', though on the validation split it was within' : '';
-    lines.push(
-      `note: on the held-out test split the pruned model (${formatScore(report.pruned.test)}) is outside the tolerance of the original (${formatScore(report.original.test)})${onValidation}: ` +
-        'look at the sweep before shipping it',
-    );
-  }
+  const note = testToleranceNote(report);
+  if (note) lines.push(`note: ${note}`);
   lines.push(`artifact: ${outDir}`, '');
   return lines.join('\n');
+}
+
+/**
+ * When the pruned model's test score falls outside the tolerance of the original's, a sentence
+ * saying so (prune's `note:`, a job's warning); undefined otherwise. Reported, never acted on: ε
+ * is chosen on the validation split, and choosing it on the test split would make the test score no test.
+ */
+export function testToleranceNote(report: PruneReport): string | undefined {
+  const tolerance = { accuracyPoints: report.tolerance.accuracy_points, mseFraction: report.tolerance.mse_fraction, lossFraction: report.tolerance.loss_fraction };
+  if (report.pruned.params >= report.original.params || withinTolerance(report.pruned.test, report.original.test, tolerance)) return undefined;
+  const chosen = report.sweep.find((entry) => entry.epsilon === report.epsilon);
+  const onValidation = chosen?.within_tolerance === true ? ', though on the validation split it was within' : '';
+  return (
+    `on the held-out test split the pruned model (${formatScore(report.pruned.test)}) is outside the tolerance of the original (${formatScore(report.original.test)})${onValidation}: ` +
+    'look at the sweep before shipping it'
+  );
 }
 
 /**

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { shippedDatasetPath } from '../../shared/datasets/index.ts';
 import { formatPruneSummary } from '../../server/pruning/summary.ts';
+import { summaryWarnings } from '../../server/jobs/prune-worker-protocol.ts';
 import type { PruneReport, SweepEntry } from '../../server/pruning/report.ts';
 import { REPO_ROOT, tempDir } from '../helpers/cli.ts';
 
@@ -118,9 +119,15 @@ test('the summary gives the original\'s validation score (what the tolerance col
   const summary = formatPruneSummary(classifier, '/tmp/out');
   assert.match(summary, /^original {2}16-16-1: 200 params, validation acc 100\.00%, test acc 96\.67%$/m);
   assert.match(summary, /^note: on the held-out test split the pruned model \(acc 83\.33%\) is outside the tolerance of the original \(acc 96\.67%\), though on the validation split it was within: look at the sweep before shipping it$/m);
+  // A server job says the same among its summary's warnings (jobs show prints them).
+  assert.deepEqual(summaryWarnings({ ...classifier, warnings: ['a data warning'] }), [
+    'a data warning',
+    'on the held-out test split the pruned model (acc 83.33%) is outside the tolerance of the original (acc 96.67%), though on the validation split it was within: look at the sweep before shipping it',
+  ]);
   // Within the tolerance on the test split too: no note.
   const close: PruneReport = { ...classifier, pruned: { ...classifier.pruned, test: accuracy(0.9633) } };
   assert.doesNotMatch(formatPruneSummary(close, '/tmp/out'), /^note:/m);
+  assert.deepEqual(summaryWarnings({ ...close, warnings: [] }), []);
 });
 
 function hasScript(): boolean {
