@@ -50,7 +50,8 @@ export function registerTokensCommand(program: Command): void {
         }
         const now = Date.now();
         const expiry = (t: GrpcToken) => (t.expires_at ? `${t.expires_at}${Date.parse(t.expires_at) <= now ? ' (expired)' : ''}` : '-');
-        const rows = list.map((t) => [t.id, t.role, t.label, t.created_at, t.created_by, expiry(t), t.revoked_at || '-']);
+        // A label may be 200 characters: in full it would widen every row; --json has it whole.
+        const rows = list.map((t) => [t.id, t.role, clipLabel(t.label), t.created_at, t.created_by, expiry(t), t.revoked_at || '-']);
         process.stdout.write(formatTable([['ID', 'ROLE', 'LABEL', 'CREATED', 'BY', 'EXPIRES', 'REVOKED'], ...rows]));
       });
     });
@@ -61,4 +62,13 @@ export function registerTokensCommand(program: Command): void {
         process.stderr.write(`revoked token ${id}\n`);
       });
     });
+}
+
+/** Labels longer than this many characters are cut in the `tokens list` table, with an ellipsis. */
+const TABLE_LABEL_CHARS = 40;
+
+/** `label` cut to TABLE_LABEL_CHARS characters (code points: an emoji is not split), with … when cut. */
+export function clipLabel(label: string): string {
+  const chars = [...label];
+  return chars.length <= TABLE_LABEL_CHARS ? label : `${chars.slice(0, TABLE_LABEL_CHARS - 1).join('')}…`;
 }
