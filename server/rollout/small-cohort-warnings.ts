@@ -14,7 +14,16 @@ export function smallCohortWarnings(state: RolloutState): string[] {
   let cohort: string[] = [];
   state.spec.steps.forEach((step, index) => {
     if (step.kind === 'setWeight' || step.kind === 'devices' || step.kind === 'selector') {
+      const before = cohort.length;
       cohort = grownCohort(state.devices, cohort, step);
+      // A step that adds no device: the analysis after it measures the same devices again, and the
+      // rollout is no more careful for it (a 50% step after a pilot that is half the fleet). A
+      // 100% step activates the candidate everywhere, whatever it adds.
+      if (cohort.length === before && before > 0 && !(step.kind === 'setWeight' && step.percent === 100)) {
+        warnings.push(
+          `steps[${index}] (${describeGrowth(step)}) adds no device: the cohort holds ${before} of ${state.devices.length} devices by then, so the step changes nothing and an analysis after it measures the same devices again; raise it, or drop it`,
+        );
+      }
       return;
     }
     if (step.kind !== 'analysis') return;
@@ -27,4 +36,9 @@ export function smallCohortWarnings(state: RolloutState): string[] {
     }
   });
   return warnings;
+}
+
+function describeGrowth(step: { kind: 'setWeight'; percent: number } | { kind: 'devices'; deviceIds: readonly string[] } | { kind: 'selector' }): string {
+  if (step.kind === 'setWeight') return `setWeight ${step.percent}`;
+  return step.kind === 'devices' ? `devices: ${step.deviceIds.length}` : 'selector';
 }

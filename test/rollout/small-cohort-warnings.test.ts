@@ -39,3 +39,23 @@ test('a relative analysis whose cohort holds fewer devices than its minSamples i
   const four = devices.map((device, index) => ({ ...device, labels: { ...device.labels, ...(index < 4 ? { pilot: 'true' } : {}) } }));
   assert.deepEqual(smallCohortWarnings({ spec, devices: four, cohort: [] } as unknown as RolloutState).map((warning) => warning.slice(0, 8)), ['steps[3]']);
 });
+
+test('a step that adds no device (a 50% step after a pilot of half the fleet) is warned of at the start; a 100% step, which activates everywhere, is not', () => {
+  const spec = parseRolloutSpec(`
+model: wine
+candidateVersion: "2"
+target: {matchLabels: {}}
+steps:
+  - selector: {matchLabels: {pilot: "true"}}
+  - setWeight: 50
+  - setWeight: 75
+  - setWeight: 100
+`);
+  const devices = Array.from({ length: 12 }, (_, i) => ({ id: `d${String(i).padStart(2, '0')}`, labels: i < 6 ? { pilot: 'true' } : {} }));
+  assert.deepEqual(smallCohortWarnings({ spec, devices, cohort: [] } as unknown as RolloutState), [
+    'steps[1] (setWeight 50) adds no device: the cohort holds 6 of 12 devices by then, so the step changes nothing and an analysis after it measures the same devices again; raise it, or drop it',
+  ]);
+  // A pilot of a third: every step adds devices.
+  const third = devices.map((device, i) => ({ ...device, labels: i < 4 ? { pilot: 'true' } : {} }));
+  assert.deepEqual(smallCohortWarnings({ spec, devices: third, cohort: [] } as unknown as RolloutState), []);
+});
