@@ -262,12 +262,14 @@ export class ServerConnection {
         }
         const code = /E[A-Z]{4,}/.exec(error.details)?.[0];
         // Reset as it opened, before any HTTP/2: what a service that speaks no HTTP/2 does with the
-        // gRPC preface, an MQTT broker above all (1883 beside a server's ports). Another service's
-        // port is an address that cannot work as given (exit 2), with the hint.
+        // gRPC preface, an MQTT broker above all (1883 beside a server's ports), and what a load
+        // balancer with no healthy server behind it does (a failover): the two look the same, so a
+        // script may retry (exit 5), and the line says what to check.
         if (code === 'ECONNRESET' && /^No connection established/.test(error.details)) {
           return new UserError(
-            `cannot reach the server at ${this.address} (ECONNRESET: it reset the connection as it opened, as a port that is no gRPC server's does, an MQTT broker's 1883 say); ` +
-              'is that its gRPC port, grpc= on its start-up line? (If it is, a network device reset the connection: try again.)',
+            `cannot reach the server at ${this.address} (ECONNRESET: it reset the connection as it opened, as a port that is no gRPC server's does, an MQTT broker's 1883 say; ` +
+              'is that its gRPC port, grpc= on its start-up line? If it is, something in between reset the connection: try again)',
+            { exitCode: UNREACHABLE_EXIT_CODE },
           );
         }
         // Something answered but did not speak plaintext gRPC: the server's HTTP port (8080 given

@@ -105,7 +105,7 @@ export function registerJobsCommand(program: Command): void {
           return;
         }
         process.stderr.write(`job ${job.id}\n`);
-        await watch(connection, job.id);
+        await watch(connection, job.id, { started: true });
       });
     });
 
@@ -149,20 +149,21 @@ export function registerJobsCommand(program: Command): void {
   );
 }
 
-async function watch(connection: ServerConnection, id: string): Promise<void> {
+/** `started`: this command started the job, so a watch lost before its first event must not read as a call that changed nothing. */
+async function watch(connection: ServerConnection, id: string, options: { started?: boolean } = {}): Promise<void> {
   // Ctrl-C stops the watching, not the job, which runs on the server: says so, and how to stop it.
   const stopWatching = onStopSignals((signal) => {
     process.stderr.write(`fleetprune: stopped following job ${id}; it goes on on the server (\`fleetprune jobs watch ${id}\` follows it again, \`fleetprune jobs cancel ${id}\` stops it)\n`);
     process.exit(128 + osConstants.signals[signal]);
   });
   try {
-    await followJob(connection, id);
+    await followJob(connection, id, options.started === true);
   } finally {
     stopWatching();
   }
 }
 
-async function followJob(connection: ServerConnection, id: string): Promise<void> {
+async function followJob(connection: ServerConnection, id: string, started: boolean): Promise<void> {
   let final: GrpcJob | undefined;
   let lastLine = '';
   const streamed = connection.stream<{ job?: GrpcJob; progress?: { phase: string; done: number; total: number; detail: string } }>(
@@ -182,7 +183,9 @@ async function followJob(connection: ServerConnection, id: string): Promise<void
     },
   );
   await streamed.catch((error: unknown) => {
-    throw final ? watchEndedEarly({ noun: 'job', id, afterDown: `: \`fleetprune jobs watch ${id}\` shows how the job ended` }, error) : error;
+    // Lost before its first event: after a start the job exists all the same (a retry would start
+    // another); a plain watch asked for nothing and says so (try again).
+    throw final || started ? watchEndedEarly({ noun: 'job', id, afterDown: `: \`fleetprune jobs watch ${id}\` shows how the job ended` }, error) : error;
   });
   if (!final) throw new UserError(`job ${id}: the stream ended without a state`);
   if (final.state === 'failed') throw new UserError(`job ${id} failed: ${final.error}`, { exitCode: 1 });

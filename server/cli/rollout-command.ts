@@ -38,7 +38,7 @@ export function registerRolloutCommand(program: Command): void {
           return;
         }
         process.stderr.write(`started rollout ${started.id} of ${started.model} ${started.candidate_version}\n`);
-        await watch(connection, started.id, started.step_count);
+        await watch(connection, started.id, started.step_count, { started: true });
       });
     });
 
@@ -221,7 +221,8 @@ function printState(r: GrpcRollout & { warnings?: string[] }): void {
 }
 
 /** Streams a rollout's decisions and states; returns when it reaches a terminal phase. */
-async function watch(connection: ServerConnection, id: string, stepCount: number): Promise<void> {
+/** `started`: this command started the rollout, so a watch lost before its first event must not read as a call that changed nothing. */
+async function watch(connection: ServerConnection, id: string, stepCount: number, options: { started?: boolean } = {}): Promise<void> {
   const progress = createRolloutProgress(stepCount);
   let final: GrpcRollout | undefined;
   try {
@@ -249,7 +250,7 @@ async function watch(connection: ServerConnection, id: string, stepCount: number
         if (error.code === GrpcStatus.CANCELLED && final) return resolve();
         failed = true;
         const afterDown = `, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`;
-        void connection.explain(error).then((described) => reject(watching ? watchEndedEarly({ noun: 'rollout', id, afterDown }, described) : described), reject);
+        void connection.explain(error, 'WatchRollout').then((described) => reject(watching || options.started ? watchEndedEarly({ noun: 'rollout', id, afterDown }, described) : described), reject);
       });
       call.on('end', () => failed || resolve());
     });

@@ -33,10 +33,11 @@ test('the CLI names what a failed call means for the change it asked for: a dead
     'the connection to the server at 127.0.0.1:9 dropped before it answered (it stopped answering, or the network failed); it asked for no change: try again',
     5,
   ]);
-  // Reset as it opened (an MQTT broker's port given for the gRPC one): another service's port, exit 2 with the hint.
+  // Reset as it opened: an MQTT broker's port given for the gRPC one, or a load balancer with no
+  // server behind it (a failover): the hint, and exit 5, since a script's retry may be right.
   assert.deepEqual(described(status.UNAVAILABLE, 'No connection established. Last error: read ECONNRESET (2026-12-06T22:01:53.957Z). Resolution note: '), [
-    "cannot reach the server at 127.0.0.1:9 (ECONNRESET: it reset the connection as it opened, as a port that is no gRPC server's does, an MQTT broker's 1883 say); is that its gRPC port, grpc= on its start-up line? (If it is, a network device reset the connection: try again.)",
-    2,
+    "cannot reach the server at 127.0.0.1:9 (ECONNRESET: it reset the connection as it opened, as a port that is no gRPC server's does, an MQTT broker's 1883 say; is that its gRPC port, grpc= on its start-up line? If it is, something in between reset the connection: try again)",
+    5,
   ]);
   // Never connected: as before.
   assert.deepEqual(described(status.UNAVAILABLE, 'No connection established. Last error: connect ECONNREFUSED 127.0.0.1:9'), ['cannot reach the server at 127.0.0.1:9 (ECONNREFUSED)', 5]);
