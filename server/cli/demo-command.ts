@@ -97,7 +97,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--seed <n>', 'seed for the data split, training and the simulated sites', parseInteger, 7)
     .option('--prometheus-url <url>', 'decide with this Prometheus instead of the builtin metric provider; it must scrape the demo server (--http-port), and analyses wait 30 s into each step for its scrapes')
     .option('--exit-when-done', 'exit once both rollouts are decided')
-    .option('--summary-json <file>', 'write {rollouts: [{candidate, outcome (promoted or rolled_back), phase (Completed; Failed: its analysis failed; RolledBack: rolled back as an operator would), reason}]} to this file')
+    .option('--summary-json <file>', 'write {rollouts: [{candidate, outcome (promoted or rolled_back), phase (Completed; Failed: the rollout failed it, reason says why; RolledBack: rolled back as an operator would), reason}]} to this file')
     .action(async (flags: DemoFlags) => {
       if (!Object.hasOwn(SHIPPED_DATASETS, flags.dataset)) {
         throw new UserError(`--dataset: unknown data set "${flags.dataset}" (choose ${Object.keys(SHIPPED_DATASETS).join(', ')})`);

@@ -67,8 +67,8 @@ export function registerTokensCommand(program: Command): void {
 /** Labels longer than this many characters are cut in the `tokens list` table, with an ellipsis. */
 const TABLE_LABEL_CHARS = 40;
 
-/** `label` cut to TABLE_LABEL_CHARS characters (code points: an emoji is not split), with … when cut. */
+/** `label` cut to TABLE_LABEL_CHARS characters (grapheme clusters: no flag, emoji sequence or accent is split), with … when cut. */
 export function clipLabel(label: string): string {
-  const chars = [...label];
+  const chars = [...new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(label)].map((part) => part.segment);
   return chars.length <= TABLE_LABEL_CHARS ? label : `${chars.slice(0, TABLE_LABEL_CHARS - 1).join('')}…`;
 }

@@ -9,7 +9,7 @@ const RESTATED: Record<string, string> = { failure: 'failed', rollback: 'rolled-
 
 /** What `--summary-json` writes, for scripts. */
 export function summaryJson(result: DemoResult): { rollouts: { candidate: string; outcome: string; phase: string; reason: string }[] } {
-  // `phase` tells a candidate that failed its analysis (Failed) from one rolled back as an operator would (RolledBack): both are outcome rolled_back.
+  // `phase` tells a candidate the rollout failed (Failed: an analysis, or devices refusing it) from one rolled back as an operator would (RolledBack): both are outcome rolled_back.
   return { rollouts: result.rollouts.map(({ candidate, outcome, phase, reason }) => ({ candidate, outcome, phase, reason })) };
 }
 

@@ -34,7 +34,7 @@ export interface PruneSummary {
    * SweepEntry.weights), null when it was not retrained.
    */
   sweep: { epsilon: number; params: number; paramCut: number; test: Score | null; weights: 'retrained' | 'transferred' | null }[];
-  /** report.json's warnings: caveats about the data and the choice of ε. */
+  /** report.json's warnings (caveats about the data and the choice of ε), and prune's note on a test score outside the tolerance (summaryWarnings). */
   warnings: string[];
 }
 

@@ -20,8 +20,9 @@ export function smallCohortWarnings(state: RolloutState): string[] {
       // rollout is no more careful for it (a 50% step after a pilot that is half the fleet). A
       // 100% step activates the candidate everywhere, whatever it adds.
       if (cohort.length === before && before > 0 && !(step.kind === 'setWeight' && step.percent === 100)) {
+        const remeasured = analysisBeforeNextGrowth(state.spec.steps, index) ? ', and the analysis after it measures the same devices again' : '';
         warnings.push(
-          `steps[${index}] (${describeGrowth(step)}) adds no device: the cohort holds ${before} of ${state.devices.length} devices by then, so the step changes nothing and an analysis after it measures the same devices again; raise it, or drop it`,
+          `steps[${index}] (${describeGrowth(step)}) adds no device: the cohort holds ${before} of ${state.devices.length} devices by then, so the step changes nothing${remeasured}; raise it, or drop it`,
         );
       }
       return;
@@ -41,4 +42,13 @@ export function smallCohortWarnings(state: RolloutState): string[] {
 function describeGrowth(step: { kind: 'setWeight'; percent: number } | { kind: 'devices'; deviceIds: readonly string[] } | { kind: 'selector' }): string {
   if (step.kind === 'setWeight') return `setWeight ${step.percent}`;
   return step.kind === 'devices' ? `devices: ${step.deviceIds.length}` : 'selector';
+}
+
+/** Whether an analysis step follows step `index` before the cohort grows again (it would measure the cohort as it was). */
+function analysisBeforeNextGrowth(steps: RolloutState['spec']['steps'], index: number): boolean {
+  for (const step of steps.slice(index + 1)) {
+    if (step.kind === 'analysis') return true;
+    if (step.kind === 'setWeight' || step.kind === 'devices' || step.kind === 'selector') return false;
+  }
+  return false;
 }

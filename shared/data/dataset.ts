@@ -335,8 +335,9 @@ const MAX_STRAY_LABELS = 5;
 /**
  * The indices of the labels that are not finite numbers, when they are a few strays among numbers
  * that would make a regression target on their own: at most MAX_STRAY_LABELS rows, and no such
- * value on more than two (one that repeats is a class: "other" on 40 rows, "ungraded" beside
- * grades); [] otherwise (all numbers, text classes, a code beside integer classes or codes).
+ * value on more than two of them (a typo may be copied once; a value on three rows or more is a
+ * class: "other" on 40 rows, "ungraded" beside grades); [] otherwise (all numbers, text classes, a
+ * code beside integer classes or codes).
  */
 function straysInNumberLabel(labels: readonly string[]): number[] {
   const isNumber = (label: string) => Number.isFinite(parseDecimal(label));

@@ -48,14 +48,18 @@ target: {matchLabels: {}}
 steps:
   - selector: {matchLabels: {pilot: "true"}}
   - setWeight: 50
+  - analysis: {templates: [{templateName: fleetprune-relative}]}
   - setWeight: 75
+  - devices: [d00]
+  - pause: {}
   - setWeight: 100
 `);
   const devices = Array.from({ length: 12 }, (_, i) => ({ id: `d${String(i).padStart(2, '0')}`, labels: i < 6 ? { pilot: 'true' } : {} }));
   assert.deepEqual(smallCohortWarnings({ spec, devices, cohort: [] } as unknown as RolloutState), [
-    'steps[1] (setWeight 50) adds no device: the cohort holds 6 of 12 devices by then, so the step changes nothing and an analysis after it measures the same devices again; raise it, or drop it',
+    'steps[1] (setWeight 50) adds no device: the cohort holds 6 of 12 devices by then, so the step changes nothing, and the analysis after it measures the same devices again; raise it, or drop it',
+    'steps[4] (devices: 1) adds no device: the cohort holds 9 of 12 devices by then, so the step changes nothing; raise it, or drop it',
   ]);
-  // A pilot of a third: every step adds devices.
+  // A pilot of a third: the 50% step adds devices (d00, a pilot, is still in the cohort already).
   const third = devices.map((device, i) => ({ ...device, labels: i < 4 ? { pilot: 'true' } : {} }));
-  assert.deepEqual(smallCohortWarnings({ spec, devices: third, cohort: [] } as unknown as RolloutState), []);
+  assert.deepEqual(smallCohortWarnings({ spec, devices: third, cohort: [] } as unknown as RolloutState).map((warning) => warning.slice(0, 8)), ['steps[4]']);
 });

@@ -7,4 +7,6 @@ test('tokens list cuts a long label in its table (200 characters would widen eve
   assert.equal(clipLabel('x'.repeat(40)), 'x'.repeat(40));
   assert.equal(clipLabel('x'.repeat(200)), `${'x'.repeat(39)}…`);
   assert.equal(clipLabel('🦄'.repeat(200)), `${'🦄'.repeat(39)}…`, 'no emoji is cut in half');
+  // Flags, joined sequences and combining accents are one character each, and are never split.
+  for (const char of ['🇯🇵', '👩‍💻', 'e\u0301']) assert.equal(clipLabel(char.repeat(100)), `${char.repeat(39)}…`, JSON.stringify(char));
 });
