@@ -614,8 +614,13 @@ export class RolloutController {
       if (await this.#o.repository.isExecuted(id, action.id)) return;
       result = await this.#perform(id, action);
     } catch (error) {
+      // Stopped meanwhile (the server stopping or deposed, the broker connection not made yet): the
+      // action stays pending, and whoever drives the rollout next runs it. Not a failure to alert on.
+      if (this.#stopped) {
+        this.#o.logger?.info({ rollout: id }, `action ${action.id} (${action.kind}) left pending for whoever drives the rollout next: ${errorMessage(error)}`);
+        return;
+      }
       this.#report(id, `action ${action.id} (${action.kind})`, error);
-      if (this.#stopped) return;
       // One timer per failing action, its delay doubling up to MAX_ACTION_RETRY_MS: a store or
       // broker that stays down gets a retry now and then, not a storm.
       const failures = (this.#failures.get(key) ?? 0) + 1;
