@@ -124,7 +124,8 @@ export class MqttLink {
           logger.warn(
             { broker: broker.url, clientId: deviceId, shortSessions },
             `the broker closed this device's connection ${shortSessions} times in a row within ${SHORT_SESSION_MS / 1000} s of connecting: another client may be connected as ${deviceId} ` +
-              '(the same config on two devices, or a second agent): the broker lets one connection hold a client id, and the two take it from each other',
+              '(the same config on two devices, or a second agent): the broker lets one connection hold a client id, and the two take it from each other; ' +
+              'else the broker itself drops it (its log says why, e.g. "Expiring client … due to timeout")',
           );
         }
       }
