@@ -24,12 +24,16 @@ export function registerDevicesCommand(program: Command): void {
       const out = resolve(flags.out);
       await checkWritableTarget(out);
       await withConnection(flags, async (connection) => {
-        const { agent_config_json: config, broker_warning: warning } = await connection.unary<{ agent_config_json: string; broker_warning: string }>('Devices', 'EnrollDevice', {
-          id: flags.id,
-          labels: flags.labels,
-          broker_url: flags.brokerUrl ?? '',
-          server_url: flags.serverUrl ?? '',
-        });
+        const { agent_config_json: config, broker_warning: warning } = await connection
+          .unary<{ agent_config_json: string; broker_warning: string }>('Devices', 'EnrollDevice', {
+            id: flags.id,
+            labels: flags.labels,
+            broker_url: flags.brokerUrl ?? '',
+            server_url: flags.serverUrl ?? '',
+          })
+          .catch((error: unknown) => {
+            throw namingUrlFlags(error);
+          });
         try {
           await writeFile(out, `${config}\n`, { mode: 0o600, flag: 'wx' });
         } catch (error) {
@@ -97,3 +101,12 @@ async function checkWritableTarget(path: string): Promise<void> {
   await assertWritableFile(path, '--out');
 }
 
+
+/** A refusal naming EnrollDevice's `broker_url` or `server_url` names the flag the user gave instead (`--server-url: must be …`). */
+function namingUrlFlags(error: unknown): unknown {
+  if (!(error instanceof UserError)) return error;
+  const field = /^request\.(broker_url|server_url): /.exec(error.message);
+  if (!field) return error;
+  const flag = field[1] === 'broker_url' ? '--broker-url' : '--server-url';
+  return new UserError(`${flag}: ${error.message.slice(field[0].length)}`, { exitCode: error.exitCode, cause: error });
+}

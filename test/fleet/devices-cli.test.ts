@@ -37,8 +37,12 @@ test('devices enroll --server-url with a query, fragment or user:password@ is re
   const runs = await runCliBatch(urls.map((url, i) => ({ args: ['devices', 'enroll', '--id', `d-${i}`, '--server-url', url, '--out', join(dir, `${i}.json`), ...connection] })));
   for (const [i, run] of runs.entries()) {
     assert.equal(run.code, 2, `${urls[i]}: ${run.stderr}`);
-    assert.match(run.stderr, /^fleetprune: .*serverUrl: must be a base URL without a query \(\?…\), a fragment \(#…\) or user:password@ \(paths are appended to it\)\n$/);
+    assert.match(run.stderr, /^fleetprune: --server-url: must be a base URL without a query \(\?…\), a fragment \(#…\) or user:password@ \(paths are appended to it\)\n$/);
   }
+  // --broker-url is named as the flag too, not as the request field behind it.
+  const broker = await runCli(['devices', 'enroll', '--id', 'd-b', '--broker-url', 'http://fleet.example:1883', '--out', join(dir, 'b.json'), ...connection]);
+  assert.equal(broker.code, 2, broker.stderr);
+  assert.match(broker.stderr, /^fleetprune: --broker-url: must be an mqtt:\/\/ or mqtts:\/\/ URL/);
   const listed = (await (await server.request('GET', '/api/devices')).json()) as { devices: unknown[] };
   assert.deepEqual(listed.devices, []);
   // A plain base URL, with a path, is fine.
