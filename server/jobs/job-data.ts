@@ -38,7 +38,7 @@ export async function readJobData(
     if ((await openedPath(file.fd)) !== real) throw unreadable();
     const info = await file.stat();
     if (!info.isFile()) throw unreadable();
-    if (info.size > maxBytes) throw new ServiceError('payload_too_large', `${fields.path}: the file exceeds ${maxBytes} bytes`);
+    if (info.size > maxBytes) throw new ServiceError('payload_too_large', `${fields.path}: the file is ${info.size} bytes, more than the ${maxBytes} the server takes (its --max-body-bytes)`);
     return { text: decodeDataText(await file.readFile(), data.path), source: data.path };
   } finally {
     await file.close();

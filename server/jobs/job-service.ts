@@ -297,6 +297,8 @@ export class JobService {
     if (!(await this.#end(id, ['queued', 'running'], { state: 'cancelled', error: cancel.message }, cancel))) {
       throw new ServiceError('conflict', `job ${id} already ${(await this.get(id)).state}; nothing to cancel`);
     }
+    // As a running job's cancel is logged (its run says so when its worker ends).
+    this.#deps.log.info({ job: id }, `${cancel.message} before it started`);
     return this.get(id);
   }
 

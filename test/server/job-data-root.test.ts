@@ -38,6 +38,12 @@ test('a job data path outside the root gets the same answer as a missing one, wh
   assert.deepEqual(await read('sub/inner.csv'), { text: CSV, source: 'sub/inner.csv' });
   assert.deepEqual(await read('./sub//inner.csv'), { text: CSV, source: './sub//inner.csv' });
   assert.equal((await read('link-in.csv')).text, CSV, 'a symlink that stays inside the root is followed');
+  // A file over the body limit is refused naming its size and the flag that sets the limit.
+  await assert.rejects(readJobData({ path: 'data.csv' }, root, 10, REST_PRUNE_FIELDS), (error: unknown) => {
+    assert.ok(error instanceof ServiceError);
+    assert.deepEqual([error.code, error.message], ['payload_too_large', `body.data.path: the file is ${CSV.length} bytes, more than the 10 the server takes (its --max-body-bytes)`]);
+    return true;
+  });
 
   const refused = [
     // Outside the root: existing (a file, a directory) or not, absolute or through `..`.
