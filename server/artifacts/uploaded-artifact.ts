@@ -48,6 +48,6 @@ export function checkSignedManifest(input: unknown, trusted: TrustedKeys): Manif
   const key = trusted.get(manifest.signature.keyId);
   if (!key) throw new ServiceError('bad_request', `manifest.signature: key ${manifest.signature.keyId} is not trusted by this server`);
   const failure = verifyManifestSignature(manifest, key);
-  if (failure) throw new ServiceError('bad_request', `manifest.${failure} (the manifest was modified after signing)`);
+  if (failure) throw new ServiceError('bad_request', `manifest.${failure} (the manifest was changed after signing, or the signature value is damaged)`);
   return manifest;
 }

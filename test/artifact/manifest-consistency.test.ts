@@ -94,6 +94,21 @@ for (const { name, edit, message } of CASES) {
   });
 }
 
+test('the registry refuses a manifest changed after signing, and one whose signature value is cut short, saying it may be either', () => {
+  const changed = { ...sample, labelName: 'species' };
+  const cut = { ...sample, signature: { ...sample.signature!, value: sample.signature!.value.slice(0, 20) } };
+  for (const manifest of [changed, cut]) {
+    assert.throws(
+      () => checkSignedManifest(manifest, trusted),
+      (error: unknown) =>
+        error instanceof ServiceError &&
+        error.code === 'bad_request' &&
+        /^manifest\.signature: does not verify with key [0-9a-f]{16} \(the manifest was changed after signing, or the signature value is damaged\)$/.test(error.message),
+    );
+  }
+  assert.deepEqual(checkSignedManifest(sample, trusted), sample);
+});
+
 test('fleetprune verify refuses a signed manifest that contradicts itself, in one line naming the field', async (t) => {
   const dir = join(await tempDir(t), 'model');
   await writeSampleArtifact(dir, privateKey);
