@@ -9,6 +9,7 @@ import { assertArtifactDirectory, readManifest } from '../../shared/artifact/rea
 import { checkArtifactFiles } from '../../shared/artifact/verify-artifact.ts';
 import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { printable } from '../../shared/util/printable.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { refuseEmpty } from './non-empty.ts';
 import { formatTable } from './format-table.ts';
@@ -68,20 +69,20 @@ export function registerModelsCommand(program: Command): void {
             check = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(manifest) });
           } catch (error) {
             // Registered with all its files: its parent's may still be lost (the README pushes the pruned directory).
-            const restoredParent = parent && isAlreadyRegistered(error) ? await restoreRegistered(connection, name, parent) : null;
+            const restoredParent = parent && isAlreadyRegistered(error) ? await restoreRegistered(connection, parent.manifest.name, parent) : null;
             if (restoredParent === null) throw error;
             process.stdout.write(`the parent ${restoredParent}\n`);
             return;
           }
           if (check.registered_as) {
             // Registered already, but the server has lost some of its files: sent again, nothing registered.
-            const restoredParent = parent ? await restoreRegistered(connection, name, parent) : null;
+            const restoredParent = parent ? await restoreRegistered(connection, parent.manifest.name, parent) : null;
             if (restoredParent !== null) process.stdout.write(`the parent ${restoredParent}\n`);
             await uploadAll(connection, name, dir, manifest, check.missing_sha256, true);
             process.stdout.write(`${check.registered_as} is registered already (artifact ${artifactId(manifest)}); ${restoredFiles(manifest, check.missing_sha256)}\n`);
             return;
           }
-          if (parent) registeredParent = await pushParent(connection, name, parent, () => (registering = parent.dir));
+          if (parent) registeredParent = await pushParent(connection, parent.manifest.name, parent, () => (registering = parent.dir));
           registering = undefined;
           await uploadAll(connection, name, dir, manifest, check.missing_sha256);
           registering = dir;
@@ -147,7 +148,9 @@ export function registerModelsCommand(program: Command): void {
             `metrics    ${describeMetrics(found.metrics_json)}`,
             `status     ${found.status ? `${found.status}${found.status_reason ? `: ${found.status_reason}` : ''} (${found.status_at})` : '-'}`,
             `created    ${found.created_at} by ${found.created_by}`,
-          ].join('\n') + '\n',
+            // A manifest's own text (its data fingerprint, say) is the signer's: a line break or an
+            // escape sequence in it must not add a line or reach the terminal.
+          ].map(printable).join('\n') + '\n',
         );
       });
     });
@@ -302,10 +305,11 @@ async function parentInGeneral(dir: string, manifest: Manifest): Promise<{ dir: 
 }
 
 /**
- * Registers the parent under `name` before its pruned child, so the child gets the higher
- * version and `latest` is the pruned model, and returns it as `name@version`. A parent already
- * registered under `name` (found so by the check, or by the registration when another push of it
- * got there first) is left as it is. `onRegistering` is called as its registration is sent.
+ * Registers the parent under `name` (its manifest's: a child pushed under another name was pruned
+ * from that model's version) before its pruned child, so the child gets the higher version and
+ * `latest` is the pruned model, and returns it as `name@version`. A parent already registered
+ * (found so by the check, or by the registration when another push of it got there first) is
+ * left as it is. `onRegistering` is called as its registration is sent.
  */
 async function pushParent(connection: ServerConnection, name: string, parent: { dir: string; manifest: Manifest }, onRegistering: () => void): Promise<string> {
   const manifestJson = JSON.stringify(parent.manifest);

@@ -77,6 +77,35 @@ test('models push DIR of a pruned artifact whose parent is registered already pu
   assert.equal(pushed.stderr, `the parent in ${join(pruned.dir, 'general')} is already registered as iris@1\n`);
 });
 
+test('models push DIR of a model pruned from another model pushes its parent under the parent\'s own name: registered there already, the child alone is registered', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const general = await makeArtifact(t, { seed: 41, privateKey: key, units: 16 });
+  const pruned = await makeArtifact(t, { seed: 42, privateKey: key, units: 4, parent: artifactId(general.manifest), name: 'flower2' });
+  await cp(general.dir, join(pruned.dir, 'general'), { recursive: true });
+
+  // Not registered yet: the parent goes in as iris (the model its manifest names), the child as flower2.
+  const first = await runCli(['models', 'push', pruned.dir, ...connection]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(
+    first.stdout,
+    `registered iris@1 (artifact ${artifactId(general.manifest)}; the parent, from ${join(pruned.dir, 'general')})\n` +
+      `registered flower2@1 (artifact ${artifactId(pruned.manifest)})\n`,
+  );
+  const child = (await (await server.request('GET', '/api/models/flower2/versions/1')).json()) as { lineage: { parent: unknown } };
+  assert.deepEqual(child.lineage.parent, { model: 'iris', version: '1' });
+
+  // Registered already, as iris@1: a second child of it is pushed alone, not refused as misnamed.
+  const sibling = await makeArtifact(t, { seed: 43, privateKey: key, units: 5, parent: artifactId(general.manifest), name: 'flower3' });
+  await cp(general.dir, join(sibling.dir, 'general'), { recursive: true });
+  const second = await runCli(['models', 'push', sibling.dir, ...connection]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(second.stdout, `registered flower3@1 (artifact ${artifactId(sibling.manifest)})\n`);
+  assert.equal(second.stderr, `the parent in ${join(sibling.dir, 'general')} is already registered as iris@1\n`);
+  assert.equal(((await (await server.request('GET', '/api/models/iris')).json()) as { versionCount: number }).versionCount, 1);
+});
+
 /**
  * Holds the server's next blob upload whose hash `matches` until `release()`: `held` resolves once
  * one is held. The upload itself then goes on through the real blob store.
@@ -181,6 +210,19 @@ test('a version whose parent is not registered shows the parent sha256 as not re
   [list, show] = await listAndShow();
   assert.match(list.stdout, /^iris@1 +\S+ +other@1 /m);
   assert.match(show.stdout, /^parent {5}other@1$/m);
+});
+
+test('models show prints a manifest\'s own text escaped: a line break or an escape sequence in it adds no line and reaches no terminal', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const forged = await makeArtifact(t, { seed: 38, privateKey: key, dataFingerprint: 'abc\u001b[2J\nstatus     production' });
+  assert.equal((await runCli(['models', 'push', forged.dir, ...connection])).code, 0);
+  const show = await runCli(['models', 'show', 'iris@1', ...connection]);
+  assert.equal(show.code, 0, show.stderr);
+  assert.match(show.stdout, /^data {7}abc\\x1b\[2J\\nstatus {5}production$/m);
+  assert.doesNotMatch(show.stdout, /\u001b/);
+  assert.deepEqual(show.stdout.split('\n').filter((line) => line.startsWith('status')), ['status     -']);
 });
 
 test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon fields); a version shows its rollout status', async (t) => {

@@ -30,7 +30,7 @@ export async function makeSigner(t: TestContext): Promise<TestSigner> {
  */
 export async function makeArtifact(
   t: TestContext,
-  options: { seed: number; privateKey?: KeyObject; version?: string; parent?: string; units?: number; name?: string; task?: 'classification' | 'regression' },
+  options: { seed: number; privateKey?: KeyObject; version?: string; parent?: string; units?: number; name?: string; task?: 'classification' | 'regression'; dataFingerprint?: string },
 ): Promise<{ dir: string; manifest: Manifest }> {
   await initTfjs();
   const root = await mkdtemp(join(tmpdir(), 'fleetprune-artifact-'));
@@ -59,7 +59,7 @@ export async function makeArtifact(
           parentSha256: options.parent ?? null,
           epsilon: options.parent ? 0.1 : null,
           epsilonMode: options.parent ? 'relative' : null,
-          dataFingerprint: `data-${options.seed}`,
+          dataFingerprint: options.dataFingerprint ?? `data-${options.seed}`,
           method: options.parent ? 'odf2nna' : 'general',
           seed: options.seed,
         },
