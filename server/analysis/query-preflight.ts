@@ -1,6 +1,6 @@
 import { errorMessage } from '../../shared/util/errors.ts';
 import { builtinQueryProblem } from '../metricproviders/builtin/builtin-query-check.ts';
-import type { MetricProvider } from '../metricproviders/metric-provider.ts';
+import { MetricProviderError, type MetricProvider } from '../metricproviders/metric-provider.ts';
 import type { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import type { RolloutSpec } from '../rollout/rollout-spec.ts';
 import { renderQuery } from './query-template.ts';
@@ -23,7 +23,8 @@ export interface QueryPreflight {
  * - a metric naming `prometheus` on a server without --prometheus-url runs on the builtin
  *   provider (a warning says so), and its queries are checked as the builtin provider's are;
  * - on Prometheus, each query is sent once (arguments in place, the cohort matching any device):
- *   one it refuses as bad_data (a parse or type error) is a problem; a Prometheus that does not
+ *   one it refuses as bad_data (a parse or type error), or answers with a range vector or a
+ *   string (no condition reads them), is a problem; a Prometheus that does not
  *   answer at all is one warning, and the start goes on (it may answer by the first measurement).
  */
 export async function preflightQueries(spec: RolloutSpec, providers: MetricProviderResolver, options: { prometheusConfigured: boolean; fleet?: string; timeoutMs?: number }): Promise<QueryPreflight> {
@@ -64,8 +65,10 @@ export async function preflightQueries(spec: RolloutSpec, providers: MetricProvi
           await provider.query(rendered, { now: new Date(), timeoutMs: Math.min(timeoutMs, metric.source.timeoutMs) });
         } catch (error) {
           const message = errorMessage(error);
-          // Prometheus's own verdict on the query (a parse or type error); anything else (a timeout, an outage) may pass.
+          // Prometheus's own verdict on the query (a parse or type error), or an answer no condition
+          // can read whatever the data (a range vector, a string); anything else (a timeout, an outage) may pass.
           if (/^prometheus: bad_data: /.test(message)) problems.push(`${path}: ${field}: Prometheus refuses it: ${message.slice('prometheus: bad_data: '.length)}`);
+          else if (error instanceof MetricProviderError && error.queryFault) problems.push(`${path}: ${field}: ${message.slice(`${error.provider}: `.length)}`);
         }
       }
     }

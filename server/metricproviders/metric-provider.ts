@@ -40,7 +40,12 @@ const LINE_BREAKING = /\s*[\u0000-\u001f\u007f-\u009f\u2028\u2029][\s\u0000-\u00
 
 export class MetricProviderError extends Error {
   readonly provider: string;
-  constructor(provider: string, message: string, options?: { cause?: unknown }) {
+  /**
+   * The query itself is wrong whatever the data (it returns a range vector or a string, never a
+   * result a condition reads): a rollout start refuses it rather than fail every measurement.
+   */
+  readonly queryFault: boolean;
+  constructor(provider: string, message: string, options?: { cause?: unknown; queryFault?: boolean }) {
     // One printable line: the message comes partly from the backend, and ends up in logs, the
     // decision log and stored reasons (PostgreSQL refuses a NUL in text, for ever). Line breaks
     // beyond ASCII (NEL, U+2028, U+2029) break lines too, and half a surrogate pair (the
@@ -48,5 +53,6 @@ export class MetricProviderError extends Error {
     super(`${provider}: ${message}`.replace(LINE_BREAKING, ' ').toWellFormed(), options);
     this.name = 'MetricProviderError';
     this.provider = provider;
+    this.queryFault = options?.queryFault ?? false;
   }
 }

@@ -183,7 +183,8 @@ function toResult(answer: PrometheusAnswer, provider: string, evaluatedAt: numbe
     });
     return { resultType: 'vector', samples };
   }
-  if (resultType === 'matrix') throw new MetricProviderError(provider, 'the query returns a range vector; wrap it in a function such as rate() or avg_over_time()');
+  if (resultType === 'matrix') throw new MetricProviderError(provider, 'the query returns a range vector; wrap it in a function such as rate() or avg_over_time()', { queryFault: true });
+  if (resultType === 'string') throw new MetricProviderError(provider, 'the query returns a string; a condition reads numbers (a vector or a scalar)', { queryFault: true });
   throw new MetricProviderError(provider, `unsupported result type "${String(resultType).slice(0, 50)}"`);
 }
 

@@ -5,6 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { Registry } from 'prom-client';
 import type { AnalysisMetric } from '../../server/analysis/metric-definition.ts';
+import { preflightQueries } from '../../server/analysis/query-preflight.ts';
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { RegistrySeriesRecorder } from '../../server/metricproviders/builtin/registry-series-recorder.ts';
@@ -150,7 +151,34 @@ describe('prometheus provider against a real Prometheus', () => {
     if (!needsPrometheus(t)) return;
     const provider = new PrometheusProvider({ url });
     await assert.rejects(provider.query('sum(', { now: new Date() }), (error: unknown) => error instanceof MetricProviderError && /^prometheus: bad_data: .*parse error/.test(error.message));
-    await assert.rejects(provider.query('fleetprune_device_accuracy_ratio[1m]', { now: new Date() }), /returns a range vector; wrap it in a function/);
+    await assert.rejects(provider.query('sum(', { now: new Date() }), (error: unknown) => error instanceof MetricProviderError && !error.queryFault);
+    await assert.rejects(
+      provider.query('fleetprune_device_accuracy_ratio[1m]', { now: new Date() }),
+      (error: unknown) => error instanceof MetricProviderError && error.queryFault && /returns a range vector; wrap it in a function/.test(error.message),
+    );
+    await assert.rejects(
+      provider.query('"abc"', { now: new Date() }),
+      (error: unknown) => error instanceof MetricProviderError && error.queryFault && /^prometheus: the query returns a string; a condition reads numbers/.test(error.message),
+    );
+  });
+
+  it('refuses at a rollout start a query Prometheus answers with a range vector or a string (every measurement would fail); a vector query passes', async (t) => {
+    if (!needsPrometheus(t)) return;
+    const metric = (name: string, query: string) => ({ name, successCondition: 'result[0] > 0.5', provider: { prometheus: { query } } });
+    const spec = validateRolloutSpec({
+      model: 'wine',
+      candidateVersion: '2',
+      steps: [{ setWeight: 50 }, { analysis: { metrics: [metric('range', 'fleetprune_device_accuracy_ratio{model="{{args.model}}"}[5m]'), metric('text', '"abc"'), metric('good', 'avg(fleetprune_device_accuracy_ratio{model="{{args.model}}"})')] } }],
+    });
+    const resolver = new MetricProviderResolver({ builtin: new BuiltinProvider({ history }), prometheus: new PrometheusProvider({ url }) });
+    const checked = await preflightQueries(spec, resolver, { prometheusConfigured: true });
+    assert.deepEqual(checked, {
+      problems: [
+        'steps[1].analysis metric "range": query: the query returns a range vector; wrap it in a function such as rate() or avg_over_time()',
+        'steps[1].analysis metric "text": query: the query returns a string; a condition reads numbers (a vector or a scalar)',
+      ],
+      warnings: [],
+    });
   });
 
   it('turns unreachable and hanging servers into errors within the timeout', async () => {
@@ -239,7 +267,8 @@ describe('prometheus provider against a misbehaving backend (a real HTTP server)
       ['JSON without status', (_req, res) => res.end('{"data":{}}'), /^prometheus: HTTP 200: not a Prometheus API answer \(no status\)$/],
       ['null vector entry', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [null] } })), /^prometheus: malformed vector result: entry 0 is not an object$/],
       ['non-string label', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [{ metric: { device: 5 }, value: [1, '1'] }] } })), /^prometheus: malformed vector result: label "device" of entry 0 is not a string$/],
-      ['string result', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'string', result: [1, 'x'] } })), /^prometheus: unsupported result type "string"$/],
+      ['string result', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'string', result: [1, 'x'] } })), /^prometheus: the query returns a string; a condition reads numbers \(a vector or a scalar\)$/],
+      ['unknown result type', (_req, res) => res.end(JSON.stringify({ status: 'success', data: { resultType: 'histogram', result: [] } })), /^prometheus: unsupported result type "histogram"$/],
       ['302 redirect', (_req, res) => { res.statusCode = 302; res.setHeader('location', '/elsewhere/api/v1/query'); res.end(); }, /^prometheus: HTTP 302 redirect to \/elsewhere\/api\/v1\/query; set --prometheus-url/],
       ['oversized body', (_req, res) => {
         res.write('{"status":"success","pad":"');
