@@ -188,6 +188,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const rollouts = rolloutModule(ctx, {
       fleet: testFleet?.fleet ?? fleet.fleetPort,
       reports: testFleet?.reports ?? fleet.reportHistory,
+      ...(testFleet?.reports ? {} : { withdrawals: fleet.withdrawals }),
       leadership,
       ...(fleet.leadershipHandlers ? { beforeRollouts: fleet.leadershipHandlers, brokerConnected: fleet.brokerConnected } : {}),
       ...(options.reportSweepMs !== undefined ? { retentionSweepMs: options.reportSweepMs } : {}),

@@ -12,7 +12,7 @@ import { reportRetention } from './report-retention.ts';
 import { SilentDeviceSweep } from './silent-device-sweep.ts';
 import { RegistryModelStatus } from '../rollout/registry-model-status.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
-import { ReportMetricsExporter } from '../metricproviders/report-metrics-exporter.ts';
+import { ReportMetricsExporter, type ExportedSeriesWithdrawals } from '../metricproviders/report-metrics-exporter.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort, LateDeviceAnswer } from '../rollout/fleet-port.ts';
 import type { Leadership, LeadershipHandlers } from '../rollout/leader-election.ts';
@@ -44,6 +44,8 @@ export interface Fleet {
   assignments: AssignmentService;
   fleetPort: FleetPort;
   reportHistory: ReportHistory;
+  /** The device series exporter's removals (the builtin provider's staleness markers). */
+  withdrawals: ExportedSeriesWithdrawals;
   /**
    * External broker with PostgreSQL: the broker connection follows the rollout leadership (connect
    * when elected, before the controller starts; disconnect when deposed). Undefined otherwise.
@@ -292,7 +294,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
         },
       }
     : undefined;
-  return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet), brokerConnected: connected, ...(leadershipHandlers ? { leadershipHandlers } : {}) };
+  return { module, devices, assignments, fleetPort, reportHistory: new StoreReportHistory(fleet), withdrawals: exporter, brokerConnected: connected, ...(leadershipHandlers ? { leadershipHandlers } : {}) };
 }
 
 /**

@@ -70,6 +70,22 @@ function holds(held: DeviceSlotRefs['active'], labels: { model: string; version:
 export const MAX_EXPORTED_MODELS_PER_DEVICE = 8;
 
 /**
+ * How long a removed label set's removal time is kept (withdrawnAt): beyond the 5 minutes an
+ * instant selector looks back, a report from before the removal is out of its sight anyway.
+ */
+export const WITHDRAWALS_KEPT_MS = 10 * 60_000;
+
+/** Which device label sets the server stopped exporting, and when (the builtin provider's staleness, see withdrawnAt). */
+export interface ExportedSeriesWithdrawals {
+  withdrawnAt(labels: Readonly<Record<string, string>>): number | undefined;
+}
+
+/** A device label set's identity (its fleet label is the exporter's own). */
+function labelSetKey(labels: Readonly<Record<string, string | undefined>>): string {
+  return JSON.stringify([labels.model, labels.version, labels.role, labels.cohort, labels.device]);
+}
+
+/**
  * Exports per-device reports on the server's /metrics with the names and labels the builtin
  * provider synthesizes from report history, so the same analysis queries (and the relative
  * checks) run against a real Prometheus that scrapes the server. The server calls observe() for
@@ -79,7 +95,7 @@ export const MAX_EXPORTED_MODELS_PER_DEVICE = 8;
  * and role (its latest version and cohort; the previous one's series are removed), at most
  * MAX_EXPORTED_MODELS_PER_DEVICE models, and a revoked device's series go with it.
  */
-export class ReportMetricsExporter {
+export class ReportMetricsExporter implements ExportedSeriesWithdrawals {
   readonly #gauges: Record<'accuracy' | 'mse' | 'latencyP50' | 'latencyP95' | 'latencyP99' | 'errorRatio' | 'reportTimestamp', Gauge<Label>>;
   readonly #counters: Record<'predictions' | 'servedPredictions' | 'errors' | 'reports', Counter<Label>>;
   /** Per device, per model and role, the label set it exports now and its last report (in order of last report). */
@@ -89,12 +105,18 @@ export class ReportMetricsExporter {
    * and exported after it would otherwise bring the device's series back, until a restart.
    */
   readonly #forgotten = new Set<string>();
+  /** Label sets removed within WITHDRAWALS_KEPT_MS, with when (ms), oldest first. */
+  readonly #removedAt = new Map<string, number>();
+  /** When restore() last exported what the store kept (start, takeover); undefined before. */
+  #restoredAt: number | undefined;
+  readonly #now: () => number;
 
   /** The fleet label of every series (see DEVICE_REPORT_LABELS); none when undefined. */
   readonly #fleet: string | undefined;
 
-  constructor(registry: Registry, fleet?: string) {
+  constructor(registry: Registry, fleet?: string, options: { now?: () => number } = {}) {
     this.#fleet = fleet;
+    this.#now = options.now ?? Date.now;
     const labelNames = [...DEVICE_REPORT_LABELS];
     const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers: [registry] });
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers: [registry] });
@@ -119,6 +141,23 @@ export class ReportMetricsExporter {
   reset(): void {
     for (const metric of this.#metrics()) metric.reset();
     this.#exported.clear();
+    this.#removedAt.clear();
+    this.#restoredAt = undefined;
+  }
+
+  /**
+   * Since when (the server's clock, ms) the server no longer exports the device label set
+   * `labels` names (model, version, role, cohort, device): when it removed it (a dropped or
+   * replaced candidate, a version replaced, a model evicted, a revoked device), or, for one not
+   * exported since the last restore(), that restore's time (the store brought back every label set
+   * its device still held). undefined while it is exported, and before any restore (unknown).
+   * Prometheus marks such a series stale at its next scrape; the builtin provider, which reads
+   * the same reports from history, marks it stale here.
+   */
+  withdrawnAt(labels: Readonly<Record<string, string>>): number | undefined {
+    const held = labels.device === undefined ? undefined : this.#exported.get(labels.device)?.get(`${labels.model}\u0000${labels.role}`);
+    if (held && held.labels.version === labels.version && held.labels.cohort === labels.cohort) return undefined;
+    return this.#removedAt.get(labelSetKey(labels)) ?? this.#restoredAt;
   }
 
   /**
@@ -142,6 +181,7 @@ export class ReportMetricsExporter {
    */
   restore(entries: readonly (DeviceReport | DeviceReportTotal | DeviceServingTotal)[], slots: ReadonlyMap<string, DeviceSlotRefs> = new Map()): void {
     this.reset();
+    this.#restoredAt = this.#now();
     for (const entry of entries) {
       if ('counts' in entry) {
         this.#export(entry.report, entry.counts, entry.since);
@@ -304,6 +344,7 @@ export class ReportMetricsExporter {
     const kept = replaced ? undefined : entry;
     const time = since?.getTime();
     device.set(key, { labels, report: report ?? kept?.report, since: Math.max(kept?.since ?? -Infinity, Number.isFinite(time) ? time! : -Infinity) });
+    this.#removedAt.delete(labelSetKey(labels));
     const models = () => new Set([...device.values()].map((entry) => entry.labels.model));
     while (models().size > MAX_EXPORTED_MODELS_PER_DEVICE) {
       const oldest = device.values().next().value!.labels.model;
@@ -322,6 +363,14 @@ export class ReportMetricsExporter {
 
   #remove(labels: Labels): void {
     for (const metric of this.#metrics()) metric.remove(labels);
+    const now = this.#now();
+    const key = labelSetKey(labels);
+    this.#removedAt.delete(key); // re-inserted last: the map stays in time order
+    this.#removedAt.set(key, now);
+    for (const [oldKey, at] of this.#removedAt) {
+      if (at > now - WITHDRAWALS_KEPT_MS) break;
+      this.#removedAt.delete(oldKey);
+    }
   }
 
   #metrics(): (Gauge<Label> | Counter<Label>)[] {

@@ -14,6 +14,7 @@ import { PrometheusProvider } from '../metricproviders/prometheus-provider.ts';
 import { MetricProviderResolver } from '../metricproviders/provider-resolver.ts';
 import { preflightQueries } from '../analysis/query-preflight.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
+import type { ExportedSeriesWithdrawals } from '../metricproviders/report-metrics-exporter.ts';
 import { StoreRolloutRepository } from '../store/repositories/rollouts-repository.ts';
 import { evidenceRetention } from './evidence-retention.ts';
 import type { FleetPort, LateDeviceAnswer } from './fleet-port.ts';
@@ -32,6 +33,8 @@ export interface RolloutModuleDeps {
   readonly fleet: FleetPort;
   /** Per-device benchmark reports for the builtin provider (absent: it sees the server's own series only). */
   readonly reports?: ReportHistory;
+  /** The server's device series exporter: what history shows of a label set it stopped exporting is stale from then (absent: never). */
+  readonly withdrawals?: ExportedSeriesWithdrawals;
   /** Which server drives rollouts (see leadershipFor). */
   readonly leadership: Leadership;
   /**
@@ -82,6 +85,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
         onLimit: (max) => log.warn({ maxSeries: max }, 'the builtin metric provider tracks no more server series: new ones come from the report history only, within each query window (use --prometheus-url for a fleet this size)'),
       }),
       ...(deps.reports ? { history: deps.reports } : {}),
+      ...(deps.withdrawals ? { withdrawals: deps.withdrawals } : {}),
     }),
     ...(ctx.config.prometheusUrl ? { prometheus: new PrometheusProvider({ url: ctx.config.prometheusUrl }) } : {}),
   });

@@ -275,6 +275,43 @@ describe('builtin provider over report history', () => {
     assert.deepEqual((await restarted.query('count(fleetprune_device_accuracy_ratio{role="candidate"})', { now: at(0) })).samples, [{ labels: {}, value: 2 }]);
   });
 
+  it('a label set the server stopped exporting (a dropped candidate, a revoked device) is stale from then on, as Prometheus marks it: history does not bring it back to instant selectors', async () => {
+    let clock = T0 - 60_000;
+    const registry = new Registry();
+    const exporter = new ReportMetricsExporter(registry, undefined, { now: () => clock });
+    const history = new InMemoryReportHistory();
+    // The recorder holds no series (past its limit, say), so only history answers: what it says must still agree with the exporter.
+    const provider = new BuiltinProvider({ history, withdrawals: exporter });
+    const q = async (query: string) => (await provider.query(query, { now: at(0) })).samples;
+    exporter.restore([]);
+    const reports = ['d1', 'd2', 'd3'].map((deviceId) => report({ deviceId, ts: at(-50), version: '3', accuracy: 0.25 }));
+    history.add(...reports);
+    reports.forEach((entry) => exporter.observe(entry));
+    assert.deepEqual(byLabel({ resultType: 'vector', samples: await q('fleetprune_device_accuracy_ratio{role="candidate"}') }, 'device'), { d1: 0.25, d2: 0.25, d3: 0.25 });
+
+    // d1 drops the candidate (a rollback), d2 is revoked, 20 s later: their series go, as on /metrics.
+    clock = T0 - 30_000;
+    exporter.keepSlots('d1', { active: { model: 'wine', version: '1' }, candidate: null });
+    exporter.forgetDevice('d2');
+    assert.deepEqual(byLabel({ resultType: 'vector', samples: await q('fleetprune_device_accuracy_ratio{role="candidate"}') }, 'device'), { d3: 0.25 });
+    assert.deepEqual(await q('count(fleetprune_device_reports_total{version="3"})'), [{ labels: {}, value: 1 }], 'counters too');
+    // Range functions still see their reports, as Prometheus' do before the staleness marker.
+    assert.deepEqual(await q('sum(count_over_time(fleetprune_device_accuracy_ratio{version="3"}[5m]))'), [{ labels: {}, value: 3 }]);
+
+    // A candidate of the same version benchmarked again on d1 later is exported, and seen again.
+    clock = T0 - 10_000;
+    const again = report({ deviceId: 'd1', ts: at(-10), version: '3', accuracy: 0.75 });
+    history.add(again);
+    exporter.observe(again);
+    assert.deepEqual(byLabel({ resultType: 'vector', samples: await q('fleetprune_device_accuracy_ratio{role="candidate"}') }, 'device'), { d1: 0.75, d3: 0.25 });
+
+    // After a restart the store's totals are exported again (restore): a label set they do not hold
+    // (d3's candidate, dropped while the server was down) is stale from the restore on.
+    clock = T0 - 5_000;
+    exporter.restore([{ report: again, counts: { predictions: 100, errors: 0, reports: 2 } }]);
+    assert.deepEqual(byLabel({ resultType: 'vector', samples: await q('fleetprune_device_accuracy_ratio{role="candidate"}') }, 'device'), { d1: 0.75 });
+  });
+
   it('gives up on a read that outlasts the query timeout (a hung report store), as a provider error', async () => {
     const hung: ReportHistory = { reports: () => new Promise(() => {}) };
     const provider = new BuiltinProvider({ history: hung });

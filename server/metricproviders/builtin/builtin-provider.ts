@@ -1,5 +1,6 @@
 import { MetricProviderError, type MetricProvider, type QueryContext, type QueryResult } from '../metric-provider.ts';
 import type { ReportHistory } from '../report-history.ts';
+import type { ExportedSeriesWithdrawals } from '../report-metrics-exporter.ts';
 import { evaluatePromql, LOOKBACK_MS } from './promql-evaluator.ts';
 import { longestRangeMs, parsePromql, PromqlError } from './promql-parser.ts';
 import type { RegistrySeriesRecorder } from './registry-series-recorder.ts';
@@ -18,6 +19,8 @@ export interface BuiltinProviderOptions {
   readonly history?: ReportHistory;
   /** The fleet label the server's exporter gives its series (see DEVICE_REPORT_LABELS): history's series get it too. */
   readonly fleet?: string;
+  /** The server's exporter: history's series of a label set it stopped exporting are stale from then on. */
+  readonly withdrawals?: ExportedSeriesWithdrawals;
 }
 
 export class BuiltinProvider implements MetricProvider {
@@ -25,11 +28,13 @@ export class BuiltinProvider implements MetricProvider {
   readonly #recorder: RegistrySeriesRecorder | undefined;
   readonly #history: ReportHistory | undefined;
   readonly #fleet: string | undefined;
+  readonly #withdrawals: ExportedSeriesWithdrawals | undefined;
 
   constructor(options: BuiltinProviderOptions) {
     this.#recorder = options.recorder;
     this.#history = options.history;
     this.#fleet = options.fleet;
+    this.#withdrawals = options.withdrawals;
   }
 
   async query(query: string, context: QueryContext): Promise<QueryResult> {
@@ -64,7 +69,10 @@ export class BuiltinProvider implements MetricProvider {
    * The server's own series, then the report history's for the label sets they lack: the
    * server exports the same device reports it keeps in history, and the two must not count
    * twice (twice the samples, or many-to-one matches in a division). History fills in what the
-   * server no longer exports (a restart).
+   * recorder does not hold (past its series limit; a restart's reports before the store's totals
+   * are exported again); a label set the server stopped exporting (a dropped candidate, a revoked
+   * device) gets a staleness marker where it stopped, as Prometheus' next scrape gives it, so an
+   * instant selector no longer sees it while range functions still see its reports.
    */
   async #read(now: Date, reachMs: number): Promise<{ series: Series[]; at: number }> {
     const series: Series[] = [];
@@ -79,9 +87,19 @@ export class BuiltinProvider implements MetricProvider {
       const recorded = new Set(series.map((entry) => seriesKey(entry.labels)));
       const reports = await this.#history.reports({ since: new Date(at - reachMs), until: new Date(at) });
       // A loop, not push(...): a fleet's worth of series (100k+) overflows the call stack as arguments.
-      for (const entry of reportSeries(reports, this.#fleet)) if (!recorded.has(seriesKey(entry.labels))) series.push(entry);
+      for (const entry of reportSeries(reports, this.#fleet)) if (!recorded.has(seriesKey(entry.labels))) series.push(this.#markWithdrawn(entry));
     }
     return { series, at };
+  }
+
+  /** The history series with a staleness marker at the time the server stopped exporting its label set, if it did. */
+  #markWithdrawn(entry: Series): Series {
+    const withdrawn = this.#withdrawals?.withdrawnAt(entry.labels);
+    if (withdrawn === undefined) return entry;
+    const before = entry.points.filter((point) => point.t <= withdrawn);
+    if (before.length === 0) return entry; // every report came after it: nothing of it was withdrawn
+    const after = entry.points.filter((point) => point.t > withdrawn);
+    return { labels: entry.labels, points: [...before, { t: withdrawn, v: Number.NaN, stale: true }, ...after] };
   }
 }
 
