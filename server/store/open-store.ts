@@ -7,7 +7,7 @@ import type { Logger } from '../../shared/util/log.ts';
 import { SqliteEngine } from './sqlite-engine.ts';
 import { createStore, type Store } from './store.ts';
 import type { SqlEngine, SqlExecutor } from './sql-engine.ts';
-import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { UserError, errorMessage, oneLineMessage } from '../../shared/util/errors.ts';
 import { describeFsError } from '../../shared/util/fs-checks.ts';
 
 export const SQLITE_FILE = 'fleetprune.sqlite';
@@ -36,10 +36,17 @@ export async function openStore(location: StoreLocation, options: OpenStoreOptio
     }
     const file = join(location.dataDir, SQLITE_FILE);
     refuseUnwritable([file, `${file}-wal`, `${file}-shm`]);
+    let sqlite: SqliteEngine | undefined;
     try {
       keepPrivate(file, options.log);
-      engine = new SqliteEngine(file);
+      sqlite = new SqliteEngine(file);
+      const damage = sqlite.firstDamage();
+      if (damage !== null) {
+        throw new UserError(`--data-dir: the database ${file} is damaged (SQLite's quick_check: ${oneLineMessage(damage)}); restore it from a backup; it is left as it is`);
+      }
+      engine = sqlite;
     } catch (error) {
+      await sqlite?.close().catch(() => {});
       throw unusableSqliteFile(file, error);
     }
   } else {

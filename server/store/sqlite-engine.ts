@@ -52,6 +52,18 @@ export class SqliteEngine implements SqlEngine {
     });
   }
 
+  /**
+   * The first problem SQLite's quick_check finds in the file (a damaged page, an index out of
+   * step with its table), or null. A page damaged where the start reads nothing would otherwise
+   * show later, as requests failing with "database disk image is malformed". It reads the whole
+   * file once (about 0.2 s for 170 MB here).
+   */
+  firstDamage(): string | null {
+    const rows = this.#db.pragma('quick_check(1)') as { quick_check: string }[];
+    const found = rows[0]?.quick_check ?? 'ok';
+    return found === 'ok' ? null : found;
+  }
+
   async close(): Promise<void> {
     await this.#lock.run(async () => {
       if (this.#db.open) this.#db.close();

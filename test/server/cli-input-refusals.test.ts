@@ -105,6 +105,26 @@ test('server on a data dir whose database file is not SQLite: refused on one lin
   assert.equal(hash(await readFile(file)), hash(junk));
 });
 
+test('server on a data dir whose database has a damaged page where the start reads nothing: refused on one line naming the file and the damage, which is left as it is', async (t) => {
+  const dataDir = await tempDir(t);
+  const file = join(dataDir, 'fleetprune.sqlite');
+  const store = await openStore({ engine: 'sqlite', dataDir });
+  // Pages of a table no start reads (as a device report's history), beyond the schema's own pages.
+  await store.engine.exec(`CREATE TABLE filler (id INTEGER PRIMARY KEY, body TEXT); ${Array.from({ length: 200 }, (_, i) => `INSERT INTO filler (body) VALUES ('${String(i).repeat(1000)}');`).join(' ')}`);
+  await store.close();
+  const bytes = await readFile(file);
+  const pageSize = bytes.readUInt16BE(16);
+  const pages = bytes.length / pageSize;
+  assert.ok(pages > 60, `${pages} pages`);
+  bytes.fill(0, (pages - 20) * pageSize, (pages - 18) * pageSize);
+  await writeFile(file, bytes);
+  const run = await runCli(['server', '--data-dir', dataDir, ...bare], {}, { timeoutMs: 30_000 });
+  assert.equal(run.code, 2, run.stderr);
+  assert.match(run.stderr, new RegExp(`^fleetprune: --data-dir: the database ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is damaged \\(SQLite's quick_check: [^\\n]+\\); restore it from a backup; it is left as it is\\n$`));
+  const hash = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+  assert.equal(hash(await readFile(file)), hash(bytes));
+});
+
 test('server on a data dir whose database file it cannot write: refused at start on one line naming the file (SQLite opened it read-only, and the first write failed as an internal error)', async (t) => {
   if (process.getuid?.() !== 0) return t.skip('needs root, to run the server as another user than the file\'s owner');
   const dataDir = await tempDir(t);
