@@ -1,9 +1,10 @@
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { NotARegularFileError, readRegularFile } from '../../shared/util/read-regular-file.ts';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { UserError, errorMessage, underFlag } from '../../shared/util/errors.ts';
 import { assertExistingDirectory, ensureWritableDirectory, removeEmptyTree } from '../../shared/util/fs-checks.ts';
@@ -22,7 +23,7 @@ import { createHttpApp } from '../http/create-http-app.ts';
 import { JobService } from '../jobs/job-service.ts';
 import { ServerMetrics } from '../metrics/server-metrics.ts';
 import { RegistryService } from '../registry/registry-service.ts';
-import { openStore } from '../store/open-store.ts';
+import { openStore, SQLITE_FILE } from '../store/open-store.ts';
 import type { Migration } from '../store/migrations/migration.ts';
 import type { SqlExecutor, SqlParam } from '../store/sql-engine.ts';
 import { coreModules } from './core-modules.ts';
@@ -284,14 +285,58 @@ async function refuseUpgradeUnderRunningServer(pending: readonly Migration[], tx
 }
 
 /**
+ * The data dir a running server works on, as process `pid`'s open database file tells it (Linux:
+ * /proc/PID/fd; a server keeps its database open from just after it takes the lock until it
+ * stops); undefined when that cannot be told (another OS, another user's process, a server still
+ * starting).
+ */
+function dataDirOfServer(pid: number): string | undefined {
+  try {
+    const fdDir = `/proc/${pid}/fd`;
+    for (const fd of readdirSync(fdDir)) {
+      let target: string;
+      try {
+        target = readlinkSync(join(fdDir, fd));
+      } catch {
+        continue; // closed meanwhile
+      }
+      if (basename(target) === SQLITE_FILE) return dirname(target);
+    }
+  } catch {
+    // not readable
+  }
+  return undefined;
+}
+
+/**
  * `<data-dir>/server.lock`: one server process per SQLite data dir. Two would each run the
  * rollout controller, the job queue and blob GC on one database. With PostgreSQL, servers share
  * the data dir on purpose (a standby, docs/rollout-spec.md; the database's leader lock elects one),
  * so there is no lock. A lock left by a server killed with -9 is taken over.
  */
+/**
+ * The refusal for a lock naming a server that runs on another data dir: this one is a copy of
+ * that server's (a backup taken while it ran), lock included. Null when it cannot be told.
+ */
+function copiedLock(dataDir: string, holder: number | undefined): UserError | null {
+  const its = holder === undefined ? undefined : dataDirOfServer(holder);
+  let ours: string;
+  try {
+    ours = realpathSync(dataDir);
+  } catch {
+    return null;
+  }
+  if (its === undefined || its === ours) return null;
+  return new UserError(
+    `--data-dir ${dataDir} holds the server.lock of process ${holder}, a fleetprune server running on ${its}: this data dir is a copy of that server's, its lock copied with it; ` +
+      `remove ${join(dataDir, 'server.lock')} and start again`,
+  );
+}
+
 function lockSqliteDataDir(dataDir: string): PidLock {
   return acquirePidLock(join(dataDir, 'server.lock'), {
     busy: (holder) =>
+      copiedLock(dataDir, holder) ??
       new UserError(`--data-dir ${dataDir} is in use by another fleetprune server${holder === undefined ? '' : ` (process ${holder})`}; stop it or choose another --data-dir (only servers on PostgreSQL share a data dir)`),
     failed: (error) => new UserError(`--data-dir: cannot lock ${dataDir} (${errorMessage(error)})`, { cause: error }),
     notALock: (path, found) => new UserError(`--data-dir: cannot lock ${dataDir} (${path} is ${found}, not a fleetprune lock, left as it is); remove it or choose another --data-dir`),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, realpath, rm, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -130,6 +130,17 @@ test('one server per SQLite data dir: a second one exits 2 naming the holder; af
   assert.deepEqual(await snapshot(dataDir), filesBefore);
   const holder = async () => (await readFile(lockFile, 'utf8')).split('\n')[0];
   assert.equal(await holder(), String(first.child.pid));
+
+  // A copy of the running server's data dir (a backup taken while it ran) carries its lock: the
+  // refusal says so, rather than call the copy in use; without the lock the copy starts.
+  const copy = join(await tempDir(t), 'copy');
+  await cp(dataDir, copy, { recursive: true });
+  const onCopy = await runCli(['server', '--data-dir', copy, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], { FLEETPRUNE_ADMIN_TOKEN: ADMIN_TOKEN }, { timeoutMs: 20_000 });
+  assert.equal(onCopy.code, 2, onCopy.stderr);
+  assert.equal(
+    onCopy.stderr,
+    `fleetprune: --data-dir ${copy} holds the server.lock of process ${first.child.pid}, a fleetprune server running on ${await realpath(dataDir)}: this data dir is a copy of that server's, its lock copied with it; remove ${join(copy, 'server.lock')} and start again\n`,
+  );
 
   // kill -9 leaves the lock behind; the next start (a supervisor's restart) takes it over.
   await killHard(first);
