@@ -7,6 +7,7 @@ import { format } from 'node:util';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Listener } from './server-module.ts';
+import { CUT_OFF_BY_SHUTDOWN } from '../http/send-error.ts';
 
 export interface TlsFiles {
   cert: Buffer;
@@ -38,6 +39,7 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
   server.timeout = idleTimeoutMs;
   server.keepAliveTimeout = KEEP_ALIVE_MS;
   closeIfClientStalls(server, idleTimeoutMs);
+  const underway = requestsUnderway(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) => reject(new UserError(`--http-port: cannot listen on ${host}:${port} (${errorMessage(error)})`)));
     server.listen(port, host, resolve);
@@ -48,9 +50,31 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        cutOffByShutdown(underway);
         server.closeAllConnections();
       }),
   };
+}
+
+/** Requests whose response has not finished, as the server receives them. */
+function requestsUnderway(server: HttpServer): Set<{ req: IncomingMessage; res: ServerResponse }> {
+  const underway = new Set<{ req: IncomingMessage; res: ServerResponse }>();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const entry = { req, res };
+    underway.add(entry);
+    res.once('close', () => underway.delete(entry));
+  });
+  return underway;
+}
+
+/**
+ * Requests still under way when the server stops (an upload's body still arriving) are marked for
+ * sendError's log before their connections are closed: the server cut them off, not their
+ * clients. (No 503 is written first: a response ended before its request body is read leaves the
+ * handler reading a body that never ends, and a client still sending sees a reset either way.)
+ */
+function cutOffByShutdown(underway: ReadonlySet<{ req: IncomingMessage; res: ServerResponse }>): void {
+  for (const { req } of underway) (req as IncomingMessage & { [CUT_OFF_BY_SHUTDOWN]?: true })[CUT_OFF_BY_SHUTDOWN] = true;
 }
 
 /**

@@ -15,6 +15,9 @@ export class ResponseClosedError extends Error {
   }
 }
 
+/** Marks a request the server's shutdown cut off (listeners.ts), so its log does not blame the client. */
+export const CUT_OFF_BY_SHUTDOWN = Symbol('cut off by the server shutting down');
+
 /**
  * Answers `{error: {code, message}}`; unexpected errors are logged and answered 500 without details.
  * A refusal sent before the request's body was all read closes the connection: the rest of the
@@ -32,7 +35,8 @@ export function sendError(res: Response, error: unknown, log: Logger): void {
     return;
   }
   if (!known && req && req.destroyed && !req.complete) {
-    log.info({ method: req.method, path: req.path, reason: errorMessage(error) }, 'the client went away before its request body was complete');
+    const byShutdown = (req as { [CUT_OFF_BY_SHUTDOWN]?: true })[CUT_OFF_BY_SHUTDOWN] === true;
+    log.info({ method: req.method, path: req.path, reason: errorMessage(error) }, byShutdown ? 'the server shut down before the request body was complete' : 'the client went away before its request body was complete');
     res.destroy();
     return;
   }

@@ -11,7 +11,7 @@ import type { BlobStore } from '../../server/artifacts/blob-store.ts';
 import { sendBlob } from '../../server/http/blob-download.ts';
 import { sendError } from '../../server/http/send-error.ts';
 import { deferCleanup } from '../helpers/cleanup.ts';
-import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
+import { ADMIN_TOKEN, closeOnce, startTestServer, type TestServer } from './helpers/test-server.ts';
 
 const LIMIT = 4096;
 
@@ -65,6 +65,23 @@ test('a JSON body over --max-body-bytes is refused at once (413, connection clos
   assert.equal(ok.status, 201);
   const tokensAfter = (await (await server.request('GET', '/api/tokens')).json()) as { tokens: unknown[] };
   assert.equal(tokensAfter.tokens.length, (tokensBefore as { tokens: unknown[] }).tokens.length + 1, 'only the good request made a token');
+});
+
+test('an upload under way when the server stops is logged as cut off by the shutdown, not as the client going away', { timeout: 30_000 }, async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  const server = (await startTestServer(t, { start: { log } }))!;
+  closeOnce(server.server);
+  const upload = rawRequest(t, server, head('PUT', `/api/blobs/${'b'.repeat(64)}`, { 'Content-Type': 'application/octet-stream', 'Content-Length': '1000000' }) + 'x'.repeat(1000));
+  // The server reads the body as it comes: wait until its handler holds the request.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await server.server.close();
+  await upload.closed;
+  // The handler's read fails as the connection closes, and is logged after.
+  for (let waited = 0; waited < 5000 && !lines.some((line) => line.method === 'PUT'); waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(lines.filter((line) => line.msg === 'the client went away before its request body was complete'), []);
+  assert.ok(lines.some((line) => line.msg === 'the server shut down before the request body was complete'), JSON.stringify(lines.map((line) => line.msg)));
+  assert.equal(lines.filter((line) => (line.level as number) >= 50).length, 0, 'no error-level line');
 });
 
 test('a client that drops its upload midway is logged as gone, not as a server failure with a stack', { timeout: 30_000 }, async (t) => {
