@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
-import { Holdout } from './holdout.ts';
+import { Holdout, largeHoldoutWarning } from './holdout.ts';
 import { countRefusal } from './agent-metrics.ts';
 import { createDeviceHttpServer, DEVICE_HTTP_LIMITS } from './device-http-server.ts';
 import { lockAgentDataDir, type DataDirLock } from './data-dir-lock.ts';
@@ -112,6 +112,8 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
   if (configMode !== null && (configMode & 0o077) !== 0) {
     logger.warn({ config: flags.config, mode: configMode.toString(8) }, `${flags.config} can be read by other users (mode ${configMode.toString(8).padStart(4, '0')}), and it holds this device's broker password and token: chmod 600 it`);
   }
+  const large = holdout ? largeHoldoutWarning(holdout) : null;
+  if (large !== null) logger.warn({ holdout: flags.holdout, bytes: holdout!.bytes, rows: holdout!.rows }, large);
   if (!holdout) logger.warn(`no --holdout given: candidates are installed (and shadow-served, with --shadow-fraction above 0) but not benchmarked, so ${NO_HOLDOUT_EVIDENCE}`);
   const agent = new Agent(
     {

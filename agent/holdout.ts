@@ -7,6 +7,24 @@ import { parseDecimal } from '../shared/util/numbers.ts';
 /** The largest holdout CSV the agent reads. */
 export const MAX_HOLDOUT_BYTES = 32 * 2 ** 20;
 
+/**
+ * A holdout larger than this is warned about at start: reading it costs some 30 times its size in
+ * memory, for a while, and about a second per MiB on a fast core (measured: 30 MiB of iris rows,
+ * 1.4 million, took 13 s to check and 16 s more for the active model, and left the agent at
+ * 1.1 GB), which a small device may not have; a few thousand rows serve as well.
+ */
+export const LARGE_HOLDOUT_BYTES = 4 * 2 ** 20;
+
+/** The start's warning about a holdout over LARGE_HOLDOUT_BYTES, or null. */
+export function largeHoldoutWarning(holdout: Holdout): string | null {
+  if (holdout.bytes === undefined || holdout.bytes <= LARGE_HOLDOUT_BYTES) return null;
+  return (
+    `the holdout ${holdout.source} is ${(holdout.bytes / 2 ** 20).toFixed(1)} MiB (${holdout.rows} rows): reading it took ${(holdout.readMs / 1000).toFixed(1)} s, ` +
+    'and each model reading it (the active one at start, each candidate) takes about as long and some 30 times the file in memory; ' +
+    'a few thousand rows measure accuracy to about 1 %: a smaller file serves as well'
+  );
+}
+
 /** The device's labelled holdout, in one model's feature order and label indices. */
 export interface AlignedHoldout {
   features: Float32Array;
@@ -31,10 +49,16 @@ export type HoldoutReader = Pick<Manifest, 'task' | 'features'>;
 export class Holdout {
   readonly #read = new Map<string, Dataset>();
 
+  /** The file's size (fromFile), and how long reading and checking it took. */
+  bytes: number | undefined;
+  readMs = 0;
+
   private constructor(
     readonly source: string,
     private readonly reread: ((reader: HoldoutReader) => Dataset) | null,
     private readonly given: Dataset | null = null,
+    /** Its data rows. */
+    readonly rows = 0,
   ) {}
 
   /** Reads and checks the CSV (its shape and label column): every problem is a one-line UserError. */
@@ -51,23 +75,27 @@ export class Holdout {
     if (bytes > MAX_HOLDOUT_BYTES) {
       throw new UserError(`${path}: ${(bytes / 2 ** 20).toFixed(1)} MiB; a holdout may be at most ${MAX_HOLDOUT_BYTES / 2 ** 20} MiB (some hundred thousand rows; a few thousand measure accuracy to about 1 %)`);
     }
-    return Holdout.fromText(readDataFile(path), label, path);
+    const started = Date.now();
+    const holdout = Holdout.fromText(readDataFile(path), label, path);
+    holdout.bytes = bytes;
+    holdout.readMs = Date.now() - started;
+    return holdout;
   }
 
   static fromText(text: string, label: string, source = 'holdout'): Holdout {
     // Checked up front, so a broken file (not CSV, no label column, an empty label) stops the
     // agent at start; its values are checked when a model reads the columns it needs.
-    parseDataset(text, { label, features: [], minClasses: 1 }, source);
+    const { x } = parseDataset(text, { label, features: [], minClasses: 1 }, source);
     return new Holdout(source, (reader) => {
       // Else the reader would say the column is missing while listing it among the file's columns.
       if (reader.features.includes(label)) throw new UserError(`${source}: the label column ${JSON.stringify(label)} is one of the model's features (is --label the right column?)`);
       return parseDataset(text, { label, task: reader.task, features: reader.features, minClasses: 1 }, source);
-    });
+    }, null, x.length);
   }
 
   /** A data set already read (the demo's split of a shipped set): its labels serve its own task only. */
   static fromDataset(dataset: Dataset, source = 'holdout'): Holdout {
-    return new Holdout(source, null, dataset);
+    return new Holdout(source, null, dataset, dataset.x.length);
   }
 
   /** The holdout as `reader` reads it: its features in the model's order, labels read for its task; an Error if they cannot be. */

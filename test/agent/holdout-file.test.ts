@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Holdout, MAX_HOLDOUT_BYTES } from '../../agent/holdout.ts';
+import { Holdout, LARGE_HOLDOUT_BYTES, largeHoldoutWarning, MAX_HOLDOUT_BYTES } from '../../agent/holdout.ts';
 import { UserError } from '../../shared/util/errors.ts';
 import { tempDir } from '../helpers/cli.ts';
 
@@ -26,6 +26,23 @@ test('a holdout file far larger than any holdout needs stops the agent at start 
   await writeFile(path, head);
   assert.equal(Holdout.fromFile(path, 'kind').forModel({ task: 'classification', features: ['f0', 'f1'] }).x.length, 2);
   assert.throws(() => Holdout.fromFile(join(dir, 'nope.csv'), 'kind'), /cannot read data file .*nope\.csv: no such file/);
+});
+
+test('a holdout over 4 MiB is read, with a warning naming its size, rows and read time (a small device may lack the memory); a smaller one gets none', async (t) => {
+  const dir = await tempDir(t, 'fleetprune-holdout-file-');
+  const path = join(dir, 'holdout.csv');
+  const row = '1.25,2.5,a\n3.75,4.5,b\n';
+  const rows = Math.ceil((LARGE_HOLDOUT_BYTES + 1) / row.length) * 2;
+  await writeFile(path, 'f0,f1,kind\n' + row.repeat(rows / 2));
+  const large = Holdout.fromFile(path, 'kind');
+  assert.equal(large.rows, rows);
+  assert.match(
+    largeHoldoutWarning(large)!,
+    new RegExp(`^the holdout ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is 4\\.0 MiB \\(${rows} rows\\): reading it took \\d+\\.\\d s, and each model reading it .* some 30 times the file in memory; a few thousand rows measure accuracy to about 1 %: a smaller file serves as well$`),
+  );
+  await writeFile(path, 'f0,f1,kind\n' + row.repeat(1000));
+  assert.equal(largeHoldoutWarning(Holdout.fromFile(path, 'kind')), null);
+  assert.equal(largeHoldoutWarning(Holdout.fromText('f0,kind\n1,a\n', 'kind')), null, 'no file, no size');
 });
 
 test('a --label column that the model reads as a feature is named as such, not as a missing column', () => {
