@@ -6,7 +6,15 @@ import type { ParsedCondition } from './condition/condition-parser.ts';
  * An analysis metric as written in a rollout spec or template (modelled on Argo Rollouts'
  * AnalysisTemplate metric), and the resolved form the analysis engine runs.
  */
-export const DurationSchema = z.string().refine((text) => parseDuration(text) !== undefined, DURATION_HINT);
+/** A number where a duration belongs has no unit: said so (quoting it, as the string hint would say, still has none). */
+export const DurationSchema = z
+  .string({ error: (issue) => (typeof issue.input === 'number' ? `${DURATION_HINT}, with its unit (${issue.input} has none: "${issue.input}s"?)` : undefined) })
+  .refine((text) => parseDuration(text) !== undefined, DURATION_HINT);
+
+/** A condition is an expression over `result`: a bare number or boolean is none. */
+const ConditionSchema = z.string({
+  error: (issue) => (typeof issue.input === 'number' || typeof issue.input === 'boolean' ? `must be a condition over the result, such as "result[0] >= 0.9", not ${String(issue.input)} alone` : undefined),
+});
 
 const NAME = /^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$/;
 export const MetricNameSchema = z.string().regex(NAME, 'must be 1-63 characters of a-z 0-9 _ - (starting and ending with a letter or digit)');
@@ -85,8 +93,8 @@ export const MetricSchema = z.strictObject({
    * most MAX_MEASUREMENTS Errors besides, see assessMetric).
    */
   count: Count.min(1, 'must be ≥ 1').max(MAX_MEASUREMENTS, `must be ≤ ${MAX_MEASUREMENTS}`).optional(),
-  successCondition: z.string().optional(),
-  failureCondition: z.string().optional(),
+  successCondition: ConditionSchema.optional(),
+  failureCondition: ConditionSchema.optional(),
   /** Failed measurements tolerated; the metric fails at failureLimit + 1. -1 disables. */
   failureLimit: Count.min(-1, 'must be ≥ -1').optional(),
   /** Inconclusive measurements tolerated. -1 disables. */

@@ -145,8 +145,15 @@ export function parseRolloutSpec(text: string, source?: string): RolloutSpec {
   } catch (error) {
     if (!(error instanceof RolloutSpecError) || isJson(text.replace(/^\uFEFF/, ''))) throw error;
     // YAML reads an unquoted 2 or true as a number or a boolean, where a version or a label value is text.
-    throw new RolloutSpecError(error.issues.map((issue) => (/^must be a string, not a (number|boolean)$/.test(issue.message) ? { ...issue, message: `${issue.message} (in YAML, put it in quotes: "2", "true")` } : issue)), source);
+    throw new RolloutSpecError(error.issues.map((issue) => ({ ...issue, message: `${issue.message}${yamlHint(issue.message)}` })), source);
   }
+}
+
+/** How YAML's reading of a scalar explains a type refused: an unquoted 2 is a number, a quoted one text. */
+function yamlHint(message: string): string {
+  if (/^must be a string, not a (number|boolean)$/.test(message)) return ' (in YAML, put it in quotes: "2", "true")';
+  if (/^must be a (whole )?number, not a string$/.test(message)) return ' (in YAML, without quotes: 3, not "3")';
+  return '';
 }
 
 function isJson(text: string): boolean {

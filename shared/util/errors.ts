@@ -35,14 +35,26 @@ export function zodIssueMessage(issue: ZodError['issues'][number]): string {
   if (issue.code === 'invalid_key') return issue.issues.map((inner) => inner.message).join('; ');
   if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) return `required (${issue.expected})`;
   // A version or a label value is text, even when it reads as a number (rollout specs add a YAML hint).
-  const received = issue.code === 'invalid_type' && issue.expected === 'string' ? / received (number|boolean)$/.exec(issue.message)?.[1] : undefined;
-  if (received) return `must be a string, not a ${received}`;
+  const received = issue.code === 'invalid_type' && issue.message.startsWith('Invalid input: ') ? / received (\w+)$/.exec(issue.message)?.[1] : undefined;
+  if (received !== undefined && issue.code === 'invalid_type' && issue.expected in TYPE_WORDS) return `must be ${TYPE_WORDS[issue.expected]}, not ${TYPE_WORDS[received] ?? received}`;
   // zod's own wording for a bound or a choice ("Too big: expected number to be <=16"), in the
   // words every other message uses; a message the schema wrote itself is kept.
   if (issue.code === 'invalid_value' && issue.message.startsWith('Invalid option: ')) return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
   if ((issue.code === 'too_big' || issue.code === 'too_small') && /^Too (big|small): /.test(issue.message)) return boundMessage(issue);
   return issue.message;
 }
+
+/** zod's type names in words ("must be a number, not a string"). */
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'a boolean',
+  object: 'an object',
+  array: 'a list',
+  null: 'null',
+  NaN: 'NaN',
+};
 
 type BoundIssue = Extract<ZodError['issues'][number], { code: 'too_big' | 'too_small' }>;
 

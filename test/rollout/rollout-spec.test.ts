@@ -132,6 +132,30 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.throws(() => parseRolloutSpec('\uFEFF{"model": "wine", "candidateVersion": 2, "steps": [{"setWeight": 100}]}', 'spec.json'), /candidateVersion: must be a string, not a number$/);
   });
 
+  it('says a number where a duration belongs has no unit, a number where a condition belongs is none, and a quoted count should not be quoted', () => {
+    const spec = `model: wine
+candidateVersion: "2"
+steps:
+  - setWeight: "50"
+  - analysis:
+      metrics:
+        - name: m
+          interval: 60
+          count: "3"
+          successCondition: 5
+          provider: {builtin: {query: up}}
+`;
+    assert.throws(() => parseRolloutSpec(spec, 'spec.yaml'), (error: Error) => {
+      assert.deepEqual(error.message.replace(/^spec\.yaml: invalid rollout spec: /, '').split('; '), [
+        'steps[0].setWeight: must be a number, not a string (in YAML, without quotes: 3, not "3")',
+        'steps[1].analysis.metrics[0].interval: must be a duration such as 500ms, 30s, 5m or 1h30m, with its unit (60 has none: "60s"?)',
+        'steps[1].analysis.metrics[0].count: must be a number, not a string (in YAML, without quotes: 3, not "3")',
+        'steps[1].analysis.metrics[0].successCondition: must be a condition over the result, such as "result[0] >= 0.9", not 5 alone',
+      ]);
+      return true;
+    });
+  });
+
   it('refuses deep nesting quickly, before the YAML parser recurses into it', () => {
     const valid = 'model: wine\ncandidateVersion: "2"\nsteps: [{setWeight: 100}]\n';
     const flow = (depth: number) => `{"model": "wine", "candidateVersion": "2", "steps": [{"setWeight": 100}], "x": ${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`;

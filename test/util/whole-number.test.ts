@@ -13,7 +13,7 @@ test('a whole number beyond its bounds names its own bound, once; a fraction is 
   assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(1e20)), ['must be at most 1000']);
   assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(-1e20)), ['must be at least 0']);
   assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(2.5)), ['must be a whole number']);
-  assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(Number.NaN)), ['Invalid input: expected number, received NaN']);
+  assert.deepEqual(messages(wholeNumber(0, 1000).safeParse(Number.NaN)), ['must be a number, not NaN']);
   assert.equal(wholeNumber(0, 1000).parse(1000), 1000);
   assert.deepEqual(messages(PruneOptionsSchema.safeParse({ units: 1e20, seed: 1e20 })), ['must be at most 4096', 'must be at most 2147483647']);
   assert.deepEqual(messages(PruneOptionsSchema.safeParse({ units: -5000 })), ['must be at least 2'], 'no weight count of -5000 units');
