@@ -4,7 +4,7 @@ import { ALL_MIGRATIONS } from './migrations/index.ts';
 import { runMigrations } from './migrations/run-migrations.ts';
 import type { Migration } from './migrations/migration.ts';
 import type { Logger } from '../../shared/util/log.ts';
-import { SqliteEngine } from './sqlite-engine.ts';
+import { SqliteEngine, sqliteDamage } from './sqlite-engine.ts';
 import { createStore, type Store } from './store.ts';
 import type { SqlEngine, SqlExecutor } from './sql-engine.ts';
 import { UserError, errorMessage, oneLineMessage } from '../../shared/util/errors.ts';
@@ -36,17 +36,14 @@ export async function openStore(location: StoreLocation, options: OpenStoreOptio
     }
     const file = join(location.dataDir, SQLITE_FILE);
     refuseUnwritable([file, `${file}-wal`, `${file}-shm`]);
-    let sqlite: SqliteEngine | undefined;
     try {
       keepPrivate(file, options.log);
-      sqlite = new SqliteEngine(file);
-      const damage = sqlite.firstDamage();
+      const damage = sqliteDamage(file);
       if (damage !== null) {
         throw new UserError(`--data-dir: the database ${file} is damaged (SQLite's quick_check: ${oneLineMessage(damage)}); restore it from a backup; it is left as it is`);
       }
-      engine = sqlite;
+      engine = new SqliteEngine(file);
     } catch (error) {
-      await sqlite?.close().catch(() => {});
       throw unusableSqliteFile(file, error);
     }
   } else {

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { storableParams, UniqueViolation, type Row, type SqlEngine, type SqlExecutor, type SqlParam } from './sql-engine.ts';
@@ -52,18 +53,6 @@ export class SqliteEngine implements SqlEngine {
     });
   }
 
-  /**
-   * The first problem SQLite's quick_check finds in the file (a damaged page, an index out of
-   * step with its table), or null. A page damaged where the start reads nothing would otherwise
-   * show later, as requests failing with "database disk image is malformed". It reads the whole
-   * file once (about 0.2 s for 170 MB here).
-   */
-  firstDamage(): string | null {
-    const rows = this.#db.pragma('quick_check(1)') as { quick_check: string }[];
-    const found = rows[0]?.quick_check ?? 'ok';
-    return found === 'ok' ? null : found;
-  }
-
   async close(): Promise<void> {
     await this.#lock.run(async () => {
       if (this.#db.open) this.#db.close();
@@ -98,4 +87,24 @@ function directExecutor(db: Database.Database): SqlExecutor {
     run: (sql, params = []) => translated(() => ({ changes: prepare(sql).run(...storableParams(params)).changes })),
     exec: (script) => translated(() => void db.exec(script)),
   };
+}
+
+/**
+ * The first problem SQLite's quick_check finds in the database file (a damaged page, an index
+ * out of step with its table), or null; null too when there is no file yet. A page damaged where
+ * the start reads nothing would otherwise show later, as requests failing with "database disk
+ * image is malformed". Read-only, on its own connection: a read-write one, closed, would fold the
+ * write-ahead log a crash left into the file, which a refusal promises to leave as it is. It reads
+ * the whole file once (about 0.2 s for 170 MB here).
+ */
+export function sqliteDamage(path: string): string | null {
+  if (!existsSync(path)) return null;
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const rows = db.pragma('quick_check(1)') as { quick_check: string }[];
+    const found = rows[0]?.quick_check ?? 'ok';
+    return found === 'ok' ? null : found;
+  } finally {
+    db.close();
+  }
 }

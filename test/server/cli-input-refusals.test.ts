@@ -118,11 +118,17 @@ test('server on a data dir whose database has a damaged page where the start rea
   assert.ok(pages > 60, `${pages} pages`);
   bytes.fill(0, (pages - 20) * pageSize, (pages - 18) * pageSize);
   await writeFile(file, bytes);
+  // A crash leaves a write-ahead log beside it: a process that wrote and never closed the file.
+  const sqlite = join(REPO_ROOT, 'node_modules', 'better-sqlite3', 'lib', 'index.js');
+  const crashed = `const Database = require(${JSON.stringify(sqlite)}); const db = new Database(${JSON.stringify(file)}); db.pragma('wal_autocheckpoint = 0'); db.exec("CREATE TABLE late (a TEXT); INSERT INTO late VALUES ('written before the crash')"); process.exit(0);`;
+  await new Promise<void>((resolve, reject) => execFile(process.execPath, ['-e', crashed], (error) => (error ? reject(error) : resolve())));
+  const hash = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+  const [mainBefore, walBefore] = [hash(await readFile(file)), hash(await readFile(`${file}-wal`))];
   const run = await runCli(['server', '--data-dir', dataDir, ...bare], {}, { timeoutMs: 30_000 });
   assert.equal(run.code, 2, run.stderr);
   assert.match(run.stderr, new RegExp(`^fleetprune: --data-dir: the database ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is damaged \\(SQLite's quick_check: [^\\n]+\\); restore it from a backup; it is left as it is\\n$`));
-  const hash = (data: Buffer) => createHash('sha256').update(data).digest('hex');
-  assert.equal(hash(await readFile(file)), hash(bytes));
+  assert.equal(hash(await readFile(file)), mainBefore, 'the file as it was');
+  assert.equal(hash(await readFile(`${file}-wal`)), walBefore, 'its write-ahead log as it was, not folded into it');
 });
 
 test('server on a data dir whose database file it cannot write: refused at start on one line naming the file (SQLite opened it read-only, and the first write failed as an internal error)', async (t) => {
