@@ -1,7 +1,7 @@
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { readdirSync, readlinkSync, statSync } from 'node:fs';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { NotARegularFileError, readRegularFile } from '../../shared/util/read-regular-file.ts';
 import { basename, dirname, join } from 'node:path';
@@ -285,22 +285,24 @@ async function refuseUpgradeUnderRunningServer(pending: readonly Migration[], tx
 }
 
 /**
- * The data dir a running server works on, as process `pid`'s open database file tells it (Linux:
- * /proc/PID/fd; a server keeps its database open from just after it takes the lock until it
- * stops); undefined when that cannot be told (another OS, another user's process, a server still
- * starting).
+ * The database file a running server has open (Linux: /proc/PID/fd; a server keeps it open from
+ * just after it takes the lock until it stops): its path as that process sees it, and the file
+ * itself (device and inode, through the link, so a bind mount or another mount namespace still
+ * names the same file). Undefined when that cannot be told (another OS, another user's process,
+ * a server still starting).
  */
-function dataDirOfServer(pid: number): string | undefined {
+function databaseOfServer(pid: number): { path: string; dev: number; ino: number } | undefined {
   try {
     const fdDir = `/proc/${pid}/fd`;
     for (const fd of readdirSync(fdDir)) {
-      let target: string;
       try {
-        target = readlinkSync(join(fdDir, fd));
+        const path = readlinkSync(join(fdDir, fd));
+        if (basename(path) !== SQLITE_FILE) continue;
+        const { dev, ino } = statSync(join(fdDir, fd));
+        return { path, dev, ino };
       } catch {
         continue; // closed meanwhile
       }
-      if (basename(target) === SQLITE_FILE) return dirname(target);
     }
   } catch {
     // not readable
@@ -309,30 +311,33 @@ function dataDirOfServer(pid: number): string | undefined {
 }
 
 /**
+ * The refusal for a lock naming a server that has another database file open than this data
+ * dir's: this data dir is a copy of that server's (a backup taken while it ran), lock included.
+ * Files are told apart by device and inode, not by path: one data dir reached by two paths (a
+ * bind mount, a container's volume) is the same file. Null when it cannot be told.
+ */
+function copiedLock(dataDir: string, holder: number | undefined): UserError | null {
+  const its = holder === undefined ? undefined : databaseOfServer(holder);
+  if (its === undefined) return null;
+  let ours: { dev: number; ino: number };
+  try {
+    ours = statSync(join(dataDir, SQLITE_FILE));
+  } catch {
+    return null;
+  }
+  if (ours.dev === its.dev && ours.ino === its.ino) return null;
+  return new UserError(
+    `--data-dir ${dataDir} holds the server.lock of process ${holder}, a fleetprune server running on ${dirname(its.path)}: this data dir is a copy of that server's, its lock copied with it; ` +
+      `remove ${join(dataDir, 'server.lock')} and start again`,
+  );
+}
+
+/**
  * `<data-dir>/server.lock`: one server process per SQLite data dir. Two would each run the
  * rollout controller, the job queue and blob GC on one database. With PostgreSQL, servers share
  * the data dir on purpose (a standby, docs/rollout-spec.md; the database's leader lock elects one),
  * so there is no lock. A lock left by a server killed with -9 is taken over.
  */
-/**
- * The refusal for a lock naming a server that runs on another data dir: this one is a copy of
- * that server's (a backup taken while it ran), lock included. Null when it cannot be told.
- */
-function copiedLock(dataDir: string, holder: number | undefined): UserError | null {
-  const its = holder === undefined ? undefined : dataDirOfServer(holder);
-  let ours: string;
-  try {
-    ours = realpathSync(dataDir);
-  } catch {
-    return null;
-  }
-  if (its === undefined || its === ours) return null;
-  return new UserError(
-    `--data-dir ${dataDir} holds the server.lock of process ${holder}, a fleetprune server running on ${its}: this data dir is a copy of that server's, its lock copied with it; ` +
-      `remove ${join(dataDir, 'server.lock')} and start again`,
-  );
-}
-
 function lockSqliteDataDir(dataDir: string): PidLock {
   return acquirePidLock(join(dataDir, 'server.lock'), {
     busy: (holder) =>

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdtemp, readdir, readFile, realpath, rm, utimes, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, realpath, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -131,8 +131,15 @@ test('one server per SQLite data dir: a second one exits 2 naming the holder; af
   const holder = async () => (await readFile(lockFile, 'utf8')).split('\n')[0];
   assert.equal(await holder(), String(first.child.pid));
 
+  // The same data dir by another path (a link; a bind mount alike) is in use, not a copy.
+  const linked = join(await tempDir(t), 'linked');
+  await symlink(dataDir, linked);
+  const onLink = await runCli(['server', '--data-dir', linked, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], { FLEETPRUNE_ADMIN_TOKEN: ADMIN_TOKEN }, { timeoutMs: 20_000 });
+  assert.equal(onLink.code, 2, onLink.stderr);
+  assert.match(onLink.stderr, new RegExp(`^fleetprune: --data-dir ${linked} is in use by another fleetprune server \\(process ${first.child.pid}\\)`));
+
   // A copy of the running server's data dir (a backup taken while it ran) carries its lock: the
-  // refusal says so, rather than call the copy in use; without the lock the copy starts.
+  // refusal says so, rather than call the copy in use.
   const copy = join(await tempDir(t), 'copy');
   await cp(dataDir, copy, { recursive: true });
   const onCopy = await runCli(['server', '--data-dir', copy, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], { FLEETPRUNE_ADMIN_TOKEN: ADMIN_TOKEN }, { timeoutMs: 20_000 });
