@@ -33,7 +33,7 @@ export function registerModelsCommand(program: Command): void {
       .command('push <dir>')
       .description(
         'upload a signed artifact directory and register it as a new version; a pruned artifact whose parent is in DIR/general ' +
-          '(as `fleetprune prune` writes them) and not registered yet gets its parent registered first, so the pruned model is the newer version',
+          '(as `fleetprune prune` writes them) and not registered yet gets its parent registered first (under its own name), so the pruned model is the newer version',
       ),
   )
     .option('--name <name>', 'model name: must be the manifest name, as devices refuse any other (default: the manifest name)')
@@ -47,15 +47,16 @@ export function registerModelsCommand(program: Command): void {
       const parent = await parentInGeneral(dir, manifest);
       const name = flags.name ?? manifest.name;
       // Ctrl-C is one line saying what is registered: after the parent and before the pruned model,
-      // `latest` is the general model, and pushing again finishes the push.
+      // `latest` is the general model (of the same name), and pushing again finishes the push.
       let registeredParent: string | undefined;
-      /** The directory whose registration was sent and not answered yet. */
-      let registering: string | undefined;
+      /** The directory whose registration was sent and not answered yet, and the model it registers as. */
+      let registering: { dir: string; model: string } | undefined;
+      const sameModel = parent === undefined || parent.manifest.name === name;
       const stopListening = onStopSignals((signal) => {
         const state = registering
-          ? `the server may have registered ${registering} already (\`fleetprune models list ${name}\` shows whether it did)`
+          ? `the server may have registered ${registering.dir} already (\`fleetprune models list ${registering.model}\` shows whether it did)`
           : registeredParent
-            ? `the parent is registered as ${registeredParent}, ${dir} is not (\`latest\` is the general model until it is); \`fleetprune models push ${dir}\` again registers it`
+            ? `the parent is registered as ${registeredParent}, ${dir} is not${sameModel ? ' (`latest` is the general model until it is)' : ''}; \`fleetprune models push ${dir}\` again registers it`
             : 'nothing was registered';
         process.stderr.write(`fleetprune: interrupted (${signal}): ${state}\n`);
         process.exit(128 + osConstants.signals[signal]);
@@ -82,10 +83,10 @@ export function registerModelsCommand(program: Command): void {
             process.stdout.write(`${check.registered_as} is registered already (artifact ${artifactId(manifest)}); ${restoredFiles(manifest, check.missing_sha256)}\n`);
             return;
           }
-          if (parent) registeredParent = await pushParent(connection, parent.manifest.name, parent, () => (registering = parent.dir));
+          if (parent) registeredParent = await pushParent(connection, parent.manifest.name, parent, () => (registering = { dir: parent.dir, model: parent.manifest.name }));
           registering = undefined;
           await uploadAll(connection, name, dir, manifest, check.missing_sha256);
-          registering = dir;
+          registering = { dir, model: name };
           const version = await connection.unary<GrpcVersion>('ModelRegistry', 'PushVersion', {
             name,
             manifest_json: JSON.stringify(manifest),
