@@ -20,7 +20,7 @@ export function largeHoldoutWarning(holdout: Holdout): string | null {
   if (holdout.bytes === undefined || holdout.bytes <= LARGE_HOLDOUT_BYTES) return null;
   return (
     `the holdout ${holdout.source} is ${(holdout.bytes / 2 ** 20).toFixed(1)} MiB (${holdout.rows} rows): reading it took ${(holdout.readMs / 1000).toFixed(1)} s, ` +
-    'and each model reading it (the active one at start, each candidate) takes about as long and some 30 times the file in memory; ' +
+    'and each model reading columns of it no model read before (the active one at start, a candidate with other features) takes about as long and some 30 times the file in memory; ' +
     'a few thousand rows measure accuracy to about 1 %: a smaller file serves as well'
   );
 }
@@ -49,16 +49,15 @@ export type HoldoutReader = Pick<Manifest, 'task' | 'features'>;
 export class Holdout {
   readonly #read = new Map<string, Dataset>();
 
-  /** The file's size (fromFile), and how long reading and checking it took. */
-  bytes: number | undefined;
-  readMs = 0;
-
   private constructor(
     readonly source: string,
     private readonly reread: ((reader: HoldoutReader) => Dataset) | null,
     private readonly given: Dataset | null = null,
     /** Its data rows. */
     readonly rows = 0,
+    /** The file's size (fromFile), and how long reading and checking it took. */
+    readonly bytes: number | undefined = undefined,
+    readonly readMs = 0,
   ) {}
 
   /** Reads and checks the CSV (its shape and label column): every problem is a one-line UserError. */
@@ -76,10 +75,8 @@ export class Holdout {
       throw new UserError(`${path}: ${(bytes / 2 ** 20).toFixed(1)} MiB; a holdout may be at most ${MAX_HOLDOUT_BYTES / 2 ** 20} MiB (some hundred thousand rows; a few thousand measure accuracy to about 1 %)`);
     }
     const started = Date.now();
-    const holdout = Holdout.fromText(readDataFile(path), label, path);
-    holdout.bytes = bytes;
-    holdout.readMs = Date.now() - started;
-    return holdout;
+    const read = Holdout.fromText(readDataFile(path), label, path);
+    return new Holdout(read.source, read.reread, null, read.rows, bytes, Date.now() - started);
   }
 
   static fromText(text: string, label: string, source = 'holdout'): Holdout {
