@@ -40,6 +40,9 @@ async function fakePrometheus(t: TestContext): Promise<{ url: string; queries: s
       res.end(JSON.stringify({ status: 'error', errorType: 'bad_data', error: '1:5: parse error: expected type instant vector in aggregation expression, got range vector' }));
       return;
     }
+    // A bare range selector is a range vector, a string literal a string: answers, not errors, that no condition reads.
+    if (/\[5m\]$/.test(query)) return void res.end(JSON.stringify({ status: 'success', data: { resultType: 'matrix', result: [] } }));
+    if (/^".*"$/.test(query)) return void res.end(JSON.stringify({ status: 'success', data: { resultType: 'string', result: [1, query.slice(1, -1)] } }));
     res.end(JSON.stringify({ status: 'success', data: { resultType: 'vector', result: [] } }));
   });
   server.listen(0, '127.0.0.1');
@@ -76,6 +79,19 @@ test('on Prometheus: a query it refuses as bad_data refuses the start, naming th
   const good = await start(s, specWith('prometheus', 'avg(fleetprune_device_accuracy_ratio{model="{{args.model}}",role="candidate"})'));
   assert.equal(good.status, 201, JSON.stringify(good.body));
   assert.deepEqual(good.body.warnings, []);
+});
+
+test('on Prometheus: a query it answers with a range vector or a string refuses the start (every measurement would fail), naming the metric', async (t) => {
+  const prometheus = await fakePrometheus(t);
+  const s = await startRolloutServer(t, { config: { prometheusUrl: prometheus.url } });
+  if (!s) return;
+  const range = await start(s, specWith('prometheus', 'fleetprune_device_accuracy_ratio{model="{{args.model}}"}[5m]'));
+  assert.equal(range.status, 400);
+  assert.equal(range.body.error?.message, 'steps[1].analysis metric "acc": query: the query returns a range vector; wrap it in a function such as rate() or avg_over_time()');
+  const text = await start(s, specWith('prometheus', '"abc"'));
+  assert.equal(text.status, 400);
+  assert.equal(text.body.error?.message, 'steps[1].analysis metric "acc": query: the query returns a string; a condition reads numbers (a vector or a scalar)');
+  assert.deepEqual((await (await s.request('GET', '/api/rollouts')).json() as { rollouts: unknown[] }).rollouts, [], 'nothing stored');
 });
 
 test('a Prometheus that does not answer at the start is a warning, and the rollout starts', async (t) => {
