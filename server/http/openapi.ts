@@ -14,13 +14,30 @@ function jsonSchema(schema: z.ZodType, io: 'input' | 'output'): Record<string, u
 
 function parameters(schema: z.ZodType | undefined, location: 'path' | 'query'): unknown[] {
   if (!schema) return [];
-  const object = jsonSchema(schema, 'input') as { properties?: Record<string, unknown>; required?: string[] };
+  const object = jsonSchema(schema, 'input') as { properties?: Record<string, Record<string, unknown>>; required?: string[] };
+  const parsed = jsonSchema(schema, 'output') as { properties?: Record<string, Record<string, unknown>> };
   return Object.entries(object.properties ?? {}).map(([name, property]) => ({
     name,
     in: location,
     required: location === 'path' || (object.required ?? []).includes(name),
-    schema: property,
+    schema: wholeNumberParameter(property, parsed.properties?.[name]) ?? property,
   }));
+}
+
+/**
+ * A query parameter read as a whole number (queryInteger: digits, parsed and bounded) as what a
+ * client sends: an integer with its bounds and default, not the digit string the input schema sees.
+ */
+function wholeNumberParameter(input: Record<string, unknown>, output: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (input.type !== 'string' || input.pattern !== '^\\d+$' || output?.type !== 'number') return undefined;
+  const { minimum, maximum } = output;
+  const fallback = output.default ?? input.default;
+  return {
+    type: 'integer',
+    ...(typeof minimum === 'number' ? { minimum } : {}),
+    ...(typeof maximum === 'number' && maximum < Number.MAX_SAFE_INTEGER ? { maximum } : {}),
+    ...(fallback === undefined ? {} : { default: Number(fallback) }),
+  };
 }
 
 /**
@@ -35,11 +52,11 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
     const responses: Record<string, unknown> = {};
     for (const [status, response] of Object.entries(route.responses)) {
       const contentType = response.contentType ?? 'application/json';
+      // A refusal a route declares (a 404 of its own wording) carries the error body as every other does.
+      const schema = response.schema ?? (Number(status) >= 400 ? ErrorResponseSchema : undefined);
       responses[status] = {
         description: response.description,
-        ...(response.schema || response.contentType
-          ? { content: { [contentType]: { schema: response.schema ? jsonSchema(response.schema, 'output') : {} } } }
-          : {}),
+        ...(schema || response.contentType ? { content: { [contentType]: { schema: schema ? jsonSchema(schema, 'output') : {} } } } : {}),
         ...(response.headers
           ? { headers: Object.fromEntries(Object.entries(response.headers).map(([name, description]) => [name, { description, schema: { type: 'string' } }])) }
           : {}),

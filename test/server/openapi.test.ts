@@ -90,4 +90,17 @@ test('every express route is in /api/openapi.json with its method, and requests/
   assert.equal(cancelled.status, 200, await cancelled.clone().text());
   const errorSchema = validator(doc.paths['/api/models']!.get.responses.default.content['application/json'].schema);
   assert.ok(errorSchema.safeParse(await (await server.request('GET', '/api/models', { token: null })).json()).success);
+
+  // Whole-number query parameters are integers with their bounds and default, as a client sends
+  // them (not the digit string the server parses); no digit pattern is left anywhere.
+  const parameter = (path: string, name: string) => doc.paths[path]!.get.parameters.find((entry: { name: string }) => entry.name === name).schema;
+  assert.deepEqual(parameter('/api/devices', 'limit'), { type: 'integer', minimum: 1, maximum: 5000, default: 1000 });
+  assert.deepEqual(parameter('/api/audit', 'limit'), { type: 'integer', minimum: 1, maximum: 1000 });
+  assert.deepEqual(parameter('/api/audit', 'before'), { type: 'integer', minimum: 1 });
+  assert.doesNotMatch(JSON.stringify(doc), /"pattern":"\^\\\\d\+\$"/);
+  // A refusal a route declares itself carries the error body, as the server sends it.
+  const notFound = doc.paths['/api/rollouts']!.get.responses['404'];
+  const refused = await server.request('GET', '/api/rollouts?containing=ro-nope');
+  assert.equal(refused.status, 404);
+  assert.ok(validator(notFound.content['application/json'].schema).safeParse(await refused.json()).success);
 });
