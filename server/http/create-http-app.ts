@@ -15,7 +15,7 @@ import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
 import { refuseRepeatedQuery, validatePart } from './validate-request.ts';
 import { refuseBody } from './no-body.ts';
-import { answerOtherMethods } from './other-methods.ts';
+import { answerOtherMethods, guardFixedPaths } from './other-methods.ts';
 
 /** The query of a route that takes no query parameters. */
 const NO_QUERY = z.strictObject({});
@@ -125,6 +125,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     // validatePart then refuses `__proto__` keys, NUL characters and deep nesting, naming where.
     parseJson(req, res, next);
   };
+  guardFixedPaths(api, routes);
   for (const route of routes) {
     // The token is checked before the body is read: a caller without one learns nothing about its body.
     const handlers: express.RequestHandler[] = [

@@ -35,3 +35,30 @@ test('a path served outside the route specs (/api/openapi.json, /healthz, /metri
   assert.equal(models.status, 405);
   assert.equal(models.headers.get('allow'), 'GET, HEAD, OPTIONS');
 });
+
+test('a fixed path (POST /api/jobs/prune, POST /api/blobs/gc) asked with another method is a 405 naming what serves it, not a parameterised route refusing the name as an id or hash', async (t) => {
+  const server = (await startTestServer(t))!;
+  const cases: [string, string, string][] = [
+    ['GET', '/api/jobs/prune', 'OPTIONS, POST'],
+    ['GET', '/api/blobs/gc', 'OPTIONS, POST'],
+    ['PUT', '/api/blobs/gc', 'OPTIONS, POST'],
+    ['DELETE', '/api/blobs/gc', 'OPTIONS, POST'],
+  ];
+  for (const [method, path, allow] of cases) {
+    const response = await server.request(method, path);
+    const body = (await response.json()) as ErrorBody;
+    assert.equal(response.status, 405, `${method} ${path}: ${JSON.stringify(body)}`);
+    assert.equal(response.headers.get('allow'), allow, `${method} ${path}`);
+    assert.equal(body.error.message, `${method} is not served on ${path}; allowed: ${allow}`);
+  }
+  assert.equal((await server.request('OPTIONS', '/api/blobs/gc')).headers.get('allow'), 'OPTIONS, POST');
+  // A parameter that may take the fixed name still does: a version may be called "check".
+  const check = await server.request('GET', '/api/models/iris/versions/check');
+  assert.equal(check.status, 404);
+  assert.equal(((await check.json()) as ErrorBody).error.message, 'no version iris@check');
+  assert.equal((await server.request('OPTIONS', '/api/models/iris/versions/check')).headers.get('allow'), 'GET, HEAD, OPTIONS, PATCH, POST');
+  // The fixed paths' own methods and the parameterised routes are served as before.
+  assert.equal((await server.request('POST', '/api/blobs/gc', { json: { dryRun: true } })).status, 200);
+  assert.equal((await server.request('GET', `/api/blobs/${'a'.repeat(64)}`)).status, 404);
+  assert.equal((await server.request('GET', '/api/jobs/job-nope')).status, 404);
+});
