@@ -77,8 +77,9 @@ export function registerJobsCommand(program: Command): void {
       const name = checkedModelName(flags.name ?? modelNameFromFile(source));
       // --tolerance is accuracy points or an MSE percentage: its unit needs the task, which the
       // server would infer only after the options were read (a regression's 10 became 10 points).
+      // --loss-tolerance applies to classification only: refused for a regression data set, as prune refuses it.
       let optionsTask = task;
-      if (flags.tolerance !== undefined && !optionsTask) {
+      if ((flags.tolerance !== undefined || (flags.lossTolerance !== undefined && flags.data)) && !optionsTask) {
         if (!flags.data) throw new UserError('--tolerance: give --task with --server-path (the tolerance is accuracy points for classification, an MSE percentage for regression)');
         optionsTask = parseDataset(csv, { label: flags.label }, flags.data).task;
         parsePruneOptions(flags, optionsTask);

@@ -110,6 +110,9 @@ export function pruneOptionsFromFlags(flags: PruneTuningFlags, task: 'classifica
 
 /** Flags → validated options; an error names the flag. */
 export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification' | 'regression'): PruneOptions {
+  if (task === 'regression' && flags.lossTolerance !== undefined) {
+    throw new UserError('--loss-tolerance: applies to classification only (the validation cross-entropy), and this data set is a regression one: its tolerance is --tolerance, in percent of the MSE');
+  }
   const parsed = PruneOptionsSchema.safeParse({ task, ...pruneOptionsFromFlags(flags, task) });
   if (!parsed.success) {
     const first = parsed.error.issues[0]!;

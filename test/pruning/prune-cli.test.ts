@@ -134,6 +134,11 @@ test('bad input: one line on stderr, exit code 2, nothing written', async (t) =>
     ['empty data', ['--data', emptyFile, '--label', 'label', '--out', out], /no data rows/],
     ['single class', ['--data', singleClass, '--label', 'label', '--out', out], /single class/],
     ['ε above 1', ['--data', IRIS, '--label', 'species', '--epsilon', '1.5', '--out', out], /--epsilon: .*outside \(0, 1\)/],
+    [
+      'a loss tolerance for a regression label',
+      ['--data', shippedDatasetPath('diabetes'), '--label', 'progression', '--loss-tolerance', '7', '--out', out],
+      /^fleetprune: --loss-tolerance: applies to classification only \(the validation cross-entropy\), and this data set is a regression one: its tolerance is --tolerance, in percent of the MSE\n$/,
+    ],
     ['ε of 0', ['--data', IRIS, '--label', 'species', '--epsilon', '0', '--out', out], /--epsilon/],
     ['ε not a number', ['--data', IRIS, '--label', 'species', '--epsilon', 'abc', '--out', out], /--epsilon/],
     ['unwritable output', ['--data', IRIS, '--label', 'species', '--out', join(aFile, 'out')], /cannot write output directory/],

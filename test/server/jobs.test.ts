@@ -328,6 +328,13 @@ test('jobs prune (CLI) without --task reads --tolerance in the unit of the task 
   const blind = await runCli(['jobs', 'prune', '--server-path', 'diabetes.csv', '--label', 'progression', '--tolerance', '10', ...connection]);
   assert.equal(blind.code, 2);
   assert.match(blind.stderr, /^fleetprune: --tolerance: give --task with --server-path/);
+  // --loss-tolerance is classification's: refused for the regression data, with or without --task.
+  for (const task of [[], ['--task', 'regression']]) {
+    const loss = await runCli(['jobs', 'prune', '--data', diabetes, '--label', 'progression', ...task, '--loss-tolerance', '7', ...connection]);
+    assert.equal(loss.code, 2, loss.stderr);
+    assert.match(loss.stderr, /^fleetprune: --loss-tolerance: applies to classification only/);
+  }
+  assert.equal(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs.length, 1, 'only the first job was submitted');
 });
 
 test('a job without a task whose label it takes as a regression target of a handful of values says so, in its result and in jobs show; one given the task does not', async (t) => {
