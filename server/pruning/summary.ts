@@ -1,5 +1,5 @@
 import type { PruneReport, SweepEntry } from './report.ts';
-import { formatMse, withinTolerance, type Score } from '../../shared/model/scoring.ts';
+import { formatMse, formatR2, withinTolerance, type Score } from '../../shared/model/scoring.ts';
 import { formatParamCut } from '../../shared/model/parameter-cut.ts';
 
 /** A short human-readable account of a prune run, for the terminal. */
@@ -70,5 +70,5 @@ function outside(entry: SweepEntry, report: PruneReport): string {
 }
 
 export function formatScore(score: Score): string {
-  return 'accuracy' in score ? `acc ${(score.accuracy * 100).toFixed(2)}%` : `mse ${formatMse(score.mse)} r² ${score.r2.toFixed(3)}`;
+  return 'accuracy' in score ? `acc ${(score.accuracy * 100).toFixed(2)}%` : `mse ${formatMse(score.mse)} r² ${formatR2(score.r2)}`;
 }

@@ -32,5 +32,8 @@ test('the fleet view says when the server is not connected to the broker (the on
 test('a test score shows an MSE to five significant digits: one in small units is not 0.0', () => {
   assert.equal(formatScore({ mse: 0.0035455123, r2: 0.41234 }), 'mse 0.0035455 r² 0.412');
   assert.equal(formatScore({ mse: 2963.51234, r2: 0.5 }), 'mse 2963.5 r² 0.500');
+  // Rounding to zero from below is no negative zero.
+  assert.equal(formatScore({ mse: 5929.9, r2: -0.0002 }), 'mse 5929.9 r² 0.000');
+  assert.equal(formatScore({ mse: 5929.9, r2: -0.0006 }), 'mse 5929.9 r² -0.001');
   assert.equal(formatScore({ accuracy: 0.9722 }), 'acc 97.22%');
 });

@@ -1,4 +1,4 @@
-import { formatMse } from '../../../shared/model/scoring.ts';
+import { formatMse, formatR2 } from '../../../shared/model/scoring.ts';
 
 /** Escapes text for HTML; every value the API returns goes through it. */
 export function esc(value: unknown): string {
@@ -14,7 +14,7 @@ export function table(headers: readonly string[], rows: readonly string[], empty
 export function formatScore(metrics: Record<string, unknown> | null | undefined): string {
   if (!metrics) return '';
   if (typeof metrics.accuracy === 'number') return `acc ${(metrics.accuracy * 100).toFixed(2)}%`;
-  if (typeof metrics.mse === 'number') return `mse ${formatMse(metrics.mse)}${typeof metrics.r2 === 'number' ? ` r² ${metrics.r2.toFixed(3)}` : ''}`;
+  if (typeof metrics.mse === 'number') return `mse ${formatMse(metrics.mse)}${typeof metrics.r2 === 'number' ? ` r² ${formatR2(metrics.r2)}` : ''}`;
   return '';
 }
 
