@@ -70,6 +70,8 @@ class PlainProgress implements PhaseProgress {
   private since: number;
   /** When the last line was written. */
   private lastLine: number;
+  /** Whether an event came yet. */
+  private begun = false;
 
   constructor(
     private readonly stream: NodeJS.WriteStream,
@@ -81,6 +83,11 @@ class PlainProgress implements PhaseProgress {
   update(event: ProgressEvent): void {
     if (this.finished.has(event.phase)) return;
     const now = this.clock();
+    // The run's first event at 0 is its start (reading the data and loading the backend came before): the first phase's time runs from it.
+    if (!this.begun) {
+      this.begun = true;
+      if (event.done === 0) this.since = now;
+    }
     const index = PHASES.indexOf(event.phase) + 1;
     if (event.done < event.total) {
       if (now - this.lastLine < PLAIN_PROGRESS_EVERY_MS) return;

@@ -156,6 +156,8 @@ export async function runOdf2nna(
     if (trainingThreadCount(options.trainingThreads, splits.train.x.length, generalParams) > 1) secondThread = startTrainingThread(data, backend);
     // 1. The general model: large, uniform, trained with early stopping.
     const generalModel = trained?.model ?? createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed, penalties);
+    // Training starts here, after the data is read and split: a progress line's time counts from now.
+    if (!trained) onProgress({ phase: 'train', done: 0, total: options.epochs });
     const generalRun =
       trained?.run ??
       (await timed('train', () =>

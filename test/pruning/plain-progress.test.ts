@@ -51,3 +51,17 @@ test('plain progress: a phase still running says how far it has got every half m
     '[1/6] train done (200.0 s)',
   ]);
 });
+
+test('plain progress: the first phase\'s time runs from its first event at 0 (the run\'s start), not from before the data was read', () => {
+  let text = '';
+  const stream = { isTTY: false, write: (chunk: string) => ((text += chunk), true) } as unknown as NodeJS.WriteStream;
+  let clock = 0;
+  const progress = createPhaseProgress(stream, () => clock);
+  clock = 5_000; // reading the data, loading the backend
+  progress.update({ phase: 'train', done: 0, total: 10 });
+  clock = 6_500;
+  progress.update({ phase: 'train', done: 10, total: 10 });
+  clock = 7_000;
+  progress.update({ phase: 'measure', done: 1, total: 1 });
+  assert.deepEqual(text.trimEnd().split('\n'), ['[1/6] train done (1.5 s)', '[2/6] measure done (0.5 s)']);
+});
