@@ -128,7 +128,7 @@ export function registerRolloutCommand(program: Command): void {
   simple('resume', 'ResumeRollout', 'resume a paused rollout (a held timed pause goes on until it would have ended)');
 
   withConnectionOptions(rollout.command('promote <id>').description('promote to 100% now, skipping the remaining steps and analyses'))
-    .option('--step', 'skip only the current step (refused if the rollout moves past it first: a repeated or concurrent promote --step skips one step, not two)')
+    .option('--step', 'skip only the current step (refused if the rollout moves past it first: two racing promote --step skip one step, not two; run again after it took effect, it skips the next one: give --from-step to make a repeat safe)')
     .option('--from-step <n>', 'with --step: the step to skip, as `rollout status` numbers it (default: the step the rollout is at now)', parseStepNumber)
     .action(async (id: string, flags: ConnectionFlags & { step?: boolean; fromStep?: number }) => {
       if (flags.fromStep !== undefined && !flags.step) throw new UserError('--from-step: only with --step');
