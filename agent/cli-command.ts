@@ -157,7 +157,18 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
   process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${active ? `${active.model}@${active.version}` : 'none'}\n`);
   await stopRequested;
   logger.info('shutting down');
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
+  // No new connections; requests being answered (or still sending their body) are answered within
+  // a grace period before their connections are cut: a restart must not reset a request the device took.
+  const closed = new Promise((resolve) => server.close(resolve));
+  server.closeIdleConnections();
+  const answered = await Promise.race([closed.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), HTTP_STOP_GRACE_MS).unref())]);
+  if (!answered) {
+    logger.warn({ graceMs: HTTP_STOP_GRACE_MS }, `requests still under way ${HTTP_STOP_GRACE_MS / 1000} s after the stop were cut off`);
+    server.closeAllConnections();
+    await closed;
+  }
   await agent.stop();
 }
+
+/** How long a stopping agent waits for the device API's requests under way before cutting them off. */
+const HTTP_STOP_GRACE_MS = 5_000;
