@@ -56,9 +56,12 @@ export function createPredictApp(options: PredictApiOptions): Express {
     // Neither Content-Length nor Transfer-Encoding is an empty body (RFC 9112 §6.3), as Content-Length: 0 is;
     // req.is() answers null for it whatever its type, which read as "not JSON".
     const { 'content-length': length, 'transfer-encoding': chunked } = request.headers;
-    if ((length === undefined && chunked === undefined) || length === '0') {
+    const refuseEmpty = () => {
       metrics.predictRequests.inc({ status: '400' });
       response.status(400).json({ error: 'the body is empty; send {"rows": [...]} as JSON (Content-Type: application/json)' });
+    };
+    if ((length === undefined && chunked === undefined) || length === '0') {
+      refuseEmpty();
       return;
     }
     if (!request.is('application/json')) {
@@ -83,7 +86,15 @@ export function createPredictApp(options: PredictApiOptions): Express {
       metrics.predictRequests.inc({ status: '413' });
       response.status(413).set('Connection', 'close').json({ error: `the body is larger than the ${MAX_PREDICT_BODY_BYTES}-byte limit` });
     };
-    if (guardBodySize(request, MAX_PREDICT_BODY_BYTES, refuse)) readJson(request, response, next);
+    if (!guardBodySize(request, MAX_PREDICT_BODY_BYTES, refuse)) return;
+    readJson(request, response, (error?: unknown) => {
+      // A chunked body of no bytes, or a compressed one that inflates to none, is as empty as Content-Length: 0 (body-parser makes it {}).
+      if (error === undefined && !response.headersSent && !rawBodies.get(request)?.length) {
+        refuseEmpty();
+        return;
+      }
+      next(error);
+    });
   };
 
   app.post('/v1/predict', readPredictBody, async (request, response) => {

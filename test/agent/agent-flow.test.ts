@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { keyId } from '../../shared/artifact/signing-keys.ts';
 import { cp, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { deferCleanup } from '../helpers/cleanup.ts';
@@ -182,14 +183,17 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
   // A body declared far over the limit and never sent is refused at once, and the connection closed.
   const predictCount = async () => Number(/fleetprune_agent_predict_requests_total\{status="400"\} (\d+)/.exec(await (await fetch(`${url}/metrics`)).text())?.[1] ?? 0);
   const { port } = new URL(url);
-  const exchange = (request: string) =>
+  // `open`: the request is written without ending the connection's sending side (the answer to a
+  // compressed body comes after its inflation, which a half-closed connection would not wait for).
+  const exchange = (request: string | Buffer, open = false) =>
     new Promise<string>((resolve, reject) => {
       const socket = connect(Number(port), '127.0.0.1');
       let text = '';
       socket.on('data', (chunk) => (text += chunk.toString('latin1')));
       socket.on('close', () => resolve(text));
       socket.on('error', reject);
-      socket.end(request);
+      if (open) socket.write(request);
+      else socket.end(request);
     });
   const declared = await exchange('POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n{');
   assert.match(declared, /^HTTP\/1\.1 413 /);
@@ -207,6 +211,16 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
     const empty = await exchange(`POST /v1/predict HTTP/1.1\r\nHost: device\r\nConnection: close\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
     assert.match(empty, /^HTTP\/1\.1 400 /, JSON.stringify(headers));
     assert.match(empty, /\{"error":"the body is empty; send \{\\"rows\\": \[\.\.\.\]\} as JSON \(Content-Type: application\/json\)"\}$/);
+  }
+  // So is one sent chunked with no bytes, or compressed to nothing: not called a body of the wrong shape.
+  const gzipped = gzipSync(Buffer.alloc(0));
+  for (const request of [
+    'POST /v1/predict HTTP/1.1\r\nHost: device\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    Buffer.concat([Buffer.from(`POST /v1/predict HTTP/1.1\r\nHost: device\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: ${gzipped.length}\r\n\r\n`), gzipped]),
+  ]) {
+    const empty = await exchange(request, true);
+    assert.match(empty, /^HTTP\/1\.1 400 /, request.toString().slice(0, 120));
+    assert.match(empty, /"the body is empty; send/, request.toString().slice(0, 120));
   }
 });
 
