@@ -120,12 +120,23 @@ export function registerRolloutCommand(program: Command): void {
     },
   );
 
-  const simple = (name: 'pause' | 'resume', method: string, description: string) =>
-    withConnectionOptions(rollout.command(`${name} <id>`).description(description)).action(async (id: string, flags: ConnectionFlags) => {
-      await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', method, { id })));
+  withConnectionOptions(rollout.command('pause <id>').description('pause a rollout where it is (in a timed pause step: hold it there until resumed)')).action(async (id: string, flags: ConnectionFlags) => {
+    await withConnection(flags, async (connection) => printState(await connection.unary<GrpcRollout>('Rollouts', 'PauseRollout', { id })));
+  });
+  withConnectionOptions(
+    rollout
+      .command('resume <id>')
+      .description(
+        'resume a paused rollout (a held timed pause goes on until it would have ended); it names the pause it read, so a second resume ' +
+          'racing it is refused rather than ending the pause the first one left',
+      ),
+  ).action(async (id: string, flags: ConnectionFlags) => {
+    await withConnection(flags, async (connection) => {
+      // The pause as read now: a rollout that moves on before the resume arrives (another operator's resume) refuses it.
+      const { rollout: r } = await connection.unary<{ rollout: GrpcRollout }>('Rollouts', 'GetRollout', { id, device_states: 1 });
+      printState(await connection.unary<GrpcRollout>('Rollouts', 'ResumeRollout', { id, ...(r.pause_since ? { paused_since: r.pause_since } : {}) }));
     });
-  simple('pause', 'PauseRollout', 'pause a rollout where it is (in a timed pause step: hold it there until resumed)');
-  simple('resume', 'ResumeRollout', 'resume a paused rollout (a held timed pause goes on until it would have ended)');
+  });
 
   withConnectionOptions(rollout.command('promote <id>').description('promote to 100% now, skipping the remaining steps and analyses'))
     .option('--step', 'skip only the current step (refused if the rollout moves past it first: two racing promote --step skip one step, not two; run again after it took effect, it skips the next one: give --from-step to make a repeat safe)')

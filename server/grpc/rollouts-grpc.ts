@@ -1,3 +1,4 @@
+import { PausedSinceSchema } from '../rollout/paused-since.ts';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { wholeNumber } from '../../shared/util/whole-number.ts';
@@ -81,17 +82,20 @@ function refuseOversizedSpec(spec: string, maxBodyBytes: number): void {
 export function rolloutsGrpc(service: RolloutService, leadership: Leadership, deps: GrpcDeps, maxBodyBytes: number, stalledStreams: StalledStreams): GrpcServiceBinding {
   const handlers = new GrpcHandlers(deps, 'Rollouts');
   const command = (method: string, name: 'pause' | 'resume' | 'promote' | 'abort' | 'rollback') =>
-    handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean; from_step_index?: number }, principal) => {
+    handlers.unary(method, 'write', async (req: { id: string; reason: string; step: boolean; from_step_index?: number; paused_since: string }, principal) => {
       const id = checkField(RolloutId, req.id, 'id');
       // As REST: only abort and rollback take a reason (?reason=), only promote a step (?step=).
       const takesReason = name === 'abort' || name === 'rollback';
       if (!takesReason && req.reason !== '') throw new ServiceError('bad_request', `reason: only AbortRollout and RollbackRollout take a reason, not ${method}`);
       if (name !== 'promote' && req.step) throw new ServiceError('bad_request', `step: only PromoteRollout takes step, not ${method}`);
       if (name !== 'promote' && req.from_step_index !== undefined) throw new ServiceError('bad_request', `from_step_index: only PromoteRollout takes from_step_index, not ${method}`);
+      if (name !== 'resume' && req.paused_since !== '') throw new ServiceError('bad_request', `paused_since: only ResumeRollout takes paused_since, not ${method}`);
+      // Unset (an older client): resumed from whatever pause it is in, as before.
+      const pausedSince = req.paused_since === '' ? undefined : checkField(PausedSinceSchema, req.paused_since, 'paused_since');
       const reason = checkField(Reason, req.reason, 'reason');
       // Unset (an older client): promoted from wherever the rollout is, as before.
       const fromStep = req.from_step_index === undefined ? undefined : checkField(StepIndex, req.from_step_index, 'from_step_index');
-      const after = await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}), ...(fromStep === undefined ? {} : { fromStep }) });
+      const after = await service.command(id, name, principal, { full: !req.step, ...(reason ? { reason } : {}), ...(fromStep === undefined ? {} : { fromStep }), ...(pausedSince === undefined ? {} : { pausedSince }) });
       return { ...rolloutMessage(rolloutSummary(after)), warnings: after.warnings };
     });
   return {

@@ -180,8 +180,9 @@ export class RolloutController {
     return this.dispatch(id, { type: 'pause', at: this.#now(), by });
   }
 
-  resume(id: string, by: string): Promise<RolloutState> {
-    return this.dispatch(id, { type: 'resume', at: this.#now(), by });
+  /** pausedSince: when the pause the operator resumes began; refused if the rollout is no longer in it. */
+  resume(id: string, by: string, options: { pausedSince?: number } = {}): Promise<RolloutState> {
+    return this.dispatch(id, { type: 'resume', at: this.#now(), by, ...(options.pausedSince === undefined ? {} : { pausedSince: options.pausedSince }) });
   }
 
   /**

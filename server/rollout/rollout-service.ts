@@ -21,6 +21,18 @@ import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
 
 export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'rollback';
 
+/**
+ * full: promote straight to 100% (else one step); fromStep: the step a promotion is from;
+ * pausedSince: when the pause a resume is for began (ms); reason: an abort's or rollback's.
+ * fromStep and pausedSince make a command that meets a rollout moved on since a conflict.
+ */
+export interface RolloutCommandOptions {
+  full?: boolean;
+  reason?: string;
+  fromStep?: number;
+  pausedSince?: number;
+}
+
 /** A started rollout, with the warnings its start gave (also in its decision log). */
 export type StartedRollout = RolloutRecord & { readonly warnings: readonly string[] };
 
@@ -224,12 +236,12 @@ export class RolloutService {
     return { record, decisions: await this.#o.repository.decisions(id), rollbackRefused: await this.#undoneByRollback(record) };
   }
 
-  async command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number } = {}): Promise<CommandedRollout> {
+  async command(id: string, command: RolloutCommand, principal: Principal, options: RolloutCommandOptions = {}): Promise<CommandedRollout> {
     if (command === 'rollback') return this.#startsAndRollbacks.run(() => this.#command(id, command, principal, options));
     return this.#command(id, command, principal, options);
   }
 
-  async #command(id: string, command: RolloutCommand, principal: Principal, options: { full?: boolean; reason?: string; fromStep?: number }): Promise<CommandedRollout> {
+  async #command(id: string, command: RolloutCommand, principal: Principal, options: RolloutCommandOptions): Promise<CommandedRollout> {
     const record = await this.#existing(id);
     if (command === 'rollback') await this.#refuseUndoingNewer(record);
     const controller = await this.#leader();
@@ -243,7 +255,7 @@ export class RolloutService {
           await controller.pause(id, by);
           break;
         case 'resume':
-          await controller.resume(id, by);
+          await controller.resume(id, by, options.pausedSince === undefined ? {} : { pausedSince: options.pausedSince });
           break;
         case 'promote':
           await controller.promote(id, by, { full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) });
@@ -261,7 +273,11 @@ export class RolloutService {
       if (error instanceof RolloutControllerStoppedError) throw new ServiceError('unavailable', `${error.message}; retry shortly`, { cause: error });
       throw error;
     }
-    await this.#audit(principal, `rollout.${command}`, id, { ...(command === 'promote' ? { full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) } : {}), ...(options.reason ? { reason: options.reason } : {}) });
+    await this.#audit(principal, `rollout.${command}`, id, {
+      ...(command === 'promote' ? { full: options.full ?? true, ...(options.fromStep === undefined ? {} : { fromStep: options.fromStep }) } : {}),
+      ...(command === 'resume' && options.pausedSince !== undefined ? { pausedSince: new Date(options.pausedSince).toISOString() } : {}),
+      ...(options.reason ? { reason: options.reason } : {}),
+    });
     for (const warning of warnings) {
       // The rollback stands; a warning that could not be noted is still returned.
       await controller.note(id, { kind: 'rollback', verdict: 'warning', message: warning, by }).catch(() => {});

@@ -203,7 +203,7 @@ export function next(state: RolloutState, event: RolloutEvent): Transition {
       onPause(t, event.by);
       break;
     case 'resume':
-      onResume(t, event.by);
+      onResume(t, event.by, event.pausedSince);
       break;
     case 'promote':
       onPromote(t, event.by, event.full, event.fromStep);
@@ -654,9 +654,13 @@ function onPause(t: TransitionDraft, by: string): void {
   pauseFor(t, 'manual', `paused by ${by}`);
 }
 
-function onResume(t: TransitionDraft, by: string): void {
+function onResume(t: TransitionDraft, by: string, pausedSince?: number): void {
   const s = t.s;
   requireActive(s, 'resume');
+  if (pausedSince !== undefined && s.pause?.since !== pausedSince) {
+    const now = s.phase === 'Paused' && s.pause ? `it is paused since ${new Date(s.pause.since).toISOString()}: ${s.pause.message}` : `it is ${s.phase}, not paused`;
+    throw new RolloutCommandError(`rollout ${s.id} is no longer in the pause of ${new Date(pausedSince).toISOString()} (${now}); not resumed again`);
+  }
   if (s.phase !== 'Paused' || !s.pause) throw new RolloutCommandError(`rollout ${s.id} is not paused`);
   const reason = s.pause.reason;
   s.phase = 'Progressing';

@@ -152,7 +152,13 @@ export type RolloutEvent =
    */
   | { readonly type: 'benchmarkFailed'; readonly at: number; readonly deviceId: string; readonly actionId: string; readonly reason: string; readonly failedRole?: Role }
   | { readonly type: 'pause'; readonly at: number; readonly by: string }
-  | { readonly type: 'resume'; readonly at: number; readonly by: string }
+  /**
+   * pausedSince: when the pause the operator resumes began (its `pause.since`, as they saw it).
+   * When given, a rollout no longer in that pause (another resume ended it, or held it and let
+   * the step's own pause take over) refuses the command: two operators resuming at once have one
+   * resume's effect, not two (a timed pause skipped as well as the hold on it).
+   */
+  | { readonly type: 'resume'; readonly at: number; readonly by: string; readonly pausedSince?: number }
   /**
    * fromStep: the step (index) the operator promotes from. When given, a rollout no longer at that
    * step (another promotion, or the step itself, moved it on) refuses the command instead of

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { renderRolloutDetail, rolloutAction } from '../../server/dashboard/ui/rollouts-view.ts';
+import { actionFailureText, renderRolloutDetail, rolloutAction } from '../../server/dashboard/ui/rollouts-view.ts';
 import { detailFixture } from './rollout-detail-fixture.ts';
 
 const actions = (html: string) => [...html.matchAll(/<button data-action="([^"]+)"[^>]*>([^<]*)<\/button>/g)].map((m) => `${m[1]}:${m[2]}`);
@@ -21,4 +21,18 @@ test('the dashboard offers "Hold" (a pause) only in a timed pause step', () => {
   assert.deepEqual(actions(untimed).filter((a) => /^(pause|resume)/.test(a)), ['resume:Resume'], 'an untimed pause step waits for a human already');
   assert.deepEqual(actions(held).filter((a) => /^(pause|resume)/.test(a)), ['resume:Resume'], 'held by an operator');
   assert.deepEqual(actions(running).filter((a) => /^(pause|resume)/.test(a)), ['pause:Pause'], 'progressing');
+});
+
+test('Resume names the pause shown, so a resume someone else made first refuses it (409) with a message saying the rollout changed, not a second resume', () => {
+  const held = detailFixture({ phase: 'Paused', pause: { reason: 'manual', since: '2026-12-01T10:03:00.123Z', until: null, message: 'paused by token:ops' } });
+  const action = rolloutAction('resume', held)!;
+  assert.deepEqual(action, { path: 'resume?pausedSince=2026-12-01T10%3A03%3A00.123Z', name: 'Resume', pending: 'Resuming', pausedSince: '2026-12-01T10:03:00.123Z' });
+  const refused = actionFailureText(action, 'ro-1', { status: 409, message: 'rollout ro-1 is no longer in the pause of 2026-12-01T10:03:00.123Z (…); not resumed again' });
+  assert.deepEqual(refused, [
+    'Not resumed: ',
+    { user: 'rollout ro-1 is no longer in the pause of 2026-12-01T10:03:00.123Z (…); not resumed again' },
+    '. The rollout changed since it was shown (resumed by someone else, perhaps); the view now shows where it is.',
+  ]);
+  // Not paused as shown (nothing to name): a plain resume, which the server refuses if it is not paused.
+  assert.deepEqual(rolloutAction('resume', detailFixture()), { path: 'resume', name: 'Resume', pending: 'Resuming' });
 });

@@ -366,6 +366,29 @@ describe('rollout state machine: an operator\'s pause during a timed pause step'
     assert.equal(h.last('assign').devices.length, 18);
   });
 
+  it('two resumes of the hold at once (each naming the pause it saw) lift the hold once: the second is refused, and the timed pause goes on', () => {
+    const h = timed();
+    h.at += 60_000;
+    h.send({ type: 'pause', at: h.at, by: 'bob' });
+    const held = h.state.pause!.since;
+    h.at += 1000;
+    h.send({ type: 'resume', at: h.at, by: 'alice', pausedSince: held });
+    assert.deepEqual([h.state.phase, h.state.stepIndex, h.state.pause?.reason], ['Paused', 1, 'step'], 'the timed pause again');
+    const before = h.state;
+    assert.throws(
+      () => h.send({ type: 'resume', at: h.at, by: 'bob', pausedSince: held }),
+      (error: unknown) =>
+        error instanceof RolloutCommandError &&
+        error.message === `rollout ro-test is no longer in the pause of ${new Date(held).toISOString()} (it is paused since ${new Date(h.at).toISOString()}: step 2 pauses until 2026-01-01T00:10:00.000Z); not resumed again`,
+    );
+    assert.equal(h.state, before, 'nothing changed');
+    // Named for the pause it is in now, a resume ends the step (as one without a name would).
+    h.send({ type: 'resume', at: h.at, by: 'bob', pausedSince: h.state.pause!.since });
+    assert.equal(h.state.stepIndex, 2);
+    // A resume naming a pause of a rollout no longer paused says so.
+    assert.throws(() => h.send({ type: 'resume', at: h.at, by: 'bob', pausedSince: held }), /is no longer in the pause of .* \(it is Progressing, not paused\); not resumed again$/);
+  });
+
   it('an untimed pause step is still refused: it already waits for a human', () => {
     const h = new ReducerHarness(specOf([{ setWeight: 10 }, { pause: {} }, { setWeight: 100 }]));
     h.deliver(h.last('assign'));

@@ -128,6 +128,8 @@ export interface RolloutAction {
   confirm?: string;
   /** The step the action was meant for (as shown): the server refuses it (409) once the rollout has moved on. */
   fromStep?: number;
+  /** The pause a resume was meant for (its `pause.since`, as shown): the server refuses it (409) once the rollout is no longer in it. */
+  pausedSince?: string;
 }
 
 /** A message: plain text, and user-provided parts (ids, server messages) to isolate. */
@@ -146,6 +148,9 @@ export function actionFailureText(action: RolloutAction, rolloutId: string, fail
   }
   if (action.fromStep !== undefined && failure.status === 409) {
     return [`Step ${action.fromStep + 1} not skipped: `, { user: failure.message }, '. The rollout changed since it was shown; the view now shows where it is.'];
+  }
+  if (action.pausedSince !== undefined && failure.status === 409) {
+    return ['Not resumed: ', { user: failure.message }, '. The rollout changed since it was shown (resumed by someone else, perhaps); the view now shows where it is.'];
   }
   return [`${action.name} of `, { user: rolloutId }, ' was not done: ', { user: failure.message }];
 }
@@ -175,7 +180,10 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
     case 'pause':
       return { path: action, name: 'Pause', pending: 'Pausing' };
     case 'resume':
-      return { path: action, name: 'Resume', pending: 'Resuming' };
+      // The pause shown: if someone else resumed it meanwhile, the server refuses rather than end the pause that resume left.
+      return r.pause
+        ? { path: `resume?pausedSince=${encodeURIComponent(r.pause.since)}`, name: 'Resume', pending: 'Resuming', pausedSince: r.pause.since }
+        : { path: action, name: 'Resume', pending: 'Resuming' };
     case 'abort':
       return { path: action, name: 'Abort', pending: 'Aborting', confirm: `Abort ${plain(r.id)}?` };
     case 'rollback': {

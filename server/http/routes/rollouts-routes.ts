@@ -1,3 +1,4 @@
+import { PausedSinceSchema } from '../../rollout/paused-since.ts';
 import { z } from 'zod';
 import { ServiceError } from '../../app/service-error.ts';
 import type { RolloutService } from '../../rollout/rollout-service.ts';
@@ -22,6 +23,10 @@ const RolloutParams = z.strictObject({ id: RolloutIdSchema });
 const SPEC_MEDIA_TYPES = ['application/json', 'application/yaml', 'application/x-yaml', 'text/yaml', 'text/plain'];
 
 const CommandQuery = z.strictObject({ reason: reasonSchema(1).optional() });
+const ResumeQuery = z.strictObject({
+  /** The pause (its `pause.since`) the resume is for: refused (409) once the rollout is no longer in it. */
+  pausedSince: PausedSinceSchema.optional(),
+});
 const PromoteQuery = z.strictObject({
   step: z.enum(['true', 'false']).optional(),
   /** The step index (as `stepIndex` shows it) the promotion is from: refused (409) once the rollout has moved past it. */
@@ -59,13 +64,14 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       tag,
       permission: 'write',
       params: RolloutParams,
-      query: name === 'abort' || name === 'rollback' ? CommandQuery : z.strictObject({}),
+      query: name === 'abort' || name === 'rollback' ? CommandQuery : name === 'resume' ? ResumeQuery : z.strictObject({}),
       responses:
         name === 'rollback'
           ? { 200: { description: 'the rollout after the rollback, with `warnings`: a version it restores that a rollout failed or rolled back (they never block it; also in its decision log)', schema: StartedRolloutSchema } }
           : { 200: { description: 'the rollout after the command', schema: RolloutSummarySchema } },
       handle: async ({ params, query, principal }) => {
-        const after = await service.command(params.id, name, principal!, { reason: (query as { reason?: string }).reason });
+        const { reason, pausedSince } = query as { reason?: string; pausedSince?: number };
+        const after = await service.command(params.id, name, principal!, { reason, ...(pausedSince === undefined ? {} : { pausedSince }) });
         return { json: name === 'rollback' ? { ...rolloutSummary(after), warnings: after.warnings } : rolloutSummary(after) };
       },
     });
@@ -162,7 +168,10 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       },
     }),
     command('pause', 'Pause the rollout where it is (operator)'),
-    command('resume', 'Resume a paused rollout (operator)'),
+    command(
+      'resume',
+      'Resume a paused rollout (operator). `?pausedSince=` (the `pause.since` the operator saw) makes it refused with 409 once the rollout is no longer in that pause, so two resumes at once have one effect (a hold lifted, not the timed pause under it ended too)',
+    ),
     defineRoute({
       method: 'post',
       path: '/rollouts/:id/promote',
