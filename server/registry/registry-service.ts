@@ -255,13 +255,15 @@ export class RegistryService {
       if (!(await tx.models.getModel(name))) throw new ServiceError('not_found', `no model ${name}`);
       // Alias changes of one model take turns: the `from` each audits is the version it replaced.
       await tx.models.lockModel(name);
+      const previous = await tx.models.getAlias(name, alias);
+      // Already so: nothing changes, and nothing is audited (the log would say it was just done), as retiring a retired version.
+      if (version !== null && previous?.version === version) return (await tx.models.getVersion(name, version))!;
       // Checked with the model locked, as a rollout's creation checks the alias it read
       // (StoreRolloutRepository.create): a start at the same moment waits, or is seen.
       if (alias === 'production') {
         const blocker = await this.#productionAliasBlocker(name, db);
         if (blocker) throw new ServiceError('conflict', `the production alias of ${name} was not ${version === null ? 'cleared' : 'moved'}: ${blocker}`);
       }
-      const previous = await tx.models.getAlias(name, alias);
       const at = new Date().toISOString();
       const audit = { at, actor: actorOf(principal), action: 'alias.set', target: `${name}:${alias}` };
       if (version === null) {

@@ -118,6 +118,10 @@ for (const engine of STORE_ENGINES) {
 
       const alias = await server.request('PUT', '/api/models/iris/aliases/production', { json: { version: '2' } });
       assert.equal(alias.status, 200);
+      // The same again changes nothing, and is not audited (the audit below holds one alias.set).
+      const again = await server.request('PUT', '/api/models/iris/aliases/production', { json: { version: '2' } });
+      assert.equal(again.status, 200);
+      assert.equal(((await again.json()) as { version: string }).version, '2');
       const production = (await (await server.request('GET', '/api/models/iris/versions/production')).json()) as any;
       assert.equal(production.version, '2');
       assert.deepEqual(production.aliases, ['production']);
