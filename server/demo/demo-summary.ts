@@ -53,7 +53,7 @@ export async function formatDemoSummary(result: DemoResult): Promise<string> {
       ].join(' '),
     );
   }
-  lines.push('', 'Rollouts');
+  lines.push('', 'Rollouts (decision times in UTC)');
   for (const rollout of result.rollouts) {
     // A candidate whose analysis failed is `Failed` in rollout list and status, and `failed` in models list: so here.
     const outcome = rollout.outcome === 'promoted' ? 'PROMOTED' : rollout.phase === 'Failed' ? 'FAILED, ROLLED BACK' : 'ROLLED BACK';

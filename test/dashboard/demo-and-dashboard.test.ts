@@ -120,6 +120,9 @@ test('fleetprune demo --exit-when-done (npm start\'s command) on a regression se
   // In the words rollout status and models list use for it (Failed, failed), and what became of the devices.
   assert.match(result.stdout, /^ {2}diabetes@3 \(ε [\d.]+\): FAILED, ROLLED BACK: analysis failed at step 2: /m);
   assert.match(result.stdout, /^ {2}diabetes@2 \(ε [\d.]+\): PROMOTED: /m);
+  // Decision times are the server's UTC (the dashboard shows local time): said once, above them.
+  assert.match(result.stdout, /^Rollouts \(decision times in UTC\)\n {2}diabetes@\d/m);
+  assert.match(result.stdout, /^ {4}\d{2}:\d{2}:\d{2} /m);
   // The model table: every row's columns start where the header's do.
   const lines = result.stdout.split('\n');
   const header = lines.find((line) => line.startsWith('  Models (diabetes)'))!;
