@@ -146,6 +146,7 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     throw new UserError(`--http-port: cannot listen on ${flags.httpHost.includes(':') ? `[${flags.httpHost}]` : flags.httpHost}:${flags.httpPort} (${errorMessage(error)})`);
   });
   const port = (server.address() as AddressInfo).port;
+  const underway = responsesUnderway(server);
   // Listening before the ready line: a supervisor (or a test) may stop the agent as soon as it reads it.
   const stopRequested = new Promise<void>((resolve) => {
     const offSignals = onStopSignals(() => {
@@ -160,6 +161,7 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
   // No new connections; requests being answered (or still sending their body) are answered within
   // a grace period before their connections are cut: a restart must not reset a request the device took.
   const closed = new Promise((resolve) => server.close(resolve));
+  underway.closeAfterAnswer();
   server.closeIdleConnections();
   const answered = await Promise.race([closed.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), HTTP_STOP_GRACE_MS).unref())]);
   if (!answered) {
@@ -172,3 +174,24 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
 
 /** How long a stopping agent waits for the device API's requests under way before cutting them off. */
 const HTTP_STOP_GRACE_MS = 5_000;
+
+/**
+ * The device API's responses not finished yet. closeAfterAnswer() makes each of them, and any
+ * request still to come on a connection kept open, close its connection once answered (else
+ * keep-alive holds the connection for its own timeout, and the stop waits that long for nothing).
+ */
+function responsesUnderway(server: import('node:http').Server): { closeAfterAnswer(): void } {
+  const open = new Set<import('node:http').ServerResponse>();
+  let closing = false;
+  server.on('request', (_request, response: import('node:http').ServerResponse) => {
+    if (closing) response.shouldKeepAlive = false;
+    open.add(response);
+    response.once('close', () => open.delete(response));
+  });
+  return {
+    closeAfterAnswer() {
+      closing = true;
+      for (const response of open) if (!response.headersSent) response.shouldKeepAlive = false;
+    },
+  };
+}

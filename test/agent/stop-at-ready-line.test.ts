@@ -45,11 +45,16 @@ test('an agent sent SIGTERM answers a device API request still under way (its bo
   process.kill(agent.pid, 'SIGTERM');
   await agent.waitForLog('shutting down', 10_000);
   await new Promise((resolve) => setTimeout(resolve, 200));
+  const answeredAt = Date.now();
   socket.write(body.slice(5));
   await closed;
-  // No model is active: the answer is a 503 saying so, not a reset.
+  // No model is active: the answer is a 503 saying so, not a reset; the connection closes with it
+  // (not kept alive until its timeout, which held the stop for the whole grace period).
   assert.match(received, /^HTTP\/1\.1 503 /, received);
+  assert.match(received, /\r\nConnection: close\r\n/i, received);
   assert.deepEqual(await agent.exited, { code: 0, signal: null }, agent.stderr);
+  assert.ok(Date.now() - answeredAt < 4_000, `stopped ${Date.now() - answeredAt} ms after the answer`);
+  assert.doesNotMatch(agent.stderr, /were cut off/);
   // A new connection after the stop is not taken.
   await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
 });
