@@ -36,14 +36,19 @@ export async function openStore(location: StoreLocation, options: OpenStoreOptio
     }
     const file = join(location.dataDir, SQLITE_FILE);
     refuseUnwritable([file, `${file}-wal`, `${file}-shm`]);
+    let sqlite: SqliteEngine | undefined;
     try {
       keepPrivate(file, options.log);
-      const damage = sqliteDamage(file);
-      if (damage !== null) {
-        throw new UserError(`--data-dir: the database ${file} is damaged (SQLite's quick_check: ${oneLineMessage(damage)}); restore it from a backup; it is left as it is`);
-      }
-      engine = new SqliteEngine(file);
+      const readOnly = sqliteDamage(file);
+      const damaged = (damage: string) => new UserError(`--data-dir: the database ${file} is damaged (SQLite's quick_check: ${oneLineMessage(damage)}); restore it from a backup; it is left as it is`);
+      if (readOnly !== null && readOnly !== undefined) throw damaged(readOnly);
+      sqlite = new SqliteEngine(file);
+      // Not checkable read-only (a hot journal, which this open rolled back as any SQLite open does): checked now.
+      const damage = readOnly === undefined ? sqlite.firstDamage() : null;
+      if (damage !== null) throw damaged(damage);
+      engine = sqlite;
     } catch (error) {
+      await sqlite?.close().catch(() => {});
       throw unusableSqliteFile(file, error);
     }
   } else {

@@ -53,6 +53,11 @@ export class SqliteEngine implements SqlEngine {
     });
   }
 
+  /** quick_check on this connection (see sqliteDamage, which cannot check a file with a hot journal read-only). */
+  firstDamage(): string | null {
+    return quickCheck(this.#db);
+  }
+
   async close(): Promise<void> {
     await this.#lock.run(async () => {
       if (this.#db.open) this.#db.close();
@@ -97,14 +102,24 @@ function directExecutor(db: Database.Database): SqlExecutor {
  * write-ahead log a crash left into the file, which a refusal promises to leave as it is. It reads
  * the whole file once (about 0.2 s for 170 MB here).
  */
-export function sqliteDamage(path: string): string | null {
+export function sqliteDamage(path: string): string | null | undefined {
   if (!existsSync(path)) return null;
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  let db: Database.Database | undefined;
   try {
-    const rows = db.pragma('quick_check(1)') as { quick_check: string }[];
-    const found = rows[0]?.quick_check ?? 'ok';
-    return found === 'ok' ? null : found;
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    return quickCheck(db);
+  } catch (error) {
+    // A hot rollback journal (a crash in a transaction before the file was in WAL mode) needs a
+    // writer to roll it back, as SQLite does at a read-write open: undefined, checked on that one.
+    if (/^SQLITE_READONLY_/.test(String((error as { code?: unknown }).code))) return undefined;
+    throw error;
   } finally {
-    db.close();
+    db?.close();
   }
+}
+
+function quickCheck(db: Database.Database): string | null {
+  const rows = db.pragma('quick_check(1)') as { quick_check: string }[];
+  const found = rows[0]?.quick_check ?? 'ok';
+  return found === 'ok' ? null : found;
 }

@@ -131,6 +131,26 @@ test('server on a data dir whose database has a damaged page where the start rea
   assert.equal(hash(await readFile(`${file}-wal`)), walBefore, 'its write-ahead log as it was, not folded into it');
 });
 
+test('a database left with a hot rollback journal (a crash inside a transaction before it was in WAL mode) opens, the journal rolled back, and is checked then', async (t) => {
+  const dataDir = await tempDir(t);
+  const file = join(dataDir, 'fleetprune.sqlite');
+  const sqlite = join(REPO_ROOT, 'node_modules', 'better-sqlite3', 'lib', 'index.js');
+  // A rollback-journal database, killed in a transaction whose pages spilled to the file.
+  const crashed = `const Database = require(${JSON.stringify(sqlite)}); const db = new Database(${JSON.stringify(file)}); db.pragma('journal_mode = DELETE');
+    db.exec('CREATE TABLE t (a TEXT)'); for (let i = 0; i < 200; i++) db.prepare('INSERT INTO t VALUES (?)').run('x'.repeat(1000));
+    db.pragma('cache_size = 2'); db.exec('BEGIN'); for (let i = 0; i < 500; i++) db.prepare('UPDATE t SET a = ? WHERE rowid = ?').run('y'.repeat(1000), (i % 200) + 1);
+    process.kill(process.pid, 'SIGKILL');`;
+  await new Promise<void>((resolve) => execFile(process.execPath, ['-e', crashed], () => resolve()));
+  assert.ok((await stat(`${file}-journal`)).size > 0, 'a hot journal was left');
+  const store = await openStore({ engine: 'sqlite', dataDir });
+  try {
+    const rows = await store.engine.all<{ a: string }>('SELECT DISTINCT a FROM t');
+    assert.deepEqual(rows.map((row) => row.a), ['x'.repeat(1000)], 'the unfinished transaction rolled back');
+  } finally {
+    await store.close();
+  }
+});
+
 test('server on a data dir whose database file it cannot write: refused at start on one line naming the file (SQLite opened it read-only, and the first write failed as an internal error)', async (t) => {
   if (process.getuid?.() !== 0) return t.skip('needs root, to run the server as another user than the file\'s owner');
   const dataDir = await tempDir(t);
