@@ -31,15 +31,17 @@ function accepts(params: RouteSpec['params'], values: Record<string, string>): b
 export function answerOtherMethods(api: express.Router, routes: readonly MethodRoute[]): void {
   for (const [path, { methods, params }] of methodsByPath(routes)) {
     api.all(path, (req, res, next) => {
-      // A pattern whose parameters refuse this path's values (`/blobs/:sha256` for /blobs/gc) offers it none of its methods.
-      if (!accepts(params, req.params as Record<string, string>)) return next();
-      const allowed = (res.locals.allowedMethods ??= new Set<string>()) as Set<string>;
+      // A pattern whose parameters refuse this path's values (`/blobs/:sha256` for /blobs/gc)
+      // offers it its methods only when no pattern takes them (`/jobs/JOB-1`: a malformed id,
+      // which GET answers 400, is still a path GET serves).
+      const taken = accepts(params, req.params as Record<string, string>);
+      const allowed = (taken ? (res.locals.allowedMethods ??= new Set<string>()) : (res.locals.refusedMethods ??= new Set<string>())) as Set<string>;
       for (const method of methods) allowed.add(method);
       next();
     });
   }
   api.use((req, res, next) => {
-    const allowed = res.locals.allowedMethods as Set<string> | undefined;
+    const allowed = (res.locals.allowedMethods ?? res.locals.refusedMethods) as Set<string> | undefined;
     if (!allowed) {
       next();
       return;
