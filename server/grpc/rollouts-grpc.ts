@@ -1,4 +1,3 @@
-import { PausedSinceSchema } from '../rollout/paused-since.ts';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { wholeNumber } from '../../shared/util/whole-number.ts';
@@ -19,6 +18,7 @@ import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 import type { StalledStreams } from '../app/stalled-streams.ts';
 import { ROLLOUT_ID_PATTERN } from '../../shared/util/rollout-id.ts';
 import { ModelNameSchema } from '../registry/names.ts';
+import { PausedSinceSchema } from '../rollout/paused-since.ts';
 
 const RolloutId = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const Reason = reasonSchema();

@@ -97,7 +97,9 @@ test('every express route is in /api/openapi.json with its method, and requests/
   assert.deepEqual(parameter('/api/devices', 'limit'), { type: 'integer', minimum: 1, maximum: 5000, default: 1000 });
   assert.deepEqual(parameter('/api/audit', 'limit'), { type: 'integer', minimum: 1, maximum: 1000 });
   assert.deepEqual(parameter('/api/audit', 'before'), { type: 'integer', minimum: 1 });
-  assert.doesNotMatch(JSON.stringify(doc), /"pattern":"\^\\\\d\+\$"/);
+  // (A digits-only pattern, `^\\d+$` or `^\\d{1,6}$`, is such a parameter left as a string.)
+  assert.doesNotMatch(JSON.stringify(doc), /"pattern":"\^\\\\d(\+|\{[\d,]+\})\$"/);
+  assert.deepEqual(doc.paths['/api/rollouts/{id}/promote']!.post.parameters.find((entry: { name: string }) => entry.name === 'fromStepIndex').schema, { type: 'integer', minimum: 0, maximum: 999999 });
   // A refusal a route declares itself carries the error body, as the server sends it.
   const notFound = doc.paths['/api/rollouts']!.get.responses['404'];
   const refused = await server.request('GET', '/api/rollouts?containing=ro-nope');

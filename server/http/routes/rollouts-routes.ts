@@ -1,4 +1,3 @@
-import { PausedSinceSchema } from '../../rollout/paused-since.ts';
 import { z } from 'zod';
 import { ServiceError } from '../../app/service-error.ts';
 import type { RolloutService } from '../../rollout/rollout-service.ts';
@@ -6,6 +5,7 @@ import { parseRolloutSpec } from '../../rollout/rollout-spec.ts';
 import { DETAIL_DEVICE_STATES, RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
 import type { Leadership } from '../../rollout/leader-election.ts';
 import { reasonSchema } from '../../rollout/operator-text.ts';
+import { PausedSinceSchema } from '../../rollout/paused-since.ts';
 import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../../app/list-page.ts';
 import { rolloutPage } from '../../rollout/rollout-page.ts';
 import { MAX_SPEC_BYTES } from '../../rollout/spec-document.ts';
@@ -30,7 +30,7 @@ const ResumeQuery = z.strictObject({
 const PromoteQuery = z.strictObject({
   step: z.enum(['true', 'false']).optional(),
   /** The step index (as `stepIndex` shows it) the promotion is from: refused (409) once the rollout has moved past it. */
-  fromStepIndex: z.string().regex(/^\d{1,6}$/, 'must be a step index: a whole number from 0').transform(Number).optional(),
+  fromStepIndex: queryInteger(0, 999_999).optional(),
 });
 
 const RolloutListQuery = z
