@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
+import { parseDecimal } from '../../shared/util/numbers.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { ModelNameSchema } from '../registry/names.ts';
 import { ConditionSyntaxError } from '../analysis/condition/condition-tokenizer.ts';
@@ -115,6 +116,8 @@ export const OFFLINE_DEFAULTS: OfflinePolicy = { initialBackoffMs: 5_000, maxBac
 export interface SpecIssue {
   readonly path: string;
   readonly message: string;
+  /** The value refused, for a value of the wrong type (the YAML hint reads it). */
+  readonly input?: unknown;
 }
 
 export class RolloutSpecError extends UserError {
@@ -145,14 +148,17 @@ export function parseRolloutSpec(text: string, source?: string): RolloutSpec {
   } catch (error) {
     if (!(error instanceof RolloutSpecError) || isJson(text.replace(/^\uFEFF/, ''))) throw error;
     // YAML reads an unquoted 2 or true as a number or a boolean, where a version or a label value is text.
-    throw new RolloutSpecError(error.issues.map((issue) => ({ ...issue, message: `${issue.message}${yamlHint(issue.message)}` })), source);
+    throw new RolloutSpecError(error.issues.map((issue) => ({ ...issue, message: `${issue.message}${yamlHint(issue)}` })), source);
   }
 }
 
 /** How YAML's reading of a scalar explains a type refused: an unquoted 2 is a number, a quoted one text. */
-function yamlHint(message: string): string {
-  if (/^must be a string, not a (number|boolean)$/.test(message)) return ' (in YAML, put it in quotes: "2", "true")';
-  if (/^must be a (whole )?number, not a string$/.test(message)) return ' (in YAML, without quotes: 3, not "3")';
+function yamlHint(issue: SpecIssue): string {
+  if (/^must be a string, not a (number|boolean)$/.test(issue.message)) return ' (in YAML, put it in quotes: "2", "true")';
+  // Only for text that is a number ("3"): unquoting "fifty" would not help.
+  if (/^must be a (whole )?number, not a string$/.test(issue.message) && typeof issue.input === 'string' && Number.isFinite(parseDecimal(issue.input.trim()))) {
+    return ` (in YAML, without quotes: ${issue.input.trim()}, not "${issue.input.trim()}")`;
+  }
   return '';
 }
 
@@ -169,9 +175,12 @@ export function validateRolloutSpec(document: unknown, source?: string): Rollout
   if (document === null || typeof document !== 'object' || Array.isArray(document)) {
     throw new RolloutSpecError([{ path: '(spec)', message: 'must be a mapping with model, candidateVersion and steps' }], source);
   }
-  const parsed = RolloutSpecInputSchema.safeParse(document);
+  const parsed = RolloutSpecInputSchema.safeParse(document, { reportInput: true });
   if (!parsed.success) {
-    throw new RolloutSpecError(parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: zodIssueMessage(issue) })), source);
+    throw new RolloutSpecError(
+      parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: zodIssueMessage(issue), ...(issue.code === 'invalid_type' ? { input: issue.input } : {}) })),
+      source,
+    );
   }
   const issues: SpecIssue[] = [];
   const spec = resolve(parsed.data, issues);

@@ -36,6 +36,8 @@ export function zodIssueMessage(issue: ZodError['issues'][number]): string {
   if (issue.code === 'invalid_type' && / received undefined$/.test(issue.message)) return `required (${issue.expected})`;
   // A version or a label value is text, even when it reads as a number (rollout specs add a YAML hint).
   const received = issue.code === 'invalid_type' && issue.message.startsWith('Invalid input: ') ? / received (\w+)$/.exec(issue.message)?.[1] : undefined;
+  // A fraction where a whole number belongs is a number all the same: "must be a whole number", not "…, not a number".
+  if (received === 'number' && issue.code === 'invalid_type' && issue.expected === 'int') return 'must be a whole number';
   if (received !== undefined && issue.code === 'invalid_type' && issue.expected in TYPE_WORDS) return `must be ${TYPE_WORDS[issue.expected]}, not ${TYPE_WORDS[received] ?? received}`;
   // zod's own wording for a bound or a choice ("Too big: expected number to be <=16"), in the
   // words every other message uses; a message the schema wrote itself is kept.

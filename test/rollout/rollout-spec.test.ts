@@ -145,9 +145,11 @@ steps:
           successCondition: 5
           provider: {builtin: {query: up}}
 `;
+    // Text that is no number gets no such hint: unquoting "fifty" would not help.
+    assert.throws(() => parseRolloutSpec('model: wine\ncandidateVersion: "2"\nsteps:\n  - setWeight: fifty\n', 'spec.yaml'), /steps\[0\]\.setWeight: must be a number, not a string$/);
     assert.throws(() => parseRolloutSpec(spec, 'spec.yaml'), (error: Error) => {
       assert.deepEqual(error.message.replace(/^spec\.yaml: invalid rollout spec: /, '').split('; '), [
-        'steps[0].setWeight: must be a number, not a string (in YAML, without quotes: 3, not "3")',
+        'steps[0].setWeight: must be a number, not a string (in YAML, without quotes: 50, not "50")',
         'steps[1].analysis.metrics[0].interval: must be a duration such as 500ms, 30s, 5m or 1h30m, with its unit (60 has none: "60s"?)',
         'steps[1].analysis.metrics[0].count: must be a number, not a string (in YAML, without quotes: 3, not "3")',
         'steps[1].analysis.metrics[0].successCondition: must be a condition over the result, such as "result[0] >= 0.9", not 5 alone',

@@ -45,7 +45,7 @@ test('rollout commands (and other routes without a body) refuse a body; no body,
   assert.deepEqual(await promote.json(), refusal('body: this route (POST /api/rollouts/:id/promote) takes no body; send its parameters in the query (?step=, ?fromStepIndex=)'));
   const resume = await s.request('POST', `/api/rollouts/${id}/resume`, { body: 'resume please', contentType: 'text/plain' });
   assert.equal(resume.status, 400);
-  assert.deepEqual(await resume.json(), refusal('body: this route (POST /api/rollouts/:id/resume) takes no body'));
+  assert.deepEqual(await resume.json(), refusal('body: this route (POST /api/rollouts/:id/resume) takes no body; send the pausedSince as ?pausedSince='));
   const big = await s.request('POST', `/api/rollouts/${id}/resume`, { body: JSON.stringify({ note: 'x'.repeat(100_000) }) });
   assert.equal(big.status, 400);
   const streamed = await chunked(s, 'POST', `/api/rollouts/${id}/abort`, ['{"reason":', '"INC-42"}']);

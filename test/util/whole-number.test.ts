@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { z } from 'zod';
 import { parseServerConfig } from '../../server/config/server-config.ts';
 import { PruneOptionsSchema } from '../../server/pruning/options.ts';
 import { zodIssueMessage } from '../../shared/util/errors.ts';
@@ -21,4 +22,12 @@ test('a whole number beyond its bounds names its own bound, once; a fraction is 
     assert.equal(error.message, '--http-port: must be at most 65535; --max-concurrent-jobs: must be at most 64');
     return true;
   });
+});
+
+test('a value of the wrong type is named in words; a fraction where a whole number belongs is "must be a whole number", not "…, not a number"', () => {
+  assert.deepEqual(messages(z.int().safeParse(2.5)), ['must be a whole number']);
+  assert.deepEqual(messages(z.int().safeParse('3')), ['must be a number, not a string']);
+  assert.deepEqual(messages(z.number().safeParse([1])), ['must be a number, not a list']);
+  assert.deepEqual(messages(z.object({}).safeParse(null)), ['must be an object, not null']);
+  assert.deepEqual(messages(z.string().safeParse(7)), ['must be a string, not a number']);
 });
