@@ -256,8 +256,6 @@ export class RegistryService {
       // Alias changes of one model take turns: the `from` each audits is the version it replaced.
       await tx.models.lockModel(name);
       const previous = await tx.models.getAlias(name, alias);
-      // Already so: nothing changes, and nothing is audited (the log would say it was just done), as retiring a retired version.
-      if (version !== null && previous?.version === version) return (await tx.models.getVersion(name, version))!;
       // Checked with the model locked, as a rollout's creation checks the alias it read
       // (StoreRolloutRepository.create): a start at the same moment waits, or is seen.
       if (alias === 'production') {
@@ -276,8 +274,12 @@ export class RegistryService {
       const target = (await tx.models.lockVersion(name, version)) ? await tx.models.getVersion(name, version) : undefined;
       if (!target) throw new ServiceError('not_found', `no version ${name}@${version}; the ${alias} alias was not moved`);
       if (target.retired) throw new ServiceError('conflict', `${name}@${version} is retired; un-retire it before giving it the ${alias} alias`);
-      await tx.models.setAlias({ model: name, alias, version, updatedAt: at, updatedBy: actorOf(principal) });
-      await tx.audit.append({ ...audit, details: { from: previous?.version ?? null, to: version } });
+      // Already so: the alias is not written again nor audited (the log would say it was just moved,
+      // as retiring a retired version); the production statuses below are still made right.
+      if (previous?.version !== version) {
+        await tx.models.setAlias({ model: name, alias, version, updatedAt: at, updatedBy: actorOf(principal) });
+        await tx.audit.append({ ...audit, details: { from: previous?.version ?? null, to: version } });
+      }
       if (alias === 'production') await this.recordProduction(db, tx, { model: name, version, previousAlias: previous?.version ?? null, actor: actorOf(principal), at });
       return (await tx.models.getVersion(name, version))!;
     });

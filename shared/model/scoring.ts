@@ -74,15 +74,15 @@ export function scoreValue(score: Score): number {
   return 'accuracy' in score ? score.accuracy : -score.mse;
 }
 
-/**
- * An MSE (in the label's squared units) for people, to five significant digits: a fixed decimal
- * showed every MSE of a label in small units (a fraction, a rate) as 0.0.
- */
 /** An r² with three decimals; one that rounds to zero from below (-0.0002) is 0.000, not -0.000. */
 export function formatR2(r2: number): string {
   return (Math.abs(r2) < 0.0005 ? 0 : r2).toFixed(3);
 }
 
+/**
+ * An MSE (in the label's squared units) for people, to five significant digits: a fixed decimal
+ * showed every MSE of a label in small units (a fraction, a rate) as 0.0.
+ */
 export function formatMse(mse: number): string {
   return Number.isFinite(mse) ? String(Number(mse.toPrecision(5))) : String(mse);
 }
