@@ -54,7 +54,9 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           return { agent_config_json: JSON.stringify(result.config, null, 2), broker_warning: result.brokerUpdated ? '' : result.warning };
         }),
         ListDevices: deviceHandlers.unary('ListDevices', 'read', async (req: { limit: number; after: string }) => {
-          const { limit, after } = checkField(DeviceListQuerySchema, { limit: req.limit ? String(req.limit) : undefined, after: req.after || undefined }, 'request');
+          // Each field on its own, named as the proto names it (`limit: …`), as the other list calls name theirs.
+          const limit = checkField(DeviceListQuerySchema.shape.limit, req.limit ? String(req.limit) : undefined, 'limit');
+          const after = checkField(DeviceListQuerySchema.shape.after, req.after || undefined, 'after');
           const page = await devices.page({ after, limit });
           const connected = devices.brokerConnected();
           return { devices: page.devices.map(deviceMessage), next: page.next ?? '', broker: connected === null ? '' : connected ? 'connected' : 'disconnected' };
