@@ -17,7 +17,7 @@ import { RoleSchema } from '../auth/roles.ts';
 import { TokenIdSchema } from '../auth/token-id.ts';
 import { jobPage } from '../jobs/job-page.ts';
 import { JobIdSchema } from '../jobs/job-id.ts';
-import { PruneJobRequestSchema, type PruneJobRequest, type PruneRequestFields } from '../jobs/prune-job-request.ts';
+import { givenKeys, PruneJobRequestSchema, type PruneJobRequest, type PruneRequestFields } from '../jobs/prune-job-request.ts';
 import { PruneOptionsSchema } from '../pruning/options.ts';
 import { AliasSchema, VersionNameSchema, VersionRefSchema } from '../registry/names.ts';
 import { CreateTokenBodySchema } from '../http/routes/admin-routes.ts';
@@ -231,14 +231,15 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
             if (csvBytes > ctx.config.maxBodyBytes) {
               throw new ServiceError('payload_too_large', `csv: ${csvBytes} bytes, larger than the ${ctx.config.maxBodyBytes}-byte limit (--max-body-bytes)`);
             }
+            const rawOptions = req.options_json ? parseJsonField(req.options_json, 'options_json') : undefined;
             const request: PruneJobRequest = {
               name: checkField(PruneJobRequestSchema.shape.name, req.name, 'name'),
               label: checkField(PruneJobRequestSchema.shape.label, req.label, 'label'),
               ...(req.task ? { task: checkField(PruneJobRequestSchema.shape.task, req.task, 'task') } : {}),
               data: req.csv ? { csv: req.csv } : { path: req.path },
-              ...(req.options_json ? { options: checkField(PruneOptionsSchema, parseJsonField(req.options_json, 'options_json'), 'options_json') } : {}),
+              ...(rawOptions !== undefined ? { options: checkField(PruneOptionsSchema, rawOptions, 'options_json') } : {}),
             };
-            return jobMessage(await ctx.jobs.startPrune(request, principal, GRPC_PRUNE_FIELDS));
+            return jobMessage(await ctx.jobs.startPrune(request, principal, GRPC_PRUNE_FIELDS, givenKeys(rawOptions)));
           },
         ),
         // Ids checked as REST checks them: a 5000-character id is a bad request, not echoed in a NOT_FOUND.

@@ -1,7 +1,7 @@
 import { parseDataset, type Task } from '../../shared/data/dataset.ts';
 import { splitDataset } from '../../shared/data/split.ts';
 import { describeIssues } from '../app/describe-issues.ts';
-import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
+import { optionForOtherTask, PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
 import { assertLearnable } from '../pruning/standardization.ts';
 import { UserError } from '../../shared/util/errors.ts';
 
@@ -12,8 +12,10 @@ export interface JobDataCheckInput {
   source: string;
   label: string;
   task?: Task;
-  /** The request's options, as given (the task is set from the data). */
+  /** The request's options (the task is set from the data). */
   options: Record<string, unknown> | undefined;
+  /** The options the request itself gave, by name (not the schema's defaults): one the data's task ignores is refused. */
+  givenOptions?: readonly string[];
   /** What errors call the options field (`body.options`, gRPC's name). */
   optionsField: string;
 }
@@ -38,6 +40,8 @@ export function checkJobData(input: JobDataCheckInput): JobDataCheck {
   const dataset = parseDataset(input.csvText, { label: input.label, task: input.task }, input.source);
   const options = PruneOptionsSchema.safeParse({ ...(input.options ?? {}), task: dataset.task });
   if (!options.success) throw new UserError(describeIssues(options.error, input.optionsField));
+  const misplaced = optionForOtherTask(input.givenOptions ?? [], dataset.task);
+  if (misplaced) throw new UserError(`${input.optionsField}.${misplaced.key}: ${misplaced.reason}`);
   const { train } = splitDataset(dataset, options.data.seed, { validation: options.data.validationFraction, test: options.data.testFraction });
   assertLearnable(train.x, train.y, dataset.task, dataset.featureNames, dataset.labelName);
   return { task: dataset.task, options: options.data, features: dataset.featureNames, labels: dataset.task === 'classification' ? dataset.classes : [] };

@@ -171,8 +171,12 @@ export class JobService {
     }
   }
 
-  /** Starts a pruning job; `fields` names the request's fields in errors (REST's by default). */
-  async startPrune(request: PruneJobRequest, principal: Principal, fields: PruneRequestFields = REST_PRUNE_FIELDS): Promise<JobRecord> {
+  /**
+   * Starts a pruning job; `fields` names the request's fields in errors (REST's by default).
+   * `givenOptions` names the options the caller gave, as `request.options` holds the defaults too:
+   * one that the data's task ignores (an accuracy tolerance for regression data) is refused.
+   */
+  async startPrune(request: PruneJobRequest, principal: Principal, fields: PruneRequestFields = REST_PRUNE_FIELDS, givenOptions: readonly string[] = []): Promise<JobRecord> {
     this.#assertRoomInQueue();
     // The task may come as the request's or as an option (both are in the schema): either is heeded.
     const optionsTask = request.options?.task;
@@ -190,6 +194,7 @@ export class JobService {
       task: request.task ?? optionsTask,
       options: request.options,
       optionsField: fields.options,
+      givenOptions,
     });
     // Its versions would be refused at the end (RegistryService.checkSameInterface): refused before training.
     await this.#deps.registry.checkSameInterface(request.name, { task, features, labels });

@@ -21,6 +21,12 @@ export const PruneJobRequestSchema = z.strictObject({
   options: PruneOptionsSchema.optional(),
 });
 
+/** The keys a request's raw (unvalidated) options object gave a value, for JobService.startPrune's givenOptions. */
+export function givenKeys(rawOptions: unknown): string[] {
+  if (rawOptions === null || typeof rawOptions !== 'object' || Array.isArray(rawOptions)) return [];
+  return Object.entries(rawOptions).filter(([, value]) => value !== undefined && value !== null).map(([key]) => key);
+}
+
 export type PruneJobRequest = z.output<typeof PruneJobRequestSchema>;
 export type PruneJobRequestInput = z.input<typeof PruneJobRequestSchema>;
 

@@ -137,3 +137,24 @@ export const PruneOptionsSchema = z
 
 export type PruneOptionsInput = z.input<typeof PruneOptionsSchema>;
 export type PruneOptions = z.output<typeof PruneOptionsSchema>;
+
+/** The options only one task heeds: given for a data set of the other task, they would be ignored without a word. */
+const TASK_OF_OPTION: Partial<Record<keyof PruneOptions, PruneOptions['task']>> = {
+  toleranceAccuracyPoints: 'classification',
+  toleranceLossFraction: 'classification',
+  toleranceMseFraction: 'regression',
+};
+
+/**
+ * Of the options a request gave (by name), the first that the data set's task would ignore, and
+ * why, in words a caller can act on; undefined if every given option applies.
+ */
+export function optionForOtherTask(given: readonly string[], task: PruneOptions['task']): { key: string; reason: string } | undefined {
+  const key = given.find((name) => {
+    const owner = TASK_OF_OPTION[name as keyof PruneOptions];
+    return owner !== undefined && owner !== task;
+  });
+  if (key === undefined) return undefined;
+  const instead = task === 'regression' ? 'its tolerance is toleranceMseFraction, a fraction of the MSE' : 'its tolerances are toleranceAccuracyPoints and toleranceLossFraction';
+  return { key, reason: `applies to ${TASK_OF_OPTION[key as keyof PruneOptions]} only, and this data set is a ${task} one: ${instead}` };
+}

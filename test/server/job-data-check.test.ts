@@ -137,6 +137,34 @@ test('a bad CSV gets the same 400 as before over REST and gRPC (the data, then t
   assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, []);
 });
 
+test("an option the data's task ignores (a loss tolerance for regression data, an MSE tolerance for classification) is a 400 over REST and gRPC, not dropped; the same option for its own task is accepted", async (t) => {
+  const server = (await startTestServer(t))!;
+  const grpc = grpcClient(server.grpcAddress, 'Jobs', ADMIN_TOKEN);
+  t.after(() => grpc.close());
+  const regression = ['x,y', ...Array.from({ length: 80 }, (_, i) => `${i},${(i * 37) % 11}`)].join('\n');
+  const cases = [
+    { csv: regression, label: 'y', option: 'toleranceLossFraction', expect: 'applies to classification only, and this data set is a regression one: its tolerance is toleranceMseFraction, a fraction of the MSE' },
+    { csv: regression, label: 'y', option: 'toleranceAccuracyPoints', expect: 'applies to classification only, and this data set is a regression one: its tolerance is toleranceMseFraction, a fraction of the MSE' },
+    { csv: smallCsv(60), label: 'label', option: 'toleranceMseFraction', expect: 'applies to regression only, and this data set is a classification one: its tolerances are toleranceAccuracyPoints and toleranceLossFraction' },
+  ];
+  for (const { csv, label, option, expect } of cases) {
+    const options = { ...TINY_OPTIONS, [option]: 0.1 };
+    const response = await server.request('POST', '/api/jobs/prune', { json: { name: 'task-options', label, data: { csv }, options } });
+    assert.deepEqual([response.status, await response.json()], [400, { error: { code: 'bad_request', message: `body.options.${option}: ${expect}` } }]);
+    await assert.rejects(grpc.call('StartPrune', { name: 'task-options', label, csv, options_json: JSON.stringify(options) }), (error: any) => {
+      assert.deepEqual([error.code, error.details], [status.INVALID_ARGUMENT, `options_json.${option}: ${expect}`]);
+      return true;
+    });
+  }
+  assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, []);
+  // Given for its own task, the option is taken (and the defaults of the other task's options never count as given).
+  const accepted = await server.request('POST', '/api/jobs/prune', { json: { name: 'task-options', label: 'y', data: { csv: regression }, options: { ...TINY_OPTIONS, toleranceMseFraction: 0.1 } } });
+  const job = (await accepted.json()) as any;
+  assert.equal(accepted.status, 202, JSON.stringify(job));
+  assert.equal(((await server.server.ctx.store.jobs.get(job.id))!.request as any).options.toleranceMseFraction, 0.1);
+  assert.equal((await server.request('POST', `/api/jobs/${job.id}/cancel`)).status, 200);
+});
+
 test('20 checks at once run on at most 2 worker threads, each getting its own answer', async (t) => {
   const pool = new JobDataCheckPool({ threads: 2 });
   t.after(() => pool.stop());

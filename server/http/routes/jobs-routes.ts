@@ -3,7 +3,7 @@ import type { ServerContext } from '../../app/server-context.ts';
 import { MAX_LIST_OFFSET } from '../../app/list-page.ts';
 import { jobPage } from '../../jobs/job-page.ts';
 import { JobIdSchema } from '../../jobs/job-id.ts';
-import { PruneJobRequestSchema } from '../../jobs/prune-job-request.ts';
+import { givenKeys, PruneJobRequestSchema } from '../../jobs/prune-job-request.ts';
 import { JobSchema, PageQuerySchema, queryInteger } from '../api-schemas.ts';
 import { jobView } from '../api-views.ts';
 import { openEventStream } from '../server-sent-events.ts';
@@ -28,7 +28,8 @@ export function jobsRoutes(ctx: ServerContext): RouteSpec[] {
       bodyKind: 'json',
       body: PruneJobRequestSchema,
       responses: { 202: { description: 'the queued job', schema: JobSchema } },
-      handle: async ({ body, principal }) => ({ status: 202, json: jobView(await jobs.startPrune(body, principal!)) }),
+      // The options as sent (the validated body holds the defaults too): one the data's task ignores is refused.
+      handle: async ({ req, body, principal }) => ({ status: 202, json: jobView(await jobs.startPrune(body, principal!, undefined, givenKeys(req.body?.options))) }),
     }),
     defineRoute({
       method: 'get',
