@@ -288,7 +288,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   // Training data: its names go into the artifact's manifest.json, which must stay readable.
   if (!options.features) {
     assertNamesFitManifest(featureNames, classes, options.label, source);
-    assertNamesHaveNoNul(featureNames, classes, options.label, source);
+    assertNamesPrintable(featureNames, classes, options.label, source);
   }
   // The fingerprint is of the values as written, before any rounding below: it names the data.
   const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
@@ -571,7 +571,7 @@ function assertNamesFitManifest(featureNames: readonly string[], classes: readon
  * refuses it, as the registry and devices do), so the artifact the run would write, after all its
  * training, would fail its own verify. Refused before any training.
  */
-function assertNamesHaveNoNul(featureNames: readonly string[], classes: readonly string[], label: string, source: string): void {
+function assertNamesPrintable(featureNames: readonly string[], classes: readonly string[], label: string, source: string): void {
   const feature = featureNames.find((name) => name.includes('\0'));
   if (feature !== undefined) throw new UserError(`${source}: column ${quoted(feature)} has a NUL character (U+0000) in its name, which a model's manifest.json cannot hold`);
   if (label.includes('\0')) throw new UserError(`${source}: the label ${quoted(label)} has a NUL character (U+0000) in its name, which a model's manifest.json cannot hold`);
@@ -579,6 +579,30 @@ function assertNamesHaveNoNul(featureNames: readonly string[], classes: readonly
   if (className !== undefined) {
     throw new UserError(`${source}: the label ${quoted(label)} has a class ${quoted(className)} with a NUL character (U+0000), which a model's manifest.json cannot hold`);
   }
+  // A line break or tab in a name (a quoted cell across lines) would split every listing, log line
+  // and prediction that prints it: refused as NUL is, by name, with the character spelled out.
+  const brokenFeature = featureNames.find(hasControl);
+  if (brokenFeature !== undefined) throw new UserError(`${source}: column ${quoted(brokenFeature)} has ${controlIn(brokenFeature)} in its name; names are printed on one line: rename it`);
+  if (hasControl(label)) throw new UserError(`${source}: the label ${quoted(label)} has ${controlIn(label)} in its name; names are printed on one line: rename it`);
+  const brokenClass = classes.find(hasControl);
+  if (brokenClass !== undefined) {
+    throw new UserError(`${source}: the label ${quoted(label)} has a class ${quoted(brokenClass)} with ${controlIn(brokenClass)}; class names are printed on one line: fix the label cells`);
+  }
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0001-\u001f\u007f]/;
+const CONTROL_NAMES: Record<string, string> = { '\n': 'a line feed', '\r': 'a carriage return', '\t': 'a tab' };
+
+function hasControl(name: string): boolean {
+  return CONTROL.test(name);
+}
+
+/** "a line feed (U+000A)": the first control character of `name`. */
+function controlIn(name: string): string {
+  const char = CONTROL.exec(name)![0];
+  const code = `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+  return `${CONTROL_NAMES[char] ?? 'a control character'} (${code})`;
 }
 
 /**
