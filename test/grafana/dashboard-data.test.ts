@@ -231,6 +231,26 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
     models[panel] = [...new Set((answer.data!.result as { metric: { model: string } }[]).map((series) => series.metric.model))].sort().join(',');
   }
   assert.deepEqual(models, expectedModels, 'the models each quality panel shows');
+  // Candidate − baseline compares each cohort on the same devices, as the analysis pairs a device with itself:
+  // the active model's mean over the devices that run the candidate, not over the whole cohort.
+  const accuracyPanel = queries.find((q) => q.panel === 'Candidate − baseline accuracy, by cohort')!;
+  const shown = (await prometheus.query(accuracyPanel.expr, new Date(end * 1000))).data!.result as { metric: Record<string, string>; value: [number, string] }[];
+  const raw = (await prometheus.query(`${DEVICE_REPORT_METRICS.accuracy}{model="${CLASSIFIER}"}`, new Date(end * 1000))).data!.result as { metric: Record<string, string>; value: [number, string] }[];
+  const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
+  const expected: Record<string, number> = {};
+  for (const cohort of new Set(raw.map((series) => series.metric.cohort!))) {
+    const of = (role: string) => raw.filter((series) => series.metric.cohort === cohort && series.metric.role === role);
+    const candidates = of('candidate');
+    if (candidates.length === 0) continue;
+    const paired = new Set(candidates.map((series) => series.metric.device));
+    expected[cohort] = mean(candidates.map((series) => Number(series.value[1]))) - mean(of('active').filter((series) => paired.has(series.metric.device)).map((series) => Number(series.value[1])));
+  }
+  assert.ok(Object.keys(expected).length > 0, 'a cohort with a candidate');
+  assert.deepEqual(
+    Object.fromEntries(shown.map((series) => [series.metric.cohort, Number(Number(series.value[1]).toFixed(9))])),
+    Object.fromEntries(Object.entries(expected).map(([cohort, value]) => [cohort, Number(value.toFixed(9))])),
+    'candidate − baseline accuracy by cohort, from the device series',
+  );
   // The per-model quality recording rules, likewise: candidate and baseline of each cohort.
   for (const [rule, model] of [
     ['model_version_role_cohort:fleetprune_device_accuracy_ratio:avg', CLASSIFIER],
