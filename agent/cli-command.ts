@@ -100,6 +100,26 @@ export function defineAgentCommand(command: Command): Command {
     });
 }
 
+/**
+ * Who besides the agent can read its config, from the file's mode and group, or null: others
+ * (any "other" bit), or a group the agent does not run in. A group the agent's own user is in
+ * (0640 with the agent's group, as a container's mounted config is given) is the agent.
+ */
+export function configExposure(mode: number, gid: number, agentGroups: readonly number[] = processGroups()): { who: string; mode: string; fix: string } | null {
+  const shown = (mode & 0o777).toString(8).padStart(4, '0');
+  if ((mode & 0o007) !== 0) return { who: 'can be read by other users', mode: shown, fix: 'chmod 600 it' };
+  if ((mode & 0o070) !== 0 && !agentGroups.includes(gid)) {
+    return { who: `can be read by group ${gid}, which the agent does not run in`, mode: shown, fix: "chmod 600 it (or give it the agent's group)" };
+  }
+  return null;
+}
+
+function processGroups(): number[] {
+  // Not on Windows: there every mode bit is a fiction, and the check passes.
+  if (typeof process.getgid !== 'function') return [];
+  return [process.getgid(), ...(process.getgroups?.() ?? [])];
+}
+
 async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined, lock: DataDirLock): Promise<void> {
   // Loaded here, so other commands do not pay for onnxruntime, mqtt and express at startup.
   const [{ Agent, NO_HOLDOUT_EVIDENCE }, { connectMqtt }, { OrtSessionCache }] = await Promise.all([import('./agent.ts'), import('./mqtt-link.ts'), import('./session-cache.ts')]);
@@ -108,9 +128,9 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     logger.warn({ dataDir: flags.dataDir, err: lock.withoutFile }, 'the data dir\'s disk takes no writes: running without its lock file (the agent still refuses a second agent on this device); models, assignments and reports wait for room');
   }
   // The config holds the device's broker password and API token: another user who reads it is the device.
-  const configMode = await stat(flags.config).then((info) => info.mode & 0o777, () => null);
-  if (configMode !== null && (configMode & 0o077) !== 0) {
-    logger.warn({ config: flags.config, mode: configMode.toString(8) }, `${flags.config} can be read by other users (mode ${configMode.toString(8).padStart(4, '0')}), and it holds this device's broker password and token: chmod 600 it`);
+  const exposed = await stat(flags.config).then((info) => configExposure(info.mode, info.gid), () => null);
+  if (exposed !== null) {
+    logger.warn({ config: flags.config, mode: exposed.mode }, `${flags.config} ${exposed.who} (mode ${exposed.mode}), and it holds this device's broker password and token: ${exposed.fix}`);
   }
   const large = holdout ? largeHoldoutWarning(holdout) : null;
   if (large !== null) logger.warn({ holdout: flags.holdout, bytes: holdout!.bytes, rows: holdout!.rows }, large);

@@ -9,6 +9,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld } from './agent-fixtures.ts';
 import { AgentProcess, predictVia } from './agent-process.ts';
 import { startAgent } from './agent-harness.ts';
+import { configExposure } from '../../agent/cli-command.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { publishFleetCommand } from '../../server/fleet/fleet-publisher.ts';
 import { signFleetCommand } from '../../shared/protocol/message-signature.ts';
@@ -330,4 +331,13 @@ test('an agent config other users may read (it holds the broker password and tok
   };
   assert.match(await run(0o644), new RegExp(`${configPath} can be read by other users \\(mode 0644\\), and it holds this device's broker password and token: chmod 600 it`));
   assert.doesNotMatch(await run(0o600), /can be read by other users/);
+  // 0640 in the agent's own group (a container's mounted config, as deploy/compose/agents/README.md gives it) is the agent's.
+  assert.doesNotMatch(await run(0o640), /can be read by/);
+});
+
+test("a config readable by a group the agent does not run in is warned about; the agent's own group, or no group bits, is not", () => {
+  assert.deepEqual(configExposure(0o100640, 10001, [1000, 27]), { who: 'can be read by group 10001, which the agent does not run in', mode: '0640', fix: "chmod 600 it (or give it the agent's group)" });
+  assert.equal(configExposure(0o100640, 10001, [10001]), null);
+  assert.equal(configExposure(0o100600, 10001, [1000]), null);
+  assert.deepEqual(configExposure(0o100604, 10001, [10001]), { who: 'can be read by other users', mode: '0604', fix: 'chmod 600 it' });
 });
