@@ -99,6 +99,11 @@ export class ExternalBroker implements Broker {
       username: this.#options.server.username,
       password: this.#options.server.password,
       reconnectPeriod: 1000,
+      // A login refused once the server runs (an auth backend's hiccup, a password file being
+      // edited, a broker restarted on an old one) must not end the reconnects: mqtt.js stops after
+      // a refused CONNACK unless told otherwise, and nothing reached a device again (not even a
+      // rollback) until the server restarted. The start's own refusal still fails the start (below).
+      reconnectOnConnackError: true,
       connectTimeout: CONNECT_TIMEOUT_MS,
       resubscribe: true,
     });
@@ -115,7 +120,7 @@ export class ExternalBroker implements Broker {
     };
     // It reconnects every second while the broker is away: the same error is logged once a minute, with how often it came.
     const errors = new RepeatedErrorLog(this.#options.logger, 'external broker connection error');
-    client.on('error', (error) => errors.log(error.message));
+    client.on('error', (error) => errors.log(`${error.message}${this.#refusalHint(error)}`));
     let connects = 0;
     client.on('connect', (connack) => {
       errors.reset();
@@ -129,15 +134,9 @@ export class ExternalBroker implements Broker {
         cleanup();
         // mqtt.js's packet parser on what another protocol answers (an HTTP server: "Invalid header flag bits …").
         const notMqtt = typeof (error as { code?: unknown }).code !== 'number' && /^Invalid |^Unknown |packet/i.test(error.message) ? ' (what answers there does not speak MQTT: is it the broker\'s port?)' : '';
-        const refused = REFUSING_CONNACK_CODES.has((error as { code?: unknown }).code as number);
-        // Refused as the server identity: its password is FLEETPRUNE_MQTT_PASSWORD's (or --mosquitto-dir's file's).
-        const identity = !refused
-          ? ''
-          : this.#options.mosquittoAuth
-            ? ` (the broker refused the server identity ${this.#options.server.username}: has Mosquitto read the password file the server wrote in ${this.#options.mosquittoAuth.dir}? it needs a reload)`
-            : ` (the broker refused the server identity ${this.#options.server.username}: FLEETPRUNE_MQTT_PASSWORD must be its password in the broker's password file, or give --mosquitto-dir to have the server write that file)`;
+        const identity = this.#refusalHint(error);
         const message = `cannot connect to the MQTT broker at ${this.#options.url}: ${error.message}${notMqtt}${identity}`;
-        reject(refused ? new BrokerRefusedConnection(message) : new Error(message));
+        reject(identity !== '' ? new BrokerRefusedConnection(message) : new Error(message));
       };
       const onConnect = () => {
         cleanup();
@@ -170,6 +169,15 @@ export class ExternalBroker implements Broker {
       throw error;
     });
     for (const { filter, qos } of this.#handlers) await client.subscribeAsync(filter, { qos });
+  }
+
+  /** For a refused login: whose password the broker wants, and where it comes from ('' for any other error). */
+  #refusalHint(error: Error): string {
+    if (!REFUSING_CONNACK_CODES.has((error as { code?: unknown }).code as number)) return '';
+    // Refused as the server identity: its password is FLEETPRUNE_MQTT_PASSWORD's (or --mosquitto-dir's file's).
+    return this.#options.mosquittoAuth
+      ? ` (the broker refused the server identity ${this.#options.server.username}: has Mosquitto read the password file the server wrote in ${this.#options.mosquittoAuth.dir}? it needs a reload)`
+      : ` (the broker refused the server identity ${this.#options.server.username}: FLEETPRUNE_MQTT_PASSWORD must be its password in the broker's password file, or give --mosquitto-dir to have the server write that file)`;
   }
 
   #republishing = false;

@@ -156,6 +156,42 @@ test('external broker: while Mosquitto is away the reconnects (one a second) log
   assert.equal(nextOutage, 'logged');
 });
 
+test('external broker: a login the broker refuses after the start (its password file changed) does not end the reconnects: once the file is right again, the server connects and publishes', async (t) => {
+  const started = await mosquittoWithDevice(t, 'osaka-1');
+  if (!started) return;
+  const { mosquitto, credentials, server } = started;
+  const { logger, lines } = recordingLogger();
+  let reconnects = 0;
+  const broker = new ExternalBroker({ url: mosquitto.url, server, credentials, logger, onReconnect: async () => void reconnects++ });
+  t.after(async () => {
+    await broker.stop();
+    await mosquitto.stop();
+  });
+  await broker.start();
+
+  // The broker comes back on a password file where the server identity has another password.
+  await writeMosquittoAuthFiles(mosquitto.authDir, { ...server, password: randomBytes(18).toString('base64url') }, credentials);
+  process.kill(mosquitto.pid!, 'SIGKILL');
+  await waitFor(async () => !(await tcpReachable('127.0.0.1', mosquitto.port, 200)), 10_000, 'mosquitto down');
+  await mosquitto.start();
+  const refusal = () => lines.find((line) => line.msg === 'external broker connection error' && /Not authorized/.test(line.err));
+  await waitFor(() => refusal() !== undefined, 15_000, 'the refused login logged');
+  assert.match(refusal()!.err, /the broker refused the server identity fleetprune-server: FLEETPRUNE_MQTT_PASSWORD must be its password/);
+  assert.equal(broker.connected, false);
+
+  // Put right (a reload): the reconnects, still going, get in.
+  await writeMosquittoAuthFiles(mosquitto.authDir, server, credentials);
+  await mosquitto.reload();
+  await waitFor(() => broker.connected, 15_000, 'reconnected after the password file was put right');
+  await waitFor(() => reconnects === 1, 5_000, 'the retained assignments published again');
+  const device = await connectClient(mosquitto.url, { username: 'osaka-1', password: started.secret, clientId: 'osaka-1' });
+  t.after(() => device.endAsync());
+  const received = new Promise<string>((resolve) => device.on('message', (_topic, payload) => resolve(payload.toString())));
+  await device.subscribeAsync(assignmentTopic('osaka-1'), { qos: 1 });
+  await broker.publish(assignmentTopic('osaka-1'), Buffer.from('{"a":"revert"}'), { qos: 1, retain: true });
+  assert.equal(await received, '{"a":"revert"}');
+});
+
 test('external broker: a --mosquitto-dir the server cannot write fails the start naming that directory, not the broker URL', async (t) => {
   const credentials = new InMemoryCredentialStore();
   const server = { username: DEFAULT_SERVER_USERNAME, password: randomBytes(18).toString('base64url') };
