@@ -42,6 +42,11 @@ export class FleetReadiness {
     return this.#ready;
   }
 
+  /** Whether commands reach the devices now: the connection was made and is up (a dropped one makes them wait again). */
+  get reachable(): boolean {
+    return this.#ready && !this.#closed && this.#connected();
+  }
+
   /** The broker connection is made: the waiting commands go out. */
   open(): void {
     if (this.#closed) return;
@@ -97,5 +102,5 @@ const CONNECTED_POLL_MS = 500;
 /** What a leader's decision log says about a command it decided while its devices cannot be reached yet. */
 export function fleetWaitingNote(command: 'resume' | 'promote' | 'abort' | 'rollback' | 'start'): string {
   const what = command === 'rollback' || command === 'abort' ? 'the devices are sent back to their baselines' : 'the devices are sent what this decides';
-  return `this server leads but is not connected to the external broker yet: the decision is recorded, and ${what} once it connects (the broker connection is retried meanwhile)`;
+  return `this server leads but is not connected to the external broker (not yet, or it dropped): the decision is recorded, and ${what} once it connects (the broker connection is retried meanwhile)`;
 }

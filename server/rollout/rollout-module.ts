@@ -96,7 +96,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   let readiness: FleetReadiness | undefined;
   /** Device events that came while no controller ran (starting, standby): replayed once one has recovered. */
   const missed = new MissedDeviceEvents();
-  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges, fleetWaiting: () => readiness !== undefined && !readiness.ready,
+  const service = new RolloutService({ store: ctx.store, repository, feed, leadership, controller: () => controller, fleetChanges: ctx.fleetChanges, fleetWaiting: () => readiness !== undefined && !readiness.reachable,
     ...(deps.fleet.unsendable ? { unsendable: (model: string, version: string) => deps.fleet.unsendable!(model, version) } : {}),
     preflight: (spec) => preflightQueries(spec, providers, { prometheusConfigured: ctx.config.prometheusUrl !== undefined, fleet }),
   });

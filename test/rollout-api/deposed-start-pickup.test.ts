@@ -168,7 +168,7 @@ for (const engine of STORE_ENGINES) {
           const notes = (await repository.decisions(id)).filter((decision) => decision.verdict === 'waiting-for-broker');
           assert.equal(notes.length, 1, `one waiting-for-broker entry: ${(await repository.decisions(id)).map((d) => `${d.kind}/${d.verdict}`).join(', ')}`);
           assert.equal(notes[0]!.kind, 'command');
-          assert.match(notes[0]!.message, /not connected to the external broker yet: the decision is recorded, and the devices are sent what this decides once it connects/);
+          assert.match(notes[0]!.message, /not connected to the external broker \(not yet, or it dropped\): the decision is recorded, and the devices are sent what this decides once it connects/);
           assert.equal(started.revision, (await repository.load(id))!.revision, 'the start answers with the state that has the note');
           assert.deepEqual(fleet.calls, [], 'nothing sent before the broker connects');
           const assign = (await repository.load(id))!.pendingActions.filter((action) => action.kind === 'assign').map((action) => action.id);

@@ -118,3 +118,19 @@ test('a broker connection that drops after it was made holds the device commands
   await assert.rejects(failing, /deposed/);
   assert.equal(sent.length, 3, 'closed while waiting: nothing sent');
 });
+
+test('reachable: false before the connection is made, true while it is up, false again while a made connection is down (a rollback decided then says it waits), false once closed', () => {
+  let connected = false;
+  const readiness = new FleetReadiness(() => connected);
+  assert.equal(readiness.reachable, false, 'not made yet');
+  connected = true;
+  assert.equal(readiness.reachable, false, 'up, but not opened');
+  readiness.open();
+  assert.deepEqual([readiness.ready, readiness.reachable], [true, true]);
+  connected = false;
+  assert.deepEqual([readiness.ready, readiness.reachable], [true, false], 'dropped mid-run');
+  connected = true;
+  assert.equal(readiness.reachable, true);
+  readiness.close(new Error('deposed'));
+  assert.equal(readiness.reachable, false);
+});
