@@ -45,9 +45,48 @@ test('the agent bundle holds the agent and shared code only: no server module, n
     assert.ok(!bundle.packages.includes(heavy), `the bundle imports ${heavy}: ${bundle.packages.join(', ')}`);
   }
   assert.ok(bundle.packages.includes('onnxruntime-node') && bundle.packages.includes('mqtt'), bundle.packages.join(', '));
-  const code = await readFile(bundle.outfile, 'utf8');
-  assert.ok(code.startsWith('#!/usr/bin/env node\n'), 'runnable as a script');
+  const launcher = await readFile(bundle.outfile, 'utf8');
+  assert.ok(launcher.startsWith('#!/usr/bin/env node\n'), 'runnable as a script');
+  assert.match(launcher, /await import\("\.\/fleetprune-agent-core\.mjs"\)/, 'the launcher runs the bundle beside it');
+  assert.doesNotMatch(launcher, /^import /m, 'the launcher imports no package statically');
+  const code = await readFile(bundle.corefile, 'utf8');
   assert.doesNotMatch(code, /from ["'][^"']+\.ts["']/, 'no import of a .ts file is left');
+});
+
+test('beside the bundle, a package.json lists exactly the packages it imports, at the versions built with; without them installed the agent names them all in one line, exit code 2', async (t) => {
+  assert.ok(bundle.packageJson.written, bundle.packageJson.reason);
+  const manifest = JSON.parse(await readFile(join(dir, 'dist', 'package.json'), 'utf8'));
+  assert.equal(manifest.name, 'fleetprune-agent');
+  assert.deepEqual(Object.keys(manifest.dependencies), bundle.packages);
+  for (const name of bundle.packages) {
+    assert.equal(manifest.dependencies[name], JSON.parse(await readFile(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')).version, name);
+  }
+  assert.equal(await readFile(join(dir, 'dist', '.npmrc'), 'utf8'), 'onnxruntime-node-install=skip\n');
+
+  // Copied to a device alone, before its npm install.
+  const device = await mkdtemp(join(tmpdir(), 'fleetprune-agent-bare-'));
+  t.after(() => rm(device, { recursive: true, force: true }));
+  for (const name of ['fleetprune-agent.mjs', 'fleetprune-agent-core.mjs', 'package.json']) await writeFile(join(device, name), await readFile(join(dir, 'dist', name)));
+  const bare = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    execFile(process.execPath, [join(device, 'fleetprune-agent.mjs'), '--help'], { cwd: device, env: { ...process.env, NODE_OPTIONS: '', NODE_PATH: '' } }, (error, stdout, stderr) =>
+      resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
+    ),
+  );
+  assert.deepEqual([bare.code, bare.stdout], [2, '']);
+  assert.equal(
+    bare.stderr,
+    `fleetprune-agent: npm packages it needs are not installed (${bundle.packages.join(', ')}): run \`npm install --omit=dev\` in ${device}/ ` +
+      '(its package.json lists them), or `npm ci --omit=dev` in the fleetprune checkout it was built in\n',
+  );
+
+  // A package.json of another project where --out points is left alone.
+  const project = await mkdtemp(join(tmpdir(), 'fleetprune-agent-project-'));
+  t.after(() => rm(project, { recursive: true, force: true }));
+  await writeFile(join(project, 'package.json'), '{"name":"my-app"}\n');
+  const other = await buildAgentBundle(join(project, 'agent.mjs'));
+  assert.deepEqual(other.packageJson, { path: join(project, 'package.json'), written: false, reason: `${join(project, 'package.json')} is another project's (name "my-app"): not replaced` });
+  assert.equal(await readFile(join(project, 'package.json'), 'utf8'), '{"name":"my-app"}\n');
+  assert.equal(other.corefile, join(project, 'agent-core.mjs'));
 });
 
 test('the bundled agent answers --version and --help, and bad flags get one line and exit code 2', async () => {
