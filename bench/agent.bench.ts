@@ -25,6 +25,10 @@ import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld, type Test
 import { AgentProcess } from '../test/agent/agent-process.ts';
 import { testLogger } from '../test/helpers/fleet-harness.ts';
 import { REPO_ROOT, describeMachine, markdownTable, writeBenchmarkSection, writeResultsJson } from './lib/benchmarks-file.ts';
+import { benchArgs } from './lib/bench-args.ts';
+
+// It takes no flags: one given is refused before anything runs (it was ignored, and the section overwritten).
+benchArgs('agent', {});
 
 const ROUNDS_ONE_AGENT = 10;
 const ROUNDS_FLEET = 3;
@@ -248,9 +252,9 @@ async function main(): Promise<void> {
         `A round trip is: publish a candidate assignment → the agent fetches and verifies the signed manifest, downloads and verifies model.onnx, installs it, ` +
         `benchmarks it next to the active model on a ${world.holdout.forModel(world.v2.manifest).x.length}-row holdout (500 batch-1 runs + 100 batches of 64 per model, the defaults) → the report is ingested. ` +
         `The ${FLEET_SIZE} agents share one process, two cores and one onnxruntime session per model; their benchmarks run concurrently, so the fleet numbers measure contention, not a device. ` +
-        `Models: ${world.v2.manifest.architecture.layers.join('-')} dense classifiers (${world.v2.manifest.architecture.params} params). ` +
+        `Models: the active one a ${world.v1.manifest.architecture.layers.join('-')} dense classifier (${world.v1.manifest.architecture.params} params), the candidate ${world.v2.manifest.architecture.layers.join('-')} (${world.v2.manifest.architecture.params} params). ` +
         `The /v1/predict client (fetch with keep-alive) runs in the same process as the agent; the HTTP cost is a fixed ~${(predict.httpP50Ms - predict.directP50Ms).toFixed(1)} ms per request (p50), so the ratio is large for models this small. ` +
-        `The bundle (${(bundle.bytes / 1024).toFixed(0)} KiB) holds agent/ and shared/ only and runs under plain node; \`fleetprune agent\` loads tsx and compiles the TypeScript sources at start. ` +
+        `The bundle (${(bundle.bytes / 1024).toFixed(0)} KiB, run by its launcher) holds agent/ and shared/ only and runs under plain node; \`fleetprune agent\` loads tsx and compiles the TypeScript sources at start. ` +
         `Each launcher runs against its own device id, one after the other, with the same broker, artifacts and holdout.`,
     ].join('\n');
     await writeBenchmarkSection('Agent (bench:agent)', body);

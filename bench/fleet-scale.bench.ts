@@ -9,6 +9,10 @@ import { validateRolloutSpec } from '../server/rollout/rollout-spec.ts';
 import { next, startRollout } from '../server/rollout/rollout-state-machine.ts';
 import type { RolloutAction, Transition } from '../server/rollout/rollout-state.ts';
 import { describeMachine, markdownTable, median, writeBenchmarkSection, writeResultsJson } from './lib/benchmarks-file.ts';
+import { benchArgs } from './lib/bench-args.ts';
+
+// It takes no flags: one given is refused before anything runs (it was ignored, and the section overwritten).
+benchArgs('scale', {});
 
 const SIZES = [1_000, 5_000, 20_000];
 const RUNS = 3;

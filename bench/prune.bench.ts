@@ -8,7 +8,6 @@
  *   npm run bench:prune -- --render-only   (rewrite the section from bench/results/prune.json)
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import '../agent/ort-telemetry-off.ts';
 import * as ort from 'onnxruntime-node';
 import type { Dataset } from '../shared/data/dataset.ts';
@@ -36,17 +35,24 @@ import {
   writeBenchmarkSection,
   writeResultsJson,
 } from './lib/benchmarks-file.ts';
+import { benchArgs, benchUsageError } from './lib/bench-args.ts';
 
-const { values: args } = parseArgs({
-  options: {
+const BENCH_DATASETS = ['iris', 'wine', 'breast_cancer', 'diabetes', 'mnist'];
+const args = benchArgs(
+  'prune',
+  {
     seeds: { type: 'string', default: '5' },
-    datasets: { type: 'string', default: 'iris,wine,breast_cancer,diabetes,mnist' },
+    datasets: { type: 'string', default: BENCH_DATASETS.join(',') },
     /** Re-render the BENCHMARKS.md section from bench/results/prune.json without measuring. */
     'render-only': { type: 'boolean', default: false },
   },
-});
+  `--seeds N (1-50, default 5), --datasets ${BENCH_DATASETS.join(',')} (any of them), --render-only`,
+);
+if (!/^[1-9]\d*$/.test(args.seeds!) || Number(args.seeds) > 50) benchUsageError('prune', `--seeds: a whole number of seeds from 1 to 50, not ${JSON.stringify(args.seeds)}`);
 const seeds = Array.from({ length: Number(args.seeds) }, (_, i) => i + 1);
-const datasetNames = args.datasets!.split(',');
+const datasetNames = args.datasets!.split(',').map((name) => name.trim());
+const unknownDatasets = datasetNames.filter((name) => !BENCH_DATASETS.includes(name));
+if (unknownDatasets.length > 0) benchUsageError('prune', `--datasets: unknown ${unknownDatasets.map((name) => JSON.stringify(name)).join(', ')}; the data sets are ${BENCH_DATASETS.join(', ')}`);
 const BATCHES = [1, 64, 1024];
 /** Batches at which the call-path table times the public run() against the inline one. */
 const CALL_PATH_BATCHES = [1, 64];

@@ -13,6 +13,11 @@ import { startServer, type RunningServer } from '../server/app/start-server.ts';
 import { loadFleetpruneProto } from '../shared/proto/load-proto.ts';
 import { createLogger } from '../shared/util/log.ts';
 import type { Manifest } from '../shared/artifact/manifest.ts';
+import { benchArgs } from './lib/bench-args.ts';
+import { describeMachine } from './lib/benchmarks-file.ts';
+
+// It takes no flags: one given is refused before anything runs (it was ignored, and the section overwritten).
+benchArgs('registry', {});
 
 const TOKEN = 'bench-admin-token-0123456789';
 const BLOB_MB = 64;
@@ -48,6 +53,7 @@ async function throughput(server: RunningServer): Promise<{ disk: number; http: 
   const bytes = randomBytes(BLOB_MB * 1024 * 1024);
   const { sha256 } = await server.ctx.blobs.put(Readable.from([bytes]), null, bytes.length);
   const path = server.ctx.blobs.pathOf(sha256);
+  /** MiB/s: the blob is BLOB_MB MiB. */
   const mbps = (seconds: number) => BLOB_MB / seconds;
   const disk = await best(DOWNLOAD_RUNS, async () => {
     const t0 = performance.now();
@@ -155,7 +161,7 @@ async function sampleManifest(): Promise<Manifest> {
   }
 }
 
-const machine = `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, node ${process.version}, ${os.platform()} ${os.release()}`;
+const machine = describeMachine();
 const dataDir = await mkdtemp(join(os.tmpdir(), 'fleetprune-bench-'));
 const server = await start(dataDir);
 const download = await throughput(server);
@@ -176,9 +182,9 @@ Machine: ${machine}. ${new Date().toISOString().slice(0, 10)}.
 
 | Measurement | Result |
 | --- | --- |
-| Read ${BLOB_MB} MiB blob from disk (ceiling) | ${f(download.disk)} MB/s |
-| Download over HTTP (\`GET /api/blobs/:sha256\`) | ${f(download.http)} MB/s (${((download.http / download.disk) * 100).toFixed(0)}% of disk) |
-| Download over gRPC (\`Blobs.DownloadBlob\`, 1 MiB chunks) | ${f(download.grpc)} MB/s (${((download.grpc / download.disk) * 100).toFixed(0)}% of disk) |
+| Read ${BLOB_MB} MiB blob from disk (ceiling) | ${f(download.disk)} MiB/s |
+| Download over HTTP (\`GET /api/blobs/:sha256\`) | ${f(download.http)} MiB/s (${((download.http / download.disk) * 100).toFixed(0)}% of disk) |
+| Download over gRPC (\`Blobs.DownloadBlob\`, 1 MiB chunks) | ${f(download.grpc)} MiB/s (${((download.grpc / download.disk) * 100).toFixed(0)}% of disk) |
 | SQLite, ${VERSIONS} versions: list 100 (\`GET /api/models/:name/versions\`) | ${f(sqlite.list)} req/s |
 | SQLite, ${VERSIONS} versions: get one (\`GET /api/models/:name/versions/:ref\`) | ${f(sqlite.get)} req/s |
 | PostgreSQL, ${VERSIONS} versions: list 100 | ${f(postgres.list)} req/s |

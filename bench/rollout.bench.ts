@@ -26,6 +26,10 @@ import type { Dataset } from '../shared/data/dataset.ts';
 import { initTfjs } from '../shared/model/tfjs-backend.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { describeMachine, markdownTable, median, writeBenchmarkSection, writeResultsJson } from './lib/benchmarks-file.ts';
+import { benchArgs } from './lib/bench-args.ts';
+
+// It takes no flags: one given is refused before anything runs (it was ignored, and the section overwritten).
+benchArgs('rollout', {});
 
 const DEVICES = 200;
 const PILOT = 20;
@@ -144,6 +148,14 @@ async function main(): Promise<void> {
       analysis: decisions.find((d) => d.kind === 'analysis' && d.verdict !== 'started')?.message ?? null,
     };
     process.stdout.write(`pilot of ${PILOT}: ${JSON.stringify(pilot)}\n`);
+    // A pilot that did not promote measured no promotion decision: its times would replace a
+    // real run's in BENCHMARKS.md under that heading (and a run whose analysis failed says more
+    // about the candidate than about the rollout's speed).
+    if (pilot.outcome !== 'Completed') {
+      process.stderr.write(`bench:rollout: the pilot ended ${pilot.outcome}, not Completed (${pilot.analysis ?? 'no analysis decision'}): BENCHMARKS.md and bench/results/rollout.json are left as they were; run it again\n`);
+      process.exitCode = 1;
+      return;
+    }
 
     const all = repetitions.flatMap((r) => r.perDeviceMs).sort((a, b) => a - b);
     const p99s = repetitions.map((r) => percentile(r.perDeviceMs, 0.99));
