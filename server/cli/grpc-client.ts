@@ -93,10 +93,14 @@ export class ServerConnection {
     const given = flags.server ?? (process.env.FLEETPRUNE_SERVER || undefined) ?? `127.0.0.1:${DEFAULT_GRPC_PORT}`;
     checkServerAddress(given, flags.server !== undefined ? '--server' : 'FLEETPRUNE_SERVER');
     this.address = withDefaultPort(given);
+    // An empty flag (`--token "$T"` with T unset) is refused, not taken for the variable's value or for none.
+    if (flags.token === '') throw new UserError('--token: empty (was the variable it was given from unset?); pass the token, or leave the flag out to use FLEETPRUNE_TOKEN');
     const token = flags.token ?? (process.env.FLEETPRUNE_TOKEN || undefined);
     if (!token) throw new UserError('--token: no token given (pass --token or set FLEETPRUNE_TOKEN)');
     checkToken(token, flags.token !== undefined ? '--token' : 'FLEETPRUNE_TOKEN');
     this.#metadata.set('authorization', `Bearer ${token}`);
+    // An empty --tls-ca (`--tls-ca "$CA"` with CA unset) would connect without TLS, sending the token in the clear: refused.
+    if (flags.tlsCa === '') throw new UserError('--tls-ca: empty (was the variable it was given from unset?); give the CA certificate file, or leave the flag out (FLEETPRUNE_TLS_CA, or no TLS)');
     const ca = flags.tlsCa ?? (process.env.FLEETPRUNE_TLS_CA || undefined);
     if (ca) {
       this.#credentials = credentials.createSsl(readCaCertificates(ca, flags.tlsCa !== undefined ? '--tls-ca' : 'FLEETPRUNE_TLS_CA'));
@@ -104,7 +108,7 @@ export class ServerConnection {
     } else {
       this.#credentials = credentials.createInsecure();
     }
-    this.#tls = ca !== undefined;
+    this.#tls = ca !== undefined && ca !== '';
   }
 
   readonly #tls: boolean;

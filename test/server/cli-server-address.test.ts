@@ -67,6 +67,23 @@ test('--server and FLEETPRUNE_SERVER refuse an empty or blank address, an empty 
   );
 });
 
+test('an empty --tls-ca or --token (a flag given from an unset variable) is refused, never a plain-text connection or the variable in its place', async () => {
+  const results = await runCliBatch([
+    { args: ['models', 'list', '--server', '127.0.0.1:1', '--token', 'x', '--tls-ca', ''], env: { FLEETPRUNE_TLS_CA: '/etc/ssl/ca.crt' } },
+    { args: ['models', 'list', '--server', '127.0.0.1:1', '--token', 'x', '--tls-ca', ''] },
+    { args: ['models', 'list', '--server', '127.0.0.1:1', '--token', ''], env: { FLEETPRUNE_TOKEN: 'from-the-env-0123456789' } },
+  ]);
+  const tls = 'fleetprune: --tls-ca: empty (was the variable it was given from unset?); give the CA certificate file, or leave the flag out (FLEETPRUNE_TLS_CA, or no TLS)\n';
+  assert.deepEqual(
+    results.map(({ code, stdout, stderr }) => ({ code, stdout, stderr })),
+    [
+      { code: 2, stdout: '', stderr: tls },
+      { code: 2, stdout: '', stderr: tls },
+      { code: 2, stdout: '', stderr: 'fleetprune: --token: empty (was the variable it was given from unset?); pass the token, or leave the flag out to use FLEETPRUNE_TOKEN\n' },
+    ],
+  );
+});
+
 test('--server with a host name that does not resolve says so, not "is that its gRPC port"', async (t) => {
   // .invalid names never resolve (RFC 6761), wherever the test runs; but a machine whose DNS server
   // does not answer says so instead (EAI_AGAIN, the next test), and the CLI tells the two apart.
