@@ -178,8 +178,8 @@ export class DeviceService {
     return this.options.brokerConnected ? this.options.brokerConnected() : true;
   }
 
-  /** Live (not revoked) devices, and how many of them are connected. */
-  counts(): Promise<{ enrolled: number; online: number }> {
+  /** Live (not revoked) devices, how many of them are connected, and the revoked ones the list still holds. */
+  counts(): Promise<{ enrolled: number; online: number; revoked: number }> {
     return this.options.fleet.repos.devices.count();
   }
 

@@ -18,6 +18,10 @@ test('the fleet view shows one page of devices with fleet-wide counts, and says 
   assert.match(last, /<p class="muted">0 of 1 enrolled devices online<\/p>/);
   // A revoked device is listed as revoked, not as offline (it is not among the enrolled).
   assert.match(last, /<tr data-device="dev-2">[\s\S]*?<span class="badge">revoked<\/span>/);
+  assert.match(renderFleet(devicesFrom({ devices: [{ id: 'dev-2', labels: {}, online: false, revokedAt: '2026-01-01T00:00:00Z' }], next: null, counts: { enrolled: 1, online: 0, revoked: 1 } })), /<p class="muted">0 of 1 enrolled devices online \(1 revoked device listed too\)<\/p>/);
+  // Pages count rows of the whole list, revoked devices included: the range says so, never "device 551 of 530".
+  const paged = renderFleet(devicesFrom({ devices: Array.from({ length: 51 }, (_, i) => ({ id: `dev-${501 + i}`, labels: {}, online: true })), next: null, counts: { enrolled: 530, online: 300, revoked: 21 } }), 1, 500);
+  assert.match(paged, /300 of 530 enrolled devices online \(devices 501–551 of 551 by id, 21 of them revoked\)/);
 });
 
 test('the fleet view says when the server is not connected to the broker (the online states are as they were), and only then', () => {

@@ -334,7 +334,7 @@ test('devices are listed a page at a time (REST and gRPC) with fleet-wide counts
     counts = page.counts;
   } while (after);
   assert.deepEqual(pages, [['dev-a', 'dev-b'], ['dev-c', 'dev-d'], ['dev-e']], 'by id, revoked devices included');
-  assert.deepEqual(counts, { enrolled: 4, online: 0 }, 'counts are of live devices, over the whole fleet');
+  assert.deepEqual(counts, { enrolled: 4, online: 0, revoked: 1 }, 'enrolled and online count live devices, revoked the rest of the list, over the whole fleet');
   const everything = (await (await server.request('GET', '/api/devices')).json()) as { devices: unknown[]; next: string | null };
   assert.deepEqual([everything.devices.length, everything.next], [5, null], 'the default page (1000) holds a small fleet');
   for (const [query, message] of [['?limit=0', /^query\.limit: /], ['?limit=5001', /^query\.limit: /], ['?after=bad%2Fid', /^query\.after: /], ['?page=2', /page/]] as const) {

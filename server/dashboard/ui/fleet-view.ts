@@ -16,7 +16,7 @@ export interface DeviceRow {
 export interface DevicePage {
   devices: DeviceRow[];
   next: string | null;
-  counts?: { enrolled: number; online: number };
+  counts?: { enrolled: number; online: number; revoked?: number };
   /** false while the server's broker connection is down: the online states are as they were then. */
   brokerConnected?: boolean | null;
 }
@@ -49,7 +49,10 @@ export function renderFleet(page: DevicePage, index = 0, pageSize = page.devices
   );
   const first = index * pageSize + 1;
   const paged = page.next !== null || index > 0;
-  const shown = paged && devices.length > 0 ? ` (devices ${first}–${first + devices.length - 1} by id)` : '';
+  // The list holds revoked devices too (marked so), which the enrolled count leaves out: the range counts rows of the whole list.
+  const revoked = page.counts?.revoked ?? 0;
+  const listed = revoked > 0 ? ` of ${total + revoked} by id, ${revoked} of them revoked` : ' by id';
+  const shown = paged && devices.length > 0 ? ` (devices ${first}–${first + devices.length - 1}${listed})` : revoked > 0 ? ` (${revoked} revoked ${revoked === 1 ? 'device' : 'devices'} listed too)` : '';
   const pager = paged
     ? `<div class="pager">
         <button type="button" data-page="first" title="The first page of devices, by id" ${index > 0 ? '' : 'disabled'}>‹ First</button>

@@ -120,12 +120,16 @@ export function fleetRoutes(_ctx: ServerContext, devices: DeviceService, assignm
       responses: {
         200: {
           description:
-            'one page of devices; next is null on the last page; counts are over every live device; broker.connected is false while this server\'s broker connection is down ' +
+            'one page of devices; next is null on the last page; counts are over every device (enrolled and online: the live ones; revoked: those the list also holds); broker.connected is false while this server\'s broker connection is down ' +
             '(each device\'s online is then as it was when the connection went), null on a standby (which does not connect)',
           schema: z.strictObject({
             devices: z.array(DeviceViewSchema),
             next: z.string().nullable(),
-            counts: z.strictObject({ enrolled: z.number(), online: z.number() }),
+            counts: z.strictObject({
+              enrolled: z.number().describe('live (not revoked) devices'),
+              online: z.number().describe('live devices connected now'),
+              revoked: z.number().describe('revoked devices, which the list pages through too (marked by revokedAt)'),
+            }),
             broker: z.strictObject({ connected: z.boolean().nullable() }),
           }),
         },

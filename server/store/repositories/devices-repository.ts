@@ -149,9 +149,13 @@ export class DevicesRepository {
     return rows.map(toDevice);
   }
 
-  async count(): Promise<{ enrolled: number; online: number }> {
-    const row = await this.db.get('SELECT COUNT(*) AS enrolled, COALESCE(SUM(online), 0) AS online FROM devices WHERE revoked_at IS NULL');
-    return { enrolled: Number(row?.enrolled ?? 0), online: Number(row?.online ?? 0) };
+  /** Live (not revoked) devices, how many of them are online, and the revoked ones (which the device list pages through too). */
+  async count(): Promise<{ enrolled: number; online: number; revoked: number }> {
+    const row = await this.db.get(
+      'SELECT COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 1 ELSE 0 END), 0) AS enrolled, COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN online ELSE 0 END), 0) AS online, ' +
+        'COALESCE(SUM(CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END), 0) AS revoked FROM devices',
+    );
+    return { enrolled: Number(row?.enrolled ?? 0), online: Number(row?.online ?? 0), revoked: Number(row?.revoked ?? 0) };
   }
 
   /** False when there is no such live device. */
