@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { misbehavingServer } from '../helpers/misbehaving-http.ts';
 import { ADMIN_TOKEN } from '../server/helpers/test-server.ts';
-import { openDashboardPage } from './dashboard-browser.ts';
+import { afterNextRefresh, openDashboardPage } from './dashboard-browser.ts';
 import { serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
 
 /**
@@ -96,23 +96,13 @@ test('a failed analysis: its chart shows the median of the per-device values in 
 
   // A refresh that finds the rollout unchanged leaves its chart as it is: the read-out under the
   // pointer stays, and is not put back to "--" every few seconds.
-  const readOutAfterRefresh = await page.evaluate(
-    () =>
-      new Promise<{ same: boolean; value: string | null | undefined }>((resolve) => {
-        const chart = document.querySelector('.chart[data-metric="accuracy"]') as (HTMLElement & { marked?: boolean }) | null;
-        chart!.marked = true;
-        const observer = new MutationObserver(() => {
-          observer.disconnect();
-          // The list is drawn first; the detail right after it, in the same refresh.
-          setTimeout(() => {
-            const now = document.querySelector('.chart[data-metric="accuracy"]') as (HTMLElement & { marked?: boolean }) | null;
-            const row = Array.from(now?.querySelectorAll('.u-legend .u-series') ?? []).find((r) => r.textContent?.includes('candidate'));
-            resolve({ same: now?.marked === true, value: row?.querySelector('.u-value')?.textContent });
-          }, 200);
-        });
-        observer.observe(document.getElementById('rollouts')!, { childList: true });
-      }),
-  );
+  await page.evaluate(() => ((document.querySelector('.chart[data-metric="accuracy"]') as (HTMLElement & { marked?: boolean }) | null)!.marked = true));
+  await afterNextRefresh(page);
+  const readOutAfterRefresh = await page.evaluate(() => {
+    const now = document.querySelector('.chart[data-metric="accuracy"]') as (HTMLElement & { marked?: boolean }) | null;
+    const row = Array.from(now?.querySelectorAll('.u-legend .u-series') ?? []).find((r) => r.textContent?.includes('candidate'));
+    return { same: now?.marked === true, value: row?.querySelector('.u-value')?.textContent };
+  });
   assert.deepEqual(readOutAfterRefresh, { same: true, value: '0.2' }, 'the chart and its read-out outlive a refresh that changed nothing');
 
   const drawn = await page.evaluate(() => (window as unknown as { __drawn: string[] }).__drawn);

@@ -92,3 +92,13 @@ export async function openDashboardPage(t: TestContext, answerDialogs: 'accept' 
   });
   return opened;
 }
+
+/**
+ * Resolves once the dashboard's next refresh has drawn its views: the next rollouts-list answer,
+ * then the moment the views take to draw. Views are morphed (only what changed is touched), so a
+ * refresh that changed nothing leaves no DOM mutation to wait for.
+ */
+export async function afterNextRefresh(page: Page): Promise<void> {
+  await page.waitForResponse((response) => /\/api\/rollouts\?/.test(response.url()), { timeout: 30_000 });
+  await page.waitForTimeout(300);
+}

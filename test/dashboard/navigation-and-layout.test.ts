@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import type { Page } from 'playwright-core';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
-import { openDashboardPage } from './dashboard-browser.ts';
+import { afterNextRefresh, openDashboardPage } from './dashboard-browser.ts';
 import { json, serverWithFleet, startRollout, waitForRollout } from './dashboard-fixtures.ts';
 
 /** A reason with no place to break a line (the API takes up to 500 characters), with right-to-left text in it. */
@@ -26,19 +26,6 @@ async function twoRolloutsRig(t: TestContext) {
 const heading = (page: Page, id: string) => page.locator('#rollout-detail h3', { hasText: `${id}:` }).waitFor({ timeout: 5_000 });
 
 /** Resolves at the next refresh: the rollout list is drawn again at every one (its "updated … ago" moves on). */
-async function nextRefresh(page: Page): Promise<void> {
-  await page.evaluate(
-    () =>
-      new Promise<void>((resolve) => {
-        const observer = new MutationObserver(() => {
-          observer.disconnect();
-          resolve();
-        });
-        observer.observe(document.getElementById('rollouts')!, { childList: true });
-      }),
-  );
-}
-
 test('a link to a rollout (#rollout=ID) opens it, each selection is a history entry that back and forward return to, and a link to no rollout, or with an id of the wrong form, falls back to the newest', async (t) => {
   const rig = await twoRolloutsRig(t);
   if (!rig) return;
@@ -119,7 +106,7 @@ test('a keyboard alone selects a rollout, and the focus stays on its button acro
   await page.locator(`#rollouts tr[data-rollout="${newer}"] button`).press('Enter');
   await heading(page, newer);
   await page.locator('#rollout-detail button[data-action="abort"]').focus();
-  await nextRefresh(page);
+  await afterNextRefresh(page);
   assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action), 'abort', 'the focus is still on Abort');
   assert.deepEqual(pageErrors, []);
 });

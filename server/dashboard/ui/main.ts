@@ -1,3 +1,4 @@
+import morphdomModule from 'morphdom';
 import { Api, ApiError, isSendableToken } from './api.ts';
 import { bdiElement } from './bidi.ts';
 import { devicesFrom, renderFleet } from './fleet-view.ts';
@@ -88,25 +89,36 @@ function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): v
   } else if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
 }
 
+// morphdom's types declare an ES module's default export, which NodeNext reads as a CommonJS
+// module's `default`; esbuild bundles its ES module build, whose default import is the function.
+const morphdom = ((morphdomModule as unknown as { default?: unknown }).default ?? morphdomModule) as typeof morphdomModule.default;
+
 /**
- * Replaces a view's markup, keeping the keyboard focus on the same rollout or action button:
- * every refresh re-renders, and would otherwise drop the focus to the page every few seconds.
+ * Replaces a view's markup with `html`, changing only what differs (morphdom): every refresh
+ * re-renders, and replacing the whole view dropped the keyboard focus to the page and any text
+ * the operator had selected (a device id, a version, a reason to copy) every few seconds. What
+ * stayed the same keeps its nodes, so a selection in it and the focus stay. A focused element
+ * that is gone, or drawn disabled now (Roll back once the rollback is done), hands the focus to
+ * the same action or page button as drawn now, else to the rollout's title, not the top of the page.
  */
 function render(view: HTMLElement, html: string): void {
   const focused = document.activeElement instanceof HTMLElement && view.contains(document.activeElement) ? document.activeElement : undefined;
   const action = focused?.dataset.action;
   const page = focused?.dataset.page;
   const rollout = focused?.closest<HTMLElement>('[data-rollout]')?.dataset.rollout;
-  view.innerHTML = html;
+  const next = document.createElement(view.tagName);
+  next.innerHTML = html;
+  morphdom(view, next, { childrenOnly: true });
+  if (!focused || (document.activeElement === focused && !focused.matches(':disabled'))) return;
   const again = action
-    ? view.querySelector<HTMLElement>(`button[data-action="${CSS.escape(action)}"]`)
+    ? view.querySelector<HTMLElement>(`button[data-action="${CSS.escape(action)}"]:enabled`)
     : page
       ? // The other page button once this one is off (the oldest or the newest page reached).
         view.querySelector<HTMLElement>(`button[data-page="${CSS.escape(page)}"]:enabled`) ?? view.querySelector<HTMLElement>('button[data-page]:enabled')
       : rollout !== undefined
-        ? view.querySelector<HTMLElement>(`[data-rollout="${CSS.escape(rollout)}"] button`)
+        ? view.querySelector<HTMLElement>(`[data-rollout="${CSS.escape(rollout)}"] button:enabled`)
         : null;
-  again?.focus();
+  (again ?? view.querySelector<HTMLElement>('#rollout-title'))?.focus();
 }
 
 function hideLastingMessage(): void {
@@ -336,7 +348,7 @@ async function allVersions(): Promise<VersionRow[]> {
 
 async function refreshModels(): Promise<void> {
   const versions = await allVersions();
-  $('models').innerHTML = renderModels(versions);
+  render($('models'), renderModels(versions));
   const { jobs, total = jobs.length } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[]; total?: number }>(`/jobs?limit=${JOB_PAGE}`);
   // Newest first: a sweep found is the newest one; with none in the page, the view says how many older jobs went unsearched.
   const newest = jobs.find((job) => job.state === 'succeeded' && job.result?.summary?.sweep);
