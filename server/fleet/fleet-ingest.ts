@@ -1,6 +1,6 @@
 import type { ModelRef, Report, Status, Telemetry } from '../../shared/protocol/payloads.ts';
 
-export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'unknown-device' | UnknownModel | WrongModel;
+export type IngestOutcome = 'ingested' | 'duplicate' | 'unknown-assignment' | 'wrong-outcome' | 'unknown-device' | UnknownModel | WrongModel;
 
 /**
  * A benchmark report naming a model that is not a registered version with that sha256 (its

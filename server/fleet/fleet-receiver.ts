@@ -1,5 +1,6 @@
 import type { Counter } from 'prom-client';
 import { parseMessage } from '../../shared/protocol/parse-message.ts';
+import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { ALL_DEVICES_FILTER, parseTopic } from '../../shared/protocol/topics.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
@@ -127,6 +128,16 @@ export class FleetReceiver {
         if (outcome === 'duplicate') {
           duplicates?.inc();
           logger.debug({ reportId: message.payload.id, deviceId: message.deviceId }, 'duplicate report ignored');
+        } else if (outcome === 'wrong-outcome') {
+          // An answer its assignment or command cannot have (a buggy or forged report): it must not move the device's slots.
+          dropped.inc({ kind: 'reports', reason: outcome });
+          const answer = message.payload as AssignmentReport;
+          this.#droppedLog.dropped(
+            message.deviceId,
+            { reportId: answer.id, deviceId: message.deviceId, assignmentId: answer.assignmentId, outcome: answer.outcome, role: answer.role, reason: outcome },
+            `dropped an answer (${answer.outcome}, role ${answer.role}) that the assignment or command it answers cannot have`,
+          );
+          return;
         } else if (outcome === 'unknown-assignment') {
           // A well-formed answer to nothing the server issued: it must not move the device's slots.
           dropped.inc({ kind: 'reports', reason: outcome });

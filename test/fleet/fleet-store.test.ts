@@ -440,6 +440,7 @@ for (const engine of STORE_ENGINES) {
         await assign('assign-cand2', 'osaka-1', '2', 'candidate');
         await assign('assign-act1', 'osaka-1', '1', 'active');
         await assign('assign-kyoto3', 'kyoto-1', '3', 'candidate');
+        await fleet.repos.commands.insert({ id: 'command-drop', deviceId: 'osaka-1', command: 'drop-candidate', issuedAt: '2026-03-01T08:59:00.000Z', issuedBy: 'rollout:ro-1' });
         const ingest = new StoreFleetIngest({ fleet, cohortLabel: 'cohort', outcomes: new AssignmentOutcomes() });
         const dropped = new Counter({ name: 'dropped_total', help: 'x', labelNames: ['kind', 'reason'] as const, registers: [new Registry()] });
         const { logger, lines } = recordingLogger();
@@ -460,14 +461,25 @@ for (const engine of STORE_ENGINES) {
         await publish({ ...benchmark('bench-other', 'osaka-1', '2026-03-01T09:00:05Z', '1', '3'), assignmentId: 'assign-cand2' });
         await publish({ ...benchmark('bench-kyoto', 'osaka-1', '2026-03-01T09:00:05Z', '1', '3'), assignmentId: 'assign-kyoto3' });
         await publish({ ...benchmark('bench-never', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2'), assignmentId: 'NeverIssued0000' });
+        // Answers the issued message cannot have: a candidate "activated" (it would show as the active model), an
+        // installed candidate named as the active slot, an active assignment answered as a dropped candidate, a
+        // drop-candidate command answered as a rollback.
+        await publish(answer('answer-promoted', 'osaka-1', 'assign-cand2', 'activated', '2', 'active'));
+        await publish(answer('answer-role', 'osaka-1', 'assign-cand2', 'installed', '2', 'active'));
+        await publish(answer('answer-dropped', 'osaka-1', 'assign-act1', 'candidate-dropped', '1', 'candidate'));
+        await publish(answer('answer-command', 'osaka-1', 'command-drop', 'rolled-back', '1', 'active'));
         assert.equal(await snapshot(), before, 'the store changed');
-        assert.deepEqual((await dropped.get()).values.map((value) => [value.labels.reason, value.value]).sort(), [['unknown-assignment', 2], ['wrong-model', 3]]);
+        assert.deepEqual((await dropped.get()).values.map((value) => [value.labels.reason, value.value]).sort(), [['unknown-assignment', 2], ['wrong-model', 3], ['wrong-outcome', 4]]);
         assert.deepEqual(lines.map((line) => line.msg), [
           'dropped an answer (activated) naming iris@3 where its assignment names iris@1',
           'dropped an answer (installed) naming evil@2 where its assignment names iris@2',
           'dropped a benchmark report naming iris@3 where its assignment names iris@2',
           'dropped a benchmark report naming an assignment the server did not issue to the device',
           'dropped a benchmark report naming an assignment the server did not issue to the device',
+          'dropped an answer (activated, role active) that the assignment or command it answers cannot have',
+          'dropped an answer (installed, role active) that the assignment or command it answers cannot have',
+          'dropped an answer (candidate-dropped, role candidate) that the assignment or command it answers cannot have',
+          'dropped an answer (rolled-back, role active) that the assignment or command it answers cannot have',
         ]);
 
         // The same reports naming what was assigned are taken.
@@ -475,7 +487,7 @@ for (const engine of STORE_ENGINES) {
         await publish({ ...benchmark('bench-good', 'osaka-1', '2026-03-01T09:00:05Z', '1', '2'), assignmentId: 'assign-cand2' });
         assert.deepEqual((await fleet.repos.reports.list({ clock: 'server' })).map(({ report }) => report.id).sort(), ['answer-good', 'bench-good']);
         assert.deepEqual((await fleet.repos.devices.get('osaka-1'))!.candidate, ref('2'));
-        assert.equal((await dropped.get()).values.reduce((sum, value) => sum + value.value, 0), 5);
+        assert.equal((await dropped.get()).values.reduce((sum, value) => sum + value.value, 0), 9);
       });
     });
 
