@@ -12,7 +12,7 @@ import { formatTable } from './format-table.ts';
 import { watchEndedEarly, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { formatJob, jobOutcome } from './job-display.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
-import { addPruneTuningOptions, checkedModelName, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
+import { addPruneTuningOptions, checkedModelName, LOSS_TOLERANCE_FOR_REGRESSION, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
 
 /** `jobs watch` (and `jobs prune` without --detach) on a job that was cancelled: neither success (0) nor failure (1). */
 export const JOB_CANCELLED_EXIT_CODE = 4;
@@ -204,6 +204,11 @@ async function followJob(connection: ServerConnection, id: string, started: bool
  */
 function namingFlags(error: unknown, flags: JobPruneFlags): unknown {
   if (!(error instanceof UserError)) return error;
+  // The server's names for an option the data's task ignores: the only one the CLI can send so is
+  // --loss-tolerance (--tolerance is sent for the task --task gives), found regression data at --server-path.
+  if (error.message.startsWith('options_json.toleranceLossFraction: applies to classification only')) {
+    return new UserError(LOSS_TOLERANCE_FOR_REGRESSION, { exitCode: error.exitCode, cause: error });
+  }
   const field = /^(csv|path): /.exec(error.message)?.[1];
   if (field === undefined) return error;
   const named = field === 'csv' ? (flags.data === undefined ? undefined : `--data ${flags.data}`) : flags.serverPath === undefined ? undefined : '--server-path';

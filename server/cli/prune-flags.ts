@@ -108,10 +108,14 @@ export function pruneOptionsFromFlags(flags: PruneTuningFlags, task: 'classifica
   };
 }
 
+/** --loss-tolerance given for regression data: refused here, and said so for the server's refusal of a job (jobs prune --server-path). */
+export const LOSS_TOLERANCE_FOR_REGRESSION =
+  '--loss-tolerance: applies to classification only (the validation cross-entropy), and this data set is a regression one: its tolerance is --tolerance, in percent of the MSE';
+
 /** Flags → validated options; an error names the flag. */
 export function parsePruneOptions(flags: PruneTuningFlags, task: 'classification' | 'regression'): PruneOptions {
   if (task === 'regression' && flags.lossTolerance !== undefined) {
-    throw new UserError('--loss-tolerance: applies to classification only (the validation cross-entropy), and this data set is a regression one: its tolerance is --tolerance, in percent of the MSE');
+    throw new UserError(LOSS_TOLERANCE_FOR_REGRESSION);
   }
   const parsed = PruneOptionsSchema.safeParse({ task, ...pruneOptionsFromFlags(flags, task) });
   if (!parsed.success) {

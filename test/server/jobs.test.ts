@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -335,6 +335,16 @@ test('jobs prune (CLI) without --task reads --tolerance in the unit of the task 
     assert.match(loss.stderr, /^fleetprune: --loss-tolerance: applies to classification only/);
   }
   assert.equal(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs.length, 1, 'only the first job was submitted');
+});
+
+test('jobs prune --server-path with --loss-tolerance on a regression data set the server holds: the server refuses it, told in the flags given', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'fleetprune-loss-tolerance-root-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  await copyFile(fileURLToPath(new URL('../../shared/datasets/diabetes.csv', import.meta.url)), join(root, 'diabetes.csv'));
+  const server = (await startTestServer(t, { config: { dataRoot: root } }))!;
+  const run = await runCli(['jobs', 'prune', '--server-path', 'diabetes.csv', '--label', 'progression', '--loss-tolerance', '0.3', '--detach', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  assert.deepEqual([run.code, run.stderr], [2, 'fleetprune: --loss-tolerance: applies to classification only (the validation cross-entropy), and this data set is a regression one: its tolerance is --tolerance, in percent of the MSE\n']);
+  assert.deepEqual(((await (await server.request('GET', '/api/jobs')).json()) as any).jobs, [], 'no job was submitted');
 });
 
 test('a job without a task whose label it takes as a regression target of a handful of values says so, in its result and in jobs show; one given the task does not', async (t) => {
