@@ -69,6 +69,8 @@ interface QueuedJob {
   id: string;
   input: PruneWorkerInput;
   actor: string;
+  /** What its versions will take and give: checked against the registry again when it leaves the queue. */
+  interface: { task: 'classification' | 'regression'; features: string[]; labels: string[] };
 }
 
 /**
@@ -227,6 +229,7 @@ export class JobService {
     this.#queue.push({
       id,
       actor: job.createdBy,
+      interface: { task, features, labels },
       input: {
         csvText: text,
         source,
@@ -350,6 +353,10 @@ export class JobService {
       // Not queued any more: cancelled between its submission being stored and queued.
       if (!(await this.#transition(job.id, ['queued'], { state: 'running' }))) return;
       if (this.#stopping) return;
+      // Checked at submission against the registry as it was; a job registered under the same
+      // name while this one waited (two submitted at once, with other data) is refused now, not
+      // after a whole training (the registration would refuse it then).
+      await this.#deps.registry.checkSameInterface(job.input.name, job.interface);
       // A full or unwritable --data-dir fails the job now, not after its training.
       await prepareWorkSpace(join(this.#deps.workDir, job.id), job.input.outputBytes);
       // Cancelled while starting: checked after the last await before the worker exists. A cancel

@@ -92,3 +92,28 @@ test("a prune job of another task than its model's latest version is refused at 
   const same = await server.request('POST', '/api/jobs/prune', { json: { name: 'scores', label: 'score', data: { csv: SEVEN }, options: LONG } });
   assert.equal(same.status, 202, await same.clone().text());
 });
+
+test('two jobs submitted at once under one name with other features: the second, queued behind the first, fails when it leaves the queue (the first registered meanwhile), before any training', async (t) => {
+  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1, maxQueuedJobs: 4 } }))!;
+  const { store } = server.server.ctx;
+  const quick = { units: 8, layers: 1, epochs: 5, retrainEpochs: 1, epsilons: [0.3], baselines: false, seed: 1 };
+  const submit = async (csv: string) => {
+    const response = await server.request('POST', '/api/jobs/prune', { json: { name: 'race', label: 'score', data: { csv }, options: quick } });
+    assert.equal(response.status, 202, await response.clone().text());
+    return ((await response.json()) as { id: string }).id;
+  };
+  // Both checked against a registry without "race": both accepted.
+  const [first, second] = [await submit(SEVEN), await submit(SCORES)];
+  const ended = async (id: string) => {
+    for (;;) {
+      const job = (await store.jobs.get(id))!;
+      if (['succeeded', 'failed', 'cancelled'].includes(job.state)) return job;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  assert.equal((await ended(first)).state, 'succeeded');
+  const refused = await ended(second);
+  assert.equal(refused.state, 'failed');
+  assert.match(refused.error ?? '', /^model race takes other features \(its latest version race@\d+\): 7 there, 2 here;/);
+  assert.equal(refused.progress, null, 'it never trained: no progress was recorded');
+});
