@@ -117,6 +117,13 @@ export class TokenService {
         return null;
       }
       if (storedHash !== hash) {
+        // A value revoked before (kept as a revoked token below when a new value replaced it): set
+        // again (an old env file restored, a configuration rolled back), it stays revoked.
+        const earlier = await this.store.tokens.findByHashAny(hash);
+        if (earlier?.revokedAt && earlier.id.startsWith(`${ENV_ADMIN_TOKEN_ID}-revoked-`)) {
+          warn(`FLEETPRUNE_ADMIN_TOKEN holds an env-admin value that was revoked at ${earlier.revokedAt} (kept as token ${earlier.id}); it stays revoked, and env-admin keeps its current value (set a new value to replace it)`);
+          return null;
+        }
         await this.store.transaction(async (tx) => {
           try {
             await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
@@ -124,6 +131,11 @@ export class TokenService {
             // The new value is another token's (the hashes are unique).
             if (error instanceof UniqueViolation) throw heldByAnother();
             throw error;
+          }
+          // The revoked value is kept, revoked, under a token id of its own: else only the latest
+          // value is remembered, and the revoked one set again later would replace the new one live.
+          if (existing.revokedAt && storedHash !== undefined) {
+            await tx.tokens.insert({ ...existing, id: `${ENV_ADMIN_TOKEN_ID}-revoked-${Date.parse(existing.revokedAt).toString(36)}`, label: 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', tokenHash: storedHash });
           }
           await tx.audit.append({ at: new Date().toISOString(), actor: SYSTEM_ACTOR, action: 'token.replace', target: `token:${ENV_ADMIN_TOKEN_ID}`, details: { reason: 'FLEETPRUNE_ADMIN_TOKEN changed' } });
         });

@@ -39,6 +39,24 @@ test('FLEETPRUNE_ADMIN_TOKEN: revoked, it stays revoked across restarts while th
   assert.equal((await tokens.authenticate(bearer('fp_second-admin-token-000000000'))).role, 'admin');
   const audit = await store.audit.list({ limit: 10 });
   assert.deepEqual(audit.filter((entry) => entry.target === 'token:env-admin').map((entry) => entry.action), ['token.replace', 'token.revoke']);
+
+  // The revoked value set again later (an old env file restored): it stays revoked, and the new one stays live.
+  const revokedValue = (await tokens.list()).find((token) => token.id.startsWith('env-admin-revoked-'))!;
+  assert.deepEqual([revokedValue.role, revokedValue.label, revokedValue.revokedAt !== null], ['admin', 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', true]);
+  await new TokenService(store).bootstrapAdmin('fp_first-admin-token-0000000000', (message) => warnings.push(message));
+  await assert.rejects(tokens.authenticate(bearer('fp_first-admin-token-0000000000')), /unknown or revoked token/);
+  assert.equal((await tokens.authenticate(bearer('fp_second-admin-token-000000000'))).tokenId, 'env-admin', 'the current value stays live');
+  assert.match(warnings.at(-1)!, new RegExp(`^FLEETPRUNE_ADMIN_TOKEN holds an env-admin value that was revoked at .* \\(kept as token ${revokedValue.id}\\); it stays revoked`));
+  // A third value after the second is revoked too: both revoked values are kept.
+  await tokens.revoke('env-admin', ADMIN);
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  await new TokenService(store).bootstrapAdmin('fp_third-admin-token-0000000000', (message) => warnings.push(message));
+  assert.equal((await tokens.list()).filter((token) => token.id.startsWith('env-admin-revoked-')).length, 2);
+  for (const value of ['fp_first-admin-token-0000000000', 'fp_second-admin-token-000000000']) {
+    await new TokenService(store).bootstrapAdmin(value, (message) => warnings.push(message));
+    await assert.rejects(tokens.authenticate(bearer(value)), /unknown or revoked token/, value);
+  }
+  assert.equal((await tokens.authenticate(bearer('fp_third-admin-token-0000000000'))).tokenId, 'env-admin');
 });
 
 test('FLEETPRUNE_ADMIN_TOKEN holding the value of another token is refused on one line, and changes nothing', async (t) => {

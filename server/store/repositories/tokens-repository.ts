@@ -32,6 +32,12 @@ export class TokensRepository {
     return row ? toToken(row) : undefined;
   }
 
+  /** The token, live or revoked, whose SHA-256 is `tokenHash`. */
+  async findByHashAny(tokenHash: string): Promise<TokenRecord | undefined> {
+    const row = await this.db.get('SELECT * FROM tokens WHERE token_hash = ?', [tokenHash]);
+    return row ? toToken(row) : undefined;
+  }
+
   /** The stored SHA-256 of token `id` (live or revoked). */
   async hashOf(id: string): Promise<string | undefined> {
     const row = await this.db.get('SELECT token_hash FROM tokens WHERE id = ?', [id]);
