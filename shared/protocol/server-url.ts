@@ -13,4 +13,6 @@ export const ServerUrlSchema = z
     if (!URL.canParse(url)) return true;
     const parsed = new URL(url);
     return !url.includes('?') && !url.includes('#') && parsed.username === '' && parsed.password === '';
-  }, 'must be a base URL without a query (?…), a fragment (#…) or user:password@ (paths are appended to it)');
+  }, 'must be a base URL without a query (?…), a fragment (#…) or user:password@ (paths are appended to it)')
+  // Nothing listens on port 0: a device given it could download nothing, found only at its first assignment.
+  .refine((url) => !URL.canParse(url) || new URL(url).port !== '0', "port 0 is no server's port (http(s)://HOST:PORT, 1-65535; leave it out for 80 or 443)");

@@ -16,6 +16,8 @@ test('fleet settings: defaults, and each bad combination names its flag', () => 
     [{ dataDir: '/x', publicUrl: 'fleet.example' }, /--public-url/],
     [{ dataDir: '/x', publicUrl: 'https://fleet.example/?site=a' }, /--public-url: must be a base URL without a query/],
     [{ dataDir: '/x', publicUrl: 'https://ops:pw@fleet.example' }, /--public-url: must be a base URL without a query/],
+    // Nothing listens there: every device would fail its first download.
+    [{ dataDir: '/x', publicUrl: 'http://fleet.example:0' }, /--public-url: port 0 is no server's port/],
     [{ dataDir: '/x', cohortLabel: 'a b' }, /--cohort-label/],
     // Logged and written into agent configs: no credentials in it.
     [{ dataDir: '/x', mqttUrl: 'mqtt://fleet:S3cret@broker:1883', mqttPassword: 'password1' }, /--mqtt-url: must not hold user:password@/],

@@ -40,6 +40,7 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     [{ ...config, server: { ...config.server, url: 'https://x/?site=a' } }, /server\.url: must be a base URL without a query/],
     [{ ...config, server: { ...config.server, url: 'https://x/#top' } }, /server\.url: must be a base URL/],
     [{ ...config, server: { ...config.server, url: 'https://user:pw@x' } }, /server\.url: must be a base URL/],
+    [{ ...config, server: { ...config.server, url: 'http://x:0' } }, /server\.url: port 0 is no server's port/],
     [{ ...config, serverPublicKey: rsaKey }, /serverPublicKey: not an ed25519 key/],
     // mqtt.js read port 0 as its default, 1883: the agent talked to another broker than the one named.
     [{ ...config, broker: { ...config.broker, url: 'mqtt://fleet.example:0' } }, /bad\.json: broker\.url: port 0 is no broker's port/],
