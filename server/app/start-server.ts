@@ -29,7 +29,7 @@ import type { SqlExecutor, SqlParam } from '../store/sql-engine.ts';
 import { coreModules } from './core-modules.ts';
 import { listenGrpc, listenHttp, listeningLine, reachableHost, routeGrpcLogs, type TlsFiles } from './listeners.ts';
 import { checkListenHost } from '../../shared/util/listen-host.ts';
-import { forcedBackend } from '../../shared/model/tfjs-backend-choice.ts';
+import { checkForcedBackend } from '../../shared/model/tfjs-backend-choice.ts';
 import type { ServerContext } from './server-context.ts';
 import type { Listener, ServerModule } from './server-module.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
@@ -95,8 +95,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   const tls = await readTls(config);
   if (tls) warnAboutCertificateDates(tls.cert, config.tlsCert!, log);
   await checkListenHost(config.host, '--host');
-  // Read by every pruning job's worker: a bad value would fail each job, stored as failed, rather than the start.
-  forcedBackend();
+  // Read by every pruning job's worker: a bad value (or a backend not installed) would fail each job, stored as failed, rather than the start.
+  checkForcedBackend();
   if (config.dataRoot !== undefined) await assertExistingDirectory(config.dataRoot, '--data-root');
   // The directories this start creates: a start that fails removes those still empty, so one
   // refused before it stored anything (an unreachable database, a bad --mosquitto-dir) leaves none.

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { UserError } from '../util/errors.ts';
 
 /** Apart from tfjs-backend.ts (which loads TensorFlow.js), so that a server checks the choice at start cheaply. */
@@ -14,4 +15,25 @@ export function forcedBackend(): TfjsBackendName | undefined {
     throw new UserError(`FLEETPRUNE_TF_BACKEND: must be one of ${BACKENDS.join(', ')}, not "${value}"`);
   }
   return value as TfjsBackendName;
+}
+
+/** TensorFlow.js's native backend package, which only some machines can install (its install step downloads libtensorflow). */
+export const NATIVE_BACKEND_PACKAGE = '@tensorflow/tfjs-node';
+export const NATIVE_BACKEND_MISSING = `FLEETPRUNE_TF_BACKEND=tensorflow: ${NATIVE_BACKEND_PACKAGE} is not installed or does not load here (npm install ${NATIVE_BACKEND_PACKAGE})`;
+
+/**
+ * forcedBackend, and for `tensorflow` whether its package is installed at all (resolved, not
+ * loaded: a server's start does not load libtensorflow for its jobs' workers): a server forced to
+ * a backend it lacks would accept every pruning job and fail each one.
+ */
+export function checkForcedBackend(resolve: (id: string) => string = createRequire(import.meta.url).resolve): TfjsBackendName | undefined {
+  const forced = forcedBackend();
+  if (forced === 'tensorflow') {
+    try {
+      resolve(NATIVE_BACKEND_PACKAGE);
+    } catch {
+      throw new UserError(NATIVE_BACKEND_MISSING);
+    }
+  }
+  return forced;
 }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as Tfjs from '@tensorflow/tfjs';
 import { UserError } from '../util/errors.ts';
-import { forcedBackend, type TfjsBackendName } from './tfjs-backend-choice.ts';
+import { forcedBackend, NATIVE_BACKEND_MISSING, type TfjsBackendName } from './tfjs-backend-choice.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -64,7 +64,7 @@ async function choose(): Promise<TfjsBackendName> {
   }
   // Asked for by name, it is that backend or an error, not a silently slower one.
   if (forced === 'tensorflow') {
-    throw new UserError('FLEETPRUNE_TF_BACKEND=tensorflow: @tensorflow/tfjs-node is not installed or does not load here (npm install @tensorflow/tfjs-node)');
+    throw new UserError(NATIVE_BACKEND_MISSING);
   }
   if (forced !== 'cpu') {
     requireWithoutSourceMaps('@tensorflow/tfjs-backend-wasm'); // registers the backend (required, as tfjs above)

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { runCli } from './helpers/run-cli.ts';
@@ -178,6 +179,10 @@ test('fleetprune server: a bad --report-burst or --report-refill-ms (flag or var
   }
   // Read by every pruning job: refused at the start, not in each job, each stored as failed.
   cases.push({ args: base, env: { FLEETPRUNE_TF_BACKEND: 'bogus' }, expected: /^fleetprune: FLEETPRUNE_TF_BACKEND: must be one of tensorflow, wasm, cpu, not "bogus"$/ });
+  // A backend forced by name that is not installed (tfjs-node cannot install on most machines here): refused too, not every job failed.
+  if (!canResolve('@tensorflow/tfjs-node')) {
+    cases.push({ args: base, env: { FLEETPRUNE_TF_BACKEND: 'tensorflow' }, expected: /^fleetprune: FLEETPRUNE_TF_BACKEND=tensorflow: @tensorflow\/tfjs-node is not installed or does not load here \(npm install @tensorflow\/tfjs-node\)$/ });
+  }
   const results = await runCliBatch(cases.map(({ args, env }) => (env ? { args, env } : { args })));
   for (const [index, { args, env, expected }] of cases.entries()) {
     const label = `${env ? JSON.stringify(env) : ''} ${args.slice(base.length).join(' ')}`;
@@ -299,3 +304,12 @@ test('models push FILE (a report.json, a data file, a model.onnx given for the a
   });
   assert.deepEqual([results[files.length]!.code, results[files.length]!.stderr], [2, `fleetprune: ${join(dir, 'nope')}: no such artifact directory\n`]);
 });
+
+function canResolve(id: string): boolean {
+  try {
+    createRequire(import.meta.url).resolve(id);
+    return true;
+  } catch {
+    return false;
+  }
+}
