@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { assignmentSignatureVerifies, commandSignatureVerifies } from '../shared/protocol/message-signature.ts';
+import { AGENT_DROP_WORDS, DroppedMessageLog } from '../shared/util/dropped-message-log.ts';
 import type { Logger } from '../shared/util/log.ts';
 import type { AgentMetrics } from './agent-metrics.ts';
 import type { SlotState } from './slot-state.ts';
@@ -22,7 +23,12 @@ export class MessageTrust {
     readonly logger: Logger,
     /** The agent's slot state of now. */
     readonly state: () => SlotState,
-  ) {}
+  ) {
+    this.#refusals = new DroppedMessageLog(logger, { words: AGENT_DROP_WORDS });
+  }
+
+  /** Refusals are logged a line a minute per stream and reason (each counted): a flood of forged or replayed messages cannot fill the device's disk. */
+  readonly #refusals: DroppedMessageLog;
 
   /**
    * Whether to act on an assignment or fleet command: it must carry the server's signature (for
@@ -36,7 +42,8 @@ export class MessageTrust {
     const kind = stream === 'assignment' ? 'assignment' : 'commands';
     if (!signed) {
       this.metrics.droppedMessages.inc({ kind, reason: 'bad-signature' });
-      this.logger.warn(
+      this.#refusals.dropped(
+        `${kind}:bad-signature`,
         { id, stream },
         `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} whose signature does not verify with the server key in the device's config (serverPublicKey): ` +
           'forged or damaged, or the server\'s key changed since the device was enrolled (then enroll it again)',
@@ -56,7 +63,7 @@ export class MessageTrust {
     }
     if (seq < newest) {
       this.metrics.droppedMessages.inc({ kind, reason: 'replayed' });
-      this.logger.warn({ id, stream, seq, newest }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} older than one already taken (a replay)`);
+      this.#refusals.dropped(`${kind}:replayed`, { id, stream, seq, newest }, `refused ${stream === 'assignment' ? 'an assignment' : 'a fleet command'} older than one already taken (a replay)`);
       return false;
     }
     this.newestSeq[stream] = { seq, id };

@@ -2,6 +2,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { parseMessage, type DropReason, type FleetMessage } from '../shared/protocol/parse-message.ts';
 import { StatusSchema } from '../shared/protocol/payloads.ts';
 import { FLEET_COMMANDS_TOPIC, TOPIC_DELIVERY, assignmentTopic, statusTopic } from '../shared/protocol/topics.ts';
+import { AGENT_DROP_WORDS, DroppedMessageLog } from '../shared/util/dropped-message-log.ts';
 import type { Logger } from '../shared/util/log.ts';
 
 /** Opens an MQTT connection; injected so tests and benchmarks can wrap or count connections. */
@@ -164,12 +165,14 @@ export class MqttLink {
         logger.error({ err: error.message, broker: broker.url, refusals }, `the broker refused this device's credentials (revoked, or enrolled again elsewhere?); retrying${again}`);
       } else logger.warn({ err: error.message }, 'broker connection error');
     });
+    const drops = new DroppedMessageLog(logger, { words: AGENT_DROP_WORDS });
     client.on('message', (topic, payload) => {
       const result = parseMessage(topic, payload);
       if (!result.ok) {
         const kind = topic === FLEET_COMMANDS_TOPIC ? 'commands' : (topic.split('/')[4] ?? 'unknown');
         this.#options.onDrop(kind, result.reason);
-        logger.warn({ topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 300) }, 'dropped an incoming message');
+        // A flood of bad messages (a misbehaving peer on the broker) must not fill a device's small disk: a line a minute per kind and reason, every drop counted.
+        drops.dropped(`${kind}:${result.reason}`, { topic: topic.slice(0, 200), bytes: payload.length, reason: result.reason, detail: result.detail.slice(0, 300) }, 'dropped an incoming message');
         return;
       }
       if (result.message.kind !== 'assignment' && result.message.kind !== 'commands') {

@@ -2,7 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Counter } from 'prom-client';
 import { BROKER_MAX_PACKET_BYTES, DEVICE_MAX_PACKET_BYTES } from '../../shared/protocol/limits.ts';
-import { DroppedMessageLog } from '../fleet/dropped-message-log.ts';
+import { DroppedMessageLog } from '../../shared/util/dropped-message-log.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, CredentialChange, MessageHandler, PublishOptions } from './broker.ts';
 import { Mutex } from '../../shared/util/mutex.ts';

@@ -7,7 +7,7 @@ import type { Logger } from '../../shared/util/log.ts';
 import type { Broker, DeliveryInfo } from '../broker/broker.ts';
 import { stateDrop, type FleetIngest } from './fleet-ingest.ts';
 import type { ReportRateLimit } from './report-rate-limit.ts';
-import { DroppedMessageLog } from './dropped-message-log.ts';
+import { DroppedMessageLog } from '../../shared/util/dropped-message-log.ts';
 
 export interface FleetReceiverOptions {
   broker: Broker;

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { pino } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import type { Broker } from '../../server/broker/broker.ts';
-import { DroppedMessageLog } from '../../server/fleet/dropped-message-log.ts';
+import { DroppedMessageLog } from '../../shared/util/dropped-message-log.ts';
 import { FleetReceiver } from '../../server/fleet/fleet-receiver.ts';
 import { InMemoryFleetIngest } from '../../server/fleet/in-memory-fleet-ingest.ts';
 import { reportsTopic, telemetryTopic } from '../../shared/protocol/topics.ts';

@@ -1,5 +1,5 @@
-import { setBounded } from '../../shared/util/bounded-map.ts';
-import type { Logger } from '../../shared/util/log.ts';
+import { setBounded } from './bounded-map.ts';
+import type { Logger } from './log.ts';
 
 /** How often one device's dropped messages are logged at most (every drop is counted in the metric). */
 export const DROPPED_LOG_EVERY_MS = 60_000;
@@ -12,6 +12,9 @@ interface Window {
   unlogged: number;
 }
 
+/** How an agent's follow-up lines name its keys (topic kind and reason). */
+export const AGENT_DROP_WORDS = { same: 'like it', per: 'per kind of message and reason' };
+
 /**
  * The warn line for messages the receiver drops (malformed, oversized, replayed from the retained
  * store), kept to one per device per minute: the first drop is logged at once with its details,
@@ -23,7 +26,11 @@ export class DroppedMessageLog {
 
   constructor(
     private readonly logger: Logger,
-    private readonly options: { everyMs?: number; now?: () => number } = {},
+    /**
+     * `words`: what the key is, for the follow-up line ("from this device", "per device", the
+     * server's keys; an agent keys its drops by topic and reason).
+     */
+    private readonly options: { everyMs?: number; now?: () => number; words?: { same: string; per: string } } = {},
   ) {}
 
   /** Logs (or counts for the next line) one dropped message of `device`. */
@@ -38,6 +45,7 @@ export class DroppedMessageLog {
     }
     const more = window?.unlogged ?? 0;
     setBounded(this.#windows, device, { since: now, unlogged: 0 }, MAX_DEVICES);
-    this.logger.warn({ ...fields, ...(more > 0 ? { droppedSinceLastLine: more } : {}) }, more > 0 ? `${message} (and ${more} more from this device since the last such line; at most one line a minute per device)` : message);
+    const { same, per } = this.options.words ?? { same: 'from this device', per: 'per device' };
+    this.logger.warn({ ...fields, ...(more > 0 ? { droppedSinceLastLine: more } : {}) }, more > 0 ? `${message} (and ${more} more ${same} since the last such line; at most one line a minute ${per})` : message);
   }
 }
