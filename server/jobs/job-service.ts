@@ -320,12 +320,25 @@ export class JobService {
     this.#stopping = true;
     clearInterval(this.#leaseTimer);
     this.#queue.length = 0;
-    const active = [...this.#active.values()];
+    const running = [...this.#active.entries()];
+    const active = running.map(([, run]) => run);
     await Promise.all([this.#dataChecks.stop(), ...active.map((run) => run.worker?.terminate())]);
     await Promise.all(active.filter((run) => run.ending).map((run) => run.ended));
     // Only with the node's claim: without it (this start was refused, or another server took the
     // node id meanwhile) the unfinished jobs of this node id are another live server's.
-    if (await this.#nodeLock.held()) await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => {});
+    if (await this.#nodeLock.held()) {
+      // The progress its watchers last saw is the one stored (its writes are throttled), as #end stores it.
+      for (const [id, run] of running) {
+        await run.progressWrites;
+        if (!run.ending && run.progress) await this.#deps.store.jobs.update(id, { progress: run.progress }, new Date().toISOString(), ['running']).catch(() => {});
+      }
+      const failed = await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => [] as string[]);
+      // Their watchers (REST and gRPC) hear the end before the listeners close, as for a job that ends otherwise.
+      for (const id of failed) {
+        const job = await this.#deps.store.jobs.get(id).catch(() => undefined);
+        if (job) this.events.emit({ type: 'state', jobId: id, job });
+      }
+    }
     await this.#nodeLock.release();
   }
 
