@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseDecimal } from '../../shared/util/numbers.ts';
 import { coercedWholeNumber } from '../../shared/util/whole-number.ts';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
 import { BrokerUrlSchema, mqttCredential } from '../../shared/protocol/agent-config.ts';
@@ -12,8 +13,8 @@ const ByteCount = z.coerce.number().int().positive();
 /** A whole number in [min, max], one message for every way to miss it (a flag or an environment variable). */
 const WholeNumber = (min: number, max: number) => {
   const error = `must be a whole number from ${min} to ${max}`;
-  // As the flag's parser reads it: decimal digits. Number() alone took 0x10, 1e1 and 0b1 from a variable.
-  const decimal = (value: unknown) => (typeof value === 'string' && !/^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number.NaN : value);
+  // As the flag's parser (parseInteger) reads it: a decimal number ("1e1" is 10 either way). Number() alone took 0x10 and 0b1 from a variable.
+  const decimal = (value: unknown) => (typeof value === 'string' ? parseDecimal(value.trim()) : value);
   return z.preprocess(decimal, z.coerce.number({ error }).int({ error }).min(min, { error }).max(max, { error }));
 };
 
