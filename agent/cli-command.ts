@@ -76,6 +76,10 @@ export function defineAgentCommand(command: Command): Command {
       if (!(flags.benchSamples >= 1 && flags.benchSamples <= MAX_BENCH_RUNS && flags.benchBatches >= 1 && flags.benchBatches <= MAX_BENCH_RUNS)) {
         throw new UserError(`--bench-samples and --bench-batches: must be between 1 and ${MAX_BENCH_RUNS}`);
       }
+      // An empty path (`--data-dir "$DIR"` with DIR unset) read as "cannot create  (no such file or directory)".
+      for (const [flag, value] of [['--data-dir', flags.dataDir], ['--config', flags.config]] as const) {
+        if (value.trim() === '') throw new UserError(`${flag}: empty (was the variable it was given from unset?); give a path`);
+      }
       if (flags.httpPort < 0 || flags.httpPort > 65535) throw new UserError('--http-port: must be 0..65535');
       if (!(flags.downloadIdleSeconds >= 1 && flags.downloadIdleSeconds <= 3600)) throw new UserError('--download-idle-seconds: must be between 1 and 3600');
       // Above any field device's link, every download would be cut off (a typo such as 1e12).

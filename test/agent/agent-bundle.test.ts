@@ -119,6 +119,8 @@ test('the bundled agent answers --version and --help, and bad flags get one line
     const bad = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), flag!, value!]);
     assert.deepEqual([bad.code, bad.stderr], [2, `fleetprune-agent: ${message}\n`]);
   }
+  const emptyDir = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', '']);
+  assert.deepEqual([emptyDir.code, emptyDir.stderr], [2, 'fleetprune-agent: --data-dir: empty (was the variable it was given from unset?); give a path\n']);
   const badPort = await runBundle(['--config', join(dir, 'nope.json'), '--data-dir', join(dir, 'unused'), '--http-port', 'eighty']);
   assert.equal(badPort.code, 2);
   assert.match(badPort.stderr, /--http-port/);
