@@ -25,7 +25,6 @@ async function twoRolloutsRig(t: TestContext) {
 
 const heading = (page: Page, id: string) => page.locator('#rollout-detail h3', { hasText: `${id}:` }).waitFor({ timeout: 5_000 });
 
-/** Resolves at the next refresh: the rollout list is drawn again at every one (its "updated … ago" moves on). */
 test('a link to a rollout (#rollout=ID) opens it, each selection is a history entry that back and forward return to, and a link to no rollout, or with an id of the wrong form, falls back to the newest', async (t) => {
   const rig = await twoRolloutsRig(t);
   if (!rig) return;

@@ -25,8 +25,6 @@ test('a refresh keeps a text selection in the fleet, models and rollout list; th
   await waitForRollout(server, first, (s) => s.phase === 'Paused', 'the first rollout paused');
   const reason = `/var/lib/fleetprune/${'a1b2c3d4'.repeat(55)}`;
   assert.equal((await server.request('POST', `/api/rollouts/${first}/abort?reason=${encodeURIComponent(reason)}`)).status, 200);
-  const id = await startRollout(server, [{ pause: {} }]);
-  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'the second rollout paused');
 
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.goto(`${server.baseUrl}/dashboard/#token=${token}`);
@@ -59,6 +57,14 @@ test('a refresh keeps a text selection in the fleet, models and rollout list; th
     await afterNextRefresh(page);
     assert.equal(await selected(), text, `${cell}: the selection outlives two refreshes`);
   }
+
+  // A rollout started meanwhile comes first in the list: the focus stays on the rollout it was on (rows are matched by rollout, not position).
+  await page.locator(`#rollouts tr[data-rollout="${first}"] button`).focus();
+  const id = await startRollout(server, [{ pause: {} }]);
+  await page.locator(`#rollouts tr[data-rollout="${id}"]`).waitFor({ timeout: 10_000 });
+  await afterNextRefresh(page);
+  assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.closest<HTMLElement>('[data-rollout]')?.dataset.rollout), first, 'the focus stayed on its rollout');
+  await waitForRollout(server, id, (s) => s.phase === 'Paused', 'the second rollout paused');
 
   // Abort from the keyboard: once the rollout is aborted its buttons are drawn disabled, and the focus is on its title.
   await page.locator(`#rollouts tr[data-rollout="${id}"] button`).click();

@@ -108,8 +108,10 @@ function render(view: HTMLElement, html: string): void {
   const rollout = focused?.closest<HTMLElement>('[data-rollout]')?.dataset.rollout;
   const next = document.createElement(view.tagName);
   next.innerHTML = html;
-  morphdom(view, next, { childrenOnly: true });
-  if (!focused || (document.activeElement === focused && !focused.matches(':disabled'))) return;
+  morphdom(view, next, { childrenOnly: true, getNodeKey: nodeKey });
+  // Still focused, and still the same rollout's row or the same action (keyed, so a row is not reused for another rollout): it stays.
+  const same = focused && document.activeElement === focused && focused.dataset.action === action && focused.dataset.page === page && focused.closest<HTMLElement>('[data-rollout]')?.dataset.rollout === rollout;
+  if (!focused || (same && !focused.matches(':disabled'))) return;
   const again = action
     ? view.querySelector<HTMLElement>(`button[data-action="${CSS.escape(action)}"]:enabled`)
     : page
@@ -119,6 +121,22 @@ function render(view: HTMLElement, html: string): void {
         ? view.querySelector<HTMLElement>(`[data-rollout="${CSS.escape(rollout)}"] button:enabled`)
         : null;
   (again ?? view.querySelector<HTMLElement>('#rollout-title'))?.focus();
+}
+
+/**
+ * What morphdom matches old and new elements by: their id, else what they stand for (a rollout's
+ * row, a device's, an action or page button). Matched by position, a row or button was reused for
+ * another rollout or action when one was added above it, and the focus went with it (Abort became Hold).
+ */
+function nodeKey(node: Node): string | undefined {
+  if (!(node instanceof HTMLElement)) return undefined;
+  if (node.id) return node.id;
+  const { rollout, device, action, page } = node.dataset;
+  if (rollout !== undefined) return `rollout:${rollout}`;
+  if (device !== undefined) return `device:${device}`;
+  if (action !== undefined) return `action:${action}`;
+  if (page !== undefined) return `page:${page}`;
+  return undefined;
 }
 
 function hideLastingMessage(): void {
