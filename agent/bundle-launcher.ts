@@ -4,25 +4,28 @@
  * bundle's own imports are static: a package missing there stopped node before any agent code ran,
  * with a stack trace naming one package. Imports nothing but node's own modules.
  */
-/** Set by the build: the npm packages the bundled agent imports, and its file beside this one. */
+import { createRequire } from 'node:module';
+
+/** Set by the build: the npm packages the bundled agent imports, its file beside this one, and whether a package.json listing them was written beside it. */
 declare const AGENT_PACKAGES: readonly string[];
 declare const AGENT_CORE: string;
+declare const AGENT_PACKAGE_JSON: boolean;
 
+// require.resolve, not import.meta.resolve (Node 20.6 and later only): found or not is all it tells.
+const resolve = createRequire(import.meta.url).resolve;
 const missing = AGENT_PACKAGES.filter((name) => {
   try {
-    import.meta.resolve(name);
+    resolve(name);
     return false;
   } catch (error) {
-    // A package without a main export (only subpaths) is there: only "not found" is missing.
-    return (error as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+    // A package that exports no CommonJS entry (ERR_PACKAGE_PATH_NOT_EXPORTED) is there: only "not found" is missing.
+    return (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND';
   }
 });
 if (missing.length > 0) {
   const dir = decodeURIComponent(new URL('.', import.meta.url).pathname);
-  process.stderr.write(
-    `fleetprune-agent: npm packages it needs are not installed (${missing.join(', ')}): ` +
-      `run \`npm install --omit=dev\` in ${dir} (its package.json lists them), or \`npm ci --omit=dev\` in the fleetprune checkout it was built in\n`,
-  );
+  const install = AGENT_PACKAGE_JSON ? `run \`npm install --omit=dev\` in ${dir} (its package.json lists them), or ` : '';
+  process.stderr.write(`fleetprune-agent: npm packages it needs are not installed (${missing.join(', ')}): ${install}run \`npm ci --omit=dev\` in the fleetprune checkout it was built in\n`);
   process.exit(2);
 }
 await import(AGENT_CORE);

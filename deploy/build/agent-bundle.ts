@@ -22,6 +22,7 @@ const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const AGENT_ENTRY = resolve(REPO_ROOT, 'agent/main.ts');
 const LAUNCHER_ENTRY = resolve(REPO_ROOT, 'agent/bundle-launcher.ts');
 export const DEFAULT_AGENT_BUNDLE = resolve(REPO_ROOT, 'dist/fleetprune-agent.mjs');
+const NPMRC_LINE = 'onnxruntime-node-install=skip';
 /** The name the build gives the package.json it writes beside the bundle (one of another name is never overwritten). */
 export const AGENT_PACKAGE_NAME = 'fleetprune-agent';
 
@@ -64,6 +65,7 @@ export async function buildAgentBundle(outfile = DEFAULT_AGENT_BUNDLE): Promise<
     if (external && !path.startsWith('node:')) packages.add(path.startsWith('@') ? path.split('/').slice(0, 2).join('/') : path.split('/')[0]!);
   }
   const sorted = [...packages].sort();
+  const packageJson = await writeAgentPackageJson(outDir, sorted, basename(outfile));
   await build({
     entryPoints: [LAUNCHER_ENTRY],
     outfile,
@@ -75,7 +77,7 @@ export async function buildAgentBundle(outfile = DEFAULT_AGENT_BUNDLE): Promise<
     logLevel: 'silent',
     absWorkingDir: REPO_ROOT,
     banner: { js: '#!/usr/bin/env node' },
-    define: { AGENT_PACKAGES: JSON.stringify(sorted), AGENT_CORE: JSON.stringify(`./${basename(corefile)}`) },
+    define: { AGENT_PACKAGES: JSON.stringify(sorted), AGENT_CORE: JSON.stringify(`./${basename(corefile)}`), AGENT_PACKAGE_JSON: JSON.stringify(packageJson.written) },
     // Imported as the file beside it at run time, not bundled again.
     external: [`./${basename(corefile)}`],
   });
@@ -86,7 +88,7 @@ export async function buildAgentBundle(outfile = DEFAULT_AGENT_BUNDLE): Promise<
     bytes: output.bytes,
     sources: Object.keys(output.inputs).map((path) => relative(REPO_ROOT, resolve(REPO_ROOT, path))).sort(),
     packages: sorted,
-    packageJson: await writeAgentPackageJson(outDir, sorted),
+    packageJson,
   };
 }
 
@@ -95,7 +97,7 @@ export async function buildAgentBundle(outfile = DEFAULT_AGENT_BUNDLE): Promise<
  * here, so that the output directory alone installs what the agent needs. A package.json that is
  * not the build's own (--out into a project) is left as it is.
  */
-async function writeAgentPackageJson(outDir: string, packages: readonly string[]): Promise<AgentBundle['packageJson']> {
+async function writeAgentPackageJson(outDir: string, packages: readonly string[], launcher: string): Promise<AgentBundle['packageJson']> {
   const path = join(outDir, 'package.json');
   const existing = await readFile(path, 'utf8').then(
     (text) => {
@@ -123,12 +125,15 @@ async function writeAgentPackageJson(outDir: string, packages: readonly string[]
     type: 'module',
     license: 'Apache-2.0',
     engines: { node: '>=20' },
-    bin: { 'fleetprune-agent': 'fleetprune-agent.mjs' },
+    bin: { 'fleetprune-agent': launcher },
     dependencies,
   };
   await writeFile(path, `${JSON.stringify(manifest, null, 2)}\n`);
-  // onnxruntime-node's install step would download GPU libraries: its CPU binaries ship in the package.
-  await writeFile(join(outDir, '.npmrc'), 'onnxruntime-node-install=skip\n');
+  // onnxruntime-node's install step would download GPU libraries: its CPU binaries ship in the
+  // package. Added to an .npmrc already there (registry settings, a token), never replacing it.
+  const npmrc = join(outDir, '.npmrc');
+  const current = await readFile(npmrc, 'utf8').catch(() => '');
+  if (!/^\s*onnxruntime-node-install\s*=/m.test(current)) await writeFile(npmrc, `${current}${current === '' || current.endsWith('\n') ? '' : '\n'}${NPMRC_LINE}\n`);
   return { path, written: true };
 }
 

@@ -48,7 +48,7 @@ test('the agent bundle holds the agent and shared code only: no server module, n
   const launcher = await readFile(bundle.outfile, 'utf8');
   assert.ok(launcher.startsWith('#!/usr/bin/env node\n'), 'runnable as a script');
   assert.match(launcher, /await import\("\.\/fleetprune-agent-core\.mjs"\)/, 'the launcher runs the bundle beside it');
-  assert.doesNotMatch(launcher, /^import /m, 'the launcher imports no package statically');
+  assert.doesNotMatch(launcher, /^import .* from ["'](?!node:)/m, 'the launcher imports no package statically (node\'s own modules only)');
   const code = await readFile(bundle.corefile, 'utf8');
   assert.doesNotMatch(code, /from ["'][^"']+\.ts["']/, 'no import of a .ts file is left');
 });
@@ -76,7 +76,7 @@ test('beside the bundle, a package.json lists exactly the packages it imports, a
   assert.equal(
     bare.stderr,
     `fleetprune-agent: npm packages it needs are not installed (${bundle.packages.join(', ')}): run \`npm install --omit=dev\` in ${device}/ ` +
-      '(its package.json lists them), or `npm ci --omit=dev` in the fleetprune checkout it was built in\n',
+      '(its package.json lists them), or run `npm ci --omit=dev` in the fleetprune checkout it was built in\n',
   );
 
   // A package.json of another project where --out points is left alone.
@@ -87,6 +87,17 @@ test('beside the bundle, a package.json lists exactly the packages it imports, a
   assert.deepEqual(other.packageJson, { path: join(project, 'package.json'), written: false, reason: `${join(project, 'package.json')} is another project's (name "my-app"): not replaced` });
   assert.equal(await readFile(join(project, 'package.json'), 'utf8'), '{"name":"my-app"}\n');
   assert.equal(other.corefile, join(project, 'agent-core.mjs'));
+
+  // An .npmrc already where --out points (registry settings, a token) is kept, the line added; bin names the launcher written.
+  const elsewhere = await mkdtemp(join(tmpdir(), 'fleetprune-agent-npmrc-'));
+  t.after(() => rm(elsewhere, { recursive: true, force: true }));
+  await writeFile(join(elsewhere, '.npmrc'), '//registry.example/:_authToken=secret');
+  const renamed = await buildAgentBundle(join(elsewhere, 'agent.mjs'));
+  assert.ok(renamed.packageJson.written);
+  assert.equal(await readFile(join(elsewhere, '.npmrc'), 'utf8'), '//registry.example/:_authToken=secret\nonnxruntime-node-install=skip\n');
+  assert.deepEqual(JSON.parse(await readFile(join(elsewhere, 'package.json'), 'utf8')).bin, { 'fleetprune-agent': 'agent.mjs' });
+  await buildAgentBundle(join(elsewhere, 'agent.mjs'));
+  assert.equal(await readFile(join(elsewhere, '.npmrc'), 'utf8'), '//registry.example/:_authToken=secret\nonnxruntime-node-install=skip\n', 'added once');
 });
 
 test('the bundled agent answers --version and --help, and bad flags get one line and exit code 2', async () => {
