@@ -106,14 +106,15 @@ export function defineAgentCommand(command: Command): Command {
 
 /**
  * Who besides the agent can read its config, from the file's mode and group, or null: others
- * (any "other" bit), or a group the agent does not run in. A group the agent's own user is in
- * (0640 with the agent's group, as a container's mounted config is given) is the agent.
+ * (any "other" bit), or a group that is not the agent's primary one. The agent's own group (0640
+ * with it, as a container's mounted config is given) is the agent; a supplementary group the
+ * agent is in (users, adm) may have many other members, and is warned about.
  */
 export function configExposure(mode: number, gid: number, agentGroups: readonly number[] = processGroups()): { who: string; mode: string; fix: string } | null {
   const shown = (mode & 0o777).toString(8).padStart(4, '0');
   if ((mode & 0o007) !== 0) return { who: 'can be read by other users', mode: shown, fix: 'chmod 600 it' };
   if ((mode & 0o070) !== 0 && !agentGroups.includes(gid)) {
-    return { who: `can be read by group ${gid}, which the agent does not run in`, mode: shown, fix: "chmod 600 it (or give it the agent's group)" };
+    return { who: `can be read by group ${gid}, which is not the agent's own group`, mode: shown, fix: "chmod 600 it (or give it the agent's group)" };
   }
   return null;
 }
@@ -121,7 +122,8 @@ export function configExposure(mode: number, gid: number, agentGroups: readonly 
 function processGroups(): number[] {
   // Not on Windows: there every mode bit is a fiction, and the check passes.
   if (typeof process.getgid !== 'function') return [];
-  return [process.getgid(), ...(process.getgroups?.() ?? [])];
+  // The primary group alone: a supplementary one (users, adm) may have many other members.
+  return [process.getgid()];
 }
 
 async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout | undefined, lock: DataDirLock): Promise<void> {

@@ -335,8 +335,8 @@ test('an agent config other users may read (it holds the broker password and tok
   assert.doesNotMatch(await run(0o640), /can be read by/);
 });
 
-test("a config readable by a group the agent does not run in is warned about; the agent's own group, or no group bits, is not", () => {
-  assert.deepEqual(configExposure(0o100640, 10001, [1000, 27]), { who: 'can be read by group 10001, which the agent does not run in', mode: '0640', fix: "chmod 600 it (or give it the agent's group)" });
+test("a config readable by a group other than the agent's own is warned about; the agent's own group, or no group bits, is not", () => {
+  assert.deepEqual(configExposure(0o100640, 10001, [1000]), { who: "can be read by group 10001, which is not the agent's own group", mode: '0640', fix: "chmod 600 it (or give it the agent's group)" });
   assert.equal(configExposure(0o100640, 10001, [10001]), null);
   assert.equal(configExposure(0o100600, 10001, [1000]), null);
   assert.deepEqual(configExposure(0o100604, 10001, [10001]), { who: 'can be read by other users', mode: '0604', fix: 'chmod 600 it' });
