@@ -88,9 +88,10 @@ export class TokenService {
   /**
    * Makes sure an admin can log in: FLEETPRUNE_ADMIN_TOKEN becomes (or replaces) the `env-admin`
    * token; without it, a new admin token is created when no live admin token exists, and returned
-   * so the caller can print it once. An `env-admin` token that was revoked stays revoked while the
-   * variable still holds the same value (a leaked token left in an env file must not come back):
-   * `warn` says so; a new value replaces it, audited.
+   * so the caller can print it once. An `env-admin` value that was revoked stays revoked (a leaked
+   * token left in an env file must not come back): while the variable holds it, and when it is set
+   * again after a new value replaced it (kept as a revoked token `env-admin-revoked-…`); `warn`
+   * says so. A new value replaces it, audited.
    */
   async bootstrapAdmin(envToken: string | undefined, warn: (message: string) => void = () => {}): Promise<string | null> {
     if (envToken !== undefined) {
@@ -135,7 +136,8 @@ export class TokenService {
           // The revoked value is kept, revoked, under a token id of its own: else only the latest
           // value is remembered, and the revoked one set again later would replace the new one live.
           if (existing.revokedAt && storedHash !== undefined) {
-            await tx.tokens.insert({ ...existing, id: `${ENV_ADMIN_TOKEN_ID}-revoked-${Date.parse(existing.revokedAt).toString(36)}`, label: 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', tokenHash: storedHash });
+            // If absent: a second server starting at once with the same new value made the same copy.
+            await tx.tokens.insertIfAbsent({ ...existing, id: `${ENV_ADMIN_TOKEN_ID}-revoked-${Date.parse(existing.revokedAt).toString(36)}`, label: 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', tokenHash: storedHash });
           }
           await tx.audit.append({ at: new Date().toISOString(), actor: SYSTEM_ACTOR, action: 'token.replace', target: `token:${ENV_ADMIN_TOKEN_ID}`, details: { reason: 'FLEETPRUNE_ADMIN_TOKEN changed' } });
         });

@@ -50,7 +50,8 @@ export interface FleetIngest {
   /**
    * 'duplicate' when a report with this id was ingested before (nothing is stored again);
    * 'unknown-assignment' for an assignment report that answers no assignment or fleet command the
-   * server issued to that device (nothing is stored); 'unknown-device' for a report from a device
+   * server issued to that device (nothing is stored); 'wrong-outcome' for a slot-moving answer
+   * that what it answers cannot have (nothing is stored); 'unknown-device' for a report from a device
    * that is not enrolled or is revoked (nothing is stored or exported: the broker should not have
    * let it publish, but a report can still be in flight at revocation); an UnknownModel for a
    * benchmark report about a model version the registry does not hold, a WrongModel for a
