@@ -65,6 +65,13 @@ export interface JobServiceDeps {
   dataChecks?: JobDataCheckPoolOptions;
 }
 
+type JobInterface = QueuedJob['interface'];
+
+/** Whether two jobs' versions could be registered under one name (RegistryService.checkSameInterface's terms). */
+function sameInterface(a: JobInterface, b: JobInterface): boolean {
+  return a.task === b.task && a.features.join('\u0000') === b.features.join('\u0000') && a.labels.join('\u0000') === b.labels.join('\u0000');
+}
+
 interface QueuedJob {
   id: string;
   input: PruneWorkerInput;
@@ -84,6 +91,8 @@ export class JobService {
   readonly #dataChecks: JobDataCheckPool;
   readonly #nodeLock: NodeLock;
   readonly #queue: QueuedJob[] = [];
+  /** The jobs taken from the queue and not ended yet, by id. */
+  readonly #running = new Map<string, QueuedJob>();
   readonly #active = new Map<string, ActiveJob>();
   /**
    * The jobs holding one of the maxConcurrentJobs slots: taken synchronously when a job leaves the
@@ -353,7 +362,12 @@ export class JobService {
 
   #pump(): void {
     while (!this.#stopping && this.#slots.size < this.#deps.maxConcurrentJobs && this.#queue.length > 0) {
-      const next = this.#queue.shift()!;
+      // Not beside a running job of the same model name with other features, labels or task: it
+      // waits for that one to register, and then fails its registry check before training (#run).
+      const at = this.#queue.findIndex((queued) => ![...this.#running.values()].some((running) => running.input.name === queued.input.name && !sameInterface(running.interface, queued.interface)));
+      if (at < 0) return;
+      const [next] = this.#queue.splice(at, 1) as [QueuedJob];
+      this.#running.set(next.id, next);
       this.#slots.add(next.id);
       const active = newActiveJob();
       this.#active.set(next.id, active);
@@ -404,6 +418,7 @@ export class JobService {
       // The slot is free only once the worker thread is gone too (it was terminated by now).
       await active.exited;
       this.#slots.delete(job.id);
+      this.#running.delete(job.id);
       this.#pump();
     }
   }

@@ -93,8 +93,8 @@ test("a prune job of another task than its model's latest version is refused at 
   assert.equal(same.status, 202, await same.clone().text());
 });
 
-test('two jobs submitted at once under one name with other features: the second, queued behind the first, fails when it leaves the queue (the first registered meanwhile), before any training', async (t) => {
-  const server = (await startTestServer(t, { config: { maxConcurrentJobs: 1, maxQueuedJobs: 4 } }))!;
+for (const maxConcurrentJobs of [1, 2]) test(`two jobs submitted at once under one name with other features (${maxConcurrentJobs} worker${maxConcurrentJobs === 1 ? '' : 's'}): the second waits for the first, and fails when it leaves the queue (the first registered meanwhile), before any training`, async (t) => {
+  const server = (await startTestServer(t, { config: { maxConcurrentJobs, maxQueuedJobs: 4 } }))!;
   const { store } = server.server.ctx;
   const quick = { units: 8, layers: 1, epochs: 5, retrainEpochs: 1, epsilons: [0.3], baselines: false, seed: 1 };
   const submit = async (csv: string) => {
