@@ -54,8 +54,7 @@ test('a refresh keeps a text selection in the fleet, models and rollout list; th
     const text = await select(cell);
     assert.ok(text.length > 0, `${cell} has text to select`);
     await afterNextRefresh(page);
-    await afterNextRefresh(page);
-    assert.equal(await selected(), text, `${cell}: the selection outlives two refreshes`);
+    assert.equal(await selected(), text, `${cell}: the selection outlives a refresh`);
   }
 
   // A rollout started meanwhile comes first in the list: the focus stays on the rollout it was on (rows are matched by rollout, not position).
@@ -74,7 +73,6 @@ test('a refresh keeps a text selection in the fleet, models and rollout list; th
   await page.keyboard.press('Enter');
   await waitForRollout(server, id, (s) => s.phase === 'Aborted', 'aborted');
   await page.locator('#rollout-detail button[data-action="abort"]:disabled').waitFor({ timeout: 10_000 });
-  await afterNextRefresh(page);
   await afterNextRefresh(page);
   assert.equal(await page.evaluate(() => document.activeElement?.id), 'rollout-title', 'the focus is on the rollout, not the top of the page');
   assert.deepEqual(pageErrors, []);

@@ -120,7 +120,7 @@ for (const engine of STORE_ENGINES) {
         const device = (await fleet.repos.devices.get('osaka-1'))!;
         assert.deepEqual([device.active?.version, device.candidate?.version, device.previous], ['1', '2', null]);
         assert.deepEqual(device.heartbeat, { at: '2026-03-01T09:00:30.000Z', uptimeSeconds: 31.5, cpuPercent: 2.5, rssBytes: 1e8, serving: { predictions: 10, errors: 0, shadowRows: 2, shadowAgreements: 2 } });
-        assert.deepEqual(await fleet.repos.devices.count(), { enrolled: 1, online: 1 });
+        assert.deepEqual(await fleet.repos.devices.count(), { enrolled: 1, online: 1, revoked: 0 });
         // What it served since: the difference of its counters (the first heartbeat counts whole); after a restart (uptime down), all again.
         const beat = (uptimeSeconds: number, predictions: number, shadowRows: number, shadowErrors: number) =>
           ingest.recordTelemetry({ schema: 1, deviceId: 'osaka-1', sentAt: '2026-03-01T09:01:00Z', uptimeSeconds, cpuPercent: 1, rssBytes: 1e8, active: ref('1'), candidate: ref('2'), previous: null, serving: { predictions, errors: 0, shadowRows, shadowAgreements: 0, shadowErrors } });
@@ -129,7 +129,7 @@ for (const engine of STORE_ENGINES) {
         await beat(3, 4, 0, 0);
         assert.deepEqual(served, ['osaka-1 1:10/0 2:2/0', 'osaka-1 1:15/0 2:6/1', 'osaka-1 1:4/0 2:0/0']);
         await fleet.repos.devices.markAllOffline();
-        assert.deepEqual(await fleet.repos.devices.count(), { enrolled: 1, online: 0 });
+        assert.deepEqual(await fleet.repos.devices.count(), { enrolled: 1, online: 0, revoked: 0 });
         await ingest.recordStatus({ schema: 1, deviceId: 'osaka-1', online: false, since: '2026-03-01T08:59:00.000Z' });
         assert.equal((await fleet.repos.devices.get('osaka-1'))!.online, false);
       });

@@ -42,9 +42,10 @@ async function enroll(fleet: FleetStore): Promise<void> {
   await fleet.repos.devices.insert({ id: DEVICE, labels: { cohort: 'pilot' }, secretHash: '$7$101$c2FsdA==$x', tokenId: 'tok-1', enrolledAt: '2026-03-01T08:00:00.000Z', enrolledBy: 'token:admin' });
 }
 
-/** An assignment issued to the device, and its answer (as the device sends it). */
+/** An assignment issued to the device (a drop-candidate command, for a dropped candidate), and its answer (as the device sends it). */
 async function answered(server: { fleet: FleetStore; ingest: StoreFleetIngest }, id: string, version: string, role: 'active' | 'candidate', outcome: AssignmentReport['outcome'], createdAt: string): Promise<void> {
-  await server.fleet.repos.assignments.insert({ id, deviceId: DEVICE, model: 'iris', version, artifactId: ref(version).sha256, role, issuedAt: '2026-03-01T08:30:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:30:00.000Z' });
+  if (outcome === 'candidate-dropped') await server.fleet.repos.commands.insert({ id, deviceId: DEVICE, command: 'drop-candidate', issuedAt: '2026-03-01T08:30:00.000Z', issuedBy: 'rollout:ro-1' });
+  else await server.fleet.repos.assignments.insert({ id, deviceId: DEVICE, model: 'iris', version, artifactId: ref(version).sha256, role, issuedAt: '2026-03-01T08:30:00.000Z', issuedBy: 'token:op', state: 'published', reason: null, updatedAt: '2026-03-01T08:30:00.000Z' });
   const answer: AssignmentReport = { schema: 1, id: `answer-${id}`, kind: 'assignment', deviceId: DEVICE, createdAt, assignmentId: id, outcome, role, model: 'iris', version, sha256: ref(version).sha256, reason: null };
   assert.equal(await server.ingest.ingestReport(answer), 'ingested');
 }
