@@ -339,7 +339,8 @@ export class JobService {
       // The progress its watchers last saw is the one stored (its writes are throttled), as #end stores it.
       for (const [id, run] of running) {
         await run.progressWrites;
-        if (!run.ending && run.progress) await this.#deps.store.jobs.update(id, { progress: run.progress }, new Date().toISOString(), ['running']).catch(() => {});
+        // Only while still running: a job that registered meanwhile keeps what #end stored.
+        if (run.progress) await this.#deps.store.jobs.update(id, { progress: run.progress }, new Date().toISOString(), ['running']).catch(() => {});
       }
       const failed = await this.#deps.store.jobs.failUnfinished(SHUTDOWN_REASON, new Date().toISOString(), this.#deps.node).catch(() => [] as string[]);
       // Their watchers (REST and gRPC) hear the end before the listeners close, as for a job that ends otherwise.
@@ -364,7 +365,12 @@ export class JobService {
     while (!this.#stopping && this.#slots.size < this.#deps.maxConcurrentJobs && this.#queue.length > 0) {
       // Not beside a running job of the same model name with other features, labels or task: it
       // waits for that one to register, and then fails its registry check before training (#run).
-      const at = this.#queue.findIndex((queued) => ![...this.#running.values()].some((running) => running.input.name === queued.input.name && !sameInterface(running.interface, queued.interface)));
+      // First come first served per name: nor beside an older queued job of that name with other
+      // features, which would otherwise wait for ever behind later ones sharing the running job's.
+      const at = this.#queue.findIndex(
+        (queued, index) =>
+          ![...this.#running.values(), ...this.#queue.slice(0, index)].some((other) => other.input.name === queued.input.name && !sameInterface(other.interface, queued.interface)),
+      );
       if (at < 0) return;
       const [next] = this.#queue.splice(at, 1) as [QueuedJob];
       this.#running.set(next.id, next);
@@ -389,6 +395,8 @@ export class JobService {
       // Cancelled while starting: checked after the last await before the worker exists. A cancel
       // meanwhile found no worker to terminate, and waited for a whole training otherwise.
       if (active.cancel) throw new Error(active.cancel.message);
+      // Stopping meanwhile: stop() found no worker to end, and failed the job already; none is started.
+      if (this.#stopping) return;
       await this.#runWorker(job, active);
       // Registered and ended in one transaction (#register), even if the server is stopping
       // meanwhile (stop waits for this): its watchers hear it, and it is counted.

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+import { openStore } from '../../server/store/open-store.ts';
 import { startCli } from '../helpers/cli.ts';
 import { holdFirstBlobPut } from './helpers/hold-blob-put.ts';
 
@@ -29,6 +30,13 @@ test('jobs watch of a job that a server shutdown ends hears that it failed (exit
   // The server fails its unfinished jobs before its listeners close, and tells their watchers: the
   // watch ends with the job's end (it ended with "Call cancelled" alone, exit 5, the job's end unseen).
   assert.deepEqual([code, last], [1, `fleetprune: job ${id} failed: server shut down before the job finished`], output.stderr);
+  // The job as stored keeps the progress its watchers last saw (progress writes are throttled: it was behind).
+  const shown = Math.max(...[...output.stderr.matchAll(/^ {2}train (\d+)\/10000/gm)].map((match) => Number(match[1])));
+  const store = await openStore({ engine: 'sqlite', dataDir: server.dataDir });
+  t.after(() => store.close());
+  const stored = (await store.jobs.get(id))!;
+  assert.equal(stored.state, 'failed');
+  assert.ok((stored.progress as { done: number }).done >= shown, `stored progress ${JSON.stringify(stored.progress)}, last shown train ${shown}`);
 });
 
 test('jobs prune without --detach, its job cancelled: the watch ends with exit 4 (cancelled: neither success nor failure), saying who cancelled it', async (t) => {
