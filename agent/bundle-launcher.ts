@@ -11,15 +11,17 @@ declare const AGENT_PACKAGES: readonly string[];
 declare const AGENT_CORE: string;
 declare const AGENT_PACKAGE_JSON: boolean;
 
-// require.resolve, not import.meta.resolve (Node 20.6 and later only): found or not is all it tells.
-const resolve = createRequire(import.meta.url).resolve;
+// As the bundle's imports look: import.meta.resolve (Node 20.6 and later); before that require.resolve,
+// which also looks in NODE_PATH and the global folders (so it may pass a package import then misses).
+const resolve: (name: string) => unknown = typeof import.meta.resolve === 'function' ? (name) => import.meta.resolve(name) : createRequire(import.meta.url).resolve;
 const missing = AGENT_PACKAGES.filter((name) => {
   try {
     resolve(name);
     return false;
   } catch (error) {
-    // A package that exports no CommonJS entry (ERR_PACKAGE_PATH_NOT_EXPORTED) is there: only "not found" is missing.
-    return (error as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND';
+    // A package without the entry asked for (ERR_PACKAGE_PATH_NOT_EXPORTED) is there: only "not found" is missing.
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND';
   }
 });
 if (missing.length > 0) {
