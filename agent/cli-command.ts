@@ -114,7 +114,7 @@ export function configExposure(mode: number, gid: number, agentGroups: readonly 
   const shown = (mode & 0o777).toString(8).padStart(4, '0');
   if ((mode & 0o007) !== 0) return { who: 'can be read by other users', mode: shown, fix: 'chmod 600 it' };
   if ((mode & 0o070) !== 0 && !agentGroups.includes(gid)) {
-    return { who: `can be read by group ${gid}, which is not the agent's own group`, mode: shown, fix: "chmod 600 it (or give it the agent's group)" };
+    return { who: `can be read by group ${gid}, which is not the agent's own group`, mode: shown, fix: `chown it to the agent's user and chmod 600 it, or give it the agent's own group (gid ${agentGroups[0]})` };
   }
   return null;
 }

@@ -336,7 +336,7 @@ test('an agent config other users may read (it holds the broker password and tok
 });
 
 test("a config readable by a group other than the agent's own is warned about; the agent's own group, or no group bits, is not", () => {
-  assert.deepEqual(configExposure(0o100640, 10001, [1000]), { who: "can be read by group 10001, which is not the agent's own group", mode: '0640', fix: "chmod 600 it (or give it the agent's group)" });
+  assert.deepEqual(configExposure(0o100640, 10001, [1000]), { who: "can be read by group 10001, which is not the agent's own group", mode: '0640', fix: "chown it to the agent's user and chmod 600 it, or give it the agent's own group (gid 1000)" });
   assert.equal(configExposure(0o100640, 10001, [10001]), null);
   assert.equal(configExposure(0o100600, 10001, [1000]), null);
   assert.deepEqual(configExposure(0o100604, 10001, [10001]), { who: 'can be read by other users', mode: '0604', fix: 'chmod 600 it' });
