@@ -110,14 +110,16 @@ export class TokenService {
       });
       if (created) return null;
       const heldByAnother = () => new UserError('FLEETPRUNE_ADMIN_TOKEN holds the value of another token the server has (the admin token it printed at its first start, say: that one works as it is, without FLEETPRUNE_ADMIN_TOKEN); leave it unset, or set a new value');
-      const existing = await this.store.tokens.get(ENV_ADMIN_TOKEN_ID);
-      if (!existing) throw heldByAnother();
-      const storedHash = await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID);
-      if (existing.revokedAt && storedHash === hash) {
-        warn(`FLEETPRUNE_ADMIN_TOKEN holds the env-admin token that was revoked at ${existing.revokedAt}; it stays revoked (set a new value to make a new one)`);
-        return null;
-      }
-      if (storedHash !== hash) {
+      // Read, decided and written only if unchanged since the read: another server starting at once,
+      // or an operator revoking the value meanwhile, makes it read again (a revocation is never undone).
+      for (let attempt = 1; ; attempt++) {
+        const existing = await this.store.tokens.get(ENV_ADMIN_TOKEN_ID);
+        const storedHash = await this.store.tokens.hashOf(ENV_ADMIN_TOKEN_ID);
+        if (!existing || storedHash === undefined) throw heldByAnother();
+        if (storedHash === hash) {
+          if (existing.revokedAt) warn(`FLEETPRUNE_ADMIN_TOKEN holds the env-admin token that was revoked at ${existing.revokedAt}; it stays revoked (set a new value to make a new one)`);
+          return null;
+        }
         // A value revoked before (kept as a revoked token below when a new value replaced it): set
         // again (an old env file restored, a configuration rolled back), it stays revoked.
         const earlier = await this.store.tokens.findByHashAny(hash);
@@ -125,9 +127,9 @@ export class TokenService {
           warn(`FLEETPRUNE_ADMIN_TOKEN holds an env-admin value that was revoked at ${earlier.revokedAt} (kept as token ${earlier.id}); it stays revoked, and env-admin keeps its current value (set a new value to replace it)`);
           return null;
         }
-        await this.store.transaction(async (tx) => {
+        const replaced = await this.store.transaction(async (tx) => {
           try {
-            await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash);
+            if (!(await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash, { tokenHash: storedHash, revokedAt: existing.revokedAt }))) return false;
           } catch (error) {
             // The new value is another token's (the hashes are unique).
             if (error instanceof UniqueViolation) throw heldByAnother();
@@ -135,14 +137,15 @@ export class TokenService {
           }
           // The revoked value is kept, revoked, under a token id of its own: else only the latest
           // value is remembered, and the revoked one set again later would replace the new one live.
-          if (existing.revokedAt && storedHash !== undefined) {
-            // If absent: a second server starting at once with the same new value made the same copy.
+          if (existing.revokedAt) {
             await tx.tokens.insertIfAbsent({ ...existing, id: `${ENV_ADMIN_TOKEN_ID}-revoked-${Date.parse(existing.revokedAt).toString(36)}`, label: 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', tokenHash: storedHash });
           }
           await tx.audit.append({ at: new Date().toISOString(), actor: SYSTEM_ACTOR, action: 'token.replace', target: `token:${ENV_ADMIN_TOKEN_ID}`, details: { reason: 'FLEETPRUNE_ADMIN_TOKEN changed' } });
+          return true;
         });
+        if (replaced) return null;
+        if (attempt >= 5) throw new Error('the env-admin token kept changing while this server started (other servers starting at once?); start it again');
       }
-      return null;
     }
     if ((await this.store.tokens.countLiveWithRole('admin')) > 0) return null;
     return (await this.create('admin', 'initial admin', SYSTEM_ACTOR)).token;

@@ -57,6 +57,11 @@ test('FLEETPRUNE_ADMIN_TOKEN: revoked, it stays revoked across restarts while th
     await assert.rejects(tokens.authenticate(bearer(value)), /unknown or revoked token/, value);
   }
   assert.equal((await tokens.authenticate(bearer('fp_third-admin-token-0000000000'))).tokenId, 'env-admin');
+  // A replacement decided on a stale read (another server changed the hash, or an operator revoked it, since) writes nothing.
+  const current = (await store.tokens.hashOf('env-admin'))!;
+  assert.equal(await store.tokens.replaceHash('env-admin', 'f'.repeat(64), { tokenHash: 'e'.repeat(64), revokedAt: null }), false);
+  assert.equal(await store.tokens.replaceHash('env-admin', 'f'.repeat(64), { tokenHash: current, revokedAt: '2026-01-01T00:00:00.000Z' }), false);
+  assert.equal(await store.tokens.hashOf('env-admin'), current);
 });
 
 test('FLEETPRUNE_ADMIN_TOKEN holding the value of another token is refused on one line, and changes nothing', async (t) => {

@@ -75,8 +75,13 @@ export class TokensRepository {
     return (await this.db.run('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [at, id])).changes > 0;
   }
 
-  async replaceHash(id: string, tokenHash: string): Promise<void> {
-    await this.db.run('UPDATE tokens SET token_hash = ?, revoked_at = NULL WHERE id = ?', [tokenHash, id]);
+  /**
+   * Gives token `id` a new hash, live again, if it still has the hash and revocation read before;
+   * false when another start (or a revocation) changed it since: the caller reads it again.
+   */
+  async replaceHash(id: string, tokenHash: string, expected: { tokenHash: string; revokedAt: string | null }): Promise<boolean> {
+    const sql = "UPDATE tokens SET token_hash = ?, revoked_at = NULL WHERE id = ? AND token_hash = ? AND COALESCE(revoked_at, '') = ?";
+    return (await this.db.run(sql, [tokenHash, id, expected.tokenHash, expected.revokedAt ?? ''])).changes > 0;
   }
 }
 
