@@ -91,15 +91,14 @@ export class JobService {
   readonly #dataChecks: JobDataCheckPool;
   readonly #nodeLock: NodeLock;
   readonly #queue: QueuedJob[] = [];
-  /** The jobs taken from the queue and not ended yet, by id. */
-  readonly #running = new Map<string, QueuedJob>();
   readonly #active = new Map<string, ActiveJob>();
   /**
    * The jobs holding one of the maxConcurrentJobs slots: taken synchronously when a job leaves the
    * queue (a pump during the awaits before its worker starts must see the slot taken), given back
    * once its end is stored and its worker has exited (a job registering its models still runs).
+   * By id, with the job (its model name and interface, which #pump keeps apart).
    */
-  readonly #slots = new Set<string>();
+  readonly #slots = new Map<string, QueuedJob>();
   /** Submissions past their last queue check whose job is being stored: each holds a place in the queue. */
   #admitting = 0;
   #stopping = false;
@@ -369,12 +368,11 @@ export class JobService {
       // features, which would otherwise wait for ever behind later ones sharing the running job's.
       const at = this.#queue.findIndex(
         (queued, index) =>
-          ![...this.#running.values(), ...this.#queue.slice(0, index)].some((other) => other.input.name === queued.input.name && !sameInterface(other.interface, queued.interface)),
+          ![...this.#slots.values(), ...this.#queue.slice(0, index)].some((other) => other.input.name === queued.input.name && !sameInterface(other.interface, queued.interface)),
       );
       if (at < 0) return;
       const [next] = this.#queue.splice(at, 1) as [QueuedJob];
-      this.#running.set(next.id, next);
-      this.#slots.add(next.id);
+      this.#slots.set(next.id, next);
       const active = newActiveJob();
       this.#active.set(next.id, active);
       active.ended = this.#run(next, active);
@@ -426,7 +424,6 @@ export class JobService {
       // The slot is free only once the worker thread is gone too (it was terminated by now).
       await active.exited;
       this.#slots.delete(job.id);
-      this.#running.delete(job.id);
       this.#pump();
     }
   }
