@@ -120,8 +120,19 @@ test('a flood of malformed messages is dropped and counted, each one, and logged
   const { logger, lines } = recordingLogger();
   const { agent, url } = await startAgent(t, world, 'trust-flood', { logger });
   await waitFor(() => agent.connected, 5000, 'agent connected');
+  // Connected comes before the broker's answer to the agent's subscription: a command sent in
+  // between reaches nobody. One refused for its signature (counted apart) shows it is subscribed.
+  await waitFor(async () => {
+    await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: ['trust-flood'] }, { privateKey: generateKeyPairSync('ed25519').privateKey });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return (await dropped(url, 'bad-signature')) > 0;
+  }, 10_000, 'the agent subscribed to the fleet commands');
   for (let i = 0; i < 200; i++) await world.harness.broker.publish(FLEET_COMMANDS_TOPIC, Buffer.from(JSON.stringify({ schema: 1, bad: i })), { qos: 0, retain: false });
-  await waitFor(async () => (await dropped(url, 'invalid-payload')) === 200, 10_000, 'every malformed command counted');
+  let counted = 0;
+  await waitFor(async () => (counted = await dropped(url, 'invalid-payload')) >= 200, 30_000, 'every malformed command counted').catch((error) => {
+    throw new Error(`${error.message} (${counted} of 200)`);
+  });
+  assert.equal(counted, 200);
   assert.deepEqual(lines.filter((line) => line.msg === 'dropped an incoming message').map((line) => line.reason), ['invalid-payload']);
   // The flood did not stop the agent taking the server's messages.
   const taken = await publishAssignment(world.harness.broker, 'trust-flood', input(world.v1, 'active'), { privateKey: world.privateKey });
