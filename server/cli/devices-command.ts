@@ -67,7 +67,8 @@ export function registerDevicesCommand(program: Command): void {
           process.stderr.write('fleetprune: warning: the server is not connected to the broker now; each device\'s state is as it was when the connection went\n');
         }
         if (flags.json) return void process.stdout.write(`${JSON.stringify(all.map(deviceJson), null, 2)}\n`);
-        if (all.length === 0) return void process.stdout.write('no devices\n');
+        // stdout holds the table alone (for scripts); the note goes to stderr, as rollout list's does.
+        if (all.length === 0) return void process.stderr.write('no devices\n');
         const rows = all.map((device) => [
           device.id,
           device.revoked_at ? 'revoked' : device.online ? 'online' : 'offline',

@@ -119,11 +119,12 @@ export function registerJobsCommand(program: Command): void {
       await withConnection(flags, async (connection) => {
         const { jobs: found, total, more } = await connection.unary<{ jobs: GrpcJobRecord[]; total: number; more: boolean }>('Jobs', 'ListJobs', { limit: flags.limit ?? 0, offset });
         if (flags.json) return void process.stdout.write(`${JSON.stringify({ jobs: found.map(jobJson), more, total }, null, 2)}\n`);
-        if (found.length === 0) return void process.stdout.write(offset > 0 && total > 0 ? `no jobs at --offset ${offset} (there are ${total})\n` : 'no jobs\n');
+        // stdout holds the table alone (for scripts); the notes go to stderr, as rollout list's do.
+        if (found.length === 0) return void process.stderr.write(offset > 0 && total > 0 ? `no jobs at --offset ${offset} (there are ${total})\n` : 'no jobs\n');
         const rows = found.map((job) => [job.id, job.state, job.created_at, job.created_by, job.node || '-', jobOutcome(job)]);
         process.stdout.write(formatTable([['ID', 'STATE', 'CREATED', 'BY', 'NODE', 'RESULT'], ...rows]));
         const footer = pageFooter('jobs', { offset, shown: found.length, total, more });
-        if (footer) process.stdout.write(`${footer}\n`);
+        if (footer) process.stderr.write(`${footer}\n`);
       });
     });
 

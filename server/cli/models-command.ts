@@ -105,7 +105,8 @@ export function registerModelsCommand(program: Command): void {
         if (name === undefined) {
           const { models: all } = await connection.unary<{ models: GrpcModel[] }>('ModelRegistry', 'ListModels', {});
           if (flags.json) return void process.stdout.write(`${JSON.stringify({ models: all.map(modelJson) }, null, 2)}\n`);
-          if (all.length === 0) return void process.stdout.write('no models\n');
+          // stdout holds the table alone (for scripts); the note goes to stderr, as rollout list's does.
+          if (all.length === 0) return void process.stderr.write('no models\n');
           process.stdout.write(formatTable([['MODEL', 'VERSIONS', 'LATEST'], ...all.map((model) => [model.name, String(model.version_count), model.latest_version || '-'])]));
           return;
         }

@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress';
 import { PHASES, type Phase, type ProgressEvent } from '../pruning/progress-events.ts';
+import { drawsBars } from './terminal.ts';
 
 export interface PhaseProgress {
   update(event: ProgressEvent): void;
@@ -7,12 +8,12 @@ export interface PhaseProgress {
 }
 
 /**
- * On a TTY, one progress bar per phase (train, measure, rebuild, retrain, baselines, export);
+ * On a terminal (not TERM=dumb), one progress bar per phase (train, measure, rebuild, retrain, baselines, export);
  * otherwise one plain line whenever a phase finishes, and one every half minute of a phase still
  * running (its count so far), so logs and CI output stay readable and a long phase is not silent.
  */
 export function createPhaseProgress(stream: NodeJS.WriteStream = process.stderr, now: () => number = () => performance.now()): PhaseProgress {
-  return stream.isTTY ? new TtyProgress(stream) : new PlainProgress(stream, now);
+  return drawsBars(stream) ? new TtyProgress(stream) : new PlainProgress(stream, now);
 }
 
 /** How often a plain line says how far a phase still running has got. */

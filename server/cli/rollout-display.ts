@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import { printable } from '../rollout/operator-text.ts';
 import { ACTIVATE_EVERYWHERE } from '../rollout/rollout-state-machine.ts';
+import { drawsBars } from './terminal.ts';
 
 /** A rollout as the Rollouts gRPC service sends it. */
 export interface GrpcRollout {
@@ -68,7 +69,7 @@ export function decisionLine(d: GrpcDecision, stepCount: number): string {
 }
 
 /**
- * Shows a watched rollout on stdout: a progress bar of its steps on a TTY, plain lines
+ * Shows a watched rollout on stdout: a progress bar of its steps on a terminal (not TERM=dumb), plain lines
  * otherwise. A terminal state is not shown: the caller prints the summary line once.
  */
 export interface RolloutProgress {
@@ -79,7 +80,7 @@ export interface RolloutProgress {
 
 /** Shows a rollout of `stepCount` steps (fixed by its spec). */
 export function createRolloutProgress(stepCount: number, stream: NodeJS.WriteStream = process.stdout): RolloutProgress {
-  return stream.isTTY ? new TtyRolloutProgress(stream, stepCount) : new PlainRolloutProgress(stream, stepCount);
+  return drawsBars(stream) ? new TtyRolloutProgress(stream, stepCount) : new PlainRolloutProgress(stream, stepCount);
 }
 
 class TtyRolloutProgress implements RolloutProgress {

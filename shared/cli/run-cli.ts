@@ -9,7 +9,7 @@ import { cliLogLevel } from '../util/log.ts';
  */
 export async function runCli(program: Command, argv: readonly string[], name = program.name()): Promise<number> {
   exitOnUncaughtFailures(name);
-  exitQuietlyWhenOutputCloses();
+  exitWhenOutputFails(name);
   try {
     // A bad FLEETPRUNE_LOG_LEVEL is an error for every command, not only for those that log.
     cliLogLevel();
@@ -77,13 +77,22 @@ export const CLOSED_OUTPUT_EXIT_CODE = 141;
  * A reader that goes away (`fleetprune rollout status ID | head -1`) is not an internal error: the
  * next write to its pipe fails with EPIPE, and the command exits at once, without a word, as a C
  * tool killed by SIGPIPE would (a shell without pipefail ignores the code; a supervisor restarts a
- * server whose log pipe broke). Any other error of stdout or stderr stays an uncaught failure.
+ * server whose log pipe broke). Output that cannot be written for another reason (`> out.json` on
+ * a full disk: ENOSPC) is no internal error either: one line on stderr says so, and exit code 1.
  */
-function exitQuietlyWhenOutputCloses(): void {
-  for (const stream of [process.stdout, process.stderr]) {
+function exitWhenOutputFails(name: string): void {
+  let failed = false;
+  for (const [label, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'EPIPE') process.exit(CLOSED_OUTPUT_EXIT_CODE);
-      throw error;
+      if (failed) return; // each later write fails the same way
+      failed = true;
+      // On stderr, unless stderr is what failed (then there is nowhere to say it).
+      if (label === 'stdout') {
+        process.stderr.write(`${name}: cannot write the output to stdout (${errorMessage(error)}); what the command did before that stands\n`, () => process.exit(1));
+      } else {
+        process.exit(1);
+      }
     });
   }
 }

@@ -65,3 +65,30 @@ test('plain progress: the first phase\'s time runs from its first event at 0 (th
   progress.update({ phase: 'measure', done: 1, total: 1 });
   assert.deepEqual(text.trimEnd().split('\n'), ['[1/6] train done (1.5 s)', '[2/6] measure done (0.5 s)']);
 });
+
+test('a terminal that cannot move the cursor (TERM=dumb) gets the plain lines, not bars drawn with control codes; so does a rollout watch', async () => {
+  const { drawsBars } = await import('../../server/cli/terminal.ts');
+  const tty = { isTTY: true } as unknown as NodeJS.WriteStream;
+  assert.equal(drawsBars(tty, { TERM: 'xterm-256color' }), true);
+  assert.equal(drawsBars(tty, {}), true);
+  assert.equal(drawsBars(tty, { TERM: 'dumb' }), false);
+  assert.equal(drawsBars({ isTTY: false } as unknown as NodeJS.WriteStream, { TERM: 'xterm' }), false);
+  // Through the real commands' progress, on a stream that says it is a terminal.
+  const saved = process.env.TERM;
+  process.env.TERM = 'dumb';
+  try {
+    let text = '';
+    const stream = { isTTY: true, columns: 80, write: (chunk: string) => ((text += chunk), true) } as unknown as NodeJS.WriteStream;
+    const progress = createPhaseProgress(stream);
+    progress.update({ phase: 'train', done: 1, total: 1 });
+    progress.stop();
+    const { createRolloutProgress } = await import('../../server/cli/rollout-display.ts');
+    const rollout = createRolloutProgress(3, stream);
+    rollout.stop();
+    assert.equal(text.replace(/ \(\d+\.\d s\)/, ''), '[1/6] train done\n');
+    assert.doesNotMatch(text, /\x1b/, 'no control codes');
+  } finally {
+    if (saved === undefined) delete process.env.TERM;
+    else process.env.TERM = saved;
+  }
+});

@@ -132,8 +132,9 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
     assert.equal(jobTable.code, 0, jobTable.stderr);
     const lines = jobTable.stdout.trimEnd().split('\n');
     assert.match(lines[0]!, /^ID\s+STATE/);
-    assert.deepEqual(lines.slice(1, -1).map((line) => line.split(' ')[0]), ['job-page-3', 'job-page-2']);
-    assert.equal(lines.at(-1), 'jobs 2–3 of 5 (newest first); more: --offset 3');
+    // stdout is the table alone; the page's footer goes to stderr, as rollout list's does.
+    assert.deepEqual(lines.slice(1).map((line) => line.split(' ')[0]), ['job-page-3', 'job-page-2']);
+    assert.equal(jobTable.stderr, 'jobs 2–3 of 5 (newest first); more: --offset 3\n');
 
     // --json is GET /api/jobs's answer: the jobs, total and more.
     assert.equal(jobJson.code, 0, jobJson.stderr);

@@ -43,7 +43,11 @@ test('TLS: HTTPS and gRPC over TLS with a self-signed certificate made in the te
   // The CLI over TLS to an IP address: the answer and nothing else (no DeprecationWarning lines).
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
   const listed = await runCli(['models', 'list', ...connection, '--tls-ca', cert]);
-  assert.deepEqual(listed, { code: 0, stdout: 'no models\n', stderr: '' });
+  assert.deepEqual(listed, { code: 0, stdout: '', stderr: 'no models\n' });
+  // Every list keeps stdout for its rows alone (a script's `| while read`): the empty note on stderr.
+  for (const [noun, args] of [['jobs', ['jobs', 'list']], ['devices', ['devices', 'list']], ['rollouts', ['rollout', 'list']]] as const) {
+    assert.deepEqual(await runCli([...args, ...connection, '--tls-ca', cert]), { code: 0, stdout: '', stderr: `no ${noun}\n` }, noun);
+  }
   // Without --tls-ca the CLI speaks plaintext to a TLS server: the error says what to do.
   const plaintext = await runCli(['models', 'list', ...connection]);
   assert.equal(plaintext.code, 2);

@@ -26,3 +26,27 @@ test('a failure nothing caught ends a command with one line and exit code 1, no 
   const rejected = await runFailing('reject');
   assert.deepEqual(rejected, { code: 1, stderr: 'demo: internal error (unhandled rejection): a forgotten promise failed\n' });
 });
+
+test('output that cannot be written (stdout on a full disk) is one line saying so and exit code 1, not an internal error', async (t) => {
+  const { access, constants } = await import('node:fs/promises');
+  if (!(await access('/dev/full', constants.W_OK).then(() => true, () => false))) return t.skip('no writable /dev/full (it fails every write with ENOSPC)');
+  const { spawn } = await import('node:child_process');
+  const { openSync, closeSync } = await import('node:fs');
+  const run = (args: string[], stdout: number | 'pipe') =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, ['bin/fleetprune.js', ...args], { cwd: REPO_ROOT, stdio: ['ignore', stdout, 'pipe'] });
+      let stderr = '';
+      child.stderr!.on('data', (chunk) => (stderr += chunk));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+  const full = openSync('/dev/full', 'w');
+  try {
+    const help = await run(['--help'], full);
+    assert.deepEqual([help.code, help.stderr], [1, 'fleetprune: cannot write the output to stdout (ENOSPC: no space left on device, write); what the command did before that stands\n']);
+    // A subcommand's help: the same one line, whatever else the command loaded.
+    const subcommand = await run(['rollout', 'validate', '--help'], full);
+    assert.deepEqual([subcommand.code, subcommand.stderr], [1, help.stderr]);
+  } finally {
+    closeSync(full);
+  }
+});
