@@ -18,6 +18,12 @@ export type ErrorCode =
   | 'range_not_satisfiable'
   /** This server cannot do it now but another can (a rollout command sent to a follower). */
   | 'unavailable'
+  /**
+   * This server cannot do it now, and the same request may work shortly (it is shutting down, or
+   * taking the rollouts or the broker over): nothing was done. The CLI exits 5 on it, as for a
+   * server it could not reach.
+   */
+  | 'retry_later'
   /** Too much work queued already (pruning jobs); try again later. */
   | 'too_many_requests'
   /** The server's storage cannot take the write (a full disk or quota, or the database's disk full). */
@@ -39,6 +45,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   unsupported_media_type: 415,
   range_not_satisfiable: 416,
   unavailable: 503,
+  retry_later: 503,
   too_many_requests: 429,
   insufficient_storage: 507,
   store_unavailable: 503,
@@ -57,11 +64,19 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   unsupported_media_type: GrpcStatus.INVALID_ARGUMENT,
   range_not_satisfiable: GrpcStatus.OUT_OF_RANGE,
   unavailable: GrpcStatus.FAILED_PRECONDITION,
+  // With RETRY_LATER_TRAILER (grpc-status.ts): grpc-js says UNAVAILABLE of a connection it lost too.
+  retry_later: GrpcStatus.UNAVAILABLE,
   too_many_requests: GrpcStatus.RESOURCE_EXHAUSTED,
   insufficient_storage: GrpcStatus.RESOURCE_EXHAUSTED,
   store_unavailable: GrpcStatus.UNAVAILABLE,
   data_loss: GrpcStatus.DATA_LOSS,
 };
+
+/**
+ * The trailer of a status the server sent as 'retry_later' (UNAVAILABLE): what tells it from the
+ * UNAVAILABLE grpc-js gives a call whose connection failed (details of its own).
+ */
+export const RETRY_LATER_TRAILER = 'fleetprune-retry-later';
 
 /**
  * A refused request, raised by services and mapped by each transport: REST answers

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { loadFleetpruneProto, type FleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { bearerTokenProblem } from '../../shared/protocol/bearer-token.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
-import { STORE_UNAVAILABLE_PREFIX } from '../app/service-error.ts';
+import { RETRY_LATER_TRAILER, STORE_UNAVAILABLE_PREFIX } from '../app/service-error.ts';
 
 export interface ConnectionFlags {
   server?: string;
@@ -239,6 +239,8 @@ export class ServerConnection {
     }
     switch (error.code) {
       case GrpcStatus.UNAVAILABLE: {
+        // The server answered that it cannot do it now and may shortly (shutting down, taking over): nothing was done.
+        if (error.metadata?.get(RETRY_LATER_TRAILER).length) return new UserError(error.details, { exitCode: UNREACHABLE_EXIT_CODE });
         // The server answered: its database did not.
         if (error.details.startsWith(STORE_UNAVAILABLE_PREFIX)) return new UserError(`the server at ${this.address} answered: ${error.details}`, { exitCode: UNREACHABLE_EXIT_CODE });
         // Connected, then lost: the server stopped answering pings (a frozen process, a host gone)

@@ -23,7 +23,7 @@ export class LeaderOnlyFleetGate implements FleetGate {
     if (this.active) return;
     const status = await this.leadership.status();
     if (status.isLeader) {
-      throw new ServiceError('unavailable', `this server (${status.instance}) leads but is not connected to the external broker yet; retry shortly`);
+      throw new ServiceError('retry_later', `this server (${status.instance}) leads but is not connected to the external broker yet; retry shortly`);
     }
     throw new ServiceError(
       'unavailable',

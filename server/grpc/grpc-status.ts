@@ -1,12 +1,13 @@
-import { status as GrpcStatus } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus } from '@grpc/grpc-js';
 import type { Logger } from '../../shared/util/log.ts';
-import { GRPC_STATUS, asServiceError, clientMessage } from '../app/service-error.ts';
+import { GRPC_STATUS, RETRY_LATER_TRAILER, asServiceError, clientMessage } from '../app/service-error.ts';
 import { printable } from '../rollout/operator-text.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 
 export interface GrpcFailure {
   code: GrpcStatus;
   details: string;
+  metadata?: Metadata;
 }
 
 /** Maps any error to a gRPC status; unexpected ones are logged and reported as INTERNAL without details. */
@@ -17,7 +18,12 @@ export function toStatus(error: unknown, log: Logger, method: string): GrpcFailu
     // The operator's problem more than the caller's: said in the server log too.
     if (known.code === 'insufficient_storage') log.error({ method, err: errorMessage(error) }, 'gRPC call refused: the server\'s storage cannot take the write (full, read-only or not permitted)');
     if (known.code === 'store_unavailable') log.warn({ method, err: errorMessage(error) }, 'gRPC call refused: the database does not answer');
-    return { code: GRPC_STATUS[known.code], details: printable(clientMessage(known.message)) };
+    const failure: GrpcFailure = { code: GRPC_STATUS[known.code], details: printable(clientMessage(known.message)) };
+    if (known.code === 'retry_later') {
+      failure.metadata = new Metadata();
+      failure.metadata.set(RETRY_LATER_TRAILER, '1');
+    }
+    return failure;
   }
   log.error({ err: error, method }, 'gRPC call failed');
   return { code: GrpcStatus.INTERNAL, details: 'internal server error (see the server log)' };

@@ -153,7 +153,7 @@ export class JobDataCheckPool {
 }
 
 function shuttingDown(): ServiceError {
-  return new ServiceError('unavailable', 'the server is shutting down; submit the job again once it is back');
+  return new ServiceError('retry_later', 'the server is shutting down; submit the job again once it is back');
 }
 
 /** A fault of the check, not of the data: answered 500, logged with the worker's stack when there is one. */

@@ -144,7 +144,7 @@ export class RolloutService {
             throw new ServiceError('unavailable', error.message, { cause: error });
           }
           // Deposed while starting (its lock session dropped): the controller stored nothing.
-          throw new ServiceError('unavailable', `${error.message}; retry shortly`, { cause: error });
+          throw new ServiceError('retry_later', `${error.message}; retry shortly`, { cause: error });
         }
         throw error;
       }
@@ -270,7 +270,7 @@ export class RolloutService {
     } catch (error) {
       if (error instanceof RolloutCommandError) throw new ServiceError('conflict', error.message, { cause: error });
       // Deposed since #leader (its lock session dropped): the controller applied nothing.
-      if (error instanceof RolloutControllerStoppedError) throw new ServiceError('unavailable', `${error.message}; retry shortly`, { cause: error });
+      if (error instanceof RolloutControllerStoppedError) throw new ServiceError('retry_later', `${error.message}; retry shortly`, { cause: error });
       throw error;
     }
     await this.#audit(principal, `rollout.${command}`, id, {
@@ -319,7 +319,7 @@ export class RolloutService {
       // Elected, but the controller is not there (the moment of the takeover, or a takeover that
       // failed): naming this server as the one to ask would send the operator round in a circle.
       // (An external broker still being connected to does not refuse commands: they wait for it.)
-      throw new ServiceError('unavailable', `this server (${status.instance}) leads but has not taken the rollouts over yet (or its takeover failed: see its log); retry shortly`);
+      throw new ServiceError('retry_later', `this server (${status.instance}) leads but has not taken the rollouts over yet (or its takeover failed: see its log); retry shortly`);
     }
     throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`);
   }

@@ -15,6 +15,7 @@ import { MosquittoProcess, mosquittoBinary } from '../helpers/mosquitto.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
 import { freshStoreLocation } from '../server/helpers/store-engines.ts';
 import { until } from '../helpers/until.ts';
+import { runCli } from '../helpers/cli.ts';
 import { recordingLogger } from '../helpers/recording-logger.ts';
 import { ADMIN_TOKEN, closeOnce, testServerOf, type TestServer } from '../server/helpers/test-server.ts';
 
@@ -175,7 +176,13 @@ test('external broker + PostgreSQL: a leader whose broker is down still starts, 
   assert.deepEqual(((await (await request('GET', '/api/devices')).json()) as { devices: unknown[] }).devices, []);
   const refused = await request('POST', '/api/devices', { id: 'press-1', labels: { site: 'osaka' } });
   assert.equal(refused.status, 503);
-  assert.match(((await refused.json()) as { error: { message: string } }).error.message, /leads but is not connected to the external broker yet; retry shortly$/);
+  const { error } = (await refused.json()) as { error: { code: string; message: string } };
+  assert.match(error.message, /leads but is not connected to the external broker yet; retry shortly$/);
+  assert.equal(error.code, 'retry_later');
+  // The CLI exits 5 on it, as on a server it cannot reach: a script may wait and retry, nothing was done.
+  const enrolled = await runCli(['devices', 'enroll', '--id', 'press-1', '--labels', 'site=osaka', '--out', join(root, 'press-1.json'), '--server', `127.0.0.1:${server.port('grpc')}`, '--token', ADMIN_TOKEN]);
+  assert.equal(enrolled.code, 5, enrolled.stderr);
+  assert.match(enrolled.stderr, /^fleetprune: this server \(.+\) leads but is not connected to the external broker yet; retry shortly\n$/);
 
   // Stopping gives the takeover up at once, rather than the stop waiting out its bound for it; that is no failure to log.
   const before = lines.length;

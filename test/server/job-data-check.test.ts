@@ -265,5 +265,6 @@ test('a server shutting down during a 12 MB check ends the check worker: the sub
   const body = (await response.json()) as any;
   assert.equal(response.status, 503, JSON.stringify(body));
   assert.equal(body.error.message, 'the server is shutting down; submit the job again once it is back');
+  assert.equal(body.error.code, 'retry_later', 'the same submission may work once the server is back (the CLI exits 5)');
   assert.deepEqual(await server.server.ctx.store.jobs.list(), []);
 });
