@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../shared/util/log.ts';
 import { parseServerConfig, type ServerConfigInput } from '../config/server-config.ts';
-import { startServer } from '../app/start-server.ts';
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
 import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { UserError } from '../../shared/util/errors.ts';
@@ -120,6 +119,8 @@ async function runServer(flags: ServerFlags): Promise<void> {
     metricsAuth: flags.metricsAuth as ServerConfigInput['metricsAuth'],
   });
   const log = createLogger('server');
+  // Loaded once the flags are good: a start refused for them does not pay for loading the server.
+  const { startServer } = await import('../app/start-server.ts');
   const server = await startServer(config, { log });
   if (server.createdAdminToken) {
     process.stderr.write(`fleetprune: created the admin token (shown only this once; store it now): ${server.createdAdminToken}\n`);
