@@ -70,7 +70,10 @@ export function watchEndedEarly(watched: { noun: 'job' | 'rollout'; id: string; 
     );
   }
   if (cause.code !== GrpcStatus.CANCELLED && cause.code !== GrpcStatus.UNAVAILABLE) return error;
-  return new UserError(`${noun} ${id}: the server ended the watch before the ${noun} finished (${details}); it may have shut down, restarted or stopped answering${afterDown}`, {
+  // A dropped connection is also what a suspended client gets (Ctrl-Z, kill -STOP): it answered no
+  // keep-alive ping, and the server closed the connection without a status for its calls.
+  const orThisClient = /^Connection dropped/.test(details) ? ' (or this command was suspended too long to answer its keep-alive pings)' : '';
+  return new UserError(`${noun} ${id}: the server ended the watch before the ${noun} finished (${details}); it may have shut down, restarted or stopped answering${orThisClient}${afterDown}`, {
     exitCode: UNREACHABLE_EXIT_CODE,
     cause: error,
   });

@@ -48,6 +48,6 @@ test('rollout watch of a server that stops answering (a frozen process: the conn
   assert.ok(waited < 40_000, `it gave up after ${waited} ms`);
   assert.equal(
     output.stderr.trimEnd().split('\n').at(-1),
-    `fleetprune: rollout ${id}: the server ended the watch before the rollout finished (Connection dropped); it may have shut down, restarted or stopped answering, and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
+    `fleetprune: rollout ${id}: the server ended the watch before the rollout finished (Connection dropped); it may have shut down, restarted or stopped answering (or this command was suspended too long to answer its keep-alive pings), and the rollout goes on: \`fleetprune rollout watch ${id}\` follows it again`,
   );
 });
