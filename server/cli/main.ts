@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { oneLineUsageErrors, runCli } from '../../shared/cli/run-cli.ts';
 import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
+import { ALL_MIGRATIONS } from '../store/migrations/index.ts';
+import { schemaLevel } from '../store/migrations/run-migrations.ts';
 
 type Register = (program: Command) => void;
 
@@ -28,7 +30,9 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
 export async function buildProgram(argv: readonly string[] = process.argv): Promise<Command> {
   const program = new Command('fleetprune')
     .description('Prune dense neural networks (ODF2NNA) and ship them to field devices with staged rollouts')
-    .version(FLEETPRUNE_VERSION)
+    // With the database schema it migrates to: all builds say 0.1.0, and a database a newer
+    // build migrated names the migrations it needs (run-migrations.ts).
+    .version(`${FLEETPRUNE_VERSION} (database migrations: ${schemaLevel(ALL_MIGRATIONS)})`)
     // Program options only before the command, so a command may have its own --version (fleetprune assign).
     .enablePositionalOptions()
     .exitOverride();

@@ -271,7 +271,7 @@ for (const engine of STORE_ENGINES) {
       const newer = "INSERT INTO schema_migrations (domain, version, name, applied_at) VALUES (?, ?, 'from a newer server', '2030-01-01T00:00:00Z')";
       await opened.store.engine.run(newer, ['fleet', 99]);
       await opened.store.engine.run(newer, ['billing', 1]);
-      const refused = /^the database was migrated by a newer fleetprune \(it has migrations billing:1, fleet:99 that this version does not know\); run that version or restore a backup$/;
+      const refused = /^the database was migrated by a newer fleetprune \(it has migrations billing:1, fleet:99 that this version does not know; it knows audit:\d+ auth:\d+ fleet:\d+ jobs:\d+ registry:\d+ rollouts:\d+\); run a version that knows them \(`fleetprune --version` names the migrations a build knows\) or restore a backup$/;
       await assert.rejects(openStore(opened.location), (error) => error instanceof UserError && refused.test(error.message));
       // What `fleetprune server` says: that line, exit 2.
       if (opened.location.engine === 'sqlite') {

@@ -8,6 +8,8 @@ import { LOCK_CLASS, LOCK_KEY_SQL } from '../../server/rollout/leader-election.t
 import { recordingLogger } from '../helpers/recording-logger.ts';
 import { freshStoreLocation } from './helpers/store-engines.ts';
 import { startTestServer } from './helpers/test-server.ts';
+import { runCli } from '../helpers/cli.ts';
+import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
 
 /** The database as an older fleetprune left it: every migration but the newest. */
 const OLDER = ALL_MIGRATIONS.slice(0, -1);
@@ -61,5 +63,14 @@ test('a new database is set up in one line; a database a newer fleetprune migrat
   // Migrations this version does not know, as a newer one would have left them: numbers in numeric order (9 before 10).
   const engine = server.server.ctx.store.engine;
   for (const version of [10, 9]) await engine.run("INSERT INTO schema_migrations (domain, version, name, applied_at) VALUES ('future', ?, 'later', '2030-01-01T00:00:00.000Z')", [version]);
-  await assert.rejects(runMigrations(engine, ALL_MIGRATIONS), /has migrations future:9, future:10 that this version does not know/);
+  await assert.rejects(runMigrations(engine, ALL_MIGRATIONS), /has migrations future:9, future:10 that this version does not know; it knows audit:\d+ auth:\d+ fleet:\d+ jobs:\d+ registry:\d+ rollouts:\d+\); run a version that knows them/);
+});
+
+test('fleetprune --version names the newest migration of each part of the database schema it knows: every build says 0.1.0, and the refusal of a newer database names migrations', async () => {
+  const newest = new Map<string, number>();
+  for (const { domain, version } of ALL_MIGRATIONS) newest.set(domain, Math.max(version, newest.get(domain) ?? 0));
+  const expected = [...newest].sort(([a], [b]) => a.localeCompare(b)).map(([domain, version]) => `${domain}:${version}`).join(' ');
+  assert.match(expected, /^audit:\d+ auth:\d+ fleet:\d+ jobs:\d+ registry:\d+ rollouts:\d+$/);
+  const shown = await runCli(['--version'], {}, { ownProcess: true });
+  assert.deepEqual(shown, { code: 0, stdout: `${FLEETPRUNE_VERSION} (database migrations: ${expected})\n`, stderr: '' });
 });

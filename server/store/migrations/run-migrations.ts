@@ -8,6 +8,13 @@ export interface AppliedMigration {
   name: string;
 }
 
+/** The newest migration of each domain, `audit:1 auth:2 …`: what a build's database schema is. */
+export function schemaLevel(migrations: readonly Migration[]): string {
+  const newest = new Map<string, number>();
+  for (const { domain, version } of migrations) newest.set(domain, Math.max(version, newest.get(domain) ?? 0));
+  return [...newest].sort(([a], [b]) => a.localeCompare(b)).map(([domain, version]) => `${domain}:${version}`).join(' ');
+}
+
 /**
  * Applies the pending migrations in one transaction (both engines have transactional DDL), so a
  * crash mid-way leaves the schema as it was. On PostgreSQL an advisory lock keeps two servers
@@ -40,7 +47,8 @@ export async function runMigrations(
     const unknown = [...done].filter((key) => !known.has(key)).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     if (unknown.length > 0) {
       throw new UserError(
-        `the database was migrated by a newer fleetprune (it has migrations ${unknown.join(', ')} that this version does not know); run that version or restore a backup`,
+        `the database was migrated by a newer fleetprune (it has migrations ${unknown.join(', ')} that this version does not know; it knows ${schemaLevel(migrations)}); ` +
+          'run a version that knows them (`fleetprune --version` names the migrations a build knows) or restore a backup',
       );
     }
     const pending = migrations.filter((migration) => !done.has(`${migration.domain}:${migration.version}`));
