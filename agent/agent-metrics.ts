@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../shared/metrics/process-metrics.ts';
 import { AGENT_METRICS } from '../shared/metrics/agent-names.ts';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
@@ -10,7 +11,7 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
  */
 export function createAgentMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'fleetprune_agent_' });
+  registerProcessMetrics(registry, 'fleetprune_agent_');
   const registers = [registry];
   return {
     registry,

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../../shared/metrics/process-metrics.ts';
 import { METRIC_PREFIX, SERVER_METRICS } from '../../shared/metrics/names.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { StoreReads } from './store-reads.ts';
@@ -26,7 +27,7 @@ export class ServerMetrics {
   readonly #storeReads: StoreReads;
 
   constructor(options: ServerMetricsOptions = {}) {
-    collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    registerProcessMetrics(this.registry, METRIC_PREFIX);
     this.httpDuration = new Histogram({
       name: SERVER_METRICS.httpRequestDuration,
       help: 'HTTP request duration by method, express route pattern and status code',
