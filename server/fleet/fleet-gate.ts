@@ -25,9 +25,9 @@ export class LeaderOnlyFleetGate implements FleetGate {
     if (status.isLeader) {
       throw new ServiceError('retry_later', `this server (${status.instance}) leads but is not connected to the external broker yet; retry shortly`);
     }
-    throw new ServiceError(
-      'unavailable',
-      `this server (${status.instance}) is a standby: with an external broker only the leader connects to it; send fleet changes to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`,
-    );
+    const standby = `this server (${status.instance}) is a standby: with an external broker only the leader connects to it`;
+    // No leader elected (a failover under way): the same change may work shortly, here or there.
+    if (status.leader === null) throw new ServiceError('retry_later', `${standby}, and none is elected right now; retry shortly`);
+    throw new ServiceError('unavailable', `${standby}; send fleet changes to ${status.leader}`);
   }
 }

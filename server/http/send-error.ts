@@ -3,6 +3,9 @@ import type { Logger } from '../../shared/util/log.ts';
 import { HTTP_STATUS, asServiceError, clientMessage } from '../app/service-error.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 
+/** The Retry-After of a 'retry_later' refusal: a leader's poll (2 s) and a takeover's first steps. */
+const RETRY_LATER_SECONDS = 2;
+
 /**
  * A response whose connection closed before its end: mostly a download the client aborted (agents
  * do for a newer assignment, a timeout, a stop), else one the server cut off (its token revoked).
@@ -52,6 +55,8 @@ export function sendError(res: Response, error: unknown, log: Logger): void {
     if (req && !req.complete && hasBody(req)) res.setHeader('Connection', 'close');
     // A 401 says how to authenticate (RFC 9110 §15.5.2: it must carry WWW-Authenticate).
     if (known.code === 'unauthenticated') res.setHeader('WWW-Authenticate', 'Bearer');
+    // A refusal the same request may get past shortly says when to try (RFC 9110 §10.2.3).
+    if (known.code === 'retry_later') res.setHeader('Retry-After', String(RETRY_LATER_SECONDS));
     res.status(HTTP_STATUS[known.code]).json({ error: { code: known.code, message: clientMessage(known.message) } });
     return;
   }

@@ -39,6 +39,12 @@ export interface Leadership {
   start(handlers: LeadershipHandlers): Promise<void>;
   status(): Promise<LeaderStatus>;
   stop(): Promise<void>;
+  /**
+   * Whether this leader's takeover failed for good: it leads, and will not drive the rollouts or
+   * hold the broker before a restart (a single server whose takeover failed after its start went
+   * on). A leader on PostgreSQL gives the lead up instead, so it never says so.
+   */
+  takeoverFailed?(): boolean;
 }
 
 /**
@@ -56,6 +62,7 @@ export class SingleProcessLeadership implements Leadership {
   readonly #log: Logger | undefined;
   readonly #startWaitMs: number;
   #since: string | null = null;
+  #failed = false;
   #stopped = false;
 
   constructor(instance: string = newInstanceId(), options: { log?: Logger; startWaitMs?: number } = {}) {
@@ -82,9 +89,14 @@ export class SingleProcessLeadership implements Leadership {
     }
     this.#log?.warn({ instance: this.#instance }, `still taking over rollouts after ${this.#startWaitMs / 1000} s; starting meanwhile (fleet changes are refused until the takeover is done)`);
     takeover.catch((error: unknown) => {
-      if (this.#stopped) this.#log?.info({ err: errorMessage(error) }, 'the takeover of rollouts was given up: the server is stopping');
-      else this.#log?.error({ err: errorMessage(error) }, `the takeover of rollouts failed: ${errorMessage(error)}`);
+      if (this.#stopped) return this.#log?.info({ err: errorMessage(error) }, 'the takeover of rollouts was given up: the server is stopping');
+      this.#failed = true;
+      this.#log?.error({ err: errorMessage(error) }, `the takeover of rollouts failed: ${errorMessage(error)}`);
     });
+  }
+
+  takeoverFailed(): boolean {
+    return this.#failed;
   }
 
   async status(): Promise<LeaderStatus> {

@@ -319,9 +319,15 @@ export class RolloutService {
       // Elected, but the controller is not there (the moment of the takeover, or a takeover that
       // failed): naming this server as the one to ask would send the operator round in a circle.
       // (An external broker still being connected to does not refuse commands: they wait for it.)
-      throw new ServiceError('retry_later', `this server (${status.instance}) leads but has not taken the rollouts over yet (or its takeover failed: see its log); retry shortly`);
+      // A takeover that failed for good is no reason to retry: waiting does not heal it.
+      if (this.#o.leadership.takeoverFailed?.()) {
+        throw new ServiceError('unavailable', `this server (${status.instance}) leads but its takeover of the rollouts failed (see its log); restart it once the cause is fixed`);
+      }
+      throw new ServiceError('retry_later', `this server (${status.instance}) leads but has not taken the rollouts over yet; retry shortly`);
     }
-    throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader ?? 'the leader (none elected right now; retry shortly)'}`);
+    // No leader elected (a failover under way): the same command may work shortly.
+    if (status.leader === null) throw new ServiceError('retry_later', `this server (${status.instance}) is not the rollout leader, and none is elected right now; retry shortly`);
+    throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader}`);
   }
 
   /**

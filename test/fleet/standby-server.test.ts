@@ -179,6 +179,7 @@ test('external broker + PostgreSQL: a leader whose broker is down still starts, 
   const { error } = (await refused.json()) as { error: { code: string; message: string } };
   assert.match(error.message, /leads but is not connected to the external broker yet; retry shortly$/);
   assert.equal(error.code, 'retry_later');
+  assert.equal(refused.headers.get('retry-after'), '2', 'a 503 that may pass shortly says when to try again');
   // The CLI exits 5 on it, as on a server it cannot reach: a script may wait and retry, nothing was done.
   const enrolled = await runCli(['devices', 'enroll', '--id', 'press-1', '--labels', 'site=osaka', '--out', join(root, 'press-1.json'), '--server', `127.0.0.1:${server.port('grpc')}`, '--token', ADMIN_TOKEN]);
   assert.equal(enrolled.code, 5, enrolled.stderr);

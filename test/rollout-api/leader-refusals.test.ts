@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ServiceError } from '../../server/app/service-error.ts';
+import { LeaderOnlyFleetGate } from '../../server/fleet/fleet-gate.ts';
+import { SingleProcessLeadership, type LeaderStatus, type Leadership } from '../../server/rollout/leader-election.ts';
+import { RolloutService, type RolloutServiceOptions } from '../../server/rollout/rollout-service.ts';
+import type { RolloutSpec } from '../../server/rollout/rollout-spec.ts';
+import type { Principal } from '../../server/auth/principal.ts';
+
+const ADMIN = { tokenId: 'admin', role: 'admin', label: 'admin' } as unknown as Principal;
+
+/** A leadership that answers `status` as given, and says whether its takeover failed for good. */
+function leadership(status: Partial<LeaderStatus>, failed = false): Leadership {
+  return {
+    start: async () => {},
+    stop: async () => {},
+    status: async () => ({ engine: 'postgres', instance: 'node-b:42:abcdef', isLeader: false, leaderSince: null, leader: null, ...status }),
+    takeoverFailed: () => failed,
+  };
+}
+
+/** The code and message a start is refused with on a server without a controller. */
+async function startRefusal(lead: Leadership): Promise<[string, string]> {
+  const service = new RolloutService({ controller: () => undefined, leadership: lead } as unknown as RolloutServiceOptions);
+  const error = await service.start({ model: 'wine', candidateVersion: '2', steps: [] } as unknown as RolloutSpec, ADMIN).then(
+    () => assert.fail('started'),
+    (error: unknown) => error,
+  );
+  assert.ok(error instanceof ServiceError, String(error));
+  return [error.code, error.message];
+}
+
+test('rollout commands on a server that cannot drive rollouts: retry_later (CLI exit 5) only where waiting can help', async () => {
+  // A failover under way: nobody leads yet.
+  assert.deepEqual(await startRefusal(leadership({ leader: null })), ['retry_later', 'this server (node-b:42:abcdef) is not the rollout leader, and none is elected right now; retry shortly']);
+  // Another server leads: ask it.
+  assert.deepEqual(await startRefusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is not the rollout leader; send rollout commands to node-a:7:123456']);
+  // Elected, taking over.
+  assert.deepEqual(await startRefusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' })), ['retry_later', 'this server (node-b:42:abcdef) leads but has not taken the rollouts over yet; retry shortly']);
+  // Elected, and the takeover failed for good: waiting does not heal it.
+  assert.deepEqual(await startRefusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' }, true)), [
+    'unavailable',
+    'this server (node-b:42:abcdef) leads but its takeover of the rollouts failed (see its log); restart it once the cause is fixed',
+  ]);
+});
+
+test('fleet changes on a standby with an external broker: retry_later while nobody leads, else the leader named', async () => {
+  const refusal = async (lead: Leadership) => {
+    const error = await new LeaderOnlyFleetGate(lead).assertActive().then(() => assert.fail('open'), (error: unknown) => error);
+    assert.ok(error instanceof ServiceError, String(error));
+    return [error.code, error.message];
+  };
+  assert.deepEqual(await refusal(leadership({ leader: null })), ['retry_later', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it, and none is elected right now; retry shortly']);
+  assert.deepEqual(await refusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it; send fleet changes to node-a:7:123456']);
+});
+
+test('a single server whose takeover fails after its start went on says so; one still taking over, or that took over, does not', async () => {
+  let fail!: (error: Error) => void;
+  const failing = new SingleProcessLeadership('solo:1:000000', { startWaitMs: 10 });
+  await failing.start({ elected: () => new Promise((_, reject) => (fail = reject)), deposed: () => {}, stopping: () => {} } as never);
+  assert.equal(failing.takeoverFailed(), false, 'still taking over');
+  fail(new Error('the broker refused the password'));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(failing.takeoverFailed(), true);
+  const ok = new SingleProcessLeadership('solo:2:000000', { startWaitMs: 10 });
+  await ok.start({ elected: async () => {}, deposed: () => {}, stopping: () => {} } as never);
+  assert.equal(ok.takeoverFailed(), false);
+});
