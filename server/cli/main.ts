@@ -46,5 +46,6 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
 
 /** Runs the CLI and returns the process exit code (see runCli). */
 export async function main(argv: string[]): Promise<number> {
-  return runCli(await buildProgram(argv), argv);
+  // The services go on when their output cannot be written (run-cli.ts).
+  return runCli(await buildProgram(argv), argv, undefined, { longRunning: argv[2] === 'server' || argv[2] === 'agent' });
 }

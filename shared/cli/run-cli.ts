@@ -5,11 +5,12 @@ import { cliLogLevel } from '../util/log.ts';
 /**
  * Parses argv with a commander program built with `.exitOverride()`, runs the chosen action and
  * returns the process exit code. Bad input exits 2 with one line on stderr; an unexpected failure
- * exits 1, also with one line (the stack only with FLEETPRUNE_DEBUG set).
+ * exits 1, also with one line (the stack only with FLEETPRUNE_DEBUG set). `longRunning`: the
+ * command is a service (server, agent), which goes on when its output cannot be written.
  */
-export async function runCli(program: Command, argv: readonly string[], name = program.name()): Promise<number> {
+export async function runCli(program: Command, argv: readonly string[], name = program.name(), options: { longRunning?: boolean } = {}): Promise<number> {
   exitOnUncaughtFailures(name);
-  exitWhenOutputFails(name);
+  exitWhenOutputFails(name, options.longRunning === true);
   try {
     // A bad FLEETPRUNE_LOG_LEVEL is an error for every command, not only for those that log.
     cliLogLevel();
@@ -79,8 +80,10 @@ export const CLOSED_OUTPUT_EXIT_CODE = 141;
  * tool killed by SIGPIPE would (a shell without pipefail ignores the code; a supervisor restarts a
  * server whose log pipe broke). Output that cannot be written for another reason (`> out.json` on
  * a full disk: ENOSPC) is no internal error either: one line on stderr says so, and exit code 1.
+ * A service (`longRunning`) goes on instead: its output is its log, and exiting would skip its
+ * orderly stop (jobs failed with their reason, the leadership given up, devices told).
  */
-function exitWhenOutputFails(name: string): void {
+function exitWhenOutputFails(name: string, longRunning: boolean): void {
   let failed = false;
   for (const [label, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
@@ -88,11 +91,13 @@ function exitWhenOutputFails(name: string): void {
       if (failed) return; // each later write fails the same way
       failed = true;
       // On stderr, unless stderr is what failed (then there is nowhere to say it).
-      if (label === 'stdout') {
-        process.stderr.write(`${name}: cannot write the output to stdout (${errorMessage(error)}); what the command did before that stands\n`, () => process.exit(1));
-      } else {
-        process.exit(1);
-      }
+      const said = (done: () => void) =>
+        label === 'stdout'
+          ? process.stderr.write(`${name}: cannot write the output to stdout (${errorMessage(error)}); ${longRunning ? 'going on without it' : 'what the command did before that stands'}\n`, done)
+          : done();
+      said(() => {
+        if (!longRunning) process.exit(1);
+      });
     });
   }
 }

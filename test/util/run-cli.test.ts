@@ -50,3 +50,33 @@ test('output that cannot be written (stdout on a full disk) is one line saying s
     closeSync(full);
   }
 });
+
+test('a server whose stdout cannot be written (a full disk) says so once on stderr and goes on serving; it stops in order on SIGTERM', async (t) => {
+  const { access, constants, mkdtemp, rm } = await import('node:fs/promises');
+  if (!(await access('/dev/full', constants.W_OK).then(() => true, () => false))) return t.skip('no writable /dev/full (it fails every write with ENOSPC)');
+  const { spawn } = await import('node:child_process');
+  const { openSync, closeSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-full-stdout-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const full = openSync('/dev/full', 'w');
+  t.after(() => closeSync(full));
+  const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent', FLEETPRUNE_ADMIN_TOKEN: 'fp_full_stdout_admin_token_0123456789' },
+    stdio: ['ignore', full, 'pipe'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  while (!stderr.includes('\n') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  assert.equal(stderr, 'fleetprune: cannot write the output to stdout (ENOSPC: no space left on device, write); going on without it\n');
+  // Still running a second later: the failed ready line did not end it.
+  const early = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('running'), 1000))]);
+  assert.equal(early, 'running');
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, stderr);
+});
