@@ -146,7 +146,7 @@ test('on a 40-column terminal the bars fit it and the summary is written after t
   const args = [process.execPath, 'bin/fleetprune.js', 'prune', '--data', shippedDatasetPath('iris'), '--label', 'species', '--units', '8', '--epochs', '2', '--epsilon', '0.5', '--out', out];
   const command = `stty cols 40; ${args.map(quote).join(' ')}`;
   const raw = await new Promise<string>((resolve, reject) =>
-    execFile('script', ['-qec', command, '/dev/null'], { cwd: REPO_ROOT, env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' }, timeout: 120_000 }, (error, stdout) =>
+    execFile('script', ['-qec', command, '/dev/null'], { cwd: REPO_ROOT, env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent', TERM: 'xterm' }, timeout: 120_000 }, (error, stdout) =>
       error ? reject(error) : resolve(stdout),
     ),
   );
