@@ -75,6 +75,16 @@ test('external broker + PostgreSQL: a server deposed while it reads the device s
   }]);
   await seeding.close();
 
+  const restoreWaiting = async (since: string) =>
+    Number(
+      (
+        await cutter.query<{ n: string }>(
+          `SELECT count(*) AS n FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.relation = 'devices'::regclass AND NOT l.granted AND a.query LIKE '%revoked_at IS NULL%' AND a.query_start >= $1`,
+          [since],
+        )
+      ).rows[0]!.n,
+    );
   const waitingOnDevices = async () => Number((await cutter.query<{ n: string }>(`SELECT count(*) AS n FROM pg_locks WHERE relation = 'devices'::regclass AND NOT granted`)).rows[0]!.n);
 
   // Deposed, and elected again at its next poll: it reads the device series back.
@@ -98,11 +108,11 @@ test('external broker + PostgreSQL: a server deposed while it reads the device s
   await tableLock.query('LOCK TABLE devices IN ACCESS EXCLUSIVE MODE');
   try {
     const secondElected = await reelection();
-    // Other reads of the devices (the check for silent devices, a heartbeat's write) wait on the
-    // lock too, the deposed server's among them: the restore's is the one waiting once it leads again.
+    // Other reads and writes of the devices (the check for silent devices, a heartbeat's write)
+    // wait on the lock too: the restore's is its read of the live devices, sent since the election.
     await waitFor(async () => {
       const now = await leader();
-      return now.isLeader && now.leaderSince !== secondElected && (await waitingOnDevices()) > 0;
+      return now.isLeader && now.leaderSince !== secondElected && now.leaderSince !== null && (await restoreWaiting(now.leaderSince)) > 0;
     }, 30_000, 'the server elected again, reading the devices');
 
     // Deposed while it waits, and another session leads from then on.
