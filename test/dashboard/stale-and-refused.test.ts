@@ -51,16 +51,21 @@ test('while the server is unreachable the dashboard says its views are stale, ke
   const error = page.locator('#error');
   await error.waitFor({ state: 'visible', timeout: POLL });
   const hides = await countHides(page);
+  // Marked, to see whether a later failed refresh replaces the alert's content (read out again).
+  await page.evaluate(() => ((document.getElementById('error')!.firstChild as unknown as { said?: number }).said = 1));
   // Longer than the old 6 s hide timer, over at least one more failed refresh.
   await page.waitForTimeout(6_500);
   assert.equal(await hides(), 0, 'the error box stays up while refreshes keep failing');
+  assert.equal(await page.evaluate(() => (document.getElementById('error')!.firstChild as unknown as { said?: number }).said), 1, 'the alert said once, not again at every failed refresh');
   assert.ok(await error.isVisible());
   // Said in words, not only the browser's "Failed to fetch".
   assert.match(await error.innerText(), /^Cannot refresh: the server cannot be reached: it is down, or the network to it is \(Failed to fetch\)\. The views show the state of \d\d:\d\d:\d\d; actions are off until a refresh succeeds\.$/);
   const stale = page.locator('#stale');
   assert.ok(await stale.isVisible(), 'a stale badge is shown');
   assert.match(await stale.innerText(), /^stale since \d\d:\d\d:\d\d$/);
-  assert.equal(await page.locator('main.stale').count(), 1, 'the views are dimmed');
+  assert.equal(await page.locator('main.stale').count(), 1, 'the views are marked stale');
+  // Marked without fading: faded, their text fell below 4.5:1 (WCAG AA).
+  assert.deepEqual(await page.evaluate(() => [getComputedStyle(document.querySelector('main')!).opacity, getComputedStyle(document.querySelector('main section')!).borderTopStyle]), ['1', 'dashed']);
   const during = await actionsOff(page);
   assert.ok(during.length > 0 && during.every((b) => b.endsWith(': off')), `every action is off: ${during}`);
   assert.equal(await page.locator('#rollout-phase').innerText(), 'Paused', 'the last known state stays visible');

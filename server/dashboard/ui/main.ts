@@ -64,6 +64,11 @@ let signOuts = 0;
 // token refused) stays until the condition ends; only a failed action's message hides by itself.
 let messageTimer: ReturnType<typeof setTimeout> | undefined;
 let messageLasts = false;
+/** The element last focused outside the message box: where a dismissed message sends the focus back. */
+let lastFocusOutsideMessage: HTMLElement | undefined;
+document.addEventListener('focusin', (event) => {
+  if (event.target instanceof HTMLElement && !event.target.closest('#error')) lastFocusOutsideMessage = event.target;
+});
 
 /** A message: its text, and user-provided parts (ids, server messages) each isolated in a <bdi>. */
 type MessageText = string | MessageParts;
@@ -75,16 +80,34 @@ type MessageText = string | MessageParts;
  */
 function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): void {
   const box = $('error');
+  const said = typeof text === 'string' ? text : text.map((part) => (typeof part === 'string' ? part : part.user)).join('');
+  // The same lasting message again (every failed refresh of an outage): left as it is, since an
+  // alert whose content is replaced is read out again, every 5 s.
+  if (lasting === true && messageLasts && !box.hidden && box.dataset.said === said) return;
   clearTimeout(messageTimer);
   box.replaceChildren(...(typeof text === 'string' ? [text] : text.map((part) => (typeof part === 'string' ? part : bdiElement(part.user)))));
+  box.dataset.said = said;
   box.hidden = false;
   messageLasts = lasting === true;
   if (lasting === 'until-dismissed') {
+    // Dismissed (the button, or Escape), the focus goes back where it was before the message: the
+    // control whose action failed, focused again once its request ended.
     const dismiss = document.createElement('button');
     dismiss.type = 'button';
     dismiss.className = 'dismiss';
     dismiss.textContent = 'Dismiss';
-    dismiss.addEventListener('click', () => (box.hidden = true));
+    const close = () => {
+      box.hidden = true;
+      box.removeEventListener('keydown', onKey);
+      const from = lastFocusOutsideMessage;
+      if (from?.isConnected && !from.matches(':disabled')) from.focus();
+      else document.querySelector<HTMLElement>('#rollout-title')?.focus();
+    };
+    const onKey = (event: KeyboardEvent) => {
+      if (event.key === 'Escape') close();
+    };
+    dismiss.addEventListener('click', close);
+    box.addEventListener('keydown', onKey);
     box.append(' ', dismiss);
   } else if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
 }
