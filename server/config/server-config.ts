@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { parseDecimal } from '../../shared/util/numbers.ts';
 import { coercedWholeNumber } from '../../shared/util/whole-number.ts';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
-import { BrokerUrlSchema, mqttCredential } from '../../shared/protocol/agent-config.ts';
+import { BrokerUrlSchema, mqttCredential, withoutCredentials } from '../../shared/protocol/agent-config.ts';
 import { bearerTokenProblem } from '../../shared/protocol/bearer-token.ts';
 import { ServerUrlSchema } from '../../shared/protocol/server-url.ts';
 
@@ -24,7 +24,7 @@ const WholeNumber = (min: number, max: number) => {
  * their own).
  */
 const ServerBrokerUrl = BrokerUrlSchema.refine(
-  (url) => !URL.canParse(url) || (new URL(url).username === '' && new URL(url).password === ''),
+  withoutCredentials,
   'must not hold user:password@ (it is logged and written into agent configs; the server logs in with FLEETPRUNE_MQTT_PASSWORD)',
 );
 

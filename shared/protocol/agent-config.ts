@@ -38,6 +38,20 @@ export const BrokerUrlSchema = z
   // mqtt.js reads port 0 as "no port" and connects to 1883 (8883 for mqtts): another broker than the one named.
   .refine((url) => !URL.canParse(url) || new URL(url).port !== '0', 'port 0 is no broker\'s port (mqtt://HOST:PORT, 1-65535; leave it out for 1883)');
 
+/** Whether a URL (or text that is none: left to its own check) holds no user name or password. */
+export function withoutCredentials(url: string): boolean {
+  return !URL.canParse(url) || (new URL(url).username === '' && new URL(url).password === '');
+}
+
+/**
+ * A device's broker URL. A user name or password in it would replace the device's own (its id and
+ * secret, which the config holds), so the device could never log in, and the agent logs the URL.
+ */
+export const DeviceBrokerUrlSchema = BrokerUrlSchema.refine(
+  withoutCredentials,
+  "must not hold user:password@ (the device logs in with its own id and password, which its config holds; the URL is logged)",
+);
+
 /** MQTT's CONNECT carries the user name and password with a two-byte length: at most 65,535 bytes of UTF-8. */
 export const MAX_MQTT_CREDENTIAL_BYTES = 65_535;
 
@@ -69,7 +83,7 @@ export const AgentConfigSchema = z.strictObject({
   deviceId: DeviceIdSchema,
   labels: z.record(LabelKeySchema, z.string().max(MAX_LABEL_VALUE_CHARS)),
   broker: z.strictObject({
-    url: BrokerUrlSchema,
+    url: DeviceBrokerUrlSchema,
     username: MqttCredentialSchema,
     password: MqttCredentialSchema,
   }),

@@ -85,7 +85,12 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   const devicesGrpc = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
   t.after(() => devicesGrpc.close());
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2c', labels: {}, broker_url: 'mqtt://' }), (error: any) => error.code === 3 && /^request\.broker_url: must name the broker's host/.test(error.details));
-  for (const id of ['x2a', 'x2b', 'x2c']) assert.equal((await server.request('GET', `/api/devices/${id}`)).status, 404, `${id} not enrolled`);
+  // A broker URL with credentials: they would replace the device's own (it could never log in), and the agent logs the URL.
+  const withPassword = await server.request('POST', '/api/devices', { json: { id: 'x2d', labels: {}, brokerUrl: 'mqtts://u:restSECRETpw@broker.example:8883' } });
+  assert.equal(withPassword.status, 400);
+  assert.match(((await withPassword.json()) as { error: { message: string } }).error.message, /^body\.brokerUrl: must not hold user:password@ /);
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2e', labels: {}, broker_url: 'mqtt://u:pw@127.0.0.1:1883' }), (error: any) => error.code === 3 && /^request\.broker_url: must not hold user:password@ /.test(error.details) && !/pw@/.test(error.details));
+  for (const id of ['x2a', 'x2b', 'x2c', 'x2d', 'x2e']) assert.equal((await server.request('GET', `/api/devices/${id}`)).status, 404, `${id} not enrolled`);
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x7', labels: { constructor: 'x' } }), (error: any) => error.code === 3 && /^request\.labels\.constructor: label key "constructor" is reserved$/.test(error.details));
   // protobufjs keeps a __proto__ map key as an own property; schema validation would drop it without a word.
   const protoKeyed = JSON.parse('{"site": "osaka", "__proto__": "x"}') as Record<string, string>;

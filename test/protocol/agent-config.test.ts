@@ -44,6 +44,8 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     [{ ...config, serverPublicKey: rsaKey }, /serverPublicKey: not an ed25519 key/],
     // mqtt.js read port 0 as its default, 1883: the agent talked to another broker than the one named.
     [{ ...config, broker: { ...config.broker, url: 'mqtt://fleet.example:0' } }, /bad\.json: broker\.url: port 0 is no broker's port/],
+    // Its credentials would replace the device's own (it could never log in), and the agent logs the URL.
+    [{ ...config, broker: { ...config.broker, url: 'mqtt://u:brokerPW99@fleet.example:1883' } }, /bad\.json: broker\.url: must not hold user:password@ \(the device logs in with its own id and password/],
     [{ ...config, broker: { ...config.broker, url: 'mqtts://fleet.example:00' } }, /broker\.url: port 0/],
     // MQTT's CONNECT holds at most 65,535 bytes per credential: a longer one crashed the agent after start.
     [{ ...config, broker: { ...config.broker, password: 'p'.repeat(65_536) } }, /bad\.json: broker\.password: must be at most 65535 bytes of UTF-8 \(MQTT's limit\)$/],

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentConfigSchema, BrokerUrlSchema } from '../../../shared/protocol/agent-config.ts';
+import { AgentConfigSchema, DeviceBrokerUrlSchema } from '../../../shared/protocol/agent-config.ts';
 import { DeviceIdSchema } from '../../../shared/protocol/payloads.ts';
 import { ServerUrlSchema } from '../../../shared/protocol/server-url.ts';
 import type { ServerContext } from '../../app/server-context.ts';
@@ -15,7 +15,7 @@ export const EnrollBodySchema = z.strictObject({
   id: DeviceIdSchema,
   labels: DeviceLabelsSchema.default({}),
   /** Written into the agent config instead of the server's public broker URL. */
-  brokerUrl: BrokerUrlSchema.optional(),
+  brokerUrl: DeviceBrokerUrlSchema.optional(),
   /** Written into the agent config instead of the server's public URL. */
   serverUrl: ServerUrlSchema.optional(),
 });
