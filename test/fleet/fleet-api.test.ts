@@ -27,6 +27,8 @@ async function fleetServer(t: TestContext): Promise<TestServer> {
 async function enroll(server: TestServer, id: string, labels: Record<string, string>): Promise<AgentConfig> {
   const response = await server.request('POST', '/api/devices', { json: { id, labels } });
   assert.equal(response.status, 201, await response.clone().text());
+  // It holds the device's password and token: no cache or proxy keeps it.
+  assert.equal(response.headers.get('cache-control'), 'no-store');
   return AgentConfigSchema.parse(await response.json());
 }
 

@@ -47,7 +47,9 @@ test('REST: 401 without or with a bad token, 403 for too weak a role, device tok
 
 test('REST: revoking a token twice is a conflict (as for a device), a token never issued is not found; neither is audited', async (t) => {
   const server = (await startTestServer(t))!;
-  const created = (await (await server.request('POST', '/api/tokens', { json: { role: 'viewer' } })).json()) as any;
+  const answer = await server.request('POST', '/api/tokens', { json: { role: 'viewer' } });
+  assert.equal(answer.headers.get('cache-control'), 'no-store', 'a new token is kept by no cache');
+  const created = (await answer.json()) as any;
   assert.equal((await server.request('DELETE', `/api/tokens/${created.record.id}`)).status, 204);
   const audited = async () => Number((await server.server.ctx.store.engine.all("SELECT COUNT(*) AS n FROM audit_log WHERE action = 'token.revoke'"))[0]!.n);
   assert.equal(await audited(), 1);
