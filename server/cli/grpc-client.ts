@@ -379,13 +379,15 @@ function checkToken(token: string, source: string): void {
  */
 function checkServerAddress(address: string, source: string): void {
   const expected = "expected the server's gRPC address as host:port (e.g. 127.0.0.1:9090)";
-  if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${address}`);
+  // Quoted without what looks like credentials (user:password@, with or without a scheme): the line may go to a CI log.
+  const shown = address.replace(/^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?)[^@/\s]*@/, '$1***@');
+  if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${shown}`);
   // grpc-js's own target forms (unix:/run/fleetprune.sock, dns:///host:port) pass as they are.
   if (/^(dns|unix|ipv4|ipv6):/.test(address)) return;
   // Otherwise host, host:port, [v6], [v6]:port or a bare IPv6 address, with nothing around it.
   const hostPort = /^(\[[^\]\s]+\]|[^:/\s[\]]+)(?::(\d+))?$/.exec(address);
   const port = hostPort?.[2] === undefined ? 1 : Number(hostPort[2]);
-  if ((!hostPort && isIP(address) !== 6) || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${JSON.stringify(address)}`);
+  if ((!hostPort && isIP(address) !== 6) || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${JSON.stringify(shown)}`);
 }
 
 /** The port the server's gRPC API listens on unless told otherwise (its --grpc-port). */

@@ -59,7 +59,12 @@ export function oneLineUsageErrors(program: Command): Command {
   return program
     .configureOutput({
       outputError: (message, write) => {
-        const text = message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+        // One line, and an argument's control characters (ESC, a bell) escaped rather than sent to the terminal or CI log.
+        const text = message
+          .replace(/^error: /, '')
+          .replace(/\s*\n\s*/g, ' ')
+          .trim()
+          .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
         write(`${program.name()}: ${text} (run with --help for usage)\n`);
       },
     })

@@ -80,3 +80,11 @@ test('a server whose stdout cannot be written (a full disk) says so once on stde
   child.kill('SIGTERM');
   assert.equal(await exited, 0, stderr);
 });
+
+test('a usage error quoting an argument escapes its control characters rather than sending them to the terminal', async () => {
+  const { runCli } = await import('../helpers/cli.ts');
+  const refused = await runCli(['devices', 'enroll', '--id', 'dev-2', '--labels', 'site=a\x1b[2Jb', '--out', 'x.json']);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /^fleetprune: option '--labels <k=v,\.\.\.>' argument 'site=a\\x1b\[2Jb' is invalid\. .*\n$/);
+  assert.doesNotMatch(refused.stderr, /\x1b/);
+});
