@@ -19,7 +19,11 @@ test('"Roll back" is disabled, saying which rollout to roll back instead, when t
   const failed = { phase: 'Failed', terminal: true, outcome: { status: 'failed', reason: 'accuracy', at: '2026-12-01T10:00:00.000Z' }, notBackOnBaseline: 1 };
   assert.deepEqual(rollbackButton(renderRolloutDetail(detailFixture({ ...failed, rollbackRefused: null }))), { disabled: false, title: null }, 'a device not back: another rollback may send it');
   const refused = 'rollout ro-2 of wine (Paused, 3) came after this one; rolling this one back would undo it: roll back ro-2 instead';
-  assert.deepEqual(rollbackButton(renderRolloutDetail(detailFixture({ ...failed, rollbackRefused: refused }))), { disabled: true, title: refused });
+  const off = renderRolloutDetail(detailFixture({ ...failed, rollbackRefused: refused }));
+  assert.deepEqual(rollbackButton(off), { disabled: true, title: refused });
+  // Said on the page too: a disabled button's tooltip is out of a keyboard's and a screen reader's reach.
+  assert.equal(/<p class="muted" id="rollback-refused">(.*?)<\/p>/.exec(off)?.[1]?.replace(/<\/?bdi>/g, ""), `Roll back is off: ${refused}`);
+  assert.doesNotMatch(renderRolloutDetail(detailFixture({ ...failed, rollbackRefused: null })), /rollback-refused/);
   const promoted = { phase: 'Completed', terminal: true, outcome: { status: 'completed', reason: 'promoted', at: '2026-12-01T10:00:00.000Z' } };
   assert.equal(rollbackButton(renderRolloutDetail(detailFixture({ ...promoted, rollbackRefused: null }))).disabled, false, 'a promoted rollout, the newest: it may be rolled back');
   assert.equal(rollbackButton(renderRolloutDetail(detailFixture({ ...promoted, rollbackRefused: refused }))).disabled, true, 'a promoted rollout a newer one came after');
@@ -46,4 +50,21 @@ test('the rollout detail names the devices not there yet (refused, unreachable, 
   // Devices the rollout has sent nothing (not in its cohort yet, or on their baseline already) are where they should be.
   const idle = [{ id: 'press-9', desired: 'baseline', delivery: 'idle', attempts: 0, baseline: '3', reason: null, outside: false }];
   assert.doesNotMatch(renderRolloutDetail(detailFixture({ deviceStates: idle, devices: { ...devices, retrying: 0, unreachable: 0 } })), /Devices not there yet/, 'idle devices are not listed');
+});
+
+test('each step says its state in words beside it (not in colour alone), and the phase is a polite live region', () => {
+  const html = renderRolloutDetail(
+    detailFixture({
+      phase: 'Failed',
+      terminal: true,
+      steps: [
+        { index: 0, kind: 'setWeight', description: 'setWeight 50', status: 'done' },
+        { index: 1, kind: 'analysis', description: 'analysis', status: 'stopped' },
+        { index: 2, kind: 'setWeight', description: 'setWeight 100', status: 'pending' },
+      ],
+    }),
+  );
+  const steps = [...html.matchAll(/<span class="step[^"]*"[^>]*>(.*?)<\/span>(?=<span class="step|<\/div>)/g)].map((m) => m[1]!.replace(/<[^>]+>/g, ''));
+  assert.deepEqual(steps, ['1. setWeight 50 (done)', '2. analysis (stopped here)', '3. setWeight 100']);
+  assert.match(html, /<span class="badge phase-Failed" id="rollout-phase" role="status">Failed<\/span>/);
 });

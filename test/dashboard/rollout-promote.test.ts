@@ -61,7 +61,7 @@ test('the dashboard promotes one step at a time with "Next step" (from the step 
   assert.equal(elsewhere.status, 200, await elsewhere.text());
   // The rollout's event makes the page refresh; that read waits, so the page still shows step 2.
   for (const deadline = Date.now() + 7_000; held === 0; await page.waitForTimeout(50)) assert.ok(Date.now() < deadline, 'the page refreshes after the event');
-  assert.equal(await page.locator('#rollout-detail .step.current').innerText(), '2. pause until resumed');
+  assert.equal(await page.locator('#rollout-detail .step.current').innerText(), '2. pause until resumed (current)');
   await nextStep.click();
   const message = page.locator('#error');
   await message.filter({ hasText: `rollout ${id} is already past step 2` }).waitFor({ timeout: 5_000 });

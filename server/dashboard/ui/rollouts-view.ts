@@ -30,10 +30,14 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
   return table(['rollout', 'candidate', 'phase', 'step', 'devices on candidate', 'reason', 'updated'], rows, 'No rollouts yet.');
 }
 
+/** A step's state as the detail says it beside the step (a pending step says nothing). */
+const STEP_STATE: Record<string, string> = { done: 'done', current: 'current', stopped: 'stopped here', skipped: 'skipped' };
+
 export function renderRolloutDetail(r: RolloutDetail): string {
   const steps = r.steps
     // A finished rollout that did not complete (failed, aborted, rolled back) marks the step it stopped at.
-    .map((step) => `<span class="step ${step.status === 'pending' ? '' : esc(step.status)}" title="${esc(step.status === 'stopped' ? `${step.kind}: the rollout stopped here` : step.status === 'skipped' ? `${step.kind}: skipped by a promotion` : step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}</span>`)
+    // Its state in words too, not in colour alone (nor in a tooltip a keyboard or screen reader never reaches).
+    .map((step) => `<span class="step ${step.status === 'pending' ? '' : esc(step.status)}" title="${esc(step.status === 'stopped' ? `${step.kind}: the rollout stopped here` : step.status === 'skipped' ? `${step.kind}: skipped by a promotion` : step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}${STEP_STATE[step.status] ? ` <span class="step-state">(${STEP_STATE[step.status]})</span>` : ''}</span>`)
     .join('');
   const deviceCounts = Object.entries(r.devices)
     .filter(([, n]) => n > 0)
@@ -44,7 +48,8 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     (d) =>
       `<tr><td class="muted" title="${esc(utc(d.at))}">${esc(when(d.at))}</td><td>${esc(Math.min(d.stepIndex + 1, r.stepCount))}</td><td>${esc(d.kind)}</td><td><span class="badge">${esc(d.verdict)}</span></td><td class="reason">${userText(d.message)}${decisionBy(d) ? ` <span class="muted">by ${userText(d.by!)}</span>` : ''}</td></tr>`,
   );
-  return `<h3 id="rollout-title" tabindex="-1">${esc(r.id)}: ${userText(r.model)}@${userText(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase">${esc(r.phase)}</span></h3>
+  // The phase is a polite live region: a change (Paused to Aborted, say) is announced as it is drawn.
+  return `<h3 id="rollout-title" tabindex="-1">${esc(r.id)}: ${userText(r.model)}@${userText(r.candidateVersion)} <span class="badge phase-${esc(r.phase)}" id="rollout-phase" role="status">${esc(r.phase)}</span></h3>
     <div class="steps">${steps}</div>
     ${r.pause && r.phase === 'Paused' ? `<p class="muted">Paused (${userText(r.pause.reason)}): ${userText(r.pause.message)}</p>` : ''}
     ${r.outcome ? `<p>Outcome: <strong>${esc(r.outcome.status)}</strong>: ${userText(r.outcome.reason)}</p>` : ''}
@@ -58,6 +63,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
       <button data-action="abort" ${r.terminal ? 'disabled' : ''}>Abort</button>
       <button data-action="rollback" class="danger"${r.rollbackRefused ? ` title="${esc(printable(r.rollbackRefused))}"` : ''} ${canRollBack(r) ? '' : 'disabled'}>Roll back</button>
     </fieldset>
+    ${r.rollbackRefused && !canRollBack(r) ? `<p class="muted" id="rollback-refused">Roll back is off: ${userText(printable(r.rollbackRefused))}</p>` : ''}
     <div class="charts" id="analysis-charts"></div>
     <h3>Decision log</h3>
     <div id="decision-log">${table(['time', 'step', 'kind', 'verdict', 'reason'], decisionRows, 'No decisions yet.')}</div>`;
