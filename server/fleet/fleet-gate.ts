@@ -23,6 +23,10 @@ export class LeaderOnlyFleetGate implements FleetGate {
     if (this.active) return;
     const status = await this.leadership.status();
     if (status.isLeader) {
+      // A takeover that failed for good (a broker refusing the server's password) is no reason to retry.
+      if (this.leadership.takeoverFailed?.()) {
+        throw new ServiceError('unavailable', `this server (${status.instance}) leads but its takeover of the broker failed (see its log); restart it once the cause is fixed`);
+      }
       throw new ServiceError('retry_later', `this server (${status.instance}) leads but is not connected to the external broker yet; retry shortly`);
     }
     const standby = `this server (${status.instance}) is a standby: with an external broker only the leader connects to it`;

@@ -44,7 +44,7 @@ test('rollout commands on a server that cannot drive rollouts: retry_later (CLI 
   ]);
 });
 
-test('fleet changes on a standby with an external broker: retry_later while nobody leads, else the leader named', async () => {
+test('fleet changes with an external broker: retry_later while nobody leads or the leader still connects; the leader named, or a failed takeover said', async () => {
   const refusal = async (lead: Leadership) => {
     const error = await new LeaderOnlyFleetGate(lead).assertActive().then(() => assert.fail('open'), (error: unknown) => error);
     assert.ok(error instanceof ServiceError, String(error));
@@ -52,6 +52,11 @@ test('fleet changes on a standby with an external broker: retry_later while nobo
   };
   assert.deepEqual(await refusal(leadership({ leader: null })), ['retry_later', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it, and none is elected right now; retry shortly']);
   assert.deepEqual(await refusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it; send fleet changes to node-a:7:123456']);
+  assert.deepEqual(await refusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' })), ['retry_later', 'this server (node-b:42:abcdef) leads but is not connected to the external broker yet; retry shortly']);
+  assert.deepEqual(await refusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' }, true)), [
+    'unavailable',
+    'this server (node-b:42:abcdef) leads but its takeover of the broker failed (see its log); restart it once the cause is fixed',
+  ]);
 });
 
 test('a single server whose takeover fails after its start went on says so; one still taking over, or that took over, does not', async () => {
