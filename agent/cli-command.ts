@@ -14,6 +14,7 @@ import { describeDataDirError } from './file-errors.ts';
 import { createLogger } from '../shared/util/log.ts';
 import { parseInteger, parseNumber } from '../shared/cli/option-parsers.ts';
 import { onStopSignals } from '../shared/cli/stop-signals.ts';
+import { goOnWhenOutputFails } from '../shared/cli/run-cli.ts';
 
 interface AgentFlags {
   config: string;
@@ -181,6 +182,8 @@ async function runAgent(flags: AgentFlags, config: AgentConfig, holdout: Holdout
     });
   });
   const active = agent.slots.active;
+  // A service from here on: a ready line that cannot be written (stdout on a full disk) does not end it.
+  goOnWhenOutputFails();
   process.stdout.write(`agent ready device=${config.deviceId} http=${port} active=${active ? `${active.model}@${active.version}` : 'none'}\n`);
   await stopRequested;
   logger.info('shutting down');

@@ -13,4 +13,4 @@ const program = oneLineUsageErrors(defineAgentCommand(new Command('fleetprune-ag
   .description(AGENT_DESCRIPTION)
   .version(FLEETPRUNE_VERSION)
   .exitOverride();
-process.exitCode = await runCli(program, process.argv, undefined, { longRunning: true });
+process.exitCode = await runCli(program, process.argv);

@@ -46,6 +46,5 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
 
 /** Runs the CLI and returns the process exit code (see runCli). */
 export async function main(argv: string[]): Promise<number> {
-  // The services go on when their output cannot be written (run-cli.ts).
-  return runCli(await buildProgram(argv), argv, undefined, { longRunning: argv[2] === 'server' || argv[2] === 'agent' });
+  return runCli(await buildProgram(argv), argv);
 }

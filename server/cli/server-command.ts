@@ -4,6 +4,7 @@ import { parseServerConfig, type ServerConfigInput } from '../config/server-conf
 import { parseInteger } from '../../shared/cli/option-parsers.ts';
 import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { UserError } from '../../shared/util/errors.ts';
+import { goOnWhenOutputFails } from '../../shared/cli/run-cli.ts';
 
 interface ServerFlags {
   dataDir: string;
@@ -119,6 +120,8 @@ async function runServer(flags: ServerFlags): Promise<void> {
     metricsAuth: flags.metricsAuth as ServerConfigInput['metricsAuth'],
   });
   const log = createLogger('server');
+  // A service from here on: output that cannot be written (its ready line) does not end it.
+  goOnWhenOutputFails();
   // Loaded once the flags are good: a start refused for them does not pay for loading the server.
   const { startServer } = await import('../app/start-server.ts');
   const server = await startServer(config, { log });

@@ -5,12 +5,11 @@ import { cliLogLevel } from '../util/log.ts';
 /**
  * Parses argv with a commander program built with `.exitOverride()`, runs the chosen action and
  * returns the process exit code. Bad input exits 2 with one line on stderr; an unexpected failure
- * exits 1, also with one line (the stack only with FLEETPRUNE_DEBUG set). `longRunning`: the
- * command is a service (server, agent), which goes on when its output cannot be written.
+ * exits 1, also with one line (the stack only with FLEETPRUNE_DEBUG set).
  */
-export async function runCli(program: Command, argv: readonly string[], name = program.name(), options: { longRunning?: boolean } = {}): Promise<number> {
+export async function runCli(program: Command, argv: readonly string[], name = program.name()): Promise<number> {
   exitOnUncaughtFailures(name);
-  exitWhenOutputFails(name, options.longRunning === true);
+  exitWhenOutputFails(name);
   try {
     // A bad FLEETPRUNE_LOG_LEVEL is an error for every command, not only for those that log.
     cliLogLevel();
@@ -85,10 +84,11 @@ export const CLOSED_OUTPUT_EXIT_CODE = 141;
  * tool killed by SIGPIPE would (a shell without pipefail ignores the code; a supervisor restarts a
  * server whose log pipe broke). Output that cannot be written for another reason (`> out.json` on
  * a full disk: ENOSPC) is no internal error either: one line on stderr says so, and exit code 1.
- * A service (`longRunning`) goes on instead: its output is its log, and exiting would skip its
- * orderly stop (jobs failed with their reason, the leadership given up, devices told).
+ * A service that runs (goOnWhenOutputFails) goes on instead: its stdout holds only its ready
+ * line (its log is on stderr), and exiting would skip its orderly stop (jobs failed with their
+ * reason, the leadership given up, devices told).
  */
-function exitWhenOutputFails(name: string, longRunning: boolean): void {
+function exitWhenOutputFails(name: string): void {
   let failed = false;
   for (const [label, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
@@ -105,6 +105,17 @@ function exitWhenOutputFails(name: string, longRunning: boolean): void {
       });
     });
   }
+}
+
+let longRunning = false;
+
+/**
+ * Called by a service (server, agent) once it starts running: from then on, output that cannot
+ * be written is said once and the service goes on (exitWhenOutputFails). Its --help, --version or
+ * a refused start still exit 1 on it.
+ */
+export function goOnWhenOutputFails(): void {
+  longRunning = true;
 }
 
 /**

@@ -46,6 +46,11 @@ test('output that cannot be written (stdout on a full disk) is one line saying s
     // A subcommand's help: the same one line, whatever else the command loaded.
     const subcommand = await run(['rollout', 'validate', '--help'], full);
     assert.deepEqual([subcommand.code, subcommand.stderr], [1, help.stderr]);
+    // A service's help is no service: it exits too (a running server goes on: the next test).
+    for (const service of ['server', 'agent']) {
+      const serviceHelp = await run([service, '--help'], full);
+      assert.deepEqual([serviceHelp.code, serviceHelp.stderr], [1, help.stderr], service);
+    }
   } finally {
     closeSync(full);
   }
