@@ -380,7 +380,7 @@ function checkToken(token: string, source: string): void {
 function checkServerAddress(address: string, source: string): void {
   const expected = "expected the server's gRPC address as host:port (e.g. 127.0.0.1:9090)";
   // Quoted without what looks like credentials (user:password@, with or without a scheme): the line may go to a CI log.
-  const shown = address.replace(/^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?)[^@/\s]*@/, '$1***@');
+  const shown = address.replace(/^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?).*@/s, '$1***@');
   if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${shown}`);
   // grpc-js's own target forms (unix:/run/fleetprune.sock, dns:///host:port) pass as they are.
   if (/^(dns|unix|ipv4|ipv6):/.test(address)) return;
