@@ -44,13 +44,24 @@ test('after a refused Roll back the button is on again and keeps the focus, and 
   assert.ok(await message.isVisible(), 'the failure is still shown');
   assert.equal((await message.innerText()).replace(/[\u2066-\u2069]/g, ''), `Roll back of ${id} was not done: store busy, try again Dismiss`);
 
-  // Dismissed by keyboard, the focus goes back to the button whose action failed, not to the page.
+  // Escape closes it wherever the focus is (here on Roll back, where it went back after the failure).
+  await rollback.focus();
+  await page.keyboard.press('Escape');
+  await message.waitFor({ state: 'hidden', timeout: 2_000 });
+  assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action), 'rollback', 'the focus stays on Roll back after Escape');
+  // Shown again (a second refused click), and dismissed by keyboard: the focus goes back to the button whose action failed, not to the page.
+  await page.route('**/rollback', (route) => route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { message: 'store busy, try again' } }) }));
+  await page.keyboard.press('Enter');
+  await message.waitFor({ state: 'visible', timeout: 5_000 });
+  await page.unroute('**/rollback');
+  await rollback.waitFor({ state: 'visible' });
+  await page.waitForFunction(() => !document.querySelector<HTMLButtonElement>('#rollout-detail button[data-action="rollback"]')?.disabled, undefined, { timeout: 10_000 });
   await message.getByRole('button', { name: 'Dismiss' }).focus();
   await page.keyboard.press('Enter');
   await message.waitFor({ state: 'hidden', timeout: 2_000 });
   assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action), 'rollback', 'the focus is back on Roll back after Dismiss');
   await page.keyboard.press('Enter');
   await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 10_000 });
-  assert.equal(dialogs.length, 2);
+  assert.equal(dialogs.length, 3);
   assert.deepEqual(pageErrors, []);
 });

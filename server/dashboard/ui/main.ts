@@ -64,6 +64,8 @@ let signOuts = 0;
 // token refused) stays until the condition ends; only a failed action's message hides by itself.
 let messageTimer: ReturnType<typeof setTimeout> | undefined;
 let messageLasts = false;
+/** Closes the failure shown until dismissed, on Escape (removed when the message goes). */
+let dismissOnEscape: ((event: KeyboardEvent) => void) | undefined;
 /** The element last focused outside the message box: where a dismissed message sends the focus back. */
 let lastFocusOutsideMessage: HTMLElement | undefined;
 document.addEventListener('focusin', (event) => {
@@ -85,12 +87,14 @@ function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): v
   // alert whose content is replaced is read out again, every 5 s.
   if (lasting === true && messageLasts && !box.hidden && box.dataset.said === said) return;
   clearTimeout(messageTimer);
+  if (dismissOnEscape) document.removeEventListener('keydown', dismissOnEscape);
+  dismissOnEscape = undefined;
   box.replaceChildren(...(typeof text === 'string' ? [text] : text.map((part) => (typeof part === 'string' ? part : bdiElement(part.user)))));
   box.dataset.said = said;
   box.hidden = false;
   messageLasts = lasting === true;
   if (lasting === 'until-dismissed') {
-    // Dismissed (the button, or Escape), the focus goes back where it was before the message: the
+    // Dismissed (the button, or Escape wherever the focus is), the focus goes back where it was before the message: the
     // control whose action failed, focused again once its request ended.
     const dismiss = document.createElement('button');
     dismiss.type = 'button';
@@ -98,7 +102,8 @@ function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): v
     dismiss.textContent = 'Dismiss';
     const close = () => {
       box.hidden = true;
-      box.removeEventListener('keydown', onKey);
+      document.removeEventListener('keydown', onKey);
+      dismissOnEscape = undefined;
       const from = lastFocusOutsideMessage;
       if (from?.isConnected && !from.matches(':disabled')) from.focus();
       else document.querySelector<HTMLElement>('#rollout-title')?.focus();
@@ -107,7 +112,8 @@ function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): v
       if (event.key === 'Escape') close();
     };
     dismiss.addEventListener('click', close);
-    box.addEventListener('keydown', onKey);
+    document.addEventListener('keydown', onKey);
+    dismissOnEscape = onKey;
     box.append(' ', dismiss);
   } else if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
 }
@@ -174,7 +180,8 @@ const clock = (date: Date) => date.toLocaleTimeString(undefined, { hour: '2-digi
 
 function setBadge(text: string, kind: 'ok' | 'bad' | ''): void {
   const live = $('live');
-  live.textContent = text;
+  // A live region: text set again (every refresh) would be read out again.
+  if (live.textContent !== text) live.textContent = text;
   live.className = `badge ${kind}`.trim();
 }
 
