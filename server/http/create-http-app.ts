@@ -170,12 +170,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
         if (route.bodyKind === 'json') refuseDuplicateKeys(rawBodies.get(req));
         const reply = await route.handle({ req, res, principal, params, query, body });
-        if (reply && !res.headersSent) {
-          // An API answer is live state, and some hold secrets (a new token, an enrolled device's
-          // config): no cache or proxy keeps it (RFC 6749 §5.1 asks this of token answers).
-          if (!res.hasHeader('Cache-Control')) res.setHeader('Cache-Control', 'no-store');
-          res.status(reply.status ?? 200).json(reply.json);
-        }
+        if (reply && !res.headersSent) res.status(reply.status ?? 200).json(reply.json);
       } catch (error) {
         sendError(res, error, log);
       }
@@ -184,7 +179,17 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
   }
   answerOtherMethods(api, [...routes, { path: '/openapi.json', method: 'get' }]);
   api.use((req, _res, next) => next(new ServiceError('not_found', `no API route ${req.method} ${req.baseUrl}${req.path}`)));
-  app.use('/api', api);
+  app.use(
+    '/api',
+    (_req, res, next) => {
+      // An API answer is live state, and some hold secrets (a new token, an enrolled device's
+      // config): no cache or proxy keeps it (RFC 6749 §5.1 asks this of token answers). Downloads
+      // and event streams set their own.
+      res.setHeader('Cache-Control', 'no-store');
+      next();
+    },
+    api,
+  );
   for (const pages of deps.pages ?? []) app.use(pages);
   app.use((req, _res, next) => next(new ServiceError('not_found', `no route ${req.method} ${req.path}`)));
   // express recognises error handlers by their four parameters.
