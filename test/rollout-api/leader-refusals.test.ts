@@ -19,15 +19,22 @@ function leadership(status: Partial<LeaderStatus>, failed = false): Leadership {
   };
 }
 
-/** The code and message a start is refused with on a server without a controller. */
-async function startRefusal(lead: Leadership): Promise<[string, string]> {
-  const service = new RolloutService({ controller: () => undefined, leadership: lead } as unknown as RolloutServiceOptions);
-  const error = await service.start({ model: 'wine', candidateVersion: '2', steps: [] } as unknown as RolloutSpec, ADMIN).then(
-    () => assert.fail('started'),
-    (error: unknown) => error,
-  );
+/** The code and message `attempt` is refused with (a ServiceError). */
+async function refusal(attempt: Promise<unknown>): Promise<[string, string]> {
+  const error = await attempt.then(() => assert.fail('not refused'), (error: unknown) => error);
   assert.ok(error instanceof ServiceError, String(error));
   return [error.code, error.message];
+}
+
+/** The code and message a start is refused with on a server without a controller. */
+function startRefusal(lead: Leadership): Promise<[string, string]> {
+  const service = new RolloutService({ controller: () => undefined, leadership: lead } as unknown as RolloutServiceOptions);
+  return refusal(service.start({ model: 'wine', candidateVersion: '2', steps: [] } as unknown as RolloutSpec, ADMIN));
+}
+
+/** The code and message a fleet change is refused with by the external broker's gate. */
+function gateRefusal(lead: Leadership): Promise<[string, string]> {
+  return refusal(new LeaderOnlyFleetGate(lead).assertActive());
 }
 
 test('rollout commands on a server that cannot drive rollouts: retry_later (CLI exit 5) only where waiting can help', async () => {
@@ -45,15 +52,10 @@ test('rollout commands on a server that cannot drive rollouts: retry_later (CLI 
 });
 
 test('fleet changes with an external broker: retry_later while nobody leads or the leader still connects; the leader named, or a failed takeover said', async () => {
-  const refusal = async (lead: Leadership) => {
-    const error = await new LeaderOnlyFleetGate(lead).assertActive().then(() => assert.fail('open'), (error: unknown) => error);
-    assert.ok(error instanceof ServiceError, String(error));
-    return [error.code, error.message];
-  };
-  assert.deepEqual(await refusal(leadership({ leader: null })), ['retry_later', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it, and none is elected right now; retry shortly']);
-  assert.deepEqual(await refusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it; send fleet changes to node-a:7:123456']);
-  assert.deepEqual(await refusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' })), ['retry_later', 'this server (node-b:42:abcdef) leads but is not connected to the external broker yet; retry shortly']);
-  assert.deepEqual(await refusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' }, true)), [
+  assert.deepEqual(await gateRefusal(leadership({ leader: null })), ['retry_later', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it, and none is elected right now; retry shortly']);
+  assert.deepEqual(await gateRefusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it; send fleet changes to node-a:7:123456']);
+  assert.deepEqual(await gateRefusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' })), ['retry_later', 'this server (node-b:42:abcdef) leads but is not connected to the external broker yet; retry shortly']);
+  assert.deepEqual(await gateRefusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' }, true)), [
     'unavailable',
     'this server (node-b:42:abcdef) leads but its takeover of the broker failed (see its log); restart it once the cause is fixed',
   ]);
