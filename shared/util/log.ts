@@ -9,7 +9,23 @@ export type { Logger };
  */
 export function createLogger(name: string, level?: LevelWithSilent): Logger {
   const chosen = level ?? envLogLevel() ?? 'info';
-  return pino({ name, level: chosen, base: { name } }, pino.destination({ fd: 2, sync: true }));
+  return pino({ name, level: chosen, base: { name } }, stderrDestination());
+}
+
+/** Log lines kept while stderr cannot be written (a full disk under its file), written once it can; newer ones beyond are lost. */
+const UNWRITTEN_LOG_BYTES = 1024 * 1024;
+
+/**
+ * stderr, written synchronously. A write that fails (ENOSPC: the disk holding the log file is
+ * full; EIO) loses log lines, not the process: unhandled, the destination's 'error' ended a
+ * server or an agent (exit 1, and again at every restart while the disk stayed full), so a device
+ * stopped serving and could not roll back over its log. Lines are kept up to UNWRITTEN_LOG_BYTES
+ * and written with the next line once stderr takes them again.
+ */
+function stderrDestination(): ReturnType<typeof pino.destination> {
+  const destination = pino.destination({ fd: 2, sync: true, maxLength: UNWRITTEN_LOG_BYTES });
+  destination.on('error', () => {});
+  return destination;
 }
 
 /** One-shot CLI commands log warnings and worse unless FLEETPRUNE_LOG_LEVEL asks for more. */
