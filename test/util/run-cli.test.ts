@@ -86,6 +86,44 @@ test('a server whose stdout cannot be written (a full disk) says so once on stde
   assert.equal(await exited, 0, stderr);
 });
 
+test('a server whose log cannot be written (stderr on a full disk) loses its log lines, not its life: it serves and stops in order', async (t) => {
+  const { access, constants, mkdtemp, rm } = await import('node:fs/promises');
+  if (!(await access('/dev/full', constants.W_OK).then(() => true, () => false))) return t.skip('no writable /dev/full (it fails every write with ENOSPC)');
+  const { spawn } = await import('node:child_process');
+  const { openSync, closeSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-full-stderr-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const full = openSync('/dev/full', 'w');
+  t.after(() => closeSync(full));
+  // Logging at info: every request and the start-up write log lines, each failing with ENOSPC.
+  const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'debug', FLEETPRUNE_ADMIN_TOKEN: 'fp_full_stderr_admin_token_0123456789' },
+    stdio: ['ignore', 'pipe', full],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let stdout = '';
+  child.stdout!.on('data', (chunk) => (stdout += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  while (!/listening http=\d+/.test(stdout) && Date.now() < deadline) {
+    const early = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('running'), 100))]);
+    assert.equal(early, 'running', `the server ended before it listened (stdout: ${stdout})`);
+  }
+  const port = Number(/listening http=(\d+)/.exec(stdout)![1]);
+  for (let i = 0; i < 3; i++) {
+    const answer = await fetch(`http://127.0.0.1:${port}/api/models`, { headers: { authorization: 'Bearer fp_full_stderr_admin_token_0123456789' } });
+    assert.equal(answer.status, 200);
+    await answer.arrayBuffer();
+  }
+  const early = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve('running'), 500))]);
+  assert.equal(early, 'running');
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+});
+
 test('a usage error quoting an argument escapes its control characters rather than sending them to the terminal', async () => {
   const { runCli } = await import('../helpers/cli.ts');
   const refused = await runCli(['devices', 'enroll', '--id', 'dev-2', '--labels', 'site=a\x1b[2Jb', '--out', 'x.json']);
