@@ -1,6 +1,7 @@
 import { CommanderError, Help, type Command, type Option } from 'commander';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { cliLogLevel } from '../util/log.ts';
+import { printable } from '../util/printable.ts';
 
 /**
  * Parses argv with a commander program built with `.exitOverride()`, runs the chosen action and
@@ -58,12 +59,9 @@ export function oneLineUsageErrors(program: Command): Command {
   return program
     .configureOutput({
       outputError: (message, write) => {
-        // One line, and an argument's control characters (ESC, a bell) escaped rather than sent to the terminal or CI log.
-        const text = message
-          .replace(/^error: /, '')
-          .replace(/\s*\n\s*/g, ' ')
-          .trim()
-          .replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+        // One line, and an argument's control characters (ESC, a bell) and text-direction controls
+        // (U+202E, which reverses the rest of the line) escaped rather than sent to the terminal or CI log.
+        const text = printable(message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim());
         write(`${program.name()}: ${text} (run with --help for usage)\n`);
       },
     })

@@ -130,4 +130,9 @@ test('a usage error quoting an argument escapes its control characters rather th
   assert.equal(refused.code, 2);
   assert.match(refused.stderr, /^fleetprune: option '--labels <k=v,\.\.\.>' argument 'site=a\\x1b\[2Jb' is invalid\. .*\n$/);
   assert.doesNotMatch(refused.stderr, /\x1b/);
+  // A text-direction override too: the line that explains it is refused must not read reversed.
+  const reversed = await runCli(['devices', 'enroll', '--id', 'dev-2', '--labels', 'site=abc\u202eevil', '--out', 'x.json']);
+  assert.equal(reversed.code, 2);
+  assert.match(reversed.stderr, /argument 'site=abc\\u202eevil' is invalid\. /);
+  assert.doesNotMatch(reversed.stderr, /\u202e/);
 });
