@@ -13,7 +13,7 @@ import { limitBodySize } from './body-size-limit.ts';
 import { contentCharset, readsAsUtf8 } from '../../shared/http/content-charset.ts';
 import { requestError } from './request-errors.ts';
 import { sendError } from './send-error.ts';
-import { refuseRepeatedQuery, validatePart } from './validate-request.ts';
+import { refuseNonUtf8Query, refuseRepeatedQuery, validatePart } from './validate-request.ts';
 import { refuseBody } from './no-body.ts';
 import { answerOtherMethods, guardFixedPaths } from './other-methods.ts';
 
@@ -164,6 +164,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         const params = validatePart(route.params, req.params, 'path');
         // A route that takes no query parameters refuses them, as the others refuse unknown ones:
         // GET /api/models?limit=1 answering with every model would look like a paging bug.
+        refuseNonUtf8Query(req.originalUrl);
         const rawQuery = { ...(req.query as Record<string, unknown>) };
         refuseRepeatedQuery(rawQuery, route.query ?? NO_QUERY);
         const query = validatePart(route.query ?? NO_QUERY, rawQuery, 'query');

@@ -225,6 +225,10 @@ test('numeric query parameters that are not one whole number in range say what w
   // Text parameters too, not zod's "expected string, received array"; an unknown one repeated is unknown.
   assert.equal(await message('/api/rollouts?model=a&model=b'), 'query.model: given more than once; send it once');
   assert.equal(await message('/api/rollouts?colour=a&colour=b'), 'query.colour: unknown field');
+  // Percent-escapes that are no UTF-8 text (a Latin-1 byte, an encoded surrogate, a cut sequence) were read as U+FFFD.
+  for (const bad of ['%FF', '%ED%A0%80', 'ok%C3']) {
+    assert.equal(await message(`/api/rollouts?model=${bad}`), 'query.model: its percent-escapes are not UTF-8 text; encode the value as UTF-8 (encodeURIComponent does)', bad);
+  }
   // A model filter the registry could never hold is refused, not answered with an empty list.
   assert.equal(await message('/api/rollouts?model=..%2Fwine'), 'query.model: must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with a dot');
   assert.equal(await message('/api/audit?before=99999999999999999999999'), 'query.before: must be at most 9007199254740991');
