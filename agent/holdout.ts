@@ -1,6 +1,7 @@
 import { statSync } from 'node:fs';
 import type { Manifest } from '../shared/artifact/manifest.ts';
 import { parseDataset, readDataFile, type Dataset } from '../shared/data/dataset.ts';
+import { canonicalText } from '../shared/util/canonical-text.ts';
 import { UserError } from '../shared/util/errors.ts';
 import { parseDecimal } from '../shared/util/numbers.ts';
 
@@ -119,7 +120,8 @@ export class Holdout {
 export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldout {
   const dataset = holdout.forModel(manifest);
   const columns = manifest.features.map((name) => {
-    const index = dataset.featureNames.indexOf(name);
+    // The holdout's names are read canonical (canonicalText); a model's are as its data wrote them.
+    const index = dataset.featureNames.indexOf(canonicalText(name));
     if (index < 0) throw new Error(`${holdout.source}: no column "${name}", which the model needs`);
     return index;
   });
@@ -128,10 +130,10 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
   dataset.x.forEach((row, r) => columns.forEach((column, c) => (features[r * nFeatures + c] = row[column]!)));
   let y = dataset.y;
   if (manifest.task === 'classification') {
-    const labelIndex = new Map(manifest.labels.map((label, i) => [label, i]));
+    const labelIndex = new Map(manifest.labels.map((label, i) => [canonicalText(label), i]));
     // Numeric classes are read by value and named canonically ("1"); a model trained before that
     // names its classes as its data wrote them ("1.0"): matched by value.
-    const byValue = new Map(manifest.labels.filter((label) => Number.isFinite(parseDecimal(label))).map((label) => [parseDecimal(label), labelIndex.get(label)!]));
+    const byValue = new Map(manifest.labels.filter((label) => Number.isFinite(parseDecimal(label))).map((label) => [parseDecimal(label), labelIndex.get(canonicalText(label))!]));
     const mapped = dataset.classes.map((name) => labelIndex.get(name) ?? byValue.get(parseDecimal(name)));
     const unknown = mapped.findIndex((index) => index === undefined);
     if (unknown >= 0) {

@@ -1,4 +1,5 @@
 import type { Manifest } from '../shared/artifact/manifest.ts';
+import { canonicalText } from '../shared/util/canonical-text.ts';
 import { isFloat32 } from '../shared/util/numbers.ts';
 
 export const MAX_ROWS_PER_REQUEST = 1024;
@@ -17,6 +18,7 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
   if (!Array.isArray(rows) || rows.length === 0) return { error: 'rows: must be a non-empty array' };
   if (rows.length > MAX_ROWS_PER_REQUEST) return { error: `rows: at most ${MAX_ROWS_PER_REQUEST} rows per request (got ${rows.length})` };
   const known = new Set(features);
+  const byText = new Map(features.map((name) => [canonicalText(name), name]));
   const packed = new Float32Array(rows.length * features.length);
   for (let r = 0; r < rows.length; r++) {
     const row: unknown = rows[r];
@@ -28,11 +30,16 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
         packed[r * features.length + c] = value;
       }
     } else if (row !== null && typeof row === 'object') {
-      const record = row as Record<string, unknown>;
-      const unknown = Object.keys(record).find((key) => !known.has(key));
-      if (unknown !== undefined) return { error: `rows[${r}]: unknown feature ${JSON.stringify(unknown.slice(0, 100))} (the model takes ${listed(features)})` };
+      let record = row as Record<string, unknown>;
+      // Names compared as text: a key spelled decomposed ("e" + U+0301) names the feature "é".
+      if (Object.keys(record).some((key) => !known.has(key))) {
+        const named = new Map(Object.entries(record).map(([key, value]) => [byText.get(canonicalText(key)) ?? key, value]));
+        const unknown = [...named.keys()].find((key) => !known.has(key));
+        if (unknown !== undefined) return { error: `rows[${r}]: unknown feature ${JSON.stringify(unknown.slice(0, 100))} (the model takes ${listed(features)})` };
+        record = Object.fromEntries(named);
+      }
       for (let c = 0; c < features.length; c++) {
-        const value = record[features[c]!];
+        const value = Object.hasOwn(record, features[c]!) ? record[features[c]!] : undefined;
         if (value === undefined) return { error: `rows[${r}]: missing feature ${JSON.stringify(features[c])}` };
         if (!isFloat32(value)) return { error: `rows[${r}].${features[c]}: ${FINITE_FLOAT32}` };
         packed[r * features.length + c] = value;

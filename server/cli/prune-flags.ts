@@ -1,6 +1,7 @@
 import { basename, extname } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
 import { parseInteger, parseNumber, parseNumberList } from '../../shared/cli/option-parsers.ts';
+import { canonicalText } from '../../shared/util/canonical-text.ts';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
 import { PruneOptionsSchema, type PruneOptions } from '../pruning/options.ts';
 import { ModelNameSchema } from '../registry/names.ts';
@@ -73,7 +74,10 @@ export function modelNameFromFile(path: string): string {
   if (!/[A-Za-z0-9]/.test(file)) {
     throw new UserError(`--name: the data file's name ${JSON.stringify(basename(path))} gives no model name (1-64 characters of A-Z a-z 0-9 . _ -); give one with --name`);
   }
-  return file.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\./, '_').slice(0, 64);
+  // Character by character as a reader counts them (graphemes: "🚀" or "é" written decomposed is one `_`,
+  // so one file name gives one model name whichever machine's file system wrote it).
+  const graphemes = [...new Intl.Segmenter('en', { granularity: 'grapheme' }).segment(canonicalText(file))];
+  return graphemes.map(({ segment }) => (/^[A-Za-z0-9._-]$/.test(segment) ? segment : '_')).join('').replace(/^\./, '_').slice(0, 64);
 }
 
 /** Zod paths of PruneOptions → the CLI flag that sets them, for one-line error messages. */

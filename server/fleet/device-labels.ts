@@ -1,3 +1,4 @@
+import { canonicalText } from '../../shared/util/canonical-text.ts';
 import { zodIssueMessage } from '../../shared/util/errors.ts';
 import { AgentConfigSchema, MAX_LABEL_VALUE_CHARS } from '../../shared/protocol/agent-config.ts';
 import { controlCharacterIn } from '../rollout/operator-text.ts';
@@ -20,6 +21,11 @@ export const DeviceLabelsSchema = AgentConfigSchema.shape.labels
     for (const [key, value] of Object.entries(labels)) {
       const found = controlCharacterIn(value);
       if (found) ctx.addIssue({ code: 'custom', path: [key], message: `must not contain control characters such as newlines or escape sequences (found ${found})` });
+      // What a decoder puts where bytes were not UTF-8 (a Latin-1 "ü" in a shell argument): the
+      // letter is lost already, and the label would read "Z\uFFFDrich" for good.
+      else if (value.includes('\uFFFD')) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `holds U+FFFD, the replacement character: the text given was not UTF-8 (a Latin-1 terminal or file?); give it as UTF-8` });
+      }
     }
   });
 
@@ -27,4 +33,9 @@ export const DeviceLabelsSchema = AgentConfigSchema.shape.labels
 export function deviceLabelsProblem(labels: Record<string, string>): string | null {
   const parsed = DeviceLabelsSchema.safeParse(labels);
   return parsed.success ? null : parsed.error.issues.map((issue) => `labels${issue.path.map((key) => `.${String(key)}`).join('')}: ${zodIssueMessage(issue)}`).join('; ');
+}
+
+/** `labels` with each value in canonical form (canonicalText): one spelling of "Zürich" stored and shown. */
+export function canonicalLabels(labels: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(labels).map(([key, value]) => [key, canonicalText(value)]));
 }

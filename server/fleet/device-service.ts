@@ -12,7 +12,7 @@ import { DEFAULT_SERVER_USERNAME } from '../broker/credential-store.ts';
 import { hashPassword } from '../broker/password-hash.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import { UniqueViolation } from '../store/sql-engine.ts';
-import { deviceLabelsProblem } from './device-labels.ts';
+import { canonicalLabels, deviceLabelsProblem } from './device-labels.ts';
 import { OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import { refusalView, type DeviceRefusal } from './device-view.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -92,6 +92,8 @@ export class DeviceService {
     if (request.id === DEFAULT_SERVER_USERNAME) throw new ServiceError('bad_request', `id: ${DEFAULT_SERVER_USERNAME} is reserved for the server`);
     const labelsProblem = deviceLabelsProblem(request.labels);
     if (labelsProblem) throw new ServiceError('bad_request', labelsProblem);
+    // Stored, written to the device's config and shown in one form (selectors compare as text anyway).
+    request = { ...request, labels: canonicalLabels(request.labels) };
     const secret = randomBytes(32).toString('base64url');
     const token = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
     const tokenId = randomBytes(8).toString('hex');

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { LabelKeySchema, MAX_LABEL_VALUE_CHARS } from '../../shared/protocol/agent-config.ts';
+import { sameText } from '../../shared/util/canonical-text.ts';
 
 /**
  * Kubernetes-style label selectors over device labels: every `matchLabels` pair and every
@@ -38,19 +39,20 @@ export function isEmptySelector(selector: LabelSelector): boolean {
   return Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0;
 }
 
+/** Values are compared as text (sameText): `site=Zürich` matches a device enrolled with it decomposed. */
 export function selectorMatches(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
-    if (labels[key] !== value) return false;
+    if (!Object.hasOwn(labels, key) || !sameText(labels[key]!, value)) return false;
   }
   for (const requirement of selector.matchExpressions ?? []) {
     const has = Object.hasOwn(labels, requirement.key);
     const value = labels[requirement.key];
     switch (requirement.operator) {
       case 'In':
-        if (!has || !requirement.values!.includes(value!)) return false;
+        if (!has || !requirement.values!.some((wanted) => sameText(value!, wanted))) return false;
         break;
       case 'NotIn':
-        if (has && requirement.values!.includes(value!)) return false;
+        if (has && requirement.values!.some((unwanted) => sameText(value!, unwanted))) return false;
         break;
       case 'Exists':
         if (!has) return false;

@@ -4,6 +4,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { parse } from 'csv-parse/sync';
 import { MAX_MANIFEST_BYTES } from '../artifact/manifest.ts';
+import { canonicalText } from '../util/canonical-text.ts';
 import { FLOAT32_MAX, parseDecimal } from '../util/numbers.ts';
 import { UserError, errorMessage, oneLineMessage } from '../util/errors.ts';
 import { decodeDataText, looksLikeUtf16 } from './data-text.ts';
@@ -172,15 +173,19 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     }
     throw new UserError(`${source}: not a valid CSV file: ${oneLineMessage(errorMessage(error))}`);
   }
-  const header = parsed[0];
-  if (!header || header.length === 0) throw new UserError(`${source}: the file is empty`);
+  const writtenHeader = parsed[0];
+  if (!writtenHeader || writtenHeader.length === 0) throw new UserError(`${source}: the file is empty`);
+  // Names compared as text, not code units: "Zürich" typed on one machine and saved decomposed
+  // (u + U+0308, as macOS file names and some editors write it) on another are one name.
+  const header = writtenHeader.map(canonicalText);
+  const labelName = canonicalText(options.label);
   const rows = parsed.slice(1);
   // "row N" in messages is the line of the file the row starts on, blank lines counted, as an editor shows it.
   const rowNumbers = rows.map((record, r) => endLines[r + 1]! - lineBreaks(record));
   if (rows.length === 0) throw new UserError(`${source}: the file has a header but no data rows`);
-  const labelIndex = header.indexOf(options.label);
+  const labelIndex = header.indexOf(labelName);
   if (labelIndex < 0) {
-    throw new UserError(`${source}: no label column ${quoted(options.label)} (columns: ${listed(header)})`);
+    throw new UserError(`${source}: no label column ${quoted(labelName)} (columns: ${listed(header)})`);
   }
   const seen = new Set<string>();
   for (const name of header) {
@@ -197,7 +202,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     }
     throw new UserError(`${source}: column ${unnamed + 1} has no name in the header (pandas writes its row index so: save with index=False), or name it`);
   }
-  const featureNames = options.features ? [...options.features] : header.filter((_, i) => i !== labelIndex);
+  const featureNames = options.features ? options.features.map(canonicalText) : header.filter((_, i) => i !== labelIndex);
   if (!options.features && featureNames.length === 0) throw new UserError(`${source}: there are no feature columns besides the label`);
   const featureColumns = featureNames.map((name) => {
     const index = header.indexOf(name);
@@ -223,8 +228,8 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     });
     x.push(row);
     // Spaces inside a quoted label too, as in a feature cell: " setosa" is the class setosa.
-    const label = (record[labelIndex] ?? '').trim();
-    if (label === '') throw new UserError(`${source}: line ${rowNumbers[r]}: the label ${quoted(options.label)} is empty`);
+    const label = canonicalText((record[labelIndex] ?? '').trim());
+    if (label === '') throw new UserError(`${source}: line ${rowNumbers[r]}: the label ${quoted(labelName)} is empty`);
     rawLabels.push(label);
   });
 
@@ -235,7 +240,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   const missing = options.features || options.task === 'classification' ? -1 : missingNumberLabel(rawLabels);
   if (missing >= 0) {
     throw new UserError(
-      `${source}: line ${rowNumbers[missing]}: the label ${quoted(options.label)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: ` +
+      `${source}: line ${rowNumbers[missing]}: the label ${quoted(labelName)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: ` +
         `drop the rows without a label, or, if ${quoted(rawLabels[missing]!)} is a class, give the task as classification (--task classification)`,
     );
   }
@@ -247,7 +252,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     const [first, ...more] = strays;
     const others = more.length === 0 ? '' : ` (and ${more.length} more such row${more.length === 1 ? '' : 's'}: line${more.length === 1 ? '' : 's'} ${more.map((r) => rowNumbers[r]).join(', ')})`;
     throw new UserError(
-      `${source}: line ${rowNumbers[first!]}: the label ${quoted(options.label)} is ${quoted(clipped(rawLabels[first!]!))}, not a finite number, where the other rows hold numbers${others}: ` +
+      `${source}: line ${rowNumbers[first!]}: the label ${quoted(labelName)} is ${quoted(clipped(rawLabels[first!]!))}, not a finite number, where the other rows hold numbers${others}: ` +
         `fix or drop ${more.length === 0 ? 'that row' : 'those rows'}, or, if the labels are classes, give the task as classification (--task classification)`,
     );
   }
@@ -262,7 +267,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     const className = classNaming(rawLabels);
     classes = sortedClassNames(rawLabels.map(className));
     if (classes.length < (options.minClasses ?? 2)) {
-      throw new UserError(`${source}: the label ${quoted(options.label)} has a single class (${clipped(classes[0]!)}); need at least two`);
+      throw new UserError(`${source}: the label ${quoted(labelName)} has a single class (${clipped(classes[0]!)}); need at least two`);
     }
     const index = new Map(classes.map((name, i) => [name, i]));
     y = rawLabels.map((label) => index.get(className(label))!);
@@ -276,7 +281,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     });
     // A constant target has nothing to learn, as a single class has not.
     if ((options.minClasses ?? 2) > 1 && y.every((value) => value === y[0])) {
-      throw new UserError(`${source}: the regression label ${quoted(options.label)} has a single value (${clipped(rawLabels[0]!)}); need at least two`);
+      throw new UserError(`${source}: the regression label ${quoted(labelName)} has a single value (${clipped(rawLabels[0]!)}); need at least two`);
     }
   }
 
@@ -287,19 +292,19 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   }
   // Training data: its names go into the artifact's manifest.json, which must stay readable.
   if (!options.features) {
-    assertNamesFitManifest(featureNames, classes, options.label, source);
-    assertNamesPrintable(featureNames, classes, options.label, source);
+    assertNamesFitManifest(featureNames, classes, labelName, source);
+    assertNamesPrintable(featureNames, classes, labelName, source);
   }
   // The fingerprint is of the values as written, before any rounding below: it names the data.
-  const fingerprint = fingerprintOf(options.features ? [...featureNames, options.label] : header, x, rawLabels);
+  const fingerprint = fingerprintOf(options.features ? [...featureNames, labelName] : header, x, rawLabels);
   const warnings = [
-    ...(options.task === undefined && task === 'regression' ? fewValuedTarget(rawLabels, options.label) : []),
+    ...(options.task === undefined && task === 'regression' ? fewValuedTarget(rawLabels, labelName) : []),
     ...(options.features ? [] : rowIdentifierColumns(x, featureNames)),
-    ...(options.features ? [] : caseVariantClasses(classes, options.label)),
+    ...(options.features ? [] : caseVariantClasses(classes, labelName)),
     ...roundFeaturesDevicesCannotHold(x, featureNames),
-    ...targetDevicesCannotHold(task === 'regression' ? y : [], options.label),
+    ...targetDevicesCannotHold(task === 'regression' ? y : [], labelName),
   ];
-  return { featureNames, labelName: options.label, task, x, y, classes, fingerprint, warnings, rowLines: rowNumbers };
+  return { featureNames, labelName, task, x, y, classes, fingerprint, warnings, rowLines: rowNumbers };
 }
 
 /**
@@ -424,21 +429,23 @@ const IDENTIFIER_MIN_ROWS = 20;
  * caught.
  */
 /**
- * Classes whose names differ only in letter case or spacing ("SETOSA" and "setosa", "Iris setosa"
- * and "Iris  setosa"): most often one class written two ways, which the model would learn as two.
+ * Classes whose names differ only in letter case, spacing or invisible characters ("SETOSA" and
+ * "setosa", "Iris setosa" and "Iris  setosa", "setosa" and "setosa" with a zero-width space): most
+ * often one class written two ways, which the model would learn as two.
  * One warning naming them (the training data's only: a holdout's classes are the model's).
  */
 function caseVariantClasses(classes: readonly string[], label: string): string[] {
   const byFolded = new Map<string, string[]>();
   for (const name of classes) {
-    const folded = name.toLowerCase().replace(/\s+/g, ' ');
+    // Compatibility forms (full-width letters, ligatures) and invisible characters (a zero-width space) folded too.
+    const folded = name.normalize('NFKC').toLowerCase().replace(/\p{Cf}/gu, '').replace(/\s+/g, ' ');
     byFolded.set(folded, [...(byFolded.get(folded) ?? []), name]);
   }
   const variants = [...byFolded.values()].filter((names) => names.length > 1);
   if (variants.length === 0) return [];
   const shown = variants.slice(0, 3).map((names) => names.map((name) => quoted(clipped(name))).join(' and ')).join('; ');
   return [
-    `the label ${quoted(label)} has classes that differ only in letter case or spacing (${shown}${variants.length > 3 ? '; …' : ''}): ` +
+    `the label ${quoted(label)} has classes that differ only in letter case, spacing or invisible characters (${shown}${variants.length > 3 ? '; …' : ''}): ` +
       'each is a class of its own to the model; if they are one class, write it one way',
   ];
 }
@@ -582,17 +589,24 @@ function assertNamesPrintable(featureNames: readonly string[], classes: readonly
   // A line break or tab in a name (a quoted cell across lines) would split every listing, log line
   // and prediction that prints it: refused as NUL is, by name, with the character spelled out.
   const brokenFeature = featureNames.find(hasControl);
-  if (brokenFeature !== undefined) throw new UserError(`${source}: column ${quoted(brokenFeature)} has ${controlIn(brokenFeature)} in its name; names are printed on one line: rename it`);
-  if (hasControl(label)) throw new UserError(`${source}: the label ${quoted(label)} has ${controlIn(label)} in its name; names are printed on one line: rename it`);
+  if (brokenFeature !== undefined) throw new UserError(`${source}: column ${quoted(brokenFeature)} has ${controlIn(brokenFeature)} in its name; names are printed on one line, as written: rename it`);
+  if (hasControl(label)) throw new UserError(`${source}: the label ${quoted(label)} has ${controlIn(label)} in its name; names are printed on one line, as written: rename it`);
   const brokenClass = classes.find(hasControl);
   if (brokenClass !== undefined) {
-    throw new UserError(`${source}: the label ${quoted(label)} has a class ${quoted(brokenClass)} with ${controlIn(brokenClass)}; class names are printed on one line: fix the label cells`);
+    throw new UserError(`${source}: the label ${quoted(label)} has a class ${quoted(brokenClass)} with ${controlIn(brokenClass)}; class names are printed on one line, as written: fix the label cells`);
   }
 }
 
+/**
+ * Control characters (C0, DEL, C1: U+009B is a one-character escape sequence on some terminals),
+ * the line and paragraph separators, and the bidirectional embeddings, overrides and isolates,
+ * which make the rest of a line read in another order than it is stored: the characters a
+ * rollout reason or a device label may not hold either (server/rollout/operator-text.ts).
+ */
 // eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0001-\u001f\u007f]/;
-const CONTROL_NAMES: Record<string, string> = { '\n': 'a line feed', '\r': 'a carriage return', '\t': 'a tab' };
+const CONTROL = /[\u0001-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const CONTROL_NAMES: Record<string, string> = { '\n': 'a line feed', '\r': 'a carriage return', '\t': 'a tab', '\u2028': 'a line separator', '\u2029': 'a paragraph separator' };
+const TEXT_DIRECTION = /[\u202a-\u202e\u2066-\u2069]/;
 
 function hasControl(name: string): boolean {
   return CONTROL.test(name);
@@ -602,7 +616,7 @@ function hasControl(name: string): boolean {
 function controlIn(name: string): string {
   const char = CONTROL.exec(name)![0];
   const code = `U+${char.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
-  return `${CONTROL_NAMES[char] ?? 'a control character'} (${code})`;
+  return `${CONTROL_NAMES[char] ?? (TEXT_DIRECTION.test(char) ? 'a text-direction control' : 'a control character')} (${code})`;
 }
 
 /**
@@ -657,9 +671,14 @@ function clipped(text: string): string {
   return text.length > SHOWN_CHARACTERS ? `${text.slice(0, SHOWN_CHARACTERS)}…` : text;
 }
 
-/** A cell or column name for an error message: quoted, escaped (JSON) and clipped. */
+/**
+ * A cell or column name for an error message: quoted, escaped (JSON) and clipped, with what JSON
+ * leaves as it is escaped too: C1 controls, and the invisible and text-direction characters
+ * (a zero-width space, U+202E), so two names that differ only by one show the difference, and
+ * none reverses the rest of the line.
+ */
 function quoted(text: string): string {
-  return JSON.stringify(clipped(text));
+  return JSON.stringify(clipped(text)).replace(/[\u0080-\u009f\p{Cf}\u2028\u2029]/gu, (char) => `\\u${char.codePointAt(0)!.toString(16).padStart(4, '0')}`);
 }
 
 /** A header for an error message: its first columns, each quoted. */

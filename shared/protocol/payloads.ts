@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { sameText } from '../util/canonical-text.ts';
 import { DEVICE_ID_PATTERN } from './topics.ts';
 
 /**
@@ -215,5 +216,6 @@ export type FleetCommand = z.infer<typeof FleetCommandSchema>;
 
 export function selectorMatches(selector: Selector, deviceId: string, labels: Readonly<Record<string, string>>): boolean {
   if (selector.deviceIds && !selector.deviceIds.includes(deviceId)) return false;
-  return Object.entries(selector.labels ?? {}).every(([key, value]) => labels[key] === value);
+  // Compared as text: a fleet rollback for site=Zürich reaches a device enrolled with it decomposed.
+  return Object.entries(selector.labels ?? {}).every(([key, value]) => Object.hasOwn(labels, key) && sameText(labels[key]!, value));
 }

@@ -66,10 +66,15 @@ const badInputs: [string, string, RegExp][] = [
   ['x\0,label\n1,a\n2,b\n', 'label', /column "x\\u0000" has a NUL character \(U\+0000\) in its name/],
   ['x,label\n1,a\n2,b\0\n', 'label', /the label "label" has a class "b\\u0000" with a NUL character/],
   // A line break or tab in a name (a quoted cell) split every listing and log line that printed it.
-  ['"x\ny",label\n1,a\n2,b\n', 'label', /^data: column "x\\ny" has a line feed \(U\+000A\) in its name; names are printed on one line: rename it$/],
+  ['"x\ny",label\n1,a\n2,b\n', 'label', /^data: column "x\\ny" has a line feed \(U\+000A\) in its name; names are printed on one line, as written: rename it$/],
   ['x,"la\tbel"\n1,a\n2,b\n', 'la\tbel', /^data: the label "la\\tbel" has a tab \(U\+0009\) in its name/],
-  ['x,label\n1,"a\r\nb"\n2,b\n', 'label', /^data: the label "label" has a class "a\\r\\nb" with a carriage return \(U\+000D\); class names are printed on one line: fix the label cells$/],
+  ['x,label\n1,"a\r\nb"\n2,b\n', 'label', /^data: the label "label" has a class "a\\r\\nb" with a carriage return \(U\+000D\); class names are printed on one line, as written: fix the label cells$/],
   ['x,label\n1,"a\u0007"\n2,b\n', 'label', /has a class "a\\u0007" with a control character \(U\+0007\)/],
+  // Text-direction controls and C1 controls: the rest of a listing's line read reversed, or a terminal took U+009B as an escape.
+  ['a\u202eb,label\n1,a\n2,b\n', 'label', /^data: column "a\\u202eb" has a text-direction control \(U\+202E\) in its name; names are printed on one line, as written: rename it$/],
+  ['x,label\n1,evil\u2066gnp\n2,b\n', 'label', /has a class "evil\\u2066gnp" with a text-direction control \(U\+2066\)/],
+  ['x,label\n1,x\u009b31m\n2,b\n', 'label', /has a class "x\\u009b31m" with a control character \(U\+009B\)/],
+  ['x,label\n1,a\u2028b\n2,b\n', 'label', /has a class "a\\u2028b" with a line separator \(U\+2028\)/],
 ];
 for (const [text, label, message] of badInputs) {
   test(`rejects bad CSV input: ${message.source}`, () => {
@@ -358,13 +363,35 @@ test('a file with two byte order marks (a tool added its own) names its first co
   assert.deepEqual(dataset.featureNames, ['x']);
 });
 
-test('classes that differ only in letter case or spacing are named in a warning (each stays a class of its own); a holdout is not warned', () => {
-  const csv = 'x,kind\n1,setosa\n2,SETOSA\n3,Iris  virginica\n4,iris virginica\n5,other\n6,other\n';
+test('classes that differ only in letter case, spacing or invisible characters are named in a warning (each stays a class of its own); a holdout is not warned', () => {
+  const csv = 'x,kind\n1,setosa\n2,SETOSA\n3,Iris  virginica\n4,iris virginica\n5,other\n6,other\n7,other\u200b\n';
   const dataset = parseDataset(csv, { label: 'kind' });
-  assert.deepEqual(dataset.classes.length, 5);
+  assert.deepEqual(dataset.classes.length, 6);
   assert.deepEqual(dataset.warnings?.filter((warning) => warning.includes('letter case')), [
-    'the label "kind" has classes that differ only in letter case or spacing ("Iris  virginica" and "iris virginica"; "SETOSA" and "setosa"): each is a class of its own to the model; if they are one class, write it one way',
+    'the label "kind" has classes that differ only in letter case, spacing or invisible characters ("Iris  virginica" and "iris virginica"; "SETOSA" and "setosa"; "other" and "other\\u200b"): each is a class of its own to the model; if they are one class, write it one way',
   ]);
   assert.deepEqual(parseDataset('x,kind\n1,a\n2,b\n', { label: 'kind' }).warnings?.filter((warning) => warning.includes('letter case')), []);
   assert.deepEqual(parseDataset(csv, { label: 'kind', features: ['x'], minClasses: 1 }).warnings?.filter((warning) => warning.includes('letter case')), []);
+});
+
+test('names and classes are compared as text: a decomposed "Bär" (a + U+0308) is the class and the column "Bär", read composed', () => {
+  const composed = 'B\u00e4r';
+  const decomposed = 'Ba\u0308r';
+  // Rows written on two machines: one class, not two that look the same everywhere they are shown.
+  const dataset = parseDataset(`x,esp\u00e8ce\n1,${composed}\n2,${decomposed}\n3,Baum\n4,Baum\n`, { label: 'espe\u0300ce' });
+  assert.deepEqual(dataset.classes, ['Baum', composed]);
+  assert.deepEqual(dataset.y, [1, 1, 0, 0]);
+  assert.equal(dataset.labelName, 'esp\u00e8ce');
+  // A header saved decomposed is found by the name typed composed; a model's features likewise.
+  const header = parseDataset(`${decomposed},kind\n1,a\n2,b\n`, { label: 'kind', features: [composed] });
+  assert.deepEqual(header.featureNames, [composed]);
+  // Two columns whose names are one text are one name written twice.
+  assert.throws(() => parseDataset(`${composed},${decomposed},kind\n1,2,a\n2,3,b\n`, { label: 'kind' }), /column "B\u00e4r" appears twice in the header/);
+});
+
+test('a name that differs from a column only by an invisible character shows the difference in the refusal', () => {
+  assert.throws(
+    () => parseDataset('x,kind\u200b\n1,a\n2,b\n', { label: 'kind' }),
+    (error: unknown) => error instanceof UserError && error.message === 'data: no label column "kind" (columns: "x", "kind\\u200b")',
+  );
 });
