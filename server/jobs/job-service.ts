@@ -4,7 +4,7 @@ import { join, relative, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
-import { ServiceError } from '../app/service-error.ts';
+import { ServiceError, asServiceError } from '../app/service-error.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import { storeArtifactFiles } from '../artifacts/store-artifact-files.ts';
@@ -405,12 +405,16 @@ export class JobService {
       active.ending = true;
       if (this.#stopping) return;
       const cancelled = active.cancel;
-      const full = cancelled?.message ?? (error instanceof ServiceError ? error.message : `internal error: ${errorMessage(error)}`);
+      // A storage that could not take the job's models (ENOSPC, EROFS while registering them) is
+      // said as a push that meets it is, with what to do; it was "internal error: ENOSPC ...".
+      const known = error instanceof PruneWorkerFault ? null : asServiceError(error);
+      const full = cancelled?.message ?? (known ? known.message : `internal error: ${errorMessage(error)}`);
       // API callers do not see the server's paths (the job's error is a viewer's to read): the log has them.
       const message = await this.#withoutServerPaths(full);
       if (cancelled) this.#deps.log.info({ job: job.id }, message);
       else if (error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
-      else if (!(error instanceof ServiceError)) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
+      else if (!known) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
+      else if (!(error instanceof ServiceError)) this.#deps.log.warn({ job: job.id, error: errorMessage(error) }, 'pruning job failed');
       else if (message !== full) this.#deps.log.warn({ job: job.id, error: full }, 'pruning job failed');
       // From queued too: storing its start may be what failed. A cancel that took effect (it
       // terminated the worker, or stopped the job before it started or before registering) ends

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { deferCleanup } from '../helpers/cleanup.ts';
 import { commandSucceeds, mountTmpfs } from '../helpers/tmpfs.ts';
@@ -71,4 +72,28 @@ test('a server whose blob directory turned read-only refuses an upload as 507 na
   assert.ok(lines.some((line) => line.level === 50 && /storage cannot take the write/.test(line.msg) && JSON.stringify(line).includes(blobs)), 'the server log names the file');
   assert.ok(!lines.some((line) => line.msg === 'request failed'), 'not logged as an internal failure');
   assert.equal((await server.request('GET', `/api/blobs/${sha256}`)).status, 404, 'no blob stored');
+});
+
+test('a pruning job whose models the blob store cannot take (read-only) fails saying so, as a push does, not as an internal error; nothing is registered', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const server = (await startTestServer(t, { start: { log: logger } }))!;
+  const blobs = join(server.dataDir, 'blobs');
+  if (!(await commandSucceeds('mount', ['--bind', blobs, blobs]))) return t.skip('cannot bind-mount here (needs root)');
+  deferCleanup(t, () => commandSucceeds('umount', ['-l', blobs]));
+  assert.ok(await commandSucceeds('mount', ['-o', 'remount,bind,ro', blobs]), 'remounted read-only');
+  const csv = await readFile(fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url)), 'utf8');
+  const options = { units: 16, layers: 2, epochs: 20, retrainEpochs: 5, epsilons: [0.2], baselines: false, seed: 1 };
+  const started = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options } });
+  assert.equal(started.status, 202);
+  const { id } = (await started.json()) as { id: string };
+  let job: { state: string; error?: string } = { state: 'queued' };
+  const deadline = Date.now() + 120_000;
+  while (!['failed', 'succeeded', 'cancelled'].includes(job.state) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    job = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as typeof job;
+  }
+  assert.equal(job.state, 'failed');
+  assert.equal(job.error, 'the server cannot write to its storage (EROFS), so the request was not completed. Make its --data-dir writable (the server log names the file) and try again');
+  assert.deepEqual(((await (await server.request('GET', '/api/models')).json()) as { models: unknown[] }).models, []);
+  assert.ok(!lines.some((line) => line.level >= 50 && line.msg === 'pruning job failed'), 'not logged as an internal failure');
 });
