@@ -1034,7 +1034,7 @@ export class Agent {
       const retryInMs = this.#retries.schedule(BENCHMARK_RETRY, () => {
         if (!this.#stopped) this.#queueBenchmarkRerun(`retry benchmark of ${candidate.version}`);
       });
-      this.#logger.error({ err: describeSystemError(error), candidate: candidate.version, retryInMs }, 'benchmark report not saved (the device\'s storage failed); the benchmark runs again');
+      this.#logger.error({ err: describeSystemError(error), candidate: candidate.version, retryInMs }, 'benchmark report not saved (the device\'s storage failed); it is kept and saved again on a timer (measured again only if its candidate, assignment or active model changed)');
       return 'not-saved';
     }
     this.#unsavedBenchmark = undefined;
