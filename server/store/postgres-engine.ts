@@ -83,6 +83,7 @@ export class PostgresEngine implements SqlEngine {
     try {
       await engine.get('SELECT 1 AS ok');
       if (schema) await engine.#useSchema(schema);
+      else await engine.#checkSessionSchema();
     } catch (error) {
       await pool.end().catch(() => {});
       throw error;
@@ -109,6 +110,22 @@ export class PostgresEngine implements SqlEngine {
     const current = (await this.get<{ name: string | null }>('SELECT current_schema() AS name'))?.name ?? null;
     if (current === null) throw new UserError(`--database-schema ${schema}: this role cannot use the schema (it needs USAGE and CREATE on it, or to own it)`);
     if (current !== schema) throw new UserError(`--database-schema ${schema}: the sessions work in schema ${current} instead (the URL's options set another search_path)`);
+  }
+
+  /**
+   * Without --database-schema, the sessions work in the first schema of their search_path that
+   * exists: the URL's own (`?options=-c search_path=...`) or the role's. When none does (a schema
+   * not created yet, a typo), every table would fail to be made with "no schema has been selected
+   * to create in": refused at start, naming what to do.
+   */
+  async #checkSessionSchema(): Promise<void> {
+    const row = await this.get<{ name: string | null; path: string }>('SELECT current_schema() AS name, current_setting(\'search_path\') AS path');
+    if (row && row.name === null) {
+      throw new UserError(
+        `--database-url (or FLEETPRUNE_DATABASE_URL): the database's sessions have no schema to work in: none of their search_path (${row.path}) exists or may be used by this role; ` +
+          'create the schema (or fix the search_path in the URL\'s options), or give --database-schema NAME to have one created',
+      );
+    }
   }
 
   get schema(): string | undefined {

@@ -117,6 +117,29 @@ test('a role without CREATE on the schema it works in is told what it needs on o
   }
 });
 
+test('a URL whose own search_path names no schema that exists is refused at start on one line (exit 2), not an internal error; once the schema exists it starts', async (t) => {
+  const db = await freshDatabase(t);
+  if (!db) return;
+  const url = new URL(db.url);
+  url.searchParams.set('options', '-c search_path=nosuch');
+  const dir = await tempDir(t);
+  const args = ['server', '--data-dir', dir, '--database-url', url.toString(), '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'];
+  const refused = await runCli(args);
+  assert.deepEqual([refused.code, refused.stderr], [
+    2,
+    'fleetprune: --database-url (or FLEETPRUNE_DATABASE_URL): the database\'s sessions have no schema to work in: none of their search_path (nosuch) exists or may be used by this role; ' +
+      'create the schema (or fix the search_path in the URL\'s options), or give --database-schema NAME to have one created\n',
+  ]);
+  assert.equal((await db.admin("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")).rows[0].n, 0, 'nothing made');
+  await db.admin('CREATE SCHEMA nosuch');
+  const store = await openStore({ engine: 'postgres', databaseUrl: url.toString() });
+  try {
+    assert.equal((await store.engine.get<{ schema: string }>('SELECT current_schema() AS schema'))?.schema, 'nosuch');
+  } finally {
+    await store.close();
+  }
+});
+
 test('transactions run READ COMMITTED on a database whose default is stricter, and with a 30 s idle-in-transaction limit (PostgreSQL ends a session left idle inside one)', async (t) => {
   const db = await freshDatabase(t);
   if (!db) return;
