@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
+import { canonicalText } from '../../shared/util/canonical-text.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
@@ -342,7 +343,10 @@ function checkName(name: string): string {
  * phrase; undefined when they are the same, in the same order. Linear in the names (a wide model
  * lists tens of thousands of features, and this runs on the server's event loop).
  */
-function nameDifference(theirs: readonly string[], ours: readonly string[], noun: 'feature' | 'class'): string | undefined {
+function nameDifference(theirNames: readonly string[], ourNames: readonly string[], noun: 'feature' | 'class'): string | undefined {
+  // Compared as text: a version whose data spelled "é" decomposed takes the same feature as one that spelled it composed.
+  const theirs = theirNames.map(canonicalText);
+  const ours = ourNames.map(canonicalText);
   const at = theirs.findIndex((name, i) => ours[i] !== name);
   if (at < 0 && theirs.length === ours.length) return undefined;
   const quote = (name: string) => JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);

@@ -189,6 +189,13 @@ for (const engine of STORE_ENGINES) {
       const next = await makeArtifact(t, { seed: 6, privateKey: signer.privateKey });
       assert.deepEqual(next.manifest.features, features);
       assert.equal((await server.request('POST', '/api/models/iris/versions/check', { json: { manifest: next.manifest } })).status, 200);
+      // Names spelled the other way ("é" composed there, e + U+0301 here) are the same features.
+      const spelled = (e: string): Manifest => {
+        const { signature: _signature, ...unsigned } = artifact.manifest;
+        return signManifest({ ...unsigned, name: 'iris-fr', features: features.map((name, i) => (i === 0 ? `${name}_${e}` : name)) }, signer.privateKey);
+      };
+      assert.equal((await pushArtifact(server, 'iris-fr', artifact.dir, spelled('\u00e9'))).status, 201);
+      assert.equal((await server.request('POST', '/api/models/iris-fr/versions/check', { json: { manifest: spelled('e\u0301') } })).status, 200);
     });
 
     test("a version predicting other classes than the model's latest (renamed, or in another order): check, push and gRPC refuse it naming the difference; nothing is stored", async (t) => {
