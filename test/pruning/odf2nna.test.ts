@@ -34,8 +34,9 @@ test('under --enable-source-maps, tfjs loads without its 20 MB of source maps; t
   for (const id of ['@tensorflow/tfjs', '@tensorflow/tfjs-core', '@tensorflow/tfjs-layers', '@tensorflow/tfjs-backend-wasm']) {
     assert.equal(findSourceMap(require.resolve(id)), undefined, `${id}'s source map was read`);
   }
-  const backendModule = fileURLToPath(new URL(`../../shared/model/tfjs-backend.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url));
-  assert.ok(findSourceMap(backendModule) ?? findSourceMap(`file://${backendModule}`), 'the project\'s module keeps its source map');
+  // The file this test runs from (its source through tsx, or npm test's bundle of it) as node loaded it.
+  const running = runningFile();
+  assert.ok(findSourceMap(running) ?? findSourceMap(running.startsWith('file:') ? fileURLToPath(running) : `file://${running}`), `the project's code keeps its source map (${running})`);
   assert.match(new Error('here').stack ?? '', /odf2nna\.test\.ts:\d+/, 'a stack frame of this test still names its TypeScript file');
 });
 
@@ -349,3 +350,15 @@ test('the ε of a sweep are swept and reported smallest first, however they were
   assert.deepEqual(PruneOptionsSchema.parse({}).epsilons, [0.05, 0.1, 0.2, 0.3, 0.5, 0.7]);
   assert.throws(() => PruneOptionsSchema.parse({ epsilons: [0.6, 0.15, 0.6] }), /ε 0\.6 is given twice/);
 });
+
+/** The file of the calling frame as loaded (not as its source map names it). */
+function runningFile(): string {
+  const original = Error.prepareStackTrace;
+  try {
+    Error.prepareStackTrace = (_error, frames) => frames;
+    const frames = new Error().stack as unknown as NodeJS.CallSite[];
+    return frames[1]!.getFileName()!;
+  } finally {
+    Error.prepareStackTrace = original;
+  }
+}

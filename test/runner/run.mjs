@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
+import { bundleTestFiles } from './test-bundle.mjs';
 import { groupTestFiles, writeGroupFiles } from './test-groups.mjs';
 import { buildTestTree, removeTestTree, SOURCE_ROOT } from './test-tree.mjs';
 
@@ -59,10 +60,12 @@ const files = named.length > 0 ? named : await testFiles(join(SOURCE_ROOT, 'test
 const givenLimit = flags.findLast((flag) => flag.startsWith('--test-timeout='));
 const limitMs = givenLimit === undefined ? PROCESS_LIMIT_MS : Number(givenLimit.slice('--test-timeout='.length));
 
-const tree = await buildTestTree();
+/** FLEETPRUNE_TEST_BUNDLE=0: tests and the fleetprune command run from the tree's files, unbundled (to compare, or to rule a bundle out). */
+const BUNDLED = process.env.FLEETPRUNE_TEST_BUNDLE !== '0';
+const tree = await buildTestTree({ bundleCli: BUNDLED });
 // The whole suite runs in groups of files per process (test-groups.mjs); files named run one each.
-// Either way each process loads the watchdog first.
-const paths = await writeGroupFiles(tree, named.length > 0 ? { alone: files, groups: [] } : await groupTestFiles(SOURCE_ROOT, files));
+// Either way each process loads the watchdog first, then its files, bundled (test-bundle.mjs).
+const paths = await writeGroupFiles(tree, named.length > 0 ? { alone: files, groups: [] } : await groupTestFiles(SOURCE_ROOT, files), BUNDLED ? await bundleTestFiles(tree, files) : undefined);
 const child = spawn(
   process.execPath,
   ['--enable-source-maps', '--test', `--test-concurrency=${CONCURRENCY}`, ...(givenLimit === undefined ? [`--test-timeout=${limitMs}`] : []), ...flags, ...paths],

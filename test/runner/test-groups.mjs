@@ -148,12 +148,13 @@ export function estimatedSeconds(files) {
 
 /**
  * Writes one file per process into `tree`'s test/.groups/ (a group's files imported one after
- * another; a file run alone, imported by itself; either way after process-watchdog.mjs) and returns their paths for `node --test`
+ * another, each from its bundled entry in `entries` (test-bundle.mjs) or else its compiled file;
+ * a file run alone, imported by itself; either way after process-watchdog.mjs) and returns their paths for `node --test`
  * (relative to `tree`), the longest first by estimatedSeconds. node --test runs the files it is
  * given in the order of their names, whatever order they are given in, so the order is in the
  * names: `001-…` starts first. A failing test's `location` still names its own file.
  */
-export async function writeGroupFiles(tree, { alone, groups }) {
+export async function writeGroupFiles(tree, { alone, groups }, entries = new Map()) {
   const dir = join(tree, 'test', '.groups');
   await mkdir(dir, { recursive: true });
   const processes = [...alone.map((file) => [file]), ...groups]
@@ -165,7 +166,7 @@ export async function writeGroupFiles(tree, { alone, groups }) {
     const specifier = (path) => JSON.stringify(`./${relative(dir, path)}`);
     const lines = [
       `const { loadingFile } = await import(${specifier(join(tree, 'test', 'runner', 'process-watchdog.mjs'))});`,
-      ...files.flatMap((file) => [`loadingFile(${JSON.stringify(file)});`, `await import(${specifier(join(tree, file.replace(/\.ts$/, '.js')))});`]),
+      ...files.flatMap((file) => [`loadingFile(${JSON.stringify(file)});`, `await import(${specifier(entries.get(file) ?? join(tree, file.replace(/\.ts$/, '.js')))});`]),
       'loadingFile(undefined);',
     ];
     await writeFile(join(dir, name), `// npm test runs ${files.length === 1 ? 'this test file' : 'these test files'} in one process (test/runner/test-groups.mjs).\n${lines.join('\n')}\n`);

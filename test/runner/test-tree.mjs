@@ -10,6 +10,7 @@
 // other top-level entries (deploy/, grafana/, package.json, ...) are symbolic links to the real
 // ones, and so is node_modules, so packages resolve as from the repository itself.
 import { transform } from 'esbuild';
+import { bundleCli } from './cli-bundle.mjs';
 import { copyFile, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,8 +58,8 @@ async function removeStaleTrees() {
   }
 }
 
-/** Builds this process's tree from scratch (about 2 s) and returns its root. */
-export async function buildTestTree() {
+/** Builds this process's tree from scratch (about 2 s), with the fleetprune command bundled (cli-bundle.mjs) unless told not to, and returns its root. */
+export async function buildTestTree({ bundleCli: bundled = true } = {}) {
   await removeStaleTrees();
   const TREE_ROOT = join(TREES, `run-${process.pid}`);
   await rm(TREE_ROOT, { recursive: true, force: true });
@@ -96,6 +97,7 @@ export async function buildTestTree() {
     if (!SKIPPED.has(entry)) await symlink(join(SOURCE_ROOT, entry), join(TREE_ROOT, entry));
   }
   await symlink(join(SOURCE_ROOT, 'node_modules'), join(TREE_ROOT, 'node_modules'), 'dir');
+  if (bundled) await bundleCli(TREE_ROOT);
   return TREE_ROOT;
 }
 
