@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +19,14 @@ export const COMPILED_TREE = import.meta.url.endsWith('.js');
 
 /**
  * The node arguments that run the repository's TypeScript program `path` (relative to REPO_ROOT):
- * its compiled JavaScript in the compiled tree, otherwise the source through tsx's loader.
+ * in the compiled tree, its bundle when npm test made one (test/runner/test-bundle.mjs) or else its
+ * compiled JavaScript; otherwise the source through tsx's loader.
  */
 export function nodeArgsFor(path: string): string[] {
-  return COMPILED_TREE ? [path.replace(/\.ts$/, '.js')] : ['--import', 'tsx', path];
+  if (!COMPILED_TREE) return ['--import', 'tsx', path];
+  const compiled = path.replace(/\.ts$/, '.js');
+  const bundled = join('test', '.bundle', compiled);
+  return [existsSync(join(REPO_ROOT, bundled)) ? bundled : compiled];
 }
 
 export interface CliResult {
