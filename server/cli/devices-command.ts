@@ -15,14 +15,16 @@ export function registerDevicesCommand(program: Command): void {
   withConnectionOptions(devices.command('enroll').description('enroll a device and write its agent config file (contains its secrets; mode 0600)'))
     .requiredOption('--id <device>', 'device id (1-64 characters of A-Z a-z 0-9 . _ -)')
     .option('--labels <k=v,...>', 'device labels, e.g. site=osaka,hw=pi4', parseLabelPairs, {})
-    .requiredOption('--out <file>', 'where to write the agent config (refuses to overwrite)')
+    .requiredOption('--out <file>', 'where to write the agent config (refuses to overwrite); - for stdout (to pipe it to the device, e.g. over ssh)')
     .option('--broker-url <url>', 'broker URL for the agent (default: the server\'s public broker URL)')
     .option('--server-url <url>', 'server URL for the agent (default: the server\'s public URL)')
     .action(async (flags: ConnectionFlags & { id: string; labels: Record<string, string>; out: string; brokerUrl?: string; serverUrl?: string }) => {
       refuseEmpty(flags.brokerUrl, '--broker-url', "the server's public broker URL");
       refuseEmpty(flags.serverUrl, '--server-url', "the server's public URL");
+      // `-` is stdout, as for most tools' --out: a file named "-" in the working directory is what nobody means.
+      const toStdout = flags.out === '-';
       const out = resolve(flags.out);
-      await checkWritableTarget(out);
+      if (!toStdout) await checkWritableTarget(out);
       await withConnection(flags, async (connection) => {
         const { agent_config_json: config, broker_warning: warning } = await connection
           .unary<{ agent_config_json: string; broker_warning: string }>('Devices', 'EnrollDevice', {
@@ -34,6 +36,12 @@ export function registerDevicesCommand(program: Command): void {
           .catch((error: unknown) => {
             throw namingUrlFlags(error);
           });
+        if (toStdout) {
+          process.stdout.write(`${config}\n`);
+          process.stderr.write(`enrolled ${flags.id}; its agent config (with secrets) is on stdout\n`);
+          if (warning) throw new UserError(`warning: ${warning}`, { exitCode: 3 });
+          return;
+        }
         try {
           await writeFile(out, `${config}\n`, { mode: 0o600, flag: 'wx' });
         } catch (error) {

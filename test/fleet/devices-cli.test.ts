@@ -29,6 +29,18 @@ test('devices enroll: an --out that could not be written is refused before enrol
   assert.equal(fresh.code, 0, fresh.stderr);
 });
 
+test('devices enroll --out - writes the agent config to stdout (to pipe it to the device), not to a file named "-"', async (t) => {
+  const server = (await startTestServer(t))!;
+  const dir = await tempDir(t);
+  const enrolled = await runCli(['devices', 'enroll', '--id', 'pipe-1', '--labels', 'site=osaka', '--out', '-', '--server', server.grpcAddress, '--token', ADMIN_TOKEN], {}, { ownProcess: true });
+  assert.equal(enrolled.code, 0, enrolled.stderr);
+  assert.equal(enrolled.stderr, 'enrolled pipe-1; its agent config (with secrets) is on stdout\n');
+  const config = JSON.parse(enrolled.stdout) as { deviceId: string; labels: Record<string, string> };
+  assert.deepEqual([config.deviceId, config.labels], ['pipe-1', { site: 'osaka' }]);
+  const { existsSync } = await import('node:fs');
+  assert.equal(existsSync(join(dir, '-')) || existsSync(join(process.cwd(), '-')), false, 'no file named -');
+});
+
 test('devices enroll --server-url with a query, fragment or user:password@ is refused, naming it; nothing is enrolled', async (t) => {
   const server = (await startTestServer(t))!;
   const dir = await tempDir(t);
