@@ -54,8 +54,10 @@ export async function openStore(location: StoreLocation, options: OpenStoreOptio
   } else {
     try {
       // Imported here: a SQLite server does not load pg.
-      const { PostgresEngine } = await import('./postgres-engine.ts');
-      engine = await PostgresEngine.connect({ connectionString: location.databaseUrl, schema: location.schema });
+      const { PostgresEngine, withExplicitSslMode } = await import('./postgres-engine.ts');
+      const { connectionString, note } = withExplicitSslMode(location.databaseUrl);
+      if (note) options.log?.warn(note);
+      engine = await PostgresEngine.connect({ connectionString, schema: location.schema });
     } catch (error) {
       // Connected, and refused for a reason of its own (the schema): that says it all.
       if (error instanceof UserError) throw error;

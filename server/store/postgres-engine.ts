@@ -303,3 +303,27 @@ function executorOf(queryable: pg.Pool | pg.PoolClient): SqlExecutor {
     },
   };
 }
+
+/** The SSL modes the pg driver takes as verify-full (unless the URL asks for libpq's meaning), warning on stderr when it does. */
+const VERIFY_FULL_ALIASES = new Set(['prefer', 'require', 'verify-ca']);
+
+/**
+ * A URL whose sslmode the pg driver reads as verify-full (prefer, require, verify-ca, without
+ * uselibpqcompat=true) with that mode said outright: the same connection, but the driver's own
+ * warning (eight lines of plain text on stderr, before the server's first JSON log line) is not
+ * printed; `note` says it in one line for the server's log instead. Other strings are left as they are.
+ */
+export function withExplicitSslMode(connectionString: string): { connectionString: string; note?: string } {
+  const query = connectionString.indexOf('?');
+  if (query < 0) return { connectionString };
+  const params = new URLSearchParams(connectionString.slice(query + 1));
+  const mode = params.get('sslmode');
+  if (mode === null || !VERIFY_FULL_ALIASES.has(mode) || params.get('uselibpqcompat') === 'true') return { connectionString };
+  params.set('sslmode', 'verify-full');
+  return {
+    connectionString: `${connectionString.slice(0, query)}?${params.toString()}`,
+    note:
+      `--database-url: sslmode=${mode} is taken as verify-full by the PostgreSQL driver (the server's certificate and host name are checked); ` +
+      `say sslmode=verify-full to mean that, or uselibpqcompat=true&sslmode=${mode} for libpq's meaning`,
+  };
+}

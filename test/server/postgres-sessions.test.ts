@@ -7,7 +7,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { openStore } from '../../server/store/open-store.ts';
-import { PostgresEngine, withoutUrlOptions } from '../../server/store/postgres-engine.ts';
+import { PostgresEngine, withExplicitSslMode, withoutUrlOptions } from '../../server/store/postgres-engine.ts';
 import { deferCleanup } from '../helpers/cleanup.ts';
 import { REPO_ROOT, runCli, tempDir } from '../helpers/cli.ts';
 import { spawnServer } from './helpers/server-process.ts';
@@ -194,6 +194,33 @@ test('withoutUrlOptions: takes the options parameter out of a URL, keeping the r
   assert.deepEqual(withoutUrlOptions('/var/run/postgresql fleet'), { connectionString: '/var/run/postgresql fleet', urlOptions: '' });
   // A host given as a parameter (a socket directory): no URL parser takes it, pg does.
   assert.deepEqual(withoutUrlOptions('postgres://fleet@/db?host=/run/postgresql&options=-c%20search_path%3Dx'), { connectionString: 'postgres://fleet@/db?host=%2Frun%2Fpostgresql', urlOptions: '-c search_path=x' });
+});
+
+test('withExplicitSslMode: an sslmode the driver takes as verify-full is said as verify-full, with a one-line note; others are left alone', () => {
+  assert.deepEqual(withExplicitSslMode('postgres://u@db:5432/fleet?sslmode=require&application_name=x'), {
+    connectionString: 'postgres://u@db:5432/fleet?sslmode=verify-full&application_name=x',
+    note: "--database-url: sslmode=require is taken as verify-full by the PostgreSQL driver (the server's certificate and host name are checked); say sslmode=verify-full to mean that, or uselibpqcompat=true&sslmode=require for libpq's meaning",
+  });
+  for (const kept of ['postgres://db/fleet', 'postgres://db/fleet?sslmode=disable', 'postgres://db/fleet?sslmode=verify-full', 'postgres://db/fleet?uselibpqcompat=true&sslmode=require']) {
+    assert.deepEqual(withExplicitSslMode(kept), { connectionString: kept }, kept);
+  }
+});
+
+test('a server given sslmode=require prints no driver warning: its stderr is its own lines (a server without SSL refuses it on one line, exit 2)', async (t) => {
+  const base = await postgresUrl();
+  if (!base) return t.skip('no PostgreSQL');
+  const url = new URL(base);
+  url.searchParams.set('sslmode', 'require');
+  const dir = await tempDir(t);
+  const run = await runCli(['server', '--data-dir', dir, '--database-url', url.toString(), '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], { FLEETPRUNE_LOG_LEVEL: 'warn' }, { ownProcess: true });
+  assert.doesNotMatch(run.stderr, /SECURITY WARNING|\(node:\d+\)/);
+  const lines = run.stderr.trimEnd().split('\n');
+  assert.ok(lines.slice(0, -1).every((line) => line.startsWith('{')), run.stderr);
+  assert.match(lines[0]!, /sslmode=require is taken as verify-full/);
+  if (run.code !== 0) {
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(lines.at(-1)!, /^fleetprune: --database-url \(or FLEETPRUNE_DATABASE_URL\): cannot connect to PostgreSQL/);
+  }
 });
 
 test('a --database-url without a user logs in as the operating system\'s user, as psql does, though $USER and $PGUSER are empty; a login refused for it hints to put the user in the URL', async (t) => {
