@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { loadFleetpruneProto, type FleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { bearerTokenProblem } from '../../shared/protocol/bearer-token.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { printable } from '../../shared/util/printable.ts';
 import { RETRY_LATER_TRAILER, STORE_UNAVAILABLE_PREFIX } from '../app/service-error.ts';
 
 export interface ConnectionFlags {
@@ -381,7 +382,11 @@ function checkServerAddress(address: string, source: string): void {
   const expected = "expected the server's gRPC address as host:port (e.g. 127.0.0.1:9090)";
   // Quoted without what looks like credentials (user:password@, with or without a scheme): the line may go to a CI log.
   const shown = address.replace(/^((?:[A-Za-z][A-Za-z0-9+.-]*:\/\/)?).*@/s, '$1***@');
-  if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${shown}`);
+  if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${printable(shown)}`);
+  // Credentials have no place in a gRPC address (dns://u:pw@host/... passed, and was quoted whole when unreachable).
+  if (!/^unix/.test(address) && address.includes('@')) {
+    throw new UserError(`${source}: a gRPC address holds no user:password@ (the token goes in --token or FLEETPRUNE_TOKEN), not ${JSON.stringify(shown)}`);
+  }
   // grpc-js's own target forms (unix:/run/fleetprune.sock, dns:///host:port) pass as they are.
   if (/^(dns|unix|ipv4|ipv6):/.test(address)) return;
   // Otherwise host, host:port, [v6], [v6]:port or a bare IPv6 address, with nothing around it.

@@ -176,13 +176,17 @@ test('--server at a port where HTTP/2 answers but not gRPC (another service, a p
 });
 
 test('a refused --server that holds credentials is quoted without them (the line may go to a CI log)', async () => {
-  const [bare, url, atInPassword] = await runCliBatch([
+  const [bare, url, atInPassword, dns] = await runCliBatch([
     { args: ['devices', 'list', '--server', 'user:srvSECRET@127.0.0.1:36775', '--token', 'x'] },
     { args: ['devices', 'list', '--token', 'x'], env: { FLEETPRUNE_SERVER: 'http://user:srvSECRET@127.0.0.1:36775' } },
     // A password holding @ or /: all of it goes.
     { args: ['devices', 'list', '--server', 'u:pa/s@s@h:9090', '--token', 'x'] },
+    // grpc-js's dns: form passed the address check, and a "cannot reach" line quoted it whole.
+    { args: ['devices', 'list', '--server', 'dns:///u:srvSECRET@127.0.0.1:36775', '--token', 'x'] },
   ]);
-  assert.deepEqual([atInPassword!.code, atInPassword!.stderr], [2, `fleetprune: --server: ${EXPECTED}, not "***@h:9090"\n`]);
-  assert.deepEqual([bare!.code, bare!.stderr], [2, `fleetprune: --server: ${EXPECTED}, not "***@127.0.0.1:36775"\n`]);
+  const noCredentials = 'a gRPC address holds no user:password@ (the token goes in --token or FLEETPRUNE_TOKEN)';
+  assert.deepEqual([atInPassword!.code, atInPassword!.stderr], [2, `fleetprune: --server: ${noCredentials}, not "***@h:9090"\n`]);
+  assert.deepEqual([bare!.code, bare!.stderr], [2, `fleetprune: --server: ${noCredentials}, not "***@127.0.0.1:36775"\n`]);
+  assert.deepEqual([dns!.code, dns!.stderr], [2, `fleetprune: --server: ${noCredentials}, not "dns://***@127.0.0.1:36775"\n`]);
   assert.deepEqual([url!.code, url!.stderr], [2, `fleetprune: FLEETPRUNE_SERVER: ${EXPECTED}, not a URL: http://***@127.0.0.1:36775\n`]);
 });
