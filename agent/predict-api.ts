@@ -105,14 +105,16 @@ export function createPredictApp(options: PredictApiOptions): Express {
       response.status(503).json({ error: 'no active model yet' });
       return;
     }
-    const parsed = parsePredictRows(request.body, active.manifest);
-    // After the parse: rows that parsed are a few levels deep, so the check's recursion is bounded.
-    const duplicate = 'error' in parsed ? null : duplicateJsonKey(rawBodies.get(request)?.toString('utf8') ?? '');
+    // Before the rows are read: a key given twice is the answer, not what its last value lacks
+    // (`{"rows":[[...]],"rows":[]}` was "rows: must be a non-empty array"). The check keeps its own
+    // stack, so a body nested deep costs no recursion.
+    const duplicate = duplicateJsonKey(rawBodies.get(request)?.toString('utf8') ?? '');
     if (duplicate !== null) {
       metrics.predictRequests.inc({ status: '400' });
       response.status(400).json({ error: `${duplicate}: given twice in one object; send each key once` });
       return;
     }
+    const parsed = parsePredictRows(request.body, active.manifest);
     if ('error' in parsed) {
       metrics.predictRequests.inc({ status: '400' });
       response.status(400).json({ error: parsed.error });

@@ -173,6 +173,9 @@ test('/v1/predict takes named features and arrays; bad input is a 400 with a cle
   assert.deepEqual(await twice(`{"rows":[${JSON.stringify(row)}],"rows":[${JSON.stringify(row)}]}`), { status: 400, error: 'rows: given twice in one object; send each key once' });
   const namedTwice = JSON.stringify({ rows: [named] }).replace('{"f0":', '{"f0":"junk","f0":');
   assert.deepEqual(await twice(namedTwice), { status: 400, error: 'rows[0].f0: given twice in one object; send each key once' });
+  // Whatever the last value is: it was its own problem that was said ("rows: must be a non-empty array").
+  assert.deepEqual(await twice(`{"rows":[${JSON.stringify(row)}],"rows":[]}`), { status: 400, error: 'rows: given twice in one object; send each key once' });
+  assert.deepEqual(await twice(`{"rows":[${JSON.stringify(row)}],"rows":[[1,2]]}`), { status: 400, error: 'rows: given twice in one object; send each key once' });
   // JSON is UTF-8: body-parser would decode UTF-16, and the duplicate-key check read it as UTF-8 and saw nothing.
   const utf16 = await fetch(`${url}/v1/predict`, { method: 'POST', headers: { 'Content-Type': 'application/json; charset=utf-16le' }, body: Buffer.from(namedTwice, 'utf16le') });
   assert.deepEqual([utf16.status, ((await utf16.json()) as { error: string }).error], [415, 'unsupported charset "UTF-16LE"; send the rows as UTF-8 JSON']);
