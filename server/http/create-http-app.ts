@@ -168,8 +168,9 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
         const rawQuery = { ...(req.query as Record<string, unknown>) };
         refuseRepeatedQuery(rawQuery, route.query ?? NO_QUERY);
         const query = validatePart(route.query ?? NO_QUERY, rawQuery, 'query');
-        const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
+        // A key given twice is the answer before what its last value lacks (JSON.parse kept the last).
         if (route.bodyKind === 'json') refuseDuplicateKeys(rawBodies.get(req));
+        const body = route.bodyKind === 'json' ? validatePart(route.body, req.body, 'body') : undefined;
         const reply = await route.handle({ req, res, principal, params, query, body });
         if (reply && !res.headersSent) res.status(reply.status ?? 200).json(reply.json);
       } catch (error) {

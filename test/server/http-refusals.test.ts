@@ -197,6 +197,9 @@ test('a JSON body that gives a key twice is refused, naming it, and changes noth
   const nested = await server.request('POST', '/api/tokens', { body: '{"role":"viewer","label":"a","label":"b"}', headers: { 'content-type': 'application/json' } });
   assert.equal(nested.status, 400);
   assert.match(((await nested.json()) as { error: { message: string } }).error.message, /^body\.label: given twice/);
+  // Whatever its last value is: what that value lacked was said instead ("body.id: must be ...").
+  const badLast = await server.request('POST', '/api/devices', { body: '{"id":"first-id","id":""}', headers: { 'content-type': 'application/json' } });
+  assert.equal(((await badLast.json()) as { error: { message: string } }).error.message, 'body.id: given twice; send each field once');
   const devices = (await (await server.request('GET', '/api/devices')).json()) as { devices: unknown[] };
   assert.equal(devices.devices.length, 0);
   // A field not sent at all is called required, not "expected string, received undefined".
