@@ -136,6 +136,11 @@ const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100'])
  */
 const STORAGE_UNWRITABLE_CODES = new Set(['EROFS', 'EACCES', 'EPERM', 'SQLITE_READONLY']);
 
+/** Whether `code` is a system error's that says the server's storage is full or cannot be written (asServiceError's insufficient_storage). */
+export function isStorageFailureCode(code: string | undefined): boolean {
+  return code !== undefined && (STORAGE_FULL_CODES.has(code) || STORAGE_UNWRITABLE_CODES.has(code));
+}
+
 /** The code of a full disk in `error` or its causes, else undefined. */
 export function storageFullCode(error: unknown): string | undefined {
   return codeIn(error, STORAGE_FULL_CODES);

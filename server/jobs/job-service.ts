@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { sameText } from '../../shared/util/canonical-text.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
-import { ServiceError, asServiceError } from '../app/service-error.ts';
+import { ServiceError, asServiceError, isStorageFailureCode } from '../app/service-error.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { BlobStore } from '../artifacts/blob-store.ts';
 import { storeArtifactFiles } from '../artifacts/store-artifact-files.ts';
@@ -409,14 +409,15 @@ export class JobService {
       const cancelled = active.cancel;
       // A storage that could not take the job's models (ENOSPC, EROFS while registering them) is
       // said as a push that meets it is, with what to do; it was "internal error: ENOSPC ...".
-      const known = error instanceof PruneWorkerFault ? null : asServiceError(error);
+      // The worker's too (writing the artifacts under the job's directory): a fault carries the system error's code.
+      const known = asServiceError(error);
       const full = cancelled?.message ?? (known ? known.message : `internal error: ${errorMessage(error)}`);
       // API callers do not see the server's paths (the job's error is a viewer's to read): the log has them.
       const message = await this.#withoutServerPaths(full);
       if (cancelled) this.#deps.log.info({ job: job.id }, message);
-      else if (error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
+      else if (!known && error instanceof PruneWorkerFault) this.#deps.log.error({ job: job.id, error: error.message, stack: error.workerStack }, 'pruning job failed');
       else if (!known) this.#deps.log.error({ err: error, job: job.id }, 'pruning job failed');
-      else if (!(error instanceof ServiceError)) this.#deps.log.warn({ job: job.id, error: errorMessage(error) }, 'pruning job failed');
+      else if (!(error instanceof ServiceError)) this.#deps.log.warn({ job: job.id, error: errorMessage(error), ...(error instanceof PruneWorkerFault ? { stack: error.workerStack } : {}) }, 'pruning job failed');
       else if (message !== full) this.#deps.log.warn({ job: job.id, error: full }, 'pruning job failed');
       // From queued too: storing its start may be what failed. A cancel that took effect (it
       // terminated the worker, or stopped the job before it started or before registering) ends
@@ -477,8 +478,10 @@ export class JobService {
             active.progressWrites = active.progressWrites.then(() => this.#deps.store.jobs.update(job.id, { progress }, new Date().toISOString(), ['running'])).catch(() => {});
           }
         } else if (message.type === 'error') {
-          // The job's data or options (a UserError in the worker) versus a fault of ours.
-          const failure = message.userError ? new ServiceError('bad_request', message.message) : new PruneWorkerFault(message.message, message.stack);
+          // The job's data or options (a UserError in the worker) versus a fault of ours, or of the
+          // server's storage (its artifacts could not be written: said as asServiceError says it).
+          const failure =
+            message.userError && !isStorageFailureCode(message.code) ? new ServiceError('bad_request', message.message) : new PruneWorkerFault(message.message, message.stack, message.code);
           finish(() => Promise.reject(failure));
           void worker.terminate();
         } else {
@@ -583,6 +586,8 @@ class PruneWorkerFault extends Error {
   constructor(
     message: string,
     readonly workerStack: string | undefined,
+    /** The system error's code, if it was one (asServiceError reads ENOSPC or EROFS from it). */
+    readonly code?: string,
   ) {
     super(message);
   }

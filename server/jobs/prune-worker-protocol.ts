@@ -42,7 +42,8 @@ export interface PruneSummary {
 export type PruneWorkerMessage =
   | { type: 'progress'; event: ProgressEvent }
   | { type: 'done'; general: Manifest; pruned: Manifest; summary: PruneSummary }
-  | { type: 'error'; message: string; userError: boolean; stack?: string };
+  /** `code`: the system error's (ENOSPC, EROFS), so a full or read-only --data-dir is said as such. */
+  | { type: 'error'; message: string; userError: boolean; stack?: string; code?: string };
 
 /** The sweep as a job's summary keeps it: each ε's test score of the weights its model keeps. */
 export function sweepSummary(sweep: readonly SweepEntry[]): PruneSummary['sweep'] {

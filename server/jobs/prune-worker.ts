@@ -40,6 +40,9 @@ async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
   };
 }
 
+/** The system errors of a write the disk could not take. */
+const STORAGE_WRITE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
+
 function post(message: PruneWorkerMessage): void {
   parentPort?.postMessage(message);
 }
@@ -48,5 +51,9 @@ try {
   post(await run(workerData as PruneWorkerInput));
 } catch (error) {
   const userError = error instanceof UserError;
-  post({ type: 'error', message: errorMessage(error), userError, stack: userError ? undefined : (error as Error)?.stack });
+  // A disk full or read-only under the job's directory (its artifacts are written there), said as
+  // such by the server; not EACCES, which reading a data file may meet too.
+  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? (error as { cause?: NodeJS.ErrnoException } | undefined)?.cause?.code;
+  const storage = typeof code === 'string' && STORAGE_WRITE_CODES.has(code) ? { code } : {};
+  post({ type: 'error', message: errorMessage(error), userError, stack: userError ? undefined : (error as Error)?.stack, ...storage });
 }

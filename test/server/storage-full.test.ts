@@ -97,3 +97,33 @@ test('a pruning job whose models the blob store cannot take (read-only) fails sa
   assert.deepEqual(((await (await server.request('GET', '/api/models')).json()) as { models: unknown[] }).models, []);
   assert.ok(!lines.some((line) => line.level >= 50 && line.msg === 'pruning job failed'), 'not logged as an internal failure');
 });
+
+test('a pruning job whose worker cannot write its models under the job directory (turned read-only mid-training) fails saying so, not as an internal error', async (t) => {
+  const { logger, lines } = recordingLogger();
+  const server = (await startTestServer(t, { start: { log: logger } }))!;
+  const jobs = join(server.dataDir, 'jobs');
+  const csv = await readFile(fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url)), 'utf8');
+  const options = { units: 16, layers: 2, epochs: 400, patience: 400, retrainEpochs: 5, epsilons: [0.2], baselines: false, seed: 1 };
+  const started = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options } });
+  assert.equal(started.status, 202);
+  const { id } = (await started.json()) as { id: string };
+  const read = async () => (await (await server.request('GET', `/api/jobs/${id}`)).json()) as { state: string; error?: string; progress?: { phase?: string } };
+  let job = await read();
+  const deadline = Date.now() + 120_000;
+  while (job.progress?.phase !== 'train' && job.state !== 'failed' && job.state !== 'succeeded' && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    job = await read();
+  }
+  assert.equal(job.progress?.phase, 'train', JSON.stringify(job));
+  // Its work directory exists by now: the jobs directory bound onto itself read-only, as a disk remounted read-only after errors is.
+  if (!(await commandSucceeds('mount', ['--bind', jobs, jobs]))) return t.skip('cannot bind-mount here (needs root)');
+  deferCleanup(t, () => commandSucceeds('umount', ['-l', jobs]));
+  assert.ok(await commandSucceeds('mount', ['-o', 'remount,bind,ro', jobs]), 'remounted read-only');
+  while (!['failed', 'succeeded', 'cancelled'].includes(job.state) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    job = await read();
+  }
+  assert.equal(job.state, 'failed');
+  assert.equal(job.error, 'the server cannot write to its storage (EROFS), so the request was not completed. Make its --data-dir writable (the server log names the file) and try again');
+  assert.ok(!lines.some((line) => line.level >= 50 && line.msg === 'pruning job failed'), 'not logged as an internal failure');
+});
