@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 import { UserError } from './errors.ts';
 
@@ -12,20 +13,67 @@ export function createLogger(name: string, level?: LevelWithSilent): Logger {
   return pino({ name, level: chosen, base: { name } }, stderrDestination());
 }
 
-/** Log lines kept while stderr cannot be written (a full disk under its file), written once it can; newer ones beyond are lost. */
+/** Log lines kept while stderr cannot be written (a full disk under its file); the oldest go first beyond it. */
 const UNWRITTEN_LOG_BYTES = 1024 * 1024;
 
 /**
- * stderr, written synchronously. A write that fails (ENOSPC: the disk holding the log file is
- * full; EIO) loses log lines, not the process: unhandled, the destination's 'error' ended a
- * server or an agent (exit 1, and again at every restart while the disk stayed full), so a device
- * stopped serving and could not roll back over its log. Lines are kept up to UNWRITTEN_LOG_BYTES
- * and written with the next line once stderr takes them again.
+ * stderr, written synchronously, one log line at a time, for every logger of the process (so their
+ * lines keep their order). A write that fails (ENOSPC: the disk holding the log file is full;
+ * EIO) loses nothing while the lines waiting fit in UNWRITTEN_LOG_BYTES, and never the process:
+ * pino's own destination emitted an 'error' nobody heard, which ended a server or an agent (exit
+ * 1, and again at every restart while the disk stayed full), so a device stopped serving and could
+ * not roll back over its log. The lines waiting are written before the next one once stderr takes
+ * them again, and at exit. A pipe that is full for now (EAGAIN) is waited on briefly, as pino's
+ * destination did.
  */
-function stderrDestination(): ReturnType<typeof pino.destination> {
-  const destination = pino.destination({ fd: 2, sync: true, maxLength: UNWRITTEN_LOG_BYTES });
-  destination.on('error', () => {});
-  return destination;
+class StderrLog {
+  #waiting: Buffer[] = [];
+  #waitingBytes = 0;
+
+  write(line: string): void {
+    const bytes = Buffer.from(line);
+    this.#waiting.push(bytes);
+    this.#waitingBytes += bytes.length;
+    this.flushSync();
+    while (this.#waitingBytes > UNWRITTEN_LOG_BYTES && this.#waiting.length > 1) this.#waitingBytes -= this.#waiting.shift()!.length;
+  }
+
+  /** Writes what waits, as far as stderr takes it now. */
+  flushSync(): void {
+    let busyWaits = 0;
+    while (this.#waiting.length > 0) {
+      const bytes = this.#waiting[0]!;
+      let written: number;
+      try {
+        written = writeSync(2, bytes);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN' && busyWaits++ < EAGAIN_WAITS) {
+          Atomics.wait(PAUSE, 0, 0, EAGAIN_WAIT_MS);
+          continue;
+        }
+        return;
+      }
+      this.#waitingBytes -= written;
+      // Part of it went (a pipe's room): the rest waits at the front.
+      if (written < bytes.length) this.#waiting[0] = bytes.subarray(written);
+      else this.#waiting.shift();
+    }
+  }
+}
+
+/** A full pipe is waited on this often, this long, before its lines wait for the next one. */
+const EAGAIN_WAITS = 100;
+const EAGAIN_WAIT_MS = 10;
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+let stderrLog: StderrLog | undefined;
+
+function stderrDestination(): StderrLog {
+  if (!stderrLog) {
+    const log = (stderrLog = new StderrLog());
+    process.once('exit', () => log.flushSync());
+  }
+  return stderrLog;
 }
 
 /** One-shot CLI commands log warnings and worse unless FLEETPRUNE_LOG_LEVEL asks for more. */

@@ -41,7 +41,7 @@ test('a disk full when the benchmark report is saved: nothing is reported as ben
   const candidate = await world.assign(deviceId, world.v2, 'candidate');
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
   // The benchmark ran, its report could not be saved, and saving it was tried again (twice) while the disk stayed full.
-  await waitFor(() => writes.attempts() >= 3, 20_000, 'the benchmark run three times');
+  await waitFor(() => writes.attempts() >= 3, 20_000, 'the report\'s save tried three times');
   assert.equal(world.harness.ingest.reports.some(benchmarkOutcomeOf(candidate.id)), false, 'nothing reported while the disk is full');
   assert.deepEqual(await benchmarkCounts(agent), {}, 'no benchmark counted while none is reported');
   const waits = lines.filter((line) => line.msg === 'benchmark report not saved (the device\'s storage failed); it is kept and saved again on a timer (measured again only if its candidate, assignment or active model changed)');
@@ -82,7 +82,7 @@ test('an activation whose candidate\'s benchmark report the disk cannot take wai
   const candidate = await world.assign(deviceId, world.v2, 'candidate');
   await world.waitForReport(isOutcome(candidate.id, 'installed'));
   const activation = await world.assign(deviceId, world.v2, 'active');
-  await waitFor(() => writes.attempts() >= 3, 20_000, 'the benchmark run three times');
+  await waitFor(() => writes.attempts() >= 3, 20_000, 'the report\'s save tried three times');
   assert.equal(agent.slots.active?.sha256, world.v1.id, 'not activated without its benchmark report');
   assert.equal(world.harness.ingest.reports.some(isAnswerTo(activation.id)), false, 'the activation is not answered yet');
   full = false;

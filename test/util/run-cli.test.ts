@@ -97,7 +97,7 @@ test('a server whose log cannot be written (stderr on a full disk) loses its log
   t.after(() => rm(dir, { recursive: true, force: true }));
   const full = openSync('/dev/full', 'w');
   t.after(() => closeSync(full));
-  // Logging at info: every request and the start-up write log lines, each failing with ENOSPC.
+  // Logging at debug: the start-up and every request write log lines, each failing with ENOSPC.
   const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {
     cwd: REPO_ROOT,
     env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'debug', FLEETPRUNE_ADMIN_TOKEN: 'fp_full_stderr_admin_token_0123456789' },
