@@ -33,9 +33,14 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
       let record = row as Record<string, unknown>;
       // Names compared as text: a key spelled decomposed ("e" + U+0301) names the feature "é".
       if (Object.keys(record).some((key) => !known.has(key))) {
-        const named = new Map(Object.entries(record).map(([key, value]) => [byText.get(canonicalText(key)) ?? key, value]));
-        const unknown = [...named.keys()].find((key) => !known.has(key));
-        if (unknown !== undefined) return { error: `rows[${r}]: unknown feature ${JSON.stringify(unknown.slice(0, 100))} (the model takes ${listed(features)})` };
+        const named = new Map<string, unknown>();
+        for (const [key, value] of Object.entries(record)) {
+          const name = byText.get(canonicalText(key)) ?? key;
+          if (!known.has(name)) return { error: `rows[${r}]: unknown feature ${JSON.stringify(key.slice(0, 100))} (the model takes ${listed(features)})` };
+          // "é" composed and decomposed in one row: one feature given twice, not the last one read.
+          if (named.has(name)) return { error: `rows[${r}]: feature ${JSON.stringify(name)} is given twice (spelled two ways)` };
+          named.set(name, value);
+        }
         record = Object.fromEntries(named);
       }
       for (let c = 0; c < features.length; c++) {

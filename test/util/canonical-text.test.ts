@@ -52,6 +52,8 @@ test("a predict row's feature named in the other spelling is the model's feature
   const fromComposed = parsePredictRows({ rows: [{ '\u00e9paisseur': 3, x: 4 }] }, older);
   assert.ok('features' in fromComposed, JSON.stringify(fromComposed));
   assert.deepEqual([...fromComposed.features], [3, 4]);
+  // Both spellings in one row: one feature given twice, refused, not the last one read.
+  assert.deepEqual(parsePredictRows({ rows: [{ '\u00e9paisseur': 3, 'e\u0301paisseur': 5, x: 4 }] }, manifest), { error: 'rows[0]: feature "\u00e9paisseur" is given twice (spelled two ways)' });
   const unknown = parsePredictRows({ rows: [{ '\u00e9paisseur': 3, x: 4, y: 5 }] }, manifest);
   assert.deepEqual(unknown, { error: 'rows[0]: unknown feature "y" (the model takes \u00e9paisseur, x)' });
 });
