@@ -15,7 +15,7 @@ export function registerBlobsCommand(program: Command): void {
   )
     .option('--dry-run', 'list what would be removed, remove nothing')
     .addOption(
-      new Option('--min-age <duration>', 'keep unreferenced files stored less than this long ago (at least 60s)')
+      new Option('--min-age <duration>', 'keep unreferenced files stored less than this long ago: 90s, 30m, 1h, 7d, 2w (at least 60s, at most 3650d)')
         .argParser(parseBlobGcMinAge)
         // The value is in seconds; the help shows it the way the option is written.
         .default(DEFAULT_BLOB_GC_AGE_S, formatDuration(DEFAULT_BLOB_GC_AGE_S * 1000)),

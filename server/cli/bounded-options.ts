@@ -1,6 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { parseInteger } from '../../shared/cli/option-parsers.ts';
-import { parseDuration } from '../../shared/util/duration.ts';
+import { parseInteger, parseLifetimeSeconds } from '../../shared/cli/option-parsers.ts';
 import { MAX_BLOB_GC_AGE_S, MIN_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
 import { MAX_LIST_OFFSET } from '../app/list-page.ts';
 
@@ -46,11 +45,14 @@ export function parseDeviceStates(value: string): number {
 
 /** `blobs gc --min-age`: a duration from 60 s (an upload on its way to registration is never removed) to 10 years, in whole seconds. */
 export function parseBlobGcMinAge(value: string): number {
-  const ms = parseDuration(value.trim());
-  // Examples it takes: the general hint's 500ms and 30s are under its minimum, and it has no days.
-  if (ms === undefined) throw new InvalidArgumentError(`must be a duration of at least ${MIN_BLOB_GC_AGE_S}s in s, m or h, such as 90s, 30m, 1h or 168h (a week)`);
-  const seconds = Math.round(ms / 1000);
-  if (ms < MIN_BLOB_GC_AGE_S * 1000) throw new InvalidArgumentError(`must be at least ${MIN_BLOB_GC_AGE_S}s, so an upload whose registration is on its way is never removed`);
+  // The lifetimes tokens take too (7d, 2w, 1d12h): an age of a week is typed as one, not as 168h.
+  let seconds: number;
+  try {
+    seconds = parseLifetimeSeconds(value);
+  } catch {
+    throw new InvalidArgumentError(`must be a duration of at least ${MIN_BLOB_GC_AGE_S}s, such as 90s, 30m, 1h, 7d or 2w`);
+  }
+  if (seconds < MIN_BLOB_GC_AGE_S) throw new InvalidArgumentError(`must be at least ${MIN_BLOB_GC_AGE_S}s, so an upload whose registration is on its way is never removed`);
   if (seconds > MAX_BLOB_GC_AGE_S) throw new InvalidArgumentError(`must be at most ${MAX_BLOB_GC_AGE_S / 86400} days`);
   return seconds;
 }
