@@ -3,6 +3,7 @@ import { UserError } from '../../shared/util/errors.ts';
 import { parseChoice } from '../../shared/cli/option-parsers.ts';
 import { ROLES } from '../../shared/protocol/payloads.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+import { namingFlags } from './request-field-flags.ts';
 import { parseLabelPairs } from './label-pairs.ts';
 
 interface AssignFlags extends ConnectionFlags {
@@ -31,18 +32,18 @@ export function registerAssignCommand(program: Command): void {
       // `--device "$IDS"` with IDS unset would otherwise reach the server as neither, and be refused as a missing --selector.
       if (flags.device !== undefined && flags.device.every((id) => id === '')) throw new UserError('--device: no device ids given');
       await withConnection(flags, async (connection) => {
-        const result = await connection.unary<{ assignment_id: string; model: string; version: string; role: string; devices: { device_id: string; online: boolean }[]; warnings?: string[] }>(
-          'Assignments',
-          'CreateAssignment',
-          {
+        const result = await connection
+          .unary<{ assignment_id: string; model: string; version: string; role: string; devices: { device_id: string; online: boolean }[]; warnings?: string[] }>('Assignments', 'CreateAssignment', {
             model: flags.model,
             version: flags.version,
             role: flags.role,
             selector_json: flags.selector ? JSON.stringify({ matchLabels: flags.selector }) : '',
             device_ids: flags.device ?? [],
             all_devices: flags.allDevices === true,
-          },
-        );
+          })
+          .catch((error: unknown) => {
+            throw namingFlags(error, { device_ids: '--device' });
+          });
         for (const warning of result.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
         process.stdout.write(`assignment ${result.assignment_id}: ${result.model}@${result.version} as ${result.role} to ${result.devices.length} device(s)\n`);
         for (const device of result.devices) process.stdout.write(`  ${device.device_id}\t${device.online ? 'online' : 'offline (retained until it connects)'}\n`);

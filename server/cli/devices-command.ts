@@ -8,12 +8,13 @@ import { parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
 import { deviceJson, type GrpcDevice } from './json-views.ts';
 import { refuseEmpty } from './non-empty.ts';
+import { namingFlags } from './request-field-flags.ts';
 
 export function registerDevicesCommand(program: Command): void {
   const devices = program.command('devices').description('the device fleet: enroll, list, revoke (over gRPC)');
 
   withConnectionOptions(devices.command('enroll').description('enroll a device and write its agent config file (contains its secrets; mode 0600)'))
-    .requiredOption('--id <device>', 'device id (1-64 characters of A-Z a-z 0-9 . _ -)')
+    .requiredOption('--id <device>', 'device id (1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit)')
     .option('--labels <k=v,...>', 'device labels, e.g. site=osaka,hw=pi4', parseLabelPairs, {})
     .requiredOption('--out <file>', 'where to write the agent config (refuses to overwrite); - for stdout (to pipe it to the device, e.g. over ssh)')
     .option('--broker-url <url>', 'broker URL for the agent (default: the server\'s public broker URL)')
@@ -34,7 +35,7 @@ export function registerDevicesCommand(program: Command): void {
             server_url: flags.serverUrl ?? '',
           })
           .catch((error: unknown) => {
-            throw namingUrlFlags(error);
+            throw namingFlags(error, { id: '--id', broker_url: '--broker-url', server_url: '--server-url' });
           });
         if (toStdout) {
           process.stdout.write(`${config}\n`);
@@ -110,12 +111,3 @@ async function checkWritableTarget(path: string): Promise<void> {
   await assertWritableFile(path, '--out');
 }
 
-
-/** A refusal naming EnrollDevice's `broker_url` or `server_url` names the flag the user gave instead (`--server-url: must be …`). */
-function namingUrlFlags(error: unknown): unknown {
-  if (!(error instanceof UserError)) return error;
-  const field = /^request\.(broker_url|server_url): /.exec(error.message);
-  if (!field) return error;
-  const flag = field[1] === 'broker_url' ? '--broker-url' : '--server-url';
-  return new UserError(`${flag}: ${error.message.slice(field[0].length)}`, { exitCode: error.exitCode, cause: error });
-}

@@ -88,6 +88,8 @@ export function registerRolloutCommand(program: Command): void {
     .option('--json', 'print the full detail view as JSON')
     .option('--devices <n>', 'device states in the --json detail (default 1000: refused, unreachable, retrying and pending first)', parseDeviceStates)
     .action(async (id: string, flags: ConnectionFlags & { json?: boolean; devices?: number }) => {
+      // The text view shows no device states: the flag would do nothing there, without a word.
+      if (flags.devices !== undefined && !flags.json) throw new UserError('--devices: only with --json (the text view shows no device states)');
       await withConnection(flags, async (connection) => {
         const { rollout: r, detail_json } = await connection.unary<{ rollout: GrpcRollout; detail_json: string }>('Rollouts', 'GetRollout', { id, device_states: flags.devices ?? 0 });
         if (flags.json) {

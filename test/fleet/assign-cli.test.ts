@@ -38,3 +38,21 @@ test('fleetprune assign: --all-devices is a third way to name the targets, exclu
     assert.match(result.stderr, /give exactly one of --selector, --device and --all-devices/);
   }
 });
+
+test('a device id or device list the server refuses is named by its flag (--device, --id), not by the gRPC field; rollout status --devices is refused without --json', async (t) => {
+  const server = await spawnServer(t, await tempDir(t));
+  const dir = await tempDir(t);
+  const connection = ['--server', `127.0.0.1:${server.grpcPort}`, '--token', ADMIN_TOKEN];
+  const assign = ['assign', '--model', 'iris', '--version', '1', '--role', 'candidate'];
+  const [emptyId, repeated, badEnrollId, devicesWithoutJson] = await runCliBatch([
+    { args: [...assign, '--device', 'd1,,d2', ...connection] },
+    { args: [...assign, '--device', 'd1,d2', '--device', 'd1', ...connection] },
+    { args: ['devices', 'enroll', '--id', '_d4', '--out', `${dir}/d4.json`, ...connection] },
+    { args: ['rollout', 'status', 'ro-0123456789ab', '--devices', '5', ...connection] },
+  ]);
+  assert.match(emptyId!.stderr, /^fleetprune: --device \(value 2\): must be 1-64 characters/);
+  assert.equal(repeated!.stderr, 'fleetprune: --device: must not repeat a device\n');
+  assert.match(badEnrollId!.stderr, /^fleetprune: --id: must be 1-64 characters of A-Z a-z 0-9 \. _ - \(starting with a letter or digit\)\n$/);
+  assert.deepEqual([devicesWithoutJson!.code, devicesWithoutJson!.stderr], [2, 'fleetprune: --devices: only with --json (the text view shows no device states)\n']);
+  for (const run of [emptyId, repeated, badEnrollId]) assert.equal(run!.code, 2, run!.stderr);
+});
