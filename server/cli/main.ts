@@ -46,5 +46,7 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
 
 /** Runs the CLI and returns the process exit code (see runCli). */
 export async function main(argv: string[]): Promise<number> {
+  // `fleetprune help rollout start`: commander's help command reads one word, and showed the group's help.
+  if (argv[2] === 'help' && argv.length > 4) argv = [...argv.slice(0, 2), ...argv.slice(3), '--help'];
   return runCli(await buildProgram(argv), argv);
 }

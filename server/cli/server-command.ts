@@ -53,7 +53,7 @@ export function registerServerCommand(program: Command): void {
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--trusted-key <file>', 'a public key whose signed artifacts may be pushed (repeatable)', (value: string, all: string[]) => [...all, value], [])
     .option('--accept-new-signing-key', 'start although enrolled devices pin another signing key than DATA_DIR/keys/signing.key (it was changed on purpose: enroll those devices again)')
-    .option('--max-body-bytes <n>', 'JSON request body limit (default 16 MiB)', parseInteger)
+    .option('--max-body-bytes <n>', 'the largest request body (REST) and message (gRPC), and so the largest rollout spec and CSV a job takes, uploaded or by --server-path (default 16 MiB)', parseInteger)
     .option('--max-blob-bytes <n>', 'uploaded file limit (default 1 GiB)', parseInteger)
     .option('--idle-timeout <seconds>', 'close an HTTP connection stalled this long in a request or response (idle ones between requests are kept 65 s), and a gRPC connection that leaves a ping unanswered (pinged this often; default 60)', parseInteger)
     .option('--data-root <dir>', 'pruning jobs may read server-side data files under this directory')
@@ -73,6 +73,10 @@ export function registerServerCommand(program: Command): void {
     .option('--node-id <id>', 'this server among several sharing a database and data directory (or FLEETPRUNE_NODE_ID; default the host name)')
     .option('--cohort-label <key>', 'device label exported as the cohort of report metrics (default cohort)')
     .option('--metrics-auth <mode>', 'GET /metrics: none (open, the default) or token (a viewer, operator or admin token, e.g. Prometheus\'s authorization credentials_file)')
+    .addHelpText(
+      'after',
+      '\nEnvironment:\n  FLEETPRUNE_ADMIN_TOKEN  the admin token, at least 16 characters (set but empty is refused); without it, one is made at the first start and printed once\n',
+    )
     .action(async (flags: ServerFlags) => {
       await runServer(flags);
     });

@@ -136,3 +136,12 @@ test('a usage error quoting an argument escapes its control characters rather th
   assert.match(reversed.stderr, /argument 'site=abc\\u202eevil' is invalid\. /);
   assert.doesNotMatch(reversed.stderr, /\u202e/);
 });
+
+test('fleetprune help GROUP COMMAND shows that command\'s help, as fleetprune GROUP COMMAND --help does (it showed the group\'s)', async () => {
+  const { runCliBatch } = await import('../helpers/cli.ts');
+  const [viaHelp, viaFlag, group] = await runCliBatch([{ args: ['help', 'rollout', 'start'] }, { args: ['rollout', 'start', '--help'] }, { args: ['help', 'rollout'] }]);
+  assert.equal(viaHelp!.code, 0, viaHelp!.stderr);
+  assert.match(viaHelp!.stdout, /^Usage: fleetprune rollout start \[options\]/);
+  assert.equal(viaHelp!.stdout, viaFlag!.stdout);
+  assert.match(group!.stdout, /^Usage: fleetprune rollout \[options\] \[command\]/);
+});
