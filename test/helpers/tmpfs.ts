@@ -42,3 +42,14 @@ export async function mountTmpfs(t: TestContext, name: string, size: string): Pr
   if (mounted) deferCleanup(t, () => commandSucceeds('umount', ['-l', mount]));
   return mounted ? mount : null;
 }
+
+/**
+ * `dir` bound onto itself read-only, as a disk remounted read-only after errors is; unmounted after
+ * the test. False when this machine cannot bind-mount (not root): the test skips.
+ */
+export async function bindReadOnly(t: TestContext, dir: string): Promise<boolean> {
+  if (!(await commandSucceeds('mount', ['--bind', dir, dir]))) return false;
+  deferCleanup(t, () => commandSucceeds('umount', ['-l', dir]));
+  if (!(await commandSucceeds('mount', ['-o', 'remount,bind,ro', dir]))) throw new Error(`cannot remount ${dir} read-only`);
+  return true;
+}

@@ -5,8 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
-import { deferCleanup } from '../helpers/cleanup.ts';
-import { commandSucceeds, mountTmpfs } from '../helpers/tmpfs.ts';
+import { bindReadOnly, mountTmpfs } from '../helpers/tmpfs.ts';
 import { recordingLogger } from '../helpers/recording-logger.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
@@ -59,9 +58,7 @@ test('a server whose blob directory turned read-only refuses an upload as 507 na
   const server = (await startTestServer(t, { start: { log: logger } }))!;
   // The blob directory bound onto itself read-only, as a disk remounted read-only after errors is.
   const blobs = join(server.dataDir, 'blobs');
-  if (!(await commandSucceeds('mount', ['--bind', blobs, blobs]))) return t.skip('cannot bind-mount here (needs root)');
-  deferCleanup(t, () => commandSucceeds('umount', ['-l', blobs]));
-  assert.ok(await commandSucceeds('mount', ['-o', 'remount,bind,ro', blobs]), 'remounted read-only');
+  if (!(await bindReadOnly(t, blobs))) return t.skip('cannot bind-mount here (needs root)');
   const blob = randomBytes(64 * 1024);
   const sha256 = createHash('sha256').update(blob).digest('hex');
   const put = await server.request('PUT', `/api/blobs/${sha256}`, { body: blob, headers: { 'content-type': 'application/octet-stream' } });
@@ -78,20 +75,13 @@ test('a pruning job whose models the blob store cannot take (read-only) fails sa
   const { logger, lines } = recordingLogger();
   const server = (await startTestServer(t, { start: { log: logger } }))!;
   const blobs = join(server.dataDir, 'blobs');
-  if (!(await commandSucceeds('mount', ['--bind', blobs, blobs]))) return t.skip('cannot bind-mount here (needs root)');
-  deferCleanup(t, () => commandSucceeds('umount', ['-l', blobs]));
-  assert.ok(await commandSucceeds('mount', ['-o', 'remount,bind,ro', blobs]), 'remounted read-only');
+  if (!(await bindReadOnly(t, blobs))) return t.skip('cannot bind-mount here (needs root)');
   const csv = await readFile(fileURLToPath(new URL('../../shared/datasets/iris.csv', import.meta.url)), 'utf8');
   const options = { units: 16, layers: 2, epochs: 20, retrainEpochs: 5, epsilons: [0.2], baselines: false, seed: 1 };
   const started = await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options } });
   assert.equal(started.status, 202);
   const { id } = (await started.json()) as { id: string };
-  let job: { state: string; error?: string } = { state: 'queued' };
-  const deadline = Date.now() + 120_000;
-  while (!['failed', 'succeeded', 'cancelled'].includes(job.state) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    job = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as typeof job;
-  }
+  const job = await jobEnd(server, id);
   assert.equal(job.state, 'failed');
   assert.equal(job.error, 'the server cannot write to its storage (EROFS), so the request was not completed. Make its --data-dir writable (the server log names the file) and try again');
   assert.deepEqual(((await (await server.request('GET', '/api/models')).json()) as { models: unknown[] }).models, []);
@@ -115,15 +105,20 @@ test('a pruning job whose worker cannot write its models under the job directory
     job = await read();
   }
   assert.equal(job.progress?.phase, 'train', JSON.stringify(job));
-  // Its work directory exists by now: the jobs directory bound onto itself read-only, as a disk remounted read-only after errors is.
-  if (!(await commandSucceeds('mount', ['--bind', jobs, jobs]))) return t.skip('cannot bind-mount here (needs root)');
-  deferCleanup(t, () => commandSucceeds('umount', ['-l', jobs]));
-  assert.ok(await commandSucceeds('mount', ['-o', 'remount,bind,ro', jobs]), 'remounted read-only');
-  while (!['failed', 'succeeded', 'cancelled'].includes(job.state) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    job = await read();
-  }
+  // Its work directory exists by now: the jobs directory turns read-only under it.
+  if (!(await bindReadOnly(t, jobs))) return t.skip('cannot bind-mount here (needs root)');
+  job = await jobEnd(server, id);
   assert.equal(job.state, 'failed');
   assert.equal(job.error, 'the server cannot write to its storage (EROFS), so the request was not completed. Make its --data-dir writable (the server log names the file) and try again');
   assert.ok(!lines.some((line) => line.level >= 50 && line.msg === 'pruning job failed'), 'not logged as an internal failure');
 });
+
+/** The job once it has ended (failed, succeeded or cancelled), polled for up to two minutes. */
+async function jobEnd(server: { request: (method: string, path: string) => Promise<Response> }, id: string): Promise<{ state: string; error?: string }> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const job = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as { state: string; error?: string };
+    if (['failed', 'succeeded', 'cancelled'].includes(job.state) || Date.now() > deadline) return job;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { REPO_ROOT } from '../helpers/cli.ts';
 
 /** Runs a tiny program through runCli in its own process: an action that fails outside any await. */
@@ -56,23 +56,33 @@ test('output that cannot be written (stdout on a full disk) is one line saying s
   }
 });
 
-test('a server whose stdout cannot be written (a full disk) says so once on stderr and goes on serving; it stops in order on SIGTERM', async (t) => {
+/**
+ * A `fleetprune server` on ephemeral ports whose stdout or stderr is /dev/full (every write fails
+ * with ENOSPC, as on a full disk), or null where there is no writable /dev/full (the test skips).
+ */
+async function serverWithFullOutput(t: TestContext, which: 'stdout' | 'stderr', logLevel: string, adminToken: string) {
   const { access, constants, mkdtemp, rm } = await import('node:fs/promises');
-  if (!(await access('/dev/full', constants.W_OK).then(() => true, () => false))) return t.skip('no writable /dev/full (it fails every write with ENOSPC)');
+  if (!(await access('/dev/full', constants.W_OK).then(() => true, () => false))) return null;
   const { spawn } = await import('node:child_process');
   const { openSync, closeSync } = await import('node:fs');
   const { tmpdir } = await import('node:os');
   const { join } = await import('node:path');
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-full-stdout-'));
+  const dir = await mkdtemp(join(tmpdir(), `fleetprune-full-${which}-`));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const full = openSync('/dev/full', 'w');
   t.after(() => closeSync(full));
   const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {
     cwd: REPO_ROOT,
-    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent', FLEETPRUNE_ADMIN_TOKEN: 'fp_full_stdout_admin_token_0123456789' },
-    stdio: ['ignore', full, 'pipe'],
+    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: logLevel, FLEETPRUNE_ADMIN_TOKEN: adminToken },
+    stdio: ['ignore', which === 'stdout' ? full : 'pipe', which === 'stderr' ? full : 'pipe'],
   });
   t.after(() => child.kill('SIGKILL'));
+  return child;
+}
+
+test('a server whose stdout cannot be written (a full disk) says so once on stderr and goes on serving; it stops in order on SIGTERM', async (t) => {
+  const child = await serverWithFullOutput(t, 'stdout', 'silent', 'fp_full_stdout_admin_token_0123456789');
+  if (!child) return t.skip('no writable /dev/full (it fails every write with ENOSPC)');
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
@@ -87,23 +97,9 @@ test('a server whose stdout cannot be written (a full disk) says so once on stde
 });
 
 test('a server whose log cannot be written (stderr on a full disk) loses its log lines, not its life: it serves and stops in order', async (t) => {
-  const { access, constants, mkdtemp, rm } = await import('node:fs/promises');
-  if (!(await access('/dev/full', constants.W_OK).then(() => true, () => false))) return t.skip('no writable /dev/full (it fails every write with ENOSPC)');
-  const { spawn } = await import('node:child_process');
-  const { openSync, closeSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-full-stderr-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const full = openSync('/dev/full', 'w');
-  t.after(() => closeSync(full));
   // Logging at debug: the start-up and every request write log lines, each failing with ENOSPC.
-  const child = spawn(process.execPath, ['bin/fleetprune.js', 'server', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'debug', FLEETPRUNE_ADMIN_TOKEN: 'fp_full_stderr_admin_token_0123456789' },
-    stdio: ['ignore', 'pipe', full],
-  });
-  t.after(() => child.kill('SIGKILL'));
+  const child = await serverWithFullOutput(t, 'stderr', 'debug', 'fp_full_stderr_admin_token_0123456789');
+  if (!child) return t.skip('no writable /dev/full (it fails every write with ENOSPC)');
   let stdout = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
