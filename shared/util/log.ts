@@ -23,19 +23,26 @@ const UNWRITTEN_LOG_BYTES = 1024 * 1024;
  * pino's own destination emitted an 'error' nobody heard, which ended a server or an agent (exit
  * 1, and again at every restart while the disk stayed full), so a device stopped serving and could
  * not roll back over its log. The lines waiting are written before the next one once stderr takes
- * them again, and at exit. A pipe that is full for now (EAGAIN) is waited on briefly, as pino's
- * destination did.
+ * them again, and at exit. A pipe that is full for now (EAGAIN) is waited on for up to a second
+ * (pino's destination waited without end), then not again until a write goes through, so a reader
+ * that stalled does not hold every log call.
  */
 class StderrLog {
   #waiting: Buffer[] = [];
   #waitingBytes = 0;
+  /** The first line waiting was written in part: it is never dropped (its rest would join another line). */
+  #frontStarted = false;
+  /** A full pipe was waited on in vain: not waited on again until a write goes through. */
+  #stalled = false;
 
   write(line: string): void {
     const bytes = Buffer.from(line);
     this.#waiting.push(bytes);
     this.#waitingBytes += bytes.length;
     this.flushSync();
-    while (this.#waitingBytes > UNWRITTEN_LOG_BYTES && this.#waiting.length > 1) this.#waitingBytes -= this.#waiting.shift()!.length;
+    // The oldest whole lines go first, never the newest line, nor a line already started.
+    const first = this.#frontStarted ? 1 : 0;
+    while (this.#waitingBytes > UNWRITTEN_LOG_BYTES && this.#waiting.length > first + 1) this.#waitingBytes -= this.#waiting.splice(first, 1)[0]!.length;
   }
 
   /** Writes what waits, as far as stderr takes it now. */
@@ -47,21 +54,30 @@ class StderrLog {
       try {
         written = writeSync(2, bytes);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'EAGAIN' && busyWaits++ < EAGAIN_WAITS) {
-          Atomics.wait(PAUSE, 0, 0, EAGAIN_WAIT_MS);
-          continue;
+        if ((error as NodeJS.ErrnoException).code === 'EAGAIN' && !this.#stalled) {
+          if (busyWaits++ < EAGAIN_WAITS) {
+            Atomics.wait(PAUSE, 0, 0, EAGAIN_WAIT_MS);
+            continue;
+          }
+          this.#stalled = true;
         }
         return;
       }
+      this.#stalled = false;
       this.#waitingBytes -= written;
-      // Part of it went (a pipe's room): the rest waits at the front.
-      if (written < bytes.length) this.#waiting[0] = bytes.subarray(written);
-      else this.#waiting.shift();
+      // Part of it went (a pipe's room, a disk's last blocks): the rest waits at the front.
+      if (written < bytes.length) {
+        this.#waiting[0] = bytes.subarray(written);
+        this.#frontStarted = true;
+      } else {
+        this.#waiting.shift();
+        this.#frontStarted = false;
+      }
     }
   }
 }
 
-/** A full pipe is waited on this often, this long, before its lines wait for the next one. */
+/** A full pipe is waited on this often, this long (a second in all), before its lines wait for later writes. */
 const EAGAIN_WAITS = 100;
 const EAGAIN_WAIT_MS = 10;
 const PAUSE = new Int32Array(new SharedArrayBuffer(4));

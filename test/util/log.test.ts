@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { nodeArgsFor, REPO_ROOT } from '../helpers/cli.ts';
 
-async function logThroughFullStderr(whileFull: number): Promise<{ refused: number; lines: { msg: string; i?: number }[] }> {
-  const { stdout, stderr } = await promisify(execFile)(process.execPath, [...nodeArgsFor('test/util/helpers/log-through-full-stderr.ts'), String(whileFull)], {
+async function logThroughFullStderr(whileFull: number, partial = false): Promise<{ refused: number; lines: { msg: string; i?: number }[] }> {
+  const { stdout, stderr } = await promisify(execFile)(process.execPath, [...nodeArgsFor('test/util/helpers/log-through-full-stderr.ts'), String(whileFull), ...(partial ? ['partial'] : [])], {
     cwd: REPO_ROOT,
     env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'info' },
     maxBuffer: 64 * 1024 * 1024,
@@ -27,4 +27,13 @@ test('while stderr stays full, the lines waiting are capped (about 1 MiB, the ol
   assert.ok(kept.length > 1000 && kept.length < 6000, `${kept.length} of 6000 kept`);
   // The newest were kept, in order, with none missing among them.
   assert.deepEqual(kept.map((line) => line.i), Array.from({ length: kept.length }, (_, j) => 6000 - kept.length + j));
+});
+
+test('a line the full disk took in part is finished first, never dropped: every line of the log stays whole JSON', async () => {
+  // More than is kept, so the oldest whole lines are dropped: not the one begun.
+  const { lines } = await logThroughFullStderr(6000, true);
+  assert.equal(lines[0]?.i, 0, 'the line written in part, finished');
+  assert.ok(lines.length > 1000 && lines.length < 6001, `${lines.length} lines`);
+  assert.equal(lines.at(-1)?.msg, 'room again');
+  assert.deepEqual(lines.slice(1, -1).map((line) => line.i), Array.from({ length: lines.length - 2 }, (_, j) => 6000 - (lines.length - 2) + j));
 });
