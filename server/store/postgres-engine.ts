@@ -315,10 +315,12 @@ const VERIFY_FULL_ALIASES = new Set(['prefer', 'require', 'verify-ca']);
  */
 export function withExplicitSslMode(connectionString: string): { connectionString: string; note?: string } {
   const query = connectionString.indexOf('?');
-  if (query < 0) return { connectionString };
+  // postgres:// and postgresql:// URLs only: the driver ignores sslmode on a socket: one.
+  if (query < 0 || !/^postgres(?:ql)?:\/\//i.test(connectionString)) return { connectionString };
   const params = new URLSearchParams(connectionString.slice(query + 1));
-  const mode = params.get('sslmode');
-  if (mode === null || !VERIFY_FULL_ALIASES.has(mode) || params.get('uselibpqcompat') === 'true') return { connectionString };
+  // The driver reads the last of a parameter given twice.
+  const mode = params.getAll('sslmode').at(-1);
+  if (mode === undefined || !VERIFY_FULL_ALIASES.has(mode) || params.getAll('uselibpqcompat').at(-1) === 'true') return { connectionString };
   params.set('sslmode', 'verify-full');
   return {
     connectionString: `${connectionString.slice(0, query)}?${params.toString()}`,

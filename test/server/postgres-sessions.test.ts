@@ -201,7 +201,18 @@ test('withExplicitSslMode: an sslmode the driver takes as verify-full is said as
     connectionString: 'postgres://u@db:5432/fleet?sslmode=verify-full&application_name=x',
     note: "--database-url: sslmode=require is taken as verify-full by the PostgreSQL driver (the server's certificate and host name are checked); say sslmode=verify-full to mean that, or uselibpqcompat=true&sslmode=require for libpq's meaning",
   });
-  for (const kept of ['postgres://db/fleet', 'postgres://db/fleet?sslmode=disable', 'postgres://db/fleet?sslmode=verify-full', 'postgres://db/fleet?uselibpqcompat=true&sslmode=require']) {
+  // The driver reads the last of a parameter given twice: require then disable is no TLS, kept as it is.
+  assert.equal(withExplicitSslMode('postgres://db/fleet?sslmode=disable&sslmode=require').connectionString, 'postgres://db/fleet?sslmode=verify-full');
+  for (const kept of [
+    'postgres://db/fleet',
+    'postgres://db/fleet?sslmode=disable',
+    'postgres://db/fleet?sslmode=verify-full',
+    'postgres://db/fleet?uselibpqcompat=true&sslmode=require',
+    'postgres://db/fleet?sslmode=require&sslmode=disable',
+    'postgres://db/fleet?uselibpqcompat=false&sslmode=require&uselibpqcompat=true',
+    // A socket: URL, whose sslmode the driver does not read.
+    'socket:/var/run/postgresql?db=fleet&sslmode=require',
+  ]) {
     assert.deepEqual(withExplicitSslMode(kept), { connectionString: kept }, kept);
   }
 });
