@@ -1,6 +1,7 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { UserError } from '../../shared/util/errors.ts';
 import { StoreUnavailableError } from '../store/store-unavailable.ts';
+import { STORAGE_FULL_CODES, STORAGE_UNWRITABLE_CODES } from './storage-codes.ts';
 
 export type ErrorCode =
   | 'bad_request'
@@ -125,20 +126,6 @@ function* causeChain(error: unknown): Generator<Error> {
 function causeOf<T>(error: unknown, type: abstract new (...args: never[]) => T): T | undefined {
   for (const at of causeChain(error)) if (at instanceof type) return at;
   return undefined;
-}
-
-/** The codes of a full disk or quota: node's (ENOSPC, EDQUOT), SQLite's (SQLITE_FULL) and PostgreSQL's disk_full (53100). */
-const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', '53100']);
-
-/**
- * The codes of storage the server may not write: a read-only file system or database file, or
- * permissions taken away (a data dir remounted read-only, chowned to another user).
- */
-const STORAGE_UNWRITABLE_CODES = new Set(['EROFS', 'EACCES', 'EPERM', 'SQLITE_READONLY']);
-
-/** Whether `code` is a system error's that says the server's storage is full or cannot be written (asServiceError's insufficient_storage). */
-export function isStorageFailureCode(code: string | undefined): boolean {
-  return code !== undefined && (STORAGE_FULL_CODES.has(code) || STORAGE_UNWRITABLE_CODES.has(code));
 }
 
 /** The code of a full disk in `error` or its causes, else undefined. */

@@ -3,6 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { initTfjs } from '../../shared/model/tfjs-backend.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { isStorageFailureCode } from '../app/storage-codes.ts';
 import { pruneToArtifacts } from '../pruning/prune-to-artifacts.ts';
 import { summaryWarnings, sweepSummary, type PruneWorkerInput, type PruneWorkerMessage } from './prune-worker-protocol.ts';
 
@@ -40,9 +41,6 @@ async function run(input: PruneWorkerInput): Promise<PruneWorkerMessage> {
   };
 }
 
-/** The system errors of a write the disk could not take. */
-const STORAGE_WRITE_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS']);
-
 function post(message: PruneWorkerMessage): void {
   parentPort?.postMessage(message);
 }
@@ -51,9 +49,9 @@ try {
   post(await run(workerData as PruneWorkerInput));
 } catch (error) {
   const userError = error instanceof UserError;
-  // A disk full or read-only under the job's directory (its artifacts are written there), said as
-  // such by the server; not EACCES, which reading a data file may meet too.
+  // A disk full, read-only or not writable under the job's directory (the worker reads no file: its
+  // data comes as text; it writes the artifacts there), said as such by the server.
   const code = (error as NodeJS.ErrnoException | undefined)?.code ?? (error as { cause?: NodeJS.ErrnoException } | undefined)?.cause?.code;
-  const storage = typeof code === 'string' && STORAGE_WRITE_CODES.has(code) ? { code } : {};
+  const storage = typeof code === 'string' && isStorageFailureCode(code) ? { code } : {};
   post({ type: 'error', message: errorMessage(error), userError, stack: userError ? undefined : (error as Error)?.stack, ...storage });
 }
