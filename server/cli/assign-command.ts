@@ -42,7 +42,7 @@ export function registerAssignCommand(program: Command): void {
             all_devices: flags.allDevices === true,
           })
           .catch((error: unknown) => {
-            throw namingFlags(error, { device_ids: '--device' });
+            throw namingFlags(error, { model: '--model', version: '--version', role: '--role', device_ids: '--device', selector_json: '--selector' });
           });
         for (const warning of result.warnings ?? []) process.stderr.write(`warning: ${warning}\n`);
         process.stdout.write(`assignment ${result.assignment_id}: ${result.model}@${result.version} as ${result.role} to ${result.devices.length} device(s)\n`);

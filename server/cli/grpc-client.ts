@@ -385,14 +385,14 @@ function checkServerAddress(address: string, source: string): void {
   if (/^https?:\/\//i.test(address)) throw new UserError(`${source}: ${expected}, not a URL: ${printable(shown)}`);
   // Credentials have no place in a gRPC address (dns://u:pw@host/... passed, and was quoted whole when unreachable).
   if (!/^unix/.test(address) && address.includes('@')) {
-    throw new UserError(`${source}: a gRPC address holds no user:password@ (the token goes in --token or FLEETPRUNE_TOKEN), not ${JSON.stringify(shown)}`);
+    throw new UserError(`${source}: a gRPC address holds no user:password@ (the token goes in --token or FLEETPRUNE_TOKEN), not ${printable(JSON.stringify(shown))}`);
   }
   // grpc-js's own target forms (unix:/run/fleetprune.sock, dns:///host:port) pass as they are.
   if (/^(dns|unix|ipv4|ipv6):/.test(address)) return;
   // Otherwise host, host:port, [v6], [v6]:port or a bare IPv6 address, with nothing around it.
   const hostPort = /^(\[[^\]\s]+\]|[^:/\s[\]]+)(?::(\d+))?$/.exec(address);
   const port = hostPort?.[2] === undefined ? 1 : Number(hostPort[2]);
-  if ((!hostPort && isIP(address) !== 6) || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${JSON.stringify(shown)}`);
+  if ((!hostPort && isIP(address) !== 6) || port < 1 || port > 65_535) throw new UserError(`${source}: ${expected}, not ${printable(JSON.stringify(shown))}`);
 }
 
 /** The port the server's gRPC API listens on unless told otherwise (its --grpc-port). */

@@ -46,7 +46,12 @@ export async function buildProgram(argv: readonly string[] = process.argv): Prom
 
 /** Runs the CLI and returns the process exit code (see runCli). */
 export async function main(argv: string[]): Promise<number> {
-  // `fleetprune help rollout start`: commander's help command reads one word, and showed the group's help.
-  if (argv[2] === 'help' && argv.length > 4) argv = [...argv.slice(0, 2), ...argv.slice(3), '--help'];
-  return runCli(await buildProgram(argv), argv);
+  const program = await buildProgram(argv);
+  // `fleetprune help rollout start`: commander's help command reads one word, and showed the
+  // group's help. Only for a group's own command, and nothing after it; the rest is left to commander.
+  const group = argv[2] === 'help' && argv.length === 5 ? program.commands.find((command) => command.name() === argv[3]) : undefined;
+  if (group?.commands.some((command) => command.name() === argv[4] || command.aliases().includes(argv[4]!))) {
+    return runCli(program, [...argv.slice(0, 2), argv[3]!, argv[4]!, '--help']);
+  }
+  return runCli(program, argv);
 }

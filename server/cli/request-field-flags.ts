@@ -7,9 +7,15 @@ import { UserError } from '../../shared/util/errors.ts';
  */
 export function namingFlags(error: unknown, flagOf: Readonly<Record<string, string>>): unknown {
   if (!(error instanceof UserError)) return error;
-  const field = /^request\.([a-z_]+)(?:\.(\d+))?: /.exec(error.message);
-  const flag = field && Object.hasOwn(flagOf, field[1]!) ? flagOf[field[1]!] : undefined;
-  if (!field || flag === undefined) return error;
-  const which = field[2] === undefined ? '' : ` (value ${Number(field[2]) + 1})`;
-  return new UserError(`${flag}${which}: ${error.message.slice(field[0].length)}`, { exitCode: error.exitCode, cause: error });
+  // The server joins several problems with '; ': each is named by its flag.
+  let renamed = false;
+  const parts = error.message.split('; ').map((part) => {
+    const field = /^request\.([a-z_]+)(?:\.(\d+))?: /.exec(part);
+    const flag = field && Object.hasOwn(flagOf, field[1]!) ? flagOf[field[1]!] : undefined;
+    if (!field || flag === undefined) return part;
+    renamed = true;
+    const which = field[2] === undefined ? '' : ` (value ${Number(field[2]) + 1})`;
+    return `${flag}${which}: ${part.slice(field[0].length)}`;
+  });
+  return renamed ? new UserError(parts.join('; '), { exitCode: error.exitCode, cause: error }) : error;
 }

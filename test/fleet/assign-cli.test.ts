@@ -44,12 +44,16 @@ test('a device id or device list the server refuses is named by its flag (--devi
   const dir = await tempDir(t);
   const connection = ['--server', `127.0.0.1:${server.grpcPort}`, '--token', ADMIN_TOKEN];
   const assign = ['assign', '--model', 'iris', '--version', '1', '--role', 'candidate'];
-  const [emptyId, repeated, badEnrollId, devicesWithoutJson] = await runCliBatch([
+  const [emptyId, repeated, badEnrollId, devicesWithoutJson, several] = await runCliBatch([
     { args: [...assign, '--device', 'd1,,d2', ...connection] },
     { args: [...assign, '--device', 'd1,d2', '--device', 'd1', ...connection] },
     { args: ['devices', 'enroll', '--id', '_d4', '--out', `${dir}/d4.json`, ...connection] },
     { args: ['rollout', 'status', 'ro-0123456789ab', '--devices', '5', ...connection] },
+    // Several problems in one refusal: each named by its flag.
+    { args: ['assign', '--model', '.iris', '--version', '1', '--role', 'candidate', '--device', 'd1,,d2', ...connection] },
   ]);
+  assert.match(several!.stderr, /^fleetprune: --model: .*; --device \(value 2\): must be 1-64 characters/);
+  assert.doesNotMatch(several!.stderr, /request\./);
   assert.match(emptyId!.stderr, /^fleetprune: --device \(value 2\): must be 1-64 characters/);
   assert.equal(repeated!.stderr, 'fleetprune: --device: must not repeat a device\n');
   assert.match(badEnrollId!.stderr, /^fleetprune: --id: must be 1-64 characters of A-Z a-z 0-9 \. _ - \(starting with a letter or digit\)\n$/);

@@ -176,14 +176,18 @@ test('--server at a port where HTTP/2 answers but not gRPC (another service, a p
 });
 
 test('a refused --server that holds credentials is quoted without them (the line may go to a CI log)', async () => {
-  const [bare, url, atInPassword, dns] = await runCliBatch([
+  const [bare, url, atInPassword, dns, bidi] = await runCliBatch([
     { args: ['devices', 'list', '--server', 'user:srvSECRET@127.0.0.1:36775', '--token', 'x'] },
     { args: ['devices', 'list', '--token', 'x'], env: { FLEETPRUNE_SERVER: 'http://user:srvSECRET@127.0.0.1:36775' } },
     // A password holding @ or /: all of it goes.
     { args: ['devices', 'list', '--server', 'u:pa/s@s@h:9090', '--token', 'x'] },
     // grpc-js's dns: form passed the address check, and a "cannot reach" line quoted it whole.
     { args: ['devices', 'list', '--server', 'dns:///u:srvSECRET@127.0.0.1:36775', '--token', 'x'] },
+    // A text-direction override in what is quoted: escaped, not sent to the terminal.
+    { args: ['devices', 'list', '--server', 'fleet\u202e.example:9090/x', '--token', 'x'] },
   ]);
+  assert.match(bidi!.stderr, /not "fleet\\u202e\.example:9090\/x"\n$/);
+  assert.doesNotMatch(bidi!.stderr, /\u202e/);
   const noCredentials = 'a gRPC address holds no user:password@ (the token goes in --token or FLEETPRUNE_TOKEN)';
   assert.deepEqual([atInPassword!.code, atInPassword!.stderr], [2, `fleetprune: --server: ${noCredentials}, not "***@h:9090"\n`]);
   assert.deepEqual([bare!.code, bare!.stderr], [2, `fleetprune: --server: ${noCredentials}, not "***@127.0.0.1:36775"\n`]);
