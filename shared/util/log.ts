@@ -63,6 +63,8 @@ class StderrLog {
         }
         return;
       }
+      // Nothing taken, without an error: tried again with the next line, not in a loop now.
+      if (written === 0) return;
       this.#stalled = false;
       this.#waitingBytes -= written;
       // Part of it went (a pipe's room, a disk's last blocks): the rest waits at the front.
