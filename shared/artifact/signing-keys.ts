@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { UserError, errorMessage } from '../util/errors.ts';
 import { describeFsError } from '../util/fs-checks.ts';
 import { sha256Hex } from './digest.ts';
+import { pemShapeProblem } from './pem-shape.ts';
 
 export const PRIVATE_KEY_FILE = 'signing.key';
 export const PUBLIC_KEY_FILE = 'signing.pub';
@@ -189,6 +190,8 @@ async function loadKey(path: string, type: 'private' | 'public'): Promise<KeyObj
   if (/^\s*(ssh-(ed25519|rsa|dss) |ecdsa-sha2-)|-----BEGIN OPENSSH PRIVATE KEY-----/.test(pem)) {
     throw new UserError(`${path}: is an OpenSSH key; fleetprune reads PEM keys, as \`fleetprune keys generate\` writes them (${type === 'private' ? PRIVATE_KEY_FILE : PUBLIC_KEY_FILE})`);
   }
+  const shape = pemShapeProblem(pem);
+  if (shape) throw new UserError(`${path}: not a PEM ${type} key: it ${shape}`);
   let key: KeyObject;
   try {
     key = type === 'private' ? createPrivateKey(pem) : createPublicKey(pem);

@@ -7,6 +7,7 @@ import { describeFsError } from '../util/fs-checks.ts';
 import { lineAndColumn } from '../util/line-and-column.ts';
 import { NotARegularFileError, readRegularFile } from '../util/read-regular-file.ts';
 import { MAX_NESTING_DEPTH, describeDataProblem, untrustedDataProblem } from '../util/untrusted-data.ts';
+import { pemShapeProblem } from '../artifact/pem-shape.ts';
 import { bearerTokenProblem } from './bearer-token.ts';
 import { DeviceIdSchema } from './payloads.ts';
 import { ServerUrlSchema } from './server-url.ts';
@@ -163,6 +164,8 @@ function nestingBeyond(text: string, maxDepth: number): number | null {
 
 /** The pinned ed25519 key of an agent config. */
 export function serverPublicKeyOf(config: AgentConfig, source = 'agent config'): KeyObject {
+  const shape = pemShapeProblem(config.serverPublicKey, 'a device pins the one key of its server');
+  if (shape) throw new UserError(`${source}: serverPublicKey ${shape}`);
   let key: KeyObject;
   try {
     key = createPublicKey(config.serverPublicKey);

@@ -63,6 +63,27 @@ test('loading a missing or unparseable key is a UserError naming the file', asyn
   await assert.rejects(loadPublicKey(sshPublic), new UserError(`${sshPublic}: is an OpenSSH key; fleetprune reads PEM keys, as \`fleetprune keys generate\` writes them (signing.pub)`));
 });
 
+test('a key file of two keys is refused, not read as its first; an empty or cut-short one is named so, not by a decoder error code', async (t) => {
+  const dir = await tempDir(t);
+  const pem = () => generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const [first, second] = [pem(), pem()];
+  const both = join(dir, 'both.pub');
+  await writeFile(both, `${first}${second}`);
+  await assert.rejects(loadPublicKey(both), new UserError(`${both}: not a PEM public key: it holds 2 PEM blocks, where one key belongs (give each key its own file)`));
+  const privatePem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const twoPrivate = join(dir, 'two.key');
+  await writeFile(twoPrivate, `${privatePem}${privatePem}`);
+  await assert.rejects(loadPrivateKey(twoPrivate), new UserError(`${twoPrivate}: not a PEM private key: it holds 2 PEM blocks, where one key belongs (give each key its own file)`));
+  const empty = join(dir, 'empty.pub');
+  await writeFile(empty, '\n');
+  await assert.rejects(loadPublicKey(empty), new UserError(`${empty}: not a PEM public key: it is empty`));
+  const cut = join(dir, 'cut.key');
+  await writeFile(cut, privatePem.split('\n').slice(0, 2).join('\n'));
+  await assert.rejects(loadPrivateKey(cut), new UserError(`${cut}: not a PEM private key: it is cut short: its PEM block has no -----END …----- line`));
+  // One key still loads (with a blank line or a comment around it).
+  assert.equal(keyId(await loadPublicKey(await writeFile(join(dir, 'one.pub'), `\n${first}\n`).then(() => join(dir, 'one.pub')))).length, 16);
+});
+
 test('keys generate --force that cannot replace a key file leaves the old pair whole', async (t) => {
   const dir = join(await tempDir(t), 'keys');
   assert.equal((await runCli(['keys', 'generate', '--out', dir])).code, 0);
