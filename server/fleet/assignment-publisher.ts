@@ -23,7 +23,8 @@ export interface PublishRequest {
   /** Audit action, e.g. `assignment.create` or `rollout.assign`. */
   action: string;
   /**
-   * A revert to a version the devices ran (a rollout's baseline): sent even when its signer key
+   * A revert to a version the devices ran (a rollout's baseline; an operator's assignment of a
+   * version every target device holds, AssignmentService.assign): sent even when its signer key
    * is no longer trusted, without the server's endorsement. Devices go back to the copy they hold,
    * whose endorsement they kept; one that would have to download it cannot verify it and refuses.
    */
@@ -85,15 +86,23 @@ export class AssignmentPublisher {
    * would refuse the artifact.
    */
   signerFor(version: VersionRecord): Signer | undefined {
-    const { signingKey, trustedKeys } = this.options;
+    const problem = this.signerProblem(version);
+    if (problem) throw new ServiceError('conflict', `${version.model}@${version.version} ${problem}; devices would refuse it`);
+    const signedWith = version.manifest.signature!.keyId;
+    return signedWith === keyId(this.options.signingKey) ? undefined : endorseSigner(version.artifactId, this.options.trustedKeys.get(signedWith)!, this.options.signingKey);
+  }
+
+  /**
+   * Why no device would take a download of `version` (it is unsigned, or signed with a key that is
+   * neither the server's nor trusted, --trusted-key), in words after its name; null when one would.
+   * A device that holds the version already switches to it from its own store, which kept the
+   * endorsement it came with.
+   */
+  signerProblem(version: VersionRecord): string | null {
     const signedWith = version.manifest.signature?.keyId;
-    if (signedWith === keyId(signingKey)) return undefined;
-    const key = signedWith === undefined ? undefined : trustedKeys.get(signedWith);
-    if (!key) {
-      const what = signedWith === undefined ? 'is unsigned' : `is signed with key ${signedWith}, which this server does not trust (--trusted-key)`;
-      throw new ServiceError('conflict', `${version.model}@${version.version} ${what}; devices would refuse it`);
-    }
-    return endorseSigner(version.artifactId, key, signingKey);
+    if (signedWith === undefined) return 'is unsigned';
+    if (signedWith === keyId(this.options.signingKey) || this.options.trustedKeys.get(signedWith)) return null;
+    return `is signed with key ${signedWith}, which this server does not trust (--trusted-key)`;
   }
 
   /** signerFor, except that a signer key no longer trusted gets no endorsement (undefined) rather than a refusal. */

@@ -90,8 +90,18 @@ export class AssignmentService {
     await this.#gate.assertActive();
     const version = await this.options.registry.resolve(request.model, request.version);
     if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
-    this.options.publisher.signerFor(version); // a 409 when no trusted key vouches for its signature
     const devices = await this.#targets(request);
+    // A version no trusted key vouches for any more (its signer's key left --trusted-key) would be
+    // refused by a device that downloads it; a device that holds it already (an operator's rollback
+    // to its previous version) switches to it from its own store, which kept its endorsement.
+    const signerProblem = this.options.publisher.signerProblem(version);
+    if (signerProblem) {
+      const lacking = devices.filter((device) => !holdsArtifact(device, version.artifactId));
+      if (lacking.length > 0) {
+        const which = lacking.length === 1 ? `device ${lacking[0]!.id} does not hold it` : `devices ${lacking[0]!.id} and ${lacking.length - 1} more do not hold it`;
+        throw new ServiceError('conflict', `${version.model}@${version.version} ${signerProblem}; ${which}, and a device refuses to download it (one that holds it, as its active, previous or candidate version, switches to it from its own store)`);
+      }
+    }
     if (request.role === 'candidate') {
       // A candidate is benchmarked side by side with the active model it would replace: one of another model has none.
       const other = devices.find((device) => device.active !== null && device.active.model !== version.model);
@@ -110,7 +120,7 @@ export class AssignmentService {
       const held = await this.options.rolloutOf?.(deviceIds);
       if (held) throw new ServiceError('conflict', `device ${held.deviceId} is a target of ${held.rollout}; finish, abort or roll it back first (it would overwrite or undo this assignment)`);
       // Retired meanwhile (checked above, before the devices were read): refused in the record's transaction, nothing recorded.
-      return this.options.publisher.record({ id: assignmentId, version, role: request.role, deviceIds, actor, action: 'assignment.create', refuseRetired: true });
+      return this.options.publisher.record({ id: assignmentId, version, role: request.role, deviceIds, actor, action: 'assignment.create', refuseRetired: true, restoring: signerProblem !== null });
     });
     // What the devices' retained topics hold by now: this assignment, or a newer one recorded meanwhile.
     await this.options.publisher.sendRetained(deviceIds);
@@ -154,4 +164,9 @@ export class AssignmentService {
     if (matching.length === 0) throw new ServiceError('not_found', `no enrolled device matches the selector ${describeSelector(selector)}`);
     return matching;
   }
+}
+
+/** Whether one of the device's slots (as its latest heartbeat or answer said) holds the artifact. */
+function holdsArtifact(device: DeviceRecord, artifactId: string): boolean {
+  return [device.active, device.previous, device.candidate].some((slot) => slot?.sha256 === artifactId);
 }

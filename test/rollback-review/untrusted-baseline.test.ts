@@ -39,3 +39,35 @@ test('a rollback to a baseline whose signer the server no longer trusts brings b
   assert.match(refused.reason ?? '', new RegExp(keyId(ci.privateKey)), refused.reason);
   assert.equal(done.devices.delivered, 1, JSON.stringify(done.deviceStates));
 });
+
+/**
+ * The same rotation, rolled back by hand: `assign --role active` of the version the devices ran
+ * before (what protocol.md calls a rollback from disk) was refused for every device with "devices
+ * would refuse it", though the devices hold it and would switch to it. Now it goes to devices
+ * that hold it, and a device that would have to download it is named in the refusal.
+ */
+test('an assignment of a version whose signer the server no longer trusts goes to devices that hold it; one naming a device that would have to download it is refused, naming that device', { timeout: 90_000 }, async (t) => {
+  const ci = await makeSigner(t);
+  const world = (await startRollbackWorld(t, ['held-1', 'held-2'], { config: { trustedKeys: [ci.publicKeyPath] }, baselineKey: ci.privateKey }))!;
+  const { agents } = world;
+  const id = await startRollout(world);
+  await settled(world, id, 'Completed');
+  await world.restart({ trustedKeys: [] });
+  await waitFor(async () => (await world.device('held-1')).online && (await world.device('held-2')).online, 20_000, 'the devices reconnected');
+  await json(await world.server.request('POST', '/api/devices', { json: { id: 'new-3', labels: { site: 'north' } } }));
+
+  const refused = await world.server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'active', deviceIds: ['held-1', 'new-3'] } });
+  assert.equal(refused.status, 409);
+  assert.deepEqual(await refused.json(), {
+    error: {
+      code: 'conflict',
+      message: `wine@1 is signed with key ${keyId(ci.privateKey)}, which this server does not trust (--trusted-key); device new-3 does not hold it, and a device refuses to download it (one that holds it, as its active, previous or candidate version, switches to it from its own store)`,
+    },
+  });
+  assert.equal((await world.device('held-1')).assignment?.version, '2', 'nothing recorded');
+
+  const assigned = await json(await world.server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'active', deviceIds: ['held-1', 'held-2'] } }));
+  assert.deepEqual(assigned.devices.map((device: any) => device.deviceId), ['held-1', 'held-2']);
+  await waitFor(() => [...agents.values()].every((agent) => agent.slots.active?.version === '1'), 15_000, 'both devices back on wine@1 from their disks');
+  await waitFor(async () => (await world.answers('held-1')).some((answer) => answer.endsWith(' active v1 activated')), 10_000, 'held-1\'s answer stored');
+});
