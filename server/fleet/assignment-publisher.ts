@@ -1,6 +1,7 @@
 import type { Assignment, FleetCommand, Role, Signer } from '../../shared/protocol/payloads.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import type { Broker } from '../broker/broker.ts';
+import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import type { VersionRecord } from '../store/repositories/models-repository.ts';
 import { buildAssignment, commandChunks, publishAssignmentPayload, publishFleetCommand } from './fleet-publisher.ts';
 import type { FleetStore } from './fleet-store.ts';
@@ -103,6 +104,18 @@ export class AssignmentPublisher {
     if (signedWith === undefined) return 'is unsigned';
     if (signedWith === keyId(this.options.signingKey) || this.options.trustedKeys.get(signedWith)) return null;
     return `is signed with key ${signedWith}, which this server does not trust (--trusted-key)`;
+  }
+
+  /**
+   * Why the device would drop whatever this server signs (null: it would not): its agent config
+   * pins another server key, as a device enrolled before the server's signing key was replaced
+   * (--accept-new-signing-key) does. It cannot verify an assignment's signature, drops it and
+   * answers nothing.
+   */
+  pinProblem(device: Pick<DeviceRecord, 'signingKeyId'>): string | null {
+    const serverKey = keyId(this.options.signingKey);
+    if (device.signingKeyId === null || device.signingKeyId === serverKey) return null;
+    return `pins server key ${device.signingKeyId}, not this server's ${serverKey} (enrolled before the key was replaced), so it drops what this server signs; enroll it again under a new id`;
   }
 
   /** signerFor, except that a signer key no longer trusted gets no endorsement (undefined) rather than a refusal. */

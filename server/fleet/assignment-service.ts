@@ -91,6 +91,10 @@ export class AssignmentService {
     const version = await this.options.registry.resolve(request.model, request.version);
     if (version.retired) throw new ServiceError('conflict', `${version.model}@${version.version} is retired`);
     const devices = await this.#targets(request);
+    for (const device of devices) {
+      const pinned = this.options.publisher.pinProblem(device);
+      if (pinned) throw new ServiceError('conflict', `device ${device.id} ${pinned}`);
+    }
     // A version no trusted key vouches for any more (its signer's key left --trusted-key) would be
     // refused by a device that downloads it; a device that holds it already (an operator's rollback
     // to its previous version) switches to it from its own store, which kept its endorsement.

@@ -6,10 +6,15 @@ import { createRequire } from 'node:module';
 import { createServer, type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { runCli } from './helpers/run-cli.ts';
-import { makeArtifact, storeSnapshot } from './helpers/artifacts.ts';
+import { makeArtifact, pushArtifact, storeSnapshot } from './helpers/artifacts.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 import { keyId, loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { recordingLogger } from '../helpers/recording-logger.ts';
+import { testLogger } from '../helpers/fleet-harness.ts';
+import { AssignmentOutcomes } from '../../server/fleet/assignment-outcomes.ts';
+import { AssignmentPublisher } from '../../server/fleet/assignment-publisher.ts';
+import { FleetStore } from '../../server/fleet/fleet-store.ts';
+import { StoreFleetPort } from '../../server/fleet/store-fleet-port.ts';
 import { join } from 'node:path';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { isOneLineError, mapConcurrently, runCliBatch, tempDir } from '../helpers/cli.ts';
@@ -232,6 +237,23 @@ test('fleetprune server: a signing key replaced after devices enrolled stops the
   const { logger, lines } = recordingLogger();
   const accepted = (await startTestServer(t, { config: { dataDir: first.dataDir, acceptNewSigningKey: true }, start: { log: logger } }))!;
   assert.ok(lines.some((line) => line.level === 40 && line.msg.startsWith(`2 enrolled device(s) pin another signing key than this server's ${newKey}`)), 'warned');
+  // Until then what the server signs is dropped by those devices, unanswered: an assignment to one
+  // is refused naming the key (it was taken, and the device never heard of it), and a rollout's
+  // delivery counts it refused at once, saying why, where it waited for an answer that never came.
+  const artifact = await makeArtifact(t, { seed: 41, privateKey: await loadPrivateKey(keyPath), version: '1', name: 'pinned' });
+  assert.equal((await pushArtifact(accepted, 'pinned', artifact.dir, artifact.manifest)).status, 201);
+  const pinned = `pins server key ${oldKey}, not this server's ${newKey} (enrolled before the key was replaced), so it drops what this server signs; enroll it again under a new id`;
+  const assigned = await accepted.request('POST', '/api/assignments', { json: { model: 'pinned', version: '1', role: 'active', deviceIds: ['dev-pin-1'] } });
+  assert.equal(assigned.status, 409);
+  assert.deepEqual(await assigned.json(), { error: { code: 'conflict', message: `device dev-pin-1 ${pinned}` } });
+  assert.equal((await (await accepted.request('GET', '/api/devices/dev-pin-1')).json()).assignment, null, 'nothing recorded');
+  // A rollout's delivery (through StoreFleetPort, as the rollout controller calls it).
+  const { ctx } = accepted.server;
+  const fleet = new FleetStore(ctx.store);
+  const publisher = new AssignmentPublisher({ fleet, broker: undefined as never, serverUrl: () => accepted.baseUrl, log: testLogger, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
+  const port = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes: new AssignmentOutcomes(), log: testLogger });
+  assert.deepEqual(await port.assign({ commandId: 'rollout-1-assign-1', model: 'pinned', version: '1', role: 'candidate', deviceIds: ['dev-pin-1'] }), [{ deviceId: 'dev-pin-1', outcome: 'refused', reason: `the device ${pinned}` }]);
+  assert.equal((await (await accepted.request('GET', '/api/devices/dev-pin-1')).json()).assignment, null, 'nothing recorded');
   // Once they are revoked (and enrolled again, under new ids, pinning the new key), the flag is not needed.
   for (const id of ['dev-pin-1', 'dev-pin-2']) assert.equal((await accepted.request('DELETE', `/api/devices/${id}`)).status, 204);
   assert.equal((await accepted.request('POST', '/api/devices', { json: { id: 'dev-pin-3', labels: {} } })).status, 201);

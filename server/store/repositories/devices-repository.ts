@@ -50,6 +50,8 @@ export interface DeviceRecord extends DeviceSlots {
   reportTotals: ReportTotal[] | null;
   /** The assignment now retained on the device's assignment topic (republished at start-up). */
   retainedAssignment: Assignment | null;
+  /** The id of the server signing key its agent config pins (null: not known, see pinningOtherKeys). */
+  signingKeyId: string | null;
 }
 
 export type NewDevice = Pick<DeviceRecord, 'id' | 'labels' | 'secretHash' | 'tokenId' | 'enrolledAt' | 'enrolledBy'> & {
@@ -384,5 +386,6 @@ function deviceOf(row: Record<string, unknown>): DeviceRecord {
     servingTotals: serving.totals,
     reportTotals: reportTotalsOf(row.report_totals),
     retainedAssignment: fromNullableJsonColumn<Assignment>(row.retained_assignment),
+    signingKeyId: nullableString(row.signing_key_id),
   };
 }
