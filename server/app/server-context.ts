@@ -30,6 +30,8 @@ export interface ServerContext {
    * --public-url, else http(s)://<host>:<bound HTTP port>. Known once the HTTP listener is bound.
    */
   publicUrl: () => string;
+  /** Settles once publicUrl() answers (absent: it always does). */
+  publicUrlKnown?: Promise<void>;
   /** When an event stream (gRPC watch, REST server-sent events) whose client stopped reading is ended. */
   stalledStreams: StalledStreams;
   /**

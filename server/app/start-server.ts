@@ -162,13 +162,17 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       log,
       ...(options.jobLeases ? { leaseRenewMs: options.jobLeases.renewMs, leaseStaleSeconds: options.jobLeases.staleSeconds } : {}),
     });
-    let httpPort: number | null = null;
+    // A port given is the URL's from the start; an ephemeral one (0) once the listener is bound,
+    // after the modules start: a rollout the leader drives meanwhile (a revert at takeover) waits.
+    let httpPort: number | null = config.httpPort === 0 ? null : config.httpPort;
+    let urlKnown = () => {};
+    const publicUrlKnown = config.publicUrl || httpPort !== null ? Promise.resolve() : new Promise<void>((resolve) => (urlKnown = resolve));
     const publicUrl = () => {
       if (config.publicUrl) return config.publicUrl;
       if (httpPort === null) throw new Error('the public URL is not known before the HTTP listener is bound');
       return `${tls ? 'https' : 'http'}://${reachableHost(config.host)}:${httpPort}`;
     };
-    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl, stalledStreams: new StalledStreams({ metrics, log }, options.stalledStreamLimits), fleetChanges: new Mutex() };
+    const ctx: ServerContext = { config, log, store, blobs, signingKey, trustedKeys, tokens, audit: new AuditService(store), registry, jobs, metrics, publicUrl, publicUrlKnown, stalledStreams: new StalledStreams({ metrics, log }, options.stalledStreamLimits), fleetChanges: new Mutex() };
 
     // The device fleet (MQTT, devices, assignments) feeds the rollouts: its FleetPort carries their
     // assignments, its stored reports are the builtin provider's history, and a device coming
@@ -246,6 +250,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     // Each listener joins `listeners` as soon as it is bound, so a later failure closes it too.
     const http = await listenHttp(app, config.host, config.httpPort, tls, config.idleTimeoutSeconds * 1000);
     httpPort = http.port;
+    urlKnown();
     listeners.unshift(http);
     listeners.splice(1, 0, await listenGrpc(grpc, config.host, config.grpcPort, tls));
     // Only a start that succeeded makes the first admin token: one made by a start that then

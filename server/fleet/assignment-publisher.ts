@@ -77,7 +77,16 @@ export class AssignmentPublisher {
   readonly #sending = new Mutex();
 
   constructor(
-    private readonly options: { fleet: FleetStore; broker: Broker; serverUrl: () => string; log: Logger; signingKey: KeyObject; trustedKeys: TrustedKeys },
+    private readonly options: {
+      fleet: FleetStore;
+      broker: Broker;
+      serverUrl: () => string;
+      /** Settles once serverUrl() answers: a rollout driven as the server starts records after its HTTP listener is bound. */
+      serverUrlKnown?: Promise<void>;
+      log: Logger;
+      signingKey: KeyObject;
+      trustedKeys: TrustedKeys;
+    },
   ) {}
 
   /**
@@ -131,6 +140,7 @@ export class AssignmentPublisher {
   /** Commits the assignment of each device (its record, its retained assignment) and an audit entry; publishes nothing. Returns each device's assignment. */
   async record(request: PublishRequest): Promise<Map<string, Assignment>> {
     const { fleet, serverUrl, signingKey } = this.options;
+    await this.options.serverUrlKnown;
     const now = new Date().toISOString();
     const input = {
       id: request.id,

@@ -134,7 +134,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     },
   });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;
-  const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, log: ctx.log, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
+  const publisher = new AssignmentPublisher({ fleet, broker, serverUrl: ctx.publicUrl, ...(ctx.publicUrlKnown ? { serverUrlKnown: ctx.publicUrlKnown } : {}), log: ctx.log, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
   // With an external broker the broker side is taken over through the leadership, on SQLite too
   // (its one server always leads): a broker that is down at start is retried in the background.
   const leaderOnly = leadership !== undefined && ctx.config.mqttUrl !== undefined;
