@@ -5,8 +5,12 @@ import type { BlobStore, OpenBlob } from './blob-store.ts';
 
 /** A download that found the server's copy of a blob damaged: cut off before its last piece. */
 export class DamagedBlobError extends ServiceError {
-  constructor(sha256: string, actual: string) {
-    super('data_loss', `the server's copy of blob ${sha256} is damaged (its bytes hash to ${actual}); the download was cut off before its end. Push the artifact again to restore it`);
+  constructor(
+    readonly sha256: string,
+    readonly actual: string,
+    cutOff = true,
+  ) {
+    super('data_loss', `the server's copy of blob ${sha256} is damaged (its bytes hash to ${actual}); ${cutOff ? 'the download was cut off before its end' : 'nothing of it was sent'}. Push the artifact again to restore it`);
     this.name = 'DamagedBlobError';
   }
 }

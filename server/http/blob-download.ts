@@ -58,6 +58,12 @@ export async function sendBlob(
     res.setHeader('Content-Range', `bytes */${info.bytes}`);
     throw new ServiceError('range_not_satisfiable', `range ${rangeHeader} is outside the ${info.bytes}-byte blob`);
   }
+  const bodyless = req.method === 'HEAD' || info.bytes === 0;
+  const stream = bodyless ? undefined : info.stream(range ?? undefined);
+  // A whole blob is checked against its hash as it is sent (verifiedChunks); a range cannot be.
+  // Its first piece is read before the headers are set: a damaged copy found then gets an error.
+  const whole = !range || (range.start === 0 && range.end === info.bytes - 1);
+  const source = stream && whole ? await firstPieceRead(verifiedChunks(stream as AsyncIterable<Buffer>, sha256, info, onDamaged)) : stream;
   res.setHeader('ETag', etag);
   res.setHeader('Cache-Control', IMMUTABLE);
   res.setHeader('Content-Type', 'application/octet-stream');
@@ -69,14 +75,10 @@ export async function sendBlob(
     res.status(200);
     res.setHeader('Content-Length', String(info.bytes));
   }
-  if (req.method === 'HEAD' || info.bytes === 0) {
+  if (!stream || !source) {
     res.end();
     return;
   }
-  const stream = info.stream(range ?? undefined);
-  // A whole blob is checked against its hash as it is sent (verifiedChunks); a range cannot be.
-  const whole = !range || (range.start === 0 && range.end === info.bytes - 1);
-  const source = whole ? verifiedChunks(stream as AsyncIterable<Buffer>, sha256, info, onDamaged) : stream;
   // Which ended the transfer: the response closing before its end while the blob still reads well
   // is the connection's doing (the client went away); a read failure closes the response after it.
   let sourceFailed = false;
@@ -106,6 +108,26 @@ export async function sendBlob(
     if (closedFirst) throw new ResponseClosedError(`the connection closed after ${sent} of ${Number(res.getHeader('Content-Length'))} bytes`, { cause: error });
     throw error;
   }
+}
+
+/**
+ * `chunks`, its first piece read before anything is sent: a damaged copy small enough to be all
+ * held back (verifiedChunks) is found before the response starts, and answered with an error
+ * (500, the copy set aside) rather than a connection closed without a status line.
+ */
+async function firstPieceRead(chunks: AsyncGenerator<Buffer>): Promise<AsyncIterable<Buffer>> {
+  let first: IteratorResult<Buffer>;
+  try {
+    first = await chunks.next();
+  } catch (error) {
+    if (error instanceof DamagedBlobError) throw new DamagedBlobError(error.sha256, error.actual, false);
+    throw error;
+  }
+  return (async function* () {
+    if (first.done) return;
+    yield first.value;
+    yield* chunks;
+  })();
 }
 
 /**

@@ -25,8 +25,14 @@ test('a stored copy cut short fails its download (not a 200 of the wrong bytes),
   const stored = join(server.dataDir, 'blobs', sha256.slice(0, 2), sha256);
   await truncate(stored, 1000);
 
-  // The download ends before its last piece (here, its only one: before its headers): the client cannot take it for the file.
-  await assert.rejects(async () => (await server.request('GET', `/api/blobs/${sha256}`)).arrayBuffer());
+  // Found before anything is sent (its only piece is the one held back): an error, where the
+  // connection closed without a status line ("Empty reply from server").
+  const found = await server.request('GET', `/api/blobs/${sha256}`);
+  assert.equal(found.status, 500);
+  assert.equal(found.headers.get('etag'), null, 'no header of the blob\'s');
+  assert.deepEqual(await found.json(), {
+    error: { code: 'data_loss', message: `the server's copy of blob ${sha256} is damaged (its bytes hash to ${sha256Of(file.subarray(0, 1000))}); nothing of it was sent. Push the artifact again to restore it` },
+  });
   assert.equal(await damagedCount(server.baseUrl), 1);
   // Set aside: the blob reads as not stored, and says why.
   const [aside] = await readdir(join(server.dataDir, 'blobs', 'damaged'));
