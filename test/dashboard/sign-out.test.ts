@@ -100,3 +100,42 @@ test('an action refused for its token (revoked after the rollout was shown) sign
   assert.match(plainText(await error.innerText()), /^Roll back of .+ was not done: the server refused the token/);
   assert.deepEqual(pageErrors, []);
 });
+
+/**
+ * A device's token is valid, but the dashboard's reads need viewer or higher: every read is a 403.
+ * It was taken for a server that does not answer: "Cannot refresh: … The views show the state of
+ * <time>" (no view had been shown), polled every 5 s for ever; typed over a saved token, "Enter it
+ * again once the server answers".
+ */
+test('a token whose role may not view the dashboard (a device\'s) signs out saying so, and nothing is polled; typed over a saved token it is not used', async (t) => {
+  const fixture = await pausedRolloutAndPage(t, 'dismiss');
+  if (!fixture) return;
+  const { server } = fixture;
+  const { page, pageErrors } = fixture.browser;
+  const device = await json<{ token: string }>(await server.request('POST', '/api/tokens', { json: { role: 'device', label: 'a field unit' } }));
+  const calls: string[] = [];
+  page.on('request', (request) => {
+    const path = new URL(request.url()).pathname;
+    if (path.startsWith('/api/')) calls.push(path);
+  });
+  const error = page.locator('#error');
+
+  await page.goto(`${server.baseUrl}/dashboard/#token=${device.token}`);
+  await error.filter({ hasText: 'may not view the dashboard' }).waitFor({ timeout: 5_000 });
+  assert.match(plainText(await error.innerText()), /^(The link's token|This token) may not view the dashboard \(role device may not do this \(needs viewer or higher\)\)\. Enter a viewer, operator or admin token to see the fleet\.$/);
+  assert.equal(await page.locator('#live').innerText(), 'signed out');
+  calls.length = 0;
+  await page.waitForTimeout(POLL_MS + 1_000);
+  assert.deepEqual(calls, [], 'not polled');
+
+  await page.locator('#token').fill(ADMIN_TOKEN);
+  await page.locator('#token').press('Enter');
+  await page.locator('#rollout-phase', { hasText: 'Paused' }).waitFor({ timeout: 5_000 });
+  await page.locator('#token').fill(device.token);
+  await page.locator('#token').press('Enter');
+  await error.filter({ hasText: 'That token may not view the dashboard' }).waitFor({ timeout: 5_000 });
+  assert.equal(plainText(await error.innerText()), 'That token may not view the dashboard (role device may not do this (needs viewer or higher)): it was not used; the dashboard goes on with your saved token.');
+  assert.equal(await page.evaluate(() => localStorage.getItem('fleetprune.token')), ADMIN_TOKEN, 'the saved token stays');
+  assert.ok(await page.locator('#rollout-phase', { hasText: 'Paused' }).isVisible(), 'the views stay');
+  assert.deepEqual(pageErrors, []);
+});

@@ -176,6 +176,12 @@ function hideLastingMessage(): void {
 
 const messageOf = (error: unknown) => String((error as Error)?.message ?? error);
 const isRefusal = (error: unknown) => error instanceof ApiError && error.status === 401;
+/**
+ * A read the token's role may not make (403: a device's token; the dashboard's reads need viewer
+ * or higher). Like a refusal, no retry helps; unlike one, the token is valid: the message says so.
+ */
+const isTooWeak = (error: unknown) => error instanceof ApiError && error.status === 403;
+const tooWeakText = (error: unknown, whose: string): MessageText => [`${whose} may not view the dashboard (`, { user: messageOf(error) }, ')'];
 const clock = (date: Date) => date.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 
 function setBadge(text: string, kind: 'ok' | 'bad' | ''): void {
@@ -284,6 +290,10 @@ async function adoptLinkToken(token: string): Promise<void> {
     if (isRefusal(error)) {
       if (!saved) return signOut("The server refused the link's token (revoked or mistyped). Enter a valid token to see the fleet.");
       return showMessage("The server refused the link's token (revoked or mistyped): it was not used; the dashboard goes on with your saved token.", false);
+    }
+    if (isTooWeak(error)) {
+      if (!saved) return signOut([...tooWeakText(error, "The link's token"), '. Enter a viewer, operator or admin token to see the fleet.']);
+      return showMessage([...tooWeakText(error, "The link's token"), ': it was not used; the dashboard goes on with your saved token.'], false);
     }
     // The server unreachable, say: with no token of its own the page tries it (saved once accepted).
     if (!saved) {
@@ -516,7 +526,7 @@ function follow(id: string): void {
         await api.stream(`/rollouts/${encodeURIComponent(id)}/events`, () => void refreshAll(), controller.signal, () => setBadge('live', 'ok'));
       } catch (error) {
         if (controller.signal.aborted) return;
-        if (isRefusal(error)) {
+        if (isRefusal(error) || isTooWeak(error)) {
           // Not retried: the refresh finds the token refused and asks for another (or, if it is
           // accepted after all, follows again).
           if (stream === controller) stopFollowing();
@@ -557,6 +567,9 @@ function refreshAll(): Promise<void> {
       // Refused again while signed out for that token (a refresh queued before the sign-out): the
       // sign-out's own message (the action it names, say) stays.
       if (failures.some(isRefusal)) return refused ? undefined : signOut();
+      // A token whose role may not read the views (a device's) gets the same from every refresh: no polling.
+      const tooWeak = failures.find(isTooWeak);
+      if (tooWeak) return refused ? undefined : signOut([...tooWeakText(tooWeak, 'This token'), '. Enter a viewer, operator or admin token to see the fleet.']);
       refused = false;
       if (failures.length > 0) return markStale(failures[0]);
       markCurrent();
@@ -681,6 +694,7 @@ async function enterToken(token: string): Promise<void> {
     who = await new Api(token).get<Whoami>('/whoami');
   } catch (error) {
     if (isRefusal(error)) return keep('The server refused that token (revoked or mistyped): it was not used; the dashboard goes on with your saved token.');
+    if (isTooWeak(error)) return keep([...tooWeakText(error, 'That token'), ': it was not used; the dashboard goes on with your saved token.']);
     return keep(['Cannot check that token (', { user: messageOf(error) }, '): it was not used; the dashboard goes on with your saved token. Enter it again once the server answers.']);
   }
   localStorage.setItem(TOKEN_KEY, token);
