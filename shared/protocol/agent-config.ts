@@ -165,7 +165,7 @@ function nestingBeyond(text: string, maxDepth: number): number | null {
 /** The pinned ed25519 key of an agent config. */
 export function serverPublicKeyOf(config: AgentConfig, source = 'agent config'): KeyObject {
   const shape = pemShapeProblem(config.serverPublicKey, 'a device pins the one key of its server');
-  if (shape) throw new UserError(`${source}: serverPublicKey ${shape}`);
+  if (shape) throw new UserError(`${source}: serverPublicKey: ${shape}`);
   let key: KeyObject;
   try {
     key = createPublicKey(config.serverPublicKey);

@@ -43,8 +43,8 @@ test('agent config files: valid ones load, invalid ones are one-line errors nami
     [{ ...config, server: { ...config.server, url: 'http://x:0' } }, /server\.url: port 0 is no server's port/],
     [{ ...config, serverPublicKey: rsaKey }, /serverPublicKey: not an ed25519 key/],
     // OpenSSL reads the first of two keys and ignores the second: a config trusting "both" pinned only the first.
-    [{ ...config, serverPublicKey: `${config.serverPublicKey}${generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' })}` }, /bad\.json: serverPublicKey holds 2 PEM blocks, where one key belongs \(a device pins the one key of its server\)$/],
-    [{ ...config, serverPublicKey: config.serverPublicKey.split('\n').slice(0, 2).join('\n') }, /bad\.json: serverPublicKey is cut short: its PEM block has no -----END …----- line$/],
+    [{ ...config, serverPublicKey: `${config.serverPublicKey}${generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' })}` }, /bad\.json: serverPublicKey: holds 2 PEM blocks, where one key belongs \(a device pins the one key of its server\)$/],
+    [{ ...config, serverPublicKey: config.serverPublicKey.split('\n').slice(0, 2).join('\n') }, /bad\.json: serverPublicKey: is cut short: its PEM block has no -----END …----- line$/],
     // mqtt.js read port 0 as its default, 1883: the agent talked to another broker than the one named.
     [{ ...config, broker: { ...config.broker, url: 'mqtt://fleet.example:0' } }, /bad\.json: broker\.url: port 0 is no broker's port/],
     // Its credentials would replace the device's own (it could never log in), and the agent logs the URL.
