@@ -204,11 +204,13 @@ export class StoreFleetPort implements FleetPort {
     const known = await this.#options.fleet.repos.devices.getMany(deviceIds);
     for (const deviceId of deviceIds) {
       const device = known.get(deviceId);
-      // A device that pins a replaced server key drops what it is sent without an answer: refused at once, saying why.
+      // A device that pins a replaced server key drops what it is sent without an answer: gone (the
+      // rollout goes on without it) at once, saying why. Not 'refused': that would fail the rollout,
+      // and mark its candidate failed, for the device's config.
       const pinned = device ? this.#options.publisher.pinProblem(device) : null;
       if (!device) refused.push({ deviceId, outcome: 'gone', reason: 'not an enrolled device' });
       else if (device.revokedAt !== null) refused.push({ deviceId, outcome: 'gone', reason: 'the device is revoked' });
-      else if (pinned) refused.push({ deviceId, outcome: 'refused', reason: `the device ${pinned}` });
+      else if (pinned) refused.push({ deviceId, outcome: 'gone', reason: `the device ${pinned}` });
       else live.set(deviceId, { online: device.online, activeModel: device.active?.model ?? null, activeVersion: device.active?.version ?? null, candidateModel: device.candidate?.model ?? null, retained: device.retainedAssignment });
     }
     return { live, refused };

@@ -239,7 +239,7 @@ test('fleetprune server: a signing key replaced after devices enrolled stops the
   assert.ok(lines.some((line) => line.level === 40 && line.msg.startsWith(`2 enrolled device(s) pin another signing key than this server's ${newKey}`)), 'warned');
   // Until then what the server signs is dropped by those devices, unanswered: an assignment to one
   // is refused naming the key (it was taken, and the device never heard of it), and a rollout's
-  // delivery counts it refused at once, saying why, where it waited for an answer that never came.
+  // delivery counts it gone at once, saying why, where it waited for an answer that never came.
   const artifact = await makeArtifact(t, { seed: 41, privateKey: await loadPrivateKey(keyPath), version: '1', name: 'pinned' });
   assert.equal((await pushArtifact(accepted, 'pinned', artifact.dir, artifact.manifest)).status, 201);
   const pinned = `pins server key ${oldKey}, not this server's ${newKey} (enrolled before the key was replaced), so it drops what this server signs; enroll it again under a new id`;
@@ -252,7 +252,8 @@ test('fleetprune server: a signing key replaced after devices enrolled stops the
   const fleet = new FleetStore(ctx.store);
   const publisher = new AssignmentPublisher({ fleet, broker: undefined as never, serverUrl: () => accepted.baseUrl, log: testLogger, signingKey: ctx.signingKey.privateKey, trustedKeys: ctx.trustedKeys });
   const port = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes: new AssignmentOutcomes(), log: testLogger });
-  assert.deepEqual(await port.assign({ commandId: 'rollout-1-assign-1', model: 'pinned', version: '1', role: 'candidate', deviceIds: ['dev-pin-1'] }), [{ deviceId: 'dev-pin-1', outcome: 'refused', reason: `the device ${pinned}` }]);
+  // Gone, not refused: the rollout goes on without it, and does not fail its candidate for the device's config.
+  assert.deepEqual(await port.assign({ commandId: 'rollout-1-assign-1', model: 'pinned', version: '1', role: 'candidate', deviceIds: ['dev-pin-1'] }), [{ deviceId: 'dev-pin-1', outcome: 'gone', reason: `the device ${pinned}` }]);
   assert.equal((await (await accepted.request('GET', '/api/devices/dev-pin-1')).json()).assignment, null, 'nothing recorded');
   // Once they are revoked (and enrolled again, under new ids, pinning the new key), the flag is not needed.
   for (const id of ['dev-pin-1', 'dev-pin-2']) assert.equal((await accepted.request('DELETE', `/api/devices/${id}`)).status, 204);
