@@ -43,7 +43,23 @@ export function zodIssueMessage(issue: ZodError['issues'][number]): string {
   // words every other message uses; a message the schema wrote itself is kept.
   if (issue.code === 'invalid_value' && issue.message.startsWith('Invalid option: ')) return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
   if ((issue.code === 'too_big' || issue.code === 'too_small') && /^Too (big|small): /.test(issue.message)) return boundMessage(issue);
+  if (issue.code === 'invalid_union') return unionTypeMessage(issue) ?? issue.message;
   return issue.message;
+}
+
+/**
+ * A value of none of a union's types ("a string or a number"): "must be a string or a number, not
+ * a boolean", where zod says only "Invalid input". Undefined for a union whose members failed on
+ * more than the value's type (their own messages say more).
+ */
+function unionTypeMessage(issue: Extract<ZodError['issues'][number], { code: 'invalid_union' }>): string | undefined {
+  const members = issue.errors.map((issues) => (issues.length === 1 && issues[0]!.code === 'invalid_type' && issues[0]!.path.length === 0 ? issues[0]! : undefined));
+  if (members.length === 0 || members.some((member) => member === undefined || !((member as { expected: string }).expected in TYPE_WORDS))) return undefined;
+  const received = / received (\w+)$/.exec(members[0]!.message)?.[1];
+  if (received === undefined) return undefined;
+  const expected = [...new Set(members.map((member) => TYPE_WORDS[(member as { expected: string }).expected]!))];
+  const listed = expected.length === 1 ? expected[0]! : `${expected.slice(0, -1).join(', ')} or ${expected.at(-1)!}`;
+  return `must be ${listed}, not ${TYPE_WORDS[received] ?? received}`;
 }
 
 /** zod's type names in words ("must be a number, not a string"). */

@@ -31,3 +31,14 @@ test('a value of the wrong type is named in words; a fraction where a whole numb
   assert.deepEqual(messages(z.object({}).safeParse(null)), ['must be an object, not null']);
   assert.deepEqual(messages(z.string().safeParse(7)), ['must be a string, not a number']);
 });
+
+// A rollout spec's analysis argument (`value: true`) was refused with zod's bare "Invalid input".
+test('a value of none of a union\'s types names them in words; one of a member\'s type that breaks its rule gets that rule\'s message', () => {
+  const stringOrNumber = z.union([z.string(), z.number()]);
+  assert.deepEqual(messages(stringOrNumber.safeParse(true)), ['must be a string or a number, not a boolean']);
+  assert.deepEqual(messages(stringOrNumber.safeParse(null)), ['must be a string or a number, not null']);
+  assert.deepEqual(messages(z.union([z.string(), z.number(), z.boolean()]).safeParse([])), ['must be a string, a number or a boolean, not a list']);
+  assert.deepEqual(messages(z.union([z.string().min(3), z.number()]).safeParse(true)), ['must be a string or a number, not a boolean']);
+  assert.deepEqual(messages(z.union([z.string().min(3), z.number()]).safeParse('ab')), ['must be at least 3 characters long'], 'a string too short is no type mismatch');
+  assert.equal(stringOrNumber.parse('0.5'), '0.5');
+});
