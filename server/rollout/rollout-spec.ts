@@ -322,9 +322,12 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
     const templateArgChars = argsChars(Object.entries(args));
     const chars = found.template.metrics.reduce((sum, metric) => sum + metricChars(metric, templateArgChars), 0);
     if (!withinExpansion(expansion, chars, `${path}.templates[${index}]`, issues)) return;
+    // A spec's own template used with this step's arguments is named through the step as well
+    // (as a built-in one always is): one of the steps that use it passed the value at fault.
+    const declared = (found.template.args ?? []).map((arg) => arg.name);
+    const throughStep = found.path.startsWith('(') || declared.some((name) => stepArgs.has(name));
     found.template.metrics.forEach((metric, at) => {
-      const metricPath = found.path.startsWith('(') ? `${path}.templates[${index}] ${found.path} metrics[${at}]` : `${found.path}.metrics[${at}]`;
-      const declared = (found.template.args ?? []).map((arg) => arg.name);
+      const metricPath = throughStep ? `${path}.templates[${index}] ${found.path.startsWith('(') ? found.path : `(${found.path})`} metrics[${at}]` : `${found.path}.metrics[${at}]`;
       const resolved = resolveMetric(metric, metricPath, args, issues, known, declared);
       if (resolved) metrics.push(resolved);
     });

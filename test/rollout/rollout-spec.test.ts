@@ -346,8 +346,12 @@ steps:
   it('rejects, before any rollout runs, what would make every measurement an Error: an argument a condition uses that is not a number, a builtin query that does not parse', () => {
     const template = { name: 'budget', args: [{ name: 'limit', value: 0.01 }], metrics: [queryMetric({ successCondition: 'result[0] < limit' })] };
     assert.deepEqual(issues(withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit', value: '1%' }] } }, { analysisTemplates: [template] })), [
-      'analysisTemplates[0].metrics[0].successCondition: uses argument "limit", whose value "1%" is not a number',
+      'steps[0].analysis.templates[0] (analysisTemplates[0]) metrics[0].successCondition: uses argument "limit", whose value "1%" is not a number',
     ]);
+    // Of several steps using the template, the one passing the bad value is named (the template's path alone did not say which).
+    const threeSteps = withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit', value: 0.5 }] } }, { analysisTemplates: [template] });
+    threeSteps.steps = [...threeSteps.steps, { analysis: { templates: [{ templateName: 'budget' }] } }, { analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit', value: '0.5%' }] } }];
+    assert.deepEqual(issues(threeSteps), ['steps[2].analysis.templates[0] (analysisTemplates[0]) metrics[0].successCondition: uses argument "limit", whose value "0.5%" is not a number']);
     const [shipped] = issues(withStep({ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }], args: [{ name: 'maxErrorRatio', value: '1%' }] } }));
     assert.match(shipped!, /uses argument "maxErrorRatio", whose value "1%" is not a number$/);
     // The rollout's own arguments: its id and the cohort's device ids are never numbers; model and
