@@ -16,11 +16,12 @@ import { buildTestTree, removeTestTree, SOURCE_ROOT } from './test-tree.mjs';
 
 /**
  * Test processes (groups of files, see test-groups.mjs) run at once. Most tests wait on servers,
- * brokers, timers and child processes rather than compute: on 2 cores, with groups, six at a time
- * took 555 s where four took 599 s (same machine, same code; per-file processes: four took 561 s
- * where three took 603 s on an earlier machine).
+ * brokers, timers and child processes rather than compute: on 2 cores, with the test processes
+ * bundled, eight at a time took 426 s and 464 s where six took 496 s and 536 s (same machine, same
+ * code, runs in turn: 14% less; the suite's CPU, about 600 s, did not change, so six left a core
+ * idle for a fifth of the run). Before the bundling, six took 555 s where four took 599 s.
  */
-const CONCURRENCY = 6;
+const CONCURRENCY = 8;
 
 /**
  * How long one test process may run before it is ended and failed. The longest take about two
