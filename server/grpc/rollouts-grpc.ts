@@ -119,8 +119,8 @@ export function rolloutsGrpc(service: RolloutService, leadership: Leadership, de
       }),
       GetRollout: handlers.unary('GetRollout', 'read', async (req: { id: string; device_states: number }) => {
         const deviceStates = checkField(wholeNumber(0, 1_000_000), req.device_states, 'device_states') || DETAIL_DEVICE_STATES;
-        const { record, decisions, rollbackRefused } = await service.get(checkField(RolloutId, req.id, 'id'));
-        return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions, deviceStates, rollbackRefused)) };
+        const { record, decisions, rollbackRefused, rollbackWarnings } = await service.get(checkField(RolloutId, req.id, 'id'));
+        return { rollout: rolloutMessage(rolloutSummary(record)), detail_json: JSON.stringify(rolloutDetail(record, decisions, deviceStates, rollbackRefused, rollbackWarnings)) };
       }),
       PauseRollout: command('PauseRollout', 'pause'),
       ResumeRollout: command('ResumeRollout', 'resume'),

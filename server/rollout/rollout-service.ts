@@ -230,10 +230,17 @@ export class RolloutService {
     return summary;
   }
 
-  /** The rollout, its decision log, and why a rollback of it would be refused now (null: it would not, see #undoneByRollback). */
-  async get(id: string): Promise<{ record: RolloutRecord; decisions: readonly DecisionLogEntry[]; rollbackRefused: string | null }> {
+  /**
+   * The rollout, its decision log, why a rollback of it would be refused now (null: it would not,
+   * see #undoneByRollback), and what a rollback now would warn of (the registry as it is now: a
+   * version retired, failed or rolled back since the start; the dashboard's confirmation says it).
+   */
+  async get(id: string): Promise<{ record: RolloutRecord; decisions: readonly DecisionLogEntry[]; rollbackRefused: string | null; rollbackWarnings: string[] }> {
     const record = await this.#existing(id);
-    return { record, decisions: await this.#o.repository.decisions(id), rollbackRefused: await this.#undoneByRollback(record) };
+    const rollbackRefused = await this.#undoneByRollback(record);
+    const { model } = record.state.spec;
+    const rollbackWarnings = rollbackRefused === null ? await restoredVersionWarnings(record.state, this.#statusOf(model), this.#retiredOf(model), 'rollback').catch(() => []) : [];
+    return { record, decisions: await this.#o.repository.decisions(id), rollbackRefused, rollbackWarnings };
   }
 
   async command(id: string, command: RolloutCommand, principal: Principal, options: RolloutCommandOptions = {}): Promise<CommandedRollout> {

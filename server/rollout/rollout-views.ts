@@ -68,6 +68,8 @@ export const RolloutDetailSchema = RolloutSummarySchema.extend({
   notBackOnBaseline: z.number().int(),
   /** Why the server would refuse to roll this rollout back now (a newer rollout of the model promoted or is under way: rolling this one back would undo it); null when it would not. */
   rollbackRefused: z.string().nullable(),
+  /** What a rollback now would warn of (a version it restores that is retired, failed or rolled back in the registry now); empty when it would be refused. */
+  rollbackWarnings: z.array(z.string()),
   /** The warnings about the spec given when it started (its `warning` decisions): analysis that cannot decide anything. */
   warnings: z.array(z.string()),
   decisions: z.array(z.record(z.string(), z.unknown())),
@@ -127,7 +129,7 @@ export const DETAIL_DEVICE_STATES = 1000;
 /** Devices that need a look first: refused, unreachable, retrying, pending; then the rest, in cohort order. */
 const ATTENTION: Record<string, number> = { refused: 0, unreachable: 1, retrying: 2, pending: 3 };
 
-export function rolloutDetail(record: RolloutRecord, decisions: readonly DecisionLogEntry[], maxDeviceStates = DETAIL_DEVICE_STATES, rollbackRefused: string | null = null): RolloutDetail {
+export function rolloutDetail(record: RolloutRecord, decisions: readonly DecisionLogEntry[], maxDeviceStates = DETAIL_DEVICE_STATES, rollbackRefused: string | null = null, rollbackWarnings: readonly string[] = []): RolloutDetail {
   const s = record.state;
   const listed = s.devices
     .map((device, order) => ({ device, order }))
@@ -149,6 +151,7 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
     pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
     notBackOnBaseline: devicesNotBack(s).length,
     rollbackRefused,
+    rollbackWarnings: [...rollbackWarnings],
     warnings: decisions.filter((decision) => decision.kind === 'warning').map((decision) => decision.message),
     decisions: decisions.map((decision) => ({ ...decision, at: iso(decision.at) }) as Record<string, unknown>),
     analysisSeries: analysisSeries(decisions),

@@ -34,19 +34,23 @@ test('the confirm() dialogs quote user text (step descriptions, model, versions)
   assert.match(rollback!, /make wine\\u202egnp\.exe@3\\x07 production again/, `the previous production quoted escaped: ${rollback}`);
 });
 
-test('the rollback confirmation names a version it restores that a rollout failed or rolled back (as the start warned), user text escaped; no warning, no note', () => {
-  const restoring = 'wine@3 (the previous production and the baseline of 2 devices) is failed since 2026-01-02T03:04:05.000Z (pilot\nfailed)';
+test('the rollback confirmation names a version it restores that is failed, rolled back or retired in the registry now (the server\'s rollbackWarnings, not the start\'s), user text escaped; no warning, no note', () => {
+  const restoring = 'wine@3 (the previous production and the baseline of 2 devices) is failed since 2026-01-02T03:04:05.000Z (pilot\nfailed); this rollback restores it';
+  const retired = 'wine@3 (the previous production and the baseline of 2 devices) is retired in the registry; this rollback restores it and un-retires it: it is production again';
   const r = detailFixture({
     phase: 'Completed',
-    warnings: ['no analysis step: nothing compares the candidate', `${restoring}; a rollback of this rollout would restore it`],
+    // The start warned of another version, since un-retired: the confirmation says what a rollback now restores.
+    warnings: ['no analysis step: nothing compares the candidate', 'wine@2 (the baseline of 1 device) is retired in the registry; a rollback of this rollout would restore it'],
+    rollbackWarnings: [restoring, retired],
   });
   assert.equal(
     rolloutAction('rollback', r)?.confirm,
-    'Warning: wine@3 (the previous production and the baseline of 2 devices) is failed since 2026-01-02T03:04:05.000Z (pilot\\nfailed): the rollback restores it. ' +
+    'Warning: wine@3 (the previous production and the baseline of 2 devices) is failed since 2026-01-02T03:04:05.000Z (pilot\\nfailed); this rollback restores it. ' +
+      'wine@3 (the previous production and the baseline of 2 devices) is retired in the registry; this rollback restores it and un-retires it: it is production again. ' +
       'Roll back every device of ro-1 to its baseline, make wine@3 production again, and send it to every other device running wine@4?',
   );
   assert.equal(rolloutAction('rollback', detailFixture({ warnings: ['no analysis step: nothing compares the candidate'] }))?.confirm, 'Roll back every device of ro-1 to its baseline?');
-  assert.equal(rolloutAction('rollback', detailFixture())?.confirm, 'Roll back every device of ro-1 to its baseline?', 'a detail without warnings (an older server)');
+  assert.equal(rolloutAction('rollback', detailFixture())?.confirm, 'Roll back every device of ro-1 to its baseline?', 'no warning');
   // Rolled back already, with devices not back: the question says what a second one does (it asked the first question again).
   assert.equal(rolloutAction('rollback', detailFixture({ phase: 'RolledBack', terminal: true, notBackOnBaseline: 12 }))?.confirm, 'ro-1 is RolledBack already. Send the baseline again to the 12 devices not back on it yet?');
   assert.equal(rolloutAction('rollback', detailFixture({ phase: 'Failed', terminal: true, notBackOnBaseline: 1 }))?.confirm, 'ro-1 is Failed already. Send the baseline again to the 1 device not back on it yet?');

@@ -22,6 +22,7 @@ export function detailFixture(overrides: Partial<Record<keyof RolloutDetail, unk
     stepStage: 'step',
     notBackOnBaseline: 0,
     rollbackRefused: null,
+    rollbackWarnings: [],
     ...overrides,
   } as unknown as RolloutDetail;
 }

@@ -83,6 +83,9 @@ for (const engine of STORE_ENGINES) {
       // wine@2 is production now: its predecessor is retired, as a registry is tidied after a promotion.
       const retire = await s.request('PATCH', '/api/models/wine/versions/1', { json: { retired: true } });
       assert.equal(retire.status, 200, await retire.text());
+      // What the dashboard's Roll back confirmation says before the click: the registry now, not at the start.
+      const before = (await (await s.request('GET', `/api/rollouts/${started.id}`)).json()) as { rollbackWarnings: string[] };
+      assert.deepEqual(before.rollbackWarnings, ['wine@1 (the previous production and the baseline of 4 devices) is retired in the registry; this rollback restores it and un-retires it: it is production again']);
 
       const rolledBack = await s.request('POST', `/api/rollouts/${started.id}/rollback`);
       assert.equal(rolledBack.status, 200, 'warned, not refused');

@@ -3,7 +3,6 @@ import type { RolloutDetail, RolloutSummary } from '../../rollout/rollout-views.
 import { userText } from './bidi.ts';
 import { ago, esc, table, utc, when } from './html.ts';
 import { printable } from '../../../shared/util/printable.ts';
-import { WOULD_RESTORE } from '../../rollout/restored-version-warnings.ts';
 
 export type { RolloutDetail, RolloutSummary };
 
@@ -201,10 +200,9 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
         : r.phase === 'Completed' && r.previousProduction
           ? `Roll back every device of ${plain(r.id)} to its baseline, make ${plain(r.model)}@${plain(r.previousProduction)} production again, and send it to every other device running ${plain(r.model)}@${plain(r.candidateVersion)}?`
           : `Roll back every device of ${plain(r.id)} to its baseline?`;
-      // A version it restores that a rollout failed or rolled back (its start warned so): said before the click, never a refusal.
-      const ending = `; ${WOULD_RESTORE}`;
-      const restored = (r.warnings ?? []).filter((warning) => warning.endsWith(ending)).map((warning) => plain(warning.slice(0, -ending.length)));
-      const warning = restored.length > 0 ? `Warning: ${restored.join('; ')}: the rollback restores ${restored.length === 1 ? 'it' : 'them'}. ` : '';
+      // A version it restores that is retired, or that a rollout failed or rolled back, in the
+      // registry as it is now (not as the start's warnings saw it): said before the click, never a refusal.
+      const warning = r.rollbackWarnings.length > 0 ? `Warning: ${r.rollbackWarnings.map(plain).join('. ')}. ` : '';
       return { path: action, name: 'Roll back', pending: 'Rolling back', confirm: `${warning}${question}` };
     }
     default:

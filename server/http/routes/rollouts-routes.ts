@@ -140,8 +140,8 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       query: z.strictObject({ devices: queryInteger(0, 1_000_000).default(DETAIL_DEVICE_STATES) }),
       responses: { 200: { description: 'the rollout', schema: RolloutDetailSchema } },
       handle: async ({ params, query }) => {
-        const { record, decisions, rollbackRefused } = await service.get(params.id);
-        return { json: rolloutDetail(record, decisions, query.devices, rollbackRefused) };
+        const { record, decisions, rollbackRefused, rollbackWarnings } = await service.get(params.id);
+        return { json: rolloutDetail(record, decisions, query.devices, rollbackRefused, rollbackWarnings) };
       },
     }),
     defineRoute({
