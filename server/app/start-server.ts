@@ -187,6 +187,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       onBenchmarkFailed: (report) => benchmarkFailed(report),
       onAnswer: (deviceId, actionId, result) => answered(deviceId, actionId, result),
       onSlotsChanged: (deviceId) => deviceOnline(deviceId, 'answered'),
+      onDeviceRevoked: (deviceId) => deviceOnline(deviceId, 'revoked'),
     };
     const fleet = createFleet(ctx, hooks, leadership, { reportSweepMs: options.reportSweepMs, reportRateLimit: reportRateLimit(config, options), ...(options.answerRateLimit ? { answerRateLimit: options.answerRateLimit } : {}), ...(options.exportReconcileMs !== undefined ? { exportReconcileMs: options.exportReconcileMs } : {}), ...(options.silentDevices ? { silentDevices: options.silentDevices } : {}) });
     const testFleet = options.testOnlyRolloutFleet;

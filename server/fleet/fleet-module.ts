@@ -66,6 +66,8 @@ export interface FleetHooks {
    * now, and may have taken the activation a rollout's candidate waited behind (StoreFleetPort).
    */
   onSlotsChanged?: (deviceId: string) => void;
+  /** A device was revoked through this server: a rollout waiting for it to come back goes on without it. */
+  onDeviceRevoked?: (deviceId: string) => void;
 }
 
 /**
@@ -143,6 +145,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
   const devices = new DeviceService({ fleet, broker, signingPublicKey: ctx.signingKey.publicKey, brokerUrl, serverUrl: ctx.publicUrl, log: ctx.log, gate, brokerConnected: () => (leads() ? connected() : null), onRevoked: (id, tokenId) => {
     exporter.forgetDevice(id);
     ctx.tokens.revocations.revoked(tokenId); // its downloads under way stop too
+    hooks.onDeviceRevoked?.(id);
   } });
   const holds = new RolloutHolds(ctx.store.engine);
   const statuses = new RegistryModelStatus(ctx.store);

@@ -449,15 +449,15 @@ function settle(t: TransitionDraft): void {
     if (s.stepStage === 'assigning') {
       // No evidence against the candidate (offline devices say nothing about it): no failure, and
       // no `failed` mark in the registry. A device that comes back is sent it again.
-      if (s.phase !== 'Paused') {
-        const gone = cohortDevices.every((device) => device.left);
-        pauseFor(
-          t,
-          'unreachable',
-          gone
-            ? `every device of step ${s.stepIndex + 1}'s cohort left the fleet (${cohortDevices.length}); none can receive the candidate: promote --step goes on without them, rollback reverts`
-            : `no device of step ${s.stepIndex + 1}'s cohort received the candidate (${cohortDevices.length} unreachable); the step goes on when one of them has it (each is sent it again when it comes back; resume sends it to them all now, rollback reverts)`,
-        );
+      const gone = cohortDevices.every((device) => device.left);
+      const why = gone
+        ? `every device of step ${s.stepIndex + 1}'s cohort left the fleet (${cohortDevices.length}); none can receive the candidate: promote --step goes on without them, rollback reverts`
+        : `no device of step ${s.stepIndex + 1}'s cohort received the candidate (${cohortDevices.length} unreachable); the step goes on when one of them has it (each is sent it again when it comes back; resume sends it to them all now, rollback reverts)`;
+      if (s.phase !== 'Paused') pauseFor(t, 'unreachable', why);
+      // Paused waiting for the cohort when its last device left (revoked meanwhile): no promise any more that one comes back.
+      else if (gone && s.pause?.reason === 'unreachable' && s.pause.message !== why) {
+        s.pause = { ...s.pause, message: why };
+        t.decide('pause', 'paused', why);
       }
       return;
     }
@@ -542,8 +542,9 @@ function onDeviceOnline(t: TransitionDraft, deviceId: string, cause: DeviceRetur
   if (!awaitsDevice(t.s, deviceId)) return;
   const device = t.device(deviceId);
   t.setDevice(deviceId, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
+  const desired = describeDesired(t.s, device.desired);
   const back = cause === 'online' ? 'is back' : 'answered an earlier assignment';
-  t.decide('device', 'online', `device ${deviceId} ${back}; sending it ${describeDesired(t.s, device.desired)}`);
+  t.decide('device', 'online', cause === 'revoked' ? `device ${deviceId} was revoked (it left the fleet); its delivery of ${desired} is tried once more, to count it gone` : `device ${deviceId} ${back}; sending it ${desired}`);
   deliver(t, [deviceId]);
 }
 

@@ -486,6 +486,22 @@ describe('rollout state machine: offline devices', () => {
     assert.equal(h.state.outcome, undefined);
   });
 
+  // A device revoked while its cohort waited for it (paused unreachable): the pause went on saying
+  // "the step goes on when one of them has it", as if it could come back; revoked, it is tried once
+  // more (the revocation's hook), found gone, and the pause says the cohort left the fleet.
+  it('a cohort device revoked while the rollout waits for it to come back is tried once more and counted gone: the pause says the cohort left', () => {
+    const pilot = specOf([{ devices: ['dev-01'] }, { setWeight: 100 }], { offline: { maxAttempts: 1 } });
+    const h = new ReducerHarness(pilot, fleetOf(3));
+    h.deliver(h.last('assign'), () => 'offline');
+    assert.equal(h.state.pause?.reason, 'unreachable');
+    assert.match(h.state.pause?.message ?? '', /the step goes on when one of them has it/);
+    const [again] = h.send({ type: 'deviceOnline', at: h.at, deviceId: 'dev-01', cause: 'revoked' }) as [RolloutAction];
+    assert.ok(again && again.kind === 'assign' && again.devices.includes('dev-01'), JSON.stringify(again));
+    assert.ok(h.decisions.some((d) => d.message === 'device dev-01 was revoked (it left the fleet); its delivery of 2 as candidate is tried once more, to count it gone'), JSON.stringify(h.decisions.map((d) => d.message)));
+    h.send({ type: 'actionResult', at: h.at, actionId: again.id, devices: [{ deviceId: 'dev-01', outcome: 'gone' as const, reason: 'the device is revoked' }] });
+    assert.equal(h.state.pause?.message, "every device of step 1's cohort left the fleet (1); none can receive the candidate: promote --step goes on without them, rollback reverts");
+  });
+
   it('never lets offline devices block a rollback, and re-sends to a device that comes back', () => {
     const h = new ReducerHarness(spec, fleetOf(4));
     const first = h.last('assign');
