@@ -17,12 +17,15 @@ export function smallCohortWarnings(state: RolloutState): string[] {
       const before = cohort.length;
       cohort = grownCohort(state.devices, cohort, step);
       // A step that adds no device: the analysis after it measures the same devices again, and the
-      // rollout is no more careful for it (a 50% step after a pilot that is half the fleet). A
-      // 100% step activates the candidate everywhere, whatever it adds.
-      if (cohort.length === before && before > 0 && !(step.kind === 'setWeight' && step.percent === 100)) {
+      // rollout is no more careful for it (a 50% step after a pilot that is half the fleet). The
+      // last growth step, a conventional `setWeight: 100`, is not warned of on a small fleet (a
+      // pilot that is the whole fleet); an earlier 100% step only assigns the candidate, as any
+      // other does (the activation everywhere comes after the last step, whatever it is).
+      const conventionalLast = step.kind === 'setWeight' && step.percent === 100 && !laterGrowth(state.spec.steps, index);
+      if (cohort.length === before && before > 0 && !conventionalLast) {
         const remeasured = analysisBeforeNextGrowth(state.spec.steps, index) ? ', and the analysis after it measures the same devices again' : '';
         warnings.push(
-          `steps[${index}] (${describeGrowth(step)}) adds no device: the cohort holds ${before} of ${state.devices.length} devices by then, so the step changes nothing${remeasured}; raise it, or drop it`,
+          `steps[${index}] (${describeGrowth(step)}) adds no device: the cohort holds ${before} of ${state.devices.length} devices by then, so the step changes nothing${remeasured}; ${step.kind === 'setWeight' && step.percent === 100 ? 'drop it' : 'raise it, or drop it'}`,
         );
       }
       return;
@@ -42,6 +45,11 @@ export function smallCohortWarnings(state: RolloutState): string[] {
 function describeGrowth(step: { kind: 'setWeight'; percent: number } | { kind: 'devices'; deviceIds: readonly string[] } | { kind: 'selector' }): string {
   if (step.kind === 'setWeight') return `setWeight ${step.percent}`;
   return step.kind === 'devices' ? `devices: ${step.deviceIds.length}` : 'selector';
+}
+
+/** Whether a step after `index` grows the cohort. */
+function laterGrowth(steps: RolloutState['spec']['steps'], index: number): boolean {
+  return steps.slice(index + 1).some((step) => step.kind === 'setWeight' || step.kind === 'devices' || step.kind === 'selector');
 }
 
 /** Whether an analysis step follows step `index` before the cohort grows again (it would measure the cohort as it was). */

@@ -63,3 +63,23 @@ steps:
   const third = devices.map((device, i) => ({ ...device, labels: i < 4 ? { pilot: 'true' } : {} }));
   assert.deepEqual(smallCohortWarnings({ spec, devices: third, cohort: [] } as unknown as RolloutState).map((warning) => warning.slice(0, 8)), ['steps[4]']);
 });
+
+// docs/rollout-spec.md said any `setWeight: 100` "activates the candidate everywhere": only the
+// last step is followed by the activation, so a repeated 100% step added nothing, unwarned.
+test('a 100% step that adds no device is warned of unless it is the last growth step (the conventional final step on a fleet the pilot covers)', () => {
+  const spec = parseRolloutSpec(`
+model: wine
+candidateVersion: "2"
+target: {matchLabels: {}}
+steps:
+  - setWeight: 100
+  - pause: {}
+  - setWeight: 100
+  - analysis: {templates: [{templateName: fleetprune-accuracy}]}
+  - setWeight: 100
+`);
+  const devices = Array.from({ length: 4 }, (_, i) => ({ id: `d${i}`, labels: {} }));
+  assert.deepEqual(smallCohortWarnings({ spec, devices, cohort: [] } as unknown as RolloutState), [
+    'steps[2] (setWeight 100) adds no device: the cohort holds 4 of 4 devices by then, so the step changes nothing, and the analysis after it measures the same devices again; drop it',
+  ]);
+});
