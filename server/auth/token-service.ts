@@ -128,8 +128,9 @@ export class TokenService {
           return null;
         }
         const replaced = await this.store.transaction(async (tx) => {
+          const now = new Date().toISOString();
           try {
-            if (!(await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash, { tokenHash: storedHash, revokedAt: existing.revokedAt }))) return false;
+            if (!(await tx.tokens.replaceHash(ENV_ADMIN_TOKEN_ID, hash, now, { tokenHash: storedHash, revokedAt: existing.revokedAt }))) return false;
           } catch (error) {
             // The new value is another token's (the hashes are unique).
             if (error instanceof UniqueViolation) throw heldByAnother();
@@ -137,10 +138,20 @@ export class TokenService {
           }
           // The revoked value is kept, revoked, under a token id of its own: else only the latest
           // value is remembered, and the revoked one set again later would replace the new one live.
-          if (existing.revokedAt) {
-            await tx.tokens.insertIfAbsent({ ...existing, id: `${ENV_ADMIN_TOKEN_ID}-revoked-${Date.parse(existing.revokedAt).toString(36)}`, label: 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', tokenHash: storedHash });
-          }
-          await tx.audit.append({ at: new Date().toISOString(), actor: SYSTEM_ACTOR, action: 'token.replace', target: `token:${ENV_ADMIN_TOKEN_ID}`, details: { reason: 'FLEETPRUNE_ADMIN_TOKEN changed' } });
+          const keptAs = existing.revokedAt ? `${ENV_ADMIN_TOKEN_ID}-revoked-${Date.parse(existing.revokedAt).toString(36)}` : null;
+          if (keptAs) await tx.tokens.insertIfAbsent({ ...existing, id: keptAs, label: 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', tokenHash: storedHash });
+          // The id stays env-admin (the variable's token): what the audit log says token:env-admin
+          // did before this entry was the previous value's, which this entry names.
+          await tx.audit.append({
+            at: now,
+            actor: SYSTEM_ACTOR,
+            action: 'token.replace',
+            target: `token:${ENV_ADMIN_TOKEN_ID}`,
+            details: {
+              reason: 'FLEETPRUNE_ADMIN_TOKEN changed: entries of token:env-admin before this one are the previous value\'s',
+              previousValue: { createdAt: existing.createdAt, revokedAt: existing.revokedAt, keptAs },
+            },
+          });
           return true;
         });
         if (replaced) return null;

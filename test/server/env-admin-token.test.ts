@@ -34,14 +34,27 @@ test('FLEETPRUNE_ADMIN_TOKEN: revoked, it stays revoked across restarts while th
   assert.equal(warnings.length, 1);
   assert.match(warnings[0]!, /FLEETPRUNE_ADMIN_TOKEN holds the env-admin token that was revoked at .*; it stays revoked/);
 
-  // A new value is a new admin token, and the audit log says so.
+  // A new value is a new admin token, and the audit log says so. The id stays env-admin: the entry
+  // says that what token:env-admin did before it was the previous value's, and where that value is
+  // kept; the new value's creation time is its own (it kept the first value's).
+  const firstValue = (await tokens.list()).find((token) => token.id === 'env-admin')!;
+  await new Promise((resolve) => setTimeout(resolve, 5));
   await new TokenService(store).bootstrapAdmin('fp_second-admin-token-000000000', (message) => warnings.push(message));
   assert.equal((await tokens.authenticate(bearer('fp_second-admin-token-000000000'))).role, 'admin');
   const audit = await store.audit.list({ limit: 10 });
   assert.deepEqual(audit.filter((entry) => entry.target === 'token:env-admin').map((entry) => entry.action), ['token.replace', 'token.revoke']);
+  const revokedValue = (await tokens.list()).find((token) => token.id.startsWith('env-admin-revoked-'))!;
+  const replacement = audit.find((entry) => entry.action === 'token.replace')!;
+  assert.deepEqual(replacement.details, {
+    reason: "FLEETPRUNE_ADMIN_TOKEN changed: entries of token:env-admin before this one are the previous value's",
+    previousValue: { createdAt: firstValue.createdAt, revokedAt: firstValue.revokedAt, keptAs: revokedValue.id },
+  });
+  const secondValue = (await tokens.list()).find((token) => token.id === 'env-admin')!;
+  assert.equal(secondValue.createdAt, replacement.at, 'created when it replaced the first');
+  assert.ok(secondValue.createdAt > firstValue.createdAt);
+  assert.equal(revokedValue.createdAt, firstValue.createdAt, 'the kept value keeps its own creation time');
 
   // The revoked value set again later (an old env file restored): it stays revoked, and the new one stays live.
-  const revokedValue = (await tokens.list()).find((token) => token.id.startsWith('env-admin-revoked-'))!;
   assert.deepEqual([revokedValue.role, revokedValue.label, revokedValue.revokedAt !== null], ['admin', 'FLEETPRUNE_ADMIN_TOKEN (a revoked value)', true]);
   await new TokenService(store).bootstrapAdmin('fp_first-admin-token-0000000000', (message) => warnings.push(message));
   await assert.rejects(tokens.authenticate(bearer('fp_first-admin-token-0000000000')), /unknown or revoked token/);
@@ -59,8 +72,8 @@ test('FLEETPRUNE_ADMIN_TOKEN: revoked, it stays revoked across restarts while th
   assert.equal((await tokens.authenticate(bearer('fp_third-admin-token-0000000000'))).tokenId, 'env-admin');
   // A replacement decided on a stale read (another server changed the hash, or an operator revoked it, since) writes nothing.
   const current = (await store.tokens.hashOf('env-admin'))!;
-  assert.equal(await store.tokens.replaceHash('env-admin', 'f'.repeat(64), { tokenHash: 'e'.repeat(64), revokedAt: null }), false);
-  assert.equal(await store.tokens.replaceHash('env-admin', 'f'.repeat(64), { tokenHash: current, revokedAt: '2026-01-01T00:00:00.000Z' }), false);
+  assert.equal(await store.tokens.replaceHash('env-admin', 'f'.repeat(64), new Date().toISOString(), { tokenHash: 'e'.repeat(64), revokedAt: null }), false);
+  assert.equal(await store.tokens.replaceHash('env-admin', 'f'.repeat(64), new Date().toISOString(), { tokenHash: current, revokedAt: '2026-01-01T00:00:00.000Z' }), false);
   assert.equal(await store.tokens.hashOf('env-admin'), current);
 });
 

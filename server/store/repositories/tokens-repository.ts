@@ -76,12 +76,13 @@ export class TokensRepository {
   }
 
   /**
-   * Gives token `id` a new hash, live again, if it still has the hash and revocation read before;
-   * false when another start (or a revocation) changed it since: the caller reads it again.
+   * Gives token `id` a new hash, live again and created `at` (a new value is a token of its own
+   * age), if it still has the hash and revocation read before; false when another start (or a
+   * revocation) changed it since: the caller reads it again.
    */
-  async replaceHash(id: string, tokenHash: string, expected: { tokenHash: string; revokedAt: string | null }): Promise<boolean> {
-    const sql = "UPDATE tokens SET token_hash = ?, revoked_at = NULL WHERE id = ? AND token_hash = ? AND COALESCE(revoked_at, '') = ?";
-    return (await this.db.run(sql, [tokenHash, id, expected.tokenHash, expected.revokedAt ?? ''])).changes > 0;
+  async replaceHash(id: string, tokenHash: string, at: string, expected: { tokenHash: string; revokedAt: string | null }): Promise<boolean> {
+    const sql = "UPDATE tokens SET token_hash = ?, revoked_at = NULL, created_at = ? WHERE id = ? AND token_hash = ? AND COALESCE(revoked_at, '') = ?";
+    return (await this.db.run(sql, [tokenHash, at, id, expected.tokenHash, expected.revokedAt ?? ''])).changes > 0;
   }
 }
 
