@@ -75,9 +75,17 @@ test('CLI over gRPC: tokens create, list and revoke, models push, list, show, al
   assert.ok(!tokenList.stdout.includes(operator), 'the secret is never listed');
   const table = await runCli(['tokens', 'list', ...connection]);
   assert.match(table.stdout, new RegExp(`^${operatorRecord.id}\\s+operator\\s+`, 'm'));
+  // A job it started (queued here, on another node) goes on after the revocation: the revocation says so.
+  const at = new Date().toISOString();
+  const job = { kind: 'prune', request: {}, progress: null, result: null, error: null, createdAt: at, updatedAt: at, node: 'other-node' } as const;
+  await server.server.ctx.store.jobs.insert({ ...job, id: 'job-by-operator', state: 'queued', createdBy: `token:${operatorRecord.id}` });
+  await server.server.ctx.store.jobs.insert({ ...job, id: 'job-by-another', state: 'queued', createdBy: 'token:someone-else' });
   const revoked = await runCli(['tokens', 'revoke', operatorRecord.id, ...connection]);
   assert.equal(revoked.code, 0, revoked.stderr);
-  assert.equal(revoked.stderr.trim(), `revoked token ${operatorRecord.id}`);
+  assert.equal(
+    revoked.stderr,
+    `revoked token ${operatorRecord.id}\nnote: a job started with this token goes on and will register its models as it: job-by-operator (queued); fleetprune jobs cancel ID stops one\n`,
+  );
   const afterRevoke = await runCli(['models', 'list', '--server', server.grpcAddress, '--token', operator]);
   assert.notEqual(afterRevoke.code, 0, 'a revoked token no longer works');
   const again = await runCli(['tokens', 'revoke', operatorRecord.id, ...connection]);
