@@ -53,5 +53,8 @@ export async function main(argv: string[]): Promise<number> {
   if (group?.commands.some((command) => command.name() === argv[4] || command.aliases().includes(argv[4]!))) {
     return runCli(program, [...argv.slice(0, 2), argv[3]!, argv[4]!, '--help']);
   }
+  // A word the group has no command for (`help rollout strat`): refused as `rollout strat` is
+  // (unknown command, did you mean start?, exit 2), not answered with the group's help and exit 0.
+  if (group && group.commands.length > 0 && !argv[4]!.startsWith('-')) return runCli(program, [...argv.slice(0, 2), argv[3]!, argv[4]!]);
   return runCli(program, argv);
 }

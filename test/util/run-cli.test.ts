@@ -135,9 +135,11 @@ test('a usage error quoting an argument escapes its control characters rather th
 
 test('fleetprune help GROUP COMMAND shows that command\'s help, as fleetprune GROUP COMMAND --help does (it showed the group\'s)', async () => {
   const { runCliBatch } = await import('../helpers/cli.ts');
-  const [viaHelp, viaFlag, group] = await runCliBatch([{ args: ['help', 'rollout', 'start'] }, { args: ['rollout', 'start', '--help'] }, { args: ['help', 'rollout'] }]);
+  const [viaHelp, viaFlag, group, typo] = await runCliBatch([{ args: ['help', 'rollout', 'start'] }, { args: ['rollout', 'start', '--help'] }, { args: ['help', 'rollout'] }, { args: ['help', 'rollout', 'strat'] }]);
   assert.equal(viaHelp!.code, 0, viaHelp!.stderr);
   assert.match(viaHelp!.stdout, /^Usage: fleetprune rollout start \[options\]/);
   assert.equal(viaHelp!.stdout, viaFlag!.stdout);
   assert.match(group!.stdout, /^Usage: fleetprune rollout \[options\] \[command\]/);
+  // A command the group does not have: refused as `fleetprune rollout strat` is, where the group's help was shown with exit 0.
+  assert.deepEqual([typo!.code, typo!.stdout, typo!.stderr], [2, '', "fleetprune: unknown command 'strat' (Did you mean start?) (run with --help for usage)\n"]);
 });
