@@ -392,7 +392,7 @@ export class JobService {
       // after a whole training (the registration would refuse it then).
       await this.#deps.registry.checkSameInterface(job.input.name, job.interface);
       // A full or unwritable --data-dir fails the job now, not after its training.
-      await prepareWorkSpace(join(this.#deps.workDir, job.id), job.input.outputBytes);
+      await prepareWorkSpace(join(this.#deps.workDir, job.id), job.input.outputBytes, this.#deps.blobs.root);
       // Cancelled while starting: checked after the last await before the worker exists. A cancel
       // meanwhile found no worker to terminate, and waited for a whole training otherwise.
       if (active.cancel) throw new Error(active.cancel.message);

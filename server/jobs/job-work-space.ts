@@ -1,4 +1,4 @@
-import { mkdir, statfs } from 'node:fs/promises';
+import { mkdir, stat, statfs } from 'node:fs/promises';
 import { isAbsolute, parse } from 'node:path';
 import type { PruneOptions } from '../pruning/options.ts';
 import { ServiceError } from '../app/service-error.ts';
@@ -23,12 +23,12 @@ export function jobOutputBytes(options: Pick<PruneOptions, 'layers' | 'units'>, 
  * full or unwritable --data-dir fails the job at once instead of after its training, at export.
  * The messages name --data-dir, not the path: the API's callers do not see the server's paths.
  */
-export async function prepareWorkSpace(dir: string, neededBytes: number): Promise<void> {
+export async function prepareWorkSpace(dir: string, neededBytes: number, blobRoot?: string): Promise<void> {
   try {
     await mkdir(dir, { recursive: true });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    throw new ServiceError('unavailable', `the server cannot write job output under its --data-dir (${code}); nothing was trained`, { cause: error });
+    throw new ServiceError('unavailable', `the server cannot write job output in its --data-dir's jobs/ directory (${code}); nothing was trained`, { cause: error });
   }
   const fs = await statfs(dir).catch(() => null);
   if (fs === null) return;
@@ -36,9 +36,27 @@ export async function prepareWorkSpace(dir: string, neededBytes: number): Promis
   if (free < neededBytes) {
     throw new ServiceError(
       'unavailable',
-      `the server's --data-dir has ${megabytes(free)} free, and this job's models need about ${megabytes(neededBytes)}: free disk space on the server, or use fewer --units or --layers; nothing was trained`,
+      `the server's --data-dir has ${megabytes(free)} free${await otherMount(dir, blobRoot) ? ' in its jobs/ directory' : ''}, and this job's models need about ${megabytes(neededBytes)}: free disk space on the server, or use fewer --units or --layers; nothing was trained`,
     );
   }
+  // The blob store on a file system of its own (a mount at --data-dir's blobs/): the models' copies
+  // (half the estimate) land there when the job registers them, after the whole training.
+  if (blobRoot === undefined || !(await otherMount(dir, blobRoot))) return;
+  const blobFs = await statfs(blobRoot).catch(() => null);
+  const blobFree = blobFs === null ? Number.POSITIVE_INFINITY : blobFs.bavail * blobFs.bsize;
+  if (blobFree < neededBytes / 2) {
+    throw new ServiceError(
+      'unavailable',
+      `the server's blob store (--data-dir's blobs/) has ${megabytes(blobFree)} free, and this job's models need about ${megabytes(neededBytes / 2)} there: free disk space on the server, or use fewer --units or --layers; nothing was trained`,
+    );
+  }
+}
+
+/** Whether `blobRoot` is on another file system than `dir` (false when either cannot be read). */
+async function otherMount(dir: string, blobRoot: string | undefined): Promise<boolean> {
+  if (blobRoot === undefined) return false;
+  const [a, b] = await Promise.all([stat(dir).catch(() => null), stat(blobRoot).catch(() => null)]);
+  return a !== null && b !== null && a.dev !== b.dev;
 }
 
 function megabytes(bytes: number): string {

@@ -435,7 +435,7 @@ test('a job fails at once, before training, when the server cannot write job out
   await writeFile(workDir, '');
   const unwritable = await jobEnd(server, t, (await start(TINY_OPTIONS)).id);
   assert.equal(unwritable.state, 'failed');
-  assert.equal(unwritable.error, 'the server cannot write job output under its --data-dir (ENOTDIR); nothing was trained');
+  assert.equal(unwritable.error, "the server cannot write job output in its --data-dir's jobs/ directory (ENOTDIR); nothing was trained");
   assert.equal(JSON.parse(unwritable.progress_json || 'null'), null, 'no phase ran');
   await rm(workDir);
   await mkdir(workDir);
@@ -450,9 +450,20 @@ test('a job fails at once, before training, when the server cannot write job out
   deferCleanup(t, () => execFileSync('umount', ['-l', workDir]));
   const big = await jobEnd(server, t, (await start({ ...TINY_OPTIONS, units: 1024 })).id);
   assert.equal(big.state, 'failed');
-  assert.match(big.error, /^the server's --data-dir has 2\.0 MB free, and this job's models need about \d+\.\d MB: free disk space on the server, or use fewer --units or --layers; nothing was trained$/);
+  assert.match(big.error, /^the server's --data-dir has 2\.0 MB free in its jobs\/ directory, and this job's models need about \d+\.\d MB: free disk space on the server, or use fewer --units or --layers; nothing was trained$/);
   assert.equal(JSON.parse(big.progress_json || 'null'), null, 'no phase ran');
   // A small job fits, and runs.
   const small = await jobEnd(server, t, (await start(TINY_OPTIONS)).id);
   assert.equal(small.state, 'succeeded', small.error);
+
+  // The blob store on a small file system of its own: the job's copies would land there after the
+  // training, and failed it then; the check names the blob store, not the work directory.
+  execFileSync('umount', ['-l', workDir]);
+  const blobs = server.server.ctx.blobs.root;
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', blobs], { stdio: 'ignore' });
+  deferCleanup(t, () => execFileSync('umount', ['-l', blobs]));
+  const bigForBlobs = await jobEnd(server, t, (await start({ ...TINY_OPTIONS, units: 1024 })).id);
+  assert.equal(bigForBlobs.state, 'failed');
+  assert.match(bigForBlobs.error, /^the server's blob store \(--data-dir's blobs\/\) has 2\.0 MB free, and this job's models need about \d+\.\d MB there: free disk space on the server, or use fewer --units or --layers; nothing was trained$/);
+  assert.equal(JSON.parse(bigForBlobs.progress_json || 'null'), null, 'no phase ran');
 });
