@@ -50,10 +50,36 @@ export async function listenHttp(app: RequestListener, host: string, port: numbe
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
-        cutOffByShutdown(underway);
-        server.closeAllConnections();
+        void endEventStreams(underway).then(() => {
+          cutOffByShutdown(underway);
+          server.closeAllConnections();
+        });
       }),
   };
+}
+
+/** How long the server stopping waits for its event streams' last events to be written. */
+const LAST_EVENT_WAIT_MS = 1_000;
+
+/**
+ * Event streams open when the server stops end with an `error` event saying so (code
+ * `unavailable`), as one whose token is revoked ends with one saying that: a client (the
+ * dashboard, `curl -N`) is told the stream ended because the server went, not left to guess from
+ * a dropped connection. Waits (briefly) for those events to be written before connections close.
+ */
+async function endEventStreams(underway: ReadonlySet<{ req: IncomingMessage; res: ServerResponse }>): Promise<void> {
+  const ending: Promise<void>[] = [];
+  for (const { res } of underway) {
+    if (res.writableEnded || !res.headersSent || !res.getHeader('content-type')?.toString().startsWith('text/event-stream')) continue;
+    ending.push(new Promise<void>((resolve) => {
+      res.once('close', resolve);
+      res.end(`event: error\ndata: ${JSON.stringify({ error: { code: 'unavailable', message: 'the server is stopping: reconnect once it is back (or to another server sharing its database)' } })}\n\n`, resolve);
+    }));
+  }
+  if (ending.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(ending), new Promise<void>((resolve) => (timer = setTimeout(resolve, LAST_EVENT_WAIT_MS)))]);
+  clearTimeout(timer);
 }
 
 /** Requests whose response has not finished, as the server receives them. */

@@ -53,3 +53,25 @@ test('HEAD on an event stream answers its headers and ends, closing the stream (
   assert.equal(closes, 1, 'a watch registered on a HEAD stream is released at once');
   stream.send('state', { ignored: true }); // no write after the end
 });
+
+// An event stream open when the server stopped was cut without a word (the dashboard, `curl -N`,
+// could not tell a server going from a network failure); it ends with an `error` event now.
+test('an event stream open when the server stops ends with an error event saying so (code unavailable)', async (t) => {
+  const { startTestServer } = await import('./helpers/test-server.ts');
+  const server = (await startTestServer(t))!;
+  const at = new Date().toISOString();
+  await server.server.ctx.store.jobs.insert({ id: 'job-waiting', kind: 'prune', state: 'queued', request: {}, progress: null, result: null, error: null, createdAt: at, updatedAt: at, createdBy: 'token:test', node: 'other-node' });
+  const response = await server.request('GET', '/api/jobs/job-waiting/events');
+  assert.equal(response.status, 200);
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = '';
+  while (!text.includes('event: state')) text += (await reader.read()).value ?? '';
+  const closing = server.server.close();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  await closing;
+  assert.match(text, /event: error\ndata: \{"error":\{"code":"unavailable","message":"the server is stopping: reconnect once it is back \(or to another server sharing its database\)"\}\}\n\n$/);
+});
