@@ -43,7 +43,8 @@ export function zodIssueMessage(issue: ZodError['issues'][number]): string {
   // words every other message uses; a message the schema wrote itself is kept.
   if (issue.code === 'invalid_value' && issue.message.startsWith('Invalid option: ')) return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
   if ((issue.code === 'too_big' || issue.code === 'too_small') && /^Too (big|small): /.test(issue.message)) return boundMessage(issue);
-  if (issue.code === 'invalid_union') return unionTypeMessage(issue) ?? issue.message;
+  // Only zod's own words ("Invalid input"): a union given a message of its own keeps it.
+  if (issue.code === 'invalid_union' && issue.message === 'Invalid input') return unionTypeMessage(issue) ?? issue.message;
   return issue.message;
 }
 
@@ -57,6 +58,7 @@ function unionTypeMessage(issue: Extract<ZodError['issues'][number], { code: 'in
   if (members.length === 0 || members.some((member) => member === undefined || !((member as { expected: string }).expected in TYPE_WORDS))) return undefined;
   const received = / received (\w+)$/.exec(members[0]!.message)?.[1];
   if (received === undefined) return undefined;
+  if (received === 'undefined') return `required (${[...new Set(members.map((member) => (member as { expected: string }).expected))].join(' or ')})`;
   const expected = [...new Set(members.map((member) => TYPE_WORDS[(member as { expected: string }).expected]!))];
   const listed = expected.length === 1 ? expected[0]! : `${expected.slice(0, -1).join(', ')} or ${expected.at(-1)!}`;
   return `must be ${listed}, not ${TYPE_WORDS[received] ?? received}`;

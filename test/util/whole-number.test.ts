@@ -42,3 +42,8 @@ test('a value of none of a union\'s types names them in words; one of a member\'
   assert.deepEqual(messages(z.union([z.string().min(3), z.number()]).safeParse('ab')), ['must be at least 3 characters long'], 'a string too short is no type mismatch');
   assert.equal(stringOrNumber.parse('0.5'), '0.5');
 });
+
+test('a union with a message of its own keeps it; one left out is "required (…)"', () => {
+  assert.deepEqual(messages(z.union([z.object({ a: z.string() }), z.object({ b: z.string() })], { error: 'exactly one of {a} or {b}' }).safeParse('x')), ['exactly one of {a} or {b}']);
+  assert.deepEqual(messages(z.object({ value: z.union([z.string(), z.number()]) }).safeParse({})), ['required (string or number)']);
+});
