@@ -322,14 +322,26 @@ function resolveAnalysis(step: z.infer<typeof AnalysisStepSchema>, path: string,
     const templateArgChars = argsChars(Object.entries(args));
     const chars = found.template.metrics.reduce((sum, metric) => sum + metricChars(metric, templateArgChars), 0);
     if (!withinExpansion(expansion, chars, `${path}.templates[${index}]`, issues)) return;
-    // A spec's own template used with this step's arguments is named through the step as well
-    // (as a built-in one always is): one of the steps that use it passed the value at fault.
     const declared = (found.template.args ?? []).map((arg) => arg.name);
-    const throughStep = found.path.startsWith('(') || declared.some((name) => stepArgs.has(name));
+    const builtIn = found.path.startsWith('(');
     found.template.metrics.forEach((metric, at) => {
-      const metricPath = throughStep ? `${path}.templates[${index}] ${found.path.startsWith('(') ? found.path : `(${found.path})`} metrics[${at}]` : `${found.path}.metrics[${at}]`;
-      const resolved = resolveMetric(metric, metricPath, args, issues, known, declared);
+      const throughStep = `${path}.templates[${index}] ${builtIn ? found.path : `(${found.path})`} metrics[${at}]`;
+      if (builtIn) {
+        const resolved = resolveMetric(metric, throughStep, args, issues, known, declared);
+        if (resolved) metrics.push(resolved);
+        return;
+      }
+      // A spec's own template: a problem a value this step passed makes is named through the step
+      // (of the steps that use the template, the one at fault); one of the template's own, once, by
+      // the template's path.
+      const ownPath = `${found.path}.metrics[${at}]`;
+      const own: SpecIssue[] = [];
+      const resolved = resolveMetric(metric, ownPath, args, own, known, declared);
       if (resolved) metrics.push(resolved);
+      for (const issue of own) {
+        const placed = stepArgumentAtFault(issue, metric, stepArgs) ? { ...issue, path: throughStep + issue.path.slice(ownPath.length) } : issue;
+        if (!issues.some((other) => other.path === placed.path && other.message === placed.message)) issues.push(placed);
+      }
     });
   });
   (step.metrics ?? []).forEach((metric, index) => {
@@ -380,6 +392,19 @@ export const MAX_QUERY_TIMEOUT_MS = 10 * 60_000;
 function checkDuration(ms: number, path: string, issues: SpecIssue[]): number {
   if (!Number.isFinite(ms) || ms > MAX_SPEC_DURATION_MS) issues.push({ path, message: `must be at most ${formatDuration(MAX_SPEC_DURATION_MS)}` });
   return ms;
+}
+
+/**
+ * Whether a step's argument made `issue` of a template's metric: a condition using an argument the
+ * step passed that is no number, or a builtin query (with the step's values in) that does not parse
+ * and names one of them.
+ */
+function stepArgumentAtFault(issue: SpecIssue, metric: MetricInput, stepArgs: ReadonlyMap<string, string>): boolean {
+  const used = /^uses argument "([^"]+)"/.exec(issue.message)?.[1];
+  if (used !== undefined) return stepArgs.has(used);
+  const field = /\.provider\.builtin\.(query|baselineQuery|samplesQuery)$/.exec(issue.path)?.[1] as 'query' | 'baselineQuery' | 'samplesQuery' | undefined;
+  const text = field === undefined ? undefined : metric.provider?.builtin?.[field];
+  return text !== undefined && [...text.matchAll(ARG_REFERENCE)].some((match) => stepArgs.has(match[1]!));
 }
 
 function resolveMetric(metric: MetricInput, path: string, args: Record<string, string>, issues: SpecIssue[], known: KnownRolloutArgs, declared: readonly string[] = []): AnalysisMetric | undefined {

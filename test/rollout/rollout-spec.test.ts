@@ -352,6 +352,16 @@ steps:
     const threeSteps = withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit', value: 0.5 }] } }, { analysisTemplates: [template] });
     threeSteps.steps = [...threeSteps.steps, { analysis: { templates: [{ templateName: 'budget' }] } }, { analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'limit', value: '0.5%' }] } }];
     assert.deepEqual(issues(threeSteps), ['steps[2].analysis.templates[0] (analysisTemplates[0]) metrics[0].successCondition: uses argument "limit", whose value "0.5%" is not a number']);
+    // The template's own default at fault, with steps passing another of its arguments: the template is named, once.
+    const twoArgs = { name: 'budget', args: [{ name: 'limit', value: '1%' }, { name: 'floor', value: 0 }], metrics: [queryMetric({ successCondition: 'result[0] < limit && result[0] > floor' })] };
+    const byDefault = withStep({ analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'floor', value: 0.1 }] } }, { analysisTemplates: [twoArgs] });
+    byDefault.steps = [...byDefault.steps, { analysis: { templates: [{ templateName: 'budget' }], args: [{ name: 'floor', value: 0.2 }] } }];
+    assert.deepEqual(issues(byDefault), ['analysisTemplates[0].metrics[0].successCondition: uses argument "limit", whose value "1%" is not a number']);
+    // A builtin query a step's value breaks: that step is named.
+    const queried = { name: 'q', args: [{ name: 'q' }], metrics: [{ name: 'm', provider: { builtin: { query: '{{args.q}}' } }, successCondition: 'result[0] > 0' }] };
+    const byQuery = withStep({ analysis: { templates: [{ templateName: 'q' }], args: [{ name: 'q', value: 'fleetprune_device_accuracy_ratio' }] } }, { analysisTemplates: [queried] });
+    byQuery.steps = [...byQuery.steps, { analysis: { templates: [{ templateName: 'q' }], args: [{ name: 'q', value: 'sum(up' }] } }];
+    assert.deepEqual(issues(byQuery), ['steps[1].analysis.templates[0] (analysisTemplates[0]) metrics[0].provider.builtin.query: expected ")", found end of query (at character 7)']);
     const [shipped] = issues(withStep({ analysis: { templates: [{ templateName: 'fleetprune-candidate-errors' }], args: [{ name: 'maxErrorRatio', value: '1%' }] } }));
     assert.match(shipped!, /uses argument "maxErrorRatio", whose value "1%" is not a number$/);
     // The rollout's own arguments: its id and the cohort's device ids are never numbers; model and
