@@ -39,6 +39,9 @@ export function openEventStream(req: Request, res: Response, guarding: EventStre
     },
   );
   const write = (text: string) => {
+    // Ended by the server (its shutdown's last event, a revoked token's) before 'close' came: a
+    // write after the end would be an 'error' event on the response, which nothing handles.
+    if (res.writableEnded || res.destroyed) return;
     res.write(text);
     guard.check();
   };

@@ -10,17 +10,22 @@ import { ServerMetrics } from '../../server/metrics/server-metrics.ts';
 import { createLogger } from '../../shared/util/log.ts';
 
 /** An express app whose GET /events opens an event stream; resolves the stream once it is open. */
-async function eventServer(t: TestContext): Promise<{ url: string; streamOpened: Promise<EventStream> }> {
+async function eventServer(t: TestContext): Promise<{ url: string; streamOpened: Promise<EventStream>; responseOpened: Promise<express.Response> }> {
   let opened: (stream: EventStream) => void;
+  let responded: (res: express.Response) => void;
   const streamOpened = new Promise<EventStream>((resolve) => (opened = resolve));
+  const responseOpened = new Promise<express.Response>((resolve) => (responded = resolve));
   const app = express();
   const policy = new StalledStreams({ metrics: new ServerMetrics(), log: createLogger('test', 'silent') });
-  app.get('/events', (req, res) => opened(openEventStream(req, res, { policy, route: 'GET /events' })));
+  app.get('/events', (req, res) => {
+    responded(res);
+    opened(openEventStream(req, res, { policy, route: 'GET /events' }));
+  });
   const server = await new Promise<http.Server>((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });
   t.after(() => new Promise((resolve) => (server.closeAllConnections(), server.close(resolve))));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, streamOpened };
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`, streamOpened, responseOpened };
 }
 
 test('an event stream whose client left before the subscriber registered still runs its close listener (no leaked watch)', async (t) => {
@@ -74,4 +79,22 @@ test('an event stream open when the server stops ends with an error event saying
   }
   await closing;
   assert.match(text, /event: error\ndata: \{"error":\{"code":"unavailable","message":"the server is stopping: reconnect once it is back \(or to another server sharing its database\)"\}\}\n\n$/);
+});
+
+// The shutdown ends an event stream's response itself (its last event); an event sent before the
+// response closes (a watcher's, the keep-alive's) was a write after end: an 'error' on the
+// response that nothing handled, which would have crashed the server in the middle of its stop.
+test('an event sent after the response was ended, before it closed, is dropped: no write after end', async (t) => {
+  const { url, streamOpened, responseOpened } = await eventServer(t);
+  const request = http.get(url);
+  request.on('error', () => {});
+  await new Promise((resolve) => request.once('response', resolve));
+  const [stream, res] = await Promise.all([streamOpened, responseOpened]);
+  const errors: Error[] = [];
+  res.on('error', (error) => errors.push(error));
+  res.end('event: error\ndata: {}\n\n');
+  stream.send('state', { late: true });
+  await delay(50);
+  assert.deepEqual(errors.map((error) => error.message), []);
+  request.destroy();
 });
