@@ -58,14 +58,16 @@ export function registerTokensCommand(program: Command): void {
   withConnectionOptions(tokens.command('revoke').description('revoke a token: it stops working at once').argument('<id>', 'token id (from `tokens list`)'))
     .action(async (id: string, flags: ConnectionFlags) => {
       await withConnection(flags, async (connection) => {
-        await connection.unary('Tokens', 'RevokeToken', { id });
-        process.stderr.write(`revoked token ${id}\n`);
         // A job accepted under the token is the server's work now: it goes on, and registers its
-        // models as the token. Said, so that one started with a leaked token can be stopped.
+        // models as the token. Said, so that one started with a leaked token can be stopped. Read
+        // before the revocation: a token revoking itself could not read them after it. (The newest
+        // 1000 jobs: queued and running ones are among them.)
         const unfinished = await connection
           .unary<{ jobs: { id: string; state: string; created_by: string }[] }>('Jobs', 'ListJobs', { limit: 1000, offset: 0 })
           .then(({ jobs }) => jobs.filter((job) => job.created_by === `token:${id}` && (job.state === 'queued' || job.state === 'running')))
           .catch(() => []);
+        await connection.unary('Tokens', 'RevokeToken', { id });
+        process.stderr.write(`revoked token ${id}\n`);
         if (unfinished.length > 0) {
           const named = unfinished.map((job) => `${job.id} (${job.state})`).join(', ');
           process.stderr.write(`note: ${unfinished.length === 1 ? 'a job' : `${unfinished.length} jobs`} started with this token ${unfinished.length === 1 ? 'goes' : 'go'} on and will register ${unfinished.length === 1 ? 'its' : 'their'} models as it: ${named}; fleetprune jobs cancel ID stops one\n`);
