@@ -1,7 +1,7 @@
 import type { RolloutState } from './rollout-state.ts';
 import type { VersionStatus } from './fleet-port.ts';
 
-/** How a start's warning about a version its rollback would restore ends (the dashboard's rollback confirmation repeats those). */
+/** How a start's warning about a version its rollback would restore ends (a rollback's own say `this rollback restores it`, and the dashboard's confirmation shows a rollback's as they would be now: the rollout's rollbackWarnings). */
 export const WOULD_RESTORE = 'a rollback of this rollout would restore it';
 
 /** A version's newest status, as the registry records it (null: none yet). */

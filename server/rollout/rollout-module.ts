@@ -189,6 +189,8 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     },
     async deviceOnline(deviceId, cause = 'online') {
       if (controller) await controller.deviceOnline(deviceId, cause);
+      // Replayed once a controller runs: a device back online (a revocation heard by a standby is
+      // not: the leader's own retries, or a resume, find the device gone).
       else if (cause === 'online') missed.online(deviceId);
     },
     async benchmarkFailed(deviceId, assignmentId, reason, failedRole = 'candidate') {

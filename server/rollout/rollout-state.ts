@@ -108,10 +108,10 @@ export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
 
 /**
  * Why a rollout that waits for a device sends it its assignment again: it came back online, or it
- * answered something (its models changed), so it takes what it is sent now: a candidate held back
- * until the device took a rollback's activation it had missed goes out then.
+ * answered something (its models changed), so it takes what it is sent now (a candidate held back
+ * until the device took a rollback's activation it had missed goes out then); or it was revoked,
+ * and its delivery finds it gone (the rollout goes on without it).
  */
-/** Why a device awaited is tried again: it came back online, answered an earlier assignment, or was revoked (its delivery then finds it gone, and the rollout goes on without it). */
 export type DeviceReturn = 'online' | 'answered' | 'revoked';
 
 /** A device's answer to `actionId` that no waiting action took. */

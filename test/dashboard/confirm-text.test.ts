@@ -51,6 +51,7 @@ test('the rollback confirmation names a version it restores that is failed, roll
   );
   assert.equal(rolloutAction('rollback', detailFixture({ warnings: ['no analysis step: nothing compares the candidate'] }))?.confirm, 'Roll back every device of ro-1 to its baseline?');
   assert.equal(rolloutAction('rollback', detailFixture())?.confirm, 'Roll back every device of ro-1 to its baseline?', 'no warning');
+  assert.equal(rolloutAction('rollback', detailFixture({ rollbackWarnings: undefined as never }))?.confirm, 'Roll back every device of ro-1 to its baseline?', 'a detail without rollbackWarnings (an older server)');
   // Rolled back already, with devices not back: the question says what a second one does (it asked the first question again).
   assert.equal(rolloutAction('rollback', detailFixture({ phase: 'RolledBack', terminal: true, notBackOnBaseline: 12 }))?.confirm, 'ro-1 is RolledBack already. Send the baseline again to the 12 devices not back on it yet?');
   assert.equal(rolloutAction('rollback', detailFixture({ phase: 'Failed', terminal: true, notBackOnBaseline: 1 }))?.confirm, 'ro-1 is Failed already. Send the baseline again to the 1 device not back on it yet?');

@@ -202,7 +202,9 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
           : `Roll back every device of ${plain(r.id)} to its baseline?`;
       // A version it restores that is retired, or that a rollout failed or rolled back, in the
       // registry as it is now (not as the start's warnings saw it): said before the click, never a refusal.
-      const warning = r.rollbackWarnings.length > 0 ? `Warning: ${r.rollbackWarnings.map(plain).join('. ')}. ` : '';
+      // (None from a server of an older version behind the same address, mid-upgrade.)
+      const restoring = r.rollbackWarnings ?? [];
+      const warning = restoring.length > 0 ? `Warning: ${restoring.map(plain).join('. ')}. ` : '';
       return { path: action, name: 'Roll back', pending: 'Rolling back', confirm: `${warning}${question}` };
     }
     default:
