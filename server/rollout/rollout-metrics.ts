@@ -74,7 +74,8 @@ export class RolloutMetrics {
     const set = (metric: Gauge<string>, extra: Record<string, string>, value: number) => metric.set(this.#track(metric, { ...labels, ...extra }), value);
     set(this.step, {}, state.stepIndex);
     set(this.weight, {}, weight(state));
-    set(this.unreachable, {}, state.devices.filter((device) => device.delivery === 'unreachable').length);
+    // Not a device that left the fleet (revoked): counted unreachable by the rollout, it never comes back.
+    set(this.unreachable, {}, state.devices.filter((device) => device.delivery === 'unreachable' && !device.left).length);
     for (const decision of decisions) {
       const measurement = decision.measurement;
       const decisionLabels = { ...labels, kind: decision.kind, metric: measurement?.metric ?? '', verdict: decision.verdict };

@@ -96,3 +96,18 @@ test('each decision label set exports the time of its latest decision (alerts re
   const times = (await registry.getSingleMetric(ROLLOUT_METRICS.decisionTimestamp)!.get()).values.filter((value) => value.labels.kind === 'failure');
   assert.deepEqual(times.map((value) => [value.labels.rollout, value.labels.verdict, value.value]), [['ro-time', 'failed', (T0 + 9000) / 1000]]);
 });
+
+// A revoked device is unreachable to its rollout for good: counted, it kept
+// FleetpruneRolloutDevicesUnreachable firing ("they converge when they come back online") for ever.
+test('the unreachable devices of a rollout do not count those that left the fleet', async () => {
+  const registry = new Registry();
+  const metrics = new RolloutMetrics(registry);
+  const { state, decisions } = rollout('ro-left');
+  const [a, b, c] = state.devices;
+  const devices = state.devices.map((device) =>
+    device.id === a!.id ? { ...device, delivery: 'unreachable' as const } : device.id === b!.id ? { ...device, delivery: 'unreachable' as const, left: true as const } : device.id === c!.id ? { ...device, delivery: 'delivered' as const } : device,
+  );
+  metrics.observe({ ...state, devices }, decisions);
+  const gauge = (await registry.getMetricsAsJSON()).find((metric) => metric.name === ROLLOUT_METRICS.unreachableDevices)!;
+  assert.deepEqual(gauge.values.map((value) => [value.labels.rollout, value.value]), [['ro-left', 1]]);
+});
