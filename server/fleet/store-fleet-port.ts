@@ -284,7 +284,7 @@ export class StoreFleetPort implements FleetPort {
         const wait = waits.get(deviceId);
         if (!recorded.has(deviceId)) {
           wait?.cancel();
-          results.set(deviceId, { deviceId, outcome: 'refused', reason: 'superseded: the device has been sent something newer' });
+          results.set(deviceId, { deviceId, outcome: 'superseded', reason: 'the device has been sent something newer since' });
           continue;
         }
         const answer = wait ? await wait.promise : null;

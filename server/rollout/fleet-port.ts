@@ -13,7 +13,7 @@ export interface TargetDevice {
   readonly baseline: string | null;
 }
 
-export type DeliveryOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
+export type DeliveryOutcome = 'delivered' | 'offline' | 'refused' | 'gone' | 'superseded';
 
 /**
  * A device's answer to a rollout's command that no waiting command took (RolloutController.
@@ -35,7 +35,9 @@ export interface DeliveryResult {
   readonly deviceId: string;
   /**
    * delivered: the device acknowledged; offline: not within the fleet's delivery timeout; refused:
-   * it said no; gone: it left the fleet (revoked, or not enrolled), so it leaves the rollout too.
+   * it said no; gone: it left the fleet (revoked, or not enrolled), so it leaves the rollout too;
+   * superseded: nothing was sent, the device having been sent something newer since (an
+   * assignment, another rollout), which the command does not undo.
    */
   readonly outcome: DeliveryOutcome;
   readonly reason?: string;

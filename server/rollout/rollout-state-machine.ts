@@ -415,6 +415,19 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
       // Not a verdict on the candidate: the device left the fleet, and with it the rollout.
       t.setDevice(device.id, { delivery: 'unreachable', reason: result.reason ?? 'gone', nextAttemptAt: undefined, left: true });
       t.decide('device', 'unreachable', `device ${device.id} left the fleet (${result.reason ?? 'gone'}); the rollout goes on without it`);
+    } else if (result.outcome === 'superseded') {
+      // Nothing was sent: the device had been sent something newer since. A revert does not undo
+      // it (the device is not counted as one to send its baseline again); a candidate, as before,
+      // counts as refused.
+      const revert = device.desired === 'baseline';
+      t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'superseded', nextAttemptAt: undefined, ...(revert ? { reassigned: true as const } : {}) });
+      t.decide(
+        'device',
+        'superseded',
+        revert
+          ? `device ${device.id} was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this rollback does not undo; assign it its baseline by hand for it to go back`
+          : `device ${device.id} was not sent ${describeDesired(s, device.desired)}: it has been sent something newer since`,
+      );
     } else if (result.outcome === 'refused') {
       t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'refused', nextAttemptAt: undefined });
       t.decide('device', 'refused', `device ${device.id} refused ${describeDesired(s, device.desired)}: ${result.reason ?? 'no reason given'}`);
@@ -807,7 +820,7 @@ function takeBackOutside(t: TransitionDraft, runningCandidate: readonly { id: st
  * while there are any.
  */
 export function devicesNotBack(s: RolloutState): DeviceState[] {
-  if (s.phase === 'RolledBack' || s.phase === 'Failed' || s.phase === 'Aborted') return s.devices.filter((device) => device.touched && !device.left && device.delivery !== 'delivered');
+  if (s.phase === 'RolledBack' || s.phase === 'Failed' || s.phase === 'Aborted') return s.devices.filter((device) => device.touched && !device.left && !device.reassigned && device.delivery !== 'delivered');
   return [];
 }
 
@@ -833,7 +846,9 @@ function resendRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type:
       throw new RolloutCommandError(`rollout ${s.id} is already rolled back: its revert is on its way to ${onItsWay.length} device${onItsWay.length === 1 ? '' : 's'} (${listIds(onItsWay.map((device) => device.id))}); nothing to send again`);
     }
     const left = s.devices.some((device) => device.touched && device.left);
-    throw new RolloutCommandError(`rollout ${s.id} is already rolled back: every device it touched is back on its baseline${left ? ' or has left the fleet' : ''}; nothing to roll back`);
+    const reassigned = s.devices.filter((device) => device.touched && device.reassigned && device.delivery !== 'delivered');
+    const others = reassigned.length === 0 ? '' : `, but for ${listIds(reassigned.map((device) => device.id))}, sent something newer since, which a rollback does not undo (assign ${reassigned.length === 1 ? 'it its' : 'them their'} baseline by hand)`;
+    throw new RolloutCommandError(`rollout ${s.id} is already rolled back: every device it touched is back on its baseline${left ? ' or has left the fleet' : ''}${others}; nothing to roll back`);
   }
   const retried = again.filter(waitsForRetry).length;
   const refused = again.filter((device) => device.delivery === 'refused').length;

@@ -37,6 +37,12 @@ export interface DeviceState {
   /** It left the fleet (revoked, or not enrolled) during the rollout: nothing is sent to it again. */
   readonly left?: true;
   /**
+   * Its revert was not sent: it had been sent something newer since (an operator's assignment after
+   * the rollout, another rollout), which the rollback does not undo. Not counted as a device to
+   * send its baseline again (devicesNotBack): only an assignment by hand moves it.
+   */
+  readonly reassigned?: true;
+  /**
    * Added by the rollback of the promoted rollout: not one of its targets, it ran the candidate all
    * the same (given it by `assign`, typically through the production alias, after the promotion).
    */
@@ -104,7 +110,7 @@ export interface RolloutState {
   readonly outcome?: RolloutOutcome;
 }
 
-export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused' | 'gone';
+export type ActionDeviceOutcome = 'delivered' | 'offline' | 'refused' | 'gone' | 'superseded';
 
 /**
  * Why a rollout that waits for a device sends it its assignment again: it came back online, or it

@@ -199,6 +199,27 @@ describe('rollout state machine: manual control', () => {
     assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), /already rolled back/, 'dev-03 left: nothing to send');
   });
 
+  // A device assigned something by hand after the rollout (a candidate of another version): the
+  // revert was not sent to it (the rollback does not undo a newer assignment), yet it was logged as
+  // "refused its baseline: superseded", counted not back for good (Roll back stayed on), and every
+  // rollback again said it "is sent it again" while nothing was sent.
+  it('a device sent something newer since is not reverted, and says so: not counted as one to send again; a rollback again is refused naming it', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 100 }]), fleetOf(3));
+    h.deliver(h.last('assign'));
+    h.deliver(h.last('assign'));
+    assert.equal(h.state.phase, 'Completed');
+    h.send({ type: 'rollback', at: h.at, by: 'carol', runningCandidate: [] });
+    const revert = h.last('revert');
+    h.send({ type: 'actionResult', at: h.at, actionId: revert.id, devices: revert.devices.map(({ deviceId }) => (deviceId === 'dev-03' ? { deviceId, outcome: 'superseded' as const, reason: 'the device has been sent something newer since' } : { deviceId, outcome: 'delivered' as const })) });
+    assert.equal(h.decisions.at(-1)!.message, 'device dev-03 was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this rollback does not undo; assign it its baseline by hand for it to go back');
+    assert.deepEqual(devicesNotBack(h.state), [], 'nothing a rollback could send: Roll back is off');
+    assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), (error: unknown) => {
+      assert.ok(error instanceof RolloutCommandError, String(error));
+      assert.equal(error.message, 'rollout ro-test is already rolled back: every device it touched is back on its baseline, but for dev-03, sent something newer since, which a rollback does not undo (assign it its baseline by hand); nothing to roll back');
+      return true;
+    });
+  });
+
   it('rolled back again while the revert waits for a retry after failing (the fleet was down): accepted, sent again now, logged once; while it is on its way, or with every device back, refused and nothing changes', () => {
     const h = new ReducerHarness(specOf([{ setWeight: 30 }, { pause: {} }, { setWeight: 100 }]), fleetOf(10));
     h.deliver(h.last('assign'));
