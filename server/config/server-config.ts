@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { parseDecimal } from '../../shared/util/numbers.ts';
 import { coercedWholeNumber } from '../../shared/util/whole-number.ts';
 import { UserError, zodIssueMessage } from '../../shared/util/errors.ts';
-import { BrokerUrlSchema, mqttCredential, withoutCredentials } from '../../shared/protocol/agent-config.ts';
+import { BrokerUrlSchema, LabelKeySchema, mqttCredential, withoutCredentials } from '../../shared/protocol/agent-config.ts';
 import { bearerTokenProblem } from '../../shared/protocol/bearer-token.ts';
 import { ServerUrlSchema } from '../../shared/protocol/server-url.ts';
 
@@ -101,7 +101,7 @@ export const ServerConfigSchema = z
     /** The broker URL written into agent configs; default --mqtt-url, or mqtt://<host>:<mqtt port>. */
     mqttPublicUrl: ServerBrokerUrl.optional(),
     /** The device label whose value is the `cohort` label of exported report metrics. */
-    cohortLabel: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be a label key').default('cohort'),
+    cohortLabel: LabelKeySchema.default('cohort'),
     /**
      * This server among several sharing one PostgreSQL database and data directory: it owns the
      * pruning jobs it accepted (only its own are failed when it restarts) and their work directory.

@@ -70,7 +70,7 @@ export class StoreFleetIngest implements FleetIngest {
       // or one the registry does not hold, is nobody's evidence: no history row, no slots, no series.
       const unissued = await unissuedReport(tx, report);
       if (unissued) return unissued;
-      const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
+      const cohort = cohortOf(device.labels, this.#options.cohortLabel);
       // Totals kept from before fleet migration 10 start from what a restart restored (read before
       // this report is stored). An answer moving the slots stores them too: the seed's time rule
       // holds only for slots a heartbeat wrote (seedReportTotals).
@@ -144,7 +144,7 @@ export class StoreFleetIngest implements FleetIngest {
       }
       if (olderInSameRun(device.heartbeat, telemetry)) return 'out-of-order';
       const now = this.#now();
-      const cohort = device.labels[this.#options.cohortLabel] ?? 'none';
+      const cohort = cohortOf(device.labels, this.#options.cohortLabel);
       // An agent that restarted (another run id; without run ids, its uptime went down) counts from zero again.
       const previous = sameAgentRun(device.heartbeat, telemetry) ? (device.heartbeat?.serving ?? null) : null;
       const counts = telemetry.serving ? servingDelta(previous, telemetry.serving) : null;
@@ -220,4 +220,13 @@ type ServingCounter = (typeof SERVING_COUNTERS)[number];
 
 function countersOf(serving: Serving): Record<ServingCounter, number> {
   return { predictions: serving.predictions, errors: serving.errors, shadowRows: serving.shadowRows, shadowErrors: serving.shadowErrors ?? 0 };
+}
+
+/**
+ * The device's value of the cohort label, `none` without it. Its own labels only: a key such as
+ * `toString` (a label key like any other) read an Object member of a device without it, a
+ * function no store could bind, and every report of the server failed.
+ */
+export function cohortOf(labels: Readonly<Record<string, string>>, cohortLabel: string): string {
+  return Object.hasOwn(labels, cohortLabel) ? labels[cohortLabel]! : 'none';
 }

@@ -19,6 +19,9 @@ test('fleet settings: defaults, and each bad combination names its flag', () => 
     // Nothing listens there: every device would fail its first download.
     [{ dataDir: '/x', publicUrl: 'http://fleet.example:0' }, /--public-url: port 0 is no server's port/],
     [{ dataDir: '/x', cohortLabel: 'a b' }, /--cohort-label/],
+    // No device can have a reserved label key: such a cohort label would read an object's own members.
+    [{ dataDir: '/x', cohortLabel: '__proto__' }, /--cohort-label: label key "__proto__" is reserved$/],
+    [{ dataDir: '/x', cohortLabel: 'constructor' }, /--cohort-label: label key "constructor" is reserved$/],
     // Logged and written into agent configs: no credentials in it.
     [{ dataDir: '/x', mqttUrl: 'mqtt://fleet:S3cret@broker:1883', mqttPassword: 'password1' }, /--mqtt-url: must not hold user:password@/],
     [{ dataDir: '/x', mqttPublicUrl: 'mqtts://fleet:S3cret@broker:8883' }, /--mqtt-public-url: must not hold user:password@/],
@@ -54,4 +57,15 @@ test('fleetprune server: a taken --mqtt-port is one line, exit 2', async (t) => 
   const result = await runCli(['server', '--data-dir', await tempDir(t), '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', String(port)]);
   assert.equal(result.code, 2);
   assert.ok(isOneLineError(result.stderr) && result.stderr.includes(`--mqtt-port: cannot listen on 127.0.0.1:${port}`), result.stderr);
+});
+
+// `--cohort-label toString` is a label key like any other; a device without that label read the
+// Object member (a function), no store could bind it, and every report of the server failed.
+test('the cohort of a device without the cohort label is none, whatever the label key (toString, hasOwnProperty)', async () => {
+  const { cohortOf } = await import('../../server/fleet/store-fleet-ingest.ts');
+  for (const key of ['toString', 'hasOwnProperty', 'valueOf', 'cohort']) {
+    assert.equal(cohortOf({ site: 'x' }, key), 'none', key);
+    assert.equal(cohortOf({ [key]: 'ring-1' }, key), 'ring-1', key);
+  }
+  assert.equal(parseServerConfig({ dataDir: '/tmp/x', cohortLabel: 'toString' }).cohortLabel, 'toString');
 });
