@@ -35,7 +35,7 @@ export function registerDevicesCommand(program: Command): void {
             server_url: flags.serverUrl ?? '',
           })
           .catch((error: unknown) => {
-            throw namingFlags(error, { id: '--id', broker_url: '--broker-url', server_url: '--server-url' });
+            throw namingFlags(error, { id: '--id', labels: '--labels', broker_url: '--broker-url', server_url: '--server-url' });
           });
         if (toStdout) {
           process.stdout.write(`${config}\n`);

@@ -55,6 +55,18 @@ test('devices enroll --server-url with a query, fragment or user:password@ is re
   const broker = await runCli(['devices', 'enroll', '--id', 'd-b', '--broker-url', 'http://fleet.example:1883', '--out', join(dir, 'b.json'), ...connection]);
   assert.equal(broker.code, 2, broker.stderr);
   assert.match(broker.stderr, /^fleetprune: --broker-url: must be an mqtt:\/\/ or mqtts:\/\/ URL/);
+  // So are --labels and assign's --selector, and a label within them (they were request.labels.KEY, request.selector_json.matchLabels.KEY).
+  const [labels, manyLabels, selector] = await runCliBatch([
+    { args: ['devices', 'enroll', '--id', 'd-l', '--labels', 'example.com/tier=edge', '--out', join(dir, 'l.json'), ...connection] },
+    { args: ['devices', 'enroll', '--id', 'd-m', '--labels', Array.from({ length: 65 }, (_, i) => `k${i}=v`).join(','), '--out', join(dir, 'm.json'), ...connection] },
+    { args: ['assign', '--model', 'iris', '--version', '1', '--role', 'active', '--selector', 'example.com/tier=edge', ...connection] },
+  ]);
+  assert.equal(labels!.code, 2, labels!.stderr);
+  assert.match(labels!.stderr, /^fleetprune: --labels: example\.com\/tier: label keys are 1-64 characters/);
+  assert.equal(manyLabels!.code, 2, manyLabels!.stderr);
+  assert.match(manyLabels!.stderr, /^fleetprune: --labels: at most 64 labels per device \(got 65\)/);
+  assert.equal(selector!.code, 2, selector!.stderr);
+  assert.match(selector!.stderr, /^fleetprune: --selector: example\.com\/tier: label keys are 1-64 characters/);
   const listed = (await (await server.request('GET', '/api/devices')).json()) as { devices: unknown[] };
   assert.deepEqual(listed.devices, []);
   // A plain base URL, with a path, is fine.
