@@ -20,7 +20,7 @@ export function registerAssignCommand(program: Command): void {
     .requiredOption('--model <name>', 'model name')
     .requiredOption('--version <version>', 'a version, an alias (candidate, production) or latest')
     .requiredOption('--role <role>', 'candidate (install and benchmark next to the active model) or active (serve it)', parseChoice(ROLES))
-    .option('--selector <k=v,...>', 'every device whose labels match all pairs, e.g. site=osaka', parseLabelPairs)
+    .option('--selector <k=v,...>', 'every device whose labels match all pairs, e.g. site=osaka (a comma within a value: \\,)', parseLabelPairs)
     .option('--device <ids>', 'these devices (comma-separated ids, repeatable) instead of --selector', (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((id) => id.trim())])
     .option('--all-devices', 'every live device of the fleet, instead of --selector or --device')
     .action(async (flags: AssignFlags) => {

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { assertWritableFile } from '../../shared/util/fs-checks.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
-import { parseLabelPairs } from './label-pairs.ts';
+import { labelPairText, parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
 import { deviceJson, type GrpcDevice } from './json-views.ts';
 import { refuseEmpty } from './non-empty.ts';
@@ -15,7 +15,7 @@ export function registerDevicesCommand(program: Command): void {
 
   withConnectionOptions(devices.command('enroll').description('enroll a device and write its agent config file (contains its secrets; mode 0600)'))
     .requiredOption('--id <device>', 'device id (1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit)')
-    .option('--labels <k=v,...>', 'device labels, e.g. site=osaka,hw=pi4', parseLabelPairs, {})
+    .option('--labels <k=v,...>', 'device labels, e.g. site=osaka,hw=pi4 (a comma within a value: \\,; values are trimmed)', parseLabelPairs, {})
     .requiredOption('--out <file>', 'where to write the agent config (refuses to overwrite); - for stdout (to pipe it to the device, e.g. over ssh)')
     .option('--broker-url <url>', 'broker URL for the agent (default: the server\'s public broker URL)')
     .option('--server-url <url>', 'server URL for the agent (default: the server\'s public URL)')
@@ -85,7 +85,7 @@ export function registerDevicesCommand(program: Command): void {
           device.active ? `${device.active.model}@${device.active.version}` : '-',
           device.candidate ? `${device.candidate.model}@${device.candidate.version}` : '-',
           // formatTable escapes it: label values may hold newlines or escape sequences (enrolled by a server from before they were refused).
-          Object.entries(device.labels).map(([key, value]) => `${key}=${value}`).join(',') || '-',
+          Object.entries(device.labels).map(([key, value]) => labelPairText(key, value)).join(',') || '-',
         ]);
         process.stdout.write(formatTable([['DEVICE', 'STATE', 'LAST SEEN', 'ACTIVE', 'CANDIDATE', 'LABELS'], ...rows]));
       });

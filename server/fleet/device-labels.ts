@@ -26,6 +26,11 @@ export const DeviceLabelsSchema = AgentConfigSchema.shape.labels
       else if (value.includes('\uFFFD')) {
         ctx.addIssue({ code: 'custom', path: [key], message: `holds U+FFFD, the replacement character: the text given was not UTF-8 (a Latin-1 terminal or file?); give it as UTF-8` });
       }
+      // The CLI's --labels and --selector trim what they are given: a value padded with spaces
+      // could never be selected from it, and reads as another in every table.
+      else if (value !== value.trim()) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'must not begin or end with spaces (a selector given on the command line could never name it)' });
+      }
     }
   });
 

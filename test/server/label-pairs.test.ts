@@ -35,3 +35,19 @@ test('a repeated --selector or --labels adds its pairs to the earlier ones, neve
     (error: unknown) => error instanceof CommanderError && error.message.endsWith('label site: the value must not contain control characters such as newlines or escape sequences (found U+001B at character 6)'),
   );
 });
+
+// A label value holding a comma (enrolled over REST) could not be selected from the CLI, and
+// `devices list` showed it as two labels; a value padded with spaces could not be either (the CLI
+// trims values), so the server no longer enrolls one.
+test('a comma within a label value is written \\, in --labels and --selector, and shown so by devices list; the server refuses a value padded with spaces', async () => {
+  assert.deepEqual(parseLabelPairs('place=Osaka\\, Japan,hw=pi4'), { place: 'Osaka, Japan', hw: 'pi4' });
+  assert.deepEqual(parseLabelPairs('a=x\\\\,b=y'), { a: 'x\\', b: 'y' }, 'an escaped backslash before a separating comma');
+  const { labelPairText } = await import('../../server/cli/label-pairs.ts');
+  const labels = { place: 'Osaka, Japan', path: 'C:\\dir', plain: 'pi4' };
+  const shown = Object.entries(labels).map(([key, value]) => labelPairText(key, value)).join(',');
+  assert.equal(shown, 'place=Osaka\\, Japan,path=C:\\\\dir,plain=pi4');
+  assert.deepEqual(parseLabelPairs(shown), labels, 'what devices list shows selects the device');
+  const { deviceLabelsProblem } = await import('../../server/fleet/device-labels.ts');
+  assert.equal(deviceLabelsProblem({ site: ' north ' }), 'labels.site: must not begin or end with spaces (a selector given on the command line could never name it)');
+  assert.equal(deviceLabelsProblem({ place: 'Osaka, Japan' }), null);
+});
