@@ -414,7 +414,8 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
     } else if (result.outcome === 'gone') {
       // Not a verdict on the candidate: the device left the fleet, and with it the rollout.
       t.setDevice(device.id, { delivery: 'unreachable', reason: result.reason ?? 'gone', nextAttemptAt: undefined, left: true });
-      t.decide('device', 'unreachable', `device ${device.id} left the fleet (${result.reason ?? 'gone'}); the rollout goes on without it`);
+      // A revert's device that left: nothing goes on, and nothing more is sent to it.
+      t.decide('device', 'unreachable', `device ${device.id} left the fleet (${result.reason ?? 'gone'}); ${device.desired === 'baseline' ? 'nothing more is sent to it' : 'the rollout goes on without it'}`);
     } else if (result.outcome === 'superseded') {
       // Nothing was sent: the device had been sent something newer since. A revert does not undo
       // it (the device is not counted as one to send its baseline again); a candidate, as before,

@@ -188,6 +188,8 @@ describe('rollout state machine: manual control', () => {
     h.send({ type: 'actionResult', at: h.at, actionId: revert.id, devices: revert.devices.map(({ deviceId }) => ({ deviceId, outcome: outcomes[deviceId]! })) });
     assert.deepEqual(h.state.devices.map((d) => `${d.id}:${d.delivery}`).sort(), ['dev-01:delivered', 'dev-02:refused', 'dev-03:unreachable', 'dev-04:delivered']);
     assert.deepEqual(devicesNotBack(h.state).map((d) => d.id), ['dev-02'], 'what the dashboard counts to keep "Roll back" on');
+    // Left during the revert: nothing goes on; nothing more is sent to it.
+    assert.ok(h.decisions.some((d) => d.message === 'device dev-03 left the fleet (gone); nothing more is sent to it'), JSON.stringify(h.decisions.map((d) => d.message)));
 
     h.send({ type: 'rollback', at: h.at, by: 'carol' });
     const again = h.last('revert');
