@@ -71,6 +71,7 @@ const TYPE_WORDS: Record<string, string> = {
   int: 'a whole number',
   boolean: 'a boolean',
   object: 'an object',
+  record: 'an object',
   array: 'a list',
   null: 'null',
   NaN: 'NaN',

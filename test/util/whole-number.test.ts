@@ -30,6 +30,8 @@ test('a value of the wrong type is named in words; a fraction where a whole numb
   assert.deepEqual(messages(z.number().safeParse([1])), ['must be a number, not a list']);
   assert.deepEqual(messages(z.object({}).safeParse(null)), ['must be an object, not null']);
   assert.deepEqual(messages(z.string().safeParse(7)), ['must be a string, not a number']);
+  // A rollout spec's target.matchLabels: null (it was "Invalid input: expected record, received null").
+  assert.deepEqual(messages(z.record(z.string(), z.string()).safeParse(null)), ['must be an object, not null']);
 });
 
 // A rollout spec's analysis argument (`value: true`) was refused with zod's bare "Invalid input".
