@@ -1,16 +1,25 @@
 import { ONNX_FILE, type Manifest } from '../../shared/artifact/manifest.ts';
 import { onnxArchitecture } from '../../shared/artifact/onnx-architecture.ts';
-import { errorMessage } from '../../shared/util/errors.ts';
-// The checks an agent makes before it installs a model (precedent: the demo runs the agent's code too).
-import { modelInterfaceProblem, modelProbeProblem } from '../../agent/model-interface.ts';
-import { createOnnxSession } from '../../agent/onnx-session.ts';
 import type { BlobStore } from './blob-store.ts';
+import { ModelCheckRunner, ModelCheckTimeout } from './model-check-runner.ts';
+
+/**
+ * How long a model's check may take (loading it, one row, two batches of 64): a dense network of
+ * the sizes pruning makes takes milliseconds. One that runs longer (a signed model that loops, or
+ * whose work grows with its rows) would hang every device's benchmark and inference, which have no
+ * limit: refused.
+ */
+export const MODEL_CHECK_TIMEOUT_MS = 10_000;
+
+/** The server's model checks (model-check-runner.ts), made when first needed. */
+let checks: ModelCheckRunner | undefined;
 
 /**
  * Why devices would refuse the stored `model.onnx` of `manifest` at install, or null: it does not
  * load in onnxruntime (not ONNX at all, an empty file), or it does not take and give what the
- * manifest says (modelInterfaceProblem), or, run once on one row, gives another shape
- * (modelProbeProblem). A signed manifest can list any bytes: without this, such a version is
+ * manifest says (modelInterfaceProblem), or, run on one row and on batches, gives another shape
+ * or, a classifier, no probabilities, or does not finish within MODEL_CHECK_TIMEOUT_MS
+ * (model-check-process.ts, in a child process of its own). A signed manifest can list any bytes: without this, such a version is
  * registered, can be made production, and fails on every device. Then that a model.onnx devices
  * would run holds the layers the manifest's `architecture` lists (architectureProblem).
  */
@@ -28,18 +37,14 @@ export async function storedModelProblem(blobs: BlobStore, manifest: Manifest): 
     await blob.close();
   }
   if (bytes.length === 0) return refused(`${ONNX_FILE} is empty`);
-  let session;
+  let problem: string | null;
   try {
-    session = await createOnnxSession(bytes);
+    problem = await (checks ??= new ModelCheckRunner({ timeoutMs: MODEL_CHECK_TIMEOUT_MS, idleMs: 15_000 })).check({ bytes, manifest });
   } catch (error) {
-    return refused(`${ONNX_FILE} does not load in onnxruntime (${errorMessage(error)})`);
+    if (error instanceof ModelCheckTimeout) return refused(`${ONNX_FILE} did not finish loading and running on one row and on 64 rows within ${error.message}: a device's benchmark and inference would not finish either`);
+    throw error;
   }
-  try {
-    const problem = modelInterfaceProblem(session, manifest) ?? (await modelProbeProblem(session, manifest));
-    if (problem) return refused(problem);
-  } finally {
-    await session.release();
-  }
+  if (problem) return refused(problem);
   return architectureProblem(bytes, manifest);
 }
 
