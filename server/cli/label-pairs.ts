@@ -6,7 +6,8 @@ import { controlCharacterIn } from '../rollout/operator-text.ts';
  * `site=osaka,hw=pi4` → {site: 'osaka', hw: 'pi4'}; commander reports a bad value with the flag's
  * name. A repeated flag adds to the pairs of the earlier ones (commander passes them as
  * `previous`): `--selector site=osaka --selector hw=pi4` is both, never just the last. A comma
- * within a value is written `\,` (`place=Osaka\, Japan`), a backslash `\\`, as `devices list` shows them.
+ * within a value is written `\,` (`place=Osaka\, Japan`), as `devices list` shows it; any other
+ * backslash is itself (`share=\\srv\x`).
  */
 export function parseLabelPairs(value: string, previous?: Record<string, string>): Record<string, string> {
   const labels: Record<string, string> = { ...previous };
@@ -17,7 +18,7 @@ export function parseLabelPairs(value: string, previous?: Record<string, string>
     if (at <= 0 || key === '') throw new InvalidArgumentError(`"${part}" is not key=value (expected key=value[,key=value...]; a comma within a value is \\,)`);
     if (RESERVED_LABEL_KEYS.has(key)) throw new InvalidArgumentError(`label key "${key}" is reserved`);
     if (Object.hasOwn(labels, key)) throw new InvalidArgumentError(`label ${key} is given twice`);
-    const value = part.slice(at + 1).trim().replace(/\\([\\,])/g, '$1');
+    const value = part.slice(at + 1).trim().replace(/\\,/g, ',');
     // As the server refuses them (a value shown on one line in tables and logs), said up front.
     const found = controlCharacterIn(value);
     if (found) throw new InvalidArgumentError(`label ${key}: the value must not contain control characters such as newlines or escape sequences (found ${found})`);
@@ -28,20 +29,10 @@ export function parseLabelPairs(value: string, previous?: Record<string, string>
 
 /** `a=1,b=x\,y` → ['a=1', 'b=x\,y']: split at the commas no backslash escapes (the escapes are undone later). */
 function splitPairs(text: string): string[] {
-  const parts: string[] = [];
-  let start = 0;
-  for (let i = 0; i < text.length; i++) {
-    if (text[i] === '\\') i++;
-    else if (text[i] === ',') {
-      parts.push(text.slice(start, i));
-      start = i + 1;
-    }
-  }
-  parts.push(text.slice(start));
-  return parts;
+  return text.split(/(?<!\\),/);
 }
 
-/** A label as `devices list` shows it, in the form --labels and --selector take: key=value, with a comma or backslash in the value escaped. */
+/** A label as `devices list` shows it, in the form --labels and --selector take: key=value, with a comma in the value escaped. */
 export function labelPairText(key: string, value: string): string {
-  return `${key}=${value.replace(/[\\,]/g, (found) => `\\${found}`)}`;
+  return `${key}=${value.replace(/,/g, '\\,')}`;
 }

@@ -41,13 +41,27 @@ test('a repeated --selector or --labels adds its pairs to the earlier ones, neve
 // trims values), so the server no longer enrolls one.
 test('a comma within a label value is written \\, in --labels and --selector, and shown so by devices list; the server refuses a value padded with spaces', async () => {
   assert.deepEqual(parseLabelPairs('place=Osaka\\, Japan,hw=pi4'), { place: 'Osaka, Japan', hw: 'pi4' });
-  assert.deepEqual(parseLabelPairs('a=x\\\\,b=y'), { a: 'x\\', b: 'y' }, 'an escaped backslash before a separating comma');
+  // Any other backslash is itself, as before (a UNC path given to --selector selects what it did).
+  assert.deepEqual(parseLabelPairs('share=\\\\srv\\x,b=y'), { share: '\\\\srv\\x', b: 'y' });
   const { labelPairText } = await import('../../server/cli/label-pairs.ts');
   const labels = { place: 'Osaka, Japan', path: 'C:\\dir', plain: 'pi4' };
   const shown = Object.entries(labels).map(([key, value]) => labelPairText(key, value)).join(',');
-  assert.equal(shown, 'place=Osaka\\, Japan,path=C:\\\\dir,plain=pi4');
+  assert.equal(shown, 'place=Osaka\\, Japan,path=C:\\dir,plain=pi4');
   assert.deepEqual(parseLabelPairs(shown), labels, 'what devices list shows selects the device');
   const { deviceLabelsProblem } = await import('../../server/fleet/device-labels.ts');
   assert.equal(deviceLabelsProblem({ site: ' north ' }), 'labels.site: must not begin or end with spaces (a selector given on the command line could never name it)');
   assert.equal(deviceLabelsProblem({ place: 'Osaka, Japan' }), null);
+});
+
+// A label key that is a number was read as a list's index ("--labels (value 8)"); one with a colon
+// was left as the request field's path.
+test('a refusal of a label is named by its flag and key, whatever the key; a list item by its place', async () => {
+  const { namingFlags } = await import('../../server/cli/request-field-flags.ts');
+  const { UserError } = await import('../../shared/util/errors.ts');
+  const named = (message: string) => (namingFlags(new UserError(message), { labels: '--labels', device_ids: '--device', selector_json: '--selector' }) as Error).message;
+  assert.equal(named('request.labels.7: must be at most 256 characters long'), '--labels: 7: must be at most 256 characters long');
+  assert.equal(named('request.labels.a:b: label keys are 1-64 characters'), '--labels: a:b: label keys are 1-64 characters');
+  assert.equal(named('request.selector_json.matchLabels.example.com/tier: label keys are 1-64 characters'), '--selector: example.com/tier: label keys are 1-64 characters');
+  assert.equal(named('request.device_ids.1: must be a device id'), '--device (value 2): must be a device id');
+  assert.equal(named('request.labels: at most 64 labels per device (got 65)'), '--labels: at most 64 labels per device (got 65)');
 });
