@@ -219,8 +219,8 @@ export class StoreFleetPort implements FleetPort {
   /**
    * Records (under the guard: only the devices the command still speaks for), sends, then waits
    * for the online devices' answers, passing each on to `onAnswer` as it comes. Waits are
-   * registered before sending, so no answer is missed; a device the guard left out is answered
-   * `refused` (superseded) at once.
+   * registered before sending, so no answer is missed; a device the guard left out (sent something
+   * newer since) is answered `superseded` at once, nothing sent to it.
    */
   async #deliver(
     commandId: string,

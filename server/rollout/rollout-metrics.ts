@@ -28,7 +28,7 @@ export class RolloutMetrics {
     const base = ['rollout', 'model', 'version'] as const;
     this.step = new Gauge({ name: ROLLOUT_METRICS.step, help: 'Index of the step the rollout is on (the number of steps once activating everywhere)', labelNames: base, registers: [registry] });
     this.weight = new Gauge({ name: ROLLOUT_METRICS.weight, help: 'Percent of the rollout target devices given the candidate', labelNames: base, registers: [registry] });
-    this.unreachable = new Gauge({ name: ROLLOUT_METRICS.unreachableDevices, help: 'Devices of the rollout that timed out into unreachable', labelNames: base, registers: [registry] });
+    this.unreachable = new Gauge({ name: ROLLOUT_METRICS.unreachableDevices, help: 'Devices of the rollout that timed out into unreachable (not those that left the fleet)', labelNames: base, registers: [registry] });
     this.analysisValue = new Gauge({ name: ROLLOUT_METRICS.analysisValue, help: 'Last measured value of an analysis metric (median of a vector; of a relative check, the candidate median, context only: its verdict is on the per-device margins, in the decision message)', labelNames: [...base, 'metric'], registers: [registry] });
     this.analysisThreshold = new Gauge({ name: ROLLOUT_METRICS.analysisThreshold, help: 'Threshold the last value of an analysis metric was compared with (of a relative check, success: the bound of the baseline median, context only: each device is compared with its own bound)', labelNames: [...base, 'metric', 'condition'], registers: [registry] });
     this.decisions = new Counter({ name: ROLLOUT_METRICS.decisions, help: 'Rollout decisions (measurements, steps, promotions, failures, commands) by verdict', labelNames: [...base, 'kind', 'metric', 'verdict'], registers: [registry] });

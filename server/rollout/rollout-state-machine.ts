@@ -421,12 +421,12 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
       // it (the device is not counted as one to send its baseline again); a candidate, as before,
       // counts as refused.
       const revert = device.desired === 'baseline';
-      t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'superseded', nextAttemptAt: undefined, ...(revert ? { reassigned: true as const } : {}) });
+      t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'superseded', nextAttemptAt: undefined, reassigned: true });
       t.decide(
         'device',
         'superseded',
         revert
-          ? `device ${device.id} was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this rollback does not undo; assign it its baseline by hand for it to go back`
+          ? `device ${device.id} was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this revert does not undo; assign it its baseline by hand for it to go back`
           : `device ${device.id} was not sent ${describeDesired(s, device.desired)}: it has been sent something newer since`,
       );
     } else if (result.outcome === 'refused') {
@@ -451,7 +451,8 @@ function settle(t: TransitionDraft): void {
   // is back, possibly during a later pause or analysis — whose verdict cannot vouch for it either.
   const refused = s.devices.find((device) => device.delivery === 'refused' && device.desired === 'candidate');
   if (refused) {
-    fail(t, 'Failed', `device ${refused.id} refused the candidate: ${refused.reason ?? 'no reason given'}`);
+    // Not a refusal when the device was sent something newer than the candidate meanwhile: said so.
+    fail(t, 'Failed', refused.reassigned ? `device ${refused.id} was sent something newer than the candidate since (an assignment, or another rollout)` : `device ${refused.id} refused the candidate: ${refused.reason ?? 'no reason given'}`);
     return;
   }
   if (s.stepStage !== 'assigning' && s.stepStage !== 'activating') return;
@@ -783,7 +784,7 @@ function onRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'ro
     // With every device back (or gone from the fleet) there is nothing to send: refused, as a
     // rollback of a rolled-back rollout is, and the phase stays what it is.
     const pending = devicesNotBack(s).map((device) => device.id);
-    if (pending.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already reverted (${s.phase}): every device it touched is back on its baseline; nothing to roll back`);
+    if (pending.length === 0) throw new RolloutCommandError(`rollout ${s.id} is already reverted (${s.phase}): ${everyDeviceBack(s)}; nothing to roll back`);
     for (const id of pending) t.setDevice(id, { delivery: 'pending', attempts: 1, nextAttemptAt: undefined });
     deliver(t, pending);
     s.phase = 'RolledBack';
@@ -846,10 +847,7 @@ function resendRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type:
     if (onItsWay.length > 0) {
       throw new RolloutCommandError(`rollout ${s.id} is already rolled back: its revert is on its way to ${onItsWay.length} device${onItsWay.length === 1 ? '' : 's'} (${listIds(onItsWay.map((device) => device.id))}); nothing to send again`);
     }
-    const left = s.devices.some((device) => device.touched && device.left);
-    const reassigned = s.devices.filter((device) => device.touched && device.reassigned && device.delivery !== 'delivered');
-    const others = reassigned.length === 0 ? '' : `, but for ${listIds(reassigned.map((device) => device.id))}, sent something newer since, which a rollback does not undo (assign ${reassigned.length === 1 ? 'it its' : 'them their'} baseline by hand)`;
-    throw new RolloutCommandError(`rollout ${s.id} is already rolled back: every device it touched is back on its baseline${left ? ' or has left the fleet' : ''}${others}; nothing to roll back`);
+    throw new RolloutCommandError(`rollout ${s.id} is already rolled back: ${everyDeviceBack(s)}; nothing to roll back`);
   }
   const retried = again.filter(waitsForRetry).length;
   const refused = again.filter((device) => device.delivery === 'refused').length;
@@ -869,6 +867,17 @@ function resendRollback(t: TransitionDraft, event: Extract<RolloutEvent, { type:
     `rolled back again by ${by}${reason ? ` (${reason})` : ''}: ${n} device${n === 1 ? '' : 's'} not back on ${n === 1 ? 'its' : 'their'} baseline ${n === 1 ? 'is' : 'are'} sent it again (${listIds(again.map((device) => device.id))}): ${why}`,
     { by },
   );
+}
+
+/**
+ * "every device it touched is back on its baseline", with those that left the fleet, and those sent
+ * something newer since (which no rollback undoes), named.
+ */
+function everyDeviceBack(s: RolloutState): string {
+  const left = s.devices.some((device) => device.touched && device.left);
+  const reassigned = s.devices.filter((device) => device.touched && device.reassigned && device.delivery !== 'delivered');
+  const others = reassigned.length === 0 ? '' : `, but for ${listIds(reassigned.map((device) => device.id))}, sent something newer since, which a rollback does not undo (assign ${reassigned.length === 1 ? 'it its' : 'them their'} baseline by hand)`;
+  return `every device it touched is back on its baseline${left ? ' or has left the fleet' : ''}${others}`;
 }
 
 /** Reverts every touched device, stops analysis, marks the candidate failed. */

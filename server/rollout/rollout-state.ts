@@ -37,9 +37,9 @@ export interface DeviceState {
   /** It left the fleet (revoked, or not enrolled) during the rollout: nothing is sent to it again. */
   readonly left?: true;
   /**
-   * Its revert was not sent: it had been sent something newer since (an operator's assignment after
-   * the rollout, another rollout), which the rollback does not undo. Not counted as a device to
-   * send its baseline again (devicesNotBack): only an assignment by hand moves it.
+   * What the rollout sent it last was not sent: it had been sent something newer since (an
+   * operator's assignment after the rollout, another rollout), which the rollout does not undo. Not
+   * counted as a device to send its baseline again (devicesNotBack): only an assignment by hand moves it.
    */
   readonly reassigned?: true;
   /**

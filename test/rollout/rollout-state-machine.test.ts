@@ -213,13 +213,22 @@ describe('rollout state machine: manual control', () => {
     h.send({ type: 'rollback', at: h.at, by: 'carol', runningCandidate: [] });
     const revert = h.last('revert');
     h.send({ type: 'actionResult', at: h.at, actionId: revert.id, devices: revert.devices.map(({ deviceId }) => (deviceId === 'dev-03' ? { deviceId, outcome: 'superseded' as const, reason: 'the device has been sent something newer since' } : { deviceId, outcome: 'delivered' as const })) });
-    assert.equal(h.decisions.at(-1)!.message, 'device dev-03 was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this rollback does not undo; assign it its baseline by hand for it to go back');
+    assert.equal(h.decisions.at(-1)!.message, 'device dev-03 was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this revert does not undo; assign it its baseline by hand for it to go back');
     assert.deepEqual(devicesNotBack(h.state), [], 'nothing a rollback could send: Roll back is off');
     assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), (error: unknown) => {
       assert.ok(error instanceof RolloutCommandError, String(error));
       assert.equal(error.message, 'rollout ro-test is already rolled back: every device it touched is back on its baseline, but for dev-03, sent something newer since, which a rollback does not undo (assign it its baseline by hand); nothing to roll back');
       return true;
     });
+
+    // The same after an abort: the rollback names it too, not "every device … is back".
+    const aborted = new ReducerHarness(specOf([{ setWeight: 100 }, { pause: {} }]), fleetOf(3));
+    aborted.deliver(aborted.last('assign'));
+    aborted.send({ type: 'abort', at: aborted.at, by: 'carol' });
+    const undo = aborted.last('revert');
+    aborted.send({ type: 'actionResult', at: aborted.at, actionId: undo.id, devices: undo.devices.map(({ deviceId }) => (deviceId === 'dev-03' ? { deviceId, outcome: 'superseded' as const } : { deviceId, outcome: 'delivered' as const })) });
+    assert.equal(aborted.state.phase, 'Aborted');
+    assert.throws(() => aborted.send({ type: 'rollback', at: aborted.at, by: 'carol' }), /^RolloutCommandError: rollout ro-test is already reverted \(Aborted\): every device it touched is back on its baseline, but for dev-03, sent something newer since, which a rollback does not undo \(assign it its baseline by hand\); nothing to roll back$/);
   });
 
   it('rolled back again while the revert waits for a retry after failing (the fleet was down): accepted, sent again now, logged once; while it is on its way, or with every device back, refused and nothing changes', () => {
