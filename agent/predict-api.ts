@@ -147,7 +147,7 @@ export function createPredictApp(options: PredictApiOptions): Express {
       // The model failed these rows, as a shadow run with a non-finite output fails the candidate's.
       options.stats.errors += parsed.rows;
       metrics.predictRequests.inc({ status: '422' });
-      response.status(422).json({ error: `rows[${overflow}]: the model's output is not finite (the inputs are far outside the range it was trained on)` });
+      response.status(422).json({ error: `rows[${overflow}]: the model's output is not finite (inputs far outside the range it was trained on, or a model that is broken: its benchmark on the holdout says which)` });
       return;
     }
     metrics.predictRows.inc(parsed.rows);

@@ -44,7 +44,7 @@ const FileEntrySchema = z.strictObject({
 const FilesSchema = z.record(z.string(), FileEntrySchema).superRefine((files, ctx) => {
   for (const path of Object.keys(files)) {
     if (!isSafeRelativePath(path)) {
-      ctx.addIssue({ code: 'custom', message: `unsafe path ${JSON.stringify(path)} (must be relative, without "..")` });
+      ctx.addIssue({ code: 'custom', message: `unsafe path ${JSON.stringify(path)} (a relative path of segments of A-Z a-z 0-9 . _ -, separated by /, none of them . or ..)` });
     }
   }
   for (const path of REQUIRED_FILES) {
