@@ -35,6 +35,7 @@ import type { Listener, ServerModule } from './server-module.ts';
 import type { ReportHistory } from '../metricproviders/report-history.ts';
 import type { FleetPort } from '../rollout/fleet-port.ts';
 import { leadershipFor, rolloutLeaderLock } from '../rollout/leader-election.ts';
+import { stopModelChecks } from '../artifacts/model-file-check.ts';
 import { rolloutModule } from '../rollout/rollout-module.ts';
 import type { DeviceReturn } from '../rollout/rollout-state.ts';
 import { RolloutHolds } from '../rollout/rollout-holds.ts';
@@ -236,6 +237,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     });
     for (const binding of grpcBindings) grpc.addService(tolerantService(binding.service), binding.implementation);
 
+    // A pushed model's check under way is ended with its process (after the listeners close, before the store).
+    cleanups.push(async () => stopModelChecks());
     const listeners: Listener[] = [];
     cleanups.push(async () => {
       for (const listener of [...listeners].reverse()) await listener.close();

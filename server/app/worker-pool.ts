@@ -60,10 +60,10 @@ interface PoolWorker<In, Out> {
  * Runs tasks in worker threads started from `entry`, so that work which could block (parsing a
  * large data set, running a model nobody has run yet) never blocks the server's event loop. At
  * most `threads` workers, started when needed, each running one task at a time and ended once
- * idle for `idleMs`. A task over `timeoutMs` is failed and its worker ended (a worker stuck in
- * native code ends only when that code returns: it is no longer waited for, and no longer keeps
- * the process alive). A worker that fails or dies fails only its own task; after stop() every
- * task, waiting or running, is refused as the server shutting down.
+ * idle for `idleMs`. A task over `timeoutMs` is failed and its worker ended (for JavaScript work:
+ * a thread stuck in native code cannot be ended, see model-check-runner.ts). A worker that fails
+ * or dies fails only its own task; after stop() every task, waiting or running, is refused as the
+ * server shutting down.
  */
 export class WorkerPool<In, Out> {
   readonly #entry: URL;
@@ -86,7 +86,7 @@ export class WorkerPool<In, Out> {
     this.#resourceLimits = options.resourceLimits;
   }
 
-  /** Worker threads alive now (at most `threads`, not counting those ended over their time). */
+  /** Worker threads alive now (at most `threads`). */
   get threads(): number {
     return this.#workers.size;
   }
@@ -120,7 +120,9 @@ export class WorkerPool<In, Out> {
       const running = entry;
       running.taskTimer = setTimeout(() => {
         this.#fail(running, this.#words.timedOut(this.#timeoutMs >= 1000 ? `${Math.round(this.#timeoutMs / 1000)} s` : `${this.#timeoutMs} ms`));
-        this.#retire(running);
+        // Counted (and waited for by stop()) until it has exited: the thread cap holds.
+        running.retiring = true;
+        void running.worker.terminate();
       }, this.#timeoutMs);
       try {
         entry.worker.postMessage({ id: pending.id, input: pending.input } satisfies WorkerRequest<In>);
@@ -155,15 +157,6 @@ export class WorkerPool<In, Out> {
       this.#dispatch();
     });
     return entry;
-  }
-
-  /** Ends a worker over its time: another takes the next task at once, even while this one has not exited (stuck in native code). */
-  #retire(entry: PoolWorker<In, Out>): void {
-    entry.retiring = true;
-    this.#workers.delete(entry);
-    entry.worker.unref();
-    void entry.worker.terminate();
-    this.#dispatch();
   }
 
   #fail(entry: PoolWorker<In, Out>, error: Error): void {

@@ -1,3 +1,4 @@
+import { Worker } from 'node:worker_threads';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 // The checks an agent makes before it installs a model (precedent: the demo runs the agent's code too).
@@ -72,6 +73,29 @@ async function answer({ id, input }: WorkerRequest<ModelCheckInput>): Promise<Wo
   }
 }
 
-process.on('message', (request: WorkerRequest<ModelCheckInput>) => void answer(request).then((reply) => process.send?.(reply)));
+/**
+ * A model that loops holds this process's only JavaScript thread, where no 'disconnect' or signal
+ * handler can run: a watchdog thread ends the process (SIGKILL) once the server that started it is
+ * gone (killed without its exit handler running: kill -9, a second SIGTERM), or a check has run
+ * well past the server's own limit.
+ */
+const watchdog = new Worker(
+  `const { parentPort, workerData } = require('node:worker_threads');
+  let deadline = Infinity;
+  parentPort.on('message', (at) => { deadline = at; });
+  setInterval(() => { if (process.ppid !== workerData.ppid || Date.now() > deadline) process.kill(process.pid, 'SIGKILL'); }, 500);`,
+  { eval: true, workerData: { ppid: process.ppid } },
+);
+watchdog.unref();
+/** Beyond the server's own limit (MODEL_CHECK_TIMEOUT_MS, 10 s), by which it has killed this process already. */
+const CHECK_DEADLINE_MS = 30_000;
+
+process.on('message', (request: WorkerRequest<ModelCheckInput>) => {
+  watchdog.postMessage(Date.now() + CHECK_DEADLINE_MS);
+  void answer(request).then((reply) => {
+    watchdog.postMessage(Number.POSITIVE_INFINITY);
+    process.send?.(reply);
+  });
+});
 // The server gone (its channel closed): nothing more to check.
 process.on('disconnect', () => process.exit(0));

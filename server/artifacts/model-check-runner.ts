@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Mutex } from '../../shared/util/mutex.ts';
+import { ServiceError } from '../app/service-error.ts';
 import type { WorkerReply, WorkerRequest } from '../app/worker-pool.ts';
 import type { ModelCheckInput } from './model-check-process.ts';
 
@@ -26,6 +27,10 @@ export class ModelCheckRunner {
   #child: ChildProcess | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #nextId = 1;
+  /** What the child wrote on stderr last (a crash's reason: onnxruntime failing to load, an abort). */
+  #stderrTail = '';
+  /** Bumped by stop(): a check queued before it is refused. */
+  #generation = 0;
 
   constructor(options: { timeoutMs: number; idleMs: number }) {
     this.#timeoutMs = options.timeoutMs;
@@ -34,7 +39,23 @@ export class ModelCheckRunner {
 
   /** The model's problem (null: none); ModelCheckTimeout when it ran over its time; an Error when the check itself failed. */
   check(input: ModelCheckInput): Promise<string | null> {
-    return this.#turns.run(() => this.#checkNow(input));
+    const generation = this.#generation;
+    return this.#turns.run(() => (generation === this.#generation ? this.#checkNow(input) : Promise.reject(shuttingDown())));
+  }
+
+  /**
+   * The server stopping: a check under way is ended with its process (SIGKILL), and those waiting
+   * are refused, both as the server shutting down (503). A later check starts a process again.
+   */
+  stop(): void {
+    this.#generation++;
+    clearTimeout(this.#idleTimer);
+    const child = this.#child;
+    this.#child = undefined;
+    if (child) {
+      child.emit('stopping');
+      child.kill('SIGKILL');
+    }
   }
 
   #checkNow(input: ModelCheckInput): Promise<string | null> {
@@ -48,6 +69,7 @@ export class ModelCheckRunner {
         clearTimeout(timer);
         child.off('message', onMessage);
         child.off('exit', onExit);
+        child.off('stopping', onStopping);
       };
       const onMessage = (reply: WorkerReply<string | null>) => {
         if (reply.id !== id) return;
@@ -58,7 +80,12 @@ export class ModelCheckRunner {
       };
       const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
         done();
-        reject(new Error(`the model check process exited (${signal ?? `code ${code}`}) while checking model.onnx`));
+        const said = this.#stderrTail.trim().split('\n').slice(-3).join(' | ');
+        reject(new Error(`the model check process exited (${signal ?? `code ${code}`}) while checking model.onnx${said ? `: ${said}` : ''}`));
+      };
+      const onStopping = () => {
+        done();
+        reject(shuttingDown());
       };
       const timer = setTimeout(() => {
         done();
@@ -67,6 +94,7 @@ export class ModelCheckRunner {
       }, this.#timeoutMs);
       child.on('message', onMessage);
       child.once('exit', onExit);
+      child.once('stopping', onStopping);
       child.send({ id, input } satisfies WorkerRequest<ModelCheckInput>, (error) => {
         if (!error) return;
         done();
@@ -78,7 +106,12 @@ export class ModelCheckRunner {
 
   #start(): ChildProcess {
     // Its own node, without the server's flags (a test runner's, say); IPC in structured clone, so the model's bytes go as bytes.
-    const child = fork(ENTRY, [], { execArgv: [], serialization: 'advanced', stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    // Its stderr is kept (its last lines): a crash says why.
+    const child = fork(ENTRY, [], { execArgv: [], serialization: 'advanced', stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    this.#stderrTail = '';
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => (this.#stderrTail = (this.#stderrTail + text).slice(-2048)));
+    (child.stderr as { unref?: () => void } | null)?.unref?.();
     const killOnExit = () => child.kill('SIGKILL');
     process.once('exit', killOnExit);
     child.once('exit', () => {
@@ -105,4 +138,8 @@ export class ModelCheckRunner {
     }, this.#idleMs);
     this.#idleTimer.unref();
   }
+}
+
+function shuttingDown(): ServiceError {
+  return new ServiceError('retry_later', 'the server is shutting down; push again once it is back');
 }

@@ -14,6 +14,11 @@ export const MODEL_CHECK_TIMEOUT_MS = 10_000;
 /** The server's model checks (model-check-runner.ts), made when first needed. */
 let checks: ModelCheckRunner | undefined;
 
+/** Ends a model check under way (the server stopping): it is refused as the server shutting down. */
+export function stopModelChecks(): void {
+  checks?.stop();
+}
+
 /**
  * Why devices would refuse the stored `model.onnx` of `manifest` at install, or null: it does not
  * load in onnxruntime (not ONNX at all, an empty file), or it does not take and give what the

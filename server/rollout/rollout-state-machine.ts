@@ -417,9 +417,9 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
       // A revert's device that left: nothing goes on, and nothing more is sent to it.
       t.decide('device', 'unreachable', `device ${device.id} left the fleet (${result.reason ?? 'gone'}); ${device.desired === 'baseline' ? 'nothing more is sent to it' : 'the rollout goes on without it'}`);
     } else if (result.outcome === 'superseded') {
-      // Nothing was sent: the device had been sent something newer since. A revert does not undo
-      // it (the device is not counted as one to send its baseline again); a candidate, as before,
-      // counts as refused.
+      // Nothing was sent: the device had been sent something newer since, which the rollout does not
+      // undo (reassigned: not counted as one to send its baseline again). A candidate's still fails
+      // the rollout (settle), saying so rather than as a refusal.
       const revert = device.desired === 'baseline';
       t.setDevice(device.id, { delivery: 'refused', reason: result.reason ?? 'superseded', nextAttemptAt: undefined, reassigned: true });
       t.decide(

@@ -13,7 +13,7 @@ const SOURCE_ROOT = dirname(realpathSync(join(REPO_ROOT, 'package.json')));
 const run = promisify(execFile);
 
 test('the source tree holds no compiled JavaScript (the launcher and workers would load it instead of the TypeScript)', () => {
-  for (const compiled of ['server/cli/main.js', 'server/jobs/prune-worker.js', 'server/jobs/job-data-check-worker.js']) {
+  for (const compiled of ['server/cli/main.js', 'server/jobs/prune-worker.js', 'server/jobs/job-data-check-worker.js', 'server/artifacts/model-check-process.js']) {
     assert.equal(existsSync(join(SOURCE_ROOT, compiled)), false, compiled);
   }
 });
@@ -34,6 +34,17 @@ test("a worker thread started from the source tree loads its TypeScript module t
     process.stdout.write(check.task);`;
   const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: SOURCE_ROOT });
   assert.equal(stdout, 'classification');
+});
+
+test("the model check's child process started from the source tree loads its TypeScript module through tsx", async () => {
+  const script = `
+    import { ModelCheckRunner } from './server/artifacts/model-check-runner.ts';
+    const runner = new ModelCheckRunner({ timeoutMs: 30_000, idleMs: 100 });
+    const problem = await runner.check({ bytes: new TextEncoder().encode('not onnx'), manifest: { features: ['a'], task: 'regression' } });
+    runner.stop();
+    process.stdout.write(problem);`;
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: SOURCE_ROOT });
+  assert.match(stdout, /^model\.onnx does not load in onnxruntime \(/);
 });
 
 test("npm test's groups hold every test file once; files with top-level hooks, and those listed to run alone, run alone", async () => {

@@ -48,6 +48,11 @@ test('a comma within a label value is written \\, in --labels and --selector, an
   const shown = Object.entries(labels).map(([key, value]) => labelPairText(key, value)).join(',');
   assert.equal(shown, 'place=Osaka\\, Japan,path=C:\\dir,plain=pi4');
   assert.deepEqual(parseLabelPairs(shown), labels, 'what devices list shows selects the device');
+  // A value ending in a backslash, or with one before a comma, comes back as it was too.
+  const edges = { root: 'C:\\', odd: 'a\\,b', plain: 'pi4' };
+  const edgesShown = Object.entries(edges).map(([key, value]) => labelPairText(key, value)).join(',');
+  assert.equal(edgesShown, 'root=C:\\\\,odd=a\\\\\\,b,plain=pi4');
+  assert.deepEqual(parseLabelPairs(edgesShown), edges);
   const { deviceLabelsProblem } = await import('../../server/fleet/device-labels.ts');
   assert.equal(deviceLabelsProblem({ site: ' north ' }), 'labels.site: must not begin or end with spaces (a selector given on the command line could never name it)');
   assert.equal(deviceLabelsProblem({ place: 'Osaka, Japan' }), null);
