@@ -147,6 +147,9 @@ export function registerModelsCommand(program: Command): void {
             `epsilon    ${found.epsilon ?? '-'}${found.epsilon !== null && found.epsilon !== undefined && architecture?.epsilonMode ? ` (${architecture.epsilonMode})` : ''}`,
             ...(architecture ? [`size       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample`] : []),
             `data       ${found.data_fingerprint}`,
+            ...(architecture?.method ? [`method     ${architecture.method}${architecture.seed !== null ? ` (seed ${architecture.seed})` : ''}`] : []),
+            // Which key signed it: a key rotated out of --trusted-key leaves the versions it signed to check.
+            ...(architecture?.signedWith ? [`signed by  key ${architecture.signedWith}`] : []),
             `metrics    ${describeMetrics(found.metrics_json)}`,
             `status     ${found.status ? `${found.status}${found.status_reason ? `: ${found.status_reason}` : ''} (${found.status_at})` : '-'}`,
             `created    ${found.created_at} by ${found.created_by}`,
@@ -223,13 +226,19 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
   return [name, version];
 }
 
-/** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode), for `models show`; undefined if it does not say. */
-function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode: string | null }) | undefined {
+/** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode, method, seed and signer key), for `models show`; undefined if it does not say. */
+function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode: string | null; method: string | null; seed: number | null; signedWith: string | null }) | undefined {
   try {
     const manifest = JSON.parse(manifestJson) as Partial<Manifest>;
     const architecture = manifest.architecture;
     if (!architecture || !Array.isArray(architecture.layers)) return undefined;
-    return { ...architecture, epsilonMode: manifest.lineage?.epsilonMode ?? null };
+    return {
+      ...architecture,
+      epsilonMode: manifest.lineage?.epsilonMode ?? null,
+      method: typeof manifest.lineage?.method === 'string' ? manifest.lineage.method : null,
+      seed: typeof manifest.lineage?.seed === 'number' ? manifest.lineage.seed : null,
+      signedWith: typeof manifest.signature?.keyId === 'string' ? manifest.signature.keyId : null,
+    };
   } catch {
     return undefined;
   }

@@ -272,6 +272,9 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   // The size the pruning bought, and the ε with its mode, as the manifest gives them.
   const { architecture, lineage } = pruned.manifest;
   assert.match(table.stdout, new RegExp(`^epsilon {4}${lineage.epsilon} \\(${lineage.epsilonMode}\\)$`, 'm'));
+  // How it was made, and which key signed it (a key rotated out of --trusted-key leaves its versions to find).
+  assert.match(table.stdout, new RegExp(`^method {5}${lineage.method}${lineage.seed === null ? '' : ` \\(seed ${lineage.seed}\\)`}$`, 'm'));
+  assert.match(table.stdout, new RegExp(`^signed by  key ${pruned.manifest.signature!.keyId}$`, 'm'));
   assert.ok(
     table.stdout.includes(`\nsize       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample\n`),
     table.stdout,
