@@ -10,7 +10,10 @@ export type ErrorCode =
   | 'not_found'
   /** A path the API serves, with a method it does not (the answer's Allow header names those it does). */
   | 'method_not_allowed'
+  /** The request cannot be done in the state the thing it names is in (REST 409, gRPC FAILED_PRECONDITION). */
   | 'conflict'
+  /** What the request would create exists already: an enrolled device id, a registered version or artifact (REST 409, gRPC ALREADY_EXISTS). */
+  | 'already_exists'
   | 'payload_too_large'
   /** A body in an encoding or charset the server cannot read. */
   | 'unsupported_media_type'
@@ -41,6 +44,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  already_exists: 409,
   precondition_failed: 412,
   payload_too_large: 413,
   unsupported_media_type: 415,
@@ -59,7 +63,8 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   forbidden: GrpcStatus.PERMISSION_DENIED,
   not_found: GrpcStatus.NOT_FOUND,
   method_not_allowed: GrpcStatus.UNIMPLEMENTED,
-  conflict: GrpcStatus.ALREADY_EXISTS,
+  conflict: GrpcStatus.FAILED_PRECONDITION,
+  already_exists: GrpcStatus.ALREADY_EXISTS,
   precondition_failed: GrpcStatus.FAILED_PRECONDITION,
   payload_too_large: GrpcStatus.RESOURCE_EXHAUSTED,
   unsupported_media_type: GrpcStatus.INVALID_ARGUMENT,

@@ -32,7 +32,7 @@ export async function checkPush(
   const registered = await deps.registry.findRegistered(model, manifest);
   if (registered) {
     const missingBlobs = await missingFiles(manifest, deps);
-    if (missingBlobs.length === 0) throw new ServiceError('conflict', `artifact ${registered.artifactId} is already registered as ${model}@${registered.version}`);
+    if (missingBlobs.length === 0) throw new ServiceError('already_exists', `artifact ${registered.artifactId} is already registered as ${model}@${registered.version}`);
     return { missingBlobs, registeredAs: `${model}@${registered.version}` };
   }
   await deps.registry.checkRegistrable(model, manifest);

@@ -110,11 +110,11 @@ export class DeviceService {
       throw new ServiceError('bad_request', config.error.issues.map((issue) => `${issue.path.join('.')}: ${zodIssueMessage(issue)}`).join('; '));
     }
     const secretHash = await hashPassword(secret);
-    const taken = () => new ServiceError('conflict', `device ${request.id} is already enrolled (device ids are never reused)`);
+    const taken = () => new ServiceError('already_exists', `device ${request.id} is already enrolled (device ids are never reused)`);
     await fleet
       .transaction(async (tx) => {
         const existing = await tx.devices.get(request.id);
-        if (existing?.revokedAt) throw new ServiceError('conflict', `device ${request.id} was revoked at ${existing.revokedAt}, and device ids are never reused: enroll the device under a new id`);
+        if (existing?.revokedAt) throw new ServiceError('already_exists', `device ${request.id} was revoked at ${existing.revokedAt}, and device ids are never reused: enroll the device under a new id`);
         if (existing) throw taken();
         await tx.tokens.insert({ id: tokenId, tokenHash: sha256Hex(token), role: 'device', label: `device ${request.id}`, createdAt: now, createdBy: actor, revokedAt: null, expiresAt: null });
         await tx.devices.insert({ id: request.id, labels: request.labels, secretHash, tokenId, enrolledAt: now, enrolledBy: actor, signingKeyId: keyId(this.options.signingPublicKey) });

@@ -135,11 +135,11 @@ export class RegistryService {
     const id = artifactId(manifest);
     // Of this model: servers before names had to match registered some artifacts under several.
     const same = await repos.models.findByArtifact(id, model);
-    if (same) throw new ServiceError('conflict', `artifact ${id} is already registered as ${model}@${same.version}`);
+    if (same) throw new ServiceError('already_exists', `artifact ${id} is already registered as ${model}@${same.version}`);
     // After that: a version registered before this check is what it is (a push restoring its files says so).
     await this.checkParent(manifest, repos);
     if (manifest.version !== undefined && (await repos.models.getVersion(model, manifest.version))) {
-      throw new ServiceError('conflict', `version ${model}@${manifest.version} already exists`);
+      throw new ServiceError('already_exists', `version ${model}@${manifest.version} already exists`);
     }
   }
 
@@ -232,7 +232,7 @@ export class RegistryService {
         createdBy: actor,
       });
     } catch (error) {
-      if (error instanceof UniqueViolation) throw new ServiceError('conflict', `version ${model}@${version} already exists`, { cause: error });
+      if (error instanceof UniqueViolation) throw new ServiceError('already_exists', `version ${model}@${version} already exists`, { cause: error });
       throw error;
     }
     await tx.audit.append({ at, actor, action: 'version.register', target: `${model}@${version}`, details: { artifactId: id } });

@@ -86,6 +86,10 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   }
   const devicesGrpc = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
   t.after(() => devicesGrpc.close());
+  // An id taken is ALREADY_EXISTS (REST code already_exists); a state refusal is FAILED_PRECONDITION (REST conflict).
+  const taken = await server.request('POST', '/api/devices', { json: { id: 'osaka-1', labels: {} } });
+  assert.equal(((await taken.json()) as { error: { code: string } }).error.code, 'already_exists');
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'osaka-1', labels: {} }), (error: any) => error.code === 6 && /^device osaka-1 is already enrolled/.test(error.details));
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2c', labels: {}, broker_url: 'mqtt://' }), (error: any) => error.code === 3 && /^request\.broker_url: must name the broker's host/.test(error.details));
   // A broker URL with credentials: they would replace the device's own (it could never log in), and the agent logs the URL.
   const withPassword = await server.request('POST', '/api/devices', { json: { id: 'x2d', labels: {}, brokerUrl: 'mqtts://u:restSECRETpw@broker.example:8883' } });

@@ -69,7 +69,7 @@ for (const engine of STORE_ENGINES) {
         () => assert.fail('SetAlias onto the candidate was accepted'),
         (error: { code: number; details: string }) => error,
       );
-      assert.equal(viaGrpc.code, status.ALREADY_EXISTS);
+      assert.equal(viaGrpc.code, status.FAILED_PRECONDITION);
       assert.equal(viaGrpc.details, expected('moved'));
 
       const cli = await runCli(['models', 'alias', 'wine@2', 'production', '--server', s.grpcAddress, '--token', ADMIN_TOKEN]);

@@ -85,7 +85,7 @@ for (const engine of STORE_ENGINES) {
       const calls = await Promise.allSettled([1, 2].map(() => grpc.call('PromoteRollout', { id, step: true, from_step_index: 2 })));
       assert.deepEqual(calls.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
       const failure = (calls.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason;
-      assert.equal(failure.code, status.ALREADY_EXISTS);
+      assert.equal(failure.code, status.FAILED_PRECONDITION);
       assert.equal(failure.details, `rollout ${id} is already past step 3 (it is at step 4/5); not promoted again`);
       assert.equal((await grpc.call('GetRollout', { id })).rollout.step_index, 3, 'gRPC: one step skipped, not two');
       await assert.rejects(grpc.call('ResumeRollout', { id, from_step_index: 3 }), (error: any) => error.code === status.INVALID_ARGUMENT && /^from_step_index: only PromoteRollout/.test(error.details));

@@ -48,7 +48,7 @@ test('REST and gRPC: two resumes of a held timed pause at once lift the hold onc
   const calls = await Promise.allSettled([1, 2].map(() => grpc.call('ResumeRollout', { id, paused_since: heldAgain.pause.since })));
   assert.deepEqual(calls.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
   const failure = (calls.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason;
-  assert.equal(failure.code, status.ALREADY_EXISTS);
+  assert.equal(failure.code, status.FAILED_PRECONDITION);
   assert.match(failure.details, /is no longer in the pause of .*; not resumed again$/);
   assert.equal((await grpc.call('GetRollout', { id })).rollout.step_index, 1, 'gRPC: the timed pause goes on');
   await assert.rejects(grpc.call('PromoteRollout', { id, paused_since: heldAgain.pause.since }), (error: any) => error.code === status.INVALID_ARGUMENT && /^paused_since: only ResumeRollout/.test(error.details));

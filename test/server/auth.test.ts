@@ -135,7 +135,7 @@ test('a start that fails (bad TLS files, a taken port) makes no admin token; the
   assert.equal(admins.length, 1, 'exactly one admin token: the printed one');
 });
 
-test("a device's own token is not revoked alone (REST 409, gRPC ALREADY_EXISTS, naming the device): revoking the device revokes it", async (t) => {
+test("a device's own token is not revoked alone (REST 409, gRPC FAILED_PRECONDITION, naming the device): revoking the device revokes it", async (t) => {
   const server = (await startTestServer(t))!;
   const tokensGrpc = grpcClient(server.grpcAddress, 'Tokens', ADMIN_TOKEN);
   t.after(() => tokensGrpc.close());
@@ -147,7 +147,7 @@ test("a device's own token is not revoked alone (REST 409, gRPC ALREADY_EXISTS, 
   const refused = await server.request('DELETE', `/api/tokens/${own.id}`);
   assert.equal(refused.status, 409);
   assert.equal(((await refused.json()) as any).error.message, message);
-  await assert.rejects(tokensGrpc.call('RevokeToken', { id: own.id }), (error: any) => error.code === status.ALREADY_EXISTS && error.details === message);
+  await assert.rejects(tokensGrpc.call('RevokeToken', { id: own.id }), (error: any) => error.code === status.FAILED_PRECONDITION && error.details === message);
   const still = ((await (await server.request('GET', '/api/tokens')).json()) as any).tokens.find((token: any) => token.id === own.id);
   assert.equal(still.revokedAt, null, 'the token still works');
   // A device-role token made by hand belongs to no device: revoked as any other.

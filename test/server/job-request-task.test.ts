@@ -70,7 +70,7 @@ test("a prune job of another task than its model's latest version is refused at 
   t.after(() => jobs.close());
   await assert.rejects(
     jobs.call('StartPrune', { name: 'scores', label: 'score', csv: SCORES, options_json: JSON.stringify({ ...LONG, task: 'regression' }) }),
-    (error: any) => error.code === status.ALREADY_EXISTS && error.details === expected,
+    (error: any) => error.code === status.FAILED_PRECONDITION && error.details === expected,
   );
   assert.equal(await storeSnapshot(server), before, 'the store changed');
   // Its own task on other features is refused too (another data set's model under its name), before training.

@@ -46,7 +46,7 @@ async function refusedEverywhere(t: TestContext, server: TestServer, cases: read
     assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
     assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
     await assert.rejects(models.call('PushVersion', { name: 'iris', manifest_json: JSON.stringify(manifest) }), (error: any) => {
-      assert.equal(error.code, status.ALREADY_EXISTS, error.details);
+      assert.equal(error.code, status.FAILED_PRECONDITION, error.details);
       assert.equal(error.details, expected);
       return true;
     });
@@ -150,7 +150,7 @@ for (const engine of STORE_ENGINES) {
       t.after(() => models.close());
       for (const method of ['CheckPush', 'PushVersion']) {
         await assert.rejects(models.call(method, { name: 'iris', manifest_json: JSON.stringify(other) }), (error: any) => {
-          assert.equal(error.code, status.ALREADY_EXISTS, `${method}: ${error.details}`);
+          assert.equal(error.code, status.FAILED_PRECONDITION, `${method}: ${error.details}`);
           assert.equal(error.details, expected);
           return true;
         });
@@ -299,8 +299,8 @@ for (const engine of STORE_ENGINES) {
       const before = await storeSnapshot(server);
       const expected = `artifact ${artifactId(manifest)} is already registered as iris@1`;
       const { check, push } = await checkAndPush(server, 'iris', manifest);
-      assert.deepEqual(check, { status: 409, code: 'conflict', message: expected });
-      assert.deepEqual(push, { status: 409, code: 'conflict', message: expected });
+      assert.deepEqual(check, { status: 409, code: 'already_exists', message: expected });
+      assert.deepEqual(push, { status: 409, code: 'already_exists', message: expected });
       assert.equal(await storeSnapshot(server), before, 'the store changed');
     });
   });

@@ -57,7 +57,7 @@ for (const engine of STORE_ENGINES) {
       });
       assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
       await unchanged(server, async () => {
-        await expectError(await check(artifact.manifest), 409, 'conflict', /is already registered as iris@1/);
+        await expectError(await check(artifact.manifest), 409, 'already_exists', /is already registered as iris@1/);
       });
     });
 
@@ -385,9 +385,9 @@ for (const engine of STORE_ENGINES) {
         await uploadBlobs(env.server, other.dir, other.manifest);
         await unchanged(env.server, async () => {
           const again = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: other.manifest } });
-          await expectError(again, 409, 'conflict', /iris@1\.0 already exists/);
+          await expectError(again, 409, 'already_exists', /iris@1\.0 already exists/);
           const sameArtifact = await env.server.request('POST', '/api/models/iris/versions', { json: { manifest: first.manifest } });
-          await expectError(sameArtifact, 409, 'conflict', /already registered/);
+          await expectError(sameArtifact, 409, 'already_exists', /already registered/);
         });
       });
 
