@@ -37,7 +37,7 @@ export interface AlignedHoldout {
 }
 
 /** What a model reads of the holdout: its task and its feature columns, by name. */
-export type HoldoutReader = Pick<Manifest, 'task' | 'features'>;
+export type HoldoutReader = Pick<Manifest, 'task' | 'features'> & { labels?: readonly string[] };
 
 /**
  * The device's labelled holdout CSV. Each model reads the columns it needs (others, such as a
@@ -87,7 +87,8 @@ export class Holdout {
     return new Holdout(source, (reader) => {
       // Else the reader would say the column is missing while listing it among the file's columns.
       if (reader.features.includes(label)) throw new UserError(`${source}: the label column ${JSON.stringify(label)} is one of the model's features (is --label the right column?)`);
-      return parseDataset(text, { label, task: reader.task, features: reader.features, minClasses: 1 }, source);
+      const classNames = reader.task === 'classification' && reader.labels && reader.labels.length > 0 ? reader.labels : undefined;
+      return parseDataset(text, { label, task: reader.task, features: reader.features, minClasses: 1, classNames }, source);
     }, null, x.length);
   }
 
@@ -102,7 +103,7 @@ export class Holdout {
       if (this.given.task !== reader.task) throw new Error(`${this.source}: its labels are ${this.given.task} targets, and the model does ${reader.task}`);
       return this.given;
     }
-    const key = JSON.stringify([reader.task, reader.features]);
+    const key = JSON.stringify([reader.task, reader.features, reader.task === 'classification' ? (reader.labels ?? []) : []]);
     let dataset = this.#read.get(key);
     if (!dataset) {
       dataset = this.reread!(reader);
@@ -131,9 +132,11 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
   let y = dataset.y;
   if (manifest.task === 'classification') {
     const labelIndex = new Map(manifest.labels.map((label, i) => [canonicalText(label), i]));
-    // Numeric classes are read by value and named canonically ("1"); a model trained before that
-    // names its classes as its data wrote them ("1.0"): matched by value.
-    const byValue = new Map(manifest.labels.filter((label) => Number.isFinite(parseDecimal(label))).map((label) => [parseDecimal(label), labelIndex.get(canonicalText(label))!]));
+    // A model whose classes are all numbers reads them by value, named canonically ("1"); one
+    // trained before that names them as its data wrote them ("1.0"): matched by value. A model
+    // with a class that is not a number names every class as written ("01" and "1" are two).
+    const numeric = manifest.labels.every((label) => Number.isFinite(parseDecimal(label)));
+    const byValue = new Map(numeric ? manifest.labels.map((label) => [parseDecimal(label), labelIndex.get(canonicalText(label))!]) : []);
     const mapped = dataset.classes.map((name) => labelIndex.get(name) ?? byValue.get(parseDecimal(name)));
     const unknown = mapped.findIndex((index) => index === undefined);
     if (unknown >= 0) {

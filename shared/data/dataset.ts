@@ -43,6 +43,12 @@ export interface LoadOptions {
    * what training needs; a device's holdout may hold one).
    */
   minClasses?: 1 | 2;
+  /**
+   * The classes of the model the data is read for (with `features`): labels are named as that
+   * model names its classes, by value when they are all numbers and as written otherwise, not as
+   * the labels in this file alone would be (a device's holdout may hold only some of the classes).
+   */
+  classNames?: readonly string[];
 }
 
 /** Reads and validates a CSV file. Every problem is a UserError naming the file, row or column. */
@@ -144,6 +150,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   // The line each record ends on, for row numbers: kept beside the records rather than as csv-parse's
   // `info` object on each, which took a third of the memory a large file's parse needs.
   const endLines: number[] = [];
+  let headerFields = 0;
   try {
     parsed = parse(text, {
       // bom: a UTF-8 byte order mark (spreadsheet exports) is not part of the first column's name.
@@ -158,6 +165,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
       trim: true,
       relax_column_count: false,
       on_record: (record: string[], context: { lines: number }) => {
+        if (endLines.length === 0) headerFields = record.length;
         endLines.push(context.lines);
         return record;
       },
@@ -170,6 +178,16 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     const stray = error as { code?: unknown; lines?: unknown; index?: unknown };
     if (stray.code === 'INVALID_OPENING_QUOTE' && typeof stray.lines === 'number' && typeof stray.index === 'number') {
       throw new UserError(`${source}: not a valid CSV file: line ${stray.lines}, column ${stray.index + 1}: a quote (") inside a cell that does not start with one; quote the whole cell and double the quotes in it ("a""b")`);
+    }
+    const uneven = error as { code?: unknown; lines?: unknown; record?: unknown };
+    if (uneven.code === 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH' && typeof uneven.lines === 'number' && Array.isArray(uneven.record) && endLines.length > 0) {
+      const fields = uneven.record.length;
+      // A title or Excel's "sep=," line above the column names reads as a header of one or two fields.
+      const titleLine = endLines.length === 1 && fields > headerFields;
+      throw new UserError(
+        `${source}: not a valid CSV file: line ${uneven.lines} has ${fields} field${fields === 1 ? '' : 's'}, and line ${endLines[0]}, read as the header, has ${headerFields}` +
+          (titleLine ? `: if line ${endLines[0]} is a title or a "sep=" line, remove it so that the file starts with its column names` : ''),
+      );
     }
     throw new UserError(`${source}: not a valid CSV file: ${oneLineMessage(errorMessage(error))}`);
   }
@@ -264,7 +282,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   let y: number[];
   let classes: string[] = [];
   if (task === 'classification') {
-    const className = classNaming(rawLabels);
+    const className = classNaming(options.classNames ?? rawLabels);
     classes = sortedClassNames(rawLabels.map(className));
     if (classes.length < (options.minClasses ?? 2)) {
       throw new UserError(`${source}: the label ${quoted(labelName)} has a single class (${clipped(classes[0]!)}); need at least two`);
@@ -301,6 +319,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     ...(options.task === undefined && task === 'regression' ? fewValuedTarget(rawLabels, labelName) : []),
     ...(options.features ? [] : rowIdentifierColumns(x, featureNames)),
     ...(options.features ? [] : caseVariantClasses(classes, labelName)),
+    ...(options.features || task !== 'classification' ? [] : mergedSpellings(rawLabels, classNaming(rawLabels), labelName)),
     ...roundFeaturesDevicesCannotHold(x, featureNames),
     ...targetDevicesCannotHold(task === 'regression' ? y : [], labelName),
   ];
@@ -394,6 +413,26 @@ function fewValuedTarget(labels: readonly string[], labelName: string): string[]
 }
 
 /**
+ * Classes spelled more than one way in the file ("01" and "1", "1" and "1.0"): labels that are
+ * all numbers are classes by value, so each such set is one class. Named in a warning: class
+ * codes with leading zeros ("01", "1") may well be different classes to whoever wrote them.
+ */
+function mergedSpellings(labels: readonly string[], className: (label: string) => string, label: string): string[] {
+  const spellings = new Map<string, Set<string>>();
+  for (const written of labels) {
+    const name = className(written);
+    spellings.set(name, (spellings.get(name) ?? new Set()).add(written));
+  }
+  const merged = [...spellings.entries()].filter(([, written]) => written.size > 1);
+  if (merged.length === 0) return [];
+  const shown = merged.slice(0, 3).map(([name, written]) => `${[...written].slice(0, 4).map((w) => quoted(clipped(w))).join(', ')} are class ${quoted(clipped(name))}`).join('; ');
+  return [
+    `the label ${quoted(label)} writes classes more than one way (${shown}${merged.length > 3 ? '; …' : ''}): labels that are all numbers are classes by value; ` +
+      'if these are different classes, give them names that are not numbers (c01, c1)',
+  ];
+}
+
+/**
  * A label's class name. When every label is a number that a float64 holds exactly enough to
  * tell from every other (15 significant digits or fewer), classes are numeric values: "1", "1.0"
  * and "1e0" are one class, named canonically ("1"). Otherwise the name is the label as written:
@@ -401,7 +440,8 @@ function fewValuedTarget(labels: readonly string[], labelName: string): string[]
  */
 function classNaming(labels: readonly string[]): (label: string) => string {
   const byValue = labels.every((label) => Number.isFinite(parseDecimal(label)) && significantDigits(label) <= 15);
-  return byValue ? (label) => String(parseDecimal(label)) : (label) => label;
+  // A label that is no number (a holdout's, read with a numeric model's classes) stays as written.
+  return byValue ? (label) => (Number.isFinite(parseDecimal(label)) ? String(parseDecimal(label)) : label) : (label) => label;
 }
 
 /** The significant digits of a decimal numeral ("0.0120" and "1.2e-2" have 2, "1200" has 2). */

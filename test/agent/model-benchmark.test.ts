@@ -43,6 +43,14 @@ test("the holdout's labels are read for the model's task, not guessed: 30 rows o
   const known = { ...manifest, features: ['f0', 'f1', 'f2', 'f3'], labels: ['a', 'b', 'c'] };
   assert.throws(() => alignHoldout(spaced, known), /^Error: holdout: label "d" \(2 rows, the first at line 4\) is not one of the model's classes \(a, b, c\)$/);
   assert.deepEqual(alignHoldout(Holdout.fromText('f0,f1,f2,f3,y\n1,2,3,4," a "\n1,2,3,4,"c\t"\n', 'y'), known).y, [0, 2]);
+  // A model with a text class names every class as written: a site whose holdout holds only its
+  // numeric-looking classes ("01" and "1") scores them as those two classes, not as one "1".
+  const codes = { ...manifest, features: ['f0'], labels: ['01', '1', 'x'] };
+  const someCodes = Holdout.fromText('f0,kind\n1,01\n2,1\n3,01\n', 'kind', 'site.csv');
+  assert.deepEqual(alignHoldout(someCodes, codes).y, [0, 1, 0]);
+  assert.throws(() => alignHoldout(Holdout.fromText('f0,kind\n1,1.0\n', 'kind', 'site.csv'), codes), /^Error: site\.csv: label "1\.0" \(1 row, the first at line 2\) is not one of the model's classes \(01, 1, x\)$/);
+  // The same file read for a model of numeric classes is read by value.
+  assert.deepEqual(alignHoldout(someCodes, { ...codes, labels: ['1', '2'] }).y, [0, 0, 0]);
   const texts = Holdout.fromText('f0,kind\n1,cat\n2,dog\n', 'kind');
   assert.throws(() => texts.forModel({ task: 'regression', features: ['f0'] }), /regression label "cat" is not a finite float32 number/);
 });

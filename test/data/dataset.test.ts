@@ -203,6 +203,33 @@ test('numeric class labels are numbers: "1" and "1.0" are one class, named canon
   // One label that is not a number makes every label a name: "1" and "1.0" are then different words.
   const words = parseDataset('x,label\n1,b\n2,a\n3,1.0\n4,1\n', { label: 'label' });
   assert.deepEqual(words.classes, ['1', '1.0', 'a', 'b']);
+  assert.deepEqual(words.warnings!.filter((w) => /more than one way/.test(w)), [], 'text classes merge nothing');
+  // Numbers merged by value are named in a warning: "01" and "1" may be two codes to whoever wrote them.
+  assert.deepEqual(data.warnings!.filter((w) => /more than one way/.test(w)), [
+    'the label "label" writes classes more than one way ("0", "0.0" are class "0"; "1", "1.0" are class "1"): labels that are all numbers are classes by value; if these are different classes, give them names that are not numbers (c01, c1)',
+  ]);
+  const codes = parseDataset('x,label\n1,01\n2,1\n3,2\n4,01\n', { label: 'label', task: 'classification' });
+  assert.deepEqual(codes.classes, ['1', '2']);
+  assert.match(codes.warnings!.join('\n'), /\("01", "1" are class "1"\)/);
+  assert.match(forced.warnings!.join('\n'), /\("10", "1e1" are class "10"\)/);
+  // Read for a model, labels are named as the model names its classes: with a text class, "01" and "1" stay two.
+  const forModel = parseDataset('x,label\n1,01\n2,1\n', { label: 'label', task: 'classification', features: ['x'], minClasses: 1, classNames: ['01', '1', 'x'] });
+  assert.deepEqual(forModel.classes, ['01', '1']);
+  const forNumericModel = parseDataset('x,label\n1,01\n2,1.0\n3,z\n', { label: 'label', task: 'classification', features: ['x'], minClasses: 1, classNames: ['1', '2'] });
+  assert.deepEqual(forNumericModel.classes, ['1', 'z'], 'by value, a label that is no number as written');
+});
+
+test('a title or "sep=" line above the column names, and a row of the wrong width, are named by their lines', () => {
+  for (const first of ['sep=,', 'Iris export 2024']) {
+    assert.throws(
+      () => parseDataset(`${first}\nx,y,label\n1,2,a\n`, { label: 'label' }, 'data.csv'),
+      (error: unknown) => error instanceof UserError && error.message === `data.csv: not a valid CSV file: line 2 has 3 fields, and line 1, read as the header, has ${first === 'sep=,' ? 2 : 1}: if line 1 is a title or a "sep=" line, remove it so that the file starts with its column names`,
+    );
+  }
+  assert.throws(
+    () => parseDataset('x,y,label\n1,2,a\n\n1,2\n', { label: 'label' }, 'data.csv'),
+    (error: unknown) => error instanceof UserError && error.message === 'data.csv: not a valid CSV file: line 4 has 2 fields, and line 1, read as the header, has 3',
+  );
 });
 
 test('numeric labels a float64 cannot tell apart (over 15 significant digits) stay distinct classes, as written', () => {
