@@ -26,6 +26,7 @@ import {
   type TrainingData,
 } from './training.ts';
 import { TrainingThread, trainingThreadCount } from './training-thread.ts';
+import { runSeeds } from './seeds.ts';
 import { transferUnits } from './transfer.ts';
 import { measureHiddenUnits } from './unit-statistics.ts';
 import { selectByOutgoingL1, selectUsefulUnits } from './useful-units.ts';
@@ -123,19 +124,20 @@ export async function runOdf2nna(
   const scaling = fitScaling(splits.train.x, splits.train.y, dataset.task);
   const data = prepareTrainingData(dataset.task, outputs, scaling, splits);
   const batchSize = options.batchSize ?? Math.min(128, Math.max(16, Math.round(splits.train.x.length / 50)));
+  const seeds = runSeeds(options.seed);
   const generalConfig: TrainConfig = {
     maxEpochs: options.epochs,
     learningRate: options.learningRate,
     patience: options.patience,
     batchSize,
-    seed: options.seed,
+    seed: seeds.generalShuffle,
   };
   const retrainConfig: TrainConfig = {
     maxEpochs: retrainEpochsOf(options),
     learningRate: retrainLearningRateOf(options),
     patience: options.retrainPatience,
     batchSize,
-    seed: options.seed + 1,
+    seed: seeds.retrainShuffle,
   };
   const evaluate = (network: DenseNetwork, split: 'validation' | 'test'): Score =>
     scoreNetwork(network, data, split);
@@ -155,7 +157,7 @@ export async function runOdf2nna(
   try {
     if (trainingThreadCount(options.trainingThreads, splits.train.x.length, generalParams) > 1) secondThread = startTrainingThread(data, backend);
     // 1. The general model: large, uniform, trained with early stopping.
-    const generalModel = trained?.model ?? createDenseModel(data.inputs, hidden, outputs, dataset.task, options.seed, penalties);
+    const generalModel = trained?.model ?? createDenseModel(data.inputs, hidden, outputs, dataset.task, seeds.generalInit, penalties);
     // Training starts here, after the data is read and split: a progress line's time counts from now.
     if (!trained) onProgress({ phase: 'train', done: 0, total: options.epochs });
     const generalRun =
@@ -279,9 +281,8 @@ export async function runOdf2nna(
       await timed('baselines', async () => {
         let done = 0;
         const finished = (detail: 'scratch' | 'l1') => onProgress({ phase: 'baselines', done: ++done, total: 2, detail });
-        const scratchSeed = options.seed + 7;
-        const scratchStart: TrainingStart = { kind: 'fresh', hidden: prunedHidden, seed: scratchSeed, l1: penalties };
-        const scratchConfig = { ...generalConfig, seed: scratchSeed };
+        const scratchStart: TrainingStart = { kind: 'fresh', hidden: prunedHidden, seed: seeds.scratchInit, l1: penalties };
+        const scratchConfig = { ...generalConfig, seed: seeds.scratchShuffle };
         const trainL1 = async () => {
           const l1Keep = selectByOutgoingL1(general.layers.slice(1), prunedHidden);
           const l1Run = await trainNetwork({ kind: 'network', network: transferUnits(general, l1Keep) }, data, retrainConfig);

@@ -4,6 +4,7 @@ import type { Split } from '../../shared/data/split.ts';
 import type { DenseNetwork } from '../../shared/model/dense-network.ts';
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
 import { createRng, shuffled } from '../../shared/util/rng.ts';
+import { streamSeed } from './seeds.ts';
 import { ignoredColumns, standardizeRows } from './standardization.ts';
 
 /** One split as tensors on standardized inputs (and standardized targets for regression). */
@@ -102,14 +103,6 @@ export interface KernelL1 {
 export const NO_L1: KernelL1 = { input: 0, hidden: 0 };
 
 /**
- * tfjs takes a seed of 0 for none, and draws one from Math.random: `--seed 0` gave another model
- * at every run. 0 is given as 2^32, which no other layer's seed (at most 2^31 − 1 + layers) reaches.
- */
-export function initializerSeed(seed: number): number {
-  return seed === 0 ? 2 ** 32 : seed;
-}
-
-/**
  * A dense network: `hidden` ReLU layers, then softmax (classification) or linear (regression).
  * The L1 penalties drive the weights a unit does not need towards zero, so units the task does
  * not use end up barely varying, which is what ODF2NNA's variability test detects.
@@ -130,7 +123,7 @@ export function createDenseModel(
         units,
         activation: 'relu',
         inputShape: index === 0 ? [inputs] : undefined,
-        kernelInitializer: tf.initializers.heNormal({ seed: initializerSeed(seed + index) }),
+        kernelInitializer: tf.initializers.heNormal({ seed: streamSeed(seed, `layer/${index}`) }),
         kernelRegularizer: penalty > 0 ? tf.regularizers.l1({ l1: penalty }) : undefined,
         name: `dense_${index}`,
       }),
@@ -141,7 +134,7 @@ export function createDenseModel(
       units: outputs,
       activation: task === 'classification' ? 'softmax' : 'linear',
       inputShape: hidden.length === 0 ? [inputs] : undefined,
-      kernelInitializer: tf.initializers.glorotUniform({ seed: initializerSeed(seed + hidden.length) }),
+      kernelInitializer: tf.initializers.glorotUniform({ seed: streamSeed(seed, `layer/${hidden.length}`) }),
       name: `dense_${hidden.length}`,
     }),
   );

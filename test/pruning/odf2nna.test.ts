@@ -127,11 +127,11 @@ test('chooseEpsilon prefers the smallest within tolerance, retrained or as trans
   assert.match(single.warning ?? '', /^ε 0\.9 is outside tolerance of the original on validation, so the model may score below the original: try a smaller --epsilon, or leave it out to sweep \(it keeps more units\), or prune with a larger network or more --epochs$/);
 });
 
-test('a model within tolerance before retraining and outside after it (breast_cancer, seed 42) ships its transferred weights, rather than a larger model', async () => {
-  // Retraining keeps its epoch of lowest validation loss; here that loses one validation row at
-  // every ε, and without the transferred weights no ε was within tolerance: 10.9% cut instead of 24.8%.
+test('a model within tolerance before retraining and outside after it (breast_cancer, seed 14) ships its transferred weights, rather than a larger model', async () => {
+  // Retraining keeps its epoch of lowest validation loss; here that takes ε 0.5 out of tolerance,
+  // and no ε is within tolerance retrained: without the transferred weights, no model would be.
   const dataset = loadDatasetFile(shippedDatasetPath('breast_cancer'), { label: 'diagnosis' });
-  const result = await runOdf2nna(dataset, PruneOptionsSchema.parse({ seed: 42, baselines: false }), backend);
+  const result = await runOdf2nna(dataset, PruneOptionsSchema.parse({ seed: 14, baselines: false }), backend);
   try {
     const { report } = result;
     const chosen = report.sweep.find((entry) => entry.epsilon === report.epsilon)!;
@@ -285,12 +285,12 @@ test('the light retraining runs at half the learning rate, of the default or of 
 });
 
 test('two training threads train exactly what one does: the same sweep, choice, weights and baselines, the next ε retrained beside each used only when needed', async () => {
-  // Sizes from small to large (units 8): seed 1 fails ε 0.7 and 0.5 (one pair: the one retrained
-  // beside is used), is within at 0.3 and drops 0.2, retrained beside it; seed 2 fails 0.7 and is
+  // Sizes from small to large (units 8): seed 7 fails ε 0.7 and 0.5 (one pair: the one retrained
+  // beside is used), is within at 0.3 and drops 0.2, retrained beside it; seed 1 fails 0.7 and is
   // within at 0.5, its pair.
   const cases = [
-    { name: 'iris', label: 'species', seed: 1, retrained: [0.7, 0.5, 0.3] },
-    { name: 'iris', label: 'species', seed: 2, retrained: [0.7, 0.5] },
+    { name: 'iris', label: 'species', seed: 7, retrained: [0.7, 0.5, 0.3] },
+    { name: 'iris', label: 'species', seed: 1, retrained: [0.7, 0.5] },
   ] as const;
   for (const { name, label, seed, retrained } of cases) {
     const dataset = loadDatasetFile(shippedDatasetPath(name), { label });
