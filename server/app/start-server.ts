@@ -17,7 +17,7 @@ import { AuditService } from '../auth/audit-service.ts';
 import { TokenService } from '../auth/token-service.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { accessByPath } from '../grpc/grpc-access.ts';
-import { tolerantService } from '../grpc/malformed-messages.ts';
+import { tolerantService, type MessageLimit } from '../grpc/malformed-messages.ts';
 import { grpcAuthInterceptor } from '../grpc/grpc-auth-interceptor.ts';
 import { createHttpApp } from '../http/create-http-app.ts';
 import { JobService } from '../jobs/job-service.ts';
@@ -235,7 +235,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       // Token and role are checked from each call's metadata, before its message is read.
       interceptors: [grpcAuthInterceptor({ tokens, metrics, log }, accessByPath(grpcBindings))],
     });
-    for (const binding of grpcBindings) grpc.addService(tolerantService(binding.service), binding.implementation);
+    const messageLimit = grpcMessageLimit(config.maxBodyBytes);
+    for (const binding of grpcBindings) grpc.addService(tolerantService(binding.service, messageLimit), binding.implementation);
 
     // A pushed model's check under way is ended with its process (after the listeners close, before the store).
     cleanups.push(async () => stopModelChecks());
@@ -437,6 +438,21 @@ const GRPC_MIN_RECEIVE_BYTES = 8 * 1024 * 1024;
  */
 function grpcMaxReceiveBytes(maxBodyBytes: number): number {
   return Math.min(Math.max(GRPC_MIN_RECEIVE_BYTES, maxBodyBytes + GRPC_MESSAGE_HEADROOM_BYTES), 2 ** 31 - 1);
+}
+
+/**
+ * The largest message each gRPC method takes: --max-body-bytes, as REST's largest body. StartPrune
+ * and StartRollout take their csv or spec up to it and room for their other fields (the handler
+ * refuses a csv or spec over the limit naming the field); UploadBlob's chunks are limited by the
+ * transport's cap and the blob by --max-blob-bytes, as REST's uploads are.
+ */
+function grpcMessageLimit(maxBodyBytes: number): MessageLimit {
+  const option = '--max-body-bytes';
+  return (path) => {
+    if (path === '/fleetprune.v1.Blobs/UploadBlob') return null;
+    if (path === '/fleetprune.v1.Jobs/StartPrune' || path === '/fleetprune.v1.Rollouts/StartRollout') return { bytes: maxBodyBytes + GRPC_MESSAGE_HEADROOM_BYTES, option };
+    return { bytes: maxBodyBytes, option };
+  };
 }
 
 /** Each device's report bucket: --report-burst and --report-refill-ms, each overridden by StartServerOptions.reportRateLimit (tests); unset ones keep the fleet's defaults. */

@@ -16,7 +16,7 @@ export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, tr
   const manifest = checkSignedManifest(input, trusted);
   for (const [path, file] of Object.entries(manifest.files)) {
     const stored = await blobs.claim(file.sha256);
-    if (!stored) throw new ServiceError('bad_request', `manifest.files.${path}: blob ${file.sha256} was not uploaded (PUT /api/blobs/${file.sha256} first)`);
+    if (!stored) throw new ServiceError('bad_request', `manifest.files.${path}: blob ${file.sha256} was not uploaded: upload it first (PUT /api/blobs/${file.sha256}, or Blobs.UploadBlob over gRPC; models push does both)`);
     if (stored.bytes !== file.bytes) {
       throw new ServiceError(
         'bad_request',

@@ -1,7 +1,7 @@
 import { UserError } from '../../shared/util/errors.ts';
 
 /**
- * A refusal naming a gRPC request's field (`request.device_ids.1: must be …`) names the flag the
+ * A refusal naming a gRPC request's field (`device_ids.1: must be …`) names the flag the
  * user gave instead (`--device (value 2): must be …`): they never wrote a field called device_ids.
  * A field within one (a label of --labels, `request.labels.KEY`; a selector's,
  * `request.selector_json.matchLabels.KEY`) is named after the flag (`--labels: KEY: …`).
@@ -16,7 +16,8 @@ export function namingFlags(error: unknown, flagOf: Readonly<Record<string, stri
   let renamed = false;
   const parts = error.message.split('; ').map((part) => {
     // The path up to the first ': ' (a label key may hold a colon, or be a number).
-    const field = /^request\.([a-z_]+)(?:\.(.+?))?: /.exec(part);
+    // An older server named the field after `request.`.
+    const field = /^(?:request\.)?([a-z_]+)(?:\.(.+?))?: /.exec(part);
     const flag = field && Object.hasOwn(flagOf, field[1]!) ? flagOf[field[1]!] : undefined;
     if (!field || flag === undefined) return part;
     renamed = true;

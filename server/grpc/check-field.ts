@@ -12,8 +12,8 @@ export function checkField<T>(schema: z.ZodType<T>, value: unknown, field: strin
 /**
  * A gRPC request checked against the schema of the REST body it maps to (`body`); a failure is
  * INVALID_ARGUMENT naming the proto's fields, not the body's: `fields` maps each body field whose
- * name differs to its proto field (`brokerUrl` → `broker_url`): `request.broker_url: …`,
- * `request.selector_json.matchLabels.a: …`.
+ * name differs to its proto field (`brokerUrl` → `broker_url`): `broker_url: …`,
+ * `selector_json.matchLabels.a: …`, as every gRPC refusal names a field (`request: …` the whole message).
  */
 export function checkRequest<T>(schema: z.ZodType<T>, body: Record<string, unknown>, fields: Readonly<Record<string, string>>): T {
   const parsed = schema.safeParse(body);
@@ -24,5 +24,5 @@ export function checkRequest<T>(schema: z.ZodType<T>, body: Record<string, unkno
     // Unknown keys are the body's, which the handler built: none reach here from a caller.
     return { ...issue, path: field === undefined ? [] : [field, ...rest] };
   });
-  throw new ServiceError('bad_request', describeIssues(new z.ZodError(renamed), 'request'));
+  throw new ServiceError('bad_request', describeIssues(new z.ZodError(renamed), ''));
 }

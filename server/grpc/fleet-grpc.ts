@@ -5,12 +5,13 @@ import { ServiceError } from '../app/service-error.ts';
 import { AssignRequestSchema, type AssignmentService } from '../fleet/assignment-service.ts';
 import type { DeviceService } from '../fleet/device-service.ts';
 import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
-import { DeviceListQuerySchema, EnrollBodySchema } from '../http/routes/fleet-routes.ts';
+import { DEFAULT_DEVICE_PAGE, DeviceListQuerySchema, EnrollBodySchema, MAX_DEVICE_PAGE } from '../http/routes/fleet-routes.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
 import { checkField, checkRequest } from './check-field.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { parseJsonField } from './json-field.ts';
+import { LabelSelectorSchema, isEmptySelector } from '../rollout/label-selector.ts';
 
 
 function deviceMessage(device: DeviceRecord) {
@@ -55,6 +56,8 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
         }),
         ListDevices: deviceHandlers.unary('ListDevices', 'read', async (req: { limit: number; after: string }) => {
           // Each field on its own, named as the proto names it (`limit: …`), as the other list calls name theirs.
+          // 0 is proto3's unset: the default page, which the refusal says.
+          if (req.limit < 0 || req.limit > MAX_DEVICE_PAGE) throw new ServiceError('bad_request', `limit: must be a whole number from 1 to ${MAX_DEVICE_PAGE}, or 0 (unset) for ${DEFAULT_DEVICE_PAGE}`);
           const limit = checkField(DeviceListQuerySchema.shape.limit, req.limit ? String(req.limit) : undefined, 'limit');
           const after = checkField(DeviceListQuerySchema.shape.after, req.after || undefined, 'after');
           const page = await devices.page({ after, limit });
@@ -78,6 +81,10 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
             // Said in the proto's names here: the schema's own refusal names the REST body's fields.
             if ([selector !== undefined, req.device_ids.length > 0, req.all_devices].filter(Boolean).length !== 1) {
               throw new ServiceError('bad_request', 'give exactly one of selector_json, device_ids and all_devices');
+            }
+            const parsedSelector = selector === undefined ? undefined : LabelSelectorSchema.safeParse(selector);
+            if (parsedSelector?.success && isEmptySelector(parsedSelector.data)) {
+              throw new ServiceError('bad_request', 'selector_json: empty: it would match every device; set all_devices to assign to the whole fleet');
             }
             const request = checkRequest(
               AssignRequestSchema,
@@ -108,3 +115,4 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
     },
   };
 }
+

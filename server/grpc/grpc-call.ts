@@ -34,7 +34,7 @@ export interface GrpcDeps {
 function checkRequest(request: unknown): void {
   refuseMalformed(request);
   const problem = untrustedDataProblem(request);
-  if (problem) throw new ServiceError('bad_request', describeDataProblem(problem, 'request'));
+  if (problem) throw new ServiceError('bad_request', describeDataProblem(problem, problem.path === '' || problem.path.startsWith('[') ? 'request' : ''));
 }
 
 /** The caller the auth interceptor let in; a call without one reached its handler past the interceptor (INTERNAL, logged). */

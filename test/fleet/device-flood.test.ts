@@ -39,7 +39,7 @@ test('enrollment refuses more than 64 labels (REST and gRPC) and stores nothing;
   assert.match(((await tooMany.json()) as { error: { message: string } }).error.message, /^body\.labels: at most 64 labels per device \(got 65\)/);
   const devicesGrpc = grpcClient(server.grpcAddress, 'Devices', ADMIN_TOKEN);
   t.after(() => devicesGrpc.close());
-  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'many-2', labels: labelsOf(65) }), (error: any) => error.code === 3 && /^request\.labels: at most 64 labels per device \(got 65\)/.test(error.details));
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'many-2', labels: labelsOf(65) }), (error: any) => error.code === 3 && /^labels: at most 64 labels per device \(got 65\)/.test(error.details));
   assert.deepEqual(await server.server.ctx.store.engine.all('SELECT id FROM devices'), [], 'nothing stored');
   // The limits of one label stay those of the agent config (keys 1-64 characters, values at most 256).
   const longValue = await server.request('POST', '/api/devices', { json: { id: 'long-1', labels: { site: 'v'.repeat(257) } } });

@@ -90,19 +90,19 @@ test('enrollment: the agent config works at the broker once, revocation refuses 
   const taken = await server.request('POST', '/api/devices', { json: { id: 'osaka-1', labels: {} } });
   assert.equal(((await taken.json()) as { error: { code: string } }).error.code, 'already_exists');
   await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'osaka-1', labels: {} }), (error: any) => error.code === 6 && /^device osaka-1 is already enrolled/.test(error.details));
-  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2c', labels: {}, broker_url: 'mqtt://' }), (error: any) => error.code === 3 && /^request\.broker_url: must name the broker's host/.test(error.details));
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2c', labels: {}, broker_url: 'mqtt://' }), (error: any) => error.code === 3 && /^broker_url: must name the broker's host/.test(error.details));
   // A broker URL with credentials: they would replace the device's own (it could never log in), and the agent logs the URL.
   const withPassword = await server.request('POST', '/api/devices', { json: { id: 'x2d', labels: {}, brokerUrl: 'mqtts://u:restSECRETpw@broker.example:8883' } });
   assert.equal(withPassword.status, 400);
   assert.match(((await withPassword.json()) as { error: { message: string } }).error.message, /^body\.brokerUrl: must not hold user:password@ /);
-  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2e', labels: {}, broker_url: 'mqtt://u:pw@127.0.0.1:1883' }), (error: any) => error.code === 3 && /^request\.broker_url: must not hold user:password@ /.test(error.details) && !/pw@/.test(error.details));
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x2e', labels: {}, broker_url: 'mqtt://u:pw@127.0.0.1:1883' }), (error: any) => error.code === 3 && /^broker_url: must not hold user:password@ /.test(error.details) && !/pw@/.test(error.details));
   for (const id of ['x2a', 'x2b', 'x2c', 'x2d', 'x2e']) assert.equal((await server.request('GET', `/api/devices/${id}`)).status, 404, `${id} not enrolled`);
-  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x7', labels: { constructor: 'x' } }), (error: any) => error.code === 3 && /^request\.labels\.constructor: label key "constructor" is reserved$/.test(error.details));
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x7', labels: { constructor: 'x' } }), (error: any) => error.code === 3 && /^labels\.constructor: label key "constructor" is reserved$/.test(error.details));
   // protobufjs keeps a __proto__ map key as an own property; schema validation would drop it without a word.
   const protoKeyed = JSON.parse('{"site": "osaka", "__proto__": "x"}') as Record<string, string>;
-  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x9', labels: protoKeyed }), (error: any) => error.code === 3 && /^request\.labels\.__proto__: "__proto__" is not allowed as a key$/.test(error.details));
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x9', labels: protoKeyed }), (error: any) => error.code === 3 && /^labels\.__proto__: "__proto__" is not allowed as a key$/.test(error.details));
   // A NUL character is refused at every edge (PostgreSQL cannot store one), naming where it is.
-  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x10', labels: { site: 'a\u0000b' } }), (error: any) => error.code === 3 && error.details === 'request.labels.site: contains a NUL character (U+0000)');
+  await assert.rejects(devicesGrpc.call('EnrollDevice', { id: 'x10', labels: { site: 'a\u0000b' } }), (error: any) => error.code === 3 && error.details === 'labels.site: contains a NUL character (U+0000)');
   const nulRefusals: [string, string, unknown, string][] = [
     ['POST', '/api/devices', { id: 'x11', labels: { site: 'a\u0000b' } }, 'body.labels.site: contains a NUL character (U+0000)'],
     ['GET', '/api/devices/a%00b', undefined, 'path.id: contains a NUL character (U+0000)'],
@@ -174,11 +174,11 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
   await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['nobody'] }), /no device nobody/);
   // Named by the proto's fields, not the REST body's (selector, deviceIds, allDevices).
   const refusedAs = (details: RegExp) => (error: any) => (assert.equal(error.code, 3, error.details), assert.match(error.details, details), true);
-  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{}', device_ids: [] }), refusedAs(/^request\.selector_json: empty: it would match every device/));
-  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabels":{"a":1}}', device_ids: [] }), refusedAs(/^request\.selector_json\.matchLabels\.a: /));
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{}', device_ids: [] }), refusedAs(/^selector_json: empty: it would match every device/));
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabels":{"a":1}}', device_ids: [] }), refusedAs(/^selector_json\.matchLabels\.a: /));
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: ['osaka-1'], all_devices: true }), refusedAs(/^give exactly one of selector_json, device_ids and all_devices$/));
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: [] }), refusedAs(/^give exactly one of selector_json, device_ids and all_devices$/));
-  await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['osaka-1', 'osaka-1'] }), refusedAs(/^request\.device_ids: must not repeat a device$/));
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['osaka-1', 'osaka-1'] }), refusedAs(/^device_ids: must not repeat a device$/));
   assert.equal(await fleetSnapshot(server), before);
 
   const response = await server.request('POST', '/api/assignments', { json: { ...good, selector: { matchLabels: { site: 'osaka' } } } });
@@ -360,7 +360,7 @@ test('devices are listed a page at a time (REST and gRPC) with fleet-wide counts
   assert.deepEqual([first.devices.map((device: { id: string }) => device.id), first.next], [['dev-a', 'dev-b', 'dev-c'], 'dev-c']);
   const rest = await devices.call('ListDevices', { limit: 3, after: first.next });
   assert.deepEqual([rest.devices.map((device: { id: string }) => device.id), rest.next], [['dev-d', 'dev-e'], '']);
-  await assert.rejects(devices.call('ListDevices', { limit: 9999 }), (error: { code: number; details: string }) => error.code === 3 && error.details === 'limit: must be a whole number from 1 to 5000');
+  await assert.rejects(devices.call('ListDevices', { limit: 9999 }), (error: { code: number; details: string }) => error.code === 3 && error.details === 'limit: must be a whole number from 1 to 5000, or 0 (unset) for 1000');
 
   const listed = await runCli(['devices', 'list', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(listed.code, 0, listed.stderr);

@@ -38,7 +38,7 @@ test('REST and gRPC: two resumes of a held timed pause at once lift the hold onc
   // Bad input names the field.
   const bad = await s.request('POST', `/api/rollouts/${id}/resume?pausedSince=yesterday`);
   assert.equal(bad.status, 400);
-  assert.match(((await bad.json()) as any).error.message, /^query\.pausedSince: must be the pause\.since the rollout showed/);
+  assert.match(((await bad.json()) as any).error.message, /^query\.pausedSince: must be the time the pause began as the rollout showed it \(pause\.since over REST, pause_since over gRPC\), such as [0-9TZ:.-]+$/);
   const elsewhere = await s.request('POST', `/api/rollouts/${id}/pause?pausedSince=${encodeURIComponent(since)}`);
   assert.equal(elsewhere.status, 400, 'only resume takes it');
 
@@ -52,7 +52,7 @@ test('REST and gRPC: two resumes of a held timed pause at once lift the hold onc
   assert.match(failure.details, /is no longer in the pause of .*; not resumed again$/);
   assert.equal((await grpc.call('GetRollout', { id })).rollout.step_index, 1, 'gRPC: the timed pause goes on');
   await assert.rejects(grpc.call('PromoteRollout', { id, paused_since: heldAgain.pause.since }), (error: any) => error.code === status.INVALID_ARGUMENT && /^paused_since: only ResumeRollout/.test(error.details));
-  await assert.rejects(grpc.call('ResumeRollout', { id, paused_since: 'soon' }), (error: any) => error.code === status.INVALID_ARGUMENT && /^paused_since: must be the pause\.since/.test(error.details));
+  await assert.rejects(grpc.call('ResumeRollout', { id, paused_since: 'soon' }), (error: any) => error.code === status.INVALID_ARGUMENT && /^paused_since: must be the time the pause began as the rollout showed it \(pause\.since over REST, pause_since over gRPC\), such as [0-9TZ:.-]+$/.test(error.details));
   // An older client (no pause named) resumes from whatever pause it is in: here it ends the timed pause.
   const old = await s.request('POST', `/api/rollouts/${id}/resume`);
   assert.equal(old.status, 200, await old.clone().text());

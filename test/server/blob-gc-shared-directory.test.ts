@@ -419,7 +419,7 @@ describe('a server while another server sharing its data directory collects garb
     const body = (await refused.json()) as any;
     assert.equal(collected, true, 'the collection never ran');
     assert.equal(refused.status, 400, JSON.stringify(body));
-    assert.match(body.error.message, /^manifest\.files\.[^:]+: blob [0-9a-f]{64} was not uploaded \(PUT \/api\/blobs\/[0-9a-f]{64} first\)$/);
+    assert.match(body.error.message, /^manifest\.files\.[^:]+: blob [0-9a-f]{64} was not uploaded: upload it first \(PUT \/api\/blobs\/[0-9a-f]{64}, or Blobs\.UploadBlob over gRPC; models push does both\)$/);
     hookUnownedCalls({});
     const after = JSON.parse(await storeSnapshot(server));
     assert.deepEqual({ ...after, blobs: [], audit: 0 }, { ...JSON.parse(before), blobs: [], audit: 0 }, 'the refused push registered something');

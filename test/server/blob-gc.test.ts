@@ -202,6 +202,6 @@ test('a claimed blob is kept by a collection that started before the claim; a co
   const before = await storeSnapshot(server);
   const refused = await server.request('POST', '/api/models/iris/versions', { json: { manifest: artifact.manifest } });
   assert.equal(refused.status, 400);
-  assert.match(((await refused.json()) as any).error.message, /was not uploaded \(PUT \/api\/blobs\/[0-9a-f]{64} first\)/);
+  assert.match(((await refused.json()) as any).error.message, /was not uploaded: upload it first \(PUT \/api\/blobs\/[0-9a-f]{64}, or Blobs\.UploadBlob/);
   assert.equal(await storeSnapshot(server), before);
 });

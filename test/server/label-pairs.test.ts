@@ -69,4 +69,8 @@ test('a refusal of a label is named by its flag and key, whatever the key; a lis
   assert.equal(named('request.selector_json.matchLabels.example.com/tier: label keys are 1-64 characters'), '--selector: example.com/tier: label keys are 1-64 characters');
   assert.equal(named('request.device_ids.1: must be a device id'), '--device (value 2): must be a device id');
   assert.equal(named('request.labels: at most 64 labels per device (got 65)'), '--labels: at most 64 labels per device (got 65)');
+  // As this server names them, without an older server's `request.`; a refusal of a field the command did not send is left alone.
+  assert.equal(named('labels.7: must be at most 256 characters long'), '--labels: 7: must be at most 256 characters long');
+  assert.equal(named('device_ids.1: must be a device id; labels: at most 64 labels per device (got 65)'), '--device (value 2): must be a device id; --labels: at most 64 labels per device (got 65)');
+  assert.equal(named('broker_url: must name the broker\'s host'), "broker_url: must name the broker's host");
 });
