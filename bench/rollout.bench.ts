@@ -161,6 +161,7 @@ async function main(): Promise<void> {
     const p99s = repetitions.map((r) => percentile(r.perDeviceMs, 0.99));
     const results = {
       machine: describeMachine(),
+      date: new Date().toISOString(),
       devices: DEVICES,
       pilot: PILOT,
       repetitions: REPETITIONS,
@@ -177,9 +178,9 @@ async function main(): Promise<void> {
     const secs = (v: number | null) => (v === null ? '—' : `${v.toFixed(1)} s`);
     await writeBenchmarkSection(
       'Rollouts (bench:rollout)',
-      `${DEVICES} agents in one process on loopback ("lightweight mode": the real \`Agent\` and MQTT protocol code, one shared onnxruntime session per model, ${HOLDOUT_ROWS}-row holdouts, tiny on-device benchmarks), a real server with its embedded broker and SQLite, a small iris model (16 units) and its ODF2NNA candidate. Machine: ${describeMachine()}.
+      `${DEVICES} agents in one process on loopback ("lightweight mode": the real \`Agent\` and MQTT protocol code, one shared onnxruntime session per model, ${HOLDOUT_ROWS}-row holdouts, tiny on-device benchmarks), a real server with its embedded broker and SQLite, a small iris model (16 units) and its ODF2NNA candidate. Machine: ${describeMachine()}. ${new Date().toISOString().slice(0, 10)}.
 
-**Rollback of the whole fleet after full promotion** — from the \`POST /api/rollouts/:id/rollback\` call until the server has ingested each device's report that the baseline is active (GET /api/devices polled every ${POLL_MS} ms, so times are up to ${POLL_MS} ms late), ${REPETITIONS} repetitions:
+**Rollback of the whole fleet after full promotion** — from the \`POST /api/rollouts/:id/rollback\` call until the server has ingested each device's report that the baseline is active (GET /api/devices polled every ${POLL_MS} ms, so times are up to ${POLL_MS} ms late, plus the time one listing of every device takes), ${REPETITIONS} repetitions:
 
 ${markdownTable(
   ['repetition', 'p50 per device', 'p99 per device', 'last device', 'rollback call returned'],
@@ -198,7 +199,7 @@ ${markdownTable(
   [[secs(pilot.pilotAcknowledgedS), secs(pilot.analysisDecidedS), secs(pilot.promotionDecisionS), pilot.outcome]],
 )}
 
-Times are from the \`POST /api/rollouts\` call. The analysis itself takes initial delay + (count − 1) × interval = 10 s; the rest is assignment, download, install and the side-by-side benchmark on the pilot devices. Enrolling and starting the ${DEVICES} agents and activating the baseline took ${enrollSeconds.toFixed(1)} s. Raw numbers: \`bench/results/rollout.json\`.`,
+Times are from the \`POST /api/rollouts\` call. The pilot devices acknowledge their candidate (assignment, download, install and the side-by-side benchmark) first; the analysis then takes initial delay + (count − 1) × interval = 10 s. From its decision to the promotion decision is the last step, \`setWeight: 100\`: the candidate is delivered to every other device before the promotion is recorded. Enrolling and starting the ${DEVICES} agents and activating the baseline took ${enrollSeconds.toFixed(1)} s. Raw numbers: \`bench/results/rollout.json\`.`,
     );
     process.stdout.write(`wrote BENCHMARKS.md and bench/results/rollout.json\n`);
   } finally {
