@@ -94,7 +94,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--devices <n>', 'simulated field devices, 8 to 500 (the pilot takes half, rounded up)', parseInteger, 12)
     .option('--data-dir <dir>', 'an empty or new directory where the server and devices keep their data, kept at exit (default: a temporary directory, removed at exit)')
     .option('--http-port <port>', 'dashboard and REST port (0 = any free port)', parseInteger, 0)
-    .option('--seed <n>', 'seed for the data split, training and the simulated sites', parseInteger, 7)
+    .option('--seed <n>', 'seed for the data split, training and the simulated sites', parseInteger, 3)
     .option('--prometheus-url <url>', 'decide with this Prometheus instead of the builtin metric provider; it must scrape the demo server (--http-port), and analyses wait 30 s into each step for its scrapes')
     .option('--exit-when-done', 'exit once both rollouts are decided')
     .option('--summary-json <file>', 'write {rollouts: [{candidate, outcome (promoted or rolled_back), phase (Completed; Failed: the rollout failed it, reason says why; RolledBack: rolled back as an operator would), reason}]} to this file')
