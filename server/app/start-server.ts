@@ -442,17 +442,13 @@ function grpcMaxReceiveBytes(maxBodyBytes: number): number {
 
 /**
  * The largest message each gRPC method takes: --max-body-bytes, as REST's largest body. StartPrune
- * and StartRollout take their csv or spec up to it and room for their other fields (the handler
- * refuses a csv or spec over the limit naming the field); UploadBlob's chunks are limited by the
- * transport's cap and the blob by --max-blob-bytes, as REST's uploads are.
+ * and StartRollout have none of their own: their handlers refuse a csv or spec over the limit
+ * naming the field (which the CLI names as --data or --spec); UploadBlob's chunks are limited by
+ * the transport's cap and the blob by --max-blob-bytes, as REST's uploads are.
  */
 function grpcMessageLimit(maxBodyBytes: number): MessageLimit {
-  const option = '--max-body-bytes';
-  return (path) => {
-    if (path === '/fleetprune.v1.Blobs/UploadBlob') return null;
-    if (path === '/fleetprune.v1.Jobs/StartPrune' || path === '/fleetprune.v1.Rollouts/StartRollout') return { bytes: maxBodyBytes + GRPC_MESSAGE_HEADROOM_BYTES, option };
-    return { bytes: maxBodyBytes, option };
-  };
+  const fieldChecked = new Set(['/fleetprune.v1.Blobs/UploadBlob', '/fleetprune.v1.Jobs/StartPrune', '/fleetprune.v1.Rollouts/StartRollout']);
+  return (path) => (fieldChecked.has(path) ? null : { bytes: maxBodyBytes, option: '--max-body-bytes' });
 }
 
 /** Each device's report bucket: --report-burst and --report-refill-ms, each overridden by StartServerOptions.reportRateLimit (tests); unset ones keep the fleet's defaults. */

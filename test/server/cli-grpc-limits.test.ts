@@ -68,6 +68,15 @@ test('jobs prune --data: a CSV over the server\'s gRPC message limit is refused 
   assert.equal(refused.code, 2, refused.stderr);
   assert.equal(refused.stderr.trim(), `fleetprune: --data: ${file} is ${csv.length} bytes, more than the server accepts (its --max-body-bytes)`);
   assert.deepEqual(await server.server.ctx.store.jobs.list(), [], 'nothing was stored');
+
+  // ~3 MiB: within the transport's 8 MiB, over the limit: the handler refuses the csv, which the CLI names --data.
+  const over = join(await tempDir(t), 'over.csv');
+  const overCsv = `x,y,z,kind\n${row.repeat(Math.ceil((3 * MiB) / row.length))}0.5,0.5,0.5,b\n`;
+  await writeFile(over, overCsv);
+  const overRun = await runCli(['jobs', 'prune', '--data', over, '--label', 'kind', '--name', 'over', '--detach', ...connection]);
+  assert.equal(overRun.code, 2, overRun.stderr);
+  assert.match(overRun.stderr.trim(), new RegExp(`^fleetprune: --data ${over.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: \\d+ bytes, larger than the ${maxBodyBytes}-byte limit \\(--max-body-bytes\\)$`));
+  assert.deepEqual(await server.server.ctx.store.jobs.list(), [], 'nothing was stored');
 });
 
 /** Registers `count` versions of `model` straight through the store, then lists them with `models list MODEL`: the names it printed. */
