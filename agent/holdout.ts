@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import type { Manifest } from '../shared/artifact/manifest.ts';
-import { parseDataset, readDataFile, type Dataset } from '../shared/data/dataset.ts';
+import { classesAreValues, parseDataset, readDataFile, type Dataset } from '../shared/data/dataset.ts';
 import { canonicalText } from '../shared/util/canonical-text.ts';
 import { UserError } from '../shared/util/errors.ts';
 import { parseDecimal } from '../shared/util/numbers.ts';
@@ -135,7 +135,7 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
     // A model whose classes are all numbers reads them by value, named canonically ("1"); one
     // trained before that names them as its data wrote them ("1.0"): matched by value. A model
     // with a class that is not a number names every class as written ("01" and "1" are two).
-    const numeric = manifest.labels.every((label) => Number.isFinite(parseDecimal(label)));
+    const numeric = classesAreValues(manifest.labels);
     const byValue = new Map(numeric ? manifest.labels.map((label) => [parseDecimal(label), labelIndex.get(canonicalText(label))!]) : []);
     const mapped = dataset.classes.map((name) => labelIndex.get(name) ?? byValue.get(parseDecimal(name)));
     const unknown = mapped.findIndex((index) => index === undefined);

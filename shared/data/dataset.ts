@@ -439,9 +439,14 @@ function mergedSpellings(labels: readonly string[], className: (label: string) =
  * 9007199254740992 and 9007199254740993 are one float64 but two classes.
  */
 function classNaming(labels: readonly string[]): (label: string) => string {
-  const byValue = labels.every((label) => Number.isFinite(parseDecimal(label)) && significantDigits(label) <= 15);
+  const byValue = classesAreValues(labels);
   // A label that is no number (a holdout's, read with a numeric model's classes) stays as written.
   return byValue ? (label) => (Number.isFinite(parseDecimal(label)) ? String(parseDecimal(label)) : label) : (label) => label;
+}
+
+/** Whether `labels` (a file's, or a model's classes) name classes by value: every one a number a float64 tells from the others. */
+export function classesAreValues(labels: readonly string[]): boolean {
+  return labels.every((label) => Number.isFinite(parseDecimal(label)) && significantDigits(label) <= 15);
 }
 
 /** The significant digits of a decimal numeral ("0.0120" and "1.2e-2" have 2, "1200" has 2). */

@@ -49,8 +49,16 @@ test("the holdout's labels are read for the model's task, not guessed: 30 rows o
   const someCodes = Holdout.fromText('f0,kind\n1,01\n2,1\n3,01\n', 'kind', 'site.csv');
   assert.deepEqual(alignHoldout(someCodes, codes).y, [0, 1, 0]);
   assert.throws(() => alignHoldout(Holdout.fromText('f0,kind\n1,1.0\n', 'kind', 'site.csv'), codes), /^Error: site\.csv: label "1\.0" \(1 row, the first at line 2\) is not one of the model's classes \(01, 1, x\)$/);
-  // The same file read for a model of numeric classes is read by value.
+  // The same file read for a model of numeric classes is read by value; each model reads it its own
+  // way, in either order (the holdout keeps what it read per model).
   assert.deepEqual(alignHoldout(someCodes, { ...codes, labels: ['1', '2'] }).y, [0, 0, 0]);
+  const numericFirst = Holdout.fromText('f0,kind\n1,01\n2,1\n3,01\n', 'kind', 'site.csv');
+  assert.deepEqual(alignHoldout(numericFirst, { ...codes, labels: ['1', '2'] }).y, [0, 0, 0]);
+  assert.deepEqual(alignHoldout(numericFirst, codes).y, [0, 1, 0]);
+  // Classes of more than 15 significant digits are kept as written in training: so they are here.
+  const long = { ...codes, labels: ['01', '1', '12345678901234567'] };
+  assert.deepEqual(alignHoldout(Holdout.fromText('f0,kind\n1,01\n2,1\n', 'kind', 'site.csv'), long).y, [0, 1]);
+  assert.throws(() => alignHoldout(Holdout.fromText('f0,kind\n1,1.0\n', 'kind', 'site.csv'), long), /label "1\.0" .* is not one of the model's classes/);
   const texts = Holdout.fromText('f0,kind\n1,cat\n2,dog\n', 'kind');
   assert.throws(() => texts.forModel({ task: 'regression', features: ['f0'] }), /regression label "cat" is not a finite float32 number/);
 });
