@@ -352,7 +352,7 @@ const body = [
       r.originalGflops.toFixed(2),
       r.prunedGflops.toFixed(2),
       r.floorMs === undefined ? '' : r.floorMs.toFixed(4),
-      r.floorMs === undefined ? '' : r.prunedMs > r.floorMs ? `${((r.originalMs - r.floorMs) / (r.prunedMs - r.floorMs)).toFixed(2)}×` : 'at the floor',
+      r.floorMs === undefined ? '' : r.prunedMs > r.floorMs * 1.05 ? `${((r.originalMs - r.floorMs) / (r.prunedMs - r.floorMs)).toFixed(2)}×` : 'at the floor',
     ]),
   ),
   '',
