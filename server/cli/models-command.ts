@@ -371,7 +371,9 @@ async function uploadAll(connection: ServerConnection, name: string, dir: string
   }
 }
 
-const isAlreadyRegistered = (error: unknown) => error instanceof UserError && (error as UserError & { cause?: { code?: number } }).cause?.code === GrpcStatus.ALREADY_EXISTS;
+// ALREADY_EXISTS says "version X already exists" too: only "is already registered as" is the same artifact.
+const isAlreadyRegistered = (error: unknown) =>
+  error instanceof UserError && (error as UserError & { cause?: { code?: number } }).cause?.code === GrpcStatus.ALREADY_EXISTS && /is already registered as \S+$/.test(error.message);
 
 /**
  * Uploads again the files the server lost of an artifact registered already (`registered_as`), and

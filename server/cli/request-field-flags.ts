@@ -3,8 +3,8 @@ import { UserError } from '../../shared/util/errors.ts';
 /**
  * A refusal naming a gRPC request's field (`device_ids.1: must be …`) names the flag the
  * user gave instead (`--device (value 2): must be …`): they never wrote a field called device_ids.
- * A field within one (a label of --labels, `request.labels.KEY`; a selector's,
- * `request.selector_json.matchLabels.KEY`) is named after the flag (`--labels: KEY: …`).
+ * A field within one (a label of --labels, `labels.KEY`; a selector's,
+ * `selector_json.matchLabels.KEY`) is named after the flag (`--labels: KEY: …`).
  * `flagOf` maps the fields this command sends to its flags; other refusals are returned as they are.
  */
 /** The request fields that are lists (their items named by place); the others are values or maps. */
