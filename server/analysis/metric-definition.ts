@@ -78,6 +78,17 @@ export const RelativeCheckSchema = z.strictObject({
   confidence: z.number().gt(0.5, 'must be > 0.5').lt(1, 'must be < 1').optional(),
   /** How far back each measurement looks at per-device reports; defaults to the interval, or 5m. */
   window: DurationSchema.optional(),
+}).superRefine((check, ctx) => {
+  // Each metric has one good direction: the other comparator would pass a worse candidate (an MSE 4× its baseline's).
+  const good = RELATIVE_DEFAULTS[check.metric].comparator;
+  if (check.comparator !== undefined && check.comparator !== good) {
+    const better = good === '>=' ? 'higher' : 'lower';
+    ctx.addIssue({
+      code: 'custom',
+      path: ['comparator'],
+      message: `"${check.comparator}" would pass a candidate worse than its baseline: a ${better} ${check.metric} is better, so the check is "${good}" (leave comparator out for it)`,
+    });
+  }
 });
 
 const Count = z.number().int('must be an integer');

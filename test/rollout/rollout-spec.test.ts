@@ -295,6 +295,13 @@ steps:
       'steps[0].analysis.metrics[0].relative.metric: must be one of "accuracy", "mse", "latency_p95", "error_rate"',
     ]);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', confidence: 1 } })), ['steps[0].analysis.metrics[0].relative.confidence: must be < 1']);
+    // A comparator against the metric's direction would pass a worse candidate (an MSE 4× its baseline's).
+    assert.deepEqual(issues(analysis({ name: 'e', relative: { metric: 'mse', comparator: '>=' } })), [
+      'steps[0].analysis.metrics[0].relative.comparator: ">=" would pass a candidate worse than its baseline: a lower mse is better, so the check is "<=" (leave comparator out for it)',
+    ]);
+    assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', comparator: '<=' } })), [
+      'steps[0].analysis.metrics[0].relative.comparator: "<=" would pass a candidate worse than its baseline: a higher accuracy is better, so the check is ">=" (leave comparator out for it)',
+    ]);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', tolerance: -1 } })), ['steps[0].analysis.metrics[0].relative.tolerance: must be ≥ 0']);
     assert.deepEqual(issues(analysis({ name: 'acc', relative: { metric: 'accuracy', tolerance: 1, toleranceMode: 'relative' } })), [
       'steps[0].analysis.metrics[0].relative.tolerance: a relative tolerance of 1 with >= accepts any value; it must be below 1',
