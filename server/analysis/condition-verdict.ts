@@ -54,7 +54,7 @@ export function judgeConditions(metric: AnalysisMetric, input: ValuesToJudge): C
     // The common first-time mistake: a query measured before anything it reads exists.
     const early =
       input.first && metric.initialDelayMs === 0
-        ? `: no series yet? This metric has no initialDelay, so its first measurement came as its step began, before the step's devices had benchmarked the candidate and their reports reached the metrics (give it one, e.g. initialDelay: 1m)`
+        ? `: no series yet? This metric has no initialDelay, so its first measurement came as its analysis began (when its step began, or at a resume), maybe before the devices' reports reached the metrics (give it one, e.g. initialDelay: 1m); or its query reads a series these devices never report`
         : '';
     return verdict('Inconclusive', `empty result${early}`);
   }

@@ -128,6 +128,17 @@ export function relativeTaskProblem(metric: RelativeMetricName, task: 'classific
     : `a relative ${metric} check needs a regression model, and this is a classifier: check accuracy instead (templates fleetprune-accuracy, fleetprune-relative)`;
 }
 
+/**
+ * Why a query metric reads a per-device series a model of `task` never reports (a classifier's
+ * accuracy of a regression model), else null: a warning at the start, as the query may read
+ * something else besides (every measurement of it alone would be an empty result).
+ */
+export function queryTaskProblem(query: string, task: 'classification' | 'regression'): string | null {
+  const [absent, instead] = task === 'regression' ? [DEVICE_REPORT_METRICS.accuracy, DEVICE_REPORT_METRICS.mse] : [DEVICE_REPORT_METRICS.mse, DEVICE_REPORT_METRICS.accuracy];
+  if (!new RegExp(`\\b${absent}\\b`).test(query)) return null;
+  return `its query reads ${absent}, which a ${task === 'regression' ? 'regression model' : 'classifier'} never reports (its devices report ${instead}): every measurement of it would be an empty result`;
+}
+
 export function relativeScale(metric: RelativeMetricName): number {
   return SERIES[metric].scale;
 }
@@ -249,7 +260,7 @@ export function judgeRelative(
   // candidate median can sit below the bound of the baseline median while most devices are within
   // their own bounds, and the reverse).
   const pct = (share: number) => `${share > 0 ? '+' : ''}${fmt(share * 100)} %`;
-  const outsideText = outside === 0 ? 'none outside tolerance' : `${outside} outside tolerance (worst ${worst.device}: ${fmt(worst.margin)} ${unit}${worst.share === undefined ? '' : `, ${pct(worst.share)} of its baseline`})`;
+  const outsideText = outside === 0 ? 'none outside tolerance' : `${outside} outside tolerance (worst ${worst.device}: ${fmt(worst.margin)} ${unit} past its bound${worst.share === undefined ? '' : `, ${pct(worst.share)} of its baseline`})`;
   const meanText = `mean ${fmt(meanShift)} ${unit}${meanShare === undefined ? '' : ` (${pct(meanShare)} of each device's baseline on average)`}`;
   const summary =
     `candidate ${source.metric} ${fmt(candidateMedian)} ${unit} vs baseline ${fmt(baselineMedian)} ${unit} (medians); ` +

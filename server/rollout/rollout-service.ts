@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setBounded } from '../../shared/util/bounded-map.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
-import { relativeTaskProblem } from '../analysis/relative-check.ts';
+import { queryTaskProblem, relativeTaskProblem } from '../analysis/relative-check.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { Store } from '../store/store.ts';
@@ -105,11 +105,14 @@ export class RolloutService {
       // Every device would refuse it: the rollout would fail at its first step, blaming the devices.
       const unsendable = await this.#o.unsendable?.(model, candidateVersion);
       if (unsendable) throw new ServiceError('conflict', `candidateVersion: ${unsendable}`);
+      const taskWarnings: string[] = [];
       spec.steps.forEach((step, index) => {
         if (step.kind !== 'analysis') return;
         for (const metric of step.metrics) {
           const problem = metric.source.kind === 'relative' ? relativeTaskProblem(metric.source.metric, version.manifest.task) : null;
           if (problem) throw new ServiceError('bad_request', `steps[${index}].analysis metric "${metric.name}": ${model}@${candidateVersion}: ${problem}`);
+          const unread = metric.source.kind === 'query' ? [metric.source.query, metric.source.baselineQuery ?? '', metric.source.samplesQuery ?? ''].map((query) => queryTaskProblem(query, version.manifest.task)).find((found) => found !== null) : null;
+          if (unread) taskWarnings.push(`steps[${index}].analysis metric "${metric.name}": ${model}@${candidateVersion}: ${unread}`);
         }
       });
       for (const id of await this.#o.repository.list({ model, unfinished: true })) {
@@ -121,7 +124,7 @@ export class RolloutService {
         const inTheWay = other && rolloutInTheWay({ id, model, phase: other.state.phase, pendingActions: other.pendingActions });
         if (inTheWay && (inTheWay.reason !== 'recording' || (await this.#stillRecordingStatuses(id)))) throw new ServiceError('conflict', inTheWay.message, { cause: inTheWay });
       }
-      const warnings = [...specWarnings(spec), ...preflight.warnings, ...(await this.#candidateStatusWarnings(model, candidateVersion))];
+      const warnings = [...specWarnings(spec), ...taskWarnings, ...preflight.warnings, ...(await this.#candidateStatusWarnings(model, candidateVersion))];
       let id: string;
       const by = actorOf(principal);
       try {

@@ -76,7 +76,7 @@ describe('analysis engine: measurement verdicts', () => {
 
   it('is Inconclusive on an empty result, NaN, or too few samples — never Successful', async () => {
     for (const [script, fields, expected] of [
-      [[[]], {}, /^m: empty result: no series yet\? This metric has no initialDelay, so its first measurement came as its step began, before the step's devices had benchmarked the candidate and their reports reached the metrics \(give it one, e\.g\. initialDelay: 1m\)$/],
+      [[[]], {}, /^m: empty result: no series yet\? This metric has no initialDelay, so its first measurement came as its analysis began \(when its step began, or at a resume\), maybe before the devices' reports reached the metrics \(give it one, e\.g\. initialDelay: 1m\); or its query reads a series these devices never report$/],
       [[[]], { initialDelay: '30s' }, /^m: empty result$/],
       [[[Number.NaN]], {}, /has NaN/],
       // Not Failed on the values beside the NaN: avg(result) over [0.1, NaN] could be anything.
@@ -99,7 +99,7 @@ describe('analysis engine: measurement verdicts', () => {
     await h.scheduler.advance(60_000);
     assert.deepEqual(
       h.seen.map((m) => m.message.replace(/ \(give it one.*$/, '')),
-      ["m: empty result: no series yet? This metric has no initialDelay, so its first measurement came as its step began, before the step's devices had benchmarked the candidate and their reports reached the metrics", 'm: empty result'],
+      ["m: empty result: no series yet? This metric has no initialDelay, so its first measurement came as its analysis began (when its step began, or at a resume), maybe before the devices' reports reached the metrics", 'm: empty result'],
     );
   });
 

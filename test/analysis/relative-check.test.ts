@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { METRIC_DEFAULTS, type AnalysisMetric, type MetricSource } from '../../server/analysis/metric-definition.ts';
 import { ScriptedProvider } from './scripted-provider.ts';
-import { judgeRelative, relativeBound, relativeQueries, relativeTaskProblem, withoutRoundingNoise } from '../../server/analysis/relative-check.ts';
+import { judgeRelative, relativeBound, relativeQueries, queryTaskProblem, relativeTaskProblem, withoutRoundingNoise } from '../../server/analysis/relative-check.ts';
 import { takeMeasurement } from '../../server/analysis/take-measurement.ts';
 import { BuiltinProvider } from '../../server/metricproviders/builtin/builtin-provider.ts';
 import { InMemoryReportHistory } from '../../server/metricproviders/in-memory-report-history.ts';
@@ -71,7 +71,7 @@ describe('relative checks: bounds and verdicts', () => {
     assert.equal(verdict.evidence!.shift, 0.5, 'the median device: 0.5 points above its bound');
     assert.ok(Math.abs(verdict.evidence!.meanShift! - (12 * 0.5 - 8 * 7.83) / 20) < 1e-9, `mean margin ${verdict.evidence!.meanShift}`);
     assert.equal(verdict.evidence!.outside, 8);
-    assert.match(verdict.message, /8 outside tolerance \(worst d1: -7\.830 points\) on 20 devices/);
+    assert.match(verdict.message, /8 outside tolerance \(worst d1: -7\.830 points past its bound\) on 20 devices/);
     assert.match(verdict.message, /outside tolerance but not significant at confidence 0\.95 \(mean margin < 0: 8 devices outside tolerance lose more than the others are within it\)$/);
   });
 
@@ -96,14 +96,14 @@ describe('relative checks: bounds and verdicts', () => {
     assert.equal(pilot.evidence!.shift, 0.5, 'the median device is within tolerance');
     assert.equal(pilot.evidence!.meanShift, -7);
     assert.deepEqual(pilot.evidence!.worst, { device: 'd4', margin: -29.5 });
-    assert.match(pilot.message, /median 0\.5000 points, mean -7 points, 1 outside tolerance \(worst d4: -29\.50 points\) on 4 devices/);
+    assert.match(pilot.message, /median 0\.5000 points, mean -7 points, 1 outside tolerance \(worst d4: -29\.50 points past its bound\) on 4 devices/);
     assert.match(pilot.message, /\(mean margin < 0: 1 device outside tolerance loses more than the others are within it\)$/);
 
     const baseline = Array.from({ length: 20 }, () => 92);
     const fleet = judgeRelative(accuracy, devices(baseline.map((value, i) => (i < 9 ? value - 20 : value))), devices(baseline), 4);
     assert.equal(fleet.phase, 'Inconclusive', fleet.message);
     assert.equal(fleet.evidence!.outside, 9);
-    assert.match(fleet.message, /9 outside tolerance \(worst d1: -19\.50 points\) on 20 devices/);
+    assert.match(fleet.message, /9 outside tolerance \(worst d1: -19\.50 points past its bound\) on 20 devices/);
 
     // Lower is better: one of five devices three times the latency of its baseline.
     const slow = judgeRelative(latency, devices([10, 10, 10, 10, 30]), devices([10, 10, 10, 10, 10]), 4);
@@ -119,7 +119,7 @@ describe('relative checks: bounds and verdicts', () => {
     assert.equal(verdict.phase, 'Inconclusive', verdict.message);
     assert.ok(verdict.evidence!.meanShift! < 0, `in ms the mean margin is on the good side (${verdict.evidence!.meanShift}): that is the slow devices' slack`);
     assert.ok(Math.abs(verdict.evidence!.meanShare! - 0.8) < 1e-9, `as shares of their baselines: (9 × 1.9 − 11 × 0.1) / 20 = 0.8, got ${verdict.evidence!.meanShare}`);
-    assert.match(verdict.message, /mean -46\.45 ms \(\+80 % of each device's baseline on average\), 9 outside tolerance \(worst d1: 19 ms, \+190 % of its baseline\) on 20 devices/);
+    assert.match(verdict.message, /mean -46\.45 ms \(\+80 % of each device's baseline on average\), 9 outside tolerance \(worst d1: 19 ms past its bound, \+190 % of its baseline\) on 20 devices/);
     // The same shift on every device passes either way, and an absolute tolerance has no shares.
     const even = judgeRelative(latency, devices(baseline.map((value) => value * 1.05)), devices(baseline), 4);
     assert.equal(even.phase, 'Successful', even.message);
@@ -142,13 +142,13 @@ describe('relative checks: bounds and verdicts', () => {
     assert.equal(pass.evidence!.candidateMedian, 90.5);
     assert.equal(pass.evidence!.bound, 91.5);
     assert.doesNotMatch(pass.message, /= 91\.50/, 'no claim that the candidate median is compared with 91.5');
-    assert.match(pass.message, /^candidate accuracy 90\.50 points vs baseline 92 points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median 1 points, mean 0 points, 1 outside tolerance \(worst d3: -3\.500 points\) on 4 devices \(Wilcoxon/);
+    assert.match(pass.message, /^candidate accuracy 90\.50 points vs baseline 92 points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median 1 points, mean 0 points, 1 outside tolerance \(worst d3: -3\.500 points past its bound\) on 4 devices \(Wilcoxon/);
     assert.match(pass.message, /: within tolerance \(median and mean margin ≥ 0\)$/);
     // The reverse: the candidate median above the bound of the baseline median, most devices outside their own.
     const held = judgeRelative(accuracy, devices([100, 50, 89, 91]), devices([70, 60, 90, 92]), 4);
     assert.equal(held.phase, 'Inconclusive', held.message);
     assert.ok(held.evidence!.candidateMedian > held.evidence!.bound, 'the median is above the bound shown as context');
-    assert.match(held.message, /median -0\.5000 points, mean 5 points, 3 outside tolerance \(worst d2: -9\.500 points\) on 4 devices/);
+    assert.match(held.message, /median -0\.5000 points, mean 5 points, 3 outside tolerance \(worst d2: -9\.500 points past its bound\) on 4 devices/);
     assert.match(held.message, /\(median margin < 0: at most half the devices are within tolerance\)$/);
   });
 
@@ -250,7 +250,7 @@ describe('relative checks through the builtin provider', () => {
     assert.deepEqual(measurement.relative?.candidate.map((entry) => entry.device), ['d1', 'd2', 'd3', 'd4']);
     assert.ok(Math.abs(measurement.value![0]! - 62) < 1e-9, 'accuracy in points');
     assert.ok(Math.abs(measurement.thresholds.success! - (95.75 - 0.5)) < 1e-9);
-    assert.match(measurement.message, /^accuracy: candidate accuracy 63\.50 points vs baseline 95\.75 points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median -31\.75 points, mean -31\.75 points, 4 outside tolerance \(worst d1: -32\.50 points\) on 4 devices/);
+    assert.match(measurement.message, /^accuracy: candidate accuracy 63\.50 points vs baseline 95\.75 points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median -31\.75 points, mean -31\.75 points, 4 outside tolerance \(worst d1: -32\.50 points past its bound\) on 4 devices/);
   });
 
   it("compares with each device's baseline version only: an older active version's samples still in the window are left out", async () => {
@@ -284,10 +284,18 @@ describe('relative checks through the builtin provider', () => {
     const worse = await measureMse(3300);
     assert.equal(worse.phase, 'Failed');
     assert.match(worse.queries.candidate!, /fleetprune_device_mse\{model="wine",version="2",role="candidate"/);
-    assert.match(worse.message, /^mse: candidate mse 3320 label units² vs baseline 3020 label units² \(medians\); per-device margin candidate − bound \(baseline × 1\.02\): median 239\.6 label units², mean 239\.6 label units² \(\+7\.\d+ % of each device's baseline on average\), 5 outside tolerance \(worst d1: 240 label units², \+8 % of its baseline\) on 5 devices/);
+    assert.match(worse.message, /^mse: candidate mse 3320 label units² vs baseline 3020 label units² \(medians\); per-device margin candidate − bound \(baseline × 1\.02\): median 239\.6 label units², mean 239\.6 label units² \(\+7\.\d+ % of each device's baseline on average\), 5 outside tolerance \(worst d1: 240 label units² past its bound, \+8 % of its baseline\) on 5 devices/);
     assert.equal((await measureMse(2990)).phase, 'Successful');
     assert.equal(relativeTaskProblem('mse', 'regression'), null);
     assert.match(relativeTaskProblem('accuracy', 'regression')!, /needs a classifier, and this is a regression model: check mse instead/);
+    // A query metric reading the other task's series is warned about at the start (it may read something else too).
+    assert.equal(
+      queryTaskProblem('avg(fleetprune_device_accuracy_ratio{model="diab",role="candidate"})', 'regression'),
+      'its query reads fleetprune_device_accuracy_ratio, which a regression model never reports (its devices report fleetprune_device_mse): every measurement of it would be an empty result',
+    );
+    assert.match(queryTaskProblem('max(fleetprune_device_mse)', 'classification')!, /^its query reads fleetprune_device_mse, which a classifier never reports/);
+    assert.equal(queryTaskProblem('fleetprune_device_accuracy_ratio', 'classification'), null);
+    assert.equal(queryTaskProblem('fleetprune_device_accuracy_ratio_total', 'regression'), null, 'another series whose name starts the same');
   });
 
   it('passes a good candidate and is Inconclusive when the pilot is too small', async () => {

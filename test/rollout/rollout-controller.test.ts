@@ -193,7 +193,7 @@ describe('rollout controller', () => {
     await r.controller.start(spec, { by: 'alice' });
     const state = await driveUntil(r, (s) => s.phase === 'Failed');
     assert.equal(state.stepIndex, 1);
-    assert.match(state.outcome!.reason, /^analysis failed at step 2: accuracy: 1 failed measurement > failureLimit 0: accuracy: candidate accuracy \d+(\.\d+)? points vs baseline 9\d(\.\d+)? points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median -\d+(\.\d+)? points, mean -\d+(\.\d+)? points, 4 outside tolerance \(worst dev-\d\d: -\d+(\.\d+)? points\) on 4 devices \(Wilcoxon signed-rank W\+=0 p=0\.06250, Mann-Whitney U=0 p=0\.01421; p=0\.02843 for both\): significantly worse at confidence 0\.95$/);
+    assert.match(state.outcome!.reason, /^analysis failed at step 2: accuracy: 1 failed measurement > failureLimit 0: accuracy: candidate accuracy \d+(\.\d+)? points vs baseline 9\d(\.\d+)? points \(medians\); per-device margin candidate − bound \(baseline − 0\.5 points\): median -\d+(\.\d+)? points, mean -\d+(\.\d+)? points, 4 outside tolerance \(worst dev-\d\d: -\d+(\.\d+)? points past its bound\) on 4 devices \(Wilcoxon signed-rank W\+=0 p=0\.06250, Mann-Whitney U=0 p=0\.01421; p=0\.02843 for both\): significantly worse at confidence 0\.95$/);
     await drive(r, 5000);
     for (const device of r.fleet.devices.values()) {
       const pilot = device.labels.pilot === 'true';

@@ -262,13 +262,29 @@ export interface ChartLabels {
  * not on the candidate median against the bound of the baseline median (see medianOf).
  */
 export function chartLabels(metric: string, decisions: RolloutDetail['decisions']): ChartLabels {
-  const relative = decisions.some((d) => {
+  let evidence: { unit?: unknown; comparator?: unknown } | undefined;
+  for (const d of decisions) {
     const m = d.measurement as { metric?: unknown; relative?: unknown } | undefined;
-    return m?.metric === metric && typeof m.relative === 'object' && m.relative !== null;
-  });
-  return relative
-    ? { title: `${metric} (medians; verdict per device: see the decision log)`, candidate: 'candidate (median)', baseline: 'baseline (median)', success: 'bound of the baseline median', failure: 'failure threshold' }
-    : { title: metric, candidate: 'candidate (median)', baseline: 'baseline (median)', success: 'success threshold', failure: 'failure threshold' };
+    if (m?.metric === metric && typeof m.relative === 'object' && m.relative !== null) evidence = m.relative as typeof evidence;
+  }
+  if (!evidence) return { title: metric, candidate: 'candidate (median)', baseline: 'baseline (median)', success: 'success threshold', failure: 'failure threshold' };
+  // Its unit and which way is better, as the measurement gives them (label units², lower is better).
+  const unit = typeof evidence.unit === 'string' ? evidence.unit : null;
+  const better = evidence.comparator === '<=' ? 'lower is better' : evidence.comparator === '>=' ? 'higher is better' : null;
+  const about = [unit, better].filter((part) => part !== null).join(', ');
+  return {
+    title: `${metric}${about ? ` in ${about}` : ''} (medians; verdict per device: see the decision log)`,
+    candidate: 'candidate (median)',
+    baseline: 'baseline (median)',
+    success: 'bound of the baseline median',
+    failure: 'failure threshold',
+  };
+}
+
+/** The y axis's width for its widest tick label (uPlot's default 50 px cut "10,000" to "0,000"). */
+export function axisWidth(values: readonly (string | number)[] | null): number {
+  const widest = Math.max(0, ...(values ?? []).map((value) => String(value).length));
+  return Math.max(50, 16 + 7 * widest);
 }
 
 /** One chart per analysis metric: the measured value (and baseline) against its thresholds over time. */
@@ -300,6 +316,7 @@ export function renderAnalysisCharts(target: HTMLElement, r: RolloutDetail): voi
           height: 200,
           fmtDate: fmtDate24,
           scales: { x: { time: true, range: (u, min, max) => timeRange(u.data[0], min, max) } },
+          axes: [{}, { size: (_u, values) => axisWidth(values) }],
           series: [{}, ...shown.map(([series]) => series)],
         },
         data,
