@@ -43,7 +43,7 @@ import { ServingSlots } from './serving-slots.ts';
 import type { SessionCache } from './session-cache.ts';
 import { alignHoldout, type Holdout } from './holdout.ts';
 import { restoreMark, restores, withLost, withLossReportedTo } from './lost-models.ts';
-import { CorruptStateError, SlotStateFile, mootActivationCause, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
+import { CorruptStateError, SlotStateFile, candidateStaysBeside, mootActivationCause, sameModel, withAssignmentHandled, withHandled, withInstaller, withRefusalRecorded, type LostModel, type SlotState } from './slot-state.ts';
 
 /** A partial download untouched this long was given up; it is removed at start and by a periodic sweep. */
 const STALE_DOWNLOAD_MS = 7 * 24 * 3_600_000;
@@ -823,7 +823,9 @@ export class Agent {
   async #activate(assignment: Assignment, ref: ModelRef, next: ServingModel): Promise<void> {
     this.#logger.info({ version: ref.version }, 'activating');
     const state = this.#state.state;
-    const candidateStays = state.candidate !== null && !sameModel(state.candidate, ref);
+    // A candidate of another model than the one now active has nothing left to replace (the server
+    // never assigns one): it goes, not kept beside a wine model as iris's candidate.
+    const candidateStays = candidateStaysBeside(state.candidate, ref);
     crashPoint('activation:before-state');
     await this.#serving.releasingOnFailure(next, () =>
       this.#commit(
@@ -895,7 +897,7 @@ export class Agent {
       ...(command ? { rolledBackAt: newest(state.rolledBackAt, command.issuedAt) } : {}),
       active: target,
       previous: state.active,
-      candidate: sameModel(state.candidate, target) ? null : state.candidate,
+      candidate: candidateStaysBeside(state.candidate, target) ? state.candidate : null,
     };
     const report = this.#assignmentReport(answers, 'rolled-back', 'active', target, null);
     const afterStateWrite = () => crashPoint('activation:after-state');

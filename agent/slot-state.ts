@@ -101,6 +101,11 @@ export function sameModel(a: ModelRef | null, b: ModelRef | null): boolean {
   return a !== null && b !== null && a.sha256 === b.sha256;
 }
 
+/** Whether the candidate slot keeps `candidate` when `active` becomes the active model: another version of the same model only. */
+export function candidateStaysBeside(candidate: ModelRef | null, active: ModelRef): candidate is ModelRef {
+  return candidate !== null && !sameModel(candidate, active) && candidate.model === active.model;
+}
+
 export function withHandled(state: SlotState, id: string): SlotState {
   return {
     ...state,

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { signManifest } from '../../shared/artifact/signature.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+import { createAgentWorld, isBenchmarkFor, isOutcome, type AgentWorld, type TestArtifact } from './agent-fixtures.ts';
+import { startAgent } from './agent-harness.ts';
+
+let world: AgentWorld;
+let otherModel: TestArtifact;
+before(async () => {
+  world = await createAgentWorld();
+  // The world's v3 as version 1 of another model (same features and classes).
+  const dir = join(world.dir, 'other-model');
+  await cp(world.v3.dir, dir, { recursive: true });
+  const edited = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+  edited.name = 'other-classifier';
+  edited.version = '1';
+  await writeFile(join(dir, 'manifest.json'), JSON.stringify(signManifest(edited, world.privateKey), null, 2));
+  const { id, manifest } = await world.http.addArtifact(dir);
+  otherModel = { id, version: '1', dir, manifest };
+});
+after(() => world.close());
+
+// It stayed: the device showed active other-classifier 1 with candidate sensor-classifier 2, a pair
+// the server never assigns, and kept exporting the old model's candidate series.
+test("switching a device to another model drops the old model's candidate; another version of the same model keeps it", async (t) => {
+  const deviceId = 'switch-model-1';
+  const { agent } = await startAgent(t, world, deviceId);
+  await waitFor(() => agent.connected, 5000, 'agent connected');
+  const active = await world.assign(deviceId, world.v1, 'active');
+  await world.waitForReport(isOutcome(active.id, 'activated'), 30_000);
+  await world.assign(deviceId, world.v2, 'candidate');
+  await world.waitForReport(isBenchmarkFor(world.v2.id, deviceId), 60_000);
+  // Another version of the same model: the candidate stays.
+  const same = await world.assign(deviceId, world.v3, 'active');
+  await world.waitForReport(isOutcome(same.id, 'activated'), 30_000);
+  await agent.idle();
+  assert.equal(agent.slots.candidate?.sha256, world.v2.id, 'the same model\'s candidate stays');
+  // Another model: it goes.
+  const switched = await world.assign(deviceId, otherModel, 'active');
+  await world.waitForReport(isOutcome(switched.id, 'activated'), 30_000);
+  await agent.idle();
+  assert.equal(agent.slots.active?.sha256, otherModel.id);
+  assert.equal(agent.slots.candidate, null, 'no candidate of another model than the active one');
+});
