@@ -108,14 +108,23 @@ export class AssignmentService {
     }
     if (request.role === 'candidate') {
       // A candidate is benchmarked side by side with the active model it would replace: one of another model has none.
-      const other = devices.find((device) => device.active !== null && device.active.model !== version.model);
-      if (other) {
-        throw new ServiceError(
-          'conflict',
-          `device ${other.id} serves ${other.active!.model}, not ${version.model}: a candidate is benchmarked against the active model it would replace; assign ${version.model} with role active to switch the device to it`,
-        );
+      const others = devices.filter((device) => device.active !== null && device.active.model !== version.model);
+      if (others.length > 0) {
+        const first = others[0]!;
+        const more = others.length === 1 ? '' : ` (and ${others.length - 1} more device${others.length === 2 ? '' : 's'} serving another model)`;
+        const switching = untakenSwitch(first);
+        const advice =
+          switching?.model === version.model
+            ? `its switch to ${switching.model}@${switching.version} (assignment ${switching.id}) is not taken yet: assign the candidate once the device runs ${version.model}`
+            : `assign ${version.model} with role active to switch the device to it`;
+        throw new ServiceError('conflict', `device ${first.id} serves ${first.active!.model}, not ${version.model}${more}: a candidate is benchmarked against the active model it would replace; ${advice}`);
       }
     }
+    // A switch to another model the device has not taken yet (offline) would be replaced unseen.
+    const replaced = devices.flatMap((device) => {
+      const switching = untakenSwitch(device);
+      return switching && switching.model !== version.model ? [{ device, switching }] : [];
+    });
     const assignmentId = newMessageId();
     const deviceIds = devices.map((device) => device.id);
     // A rollout started between the check and the record would read the devices' old baselines.
@@ -130,10 +139,14 @@ export class AssignmentService {
     await this.options.publisher.sendRetained(deviceIds);
     // As a rollout's start says of a candidate it ships again: an operator may mean it, but not without a word.
     const status = await this.options.statusOf?.(version.model, version.version);
-    const warnings =
-      status?.status === 'failed' || status?.status === 'rolled-back'
-        ? [`${version.model}@${version.version} is ${status.status} since ${status.at} (${status.reason}); this assignment ships it again`]
-        : [];
+    const warnings = [
+      ...(status?.status === 'failed' || status?.status === 'rolled-back' ? [`${version.model}@${version.version} is ${status.status} since ${status.at} (${status.reason}); this assignment ships it again`] : []),
+      ...(replaced.length === 0
+        ? []
+        : replaced.length === 1
+          ? [`this replaces device ${replaced[0]!.device.id}'s switch to ${replaced[0]!.switching.model}@${replaced[0]!.switching.version} (assignment ${replaced[0]!.switching.id}), which it has not taken yet: ${request.role === 'active' ? `it switches to ${version.model} instead` : `it stays on ${replaced[0]!.device.active?.model ?? 'no model'}`}`]
+          : [`this replaces the switches to another model that ${replaced.length} devices have not taken yet (${replaced[0]!.device.id}'s to ${replaced[0]!.switching.model}@${replaced[0]!.switching.version}, …): ${request.role === 'active' ? `they switch to ${version.model} instead` : 'they stay on their models'}`]),
+    ];
     return {
       assignmentId,
       model: version.model,
@@ -173,4 +186,15 @@ export class AssignmentService {
 /** Whether one of the device's slots (as its latest heartbeat or answer said) holds the artifact. */
 function holdsArtifact(device: DeviceRecord, artifactId: string): boolean {
   return [device.active, device.previous, device.candidate].some((slot) => slot?.sha256 === artifactId);
+}
+
+/**
+ * The device's retained active assignment to another model than it runs, when it has not taken it
+ * yet (offline since, or still installing): what it will switch to. Null otherwise.
+ */
+function untakenSwitch(device: DeviceRecord): { id: string; model: string; version: string } | null {
+  const retained = device.retainedAssignment;
+  if (!retained || retained.role !== 'active' || device.active?.sha256 === retained.sha256) return null;
+  if (device.active !== null && device.active.model === retained.model) return null;
+  return { id: retained.id, model: retained.model, version: retained.version };
 }

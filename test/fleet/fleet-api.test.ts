@@ -325,7 +325,21 @@ test('a candidate of another model than the device serves is refused (nothing to
   // A device with no model yet may take a candidate (it is installed, and scored alone).
   assert.equal((await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '2', role: 'candidate', deviceIds: ['fresh-1'] } })).status, 201);
   const switched = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['wine-1'] } });
-  assert.equal(switched.status, 201, await switched.text());
+  assert.equal(switched.status, 201, await switched.clone().text());
+  // wine-1 is offline: its switch to iris is not taken yet. An iris candidate waits for it, saying so.
+  const switchId = ((await switched.json()) as { assignmentId: string }).assignmentId;
+  const early = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '2', role: 'candidate', deviceIds: ['wine-1'] } });
+  assert.equal(early.status, 409);
+  assert.equal(
+    ((await early.json()) as any).error.message,
+    `device wine-1 serves wine, not iris: a candidate is benchmarked against the active model it would replace; its switch to iris@1 (assignment ${switchId}) is not taken yet: assign the candidate once the device runs iris`,
+  );
+  // A wine candidate would replace the untaken switch unseen: it goes through, with a warning.
+  const wine = await makeArtifact(t, { seed: 7, name: 'wine', privateKey: server.server.ctx.signingKey.privateKey, version: '1' });
+  assert.equal((await pushArtifact(server, 'wine', wine.dir, wine.manifest)).status, 201);
+  const replacing = await server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'candidate', deviceIds: ['wine-1'] } });
+  assert.equal(replacing.status, 201, await replacing.clone().text());
+  assert.deepEqual(((await replacing.json()) as { warnings: string[] }).warnings, [`this replaces device wine-1's switch to iris@1 (assignment ${switchId}), which it has not taken yet: it stays on wine`]);
 });
 
 test('devices are listed a page at a time (REST and gRPC) with fleet-wide counts; the CLI walks every page', async (t) => {
