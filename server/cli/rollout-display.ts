@@ -16,7 +16,7 @@ export interface GrpcRollout {
   step_stage: string;
   current_step: string;
   weight: number;
-  devices: { total: number; candidate: number; delivered: number; pending: number; retrying: number; unreachable: number; refused: number };
+  devices: { total: number; candidate: number; delivered: number; pending: number; retrying: number; unreachable: number; refused: number; reassigned?: number };
   pause_message: string;
   /** Paused: why, since and until when ('' for none); absent from servers before these fields. */
   pause_reason?: string;
@@ -52,7 +52,7 @@ export function rolloutLine(r: GrpcRollout): string {
   // activated everywhere that is activation (devices that only installed it are not counted yet).
   const delivered = !r.terminal && r.current_step === ACTIVATE_EVERYWHERE ? 'activated' : 'delivered';
   // Escaped: reasons (an operator's, a device's) may hold newlines or escape sequences, stored before they were refused.
-  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} ${delivered}${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${outcome}`);
+  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} ${delivered}${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${r.devices.reassigned ? `, ${r.devices.reassigned} reassigned` : ''}${outcome}`);
 }
 
 /**

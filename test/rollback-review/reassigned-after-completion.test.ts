@@ -25,6 +25,9 @@ test('a rollback leaves a device assigned something newer since, says so, and a 
   const messages = done.decisions.map((decision: any) => decision.message as string);
   assert.ok(messages.includes('device handed-2 was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this revert does not undo; assign it its baseline by hand for it to go back'), JSON.stringify(messages));
   assert.ok(!messages.some((message: string) => /refused its baseline/.test(message)), 'no refusal made up');
+  // Counted apart in the rollout's summary: `rollout list` said "1 refused" of it.
+  const summary = (await json(await world.server.request('GET', '/api/rollouts'))).rollouts.find((r: any) => r.id === id);
+  assert.deepEqual([summary.devices.refused, summary.devices.reassigned], [0, 1]);
 
   const again = await world.server.request('POST', `/api/rollouts/${id}/rollback`);
   assert.equal(again.status, 409);

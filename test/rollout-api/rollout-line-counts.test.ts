@@ -8,6 +8,7 @@ const rollout = (devices: Partial<GrpcRollout['devices']>) =>
 test('the rollout line names the devices that refused, as it names the unreachable ones (a rolled-back rollout read "1/3 delivered" alone)', () => {
   assert.equal(rolloutLine(rollout({ unreachable: 1, refused: 1 })), 'ro-1  wine 2  RolledBack  3 steps  weight 0%  devices 1/3 delivered, 1 unreachable, 1 refused');
   assert.match(rolloutLine(rollout({ refused: 2 })), /devices 1\/3 delivered, 2 refused$/);
+  assert.match(rolloutLine(rollout({ refused: 1, reassigned: 1 })), /devices 1\/3 delivered, 1 refused, 1 reassigned$/, 'a device given another assignment meanwhile refused nothing');
   assert.match(rolloutLine(rollout({ delivered: 3 })), /devices 3\/3 delivered$/);
   // A one-step rollout: "1 step", not "1 steps".
   assert.match(rolloutLine({ ...rollout({}), step_count: 1 }), /^ro-1 {2}wine 2 {2}RolledBack {2}1 step {2}weight/);
