@@ -138,7 +138,15 @@ export function startRollout(id: string, spec: RolloutSpec, event: Extract<Rollo
   spec.steps.forEach((step, index) => {
     if (step.kind === 'devices') {
       step.deviceIds.forEach((deviceId, at) => {
-        if (!byId.has(deviceId)) throw new RolloutCommandError(`steps[${index}].devices[${at}]: device "${deviceId}" is not a target device`);
+        if (byId.has(deviceId)) return;
+        // Why not: the operator named it, so it exists to them.
+        const listed = event.devices.find((device) => device.id === deviceId);
+        const why = !listed
+          ? 'no live device has that id'
+          : !selectorMatches(spec.target, listed.labels)
+            ? `it does not match the target ${describeSelector(spec.target)}`
+            : `it does not run ${spec.model} (give it a first version with fleetprune assign)`;
+        throw new RolloutCommandError(`steps[${index}].devices[${at}]: device "${deviceId}" is not a target device: ${why}`);
       });
     }
     if (step.kind === 'selector' && !targets.some((device) => selectorMatches(step.selector, device.labels))) {

@@ -310,7 +310,10 @@ describe('rollout state machine: manual control', () => {
 
   it('rejects rollouts that cannot start, naming the field', () => {
     const devices = fleetOf(3);
-    assert.throws(() => startRollout('ro-x', specOf([{ devices: ['dev-01', 'ghost'] }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /steps\[0\]\.devices\[1\]: device "ghost" is not a target device/);
+    assert.throws(() => startRollout('ro-x', specOf([{ devices: ['dev-01', 'ghost'] }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /steps\[0\]\.devices\[1\]: device "ghost" is not a target device: no live device has that id$/);
+    // Named by why: a device that runs another model (no baseline of this one), or is outside the target.
+    const mixed = [...devices, { ...devices[0]!, id: 'iris-1', baseline: null }];
+    assert.throws(() => startRollout('ro-x', specOf([{ devices: ['iris-1'] }]), { type: 'start', at: T0, by: 'a', devices: mixed, previousProduction: null }), /steps\[0\]\.devices\[0\]: device "iris-1" is not a target device: it does not run wine \(give it a first version with fleetprune assign\)$/);
     assert.throws(() => startRollout('ro-x', specOf([{ selector: { matchLabels: { pilot: 'true' } } }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /steps\[0\]\.selector: no target device matches pilot=true/);
     assert.throws(() => startRollout('ro-x', specOf([{ setWeight: 5 }], { target: { matchLabels: { site: 'south' } } }), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /target: no device running wine matches site=south/);
     assert.throws(() => startRollout('x', specOf([{ setWeight: 5 }]), { type: 'start', at: T0, by: 'a', devices, previousProduction: null }), /rollout id "x"/);
