@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -23,6 +23,21 @@ test('bin/fleetprune.js runs the TypeScript source through tsx', async (t) => {
   const { stdout } = await run(process.execPath, [join(SOURCE_ROOT, 'bin/fleetprune.js'), 'keys', 'generate', '--out', join(dir, 'keys')], { cwd: dir, env: { ...process.env, FLEETPRUNE_LOG_LEVEL: 'silent' } });
   assert.match(stdout, /^private key: .*signing\.key\n/);
   assert.deepEqual((await readdir(join(dir, 'keys'))).sort(), ['signing.key', 'signing.pub']);
+});
+
+test("bin/fleetprune.js runs whatever the working directory's tsconfig says and with a TMPDIR it cannot write to (tsx's cache)", async (t) => {
+  const dir = await tempDir(t);
+  // A user's project: its tsconfig maps bare imports to its own node_modules, whose commander lacks what fleetprune imports.
+  await mkdir(join(dir, 'node_modules', 'commander'), { recursive: true });
+  await writeFile(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { baseUrl: '.', paths: { '*': ['node_modules/*'] } } }));
+  await writeFile(join(dir, 'node_modules', 'commander', 'package.json'), JSON.stringify({ name: 'commander', version: '1.0.0', type: 'module', main: 'index.js' }));
+  await writeFile(join(dir, 'node_modules', 'commander', 'index.js'), 'export const Command = 1;\n');
+  const notADirectory = join(dir, 'a-file');
+  await writeFile(notADirectory, '');
+  for (const env of [{}, { TMPDIR: notADirectory }]) {
+    const { stdout, stderr } = await run(process.execPath, [join(SOURCE_ROOT, 'bin/fleetprune.js'), '--version'], { cwd: dir, env: { ...process.env, ...env } });
+    assert.match(stdout, /^0\.\d+\.\d+ \(database migrations: /, `${JSON.stringify(env)}: ${stderr}`);
+  }
 });
 
 test("a worker thread started from the source tree loads its TypeScript module through tsx (the data-check and prune workers' entry)", async () => {
