@@ -14,6 +14,7 @@ export async function runCli(program: Command, argv: readonly string[], name = p
   try {
     // A bad FLEETPRUNE_LOG_LEVEL is an error for every command, not only for those that log.
     cliLogLevel();
+    refuseUnexpandedHome(argv);
     await program.parseAsync(withoutHelpForUnknownCommand(program, argv));
     return 0;
   } catch (error) {
@@ -28,6 +29,25 @@ export async function runCli(program: Command, argv: readonly string[], name = p
     process.stderr.write(`${name}: internal error: ${errorMessage(error)}\n`);
     if (process.env.FLEETPRUNE_DEBUG) process.stderr.write(`${(error as Error)?.stack ?? ''}\n`);
     return 1;
+  }
+}
+
+/**
+ * A value starting with `~/` reached the CLI unexpanded (`--out=~/keys`, or quoted): the shell
+ * expands `~` only at the start of a word. Taken as written, it made a directory named `~` in
+ * the working directory (where a later `rm -rf ~` meant to remove it would take the home instead),
+ * so it is refused, saying what to write.
+ */
+export function refuseUnexpandedHome(argv: readonly string[]): void {
+  for (const arg of argv.slice(2)) {
+    const given = /^(--[A-Za-z0-9-]+=)?(~(?:\/.*)?)$/s.exec(arg);
+    if (!given) continue;
+    const [, flag, value] = given;
+    const where = flag ? flag.slice(0, -1) : 'argument';
+    throw new UserError(
+      `${where}: ${JSON.stringify(value)} starts with ~, which the shell did not expand (it does so only at the start of a word): write $HOME${value!.slice(1)}${flag ? `, or ${flag.slice(0, -1)} ~${value!.slice(1)} with a space` : ''}`,
+      { exitCode: 2 },
+    );
   }
 }
 
