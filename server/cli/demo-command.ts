@@ -33,8 +33,9 @@ async function assertEmptyDemoDirectory(dir: string): Promise<void> {
   const entries = await readdir(dir);
   if (entries.length === 0) return;
   // A demo from before the token was kept has none: its server runs again, but nobody holds an admin token for it.
-  const again = entries.includes(DEMO_TOKEN_FILE) ? rerunCommand(dir) : `fleetprune server --data-dir ${shellWord(join(dir, 'server'))}${RERUN_PORTS}`;
-  throw new UserError(`--data-dir: ${dir} is not empty; a demo starts in an empty or new directory (an earlier demo's server runs again with: ${again})`);
+  const again = entries.includes(DEMO_TOKEN_FILE) ? rerunCommand(dir) : entries.includes('server') ? `fleetprune server --data-dir ${shellWord(join(dir, 'server'))}${RERUN_PORTS}` : null;
+  // Any other directory holds no demo: no command to run "again" (it would start a server inside it).
+  throw new UserError(`--data-dir: ${dir} is not empty; a demo starts in an empty or new directory${again ? ` (an earlier demo's server runs again with: ${again})` : ''}`);
 }
 
 /** The file in a kept --data-dir that holds the demo server's admin token: its server takes no other. */
@@ -120,7 +121,12 @@ export function registerDemoCommand(program: Command): void {
           throw error;
         });
       }
-      const dataDir = chosenDataDir ?? (await mkdtemp(join(tmpdir(), 'fleetprune-demo-')));
+      const dataDir =
+        chosenDataDir ??
+        (await mkdtemp(join(tmpdir(), 'fleetprune-demo-')).catch((error: unknown) => {
+          // TMPDIR missing, a file or read-only: the user's to fix, or to go around.
+          throw new UserError(`cannot make the demo's temporary directory in ${tmpdir()} (TMPDIR): ${errorMessage(error)}; set TMPDIR to a writable directory, or give --data-dir DIR`);
+        }));
       const [{ newDemoAdminToken, runDemo }, { formatDemoSummary, summaryJson }, { createPhaseProgress }] = await Promise.all([
         import('../demo/demo-run.ts'),
         import('../demo/demo-summary.ts'),

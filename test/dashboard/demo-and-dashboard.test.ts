@@ -73,6 +73,9 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
   const kept = join(dir, "kept demo's");
   await mkdir(join(kept, 'server'), { recursive: true });
   await writeFile(join(kept, 'admin-token'), 'x\n', { mode: 0o600 });
+  const notADemo = join(dir, 'docs');
+  await mkdir(notADemo);
+  await writeFile(join(notADemo, 'README.md'), '# notes\n');
   const demo = (...flags: string[]) =>
     runCli(['demo', '--dataset', 'iris', '--devices', '8', '--exit-when-done', ...flags], {}, { timeoutMs: 60_000 });
 
@@ -80,6 +83,8 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
     [['--data-dir', join(dir, 'dd1'), '--summary-json', aDir], `fleetprune: --summary-json: ${aDir} is a directory\n`],
     [['--data-dir', join(dir, 'dd2'), '--summary-json', join(dir, 'nowhere', 'summary.json')], `fleetprune: --summary-json: cannot write ${join(dir, 'nowhere', 'summary.json')} (no directory ${join(dir, 'nowhere')})\n`],
     [['--data-dir', aFile], `fleetprune: --data-dir: ${aFile} is not a directory\n`],
+    // A directory that never held a demo: no server to run "again" (the command would start one inside it).
+    [['--data-dir', notADemo], `fleetprune: --data-dir: ${notADemo} is not empty; a demo starts in an empty or new directory\n`],
     [['--data-dir', join(aFile, 'sub')], `fleetprune: --data-dir: cannot create ${join(aFile, 'sub')} (a parent is not a directory)\n`],
     [
       ['--data-dir', earlier, '--summary-json', join(earlier, 'summary.json')],
@@ -97,7 +102,7 @@ test('fleetprune demo: a bad --summary-json or --data-dir is refused before the 
     assert.equal(result.stdout, '', 'the demo did not start');
     assert.equal(result.stderr, message);
   }
-  assert.deepEqual((await readdir(dir)).sort(), ['adir', 'earlier', "kept demo's", 'some-file'], 'no data directory or summary file is left behind');
+  assert.deepEqual((await readdir(dir)).sort(), ['adir', 'docs', 'earlier', "kept demo's", 'some-file'], 'no data directory or summary file is left behind');
   assert.deepEqual(await readdir(aDir), []);
   assert.deepEqual(await readdir(earlier), ['server'], 'the earlier demo\'s data is left as it was');
   assert.equal(await readFile(aFile, 'utf8'), 'x\n');
