@@ -186,6 +186,8 @@ export function rolloutJson(r: GrpcRollout) {
   // A paused rollout always has a pause message and a since; an older server sends only the message.
   const paused = Boolean(r.pause_since || r.pause_message);
   const { total, candidate, delivered, pending, retrying, unreachable, refused } = r.devices;
+  // An older server sends no reassigned count (its refused counted them): 0.
+  const reassigned = r.devices.reassigned ?? 0;
   return {
     id: r.id,
     model: r.model,
@@ -198,7 +200,7 @@ export function rolloutJson(r: GrpcRollout) {
     stepStage: r.step_stage,
     currentStep: r.current_step || null,
     weight: r.weight,
-    devices: { total, candidate, delivered, pending, retrying, unreachable, refused },
+    devices: { total, candidate, delivered, pending, retrying, unreachable, refused, reassigned },
     pause: paused ? { reason: r.pause_reason ?? '', since: r.pause_since ?? '', until: r.pause_until || null, message: r.pause_message } : null,
     outcome: r.outcome_status ? { status: r.outcome_status, reason: r.outcome_reason, at: r.outcome_at ?? '' } : null,
     revision: Number(r.revision),
