@@ -1,4 +1,6 @@
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, readdir, rm } from 'node:fs/promises';
+import { UserError } from '../shared/util/errors.ts';
 import { basename, join } from 'node:path';
 
 /**
@@ -37,7 +39,16 @@ export class DataDir {
    * still serve its model); without it, the failure is thrown.
    */
   async prepare(onCleanupFailure?: CleanupFailure): Promise<void> {
-    for (const dir of [this.modelsDir, this.downloadsDir, this.outboxDir]) await mkdir(dir, { recursive: true });
+    for (const dir of [this.modelsDir, this.downloadsDir, this.outboxDir]) {
+      await mkdir(dir, { recursive: true });
+      // One this user may not write to (owned by another, mode 555) refused every assignment after
+      // "agent ready": stopped here instead. A disk that takes no writes at all (EROFS) is not
+      // stopped for: the agent must still serve its model.
+      await access(dir, constants.W_OK | constants.X_OK).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EACCES' && error.code !== 'EPERM') return;
+        throw new UserError(`cannot use the data dir ${this.root}: this user may not write to ${dir} (${error.code}); give the agent's user write access to the data dir (chown -R USER ${this.root})`, { cause: error });
+      });
+    }
     // Temp files of a state write that a crash interrupted (never renamed over state.json); a
     // directory by such a name (not the agent's) would otherwise stop every start.
     const stateTemp = `.${basename(this.stateFile)}.tmp-`;
