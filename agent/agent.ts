@@ -390,9 +390,16 @@ export class Agent {
     }
     if (!state.active && state.previous) {
       this.#logger.warn({ version: state.previous.version }, 'serving the previous model: the active one is unusable');
-      // The previous model may be the candidate too (assigned again as one): it is active now, not both.
-      const candidateStays = state.candidate !== null && !sameModel(state.candidate, state.previous);
+      // The previous model may be the candidate too (assigned again as one): it is active now, not
+      // both; nor does a candidate of another model stay beside it.
+      const candidateStays = candidateStaysBeside(state.candidate, state.previous);
       state = { ...state, active: state.previous, previous: null, ...(candidateStays ? {} : { candidate: null, candidateBenchmarked: true }) };
+      changed = true;
+    }
+    // A state an older agent wrote may pair an active model with another model's candidate: the candidate goes.
+    if (state.active && state.candidate && !candidateStaysBeside(state.candidate, state.active) && !sameModel(state.candidate, state.active)) {
+      this.#logger.warn({ active: state.active.model, candidate: `${state.candidate.model}@${state.candidate.version}` }, 'dropping a candidate of another model than the active one');
+      state = { ...state, candidate: null, candidateBenchmarked: true };
       changed = true;
     }
     // The lost models are reported, and restored when the server's retained assignment names one.

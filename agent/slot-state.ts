@@ -102,7 +102,7 @@ export function sameModel(a: ModelRef | null, b: ModelRef | null): boolean {
 }
 
 /** Whether the candidate slot keeps `candidate` when `active` becomes the active model: another version of the same model only. */
-export function candidateStaysBeside(candidate: ModelRef | null, active: ModelRef): candidate is ModelRef {
+export function candidateStaysBeside(candidate: ModelRef | null, active: ModelRef): boolean {
   return candidate !== null && !sameModel(candidate, active) && candidate.model === active.model;
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { signManifest } from '../../shared/artifact/signature.ts';
@@ -44,4 +44,30 @@ test("switching a device to another model drops the old model's candidate; anoth
   await agent.idle();
   assert.equal(agent.slots.active?.sha256, otherModel.id);
   assert.equal(agent.slots.candidate, null, 'no candidate of another model than the active one');
+});
+
+// The start-up fallback to the previous model (the active one unusable) kept the candidate when it
+// was another version of the active model: beside the previous model of another model it stayed.
+test("falling back at start to a previous model of another model drops the candidate of the unusable one's model", async (t) => {
+  const deviceId = 'switch-model-2';
+  const first = await startAgent(t, world, deviceId);
+  await waitFor(() => first.agent.connected, 5000, 'agent connected');
+  for (const artifact of [otherModel, world.v1]) {
+    const assignment = await world.assign(deviceId, artifact, 'active');
+    await world.waitForReport(isOutcome(assignment.id, 'activated'), 30_000);
+  }
+  await world.assign(deviceId, world.v2, 'candidate');
+  await world.waitForReport(isBenchmarkFor(world.v2.id, deviceId), 60_000);
+  await first.agent.idle();
+  assert.deepEqual([first.agent.slots.active?.sha256, first.agent.slots.candidate?.sha256, first.agent.slots.previous?.sha256], [world.v1.id, world.v2.id, otherModel.id]);
+  await first.stop();
+  // The active model's file is lost: at the next start the agent serves the previous model, of the other model.
+  await rm(join(first.dataDir, 'models', world.v1.id, 'model.onnx'));
+  const second = await startAgent(t, world, `${deviceId}`, { dataDir: first.dataDir });
+  await waitFor(() => second.agent.connected, 5000, 'agent connected again');
+  await second.agent.idle();
+  assert.equal(second.agent.slots.active?.sha256, otherModel.id, 'the previous model serves');
+  assert.equal(second.agent.slots.candidate, null, 'no candidate of another model than the active one');
+  const saved = JSON.parse(await readFile(join(first.dataDir, 'state.json'), 'utf8'));
+  assert.equal(saved.candidate, null, 'nor in its state on disk');
 });
