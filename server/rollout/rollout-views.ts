@@ -61,6 +61,8 @@ export const RolloutDetailSchema = RolloutSummarySchema.extend({
       reason: z.string().nullable(),
       /** Not a target: the rollback of the promoted rollout took it back (it ran the candidate), to `baseline`, the restored production. */
       outside: z.boolean(),
+      /** Given another assignment meanwhile (delivery refused, which the device did not): the rollout left it alone. */
+      reassigned: z.boolean(),
     }),
   ),
   pendingActions: z.array(z.strictObject({ id: z.string(), kind: z.string() })),
@@ -115,7 +117,8 @@ export function rolloutSummary(record: RolloutRecord): RolloutSummary {
       unreachable: count('unreachable'),
       // A device given another assignment meanwhile (superseded) refused nothing: counted apart.
       refused: s.devices.filter((device) => device.delivery === 'refused' && !device.reassigned).length,
-      reassigned: s.devices.filter((device) => device.reassigned).length,
+      // The flag outlives the state it explains (a failed rollout's revert sends the device its baseline again): counted while it stands.
+      reassigned: s.devices.filter((device) => device.delivery === 'refused' && device.reassigned).length,
     },
     pause: s.pause ? { reason: s.pause.reason, since: iso(s.pause.since), until: s.pause.until === undefined ? null : iso(s.pause.until), message: s.pause.message } : null,
     outcome: s.outcome ? { status: s.outcome.status, reason: s.outcome.reason, at: iso(s.outcome.at) } : null,
@@ -149,7 +152,7 @@ export function rolloutDetail(record: RolloutRecord, decisions: readonly Decisio
       measurements: decisions.filter((decision) => decision.stepIndex === index && decision.measurement).length,
     })),
     analysis: s.analysis ? { runId: s.analysis.runId, stepIndex: s.analysis.stepIndex, phase: s.analysis.phase, startedAt: iso(s.analysis.startedAt), message: s.analysis.message ?? null } : null,
-    deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null, outside: device.outside === true })),
+    deviceStates: listed.map((device) => ({ id: device.id, desired: device.desired, delivery: device.delivery, attempts: device.attempts, baseline: device.baseline, reason: device.reason ?? null, outside: device.outside === true, reassigned: device.delivery === 'refused' && device.reassigned === true })),
     pendingActions: record.pendingActions.map((action) => ({ id: action.id, kind: action.kind })),
     notBackOnBaseline: devicesNotBack(s).length,
     rollbackRefused,

@@ -28,6 +28,8 @@ test('a rollback leaves a device assigned something newer since, says so, and a 
   // Counted apart in the rollout's summary: `rollout list` said "1 refused" of it.
   const summary = (await json(await world.server.request('GET', '/api/rollouts'))).rollouts.find((r: any) => r.id === id);
   assert.deepEqual([summary.devices.refused, summary.devices.reassigned], [0, 1]);
+  const detail = await json(await world.server.request('GET', `/api/rollouts/${id}`));
+  assert.deepEqual(detail.deviceStates.map((d: any) => [d.id, d.delivery, d.reassigned]).sort(), [['handed-2', 'refused', true], ['kept-1', 'delivered', false]]);
 
   const again = await world.server.request('POST', `/api/rollouts/${id}/rollback`);
   assert.equal(again.status, 409);

@@ -79,8 +79,9 @@ function attentionTable(r: RolloutDetail): string {
   // it never needed to (already on its baseline), is where it should be, not "not there yet".
   const states = (r.deviceStates ?? []).filter((device) => NEEDING_A_LOOK.has(device.delivery));
   if (states.length === 0) return '';
-  const needing = r.devices.pending + r.devices.retrying + r.devices.unreachable + r.devices.refused;
-  const rows = states.map((device) => `<tr><td class="device-id">${userText(device.id)}</td><td><span class="badge${device.delivery === 'refused' || device.delivery === 'unreachable' ? ' bad' : ''}">${esc(device.delivery)}</span></td><td>${esc(device.desired)}</td><td class="reason">${device.reason ? userText(device.reason) : ''}</td></tr>`);
+  // Reassigned devices are listed too (delivery refused, in the counts apart); an older server counts them as refused.
+  const needing = r.devices.pending + r.devices.retrying + r.devices.unreachable + r.devices.refused + (r.devices.reassigned ?? 0);
+  const rows = states.map((device) => `<tr><td class="device-id">${userText(device.id)}</td><td><span class="badge${(device.delivery === 'refused' && !device.reassigned) || device.delivery === 'unreachable' ? ' bad' : ''}">${esc(device.delivery === 'refused' && device.reassigned ? 'reassigned' : device.delivery)}</span></td><td>${esc(device.desired)}</td><td class="reason">${device.reason ? userText(device.reason) : ''}</td></tr>`);
   const more = needing > states.length ? `<p class="muted">The first ${states.length} of ${needing}; <code>fleetprune rollout status --json ${esc(r.id)}</code> lists them all (up to 1000 by default; --devices N for more).</p>` : '';
   return `<h3>Devices not there yet</h3><div id="devices-not-there">${table(['device', 'delivery', 'to run', 'why'], rows, '')}</div>${more}`;
 }
