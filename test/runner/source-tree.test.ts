@@ -4,6 +4,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { REPO_ROOT, tempDir } from '../helpers/cli.ts';
 
@@ -38,6 +39,26 @@ test("bin/fleetprune.js runs whatever the working directory's tsconfig says and 
     const { stdout, stderr } = await run(process.execPath, [join(SOURCE_ROOT, 'bin/fleetprune.js'), '--version'], { cwd: dir, env: { ...process.env, ...env } });
     assert.match(stdout, /^0\.\d+\.\d+ \(database migrations: /, `${JSON.stringify(env)}: ${stderr}`);
   }
+});
+
+test("a worker thread reads fleetprune's own tsconfig, not the working directory's (whose paths broke its imports)", async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(join(dir, 'node_modules', 'csv-parse'), { recursive: true });
+  await writeFile(join(dir, 'tsconfig.json'), JSON.stringify({ compilerOptions: { baseUrl: '.', paths: { '*': ['node_modules/*'] } } }));
+  await writeFile(join(dir, 'node_modules', 'csv-parse', 'package.json'), JSON.stringify({ name: 'csv-parse', version: '1.0.0', type: 'module', exports: { './sync': './sync.js' } }));
+  await writeFile(join(dir, 'node_modules', 'csv-parse', 'sync.js'), 'export const nothing = 1;\n');
+  const script = `
+    const { register } = await import(${JSON.stringify(pathToFileURL(join(SOURCE_ROOT, 'node_modules/tsx/dist/esm/api/index.mjs')).href)});
+    register({ tsconfig: ${JSON.stringify(join(SOURCE_ROOT, 'tsconfig.json'))} });
+    const { JobDataCheckPool } = await import(${JSON.stringify(join(SOURCE_ROOT, 'server/jobs/job-data-check-pool.ts'))});
+    const pool = new JobDataCheckPool({ threads: 1 });
+    const check = await pool.check({ csvText: 'a,b,y\\n' + Array.from({ length: 40 }, (_, i) => i + ',' + (i % 7) + ',' + (i % 2 ? 'p' : 'q')).join('\\n'), source: 'inline', label: 'y', options: undefined, optionsField: 'options' });
+    await pool.stop();
+    process.stdout.write(check.task);`;
+  const scriptPath = join(dir, 'check.mjs');
+  await writeFile(scriptPath, script);
+  const { stdout } = await run(process.execPath, [scriptPath], { cwd: dir });
+  assert.equal(stdout, 'classification');
 });
 
 test("a worker thread started from the source tree loads its TypeScript module through tsx (the data-check and prune workers' entry)", async () => {
