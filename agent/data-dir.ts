@@ -39,7 +39,7 @@ export class DataDir {
    * still serve its model); without it, the failure is thrown.
    */
   async prepare(onCleanupFailure?: CleanupFailure): Promise<void> {
-    for (const dir of [this.modelsDir, this.downloadsDir, this.outboxDir]) {
+    for (const dir of [this.root, this.modelsDir, this.downloadsDir, this.outboxDir]) {
       await mkdir(dir, { recursive: true });
       // One this user may not write to (owned by another, mode 555) refused every assignment after
       // "agent ready": stopped here instead. A disk that takes no writes at all (EROFS) is not

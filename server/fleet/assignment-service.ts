@@ -112,7 +112,7 @@ export class AssignmentService {
       if (others.length > 0) {
         const first = others[0]!;
         const more = others.length === 1 ? '' : ` (and ${others.length - 1} more device${others.length === 2 ? '' : 's'} serving another model)`;
-        const switching = untakenSwitch(first);
+        const switching = await this.#untakenSwitch(first);
         const advice =
           switching?.model === version.model
             ? `its switch to ${switching.model}@${switching.version} (assignment ${switching.id}) is not taken yet: assign the candidate once the device runs ${version.model}`
@@ -121,10 +121,11 @@ export class AssignmentService {
       }
     }
     // A switch to another model the device has not taken yet (offline) would be replaced unseen.
-    const replaced = devices.flatMap((device) => {
-      const switching = untakenSwitch(device);
-      return switching && switching.model !== version.model ? [{ device, switching }] : [];
-    });
+    const replaced: { device: DeviceRecord; switching: { id: string; model: string; version: string } }[] = [];
+    for (const device of devices) {
+      const switching = await this.#untakenSwitch(device);
+      if (switching && switching.model !== version.model) replaced.push({ device, switching });
+    }
     const assignmentId = newMessageId();
     const deviceIds = devices.map((device) => device.id);
     // A rollout started between the check and the record would read the devices' old baselines.
@@ -159,6 +160,21 @@ export class AssignmentService {
     };
   }
 
+  /**
+   * The device's retained active assignment to another model than it runs, when it has neither
+   * taken nor refused it yet (offline since, or still installing): what it will switch to. Null
+   * otherwise. A refusal is read as StoreFleetPort.listDevices reads it: the assignment's record,
+   * or the device's answer.
+   */
+  async #untakenSwitch(device: DeviceRecord): Promise<{ id: string; model: string; version: string } | null> {
+    const retained = device.retainedAssignment;
+    if (!retained || retained.role !== 'active' || device.active?.sha256 === retained.sha256) return null;
+    if (device.active !== null && device.active.model === retained.model) return null;
+    const { assignments, reports } = this.options.fleet.repos;
+    const refused = (await assignments.get(retained.id, device.id))?.state === 'refused' || (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused';
+    return refused ? null : { id: retained.id, model: retained.model, version: retained.version };
+  }
+
   async #targets(request: AssignRequest): Promise<DeviceRecord[]> {
     const { devices } = this.options.fleet.repos;
     if (request.deviceIds) {
@@ -186,15 +202,4 @@ export class AssignmentService {
 /** Whether one of the device's slots (as its latest heartbeat or answer said) holds the artifact. */
 function holdsArtifact(device: DeviceRecord, artifactId: string): boolean {
   return [device.active, device.previous, device.candidate].some((slot) => slot?.sha256 === artifactId);
-}
-
-/**
- * The device's retained active assignment to another model than it runs, when it has not taken it
- * yet (offline since, or still installing): what it will switch to. Null otherwise.
- */
-function untakenSwitch(device: DeviceRecord): { id: string; model: string; version: string } | null {
-  const retained = device.retainedAssignment;
-  if (!retained || retained.role !== 'active' || device.active?.sha256 === retained.sha256) return null;
-  if (device.active !== null && device.active.model === retained.model) return null;
-  return { id: retained.id, model: retained.model, version: retained.version };
 }

@@ -32,23 +32,28 @@ export async function runCli(program: Command, argv: readonly string[], name = p
   }
 }
 
+/** The options whose values are paths (a ~ in free text, `--reason "~/ops"`, is no home directory). */
+const PATH_OPTIONS = new Set(['--out', '--data', '--data-dir', '--data-root', '--config', '--holdout', '--sign-key', '--public-key', '--trusted-key', '--tls-ca', '--tls-cert', '--tls-key', '--mosquitto-dir', '--mosquitto-pid-file', '--summary-json', '--server-path']);
+
 /**
- * A value starting with `~/` reached the CLI unexpanded (`--out=~/keys`, or quoted): the shell
- * expands `~` only at the start of a word. Taken as written, it made a directory named `~` in
- * the working directory (where a later `rm -rf ~` meant to remove it would take the home instead),
- * so it is refused, saying what to write.
+ * A path starting with `~/` reached the CLI unexpanded (`--out=~/keys`, or quoted): the shell
+ * expands `~` only at the start of a word. Taken as written, it made a directory named `~` in the
+ * working directory (where a later `rm -rf ~` meant to remove it would take the home instead), so
+ * it is refused, saying what to write. Checked: the values of PATH_OPTIONS, and arguments that
+ * follow no option (the artifact directory of `verify`, `models push`).
  */
 export function refuseUnexpandedHome(argv: readonly string[]): void {
-  for (const arg of argv.slice(2)) {
-    const given = /^(--[A-Za-z0-9-]+=)?(~(?:\/.*)?)$/s.exec(arg);
-    if (!given) continue;
-    const [, flag, value] = given;
-    const where = flag ? flag.slice(0, -1) : 'argument';
-    throw new UserError(
-      `${where}: ${JSON.stringify(value)} starts with ~, which the shell did not expand (it does so only at the start of a word): write $HOME${value!.slice(1)}${flag ? `, or ${flag.slice(0, -1)} ~${value!.slice(1)} with a space` : ''}`,
-      { exitCode: 2 },
-    );
-  }
+  const args = argv.slice(2);
+  args.forEach((arg, i) => {
+    const inline = /^(--[A-Za-z0-9-]+)=(.*)$/s.exec(arg);
+    const previous = i > 0 ? args[i - 1]! : '';
+    const [where, value] = inline
+      ? [PATH_OPTIONS.has(inline[1]!) ? inline[1]! : null, inline[2]!]
+      : [PATH_OPTIONS.has(previous) ? previous : previous.startsWith('-') ? null : 'argument', arg];
+    if (where === null || !/^~(\/|$)/.test(value)) return;
+    const home = `$HOME${value.slice(1)}`;
+    throw new UserError(`${where}: ${JSON.stringify(value)} starts with ~, which the shell did not expand (it does so only at the start of a word): write ${home}${inline ? `, or ${where} ~${value.slice(1)} with a space` : ''}`, { exitCode: 2 });
+  });
 }
 
 /**

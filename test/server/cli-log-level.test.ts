@@ -31,6 +31,11 @@ test('a path given as ~/… that the shell did not expand is refused in one line
   assert.deepEqual(await readdir(dir), [], 'no ~ directory');
   // A ~ inside a value is no home directory: left alone.
   assert.equal(refusedHome(['node', 'fleetprune', 'rollout', 'abort', 'ro-1', '--reason', 'see ~/notes']), null);
+  // Free text that starts with ~ is no path either; a quoted path after a path option is.
+  assert.equal(refusedHome(['node', 'fleetprune', 'rollout', 'pause', 'ro-1', '--reason', '~/ops: bad batch']), null);
+  assert.equal(refusedHome(['node', 'fleetprune', 'tokens', 'create', '--label', '~']), null);
+  assert.equal(refusedHome(['node', 'fleetprune', 'tokens', 'create', '--label=~']), null);
+  assert.match(refusedHome(['node', 'fleetprune', 'agent', '--data-dir', '~/agent']) ?? '', /^--data-dir: "~\/agent" starts with ~, which the shell did not expand \(it does so only at the start of a word\): write \$HOME\/agent$/);
 });
 
 function refusedHome(argv: string[]): string | null {
