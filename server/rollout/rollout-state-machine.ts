@@ -145,7 +145,7 @@ export function startRollout(id: string, spec: RolloutSpec, event: Extract<Rollo
           ? 'no live device has that id'
           : !selectorMatches(spec.target, listed.labels)
             ? `it does not match the target ${describeSelector(spec.target)}`
-            : `it does not run ${spec.model} (give it a first version with fleetprune assign)`;
+            : `it runs no registered version of ${spec.model} (another model, none yet, or a version the registry does not hold; give it one with fleetprune assign)`;
         throw new RolloutCommandError(`steps[${index}].devices[${at}]: device "${deviceId}" is not a target device: ${why}`);
       });
     }
