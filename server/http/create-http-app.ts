@@ -47,9 +47,12 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     // or script.
     res.setHeader('X-Content-Type-Options', 'nosniff');
     const stop = metrics.httpDuration.startTimer();
-    res.on('finish', () => {
-      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
-      stop({ method: req.method, route, code: String(res.statusCode) });
+    const route = () => (req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched');
+    res.on('finish', () => stop({ method: req.method, route: route(), code: String(res.statusCode) }));
+    // A request whose client left before the answer ended (an event stream closed, a download given
+    // up) is counted too, as nginx logs it: code 499 (client closed request).
+    res.on('close', () => {
+      if (!res.writableFinished) stop({ method: req.method, route: route(), code: '499' });
     });
     next();
   });

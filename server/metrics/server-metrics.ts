@@ -30,7 +30,7 @@ export class ServerMetrics {
     registerProcessMetrics(this.registry, METRIC_PREFIX);
     this.httpDuration = new Histogram({
       name: SERVER_METRICS.httpRequestDuration,
-      help: 'HTTP request duration by method, express route pattern and status code',
+      help: 'HTTP request duration by method, express route pattern and status code (499: the client closed the connection before the answer ended, an event stream or a download given up)',
       labelNames: ['method', 'route', 'code'],
       buckets: DURATION_BUCKETS,
       registers: [this.registry],

@@ -4,6 +4,7 @@ import { createSecureServer } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { credentials, status } from '@grpc/grpc-js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,6 +123,23 @@ test('metrics: default process metrics, registry gauges, HTTP and gRPC histogram
   assert.match(text, /fleetprune_http_request_duration_seconds_count\{method="GET",route="\/api\/models\/:name",code="404"\} 1/);
   assert.match(text, /fleetprune_http_request_duration_seconds_count\{method="GET",route="\/api\/models",code="401"\} 1/);
   assert.match(text, /fleetprune_grpc_request_duration_seconds_count\{method="ModelRegistry\/ListModels",code="OK"\} 1/);
+  // A request its client gives up on (an upload cut off here) is counted as 499: it was never counted.
+  await new Promise<void>((resolve) => {
+    const upload = httpRequest(`${server.baseUrl}/api/blobs/${'a'.repeat(64)}`, { method: 'PUT', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/octet-stream', 'content-length': '1000000' } });
+    upload.on('error', () => resolve());
+    upload.write(Buffer.alloc(1000));
+    setTimeout(() => {
+      upload.destroy();
+      resolve();
+    }, 300);
+  });
+  let counted = '';
+  for (let i = 0; i < 50 && !counted; i++) {
+    const metrics = await (await server.request('GET', '/metrics', { token: null })).text();
+    counted = /fleetprune_http_request_duration_seconds_count\{method="PUT",route="\/api\/blobs\/:sha256",code="499"\} 1/.exec(metrics)?.[0] ?? '';
+    if (!counted) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.ok(counted, 'the abandoned upload is counted with code 499');
 });
 
 test('--metrics-auth token: /metrics answers only a token allowed to read; a device token or a revoked one is refused', async (t) => {
