@@ -112,7 +112,8 @@ export class AssignmentService {
       if (others.length > 0) {
         const first = others[0]!;
         const more = others.length === 1 ? '' : ` (and ${others.length - 1} more device${others.length === 2 ? '' : 's'} serving another model)`;
-        const switching = await this.#untakenSwitch(first);
+        const untaken = await this.#untakenActive(first);
+        const switching = untaken && untaken.model !== first.active!.model ? untaken : null;
         const advice =
           switching?.model === version.model
             ? `its switch to ${switching.model}@${switching.version} (assignment ${switching.id}) is not taken yet: assign the candidate once the device runs ${version.model}`
@@ -121,10 +122,12 @@ export class AssignmentService {
       }
     }
     // A switch to another model the device has not taken yet (offline) would be replaced unseen.
+    // An active assignment the device has not taken yet (offline) would be replaced unseen: by a
+    // candidate (the device keeps what it runs, or none), or by another model's active one.
     const replaced: { device: DeviceRecord; switching: { id: string; model: string; version: string } }[] = [];
     for (const device of devices) {
-      const switching = await this.#untakenSwitch(device);
-      if (switching && switching.model !== version.model) replaced.push({ device, switching });
+      const switching = await this.#untakenActive(device);
+      if (switching && (request.role === 'candidate' || switching.model !== version.model)) replaced.push({ device, switching });
     }
     const assignmentId = newMessageId();
     const deviceIds = devices.map((device) => device.id);
@@ -145,8 +148,8 @@ export class AssignmentService {
       ...(replaced.length === 0
         ? []
         : replaced.length === 1
-          ? [`this replaces device ${replaced[0]!.device.id}'s switch to ${replaced[0]!.switching.model}@${replaced[0]!.switching.version} (assignment ${replaced[0]!.switching.id}), which it has not taken yet: ${request.role === 'active' ? `it switches to ${version.model} instead` : `it stays on ${replaced[0]!.device.active?.model ?? 'no model'}`}`]
-          : [`this replaces the switches to another model that ${replaced.length} devices have not taken yet (${replaced[0]!.device.id}'s to ${replaced[0]!.switching.model}@${replaced[0]!.switching.version}, …): ${request.role === 'active' ? `they switch to ${version.model} instead` : 'they stay on their models'}`]),
+          ? [`this replaces device ${replaced[0]!.device.id}'s active assignment of ${replaced[0]!.switching.model}@${replaced[0]!.switching.version} (assignment ${replaced[0]!.switching.id}), which it has not taken yet: ${request.role === 'active' ? `it switches to ${version.model} instead` : `it stays on ${runs(replaced[0]!.device)}`}`]
+          : [`this replaces the active assignments ${replaced.length} devices have not taken yet (${replaced[0]!.device.id}'s of ${replaced[0]!.switching.model}@${replaced[0]!.switching.version}, …): ${request.role === 'active' ? `they switch to ${version.model} instead` : 'they stay on what they run'}`]),
     ];
     return {
       assignmentId,
@@ -161,15 +164,13 @@ export class AssignmentService {
   }
 
   /**
-   * The device's retained active assignment to another model than it runs, when it has neither
-   * taken nor refused it yet (offline since, or still installing): what it will switch to. Null
-   * otherwise. A refusal is read as StoreFleetPort.listDevices reads it: the assignment's record,
-   * or the device's answer.
+   * The device's retained active assignment, when it has neither taken nor refused it yet (offline
+   * since, or still installing): what it will run. Null otherwise. A refusal is read as
+   * StoreFleetPort.listDevices reads it: the assignment's record, or the device's answer.
    */
-  async #untakenSwitch(device: DeviceRecord): Promise<{ id: string; model: string; version: string } | null> {
+  async #untakenActive(device: DeviceRecord): Promise<{ id: string; model: string; version: string } | null> {
     const retained = device.retainedAssignment;
     if (!retained || retained.role !== 'active' || device.active?.sha256 === retained.sha256) return null;
-    if (device.active !== null && device.active.model === retained.model) return null;
     const { assignments, reports } = this.options.fleet.repos;
     const refused = (await assignments.get(retained.id, device.id))?.state === 'refused' || (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused';
     return refused ? null : { id: retained.id, model: retained.model, version: retained.version };
@@ -202,4 +203,9 @@ export class AssignmentService {
 /** Whether one of the device's slots (as its latest heartbeat or answer said) holds the artifact. */
 function holdsArtifact(device: DeviceRecord, artifactId: string): boolean {
   return [device.active, device.previous, device.candidate].some((slot) => slot?.sha256 === artifactId);
+}
+
+/** What a device runs, for messages: `iris@1`, or `no model` (none yet). */
+function runs(device: DeviceRecord): string {
+  return device.active ? `${device.active.model}@${device.active.version}` : 'no model';
 }

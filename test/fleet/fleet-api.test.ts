@@ -339,7 +339,11 @@ test('a candidate of another model than the device serves is refused (nothing to
   assert.equal((await pushArtifact(server, 'wine', wine.dir, wine.manifest)).status, 201);
   const replacing = await server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'candidate', deviceIds: ['wine-1'] } });
   assert.equal(replacing.status, 201, await replacing.clone().text());
-  assert.deepEqual(((await replacing.json()) as { warnings: string[] }).warnings, [`this replaces device wine-1's switch to iris@1 (assignment ${switchId}), which it has not taken yet: it stays on wine`]);
+  assert.deepEqual(((await replacing.json()) as { warnings: string[] }).warnings, [`this replaces device wine-1's active assignment of iris@1 (assignment ${switchId}), which it has not taken yet: it stays on wine@3`]);
+  // A new device's first active model, not received yet, replaced by a candidate: it would start with no model at all.
+  const first = (await (await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['fresh-1'] } })).json()) as { assignmentId: string };
+  const candidate = await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '2', role: 'candidate', deviceIds: ['fresh-1'] } });
+  assert.deepEqual(((await candidate.json()) as { warnings: string[] }).warnings, [`this replaces device fresh-1's active assignment of iris@1 (assignment ${first.assignmentId}), which it has not taken yet: it stays on no model`]);
 });
 
 test('devices are listed a page at a time (REST and gRPC) with fleet-wide counts; the CLI walks every page', async (t) => {
@@ -469,13 +473,15 @@ test('assigning a version a rollout failed or rolled back goes through with a wa
   assert.equal(rest.status, 201);
   const body = (await rest.json()) as { version: string; warnings: string[] };
   assert.deepEqual([body.version, body.warnings], ['2', [warning]]);
-  const fine = (await (await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['osaka-1'] } })).json()) as { warnings: string[] };
+  const fine = (await (await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['osaka-1'] } })).json()) as { assignmentId: string; warnings: string[] };
   assert.deepEqual(fine.warnings, []);
+  // osaka-1 is offline: the candidate below replaces that active assignment before it is taken, and says so too.
+  const replacedWarning = `this replaces device osaka-1's active assignment of iris@1 (assignment ${fine.assignmentId}), which it has not taken yet: it stays on no model`;
 
   const grpc = grpcClient(server.grpcAddress, 'Assignments', ADMIN_TOKEN);
   t.after(() => grpc.close());
   const overGrpc = await grpc.call('CreateAssignment', { model: 'iris', version: '2', role: 'candidate', selector_json: '', device_ids: ['osaka-1'], all_devices: false });
-  assert.deepEqual(overGrpc.warnings, [warning]);
+  assert.deepEqual(overGrpc.warnings, [warning, replacedWarning]);
   const cli = await runCli(['assign', '--model', 'iris', '--version', '2', '--role', 'candidate', '--device', 'osaka-1', '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
   assert.equal(cli.code, 0, cli.stderr);
   assert.equal(cli.stderr, `warning: ${warning}\n`);
