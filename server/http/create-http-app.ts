@@ -50,7 +50,10 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     const route = () => (req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched');
     res.on('finish', () => stop({ method: req.method, route: route(), code: String(res.statusCode) }));
     // A request whose client left before the answer ended (an event stream closed, a download given
-    // up) is counted too, as nginx logs it: code 499 (client closed request).
+    // up) is counted too, as nginx logs it: code 499 (client closed request). A download piped into
+    // the response adds ten 'close' listeners of its own (stream.pipeline, the blob's file): room
+    // for this one, without Node's warning of a listener leak on every download.
+    res.setMaxListeners(res.getMaxListeners() + 1);
     res.on('close', () => {
       if (!res.writableFinished) stop({ method: req.method, route: route(), code: '499' });
     });
