@@ -27,15 +27,15 @@ test("a data dir whose models/ the agent's user may not write to stops it at sta
   const module = pathToFileURL(existsSync(compiled) ? compiled : join(REPO_ROOT, 'agent', 'data-dir.ts')).href;
   const script = `const { DataDir } = await import(${JSON.stringify(module)}); try { await new DataDir(${JSON.stringify(dataDir)}).prepare(); console.log('prepared'); } catch (e) { console.log(e.message); }`;
   const loader = existsSync(compiled) ? [] : ['--import', 'tsx'];
-  const stdout = await new Promise<string>((resolve, reject) =>
+  /** What DataDir.prepare() says, run as the user nobody. */
+  const prepareAsNobody = () => new Promise<string>((resolve, reject) =>
     execFile(SETPRIV, [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, ...loader, '--input-type=module', '-e', script], { cwd: REPO_ROOT, env: { ...process.env, TSX_DISABLE_CACHE: '1' } }, (error, out, err) => (error ? reject(new Error(`${error.message}: ${err}`)) : resolve(out))),
   );
+  const stdout = await prepareAsNobody();
   assert.equal(stdout.trim(), `cannot use the data dir ${dataDir}: this user may not write to ${join(dataDir, 'models')} (EACCES); give the agent's user write access to the data dir (chown -R USER ${dataDir})`);
   // Writable by the user: prepared.
   await chown(join(dataDir, 'models'), NOBODY, NOBODY);
   await chmod(join(dataDir, 'models'), 0o755);
-  const again = await new Promise<string>((resolve, reject) =>
-    execFile(SETPRIV, [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath, ...loader, '--input-type=module', '-e', script], { cwd: REPO_ROOT, env: { ...process.env, TSX_DISABLE_CACHE: '1' } }, (error, out, err) => (error ? reject(new Error(`${error.message}: ${err}`)) : resolve(out))),
-  );
+  const again = await prepareAsNobody();
   assert.equal(again.trim(), 'prepared');
 });
