@@ -26,9 +26,11 @@ export interface GrpcVersion {
   status?: string;
   status_reason?: string;
   status_at?: string;
+  /** GetVersion only. */
+  training_json?: string;
 }
 
-/** GET /api/models/:name/versions/:ref. */
+/** A version as GET /api/models/:name/versions lists it. */
 export function versionJson(v: GrpcVersion) {
   return {
     model: v.model,
@@ -49,6 +51,11 @@ export function versionJson(v: GrpcVersion) {
     createdBy: v.created_by,
     status: v.status ? { status: v.status, reason: v.status_reason ?? '', at: v.status_at ?? '' } : null,
   };
+}
+
+/** GET /api/models/:name/versions/:ref: the version with what trained it. */
+export function versionDetailJson(v: GrpcVersion) {
+  return { ...versionJson(v), training: v.training_json ? parseJson(v.training_json) : null };
 }
 
 export interface GrpcModel {

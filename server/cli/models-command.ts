@@ -13,7 +13,8 @@ import { printable } from '../../shared/util/printable.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { refuseEmpty } from './non-empty.ts';
 import { formatTable } from './format-table.ts';
-import { modelJson, versionJson, type GrpcModel, type GrpcVersion } from './json-views.ts';
+import { describeTrainingRecord, parseTrainingRecord, type TrainingRecord } from '../../shared/artifact/training-record.ts';
+import { modelJson, versionDetailJson, versionJson, type GrpcModel, type GrpcVersion } from './json-views.ts';
 
 const UPLOAD_CHUNK = 256 * 1024;
 /** Times a push uploads what the server lacks before it gives up (see uploadAll). */
@@ -135,10 +136,11 @@ export function registerModelsCommand(program: Command): void {
       await withConnection(flags, async (connection) => {
         const found = await connection.unary<GrpcVersion>('ModelRegistry', 'GetVersion', { name, ref: version });
         if (flags.json) {
-          process.stdout.write(`${JSON.stringify(versionJson(found), null, 2)}\n`);
+          process.stdout.write(`${JSON.stringify(versionDetailJson(found), null, 2)}\n`);
           return;
         }
         const architecture = sizeOf(found.manifest_json);
+        const training = trainingOf(found.training_json);
         process.stdout.write(
           [
             `${found.model}@${found.version}${found.aliases.length ? ` (${found.aliases.join(', ')})` : ''}${found.retired ? ' [retired]' : ''}`,
@@ -148,6 +150,8 @@ export function registerModelsCommand(program: Command): void {
             ...(architecture ? [`size       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample`] : []),
             `data       ${found.data_fingerprint}`,
             ...(architecture?.method ? [`method     ${architecture.method}${architecture.seed !== null ? ` (seed ${architecture.seed})` : ''}`] : []),
+            // From the artifact's training.json (none before it existed).
+            ...(training ? [`trained    ${describeTrainingRecord(training)}`] : []),
             // Which key signed it: a key rotated out of --trusted-key leaves the versions it signed to check.
             ...(architecture?.signedWith ? [`signed by  key ${architecture.signedWith}`] : []),
             `metrics    ${describeMetrics(found.metrics_json)}`,
@@ -227,6 +231,13 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
 }
 
 /** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode, method, seed and signer key), for `models show`; undefined if it does not say. */
+/** GetVersion's training_json as a record; undefined when empty (no training.json) or not one. */
+function trainingOf(json: string | undefined): TrainingRecord | undefined {
+  if (!json) return undefined;
+  const parsed = parseTrainingRecord(new TextEncoder().encode(json));
+  return 'record' in parsed ? parsed.record : undefined;
+}
+
 function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode: string | null; method: string | null; seed: number | null; signedWith: string | null }) | undefined {
   try {
     const manifest = JSON.parse(manifestJson) as Partial<Manifest>;

@@ -1,3 +1,4 @@
+import { storedTrainingRecord } from '../artifacts/stored-training-record.ts';
 import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { wholeNumber } from '../../shared/util/whole-number.ts';
@@ -78,7 +79,8 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         // ref as REST's GET /models/:name/versions/:ref checks it; '' is "latest" (see the .proto).
         GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) => {
           const version = await registry.resolve(req.name, req.ref === '' ? 'latest' : checkField(VersionRefSchema, req.ref, 'ref'));
-          return versionMessage(version, await registry.versionStatus(version.model, version.version));
+          const [status, training] = await Promise.all([registry.versionStatus(version.model, version.version), storedTrainingRecord(version.manifest, ctx.blobs)]);
+          return { ...versionMessage(version, status), training_json: training ? JSON.stringify(training) : '' };
         }),
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
           const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);

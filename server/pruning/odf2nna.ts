@@ -8,7 +8,8 @@ import {
   type DenseNetwork,
 } from '../../shared/model/dense-network.ts';
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
-import { assertTrainableSize, retrainEpochsOf, retrainLearningRateOf, type PruneOptions } from './options.ts';
+import { assertTrainableSize, optionsInEffect, retrainEpochsOf, retrainLearningRateOf, type PruneOptions } from './options.ts';
+import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
 import { assertLearnable, fitScaling, unstandardizableWarnings } from './standardization.ts';
@@ -300,8 +301,10 @@ export async function runOdf2nna(
     }
 
     const report: PruneReport = {
+      tool: { name: 'fleetprune', version: FLEETPRUNE_VERSION },
       task: dataset.task,
       backend,
+      options: optionsInEffect(options, batchSize),
       seed: options.seed,
       epsilon: chosen.epsilon,
       epsilon_mode: options.epsilonMode,

@@ -158,3 +158,35 @@ export function optionForOtherTask(given: readonly string[], task: PruneOptions[
   const instead = task === 'regression' ? 'its tolerance is toleranceMseFraction, a fraction of the MSE' : 'its tolerances are toleranceAccuracyPoints and toleranceLossFraction';
   return { key, reason: `applies to ${TASK_OF_OPTION[key as keyof PruneOptions]} only, and this data set is a ${task} one: ${instead}` };
 }
+
+/**
+ * The options that shaped a run's models, with the defaults that depend on others resolved (the
+ * retraining's epochs and learning rate, the batch size the training split gave): what report.json
+ * and each artifact's training.json record. Left out: the task (the manifest says it) and
+ * trainingThreads, which changes no result.
+ */
+export function optionsInEffect(options: PruneOptions, batchSize: number): Record<string, number | string | boolean | number[]> {
+  return {
+    epsilons: [...options.epsilons],
+    epsilonMode: options.epsilonMode,
+    layers: options.layers,
+    units: options.units,
+    epochs: options.epochs,
+    patience: options.patience,
+    learningRate: options.learningRate,
+    l1Input: options.l1Input,
+    l1: options.l1,
+    retrainEpochs: retrainEpochsOf(options),
+    retrainPatience: options.retrainPatience,
+    retrainLearningRate: retrainLearningRateOf(options),
+    batchSize,
+    seed: options.seed,
+    toleranceAccuracyPoints: options.toleranceAccuracyPoints,
+    toleranceMseFraction: options.toleranceMseFraction,
+    toleranceLossFraction: options.toleranceLossFraction,
+    validationFraction: options.validationFraction,
+    testFraction: options.testFraction,
+    baselines: options.baselines,
+    fullSweep: options.fullSweep,
+  };
+}

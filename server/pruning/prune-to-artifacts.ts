@@ -4,6 +4,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Dataset } from '../../shared/data/dataset.ts';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { writeArtifact, type ManifestInput } from '../../shared/artifact/write-artifact.ts';
+import type { TrainingRecord } from '../../shared/artifact/training-record.ts';
 
 type CommonFields = Omit<ManifestInput, 'lineage' | 'metrics'>;
 import type { PruneOptions } from './options.ts';
@@ -67,6 +68,7 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
     throw explainTrainingFailure(error, input.backend);
   });
   const { report } = result;
+  const training: TrainingRecord = { tool: report.tool, backend: report.backend, options: report.options };
   // The general model is the caller's when it came in (`trained`) or is handed back (`keepGeneral`, on success).
   let handedBack = false;
   try {
@@ -88,6 +90,7 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
       (await writeArtifact(generalStaging!, {
         network: result.general.network,
         tfjsModel: result.general.model,
+        training,
         privateKey,
         manifest: generalManifestInput(common, options, dataset, report),
       }));
@@ -97,6 +100,7 @@ export async function pruneToArtifacts(input: PruneToArtifactsInput): Promise<Pr
       const pruned = await writeArtifact(outDir, {
         network: result.pruned.network,
         tfjsModel: result.pruned.model,
+        training,
         privateKey,
         manifest: {
           ...common,

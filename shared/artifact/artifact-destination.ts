@@ -5,6 +5,7 @@ import { UserError, errorMessage, zodIssueMessage } from '../util/errors.ts';
 import { MANIFEST_FILE, ManifestSchema, ONNX_FILE, TFJS_DIR, type Manifest } from './manifest.ts';
 import { GENERAL_SUBDIR, REPORT_FILE } from './prune-output-names.ts';
 import { IN_PLACE_LEFTOVER } from './replace-in-place.ts';
+import { TRAINING_FILE } from './training-record.ts';
 
 // Apart from writeArtifact (which loads TensorFlow.js), so that a CLI can check its --out early and cheaply.
 
@@ -60,8 +61,8 @@ async function assertNotPartOfArtifact(dir: string): Promise<void> {
  *
  * A manifest.json alone does not make a directory ours: plenty of other tools write one. It is
  * an artifact only if its manifest parses as an artifact manifest and it holds nothing but what
- * writeArtifact and prune write there (manifest.json, model.onnx, the tfjs/ files the manifest
- * lists, report.json, and general/, itself such an artifact). Anything else might be someone's
+ * writeArtifact and prune write there (manifest.json, model.onnx, training.json, the tfjs/ files
+ * the manifest lists, report.json, and general/, itself such an artifact). Anything else might be someone's
  * files, and replacing the directory would delete them.
  */
 export async function holdsArtifact(dir: string): Promise<boolean> {
@@ -90,7 +91,7 @@ async function notAnArtifact(dir: string, pruneOutput: boolean): Promise<string 
   const all = await readdir(dir, { withFileTypes: true });
   const isLeftover = (entry: Dirent) => pruneOutput && entry.isDirectory() && IN_PLACE_LEFTOVER.test(entry.name);
   const entries = all.filter((entry) => !isLeftover(entry));
-  const files = new Set([MANIFEST_FILE, ONNX_FILE, ...(pruneOutput ? [REPORT_FILE] : [])]);
+  const files = new Set([MANIFEST_FILE, ONNX_FILE, TRAINING_FILE, ...(pruneOutput ? [REPORT_FILE] : [])]);
   const dirs = new Set([TFJS_DIR, ...(pruneOutput ? [GENERAL_SUBDIR] : [])]);
   // lstat types (a symlink is neither): what is replaced must be exactly what we wrote.
   const ofAnArtifact = (entry: Dirent) => (files.has(entry.name) && entry.isFile()) || (dirs.has(entry.name) && entry.isDirectory());

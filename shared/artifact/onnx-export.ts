@@ -12,6 +12,8 @@ const BATCH_DIM = 'batch';
 
 export interface OnnxExportOptions {
   producer?: string;
+  /** ModelProto.producer_version: the fleetprune that wrote it (tools such as Netron show it). */
+  producerVersion?: string;
   docString?: string;
 }
 
@@ -62,6 +64,7 @@ export function exportOnnx(network: DenseNetwork, opts: OnnxExportOptions = {}):
     irVersion: IR_VERSION,
     opsetImport: [{ domain: '', version: OPSET }],
     producerName: opts.producer ?? 'fleetprune',
+    producerVersion: opts.producerVersion ?? '',
     docString: opts.docString ?? '',
     graph: {
       name: 'fleetprune_dense',

@@ -10,6 +10,8 @@ import { exportOnnx } from './onnx-export.ts';
 import { signManifest } from './signature.ts';
 import { encodeScaling, encodeTfjsModel } from './tfjs-files.ts';
 import { holdsArtifact } from './artifact-destination.ts';
+import { encodeTrainingRecord, TRAINING_FILE, type TrainingRecord } from './training-record.ts';
+import { FLEETPRUNE_VERSION } from '../cli/version.ts';
 import { replaceInPlace } from './replace-in-place.ts';
 import { fsyncDirectory, writeNewFileSynced } from '../util/atomic-file.ts';
 
@@ -23,6 +25,8 @@ export interface WriteArtifactInput {
   /** The same model as `network`, as tfjs (on standardized inputs). */
   tfjsModel: tf.LayersModel;
   manifest: ManifestInput;
+  /** training.json (TRAINING_FILE): what trained the model; listed in the manifest, so signed with it. */
+  training?: TrainingRecord;
   /** Signs the manifest; without it the artifact is written unsigned and fails verification. */
   privateKey?: KeyObject;
   /**
@@ -38,7 +42,7 @@ const LOCATION_ERRORS = new Set(['EACCES', 'EEXIST', 'EPERM', 'EROFS', 'ENOTDIR'
 
 /**
  * Writes an artifact directory (manifest.json, model.onnx, tfjs/model.json, tfjs/weights.bin,
- * tfjs/scaling.json) and returns its manifest.
+ * tfjs/scaling.json, and training.json when given) and returns its manifest.
  *
  * The files are built and fsynced in a sibling staging directory (`${dir}.tmp-<random>`), then
  * renamed into place, so `dir` never holds a partial artifact. If `dir` does not exist or is an
@@ -59,9 +63,10 @@ export async function writeArtifact(dir: string, input: WriteArtifactInput): Pro
   validateNetwork(network);
   checkDescription(described, network);
 
-  const files = new Map<string, Uint8Array>([[ONNX_FILE, exportOnnx(network, { docString: `fleetprune artifact ${described.name}` })]]);
+  const files = new Map<string, Uint8Array>([[ONNX_FILE, exportOnnx(network, { docString: `fleetprune artifact ${described.name}`, producerVersion: FLEETPRUNE_VERSION })]]);
   for (const [name, bytes] of await encodeTfjsModel(input.tfjsModel)) files.set(`${TFJS_DIR}/${name}`, bytes);
   files.set(`${TFJS_DIR}/${TFJS_SCALING_JSON}`, encodeScaling(network));
+  if (input.training) files.set(TRAINING_FILE, encodeTrainingRecord(input.training));
 
   const parsed = ManifestSchema.safeParse({
     ...described,

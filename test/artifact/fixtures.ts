@@ -5,6 +5,10 @@ import { toTfjsModel } from '../../shared/model/tfjs-convert.ts';
 import { createRng } from '../../shared/util/rng.ts';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { writeArtifact } from '../../shared/artifact/write-artifact.ts';
+import type { TrainingRecord } from '../../shared/artifact/training-record.ts';
+
+/** A training.json as prune writes one (server/pruning/options.ts optionsInEffect, abridged). */
+export const SAMPLE_TRAINING: TrainingRecord = { tool: { name: 'fleetprune', version: '0.1.0' }, backend: 'wasm', options: { layers: 1, units: 8, epochs: 20, batchSize: 16, epsilons: [0.1], fullSweep: false } };
 
 /**
  * A seeded random network with far-from-standard input statistics (means up to ±200, scales
@@ -50,9 +54,9 @@ export const CLASSIFIER_FEATURES = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
 
 /**
  * A 7 → 8 relu → 3 softmax classifier written as an artifact into `dir` (signed when a key is
- * given), naming `parentSha256` as its parent when given.
+ * given), naming `parentSha256` as its parent when given, with a training.json when `training` is given.
  */
-export async function writeSampleArtifact(dir: string, privateKey?: KeyObject, parentSha256: string | null = null): Promise<Manifest> {
+export async function writeSampleArtifact(dir: string, privateKey?: KeyObject, parentSha256: string | null = null, training?: TrainingRecord): Promise<Manifest> {
   await initTfjs();
   const network = randomNetwork(7, CLASSIFIER_FEATURES.length, [
     { units: 8, activation: 'relu' },
@@ -64,6 +68,7 @@ export async function writeSampleArtifact(dir: string, privateKey?: KeyObject, p
       network,
       tfjsModel,
       privateKey,
+      training,
       manifest: {
         formatVersion: 1,
         name: 'sample-classifier',

@@ -10,7 +10,7 @@ import { verifyArtifact, verifyPruneOutput } from '../../shared/artifact/verify-
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
-import { writeSampleArtifact } from './fixtures.ts';
+import { SAMPLE_TRAINING, writeSampleArtifact } from './fixtures.ts';
 
 let keyRoot: string;
 let privateKey: KeyObject;
@@ -133,6 +133,20 @@ test('a flipped byte in model.onnx is a sha256 mismatch', async (t) => {
   await writeFile(path, bytes);
   const expected = `model.onnx: sha256 mismatch (expected ${sha256Hex(original).slice(0, 12)}…, got ${sha256Hex(bytes).slice(0, 12)}…)`;
   await assertFails(dir, [expected]);
+});
+
+test('training.json is signed with the artifact: an edited option is a sha256 mismatch, and a missing file is named', async (t) => {
+  const dir = join(await tempDir(t), 'model');
+  await writeSampleArtifact(dir, privateKey, null, SAMPLE_TRAINING);
+  assert.equal((await verifyArtifact(dir, publicKey)).ok, true);
+  const path = join(dir, 'training.json');
+  const original = await readFile(path);
+  const edited = Buffer.from(original.toString('utf8').replace('"epochs": 20', '"epochs": 90'));
+  assert.notDeepEqual(edited, original);
+  await writeFile(path, edited);
+  await assertFails(dir, [`training.json: sha256 mismatch (expected ${sha256Hex(original).slice(0, 12)}…, got ${sha256Hex(edited).slice(0, 12)}…)`]);
+  await rm(path);
+  await assertFails(dir, [/^training\.json: missing/]);
 });
 
 test('an edited manifest field breaks the signature', async (t) => {

@@ -67,6 +67,20 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.deepEqual(pruned.labels, ['setosa', 'versicolor', 'virginica']);
   assert.equal(pruned.metrics.test.accuracy, report.pruned.test.accuracy);
 
+  // What trained the models, in report.json and, signed, in each artifact's training.json.
+  assert.deepEqual(report.tool, { name: 'fleetprune', version: JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')).version });
+  assert.equal(report.options.units, 16);
+  assert.equal(report.options.epochs, 25);
+  assert.equal(report.options.retrainEpochs, 25, 'the retraining budget as it worked out: 60 capped at --epochs');
+  assert.equal(report.options.retrainLearningRate, report.options.learningRate / 2);
+  assert.equal(report.options.batchSize, 16, 'the batch size the training split gave');
+  assert.equal(report.options.fullSweep, true);
+  for (const [artifact, manifest] of [[out, pruned], [join(out, 'general'), general]] as const) {
+    assert.ok(manifest.files['training.json'], `${artifact}: the manifest lists training.json, so the signature covers it`);
+    const training = JSON.parse(await readFile(join(artifact, 'training.json'), 'utf8'));
+    assert.deepEqual(training, { tool: report.tool, backend: report.backend, options: report.options });
+  }
+
   const pub = join(dir, 'keys', 'signing.pub');
   const rows = loadDatasetFile(IRIS, { label: 'species' }).x;
   for (const artifact of [out, join(out, 'general')]) {

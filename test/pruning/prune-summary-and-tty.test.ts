@@ -39,8 +39,10 @@ function regressionReport(): PruneReport {
   ];
   const score = { mse: 0.00356, r2: 0.382 };
   return {
+    tool: { name: 'fleetprune', version: '0.1.0' },
     task: 'regression',
     backend: 'wasm',
+    options: { seed: 42 },
     seed: 42,
     epsilon: 0.3,
     epsilon_mode: 'relative',

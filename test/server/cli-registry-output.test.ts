@@ -10,13 +10,15 @@ import { RegistryModelStatus } from '../../server/rollout/registry-model-status.
 import { runCli } from './helpers/run-cli.ts';
 import { runCliBatch, startCli, tempDir, type CliResult } from '../helpers/cli.ts';
 import { makeArtifact } from './helpers/artifacts.ts';
+import { SAMPLE_TRAINING } from '../artifact/fixtures.ts';
+import type { TrainingRecord } from '../../shared/artifact/training-record.ts';
 import { FAILED_STATUS, recordFailedVersion } from './helpers/failed-version.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
 
 /** A pruned artifact with its parent in DIR/general, as `fleetprune prune --out DIR` writes them. */
-async function prunedWithGeneral(t: import('node:test').TestContext, privateKey: import('node:crypto').KeyObject) {
+async function prunedWithGeneral(t: import('node:test').TestContext, privateKey: import('node:crypto').KeyObject, training?: TrainingRecord) {
   const general = await makeArtifact(t, { seed: 31, privateKey, units: 16 });
-  const pruned = await makeArtifact(t, { seed: 32, privateKey, units: 4, parent: artifactId(general.manifest) });
+  const pruned = await makeArtifact(t, { seed: 32, privateKey, units: 4, parent: artifactId(general.manifest), training });
   await cp(general.dir, join(pruned.dir, 'general'), { recursive: true });
   return { general, pruned };
 }
@@ -225,11 +227,12 @@ test('models show prints a manifest\'s own text escaped: a line break or an esca
   assert.deepEqual(show.stdout.split('\n').filter((line) => line.startsWith('status')), ['status     -']);
 });
 
-test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon fields); a version shows its rollout status', async (t) => {
+test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon fields); a version shows its rollout status and what trained it', async (t) => {
   const server = (await startTestServer(t))!;
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
-  const { pruned } = await prunedWithGeneral(t, key);
+  // Only the pruned one has a training.json: the general one stands for an artifact written before it existed.
+  const { pruned } = await prunedWithGeneral(t, key, SAMPLE_TRAINING);
   assert.equal((await runCli(['models', 'push', pruned.dir, ...connection])).code, 0);
   // What a rollout records when it fails the candidate.
   await recordFailedVersion(server.server.ctx.store.engine, 'iris', '2');
@@ -240,6 +243,10 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   assert.deepEqual(rest.status, status);
   const restList = (await (await server.request('GET', '/api/models/iris/versions')).json()) as { versions: { status: unknown }[] };
   assert.deepEqual(restList.versions.map((v) => v.status), [null, status]);
+  // One version's view carries its training.json, read from the stored blob; the list does not.
+  assert.deepEqual(rest.training, SAMPLE_TRAINING);
+  assert.equal(((await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { training: unknown }).training, null);
+  assert.ok(restList.versions.every((v) => !('training' in v)));
 
   // Read-only commands: one process runs them all (runCliBatch).
   const [show, list, listJson, modelsJson, table, gc, tokens] = (await runCliBatch([
@@ -275,6 +282,7 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   // How it was made, and which key signed it (a key rotated out of --trusted-key leaves its versions to find).
   assert.match(table.stdout, new RegExp(`^method {5}${lineage.method}${lineage.seed === null ? '' : ` \\(seed ${lineage.seed}\\)`}$`, 'm'));
   assert.match(table.stdout, new RegExp(`^signed by  key ${pruned.manifest.signature!.keyId}$`, 'm'));
+  assert.match(table.stdout, /^trained    fleetprune 0\.1\.0 on wasm: layers 1, units 8, epochs 20, batchSize 16, epsilons 0\.1, fullSweep false$/m);
   assert.ok(
     table.stdout.includes(`\nsize       ${architecture.layers.join('-')} on ${architecture.inputs} inputs: ${architecture.params} params, ${architecture.flopsPerSample} FLOPs/sample\n`),
     table.stdout,

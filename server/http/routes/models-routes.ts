@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { checkPush } from '../../artifacts/push-check.ts';
 import { checkStoredModel, checkUploadedArtifact } from '../../artifacts/uploaded-artifact.ts';
+import { storedTrainingRecord } from '../../artifacts/stored-training-record.ts';
+import { TrainingRecordSchema } from '../../../shared/artifact/training-record.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
 import { AliasSchema, ModelNameSchema, VersionNameSchema, VersionRefSchema } from '../../registry/names.ts';
@@ -29,6 +31,12 @@ const VersionWithStatusSchema = VersionSchema.extend({
     .strictObject({ status: z.enum(['production', 'failed', 'rolled-back', 'superseded', 'withdrawn']), reason: z.string(), at: z.string() })
     .nullable()
     .describe('the latest status a rollout (or a move of the production alias) gave the version, with its reason: production, failed, rolled-back, superseded (another version became production) or withdrawn (the production alias was cleared); null when none has'),
+});
+/** GET of one version: with what trained it. */
+const VersionDetailSchema = VersionWithStatusSchema.extend({
+  training: TrainingRecordSchema.nullable().describe(
+    "the artifact's training.json (signed with it: the manifest lists its sha256): the fleetprune version and TensorFlow.js backend that trained the model and the options in effect; null for an artifact without one (written before it existed)",
+  ),
 });
 const AllVersionsQuery = z
   .strictObject({
@@ -148,10 +156,11 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       tag,
       permission: 'read',
       params: RefParams,
-      responses: { 200: { description: 'the version', schema: VersionWithStatusSchema } },
+      responses: { 200: { description: 'the version', schema: VersionDetailSchema } },
       handle: async ({ params }) => {
         const version = await registry.resolve(params.name, params.ref);
-        return { json: versionWithStatusView(version, await registry.versionStatus(version.model, version.version)) };
+        const [status, training] = await Promise.all([registry.versionStatus(version.model, version.version), storedTrainingRecord(version.manifest, ctx.blobs)]);
+        return { json: { ...versionWithStatusView(version, status), training } };
       },
     }),
     defineRoute({

@@ -6,6 +6,7 @@ import type { TestContext } from 'node:test';
 import { generateSigningKeys, loadPrivateKey } from '../../../shared/artifact/signing-keys.ts';
 import type { Manifest } from '../../../shared/artifact/manifest.ts';
 import { writeArtifact } from '../../../shared/artifact/write-artifact.ts';
+import type { TrainingRecord } from '../../../shared/artifact/training-record.ts';
 import { initTfjs } from '../../../shared/model/tfjs-backend.ts';
 import { toTfjsModel } from '../../../shared/model/tfjs-convert.ts';
 import { CLASSIFIER_FEATURES, randomNetwork } from '../../artifact/fixtures.ts';
@@ -26,11 +27,11 @@ export async function makeSigner(t: TestContext): Promise<TestSigner> {
 
 /**
  * A small signed classifier artifact (7 → `units` relu → 3 softmax); `seed` makes it distinct,
- * `parent` links its lineage, `version` fixes the manifest version.
+ * `parent` links its lineage, `version` fixes the manifest version, `training` adds a training.json.
  */
 export async function makeArtifact(
   t: TestContext,
-  options: { seed: number; privateKey?: KeyObject; version?: string; parent?: string; units?: number; name?: string; task?: 'classification' | 'regression'; dataFingerprint?: string },
+  options: { seed: number; privateKey?: KeyObject; version?: string; parent?: string; units?: number; name?: string; task?: 'classification' | 'regression'; dataFingerprint?: string; training?: TrainingRecord },
 ): Promise<{ dir: string; manifest: Manifest }> {
   await initTfjs();
   const root = await mkdtemp(join(tmpdir(), 'fleetprune-artifact-'));
@@ -46,6 +47,7 @@ export async function makeArtifact(
       network,
       tfjsModel,
       privateKey: options.privateKey,
+      training: options.training,
       manifest: {
         formatVersion: 1,
         name: options.name ?? 'iris',
