@@ -32,7 +32,7 @@ const queryMetric = (fields: Record<string, unknown>) => ({
 });
 
 describe('rollout spec: valid specs', () => {
-  it('the example and the built-in templates read per-device series of the rollout\'s cohort only (a device outside it can claim any candidate in its heartbeats)', () => {
+  it('the example and the built-in templates read per-device series of the rollout\'s cohort and fleet only (a device outside it can claim any candidate in its heartbeats; another fleet may reuse its names)', () => {
     const example = parseYaml(readFileSync(new URL('../../deploy/examples/rollout.yaml', import.meta.url), 'utf8')) as { analysisTemplates: { metrics: MetricText[] }[] };
     type MetricText = { provider?: Record<string, { query?: string; baselineQuery?: string; samplesQuery?: string }> };
     const queries = [...example.analysisTemplates, ...(DEFAULT_ANALYSIS_TEMPLATES as unknown as { metrics: MetricText[] }[])]
@@ -46,6 +46,8 @@ describe('rollout spec: valid specs', () => {
       for (const [name, selector] of query.matchAll(/fleetprune_device_\w+(\{(?:[^"}]|"[^"]*")*\})?/g)) {
         series += 1;
         assert.match(selector ?? '', /device=~"\{\{args\.cohort\}\}"/, `${name} in ${query} does not select the cohort's devices`);
+        // Fleets sharing a Prometheus may reuse model names and device ids.
+        assert.match(selector ?? '', /fleet="\{\{args\.fleet\}\}"/, `${name} in ${query} does not keep to the rollout's fleet`);
       }
     }
     assert.ok(series >= 3, `found ${series} per-device series in ${queries.length} queries`);
