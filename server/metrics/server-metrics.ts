@@ -37,7 +37,7 @@ export class ServerMetrics {
     });
     this.grpcDuration = new Histogram({
       name: SERVER_METRICS.grpcRequestDuration,
-      help: 'gRPC call duration by full method name and status code',
+      help: 'gRPC call duration by method (Service/Method, as Rollouts/StartRollout; the package fleetprune.v1 left out) and status code',
       labelNames: ['method', 'code'],
       buckets: DURATION_BUCKETS,
       registers: [this.registry],

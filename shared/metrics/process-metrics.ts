@@ -8,6 +8,14 @@ import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
  */
 export const EVENT_LOOP_SAMPLE_MS = 100;
 
+/**
+ * prom-client's gauges of the summed active handles, requests and resources end in `_total`, which
+ * Prometheus keeps for counters (`promtool check metrics` fails the scrape on them). Each is the sum
+ * of a gauge exported beside it by type (`nodejs_active_handles{type}`), so leaving them out loses
+ * nothing: `sum(…_nodejs_active_handles)` is the total.
+ */
+const GAUGES_NAMED_AS_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 /** prom-client's process and Node.js metrics, made once per process for each name prefix. */
 const shared = new Map<string, Metric[]>();
 
@@ -24,6 +32,7 @@ export function registerProcessMetrics(registry: Registry, prefix: string): void
   if (!metrics) {
     const own = new Registry();
     collectDefaultMetrics({ register: own, prefix, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    for (const name of GAUGES_NAMED_AS_COUNTERS) own.removeSingleMetric(`${prefix}${name}`);
     metrics = own.getMetricsAsArray() as unknown as Metric[];
     shared.set(prefix, metrics);
   }

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -20,7 +21,7 @@ import { tempDir } from '../helpers/cli.ts';
 import { deferCleanup } from '../helpers/cleanup.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { freePort } from '../helpers/engines.ts';
-import { PrometheusProcess, prometheusBinary, type PrometheusApiResponse } from '../helpers/prometheus.ts';
+import { PrometheusProcess, prometheusBinary, promtoolBinary, type PrometheusApiResponse } from '../helpers/prometheus.ts';
 import { DEFAULT_VARIABLES, dashboardQueries, loadDashboard, multiValue, variableQueries, writeAgentTargets, writePrometheusConfig } from './dashboard-queries.ts';
 
 /**
@@ -93,8 +94,9 @@ async function startScrapedDemo(binary: string, dataDir: string, log: Logger): P
   }
 }
 
-test('after a demo rollout, every dashboard query returns data from a real Prometheus scraping the server and the agents', async (t) => {
+test('after a demo rollout, every dashboard query returns data from a real Prometheus scraping the server and the agents, whose expositions pass promtool check metrics', async (t) => {
   const binary = prometheusBinary();
+  const promtool = promtoolBinary();
   if (!binary) return engineMissing(t, 'Prometheus', 'no prometheus binary at /usr/bin/prometheus or on PATH (set PROMETHEUS_BIN)');
   const started = Date.now();
 
@@ -154,6 +156,19 @@ test('after a demo rollout, every dashboard query returns data from a real Prome
     return (scrapes >= 4 && predicting === agentTargets.length) || `min scrapes ${scrapes}, agents with a prediction rate ${predicting}`;
   });
   const scraped = Date.now();
+
+  // The exposition of the server and of every agent, with all their kinds of series present,
+  // passes promtool's lint: names, HELP and TYPE as Prometheus expects them (prom-client's summed
+  // gauges named `_total`, as counters are, failed it).
+  if (promtool) {
+    for (const target of [`127.0.0.1:${demo.server.port('http')}`, ...agentTargets.map((agent) => agent.target)]) {
+      const exposition = await (await fetch(`http://${target}/metrics`)).text();
+      const lint: { status: number | null; stdout: string; stderr: string } = spawnSync(promtool, ['check', 'metrics'], { input: exposition, encoding: 'utf8' });
+      assert.equal(lint.status, 0, `promtool check metrics of http://${target}/metrics:\n${lint.stdout}${lint.stderr}`);
+    }
+  } else if (process.env.CI === 'true') {
+    assert.fail('no promtool at /usr/bin/promtool or on PATH (apt-get install prometheus)');
+  }
   await prometheus.waitFor('every rule evaluated since', async () => {
     const groups = ((await prometheus.api('rules')).data as unknown as { groups: { name: string; lastEvaluation: string; rules: { name: string; health: string; lastError?: string }[] }[] }).groups;
     const bad = groups.flatMap((group) => group.rules).filter((rule) => rule.health === 'err');
