@@ -30,6 +30,13 @@ export interface GrpcVersion {
   training_json?: string;
 }
 
+/** The manifest's lineage.epsilonMode, as REST's lineage gives it (null when absent). */
+function epsilonModeOf(manifestJson: string): string | null {
+  const manifest = parseJson(manifestJson) as { lineage?: { epsilonMode?: unknown } } | null;
+  const mode = manifest?.lineage?.epsilonMode;
+  return typeof mode === 'string' ? mode : null;
+}
+
 /** A version as GET /api/models/:name/versions lists it. */
 export function versionJson(v: GrpcVersion) {
   return {
@@ -42,6 +49,7 @@ export function versionJson(v: GrpcVersion) {
       parentArtifactId: v.parent_artifact_id || null,
       parent: v.parent_model ? { model: v.parent_model, version: v.parent_version } : null,
       epsilon: typeof v.epsilon === 'number' ? v.epsilon : null,
+      epsilonMode: epsilonModeOf(v.manifest_json),
       dataFingerprint: v.data_fingerprint,
     },
     metrics: parseJson(v.metrics_json),

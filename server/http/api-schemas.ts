@@ -27,6 +27,8 @@ export const VersionSchema = z.strictObject({
     parentArtifactId: z.string().nullable(),
     parent: z.strictObject({ model: z.string(), version: z.string() }).nullable(),
     epsilon: z.number().nullable(),
+    /** How ε was read: relative (to the layer's most variable unit) or absolute; null with ε (a model not pruned). */
+    epsilonMode: z.enum(['relative', 'absolute']).nullable(),
     dataFingerprint: z.string(),
   }),
   metrics: z.record(z.string(), z.unknown()),

@@ -14,6 +14,8 @@ export function versionView(record: VersionRecord) {
       parentArtifactId: record.parentArtifactId,
       parent: record.parent,
       epsilon: record.epsilon,
+      // Beside ε: an absolute ε of 5 would read as an impossible relative one.
+      epsilonMode: record.manifest.lineage?.epsilonMode ?? null,
       dataFingerprint: record.dataFingerprint,
     },
     metrics: record.metrics as Record<string, unknown>,

@@ -1,11 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { DenseNetwork } from '../model/dense-network.ts';
 import { initTfjs, tf } from '../model/tfjs-backend.ts';
 import { toDenseNetwork, type Scaling } from '../model/tfjs-convert.ts';
 import { UserError, describeZodError, errorMessage } from '../util/errors.ts';
-import { isSafeRelativePath, TFJS_MODEL_JSON, TFJS_SCALING_JSON, TFJS_WEIGHTS_BIN } from './manifest.ts';
+import { isSafeRelativePath, TFJS_DIR, TFJS_MODEL_JSON, TFJS_SCALING_JSON, TFJS_WEIGHTS_BIN } from './manifest.ts';
 
 /**
  * A tfjs Layers model as the standard `file://` files (model.json + weights.bin), in memory,
@@ -90,6 +90,10 @@ export async function loadTfjsNetwork(dir: string): Promise<DenseNetwork> {
     bytes = await readFile(join(dir, TFJS_SCALING_JSON));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new UserError(`cannot read ${join(dir, TFJS_SCALING_JSON)}: ${errorMessage(error)}`, { cause: error });
+    // The artifact directory given for its tfjs/ one: said so, not read as an artifact too old to have scaling.json.
+    if (await stat(join(dir, TFJS_DIR, TFJS_MODEL_JSON)).then((info) => info.isFile(), () => false)) {
+      throw new UserError(`${dir}: an artifact directory; loadTfjsNetwork reads its tfjs model's directory, ${join(dir, TFJS_DIR)}`, { cause: error });
+    }
     throw new UserError(
       `${dir}: no ${TFJS_SCALING_JSON}: the artifact was written before it existed, and its tfjs model takes standardized inputs; model.onnx takes raw features`,
       { cause: error },

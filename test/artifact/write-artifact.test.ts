@@ -130,6 +130,8 @@ test('the tfjs model stands on its own: with tfjs/scaling.json it takes raw feat
   await assert.rejects(loadTfjsNetwork(join(dir, 'tfjs')), (error: unknown) => error instanceof UserError && /scaling\.json: a regressor needs its target scaling$/.test(error.message));
   await rm(join(dir, 'tfjs', 'scaling.json'));
   await assert.rejects(loadTfjsNetwork(join(dir, 'tfjs')), (error: unknown) => error instanceof UserError && /no scaling\.json: the artifact was written before it existed/.test(error.message));
+  // The artifact's own directory given for its tfjs/ one is named as such, not as an old artifact.
+  await assert.rejects(loadTfjsNetwork(dir), (error: unknown) => error instanceof UserError && error.message === `${dir}: an artifact directory; loadTfjsNetwork reads its tfjs model's directory, ${join(dir, 'tfjs')}`);
   await writeFile(join(dir, 'tfjs', 'scaling.json'), '{"inputMean":[1],"inputScale":[0],"target":null}');
   await assert.rejects(loadTfjsNetwork(join(dir, 'tfjs')), (error: unknown) => error instanceof UserError && /scaling\.json: inputScale\.0: /.test(error.message));
 });

@@ -247,6 +247,9 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   assert.deepEqual(rest.training, SAMPLE_TRAINING);
   assert.equal(((await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { training: unknown }).training, null);
   assert.ok(restList.versions.every((v) => !('training' in v)));
+  // ε's mode beside ε, as the manifest gives it (null with ε for a model not pruned).
+  assert.deepEqual((rest.lineage as { epsilon: unknown; epsilonMode: unknown }).epsilonMode, pruned.manifest.lineage.epsilonMode);
+  assert.deepEqual((restList.versions as unknown as { lineage: { epsilon: unknown; epsilonMode: unknown } }[]).map((v) => [v.lineage.epsilon, v.lineage.epsilonMode]), [[null, null], [pruned.manifest.lineage.epsilon, 'relative']]);
 
   // Read-only commands: one process runs them all (runCliBatch).
   const [show, list, listJson, modelsJson, table, gc, tokens] = (await runCliBatch([
