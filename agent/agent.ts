@@ -1301,7 +1301,9 @@ export class Agent {
     if (!this.#link.connected) return;
     let telemetry: Telemetry;
     try {
-      telemetry = this.#heartbeat.build(this.slots, { ...this.#servingStats });
+      // Taken: in this run (trust) or an earlier one (the state file).
+      const seq = Math.max(this.#trust.newestSeq.assignment.seq, this.#state.state.assignmentSeq ?? -1);
+      telemetry = this.#heartbeat.build(this.slots, { ...this.#servingStats }, seq >= 0 ? seq : undefined);
     } catch (error) {
       this.#logger.warn({ err: errorMessage(error) }, 'heartbeat not sent');
       return;

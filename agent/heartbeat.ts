@@ -39,7 +39,8 @@ export class HeartbeatBuilder {
     this.#lastTick = this.#startedAt;
   }
 
-  build(slots: { active: ModelRef | null; candidate: ModelRef | null; previous: ModelRef | null }, serving: Telemetry['serving']): Telemetry {
+  /** `assignmentSeq`: the newest assignment's number the agent took (undefined: none yet). */
+  build(slots: { active: ModelRef | null; candidate: ModelRef | null; previous: ModelRef | null }, serving: Telemetry['serving'], assignmentSeq?: number): Telemetry {
     const tick = this.monotonic();
     const cpu = process.cpuUsage(this.#lastCpu);
     const wallMicros = Math.max(1, (tick - this.#lastTick) * 1000);
@@ -55,6 +56,7 @@ export class HeartbeatBuilder {
       ...slots,
       runId: this.runId,
       ...(this.intervalMs !== undefined ? { intervalSeconds: this.intervalMs / 1000 } : {}),
+      ...(assignmentSeq !== undefined ? { assignmentSeq } : {}),
       serving,
     });
   }

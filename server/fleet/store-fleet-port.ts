@@ -72,7 +72,17 @@ export class StoreFleetPort implements FleetPort {
         retained !== null &&
         !sameVersion(retained, device.active) &&
         ((await assignments.get(retained.id, device.id))?.state === 'refused' || (await reports.findAnswer(retained.id, device.id))?.outcome === 'refused');
-      const intended = retained && !refused ? retained : device.active;
+      // The device took a newer assignment than the one the store retains for it: one the store
+      // does not hold (it was restored from a backup taken before). The device refuses the retained
+      // one as a replay, and a rollback must not send it back to a version it has moved on from.
+      const outdated = retained !== null && !sameVersion(retained, device.active) && isOutdated(retained, device.heartbeat?.assignmentSeq);
+      if (outdated) {
+        this.#options.log.warn(
+          { deviceId: device.id, model, retained: { id: retained.id, version: retained.version, seq: retained.seq }, assignmentSeq: device.heartbeat?.assignmentSeq, active: device.active },
+          'device took a newer assignment than the one the store retains for it (the store restored from an older backup?): its baseline is the version it reports active',
+        );
+      }
+      const intended = retained && !refused && !outdated ? retained : device.active;
       const baseline = intended?.model === model && (await isRegistered(intended)) ? intended.version : null;
       if (intended?.model === model && baseline === null) this.#options.log.warn({ deviceId: device.id, model, version: intended.version, sha256: intended.sha256 }, 'device reports a version the registry does not hold (or another artifact under its name): no baseline, left out of rollouts');
       targets.push({ id: device.id, labels: device.labels, baseline });
@@ -372,4 +382,13 @@ function unsendableReason(check: () => unknown): string | null {
 
 function sameVersion(a: { model: string; version: string }, b: { model: string; version: string } | null): boolean {
   return b !== null && a.model === b.model && a.version === b.version;
+}
+
+/**
+ * Whether the device says it took an assignment numbered above `retained` (numbers only grow, per
+ * device: FleetSequencesRepository). Not when either number is unknown (an agent that does not say,
+ * an assignment recorded before they were numbered).
+ */
+function isOutdated(retained: { seq?: number }, deviceSeq: number | undefined): boolean {
+  return typeof retained.seq === 'number' && deviceSeq !== undefined && deviceSeq > retained.seq;
 }

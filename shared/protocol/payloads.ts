@@ -104,6 +104,14 @@ export const TelemetrySchema = z.object({
    * offline by silence.
    */
   intervalSeconds: FiniteNumber.refine((value) => value > 0 && value <= 86_400, 'must be > 0 and ≤ 86400').optional(),
+  /**
+   * The sequence number of the newest assignment the agent took. A server whose record of the
+   * device's assignments ends with an older one (its store restored from a backup taken before
+   * that assignment) knows from it that the device has moved on, and takes the device's reported
+   * active model, not the recorded assignment, as what a rollback sends it back to. Optional:
+   * agents that predate it, and one that never took an assignment, leave it out.
+   */
+  assignmentSeq: Sequence.optional(),
   /** Cumulative since the agent started; the server keeps the latest with the device (its API and dashboard show it). */
   serving: z
     .object({

@@ -115,6 +115,8 @@ test('candidate → verified download → side-by-side benchmark report; activat
   assert.equal(heartbeat.serving?.shadowRows, 1);
   assert.ok(heartbeat.rssBytes > 0 && heartbeat.uptimeSeconds > 0);
   assert.equal(heartbeat.intervalSeconds, 0.2, 'the heartbeat says how often the agent sends one (the server marks a device silent for several offline)');
+  // And the number of the newest assignment taken: v3's (a server whose store is older knows by it that the device moved on).
+  assert.equal(heartbeat.assignmentSeq, v3.seq);
 });
 
 test('/v1/predict takes named features and arrays; bad input is a 400 with a clear message', async (t) => {

@@ -261,6 +261,37 @@ test('a device that refused its active assignment keeps what it reported active 
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1'], 'still v1 once the answers are swept');
 });
 
+test('a device that took a newer assignment than the store retains (the store restored from an older backup) has what it reports active as its baseline, not the retained version', async (t) => {
+  const { fleet, store } = await startFleet(t);
+  const device = await fleet.devices.enroll({ id: 'dev-b', labels: {} }, 'test');
+  const client = await scriptedDevice(t, device);
+  await waitFor(async () => (await fleet.devices.get('dev-b')).online, 5000, 'dev-b online');
+  assert.deepEqual((await fleet.fleetPort.assign({ commandId: 'cmd-assign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-b'] })).map((r) => r.outcome), ['delivered']);
+  const retained = (await fleet.devices.get('dev-b')).retainedAssignment!;
+  assert.equal(typeof retained.seq, 'number');
+  // What the device runs since, by an assignment of a server whose store was then restored to a
+  // backup taken before it: iris@2, the registered artifact.
+  const active = { model: 'iris', version: '2', sha256: (await store.models.getVersion('iris', '2'))!.artifactId };
+  let sent = Date.now();
+  const heartbeat = async (assignmentSeq?: number) => {
+    sent += 2000;
+    const body = { schema: 1, deviceId: 'dev-b', sentAt: new Date(sent).toISOString(), uptimeSeconds: 1, cpuPercent: 1, rssBytes: 1, active, candidate: null, previous: null, ...(assignmentSeq === undefined ? {} : { assignmentSeq }) };
+    await client.publishAsync(telemetryTopic('dev-b'), Buffer.from(JSON.stringify(body)), { qos: 1 });
+    await waitFor(async () => (await fleet.devices.get('dev-b')).heartbeat?.at === new Date(sent).toISOString(), 5000, 'the heartbeat stored');
+  };
+  // Not said (an older agent): the retained assignment is the baseline, as for a device that was
+  // offline when a rollback sent it back and still reports the version it was sent back from.
+  await heartbeat();
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
+  // The retained assignment is the newest the device took: still the baseline.
+  await heartbeat(retained.seq);
+  assert.equal((await fleet.devices.get('dev-b')).heartbeat?.assignmentSeq, retained.seq, 'the number is stored with the heartbeat');
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
+  // A newer one taken: the device refuses the retained one as a replay, and runs iris@2.
+  await heartbeat(retained.seq + 1);
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['2']);
+});
+
 test('a device that reports active a version the registry does not hold has no baseline: a rollout leaves it out instead of failing for ever to send it back there', async (t) => {
   const { fleet, store } = await startFleet(t);
   const device = await fleet.devices.enroll({ id: 'dev-x', labels: {} }, 'test');

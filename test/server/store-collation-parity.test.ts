@@ -139,7 +139,7 @@ for (const engine of STORE_ENGINES) {
       engineBefore = await connect();
       try {
         const applied = await runMigrations(engineBefore, ALL_MIGRATIONS);
-        assert.deepEqual(applied.map((migration) => `${migration.domain}:${migration.version}`), ['registry:2', 'fleet:8', 'fleet:9', 'fleet:10', 'fleet:11', 'fleet:12', 'fleet:13', 'fleet:14']);
+        assert.deepEqual(applied.map((migration) => `${migration.domain}:${migration.version}`), ['registry:2', 'fleet:8', 'fleet:9', 'fleet:10', 'fleet:11', 'fleet:12', 'fleet:13', 'fleet:14', 'fleet:15']);
         const store = createStore(engineBefore);
         assert.deepEqual((await store.models.listModels()).map((model) => model.name), CODE_POINT_ORDER);
         for (const name of NAMES) assert.deepEqual((await store.models.getVersion(name, '1'))?.aliases, ['production']);

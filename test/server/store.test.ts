@@ -36,7 +36,7 @@ for (const engine of STORE_ENGINES) {
         const rows = await store.engine.all('SELECT domain, version FROM schema_migrations ORDER BY domain, version');
         assert.deepEqual(
           rows.map((row) => `${row.domain}:${row.version}`),
-          ['audit:1', 'audit:2', 'auth:1', 'auth:2', 'fleet:1', 'fleet:2', 'fleet:3', 'fleet:4', 'fleet:5', 'fleet:6', 'fleet:7', 'fleet:8', 'fleet:9', 'fleet:10', 'fleet:11', 'fleet:12', 'fleet:13', 'fleet:14', 'jobs:1', 'jobs:2', 'jobs:3', 'jobs:4', 'registry:1', 'registry:2', 'rollouts:1', 'rollouts:2', 'rollouts:3', 'rollouts:4'],
+          ['audit:1', 'audit:2', 'auth:1', 'auth:2', 'fleet:1', 'fleet:2', 'fleet:3', 'fleet:4', 'fleet:5', 'fleet:6', 'fleet:7', 'fleet:8', 'fleet:9', 'fleet:10', 'fleet:11', 'fleet:12', 'fleet:13', 'fleet:14', 'fleet:15', 'jobs:1', 'jobs:2', 'jobs:3', 'jobs:4', 'registry:1', 'registry:2', 'rollouts:1', 'rollouts:2', 'rollouts:3', 'rollouts:4'],
         );
         // A device's answer to an assignment is found by index, not by walking its report history.
         const plan =

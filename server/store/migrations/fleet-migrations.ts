@@ -199,4 +199,13 @@ export const fleetMigrations: Migration[] = [
     // is marked offline (SilentDeviceSweep). NULL: an agent that does not say (never marked so).
     sql: (t) => `ALTER TABLE devices ADD COLUMN heartbeat_interval ${t.real};`,
   },
+  {
+    domain: 'fleet',
+    version: 15,
+    name: 'the newest assignment each device took',
+    // Its number, as the device's latest heartbeat said: a retained assignment numbered below it is
+    // one the device has moved on from (the store restored from an older backup), so no rollback
+    // sends the device back to it (StoreFleetPort.listDevices). NULL: not said (an older agent).
+    sql: () => 'ALTER TABLE devices ADD COLUMN assignment_seq BIGINT;',
+  },
 ];

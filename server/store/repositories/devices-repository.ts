@@ -20,6 +20,8 @@ export interface DeviceHeartbeat {
   runId?: string;
   /** Seconds between the device's heartbeats, as it said (absent: an agent that does not say). */
   intervalSeconds?: number;
+  /** The number of the newest assignment the device took, as it said (absent: an agent that does not say, or none taken). */
+  assignmentSeq?: number;
 }
 
 export interface DeviceRecord extends DeviceSlots {
@@ -189,7 +191,7 @@ export class DevicesRepository {
   async recordTelemetry(telemetry: Telemetry, seenAt: string, served: { totals: readonly ServingTotal[]; after: DeviceRecord }): Promise<boolean> {
     const result = await this.db.run(
       `UPDATE devices SET online = CASE WHEN ? = 1 THEN 1 ELSE online END, last_seen = ?, active = ?, candidate = ?, previous = ?, heartbeat_at = ?,
-         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, heartbeat_interval = ?, serving = ?
+         uptime_seconds = ?, cpu_percent = ?, rss_bytes = ?, heartbeat_interval = ?, serving = ?, assignment_seq = ?
          WHERE id = ? AND revoked_at IS NULL AND COALESCE(heartbeat_at, '') = ? AND COALESCE(serving, '') = ? AND online = ?`,
       [
         // Only a heartbeat that says when the next one is due shows the device online: the silent-device
@@ -205,6 +207,7 @@ export class DevicesRepository {
         telemetry.rssBytes,
         telemetry.intervalSeconds ?? null,
         servingColumn(telemetry.serving ?? null, served.totals, telemetry.runId),
+        telemetry.assignmentSeq ?? null,
         telemetry.deviceId,
         served.after.heartbeat?.at ?? '',
         (servingRead.has(served.after) ? servingRead.get(served.after) : servingColumn(served.after.heartbeat?.serving ?? null, served.after.servingTotals, served.after.heartbeat?.runId)) ?? '',
@@ -382,6 +385,7 @@ function deviceOf(row: Record<string, unknown>): DeviceRecord {
             serving: serving.counters,
             ...(serving.runId !== undefined ? { runId: serving.runId } : {}),
             ...(row.heartbeat_interval !== null && row.heartbeat_interval !== undefined ? { intervalSeconds: Number(row.heartbeat_interval) } : {}),
+            ...(row.assignment_seq !== null && row.assignment_seq !== undefined ? { assignmentSeq: Number(row.assignment_seq) } : {}),
           },
     servingTotals: serving.totals,
     reportTotals: reportTotalsOf(row.report_totals),
