@@ -72,6 +72,7 @@ export function registerModelsCommand(program: Command): void {
           } catch (error) {
             // Registered with all its files: its parent's may still be lost (the README pushes the pruned directory).
             const restoredParent = parent && isAlreadyRegistered(error) ? await restoreRegistered(connection, parent.manifest.name, parent) : null;
+            if (restoredParent === 'unregistered') throw parentLeftUnregistered(error as UserError, parent!.dir, sameModel);
             if (restoredParent === null) throw error;
             process.stdout.write(`the parent ${restoredParent}\n`);
             return;
@@ -79,7 +80,7 @@ export function registerModelsCommand(program: Command): void {
           if (check.registered_as) {
             // Registered already, but the server has lost some of its files: sent again, nothing registered.
             const restoredParent = parent ? await restoreRegistered(connection, parent.manifest.name, parent) : null;
-            if (restoredParent !== null) process.stdout.write(`the parent ${restoredParent}\n`);
+            if (restoredParent !== null && restoredParent !== 'unregistered') process.stdout.write(`the parent ${restoredParent}\n`);
             await uploadAll(connection, name, dir, manifest, check.missing_sha256, true);
             process.stdout.write(`${check.registered_as} is registered already (artifact ${artifactId(manifest)}); ${restoredFiles(manifest, check.missing_sha256)}\n`);
             return;
@@ -93,6 +94,12 @@ export function registerModelsCommand(program: Command): void {
             manifest_json: JSON.stringify(manifest),
           });
           process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id})\n`);
+          const child = await registeredChild(connection, version);
+          if (child) {
+            process.stderr.write(
+              `fleetprune: warning: ${child}, pruned from this artifact, was registered before it: \`latest\` of ${version.model} is now ${version.model}@${version.version}, the model it was pruned from (assign by version, or by the candidate or production alias)\n`,
+            );
+          }
         });
       } finally {
         stopListening();
@@ -389,9 +396,10 @@ const isAlreadyRegistered = (error: unknown) =>
 /**
  * Uploads again the files the server lost of an artifact registered already (`registered_as`), and
  * says what it did: `NAME@VERSION is registered already (…); uploaded again …`. Null when it lacks
- * none, or is not registered: a parent is not registered after its child (it would be the newer version).
+ * none; 'unregistered' when it is not registered: a parent is not registered after its child (it
+ * would be the newer version).
  */
-async function restoreRegistered(connection: ServerConnection, name: string, artifact: { dir: string; manifest: Manifest }): Promise<string | null> {
+async function restoreRegistered(connection: ServerConnection, name: string, artifact: { dir: string; manifest: Manifest }): Promise<string | null | 'unregistered'> {
   let check: PushCheck;
   try {
     check = await connection.unary<PushCheck>('ModelRegistry', 'CheckPush', { name, manifest_json: JSON.stringify(artifact.manifest) });
@@ -399,9 +407,30 @@ async function restoreRegistered(connection: ServerConnection, name: string, art
     if (isAlreadyRegistered(error)) return null;
     throw error;
   }
-  if (!check.registered_as) return null;
+  if (!check.registered_as) return 'unregistered';
   await uploadAll(connection, name, artifact.dir, artifact.manifest, check.missing_sha256, true);
   return `${check.registered_as} is registered already (artifact ${artifactId(artifact.manifest)}, from ${artifact.dir}); ${restoredFiles(artifact.manifest, check.missing_sha256)}`;
+}
+
+/**
+ * The refusal of a push whose pruned model is registered already while its parent in general/ is
+ * not: said so, and why the push leaves it (registered after its child, the general model would be
+ * the newer version, and `latest`).
+ */
+function parentLeftUnregistered(error: UserError, parentDir: string, sameModel: boolean): UserError {
+  const why = sameModel ? 'registered now, it would be the newer version, and `latest` the general model' : 'registered after its child, its lineage would run backwards in time';
+  return new UserError(`${error.message}; its parent in ${parentDir} is not registered, and this push leaves it so (${why}); \`fleetprune models push ${parentDir}\` registers it all the same`, { exitCode: error.exitCode, cause: error });
+}
+
+/**
+ * `name@version` of a version of the same model registered before `version` (among the 100 before
+ * it) that names it as its lineage parent: then `version`, the model it was pruned from, is
+ * `latest` now. Undefined when there is none.
+ */
+async function registeredChild(connection: ServerConnection, version: GrpcVersion): Promise<string | undefined> {
+  const before = await connection.unary<{ versions: GrpcVersion[] }>('ModelRegistry', 'ListVersions', { name: version.model, after_seq: Math.max(0, version.seq - 101), limit: 100 });
+  const child = before.versions.find((other) => other.seq < version.seq && other.parent_artifact_id === version.artifact_id);
+  return child ? `${child.model}@${child.version}` : undefined;
 }
 
 /** CheckPush's answer: the files to upload, and MODEL@VERSION when the artifact is registered already (see PushCheck on the server). */

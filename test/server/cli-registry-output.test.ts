@@ -79,6 +79,41 @@ test('models push DIR of a pruned artifact whose parent is registered already pu
   assert.equal(pushed.stderr, `the parent in ${join(pruned.dir, 'general')} is already registered as iris@1\n`);
 });
 
+test('models push DIR of a pruned model registered without its parent says the parent stays unregistered and why; pushing the parent alone warns that it is `latest` now', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const { general, pruned } = await prunedWithGeneral(t, key);
+  // The pruned artifact copied out alone, and pushed first.
+  const alone = join(await tempDir(t), 'alone');
+  await cp(pruned.dir, alone, { recursive: true });
+  await rm(join(alone, 'general'), { recursive: true });
+  assert.equal((await runCli(['models', 'push', alone, ...connection])).code, 0);
+
+  const again = await runCli(['models', 'push', pruned.dir, ...connection]);
+  assert.equal(again.code, 2);
+  const generalDir = join(pruned.dir, 'general');
+  assert.equal(
+    again.stderr,
+    `fleetprune: artifact ${artifactId(pruned.manifest)} is already registered as iris@1; its parent in ${generalDir} is not registered, and this push leaves it so ` +
+      `(registered now, it would be the newer version, and \`latest\` the general model); \`fleetprune models push ${generalDir}\` registers it all the same\n`,
+  );
+  assert.equal(((await (await server.request('GET', '/api/models/iris')).json()) as { versionCount: number }).versionCount, 1, 'nothing registered');
+
+  const parent = await runCli(['models', 'push', generalDir, ...connection]);
+  assert.equal(parent.code, 0, parent.stderr);
+  assert.equal(parent.stdout, `registered iris@2 (artifact ${artifactId(general.manifest)})\n`);
+  assert.equal(
+    parent.stderr,
+    'fleetprune: warning: iris@1, pruned from this artifact, was registered before it: `latest` of iris is now iris@2, the model it was pruned from (assign by version, or by the candidate or production alias)\n',
+  );
+  // An artifact no registered version was pruned from is pushed without a word.
+  const other = await makeArtifact(t, { seed: 33, privateKey: key, units: 5 });
+  const plain = await runCli(['models', 'push', other.dir, ...connection]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.equal(plain.stderr, '');
+});
+
 test('models push DIR of a model pruned from another model pushes its parent under the parent\'s own name: registered there already, the child alone is registered', async (t) => {
   const server = (await startTestServer(t))!;
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
