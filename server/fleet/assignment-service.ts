@@ -1,3 +1,4 @@
+import type { VersionRecord } from '../store/repositories/models-repository.ts';
 import { z } from 'zod';
 import { newMessageId } from '../../shared/protocol/message-id.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
@@ -80,6 +81,8 @@ export class AssignmentService {
       statusOf?: AssignedVersionStatus;
       /** Taken from the check for rollouts to the record: rollout starts take it too (ServerContext.fleetChanges). */
       turns?: Mutex;
+      /** Why devices could not download the version (its model.onnx lost from the blob store: lostModelFile), or null. */
+      lostFile?: (version: VersionRecord) => Promise<string | null>;
     },
   ) {
     this.#gate = options.gate ?? OPEN_FLEET_GATE;
@@ -104,6 +107,16 @@ export class AssignmentService {
       if (lacking.length > 0) {
         const which = lacking.length === 1 ? `device ${lacking[0]!.id} does not hold it` : `devices ${lacking[0]!.id} and ${lacking.length - 1} more do not hold it`;
         throw new ServiceError('conflict', `${version.model}@${version.version} ${signerProblem}; ${which}, and a device refuses to download it (one that holds it, as its active, previous or candidate version, switches to it from its own store)`);
+      }
+    }
+    // A device that holds the version switches to it from its own store (an operator's rollback);
+    // one that does not would fail to download it.
+    const lost = await this.options.lostFile?.(version);
+    if (lost) {
+      const lacking = devices.filter((device) => !holdsArtifact(device, version.artifactId));
+      if (lacking.length > 0) {
+        const which = lacking.length === 1 ? `device ${lacking[0]!.id} does not hold it` : `devices ${lacking[0]!.id} and ${lacking.length - 1} more do not hold it`;
+        throw new ServiceError('conflict', `${lost}; ${which}, and would fail to download it`);
       }
     }
     if (request.role === 'candidate') {

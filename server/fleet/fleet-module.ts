@@ -1,3 +1,4 @@
+import { lostModelFile } from '../artifacts/lost-model-file.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
 import { PROTOCOL_METRICS } from '../../shared/metrics/agent-names.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
@@ -157,6 +158,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     rolloutOf: (deviceIds) => holds.ofDevices(deviceIds),
     statusOf: (model, version) => statuses.versionStatus(model, version),
     turns: ctx.fleetChanges,
+    lostFile: (version) => lostModelFile(version, ctx.blobs),
   });
   const retention = reportRetention(fleet.repos, {
     days: ctx.config.reportRetentionDays,
@@ -211,7 +213,7 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     silent.heardNothingUntilNow();
     await publisher.republishRetained();
   };
-  const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes, log: ctx.log, ...(options.deliveryTimeoutMs !== undefined ? { deliveryTimeoutMs: options.deliveryTimeoutMs } : {}) });
+  const fleetPort = new StoreFleetPort({ fleet, registry: ctx.registry, publisher, outcomes, log: ctx.log, lostFile: (version) => lostModelFile(version, ctx.blobs), ...(options.deliveryTimeoutMs !== undefined ? { deliveryTimeoutMs: options.deliveryTimeoutMs } : {}) });
   const grpc = fleetGrpcServices(ctx, devices, assignments);
 
   const module: ServerModule = {

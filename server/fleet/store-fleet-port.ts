@@ -1,3 +1,4 @@
+import type { VersionRecord } from '../store/repositories/models-repository.ts';
 import { createHash } from 'node:crypto';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError } from '../app/service-error.ts';
@@ -18,6 +19,8 @@ export interface StoreFleetPortOptions {
   deliveryTimeoutMs?: number;
   /** Who the audit log names for these actions (default `system:rollout`). */
   actor?: string;
+  /** Why devices could not download a version (lostModelFile), or null: a rollout of it is refused at its start. */
+  lostFile?: (version: VersionRecord) => Promise<string | null>;
 }
 
 const DELIVERED: ReadonlySet<AssignmentOutcome> = new Set(['installed', 'activated', 'rolled-back', 'candidate-dropped']);
@@ -112,7 +115,7 @@ export class StoreFleetPort implements FleetPort {
 
   async unsendable(model: string, version: string): Promise<string | null> {
     const record = await this.#options.registry.resolve(model, version);
-    return unsendableReason(() => this.#options.publisher.signerFor(record));
+    return unsendableReason(() => this.#options.publisher.signerFor(record)) ?? (await this.#options.lostFile?.(record)) ?? null;
   }
 
   async assign(command: AssignCommand): Promise<readonly DeliveryResult[]> {

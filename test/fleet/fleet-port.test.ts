@@ -31,6 +31,8 @@ import { validateRolloutSpec } from '../../server/rollout/rollout-spec.ts';
 import { StoreRolloutRepository } from '../../server/store/repositories/rollouts-repository.ts';
 import { ScriptedProvider } from '../analysis/scripted-provider.ts';
 import { makeArtifact } from '../server/helpers/artifacts.ts';
+import { BlobStore } from '../../server/artifacts/blob-store.ts';
+import { storeArtifactFiles } from '../../server/artifacts/store-artifact-files.ts';
 
 interface World {
   fleet: Fleet;
@@ -50,8 +52,11 @@ async function startFleet(
   t.after(() => store.close());
   const signingKey = await loadOrCreateServerKey(dataDir, async () => 0);
   const registry = new RegistryService(store);
+  const blobs = new BlobStore(join(dataDir, 'blobs'));
+  await blobs.open();
   const ctx = {
     config,
+    blobs,
     log: createLogger('test', 'silent'),
     store,
     registry: options.wrapRegistry?.(registry) ?? registry,
@@ -66,6 +71,8 @@ async function startFleet(
   t.after(() => fleet.module.stop!());
   for (const [version, seed] of [['1', 1], ['2', 2]] as const) {
     const artifact = await makeArtifact(t, { seed, privateKey: signingKey.privateKey, version });
+    // As a push stores them: an assignment of a version whose model.onnx the server lacks is refused.
+    await storeArtifactFiles(artifact.dir, artifact.manifest, blobs);
     await registry.register({ model: 'iris', manifest: artifact.manifest, actor: 'test' });
   }
   return { fleet, store, signingKey, metrics: ctx.metrics };
