@@ -223,6 +223,8 @@ export function registerModelsCommand(program: Command): void {
  * name or version is refused here: the server would read an empty version as "latest" or, for
  * an alias, as "clear it". Commander reports the error naming the argument (exit 2).
  */
+const REFS_NOT_VERSIONS = new Set(['candidate', 'production', 'latest']);
+
 function splitRef(ref: string, fallback: string | null): [string, string] {
   const expected = fallback === null ? 'NAME@VERSION' : 'NAME[@VERSION|@ALIAS]';
   const at = ref.indexOf('@');
@@ -234,10 +236,14 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
   const [name, version] = [ref.slice(0, at), ref.slice(at + 1)];
   if (name === '') throw new InvalidArgumentError(`expected ${expected}: the name before "@" is empty`);
   if (version === '') throw new InvalidArgumentError(`expected ${expected}: the version after "@" is empty`);
+  // No version has these names (the registry refuses them): where only a version goes, an alias
+  // was answered "no candidate alias" when unset, and "must not be candidate" when set.
+  if (fallback === null && REFS_NOT_VERSIONS.has(version)) {
+    throw new InvalidArgumentError(`expected ${expected}: "${version}" ${version === 'latest' ? 'names the newest version' : 'is an alias'}, not a version (\`fleetprune models show ${name}@${version}\` says which version it is)`);
+  }
   return [name, version];
 }
 
-/** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode, method, seed and signer key), for `models show`; undefined if it does not say. */
 /** GetVersion's training_json as a record; undefined when empty (no training.json) or not one. */
 function trainingOf(json: string | undefined): TrainingRecord | undefined {
   if (!json) return undefined;
@@ -245,6 +251,7 @@ function trainingOf(json: string | undefined): TrainingRecord | undefined {
   return 'record' in parsed ? parsed.record : undefined;
 }
 
+/** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode, method, seed and signer key), for `models show`; undefined if it does not say. */
 function sizeOf(manifestJson: string): (Manifest['architecture'] & { epsilonMode: string | null; method: string | null; seed: number | null; signedWith: string | null }) | undefined {
   try {
     const manifest = JSON.parse(manifestJson) as Partial<Manifest>;

@@ -456,6 +456,12 @@ test('models unalias clears an alias; models retire and unretire a version (said
   assert.deepEqual([unretiredAgain!.code, unretiredAgain!.stdout], [0, 'iris@1 was not retired: assignable already; nothing changed\n']);
   const aliases = (await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { aliases: string[]; retired: boolean };
   assert.deepEqual([aliases.aliases, aliases.retired], [[], false]);
+  // An alias or latest where only a version goes is named as such, set or not (no version has those names).
+  for (const ref of ['candidate', 'latest']) {
+    const refused = await runCli(['models', 'retire', `iris@${ref}`, ...connection]);
+    assert.equal(refused.code, 2);
+    assert.equal(refused.stderr, `fleetprune: command-argument value 'iris@${ref}' is invalid for argument 'ref'. expected NAME@VERSION: "${ref}" ${ref === 'latest' ? 'names the newest version' : 'is an alias'}, not a version (\`fleetprune models show iris@${ref}\` says which version it is) (run with --help for usage)\n`);
+  }
 });
 
 test('models push DIR of a registered pruned artifact restores the files the server lost of its parent in DIR/general too; with nothing lost it is refused as registered', async (t) => {
