@@ -6,10 +6,14 @@ import type { BlobStore } from './blob-store.ts';
  * device downloads) is not in the blob store, as after a data dir restored without its blobs/ or a
  * file removed by hand. An assignment of it would be accepted and every device fail at download.
  */
-export async function lostModelFile(version: { model: string; version: string; manifest: Manifest }, blobs: Pick<BlobStore, 'stat'>): Promise<string | null> {
+export async function lostModelFile(version: { model: string; version: string; manifest: Manifest }, blobs: Pick<BlobStore, 'openForRead'>): Promise<string | null> {
   const file = version.manifest.files[ONNX_FILE];
   if (!file) return null;
-  const stored = await blobs.stat(file.sha256);
+  // Opened, not only looked for: a blob a collection set aside (and died before deciding) is taken
+  // back, as a device's download would take it back.
+  const open = await blobs.openForRead(file.sha256);
+  const stored = open ? { bytes: open.bytes } : null;
+  await open?.close();
   if (stored && stored.bytes === file.bytes) return null;
   return (
     `${version.model}@${version.version}'s ${ONNX_FILE} (sha256 ${file.sha256.slice(0, 12)}…) is ${stored ? `damaged in the server's blob store (${stored.bytes} bytes, not ${file.bytes})` : "missing from the server's blob store"} ` +

@@ -12,17 +12,30 @@ import type { BlobStore } from './blob-store.ts';
 export async function storedTrainingRecord(manifest: Manifest, blobs: BlobStore): Promise<TrainingRecord | null> {
   const listed = manifest.files[TRAINING_FILE];
   if (!listed || listed.bytes > MAX_TRAINING_BYTES) return null;
-  const blob = await blobs.openForRead(listed.sha256);
+  let bytes: Buffer;
+  try {
+    const read = await readBlob(blobs, listed.sha256, listed.bytes);
+    if (!read) return null;
+    bytes = read;
+  } catch {
+    // Unreadable (EIO, EACCES): the version is shown without it.
+    return null;
+  }
+  if (createHash('sha256').update(bytes).digest('hex') !== listed.sha256) return null;
+  const parsed = parseTrainingRecord(bytes);
+  return 'record' in parsed ? parsed.record : null;
+}
+
+/** The blob's bytes, or null when it is not stored or not `bytes` long. */
+async function readBlob(blobs: BlobStore, sha256: string, bytes: number): Promise<Buffer | null> {
+  const blob = await blobs.openForRead(sha256);
   if (!blob) return null;
   const chunks: Buffer[] = [];
   try {
-    if (blob.bytes !== listed.bytes) return null;
+    if (blob.bytes !== bytes) return null;
     for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
   } finally {
     await blob.close();
   }
-  const bytes = Buffer.concat(chunks);
-  if (createHash('sha256').update(bytes).digest('hex') !== listed.sha256) return null;
-  const parsed = parseTrainingRecord(bytes);
-  return 'record' in parsed ? parsed.record : null;
+  return Buffer.concat(chunks);
 }

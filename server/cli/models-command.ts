@@ -94,7 +94,11 @@ export function registerModelsCommand(program: Command): void {
             manifest_json: JSON.stringify(manifest),
           });
           process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id})\n`);
-          const child = await registeredChild(connection, version);
+          // Registered, and said so: a check that cannot run (the server gone meanwhile) is a warning, not a failed push.
+          const child = await registeredChild(connection, version).catch((error: unknown) => {
+            process.stderr.write(`fleetprune: warning: could not check whether a version registered before was pruned from this one (\`latest\` would then be this one): ${errorMessage(error)}\n`);
+            return undefined;
+          });
           if (child) {
             process.stderr.write(
               `fleetprune: warning: ${child}, pruned from this artifact, was registered before it: \`latest\` of ${version.model} is now ${version.model}@${version.version}, the model it was pruned from (assign by version, or by the candidate or production alias)\n`,

@@ -49,7 +49,10 @@ export class StoreFleetPort implements FleetPort {
    * rollback sent it back still reports the version it was sent back from), else the version it
    * last reported active. A retained assignment the device refused (it could not verify or run
    * that version) is not a baseline: sending the device back to it would be refused again and
-   * leave it on the candidate, so its baseline is what it reported active.
+   * leave it on the candidate, so its baseline is what it reported active. Nor is one older than an
+   * assignment the device says it took since (its heartbeat's assignmentSeq, when a server could
+   * have sent that number): the store was restored from a backup taken before, and the device, which
+   * refuses the retained one as a replay, runs what it reports.
    *
    * What a device reports active is its word (a heartbeat): a version the registry does not hold
    * is no baseline, since no revert could ever send it (it would fail and be retried for ever,
@@ -59,7 +62,9 @@ export class StoreFleetPort implements FleetPort {
    * rollback of the version's rollout must not count it among the devices running it.
    */
   async listDevices(model: string): Promise<readonly TargetDevice[]> {
-    const { devices, reports, assignments } = this.#options.fleet.repos;
+    const { devices, reports, assignments, sequences } = this.#options.fleet.repos;
+    // A number above it (with a minute for clocks of servers sharing the database) was sent by no server.
+    const ceiling = (await sequences.ceiling('assignment')) + CLOCK_ALLOWANCE_US;
     const registered = new Map<string, Promise<string | null>>();
     const isRegistered = async (ref: { version: string; sha256: string }) => {
       let found = registered.get(ref.version);
@@ -78,7 +83,11 @@ export class StoreFleetPort implements FleetPort {
       // The device took a newer assignment than the one the store retains for it: one the store
       // does not hold (it was restored from a backup taken before). The device refuses the retained
       // one as a replay, and a rollback must not send it back to a version it has moved on from.
-      const outdated = retained !== null && !sameVersion(retained, device.active) && isOutdated(retained, device.heartbeat?.assignmentSeq);
+      const claimed = device.heartbeat?.assignmentSeq;
+      if (claimed !== undefined && claimed > ceiling) {
+        this.#options.log.warn({ deviceId: device.id, assignmentSeq: claimed, ceiling }, 'device claims to have taken an assignment numbered above any the server has sent: not believed (its retained assignment stays its baseline)');
+      }
+      const outdated = retained !== null && !sameVersion(retained, device.active) && claimed !== undefined && claimed <= ceiling && isOutdated(retained, claimed);
       if (outdated) {
         this.#options.log.warn(
           { deviceId: device.id, model, retained: { id: retained.id, version: retained.version, seq: retained.seq }, assignmentSeq: device.heartbeat?.assignmentSeq, active: device.active },
@@ -387,11 +396,15 @@ function sameVersion(a: { model: string; version: string }, b: { model: string; 
   return b !== null && a.model === b.model && a.version === b.version;
 }
 
+/** A minute, in the microseconds messages are numbered in: the clocks of servers sharing a database may differ by that much. */
+const CLOCK_ALLOWANCE_US = 60_000_000;
+
 /**
- * Whether the device says it took an assignment numbered above `retained` (numbers only grow, per
- * device: FleetSequencesRepository). Not when either number is unknown (an agent that does not say,
- * an assignment recorded before they were numbered).
+ * Whether the device says it took an assignment numbered above `retained`: the numbers of one
+ * stream only grow (one counter for every device, shared by the servers: FleetSequencesRepository),
+ * so it took one sent after the retained one. Not when the retained one is not numbered (recorded
+ * before they were).
  */
-function isOutdated(retained: { seq?: number }, deviceSeq: number | undefined): boolean {
-  return typeof retained.seq === 'number' && deviceSeq !== undefined && deviceSeq > retained.seq;
+function isOutdated(retained: { seq?: number }, deviceSeq: number): boolean {
+  return typeof retained.seq === 'number' && deviceSeq > retained.seq;
 }

@@ -46,7 +46,7 @@ export function parseTrainingRecord(bytes: Uint8Array): { record: TrainingRecord
   return { record: parsed.data };
 }
 
-/** "fleetprune 0.1.0 on wasm: layers 3, units 128, epochs 200, …" for a terminal (`models show`, `verify`). */
+/** "fleetprune 0.1.0 on wasm: layers 3, units 128, epochs 200, …" for a terminal (`models show`). */
 export function describeTrainingRecord(record: TrainingRecord): string {
   const options = Object.entries(record.options)
     .map(([name, value]) => `${name} ${Array.isArray(value) ? value.join(',') : String(value)}`)

@@ -294,8 +294,12 @@ test('a device that took a newer assignment than the store retains (the store re
   await heartbeat(retained.seq);
   assert.equal((await fleet.devices.get('dev-b')).heartbeat?.assignmentSeq, retained.seq, 'the number is stored with the heartbeat');
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
+  // A number no server has sent (above the counter and the clock): not believed, whatever the
+  // device claims (its own baseline would decide what a rollback sends it, and lets it download).
+  await heartbeat(Number.MAX_SAFE_INTEGER);
+  assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['1']);
   // A newer one taken: the device refuses the retained one as a replay, and runs iris@2.
-  await heartbeat(retained.seq + 1);
+  await heartbeat(retained.seq! + 1);
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((d) => d.baseline), ['2']);
 });
 

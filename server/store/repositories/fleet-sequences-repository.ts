@@ -16,6 +16,16 @@ export class FleetSequencesRepository {
     private readonly clock: () => number = Date.now,
   ) {}
 
+  /**
+   * The highest number any server may have given a message of the stream by now: the counter, or
+   * the time floor when that is higher (a restored counter lags the numbers sent before the backup,
+   * never the clock). A device claiming more claims a message no server sent.
+   */
+  async ceiling(name: SequenceName): Promise<number> {
+    const row = await this.db.get('SELECT value FROM fleet_sequences WHERE name = ?', [name]);
+    return Math.max(row ? Number(row.value) : 0, this.clock() * 1000);
+  }
+
   async next(name: SequenceName): Promise<number> {
     // The increment takes the row's lock (PostgreSQL) for the rest of the transaction.
     const row = await this.db.get('UPDATE fleet_sequences SET value = value + 1 WHERE name = ? RETURNING value', [name]);
