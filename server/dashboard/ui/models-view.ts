@@ -35,13 +35,15 @@ export function renderModels(versions: readonly VersionRow[]): string {
   const rows = versions.map((v) => {
     const arch = v.manifest.architecture ?? {};
     const { parent, parentArtifactId } = v.lineage;
+    const self = `${userText(v.model)}@${userText(v.version)}`;
+    // The child as model@version whether or not its parent is registered: a bare version says nothing among hundreds of models.
     const lineage = parent
-      ? `${userText(parent.model)}@${userText(parent.version)} → ${userText(v.model)}@${userText(v.version)}`
+      ? `${userText(parent.model)}@${userText(parent.version)} → ${self}`
       : parentArtifactId
-        ? `<span class="muted">${esc(parentArtifactId.slice(0, 12))}… (unregistered)</span> → ${userText(v.version)}`
+        ? `<span class="muted">${esc(parentArtifactId.slice(0, 12))}… (unregistered)</span> → ${self}`
         : '<span class="muted">general model</span>';
     return `<tr>
-      <td>${userText(v.model)}@${userText(v.version)}</td>
+      <td>${self}</td>
       <td>${lineage}</td>
       <td>${esc(epsilonText(v))}</td>
       <td>${esc((arch.layers ?? []).join('-'))}</td>
