@@ -21,12 +21,22 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
       <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td>${userText(r.model)}@${userText(r.candidateVersion)}</td>
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
       <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${userText(r.currentStep)}</span>` : ''}</td>
-      <td>${esc(r.devices.candidate)}/${esc(r.devices.total)}</td>
+      <td>${esc(deviceProgress(r.devices))}</td>
       <td class="reason">${userText(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
       <td class="muted" title="${esc(utc(r.updatedAt))}">${esc(ago(r.updatedAt))}</td>
     </tr>`,
   );
-  return table(['rollout', 'candidate', 'phase', 'step', 'devices on candidate', 'reason', 'updated'], rows, 'No rollouts yet.');
+  return table(['rollout', 'candidate', 'phase', 'step', 'devices delivered', 'reason', 'updated'], rows, 'No rollouts yet.');
+}
+
+/**
+ * How many of the rollout's devices have what they should run now, and how many it cannot reach,
+ * in `rollout status`'s words. Not `candidate`: that counts devices assigned the candidate, even
+ * ones it never reached (150/307 for a rollout whose 150 were all unreachable).
+ */
+function deviceProgress(d: RolloutSummary['devices']): string {
+  const stuck = [[d.unreachable, 'unreachable'], [d.refused, 'refused'], [d.reassigned, 'reassigned']] as const;
+  return [`${d.delivered}/${d.total} delivered`, ...stuck.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`)].join(', ');
 }
 
 /** A step's state as the detail says it beside the step (a pending step says nothing). */
