@@ -43,8 +43,8 @@ export function renderFleet(page: DevicePage, index = 0, pageSize = page.devices
       <td class="device-id">${userText(d.id)}</td>
       <td class="labels">${Object.entries(d.labels ?? {}).map(([k, v]) => `<span class="badge">${userText(k)}=${userText(v)}</span>`).join(' ')}</td>
       <td>${d.revokedAt ? '<span class="badge">revoked</span>' : `<span class="badge ${d.online ? 'online' : 'offline'}">${d.online ? 'online' : 'offline'}</span>`} <span class="muted" title="${esc(d.lastSeen ? `last seen ${utc(d.lastSeen)}` : 'never seen')}">${esc(ago(d.lastSeen))}</span></td>
-      <td class="active-version">${slot(d.active)}</td>
-      <td class="candidate-version">${slot(d.candidate)}</td>
+      <td class="active-version model-version">${slot(d.active)}</td>
+      <td class="candidate-version model-version">${slot(d.candidate)}</td>
     </tr>`,
   );
   const first = index * pageSize + 1;

@@ -43,8 +43,8 @@ export function renderModels(versions: readonly VersionRow[]): string {
         ? `<span class="muted">${esc(parentArtifactId.slice(0, 12))}… (unregistered)</span> → ${self}`
         : '<span class="muted">general model</span>';
     return `<tr>
-      <td>${self}</td>
-      <td>${lineage}</td>
+      <td class="model-version">${self}</td>
+      <td class="model-version">${lineage}</td>
       <td>${esc(epsilonText(v))}</td>
       <td>${esc((arch.layers ?? []).join('-'))}</td>
       <td>${esc(arch.params)}</td>

@@ -18,7 +18,7 @@ interface DecisionView {
 export function renderRolloutList(rollouts: readonly RolloutSummary[], selected: string | undefined): string {
   const rows = rollouts.map(
     (r) => `<tr class="clickable${r.id === selected ? ' selected' : ''}" data-rollout="${esc(r.id)}"${r.id === selected ? ' aria-current="true"' : ''}>
-      <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td>${userText(r.model)}@${userText(r.candidateVersion)}</td>
+      <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td class="model-version">${userText(r.model)}@${userText(r.candidateVersion)}</td>
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
       <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${userText(r.currentStep)}</span>` : ''}</td>
       <td>${esc(deviceProgress(r.devices))}</td>
