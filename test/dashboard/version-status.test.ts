@@ -42,7 +42,7 @@ test('the Models view says an absolute ε is one (models show does): 1000000 is 
     version('3', { lineage: { epsilon: 1000000 }, manifest: { lineage: { epsilonMode: 'absolute' } } }),
   ]);
   const rows = [...html.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((m) => m[1]!).filter((row) => row.includes('<td>'));
-  const epsilonCells = rows.map((row) => [...row.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)][2]![1]);
+  const epsilonCells = rows.map((row) => [...row.matchAll(/<td[^>]*>([\s\S]*?)<\/td>/g)][3]![1]);
   assert.deepEqual(epsilonCells, ['', '0.3', '1000000 (absolute)']);
   assert.equal(sweepScoreLabel([{ epsilon: 0.1, params: 10, paramCut: 0.5, test: { accuracy: 0.9 } }]), 'test accuracy %');
   assert.equal(sweepScoreLabel([{ epsilon: 0.1, params: 10, paramCut: 0.5, test: { mse: 3000, r2: 0.44 } }, { epsilon: 0.2, params: 8, paramCut: 0.6, test: null }]), 'test R²');

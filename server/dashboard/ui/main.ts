@@ -2,7 +2,7 @@ import morphdomModule from 'morphdom';
 import { Api, ApiError, isSendableToken } from './api.ts';
 import { bdiElement } from './bidi.ts';
 import { devicesFrom, renderFleet } from './fleet-view.ts';
-import { renderModels, renderSweep, type SweepPoint, type VersionRow } from './models-view.ts';
+import { newestSweep, renderModels, renderSweep, type JobRow, type VersionRow } from './models-view.ts';
 import { ROLLOUT_PAGE, renderRolloutPager, rolloutPageFrom } from './rollout-pages.ts';
 import { ATTENTION_DEVICES, actionFailureText, clearAnalysisCharts, renderAnalysisCharts, renderRolloutDetail, renderRolloutList, rolloutAction, type MessageParts, type RolloutDetail, type RolloutSummary } from './rollouts-view.ts';
 import { printable } from '../../../shared/util/printable.ts';
@@ -407,10 +407,9 @@ async function allVersions(): Promise<VersionRow[]> {
 async function refreshModels(): Promise<void> {
   const versions = await allVersions();
   render($('models'), renderModels(versions));
-  const { jobs, total = jobs.length } = await api.get<{ jobs: { state: string; result?: { summary?: { sweep?: SweepPoint[] } } }[]; total?: number }>(`/jobs?limit=${JOB_PAGE}`);
+  const { jobs, total = jobs.length } = await api.get<{ jobs: JobRow[]; total?: number }>(`/jobs?limit=${JOB_PAGE}`);
   // Newest first: a sweep found is the newest one; with none in the page, the view says how many older jobs went unsearched.
-  const newest = jobs.find((job) => job.state === 'succeeded' && job.result?.summary?.sweep);
-  renderSweep($('sweep-chart'), newest?.result?.summary?.sweep ?? null, total > jobs.length ? { searched: jobs.length, total } : undefined);
+  renderSweep($('sweep-chart'), newestSweep(jobs), total > jobs.length ? { searched: jobs.length, total } : undefined);
 }
 
 /**

@@ -1,5 +1,5 @@
 import uPlot from 'uplot';
-import { userText } from './bidi.ts';
+import { bdiElement, userText } from './bidi.ts';
 import { esc, formatScore, table } from './html.ts';
 
 export interface VersionRow {
@@ -9,7 +9,7 @@ export interface VersionRow {
   seq: number;
   artifactId: string;
   manifest: { architecture?: { layers?: number[]; params?: number; flopsPerSample?: number }; lineage?: { epsilonMode?: string | null } };
-  lineage: { parent?: { model: string; version: string } | null; parentArtifactId?: string | null; epsilon?: number | null };
+  lineage: { parent?: { model: string; version: string } | null; parentArtifactId?: string | null; epsilon?: number | null; dataFingerprint?: string };
   metrics: { test?: Record<string, number> };
   aliases: string[];
   retired: boolean;
@@ -31,6 +31,31 @@ export interface SweepPoint {
   test: Record<string, number> | null;
 }
 
+/** A job as GET /api/jobs lists it (the fields the sweep chart uses). */
+export interface JobRow {
+  id: string;
+  state: string;
+  request?: { name?: string } | null;
+  result?: { pruned?: { model: string; version: string }; summary?: { epsilon?: number | null; sweep?: SweepPoint[] } } | null;
+}
+
+/** A pruning job's ε sweep, and what it is of: the job, its model, the ε it chose and the version that became. */
+export interface Sweep {
+  jobId: string;
+  model: string | undefined;
+  chosen: number | null;
+  pruned: { model: string; version: string } | undefined;
+  points: readonly SweepPoint[];
+}
+
+/** The sweep of the newest finished pruning job among `jobs` (newest first), if any has one. */
+export function newestSweep(jobs: readonly JobRow[]): Sweep | null {
+  const job = jobs.find((j) => j.state === 'succeeded' && j.result?.summary?.sweep);
+  if (!job) return null;
+  const { pruned, summary } = job.result!;
+  return { jobId: job.id, model: job.request?.name ?? pruned?.model, chosen: summary?.epsilon ?? null, pruned, points: summary!.sweep! };
+}
+
 export function renderModels(versions: readonly VersionRow[]): string {
   const rows = versions.map((v) => {
     const arch = v.manifest.architecture ?? {};
@@ -45,6 +70,7 @@ export function renderModels(versions: readonly VersionRow[]): string {
     return `<tr>
       <td class="model-version">${self}</td>
       <td class="model-version">${lineage}</td>
+      <td>${dataCell(v.lineage.dataFingerprint)}</td>
       <td>${esc(epsilonText(v))}</td>
       <td>${esc((arch.layers ?? []).join('-'))}</td>
       <td>${esc(arch.params)}</td>
@@ -53,7 +79,17 @@ export function renderModels(versions: readonly VersionRow[]): string {
       <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${userText(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''} ${statusBadge(v.status)}</td>
     </tr>`;
   });
-  return table(['version', 'lineage', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases and status'], rows, 'No models registered yet.');
+  return table(['version', 'lineage', 'data', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases and status'], rows, 'No models registered yet.');
+}
+
+/**
+ * The data a version was trained on, as its fingerprint (the sha256 of the data set): two versions
+ * with the same one were trained on the same data. Its first 12 characters, the whole in the tooltip.
+ */
+function dataCell(fingerprint: string | undefined): string {
+  if (!fingerprint) return '';
+  const short = [...fingerprint].length > 12 ? `${[...fingerprint].slice(0, 12).join('')}…` : fingerprint;
+  return `<span title="${esc(`data fingerprint ${fingerprint}`)}">${userText(short)}</span>`;
 }
 
 /** The version's ε as `models show` prints it: an absolute one says so (a relative ε lies in (0, 1), an absolute one anywhere above 0). */
@@ -70,16 +106,34 @@ export function sweepScoreLabel(points: readonly SweepPoint[]): string {
 
 let sweepPlot: uPlot | undefined;
 
+/** A dashed vertical line at the chosen ε, when it is on the chart's axis. */
+function markEpsilon(u: uPlot, epsilon: number): void {
+  const x = u.valToPos(epsilon, 'x', true);
+  const { left, top, width, height } = u.bbox;
+  if (!(x >= left && x <= left + width)) return;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = '#8a5300';
+  ctx.lineWidth = Math.max(1, devicePixelRatio);
+  ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+  ctx.beginPath();
+  ctx.moveTo(x, top);
+  ctx.lineTo(x, top + height);
+  ctx.stroke();
+  ctx.restore();
+}
+
 /**
- * The ε sweep of the newest pruning job: parameters kept and test score against ε. `jobs`: the
- * sweep was looked for in only the `searched` newest of `total` jobs, which the view says when
- * none of them has one.
+ * The ε sweep of the newest pruning job: parameters kept and test score against ε, titled with the
+ * job and its model (among hundreds of models an untitled chart says nothing), the ε the job chose
+ * marked by a dashed line and named below. `jobs`: the sweep was looked for in only the `searched`
+ * newest of `total` jobs, which the view says when none of them has one.
  */
-export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | null, jobs?: { searched: number; total: number }): void {
+export function renderSweep(target: HTMLElement, sweep: Sweep | null, jobs?: { searched: number; total: number }): void {
   sweepPlot?.destroy();
   sweepPlot = undefined;
   target.replaceChildren();
-  if (!sweep || sweep.length === 0) {
+  if (!sweep || sweep.points.length === 0) {
     if (jobs !== undefined) {
       const note = document.createElement('p');
       note.className = 'muted';
@@ -89,17 +143,26 @@ export function renderSweep(target: HTMLElement, sweep: readonly SweepPoint[] | 
     }
     return;
   }
-  const points = [...sweep].sort((a, b) => a.epsilon - b.epsilon);
+  const points = [...sweep.points].sort((a, b) => a.epsilon - b.epsilon);
   const score = (p: SweepPoint) => (p.test ? (typeof p.test.accuracy === 'number' ? p.test.accuracy * 100 : p.test.r2 ?? null) : null);
   const scoreLabel = sweepScoreLabel(points);
   const title = document.createElement('h3');
-  title.textContent = 'ε sweep of the newest pruning job';
+  title.append('ε sweep of pruning job ', bdiElement(sweep.jobId), ...(sweep.model === undefined ? [] : [' (model ', bdiElement(sweep.model), ')']));
   target.append(title);
+  const { chosen, pruned } = sweep;
+  if (chosen !== null) {
+    const said = document.createElement('p');
+    said.id = 'sweep-chosen';
+    said.className = 'muted';
+    said.append(`The job chose ε ${chosen} (the dashed line)`, ...(pruned ? [': ', bdiElement(`${pruned.model}@${pruned.version}`)] : []), '.');
+    target.append(said);
+  }
   sweepPlot = new uPlot(
     {
       width: Math.min(720, target.clientWidth || 720),
       height: 220,
       scales: { x: { time: false } },
+      hooks: chosen === null ? {} : { draw: [(u) => markEpsilon(u, chosen)] },
       axes: [{ label: 'ε' }, { label: 'params kept %', scale: 'y' }, { label: scoreLabel, side: 1, scale: 'score', grid: { show: false } }],
       series: [
         { label: 'ε' },
