@@ -29,7 +29,8 @@ function takeLinkToken(): string | undefined {
 /** The rollout the address links to (#rollout=ID), if any: deep links, and back and forward between selections. */
 const linkedRollout = () => new URLSearchParams(location.hash.slice(1)).get('rollout') ?? undefined;
 const FLEET_PAGE = 500;
-const VERSION_PAGE = 1000;
+/** Versions per page of the Models view: each refresh downloads the page shown (a version's manifest is a few kB). */
+const VERSION_PAGE = 50;
 /** Jobs the ε sweep chart looks through for the newest finished pruning job (the API's default page); the answer's `total` says how many there are. */
 const JOB_PAGE = 100;
 const REFRESH_MS = 5000;
@@ -391,22 +392,49 @@ $('fleet').addEventListener('click', (event) => {
   void refreshFleet().catch((error: unknown) => showMessage(['Cannot list the devices: ', { user: messageOf(error) }], false));
 });
 
-/** Every version of a model: the API answers in pages (100 unless asked), oldest first, so one request would hide the newest. */
-/** Every model's versions, a page of the whole registry at a time (one request for most registries, not one per model). */
-async function allVersions(): Promise<VersionRow[]> {
-  const versions: VersionRow[] = [];
-  for (let after = ''; ; ) {
-    const page = await api.get<{ versions: VersionRow[]; more: boolean }>(`/versions?limit=${VERSION_PAGE}${after}`);
-    versions.push(...page.versions);
-    const last = page.versions.at(-1);
-    if (!page.more || !last) return versions;
-    after = `&afterModel=${encodeURIComponent(last.model)}&afterSeq=${last.seq}`;
+/**
+ * The Models view's page, as the fleet view's: the cursor of each page before the one shown (the
+ * last version of the page before it; empty: the first page), and the shown page's own last
+ * version when more follow.
+ */
+type VersionCursor = { model: string; seq: number };
+let versionCursors: VersionCursor[] = [];
+let versionNext: VersionCursor | null = null;
+
+const versionsAfter = (after: VersionCursor | undefined) =>
+  api.get<{ versions: VersionRow[]; more: boolean }>(`/versions?limit=${VERSION_PAGE}${after ? `&afterModel=${encodeURIComponent(after.model)}&afterSeq=${after.seq}` : ''}`);
+
+async function refreshVersions(): Promise<void> {
+  // One page at a time: every version of a registry of a thousand, with their manifests, was
+  // megabytes every refresh, seconds of the page's time and a table tens of thousands of pixels tall.
+  const cursors = versionCursors;
+  let page = await versionsAfter(cursors.at(-1));
+  // Paged meanwhile: the refresh that click started draws the page asked for, not this one.
+  if (cursors !== versionCursors) return;
+  if (page.versions.length === 0 && cursors.length > 0) {
+    // Its versions went meanwhile: back to the first page.
+    const first: VersionCursor[] = (versionCursors = []);
+    page = await versionsAfter(undefined);
+    if (first !== versionCursors) return;
   }
+  const last = page.versions.at(-1);
+  versionNext = page.more && last ? { model: last.model, seq: last.seq } : null;
+  render($('models'), renderModels(page.versions, versionCursors.length, VERSION_PAGE, page.more));
 }
 
+$('models').addEventListener('click', (event) => {
+  const pager = (event.target as HTMLElement).closest<HTMLButtonElement>('button[data-page]');
+  if (!pager || pager.disabled) return;
+  const to = pager.dataset.page;
+  if (to === 'next' && versionNext !== null) versionCursors = [...versionCursors, versionNext];
+  else if (to === 'previous') versionCursors = versionCursors.slice(0, -1);
+  else if (to === 'first') versionCursors = [];
+  else return;
+  void refreshVersions().catch((error: unknown) => showMessage(['Cannot list the versions: ', { user: messageOf(error) }], false));
+});
+
 async function refreshModels(): Promise<void> {
-  const versions = await allVersions();
-  render($('models'), renderModels(versions));
+  await refreshVersions();
   const { jobs, total = jobs.length } = await api.get<{ jobs: JobRow[]; total?: number }>(`/jobs?limit=${JOB_PAGE}`);
   // Newest first: a sweep found is the newest one; with none in the page, the view says how many older jobs went unsearched.
   renderSweep($('sweep-chart'), newestSweep(jobs), total > jobs.length ? { searched: jobs.length, total } : undefined);

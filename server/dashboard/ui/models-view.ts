@@ -56,7 +56,12 @@ export function newestSweep(jobs: readonly JobRow[]): Sweep | null {
   return { jobId: job.id, model: job.request?.name ?? pruned?.model, chosen: summary?.epsilon ?? null, pruned, points: summary!.sweep! };
 }
 
-export function renderModels(versions: readonly VersionRow[]): string {
+/**
+ * One page of the registry's versions (by model name, then registration order), with a line saying
+ * which ones and buttons to the first, previous and next pages (data-page), as the Fleet view
+ * pages. `index`: how many pages of `pageSize` come before this one; `more`: whether more follow.
+ */
+export function renderModels(versions: readonly VersionRow[], index = 0, pageSize = versions.length, more = false): string {
   const rows = versions.map((v) => {
     const arch = v.manifest.architecture ?? {};
     const { parent, parentArtifactId } = v.lineage;
@@ -79,7 +84,20 @@ export function renderModels(versions: readonly VersionRow[]): string {
       <td>${v.aliases.map((a) => `<span class="badge ${a === 'production' ? 'ok' : ''}">${userText(a)}</span>`).join(' ')}${v.retired ? ' <span class="badge">retired</span>' : ''} ${statusBadge(v.status)}</td>
     </tr>`;
   });
-  return table(['version', 'lineage', 'data', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases and status'], rows, 'No models registered yet.');
+  const paged = more || index > 0;
+  const first = index * pageSize + 1;
+  const last = first + versions.length - 1;
+  const order = 'by model name, oldest first';
+  // The API counts nothing: the total is known on the last page only.
+  const shown = versions.length === 0 ? '' : paged ? `Versions ${first}–${last} ${more ? `of more than ${last}` : `of ${last}`}, ${order}` : `All ${versions.length} version${versions.length === 1 ? '' : 's'}, ${order}`;
+  const pager = paged
+    ? `<div class="pager">
+        <button type="button" data-page="first" title="The first page of versions" ${index > 0 ? '' : 'disabled'}>‹ First</button>
+        <button type="button" data-page="previous" title="The page before this one" ${index > 0 ? '' : 'disabled'}>‹ Previous</button>
+        <button type="button" data-page="next" title="The next ${pageSize} versions" ${more ? '' : 'disabled'}>Next ›</button>
+      </div>`
+    : '';
+  return `${shown ? `<p class="muted" id="versions-shown">${esc(shown)}</p>` : ''}${pager}${table(['version', 'lineage', 'data', 'ε', 'layers', 'params', 'FLOPs/sample', 'test', 'aliases and status'], rows, 'No models registered yet.')}`;
 }
 
 /**
