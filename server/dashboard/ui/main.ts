@@ -361,6 +361,11 @@ function signOut(why?: MessageText): void {
   input.focus();
 }
 
+/** A page shown by a pager starts at its top: its table scrolls in a box of its own, which the page before left scrolled down. */
+function toTop(view: HTMLElement): void {
+  view.querySelector('.table-wrap')?.scrollTo({ top: 0 });
+}
+
 /**
  * The fleet view's page: the `after` cursor of each page before the one shown (empty: the first
  * page), and the shown page's own `next`.
@@ -389,7 +394,9 @@ $('fleet').addEventListener('click', (event) => {
   else if (to === 'previous') fleetCursors = fleetCursors.slice(0, -1);
   else if (to === 'first') fleetCursors = [];
   else return;
-  void refreshFleet().catch((error: unknown) => showMessage(['Cannot list the devices: ', { user: messageOf(error) }], false));
+  void refreshFleet()
+    .then(() => toTop($('fleet')))
+    .catch((error: unknown) => showMessage(['Cannot list the devices: ', { user: messageOf(error) }], false));
 });
 
 /**
@@ -430,7 +437,9 @@ $('models').addEventListener('click', (event) => {
   else if (to === 'previous') versionCursors = versionCursors.slice(0, -1);
   else if (to === 'first') versionCursors = [];
   else return;
-  void refreshVersions().catch((error: unknown) => showMessage(['Cannot list the versions: ', { user: messageOf(error) }], false));
+  void refreshVersions()
+    .then(() => toTop($('models')))
+    .catch((error: unknown) => showMessage(['Cannot list the versions: ', { user: messageOf(error) }], false));
 });
 
 async function refreshModels(): Promise<void> {
@@ -611,7 +620,7 @@ $('rollouts').addEventListener('click', (event) => {
   if (pager) {
     if (pager.disabled) return;
     rolloutOffset = Math.max(0, rolloutOffset + (pager.dataset.page === 'older' ? ROLLOUT_PAGE : -ROLLOUT_PAGE));
-    void refreshAll();
+    void refreshAll().then(() => toTop($('rollouts')));
     return;
   }
   const row = (event.target as HTMLElement).closest<HTMLElement>('[data-rollout]');
