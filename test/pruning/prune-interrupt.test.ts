@@ -71,7 +71,7 @@ test('Ctrl-C while the artifact is being written: exit 130, one line, no staged 
   assert.match(errors, /^fleetprune: interrupted \(SIGINT\) while writing the artifact: stopped, .*out left as it was$/);
   assert.doesNotMatch(run.stderr, /\n\s+at /);
   assert.equal(await readFile(join(out, 'manifest.json'), 'utf8'), kept, 'the previous artifact is untouched');
-  assert.deepEqual((await readdir(out)).sort(), ['general', 'manifest.json', 'model.onnx', 'report.json', 'tfjs']);
+  assert.deepEqual((await readdir(out)).sort(), ['general', 'manifest.json', 'model.onnx', 'report.json', 'tfjs', 'training.json']);
 });
 
 test('Ctrl-C while the pruned artifact is staged: it is not moved into place; exit 130, the previous output kept', async (t) => {

@@ -45,7 +45,7 @@ test('--out deeper inside an artifact (its general/, its tfjs/) is refused up fr
     const holder = inside.includes('/general/') ? join(previous, 'general') : previous;
     assert.ok(result.stderr.includes(`cannot write artifact to ${inside}: it is inside the artifact in ${holder}, and writing there would change that artifact; choose a directory outside it`), result.stderr);
   }
-  assert.deepEqual((await readdir(join(previous, 'general'))).sort(), ['manifest.json', 'model.onnx', 'tfjs']);
+  assert.deepEqual((await readdir(join(previous, 'general'))).sort(), ['manifest.json', 'model.onnx', 'tfjs', 'training.json']);
 });
 
 test('a second prune to an --out another prune is writing is refused, naming that process; a lock left by a killed run is taken over', async () => {

@@ -37,7 +37,7 @@ async function verified(out: string): Promise<string> {
 
 /** The artifact's entries only: no hidden staging left inside the volume, and none of the run's siblings (staging, lock) beside it. */
 async function assertOnlyTheArtifact(out: string): Promise<void> {
-  assert.deepEqual((await readdir(out)).sort(), ['general', 'manifest.json', 'model.onnx', 'report.json', 'tfjs']);
+  assert.deepEqual((await readdir(out)).sort(), ['general', 'manifest.json', 'model.onnx', 'report.json', 'tfjs', 'training.json']);
   assert.deepEqual((await readdir(dirname(out))).filter((name) => name.startsWith(basename(out))), [basename(out)]);
 }
 

@@ -15,7 +15,7 @@ test('--out a symbolic link: the artifact is written where it leads and the link
   const first = await runCli([...PRUNE, '--out', join(dir, 'to-empty')]);
   assert.equal(first.code, 0, first.stderr);
   assert.equal(await readlink(join(dir, 'to-empty')), 'empty');
-  assert.deepEqual((await readdir(join(dir, 'empty'))).sort(), ['general', 'manifest.json', 'model.onnx', 'report.json', 'tfjs']);
+  assert.deepEqual((await readdir(join(dir, 'empty'))).sort(), ['general', 'manifest.json', 'model.onnx', 'report.json', 'tfjs', 'training.json']);
 
   // A link to a previous output (`current -> v3`): the link was replaced by a directory of its own.
   const before = await readFile(join(dir, 'empty', 'manifest.json'), 'utf8');
