@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   models: async () => (await import('./models-command.ts')).registerModelsCommand,
   jobs: async () => (await import('./jobs-command.ts')).registerJobsCommand,
   tokens: async () => (await import('./tokens-command.ts')).registerTokensCommand,
+  audit: async () => (await import('./audit-command.ts')).registerAuditCommand,
   blobs: async () => (await import('./blobs-command.ts')).registerBlobsCommand,
   rollout: async () => (await import('./rollout-command.ts')).registerRolloutCommand,
   devices: async () => (await import('./devices-command.ts')).registerDevicesCommand,

@@ -1,0 +1,44 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
+import { runCli } from './helpers/run-cli.ts';
+import { makeArtifact } from './helpers/artifacts.ts';
+import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+
+test('fleetprune audit prints the audit log newest first, pages with --limit and --before, and --json is GET /api/audit; a bad --before is refused', async (t) => {
+  const server = (await startTestServer(t))!;
+  const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const artifact = await makeArtifact(t, { seed: 71, privateKey: key });
+  assert.equal((await runCli(['models', 'push', artifact.dir, ...connection])).code, 0);
+  assert.equal((await runCli(['models', 'alias', 'iris@1', 'candidate', ...connection])).code, 0);
+
+  const rest = ((await (await server.request('GET', '/api/audit')).json()) as { entries: { id: number; action: string; target: string }[] }).entries;
+  const json = await runCli(['audit', '--json', ...connection]);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout), rest);
+  const actions = rest.map((entry) => entry.action);
+  assert.ok(actions.indexOf('alias.set') >= 0 && actions.indexOf('alias.set') < actions.indexOf('version.register'), `newest first: ${actions.join(', ')}`);
+
+  const table = await runCli(['audit', ...connection]);
+  assert.equal(table.code, 0, table.stderr);
+  const lines = table.stdout.trimEnd().split('\n');
+  assert.match(lines[0]!, /^ID +AT +ACTOR +ACTION +TARGET +DETAILS$/);
+  assert.equal(lines.length, rest.length + 1);
+  assert.match(lines[1]!, new RegExp(`^${rest[0]!.id} +\\S+ +\\S+ +alias\\.set +iris`));
+  assert.equal(table.stderr, '', 'a page short of the limit is the last');
+
+  // One at a time, back from the newest.
+  const first = await runCli(['audit', '--limit', '1', ...connection]);
+  assert.equal(first.stdout.trimEnd().split('\n').length, 2);
+  assert.equal(first.stderr, `older entries may follow: fleetprune audit --before ${rest[0]!.id}\n`);
+  const second = await runCli(['audit', '--limit', '1', '--before', String(rest[0]!.id), '--json', ...connection]);
+  assert.deepEqual(JSON.parse(second.stdout), [rest[1]]);
+
+  for (const [flag, value] of [['--before', '0'], ['--before', 'x'], ['--limit', '0']] as const) {
+    const refused = await runCli(['audit', flag, value, ...connection]);
+    assert.equal(refused.code, 2, `${flag} ${value}`);
+    assert.match(refused.stderr, new RegExp(`^fleetprune: .*${flag}.*\\n$`));
+  }
+});
