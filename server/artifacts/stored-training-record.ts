@@ -2,40 +2,41 @@ import { createHash } from 'node:crypto';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { MAX_TRAINING_BYTES, parseTrainingRecord, TRAINING_FILE, type TrainingRecord } from '../../shared/artifact/training-record.ts';
 import type { BlobStore } from './blob-store.ts';
+import type { OnDamagedBlob } from './damaged-blob.ts';
 
 /**
  * The training.json a registered version's manifest lists, read from the blob store: null when the
  * artifact has none (written before it existed, or by another tool), or when its blob is missing,
- * larger than a record can be, not the bytes the manifest hashed, or not a record. The version is
- * shown either way: what trained it is a description, not something the fleet relies on.
+ * unreadable, or not a record. A stored copy whose bytes are not the ones the manifest hashed is
+ * damaged: `onDamaged` sets it aside, counts and logs it, as a download does, so that the next
+ * `models push` uploads it again. The version is shown either way: what trained it is a
+ * description, not something the fleet relies on.
  */
-export async function storedTrainingRecord(manifest: Manifest, blobs: BlobStore): Promise<TrainingRecord | null> {
+export async function storedTrainingRecord(manifest: Manifest, blobs: BlobStore, onDamaged?: OnDamagedBlob): Promise<TrainingRecord | null> {
   const listed = manifest.files[TRAINING_FILE];
   if (!listed || listed.bytes > MAX_TRAINING_BYTES) return null;
-  let bytes: Buffer;
   try {
-    const read = await readBlob(blobs, listed.sha256, listed.bytes);
-    if (!read) return null;
-    bytes = read;
+    const blob = await blobs.openForRead(listed.sha256);
+    if (!blob) return null;
+    let bytes: Buffer;
+    try {
+      // A copy grown far past a record's size is not read into memory to learn that it is damaged.
+      if (blob.bytes > MAX_TRAINING_BYTES) return null;
+      const chunks: Buffer[] = [];
+      for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
+      bytes = Buffer.concat(chunks);
+    } finally {
+      await blob.close();
+    }
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== listed.sha256) {
+      await onDamaged?.(listed.sha256, actual, blob);
+      return null;
+    }
+    const parsed = parseTrainingRecord(bytes);
+    return 'record' in parsed ? parsed.record : null;
   } catch {
     // Unreadable (EIO, EACCES): the version is shown without it.
     return null;
   }
-  if (createHash('sha256').update(bytes).digest('hex') !== listed.sha256) return null;
-  const parsed = parseTrainingRecord(bytes);
-  return 'record' in parsed ? parsed.record : null;
-}
-
-/** The blob's bytes, or null when it is not stored or not `bytes` long. */
-async function readBlob(blobs: BlobStore, sha256: string, bytes: number): Promise<Buffer | null> {
-  const blob = await blobs.openForRead(sha256);
-  if (!blob) return null;
-  const chunks: Buffer[] = [];
-  try {
-    if (blob.bytes !== bytes) return null;
-    for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
-  } finally {
-    await blob.close();
-  }
-  return Buffer.concat(chunks);
 }

@@ -62,9 +62,8 @@ export class StoreFleetPort implements FleetPort {
    * rollback of the version's rollout must not count it among the devices running it.
    */
   async listDevices(model: string): Promise<readonly TargetDevice[]> {
-    const { devices, reports, assignments, sequences } = this.#options.fleet.repos;
-    // A number above it (with a minute for clocks of servers sharing the database) was sent by no server.
-    const ceiling = (await sequences.ceiling('assignment')) + CLOCK_ALLOWANCE_US;
+    const { devices, reports, assignments } = this.#options.fleet.repos;
+    const ceiling = await this.#seqCeiling();
     const registered = new Map<string, Promise<string | null>>();
     const isRegistered = async (ref: { version: string; sha256: string }) => {
       let found = registered.get(ref.version);
@@ -87,7 +86,7 @@ export class StoreFleetPort implements FleetPort {
       if (claimed !== undefined && claimed > ceiling) {
         this.#options.log.warn({ deviceId: device.id, assignmentSeq: claimed, ceiling }, 'device claims to have taken an assignment numbered above any the server has sent: not believed (its retained assignment stays its baseline)');
       }
-      const outdated = retained !== null && !sameVersion(retained, device.active) && claimed !== undefined && claimed <= ceiling && isOutdated(retained, claimed);
+      const outdated = retained !== null && !sameVersion(retained, device.active) && believedNewer(retained, claimed, ceiling);
       if (outdated) {
         this.#options.log.warn(
           { deviceId: device.id, model, retained: { id: retained.id, version: retained.version, seq: retained.seq }, assignmentSeq: device.heartbeat?.assignmentSeq, active: device.active },
@@ -115,11 +114,19 @@ export class StoreFleetPort implements FleetPort {
 
   async retainedAssignments(deviceIds: readonly string[]): Promise<ReadonlyMap<string, RetainedAssignment>> {
     const found = new Map<string, RetainedAssignment>();
+    const ceiling = await this.#seqCeiling();
     for (const [deviceId, device] of await this.#options.fleet.repos.devices.getMany(deviceIds)) {
       const retained = device.retainedAssignment;
-      if (retained) found.set(deviceId, { id: retained.id, issuedAt: retained.issuedAt, model: retained.model, version: retained.version });
+      if (!retained) continue;
+      const outdated = believedNewer(retained, device.heartbeat?.assignmentSeq, ceiling);
+      found.set(deviceId, { id: retained.id, issuedAt: retained.issuedAt, model: retained.model, version: retained.version, ...(outdated ? { outdated } : {}) });
     }
     return found;
+  }
+
+  /** The highest assignment number a device may truthfully claim to have taken (see listDevices). */
+  async #seqCeiling(): Promise<number> {
+    return (await this.#options.fleet.repos.sequences.ceiling('assignment')) + CLOCK_ALLOWANCE_US;
   }
 
   async unsendable(model: string, version: string): Promise<string | null> {
@@ -403,8 +410,9 @@ const CLOCK_ALLOWANCE_US = 60_000_000;
  * Whether the device says it took an assignment numbered above `retained`: the numbers of one
  * stream only grow (one counter for every device, shared by the servers: FleetSequencesRepository),
  * so it took one sent after the retained one. Not when the retained one is not numbered (recorded
- * before they were).
+ * before they were), when the device does not say, or when it claims a number above `ceiling`,
+ * which no server could have sent.
  */
-function isOutdated(retained: { seq?: number }, deviceSeq: number): boolean {
-  return typeof retained.seq === 'number' && deviceSeq > retained.seq;
+function believedNewer(retained: { seq?: number }, deviceSeq: number | undefined, ceiling: number): boolean {
+  return typeof retained.seq === 'number' && deviceSeq !== undefined && deviceSeq <= ceiling && deviceSeq > retained.seq;
 }

@@ -79,7 +79,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         // ref as REST's GET /models/:name/versions/:ref checks it; '' is "latest" (see the .proto).
         GetVersion: models.unary('GetVersion', 'read', async (req: { name: string; ref: string }) => {
           const version = await registry.resolve(req.name, req.ref === '' ? 'latest' : checkField(VersionRefSchema, req.ref, 'ref'));
-          const [status, training] = await Promise.all([registry.versionStatus(version.model, version.version), storedTrainingRecord(version.manifest, ctx.blobs)]);
+          const [status, training] = await Promise.all([registry.versionStatus(version.model, version.version), storedTrainingRecord(version.manifest, ctx.blobs, onDamaged)]);
           return { ...versionMessage(version, status), training_json: training ? JSON.stringify(training) : '' };
         }),
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {

@@ -110,6 +110,12 @@ export interface RetainedAssignment {
   readonly issuedAt: string;
   readonly model: string;
   readonly version: string;
+  /**
+   * The device took a newer assignment than this one, which the store does not hold (it was
+   * restored from an older backup): what it runs was given by no rollout or operator this store
+   * knows, and no rollout's revert sends it elsewhere.
+   */
+  readonly outdated?: boolean;
 }
 
 export interface FleetPort {

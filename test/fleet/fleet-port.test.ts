@@ -488,6 +488,33 @@ test('a device that answers a rollback late (frozen past the delivery timeout, n
   assert.equal(await counted(), 'late-1:delivered late-2:delivered');
 });
 
+test('a rollback of a rollout restored from an older backup leaves alone a device that took a newer assignment than the store holds (it runs what a later assignment gave it)', async (t) => {
+  const world = await startFleet(t);
+  const received: string[] = [];
+  const config = await world.fleet.devices.enroll({ id: 'moved-1', labels: { site: 'north' } }, 'test');
+  const client = await scriptedDevice(t, config, { received });
+  await waitFor(async () => (await world.fleet.devices.get('moved-1')).online, 5000, 'moved-1 online');
+  await world.fleet.fleetPort.assign({ commandId: 'moved-baseline-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['moved-1'] });
+  const { controller } = startController(t, world, 'ro-moved');
+  await controller.start(validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }, { pause: {} }] }), { by: 'alice' });
+  await controller.idle();
+  const retained = (await world.fleet.devices.get('moved-1')).retainedAssignment!;
+  assert.equal(retained.version, '2', "the rollout's activation is what the store retains");
+  // Since the backup this store stands for, the device was given iris@1 again by an assignment
+  // the store never saw (numbered after the rollout's), and says so in its heartbeat.
+  const active = { model: 'iris', version: '1', sha256: (await world.store.models.getVersion('iris', '1'))!.artifactId };
+  const heartbeat = { schema: 1, deviceId: 'moved-1', sentAt: new Date(Date.now() + 1000).toISOString(), uptimeSeconds: 1, cpuPercent: 1, rssBytes: 1, active, candidate: null, previous: null, assignmentSeq: retained.seq! + 1 };
+  await client.publishAsync(telemetryTopic('moved-1'), Buffer.from(JSON.stringify(heartbeat)), { qos: 1 });
+  await waitFor(async () => (await world.fleet.devices.get('moved-1')).heartbeat?.assignmentSeq === retained.seq! + 1, 5000, 'the heartbeat stored');
+  assert.equal((await world.fleet.fleetPort.retainedAssignments!(['moved-1'])).get('moved-1')?.outdated, true);
+
+  const sent = received.length;
+  await controller.rollback('ro-moved', 'operator', 'bad candidate');
+  await controller.idle();
+  assert.deepEqual(received.slice(sent), [], 'no revert sent: the device is no longer the rollout\'s');
+  assert.equal((await world.fleet.devices.get('moved-1')).retainedAssignment?.id, retained.id, 'nothing recorded for it');
+});
+
 test('late answers to a rollback that raced an activation: "no candidate to drop" from a device running the candidate is not "back"; the answer to its retained baseline decides', async (t) => {
   let controller: RolloutController | undefined;
   const world = await startFleet(t, {

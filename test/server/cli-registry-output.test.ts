@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { cp, readFile, rm, truncate, utimes } from 'node:fs/promises';
+import { cp, readFile, rm, truncate, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId } from '../../shared/artifact/manifest.ts';
@@ -282,6 +282,14 @@ test('--json prints the REST shapes (numbers as numbers, no *_json or _epsilon f
   assert.deepEqual(rest.training, SAMPLE_TRAINING);
   assert.equal(((await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { training: unknown }).training, null);
   assert.ok(restList.versions.every((v) => !('training' in v)));
+  // A damaged stored copy is set aside (and counted) as a download would, not passed off as none.
+  const trainingSha = pruned.manifest.files['training.json']!.sha256;
+  const original = await readFile(server.server.ctx.blobs.pathOf(trainingSha));
+  await writeFile(server.server.ctx.blobs.pathOf(trainingSha), 'garbage');
+  assert.equal(((await (await server.request('GET', '/api/models/iris/versions/2')).json()) as { training: unknown }).training, null);
+  assert.equal(await server.server.ctx.blobs.hasDamagedCopy(trainingSha), true, 'set aside');
+  assert.match(await (await server.request('GET', '/metrics')).text(), /^fleetprune_blobs_damaged_total 1$/m);
+  await writeFile(server.server.ctx.blobs.pathOf(trainingSha), original);
   // ε's mode beside ε, as the manifest gives it (null with ε for a model not pruned).
   assert.deepEqual((rest.lineage as { epsilon: unknown; epsilonMode: unknown }).epsilonMode, pruned.manifest.lineage.epsilonMode);
   assert.deepEqual((restList.versions as unknown as { lineage: { epsilon: unknown; epsilonMode: unknown } }[]).map((v) => [v.lineage.epsilon, v.lineage.epsilonMode]), [[null, null], [pruned.manifest.lineage.epsilon, 'relative']]);

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { checkPush } from '../../artifacts/push-check.ts';
 import { checkStoredModel, checkUploadedArtifact } from '../../artifacts/uploaded-artifact.ts';
 import { storedTrainingRecord } from '../../artifacts/stored-training-record.ts';
+import { damagedBlobHandler } from '../../artifacts/damaged-blob.ts';
 import { TrainingRecordSchema } from '../../../shared/artifact/training-record.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { actorOf } from '../../auth/principal.ts';
@@ -35,7 +36,7 @@ const VersionWithStatusSchema = VersionSchema.extend({
 /** GET of one version: with what trained it. */
 const VersionDetailSchema = VersionWithStatusSchema.extend({
   training: TrainingRecordSchema.nullable().describe(
-    "the artifact's training.json (signed with it: the manifest lists its sha256): the fleetprune version and TensorFlow.js backend that trained the model and the options in effect; null for an artifact without one (written before it existed)",
+    "the artifact's training.json (signed with it: the manifest lists its sha256): the fleetprune version and TensorFlow.js backend that trained the model and the options in effect; null for an artifact without one (written before it existed), or when the server's copy is missing or found damaged (set aside, counted in fleetprune_blobs_damaged_total and logged: `models push` of the artifact restores it)",
   ),
 });
 const AllVersionsQuery = z
@@ -52,6 +53,7 @@ const tag = 'models';
 
 export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
   const { registry } = ctx;
+  const onDamaged = damagedBlobHandler(ctx.blobs, ctx.log, ctx.metrics.blobsDamaged);
   return [
     defineRoute({
       method: 'get',
@@ -159,7 +161,7 @@ export function modelsRoutes(ctx: ServerContext): RouteSpec[] {
       responses: { 200: { description: 'the version', schema: VersionDetailSchema } },
       handle: async ({ params }) => {
         const version = await registry.resolve(params.name, params.ref);
-        const [status, training] = await Promise.all([registry.versionStatus(version.model, version.version), storedTrainingRecord(version.manifest, ctx.blobs)]);
+        const [status, training] = await Promise.all([registry.versionStatus(version.model, version.version), storedTrainingRecord(version.manifest, ctx.blobs, onDamaged)]);
         return { json: { ...versionWithStatusView(version, status), training } };
       },
     }),
