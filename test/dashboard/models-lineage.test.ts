@@ -82,5 +82,23 @@ test('the Models view shows each version’s data fingerprint, and the ε sweep 
   await chart.locator('h3').waitFor({ timeout: 5_000 });
   assert.equal(await chart.locator('h3').innerText(), 'ε sweep of pruning job job-wine-7 (model wine)');
   assert.equal(await chart.locator('#sweep-chosen').innerText(), 'The job chose ε 0.2 (the dashed line): wine@2.');
+
+  // A newer job that pruned at an absolute ε: the chart says so, as the Models table and models show do.
+  const later = new Date(Date.now() + 1000).toISOString();
+  await server.server.ctx.store.jobs.insert({
+    id: 'job-wine-8',
+    kind: 'prune',
+    request: { name: 'wine', label: 'kind', data: { path: 'wine.csv' }, options: { epsilonMode: 'absolute', epsilons: [0.5, 1] } },
+    progress: null,
+    createdAt: later,
+    updatedAt: later,
+    createdBy: 'test',
+    node: null,
+    state: 'succeeded',
+    result: { general: { model: 'wine', version: '1', artifactId: artifactId(general.manifest) }, pruned: { model: 'wine', version: '2', artifactId: artifactId(pruned.manifest) }, summary: { epsilon: 0.5, sweep: sweep.map((point, i) => ({ ...point, epsilon: [0.5, 1, 2][i]! })) } },
+    error: null,
+  });
+  await chart.locator('h3', { hasText: 'job-wine-8' }).waitFor({ timeout: 15_000 });
+  assert.equal(await chart.locator('#sweep-chosen').innerText(), 'The job chose ε 0.5 (absolute) (the dashed line): wine@2.');
   assert.deepEqual(pageErrors, []);
 });

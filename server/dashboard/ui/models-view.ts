@@ -35,7 +35,7 @@ export interface SweepPoint {
 export interface JobRow {
   id: string;
   state: string;
-  request?: { name?: string } | null;
+  request?: { name?: string; options?: { epsilonMode?: string } | null } | null;
   result?: { pruned?: { model: string; version: string }; summary?: { epsilon?: number | null; sweep?: SweepPoint[] } } | null;
 }
 
@@ -44,6 +44,8 @@ export interface Sweep {
   jobId: string;
   model: string | undefined;
   chosen: number | null;
+  /** ε compared with each unit's variability itself (--epsilon-mode absolute), not relative to its layer's most variable unit. */
+  absolute: boolean;
   pruned: { model: string; version: string } | undefined;
   points: readonly SweepPoint[];
 }
@@ -53,7 +55,7 @@ export function newestSweep(jobs: readonly JobRow[]): Sweep | null {
   const job = jobs.find((j) => j.state === 'succeeded' && j.result?.summary?.sweep);
   if (!job) return null;
   const { pruned, summary } = job.result!;
-  return { jobId: job.id, model: job.request?.name ?? pruned?.model, chosen: summary?.epsilon ?? null, pruned, points: summary!.sweep! };
+  return { jobId: job.id, model: job.request?.name ?? pruned?.model, chosen: summary?.epsilon ?? null, absolute: job.request?.options?.epsilonMode === 'absolute', pruned, points: summary!.sweep! };
 }
 
 /**
@@ -117,9 +119,11 @@ function epsilonText(v: VersionRow): string {
   return v.manifest.lineage?.epsilonMode === 'absolute' ? `${epsilon} (absolute)` : String(epsilon);
 }
 
+const ACCURACY_LABEL = 'test accuracy %';
+
 /** What the sweep chart's score axis plots: a classifier's accuracy in percent, a regression model's R² (higher is better on both). */
 export function sweepScoreLabel(points: readonly SweepPoint[]): string {
-  return points.some((p) => typeof p.test?.accuracy === 'number') ? 'test accuracy %' : 'test R²';
+  return points.some((p) => typeof p.test?.accuracy === 'number') ? ACCURACY_LABEL : 'test R²';
 }
 
 let sweepPlot: uPlot | undefined;
@@ -172,16 +176,17 @@ export function renderSweep(target: HTMLElement, sweep: Sweep | null, jobs?: { s
     const said = document.createElement('p');
     said.id = 'sweep-chosen';
     said.className = 'muted';
-    said.append(`The job chose ε ${chosen} (the dashed line)`, ...(pruned ? [': ', bdiElement(`${pruned.model}@${pruned.version}`)] : []), '.');
+    said.append(`The job chose ε ${chosen}${sweep.absolute ? ' (absolute)' : ''} (the dashed line)`, ...(pruned ? [': ', bdiElement(`${pruned.model}@${pruned.version}`)] : []), '.');
     target.append(said);
   }
   sweepPlot = new uPlot(
     {
       width: Math.min(720, target.clientWidth || 720),
       height: 220,
-      scales: { x: { time: false } },
+      // Shares of 0-100 % on a 0-100 axis (a single point near 89 was drawn on one to 150); R² is unbounded below.
+      scales: { x: { time: false }, y: { range: [0, 100] }, ...(scoreLabel === ACCURACY_LABEL ? { score: { range: [0, 100] } } : {}) },
       hooks: chosen === null ? {} : { draw: [(u) => markEpsilon(u, chosen)] },
-      axes: [{ label: 'ε' }, { label: 'params kept %', scale: 'y' }, { label: scoreLabel, side: 1, scale: 'score', grid: { show: false } }],
+      axes: [{ label: sweep.absolute ? 'ε (absolute)' : 'ε' }, { label: 'params kept %', scale: 'y' }, { label: scoreLabel, side: 1, scale: 'score', grid: { show: false } }],
       series: [
         { label: 'ε' },
         { label: 'params kept %', stroke: '#2457c5', scale: 'y' },
