@@ -10,6 +10,12 @@ import {
 import { toDenseNetwork, toTfjsModel, type Scaling } from '../../shared/model/tfjs-convert.ts';
 import { assertTrainableSize, optionsInEffect, retrainEpochsOf, retrainLearningRateOf, type PruneOptions } from './options.ts';
 import { FLEETPRUNE_VERSION } from '../../shared/cli/version.ts';
+import { buildCommit } from '../../shared/cli/build-commit.ts';
+
+/** What ran: fleetprune's version, and the commit of the checkout when it ran from one. */
+function toolOf(commit: string | null): PruneReport['tool'] {
+  return { name: 'fleetprune', version: FLEETPRUNE_VERSION, ...(commit ? { commit } : {}) };
+}
 import type { PruneReport, SweepEntry } from './report.ts';
 import { scorePredictions, scoreValue, withinTolerance, type Score, type Tolerance } from '../../shared/model/scoring.ts';
 import { assertLearnable, fitScaling, unstandardizableWarnings } from './standardization.ts';
@@ -301,7 +307,7 @@ export async function runOdf2nna(
     }
 
     const report: PruneReport = {
-      tool: { name: 'fleetprune', version: FLEETPRUNE_VERSION },
+      tool: toolOf(buildCommit()),
       task: dataset.task,
       backend,
       options: optionsInEffect(options, batchSize),

@@ -39,8 +39,8 @@ export interface SweepEntry {
 
 /** DIR/report.json: what the prune command did and every number it measured, all on the test split. */
 export interface PruneReport {
-  /** What ran: fleetprune's version (each artifact's training.json says the same). */
-  tool: { name: string; version: string };
+  /** What ran: fleetprune's version and, run from a git checkout, its commit (each artifact's training.json says the same). */
+  tool: { name: string; version: string; commit?: string };
   task: Task;
   backend: string;
   /** The options in effect, defaults resolved (optionsInEffect); each artifact's training.json holds them too. */

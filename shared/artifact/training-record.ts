@@ -17,7 +17,8 @@ const OptionValue = z.union([z.number(), z.string(), z.boolean(), z.null(), z.ar
 
 /** Loose at the top level: a later fleetprune may record more, and an earlier one still shows what it knows. */
 export const TrainingRecordSchema = z.looseObject({
-  tool: z.strictObject({ name: z.string().min(1).max(100), version: z.string().min(1).max(100) }),
+  /** `commit`: the git commit of the checkout it ran from, when it ran from one (every build is version 0.1.0 until a release). */
+  tool: z.strictObject({ name: z.string().min(1).max(100), version: z.string().min(1).max(100), commit: z.string().regex(/^[0-9a-f]{40}$/).optional() }),
   backend: z.string().max(100),
   /** The ODF2NNA options in effect (server/pruning/options.ts), named as a prune job's `options` names them, defaults resolved. */
   options: z.record(z.string().max(100), OptionValue),
@@ -51,5 +52,6 @@ export function describeTrainingRecord(record: TrainingRecord): string {
   const options = Object.entries(record.options)
     .map(([name, value]) => `${name} ${Array.isArray(value) ? value.join(',') : String(value)}`)
     .join(', ');
-  return `${record.tool.name} ${record.tool.version} on ${record.backend}${options ? `: ${options}` : ''}`;
+  const commit = record.tool.commit ? ` (commit ${record.tool.commit.slice(0, 12)})` : '';
+  return `${record.tool.name} ${record.tool.version}${commit} on ${record.backend}${options ? `: ${options}` : ''}`;
 }

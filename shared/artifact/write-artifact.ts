@@ -12,6 +12,13 @@ import { encodeScaling, encodeTfjsModel } from './tfjs-files.ts';
 import { holdsArtifact } from './artifact-destination.ts';
 import { encodeTrainingRecord, TRAINING_FILE, type TrainingRecord } from './training-record.ts';
 import { FLEETPRUNE_VERSION } from '../cli/version.ts';
+import { buildCommit } from '../cli/build-commit.ts';
+
+/** model.onnx's producer_version: fleetprune's version, with the checkout's commit as semver build metadata (`0.1.0+33cf45dc3769`). */
+function producerVersion(): string {
+  const commit = buildCommit();
+  return commit ? `${FLEETPRUNE_VERSION}+${commit.slice(0, 12)}` : FLEETPRUNE_VERSION;
+}
 import { replaceInPlace } from './replace-in-place.ts';
 import { fsyncDirectory, writeNewFileSynced } from '../util/atomic-file.ts';
 
@@ -63,7 +70,7 @@ export async function writeArtifact(dir: string, input: WriteArtifactInput): Pro
   validateNetwork(network);
   checkDescription(described, network);
 
-  const files = new Map<string, Uint8Array>([[ONNX_FILE, exportOnnx(network, { docString: `fleetprune artifact ${described.name}`, producerVersion: FLEETPRUNE_VERSION })]]);
+  const files = new Map<string, Uint8Array>([[ONNX_FILE, exportOnnx(network, { docString: `fleetprune artifact ${described.name}`, producerVersion: producerVersion() })]]);
   for (const [name, bytes] of await encodeTfjsModel(input.tfjsModel)) files.set(`${TFJS_DIR}/${name}`, bytes);
   files.set(`${TFJS_DIR}/${TFJS_SCALING_JSON}`, encodeScaling(network));
   if (input.training) files.set(TRAINING_FILE, encodeTrainingRecord(input.training));

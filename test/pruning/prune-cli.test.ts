@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { chmod, chown, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -9,6 +9,7 @@ import { deferCleanup } from '../helpers/cleanup.ts';
 import { isOneLineError, REPO_ROOT, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { createRequire } from 'node:module';
 import * as ort from 'onnxruntime-node';
+import onnxProto from 'onnx-proto';
 import { ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-io.ts';
 import { loadTfjsNetwork } from '../../shared/artifact/tfjs-files.ts';
 import { loadDatasetFile } from '../../shared/data/dataset.ts';
@@ -68,7 +69,9 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.equal(pruned.metrics.test.accuracy, report.pruned.test.accuracy);
 
   // What trained the models, in report.json and, signed, in each artifact's training.json.
-  assert.deepEqual(report.tool, { name: 'fleetprune', version: JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')).version });
+  // The version, and the commit of the checkout the tests run from (every build is 0.1.0 until a release).
+  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+  assert.deepEqual(report.tool, { name: 'fleetprune', version: JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')).version, commit });
   assert.equal(report.options.units, 16);
   assert.equal(report.options.epochs, 25);
   assert.equal(report.options.retrainEpochs, 25, 'the retraining budget as it worked out: 60 capped at --epochs');
@@ -76,6 +79,9 @@ test('prune writes a signed artifact, its parent, and report.json; verify accept
   assert.equal(report.options.batchSize, 16, 'the batch size the training split gave');
   assert.equal(report.options.fullSweep, true);
   for (const [artifact, manifest] of [[out, pruned], [join(out, 'general'), general]] as const) {
+    // model.onnx names its producer as tools such as Netron show it: the version, the commit as build metadata.
+    const onnxModel = onnxProto.onnx.ModelProto.decode(await readFile(join(artifact, 'model.onnx')));
+    assert.deepEqual([onnxModel.producerName, onnxModel.producerVersion], ['fleetprune', `${report.tool.version}+${commit.slice(0, 12)}`]);
     assert.ok(manifest.files['training.json'], `${artifact}: the manifest lists training.json, so the signature covers it`);
     const training = JSON.parse(await readFile(join(artifact, 'training.json'), 'utf8'));
     assert.deepEqual(training, { tool: report.tool, backend: report.backend, options: report.options });
