@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const REPO_ROOT = new URL('../../', import.meta.url);
+/** The checkout's root (a path with spaces is decoded, as a URL's pathname is not). */
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const COMMIT = /^[0-9a-f]{40}$/;
 
 let cached: string | null | undefined;
@@ -16,7 +18,7 @@ export function buildCommit(): string | null {
   if (cached !== undefined) return cached;
   cached = null;
   try {
-    const git = join(REPO_ROOT.pathname, '.git');
+    const git = join(REPO_ROOT, '.git');
     const head = readFileSync(join(git, 'HEAD'), 'utf8').trim();
     if (COMMIT.test(head)) return (cached = head);
     const ref = /^ref: (refs\/[^\s]+)$/.exec(head)?.[1];
