@@ -94,6 +94,13 @@ export function registerModelsCommand(program: Command): void {
             manifest_json: JSON.stringify(manifest),
           });
           process.stdout.write(`registered ${version.model}@${version.version} (artifact ${version.artifact_id})\n`);
+          // Pushed without its parent (no general/ beside it), which the registry does not hold.
+          const parentId = manifest.lineage.parentSha256;
+          if (parentId && !parent && !version.parent_model) {
+            process.stderr.write(
+              `fleetprune: note: its parent (artifact ${parentId.slice(0, 12)}…) is not registered: its lineage shows it as not registered until it is; pushing it later (its prune output's general/) makes that model \`latest\` of ${version.model}\n`,
+            );
+          }
           // Registered, and said so: a check that cannot run (the server gone meanwhile) is a warning, not a failed push.
           const child = await registeredChild(connection, version).catch((error: unknown) => {
             process.stderr.write(`fleetprune: warning: could not check whether a version registered before was pruned from this one (\`latest\` would then be this one): ${errorMessage(error)}\n`);

@@ -88,7 +88,12 @@ test('models push DIR of a pruned model registered without its parent says the p
   const alone = join(await tempDir(t), 'alone');
   await cp(pruned.dir, alone, { recursive: true });
   await rm(join(alone, 'general'), { recursive: true });
-  assert.equal((await runCli(['models', 'push', alone, ...connection])).code, 0);
+  const first = await runCli(['models', 'push', alone, ...connection]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(
+    first.stderr,
+    `fleetprune: note: its parent (artifact ${artifactId(general.manifest).slice(0, 12)}…) is not registered: its lineage shows it as not registered until it is; pushing it later (its prune output's general/) makes that model \`latest\` of iris\n`,
+  );
 
   const again = await runCli(['models', 'push', pruned.dir, ...connection]);
   assert.equal(again.code, 2);
