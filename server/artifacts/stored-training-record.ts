@@ -20,8 +20,11 @@ export async function storedTrainingRecord(manifest: Manifest, blobs: BlobStore,
     if (!blob) return null;
     let bytes: Buffer;
     try {
-      // A copy grown far past a record's size is not read into memory to learn that it is damaged.
-      if (blob.bytes > MAX_TRAINING_BYTES) return null;
+      // Another size than the manifest's is damage already: not read into memory to learn it.
+      if (blob.bytes !== listed.bytes) {
+        await onDamaged?.(listed.sha256, `something else (the copy is ${blob.bytes} bytes, not ${listed.bytes})`, blob);
+        return null;
+      }
       const chunks: Buffer[] = [];
       for await (const chunk of blob.stream()) chunks.push(chunk as Buffer);
       bytes = Buffer.concat(chunks);

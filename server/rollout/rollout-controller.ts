@@ -711,8 +711,8 @@ export class RolloutController {
    * assignment, a newer rollout) has since given a version this rollout did not decide for it is
    * no longer this rollout's: not when it comes back online, not when this rollout is rolled back.
    * Assignments older than the rollout, its own, and others carrying a version it decided (a newer
-   * rollout's rollback restoring this one's candidate) leave the device in its hands, unless the
-   * device has taken a newer one than the store holds (RetainedAssignment.outdated).
+   * rollout's rollback restoring this one's candidate) leave the device in its hands, except from a
+   * revert when the device has taken a newer one than the store holds (RetainedAssignment.outdated).
    */
   async #notTakenOver(state: RolloutState, action: RolloutAction, deviceIds: readonly string[]): Promise<string[]> {
     const retained = await this.#o.fleet.retainedAssignments?.(deviceIds);
@@ -722,8 +722,11 @@ export class RolloutController {
       action.kind === 'assign' ? [action.version] : [state.spec.candidateVersion, revertTo.get(deviceId) ?? null];
     return deviceIds.filter((deviceId) => {
       const current = retained.get(deviceId);
-      // Moved on past anything the store holds (restored from an older backup): its own since.
-      if (current?.outdated) return false;
+      // A revert leaves alone a device that moved on past anything the store holds (restored from
+      // an older backup): it runs what a later assignment gave it. Not an assignment: the device
+      // is no one else's, and a rollout started since may send it its candidate (what it claims
+      // would otherwise fail every rollout that targets it).
+      if (action.kind === 'revert' && current?.outdated) return false;
       if (!current || current.id.startsWith(`${state.id}-`) || Date.parse(current.issuedAt) < state.createdAt) return true;
       return current.model === state.spec.model && decided(deviceId).includes(current.version);
     });

@@ -15,10 +15,10 @@ export const MAX_TRAINING_BYTES = 64 * 1024;
 /** A value of an option as it was in effect: the defaults resolved (the batch size the data gave, say). */
 const OptionValue = z.union([z.number(), z.string(), z.boolean(), z.null(), z.array(z.number())]);
 
-/** Loose at the top level: a later fleetprune may record more, and an earlier one still shows what it knows. */
+/** Loose (at the top level and in `tool`): a later fleetprune may record more, and an earlier one still shows what it knows. */
 export const TrainingRecordSchema = z.looseObject({
   /** `commit`: the git commit of the checkout it ran from, when it ran from one (every build is version 0.1.0 until a release). */
-  tool: z.strictObject({ name: z.string().min(1).max(100), version: z.string().min(1).max(100), commit: z.string().regex(/^[0-9a-f]{40}$/).optional() }),
+  tool: z.looseObject({ name: z.string().min(1).max(100), version: z.string().min(1).max(100), commit: z.string().regex(/^[0-9a-f]{40}$/).optional() }),
   backend: z.string().max(100),
   /** The ODF2NNA options in effect (server/pruning/options.ts), named as a prune job's `options` names them, defaults resolved. */
   options: z.record(z.string().max(100), OptionValue),

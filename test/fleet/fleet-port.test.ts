@@ -513,6 +513,16 @@ test('a rollback of a rollout restored from an older backup leaves alone a devic
   await controller.idle();
   assert.deepEqual(received.slice(sent), [], 'no revert sent: the device is no longer the rollout\'s');
   assert.equal((await world.fleet.devices.get('moved-1')).retainedAssignment?.id, retained.id, 'nothing recorded for it');
+
+  // A rollout started since sends it its candidate all the same: the device is no one else's (a
+  // claimed newer number must not fail every rollout that targets the device).
+  const next = startController(t, world, 'ro-after');
+  await next.controller.start(validateRolloutSpec({ model: 'iris', candidateVersion: '2', target: { matchLabels: { site: 'north' } }, steps: [{ setWeight: 100 }, { pause: {} }] }), { by: 'alice' });
+  await next.controller.idle();
+  const after = await next.controller.status('ro-after');
+  assert.notEqual(after.phase, 'Failed', JSON.stringify(after.devices));
+  assert.deepEqual(after.devices.map((device) => device.delivery), ['delivered']);
+  assert.ok(received.slice(sent).length > 0, 'the new rollout sent the device its candidate');
 });
 
 test('late answers to a rollback that raced an activation: "no candidate to drop" from a device running the candidate is not "back"; the answer to its retained baseline decides', async (t) => {
