@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The checkout's root (a path with spaces is decoded, as a URL's pathname is not). */
@@ -18,7 +18,9 @@ export function buildCommit(): string | null {
   if (cached !== undefined) return cached;
   cached = null;
   try {
-    const git = join(REPO_ROOT, '.git');
+    const checkout = checkoutRoot();
+    if (checkout === null) return cached;
+    const git = join(checkout, '.git');
     const head = readFileSync(join(git, 'HEAD'), 'utf8').trim();
     if (COMMIT.test(head)) return (cached = head);
     const ref = /^ref: (refs\/[^\s]+)$/.exec(head)?.[1];
@@ -38,4 +40,26 @@ export function buildCommit(): string | null {
     // Not a git checkout.
   }
   return cached;
+}
+
+/**
+ * The directory holding fleetprune's git checkout: the code's own root, or an ancestor (the test
+ * runner compiles the tree under node_modules/.cache of the checkout). Only a directory whose
+ * package.json is fleetprune's: the .git of a project that installed fleetprune as a dependency
+ * is that project's, not fleetprune's.
+ */
+function checkoutRoot(): string | null {
+  for (let dir = REPO_ROOT, depth = 0; depth < 8; depth++) {
+    if (existsSync(join(dir, '.git'))) {
+      try {
+        return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown }).name === 'fleetprune' ? dir : null;
+      } catch {
+        return null;
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return null;
+    dir = parent;
+  }
+  return null;
 }
