@@ -8,6 +8,7 @@
 // ended: its cleanup may be what waits), with the handles keeping it alive, and ends the process,
 // so the run goes on and its output names the culprit.
 import { afterEach, beforeEach } from 'node:test';
+import { logCpu } from './cpu-log.mjs';
 
 /** The test files this process runs (for the watchdog's lines), set by its group file. */
 let files = [];
@@ -74,3 +75,5 @@ if (Number.isFinite(limitMs) && limitMs > MARGIN_MS) {
   }, limitMs - MARGIN_MS);
   timer.unref();
 }
+
+if (process.env.FLEETPRUNE_TEST_CPU_LOG) logCpu(process.env.FLEETPRUNE_TEST_CPU_LOG, () => files);
