@@ -14,10 +14,13 @@ const WATCHDOG = fileURLToPath(new URL('./process-watchdog.mjs', import.meta.url
  * Test files (path under test/ → source) run as one process the way npm test runs a group: the
  * group file writeGroupFiles writes, with the watchdog, under node --test with `limitMs`.
  */
-async function runGroup(t: Parameters<typeof tempDir>[0], sources: Record<string, string>, limitMs: number) {
+async function runGroup(t: Parameters<typeof tempDir>[0], sources: Record<string, string>, limitMs: number, env: Record<string, string> = {}) {
   const tree = await tempDir(t);
   await mkdir(join(tree, 'test', 'runner'), { recursive: true });
-  await writeFile(join(tree, 'test', 'runner', 'process-watchdog.mjs'), await readFile(WATCHDOG, 'utf8'));
+  // The watchdog and what it imports.
+  for (const name of ['process-watchdog.mjs', 'cpu-log.mjs']) {
+    await writeFile(join(tree, 'test', 'runner', name), await readFile(join(dirname(WATCHDOG), name), 'utf8'));
+  }
   for (const [file, source] of Object.entries(sources)) {
     await mkdir(dirname(join(tree, file)), { recursive: true });
     await writeFile(join(tree, file.replace(/\.ts$/, '.js')), source);
@@ -29,13 +32,13 @@ async function runGroup(t: Parameters<typeof tempDir>[0], sources: Record<string
   const result = await run(process.execPath, ['--test', `--test-timeout=${limitMs}`, path!], {
     cwd: tree,
     // Without this test's own NODE_TEST_CONTEXT, which would make node --test report to this test runner.
-    env: { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'NODE_TEST_CONTEXT')), FLEETPRUNE_TEST_PROCESS_MS: String(limitMs) },
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([name]) => name !== 'NODE_TEST_CONTEXT')), FLEETPRUNE_TEST_PROCESS_MS: String(limitMs), ...env },
     timeout: limitMs + 30_000,
   }).then(
     ({ stdout }) => ({ stdout, code: 0 }),
     (error: { stdout: string; code: number }) => ({ stdout: error.stdout, code: error.code }),
   );
-  return { ...result, seconds: (Date.now() - started) / 1000 };
+  return { ...result, seconds: (Date.now() - started) / 1000, tree };
 }
 
 test('a test process that hangs is ended before its time limit, naming the tests still running, and the run goes on', async (t) => {
@@ -97,4 +100,32 @@ test('a test process that finishes in time is not touched by the watchdog', asyn
   const { stdout, code } = await runGroup(t, { 'test/a/quick.test.ts': `import { test } from 'node:test';\ntest('quick', async () => { await new Promise((resolve) => setTimeout(resolve, 200)); });` }, 31_000);
   assert.equal(code, 0, stdout);
   assert.doesNotMatch(stdout, /watchdog/);
+});
+
+test('FLEETPRUNE_TEST_CPU_LOG: each test process logs the CPU it and its children used, per test, and cpu-report sums it up', async (t) => {
+  const spin = (ms: number) => `const until = Date.now() + ${ms}; let x = 0; while (Date.now() < until) x++;`;
+  const logFile = join(await tempDir(t), 'cpu.jsonl');
+  const { stdout, code, tree } = await runGroup(
+    t,
+    {
+      'test/a/own.test.ts': `import { test } from 'node:test';\ntest('spins itself', () => { ${spin(400)} });`,
+      'test/a/child.test.ts': `import { test } from 'node:test';\nimport { spawnSync } from 'node:child_process';\ntest('spins a child', () => { spawnSync(process.execPath, ['-e', ${JSON.stringify(spin(400))}]); });`,
+    },
+    60_000,
+    { FLEETPRUNE_TEST_CPU_LOG: logFile },
+  );
+  assert.equal(code, 0, stdout);
+  const lines = (await readFile(logFile, 'utf8')).trim().split('\n');
+  assert.equal(lines.length, 1, 'one line for the one process');
+  const logged = JSON.parse(lines[0]!) as { files: string[]; self: number; children: number; tests: { name: string; self: number; children: number }[] };
+  assert.deepEqual(logged.files, ['test/a/own.test.ts', 'test/a/child.test.ts']);
+  const [own, child] = logged.tests;
+  assert.equal(own?.name, 'spins itself');
+  assert.ok(own.self >= 0.3 && own.children === 0, JSON.stringify(own));
+  assert.equal(child?.name, 'spins a child');
+  assert.ok(child.children >= 0.3 && child.self < 0.3, JSON.stringify(child));
+  assert.ok(logged.self >= own.self && logged.children >= child.children, JSON.stringify(logged));
+  const report = await run(process.execPath, [fileURLToPath(new URL('./cpu-report.mjs', import.meta.url)), logFile], { cwd: tree });
+  assert.match(report.stdout, /^1 processes: \d+ CPU-s of their own, \d+ of their children's$/m);
+  assert.match(report.stdout, /^ +\d+\.\d +\d+\.\d +\d+\.\d {2}spins a child$/m);
 });
