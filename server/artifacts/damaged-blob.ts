@@ -15,8 +15,8 @@ export class DamagedBlobError extends ServiceError {
   }
 }
 
-/** What a download does when the copy it sent turns out damaged (see damagedBlobHandler). */
-export type OnDamagedBlob = (sha256: string, actual: string, opened: OpenBlob) => Promise<void>;
+/** What a download does when the copy it sent turns out damaged (see damagedBlobHandler); where the copy went, if it was moved. */
+export type OnDamagedBlob = (sha256: string, actual: string, opened: OpenBlob) => Promise<string | null>;
 
 /**
  * The chunks of a whole blob as they are read, hashed on the way, the last one held back until
@@ -56,6 +56,7 @@ export function damagedBlobHandler(blobs: BlobStore, log: Logger, counter: { inc
       { sha256, actual, setAside: aside },
       `the stored copy of blob ${sha256} is damaged (its bytes hash to ${actual})${aside ? `: moved to ${aside}` : ''}; push an artifact that lists it again (fleetprune models push) to restore it`,
     );
+    return aside;
   };
 }
 

@@ -5,6 +5,7 @@ import { parseBlobGcMinAge } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { gcJson, type GrpcGcResult } from './json-views.ts';
+import { registerBlobsCheckCommand } from './blobs-check-command.ts';
 
 export function registerBlobsCommand(program: Command): void {
   const blobs = program.command('blobs').description('the server\'s artifact file store (admin only, over gRPC)');
@@ -38,4 +39,5 @@ export function registerBlobsCommand(program: Command): void {
         );
       });
     });
+  registerBlobsCheckCommand(blobs);
 }

@@ -89,6 +89,49 @@ export interface GrpcGcResult {
   stale_uploads: string;
 }
 
+/** A message of gRPC Blobs.CheckBlobs: progress, or the result (int64s as strings). */
+export interface GrpcBlobCheckEvent {
+  progress?: { blobs: string; total_blobs: string; bytes: string; total_bytes: string };
+  result?: {
+    dry_run: boolean;
+    versions: string;
+    blobs: string;
+    bytes: string;
+    sound: string;
+    problems: {
+      sha256: string;
+      bytes: string;
+      problem: string;
+      detail: string;
+      set_aside: string;
+      versions: { model: string; version: string; file: string; aliases: string[]; retired: boolean }[];
+      devices_active: string;
+      devices_candidate: string;
+      devices_previous: string;
+    }[];
+  };
+}
+
+/** POST /api/blobs/check. */
+export function blobCheckJson(r: NonNullable<GrpcBlobCheckEvent['result']>) {
+  return {
+    dryRun: r.dry_run,
+    versions: Number(r.versions),
+    blobs: Number(r.blobs),
+    bytes: Number(r.bytes),
+    sound: Number(r.sound),
+    problems: r.problems.map((problem) => ({
+      sha256: problem.sha256,
+      bytes: Number(problem.bytes),
+      problem: problem.problem as 'missing' | 'damaged',
+      detail: problem.detail,
+      setAside: problem.set_aside === '' ? null : problem.set_aside,
+      versions: problem.versions.map((use) => ({ model: use.model, version: use.version, file: use.file, aliases: use.aliases ?? [], retired: use.retired })),
+      devices: { active: Number(problem.devices_active), candidate: Number(problem.devices_candidate), previous: Number(problem.devices_previous) },
+    })),
+  };
+}
+
 /** POST /api/blobs/gc. */
 export function gcJson(r: GrpcGcResult) {
   return {

@@ -1,3 +1,4 @@
+import { TRAINING_FILE } from '../../shared/artifact/training-record.ts';
 import { createReadStream, existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -169,7 +170,11 @@ export function registerModelsCommand(program: Command): void {
             `data       ${found.data_fingerprint}`,
             ...(architecture?.method ? [`method     ${architecture.method}${architecture.seed !== null ? ` (seed ${architecture.seed})` : ''}`] : []),
             // From the artifact's training.json (none before it existed).
-            ...(training ? [`trained    ${describeTrainingRecord(training)}`] : []),
+            ...(training
+              ? [`trained    ${describeTrainingRecord(training)}`]
+              : listsTrainingRecord(found.manifest_json)
+                ? [`trained    not known: the artifact has a ${TRAINING_FILE} the server did not send (a server older than this command, or its copy missing or damaged: see the server's log)`]
+                : []),
             // Which key signed it: a key rotated out of --trusted-key leaves the versions it signed to check.
             ...(architecture?.signedWith ? [`signed by  key ${architecture.signedWith}`] : []),
             `metrics    ${describeMetrics(found.metrics_json)}`,
@@ -493,4 +498,14 @@ async function* chunks(path: string, sha256: string): AsyncIterable<{ sha256: st
     throw new UserError(`cannot read ${path} (${errorMessage(error)})`, { cause: error });
   }
   if (first) yield { sha256, data: Buffer.alloc(0) };
+}
+
+/** Whether a version's manifest lists a training record (so one not sent was lost on the way, not never written). */
+function listsTrainingRecord(manifestJson: string): boolean {
+  try {
+    const files = (JSON.parse(manifestJson) as { files?: Record<string, unknown> }).files;
+    return typeof files === 'object' && files !== null && Object.hasOwn(files, TRAINING_FILE);
+  } catch {
+    return false;
+  }
 }

@@ -8,6 +8,8 @@ import { ServiceError } from '../app/service-error.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import { BlobGcRequestSchema, collectBlobGarbage, DEFAULT_BLOB_GC_AGE_S } from '../artifacts/blob-garbage-collector.ts';
+import { checkBlobs, type BlobCheckProgress } from '../artifacts/blob-check.ts';
+import { DevicesRepository } from '../store/repositories/devices-repository.ts';
 import { blobNotFound, damagedBlobHandler, verifiedChunks } from '../artifacts/damaged-blob.ts';
 import { DownloadScope } from '../artifacts/download-scope.ts';
 import { checkPush } from '../artifacts/push-check.ts';
@@ -33,6 +35,12 @@ import { refuseMalformed } from './malformed-messages.ts';
 const GRPC_PRUNE_FIELDS: PruneRequestFields = { csv: 'csv', path: 'path', options: 'options_json' };
 
 const DEFAULT_CHUNK = 64 * 1024;
+/** How often CheckBlobs sends its progress. */
+const PROGRESS_EVERY_MS = 1000;
+
+function mapValues<T extends object, R>(object: T, map: (value: T[keyof T]) => R): Record<keyof T, R> {
+  return Object.fromEntries(Object.entries(object).map(([key, value]) => [key, map(value)])) as Record<keyof T, R>;
+}
 const MAX_CHUNK = 1024 * 1024;
 
 /** Waits for a server stream's buffer to drain; false if the call is cancelled or closed first. */
@@ -169,6 +177,42 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           } finally {
             await info.close(); // unless its stream has it: that closes it when it ends or is destroyed
           }
+        }),
+        CheckBlobs: blobs.serverStream('CheckBlobs', 'admin', async (call: ServerWritableStream<{ dry_run: boolean }, unknown>, principal) => {
+          const cancelled = new AbortController();
+          // A client that goes away stops the check (the call then ends CANCELLED).
+          call.on('cancelled', () => cancelled.abort());
+          let sentAt = 0;
+          const send = (progress: BlobCheckProgress) => {
+            // About once a second, and the last (all checked) always.
+            if (Date.now() - sentAt < PROGRESS_EVERY_MS && progress.blobs < progress.totalBlobs) return;
+            sentAt = Date.now();
+            call.write({ progress: mapValues(progress, String) });
+          };
+          const result = await checkBlobs(
+            { store: ctx.store, blobs: ctx.blobs, devices: new DevicesRepository(ctx.store.engine), onDamaged },
+            { dryRun: call.request.dry_run, actor: actorOf(principal), onProgress: send, signal: cancelled.signal },
+          );
+          call.write({
+            result: {
+              dry_run: result.dryRun,
+              versions: String(result.versions),
+              blobs: String(result.blobs),
+              bytes: String(result.bytes),
+              sound: String(result.sound),
+              problems: result.problems.map((problem) => ({
+                sha256: problem.sha256,
+                bytes: String(problem.bytes),
+                problem: problem.problem,
+                detail: problem.detail,
+                set_aside: problem.setAside ?? '',
+                versions: problem.versions,
+                devices_active: String(problem.devices.active),
+                devices_candidate: String(problem.devices.candidate),
+                devices_previous: String(problem.devices.previous),
+              })),
+            },
+          });
         }),
         CollectGarbage: blobs.unary('CollectGarbage', 'admin', async (req: { dry_run: boolean; min_age_s: string }, principal) => {
           const minAge = Number(req.min_age_s || 0);

@@ -81,6 +81,27 @@ export const BlobSchema = z.strictObject({
   created: z.boolean(),
 });
 
+export const BlobCheckResultSchema = z.strictObject({
+  dryRun: z.boolean(),
+  versions: z.number().int().describe('registered versions whose files were checked'),
+  blobs: z.number().int().describe('distinct files they list, each read whole and hashed once'),
+  bytes: z.number().int().describe('bytes read'),
+  sound: z.number().int().describe('files stored whole and sound'),
+  problems: z.array(
+    z.strictObject({
+      sha256: z.string(),
+      bytes: z.number().int().describe('the size the manifests give'),
+      problem: z.enum(['missing', 'damaged']),
+      detail: z.string(),
+      setAside: z.string().nullable().describe('where a damaged copy was moved (null: not moved, as in a dry run)'),
+      versions: z.array(z.strictObject({ model: z.string(), version: z.string(), file: z.string(), aliases: z.array(z.string()), retired: z.boolean() })),
+      devices: z
+        .strictObject({ active: z.number().int(), candidate: z.number().int(), previous: z.number().int() })
+        .describe("live devices holding those versions in each slot (previous: a rollback's target)"),
+    }),
+  ),
+});
+
 export const BlobGcResultSchema = z.strictObject({
   dryRun: z.boolean(),
   scanned: z.number().int(),

@@ -26,7 +26,7 @@ export async function sendBlob(
   blobs: BlobStore,
   sha256: string,
   onBody: (bytes: number) => void = () => {},
-  onDamaged: OnDamagedBlob = async () => {},
+  onDamaged: OnDamagedBlob = async () => null,
 ): Promise<void> {
   // Opened before anything is answered: the open file reads whole even if another server's garbage
   // collection removes the blob now. Closed when the response ends, unless its stream below has it.

@@ -3,7 +3,9 @@ import { ServiceError } from '../../app/service-error.ts';
 import type { ServerContext } from '../../app/server-context.ts';
 import { BlobGcRequestSchema, collectBlobGarbage } from '../../artifacts/blob-garbage-collector.ts';
 import { actorOf } from '../../auth/principal.ts';
-import { BlobGcResultSchema, BlobSchema } from '../api-schemas.ts';
+import { BlobCheckResultSchema, BlobGcResultSchema, BlobSchema } from '../api-schemas.ts';
+import { BlobCheckRequestSchema, checkBlobs } from '../../artifacts/blob-check.ts';
+import { DevicesRepository } from '../../store/repositories/devices-repository.ts';
 import { sendBlob } from '../blob-download.ts';
 import { damagedBlobHandler } from '../../artifacts/damaged-blob.ts';
 import { DownloadScope } from '../../artifacts/download-scope.ts';
@@ -95,6 +97,31 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
       handle: async ({ body, principal }) => ({
         json: await collectBlobGarbage({ store: ctx.store, blobs, freedBytes: ctx.metrics.blobGcFreedBytes }, { ...body, actor: actorOf(principal!) }),
       }),
+    }),
+    defineRoute({
+      method: 'post',
+      path: '/blobs/check',
+      operationId: 'checkBlobs',
+      summary:
+        'Read every file a registered version lists and check it against its sha256: missing and damaged ones, with the versions that list them and the live devices that hold those; damaged copies are moved aside (so a push uploads them again) unless dryRun',
+      tag,
+      permission: 'admin',
+      bodyKind: 'json',
+      body: BlobCheckRequestSchema,
+      responses: { 200: { description: 'what the check found (the status is 200 whatever it found: see problems)', schema: BlobCheckResultSchema } },
+      handle: async ({ body, principal, res }) => {
+        // A client that goes away stops the check (the response closes before it is written).
+        const gone = new AbortController();
+        res.once('close', () => {
+          if (!res.writableEnded) gone.abort();
+        });
+        return {
+          json: await checkBlobs(
+            { store: ctx.store, blobs, devices: new DevicesRepository(ctx.store.engine), onDamaged },
+            { dryRun: body.dryRun, actor: actorOf(principal!), signal: gone.signal },
+          ),
+        };
+      },
     }),
     defineRoute({
       method: 'get',
