@@ -2,13 +2,16 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { DevicesRepository } from '../store/repositories/devices-repository.ts';
 import type { Store } from '../store/store.ts';
-import type { BlobStore } from './blob-store.ts';
+import type { BlobStore, OpenBlob } from './blob-store.ts';
 import type { OnDamagedBlob } from './damaged-blob.ts';
 
 /** POST /api/blobs/check and gRPC Blobs.CheckBlobs. */
 export const BlobCheckRequestSchema = z.strictObject({
   dryRun: z.boolean().default(false).describe('report damaged copies, leave them where they are'),
 });
+
+export const BLOB_PROBLEM_KINDS = ['missing', 'damaged', 'unreadable'] as const;
+export type BlobProblemKind = (typeof BLOB_PROBLEM_KINDS)[number];
 
 /** A registered version that lists a blob: which of its files it is. */
 export interface BlobUse {
@@ -31,8 +34,8 @@ export interface BlobProblem {
   sha256: string;
   /** The size the manifests give. */
   bytes: number;
-  /** `missing`: not stored; `damaged`: stored, but its bytes hash to something else (or it has another size). */
-  problem: 'missing' | 'damaged';
+  /** `missing`: not stored; `damaged`: stored, but its bytes hash to something else (or it has another size); `unreadable`: the server could not read it (a disk or permission error). */
+  problem: BlobProblemKind;
   /** What was found, in words, and what to do. */
   detail: string;
   /** Where a damaged copy was moved (null: a dry run, or not moved). */
@@ -52,7 +55,7 @@ export interface BlobCheckResult {
   bytes: number;
   /** Files stored whole and sound. */
   sound: number;
-  /** Missing and damaged files, missing first, each by sha256. */
+  /** Missing, damaged and unreadable files, in that order, each by sha256. */
   problems: BlobProblem[];
 }
 
@@ -84,40 +87,49 @@ export async function checkBlobs(
   options: { dryRun: boolean; actor: string; onProgress?: (progress: BlobCheckProgress) => void; signal?: AbortSignal },
 ): Promise<BlobCheckResult> {
   const { store, blobs } = deps;
-  const listed = new Map<string, { bytes: number; versions: BlobUse[] }>();
+  const { signal } = options;
+  // The size of each file listed; which versions list it is looked up again for the few with problems.
+  const listed = new Map<string, number>();
   let versions = 0;
-  for (let after: { model: string; seq: number } | undefined, page; (page = await store.models.listAllVersions({ after, limit: VERSION_PAGE })).length > 0; ) {
-    for (const version of page) {
-      versions++;
-      for (const [file, { sha256, bytes }] of Object.entries(version.manifest.files)) {
-        const entry = listed.get(sha256) ?? { bytes, versions: [] };
-        entry.versions.push({ model: version.model, version: version.version, file, aliases: version.aliases, retired: version.retired });
-        listed.set(sha256, entry);
-      }
-    }
-    const last = page.at(-1)!;
-    after = { model: last.model, seq: last.seq };
+  for await (const page of versionPages(store, signal)) {
+    versions += page.length;
+    for (const version of page) for (const { sha256, bytes } of Object.values(version.manifest.files)) listed.set(sha256, bytes);
   }
   const progress: BlobCheckProgress = { blobs: 0, totalBlobs: listed.size, bytes: 0, totalBytes: 0 };
-  for (const { bytes } of listed.values()) progress.totalBytes += bytes;
+  for (const bytes of listed.values()) progress.totalBytes += bytes;
   options.onProgress?.({ ...progress });
 
   const result: BlobCheckResult = { dryRun: options.dryRun, versions, blobs: listed.size, bytes: 0, sound: 0, problems: [] };
-  const found: Omit<BlobProblem, 'devices'>[] = [];
-  for (const [sha256, { bytes, versions: uses }] of [...listed].sort(([a], [b]) => (a < b ? -1 : 1))) {
-    options.signal?.throwIfAborted();
-    const checked = await checkOne(blobs, sha256, bytes, options.dryRun ? undefined : deps.onDamaged, options.signal);
+  const found = new Map<string, Omit<BlobProblem, 'versions' | 'devices'>>();
+  for (const sha256 of [...listed.keys()].sort()) {
+    signal?.throwIfAborted();
+    const bytes = listed.get(sha256)!;
+    const checked = await checkOne(blobs, sha256, bytes, options.dryRun ? undefined : deps.onDamaged, signal);
     result.bytes += checked.read;
     progress.blobs++;
     progress.bytes += bytes;
     options.onProgress?.({ ...progress });
-    if (checked.problem) found.push({ sha256, bytes, ...checked.problem, versions: uses });
+    if (checked.problem) found.set(sha256, { sha256, bytes, ...checked.problem });
     else result.sound++;
   }
-  const held = found.length > 0 ? await slotCounts(deps.devices) : new Map<string, SlotCounts>();
-  result.problems = found
-    .map((problem) => ({ ...problem, devices: sumSlots(problem.versions.map((use) => held.get(`${use.model}@${use.version}`))) }))
-    .sort((a, b) => (a.problem === b.problem ? 0 : a.problem === 'missing' ? -1 : 1));
+  if (found.size > 0) {
+    const uses = new Map<string, BlobUse[]>();
+    for await (const page of versionPages(store, signal)) {
+      for (const version of page) {
+        for (const [file, { sha256 }] of Object.entries(version.manifest.files)) {
+          if (!found.has(sha256)) continue;
+          uses.set(sha256, [...(uses.get(sha256) ?? []), { model: version.model, version: version.version, file, aliases: version.aliases, retired: version.retired }]);
+        }
+      }
+    }
+    const held = await slotCounts(deps.devices, signal);
+    result.problems = [...found.values()]
+      .map((problem) => {
+        const versionsListing = uses.get(problem.sha256) ?? [];
+        return { ...problem, versions: versionsListing, devices: sumSlots(versionsListing.map((use) => held.get(`${use.model}@${use.version}`))) };
+      })
+      .sort((a, b) => BLOB_PROBLEM_KINDS.indexOf(a.problem) - BLOB_PROBLEM_KINDS.indexOf(b.problem));
+  }
 
   const moved = result.problems.filter((problem) => problem.setAside !== null);
   if (moved.length > 0) {
@@ -126,17 +138,37 @@ export async function checkBlobs(
       actor: options.actor,
       action: 'blobs.check',
       target: `${moved.length} damaged blobs`,
-      details: { setAside: moved.map((problem) => ({ sha256: problem.sha256, path: problem.setAside })), missing: result.problems.length - moved.length },
+      details: {
+        setAside: moved.map((problem) => ({ sha256: problem.sha256, path: problem.setAside })),
+        ...Object.fromEntries(BLOB_PROBLEM_KINDS.map((kind) => [kind, result.problems.filter((problem) => problem.problem === kind).length])),
+      },
     });
   }
   return result;
+}
+
+/** Every registered version, a page at a time. */
+async function* versionPages(store: Store, signal: AbortSignal | undefined) {
+  for (let after: { model: string; seq: number } | undefined; ; ) {
+    signal?.throwIfAborted();
+    const page = await store.models.listAllVersions({ after, limit: VERSION_PAGE });
+    if (page.length === 0) return;
+    yield page;
+    const last = page.at(-1)!;
+    after = { model: last.model, seq: last.seq };
+  }
 }
 
 type Checked = { read: number; problem?: Pick<BlobProblem, 'problem' | 'detail' | 'setAside'> };
 
 /** Reads one blob whole: sound, missing or damaged (moved aside by `onDamaged` when given). */
 async function checkOne(blobs: BlobStore, sha256: string, bytes: number, onDamaged: OnDamagedBlob | undefined, signal: AbortSignal | undefined): Promise<Checked> {
-  const opened = await blobs.openForRead(sha256);
+  let opened: OpenBlob | null;
+  try {
+    opened = await blobs.openForRead(sha256);
+  } catch (error) {
+    return unreadable(error);
+  }
   if (!opened) {
     const earlier = await blobs.hasDamagedCopy(sha256);
     return {
@@ -158,6 +190,9 @@ async function checkOne(blobs: BlobStore, sha256: string, bytes: number, onDamag
       hash.update(chunk);
       read += chunk.length;
     }
+  } catch (error) {
+    if (signal?.aborted) throw error;
+    return { ...unreadable(error), read };
   } finally {
     await opened.close();
   }
@@ -178,10 +213,23 @@ async function checkOne(blobs: BlobStore, sha256: string, bytes: number, onDamag
   return { read, problem: { problem: 'damaged', detail: `its bytes hash to ${actual}: ${outcome}`, setAside } };
 }
 
+/** A file the server could not open or read (a disk error, permissions changed by hand): the check goes on with the next. */
+function unreadable(error: unknown): Checked {
+  const code = (error as NodeJS.ErrnoException).code;
+  return {
+    read: 0,
+    problem: {
+      problem: 'unreadable',
+      detail: `the server could not read it (${code ?? (error instanceof Error ? error.message : String(error))}): check the disk and the file's owner and mode under the data dir's blobs/`,
+      setAside: null,
+    },
+  };
+}
+
 /** Live devices by the version each slot holds (`model@version`). */
-async function slotCounts(devices: DevicesRepository): Promise<Map<string, SlotCounts>> {
+async function slotCounts(devices: DevicesRepository, signal: AbortSignal | undefined): Promise<Map<string, SlotCounts>> {
   const counts = new Map<string, SlotCounts>();
-  for (let after: string | undefined, page; (page = await devices.list({ live: true, after, limit: DEVICE_PAGE })).length > 0; after = page.at(-1)!.id) {
+  for (let after: string | undefined, page; (signal?.throwIfAborted(), (page = await devices.list({ live: true, after, limit: DEVICE_PAGE }))).length > 0; after = page.at(-1)!.id) {
     for (const device of page) {
       for (const slot of ['active', 'candidate', 'previous'] as const) {
         const ref = device[slot];

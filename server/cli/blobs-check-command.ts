@@ -54,14 +54,16 @@ export function registerBlobsCheckCommand(blobs: Command): void {
           ]),
         );
       }
-      const missing = json.problems.filter((problem) => problem.problem === 'missing').length;
-      const damaged = json.problems.length - missing;
+      const count = (kind: string) => json.problems.filter((problem) => problem.problem === kind).length;
+      const damaged = count('damaged');
+      const unreadable = count('unreadable');
       process.stderr.write(
-        `checked ${json.blobs} files (${formatBytes(json.bytes)}) of ${json.versions} versions: ${json.sound} sound, ${missing} missing, ${damaged} damaged` +
-          `${damaged > 0 ? (json.dryRun ? ' (left in place: --dry-run)' : ` (moved aside: ${json.problems.filter((problem) => problem.setAside).length})`) : ''}\n`,
+        `checked ${json.blobs} files (${formatBytes(json.bytes)}) of ${json.versions} versions: ${json.sound} sound, ${count('missing')} missing, ${damaged} damaged` +
+          `${damaged > 0 ? (json.dryRun ? ' (left in place: --dry-run)' : ` (moved aside: ${json.problems.filter((problem) => problem.setAside).length})`) : ''}` +
+          `${unreadable > 0 ? `, ${unreadable} unreadable` : ''}\n`,
       );
       if (json.problems.length > 0) {
-        throw new UserError(`${json.problems.length} registered file${json.problems.length === 1 ? ' is' : 's are'} missing or damaged; \`fleetprune models push DIR\` of the artifacts that list them uploads them again`, {
+        throw new UserError(`${json.problems.length} registered file${json.problems.length === 1 ? ' is' : 's are'} missing, damaged or unreadable; \`fleetprune models push DIR\` of the artifacts that list them uploads them again`, {
           exitCode: 1,
         });
       }

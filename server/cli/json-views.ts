@@ -1,3 +1,4 @@
+import type { BlobProblemKind } from '../artifacts/blob-check.ts';
 import type { GrpcRollout } from './rollout-display.ts';
 
 /**
@@ -123,7 +124,7 @@ export function blobCheckJson(r: NonNullable<GrpcBlobCheckEvent['result']>) {
     problems: r.problems.map((problem) => ({
       sha256: problem.sha256,
       bytes: Number(problem.bytes),
-      problem: problem.problem as 'missing' | 'damaged',
+      problem: problem.problem as BlobProblemKind,
       detail: problem.detail,
       setAside: problem.set_aside === '' ? null : problem.set_aside,
       versions: problem.versions.map((use) => ({ model: use.model, version: use.version, file: use.file, aliases: use.aliases ?? [], retired: use.retired })),

@@ -170,11 +170,13 @@ export function registerModelsCommand(program: Command): void {
             `data       ${found.data_fingerprint}`,
             ...(architecture?.method ? [`method     ${architecture.method}${architecture.seed !== null ? ` (seed ${architecture.seed})` : ''}`] : []),
             // From the artifact's training.json (none before it existed).
-            ...(training
-              ? [`trained    ${describeTrainingRecord(training)}`]
-              : listsTrainingRecord(found.manifest_json)
-                ? [`trained    not known: the artifact has a ${TRAINING_FILE} the server did not send (a server older than this command, or its copy missing or damaged: see the server's log)`]
-                : []),
+            ...(training && 'record' in training
+              ? [`trained    ${describeTrainingRecord(training.record)}`]
+              : training
+                ? [`trained    not known: this command cannot read the record the server sent (${training.problem})`]
+                : listsTrainingRecord(found.manifest_json)
+                  ? [`trained    not known: the server sent no training record, though the artifact lists a ${TRAINING_FILE} (a server older than this command, or the server's copy missing, damaged or unreadable)`]
+                  : []),
             // Which key signed it: a key rotated out of --trusted-key leaves the versions it signed to check.
             ...(architecture?.signedWith ? [`signed by  key ${architecture.signedWith}`] : []),
             `metrics    ${describeMetrics(found.metrics_json)}`,
@@ -261,10 +263,9 @@ function splitRef(ref: string, fallback: string | null): [string, string] {
 }
 
 /** GetVersion's training_json as a record; undefined when empty (no training.json) or not one. */
-function trainingOf(json: string | undefined): TrainingRecord | undefined {
+function trainingOf(json: string | undefined): { record: TrainingRecord } | { problem: string } | undefined {
   if (!json) return undefined;
-  const parsed = parseTrainingRecord(new TextEncoder().encode(json));
-  return 'record' in parsed ? parsed.record : undefined;
+  return parseTrainingRecord(new TextEncoder().encode(json));
 }
 
 /** The layer sizes, parameters and FLOPs of a version's manifest (and its ε mode, method, seed and signer key), for `models show`; undefined if it does not say. */

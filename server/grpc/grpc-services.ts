@@ -38,9 +38,6 @@ const DEFAULT_CHUNK = 64 * 1024;
 /** How often CheckBlobs sends its progress. */
 const PROGRESS_EVERY_MS = 1000;
 
-function mapValues<T extends object, R>(object: T, map: (value: T[keyof T]) => R): Record<keyof T, R> {
-  return Object.fromEntries(Object.entries(object).map(([key, value]) => [key, map(value)])) as Record<keyof T, R>;
-}
 const MAX_CHUNK = 1024 * 1024;
 
 /** Waits for a server stream's buffer to drain; false if the call is cancelled or closed first. */
@@ -181,13 +178,14 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         CheckBlobs: blobs.serverStream('CheckBlobs', 'admin', async (call: ServerWritableStream<{ dry_run: boolean }, unknown>, principal) => {
           const cancelled = new AbortController();
           // A client that goes away stops the check (the call then ends CANCELLED).
-          call.on('cancelled', () => cancelled.abort());
+          if (call.cancelled) return;
+          call.once('cancelled', () => cancelled.abort());
           let sentAt = 0;
           const send = (progress: BlobCheckProgress) => {
             // About once a second, and the last (all checked) always.
             if (Date.now() - sentAt < PROGRESS_EVERY_MS && progress.blobs < progress.totalBlobs) return;
             sentAt = Date.now();
-            call.write({ progress: mapValues(progress, String) });
+            call.write({ progress: { blobs: String(progress.blobs), total_blobs: String(progress.totalBlobs), bytes: String(progress.bytes), total_bytes: String(progress.totalBytes) } });
           };
           const result = await checkBlobs(
             { store: ctx.store, blobs: ctx.blobs, devices: new DevicesRepository(ctx.store.engine), onDamaged },

@@ -1,3 +1,4 @@
+import { BLOB_PROBLEM_KINDS } from '../artifacts/blob-check.ts';
 import { z } from 'zod';
 import { JOB_STATES } from '../store/repositories/jobs-repository.ts';
 
@@ -91,7 +92,7 @@ export const BlobCheckResultSchema = z.strictObject({
     z.strictObject({
       sha256: z.string(),
       bytes: z.number().int().describe('the size the manifests give'),
-      problem: z.enum(['missing', 'damaged']),
+      problem: z.enum(BLOB_PROBLEM_KINDS),
       detail: z.string(),
       setAside: z.string().nullable().describe('where a damaged copy was moved (null: not moved, as in a dry run)'),
       versions: z.array(z.strictObject({ model: z.string(), version: z.string(), file: z.string(), aliases: z.array(z.string()), retired: z.boolean() })),

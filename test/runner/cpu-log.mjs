@@ -18,11 +18,18 @@ function cpu() {
   return { self: utime + stime, children: cutime + cstime };
 }
 
+/** The test file a test's code is in, from the runner's context where node gives it (else undefined). */
+function loadedFrom(t) {
+  return typeof t.filePath === 'string' ? t.filePath : undefined;
+}
+
 export function logCpu(file, files) {
   const startedAt = Date.now();
   const tests = [];
   const started = new Map();
   beforeEach((t) => {
+    // A subtest starts while its parent runs (a file's tests run one at a time): its CPU is its parent's already.
+    if (started.size > 0) return;
     started.set(t, { at: Date.now(), cpu: cpu() });
   });
   afterEach((t) => {
@@ -30,7 +37,7 @@ export function logCpu(file, files) {
     if (!start) return;
     started.delete(t);
     const now = cpu();
-    tests.push({ name: t.name, wall: (Date.now() - start.at) / 1000, self: now.self - start.cpu.self, children: now.children - start.cpu.children });
+    tests.push({ name: t.name, file: loadedFrom(t), wall: (Date.now() - start.at) / 1000, self: now.self - start.cpu.self, children: now.children - start.cpu.children });
   });
   process.on('exit', () => {
     const total = cpu();

@@ -16,8 +16,9 @@ console.log('\nprocesses (CPU-s own, children, wall s):');
 for (const p of [...processes].sort((a, b) => b.self + b.children - (a.self + a.children)).slice(0, top)) {
   console.log(`${seconds(p.self)} ${seconds(p.children)} ${seconds(p.wall)}  ${p.files.join(' ')}`);
 }
-const tests = processes.flatMap((p) => p.tests.map((t) => ({ ...t, file: p.files.length === 1 ? p.files[0] : p.files.join('|') })));
-console.log('\ntests (CPU-s own, children, wall s):');
+// A test's file: its own when node said (cpu-log.mjs), else its process's (one file, or a group's first…last).
+const tests = processes.flatMap((p) => p.tests.map((t) => ({ ...t, file: t.file ?? (p.files.length === 1 ? p.files[0] : `${p.files[0]}…${p.files.at(-1)}`) })));
+console.log('\ntests (CPU-s own, children, wall s; name, file):');
 for (const t of [...tests].sort((a, b) => b.self + b.children - (a.self + a.children)).slice(0, top)) {
-  console.log(`${seconds(t.self)} ${seconds(t.children)} ${seconds(t.wall)}  ${t.name}`);
+  console.log(`${seconds(t.self)} ${seconds(t.children)} ${seconds(t.wall)}  ${t.name}  (${t.file})`);
 }

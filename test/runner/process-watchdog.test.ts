@@ -103,12 +103,13 @@ test('a test process that finishes in time is not touched by the watchdog', asyn
 });
 
 test('FLEETPRUNE_TEST_CPU_LOG: each test process logs the CPU it and its children used, per test, and cpu-report sums it up', async (t) => {
-  const spin = (ms: number) => `const until = Date.now() + ${ms}; let x = 0; while (Date.now() < until) x++;`;
+  // Until the process has used this much CPU (not wall time: on a loaded machine a process gets less than a core).
+  const spin = (ms: number) => `const until = process.cpuUsage().user + ${ms * 1000}; let x = 0; while (process.cpuUsage().user < until) x++;`;
   const logFile = join(await tempDir(t), 'cpu.jsonl');
   const { stdout, code, tree } = await runGroup(
     t,
     {
-      'test/a/own.test.ts': `import { test } from 'node:test';\ntest('spins itself', () => { ${spin(400)} });`,
+      'test/a/own.test.ts': `import { test } from 'node:test';\ntest('spins itself', async (t) => { ${spin(400)} await t.test('a subtest, counted in its parent', () => {}); });`,
       'test/a/child.test.ts': `import { test } from 'node:test';\nimport { spawnSync } from 'node:child_process';\ntest('spins a child', () => { spawnSync(process.execPath, ['-e', ${JSON.stringify(spin(400))}]); });`,
     },
     60_000,
@@ -127,5 +128,6 @@ test('FLEETPRUNE_TEST_CPU_LOG: each test process logs the CPU it and its childre
   assert.ok(logged.self >= own.self && logged.children >= child.children, JSON.stringify(logged));
   const report = await run(process.execPath, [fileURLToPath(new URL('./cpu-report.mjs', import.meta.url)), logFile], { cwd: tree });
   assert.match(report.stdout, /^1 processes: \d+ CPU-s of their own, \d+ of their children's$/m);
-  assert.match(report.stdout, /^ +\d+\.\d +\d+\.\d +\d+\.\d {2}spins a child$/m);
+  assert.match(report.stdout, /^ +\d+\.\d +\d+\.\d +\d+\.\d {2}spins a child {2}\(.*test\/a\/.*\)$/m);
+  assert.doesNotMatch(report.stdout, /a subtest/, 'a subtest is not counted again');
 });

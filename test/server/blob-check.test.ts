@@ -7,7 +7,10 @@ import { TRAINING_FILE } from '../../shared/artifact/training-record.ts';
 import { DevicesRepository } from '../../server/store/repositories/devices-repository.ts';
 import { isOneLineError, runCliBatch, type CliResult } from '../helpers/cli.ts';
 import { makeArtifact, makeSigner, pushArtifact, storeSnapshot } from './helpers/artifacts.ts';
+import { grpcClient } from './helpers/grpc-client.ts';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
+import { BlobStore } from '../../server/artifacts/blob-store.ts';
+import { checkBlobs } from '../../server/artifacts/blob-check.ts';
 
 const TRAINING = { tool: { name: 'fleetprune', version: '0.1.0' }, backend: 'wasm', options: { layers: 1, units: 8 } };
 
@@ -37,6 +40,13 @@ test('blobs check: a sound store passes; a missing and a damaged file are named 
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
   const files = new Set([...Object.values(first.manifest.files), ...Object.values(second.manifest.files)].map((file) => file.sha256));
 
+  // gRPC: progress (the last with every file done), then the result.
+  const events = await grpcClient(server.grpcAddress, 'Blobs', ADMIN_TOKEN).stream('CheckBlobs', {});
+  const totalBytes = [...new Map([...Object.values(first.manifest.files), ...Object.values(second.manifest.files)].map((file) => [file.sha256, file.bytes])).values()].reduce((a, b) => a + b, 0);
+  assert.deepEqual(events.at(-2), { event: 'progress', progress: { blobs: String(files.size), total_blobs: String(files.size), bytes: String(totalBytes), total_bytes: String(totalBytes) } });
+  assert.equal(events.at(-1).event, 'result');
+  assert.equal(events.at(-1).result.sound, String(files.size));
+
   const [clean] = (await runCliBatch([{ args: ['blobs', 'check', ...connection] }])) as [CliResult];
   assert.equal(clean.code, 0, clean.stderr);
   assert.equal(clean.stdout, '');
@@ -58,7 +68,7 @@ test('blobs check: a sound store passes; a missing and a damaged file are named 
   const [dry, shown] = (await runCliBatch([{ args: ['blobs', 'check', '--dry-run', '--json', ...connection] }, { args: ['models', 'show', 'iris@1', ...connection] }])) as [CliResult, CliResult];
   assert.equal(dry.code, 1, dry.stderr);
   assert.ok(isOneLineError(dry.stderr.split('\n').slice(1).join('\n')), dry.stderr);
-  assert.match(dry.stderr, /^checked \d+ files .*: \d+ sound, 2 missing, 1 damaged \(left in place: --dry-run\)\nfleetprune: 3 registered files are missing or damaged; `fleetprune models push DIR` of the artifacts that list them uploads them again\n$/);
+  assert.match(dry.stderr, /^checked \d+ files .*: \d+ sound, 2 missing, 1 damaged \(left in place: --dry-run\)\nfleetprune: 3 registered files are missing, damaged or unreadable; `fleetprune models push DIR` of the artifacts that list them uploads them again\n$/);
   const report = JSON.parse(dry.stdout);
   assert.equal(report.dryRun, true);
   assert.equal(report.versions, 2);
@@ -78,7 +88,7 @@ test('blobs check: a sound store passes; a missing and a damaged file are named 
   assert.match(problemOf(lost.sha256).detail, /^not stored \(a data dir restored without its blobs\/, or a file removed by hand\)/);
   assert.equal(await storeSnapshot(server), before, 'a dry run changed the store');
   assert.equal(shown.code, 0, shown.stderr);
-  assert.match(shown.stdout, /^trained {4}not known: the artifact has a training\.json the server did not send/m);
+  assert.match(shown.stdout, /^trained {4}not known: the server sent no training record, though the artifact lists a training\.json/m);
 
   // Without --dry-run: the damaged copy is moved aside, counted, logged as a download's would be, and audited.
   const [run] = (await runCliBatch([{ args: ['blobs', 'check', ...connection] }])) as [CliResult];
@@ -132,4 +142,31 @@ test('blobs check: non-admin tokens and bad requests are refused, over REST, gRP
   assert.equal(empty.code, 0, empty.stderr);
   assert.equal(empty.stderr, 'checked 0 files (0 bytes) of 0 versions: 0 sound, 0 missing, 0 damaged\n');
   assert.equal(await storeSnapshot(server), before);
+});
+
+test('blobs check: a file the server cannot read (a disk error) is reported as unreadable, and the check goes on with the others', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const artifact = await makeArtifact(t, { seed: 3, privateKey: signer.privateKey });
+  assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+  const failing = artifact.manifest.files[ONNX_FILE]!.sha256;
+  // The server's own store, but for one file whose reads fail as a failing disk's do (root reads
+  // any file whatever its mode, so a chmod cannot make one unreadable here).
+  class FailingDisk extends BlobStore {
+    override async openForRead(sha256: string) {
+      if (sha256 === failing) throw Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' });
+      return super.openForRead(sha256);
+    }
+  }
+  const { ctx } = server.server;
+  const result = await checkBlobs(
+    { store: ctx.store, blobs: new FailingDisk(ctx.blobs.root), devices: new DevicesRepository(ctx.store.engine), onDamaged: async () => null },
+    { dryRun: false, actor: 'test' },
+  );
+  assert.equal(result.sound, Object.keys(artifact.manifest.files).length - 1);
+  assert.deepEqual(
+    result.problems.map((problem) => [problem.problem, problem.sha256, problem.setAside]),
+    [['unreadable', failing, null]],
+  );
+  assert.match(result.problems[0]!.detail, /^the server could not read it \(EIO\)/);
 });

@@ -7,6 +7,7 @@ import { BlobCheckResultSchema, BlobGcResultSchema, BlobSchema } from '../api-sc
 import { BlobCheckRequestSchema, checkBlobs } from '../../artifacts/blob-check.ts';
 import { DevicesRepository } from '../../store/repositories/devices-repository.ts';
 import { sendBlob } from '../blob-download.ts';
+import { ResponseClosedError } from '../send-error.ts';
 import { damagedBlobHandler } from '../../artifacts/damaged-blob.ts';
 import { DownloadScope } from '../../artifacts/download-scope.ts';
 import { uploadBlob } from '../../artifacts/upload-blob.ts';
@@ -115,12 +116,17 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
         res.once('close', () => {
           if (!res.writableEnded) gone.abort();
         });
-        return {
-          json: await checkBlobs(
-            { store: ctx.store, blobs, devices: new DevicesRepository(ctx.store.engine), onDamaged },
-            { dryRun: body.dryRun, actor: actorOf(principal!), signal: gone.signal },
-          ),
-        };
+        try {
+          return {
+            json: await checkBlobs(
+              { store: ctx.store, blobs, devices: new DevicesRepository(ctx.store.engine), onDamaged },
+              { dryRun: body.dryRun, actor: actorOf(principal!), signal: gone.signal },
+            ),
+          };
+        } catch (error) {
+          if (gone.signal.aborted) throw new ResponseClosedError('the client went away before the blob check was done');
+          throw error;
+        }
       },
     }),
     defineRoute({
