@@ -137,11 +137,13 @@ export class ServerConnection {
     return client;
   }
 
-  unary<Res>(service: keyof FleetpruneProto, method: string, request: object): Promise<Res> {
+  /** `deadlineMs`: how long to wait for the answer (default CALL_DEADLINE_MS), for calls whose work is known to take longer. */
+  unary<Res>(service: keyof FleetpruneProto, method: string, request: object, options: { deadlineMs?: number } = {}): Promise<Res> {
     const client = this.client(service) as unknown as Record<string, Function>;
+    const deadlineMs = options.deadlineMs ?? CALL_DEADLINE_MS;
     return new Promise((resolve, reject) => {
-      client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + CALL_DEADLINE_MS }, (error: GrpcError | null, response: Res) =>
-        error ? this.explain(error, method).then(reject, reject) : resolve(response),
+      client[method]!.call(client, request, this.#metadata, { deadline: Date.now() + deadlineMs }, (error: GrpcError | null, response: Res) =>
+        error ? this.explain(error, method, deadlineMs).then(reject, reject) : resolve(response),
       );
     });
   }
@@ -189,8 +191,8 @@ export class ServerConnection {
    * The error as one line for the user; the gRPC error is its cause (callers may read its code).
    * `method`: the call that failed, whose kind (a read, or a change) says what a lost answer means.
    */
-  describe(error: GrpcError, method?: string): UserError {
-    const described = this.#describe(error, method);
+  describe(error: GrpcError, method?: string, deadlineMs = CALL_DEADLINE_MS): UserError {
+    const described = this.#describe(error, method, deadlineMs);
     return new UserError(described.message, { exitCode: described.exitCode, cause: error });
   }
 
@@ -199,8 +201,8 @@ export class ServerConnection {
    * resolution failed", for a name that does not exist (a typo: exit 2) as for a DNS server that
    * did not answer (EAI_AGAIN: exit 5, as an unreachable server, since trying again may work).
    */
-  async explain(error: GrpcError, method?: string): Promise<UserError> {
-    const described = this.describe(error, method);
+  async explain(error: GrpcError, method?: string, deadlineMs = CALL_DEADLINE_MS): Promise<UserError> {
+    const described = this.describe(error, method, deadlineMs);
     if (error.code !== GrpcStatus.UNAVAILABLE || !NAME_NOT_RESOLVED.test(error.details ?? '')) return described;
     const host = hostOf(this.address.replace(/^dns:(\/\/[^/]*\/)?/, ''));
     // Not as long as the resolver's own timeout again: a DNS server that does not answer now is the case to tell.
@@ -228,7 +230,7 @@ export class ServerConnection {
   }
 
 
-  #describe(error: GrpcError, method?: string): UserError {
+  #describe(error: GrpcError, method: string | undefined, deadlineMs: number): UserError {
     // An answer lost on the way: a read changed nothing and may simply be tried again.
     const unanswered =
       method !== undefined && READ_ONLY_METHOD.test(method)
@@ -299,7 +301,7 @@ export class ServerConnection {
       case GrpcStatus.DEADLINE_EXCEEDED:
         // The server may have finished the work after the client stopped waiting (it refuses only
         // calls whose deadline passed before it started them).
-        return new UserError(`the server at ${this.address} did not answer within ${CALL_DEADLINE_MS / 1000} s; ${unanswered}`, { exitCode: UNREACHABLE_EXIT_CODE });
+        return new UserError(`the server at ${this.address} did not answer within ${deadlineMs / 1000} s; ${unanswered}`, { exitCode: UNREACHABLE_EXIT_CODE });
       case GrpcStatus.INTERNAL:
       case GrpcStatus.UNKNOWN:
         return new UserError(`server error: ${error.details}`, { exitCode: 1 });

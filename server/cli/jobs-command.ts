@@ -3,6 +3,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Command } from 'commander';
+import { DATA_CHECK_TIMEOUT_MS } from '../jobs/job-data-check-pool.ts';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { onStopSignals } from '../../shared/cli/stop-signals.ts';
 import { decodeDataText, looksLikeUtf16 } from '../../shared/data/data-text.ts';
@@ -13,6 +14,12 @@ import { watchEndedEarly, withConnection, withConnectionOptions, type Connection
 import { formatJob, jobOutcome } from './job-display.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
 import { addPruneTuningOptions, checkedModelName, LOSS_TOLERANCE_FOR_REGRESSION, modelNameFromFile, parsePruneOptions, pruneOptionsFromFlags, taskFlag, type PruneTuningFlags } from './prune-flags.ts';
+
+/**
+ * How long `jobs prune` waits for the server to take the job: its data check may take up to
+ * DATA_CHECK_TIMEOUT_MS (a large data set, a busy server), after which the server answers itself.
+ */
+const START_PRUNE_DEADLINE_MS = DATA_CHECK_TIMEOUT_MS + 30_000;
 
 /** `jobs watch` (and `jobs prune` without --detach) on a job that was cancelled: neither success (0) nor failure (1). */
 export const JOB_CANCELLED_EXIT_CODE = 4;
@@ -94,7 +101,7 @@ export function registerJobsCommand(program: Command): void {
             csv,
             path: flags.serverPath ?? '',
             options_json: Object.keys(options).length > 0 ? JSON.stringify(options) : '',
-          })
+          }, { deadlineMs: START_PRUNE_DEADLINE_MS })
           .catch((error: unknown) => {
             throw flags.data && isMessageTooLarge(error) ? dataTooLarge(flags.data, csv, error) : namingFlags(error, flags);
           });

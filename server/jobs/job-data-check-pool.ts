@@ -8,7 +8,7 @@ const WORKER_ENTRY = new URL('./job-data-check-worker-entry.mjs', import.meta.ur
 export const DATA_CHECK_THREADS = 2;
 /** An idle check worker is ended after this long: it gives back the memory of the last data set. */
 export const DATA_CHECK_IDLE_MS = 15_000;
-/** A check taking longer than this (16 MiB parse in a few seconds) is stopped with its worker: a 500, never a request left hanging. */
+/** A check taking longer than this (16 MiB parse in a few seconds) is stopped with its worker: a 413 naming the limit, never a request left hanging. */
 export const DATA_CHECK_TIMEOUT_MS = 120_000;
 
 export interface JobDataCheckPoolOptions {
@@ -57,7 +57,9 @@ export class JobDataCheckPool {
 const DATA_CHECK_WORDS: WorkerPoolWords = {
   shuttingDown,
   invalid: (message) => new ServiceError('bad_request', message),
-  timedOut: (limit) => checkFault(`checking the data set took over ${limit}; stopped`),
+  // Said as what it is, not as a fault of the server's: a data set this large (millions of rows)
+  // is more than the server checks in time, whatever its --max-body-bytes lets through.
+  timedOut: (limit) => new ServiceError('payload_too_large', `checking the data set took over ${limit}; stopped: it is more than this server checks in time (use a sample of its rows)`),
   fault: checkFault,
   failed: (message) => `checking the data set failed: ${message}`,
   workerFailed: (message) => `the data check worker failed: ${message}`,

@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { constants } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
 import { decodeDataText } from '../../shared/data/data-text.ts';
@@ -39,6 +40,11 @@ export async function readJobData(
     const info = await file.stat();
     if (!info.isFile()) throw unreadable();
     if (info.size > maxBytes) throw new ServiceError('payload_too_large', `${fields.path}: the file is ${info.size} bytes, more than the ${maxBytes} the server takes (its --max-body-bytes)`);
+    // The server's --max-body-bytes may allow more than node reads as one text (a 500 with
+    // ERR_STRING_TOO_LONG in the log, where an upload of the same file is refused up front).
+    if (info.size > bufferConstants.MAX_STRING_LENGTH) {
+      throw new ServiceError('payload_too_large', `${fields.path}: the file is ${info.size} bytes, more than node reads as one text (${bufferConstants.MAX_STRING_LENGTH} bytes); use a sample of its rows`);
+    }
     return { text: decodeDataText(await file.readFile(), data.path), source: data.path };
   } finally {
     await file.close();

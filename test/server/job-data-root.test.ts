@@ -1,6 +1,7 @@
+import { constants } from 'node:buffer';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -44,6 +45,20 @@ test('a job data path outside the root gets the same answer as a missing one, wh
     assert.deepEqual([error.code, error.message], ['payload_too_large', `body.data.path: the file is ${CSV.length} bytes, more than the 10 the server takes (its --max-body-bytes)`]);
     return true;
   });
+  // A file within a large --max-body-bytes but longer than node reads as one text: refused before
+  // it is read (it was a 500, ERR_STRING_TOO_LONG). Sparse: no disk or time spent on it.
+  const huge = join(root, 'huge.csv');
+  await writeFile(huge, '');
+  await truncate(huge, constants.MAX_STRING_LENGTH + 1);
+  await assert.rejects(readJobData({ path: 'huge.csv' }, root, 2 ** 31, REST_PRUNE_FIELDS), (error: unknown) => {
+    assert.ok(error instanceof ServiceError);
+    assert.deepEqual(
+      [error.code, error.message],
+      ['payload_too_large', `body.data.path: the file is ${constants.MAX_STRING_LENGTH + 1} bytes, more than node reads as one text (${constants.MAX_STRING_LENGTH} bytes); use a sample of its rows`],
+    );
+    return true;
+  });
+  await rm(huge);
 
   const refused = [
     // Outside the root: existing (a file, a directory) or not, absolute or through `..`.
