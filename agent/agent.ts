@@ -129,6 +129,13 @@ export const NOT_BENCHMARKED = `candidate installed but not benchmarked: this ag
  * outbox. All slot changes run one at a time on a work queue and are committed by an atomic
  * state-file replace, so a crash at any point leaves a consistent state.
  */
+/**
+ * Benchmarks of one candidate the agent may die in (killed for memory, a crash in onnxruntime)
+ * before the candidate is reported benchmark-failed rather than benchmarked again at each restart.
+ * Two, not one: a power cut or a kill during a benchmark is not the candidate's doing.
+ */
+export const BENCHMARK_DEATHS_REFUSED = 2;
+
 export class Agent {
   readonly metrics: AgentMetrics;
   readonly app: Express;
@@ -991,7 +998,17 @@ export class Agent {
       // Measured already; only its report was not saved.
       ({ report, result } = kept);
       this.#logger.info({ candidate: candidate.version }, 'saving the benchmark report again');
+    } else if (this.#benchmarkDeaths(candidate) >= BENCHMARK_DEATHS_REFUSED) {
+      // The agent died in each of its last benchmarks of this candidate: not run again (it would
+      // take the device down at every restart, its active model served only between them).
+      const deaths = this.#benchmarkDeaths(candidate);
+      const reason = `the agent ended ${deaths} times while benchmarking it (killed for memory, or a crash in onnxruntime): not benchmarked again`;
+      this.#logger.error({ candidate: candidate.version, deaths }, 'benchmark failed: the agent died while benchmarking this candidate');
+      report = { ...this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, reason), failedRole: 'candidate' as const };
+      result = 'failed';
     } else {
+      // On disk before it starts: a benchmark the agent dies in counts (#benchmarkDeaths).
+      await this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) + 1);
       this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
       const interrupt = new AbortController();
       this.#benchmarking = { candidate, interrupt };
@@ -1010,9 +1027,11 @@ export class Agent {
         if (this.#abort.signal.aborted) {
           // Stopping: nothing is reported, and the candidate stays unbenchmarked, so the next start runs it again.
           this.#logger.info({ candidate: candidate.version }, 'benchmark stopped; it runs again at the next start');
+          await this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) - 1);
           return 'stopped';
         }
         if (error instanceof BenchmarkInterrupted) {
+          await this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) - 1);
           // Not a verdict on the candidate: nothing is reported, and the benchmark is queued again
           // behind the work that interrupted it (for the candidate and assignment of then).
           this.#logger.info({ candidate: candidate.version, by: error.by }, 'benchmark interrupted; it runs again after that work');
@@ -1100,7 +1119,29 @@ export class Agent {
 
   #benchmarked(candidate: ModelRef): SlotState {
     const state = this.#state.state;
-    return sameModel(state.candidate, candidate) ? { ...state, candidateBenchmarked: true } : state;
+    return sameModel(state.candidate, candidate) ? { ...state, candidateBenchmarked: true, benchmarkStarts: undefined } : state;
+  }
+
+  /** Benchmarks of `candidate` started and never ended (the agent died in them; see SlotState.benchmarkStarts). */
+  #benchmarkDeaths(candidate: ModelRef): number {
+    const starts = this.#state.state.benchmarkStarts;
+    return starts?.sha256 === candidate.sha256 ? starts.unfinished : 0;
+  }
+
+  /**
+   * Records `unfinished` benchmarks of the candidate (one more before a benchmark starts, one
+   * fewer once it ended without a verdict: stopped, or interrupted by other work). A disk that
+   * takes no writes leaves the count as it was: the benchmark runs all the same.
+   */
+  async #markBenchmarkStart(candidate: ModelRef, unfinished: number): Promise<void> {
+    const state = this.#state.state;
+    if (!sameModel(state.candidate, candidate)) return;
+    try {
+      await this.#save({ ...state, benchmarkStarts: unfinished > 0 ? { sha256: candidate.sha256, unfinished } : undefined });
+    } catch (error) {
+      if (!isSystemError(error)) throw error;
+      this.#logger.warn({ err: describeSystemError(error) }, 'could not record the benchmark start (the device\'s storage failed); benchmarking all the same');
+    }
   }
 
   /**

@@ -20,7 +20,13 @@ export interface BenchmarkSettings {
 
 export const DEFAULT_BENCHMARK_SETTINGS: BenchmarkSettings = { latencySamples: 500, throughputBatches: 100, batchSize: 64 };
 const WARMUP_RUNS = 10;
-const SCORING_CHUNK = 1024;
+/**
+ * Rows scored per run, each run holding the event loop (inference is inline): as many as a timed
+ * batch, so a candidate whose work or memory grows with its rows holds up requests, and takes
+ * memory, for 64 rows at a time rather than 1024 (a QA candidate held /v1/predict 45 s per
+ * 1024-row run, and another took 8.6 GB on them); the few extra calls cost microseconds each.
+ */
+const SCORING_CHUNK = 64;
 /** Inferences run inline (onnx-session.ts) and never yield, so the timing loops give the event loop a turn this often, between samples. */
 const YIELD_EVERY_MS = 5;
 

@@ -39,6 +39,13 @@ export const SlotStateSchema = z.object({
   previous: ModelRefSchema.nullable(),
   /** Whether the current candidate's benchmark report is in the outbox. */
   candidateBenchmarked: z.boolean(),
+  /**
+   * Benchmarks of the current candidate (by artifact id) started and never ended, saved before each
+   * starts: one the agent died in (killed for memory by a candidate whose work grows with its rows,
+   * a crash in onnxruntime) is counted here, and after BENCHMARK_DEATHS_REFUSED of them the candidate
+   * is reported benchmark-failed instead of benchmarked again at every restart.
+   */
+  benchmarkStarts: z.object({ sha256: ModelRefSchema.shape.sha256, unfinished: z.number().int().min(0) }).optional(),
   /** The assignment that installed the current candidate (its benchmark, resumed after a restart, answers it). */
   candidateAssignmentId: AnsweredId.optional(),
   /**

@@ -146,6 +146,27 @@ test('kill -9 during a benchmark: after restart the agent serves the active mode
   assert.equal(report.assignmentId, candidate.id);
 });
 
+test('an agent that dies in every benchmark of a candidate (killed for memory) reports it benchmark-failed after two deaths, rather than dying at every restart', async (t) => {
+  const { dev } = await withActiveV1(t, 'oom-bench');
+  const dies = { FLEETPRUNE_AGENT_CRASH_AT: 'benchmark:after-load' };
+  const first = dev.start([], dies);
+  await first.ready();
+  const candidate = await world.assign('oom-bench', world.v2, 'candidate');
+  assert.equal((await first.exited).signal, 'SIGKILL');
+  // Started again (as systemd's Restart= does): it dies in the benchmark again.
+  const second = dev.start([], dies);
+  assert.equal((await second.exited).signal, 'SIGKILL');
+  assert.equal(world.harness.ingest.reports.some(isOutcome(candidate.id, 'benchmark-failed')), false, 'one death is no verdict');
+  // The third start does not run it again: the candidate is reported failed, and the active model served.
+  const third = dev.start([], dies);
+  const { port, active } = await third.ready();
+  assert.equal(active, '1');
+  const failed = await world.waitForReport(isOutcome(candidate.id, 'benchmark-failed'), 30_000);
+  assert.match(failed.kind === 'assignment' ? (failed.reason ?? '') : '', /^the agent ended 2 times while benchmarking it \(killed for memory, or a crash in onnxruntime\): not benchmarked again$/);
+  assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
+  assert.equal(third.pid > 0 && (await Promise.race([third.exited.then(() => 'exited'), delay(500).then(() => 'running')])), 'running');
+});
+
 test('SIGTERM during a benchmark: the agent stops without waiting for it or reporting it, and reruns it after restart', async (t) => {
   const { dev } = await withActiveV1(t, 'term-bench');
   // About ten seconds of timing on an idle machine: far longer than a stop takes.

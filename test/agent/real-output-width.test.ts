@@ -191,7 +191,7 @@ test('the benchmark fails a candidate whose real output is not its manifest\'s w
   const settings = { latencySamples: 5, throughputBatches: 2, batchSize: 4 };
   await assert.rejects(
     benchmarkSideBySide([{ role: 'active', version: '1', model: active }, { role: 'candidate', version: 'wide', model }], holdout, settings),
-    /the candidate model wide gave "output" \[400, 0\] for 400 rows: 0 values per row, but its manifest says 3 \(\[400, 3\]\)$/,
+    /the candidate model wide gave "output" \[64, 0\] for 64 rows: 0 values per row, but its manifest says 3 \(\[64, 3\]\)$/,
   );
   // The honest active model alone still benchmarks (the check does not fail models that agree with their manifest).
   const [result] = await benchmarkSideBySide([{ role: 'candidate', version: '1', model: active }], holdout, settings);
@@ -245,7 +245,7 @@ test('agent: a model that gives its manifest\'s width on the probe row only is i
   await agent.idle();
   assert.match(
     failed.kind === 'assignment' ? (failed.reason ?? '') : '',
-    /^the candidate model zeros-only-candidate gave "output" \[400, 0\] for 400 rows: 0 values per row, but its manifest says 3 \(\[400, 3\]\)$/,
+    /^the candidate model zeros-only-candidate gave "output" \[64, 0\] for 64 rows: 0 values per row, but its manifest says 3 \(\[64, 3\]\)$/,
   );
   assert.equal(world.harness.ingest.reports.filter(isBenchmarkFor(artifact.id, 'real-width-3')).length, 0, 'no benchmark report scores it');
 });
