@@ -71,6 +71,12 @@ function architectureProblem(bytes: Uint8Array, manifest: Manifest): StoredModel
   if (!actual) return null;
   const claimed = manifest.architecture;
   const shown = (a: { inputs: number; layers: readonly number[]; params: number; flopsPerSample: number }) => `${a.layers.join('-')} on ${a.inputs} inputs (${a.params} parameters, ${a.flopsPerSample} FLOPs/sample)`;
+  if (actual.unlistedValues > 0) {
+    return {
+      message: `${ONNX_FILE} holds ${actual.unlistedValues} values beyond the layers ${shown(actual)} and their standardization (a model exportOnnx did not write): the registry would show a smaller model than devices run`,
+      refusedByDevices: false,
+    };
+  }
   if (shown(actual) === shown(claimed)) return null;
   return {
     message: `${ONNX_FILE} holds the layers ${shown(actual)}, but the manifest's architecture says ${shown(claimed)}: the registry would show another model's size`,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
+import { onnxArchitecture } from '../../shared/artifact/onnx-architecture.ts';
 import { exportOnnx, MAX_FOLDED_MEAN_RATIO, ONNX_INPUT, ONNX_OUTPUT } from '../../shared/artifact/onnx-export.ts';
 import { forward, type DenseNetwork } from '../../shared/model/dense-network.ts';
 import { initTfjs, tf } from '../../shared/model/tfjs-backend.ts';
@@ -147,4 +148,16 @@ test('the ONNX model has a symbolic batch dimension and runs with batch 1 and ba
   assert.equal(batch.length, 64);
   assert.ok(maxAbsDiff(single, batch.slice(0, 1)) <= 1e-6);
   assert.ok(maxAbsDiff(batch, forward(network, rows)) <= TOLERANCE);
+});
+
+test('onnxArchitecture reads the layers exportOnnx wrote, and counts no values beyond them and the standardization, for a classifier and a regressor with its input centred', () => {
+  const classifier = randomNetwork(71, 7, [{ units: 8, activation: 'relu' }, { units: 3, activation: 'softmax' }]);
+  // Means far beyond the scale: the graph keeps an explicit Sub of input_mean; a target scale and mean for regression.
+  const regressor = randomNetwork(72, 5, [{ units: 6, activation: 'relu' }, { units: 1, activation: 'linear' }], { mean: 150, scale: 40 });
+  regressor.inputMean.fill(5000);
+  regressor.inputScale.fill(1);
+  assert.deepEqual(onnxArchitecture(exportOnnx(classifier)), { inputs: 7, layers: [8, 3], params: 7 * 8 + 8 + 8 * 3 + 3, flopsPerSample: 2 * (7 * 8 + 8 * 3) + 8 + 3, unlistedValues: 0 });
+  const graph = onnxProto.onnx.ModelProto.decode(exportOnnx(regressor)).graph!;
+  assert.ok(graph.initializer!.some((tensor) => tensor.name === 'input_mean'), 'the input is centred by a Sub here');
+  assert.deepEqual(onnxArchitecture(exportOnnx(regressor)), { inputs: 5, layers: [6, 1], params: 5 * 6 + 6 + 6 + 1, flopsPerSample: 2 * (5 * 6 + 6) + 6 + 1, unlistedValues: 0 });
 });

@@ -3,10 +3,13 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import onnxProto from 'onnx-proto';
 import type { Manifest } from '../../shared/artifact/manifest.ts';
 import { signManifest } from '../../shared/artifact/signature.ts';
 import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
 import { startTestServer } from './helpers/test-server.ts';
+
+const { onnx } = onnxProto;
 
 /** A signed manifest can list any bytes as model.onnx: the registry refuses one every device would refuse at install. */
 
@@ -55,4 +58,27 @@ test("a model.onnx that devices would run but that is not the model its manifest
   assert.deepEqual(await server.server.ctx.store.models.listModels(), [], 'nothing registered');
   // Each as written is registered.
   assert.equal((await pushArtifact(server, 'iris', general.dir, general.manifest)).status, 201);
+});
+
+test('a model.onnx that holds weights beyond the layers its manifest lists (a matrix hidden beside them) is refused, naming how many; nothing is registered', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const artifact = await makeArtifact(t, { seed: 63, privateKey: signer.privateKey, units: 4 });
+  const model = onnx.ModelProto.decode(await readFile(join(artifact.dir, 'model.onnx')));
+  // Devices run it as they run the listed layers (onnxruntime drops an initializer no node uses);
+  // one a node used would make every run as large, and its file as large, as 7,000 more weights.
+  model.graph!.initializer!.push(onnx.TensorProto.create({ name: 'hidden/weights', dims: [7, 1000], dataType: onnx.TensorProto.DataType.FLOAT, rawData: Buffer.alloc(7000 * 4) }));
+  const bytes = Buffer.from(onnx.ModelProto.encode(model).finish());
+  await writeFile(join(artifact.dir, 'model.onnx'), bytes);
+  const manifest = signManifest(
+    { ...artifact.manifest, files: { ...artifact.manifest.files, 'model.onnx': { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } } },
+    signer.privateKey,
+  );
+  const response = await pushArtifact(server, 'iris', artifact.dir, manifest);
+  assert.equal(response.status, 400);
+  assert.equal(
+    ((await response.json()) as { error: { message: string } }).error.message,
+    'manifest.architecture: model.onnx holds 7000 values beyond the layers 4-3 on 7 inputs (47 parameters, 87 FLOPs/sample) and their standardization (a model exportOnnx did not write): the registry would show a smaller model than devices run',
+  );
+  assert.deepEqual(await server.server.ctx.store.models.listModels(), [], 'nothing registered');
 });
