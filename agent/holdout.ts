@@ -121,8 +121,9 @@ export class Holdout {
 export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldout {
   const dataset = holdout.forModel(manifest);
   const columns = manifest.features.map((name) => {
-    // The holdout's names are read canonical (canonicalText); a model's are as its data wrote them.
-    const index = dataset.featureNames.indexOf(canonicalText(name));
+    // The holdout's names are read canonical (canonicalText) and without spaces around them; a
+    // model's are as its data wrote them (" d " before those spaces were trimmed too).
+    const index = dataset.featureNames.indexOf(canonicalText(name.trim()));
     if (index < 0) throw new Error(`${holdout.source}: no column "${name}", which the model needs`);
     return index;
   });

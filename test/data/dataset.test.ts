@@ -34,6 +34,12 @@ test('the fingerprint depends on content, not on formatting', () => {
   const c = parseDataset('x,y,label\n1,2,a\n3,5,b\n', { label: 'label' });
   assert.equal(a.fingerprint, b.fingerprint);
   assert.notEqual(a.fingerprint, c.fingerprint);
+  // Spaces inside quoted header names too, as inside quoted cells.
+  const quoted = parseDataset('"x", " y " ,"label "\n1,2,a\n3,4,b\n', { label: 'label' });
+  assert.deepEqual(quoted.featureNames, ['x', 'y']);
+  assert.equal(quoted.fingerprint, a.fingerprint);
+  // A model whose feature was saved with its spaces still finds the column.
+  assert.deepEqual(parseDataset('x,y,label\n1,2,a\n3,4,b\n', { label: 'label', features: [' y ', 'x'] }).x, [[2, 1], [4, 3]]);
 });
 
 const badInputs: [string, string, RegExp][] = [
