@@ -54,10 +54,14 @@ export async function benchmarkSideBySide(
       loaded.push(await load(entry, holdout));
     }
     crashPoint('benchmark:after-load');
+    // The active model scores first (the caller lists it first): its slowest run bounds the candidate's.
+    let activeRunMs: number | undefined;
     for (const model of loaded) {
       signal?.throwIfAborted();
       try {
-        model.score = await score(model);
+        const scored = await score(model, model.role === 'candidate' ? activeRunMs : undefined);
+        model.score = scored.score;
+        if (model.role === 'active') activeRunMs = scored.slowestRunMs;
       } catch (error) {
         // An output of another width than its manifest says, say: that model's failure.
         throw error instanceof ModelBenchmarkError ? error : new ModelBenchmarkError(model.role, errorMessage(error));
@@ -155,19 +159,42 @@ async function load({ role, version, model }: { role: Role; version: string; mod
   }
 }
 
-/** The model's score on the whole holdout; an Error if it gives non-finite outputs or rows of another width than its manifest says (never scored as a class). */
-async function score({ holdout, session, role, version, expected }: Loaded): Promise<ModelBenchmark['score']> {
+/**
+ * A candidate run (SCORING_CHUNK rows) slower than this, and than SLOW_RUN_FACTOR times the active
+ * model's slowest, fails the benchmark: inference runs inline, so each run of it holds up the
+ * device's requests that long (a signed model whose work grows with its rows passes the server's
+ * check on 65 rows and then takes seconds a row here). Far beyond any dense network pruning makes.
+ */
+export const SLOW_RUN_FLOOR_MS = 2000;
+export const SLOW_RUN_FACTOR = 20;
+
+/**
+ * The model's score on the whole holdout, and its slowest run; an Error if it gives non-finite
+ * outputs or rows of another width than its manifest says (never scored as a class), or, given
+ * `activeRunMs` (the active model's slowest run), runs too slowly (SLOW_RUN_FLOOR_MS).
+ */
+async function score({ holdout, session, role, version, expected }: Loaded, activeRunMs?: number): Promise<{ score: ModelBenchmark['score']; slowestRunMs: number }> {
   const { nFeatures, rows } = holdout;
   const predictions: number[][] = [];
+  let slowestRunMs = 0;
   for (let start = 0; start < rows; start += SCORING_CHUNK) {
     const count = Math.min(SCORING_CHUNK, rows - start);
     if (start > 0) await nextTurn();
+    const runStart = performance.now();
     predictions.push(...(await runModel(session, holdout.features.subarray(start * nFeatures, (start + count) * nFeatures), count, nFeatures, expected)));
+    const runMs = performance.now() - runStart;
+    slowestRunMs = Math.max(slowestRunMs, runMs);
+    if (activeRunMs !== undefined && runMs > SLOW_RUN_FLOOR_MS && runMs > SLOW_RUN_FACTOR * activeRunMs) {
+      throw new ModelBenchmarkError(
+        role,
+        `the ${role} model ${version} took ${Math.round(runMs)} ms to score ${count} holdout rows, over ${SLOW_RUN_FACTOR} times the active model's ${activeRunMs.toFixed(1)} ms: not benchmarked further, as each of its runs would hold up the device's requests as long`,
+      );
+    }
   }
   const nonFinite = predictions.filter((output) => output.some((value) => !Number.isFinite(value))).length;
   if (nonFinite > 0) throw new ModelBenchmarkError(role, `the ${role} model ${version} gives non-finite outputs for ${nonFinite} of ${rows} holdout rows`);
   const result = scorePredictions(holdout.task, predictions, holdout.y);
-  return 'accuracy' in result ? { accuracy: result.accuracy, correct: Math.round(result.accuracy * rows), total: rows } : { mse: result.mse, r2: result.r2, total: rows };
+  return { score: 'accuracy' in result ? { accuracy: result.accuracy, correct: Math.round(result.accuracy * rows), total: rows } : { mse: result.mse, r2: result.r2, total: rows }, slowestRunMs };
 }
 
 /** The order in which `n` models run their `i`-th sample: forwards on even samples, backwards on odd ones (ABBA). */

@@ -4,7 +4,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Holdout, alignHoldout } from '../../agent/holdout.ts';
-import { abbaOrder, benchmarkSideBySide } from '../../agent/model-benchmark.ts';
+import { abbaOrder, benchmarkSideBySide, ModelBenchmarkError, SLOW_RUN_FACTOR, SLOW_RUN_FLOOR_MS } from '../../agent/model-benchmark.ts';
+import { slowInference } from './slow-inference.ts';
 import type { InstalledModel } from '../../agent/model-store.ts';
 import { exportOnnx } from '../../shared/artifact/onnx-export.ts';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
@@ -110,6 +111,24 @@ test('side-by-side benchmark: every model is warmed up before any is timed, and 
     assert.ok(result.latencyMs.p50 > 0 && result.latencyMs.p50 <= result.latencyMs.p95 && result.latencyMs.p95 <= result.latencyMs.p99);
     assert.ok(result.throughputRowsPerSecond > 0);
   }
+});
+
+test('a candidate whose runs take seconds where the active model takes milliseconds fails the benchmark after its first run, not after holding the device up for every row', async (t) => {
+  const a = await makeArtifact(t, { seed: 4 });
+  const b = await makeArtifact(t, { seed: 5 });
+  const models = [
+    { role: 'active' as const, version: '1', model: installed(a.dir, { ...a.manifest, labels: ['1', '2', '3'] }) },
+    { role: 'candidate' as const, version: '2', model: installed(b.dir, { ...b.manifest, labels: ['1', '2', '3'] }) },
+  ];
+  // The second session made (the candidate's) sleeps past the floor on every run; 200 rows are four runs.
+  slowInference(t, SLOW_RUN_FLOOR_MS + 100, { sessions: (index) => index === 1 });
+  const started = performance.now();
+  await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(200), SETTINGS), (error: Error) => {
+    assert.ok(error instanceof ModelBenchmarkError && error.role === 'candidate', String(error));
+    assert.match(error.message, new RegExp(`^the candidate model 2 took \\d+ ms to score 64 holdout rows, over ${SLOW_RUN_FACTOR} times the active model's \\d+\\.\\d ms: not benchmarked further`));
+    return true;
+  });
+  assert.ok(performance.now() - started < 2 * SLOW_RUN_FLOOR_MS, 'stopped after one slow run');
 });
 
 test('a model that gives non-finite outputs fails the benchmark: NaN is never scored as class 0', async (t) => {

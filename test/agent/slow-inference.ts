@@ -15,16 +15,18 @@ import type { TestContext } from 'node:test';
  * public API) is replaced by a subclass whose run sleeps first (the native run itself cannot be
  * replaced: it is read-only). Throws if that class is not where it was.
  */
-export function slowInference(t: TestContext, ms: number): void {
+export function slowInference(t: TestContext, ms: number, options: { /** Which sessions are slow, by the order they are created from now on (0 first); all by default. */ sessions?: (index: number) => boolean } = {}): void {
   const require = createRequire(import.meta.url);
   type Session = new () => { run(...args: unknown[]): unknown };
   const { binding } = require('onnxruntime-node/dist/binding.js') as { binding?: { InferenceSession?: Session } };
   const Native = binding?.InferenceSession;
   if (typeof Native !== 'function' || typeof Native.prototype.run !== 'function') throw new Error('onnxruntime-node has no native InferenceSession to slow down');
   const asleep = new Int32Array(new SharedArrayBuffer(4));
+  let created = 0;
   binding!.InferenceSession = class SlowInferenceSession extends Native {
+    readonly #slow = options.sessions?.(created++) ?? true;
     override run(...args: unknown[]): unknown {
-      Atomics.wait(asleep, 0, 0, ms);
+      if (this.#slow) Atomics.wait(asleep, 0, 0, ms);
       return super.run(...args);
     }
   };
