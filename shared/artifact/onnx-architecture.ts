@@ -26,6 +26,54 @@ function valuesOf(dims: readonly number[]): number {
   return dims.reduce((product, dim) => product * Math.max(dim, 0), 1);
 }
 
+type Model = ReturnType<typeof onnx.ModelProto.decode>;
+type Graph = NonNullable<Model['graph']>;
+type Node = NonNullable<Graph['node']>[number];
+type Tensor = NonNullable<Graph['initializer']>[number];
+type SparseTensor = NonNullable<Graph['sparseInitializer']>[number];
+
+const dimsOf = (tensor: Tensor | null | undefined): number[] => (tensor?.dims ?? []).map((dim) => Number(String(dim)));
+const tensorValues = (tensor: Tensor | null | undefined): number => (tensor ? valuesOf(dimsOf(tensor)) : 0);
+const sparseValues = (tensor: SparseTensor | null | undefined): number => (tensor ? tensorValues(tensor.values) + tensorValues(tensor.indices) : 0);
+
+/** Values a node's attributes hold: tensors, sparse tensors, lists of numbers, and the graphs of If, Loop and Scan, whole. */
+function nodeValues(node: Node): number {
+  let count = 0;
+  for (const attribute of node.attribute ?? []) {
+    count += tensorValues(attribute.t) + sparseValues(attribute.sparseTensor);
+    for (const tensor of attribute.tensors ?? []) count += tensorValues(tensor);
+    for (const tensor of attribute.sparseTensors ?? []) count += sparseValues(tensor);
+    count += (attribute.floats?.length ?? 0) + (attribute.ints?.length ?? 0);
+    if (attribute.g) count += graphValues(attribute.g);
+    for (const graph of attribute.graphs ?? []) count += graphValues(graph);
+  }
+  return count;
+}
+
+function graphValues(graph: Graph): number {
+  let count = 0;
+  for (const tensor of graph.initializer ?? []) count += tensorValues(tensor);
+  for (const tensor of graph.sparseInitializer ?? []) count += sparseValues(tensor);
+  for (const node of graph.node ?? []) count += nodeValues(node);
+  return count;
+}
+
+/** Every value a model holds, wherever: initializers (sparse too, or stored outside the file), node attributes, subgraphs, functions. */
+function modelValues(model: Model): number {
+  let count = model.graph ? graphValues(model.graph) : 0;
+  for (const fn of model.functions ?? []) for (const node of fn.node ?? []) count += nodeValues(node);
+  return count;
+}
+
+/** Every value the model.onnx in `bytes` holds (modelValues); undefined when it is not ONNX. */
+export function onnxValueCount(bytes: Uint8Array): number | undefined {
+  try {
+    return modelValues(onnx.ModelProto.decode(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The dense layers of a model.onnx written by exportOnnx (its `dense_N/kernel` [inputs, units]
  * and `dense_N/bias` [units] initializers, N from 0), or undefined for one that does not have them
@@ -42,7 +90,6 @@ export function onnxArchitecture(bytes: Uint8Array): OnnxArchitecture | undefine
   // dims are int64: numbers, or Long objects where protobufjs has long.js (String() reads both).
   for (const tensor of model.graph?.initializer ?? []) if (tensor.name) dims.set(tensor.name, (tensor.dims ?? []).map((dim) => Number(String(dim))));
   const layers: number[] = [];
-  const layerNames = new Set<string>();
   let inputs = 0;
   let params = 0;
   let flops = 0;
@@ -53,22 +100,12 @@ export function onnxArchitecture(bytes: Uint8Array): OnnxArchitecture | undefine
     if (n === 0) inputs = kernel[0]!;
     else if (kernel[0] !== layers.at(-1)) return undefined;
     layers.push(kernel[1]!);
-    layerNames.add(`dense_${n}/kernel`).add(`dense_${n}/bias`);
     params += kernel[0]! * kernel[1]! + kernel[1]!;
     flops += 2 * kernel[0]! * kernel[1]! + kernel[1]!;
   }
   if (layers.length === 0) return undefined;
-  let unlistedValues = 0;
-  for (const [name, tensorDims] of dims) {
-    if (layerNames.has(name)) continue;
-    if (STANDARDIZATION.has(name) && valuesOf(tensorDims) <= Math.max(inputs, 1)) continue;
-    unlistedValues += valuesOf(tensorDims);
-  }
-  for (const node of model.graph?.node ?? []) {
-    for (const attribute of node.attribute ?? []) {
-      if (attribute.t) unlistedValues += valuesOf((attribute.t.dims ?? []).map((dim) => Number(String(dim))));
-      for (const tensor of attribute.tensors ?? []) unlistedValues += valuesOf((tensor.dims ?? []).map((dim) => Number(String(dim))));
-    }
-  }
+  let listed = params;
+  for (const [name, tensorDims] of dims) if (STANDARDIZATION.has(name) && valuesOf(tensorDims) <= Math.max(inputs, 1)) listed += valuesOf(tensorDims);
+  const unlistedValues = Math.max(modelValues(model) - listed, 0);
   return { inputs, layers, params, flopsPerSample: flops, unlistedValues };
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -10,19 +10,21 @@ import { makeArtifact, makeSigner, pushArtifact } from './helpers/artifacts.ts';
 import { startTestServer } from './helpers/test-server.ts';
 
 const { onnx } = onnxProto;
+type GraphProto = NonNullable<ReturnType<typeof onnx.ModelProto.decode>['graph']>;
+
+/** The artifact with `onnx` as its model.onnx, its manifest listing it and signed again (a signed manifest can list any bytes). */
+async function withModelOnnx(artifact: { dir: string; manifest: Manifest }, onnx: Uint8Array, privateKey: KeyObject): Promise<{ dir: string; manifest: Manifest }> {
+  await writeFile(join(artifact.dir, 'model.onnx'), onnx);
+  const files = { ...artifact.manifest.files, 'model.onnx': { sha256: createHash('sha256').update(onnx).digest('hex'), bytes: onnx.length } };
+  return { dir: artifact.dir, manifest: signManifest({ ...artifact.manifest, files }, privateKey) };
+}
 
 /** A signed manifest can list any bytes as model.onnx: the registry refuses one every device would refuse at install. */
 
 test('a model.onnx that is not ONNX or is empty is refused at registration; nothing is registered', async (t) => {
   const signer = await makeSigner(t);
   const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
-  const resigned = async (seed: number, onnx: Buffer) => {
-    const artifact = await makeArtifact(t, { seed, privateKey: signer.privateKey });
-    let manifest = artifact.manifest;
-    await writeFile(join(artifact.dir, 'model.onnx'), onnx);
-    manifest = { ...manifest, files: { ...manifest.files, 'model.onnx': { sha256: createHash('sha256').update(onnx).digest('hex'), bytes: onnx.length } } };
-    return { dir: artifact.dir, manifest: signManifest(manifest, signer.privateKey) };
-  };
+  const resigned = async (seed: number, onnx: Buffer) => withModelOnnx(await makeArtifact(t, { seed, privateKey: signer.privateKey }), onnx, signer.privateKey);
   const refusal = async (artifact: { dir: string; manifest: Manifest }) => {
     const response = await pushArtifact(server, 'iris', artifact.dir, artifact.manifest);
     assert.equal(response.status, 400);
@@ -43,12 +45,7 @@ test("a model.onnx that devices would run but that is not the model its manifest
   // What a pruning pipeline that wrote the general model's file beside the pruned manifest would sign.
   const pruned = await makeArtifact(t, { seed: 61, privateKey: signer.privateKey, units: 4 });
   const general = await makeArtifact(t, { seed: 62, privateKey: signer.privateKey, units: 32 });
-  const onnx = await readFile(join(general.dir, 'model.onnx'));
-  await writeFile(join(pruned.dir, 'model.onnx'), onnx);
-  const manifest = signManifest(
-    { ...pruned.manifest, files: { ...pruned.manifest.files, 'model.onnx': { sha256: createHash('sha256').update(onnx).digest('hex'), bytes: onnx.length } } },
-    signer.privateKey,
-  );
+  const { manifest } = await withModelOnnx(pruned, await readFile(join(general.dir, 'model.onnx')), signer.privateKey);
   const response = await pushArtifact(server, 'iris', pruned.dir, manifest);
   assert.equal(response.status, 400);
   assert.equal(
@@ -60,25 +57,39 @@ test("a model.onnx that devices would run but that is not the model its manifest
   assert.equal((await pushArtifact(server, 'iris', general.dir, general.manifest)).status, 201);
 });
 
-test('a model.onnx that holds weights beyond the layers its manifest lists (a matrix hidden beside them) is refused, naming how many; nothing is registered', async (t) => {
+test('a model.onnx that holds weights beyond the layers its manifest lists (hidden beside them, in a Constant, in another layout) is refused, naming how many; the same layers in another layout are registered', async (t) => {
   const signer = await makeSigner(t);
   const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
-  const artifact = await makeArtifact(t, { seed: 63, privateKey: signer.privateKey, units: 4 });
-  const model = onnx.ModelProto.decode(await readFile(join(artifact.dir, 'model.onnx')));
-  // Devices run it as they run the listed layers (onnxruntime drops an initializer no node uses);
-  // one a node used would make every run as large, and its file as large, as 7,000 more weights.
-  model.graph!.initializer!.push(onnx.TensorProto.create({ name: 'hidden/weights', dims: [7, 1000], dataType: onnx.TensorProto.DataType.FLOAT, rawData: Buffer.alloc(7000 * 4) }));
-  const bytes = Buffer.from(onnx.ModelProto.encode(model).finish());
-  await writeFile(join(artifact.dir, 'model.onnx'), bytes);
-  const manifest = signManifest(
-    { ...artifact.manifest, files: { ...artifact.manifest.files, 'model.onnx': { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length } } },
-    signer.privateKey,
-  );
-  const response = await pushArtifact(server, 'iris', artifact.dir, manifest);
-  assert.equal(response.status, 400);
-  assert.equal(
-    ((await response.json()) as { error: { message: string } }).error.message,
-    'manifest.architecture: model.onnx holds 7000 values beyond the layers 4-3 on 7 inputs (47 parameters, 87 FLOPs/sample) and their standardization (a model exportOnnx did not write): the registry would show a smaller model than devices run',
-  );
-  assert.deepEqual(await server.server.ctx.store.models.listModels(), [], 'nothing registered');
+  const shown = '4-3 on 7 inputs (47 parameters, 87 FLOPs/sample)';
+  const FLOAT = onnx.TensorProto.DataType.FLOAT;
+  const hidden = () => onnx.TensorProto.create({ name: 'hidden/weights', dims: [7, 1000], dataType: FLOAT, rawData: Buffer.alloc(7000 * 4) });
+  /** The first layer's kernel under another name: not the layout exportOnnx writes. */
+  const renameKernel = (graph: GraphProto) => {
+    graph.initializer!.find((tensor) => tensor.name === 'dense_0/kernel')!.name = 'w0';
+    for (const node of graph.node!) node.input = node.input!.map((name) => (name === 'dense_0/kernel' ? 'w0' : name));
+  };
+  // Devices run each as they run the listed layers (onnxruntime drops an initializer or a Constant
+  // no node uses); one a node used would make every run as large, and its file, as 7,000 more weights.
+  const cases: [string, (graph: GraphProto) => void, string | null][] = [
+    ['an initializer beside the layers', (graph) => graph.initializer!.push(hidden()), `model.onnx holds 7000 values beyond the layers ${shown} and their standardization (a model exportOnnx did not write)`],
+    [
+      "a Constant node's value_floats",
+      (graph) => graph.node!.push(onnx.NodeProto.create({ opType: 'Constant', output: ['hidden'], attribute: [onnx.AttributeProto.create({ name: 'value_floats', type: onnx.AttributeProto.AttributeType.FLOATS, floats: new Array(7000).fill(0) })] })),
+      `model.onnx holds 7000 values beyond the layers ${shown} and their standardization (a model exportOnnx did not write)`,
+    ],
+    ['the same layers, renamed', renameKernel, null],
+    // Counted whole: the layers' 47, the 7,000 beside them, and the input's mean (7: its Sub is kept, see exportOnnx).
+    ['renamed layers and an initializer beside them', (graph) => (renameKernel(graph), graph.initializer!.push(hidden())), `model.onnx holds ${7000 + 47 + 7} values, more than the layers ${shown} its manifest's architecture lists and their standardization`],
+  ];
+  for (const [index, [what, change, refusal]] of cases.entries()) {
+    const artifact = await makeArtifact(t, { seed: 63 + index, privateKey: signer.privateKey, units: 4 });
+    const model = onnx.ModelProto.decode(await readFile(join(artifact.dir, 'model.onnx')));
+    change(model.graph!);
+    const { manifest } = await withModelOnnx(artifact, onnx.ModelProto.encode(model).finish(), signer.privateKey);
+    const response = await pushArtifact(server, 'iris', artifact.dir, manifest);
+    const body = (await response.json()) as { error?: { message: string } };
+    if (refusal === null) assert.equal(response.status, 201, `${what}: ${JSON.stringify(body)}`);
+    else assert.deepEqual([response.status, body.error?.message], [400, `manifest.architecture: ${refusal}: the registry would show a smaller model than devices run`], what);
+  }
+  assert.equal((await server.server.ctx.store.models.listVersions('iris')).length, 1, 'only the renamed layers registered');
 });
