@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import type { Manifest } from '../shared/artifact/manifest.ts';
 import { classesAreValues, parseDataset, readDataFile, type Dataset } from '../shared/data/dataset.ts';
-import { canonicalText } from '../shared/util/canonical-text.ts';
+import { canonicalText, columnKey } from '../shared/util/canonical-text.ts';
 import { UserError } from '../shared/util/errors.ts';
 import { parseDecimal } from '../shared/util/numbers.ts';
 
@@ -123,7 +123,7 @@ export function alignHoldout(holdout: Holdout, manifest: Manifest): AlignedHoldo
   const columns = manifest.features.map((name) => {
     // The holdout's names are read canonical (canonicalText) and without spaces around them; a
     // model's are as its data wrote them (" d " before those spaces were trimmed too).
-    const index = dataset.featureNames.indexOf(canonicalText(name.trim()));
+    const index = dataset.featureNames.indexOf(columnKey(name));
     if (index < 0) throw new Error(`${holdout.source}: no column "${name}", which the model needs`);
     return index;
   });

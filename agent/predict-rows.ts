@@ -1,5 +1,5 @@
 import type { Manifest } from '../shared/artifact/manifest.ts';
-import { canonicalText } from '../shared/util/canonical-text.ts';
+import { columnKey } from '../shared/util/canonical-text.ts';
 import { isFloat32 } from '../shared/util/numbers.ts';
 
 export const MAX_ROWS_PER_REQUEST = 1024;
@@ -18,7 +18,7 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
   if (!Array.isArray(rows) || rows.length === 0) return { error: 'rows: must be a non-empty array' };
   if (rows.length > MAX_ROWS_PER_REQUEST) return { error: `rows: at most ${MAX_ROWS_PER_REQUEST} rows per request (got ${rows.length})` };
   const known = new Set(features);
-  const byText = new Map(features.map((name) => [canonicalText(name), name]));
+  const byText = new Map(features.map((name) => [columnKey(name), name]));
   const packed = new Float32Array(rows.length * features.length);
   for (let r = 0; r < rows.length; r++) {
     const row: unknown = rows[r];
@@ -35,7 +35,7 @@ export function parsePredictRows(body: unknown, manifest: Manifest): { features:
       if (Object.keys(record).some((key) => !known.has(key))) {
         const named = new Map<string, unknown>();
         for (const [key, value] of Object.entries(record)) {
-          const name = byText.get(canonicalText(key)) ?? key;
+          const name = byText.get(columnKey(key)) ?? key;
           if (!known.has(name)) return { error: `rows[${r}]: unknown feature ${JSON.stringify(key.slice(0, 100))} (the model takes ${listed(features)})` };
           // "é" composed and decomposed in one row: one feature given twice, not the last one read.
           if (named.has(name)) return { error: `rows[${r}]: feature ${JSON.stringify(name)} is given twice (spelled two ways)` };

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
-import { canonicalText } from '../../shared/util/canonical-text.ts';
+import { canonicalText, columnKey } from '../../shared/util/canonical-text.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
@@ -345,8 +345,10 @@ function checkName(name: string): string {
  */
 function nameDifference(theirNames: readonly string[], ourNames: readonly string[], noun: 'feature' | 'class'): string | undefined {
   // Compared as text: a version whose data spelled "é" decomposed takes the same feature as one that spelled it composed.
-  const theirs = theirNames.map(canonicalText);
-  const ours = ourNames.map(canonicalText);
+  // Features without spaces around them too: data read since those spaces were trimmed names " d " d.
+  const key = noun === 'feature' ? columnKey : canonicalText;
+  const theirs = theirNames.map(key);
+  const ours = ourNames.map(key);
   const at = theirs.findIndex((name, i) => ours[i] !== name);
   if (at < 0 && theirs.length === ours.length) return undefined;
   const quote = (name: string) => JSON.stringify(name.length > 40 ? `${name.slice(0, 40)}…` : name);

@@ -4,7 +4,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { getHeapStatistics } from 'node:v8';
 import { parse } from 'csv-parse/sync';
 import { MAX_MANIFEST_BYTES } from '../artifact/manifest.ts';
-import { canonicalText } from '../util/canonical-text.ts';
+import { canonicalText, columnKey } from '../util/canonical-text.ts';
 import { FLOAT32_MAX, parseDecimal } from '../util/numbers.ts';
 import { UserError, errorMessage, oneLineMessage } from '../util/errors.ts';
 import { decodeDataText, looksLikeUtf16 } from './data-text.ts';
@@ -197,8 +197,8 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   // (u + U+0308, as macOS file names and some editors write it) on another are one name.
   // Spaces inside a quoted name too (" d "), as around an unquoted one and in cells: a holdout
   // written with `d` matches the model's feature, and the fingerprint does not change.
-  const header = writtenHeader.map((name) => canonicalText(name.trim()));
-  const labelName = canonicalText(options.label.trim());
+  const header = writtenHeader.map((name) => columnKey(name));
+  const labelName = columnKey(options.label);
   const rows = parsed.slice(1);
   // "row N" in messages is the line of the file the row starts on, blank lines counted, as an editor shows it.
   const rowNumbers = rows.map((record, r) => endLines[r + 1]! - lineBreaks(record));
@@ -222,7 +222,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     }
     throw new UserError(`${source}: column ${unnamed + 1} has no name in the header (pandas writes its row index so: save with index=False), or name it`);
   }
-  const featureNames = options.features ? options.features.map((name) => canonicalText(name.trim())) : header.filter((_, i) => i !== labelIndex);
+  const featureNames = options.features ? options.features.map((name) => columnKey(name)) : header.filter((_, i) => i !== labelIndex);
   if (!options.features && featureNames.length === 0) throw new UserError(`${source}: there are no feature columns besides the label`);
   const featureColumns = featureNames.map((name) => {
     const index = header.indexOf(name);

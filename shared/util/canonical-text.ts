@@ -11,3 +11,8 @@ export function canonicalText(text: string): string {
 export function sameText(a: string, b: string): boolean {
   return a === b || canonicalText(a) === canonicalText(b);
 }
+
+/** A column's name as names are compared (a feature, a label column): canonicalText without spaces around it (quoted " d " is d). */
+export function columnKey(name: string): string {
+  return canonicalText(name.trim());
+}

@@ -23,3 +23,15 @@ test('a bad row for a wide model (784 pixels) is a short one-line 400: the featu
   assert.ok('features' in parsed);
   assert.deepEqual([parsed.features[0], parsed.features[783], parsed.rows], [1, 2, 1]);
 });
+
+test('named rows match a feature whatever spaces are around its name, in the row or in the model', () => {
+  const spaced = { task: 'classification', features: [' d ', 'e'], labels: ['0', '1'] } as unknown as Manifest;
+  for (const [model, row] of [
+    [spaced, { d: 1, e: 2 }],
+    [{ ...spaced, features: ['d', 'e'] }, { ' d ': 1, e: 2 }],
+  ] as const) {
+    const parsed = parsePredictRows({ rows: [row] }, model as Manifest);
+    assert.ok('features' in parsed, JSON.stringify(parsed));
+    assert.deepEqual([...parsed.features], [1, 2]);
+  }
+});
