@@ -130,11 +130,12 @@ export const NOT_BENCHMARKED = `candidate installed but not benchmarked: this ag
  * state-file replace, so a crash at any point leaves a consistent state.
  */
 /**
- * Benchmarks of one candidate the agent may die in (killed for memory, a crash in onnxruntime)
- * before the candidate is reported benchmark-failed rather than benchmarked again at each restart.
- * Two, not one: a power cut or a kill during a benchmark is not the candidate's doing.
+ * Benchmarks of one candidate the agent may die in, in the candidate's part (killed for memory, a
+ * crash in onnxruntime), before the candidate is reported benchmark-failed rather than benchmarked
+ * again at each restart. Three, not one: a power cut or a kill during a benchmark is not the
+ * candidate's doing, and the agent cannot tell them apart.
  */
-export const BENCHMARK_DEATHS_REFUSED = 2;
+export const BENCHMARK_DEATHS_REFUSED = 3;
 
 export class Agent {
   readonly metrics: AgentMetrics;
@@ -160,6 +161,10 @@ export class Agent {
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #staleDownloadTimer: NodeJS.Timeout | undefined;
   #stopped = false;
+  /** The candidate (artifact id) last reported benchmark-failed for the agent's deaths in its benchmark: never activated. */
+  #diedBenchmarking: string | undefined;
+  /** Set once stop() stops waiting for the work in progress: what that work still does writes no state. */
+  #stopGraceOver = false;
   readonly #abort = new AbortController();
   /** The id of the newest assignment received; an older one still queued or downloading is superseded. */
   #latestAssignment: string | undefined;
@@ -337,6 +342,7 @@ export class Agent {
     clearInterval(this.#staleDownloadTimer);
     this.#retries.clear();
     const settled = await Promise.race([this.#queue.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), this.#options.stopGraceMs ?? 5000).unref())]);
+    this.#stopGraceOver = true;
     await this.#link.stop();
     await this.#serving.release();
     // Work still running (a model's session being loaded) may put a session in a slot after this
@@ -761,6 +767,10 @@ export class Agent {
         // it, superseded or moot, leaves the benchmark to run on its own: #benchmarkLeftBy).
         if (run === 'interrupted') throw new ActivationDeferred();
       }
+      // A candidate the agent died in benchmarking, twice, is not made the active model either.
+      if (this.#diedBenchmarking === ref.sha256) {
+        return this.#refuse(assignment, `${ref.version} is not activated: the agent ended while benchmarking it, ${BENCHMARK_DEATHS_REFUSED} times (killed for memory, a crash, or a power loss)`);
+      }
       // From disk when the previous model is still sound; else (damaged on disk, cannot load) it is
       // downloaded again like any assignment: a revert must not fail for want of a local copy.
       if (sameModel(state.previous, ref) && (await this.#rollback(assignment.id, assignment, { orDownload: true }))) return;
@@ -1002,13 +1012,19 @@ export class Agent {
       // The agent died in each of its last benchmarks of this candidate: not run again (it would
       // take the device down at every restart, its active model served only between them).
       const deaths = this.#benchmarkDeaths(candidate);
-      const reason = `the agent ended ${deaths} times while benchmarking it (killed for memory, or a crash in onnxruntime): not benchmarked again`;
+      const reason = `the agent ended ${deaths} times while benchmarking it (killed for memory, a crash, or a power loss): not benchmarked again`;
+      this.#diedBenchmarking = candidate.sha256;
       this.#logger.error({ candidate: candidate.version, deaths }, 'benchmark failed: the agent died while benchmarking this candidate');
       report = { ...this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, reason), failedRole: 'candidate' as const };
       result = 'failed';
     } else {
-      // On disk before it starts: a benchmark the agent dies in counts (#benchmarkDeaths).
-      await this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) + 1);
+      // On disk before the candidate's part starts (the active model loaded and scored first): a
+      // benchmark the agent dies in from then on counts (#benchmarkDeaths).
+      let counted = false;
+      const candidatePhase = async () => {
+        counted = await this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) + 1);
+      };
+      const uncount = () => (counted ? this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) - 1) : Promise.resolve(false));
       this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
       const interrupt = new AbortController();
       this.#benchmarking = { candidate, interrupt };
@@ -1021,17 +1037,18 @@ export class Agent {
           { deviceId: this.deviceId, reportId: id, assignmentId, candidate, active },
           { store: this.#store, serverKey: this.#publicKey, holdout, settings: this.#options.benchmark ?? DEFAULT_BENCHMARK_SETTINGS, clock: () => this.#deps.clock() },
           AbortSignal.any([this.#abort.signal, interrupt.signal]),
+          { candidatePhase },
         );
         result = 'ok';
       } catch (error) {
         if (this.#abort.signal.aborted) {
           // Stopping: nothing is reported, and the candidate stays unbenchmarked, so the next start runs it again.
           this.#logger.info({ candidate: candidate.version }, 'benchmark stopped; it runs again at the next start');
-          await this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) - 1);
+          await uncount();
           return 'stopped';
         }
         if (error instanceof BenchmarkInterrupted) {
-          await this.#markBenchmarkStart(candidate, this.#benchmarkDeaths(candidate) - 1);
+          await uncount();
           // Not a verdict on the candidate: nothing is reported, and the benchmark is queued again
           // behind the work that interrupted it (for the candidate and assignment of then).
           this.#logger.info({ candidate: candidate.version, by: error.by }, 'benchmark interrupted; it runs again after that work');
@@ -1130,17 +1147,20 @@ export class Agent {
 
   /**
    * Records `unfinished` benchmarks of the candidate (one more before a benchmark starts, one
-   * fewer once it ended without a verdict: stopped, or interrupted by other work). A disk that
-   * takes no writes leaves the count as it was: the benchmark runs all the same.
+   * fewer once it ended without a verdict: stopped, or interrupted by other work); whether it was
+   * written. A disk that takes no writes leaves the count as it was: the benchmark runs all the same.
    */
-  async #markBenchmarkStart(candidate: ModelRef, unfinished: number): Promise<void> {
+  async #markBenchmarkStart(candidate: ModelRef, unfinished: number): Promise<boolean> {
     const state = this.#state.state;
-    if (!sameModel(state.candidate, candidate)) return;
+    // Not once a stop has given up waiting for the work (the data dir may be another agent's by then).
+    if (!sameModel(state.candidate, candidate) || this.#stopGraceOver) return false;
     try {
       await this.#save({ ...state, benchmarkStarts: unfinished > 0 ? { sha256: candidate.sha256, unfinished } : undefined });
+      return true;
     } catch (error) {
       if (!isSystemError(error)) throw error;
       this.#logger.warn({ err: describeSystemError(error) }, 'could not record the benchmark start (the device\'s storage failed); benchmarking all the same');
+      return false;
     }
   }
 
@@ -1282,7 +1302,11 @@ export class Agent {
   #asWritten(proposed: SlotState): SlotState {
     this.#pendingCommands = this.#pendingCommands.filter((command) => !proposed.handledIds.includes(command.id));
     const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
-    return { ...proposed, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
+    // Deaths counted for a candidate no longer in the slot (dropped, activated, replaced) are not
+    // held against it if it comes again: a new rollout of it starts from none.
+    const starts = proposed.benchmarkStarts;
+    const benchmarkStarts = starts && proposed.candidate?.sha256 === starts.sha256 && !proposed.candidateBenchmarked ? starts : undefined;
+    return { ...proposed, benchmarkStarts, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
   }
 
   /**

@@ -24,6 +24,7 @@ export async function benchmarkCandidate(
   subject: BenchmarkSubject,
   using: { store: ModelStore; serverKey: KeyObject; holdout: Holdout; settings: BenchmarkSettings; clock: () => Date },
   signal: AbortSignal,
+  hooks: Parameters<typeof benchmarkSideBySide>[4] = {},
 ): Promise<BenchmarkReport> {
   const models: { role: Role; version: string; model: InstalledModel }[] = [];
   for (const [role, ref] of [['active', subject.active], ['candidate', subject.candidate]] as const) {
@@ -32,7 +33,7 @@ export async function benchmarkCandidate(
     if ('failure' in verified) throw new ModelBenchmarkError(role, `the ${role} model ${ref.version}: ${verified.failure}`);
     models.push({ role, version: ref.version, model: verified });
   }
-  const results = await benchmarkSideBySide(models, using.holdout, using.settings, signal);
+  const results = await benchmarkSideBySide(models, using.holdout, using.settings, signal, hooks);
   // The holdout as the candidate reads it (its labels read for the candidate's task).
   const data = using.holdout.forModel(models.at(-1)!.model.manifest);
   return BenchmarkReportSchema.parse({

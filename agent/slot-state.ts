@@ -40,10 +40,11 @@ export const SlotStateSchema = z.object({
   /** Whether the current candidate's benchmark report is in the outbox. */
   candidateBenchmarked: z.boolean(),
   /**
-   * Benchmarks of the current candidate (by artifact id) started and never ended, saved before each
-   * starts: one the agent died in (killed for memory by a candidate whose work grows with its rows,
-   * a crash in onnxruntime) is counted here, and after BENCHMARK_DEATHS_REFUSED of them the candidate
-   * is reported benchmark-failed instead of benchmarked again at every restart.
+   * Benchmarks of the current candidate (by artifact id) whose candidate part started and never
+   * ended, saved as it starts (after the active model's part): one the agent died in (killed for
+   * memory by a candidate whose work grows with its rows, a crash in onnxruntime) is counted here,
+   * and after BENCHMARK_DEATHS_REFUSED of them the candidate is reported benchmark-failed instead of
+   * benchmarked again at every restart. Dropped once the candidate leaves its slot or is benchmarked.
    */
   benchmarkStarts: z.object({ sha256: ModelRefSchema.shape.sha256, unfinished: z.number().int().min(0) }).optional(),
   /** The assignment that installed the current candidate (its benchmark, resumed after a restart, answers it). */
