@@ -137,7 +137,7 @@ export async function checkBlobs(
       at: new Date().toISOString(),
       actor: options.actor,
       action: 'blobs.check',
-      target: `${moved.length} damaged blobs`,
+      target: `${moved.length} damaged blob${moved.length === 1 ? '' : 's'}`,
       details: {
         setAside: moved.map((problem) => ({ sha256: problem.sha256, path: problem.setAside })),
         ...Object.fromEntries(BLOB_PROBLEM_KINDS.map((kind) => [kind, result.problems.filter((problem) => problem.problem === kind).length])),
@@ -170,6 +170,13 @@ async function checkOne(blobs: BlobStore, sha256: string, bytes: number, onDamag
     return unreadable(error);
   }
   if (!opened) {
+    const other = await blobs.otherThanFile(sha256);
+    if (other) {
+      return {
+        read: 0,
+        problem: { problem: 'unreadable', detail: `${other} is at its address, ${blobs.pathOf(sha256)}, not the file: remove it by hand, then push an artifact that lists it (fleetprune models push DIR)`, setAside: null },
+      };
+    }
     const earlier = await blobs.hasDamagedCopy(sha256);
     return {
       read: 0,
@@ -208,9 +215,13 @@ async function checkOne(blobs: BlobStore, sha256: string, bytes: number, onDamag
   const outcome = setAside
     ? `moved to ${setAside}, so ${then}`
     : onDamaged
-      ? 'it could not be moved aside (another copy replaced it meanwhile?): check again'
+      ? (await blobs.stat(sha256).catch(() => undefined)) === null
+        ? `moved aside meanwhile (by a download or another check), so ${then}`
+        : 'not moved: another copy replaced it meanwhile (an upload), or it could not be moved (see the server log); check again'
       : `left in place (dry run); a check without --dry-run moves it aside, and then ${then}`;
-  return { read, problem: { problem: 'damaged', detail: `its bytes hash to ${actual}: ${outcome}`, setAside } };
+  // Cut short, or changed in place: what an operator looks for first (a full disk, a copy interrupted).
+  const what = read < bytes ? `cut short (${read} of ${bytes} bytes)` : read > bytes ? `longer than listed (${read} bytes, not ${bytes})` : `its bytes hash to ${actual}`;
+  return { read, problem: { problem: 'damaged', detail: `${what}: ${outcome}`, setAside } };
 }
 
 /** A file the server could not open or read (a disk error, permissions changed by hand): the check goes on with the next. */

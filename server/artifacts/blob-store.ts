@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { ReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
+import { constants, type ReadStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, rename, rm, stat, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Mutex } from '../../shared/util/mutex.ts';
 import { ensureWritableDirectory } from '../../shared/util/fs-checks.ts';
@@ -319,7 +319,12 @@ export class BlobStore {
         await rename(from, this.pathOf(sha256));
         break;
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        const code = (error as NodeJS.ErrnoException).code;
+        // Something other than a file where the blob belongs (a directory made by hand): said so, not a 500.
+        if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+          throw new ServiceError('conflict', `the server's blob store holds something other than a file where blob ${sha256} belongs (${code} at ${this.pathOf(sha256)}): its administrator must remove it; then push again`);
+        }
+        if (code !== 'ENOENT') throw error;
         if (attempt === 3 || !(await statOrNull(from))) return false;
       }
     }
@@ -350,6 +355,13 @@ export class BlobStore {
     });
   }
 
+  /** What is at the blob's address when it is not a regular file (a directory, a FIFO…), or null: for messages. */
+  async otherThanFile(sha256: string): Promise<string | null> {
+    const info = await lstat(this.pathOf(sha256)).catch(() => null);
+    if (!info || info.isFile()) return null;
+    return info.isDirectory() ? 'a directory' : info.isFIFO() ? 'a FIFO' : info.isSymbolicLink() ? 'a symbolic link to no file' : info.isSocket() ? 'a socket' : 'a device file';
+  }
+
   /** Whether a copy of the blob was found damaged and set aside (setAsideDamaged). */
   async hasDamagedCopy(sha256: string): Promise<boolean> {
     return (await readdirOrEmpty(this.#damaged)).some((name) => name.startsWith(`${sha256}.`));
@@ -365,7 +377,9 @@ export class BlobStore {
     let handle: FileHandle | null = null;
     for (let round = 0; !handle; round++) {
       try {
-        handle = await open(this.pathOf(sha256), 'r');
+        // Without blocking: a FIFO made at the address by hand would hold the open (and a thread of
+        // libuv's pool) until a writer came. Reads of a regular file are not affected.
+        handle = await open(this.pathOf(sha256), constants.O_RDONLY | constants.O_NONBLOCK);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
         // Set aside by a collection: one that died there would leave a version's file missing until

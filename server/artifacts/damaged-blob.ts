@@ -47,11 +47,18 @@ export async function* verifiedChunks(chunks: AsyncIterable<Buffer>, sha256: str
  */
 export function damagedBlobHandler(blobs: BlobStore, log: Logger, counter: { inc(): void }): OnDamagedBlob {
   return async (sha256, actual, opened) => {
-    counter.inc();
     const aside = await blobs.setAsideDamaged(sha256, opened).catch((error: unknown) => {
       log.error({ sha256, err: String(error) }, 'could not set a damaged blob aside');
       return null;
     });
+    // Counted once per damaged copy: a download or check that finds the address empty now was beaten
+    // to it by another, which moved the copy and counted it.
+    const movedByAnother = aside === null && (await blobs.stat(sha256).catch(() => undefined)) === null;
+    if (movedByAnother) {
+      log.warn({ sha256, actual }, 'a stored copy of a blob read as damaged was moved aside meanwhile (by another download or check)');
+      return null;
+    }
+    counter.inc();
     log.error(
       { sha256, actual, setAside: aside },
       `the stored copy of blob ${sha256} is damaged (its bytes hash to ${actual})${aside ? `: moved to ${aside}` : ''}; push an artifact that lists it again (fleetprune models push) to restore it`,

@@ -63,9 +63,13 @@ export function registerBlobsCheckCommand(blobs: Command): void {
           `${unreadable > 0 ? `, ${unreadable} unreadable` : ''}\n`,
       );
       if (json.problems.length > 0) {
-        throw new UserError(`${json.problems.length} registered file${json.problems.length === 1 ? ' is' : 's are'} missing, damaged or unreadable; \`fleetprune models push DIR\` of the artifacts that list them uploads them again`, {
-          exitCode: 1,
-        });
+        // What to do, by kind: a push restores what is missing or damaged, not what the server cannot read.
+        const lost = json.problems.length - unreadable;
+        const steps = [
+          ...(lost > 0 ? [`${lost} missing or damaged: \`fleetprune models push DIR\` of the artifacts that list them uploads them again`] : []),
+          ...(unreadable > 0 ? [`${unreadable} unreadable: see each one's detail (the disk, the file's owner and mode, or something other than a file at its address), then check again`] : []),
+        ];
+        throw new UserError(`${json.problems.length} registered file${json.problems.length === 1 ? '' : 's'} to restore: ${steps.join('; ')}`, { exitCode: 1 });
       }
     });
 }

@@ -56,7 +56,7 @@ export class ServerMetrics {
     });
     this.blobsDamaged = new Counter({
       name: SERVER_METRICS.blobsDamaged,
-      help: "Stored blob copies a download found damaged on the server's disk (their bytes hash to something else) and set aside under blobs/damaged; push the artifact again to restore them",
+      help: "Stored blob copies a download or a blobs check found damaged on the server's disk (their bytes hash to something else) and set aside under blobs/damaged, each counted once; push the artifact again to restore them",
       registers: [this.registry],
     });
     this.blobGcFreedBytes = new Counter({

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { artifactId, ONNX_FILE, type Manifest } from '../../shared/artifact/manifest.ts';
@@ -68,7 +69,7 @@ test('blobs check: a sound store passes; a missing and a damaged file are named 
   const [dry, shown] = (await runCliBatch([{ args: ['blobs', 'check', '--dry-run', '--json', ...connection] }, { args: ['models', 'show', 'iris@1', ...connection] }])) as [CliResult, CliResult];
   assert.equal(dry.code, 1, dry.stderr);
   assert.ok(isOneLineError(dry.stderr.split('\n').slice(1).join('\n')), dry.stderr);
-  assert.match(dry.stderr, /^checked \d+ files .*: \d+ sound, 2 missing, 1 damaged \(left in place: --dry-run\)\nfleetprune: 3 registered files are missing, damaged or unreadable; `fleetprune models push DIR` of the artifacts that list them uploads them again\n$/);
+  assert.match(dry.stderr, /^checked \d+ files .*: \d+ sound, 2 missing, 1 damaged \(left in place: --dry-run\)\nfleetprune: 3 registered files to restore: 3 missing or damaged: `fleetprune models push DIR` of the artifacts that list them uploads them again\n$/);
   const report = JSON.parse(dry.stdout);
   assert.equal(report.dryRun, true);
   assert.equal(report.versions, 2);
@@ -169,4 +170,32 @@ test('blobs check: a file the server cannot read (a disk error) is reported as u
     [['unreadable', failing, null]],
   );
   assert.match(result.problems[0]!.detail, /^the server could not read it \(EIO\)/);
+});
+
+test('blobs check: a FIFO or a directory where a file belongs is named as such (the check does not hang on the FIFO), and an upload to that address is refused saying so, not a 500', async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const artifact = await makeArtifact(t, { seed: 7, privateKey: signer.privateKey });
+  assert.equal((await pushArtifact(server, 'iris', artifact.dir, artifact.manifest)).status, 201);
+  const { blobs } = server.server.ctx;
+  const onnxFile = artifact.manifest.files[ONNX_FILE]!.sha256;
+  const [, other] = otherFile(artifact.manifest);
+  await rm(blobs.pathOf(onnxFile));
+  execFileSync('mkfifo', [blobs.pathOf(onnxFile)]);
+  await rm(blobs.pathOf(other.sha256));
+  await mkdir(blobs.pathOf(other.sha256));
+  const response = await server.request('POST', '/api/blobs/check', { json: {} });
+  assert.equal(response.status, 200);
+  const report = (await response.json()) as { problems: { problem: string; sha256: string; detail: string }[] };
+  const detailOf = (sha256: string) => report.problems.find((problem) => problem.sha256 === sha256);
+  assert.equal(detailOf(onnxFile)?.problem, 'unreadable');
+  assert.match(detailOf(onnxFile)!.detail, /^a FIFO is at its address, .*, not the file: remove it by hand/);
+  assert.match(detailOf(other.sha256)!.detail, /^a directory is at its address/);
+  // Downloads find no file there either (a 404), at once.
+  assert.equal((await server.request('GET', `/api/blobs/${onnxFile}`)).status, 404);
+  // A push that would upload the file there is refused naming the address, and leaves it as it was.
+  const put = await server.request('PUT', `/api/blobs/${other.sha256}`, { body: await readFile(join(artifact.dir, otherFile(artifact.manifest)[0])), headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(put.status, 409);
+  assert.match(((await put.json()) as { error: { message: string } }).error.message, /^the server's blob store holds something other than a file where blob [0-9a-f]{64} belongs \(EISDIR at .*\): its administrator must remove it; then push again$/);
+  assert.ok((await stat(blobs.pathOf(other.sha256))).isDirectory());
 });
