@@ -161,8 +161,6 @@ export class Agent {
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #staleDownloadTimer: NodeJS.Timeout | undefined;
   #stopped = false;
-  /** The candidate (artifact id) last reported benchmark-failed for the agent's deaths in its benchmark: never activated. */
-  #diedBenchmarking: string | undefined;
   /** Set once stop() stops waiting for the work in progress: what that work still does writes no state. */
   #stopGraceOver = false;
   readonly #abort = new AbortController();
@@ -767,8 +765,8 @@ export class Agent {
         // it, superseded or moot, leaves the benchmark to run on its own: #benchmarkLeftBy).
         if (run === 'interrupted') throw new ActivationDeferred();
       }
-      // A candidate the agent died in benchmarking, twice, is not made the active model either.
-      if (this.#diedBenchmarking === ref.sha256) {
+      // A candidate the agent died in benchmarking (BENCHMARK_DEATHS_REFUSED times) is not made the active model either.
+      if (this.#benchmarkDeaths(ref) >= BENCHMARK_DEATHS_REFUSED) {
         return this.#refuse(assignment, `${ref.version} is not activated: the agent ended while benchmarking it, ${BENCHMARK_DEATHS_REFUSED} times (killed for memory, a crash, or a power loss)`);
       }
       // From disk when the previous model is still sound; else (damaged on disk, cannot load) it is
@@ -817,7 +815,8 @@ export class Agent {
     const benchmark = this.#options.holdout !== undefined;
     const state = withAssignmentHandled(this.#state.state, assignment.id);
     await this.#commit(
-      { ...state, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, candidateIssuedAt: assignment.issuedAt, pending: null },
+      // A new assignment of it (a new rollout) gives it a new chance: the deaths counted before go.
+      { ...state, candidateBenchmarked: !benchmark, benchmarkStarts: undefined, candidateAssignmentId: assignment.id, candidateIssuedAt: assignment.issuedAt, pending: null },
       this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, 'already the candidate'),
     );
     if (benchmark) {
@@ -831,7 +830,7 @@ export class Agent {
     const benchmark = this.#options.holdout !== undefined;
     const state = withAssignmentHandled(this.#state.state, assignment.id);
     try {
-      await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, candidateAssignmentId: assignment.id, candidateIssuedAt: assignment.issuedAt, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
+      await this.#commit({ ...state, candidate: ref, candidateBenchmarked: !benchmark, benchmarkStarts: undefined, candidateAssignmentId: assignment.id, candidateIssuedAt: assignment.issuedAt, pending: null }, this.#assignmentReport(assignment.id, 'installed', 'candidate', ref, null));
       await this.#serving.refreshCandidate();
     } finally {
       await checked.lease.release();
@@ -1013,7 +1012,6 @@ export class Agent {
       // take the device down at every restart, its active model served only between them).
       const deaths = this.#benchmarkDeaths(candidate);
       const reason = `the agent ended ${deaths} times while benchmarking it (killed for memory, a crash, or a power loss): not benchmarked again`;
-      this.#diedBenchmarking = candidate.sha256;
       this.#logger.error({ candidate: candidate.version, deaths }, 'benchmark failed: the agent died while benchmarking this candidate');
       report = { ...this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, reason), failedRole: 'candidate' as const };
       result = 'failed';
@@ -1136,7 +1134,10 @@ export class Agent {
 
   #benchmarked(candidate: ModelRef): SlotState {
     const state = this.#state.state;
-    return sameModel(state.candidate, candidate) ? { ...state, candidateBenchmarked: true, benchmarkStarts: undefined } : state;
+    if (!sameModel(state.candidate, candidate)) return state;
+    // A verdict of deaths stays on record (#asWritten), so that no activation takes the candidate after a restart either.
+    const verdict = this.#benchmarkDeaths(candidate) >= BENCHMARK_DEATHS_REFUSED;
+    return { ...state, candidateBenchmarked: true, benchmarkStarts: verdict ? state.benchmarkStarts : undefined };
   }
 
   /** Benchmarks of `candidate` started and never ended (the agent died in them; see SlotState.benchmarkStarts). */
@@ -1304,8 +1305,9 @@ export class Agent {
     const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
     // Deaths counted for a candidate no longer in the slot (dropped, activated, replaced) are not
     // held against it if it comes again: a new rollout of it starts from none.
+    // The verdict (BENCHMARK_DEATHS_REFUSED of them) stays while the candidate does: it is not activated.
     const starts = proposed.benchmarkStarts;
-    const benchmarkStarts = starts && proposed.candidate?.sha256 === starts.sha256 && !proposed.candidateBenchmarked ? starts : undefined;
+    const benchmarkStarts = starts && proposed.candidate?.sha256 === starts.sha256 && (!proposed.candidateBenchmarked || starts.unfinished >= BENCHMARK_DEATHS_REFUSED) ? starts : undefined;
     return { ...proposed, benchmarkStarts, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
   }
 

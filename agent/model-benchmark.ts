@@ -183,8 +183,14 @@ export const SLOW_RUN_FLOOR_MS = 2000;
 export const SLOW_RUN_FACTOR = 20;
 /** And no run shorter than this fails (a single row timed in ms is at the mercy of any pause). */
 export const SLOW_RUN_MIN_MS = 1000;
-/** Runs over those limits before the verdict: one may be a pause of the process. */
+/** Runs over those limits in a row, in one phase, before the verdict: one may be a pause of the process. */
 export const SLOW_RUN_STRIKES = 2;
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
 
 /** The model's score on the whole holdout, its runs held to the active model's by `guard`; an Error if it gives non-finite outputs or rows of another width than its manifest says (never scored as a class). */
 async function score(model: Loaded, guard: SlowRunGuard, signal?: AbortSignal): Promise<ModelBenchmark['score']> {
@@ -207,30 +213,45 @@ async function score(model: Loaded, guard: SlowRunGuard, signal?: AbortSignal): 
 }
 
 /**
- * Holds each candidate run to the active model's slowest run of the same phase (scoring, warm-up,
+ * Holds each candidate run to the active model's median run of the same phase (scoring, warm-up,
  * latency, throughput): one that would take longer than SLOW_RUN_FLOOR_MS on the largest request
  * a device serves (MAX_ROWS_PER_REQUEST rows, at its pace per row) and is over SLOW_RUN_FACTOR
- * times slower fails the benchmark. Inference runs inline, so each such run holds the device's
+ * times slower, twice in a row, fails the benchmark. Inference runs inline, so each such run holds the device's
  * requests up as long; a model slow only at some row counts (one, or other than 64) is caught at
  * the first run of them. Without an active model nothing is served, and nothing is held to it.
  */
 class SlowRunGuard {
-  readonly #active = new Map<string, number>();
-  #strikes = 0;
+  /** The active model's run times, by phase. */
+  readonly #active = new Map<string, number[]>();
+  /** The candidate's runs over the limits in a row, by phase. */
+  readonly #strikes = new Map<string, number>();
 
   check(model: Loaded, phase: string, rows: number, ms: number): void {
     if (model.role === 'active') {
-      this.#active.set(phase, Math.max(this.#active.get(phase) ?? 0, ms));
+      const runs = this.#active.get(phase);
+      if (runs) runs.push(ms);
+      else this.#active.set(phase, [ms]);
       return;
     }
-    const activeMs = this.#active.get(phase);
-    if (activeMs === undefined || ms <= SLOW_RUN_MIN_MS || (ms * MAX_ROWS_PER_REQUEST) / rows <= SLOW_RUN_FLOOR_MS || ms <= SLOW_RUN_FACTOR * activeMs) return;
+    const runs = this.#active.get(phase);
+    if (runs === undefined || ms <= SLOW_RUN_MIN_MS || (ms * MAX_ROWS_PER_REQUEST) / rows <= SLOW_RUN_FLOOR_MS) {
+      this.#strikes.set(phase, 0);
+      return;
+    }
+    // The active model's median run of the phase: one paused run of its own does not excuse the candidate.
+    const activeMs = median(runs);
+    if (ms <= SLOW_RUN_FACTOR * activeMs) {
+      this.#strikes.set(phase, 0);
+      return;
+    }
     // A pause of the process (a collection, the machine busy) can make one run slow: a slow model
-    // is slow every time, so the second such run is the verdict.
-    if (++this.#strikes < SLOW_RUN_STRIKES) return;
+    // is slow every time, so a second such run in a row is the verdict.
+    const strikes = (this.#strikes.get(phase) ?? 0) + 1;
+    this.#strikes.set(phase, strikes);
+    if (strikes < SLOW_RUN_STRIKES) return;
     throw new ModelBenchmarkError(
       model.role,
-      `the ${model.role} model ${model.version} took ${Math.round(ms)} ms to run ${rows} holdout row${rows === 1 ? '' : 's'} (${phase}), over ${SLOW_RUN_FACTOR} times the active model's ${activeMs.toFixed(1)} ms ` +
+      `the ${model.role} model ${model.version} took ${Math.round(ms)} ms to run ${rows} holdout row${rows === 1 ? '' : 's'} (${phase}), over ${SLOW_RUN_FACTOR} times the active model's ${activeMs.toFixed(1)} ms (its median) ` +
         `(${Math.round((ms * MAX_ROWS_PER_REQUEST) / rows)} ms at that pace for a request of ${MAX_ROWS_PER_REQUEST} rows): not benchmarked further, as its runs would hold up the device's requests that long`,
     );
   }

@@ -2,7 +2,7 @@ import express, { type ErrorRequestHandler, type Express, type RequestHandler } 
 import { guardBodySize } from '../shared/http/body-size-guard.ts';
 import { contentCharset, readsAsUtf8 } from '../shared/http/content-charset.ts';
 import { undecodableBody } from '../shared/http/undecodable-body.ts';
-import { sameText } from '../shared/util/canonical-text.ts';
+import { columnKey } from '../shared/util/canonical-text.ts';
 import { duplicateJsonKey } from '../shared/util/duplicate-keys.ts';
 import type { Logger } from '../shared/util/log.ts';
 import type { AgentMetrics } from './agent-metrics.ts';
@@ -226,7 +226,8 @@ function requestErrorMessage(error: { type?: string; code?: unknown; message?: s
 /** Compared as text, as the registry compares a model's versions: a candidate spelling "é" decomposed takes the same rows. */
 function sameFeatures(a: ServingModel, b: ServingModel): boolean {
   const [ours, theirs] = [a.manifest.features, b.manifest.features];
-  return ours.length === theirs.length && ours.every((name, i) => sameText(name, theirs[i]!));
+  // As the registry compares features (columnKey): " d " and d are one column.
+  return ours.length === theirs.length && ours.every((name, i) => columnKey(name) === columnKey(theirs[i]!));
 }
 
 async function shadowRun(candidate: ServingModel, features: Float32Array, rows: number, active: ReturnType<typeof toPredictions>, metrics: AgentMetrics, stats: ServingStats): Promise<void> {

@@ -2,7 +2,7 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import { mkdir, realpath, rm } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { sameText } from '../../shared/util/canonical-text.ts';
+import { canonicalText, columnKey } from '../../shared/util/canonical-text.ts';
 import { errorMessage } from '../../shared/util/errors.ts';
 import type { Logger } from '../../shared/util/log.ts';
 import { ServiceError, asServiceError } from '../app/service-error.ts';
@@ -71,8 +71,8 @@ type JobInterface = QueuedJob['interface'];
 
 /** Whether two jobs' versions could be registered under one name (RegistryService.checkSameInterface's terms). */
 function sameInterface(a: JobInterface, b: JobInterface): boolean {
-  const same = (x: readonly string[], y: readonly string[]) => x.length === y.length && x.every((name, i) => sameText(name, y[i]!));
-  return a.task === b.task && same(a.features, b.features) && same(a.labels, b.labels);
+  const same = (x: readonly string[], y: readonly string[], key: (name: string) => string) => x.length === y.length && x.every((name, i) => key(name) === key(y[i]!));
+  return a.task === b.task && same(a.features, b.features, columnKey) && same(a.labels, b.labels, canonicalText);
 }
 
 interface QueuedJob {

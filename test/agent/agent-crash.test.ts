@@ -169,7 +169,14 @@ test('an agent that dies in every benchmark of a candidate (killed for memory) r
   const refused = await world.waitForReport(isOutcome(activation.id, 'refused'), 30_000);
   assert.match(refused.kind === 'assignment' ? (refused.reason ?? '') : '', /^2 is not activated: the agent ended while benchmarking it, 3 times/);
   assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
-  assert.equal(third.pid > 0 && (await Promise.race([third.exited.then(() => 'exited'), delay(500).then(() => 'running')])), 'running');
+  assert.equal(await Promise.race([third.exited.then(() => 'exited'), delay(500).then(() => 'running')]), 'running', 'it stays up');
+  // Nor after a restart: the verdict is on disk with the candidate.
+  await third.stop();
+  const fourth = dev.start();
+  const { port: fourthPort } = await fourth.ready();
+  const again = await world.assign('oom-bench', world.v2, 'active');
+  await world.waitForReport(isOutcome(again.id, 'refused'), 30_000);
+  assert.equal((await predictVia(fourthPort, ROW)).json.sha256, world.v1.id);
 });
 
 test('SIGTERM during a benchmark: the agent stops without waiting for it or reporting it, and reruns it after restart', async (t) => {
