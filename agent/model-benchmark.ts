@@ -185,6 +185,8 @@ export const SLOW_RUN_FACTOR = 20;
 export const SLOW_RUN_MIN_MS = 1000;
 /** Runs over those limits in a row, in one phase, before the verdict: one may be a pause of the process. */
 export const SLOW_RUN_STRIKES = 2;
+/** Unless it took this long: no pause of a running process does, and a second such run would hold requests up as long again. */
+export const SLOW_RUN_VERDICT_MS = 10_000;
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -220,13 +222,13 @@ async function score(model: Loaded, guard: SlowRunGuard, signal?: AbortSignal): 
  * requests up as long; a model slow only at some row counts (one, or other than 64) is caught at
  * the first run of them. Without an active model nothing is served, and nothing is held to it.
  */
-class SlowRunGuard {
+export class SlowRunGuard {
   /** The active model's run times, by phase. */
   readonly #active = new Map<string, number[]>();
   /** The candidate's runs over the limits in a row, by phase. */
   readonly #strikes = new Map<string, number>();
 
-  check(model: Loaded, phase: string, rows: number, ms: number): void {
+  check(model: Pick<Loaded, 'role' | 'version'>, phase: string, rows: number, ms: number): void {
     if (model.role === 'active') {
       const runs = this.#active.get(phase);
       if (runs) runs.push(ms);
@@ -248,7 +250,8 @@ class SlowRunGuard {
     // is slow every time, so a second such run in a row is the verdict.
     const strikes = (this.#strikes.get(phase) ?? 0) + 1;
     this.#strikes.set(phase, strikes);
-    if (strikes < SLOW_RUN_STRIKES) return;
+    // But a run this long is no pause: a second would hold requests up as long again.
+    if (strikes < SLOW_RUN_STRIKES && ms < SLOW_RUN_VERDICT_MS) return;
     throw new ModelBenchmarkError(
       model.role,
       `the ${model.role} model ${model.version} took ${Math.round(ms)} ms to run ${rows} holdout row${rows === 1 ? '' : 's'} (${phase}), over ${SLOW_RUN_FACTOR} times the active model's ${activeMs.toFixed(1)} ms (its median) ` +

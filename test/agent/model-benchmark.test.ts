@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Holdout, alignHoldout } from '../../agent/holdout.ts';
-import { abbaOrder, benchmarkSideBySide, ModelBenchmarkError, SLOW_RUN_FACTOR } from '../../agent/model-benchmark.ts';
+import { abbaOrder, benchmarkSideBySide, ModelBenchmarkError, SLOW_RUN_FACTOR, SLOW_RUN_VERDICT_MS, SlowRunGuard } from '../../agent/model-benchmark.ts';
 import { slowInference } from './slow-inference.ts';
 import type { InstalledModel } from '../../agent/model-store.ts';
 import { exportOnnx } from '../../shared/artifact/onnx-export.ts';
@@ -164,4 +164,26 @@ test("a benchmark the active model cannot run names that model: the candidate is
   models[0] = { ...models[0]!, model: installed(a.dir, { ...a.manifest, labels }) };
   models[1] = { ...models[1]!, model: installed(b.dir, { ...b.manifest, labels: ['x', 'y', 'z'] }) };
   await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(30), SETTINGS), /^Error: the candidate model 7: holdout\.csv: label "1" \(\d+ rows?, the first at line \d+\) is not one of the model's classes/);
+});
+
+test('the slow-run guard: two slow candidate runs in a row in one phase are the verdict, one is a pause; a run past the verdict time is one at once; the active model is taken at its median', () => {
+  const active = { role: 'active' as const, version: '1' };
+  const candidate = { role: 'candidate' as const, version: '2' };
+  const guard = new SlowRunGuard();
+  // The active model: 1 ms a run, but for one paused run of 5 s, which its median leaves out.
+  for (const ms of [1, 1, 5000, 1, 1]) guard.check(active, 'latency', 1, ms);
+  guard.check(candidate, 'latency', 1, 1500); // slow: a first strike
+  guard.check(candidate, 'latency', 1, 1); // a normal run: the strikes start again
+  guard.check(candidate, 'latency', 1, 1500);
+  assert.throws(() => guard.check(candidate, 'latency', 1, 1500), /^Error: the candidate model 2 took 1500 ms to run 1 holdout row \(latency\), over 20 times the active model's 1\.0 ms \(its median\)/);
+  // Another phase has strikes of its own; a phase the active model has not run yet holds nothing.
+  const other = new SlowRunGuard();
+  other.check(candidate, 'scoring', 64, 60_000);
+  other.check(active, 'scoring', 64, 2);
+  other.check(candidate, 'warm-up', 1, 1500);
+  assert.throws(() => other.check(candidate, 'scoring', 64, SLOW_RUN_VERDICT_MS + 1), /took \d+ ms to run 64 holdout rows \(scoring\)/);
+  // Under a second, or as fast per row as a 1024-row request in 2 s, is never slow.
+  const quick = new SlowRunGuard();
+  quick.check(active, 'throughput', 64, 0.01);
+  for (let i = 0; i < 5; i++) quick.check(candidate, 'throughput', 64, 120);
 });
