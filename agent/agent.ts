@@ -187,7 +187,8 @@ export class Agent {
    * storage could not take: saved again as it is, not measured again, while it is still for the
    * candidate, its assignment and the active model of now (dropped as soon as one of them changed).
    */
-  #unsavedBenchmark: { report: Report; result: 'ok' | 'failed'; candidate: ModelRef; active: ModelRef | null; assignmentId: string | null } | undefined;
+  /** `deaths`: the report is the verdict of the agent's deaths in the candidate's benchmark (kept on record with the candidate). */
+  #unsavedBenchmark: { report: Report; result: 'ok' | 'failed'; deaths: boolean; candidate: ModelRef; active: ModelRef | null; assignmentId: string | null } | undefined;
   /** A rerun of the benchmark is queued (#queueBenchmarkRerun): one at a time. */
   #benchmarkRerunQueued = false;
   /** What the benchmark retry timer's backoff is for (candidate and assignment): another starts afresh. */
@@ -1003,18 +1004,21 @@ export class Agent {
     if (kept && !(sameModel(kept.candidate, candidate) && sameSlot(kept.active, active) && kept.assignmentId === assignmentId)) kept = this.#unsavedBenchmark = undefined;
     let report: Report;
     let result: 'ok' | 'failed';
+    // Whether this report is the verdict of the agent's deaths (not of a benchmark that ran).
+    let deaths = false;
     if (kept) {
       // Measured already; only its report was not saved.
-      ({ report, result } = kept);
+      ({ report, result, deaths } = kept);
       this.#logger.info({ candidate: candidate.version }, 'saving the benchmark report again');
     } else if (this.#benchmarkDeaths(candidate) >= BENCHMARK_DEATHS_REFUSED) {
       // The agent died in each of its last benchmarks of this candidate: not run again (it would
       // take the device down at every restart, its active model served only between them).
-      const deaths = this.#benchmarkDeaths(candidate);
-      const reason = `the agent ended ${deaths} times while benchmarking it (killed for memory, a crash, or a power loss): not benchmarked again`;
-      this.#logger.error({ candidate: candidate.version, deaths }, 'benchmark failed: the agent died while benchmarking this candidate');
+      const times = this.#benchmarkDeaths(candidate);
+      const reason = `the agent ended ${times} times while benchmarking it (killed for memory, a crash, or a power loss): not benchmarked again`;
+      this.#logger.error({ candidate: candidate.version, deaths: times }, 'benchmark failed: the agent died while benchmarking this candidate');
       report = { ...this.#assignmentReport(assignmentId ?? id, 'benchmark-failed', 'candidate', candidate, reason), failedRole: 'candidate' as const };
       result = 'failed';
+      deaths = true;
     } else {
       // On disk before the candidate's part starts (the active model loaded and scored first): a
       // benchmark the agent dies in from then on counts (#benchmarkDeaths).
@@ -1066,10 +1070,10 @@ export class Agent {
     // here is never reported as the candidate's benchmark failure. The report is kept, and saved
     // again on a timer with a backoff while its candidate is still unbenchmarked.
     try {
-      await this.#commit(this.#benchmarked(candidate), report);
+      await this.#commit(this.#benchmarked(candidate, deaths), report);
     } catch (error) {
       if (!isSystemError(error) || this.#stopped) throw error;
-      this.#unsavedBenchmark = { report, result, candidate, active, assignmentId };
+      this.#unsavedBenchmark = { report, result, deaths, candidate, active, assignmentId };
       if (options.rethrowStorageFailure) throw error;
       const subject = `${candidate.sha256} ${assignmentId}`;
       if (this.#benchmarkRetryFor !== subject) this.#retries.done(BENCHMARK_RETRY);
@@ -1132,12 +1136,15 @@ export class Agent {
     return `not activated: a drop-candidate issued after it dropped its model from the candidate slot (now ${now})`;
   }
 
-  #benchmarked(candidate: ModelRef): SlotState {
+  /**
+   * The state with the candidate benchmarked. `deaths`: its report is the verdict of the agent's
+   * deaths, which stays on record (#asWritten) so that no activation takes the candidate after a
+   * restart either; a benchmark that ran to its end (ok or failed) clears the count it started with.
+   */
+  #benchmarked(candidate: ModelRef, deaths = false): SlotState {
     const state = this.#state.state;
     if (!sameModel(state.candidate, candidate)) return state;
-    // A verdict of deaths stays on record (#asWritten), so that no activation takes the candidate after a restart either.
-    const verdict = this.#benchmarkDeaths(candidate) >= BENCHMARK_DEATHS_REFUSED;
-    return { ...state, candidateBenchmarked: true, benchmarkStarts: verdict ? state.benchmarkStarts : undefined };
+    return { ...state, candidateBenchmarked: true, benchmarkStarts: deaths ? state.benchmarkStarts : undefined };
   }
 
   /** Benchmarks of `candidate` started and never ended (the agent died in them; see SlotState.benchmarkStarts). */
@@ -1305,7 +1312,8 @@ export class Agent {
     const commandSeq = Math.max(proposed.commandSeq ?? -1, this.#trust.newestSeq.command.seq);
     // Deaths counted for a candidate no longer in the slot (dropped, activated, replaced) are not
     // held against it if it comes again: a new rollout of it starts from none.
-    // The verdict (BENCHMARK_DEATHS_REFUSED of them) stays while the candidate does: it is not activated.
+    // A verdict (BENCHMARK_DEATHS_REFUSED deaths, the candidate benchmarked by it: #benchmarked)
+    // stays while the candidate does: it is not activated.
     const starts = proposed.benchmarkStarts;
     const benchmarkStarts = starts && proposed.candidate?.sha256 === starts.sha256 && (!proposed.candidateBenchmarked || starts.unfinished >= BENCHMARK_DEATHS_REFUSED) ? starts : undefined;
     return { ...proposed, benchmarkStarts, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };

@@ -174,7 +174,7 @@ async function load({ role, version, model }: { role: Role; version: string; mod
 /**
  * A candidate that would take longer than this on the largest request a device serves
  * (MAX_ROWS_PER_REQUEST rows, at its pace on a run), and is slower than SLOW_RUN_FACTOR times the
- * active model's slowest run of the same phase, fails the benchmark (SlowRunGuard): inference runs inline, so each run of
+ * active model's median run of the same phase, fails the benchmark (SlowRunGuard): inference runs inline, so each run of
  * it holds up the device's requests that long (a signed model whose work grows with its rows
  * passes the server's check on 65 rows and then takes seconds a row here). About 2 ms a row: far
  * beyond the dense networks pruning makes, unless the active model is as slow.
@@ -183,8 +183,9 @@ export const SLOW_RUN_FLOOR_MS = 2000;
 export const SLOW_RUN_FACTOR = 20;
 /** And no run shorter than this fails (a single row timed in ms is at the mercy of any pause). */
 export const SLOW_RUN_MIN_MS = 1000;
-/** Runs over those limits in a row, in one phase, before the verdict: one may be a pause of the process. */
+/** Runs over those limits, of a phase's last SLOW_RUN_WINDOW, that are the verdict: one may be a pause of the process. */
 export const SLOW_RUN_STRIKES = 2;
+export const SLOW_RUN_WINDOW = 3;
 /** Unless it took this long: no pause of a running process does, and a second such run would hold requests up as long again. */
 export const SLOW_RUN_VERDICT_MS = 10_000;
 
@@ -218,15 +219,15 @@ async function score(model: Loaded, guard: SlowRunGuard, signal?: AbortSignal): 
  * Holds each candidate run to the active model's median run of the same phase (scoring, warm-up,
  * latency, throughput): one that would take longer than SLOW_RUN_FLOOR_MS on the largest request
  * a device serves (MAX_ROWS_PER_REQUEST rows, at its pace per row) and is over SLOW_RUN_FACTOR
- * times slower, twice in a row, fails the benchmark. Inference runs inline, so each such run holds the device's
+ * times slower, twice in its last three runs of a phase, fails the benchmark. Inference runs inline, so each such run holds the device's
  * requests up as long; a model slow only at some row counts (one, or other than 64) is caught at
  * the first run of them. Without an active model nothing is served, and nothing is held to it.
  */
 export class SlowRunGuard {
   /** The active model's run times, by phase. */
   readonly #active = new Map<string, number[]>();
-  /** The candidate's runs over the limits in a row, by phase. */
-  readonly #strikes = new Map<string, number>();
+  /** Whether each of the candidate's last SLOW_RUN_WINDOW runs was slow, by phase. */
+  readonly #recent = new Map<string, boolean[]>();
 
   check(model: Pick<Loaded, 'role' | 'version'>, phase: string, rows: number, ms: number): void {
     if (model.role === 'active') {
@@ -236,22 +237,16 @@ export class SlowRunGuard {
       return;
     }
     const runs = this.#active.get(phase);
-    if (runs === undefined || ms <= SLOW_RUN_MIN_MS || (ms * MAX_ROWS_PER_REQUEST) / rows <= SLOW_RUN_FLOOR_MS) {
-      this.#strikes.set(phase, 0);
-      return;
-    }
+    const overFloors = ms > SLOW_RUN_MIN_MS && (ms * MAX_ROWS_PER_REQUEST) / rows > SLOW_RUN_FLOOR_MS;
     // The active model's median run of the phase: one paused run of its own does not excuse the candidate.
-    const activeMs = median(runs);
-    if (ms <= SLOW_RUN_FACTOR * activeMs) {
-      this.#strikes.set(phase, 0);
-      return;
-    }
+    const activeMs = runs !== undefined && overFloors ? median(runs) : undefined;
+    const slow = activeMs !== undefined && ms > SLOW_RUN_FACTOR * activeMs;
+    const recent = [...(this.#recent.get(phase) ?? []), slow].slice(-SLOW_RUN_WINDOW);
+    this.#recent.set(phase, recent);
     // A pause of the process (a collection, the machine busy) can make one run slow: a slow model
-    // is slow every time, so a second such run in a row is the verdict.
-    const strikes = (this.#strikes.get(phase) ?? 0) + 1;
-    this.#strikes.set(phase, strikes);
-    // But a run this long is no pause: a second would hold requests up as long again.
-    if (strikes < SLOW_RUN_STRIKES && ms < SLOW_RUN_VERDICT_MS) return;
+    // is slow again soon (SLOW_RUN_STRIKES of the last SLOW_RUN_WINDOW runs, so one that is slow
+    // every other run is caught too), unless the run took so long that no pause explains it.
+    if (activeMs === undefined || !slow || (recent.filter(Boolean).length < SLOW_RUN_STRIKES && ms < SLOW_RUN_VERDICT_MS)) return;
     throw new ModelBenchmarkError(
       model.role,
       `the ${model.role} model ${model.version} took ${Math.round(ms)} ms to run ${rows} holdout row${rows === 1 ? '' : 's'} (${phase}), over ${SLOW_RUN_FACTOR} times the active model's ${activeMs.toFixed(1)} ms (its median) ` +

@@ -44,7 +44,8 @@ export const SlotStateSchema = z.object({
    * ended, saved as it starts (after the active model's part): one the agent died in (killed for
    * memory by a candidate whose work grows with its rows, a crash in onnxruntime) is counted here,
    * and after BENCHMARK_DEATHS_REFUSED of them the candidate is reported benchmark-failed instead of
-   * benchmarked again at every restart. Dropped once the candidate leaves its slot or is benchmarked.
+   * benchmarked again at every restart; that verdict stays while the candidate does (it is not
+   * activated). Dropped once the candidate leaves its slot, is benchmarked to the end, or is assigned again.
    */
   benchmarkStarts: z.object({ sha256: ModelRefSchema.shape.sha256, unfinished: z.number().int().min(0) }).optional(),
   /** The assignment that installed the current candidate (its benchmark, resumed after a restart, answers it). */

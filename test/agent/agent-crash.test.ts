@@ -179,6 +179,22 @@ test('an agent that dies in every benchmark of a candidate (killed for memory) r
   assert.equal((await predictVia(fourthPort, ROW)).json.sha256, world.v1.id);
 });
 
+test('two deaths in a candidate\'s benchmark and then one that runs to its end: the candidate is benchmarked and can be activated (the deaths are no verdict)', async (t) => {
+  const { dev } = await withActiveV1(t, 'two-deaths');
+  const dies = { FLEETPRUNE_AGENT_CRASH_AT: 'benchmark:after-load' };
+  const first = dev.start([], dies);
+  await first.ready();
+  const candidate = await world.assign('two-deaths', world.v2, 'candidate');
+  assert.equal((await first.exited).signal, 'SIGKILL');
+  assert.equal((await dev.start([], dies).exited).signal, 'SIGKILL');
+  const healthy = dev.start();
+  await healthy.ready();
+  const report = await world.waitForReport(isBenchmarkFor(world.v2.id, 'two-deaths'), 30_000);
+  assert.equal(report.assignmentId, candidate.id);
+  const activation = await world.assign('two-deaths', world.v2, 'active');
+  await world.waitForReport(isOutcome(activation.id, 'activated'), 30_000);
+});
+
 test('SIGTERM during a benchmark: the agent stops without waiting for it or reporting it, and reruns it after restart', async (t) => {
   const { dev } = await withActiveV1(t, 'term-bench');
   // About ten seconds of timing on an idle machine: far longer than a stop takes.
