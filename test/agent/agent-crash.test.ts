@@ -146,19 +146,27 @@ test('kill -9 during a benchmark: after restart the agent serves the active mode
   assert.equal(report.assignmentId, candidate.id);
 });
 
-test('an agent that dies in every benchmark of a candidate (killed for memory) reports it benchmark-failed after three deaths, rather than dying at every restart', async (t) => {
-  const { dev } = await withActiveV1(t, 'oom-bench');
-  // Right after the candidate's model is loaded, in the candidate's part of the benchmark.
+/**
+ * Assigns v2 as the device's candidate and has its agent die `times` times in the candidate's
+ * part of the benchmark (killed right after the candidate's model loads), restarted after each
+ * as systemd's Restart= does. Returns the candidate assignment.
+ */
+async function diesInBenchmark(dev: Awaited<ReturnType<typeof device>>, deviceId: string, times: number) {
   const dies = { FLEETPRUNE_AGENT_CRASH_AT: 'benchmark:after-load' };
   const first = dev.start([], dies);
   await first.ready();
-  const candidate = await world.assign('oom-bench', world.v2, 'candidate');
+  const candidate = await world.assign(deviceId, world.v2, 'candidate');
   assert.equal((await first.exited).signal, 'SIGKILL');
-  // Started again (as systemd's Restart= does): it dies in the benchmark again, twice.
-  for (let start = 2; start <= 3; start++) assert.equal((await dev.start([], dies).exited).signal, 'SIGKILL', `start ${start}`);
+  for (let start = 2; start <= times; start++) assert.equal((await dev.start([], dies).exited).signal, 'SIGKILL', `start ${start}`);
+  return candidate;
+}
+
+test('an agent that dies in every benchmark of a candidate (killed for memory) reports it benchmark-failed after three deaths, rather than dying at every restart', async (t) => {
+  const { dev } = await withActiveV1(t, 'oom-bench');
+  const candidate = await diesInBenchmark(dev, 'oom-bench', 3);
   assert.equal(world.harness.ingest.reports.some(isOutcome(candidate.id, 'benchmark-failed')), false, 'a death (a power cut?) is no verdict');
-  // The fourth start does not run it again: the candidate is reported failed, and the active model served.
-  const third = dev.start([], dies);
+  // The fourth start does not run it again (it would die again): the candidate is reported failed, and the active model served.
+  const third = dev.start([], { FLEETPRUNE_AGENT_CRASH_AT: 'benchmark:after-load' });
   const { port, active } = await third.ready();
   assert.equal(active, '1');
   const failed = await world.waitForReport(isOutcome(candidate.id, 'benchmark-failed'), 30_000);
@@ -181,12 +189,7 @@ test('an agent that dies in every benchmark of a candidate (killed for memory) r
 
 test('two deaths in a candidate\'s benchmark and then one that runs to its end: the candidate is benchmarked and can be activated (the deaths are no verdict)', async (t) => {
   const { dev } = await withActiveV1(t, 'two-deaths');
-  const dies = { FLEETPRUNE_AGENT_CRASH_AT: 'benchmark:after-load' };
-  const first = dev.start([], dies);
-  await first.ready();
-  const candidate = await world.assign('two-deaths', world.v2, 'candidate');
-  assert.equal((await first.exited).signal, 'SIGKILL');
-  assert.equal((await dev.start([], dies).exited).signal, 'SIGKILL');
+  const candidate = await diesInBenchmark(dev, 'two-deaths', 2);
   const healthy = dev.start();
   await healthy.ready();
   const report = await world.waitForReport(isBenchmarkFor(world.v2.id, 'two-deaths'), 30_000);
