@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { registerProcessMetrics } from '../shared/metrics/process-metrics.ts';
 import { AGENT_METRICS } from '../shared/metrics/agent-names.ts';
+import { ServedLatency } from './served-latency.ts';
 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
@@ -23,7 +24,15 @@ export function createAgentMetrics() {
       registers,
     }),
     predictRows: new Counter({ name: AGENT_METRICS.predictRows, help: 'Rows predicted by the active model', registers }),
-    predictLatency: new Histogram({ name: AGENT_METRICS.predictLatency, help: 'Active model inference time per request', buckets: LATENCY_BUCKETS, registers }),
+    predictLatency: new ServedLatency(
+      new Histogram({
+        name: AGENT_METRICS.predictLatency,
+        help: 'Active model inference time per request, by the model and version that answered (series kept for the active and previous slots)',
+        labelNames: ['model', 'version'] as const,
+        buckets: LATENCY_BUCKETS,
+        registers,
+      }),
+    ),
     shadowRuns: new Counter({ name: AGENT_METRICS.shadowRuns, help: 'Rows also run on the candidate (shadow), by candidate version', labelNames: ['version'] as const, registers }),
     shadowAgreements: new Counter({ name: AGENT_METRICS.shadowAgreements, help: 'Shadow rows where the candidate agreed with the active model, by candidate version', labelNames: ['version'] as const, registers }),
     shadowErrors: new Counter({ name: AGENT_METRICS.shadowErrors, help: 'Shadow rows the candidate failed (an error or a non-finite output), by candidate version', labelNames: ['version'] as const, registers }),

@@ -67,6 +67,10 @@ test('candidate → verified download → side-by-side benchmark report; activat
   const fleet = keyId(world.publicKey);
   assert.match(metrics, new RegExp(`^fleetprune_agent_model_info\\{slot="active",model="${world.v1.manifest.name}",version="1",fleet="${fleet}"\\} 1$`, 'm'));
   assert.match(metrics, new RegExp(`^fleetprune_agent_model_info\\{slot="candidate",model="${world.v2.manifest.name}",version="2",fleet="${fleet}"\\} 1$`, 'm'));
+  // The serving latency is by the model and version that answered.
+  const servedCount = (text: string, version: string) => Number(new RegExp(`^fleetprune_agent_predict_latency_seconds_count\\{model="${world.v1.manifest.name}",version="${version}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? -1);
+  assert.equal(servedCount(metrics, '1'), 1);
+  assert.equal(servedCount(metrics, '2'), -1, 'the candidate served nothing');
 
   const activation = await world.assign('flow-1', world.v2, 'active');
   await world.waitForReport(isOutcome(activation.id, 'activated'));
@@ -75,6 +79,8 @@ test('candidate → verified download → side-by-side benchmark report; activat
   assert.equal(agent.slots.candidate, null);
   assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v2.id);
   const afterPromotion = await (await fetch(`${url}/metrics`)).text();
+  assert.equal(servedCount(afterPromotion, '2'), 1, 'the request after the promotion is credited to version 2');
+  assert.equal(servedCount(afterPromotion, '1'), 1, "version 1's series stays: it is the previous model, a rollback's target");
   assert.doesNotMatch(afterPromotion, /fleetprune_agent_shadow_(runs|agreements)_total\{/, 'no shadow series of a candidate gone');
   assert.doesNotMatch(afterPromotion, /fleetprune_agent_shadow_latency_seconds_count [1-9]/, 'the shadow latency (no version label) starts afresh with the next candidate');
 
