@@ -75,10 +75,10 @@ export async function benchmarkSideBySide(
     const row = (model: Loaded, i: number) => model.holdout.features.subarray((i % model.holdout.rows) * model.holdout.nFeatures, ((i % model.holdout.rows) + 1) * model.holdout.nFeatures);
     /** One run of `rows` rows of `model`, its time in ms; a candidate's too slow next to the active model's fails the benchmark. */
     const timedRun = async (model: Loaded, input: Float32Array, rows: number, phase: string): Promise<number> => {
-      const start = performance.now();
+      const run = startRunClock();
       await runModel(model.session, input, rows, model.holdout.nFeatures, model.expected);
-      const ms = performance.now() - start;
-      guard.check(model, phase, rows, ms);
+      const { ms, cpuMs } = run();
+      guard.check(model, phase, rows, ms, cpuMs);
       return ms;
     };
     for (let i = 0; i < WARMUP_RUNS; i++) {
@@ -186,8 +186,36 @@ export const SLOW_RUN_MIN_MS = 1000;
 /** Runs over those limits, of a phase's last SLOW_RUN_WINDOW, that are the verdict: one may be a pause of the process. */
 export const SLOW_RUN_STRIKES = 2;
 export const SLOW_RUN_WINDOW = 3;
-/** Unless it took this long: no pause of a running process does, and a second such run would hold requests up as long again. */
+/**
+ * Unless it took this long with the process busy for most of it (SLOW_RUN_BUSY_SHARE of the run's
+ * time in CPU): a second such run would hold requests up as long again. A run that long with the
+ * process idle was a stall of the device (a stopped or frozen process, a swap storm), not the
+ * model: it is one slow run, timed again like any other.
+ */
 export const SLOW_RUN_VERDICT_MS = 10_000;
+export const SLOW_RUN_BUSY_SHARE = 0.5;
+
+/**
+ * Starts timing one inference run: the function it returns gives its wall time and the process's
+ * CPU time over it (all threads). Inference runs inline, so a run the device really spent on the
+ * model shows as CPU; a stopped or frozen process shows none.
+ */
+export function startRunClock(): () => { ms: number; cpuMs: number } {
+  const start = performance.now();
+  const cpu = process.cpuUsage();
+  return () => {
+    const ms = performance.now() - start;
+    const used = process.cpuUsage(cpu);
+    return { ms, cpuMs: (used.user + used.system) / 1000 };
+  };
+}
+
+/** A time in ms as a message shows it: sub-millisecond medians keep their digits (not "0.0 ms"). */
+export function formatRunMs(ms: number): string {
+  if (ms >= 100) return `${Math.round(ms)} ms`;
+  if (ms >= 1) return `${ms.toFixed(1)} ms`;
+  return `${Number(ms.toPrecision(2))} ms`;
+}
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -205,9 +233,10 @@ async function score(model: Loaded, guard: SlowRunGuard, signal?: AbortSignal): 
     if (start > 0) await nextTurn();
     // A stop or a rollback between runs (a stop must not wait for a slow model's whole holdout).
     signal?.throwIfAborted();
-    const runStart = performance.now();
+    const run = startRunClock();
     predictions.push(...(await runModel(session, holdout.features.subarray(start * nFeatures, (start + count) * nFeatures), count, nFeatures, expected)));
-    guard.check(model, 'scoring', count, performance.now() - runStart);
+    const { ms, cpuMs } = run();
+    guard.check(model, 'scoring', count, ms, cpuMs);
   }
   const nonFinite = predictions.filter((output) => output.some((value) => !Number.isFinite(value))).length;
   if (nonFinite > 0) throw new ModelBenchmarkError(role, `the ${role} model ${version} gives non-finite outputs for ${nonFinite} of ${rows} holdout rows`);
@@ -229,7 +258,8 @@ export class SlowRunGuard {
   /** Whether each of the candidate's last SLOW_RUN_WINDOW runs was slow, by phase. */
   readonly #recent = new Map<string, boolean[]>();
 
-  check(model: Pick<Loaded, 'role' | 'version'>, phase: string, rows: number, ms: number): void {
+  /** `cpuMs`: the process's CPU time over the run (startRunClock); left out, the run is taken as busy throughout. */
+  check(model: Pick<Loaded, 'role' | 'version'>, phase: string, rows: number, ms: number, cpuMs: number = ms): void {
     if (model.role === 'active') {
       const runs = this.#active.get(phase);
       if (runs) runs.push(ms);
@@ -243,14 +273,23 @@ export class SlowRunGuard {
     const slow = activeMs !== undefined && ms > SLOW_RUN_FACTOR * activeMs;
     const recent = [...(this.#recent.get(phase) ?? []), slow].slice(-SLOW_RUN_WINDOW);
     this.#recent.set(phase, recent);
-    // A pause of the process (a collection, the machine busy) can make one run slow: a slow model
-    // is slow again soon (SLOW_RUN_STRIKES of the last SLOW_RUN_WINDOW runs, so one that is slow
-    // every other run is caught too), unless the run took so long that no pause explains it.
-    if (activeMs === undefined || !slow || (recent.filter(Boolean).length < SLOW_RUN_STRIKES && ms < SLOW_RUN_VERDICT_MS)) return;
+    // A pause of the process (a collection, the machine busy, the process stopped) can make one run
+    // slow: a slow model is slow again soon (SLOW_RUN_STRIKES of the last SLOW_RUN_WINDOW runs, so
+    // one that is slow every other run is caught too), unless the run took so long, with the
+    // process busy on it, that no pause explains it.
+    if (activeMs === undefined || !slow) return;
+    const strikes = recent.filter(Boolean).length;
+    const busyLong = ms >= SLOW_RUN_VERDICT_MS && cpuMs >= SLOW_RUN_BUSY_SHARE * ms;
+    if (strikes < SLOW_RUN_STRIKES && !busyLong) return;
+    const why =
+      strikes >= SLOW_RUN_STRIKES
+        ? `${strikes} of its last ${recent.length} ${phase} runs were that slow`
+        : `one run over ${SLOW_RUN_VERDICT_MS / 1000} s with the process busy for ${formatRunMs(cpuMs)} of it, so not a stall of the device`;
+    const pace = rows > 1 ? `, ${Math.round((ms * MAX_ROWS_PER_REQUEST) / rows)} ms at that pace for a request of ${MAX_ROWS_PER_REQUEST} rows` : '';
     throw new ModelBenchmarkError(
       model.role,
-      `the ${model.role} model ${model.version} took ${Math.round(ms)} ms to run ${rows} holdout row${rows === 1 ? '' : 's'} (${phase}), over ${SLOW_RUN_FACTOR} times the active model's ${activeMs.toFixed(1)} ms (its median) ` +
-        `(${Math.round((ms * MAX_ROWS_PER_REQUEST) / rows)} ms at that pace for a request of ${MAX_ROWS_PER_REQUEST} rows): not benchmarked further, as its runs would hold up the device's requests that long`,
+      `the ${model.role} model ${model.version} took ${Math.round(ms)} ms to run ${rows} holdout row${rows === 1 ? '' : 's'} (${phase}), over ${SLOW_RUN_FACTOR} times the active model's ${formatRunMs(activeMs)} (its median) ` +
+        `(${why}${pace}): not benchmarked further, as its runs would hold up the device's requests that long`,
     );
   }
 }

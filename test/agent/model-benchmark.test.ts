@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Holdout, alignHoldout } from '../../agent/holdout.ts';
-import { abbaOrder, benchmarkSideBySide, ModelBenchmarkError, SLOW_RUN_FACTOR, SLOW_RUN_VERDICT_MS, SlowRunGuard } from '../../agent/model-benchmark.ts';
+import { abbaOrder, benchmarkSideBySide, ModelBenchmarkError, SLOW_RUN_BUSY_SHARE, SLOW_RUN_FACTOR, SLOW_RUN_VERDICT_MS, SlowRunGuard, startRunClock } from '../../agent/model-benchmark.ts';
 import { slowInference } from './slow-inference.ts';
 import type { InstalledModel } from '../../agent/model-store.ts';
 import { exportOnnx } from '../../shared/artifact/onnx-export.ts';
@@ -126,7 +126,7 @@ test('a candidate whose runs take seconds where the active model takes milliseco
   const started = performance.now();
   await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(200), SETTINGS), (error: Error) => {
     assert.ok(error instanceof ModelBenchmarkError && error.role === 'candidate', String(error));
-    assert.match(error.message, new RegExp(`^the candidate model 2 took \\d+ ms to run 64 holdout rows \\(scoring\\), over ${SLOW_RUN_FACTOR} times the active model's \\d+\\.\\d ms \\(its median\\) \\(\\d+ ms at that pace for a request of 1024 rows\\): not benchmarked further`));
+    assert.match(error.message, new RegExp(`^the candidate model 2 took \\d+ ms to run 64 holdout rows \\(scoring\\), over ${SLOW_RUN_FACTOR} times the active model's [\\d.]+ ms \\(its median\\) \\(2 of its last 2 scoring runs were that slow, \\d+ ms at that pace for a request of 1024 rows\\): not benchmarked further`));
     return true;
   });
   // Two runs (one could be a pause of the process), not all four.
@@ -166,7 +166,7 @@ test("a benchmark the active model cannot run names that model: the candidate is
   await assert.rejects(benchmarkSideBySide(models, numberedClassHoldout(30), SETTINGS), /^Error: the candidate model 7: holdout\.csv: label "1" \(\d+ rows?, the first at line \d+\) is not one of the model's classes/);
 });
 
-test('the slow-run guard: two slow candidate runs among the last three of a phase are the verdict, one is a pause; a run past the verdict time is one at once; the active model is taken at its median', () => {
+test('the slow-run guard: two slow candidate runs among the last three of a phase are the verdict, one is a pause; a run past the verdict time with the process busy is one at once, one with the process stalled is not; the active model is taken at its median', () => {
   const active = { role: 'active' as const, version: '1' };
   const candidate = { role: 'candidate' as const, version: '2' };
   const guard = new SlowRunGuard();
@@ -184,8 +184,38 @@ test('the slow-run guard: two slow candidate runs among the last three of a phas
   other.check(active, 'scoring', 64, 2);
   other.check(candidate, 'warm-up', 1, 1500);
   assert.throws(() => other.check(candidate, 'scoring', 64, SLOW_RUN_VERDICT_MS + 1), /took \d+ ms to run 64 holdout rows \(scoring\)/);
+  // A run past the verdict time with the process idle through most of it was a stall of the device
+  // (a stopped process, a swap storm): one slow run, timed again. A second slow one is the verdict.
+  const stalled = new SlowRunGuard();
+  for (const ms of [0.012, 0.015, 0.02]) stalled.check(active, 'latency', 1, ms);
+  stalled.check(candidate, 'latency', 1, 11_000, 40);
+  for (let i = 0; i < 3; i++) stalled.check(candidate, 'latency', 1, 0.02, 0.02);
+  stalled.check(candidate, 'latency', 1, SLOW_RUN_VERDICT_MS * 3, SLOW_RUN_BUSY_SHARE * SLOW_RUN_VERDICT_MS * 3 - 1);
+  // Sub-millisecond medians keep their digits; a single row's pace is not scaled to a 1024-row request.
+  assert.throws(
+    () => stalled.check(candidate, 'latency', 1, 1500, 1500),
+    (error: Error) => error.message === "the candidate model 2 took 1500 ms to run 1 holdout row (latency), over 20 times the active model's 0.015 ms (its median) (2 of its last 3 latency runs were that slow): not benchmarked further, as its runs would hold up the device's requests that long",
+  );
+  // Busy for half of it: the device ran the model that long.
+  const busy = new SlowRunGuard();
+  busy.check(active, 'throughput', 64, 2);
+  assert.throws(
+    () => busy.check(candidate, 'throughput', 64, 12_000, 6_000),
+    /took 12000 ms to run 64 holdout rows \(throughput\), over 20 times the active model's 2\.0 ms \(its median\) \(one run over 10 s with the process busy for 6000 ms of it, so not a stall of the device, 192000 ms at that pace for a request of 1024 rows\)/,
+  );
   // Under a second, or as fast per row as a 1024-row request in 2 s, is never slow.
   const quick = new SlowRunGuard();
   quick.check(active, 'throughput', 64, 0.01);
   for (let i = 0; i < 5; i++) quick.check(candidate, 'throughput', 64, 120);
+});
+
+test('a run clock counts the CPU the process spent, not the wall time of a wait', async () => {
+  const waited = startRunClock();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const idle = waited();
+  assert.ok(idle.ms >= 190 && idle.cpuMs < idle.ms / 2, `waiting 200 ms: ${JSON.stringify(idle)}`);
+  const spun = startRunClock();
+  for (const end = performance.now() + 200; performance.now() < end; );
+  const busy = spun();
+  assert.ok(busy.ms >= 200 && busy.cpuMs > 0, `spinning 200 ms: ${JSON.stringify(busy)}`);
 });
