@@ -74,8 +74,8 @@ export function defineAgentCommand(command: Command): Command {
       // Below a second floods the broker; above a day, timers overflow (and offline detection is moot).
       if (!(flags.heartbeatSeconds >= 1 && flags.heartbeatSeconds <= 86_400)) throw new UserError('--heartbeat-seconds: must be between 1 and 86400');
       // A benchmark holds the agent's work queue (assignments and rollbacks wait for it), and its samples are held in memory.
-      if (!(flags.benchSamples >= 1 && flags.benchSamples <= MAX_BENCH_RUNS && flags.benchBatches >= 1 && flags.benchBatches <= MAX_BENCH_RUNS)) {
-        throw new UserError(`--bench-samples and --bench-batches: must be between 1 and ${MAX_BENCH_RUNS}`);
+      for (const [flag, value] of [['--bench-samples', flags.benchSamples], ['--bench-batches', flags.benchBatches]] as const) {
+        if (!(value >= 1 && value <= MAX_BENCH_RUNS)) throw new UserError(`${flag}: must be between 1 and ${MAX_BENCH_RUNS}`);
       }
       // An empty path (`--data-dir "$DIR"` with DIR unset) read as "cannot create  (no such file or directory)".
       for (const [flag, value] of [['--data-dir', flags.dataDir], ['--config', flags.config]] as const) {
