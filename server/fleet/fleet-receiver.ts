@@ -51,10 +51,13 @@ export class FleetReceiver {
   readonly #options: FleetReceiverOptions;
 
   readonly #droppedLog: DroppedMessageLog;
+  /** Messages dropped because the store failed: one log for all devices (an outage drops every device's). */
+  readonly #storeFailureLog: DroppedMessageLog;
 
   constructor(options: FleetReceiverOptions) {
     this.#options = options;
     this.#droppedLog = new DroppedMessageLog(options.logger, options.droppedLogEveryMs === undefined ? {} : { everyMs: options.droppedLogEveryMs });
+    this.#storeFailureLog = new DroppedMessageLog(options.logger, { ...(options.droppedLogEveryMs === undefined ? {} : { everyMs: options.droppedLogEveryMs }), words: { same: 'that could not be stored', per: 'for all devices' } });
   }
 
   async start(): Promise<void> {
@@ -109,12 +112,15 @@ export class FleetReceiver {
       } catch (error) {
         const delay = delays[attempt];
         if (delay === undefined) {
-          // A storage failure is the server's problem, not the message's: log it loudly.
-          logger.error({ err: error, topic, deviceId: message.deviceId, attempts: attempt + 1 }, 'cannot ingest a device message');
+          // The store's failure, not the message's: one line, with the error and no stack (the store's
+          // own errors say what failed), and during an outage one a minute for every device's drops,
+          // not a line per message. The broker gets no error back: the device already has its
+          // acknowledgement, so nothing would send the message again.
           dropped.inc({ kind: message.kind, reason: 'storage-error' });
-          throw error;
+          this.#storeFailureLog.dropped('store', { topic, deviceId: message.deviceId, attempts: attempt + 1, reason: 'storage-error', err: errorMessage(error) }, 'dropped a device message the server could not store');
+          return;
         }
-        logger.warn({ err: errorMessage(error), topic, deviceId: message.deviceId, retryInMs: delay }, 'storing a device message failed; trying again');
+        logger.debug({ err: errorMessage(error), topic, deviceId: message.deviceId, retryInMs: delay }, 'storing a device message failed; trying again');
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }

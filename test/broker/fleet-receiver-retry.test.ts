@@ -20,11 +20,11 @@ class FailingIngest extends InMemoryFleetIngest {
   }
 }
 
-function receiver(ingest: InMemoryFleetIngest) {
+function receiver(ingest: InMemoryFleetIngest, logger = pino({ level: 'silent' })) {
   const registry = new Registry();
   const dropped = new Counter({ name: 'dropped_total', help: 'x', labelNames: ['kind', 'reason'], registers: [registry] });
   const accepted = new Counter({ name: 'accepted_total', help: 'x', labelNames: ['kind'], registers: [registry] });
-  const fleetReceiver = new FleetReceiver({ broker: {} as Broker, ingest, logger: pino({ level: 'silent' }), dropped, accepted, storeRetryDelaysMs: [10, 10, 10] });
+  const fleetReceiver = new FleetReceiver({ broker: {} as Broker, ingest, logger, dropped, accepted, storeRetryDelaysMs: [10, 10, 10] });
   const count = async (name: string) => (await registry.getSingleMetric(name)!.get()).values.reduce((sum, value) => sum + value.value, 0);
   return { fleetReceiver, count };
 }
@@ -39,11 +39,26 @@ test('a device message whose storing fails is tried again, and stored once the s
   assert.deepEqual([await count('accepted_total'), await count('dropped_total')], [1, 0]);
 });
 
-test('a store that keeps failing: the message is dropped as storage-error after the last attempt', async () => {
+test('a store that keeps failing: the message is dropped as storage-error after the last attempt, on one warning line without a stack, and during an outage one line a minute for all devices', async () => {
   const ingest = new FailingIngest(100);
-  const { fleetReceiver, count } = receiver(ingest);
-  await assert.rejects(fleetReceiver.handle(statusTopic('osaka-1'), status), /database is locked/);
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  const { fleetReceiver, count } = receiver(ingest, logger);
+  // Resolves: the broker has nothing to do with a store's failure (it would log the error again).
+  await fleetReceiver.handle(statusTopic('osaka-1'), status);
   assert.equal(ingest.failuresLeft, 100 - 4, 'one attempt and three retries');
   assert.equal(ingest.statuses.size, 0);
   assert.deepEqual([await count('accepted_total'), await count('dropped_total')], [0, 1]);
+  const warnings = () => lines.filter((line) => (line.level as number) >= 40);
+  assert.equal(warnings().length, 1, JSON.stringify(lines));
+  const [line] = warnings();
+  assert.equal(line!.msg, 'dropped a device message the server could not store');
+  assert.equal(line!.err, 'SQLITE_BUSY: database is locked');
+  assert.equal(line!.deviceId, 'osaka-1');
+  assert.equal(line!.reason, 'storage-error');
+  assert.doesNotMatch(JSON.stringify(lines), /"stack"|\bat [\w.<>]+ \(/, 'no stack in any line');
+  // Another device's drop within the minute is counted, not logged on a line of its own.
+  await fleetReceiver.handle(statusTopic('kyoto-2'), Buffer.from(JSON.stringify({ schema: 1, deviceId: 'kyoto-2', online: true, since: '2026-03-01T09:00:00.000Z' })));
+  assert.equal(warnings().length, 1);
+  assert.equal(await count('dropped_total'), 2);
 });
