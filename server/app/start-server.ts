@@ -223,6 +223,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       metricsNeedToken: config.metricsAuth === 'token',
       version: SERVER_VERSION,
       isReady: () => ready,
+      readiness: { storeUp: () => metrics.storeUp(), leader: () => leadership.status() },
     });
     const grpcBindings = modules.flatMap((module) => module.grpcServices ?? []);
     const grpc = new GrpcServer({

@@ -1,5 +1,5 @@
 import { ServiceError } from '../app/service-error.ts';
-import type { Leadership } from '../rollout/leader-election.ts';
+import { describeLeader, type Leadership } from '../rollout/leader-election.ts';
 
 /**
  * Whether this server may change the fleet (enroll, revoke, assign) right now. With an external
@@ -32,6 +32,6 @@ export class LeaderOnlyFleetGate implements FleetGate {
     const standby = `this server (${status.instance}) is a standby: with an external broker only the leader connects to it`;
     // No leader elected (a failover under way): the same change may work shortly, here or there.
     if (status.leader === null) throw new ServiceError('retry_later', `${standby}, and none is elected right now; retry shortly`);
-    throw new ServiceError('unavailable', `${standby}; send fleet changes to ${status.leader}`);
+    throw new ServiceError('unavailable', `${standby}; send fleet changes to the leader, ${describeLeader(status.leader)}`);
   }
 }

@@ -33,6 +33,8 @@ export interface HttpAppDeps {
   metricsNeedToken?: boolean;
   /** False until start-up finished; /healthz answers 503 until then. */
   isReady(): boolean;
+  /** What GET /readyz asks besides isReady: whether the store answers, and whether this server leads the rollouts. */
+  readiness?: { storeUp(): Promise<boolean>; leader(): Promise<{ isLeader: boolean; leader: string | null }> };
 }
 
 /** The express app: /healthz, /metrics, /api/openapi.json and every module's routes under /api. */
@@ -64,6 +66,36 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     if (deps.isReady()) res.status(200).json({ status: 'ok' });
     else res.status(503).json({ status: 'starting' });
   });
+  // Readiness, for a load balancer or an orchestrator: /healthz says the process runs (a restart
+  // would not bring a database back); /readyz also that its store answers, and with
+  // ?role=leader that it leads the rollouts (where rollout commands and fleet changes go when
+  // several servers share one PostgreSQL database). No token: it tells nothing but that.
+  app.get('/readyz', async (req, res) => {
+    const role = req.query.role;
+    if (role !== undefined && role !== 'leader') {
+      res.status(400).json({ error: { code: 'bad_request', message: `role: must be "leader" (or left out), not ${JSON.stringify(role).slice(0, 60)}` } });
+      return;
+    }
+    if (!deps.isReady()) {
+      res.status(503).json({ status: 'starting' });
+      return;
+    }
+    const readiness = deps.readiness;
+    if (readiness && !(await readiness.storeUp())) {
+      res.status(503).json({ status: 'store-unavailable', message: 'the database does not answer' });
+      return;
+    }
+    const leader = readiness ? await readiness.leader().catch(() => undefined) : { isLeader: true, leader: null };
+    if (!leader) {
+      res.status(503).json({ status: 'store-unavailable', message: 'the rollout leader cannot be looked up' });
+      return;
+    }
+    if (role === 'leader' && !leader.isLeader) {
+      res.status(503).json({ status: 'standby', leader: leader.leader });
+      return;
+    }
+    res.status(200).json({ status: 'ready', role: leader.isLeader ? 'leader' : 'standby' });
+  });
   app.get('/metrics', async (req, res) => {
     try {
       if (deps.metricsNeedToken) await tokens.authorize(req.headers.authorization, 'read');
@@ -76,6 +108,7 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
   // As on the API's routes: DELETE /healthz is a 405 naming GET, not a 404 saying there is no such path.
   answerOtherMethods(app, [
     { path: '/healthz', method: 'get' },
+    { path: '/readyz', method: 'get' },
     { path: '/metrics', method: 'get' },
   ]);
 

@@ -88,6 +88,11 @@ export class ServerMetrics {
     });
   }
 
+  /** Whether the store answers now (the probe behind fleetprune_store_up, shared with it). */
+  storeUp(): Promise<boolean> {
+    return this.#storeReads.up();
+  }
+
   /**
    * A gauge read from the store when /metrics is scraped. It never fails the scrape: a store that
    * does not answer (in time) leaves the last value, or no sample before the first one.

@@ -56,6 +56,17 @@ export function newInstanceId(node: string = hostname()): string {
   return `${node.slice(0, 22)}:${process.pid}:${randomBytes(3).toString('hex')}`;
 }
 
+/**
+ * The leader as an operator finds it: `node-a (process 7, instance node-a:7:123456; …)`, by its --node-id.
+ * The instance id alone read as an address no one could send to. An instance id of another form
+ * (an older server's) is named as it is.
+ */
+export function describeLeader(instance: string): string {
+  const match = /^(.*):(\d+):([0-9a-f]{6})$/.exec(instance);
+  if (!match) return instance;
+  return `${match[1]} (process ${match[2]}, instance ${instance}; a load balancer finds it by GET /readyz?role=leader)`;
+}
+
 /** SQLite: one process owns the database file, so it leads from start to stop. */
 export class SingleProcessLeadership implements Leadership {
   readonly #instance: string;

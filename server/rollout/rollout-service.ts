@@ -5,7 +5,7 @@ import { queryTaskProblem, relativeTaskProblem } from '../analysis/relative-chec
 import { ServiceError } from '../app/service-error.ts';
 import { actorOf, type Principal } from '../auth/principal.ts';
 import type { Store } from '../store/store.ts';
-import type { Leadership } from './leader-election.ts';
+import { describeLeader, type Leadership } from './leader-election.ts';
 import { RegistryModelStatus } from './registry-model-status.ts';
 import { smallCohortWarnings } from './small-cohort-warnings.ts';
 import { RolloutControllerStoppedError, type RolloutController } from './rollout-controller.ts';
@@ -337,7 +337,7 @@ export class RolloutService {
     }
     // No leader elected (a failover under way): the same command may work shortly.
     if (status.leader === null) throw new ServiceError('retry_later', `this server (${status.instance}) is not the rollout leader, and none is elected right now; retry shortly`);
-    throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to ${status.leader}`);
+    throw new ServiceError('unavailable', `this server (${status.instance}) is not the rollout leader; send rollout commands to the leader, ${describeLeader(status.leader)}`);
   }
 
   /**

@@ -87,7 +87,7 @@ test('external broker + PostgreSQL: only the leader connects; the standby refuse
   // The standby refuses fleet changes before writing anything, naming the leader; reads work.
   const refused = await b.request('POST', '/api/devices', { json: { id: 'press-1', labels: { site: 'osaka' } } });
   assert.equal(refused.status, 503);
-  assert.match(((await refused.json()) as any).error.message, new RegExp(`is a standby: .*send fleet changes to ${leader.leader}`));
+  assert.match(((await refused.json()) as any).error.message, new RegExp(`is a standby: .*send fleet changes to the leader, .*instance ${leader.leader};`));
   const standbyList = (await (await b.request('GET', '/api/devices')).json()) as any;
   assert.deepEqual([standbyList.devices, standbyList.broker], [[], { connected: null }], 'a standby does not know the broker\'s state');
   assert.deepEqual(((await (await a.request('GET', '/api/devices')).json()) as any).broker, { connected: true });

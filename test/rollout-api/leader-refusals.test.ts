@@ -41,7 +41,7 @@ test('rollout commands on a server that cannot drive rollouts: retry_later (CLI 
   // A failover under way: nobody leads yet.
   assert.deepEqual(await startRefusal(leadership({ leader: null })), ['retry_later', 'this server (node-b:42:abcdef) is not the rollout leader, and none is elected right now; retry shortly']);
   // Another server leads: ask it.
-  assert.deepEqual(await startRefusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is not the rollout leader; send rollout commands to node-a:7:123456']);
+  assert.deepEqual(await startRefusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is not the rollout leader; send rollout commands to the leader, node-a (process 7, instance node-a:7:123456; a load balancer finds it by GET /readyz?role=leader)']);
   // Elected, taking over.
   assert.deepEqual(await startRefusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' })), ['retry_later', 'this server (node-b:42:abcdef) leads but has not taken the rollouts over yet; retry shortly']);
   // Elected, and the takeover failed for good: waiting does not heal it.
@@ -53,7 +53,7 @@ test('rollout commands on a server that cannot drive rollouts: retry_later (CLI 
 
 test('fleet changes with an external broker: retry_later while nobody leads or the leader still connects; the leader named, or a failed takeover said', async () => {
   assert.deepEqual(await gateRefusal(leadership({ leader: null })), ['retry_later', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it, and none is elected right now; retry shortly']);
-  assert.deepEqual(await gateRefusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it; send fleet changes to node-a:7:123456']);
+  assert.deepEqual(await gateRefusal(leadership({ leader: 'node-a:7:123456' })), ['unavailable', 'this server (node-b:42:abcdef) is a standby: with an external broker only the leader connects to it; send fleet changes to the leader, node-a (process 7, instance node-a:7:123456; a load balancer finds it by GET /readyz?role=leader)']);
   assert.deepEqual(await gateRefusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' })), ['retry_later', 'this server (node-b:42:abcdef) leads but is not connected to the external broker yet; retry shortly']);
   assert.deepEqual(await gateRefusal(leadership({ isLeader: true, leader: 'node-b:42:abcdef' }, true)), [
     'unavailable',

@@ -173,7 +173,7 @@ test('PostgreSQL: two servers, one leader; kill -9 the leader and the other take
   // Commands on the follower are refused with the leader's name; reads work anywhere.
   const refused = await second.request('POST', '/api/rollouts', { body: stagedSpecYaml() });
   assert.equal(refused.status, 503);
-  assert.match(((await refused.json()) as any).error.message, new RegExp(`not the rollout leader; send rollout commands to ${a.instance}`));
+  assert.match(((await refused.json()) as any).error.message, new RegExp(`not the rollout leader; send rollout commands to the leader, .*instance ${a.instance};`));
   const started = await first.request('POST', '/api/rollouts', { body: stagedSpecYaml() });
   assert.equal(started.status, 201, await started.clone().text());
   const { id } = (await started.json()) as { id: string };

@@ -45,7 +45,7 @@ async function scrape(server: TestServer): Promise<{ status: number; value: (nam
  * (the rollouts' among them); the store-backed gauges keep their last values and
  * fleetprune_store_up says the store is gone, then back.
  */
-test('/metrics answers while the database is unreachable: fleetprune_store_up 0, the store gauges keep their last values', async (t) => {
+test('/metrics answers while the database is unreachable: fleetprune_store_up 0, the store gauges keep their last values; /readyz says the store is unavailable, /healthz that the process runs', async (t) => {
   const started = await serverThroughProxy(t);
   if (!started) return;
   const { server, proxy } = started;
@@ -57,9 +57,21 @@ test('/metrics answers while the database is unreachable: fleetprune_store_up 0,
   assert.equal(before.value(PROTOCOL_METRICS.devices), 1, 'one device enrolled');
   assert.equal(before.value(SERVER_METRICS.registryModels), 0, 'no model registered');
 
+  const ready = async (query = '') => {
+    const response = await fetch(`${server.baseUrl}/readyz${query}`);
+    return [response.status, await response.json()] as const;
+  };
+  assert.deepEqual(await ready(), [200, { status: 'ready', role: 'leader' }]);
+  assert.deepEqual(await ready('?role=leader'), [200, { status: 'ready', role: 'leader' }]);
+  assert.deepEqual(await ready('?role=follower'), [400, { error: { code: 'bad_request', message: 'role: must be "leader" (or left out), not "follower"' } }]);
+
   proxy.cut();
   const during = await scrape(server);
   assert.equal(during.status, 200, '/metrics with the database unreachable');
+  // The process is alive (a restart would not bring the database back); it is not ready.
+  assert.equal((await fetch(`${server.baseUrl}/healthz`)).status, 200);
+  assert.deepEqual(await ready(), [503, { status: 'store-unavailable', message: 'the database does not answer' }]);
+  assert.deepEqual(await ready('?role=leader'), [503, { status: 'store-unavailable', message: 'the database does not answer' }]);
   assert.equal(before.value(SERVER_METRICS.storeUp), 1, 'the store was up');
   assert.equal(during.value(SERVER_METRICS.storeUp), 0, 'fleetprune_store_up says the store is gone');
   assert.equal(during.value(PROTOCOL_METRICS.devices), 1, 'the device count keeps its last value');
@@ -70,6 +82,7 @@ test('/metrics answers while the database is unreachable: fleetprune_store_up 0,
 
   proxy.restore();
   await waitFor(async () => (await scrape(server)).value(SERVER_METRICS.storeUp) === 1, 10_000, 'fleetprune_store_up 1 once the database answers again');
+  await waitFor(async () => (await ready())[0] === 200, 10_000, 'ready again once the database answers');
   const second = await server.request('POST', '/api/devices', { json: { id: 'dev-2', labels: {} } });
   assert.equal(second.status, 201, await second.text());
   assert.equal((await scrape(server)).value(PROTOCOL_METRICS.devices), 2, 'the device count is read again');
