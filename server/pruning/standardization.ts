@@ -23,7 +23,7 @@ export function scaleOf(mean: number, std: number): number {
 
 /** Values that differ, yet scaleOf takes them for a constant: the models see one value whatever the row. */
 const variesUnseen = (values: readonly number[]) => !values.every((value) => value === values[0]) && takenForConstant(values);
-const TOO_LITTLE = `too little to standardize (a standard deviation under ${MIN_TINY_SCALE}, or under a millionth of the mean)`;
+const TOO_LITTLE = `too little to standardize (a standard deviation under ${MIN_TINY_SCALE}, or at most ${SCALE_THRESHOLD} and under a millionth of the mean)`;
 const SCALE_UP = 'up (multiply by a power of ten) or subtract an offset before pruning';
 
 const namedList = (names: readonly string[]) => names.slice(0, 5).join(', ') + (names.length > 5 ? ` and ${names.length - 5} more` : '');
@@ -39,6 +39,16 @@ const namedList = (names: readonly string[]) => names.slice(0, 5).join(', ') + (
 export function assertLearnable(x: readonly (readonly number[])[], y: readonly number[], task: Task, featureNames: readonly string[], labelName: string): void {
   if (task === 'regression' && variesUnseen(y)) {
     throw new UserError(`the regression label ${JSON.stringify(labelName)} varies ${TOO_LITTLE} over the training rows: no model can learn it; scale it ${SCALE_UP}`);
+  }
+  const lost = task === 'regression' ? float32Blur(y) : 0;
+  if (lost >= 1) {
+    // Values float32 cannot tell apart at their size (100 beside 100.0000001): model.onnx ends in
+    // `+ label mean` in float32, so every device prediction comes out the same value (a model of
+    // R² 0 was shipped, scored on float64 numbers no device computes).
+    throw new UserError(
+      `the regression label ${JSON.stringify(labelName)} varies too little for its size to survive float32, which devices compute the model in (rounding moves a value by up to ${lost.toPrecision(2)} standard deviations over the training rows): ` +
+        'every prediction on a device would be the same value; subtract an offset (such as the column\'s minimum) before pruning',
+    );
   }
   const width = x[0]?.length ?? 0;
   if (width > 0 && ignoredColumns(x).length === width) {
@@ -74,6 +84,16 @@ export function unstandardizableWarnings(x: readonly (readonly number[])[], feat
 export function ignoredColumns(x: readonly (readonly number[])[]): number[] {
   const width = x[0]?.length ?? 0;
   return Array.from({ length: width }, (_, c) => c).filter((c) => takenForConstant(x.map((row) => row[c]!)));
+}
+
+/** How far float32 rounding moves the values (and their mean) at most, in their standard deviations (0 for equal values). */
+function float32Blur(values: readonly number[]): number {
+  if (values.length === 0) return 0;
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+  if (std === 0) return 0;
+  // A loop, not Math.max(...values): a million rows overflow the stack.
+  return values.reduce((worst, value) => Math.max(worst, Math.abs(Math.fround(value) - value)), Math.abs(Math.fround(mean) - mean)) / std;
 }
 
 /** Whether scaleOf takes these values for a constant (scale 1 for a spread at or under SCALE_THRESHOLD): they standardize to one value. */

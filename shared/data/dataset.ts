@@ -257,12 +257,15 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   // many classes: the rows without a label are the user's to drop. Not for data read for an
   // existing model (its classes are what they are), nor when the label is said to be classes (a
   // fault code "None" beside 101 and 205 is one).
-  const missing = options.features || options.task === 'classification' ? -1 : missingNumberLabel(rawLabels);
-  if (missing >= 0) {
-    throw new UserError(
-      `${source}: line ${rowNumbers[missing]}: the label ${quoted(labelName)} is missing (${quoted(rawLabels[missing]!)}) where the other rows hold numbers: ` +
-        `drop the rows without a label, or, if ${quoted(rawLabels[missing]!)} is a class, give the task as classification (--task classification)`,
-    );
+  const missing = options.features || options.task === 'classification' ? [] : missingNumberLabels(rawLabels);
+  if (missing.length > 0) {
+    const [first, ...more] = missing;
+    // Given as regression, the rows are gaps: no word of classes, which the user already ruled out.
+    const fix =
+      options.task === 'regression'
+        ? `a regression target needs a number on every row: drop ${more.length === 0 ? 'that row' : 'those rows'}`
+        : `drop the rows without a label, or, if ${quoted(rawLabels[first!]!)} is a class, ${AS_CLASSIFICATION}`;
+    throw new UserError(`${source}: line ${rowNumbers[first!]}: the label ${quoted(labelName)} is missing (${quoted(rawLabels[first!]!)}) where the other rows hold numbers${moreRows(more, rowNumbers)}: ${fix}`);
   }
 
   // A number label with a stray text or infinite cell (a typo, "inf", "-") would otherwise read as
@@ -270,10 +273,9 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   const strays = options.features || options.task !== undefined ? [] : straysInNumberLabel(rawLabels);
   if (strays.length > 0) {
     const [first, ...more] = strays;
-    const others = more.length === 0 ? '' : ` (and ${more.length} more such row${more.length === 1 ? '' : 's'}: line${more.length === 1 ? '' : 's'} ${more.map((r) => rowNumbers[r]).join(', ')})`;
     throw new UserError(
-      `${source}: line ${rowNumbers[first!]}: the label ${quoted(labelName)} is ${quoted(clipped(rawLabels[first!]!))}, not a finite number, where the other rows hold numbers${others}: ` +
-        `fix or drop ${more.length === 0 ? 'that row' : 'those rows'}, or, if the labels are classes, give the task as classification (--task classification)`,
+      `${source}: line ${rowNumbers[first!]}: the label ${quoted(labelName)} is ${quoted(clipped(rawLabels[first!]!))}, not a finite number, where the other rows hold numbers${moreRows(more, rowNumbers)}: ` +
+        `fix or drop ${more.length === 0 ? 'that row' : 'those rows'}, or, if the labels are classes, ${AS_CLASSIFICATION}`,
     );
   }
 
@@ -347,13 +349,25 @@ export function inferTask(labels: readonly string[]): Task {
 const MISSING_NUMBER = new Set(['nan', 'na', 'n/a', '#n/a', 'null', 'none', '?']);
 
 /** The index of the first label that marks a missing number in a label column otherwise of numbers; -1 if none. */
-function missingNumberLabel(labels: readonly string[]): number {
+function missingNumberLabels(labels: readonly string[]): number[] {
   const isMissing = (label: string) => MISSING_NUMBER.has(label.trim().toLowerCase());
-  const first = labels.findIndex(isMissing);
-  if (first < 0) return -1;
+  const missing = labels.flatMap((label, r) => (isMissing(label) ? [r] : []));
+  if (missing.length === 0) return [];
   const numbers = labels.filter((label) => !isMissing(label));
-  return numbers.length > 0 && numbers.every((label) => Number.isFinite(parseDecimal(label))) ? first : -1;
+  return numbers.length > 0 && numbers.every((label) => Number.isFinite(parseDecimal(label))) ? missing : [];
 }
+
+/** How a user says the label is classes, on the CLI and in a job request (REST, gRPC) alike. */
+const AS_CLASSIFICATION = 'give the task as classification (--task classification, or "task": "classification" in a job request)';
+
+/** " (and 2 more such rows: lines 19, 202)" after the first row named; at most MAX_NAMED_ROWS lines listed. */
+function moreRows(more: readonly number[], rowNumbers: readonly number[]): string {
+  if (more.length === 0) return '';
+  const listed = more.slice(0, MAX_NAMED_ROWS).map((r) => rowNumbers[r]).join(', ');
+  const rest = more.length > MAX_NAMED_ROWS ? `, and ${more.length - MAX_NAMED_ROWS} more` : '';
+  return ` (and ${more.length} more such row${more.length === 1 ? '' : 's'}: line${more.length === 1 ? '' : 's'} ${listed}${rest})`;
+}
+const MAX_NAMED_ROWS = 10;
 
 /** At most this many of a number label's cells may be other than finite numbers for them to read as strays (typos) rather than classes. */
 const MAX_STRAY_LABELS = 5;
@@ -410,7 +424,7 @@ function fewValuedTarget(labels: readonly string[], labelName: string): string[]
   const shown = distinct.sort((a, b) => parseDecimal(a) - parseDecimal(b)).slice(0, 5).map(clipped).join(', ');
   return [
     `the label ${quoted(labelName)} has only ${distinct.length} distinct values (${shown}${distinct.length > 5 ? ', ...' : ''}), so it was taken ` +
-      'as a regression target: if they are classes, give the task as classification (--task classification)',
+      `as a regression target: if they are classes, ${AS_CLASSIFICATION}`,
   ];
 }
 

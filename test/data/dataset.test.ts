@@ -263,7 +263,7 @@ test('a label taken as a regression target with a handful of distinct values is 
   const halves = parseDataset(rows(['1.5', '2.5', '0.5'], 30), { label: 'grade' });
   assert.equal(halves.task, 'regression');
   assert.deepEqual(halves.warnings, [
-    'the label "grade" has only 3 distinct values (0.5, 1.5, 2.5), so it was taken as a regression target: if they are classes, give the task as classification (--task classification)',
+    'the label "grade" has only 3 distinct values (0.5, 1.5, 2.5), so it was taken as a regression target: if they are classes, give the task as classification (--task classification, or "task": "classification" in a job request)',
   ]);
   // Four integer codes on 30 rows are too many for classes by inferTask's rule: the same warning.
   assert.match(parseDataset(rows(['1', '2', '3', '4'], 30), { label: 'grade' }).warnings?.[0] ?? '', /has only 4 distinct values \(1, 2, 3, 4\)/);
@@ -341,8 +341,21 @@ test('the shipped data sets are read exactly as written: no feature is rounded, 
 test('a number label with a gap written NaN is refused when the task is inferred or regression; said to be classes, or read for an existing model, "None" is a class', () => {
   const csv = (labels: string[]) => `a,b,fault\n${labels.map((label, i) => `${i},${(i * 7) % 5},${label}`).join('\n')}\n`;
   const codes = Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? 'None' : i % 3 === 1 ? '101' : '205'));
-  assert.throws(() => parseDataset(csv(codes), { label: 'fault' }), /^UserError: data: line 2: the label "fault" is missing \("None"\) where the other rows hold numbers: drop the rows without a label, or, if "None" is a class, give the task as classification/);
-  assert.throws(() => parseDataset(csv(codes), { label: 'fault', task: 'regression' }), /line 2: the label "fault" is missing \("None"\)/);
+  // Every such row named (the first ten); the way to say "classes" on the CLI and in a job request alike.
+  const lines = 'lines 5, 8, 11, 14, 17, 20, 23, 26, 29';
+  assert.throws(
+    () => parseDataset(csv(codes), { label: 'fault' }),
+    (error: Error) =>
+      error.message ===
+      `data: line 2: the label "fault" is missing ("None") where the other rows hold numbers (and 9 more such rows: ${lines}): drop the rows without a label, or, if "None" is a class, give the task as classification (--task classification, or "task": "classification" in a job request)`,
+  );
+  // Said to be regression: gaps, with no word of classes (the user ruled them out).
+  assert.throws(
+    () => parseDataset(csv(codes), { label: 'fault', task: 'regression' }),
+    (error: Error) => error.message === `data: line 2: the label "fault" is missing ("None") where the other rows hold numbers (and 9 more such rows: ${lines}): a regression target needs a number on every row: drop those rows`,
+  );
+  const many = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? 'NaN' : String(i)));
+  assert.throws(() => parseDataset(csv(many), { label: 'fault', task: 'regression' }), /\(and 13 more such rows: lines 5, 8, 11, 14, 17, 20, 23, 26, 29, 32, and 3 more\): a regression target needs a number on every row: drop those rows$/);
   // A fault code "None" beside 101 and 205: a class, when the user says the label is classes.
   assert.deepEqual(parseDataset(csv(codes), { label: 'fault', task: 'classification' }).classes, ['101', '205', 'None']);
   // The agent's holdout and data read for a registered model: the model's classes are what they are.
@@ -356,7 +369,7 @@ test('a number label with a stray text or infinite cell is refused naming its li
     const labels = measured.map((value, i) => (i === 8 ? cell : value));
     assert.throws(
       () => parseDataset(csv(labels), { label: 'target' }),
-      new RegExp(`^UserError: data: line 10: the label "target" is "${cell}", not a finite number, where the other rows hold numbers: fix or drop that row, or, if the labels are classes, give the task as classification \\(--task classification\\)$`),
+      new RegExp(`^UserError: data: line 10: the label "target" is "${cell}", not a finite number, where the other rows hold numbers: fix or drop that row, or, if the labels are classes, give the task as classification \\(--task classification, or "task": "classification" in a job request\\)$`),
     );
     assert.throws(() => parseDataset(csv(labels), { label: 'target', task: 'regression' }), /line 10: regression label ".*" is not a finite float32 number/);
     assert.equal(parseDataset(csv(labels), { label: 'target', task: 'classification' }).task, 'classification');

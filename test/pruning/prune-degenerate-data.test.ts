@@ -126,7 +126,7 @@ test('features spread too little to standardize (under 1e-30) are named in a war
   const out = join(dir, 'out');
   const run = await runCli(['prune', '--data', csv, '--label', 'species', ...FAST, '--out', out]);
   assert.equal(run.code, 0, run.stderr);
-  const warning = /^feature "sepal_length_cm", feature "sepal_width_cm", feature "petal_width_cm" vary too little to standardize \(a standard deviation under 1e-30, or under a millionth of the mean\): the models take them for a constant/;
+  const warning = /^feature "sepal_length_cm", feature "sepal_width_cm", feature "petal_width_cm" vary too little to standardize \(a standard deviation under 1e-30, or at most 1e-12 and under a millionth of the mean\): the models take them for a constant/;
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   assert.ok(report.warnings.some((text: string) => warning.test(text)), report.warnings.join('\n'));
   assert.match(run.stdout, /\nwarning: feature "sepal_length_cm", feature "sepal_width_cm", feature "petal_width_cm" vary too little/);
@@ -148,8 +148,16 @@ test('a regression label, or every feature, varying too little to standardize is
   const refused = (pattern: RegExp) => (error: unknown) => error instanceof UserError && pattern.test(error.message);
   assert.throws(
     () => assertLearnable(x.map((row) => [row[2]!]), x.map((row) => row[1]!), 'regression', ['plain'], 'y'),
-    refused(/^the regression label "y" varies too little to standardize \(a standard deviation under 1e-30, or under a millionth of the mean\) over the training rows: no model can learn it; scale it up/),
+    refused(/^the regression label "y" varies too little to standardize \(a standard deviation under 1e-30, or at most 1e-12 and under a millionth of the mean\) over the training rows: no model can learn it; scale it up/),
   );
+  // A label whose values float32 cannot tell apart at their size (its spread real in float64):
+  // every device prediction would be one value. One whose spread float32 keeps is learnt.
+  const blurred = x.map((_, i) => (i === 7 ? 100.0000001 : 100));
+  assert.throws(
+    () => assertLearnable(x.map((row) => [row[2]!]), blurred, 'regression', ['plain'], 'y'),
+    refused(/^the regression label "y" varies too little for its size to survive float32, which devices compute the model in \(rounding moves a value by up to \d+(\.\d+)? standard deviations over the training rows\): every prediction on a device would be the same value; subtract an offset/),
+  );
+  assert.doesNotThrow(() => assertLearnable(x.map((row) => [row[2]!]), x.map((_, i) => 1.7e9 + i * 86_400), 'regression', ['plain'], 'y'));
   // A classification label is never standardized: only the features count there.
   assert.doesNotThrow(() => assertLearnable(x.map((row) => [row[2]!]), x.map((row) => row[1]!), 'classification', ['plain'], 'y'));
   assert.throws(

@@ -362,7 +362,7 @@ test('a job without a task whose label it takes as a regression target of a hand
     assert.equal(job.state, 'succeeded', JSON.stringify(job.error));
     return job;
   };
-  const warning = 'the label "grade" has only 3 distinct values (0.5, 1.5, 2.5), so it was taken as a regression target: if they are classes, give the task as classification (--task classification)';
+  const warning = 'the label "grade" has only 3 distinct values (0.5, 1.5, 2.5), so it was taken as a regression target: if they are classes, give the task as classification (--task classification, or "task": "classification" in a job request)';
   const inferred = await finished();
   assert.equal(inferred.request.task, 'regression');
   assert.ok(inferred.result.summary.warnings.includes(warning), JSON.stringify(inferred.result.summary.warnings));
