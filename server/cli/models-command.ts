@@ -297,7 +297,7 @@ function versionRow(version: GrpcVersion): string[] {
 
 /**
  * The manifest's test (and validation) scores on one line, as the prune report gives them:
- * `test accuracy 96.67% · validation accuracy 100.00%`, `test mse 2890.1, r2 0.512`. Anything
+ * `test accuracy 96.67% · validation accuracy 100.00%`, `test mse 2890.1, r² 0.512`. Anything
  * that does not read as scores is printed as it came.
  */
 export function describeMetrics(metricsJson: string): string {
@@ -314,7 +314,8 @@ export function describeMetrics(metricsJson: string): string {
     const named = Object.entries(scores as Record<string, unknown>).map(([name, value]) => {
       if (typeof value !== 'number') return `${name} ${JSON.stringify(value)}`;
       if (name === 'accuracy') return `accuracy ${(value * 100).toFixed(2)}%`;
-      return `${name} ${Number(value.toPrecision(5))}`;
+      // As prune, jobs show and the dashboard write it.
+      return `${name === 'r2' ? 'r²' : name} ${Number(value.toPrecision(5))}`;
     });
     parts.push(`${split} ${named.join(', ')}`);
   }
