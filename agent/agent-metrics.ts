@@ -39,6 +39,12 @@ export function createAgentMetrics() {
     shadowLatency: new Histogram({ name: AGENT_METRICS.shadowLatency, help: 'Candidate inference time per shadowed request', buckets: LATENCY_BUCKETS, registers }),
     assignments: new Counter({ name: AGENT_METRICS.assignments, help: 'Answers sent to assignments and fleet commands, by outcome (each answer once)', labelNames: ['outcome'] as const, registers }),
     downloadedBytes: new Counter({ name: AGENT_METRICS.downloadedBytes, help: 'Model bytes downloaded', registers }),
+    benchmarkStarted: new Gauge({
+      name: AGENT_METRICS.benchmarkStarted,
+      help: 'When the candidate benchmark in progress started (Unix seconds), by candidate model and version; no series while none runs (a benchmark on a loaded device takes minutes, and an analysis meanwhile finds no report from the device)',
+      labelNames: ['model', 'version'] as const,
+      registers,
+    }),
     benchmarks: new Counter({ name: AGENT_METRICS.benchmarks, help: 'On-device benchmarks reported, by result (ok: a benchmark report; failed: a benchmark-failed answer)', labelNames: ['result'] as const, registers }),
     workQueued: new Gauge({ name: AGENT_METRICS.workQueued, help: 'Tasks in the agent\'s work queue, running or waiting (installs, benchmarks, fleet commands, housekeeping)', registers }),
     outboxPending: new Gauge({ name: AGENT_METRICS.outboxPending, help: 'Reports waiting in the on-disk outbox', registers }),

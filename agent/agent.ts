@@ -1030,6 +1030,8 @@ export class Agent {
       this.#logger.info({ candidate: candidate.version, active: active?.version ?? null }, 'benchmark started');
       const interrupt = new AbortController();
       this.#benchmarking = { candidate, interrupt };
+      const running = { model: candidate.model, version: candidate.version };
+      this.metrics.benchmarkStarted.set(running, this.#deps.clock().getTime() / 1000);
       // Work that arrived while the install (or the activation) was queued or ran (a drop, a rollback,
       // a newer assignment) goes first.
       const [waiting] = this.#waitingWork;
@@ -1064,6 +1066,7 @@ export class Agent {
         result = 'failed';
       } finally {
         if (this.#benchmarking?.interrupt === interrupt) this.#benchmarking = undefined;
+        this.metrics.benchmarkStarted.remove(running);
       }
     }
     // Saving the report is the device's own business, not the model's: a full disk or an I/O error

@@ -168,7 +168,10 @@ function withoutBoth(rolloutDevices: readonly string[], candidate: ReadonlyMap<s
   const lacks = (device: string) => (!candidate.has(device) && !baseline.has(device) ? 'neither' : candidate.has(device) ? 'no baseline' : 'no candidate');
   const named = short.slice(0, MAX_NAMED_DEVICES).map((device) => `${device} (${lacks(device)})`);
   const more = short.length > MAX_NAMED_DEVICES ? `, and ${short.length - MAX_NAMED_DEVICES} more` : '';
-  return `; without both: ${named.join(', ')}${more}`;
+  // Neither: no benchmark report since the rollout started, which is also what a benchmark still
+  // running looks like (a loaded device takes minutes), not only an agent without --holdout.
+  const neither = short.some((device) => lacks(device) === 'neither') ? ' (neither: no benchmark report from it yet: its benchmark may still be running, or its agent has no --holdout)' : '';
+  return `; without both: ${named.join(', ')}${more}${neither}`;
 }
 
 /** The pure verdict over per-device values (already in the check's unit). */

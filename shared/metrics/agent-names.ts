@@ -14,6 +14,7 @@ export const AGENT_METRICS = {
   assignments: 'fleetprune_agent_assignments_total',
   downloadedBytes: 'fleetprune_agent_downloaded_bytes_total',
   benchmarks: 'fleetprune_agent_benchmarks_total',
+  benchmarkStarted: 'fleetprune_agent_benchmark_started_timestamp_seconds',
   outboxPending: 'fleetprune_agent_outbox_pending',
   workQueued: 'fleetprune_agent_work_queued',
   droppedMessages: 'fleetprune_agent_dropped_messages_total',

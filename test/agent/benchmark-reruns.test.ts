@@ -62,8 +62,16 @@ async function assignedAgainWhileBenchmarking(t: TestContext, deviceId: string) 
 test('a candidate assigned again (B) while its benchmark for A runs, B\'s report not saved once: the benchmark that runs again answers B, not A', async (t) => {
   const deviceId = 'bench-rerun-1';
   const { agent, dataDir, a, b } = await assignedAgainWhileBenchmarking(t, deviceId);
+  // While it runs, /metrics says so: since when, for which candidate (an analysis finds no report meanwhile).
+  const running = async () => (await agent.metrics.benchmarkStarted.get()).values.map((value) => ({ ...value.labels, ageS: Date.now() / 1000 - value.value }));
+  // (B's install interrupted A's: the benchmark runs again, for B.)
+  await waitFor(async () => (await running()).length === 1, 10_000, 'a benchmark running');
+  const during = await running();
+  assert.deepEqual([during[0]!.model, during[0]!.version], [world.v2.manifest.name, '2']);
+  assert.ok(during[0]!.ageS >= 0 && during[0]!.ageS < 60, JSON.stringify(during));
   const report = (await world.waitForReport(benchmarkOfV2(deviceId), 30_000)) as BenchmarkReport;
   await agent.idle();
+  assert.deepEqual(await running(), [], 'no series once no benchmark runs');
   assert.equal(report.assignmentId, b.id, `the benchmark answers the newest assignment of the candidate (B ${b.id}), not A ${a.id}`);
   const benchmarks = mine(deviceId).filter(isBenchmarkFor(world.v2.id, deviceId)).map((r) => r.kind === 'benchmark' && r.assignmentId);
   assert.deepEqual(benchmarks, [b.id], 'one benchmark report, for B');

@@ -201,10 +201,10 @@ describe('relative checks: bounds and verdicts', () => {
     assert.equal(few.phase, 'Inconclusive');
     assert.equal(
       few.message,
-      'too few samples: 3 devices with both candidate and baseline accuracy reports (4 candidate, 4 baseline) < minSamples 4; without both: qa-2 (neither), qa-5 (no baseline), qa-6 (no candidate)',
+      'too few samples: 3 devices with both candidate and baseline accuracy reports (4 candidate, 4 baseline) < minSamples 4; without both: qa-2 (neither), qa-5 (no baseline), qa-6 (no candidate) (neither: no benchmark report from it yet: its benchmark may still be running, or its agent has no --holdout)',
     );
     const many = judgeRelative(accuracy, new Map(), new Map(), 4, ['d-7', 'd-1', 'd-2', 'd-3', 'd-4', 'd-5', 'd-6']);
-    assert.match(many.message, /; without both: d-1 \(neither\), d-2 \(neither\), d-3 \(neither\), d-4 \(neither\), d-5 \(neither\), and 2 more$/);
+    assert.match(many.message, /; without both: d-1 \(neither\), d-2 \(neither\), d-3 \(neither\), d-4 \(neither\), d-5 \(neither\), and 2 more \(neither: no benchmark report from it yet: its benchmark may still be running, or its agent has no --holdout\)$/);
   });
 
   it('compares only devices with both candidate and baseline values', () => {
