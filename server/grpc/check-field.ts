@@ -26,3 +26,11 @@ export function checkRequest<T>(schema: z.ZodType<T>, body: Record<string, unkno
   });
   throw new ServiceError('bad_request', describeIssues(new z.ZodError(renamed), ''));
 }
+
+/**
+ * A list call's `limit`: proto3 sends 0 for unset, which is the default page. A refusal says so,
+ * in the words REST's refusal uses for the range, the same for every list call.
+ */
+export function pageLimit(max: number, fallback: number): z.ZodType<number> {
+  return z.number().refine((value) => Number.isInteger(value) && value >= 0 && value <= max, `must be a whole number from 1 to ${max}, or 0 (unset) for ${fallback}`);
+}

@@ -8,7 +8,7 @@ import type { DeviceRecord } from '../store/repositories/devices-repository.ts';
 import { DEFAULT_DEVICE_PAGE, DeviceListQuerySchema, EnrollBodySchema, MAX_DEVICE_PAGE } from '../http/routes/fleet-routes.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
 import { DeviceIdSchema } from '../../shared/protocol/payloads.ts';
-import { checkField, checkRequest } from './check-field.ts';
+import { checkField, checkRequest, pageLimit } from './check-field.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { parseJsonField } from './json-field.ts';
 import { LabelSelectorSchema, isEmptySelector } from '../rollout/label-selector.ts';
@@ -57,7 +57,7 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
         ListDevices: deviceHandlers.unary('ListDevices', 'read', async (req: { limit: number; after: string }) => {
           // Each field on its own, named as the proto names it (`limit: …`), as the other list calls name theirs.
           // 0 is proto3's unset: the default page, which the refusal says.
-          if (req.limit < 0 || req.limit > MAX_DEVICE_PAGE) throw new ServiceError('bad_request', `limit: must be a whole number from 1 to ${MAX_DEVICE_PAGE}, or 0 (unset) for ${DEFAULT_DEVICE_PAGE}`);
+          checkField(pageLimit(MAX_DEVICE_PAGE, DEFAULT_DEVICE_PAGE), req.limit, 'limit');
           const limit = checkField(DeviceListQuerySchema.shape.limit, req.limit ? String(req.limit) : undefined, 'limit');
           const after = checkField(DeviceListQuerySchema.shape.after, req.after || undefined, 'after');
           const page = await devices.page({ after, limit });

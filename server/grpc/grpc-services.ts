@@ -3,7 +3,7 @@ import type { ServerReadableStream, ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { wholeNumber } from '../../shared/util/whole-number.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
-import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
+import { DEFAULT_LIST_PAGE, MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { ServerContext } from '../app/server-context.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
@@ -25,10 +25,13 @@ import { PruneOptionsSchema } from '../pruning/options.ts';
 import { AliasSchema, VersionNameSchema, VersionRefSchema } from '../registry/names.ts';
 import { CreateTokenBodySchema } from '../http/routes/admin-routes.ts';
 import { PatchVersionBodySchema } from '../http/routes/models-routes.ts';
-import { checkField } from './check-field.ts';
+import { checkField, pageLimit } from './check-field.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
 import { parseJsonField } from './json-field.ts';
+
+/** A blob's name in UploadBlob and DownloadBlob. */
+const Sha256Field = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 import { refuseMalformed } from './malformed-messages.ts';
 
 /** StartPrune's errors name this call's fields, not REST's `body.data.csv`. */
@@ -76,7 +79,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ListVersions: models.unary('ListVersions', 'read', async (req: { name: string; after_seq: number; limit: number }) => {
           const versions = await registry.listVersions(req.name, {
             afterSeq: checkField(wholeNumber(0, Number.MAX_SAFE_INTEGER), req.after_seq, 'after_seq'),
-            limit: checkField(wholeNumber(0, 1000), req.limit, 'limit') || 100,
+            limit: checkField(pageLimit(1000, 100), req.limit, 'limit') || 100,
           });
           const statuses = await registry.versionStatuses(versions);
           return { versions: versions.map((version, index) => versionMessage(version, statuses[index])) };
@@ -121,7 +124,8 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
               refuseMalformed(chunk);
               if (sha256 === null) {
                 if (!chunk.sha256) throw new ServiceError('bad_request', 'sha256: the first message must name the blob');
-                sha256 = chunk.sha256;
+                // As DownloadBlob words it, naming the field.
+                sha256 = checkField(Sha256Field, chunk.sha256, 'sha256');
               } else if (chunk.sha256 && chunk.sha256 !== sha256) {
                 // A later message may repeat the first one's sha256, never name another blob.
                 throw new ServiceError('bad_request', 'sha256: a later message names another blob than the first one; send one blob per call');
@@ -140,7 +144,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           return { sha256: stored.sha256, bytes: String(stored.bytes), created: stored.created };
         }),
         DownloadBlob: blobs.serverStream('DownloadBlob', 'download', async (call: ServerWritableStream<{ sha256: string; offset: string; chunk_size: number }, unknown>, principal) => {
-          const sha256 = checkField(z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits'), call.request.sha256, 'sha256');
+          const sha256 = checkField(Sha256Field, call.request.sha256, 'sha256');
           await downloadScope.check(principal, { blob: sha256 });
           // Opened before anything is sent: the open file reads whole even if another server's
           // garbage collection removes the blob now.
@@ -255,7 +259,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         ListAudit: audit.unary('ListAudit', 'read', async (req: { limit: number; before: string }) => ({
           entries: (
             await ctx.audit.list({
-              limit: checkField(wholeNumber(0, 1000), req.limit, 'limit') || 100,
+              limit: checkField(pageLimit(1000, 100), req.limit, 'limit') || 100,
               beforeId: checkField(wholeNumber(0, Number.MAX_SAFE_INTEGER), Number(req.before), 'before') || undefined,
             })
           ).map(auditMessage),
@@ -290,8 +294,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
         GetJob: jobs.unary('GetJob', 'read', async (req: { id: string }) => jobMessage(await ctx.jobs.get(checkField(JobIdSchema, req.id, 'id')))),
         ListJobs: jobs.unary('ListJobs', 'read', async (req: { limit: number; offset: number }) => {
           // As GET /api/jobs (the same page): limit 0 (unset) is its default.
-          // Checked from 0, so a negative limit is told what 0 does (the default), as ListRollouts and ListAudit tell it.
-          const limit = checkField(wholeNumber(0, MAX_LIST_PAGE), req.limit, 'limit') || undefined;
+          const limit = checkField(pageLimit(MAX_LIST_PAGE, DEFAULT_LIST_PAGE), req.limit, 'limit') || undefined;
           const offset = checkField(wholeNumber(0, MAX_LIST_OFFSET), req.offset, 'offset');
           const page = await jobPage(ctx.jobs, { limit, offset });
           return { jobs: page.items.map(jobMessage), total: page.total, more: page.more };

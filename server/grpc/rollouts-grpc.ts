@@ -2,7 +2,7 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { z } from 'zod';
 import { wholeNumber } from '../../shared/util/whole-number.ts';
 import { loadFleetpruneProto } from '../../shared/proto/load-proto.ts';
-import { MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
+import { DEFAULT_LIST_PAGE, MAX_LIST_OFFSET, MAX_LIST_PAGE } from '../app/list-page.ts';
 import { ServiceError } from '../app/service-error.ts';
 import type { GrpcServiceBinding } from '../app/server-module.ts';
 import type { Leadership } from '../rollout/leader-election.ts';
@@ -13,7 +13,7 @@ import { DETAIL_DEVICE_STATES, rolloutDetail, rolloutSummary, type RolloutSummar
 import type { DecisionLogEntry } from '../rollout/rollout-state.ts';
 import { reasonSchema } from '../rollout/operator-text.ts';
 import { MAX_SPEC_BYTES } from '../rollout/spec-document.ts';
-import { checkField } from './check-field.ts';
+import { checkField, pageLimit } from './check-field.ts';
 import { GrpcHandlers, type GrpcDeps } from './grpc-call.ts';
 import type { StalledStreams } from '../app/stalled-streams.ts';
 import { ROLLOUT_ID_PATTERN } from '../../shared/util/rollout-id.ts';
@@ -24,7 +24,7 @@ const RolloutId = z.string().regex(ROLLOUT_ID_PATTERN, 'must be a rollout id');
 const Reason = reasonSchema();
 const StepIndex = wholeNumber(0, 999_999);
 /** 0 on the wire is unset: REST's default page. */
-const ListLimit = wholeNumber(0, MAX_LIST_PAGE);
+const ListLimit = pageLimit(MAX_LIST_PAGE, DEFAULT_LIST_PAGE);
 const ListOffset = wholeNumber(0, MAX_LIST_OFFSET);
 
 

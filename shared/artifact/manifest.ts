@@ -57,7 +57,7 @@ const FilesSchema = z.record(z.string(), FileEntrySchema).superRefine((files, ct
  * is transformed, so a parsed manifest has exactly the content that was signed.
  */
 const ManifestObject = z.strictObject({
-  formatVersion: z.literal(1),
+  formatVersion: z.literal(1, { error: 'must be 1: the only manifest format this fleetprune reads (an artifact from a newer fleetprune? upgrade this one)' }),
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 characters of A-Z a-z 0-9 . _ -'),
   version: z.string().min(1).optional(),
   createdAt: z.iso.datetime(),

@@ -122,3 +122,12 @@ test('fleetprune verify refuses a signed manifest that contradicts itself, in on
   assert.doesNotMatch(cli.stderr, /\n\s+at /);
   assert.equal(await readFile(join(dir, 'manifest.json'), 'utf8'), before);
 });
+
+test('a manifest of another format version is refused in words, not zod\'s "Invalid input: expected 1"', () => {
+  const parsed = ManifestSchema.safeParse({ ...sample, formatVersion: 2 });
+  assert.equal(parsed.success, false);
+  assert.deepEqual(
+    parsed.error!.issues.filter((issue) => issue.path[0] === 'formatVersion').map((issue) => issue.message),
+    ['must be 1: the only manifest format this fleetprune reads (an artifact from a newer fleetprune? upgrade this one)'],
+  );
+});

@@ -101,6 +101,8 @@ test('ListRollouts and ListJobs page with offset/limit and answer total and more
       await assert.rejects(client.call(method, request), (error: any) => {
         assert.equal(error.code, status.INVALID_ARGUMENT, `${label}: ${error.details}`);
         assert.match(error.details, new RegExp(`^${field}: [^\\n]+$`), label);
+        // Every list call's limit in one wording, saying what 0 (proto3's unset) does.
+        if (field === 'limit') assert.equal(error.details, 'limit: must be a whole number from 1 to 1000, or 0 (unset) for 100', label);
         return true;
       });
     }
