@@ -318,6 +318,9 @@ export class RolloutController {
     return this.#o.repository.decisions(id, options);
   }
 
+  /** What recover() picked up, as it was then, for noteTakeover's entries. */
+  readonly #tookOver = new Map<string, { at: Date; phase: string; pending: number }>();
+
   /** After a restart: finish pending actions, resume analyses, re-arm timers. */
   async recover(): Promise<readonly string[]> {
     const graceMs = this.#o.startupGraceMs ?? DEFAULT_STARTUP_GRACE_MS;
@@ -335,6 +338,7 @@ export class RolloutController {
       const record = await this.#o.repository.load(id);
       if (!record) continue;
       this.#o.logger?.info({ rollout: id, phase: record.state.phase, step: record.state.stepIndex, pending: record.pendingActions.length }, 'resuming rollout');
+      this.#tookOver.set(id, { at: this.#o.scheduler.now(), phase: record.state.phase, pending: record.pendingActions.length });
       this.#pickUp(record.state);
     }
     this.#scheduleAdoption(Math.min(ADOPT_FIRST_MS, this.#o.adoptEveryMs ?? DEFAULT_ADOPT_EVERY_MS));
@@ -351,11 +355,16 @@ export class RolloutController {
   async noteTakeover(ids: readonly string[], node: string): Promise<void> {
     for (const id of ids) {
       try {
-        const record = await this.#o.repository.load(id);
-        if (!record) continue;
-        const pending = record.pendingActions.length;
+        // As the rollout was when this controller picked it up: it drives it from then on, so by now
+        // (a broker connection waited for) it may have decided more, whose entries come first.
+        const seen = this.#tookOver.get(id);
+        this.#tookOver.delete(id);
+        const record = seen ? undefined : await this.#o.repository.load(id);
+        if (!seen && !record) continue;
+        const { at, phase, pending } = seen ?? { at: undefined, phase: record!.state.phase, pending: record!.pendingActions.length };
         const resumes = pending > 0 ? `; ${pending} pending action${pending === 1 ? '' : 's'} run again (devices ignore repeats)` : '';
-        const message = `server node ${node} took over the rollout (a restart, or a new leader) in phase ${record.state.phase}${resumes}`;
+        const when = at ? ` at ${at.toISOString()}` : '';
+        const message = `server node ${node} took over the rollout${when} (a restart, a new leader, or this server leading again after it lost the lead) in phase ${phase}${resumes}`;
         await this.note(id, { kind: 'takeover', verdict: 'driven', message });
       } catch (error) {
         if (error instanceof RolloutControllerStoppedError) return;

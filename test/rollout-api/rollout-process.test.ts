@@ -133,7 +133,7 @@ test('a real server drives a rollout end to end; kill -9 mid-rollout, restart re
   // The decision log says which server drove the rollout from the restart on.
   const takeovers = after.decisions.filter((d: any) => d.kind === 'takeover');
   assert.deepEqual(takeovers.map((d: any) => [d.verdict, d.stepIndex]), [['driven', 2]]);
-  assert.match(takeovers[0].message, /^server node \S+ took over the rollout \(a restart, or a new leader\) in phase Paused$/);
+  assert.match(takeovers[0].message, /^server node \S+ took over the rollout at \S+Z \(a restart, a new leader, or this server leading again after it lost the lead\) in phase Paused$/);
   const done = await waitForRollout(server.request, id, (v) => v.phase === 'Completed' && v.pendingActions.length === 0, 30_000);
   assert.equal(done.weight, 100);
   assert.equal(done.outcome.status, 'production');
@@ -191,7 +191,7 @@ test('PostgreSQL: two servers, one leader; kill -9 the leader and the other take
   // The new leader says so in the rollout's decision log, and drives the rollout it inherited.
   const inherited = await waitForRollout(second.request, id, (v) => v.decisions.some((d: any) => d.kind === 'takeover'));
   assert.deepEqual(
-    inherited.decisions.filter((d: any) => d.kind === 'takeover').map((d: any) => d.message.split(' (')[0]),
+    inherited.decisions.filter((d: any) => d.kind === 'takeover').map((d: any) => d.message.split(' at ')[0]),
     ['server node node-second took over the rollout'],
   );
   const resumed = await second.request('POST', `/api/rollouts/${id}/resume`);

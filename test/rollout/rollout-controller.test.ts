@@ -114,13 +114,18 @@ describe('rollout controller', () => {
     const takeovers = async () => (await repository.decisions('ro-test')).filter((d) => d.kind === 'takeover');
 
     const second = rig({ repository, scheduler, fleet, models });
+    const at = scheduler.now().toISOString();
     const resumed = await second.controller.recover();
     assert.deepEqual(resumed, ['ro-test']);
     assert.deepEqual(await takeovers(), [], 'nothing written before the takeover succeeded');
+    // The new controller drives it at once (a broker connection waited for meanwhile): the entry,
+    // written once the takeover is done, says how the rollout was when it was picked up.
+    await second.controller.resume('ro-test', 'carol');
+    assert.notEqual((await second.controller.status('ro-test')).phase, 'Paused');
     await second.controller.noteTakeover(resumed, 'node-b');
     const written = await takeovers();
-    assert.deepEqual(written.map((d) => [d.verdict, d.stepIndex, d.message]), [['driven', 1, 'server node node-b took over the rollout (a restart, or a new leader) in phase Paused']]);
-    assert.equal((await second.controller.status('ro-test')).phase, 'Paused', 'the entry changes nothing else');
+    assert.deepEqual(written.map((d) => [d.verdict, d.stepIndex, d.message]), [['driven', 2, `server node node-b took over the rollout at ${at} (a restart, a new leader, or this server leading again after it lost the lead) in phase Paused`]]);
+    assert.notEqual((await second.controller.status('ro-test')).phase, 'Paused', 'the entry changes nothing else');
     second.controller.stop();
   });
 
