@@ -166,6 +166,7 @@ export class AssignmentPublisher {
       if (moved !== null && request.fence) throw new StaleRecordError(request.fence, moved);
       // One number for the whole request, taken only if some device gets it anew.
       let fresh: ReturnType<typeof buildAssignment> | undefined;
+      let changed = false;
       const devices = await tx.devices.getMany(request.deviceIds);
       for (const deviceId of request.deviceIds) {
         const device = devices.get(deviceId);
@@ -185,12 +186,17 @@ export class AssignmentPublisher {
           updatedAt: now,
         });
         if (created || device?.retainedAssignment?.id !== request.id) {
+          changed = true;
           await tx.devices.setRetainedAssignment(deviceId, assignment);
           // The retained topic no longer holds them: a device that comes back takes only this one.
           await tx.assignments.supersedeUnanswered(deviceId, request.id, now);
         }
         recorded.set(deviceId, assignment);
       }
+      // Once per assignment: a recording run again for every device it already recorded (a new
+      // leader re-running a pending action) changed nothing, and a second entry with the same
+      // assignment id read as a second assignment.
+      if (!changed) return;
       await tx.audit.append({
         at: now,
         actor: request.actor,

@@ -198,9 +198,13 @@ test('what the server tells devices is signed for each device and numbered from 
   assert.equal(assignmentSignatureVerifies('dev-s2', a1, signingKey.publicKey), false, "dev-s1's assignment is not dev-s2's");
   await fleet.fleetPort.assign({ commandId: 'cmd-sign-0001', model: 'iris', version: '1', role: 'active', deviceIds: ['dev-s1'] });
   assert.deepEqual(await retained('dev-s1'), a1, 'the same command again: the same signed payload');
+  // And one audit entry: recorded again (a new leader re-running a pending action), it changed nothing.
+  const audited = async (id: string) => (await store.engine.all('SELECT details FROM audit_log')).filter((row: any) => JSON.parse(row.details).assignmentId === id).length;
+  assert.equal(await audited('cmd-sign-0001'), 1);
   await fleet.fleetPort.assign({ commandId: 'cmd-sign-0002', model: 'iris', version: '2', role: 'active', deviceIds: ['dev-s1'] });
   const a2 = await retained('dev-s1');
   assert.ok(a2.seq > a1.seq);
+  assert.equal(await audited('cmd-sign-0002'), 1);
   // A retained assignment recorded before signing existed is signed (numbered 0) when sent.
   const legacy: Record<string, unknown> = { ...b1 };
   delete legacy.seq;
