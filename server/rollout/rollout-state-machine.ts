@@ -350,12 +350,12 @@ function completeRollout(t: TransitionDraft): void {
   t.decide('promotion', 'production', `${s.spec.model} ${s.spec.candidateVersion} is production: ${reason}`);
 }
 
-/** Up to 20 device ids, then how many more: a decision message stays readable (and small) for a fleet of thousands. */
 /** A description without the parentheses it may come in, for one that goes in parentheses: not "((every device))". */
 function unwrapped(text: string): string {
   return text.startsWith('(') && text.endsWith(')') ? text.slice(1, -1) : text;
 }
 
+/** Up to 20 device ids, then how many more: a decision message stays readable (and small) for a fleet of thousands. */
 export function listIds(ids: readonly string[], shown = 20): string {
   return ids.length <= shown ? ids.join(', ') : `${ids.slice(0, shown).join(', ')} and ${ids.length - shown} more`;
 }
@@ -413,6 +413,9 @@ export function weight(s: RolloutState): number {
 function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type: 'actionResult' | 'actionProgress' }>): void {
   const s = t.s;
   const policy = s.spec.offline;
+  // Devices that ran out of attempts, one decision per kind of model sent and count of attempts:
+  // a line per device buried the log (400 offline devices: 1,200 lines over a rollout and its rollback).
+  const unreachable = new Map<string, { desired: DesiredModel; attempts: number; ids: string[] }>();
   for (const result of event.devices ?? []) {
     const device = t.has(result.deviceId) ? t.device(result.deviceId) : undefined;
     // A result for an older action (the device has been sent something newer since) is stale.
@@ -442,11 +445,22 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
       t.decide('device', 'refused', `device ${device.id} refused ${describeDesired(s, device.desired)}: ${result.reason ?? 'no reason given'}`);
     } else if (device.attempts >= policy.maxAttempts) {
       t.setDevice(device.id, { delivery: 'unreachable', reason: result.reason ?? 'offline', nextAttemptAt: undefined });
-      t.decide('device', 'unreachable', `device ${device.id} is unreachable after ${device.attempts} attempt${device.attempts === 1 ? '' : 's'} (${describeDesired(s, device.desired)}); it converges when it comes back`);
+      const key = `${device.desired}/${device.attempts}`;
+      const group = unreachable.get(key) ?? { desired: device.desired, attempts: device.attempts, ids: [] };
+      group.ids.push(device.id);
+      unreachable.set(key, group);
     } else {
       const backoff = Math.min(policy.maxBackoffMs, policy.initialBackoffMs * 2 ** (device.attempts - 1));
       t.setDevice(device.id, { delivery: 'retrying', reason: result.reason ?? 'offline', nextAttemptAt: t.at + backoff });
     }
+  }
+  for (const { desired, attempts, ids } of unreachable.values()) {
+    const after = `after ${attempts} attempt${attempts === 1 ? '' : 's'} (${describeDesired(s, desired)})`;
+    t.decide(
+      'device',
+      'unreachable',
+      ids.length === 1 ? `device ${ids[0]} is unreachable ${after}; it converges when it comes back` : `${ids.length} devices are unreachable ${after}: ${listIds(ids)}; they converge when they come back`,
+    );
   }
   settle(t);
 }

@@ -436,6 +436,23 @@ describe('rollout state machine: an operator\'s pause during a timed pause step'
 describe('rollout state machine: offline devices', () => {
   const spec = specOf([{ setWeight: 50 }, { setWeight: 100 }], { offline: { initialBackoff: '5s', maxBackoff: '20s', maxAttempts: 4 } });
 
+  it('devices that run out of attempts together are one decision naming them, not a line each', () => {
+    const h = new ReducerHarness(specOf([{ setWeight: 100 }], { offline: { maxAttempts: 1 } }), fleetOf(30));
+    const assign = h.last('assign');
+    const offline = assign.devices.filter((_, i) => i % 3 !== 0);
+    h.deliver(assign, (id) => (offline.includes(id) ? 'offline' : 'delivered'));
+    const lines = h.decisions.filter((d) => d.verdict === 'unreachable');
+    assert.deepEqual(
+      lines.map((d) => d.message),
+      [`20 devices are unreachable after 1 attempt (2 as candidate): ${offline.join(', ')}; they converge when they come back`],
+    );
+    // One device alone keeps its own line.
+    const one = new ReducerHarness(specOf([{ setWeight: 100 }], { offline: { maxAttempts: 1 } }), fleetOf(3));
+    const only = one.last('assign');
+    one.deliver(only, (id) => (id === only.devices[1] ? 'offline' : 'delivered'));
+    assert.deepEqual(one.decisions.filter((d) => d.verdict === 'unreachable').map((d) => d.message), [`device ${only.devices[1]} is unreachable after 1 attempt (2 as candidate); it converges when it comes back`]);
+  });
+
   it('retries with exponential backoff, then counts the device unreachable and moves on', () => {
     const h = new ReducerHarness(spec, fleetOf(4));
     const first = h.last('assign');
