@@ -24,9 +24,10 @@ export function createAgentMetrics() {
       registers,
     }),
     predictRows: new Counter({ name: AGENT_METRICS.predictRows, help: 'Rows predicted by the active model', registers }),
-    predictLatency: new ServedLatency(
+    predictLatency: new Histogram({ name: AGENT_METRICS.predictLatency, help: 'Active model inference time per request (fleetprune_agent_served_latency_seconds has it by model and version)', buckets: LATENCY_BUCKETS, registers }),
+    servedLatency: new ServedLatency(
       new Histogram({
-        name: AGENT_METRICS.predictLatency,
+        name: AGENT_METRICS.servedLatency,
         help: 'Active model inference time per request, by the model and version that answered (series kept for the active and previous slots)',
         labelNames: ['model', 'version'] as const,
         buckets: LATENCY_BUCKETS,

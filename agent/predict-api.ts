@@ -140,7 +140,9 @@ export function createPredictApp(options: PredictApiOptions): Express {
       }
       throw error;
     }
-    metrics.predictLatency.observe(active.ref, (performance.now() - start) / 1000);
+    const seconds = (performance.now() - start) / 1000;
+    metrics.predictLatency.observe(seconds);
+    metrics.servedLatency.observe(active.ref, seconds);
     const overflow = firstNonFiniteRow(outputs);
     if (overflow >= 0) {
       // JSON would turn NaN into null: a confident-looking non-answer. Say what happened instead.

@@ -128,6 +128,6 @@ export class ServingSlots {
     const { active, candidate, previous } = this.#options.state();
     for (const [slot, ref] of Object.entries({ active, candidate, previous })) if (ref) this.#options.metrics.modelInfo.set({ slot, model: ref.model, version: ref.version, fleet: this.#fleet }, 1);
     // The served model's series stays (and the one a rollback would go back to).
-    this.#options.metrics.predictLatency.keepOnly([active, previous, this.#active?.ref]);
+    this.#options.metrics.servedLatency.keepOnly([active, previous, this.#active?.ref]);
   }
 }

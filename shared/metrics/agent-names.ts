@@ -6,6 +6,8 @@ export const AGENT_METRICS = {
   predictRequests: 'fleetprune_agent_predict_requests_total',
   predictRows: 'fleetprune_agent_predict_rows_total',
   predictLatency: 'fleetprune_agent_predict_latency_seconds',
+  /** The same time, by the model and version that answered (predictLatency has no such labels: rules written for it keep working). */
+  servedLatency: 'fleetprune_agent_served_latency_seconds',
   httpRefused: 'fleetprune_agent_http_refused_total',
   shadowRuns: 'fleetprune_agent_shadow_runs_total',
   shadowAgreements: 'fleetprune_agent_shadow_agreements_total',

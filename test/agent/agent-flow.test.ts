@@ -68,9 +68,11 @@ test('candidate → verified download → side-by-side benchmark report; activat
   assert.match(metrics, new RegExp(`^fleetprune_agent_model_info\\{slot="active",model="${world.v1.manifest.name}",version="1",fleet="${fleet}"\\} 1$`, 'm'));
   assert.match(metrics, new RegExp(`^fleetprune_agent_model_info\\{slot="candidate",model="${world.v2.manifest.name}",version="2",fleet="${fleet}"\\} 1$`, 'm'));
   // The serving latency is by the model and version that answered.
-  const servedCount = (text: string, version: string) => Number(new RegExp(`^fleetprune_agent_predict_latency_seconds_count\\{model="${world.v1.manifest.name}",version="${version}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? -1);
+  const servedCount = (text: string, version: string) => Number(new RegExp(`^fleetprune_agent_served_latency_seconds_count\\{model="${world.v1.manifest.name}",version="${version}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? -1);
   assert.equal(servedCount(metrics, '1'), 1);
   assert.equal(servedCount(metrics, '2'), -1, 'the candidate served nothing');
+  // And the unlabelled histogram of agents before it, which rules written for them read.
+  assert.match(metrics, /^fleetprune_agent_predict_latency_seconds_count 1$/m);
 
   const activation = await world.assign('flow-1', world.v2, 'active');
   await world.waitForReport(isOutcome(activation.id, 'activated'));

@@ -9,7 +9,7 @@ import { DEVICE_REPORT_METRICS, ROLLOUT_METRICS } from '../../shared/metrics/rol
  * (fleetprune_process_*, fleetprune_nodejs_*) and fleetprune_agent_ on the agent
  * (fleetprune_agent_process_*, fleetprune_agent_nodejs_*).
  */
-const HISTOGRAMS = new Set<string>([SERVER_METRICS.httpRequestDuration, SERVER_METRICS.grpcRequestDuration, AGENT_METRICS.predictLatency, AGENT_METRICS.shadowLatency]);
+const HISTOGRAMS = new Set<string>([SERVER_METRICS.httpRequestDuration, SERVER_METRICS.grpcRequestDuration, AGENT_METRICS.predictLatency, AGENT_METRICS.servedLatency, AGENT_METRICS.shadowLatency]);
 
 export function exportedMetricNames(): Set<string> {
   const names = new Set<string>();
