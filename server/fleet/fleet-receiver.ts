@@ -8,6 +8,7 @@ import type { Broker, DeliveryInfo } from '../broker/broker.ts';
 import { stateDrop, type FleetIngest } from './fleet-ingest.ts';
 import type { ReportRateLimit } from './report-rate-limit.ts';
 import { DroppedMessageLog } from '../../shared/util/dropped-message-log.ts';
+import { isConnectionFailure, StoreUnavailableError } from '../store/store-unavailable.ts';
 
 export interface FleetReceiverOptions {
   broker: Broker;
@@ -53,6 +54,8 @@ export class FleetReceiver {
   readonly #droppedLog: DroppedMessageLog;
   /** Messages dropped because the store failed: one log for all devices (an outage drops every device's). */
   readonly #storeFailureLog: DroppedMessageLog;
+  /** How many since the store last took one (said when it takes one again). */
+  #storeDrops = 0;
 
   constructor(options: FleetReceiverOptions) {
     this.#options = options;
@@ -108,16 +111,29 @@ export class FleetReceiver {
     const delays = this.#options.storeRetryDelaysMs ?? STORE_RETRY_DELAYS_MS;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#ingest(message);
+        await this.#ingest(message);
+        if (this.#storeDrops > 0) {
+          logger.info({ dropped: this.#storeDrops, reason: 'storage-error' }, `the store takes device messages again; ${this.#storeDrops} were dropped while it did not`);
+          this.#storeDrops = 0;
+        }
+        return;
       } catch (error) {
         const delay = delays[attempt];
         if (delay === undefined) {
-          // The store's failure, not the message's: one line, with the error and no stack (the store's
-          // own errors say what failed), and during an outage one a minute for every device's drops,
-          // not a line per message. The broker gets no error back: the device already has its
+          // The broker gets no error back (it would only log it again): the device already has its
           // acknowledgement, so nothing would send the message again.
           dropped.inc({ kind: message.kind, reason: 'storage-error' });
-          this.#storeFailureLog.dropped('store', { topic, deviceId: message.deviceId, attempts: attempt + 1, reason: 'storage-error', err: errorMessage(error) }, 'dropped a device message the server could not store');
+          const fields = { topic, deviceId: message.deviceId, attempts: attempt + 1, reason: 'storage-error' };
+          if (isStoreFailure(error)) {
+            // The store's failure, not the message's: one line with the error (the store's errors say
+            // what failed), and during an outage one a minute for every device's drops, not a line
+            // per message; how many in all is said once the store takes messages again.
+            this.#storeDrops++;
+            this.#storeFailureLog.dropped('store', { ...fields, err: errorMessage(error) }, 'dropped a device message the server could not store');
+          } else {
+            // Anything else is a bug on the server's side: loud, with its stack.
+            logger.error({ ...fields, err: error }, 'cannot ingest a device message');
+          }
           return;
         }
         logger.debug({ err: errorMessage(error), topic, deviceId: message.deviceId, retryInMs: delay }, 'storing a device message failed; trying again');
@@ -193,4 +209,15 @@ export class FleetReceiver {
     }
     accepted?.inc({ kind: message.kind });
   }
+}
+
+/** SQLite's codes for a database busy, locked, out of room or failing its I/O: the store's trouble, not a bug. */
+const SQLITE_TROUBLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL)/;
+
+/** Whether an ingest failed because the store did (unreachable, busy, full), rather than by a bug of the server's. */
+export function isStoreFailure(error: unknown): boolean {
+  if (error instanceof StoreUnavailableError || isConnectionFailure(error)) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  // PostgreSQL: insufficient resources (53), operator intervention (57), system error (58), lock timeouts and deadlocks (55P03, 40P01, 40001).
+  return typeof code === 'string' && (SQLITE_TROUBLE.test(code) || /^(53|57|58)/.test(code) || ['55P03', '40P01', '40001'].includes(code));
 }

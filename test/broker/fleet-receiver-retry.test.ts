@@ -11,11 +11,15 @@ import { statusTopic } from '../../shared/protocol/topics.ts';
 
 /** The in-memory ingest, whose store fails a given number of times first (a busy or restarting database). */
 class FailingIngest extends InMemoryFleetIngest {
-  constructor(public failuresLeft: number) {
+  constructor(
+    public failuresLeft: number,
+    /** Fail as a bug of the server's would (a TypeError), not as the store does. */
+    public bug = false,
+  ) {
     super();
   }
   override async recordStatus(status: Status): Promise<StateOutcome> {
-    if (this.failuresLeft-- > 0) throw new Error('SQLITE_BUSY: database is locked');
+    if (this.failuresLeft-- > 0) throw Object.assign(new Error(this.bug ? 'Cannot read properties of undefined' : 'database is locked'), this.bug ? {} : { code: 'SQLITE_BUSY' });
     return super.recordStatus(status);
   }
 }
@@ -53,7 +57,7 @@ test('a store that keeps failing: the message is dropped as storage-error after 
   assert.equal(warnings().length, 1, JSON.stringify(lines));
   const [line] = warnings();
   assert.equal(line!.msg, 'dropped a device message the server could not store');
-  assert.equal(line!.err, 'SQLITE_BUSY: database is locked');
+  assert.equal(line!.err, 'database is locked');
   assert.equal(line!.deviceId, 'osaka-1');
   assert.equal(line!.reason, 'storage-error');
   assert.doesNotMatch(JSON.stringify(lines), /"stack"|\bat [\w.<>]+ \(/, 'no stack in any line');
@@ -61,4 +65,20 @@ test('a store that keeps failing: the message is dropped as storage-error after 
   await fleetReceiver.handle(statusTopic('kyoto-2'), Buffer.from(JSON.stringify({ schema: 1, deviceId: 'kyoto-2', online: true, since: '2026-03-01T09:00:00.000Z' })));
   assert.equal(warnings().length, 1);
   assert.equal(await count('dropped_total'), 2);
+  // Once the store takes messages again, how many were dropped in all is said.
+  ingest.failuresLeft = 0;
+  await fleetReceiver.handle(statusTopic('osaka-1'), status);
+  assert.deepEqual(lines.filter((line) => line.dropped !== undefined).map((line) => [line.msg, line.dropped]), [['the store takes device messages again; 2 were dropped while it did not', 2]]);
+});
+
+test('an ingest that fails by a bug of the server\'s (not the store\'s) is logged at error level with its stack, not as a storage outage', async () => {
+  const ingest = new FailingIngest(100, true);
+  const lines: Record<string, unknown>[] = [];
+  const { fleetReceiver, count } = receiver(ingest, pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) }));
+  await fleetReceiver.handle(statusTopic('osaka-1'), status);
+  assert.equal(await count('dropped_total'), 1);
+  const errors = lines.filter((line) => (line.level as number) >= 50);
+  assert.equal(errors.length, 1, JSON.stringify(lines));
+  assert.equal(errors[0]!.msg, 'cannot ingest a device message');
+  assert.match(JSON.stringify(errors[0]!.err), /"stack":"Error: Cannot read properties of undefined\\n\s+at /);
 });
