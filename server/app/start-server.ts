@@ -223,7 +223,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       metricsNeedToken: config.metricsAuth === 'token',
       version: SERVER_VERSION,
       isReady: () => ready,
-      readiness: { storeUp: () => metrics.storeUp(), leader: () => leadership.status() },
+      // The leader is ready as the leader once it drives the rollouts: elected but still taking them
+      // over, or its takeover failed, it refuses rollout commands like a standby.
+      readiness: { storeUp: () => metrics.storeUp(), leader: async () => ({ ...(await leadership.status()), driving: rollouts.drivingRollouts() }) },
     });
     const grpcBindings = modules.flatMap((module) => module.grpcServices ?? []);
     const grpc = new GrpcServer({

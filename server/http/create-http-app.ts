@@ -34,7 +34,7 @@ export interface HttpAppDeps {
   /** False until start-up finished; /healthz answers 503 until then. */
   isReady(): boolean;
   /** What GET /readyz asks besides isReady: whether the store answers, and whether this server leads the rollouts. */
-  readiness?: { storeUp(): Promise<boolean>; leader(): Promise<{ isLeader: boolean; leader: string | null }> };
+  readiness?: { storeUp(): Promise<boolean>; leader(): Promise<{ isLeader: boolean; leader: string | null; driving: boolean }> };
 }
 
 /** The express app: /healthz, /metrics, /api/openapi.json and every module's routes under /api. */
@@ -85,13 +85,18 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
       res.status(503).json({ status: 'store-unavailable', message: 'the database does not answer' });
       return;
     }
-    const leader = readiness ? await readiness.leader().catch(() => undefined) : { isLeader: true, leader: null };
+    const leader = readiness ? await readiness.leader().catch(() => undefined) : { isLeader: true, leader: null, driving: true };
     if (!leader) {
       res.status(503).json({ status: 'store-unavailable', message: 'the rollout leader cannot be looked up' });
       return;
     }
     if (role === 'leader' && !leader.isLeader) {
       res.status(503).json({ status: 'standby', leader: leader.leader });
+      return;
+    }
+    if (role === 'leader' && !leader.driving) {
+      // Elected, but its takeover of the rollouts is under way or failed: it refuses their commands.
+      res.status(503).json({ status: 'taking-over', message: 'this server leads but does not drive the rollouts yet (a takeover under way, or failed: see its log)' });
       return;
     }
     res.status(200).json({ status: 'ready', role: leader.isLeader ? 'leader' : 'standby' });

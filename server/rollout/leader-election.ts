@@ -53,8 +53,9 @@ export interface Leadership {
  * session's application_name, which PostgreSQL cuts at 63 bytes.
  */
 export function newInstanceId(node: string = hostname()): string {
-  return `${node.slice(0, 22)}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  return `${node.slice(0, NODE_CHARS)}:${process.pid}:${randomBytes(3).toString('hex')}`;
 }
+const NODE_CHARS = 22;
 
 /**
  * The leader as an operator finds it: `node-a (process 7, instance node-a:7:123456; …)`, by its --node-id.
@@ -64,7 +65,10 @@ export function newInstanceId(node: string = hostname()): string {
 export function describeLeader(instance: string): string {
   const match = /^(.*):(\d+):([0-9a-f]{6})$/.exec(instance);
   if (!match) return instance;
-  return `${match[1]} (process ${match[2]}, instance ${instance}; a load balancer finds it by GET /readyz?role=leader)`;
+  // The instance keeps the first NODE_CHARS characters of the node id: a longer one (a host name
+  // such as ip-10-0-12-34.eu-west-1.compute.internal) is named by its beginning, and said so.
+  const node = match[1]!.length >= NODE_CHARS ? `${match[1]}… (its --node-id begins so; ` : `${match[1]} (`;
+  return `${node}process ${match[2]}, instance ${instance}; a load balancer finds it by GET /readyz?role=leader)`;
 }
 
 /** SQLite: one process owns the database file, so it leads from start to stop. */

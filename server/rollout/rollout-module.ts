@@ -53,6 +53,8 @@ export interface RolloutModuleDeps {
 export interface RolloutModule extends ServerModule {
   readonly service: RolloutService;
   readonly leadership: Leadership;
+  /** Whether this server drives the rollouts now: it leads and its takeover is done (not failed, not under way). */
+  drivingRollouts(): boolean;
   /**
    * For the fleet: a device came back online, or answered something (`answered`: it may have taken
    * what a rollout's candidate waited behind). A no-op on followers; the leader re-sends what it wants.
@@ -110,6 +112,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     name: 'rollouts',
     service,
     leadership,
+    drivingRollouts: () => controller !== undefined,
     routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes, ctx.stalledStreams),
     grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log }, ctx.config.maxBodyBytes, ctx.stalledStreams)],
     async start() {

@@ -73,3 +73,10 @@ test('a single server whose takeover fails after its start went on says so; one 
   await ok.start({ elected: async () => {}, deposed: () => {}, stopping: () => {} } as never);
   assert.equal(ok.takeoverFailed(), false);
 });
+
+test('a leader whose --node-id is longer than an instance id keeps is named by its beginning, and said so', async () => {
+  const { describeLeader, newInstanceId } = await import('../../server/rollout/leader-election.ts');
+  const instance = newInstanceId('ip-10-0-12-34.eu-west-1.compute.internal');
+  assert.match(describeLeader(instance), /^ip-10-0-12-34\.eu-west-… \(its --node-id begins so; process \d+, instance ip-10-0-12-34\.eu-west-:\d+:[0-9a-f]{6}; a load balancer finds it by GET \/readyz\?role=leader\)$/);
+  assert.match(describeLeader(newInstanceId('plant-a')), /^plant-a \(process \d+, instance plant-a:\d+:[0-9a-f]{6}; /);
+});
