@@ -360,7 +360,7 @@ function missingNumberLabels(labels: readonly string[]): number[] {
 /** How a user says the label is classes, on the CLI and in a job request (REST, gRPC) alike. */
 const AS_CLASSIFICATION = 'give the task as classification (--task classification, or "task": "classification" in a job request)';
 
-/** " (and 2 more such rows: lines 19, 202)" after the first row named; at most MAX_NAMED_ROWS lines listed. */
+/** " (and 2 more such rows: lines 19, 202)" after the first row named; at most MAX_NAMED_ROWS more lines listed (eleven rows named in all). */
 function moreRows(more: readonly number[], rowNumbers: readonly number[]): string {
   if (more.length === 0) return '';
   const listed = more.slice(0, MAX_NAMED_ROWS).map((r) => rowNumbers[r]).join(', ');

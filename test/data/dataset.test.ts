@@ -341,7 +341,7 @@ test('the shipped data sets are read exactly as written: no feature is rounded, 
 test('a number label with a gap written NaN is refused when the task is inferred or regression; said to be classes, or read for an existing model, "None" is a class', () => {
   const csv = (labels: string[]) => `a,b,fault\n${labels.map((label, i) => `${i},${(i * 7) % 5},${label}`).join('\n')}\n`;
   const codes = Array.from({ length: 30 }, (_, i) => (i % 3 === 0 ? 'None' : i % 3 === 1 ? '101' : '205'));
-  // Every such row named (the first ten); the way to say "classes" on the CLI and in a job request alike.
+  // Every such row named (the first, and up to ten more); the way to say "classes" on the CLI and in a job request alike.
   const lines = 'lines 5, 8, 11, 14, 17, 20, 23, 26, 29';
   assert.throws(
     () => parseDataset(csv(codes), { label: 'fault' }),
