@@ -7,6 +7,8 @@ import { withConnection, withConnectionOptions, type ConnectionFlags } from './g
 import { labelPairText, parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
 import { deviceJson, type GrpcDevice } from './json-views.ts';
+import { DEVICE_STATES, deviceState, matchesDeviceFilter, parseActiveModel, parseDeviceState, type DeviceFilter, type DeviceState } from './device-filter.ts';
+import { describeDevice, type GrpcDeviceRefusal } from './device-details.ts';
 import { refuseEmpty } from './non-empty.ts';
 import { namingFlags } from './request-field-flags.ts';
 
@@ -58,8 +60,11 @@ export function registerDevicesCommand(program: Command): void {
     });
 
   withConnectionOptions(devices.command('list').description('devices: online, last seen, active and candidate versions, labels'))
+    .option('--selector <k=v,...>', 'only devices whose labels match all pairs, as a rollout selects them (a comma within a value: \\,)', parseLabelPairs)
+    .option('--state <state>', `only devices in this state: ${DEVICE_STATES.join(', ')}`, parseDeviceState)
+    .option('--active <model[@version]>', 'only devices running this model (or this version of it) as their active model', parseActiveModel)
     .option('--json', 'print the devices as JSON (as GET /api/devices shows them, without heartbeats)')
-    .action(async (flags: ConnectionFlags & { json?: boolean }) => {
+    .action(async (flags: ConnectionFlags & { json?: boolean; selector?: Record<string, string>; state?: DeviceState; active?: { model: string; version?: string } }) => {
       await withConnection(flags, async (connection) => {
         // Page by page: one response for a large fleet would pass gRPC's 4 MiB message limit.
         const all: GrpcDevice[] = [];
@@ -71,16 +76,19 @@ export function registerDevicesCommand(program: Command): void {
           after = page.next;
           broker = page.broker;
         } while (after);
+        const filter: DeviceFilter = { ...(flags.selector ? { selector: flags.selector } : {}), ...(flags.state ? { state: flags.state } : {}), ...(flags.active ? { active: flags.active } : {}) };
+        const filtered = Object.keys(filter).length > 0;
+        const listed = filtered ? all.filter((device) => matchesDeviceFilter(device, filter)) : all;
         // A hung broker leaves every device `online` as it was: said, rather than shown as live.
         if (broker === 'disconnected') {
           process.stderr.write('fleetprune: warning: the server is not connected to the broker now; each device\'s state is as it was when the connection went\n');
         }
-        if (flags.json) return void process.stdout.write(`${JSON.stringify(all.map(deviceJson), null, 2)}\n`);
+        if (flags.json) return void process.stdout.write(`${JSON.stringify(listed.map(deviceJson), null, 2)}\n`);
         // stdout holds the table alone (for scripts); the note goes to stderr, as rollout list's does.
-        if (all.length === 0) return void process.stderr.write('no devices\n');
-        const rows = all.map((device) => [
+        if (listed.length === 0) return void process.stderr.write(filtered ? `no devices match (of ${all.length})\n` : 'no devices\n');
+        const rows = listed.map((device) => [
           device.id,
-          device.revoked_at ? 'revoked' : device.online ? 'online' : 'offline',
+          deviceState(device),
           device.last_seen || '-',
           device.active ? `${device.active.model}@${device.active.version}` : '-',
           device.candidate ? `${device.candidate.model}@${device.candidate.version}` : '-',
@@ -88,6 +96,24 @@ export function registerDevicesCommand(program: Command): void {
           Object.entries(device.labels).map(([key, value]) => labelPairText(key, value)).join(',') || '-',
         ]);
         process.stdout.write(formatTable([['DEVICE', 'STATE', 'LAST SEEN', 'ACTIVE', 'CANDIDATE', 'LABELS'], ...rows]));
+        if (filtered) process.stderr.write(`${listed.length} of ${all.length} devices match\n`);
+      });
+    });
+
+  withConnectionOptions(devices.command('show <device>').description('one device: state, labels, its models, the assignment retained for it, and its latest refused answer'))
+    .option('--json', 'print the device as JSON (as GET /api/devices/:id shows it, without its heartbeat)')
+    .action(async (id: string, flags: ConnectionFlags & { json?: boolean }) => {
+      await withConnection(flags, async (connection) => {
+        const { device, last_refusal: refusal } = await connection
+          .unary<{ device: GrpcDevice; last_refusal?: GrpcDeviceRefusal | null }>('Devices', 'GetDevice', { id })
+          .catch((error: unknown) => {
+            throw namingFlags(error, { id: '<device>' });
+          });
+        const lastRefusal = refusal
+          ? { assignmentId: refusal.assignment_id, outcome: refusal.outcome, role: refusal.role, model: refusal.model, version: refusal.version, reason: refusal.reason || null, failedRole: refusal.failed_role || null, at: refusal.at }
+          : null;
+        if (flags.json) return void process.stdout.write(`${JSON.stringify({ ...deviceJson(device), lastRefusal }, null, 2)}\n`);
+        process.stdout.write(describeDevice(device, lastRefusal));
       });
     });
 

@@ -64,6 +64,17 @@ export function fleetGrpcServices(ctx: ServerContext, devices: DeviceService, as
           const connected = devices.brokerConnected();
           return { devices: page.devices.map(deviceMessage), next: page.next ?? '', broker: connected === null ? '' : connected ? 'connected' : 'disconnected' };
         }),
+        GetDevice: deviceHandlers.unary('GetDevice', 'read', async (req: { id: string }) => {
+          const id = checkField(DeviceIdSchema, req.id, 'id');
+          const device = await devices.get(id);
+          const refusal = await devices.lastRefusal(id);
+          return {
+            device: deviceMessage(device),
+            ...(refusal
+              ? { last_refusal: { assignment_id: refusal.assignmentId, outcome: refusal.outcome, role: refusal.role, model: refusal.model, version: refusal.version, reason: refusal.reason ?? '', failed_role: refusal.failedRole ?? '', at: refusal.at } }
+              : {}),
+          };
+        }),
         RevokeDevice: deviceHandlers.unary('RevokeDevice', 'write', async (req: { id: string }, principal) => {
           const result = await devices.revoke(checkField(DeviceIdSchema, req.id, 'id'), actorOf(principal));
           return { broker_warning: result.brokerUpdated ? '' : result.warning };

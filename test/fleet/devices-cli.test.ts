@@ -113,3 +113,48 @@ test('devices list --json shows each device as GET /api/devices does, all but it
   assert.deepEqual(JSON.parse(cli.stdout), withoutHeartbeat);
   assert.deepEqual(Object.keys((withoutHeartbeat[0]!.assignment ?? {}) as object).sort(), ['id', 'issuedAt', 'model', 'role', 'version'], 'dev-1 has its assignment');
 });
+
+test('devices list --selector/--state/--active keep the devices an operator asks for (labels as a rollout selects them); devices show gives one device as GET /api/devices/:id does', async (t) => {
+  const server = await startTestServer(t);
+  if (!server) return;
+  const { ctx } = server.server;
+  await registerVersion(ctx.store, 'iris', '1', ctx.signingKey.privateKey);
+  const labels: Record<string, Record<string, string>> = { 'dev-1': { site: 'osaka', hw: 'pi4' }, 'dev-2': { site: 'osaka', hw: 'x86' }, 'dev-3': { site: 'kyoto', hw: 'pi4' }, 'dev-4': { site: 'osaka', hw: 'pi4' } };
+  for (const [id, pairs] of Object.entries(labels)) assert.equal((await server.request('POST', '/api/devices', { json: { id, labels: pairs } })).status, 201);
+  assert.equal((await server.request('DELETE', '/api/devices/dev-4')).status, 204);
+  assert.equal((await server.request('POST', '/api/assignments', { json: { model: 'iris', version: '1', role: 'active', deviceIds: ['dev-1'] } })).status, 201);
+  const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
+  const [osakaPi, offline, revoked, running, bad, shown, shownJson, missing] = await runCliBatch([
+    { args: ['devices', 'list', '--selector', 'site=osaka,hw=pi4', ...connection] },
+    { args: ['devices', 'list', '--state', 'offline', '--selector', 'site=osaka', '--json', ...connection] },
+    { args: ['devices', 'list', '--state', 'revoked', ...connection] },
+    { args: ['devices', 'list', '--active', 'iris@1', ...connection] },
+    { args: ['devices', 'list', '--state', 'asleep', ...connection] },
+    { args: ['devices', 'show', 'dev-1', ...connection] },
+    { args: ['devices', 'show', 'dev-1', '--json', ...connection] },
+    { args: ['devices', 'show', 'dev-9', ...connection] },
+  ]);
+  const ids = (stdout: string) => stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]);
+  assert.equal(osakaPi!.code, 0, osakaPi!.stderr);
+  assert.deepEqual(ids(osakaPi!.stdout), ['dev-1', 'dev-4'], 'revoked devices keep their labels');
+  assert.equal(osakaPi!.stderr, '2 of 4 devices match\n');
+  assert.deepEqual((JSON.parse(offline!.stdout) as { id: string }[]).map((device) => device.id), ['dev-1', 'dev-2']);
+  assert.deepEqual(ids(revoked!.stdout), ['dev-4']);
+  // Nobody runs it yet (dev-1's assignment waits for it to connect): said, on stderr.
+  assert.deepEqual([running!.code, running!.stdout, running!.stderr], [0, '', 'no devices match (of 4)\n']);
+  assert.equal(bad!.code, 2);
+  assert.ok(isOneLineError(bad!.stderr), bad!.stderr);
+  assert.match(bad!.stderr, /--state.*must be online, offline, revoked, not "asleep"/);
+
+  assert.equal(shown!.code, 0, shown!.stderr);
+  const lines = shown!.stdout.trim().split('\n');
+  assert.deepEqual(lines.slice(0, 3), ['device     dev-1', 'state      offline', 'labels     site=osaka,hw=pi4']);
+  assert.match(shown!.stdout, /^active     -$/m);
+  assert.match(shown!.stdout, /^assigned   iris@1 as active \(\S+, issued \S+\)$/m);
+  assert.match(shown!.stdout, /^refused    -$/m);
+  const { heartbeat: _heartbeat, ...rest } = (await (await server.request('GET', '/api/devices/dev-1')).json()) as Record<string, unknown>;
+  assert.deepEqual(JSON.parse(shownJson!.stdout), rest);
+  assert.notEqual(missing!.code, 0);
+  assert.ok(isOneLineError(missing!.stderr), missing!.stderr);
+  assert.match(missing!.stderr, /no device dev-9/);
+});

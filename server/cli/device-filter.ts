@@ -1,0 +1,44 @@
+import { InvalidArgumentError } from 'commander';
+import { selectorMatches } from '../rollout/label-selector.ts';
+import type { GrpcDevice } from './json-views.ts';
+
+export type DeviceState = 'online' | 'offline' | 'revoked';
+export const DEVICE_STATES: readonly DeviceState[] = ['online', 'offline', 'revoked'];
+
+/** What `devices list` keeps: devices whose labels match every pair, in the state, running the model (or version) as active. */
+export interface DeviceFilter {
+  selector?: Record<string, string>;
+  state?: DeviceState;
+  active?: { model: string; version?: string };
+}
+
+/** The state `devices list` shows a device in. */
+export function deviceState(device: Pick<GrpcDevice, 'revoked_at' | 'online'>): DeviceState {
+  return device.revoked_at ? 'revoked' : device.online ? 'online' : 'offline';
+}
+
+/** Whether the device passes every part of the filter given: labels as a rollout's matchLabels selects them. */
+export function matchesDeviceFilter(device: GrpcDevice, filter: DeviceFilter): boolean {
+  if (filter.selector && !selectorMatches({ matchLabels: filter.selector }, device.labels)) return false;
+  if (filter.state && deviceState(device) !== filter.state) return false;
+  if (filter.active) {
+    const active = device.active;
+    if (!active || active.model !== filter.active.model) return false;
+    if (filter.active.version !== undefined && active.version !== filter.active.version) return false;
+  }
+  return true;
+}
+
+/** `--state`: one of the states the table shows. */
+export function parseDeviceState(value: string): DeviceState {
+  if (!(DEVICE_STATES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be ${DEVICE_STATES.join(', ')}, not "${value.slice(0, 40)}"`);
+  return value as DeviceState;
+}
+
+/** `--active wine` or `--active wine@3`: the model (and version) the device runs as active. */
+export function parseActiveModel(value: string): { model: string; version?: string } {
+  const at = value.lastIndexOf('@');
+  const [model, version] = at < 0 ? [value, undefined] : [value.slice(0, at), value.slice(at + 1)];
+  if (model.trim() === '' || (version !== undefined && version.trim() === '')) throw new InvalidArgumentError(`"${value.slice(0, 80)}" is not MODEL or MODEL@VERSION`);
+  return version === undefined ? { model } : { model, version };
+}
