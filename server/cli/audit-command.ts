@@ -3,6 +3,7 @@ import { parseInteger } from '../../shared/cli/option-parsers.ts';
 import { parseLimit } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+import { namingFlags } from './request-field-flags.ts';
 
 /** An entry as the AuditEntry message carries it. */
 interface GrpcAuditEntry {
@@ -32,10 +33,18 @@ export function registerAuditCommand(program: Command): void {
   )
     .option('--limit <n>', 'at most this many entries (1-1000; default 100)', parseLimit)
     .option('--before <id>', 'entries older than this one (its ID), to page back', parseEntryId)
+    .option('--action <action>', 'only entries of this action (rollout.assign), or of the actions it begins when it ends in a dot (rollout.)')
+    .option('--actor <name>', 'only entries by this actor (a token name, or device:ID)')
+    .option('--target <text>', 'only entries whose target begins so: wine@ (the versions of wine), wine: (its aliases), model:wine@ (their assignments), device:osaka-07, rollout:ro-…')
     .option('--json', 'print JSON (the entries of GET /api/audit)')
-    .action(async (flags: ConnectionFlags & { limit?: number; before?: number; json?: boolean }) => {
+    .action(async (flags: ConnectionFlags & { limit?: number; before?: number; json?: boolean; action?: string; actor?: string; target?: string }) => {
       await withConnection(flags, async (connection) => {
-        const { entries } = await connection.unary<{ entries: GrpcAuditEntry[] }>('Audit', 'ListAudit', { limit: flags.limit ?? 0, before: flags.before ?? 0 });
+        const filter = { action: flags.action ?? '', actor: flags.actor ?? '', target: flags.target ?? '' };
+        const { entries } = await connection
+          .unary<{ entries: GrpcAuditEntry[] }>('Audit', 'ListAudit', { limit: flags.limit ?? 0, before: flags.before ?? 0, ...filter })
+          .catch((error: unknown) => {
+            throw namingFlags(error, { action: '--action', actor: '--actor', target: '--target' });
+          });
         const details = (entry: GrpcAuditEntry) => (entry.details_json ? (JSON.parse(entry.details_json) as Record<string, unknown>) : {});
         if (flags.json) {
           const json = entries.map((entry) => ({ id: Number(entry.id), at: entry.at, actor: entry.actor, action: entry.action, target: entry.target, details: details(entry) }));
@@ -48,7 +57,9 @@ export function registerAuditCommand(program: Command): void {
         };
         process.stdout.write(formatTable([['ID', 'AT', 'ACTOR', 'ACTION', 'TARGET', 'DETAILS'], ...entries.map((entry) => [entry.id, entry.at, entry.actor, entry.action, entry.target, shown(entry)])]));
         const limit = flags.limit ?? 100;
-        if (entries.length === limit) process.stderr.write(`older entries may follow: fleetprune audit --before ${entries.at(-1)!.id}\n`);
+        const again = [flags.action && `--action ${flags.action}`, flags.actor && `--actor ${flags.actor}`, flags.target && `--target ${flags.target}`].filter(Boolean).map((flag) => ` ${flag}`).join('');
+        if (entries.length === limit) process.stderr.write(`older entries may follow: fleetprune audit${again} --before ${entries.at(-1)!.id}\n`);
+        if (entries.length === 0 && (flags.action || flags.actor || flags.target)) process.stderr.write('no entries match\n');
       });
     });
 }

@@ -25,7 +25,8 @@ import { PruneOptionsSchema } from '../pruning/options.ts';
 import { AliasSchema, VersionNameSchema, VersionRefSchema } from '../registry/names.ts';
 import { CreateTokenBodySchema } from '../http/routes/admin-routes.ts';
 import { PatchVersionBodySchema } from '../http/routes/models-routes.ts';
-import { checkField, pageLimit } from './check-field.ts';
+import { checkField, checkRequest, pageLimit } from './check-field.ts';
+import { AuditFilterSchema } from '../auth/audit-service.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
 import { parseJsonField } from './json-field.ts';
@@ -256,11 +257,13 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
     Audit: {
       service: proto.Audit.service,
       implementation: {
-        ListAudit: audit.unary('ListAudit', 'read', async (req: { limit: number; before: string }) => ({
+        ListAudit: audit.unary('ListAudit', 'read', async (req: { limit: number; before: string; action: string; actor: string; target: string }) => ({
           entries: (
             await ctx.audit.list({
               limit: checkField(pageLimit(1000, 100), req.limit, 'limit') || 100,
               beforeId: checkField(wholeNumber(0, Number.MAX_SAFE_INTEGER), Number(req.before), 'before') || undefined,
+              // Empty is proto3's unset: no filter.
+              ...checkRequest(AuditFilterSchema, { ...(req.action ? { action: req.action } : {}), ...(req.actor ? { actor: req.actor } : {}), ...(req.target ? { target: req.target } : {}) }, {}),
             })
           ).map(auditMessage),
         })),

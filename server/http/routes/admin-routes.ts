@@ -6,6 +6,7 @@ import { RoleSchema } from '../../auth/roles.ts';
 import { TokenIdSchema } from '../../auth/token-id.ts';
 import { TokenLifetimeSchema } from '../../auth/token-lifetime.ts';
 import { AuditEntrySchema, TokenSchema, queryInteger } from '../api-schemas.ts';
+import { AuditFilterSchema } from '../../auth/audit-service.ts';
 import { defineRoute, type RouteSpec } from '../route-spec.ts';
 
 export const CreateTokenBodySchema = z.strictObject({
@@ -19,6 +20,7 @@ export const CreateTokenBodySchema = z.strictObject({
 const AuditQuerySchema = z.strictObject({
   limit: queryInteger(1, 1000).optional(),
   before: queryInteger(1).optional(),
+  ...AuditFilterSchema.shape,
 });
 
 /** Tokens (admin only), the caller's own token (whoami) and the audit log (viewer and up). */
@@ -79,12 +81,15 @@ export function adminRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/audit',
       operationId: 'listAudit',
-      summary: 'Who changed what and when, newest first (page with ?before=<id>)',
+      summary: 'Who changed what and when, newest first (page with ?before=<id>; ?action= an action or its beginning ending in a dot, ?actor=, ?target= the beginning of a target: wine@, wine:, model:wine@, device:ID, rollout:ID)',
       tag: 'audit',
       permission: 'read',
       query: AuditQuerySchema,
       responses: { 200: { description: 'entries', schema: z.strictObject({ entries: z.array(AuditEntrySchema) }) } },
-      handle: async ({ query }) => ({ json: { entries: await ctx.audit.list({ beforeId: query.before, limit: query.limit }) } }),
+      handle: async ({ query }) => {
+        const { before, limit, ...filter } = query;
+        return { json: { entries: await ctx.audit.list({ beforeId: before, limit, ...filter }) } };
+      },
     }),
   ];
 }

@@ -1,4 +1,4 @@
-import type { SqlExecutor } from '../sql-engine.ts';
+import type { SqlExecutor, SqlParam } from '../sql-engine.ts';
 import { fromJsonColumn, toJsonColumn } from './json-column.ts';
 
 export interface AuditEntry {
@@ -11,6 +11,13 @@ export interface AuditEntry {
 }
 
 /** SQL for the append-only audit log. */
+/** Which entries an audit listing keeps (each left out: any). */
+export interface AuditFilter {
+  action?: string;
+  actor?: string;
+  target?: string;
+}
+
 export class AuditRepository {
   constructor(private readonly db: SqlExecutor) {}
 
@@ -29,12 +36,34 @@ export class AuditRepository {
     return (await this.db.get('SELECT 1 AS found FROM audit_log WHERE action = ? AND target = ? LIMIT 1', [action, target])) !== undefined;
   }
 
-  /** Newest first, `limit` entries older than `beforeId`. */
-  async list(options: { beforeId?: number; limit?: number } = {}): Promise<AuditEntry[]> {
-    const rows = await this.db.all('SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?', [
-      options.beforeId ?? Number.MAX_SAFE_INTEGER,
-      options.limit ?? 100,
-    ]);
+  /**
+   * Newest first, `limit` entries older than `beforeId`; of those, only entries whose action is
+   * `action` (or, ending in `.`, starts so: `rollout.`), whose actor is `actor`, and whose target
+   * starts with `target` (`wine@` every version of wine, `device:osaka-07` one device).
+   * Compared exactly, case and all, on both engines (no LIKE: SQLite's ignores case).
+   */
+  async list(options: AuditFilter & { beforeId?: number; limit?: number } = {}): Promise<AuditEntry[]> {
+    const where = ['id < ?'];
+    const params: SqlParam[] = [options.beforeId ?? Number.MAX_SAFE_INTEGER];
+    if (options.action !== undefined) {
+      if (options.action.endsWith('.')) {
+        where.push('substr(action, 1, ?) = ?');
+        params.push(options.action.length, options.action);
+      } else {
+        where.push('action = ?');
+        params.push(options.action);
+      }
+    }
+    if (options.actor !== undefined) {
+      where.push('actor = ?');
+      params.push(options.actor);
+    }
+    if (options.target !== undefined) {
+      where.push('substr(target, 1, ?) = ?');
+      params.push(options.target.length, options.target);
+    }
+    params.push(options.limit ?? 100);
+    const rows = await this.db.all(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`, params);
     return rows.map((row) => ({
       id: Number(row.id),
       at: String(row.at),
