@@ -15,12 +15,24 @@ interface DecisionView {
   by?: string;
 }
 
+/**
+ * The list's step column: where a running rollout is, with its step's description; where a
+ * finished one ended (a completed one at its last step, one that failed, was aborted or rolled
+ * back at the step it stopped at, said so: "pause until resumed" alone read as a live pause).
+ */
+function stepCell(r: RolloutSummary): string {
+  const at = `${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}`;
+  if (r.phase === 'Completed') return at;
+  if (r.terminal) return `${at}${r.currentStep ? ` <span class="muted">stopped at: ${userText(r.currentStep)}</span>` : ''}`;
+  return `${at}${r.currentStep ? ` <span class="muted">${userText(r.currentStep)}</span>` : ''}`;
+}
+
 export function renderRolloutList(rollouts: readonly RolloutSummary[], selected: string | undefined): string {
   const rows = rollouts.map(
     (r) => `<tr class="clickable${r.id === selected ? ' selected' : ''}" data-rollout="${esc(r.id)}"${r.id === selected ? ' aria-current="true"' : ''}>
       <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td class="model-version">${userText(r.model)}@${userText(r.candidateVersion)}</td>
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
-      <td>${esc(Math.min(r.stepIndex + 1, r.stepCount))}/${esc(r.stepCount)}${r.currentStep ? ` <span class="muted">${userText(r.currentStep)}</span>` : ''}</td>
+      <td>${stepCell(r)}</td>
       <td>${esc(deviceProgress(r.devices))}</td>
       <td class="reason">${userText(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
       <td class="muted" title="${esc(utc(r.updatedAt))}">${esc(ago(r.updatedAt))}</td>
