@@ -344,7 +344,9 @@ function completeRollout(t: TransitionDraft): void {
     ...(unreachable ? [`${unreachable} unreachable; they converge when back online`] : []),
     ...(left ? [`${left} left the fleet`] : []),
   ];
-  const reason = `promoted to 100% of ${s.devices.length} devices${notes.length ? ` (${notes.join('; ')})` : ''}`;
+  // How many run it now, when not all: "promoted to 100% of 700" read as 700 devices on it.
+  const running = s.devices.length - refused.length - unreachable - left;
+  const reason = `promoted to 100% of ${s.devices.length} devices${notes.length ? ` (${running} run it; ${notes.join('; ')})` : ''}`;
   s.outcome = { status: 'production', reason, at: t.at };
   t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'production', reason });
   t.decide('promotion', 'production', `${s.spec.model} ${s.spec.candidateVersion} is production: ${reason}`);

@@ -673,7 +673,7 @@ describe('rollout state machine: offline devices', () => {
     // One refusal among deliveries: the others run it, so the candidate is production; the refusal is said.
     const some = activate((deviceId) => (deviceId === 'dev-02' ? 'refused' : 'delivered'), 'ro-some');
     assert.equal(some.h.state.phase, 'Completed');
-    assert.equal(some.h.state.outcome!.reason, 'promoted to 100% of 4 devices (1 refused and keep their model (dev-02: no space left for the model))');
+    assert.equal(some.h.state.outcome!.reason, 'promoted to 100% of 4 devices (3 run it; 1 refused and keep their model (dev-02: no space left for the model))');
     assert.equal(some.h.last('markVersion').status, 'production');
 
     // Every device refusing (or refusing and unreachable): nothing runs the candidate, so it is not production.
@@ -697,7 +697,7 @@ describe('rollout state machine: offline devices', () => {
       for (const action of away.h.send({ type: 'tick', at: away.h.at })) if (action.kind === 'assign') away.h.deliver(action, () => 'offline');
     }
     assert.equal(away.h.state.phase, 'Completed');
-    assert.equal(away.h.state.outcome!.reason, 'promoted to 100% of 4 devices (4 unreachable; they converge when back online)');
+    assert.equal(away.h.state.outcome!.reason, 'promoted to 100% of 4 devices (0 run it; 4 unreachable; they converge when back online)');
   });
 
   it('goes on without a device that left the fleet (revoked): that is no verdict on the candidate', () => {
@@ -724,7 +724,7 @@ describe('rollout state machine: offline devices', () => {
       for (const action of h.send({ type: 'tick', at: h.at })) if (action.kind === 'assign') h.deliver(action, () => 'offline');
     }
     assert.equal(h.state.phase, 'Completed');
-    assert.equal(h.state.outcome!.reason, 'promoted to 100% of 4 devices (1 unreachable; they converge when back online; 1 left the fleet)');
+    assert.equal(h.state.outcome!.reason, 'promoted to 100% of 4 devices (2 run it; 1 unreachable; they converge when back online; 1 left the fleet)');
   });
 });
 
