@@ -7,7 +7,7 @@ export const AuditFilterSchema = z.strictObject({
   action: z
     .string()
     .max(64, 'must be at most 64 characters')
-    .regex(/^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*\.?$/, 'must be an action such as rollout.assign, or the beginning of some ending in a dot (rollout.)')
+    .regex(/^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)*(\.?\*)?$/, 'must be an action such as rollout.assign, or the beginning of some ending in * (rollout.*)')
     .optional(),
   actor: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters').optional(),
   target: z.string().min(1, 'must not be empty').max(300, 'must be at most 300 characters').optional(),

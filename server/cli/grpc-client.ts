@@ -302,6 +302,12 @@ export class ServerConnection {
         // The server may have finished the work after the client stopped waiting (it refuses only
         // calls whose deadline passed before it started them).
         return new UserError(`the server at ${this.address} did not answer within ${deadlineMs / 1000} s; ${unanswered}`, { exitCode: UNREACHABLE_EXIT_CODE });
+      case GrpcStatus.UNIMPLEMENTED:
+        // grpc-js's own words for a method the server has no handler for: a server older than this command.
+        if (/does not implement the method/i.test(error.details ?? '')) {
+          return new UserError(`the server at ${this.address} does not have ${method ?? 'this call'} (a server older than this command): upgrade the server, or use a fleetprune command of its release`);
+        }
+        return new UserError(error.details || error.message);
       case GrpcStatus.INTERNAL:
       case GrpcStatus.UNKNOWN:
         return new UserError(`server error: ${error.details}`, { exitCode: 1 });

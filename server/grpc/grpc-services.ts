@@ -266,6 +266,7 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
               ...checkRequest(AuditFilterSchema, { ...(req.action ? { action: req.action } : {}), ...(req.actor ? { actor: req.actor } : {}), ...(req.target ? { target: req.target } : {}) }, {}),
             })
           ).map(auditMessage),
+          filtered: true,
         })),
       },
     },

@@ -1,5 +1,11 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadPackageDefinition, Server, ServerCredentials } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { PROTO_FILE } from '../../shared/proto/load-proto.ts';
 import { test } from 'node:test';
 import { loadPrivateKey } from '../../shared/artifact/signing-keys.ts';
 import { runCli } from './helpers/run-cli.ts';
@@ -65,12 +71,15 @@ for (const engine of ['sqlite', 'postgres'] as const) {
     assert.equal(enrolls.length, 2);
     assert.deepEqual(await cli('--action', 'device.enroll'), enrolls);
     assert.deepEqual(await rest('action=device.enroll'), enrolls);
-    // A beginning ending in a dot: every action under it.
-    assert.deepEqual((await cli('--action', 'device.')).map((entry) => entry.action), ['device.enroll', 'device.enroll']);
-    // The target's beginning, case and all: device:osaka is osaka-2 only, not Osaka-1.
-    assert.deepEqual((await cli('--target', 'device:osaka')).map((entry) => entry.target), ['device:osaka-2']);
+    // Ending in *: every action it begins.
+    assert.deepEqual((await cli('--action', 'device.*')).map((entry) => entry.action), ['device.enroll', 'device.enroll']);
+    // A target's beginning, case and all: device:osaka* is osaka-2 only, not Osaka-1. Without the *,
+    // the target itself (device:osaka-2), not osaka-20 or any other it begins.
+    assert.deepEqual((await cli('--target', 'device:osaka*')).map((entry) => entry.target), ['device:osaka-2']);
+    assert.deepEqual(await cli('--target', 'device:osaka'), []);
+    assert.deepEqual((await cli('--target', 'device:osaka-2')).map((entry) => entry.target), ['device:osaka-2']);
     // Every version of iris (registered: iris@1), not its alias (iris:candidate).
-    assert.deepEqual((await rest('target=iris%40')).map((entry) => entry.target), ['iris@1']);
+    assert.deepEqual((await rest('target=iris%40*')).map((entry) => entry.target), ['iris@1']);
     assert.deepEqual(await cli('--actor', all[0]!.actor, '--action', 'alias.set'), all.filter((entry) => entry.action === 'alias.set'));
     // Nothing matches: an empty list, and a word on stderr for the table.
     const none = await runCli(['audit', '--action', 'rollout.start', ...connection]);
@@ -78,9 +87,39 @@ for (const engine of ['sqlite', 'postgres'] as const) {
     // A bad filter names its flag (CLI) or its field (REST).
     const bad = await runCli(['audit', '--action', 'Rollout Start', ...connection]);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /^fleetprune: --action: must be an action such as rollout\.assign, or the beginning of some ending in a dot \(rollout\.\)\n$/);
+    assert.match(bad.stderr, /^fleetprune: --action: must be an action such as rollout\.assign, or the beginning of some ending in \* \(rollout\.\*\)\n$/);
+    // A full page's next command keeps the filters, quoted for the shell where they need it.
+    const paged = await runCli(['audit', '--limit', '1', '--action', 'device.*', ...connection]);
+    assert.match(paged.stderr, /^older entries may follow: fleetprune audit --action 'device\.\*' --before \d+\n$/);
     const badRest = await server.request('GET', '/api/audit?action=%25');
     assert.equal(badRest.status, 400);
     assert.match(((await badRest.json()) as { error: { message: string } }).error.message, /^query\.action: must be an action such as rollout\.assign/);
   });
 }
+
+test('fleetprune audit with a filter refuses the answer of a server that did not apply it (older than the filters: proto3 drops the fields it does not know), rather than showing the whole log as filtered', async (t) => {
+  // A server of the release before: ListAudit's response without `filtered`, answering every entry.
+  const older = readFileSync(PROTO_FILE, 'utf8').replace(/\n\s*\/\/ True when the server applied[^\n]*\n[^\n]*\n\s*bool filtered = 2;/, '');
+  assert.doesNotMatch(older, /bool filtered/);
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-older-proto-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'fleetprune.proto'), older);
+  const root = loadPackageDefinition(loadSync(join(dir, 'fleetprune.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true })) as any;
+  const server = new Server();
+  const entry = { id: '1', at: '2026-12-01T00:00:00.000Z', actor: 'token:admin', action: 'device.enroll', target: 'device:a', details_json: '{}' };
+  server.addService(root.fleetprune.v1.Audit.service, { ListAudit: (_call: unknown, done: (error: null, response: unknown) => void) => done(null, { entries: [entry] }) });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
+  t.after(() => server.forceShutdown());
+  const connection = ['--server', `127.0.0.1:${port}`, '--token', ADMIN_TOKEN];
+  const refused = await runCli(['audit', '--action', 'rollout.rollback', '--target', 'rollout:*', ...connection]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.equal(refused.stdout, '');
+  assert.equal(refused.stderr, `fleetprune: the server at 127.0.0.1:${port} does not filter the audit log (a server older than this command): upgrade it, or leave out --action, --target\n`);
+  // A call it does not have at all (Devices.GetDevice, newer than it) is said to be the server's age.
+  const show = await runCli(['devices', 'show', 'dev-1', ...connection]);
+  assert.equal(show.stderr, `fleetprune: the server at 127.0.0.1:${port} does not have GetDevice (a server older than this command): upgrade the server, or use a fleetprune command of its release\n`);
+  // Without a filter, its answer is what was asked for.
+  const plain = await runCli(['audit', '--json', ...connection]);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.deepEqual(JSON.parse(plain.stdout).map((e: { action: string }) => e.action), ['device.enroll']);
+});

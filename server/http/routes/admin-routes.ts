@@ -81,7 +81,7 @@ export function adminRoutes(ctx: ServerContext): RouteSpec[] {
       method: 'get',
       path: '/audit',
       operationId: 'listAudit',
-      summary: 'Who changed what and when, newest first (page with ?before=<id>; ?action= an action or its beginning ending in a dot, ?actor=, ?target= the beginning of a target: wine@, wine:, model:wine@, device:ID, rollout:ID)',
+      summary: 'Who changed what and when, newest first (page with ?before=<id>; ?action=, ?actor=, ?target=: each matched exactly, or as a beginning when it ends in *: rollout.*, wine@*)',
       tag: 'audit',
       permission: 'read',
       query: AuditQuerySchema,

@@ -37,30 +37,25 @@ export class AuditRepository {
   }
 
   /**
-   * Newest first, `limit` entries older than `beforeId`; of those, only entries whose action is
-   * `action` (or, ending in `.`, starts so: `rollout.`), whose actor is `actor`, and whose target
-   * starts with `target` (`wine@` every version of wine, `device:osaka-07` one device).
+   * Newest first, `limit` entries older than `beforeId`; of those, only entries whose action,
+   * actor and target are those given: each exactly, or, given ending in `*`, beginning so
+   * (`rollout.*`, `wine@*` every version of wine; `device:osaka-07` that device, not osaka-070).
    * Compared exactly, case and all, on both engines (no LIKE: SQLite's ignores case).
    */
   async list(options: AuditFilter & { beforeId?: number; limit?: number } = {}): Promise<AuditEntry[]> {
     const where = ['id < ?'];
     const params: SqlParam[] = [options.beforeId ?? Number.MAX_SAFE_INTEGER];
-    if (options.action !== undefined) {
-      if (options.action.endsWith('.')) {
-        where.push('substr(action, 1, ?) = ?');
-        params.push(options.action.length, options.action);
+    for (const column of ['action', 'actor', 'target'] as const) {
+      const value = options[column];
+      if (value === undefined) continue;
+      if (value.endsWith('*')) {
+        const start = value.slice(0, -1);
+        where.push(`substr(${column}, 1, ?) = ?`);
+        params.push(start.length, start);
       } else {
-        where.push('action = ?');
-        params.push(options.action);
+        where.push(`${column} = ?`);
+        params.push(value);
       }
-    }
-    if (options.actor !== undefined) {
-      where.push('actor = ?');
-      params.push(options.actor);
-    }
-    if (options.target !== undefined) {
-      where.push('substr(target, 1, ?) = ?');
-      params.push(options.target.length, options.target);
     }
     params.push(options.limit ?? 100);
     const rows = await this.db.all(`SELECT * FROM audit_log WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`, params);
