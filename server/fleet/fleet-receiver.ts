@@ -56,6 +56,9 @@ export class FleetReceiver {
   readonly #storeFailureLog: DroppedMessageLog;
   /** How many since the store last took one (said when it takes one again). */
   #storeDrops = 0;
+  /** When a message failed by a bug was last logged, and how many have failed since without a line. */
+  #bugLoggedAt = -Infinity;
+  #bugsUnlogged = 0;
 
   constructor(options: FleetReceiverOptions) {
     this.#options = options;
@@ -118,7 +121,8 @@ export class FleetReceiver {
         }
         return;
       } catch (error) {
-        const delay = delays[attempt];
+        // A bug is not healed by waiting: no retries for it, the store's failures only.
+        const delay = isStoreFailure(error) ? delays[attempt] : undefined;
         if (delay === undefined) {
           // The broker gets no error back (it would only log it again): the device already has its
           // acknowledgement, so nothing would send the message again.
@@ -131,8 +135,16 @@ export class FleetReceiver {
             this.#storeDrops++;
             this.#storeFailureLog.dropped('store', { ...fields, err: errorMessage(error) }, 'dropped a device message the server could not store');
           } else {
-            // Anything else is a bug on the server's side: loud, with its stack.
-            logger.error({ ...fields, err: error }, 'cannot ingest a device message');
+            // Anything else is a bug on the server's side: loud, with its stack, once a minute (a bug
+            // every message meets would otherwise write a stack per message), with how many since.
+            const now = Date.now();
+            if (now - this.#bugLoggedAt >= (this.#options.droppedLogEveryMs ?? 60_000)) {
+              logger.error({ ...fields, err: error, ...(this.#bugsUnlogged > 0 ? { droppedSinceLastLine: this.#bugsUnlogged } : {}) }, 'cannot ingest a device message');
+              this.#bugLoggedAt = now;
+              this.#bugsUnlogged = 0;
+            } else {
+              this.#bugsUnlogged++;
+            }
           }
           return;
         }
@@ -211,13 +223,20 @@ export class FleetReceiver {
   }
 }
 
-/** SQLite's codes for a database busy, locked, out of room or failing its I/O: the store's trouble, not a bug. */
-const SQLITE_TROUBLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL)/;
+/** SQLite's codes for a database busy, locked, out of room, damaged or failing its I/O: the store's trouble, not a bug. */
+const SQLITE_TROUBLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL|CORRUPT|NOTADB|PERM|AUTH)/;
+/**
+ * PostgreSQL's SQLSTATEs of a database in trouble rather than a statement at fault: insufficient
+ * resources (53), operator intervention (57), system error (58), configuration (F0), internal (XX),
+ * a read-only transaction (25006: a replica after a failover), lock timeouts, deadlocks and
+ * serialization (55P03, 40P01, 40001), missing rights or login (42501, 28), a missing database or
+ * table (3D000, 42P01: a restore gone wrong).
+ */
+const PG_TROUBLE = /^(53|57|58|F0|XX|28)|^(25006|55P03|40P01|40001|42501|3D000|42P01)$/;
 
-/** Whether an ingest failed because the store did (unreachable, busy, full), rather than by a bug of the server's. */
+/** Whether an ingest failed because the store did (unreachable, busy, full, read-only, damaged), rather than by a bug of the server's. */
 export function isStoreFailure(error: unknown): boolean {
   if (error instanceof StoreUnavailableError || isConnectionFailure(error)) return true;
   const code = (error as { code?: unknown } | null)?.code;
-  // PostgreSQL: insufficient resources (53), operator intervention (57), system error (58), lock timeouts and deadlocks (55P03, 40P01, 40001).
-  return typeof code === 'string' && (SQLITE_TROUBLE.test(code) || /^(53|57|58)/.test(code) || ['55P03', '40P01', '40001'].includes(code));
+  return typeof code === 'string' && (SQLITE_TROUBLE.test(code) || PG_TROUBLE.test(code));
 }

@@ -77,8 +77,20 @@ test('an ingest that fails by a bug of the server\'s (not the store\'s) is logge
   const { fleetReceiver, count } = receiver(ingest, pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) }));
   await fleetReceiver.handle(statusTopic('osaka-1'), status);
   assert.equal(await count('dropped_total'), 1);
-  const errors = lines.filter((line) => (line.level as number) >= 50);
-  assert.equal(errors.length, 1, JSON.stringify(lines));
-  assert.equal(errors[0]!.msg, 'cannot ingest a device message');
-  assert.match(JSON.stringify(errors[0]!.err), /"stack":"Error: Cannot read properties of undefined\\n\s+at /);
+  assert.equal(ingest.failuresLeft, 99, 'not retried: waiting does not heal a bug');
+  const errors = () => lines.filter((line) => (line.level as number) >= 50);
+  assert.equal(errors().length, 1, JSON.stringify(lines));
+  assert.equal(errors()[0]!.msg, 'cannot ingest a device message');
+  assert.match(JSON.stringify(errors()[0]!.err), /"stack":"Error: Cannot read properties of undefined\\n\s+at /);
+  // A bug every message meets: one line a minute, not a stack per message.
+  for (let i = 0; i < 5; i++) await fleetReceiver.handle(statusTopic('osaka-1'), status);
+  assert.equal(errors().length, 1);
+  assert.equal(await count('dropped_total'), 6);
+});
+
+test('the store\'s failures are told from bugs: unreachable, busy, read-only (a replica after a failover), damaged, a table gone', async () => {
+  const { isStoreFailure } = await import('../../server/fleet/fleet-receiver.ts');
+  const coded = (code: string) => Object.assign(new Error(code), { code });
+  for (const code of ['SQLITE_BUSY', 'SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_FULL', '25006', '57P01', '53100', '40P01', '42P01', 'ECONNREFUSED']) assert.equal(isStoreFailure(coded(code)), true, code);
+  for (const error of [new TypeError('Cannot read properties of undefined'), coded('23505'), coded('22P02'), coded('SQLITE_CONSTRAINT_UNIQUE')]) assert.equal(isStoreFailure(error), false, String((error as { code?: string }).code ?? error.message));
 });
