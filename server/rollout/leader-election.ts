@@ -53,9 +53,11 @@ export interface Leadership {
  * session's application_name, which PostgreSQL cuts at 63 bytes.
  */
 export function newInstanceId(node: string = hostname()): string {
-  return `${node.slice(0, NODE_CHARS)}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const kept = node.length > NODE_CHARS ? `${node.slice(0, NODE_CHARS - 1)}${CUT_MARK}` : node;
+  return `${kept}:${process.pid}:${randomBytes(3).toString('hex')}`;
 }
 const NODE_CHARS = 22;
+const CUT_MARK = '~';
 
 /**
  * The leader as an operator finds it: `node-a (process 7, instance node-a:7:123456; …)`, by its --node-id.
@@ -65,9 +67,10 @@ const NODE_CHARS = 22;
 export function describeLeader(instance: string): string {
   const match = /^(.*):(\d+):([0-9a-f]{6})$/.exec(instance);
   if (!match) return instance;
-  // The instance keeps the first NODE_CHARS characters of the node id: a longer one (a host name
-  // such as ip-10-0-12-34.eu-west-1.compute.internal) is named by its beginning, and said so.
-  const node = match[1]!.length >= NODE_CHARS ? `${match[1]}… (its --node-id begins so; ` : `${match[1]} (`;
+  // An instance id keeps the first characters of a long node id (a host name such as
+  // ip-10-0-12-34.eu-west-1.compute.internal) and marks the cut with a ~: named by its beginning, said so.
+  const cut = match[1]!.endsWith(CUT_MARK) && match[1]!.length === NODE_CHARS;
+  const node = cut ? `${match[1]!.slice(0, -1)}… (its --node-id begins so; ` : `${match[1]} (`;
   return `${node}process ${match[2]}, instance ${instance}; a load balancer finds it by GET /readyz?role=leader)`;
 }
 

@@ -77,6 +77,8 @@ test('a single server whose takeover fails after its start went on says so; one 
 test('a leader whose --node-id is longer than an instance id keeps is named by its beginning, and said so', async () => {
   const { describeLeader, newInstanceId } = await import('../../server/rollout/leader-election.ts');
   const instance = newInstanceId('ip-10-0-12-34.eu-west-1.compute.internal');
-  assert.match(describeLeader(instance), /^ip-10-0-12-34\.eu-west-… \(its --node-id begins so; process \d+, instance ip-10-0-12-34\.eu-west-:\d+:[0-9a-f]{6}; a load balancer finds it by GET \/readyz\?role=leader\)$/);
+  assert.match(describeLeader(instance), /^ip-10-0-12-34\.eu-west… \(its --node-id begins so; process \d+, instance ip-10-0-12-34\.eu-west~:\d+:[0-9a-f]{6}; a load balancer finds it by GET \/readyz\?role=leader\)$/);
   assert.match(describeLeader(newInstanceId('plant-a')), /^plant-a \(process \d+, instance plant-a:\d+:[0-9a-f]{6}; /);
+  // One of exactly the length an instance id keeps is whole, not said to be cut.
+  assert.match(describeLeader(newInstanceId('abcdefghij-klmnopqrstu')), /^abcdefghij-klmnopqrstu \(process \d+, instance abcdefghij-klmnopqrstu:\d+:/);
 });
