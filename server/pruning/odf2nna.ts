@@ -385,13 +385,12 @@ const isWithin = (entry: SweepEntry) => entry.within_tolerance === true || entry
 export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry; selection: string; warning?: string } {
   const done = sweep.filter((entry) => entry.validation !== null);
   // A smaller ε keeps more units: the first thing to try, before a larger general model.
-  const outside = (entry: SweepEntry, why: string, smaller: string) =>
-    `${why}, so the model may score below the original: ${smaller} (it keeps more units), or prune with a larger network or more --epochs`;
+  const outside = (entry: SweepEntry, why: string, smaller: string) => `${why}; the model may score below the original: ${smaller}, or prune with a larger network or more --epochs`;
   if (sweep.length === 1 && done.length === 1) {
     const entry = done[0]!;
     return isWithin(entry)
       ? { entry, selection: 'single ε given' }
-      : { entry, selection: 'single ε given', warning: outside(entry, `ε ${entry.epsilon} is outside tolerance of the original on validation`, 'try a smaller --epsilon, or leave it out to sweep') };
+      : { entry, selection: 'single ε given', warning: outside(entry, `ε ${entry.epsilon} is outside tolerance of the original on validation`, 'try a smaller --epsilon (it keeps more units), or leave it out to sweep') };
   }
   const byValidation = (a: SweepEntry, b: SweepEntry) => scoreValue(keptValidation(b).score) - scoreValue(keptValidation(a).score);
   const within = done.filter(isWithin);
@@ -407,7 +406,7 @@ export function chooseEpsilon(sweep: readonly SweepEntry[]): { entry: SweepEntry
   return {
     entry,
     selection: 'no ε stayed within tolerance; chose the best validation score',
-    warning: outside(entry, `no ε stayed within tolerance of the original on validation (its score, or for a classifier its cross-entropy), so ε ${entry.epsilon} was chosen for its validation score`, 'compare the sweep, and sweep smaller ε (--epsilon)'),
+    warning: outside(entry, `no ε stayed within tolerance of the original on validation (its score, or for a classifier its cross-entropy), so ε ${entry.epsilon} was chosen for its validation score`, 'compare the sweep, and sweep smaller ε (--epsilon: a smaller ε keeps more units)'),
   };
 }
 

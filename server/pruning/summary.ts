@@ -28,7 +28,7 @@ export function formatPruneSummary(report: PruneReport, outDir: string): string 
     '',
     // Its validation score is what the tolerance column measures each ε against.
     `original  ${report.layers.original.join('-')}: ${report.original.params} params, validation ${formatScore(report.original.validation)}, test ${formatScore(report.original.test)}`,
-    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (−${formatParamCut(report.pruned.param_cut)}), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (its transferred weights, not the retrained ones)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
+    `pruned    ${report.layers.pruned.join('-')}: ${report.pruned.params} params (${report.pruned.param_cut > 0 ? '−' : ''}${formatParamCut(report.pruned.param_cut)}), test ${formatScore(report.pruned.test)}${report.pruned.weights === 'transferred' ? ' (its transferred weights, not the retrained ones)' : `, before retraining ${formatScore(report.pruned.test_before_retrain)}`}`,
   ];
   if (report.scratch) lines.push(`scratch   same architecture from scratch: test ${formatScore(report.scratch.test)}`);
   if (report.l1) lines.push(`l1        L1-norm unit pruning + retraining: test ${formatScore(report.l1.test)}`);

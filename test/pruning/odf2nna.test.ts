@@ -116,7 +116,7 @@ test('chooseEpsilon prefers the smallest within tolerance, retrained or as trans
   const fallback = chooseEpsilon([entry(0.1, 100, 0.8, false), entry(0.3, 50, 0.7, false)]);
   assert.equal(fallback.entry.epsilon, 0.1);
   assert.match(fallback.selection, /no ε stayed within tolerance/);
-  assert.match(fallback.warning ?? '', /^no ε stayed within tolerance of the original on validation \(.*\), so ε 0\.1 was chosen for its validation score, so the model may score below the original/);
+  assert.match(fallback.warning ?? '', /^no ε stayed within tolerance of the original on validation \(.*\), so ε 0\.1 was chosen for its validation score; the model may score below the original: compare the sweep, and sweep smaller ε \(--epsilon: a smaller ε keeps more units\), or prune with a larger network or more --epochs$/);
   // Equal validation scores outside tolerance: the lower validation loss, then the smaller model.
   assert.equal(chooseEpsilon([entry(0.05, 300, 0.97, false), entry(0.1, 200, 0.97, false), entry(0.5, 20, 0.97, false), entry(0.7, 5, 0.95, false)]).entry.epsilon, 0.5);
   assert.equal(chooseEpsilon([entry(0.1, 200, 0.97, false, undefined, 0.06), entry(0.5, 20, 0.97, false, undefined, 0.1)]).entry.epsilon, 0.1);
@@ -124,7 +124,7 @@ test('chooseEpsilon prefers the smallest within tolerance, retrained or as trans
   assert.deepEqual(chooseEpsilon([entry(0.3, 50, 0.9, true)]), { entry: entry(0.3, 50, 0.9, true), selection: 'single ε given' });
   const single = chooseEpsilon([entry(0.9, 5, 0.6, false)]);
   assert.equal(single.entry.epsilon, 0.9);
-  assert.match(single.warning ?? '', /^ε 0\.9 is outside tolerance of the original on validation, so the model may score below the original: try a smaller --epsilon, or leave it out to sweep \(it keeps more units\), or prune with a larger network or more --epochs$/);
+  assert.match(single.warning ?? '', /^ε 0\.9 is outside tolerance of the original on validation; the model may score below the original: try a smaller --epsilon \(it keeps more units\), or leave it out to sweep, or prune with a larger network or more --epochs$/);
 });
 
 test('a model within tolerance before retraining and outside after it (breast_cancer, seed 14) ships its transferred weights, rather than a larger model', async () => {
