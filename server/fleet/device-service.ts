@@ -69,6 +69,9 @@ export interface DeviceServiceOptions {
  * is stored) and a device-role API token (only its SHA-256 is stored) and returns both, once, in
  * the agent config. Revoking refuses the device at the broker and revokes its token.
  */
+/** The agent's reason for an assignment it passed over for a newer one (agent.ts: `superseded by assignment ID`). */
+const SUPERSEDED = /^superseded by assignment /;
+
 export class DeviceService {
   readonly #gate: FleetGate;
 
@@ -202,6 +205,9 @@ export class DeviceService {
     const carriedOut = new Set<string>();
     for (const { report, receivedAt } of answers.reverse()) {
       if (report.kind !== 'assignment') continue;
+      // An assignment the device passed over for a newer one it took (it was offline for both) is
+      // routine, as the agent logs it (info): nothing to look into, and no cover for a real refusal.
+      if (report.outcome === 'refused' && SUPERSEDED.test(report.reason ?? '')) continue;
       if (!REFUSALS.has(report.outcome)) carriedOut.add(report.assignmentId);
       else if (!carriedOut.has(report.assignmentId)) return refusalView(report, receivedAt);
     }

@@ -46,4 +46,16 @@ test("a device's refusal of an assignment it carried out since is no longer show
   await waitFor(async () => (await lastRefusal())?.assignmentId === candidate, 10_000, 'the failed benchmark shown');
   assert.equal((await lastRefusal())?.failedRole, 'active');
   assert.equal((await lastRefusal())?.outcome, 'benchmark-failed');
+
+  // An assignment passed over for a newer one (the device was offline for both) is routine, not a
+  // refusal to look into, and does not hide the real one before it.
+  const passedOver = await assign('candidate');
+  const newer = await assign('active');
+  await answer(passedOver, 'refused', { role: 'candidate', reason: `superseded by assignment ${newer}` });
+  await answer(newer, 'activated');
+  await waitFor(async () => (await server.request('GET', '/api/devices/dev-r')).ok, 10_000, 'answered');
+  // Both answers are stored once the activation (the later one) is seen in the device's history.
+  await waitFor(async () => ((await (await server.request('GET', '/api/devices/dev-r')).json()) as { assignment: { id: string } | null }).assignment?.id === newer, 10_000, 'the newer assignment retained');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal((await lastRefusal())?.assignmentId, candidate, 'still the failed benchmark, not the passed-over assignment');
 });
