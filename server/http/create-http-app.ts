@@ -9,6 +9,7 @@ import type { ServerMetrics } from '../metrics/server-metrics.ts';
 import { buildOpenApiDocument } from './openapi.ts';
 import type { RouteSpec } from './route-spec.ts';
 import { duplicateJsonKey } from '../../shared/util/duplicate-keys.ts';
+import { printable } from '../../shared/util/printable.ts';
 import { limitBodySize } from './body-size-limit.ts';
 import { contentCharset, readsAsUtf8 } from '../../shared/http/content-charset.ts';
 import { requestError } from './request-errors.ts';
@@ -71,9 +72,16 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
   // ?role=leader that it leads the rollouts (where rollout commands and fleet changes go when
   // several servers share one PostgreSQL database). No token: it tells nothing but that.
   app.get('/readyz', async (req, res) => {
+    // A load balancer's check with a typo (?Role=leader) must not pass on every server: anything
+    // but one role=leader is refused, as the API's routes refuse a query field they do not know.
+    const unknown = Object.keys(req.query).find((key) => key !== 'role');
+    if (unknown !== undefined) {
+      res.status(400).json({ error: { code: 'bad_request', message: `query.${printable(unknown.slice(0, 60))}: unknown field (GET /readyz takes only role=leader)` } });
+      return;
+    }
     const role = req.query.role;
     if (role !== undefined && role !== 'leader') {
-      res.status(400).json({ error: { code: 'bad_request', message: `role: must be "leader" (or left out), not ${JSON.stringify(role).slice(0, 60)}` } });
+      res.status(400).json({ error: { code: 'bad_request', message: `role: must be "leader" (or left out), not ${printable(JSON.stringify(role).slice(0, 60))}` } });
       return;
     }
     if (!deps.isReady()) {

@@ -45,4 +45,12 @@ test('/readyz: starting, store down, standby, a leader still taking the rollouts
   state.storeUp = false;
   assert.deepEqual(await readyz(), [503, { status: 'store-unavailable', message: 'the database does not answer' }]);
   assert.deepEqual(await readyz('?role=nope'), [400, { error: { code: 'bad_request', message: 'role: must be "leader" (or left out), not "nope"' } }]);
+  // A check with a typo is refused, not passed on a standby as a plain readiness check.
+  state.storeUp = true;
+  for (const query of ['?Role=leader', '?roles=leader', '?leader', '?role=leader&x=1']) {
+    const [status, body] = await readyz(query);
+    assert.equal(status, 400, query);
+    assert.match((body as { error: { message: string } }).error.message, /^query\.\w+: unknown field \(GET \/readyz takes only role=leader\)$/, query);
+  }
+  assert.equal((await readyz('?role=leader&role=leader'))[0], 400, 'given twice');
 });
