@@ -5,6 +5,7 @@ import { parseLimit } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
 import { namingFlags } from './request-field-flags.ts';
+import { refuseEmpty } from './non-empty.ts';
 
 /** An entry as the AuditEntry message carries it. */
 interface GrpcAuditEntry {
@@ -44,6 +45,8 @@ export function registerAuditCommand(program: Command): void {
     .option('--target <target>', 'only entries of this target (device:osaka-07, rollout:ro-…), or, ending in *, of the targets it begins: wine@* (the versions of wine), wine:* (its aliases), model:wine@* (their assignments)')
     .option('--json', 'print JSON (the entries of GET /api/audit)')
     .action(async (flags: ConnectionFlags & { limit?: number; before?: number; json?: boolean; action?: string; actor?: string; target?: string }) => {
+      // Empty is "no filter" on the wire: `--actor "$WHO"` with WHO unset would list everyone's changes as theirs.
+      for (const [flag, value] of [['--action', flags.action], ['--actor', flags.actor], ['--target', flags.target]] as const) refuseEmpty(value, flag, 'every entry');
       await withConnection(flags, async (connection) => {
         const filter = { action: flags.action ?? '', actor: flags.actor ?? '', target: flags.target ?? '' };
         const { entries, filtered } = await connection
@@ -67,8 +70,13 @@ export function registerAuditCommand(program: Command): void {
         };
         process.stdout.write(formatTable([['ID', 'AT', 'ACTOR', 'ACTION', 'TARGET', 'DETAILS'], ...entries.map((entry) => [entry.id, entry.at, entry.actor, entry.action, entry.target, shown(entry)])]));
         const limit = flags.limit ?? 100;
-        const again = [flags.action && `--action ${shellWord(flags.action)}`, flags.actor && `--actor ${shellWord(flags.actor)}`, flags.target && `--target ${shellWord(flags.target)}`].filter(Boolean).map((flag) => ` ${flag}`).join('');
-        if (entries.length === limit) process.stderr.write(`older entries may follow: fleetprune audit${again} --before ${entries.at(-1)!.id}\n`);
+        const again = [flags.action && `--action ${shellWord(flags.action)}`, flags.actor && `--actor ${shellWord(flags.actor)}`, flags.target && `--target ${shellWord(flags.target)}`, flags.limit !== undefined && `--limit ${flags.limit}`]
+          .filter(Boolean)
+          .map((flag) => ` ${flag}`)
+          .join('');
+        // Entry 1 is the first there is: nothing older follows it.
+        const last = entries.at(-1);
+        if (entries.length === limit && last && Number(last.id) > 1) process.stderr.write(`older entries may follow: fleetprune audit${again} --before ${last.id}\n`);
         if (entries.length === 0 && (flags.action || flags.actor || flags.target)) process.stderr.write('no entries match\n');
       });
     });

@@ -1,5 +1,7 @@
 import { InvalidArgumentError } from 'commander';
-import { selectorMatches } from '../rollout/label-selector.ts';
+import { describeIssues } from '../app/describe-issues.ts';
+import { LabelSelectorSchema, selectorMatches } from '../rollout/label-selector.ts';
+import { UserError } from '../../shared/util/errors.ts';
 import type { GrpcDevice } from './json-views.ts';
 
 export type DeviceState = 'online' | 'offline' | 'revoked';
@@ -41,4 +43,17 @@ export function parseActiveModel(value: string): { model: string; version?: stri
   const [model, version] = at < 0 ? [value, undefined] : [value.slice(0, at), value.slice(at + 1)];
   if (model.trim() === '' || (version !== undefined && version.trim() === '')) throw new InvalidArgumentError(`"${value.slice(0, 80)}" is not MODEL or MODEL@VERSION`);
   return version === undefined ? { model } : { model, version };
+}
+
+/**
+ * `--selector`'s pairs checked as the server checks a rollout's or an assignment's selector (label
+ * keys, value lengths), and refused empty as `assign` refuses it: `--selector "$SITE"` with SITE
+ * unset listed the whole fleet as the devices asked for, and a key no device can have matched none
+ * without a word.
+ */
+export function checkSelector(pairs: Record<string, string>): Record<string, string> {
+  if (Object.keys(pairs).length === 0) throw new UserError('--selector: no key=value pairs given (an empty selector would match every device)');
+  const parsed = LabelSelectorSchema.safeParse({ matchLabels: pairs });
+  if (!parsed.success) throw new UserError(describeIssues(parsed.error, '--selector'));
+  return pairs;
 }

@@ -3,11 +3,11 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
 import { assertWritableFile } from '../../shared/util/fs-checks.ts';
-import { withConnection, withConnectionOptions, type ConnectionFlags } from './grpc-client.ts';
+import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { labelPairText, parseLabelPairs } from './label-pairs.ts';
 import { formatTable } from './format-table.ts';
 import { deviceJson, type GrpcDevice } from './json-views.ts';
-import { DEVICE_STATES, deviceState, matchesDeviceFilter, parseActiveModel, parseDeviceState, type DeviceFilter, type DeviceState } from './device-filter.ts';
+import { checkSelector, DEVICE_STATES, deviceState, matchesDeviceFilter, parseActiveModel, parseDeviceState, type DeviceFilter, type DeviceState } from './device-filter.ts';
 import { describeDevice, type GrpcDeviceRefusal } from './device-details.ts';
 import { refuseEmpty } from './non-empty.ts';
 import { namingFlags } from './request-field-flags.ts';
@@ -62,9 +62,10 @@ export function registerDevicesCommand(program: Command): void {
   withConnectionOptions(devices.command('list').description('devices: online, last seen, active and candidate versions, labels'))
     .option('--selector <k=v,...>', 'only devices whose labels match all pairs, as a rollout selects them (a comma within a value: \\,)', parseLabelPairs)
     .option('--state <state>', `only devices in this state: ${DEVICE_STATES.join(', ')}`, parseDeviceState)
-    .option('--active <model[@version]>', 'only devices running this model (or this version of it) as their active model', parseActiveModel)
+    .option('--active <model[@version]>', 'only devices running this model (or this version of it: a number or an alias) as their active model', parseActiveModel)
     .option('--json', 'print the devices as JSON (as GET /api/devices shows them, without heartbeats)')
     .action(async (flags: ConnectionFlags & { json?: boolean; selector?: Record<string, string>; state?: DeviceState; active?: { model: string; version?: string } }) => {
+      if (flags.selector) checkSelector(flags.selector);
       await withConnection(flags, async (connection) => {
         // Page by page: one response for a large fleet would pass gRPC's 4 MiB message limit.
         const all: GrpcDevice[] = [];
@@ -76,7 +77,8 @@ export function registerDevicesCommand(program: Command): void {
           after = page.next;
           broker = page.broker;
         } while (after);
-        const filter: DeviceFilter = { ...(flags.selector ? { selector: flags.selector } : {}), ...(flags.state ? { state: flags.state } : {}), ...(flags.active ? { active: flags.active } : {}) };
+        const active = flags.active ? await resolveActive(connection, flags.active) : undefined;
+        const filter: DeviceFilter = { ...(flags.selector ? { selector: flags.selector } : {}), ...(flags.state ? { state: flags.state } : {}), ...(active ? { active } : {}) };
         const filtered = Object.keys(filter).length > 0;
         const listed = filtered ? all.filter((device) => matchesDeviceFilter(device, filter)) : all;
         // A hung broker leaves every device `online` as it was: said, rather than shown as live.
@@ -137,3 +139,20 @@ async function checkWritableTarget(path: string): Promise<void> {
   await assertWritableFile(path, '--out');
 }
 
+
+/**
+ * `--active`'s model and version as the registry names them: an alias (iris@production) is the
+ * version it points to, and a model or version the registry does not hold is refused, as assign
+ * refuses it, rather than matching no device without a word.
+ */
+async function resolveActive(connection: ServerConnection, active: { model: string; version?: string }): Promise<{ model: string; version?: string }> {
+  const named = (error: unknown) => {
+    throw namingFlags(error, { name: '--active', ref: '--active' });
+  };
+  if (active.version === undefined) {
+    await connection.unary('ModelRegistry', 'GetModel', { name: active.model }).catch(named);
+    return active;
+  }
+  const found = await connection.unary<{ version: string }>('ModelRegistry', 'GetVersion', { name: active.model, ref: active.version }).catch(named);
+  return { model: active.model, version: found.version };
+}

@@ -6,6 +6,9 @@ import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts'
 import { spawnServer } from '../server/helpers/server-process.ts';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
 import { registerVersion } from '../rollout-api/helpers/rollout-fixtures.ts';
+import { enrolledDevice } from '../helpers/fleet-ingest-probe.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
+import { telemetryTopic } from '../../shared/protocol/topics.ts';
 
 test('devices enroll: an --out that could not be written is refused before enrolling (a dangling symlink, a path under /proc); nothing is enrolled', async (t) => {
   const dir = await tempDir(t);
@@ -134,6 +137,31 @@ test('devices list --selector/--state/--active keep the devices an operator asks
     { args: ['devices', 'show', 'dev-1', '--json', ...connection] },
     { args: ['devices', 'show', 'dev-9', ...connection] },
   ]);
+  // An alias is the version it points to; a model or version the registry does not hold, and a
+  // selector no device could match or an empty one, are refused rather than matching nothing (or all).
+  assert.equal((await server.request('PUT', '/api/models/iris/aliases/production', { json: { version: '1' } })).status, 200);
+  const [byAlias, noModel, noVersion, emptySelector, badKey] = await runCliBatch([
+    { args: ['devices', 'list', '--active', 'iris@production', '--json', ...connection] },
+    { args: ['devices', 'list', '--active', 'nosuch', ...connection] },
+    { args: ['devices', 'list', '--active', 'iris@7', ...connection] },
+    { args: ['devices', 'list', '--selector', '', ...connection] },
+    { args: ['devices', 'list', '--selector', 'ключ=x', ...connection] },
+  ]);
+  assert.deepEqual([byAlias!.code, byAlias!.stdout.trim(), byAlias!.stderr], [0, '[]', ''], 'nobody runs it yet: an empty list, and --json prints nothing else');
+  // A device that reports iris@1 active is found by the alias that points to it.
+  const versionRow = ((await (await server.request('GET', '/api/models/iris/versions/1')).json()) as { artifactId: string });
+  const device = await enrolledDevice(t, server, 'dev-5');
+  const heartbeat = { schema: 1, deviceId: 'dev-5', sentAt: new Date().toISOString(), uptimeSeconds: 5, cpuPercent: 1, rssBytes: 1000, active: { model: 'iris', version: '1', sha256: versionRow.artifactId }, candidate: null, previous: null };
+  await device.publishAsync(telemetryTopic('dev-5'), Buffer.from(JSON.stringify(heartbeat)), { qos: 1 });
+  await waitFor(async () => ((await (await server.request('GET', '/api/devices/dev-5')).json()) as { active: unknown }).active !== null, 10_000, 'dev-5 reports iris@1 active');
+  const onProduction = await runCli(['devices', 'list', '--active', 'iris@production', '--json', ...connection]);
+  assert.deepEqual((JSON.parse(onProduction.stdout) as { id: string }[]).map((d) => d.id), ['dev-5']);
+  assert.match(noModel!.stderr, /^fleetprune: .*nosuch/);
+  assert.notEqual(noModel!.code, 0);
+  assert.match(noVersion!.stderr, /^fleetprune: .*iris@7/);
+  assert.match(emptySelector!.stderr, /^fleetprune: --selector: no key=value pairs given \(an empty selector would match every device\)\n$/);
+  assert.match(badKey!.stderr, /^fleetprune: --selector\.matchLabels\.ключ: label keys are 1-64 characters/);
+  for (const run of [noModel!, noVersion!, emptySelector!, badKey!]) assert.ok(isOneLineError(run.stderr), run.stderr);
   const ids = (stdout: string) => stdout.trim().split('\n').slice(1).map((line) => line.split(/\s+/)[0]);
   assert.equal(osakaPi!.code, 0, osakaPi!.stderr);
   assert.deepEqual(ids(osakaPi!.stdout), ['dev-1', 'dev-4'], 'revoked devices keep their labels');

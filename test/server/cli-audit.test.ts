@@ -38,7 +38,7 @@ test('fleetprune audit prints the audit log newest first, pages with --limit and
   // One at a time, back from the newest.
   const first = await runCli(['audit', '--limit', '1', ...connection]);
   assert.equal(first.stdout.trimEnd().split('\n').length, 2);
-  assert.equal(first.stderr, `older entries may follow: fleetprune audit --before ${rest[0]!.id}\n`);
+  assert.equal(first.stderr, `older entries may follow: fleetprune audit --limit 1 --before ${rest[0]!.id}\n`);
   const second = await runCli(['audit', '--limit', '1', '--before', String(rest[0]!.id), '--json', ...connection]);
   assert.deepEqual(JSON.parse(second.stdout), [rest[1]]);
 
@@ -90,7 +90,11 @@ for (const engine of ['sqlite', 'postgres'] as const) {
     assert.match(bad.stderr, /^fleetprune: --action: must be an action such as rollout\.assign, or the beginning of some ending in \* \(rollout\.\*\)\n$/);
     // A full page's next command keeps the filters, quoted for the shell where they need it.
     const paged = await runCli(['audit', '--limit', '1', '--action', 'device.*', ...connection]);
-    assert.match(paged.stderr, /^older entries may follow: fleetprune audit --action 'device\.\*' --before \d+\n$/);
+    assert.match(paged.stderr, /^older entries may follow: fleetprune audit --action 'device\.\*' --limit 1 --before \d+\n$/);
+    // An empty filter (a variable unset) is refused, not sent as "no filter".
+    const empty = await runCli(['audit', '--actor', '', ...connection]);
+    assert.deepEqual([empty.code, empty.stdout], [2, '']);
+    assert.match(empty.stderr, /^fleetprune: --actor: empty; give a value or leave the option out/);
     const badRest = await server.request('GET', '/api/audit?action=%25');
     assert.equal(badRest.status, 400);
     assert.match(((await badRest.json()) as { error: { message: string } }).error.message, /^query\.action: must be an action such as rollout\.assign/);
