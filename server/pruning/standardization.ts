@@ -40,14 +40,15 @@ export function assertLearnable(x: readonly (readonly number[])[], y: readonly n
   if (task === 'regression' && variesUnseen(y)) {
     throw new UserError(`the regression label ${JSON.stringify(labelName)} varies ${TOO_LITTLE} over the training rows: no model can learn it; scale it ${SCALE_UP}`);
   }
-  const lost = task === 'regression' ? float32Blur(y) : 0;
-  if (lost >= 1) {
-    // Values float32 cannot tell apart at their size (100 beside 100.0000001): model.onnx ends in
-    // `+ label mean` in float32, so every device prediction comes out the same value (a model of
-    // R² 0 was shipped, scored on float64 numbers no device computes).
+  const inFloat32 = task === 'regression' ? new Set(y.map(Math.fround)) : undefined;
+  if (inFloat32 && inFloat32.size === 1 && new Set(y).size > 1) {
+    // Values float32 cannot tell apart at their size (100 beside 100.0000001, seconds since 1970
+    // spread over one second): model.onnx ends in `+ label mean` in float32, so every device
+    // prediction comes out that one value (a model of R² 0 was shipped, scored on float64 numbers
+    // no device computes). Labels float32 holds coarsely, in a few values, get a warning (dataset.ts).
     throw new UserError(
-      `the regression label ${JSON.stringify(labelName)} varies too little for its size to survive float32, which devices compute the model in (rounding moves a value by up to ${lost.toPrecision(2)} standard deviations over the training rows): ` +
-        'every prediction on a device would be the same value; subtract an offset (such as the column\'s minimum) before pruning',
+      `the regression label ${JSON.stringify(labelName)} varies too little for its size to survive float32, which devices compute the model in: its ${new Set(y).size} values over the training rows all round to ${[...inFloat32][0]}, ` +
+        'so every prediction on a device would be that value; subtract an offset (such as the column\'s minimum) before pruning',
     );
   }
   const width = x[0]?.length ?? 0;
@@ -84,16 +85,6 @@ export function unstandardizableWarnings(x: readonly (readonly number[])[], feat
 export function ignoredColumns(x: readonly (readonly number[])[]): number[] {
   const width = x[0]?.length ?? 0;
   return Array.from({ length: width }, (_, c) => c).filter((c) => takenForConstant(x.map((row) => row[c]!)));
-}
-
-/** How far float32 rounding moves the values (and their mean) at most, in their standard deviations (0 for equal values). */
-function float32Blur(values: readonly number[]): number {
-  if (values.length === 0) return 0;
-  const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
-  if (std === 0) return 0;
-  // A loop, not Math.max(...values): a million rows overflow the stack.
-  return values.reduce((worst, value) => Math.max(worst, Math.abs(Math.fround(value) - value)), Math.abs(Math.fround(mean) - mean)) / std;
 }
 
 /** Whether scaleOf takes these values for a constant (scale 1 for a spread at or under SCALE_THRESHOLD): they standardize to one value. */
