@@ -103,8 +103,8 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
       return;
     }
     if (role === 'leader' && !leader.driving) {
-      // Elected, but its takeover of the rollouts is under way or failed: it refuses their commands.
-      res.status(503).json({ status: 'taking-over', message: 'this server leads but does not drive the rollouts yet (a takeover under way, or failed: see its log)' });
+      // Elected, but it takes no rollout commands: a moment ago, or its takeover failed.
+      res.status(503).json({ status: 'taking-over', message: 'this server leads but takes no rollout commands (elected a moment ago, or its takeover failed: see its log)' });
       return;
     }
     res.status(200).json({ status: 'ready', role: leader.isLeader ? 'leader' : 'standby' });

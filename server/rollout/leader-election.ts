@@ -70,7 +70,9 @@ export function describeLeader(instance: string): string {
   // An instance id keeps the first characters of a long node id (a host name such as
   // ip-10-0-12-34.eu-west-1.compute.internal) and marks the cut with a ~: named by its beginning, said so.
   const cut = match[1]!.endsWith(CUT_MARK) && match[1]!.length === NODE_CHARS;
-  const node = cut ? `${match[1]!.slice(0, -1)}… (its --node-id begins so; ` : `${match[1]} (`;
+  // A server from before the mark cut a long node id to 22 characters without one: it may be whole, or the beginning.
+  const maybeCut = !cut && match[1]!.length === NODE_CHARS;
+  const node = cut ? `${match[1]!.slice(0, -1)}… (its --node-id begins so; ` : maybeCut ? `${match[1]} (its --node-id, or the beginning of it; ` : `${match[1]} (`;
   return `${node}process ${match[2]}, instance ${instance}; a load balancer finds it by GET /readyz?role=leader)`;
 }
 

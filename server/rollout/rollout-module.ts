@@ -54,9 +54,9 @@ export interface RolloutModule extends ServerModule {
   readonly service: RolloutService;
   readonly leadership: Leadership;
   /**
-   * Whether this server drives the rollouts now: it leads, and its controller has picked the
-   * unfinished rollouts up (not while it still reads them, nor after a takeover that failed). With
-   * an external broker that is down, it drives them all the same (their device commands wait).
+   * Whether this server takes rollout commands now, as RolloutService does: it leads and has its
+   * controller (from the moment it starts picking the unfinished rollouts up; not after a takeover
+   * that failed). With an external broker that is down, it does all the same (device commands wait).
    */
   drivingRollouts(): boolean;
   /**
@@ -98,8 +98,6 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
   announceMetricProvider(ctx.config.prometheusUrl, providers, log);
   const { leadership } = deps;
   let controller: RolloutController | undefined;
-  /** The controller once its recover() is done: until then (and after a failed takeover) the leader does not drive the rollouts yet. */
-  let recovered: RolloutController | undefined;
   /** With an external broker: whether the leader's broker connection is made (device commands wait for it). */
   let readiness: FleetReadiness | undefined;
   /** Device events that came while no controller ran (starting, standby): replayed once one has recovered. */
@@ -118,7 +116,7 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
     name: 'rollouts',
     service,
     leadership,
-    drivingRollouts: () => controller !== undefined && recovered === controller,
+    drivingRollouts: () => controller !== undefined,
     routes: rolloutsRoutes(service, leadership, ctx.config.maxBodyBytes, ctx.stalledStreams),
     grpcServices: [rolloutsGrpc(service, leadership, { tokens: ctx.tokens, metrics: ctx.metrics, log }, ctx.config.maxBodyBytes, ctx.stalledStreams)],
     async start() {
@@ -144,7 +142,6 @@ export function rolloutModule(ctx: ServerContext, deps: RolloutModuleDeps): Roll
             // Deposed while recovering (the leadership's check lost the lock): taking the broker side
             // now would make a server that no longer leads connect as the leader.
             if (controller !== driving) throw new Error('deposed while recovering the rollouts');
-            recovered = driving;
             // Driving from here on: rollout commands are taken (what needs the broker waits for it).
             leaderMetrics.driving();
             log.info({ resumed }, `driving rollouts; resumed ${resumed.length} unfinished${waiting ? ' (their device commands wait for the broker connection)' : ''}`);

@@ -37,7 +37,7 @@ test('/readyz: starting, store down, standby, a leader still taking the rollouts
   // Elected, but not driving the rollouts yet (or its takeover failed): it refuses their commands,
   // so a load balancer must not send them there; as a server it is ready.
   state.driving = false;
-  assert.deepEqual(await readyz('?role=leader'), [503, { status: 'taking-over', message: 'this server leads but does not drive the rollouts yet (a takeover under way, or failed: see its log)' }]);
+  assert.deepEqual(await readyz('?role=leader'), [503, { status: 'taking-over', message: 'this server leads but takes no rollout commands (elected a moment ago, or its takeover failed: see its log)' }]);
   assert.deepEqual(await readyz(), [200, { status: 'ready', role: 'leader' }]);
   state.isLeader = false;
   assert.deepEqual(await readyz('?role=leader'), [503, { status: 'standby', leader: 'node-b:2:abcdef' }]);
