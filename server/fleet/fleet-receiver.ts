@@ -56,9 +56,8 @@ export class FleetReceiver {
   readonly #storeFailureLog: DroppedMessageLog;
   /** How many since the store last took one (said when it takes one again). */
   #storeDrops = 0;
-  /** When a message failed by a bug was last logged, and how many have failed since without a line. */
-  #bugLoggedAt = -Infinity;
-  #bugsUnlogged = 0;
+  /** For each error a message failed by (a bug), when it was last logged and how many have failed by it since without a line. */
+  readonly #bugWindows = new Map<string, { at: number; unlogged: number }>();
 
   constructor(options: FleetReceiverOptions) {
     this.#options = options;
@@ -135,15 +134,23 @@ export class FleetReceiver {
             this.#storeDrops++;
             this.#storeFailureLog.dropped('store', { ...fields, err: errorMessage(error) }, 'dropped a device message the server could not store');
           } else {
-            // Anything else is a bug on the server's side: loud, with its stack, once a minute (a bug
-            // every message meets would otherwise write a stack per message), with how many since.
+            // Anything else is a bug on the server's side: loud, with its stack, once a minute for each
+            // error (one every message meets would otherwise write a stack per message; another bug in
+            // the same minute still gets its own line), with how many there were since.
+            const key = errorMessage(error).slice(0, 200);
             const now = Date.now();
-            if (now - this.#bugLoggedAt >= (this.#options.droppedLogEveryMs ?? 60_000)) {
-              logger.error({ ...fields, err: error, ...(this.#bugsUnlogged > 0 ? { droppedSinceLastLine: this.#bugsUnlogged } : {}) }, 'cannot ingest a device message');
-              this.#bugLoggedAt = now;
-              this.#bugsUnlogged = 0;
+            const window = this.#bugWindows.get(key);
+            if (!window || now - window.at >= (this.#options.droppedLogEveryMs ?? 60_000)) {
+              logger.error({ ...fields, err: error, ...(window && window.unlogged > 0 ? { droppedSinceLastLine: window.unlogged } : {}) }, 'cannot ingest a device message');
+              this.#bugWindows.delete(key);
+              this.#bugWindows.set(key, { at: now, unlogged: 0 });
+              // The oldest errors' windows go first: a flood of distinct messages keeps the map small.
+              for (const oldest of this.#bugWindows.keys()) {
+                if (this.#bugWindows.size <= MAX_BUG_WINDOWS) break;
+                this.#bugWindows.delete(oldest);
+              }
             } else {
-              this.#bugsUnlogged++;
+              window.unlogged++;
             }
           }
           return;
@@ -223,6 +230,9 @@ export class FleetReceiver {
   }
 }
 
+/** At most this many distinct errors' log windows are kept. */
+const MAX_BUG_WINDOWS = 100;
+
 /** SQLite's codes for a database busy, locked, out of room, damaged or failing its I/O: the store's trouble, not a bug. */
 const SQLITE_TROUBLE = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL|CORRUPT|NOTADB|PERM|AUTH)/;
 /**
@@ -238,5 +248,8 @@ const PG_TROUBLE = /^(53|57|58|F0|XX|28)|^(25006|55P03|40P01|40001|42501|3D000|4
 export function isStoreFailure(error: unknown): boolean {
   if (error instanceof StoreUnavailableError || isConnectionFailure(error)) return true;
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (SQLITE_TROUBLE.test(code) || PG_TROUBLE.test(code));
+  if (typeof code !== 'string') return false;
+  // SQLite says a table is missing (a restore gone wrong) only in words, under its generic code.
+  if (code === 'SQLITE_ERROR' && /^no such table/.test((error as Error).message)) return true;
+  return SQLITE_TROUBLE.test(code) || PG_TROUBLE.test(code);
 }

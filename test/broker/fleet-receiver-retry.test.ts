@@ -15,11 +15,12 @@ class FailingIngest extends InMemoryFleetIngest {
     public failuresLeft: number,
     /** Fail as a bug of the server's would (a TypeError), not as the store does. */
     public bug = false,
+    public message = 'Cannot read properties of undefined',
   ) {
     super();
   }
   override async recordStatus(status: Status): Promise<StateOutcome> {
-    if (this.failuresLeft-- > 0) throw Object.assign(new Error(this.bug ? 'Cannot read properties of undefined' : 'database is locked'), this.bug ? {} : { code: 'SQLITE_BUSY' });
+    if (this.failuresLeft-- > 0) throw Object.assign(new Error(this.bug ? this.message : 'database is locked'), this.bug ? {} : { code: 'SQLITE_BUSY' });
     return super.recordStatus(status);
   }
 }
@@ -86,11 +87,17 @@ test('an ingest that fails by a bug of the server\'s (not the store\'s) is logge
   for (let i = 0; i < 5; i++) await fleetReceiver.handle(statusTopic('osaka-1'), status);
   assert.equal(errors().length, 1);
   assert.equal(await count('dropped_total'), 6);
+  // Another bug in the same minute gets a line of its own.
+  ingest.message = 'x is not a function';
+  await fleetReceiver.handle(statusTopic('osaka-1'), status);
+  assert.deepEqual(errors().map((line) => (line.err as { message: string }).message), ['Cannot read properties of undefined', 'x is not a function']);
 });
 
 test('the store\'s failures are told from bugs: unreachable, busy, read-only (a replica after a failover), damaged, a table gone', async () => {
   const { isStoreFailure } = await import('../../server/fleet/fleet-receiver.ts');
   const coded = (code: string) => Object.assign(new Error(code), { code });
   for (const code of ['SQLITE_BUSY', 'SQLITE_CORRUPT', 'SQLITE_NOTADB', 'SQLITE_FULL', '25006', '57P01', '53100', '40P01', '42P01', 'ECONNREFUSED']) assert.equal(isStoreFailure(coded(code)), true, code);
+  assert.equal(isStoreFailure(Object.assign(new Error('no such table: devices'), { code: 'SQLITE_ERROR' })), true, 'a table gone on SQLite too');
+  assert.equal(isStoreFailure(Object.assign(new Error('near "x": syntax error'), { code: 'SQLITE_ERROR' })), false);
   for (const error of [new TypeError('Cannot read properties of undefined'), coded('23505'), coded('22P02'), coded('SQLITE_CONSTRAINT_UNIQUE')]) assert.equal(isStoreFailure(error), false, String((error as { code?: string }).code ?? error.message));
 });
