@@ -2,6 +2,7 @@ import { InvalidArgumentError } from 'commander';
 import { describeIssues } from '../app/describe-issues.ts';
 import { LabelSelectorSchema, selectorMatches } from '../rollout/label-selector.ts';
 import { UserError } from '../../shared/util/errors.ts';
+import { printable } from '../../shared/util/printable.ts';
 import type { GrpcDevice } from './json-views.ts';
 
 export type DeviceState = 'online' | 'offline' | 'revoked';
@@ -53,7 +54,15 @@ export function parseActiveModel(value: string): { model: string; version?: stri
  */
 export function checkSelector(pairs: Record<string, string>): Record<string, string> {
   if (Object.keys(pairs).length === 0) throw new UserError('--selector: no key=value pairs given (an empty selector would match every device)');
-  const parsed = LabelSelectorSchema.safeParse({ matchLabels: pairs });
-  if (!parsed.success) throw new UserError(describeIssues(parsed.error, '--selector'));
+  const parsed = LabelSelectorSchema.shape.matchLabels.safeParse(pairs);
+  // Named by the pair as it was typed (`--selector ключ=x: …`), not by the schema's path.
+  if (!parsed.success) {
+    const key = parsed.error.issues[0]?.path[0];
+    const described = describeIssues(parsed.error, '');
+    const prefix = `${String(key)}: `;
+    throw new UserError(
+      typeof key === 'string' && described.startsWith(prefix) ? printable(`--selector ${key}=${pairs[key] ?? ''}: ${described.slice(prefix.length)}`.slice(0, 400)) : describeIssues(parsed.error, '--selector'),
+    );
+  }
   return pairs;
 }

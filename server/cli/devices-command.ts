@@ -67,6 +67,8 @@ export function registerDevicesCommand(program: Command): void {
     .action(async (flags: ConnectionFlags & { json?: boolean; selector?: Record<string, string>; state?: DeviceState; active?: { model: string; version?: string } }) => {
       if (flags.selector) checkSelector(flags.selector);
       await withConnection(flags, async (connection) => {
+        // Before the paging: a mistyped --active is refused at once, not after the whole fleet.
+        const active = flags.active ? await resolveActive(connection, flags.active) : undefined;
         // Page by page: one response for a large fleet would pass gRPC's 4 MiB message limit.
         const all: GrpcDevice[] = [];
         let after = '';
@@ -77,7 +79,6 @@ export function registerDevicesCommand(program: Command): void {
           after = page.next;
           broker = page.broker;
         } while (after);
-        const active = flags.active ? await resolveActive(connection, flags.active) : undefined;
         const filter: DeviceFilter = { ...(flags.selector ? { selector: flags.selector } : {}), ...(flags.state ? { state: flags.state } : {}), ...(active ? { active } : {}) };
         const filtered = Object.keys(filter).length > 0;
         const listed = filtered ? all.filter((device) => matchesDeviceFilter(device, filter)) : all;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { artifactId } from '../../shared/artifact/manifest.ts';
 import type { AssignmentReport } from '../../shared/protocol/payloads.ts';
-import { reportsTopic } from '../../shared/protocol/topics.ts';
+import { reportsTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
 import { enrolledDevice } from '../helpers/fleet-ingest-probe.ts';
 import { waitFor } from '../helpers/mqtt-clients.ts';
 import { makeArtifact, makeSigner, pushArtifact } from '../server/helpers/artifacts.ts';
@@ -53,9 +53,10 @@ test("a device's refusal of an assignment it carried out since is no longer show
   const newer = await assign('active');
   await answer(passedOver, 'refused', { role: 'candidate', reason: `superseded by assignment ${newer}` });
   await answer(newer, 'activated');
-  await waitFor(async () => (await server.request('GET', '/api/devices/dev-r')).ok, 10_000, 'answered');
-  // Both answers are stored once the activation (the later one) is seen in the device's history.
-  await waitFor(async () => ((await (await server.request('GET', '/api/devices/dev-r')).json()) as { assignment: { id: string } | null }).assignment?.id === newer, 10_000, 'the newer assignment retained');
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  // A heartbeat after them, from the same connection: the server takes a client's messages in
+  // order, so once it is stored, so are the answers before it.
+  const heartbeat = { schema: 1, deviceId: 'dev-r', sentAt: new Date().toISOString(), uptimeSeconds: 42, cpuPercent: 1, rssBytes: 1000, active: null, candidate: null, previous: null };
+  await device.publishAsync(telemetryTopic('dev-r'), Buffer.from(JSON.stringify(heartbeat)), { qos: 1 });
+  await waitFor(async () => ((await (await server.request('GET', '/api/devices/dev-r')).json()) as { heartbeat: { uptimeSeconds: number } | null }).heartbeat?.uptimeSeconds === 42, 10_000, 'the heartbeat after the answers stored');
   assert.equal((await lastRefusal())?.assignmentId, candidate, 'still the failed benchmark, not the passed-over assignment');
 });
