@@ -41,7 +41,7 @@ export function registerAuditCommand(program: Command): void {
     .option('--limit <n>', 'at most this many entries (1-1000; default 100)', parseLimit)
     .option('--before <id>', 'entries older than this one (its ID), to page back', parseEntryId)
     .option('--action <action>', 'only entries of this action (rollout.assign), or, ending in *, of the actions it begins (rollout.*)')
-    .option('--actor <actor>', 'only entries by this actor: token:ID (the ID tokens list shows), system or rollout-controller')
+    .option('--actor <actor>', 'only entries by this actor: token:ID (the ID tokens list shows), system:rollout (what rollouts send devices), rollout-controller (their version statuses) or system')
     .option('--target <target>', 'only entries of this target (device:osaka-07, rollout:ro-…), or, ending in *, of the targets it begins: wine@* (the versions of wine), wine:* (its aliases), model:wine@* (their assignments)')
     .option('--json', 'print JSON (the entries of GET /api/audit)')
     .action(async (flags: ConnectionFlags & { limit?: number; before?: number; json?: boolean; action?: string; actor?: string; target?: string }) => {
