@@ -17,6 +17,8 @@ export interface WorkerPoolOptions {
   idleMs?: number;
   /** A task taking longer is stopped with its worker. */
   timeoutMs?: number;
+  /** Tasks that may wait for a worker; one more is refused at once (`busy`). Unbounded if not given. */
+  maxWaiting?: number;
   /** Per-worker limits (tests make a worker run out of memory with them). */
   resourceLimits?: ResourceLimits;
 }
@@ -25,6 +27,8 @@ export interface WorkerPoolOptions {
 export interface WorkerPoolWords {
   /** A task refused because the pool stopped (the server shutting down). */
   shuttingDown(): Error;
+  /** A task refused because `waiting` tasks already wait for a worker (`maxWaiting`). */
+  busy(waiting: number): Error;
   /** The task's refusal of its input (the worker answered `invalid`). */
   invalid(message: string): Error;
   /** A task over the time limit (`limit`: "50 ms", "10 s"); its worker is ended. */
@@ -60,7 +64,8 @@ interface PoolWorker<In, Out> {
  * Runs tasks in worker threads started from `entry`, so that work which could block (parsing a
  * large data set, running a model nobody has run yet) never blocks the server's event loop. At
  * most `threads` workers, started when needed, each running one task at a time and ended once
- * idle for `idleMs`. A task over `timeoutMs` is failed and its worker ended (for JavaScript work:
+ * idle for `idleMs`; at most `maxWaiting` tasks wait their turn (each holds its input in memory),
+ * one more is refused at once. A task over `timeoutMs` is failed and its worker ended (for JavaScript work:
  * a thread stuck in native code cannot be ended, see model-check-runner.ts). A worker that fails
  * or dies fails only its own task; after stop() every task, waiting or running, is refused as the
  * server shutting down.
@@ -72,6 +77,7 @@ export class WorkerPool<In, Out> {
   readonly #idleMs: number;
   readonly #timeoutMs: number;
   readonly #resourceLimits: ResourceLimits | undefined;
+  readonly #maxWaiting: number;
   readonly #workers = new Set<PoolWorker<In, Out>>();
   readonly #waiting: Pending<In, Out>[] = [];
   #nextId = 1;
@@ -84,6 +90,7 @@ export class WorkerPool<In, Out> {
     this.#idleMs = options.idleMs;
     this.#timeoutMs = options.timeoutMs;
     this.#resourceLimits = options.resourceLimits;
+    this.#maxWaiting = options.maxWaiting ?? Number.POSITIVE_INFINITY;
   }
 
   /** Worker threads alive now (at most `threads`). */
@@ -96,6 +103,11 @@ export class WorkerPool<In, Out> {
     return new Promise((resolve, reject) => {
       this.#waiting.push({ id: this.#nextId++, input, resolve, reject });
       this.#dispatch();
+      // Refused only when it would really wait: a free (or startable) worker took it above.
+      if (this.#waiting.length > this.#maxWaiting) {
+        const refused = this.#waiting.pop()!;
+        refused.reject(this.#words.busy(this.#waiting.length));
+      }
     });
   }
 

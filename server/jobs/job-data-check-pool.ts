@@ -6,6 +6,11 @@ import type { JobDataCheck, JobDataCheckInput } from './job-data-check.ts';
 const WORKER_ENTRY = new URL('./job-data-check-worker-entry.mjs', import.meta.url);
 /** Checks of submitted data sets running at once (each a worker thread); more wait their turn. */
 export const DATA_CHECK_THREADS = 2;
+/**
+ * Checks that may wait for a free worker when not given (the server gives its --max-queued-jobs):
+ * each holds its submitted data set, up to the body limit, in memory; one more is refused at once.
+ */
+export const DATA_CHECK_MAX_WAITING = 16;
 /** An idle check worker is ended after this long: it gives back the memory of the last data set. */
 export const DATA_CHECK_IDLE_MS = 15_000;
 /** A check taking longer than this (16 MiB parse in a few seconds) is stopped with its worker: a 413 naming the limit, never a request left hanging. */
@@ -15,6 +20,7 @@ export interface JobDataCheckPoolOptions {
   threads?: number;
   idleMs?: number;
   timeoutMs?: number;
+  maxWaiting?: number;
   /** Per-worker limits (tests make a worker run out of memory with them). */
   resourceLimits?: ResourceLimits;
 }
@@ -34,6 +40,7 @@ export class JobDataCheckPool {
       threads: options.threads ?? DATA_CHECK_THREADS,
       idleMs: options.idleMs ?? DATA_CHECK_IDLE_MS,
       timeoutMs: options.timeoutMs ?? DATA_CHECK_TIMEOUT_MS,
+      maxWaiting: options.maxWaiting ?? DATA_CHECK_MAX_WAITING,
       ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
     });
   }
@@ -56,6 +63,8 @@ export class JobDataCheckPool {
 
 const DATA_CHECK_WORDS: WorkerPoolWords = {
   shuttingDown,
+  busy: (waiting) =>
+    new ServiceError('too_many_requests', `${waiting} submitted data sets are already waiting for their check (--max-queued-jobs); submit the job again in a few seconds`),
   invalid: (message) => new ServiceError('bad_request', message),
   // Said as what it is, not as a fault of the server's: a data set this large (millions of rows)
   // is more than the server checks in time, whatever its --max-body-bytes lets through.

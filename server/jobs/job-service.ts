@@ -110,7 +110,7 @@ export class JobService {
 
   constructor(deps: JobServiceDeps) {
     this.#deps = deps;
-    this.#dataChecks = new JobDataCheckPool(deps.dataChecks);
+    this.#dataChecks = new JobDataCheckPool({ maxWaiting: deps.maxQueuedJobs, ...deps.dataChecks });
     this.#nodeLock = nodeLockFor(deps.store.engine, deps.node, deps.log);
   }
 

@@ -166,7 +166,7 @@ test("an option the data's task ignores (a loss tolerance for regression data, a
 });
 
 test('20 checks at once run on at most 2 worker threads, each getting its own answer', async (t) => {
-  const pool = new JobDataCheckPool({ threads: 2 });
+  const pool = new JobDataCheckPool({ threads: 2, maxWaiting: 18 });
   t.after(() => pool.stop());
   const good = smallCsv(60);
   const bad = good.replace(/\n(\d+\.\d+),/, '\n$1x,');
@@ -192,6 +192,24 @@ test('20 checks at once run on at most 2 worker threads, each getting its own an
     }
   });
   assert.ok(pool.threads <= 2);
+});
+
+test('a check beyond the waiting limit is refused at once (429), not queued holding its data; the pool takes checks again once the queue drains', async (t) => {
+  const pool = new JobDataCheckPool({ threads: 1, maxWaiting: 2 });
+  t.after(() => pool.stop());
+  const csv = smallCsv(60);
+  // One runs, two wait, the fourth is refused.
+  const checks = Array.from({ length: 4 }, (_, i) => pool.check(checkInput(csv, { options: { seed: i } })));
+  const results = await Promise.allSettled(checks);
+  assert.deepEqual(
+    results.slice(0, 3).map((result) => (result.status === 'fulfilled' ? result.value.options.seed : String(result.reason))),
+    [0, 1, 2],
+  );
+  const refused = results[3]!;
+  assert.equal(refused.status, 'rejected');
+  assert.equal(asServiceError(refused.reason)?.code, 'too_many_requests');
+  assert.equal(refused.reason.message, '2 submitted data sets are already waiting for their check (--max-queued-jobs); submit the job again in a few seconds');
+  assert.equal((await pool.check(checkInput(csv, { options: { seed: 9 } }))).options.seed, 9);
 });
 
 test('a check worker that dies (out of memory) fails only its check, with a one-line 500, and the next check gets a new worker', { timeout: 120_000 }, async (t) => {
