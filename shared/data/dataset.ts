@@ -182,6 +182,12 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     const uneven = error as { code?: unknown; lines?: unknown; record?: unknown };
     if (uneven.code === 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH' && typeof uneven.lines === 'number' && Array.isArray(uneven.record) && endLines.length > 0) {
       const fields = uneven.record.length;
+      // A data row ending in a separator the header does not (a spreadsheet's or a script's trailing comma).
+      if (fields === headerFields + 1 && uneven.record[fields - 1] === '') {
+        throw new UserError(
+          `${source}: not a valid CSV file: line ${uneven.lines} ends with a comma (an empty field ${fields} the header, line ${endLines[0]}, does not have): remove the trailing commas from the data rows`,
+        );
+      }
       // A title or Excel's "sep=," line above the column names reads as a header of one or two fields.
       const titleLine = endLines.length === 1 && fields > headerFields;
       throw new UserError(
@@ -323,6 +329,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     ...(options.task === undefined && task === 'regression' ? fewValuedTarget(rawLabels, labelName) : []),
     ...(options.features ? [] : rowIdentifierColumns(x, featureNames)),
     ...(options.features ? [] : caseVariantClasses(classes, labelName)),
+    ...(options.features || task !== 'classification' ? [] : missingValueClasses(rawLabels, labelName, rowNumbers)),
     ...(options.features || task !== 'classification' ? [] : mergedSpellings(rawLabels, classNaming(rawLabels), labelName)),
     ...roundFeaturesDevicesCannotHold(x, featureNames),
     ...targetDevicesCannotHold(task === 'regression' ? y : [], labelName),
@@ -511,6 +518,23 @@ function caseVariantClasses(classes: readonly string[], label: string): string[]
   ];
 }
 
+/**
+ * Text classes spelled as a missing value is written ("NA", "?", "null"): a number label with such
+ * gaps is refused (missingNumberLabels), but among text classes it is a class as written, which
+ * may be rows without a label that the model learns to predict "NA" for. A warning naming it and
+ * its rows; a class of that name is kept.
+ */
+function missingValueClasses(labels: readonly string[], label: string, rowNumbers: readonly number[]): string[] {
+  const rows = labels.flatMap((name, r) => (MISSING_NUMBER.has(name.trim().toLowerCase()) ? [r] : []));
+  if (rows.length === 0) return [];
+  const names = [...new Set(rows.map((r) => labels[r]!))].map((name) => quoted(name)).join(', ');
+  const [first, ...more] = rows;
+  return [
+    `the label ${quoted(label)} has ${names}, the way a missing value is written, as a class: line ${rowNumbers[first!]}${moreRows(more, rowNumbers)}; ` +
+      'if those rows have no label, drop them (a class of that name is kept as written)',
+  ];
+}
+
 function rowIdentifierColumns(x: readonly (readonly number[])[], featureNames: readonly string[]): string[] {
   if (x.length < IDENTIFIER_MIN_ROWS) return [];
   const found = featureNames.filter((_, c) => {
@@ -681,21 +705,42 @@ function controlIn(name: string): string {
 }
 
 /**
- * A header line with no comma but semicolons or tabs: a spreadsheet's export in a locale whose
- * decimal separator is the comma (`5,1;3,5;...`), or a TSV. Read as CSV it was one column, reported
- * as a missing label column (listing the whole header as its name) or, with decimal commas, as
- * "Invalid Record Length: expect 1, got 5". Such a header is never a usable data set (a single
- * column has no features besides the label), so naming the separator costs no valid file.
+ * A header line (the first that is not blank) with no comma but semicolons or tabs, separators
+ * inside quoted names not counted: a spreadsheet's export in a locale whose decimal separator is
+ * the comma (`5,1;3,5;...`), or a TSV. Read as CSV it was one column, reported as a missing label
+ * column (listing the whole header as its name) or, with decimal commas, as "Invalid Record
+ * Length: expect 1, got 5". Such a header is never a usable data set (a single column has no
+ * features besides the label), so naming the separator costs no valid file. A header with commas
+ * in its names too (`len, cm<TAB>width`) is named so when the next line has as many of the
+ * separator and not as many commas.
  */
 function assertCommaSeparated(text: string, source: string): void {
-  const firstLine = text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/, 1)[0]!;
-  if (firstLine.includes(',')) return;
-  const separator = firstLine.includes(';') ? 'semicolons' : firstLine.includes('\t') ? 'tabs' : undefined;
-  if (!separator) return;
+  // The header is the first line with something on it: csv-parse skips blank lines above it.
+  const lines = text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/, 64);
+  const written = lines.filter((line) => line.trim() !== '');
+  const header = written[0];
+  if (header === undefined) return;
+  // Separators inside a quoted name ("Länge, Kelch (cm)") separate nothing.
+  const count = (line: string, separator: string) => outsideQuotes(line).split(separator).length - 1;
+  const found = ([['semicolons', ';'], ['tabs', '\t']] as const).find(([, char]) => {
+    const inHeader = count(header, char);
+    if (inHeader === 0) return false;
+    if (count(header, ',') === 0) return true;
+    // Commas in the header's names too (`len, cm<TAB>width`): the separator is the one the next
+    // line has as often, and the comma not.
+    const next = written[1];
+    return next !== undefined && count(next, char) === inHeader && count(next, ',') !== count(header, ',');
+  });
+  if (!found) return;
   throw new UserError(
-    `${source}: the header is separated by ${separator}, not commas: fleetprune reads comma-separated CSV with a point as the decimal separator; ` +
+    `${source}: the header is separated by ${found[0]}, not commas: fleetprune reads comma-separated CSV with a point as the decimal separator; ` +
       'export it so (e.g. "CSV UTF-8 (comma delimited)" with an English number format)',
   );
+}
+
+/** `line` without its quoted cells ("a, b" and "a ""b"""): what is left is separators and unquoted text. */
+function outsideQuotes(line: string): string {
+  return line.replace(/"(?:[^"]|"")*"/g, '""');
 }
 
 /** The line breaks inside a record's quoted cells: its first line is this many before its last. */

@@ -441,3 +441,44 @@ test('a name that differs from a column only by an invisible character shows the
     (error: unknown) => error instanceof UserError && error.message === 'data: no label column "kind" (columns: "x", "kind\\u200b")',
   );
 });
+
+test('data rows ending in a comma the header does not have are named as trailing commas, not as a title line', () => {
+  assert.throws(
+    () => parseDataset('x,y,label\n1,2,a,\n3,4,b,\n', { label: 'label' }, 'data.csv'),
+    (error: unknown) =>
+      error instanceof UserError &&
+      error.message === 'data.csv: not a valid CSV file: line 2 ends with a comma (an empty field 4 the header, line 1, does not have): remove the trailing commas from the data rows',
+  );
+  // An extra field with something in it is still a row of the wrong width.
+  assert.throws(
+    () => parseDataset('x,y,label\n1,2,a\n3,4,b,5\n', { label: 'label' }, 'data.csv'),
+    (error: unknown) => error instanceof UserError && error.message === 'data.csv: not a valid CSV file: line 3 has 4 fields, and line 1, read as the header, has 3',
+  );
+});
+
+test('a semicolon- or tab-separated header is named as such below blank lines, with commas inside its quoted names, and with a comma in a name of a TSV', () => {
+  const named = (separator: string) => (error: unknown) => error instanceof UserError && error.message.startsWith(`data.csv: the header is separated by ${separator}, not commas`);
+  const rows = (sep: string, decimal = '.') => Array.from({ length: 6 }, (_, i) => [`${i}${decimal}5`, `${i % 3}${decimal}25`, i % 2 ? 'x' : 'y'].join(sep)).join('\n');
+  assert.throws(() => parseDataset(`\n\na;b;label\n${rows(';')}\n`, { label: 'label' }, 'data.csv'), named('semicolons'));
+  assert.throws(() => parseDataset(`\na;b;label\n${rows(';', ',')}\n`, { label: 'label' }, 'data.csv'), named('semicolons'));
+  assert.throws(() => parseDataset(`\r\na\tb\tlabel\r\n${rows('\t')}\r\n`, { label: 'label' }, 'data.csv'), named('tabs'));
+  assert.throws(() => parseDataset(`"Länge, Kelch (cm)";b;label\n${rows(';')}\n`, { label: 'label' }, 'data.csv'), named('semicolons'));
+  assert.throws(() => parseDataset(`len, cm\tb\tlabel\n${rows('\t')}\n`, { label: 'label' }, 'data.csv'), named('tabs'));
+  // Comma-separated files whose names hold a semicolon are read as they are.
+  const good = Array.from({ length: 6 }, (_, i) => `${i}.5,${i % 3}.25,${i % 2 ? 'x' : 'y'}`).join('\n');
+  for (const header of ['"a;b",c,label', 'a;b,c,label']) {
+    assert.deepEqual(parseDataset(`${header}\n${good}\n`, { label: 'label' }, 'data.csv').featureNames.length, 2, header);
+  }
+});
+
+test('a text class spelled as a missing value ("NA", "?") is named in a warning with its lines; the class is kept', () => {
+  const rows = Array.from({ length: 30 }, (_, i) => `${i}.5,${(i * 7) % 11}.25,${i === 4 || i === 9 ? 'NA' : i % 2 ? 'setosa' : 'virginica'}`);
+  const data = parseDataset(`a,b,species\n${rows.join('\n')}\n`, { label: 'species' }, 'data.csv');
+  assert.deepEqual(data.classes, ['NA', 'setosa', 'virginica']);
+  assert.deepEqual(
+    (data.warnings ?? []).filter((warning) => warning.includes('missing value')),
+    ['the label "species" has "NA", the way a missing value is written, as a class: line 6 (and 1 more such row: line 11); if those rows have no label, drop them (a class of that name is kept as written)'],
+  );
+  // Read for an existing model (a holdout), its classes are what they are: no warning.
+  assert.deepEqual(parseDataset(`a,b,species\n${rows.join('\n')}\n`, { label: 'species', features: ['a', 'b'], classNames: ['NA', 'setosa', 'virginica'] } as never, 'data.csv').warnings, []);
+});
