@@ -10,6 +10,7 @@ import { decodeDataText, looksLikeUtf16 } from '../../shared/data/data-text.ts';
 import { parseDataset } from '../../shared/data/dataset.ts';
 import { pageFooter, parseLimit, parseOffset } from './bounded-options.ts';
 import { formatTable } from './format-table.ts';
+import { printable } from '../../shared/util/printable.ts';
 import { watchEndedEarly, withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { formatJob, jobOutcome } from './job-display.ts';
 import { jobJson, type GrpcJobRecord } from './json-views.ts';
@@ -202,8 +203,11 @@ async function followJob(connection: ServerConnection, id: string, started: bool
   if (final.state === 'cancelled') throw new UserError(`job ${id} was cancelled${final.error ? ` (${final.error})` : ''}`, { exitCode: JOB_CANCELLED_EXIT_CODE });
   // A state this CLI does not know (a newer server's) is no success it can vouch for.
   if (final.state !== 'succeeded') throw new UserError(`job ${id} ended ${final.state}${final.error ? `: ${final.error}` : ''}`, { exitCode: 1 });
-  const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string } };
+  const result = JSON.parse(final.result_json) as { general: { model: string; version: string }; pruned: { model: string; version: string }; summary?: { warnings?: string[] } };
   process.stdout.write(`registered ${result.general.model}@${result.general.version} (general) and ${result.pruned.model}@${result.pruned.version} (pruned)\n`);
+  // What a local prune prints about its data (a row-number column, float32 rounding, ε outside
+  // tolerance), here too: the models are registered, but the one who asked should hear of it.
+  for (const warning of result.summary?.warnings ?? []) process.stderr.write(`warning: ${printable(warning)}\n`);
 }
 
 /**

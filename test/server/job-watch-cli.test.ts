@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_TOKEN, startTestServer } from './helpers/test-server.ts';
@@ -81,4 +83,20 @@ test('Ctrl-C on jobs watch (or jobs prune without --detach) stops the watching, 
   );
   const job = (await (await server.request('GET', `/api/jobs/${id}`)).json()) as { state: string };
   assert.equal(job.state, 'running', 'the job was not touched');
+});
+
+test("jobs prune without --detach prints the data set's warnings after the models it registered, as a local prune does", async (t) => {
+  const server = (await startTestServer(t))!;
+  // iris with a row-number column in front: the job succeeds, with a warning naming it.
+  const [header, ...rows] = (await readFile(IRIS, 'utf8')).trimEnd().split('\n');
+  const dir = await mkdtemp(join(tmpdir(), 'fleetprune-jobwarn-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const data = join(dir, 'iris-id.csv');
+  await writeFile(data, [`id,${header}`, ...rows.map((row, i) => `${i + 1},${row}`)].join('\n'));
+  const tiny = ['--units', '16', '--layers', '2', '--epochs', '20', '--epsilon', '0.2', '--seed', '1'];
+  const { output, exited } = startCli(t, ['jobs', 'prune', '--data', data, '--label', 'species', ...tiny, '--server', server.grpcAddress, '--token', ADMIN_TOKEN]);
+  const [code] = await exited;
+  assert.equal(code, 0, output.stderr);
+  assert.match(output.stdout, /^registered iris-id@1 \(general\) and iris-id@2 \(pruned\)$/m);
+  assert.match(output.stderr, /^warning: feature "id" looks like a row number \(/m, output.stderr);
 });
