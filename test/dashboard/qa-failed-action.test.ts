@@ -60,8 +60,17 @@ test('after a refused Roll back the button is on again and keeps the focus, and 
   await page.keyboard.press('Enter');
   await message.waitFor({ state: 'hidden', timeout: 2_000 });
   assert.equal(await page.evaluate(() => (document.activeElement as HTMLElement | null)?.dataset.action), 'rollback', 'the focus is back on Roll back after Dismiss');
+  // Refused once more and left on screen: the try that succeeds takes it away (it stayed, saying
+  // the rollout was not rolled back, over a rollout that was).
+  await page.route('**/rollback', (route) => route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { message: 'store busy, try again' } }) }));
+  await page.keyboard.press('Enter');
+  await message.waitFor({ state: 'visible', timeout: 5_000 });
+  await page.unroute('**/rollback');
+  await page.waitForFunction(() => !document.querySelector<HTMLButtonElement>('#rollout-detail button[data-action="rollback"]')?.disabled, undefined, { timeout: 10_000 });
+  await rollback.focus();
   await page.keyboard.press('Enter');
   await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 10_000 });
-  assert.equal(dialogs.length, 3);
+  assert.ok(await message.isHidden(), 'the earlier failure is gone once the rollback is done');
+  assert.equal(dialogs.length, 4);
   assert.deepEqual(pageErrors, []);
 });

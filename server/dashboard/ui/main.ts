@@ -78,8 +78,8 @@ type MessageText = string | MessageParts;
 
 /**
  * `lasting`: about a condition, hidden when it ends (hideLastingMessage); `until-dismissed`: a
- * failed action, shown with a Dismiss button until the operator closes it or another message
- * replaces it; false: hides itself after MESSAGE_MS.
+ * failed action, shown with a Dismiss button until the operator closes it, another message
+ * replaces it or another action succeeds; false: hides itself after MESSAGE_MS.
  */
 function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): void {
   const box = $('error');
@@ -117,6 +117,14 @@ function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): v
     dismissOnEscape = onKey;
     box.append(' ', dismiss);
   } else if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
+}
+
+/** Hides a failed action's message (`until-dismissed`) if one is shown; other messages stay. */
+function hideActionFailure(): void {
+  if (!dismissOnEscape) return;
+  document.removeEventListener('keydown', dismissOnEscape);
+  dismissOnEscape = undefined;
+  $('error').hidden = true;
 }
 
 // morphdom's types declare an ES module's default export, which NodeNext reads as a CommonJS
@@ -660,6 +668,8 @@ $('rollout-detail').addEventListener('click', async (event) => {
   let tokenRefused = false;
   try {
     await api.post(`/rollouts/${encodeURIComponent(rollout.id)}/${action.path}`, {});
+    // Done: an earlier action's failure, still shown, no longer describes the fleet.
+    hideActionFailure();
   } catch (error) {
     // Until dismissed: it says what did not happen, or may not have (no answer), to a fleet.
     const failure = error instanceof ApiError ? { status: error.status, message: messageOf(error) } : { message: messageOf(error) };
