@@ -51,8 +51,11 @@ export function rolloutLine(r: GrpcRollout): string {
   // What "delivered" counts is the model each device should run now: while the candidate is
   // activated everywhere that is activation (devices that only installed it are not counted yet).
   const delivered = !r.terminal && r.current_step === ACTIVATE_EVERYWHERE ? 'activated' : 'delivered';
+  // A finished rollout's devices no step reached (sent nothing, they run what they ran), counted, or the counts do not add up.
+  const d = r.devices;
+  const untouched = r.terminal ? d.total - d.delivered - d.pending - d.retrying - d.unreachable - d.refused - (d.reassigned ?? 0) : 0;
   // Escaped: reasons (an operator's, a device's) may hold newlines or escape sequences, stored before they were refused.
-  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} ${delivered}${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${r.devices.reassigned ? `, ${r.devices.reassigned} reassigned` : ''}${outcome}`);
+  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} ${delivered}${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${r.devices.reassigned ? `, ${r.devices.reassigned} reassigned` : ''}${untouched ? `, ${untouched} untouched` : ''}${outcome}`);
 }
 
 /**

@@ -346,7 +346,7 @@ function completeRollout(t: TransitionDraft): void {
   ];
   // How many run it now, when not all: "promoted to 100% of 700" read as 700 devices on it.
   const running = s.devices.length - refused.length - unreachable - left;
-  const reason = `promoted to 100% of ${s.devices.length} devices${notes.length ? ` (${running} run it; ${notes.join('; ')})` : ''}`;
+  const reason = `promoted to 100% of ${s.devices.length === 1 ? 'its one device' : `${s.devices.length} devices`}${notes.length ? ` (${running} run it; ${notes.join('; ')})` : ''}`;
   s.outcome = { status: 'production', reason, at: t.at };
   t.action({ kind: 'markVersion', model: s.spec.model, version: s.spec.candidateVersion, status: 'production', reason });
   t.decide('promotion', 'production', `${s.spec.model} ${s.spec.candidateVersion} is production: ${reason}`);

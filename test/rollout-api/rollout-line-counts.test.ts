@@ -10,6 +10,10 @@ test('the rollout line names the devices that refused, as it names the unreachab
   assert.match(rolloutLine(rollout({ refused: 2 })), /devices 1\/3 delivered, 2 refused$/);
   assert.match(rolloutLine(rollout({ refused: 1, reassigned: 1 })), /devices 1\/3 delivered, 1 refused, 1 reassigned$/, 'a device given another assignment meanwhile refused nothing');
   assert.match(rolloutLine(rollout({ delivered: 3 })), /devices 3\/3 delivered$/);
+  // Finished before a step reached two of them: they are counted, so that the line adds up (it read "1/3 delivered" alone).
+  assert.match(rolloutLine(rollout({})), /devices 1\/3 delivered, 2 untouched$/);
+  // Still running, they are the later steps' devices.
+  assert.match(rolloutLine({ ...rollout({}), phase: 'Progressing', terminal: false, step_stage: 'waiting', current_step: 'setWeight: 50' } as GrpcRollout), /devices 1\/3 delivered$/);
   // A one-step rollout: "1 step", not "1 steps".
   assert.match(rolloutLine({ ...rollout({}), step_count: 1 }), /^ro-1 {2}wine 2 {2}RolledBack {2}1 step {2}weight/);
 });

@@ -33,7 +33,7 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
       <td><button type="button" class="link" title="Show this rollout">${esc(r.id)}</button></td><td class="model-version">${userText(r.model)}@${userText(r.candidateVersion)}</td>
       <td><span class="badge phase-${esc(r.phase)}">${esc(r.phase)}</span></td>
       <td>${stepCell(r)}</td>
-      <td>${esc(deviceProgress(r.devices))}</td>
+      <td>${esc(deviceProgress(r.devices, r.terminal))}</td>
       <td class="reason">${userText(r.outcome?.reason ?? r.pause?.message ?? '')}</td>
       <td class="muted" title="${esc(utc(r.updatedAt))}">${esc(ago(r.updatedAt))}</td>
     </tr>`,
@@ -46,9 +46,18 @@ export function renderRolloutList(rollouts: readonly RolloutSummary[], selected:
  * in `rollout status`'s words. Not `candidate`: that counts devices assigned the candidate, even
  * ones it never reached (150/307 for a rollout whose 150 were all unreachable).
  */
-function deviceProgress(d: RolloutSummary['devices']): string {
-  const stuck = [[d.unreachable, 'unreachable'], [d.refused, 'refused'], [d.reassigned, 'reassigned']] as const;
+function deviceProgress(d: RolloutSummary['devices'], terminal: boolean): string {
+  const stuck = [[d.unreachable, 'unreachable'], [d.refused, 'refused'], [d.reassigned, 'reassigned'], [terminal ? untouched(d) : 0, 'untouched']] as const;
   return [`${d.delivered}/${d.total} delivered`, ...stuck.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`)].join(', ');
+}
+
+/**
+ * Devices no step of the rollout reached (it ended before their step): sent nothing, they run what
+ * they ran. Counted for a finished rollout, where "3/60 delivered, 27 unreachable" left the other
+ * 30 unaccounted for.
+ */
+function untouched(d: RolloutSummary['devices']): number {
+  return d.total - d.delivered - d.pending - d.retrying - d.unreachable - d.refused - d.reassigned;
 }
 
 /** A step's state as the detail says it beside the step (a pending step says nothing). */
@@ -60,7 +69,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     // Its state in words too, not in colour alone (nor in a tooltip a keyboard or screen reader never reaches).
     .map((step) => `<span class="step ${step.status === 'pending' ? '' : esc(step.status)}" title="${esc(step.status === 'stopped' ? `${step.kind}: the rollout stopped here` : step.status === 'skipped' ? `${step.kind}: skipped by a promotion` : step.kind)}">${esc(step.index + 1)}. ${userText(step.description)}${STEP_STATE[step.status] ? ` <span class="step-state">(${STEP_STATE[step.status]})</span>` : ''}</span>`)
     .join('');
-  const deviceCounts = Object.entries(r.devices)
+  const deviceCounts = [...Object.entries(r.devices), ...(r.terminal ? [['untouched', untouched(r.devices)] as const] : [])]
     .filter(([, n]) => n > 0)
     .map(([k, n]) => `${esc(k)} ${esc(n)}`)
     .join(', ');
@@ -200,7 +209,7 @@ export function rolloutAction(action: string, r: RolloutDetail): RolloutAction |
         name: 'Promote to 100%',
         pending: 'Promoting to 100%',
         confirm:
-          `Promote ${plain(r.id)} to 100% now: ${plain(r.model)}@${plain(r.candidateVersion)} becomes active on all ${r.devices.total} of its devices at once, ` +
+          `Promote ${plain(r.id)} to 100% now: ${plain(r.model)}@${plain(r.candidateVersion)} becomes active on ${r.devices.total === 1 ? 'its one device' : `all ${r.devices.total} of its devices`} at once, ` +
           `skipping ${skipped.length === 1 ? 'the remaining step' : `the ${skipped.length} remaining steps`} (${skipped.join('; ')})` +
           `${analyses > 0 ? `, including ${analyses === 1 ? 'an analysis' : `${analyses} analyses`}` : ''}?`,
       };
@@ -280,16 +289,21 @@ export interface ChartLabels {
 }
 
 /**
- * The chart's names for a metric. A relative check's (its measurements carry the relative
- * evidence) say that the lines are context: its verdict is on each device against its own bound,
+ * The chart's names for a metric. A query's (its measurements ran `query`) name its result, not a
+ * candidate's. A relative check's (its measurements carry the relative evidence) say that the lines are context: its verdict is on each device against its own bound,
  * not on the candidate median against the bound of the baseline median (see medianOf).
  */
 export function chartLabels(metric: string, decisions: RolloutDetail['decisions']): ChartLabels {
   let evidence: { unit?: unknown; comparator?: unknown } | undefined;
+  let query = false;
   for (const d of decisions) {
-    const m = d.measurement as { metric?: unknown; relative?: unknown } | undefined;
-    if (m?.metric === metric && typeof m.relative === 'object' && m.relative !== null) evidence = m.relative as typeof evidence;
+    const m = d.measurement as { metric?: unknown; relative?: unknown; queries?: Record<string, unknown> } | undefined;
+    if (m?.metric !== metric) continue;
+    if (typeof m.relative === 'object' && m.relative !== null) evidence = m.relative as typeof evidence;
+    if (typeof m.queries?.query === 'string') query = true;
   }
+  // A query's result is whatever PromQL returned (a fleet-wide figure, a cohort's), no candidate's value.
+  if (query && !evidence) return { title: `${metric} (query result)`, candidate: 'result (median of its values)', baseline: 'baseline (median)', success: 'success threshold', failure: 'failure threshold' };
   if (!evidence) return { title: metric, candidate: 'candidate (median)', baseline: 'baseline (median)', success: 'success threshold', failure: 'failure threshold' };
   // Its unit and which way is better, as the measurement gives them (label units², lower is better).
   const unit = typeof evidence.unit === 'string' ? evidence.unit : null;
