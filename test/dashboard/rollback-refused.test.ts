@@ -36,7 +36,7 @@ test('"Roll back" is disabled, saying which rollout to roll back instead, when t
 test('the rollout detail names the devices not there yet (refused, unreachable, retrying, pending) with why, and says when there are more', () => {
   const deviceStates = [
     { id: 'press-<7>', desired: 'baseline', delivery: 'unreachable', attempts: 5, baseline: '3', reason: 'offline', outside: false },
-    { id: 'press-2', desired: 'baseline', delivery: 'retrying', attempts: 2, baseline: '3', reason: 'it has yet to take back wine@3', outside: false },
+    { id: 'press-2', desired: 'baseline', delivery: 'retrying', attempts: 2, baseline: '3', reason: 'it has yet to activate wine@3', outside: false },
     { id: 'press-1', desired: 'baseline', delivery: 'delivered', attempts: 1, baseline: '3', reason: null, outside: false },
   ];
   const devices = { total: 40, candidate: 0, delivered: 1, pending: 0, retrying: 30, unreachable: 9, refused: 0 };
@@ -44,7 +44,7 @@ test('the rollout detail names the devices not there yet (refused, unreachable, 
   const rows = [...html.matchAll(/<td class="device-id">([\s\S]*?)<\/td><td><span class="badge[^"]*">([^<]*)<\/span><\/td><td>([^<]*)<\/td><td class="reason">([\s\S]*?)<\/td>/g)].map((m) =>
     [m[1], m[2], m[3], m[4]].map((cell) => cell!.replace(/<[^>]+>/g, '').replace(/[\u2066-\u2069]/g, '')).join(' | '),
   );
-  assert.deepEqual(rows, ['press-&#60;7&#62; | unreachable | baseline | offline', 'press-2 | retrying | baseline | it has yet to take back wine@3']);
+  assert.deepEqual(rows, ['press-&#60;7&#62; | unreachable | baseline | offline', 'press-2 | retrying | baseline | it has yet to activate wine@3']);
   assert.match(html, /The first 2 of 39;/);
   assert.doesNotMatch(renderRolloutDetail(detailFixture({ deviceStates: [deviceStates[2]], devices: { ...devices, retrying: 0, unreachable: 0 } })), /Devices not there yet/, 'nothing to show when every device listed is delivered');
   // Devices the rollout has sent nothing (not in its cohort yet, or on their baseline already) are where they should be.
