@@ -83,16 +83,17 @@ test('a failed analysis: its chart shows the median of the per-device values in 
     if (!box) continue;
     await page.mouse.move(box.x + box.width / 2 + (attempt % 2), box.y + box.height / 2);
     candidate = await page.evaluate(() => {
-      const row = Array.from(document.querySelectorAll('.chart[data-metric="accuracy"] .u-legend .u-series')).find((r) => r.textContent?.includes('candidate'));
+      const row = Array.from(document.querySelectorAll('.chart[data-metric="accuracy"] .u-legend .u-series')).find((r) => r.textContent?.includes('result'));
       return row?.querySelector('.u-value')?.textContent;
     });
   }
-  assert.equal(candidate, '0.2', 'the candidate is shown as the median of its values (what the checks compare), not their mean (0.4)');
-  // The legend names the lines the chart draws: a query metric with a success condition alone has no baseline and no failure threshold.
+  assert.equal(candidate, '0.2', 'the result is shown as the median of its values (what the checks compare), not their mean (0.4)');
+  // The legend names the lines the chart draws: a query metric with a success condition alone has no baseline and no failure threshold,
+  // and what it draws is the query's result, no candidate's value.
   const legend = await page.evaluate(() =>
     Array.from(document.querySelectorAll('.chart[data-metric="accuracy"] .u-legend .u-series .u-label')).map((label) => label.textContent),
   );
-  assert.deepEqual(legend.slice(1), ['candidate (median)', 'success threshold']);
+  assert.deepEqual(legend.slice(1), ['result (median of its values)', 'success threshold']);
 
   // A refresh that finds the rollout unchanged leaves its chart as it is: the read-out under the
   // pointer stays, and is not put back to "--" every few seconds.
@@ -100,7 +101,7 @@ test('a failed analysis: its chart shows the median of the per-device values in 
   await afterNextRefresh(page);
   const readOutAfterRefresh = await page.evaluate(() => {
     const now = document.querySelector('.chart[data-metric="accuracy"]') as (HTMLElement & { marked?: boolean }) | null;
-    const row = Array.from(now?.querySelectorAll('.u-legend .u-series') ?? []).find((r) => r.textContent?.includes('candidate'));
+    const row = Array.from(now?.querySelectorAll('.u-legend .u-series') ?? []).find((r) => r.textContent?.includes('result'));
     return { same: now?.marked === true, value: row?.querySelector('.u-value')?.textContent };
   });
   assert.deepEqual(readOutAfterRefresh, { same: true, value: '0.2' }, 'the chart and its read-out outlive a refresh that changed nothing');
