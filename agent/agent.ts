@@ -435,10 +435,14 @@ export class Agent {
    * it (nor vouched for by it: a model of a --trusted-key signer carries the server's endorsement,
    * which the config's key cannot check either): the config names another server's key (a copy from another device, an edit), far more likely
    * than every model going bad at once. Dropping them would delete the device's models for a
-   * config mistake; the start stops instead, naming both keys, and nothing on disk changes.
+   * config mistake; the start stops instead, naming both keys, and nothing on disk changes. Unless
+   * the state was written under this very key (serverKeyId): the config is the one the agent last
+   * ran with, and the models failing are damaged (an endorsement, signer.json, with a changed
+   * byte): dropped and restored, as any damaged file is.
    */
   #refuseOtherServersKey(state: SlotState, failures: ReadonlyMap<'active' | 'previous' | 'candidate', string | null>): void {
     if (failures.size === 0) return;
+    if (state.serverKeyId === keyId(this.#publicKey)) return;
     // Signed by another key than the config's, with no endorsement or one the config's key cannot check.
     const otherKey = /: signature: made with key (\S+), not the server's key \S+(?:, and the server vouched for no other key$|: the endorsement of signer key )/;
     const keys = new Set<string>();
@@ -448,8 +452,9 @@ export class Agent {
       keys.add(match[1]!);
     }
     const models = [...failures.keys()].map((slot) => `${state[slot]!.model}@${state[slot]!.version} (${slot})`).join(', ');
+    const lastRun = state.serverKeyId === undefined ? '' : ` (the agent last ran here with server key ${state.serverKeyId})`;
     throw new UserError(
-      `the models in ${this.#dir.root} (${models}) are signed with key ${[...keys].join(', ')}, but this agent's config trusts server key ${keyId(this.#publicKey)} (serverPublicKey): ` +
+      `the models in ${this.#dir.root} (${models}) are signed with key ${[...keys].join(', ')}, but this agent's config trusts server key ${keyId(this.#publicKey)} (serverPublicKey)${lastRun}: ` +
         "if the config is another server's or device's, put this device's config back; if the device was enrolled again with a server that has a new key, start it with an empty --data-dir. Nothing on disk was changed",
     );
   }
@@ -1319,7 +1324,7 @@ export class Agent {
     // stays while the candidate does: it is not activated.
     const starts = proposed.benchmarkStarts;
     const benchmarkStarts = starts && proposed.candidate?.sha256 === starts.sha256 && (!proposed.candidateBenchmarked || starts.unfinished >= BENCHMARK_DEATHS_REFUSED) ? starts : undefined;
-    return { ...proposed, benchmarkStarts, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}) };
+    return { ...proposed, benchmarkStarts, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}), serverKeyId: keyId(this.#publicKey) };
   }
 
   /**

@@ -101,6 +101,13 @@ export const SlotStateSchema = z.object({
    * outbox (a transactional outbox: after a crash they are moved on startup).
    */
   unsentReports: z.array(ReportSchema),
+  /**
+   * The id of the server key (the config's serverPublicKey) of the agent that wrote this state.
+   * At start, models that fail to verify under the config's key are a config mistake (another
+   * server's config: the start stops) only if the key changed since; under the same key they are
+   * damaged files (a signer.json), dropped and restored. Absent in state files from before it.
+   */
+  serverKeyId: z.string().optional(),
 });
 export type SlotState = z.infer<typeof SlotStateSchema>;
 

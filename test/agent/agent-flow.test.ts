@@ -834,7 +834,7 @@ test("an agent whose config trusts another server's key does not delete the mode
   await assert.rejects(startAgent(t, world, 'other-key-1', { dataDir, config: wrong }), (error: Error) => {
     assert.equal(
       error.message,
-      `the models in ${dataDir} (${world.v1.manifest.name}@1 (active)) are signed with key ${world.v1.manifest.signature!.keyId}, but this agent's config trusts server key ${keyId(otherKey)} (serverPublicKey): ` +
+      `the models in ${dataDir} (${world.v1.manifest.name}@1 (active)) are signed with key ${world.v1.manifest.signature!.keyId}, but this agent's config trusts server key ${keyId(otherKey)} (serverPublicKey) (the agent last ran here with server key ${keyId(world.publicKey)}): ` +
         "if the config is another server's or device's, put this device's config back; if the device was enrolled again with a server that has a new key, start it with an empty --data-dir. Nothing on disk was changed",
     );
     return true;

@@ -207,3 +207,25 @@ test("models of a vouched-for signer are not deleted either when the agent's con
   const again = await startAgent(t, world, 'signer-wrongkey', { config, dataDir: dir });
   assert.equal(again.agent.slots.active?.sha256, w1.id);
 });
+
+test("the only model's endorsement damaged on disk (a changed signature byte) under the config the agent last ran with is a damaged file: dropped and downloaded again, not a refusal to start", async (t) => {
+  const dir = await dataDir(t, 'signer-flip');
+  const config = await world.config('signer-flip', { site: 'osaka' });
+  const first = await startAgent(t, world, 'signer-flip', { config, dataDir: dir });
+  await waitFor(() => first.agent.connected, 5000, 'agent connected');
+  await expectOutcome((await assign('signer-flip', w1, 'active', vouched(w1))).id, 'activated');
+  await first.agent.idle();
+  await first.stop();
+
+  const file = join(dir, 'models', w1.id, SIGNER_FILE);
+  const endorsement = JSON.parse(await readFile(file, 'utf8')) as Signer;
+  const flipped = `${endorsement.signature[0] === 'A' ? 'B' : 'A'}${endorsement.signature.slice(1)}`;
+  await writeFile(file, JSON.stringify({ ...endorsement, signature: flipped }));
+  const blobsBefore = world.http.blobRequests().length;
+  // It starts (it stopped, blaming its config, and a service manager restarted it for good),
+  // and the server's retained assignment restores the model.
+  const second = await startAgent(t, world, 'signer-flip', { config, dataDir: dir });
+  await waitFor(() => second.agent.slots.active?.sha256 === w1.id, 15_000, 'w1 restored');
+  assert.equal(world.http.blobRequests().length, blobsBefore + 1, 'downloaded again');
+  assert.deepEqual(JSON.parse(await readFile(file, 'utf8')), vouched(w1));
+});
