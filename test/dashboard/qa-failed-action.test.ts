@@ -67,6 +67,11 @@ test('after a refused Roll back the button is on again and keeps the focus, and 
   await message.waitFor({ state: 'visible', timeout: 5_000 });
   await page.unroute('**/rollback');
   await page.waitForFunction(() => !document.querySelector<HTMLButtonElement>('#rollout-detail button[data-action="rollback"]')?.disabled, undefined, { timeout: 10_000 });
+  // Another action that succeeds (Resume) leaves it: the rollout is still not rolled back.
+  await page.locator('#rollout-detail button[data-action="resume"]').click();
+  await page.locator('#rollout-phase', { hasText: 'Progressing' }).waitFor({ timeout: 10_000 });
+  assert.ok(await message.isVisible(), 'the Roll back failure stays after a Resume that succeeded');
+  await page.waitForFunction(() => !document.querySelector<HTMLButtonElement>('#rollout-detail button[data-action="rollback"]')?.disabled, undefined, { timeout: 10_000 });
   await rollback.focus();
   await page.keyboard.press('Enter');
   await page.locator('#rollout-phase', { hasText: 'RolledBack' }).waitFor({ timeout: 10_000 });

@@ -119,9 +119,12 @@ function showMessage(text: MessageText, lasting: boolean | 'until-dismissed'): v
   } else if (!lasting) messageTimer = setTimeout(() => (box.hidden = true), MESSAGE_MS);
 }
 
-/** Hides a failed action's message (`until-dismissed`) if one is shown; other messages stay. */
-function hideActionFailure(): void {
-  if (!dismissOnEscape) return;
+/** Which failed action's message is shown (`until-dismissed`): `<rollout id> <action>`. */
+let shownFailure: string | undefined;
+
+/** Hides the message of the failed action `which` (`<rollout id> <action>`) if it is the one shown; other messages stay. */
+function hideActionFailure(which: string): void {
+  if (!dismissOnEscape || shownFailure !== which) return;
   document.removeEventListener('keydown', dismissOnEscape);
   dismissOnEscape = undefined;
   $('error').hidden = true;
@@ -668,13 +671,17 @@ $('rollout-detail').addEventListener('click', async (event) => {
   let tokenRefused = false;
   try {
     await api.post(`/rollouts/${encodeURIComponent(rollout.id)}/${action.path}`, {});
-    // Done: an earlier action's failure, still shown, no longer describes the fleet.
-    hideActionFailure();
+    // Done now: the failure of this very action on this rollout, still shown, is no longer true
+    // (another action's, or another rollout's, still is).
+    hideActionFailure(`${rollout.id} ${button.dataset.action}`);
   } catch (error) {
     // Until dismissed: it says what did not happen, or may not have (no answer), to a fleet.
     const failure = error instanceof ApiError ? { status: error.status, message: messageOf(error) } : { message: messageOf(error) };
     tokenRefused = isRefusal(error);
-    if (!tokenRefused) showMessage(actionFailureText(action, rollout.id, failure), 'until-dismissed');
+    if (!tokenRefused) {
+      showMessage(actionFailureText(action, rollout.id, failure), 'until-dismissed');
+      shownFailure = `${rollout.id} ${button.dataset.action}`;
+    }
   } finally {
     actionInFlight = undefined;
   }
