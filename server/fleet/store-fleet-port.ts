@@ -209,8 +209,9 @@ export class StoreFleetPort implements FleetPort {
   }
 
   /**
-   * The devices whose retained assignment is an activation they have not taken yet (a rollback's, or an assign's:
-   * the device was offline when it was sent back to its baseline), answered `offline`. A candidate
+   * The devices whose retained assignment is an activation they have not taken yet (a rollback's,
+   * the device offline when it was sent back to its baseline; or an assign's, not answered yet),
+   * answered `offline`. A candidate
    * sent now would replace that assignment on the device's topic, and the agent takes the newest
    * message only: the device would install the candidate next to the version it was rolled back
    * from and never go back. So the candidate waits; the device's answer to the activation (its
@@ -222,7 +223,7 @@ export class StoreFleetPort implements FleetPort {
       const retained = device.retained;
       if (retained?.role !== 'active' || (device.activeModel === retained.model && device.activeVersion === retained.version)) continue;
       if ((await this.#options.fleet.repos.assignments.get(retained.id, deviceId))?.state !== 'published') continue; // answered: refused, superseded
-      held.push({ deviceId, outcome: 'offline', reason: `it has yet to activate ${retained.model}@${retained.version} (assignment ${retained.id}, sent while it was away); the candidate follows once it has` });
+      held.push({ deviceId, outcome: 'offline', reason: `it has yet to activate ${retained.model}@${retained.version} (assignment ${retained.id}); the candidate follows once it has` });
     }
     return held;
   }

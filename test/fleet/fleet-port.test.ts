@@ -637,7 +637,7 @@ test('a device that missed a rollback gets the next rollout\'s candidate only on
   const missB = async () => (await controller!.status('ro-missed')).devices.find((device) => device.id === 'miss-b')!;
   assert.equal((await missB()).baseline, '1');
   assert.equal((await missB()).delivery, 'unreachable');
-  assert.match((await missB()).reason ?? '', /has yet to activate iris@1 \(assignment miss-rollback-0001, sent while it was away/);
+  assert.match((await missB()).reason ?? '', /has yet to activate iris@1 \(assignment miss-rollback-0001\)/);
   const retained = (await fleet.devices.get('miss-b')).retainedAssignment;
   assert.deepEqual([retained?.id, retained?.role, retained?.version], ['miss-rollback-0001', 'active', '1'], 'the rollback\'s activation stays retained for miss-b');
 
