@@ -145,7 +145,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
   if (looksLikeUtf16(text)) throw new UserError(`${source}: the file is UTF-16 text, not UTF-8; save it as CSV in UTF-8`);
   // Byte order marks, two where a tool added its own to a file that had one: the second became part of the first column's name.
   text = text.replace(/^\uFEFF+/, '');
-  assertCommaSeparated(text, source);
+  assertCommaSeparated(text, source, options.label);
   let parsed: string[][];
   // The line each record ends on, for row numbers: kept beside the records rather than as csv-parse's
   // `info` object on each, which took a third of the memory a large file's parse needs.
@@ -182,6 +182,12 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     const uneven = error as { code?: unknown; lines?: unknown; record?: unknown };
     if (uneven.code === 'CSV_RECORD_INCONSISTENT_FIELDS_LENGTH' && typeof uneven.lines === 'number' && Array.isArray(uneven.record) && endLines.length > 0) {
       const fields = uneven.record.length;
+      // A row of bare separators, wider than the header: a spreadsheet's empty row below its data.
+      if ((uneven.record as unknown[]).every((cell) => cell === '')) {
+        throw new UserError(
+          `${source}: not a valid CSV file: line ${uneven.lines} holds only separators (${fields} empty fields, the header, line ${endLines[0]}, has ${headerFields}): delete that line (a spreadsheet's empty row)`,
+        );
+      }
       // A data row ending in a separator the header does not (a spreadsheet's or a script's trailing comma).
       if (fields === headerFields + 1 && uneven.record[fields - 1] === '') {
         throw new UserError(
@@ -329,7 +335,7 @@ export function parseDataset(text: string, options: LoadOptions, source = 'data'
     ...(options.task === undefined && task === 'regression' ? fewValuedTarget(rawLabels, labelName) : []),
     ...(options.features ? [] : rowIdentifierColumns(x, featureNames)),
     ...(options.features ? [] : caseVariantClasses(classes, labelName)),
-    ...(options.features || task !== 'classification' ? [] : missingValueClasses(rawLabels, labelName, rowNumbers)),
+    ...(options.features || options.task !== undefined || task !== 'classification' ? [] : missingValueClasses(rawLabels, labelName, rowNumbers)),
     ...(options.features || task !== 'classification' ? [] : mergedSpellings(rawLabels, classNaming(rawLabels), labelName)),
     ...roundFeaturesDevicesCannotHold(x, featureNames),
     ...targetDevicesCannotHold(task === 'regression' ? y : [], labelName),
@@ -522,10 +528,12 @@ function caseVariantClasses(classes: readonly string[], label: string): string[]
  * Text classes spelled as a missing value is written ("NA", "?", "null"): a number label with such
  * gaps is refused (missingNumberLabels), but among text classes it is a class as written, which
  * may be rows without a label that the model learns to predict "NA" for. A warning naming it and
- * its rows; a class of that name is kept.
+ * its rows (not when the task was given: the refusal of such a number label says to give it if
+ * "NA" is a class); a class of that name is kept.
  */
 function missingValueClasses(labels: readonly string[], label: string, rowNumbers: readonly number[]): string[] {
-  const rows = labels.flatMap((name, r) => (MISSING_NUMBER.has(name.trim().toLowerCase()) ? [r] : []));
+  // Not "None": a class of its own beside "Mild" and "Severe" far more often than a gap.
+  const rows = labels.flatMap((name, r) => (name.trim().toLowerCase() !== 'none' && MISSING_NUMBER.has(name.trim().toLowerCase()) ? [r] : []));
   if (rows.length === 0) return [];
   const names = [...new Set(rows.map((r) => labels[r]!))].map((name) => quoted(name)).join(', ');
   const [first, ...more] = rows;
@@ -714,7 +722,7 @@ function controlIn(name: string): string {
  * in its names too (`len, cm<TAB>width`) is named so when the next line has as many of the
  * separator and not as many commas.
  */
-function assertCommaSeparated(text: string, source: string): void {
+function assertCommaSeparated(text: string, source: string, label: string): void {
   // The header is the first line with something on it: csv-parse skips blank lines above it.
   const lines = text.replace(/^\uFEFF/, '').split(/\r\n|\n|\r/, 64);
   const written = lines.filter((line) => line.trim() !== '');
@@ -727,15 +735,35 @@ function assertCommaSeparated(text: string, source: string): void {
     if (inHeader === 0) return false;
     if (count(header, ',') === 0) return true;
     // Commas in the header's names too (`len, cm<TAB>width`): the separator is the one the next
-    // line has as often, and the comma not.
+    // line has as often, and the comma not; or the one that gives the label column, where commas
+    // do not (`Länge, cm;Breite, cm;label` over decimal commas, `5,1;3,5;x`: as many of each).
     const next = written[1];
-    return next !== undefined && count(next, char) === inHeader && count(next, ',') !== count(header, ',');
+    if (next !== undefined && count(next, char) === inHeader && count(next, ',') !== count(header, ',')) return true;
+    const names = (separator: string) => splitOutsideQuotes(header, separator).map((name) => columnKey(name.replace(/^\s*"|"\s*$/g, '')));
+    const wanted = columnKey(label);
+    return names(char).includes(wanted) && !names(',').includes(wanted);
   });
   if (!found) return;
   throw new UserError(
     `${source}: the header is separated by ${found[0]}, not commas: fleetprune reads comma-separated CSV with a point as the decimal separator; ` +
       'export it so (e.g. "CSV UTF-8 (comma delimited)" with an English number format)',
   );
+}
+
+/** `line`'s cells between `separator`s outside quoted cells, as written (quotes and all). */
+function splitOutsideQuotes(line: string, separator: string): string[] {
+  const cells: string[] = [];
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === '"') quoted = !quoted;
+    else if (!quoted && line[i] === separator) {
+      cells.push(line.slice(start, i));
+      start = i + 1;
+    }
+  }
+  cells.push(line.slice(start));
+  return cells;
 }
 
 /** `line` without its quoted cells ("a, b" and "a ""b"""): what is left is separators and unquoted text. */

@@ -449,6 +449,12 @@ test('data rows ending in a comma the header does not have are named as trailing
       error instanceof UserError &&
       error.message === 'data.csv: not a valid CSV file: line 2 ends with a comma (an empty field 4 the header, line 1, does not have): remove the trailing commas from the data rows',
   );
+  // A row of bare separators wider than the header (a spreadsheet's empty row) is named as such.
+  assert.throws(
+    () => parseDataset('x,y,label\n1,2,a\n,,,\n3,4,b\n', { label: 'label' }, 'data.csv'),
+    (error: unknown) =>
+      error instanceof UserError && error.message === "data.csv: not a valid CSV file: line 3 holds only separators (4 empty fields, the header, line 1, has 3): delete that line (a spreadsheet's empty row)",
+  );
   // An extra field with something in it is still a row of the wrong width.
   assert.throws(
     () => parseDataset('x,y,label\n1,2,a\n3,4,b,5\n', { label: 'label' }, 'data.csv'),
@@ -464,6 +470,9 @@ test('a semicolon- or tab-separated header is named as such below blank lines, w
   assert.throws(() => parseDataset(`\r\na\tb\tlabel\r\n${rows('\t')}\r\n`, { label: 'label' }, 'data.csv'), named('tabs'));
   assert.throws(() => parseDataset(`"Länge, Kelch (cm)";b;label\n${rows(';')}\n`, { label: 'label' }, 'data.csv'), named('semicolons'));
   assert.throws(() => parseDataset(`len, cm\tb\tlabel\n${rows('\t')}\n`, { label: 'label' }, 'data.csv'), named('tabs'));
+  // A German export: unquoted commas in the names and decimal commas below, as many of each on both lines.
+  assert.throws(() => parseDataset(`Länge, cm;Breite, cm;label\n${rows(';', ',')}\n`, { label: 'label' }, 'data.csv'), named('semicolons'));
+  assert.throws(() => parseDataset(`Länge, cm\tBreite, cm\tlabel\n${rows('\t', ',')}\n`, { label: 'label' }, 'data.csv'), named('tabs'));
   // Comma-separated files whose names hold a semicolon are read as they are.
   const good = Array.from({ length: 6 }, (_, i) => `${i}.5,${i % 3}.25,${i % 2 ? 'x' : 'y'}`).join('\n');
   for (const header of ['"a;b",c,label', 'a;b,c,label']) {
@@ -479,6 +488,11 @@ test('a text class spelled as a missing value ("NA", "?") is named in a warning 
     (data.warnings ?? []).filter((warning) => warning.includes('missing value')),
     ['the label "species" has "NA", the way a missing value is written, as a class: line 6 (and 1 more such row: line 11); if those rows have no label, drop them (a class of that name is kept as written)'],
   );
+  // Given as classification (as the refusal of a number label with "NA" gaps advises when "NA" is a class): no warning.
+  assert.deepEqual(parseDataset(`a,b,species\n${rows.join('\n')}\n`, { label: 'species', task: 'classification' }, 'data.csv').warnings?.filter((w) => w.includes('missing value')), []);
+  // "None" beside "Mild" and "Severe" is a class, not a gap.
+  const severity = Array.from({ length: 30 }, (_, i) => `${i}.5,${(i * 7) % 11}.25,${['None', 'Mild', 'Severe'][i % 3]}`);
+  assert.deepEqual(parseDataset(`a,b,severity\n${severity.join('\n')}\n`, { label: 'severity' }, 'data.csv').warnings?.filter((w) => w.includes('missing value')), []);
   // Read for an existing model (a holdout), its classes are what they are: no warning.
   assert.deepEqual(parseDataset(`a,b,species\n${rows.join('\n')}\n`, { label: 'species', features: ['a', 'b'], classNames: ['NA', 'setosa', 'virginica'] } as never, 'data.csv').warnings, []);
 });
