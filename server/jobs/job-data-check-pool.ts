@@ -64,7 +64,10 @@ export class JobDataCheckPool {
 const DATA_CHECK_WORDS: WorkerPoolWords = {
   shuttingDown,
   busy: (waiting) =>
-    new ServiceError('too_many_requests', `${waiting} submitted data sets are already waiting for their check (--max-queued-jobs); submit the job again in a few seconds`),
+    new ServiceError(
+      'too_many_requests',
+      `${waiting} submitted data set${waiting === 1 ? ' is' : 's are'} already waiting for ${waiting === 1 ? 'its' : 'their'} check (--max-queued-jobs); submit the job again in a few seconds`,
+    ),
   invalid: (message) => new ServiceError('bad_request', message),
   // Said as what it is, not as a fault of the server's: a data set this large (millions of rows)
   // is more than the server checks in time, whatever its --max-body-bytes lets through.

@@ -210,6 +210,11 @@ test('a check beyond the waiting limit is refused at once (429), not queued hold
   assert.equal(asServiceError(refused.reason)?.code, 'too_many_requests');
   assert.equal(refused.reason.message, '2 submitted data sets are already waiting for their check (--max-queued-jobs); submit the job again in a few seconds');
   assert.equal((await pool.check(checkInput(csv, { options: { seed: 9 } }))).options.seed, 9);
+  // With --max-queued-jobs 1, in the singular.
+  const one = new JobDataCheckPool({ threads: 1, maxWaiting: 1 });
+  t.after(() => one.stop());
+  const [, , third] = await Promise.allSettled([0, 1, 2].map((seed) => one.check(checkInput(csv, { options: { seed } }))));
+  assert.equal(third!.status === 'rejected' && third.reason.message, '1 submitted data set is already waiting for its check (--max-queued-jobs); submit the job again in a few seconds');
 });
 
 test('a check worker that dies (out of memory) fails only its check, with a one-line 500, and the next check gets a new worker', { timeout: 120_000 }, async (t) => {
