@@ -928,7 +928,11 @@ export class Agent {
       previous: state.active,
       candidate: candidateStaysBeside(state.candidate, target) ? state.candidate : null,
     };
-    const report = this.#assignmentReport(answers, 'rolled-back', 'active', target, null);
+    // Going back (a fleet command's rollback, a rollout's revert) is answered as one; an activation
+    // of the model that happens to be in the previous slot (a promotion after a rollback of the same
+    // version) is an activation, from disk.
+    const back = command !== undefined || assignment?.revert === true;
+    const report = this.#assignmentReport(answers, back ? 'rolled-back' : 'activated', 'active', target, null);
     const afterStateWrite = () => crashPoint('activation:after-state');
     // A rollback always works: a fleet command's, or an assignment's (a revert), is carried out from
     // memory at once when the disk takes no writes (full, read-only), and recorded and answered once
@@ -938,8 +942,9 @@ export class Agent {
       recorded = await this.#commitOrKeepInMemory(change, report, `${command ? 'rollback' : 'revert'} ${answers}`, afterStateWrite);
     });
     await this.#serving.swapActive(next);
-    if (recorded) this.#logger.info({ version: target.version }, 'rolled back to the previous model');
-    else this.#logger.warn({ version: target.version, [command ? 'commandId' : 'assignmentId']: answers }, 'rolled back to the previous model in memory: the disk takes no writes; the rollback is recorded and answered once it does (a restart before then comes back on the state on disk)');
+    const done = back ? 'rolled back to the previous model' : 'activated the previous model (from disk, no download)';
+    if (recorded) this.#logger.info({ version: target.version }, done);
+    else this.#logger.warn({ version: target.version, [command ? 'commandId' : 'assignmentId']: answers }, `${done} in memory: the disk takes no writes; the ${back ? 'rollback' : 'activation'} is recorded and answered once it does (a restart before then comes back on the state on disk)`);
     return true;
   }
 

@@ -30,6 +30,8 @@ export interface PublishRequest {
    * whose endorsement they kept; one that would have to download it cannot verify it and refuses.
    */
   restoring?: boolean;
+  /** A rollout's revert: each device goes back to its baseline (the assignment says so: Assignment.revert). */
+  revert?: boolean;
   /**
    * A rollout's recording: the rollout revision its guard decided at. The transaction records only
    * while the rollout is still there (holding its row until it commits); else it records nothing
@@ -150,6 +152,7 @@ export class AssignmentPublisher {
       role: request.role,
       serverUrl: serverUrl(),
       signer: request.restoring ? this.#signerIfTrusted(request.version) : this.signerFor(request.version),
+      ...(request.revert ? { revert: true } : {}),
     };
     const recorded = new Map<string, Assignment>();
     await fleet.transaction(async (tx) => {

@@ -17,6 +17,8 @@ export interface AssignmentInput {
   serverUrl: string;
   /** The server's endorsement of the manifest's signer key, when that is not the server's own (shared/protocol/signer-endorsement.ts). */
   signer?: Signer;
+  /** A rollout sending the device back to its baseline (Assignment.revert). */
+  revert?: boolean;
   /**
    * The assignment id (default: a fresh one). A caller that may repeat an action after a crash
    * passes its own id; a device handles an id once.
@@ -50,6 +52,7 @@ export function buildAssignment(input: AssignmentInput, seq: number): UnsignedAs
     role: input.role,
     seq,
     ...(input.signer ? { signer: input.signer } : {}),
+    ...(input.revert ? { revert: true } : {}),
   });
 }
 

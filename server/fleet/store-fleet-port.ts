@@ -174,11 +174,11 @@ export class StoreFleetPort implements FleetPort {
           else group.set(version, [deviceId]);
         }
         for (const [version, ids] of reassign) {
-          await publisher.record({ id: command.commandId, version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true, ...(fence ? { fence } : {}) });
+          await publisher.record({ id: command.commandId, version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true, revert: true, ...(fence ? { fence } : {}) });
         }
         // The dropped candidate must not come back from the retained topic: retain the baseline as active under a derived id.
         for (const [version, ids] of retain) {
-          await publisher.record({ id: derivedId(command.commandId, 'retain'), version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true, ...(fence ? { fence } : {}) });
+          await publisher.record({ id: derivedId(command.commandId, 'retain'), version: await registry.resolve(command.model, version), role: 'active', deviceIds: ids, actor: this.#actor, action: 'rollout.revert', restoring: true, revert: true, ...(fence ? { fence } : {}) });
         }
       },
       send: async (deviceIds) => {

@@ -61,6 +61,13 @@ export const AssignmentSchema = z.object({
   seq: Sequence,
   /** Present when the manifest is signed by a key other than the server's, which the server trusts and vouches for. */
   signer: SignerSchema.optional(),
+  /**
+   * Present (true) on an active assignment that sends the device back to its baseline (a rollout's
+   * rollback, failure or abort): taken from the previous slot it is answered `rolled-back`. An
+   * activation without it (a promotion, an operator's assign) is answered `activated`, from disk or
+   * downloaded. Older agents ignore it (it is signed with the rest: the signature covers the raw message).
+   */
+  revert: z.literal(true).optional(),
   signature: MessageSignature,
 });
 export type Assignment = z.infer<typeof AssignmentSchema>;

@@ -92,7 +92,8 @@ export interface AgentWorld {
   holdoutPath: string;
   holdout: Holdout;
   config(deviceId: string, labels?: Record<string, string>): Promise<AgentConfig>;
-  assign(deviceId: string, artifact: TestArtifact, role: Role): Promise<Assignment>;
+  /** `revert`: a rollout's revert to the device's baseline (Assignment.revert), answered `rolled-back` when taken from the previous slot. */
+  assign(deviceId: string, artifact: TestArtifact, role: Role, options?: { revert?: boolean }): Promise<Assignment>;
   waitForReport(match: (report: Report) => boolean, timeoutMs?: number): Promise<Report>;
   close(): Promise<void>;
 }
@@ -127,8 +128,13 @@ export async function createAgentWorld(): Promise<AgentWorld> {
     holdoutPath,
     holdout: Holdout.fromFile(holdoutPath, 'kind'),
     config: (deviceId, labels) => harness.enroll(deviceId, { url: http.url, token: TOKEN, publicKey }, labels),
-    assign: (deviceId, artifact, role) =>
-      publishAssignment(harness.broker, deviceId, { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: http.url }, { privateKey }),
+    assign: (deviceId, artifact, role, options = {}) =>
+      publishAssignment(
+        harness.broker,
+        deviceId,
+        { model: artifact.manifest.name, version: artifact.version, sha256: artifact.id, role, serverUrl: http.url, ...(options.revert ? { revert: true } : {}) },
+        { privateKey },
+      ),
     waitForReport: (match, timeoutMs) => harness.ingest.waitForReport(match, timeoutMs),
     async close() {
       await harness.stop();

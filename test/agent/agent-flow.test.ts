@@ -95,7 +95,7 @@ test('candidate → verified download → side-by-side benchmark report; activat
   assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);
 
   // Assigning the previous version as active is a rollback too.
-  const back = await world.assign('flow-1', world.v2, 'active');
+  const back = await world.assign('flow-1', world.v2, 'active', { revert: true });
   await world.waitForReport(isOutcome(back.id, 'rolled-back'));
   assert.equal(agent.slots.active?.sha256, world.v2.id);
   assert.equal(world.http.blobRequests().length, blobRequests, 'rollbacks downloaded nothing');
@@ -536,7 +536,7 @@ test('a revert whose previous model is damaged on disk downloads the baseline in
   await writeFile(join(dataDir, 'models', world.v1.id, 'model.onnx'), 'damaged');
   const downloads = world.http.blobRequests().length;
   // A rollout's revert: the baseline assigned as active again.
-  const revert = await world.assign('disk-revert-1', world.v1, 'active');
+  const revert = await world.assign('disk-revert-1', world.v1, 'active', { revert: true });
   await world.waitForReport(isOutcome(revert.id, 'activated'));
   assert.equal(agent.slots.active?.sha256, world.v1.id);
   assert.ok(world.http.blobRequests().length > downloads, 'the baseline was downloaded');
@@ -569,7 +569,7 @@ test('a report the outbox cannot take (a full disk) does not undo its step: the 
   // Room again: the next step's commit moves the state file's reports on, and drops the one sent directly without sending it again.
   await rm(outbox);
   await mkdir(outbox);
-  const third = await world.assign('outbox-full-1', world.v1, 'active');
+  const third = await world.assign('outbox-full-1', world.v1, 'active', { revert: true });
   await world.waitForReport(isOutcome(third.id, 'rolled-back'));
   await agent.idle();
   assert.deepEqual(await unsent(), [], 'the state file emptied');
@@ -598,13 +598,13 @@ test('a revert whose previous model verifies but fails to load for a moment keep
   await agent.idle();
   const downloads = world.http.blobRequests().length;
   failing.set(world.v1.id, 2); // the rollback from disk, then the assignment's usual path
-  const revert = await world.assign('flaky-load-1', world.v1, 'active');
+  const revert = await world.assign('flaky-load-1', world.v1, 'active', { revert: true });
   const refused = await world.waitForReport(isOutcome(revert.id, 'refused'));
   assert.match(refused.kind === 'assignment' ? (refused.reason ?? '') : '', /out of memory/);
   await agent.idle();
   assert.equal(agent.slots.previous?.sha256, world.v1.id, 'still the rollback target');
   assert.ok((await readdir(join(dataDir, 'models'))).includes(world.v1.id), 'still on disk');
-  const again = await world.assign('flaky-load-1', world.v1, 'active');
+  const again = await world.assign('flaky-load-1', world.v1, 'active', { revert: true });
   await world.waitForReport(isOutcome(again.id, 'rolled-back'));
   assert.equal(agent.slots.active?.sha256, world.v1.id);
   assert.equal((await predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256, world.v1.id);

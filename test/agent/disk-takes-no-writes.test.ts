@@ -240,7 +240,7 @@ test('the fallback to the previous model run from memory is recorded, and the lo
 /** The two ways back to the previous model: a fleet rollback command, and a rollout's revert (an assignment of the previous version as active). */
 const ROLLBACKS = {
   'a rollback': { id: 'rollback', send: (deviceId: string) => publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: [deviceId] }, { privateKey: world.privateKey }), field: 'commandId' },
-  'a revert (an assignment of the previous model)': { id: 'revert', send: (deviceId: string) => world.assign(deviceId, world.v1, 'active'), field: 'assignmentId' },
+  'a revert (an assignment of the previous model)': { id: 'revert', send: (deviceId: string) => world.assign(deviceId, world.v1, 'active', { revert: true }), field: 'assignmentId' },
 } as const;
 
 for (const [what, { id, send, field }] of Object.entries(ROLLBACKS)) {

@@ -78,7 +78,7 @@ test('the agent acts only on assignments the server signed for it, and never on 
   assert.equal(world.harness.ingest.reports.filter((r) => [forged.id, elsewhere.id].includes(r.assignmentId ?? '') || r.assignmentId === missed.id).length, 0, 'never answered');
 
   // The server's next assignment is taken.
-  const third = await publishAssignment(world.harness.broker, 'trust-1', input(world.v1, 'active'), signer);
+  const third = await publishAssignment(world.harness.broker, 'trust-1', { ...input(world.v1, 'active'), revert: true }, signer);
   await world.waitForReport(isOutcome(third.id, 'rolled-back')); // v1 is the previous model: back from disk
   assert.equal(agent.slots.active?.sha256, world.v1.id);
 });
@@ -97,7 +97,7 @@ test('fleet commands: a signed rollback is taken once; an old one replayed, or a
   await world.waitForReport(isOutcome(rollback.id, 'rolled-back'));
   assert.equal(agent.slots.active?.sha256, world.v1.id);
   const back = await publishAssignment(world.harness.broker, 'trust-2', input(world.v2, 'active'), signer);
-  await world.waitForReport(isOutcome(back.id, 'rolled-back')); // v2 is the previous model: back from disk
+  await world.waitForReport(isOutcome(back.id, 'activated')); // v2 is the previous model: activated from disk (not a revert: no rollback)
 
   // A rollback the server signed before the one the device took, which it never got: a replay.
   await publishFleetCommand(world.harness.broker, 'rollback', { deviceIds: ['trust-2'] }, { ...signer, seq: rollback.seq - 1 }, 'rollback-replayed');

@@ -108,9 +108,9 @@ test('an artifact signed by a key the server vouches for is installed, served, r
   await expectOutcome(rollback.id, 'rolled-back');
   assert.equal(second.agent.slots.active?.sha256, w1.id);
   assert.equal((await second.predict({ rows: [ROW] })).status, 200);
-  // Assigning the previous version (w2) as active is a rollback from disk too, whatever the assignment carries.
+  // Assigning the previous version (w2) as active is an activation from disk (no download), whatever the assignment carries.
   const back = await assign('signer-1', w2, 'active', undefined);
-  await expectOutcome(back.id, 'rolled-back');
+  await expectOutcome(back.id, 'activated');
   assert.equal(second.agent.slots.active?.sha256, w2.id);
   assert.equal(world.http.blobRequests().length, blobsBefore, 'nothing downloaded');
 
@@ -140,10 +140,10 @@ test('a model whose kept endorsement is missing, damaged, a FIFO or for another 
   assert.equal((await second.predict({ rows: [ROW] })).status, 503);
 
   // Both are downloaded again with their endorsements: w2 by the server's retained assignment,
-  // taken again to restore it; w1 when it is assigned again (after it, w2 is a rollback from disk).
+  // taken again to restore it; w1 when it is assigned again (after it, w2 is activated from disk).
   await waitFor(() => second.agent.slots.active?.sha256 === w2.id, 15_000, 'w2 restored');
   await expectOutcome((await assign('signer-2', w1, 'active', vouched(w1))).id, 'activated');
-  await expectOutcome((await assign('signer-2', w2, 'active', vouched(w2))).id, 'rolled-back');
+  await expectOutcome((await assign('signer-2', w2, 'active', vouched(w2))).id, 'activated');
   assert.equal(world.http.blobRequests().length, blobsBefore + 2, 'downloaded again');
 
   // A damaged signer.json (JSON that is no endorsement) next to the previous model: a rollback

@@ -139,7 +139,7 @@ async function scriptedDevice(t: TestContext, config: AgentConfig, options: { re
 }
 
 test('FleetPort: delivered for an online device, offline for an absent one, gone for an unknown one; repeats and reverts', async (t) => {
-  const { fleet, store } = await startFleet(t);
+  const { fleet, store, signingKey } = await startFleet(t);
   const online = await fleet.devices.enroll({ id: 'dev-a', labels: { site: 'osaka' } }, 'test');
   await fleet.devices.enroll({ id: 'dev-b', labels: { site: 'kyoto' } }, 'test');
   await scriptedDevice(t, online);
@@ -158,8 +158,9 @@ test('FleetPort: delivered for an online device, offline for an absent one, gone
   // dev-a reported v1 active; dev-b is offline, but v1 is what it is meant to serve (its retained assignment).
   assert.deepEqual((await fleet.fleetPort.listDevices('iris')).map((device) => device.baseline), ['1', '1']);
   assert.deepEqual((await fleet.fleetPort.listDevices('other')).map((device) => device.baseline), [null, null]);
-  // dev-b keeps the assignment retained, under the command's id.
+  // dev-b keeps the assignment retained, under the command's id; an activation, not a revert.
   assert.equal((await fleet.devices.get('dev-b')).retainedAssignment?.id, 'cmd-assign-0001');
+  assert.equal((await fleet.devices.get('dev-b')).retainedAssignment?.revert, undefined);
 
   // The same command again (a controller recovering after a crash): same results, nothing new recorded.
   const rows = await store.engine.all('SELECT * FROM device_assignments ORDER BY device_id');
@@ -175,6 +176,9 @@ test('FleetPort: delivered for an online device, offline for an absent one, gone
   assert.deepEqual(reverted, [{ deviceId: 'dev-a', outcome: 'delivered' }, { deviceId: 'dev-b', outcome: 'offline' }]);
   const a = await fleet.devices.get('dev-a');
   assert.deepEqual([a.active?.version, a.candidate, a.retainedAssignment?.version, a.retainedAssignment?.role], ['1', null, '1', 'active']);
+  // It says it is a revert (the agent answers rolled-back when it takes it from its previous slot), under the signature.
+  assert.equal(a.retainedAssignment?.revert, true);
+  assert.equal(assignmentSignatureVerifies('dev-a', a.retainedAssignment, signingKey.publicKey), true);
   await assert.rejects(fleet.fleetPort.assign({ commandId: 'cmd-assign-0004', model: 'iris', version: '9', role: 'active', deviceIds: ['dev-a'] }), /no version iris@9/);
 
   // dev-b last reported v2 active, then was sent back to v1 while offline: a new rollout's baseline

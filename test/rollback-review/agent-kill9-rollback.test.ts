@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import { createAgentWorld, isOutcome, type AgentWorld } from '../agent/agent-fixtures.ts';
 import { startAgent } from '../agent/agent-harness.ts';
 import { AgentProcess, predictVia } from '../agent/agent-process.ts';
+import { waitFor } from '../helpers/mqtt-clients.ts';
 
 /**
  * A revert's rollback from disk (the baseline, `previous`, assigned `active` again) in a real agent
@@ -46,7 +47,7 @@ for (const point of ['activation:before-state', 'activation:after-state'] as con
 
     const crashing = spawn({ FLEETPRUNE_AGENT_CRASH_AT: point });
     await crashing.ready();
-    const revert = await world.assign(deviceId, world.v1, 'active');
+    const revert = await world.assign(deviceId, world.v1, 'active', { revert: true });
     assert.equal((await crashing.exited).signal, 'SIGKILL');
 
     const second = spawn();
@@ -54,7 +55,8 @@ for (const point of ['activation:before-state', 'activation:after-state'] as con
     assert.equal(active, point === 'activation:after-state' ? '1' : '3');
     assert.equal((await predictVia(port, ROW)).status, 200);
     await world.waitForReport(isOutcome(revert.id, 'rolled-back'), 20_000);
-    assert.equal((await predictVia(port, ROW)).json.sha256, world.v1.id);
+    // The answer is committed with the state, a moment before the model is swapped in.
+    await waitFor(async () => (await predictVia(port, ROW)).json.sha256 === world.v1.id, 10_000, 'serving v1');
     assert.equal(world.harness.ingest.reports.filter(isOutcome(revert.id, 'rolled-back')).length, 1);
     assert.equal(world.http.blobRequests().length, downloads, 'rolled back from disk: nothing downloaded');
   });
