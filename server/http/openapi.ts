@@ -72,10 +72,13 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
       ...(route.permission === null ? { security: [] } : { 'x-required-permission': route.permission }),
     };
     if (route.bodyKind === 'json' && route.body) {
-      operation.requestBody = { required: true, content: { 'application/json': { schema: jsonSchema(route.body, 'input') } } };
+      // An empty body reads as {} (create-http-app.ts): where {} is valid, the body may be left out.
+      operation.requestBody = { required: !route.body.safeParse({}).success, content: { 'application/json': { schema: jsonSchema(route.body, 'input') } } };
     } else if (route.bodyKind === 'binary') {
       const types = route.bodyMediaTypes ?? ['application/octet-stream'];
-      operation.requestBody = { required: true, content: Object.fromEntries(types.map((type) => [type, { schema: { type: 'string', contentMediaType: type } }])) };
+      // The JSON form of a body also sent as text (a rollout spec: JSON or YAML) is an object, not a JSON string.
+      const schemaOf = (type: string) => (type === 'application/json' && route.bodyJson ? jsonSchema(route.bodyJson, 'input') : { type: 'string', contentMediaType: type });
+      operation.requestBody = { required: true, content: Object.fromEntries(types.map((type) => [type, { schema: schemaOf(type) }])) };
     }
     (paths[path] ??= {})[route.method] = operation;
   }

@@ -50,6 +50,8 @@ export interface RouteSpec<P = any, Q = any, B = any> {
   body?: z.ZodType<B>;
   /** For `binary` bodies: the media types the handler accepts (OpenAPI); default application/octet-stream. */
   bodyMediaTypes?: readonly string[];
+  /** For `binary` bodies one of whose types is application/json: what that JSON is (OpenAPI only; the handler checks it). */
+  bodyJson?: z.ZodType;
   responses: Record<number, ResponseSpec>;
   handle(ctx: RequestContext<P, Q, B>): Promise<JsonReply | void>;
 }

@@ -105,4 +105,16 @@ test('every express route is in /api/openapi.json with its method, and requests/
   const refused = await server.request('GET', '/api/rollouts?containing=ro-nope');
   assert.equal(refused.status, 404);
   assert.ok(validator(notFound.content['application/json'].schema).safeParse(await refused.json()).success);
+  // The rollout spec as JSON is an object (a client generated from the document sent a JSON string, refused); as YAML, text.
+  const spec = doc.paths['/api/rollouts']!.post.requestBody.content;
+  assert.equal(spec['application/json'].schema.type, 'object');
+  assert.deepEqual(spec['application/yaml'].schema, { type: 'string', contentMediaType: 'application/yaml' });
+  const json = validator(spec['application/json'].schema);
+  assert.ok(json.safeParse({ model: 'iris', candidateVersion: '2', steps: [{ setWeight: 100 }] }).success);
+  assert.equal(json.safeParse('model: iris').success, false);
+  // A body whose fields are all optional (an empty one reads as {}) is not required; one with required fields is.
+  assert.equal(doc.paths['/api/blobs/gc']!.post.requestBody.required, false);
+  assert.equal(doc.paths['/api/tokens']!.post.requestBody.required, true);
+  // A blob's bytes are taken whatever their Content-Type says.
+  assert.ok('*/*' in doc.paths['/api/blobs/{sha256}']!.put.requestBody.content);
 });

@@ -38,6 +38,8 @@ export function artifactsRoutes(ctx: ServerContext): RouteSpec[] {
       permission: 'write',
       params: BlobParams,
       bodyKind: 'binary',
+      // The bytes are taken as they are, whatever the request calls them (its sha256 is what is checked).
+      bodyMediaTypes: ['application/octet-stream', '*/*'],
       responses: {
         201: { description: 'stored', schema: BlobSchema },
         200: { description: 'already stored', schema: BlobSchema },

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ServiceError } from '../../app/service-error.ts';
 import type { RolloutService } from '../../rollout/rollout-service.ts';
-import { parseRolloutSpec } from '../../rollout/rollout-spec.ts';
+import { parseRolloutSpec, RolloutSpecInputSchema } from '../../rollout/rollout-spec.ts';
 import { DETAIL_DEVICE_STATES, RolloutDetailSchema, RolloutSummarySchema, rolloutDetail, rolloutSummary } from '../../rollout/rollout-views.ts';
 import type { Leadership } from '../../rollout/leader-election.ts';
 import { reasonSchema } from '../../rollout/operator-text.ts';
@@ -85,6 +85,7 @@ export function rolloutsRoutes(service: RolloutService, leadership: Leadership, 
       permission: 'write',
       bodyKind: 'binary',
       bodyMediaTypes: SPEC_MEDIA_TYPES,
+      bodyJson: RolloutSpecInputSchema,
       responses: { 201: { description: 'the started rollout, with `warnings` (no analysis step, conditions that decide nothing, tolerances that cannot fail, a candidate that already failed or was rolled back; they never block the start)', schema: StartedRolloutSchema } },
       handle: async ({ req, principal }) => {
         const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
