@@ -1,11 +1,13 @@
 import { BLOB_PROBLEM_KINDS } from '../artifacts/blob-check.ts';
 import { z } from 'zod';
 import { JOB_STATES } from '../store/repositories/jobs-repository.ts';
+import { HTTP_STATUS, type ErrorCode } from '../app/service-error.ts';
 
 /** Shapes shared by REST routes and their OpenAPI document. */
 export const ErrorResponseSchema = z.strictObject({
   error: z.strictObject({
-    code: z.string(),
+    // What a client branches on (ErrorCode; `internal`: an unexpected fault, details in the server log).
+    code: z.enum([...(Object.keys(HTTP_STATUS) as ErrorCode[]), 'internal']),
     message: z.string(),
   }),
 });

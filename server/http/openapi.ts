@@ -62,7 +62,20 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
           : {}),
       };
     }
-    responses.default = { description: 'error', content: { 'application/json': { schema: jsonSchema(ErrorResponseSchema, 'output') } } };
+    // The refusals every route of its kind may give (README, "Errors"), each with the error body;
+    // others (409, 412, 416, 429, 507) are the route's own, and `default` covers them.
+    const error = { 'application/json': { schema: jsonSchema(ErrorResponseSchema, 'output') } };
+    const refusals: [number, string, boolean][] = [
+      [400, 'bad request: a parameter, query field or body that is not valid (the message names it)', Boolean(route.params || route.query || route.bodyKind)],
+      [401, 'no token, or one that is unknown, revoked or expired', route.permission !== null],
+      [403, "the token's role does not allow it", route.permission !== null],
+      [404, 'no such thing (the message names it)', Boolean(route.params)],
+      [413, 'the body is larger than the server takes (--max-body-bytes)', Boolean(route.bodyKind)],
+      [415, 'a body in a content type, encoding or charset the server does not read', Boolean(route.bodyKind)],
+      [503, "not now: the server's database does not answer, or it is shutting down or taking over (the same request may work shortly; Retry-After)", true],
+    ];
+    for (const [status, description, applies] of refusals) if (applies && !(String(status) in responses)) responses[status] = { description, content: error };
+    responses.default = { description: 'error', content: error };
     const operation: Record<string, unknown> = {
       operationId: route.operationId,
       summary: route.summary,

@@ -115,6 +115,14 @@ test('every express route is in /api/openapi.json with its method, and requests/
   // A body whose fields are all optional (an empty one reads as {}) is not required; one with required fields is.
   assert.equal(doc.paths['/api/blobs/gc']!.post.requestBody.required, false);
   assert.equal(doc.paths['/api/tokens']!.post.requestBody.required, true);
+  // The refusals a route may give are listed with the error body, whose code is one of those the server sends.
+  const getRollout = doc.paths['/api/rollouts/{id}']!.get.responses;
+  assert.deepEqual(Object.keys(getRollout).filter((status) => /^4|^5/.test(status)).sort(), ['400', '401', '403', '404', '503']);
+  const missing = await server.request('GET', '/api/rollouts/ro-000000000000');
+  assert.equal(missing.status, 404);
+  assert.ok(validator(getRollout['404'].content['application/json'].schema).safeParse(await missing.json()).success);
+  const codes = getRollout['404'].content['application/json'].schema.properties.error.properties.code.enum as string[];
+  for (const code of ['bad_request', 'conflict', 'too_many_requests', 'retry_later', 'internal']) assert.ok(codes.includes(code), code);
   // A blob's bytes are taken whatever their Content-Type says.
   assert.ok('*/*' in doc.paths['/api/blobs/{sha256}']!.put.requestBody.content);
 });
