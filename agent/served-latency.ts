@@ -26,13 +26,24 @@ export class ServedLatency {
     this.#histogram.observe(labels, seconds);
   }
 
-  /** Removes the series of every version but these (the slots' models; null: an empty slot). */
+  /**
+   * Keeps the series of these versions (the slots' models; null: an empty slot), made at zero for
+   * one that has none yet, and removes every other version's. Made before the first request (at
+   * start, at a slot change), a version's series is scraped as long as the unlabelled histogram,
+   * which exists from the start: the recording rule reads the labelled one only where it covers
+   * the rate window as the unlabelled one does (deploy/prometheus/rules).
+   */
   keepOnly(kept: ReadonlyArray<Served | null | undefined>): void {
-    const keep = new Set(kept.filter((ref): ref is Served => Boolean(ref)).map(key));
+    const wanted = new Map(kept.filter((ref): ref is Served => Boolean(ref)).map((ref) => [key(ref), { model: ref.model, version: ref.version }]));
     for (const [labelKey, labels] of this.#labelSets) {
-      if (keep.has(labelKey)) continue;
+      if (wanted.has(labelKey)) continue;
       this.#histogram.remove(labels);
       this.#labelSets.delete(labelKey);
+    }
+    for (const [labelKey, labels] of wanted) {
+      if (this.#labelSets.has(labelKey)) continue;
+      this.#histogram.zero(labels);
+      this.#labelSets.set(labelKey, labels);
     }
   }
 }

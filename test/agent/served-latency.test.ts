@@ -35,3 +35,18 @@ test('served latency: only the series of the kept versions (the active and previ
   latency.keepOnly([]);
   assert.deepEqual(await counts(), {});
 });
+
+test('served latency: a kept version with no series yet (at start, after a slot change) gets one at zero, before its first request; one already counting keeps its counts', async () => {
+  const { latency, counts } = servedLatency();
+  // At start, nothing served yet: the slots' versions are scraped from the first scrape, as the
+  // unlabelled histogram is (else the recording rule reads the restarted agent's requests as the
+  // active version's alone for a rate window).
+  latency.keepOnly([{ model: 'wine', version: '2' }, { model: 'wine', version: '1' }]);
+  assert.deepEqual(await counts(), { 'wine/2': 0, 'wine/1': 0 });
+  latency.observe({ model: 'wine', version: '2' }, 0.0005);
+  latency.keepOnly([{ model: 'wine', version: '2' }, { model: 'wine', version: '1' }]);
+  assert.deepEqual(await counts(), { 'wine/2': 1, 'wine/1': 0 });
+  // A promotion of 3: 3 gets its series at once, 1 leaves both slots.
+  latency.keepOnly([{ model: 'wine', version: '3' }, { model: 'wine', version: '2' }]);
+  assert.deepEqual(await counts(), { 'wine/3': 0, 'wine/2': 1 });
+});
