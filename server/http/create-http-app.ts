@@ -151,6 +151,14 @@ export function createHttpApp(deps: HttpAppDeps): express.Express {
     // A request with neither Content-Length nor Transfer-Encoding has an empty body (RFC 9112 §6.3),
     // as one with Content-Length: 0 does: both read as {}. (req.is answers null for it, whatever its type.)
     const noBody = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined;
+    // Nothing sent, with no type named (a client leaving out a body whose fields are all optional,
+    // as the OpenAPI document allows): {} too; a type named must be JSON's.
+    const typeless = req.headers['content-type'] === undefined && (noBody || req.headers['content-length'] === '0');
+    if (typeless) {
+      req.body = {};
+      next();
+      return;
+    }
     const saysJson = noBody ? (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase() === 'application/json' : req.is('application/json');
     if (!saysJson) {
       next(new ServiceError('unsupported_media_type', 'body: send JSON with Content-Type: application/json'));

@@ -66,7 +66,8 @@ export function buildOpenApiDocument(routes: readonly RouteSpec[], version: stri
     // others (409, 412, 416, 429, 507) are the route's own, and `default` covers them.
     const error = { 'application/json': { schema: jsonSchema(ErrorResponseSchema, 'output') } };
     const refusals: [number, string, boolean][] = [
-      [400, 'bad request: a parameter, query field or body that is not valid (the message names it)', Boolean(route.params || route.query || route.bodyKind)],
+      // Every route: one without query fields still refuses one it is sent (`?bogus=1`).
+      [400, 'bad request: a parameter, query field or body that is not valid, or one the route does not take (the message names it)', true],
       [401, 'no token, or one that is unknown, revoked or expired', route.permission !== null],
       [403, "the token's role does not allow it", route.permission !== null],
       [404, 'no such thing (the message names it)', Boolean(route.params)],

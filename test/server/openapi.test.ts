@@ -118,6 +118,9 @@ test('every express route is in /api/openapi.json with its method, and requests/
   // The refusals a route may give are listed with the error body, whose code is one of those the server sends.
   const getRollout = doc.paths['/api/rollouts/{id}']!.get.responses;
   assert.deepEqual(Object.keys(getRollout).filter((status) => /^4|^5/.test(status)).sort(), ['400', '401', '403', '404', '503']);
+  // A route without query fields still refuses one (400), and says so.
+  assert.ok('400' in doc.paths['/api/whoami']!.get.responses);
+  assert.equal((await server.request('GET', '/api/whoami?bogus=1')).status, 400);
   const missing = await server.request('GET', '/api/rollouts/ro-000000000000');
   assert.equal(missing.status, 404);
   assert.ok(validator(getRollout['404'].content['application/json'].schema).safeParse(await missing.json()).success);
