@@ -850,7 +850,9 @@ export class Agent {
   }
 
   async #activate(assignment: Assignment, ref: ModelRef, next: ServingModel): Promise<void> {
-    this.#logger.info({ version: ref.version }, 'activating');
+    // A revert is answered as one however its model came (from disk, or downloaded again when that copy was unusable).
+    const back = assignment.revert === true;
+    this.#logger.info({ version: ref.version }, back ? 'rolling back (the model downloaded or loaded again)' : 'activating');
     const state = this.#state.state;
     // A candidate of another model than the one now active has nothing left to replace (the server
     // never assigns one): it goes, not kept beside a wine model as iris's candidate.
@@ -866,7 +868,7 @@ export class Agent {
           candidateBenchmarked: candidateStays ? state.candidateBenchmarked : true,
           pending: null,
         },
-        this.#assignmentReport(assignment.id, 'activated', 'active', ref, null),
+        this.#assignmentReport(assignment.id, back ? 'rolled-back' : 'activated', 'active', ref, null),
         () => crashPoint('activation:after-state'),
       ),
     );
@@ -939,7 +941,7 @@ export class Agent {
     // it does (#saveOrKeepInMemory; a restart before then comes back on state.json as it is).
     let recorded = true;
     await this.#serving.releasingOnFailure(next, async () => {
-      recorded = await this.#commitOrKeepInMemory(change, report, `${command ? 'rollback' : 'revert'} ${answers}`, afterStateWrite);
+      recorded = await this.#commitOrKeepInMemory(change, report, `${command ? 'rollback' : back ? 'revert' : 'activation'} ${answers}`, afterStateWrite);
     });
     await this.#serving.swapActive(next);
     const done = back ? 'rolled back to the previous model' : 'activated the previous model (from disk, no download)';
