@@ -2,6 +2,7 @@ import { lstat, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError, errorMessage } from '../../shared/util/errors.ts';
+import { writeStdoutOrSay } from '../../shared/cli/run-cli.ts';
 import { assertWritableFile } from '../../shared/util/fs-checks.ts';
 import { withConnection, withConnectionOptions, type ConnectionFlags, type ServerConnection } from './grpc-client.ts';
 import { labelPairText, parseLabelPairs } from './label-pairs.ts';
@@ -40,7 +41,7 @@ export function registerDevicesCommand(program: Command): void {
             throw namingFlags(error, { id: '--id', labels: '--labels', broker_url: '--broker-url', server_url: '--server-url' });
           });
         if (toStdout) {
-          process.stdout.write(`${config}\n`);
+          await writeStdoutOrSay(`${config}\n`, `device ${flags.id} is enrolled but its agent config (with secrets) did not reach it; revoke ${flags.id} and enroll the device under a new id (ids are never reused)`);
           process.stderr.write(`enrolled ${flags.id}; its agent config (with secrets) is on stdout\n`);
           if (warning) throw new UserError(`warning: ${warning}`, { exitCode: 3 });
           return;

@@ -115,13 +115,24 @@ function exitWhenOutputFails(name: string): void {
   let failed = false;
   for (const [label, stream] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EPIPE') process.exit(CLOSED_OUTPUT_EXIT_CODE);
+      // What was lost with it, when the command said so (the secrets of an enrollment): said even
+      // for a reader that went away, since nothing else will ever show them.
+      const note = label === 'stdout' ? lostWithStdout : undefined;
+      if (error.code === 'EPIPE') {
+        if (note === undefined) process.exit(CLOSED_OUTPUT_EXIT_CODE);
+        lostWithStdout = undefined;
+        process.stderr.write(`${name}: the reader of stdout went away: ${note}\n`, () => process.exit(CLOSED_OUTPUT_EXIT_CODE));
+        return;
+      }
       if (failed) return; // each later write fails the same way
       failed = true;
       // On stderr, unless stderr is what failed (then there is nowhere to say it).
       const said = (done: () => void) =>
         label === 'stdout'
-          ? process.stderr.write(`${name}: cannot write the output to stdout (${errorMessage(error)}); ${longRunning ? 'going on without it' : 'what the command did before that stands'}\n`, done)
+          ? process.stderr.write(
+              `${name}: cannot write the output to stdout (${errorMessage(error)}); ${note ?? (longRunning ? 'going on without it' : 'what the command did before that stands')}\n`,
+              done,
+            )
           : done();
       said(() => {
         if (!longRunning) process.exit(1);
@@ -131,6 +142,23 @@ function exitWhenOutputFails(name: string): void {
 }
 
 let longRunning = false;
+let lostWithStdout: string | undefined;
+
+/**
+ * Writes `text` to stdout and resolves once it is written; if stdout fails meanwhile (a reader gone,
+ * a full disk), `lost` is said on stderr (what the user has lost with it, and what to do) and the
+ * command exits as for any output that fails (141 or 1).
+ */
+export function writeStdoutOrSay(text: string, lost: string): Promise<void> {
+  lostWithStdout = lost;
+  return new Promise((resolve) =>
+    process.stdout.write(text, (error) => {
+      if (error) return; // the 'error' listener says it and exits
+      lostWithStdout = undefined;
+      resolve();
+    }),
+  );
+}
 
 /**
  * Called by a service (server, agent) once it starts running: from then on, output that cannot

@@ -1,8 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
 import { symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { isOneLineError, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
+import { isOneLineError, REPO_ROOT, runCli, runCliBatch, tempDir } from '../helpers/cli.ts';
 import { spawnServer } from '../server/helpers/server-process.ts';
 import { ADMIN_TOKEN, startTestServer } from '../server/helpers/test-server.ts';
 import { registerVersion } from '../rollout-api/helpers/rollout-fixtures.ts';
@@ -42,6 +45,32 @@ test('devices enroll --out - writes the agent config to stdout (to pipe it to th
   assert.deepEqual([config.deviceId, config.labels], ['pipe-1', { site: 'osaka' }]);
   const { existsSync } = await import('node:fs');
   assert.equal(existsSync(join(dir, '-')) || existsSync(join(process.cwd(), '-')), false, 'no file named -');
+});
+
+test('devices enroll --out - whose stdout fails (a full disk, a reader gone: an ssh that never connected) says the device is enrolled and its secrets lost, and to enroll it again under a new id', async (t) => {
+  const server = (await startTestServer(t))!;
+  const enroll = (id: string, stdout: 'pipe' | number) =>
+    spawn(process.execPath, ['bin/fleetprune.js', 'devices', 'enroll', '--id', id, '--out', '-', '--server', server.grpcAddress, '--token', ADMIN_TOKEN], { cwd: REPO_ROOT, stdio: ['ignore', stdout, 'pipe'] });
+  const finished = async (child: ReturnType<typeof spawn>) => {
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    const [code] = (await once(child, 'close')) as [number | null];
+    return { code, stderr };
+  };
+  const full = openSync('/dev/full', 'w');
+  t.after(() => closeSync(full));
+  const toFull = await finished(enroll('full-1', full));
+  assert.equal(toFull.code, 1, toFull.stderr);
+  assert.equal(
+    toFull.stderr,
+    'fleetprune: cannot write the output to stdout (ENOSPC: no space left on device, write); device full-1 is enrolled but its agent config (with secrets) did not reach it; revoke full-1 and enroll the device under a new id (ids are never reused)\n',
+  );
+  // The reader gone before the config is written.
+  const gone = enroll('gone-1', 'pipe');
+  gone.stdout!.destroy();
+  const toGone = await finished(gone);
+  assert.equal(toGone.code, 141, toGone.stderr);
+  assert.equal(toGone.stderr, 'fleetprune: the reader of stdout went away: device gone-1 is enrolled but its agent config (with secrets) did not reach it; revoke gone-1 and enroll the device under a new id (ids are never reused)\n');
 });
 
 test('devices enroll --server-url with a query, fragment or user:password@ is refused, naming it; nothing is enrolled', async (t) => {
