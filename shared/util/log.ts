@@ -101,14 +101,28 @@ export function cliLogLevel(): LevelWithSilent {
 
 const LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-/** FLEETPRUNE_LOG_LEVEL (or LOG_LEVEL), checked: a bad value names the variable. */
+/** Other tools' spellings of the levels (Python's, syslog's), read as pino's. */
+const LEVEL_SYNONYMS: Readonly<Record<string, LevelWithSilent>> = { warning: 'warn', critical: 'fatal', err: 'error', crit: 'fatal' };
+
+let ignoredLogLevel: string | undefined;
+
+/**
+ * FLEETPRUNE_LOG_LEVEL (or LOG_LEVEL), in any case (`INFO`, `Warning`). A bad FLEETPRUNE_LOG_LEVEL
+ * is refused naming it; a LOG_LEVEL fleetprune does not know (another tool's, set for a whole CI
+ * job or container: `verbose`, `notice`) is ignored, said once on stderr, rather than stopping
+ * every command.
+ */
 function envLogLevel(): LevelWithSilent | undefined {
-  const [variable, value] = process.env.FLEETPRUNE_LOG_LEVEL
-    ? ['FLEETPRUNE_LOG_LEVEL', process.env.FLEETPRUNE_LOG_LEVEL]
-    : ['LOG_LEVEL', process.env.LOG_LEVEL];
+  const own = process.env.FLEETPRUNE_LOG_LEVEL;
+  const [variable, value] = own ? ['FLEETPRUNE_LOG_LEVEL', own] : ['LOG_LEVEL', process.env.LOG_LEVEL];
   if (!value) return undefined;
-  if (!LEVELS.includes(value as LevelWithSilent)) {
-    throw new UserError(`${variable}: must be one of ${LEVELS.join(', ')}, not "${value}"`);
+  const lower = value.trim().toLowerCase();
+  const level = LEVEL_SYNONYMS[lower] ?? (LEVELS.includes(lower as LevelWithSilent) ? (lower as LevelWithSilent) : undefined);
+  if (level) return level;
+  if (own) throw new UserError(`${variable}: must be one of ${LEVELS.join(', ')}, not "${value}"`);
+  if (ignoredLogLevel !== value) {
+    ignoredLogLevel = value;
+    process.stderr.write(`fleetprune: LOG_LEVEL "${value}" is not a level fleetprune knows (${LEVELS.join(', ')}); ignored (FLEETPRUNE_LOG_LEVEL sets fleetprune's own)\n`);
   }
-  return value as LevelWithSilent;
+  return undefined;
 }

@@ -14,6 +14,20 @@ test('a bad FLEETPRUNE_LOG_LEVEL is a one-line usage error for every command, al
   assert.deepEqual(await readdir(dir), [], 'no keys were written');
 });
 
+test("LOG_LEVEL, which other tools share, is read in any case and with their spellings (INFO, WARNING); one fleetprune does not know is ignored, said once, not a refusal of every command", async (t) => {
+  const dir = await tempDir(t);
+  for (const value of ['INFO', 'Warning', 'DEBUG']) {
+    const result = await runCli(['--version'], { FLEETPRUNE_LOG_LEVEL: '', LOG_LEVEL: value });
+    assert.deepEqual([result.code, result.stderr], [0, ''], value);
+  }
+  const other = await runCli(['keys', 'generate', '--out', join(dir, 'keys')], { FLEETPRUNE_LOG_LEVEL: '', LOG_LEVEL: 'verbose' });
+  assert.equal(other.code, 0, other.stderr);
+  assert.match(other.stderr, /^fleetprune: LOG_LEVEL "verbose" is not a level fleetprune knows \(fatal, error, warn, info, debug, trace, silent\); ignored \(FLEETPRUNE_LOG_LEVEL sets fleetprune's own\)\n/);
+  assert.deepEqual(await readdir(dir), ['keys'], 'the keys were written');
+  // FLEETPRUNE_LOG_LEVEL, fleetprune's own, in any case too.
+  assert.equal((await runCli(['--version'], { FLEETPRUNE_LOG_LEVEL: 'WARN' })).code, 0);
+});
+
 // `--out=~/keys` (or a quoted "~/keys") reaches the CLI unexpanded: it made a directory named ~ in
 // the working directory, printed as if it were the home directory.
 test('a path given as ~/… that the shell did not expand is refused in one line, and nothing is written', async (t) => {
