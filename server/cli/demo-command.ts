@@ -187,6 +187,7 @@ export function registerDemoCommand(program: Command): void {
             say(`admin token: ${result.adminToken}`);
             say('the fleet keeps running; press Ctrl-C to stop');
             await interrupts.stopRequested();
+            say(`stopping the fleet${chosenDataDir ? '' : ' and removing its temporary data'}…`);
           }
         } finally {
           await result.close();
