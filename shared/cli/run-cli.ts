@@ -63,10 +63,23 @@ export function refuseUnexpandedHome(argv: readonly string[]): void {
  */
 export function withoutHelpForUnknownCommand(program: Command, argv: readonly string[]): string[] {
   let command = program;
-  for (const token of argv.slice(2)) {
+  for (let i = 2; i < argv.length; i++) {
+    const token = argv[i]!;
     if (token === '--') break;
     if (token.startsWith('-')) continue;
-    if (command.commands.length === 0 || token === 'help') break;
+    if (command.commands.length === 0) break;
+    // `fleetprune help nope` (or `rollout help nope`): commander printed the whole help and exited 2
+    // without naming nope; as `fleetprune nope` it is "unknown command 'nope'".
+    if (token === 'help') {
+      const named = argv.slice(i + 1).filter((arg) => !arg.startsWith('-'));
+      let under = command;
+      for (const name of named) {
+        const sub = under.commands.find((c) => c.name() === name || c.aliases().includes(name));
+        if (sub === undefined) return [...argv.slice(0, i), ...argv.slice(i + 1)].filter((arg) => arg !== '-h' && arg !== '--help');
+        under = sub;
+      }
+      break;
+    }
     const sub = command.commands.find((c) => c.name() === token || c.aliases().includes(token));
     if (sub === undefined) return argv.filter((arg) => arg !== '-h' && arg !== '--help');
     command = sub;

@@ -142,4 +142,8 @@ test('fleetprune help GROUP COMMAND shows that command\'s help, as fleetprune GR
   assert.match(group!.stdout, /^Usage: fleetprune rollout \[options\] \[command\]/);
   // A command the group does not have: refused as `fleetprune rollout strat` is, where the group's help was shown with exit 0.
   assert.deepEqual([typo!.code, typo!.stdout, typo!.stderr], [2, '', "fleetprune: unknown command 'strat' (Did you mean start?) (run with --help for usage)\n"]);
+  // A top-level command that does not exist, and `GROUP help COMMAND`: named too (the whole help was printed, exit 2, without naming it).
+  const [top, inGroup] = await runCliBatch([{ args: ['help', 'nope'] }, { args: ['rollout', 'help', 'nope'] }]);
+  assert.deepEqual([top!.code, top!.stdout, top!.stderr], [2, '', "fleetprune: unknown command 'nope' (run with --help for usage)\n"]);
+  assert.deepEqual([inGroup!.code, inGroup!.stdout, inGroup!.stderr], [2, '', "fleetprune: unknown command 'nope' (run with --help for usage)\n"]);
 });
