@@ -57,7 +57,8 @@ export function registerBlobsCheckCommand(blobs: Command): void {
       const count = (kind: string) => json.problems.filter((problem) => problem.problem === kind).length;
       const damaged = count('damaged');
       const unreadable = count('unreadable');
-      process.stderr.write(
+      // Under --json the JSON says it all: stderr keeps to the one line of a refusal, as for every command.
+      if (!flags.json) process.stderr.write(
         `checked ${json.blobs} files (${formatBytes(json.bytes)}) of ${json.versions} versions: ${json.sound} sound, ${count('missing')} missing, ${damaged} damaged` +
           `${damaged > 0 ? (json.dryRun ? ' (left in place: --dry-run)' : ` (moved aside: ${json.problems.filter((problem) => problem.setAside).length})`) : ''}` +
           `${unreadable > 0 ? `, ${unreadable} unreadable` : ''}\n`,
