@@ -70,12 +70,19 @@ export function withoutHelpForUnknownCommand(program: Command, argv: readonly st
     if (command.commands.length === 0) break;
     // `fleetprune help nope` (or `rollout help nope`): commander printed the whole help and exited 2
     // without naming nope; as `fleetprune nope` it is "unknown command 'nope'".
+    // Only the words that name commands are looked at: those after a command without subcommands
+    // are its arguments (`help devices revoke d1` is help, never a revoke), and the line is left to
+    // commander's help then.
     if (token === 'help') {
-      const named = argv.slice(i + 1).filter((arg) => !arg.startsWith('-'));
       let under = command;
-      for (const name of named) {
+      const path: string[] = [];
+      for (const name of argv.slice(i + 1)) {
+        if (name === '--' || name.startsWith('-')) break;
+        if (under.commands.length === 0) break;
         const sub = under.commands.find((c) => c.name() === name || c.aliases().includes(name));
-        if (sub === undefined) return [...argv.slice(0, i), ...argv.slice(i + 1)].filter((arg) => arg !== '-h' && arg !== '--help');
+        // Unknown under a group: said as `fleetprune GROUP nope` says it (nothing after it is run: it is an error).
+        if (sub === undefined) return [...argv.slice(0, i), ...path, name];
+        path.push(name);
         under = sub;
       }
       break;

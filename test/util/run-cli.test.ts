@@ -146,4 +146,8 @@ test('fleetprune help GROUP COMMAND shows that command\'s help, as fleetprune GR
   const [top, inGroup] = await runCliBatch([{ args: ['help', 'nope'] }, { args: ['rollout', 'help', 'nope'] }]);
   assert.deepEqual([top!.code, top!.stdout, top!.stderr], [2, '', "fleetprune: unknown command 'nope' (run with --help for usage)\n"]);
   assert.deepEqual([inGroup!.code, inGroup!.stdout, inGroup!.stderr], [2, '', "fleetprune: unknown command 'nope' (run with --help for usage)\n"]);
+  // Words after a command are its arguments, not commands: help is shown, the command is never run
+  // (`help devices revoke d1` revoked d1 for a moment of this session).
+  const helps = await runCliBatch([{ args: ['help', 'devices', 'revoke', 'd1'] }, { args: ['rollout', 'help', 'status', 'r1'] }, { args: ['help', 'rollout', 'status', '--token', 'x'] }, { args: ['help', 'keys', 'generate', '--out', 'nowhere'] }]);
+  for (const run of helps) assert.deepEqual([run.code, /^Usage: fleetprune /.test(run.stdout), run.stderr], [0, true, ''], run.stdout + run.stderr);
 });
