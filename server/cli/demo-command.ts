@@ -187,7 +187,9 @@ export function registerDemoCommand(program: Command): void {
             say(`admin token: ${result.adminToken}`);
             say('the fleet keeps running; press Ctrl-C to stop');
             await interrupts.stopRequested();
-            say(`stopping the fleet${chosenDataDir ? '' : ' and removing its temporary data'}…`);
+            // On stderr: the Ctrl-C that stops the demo stops a reader of its stdout too (`demo | tee log`),
+            // and a write to that closed pipe would end the process before its orderly stop.
+            process.stderr.write(`fleetprune demo: stopping the fleet${chosenDataDir ? '' : ' and removing its temporary data'}…\n`);
           }
         } finally {
           await result.close();
