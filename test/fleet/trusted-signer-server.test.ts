@@ -77,14 +77,15 @@ test('artifacts signed with a --trusted-key are activated on real agents, surviv
   assert.equal((await device(server, 'dev-1')).lastRefusal, null);
 
   // Restarted, the agent verifies both models again from disk (with the server's endorsements it
-  // kept) and serves v2; assigning v1 again is a rollback from disk.
+  // kept) and serves v2; assigning v1 again switches back to it from disk (an operator's assign,
+  // not a rollout's revert: answered activated).
   await first.stop();
   const second = await startAgent(t, config, join(dataDir, 'dev-1'), sessions);
   assert.deepEqual([second.slots.active?.version, second.slots.previous?.version], ['2', '1']);
   const downloaded = (await second.metrics.downloadedBytes.get()).values[0]?.value ?? 0;
   await json(await server.request('POST', '/api/assignments', { json: { model: 'wine', version: '1', role: 'active', deviceIds: ['dev-1'] } }));
   await waitFor(async () => (await activeIs('1')) && (await answered(3)), 20_000, 'v1 active again, and answered');
-  assert.deepEqual(await answers(server, 'dev-1'), ['v1 active activated', 'v2 active activated', 'v1 active rolled-back']);
+  assert.deepEqual(await answers(server, 'dev-1'), ['v1 active activated', 'v2 active activated', 'v1 active activated']);
   assert.equal((await second.metrics.downloadedBytes.get()).values[0]?.value ?? 0, downloaded, 'nothing downloaded');
 
   // A refusal shows on the device: v1 as a candidate while it is active.
