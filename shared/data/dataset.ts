@@ -729,7 +729,7 @@ function assertCommaSeparated(text: string, source: string, label: string): void
   const header = written[0];
   if (header === undefined) return;
   // Separators inside a quoted name ("Länge, Kelch (cm)") separate nothing.
-  const count = (line: string, separator: string) => outsideQuotes(line).split(separator).length - 1;
+  const count = (line: string, separator: string) => splitOutsideQuotes(line, separator).length - 1;
   const found = ([['semicolons', ';'], ['tabs', '\t']] as const).find(([, char]) => {
     const inHeader = count(header, char);
     if (inHeader === 0) return false;
@@ -764,11 +764,6 @@ function splitOutsideQuotes(line: string, separator: string): string[] {
   }
   cells.push(line.slice(start));
   return cells;
-}
-
-/** `line` without its quoted cells ("a, b" and "a ""b"""): what is left is separators and unquoted text. */
-function outsideQuotes(line: string): string {
-  return line.replace(/"(?:[^"]|"")*"/g, '""');
 }
 
 /** The line breaks inside a record's quoted cells: its first line is this many before its last. */
