@@ -144,6 +144,8 @@ export class Agent {
   readonly #deps: AgentDependencies;
   readonly #logger: Logger;
   readonly #publicKey: KeyObject;
+  /** The config's server key id, recorded in every state write (SlotState.serverKeyId). */
+  readonly #serverKeyId: string;
   readonly #dir: DataDir;
   readonly #state: SlotStateFile;
   readonly #store: ModelStore;
@@ -215,6 +217,7 @@ export class Agent {
     const { config } = options;
     this.#logger = deps.logger.child({ deviceId: config.deviceId });
     this.#publicKey = serverPublicKeyOf(config);
+    this.#serverKeyId = keyId(this.#publicKey);
     this.metrics = createAgentMetrics();
     this.#retries = new AssignmentRetries(options.assignmentRetryMs);
     this.#trust = new MessageTrust(config.deviceId, this.#publicKey, this.metrics, this.#logger, () => this.#state.state);
@@ -442,7 +445,7 @@ export class Agent {
    */
   #refuseOtherServersKey(state: SlotState, failures: ReadonlyMap<'active' | 'previous' | 'candidate', string | null>): void {
     if (failures.size === 0) return;
-    if (state.serverKeyId === keyId(this.#publicKey)) return;
+    if (state.serverKeyId === this.#serverKeyId) return;
     // Signed by another key than the config's, with no endorsement or one the config's key cannot check.
     const otherKey = /: signature: made with key (\S+), not the server's key \S+(?:, and the server vouched for no other key$|: the endorsement of signer key )/;
     const keys = new Set<string>();
@@ -454,7 +457,7 @@ export class Agent {
     const models = [...failures.keys()].map((slot) => `${state[slot]!.model}@${state[slot]!.version} (${slot})`).join(', ');
     const lastRun = state.serverKeyId === undefined ? '' : ` (the agent last ran here with server key ${state.serverKeyId})`;
     throw new UserError(
-      `the models in ${this.#dir.root} (${models}) are signed with key ${[...keys].join(', ')}, but this agent's config trusts server key ${keyId(this.#publicKey)} (serverPublicKey)${lastRun}: ` +
+      `the models in ${this.#dir.root} (${models}) are signed with key ${[...keys].join(', ')}, but this agent's config trusts server key ${this.#serverKeyId} (serverPublicKey)${lastRun}: ` +
         "if the config is another server's or device's, put this device's config back; if the device was enrolled again with a server that has a new key, start it with an empty --data-dir. Nothing on disk was changed",
     );
   }
@@ -1331,7 +1334,7 @@ export class Agent {
     // stays while the candidate does: it is not activated.
     const starts = proposed.benchmarkStarts;
     const benchmarkStarts = starts && proposed.candidate?.sha256 === starts.sha256 && (!proposed.candidateBenchmarked || starts.unfinished >= BENCHMARK_DEATHS_REFUSED) ? starts : undefined;
-    return { ...proposed, benchmarkStarts, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}), serverKeyId: keyId(this.#publicKey) };
+    return { ...proposed, benchmarkStarts, pendingCommands: this.#pendingCommands, ...(commandSeq >= 0 ? { commandSeq } : {}), serverKeyId: this.#serverKeyId };
   }
 
   /**
