@@ -3,7 +3,7 @@ import { rename } from 'node:fs/promises';
 import { z } from 'zod';
 import { AssignmentReportSchema, AssignmentSchema, FleetCommandSchema, ModelRefSchema, ReportSchema, type Assignment, type AssignmentReport, type ModelRef, type Report } from '../shared/protocol/payloads.ts';
 import { writeFileAtomic } from '../shared/util/atomic-file.ts';
-import { describeZodError, errorMessage } from '../shared/util/errors.ts';
+import { UserError, describeZodError, errorMessage } from '../shared/util/errors.ts';
 import { NotARegularFileError, readRegularFile } from '../shared/util/read-regular-file.ts';
 
 /**
@@ -31,8 +31,11 @@ export type LostModel = z.infer<typeof LostModelSchema>;
 /** An assignment or fleet command id, as the reports that name it require (else a report built from it would throw). */
 const AnsweredId = AssignmentReportSchema.shape.assignmentId;
 
+/** The state file format this agent writes and reads. */
+const STATE_SCHEMA = 1;
+
 export const SlotStateSchema = z.object({
-  schema: z.literal(1),
+  schema: z.literal(STATE_SCHEMA),
   active: ModelRefSchema.nullable(),
   candidate: ModelRefSchema.nullable(),
   /** The active model before the last activation, kept on disk for a rollback without download. */
@@ -203,7 +206,8 @@ export class SlotStateFile {
    * So is one that is not a regular file (a FIFO, a socket, a device: never read, a FIFO would block
    * the start for good) or larger than MAX_STATE_FILE_BYTES: setting it aside lets the device come
    * back on its own. A directory is a system error (EISDIR) as before: the agent stops with one line
-   * naming it (a volume mounted in the wrong place, which renaming would not mend).
+   * naming it (a volume mounted in the wrong place, which renaming would not mend). A state of a
+   * newer format (a newer agent's, before a downgrade) is a UserError: the start stops, the file kept.
    */
   async load(): Promise<SlotState> {
     let text: string;
@@ -224,6 +228,15 @@ export class SlotStateFile {
       json = JSON.parse(text);
     } catch (error) {
       throw new CorruptStateError(`${this.path}: not JSON (${errorMessage(error)})`);
+    }
+    // A state a newer agent wrote (before a downgrade) is not damage: setting it aside would lose
+    // its sequence numbers, handled ids and unsent reports. The start stops, naming it.
+    const schema = typeof json === 'object' && json !== null && !Array.isArray(json) ? (json as { schema?: unknown }).schema : undefined;
+    if (typeof schema === 'number' && Number.isInteger(schema) && schema > STATE_SCHEMA) {
+      throw new UserError(
+        `${this.path} was written by a newer agent (state format ${schema}; this agent reads ${STATE_SCHEMA}): upgrade the agent, ` +
+          'or start it on an empty --data-dir (left as it is)',
+      );
     }
     const parsed = SlotStateSchema.safeParse(json);
     if (!parsed.success) throw new CorruptStateError(`${this.path}: not a valid agent state file (${describeZodError(parsed.error)})`);

@@ -318,6 +318,32 @@ test('a corrupt state file is set aside: the agent starts, keeps its models, and
   assert.equal(files.filter((name) => /^state\.json\.corrupt-/.test(name)).length, 1, files.join(', '));
 });
 
+test('a state file a newer agent wrote (a downgrade) stops the start with one line naming it, and is left as it is: not set aside as corrupt', async (t) => {
+  const config = await world.config('newer-state-1');
+  const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-newer-'));
+  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const first = await startAgent(t, world, 'newer-state-1', { config, dataDir });
+  const assignment = await world.assign('newer-state-1', world.v1, 'active');
+  await world.waitForReport(isOutcome(assignment.id, 'activated'));
+  await first.stop();
+  const statePath = join(dataDir, 'state.json');
+  const newer = JSON.stringify({ ...JSON.parse(await readFile(statePath, 'utf8')), schema: 2, somethingNew: true });
+  await writeFile(statePath, newer);
+
+  await assert.rejects(startAgent(t, world, 'newer-state-1', { config, dataDir }), (error: Error) => {
+    assert.equal(error.name, 'UserError');
+    assert.equal(error.message, `${statePath} was written by a newer agent (state format 2; this agent reads 1): upgrade the agent, or start it on an empty --data-dir (left as it is)`);
+    return true;
+  });
+  assert.equal(await readFile(statePath, 'utf8'), newer, 'the file is untouched');
+  assert.deepEqual((await readdir(dataDir)).filter((name) => name.startsWith('state.json.corrupt-')), [], 'not set aside');
+  // The agent's own format back: it starts on it, v1 active.
+  await writeFile(statePath, JSON.stringify({ ...JSON.parse(newer), schema: 1, somethingNew: undefined }));
+  const third = await startAgent(t, world, 'newer-state-1', { config, dataDir });
+  assert.equal(third.agent.slots.active?.sha256, world.v1.id);
+  await third.stop();
+});
+
 test('a corrupt state file whose retained assignment is a candidate: the model the device served stays on disk through the candidate\'s install, and is restored from it', async (t) => {
   const config = await world.config('corrupt-2');
   const dataDir = await mkdtemp(join(tmpdir(), 'fleetprune-agent-corrupt-'));

@@ -34,7 +34,11 @@ export async function startAgent(
     { config, dataDir, holdout: world.holdout, benchmark: { latencySamples: 50, throughputBatches: 5, batchSize: 64 }, mqttReconnectMs: 200, retryBaseDelayMs: 100, ...agentOptions },
     { connector: connector ?? connectMqtt, sessions: sessions ?? new OrtSessionCache(), clock: () => new Date(), logger: logger ?? testLogger, ...(freeSpace ? { freeSpace } : {}) },
   );
-  await agent.start();
+  // A start that is refused stops the agent, as the CLI does: else its data dir lock outlives the test.
+  await agent.start().catch(async (error: unknown) => {
+    await agent.stop();
+    throw error;
+  });
   const server: Server = await new Promise((resolve) => {
     const listening = agent.app.listen(0, '127.0.0.1', () => resolve(listening));
   });
