@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { writeFileAtomic, fsyncDirectory } from '../shared/util/atomic-file.ts';
 import type { Logger } from '../shared/util/log.ts';
 import { z } from 'zod';
-import { errorMessage } from '../shared/util/errors.ts';
+import { describeZodError, errorMessage } from '../shared/util/errors.ts';
 import { readRegularFile } from '../shared/util/read-regular-file.ts';
 import { removeLeftover } from './data-dir.ts';
 import { describeFileError } from './file-errors.ts';
@@ -159,7 +159,9 @@ export class Outbox {
       let entry: OutboxEntry;
       try {
         // Never a blocking read: a FIFO or a device is refused unread, like a directory.
-        entry = OutboxEntrySchema.parse(JSON.parse(await readRegularFile(path, MAX_ENTRY_BYTES)));
+        const parsed = OutboxEntrySchema.safeParse(JSON.parse(await readRegularFile(path, MAX_ENTRY_BYTES)));
+        if (!parsed.success) throw new Error(`not an outbox entry (${describeZodError(parsed.error, '', 'entry')})`);
+        entry = parsed.data;
       } catch (error) {
         // Not JSON, not an entry, or not a file: removed, or it would block every later report.
         this.logger.error({ err: errorMessage(error), file: path }, 'unreadable outbox entry removed');

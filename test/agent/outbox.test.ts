@@ -23,11 +23,12 @@ test('outbox: entries that are not JSON, not entries or not files are removed in
   const dir = join(await tempDir(t, 'fleetprune-outbox-'), 'outbox');
   await mkdir(dir);
   // Sorted before anything enqueued now: the flush meets them first.
-  await writeFile(join(dir, '000000000000001-000000-shape.json'), '{}');
+  await writeFile(join(dir, '000000000000001-000000-shape.json'), '{"topic":"fleetprune/v1/devices/d1/reports","payload":{}}');
   await writeFile(join(dir, '000000000000001-000001-text.json'), 'not json');
   await mkdir(join(dir, '000000000000001-000002-dir.json'));
   await mkdir(join(dir, '.leftover-temp-dir'));
-  const outbox = new Outbox(dir, createLogger('outbox-test', 'silent'), onlyD1Reports);
+  const { logger, lines } = recordingLogger();
+  const outbox = new Outbox(dir, logger, onlyD1Reports);
   await outbox.init();
   await outbox.enqueue({ topic: D1_REPORTS, payload: '{"id":"r1"}' }, 'r1');
 
@@ -35,6 +36,10 @@ test('outbox: entries that are not JSON, not entries or not files are removed in
   await outbox.flush(async (topic, payload) => void published.push([topic, payload.toString()]));
   assert.deepEqual(published, [[D1_REPORTS, '{"id":"r1"}']]);
   assert.deepEqual(await readdir(dir), []);
+  // Why each went, on one line (not zod's multi-line dump of its issues).
+  const removed = lines.filter((line) => line.msg === 'unreadable outbox entry removed');
+  assert.equal(removed.length, 3);
+  assert.equal(removed[0]?.err, 'not an outbox entry (payload: must be a string, not an object)');
 });
 
 test('outbox: an entry that is a FIFO is removed as junk at once, not read (the flush blocked on it for good)', async (t) => {
