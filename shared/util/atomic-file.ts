@@ -19,15 +19,28 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   await fsyncDirectory(dirname(path));
 }
 
-/** Creates `path` (it must not exist) holding `data`, flushed to disk before it returns. */
+/**
+ * Creates `path` (it must not exist) holding `data`, flushed to disk before it returns. A write or
+ * sync that fails (a full disk: `ENOSPC: no space left on device, write`) names the file, as node's
+ * own message of a failed open does: node names none for an operation on an open file.
+ */
 export async function writeNewFileSynced(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const handle = await open(path, 'wx', mode);
   try {
     await handle.writeFile(data);
     await handle.sync();
+  } catch (error) {
+    throw namingPath(error, path);
   } finally {
     await handle.close();
   }
+}
+
+/** A system error without a path (a write on an open file) with `path` named in its message and set on it. */
+function namingPath(error: unknown, path: string): unknown {
+  const failure = error as NodeJS.ErrnoException;
+  if (!(error instanceof Error) || typeof failure.code !== 'string' || failure.path !== undefined) return error;
+  return Object.assign(new Error(`${failure.message} '${path}'`, { cause: error }), { code: failure.code, errno: failure.errno, syscall: failure.syscall, path });
 }
 
 /** Makes renames, creations and deletions inside `dir` durable. */
