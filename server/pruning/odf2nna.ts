@@ -318,7 +318,7 @@ export async function runOdf2nna(
       warnings: [
         ...dataWarnings(dataset, options),
         ...unstandardizableWarnings(splits.train.x, dataset.featureNames),
-        ...selectionWarnings(dataset.task, splits.validation.x.length, options),
+        ...selectionWarnings(dataset.task, splits.validation.x.length, options, sweep.every((entry) => entry.retrained)),
         ...(selectionWarning ? [selectionWarning] : []),
       ],
       tolerance: {
@@ -434,15 +434,16 @@ export function dataWarnings(
 /**
  * What a user should know about how much to trust the choice of ε. On a small validation split
  * one row is worth more accuracy than the tolerance, so "within tolerance" means "no validation
- * row lost" and the choice rests on the cross-entropy bound.
+ * row lost" and the choice rests on the cross-entropy bound. The hint to retrain every ε only
+ * when some ε was not (`everyEpsilonRetrained`: the search stopped before it).
  */
-export function selectionWarnings(task: Dataset['task'], validationRows: number, options: PruneOptions): string[] {
+export function selectionWarnings(task: Dataset['task'], validationRows: number, options: PruneOptions, everyEpsilonRetrained = options.fullSweep): string[] {
   if (task !== 'classification' || options.epsilons.length < 2) return [];
   const pointsPerRow = 100 / validationRows;
   if (pointsPerRow <= options.toleranceAccuracyPoints) return [];
   return [
     `the validation split has ${validationRows} rows: one row is ${pointsPerRow.toFixed(1)} accuracy points, more than the ` +
-      `${options.toleranceAccuracyPoints}-point tolerance, so the choice of ε is noisy; compare the sweep${options.fullSweep ? '' : ' (--full-sweep retrains every ε)'}`,
+      `${options.toleranceAccuracyPoints}-point tolerance, so the choice of ε is noisy; compare the sweep${everyEpsilonRetrained ? '' : ' (--full-sweep retrains every ε)'}`,
   ];
 }
 

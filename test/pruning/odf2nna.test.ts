@@ -161,11 +161,13 @@ test('a validation split too small to resolve the tolerance is called out in the
   assert.match(warning ?? '', /27 rows: one row is 3\.7 accuracy points, more than the 0\.5-point tolerance, so the choice of ε is noisy; compare the sweep \(--full-sweep retrains every ε\)$/);
   // A full sweep was asked for already: not advised again.
   assert.match(selectionWarnings('classification', 27, PruneOptionsSchema.parse({ fullSweep: true }))[0] ?? '', /the choice of ε is noisy; compare the sweep$/);
+  assert.match(selectionWarnings('classification', 27, defaults, true)[0] ?? '', /the choice of ε is noisy; compare the sweep$/, 'every ε retrained anyway (none within tolerance): no hint to retrain them');
   assert.deepEqual(selectionWarnings('classification', 1500, defaults), [], '1500 rows resolve 0.07 points');
   assert.deepEqual(selectionWarnings('regression', 27, defaults), [], 'MSE is not counted in rows');
   assert.deepEqual(selectionWarnings('classification', 27, PruneOptionsSchema.parse({ epsilons: [0.3] })), [], 'a single ε is not a choice');
   // iris (seed 3) has 24 validation rows, and the run's report carries the warning.
   assert.equal(iris.report.warnings.length, 1);
+  assert.equal(iris.report.warnings[0]!.endsWith(' (--full-sweep retrains every ε)'), !iris.report.sweep.every((entry) => entry.retrained), 'the hint only when some ε was not retrained');
 });
 
 test('a single ε prunes at that ε alone; regression reports MSE and R²', async () => {
