@@ -1,3 +1,4 @@
+import { formatMse, formatR2 } from '../../shared/model/scoring.ts';
 import { TRAINING_FILE } from '../../shared/artifact/training-record.ts';
 import { createReadStream, existsSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -314,8 +315,9 @@ export function describeMetrics(metricsJson: string): string {
     const named = Object.entries(scores as Record<string, unknown>).map(([name, value]) => {
       if (typeof value !== 'number') return `${name} ${JSON.stringify(value)}`;
       if (name === 'accuracy') return `accuracy ${(value * 100).toFixed(2)}%`;
-      // As prune, jobs show and the dashboard write it.
-      return `${name === 'r2' ? 'r²' : name} ${Number(value.toPrecision(5))}`;
+      // As prune, jobs show and the dashboard write them: r² with three decimals, an MSE to five digits.
+      if (name === 'r2') return `r² ${formatR2(value)}`;
+      return `${name} ${name === 'mse' ? formatMse(value) : Number(value.toPrecision(5))}`;
     });
     parts.push(`${split} ${named.join(', ')}`);
   }
