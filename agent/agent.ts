@@ -276,6 +276,10 @@ export class Agent {
     this.app = createPredictApp({
       stats: this.#servingStats,
       active: () => this.#serving.active,
+      inactiveReason: () => {
+        const lost = this.#state.state.lost?.find((model) => model.slot === 'active');
+        return lost && !this.#serving.active ? `${lost.model}@${lost.version} failed verification on this device at start (${lost.reason}); the server's assignment restores it` : undefined;
+      },
       candidate: () => this.#serving.candidate,
       shadowFraction: options.shadowFraction ?? 0,
       metrics: this.metrics,
@@ -385,6 +389,8 @@ export class Agent {
     let changed = false;
     const lost: LostModel[] = [];
     const failures = new Map<'active' | 'previous' | 'candidate', string | null>();
+    /** The model each slot's signed manifest names, where it verified (a state file may name it otherwise). */
+    const signedNames = new Map<'active' | 'previous' | 'candidate', string>();
     for (const slot of ['active', 'previous', 'candidate'] as const) {
       const ref = state[slot];
       if (!ref) continue;
@@ -392,6 +398,7 @@ export class Agent {
       // The signed manifest names its model: a state file naming it otherwise (edited, or written
       // by a bug) would have the agent serve and report it under a name it was never signed with.
       failures.set(slot, 'failure' in verified ? verified.failure : manifestIdentityProblem(verified.manifest, ref, `${this.#dir.stateFile} (${slot})`));
+      if (!('failure' in verified)) signedNames.set(slot, verified.manifest.name);
     }
     this.#refuseOtherServersKey(state, failures);
     for (const [slot, failure] of failures) {
@@ -403,8 +410,19 @@ export class Agent {
         changed = true;
       }
     }
-    if (!state.active && state.previous) {
-      this.#logger.warn({ version: state.previous.version }, 'serving the previous model: the active one is unusable');
+    const lostActive = lost.find((model) => model.slot === 'active');
+    const lostActiveModel = lostActive ? (signedNames.get('active') ?? lostActive.model) : undefined;
+    if (!state.active && state.previous && lostActive && (signedNames.get('previous') ?? state.previous.model) !== lostActiveModel) {
+      // The previous model is another model (the device was moved from it): it reads other
+      // features, or worse, the same ones with another meaning. Not served in its place: the
+      // device answers 503 until the server's assignment restores the active model.
+      this.#logger.error(
+        { model: lostActive.model, version: lostActive.version, previous: `${state.previous.model}@${state.previous.version}` },
+        `no model served: the active model ${lostActive.model}@${lostActive.version} is unusable, and the previous one is another model (${state.previous.model}@${state.previous.version}); /v1/predict answers 503 until the server's assignment restores ${lostActive.model}`,
+      );
+    } else if (!state.active && state.previous) {
+      const was = lostActive ? ` (${lostActive.model}@${lostActive.version})` : '';
+      this.#logger.warn({ model: state.previous.model, version: state.previous.version }, `serving the previous model ${state.previous.model}@${state.previous.version}: the active one${was} is unusable`);
       // The previous model may be the candidate too (assigned again as one): it is active now, not
       // both; nor does a candidate of another model stay beside it.
       const candidateStays = candidateStaysBeside(state.candidate, state.previous);

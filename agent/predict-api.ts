@@ -28,6 +28,8 @@ export interface ServingStats {
 export interface PredictApiOptions {
   stats: ServingStats;
   active: () => ServingModel | undefined;
+  /** Why there is no active model, when the agent knows (it failed verification at start): said in the 503. */
+  inactiveReason?: () => string | undefined;
   candidate: () => ServingModel | undefined;
   /** Fraction of requests (0..1) also run on the candidate, after the response is sent. */
   shadowFraction: number;
@@ -103,7 +105,8 @@ export function createPredictApp(options: PredictApiOptions): Express {
     const active = options.active();
     if (!active) {
       metrics.predictRequests.inc({ status: '503' });
-      response.status(503).json({ error: 'no active model yet' });
+      const reason = options.inactiveReason?.();
+      response.status(503).json({ error: reason ? `no active model: ${reason}` : 'no active model yet' });
       return;
     }
     // Before the rows are read: a key given twice is the answer, not what its last value lacks

@@ -46,9 +46,10 @@ test("switching a device to another model drops the old model's candidate; anoth
   assert.equal(agent.slots.candidate, null, 'no candidate of another model than the active one');
 });
 
-// The start-up fallback to the previous model (the active one unusable) kept the candidate when it
-// was another version of the active model: beside the previous model of another model it stayed.
-test("falling back at start to a previous model of another model drops the candidate of the unusable one's model", async (t) => {
+// The start-up fallback to the previous model (the active one unusable) served the previous model
+// even when it was another model, one the device had been moved from: its answers (this one reads
+// the same features) were another model's, under a health check naming it active.
+test("at start, an unusable active model is not replaced by a previous model of another model: 503 naming it until the server's assignment restores it", async (t) => {
   const deviceId = 'switch-model-2';
   const first = await startAgent(t, world, deviceId);
   await waitFor(() => first.agent.connected, 5000, 'agent connected');
@@ -61,13 +62,18 @@ test("falling back at start to a previous model of another model drops the candi
   await first.agent.idle();
   assert.deepEqual([first.agent.slots.active?.sha256, first.agent.slots.candidate?.sha256, first.agent.slots.previous?.sha256], [world.v1.id, world.v2.id, otherModel.id]);
   await first.stop();
-  // The active model's file is lost: at the next start the agent serves the previous model, of the other model.
+  // The active model's file is lost; the previous model is the other model.
   await rm(join(first.dataDir, 'models', world.v1.id, 'model.onnx'));
   const second = await startAgent(t, world, `${deviceId}`, { dataDir: first.dataDir });
   await waitFor(() => second.agent.connected, 5000, 'agent connected again');
   await second.agent.idle();
-  assert.equal(second.agent.slots.active?.sha256, otherModel.id, 'the previous model serves');
-  assert.equal(second.agent.slots.candidate, null, 'no candidate of another model than the active one');
-  const saved = JSON.parse(await readFile(join(first.dataDir, 'state.json'), 'utf8'));
-  assert.equal(saved.candidate, null, 'nor in its state on disk');
+  assert.equal(second.agent.slots.active, null, 'the other model is not served in its place');
+  assert.equal(second.agent.slots.previous?.sha256, otherModel.id, 'it stays the previous model');
+  const refused = await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] });
+  assert.equal(refused.status, 503);
+  assert.match(refused.json.error, /^no active model: sensor-classifier@1 failed verification on this device at start \(.*model\.onnx.*\); the server's assignment restores it$/);
+  // The server assigns it again: downloaded, verified and served.
+  const restore = await world.assign(deviceId, world.v1, 'active');
+  await world.waitForReport(isOutcome(restore.id, 'activated'), 30_000);
+  await waitFor(async () => (await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256 === world.v1.id, 10_000, 'v1 served again');
 });
