@@ -39,7 +39,14 @@ import { printable } from './operator-text.ts';
 /** Arguments every analysis gets from the rollout, on top of the templates' and the step's. */
 export const BUILTIN_ARGS = ['rollout', 'model', 'candidateVersion', 'cohort', 'cohortSize', 'step', 'fleet'] as const;
 
-const Version = z.string().min(1, 'must not be empty').max(64, 'must be at most 64 characters');
+const Version = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(64, 'must be at most 64 characters')
+  // The CLI's MODEL@VERSION is easy to carry over: "wine@2" was looked up as version "wine@2" of the model.
+  .superRefine((value, ctx) => {
+    if (value.includes('@')) ctx.addIssue({ code: 'custom', message: `must be a version alone, such as "${value.slice(value.lastIndexOf('@') + 1) || '2'}": the model is the spec's \`model\`, not part of the version` });
+  });
 
 const AnalysisStepSchema = z.strictObject({
   templates: z.array(z.strictObject({ templateName: z.string().min(1, 'must not be empty') })).optional(),

@@ -134,6 +134,13 @@ describe('rollout spec: invalid specs name the field', () => {
     assert.throws(() => parseRolloutSpec('\uFEFF{"model": "wine", "candidateVersion": 2, "steps": [{"setWeight": 100}]}', 'spec.json'), /candidateVersion: must be a string, not a number$/);
   });
 
+  // MODEL@VERSION, as the CLI writes it, was looked up as version "wine@2" of wine: "no version wine@wine@2 in the registry (push it first)".
+  it('says the candidate version is the version alone when it names the model too', () => {
+    assert.throws(() => parseRolloutSpec('model: wine\ncandidateVersion: "wine@2"\nsteps: [{setWeight: 100}]\n', 'spec.yaml'), /: candidateVersion: must be a version alone, such as "2": the model is the spec's `model`, not part of the version$/);
+    assert.throws(() => parseRolloutSpec('model: wine\ncandidateVersion: "iris@production"\nsteps: [{setWeight: 100}]\n'), /candidateVersion: must be a version alone, such as "production": the model/);
+    assert.equal(parseRolloutSpec('model: wine\ncandidateVersion: "2.1-rc+b"\nsteps: [{setWeight: 100}]\n').candidateVersion, '2.1-rc+b');
+  });
+
   it('says a number where a duration belongs has no unit, a number where a condition belongs is none, and a quoted count should not be quoted', () => {
     const spec = `model: wine
 candidateVersion: "2"
