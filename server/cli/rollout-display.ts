@@ -44,7 +44,10 @@ export interface GrpcDecision {
   measurement_json: string;
 }
 
-/** `ro-1a2b  wine 2  Progressing  step 3/7 (analyzing)  weight 25%  devices 5/20 delivered, 1 unreachable, 1 refused`. */
+/**
+ * `ro-1a2b  wine 2  Progressing  step 3/7 (analyzing)  weight 25%  devices 5/20 delivered, 2 being sent, 1 unreachable, 1 refused`.
+ * Those still being sent (or retried) are counted: just after a rollback, "0/5 delivered" alone read as if nothing had happened.
+ */
 export function rolloutLine(r: GrpcRollout): string {
   const step = r.terminal ? `${r.step_count} step${r.step_count === 1 ? '' : 's'}` : `step ${Math.min(r.step_index + 1, r.step_count)}/${r.step_count} (${r.step_stage}${r.current_step ? `: ${r.current_step}` : ''})`;
   const outcome = r.outcome_status ? `  ${r.outcome_status}: ${r.outcome_reason}` : r.pause_message ? `  ${r.pause_message}` : '';
@@ -55,7 +58,7 @@ export function rolloutLine(r: GrpcRollout): string {
   const d = r.devices;
   const untouched = r.terminal ? d.total - d.delivered - d.pending - d.retrying - d.unreachable - d.refused - (d.reassigned ?? 0) : 0;
   // Escaped: reasons (an operator's, a device's) may hold newlines or escape sequences, stored before they were refused.
-  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} ${delivered}${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${r.devices.reassigned ? `, ${r.devices.reassigned} reassigned` : ''}${untouched ? `, ${untouched} untouched` : ''}${outcome}`);
+  return printable(`${r.id}  ${r.model} ${r.candidate_version}  ${r.phase}  ${step}  weight ${r.weight}%  devices ${r.devices.delivered}/${r.devices.total} ${delivered}${d.pending ? `, ${d.pending} being sent` : ''}${d.retrying ? `, ${d.retrying} retrying` : ''}${r.devices.unreachable ? `, ${r.devices.unreachable} unreachable` : ''}${r.devices.refused ? `, ${r.devices.refused} refused` : ''}${r.devices.reassigned ? `, ${r.devices.reassigned} reassigned` : ''}${untouched ? `, ${untouched} untouched` : ''}${outcome}`);
 }
 
 /**

@@ -14,6 +14,8 @@ test('the rollout line names the devices that refused, as it names the unreachab
   assert.match(rolloutLine(rollout({})), /devices 1\/3 delivered, 2 untouched$/);
   // Still running, they are the later steps' devices.
   assert.match(rolloutLine({ ...rollout({}), phase: 'Progressing', terminal: false, step_stage: 'waiting', current_step: 'setWeight: 50' } as GrpcRollout), /devices 1\/3 delivered$/);
+  // Just after a rollback the reverts are on their way: "0/3 delivered" alone read as if nothing had happened.
+  assert.match(rolloutLine(rollout({ delivered: 0, pending: 2, retrying: 1 })), /devices 0\/3 delivered, 2 being sent, 1 retrying$/);
   // A one-step rollout: "1 step", not "1 steps".
   assert.match(rolloutLine({ ...rollout({}), step_count: 1 }), /^ro-1 {2}wine 2 {2}RolledBack {2}1 step {2}weight/);
 });

@@ -74,7 +74,7 @@ test('the CLI line counts devices "activated" while the candidate is activated e
       current_step: ACTIVATE_EVERYWHERE, weight: 100, devices: { total: 3, candidate: 3, delivered: 1, pending: 2, retrying: 0, unreachable: 0, refused: 0 },
       pause_message: '', outcome_status: '', outcome_reason: '', ...fields,
     } as GrpcRollout);
-  assert.match(line({}), /devices 1\/3 activated$/);
-  assert.match(line({ current_step: 'set weight 50%', step_index: 1, step_stage: 'delivering' }), /devices 1\/3 delivered$/);
-  assert.match(line({ phase: 'RolledBack', terminal: true, outcome_status: 'rolled-back', outcome_reason: 'by token:ops' }), /devices 1\/3 delivered {2}rolled-back: by token:ops$/);
+  assert.match(line({}), /devices 1\/3 activated, 2 being sent$/);
+  assert.match(line({ current_step: 'set weight 50%', step_index: 1, step_stage: 'delivering' }), /devices 1\/3 delivered, 2 being sent$/);
+  assert.match(line({ phase: 'RolledBack', terminal: true, outcome_status: 'rolled-back', outcome_reason: 'by token:ops' }), /devices 1\/3 delivered, 2 being sent {2}rolled-back: by token:ops$/);
 });
