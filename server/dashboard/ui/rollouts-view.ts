@@ -87,7 +87,7 @@ export function renderRolloutDetail(r: RolloutDetail): string {
     ${attentionTable(r)}
     <fieldset class="actions" id="rollout-actions">
       <button data-action="promote-step" title="${esc(nextStepTitle(r))}" ${canPromote(r) ? '' : 'disabled'}>Next step</button>
-      <button data-action="promote-full" class="danger" title="Skip every remaining step and analysis (asks first)" ${canPromote(r) ? '' : 'disabled'}>Promote to 100%</button>
+      <button data-action="promote-full" class="danger" title="${canPromote(r) ? 'Skip every remaining step and analysis (asks first)' : 'Nothing left to promote'}" ${canPromote(r) ? '' : 'disabled'}>Promote to 100%</button>
       <button data-action="${r.phase === 'Paused' ? 'resume' : 'pause'}" ${r.terminal ? 'disabled' : ''}>${r.phase === 'Paused' ? 'Resume' : 'Pause'}</button>
       ${canHold(r) ? `<button data-action="pause" title="Hold the rollout in this timed pause: its timer no longer moves it on; Resume continues the timed pause until it would have ended">Hold</button>` : ''}
       <button data-action="abort" ${r.terminal ? 'disabled' : ''}>Abort</button>
