@@ -359,6 +359,12 @@ export class PostgresLeadership implements Leadership {
         this.#o.log.info({ err: errorMessage(error) }, 'the takeover of rollouts was given up: the server is stopping');
         return;
       }
+      // Deposed meanwhile (its connection failed, logged then): the takeover gave up because of it,
+      // which the server mends by itself at its next poll; one line, not an error with its stack.
+      if (this.#client !== client) {
+        this.#o.log.info({ err: errorMessage(error) }, 'the takeover of rollouts was given up: no longer the rollout leader');
+        return;
+      }
       // Holding the lock without driving the rollouts would block every other server: let it go,
       // so that this one (at its next poll) or another takes over again.
       this.#o.log.error({ err: error }, `taking over rollouts failed: ${errorMessage(error)}`);

@@ -185,6 +185,21 @@ test('external broker + PostgreSQL: a leader whose broker is down still starts, 
   assert.equal(enrolled.code, 5, enrolled.stderr);
   assert.match(enrolled.stderr, /^fleetprune: this server \(.+\) leads but is not connected to the external broker yet; retry shortly\n$/);
 
+  // Deposed while its takeover waits for the broker (its leader connection cut): the takeover gives up
+  // because of it, said on one line; it was logged as a failed takeover, at error level, with its stack.
+  const { instance } = (await (await request('GET', '/api/rollouts/leader')).json()) as { instance: string };
+  const cutAt = lines.length;
+  const admin = new pg.Client({ connectionString: location.databaseUrl });
+  await admin.connect();
+  const { rowCount } = await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`fleetprune-rollout-leader ${instance}`]);
+  await admin.end();
+  assert.equal(rowCount, 1, 'one leader connection');
+  await until('the takeover given up', async () => (lines.slice(cutAt).some((line) => line.msg === 'the takeover of rollouts was given up: no longer the rollout leader') ? true : undefined), 20_000);
+  const afterCut = lines.slice(cutAt);
+  assert.equal(afterCut.find((line) => line.msg === 'the takeover of rollouts was given up: no longer the rollout leader')?.level, 30);
+  assert.deepEqual(afterCut.filter((line) => /taking over rollouts failed/.test(String(line.msg)) || JSON.stringify(line).includes('"stack"')), [], 'no failed takeover, no stack');
+  await until('leading again', async () => (((await (await request('GET', '/api/rollouts/leader')).json()) as { isLeader: boolean }).isLeader ? true : undefined), 10_000);
+
   // Stopping gives the takeover up at once, rather than the stop waiting out its bound for it; that is no failure to log.
   const before = lines.length;
   await server.close();
