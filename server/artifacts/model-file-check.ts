@@ -1,5 +1,5 @@
 import { ONNX_FILE, type Manifest } from '../../shared/artifact/manifest.ts';
-import { onnxArchitecture, onnxValueCount } from '../../shared/artifact/onnx-architecture.ts';
+import { onnxArchitectureProblem } from '../../shared/artifact/architecture-check.ts';
 import type { BlobStore } from './blob-store.ts';
 import { ModelCheckRunner, ModelCheckTimeout } from './model-check-runner.ts';
 
@@ -65,40 +65,8 @@ export interface StoredModelProblem {
 
 const refused = (message: string): StoredModelProblem => ({ message, refusedByDevices: true });
 
-/**
- * Values a model.onnx not laid out as exportOnnx writes it may hold beyond its manifest's
- * parameters: their standardization (a mean and a scale per input, and the target's for
- * regression) and a few constants another exporter's graph may keep (shapes, axes).
- */
-const OTHER_EXPORTER_SLACK = 64;
-
-/**
- * The manifest's `architecture` against the layers model.onnx holds: those exportOnnx writes, and
- * every value beyond them (weights a manifest does not count: the registry would show a smaller
- * model than devices run). A model in another layout is held to the values its manifest counts.
- */
+/** The manifest's architecture against the layers model.onnx holds (onnxArchitectureProblem): devices would run it. */
 function architectureProblem(bytes: Uint8Array, manifest: Manifest): StoredModelProblem | null {
-  const claimed = manifest.architecture;
-  const shown = (a: { inputs: number; layers: readonly number[]; params: number; flopsPerSample: number }) => `${a.layers.join('-')} on ${a.inputs} inputs (${a.params} parameters, ${a.flopsPerSample} FLOPs/sample)`;
-  const actual = onnxArchitecture(bytes);
-  if (!actual) {
-    const values = onnxValueCount(bytes);
-    const allowed = claimed.params + 2 * claimed.inputs + 2 + OTHER_EXPORTER_SLACK;
-    if (values === undefined || values <= allowed) return null;
-    return {
-      message: `${ONNX_FILE} holds ${values} values, more than the layers ${shown(claimed)} its manifest's architecture lists and their standardization: the registry would show a smaller model than devices run`,
-      refusedByDevices: false,
-    };
-  }
-  if (actual.unlistedValues > 0) {
-    return {
-      message: `${ONNX_FILE} holds ${actual.unlistedValues} values beyond the layers ${shown(actual)} and their standardization (a model exportOnnx did not write): the registry would show a smaller model than devices run`,
-      refusedByDevices: false,
-    };
-  }
-  if (shown(actual) === shown(claimed)) return null;
-  return {
-    message: `${ONNX_FILE} holds the layers ${shown(actual)}, but the manifest's architecture says ${shown(claimed)}: the registry would show another model's size`,
-    refusedByDevices: false,
-  };
+  const message = onnxArchitectureProblem(bytes, manifest);
+  return message === null ? null : { message, refusedByDevices: false };
 }

@@ -4,6 +4,7 @@ import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 import type { BlobStore } from './blob-store.ts';
 import { storedModelProblem } from './model-file-check.ts';
+import { TFJS_MODEL_JSON_PATH, tfjsArchitectureProblem } from '../../shared/artifact/architecture-check.ts';
 import type { TrustedKeys } from './trusted-keys.ts';
 
 /**
@@ -29,7 +30,7 @@ export async function checkUploadedArtifact(input: unknown, blobs: BlobStore, tr
 
 /**
  * Refuses a stored model.onnx every device would refuse at install, or one that is not the model
- * its manifest's architecture describes (storedModelProblem). Run after
+ * its manifest's architecture describes (storedModelProblem), and a tfjs model of another network. Run after
  * the registry's own checks (RegistryService.checkRegistrable): a manifest it refuses (too large,
  * another task, a taken version) is refused for that first, and the model is not loaded for it.
  */
@@ -37,6 +38,27 @@ export async function checkStoredModel(manifest: Manifest, blobs: BlobStore): Pr
   const problem = await storedModelProblem(blobs, manifest);
   if (problem?.refusedByDevices) throw new ServiceError('bad_request', `manifest.files.${ONNX_FILE}: ${problem.message}: every device would refuse it`);
   if (problem) throw new ServiceError('bad_request', `manifest.architecture: ${problem.message}`);
+  const tfjsProblem = await storedTfjsProblem(manifest, blobs);
+  if (tfjsProblem) throw new ServiceError('bad_request', `manifest.architecture: ${tfjsProblem}`);
+}
+
+/** The largest tfjs model.json read: a real one is a few KiB (its topology and weight names). */
+const MAX_TFJS_MODEL_JSON_BYTES = 4 * 1024 * 1024;
+
+/** Whether the stored tfjs model.json lists the network the manifest's architecture describes (tfjsArchitectureProblem); null when it does or none is listed. */
+async function storedTfjsProblem(manifest: Manifest, blobs: BlobStore): Promise<string | null> {
+  const file = manifest.files[TFJS_MODEL_JSON_PATH];
+  if (!file) return null;
+  if (file.bytes > MAX_TFJS_MODEL_JSON_BYTES) return `${TFJS_MODEL_JSON_PATH} is ${file.bytes} bytes, more than the ${MAX_TFJS_MODEL_JSON_BYTES} a tfjs model.json of a dense network takes`;
+  const blob = await blobs.openForRead(file.sha256);
+  if (!blob) return null; // not stored: the registration is refused for that already
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of blob.stream() as AsyncIterable<Buffer>) chunks.push(chunk);
+  } finally {
+    await blob.close();
+  }
+  return tfjsArchitectureProblem(Buffer.concat(chunks).toString('utf8'), manifest);
 }
 
 /** A submitted manifest that parses and carries a valid signature by a key this server trusts; else a 400 naming the problem. */

@@ -5,7 +5,8 @@ import { UserError, errorMessage } from '../util/errors.ts';
 import { isInside } from '../util/path-inside.ts';
 import { printable } from '../util/printable.ts';
 import { sha256Hex } from './digest.ts';
-import { artifactId, type Manifest } from './manifest.ts';
+import { ONNX_FILE, artifactId, type Manifest } from './manifest.ts';
+import { TFJS_MODEL_JSON_PATH, onnxArchitectureProblem, tfjsArchitectureProblem } from './architecture-check.ts';
 import { GENERAL_SUBDIR } from './prune-output-names.ts';
 import { readManifest } from './read-artifact.ts';
 import { verifyManifestSignature } from './signature.ts';
@@ -20,8 +21,9 @@ export interface VerifyResult {
 
 /**
  * Checks an artifact directory: manifest.json parses against the schema (which also rejects
- * unsafe file paths), every listed file exists with the listed size and SHA-256, and the
- * signature was made by `publicKey` over the manifest. Files the manifest does not list
+ * unsafe file paths), every listed file exists with the listed size and SHA-256, model.onnx and
+ * the tfjs model hold the layers the manifest's architecture lists, and the signature was made by
+ * `publicKey` over the manifest. Files the manifest does not list
  * (report.json, a lineage parent's directory) are ignored.
  */
 export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise<VerifyResult> {
@@ -32,8 +34,22 @@ export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise
     if (error instanceof UserError) return { ok: false, failures: [error.message] };
     throw error;
   }
-  const failures = [...(await checkArtifactFiles(dir, manifest)), verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
+  const fileFailures = await checkArtifactFiles(dir, manifest);
+  const failures = [...fileFailures, ...(await modelContentProblems(dir, manifest, fileFailures)), verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
   return { ok: failures.length === 0, failures, manifest };
+}
+
+/**
+ * That model.onnx and the tfjs model hold the network the manifest's architecture describes, as
+ * the registry checks at registration (architecture-check.ts): each file read only when it passed
+ * its hash check (`fileFailures` names those that did not).
+ */
+async function modelContentProblems(dir: string, manifest: Manifest, fileFailures: readonly string[]): Promise<string[]> {
+  const intact = (path: string) => manifest.files[path] !== undefined && !fileFailures.some((failure) => failure.startsWith(`${path}:`));
+  const problems: (string | null)[] = [];
+  if (intact(ONNX_FILE)) problems.push(onnxArchitectureProblem(await readFile(join(dir, ONNX_FILE)), manifest));
+  if (intact(TFJS_MODEL_JSON_PATH)) problems.push(tfjsArchitectureProblem(await readFile(join(dir, TFJS_MODEL_JSON_PATH), 'utf8'), manifest));
+  return problems.filter((problem) => problem !== null);
 }
 
 export interface PruneOutputVerifyResult extends VerifyResult {

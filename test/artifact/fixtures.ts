@@ -53,13 +53,13 @@ export function rawRows(seed: number, network: DenseNetwork, count: number): num
 export const CLASSIFIER_FEATURES = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
 
 /**
- * A 7 → 8 relu → 3 softmax classifier written as an artifact into `dir` (signed when a key is
+ * A 7 → 8 relu → 3 softmax classifier (`hiddenUnits` relu units) written as an artifact into `dir` (signed when a key is
  * given), naming `parentSha256` as its parent when given, with a training.json when `training` is given.
  */
-export async function writeSampleArtifact(dir: string, privateKey?: KeyObject, parentSha256: string | null = null, training?: TrainingRecord): Promise<Manifest> {
+export async function writeSampleArtifact(dir: string, privateKey?: KeyObject, parentSha256: string | null = null, training?: TrainingRecord, hiddenUnits = 8): Promise<Manifest> {
   await initTfjs();
   const network = randomNetwork(7, CLASSIFIER_FEATURES.length, [
-    { units: 8, activation: 'relu' },
+    { units: hiddenUnits, activation: 'relu' },
     { units: 3, activation: 'softmax' },
   ]);
   const tfjsModel = toTfjsModel(network);

@@ -8,6 +8,7 @@ import { after, before, test, type TestContext } from 'node:test';
 import { generateSigningKeys, keyId, loadPrivateKey, loadPublicKey } from '../../shared/artifact/signing-keys.ts';
 import { verifyArtifact, verifyPruneOutput } from '../../shared/artifact/verify-artifact.ts';
 import { artifactId } from '../../shared/artifact/manifest.ts';
+import { signManifest } from '../../shared/artifact/signature.ts';
 import { sha256Hex } from '../../shared/artifact/digest.ts';
 import { runCli, tempDir } from '../helpers/cli.ts';
 import { SAMPLE_TRAINING, writeSampleArtifact } from './fixtures.ts';
@@ -161,6 +162,28 @@ test('a missing file is reported by name', async (t) => {
   const dir = await signedArtifact(t);
   await rm(join(dir, 'tfjs', 'weights.bin'));
   await assertFails(dir, ['tfjs/weights.bin: missing']);
+});
+
+// verify said ok to an artifact the registry refuses: files of another network, listed and signed
+// under the manifest's architecture (the registry checked model.onnx, nothing checked the tfjs model).
+test("model.onnx or a tfjs model of another network than the manifest's architecture fails verification, even listed and signed", async (t) => {
+  const other = join(await tempDir(t), 'other');
+  await writeSampleArtifact(other, privateKey, null, undefined, 5);
+  for (const files of [['model.onnx'], ['tfjs/model.json', 'tfjs/weights.bin']]) {
+    const dir = await signedArtifact(t);
+    const { signature: _signature, ...manifest } = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+    for (const file of files) {
+      const bytes = await readFile(join(other, file));
+      await writeFile(join(dir, file), bytes);
+      manifest.files[file] = { sha256: sha256Hex(bytes), bytes: bytes.length };
+    }
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify(signManifest(manifest, privateKey), null, 2));
+    await assertFails(dir, [
+      files[0] === 'model.onnx'
+        ? "model.onnx holds the layers 5-3 on 7 inputs (58 parameters, 108 FLOPs/sample), but the manifest's architecture says 8-3 on 7 inputs (91 parameters, 171 FLOPs/sample): the registry would show another model's size"
+        : "tfjs/model.json holds the layers 5-3 on 7 inputs (58 values), but the manifest's architecture says 8-3 on 7 inputs (91 parameters, 171 FLOPs/sample): the tfjs model is another network than the version's",
+    ]);
+  }
 });
 
 test('a truncated file is a size mismatch', async (t) => {

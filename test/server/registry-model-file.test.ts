@@ -57,6 +57,30 @@ test("a model.onnx that devices would run but that is not the model its manifest
   assert.equal((await pushArtifact(server, 'iris', general.dir, general.manifest)).status, 201);
 });
 
+// Nothing checked the tfjs model: another network's, listed and signed, was registered, and
+// loadTfjsNetwork read a 32-unit network back for a version the registry lists as 4-3.
+test("a tfjs model of another network than the manifest's architecture is refused at registration, naming both; nothing is registered", async (t) => {
+  const signer = await makeSigner(t);
+  const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
+  const pruned = await makeArtifact(t, { seed: 63, privateKey: signer.privateKey, units: 4 });
+  const general = await makeArtifact(t, { seed: 64, privateKey: signer.privateKey, units: 32 });
+  const files = { ...pruned.manifest.files };
+  for (const file of ['tfjs/model.json', 'tfjs/weights.bin']) {
+    const bytes = await readFile(join(general.dir, file));
+    await writeFile(join(pruned.dir, file), bytes);
+    files[file] = { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length };
+  }
+  const manifest = signManifest({ ...pruned.manifest, files }, signer.privateKey);
+  const response = await pushArtifact(server, 'iris', pruned.dir, manifest);
+  assert.equal(response.status, 400);
+  assert.equal(
+    ((await response.json()) as { error: { message: string } }).error.message,
+    "manifest.architecture: tfjs/model.json holds the layers 32-3 on 7 inputs (355 values), but the manifest's architecture says 4-3 on 7 inputs (47 parameters, 87 FLOPs/sample): the tfjs model is another network than the version's",
+  );
+  assert.deepEqual(await server.server.ctx.store.models.listModels(), [], 'nothing registered');
+  assert.equal((await pushArtifact(server, 'iris', pruned.dir, pruned.manifest)).status, 400, 'the files on disk are the other network now');
+});
+
 test('a model.onnx that holds weights beyond the layers its manifest lists (hidden beside them, in a Constant, in another layout) is refused, naming how many; the same layers in another layout are registered', async (t) => {
   const signer = await makeSigner(t);
   const server = (await startTestServer(t, { config: { trustedKeys: [signer.publicKeyPath] } }))!;
