@@ -10,7 +10,7 @@ import { printable } from '../../shared/util/printable.ts';
 export function registerVerifyCommand(program: Command): void {
   program
     .command('verify')
-    .description('check an artifact\'s file hashes and signature, and its parent\'s in DIR/general when prune wrote one there; exits 1 if any check fails (files the manifest does not list, such as report.json, are not checked: nothing loads them)')
+    .description('check an artifact\'s file hashes and signature, and that its model files hold the layers its manifest lists; its parent\'s too in DIR/general when prune wrote one there; exits 1 if any check fails (files the manifest does not list, such as report.json, are not checked: nothing loads them)')
     .argument('<dir>', 'artifact directory (the one holding manifest.json)')
     .requiredOption('--public-key <file>', 'ed25519 public key (signing.pub)')
     .action(async (dir: string, flags: { publicKey: string }) => {
