@@ -35,7 +35,9 @@ export type ErrorCode =
   /** The server's database does not answer (unreachable, restarting, the connection lost): try again shortly. */
   | 'store_unavailable'
   /** A stored file turned out damaged while it was sent (its bytes hash to something else). */
-  | 'data_loss';
+  | 'data_loss'
+  /** The client stopped sending in the middle of its request for longer than --idle-timeout (an upload it stalled): nothing was stored. */
+  | 'request_timeout';
 
 export const HTTP_STATUS: Record<ErrorCode, number> = {
   bad_request: 400,
@@ -55,6 +57,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   insufficient_storage: 507,
   store_unavailable: 503,
   data_loss: 500,
+  request_timeout: 408,
 };
 
 export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
@@ -76,6 +79,7 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   insufficient_storage: GrpcStatus.RESOURCE_EXHAUSTED,
   store_unavailable: GrpcStatus.UNAVAILABLE,
   data_loss: GrpcStatus.DATA_LOSS,
+  request_timeout: GrpcStatus.DEADLINE_EXCEEDED,
 };
 
 /**

@@ -34,6 +34,7 @@ import { parseJsonField } from './json-field.ts';
 /** A blob's name in UploadBlob and DownloadBlob. */
 const Sha256Field = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 import { refuseMalformed } from './malformed-messages.ts';
+import { idleLimited } from './idle-limited.ts';
 
 /** StartPrune's errors name this call's fields, not REST's `body.data.csv`. */
 const GRPC_PRUNE_FIELDS: PruneRequestFields = { csv: 'csv', path: 'path', options: 'options_json' };
@@ -120,8 +121,11 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
       implementation: {
         UploadBlob: blobs.clientStream('UploadBlob', 'write', async (call: ServerReadableStream<{ sha256: string; data: Buffer }, unknown>, principal) => {
           let sha256: string | null = null;
+          const idleMs = ctx.config.idleTimeoutSeconds * 1000;
           async function* data() {
-            for await (const chunk of call as AsyncIterable<{ sha256: string; data: Buffer }>) {
+            // As REST closes an upload that stops sending (--idle-timeout): else a client that stalls
+            // holds its partial file and a descriptor for as long as its connection answers pings.
+            for await (const chunk of idleLimited(call as AsyncIterable<{ sha256: string; data: Buffer }>, idleMs, () => new ServiceError('request_timeout', `the upload sent nothing for ${idleMs / 1000} s (the server's --idle-timeout); nothing was stored: send it again`))) {
               refuseMalformed(chunk);
               if (sha256 === null) {
                 if (!chunk.sha256) throw new ServiceError('bad_request', 'sha256: the first message must name the blob');

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
@@ -185,4 +186,39 @@ test('an idle keep-alive connection is kept 65 s, longer than a proxy keeps its 
   await sleep(6000);
   assert.equal(socket.destroyed || socket.readyState !== 'open' ? 'closed' : 'open', 'open', 'kept past 5 s idle');
   assert.equal(await ask(), 'HTTP/1.1 200 OK', 'answered on the same connection');
+});
+
+// REST cut an upload that stopped sending after --idle-timeout; a gRPC one stayed open (its
+// connection answering pings), holding its partial file and a descriptor for as long as it liked.
+test('a gRPC upload that stops sending is ended after --idle-timeout with DEADLINE_EXCEEDED, and its partial file removed; one that keeps sending is not', { timeout: 60_000 }, async (t) => {
+  const server = (await startTestServer(t, { config: { idleTimeoutSeconds: 1 } }))!;
+  const blobs = grpcClient(server.grpcAddress, 'Blobs', ADMIN_TOKEN);
+  t.after(() => blobs.close());
+  const tmp = join(server.dataDir, 'blobs', 'tmp');
+  const whole = randomBytes(4096);
+  const sha256 = createHash('sha256').update(whole).digest('hex');
+  const started = Date.now();
+  const answer = await new Promise<any>((resolve) => {
+    const call = blobs.client.UploadBlob(blobs.metadata, (error: unknown, response: unknown) => resolve(error ?? response));
+    call.write({ sha256, data: whole.subarray(0, 100) });
+    // …and nothing more, the call left open.
+  });
+  assert.equal(answer?.code, status.DEADLINE_EXCEEDED, `${answer?.code}: ${answer?.details}`);
+  assert.equal(answer.details, "the upload sent nothing for 1 s (the server's --idle-timeout); nothing was stored: send it again");
+  assert.ok(Date.now() - started < 10_000, 'ended after about a second');
+  assert.deepEqual(await readdir(tmp), [], 'no partial file left');
+  await assert.rejects(blobs.stream('DownloadBlob', { sha256 }), (error: any) => error.code === status.NOT_FOUND);
+
+  // A slow upload that keeps sending, a message every 300 ms over 2.4 s, is stored.
+  const stored = await new Promise<any>((resolve) => {
+    const call = blobs.client.UploadBlob(blobs.metadata, (error: unknown, response: unknown) => resolve(error ?? response));
+    void (async () => {
+      for (let i = 0; i < 8; i++) {
+        call.write({ sha256, data: whole.subarray(i * 512, (i + 1) * 512) });
+        await sleep(300);
+      }
+      call.end();
+    })();
+  });
+  assert.equal(stored?.sha256, sha256, `${stored?.code}: ${stored?.details}`);
 });
