@@ -35,7 +35,9 @@ export const AssignRequestSchema = z
   .superRefine((request, ctx) => {
     if ([request.selector, request.deviceIds, request.allDevices].filter((given) => given !== undefined).length !== 1) {
       ctx.addIssue({ code: 'custom', path: ['selector'], message: 'give exactly one of selector, deviceIds and allDevices' });
-    } else if (request.selector !== undefined && isEmptySelector(request.selector)) {
+    } else if (request.selector !== undefined && !ctx.issues.some((issue) => issue.path?.[0] === 'selector') && isEmptySelector(request.selector)) {
+      // Only a selector that is valid is empty: one with a misspelt key (`matchLabel`, dropped from
+      // the value seen here) is refused for that alone.
       ctx.addIssue({ code: 'custom', path: ['selector'], message: 'empty: it would match every device; send "allDevices": true to assign to the whole fleet' });
     }
   });

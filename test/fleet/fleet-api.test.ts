@@ -154,6 +154,7 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
     [good, 400, /exactly one of selector, deviceIds and allDevices/],
     [{ ...good, selector: {} }, 400, /body\.selector: empty: it would match every device; send "allDevices": true/],
     [{ ...good, selector: { matchLabels: {}, matchExpressions: [] } }, 400, /body\.selector: empty: it would match every device/],
+    [{ ...good, selector: { matchLabel: { site: 'x' } } }, 400, /^body\.selector\.matchLabel: unknown field$/],
     [{ ...good, allDevices: false }, 400, /body\.allDevices: must be true/],
     [{ ...good, version: '9', deviceIds: ['osaka-1'] }, 404, /no version iris@9/],
     [{ ...good, model: 'nope', deviceIds: ['osaka-1'] }, 404, /nope/],
@@ -176,6 +177,8 @@ test('assignments: bad input is a 4xx and changes nothing; a good one is retaine
   const refusedAs = (details: RegExp) => (error: any) => (assert.equal(error.code, 3, error.details), assert.match(error.details, details), true);
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{}', device_ids: [] }), refusedAs(/^selector_json: empty: it would match every device/));
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabels":{"a":1}}', device_ids: [] }), refusedAs(/^selector_json\.matchLabels\.a: /));
+  // A misspelt key is refused for that alone: not also as an empty selector (advising the REST body's allDevices).
+  await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '{"matchLabel":{"site":"x"}}', device_ids: [] }), refusedAs(/^selector_json\.matchLabel: unknown field$/));
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: ['osaka-1'], all_devices: true }), refusedAs(/^give exactly one of selector_json, device_ids and all_devices$/));
   await assert.rejects(grpc.call('CreateAssignment', { ...good, selector_json: '', device_ids: [] }), refusedAs(/^give exactly one of selector_json, device_ids and all_devices$/));
   await assert.rejects(grpc.call('CreateAssignment', { ...good, device_ids: ['osaka-1', 'osaka-1'] }), refusedAs(/^device_ids: must not repeat a device$/));
