@@ -24,11 +24,12 @@ function authorization(metadata: Metadata): string | undefined {
 
 /**
  * A token the caller did send can arrive missing: grpc-js drops an `authorization` value holding a
- * tab or a character outside printable ASCII (a non-breaking space pasted after the token) before
- * any of this project's code sees it, where REST reads the same header. The refusal says so.
+ * tab or a character outside printable ASCII (a non-breaking space pasted after the token), and
+ * node's HTTP/2 one that starts or ends with a space, before any of this project's code sees it,
+ * where REST reads the same header. The refusal says so.
  */
 export const MISSING_GRPC_TOKEN =
-  'missing bearer token (send "authorization: Bearer <token>" metadata; a value holding a tab or a character outside printable ASCII, such as a pasted non-breaking space, does not reach the server)';
+  'missing bearer token (send "authorization: Bearer <token>" metadata; a value that starts or ends with a space, or holds a tab or a character outside printable ASCII, such as a pasted non-breaking space, does not reach the server)';
 
 function withDroppedHeaderHint(failure: { code: GrpcStatus; details: string }, metadata: Metadata): { code: GrpcStatus; details: string } {
   return failure.code === GrpcStatus.UNAUTHENTICATED && authorization(metadata) === undefined ? { ...failure, details: MISSING_GRPC_TOKEN } : failure;
