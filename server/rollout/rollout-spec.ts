@@ -185,7 +185,12 @@ export function validateRolloutSpec(document: unknown, source?: string): Rollout
   const parsed = RolloutSpecInputSchema.safeParse(document, { reportInput: true });
   if (!parsed.success) {
     throw new RolloutSpecError(
-      parsed.error.issues.map((issue) => ({ path: formatPath(issue.path), message: zodIssueMessage(issue), ...(issue.code === 'invalid_type' ? { input: issue.input } : {}) })),
+      parsed.error.issues.flatMap((issue) =>
+        // A key the spec does not know named as a field, as the REST and gRPC refusals name one (not zod's "Unrecognized key").
+        issue.code === 'unrecognized_keys'
+          ? issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: 'unknown field' }))
+          : [{ path: formatPath(issue.path), message: zodIssueMessage(issue), ...(issue.code === 'invalid_type' ? { input: issue.input } : {}) }],
+      ),
       source,
     );
   }

@@ -198,7 +198,7 @@ test('errors that quote a spec\'s newlines or escape sequences stay one escaped 
   const dir = await tempDir(t);
   const specs = {
     // Refused by validation, here and at the server.
-    key: { text: 'model: wine\ncandidateVersion: "2"\n"x\\nforged line": 1\nsteps: [{setWeight: 10}]\n', local: true, shown: 'Unrecognized key: "x\\nforged line"' },
+    key: { text: 'model: wine\ncandidateVersion: "2"\n"x\\nforged line": 1\nsteps: [{setWeight: 10}]\n', local: true, shown: 'x\\nforged line: unknown field' },
     template: { text: 'model: wine\ncandidateVersion: "2"\nsteps: [{analysis: {templates: [{templateName: "a\\u001b[2Jforged"}]}}]\n', local: true, shown: 'unknown template "a\\x1b[2Jforged"' },
     proto: { text: '{"model": "wine", "candidateVersion": "2", "steps": [{"setWeight": 10}], "x\\ny": {"__proto__": 1}}', local: true, shown: 'invalid rollout spec: x\\ny.__proto__: ' },
     // Valid specs the server refuses.

@@ -182,7 +182,7 @@ steps:
       assert.ok(Date.now() - started < 2000, `${name}: refused in ${Date.now() - started} ms`);
     }
     // 64 levels are fine (the extra field is refused by validation, not by the depth check).
-    assert.throws(() => parseRolloutSpec(flow(62)), /\(spec\): Unrecognized key: "x"/);
+    assert.throws(() => parseRolloutSpec(flow(62)), /: x: unknown field/);
     // Aliases cannot build the depth back up after parsing.
     const aliased = `${valid}a: &a ${'['.repeat(40)}1${']'.repeat(40)}\nb: ${'['.repeat(40)}*a${']'.repeat(40)}\n`;
     assert.throws(() => parseRolloutSpec(aliased, 'body'), /^UserError: body: invalid rollout spec: \(spec\): nested deeper than 64 levels$/);
@@ -204,7 +204,7 @@ steps:
       'model: required (string)',
       'candidateVersion: required (string)',
     ]);
-    assert.deepEqual(issues({ ...base(), candidate: '3' }), ['(spec): Unrecognized key: "candidate"']);
+    assert.deepEqual(issues({ ...base(), candidate: '3' }), ['candidate: unknown field']);
     const modelRule = 'model: must be 1-64 characters of A-Z a-z 0-9 . _ - and not start with a dot';
     assert.deepEqual(issues({ ...base(), model: 'wine/v2' }), [modelRule]);
     // The registry's own rule: a name it could never hold is refused here, not as "no such model" later.
@@ -231,7 +231,7 @@ steps:
     assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'Like', values: ['x'] }] } }), [
       'target.matchExpressions[0].operator: must be one of "In", "NotIn", "Exists", "DoesNotExist"',
     ]);
-    assert.deepEqual(issues(withStep({ selector: { matchLabel: { pilot: 'true' } } })), ['steps[0].selector: Unrecognized key: "matchLabel"']);
+    assert.deepEqual(issues(withStep({ selector: { matchLabel: { pilot: 'true' } } })), ['steps[0].selector.matchLabel: unknown field']);
     assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['x'.repeat(257)] }] } }), ['target.matchExpressions[0].values[0]: must be at most 256 characters']);
     assert.deepEqual(issues({ ...base(), target: { matchExpressions: [{ key: 'a/b', operator: 'Exists' }] } }), ['target.matchExpressions[0].key: label keys are 1-64 characters of A-Z a-z 0-9 . _ -']);
   });
@@ -265,7 +265,7 @@ steps:
     ]);
     assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: '   ' } } }))), ['steps[0].analysis.metrics[0].provider.prometheus.query: must not be empty']);
     assert.deepEqual(issues(analysis(queryMetric({ provider: { datadog: { query: 'a' } } }))), [
-      'steps[0].analysis.metrics[0].provider: Unrecognized key: "datadog"',
+      'steps[0].analysis.metrics[0].provider.datadog: unknown field',
       'steps[0].analysis.metrics[0].provider: must name exactly one provider (prometheus or builtin), found none',
     ]);
     assert.deepEqual(issues(analysis(queryMetric({ provider: { prometheus: { query: 'up{job="{{args.jbo}}"}' } } }))), [
