@@ -31,6 +31,12 @@ import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
 import { parseJsonField } from './json-field.ts';
 
+/** PushVersion's and CheckPush's manifest_json, parsed; absent ('') is refused naming the field (it read "manifest: required (object)", a field the proto does not have). */
+function requiredManifestJson(text: string): unknown {
+  if (text === '') throw new ServiceError('bad_request', 'manifest_json: required (the signed manifest.json, as JSON text)');
+  return parseJsonField(text, 'manifest_json');
+}
+
 /** A blob's name in UploadBlob and DownloadBlob. */
 const Sha256Field = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 import { refuseMalformed } from './malformed-messages.ts';
@@ -93,13 +99,13 @@ export function grpcServices(ctx: ServerContext): Record<'ModelRegistry' | 'Blob
           return { ...versionMessage(version, status), training_json: training ? JSON.stringify(training) : '' };
         }),
         PushVersion: models.unary('PushVersion', 'write', async (req: { name: string; manifest_json: string }, principal) => {
-          const manifest = await checkUploadedArtifact(parseJsonField(req.manifest_json, 'manifest_json'), ctx.blobs, ctx.trustedKeys);
+          const manifest = await checkUploadedArtifact(requiredManifestJson(req.manifest_json), ctx.blobs, ctx.trustedKeys);
           await registry.checkRegistrable(req.name, manifest);
           await checkStoredModel(manifest, ctx.blobs);
           return versionMessage(await registry.register({ model: req.name, manifest, actor: actorOf(principal) }));
         }),
         CheckPush: models.unary('CheckPush', 'write', async (req: { name: string; manifest_json: string }) => {
-          const { missingBlobs, registeredAs } = await checkPush(req.name, parseJsonField(req.manifest_json, 'manifest_json'), ctx);
+          const { missingBlobs, registeredAs } = await checkPush(req.name, requiredManifestJson(req.manifest_json), ctx);
           return { missing_sha256: missingBlobs, registered_as: registeredAs ?? '' };
         }),
         SetAlias: models.unary('SetAlias', 'write', async (req: { name: string; alias: string; version: string }, principal) => {

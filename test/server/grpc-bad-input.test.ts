@@ -62,6 +62,8 @@ test('gRPC refusals that quote what was sent stay sendable: half an emoji in mal
       assert.equal(error.details, error.details.toWellFormed(), 'no lone surrogate');
       return true;
     });
+    // Not sent at all: named by the proto's field (it read "manifest: required (object)").
+    await assert.rejects(models.call(method, { name: 'iris', manifest_json: '' }), (error: any) => error.code === status.INVALID_ARGUMENT && error.details === 'manifest_json: required (the signed manifest.json, as JSON text)');
   }
   // A refusal quoting a huge input is cut, so its status fits the status header and the call ends.
   const upload = await new Promise<any>((resolve) => {
