@@ -1,3 +1,4 @@
+import { RESERVED_VERSION_NAMES } from '../registry/names.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setBounded } from '../../shared/util/bounded-map.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
@@ -100,7 +101,14 @@ export class RolloutService {
     return this.#startsAndRollbacks.run(async () => {
       const { model, candidateVersion } = spec;
       const version = await this.#o.store.models.getVersion(model, candidateVersion);
-      if (!version) throw new ServiceError('bad_request', `candidateVersion: no version ${model}@${candidateVersion} in the registry (push it first)`);
+      if (!version) {
+        // An alias or `latest` is a version in the CLI's NAME@REF, not here: the rollout pins the version itself.
+        if (RESERVED_VERSION_NAMES.has(candidateVersion)) {
+          const pointsAt = candidateVersion === 'latest' ? undefined : (await this.#o.store.models.getAlias(model, candidateVersion))?.version;
+          throw new ServiceError('bad_request', `candidateVersion: "${candidateVersion}" is ${candidateVersion === 'latest' ? 'a reference' : 'an alias'}, not a version: give the version itself${pointsAt ? ` (${model}@${candidateVersion} is ${pointsAt})` : ''}`);
+        }
+        throw new ServiceError('bad_request', `candidateVersion: no version ${model}@${candidateVersion} in the registry (push it first)`);
+      }
       if (version.retired) throw new ServiceError('conflict', `candidateVersion: ${model}@${candidateVersion} is retired`);
       // Every device would refuse it: the rollout would fail at its first step, blaming the devices.
       const unsendable = await this.#o.unsendable?.(model, candidateVersion);

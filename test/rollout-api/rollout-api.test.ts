@@ -27,6 +27,13 @@ test('REST: start from YAML, progress with analysis values, pause/resume/promote
   const unknownVersion = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml({ version: '9' }), contentType: 'application/yaml' });
   assert.equal(unknownVersion.status, 400);
   assert.match(((await unknownVersion.json()) as any).error.message, /^candidateVersion: no version wine@9/);
+  // An alias is a version in the CLI's NAME@REF, not here: said so, and which version it is ("no version wine@production … push it first").
+  await s.request('PUT', '/api/models/wine/aliases/candidate', { json: { version: '2' } }).then((answer) => assert.equal(answer.status, 200, 'aliased'));
+  const alias = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml({ version: 'candidate' }), contentType: 'application/yaml' });
+  assert.equal(alias.status, 400);
+  assert.equal(((await alias.json()) as any).error.message, 'candidateVersion: "candidate" is an alias, not a version: give the version itself (wine@candidate is 2)');
+  const latest = await s.request('POST', '/api/rollouts', { body: stagedSpecYaml({ version: 'latest' }), contentType: 'application/yaml' });
+  assert.equal(((await latest.json()) as any).error.message, 'candidateVersion: "latest" is a reference, not a version: give the version itself');
   // A relative check whose series a model of this task never has (mse of a classifier): every measurement would be Inconclusive.
   const wrongCheck = await s.request('POST', '/api/rollouts', {
     body: stagedSpecYaml().replace('  - setWeight: 100\n', '  - analysis: {templates: [{templateName: fleetprune-relative-regression}]}\n  - setWeight: 100\n'),
