@@ -119,10 +119,10 @@ function envLogLevel(): LevelWithSilent | undefined {
   const lower = value.trim().toLowerCase();
   const level = LEVEL_SYNONYMS[lower] ?? (LEVELS.includes(lower as LevelWithSilent) ? (lower as LevelWithSilent) : undefined);
   if (level) return level;
-  if (own) throw new UserError(`${variable}: must be one of ${LEVELS.join(', ')}, not "${value}"`);
+  if (own) throw new UserError(`${variable}: must be one of ${LEVELS.join(', ')} (or ${Object.keys(LEVEL_SYNONYMS).join(', ')}), not "${value}"`);
   if (ignoredLogLevel !== value) {
     ignoredLogLevel = value;
-    process.stderr.write(`fleetprune: LOG_LEVEL "${value}" is not a level fleetprune knows (${LEVELS.join(', ')}); ignored (FLEETPRUNE_LOG_LEVEL sets fleetprune's own)\n`);
+    process.stderr.write(`fleetprune: LOG_LEVEL "${value}" is not a level fleetprune knows (${LEVELS.join(', ')}, or ${Object.keys(LEVEL_SYNONYMS).join(', ')}); ignored (FLEETPRUNE_LOG_LEVEL sets fleetprune's own)\n`);
   }
   return undefined;
 }

@@ -10,7 +10,7 @@ test('a bad FLEETPRUNE_LOG_LEVEL is a one-line usage error for every command, al
   const dir = await tempDir(t);
   const result = await runCli(['keys', 'generate', '--out', join(dir, 'keys')], { FLEETPRUNE_LOG_LEVEL: 'bogus' });
   assert.equal(result.code, 2);
-  assert.equal(result.stderr, 'fleetprune: FLEETPRUNE_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent, not "bogus"\n');
+  assert.equal(result.stderr, 'fleetprune: FLEETPRUNE_LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent (or warning, critical, err, crit), not "bogus"\n');
   assert.deepEqual(await readdir(dir), [], 'no keys were written');
 });
 
@@ -22,7 +22,7 @@ test("LOG_LEVEL, which other tools share, is read in any case and with their spe
   }
   const other = await runCli(['keys', 'generate', '--out', join(dir, 'keys')], { FLEETPRUNE_LOG_LEVEL: '', LOG_LEVEL: 'verbose' });
   assert.equal(other.code, 0, other.stderr);
-  assert.match(other.stderr, /^fleetprune: LOG_LEVEL "verbose" is not a level fleetprune knows \(fatal, error, warn, info, debug, trace, silent\); ignored \(FLEETPRUNE_LOG_LEVEL sets fleetprune's own\)\n/);
+  assert.match(other.stderr, /^fleetprune: LOG_LEVEL "verbose" is not a level fleetprune knows \(fatal, error, warn, info, debug, trace, silent, or warning, critical, err, crit\); ignored \(FLEETPRUNE_LOG_LEVEL sets fleetprune's own\)\n/);
   assert.deepEqual(await readdir(dir), ['keys'], 'the keys were written');
   // FLEETPRUNE_LOG_LEVEL, fleetprune's own, in any case too.
   assert.equal((await runCli(['--version'], { FLEETPRUNE_LOG_LEVEL: 'WARN' })).code, 0);
