@@ -410,24 +410,28 @@ export class Agent {
         changed = true;
       }
     }
-    const lostActive = lost.find((model) => model.slot === 'active');
+    // Lost at this start, or at an earlier one whose restore has not come yet (the slot empty since).
+    const lostActive = lost.find((model) => model.slot === 'active') ?? state.lost?.find((model) => model.slot === 'active');
     const lostActiveModel = lostActive ? (signedNames.get('active') ?? lostActive.model) : undefined;
-    if (!state.active && state.previous && lostActive && (signedNames.get('previous') ?? state.previous.model) !== lostActiveModel) {
-      // The previous model is another model (the device was moved from it): it reads other
-      // features, or worse, the same ones with another meaning. Not served in its place: the
-      // device answers 503 until the server's assignment restores the active model.
-      this.#logger.error(
-        { model: lostActive.model, version: lostActive.version, previous: `${state.previous.model}@${state.previous.version}` },
-        `no model served: the active model ${lostActive.model}@${lostActive.version} is unusable, and the previous one is another model (${state.previous.model}@${state.previous.version}); /v1/predict answers 503 until the server's assignment restores ${lostActive.model}`,
-      );
-    } else if (!state.active && state.previous) {
-      const was = lostActive ? ` (${lostActive.model}@${lostActive.version})` : '';
-      this.#logger.warn({ model: state.previous.model, version: state.previous.version }, `serving the previous model ${state.previous.model}@${state.previous.version}: the active one${was} is unusable`);
-      // The previous model may be the candidate too (assigned again as one): it is active now, not
-      // both; nor does a candidate of another model stay beside it.
-      const candidateStays = candidateStaysBeside(state.candidate, state.previous);
-      state = { ...state, active: state.previous, previous: null, ...(candidateStays ? {} : { candidate: null, candidateBenchmarked: true }) };
-      changed = true;
+    if (!state.active && state.previous) {
+      if (lostActive && (signedNames.get('previous') ?? state.previous.model) === lostActiveModel) {
+        this.#logger.warn({ model: state.previous.model, version: state.previous.version }, `serving the previous model ${state.previous.model}@${state.previous.version}: the active one (${lostActive.model}@${lostActive.version}) is unusable`);
+        // The previous model may be the candidate too (assigned again as one): it is active now, not
+        // both; nor does a candidate of another model stay beside it.
+        const candidateStays = candidateStaysBeside(state.candidate, state.previous);
+        state = { ...state, active: state.previous, previous: null, ...(candidateStays ? {} : { candidate: null, candidateBenchmarked: true }) };
+        changed = true;
+      } else {
+        // The previous model is another model (the device was moved from it), or which model was
+        // lost is no longer known: it may read other features, or worse, the same ones with another
+        // meaning. Not served in its place: the device answers 503 until the server assigns the
+        // active model again.
+        const lostOne = lostActive ? `the active model ${lostActive.model}@${lostActive.version} is unusable` : 'the active model was lost';
+        this.#logger.error(
+          { ...(lostActive ? { model: lostActive.model, version: lostActive.version } : {}), previous: `${state.previous.model}@${state.previous.version}` },
+          `no model served: ${lostOne}, and the previous one (${state.previous.model}@${state.previous.version}) is ${lostActive ? 'another model' : 'not known to be the same model'}; /v1/predict answers 503 until the server assigns an active model`,
+        );
+      }
     }
     // A state an older agent wrote may pair an active model with another model's candidate: the candidate goes.
     if (state.active && state.candidate && !candidateStaysBeside(state.candidate, state.active) && !sameModel(state.candidate, state.active)) {

@@ -72,8 +72,13 @@ test("at start, an unusable active model is not replaced by a previous model of 
   const refused = await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] });
   assert.equal(refused.status, 503);
   assert.match(refused.json.error, /^no active model: sensor-classifier@1 failed verification on this device at start \(.*model\.onnx.*\); the server's assignment restores it$/);
+  // A restart before the server restores it (a device offline): still not served in its place.
+  await second.stop();
+  const third = await startAgent(t, world, `${deviceId}`, { dataDir: first.dataDir });
+  assert.equal(third.agent.slots.active, null, 'nor after a restart');
+  assert.equal((await third.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).status, 503);
   // The server assigns it again: downloaded, verified and served.
   const restore = await world.assign(deviceId, world.v1, 'active');
   await world.waitForReport(isOutcome(restore.id, 'activated'), 30_000);
-  await waitFor(async () => (await second.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256 === world.v1.id, 10_000, 'v1 served again');
+  await waitFor(async () => (await third.predict({ rows: [[1, 2, 3, 4, 5, 6, 7]] })).json.sha256 === world.v1.id, 10_000, 'v1 served again');
 });
