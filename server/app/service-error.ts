@@ -79,7 +79,8 @@ export const GRPC_STATUS: Record<ErrorCode, GrpcStatus> = {
   insufficient_storage: GrpcStatus.RESOURCE_EXHAUSTED,
   store_unavailable: GrpcStatus.UNAVAILABLE,
   data_loss: GrpcStatus.DATA_LOSS,
-  request_timeout: GrpcStatus.DEADLINE_EXCEEDED,
+  // Not DEADLINE_EXCEEDED: that is the client's own deadline, after which a change may have been made; here nothing was.
+  request_timeout: GrpcStatus.ABORTED,
 };
 
 /**

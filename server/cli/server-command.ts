@@ -55,7 +55,7 @@ export function registerServerCommand(program: Command): void {
     .option('--accept-new-signing-key', 'start although enrolled devices pin another signing key than DATA_DIR/keys/signing.key (it was changed on purpose: enroll those devices again)')
     .option('--max-body-bytes <n>', 'the largest request body (REST) and message (gRPC), and so the largest CSV a job takes, uploaded or by --server-path (default 16 MiB)', parseInteger)
     .option('--max-blob-bytes <n>', 'uploaded file limit (default 1 GiB)', parseInteger)
-    .option('--idle-timeout <seconds>', 'close an HTTP connection stalled this long in a request or response (idle ones between requests are kept 65 s), and a gRPC connection that leaves a ping unanswered (pinged this often; default 60)', parseInteger)
+    .option('--idle-timeout <seconds>', 'close an HTTP connection stalled this long in a request or response (idle ones between requests are kept 65 s), a gRPC upload that sends nothing this long, and a gRPC connection that leaves a ping unanswered (pinged this often; default 60)', parseInteger)
     .option('--data-root <dir>', 'pruning jobs may read server-side data files under this directory')
     .option('--max-concurrent-jobs <n>', 'pruning jobs running at once (default 1)', parseInteger)
     .option('--max-queued-jobs <n>', 'pruning jobs waiting for a free worker; more are refused with 429 (default 16)', parseInteger)
