@@ -57,6 +57,7 @@ export function tfjsArchitectureProblem(text: string, manifest: Manifest): strin
   } catch (error) {
     return `${TFJS_MODEL_JSON_PATH}: not valid JSON (${(error as Error).message})`;
   }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return `${TFJS_MODEL_JSON_PATH}: not a tfjs model.json (its JSON is not an object)`;
   const groups = (json as { weightsManifest?: unknown }).weightsManifest;
   if (!Array.isArray(groups)) return `${TFJS_MODEL_JSON_PATH}: no weightsManifest list`;
   const shapes: number[][] = [];
