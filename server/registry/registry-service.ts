@@ -1,3 +1,4 @@
+import { lineageProblems } from '../../shared/artifact/lineage-check.ts';
 import { randomUUID } from 'node:crypto';
 import { artifactId, type Manifest } from '../../shared/artifact/manifest.ts';
 import { canonicalText, columnKey } from '../../shared/util/canonical-text.ts';
@@ -131,6 +132,8 @@ export class RegistryService {
       const parsed = VersionNameSchema.safeParse(manifest.version);
       if (!parsed.success) throw new ServiceError('bad_request', describeIssues(parsed.error, 'manifest.version'));
     }
+    const lineage = lineageProblems(manifest.lineage);
+    if (lineage.length > 0) throw new ServiceError('bad_request', lineage.map((problem) => `manifest.${problem}`).join('; '));
     await this.checkSameInterface(model, manifest, repos);
     const id = artifactId(manifest);
     // Of this model: servers before names had to match registered some artifacts under several.
@@ -170,7 +173,7 @@ export class RegistryService {
 
   /**
    * Refuses a lineage naming a registered parent that cannot be this artifact's: pruning keeps a
-   * network's task, features and classes, so a parent that differs in any is another model's (a
+   * network's task, features and classes (and an odf2nna model's data), so a parent that differs in any is another model's (a
    * lineage signed wrongly), and the registry and dashboard would show it as this one's history.
    * A parent registered nowhere is taken (listed as not registered): it may be kept elsewhere.
    */
@@ -183,9 +186,14 @@ export class RegistryService {
     const difference =
       theirs.task !== manifest.task
         ? `it does ${theirs.task}, this one ${manifest.task}`
-        : (nameDifference(theirs.features, manifest.features, 'feature')?.replace(/^/, 'features: ') ?? nameDifference(theirs.labels, manifest.labels, 'class')?.replace(/^/, 'classes: '));
+        : (nameDifference(theirs.features, manifest.features, 'feature')?.replace(/^/, 'features: ') ??
+          nameDifference(theirs.labels, manifest.labels, 'class')?.replace(/^/, 'classes: ') ??
+          // ODF2NNA prunes and retrains on the data its parent was trained on.
+          (manifest.lineage.method === 'odf2nna' && theirs.lineage.dataFingerprint !== manifest.lineage.dataFingerprint
+            ? `it was trained on data ${theirs.lineage.dataFingerprint.slice(0, 12)}…, this one on ${manifest.lineage.dataFingerprint.slice(0, 12)}…`
+            : undefined));
     if (difference) {
-      throw new ServiceError('conflict', `manifest.lineage.parentSha256 names ${parent.model}@${parent.version} (artifact ${parentId.slice(0, 12)}…), which cannot be this model's parent: ${difference}; pruning keeps a network's task, features and classes, so this lineage is another model's`);
+      throw new ServiceError('conflict', `manifest.lineage.parentSha256 names ${parent.model}@${parent.version} (artifact ${parentId.slice(0, 12)}…), which cannot be this model's parent: ${difference}; pruning keeps a network's task, features, classes and data, so this lineage is another model's`);
     }
   }
 

@@ -7,6 +7,7 @@ import { printable } from '../util/printable.ts';
 import { sha256Hex } from './digest.ts';
 import { ONNX_FILE, artifactId, type Manifest } from './manifest.ts';
 import { TFJS_MODEL_JSON_PATH, onnxArchitectureProblem, tfjsArchitectureProblem } from './architecture-check.ts';
+import { lineageProblems } from './lineage-check.ts';
 import { GENERAL_SUBDIR } from './prune-output-names.ts';
 import { readManifest } from './read-artifact.ts';
 import { verifyManifestSignature } from './signature.ts';
@@ -22,7 +23,8 @@ export interface VerifyResult {
 /**
  * Checks an artifact directory: manifest.json parses against the schema (which also rejects
  * unsafe file paths), every listed file exists with the listed size and SHA-256, model.onnx and
- * the tfjs model hold the layers the manifest's architecture lists, and the signature was made by
+ * the tfjs model hold the layers the manifest's architecture lists, its lineage is one prune
+ * writes (lineageProblems), and the signature was made by
  * `publicKey` over the manifest. Files the manifest does not list
  * (report.json, a lineage parent's directory) are ignored.
  */
@@ -35,7 +37,7 @@ export async function verifyArtifact(dir: string, publicKey: KeyObject): Promise
     throw error;
   }
   const fileFailures = await checkArtifactFiles(dir, manifest);
-  const failures = [...fileFailures, ...(await modelContentProblems(dir, manifest, fileFailures)), verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
+  const failures = [...fileFailures, ...(await modelContentProblems(dir, manifest, fileFailures)), ...lineageProblems(manifest.lineage), verifyManifestSignature(manifest, publicKey)].filter((failure) => failure !== null);
   return { ok: failures.length === 0, failures, manifest };
 }
 

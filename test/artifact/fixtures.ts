@@ -77,7 +77,7 @@ export async function writeSampleArtifact(dir: string, privateKey?: KeyObject, p
         features: CLASSIFIER_FEATURES,
         labels: ['a', 'b', 'c'],
         labelName: 'kind',
-        lineage: { parentSha256, epsilon: 0.1, epsilonMode: 'relative', dataFingerprint: 'test', method: 'odf2nna', seed: 7 },
+        lineage: { parentSha256, epsilon: 0.1, epsilonMode: 'relative', dataFingerprint: 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', method: 'odf2nna', seed: 7 },
         metrics: { test: { accuracy: 0.9 }, validation: { accuracy: 0.85 } },
       },
     });

@@ -186,6 +186,23 @@ test("model.onnx or a tfjs model of another network than the manifest's architec
   }
 });
 
+// verify and the registry took any lineage a signed manifest carried: `nothex` showed as the data set on the dashboard.
+test('a lineage prune never writes (a fingerprint that is no SHA-256, an unknown method, a seed outside 31 bits, a general model with an ε) fails verification, even signed', async (t) => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ dataFingerprint: 'nothex' }, 'lineage.dataFingerprint: must be 64 lowercase hex digits (the SHA-256 prune computes of the data), not "nothex"'],
+    [{ method: 'magic' }, 'lineage.method: must be general or odf2nna, not "magic"'],
+    [{ seed: -5 }, 'lineage.seed: must be from 0 to 2147483647 (the seeds prune takes), not -5'],
+    [{ method: 'general' }, 'lineage.epsilon: is 0.1, but a general model is not pruned (method odf2nna is)'],
+  ];
+  for (const [edit, failure] of cases) {
+    const dir = await signedArtifact(t);
+    const { signature: _signature, ...manifest } = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
+    manifest.lineage = { ...manifest.lineage, ...edit };
+    await writeFile(join(dir, 'manifest.json'), JSON.stringify(signManifest(manifest, privateKey), null, 2));
+    await assertFails(dir, [failure]);
+  }
+});
+
 test('a truncated file is a size mismatch', async (t) => {
   const dir = await signedArtifact(t);
   const path = join(dir, 'tfjs', 'model.json');

@@ -104,7 +104,7 @@ test('the tfjs model stands on its own: with tfjs/scaling.json it takes raw feat
         features: ['a', 'b', 'c', 'd'],
         labels: [],
         labelName: 'y',
-        lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: 'test', method: 'general', seed: 11 },
+        lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: 'b'.repeat(64), method: 'general', seed: 11 },
         metrics: { test: { mse: 1, r2: 0.5 } },
       },
     });

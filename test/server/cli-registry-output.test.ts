@@ -259,7 +259,19 @@ test('models show prints a manifest\'s own text escaped: a line break or an esca
   const key = await loadPrivateKey(join(server.dataDir, 'keys', 'signing.key'));
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
   const forged = await makeArtifact(t, { seed: 38, privateKey: key, dataFingerprint: 'abc\u001b[2J\nstatus     production' });
-  assert.equal((await runCli(['models', 'push', forged.dir, ...connection])).code, 0);
+  // Such a fingerprint is refused at registration now, quoted escaped on one line…
+  const refused = await runCli(['models', 'push', forged.dir, ...connection]);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /^fleetprune: .*manifest\.lineage\.dataFingerprint: must be 64 lowercase hex digits \(the SHA-256 prune computes of the data\), not "abc\\u001b\[2J\\nstatus {5}production"\n$/);
+  assert.doesNotMatch(refused.stderr, /\u001b/);
+  // …and one a server registered before that (stored as it was) is shown escaped.
+  const store = server.server.ctx.store;
+  const at = new Date().toISOString();
+  await store.models.ensureModel('iris', at, 'test');
+  await store.models.insertVersion({
+    model: 'iris', version: '1', seq: 1, artifactId: artifactId(forged.manifest), manifest: forged.manifest, parentArtifactId: null, epsilon: null,
+    dataFingerprint: forged.manifest.lineage.dataFingerprint, metrics: forged.manifest.metrics, createdAt: at, createdBy: 'test',
+  });
   const show = await runCli(['models', 'show', 'iris@1', ...connection]);
   assert.equal(show.code, 0, show.stderr);
   assert.match(show.stdout, /^data {7}abc\\x1b\[2J\\nstatus {5}production$/m);

@@ -5,7 +5,7 @@ import { artifactId, MAX_MANIFEST_BYTES, type Manifest } from '../../shared/arti
 import { signManifest } from '../../shared/artifact/signature.ts';
 import { isOneLineError } from '../helpers/cli.ts';
 import { grpcClient } from './helpers/grpc-client.ts';
-import { makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs, type TestSigner } from './helpers/artifacts.ts';
+import { FIXTURE_DATA_FINGERPRINT, makeArtifact, makeSigner, pushArtifact, storeSnapshot, uploadBlobs, type TestSigner } from './helpers/artifacts.ts';
 import { runCli } from './helpers/run-cli.ts';
 import { STORE_ENGINES, type StoreEngineName } from './helpers/store-engines.ts';
 import { ADMIN_TOKEN, startTestServer, type TestServer } from './helpers/test-server.ts';
@@ -237,7 +237,7 @@ for (const engine of STORE_ENGINES) {
       const expected =
         `manifest.lineage.parentSha256 names wine@1 (artifact ${wineId.slice(0, 12)}…), which cannot be this model's parent: ` +
         `features: ${features.length} there, ${features.length} here; this one lacks ${few(features.map((name) => `wine_${name}`))} and adds ${few(features)}; ` +
-        "pruning keeps a network's task, features and classes, so this lineage is another model's";
+        "pruning keeps a network's task, features, classes and data, so this lineage is another model's";
       await uploadBlobs(server, child.dir, child.manifest); // refused for its lineage, not for missing files
 
       // Parents of other classes (the same features), and of another task.
@@ -253,12 +253,18 @@ for (const engine of STORE_ENGINES) {
       assert.equal(pushedRegression.status, 201, await pushedRegression.clone().text());
       const ofOtherTask = await makeArtifact(t, { seed: 14, parent: artifactId(regression), privateKey: signer.privateKey });
       await uploadBlobs(server, ofOtherTask.dir, ofOtherTask.manifest);
+      // A parent of the same features and classes trained on other data: pruning retrains on its parent's data.
+      const otherData = await makeArtifact(t, { seed: 16, name: 'iris-other-data', privateKey: signer.privateKey });
+      assert.equal((await pushArtifact(server, 'iris-other-data', otherData.dir, otherData.manifest)).status, 201);
+      const ofOtherData = await makeArtifact(t, { seed: 17, parent: artifactId(otherData.manifest), privateKey: signer.privateKey, dataFingerprint: 'c'.repeat(64) });
+      await uploadBlobs(server, ofOtherData.dir, ofOtherData.manifest);
       const refusedParent = (parent: string, id: string, difference: string) =>
-        `manifest.lineage.parentSha256 names ${parent} (artifact ${id.slice(0, 12)}…), which cannot be this model's parent: ${difference}; pruning keeps a network's task, features and classes, so this lineage is another model's`;
+        `manifest.lineage.parentSha256 names ${parent} (artifact ${id.slice(0, 12)}…), which cannot be this model's parent: ${difference}; pruning keeps a network's task, features, classes and data, so this lineage is another model's`;
       await refusedEverywhere(t, server, [
         [child.manifest, expected],
         [ofOtherClasses.manifest, refusedParent('wine-classes@1', artifactId(relabeledManifest), 'classes: 3 there, 3 here; this one lacks "x", "y", "z" and adds "a", "b", "c"')],
         [ofOtherTask.manifest, refusedParent('wine-mse@1', artifactId(regression), 'it does regression, this one classification')],
+        [ofOtherData.manifest, refusedParent('iris-other-data@1', artifactId(otherData.manifest), `it was trained on data ${FIXTURE_DATA_FINGERPRINT.slice(0, 12)}…, this one on cccccccccccc…`)],
       ]);
 
       // Its own model's artifact as the parent, or one this server does not hold, is a lineage it takes.

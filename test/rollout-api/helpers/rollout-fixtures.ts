@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import type { Manifest } from '../../../shared/artifact/manifest.ts';
 import { keyId } from '../../../shared/artifact/signing-keys.ts';
@@ -20,7 +21,7 @@ export async function registerVersion(store: Store, model: string, version: stri
     labels: ['x', 'y'],
     labelName: 'kind',
     architecture: { layers: [2, 2], inputs: 2, params: 6, flopsPerSample: 12, activations: ['softmax'] },
-    lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: `data-${model}-${version}`, method: 'general', seed: 1 },
+    lineage: { parentSha256: null, epsilon: null, epsilonMode: null, dataFingerprint: createHash('sha256').update(`data-${model}-${version}`).digest('hex'), method: 'general', seed: 1 },
     metrics: { test: { accuracy: 0.9 } },
     files: {},
     ...(signedBy ? { signature: { keyId: keyId(signedBy), value: 'x' } } : {}),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -29,6 +30,9 @@ export async function makeSigner(t: TestContext): Promise<TestSigner> {
  * A small signed classifier artifact (7 → `units` relu → 3 softmax); `seed` makes it distinct,
  * `parent` links its lineage, `version` fixes the manifest version, `training` adds a training.json.
  */
+/** The data fingerprint of the fixtures' data set: a SHA-256, as prune writes one. */
+export const FIXTURE_DATA_FINGERPRINT = createHash('sha256').update('fleetprune test fixtures').digest('hex');
+
 export async function makeArtifact(
   t: TestContext,
   options: { seed: number; privateKey?: KeyObject; version?: string; parent?: string; units?: number; name?: string; task?: 'classification' | 'regression'; dataFingerprint?: string; training?: TrainingRecord },
@@ -61,7 +65,8 @@ export async function makeArtifact(
           parentSha256: options.parent ?? null,
           epsilon: options.parent ? 0.1 : null,
           epsilonMode: options.parent ? 'relative' : null,
-          dataFingerprint: options.dataFingerprint ?? `data-${options.seed}`,
+          // One data set for every fixture, so a pruned one's parent was trained on its data (the registry checks).
+          dataFingerprint: options.dataFingerprint ?? FIXTURE_DATA_FINGERPRINT,
           method: options.parent ? 'odf2nna' : 'general',
           seed: options.seed,
         },
