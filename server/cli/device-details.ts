@@ -54,7 +54,7 @@ function describeRefusal(refusal: DeviceRefusalView): string {
   // Not a refusal of a live assignment: "refused iris@1 as active" read as one, for a model of the
   // previous slot that an old, finished assignment had put there.
   const dropped = refusal.outcome === 'refused' && refusal.reason ? DROPPED.exec(refusal.reason) : null;
-  if (dropped) return `dropped ${refusal.model}@${refusal.version} from its ${dropped[1]} slot at ${refusal.at}, its files on the device unusable: ${dropped[2]} (it was put there by ${refusal.assignmentId})`;
+  if (dropped) return `dropped ${refusal.model}@${refusal.version} from its ${dropped[1]} slot at ${refusal.at}, its files on the device unusable: ${dropped[2]} (reported against ${refusal.assignmentId})`;
   const what = refusal.outcome === 'benchmark-failed' ? `failed the benchmark of ${refusal.model}@${refusal.version} (the ${refusal.failedRole ?? 'candidate'} model failed)` : `${refusal.outcome} ${refusal.model}@${refusal.version} as ${refusal.role}`;
   return `${what} at ${refusal.at} (${refusal.assignmentId})${refusal.reason ? `: ${refusal.reason}` : ''}`;
 }

@@ -10,7 +10,8 @@ import { basename, dirname, join } from 'node:path';
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const temp = join(dirname(path), `.${basename(path)}.tmp-${randomBytes(6).toString('hex')}`);
   try {
-    await writeNewFileSynced(temp, data, mode);
+    // A failed write names `path`, the file its reader knows, not the temp file (removed below).
+    await writeNewFileSynced(temp, data, mode, path);
     await rename(temp, path);
   } catch (error) {
     await rm(temp, { force: true });
@@ -21,16 +22,17 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
 
 /**
  * Creates `path` (it must not exist) holding `data`, flushed to disk before it returns. A write or
- * sync that fails (a full disk: `ENOSPC: no space left on device, write`) names the file, as node's
- * own message of a failed open does: node names none for an operation on an open file.
+ * sync that fails (a full disk: `ENOSPC: no space left on device, write`) names the file (`named`:
+ * the one a temp file is written for), as node's own message of a failed open does: node names
+ * none for an operation on an open file.
  */
-export async function writeNewFileSynced(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+export async function writeNewFileSynced(path: string, data: string | Uint8Array, mode = 0o644, named = path): Promise<void> {
   const handle = await open(path, 'wx', mode);
   try {
     await handle.writeFile(data);
     await handle.sync();
   } catch (error) {
-    throw namingPath(error, path);
+    throw namingPath(error, named);
   } finally {
     await handle.close();
   }

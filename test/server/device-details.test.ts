@@ -16,7 +16,7 @@ const refusedLine = (view: DeviceRefusalView) => describeDevice(device, view).sp
 test("devices show tells a model the device dropped from a slot (its files unusable) from a refusal of an assignment", () => {
   assert.equal(
     refusedLine(refusal({ reason: 'dropped from the previous slot, its files on the device unusable: /d/models/x/manifest.json: missing' })),
-    'refused    dropped iris@1 from its previous slot at 2026-12-08T00:40:47Z, its files on the device unusable: /d/models/x/manifest.json: missing (it was put there by ro-b8-a22)',
+    'refused    dropped iris@1 from its previous slot at 2026-12-08T00:40:47Z, its files on the device unusable: /d/models/x/manifest.json: missing (reported against ro-b8-a22)',
   );
   assert.equal(refusedLine(refusal({ reason: 'signature: bad' })), 'refused    refused iris@1 as active at 2026-12-08T00:40:47Z (ro-b8-a22): signature: bad');
   assert.equal(refusedLine(refusal({ outcome: 'benchmark-failed', role: 'candidate', failedRole: 'candidate', reason: 'out of memory' })), 'refused    failed the benchmark of iris@1 (the candidate model failed) at 2026-12-08T00:40:47Z (ro-b8-a22): out of memory');
