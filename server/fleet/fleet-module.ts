@@ -27,7 +27,7 @@ import { createFleetBroker } from './fleet-broker.ts';
 import { BROKER_CREDENTIALS_STALE, fleetCounters } from './fleet-metrics.ts';
 import { LeaderOnlyFleetGate, OPEN_FLEET_GATE, type FleetGate } from './fleet-gate.ts';
 import { FleetReceiver } from './fleet-receiver.ts';
-import { clearRetainedStatus } from './fleet-publisher.ts';
+import { clearRetainedMessage, clearRetainedStatus } from './fleet-publisher.ts';
 import { FleetStore } from './fleet-store.ts';
 import { StoreCredentialStore } from './store-credential-store.ts';
 import { restoreExports } from './serving-totals.ts';
@@ -134,6 +134,12 @@ export function createFleet(ctx: ServerContext, hooks: FleetHooks = {}, leadersh
     onUnknownDeviceStatus: (deviceId) => {
       if (!exporting()) return; // a standby (or a deposed leader) does not publish
       clearRetainedStatus(broker, deviceId).catch((error: unknown) => log.warn({ err: errorMessage(error), deviceId }, 'could not clear the retained status of a device that is not enrolled or is revoked'));
+    },
+    // A report or heartbeat a device published retained (it must not: agents never do) came back
+    // at every connection, for good, a revoked device's too: cleared once seen.
+    onRetainedDeviceMessage: (topic) => {
+      if (!exporting()) return;
+      clearRetainedMessage(broker, topic).catch((error: unknown) => log.warn({ err: errorMessage(error), topic }, 'could not clear a retained device message'));
     },
   });
   const brokerUrl = () => ctx.config.mqttPublicUrl ?? ctx.config.mqttUrl ?? `mqtt://${reachableHost(ctx.config.host)}:${port()}`;

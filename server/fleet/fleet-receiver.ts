@@ -35,6 +35,12 @@ export interface FleetReceiverOptions {
    * so the broker would hand it over again at each subscription; the server clears it (fleet-module).
    */
   onUnknownDeviceStatus?: (deviceId: string) => void;
+  /**
+   * A message the broker handed over retained on a reports or telemetry topic, where nothing is
+   * retained (TOPIC_DELIVERY): whatever it holds, it would come back at each subscription, for
+   * good (a revoked device's too); the server clears it (fleet-module).
+   */
+  onRetainedDeviceMessage?: (topic: string) => void;
 }
 
 const STORE_RETRY_DELAYS_MS = [200, 500, 1000, 2000, 5000];
@@ -79,10 +85,14 @@ export class FleetReceiver {
     const { logger, dropped } = this.#options;
     // An empty message on a status topic clears its retained status (the server does so for a
     // revoked device): nothing a device said, so neither taken nor dropped.
-    if (payload.length === 0 && parseTopic(topic)?.kind === 'status') {
+    const kind = parseTopic(topic)?.kind;
+    if (payload.length === 0 && kind === 'status') {
       logger.debug({ topic }, 'a retained status was cleared');
       return;
     }
+    // The server's own clear of a retained report or heartbeat (below), as the broker passes it on.
+    if (payload.length === 0 && (kind === 'reports' || kind === 'telemetry')) return;
+    if (delivery?.retained && (kind === 'reports' || kind === 'telemetry')) this.#options.onRetainedDeviceMessage?.(topic);
     const result = parseMessage(topic, payload);
     if (!result.ok) {
       const kind = topic.split('/')[4] ?? 'unknown';

@@ -10,7 +10,7 @@ import { DEFAULT_SERVER_USERNAME } from '../../server/broker/credential-store.ts
 import { clearRetainedStatus } from '../../server/fleet/fleet-publisher.ts';
 import { FleetReceiver } from '../../server/fleet/fleet-receiver.ts';
 import type { FleetIngest } from '../../server/fleet/fleet-ingest.ts';
-import { statusTopic } from '../../shared/protocol/topics.ts';
+import { reportsTopic, statusTopic, telemetryTopic } from '../../shared/protocol/topics.ts';
 import { BROKER_KINDS, harnessFor } from '../broker/broker-harnesses.ts';
 import { engineMissing } from '../helpers/engines.ts';
 import { testLogger } from '../helpers/fleet-harness.ts';
@@ -135,4 +135,26 @@ test('mosquitto, through the server: revoking a device clears its retained statu
   const observer = await connectClient(mosquitto.url, { clientId: DEFAULT_SERVER_USERNAME, username: DEFAULT_SERVER_USERNAME, password });
   t.after(() => observer.endAsync(true));
   assert.deepEqual(await retainedStatuses(observer, ['dev-gone', 'dev-kept']), ['dev-kept'], 'no retained status left for the revoked device, so no leader start drops it again');
+});
+
+// A report or heartbeat a device published retained (a revoked one's too) came back at every
+// connection of the server, for good, and was dropped again each time: the receiver asks for it to be cleared.
+test('the receiver asks for a report or heartbeat handed over retained to be cleared, whatever it holds, and ignores the clear itself', async () => {
+  const registry = new Registry();
+  const dropped = new Counter({ name: 'dropped', help: 'dropped', labelNames: ['kind', 'reason'] as const, registers: [registry] });
+  const broker = { subscribe: async () => {} } as unknown as Broker;
+  const ingest: FleetIngest = { ingestReport: async () => 'ingested', recordTelemetry: async () => 'recorded', recordStatus: async () => 'recorded' };
+  const cleared: string[] = [];
+  const receiver = new FleetReceiver({ broker, ingest, logger: testLogger, dropped, onRetainedDeviceMessage: (topic) => cleared.push(topic) });
+  await receiver.start();
+  await receiver.handle(reportsTopic('dev-gone'), Buffer.from('{"x":1}'), { retained: true });
+  await receiver.handle(telemetryTopic('dev-gone'), Buffer.from('not json'), { retained: true });
+  await receiver.handle(reportsTopic('dev-live'), Buffer.from('{"x":1}'), { retained: false });
+  await receiver.handle(statusTopic('dev-live'), Buffer.from(status('dev-live', true)), { retained: true });
+  assert.deepEqual(cleared, [reportsTopic('dev-gone'), telemetryTopic('dev-gone')], 'only what was handed over retained on reports and telemetry');
+  const before = JSON.stringify((await dropped.get()).values);
+  await receiver.handle(reportsTopic('dev-gone'), Buffer.alloc(0), { retained: false });
+  await receiver.handle(telemetryTopic('dev-gone'), Buffer.alloc(0), { retained: false });
+  assert.equal(JSON.stringify((await dropped.get()).values), before, 'the clear, as the broker passes it on, is not a dropped message');
+  assert.deepEqual(cleared.length, 2);
 });
