@@ -261,7 +261,7 @@ export class ServerConnection {
         // The server answered, but its certificate did not verify (another CA, another name).
         const tlsFailure = this.#tls ? certificateFailure(error.details) : undefined;
         if (tlsFailure) {
-          return new UserError(`cannot connect to the server at ${this.address} over TLS: ${tlsFailure} (check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for)`);
+          return new UserError(`cannot connect to the server at ${this.address} over TLS: ${tlsFailure} (${certificateHint(tlsFailure)})`);
         }
         if (this.#tls && notTls(error.details)) {
           return new UserError(`cannot connect to the server at ${this.address} over TLS: it does not speak TLS there (a server without --tls-cert needs no --tls-ca; or is that its HTTP port, not grpc= on its start-up line?)`);
@@ -315,6 +315,16 @@ export class ServerConnection {
         return new UserError(error.details || error.message);
     }
   }
+}
+
+/**
+ * What to check for a certificate that failed verification: an expired or not yet valid one is
+ * the server's certificate's dates (or this machine's clock), not the CA or the host name.
+ */
+export function certificateHint(failure: string): string {
+  if (/certificate has expired|CERT_HAS_EXPIRED/i.test(failure)) return "the server's certificate has expired: renew it (--tls-cert), or check this machine's clock";
+  if (/certificate is not yet valid|CERT_NOT_YET_VALID/i.test(failure)) return "the server's certificate is not valid yet: check this machine's clock, and the server's";
+  return 'check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for';
 }
 
 /**

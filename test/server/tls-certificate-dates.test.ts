@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { warnAboutCertificateDates } from '../../server/app/start-server.ts';
+import { certificateHint } from '../../server/cli/grpc-client.ts';
 import { tempDir } from '../helpers/cli.ts';
 import { runCli } from './helpers/run-cli.ts';
 
@@ -37,4 +38,12 @@ test('a passphrase-protected --tls-key is refused naming that, not as a key that
   const result = await runCli(['server', '--data-dir', join(dir, 'data'), '--tls-cert', cert, '--tls-key', key, '--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--mqtt-port', '0'], {}, { timeoutMs: 30_000 });
   assert.equal(result.code, 2, result.stderr);
   assert.equal(result.stderr, `fleetprune: --tls-key: ${key} is encrypted with a passphrase, which the server cannot be given: write it out unencrypted (openssl pkey -in KEY -out KEY.plain) and keep it mode 0600\n`);
+});
+
+// An expired server certificate was blamed on --tls-ca or --server ("check that --tls-ca holds the CA…").
+test("the CLI's hint for a certificate that did not verify: its dates for an expired or not-yet-valid one, the CA and host name otherwise", () => {
+  assert.equal(certificateHint('certificate has expired'), "the server's certificate has expired: renew it (--tls-cert), or check this machine's clock");
+  assert.equal(certificateHint('certificate is not yet valid'), "the server's certificate is not valid yet: check this machine's clock, and the server's");
+  assert.equal(certificateHint('self-signed certificate'), 'check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for');
+  assert.equal(certificateHint("Hostname/IP does not match certificate's altnames: IP: 127.0.0.2 is not in the cert's list"), 'check that --tls-ca holds the CA that signed its certificate, and that --server names a host the certificate is for');
 });
