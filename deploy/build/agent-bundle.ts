@@ -117,6 +117,10 @@ async function writeAgentPackageJson(outDir: string, packages: readonly string[]
     const manifest = JSON.parse(await readFile(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string };
     dependencies[name] = manifest.version;
   }
+  // The root's allowScripts for the packages listed (onnxruntime-node's install step): npm warns
+  // about an install script no allowScripts entry covers, as if the operator had to act on it.
+  const root = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { allowScripts?: Record<string, boolean> };
+  const allowScripts = Object.fromEntries(Object.entries(root.allowScripts ?? {}).filter(([name]) => name in dependencies));
   const manifest = {
     name: AGENT_PACKAGE_NAME,
     version: FLEETPRUNE_VERSION,
@@ -127,6 +131,7 @@ async function writeAgentPackageJson(outDir: string, packages: readonly string[]
     engines: { node: '>=20' },
     bin: { 'fleetprune-agent': launcher },
     dependencies,
+    ...(Object.keys(allowScripts).length > 0 ? { allowScripts } : {}),
   };
   await writeFile(path, `${JSON.stringify(manifest, null, 2)}\n`);
   // onnxruntime-node's install step would download GPU libraries: its CPU binaries ship in the

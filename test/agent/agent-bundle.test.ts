@@ -62,6 +62,8 @@ test('beside the bundle, a package.json lists exactly the packages it imports, a
     assert.equal(manifest.dependencies[name], JSON.parse(await readFile(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')).version, name);
   }
   assert.equal(await readFile(join(dir, 'dist', '.npmrc'), 'utf8'), 'onnxruntime-node-install=skip\n');
+  // The root's allowScripts entry for onnxruntime-node's install step: npm warned about an install script no entry covered.
+  assert.deepEqual(manifest.allowScripts, { 'onnxruntime-node': true });
 
   // Copied to a device alone, before its npm install.
   const device = await mkdtemp(join(tmpdir(), 'fleetprune-agent-bare-'));
