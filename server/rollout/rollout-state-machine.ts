@@ -439,7 +439,7 @@ function onActionResult(t: TransitionDraft, event: Extract<RolloutEvent, { type:
         'device',
         'superseded',
         revert
-          ? `device ${device.id} was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this revert does not undo; assign it its baseline by hand for it to go back`
+          ? `device ${device.id} was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this revert does not undo: if it does not run its baseline now (fleetprune devices show ${device.id}), assign it by hand`
           : `device ${device.id} was not sent ${describeDesired(s, device.desired)}: it has been sent something newer since`,
       );
     } else if (result.outcome === 'refused') {

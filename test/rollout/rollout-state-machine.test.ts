@@ -213,7 +213,7 @@ describe('rollout state machine: manual control', () => {
     h.send({ type: 'rollback', at: h.at, by: 'carol', runningCandidate: [] });
     const revert = h.last('revert');
     h.send({ type: 'actionResult', at: h.at, actionId: revert.id, devices: revert.devices.map(({ deviceId }) => (deviceId === 'dev-03' ? { deviceId, outcome: 'superseded' as const, reason: 'the device has been sent something newer since' } : { deviceId, outcome: 'delivered' as const })) });
-    assert.equal(h.decisions.at(-1)!.message, 'device dev-03 was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this revert does not undo; assign it its baseline by hand for it to go back');
+    assert.equal(h.decisions.at(-1)!.message, 'device dev-03 was not sent its baseline: it has been sent something newer since (an assignment, or another rollout), which this revert does not undo: if it does not run its baseline now (fleetprune devices show dev-03), assign it by hand');
     assert.deepEqual(devicesNotBack(h.state), [], 'nothing a rollback could send: Roll back is off');
     assert.throws(() => h.send({ type: 'rollback', at: h.at, by: 'carol' }), (error: unknown) => {
       assert.ok(error instanceof RolloutCommandError, String(error));
