@@ -48,6 +48,9 @@ export class ServerMetrics {
       labelNames: ['state'],
       registers: [this.registry],
     });
+    // Each state exported at 0 from the start: a series that first appears at 1 is no increase to
+    // Prometheus, and an alert on the first failed job after a start would not fire.
+    for (const state of ['succeeded', 'failed', 'cancelled']) this.jobsFinished.inc({ state }, 0);
     this.blobBytesServed = new Counter({
       name: SERVER_METRICS.blobBytesServed,
       help: 'Blob body bytes sent to clients, by transport (none for HEAD, 304 or 416; of a download the client aborted, those sent before it)',

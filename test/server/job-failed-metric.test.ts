@@ -55,3 +55,11 @@ test('fleetprune_jobs_finished_total{state="failed"} counts the jobs the lease r
   assert.equal((await store.jobs.get('job-gone'))!.state, 'failed', 'the reaper failed the job');
   assert.equal(await failedCount(server), 1);
 });
+
+// The series first appeared at 1 with the first failed job: to Prometheus that is no increase, and
+// FleetprunePruningJobsFailed (increase over 1h) missed the first failure after each start.
+test('fleetprune_jobs_finished_total is exported at 0 for every final state from the start, before any job ends', async (t) => {
+  const server = (await startTestServer(t))!;
+  const text = await (await server.request('GET', '/metrics')).text();
+  for (const state of ['succeeded', 'failed', 'cancelled']) assert.match(text, new RegExp(`^fleetprune_jobs_finished_total\\{state="${state}"\\} 0$`, 'm'), state);
+});
