@@ -217,7 +217,7 @@ test('jobs cancel: a queued job never starts, a running one stops, both end canc
   assert.equal(watch.stderr.trimEnd().split('\n').at(-1), `fleetprune: job ${running.id} was cancelled (${cancelledRunning.error})`);
   assert.equal(watch.stdout, '');
   // Counted as cancelled, never as failed (an alert on failed jobs must not fire for a cancel).
-  assert.deepEqual(await jobsFinished(server), { cancelled: 2 });
+  assert.deepEqual(await jobsFinished(server), { succeeded: 0, failed: 0, cancelled: 2 });
 
   // Cancelling again is a conflict and changes nothing; a malformed id is a 400.
   const again = await server.request('POST', `/api/jobs/${running.id}/cancel`);
@@ -230,13 +230,13 @@ test('jobs cancel: a queued job never starts, a running one stops, both end canc
   assert.equal(cli.stderr.trim(), `fleetprune: job ${running.id} already cancelled; nothing to cancel`);
   const audit = (await (await server.request('GET', '/api/audit')).json()) as any;
   assert.equal(audit.entries.filter((e: any) => e.action === 'job.cancel').length, 2);
-  assert.deepEqual(await jobsFinished(server), { cancelled: 2 }, 'a refused cancel counts nothing');
+  assert.deepEqual(await jobsFinished(server), { succeeded: 0, failed: 0, cancelled: 2 }, 'a refused cancel counts nothing');
 
   // The queue moves on: a new job runs to completion after the cancellations.
   const next = (await (await server.request('POST', '/api/jobs/prune', { json: { name: 'iris', label: 'species', data: { csv }, options: TINY_OPTIONS } })).json()) as any;
   const events = await jobs.stream('WatchJob', { id: next.id });
   assert.equal(events.at(-1).job.state, 'succeeded', events.at(-1).job.error);
-  assert.deepEqual(await jobsFinished(server), { cancelled: 2, succeeded: 1 });
+  assert.deepEqual(await jobsFinished(server), { succeeded: 1, failed: 0, cancelled: 2 });
 });
 
 test('a job that fails in its worker frees the slot for the next queued job; too few rows to split are refused up front', async (t) => {
@@ -272,7 +272,7 @@ test('a job that fails in its worker frees the slot for the next queued job; too
   delete process.env.FLEETPRUNE_TF_BACKEND;
   // A real failure stays failed, everywhere: REST, the metric, `jobs list` and `jobs watch` (exit 1).
   assert.equal(((await (await server.request('GET', `/api/jobs/${failing.id}`)).json()) as any).state, 'failed');
-  assert.deepEqual(await jobsFinished(server), { failed: 1 });
+  assert.deepEqual(await jobsFinished(server), { succeeded: 0, failed: 1, cancelled: 0 });
   const connection = ['--server', server.grpcAddress, '--token', ADMIN_TOKEN];
   const listed = await runCli(['jobs', 'list', ...connection]);
   assert.match(listed.stdout, new RegExp(`^${failing.id} +failed +.* FLEETPRUNE_TF_BACKEND: must be one of`, 'm'));
