@@ -406,13 +406,14 @@ export class Agent {
       if (failure !== null) {
         this.#logger.error({ slot, model: ref.model, version: ref.version, reason: failure }, 'a model on disk failed verification; dropping it from its slot');
         state = { ...state, [slot]: null };
-        lost.push({ model: ref.model, version: ref.version, sha256: ref.sha256, slot, reason: failure, at: this.#deps.clock().toISOString(), reported: false });
+        const signedModel = signedNames.get(slot);
+        lost.push({ model: ref.model, version: ref.version, sha256: ref.sha256, slot, reason: failure, at: this.#deps.clock().toISOString(), reported: false, ...(signedModel ? { signedModel } : {}) });
         changed = true;
       }
     }
     // Lost at this start, or at an earlier one whose restore has not come yet (the slot empty since).
     const lostActive = lost.find((model) => model.slot === 'active') ?? state.lost?.find((model) => model.slot === 'active');
-    const lostActiveModel = lostActive ? (signedNames.get('active') ?? lostActive.model) : undefined;
+    const lostActiveModel = lostActive ? (lostActive.signedModel ?? lostActive.model) : undefined;
     if (!state.active && state.previous) {
       if (lostActive && (signedNames.get('previous') ?? state.previous.model) === lostActiveModel) {
         this.#logger.warn({ model: state.previous.model, version: state.previous.version }, `serving the previous model ${state.previous.model}@${state.previous.version}: the active one (${lostActive.model}@${lostActive.version}) is unusable`);
@@ -426,7 +427,7 @@ export class Agent {
         // lost is no longer known: it may read other features, or worse, the same ones with another
         // meaning. Not served in its place: the device answers 503 until the server assigns the
         // active model again.
-        const lostOne = lostActive ? `the active model ${lostActive.model}@${lostActive.version} is unusable` : 'the active model was lost';
+        const lostOne = lostActive ? `the active model ${lostActiveModel}@${lostActive.version} is unusable` : 'the active model was lost';
         this.#logger.error(
           { ...(lostActive ? { model: lostActive.model, version: lostActive.version } : {}), previous: `${state.previous.model}@${state.previous.version}` },
           `no model served: ${lostOne}, and the previous one (${state.previous.model}@${state.previous.version}) is ${lostActive ? 'another model' : 'not known to be the same model'}; /v1/predict answers 503 until the server assigns an active model`,

@@ -25,6 +25,11 @@ const LostModelSchema = ModelRefSchema.extend({
   at: z.string(),
   /** Whether the server has been told (as a refusal of the message that put it there, when one is on record). */
   reported: z.boolean(),
+  /**
+   * The model its signed manifest names, when the manifest verified (a state file may name it
+   * otherwise, `model`): a later start judges the fallback to the previous model by it. Absent in older state files.
+   */
+  signedModel: z.string().optional(),
 });
 export type LostModel = z.infer<typeof LostModelSchema>;
 
