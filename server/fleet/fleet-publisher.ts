@@ -70,13 +70,13 @@ export async function publishAssignmentPayload(broker: Broker, deviceId: string,
  * the root (the embedded broker does not check its in-process publishes; Mosquitto's generated
  * ACL gives it `readwrite fleetprune/v1/#`).
  */
+export async function clearRetainedStatus(broker: Broker, deviceId: string): Promise<void> {
+  await broker.publish(statusTopic(deviceId), Buffer.alloc(0), { qos: TOPIC_DELIVERY.status.qos, retain: true });
+}
+
 /** Removes the message a broker retains on a device's reports or telemetry topic (a zero-byte retained publish), where nothing should be retained. */
 export async function clearRetainedMessage(broker: Broker, topic: string): Promise<void> {
   await broker.publish(topic, Buffer.alloc(0), { qos: 1, retain: true });
-}
-
-export async function clearRetainedStatus(broker: Broker, deviceId: string): Promise<void> {
-  await broker.publish(statusTopic(deviceId), Buffer.alloc(0), { qos: TOPIC_DELIVERY.status.qos, retain: true });
 }
 
 /** Signs and publishes an assignment on a device's retained assignment topic and returns it. */

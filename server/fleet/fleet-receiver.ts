@@ -64,6 +64,8 @@ export class FleetReceiver {
   #storeDrops = 0;
   /** For each error a message failed by (a bug), when it was last logged and how many have failed by it since without a line. */
   readonly #bugWindows = new Map<string, { at: number; unlogged: number }>();
+  /** Topics whose retained message the server asked to clear, until the clear comes back (one each: a topic's retained message is one). */
+  readonly #clearing = new Set<string>();
 
   constructor(options: FleetReceiverOptions) {
     this.#options = options;
@@ -90,9 +92,13 @@ export class FleetReceiver {
       logger.debug({ topic }, 'a retained status was cleared');
       return;
     }
-    // The server's own clear of a retained report or heartbeat (below), as the broker passes it on.
-    if (payload.length === 0 && (kind === 'reports' || kind === 'telemetry')) return;
-    if (delivery?.retained && (kind === 'reports' || kind === 'telemetry')) this.#options.onRetainedDeviceMessage?.(topic);
+    // The server's own clear of a retained report or heartbeat (below), as the broker passes it on:
+    // not a device's message. Any other empty one is, and is dropped as malformed, counted.
+    if (payload.length === 0 && this.#clearing.delete(topic)) return;
+    if (delivery?.retained && payload.length > 0 && (kind === 'reports' || kind === 'telemetry') && this.#options.onRetainedDeviceMessage) {
+      this.#clearing.add(topic);
+      this.#options.onRetainedDeviceMessage(topic);
+    }
     const result = parseMessage(topic, payload);
     if (!result.ok) {
       const kind = topic.split('/')[4] ?? 'unknown';

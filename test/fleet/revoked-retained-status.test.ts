@@ -157,4 +157,7 @@ test('the receiver asks for a report or heartbeat handed over retained to be cle
   await receiver.handle(telemetryTopic('dev-gone'), Buffer.alloc(0), { retained: false });
   assert.equal(JSON.stringify((await dropped.get()).values), before, 'the clear, as the broker passes it on, is not a dropped message');
   assert.deepEqual(cleared.length, 2);
+  // An empty message a device sends itself is still a malformed one, counted.
+  await receiver.handle(reportsTopic('dev-live'), Buffer.alloc(0), { retained: false });
+  assert.notEqual(JSON.stringify((await dropped.get()).values), before, 'a device\'s own empty report is dropped, counted');
 });
