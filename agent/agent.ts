@@ -278,7 +278,7 @@ export class Agent {
       active: () => this.#serving.active,
       inactiveReason: () => {
         const lost = this.#state.state.lost?.find((model) => model.slot === 'active');
-        return lost && !this.#serving.active ? `${lost.model}@${lost.version} failed verification on this device at start (${lost.reason}); the server's assignment restores it` : undefined;
+        return lost && !this.#serving.active ? `${lost.signedModel ?? lost.model}@${lost.version} failed verification on this device at start (${lost.reason}); the server's assignment restores it` : undefined;
       },
       candidate: () => this.#serving.candidate,
       shadowFraction: options.shadowFraction ?? 0,

@@ -30,17 +30,17 @@ import { AuditFilterSchema } from '../auth/audit-service.ts';
 import { GrpcHandlers } from './grpc-call.ts';
 import { auditMessage, jobMessage, modelMessage, tokenMessage, versionMessage } from './grpc-messages.ts';
 import { parseJsonField } from './json-field.ts';
+import { refuseMalformed } from './malformed-messages.ts';
+import { idleLimited } from './idle-limited.ts';
+
+/** A blob's name in UploadBlob and DownloadBlob. */
+const Sha256Field = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
 
 /** PushVersion's and CheckPush's manifest_json, parsed; absent ('') is refused naming the field (it read "manifest: required (object)", a field the proto does not have). */
 function requiredManifestJson(text: string): unknown {
   if (text === '') throw new ServiceError('bad_request', 'manifest_json: required (the signed manifest.json, as JSON text)');
   return parseJsonField(text, 'manifest_json');
 }
-
-/** A blob's name in UploadBlob and DownloadBlob. */
-const Sha256Field = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits');
-import { refuseMalformed } from './malformed-messages.ts';
-import { idleLimited } from './idle-limited.ts';
 
 /** StartPrune's errors name this call's fields, not REST's `body.data.csv`. */
 const GRPC_PRUNE_FIELDS: PruneRequestFields = { csv: 'csv', path: 'path', options: 'options_json' };

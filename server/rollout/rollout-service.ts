@@ -1,4 +1,3 @@
-import { RESERVED_VERSION_NAMES } from '../registry/names.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { setBounded } from '../../shared/util/bounded-map.ts';
 import { Mutex } from '../../shared/util/mutex.ts';
@@ -19,6 +18,7 @@ import { fleetWaitingNote } from './fleet-readiness.ts';
 import { isTerminal, RolloutCommandError } from './rollout-state-machine.ts';
 import { rolloutSummary, type RolloutSummary } from './rollout-views.ts';
 import type { DecisionLogEntry, RolloutState } from './rollout-state.ts';
+import { RESERVED_VERSION_NAMES } from '../registry/names.ts';
 
 export type RolloutCommand = 'pause' | 'resume' | 'promote' | 'abort' | 'rollback';
 
