@@ -31,16 +31,8 @@ export function stopModelChecks(): void {
 export async function storedModelProblem(blobs: BlobStore, manifest: Manifest): Promise<StoredModelProblem | null> {
   const file = manifest.files[ONNX_FILE];
   if (!file) return null;
-  const blob = await blobs.openForRead(file.sha256);
-  if (!blob) return null; // not stored: the registration is refused for that already
-  let bytes: Buffer;
-  try {
-    const chunks: Buffer[] = [];
-    for await (const chunk of blob.stream() as AsyncIterable<Buffer>) chunks.push(chunk);
-    bytes = Buffer.concat(chunks);
-  } finally {
-    await blob.close();
-  }
+  const bytes = await readStoredBlob(blobs, file.sha256);
+  if (!bytes) return null; // not stored: the registration is refused for that already
   if (bytes.length === 0) return refused(`${ONNX_FILE} is empty`);
   let problem: string | null;
   try {
@@ -69,4 +61,17 @@ const refused = (message: string): StoredModelProblem => ({ message, refusedByDe
 function architectureProblem(bytes: Uint8Array, manifest: Manifest): StoredModelProblem | null {
   const message = onnxArchitectureProblem(bytes, manifest);
   return message === null ? null : { message, refusedByDevices: false };
+}
+
+/** A stored blob's bytes, whole (a model's files: small), or null when it is not stored. */
+export async function readStoredBlob(blobs: BlobStore, sha256: string): Promise<Buffer | null> {
+  const blob = await blobs.openForRead(sha256);
+  if (!blob) return null;
+  try {
+    const chunks: Buffer[] = [];
+    for await (const chunk of blob.stream() as AsyncIterable<Buffer>) chunks.push(chunk);
+    return Buffer.concat(chunks);
+  } finally {
+    await blob.close();
+  }
 }

@@ -3,7 +3,7 @@ import { ManifestSchema, ONNX_FILE, type Manifest } from '../../shared/artifact/
 import { ServiceError } from '../app/service-error.ts';
 import { describeIssues } from '../app/describe-issues.ts';
 import type { BlobStore } from './blob-store.ts';
-import { storedModelProblem } from './model-file-check.ts';
+import { readStoredBlob, storedModelProblem } from './model-file-check.ts';
 import { TFJS_MODEL_JSON_PATH, tfjsArchitectureProblem } from '../../shared/artifact/architecture-check.ts';
 import type { TrustedKeys } from './trusted-keys.ts';
 
@@ -50,15 +50,9 @@ async function storedTfjsProblem(manifest: Manifest, blobs: BlobStore): Promise<
   const file = manifest.files[TFJS_MODEL_JSON_PATH];
   if (!file) return null;
   if (file.bytes > MAX_TFJS_MODEL_JSON_BYTES) return `${TFJS_MODEL_JSON_PATH} is ${file.bytes} bytes, more than the ${MAX_TFJS_MODEL_JSON_BYTES} a tfjs model.json of a dense network takes`;
-  const blob = await blobs.openForRead(file.sha256);
-  if (!blob) return null; // not stored: the registration is refused for that already
-  const chunks: Buffer[] = [];
-  try {
-    for await (const chunk of blob.stream() as AsyncIterable<Buffer>) chunks.push(chunk);
-  } finally {
-    await blob.close();
-  }
-  return tfjsArchitectureProblem(Buffer.concat(chunks).toString('utf8'), manifest);
+  const bytes = await readStoredBlob(blobs, file.sha256);
+  if (!bytes) return null; // not stored: the registration is refused for that already
+  return tfjsArchitectureProblem(bytes.toString('utf8'), manifest);
 }
 
 /** A submitted manifest that parses and carries a valid signature by a key this server trusts; else a 400 naming the problem. */

@@ -1,9 +1,10 @@
 import { z } from 'zod';
 import { UserError } from '../../shared/util/errors.ts';
 import { wholeNumber } from '../../shared/util/whole-number.ts';
+import { MAX_SEED } from '../../shared/artifact/lineage-check.ts';
 
-/** The largest seed (the splits' and training's random generators take 31 bits). */
-export const MAX_SEED = 2 ** 31 - 1;
+/** The largest seed, as a lineage's seed is checked (shared/artifact/lineage-check.ts). */
+export { MAX_SEED };
 
 export const DEFAULT_EPSILONS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7] as const;
 export const DEFAULT_RETRAIN_EPOCHS = 60;

@@ -1,7 +1,7 @@
 import type { Manifest } from './manifest.ts';
 
-/** The largest seed prune takes (its random generators take 31 bits; server/pruning/options.ts MAX_SEED). */
-const MAX_SEED = 2 ** 31 - 1;
+/** The largest seed (the splits' and training's random generators take 31 bits): prune's --seed and a lineage's seed. */
+export const MAX_SEED = 2 ** 31 - 1;
 
 /** The methods that make models: `general` (the large network prune trains) and `odf2nna` (the pruned one). */
 const METHODS = ['general', 'odf2nna'] as const;
